@@ -1,0 +1,58 @@
+/**
+ * Small byte helpers used across core/. Constant-time comparison and wiping follow the habits of
+ * noble (`equalBytes`, `clean`): secrets are compared without early exit and zeroed when done.
+ */
+
+/** Throws at the call site when a byte input has the wrong type or length (noble's `abytes`). */
+export function abytes(value: unknown, length?: number, name = "bytes"): asserts value is Uint8Array {
+  if (!(value instanceof Uint8Array)) throw new TypeError(`${name}: expected Uint8Array`);
+  if (length !== undefined && value.length !== length)
+    throw new RangeError(`${name}: expected ${length} bytes, got ${value.length}`);
+}
+
+export function concatBytes(...parts: Uint8Array[]): Uint8Array {
+  let total = 0;
+  for (const p of parts) total += p.length;
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const p of parts) {
+    out.set(p, offset);
+    offset += p.length;
+  }
+  return out;
+}
+
+/** Constant-time equality for equal-length inputs; unequal lengths return false immediately. */
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
+  return diff === 0;
+}
+
+/** Zero every given buffer (secrets are wiped when done; DESIGN.md, Cryptography). */
+export function wipe(...buffers: (Uint8Array | undefined | null)[]): void {
+  for (const b of buffers) b?.fill(0);
+}
+
+const HEX = "0123456789abcdef";
+
+export function toHex(bytes: Uint8Array): string {
+  let s = "";
+  for (const b of bytes) s += HEX[b >> 4]! + HEX[b & 15]!;
+  return s;
+}
+
+export function fromHex(hex: string): Uint8Array {
+  if (hex.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(hex)) throw new TypeError("fromHex: invalid hex string");
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16);
+  return out;
+}
+
+const utf8Encoder = new TextEncoder();
+const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
+
+export const utf8 = (s: string): Uint8Array => utf8Encoder.encode(s);
+/** Strict UTF-8 decode: invalid sequences throw (callers turn that into a typed error). */
+export const fromUtf8 = (b: Uint8Array): string => utf8Decoder.decode(b);

@@ -1,0 +1,53 @@
+/**
+ * Typed errors with stable codes, shared by every decoder and state machine in core/.
+ *
+ * Style follows `ws` (lib/receiver.js): every protocol violation has a stable code
+ * (`LOFT_ERR_*`) that servers map to a reply or a close code and that tests name one by one.
+ * Nothing in core/ throws anything else across its public API for bad *input*; programming
+ * errors (wrong key length passed by our own code) still throw plain errors at the call.
+ */
+
+export type LoftErrorCode =
+  // wire / codecs
+  | "LOFT_ERR_MALFORMED"
+  | "LOFT_ERR_SCHEMA"
+  | "LOFT_ERR_FRAME_TOO_LARGE"
+  | "LOFT_ERR_UNSUPPORTED_VERSION"
+  | "LOFT_ERR_UNKNOWN_TYPE"
+  | "LOFT_ERR_CHUNK_LIMIT"
+  | "LOFT_ERR_CHUNK_TIMEOUT"
+  | "LOFT_ERR_PADDING"
+  // identity
+  | "LOFT_ERR_BAD_SIGNATURE"
+  | "LOFT_ERR_BAD_IDENTITY"
+  // noise / handshake
+  | "LOFT_ERR_DECRYPT"
+  | "LOFT_ERR_NONCE_EXHAUSTED"
+  | "LOFT_ERR_HANDSHAKE_STATE"
+  | "LOFT_ERR_HANDSHAKE_IDENTITY"
+  | "LOFT_ERR_NOISE_KEY_MISMATCH"
+  | "LOFT_ERR_LINK_CLOSED"
+  | "LOFT_ERR_TIMEOUT"
+  // ratchet
+  | "LOFT_ERR_REPLAY"
+  | "LOFT_ERR_TOO_MANY_SKIPPED"
+  | "LOFT_ERR_STATE_VERSION";
+
+export class LoftError extends Error {
+  readonly code: LoftErrorCode;
+  constructor(code: LoftErrorCode, message: string) {
+    super(`${code}: ${message}`);
+    this.name = "LoftError";
+    this.code = code;
+  }
+}
+
+export type Result<T> = { ok: true; value: T } | { ok: false; error: LoftError };
+
+export const ok = <T>(value: T): Result<T> => ({ ok: true, value });
+export const err = <T = never>(code: LoftErrorCode, message: string): Result<T> => ({
+  ok: false,
+  error: new LoftError(code, message),
+});
+
+export const isLoftError = (e: unknown): e is LoftError => e instanceof LoftError;

@@ -1,0 +1,31 @@
+/**
+ * The one transport abstraction (DESIGN.md, Transports): a Link carries whole messages (byte
+ * arrays) in order, reliably, in both directions. WebRTC data channels, relay WebSockets, serial
+ * frames and TCP all become Links, so everything above a transport is written and tested once.
+ *
+ * A Link is `connecting`, `open` or `closed`; once closed it never reopens and carries a reason.
+ */
+
+export type LinkState = "connecting" | "open" | "closed";
+
+export interface LinkCloseInfo {
+  /** Stable machine-readable reason, e.g. a LoftErrorCode or "remote-closed". */
+  reason: string;
+  /** Human-readable detail, safe to show (never contains secrets). */
+  detail?: string;
+}
+
+export interface Link {
+  readonly state: LinkState;
+  /** Queue one message for delivery. Throws LoftError(LOFT_ERR_LINK_CLOSED) once closed. */
+  send(message: Uint8Array): void;
+  /**
+   * Resolve with the next received message, in order; reject with LoftError(LOFT_ERR_LINK_CLOSED)
+   * when the link closes before one arrives. Messages received while nobody waits are queued.
+   */
+  receive(): Promise<Uint8Array>;
+  /** Close the link (idempotent). The remote side observes `remote-closed`. */
+  close(reason?: string, detail?: string): void;
+  /** Resolves once the link is closed, with why. */
+  readonly closed: Promise<LinkCloseInfo>;
+}

@@ -1,0 +1,40 @@
+// Installs the Debian packages the test suite needs and npm cannot provide (Chromium for the
+// browser tests, python3-dissononce as the independent Noise implementation, socat for serial
+// emulation, coturn for relay-only WebRTC paths). Runs apt only as root and only for what is
+// missing; otherwise it explains what to install and exits non-zero.
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+
+const NEEDS = [
+  { pkg: "chromium", present: () => existsSync("/usr/bin/chromium") },
+  {
+    pkg: "python3-dissononce",
+    present: () => spawnSync("python3", ["-c", "import dissononce"], { stdio: "ignore" }).status === 0,
+  },
+  { pkg: "socat", present: () => existsSync("/usr/bin/socat") },
+  { pkg: "coturn", present: () => existsSync("/usr/bin/turnserver") },
+  { pkg: "iproute2", present: () => existsSync("/usr/sbin/ip") || existsSync("/sbin/ip") },
+];
+
+export function ensureSystemDeps(extra = []) {
+  const missing = [...NEEDS, ...extra].filter((n) => !n.present()).map((n) => n.pkg);
+  if (missing.length === 0) return;
+  if (process.getuid?.() !== 0) {
+    console.error(
+      `missing Debian packages: ${missing.join(" ")}\nrun: sudo apt-get install -y ${missing.join(" ")}`,
+    );
+    process.exit(1);
+  }
+  console.log(`installing Debian packages: ${missing.join(" ")}`);
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  execFileSync("apt-get", ["update", "-qq"], { stdio: "inherit", env });
+  execFileSync("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...missing], {
+    stdio: "inherit",
+    env,
+  });
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const extra = process.argv.slice(2).map((pkg) => ({ pkg, present: () => false }));
+  ensureSystemDeps(extra);
+}

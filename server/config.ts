@@ -1,0 +1,87 @@
+/**
+ * Operator configuration: every option can be given as a flag (`--port 8080` or `--port=8080`)
+ * or an environment variable (`PORT=8080`); flags win (DESIGN.md, Operators). Each server
+ * declares its options once, with a default and a parser, and gets a typed config back.
+ */
+
+export type OptionSpec<T> = {
+  /** Flag name without dashes, e.g. "port". */
+  flag: string;
+  /** Environment variable, e.g. "PORT". */
+  env: string;
+  default: T;
+  parse: (raw: string) => T;
+  help: string;
+};
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+export const int =
+  (min: number, max: number) =>
+  (raw: string): number => {
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max)
+      throw new ConfigError(`expected an integer in [${min}, ${max}], got "${raw}"`);
+    return n;
+  };
+
+export const bool = (raw: string): boolean => {
+  if (/^(1|true|yes|on)$/i.test(raw)) return true;
+  if (/^(0|false|no|off)$/i.test(raw)) return false;
+  throw new ConfigError(`expected a boolean, got "${raw}"`);
+};
+
+export const str = (raw: string): string => raw;
+
+export const list = (raw: string): string[] =>
+  raw
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+
+/** Parse flags from argv (after the script) and env into a typed config. Unknown flags throw. */
+export function readConfig<S extends Record<string, OptionSpec<unknown>>>(
+  specs: S,
+  argv: readonly string[] = process.argv.slice(2),
+  env: Record<string, string | undefined> = process.env,
+): { [K in keyof S]: S[K]["default"] } {
+  const flags = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith("--")) throw new ConfigError(`unexpected argument "${arg}"`);
+    const eq = arg.indexOf("=");
+    if (eq > 0) flags.set(arg.slice(2, eq), arg.slice(eq + 1));
+    else {
+      const next = argv[i + 1];
+      if (next === undefined || next.startsWith("--")) flags.set(arg.slice(2), "true");
+      else {
+        flags.set(arg.slice(2), next);
+        i++;
+      }
+    }
+  }
+  const known = new Set(Object.values(specs).map((s) => s.flag));
+  for (const f of flags.keys()) if (!known.has(f)) throw new ConfigError(`unknown flag --${f}`);
+  const out: Record<string, unknown> = {};
+  for (const [key, spec] of Object.entries(specs)) {
+    const raw = flags.get(spec.flag) ?? env[spec.env];
+    try {
+      out[key] = raw === undefined ? spec.default : spec.parse(raw);
+    } catch (e) {
+      const source = flags.has(spec.flag) ? `--${spec.flag}` : spec.env;
+      throw new ConfigError(`${source}: ${(e as Error).message}`);
+    }
+  }
+  return out as { [K in keyof S]: S[K]["default"] };
+}
+
+/** One line per option, for `--help`. */
+export function describeOptions(specs: Record<string, OptionSpec<unknown>>): string {
+  return Object.values(specs)
+    .map(
+      (s) => `  --${s.flag.padEnd(22)} ${s.env.padEnd(26)} ${s.help} (default: ${JSON.stringify(s.default)})`,
+    )
+    .join("\n");
+}

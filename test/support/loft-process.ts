@@ -1,0 +1,69 @@
+/**
+ * Starts the real `server/main.ts` as a child process on a free loopback port and waits for its
+ * "listening" log line. Tests get the base URL and can stop it gracefully or SIGKILL it (fault
+ * tests) and start it again on the same port and data directory.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+
+export interface LoftProcess {
+  readonly url: string;
+  readonly port: number;
+  readonly child: ChildProcess;
+  /** Everything the process wrote to stdout/stderr so far (structured logs). */
+  output(): string;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export interface StartOptions {
+  entry?: string;
+  port?: number;
+  host?: string;
+  args?: string[];
+  env?: Record<string, string>;
+}
+
+export async function startLoft(options: StartOptions = {}): Promise<LoftProcess> {
+  const entry = options.entry ?? "server/main.ts";
+  const host = options.host ?? "127.0.0.1";
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", entry, "--port", String(options.port ?? 0), "--host", host, ...(options.args ?? [])],
+    {
+      cwd: ROOT,
+      env: { ...process.env, LOG_LEVEL: "info", ...options.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  let out = "";
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const port = await new Promise<number>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      out += chunk.toString();
+      for (const line of out.split("\n")) {
+        if (!line.startsWith("{")) continue;
+        try {
+          const rec = JSON.parse(line) as { msg?: string; port?: number };
+          if (rec.msg?.includes("listening") && typeof rec.port === "number") resolve(rec.port);
+        } catch {}
+      }
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", (c: Buffer) => {
+      out += c.toString();
+    });
+    exited.then((code) => reject(new Error(`${entry} exited (${code}) before listening:\n${out}`)));
+  });
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    child,
+    output: () => out,
+    async stop(signal = "SIGTERM") {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}

@@ -1,0 +1,21 @@
+import { defineConfig } from "vitest/config";
+
+// Unit, property and interop tests. Browser (Playwright) tests run separately through
+// `npm run test:e2e`, inside the network namespace the runner creates (see scripts/e2e.mjs).
+export default defineConfig({
+  test: {
+    include: [
+      "core/**/*.test.ts",
+      "signaling/**/*.test.ts",
+      "relay-ws/**/*.test.ts",
+      "server/**/*.test.ts",
+      "test/unit/**/*.test.ts",
+      "test/interop/**/*.test.ts",
+      "test/fuzz/**/*.test.ts",
+      "web/**/*.test.ts",
+    ],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    pool: "forks",
+  },
+});

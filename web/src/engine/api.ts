@@ -1,0 +1,315 @@
+/**
+ * The contract between the PWA's UI and the chat engine (DESIGN.md, Transports; SREMP §3–§5).
+ *
+ * The engine (web/src/engine/index.ts, written against this file) owns everything that talks to
+ * the network: signaling, WebRTC data channels (@thaunknown/simple-peer), the Noise handshake,
+ * the Double Ratchet, the outbox and the relay fallback/mailbox. The UI owns onboarding,
+ * contacts, trust decisions and history display. They meet here:
+ *
+ *  - The UI unlocks the user's identity and opens storage, then calls
+ *    `createChatEngine({ user, storage })` and `start()`.
+ *  - Persistent state lives in storage (IndexedDB, web/src/storage/). The engine reads and writes
+ *    it only through `EngineStorage` below; the UI reads history from storage directly and keeps
+ *    it live with engine events. The engine persists a message *before* emitting its event, so a
+ *    reload never loses what the UI has shown.
+ *  - Everything is keyed by `ContactId`: the lowercase hex of the contact's Ed25519 identity key
+ *    (SREMP: "the public identity key serves as a unique identifier").
+ *  - The UI works with no engine at all (web/src/offline-engine.ts implements this interface:
+ *    everyone offline, sends stay `queued` in the outbox). A real engine started later picks the
+ *    outbox up.
+ *
+ * Loading: the UI imports `web/src/engine/index.ts` if it exists and calls its
+ * `createChatEngine` export (type `CreateChatEngine`). Nothing in this file runs; types only.
+ */
+import type { Identity, Trust, UserIdentity } from "../identity.ts";
+
+// ---------------------------------------------------------------------------------------------
+// Identifiers and records shared with storage
+// ---------------------------------------------------------------------------------------------
+
+/** Lowercase hex of the contact's 32-byte Ed25519 identity key (64 chars). Never changes. */
+export type ContactId = string;
+
+/** Local message id: 22 chars of base64url (16 random bytes). Unique per device. */
+export type MessageId = string;
+
+/**
+ * Lifecycle of one message.
+ *  outgoing: queued → sending → sent (direct, the peer's Noise session accepted it)
+ *                             ↘ relayed (left in the peer's relay mailbox)
+ *            sent | relayed → delivered (the peer acknowledged, end to end)
+ *            any non-final → failed (with a reason; `retry` puts it back to queued)
+ *  incoming: always `received`.
+ */
+export type MessageState = "queued" | "sending" | "sent" | "relayed" | "delivered" | "failed" | "received";
+
+export interface StoredMessage {
+  id: MessageId;
+  contactId: ContactId;
+  direction: "out" | "in";
+  text: string;
+  /** Local clock when created (outgoing) or received (incoming), ms since epoch; orders history. */
+  at: number;
+  /** Sender's clock as claimed by the peer (incoming only), ms since epoch. Display only. */
+  sentAt?: number;
+  state: MessageState;
+  /** Set when `state === "failed"`. */
+  failure?: EngineError;
+  /** Peer's id for this message (incoming), for de-duplication and delivery receipts. */
+  remoteId?: string;
+}
+
+/** How a contact's identity changed relative to what we stored (TOFU, SREMP §3.1.5). */
+export type IdentityChangeKind =
+  /** Same identity key, different noise key: sessions must not continue until the user decides. */
+  | "noise-key-changed"
+  /** Same identity key, lower `version` than stored: a replayed/old identity. */
+  | "version-downgrade"
+  /** Same username as a known contact, different identity key: a new person or an impersonator. */
+  | "identity-key-changed";
+
+/** A change the user must accept or reject before the contact can be used again. */
+export interface PendingIdentityChange {
+  kind: IdentityChangeKind;
+  /** The new signed identity, `encodeIdentity` bytes, already signature-verified. */
+  identity: Uint8Array;
+  seenAt: number;
+  /** Where it came from: a contact link the user opened, or a handshake. */
+  source: "link" | "handshake";
+}
+
+export interface ContactRecord {
+  id: ContactId;
+  /** The accepted signed identity (`encodeIdentity` bytes, verified when stored). */
+  identity: Uint8Array;
+  /** Cached from the verified identity, for lists and search. */
+  username: string;
+  trust: Trust;
+  firstSeen: number;
+  lastSeen: number;
+  /** Set when the user marked this contact verified after comparing safety codes. */
+  verifiedAt?: number;
+  /** A TOFU outcome awaiting the user's decision. While set, sending is blocked. */
+  pending?: PendingIdentityChange;
+  /** Signaling and relay endpoints from the contact link the contact was added with. */
+  endpoints?: ContactEndpoints;
+}
+
+export interface ContactEndpoints {
+  signaling?: string;
+  relays?: string[];
+}
+
+/** User settings the engine needs. URLs are absolute (`ws:`/`wss:`). */
+export interface EngineSettings {
+  signalingUrl: string;
+  relayUrls: string[];
+}
+
+/** One entry in the outbox: an outgoing message the engine still has to hand off. */
+export interface OutboxEntry {
+  messageId: MessageId;
+  contactId: ContactId;
+  /** When it was queued; the outbox drains oldest first per contact. */
+  queuedAt: number;
+  attempts: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Storage as the engine sees it (implemented by web/src/storage/)
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Persistence for the engine. Secret blobs (`loadSession`, `loadSecret`) are encrypted at rest
+ * by storage (AES-GCM under the device key, plus the passphrase key when one is set); the engine
+ * hands over and receives plaintext and should wipe its copies when done.
+ */
+export interface EngineStorage {
+  getSettings(): Promise<EngineSettings>;
+
+  getContact(id: ContactId): Promise<ContactRecord | undefined>;
+  listContacts(): Promise<ContactRecord[]>;
+  /** Bump `lastSeen` after a verified handshake. */
+  touchContact(id: ContactId, at: number): Promise<void>;
+  /**
+   * Record a TOFU outcome that needs the user (the engine must already have dropped the link).
+   * Storage sets `pending` on the contact; the UI shows the warning and blocks sending.
+   */
+  recordIdentityChange(id: ContactId, change: PendingIdentityChange): Promise<void>;
+  /**
+   * Store a newer identity for a known contact when TOFU accepts it silently (same identity
+   * key, same noise key, higher version — e.g. a new username or flags).
+   */
+  updateContactIdentity(id: ContactId, identity: Uint8Array, username: string): Promise<void>;
+
+  getMessage(id: MessageId): Promise<StoredMessage | undefined>;
+  /** Insert or replace one message. */
+  putMessage(message: StoredMessage): Promise<void>;
+  /** Change a message's state (and failure reason). */
+  setMessageState(id: MessageId, state: MessageState, failure?: EngineError): Promise<void>;
+  /** Incoming de-duplication: the stored message with this peer id, if any. */
+  findIncoming(contactId: ContactId, remoteId: string): Promise<StoredMessage | undefined>;
+
+  /** Oldest first. With a contact, only that contact's entries. */
+  listOutbox(contactId?: ContactId): Promise<OutboxEntry[]>;
+  putOutbox(entry: OutboxEntry): Promise<void>;
+  deleteOutbox(messageId: MessageId): Promise<void>;
+
+  /** Double Ratchet state for one contact, opaque to storage (encrypted at rest). */
+  loadSession(id: ContactId): Promise<Uint8Array | undefined>;
+  saveSession(id: ContactId, state: Uint8Array): Promise<void>;
+  deleteSession(id: ContactId): Promise<void>;
+
+  /**
+   * Other engine-private secrets by name (relay queue keys, signed prekeys, ...), opaque and
+   * encrypted at rest. Names are the engine's to choose, e.g. "relay/queue/<contactId>".
+   */
+  loadSecret(name: string): Promise<Uint8Array | undefined>;
+  saveSecret(name: string, value: Uint8Array): Promise<void>;
+  deleteSecret(name: string): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors a person understands
+// ---------------------------------------------------------------------------------------------
+
+/** Which verification failed while bringing up a link (SREMP §3.1.4, §4). */
+export type VerificationCheck =
+  /** The peer's Identity signature did not verify. */
+  | "identity-signature"
+  /** The Noise static key differs from the noise key in the peer's signed identity. */
+  | "noise-static-key"
+  /** The peer authenticated as a different identity key than the contact we dialled. */
+  | "identity-key"
+  /** The Noise handshake itself failed (bad MAC, wrong prologue/version: possible downgrade). */
+  | "handshake"
+  /** A ratchet message failed to decrypt or was a replay. */
+  | "message-decrypt"
+  /** A signaling envelope's signature did not verify. */
+  | "signaling-signature";
+
+export type EngineError =
+  | { kind: "peer-offline"; message: string }
+  | { kind: "verification-failed"; check: VerificationCheck; message: string }
+  | { kind: "signaling-unreachable"; url: string; message: string }
+  | { kind: "relay-unreachable"; url: string; message: string }
+  /** The contact is Rejected (blocked): the engine neither dials nor accepts it. */
+  | { kind: "contact-rejected"; message: string }
+  /** A TOFU change awaits the user's decision: nothing is sent until then. */
+  | { kind: "identity-change-pending"; message: string }
+  /** The message is too large or otherwise refused before sending. */
+  | { kind: "message-refused"; message: string }
+  /** Anything else; `message` still in plain words, `detail` for logs (never secrets). */
+  | { kind: "internal"; message: string; detail?: string };
+
+export type EngineErrorKind = EngineError["kind"];
+
+// ---------------------------------------------------------------------------------------------
+// Presence and events
+// ---------------------------------------------------------------------------------------------
+
+export type PresenceStatus = "offline" | "connecting" | "online";
+/** `direct`: a WebRTC data channel; `relay`: live through the relay WebSocket. */
+export type LinkPath = "direct" | "relay";
+
+export interface Presence {
+  status: PresenceStatus;
+  /** Set when `status === "online"`. */
+  path?: LinkPath;
+  /** When this status began, ms since epoch. */
+  since: number;
+  /** Why the last attempt ended (offline after a failure), if known. */
+  lastError?: EngineError;
+}
+
+/** Connection to our own infrastructure (signaling + relay), shown as one status line. */
+export interface ServiceStatus {
+  signaling: "connecting" | "connected" | "unreachable" | "disabled";
+  relay: "connecting" | "connected" | "unreachable" | "disabled";
+}
+
+export type EngineEvent =
+  /** A new incoming message, already stored. */
+  | { type: "message"; message: StoredMessage }
+  /** An outgoing message changed state, already stored. */
+  | { type: "message-state"; contactId: ContactId; id: MessageId; state: MessageState; failure?: EngineError }
+  | { type: "presence"; contactId: ContactId; presence: Presence }
+  /**
+   * A TOFU outcome that needs the user (already recorded with `recordIdentityChange`). The
+   * candidate identity is decoded for display; `change.identity` holds its bytes.
+   */
+  | { type: "identity-change"; contactId: ContactId; change: PendingIdentityChange; candidate: Identity }
+  /** A known contact's identity was updated silently (higher version, same keys). */
+  | { type: "contact-updated"; contactId: ContactId }
+  /** A contact we did not know connected (added by their link elsewhere); stored as Unknown. */
+  | { type: "contact-added"; contactId: ContactId }
+  | { type: "service"; status: ServiceStatus }
+  /** An error not tied to one message (e.g. the signaling server went away). */
+  | { type: "error"; contactId?: ContactId; error: EngineError };
+
+export type EngineListener = (event: EngineEvent) => void;
+
+// ---------------------------------------------------------------------------------------------
+// The engine
+// ---------------------------------------------------------------------------------------------
+
+export interface EngineStartOptions {
+  /** The unlocked user identity. The engine must not persist or log the private keys. */
+  user: UserIdentity;
+  storage: EngineStorage;
+}
+
+export interface ChatEngine {
+  /**
+   * Connect to signaling (and the relay for the mailbox), drain the outbox as contacts come
+   * online. Resolves once started; unreachable services are reported as `service` events and
+   * retried with backoff, never thrown.
+   */
+  start(): Promise<void>;
+  /** Close every link and socket, flush pending state to storage. Idempotent. */
+  stop(): Promise<void>;
+
+  /**
+   * Try to bring up a link to a contact (direct first, relay when no direct path comes up).
+   * No-op if already online/connecting. Presence events report progress; a Rejected contact or
+   * one with a pending identity change yields an `error` event instead.
+   */
+  connect(contactId: ContactId): void;
+  /** Close the link to a contact (stays offline until `connect` or an incoming connection). */
+  disconnect(contactId: ContactId): void;
+
+  /**
+   * Store the text as an outgoing `queued` message plus an outbox entry, then try to send it.
+   * Resolves with the local message id once stored. Refuses (rejects with an `EngineError`-
+   * carrying Error) for Rejected contacts and contacts with a pending identity change.
+   */
+  send(contactId: ContactId, text: string): Promise<MessageId>;
+  /** Put a `failed` message back in the outbox and try again. */
+  retry(messageId: MessageId): Promise<void>;
+
+  /**
+   * The UI changed a contact in storage (trust, a resolved identity change, deletion). The
+   * engine re-reads it: drops links to Rejected or deleted contacts, may reconnect accepted ones.
+   */
+  contactChanged(contactId: ContactId): void;
+
+  /** Current presence; `offline` for unknown contacts. */
+  presence(contactId: ContactId): Presence;
+  serviceStatus(): ServiceStatus;
+
+  /** Subscribe to events; returns the unsubscribe function (use it in Solid's `onCleanup`). */
+  subscribe(listener: EngineListener): () => void;
+}
+
+/** The export web/src/engine/index.ts provides. */
+export type CreateChatEngine = (options: EngineStartOptions) => ChatEngine;
+
+/** Error thrown by `send`/`retry` when refused; carries the person-readable reason. */
+export class EngineRefusal extends Error {
+  readonly reason: EngineError;
+  constructor(reason: EngineError) {
+    super(reason.message);
+    this.name = "EngineRefusal";
+    this.reason = reason;
+  }
+}

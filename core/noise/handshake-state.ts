@@ -1,0 +1,339 @@
+/**
+ * Noise Protocol Framework rev 34, §5.3 processing rules: the `HandshakeState` object, for the
+ * patterns in patterns.ts (`XX`, `XXpsk3`, and `XXhfs` from the Noise HFS extension rev 1, §4).
+ * https://noiseprotocol.org/noise.html#the-handshakestate-object
+ *
+ * Habits from WireGuard's `noise-protocol.go`: the state is an explicit enum, whose turn it is
+ * is checked before anything is touched, and a handshake either completes or is zeroed — any
+ * error (bad length, failed AEAD, a low-order key, a call out of turn) moves it to `failed`, wipes
+ * every secret it holds, and every later call returns `LOFT_ERR_HANDSHAKE_STATE`. A `failed`
+ * handshake never yields a transport.
+ */
+import { abytes, concatBytes, wipe } from "../bytes.ts";
+import { err, type LoftErrorCode, ok, type Result } from "../errors.ts";
+import type { HandshakePattern, Token } from "./patterns.ts";
+import {
+  DHLEN,
+  dh,
+  KEM_CIPHERTEXT_LEN,
+  KEM_PUBLIC_KEY_LEN,
+  type KemKeyPair,
+  type KeyPair,
+  kemDecapsulate,
+  kemEncapsulate,
+  kemKeyPairFromSeed,
+  keyPairFromPrivate,
+  MAX_MESSAGE_LEN,
+  type NoiseEntropy,
+  systemEntropy,
+  TAGLEN,
+} from "./primitives.ts";
+import { SymmetricState } from "./symmetric-state.ts";
+import { NoiseTransport } from "./transport.ts";
+
+export type HandshakeRole = "initiator" | "responder";
+
+/**
+ * `write`: our turn to send the next message; `read`: waiting for the peer's; `complete`: the
+ * last message went through, `finish()` may Split once; `finished`: split done, state wiped;
+ * `failed`: an error happened, state wiped.
+ */
+export type HandshakeStatus = "write" | "read" | "complete" | "finished" | "failed";
+
+export interface HandshakeConfig {
+  pattern: HandshakePattern;
+  role: HandshakeRole;
+  /** Noise §6: bytes both sides must agree on; hashed right after the protocol name. */
+  prologue: Uint8Array;
+  /** Local static key pair `s` (copied; the caller keeps ownership of its own copy). */
+  staticKeyPair: KeyPair;
+  /** 32-byte pre-shared key, required exactly when the pattern has a `psk` token (§9). */
+  psk?: Uint8Array;
+  /** Randomness for `e`, `e1` and `ekem1`; fixed bytes for vectors, the CSPRNG otherwise. */
+  entropy?: NoiseEntropy;
+}
+
+const EMPTY = new Uint8Array(0);
+
+export class HandshakeState {
+  readonly pattern: HandshakePattern;
+  readonly role: HandshakeRole;
+  #status: HandshakeStatus;
+  #index = 0;
+  readonly #symmetric: SymmetricState;
+  readonly #entropy: NoiseEntropy;
+  #s: KeyPair;
+  #e: KeyPair | undefined;
+  #rs: Uint8Array | undefined;
+  #re: Uint8Array | undefined;
+  #psk: Uint8Array | undefined;
+  /** HFS §4: our KEM key pair (`e1`, initiator) and the peer's KEM public key (responder). */
+  #e1: KemKeyPair | undefined;
+  #re1: Uint8Array | undefined;
+
+  /** Noise §5.3 `Initialize(handshake_pattern, initiator, prologue, s, e, rs, re)`. */
+  constructor(config: HandshakeConfig) {
+    abytes(config.prologue, undefined, "prologue");
+    abytes(config.staticKeyPair.privateKey, DHLEN, "static private key");
+    if (config.pattern.psk) abytes(config.psk, 32, "psk");
+    else if (config.psk !== undefined) throw new Error(`${config.pattern.protocolName} takes no psk`);
+    this.pattern = config.pattern;
+    this.role = config.role;
+    this.#entropy = config.entropy ?? systemEntropy;
+    this.#symmetric = new SymmetricState(config.pattern.protocolName);
+    this.#symmetric.mixHash(config.prologue);
+    this.#s = keyPairFromPrivate(config.staticKeyPair.privateKey);
+    this.#psk = config.psk?.slice();
+    // XX has no pre-messages (§7.5), so nothing else is hashed here.
+    this.#status = config.role === "initiator" ? "write" : "read";
+  }
+
+  get status(): HandshakeStatus {
+    return this.#status;
+  }
+
+  /** Index of the next handshake message (0-based). */
+  get messageIndex(): number {
+    return this.#index;
+  }
+
+  /** The peer's static public key `rs`, once its `s` token has been read. */
+  get remoteStaticKey(): Uint8Array | undefined {
+    return this.#rs?.slice();
+  }
+
+  /** Noise §5.2 `GetHandshakeHash()` — meaningful (and stable) only once complete (§11.2). */
+  get handshakeHash(): Uint8Array {
+    return this.#symmetric.getHandshakeHash();
+  }
+
+  /**
+   * Noise §5.3 `WriteMessage(payload, message_buffer)`: processes the next message pattern's
+   * tokens and appends `EncryptAndHash(payload)`. Returns the whole handshake message.
+   */
+  writeMessage(payload: Uint8Array = EMPTY): Result<Uint8Array> {
+    if (this.#status !== "write") return this.#outOfTurn("write");
+    const tokens = this.pattern.messages[this.#index]!;
+    const size = this.pattern.overhead[this.#index]! + payload.length;
+    if (size > MAX_MESSAGE_LEN)
+      return this.#fail("LOFT_ERR_FRAME_TOO_LARGE", `handshake message of ${size} bytes exceeds 65535 (§3)`);
+    const parts: Uint8Array[] = [];
+    for (const token of tokens) {
+      const step = this.#writeToken(token, parts);
+      if (step !== undefined) return step;
+    }
+    const body = this.#symmetric.encryptAndHash(payload);
+    if (!body.ok) return this.#fail(body.error.code, body.error.message);
+    parts.push(body.value);
+    this.#advance();
+    return ok(concatBytes(...parts));
+  }
+
+  /**
+   * Noise §5.3 `ReadMessage(message, payload_buffer)`: processes the next message pattern's
+   * tokens and returns `DecryptAndHash()` of the remaining bytes (the payload).
+   */
+  readMessage(message: Uint8Array): Result<Uint8Array> {
+    if (this.#status !== "read") return this.#outOfTurn("read");
+    if (!(message instanceof Uint8Array)) return this.#fail("LOFT_ERR_MALFORMED", "not a byte array");
+    if (message.length > MAX_MESSAGE_LEN)
+      return this.#fail("LOFT_ERR_FRAME_TOO_LARGE", `handshake message of ${message.length} bytes (§3)`);
+    const minimum = this.pattern.overhead[this.#index]!;
+    if (message.length < minimum)
+      return this.#fail(
+        "LOFT_ERR_MALFORMED",
+        `handshake message ${this.#index + 1} needs at least ${minimum} bytes, got ${message.length}`,
+      );
+    const tokens = this.pattern.messages[this.#index]!;
+    let offset = 0;
+    const take = (n: number): Uint8Array => {
+      const field = message.subarray(offset, offset + n);
+      offset += n;
+      return field;
+    };
+    for (const token of tokens) {
+      const step = this.#readToken(token, take);
+      if (step !== undefined) return step;
+    }
+    const payload = this.#symmetric.decryptAndHash(message.subarray(offset));
+    if (!payload.ok) return this.#fail(payload.error.code, "handshake payload failed authentication");
+    this.#advance();
+    // A plaintext payload (message 1 of XX) is a view into `message`; hand out our own bytes.
+    return ok(payload.value.buffer === message.buffer ? payload.value.slice() : payload.value);
+  }
+
+  /**
+   * Noise §5.3: "If there are no more message patterns returns two new CipherState objects by
+   * calling Split()". Once complete, returns the transport (CipherStates for our direction and
+   * the peer's, `h`, `rs`, and the export key) and wipes the handshake state. Only once.
+   */
+  finish(): Result<NoiseTransport> {
+    if (this.#status !== "complete")
+      return err("LOFT_ERR_HANDSHAKE_STATE", `finish() while the handshake is ${this.#status}`);
+    const [c1, c2] = this.#symmetric.split();
+    const initiator = this.role === "initiator";
+    const transport = new NoiseTransport({
+      protocolName: this.pattern.protocolName,
+      send: initiator ? c1 : c2,
+      receive: initiator ? c2 : c1,
+      handshakeHash: this.#symmetric.getHandshakeHash(),
+      remoteStaticKey: this.#rs!.slice(),
+      chainingKey: this.#symmetric.chainingKeyCopy(),
+    });
+    this.#wipe();
+    this.#status = "finished";
+    return ok(transport);
+  }
+
+  /** Give up: wipe everything and refuse any further call (e.g. on a timeout or a bad identity). */
+  abort(): void {
+    if (this.#status === "finished") return;
+    this.#wipe();
+    this.#status = "failed";
+  }
+
+  #advance(): void {
+    this.#index++;
+    if (this.#index === this.pattern.messages.length) this.#status = "complete";
+    else this.#status = this.#status === "write" ? "read" : "write";
+  }
+
+  #outOfTurn(attempted: "write" | "read"): Result<never> {
+    const was = this.#status;
+    if (was === "failed" || was === "finished" || was === "complete")
+      return err("LOFT_ERR_HANDSHAKE_STATE", `${attempted} after the handshake is ${was}`);
+    return this.#fail("LOFT_ERR_HANDSHAKE_STATE", `${attempted} out of turn (expected ${was})`);
+  }
+
+  #fail(code: LoftErrorCode, message: string): Result<never> {
+    this.#wipe();
+    this.#status = "failed";
+    return err(code, message);
+  }
+
+  #wipe(): void {
+    this.#symmetric.wipe();
+    wipe(this.#s.privateKey, this.#e?.privateKey, this.#e1?.secretKey, this.#psk);
+    this.#e = undefined;
+    this.#e1 = undefined;
+    this.#psk = undefined;
+  }
+
+  /** One token of §5.3 WriteMessage (plus HFS §4 `e1` / `ekem1`); returns a Result only on failure. */
+  #writeToken(token: Token, out: Uint8Array[]): Result<never> | undefined {
+    const sym = this.#symmetric;
+    switch (token) {
+      case "e": {
+        // §5.3: e = GENERATE_KEYPAIR(); append e.public_key; MixHash(e.public_key).
+        const secret = this.#entropy.ephemeralPrivateKey();
+        this.#e = keyPairFromPrivate(secret);
+        secret.fill(0);
+        out.push(this.#e.publicKey);
+        sym.mixHash(this.#e.publicKey);
+        if (this.pattern.psk) sym.mixKey(this.#e.publicKey); // §9.2
+        return undefined;
+      }
+      case "s":
+        return this.#appendEncrypted(sym.encryptAndHash(this.#s.publicKey), out);
+      case "e1": {
+        // HFS §4: e1 = GENERATE_KEM_KEYPAIR(); public key sent like a static key (EncryptAndHash).
+        const seed = this.#entropy.kemKeySeed();
+        this.#e1 = kemKeyPairFromSeed(seed);
+        seed.fill(0);
+        return this.#appendEncrypted(sym.encryptAndHash(this.#e1.publicKey), out);
+      }
+      case "ekem1": {
+        // HFS §4: GENERATE_KEM_CIPHERTEXT(re1); EncryptAndHash(ciphertext); MixKey(kem_output).
+        const randomness = this.#entropy.kemEncapsulationRandomness();
+        const kem = kemEncapsulate(this.#re1!, randomness);
+        randomness.fill(0);
+        if (kem === undefined) return this.#fail("LOFT_ERR_MALFORMED", "peer's ML-KEM public key is invalid");
+        const sent = this.#appendEncrypted(sym.encryptAndHash(kem.ciphertext), out);
+        sym.mixKey(kem.output);
+        kem.output.fill(0);
+        return sent;
+      }
+      case "psk":
+        sym.mixKeyAndHash(this.#psk!); // §9.2
+        return undefined;
+      default:
+        return this.#mixDh(token);
+    }
+  }
+
+  /** One token of §5.3 ReadMessage (plus HFS §4 `e1` / `ekem1`); lengths were checked up front. */
+  #readToken(token: Token, take: (n: number) => Uint8Array): Result<never> | undefined {
+    const sym = this.#symmetric;
+    const tag = sym.cipherState.hasKey() ? TAGLEN : 0;
+    switch (token) {
+      case "e":
+        // §5.3: re = next DHLEN bytes; MixHash(re).
+        this.#re = take(DHLEN).slice();
+        sym.mixHash(this.#re);
+        if (this.pattern.psk) sym.mixKey(this.#re); // §9.2
+        return undefined;
+      case "s": {
+        // §5.3: rs = DecryptAndHash(next DHLEN + 16 bytes if HasKey(), else DHLEN).
+        const rs = sym.decryptAndHash(take(DHLEN + tag));
+        if (!rs.ok) return this.#fail("LOFT_ERR_DECRYPT", "remote static key failed authentication");
+        this.#rs = rs.value.slice();
+        return undefined;
+      }
+      case "e1": {
+        const re1 = sym.decryptAndHash(take(KEM_PUBLIC_KEY_LEN + tag));
+        if (!re1.ok) return this.#fail("LOFT_ERR_DECRYPT", "KEM public key failed authentication");
+        this.#re1 = re1.value.slice();
+        return undefined;
+      }
+      case "ekem1": {
+        const ciphertext = sym.decryptAndHash(take(KEM_CIPHERTEXT_LEN + tag));
+        if (!ciphertext.ok) return this.#fail("LOFT_ERR_DECRYPT", "KEM ciphertext failed authentication");
+        const output = kemDecapsulate(this.#e1!.secretKey, ciphertext.value);
+        if (output === undefined) return this.#fail("LOFT_ERR_MALFORMED", "KEM ciphertext rejected");
+        sym.mixKey(output);
+        output.fill(0);
+        return undefined;
+      }
+      case "psk":
+        sym.mixKeyAndHash(this.#psk!);
+        return undefined;
+      default:
+        return this.#mixDh(token);
+    }
+  }
+
+  /** §5.3 `ee`, `es`, `se`, `ss`: MixKey(DH(...)) with the role-dependent key choice. */
+  #mixDh(token: "ee" | "es" | "se" | "ss"): Result<never> | undefined {
+    const initiator = this.role === "initiator";
+    const e = this.#e!;
+    const s = this.#s;
+    let local: KeyPair;
+    let remote: Uint8Array;
+    switch (token) {
+      case "ee":
+        [local, remote] = [e, this.#re!];
+        break;
+      case "es":
+        [local, remote] = initiator ? [e, this.#rs!] : [s, this.#re!];
+        break;
+      case "se":
+        [local, remote] = initiator ? [s, this.#re!] : [e, this.#rs!];
+        break;
+      case "ss":
+        [local, remote] = [s, this.#rs!];
+        break;
+    }
+    const shared = dh(local.privateKey, remote);
+    if (shared === undefined)
+      return this.#fail("LOFT_ERR_MALFORMED", `${token}: low-order X25519 public key`);
+    this.#symmetric.mixKey(shared);
+    shared.fill(0);
+    return undefined;
+  }
+
+  #appendEncrypted(field: Result<Uint8Array>, out: Uint8Array[]): Result<never> | undefined {
+    if (!field.ok) return this.#fail(field.error.code, field.error.message);
+    out.push(field.value);
+    return undefined;
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * SREMP §version: `VERSION_HEADER := { protocol_name: "SREMP", version_major: u8, version_minor: u8 }`,
+ * the first frame each peer sends on every connection, before the Noise handshake (and bound into
+ * the Noise prologue by core/noise, so a downgrade breaks the handshake).
+ *
+ * Loft 1.0 speaks exactly SREMP 1.0; any other name or version is LOFT_ERR_UNSUPPORTED_VERSION
+ * (docs/protocol/wire.md, "Version header"). The header is a regular tagged frame
+ * (`t: "VERSION_HEADER"`, core/wire/envelope.ts) so a peer that opens with anything else gets a
+ * clear error. Its bytes are fixed; for 1.0 they are
+ * `84 ad "protocol_name" a5 "SREMP" a1 "t" ae "VERSION_HEADER" ad "version_major" 01 ad "version_minor" 00` (68 bytes).
+ */
+import * as v from "valibot";
+import { equalBytes } from "../bytes.ts";
+import { err, ok, type Result } from "../errors.ts";
+import { decodeRaw, encodeCanonical, uintSchema, validate } from "./codec.ts";
+
+export interface VersionHeader {
+  protocol_name: string;
+  version_major: number;
+  version_minor: number;
+}
+
+export const PROTOCOL_NAME = "SREMP";
+export const CURRENT_VERSION: Readonly<VersionHeader> = Object.freeze({
+  protocol_name: PROTOCOL_NAME,
+  version_major: 1,
+  version_minor: 0,
+});
+/** Upper bound on an encoded header (the 1.0 header is 68 bytes). */
+export const MAX_VERSION_HEADER_BYTES = 128;
+
+export const versionHeaderSchema = v.strictObject({
+  t: v.literal("VERSION_HEADER"),
+  protocol_name: v.pipe(v.string(), v.minLength(1), v.maxLength(32)),
+  version_major: uintSchema(255),
+  version_minor: uintSchema(255),
+});
+
+/** SREMP §version, canonical MessagePack. */
+export function encodeVersionHeader(h: VersionHeader = CURRENT_VERSION): Uint8Array {
+  const checked = validate({ t: "VERSION_HEADER", ...h }, versionHeaderSchema);
+  if (!checked.ok) throw new RangeError(`version header: ${checked.error.message}`);
+  return encodeCanonical(checked.value);
+}
+
+/** Whether we speak the version a peer announced (Loft 1.0: exactly SREMP 1.0). */
+export function isSupportedVersion(h: VersionHeader): boolean {
+  return (
+    h.protocol_name === CURRENT_VERSION.protocol_name &&
+    h.version_major === CURRENT_VERSION.version_major &&
+    h.version_minor === CURRENT_VERSION.version_minor
+  );
+}
+
+/**
+ * Decode a peer's first frame. Bad bytes → LOFT_ERR_MALFORMED, wrong shape → LOFT_ERR_SCHEMA,
+ * oversize → LOFT_ERR_FRAME_TOO_LARGE, a well-formed header for another protocol or version →
+ * LOFT_ERR_UNSUPPORTED_VERSION.
+ */
+export function decodeVersionHeader(bytes: Uint8Array): Result<VersionHeader> {
+  const raw = decodeRaw(bytes, { maxBytes: MAX_VERSION_HEADER_BYTES, maxArrayLength: 0, maxMapLength: 8 });
+  if (!raw.ok) return raw;
+  const checked = validate(raw.value, versionHeaderSchema);
+  if (!checked.ok) return checked;
+  if (!equalBytes(encodeCanonical(checked.value), bytes))
+    return err("LOFT_ERR_MALFORMED", "version header not in canonical MessagePack form");
+  const { protocol_name, version_major, version_minor } = checked.value;
+  const header = { protocol_name, version_major, version_minor };
+  if (!isSupportedVersion(header))
+    return err(
+      "LOFT_ERR_UNSUPPORTED_VERSION",
+      `peer speaks ${JSON.stringify(protocol_name)} ${version_major}.${version_minor}; we speak SREMP 1.0`,
+    );
+  return ok(header);
+}

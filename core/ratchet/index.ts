@@ -1,0 +1,48 @@
+/**
+ * Double Ratchet with header encryption (Signal DR rev 4 §4): public API of core/ratchet.
+ * Protocol details, byte layouts and limits: docs/protocol/ratchet.md.
+ */
+export {
+  RATCHET_EXPORT_LABEL,
+  type RatchetFromHandshakeParams,
+  ratchetAssociatedData,
+  ratchetFromHandshake,
+} from "./bootstrap.ts";
+export { type BootstrapKeys, kdfChain, kdfRoot, splitBootstrapSecret } from "./kdf.ts";
+export {
+  ENCRYPTED_HEADER_LEN,
+  HEADER_LEN,
+  MAX_MESSAGE_LEN,
+  MESSAGE_PREFIX_LEN,
+  MESSAGE_VERSION,
+  MIN_MESSAGE_LEN,
+  NONCE_LEN,
+  TAG_LEN,
+} from "./message.ts";
+export {
+  canSend,
+  type DecryptResult,
+  type EncryptResult,
+  generateRatchetKeyPair,
+  type InitAliceParams,
+  type InitBobParams,
+  initAlice,
+  initBob,
+  type RandomBytes,
+  type RatchetFromSecretParams,
+  type RatchetKeyPair,
+  type RatchetOptions,
+  ratchetDecrypt,
+  ratchetEncrypt,
+  ratchetFromSecret,
+} from "./ratchet.ts";
+export {
+  DEFAULT_RATCHET_LIMITS,
+  deserializeRatchet,
+  LIMITS_CEILING,
+  RATCHET_STATE_VERSION,
+  type RatchetLimits,
+  type RatchetState,
+  type SkippedMessageKey,
+  serializeRatchet,
+} from "./state.ts";

@@ -1,0 +1,139 @@
+/**
+ * Byte layout of a Loft Double Ratchet message and its encrypted header — the `HEADER`,
+ * `HENCRYPT`/`HDECRYPT` and `ENCRYPT`/`DECRYPT` functions of the Signal Double Ratchet with header
+ * encryption (rev 4, §3.1 external functions, §4.2 header-encryption functions, §5.2 recommended
+ * algorithms), https://signal.org/docs/specifications/doubleratchet/.
+ *
+ * One message on the wire (docs/protocol/ratchet.md, "Message layout"):
+ *
+ *   offset  size        field
+ *   0       1           version = 0x01
+ *   1       24          nonce (random, fresh per message)
+ *   25      56          encrypted header = XChaCha20-Poly1305(HK, nonce, AD = version byte, header)
+ *   81      len(pt)+16  body = XChaCha20-Poly1305(MK, nonce, AD = ad ‖ bytes 0..81, plaintext)
+ *
+ * and the 40-byte header plaintext is `DHs public key (32) ‖ PN (u32 BE) ‖ N (u32 BE)`.
+ *
+ * Why XChaCha20-Poly1305 with a random 192-bit nonce: a header key encrypts every header of a
+ * sending chain (DR §4.1), so a deterministic nonce would repeat; a random 24-byte nonce never does
+ * in practice. The body reuses that nonce under the message key MK, a different key, so the pair
+ * (key, nonce) stays unique — and even a sender restored from an older stored state (re-deriving
+ * the same MK) encrypts under a fresh nonce, so a rollback cannot repeat a keystream.
+ */
+import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
+import { KEY_LEN } from "./kdf.ts";
+
+export const MESSAGE_VERSION = 0x01;
+export const NONCE_LEN = 24;
+export const TAG_LEN = 16;
+/** DR §3.1 `HEADER(dh_pair, pn, n)`: DH public key ‖ PN ‖ N. */
+export const HEADER_LEN = KEY_LEN + 4 + 4;
+export const ENCRYPTED_HEADER_LEN = HEADER_LEN + TAG_LEN;
+/** version ‖ nonce ‖ encrypted header: the part of a message the body's AD covers after `ad`. */
+export const MESSAGE_PREFIX_LEN = 1 + NONCE_LEN + ENCRYPTED_HEADER_LEN;
+/** Smallest message: an empty plaintext still carries the body's tag. */
+export const MIN_MESSAGE_LEN = MESSAGE_PREFIX_LEN + TAG_LEN;
+/** Largest message accepted (16 MiB): far above any frame, refused before any work. */
+export const MAX_MESSAGE_LEN = 16 * 1024 * 1024;
+/** PN and N are u32 (DR §3.1 leaves the encoding to us); a chain never reaches this. */
+export const MAX_COUNTER = 0xffff_ffff;
+
+const HEADER_AD = new Uint8Array([MESSAGE_VERSION]);
+
+export interface Header {
+  /** The sender's current ratchet public key (DR §3.1 `dh`). */
+  readonly dh: Uint8Array;
+  /** Number of messages in the sender's previous sending chain (DR §3.1 `pn`). */
+  readonly pn: number;
+  /** Message number in the current sending chain (DR §3.1 `n`). */
+  readonly n: number;
+}
+
+function writeU32(out: Uint8Array, offset: number, value: number): void {
+  out[offset] = value >>> 24;
+  out[offset + 1] = (value >>> 16) & 0xff;
+  out[offset + 2] = (value >>> 8) & 0xff;
+  out[offset + 3] = value & 0xff;
+}
+
+function readU32(bytes: Uint8Array, offset: number): number {
+  return (
+    ((bytes[offset]! << 24) | (bytes[offset + 1]! << 16) | (bytes[offset + 2]! << 8) | bytes[offset + 3]!) >>>
+    0
+  );
+}
+
+/**
+ * DR §4.2 `RatchetEncryptHE` output, laid out as one byte string: header encrypted under `headerKey`
+ * (HENCRYPT), body under `messageKey` (ENCRYPT) with AD = `ad` ‖ version ‖ nonce ‖ encrypted header.
+ */
+export function sealMessage(
+  headerKey: Uint8Array,
+  messageKey: Uint8Array,
+  header: Header,
+  nonce: Uint8Array,
+  ad: Uint8Array,
+  plaintext: Uint8Array,
+): Uint8Array {
+  const out = new Uint8Array(MESSAGE_PREFIX_LEN + plaintext.length + TAG_LEN);
+  out[0] = MESSAGE_VERSION;
+  out.set(nonce, 1);
+  const headerBytes = new Uint8Array(HEADER_LEN);
+  headerBytes.set(header.dh, 0);
+  writeU32(headerBytes, KEY_LEN, header.pn);
+  writeU32(headerBytes, KEY_LEN + 4, header.n);
+  xchacha20poly1305(headerKey, nonce, HEADER_AD).encrypt(
+    headerBytes,
+    out.subarray(1 + NONCE_LEN, MESSAGE_PREFIX_LEN),
+  );
+  const bodyAd = new Uint8Array(ad.length + MESSAGE_PREFIX_LEN);
+  bodyAd.set(ad, 0);
+  bodyAd.set(out.subarray(0, MESSAGE_PREFIX_LEN), ad.length);
+  xchacha20poly1305(messageKey, nonce, bodyAd).encrypt(plaintext, out.subarray(MESSAGE_PREFIX_LEN));
+  return out;
+}
+
+/** A message split at its fixed offsets. */
+export interface MessageParts {
+  readonly nonce: Uint8Array;
+  readonly encryptedHeader: Uint8Array;
+  readonly prefix: Uint8Array;
+  readonly body: Uint8Array;
+}
+
+/** Split at the fixed offsets; the caller has already checked the length and version byte. */
+export function splitMessage(message: Uint8Array): MessageParts {
+  return {
+    nonce: message.subarray(1, 1 + NONCE_LEN),
+    encryptedHeader: message.subarray(1 + NONCE_LEN, MESSAGE_PREFIX_LEN),
+    prefix: message.subarray(0, MESSAGE_PREFIX_LEN),
+    body: message.subarray(MESSAGE_PREFIX_LEN),
+  };
+}
+
+/** DR §4.2 `HDECRYPT(hk, enc_header)`: the header, or `undefined` when authentication fails. */
+export function openHeader(headerKey: Uint8Array, parts: MessageParts): Header | undefined {
+  let plain: Uint8Array;
+  try {
+    plain = xchacha20poly1305(headerKey, parts.nonce, HEADER_AD).decrypt(parts.encryptedHeader);
+  } catch {
+    return undefined;
+  }
+  return { dh: plain.slice(0, KEY_LEN), pn: readU32(plain, KEY_LEN), n: readU32(plain, KEY_LEN + 4) };
+}
+
+/** DR §3.1 `DECRYPT(mk, ciphertext, associated_data)`: the plaintext, or `undefined`. */
+export function openBody(
+  messageKey: Uint8Array,
+  parts: MessageParts,
+  ad: Uint8Array,
+): Uint8Array | undefined {
+  const bodyAd = new Uint8Array(ad.length + MESSAGE_PREFIX_LEN);
+  bodyAd.set(ad, 0);
+  bodyAd.set(parts.prefix, ad.length);
+  try {
+    return xchacha20poly1305(messageKey, parts.nonce, bodyAd).decrypt(parts.body);
+  } catch {
+    return undefined;
+  }
+}

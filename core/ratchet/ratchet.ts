@@ -1,0 +1,498 @@
+/**
+ * The Signal Double Ratchet with header encryption (rev 4, 2016-11-20, §4 "Double Ratchet with
+ * header encryption", https://signal.org/docs/specifications/doubleratchet/): initialisation
+ * (§4.3 `RatchetInitAliceHE` / `RatchetInitBobHE`), `RatchetEncryptHE` and `RatchetDecryptHE`
+ * (§4.4) with `TrySkippedMessageKeysHE`, `DecryptHeader`, `SkipMessageKeysHE`, `DHRatchetHE`.
+ *
+ * Differences from the pseudocode, all allowed or recommended by the spec:
+ * - Pure functions over immutable states: every change is made on new objects and returned only on
+ *   success, so a failed decryption leaves the state as it was (§3.5 note: "If an exception is
+ *   raised ... discard any changes to the state"). On success the superseded secrets are zeroed.
+ * - The current receiving header key HKr is tried before the skipped keys (same result: a skipped
+ *   key under HKr is found either way); a header that opens under HKr or an old header key but names
+ *   a message we no longer hold is a replay (`LOFT_ERR_REPLAY`).
+ * - In a DH ratchet step (§4.4 `DHRatchetHE`) the message is authenticated under the new receiving
+ *   chain before the new sending key pair is generated, so a bad message costs no key generation.
+ * - Skipped message keys (§3.5, §8.4) are bounded per chain (MAX_SKIP), in total (oldest evicted
+ *   first) and in age (the caller passes `now`).
+ */
+import { randomBytes } from "@noble/hashes/utils.js";
+import { abytes, equalBytes } from "../bytes.ts";
+import { err, ok, type Result } from "../errors.ts";
+import { dh, dhPublicKey, KEY_LEN, kdfChain, kdfRoot, splitBootstrapSecret } from "./kdf.ts";
+import {
+  type Header,
+  MAX_COUNTER,
+  MAX_MESSAGE_LEN,
+  MESSAGE_VERSION,
+  type MessageParts,
+  MIN_MESSAGE_LEN,
+  NONCE_LEN,
+  openBody,
+  openHeader,
+  sealMessage,
+  splitMessage,
+} from "./message.ts";
+import {
+  assertLive,
+  checkLimits,
+  DEFAULT_RATCHET_LIMITS,
+  MAX_AD_LEN,
+  ownedCopy,
+  RATCHET_STATE_VERSION,
+  type RatchetLimits,
+  type RatchetState,
+  type SkippedMessageKey,
+  wipeUnshared,
+} from "./state.ts";
+
+/** Source of random bytes; injectable so that vectors are reproducible. */
+export type RandomBytes = (length: number) => Uint8Array;
+
+export interface RatchetOptions {
+  /** Defaults to the platform CSPRNG (noble `randomBytes`, i.e. `crypto.getRandomValues`). */
+  readonly random?: RandomBytes;
+}
+
+export interface RatchetKeyPair {
+  readonly secretKey: Uint8Array;
+  readonly publicKey: Uint8Array;
+}
+
+/** DR §5.2 `GENERATE_DH()`: an X25519 key pair from 32 random bytes. */
+export function generateRatchetKeyPair(random: RandomBytes = randomBytes): RatchetKeyPair {
+  const secretKey = ownedCopy(random(KEY_LEN), KEY_LEN, "random");
+  return { secretKey, publicKey: dhPublicKey(secretKey) };
+}
+
+interface CommonInit {
+  /** SK (DR §3.3), 32 bytes. */
+  readonly sharedSecret: Uint8Array;
+  /** shared_hka and shared_nhkb (DR §4.3), 32 bytes each. */
+  readonly sharedHeaderKeyA: Uint8Array;
+  readonly sharedNextHeaderKeyB: Uint8Array;
+  /** Associated data bound into every message body (`ratchetAssociatedData`). */
+  readonly ad: Uint8Array;
+  readonly limits?: RatchetLimits;
+}
+
+export interface InitAliceParams extends CommonInit {
+  /** Bob's ratchet public key (his signed prekey, or the key he sent in the Noise handshake). */
+  readonly bobRatchetPublic: Uint8Array;
+  readonly random?: RandomBytes;
+}
+
+export interface InitBobParams extends CommonInit {
+  readonly bobRatchetKeyPair: RatchetKeyPair;
+}
+
+function checkCommon(p: CommonInit): RatchetLimits {
+  abytes(p.sharedSecret, KEY_LEN, "sharedSecret");
+  abytes(p.sharedHeaderKeyA, KEY_LEN, "sharedHeaderKeyA");
+  abytes(p.sharedNextHeaderKeyB, KEY_LEN, "sharedNextHeaderKeyB");
+  abytes(p.ad, undefined, "ad");
+  if (p.ad.length > MAX_AD_LEN) throw new RangeError(`ad: at most ${MAX_AD_LEN} bytes`);
+  const limits = { ...(p.limits ?? DEFAULT_RATCHET_LIMITS) };
+  checkLimits(limits);
+  return limits;
+}
+
+/**
+ * DR §4.3 `RatchetInitAliceHE(SK, bob_dh_public_key, shared_hka, shared_nhkb)`. Alice sends first.
+ * `bobRatchetPublic` comes from the peer, so a low-order key is a typed error, not a throw.
+ */
+export function initAlice(p: InitAliceParams): Result<RatchetState> {
+  const limits = checkCommon(p);
+  abytes(p.bobRatchetPublic, KEY_LEN, "bobRatchetPublic");
+  const self = generateRatchetKeyPair(p.random);
+  const dhOut = dh(self.secretKey, p.bobRatchetPublic);
+  if (!dhOut) {
+    self.secretKey.fill(0);
+    return err("LOFT_ERR_MALFORMED", "bob's ratchet public key is a low-order point");
+  }
+  const step = kdfRoot(p.sharedSecret, dhOut);
+  dhOut.fill(0);
+  return ok({
+    version: RATCHET_STATE_VERSION,
+    ad: p.ad.slice(),
+    dhSelfSecret: self.secretKey,
+    dhSelfPublic: self.publicKey,
+    dhRemote: p.bobRatchetPublic.slice(),
+    rootKey: step.rootKey,
+    sendChainKey: step.chainKey,
+    recvChainKey: null,
+    sendHeaderKey: p.sharedHeaderKeyA.slice(),
+    recvHeaderKey: null,
+    nextSendHeaderKey: step.nextHeaderKey,
+    nextRecvHeaderKey: p.sharedNextHeaderKeyB.slice(),
+    sendCount: 0,
+    recvCount: 0,
+    prevSendCount: 0,
+    skipped: [],
+    limits,
+  });
+}
+
+/**
+ * DR §4.3 `RatchetInitBobHE(SK, bob_dh_key_pair, shared_hka, shared_nhkb)`. Bob cannot send until
+ * Alice's first message has arrived (his sending chain starts at his first DH ratchet step).
+ * The key pair is copied: the state later zeroes its copy, never the caller's (e.g. a prekey store).
+ */
+export function initBob(p: InitBobParams): RatchetState {
+  const limits = checkCommon(p);
+  return {
+    version: RATCHET_STATE_VERSION,
+    ad: p.ad.slice(),
+    dhSelfSecret: ownedCopy(p.bobRatchetKeyPair.secretKey, KEY_LEN, "bobRatchetKeyPair.secretKey"),
+    dhSelfPublic: ownedCopy(p.bobRatchetKeyPair.publicKey, KEY_LEN, "bobRatchetKeyPair.publicKey"),
+    dhRemote: null,
+    rootKey: p.sharedSecret.slice(),
+    sendChainKey: null,
+    recvChainKey: null,
+    sendHeaderKey: null,
+    recvHeaderKey: null,
+    nextSendHeaderKey: p.sharedNextHeaderKeyB.slice(),
+    nextRecvHeaderKey: p.sharedHeaderKeyA.slice(),
+    sendCount: 0,
+    recvCount: 0,
+    prevSendCount: 0,
+    skipped: [],
+    limits,
+  };
+}
+
+export type RatchetRole = "alice" | "bob";
+
+export type RatchetFromSecretParams =
+  | {
+      readonly role: "alice";
+      readonly secret: Uint8Array;
+      readonly bobRatchetPublic: Uint8Array;
+      readonly ad: Uint8Array;
+      readonly limits?: RatchetLimits;
+      readonly random?: RandomBytes;
+    }
+  | {
+      readonly role: "bob";
+      readonly secret: Uint8Array;
+      readonly bobRatchetKeyPair: RatchetKeyPair;
+      readonly ad: Uint8Array;
+      readonly limits?: RatchetLimits;
+    };
+
+/**
+ * Start a session from one 32-byte agreed secret: split it into SK, shared_hka and shared_nhkb
+ * (`splitBootstrapSecret`, HKDF-SHA-256) and run the DR §4.3 initialisation for `role`.
+ */
+export function ratchetFromSecret(p: RatchetFromSecretParams): Result<RatchetState> {
+  const keys = splitBootstrapSecret(p.secret);
+  try {
+    const common = {
+      sharedSecret: keys.sharedSecret,
+      sharedHeaderKeyA: keys.sharedHeaderKeyA,
+      sharedNextHeaderKeyB: keys.sharedNextHeaderKeyB,
+      ad: p.ad,
+      ...(p.limits ? { limits: p.limits } : {}),
+    };
+    if (p.role === "alice")
+      return initAlice({
+        ...common,
+        bobRatchetPublic: p.bobRatchetPublic,
+        ...(p.random ? { random: p.random } : {}),
+      });
+    return ok(initBob({ ...common, bobRatchetKeyPair: p.bobRatchetKeyPair }));
+  } finally {
+    keys.sharedSecret.fill(0);
+    keys.sharedHeaderKeyA.fill(0);
+    keys.sharedNextHeaderKeyB.fill(0);
+  }
+}
+
+/** True once the state has a sending chain (Alice from the start, Bob after his first receive). */
+export function canSend(state: RatchetState): boolean {
+  return state.sendChainKey !== null;
+}
+
+function assertNow(now: number): void {
+  if (!Number.isSafeInteger(now) || now < 0)
+    throw new RangeError("now: expected a non-negative integer (ms)");
+}
+
+/** DR §8.4: skipped keys are deleted after a while; here, after `limits.skippedKeyTtlMs`. */
+function dropExpired(state: RatchetState, now: number): readonly SkippedMessageKey[] {
+  const ttl = state.limits.skippedKeyTtlMs;
+  const skipped = state.skipped;
+  for (let i = 0; i < skipped.length; i++)
+    if (now - skipped[i]!.storedAt > ttl) return skipped.filter((s) => now - s.storedAt <= ttl);
+  return skipped;
+}
+
+export interface EncryptResult {
+  readonly state: RatchetState;
+  readonly message: Uint8Array;
+}
+
+/**
+ * DR §4.4 `RatchetEncryptHE(state, plaintext, AD)`. Throws (a caller bug) when the state cannot send
+ * yet — see `canSend` — or was already advanced. The returned message layout is in message.ts.
+ */
+export function ratchetEncrypt(
+  state: RatchetState,
+  plaintext: Uint8Array,
+  now: number,
+  options: RatchetOptions = {},
+): EncryptResult {
+  assertLive(state);
+  abytes(plaintext, undefined, "plaintext");
+  assertNow(now);
+  if (!state.sendChainKey || !state.sendHeaderKey)
+    throw new Error(
+      "ratchet: cannot send before the first message from the peer has been received (DR §4.3)",
+    );
+  if (state.sendCount >= MAX_COUNTER) throw new RangeError("ratchet: sending chain exhausted");
+  if (plaintext.length > MAX_MESSAGE_LEN - MIN_MESSAGE_LEN)
+    throw new RangeError("ratchet: plaintext too large");
+  const nonce = ownedCopy((options.random ?? randomBytes)(NONCE_LEN), NONCE_LEN, "random");
+  const step = kdfChain(state.sendChainKey);
+  const header: Header = { dh: state.dhSelfPublic, pn: state.prevSendCount, n: state.sendCount };
+  const message = sealMessage(state.sendHeaderKey, step.messageKey, header, nonce, state.ad, plaintext);
+  step.messageKey.fill(0);
+  const next: RatchetState = {
+    ...state,
+    sendChainKey: step.chainKey,
+    sendCount: state.sendCount + 1,
+    skipped: dropExpired(state, now),
+  };
+  wipeUnshared(state, next, true);
+  return { state: next, message };
+}
+
+export interface DecryptResult {
+  readonly state: RatchetState;
+  readonly plaintext: Uint8Array;
+}
+
+/**
+ * DR §4.4 `RatchetDecryptHE(state, enc_header, ciphertext, AD)`. Errors, all leaving `state` as it
+ * was: `LOFT_ERR_MALFORMED` (too short), `LOFT_ERR_FRAME_TOO_LARGE`, `LOFT_ERR_UNSUPPORTED_VERSION`,
+ * `LOFT_ERR_DECRYPT` (no header key opens the header, or the body fails authentication),
+ * `LOFT_ERR_REPLAY` (a message whose key was already used or has expired),
+ * `LOFT_ERR_TOO_MANY_SKIPPED` (more than MAX_SKIP keys to skip in one chain).
+ */
+export function ratchetDecrypt(
+  state: RatchetState,
+  message: Uint8Array,
+  now: number,
+  options: RatchetOptions = {},
+): Result<DecryptResult> {
+  assertLive(state);
+  assertNow(now);
+  if (!(message instanceof Uint8Array)) return err("LOFT_ERR_MALFORMED", "ratchet message: not bytes");
+  if (message.length > MAX_MESSAGE_LEN)
+    return err(
+      "LOFT_ERR_FRAME_TOO_LARGE",
+      `ratchet message: ${message.length} bytes exceeds ${MAX_MESSAGE_LEN}`,
+    );
+  if (message.length < MIN_MESSAGE_LEN)
+    return err(
+      "LOFT_ERR_MALFORMED",
+      `ratchet message: ${message.length} bytes is shorter than ${MIN_MESSAGE_LEN}`,
+    );
+  if (message[0] !== MESSAGE_VERSION)
+    return err("LOFT_ERR_UNSUPPORTED_VERSION", `ratchet message: unknown version ${message[0]}`);
+  const parts = splitMessage(message);
+  const skipped = dropExpired(state, now);
+
+  // DR §4.4 DecryptHeader, step 1: the current receiving chain.
+  if (state.recvHeaderKey) {
+    const header = openHeader(state.recvHeaderKey, parts);
+    if (header) return receiveInCurrentChain(state, skipped, header, parts, now);
+  }
+  // DecryptHeader, step 2: the next header key means the peer has stepped its DH ratchet.
+  const header = openHeader(state.nextRecvHeaderKey, parts);
+  if (header) return receiveWithDhRatchet(state, skipped, header, parts, now, options.random ?? randomBytes);
+  // TrySkippedMessageKeysHE: header keys of earlier chains we still hold skipped keys for.
+  const tried: Uint8Array[] = state.recvHeaderKey ? [state.recvHeaderKey] : [];
+  for (const entry of skipped) {
+    if (tried.some((hk) => hk === entry.headerKey || equalBytes(hk, entry.headerKey))) continue;
+    tried.push(entry.headerKey);
+    const old = openHeader(entry.headerKey, parts);
+    if (old) return receiveSkipped(state, skipped, entry.headerKey, old, parts);
+  }
+  return err("LOFT_ERR_DECRYPT", "ratchet message: no header key opens the header");
+}
+
+function findSkipped(skipped: readonly SkippedMessageKey[], headerKey: Uint8Array, n: number): number {
+  for (let i = 0; i < skipped.length; i++) {
+    const s = skipped[i]!;
+    if (s.n === n && (s.headerKey === headerKey || equalBytes(s.headerKey, headerKey))) return i;
+  }
+  return -1;
+}
+
+/** TrySkippedMessageKeysHE for a header that opened under `headerKey`. */
+function receiveSkipped(
+  state: RatchetState,
+  skipped: readonly SkippedMessageKey[],
+  headerKey: Uint8Array,
+  header: Header,
+  parts: MessageParts,
+): Result<DecryptResult> {
+  const index = findSkipped(skipped, headerKey, header.n);
+  if (index < 0)
+    return err("LOFT_ERR_REPLAY", `ratchet message: message ${header.n} already received or expired`);
+  const plaintext = openBody(skipped[index]!.messageKey, parts, state.ad);
+  if (!plaintext) return err("LOFT_ERR_DECRYPT", "ratchet message: body failed authentication");
+  const next: RatchetState = { ...state, skipped: skipped.filter((_, i) => i !== index) };
+  wipeUnshared(state, next, true);
+  return ok({ state: next, plaintext });
+}
+
+interface Advanced {
+  readonly chainKey: Uint8Array;
+  readonly skipped: SkippedMessageKey[];
+}
+
+/**
+ * DR §4.4 `SkipMessageKeysHE`: derive and keep the keys for messages `from`..`until - 1`. The input
+ * chain key is not modified; intermediate chain keys are zeroed as soon as they are replaced.
+ */
+function advanceChain(
+  chainKey: Uint8Array,
+  headerKey: Uint8Array,
+  from: number,
+  until: number,
+  now: number,
+): Advanced {
+  let ck = chainKey;
+  const out: SkippedMessageKey[] = [];
+  for (let n = from; n < until; n++) {
+    const step = kdfChain(ck);
+    if (ck !== chainKey) ck.fill(0);
+    ck = step.chainKey;
+    out.push({ headerKey, n, messageKey: step.messageKey, storedAt: now });
+  }
+  return { chainKey: ck, skipped: out };
+}
+
+/** Append newly skipped keys, evicting the oldest beyond `maxSkippedKeys` (wiped on commit). */
+function withSkipped(
+  limits: RatchetLimits,
+  skipped: readonly SkippedMessageKey[],
+  added: readonly SkippedMessageKey[],
+): readonly SkippedMessageKey[] {
+  if (added.length === 0) return skipped;
+  const all = skipped.concat(added);
+  return all.length > limits.maxSkippedKeys ? all.slice(all.length - limits.maxSkippedKeys) : all;
+}
+
+function wipeSkipped(entries: readonly SkippedMessageKey[]): void {
+  for (const s of entries) s.messageKey.fill(0);
+}
+
+/** RatchetDecryptHE when the header opened under HKr: a skipped key, a replay, or the next keys. */
+function receiveInCurrentChain(
+  state: RatchetState,
+  skipped: readonly SkippedMessageKey[],
+  header: Header,
+  parts: MessageParts,
+  now: number,
+): Result<DecryptResult> {
+  const headerKey = state.recvHeaderKey!;
+  const chainKey = state.recvChainKey!;
+  if (header.n < state.recvCount) return receiveSkipped(state, skipped, headerKey, header, parts);
+  if (header.n - state.recvCount > state.limits.maxSkip)
+    return err("LOFT_ERR_TOO_MANY_SKIPPED", `ratchet message: would skip ${header.n - state.recvCount} keys`);
+  const advanced = advanceChain(chainKey, headerKey, state.recvCount, header.n, now);
+  const step = kdfChain(advanced.chainKey);
+  if (advanced.chainKey !== chainKey) advanced.chainKey.fill(0);
+  const plaintext = openBody(step.messageKey, parts, state.ad);
+  step.messageKey.fill(0);
+  if (!plaintext) {
+    step.chainKey.fill(0);
+    wipeSkipped(advanced.skipped);
+    return err("LOFT_ERR_DECRYPT", "ratchet message: body failed authentication");
+  }
+  const next: RatchetState = {
+    ...state,
+    recvChainKey: step.chainKey,
+    recvCount: header.n + 1,
+    skipped: withSkipped(state.limits, skipped, advanced.skipped),
+  };
+  wipeUnshared(state, next, true);
+  return ok({ state: next, plaintext });
+}
+
+/** RatchetDecryptHE when the header opened under NHKr: skip the old chain, DHRatchetHE, decrypt. */
+function receiveWithDhRatchet(
+  state: RatchetState,
+  skipped: readonly SkippedMessageKey[],
+  header: Header,
+  parts: MessageParts,
+  now: number,
+  random: RandomBytes,
+): Result<DecryptResult> {
+  const { maxSkip } = state.limits;
+  // SkipMessageKeysHE(state, header.pn) checks before looking at CKr, as the spec does.
+  if (header.pn > state.recvCount + maxSkip)
+    return err(
+      "LOFT_ERR_TOO_MANY_SKIPPED",
+      `ratchet message: would skip ${header.pn - state.recvCount} keys`,
+    );
+  if (header.n > maxSkip)
+    return err("LOFT_ERR_TOO_MANY_SKIPPED", `ratchet message: would skip ${header.n} keys`);
+  let oldChain: SkippedMessageKey[] = [];
+  if (state.recvChainKey && state.recvHeaderKey) {
+    const advanced = advanceChain(state.recvChainKey, state.recvHeaderKey, state.recvCount, header.pn, now);
+    if (advanced.chainKey !== state.recvChainKey) advanced.chainKey.fill(0);
+    oldChain = advanced.skipped;
+  }
+  // DHRatchetHE, receiving half: RK, CKr, NHKr = KDF_RK_HE(RK, DH(DHs, DHr)).
+  const dhRecv = dh(state.dhSelfSecret, header.dh);
+  if (!dhRecv) {
+    wipeSkipped(oldChain);
+    return err("LOFT_ERR_DECRYPT", "ratchet message: peer ratchet key is a low-order point");
+  }
+  const recvStep = kdfRoot(state.rootKey, dhRecv);
+  dhRecv.fill(0);
+  const newChain = advanceChain(recvStep.chainKey, state.nextRecvHeaderKey, 0, header.n, now);
+  const step = kdfChain(newChain.chainKey);
+  if (newChain.chainKey !== recvStep.chainKey) newChain.chainKey.fill(0);
+  recvStep.chainKey.fill(0);
+  const plaintext = openBody(step.messageKey, parts, state.ad);
+  step.messageKey.fill(0);
+  if (!plaintext) {
+    step.chainKey.fill(0);
+    recvStep.rootKey.fill(0);
+    recvStep.nextHeaderKey.fill(0);
+    wipeSkipped(oldChain);
+    wipeSkipped(newChain.skipped);
+    return err("LOFT_ERR_DECRYPT", "ratchet message: body failed authentication");
+  }
+  // DHRatchetHE, sending half: DHs = GENERATE_DH(); RK, CKs, NHKs = KDF_RK_HE(RK, DH(DHs, DHr)).
+  const self = generateRatchetKeyPair(random);
+  const dhSend = dh(self.secretKey, header.dh);
+  if (!dhSend) throw new Error("ratchet: X25519 rejected a key it accepted a moment ago");
+  const sendStep = kdfRoot(recvStep.rootKey, dhSend);
+  dhSend.fill(0);
+  recvStep.rootKey.fill(0);
+  const next: RatchetState = {
+    ...state,
+    dhSelfSecret: self.secretKey,
+    dhSelfPublic: self.publicKey,
+    dhRemote: header.dh,
+    rootKey: sendStep.rootKey,
+    sendChainKey: sendStep.chainKey,
+    recvChainKey: step.chainKey,
+    sendHeaderKey: state.nextSendHeaderKey,
+    recvHeaderKey: state.nextRecvHeaderKey,
+    nextSendHeaderKey: sendStep.nextHeaderKey,
+    nextRecvHeaderKey: recvStep.nextHeaderKey,
+    sendCount: 0,
+    recvCount: header.n + 1,
+    prevSendCount: state.sendCount,
+    skipped: withSkipped(state.limits, withSkipped(state.limits, skipped, oldChain), newChain.skipped),
+  };
+  wipeUnshared(state, next, true);
+  return ok({ state: next, plaintext });
+}

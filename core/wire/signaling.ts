@@ -1,0 +1,205 @@
+/**
+ * Wire messages of the signaling/rendezvous service (docs/protocol/signaling.md), after the
+ * SREMP 0.1 draft §rendezvous (REGISTER / LOOKUP / LIST_SERVERS) extended with what a browser
+ * needs to set up a WebRTC data channel: signed OFFER / ANSWER / ICE / BYE envelopes forwarded
+ * between registered identities, and presence subscriptions.
+ *
+ * Every frame is one canonical MessagePack map in the type-tagged envelope of
+ * core/wire/envelope.ts (string tag `t`, optional u32 request `id`), preceded in each direction by
+ * the VERSION_HEADER of core/wire/version.ts. Client requests carry an `id` that the server echoes
+ * in the reply (or in a typed ERROR) so a client can match answers to requests; pushes carry none.
+ *
+ * Signatures (Ed25519, RFC 8032, by the identity key) follow core/identity/signature.ts: each
+ * covers `context ‖ 0x00 ‖ canonical MessagePack`, so a signature made for one purpose can never
+ * be replayed as another (REGISTER vs envelope vs identity).
+ */
+import * as v from "valibot";
+import { err, ok, type Result } from "../errors.ts";
+import { signWithContext, verifyWithContext } from "../identity/signature.ts";
+import { bytesSchema, encodeCanonical, uintSchema } from "./codec.ts";
+import { createWireCodec, defineMessage, type MessageOf, messageSchema } from "./envelope.ts";
+import {
+  errorReplySchema,
+  listServersRequestSchema,
+  listServersResponseSchema,
+  lookupRequestSchema,
+  lookupResponseSchema,
+  registerRequestSchema,
+  registerResponseSchema,
+} from "./sremp.ts";
+
+/** Protocol constants (docs/protocol/signaling.md, Limits). */
+export const SIGNALING = {
+  /** Signature context of SIGNAL envelopes (core/identity/signature.ts). */
+  ENVELOPE_CONTEXT: "loft/signal/envelope/v1",
+  KEY_BYTES: 32,
+  SIGNATURE_BYTES: 64,
+  NONCE_BYTES: 16,
+  /** Hard ceiling of an envelope payload whatever the operator sets (the server may lower it). */
+  MAX_PAYLOAD_BYTES: 60_000,
+  /** Keys in one SUBSCRIBE (and entries in one PRESENCE): 1024 × 35 bytes fits one frame. */
+  MAX_KEYS_PER_SUBSCRIBE: 1_024,
+} as const;
+
+/** Stable error codes carried by ERROR replies (docs/protocol/signaling.md, Error codes). */
+export const SIGNALING_ERROR_CODES = [
+  "MALFORMED",
+  "UNKNOWN_TYPE",
+  "BAD_IDENTITY",
+  "BAD_SIGNATURE",
+  "STALE_TIMESTAMP",
+  "WRONG_AUDIENCE",
+  "REPLAY",
+  "NOT_REGISTERED",
+  "ALREADY_REGISTERED",
+  "STALE_IDENTITY",
+  "FROM_MISMATCH",
+  "PEER_OFFLINE",
+  "PAYLOAD_TOO_LARGE",
+  "RATE_LIMITED",
+  "REGISTRY_FULL",
+  "SOURCE_LIMIT",
+  "BUSY",
+  "TOO_MANY_SUBSCRIPTIONS",
+  "LIST_ALL_DISABLED",
+  "INTERNAL",
+] as const;
+export type SignalingErrorCode = (typeof SIGNALING_ERROR_CODES)[number];
+
+/** WebSocket close codes used by the service (docs/protocol/signaling.md, Close codes). */
+export const CLOSE = {
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  UNSUPPORTED_DATA: 1003,
+  MESSAGE_TOO_BIG: 1009,
+  INTERNAL: 1011,
+  TRY_AGAIN_LATER: 1013,
+  VERSION_EXPECTED: 4400,
+  HELLO_TIMEOUT: 4408,
+  UNSUPPORTED_VERSION: 4426,
+  RATE_LIMIT: 4429,
+} as const;
+
+export const SIGNAL_KINDS = ["offer", "answer", "ice", "bye"] as const;
+export type SignalKind = (typeof SIGNAL_KINDS)[number];
+
+// ---- schemas -------------------------------------------------------------------------------
+
+const key = bytesSchema(SIGNALING.KEY_BYTES);
+const sig = bytesSchema(SIGNALING.SIGNATURE_BYTES);
+const nonce = bytesSchema(SIGNALING.NONCE_BYTES);
+const u64 = uintSchema();
+const u32 = uintSchema(0xffff_ffff);
+
+/** The signed part of a SIGNAL envelope plus its signature. */
+export const envelopeSchema = v.strictObject({
+  from: key,
+  to: key,
+  kind: v.picklist(SIGNAL_KINDS),
+  payload: bytesSchema(0, SIGNALING.MAX_PAYLOAD_BYTES),
+  timestamp: u64,
+  nonce,
+  signature: sig,
+});
+export type SignalEnvelope = v.InferOutput<typeof envelopeSchema>;
+
+// SREMP §rendezvous messages: schemas, signing and verification live in core/wire/sremp.ts and
+// core/wire/signed.ts; this module only adds them to its codecs.
+const REGISTER_REQUEST = defineMessage(registerRequestSchema);
+const REGISTER_RESPONSE = defineMessage(registerResponseSchema);
+const LOOKUP_REQUEST = defineMessage(lookupRequestSchema);
+const LOOKUP_RESPONSE = defineMessage(lookupResponseSchema);
+const LIST_SERVERS_REQUEST = defineMessage(listServersRequestSchema);
+const LIST_SERVERS_RESPONSE = defineMessage(listServersResponseSchema);
+const ERROR = defineMessage(errorReplySchema);
+
+// Loft signaling messages.
+const UNREGISTER = defineMessage(messageSchema("UNREGISTER", {}));
+const UNREGISTER_RESPONSE = defineMessage(messageSchema("UNREGISTER_RESPONSE", {}));
+const SIGNAL = defineMessage(messageSchema("SIGNAL", { envelope: envelopeSchema }));
+const SIGNAL_ACK = defineMessage(messageSchema("SIGNAL_ACK", {}));
+const SUBSCRIBE = defineMessage(
+  messageSchema("SUBSCRIBE", {
+    keys: v.pipe(v.array(key), v.maxLength(SIGNALING.MAX_KEYS_PER_SUBSCRIBE)),
+  }),
+);
+const presenceEntry = v.strictObject({ key, online: v.boolean() });
+export type PresenceEntry = v.InferOutput<typeof presenceEntry>;
+const PRESENCE = defineMessage(
+  messageSchema("PRESENCE", {
+    peers: v.pipe(v.array(presenceEntry), v.maxLength(SIGNALING.MAX_KEYS_PER_SUBSCRIBE)),
+  }),
+);
+const REGISTRATION_ENDED = defineMessage(
+  messageSchema("REGISTRATION_ENDED", { reason: v.picklist(["expired", "replaced"]) }),
+);
+const GOING_AWAY = defineMessage(messageSchema("GOING_AWAY", { reconnect_after_ms: u32 }));
+/** Frames a client sends after its VERSION_HEADER. */
+export const CLIENT_MESSAGES = [
+  REGISTER_REQUEST,
+  UNREGISTER,
+  LOOKUP_REQUEST,
+  LIST_SERVERS_REQUEST,
+  SIGNAL,
+  SUBSCRIBE,
+] as const;
+/** Frames a server sends after its VERSION_HEADER. */
+export const SERVER_MESSAGES = [
+  REGISTER_RESPONSE,
+  UNREGISTER_RESPONSE,
+  LOOKUP_RESPONSE,
+  LIST_SERVERS_RESPONSE,
+  SIGNAL,
+  SIGNAL_ACK,
+  PRESENCE,
+  REGISTRATION_ENDED,
+  GOING_AWAY,
+  ERROR,
+] as const;
+
+export type ClientMessage = MessageOf<(typeof CLIENT_MESSAGES)[number]>;
+export type ServerMessage = MessageOf<(typeof SERVER_MESSAGES)[number]>;
+
+const codecOptions = { maxArrayLength: SIGNALING.MAX_KEYS_PER_SUBSCRIBE, maxMapLength: 64 };
+/** The server's decoder of client frames (and the client's encoder). */
+export const clientCodec = createWireCodec(CLIENT_MESSAGES, codecOptions);
+/** The client's decoder of server frames (and the server's encoder). */
+export const serverCodec = createWireCodec(SERVER_MESSAGES, codecOptions);
+
+// ---- signatures ------------------------------------------------------------------------------
+
+/**
+ * Signed bytes of an envelope (core/identity/signature.ts convention: `context ‖ 0x00 ‖ payload`):
+ * context `loft/signal/envelope/v1`, payload the canonical MessagePack map
+ * {from, to, kind, payload, timestamp, nonce} (keys sorted).
+ */
+export function envelopeSignedPayload(e: Omit<SignalEnvelope, "signature">): Uint8Array {
+  return encodeCanonical({
+    from: e.from,
+    to: e.to,
+    kind: e.kind,
+    payload: e.payload,
+    timestamp: e.timestamp,
+    nonce: e.nonce,
+  });
+}
+
+/** Sign an envelope with the sender's private identity key (Ed25519, RFC 8032). */
+export function signEnvelope(
+  privateIdentityKey: Uint8Array,
+  fields: Omit<SignalEnvelope, "signature">,
+): SignalEnvelope {
+  const signature = signWithContext(
+    privateIdentityKey,
+    SIGNALING.ENVELOPE_CONTEXT,
+    envelopeSignedPayload(fields),
+  );
+  return { ...fields, signature: signature as Uint8Array<ArrayBuffer> };
+}
+
+/** Verify an envelope under its `from` key (strict RFC 8032); never throws. */
+export function verifyEnvelope(e: SignalEnvelope): Result<SignalEnvelope> {
+  return verifyWithContext(e.from, SIGNALING.ENVELOPE_CONTEXT, envelopeSignedPayload(e), e.signature)
+    ? ok(e)
+    : err("LOFT_ERR_BAD_SIGNATURE", "envelope signature does not verify under `from`");
+}

@@ -1,0 +1,236 @@
+/**
+ * Operator options of the signaling/rendezvous service (docs/operations-signaling.md). Declared
+ * once as `OptionSpec`s so that `signaling/main.ts` (standalone) and `server/main.ts` (one
+ * process) read the same flags and environment variables through `server/config.ts` (flags win).
+ */
+import * as v from "valibot";
+import { MAX_SERVERS, serverUrlSchema } from "../core/wire/sremp.ts";
+import { bool, ConfigError, int, list, type OptionSpec, readConfig, str } from "../server/config.ts";
+
+const spec = <T>(s: OptionSpec<T>): OptionSpec<T> => s;
+
+export const signalingOptions = {
+  maxFrameBytes: spec({
+    flag: "signal-max-frame-bytes",
+    env: "LOFT_SIGNAL_MAX_FRAME_BYTES",
+    default: 65_535,
+    parse: int(1_024, 65_535),
+    help: "largest WebSocket message accepted (ws maxPayload); larger closes with 1009",
+  }),
+  maxPayloadBytes: spec({
+    flag: "signal-max-payload-bytes",
+    env: "LOFT_SIGNAL_MAX_PAYLOAD_BYTES",
+    default: 16_384,
+    parse: int(256, 60_000),
+    help: "largest opaque SDP/ICE payload inside a SIGNAL envelope",
+  }),
+  ttlMinSeconds: spec({
+    flag: "signal-ttl-min",
+    env: "LOFT_SIGNAL_TTL_MIN",
+    default: 30,
+    parse: int(1, 86_400),
+    help: "shortest registration TTL granted (seconds); shorter requests are raised to it",
+  }),
+  ttlMaxSeconds: spec({
+    flag: "signal-ttl-max",
+    env: "LOFT_SIGNAL_TTL_MAX",
+    default: 300,
+    parse: int(1, 86_400),
+    help: "longest registration TTL granted (seconds); longer requests are lowered to it",
+  }),
+  clockSkewSeconds: spec({
+    flag: "signal-clock-skew",
+    env: "LOFT_SIGNAL_CLOCK_SKEW",
+    default: 120,
+    parse: int(5, 3_600),
+    help: "accepted |server clock - signed timestamp| for REGISTER and SIGNAL (seconds)",
+  }),
+  maxNonces: spec({
+    flag: "signal-max-nonces",
+    env: "LOFT_SIGNAL_MAX_NONCES",
+    default: 200_000,
+    parse: int(100, 10_000_000),
+    help: "REGISTER nonces remembered for the skew window; when full, REGISTER answers BUSY",
+  }),
+  maxConnections: spec({
+    flag: "signal-max-connections",
+    env: "LOFT_SIGNAL_MAX_CONNECTIONS",
+    default: 50_000,
+    parse: int(1, 10_000_000),
+    help: "open WebSocket connections in total; further upgrades get HTTP 503",
+  }),
+  maxConnectionsPerSource: spec({
+    flag: "signal-max-connections-per-source",
+    env: "LOFT_SIGNAL_MAX_CONNECTIONS_PER_SOURCE",
+    default: 64,
+    parse: int(1, 1_000_000),
+    help: "open connections from one source address; further upgrades get HTTP 429",
+  }),
+  maxRegistrations: spec({
+    flag: "signal-max-registrations",
+    env: "LOFT_SIGNAL_MAX_REGISTRATIONS",
+    default: 50_000,
+    parse: int(1, 10_000_000),
+    help: "registered identities in total; further REGISTERs answer REGISTRY_FULL",
+  }),
+  maxRegistrationsPerSource: spec({
+    flag: "signal-max-registrations-per-source",
+    env: "LOFT_SIGNAL_MAX_REGISTRATIONS_PER_SOURCE",
+    default: 32,
+    parse: int(1, 1_000_000),
+    help: "registered identities from one source address",
+  }),
+  maxSubscriptions: spec({
+    flag: "signal-max-subscriptions",
+    env: "LOFT_SIGNAL_MAX_SUBSCRIPTIONS",
+    default: 512,
+    parse: int(0, 1_024),
+    help: "identity keys one connection may watch for presence",
+  }),
+  connRate: spec({
+    flag: "signal-conn-rate",
+    env: "LOFT_SIGNAL_CONN_RATE",
+    default: 20,
+    parse: int(1, 1_000_000),
+    help: "messages per second per connection (token bucket refill)",
+  }),
+  connBurst: spec({
+    flag: "signal-conn-burst",
+    env: "LOFT_SIGNAL_CONN_BURST",
+    default: 60,
+    parse: int(1, 1_000_000),
+    help: "token bucket size per connection",
+  }),
+  sourceRate: spec({
+    flag: "signal-source-rate",
+    env: "LOFT_SIGNAL_SOURCE_RATE",
+    default: 100,
+    parse: int(1, 1_000_000),
+    help: "messages per second per source address, all its connections together",
+  }),
+  sourceBurst: spec({
+    flag: "signal-source-burst",
+    env: "LOFT_SIGNAL_SOURCE_BURST",
+    default: 300,
+    parse: int(1, 1_000_000),
+    help: "token bucket size per source address",
+  }),
+  upgradeRate: spec({
+    flag: "signal-upgrade-rate",
+    env: "LOFT_SIGNAL_UPGRADE_RATE",
+    default: 10,
+    parse: int(1, 1_000_000),
+    help: "new connections per second per source address (HTTP 429 beyond)",
+  }),
+  upgradeBurst: spec({
+    flag: "signal-upgrade-burst",
+    env: "LOFT_SIGNAL_UPGRADE_BURST",
+    default: 30,
+    parse: int(1, 1_000_000),
+    help: "token bucket size for new connections per source address",
+  }),
+  maxViolations: spec({
+    flag: "signal-max-violations",
+    env: "LOFT_SIGNAL_MAX_VIOLATIONS",
+    default: 100,
+    parse: int(1, 1_000_000),
+    help: "rate-limited messages tolerated on one connection before it is closed with 4429",
+  }),
+  heartbeatMs: spec({
+    flag: "signal-heartbeat-ms",
+    env: "LOFT_SIGNAL_HEARTBEAT_MS",
+    default: 30_000,
+    parse: int(50, 3_600_000),
+    help: "ping interval; a socket that missed the previous ping's pong is terminated",
+  }),
+  helloTimeoutMs: spec({
+    flag: "signal-hello-timeout-ms",
+    env: "LOFT_SIGNAL_HELLO_TIMEOUT_MS",
+    default: 10_000,
+    parse: int(50, 600_000),
+    help: "time allowed for the client's VERSION_HEADER before closing with 4408",
+  }),
+  sweepMs: spec({
+    flag: "signal-sweep-ms",
+    env: "LOFT_SIGNAL_SWEEP_MS",
+    default: 1_000,
+    parse: int(10, 600_000),
+    help: "how often expired registrations, nonces and idle rate buckets are swept",
+  }),
+  listAll: spec({
+    flag: "signal-list-all",
+    env: "LOFT_SIGNAL_LIST_ALL",
+    default: false,
+    parse: bool,
+    help: "answer LOOKUP list_all with every registered peer (off: an empty list)",
+  }),
+  listAllMax: spec({
+    flag: "signal-list-all-max",
+    env: "LOFT_SIGNAL_LIST_ALL_MAX",
+    default: 100,
+    parse: int(1, 128),
+    help: "most peers one list_all LOOKUP answers with (also bounded by one frame)",
+  }),
+  servers: spec({
+    flag: "signal-servers",
+    env: "LOFT_SIGNAL_SERVERS",
+    default: [] as string[],
+    parse: list,
+    help: "comma-separated rendezvous URLs answered to LIST_SERVERS (e.g. wss://a.example/signal)",
+  }),
+  publicHost: spec({
+    flag: "signal-public-host",
+    env: "LOFT_SIGNAL_PUBLIC_HOST",
+    default: "",
+    parse: str,
+    help: "host name peers reach this server by; used as the `endpoint` of registered peers",
+  }),
+  publicPort: spec({
+    flag: "signal-public-port",
+    env: "LOFT_SIGNAL_PUBLIC_PORT",
+    default: 443,
+    parse: int(0, 65_535),
+    help: "port paired with --signal-public-host in peer endpoints",
+  }),
+  audience: spec({
+    flag: "signal-audience",
+    env: "LOFT_SIGNAL_AUDIENCE",
+    default: "",
+    parse: str,
+    help: "when set, REGISTER must name exactly this audience (the URL clients dial, e.g. wss://a.example/signal)",
+  }),
+  trustProxy: spec({
+    flag: "signal-trust-proxy",
+    env: "LOFT_SIGNAL_TRUST_PROXY",
+    default: false,
+    parse: bool,
+    help: "take the source address from the last X-Forwarded-For hop (only behind your own proxy)",
+  }),
+  shutdownGraceMs: spec({
+    flag: "signal-shutdown-grace-ms",
+    env: "LOFT_SIGNAL_SHUTDOWN_GRACE_MS",
+    default: 2_000,
+    parse: int(0, 60_000),
+    help: "time given to clients to close after GOING_AWAY before sockets are terminated",
+  }),
+};
+
+export type SignalingConfig = {
+  [K in keyof typeof signalingOptions]: (typeof signalingOptions)[K]["default"];
+};
+
+/** Defaults for every option; tests override a few (`{ ...defaultSignalingConfig(), heartbeatMs: 100 }`). */
+export function defaultSignalingConfig(): SignalingConfig {
+  return readConfig(signalingOptions, [], {});
+}
+
+/** Cross-option checks readConfig cannot express; throws a message naming the options. */
+export function checkSignalingConfig(c: SignalingConfig): void {
+  if (c.ttlMinSeconds > c.ttlMaxSeconds)
+    throw new ConfigError("--signal-ttl-min must not exceed --signal-ttl-max");
+  if (c.maxPayloadBytes + 1_024 > c.maxFrameBytes)
+    throw new ConfigError("--signal-max-frame-bytes must exceed --signal-max-payload-bytes by at least 1024");
+  const servers = v.safeParse(v.pipe(v.array(serverUrlSchema), v.maxLength(MAX_SERVERS)), c.servers);
+  if (!servers.success)
+    throw new ConfigError("--signal-servers: expected at most 64 ws://, wss://, http:// or https:// URLs");
+}

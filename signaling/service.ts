@@ -1,0 +1,526 @@
+/**
+ * The signaling/rendezvous service (docs/protocol/signaling.md): a `ws` WebSocketServer in
+ * noServer mode that the host mounts at `/signal`.
+ *
+ * - SREMP §rendezvous: REGISTER (signed by the identity key, fresh timestamp, one-time nonce,
+ *   TTL with renewal), LOOKUP, LIST_SERVERS; SREMP §version: VERSION_HEADER first each way.
+ * - WebRTC signaling: OFFER / ANSWER / ICE / BYE envelopes signed by the sender's identity key,
+ *   verified here and forwarded verbatim to the recipient's connection; payloads are opaque.
+ * - Presence: a connection watches up to N identity keys and is told when they go on/offline.
+ * - Hygiene: ws maxPayload, token buckets per connection and per source address, caps on
+ *   connections and registrations (total and per source), ping/pong heartbeat that reaps dead
+ *   sockets, Prometheus metrics, logs without addresses, identities or payloads, graceful close.
+ *
+ * Source addresses are map keys in memory only (signaling/limits.ts).
+ */
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import type { Registry } from "prom-client";
+import { type WebSocket, WebSocketServer } from "ws";
+import { toHex } from "../core/bytes.ts";
+import type { LoftErrorCode } from "../core/errors.ts";
+import { decodeIdentity } from "../core/identity/identity.ts";
+import { SIGNATURE_CONTEXTS, verifyWithContext } from "../core/identity/signature.ts";
+import {
+  CLOSE,
+  type ClientMessage,
+  clientCodec,
+  type ServerMessage,
+  type SignalingErrorCode,
+  serverCodec,
+  verifyEnvelope,
+} from "../core/wire/signaling.ts";
+import { requestSignedPayload } from "../core/wire/signed.ts";
+import type { DnsEndpoint, PeerInfo, RegisterRequest } from "../core/wire/sremp.ts";
+import { decodeVersionHeader, encodeVersionHeader } from "../core/wire/version.ts";
+import type { HostedService } from "../server/host.ts";
+import type { Logger } from "../server/log.ts";
+import type { SignalingConfig } from "./config.ts";
+import { NonceCache, type SourceState, SourceTable, TokenBucket } from "./limits.ts";
+import { createSignalingMetrics } from "./metrics.ts";
+import { PeerRegistry, type Registration } from "./registry.ts";
+
+export interface SignalingDeps {
+  /** Prometheus registry the service's metrics are registered in (the host's). */
+  registry: Registry;
+  log: Logger;
+  /** Clock in ms since epoch (tests may pin it); defaults to Date.now. */
+  now?: () => number;
+}
+
+export interface SignalingStats {
+  connections: number;
+  registrations: number;
+  subscriptions: number;
+  nonces: number;
+  sources: number;
+}
+
+export interface SignalingService extends HostedService {
+  /** Figures for tests and measurements (no identities, no addresses). */
+  stats(): SignalingStats;
+}
+
+interface Conn {
+  readonly id: number;
+  readonly ws: WebSocket;
+  readonly source: SourceState;
+  readonly bucket: TokenBucket;
+  alive: boolean;
+  hello: boolean;
+  helloTimer: NodeJS.Timeout | undefined;
+  reg: Registration<Conn> | undefined;
+  watching: Set<string>;
+  violations: number;
+  closed: boolean;
+  onClosed: (() => void) | undefined;
+}
+
+/** LoftErrorCode of a failed decode → the wire code of the ERROR reply. */
+function wireCodeOf(code: LoftErrorCode): SignalingErrorCode {
+  switch (code) {
+    case "LOFT_ERR_UNKNOWN_TYPE":
+      return "UNKNOWN_TYPE";
+    case "LOFT_ERR_BAD_SIGNATURE":
+      return "BAD_SIGNATURE";
+    case "LOFT_ERR_BAD_IDENTITY":
+      return "BAD_IDENTITY";
+    default:
+      return "MALFORMED";
+  }
+}
+
+/** Room kept for the LOOKUP_RESPONSE envelope around its PeerInfo list. */
+const LOOKUP_BUDGET_BYTES = 60_000;
+
+function sourceOf(req: IncomingMessage, trustProxy: boolean): string {
+  if (trustProxy) {
+    const xff = req.headers["x-forwarded-for"];
+    const value = Array.isArray(xff) ? xff[xff.length - 1] : xff;
+    const last = value?.split(",").pop()?.trim();
+    if (last) return last;
+  }
+  return req.socket.remoteAddress ?? "unknown";
+}
+
+function refuseUpgrade(socket: Duplex, status: number, text: string): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+}
+
+export function createSignalingService(config: SignalingConfig, deps: SignalingDeps): SignalingService {
+  const now = deps.now ?? Date.now;
+  const log = deps.log.child({ service: "signaling" });
+  const metrics = createSignalingMetrics(deps.registry);
+  const skewMs = config.clockSkewSeconds * 1000;
+  const maxBuffered = Math.max(1_048_576, 8 * config.maxFrameBytes);
+  // A browser has no dialable address: a registered peer is reached through this server's SIGNAL
+  // forwarding. PeerInfo.endpoint names this server when the operator configured its public
+  // name, and is absent otherwise ("the server you asked").
+  const endpoint: DnsEndpoint | undefined = config.publicHost
+    ? { host: config.publicHost, port: config.publicPort }
+    : undefined;
+
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: config.maxFrameBytes,
+    perMessageDeflate: false,
+    clientTracking: false,
+  });
+  const conns = new Set<Conn>();
+  const sources = new SourceTable(config);
+  const nonces = new NonceCache(config.maxNonces, 2 * skewMs);
+  const registry = new PeerRegistry<Conn>(now(), (subscriber, key, online) =>
+    send(subscriber, { t: "PRESENCE", peers: [{ key, online }] }),
+  );
+  let nextConnId = 1;
+  let closing = false;
+  let closePromise: Promise<void> | undefined;
+
+  const updateGauges = () => {
+    metrics.connections.set(conns.size);
+    metrics.registrations.set(registry.size);
+    metrics.subscriptions.set(registry.subscriptions);
+  };
+
+  // ---- sending -------------------------------------------------------------------------------
+
+  function send(conn: Conn, message: ServerMessage): void {
+    if (conn.closed || conn.ws.readyState !== conn.ws.OPEN) return;
+    if (conn.ws.bufferedAmount > maxBuffered) {
+      // A reader that does not keep up is dropped rather than buffered without bound.
+      closeConn(conn, CLOSE.TRY_AGAIN_LATER, "slow consumer");
+      return;
+    }
+    conn.ws.send(serverCodec.encode(message));
+  }
+
+  function fail(conn: Conn, id: number | undefined, code: SignalingErrorCode, message: string): void {
+    metrics.errors.inc({ code });
+    send(conn, id === undefined ? { t: "ERROR", code, message } : { t: "ERROR", id, code, message });
+  }
+
+  function closeConn(conn: Conn, code: number, reason: string): void {
+    if (conn.closed) return;
+    log.debug({ conn: conn.id, code }, "closing connection");
+    conn.ws.close(code, reason);
+  }
+
+  // ---- registration bookkeeping --------------------------------------------------------------
+
+  function unbind(conn: Conn): Registration<Conn> | undefined {
+    const reg = conn.reg;
+    if (!reg) return undefined;
+    conn.reg = undefined;
+    conn.source.registrations--;
+    return reg;
+  }
+
+  function onExpired(reg: Registration<Conn>): void {
+    const conn = reg.conn;
+    if (conn.reg === reg) unbind(conn);
+    metrics.expired.inc();
+    send(conn, { t: "REGISTRATION_ENDED", reason: "expired" });
+  }
+
+  // ---- message handlers ----------------------------------------------------------------------
+
+  function onRegister(conn: Conn, req: RegisterRequest) {
+    const t = now();
+    const refuse = (code: SignalingErrorCode, message: string) => {
+      metrics.registersTotal.inc({ outcome: "refused" });
+      fail(conn, req.id, code, message);
+    };
+    if (Math.abs(t - req.timestamp) > skewMs)
+      return refuse(
+        "STALE_TIMESTAMP",
+        `timestamp is more than ${config.clockSkewSeconds} s from server time`,
+      );
+    if (config.audience && req.audience !== config.audience)
+      return refuse("WRONG_AUDIENCE", "the request names another server as its audience");
+    const identity = decodeIdentity(req.identity);
+    if (!identity.ok) return refuse("BAD_IDENTITY", identity.error.message.slice(0, 200));
+    const key = identity.value.verified.identity_key;
+    const version = identity.value.verified.version;
+    const signed = requestSignedPayload(req as Record<string, unknown>, "signature");
+    if (!verifyWithContext(key, SIGNATURE_CONTEXTS.registerRequest, signed, req.signature))
+      return refuse("BAD_SIGNATURE", "REGISTER signature does not verify under the identity key");
+    const keyHex = toHex(key);
+    if (conn.reg && conn.reg.keyHex !== keyHex)
+      return refuse("ALREADY_REGISTERED", "this connection is bound to another identity");
+    const seen = nonces.add(`${toHex(req.nonce)}:${keyHex}`, t);
+    if (seen === "replay") return refuse("REPLAY", "nonce already used");
+    if (seen === "full") return refuse("BUSY", "too many recent registrations; retry later");
+    const existing = registry.get(keyHex);
+    if (existing && existing.version > version)
+      return refuse("STALE_IDENTITY", "a higher identity version is registered");
+    if (!existing && registry.size >= config.maxRegistrations)
+      return refuse("REGISTRY_FULL", "the server holds its maximum number of registrations");
+    const movesHere = existing?.conn !== conn;
+    if (movesHere && conn.source.registrations >= config.maxRegistrationsPerSource)
+      return refuse("SOURCE_LIMIT", "too many registrations from this network address");
+
+    const ttl = Math.min(config.ttlMaxSeconds, Math.max(config.ttlMinSeconds, req.ttl_seconds));
+    const expiresAt = t + ttl * 1000;
+    const { registration, replaced, fresh } = registry.upsert(key, {
+      identity: req.identity.slice(),
+      version,
+      conn,
+      now: t,
+      expiresAt,
+    });
+    if (replaced) {
+      if (replaced.reg === registration) unbind(replaced);
+      send(replaced, { t: "REGISTRATION_ENDED", reason: "replaced" });
+    }
+    if (movesHere) {
+      conn.reg = registration;
+      conn.source.registrations++;
+    }
+    metrics.registersTotal.inc({ outcome: fresh ? "new" : replaced ? "replaced" : "renewed" });
+    updateGauges();
+    const response: ServerMessage = {
+      t: "REGISTER_RESPONSE",
+      success: true,
+      expires_at: expiresAt,
+      renewal_interval: Math.max(1, Math.floor(ttl / 2)),
+    };
+    if (req.id !== undefined) response.id = req.id;
+    send(conn, response);
+  }
+
+  function onMessage(conn: Conn, msg: ClientMessage) {
+    switch (msg.t) {
+      case "REGISTER_REQUEST":
+        return onRegister(conn, msg);
+      case "UNREGISTER": {
+        const reg = unbind(conn);
+        if (reg) registry.remove(reg);
+        updateGauges();
+        return send(conn, { t: "UNREGISTER_RESPONSE", id: msg.id });
+      }
+      case "LOOKUP_REQUEST": {
+        const t = now();
+        let regs: Registration<Conn>[] = [];
+        if (msg.target_identity) {
+          const r = registry.get(toHex(msg.target_identity));
+          if (r) regs = [r];
+        } else {
+          if (!config.listAll)
+            return fail(conn, msg.id, "LIST_ALL_DISABLED", "this server does not list peers");
+          // Bounded by count and by one frame (identities are up to 32 KiB each).
+          let bytes = 64;
+          for (const r of registry.list(config.listAllMax)) {
+            bytes += r.identity.length + 96;
+            if (bytes > LOOKUP_BUDGET_BYTES) break;
+            regs.push(r);
+          }
+        }
+        const peers: PeerInfo[] = regs.map((r) => {
+          const info: PeerInfo = { identity: r.identity, last_seen: Math.min(r.lastSeen, t), online: true };
+          if (endpoint) info.endpoint = endpoint;
+          return info;
+        });
+        return send(conn, { t: "LOOKUP_RESPONSE", id: msg.id, peers });
+      }
+      case "LIST_SERVERS_REQUEST":
+        return send(conn, {
+          t: "LIST_SERVERS_RESPONSE",
+          id: msg.id,
+          servers: config.servers,
+          timestamp: now(),
+        });
+      case "SIGNAL": {
+        const e = msg.envelope;
+        if (!conn.reg) return fail(conn, msg.id, "NOT_REGISTERED", "REGISTER before sending envelopes");
+        if (toHex(e.from) !== conn.reg.keyHex)
+          return fail(
+            conn,
+            msg.id,
+            "FROM_MISMATCH",
+            "`from` is not the identity registered on this connection",
+          );
+        if (e.payload.length > config.maxPayloadBytes)
+          return fail(conn, msg.id, "PAYLOAD_TOO_LARGE", `payload exceeds ${config.maxPayloadBytes} bytes`);
+        if (Math.abs(now() - e.timestamp) > skewMs)
+          return fail(conn, msg.id, "STALE_TIMESTAMP", "envelope timestamp outside the accepted clock skew");
+        if (!verifyEnvelope(e).ok)
+          return fail(conn, msg.id, "BAD_SIGNATURE", "envelope signature does not verify under `from`");
+        const target = registry.get(toHex(e.to));
+        if (!target || target.conn.closed)
+          return fail(conn, msg.id, "PEER_OFFLINE", "the recipient is not online here");
+        send(target.conn, { t: "SIGNAL", envelope: e });
+        metrics.envelopesForwarded.inc({ kind: e.kind });
+        return send(conn, { t: "SIGNAL_ACK", id: msg.id });
+      }
+      case "SUBSCRIBE": {
+        const next = new Map<string, Uint8Array<ArrayBuffer>>();
+        for (const k of msg.keys) next.set(toHex(k), k);
+        if (next.size > config.maxSubscriptions)
+          return fail(conn, msg.id, "TOO_MANY_SUBSCRIPTIONS", `at most ${config.maxSubscriptions} keys`);
+        const states = registry.watch(conn, conn.watching, next);
+        conn.watching = new Set(next.keys());
+        updateGauges();
+        return send(conn, { t: "PRESENCE", id: msg.id, peers: states });
+      }
+    }
+  }
+
+  function onFrame(conn: Conn, data: Buffer, isBinary: boolean) {
+    if (conn.closed) return;
+    conn.alive = true;
+    if (!isBinary) return closeConn(conn, CLOSE.UNSUPPORTED_DATA, "binary frames only");
+    const t = now();
+    const scope = !conn.bucket.take(t) ? "connection" : !conn.source.messages.take(t) ? "source" : undefined;
+    if (scope) {
+      metrics.rateLimited.inc({ scope });
+      if (++conn.violations > config.maxViolations) return closeConn(conn, CLOSE.RATE_LIMIT, "rate limit");
+      if (!conn.hello) return;
+      return fail(conn, clientCodec.decode(data).id, "RATE_LIMITED", "slow down");
+    }
+    if (!conn.hello) {
+      const header = decodeVersionHeader(data);
+      if (!header.ok)
+        return header.error.code === "LOFT_ERR_UNSUPPORTED_VERSION"
+          ? closeConn(conn, CLOSE.UNSUPPORTED_VERSION, "unsupported version; this server speaks SREMP 1.0")
+          : closeConn(conn, CLOSE.VERSION_EXPECTED, "VERSION_HEADER expected first");
+      conn.hello = true;
+      clearTimeout(conn.helloTimer);
+      conn.helloTimer = undefined;
+      return;
+    }
+    const decoded = clientCodec.decode(data);
+    if (!decoded.ok)
+      return fail(conn, decoded.id, wireCodeOf(decoded.error.code), decoded.error.message.slice(0, 200));
+    onMessage(conn, decoded.value);
+  }
+
+  function onConnection(ws: WebSocket, source: SourceState): void {
+    const conn: Conn = {
+      id: nextConnId++,
+      ws,
+      source,
+      bucket: new TokenBucket(config.connRate, config.connBurst, now()),
+      alive: true,
+      hello: false,
+      helloTimer: undefined,
+      reg: undefined,
+      watching: new Set(),
+      violations: 0,
+      closed: false,
+      onClosed: undefined,
+    };
+    conns.add(conn);
+    metrics.connectionsTotal.inc();
+    updateGauges();
+    conn.helloTimer = setTimeout(
+      () => closeConn(conn, CLOSE.HELLO_TIMEOUT, "no VERSION_HEADER"),
+      config.helloTimeoutMs,
+    );
+    conn.helloTimer.unref();
+    ws.on("message", (data: Buffer, isBinary: boolean) => {
+      try {
+        onFrame(conn, data, isBinary);
+      } catch (e) {
+        // A bug must not take the process down; the peer gets a typed reply, the log a stack.
+        log.error({ err: e, conn: conn.id }, "signaling handler failed");
+        fail(conn, undefined, "INTERNAL", "internal error");
+      }
+    });
+    ws.on("pong", () => {
+      conn.alive = true;
+    });
+    ws.on("error", (e) => log.debug({ conn: conn.id, code: (e as { code?: string }).code }, "socket error"));
+    ws.on("close", (code: number) => {
+      conn.closed = true;
+      clearTimeout(conn.helloTimer);
+      const reg = unbind(conn);
+      if (reg) registry.remove(reg);
+      registry.unwatchAll(conn, conn.watching);
+      conn.watching.clear();
+      conns.delete(conn);
+      conn.source.connections--;
+      metrics.closes.inc({ code: String(code) });
+      updateGauges();
+      conn.onClosed?.();
+    });
+    if (ws.readyState === ws.OPEN) ws.send(encodeVersionHeader());
+  }
+
+  // ---- timers --------------------------------------------------------------------------------
+
+  const heartbeat = setInterval(() => {
+    for (const conn of conns) {
+      if (!conn.alive) {
+        metrics.reaped.inc();
+        log.debug({ conn: conn.id }, "heartbeat missed; terminating");
+        conn.ws.terminate();
+        continue;
+      }
+      conn.alive = false;
+      if (conn.ws.readyState === conn.ws.OPEN) conn.ws.ping();
+    }
+  }, config.heartbeatMs);
+  heartbeat.unref();
+
+  const sweeper = setInterval(() => {
+    const t = now();
+    registry.sweep(t, onExpired);
+    nonces.prune(t);
+    sources.sweep(t);
+    updateGauges();
+  }, config.sweepMs);
+  sweeper.unref();
+
+  // ---- HostedService -------------------------------------------------------------------------
+
+  return {
+    name: "signaling",
+    path: "/signal",
+
+    handleUpgrade(req, socket, head) {
+      if (closing) {
+        metrics.upgradesRefused.inc({ reason: "closing" });
+        return refuseUpgrade(socket, 503, "Service Unavailable");
+      }
+      if (conns.size >= config.maxConnections) {
+        metrics.upgradesRefused.inc({ reason: "capacity" });
+        return refuseUpgrade(socket, 503, "Service Unavailable");
+      }
+      const t = now();
+      const source = sourceOf(req, config.trustProxy);
+      const verdict = sources.admit(source, t);
+      if (verdict !== "ok") {
+        metrics.upgradesRefused.inc({ reason: verdict === "rate" ? "rate" : "source_connections" });
+        if (verdict === "rate") metrics.rateLimited.inc({ scope: "upgrade" });
+        return refuseUpgrade(socket, 429, "Too Many Requests");
+      }
+      const state = sources.get(source, t);
+      let upgraded = false;
+      // Release the admission if the handshake fails before the callback (bad headers, reset).
+      socket.once("close", () => {
+        if (!upgraded) state.connections--;
+      });
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        upgraded = true;
+        onConnection(ws, state);
+      });
+    },
+
+    health() {
+      return {
+        accepting: !closing,
+        connections: conns.size,
+        registrations: registry.size,
+        presence_subscriptions: registry.subscriptions,
+        list_all: config.listAll,
+      };
+    },
+
+    stats() {
+      return {
+        connections: conns.size,
+        registrations: registry.size,
+        subscriptions: registry.subscriptions,
+        nonces: nonces.size,
+        sources: sources.size,
+      };
+    },
+
+    close() {
+      if (closePromise) return closePromise;
+      closing = true;
+      clearInterval(heartbeat);
+      clearInterval(sweeper);
+      const open = [...conns];
+      log.info({ connections: open.length, registrations: registry.size }, "signaling shutting down");
+      const closed = open.map(
+        (conn) =>
+          new Promise<void>((resolve) => {
+            if (conn.closed) return resolve();
+            conn.onClosed = resolve;
+            // Spread the reconnects of every client over a few seconds.
+            const reconnect = 500 + Math.floor(Math.random() * 4_500);
+            send(conn, { t: "GOING_AWAY", reconnect_after_ms: reconnect });
+            closeConn(conn, CLOSE.GOING_AWAY, "server shutting down; reconnect");
+          }),
+      );
+      closePromise = (async () => {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          Promise.all(closed),
+          new Promise<void>((resolve) => {
+            timer = setTimeout(resolve, config.shutdownGraceMs);
+          }),
+        ]);
+        clearTimeout(timer);
+        for (const conn of conns) conn.ws.terminate();
+        await new Promise<void>((resolve) => wss.close(() => resolve()));
+      })();
+      return closePromise;
+    },
+  };
+}

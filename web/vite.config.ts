@@ -1,15 +1,74 @@
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { defineConfig } from "vite";
+import { build, defineConfig, type Plugin } from "vite";
 import solid from "vite-plugin-solid";
+import { getManifest, injectManifest } from "workbox-build";
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+const outDir = here("dist");
+const pkg = JSON.parse(readFileSync(here("../package.json"), "utf8")) as { version: string };
+
+/** What the Service Worker precaches: the whole built shell except itself and source maps. */
+const precacheGlobs = {
+  globDirectory: outDir,
+  globPatterns: ["**/*.{html,js,css,svg,png,ico,webmanifest,woff2}"],
+  globIgnores: ["sw.js", "**/*.map"],
+};
+
+/**
+ * After the app build, build sw/index.ts into dist/sw.js (a second Vite build, one classic
+ * script) and inject the precache manifest with workbox-build. The SW's version — which names its
+ * cache — is a hash of that manifest, so an unchanged shell keeps its cache and any change to a
+ * precached file makes a new version. Runs inside `npm run build` (`vite build`).
+ */
+function serviceWorker(): Plugin {
+  return {
+    name: "loft-service-worker",
+    apply: "build",
+    async closeBundle() {
+      const { manifestEntries } = await getManifest(precacheGlobs);
+      const version = createHash("sha256").update(JSON.stringify(manifestEntries)).digest("hex").slice(0, 12);
+      await build({
+        configFile: false,
+        logLevel: "warn",
+        define: {
+          __SW_VERSION__: JSON.stringify(version),
+          "process.env.NODE_ENV": JSON.stringify("production"),
+        },
+        build: {
+          outDir,
+          emptyOutDir: false,
+          target: "es2022",
+          minify: true,
+          sourcemap: false,
+          copyPublicDir: false,
+          lib: {
+            entry: here("../sw/index.ts"),
+            formats: ["iife"],
+            name: "loftServiceWorker",
+            fileName: () => "sw.js",
+          },
+        },
+      });
+      const { count, size, warnings } = await injectManifest({
+        ...precacheGlobs,
+        swSrc: `${outDir}/sw.js`,
+        swDest: `${outDir}/sw.js`,
+      });
+      for (const w of warnings) this.warn(w);
+      console.log(`sw.js: version ${version}, precaching ${count} files (${(size / 1024).toFixed(1)} KiB)`);
+    },
+  };
+}
 
 export default defineConfig({
   root: here("."),
   publicDir: here("../public"),
-  plugins: [solid()],
+  plugins: [solid(), serviceWorker()],
+  define: { __LOFT_VERSION__: JSON.stringify(pkg.version) },
   build: {
-    outDir: here("dist"),
+    outDir,
     emptyOutDir: true,
     target: "es2022",
     sourcemap: true,

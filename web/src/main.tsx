@@ -1,13 +1,52 @@
+/**
+ * Entry: opens storage, registers the Service Worker, takes a contact link from the URL fragment
+ * (`#c=…`, never sent to any server) and renders the app.
+ */
+import { createEffect, createRoot } from "solid-js";
 import { render } from "solid-js/web";
+import { AppModel } from "./app/model.ts";
+import { LoftStorage } from "./storage/storage.ts";
+import { registerServiceWorker } from "./sw-client.ts";
+import { App } from "./ui/App.tsx";
+import "./styles.css";
 
-function App() {
-  return (
-    <main>
-      <h1>Loft</h1>
-      <p>End-to-end encrypted chat, browser to browser.</p>
-    </main>
-  );
+/** Take `#c=…` out of the address bar (so it isn't bookmarked or re-shared) and return it. */
+function takeLinkFromHash(): string | undefined {
+  if (!/^#c=/.test(location.hash)) return undefined;
+  const text = location.href;
+  history.replaceState(null, "", location.pathname + location.search);
+  return text;
 }
 
-const root = document.getElementById("root");
-if (root) render(() => <App />, root);
+async function main() {
+  registerServiceWorker();
+  const root = document.getElementById("root")!;
+  let storage: LoftStorage;
+  try {
+    storage = await LoftStorage.open(undefined, () => location.reload());
+  } catch (e) {
+    root.textContent = `Loft can't open its storage in this browser (${(e as Error).message}). Private windows and some privacy settings block it.`;
+    return;
+  }
+  const app = createRoot(() => new AppModel(storage));
+  let pendingLink = takeLinkFromHash();
+  createRoot(() =>
+    createEffect(() => {
+      if (app.phase() === "ready" && pendingLink) {
+        const text = pendingLink;
+        pendingLink = undefined;
+        app.go({ name: "add", text });
+      }
+    }),
+  );
+  window.addEventListener("hashchange", () => {
+    const text = takeLinkFromHash();
+    if (!text) return;
+    if (app.phase() === "ready") app.go({ name: "add", text });
+    else pendingLink = text;
+  });
+  render(() => <App app={app} />, root);
+  await app.boot();
+}
+
+void main();

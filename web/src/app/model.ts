@@ -1,0 +1,368 @@
+/**
+ * The app's state as Solid signals: storage, the unlocked user, contacts (decoded and verified),
+ * the running engine with presence, and the current screen. Screens read these and call the
+ * actions here; nothing else writes storage.
+ */
+import { type Accessor, batch, createSignal } from "solid-js";
+import { createStore, reconcile } from "solid-js/store";
+import { toHex } from "../../../core/bytes.ts";
+import { updateIdentity } from "../../../core/identity/identity.ts";
+import type {
+  ChatEngine,
+  ContactId,
+  ContactRecord,
+  EngineEvent,
+  PendingIdentityChange,
+  Presence,
+  ServiceStatus,
+} from "../engine/api.ts";
+import { loadEngine } from "../engine-loader.ts";
+import {
+  type ContactLink,
+  contactIdOf,
+  decodeIdentity,
+  encodeIdentity,
+  type Identity,
+  type KnownContact,
+  newUserIdentity,
+  type TofuOutcome,
+  tofuDecide,
+  type UserIdentity,
+} from "../identity.ts";
+import type { LoftStorage } from "../storage/storage.ts";
+
+export type Route =
+  | { name: "home" }
+  | { name: "my-link" }
+  | { name: "add"; link?: ContactLink; text?: string }
+  | { name: "contact"; id: ContactId }
+  | { name: "safety"; id: ContactId }
+  | { name: "chat"; id: ContactId }
+  | { name: "settings" };
+
+/** A contact with its identity decoded (and verified) for display. */
+export interface ContactView {
+  record: ContactRecord;
+  identity: Identity;
+  /** The pending candidate, decoded, if any. */
+  pendingIdentity?: Identity;
+}
+
+export type Phase = "loading" | "onboarding" | "locked" | "ready";
+
+export class AppModel {
+  readonly storage: LoftStorage;
+  readonly phase: Accessor<Phase>;
+  readonly #setPhase: (p: Phase) => void;
+  readonly user: Accessor<UserIdentity | undefined>;
+  readonly #setUser: (u: UserIdentity | undefined) => void;
+  readonly contacts: Accessor<ContactView[]>;
+  readonly #setContacts: (c: ContactView[]) => void;
+  readonly route: Accessor<Route>;
+  readonly #setRoute: (r: Route) => void;
+  readonly engineProblem: Accessor<string | undefined>;
+  readonly #setEngineProblem: (p: string | undefined) => void;
+  readonly service: Accessor<ServiceStatus>;
+  readonly #setService: (s: ServiceStatus) => void;
+  /** Presence by contact id (offline when absent). */
+  readonly presence: Record<ContactId, Presence>;
+  readonly #setPresence: (id: ContactId, p: Presence) => void;
+  /** A one-line notice for the user (plain words), cleared by the next one. */
+  readonly notice: Accessor<string | undefined>;
+  readonly setNotice: (n: string | undefined) => void;
+  engine: ChatEngine | undefined;
+  #unsubscribe: (() => void) | undefined;
+  readonly #listeners = new Set<(e: EngineEvent) => void>();
+
+  constructor(storage: LoftStorage) {
+    this.storage = storage;
+    [this.phase, this.#setPhase] = createSignal<Phase>("loading");
+    [this.user, this.#setUser] = createSignal<UserIdentity>();
+    [this.contacts, this.#setContacts] = createSignal<ContactView[]>([]);
+    [this.route, this.#setRoute] = createSignal<Route>({ name: "home" });
+    [this.engineProblem, this.#setEngineProblem] = createSignal<string>();
+    [this.service, this.#setService] = createSignal<ServiceStatus>({
+      signaling: "disabled",
+      relay: "disabled",
+    });
+    [this.notice, this.setNotice] = createSignal<string>();
+    const [presence, setPresence] = createStore<Record<ContactId, Presence>>({});
+    this.presence = presence;
+    this.#setPresence = (id, p) => setPresence(id, reconcile(p));
+  }
+
+  // --- lifecycle --------------------------------------------------------------------------------
+
+  /** Decide the first screen: onboarding, unlock, or the app. */
+  async boot(): Promise<void> {
+    if (!(await this.storage.hasSelf())) return this.#setPhase("onboarding");
+    if (this.storage.locked) return this.#setPhase("locked");
+    await this.#enter();
+  }
+
+  async unlock(passphrase: string): Promise<void> {
+    await this.storage.unlock(passphrase);
+    await this.#enter();
+  }
+
+  async createIdentity(username: string): Promise<void> {
+    const user = newUserIdentity(username);
+    await this.storage.saveSelf({
+      identity: encodeIdentity(user.identity),
+      username: user.identity.verified.username,
+      privateIdentityKey: user.privateIdentityKey,
+      privateNoiseKey: user.privateNoiseKey,
+      createdAt: user.identity.verified.created,
+    });
+    await this.#enter();
+  }
+
+  /** After a backup import: drop everything in memory and start over from storage. */
+  async reload(): Promise<void> {
+    await this.#stopEngine();
+    this.#setUser(undefined);
+    await this.boot();
+  }
+
+  async #enter(): Promise<void> {
+    const self = await this.storage.getSelf();
+    if (!self) return this.#setPhase("onboarding");
+    const decoded = decodeIdentity(self.identity);
+    if (!decoded.ok) throw new Error("The identity stored on this device is damaged. Restore a backup.");
+    const user: UserIdentity = {
+      identity: decoded.value,
+      privateIdentityKey: self.privateIdentityKey,
+      privateNoiseKey: self.privateNoiseKey,
+    };
+    await this.refreshContacts();
+    batch(() => {
+      this.#setUser(user);
+      this.#setPhase("ready");
+    });
+    await this.#startEngine(user);
+  }
+
+  async #startEngine(user: UserIdentity): Promise<void> {
+    const loaded = await loadEngine(this.storage, user);
+    this.engine = loaded.engine;
+    this.#setEngineProblem(loaded.problem);
+    this.#setService(loaded.engine.serviceStatus());
+    this.#unsubscribe = loaded.engine.subscribe((e) => this.#onEvent(e));
+    for (const c of this.contacts()) this.#setPresence(c.record.id, loaded.engine.presence(c.record.id));
+  }
+
+  async #stopEngine(): Promise<void> {
+    this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
+    await this.engine?.stop();
+    this.engine = undefined;
+  }
+
+  /** Screens that need engine events (the chat view) subscribe here; survives engine restarts. */
+  onEvent(listener: (e: EngineEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #onEvent(e: EngineEvent): void {
+    switch (e.type) {
+      case "presence":
+        this.#setPresence(e.contactId, e.presence);
+        break;
+      case "service":
+        this.#setService(e.status);
+        break;
+      case "identity-change":
+      case "contact-updated":
+      case "contact-added":
+        void this.refreshContacts();
+        break;
+      case "error":
+        this.setNotice(e.error.message);
+        break;
+    }
+    for (const l of this.#listeners) l(e);
+  }
+
+  // --- navigation -------------------------------------------------------------------------------
+
+  go(route: Route): void {
+    this.setNotice(undefined);
+    this.#setRoute(route);
+  }
+
+  // --- contacts ---------------------------------------------------------------------------------
+
+  async refreshContacts(): Promise<void> {
+    const records = await this.storage.listContacts();
+    const views: ContactView[] = [];
+    for (const record of records) {
+      const id = decodeIdentity(record.identity);
+      if (!id.ok) continue; // never display what doesn't verify
+      const view: ContactView = { record, identity: id.value };
+      if (record.pending) {
+        const p = decodeIdentity(record.pending.identity);
+        if (p.ok) view.pendingIdentity = p.value;
+      }
+      views.push(view);
+    }
+    this.#setContacts(views);
+  }
+
+  contact(id: ContactId): ContactView | undefined {
+    return this.contacts().find((c) => c.record.id === id);
+  }
+
+  presenceOf(id: ContactId): Presence {
+    return this.presence[id] ?? { status: "offline", since: 0 };
+  }
+
+  /** What opening or pasting this link would do (no side effects). */
+  assessLink(link: ContactLink): TofuOutcome | { kind: "self" } {
+    const me = this.user();
+    if (me && contactIdOf(me.identity) === contactIdOf(link.identity)) return { kind: "self" };
+    const known: KnownContact[] = this.contacts().map((c) => ({
+      id: c.record.id,
+      identity: c.identity,
+      trust: c.record.trust,
+    }));
+    return tofuDecide(known, link.identity);
+  }
+
+  /**
+   * Act on a contact link the user confirmed. Returns the contact to show. New contacts are
+   * added as Unknown; a changed key is recorded as pending on the known contact (sending blocked
+   * until the user decides on the contact screen).
+   */
+  async acceptLink(link: ContactLink): Promise<ContactId> {
+    const outcome = this.assessLink(link);
+    const now = Date.now();
+    const id = contactIdOf(link.identity);
+    const endpoints = { signaling: link.signaling, relays: link.relays };
+    switch (outcome.kind) {
+      case "self":
+        throw new Error("That is your own contact link.");
+      case "new":
+        await this.storage.putContact({
+          id,
+          identity: encodeIdentity(link.identity),
+          username: link.identity.verified.username,
+          trust: "unknown",
+          firstSeen: now,
+          lastSeen: now,
+          endpoints,
+        });
+        break;
+      case "same":
+      case "rejected":
+        break;
+      case "updated":
+        await this.storage.updateContactIdentity(
+          id,
+          encodeIdentity(link.identity),
+          link.identity.verified.username,
+        );
+        break;
+      case "noise-key-changed":
+      case "version-downgrade":
+      case "identity-key-changed": {
+        const change: PendingIdentityChange = {
+          kind: outcome.kind,
+          identity: encodeIdentity(link.identity),
+          seenAt: now,
+          source: "link",
+        };
+        await this.storage.recordIdentityChange(outcome.contact.id, change);
+        await this.refreshContacts();
+        this.engine?.contactChanged(outcome.contact.id);
+        return outcome.contact.id;
+      }
+    }
+    await this.refreshContacts();
+    this.engine?.contactChanged(id);
+    return id;
+  }
+
+  async setTrust(id: ContactId, trust: ContactRecord["trust"]): Promise<void> {
+    await this.storage.setTrust(id, trust);
+    if (trust === "rejected") this.engine?.disconnect(id);
+    await this.refreshContacts();
+    this.engine?.contactChanged(id);
+  }
+
+  /**
+   * The user's decision on a pending identity change.
+   * - accept: noise-key change → the new identity replaces the old, trust back to Unknown
+   *   (verify again), the ratchet session is dropped; identity-key change → the new key is added
+   *   as a separate, Unknown contact; version downgrade → nothing to accept, same as keep.
+   * - keep: the stored identity stays; for an identity-key change the new key is recorded as a
+   *   Rejected contact so it can't connect.
+   */
+  async resolvePending(id: ContactId, decision: "accept" | "keep"): Promise<ContactId> {
+    const view = this.contact(id);
+    const pending = view?.record.pending;
+    const candidate = view?.pendingIdentity;
+    if (!view || !pending || !candidate) return id;
+    const now = Date.now();
+    let show = id;
+    if (pending.kind === "noise-key-changed" && decision === "accept") {
+      await this.storage.updateContactIdentity(id, pending.identity, candidate.verified.username);
+      await this.storage.setTrust(id, "unknown");
+      await this.storage.deleteSession(id);
+    } else if (pending.kind === "identity-key-changed") {
+      const newId = contactIdOf(candidate);
+      if (!(await this.storage.getContact(newId)))
+        await this.storage.putContact({
+          id: newId,
+          identity: pending.identity,
+          username: candidate.verified.username,
+          trust: decision === "accept" ? "unknown" : "rejected",
+          firstSeen: now,
+          lastSeen: now,
+        });
+      if (decision === "accept") show = newId;
+      this.engine?.contactChanged(newId);
+    }
+    await this.storage.clearPending(id);
+    await this.refreshContacts();
+    this.engine?.contactChanged(id);
+    return show;
+  }
+
+  async deleteContact(id: ContactId): Promise<void> {
+    this.engine?.disconnect(id);
+    await this.storage.deleteContact(id);
+    await this.refreshContacts();
+    this.engine?.contactChanged(id);
+  }
+
+  // --- own identity -------------------------------------------------------------------------------
+
+  myId(): string {
+    const u = this.user();
+    return u ? toHex(u.identity.verified.identity_key) : "";
+  }
+
+  /** New username: a new signed identity version (SREMP: version + 1, new signature). */
+  async changeUsername(username: string): Promise<void> {
+    const u = this.user();
+    if (!u) return;
+    const next = updateIdentity(u, { username }, Date.now());
+    const self = await this.storage.getSelfPublic();
+    await this.storage.saveSelf({
+      identity: encodeIdentity(next.identity),
+      username: next.identity.verified.username,
+      privateIdentityKey: next.privateIdentityKey,
+      privateNoiseKey: next.privateNoiseKey,
+      createdAt: self?.createdAt ?? next.identity.verified.created,
+    });
+    await this.#stopEngine();
+    this.#setUser(next);
+    await this.#startEngine(next);
+  }
+
+  async deleteIdentity(): Promise<void> {
+    await this.#stopEngine();
+    await this.storage.destroy();
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * The one IndexedDB database of the PWA (`loft`), opened with `idb`
+ * (https://github.com/jakearchibald/idb). The schema is versioned: each version adds an upgrade
+ * step, and `upgrade` runs every step from the stored version up, so a device that skipped
+ * releases still migrates in order. Never edit a released step; add the next one.
+ */
+import { type DBSchema, deleteDB, type IDBPDatabase, openDB } from "idb";
+import type { ContactRecord, OutboxEntry, StoredMessage } from "../engine/api.ts";
+import type { PassphraseConfig, Sealed } from "./vault.ts";
+
+export const DB_NAME = "loft";
+export const DB_VERSION = 1;
+
+/** The user's own identity: public part in clear, private keys sealed. */
+export interface SelfRecord {
+  /** `encodeIdentity` bytes of the signed public identity. */
+  identity: Uint8Array;
+  username: string;
+  /** MessagePack `{ ik, nk }` (private identity and noise keys), sealed as "self/keys". */
+  keys: Sealed;
+  createdAt: number;
+}
+
+/** Overrides of the defaults; absent means "this page's origin". */
+export interface SettingsRecord {
+  signalingUrl?: string;
+  relayUrls?: string[];
+}
+
+export interface LoftDB extends DBSchema {
+  /** "device-key" → CryptoKey, "passphrase" → PassphraseConfig. */
+  meta: { key: string; value: CryptoKey | PassphraseConfig };
+  /** "self" → SelfRecord. */
+  self: { key: string; value: SelfRecord };
+  contacts: { key: string; value: ContactRecord; indexes: { "by-username": string } };
+  messages: {
+    key: string;
+    value: StoredMessage;
+    indexes: { "by-contact": [string, number]; "by-remote": [string, string] };
+  };
+  /** ContactId → sealed Double Ratchet state. */
+  sessions: { key: string; value: Sealed };
+  /** Engine secret name → sealed bytes. */
+  secrets: { key: string; value: Sealed };
+  outbox: { key: string; value: OutboxEntry; indexes: { "by-contact": [string, number]; "by-time": number } };
+  /** "settings" → SettingsRecord. */
+  settings: { key: string; value: SettingsRecord };
+}
+
+export type Database = IDBPDatabase<LoftDB>;
+
+/** Upgrade steps, index = the version the step produces minus one. */
+const STEPS: ((db: Database) => void)[] = [
+  // v1: the initial schema.
+  (db) => {
+    db.createObjectStore("meta");
+    db.createObjectStore("self");
+    db.createObjectStore("contacts", { keyPath: "id" }).createIndex("by-username", "username");
+    const messages = db.createObjectStore("messages", { keyPath: "id" });
+    messages.createIndex("by-contact", ["contactId", "at"]);
+    messages.createIndex("by-remote", ["contactId", "remoteId"]);
+    db.createObjectStore("sessions");
+    db.createObjectStore("secrets");
+    const outbox = db.createObjectStore("outbox", { keyPath: "messageId" });
+    outbox.createIndex("by-contact", ["contactId", "queuedAt"]);
+    outbox.createIndex("by-time", "queuedAt");
+    db.createObjectStore("settings");
+  },
+];
+
+/**
+ * Open (creating or upgrading) the database. `onBlocking` runs when another tab needs this
+ * connection closed (a newer schema after an update, or the identity being deleted); the
+ * connection is closed first so that tab can proceed.
+ */
+export async function openDatabase(name = DB_NAME, onBlocking?: () => void): Promise<Database> {
+  const db: Database = await openDB<LoftDB>(name, DB_VERSION, {
+    upgrade(db, oldVersion, newVersion) {
+      for (let v = oldVersion; v < (newVersion ?? DB_VERSION); v++) STEPS[v]!(db);
+    },
+    blocking() {
+      db.close();
+      onBlocking?.();
+    },
+  });
+  return db;
+}
+
+export function deleteDatabase(name = DB_NAME): Promise<void> {
+  return deleteDB(name);
+}

@@ -1,0 +1,249 @@
+/**
+ * One contact: trust state, a changed-key warning that blocks sending until decided, the safety
+ * code screen, verify / block / delete.
+ */
+import { createSignal, For, Match, Show, Switch } from "solid-js";
+import type { AppModel, ContactView } from "../app/model.ts";
+import type { IdentityChangeKind } from "../engine/api.ts";
+import { safetyCode } from "../identity.ts";
+import { presenceLabel, TRUST_LABEL, timeLabel } from "./format.ts";
+import { Back } from "./Home.tsx";
+import { Qr } from "./Qr.tsx";
+
+const CHANGE_TEXT: Record<IdentityChangeKind, (n: string) => string> = {
+  "noise-key-changed": (n) =>
+    `${n}'s encryption key changed. This happens when they reinstall or move to a new device — or when someone is trying to intercept your messages. Sending is paused until you decide.`,
+  "version-downgrade": (n) =>
+    `Someone presented an older identity for ${n} than the one you have. That is what a replayed, outdated link looks like. Sending is paused until you dismiss this.`,
+  "identity-key-changed": (n) =>
+    `A different identity key claims the name ${n}. It may be ${n} with a new identity, or someone pretending to be them. Sending to ${n} is paused until you decide.`,
+};
+
+function PendingWarning(props: { app: AppModel; view: ContactView }) {
+  const app = props.app;
+  const pending = () => props.view.record.pending!;
+  const name = () => props.view.record.username;
+  const decide = async (d: "accept" | "keep") => {
+    const show = await app.resolvePending(props.view.record.id, d);
+    app.go({ name: "contact", id: show });
+  };
+  return (
+    <section class="card warning" role="alert" data-testid="identity-warning" data-kind={pending().kind}>
+      <h2>⚠ Identity changed</h2>
+      <p>{CHANGE_TEXT[pending().kind](name())}</p>
+      <p class="help">
+        Seen {timeLabel(pending().seenAt)}{" "}
+        {pending().source === "link" ? "in a contact link" : "while connecting"}. Compare safety codes with{" "}
+        {name()} in person or on a call before accepting.
+      </p>
+      <div class="row">
+        <Switch>
+          <Match when={pending().kind === "noise-key-changed"}>
+            <button
+              type="button"
+              class="danger"
+              data-testid="accept-new-key"
+              onClick={() => decide("accept")}
+            >
+              Accept the new key
+            </button>
+            <button type="button" data-testid="keep-old-key" onClick={() => decide("keep")}>
+              Keep the old key
+            </button>
+          </Match>
+          <Match when={pending().kind === "identity-key-changed"}>
+            <button
+              type="button"
+              class="danger"
+              data-testid="accept-new-key"
+              onClick={() => decide("accept")}
+            >
+              Add the new key as a separate contact
+            </button>
+            <button type="button" data-testid="keep-old-key" onClick={() => decide("keep")}>
+              Block the new key
+            </button>
+          </Match>
+          <Match when={pending().kind === "version-downgrade"}>
+            <button type="button" data-testid="keep-old-key" onClick={() => decide("keep")}>
+              Keep the current identity
+            </button>
+          </Match>
+        </Switch>
+      </div>
+    </section>
+  );
+}
+
+export function ContactScreen(props: { app: AppModel; id: string }) {
+  const app = props.app;
+  const view = () => app.contact(props.id);
+  const [confirmDelete, setConfirmDelete] = createSignal(false);
+  return (
+    <main class="screen" data-testid="contact-screen">
+      <Back app={app} />
+      <Show when={view()} fallback={<p>This contact no longer exists.</p>}>
+        {(v) => (
+          <>
+            <h1 data-testid="contact-username">{v().record.username}</h1>
+            <p>
+              <span
+                class={`trust ${v().record.trust}`}
+                data-testid="trust-state"
+                data-trust={v().record.trust}
+              >
+                {TRUST_LABEL[v().record.trust]}
+              </span>{" "}
+              · <span data-testid="contact-presence">{presenceLabel(app.presenceOf(v().record.id))}</span>
+            </p>
+            <Show when={v().record.pending}>
+              <PendingWarning app={app} view={v()} />
+            </Show>
+            <dl class="facts">
+              <dt>Contact id</dt>
+              <dd>
+                <code data-testid="contact-id">{v().record.id}</code>
+              </dd>
+              <dt>First seen</dt>
+              <dd>{timeLabel(v().record.firstSeen)}</dd>
+              <dt>Identity version</dt>
+              <dd>{v().identity.verified.version}</dd>
+            </dl>
+            <div class="row">
+              <button
+                type="button"
+                class="primary"
+                data-testid="open-chat"
+                disabled={v().record.trust === "rejected"}
+                onClick={() => app.go({ name: "chat", id: v().record.id })}
+              >
+                Chat
+              </button>
+              <button
+                type="button"
+                data-testid="open-safety"
+                onClick={() => app.go({ name: "safety", id: v().record.id })}
+              >
+                Safety code
+              </button>
+              <Switch>
+                <Match when={v().record.trust === "rejected"}>
+                  <button
+                    type="button"
+                    data-testid="unblock-contact"
+                    onClick={() => app.setTrust(v().record.id, "unknown")}
+                  >
+                    Unblock
+                  </button>
+                </Match>
+                <Match when={v().record.trust !== "rejected"}>
+                  <button
+                    type="button"
+                    data-testid="block-contact"
+                    onClick={() => app.setTrust(v().record.id, "rejected")}
+                  >
+                    Block
+                  </button>
+                </Match>
+              </Switch>
+              <Show when={v().record.trust === "trusted"}>
+                <button
+                  type="button"
+                  data-testid="mark-unverified"
+                  onClick={() => app.setTrust(v().record.id, "unknown")}
+                >
+                  Mark as not verified
+                </button>
+              </Show>
+              <button
+                type="button"
+                class="danger"
+                data-testid="delete-contact"
+                onClick={() => setConfirmDelete(true)}
+              >
+                Delete
+              </button>
+            </div>
+            <Show when={confirmDelete()}>
+              <div class="card warning" role="alertdialog" aria-label="Delete contact">
+                <p>Delete {v().record.username} and your whole conversation with them from this device?</p>
+                <div class="row">
+                  <button
+                    type="button"
+                    class="danger"
+                    data-testid="confirm-delete-contact"
+                    onClick={async () => {
+                      await app.deleteContact(v().record.id);
+                      app.go({ name: "home" });
+                    }}
+                  >
+                    Delete
+                  </button>
+                  <button type="button" onClick={() => setConfirmDelete(false)}>
+                    Cancel
+                  </button>
+                </div>
+              </div>
+            </Show>
+          </>
+        )}
+      </Show>
+    </main>
+  );
+}
+
+export function SafetyScreen(props: { app: AppModel; id: string }) {
+  const app = props.app;
+  const view = () => app.contact(props.id);
+  const code = () => {
+    const u = app.user();
+    const v = view();
+    return u && v
+      ? safetyCode(u.identity.verified.identity_key, v.identity.verified.identity_key)
+      : undefined;
+  };
+  return (
+    <main class="screen" data-testid="safety-screen">
+      <Back app={app} to={{ name: "contact", id: props.id }} />
+      <Show when={view() && code()}>
+        <h1>Safety code with {view()!.record.username}</h1>
+        <p>
+          Compare these digits with {view()!.record.username}, in person or on a call you trust. If every
+          group matches on both screens, nobody is in the middle.
+        </p>
+        <div class="card center">
+          <h2 id="safety-code-label" class="sr-only">
+            Safety code
+          </h2>
+          <p
+            class="safety"
+            data-testid="safety-code"
+            data-digits={code()!.digits}
+            aria-describedby="safety-code-label"
+          >
+            <For each={code()!.groups}>{(g) => <span data-testid="safety-group">{g}</span>}</For>
+          </p>
+          <Qr text={code()!.qr} label="QR code of the safety code" testid="safety-qr" />
+        </div>
+        <Show
+          when={view()!.record.trust !== "trusted"}
+          fallback={
+            <p class="ok" data-testid="verified-note">
+              ✓ You verified {view()!.record.username}.
+            </p>
+          }
+        >
+          <button
+            type="button"
+            class="primary"
+            data-testid="mark-verified"
+            disabled={view()!.record.trust === "rejected" || !!view()!.record.pending}
+            onClick={() => app.setTrust(props.id, "trusted")}
+          >
+            The codes match — mark as verified
+          </button>
+        </Show>
+      </Show>
+    </main>
+  );
+}

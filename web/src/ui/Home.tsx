@@ -1,0 +1,264 @@
+/** Home: contacts with presence and trust, and the ways to add one or share your own link. */
+import { createResource, createSignal, For, Show } from "solid-js";
+import type { AppModel } from "../app/model.ts";
+import { makeContactLink, parseContactLink } from "../identity.ts";
+import { presenceLabel, TRUST_LABEL } from "./format.ts";
+import { Qr } from "./Qr.tsx";
+
+export function Home(props: { app: AppModel }) {
+  const app = props.app;
+  return (
+    <main class="screen home" data-testid="home">
+      <header class="bar">
+        <h1>
+          Loft{" "}
+          <span class="me" data-testid="my-username">
+            {app.user()?.identity.verified.username}
+          </span>
+        </h1>
+        <nav class="actions">
+          <button type="button" data-testid="nav-my-link" onClick={() => app.go({ name: "my-link" })}>
+            My contact link
+          </button>
+          <button type="button" data-testid="nav-add-contact" onClick={() => app.go({ name: "add" })}>
+            Add contact
+          </button>
+          <button type="button" data-testid="nav-settings" onClick={() => app.go({ name: "settings" })}>
+            Settings
+          </button>
+        </nav>
+      </header>
+      <Show when={app.engineProblem()}>
+        <p class="status" data-testid="engine-status">
+          {app.engineProblem()}
+        </p>
+      </Show>
+      <Show
+        when={app.contacts().length > 0}
+        fallback={
+          <p class="empty" data-testid="empty-contacts">
+            No contacts yet. Share your contact link, or open one someone sent you.
+          </p>
+        }
+      >
+        <ul class="contacts" data-testid="contact-list" aria-label="Contacts">
+          <For each={app.contacts()}>
+            {(c) => {
+              const p = () => app.presenceOf(c.record.id);
+              return (
+                <li>
+                  <button
+                    type="button"
+                    class="contact"
+                    data-testid="contact-item"
+                    data-contact-id={c.record.id}
+                    data-username={c.record.username}
+                    onClick={() =>
+                      app.go(
+                        c.record.pending || c.record.trust === "rejected"
+                          ? { name: "contact", id: c.record.id }
+                          : { name: "chat", id: c.record.id },
+                      )
+                    }
+                  >
+                    <span class={`dot ${p().status}`} aria-hidden="true" />
+                    <span class="name">{c.record.username}</span>
+                    <span class="presence" data-testid="contact-presence">
+                      {presenceLabel(p())}
+                    </span>
+                    <span class={`trust ${c.record.trust}`} data-testid="contact-trust">
+                      {c.record.pending ? "⚠ Key changed" : TRUST_LABEL[c.record.trust]}
+                    </span>
+                  </button>
+                </li>
+              );
+            }}
+          </For>
+        </ul>
+      </Show>
+    </main>
+  );
+}
+
+export function Back(props: { app: AppModel; to?: Parameters<AppModel["go"]>[0] }) {
+  return (
+    <button
+      type="button"
+      class="back"
+      data-testid="back"
+      onClick={() => props.app.go(props.to ?? { name: "home" })}
+    >
+      ← Back
+    </button>
+  );
+}
+
+export function MyLink(props: { app: AppModel }) {
+  const app = props.app;
+  const [copied, setCopied] = createSignal(false);
+  const [settings] = createResource(() => app.storage.getSettings());
+  const link = () => {
+    const u = app.user();
+    const s = settings();
+    if (!u || !s) return "";
+    return makeContactLink(location.origin, {
+      identity: u.identity,
+      signaling: s.signalingUrl,
+      relays: s.relayUrls,
+    });
+  };
+  const copy = async () => {
+    try {
+      await navigator.clipboard.writeText(link());
+      setCopied(true);
+    } catch {
+      app.setNotice("Copying is not allowed here: select the link and copy it yourself.");
+    }
+  };
+  const share = async () => {
+    await navigator.share?.({ title: "My Loft contact link", url: link() }).catch(() => undefined);
+  };
+  return (
+    <main class="screen" data-testid="my-link-screen">
+      <Back app={app} />
+      <h1>My contact link</h1>
+      <p>
+        Send this link to people you want to talk to, or let them scan the code. It contains your public
+        identity only; the part after <code>#</code> never reaches any server.
+      </p>
+      <Show when={link()}>
+        <div class="card center">
+          <Qr text={link()} label="QR code of your contact link" testid="my-link-qr" />
+          <textarea
+            readOnly
+            class="link"
+            rows={4}
+            data-testid="my-link"
+            onFocus={(e) => e.currentTarget.select()}
+          >
+            {link()}
+          </textarea>
+          <div class="row">
+            <button type="button" class="primary" data-testid="copy-link" onClick={copy}>
+              {copied() ? "Copied" : "Copy link"}
+            </button>
+            <Show when={"share" in navigator}>
+              <button type="button" onClick={share}>
+                Share…
+              </button>
+            </Show>
+          </div>
+        </div>
+      </Show>
+    </main>
+  );
+}
+
+const OUTCOME_TEXT: Record<string, (name: string) => string> = {
+  self: () => "This is your own contact link.",
+  new: (n) => `Add ${n} to your contacts?`,
+  same: (n) => `${n} is already in your contacts.`,
+  updated: (n) => `${n} updated their profile. Save the update?`,
+  rejected: (n) => `You blocked ${n}. Open the contact to unblock them.`,
+  "noise-key-changed": (n) =>
+    `Warning: this link has a different key for ${n} than the one you have. It may be a new device — or someone else.`,
+  "version-downgrade": (n) =>
+    `Warning: this link carries an older identity for ${n} than the one you have. Someone may be replaying an old link.`,
+  "identity-key-changed": (n) =>
+    `Warning: you already have a contact named ${n} with a different identity key. This link may be from someone pretending to be them.`,
+};
+
+export function AddContact(props: { app: AppModel; text?: string }) {
+  const app = props.app;
+  const [text, setText] = createSignal(props.text ?? "");
+  const [error, setError] = createSignal<string>();
+  const [busy, setBusy] = createSignal(false);
+  const parsed = () => (text().trim() ? parseContactLink(text()) : undefined);
+  const outcome = () => {
+    const p = parsed();
+    return p?.ok ? app.assessLink(p.link) : undefined;
+  };
+  const confirm = async () => {
+    const p = parsed();
+    if (!p?.ok) return;
+    setBusy(true);
+    try {
+      const id = await app.acceptLink(p.link);
+      app.go({ name: "contact", id });
+    } catch (x) {
+      setError((x as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const warning = () => {
+    const k = outcome()?.kind;
+    return k === "noise-key-changed" || k === "version-downgrade" || k === "identity-key-changed";
+  };
+  return (
+    <main class="screen" data-testid="add-screen">
+      <Back app={app} />
+      <h1>Add a contact</h1>
+      <label for="link-input">Paste a contact link</label>
+      <textarea
+        id="link-input"
+        rows={4}
+        data-testid="link-input"
+        value={text()}
+        onInput={(e) => {
+          setText(e.currentTarget.value);
+          setError(undefined);
+        }}
+        placeholder="https://…/#c=…"
+      />
+      <Show when={parsed() && !parsed()!.ok}>
+        <p class="error" role="alert" data-testid="link-error">
+          {(parsed() as { reason: string }).reason}
+        </p>
+      </Show>
+      <Show when={parsed()?.ok && outcome()}>
+        {(o) => {
+          const p = parsed() as { ok: true; link: { identity: { verified: { username: string } } } };
+          const name = p.link.identity.verified.username;
+          return (
+            <div class={`card ${warning() ? "warning" : ""}`} role={warning() ? "alert" : undefined}>
+              <p data-testid="add-outcome" data-outcome={o().kind}>
+                {OUTCOME_TEXT[o().kind]?.(name)}
+              </p>
+              <p>
+                Name in the link: <strong data-testid="confirm-username">{name}</strong>
+              </p>
+              <div class="row">
+                <Show when={o().kind !== "self"}>
+                  <button
+                    type="button"
+                    class={warning() ? "danger" : "primary"}
+                    data-testid="confirm-add"
+                    disabled={busy()}
+                    onClick={confirm}
+                  >
+                    {o().kind === "new"
+                      ? "Add contact"
+                      : o().kind === "same" || o().kind === "rejected"
+                        ? "Open contact"
+                        : o().kind === "updated"
+                          ? "Save update"
+                          : "Review the change"}
+                  </button>
+                </Show>
+                <button type="button" data-testid="cancel-add" onClick={() => app.go({ name: "home" })}>
+                  Cancel
+                </button>
+              </div>
+            </div>
+          );
+        }}
+      </Show>
+      <Show when={error()}>
+        <p class="error" role="alert">
+          {error()}
+        </p>
+      </Show>
+    </main>
+  );
+}

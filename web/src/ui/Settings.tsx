@@ -1,0 +1,323 @@
+/** Settings: username, signaling/relay URLs, passphrase, backup export/import, delete identity. */
+import { createResource, createSignal, type JSX, Show } from "solid-js";
+import type { AppModel } from "../app/model.ts";
+import { decryptBackup, encryptBackup, MIN_BACKUP_PASSPHRASE } from "../storage/backup.ts";
+import { defaultSettings } from "../storage/storage.ts";
+import { Back } from "./Home.tsx";
+import { usernameProblem } from "./Onboarding.tsx";
+
+function Section(props: { title: string; children: JSX.Element; testid?: string }) {
+  return (
+    <section class="card" data-testid={props.testid}>
+      <h2>{props.title}</h2>
+      {props.children}
+    </section>
+  );
+}
+
+/** Result line under a form: ok in green, problems in red, announced to screen readers. */
+function Outcome(props: { value: { ok: boolean; text: string } | undefined; testid: string }) {
+  return (
+    <Show when={props.value}>
+      <p class={props.value!.ok ? "ok" : "error"} role="status" data-testid={props.testid}>
+        {props.value!.text}
+      </p>
+    </Show>
+  );
+}
+
+type Result = { ok: boolean; text: string } | undefined;
+
+const validWsUrl = (s: string) => {
+  try {
+    const u = new URL(s);
+    return u.protocol === "ws:" || u.protocol === "wss:";
+  } catch {
+    return false;
+  }
+};
+
+export function Settings(props: { app: AppModel }) {
+  const app = props.app;
+  const [record, { refetch }] = createResource(() => app.storage.getSettingsRecord());
+  const defaults = defaultSettings();
+
+  // username
+  const [name, setName] = createSignal(app.user()?.identity.verified.username ?? "");
+  const [nameResult, setNameResult] = createSignal<Result>();
+  const saveName = async (e: Event) => {
+    e.preventDefault();
+    const problem = usernameProblem(name());
+    if (problem) return setNameResult({ ok: false, text: problem });
+    await app.changeUsername(name().normalize("NFC"));
+    setNameResult({ ok: true, text: "Saved. Contacts see the new name next time you connect." });
+  };
+
+  // endpoints
+  const [endpointResult, setEndpointResult] = createSignal<Result>();
+  let signalingInput!: HTMLInputElement;
+  let relayInput!: HTMLTextAreaElement;
+  const saveEndpoints = async (e: Event) => {
+    e.preventDefault();
+    const signalingUrl = signalingInput.value.trim();
+    const relayUrls = relayInput.value
+      .split(/[\s,]+/)
+      .map((s) => s.trim())
+      .filter(Boolean);
+    if (signalingUrl && !validWsUrl(signalingUrl))
+      return setEndpointResult({ ok: false, text: "The signaling address must start with ws:// or wss://." });
+    if (!relayUrls.every(validWsUrl))
+      return setEndpointResult({ ok: false, text: "Each relay address must start with ws:// or wss://." });
+    await app.storage.setSettingsRecord({
+      ...(signalingUrl ? { signalingUrl } : {}),
+      ...(relayUrls.length ? { relayUrls } : {}),
+    });
+    await refetch();
+    setEndpointResult({ ok: true, text: "Saved. They are used from the next start of the app." });
+  };
+
+  // passphrase
+  const [passResult, setPassResult] = createSignal<Result>();
+  const [hasPass, setHasPass] = createSignal(app.storage.hasPassphrase);
+  const [busy, setBusy] = createSignal(false);
+  let pass1!: HTMLInputElement;
+  let pass2!: HTMLInputElement;
+  const setPassphrase = async (e: Event) => {
+    e.preventDefault();
+    if (pass1.value.length < MIN_BACKUP_PASSPHRASE)
+      return setPassResult({ ok: false, text: `Use at least ${MIN_BACKUP_PASSPHRASE} characters.` });
+    if (pass1.value !== pass2.value) return setPassResult({ ok: false, text: "The two passphrases differ." });
+    setBusy(true);
+    try {
+      await app.storage.setPassphrase(pass1.value);
+      pass1.value = pass2.value = "";
+      setHasPass(true);
+      setPassResult({ ok: true, text: "Passphrase set. Loft asks for it each time it starts." });
+    } finally {
+      setBusy(false);
+    }
+  };
+  const removePassphrase = async () => {
+    setBusy(true);
+    try {
+      await app.storage.setPassphrase(null);
+      setHasPass(false);
+      setPassResult({ ok: true, text: "Passphrase removed." });
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  // backup
+  const [backupResult, setBackupResult] = createSignal<Result>();
+  let backupPass!: HTMLInputElement;
+  const exportBackup = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    try {
+      const text = await encryptBackup(await app.storage.exportBundle(), backupPass.value);
+      const url = URL.createObjectURL(new Blob([text], { type: "application/json" }));
+      const a = document.createElement("a");
+      a.href = url;
+      a.download = `loft-backup-${new Date().toISOString().slice(0, 10)}.loft`;
+      a.click();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      backupPass.value = "";
+      setBackupResult({ ok: true, text: "Backup saved. Keep the file and its passphrase apart." });
+    } catch (x) {
+      setBackupResult({ ok: false, text: (x as Error).message });
+    } finally {
+      setBusy(false);
+    }
+  };
+  const [importResult, setImportResult] = createSignal<Result>();
+  let importFile!: HTMLInputElement;
+  let importPass!: HTMLInputElement;
+  const importBackup = async (e: Event) => {
+    e.preventDefault();
+    const file = importFile.files?.[0];
+    if (!file) return setImportResult({ ok: false, text: "Choose a backup file first." });
+    setBusy(true);
+    try {
+      const bundle = await decryptBackup(await file.text(), importPass.value);
+      await app.storage.importBundle(bundle);
+      await app.reload();
+      app.go({ name: "home" });
+      app.setNotice("Backup restored.");
+    } catch (x) {
+      setImportResult({ ok: false, text: (x as Error).message });
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  // delete
+  const [confirmDelete, setConfirmDelete] = createSignal(false);
+  const deleteIdentity = async () => {
+    await app.deleteIdentity();
+    location.replace("/");
+  };
+
+  return (
+    <main class="screen settings" data-testid="settings">
+      <Back app={app} />
+      <h1>Settings</h1>
+
+      <Section title="Your name">
+        <form onSubmit={saveName}>
+          <label for="settings-username">Name</label>
+          <input
+            id="settings-username"
+            data-testid="settings-username"
+            value={name()}
+            onInput={(e) => setName(e.currentTarget.value)}
+          />
+          <button type="submit" data-testid="save-username">
+            Save name
+          </button>
+          <Outcome value={nameResult()} testid="username-result" />
+        </form>
+      </Section>
+
+      <Section title="Servers">
+        <Show when={record.state === "ready"}>
+          <form onSubmit={saveEndpoints}>
+            <label for="signaling-url">Signaling server</label>
+            <input
+              id="signaling-url"
+              data-testid="signaling-url"
+              ref={signalingInput}
+              value={record()?.signalingUrl ?? ""}
+              placeholder={defaults.signalingUrl}
+            />
+            <label for="relay-urls">Relays (one per line)</label>
+            <textarea
+              id="relay-urls"
+              rows={2}
+              data-testid="relay-urls"
+              ref={relayInput}
+              value={(record()?.relayUrls ?? []).join("\n")}
+              placeholder={defaults.relayUrls.join("\n")}
+            />
+            <p class="help">Leave empty to use this site's own servers.</p>
+            <button type="submit" data-testid="save-endpoints">
+              Save servers
+            </button>
+            <Outcome value={endpointResult()} testid="endpoints-result" />
+          </form>
+        </Show>
+      </Section>
+
+      <Section title="Passphrase">
+        <p>
+          Your keys are stored encrypted by this browser. A passphrase adds a second lock: without it, nobody
+          using this browser profile can open Loft. There is no way to recover a forgotten passphrase — keep a
+          backup.
+        </p>
+        <form onSubmit={setPassphrase}>
+          <label for="pass1">{hasPass() ? "New passphrase" : "Passphrase"}</label>
+          <input
+            id="pass1"
+            type="password"
+            autocomplete="new-password"
+            ref={pass1}
+            data-testid="passphrase-new"
+          />
+          <label for="pass2">Repeat it</label>
+          <input
+            id="pass2"
+            type="password"
+            autocomplete="new-password"
+            ref={pass2}
+            data-testid="passphrase-confirm"
+          />
+          <div class="row">
+            <button type="submit" disabled={busy()} data-testid="set-passphrase">
+              {hasPass() ? "Change passphrase" : "Set passphrase"}
+            </button>
+            <Show when={hasPass()}>
+              <button
+                type="button"
+                disabled={busy()}
+                data-testid="remove-passphrase"
+                onClick={removePassphrase}
+              >
+                Remove passphrase
+              </button>
+            </Show>
+          </div>
+          <Outcome value={passResult()} testid="passphrase-result" />
+        </form>
+      </Section>
+
+      <Section title="Backup" testid="backup-section">
+        <p>
+          A backup file holds your identity, contacts and history, encrypted with a passphrase you choose
+          here. Restore it on a new device to keep your identity.
+        </p>
+        <form onSubmit={exportBackup}>
+          <label for="backup-pass">Backup passphrase (at least {MIN_BACKUP_PASSPHRASE} characters)</label>
+          <input
+            id="backup-pass"
+            type="password"
+            autocomplete="new-password"
+            ref={backupPass}
+            data-testid="backup-passphrase"
+          />
+          <button type="submit" disabled={busy()} data-testid="export-backup">
+            Save backup file
+          </button>
+          <Outcome value={backupResult()} testid="backup-result" />
+        </form>
+        <form onSubmit={importBackup}>
+          <h3>Restore</h3>
+          <p class="help">Restoring replaces the identity, contacts and history on this device.</p>
+          <label for="import-file">Backup file</label>
+          <input
+            id="import-file"
+            type="file"
+            accept=".loft,application/json"
+            ref={importFile}
+            data-testid="import-file"
+          />
+          <label for="import-pass">Backup passphrase</label>
+          <input id="import-pass" type="password" ref={importPass} data-testid="import-passphrase" />
+          <button type="submit" disabled={busy()} data-testid="import-backup">
+            Restore backup
+          </button>
+          <Outcome value={importResult()} testid="import-result" />
+        </form>
+      </Section>
+
+      <Section title="Delete identity">
+        <p>
+          Deletes your identity, keys, contacts and history from this browser. Without a backup they are gone
+          for good.
+        </p>
+        <Show
+          when={confirmDelete()}
+          fallback={
+            <button
+              type="button"
+              class="danger"
+              data-testid="delete-identity"
+              onClick={() => setConfirmDelete(true)}
+            >
+              Delete my identity…
+            </button>
+          }
+        >
+          <div class="row" role="alertdialog" aria-label="Confirm deletion">
+            <button type="button" class="danger" data-testid="confirm-delete" onClick={deleteIdentity}>
+              Yes, delete everything
+            </button>
+            <button type="button" onClick={() => setConfirmDelete(false)}>
+              Cancel
+            </button>
+          </div>
+        </Show>
+      </Section>
+      <p class="help">Loft {__LOFT_VERSION__}</p>
+    </main>
+  );
+}

@@ -22,7 +22,7 @@ import { err, ok, type Result } from "../errors.ts";
 import { bytesSchema, decodeRaw, encodeCanonical, validate } from "../wire/codec.ts";
 import { serverUrlSchema } from "../wire/sremp.ts";
 import { fromBase64url, toBase64url } from "./base64url.ts";
-import { decodeIdentity, encodeIdentity, type Identity } from "./identity.ts";
+import { decodeIdentity, encodeIdentity, type Identity, MAX_IDENTITY_BYTES } from "./identity.ts";
 
 export const CONTACT_LINK_VERSION = 1;
 export const MAX_CONTACT_LINK_BYTES = 2048;
@@ -51,7 +51,7 @@ const urlList = v.pipe(
 
 const payloadSchema = v.strictObject({
   v: v.number(),
-  i: bytesSchema(1, MAX_CONTACT_LINK_BYTES),
+  i: bytesSchema(1, MAX_IDENTITY_BYTES),
   s: urlList,
   r: urlList,
   x: v.optional(

@@ -213,6 +213,13 @@ export const signalingOptions = {
     parse: int(0, 60_000),
     help: "time given to clients to close after GOING_AWAY before sockets are terminated",
   }),
+  reconnectSpreadMs: spec({
+    flag: "signal-reconnect-spread-ms",
+    env: "LOFT_SIGNAL_RECONNECT_SPREAD_MS",
+    default: 5_000,
+    parse: int(10, 600_000),
+    help: "GOING_AWAY asks each client to reconnect after a random delay up to this (spreads the herd)",
+  }),
 };
 
 export type SignalingConfig = {

@@ -503,7 +503,8 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
             if (conn.closed) return resolve();
             conn.onClosed = resolve;
             // Spread the reconnects of every client over a few seconds.
-            const reconnect = 500 + Math.floor(Math.random() * 4_500);
+            const spread = config.reconnectSpreadMs;
+            const reconnect = Math.floor(spread / 10 + Math.random() * (spread - spread / 10));
             send(conn, { t: "GOING_AWAY", reconnect_after_ms: reconnect });
             closeConn(conn, CLOSE.GOING_AWAY, "server shutting down; reconnect");
           }),

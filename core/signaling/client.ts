@@ -1,0 +1,648 @@
+/**
+ * Isomorphic client of the signaling/rendezvous service (docs/protocol/signaling.md). It runs in
+ * the browser, in workers and in Node: it takes a minimal WebSocket-like object from a factory
+ * (the browser passes `(url) => new WebSocket(url)`, tests pass `ws`), and uses no DOM or Node API.
+ *
+ * What it does (SREMP §rendezvous, §version; Loft signaling):
+ * - connects, exchanges VERSION_HEADERs, registers the user's signed identity (REGISTER with a
+ *   fresh timestamp and nonce) and renews before expiry at the server's `renewal_interval`;
+ * - looks peers up (checking that the Identity the server returns verifies and is the one asked
+ *   for: the server is not trusted), lists servers;
+ * - sends OFFER / ANSWER / ICE / BYE envelopes signed with the identity key, and delivers
+ *   received envelopes only after verifying them (addressed to us, signature under `from`, fresh
+ *   timestamp, unseen nonce) — others are dropped and reported as `rejected` events;
+ * - keeps a presence subscription, re-sent after every reconnect;
+ * - reconnects with exponential backoff and full jitter, re-registering after a drop;
+ * - reports typed errors (`SignalingError`) whose codes `describeSignalingError` turns into words.
+ */
+import { randomBytes } from "@noble/hashes/utils.js";
+import { equalBytes, toHex } from "../bytes.ts";
+import { decodeIdentity, type Identity, type UserIdentity } from "../identity/identity.ts";
+import {
+  CLOSE,
+  type ClientMessage,
+  clientCodec,
+  type ServerMessage,
+  SIGNALING,
+  type SignalEnvelope,
+  type SignalKind,
+  serverCodec,
+  signEnvelope,
+  verifyEnvelope,
+} from "../wire/signaling.ts";
+import { signRegisterRequest } from "../wire/signed.ts";
+import { decodeVersionHeader, encodeVersionHeader } from "../wire/version.ts";
+
+// ---- the transport it needs ----------------------------------------------------------------------
+
+/**
+ * The part of the WebSocket API the client uses; the browser's `WebSocket` and the `ws` package's
+ * both fit. Event parameters are `any` so that both libraries' handler types are assignable.
+ */
+export interface WebSocketLike {
+  binaryType: string;
+  readonly readyState: number;
+  send(data: Uint8Array): void;
+  close(code?: number, reason?: string): void;
+  // biome-ignore lint/suspicious/noExplicitAny: the DOM's and ws's event types must both fit
+  onopen: ((event: any) => void) | null;
+  // biome-ignore lint/suspicious/noExplicitAny: the DOM's and ws's event types must both fit
+  onmessage: ((event: any) => void) | null;
+  // biome-ignore lint/suspicious/noExplicitAny: the DOM's and ws's event types must both fit
+  onclose: ((event: any) => void) | null;
+  // biome-ignore lint/suspicious/noExplicitAny: the DOM's and ws's event types must both fit
+  onerror: ((event: any) => void) | null;
+}
+
+export type WebSocketFactory = (url: string) => WebSocketLike;
+
+const OPEN = 1;
+
+// ---- errors ----------------------------------------------------------------------------------------
+
+/** Codes the client reports: the server's ERROR codes plus the client's own. */
+export type SignalingClientErrorCode =
+  | "PEER_OFFLINE"
+  | "UNREACHABLE"
+  | "TIMEOUT"
+  | "CLOSED"
+  | "PROTOCOL"
+  | "UNSUPPORTED_VERSION"
+  | "BAD_PEER_IDENTITY"
+  | "REPLACED"
+  | (string & {});
+
+export class SignalingError extends Error {
+  override name = "SignalingError";
+  constructor(
+    readonly code: SignalingClientErrorCode,
+    message: string,
+  ) {
+    super(`${code}: ${message}`);
+  }
+}
+
+/** Plain words for a UI, by code (never includes server-supplied text). */
+export function describeSignalingError(code: SignalingClientErrorCode): string {
+  switch (code) {
+    case "PEER_OFFLINE":
+      return "Peer offline.";
+    case "UNREACHABLE":
+      return "Signaling unreachable. Retrying…";
+    case "TIMEOUT":
+      return "The signaling server did not answer in time.";
+    case "CLOSED":
+      return "The connection to the signaling server closed.";
+    case "PROTOCOL":
+    case "MALFORMED":
+    case "UNKNOWN_TYPE":
+      return "The signaling server and this app do not understand each other.";
+    case "UNSUPPORTED_VERSION":
+      return "The signaling server runs an incompatible version.";
+    case "BAD_PEER_IDENTITY":
+      return "The server returned an identity that does not verify.";
+    case "REPLACED":
+      return "This identity signed in from another tab or device.";
+    case "RATE_LIMITED":
+    case "BUSY":
+      return "The signaling server is busy. Try again shortly.";
+    case "STALE_TIMESTAMP":
+      return "This device's clock is off; check the date and time.";
+    case "REGISTRY_FULL":
+    case "SOURCE_LIMIT":
+      return "The signaling server is full.";
+    case "PAYLOAD_TOO_LARGE":
+      return "The connection setup message is too large.";
+    default:
+      return "Signaling failed.";
+  }
+}
+
+// ---- events ----------------------------------------------------------------------------------------
+
+export type SignalingState = "idle" | "connecting" | "connected" | "registered" | "reconnecting" | "closed";
+
+/** Why a received envelope was dropped. */
+export type RejectReason = "bad-signature" | "not-for-us" | "stale" | "replay";
+
+export type SignalingEvent =
+  | { type: "state"; state: SignalingState }
+  /** A verified envelope addressed to us. */
+  | { type: "signal"; envelope: SignalEnvelope }
+  /** A received envelope that failed verification and was dropped. */
+  | { type: "rejected"; reason: RejectReason; from: Uint8Array }
+  | { type: "presence"; key: Uint8Array; online: boolean }
+  | { type: "registered"; expiresAt: number }
+  | { type: "error"; error: SignalingError };
+
+export type SignalingListener = (event: SignalingEvent) => void;
+
+export interface LookupResult {
+  online: boolean;
+  /** The peer's verified Identity when online. */
+  identity?: Identity;
+  /** Its canonical bytes. */
+  identityBytes?: Uint8Array;
+  lastSeen?: number;
+}
+
+// ---- options -----------------------------------------------------------------------------------------
+
+export interface SignalingClientOptions {
+  /** `ws:`/`wss:` URL of the service, e.g. "wss://loft.example/signal". */
+  url: string;
+  user: UserIdentity;
+  connect: WebSocketFactory;
+  /** TTL asked for in REGISTER (the server clamps it); default 120 s. */
+  ttlSeconds?: number;
+  /** Register automatically on every (re)connect; default true. */
+  register?: boolean;
+  /** Sent as REGISTER `audience` when set (servers that check it need the URL they are dialled at). */
+  audience?: string;
+  /** Per-request timeout; default 10 s. */
+  requestTimeoutMs?: number;
+  /** Reconnect backoff; `false` disables reconnecting. */
+  reconnect?: { initialMs?: number; maxMs?: number } | false;
+  /** Accepted |now − timestamp| for received envelopes; default 120 s (the server's default). */
+  maxSkewMs?: number;
+  /** Clock (ms since epoch), default Date.now. */
+  now?: () => number;
+}
+
+interface Pending {
+  resolve: (m: ServerMessage) => void;
+  reject: (e: SignalingError) => void;
+  timer: unknown;
+}
+
+type Distribute<T> = T extends unknown ? Omit<T, "id"> : never;
+type Request = Distribute<ClientMessage>;
+
+const MAX_SEEN_NONCES = 4_096;
+
+export class SignalingClient {
+  readonly #o: Required<Omit<SignalingClientOptions, "audience" | "reconnect">> & {
+    audience: string | undefined;
+    reconnect: { initialMs: number; maxMs: number } | false;
+  };
+  readonly #key: Uint8Array;
+  readonly #listeners = new Set<SignalingListener>();
+  readonly #pending = new Map<number, Pending>();
+  /** Nonces of accepted envelopes → their expiry; bounded, oldest dropped first. */
+  readonly #seen = new Map<string, number>();
+  #ws: WebSocketLike | undefined;
+  #state: SignalingState = "idle";
+  #nextId = 1;
+  #attempt = 0;
+  #retryTimer: unknown;
+  #renewTimer: unknown;
+  #goingAwayDelay: number | undefined;
+  #watched: Uint8Array[] = [];
+  #registered = false;
+  #stopped = false;
+  #helloDone = false;
+  #everConnected = false;
+  #readyWaiters: { resolve: () => void; reject: (e: SignalingError) => void }[] = [];
+
+  constructor(options: SignalingClientOptions) {
+    this.#o = {
+      url: options.url,
+      user: options.user,
+      connect: options.connect,
+      ttlSeconds: options.ttlSeconds ?? 120,
+      register: options.register ?? true,
+      audience: options.audience,
+      requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
+      reconnect:
+        options.reconnect === false
+          ? false
+          : { initialMs: options.reconnect?.initialMs ?? 500, maxMs: options.reconnect?.maxMs ?? 30_000 },
+      maxSkewMs: options.maxSkewMs ?? 120_000,
+      now: options.now ?? Date.now,
+    };
+    this.#key = options.user.identity.verified.identity_key;
+  }
+
+  get state(): SignalingState {
+    return this.#state;
+  }
+
+  /** Our identity key (the contact id). */
+  get identityKey(): Uint8Array {
+    return this.#key;
+  }
+
+  on(listener: SignalingListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /**
+   * Connect (and register unless `register: false`). Resolves once ready; rejects with
+   * UNREACHABLE if the first attempt fails — the client keeps retrying in the background unless
+   * reconnecting is disabled or `close()` is called.
+   */
+  start(): Promise<void> {
+    if (this.#stopped) return Promise.reject(new SignalingError("CLOSED", "client closed"));
+    const ready = this.ready();
+    if (this.#state === "idle") this.#open();
+    return ready;
+  }
+
+  /** Resolves when connected (and registered, if registering); rejects on the next failure. */
+  ready(): Promise<void> {
+    if (this.#isReady()) return Promise.resolve();
+    return new Promise((resolve, reject) => this.#readyWaiters.push({ resolve, reject }));
+  }
+
+  /** Stop for good: unregister is implicit (the server drops the registration with the socket). */
+  close(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    clearTimeout(this.#retryTimer);
+    clearTimeout(this.#renewTimer);
+    const ws = this.#ws;
+    this.#ws = undefined;
+    if (ws) {
+      this.#detach(ws);
+      try {
+        ws.close(CLOSE.NORMAL, "client closed");
+      } catch {}
+    }
+    this.#failAll(new SignalingError("CLOSED", "client closed"));
+    this.#setState("closed");
+  }
+
+  // ---- requests ------------------------------------------------------------------------------------
+
+  /** Look a peer up by identity key; verifies the returned Identity is the one asked for. */
+  async lookup(identityKey: Uint8Array): Promise<LookupResult> {
+    const reply = await this.#request({
+      t: "LOOKUP_REQUEST",
+      target_identity: identityKey as Uint8Array<ArrayBuffer>,
+      list_all: false,
+    });
+    if (reply.t !== "LOOKUP_RESPONSE") throw this.#unexpected(reply);
+    const peer = reply.peers[0];
+    if (!peer) return { online: false };
+    const identity = decodeIdentity(peer.identity);
+    if (!identity.ok || !equalBytes(identity.value.verified.identity_key, identityKey))
+      throw new SignalingError(
+        "BAD_PEER_IDENTITY",
+        "the returned identity does not verify or is not the one asked for",
+      );
+    return {
+      online: peer.online,
+      identity: identity.value,
+      identityBytes: peer.identity,
+      lastSeen: peer.last_seen,
+    };
+  }
+
+  /** Every registered peer, when the operator enabled it (else LIST_ALL_DISABLED); unverifiable ones are skipped. */
+  async listAll(): Promise<{ identity: Identity; identityBytes: Uint8Array; online: boolean }[]> {
+    const reply = await this.#request({ t: "LOOKUP_REQUEST", list_all: true });
+    if (reply.t !== "LOOKUP_RESPONSE") throw this.#unexpected(reply);
+    const out: { identity: Identity; identityBytes: Uint8Array; online: boolean }[] = [];
+    for (const p of reply.peers) {
+      const identity = decodeIdentity(p.identity);
+      if (identity.ok) out.push({ identity: identity.value, identityBytes: p.identity, online: p.online });
+    }
+    return out;
+  }
+
+  async listServers(): Promise<string[]> {
+    const reply = await this.#request({ t: "LIST_SERVERS_REQUEST" });
+    if (reply.t !== "LIST_SERVERS_RESPONSE") throw this.#unexpected(reply);
+    return reply.servers;
+  }
+
+  /**
+   * Sign and send one envelope. Resolves when the server handed it to the recipient's
+   * connection; rejects with PEER_OFFLINE (or another typed error).
+   */
+  async signal(to: Uint8Array, kind: SignalKind, payload: Uint8Array): Promise<void> {
+    const envelope = signEnvelope(this.#o.user.privateIdentityKey, {
+      from: this.#key as Uint8Array<ArrayBuffer>,
+      to: to as Uint8Array<ArrayBuffer>,
+      kind,
+      payload: payload as Uint8Array<ArrayBuffer>,
+      timestamp: this.#o.now(),
+      nonce: randomBytes(SIGNALING.NONCE_BYTES) as Uint8Array<ArrayBuffer>,
+    });
+    const reply = await this.#request({ t: "SIGNAL", envelope });
+    if (reply.t !== "SIGNAL_ACK") throw this.#unexpected(reply);
+  }
+
+  /**
+   * Watch these identity keys' presence (replaces the previous set; kept across reconnects).
+   * Resolves with their current states; later changes arrive as `presence` events.
+   */
+  async subscribe(keys: Uint8Array[]): Promise<{ key: Uint8Array; online: boolean }[]> {
+    this.#watched = keys.map((k) => k.slice());
+    if (!this.#helloDone) return [];
+    return this.#sendSubscribe();
+  }
+
+  /** Drop the registration but keep the connection (e.g. the user went invisible). */
+  async unregister(): Promise<void> {
+    this.#registered = false;
+    clearTimeout(this.#renewTimer);
+    const reply = await this.#request({ t: "UNREGISTER" });
+    if (reply.t !== "UNREGISTER_RESPONSE") throw this.#unexpected(reply);
+  }
+
+  /** Register now (done automatically unless `register: false`). */
+  async register(): Promise<number> {
+    const id = this.#takeId();
+    const req = signRegisterRequest(this.#o.user, {
+      ttl_seconds: this.#o.ttlSeconds,
+      timestamp: this.#o.now(),
+      id,
+      ...(this.#o.audience === undefined ? {} : { audience: this.#o.audience }),
+    });
+    const reply = await this.#request(req, id);
+    if (reply.t !== "REGISTER_RESPONSE" || !reply.success) throw this.#unexpected(reply);
+    this.#registered = true;
+    this.#scheduleRenewal(reply.renewal_interval);
+    this.#emit({ type: "registered", expiresAt: reply.expires_at });
+    this.#setState("registered");
+    this.#resolveReady();
+    return reply.expires_at;
+  }
+
+  // ---- internals ------------------------------------------------------------------------------------
+
+  #isReady(): boolean {
+    return this.#o.register ? this.#state === "registered" : this.#state === "connected";
+  }
+
+  #emit(event: SignalingEvent): void {
+    for (const l of this.#listeners) {
+      try {
+        l(event);
+      } catch {
+        // A listener's bug must not break the connection.
+      }
+    }
+  }
+
+  #setState(state: SignalingState): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    this.#emit({ type: "state", state });
+  }
+
+  #resolveReady(): void {
+    for (const w of this.#readyWaiters.splice(0)) w.resolve();
+  }
+
+  #rejectReady(e: SignalingError): void {
+    for (const w of this.#readyWaiters.splice(0)) w.reject(e);
+  }
+
+  #takeId(): number {
+    const id = this.#nextId;
+    this.#nextId = this.#nextId >= 0xffff_ffff ? 1 : this.#nextId + 1;
+    return id;
+  }
+
+  #unexpected(reply: ServerMessage): SignalingError {
+    return new SignalingError("PROTOCOL", `unexpected reply ${reply.t}`);
+  }
+
+  #request(message: Request | ClientMessage, presetId?: number): Promise<ServerMessage> {
+    const ws = this.#ws;
+    if (!ws || ws.readyState !== OPEN || !this.#helloDone)
+      return Promise.reject(new SignalingError("UNREACHABLE", "not connected to the signaling server"));
+    const id = presetId ?? this.#takeId();
+    const bytes = clientCodec.encode({ ...message, id } as ClientMessage);
+    return new Promise<ServerMessage>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(id);
+        reject(new SignalingError("TIMEOUT", `no answer to ${message.t}`));
+      }, this.#o.requestTimeoutMs);
+      this.#pending.set(id, { resolve, reject, timer });
+      ws.send(bytes);
+    });
+  }
+
+  #failAll(e: SignalingError): void {
+    for (const [id, p] of this.#pending) {
+      clearTimeout(p.timer);
+      this.#pending.delete(id);
+      p.reject(e);
+    }
+  }
+
+  #scheduleRenewal(renewalSeconds: number): void {
+    clearTimeout(this.#renewTimer);
+    this.#renewTimer = setTimeout(() => {
+      if (!this.#registered || this.#stopped) return;
+      this.register().catch((e: SignalingError) => {
+        this.#emit({ type: "error", error: e });
+        // Try again soon; the registration may still be alive for another half TTL.
+        if (this.#registered) this.#scheduleRenewal(Math.max(1, Math.floor(renewalSeconds / 4)));
+      });
+    }, Math.max(1, renewalSeconds) * 1000);
+  }
+
+  async #sendSubscribe(): Promise<{ key: Uint8Array; online: boolean }[]> {
+    const reply = await this.#request({ t: "SUBSCRIBE", keys: this.#watched as Uint8Array<ArrayBuffer>[] });
+    if (reply.t !== "PRESENCE") throw this.#unexpected(reply);
+    return reply.peers;
+  }
+
+  #open(): void {
+    if (this.#stopped) return;
+    this.#setState(this.#everConnected ? "reconnecting" : "connecting");
+    this.#helloDone = false;
+    let ws: WebSocketLike;
+    try {
+      ws = this.#o.connect(this.#o.url);
+    } catch (e) {
+      this.#onDrop(new SignalingError("UNREACHABLE", (e as Error).message ?? "cannot connect"));
+      return;
+    }
+    this.#ws = ws;
+    ws.binaryType = "arraybuffer";
+    ws.onopen = () => {
+      if (this.#ws !== ws) return;
+      ws.send(encodeVersionHeader());
+    };
+    ws.onmessage = (event: { data: unknown }) => {
+      if (this.#ws !== ws) return;
+      const data = event.data;
+      const bytes =
+        data instanceof ArrayBuffer ? new Uint8Array(data) : data instanceof Uint8Array ? data : undefined;
+      if (!bytes) return this.#protocolFailure(ws, CLOSE.UNSUPPORTED_DATA, "binary frames only");
+      this.#onFrame(ws, bytes);
+    };
+    ws.onerror = () => {
+      // The close event follows with the code; nothing to do here.
+    };
+    ws.onclose = (event: { code?: number; reason?: string }) => {
+      if (this.#ws !== ws) return;
+      this.#ws = undefined;
+      this.#detach(ws);
+      const code = event.code ?? 1006;
+      const error =
+        code === CLOSE.UNSUPPORTED_VERSION
+          ? new SignalingError("UNSUPPORTED_VERSION", "the server does not speak this protocol version")
+          : this.#helloDone
+            ? new SignalingError("CLOSED", `connection closed (${code})`)
+            : new SignalingError("UNREACHABLE", `cannot reach the signaling server (${code})`);
+      this.#onDrop(error);
+    };
+  }
+
+  #detach(ws: WebSocketLike): void {
+    ws.onopen = null;
+    ws.onmessage = null;
+    ws.onclose = null;
+    ws.onerror = null;
+  }
+
+  #protocolFailure(ws: WebSocketLike, code: number, why: string): void {
+    this.#emit({ type: "error", error: new SignalingError("PROTOCOL", why) });
+    try {
+      ws.close(code, why);
+    } catch {}
+  }
+
+  #onDrop(error: SignalingError): void {
+    clearTimeout(this.#renewTimer);
+    this.#registered = false;
+    this.#helloDone = false;
+    this.#failAll(error);
+    this.#rejectReady(error);
+    this.#emit({ type: "error", error });
+    if (this.#stopped) return;
+    if (this.#o.reconnect === false) {
+      this.#setState("closed");
+      this.#stopped = true;
+      return;
+    }
+    this.#setState("reconnecting");
+    const { initialMs, maxMs } = this.#o.reconnect;
+    const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(this.#attempt, 20));
+    // Full jitter (AWS architecture blog); GOING_AWAY's hint wins when the server gave one.
+    const delay = this.#goingAwayDelay ?? Math.floor(Math.random() * ceiling) + 1;
+    this.#goingAwayDelay = undefined;
+    this.#attempt++;
+    this.#retryTimer = setTimeout(() => this.#open(), delay);
+  }
+
+  #onFrame(ws: WebSocketLike, bytes: Uint8Array): void {
+    if (!this.#helloDone) {
+      const header = decodeVersionHeader(bytes);
+      if (!header.ok) {
+        const code =
+          header.error.code === "LOFT_ERR_UNSUPPORTED_VERSION"
+            ? CLOSE.UNSUPPORTED_VERSION
+            : CLOSE.VERSION_EXPECTED;
+        this.#protocolFailure(ws, code, "the server did not open with a SREMP 1.0 VERSION_HEADER");
+        return;
+      }
+      this.#helloDone = true;
+      this.#everConnected = true;
+      this.#setState("connected");
+      this.#afterHello();
+      return;
+    }
+    const decoded = serverCodec.decode(bytes);
+    if (!decoded.ok) {
+      // A frame we cannot read: fail the request it answers, if any, and carry on.
+      const error = new SignalingError("PROTOCOL", decoded.error.message);
+      const p = decoded.id === undefined ? undefined : this.#pending.get(decoded.id);
+      if (p && decoded.id !== undefined) this.#settle(decoded.id, p, undefined, error);
+      else this.#emit({ type: "error", error });
+      return;
+    }
+    const m = decoded.value;
+    switch (m.t) {
+      case "SIGNAL":
+        if (m.id === undefined) {
+          this.#onEnvelope(m.envelope);
+          return;
+        }
+        break;
+      case "PRESENCE":
+        if (m.id === undefined) {
+          for (const p of m.peers) this.#emit({ type: "presence", key: p.key, online: p.online });
+          return;
+        }
+        break;
+      case "REGISTRATION_ENDED":
+        clearTimeout(this.#renewTimer);
+        this.#registered = false;
+        if (m.reason === "expired" && this.#o.register) {
+          // We missed a renewal (a suspended tab, a slow network): register again.
+          this.register().catch((e: SignalingError) => this.#emit({ type: "error", error: e }));
+        } else {
+          this.#setState("connected");
+          this.#emit({ type: "error", error: new SignalingError("REPLACED", "registered from elsewhere") });
+        }
+        return;
+      case "GOING_AWAY":
+        this.#goingAwayDelay = m.reconnect_after_ms;
+        this.#attempt = 0;
+        return;
+      default:
+        break;
+    }
+    if (m.id === undefined) {
+      if (m.t === "ERROR") this.#emit({ type: "error", error: new SignalingError(m.code, m.message) });
+      return;
+    }
+    const p = this.#pending.get(m.id);
+    if (!p) return;
+    if (m.t === "ERROR") this.#settle(m.id, p, undefined, new SignalingError(m.code, m.message));
+    else this.#settle(m.id, p, m, undefined);
+  }
+
+  #settle(id: number, p: Pending, value: ServerMessage | undefined, error: SignalingError | undefined): void {
+    clearTimeout(p.timer);
+    this.#pending.delete(id);
+    if (error) p.reject(error);
+    else p.resolve(value!);
+  }
+
+  #afterHello(): void {
+    const tasks: Promise<unknown>[] = [];
+    if (this.#o.register) tasks.push(this.register());
+    else this.#resolveReady();
+    if (this.#watched.length > 0)
+      tasks.push(
+        this.#sendSubscribe().then((states) => {
+          for (const s of states) this.#emit({ type: "presence", key: s.key, online: s.online });
+        }),
+      );
+    Promise.all(tasks).then(
+      () => {
+        this.#attempt = 0;
+      },
+      (e: SignalingError) => {
+        this.#emit({ type: "error", error: e });
+        this.#rejectReady(e);
+      },
+    );
+  }
+
+  /** Recipient-side checks (docs/protocol/signaling.md, "Receiving an envelope"). */
+  #onEnvelope(e: SignalEnvelope) {
+    const reject = (reason: RejectReason) => this.#emit({ type: "rejected", reason, from: e.from });
+    if (!equalBytes(e.to, this.#key)) return reject("not-for-us");
+    if (!verifyEnvelope(e).ok) return reject("bad-signature");
+    const now = this.#o.now();
+    if (Math.abs(now - e.timestamp) > this.#o.maxSkewMs) return reject("stale");
+    for (const [k, expires] of this.#seen) {
+      if (expires > now && this.#seen.size < MAX_SEEN_NONCES) break;
+      this.#seen.delete(k);
+    }
+    const nonceKey = `${toHex(e.from)}:${toHex(e.nonce)}`;
+    if (this.#seen.has(nonceKey)) return reject("replay");
+    this.#seen.set(nonceKey, now + 2 * this.#o.maxSkewMs);
+    this.#emit({ type: "signal", envelope: e });
+  }
+}

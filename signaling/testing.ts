@@ -1,0 +1,170 @@
+/**
+ * Test helpers for the signaling service: start the real service on a real host bound to
+ * loopback (port 0), and a raw protocol client over a real `ws` WebSocket for the tests that send
+ * malformed or hostile frames. Used by signaling/*.test.ts, test/fuzz/signaling-*.test.ts and
+ * signaling/measure.ts; never by production code.
+ */
+import type { ClientRequestArgs } from "node:http";
+import WebSocket, { type ClientOptions } from "ws";
+import { createUserIdentity, type UserIdentity } from "../core/identity/identity.ts";
+import type { WebSocketFactory, WebSocketLike } from "../core/signaling/client.ts";
+import { type ClientMessage, clientCodec, type ServerMessage, serverCodec } from "../core/wire/signaling.ts";
+import { decodeVersionHeader, encodeVersionHeader } from "../core/wire/version.ts";
+import { createHost, createRegistry, type Host } from "../server/host.ts";
+import { createLogger } from "../server/log.ts";
+import { defaultSignalingConfig, type SignalingConfig } from "./config.ts";
+import { createSignalingService, type SignalingService } from "./service.ts";
+
+export interface RunningSignaling {
+  url: string;
+  port: number;
+  host: Host;
+  service: SignalingService;
+  metrics(): Promise<string>;
+  close(): Promise<void>;
+}
+
+export async function startSignaling(
+  overrides: Partial<SignalingConfig> = {},
+  port = 0,
+): Promise<RunningSignaling> {
+  const log = createLogger("signaling-test", process.env.LOG_LEVEL ?? "silent");
+  const registry = createRegistry();
+  const config = { ...defaultSignalingConfig(), ...overrides };
+  const host = createHost({ port, host: "127.0.0.1", staticDir: undefined, registry, log });
+  const service = createSignalingService(config, { registry, log });
+  host.mount(service);
+  const bound = await host.listen();
+  return {
+    url: `ws://127.0.0.1:${bound}/signal`,
+    port: bound,
+    host,
+    service,
+    metrics: () => registry.metrics(),
+    close: () => host.close(),
+  };
+}
+
+/** Value of one sample in Prometheus text output (0 when absent). */
+export function metricValue(text: string, name: string, labels = ""): number {
+  const line = text.split("\n").find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ""} `));
+  return line ? Number(line.slice(line.lastIndexOf(" ") + 1)) : 0;
+}
+
+export function makeUser(username = "alice"): UserIdentity {
+  return createUserIdentity({ username, now: Date.now() });
+}
+
+/** A `ws` WebSocket as the client's WebSocketLike (optionally from another loopback address). */
+export function wsFactory(options: ClientOptions & ClientRequestArgs = {}): WebSocketFactory {
+  return (url) => new WebSocket(url, options) as unknown as WebSocketLike;
+}
+
+export interface RawFrame {
+  bytes: Uint8Array;
+  message: ServerMessage | undefined;
+}
+
+/**
+ * A protocol-level client: sends whatever bytes a test wants and queues what the server sends.
+ * `hello()` does the version-header exchange.
+ */
+export class RawClient {
+  readonly ws: WebSocket;
+  readonly #inbox: RawFrame[] = [];
+  readonly #waiters: ((f: RawFrame | undefined) => void)[] = [];
+  readonly opened: Promise<void>;
+  readonly closed: Promise<{ code: number; reason: string }>;
+  isClosed = false;
+
+  constructor(url: string, options: ClientOptions & ClientRequestArgs = {}) {
+    this.ws = new WebSocket(url, options);
+    this.opened = new Promise((resolve, reject) => {
+      this.ws.once("open", () => resolve());
+      this.ws.once("unexpected-response", (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+      this.ws.once("error", reject);
+    });
+    this.opened.catch(() => {});
+    this.closed = new Promise((resolve) => {
+      this.ws.on("close", (code, reason) => {
+        this.isClosed = true;
+        for (const w of this.#waiters.splice(0)) w(undefined);
+        resolve({ code, reason: reason.toString() });
+      });
+    });
+    this.ws.on("error", () => {});
+    this.ws.on("message", (data: Buffer) => {
+      const bytes = new Uint8Array(data);
+      const decoded = serverCodec.decode(bytes);
+      const frame = { bytes, message: decoded.ok ? decoded.value : undefined };
+      const w = this.#waiters.shift();
+      if (w) w(frame);
+      else this.#inbox.push(frame);
+    });
+  }
+
+  static async connect(url: string, options: ClientOptions & ClientRequestArgs = {}): Promise<RawClient> {
+    const c = new RawClient(url, options);
+    await c.opened;
+    return c;
+  }
+
+  /** Open, exchange VERSION_HEADERs. */
+  static async hello(url: string, options: ClientOptions & ClientRequestArgs = {}): Promise<RawClient> {
+    const c = await RawClient.connect(url, options);
+    const first = await c.nextFrame();
+    if (!first || !decodeVersionHeader(first.bytes).ok) throw new Error("server did not send VERSION_HEADER");
+    c.sendRaw(encodeVersionHeader());
+    return c;
+  }
+
+  sendRaw(bytes: Uint8Array | string): void {
+    this.ws.send(bytes);
+  }
+
+  send(message: ClientMessage): void {
+    this.ws.send(clientCodec.encode(message));
+  }
+
+  /** Next frame, or undefined once closed. */
+  nextFrame(): Promise<RawFrame | undefined> {
+    const f = this.#inbox.shift();
+    if (f) return Promise.resolve(f);
+    if (this.isClosed) return Promise.resolve(undefined);
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  /** Next decoded message; throws if the connection closed or the frame is not a server message. */
+  async next(): Promise<ServerMessage> {
+    const f = await this.nextFrame();
+    if (!f) throw new Error("connection closed");
+    if (!f.message) throw new Error("undecodable server frame");
+    return f.message;
+  }
+
+  /** Skip frames until one matches. */
+  async until<T extends ServerMessage["t"]>(
+    t: T,
+    pred: (m: Extract<ServerMessage, { t: T }>) => boolean = () => true,
+  ): Promise<Extract<ServerMessage, { t: T }>> {
+    for (;;) {
+      const m = await this.next();
+      if (m.t === t && pred(m as Extract<ServerMessage, { t: T }>))
+        return m as Extract<ServerMessage, { t: T }>;
+    }
+  }
+
+  /** Send and return the reply carrying the same id. */
+  async request(message: ClientMessage): Promise<ServerMessage> {
+    if (message.id === undefined) throw new Error("request needs an id");
+    this.send(message);
+    for (;;) {
+      const m = await this.next();
+      if ("id" in m && m.id === message.id) return m;
+    }
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+}

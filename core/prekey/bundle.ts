@@ -1,0 +1,188 @@
+/**
+ * The prekey bundle Bob leaves at a relay for offline first contact — the published keys of
+ * Signal's PQXDH (rev 2, §3.2 "Publishing keys", https://signal.org/docs/specifications/pqxdh/),
+ * adapted to SREMP identities (an Ed25519 identity key that only signs; the X25519 noise key is
+ * never used outside Noise, SREMP §identity):
+ *
+ * - `identityKey`: Bob's Ed25519 identity key IK_B (his contact id).
+ * - `signedPrekey`: X25519 signed prekey SPK_B with id and IK_B's signature.
+ * - `kemPrekey`: ML-KEM-768 signed last-resort prekey PQSPK_B with id and signature.
+ * - `oneTimePrekeys`: X25519 one-time prekeys OPK_B (unsigned, as in PQXDH §3.2).
+ * - `oneTimeKemPrekeys`: ML-KEM-768 signed one-time prekeys PQOPK_B.
+ *
+ * Every signature covers a domain-separated, type-tagged encoding (PQXDH §2.1 requires the
+ * encodings of curve and KEM keys to have disjoint ranges): see `prekeySignatureMessage`.
+ * `decodePrekeyBundle` returns a bundle only after every signature has verified.
+ */
+import { ed25519 } from "@noble/curves/ed25519.js";
+import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
+import * as v from "valibot";
+import { abytes, utf8 } from "../bytes.ts";
+import { err, ok, type Result } from "../errors.ts";
+import { bytesSchema, decodeRaw, encodeCanonical, uintSchema, validate } from "../wire/codec.ts";
+
+export const PREKEY_BUNDLE_VERSION = 1;
+export const IDENTITY_KEY_LEN = 32;
+export const SIGNATURE_LEN = 64;
+export const X25519_KEY_LEN = 32;
+/** FIPS 203, ML-KEM-768: encapsulation key, ciphertext, key-generation seed (d ‖ z), encapsulation m. */
+export const KEM_PUBLIC_KEY_LEN = ml_kem768.lengths.publicKey!;
+export const KEM_CIPHERTEXT_LEN = ml_kem768.lengths.cipherText!;
+export const KEM_SEED_LEN = ml_kem768.lengths.seed!;
+export const KEM_MSG_LEN = ml_kem768.lengths.msg!;
+/** Prekey ids are u32. */
+export const MAX_PREKEY_ID = 0xffff_ffff;
+/** Bounds on the one-time prekeys a bundle (and a store) carries. */
+export const MAX_ONE_TIME_PREKEYS = 100;
+export const MAX_ONE_TIME_KEM_PREKEYS = 16;
+/** Refused before parsing; a full bundle is about 28 KiB. */
+export const MAX_BUNDLE_LEN = 64 * 1024;
+
+/** The type byte of each signed key (PQXDH §2.1: disjoint encodings per key type). */
+export const PrekeyKind = {
+  x25519Signed: 0x01,
+  kemLastResort: 0x02,
+  kemOneTime: 0x03,
+} as const;
+export type PrekeyKind = (typeof PrekeyKind)[keyof typeof PrekeyKind];
+
+const SIGNATURE_DOMAIN = utf8("LoftPrekey/v1");
+
+export interface SignedPrekeyPublic {
+  readonly id: number;
+  readonly publicKey: Uint8Array;
+  readonly signature: Uint8Array;
+}
+
+export interface OneTimePrekeyPublic {
+  readonly id: number;
+  readonly publicKey: Uint8Array;
+}
+
+export interface PrekeyBundle {
+  readonly identityKey: Uint8Array;
+  readonly signedPrekey: SignedPrekeyPublic;
+  readonly kemPrekey: SignedPrekeyPublic;
+  readonly oneTimePrekeys: readonly OneTimePrekeyPublic[];
+  readonly oneTimeKemPrekeys: readonly SignedPrekeyPublic[];
+}
+
+/** The bytes an identity key signs for one prekey: "LoftPrekey/v1" ‖ kind ‖ id (u32 BE) ‖ public key. */
+export function prekeySignatureMessage(kind: PrekeyKind, id: number, publicKey: Uint8Array): Uint8Array {
+  if (!Number.isInteger(id) || id < 0 || id > MAX_PREKEY_ID)
+    throw new RangeError("prekey id: expected a u32");
+  abytes(publicKey, undefined, "publicKey");
+  const out = new Uint8Array(SIGNATURE_DOMAIN.length + 1 + 4 + publicKey.length);
+  out.set(SIGNATURE_DOMAIN, 0);
+  let o = SIGNATURE_DOMAIN.length;
+  out[o++] = kind;
+  out[o++] = id >>> 24;
+  out[o++] = (id >>> 16) & 0xff;
+  out[o++] = (id >>> 8) & 0xff;
+  out[o++] = id & 0xff;
+  out.set(publicKey, o);
+  return out;
+}
+
+/** Ed25519 signature (RFC 8032, deterministic) by the identity key over one prekey. */
+export function signPrekey(
+  identitySecretKey: Uint8Array,
+  kind: PrekeyKind,
+  id: number,
+  publicKey: Uint8Array,
+): Uint8Array {
+  abytes(identitySecretKey, 32, "identitySecretKey");
+  return ed25519.sign(prekeySignatureMessage(kind, id, publicKey), identitySecretKey);
+}
+
+/** Strict RFC 8032 verification (no ZIP-215 leniency); a malformed key or signature is `false`. */
+export function verifyPrekeySignature(
+  identityKey: Uint8Array,
+  kind: PrekeyKind,
+  key: SignedPrekeyPublic,
+): boolean {
+  try {
+    return ed25519.verify(key.signature, prekeySignatureMessage(kind, key.id, key.publicKey), identityKey, {
+      zip215: false,
+    });
+  } catch {
+    return false;
+  }
+}
+
+const prekeyId = uintSchema(MAX_PREKEY_ID);
+const signedX25519Schema = v.strictObject({
+  id: prekeyId,
+  pk: bytesSchema(X25519_KEY_LEN),
+  sig: bytesSchema(SIGNATURE_LEN),
+});
+const signedKemSchema = v.strictObject({
+  id: prekeyId,
+  pk: bytesSchema(KEM_PUBLIC_KEY_LEN),
+  sig: bytesSchema(SIGNATURE_LEN),
+});
+const oneTimeSchema = v.strictObject({ id: prekeyId, pk: bytesSchema(X25519_KEY_LEN) });
+
+const bundleSchema = v.strictObject({
+  v: v.literal(PREKEY_BUNDLE_VERSION),
+  ik: bytesSchema(IDENTITY_KEY_LEN),
+  spk: signedX25519Schema,
+  kpk: signedKemSchema,
+  opks: v.pipe(v.array(oneTimeSchema), v.maxLength(MAX_ONE_TIME_PREKEYS)),
+  okpks: v.pipe(v.array(signedKemSchema), v.maxLength(MAX_ONE_TIME_KEM_PREKEYS)),
+});
+
+const signedOut = (k: SignedPrekeyPublic) => ({ id: k.id, pk: k.publicKey, sig: k.signature });
+
+/** Canonical MessagePack of a bundle (docs/protocol/prekeys.md, "Bundle"). */
+export function encodePrekeyBundle(bundle: PrekeyBundle): Uint8Array {
+  return encodeCanonical({
+    v: PREKEY_BUNDLE_VERSION,
+    ik: bundle.identityKey,
+    spk: signedOut(bundle.signedPrekey),
+    kpk: signedOut(bundle.kemPrekey),
+    opks: bundle.oneTimePrekeys.map((k) => ({ id: k.id, pk: k.publicKey })),
+    okpks: bundle.oneTimeKemPrekeys.map(signedOut),
+  });
+}
+
+/**
+ * Decode a bundle and verify every signature against the bundle's own identity key (PQXDH §3.3:
+ * "Alice verifies the signatures ... and aborts if any fails"). Callers then compare `identityKey`
+ * with the contact they meant to reach (`initiateSession` does). Errors: `LOFT_ERR_FRAME_TOO_LARGE`,
+ * `LOFT_ERR_MALFORMED`, `LOFT_ERR_UNSUPPORTED_VERSION`, `LOFT_ERR_SCHEMA`, `LOFT_ERR_BAD_SIGNATURE`.
+ */
+export function decodePrekeyBundle(bytes: Uint8Array): Result<PrekeyBundle> {
+  const raw = decodeRaw(bytes, { maxBytes: MAX_BUNDLE_LEN });
+  if (!raw.ok) return raw;
+  const version = (raw.value as { v?: unknown } | null)?.v;
+  if (typeof version === "number" && version !== PREKEY_BUNDLE_VERSION)
+    return err("LOFT_ERR_UNSUPPORTED_VERSION", `prekey bundle: unknown version ${version}`);
+  const parsed = validate(raw.value, bundleSchema);
+  if (!parsed.ok) return parsed;
+  const b = parsed.value;
+  const copySigned = (k: { id: number; pk: Uint8Array; sig: Uint8Array }): SignedPrekeyPublic => ({
+    id: k.id,
+    publicKey: k.pk.slice(),
+    signature: k.sig.slice(),
+  });
+  const bundle: PrekeyBundle = {
+    identityKey: b.ik.slice(),
+    signedPrekey: copySigned(b.spk),
+    kemPrekey: copySigned(b.kpk),
+    oneTimePrekeys: b.opks.map((k) => ({ id: k.id, publicKey: k.pk.slice() })),
+    oneTimeKemPrekeys: b.okpks.map(copySigned),
+  };
+  const ids = new Set<number>([bundle.signedPrekey.id, bundle.kemPrekey.id]);
+  for (const k of [...bundle.oneTimePrekeys, ...bundle.oneTimeKemPrekeys]) ids.add(k.id);
+  if (ids.size !== 2 + bundle.oneTimePrekeys.length + bundle.oneTimeKemPrekeys.length)
+    return err("LOFT_ERR_SCHEMA", "prekey bundle: duplicate prekey id");
+  if (!verifyPrekeySignature(bundle.identityKey, PrekeyKind.x25519Signed, bundle.signedPrekey))
+    return err("LOFT_ERR_BAD_SIGNATURE", "prekey bundle: signed prekey signature");
+  if (!verifyPrekeySignature(bundle.identityKey, PrekeyKind.kemLastResort, bundle.kemPrekey))
+    return err("LOFT_ERR_BAD_SIGNATURE", "prekey bundle: ML-KEM prekey signature");
+  for (const k of bundle.oneTimeKemPrekeys)
+    if (!verifyPrekeySignature(bundle.identityKey, PrekeyKind.kemOneTime, k))
+      return err("LOFT_ERR_BAD_SIGNATURE", `prekey bundle: one-time ML-KEM prekey ${k.id} signature`);
+  return ok(bundle);
+}

@@ -1,0 +1,35 @@
+/**
+ * Authenticated sessions over any Link: version header, Noise XXhfs (or XX) with signed SREMP
+ * identities, then encrypted, chunked, rekeyed transport. docs/protocol/session.md.
+ */
+export {
+  CHUNK_PAYLOAD,
+  type Chunk,
+  FRAME_CHUNK,
+  FRAME_CLOSE,
+  FRAME_DATA,
+  FrameAssembler,
+  MAX_DATA_PAYLOAD,
+  MAX_FRAME_PLAINTEXT,
+} from "./frames.ts";
+export {
+  decodeHandshakePayload,
+  EXTENSION_NAME,
+  type Extensions,
+  encodeHandshakePayload,
+  type HandshakePayload,
+  MAX_EXTENSION_BYTES,
+  MAX_EXTENSIONS,
+} from "./payload.ts";
+export { LINK_KINDS, type LinkKind, PROLOGUE_LABEL, sessionPrologue } from "./prologue.ts";
+export {
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_MAX_MESSAGE_BYTES,
+  establishSession,
+  REKEY_INTERVAL,
+  Session,
+  type SessionOptions,
+  type SessionProtocol,
+  type VersionCodec,
+  verifyPeer,
+} from "./session.ts";

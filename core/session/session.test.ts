@@ -1,0 +1,440 @@
+/**
+ * Sessions over memoryLinkPair(): the version exchange, the XXhfs / XX handshake with signed
+ * identities, the transport (chunking, rekey, close), and every way establishment fails — each
+ * by its code, with the link closed and no Session. A relaying attacker who swaps identities or
+ * static keys is refused.
+ */
+import { describe, expect, it } from "vitest";
+import { equalBytes, utf8 } from "../bytes.ts";
+import { isLoftError, type LoftErrorCode } from "../errors.ts";
+import { createUserIdentity, type UserIdentity } from "../identity/identity.ts";
+import type { Link } from "../link/link.ts";
+import { memoryLinkPair } from "../link/memory-link.ts";
+import { HandshakeState } from "../noise/handshake-state.ts";
+import { XX_HFS } from "../noise/patterns.ts";
+import { generateKeyPair, type KeyPair } from "../noise/primitives.ts";
+import { decodeVersionHeader, encodeVersionHeader } from "../wire/version.ts";
+import { CHUNK_PAYLOAD, MAX_DATA_PAYLOAD } from "./frames.ts";
+import { encodeHandshakePayload } from "./payload.ts";
+import { type LinkKind, sessionPrologue } from "./prologue.ts";
+import { establishSession, type Session, type SessionOptions } from "./session.ts";
+
+const seed = (n: number) => new Uint8Array(32).fill(n);
+const alice = createUserIdentity({ username: "alice", now: 1_700_000_000_000, seed: seed(1) });
+const bob = createUserIdentity({ username: "bob", now: 1_700_000_000_000, seed: seed(2) });
+const mallory = createUserIdentity({ username: "mallory", now: 1_700_000_000_000, seed: seed(3) });
+
+type Extra = Partial<Omit<SessionOptions, "link" | "role" | "self">>;
+
+function connect(a: Extra = {}, b: Extra = {}, ids: [UserIdentity, UserIdentity] = [alice, bob]) {
+  const [la, lb] = memoryLinkPair();
+  const initiator = establishSession({ link: la, role: "initiator", kind: "direct", self: ids[0], ...a });
+  const responder = establishSession({ link: lb, role: "responder", kind: "direct", self: ids[1], ...b });
+  return { la, lb, initiator, responder };
+}
+
+/** The code a rejected establishment carries. */
+async function codeOf(p: Promise<unknown>): Promise<LoftErrorCode | "resolved"> {
+  try {
+    await p;
+    return "resolved";
+  } catch (e) {
+    if (!isLoftError(e)) throw e;
+    return e.code;
+  }
+}
+
+describe("establishSession: success", () => {
+  it.each(["XXhfs", "XX"] as const)(
+    "%s: both sides verify each other and agree on everything",
+    async (protocol) => {
+      const ratchetKey = generateKeyPair().publicKey;
+      const { initiator, responder } = connect(
+        { protocol, expectedIdentityKey: bob.identity.verified.identity_key },
+        { protocol, extensions: { ratchet_key: ratchetKey } },
+      );
+      const [a, b] = await Promise.all([initiator, responder]);
+      expect(a.remoteIdentity.verified.identity_key).toEqual(bob.identity.verified.identity_key);
+      expect(b.remoteIdentity.verified.identity_key).toEqual(alice.identity.verified.identity_key);
+      expect(a.remoteIdentity.verified.username).toBe("bob");
+      expect(a.remoteExtensions).toEqual({ ratchet_key: ratchetKey });
+      expect(b.remoteExtensions).toEqual({});
+      expect(a.handshakeHash).toEqual(b.handshakeHash);
+      expect(a.protocolName).toBe(
+        protocol === "XX"
+          ? "Noise_XX_25519_ChaChaPoly_BLAKE2s"
+          : "Noise_XXhfs_25519+MLKEM768_ChaChaPoly_BLAKE2s",
+      );
+      expect(a.exportSecret("loft/ratchet/v1")).toEqual(b.exportSecret("loft/ratchet/v1"));
+      expect(a.state).toBe("open");
+
+      a.send(utf8("hello bob"));
+      b.send(utf8("hello alice"));
+      a.send(new Uint8Array(0));
+      expect(await b.receive()).toEqual(utf8("hello bob"));
+      expect(await b.receive()).toEqual(new Uint8Array(0));
+      expect(await a.receive()).toEqual(utf8("hello alice"));
+      a.close();
+      b.close();
+    },
+  );
+
+  it("carries messages of every size class: one frame, the one-frame limit, and chunked", async () => {
+    const { initiator, responder } = connect();
+    const [a, b] = await Promise.all([initiator, responder]);
+    const sizes = [
+      1,
+      MAX_DATA_PAYLOAD,
+      MAX_DATA_PAYLOAD + 1,
+      CHUNK_PAYLOAD * 3,
+      CHUNK_PAYLOAD * 3 + 17,
+      1_000_000,
+    ];
+    const messages = sizes.map((n) => {
+      const m = new Uint8Array(n);
+      for (let i = 0; i < n; i++) m[i] = (i * 7 + n) & 0xff;
+      return m;
+    });
+    for (const m of messages) a.send(m);
+    // equalBytes, not toEqual: vitest's deep equality walks a megabyte element by element.
+    for (const m of messages) expect(equalBytes(await b.receive(), m)).toBe(true);
+    b.send(messages[4]!);
+    expect(equalBytes(await a.receive(), messages[4]!)).toBe(true);
+    a.close();
+  });
+
+  it("refuses to send a message over maxMessageBytes (LOFT_ERR_FRAME_TOO_LARGE)", async () => {
+    const { initiator, responder } = connect({ maxMessageBytes: 100_000 });
+    const [a] = await Promise.all([initiator, responder]);
+    expect(() => a.send(new Uint8Array(100_001))).toThrow(/LOFT_ERR_FRAME_TOO_LARGE/);
+    a.close();
+  });
+
+  it("closes the receiver when a peer's reassembled message would exceed its limit (LOFT_ERR_CHUNK_LIMIT)", async () => {
+    const { initiator, responder } = connect({}, { maxMessageBytes: 100_000 });
+    const [a, b] = await Promise.all([initiator, responder]);
+    a.send(new Uint8Array(200_000));
+    expect((await b.closed).reason).toBe("LOFT_ERR_CHUNK_LIMIT");
+    expect((await a.closed).reason).toBe("remote-closed");
+  });
+
+  it("rekeys each direction every N messages (Noise §11.3): peers that disagree on N fail to decrypt", async () => {
+    const same = connect({ rekeyInterval: 3 }, { rekeyInterval: 3 });
+    const [a, b] = await Promise.all([same.initiator, same.responder]);
+    for (let i = 0; i < 20; i++) {
+      a.send(utf8(`a${i}`));
+      b.send(utf8(`b${i}`));
+      expect(await b.receive()).toEqual(utf8(`a${i}`));
+      expect(await a.receive()).toEqual(utf8(`b${i}`));
+    }
+    a.close();
+
+    const differ = connect({ rekeyInterval: 3 }, { rekeyInterval: 4 });
+    const [c, d] = await Promise.all([differ.initiator, differ.responder]);
+    for (let i = 0; i < 3; i++) c.send(utf8(`c${i}`));
+    for (let i = 0; i < 3; i++) expect(await d.receive()).toEqual(utf8(`c${i}`));
+    c.send(utf8("after the initiator rekeyed"));
+    expect((await d.closed).reason).toBe("LOFT_ERR_DECRYPT");
+  });
+
+  it("close(reason) reaches the peer in an encrypted CLOSE frame; both ends are then closed", async () => {
+    const { initiator, responder } = connect();
+    const [a, b] = await Promise.all([initiator, responder]);
+    a.close("user-left");
+    expect(await b.closed).toEqual({ reason: "remote-closed", detail: "user-left" });
+    await expect(b.receive()).rejects.toThrow(/LOFT_ERR_LINK_CLOSED/);
+    expect(() => a.send(utf8("late"))).toThrow(/LOFT_ERR_LINK_CLOSED/);
+    expect(() => a.exportSecret("x")).toThrow(/LOFT_ERR_LINK_CLOSED/);
+  });
+
+  it("a link that drops without a CLOSE frame closes the session with LOFT_ERR_LINK_CLOSED", async () => {
+    const { la, initiator, responder } = connect();
+    const [, b] = await Promise.all([initiator, responder]);
+    la.close("cable cut");
+    expect((await b.closed).reason).toBe("LOFT_ERR_LINK_CLOSED");
+  });
+});
+
+describe("establishSession: every failure has its code, closes the link, yields no session", () => {
+  it("a peer announcing another version: LOFT_ERR_UNSUPPORTED_VERSION", async () => {
+    const v2 = encodeVersionHeader({ protocol_name: "SREMP", version_major: 2, version_minor: 0 });
+    const { la, initiator, responder } = connect(
+      {},
+      { versionCodec: { encode: () => v2, decode: () => ({ ok: true, value: null }) } },
+    );
+    expect(await codeOf(initiator)).toBe("LOFT_ERR_UNSUPPORTED_VERSION");
+    expect((await la.closed).reason).toBe("LOFT_ERR_UNSUPPORTED_VERSION");
+    expect(await codeOf(responder)).toBe("LOFT_ERR_LINK_CLOSED");
+  });
+
+  it("garbage instead of a version header: LOFT_ERR_MALFORMED", async () => {
+    const [la, lb] = memoryLinkPair();
+    const session = establishSession({ link: la, role: "responder", kind: "relay", self: bob });
+    lb.send(utf8("GET / HTTP/1.1"));
+    expect(await codeOf(session)).toBe("LOFT_ERR_MALFORMED");
+    expect((await lb.closed).detail).toBe("LOFT_ERR_MALFORMED");
+  });
+
+  it("a downgraded version header (rewritten in transit) breaks the handshake via the prologue", async () => {
+    // Both ends here would accept "1.0" and "1.1"; a relay rewrites the initiator's "1.1" into
+    // "1.0". Each side then hashes different headers into its prologue, and message 2 fails.
+    const v11 = encodeVersionHeader({ protocol_name: "SREMP", version_major: 1, version_minor: 1 });
+    const v10 = encodeVersionHeader();
+    const lenient = { decode: (b: Uint8Array) => ({ ok: true as const, value: b }) };
+    const [la, relayA] = memoryLinkPair();
+    const [relayB, lb] = memoryLinkPair();
+    relay(
+      relayA,
+      relayB,
+      (m, i) => (i === 0 ? v10 : m),
+      (m) => m,
+    );
+    const initiator = establishSession({
+      link: la,
+      role: "initiator",
+      kind: "direct",
+      self: alice,
+      versionCodec: { encode: () => v11, ...lenient },
+    });
+    const responder = establishSession({
+      link: lb,
+      role: "responder",
+      kind: "direct",
+      self: bob,
+      versionCodec: { encode: () => v11, ...lenient },
+    });
+    expect(await codeOf(initiator)).toBe("LOFT_ERR_DECRYPT");
+    expect(await codeOf(responder)).toBe("LOFT_ERR_LINK_CLOSED");
+    expect(decodeVersionHeader(v11).ok).toBe(false); // the real decoder refuses 1.1 outright
+  });
+
+  it("different link kinds (a cross-kind replay): the prologues differ, LOFT_ERR_DECRYPT", async () => {
+    const { initiator, responder } = connect({ kind: "relay" }, { kind: "direct" });
+    expect(await codeOf(initiator)).toBe("LOFT_ERR_DECRYPT");
+    expect(await codeOf(responder)).toBe("LOFT_ERR_LINK_CLOSED");
+  });
+
+  it("XXhfs against XX: refused (LOFT_ERR_MALFORMED: message 1 is not what XX expects)", async () => {
+    const { initiator, responder } = connect({ protocol: "XXhfs" }, { protocol: "XX" });
+    expect(await codeOf(responder)).toBe("LOFT_ERR_MALFORMED");
+    expect(await codeOf(initiator)).toBe("LOFT_ERR_LINK_CLOSED");
+  });
+
+  it("an identity whose signature does not verify: LOFT_ERR_BAD_SIGNATURE", async () => {
+    const forged: UserIdentity = {
+      ...bob,
+      identity: { ...bob.identity, signature: bob.identity.signature.map((b, i) => (i === 0 ? b ^ 1 : b)) },
+    };
+    const { lb, initiator, responder } = connect({}, {}, [alice, forged]);
+    expect(await codeOf(initiator)).toBe("LOFT_ERR_BAD_SIGNATURE");
+    expect(await codeOf(responder)).toBe("LOFT_ERR_LINK_CLOSED");
+    expect((await lb.closed).detail).toBe("LOFT_ERR_BAD_SIGNATURE");
+  });
+
+  it("the wrong contact answers: LOFT_ERR_HANDSHAKE_IDENTITY, and the initiator never sends its identity", async () => {
+    const [la, lb] = memoryLinkPair();
+    const initiator = establishSession({
+      link: la,
+      role: "initiator",
+      kind: "direct",
+      self: alice,
+      expectedIdentityKey: bob.identity.verified.identity_key,
+    });
+    const seen = observeResponder(lb, mallory);
+    expect(await codeOf(initiator)).toBe("LOFT_ERR_HANDSHAKE_IDENTITY");
+    expect(await seen).toBe("closed before message 3");
+  });
+
+  it("the responder can require an initiator too (LOFT_ERR_HANDSHAKE_IDENTITY)", async () => {
+    const { initiator, responder } = connect(
+      {},
+      { expectedIdentityKey: mallory.identity.verified.identity_key },
+    );
+    expect(await codeOf(responder)).toBe("LOFT_ERR_HANDSHAKE_IDENTITY");
+    await initiator; // the initiator completed message 3; its session then closes
+  });
+
+  it("no answer before the deadline: LOFT_ERR_TIMEOUT, link closed with that reason", async () => {
+    const [la, lb] = memoryLinkPair();
+    const session = establishSession({
+      link: la,
+      role: "initiator",
+      kind: "direct",
+      self: alice,
+      handshakeTimeoutMs: 20,
+    });
+    expect(await codeOf(session)).toBe("LOFT_ERR_TIMEOUT");
+    expect(la.state).toBe("closed");
+    expect((await lb.closed).detail).toBe("LOFT_ERR_TIMEOUT");
+  });
+
+  it("a handshake message tampered in transit: its reader fails, and no usable session remains", async () => {
+    // Message 1 travels in the clear but is hashed into h, so a change to it shows when the
+    // initiator reads message 2; a change to message 2 shows there too. Message 3 is the
+    // initiator's last word (Noise XX): it already holds a session when the responder refuses,
+    // and that session closes at once.
+    for (const target of [1, 2, 3]) {
+      const [la, relayA] = memoryLinkPair();
+      const [relayB, lb] = memoryLinkPair();
+      const flip = (m: Uint8Array) => {
+        const c = m.slice();
+        c[c.length - 1]! ^= 1;
+        return c;
+      };
+      relay(
+        relayA,
+        relayB,
+        (m, i) => ((target === 1 && i === 1) || (target === 3 && i === 2) ? flip(m) : m),
+        (m, i) => (i === 1 && target === 2 ? flip(m) : m),
+      );
+      const initiator = establishSession({ link: la, role: "initiator", kind: "direct", self: alice });
+      const responder = establishSession({ link: lb, role: "responder", kind: "direct", self: bob });
+      const reader = target === 3 ? responder : initiator;
+      const writer = target === 3 ? initiator : responder;
+      expect(["LOFT_ERR_DECRYPT", "LOFT_ERR_MALFORMED"], `message ${target}`).toContain(await codeOf(reader));
+      if (target === 3) {
+        const session = await writer;
+        expect((await session.closed).reason).toBe("LOFT_ERR_LINK_CLOSED");
+        await expect(session.receive()).rejects.toThrow(/LOFT_ERR_LINK_CLOSED/);
+      } else {
+        expect(await codeOf(writer)).toBe("LOFT_ERR_LINK_CLOSED");
+      }
+    }
+  });
+});
+
+describe("a relaying attacker", () => {
+  it("that only forwards bytes is harmless: the session works end to end", async () => {
+    const [la, relayA] = memoryLinkPair();
+    const [relayB, lb] = memoryLinkPair();
+    relay(
+      relayA,
+      relayB,
+      (m) => m,
+      (m) => m,
+    );
+    const [a, b] = await Promise.all([
+      establishSession({ link: la, role: "initiator", kind: "relay", self: alice }),
+      establishSession({ link: lb, role: "responder", kind: "relay", self: bob }),
+    ]);
+    a.send(utf8("through the relay"));
+    expect(await b.receive()).toEqual(utf8("through the relay"));
+    a.close();
+  });
+
+  it("that answers with Bob's real identity but its own static key: LOFT_ERR_NOISE_KEY_MISMATCH", async () => {
+    const [la, lm] = memoryLinkPair();
+    const initiator = establishSession({ link: la, role: "initiator", kind: "direct", self: alice });
+    void impostor(lm, "responder", generateKeyPair(), encodeHandshakePayload(bob.identity)).catch(() => {});
+    expect(await codeOf(initiator)).toBe("LOFT_ERR_NOISE_KEY_MISMATCH");
+  });
+
+  it("that dials Bob with Alice's real identity but its own static key: LOFT_ERR_NOISE_KEY_MISMATCH", async () => {
+    const [lm, lb] = memoryLinkPair();
+    const responder = establishSession({ link: lb, role: "responder", kind: "direct", self: bob });
+    void impostor(lm, "initiator", generateKeyPair(), encodeHandshakePayload(alice.identity)).catch(() => {});
+    expect(await codeOf(responder)).toBe("LOFT_ERR_NOISE_KEY_MISMATCH");
+  });
+
+  it("that swaps in its own noise key under Bob's identity key (unsigned): LOFT_ERR_BAD_SIGNATURE", async () => {
+    const key = generateKeyPair();
+    const swapped = { ...bob.identity, verified: { ...bob.identity.verified, noise_key: key.publicKey } };
+    const [la, lm] = memoryLinkPair();
+    const initiator = establishSession({ link: la, role: "initiator", kind: "direct", self: alice });
+    void impostor(lm, "responder", key, encodeHandshakePayload(swapped)).catch(() => {});
+    expect(await codeOf(initiator)).toBe("LOFT_ERR_BAD_SIGNATURE");
+  });
+
+  it("that presents its own valid identity to a caller expecting Bob: LOFT_ERR_HANDSHAKE_IDENTITY", async () => {
+    const [la, lm] = memoryLinkPair();
+    const initiator = establishSession({
+      link: la,
+      role: "initiator",
+      kind: "direct",
+      self: alice,
+      expectedIdentityKey: bob.identity.verified.identity_key,
+    });
+    const key: KeyPair = {
+      privateKey: mallory.privateNoiseKey,
+      publicKey: mallory.identity.verified.noise_key,
+    };
+    void impostor(lm, "responder", key, encodeHandshakePayload(mallory.identity)).catch(() => {});
+    expect(await codeOf(initiator)).toBe("LOFT_ERR_HANDSHAKE_IDENTITY");
+  });
+});
+
+/** Forward messages between two links, rewriting each direction's i-th message as told. */
+function relay(
+  fromInitiator: Link,
+  toResponder: Link,
+  forward: (m: Uint8Array, i: number) => Uint8Array,
+  backward: (m: Uint8Array, i: number) => Uint8Array,
+): void {
+  const pipe = async (from: Link, to: Link, rewrite: (m: Uint8Array, i: number) => Uint8Array) => {
+    for (let i = 0; ; i++) {
+      let m: Uint8Array;
+      try {
+        m = await from.receive();
+      } catch {
+        const info = await from.closed;
+        to.close(info.detail ?? info.reason);
+        return;
+      }
+      if (to.state === "closed") return;
+      to.send(rewrite(m, i));
+    }
+  };
+  void pipe(fromInitiator, toResponder, forward);
+  void pipe(toResponder, fromInitiator, backward);
+}
+
+/**
+ * A peer built from raw Noise parts: it speaks the session protocol (version header, prologue,
+ * XXhfs) with any static key and any payload, which the real API refuses to do.
+ */
+async function impostor(
+  link: Link,
+  role: "initiator" | "responder",
+  staticKeyPair: KeyPair,
+  payload: Uint8Array,
+  kind: LinkKind = "direct",
+): Promise<void> {
+  const header = encodeVersionHeader();
+  link.send(header);
+  await link.receive();
+  const hs = new HandshakeState({
+    pattern: XX_HFS,
+    role,
+    prologue: sessionPrologue(kind, header, header),
+    staticKeyPair,
+  });
+  const write = (p: Uint8Array) => {
+    const m = hs.writeMessage(p);
+    if (!m.ok) throw m.error;
+    link.send(m.value);
+  };
+  const read = async () => {
+    const r = hs.readMessage(await link.receive());
+    if (!r.ok) throw r.error;
+  };
+  if (role === "initiator") {
+    write(new Uint8Array(0));
+    await read();
+    write(payload);
+  } else {
+    await read();
+    write(payload);
+    await read();
+  }
+}
+
+/** A responder (real identity) that reports whether message 3 ever arrived. */
+async function observeResponder(link: Link, self: UserIdentity): Promise<string> {
+  try {
+    const s: Session = await establishSession({ link, role: "responder", kind: "direct", self });
+    s.close();
+    return "message 3 arrived";
+  } catch {
+    return "closed before message 3";
+  }
+}

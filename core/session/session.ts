@@ -1,0 +1,355 @@
+/**
+ * An authenticated Loft session over any `Link` (DESIGN.md, Transports and Cryptography; SREMP
+ * §noise and §version; Noise Protocol Framework rev 34; Noise HFS rev 1). Every byte on the wire
+ * is in docs/protocol/session.md. In order:
+ *
+ *   1. Each side sends its version header (core/wire/version.ts) as its first Link message and
+ *      decodes the peer's; anything but SREMP 1.0 closes the link with the decoder's code
+ *      (LOFT_ERR_UNSUPPORTED_VERSION, …).
+ *   2. Noise `XXhfs_25519+MLKEM768` (default) or plain `XX`, with the prologue of prologue.ts
+ *      (both version headers and the link kind). Message 1 carries an empty payload; message 2
+ *      (responder) and message 3 (initiator) carry the signed Identity and extensions
+ *      (payload.ts).
+ *   3. The session exists only if the peer's Identity signature verifies (else
+ *      LOFT_ERR_BAD_SIGNATURE), the Noise remote static key equals `identity.verified.noise_key`
+ *      (else LOFT_ERR_NOISE_KEY_MISMATCH), and — when the caller named the contact it meant to
+ *      reach — the identity key equals it (else LOFT_ERR_HANDSHAKE_IDENTITY). The initiator
+ *      checks the responder before revealing its own identity in message 3.
+ *   4. Transport: frames.ts (DATA / CHUNK / CLOSE), each direction rekeyed (Noise §11.3) every
+ *      `REKEY_INTERVAL` messages.
+ *
+ * WireGuard's rule: a session is `open` or `closed`; a handshake that fails for any reason — or
+ * does not finish before the deadline (LOFT_ERR_TIMEOUT) — wipes its state, closes the link with
+ * the error code as the reason, and rejects with that LoftError. It never yields a Session.
+ */
+import { x25519 } from "@noble/curves/ed25519.js";
+import { equalBytes } from "../bytes.ts";
+import { err, isLoftError, LoftError, type LoftErrorCode, type Result } from "../errors.ts";
+import type { Identity, UserIdentity } from "../identity/identity.ts";
+import type { Link, LinkCloseInfo } from "../link/link.ts";
+import { QueueLink } from "../link/queue-link.ts";
+import { HandshakeState } from "../noise/handshake-state.ts";
+import { XX, XX_HFS } from "../noise/patterns.ts";
+import { type NoiseEntropy, TAGLEN } from "../noise/primitives.ts";
+import type { NoiseTransport } from "../noise/transport.ts";
+import { decodeVersionHeader, encodeVersionHeader } from "../wire/version.ts";
+import { closeFrame, FrameAssembler, messageFrames } from "./frames.ts";
+import {
+  decodeHandshakePayload,
+  type Extensions,
+  encodeHandshakePayload,
+  type HandshakePayload,
+} from "./payload.ts";
+import { type LinkKind, sessionPrologue } from "./prologue.ts";
+
+/**
+ * Each direction calls Noise `Rekey()` (§11.3) after every 1024 transport messages it encrypts
+ * (sender) or decrypts (receiver): a key compromised later exposes at most the last 1024 messages
+ * of a direction, for the cost of one ChaCha20 block per 1024 messages.
+ */
+export const REKEY_INTERVAL = 1024;
+/** Bound on one reassembled application message (258 chunks). */
+export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+export type SessionProtocol = "XXhfs" | "XX";
+
+/** How the version header is written and checked; tests swap it to model a downgrade. */
+export interface VersionCodec {
+  encode(): Uint8Array;
+  decode(bytes: Uint8Array): Result<unknown>;
+}
+
+const SREMP_VERSION: VersionCodec = { encode: () => encodeVersionHeader(), decode: decodeVersionHeader };
+
+export interface SessionOptions {
+  link: Link;
+  /** The side that dialled is the initiator. */
+  role: "initiator" | "responder";
+  kind: LinkKind;
+  self: UserIdentity;
+  /** The contact we meant to reach (Ed25519 identity key); refused with LOFT_ERR_HANDSHAKE_IDENTITY otherwise. */
+  expectedIdentityKey?: Uint8Array;
+  /** Named bytes sent with our identity (e.g. a ratchet public key); see payload.ts for limits. */
+  extensions?: Extensions;
+  /** "XXhfs" (default, hybrid post-quantum) or "XX" (tests, interop). Both sides must agree. */
+  protocol?: SessionProtocol;
+  handshakeTimeoutMs?: number;
+  /** Rekey interval in messages; both sides must agree (default REKEY_INTERVAL). */
+  rekeyInterval?: number;
+  maxMessageBytes?: number;
+  /** Randomness for the handshake (tests); the CSPRNG otherwise. */
+  entropy?: NoiseEntropy;
+  /** Version header codec (tests); SREMP 1.0 otherwise. */
+  versionCodec?: VersionCodec;
+}
+
+const EMPTY = new Uint8Array(0);
+
+function fail(code: LoftErrorCode, message: string): never {
+  throw new LoftError(code, message);
+}
+
+/** The next Link message; if the peer closed instead, a LOFT_ERR_LINK_CLOSED naming its reason. */
+async function next(link: Link): Promise<Uint8Array> {
+  try {
+    return await link.receive();
+  } catch (e) {
+    if (!isLoftError(e) || e.code !== "LOFT_ERR_LINK_CLOSED") throw e;
+    const info = await link.closed;
+    throw new LoftError("LOFT_ERR_LINK_CLOSED", `closed during the handshake: ${info.detail ?? info.reason}`);
+  }
+}
+
+function must<T>(r: Result<T>): T {
+  if (!r.ok) throw r.error;
+  return r.value;
+}
+
+/**
+ * The peer's payload decides whether there is a session (SREMP §noise: "it must be verified that
+ * the static key for the noise handshake exactly matches the noise static key of the received
+ * and verified identity").
+ */
+export function verifyPeer(
+  payload: Uint8Array,
+  remoteStaticKey: Uint8Array,
+  expectedIdentityKey: Uint8Array | undefined,
+): Result<HandshakePayload> {
+  const decoded = decodeHandshakePayload(payload);
+  if (!decoded.ok) return decoded;
+  const { verified } = decoded.value.identity;
+  if (!equalBytes(remoteStaticKey, verified.noise_key))
+    return err("LOFT_ERR_NOISE_KEY_MISMATCH", "the Noise static key is not the identity's noise key");
+  if (expectedIdentityKey !== undefined && !equalBytes(expectedIdentityKey, verified.identity_key))
+    return err("LOFT_ERR_HANDSHAKE_IDENTITY", "the peer is not the contact we meant to reach");
+  return decoded;
+}
+
+/**
+ * Run the version exchange and the handshake over `options.link`; resolves with an open Session
+ * or rejects with a LoftError whose code says why (the link is then closed with that code).
+ */
+export async function establishSession(options: SessionOptions): Promise<Session> {
+  const { link, role, self } = options;
+  const versionCodec = options.versionCodec ?? SREMP_VERSION;
+  const timeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+  const ourNoiseKey = x25519.getPublicKey(self.privateNoiseKey);
+  if (!equalBytes(ourNoiseKey, self.identity.verified.noise_key))
+    throw new RangeError("self.privateNoiseKey does not match self.identity's noise_key");
+  const ourPayload = encodeHandshakePayload(self.identity, options.extensions ?? {});
+  let hs: HandshakeState | undefined;
+
+  const run = async (): Promise<Session> => {
+    // 1. SREMP §version: our header first, then the peer's.
+    const ourHeader = versionCodec.encode();
+    link.send(ourHeader);
+    const theirHeader = await next(link);
+    must(versionCodec.decode(theirHeader));
+    const initiator = role === "initiator";
+    const prologue = sessionPrologue(
+      options.kind,
+      initiator ? ourHeader : theirHeader,
+      initiator ? theirHeader : ourHeader,
+    );
+    // 2. Noise handshake.
+    hs = new HandshakeState({
+      pattern: options.protocol === "XX" ? XX : XX_HFS,
+      role,
+      prologue,
+      staticKeyPair: { privateKey: self.privateNoiseKey, publicKey: ourNoiseKey },
+      ...(options.entropy ? { entropy: options.entropy } : {}),
+    });
+    let peer: HandshakePayload;
+    if (initiator) {
+      link.send(must(hs.writeMessage(EMPTY)));
+      const payload2 = must(hs.readMessage(await next(link)));
+      // 3. Check the responder before our identity leaves in message 3.
+      peer = must(verifyPeer(payload2, hs.remoteStaticKey!, options.expectedIdentityKey));
+      link.send(must(hs.writeMessage(ourPayload)));
+    } else {
+      const payload1 = must(hs.readMessage(await next(link)));
+      if (payload1.length !== 0) fail("LOFT_ERR_MALFORMED", "handshake message 1 must carry no payload");
+      link.send(must(hs.writeMessage(ourPayload)));
+      const payload3 = must(hs.readMessage(await next(link)));
+      peer = must(verifyPeer(payload3, hs.remoteStaticKey!, options.expectedIdentityKey));
+    }
+    const transport = must(hs.finish());
+    return new Session({
+      link,
+      transport,
+      role,
+      kind: options.kind,
+      remoteIdentity: peer.identity,
+      remoteExtensions: peer.extensions,
+      rekeyInterval: options.rekeyInterval ?? REKEY_INTERVAL,
+      maxMessageBytes: options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+    });
+  };
+
+  let timer: unknown;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new LoftError("LOFT_ERR_TIMEOUT", `handshake did not finish within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+  });
+  const running = run();
+  running.catch(() => {}); // after a timeout its rejection (link closed) is expected and ignored
+  try {
+    return await Promise.race([running, deadline]);
+  } catch (e) {
+    hs?.abort();
+    // Our own bugs (not LoftErrors) still close the link, then surface unchanged.
+    const code = isLoftError(e) ? e.code : "LOFT_ERR_HANDSHAKE_STATE";
+    if (link.state !== "closed") link.close(code, (e as Error).message);
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+interface SessionParts {
+  link: Link;
+  transport: NoiseTransport;
+  role: "initiator" | "responder";
+  kind: LinkKind;
+  remoteIdentity: Identity;
+  remoteExtensions: Extensions;
+  rekeyInterval: number;
+  maxMessageBytes: number;
+}
+
+/**
+ * An open session: itself a `Link` (send / receive whole messages, close with a reason), so the
+ * layers above (ratchet, chat) run unchanged over direct, relay and serial links. Only
+ * `establishSession` creates one.
+ */
+export class Session extends QueueLink {
+  readonly role: "initiator" | "responder";
+  readonly kind: LinkKind;
+  /** The peer's verified Identity (signature checked, noise key = Noise remote static key). */
+  readonly remoteIdentity: Identity;
+  readonly remoteExtensions: Extensions;
+  readonly protocolName: string;
+  readonly #handshakeHash: Uint8Array;
+  readonly #link: Link;
+  readonly #transport: NoiseTransport;
+  readonly #assembler: FrameAssembler;
+  readonly #rekeyInterval: number;
+  readonly #maxMessageBytes: number;
+  #sentSinceRekey = 0;
+  #receivedSinceRekey = 0;
+  #nextMessageId = 0;
+
+  /** @internal — use `establishSession`. */
+  constructor(parts: SessionParts) {
+    super("open");
+    if (!Number.isSafeInteger(parts.rekeyInterval) || parts.rekeyInterval < 1)
+      throw new RangeError("rekeyInterval must be a positive integer");
+    this.#link = parts.link;
+    this.#transport = parts.transport;
+    this.role = parts.role;
+    this.kind = parts.kind;
+    this.remoteIdentity = parts.remoteIdentity;
+    this.remoteExtensions = parts.remoteExtensions;
+    this.protocolName = parts.transport.protocolName;
+    this.#handshakeHash = parts.transport.handshakeHash;
+    this.#rekeyInterval = parts.rekeyInterval;
+    this.#maxMessageBytes = parts.maxMessageBytes;
+    this.#assembler = new FrameAssembler(parts.maxMessageBytes);
+    void this.#pump();
+  }
+
+  /** Noise §11.2 handshake hash, the same on both sides: a channel binding for the layers above. */
+  get handshakeHash(): Uint8Array {
+    return this.#handshakeHash.slice();
+  }
+
+  /** A 32-byte secret bound to this handshake (core/noise/transport.ts `exportSecret`). */
+  exportSecret(label: string): Uint8Array {
+    if (this.state === "closed") throw new LoftError("LOFT_ERR_LINK_CLOSED", "session is closed");
+    return this.#transport.exportSecret(label);
+  }
+
+  /** Encrypt and send one frame plaintext (built with 16 spare bytes: sealed in place). */
+  #seal(frame: Uint8Array): void {
+    const sealed = this.#transport.send.encryptWithAd(EMPTY, frame.subarray(0, frame.length - TAGLEN), frame);
+    if (!sealed.ok) {
+      this.finish({ reason: sealed.error.code, detail: sealed.error.message }, true);
+      throw sealed.error;
+    }
+    if (++this.#sentSinceRekey === this.#rekeyInterval) {
+      this.#transport.send.rekey(); // Noise §11.3
+      this.#sentSinceRekey = 0;
+    }
+    this.#link.send(sealed.value);
+  }
+
+  /** Messages larger than one frame go out as CHUNK frames; over `maxMessageBytes` throws. */
+  protected transmit(message: Uint8Array): void {
+    if (message.length > this.#maxMessageBytes)
+      throw new LoftError("LOFT_ERR_FRAME_TOO_LARGE", `message of ${message.length} bytes exceeds the limit`);
+    const frames = messageFrames(message, this.#nextMessageId);
+    if (frames.length > 1) this.#nextMessageId++;
+    try {
+      for (const frame of frames) this.#seal(frame);
+    } catch (e) {
+      if (isLoftError(e) && e.code === "LOFT_ERR_LINK_CLOSED")
+        this.finish({ reason: "LOFT_ERR_LINK_CLOSED", detail: "the link closed" }, false);
+      throw e;
+    }
+  }
+
+  /** Local close: tell the peer why in an encrypted CLOSE frame, close the link, wipe keys. */
+  protected teardown(info: LinkCloseInfo): void {
+    if (this.#link.state !== "closed") {
+      try {
+        this.#seal(closeFrame(info.reason));
+      } catch {
+        // the link went away first; nothing more to tell
+      }
+      this.#link.close(info.reason, info.detail);
+    }
+    this.#transport.wipe();
+  }
+
+  /** A protocol violation or a failed decryption: close with its code. */
+  #fail(code: LoftErrorCode, detail: string): void {
+    this.finish({ reason: code, detail }, true);
+  }
+
+  /** Reads Link messages, decrypts them in place, reassembles, delivers; stops on close. */
+  async #pump(): Promise<void> {
+    for (;;) {
+      let frame: Uint8Array;
+      try {
+        frame = await this.#link.receive();
+      } catch {
+        if (this.state !== "closed") {
+          const info = await this.#link.closed;
+          this.finish({ reason: "LOFT_ERR_LINK_CLOSED", detail: info.detail ?? info.reason }, false);
+          this.#transport.wipe();
+        }
+        return;
+      }
+      if (this.state === "closed") return;
+      const output = frame.length >= TAGLEN ? frame.subarray(0, frame.length - TAGLEN) : undefined;
+      const opened = this.#transport.receive.decryptWithAd(EMPTY, frame, output);
+      if (!opened.ok) return this.#fail(opened.error.code, opened.error.message);
+      if (++this.#receivedSinceRekey === this.#rekeyInterval) {
+        this.#transport.receive.rekey(); // Noise §11.3
+        this.#receivedSinceRekey = 0;
+      }
+      const inbound = this.#assembler.push(opened.value);
+      if (!inbound.ok) return this.#fail(inbound.error.code, inbound.error.message);
+      if (inbound.value.kind === "message") this.deliver(inbound.value.message);
+      else if (inbound.value.kind === "close") {
+        this.finish({ reason: "remote-closed", detail: inbound.value.reason }, false);
+        this.#link.close("remote-closed", inbound.value.reason);
+        this.#transport.wipe();
+        return;
+      }
+    }
+  }
+}

@@ -42,7 +42,7 @@ import { decodeVersionHeader, encodeVersionHeader } from "../wire/version.ts";
 export interface WebSocketLike {
   binaryType: string;
   readonly readyState: number;
-  send(data: Uint8Array): void;
+  send(data: Uint8Array<ArrayBuffer>): void;
   close(code?: number, reason?: string): void;
   // biome-ignore lint/suspicious/noExplicitAny: the DOM's and ws's event types must both fit
   onopen: ((event: any) => void) | null;
@@ -423,7 +423,7 @@ export class SignalingClient {
         reject(new SignalingError("TIMEOUT", `no answer to ${message.t}`));
       }, this.#o.requestTimeoutMs);
       this.#pending.set(id, { resolve, reject, timer });
-      ws.send(bytes);
+      ws.send(bytes as Uint8Array<ArrayBuffer>);
     });
   }
 
@@ -468,7 +468,7 @@ export class SignalingClient {
     ws.binaryType = "arraybuffer";
     ws.onopen = () => {
       if (this.#ws !== ws) return;
-      ws.send(encodeVersionHeader());
+      ws.send(encodeVersionHeader() as Uint8Array<ArrayBuffer>);
     };
     ws.onmessage = (event: { data: unknown }) => {
       if (this.#ws !== ws) return;

@@ -1,0 +1,224 @@
+/**
+ * The client's own defences, against a hostile signaling server (a raw `ws` server written here
+ * that speaks the protocol and lies): envelopes that fail the recipient's checks are dropped and
+ * reported, a LOOKUP answer with someone else's identity is refused, a wrong version or an
+ * unreachable server become typed errors the UI can word.
+ */
+import { createServer, type Server } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { WebSocket, WebSocketServer } from "ws";
+import { encodeIdentity } from "../core/identity/identity.ts";
+import {
+  describeSignalingError,
+  type RejectReason,
+  SignalingClient,
+  type SignalingError,
+  type SignalingEvent,
+} from "../core/signaling/client.ts";
+import {
+  type ClientMessage,
+  clientCodec,
+  type ServerMessage,
+  type SignalEnvelope,
+  serverCodec,
+  signEnvelope,
+} from "../core/wire/signaling.ts";
+import { encodeVersionHeader } from "../core/wire/version.ts";
+import { makeUser, wsFactory } from "./testing.ts";
+
+type User = ReturnType<typeof makeUser>;
+const keyOf = (u: User) => u.identity.verified.identity_key as Uint8Array<ArrayBuffer>;
+
+/** A lying server: answers REGISTER, then lets the test push anything. */
+async function hostileServer(
+  opts: { version?: Uint8Array; onRequest?: (m: ClientMessage, ws: WebSocket) => void } = {},
+) {
+  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await new Promise<void>((resolve) => wss.once("listening", () => resolve()));
+  const sockets: WebSocket[] = [];
+  const connected = new Promise<WebSocket>((resolve) => {
+    wss.on("connection", (ws) => {
+      sockets.push(ws);
+      ws.send(opts.version ?? encodeVersionHeader());
+      let hello = false;
+      ws.on("message", (data: Buffer) => {
+        if (!hello) {
+          hello = true;
+          return;
+        }
+        const m = clientCodec.decode(new Uint8Array(data));
+        if (!m.ok) return;
+        if (m.value.t === "REGISTER_REQUEST")
+          ws.send(
+            serverCodec.encode({
+              t: "REGISTER_RESPONSE",
+              id: m.value.id,
+              success: true,
+              expires_at: Date.now() + 60_000,
+              renewal_interval: 30,
+            }),
+          );
+        else opts.onRequest?.(m.value, ws);
+      });
+      resolve(ws);
+    });
+  });
+  const port = (wss.address() as { port: number }).port;
+  return {
+    url: `ws://127.0.0.1:${port}/signal`,
+    connected,
+    push: (ws: WebSocket, m: ServerMessage) => ws.send(serverCodec.encode(m)),
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.terminate();
+        wss.close(() => resolve());
+      }),
+  };
+}
+
+const cleanup: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const f of cleanup.splice(0).reverse()) await f();
+});
+
+function envelopeFor(signer: User, from: User, to: User, kind: SignalEnvelope["kind"], ts = Date.now()) {
+  return signEnvelope(signer.privateIdentityKey, {
+    from: keyOf(from),
+    to: keyOf(to),
+    kind,
+    payload: new Uint8Array([kind.length]),
+    timestamp: ts,
+    nonce: crypto.getRandomValues(new Uint8Array(16)),
+  });
+}
+
+describe("client-side verification", () => {
+  it("drops and reports envelopes that are forged, misaddressed, stale or replayed; delivers the good one", async () => {
+    const alice = makeUser("alice");
+    const bob = makeUser("bob");
+    const carol = makeUser("carol");
+    const mallory = makeUser("mallory");
+    const server = await hostileServer();
+    cleanup.push(server.close);
+    const client = new SignalingClient({
+      url: server.url,
+      user: bob,
+      connect: wsFactory(),
+      reconnect: false,
+    });
+    cleanup.push(() => client.close());
+    const events: SignalingEvent[] = [];
+    client.on((e) => events.push(e));
+    await client.start();
+    const ws = await server.connected;
+
+    const good = envelopeFor(alice, alice, bob, "offer");
+    const delivered = new Promise<void>((resolve) =>
+      client.on((e) => {
+        if (e.type === "rejected" && e.reason === "replay") resolve();
+      }),
+    );
+    server.push(ws, { t: "SIGNAL", envelope: envelopeFor(mallory, alice, bob, "offer") });
+    server.push(ws, { t: "SIGNAL", envelope: envelopeFor(alice, alice, carol, "offer") });
+    server.push(ws, { t: "SIGNAL", envelope: envelopeFor(alice, alice, bob, "ice", Date.now() - 3_600_000) });
+    server.push(ws, { t: "SIGNAL", envelope: good });
+    server.push(ws, { t: "SIGNAL", envelope: good });
+    await delivered;
+
+    const rejected = events
+      .filter((e) => e.type === "rejected")
+      .map((e) => (e as { reason: RejectReason }).reason);
+    expect(rejected).toEqual(["bad-signature", "not-for-us", "stale", "replay"]);
+    const signals = events.filter((e) => e.type === "signal");
+    expect(signals).toHaveLength(1);
+  });
+
+  it("refuses a LOOKUP answer carrying someone else's identity", async () => {
+    const bob = makeUser("bob");
+    const alice = makeUser("alice");
+    const mallory = makeUser("mallory");
+    const server = await hostileServer({
+      onRequest: (m, ws) => {
+        if (m.t === "LOOKUP_REQUEST")
+          ws.send(
+            serverCodec.encode({
+              t: "LOOKUP_RESPONSE",
+              id: m.id,
+              peers: [
+                {
+                  identity: encodeIdentity(mallory.identity) as Uint8Array<ArrayBuffer>,
+                  last_seen: 1,
+                  online: true,
+                },
+              ],
+            }),
+          );
+      },
+    });
+    cleanup.push(server.close);
+    const client = new SignalingClient({
+      url: server.url,
+      user: bob,
+      connect: wsFactory(),
+      reconnect: false,
+    });
+    cleanup.push(() => client.close());
+    await client.start();
+    const err = (await client.lookup(keyOf(alice)).catch((e) => e)) as SignalingError;
+    expect(err.code).toBe("BAD_PEER_IDENTITY");
+  });
+
+  it("reports a server of another version as UNSUPPORTED_VERSION", async () => {
+    const server = await hostileServer({
+      version: encodeVersionHeader({ protocol_name: "SREMP", version_major: 9, version_minor: 0 }),
+    });
+    cleanup.push(server.close);
+    const client = new SignalingClient({
+      url: server.url,
+      user: makeUser(),
+      connect: wsFactory(),
+      reconnect: false,
+    });
+    cleanup.push(() => client.close());
+    const err = (await client.start().catch((e) => e)) as SignalingError;
+    expect(err.code).toBe("UNSUPPORTED_VERSION");
+    expect(describeSignalingError(err.code)).toMatch(/incompatible version/);
+  });
+
+  it("reports an unreachable server in plain words and keeps retrying with backoff", async () => {
+    // A port that was just free: nothing listens there.
+    const probe: Server = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", () => resolve()));
+    const port = (probe.address() as { port: number }).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+
+    const client = new SignalingClient({
+      url: `ws://127.0.0.1:${port}/signal`,
+      user: makeUser(),
+      connect: wsFactory(),
+      reconnect: { initialMs: 10, maxMs: 20 },
+    });
+    cleanup.push(() => client.close());
+    let attempts = 0;
+    const retried = new Promise<void>((resolve) =>
+      client.on((e) => {
+        if (e.type === "state" && e.state === "reconnecting" && ++attempts === 3) resolve();
+      }),
+    );
+    const err = (await client.start().catch((e) => e)) as SignalingError;
+    expect(err.code).toBe("UNREACHABLE");
+    expect(describeSignalingError(err.code)).toBe("Signaling unreachable. Retrying…");
+    expect(describeSignalingError("PEER_OFFLINE")).toBe("Peer offline.");
+    await retried;
+    expect(client.state).toBe("reconnecting");
+  });
+
+  it("browser and ws WebSockets both satisfy WebSocketLike", () => {
+    // Compile-time: assignments below fail the typecheck if the interface drifts.
+    const fromWs: import("../core/signaling/client.ts").WebSocketFactory = (url) => new WebSocket(url);
+    const fromDom: import("../core/signaling/client.ts").WebSocketFactory = (url) =>
+      new globalThis.WebSocket(url);
+    expect(typeof fromWs).toBe("function");
+    expect(typeof fromDom).toBe("function");
+  });
+});

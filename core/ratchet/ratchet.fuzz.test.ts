@@ -1,0 +1,316 @@
+/**
+ * Property tests of the Double Ratchet (Signal DR §4) and its state decoder: garbage, truncated,
+ * bit-flipped, replayed and reordered messages, and random interleavings of two parties. Every
+ * failure must be a typed `LoftError` and must leave the state byte-for-byte as it was (DR §3.5).
+ * Expensive material (sessions with several chains and skipped keys) is built once and mutated.
+ */
+import { rngChacha20 } from "@noble/ciphers/chacha.js";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
+import { equalBytes, utf8 } from "../bytes.ts";
+import type { LoftErrorCode, Result } from "../errors.ts";
+import {
+  canSend,
+  deserializeRatchet,
+  generateRatchetKeyPair,
+  type RandomBytes,
+  type RatchetState,
+  ratchetAssociatedData,
+  ratchetDecrypt,
+  ratchetEncrypt,
+  ratchetFromHandshake,
+  serializeRatchet,
+} from "./index.ts";
+
+const NOW = 1_700_000_000_000;
+const AD = ratchetAssociatedData(new Uint8Array(32).fill(1), new Uint8Array(32).fill(2));
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+function seeded(seed: number): RandomBytes {
+  const key = new Uint8Array(32);
+  new DataView(key.buffer).setUint32(0, seed >>> 0);
+  const prg = rngChacha20(key);
+  return (n) => prg.randomBytes(n);
+}
+
+function unwrap<T>(r: Result<T>): T {
+  if (!r.ok) throw r.error;
+  return r.value;
+}
+
+function newPair(random: RandomBytes) {
+  const exported = random(32);
+  const bobKeys = generateRatchetKeyPair(random);
+  const alice = unwrap(
+    ratchetFromHandshake({
+      role: "initiator",
+      exported,
+      ad: AD,
+      responderRatchetPublic: bobKeys.publicKey,
+      random,
+    }),
+  );
+  const bob = unwrap(ratchetFromHandshake({ role: "responder", exported, ad: AD, ratchetKeyPair: bobKeys }));
+  return { alice, bob };
+}
+
+/** The codes a rejected message may carry; anything else (or a throw) fails the property. */
+const MESSAGE_ERRORS = new Set<LoftErrorCode>([
+  "LOFT_ERR_MALFORMED",
+  "LOFT_ERR_FRAME_TOO_LARGE",
+  "LOFT_ERR_UNSUPPORTED_VERSION",
+  "LOFT_ERR_DECRYPT",
+  "LOFT_ERR_REPLAY",
+  "LOFT_ERR_TOO_MANY_SKIPPED",
+]);
+
+function expectRejectedUnchanged(
+  state: RatchetState,
+  snapshot: Uint8Array,
+  message: Uint8Array,
+  allowed = MESSAGE_ERRORS,
+) {
+  const r = ratchetDecrypt(state, message, NOW);
+  if (r.ok) throw new Error("a mutated or replayed message was accepted");
+  expect(allowed.has(r.error.code)).toBe(true);
+  expect(equalBytes(serializeRatchet(state), snapshot)).toBe(true);
+}
+
+/**
+ * Built once: Bob after a few chains, holding skipped keys of two chains, plus messages of every
+ * kind — already received (replays), skipped (pending), later in the current chain, and the first
+ * message of Alice's next chain (which makes Bob step his DH ratchet).
+ */
+function fixture() {
+  const random = seeded(1);
+  let { alice, bob } = newPair(random);
+  const send = (from: "a" | "b", label: string) => {
+    const r = ratchetEncrypt(from === "a" ? alice : bob, utf8(label), NOW, { random });
+    if (from === "a") alice = r.state;
+    else bob = r.state;
+    return r.message;
+  };
+  const recv = (to: "a" | "b", m: Uint8Array) => {
+    const r = unwrap(ratchetDecrypt(to === "a" ? alice : bob, m, NOW, { random }));
+    if (to === "a") alice = r.state;
+    else bob = r.state;
+  };
+  const received: Uint8Array[] = [];
+  const pending: Uint8Array[] = [];
+  const chain1 = Array.from({ length: 6 }, (_, i) => send("a", `c1.${i}`));
+  for (const i of [0, 3, 5]) recv("b", chain1[i]!), received.push(chain1[i]!);
+  pending.push(chain1[1]!, chain1[2]!, chain1[4]!);
+  recv("a", send("b", "reply"));
+  const chain2 = Array.from({ length: 5 }, (_, i) => send("a", `c2.${i}`));
+  for (const i of [1, 2]) recv("b", chain2[i]!), received.push(chain2[i]!);
+  pending.push(chain2[0]!, chain2[3]!, chain2[4]!);
+  const snapshot = serializeRatchet(bob);
+  // Alice hears from Bob again (sent from a copy) and starts a third chain this Bob has not seen.
+  const bobReply = ratchetEncrypt(unwrap(deserializeRatchet(snapshot)), utf8("reply 2"), NOW, { random });
+  recv("a", bobReply.message);
+  pending.push(send("a", "c3.0"), send("a", "c3.1"));
+  return { bob: unwrap(deserializeRatchet(snapshot)), snapshot, received, pending };
+}
+
+describe("ratchet properties", () => {
+  const fx = fixture();
+
+  it("the fixture's pending messages all decrypt (so the rejections below are meaningful)", () => {
+    for (const m of fx.pending) {
+      const copy = unwrap(deserializeRatchet(fx.snapshot));
+      expect(ratchetDecrypt(copy, m, NOW).ok).toBe(true);
+    }
+  });
+
+  it("garbage is rejected with a typed error and leaves the state unchanged", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 400 }), fc.boolean(), (bytes, setVersion) => {
+        if (setVersion && bytes.length > 0) bytes[0] = 1;
+        expectRejectedUnchanged(fx.bob, fx.snapshot, bytes);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
+  it("bit-flipped, truncated, extended or spliced genuine messages are rejected; state unchanged", () => {
+    const mutation = fc.oneof(
+      fc.record({ kind: fc.constant("flip" as const), at: fc.nat(), bit: fc.integer({ min: 0, max: 7 }) }),
+      fc.record({ kind: fc.constant("truncate" as const), at: fc.nat() }),
+      fc.record({
+        kind: fc.constant("extend" as const),
+        extra: fc.uint8Array({ minLength: 1, maxLength: 40 }),
+      }),
+      fc.record({ kind: fc.constant("splice" as const), other: fc.nat(), at: fc.nat() }),
+    );
+    fc.assert(
+      fc.property(fc.nat(), mutation, (pick, mut) => {
+        const genuine = fx.pending[pick % fx.pending.length]!;
+        let bad: Uint8Array;
+        switch (mut.kind) {
+          case "flip":
+            bad = genuine.slice();
+            bad[mut.at % bad.length]! ^= 1 << mut.bit;
+            break;
+          case "truncate":
+            bad = genuine.subarray(0, mut.at % genuine.length);
+            break;
+          case "extend":
+            bad = new Uint8Array([...genuine, ...mut.extra]);
+            break;
+          case "splice": {
+            // header of one genuine message, body of another
+            const other = fx.pending[mut.other % fx.pending.length]!;
+            if (other === genuine) return;
+            const cut = 81 + (mut.at % Math.max(1, Math.min(genuine.length, other.length) - 81));
+            bad = new Uint8Array([...genuine.subarray(0, cut), ...other.subarray(cut)]);
+            if (equalBytes(bad, genuine) || equalBytes(bad, other)) return;
+            break;
+          }
+        }
+        expectRejectedUnchanged(fx.bob, fx.snapshot, bad);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
+  it("replays of received messages are refused (LOFT_ERR_REPLAY or, once the chain is gone, DECRYPT)", () => {
+    const codes = new Set<LoftErrorCode>(["LOFT_ERR_REPLAY", "LOFT_ERR_DECRYPT"]);
+    fc.assert(
+      fc.property(fc.nat(), (pick) => {
+        expectRejectedUnchanged(fx.bob, fx.snapshot, fx.received[pick % fx.received.length]!, codes);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
+  it("random interleavings of two parties: every delivered message decrypts exactly once, in any order", () => {
+    const op = fc.oneof(
+      {
+        weight: 3,
+        arbitrary: fc.record({
+          kind: fc.constant("send" as const),
+          who: fc.nat(1),
+          count: fc.integer({ min: 1, max: 3 }),
+        }),
+      },
+      {
+        weight: 4,
+        arbitrary: fc.record({ kind: fc.constant("deliver" as const), who: fc.nat(1), pick: fc.nat() }),
+      },
+      {
+        weight: 1,
+        arbitrary: fc.record({ kind: fc.constant("replay" as const), who: fc.nat(1), pick: fc.nat() }),
+      },
+      {
+        weight: 1,
+        arbitrary: fc.record({
+          kind: fc.constant("tamper" as const),
+          who: fc.nat(1),
+          pick: fc.nat(),
+          at: fc.nat(),
+        }),
+      },
+    );
+    const opsPerRun = 30;
+    let checks = 0;
+    fc.assert(
+      fc.property(
+        fc.integer(),
+        fc.array(op, { minLength: opsPerRun, maxLength: opsPerRun }),
+        fc.array(fc.nat(), { maxLength: 200 }),
+        (seed, ops, order) => {
+          const random = seeded(seed);
+          const pair = newPair(random);
+          const states: RatchetState[] = [pair.alice, pair.bob];
+          // in flight *to* party i
+          const inbox: { message: Uint8Array; label: string }[][] = [[], []];
+          const delivered: Uint8Array[][] = [[], []];
+          let counter = 0;
+          const deliver = (to: number, index: number) => {
+            const [item] = inbox[to]!.splice(index, 1);
+            const r = ratchetDecrypt(states[to]!, item!.message, NOW, { random });
+            if (!r.ok) throw r.error;
+            expect(text(r.value.plaintext)).toBe(item!.label);
+            states[to] = r.value.state;
+            delivered[to]!.push(item!.message);
+            checks++;
+          };
+          for (const o of ops) {
+            const to = 1 - o.who;
+            if (o.kind === "send") {
+              if (!canSend(states[o.who]!)) continue;
+              for (let i = 0; i < o.count; i++) {
+                const label = `${o.who}:${counter++}`;
+                const r = ratchetEncrypt(states[o.who]!, utf8(label), NOW, { random });
+                states[o.who] = r.state;
+                inbox[to]!.push({ message: r.message, label });
+              }
+            } else if (o.kind === "deliver") {
+              if (inbox[o.who]!.length > 0) deliver(o.who, o.pick % inbox[o.who]!.length);
+            } else if (o.kind === "replay") {
+              const old = delivered[o.who]!;
+              if (old.length === 0) continue;
+              const s = states[o.who]!;
+              expectRejectedUnchanged(s, serializeRatchet(s), old[o.pick % old.length]!);
+              checks++;
+            } else {
+              const q = inbox[o.who]!;
+              if (q.length === 0) continue;
+              const bad = q[o.pick % q.length]!.message.slice();
+              bad[o.at % bad.length]! ^= 0x10;
+              const s = states[o.who]!;
+              expectRejectedUnchanged(s, serializeRatchet(s), bad);
+              checks++;
+            }
+          }
+          // drain both inboxes in an arbitrary order: nothing is lost
+          let k = 0;
+          while (inbox[0]!.length + inbox[1]!.length > 0) {
+            const to = inbox[0]!.length === 0 ? 1 : inbox[1]!.length === 0 ? 0 : (order[k] ?? k) % 2;
+            deliver(to, (order[k + 1] ?? 0) % inbox[to]!.length);
+            k += 2;
+          }
+        },
+      ),
+      { numRuns: Math.ceil(FUZZ_RUNS / opsPerRun) },
+    );
+    expect(checks).toBeGreaterThanOrEqual(FUZZ_RUNS / 2);
+  });
+});
+
+describe("ratchet state decoder properties", () => {
+  const { bob, snapshot } = fixture();
+  void bob;
+  const STATE_ERRORS = new Set<LoftErrorCode>([
+    "LOFT_ERR_MALFORMED",
+    "LOFT_ERR_SCHEMA",
+    "LOFT_ERR_STATE_VERSION",
+    "LOFT_ERR_FRAME_TOO_LARGE",
+  ]);
+
+  it("garbage is a typed error, never a throw", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 600 }), (bytes) => {
+        const r = deserializeRatchet(bytes);
+        expect(r.ok ? "ok" : STATE_ERRORS.has(r.error.code)).toBe(r.ok ? "ok" : true);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
+  it("mutated stored states decode to a valid state or a typed error", () => {
+    fc.assert(
+      fc.property(fc.nat(), fc.integer({ min: 0, max: 7 }), fc.nat(), (at, bit, cut) => {
+        const bytes = snapshot.slice();
+        bytes[at % bytes.length]! ^= 1 << bit;
+        for (const input of [bytes, snapshot.subarray(0, cut % snapshot.length)]) {
+          const r = deserializeRatchet(input);
+          if (r.ok) expect(serializeRatchet(r.value).length).toBeGreaterThan(0);
+          else expect(STATE_ERRORS.has(r.error.code)).toBe(true);
+        }
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+});

@@ -1,15 +1,15 @@
 /**
  * The PWA's single door to core/identity (SREMP §identity, DESIGN.md Cryptography): identities,
- * contact ids, TOFU decisions, safety codes and contact links, in the shapes the UI uses.
- *
- * Functions marked INTERIM stand in for core/identity pieces that had not landed when the UI was
- * written (TOFU decision, safety code, contact-link codec); they become thin wrappers over core
- * once those land, without changing the UI.
+ * contact ids, TOFU decisions, safety codes and contact links, in the shapes the UI uses. All
+ * cryptography and codecs are core's; this file only adapts names and error messages.
  */
-
-import { decode, encode } from "@msgpack/msgpack";
-import { sha256 } from "@noble/hashes/sha2.js";
-import { concatBytes, equalBytes, toHex, utf8 } from "../../core/bytes.ts";
+import { toHex } from "../../core/bytes.ts";
+import {
+  type ContactLink,
+  contactLinkUrl,
+  decodeContactLink,
+  parseContactLinkUrl,
+} from "../../core/identity/contact-link.ts";
 import {
   createUserIdentity,
   decodeIdentity,
@@ -17,19 +17,28 @@ import {
   type Identity,
   type UserIdentity,
 } from "../../core/identity/identity.ts";
+import {
+  safetyCode as coreSafetyCode,
+  formatSafetyCode,
+  safetyCodeQr,
+} from "../../core/identity/safety-code.ts";
+import {
+  type ContactIdentity,
+  decideIdentity,
+  type IdentityDecision,
+  type Trust,
+} from "../../core/identity/tofu.ts";
 import { validateUsername } from "../../core/identity/username.ts";
-import { fromBase64url, toBase64url } from "./lib/base64url.ts";
 
+export type { ContactLink } from "../../core/identity/contact-link.ts";
 export type {
   Identity,
   IdentityFlags,
   IdentityVerifiedData,
   UserIdentity,
 } from "../../core/identity/identity.ts";
+export type { IdentityDecision, Trust } from "../../core/identity/tofu.ts";
 export { decodeIdentity, encodeIdentity, validateUsername };
-
-/** SREMP `Trust`. */
-export type Trust = "unknown" | "trusted" | "rejected";
 
 /** ContactId as the PWA keys it: lowercase hex of the Ed25519 identity key. */
 export function contactIdOf(identity: Identity): string {
@@ -41,117 +50,91 @@ export function newUserIdentity(username: string, now = Date.now()): UserIdentit
   return createUserIdentity({ username, now });
 }
 
-// --- TOFU (SREMP §identity, "Trust-on-first-use") -----------------------------------------------
+// --- TOFU (core/identity/tofu.ts) ----------------------------------------------------------------
 
 export interface KnownContact {
   id: string;
   identity: Identity;
   trust: Trust;
+  firstSeen: number;
+  lastSeen: number;
 }
 
-export type TofuOutcome =
-  /** Never seen this identity key, no name clash: add as Unknown. */
-  | { kind: "new" }
-  /** Exactly what we have. */
-  | { kind: "same"; contact: KnownContact }
-  /** Same keys, higher version (new name or flags): accept silently. */
-  | { kind: "updated"; contact: KnownContact }
-  /** Same identity key, different noise key: the user decides. */
-  | { kind: "noise-key-changed"; contact: KnownContact }
-  /** Same identity key, older version than stored: refuse, tell the user. */
-  | { kind: "version-downgrade"; contact: KnownContact }
-  /** Another identity key already uses this username: maybe a new key, maybe an impersonator. */
-  | { kind: "identity-key-changed"; contact: KnownContact }
-  /** The contact is Rejected: nothing to do. */
-  | { kind: "rejected"; contact: KnownContact };
+/** core's decision, plus which known contacts it concerns (by id). */
+export type TofuOutcome = { decision: IdentityDecision; concerns: string[] };
 
-/** INTERIM: the TOFU decision for a verified `candidate` against what we know. */
-export function tofuDecide(known: readonly KnownContact[], candidate: Identity): TofuOutcome {
-  const id = contactIdOf(candidate);
-  const same = known.find((k) => k.id === id);
-  if (same) {
-    if (same.trust === "rejected") return { kind: "rejected", contact: same };
-    const a = same.identity.verified;
-    const b = candidate.verified;
-    if (b.version < a.version) return { kind: "version-downgrade", contact: same };
-    if (!equalBytes(a.noise_key, b.noise_key)) return { kind: "noise-key-changed", contact: same };
-    if (b.version > a.version) return { kind: "updated", contact: same };
-    return { kind: "same", contact: same };
-  }
-  const clash = known.find((k) => k.identity.verified.username === candidate.verified.username);
-  if (clash) return { kind: "identity-key-changed", contact: clash };
-  return { kind: "new" };
+/** Classify a verified `offered` identity against the stored contacts (SREMP TOFU). */
+export function tofuDecide(known: readonly KnownContact[], offered: Identity, now = Date.now()): TofuOutcome {
+  const id = contactIdOf(offered);
+  const asCore = (k: KnownContact): ContactIdentity => ({
+    identity: k.identity,
+    trust: k.trust,
+    firstSeen: k.firstSeen,
+    lastSeen: k.lastSeen,
+  });
+  const mine = known.find((k) => k.id === id);
+  const sameName = known.filter(
+    (k) => k.id !== id && k.identity.verified.username === offered.verified.username,
+  );
+  const decision = decideIdentity({
+    offered,
+    known: mine && asCore(mine),
+    sameUsername: sameName.map(asCore),
+    now,
+  });
+  return {
+    decision,
+    concerns: decision.kind === "username-collision" ? sameName.map((k) => k.id) : mine ? [id] : [],
+  };
 }
 
-// --- Safety code ---------------------------------------------------------------------------------
+// --- Safety code (core/identity/safety-code.ts: Signal's NumericFingerprint) --------------------
 
 export interface SafetyCode {
-  /** 60 digits. */
+  /** 60 digits, the same on both devices. */
   digits: string;
   /** 12 groups of 5 digits, for reading aloud. */
   groups: string[];
-  /** What the QR code carries (both identity keys; the scanner recomputes the digits). */
+  /** What my QR code carries (my fingerprint ‖ theirs; the other device checks it crosswise). */
   qr: string;
 }
 
-/**
- * INTERIM: a safety code from two identity keys, the same on both sides (keys sorted first).
- * 30 bytes of SHA-256("loft/safety-code/v1" ‖ lo ‖ hi) → 12 groups, each 5 digits from 40 bits.
- */
-export function safetyCode(a: Uint8Array, b: Uint8Array): SafetyCode {
-  const [lo, hi] = toHex(a) < toHex(b) ? [a, b] : [b, a];
-  const h = sha256(concatBytes(utf8("loft/safety-code/v1"), lo, hi));
-  const groups: string[] = [];
-  for (let i = 0; i < 12; i++) {
-    const off = (i * 5) % 28;
-    let n = 0;
-    for (let j = 0; j < 5; j++) n = n * 256 + h[(off + j) % 32]!;
-    groups.push(String(n % 100000).padStart(5, "0"));
-  }
-  return { digits: groups.join(""), groups, qr: `loft-safety:${toBase64url(lo)}.${toBase64url(hi)}` };
+export function safetyCode(mine: Uint8Array, theirs: Uint8Array): SafetyCode {
+  const digits = coreSafetyCode(mine, theirs);
+  return { digits, groups: formatSafetyCode(digits).split(" "), qr: safetyCodeQr(mine, theirs) };
 }
 
-// --- Contact links -------------------------------------------------------------------------------
+// --- Contact links (core/identity/contact-link.ts) -----------------------------------------------
 
-export interface ContactLink {
-  identity: Identity;
-  signaling?: string;
-  relays?: string[];
-}
-
-const LINK_MAX_CHARS = 64 * 1024;
-
-/** INTERIM: `<origin>/#c=<base64url(msgpack{ i: identity bytes, s?, r? })>`. */
+/** `<origin>/#c=<payload>`; throws with a plain reason if it can't be made (too large). */
 export function makeContactLink(origin: string, link: ContactLink): string {
-  const payload: Record<string, unknown> = { i: encodeIdentity(link.identity) };
-  if (link.signaling) payload.s = link.signaling;
-  if (link.relays && link.relays.length > 0) payload.r = link.relays;
-  return `${origin}/#c=${toBase64url(encode(payload))}`;
+  const r = contactLinkUrl(origin, link);
+  if (!r.ok) throw new Error(`Your contact link can't be made: ${r.error.message}`);
+  return r.value;
 }
 
 export type ParsedLink = { ok: true; link: ContactLink } | { ok: false; reason: string };
 
 /** Accepts a full link, a fragment (`#c=...`) or the bare payload; verifies the identity. */
 export function parseContactLink(text: string): ParsedLink {
-  const trimmed = text.trim();
-  if (trimmed.length === 0) return { ok: false, reason: "Paste a contact link first." };
-  if (trimmed.length > LINK_MAX_CHARS)
-    return { ok: false, reason: "That link is too long to be a contact link." };
-  const m = /(?:#|^|&)c=([A-Za-z0-9_-]+)/.exec(trimmed) ?? /^([A-Za-z0-9_-]+)$/.exec(trimmed);
-  if (!m) return { ok: false, reason: "That is not a Loft contact link." };
-  let payload: unknown;
-  try {
-    payload = decode(fromBase64url(m[1]!));
-  } catch {
-    return { ok: false, reason: "That contact link is damaged (maybe cut off when copied)." };
+  const t = text.trim();
+  if (t.length === 0) return { ok: false, reason: "Paste a contact link first." };
+  const r = t.includes("#") ? parseContactLinkUrl(t) : decodeContactLink(t.replace(/^c=/, ""));
+  if (r.ok) return { ok: true, link: r.value };
+  switch (r.error.code) {
+    case "LOFT_ERR_BAD_SIGNATURE":
+    case "LOFT_ERR_BAD_IDENTITY":
+      return { ok: false, reason: "The identity in that link does not verify. Do not use it." };
+    case "LOFT_ERR_UNSUPPORTED_VERSION":
+      return {
+        ok: false,
+        reason: "That link was made by a newer version of Loft. Update the app and try again.",
+      };
+    case "LOFT_ERR_FRAME_TOO_LARGE":
+      return { ok: false, reason: "That link is too long to be a contact link." };
+    default:
+      return t.includes("c=")
+        ? { ok: false, reason: "That contact link is damaged (maybe cut off when copied)." }
+        : { ok: false, reason: "That is not a Loft contact link." };
   }
-  const p = payload as { i?: unknown; s?: unknown; r?: unknown };
-  if (typeof p !== "object" || p === null || !(p.i instanceof Uint8Array))
-    return { ok: false, reason: "That contact link is damaged (maybe cut off when copied)." };
-  const id = decodeIdentity(p.i);
-  if (!id.ok) return { ok: false, reason: "The identity in that link does not verify. Do not use it." };
-  const link: ContactLink = { identity: id.value };
-  if (typeof p.s === "string") link.signaling = p.s;
-  if (Array.isArray(p.r) && p.r.every((x) => typeof x === "string")) link.relays = p.r as string[];
-  return { ok: true, link };
 }

@@ -9,6 +9,7 @@ import { toHex } from "../../../core/bytes.ts";
 import { updateIdentity } from "../../../core/identity/identity.ts";
 import type {
   ChatEngine,
+  ContactEndpoints,
   ContactId,
   ContactRecord,
   EngineEvent,
@@ -218,31 +219,37 @@ export class AppModel {
   }
 
   /** What opening or pasting this link would do (no side effects). */
-  assessLink(link: ContactLink): TofuOutcome | { kind: "self" } {
+  assessLink(link: ContactLink): TofuOutcome | { self: true } {
     const me = this.user();
-    if (me && contactIdOf(me.identity) === contactIdOf(link.identity)) return { kind: "self" };
+    if (me && contactIdOf(me.identity) === contactIdOf(link.identity)) return { self: true };
     const known: KnownContact[] = this.contacts().map((c) => ({
       id: c.record.id,
       identity: c.identity,
       trust: c.record.trust,
+      firstSeen: c.record.firstSeen,
+      lastSeen: c.record.lastSeen,
     }));
     return tofuDecide(known, link.identity);
   }
 
   /**
-   * Act on a contact link the user confirmed. Returns the contact to show. New contacts are
-   * added as Unknown; a changed key is recorded as pending on the known contact (sending blocked
-   * until the user decides on the contact screen).
+   * Act on a contact link the user confirmed (TOFU, core/identity/tofu.ts). Returns the contact
+   * to show. A new contact is added as Unknown; a newer version with the same keys is stored; a
+   * rotated noise key, a signed conflict or a username already used by another key is recorded as
+   * `pending` on the known contact, which blocks sending until the user decides; a downgrade or a
+   * rejected contact changes nothing.
    */
   async acceptLink(link: ContactLink): Promise<ContactId> {
     const outcome = this.assessLink(link);
+    if ("self" in outcome) throw new Error("That is your own contact link.");
     const now = Date.now();
     const id = contactIdOf(link.identity);
-    const endpoints = { signaling: link.signaling, relays: link.relays };
-    switch (outcome.kind) {
-      case "self":
-        throw new Error("That is your own contact link.");
-      case "new":
+    const endpoints: ContactEndpoints = { signaling: link.signaling, relay: link.relay };
+    if (link.refs) endpoints.refs = link.refs;
+    const d = outcome.decision;
+    let show = id;
+    switch (d.kind) {
+      case "new-contact":
         await this.storage.putContact({
           id,
           identity: encodeIdentity(link.identity),
@@ -253,8 +260,8 @@ export class AppModel {
           endpoints,
         });
         break;
-      case "same":
-      case "rejected":
+      case "unchanged":
+        await this.storage.setEndpoints(id, endpoints);
         break;
       case "updated":
         await this.storage.updateContactIdentity(
@@ -262,25 +269,31 @@ export class AppModel {
           encodeIdentity(link.identity),
           link.identity.verified.username,
         );
+        await this.storage.setEndpoints(id, endpoints);
         break;
-      case "noise-key-changed":
-      case "version-downgrade":
-      case "identity-key-changed": {
+      case "downgrade":
+      case "rejected":
+        break;
+      case "noise-key-rotated":
+      case "conflict":
+      case "username-collision": {
         const change: PendingIdentityChange = {
-          kind: outcome.kind,
+          kind: d.kind,
           identity: encodeIdentity(link.identity),
           seenAt: now,
           source: "link",
         };
-        await this.storage.recordIdentityChange(outcome.contact.id, change);
-        await this.refreshContacts();
-        this.engine?.contactChanged(outcome.contact.id);
-        return outcome.contact.id;
+        for (const c of outcome.concerns) {
+          await this.storage.recordIdentityChange(c, change);
+          this.engine?.contactChanged(c);
+        }
+        show = outcome.concerns[0] ?? id;
+        break;
       }
     }
     await this.refreshContacts();
     this.engine?.contactChanged(id);
-    return id;
+    return show;
   }
 
   async setTrust(id: ContactId, trust: ContactRecord["trust"]): Promise<void> {
@@ -292,11 +305,12 @@ export class AppModel {
 
   /**
    * The user's decision on a pending identity change.
-   * - accept: noise-key change → the new identity replaces the old, trust back to Unknown
-   *   (verify again), the ratchet session is dropped; identity-key change → the new key is added
-   *   as a separate, Unknown contact; version downgrade → nothing to accept, same as keep.
-   * - keep: the stored identity stays; for an identity-key change the new key is recorded as a
-   *   Rejected contact so it can't connect.
+   * - noise-key-rotated: accept stores the new identity (signed by the same identity key, so trust
+   *   is kept) and drops the ratchet session; keep leaves the old one (the engine keeps refusing
+   *   links with the new noise key and asks again).
+   * - username-collision: accept adds the new key as a separate, Unknown contact; keep adds it as
+   *   Rejected, so it can't connect and its links are refused.
+   * - conflict, downgrade: nothing to accept; dismissing keeps what is stored.
    */
   async resolvePending(id: ContactId, decision: "accept" | "keep"): Promise<ContactId> {
     const view = this.contact(id);
@@ -305,11 +319,10 @@ export class AppModel {
     if (!view || !pending || !candidate) return id;
     const now = Date.now();
     let show = id;
-    if (pending.kind === "noise-key-changed" && decision === "accept") {
+    if (pending.kind === "noise-key-rotated" && decision === "accept") {
       await this.storage.updateContactIdentity(id, pending.identity, candidate.verified.username);
-      await this.storage.setTrust(id, "unknown");
       await this.storage.deleteSession(id);
-    } else if (pending.kind === "identity-key-changed") {
+    } else if (pending.kind === "username-collision") {
       const newId = contactIdOf(candidate);
       if (!(await this.storage.getContact(newId)))
         await this.storage.putContact({

@@ -59,14 +59,23 @@ export interface StoredMessage {
   remoteId?: string;
 }
 
-/** How a contact's identity changed relative to what we stored (TOFU, SREMP §3.1.5). */
+/**
+ * How a contact's identity changed relative to what we stored: the `kind`s of core/identity/tofu.ts
+ * `decideIdentity` that need the user (SREMP TOFU; DESIGN.md "a changed noise key or a lower
+ * version is surfaced to the user, never silently accepted").
+ */
 export type IdentityChangeKind =
-  /** Same identity key, different noise key: sessions must not continue until the user decides. */
-  | "noise-key-changed"
-  /** Same identity key, lower `version` than stored: a replayed/old identity. */
-  | "version-downgrade"
-  /** Same username as a known contact, different identity key: a new person or an impersonator. */
-  | "identity-key-changed";
+  /** A newer version of the same identity key with a different noise key (`action: "ask"`). */
+  | "noise-key-rotated"
+  /**
+   * A *different* identity key using the username of this contact: a new identity of the same
+   * person, or an impersonator. Recorded on the known contact(s) with that name.
+   */
+  | "username-collision"
+  /** Same identity key, same version, different signed data: a bug or a compromised key. */
+  | "conflict"
+  /** Same identity key, lower version than stored: a replayed old identity. */
+  | "downgrade";
 
 /** A change the user must accept or reject before the contact can be used again. */
 export interface PendingIdentityChange {
@@ -95,9 +104,12 @@ export interface ContactRecord {
   endpoints?: ContactEndpoints;
 }
 
+/** From the contact link (core/identity/contact-link.ts `ContactLink`). */
 export interface ContactEndpoints {
-  signaling?: string;
-  relays?: string[];
+  signaling: string[];
+  relay: string[];
+  /** Opaque references other modules put in links (mailbox queue ids, prekey bundles). */
+  refs?: Record<string, Uint8Array>;
 }
 
 /** User settings the engine needs. URLs are absolute (`ws:`/`wss:`). */

@@ -34,7 +34,7 @@ const aadFor = (iterations: number) =>
 export async function encryptBackup(bundle: BackupBundle, passphrase: string): Promise<string> {
   if (passphrase.length < MIN_BACKUP_PASSPHRASE)
     throw new BackupError(`Choose a backup passphrase of at least ${MIN_BACKUP_PASSPHRASE} characters.`);
-  const plain = encode(bundle);
+  const plain = encode(bundle, { ignoreUndefined: true });
   const blob = await sealWithPassphrase(passphrase, plain, aadFor(PBKDF2_ITERATIONS));
   plain.fill(0);
   return JSON.stringify({
@@ -92,7 +92,8 @@ export async function decryptBackup(text: string, passphrase: string): Promise<B
   } catch {
     throw new BackupError("Wrong passphrase, or the backup file was changed.");
   }
-  const bundle = decode(plain) as BackupBundle;
+  // decode() returns byte fields as views into `plain`: clone them out before wiping it.
+  const bundle = structuredClone(decode(plain)) as BackupBundle;
   plain.fill(0);
   if (!isBundle(bundle)) throw new BackupError("This backup file is damaged.");
   return bundle;

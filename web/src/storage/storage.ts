@@ -6,6 +6,7 @@
  */
 import { decode, encode } from "@msgpack/msgpack";
 import type {
+  ContactEndpoints,
   ContactId,
   ContactRecord,
   EngineError,
@@ -142,15 +143,17 @@ export class LoftStorage implements EngineStorage {
     const s = await this.#db.get("self", "self");
     if (!s) return undefined;
     const plain = await this.#vault.open("self/keys", s.keys);
+    // decode() returns views into `plain`: copy the keys out before wiping it.
     const keys = decode(plain) as { ik: Uint8Array; nk: Uint8Array };
-    plain.fill(0);
-    return {
+    const self: StoredSelf = {
       identity: s.identity,
       username: s.username,
       createdAt: s.createdAt,
-      privateIdentityKey: keys.ik,
-      privateNoiseKey: keys.nk,
+      privateIdentityKey: keys.ik.slice(),
+      privateNoiseKey: keys.nk.slice(),
     };
+    plain.fill(0);
+    return self;
   }
 
   async saveSelf(self: StoredSelf): Promise<void> {
@@ -234,6 +237,12 @@ export class LoftStorage implements EngineStorage {
     await this.#updateContact(id, (c) => {
       c.identity = identity;
       c.username = username;
+    });
+  }
+
+  async setEndpoints(id: ContactId, endpoints: ContactEndpoints): Promise<void> {
+    await this.#updateContact(id, (c) => {
+      c.endpoints = endpoints;
     });
   }
 

@@ -11,12 +11,14 @@ import { Back } from "./Home.tsx";
 import { Qr } from "./Qr.tsx";
 
 const CHANGE_TEXT: Record<IdentityChangeKind, (n: string) => string> = {
-  "noise-key-changed": (n) =>
+  "noise-key-rotated": (n) =>
     `${n}'s encryption key changed. This happens when they reinstall or move to a new device — or when someone is trying to intercept your messages. Sending is paused until you decide.`,
-  "version-downgrade": (n) =>
-    `Someone presented an older identity for ${n} than the one you have. That is what a replayed, outdated link looks like. Sending is paused until you dismiss this.`,
-  "identity-key-changed": (n) =>
+  "username-collision": (n) =>
     `A different identity key claims the name ${n}. It may be ${n} with a new identity, or someone pretending to be them. Sending to ${n} is paused until you decide.`,
+  conflict: (n) =>
+    `Someone presented an identity for ${n} that contradicts the one you have, signed with ${n}'s key. ${n}'s key may be compromised. Sending is paused until you dismiss this.`,
+  downgrade: (n) =>
+    `Someone presented an older identity for ${n} than the one you have — what a replayed, outdated identity looks like. Sending is paused until you dismiss this.`,
 };
 
 function PendingWarning(props: { app: AppModel; view: ContactView }) {
@@ -38,7 +40,7 @@ function PendingWarning(props: { app: AppModel; view: ContactView }) {
       </p>
       <div class="row">
         <Switch>
-          <Match when={pending().kind === "noise-key-changed"}>
+          <Match when={pending().kind === "noise-key-rotated"}>
             <button
               type="button"
               class="danger"
@@ -51,7 +53,7 @@ function PendingWarning(props: { app: AppModel; view: ContactView }) {
               Keep the old key
             </button>
           </Match>
-          <Match when={pending().kind === "identity-key-changed"}>
+          <Match when={pending().kind === "username-collision"}>
             <button
               type="button"
               class="danger"
@@ -64,7 +66,7 @@ function PendingWarning(props: { app: AppModel; view: ContactView }) {
               Block the new key
             </button>
           </Match>
-          <Match when={pending().kind === "version-downgrade"}>
+          <Match when={pending().kind === "conflict" || pending().kind === "downgrade"}>
             <button type="button" data-testid="keep-old-key" onClick={() => decide("keep")}>
               Keep the current identity
             </button>

@@ -103,8 +103,8 @@ export function MyLink(props: { app: AppModel }) {
     if (!u || !s) return "";
     return makeContactLink(location.origin, {
       identity: u.identity,
-      signaling: s.signalingUrl,
-      relays: s.relayUrls,
+      signaling: [s.signalingUrl],
+      relay: s.relayUrls,
     });
   };
   const copy = async () => {
@@ -156,16 +156,28 @@ export function MyLink(props: { app: AppModel }) {
 
 const OUTCOME_TEXT: Record<string, (name: string) => string> = {
   self: () => "This is your own contact link.",
-  new: (n) => `Add ${n} to your contacts?`,
-  same: (n) => `${n} is already in your contacts.`,
+  "new-contact": (n) => `Add ${n} to your contacts?`,
+  unchanged: (n) => `${n} is already in your contacts.`,
   updated: (n) => `${n} updated their profile. Save the update?`,
   rejected: (n) => `You blocked ${n}. Open the contact to unblock them.`,
-  "noise-key-changed": (n) =>
-    `Warning: this link has a different key for ${n} than the one you have. It may be a new device — or someone else.`,
-  "version-downgrade": (n) =>
-    `Warning: this link carries an older identity for ${n} than the one you have. Someone may be replaying an old link.`,
-  "identity-key-changed": (n) =>
+  "noise-key-rotated": (n) =>
+    `Warning: this link has a new encryption key for ${n}. It may be a new device — or someone intercepting your messages.`,
+  downgrade: (n) =>
+    `Warning: this link carries an older identity for ${n} than the one you have. Nothing will change.`,
+  conflict: (n) =>
+    `Warning: this link carries a different identity for ${n} with the same version as yours. ${n}'s key may be compromised.`,
+  "username-collision": (n) =>
     `Warning: you already have a contact named ${n} with a different identity key. This link may be from someone pretending to be them.`,
+};
+
+const WARNINGS = new Set(["noise-key-rotated", "downgrade", "conflict", "username-collision"]);
+
+const BUTTON_TEXT: Record<string, string> = {
+  "new-contact": "Add contact",
+  unchanged: "Open contact",
+  rejected: "Open contact",
+  downgrade: "Open contact",
+  updated: "Save update",
 };
 
 export function AddContact(props: { app: AppModel; text?: string }) {
@@ -174,16 +186,22 @@ export function AddContact(props: { app: AppModel; text?: string }) {
   const [error, setError] = createSignal<string>();
   const [busy, setBusy] = createSignal(false);
   const parsed = () => (text().trim() ? parseContactLink(text()) : undefined);
-  const outcome = () => {
+  const link = () => {
     const p = parsed();
-    return p?.ok ? app.assessLink(p.link) : undefined;
+    return p?.ok ? p.link : undefined;
+  };
+  const kind = () => {
+    const l = link();
+    if (!l) return undefined;
+    const o = app.assessLink(l);
+    return "self" in o ? "self" : o.decision.kind;
   };
   const confirm = async () => {
-    const p = parsed();
-    if (!p?.ok) return;
+    const l = link();
+    if (!l) return;
     setBusy(true);
     try {
-      const id = await app.acceptLink(p.link);
+      const id = await app.acceptLink(l);
       app.go({ name: "contact", id });
     } catch (x) {
       setError((x as Error).message);
@@ -191,10 +209,7 @@ export function AddContact(props: { app: AppModel; text?: string }) {
       setBusy(false);
     }
   };
-  const warning = () => {
-    const k = outcome()?.kind;
-    return k === "noise-key-changed" || k === "version-downgrade" || k === "identity-key-changed";
-  };
+  const warning = () => WARNINGS.has(kind() ?? "");
   return (
     <main class="screen" data-testid="add-screen">
       <Back app={app} />
@@ -216,20 +231,19 @@ export function AddContact(props: { app: AppModel; text?: string }) {
           {(parsed() as { reason: string }).reason}
         </p>
       </Show>
-      <Show when={parsed()?.ok && outcome()}>
-        {(o) => {
-          const p = parsed() as { ok: true; link: { identity: { verified: { username: string } } } };
-          const name = p.link.identity.verified.username;
+      <Show when={link() && kind()}>
+        {(k) => {
+          const name = () => link()!.identity.verified.username;
           return (
             <div class={`card ${warning() ? "warning" : ""}`} role={warning() ? "alert" : undefined}>
-              <p data-testid="add-outcome" data-outcome={o().kind}>
-                {OUTCOME_TEXT[o().kind]?.(name)}
+              <p data-testid="add-outcome" data-outcome={k()}>
+                {OUTCOME_TEXT[k()]?.(name())}
               </p>
               <p>
-                Name in the link: <strong data-testid="confirm-username">{name}</strong>
+                Name in the link: <strong data-testid="confirm-username">{name()}</strong>
               </p>
               <div class="row">
-                <Show when={o().kind !== "self"}>
+                <Show when={k() !== "self"}>
                   <button
                     type="button"
                     class={warning() ? "danger" : "primary"}
@@ -237,13 +251,7 @@ export function AddContact(props: { app: AppModel; text?: string }) {
                     disabled={busy()}
                     onClick={confirm}
                   >
-                    {o().kind === "new"
-                      ? "Add contact"
-                      : o().kind === "same" || o().kind === "rejected"
-                        ? "Open contact"
-                        : o().kind === "updated"
-                          ? "Save update"
-                          : "Review the change"}
+                    {BUTTON_TEXT[k()] ?? "Review the change"}
                   </button>
                 </Show>
                 <button type="button" data-testid="cancel-add" onClick={() => app.go({ name: "home" })}>

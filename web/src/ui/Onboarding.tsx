@@ -56,7 +56,8 @@ export function Onboarding(props: { app: AppModel }) {
 
   return (
     <main class="screen onboarding" data-testid="onboarding">
-      <h1>Welcome to Loft</h1>
+      <h1>Loft</h1>
+      <p class="lead">Welcome.</p>
       <p>
         Loft is end-to-end encrypted chat between browsers. There is no account and no phone number: your
         identity is a key pair created here, in this browser, and never leaves it.

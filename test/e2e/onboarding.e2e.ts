@@ -1,0 +1,352 @@
+/**
+ * Onboarding, storage, contact links, safety codes and trust, in real Chromium against the real
+ * server (`npm run build` first; run with `node scripts/e2e.mjs test/e2e/onboarding.e2e.ts`).
+ *
+ * Stable `data-testid`s of the PWA (web/src/ui/*), for these tests and anyone driving the UI:
+ *   app:        loading, notice, update-banner, update-reload, back
+ *   onboarding: onboarding, username-input, username-error, create-identity,
+ *               restore-file, restore-passphrase, restore-submit, restore-error
+ *   unlock:     unlock, unlock-passphrase, unlock-submit, unlock-error
+ *   home:       home, my-username, nav-my-link, nav-add-contact, nav-settings, engine-status,
+ *               empty-contacts, contact-list, contact-item [data-contact-id, data-username],
+ *               contact-presence, contact-trust
+ *   my link:    my-link-screen, my-link (textarea with the URL), my-link-qr, copy-link
+ *   add:        add-screen, link-input, link-error, add-outcome [data-outcome = core TOFU kind
+ *               or "self"], confirm-username, confirm-add, cancel-add
+ *   contact:    contact-screen, contact-username, trust-state [data-trust], contact-id,
+ *               identity-warning [data-kind], accept-new-key, keep-old-key, open-chat,
+ *               open-safety, block-contact, unblock-contact, mark-unverified, delete-contact,
+ *               confirm-delete-contact
+ *   safety:     safety-screen, safety-code [data-digits], safety-group, safety-qr, mark-verified,
+ *               verified-note
+ *   chat:       chat, chat-contact, chat-presence, message-list, message [data-direction,
+ *               data-state], message-text, message-state, retry-button, send-blocked,
+ *               send-error, composer-input, send-button
+ *   settings:   settings, settings-username, save-username, username-result, signaling-url,
+ *               relay-urls, save-endpoints, endpoints-result, passphrase-new,
+ *               passphrase-confirm, set-passphrase, remove-passphrase, passphrase-result,
+ *               backup-section, backup-passphrase, export-backup, backup-result, import-file,
+ *               import-passphrase, import-backup, import-result, delete-identity, confirm-delete
+ */
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { toHex } from "../../core/bytes.ts";
+import { contactLinkUrl } from "../../core/identity/contact-link.ts";
+import { createUserIdentity, updateIdentity } from "../../core/identity/identity.ts";
+import { launchChromium } from "../support/browser.ts";
+import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+
+const id = (page: Page, testid: string) => page.getByTestId(testid);
+
+async function createIdentity(page: Page, url: string, username: string) {
+  await page.goto(url);
+  await id(page, "username-input").fill(username);
+  await id(page, "create-identity").click();
+  await expect.poll(() => id(page, "my-username").textContent()).toBe(username);
+}
+
+async function myLink(page: Page): Promise<string> {
+  await id(page, "nav-my-link").click();
+  const link = await id(page, "my-link").inputValue();
+  await id(page, "back").click();
+  return link;
+}
+
+async function pasteLink(page: Page, link: string) {
+  await id(page, "nav-add-contact").click();
+  await id(page, "link-input").fill(link);
+}
+
+/** Home → the contact's screen (a contact item opens the chat; its header opens the contact). */
+async function openContact(page: Page, which: { username: string } | { id: string }) {
+  await page.goto(new URL(page.url()).origin);
+  const sel = "id" in which ? `[data-contact-id="${which.id}"]` : `[data-username="${which.username}"]`;
+  await page.locator(`[data-testid=contact-item]${sel}`).click();
+  await page.locator("[data-testid=contact-screen], [data-testid=chat]").waitFor();
+  if (await id(page, "chat").count()) await id(page, "chat-contact").click();
+  await id(page, "contact-screen").waitFor();
+}
+
+describe("onboarding, contacts and trust in the PWA", () => {
+  let loft: LoftProcess;
+  let browser: Browser;
+  let alice: BrowserContext;
+  let bob: BrowserContext;
+  let a: Page;
+  let b: Page;
+  let bobId: string;
+
+  beforeAll(async () => {
+    loft = await startLoft();
+    browser = await launchChromium();
+    alice = await browser.newContext({ acceptDownloads: true });
+    bob = await browser.newContext();
+    a = await alice.newPage();
+    b = await bob.newPage();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await loft?.stop();
+  });
+
+  it("refuses an empty or over-long username, then creates the identity in the browser", async () => {
+    await a.goto(loft.url);
+    await id(a, "create-identity").click();
+    expect(await id(a, "username-error").textContent()).toContain("at least 1 character");
+    await id(a, "username-input").fill("x".repeat(41));
+    await id(a, "create-identity").click();
+    expect(await id(a, "username-error").textContent()).toContain("at most 40");
+    await id(a, "username-input").fill("Alice");
+    await id(a, "create-identity").click();
+    expect(await id(a, "my-username").textContent()).toBe("Alice");
+    expect(await id(a, "empty-contacts").isVisible()).toBe(true);
+  });
+
+  it("keeps private keys sealed under a non-extractable AES-GCM device key in IndexedDB", async () => {
+    const shape = await a.evaluate(async () => {
+      const db = await new Promise<IDBDatabase>((resolve, reject) => {
+        const r = indexedDB.open("loft");
+        r.onsuccess = () => resolve(r.result);
+        r.onerror = () => reject(r.error);
+      });
+      const get = (store: string, key: string) =>
+        new Promise<unknown>((resolve) => {
+          const r = db.transaction(store).objectStore(store).get(key);
+          r.onsuccess = () => resolve(r.result);
+        });
+      const key = (await get("meta", "device-key")) as CryptoKey;
+      const self = (await get("self", "self")) as { keys: Record<string, unknown>; username: string };
+      db.close();
+      return {
+        algorithm: key.algorithm.name,
+        extractable: key.extractable,
+        sealedFields: Object.keys(self.keys).sort(),
+        username: self.username,
+      };
+    });
+    expect(shape).toEqual({
+      algorithm: "AES-GCM",
+      extractable: false,
+      sealedFields: ["ct", "iv", "pass", "v"],
+      username: "Alice",
+    });
+  });
+
+  it("exchanges contact links both ways; both sides show the same safety code; verified survives reload", async () => {
+    await createIdentity(b, loft.url, "Bob");
+    const linkA = await myLink(a);
+    const linkB = await myLink(b);
+    expect(linkA).toMatch(new RegExp(`^${loft.url}/#c=[A-Za-z0-9_-]+$`));
+
+    // Bob opens Alice's link: the app takes #c= from the URL and asks to confirm.
+    await b.goto(linkA);
+    expect(await id(b, "add-outcome").getAttribute("data-outcome")).toBe("new-contact");
+    expect(await id(b, "confirm-username").textContent()).toBe("Alice");
+    await id(b, "confirm-add").click();
+    expect(await id(b, "contact-username").textContent()).toBe("Alice");
+    expect(await id(b, "trust-state").getAttribute("data-trust")).toBe("unknown");
+    expect(new URL(b.url()).hash).toBe(""); // the link left the address bar
+
+    // Alice pastes Bob's link.
+    await pasteLink(a, linkB);
+    expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("new-contact");
+    await id(a, "confirm-add").click();
+    expect(await id(a, "contact-username").textContent()).toBe("Bob");
+    bobId = (await id(a, "contact-id").textContent())!;
+    expect(bobId).toMatch(/^[0-9a-f]{64}$/);
+
+    // Opening the same link again changes nothing.
+    await b.goto(linkA);
+    expect(await id(b, "add-outcome").getAttribute("data-outcome")).toBe("unchanged");
+    await id(b, "cancel-add").click();
+
+    // Safety codes: same 60 digits on both sides, in 12 groups of 5.
+    await openContact(a, { id: bobId });
+    await id(a, "open-safety").click();
+    await openContact(b, { username: "Alice" });
+    await id(b, "open-safety").click();
+    const codeA = await id(a, "safety-code").getAttribute("data-digits");
+    const codeB = await id(b, "safety-code").getAttribute("data-digits");
+    expect(codeA).toMatch(/^\d{60}$/);
+    expect(codeB).toBe(codeA);
+    const groups = await id(a, "safety-group").allTextContents();
+    expect(groups).toHaveLength(12);
+    expect(groups.join("")).toBe(codeA);
+    expect(await id(a, "safety-qr").isVisible()).toBe(true);
+
+    await id(a, "mark-verified").click();
+    await id(a, "verified-note").waitFor();
+    await a.reload();
+    const bobItem = a.locator(`[data-testid=contact-item][data-contact-id="${bobId}"]`);
+    expect(await bobItem.locator("[data-testid=contact-trust]").textContent()).toBe("Verified");
+    expect(await id(a, "my-username").textContent()).toBe("Alice");
+  });
+
+  it("refuses your own link and a damaged link, in plain words", async () => {
+    const linkA = await myLink(a);
+    await pasteLink(a, linkA);
+    expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("self");
+    await id(a, "link-input").fill(linkA.slice(0, -10));
+    expect(await id(a, "link-error").textContent()).toMatch(/damaged|does not verify/);
+    await id(a, "back").click();
+  });
+
+  it("a link with a known username but another identity key warns and blocks sending until decided", async () => {
+    const impostor = createUserIdentity({ username: "Bob", now: Date.now() });
+    const link = contactLinkUrl(loft.url, { identity: impostor.identity, signaling: [], relay: [] });
+    if (!link.ok) throw link.error;
+    await a.goto(link.value);
+    expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("username-collision");
+    await id(a, "confirm-add").click();
+    expect(await id(a, "identity-warning").getAttribute("data-kind")).toBe("username-collision");
+
+    // The known Bob can't be messaged until the user decides.
+    await id(a, "open-chat").click();
+    await id(a, "send-blocked").waitFor();
+    expect(await id(a, "composer-input").isDisabled()).toBe(true);
+    expect(await id(a, "send-button").isDisabled()).toBe(true);
+
+    // Keep the old key: the new one is stored as a Rejected contact; Bob is usable again.
+    await id(a, "chat-contact").click();
+    await id(a, "keep-old-key").click();
+    await id(a, "identity-warning").waitFor({ state: "detached" });
+    await a.goto(loft.url);
+    const impostorItem = a.locator(
+      `[data-testid=contact-item][data-contact-id="${toHex(impostor.identity.verified.identity_key)}"]`,
+    );
+    expect(await impostorItem.locator("[data-testid=contact-trust]").textContent()).toBe("Blocked");
+    await openContact(a, { id: bobId });
+    await id(a, "open-chat").click();
+    expect(await id(a, "composer-input").isDisabled()).toBe(false);
+
+    // The impostor opening again is refused: it is Rejected.
+    await a.goto(link.value);
+    expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("rejected");
+    await id(a, "cancel-add").click();
+  });
+
+  it("a rotated noise key for a known contact warns and blocks sending; accepting keeps trust", async () => {
+    const carol = createUserIdentity({ username: "Carol", now: Date.now() });
+    const first = contactLinkUrl(loft.url, { identity: carol.identity, signaling: [], relay: [] });
+    if (!first.ok) throw first.error;
+    await a.goto(first.value);
+    await id(a, "confirm-add").click();
+    await id(a, "open-safety").click();
+    await id(a, "mark-verified").click();
+    await id(a, "verified-note").waitFor();
+
+    const rotated = updateIdentity(carol, { rotateNoiseKey: true }, Date.now());
+    const second = contactLinkUrl(loft.url, { identity: rotated.identity, signaling: [], relay: [] });
+    if (!second.ok) throw second.error;
+    await a.goto(second.value);
+    expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("noise-key-rotated");
+    await id(a, "confirm-add").click();
+    expect(await id(a, "identity-warning").getAttribute("data-kind")).toBe("noise-key-rotated");
+    await a.reload(); // the pending decision is stored, not just on screen
+    await openContact(a, { username: "Carol" });
+    await id(a, "identity-warning").waitFor();
+    await id(a, "accept-new-key").click();
+    await id(a, "identity-warning").waitFor({ state: "detached" });
+    expect(await id(a, "trust-state").getAttribute("data-trust")).toBe("trusted");
+  });
+
+  it("Block makes a contact unreachable from the chat; Unblock restores it", async () => {
+    await openContact(a, { username: "Carol" });
+    await id(a, "block-contact").click();
+    await a.locator("[data-testid=trust-state][data-trust=rejected]").waitFor();
+    expect(await id(a, "open-chat").isDisabled()).toBe(true);
+    await id(a, "unblock-contact").click();
+    await a.locator("[data-testid=trust-state][data-trust=unknown]").waitFor();
+    expect(await id(a, "open-chat").isDisabled()).toBe(false);
+  });
+
+  it("history: a message sent with no engine running is queued on the device and survives a reload", async () => {
+    await openContact(a, { id: bobId });
+    await id(a, "open-chat").click();
+    await id(a, "composer-input").fill("hello from Alice");
+    await id(a, "send-button").click();
+    const msg = a.locator("[data-testid=message][data-direction=out]").last();
+    expect(await msg.locator("[data-testid=message-text]").textContent()).toBe("hello from Alice");
+    const state = await msg.getAttribute("data-state");
+    expect(["queued", "sending", "sent", "relayed", "delivered", "failed"]).toContain(state);
+    await a.reload();
+    await openContact(a, { id: bobId });
+    await id(a, "open-chat").click();
+    expect(await a.locator("[data-testid=message-text]").allTextContents()).toContain("hello from Alice");
+  });
+
+  it("a passphrase locks the app across reloads; a wrong one is refused", async () => {
+    await a.goto(loft.url);
+    await id(a, "nav-settings").click();
+    await id(a, "passphrase-new").fill("correct horse battery");
+    await id(a, "passphrase-confirm").fill("correct horse battery");
+    await id(a, "set-passphrase").click();
+    expect(await id(a, "passphrase-result").textContent()).toContain("Passphrase set");
+    await a.reload();
+    await id(a, "unlock-passphrase").fill("wrong passphrase");
+    await id(a, "unlock-submit").click();
+    expect(await id(a, "unlock-error").textContent()).toContain("not right");
+    await id(a, "unlock-passphrase").fill("correct horse battery");
+    await id(a, "unlock-submit").click();
+    expect(await id(a, "my-username").textContent()).toBe("Alice");
+    expect(await a.locator("[data-testid=contact-item]").count()).toBe(3);
+  });
+
+  it("private keys come back intact after reload + unlock: re-signing the identity works", async () => {
+    // updateIdentity checks that the stored private identity key matches the public key.
+    await id(a, "nav-settings").click();
+    await id(a, "settings-username").fill("Alice L");
+    await id(a, "save-username").click();
+    expect(await id(a, "username-result").textContent()).toContain("Saved");
+    await id(a, "settings-username").fill("Alice");
+    await id(a, "save-username").click();
+    await id(a, "back").click();
+    expect(await id(a, "my-username").textContent()).toBe("Alice");
+  });
+
+  it("an encrypted backup restores identity, contacts and history in a fresh browser", async () => {
+    await id(a, "nav-settings").click();
+    await id(a, "backup-passphrase").fill("backup passphrase 1");
+    const [download] = await Promise.all([a.waitForEvent("download"), id(a, "export-backup").click()]);
+    const path = await download.path();
+    const file = await import("node:fs/promises").then((fs) => fs.readFile(path!, "utf8"));
+    const doc = JSON.parse(file) as Record<string, unknown>;
+    expect(doc.format).toBe("loft-backup");
+    expect(doc.kdf).toBe("PBKDF2-SHA256");
+    expect(file).not.toContain("Alice"); // names and history are inside the ciphertext
+
+    const fresh = await browser.newContext();
+    const c = await fresh.newPage();
+    await c.goto(loft.url);
+    await c.locator("summary").click();
+    await id(c, "restore-file").setInputFiles(path!);
+    await id(c, "restore-passphrase").fill("not the passphrase");
+    await id(c, "restore-submit").click();
+    expect(await id(c, "restore-error").textContent()).toContain("Wrong passphrase");
+    await id(c, "restore-passphrase").fill("backup passphrase 1");
+    await id(c, "restore-submit").click();
+    await c.locator("[data-testid=home], [data-testid=restore-error]").waitFor();
+    expect(await id(c, "restore-error").count()).toBe(0);
+    expect(await id(c, "my-username").textContent()).toBe("Alice");
+    const usernames = await c
+      .locator("[data-testid=contact-item]")
+      .evaluateAll((els) => els.map((e) => e.getAttribute("data-username")).sort());
+    expect(usernames).toEqual(["Bob", "Bob", "Carol"]);
+    await openContact(c, { id: bobId });
+    expect(await id(c, "trust-state").getAttribute("data-trust")).toBe("trusted");
+    await id(c, "open-chat").click();
+    expect(await c.locator("[data-testid=message-text]").allTextContents()).toContain("hello from Alice");
+    // Same identity as the original device: Bob's safety code is unchanged.
+    await fresh.close();
+  });
+
+  it("delete identity wipes the device back to onboarding", async () => {
+    await b.goto(loft.url);
+    await id(b, "nav-settings").click();
+    await id(b, "delete-identity").click();
+    await id(b, "confirm-delete").click();
+    await id(b, "onboarding").waitFor();
+    await b.reload();
+    await id(b, "onboarding").waitFor();
+  });
+});

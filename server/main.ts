@@ -3,6 +3,8 @@
  * signaling (`/signal`) and relay (`/relay`) WebSocket services with the embedded store.
  */
 import { fileURLToPath } from "node:url";
+import { checkSignalingConfig, signalingOptions } from "../signaling/config.ts";
+import { createSignalingService } from "../signaling/service.ts";
 import { bool, ConfigError, describeOptions, int, readConfig, str } from "./config.ts";
 import { closeOnSignals, createHost, createRegistry } from "./host.ts";
 import { createLogger } from "./log.ts";
@@ -24,6 +26,7 @@ const options = {
     parse: bool,
     help: "serve the PWA",
   },
+  ...signalingOptions,
 };
 
 async function main() {
@@ -31,16 +34,18 @@ async function main() {
     console.log(`loft — PWA + signaling + relay on one port\n\n${describeOptions(options)}`);
     return;
   }
-  const config = readConfig(options);
+  const { port: listenPort, host: bind, staticDir, serveStatic, ...services } = readConfig(options);
+  checkSignalingConfig(services);
   const log = createLogger("loft");
   const registry = createRegistry();
   const host = createHost({
-    port: config.port,
-    host: config.host,
-    staticDir: config.serveStatic ? config.staticDir : undefined,
+    port: listenPort,
+    host: bind,
+    staticDir: serveStatic ? staticDir : undefined,
     registry,
     log,
   });
+  host.mount(createSignalingService(services, { registry, log }));
   const port = await host.listen();
   log.info({ port }, "loft listening");
   closeOnSignals(() => host.close(), log);

@@ -1,0 +1,108 @@
+/**
+ * The Service Worker in real Chromium against the real server: it installs and precaches the
+ * shell, the app starts offline after the server is stopped, `/peer/...` is answered by the
+ * (stub) E2EE proxy, and a new version waiting shows "Update available — reload", which
+ * activates it and sweeps the old version's cache.
+ *
+ * The server serves a private copy of web/dist (`--static-dir`), so the test can publish a "new
+ * version" of sw.js without touching the shared build. data-testids: see onboarding.e2e.ts.
+ */
+import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { launchChromium } from "../support/browser.ts";
+import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+
+const DIST = fileURLToPath(new URL("../../web/dist", import.meta.url));
+
+const shellCaches = (page: Page) =>
+  page.evaluate(async () => (await caches.keys()).filter((k) => k.startsWith("loft-shell-")));
+
+describe("PWA: service worker, offline start, update flow", () => {
+  let dir: string;
+  let loft: LoftProcess;
+  let browser: Browser;
+  let page: Page;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "loft-pwa-"));
+    await cp(DIST, dir, { recursive: true });
+    loft = await startLoft({ args: ["--static-dir", dir] });
+    browser = await launchChromium();
+    page = await (await browser.newContext()).newPage();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await loft?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("installs the service worker, which takes control and precaches the shell in a versioned cache", async () => {
+    await page.goto(loft.url);
+    await page.getByTestId("username-input").fill("Dana");
+    await page.getByTestId("create-identity").click();
+    await page.getByTestId("home").waitFor();
+    await page.waitForFunction(() => navigator.serviceWorker.controller !== null);
+    const names = await shellCaches(page);
+    expect(names).toHaveLength(1);
+    const urls = await page.evaluate(async (name) => {
+      const cache = await caches.open(name);
+      return (await cache.keys()).map((r) => new URL(r.url).pathname);
+    }, names[0]!);
+    expect(urls).toContain("/index.html");
+    expect(urls.some((u) => u.startsWith("/assets/") && u.endsWith(".js"))).toBe(true);
+    expect(urls).toContain("/manifest.webmanifest");
+  });
+
+  it("answers /peer/... with the proxy stub's 501, without reaching the server", async () => {
+    const res = await page.evaluate(async () => {
+      const r = await fetch("/peer/some-contact/index.html");
+      return { status: r.status, text: await r.text() };
+    });
+    expect(res.status).toBe(501);
+    expect(res.text).toContain("peer proxy");
+  });
+
+  it("starts offline from the precache after the server is stopped, with its data", async () => {
+    await loft.stop();
+    await page.reload();
+    expect(await page.getByTestId("my-username").textContent()).toBe("Dana");
+    // A deep link offline gets the shell too.
+    await page.goto(`${loft.url}/some/client/route`);
+    expect(await page.getByTestId("my-username").textContent()).toBe("Dana");
+    // The server really is gone: a request the SW doesn't handle fails.
+    const health = await page.evaluate(() =>
+      fetch("/health").then(
+        (r) => r.status,
+        () => "unreachable",
+      ),
+    );
+    expect(health).toBe("unreachable");
+  });
+
+  it("shows 'Update available — reload' when a new version is waiting; reload activates it and sweeps the old cache", async () => {
+    loft = await startLoft({ port: loft.port, args: ["--static-dir", dir] });
+    const [oldCache] = await shellCaches(page);
+    const oldVersion = oldCache!.slice("loft-shell-".length);
+    const sw = await readFile(join(dir, "sw.js"), "utf8");
+    expect(sw).toContain(oldVersion);
+    await writeFile(join(dir, "sw.js"), sw.replaceAll(oldVersion, "e2e-next-version"));
+
+    expect(await page.getByTestId("update-banner").count()).toBe(0);
+    await page.evaluate(async () => {
+      const reg = await navigator.serviceWorker.getRegistration();
+      await reg?.update();
+    });
+    await page.getByTestId("update-banner").waitFor();
+    expect(await page.getByTestId("update-banner").textContent()).toContain("Update available");
+
+    await Promise.all([page.waitForEvent("load"), page.getByTestId("update-reload").click()]);
+    await page.getByTestId("home").waitFor();
+    expect(await page.getByTestId("update-banner").count()).toBe(0);
+    await expect.poll(() => shellCaches(page)).toEqual(["loft-shell-e2e-next-version"]);
+    expect(await page.getByTestId("my-username").textContent()).toBe("Dana");
+  });
+});

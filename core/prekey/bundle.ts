@@ -10,15 +10,17 @@
  * - `oneTimePrekeys`: X25519 one-time prekeys OPK_B (unsigned, as in PQXDH §3.2).
  * - `oneTimeKemPrekeys`: ML-KEM-768 signed one-time prekeys PQOPK_B.
  *
- * Every signature covers a domain-separated, type-tagged encoding (PQXDH §2.1 requires the
- * encodings of curve and KEM keys to have disjoint ranges): see `prekeySignatureMessage`.
+ * Every signature is an identity-key signature in Loft's domain-separated form (core/identity/
+ * signature.ts: context ‖ 0x00 ‖ payload) with context "loft/prekey/v1" over a type-tagged payload
+ * (PQXDH §2.1 requires the encodings of curve and KEM keys to have disjoint ranges): see
+ * `prekeySignaturePayload`.
  * `decodePrekeyBundle` returns a bundle only after every signature has verified.
  */
-import { ed25519 } from "@noble/curves/ed25519.js";
 import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
 import * as v from "valibot";
-import { abytes, utf8 } from "../bytes.ts";
+import { abytes } from "../bytes.ts";
 import { err, ok, type Result } from "../errors.ts";
+import { signWithContext, verifyWithContext } from "../identity/signature.ts";
 import { bytesSchema, decodeRaw, encodeCanonical, uintSchema, validate } from "../wire/codec.ts";
 
 export const PREKEY_BUNDLE_VERSION = 1;
@@ -46,7 +48,8 @@ export const PrekeyKind = {
 } as const;
 export type PrekeyKind = (typeof PrekeyKind)[keyof typeof PrekeyKind];
 
-const SIGNATURE_DOMAIN = utf8("LoftPrekey/v1");
+/** Signature context of every prekey signature (core/identity/signature.ts convention). */
+export const PREKEY_SIGNATURE_CONTEXT = "loft/prekey/v1";
 
 export interface SignedPrekeyPublic {
   readonly id: number;
@@ -67,47 +70,47 @@ export interface PrekeyBundle {
   readonly oneTimeKemPrekeys: readonly SignedPrekeyPublic[];
 }
 
-/** The bytes an identity key signs for one prekey: "LoftPrekey/v1" ‖ kind ‖ id (u32 BE) ‖ public key. */
-export function prekeySignatureMessage(kind: PrekeyKind, id: number, publicKey: Uint8Array): Uint8Array {
+/** The payload an identity key signs for one prekey: kind (1) ‖ id (u32 BE) ‖ public key. */
+export function prekeySignaturePayload(kind: PrekeyKind, id: number, publicKey: Uint8Array): Uint8Array {
   if (!Number.isInteger(id) || id < 0 || id > MAX_PREKEY_ID)
     throw new RangeError("prekey id: expected a u32");
   abytes(publicKey, undefined, "publicKey");
-  const out = new Uint8Array(SIGNATURE_DOMAIN.length + 1 + 4 + publicKey.length);
-  out.set(SIGNATURE_DOMAIN, 0);
-  let o = SIGNATURE_DOMAIN.length;
-  out[o++] = kind;
-  out[o++] = id >>> 24;
-  out[o++] = (id >>> 16) & 0xff;
-  out[o++] = (id >>> 8) & 0xff;
-  out[o++] = id & 0xff;
-  out.set(publicKey, o);
+  const out = new Uint8Array(5 + publicKey.length);
+  out[0] = kind;
+  out[1] = id >>> 24;
+  out[2] = (id >>> 16) & 0xff;
+  out[3] = (id >>> 8) & 0xff;
+  out[4] = id & 0xff;
+  out.set(publicKey, 5);
   return out;
 }
 
-/** Ed25519 signature (RFC 8032, deterministic) by the identity key over one prekey. */
+/** Ed25519 (RFC 8032) over "loft/prekey/v1" ‖ 0x00 ‖ payload, by the identity key. */
 export function signPrekey(
   identitySecretKey: Uint8Array,
   kind: PrekeyKind,
   id: number,
   publicKey: Uint8Array,
 ): Uint8Array {
-  abytes(identitySecretKey, 32, "identitySecretKey");
-  return ed25519.sign(prekeySignatureMessage(kind, id, publicKey), identitySecretKey);
+  return signWithContext(
+    identitySecretKey,
+    PREKEY_SIGNATURE_CONTEXT,
+    prekeySignaturePayload(kind, id, publicKey),
+  );
 }
 
-/** Strict RFC 8032 verification (no ZIP-215 leniency); a malformed key or signature is `false`. */
+/** Strict RFC 8032 verification (no ZIP-215 leniency); any malformed input is `false`. */
 export function verifyPrekeySignature(
   identityKey: Uint8Array,
   kind: PrekeyKind,
   key: SignedPrekeyPublic,
 ): boolean {
-  try {
-    return ed25519.verify(key.signature, prekeySignatureMessage(kind, key.id, key.publicKey), identityKey, {
-      zip215: false,
-    });
-  } catch {
-    return false;
-  }
+  return verifyWithContext(
+    identityKey,
+    PREKEY_SIGNATURE_CONTEXT,
+    prekeySignaturePayload(kind, key.id, key.publicKey),
+    key.signature,
+  );
 }
 
 const prekeyId = uintSchema(MAX_PREKEY_ID);
@@ -147,12 +150,11 @@ export function encodePrekeyBundle(bundle: PrekeyBundle): Uint8Array {
 }
 
 /**
- * Decode a bundle and verify every signature against the bundle's own identity key (PQXDH §3.3:
- * "Alice verifies the signatures ... and aborts if any fails"). Callers then compare `identityKey`
- * with the contact they meant to reach (`initiateSession` does). Errors: `LOFT_ERR_FRAME_TOO_LARGE`,
- * `LOFT_ERR_MALFORMED`, `LOFT_ERR_UNSUPPORTED_VERSION`, `LOFT_ERR_SCHEMA`, `LOFT_ERR_BAD_SIGNATURE`.
+ * Parse a bundle without checking signatures (schema, sizes, distinct ids). Use `decodePrekeyBundle`
+ * for anything you will act on. Errors: `LOFT_ERR_FRAME_TOO_LARGE`, `LOFT_ERR_MALFORMED`,
+ * `LOFT_ERR_UNSUPPORTED_VERSION`, `LOFT_ERR_SCHEMA`.
  */
-export function decodePrekeyBundle(bytes: Uint8Array): Result<PrekeyBundle> {
+export function parsePrekeyBundle(bytes: Uint8Array): Result<PrekeyBundle> {
   const raw = decodeRaw(bytes, { maxBytes: MAX_BUNDLE_LEN });
   if (!raw.ok) return raw;
   const version = (raw.value as { v?: unknown } | null)?.v;
@@ -177,6 +179,19 @@ export function decodePrekeyBundle(bytes: Uint8Array): Result<PrekeyBundle> {
   for (const k of [...bundle.oneTimePrekeys, ...bundle.oneTimeKemPrekeys]) ids.add(k.id);
   if (ids.size !== 2 + bundle.oneTimePrekeys.length + bundle.oneTimeKemPrekeys.length)
     return err("LOFT_ERR_SCHEMA", "prekey bundle: duplicate prekey id");
+  return ok(bundle);
+}
+
+/**
+ * Decode a bundle and verify every signature against the bundle's own identity key (PQXDH §3.3:
+ * Alice verifies the prekey signatures and aborts if any fails). Callers then compare
+ * `identityKey` with the contact they meant to reach (`initiateSession` does). Errors: those of
+ * `parsePrekeyBundle`, and `LOFT_ERR_BAD_SIGNATURE`.
+ */
+export function decodePrekeyBundle(bytes: Uint8Array): Result<PrekeyBundle> {
+  const parsed = parsePrekeyBundle(bytes);
+  if (!parsed.ok) return parsed;
+  const bundle = parsed.value;
   if (!verifyPrekeySignature(bundle.identityKey, PrekeyKind.x25519Signed, bundle.signedPrekey))
     return err("LOFT_ERR_BAD_SIGNATURE", "prekey bundle: signed prekey signature");
   if (!verifyPrekeySignature(bundle.identityKey, PrekeyKind.kemLastResort, bundle.kemPrekey))

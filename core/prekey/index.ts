@@ -12,9 +12,11 @@ export {
   MAX_ONE_TIME_PREKEYS,
   type OneTimePrekeyPublic,
   PREKEY_BUNDLE_VERSION,
+  PREKEY_SIGNATURE_CONTEXT,
   type PrekeyBundle,
   PrekeyKind,
-  prekeySignatureMessage,
+  parsePrekeyBundle,
+  prekeySignaturePayload,
   type SignedPrekeyPublic,
 } from "./bundle.ts";
 export {

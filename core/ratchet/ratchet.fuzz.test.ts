@@ -99,11 +99,17 @@ function fixture() {
   const received: Uint8Array[] = [];
   const pending: Uint8Array[] = [];
   const chain1 = Array.from({ length: 6 }, (_, i) => send("a", `c1.${i}`));
-  for (const i of [0, 3, 5]) recv("b", chain1[i]!), received.push(chain1[i]!);
+  for (const i of [0, 3, 5]) {
+    recv("b", chain1[i]!);
+    received.push(chain1[i]!);
+  }
   pending.push(chain1[1]!, chain1[2]!, chain1[4]!);
   recv("a", send("b", "reply"));
   const chain2 = Array.from({ length: 5 }, (_, i) => send("a", `c2.${i}`));
-  for (const i of [1, 2]) recv("b", chain2[i]!), received.push(chain2[i]!);
+  for (const i of [1, 2]) {
+    recv("b", chain2[i]!);
+    received.push(chain2[i]!);
+  }
   pending.push(chain2[0]!, chain2[3]!, chain2[4]!);
   const snapshot = serializeRatchet(bob);
   // Alice hears from Bob again (sent from a copy) and starts a third chain this Bob has not seen.

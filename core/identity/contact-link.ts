@@ -19,7 +19,8 @@
 import * as v from "valibot";
 import { equalBytes } from "../bytes.ts";
 import { err, ok, type Result } from "../errors.ts";
-import { bytesSchema, decodeRaw, encodeCanonical, validate } from "../wire/codec.ts";
+import { decodeRaw, encodeCanonical, validate } from "../wire/codec.ts";
+import { binSchema } from "../wire/envelope.ts";
 import { serverUrlSchema } from "../wire/sremp.ts";
 import { fromBase64url, toBase64url } from "./base64url.ts";
 import { decodeIdentity, encodeIdentity, type Identity, MAX_IDENTITY_BYTES } from "./identity.ts";
@@ -51,15 +52,12 @@ const urlList = v.pipe(
 
 const payloadSchema = v.strictObject({
   v: v.number(),
-  i: bytesSchema(1, MAX_IDENTITY_BYTES),
+  i: binSchema(1, MAX_IDENTITY_BYTES),
   s: urlList,
   r: urlList,
   x: v.optional(
     v.pipe(
-      v.record(
-        v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9._-]{0,31}$/)),
-        bytesSchema(0, MAX_LINK_REF_BYTES),
-      ),
+      v.record(v.pipe(v.string(), v.regex(/^[a-z0-9][a-z0-9._-]{0,31}$/)), binSchema(0, MAX_LINK_REF_BYTES)),
       v.check((m) => Object.keys(m).length <= MAX_LINK_REFS, `at most ${MAX_LINK_REFS} refs`),
     ),
   ),

@@ -25,7 +25,8 @@ import { randomBytes } from "@noble/hashes/utils.js";
 import * as v from "valibot";
 import { abytes, equalBytes, utf8 } from "../bytes.ts";
 import { err, LoftError, ok, type Result } from "../errors.ts";
-import { bytesSchema, decodeRaw, encodeCanonical, uintSchema, validate } from "../wire/codec.ts";
+import { decodeRaw, encodeCanonical, uintSchema, validate } from "../wire/codec.ts";
+import { binSchema } from "../wire/envelope.ts";
 import { SIGNATURE_CONTEXTS, signedBytes, signWithContext, verifyWithContext } from "./signature.ts";
 import { checkUsername, USERNAME_MAX_UTF8_BYTES, validateUsername } from "./username.ts";
 
@@ -100,10 +101,10 @@ export const identityFlagsSchema = v.strictObject({
 });
 
 export const identityExtensionsSchema = v.strictObject({
-  profile_picture: v.optional(bytesSchema(0, MAX_PROFILE_PICTURE_BYTES)),
+  profile_picture: v.optional(binSchema(0, MAX_PROFILE_PICTURE_BYTES)),
   additional_metadata: v.optional(
     v.pipe(
-      v.record(v.pipe(v.string(), v.regex(METADATA_KEY)), bytesSchema(0, MAX_METADATA_VALUE_BYTES)),
+      v.record(v.pipe(v.string(), v.regex(METADATA_KEY)), binSchema(0, MAX_METADATA_VALUE_BYTES)),
       v.check(
         (m) => Object.keys(m).length <= MAX_METADATA_ENTRIES,
         `at most ${MAX_METADATA_ENTRIES} entries`,
@@ -114,8 +115,8 @@ export const identityExtensionsSchema = v.strictObject({
 
 export const identityVerifiedDataSchema = v.strictObject({
   username: v.pipe(v.string(), v.maxLength(USERNAME_MAX_UTF8_BYTES)),
-  identity_key: bytesSchema(PUBLIC_KEY_BYTES),
-  noise_key: bytesSchema(PUBLIC_KEY_BYTES),
+  identity_key: binSchema(PUBLIC_KEY_BYTES),
+  noise_key: binSchema(PUBLIC_KEY_BYTES),
   flags: identityFlagsSchema,
   extensions: v.optional(identityExtensionsSchema),
   version: uintSchema(MAX_VERSION),
@@ -125,7 +126,7 @@ export const identityVerifiedDataSchema = v.strictObject({
 /** Shape of an Identity; wire messages embed it and then call `verifyIdentity`. */
 export const identitySchema = v.strictObject({
   verified: identityVerifiedDataSchema,
-  signature: bytesSchema(SIGNATURE_BYTES),
+  signature: binSchema(SIGNATURE_BYTES),
 });
 
 /** Decode limits for a standalone encoded Identity. */

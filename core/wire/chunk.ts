@@ -21,8 +21,8 @@
 import * as v from "valibot";
 import { equalBytes } from "../bytes.ts";
 import { err, ok, type Result } from "../errors.ts";
-import { bytesSchema, uintSchema } from "./codec.ts";
-import { createWireCodec, defineMessage, MAX_FRAME_BYTES, messageSchema } from "./envelope.ts";
+import { uintSchema } from "./codec.ts";
+import { binSchema, createWireCodec, defineMessage, MAX_FRAME_BYTES, messageSchema } from "./envelope.ts";
 
 export const MAX_CHUNKS = 0xffff;
 export const MAX_CHUNK_PAYLOAD_BYTES = 0xffff;
@@ -39,7 +39,7 @@ export type ChunkHeader = v.InferOutput<typeof chunkHeaderSchema>;
 /** SREMP §chunking `CHUNKED_MESSAGE` as a tagged frame. */
 export const chunkedMessageSchema = messageSchema("CHUNKED_MESSAGE", {
   header: chunkHeaderSchema,
-  payload: bytesSchema(0, MAX_CHUNK_PAYLOAD_BYTES),
+  payload: binSchema(0, MAX_CHUNK_PAYLOAD_BYTES),
 });
 export type ChunkedMessage = v.InferOutput<typeof chunkedMessageSchema>;
 
@@ -82,11 +82,7 @@ export function chunkMessage(
     const frame = chunkCodec.encode({
       t: "CHUNKED_MESSAGE",
       header: { message_id: messageId, chunk_index: index, total_chunks: total, chunk_size: chunkSize },
-      // The schema's type says Uint8Array<ArrayBuffer>; any view encodes the same.
-      payload: payload.subarray(
-        index * chunkSize,
-        Math.min(payload.length, (index + 1) * chunkSize),
-      ) as Uint8Array<ArrayBuffer>,
+      payload: payload.subarray(index * chunkSize, Math.min(payload.length, (index + 1) * chunkSize)),
     });
     if (frame.length > maxFrameBytes) throw new Error("chunk overhead bound violated"); // unreachable by construction
     frames.push(frame);

@@ -24,6 +24,20 @@ import { equalBytes } from "../bytes.ts";
 import { err, type LoftError, ok, type Result } from "../errors.ts";
 import { type DecodeLimits, decodeRaw, encodeCanonical, uintSchema, validate } from "./codec.ts";
 
+/**
+ * A byte string with inclusive length bounds, typed as plain `Uint8Array` (any backing buffer):
+ * codec.ts's `bytesSchema` infers `Uint8Array<ArrayBuffer>`, which subarrays and noble outputs
+ * don't satisfy. Same checks, friendlier type.
+ */
+export const binSchema = (min: number, max: number = min) =>
+  v.pipe(
+    v.custom<Uint8Array>((x) => x instanceof Uint8Array, "expected a byte array"),
+    v.check(
+      (b) => b.length >= min && b.length <= max,
+      `expected ${min === max ? min : `${min}..${max}`} bytes`,
+    ),
+  );
+
 /** SREMP §constants MAX_FRAME_SIZE: one Noise transport message (65535 bytes). */
 export const MAX_FRAME_BYTES = 65_535;
 /** Request ids are u32; 0 is a valid id. */

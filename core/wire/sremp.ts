@@ -18,8 +18,8 @@
  */
 import * as v from "valibot";
 import { MAX_IDENTITY_BYTES } from "../identity/identity.ts";
-import { bytesSchema, uintSchema } from "./codec.ts";
-import { createWireCodec, defineMessage, type MessageOf, messageSchema } from "./envelope.ts";
+import { uintSchema } from "./codec.ts";
+import { binSchema, createWireCodec, defineMessage, type MessageOf, messageSchema } from "./envelope.ts";
 
 export const KEY_BYTES = 32;
 export const SIGNATURE_BYTES = 64;
@@ -34,14 +34,14 @@ export const MAX_SERVERS = 64;
 export const MAX_PEERS_PER_LOOKUP = 128;
 export const MAX_MESSAGES_PER_BATCH = 256;
 
-const key = bytesSchema(KEY_BYTES);
-const signature = bytesSchema(SIGNATURE_BYTES);
-const nonce = bytesSchema(NONCE_BYTES);
+const key = binSchema(KEY_BYTES);
+const signature = binSchema(SIGNATURE_BYTES);
+const nonce = binSchema(NONCE_BYTES);
 const u16 = uintSchema(0xffff);
 const u32 = uintSchema(0xffff_ffff);
 const u64 = uintSchema();
 const timeMs = uintSchema();
-const encodedIdentity = bytesSchema(1, MAX_IDENTITY_BYTES);
+const encodedIdentity = binSchema(1, MAX_IDENTITY_BYTES);
 const text = (max: number) => v.pipe(v.string(), v.maxLength(max));
 
 /** RFC 1123 host name, IPv4 dotted quad, or bracket-less IPv6 literal; no spaces or controls. */
@@ -87,7 +87,7 @@ export const storedMessageSchema = v.strictObject({
   message_id: u64,
   sender: key,
   timestamp: timeMs,
-  encrypted_blob: bytesSchema(0, MAX_ENCRYPTED_BLOB_BYTES),
+  encrypted_blob: binSchema(0, MAX_ENCRYPTED_BLOB_BYTES),
 });
 export type StoredMessage = v.InferOutput<typeof storedMessageSchema>;
 
@@ -151,7 +151,7 @@ export type RelayRegister = v.InferOutput<typeof relayRegisterSchema>;
 
 export const storeMessageSchema = messageSchema("STORE_MESSAGE", {
   recipient: key,
-  encrypted_blob: bytesSchema(0, MAX_ENCRYPTED_BLOB_BYTES),
+  encrypted_blob: binSchema(0, MAX_ENCRYPTED_BLOB_BYTES),
   sender_signature: signature,
   message_id: u64,
 });

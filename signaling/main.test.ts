@@ -1,0 +1,58 @@
+/**
+ * `signaling/main.ts` as its own process (what `npm run signaling` runs): it logs "listening"
+ * with its port, answers /health and /metrics, serves /signal, reads flags, and exits cleanly on
+ * SIGTERM after telling clients to reconnect.
+ */
+import { describe, expect, it } from "vitest";
+import { CLOSE } from "../core/wire/signaling.ts";
+import { signRegisterRequest } from "../core/wire/signed.ts";
+import { startLoft } from "../test/support/loft-process.ts";
+import { makeUser, metricValue, RawClient } from "./testing.ts";
+
+describe("standalone signaling process", () => {
+  it("answers /health and /metrics, serves /signal, and shuts down gracefully", async () => {
+    const proc = await startLoft({ entry: "signaling/main.ts", args: ["--signal-list-all", "true"] });
+    try {
+      const health = (await (await fetch(`${proc.url}/health`)).json()) as {
+        status: string;
+        services: {
+          signaling: { accepting: boolean; connections: number; registrations: number; list_all: boolean };
+        };
+      };
+      expect(health.status).toBe("ok");
+      expect(health.services.signaling).toMatchObject({
+        accepting: true,
+        connections: 0,
+        registrations: 0,
+        list_all: true,
+      });
+
+      const c = await RawClient.hello(`ws://127.0.0.1:${proc.port}/signal`);
+      const user = makeUser("alice");
+      expect(
+        (await c.request(signRegisterRequest(user, { ttl_seconds: 60, timestamp: Date.now(), id: 1 }))).t,
+      ).toBe("REGISTER_RESPONSE");
+      const after = (await (await fetch(`${proc.url}/health`)).json()) as typeof health;
+      expect(after.services.signaling).toMatchObject({ connections: 1, registrations: 1 });
+      const metrics = await (await fetch(`${proc.url}/metrics`)).text();
+      expect(metricValue(metrics, "loft_signaling_registrations")).toBe(1);
+      expect(metricValue(metrics, "loft_signaling_register_requests_total", 'outcome="new"')).toBe(1);
+
+      const goingAway = c.until("GOING_AWAY");
+      expect(await proc.stop("SIGTERM")).toBe(0);
+      await goingAway;
+      expect((await c.closed).code).toBe(CLOSE.GOING_AWAY);
+      // Logs carry neither addresses nor identities.
+      expect(proc.output()).not.toMatch(/127\.0\.0\.1/);
+      expect(proc.output()).toMatch(/"msg":"signaling shutting down"/);
+    } finally {
+      await proc.stop("SIGKILL");
+    }
+  });
+
+  it("refuses a bad option with exit code 2", async () => {
+    await expect(startLoft({ entry: "signaling/main.ts", args: ["--signal-ttl-min", "0"] })).rejects.toThrow(
+      /exited \(2\)/,
+    );
+  });
+});

@@ -45,7 +45,10 @@ export interface HandshakeConfig {
   role: HandshakeRole;
   /** Noise §6: bytes both sides must agree on; hashed right after the protocol name. */
   prologue: Uint8Array;
-  /** Local static key pair `s` (copied; the caller keeps ownership of its own copy). */
+  /**
+   * Local static key pair `s` (copied; the caller keeps its own). Taken as given, like §5.3's
+   * `Initialize(..., s, ...)`: build it with `keyPairFromPrivate` / `generateKeyPair`.
+   */
   staticKeyPair: KeyPair;
   /** 32-byte pre-shared key, required exactly when the pattern has a `psk` token (§9). */
   psk?: Uint8Array;
@@ -75,6 +78,7 @@ export class HandshakeState {
   constructor(config: HandshakeConfig) {
     abytes(config.prologue, undefined, "prologue");
     abytes(config.staticKeyPair.privateKey, DHLEN, "static private key");
+    abytes(config.staticKeyPair.publicKey, DHLEN, "static public key");
     if (config.pattern.psk) abytes(config.psk, 32, "psk");
     else if (config.psk !== undefined) throw new Error(`${config.pattern.protocolName} takes no psk`);
     this.pattern = config.pattern;
@@ -82,7 +86,10 @@ export class HandshakeState {
     this.#entropy = config.entropy ?? systemEntropy;
     this.#symmetric = new SymmetricState(config.pattern.protocolName);
     this.#symmetric.mixHash(config.prologue);
-    this.#s = keyPairFromPrivate(config.staticKeyPair.privateKey);
+    this.#s = {
+      privateKey: config.staticKeyPair.privateKey.slice(),
+      publicKey: config.staticKeyPair.publicKey.slice(),
+    };
     this.#psk = config.psk?.slice();
     // XX has no pre-messages (§7.5), so nothing else is hashed here.
     this.#status = config.role === "initiator" ? "write" : "read";

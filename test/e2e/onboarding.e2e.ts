@@ -191,6 +191,16 @@ describe("onboarding, contacts and trust in the PWA", () => {
     await id(a, "back").click();
   });
 
+  it("runs the chat engine in one tab only; a second tab says where chat runs", async () => {
+    await a.goto(loft.url);
+    await id(a, "home").waitFor();
+    const second = await alice.newPage();
+    await second.goto(loft.url);
+    expect(await id(second, "engine-status").textContent()).toContain("another tab");
+    expect(await id(second, "my-username").textContent()).toBe("Alice");
+    await second.close();
+  });
+
   it("a link with a known username but another identity key warns and blocks sending until decided", async () => {
     const impostor = createUserIdentity({ username: "Bob", now: Date.now() });
     const link = contactLinkUrl(loft.url, { identity: impostor.identity, signaling: [], relay: [] });

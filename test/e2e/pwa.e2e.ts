@@ -57,6 +57,16 @@ describe("PWA: service worker, offline start, update flow", () => {
     expect(urls).toContain("/manifest.webmanifest");
   });
 
+  it("is installable: Chromium reports no installability errors for the manifest + service worker", async () => {
+    const cdp = await page.context().newCDPSession(page);
+    const { installabilityErrors } = (await cdp.send("Page.getInstallabilityErrors")) as {
+      installabilityErrors: { errorId: string }[];
+    };
+    // Playwright contexts are off-the-record; that one is about the profile, not the app.
+    expect(installabilityErrors.map((e) => e.errorId).filter((e) => e !== "in-incognito")).toEqual([]);
+    await cdp.detach();
+  });
+
   it("answers /peer/... with the proxy stub's 501, without reaching the server", async () => {
     const res = await page.evaluate(async () => {
       const r = await fetch("/peer/some-contact/index.html");

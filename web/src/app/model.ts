@@ -30,6 +30,7 @@ import {
   tofuDecide,
   type UserIdentity,
 } from "../identity.ts";
+import { createOfflineEngine } from "../offline-engine.ts";
 import type { LoftStorage } from "../storage/storage.ts";
 
 export type Route =
@@ -143,8 +144,39 @@ export class AppModel {
     await this.#startEngine(user);
   }
 
+  /** Resolves the Web Lock that marks this tab as the one running the engine. */
+  #releaseEngineLock: (() => void) | undefined;
+
+  /**
+   * One engine per device: two tabs running ratchets and outboxes over the same storage would
+   * fork sessions. The first tab takes the "loft-engine" Web Lock; others run offline and say so.
+   */
+  async #takeEngineLock(): Promise<boolean> {
+    if (this.#releaseEngineLock) return true;
+    if (!navigator.locks) return true;
+    return new Promise<boolean>((resolve) => {
+      void navigator.locks.request("loft-engine", { ifAvailable: true }, (lock) => {
+        if (!lock) {
+          resolve(false);
+          return undefined;
+        }
+        resolve(true);
+        return new Promise<void>((release) => {
+          this.#releaseEngineLock = release;
+        });
+      });
+    });
+  }
+
   async #startEngine(user: UserIdentity): Promise<void> {
-    const loaded = await loadEngine(this.storage, user);
+    const mine = await this.#takeEngineLock();
+    const loaded = mine
+      ? await loadEngine(this.storage, user)
+      : {
+          engine: createOfflineEngine(this.storage),
+          real: false,
+          problem: "Loft is open in another tab or window; chat runs there. Messages you write here wait.",
+        };
     this.engine = loaded.engine;
     this.#setEngineProblem(loaded.problem);
     this.#setService(loaded.engine.serviceStatus());
@@ -157,6 +189,7 @@ export class AppModel {
     this.#unsubscribe = undefined;
     await this.engine?.stop();
     this.engine = undefined;
+    // The engine lock stays with this tab (a restart takes it again); closing the tab frees it.
   }
 
   /** Screens that need engine events (the chat view) subscribe here; survives engine restarts. */
@@ -376,6 +409,8 @@ export class AppModel {
 
   async deleteIdentity(): Promise<void> {
     await this.#stopEngine();
+    this.#releaseEngineLock?.();
+    this.#releaseEngineLock = undefined;
     await this.storage.destroy();
   }
 }

@@ -19,7 +19,25 @@
  *    outbox up.
  *
  * Loading: the UI imports `web/src/engine/index.ts` if it exists and calls its
- * `createChatEngine` export (type `CreateChatEngine`). Nothing in this file runs; types only.
+ * `createChatEngine` export (type `CreateChatEngine`). Only one tab per device runs an engine
+ * (the UI holds the "loft-engine" Web Lock); other tabs get the offline stand-in.
+ *
+ * What the UI already does, and what it expects of the engine:
+ *  - Contacts are added, trusted, blocked and deleted by the UI (storage + `contactChanged`).
+ *    Links are checked with core/identity `decideIdentity`; outcomes that need the user become
+ *    `ContactRecord.pending`. The engine runs the same TOFU check on the identity a peer presents
+ *    in the Noise handshake: `unchanged`/`updated` → `touchContact`/`updateContactIdentity`;
+ *    `noise-key-rotated`/`conflict`/`downgrade` → close the link, `recordIdentityChange`, emit
+ *    `identity-change`; an unknown identity key connecting to us → store it as an Unknown contact
+ *    and emit `contact-added` (or ignore it; a product decision to write down).
+ *  - The engine never dials, accepts or sends to a contact whose trust is `rejected` or that has
+ *    `pending` set (`refuseIfBlocked` in web/src/offline-engine.ts does the check).
+ *  - Endpoints: our own come from `getSettings()`; a contact's from `ContactRecord.endpoints`
+ *    (the link they gave us). The UI puts `getSettings()` and `contactLinkRefs()` in our link.
+ *  - History: the UI lists `StoredMessage`s from storage and refreshes on `message` and
+ *    `message-state` events; the engine writes first, then emits.
+ *
+ * Nothing in this file runs except the tiny `EngineRefusal` error class.
  */
 import type { Identity, Trust, UserIdentity } from "../identity.ts";
 
@@ -308,6 +326,13 @@ export interface ChatEngine {
   /** Current presence; `offline` for unknown contacts. */
   presence(contactId: ContactId): Presence;
   serviceStatus(): ServiceStatus;
+
+  /**
+   * Opaque references to put in the user's own contact link (core ContactLink `refs`, e.g. a
+   * relay mailbox queue id or a prekey bundle reference for offline first contact). Optional;
+   * keys `[a-z0-9._-]{1,32}`, values ≤ 512 bytes, at most 8 entries.
+   */
+  contactLinkRefs?(): Promise<Record<string, Uint8Array> | undefined>;
 
   /** Subscribe to events; returns the unsubscribe function (use it in Solid's `onCleanup`). */
   subscribe(listener: EngineListener): () => void;

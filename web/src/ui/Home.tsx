@@ -1,7 +1,7 @@
 /** Home: contacts with presence and trust, and the ways to add one or share your own link. */
 import { createResource, createSignal, For, Show } from "solid-js";
 import type { AppModel } from "../app/model.ts";
-import { makeContactLink, parseContactLink } from "../identity.ts";
+import { type ContactLink, makeContactLink, parseContactLink } from "../identity.ts";
 import { presenceLabel, TRUST_LABEL } from "./format.ts";
 import { Qr } from "./Qr.tsx";
 
@@ -96,16 +96,26 @@ export function Back(props: { app: AppModel; to?: Parameters<AppModel["go"]>[0] 
 export function MyLink(props: { app: AppModel }) {
   const app = props.app;
   const [copied, setCopied] = createSignal(false);
-  const [settings] = createResource(() => app.storage.getSettings());
+  const [parts] = createResource(async () => ({
+    settings: await app.storage.getSettings(),
+    refs: await app.engine?.contactLinkRefs?.().catch(() => undefined),
+  }));
   const link = () => {
     const u = app.user();
-    const s = settings();
-    if (!u || !s) return "";
-    return makeContactLink(location.origin, {
+    const p = parts();
+    if (!u || !p) return "";
+    const l: ContactLink = {
       identity: u.identity,
-      signaling: [s.signalingUrl],
-      relay: s.relayUrls,
-    });
+      signaling: [p.settings.signalingUrl],
+      relay: p.settings.relayUrls,
+    };
+    if (p.refs && Object.keys(p.refs).length > 0) l.refs = p.refs;
+    try {
+      return makeContactLink(location.origin, l);
+    } catch (e) {
+      app.setNotice((e as Error).message);
+      return "";
+    }
   };
   const copy = async () => {
     try {

@@ -1,0 +1,174 @@
+/**
+ * Loft's first-contact vectors (docs/vectors/pqxdh-v1.json): stores, bundles, initial messages and
+ * both resulting ratchet states replay from the random draws the file lists; the documented key
+ * agreement (docs/protocol/prekeys.md, recomputed from Bob's secrets with noble primitives only)
+ * yields the SK that opens Alice's first message; and the generator reproduces the file exactly.
+ */
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import {
+  buildPqxdhVectorFile,
+  documentedPqxdh,
+  PQXDH_VECTOR_FILE,
+} from "../../scripts/gen-ratchet-vectors.ts";
+import { fromHex, toHex } from "../bytes.ts";
+import type { Result } from "../errors.ts";
+import type { RandomBytes } from "../ratchet/index.ts";
+import {
+  initBob,
+  ratchetAssociatedData,
+  ratchetDecrypt,
+  serializeRatchet,
+  splitBootstrapSecret,
+} from "../ratchet/index.ts";
+import {
+  acceptInitialMessage,
+  createPrekeyStore,
+  decodeInitialMessage,
+  deserializePrekeyStore,
+  encodePrekeyBundle,
+  initiateSession,
+  type PrekeyStore,
+  prekeyBundle,
+  serializePrekeyStore,
+} from "./index.ts";
+
+interface Case {
+  name: string;
+  now: number;
+  bundle: string;
+  bob_store_before: string;
+  plaintext: string;
+  initiate_random: string[];
+  initial_message: string;
+  alice_state: string;
+  derivation: Record<string, string | null>;
+  accept_random: string[];
+  sender_identity_key: string;
+  bob_store_after: string;
+  bob_state: string;
+  replay_error: string;
+}
+
+interface PqxdhVectorFile {
+  alice: { identity_secret: string; identity_key: string; store_random: string[]; store: string };
+  bob: {
+    identity_secret: string;
+    identity_key: string;
+    store_random: string[];
+    store: string;
+    store_without_one_time_keys_random: string[];
+    store_without_one_time_keys: string;
+  };
+  cases: Case[];
+}
+
+function replayRandom(draws: readonly string[]): RandomBytes {
+  let i = 0;
+  return (n) => {
+    const next = draws[i++];
+    if (next === undefined || next.length !== 2 * n)
+      throw new Error(`vector: draw ${i - 1} missing or not ${n} bytes`);
+    return fromHex(next);
+  };
+}
+
+function unwrap<T>(r: Result<T>): T {
+  if (!r.ok) throw r.error;
+  return r.value;
+}
+
+const committed = readFileSync(PQXDH_VECTOR_FILE, "utf8");
+const file = JSON.parse(committed) as PqxdhVectorFile;
+const store = (hex: string): PrekeyStore => unwrap(deserializePrekeyStore(fromHex(hex)));
+
+describe("docs/vectors/pqxdh-v1.json", () => {
+  it("prekey stores regenerate from the identity secrets and the recorded draws", () => {
+    const make = (secret: string, draws: string[], oneTimePrekeys: number, oneTimeKemPrekeys: number) =>
+      toHex(
+        serializePrekeyStore(
+          createPrekeyStore({
+            identitySecretKey: fromHex(secret),
+            now: 1_700_000_000_000,
+            oneTimePrekeys,
+            oneTimeKemPrekeys,
+            random: replayRandom(draws),
+          }),
+        ),
+      );
+    expect(make(file.alice.identity_secret, file.alice.store_random, 1, 0)).toBe(file.alice.store);
+    expect(make(file.bob.identity_secret, file.bob.store_random, 2, 1)).toBe(file.bob.store);
+    expect(make(file.bob.identity_secret, file.bob.store_without_one_time_keys_random, 0, 0)).toBe(
+      file.bob.store_without_one_time_keys,
+    );
+  });
+
+  it.each(file.cases.map((c) => [c.name, c] as const))("%s: replays on both sides", (_, c) => {
+    expect(toHex(encodePrekeyBundle(prekeyBundle(store(c.bob_store_before))))).toBe(c.bundle);
+    const started = unwrap(
+      initiateSession({
+        sender: store(file.alice.store),
+        bundle: fromHex(c.bundle),
+        recipientIdentityKey: fromHex(file.bob.identity_key),
+        plaintext: fromHex(c.plaintext),
+        now: c.now,
+        random: replayRandom(c.initiate_random),
+      }),
+    );
+    expect(toHex(started.message)).toBe(c.initial_message);
+    expect(toHex(serializeRatchet(started.state))).toBe(c.alice_state);
+    const bob = store(c.bob_store_before);
+    const accepted = unwrap(
+      acceptInitialMessage(bob, fromHex(c.initial_message), {
+        now: c.now,
+        random: replayRandom(c.accept_random),
+      }),
+    );
+    expect(toHex(accepted.plaintext)).toBe(c.plaintext);
+    expect(toHex(accepted.senderIdentityKey)).toBe(c.sender_identity_key);
+    expect(c.sender_identity_key).toBe(file.alice.identity_key);
+    expect(toHex(serializePrekeyStore(accepted.store))).toBe(c.bob_store_after);
+    expect(toHex(serializeRatchet(accepted.state))).toBe(c.bob_state);
+    const replayed = acceptInitialMessage(accepted.store, fromHex(c.initial_message), { now: c.now });
+    expect(replayed.ok ? "accepted" : replayed.error.code).toBe(c.replay_error);
+  });
+
+  it.each(file.cases.map((c) => [c.name, c] as const))(
+    "%s: the documented key agreement gives the SK that opens Alice's first message",
+    (_, c) => {
+      const bob = store(c.bob_store_before);
+      const alice = store(file.alice.store);
+      const { header, ratchetMessage } = unwrap(decodeInitialMessage(fromHex(c.initial_message)));
+      const spk = bob.signedPrekeys.find((k) => k.id === header.signedPrekeyId)!;
+      const kem = [...bob.kemPrekeys, ...bob.oneTimeKemPrekeys].find((k) => k.id === header.kemPrekeyId)!;
+      const opk = bob.oneTimePrekeys.find((k) => k.id === header.oneTimePrekeyId) ?? null;
+      const derived = documentedPqxdh({
+        bobIdentityKey: bob.identityKey,
+        bobSignedPrekey: spk,
+        bobKemPrekey: kem,
+        bobOneTimePrekey: opk,
+        aliceSignedPrekeyPublic: alice.signedPrekeys[0]!.publicKey,
+        baseKey: header.baseKey,
+        kemCiphertext: header.kemCiphertext,
+        sealedSender: header.sealedSender,
+      });
+      expect(derived).toEqual(c.derivation);
+      // The sealed sender block is IK_A ‖ SPK_A id ‖ SPK_A ‖ signature.
+      expect(derived.sender_block!.slice(0, 64)).toBe(file.alice.identity_key);
+      const keys = splitBootstrapSecret(fromHex(derived.sk!));
+      const session = initBob({
+        sharedSecret: keys.sharedSecret,
+        sharedHeaderKeyA: keys.sharedHeaderKeyA,
+        sharedNextHeaderKeyB: keys.sharedNextHeaderKeyB,
+        bobRatchetKeyPair: spk,
+        ad: ratchetAssociatedData(alice.identityKey, bob.identityKey),
+      });
+      const opened = unwrap(ratchetDecrypt(session, ratchetMessage, c.now));
+      expect(toHex(opened.plaintext)).toBe(c.plaintext);
+    },
+  );
+
+  it("is exactly what scripts/gen-ratchet-vectors.ts generates", () => {
+    expect(buildPqxdhVectorFile()).toBe(committed);
+  });
+});

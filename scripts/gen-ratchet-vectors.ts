@@ -1,0 +1,460 @@
+/**
+ * Generates Loft's own Double Ratchet and PQXDH-style first-contact vectors:
+ *
+ *   docs/vectors/ratchet-v1.json  KDF_RK_HE / KDF_CK / bootstrap split, and a scripted two-party
+ *                                 conversation with out-of-order delivery, a replay, a tampered
+ *                                 message and an expired skipped key (Signal DR §4 with header
+ *                                 encryption, docs/protocol/ratchet.md).
+ *   docs/vectors/pqxdh-v1.json    two prekey stores, Bob's bundle, and first contact with and
+ *                                 without one-time prekeys, with every intermediate value of the
+ *                                 key agreement (docs/protocol/prekeys.md).
+ *
+ * Every random byte an operation draws is produced by a ChaCha20 DRBG seeded with
+ * SHA-256("loft/vectors/" ‖ label) and written into the file, in draw order, next to the operation
+ * (`random: [hex, ...]`). A replay needs only those lists, never the DRBG. The tests
+ * (core/ratchet/vectors.test.ts, core/prekey/vectors.test.ts) replay the committed files and check
+ * that this script regenerates them byte for byte.
+ *
+ *   npx tsx scripts/gen-ratchet-vectors.ts          # rewrite both files
+ *   npx tsx scripts/gen-ratchet-vectors.ts --check  # exit 1 if a committed file differs
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { chacha20poly1305, rngChacha20 } from "@noble/ciphers/chacha.js";
+import { x25519 } from "@noble/curves/ed25519.js";
+import { hkdf } from "@noble/hashes/hkdf.js";
+import { sha256 } from "@noble/hashes/sha2.js";
+import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
+import { concatBytes, toHex, utf8 } from "../core/bytes.ts";
+import {
+  acceptInitialMessage,
+  createPrekeyStore,
+  encodePrekeyBundle,
+  initiateSession,
+  type PrekeyStore,
+  prekeyBundle,
+  serializePrekeyStore,
+} from "../core/prekey/index.ts";
+import {
+  DEFAULT_RATCHET_LIMITS,
+  generateRatchetKeyPair,
+  kdfChain,
+  kdfRoot,
+  type RandomBytes,
+  type RatchetState,
+  ratchetAssociatedData,
+  ratchetDecrypt,
+  ratchetEncrypt,
+  ratchetFromHandshake,
+  serializeRatchet,
+  splitBootstrapSecret,
+} from "../core/ratchet/index.ts";
+
+export const RATCHET_VECTOR_FILE = fileURLToPath(new URL("../docs/vectors/ratchet-v1.json", import.meta.url));
+export const PQXDH_VECTOR_FILE = fileURLToPath(new URL("../docs/vectors/pqxdh-v1.json", import.meta.url));
+
+/** A DRBG whose every draw is recorded, so the file can list them operation by operation. */
+class RecordedRandom {
+  readonly #prg;
+  #draws: string[] = [];
+  constructor(label: string) {
+    this.#prg = rngChacha20(sha256(utf8(`loft/vectors/${label}`)));
+  }
+  readonly random: RandomBytes = (n) => {
+    const bytes = this.#prg.randomBytes(n);
+    this.#draws.push(toHex(bytes));
+    return bytes;
+  };
+  /** The draws since the last call. */
+  take(): string[] {
+    const d = this.#draws;
+    this.#draws = [];
+    return d;
+  }
+}
+
+const T0 = 1_700_000_000_000;
+
+// ---------------------------------------------------------------------------------------------
+// Ratchet
+
+function kdfVectors(rng: RecordedRandom) {
+  const secret = rng.random(32);
+  const split = splitBootstrapSecret(secret);
+  const rk = rng.random(32);
+  const dhOut = rng.random(32);
+  const root = kdfRoot(rk, dhOut);
+  const ck = rng.random(32);
+  const chain = kdfChain(ck);
+  rng.take();
+  return {
+    bootstrap: {
+      secret: toHex(secret),
+      sk: toHex(split.sharedSecret),
+      shared_hka: toHex(split.sharedHeaderKeyA),
+      shared_nhkb: toHex(split.sharedNextHeaderKeyB),
+    },
+    kdf_rk: {
+      rk: toHex(rk),
+      dh_out: toHex(dhOut),
+      root_key: toHex(root.rootKey),
+      chain_key: toHex(root.chainKey),
+      next_header_key: toHex(root.nextHeaderKey),
+    },
+    kdf_ck: { ck: toHex(ck), message_key: toHex(chain.messageKey), next_chain_key: toHex(chain.chainKey) },
+  };
+}
+
+type Party = "alice" | "bob";
+
+export function buildRatchetVectorFile(): string {
+  const rng = new RecordedRandom("ratchet");
+  const kdf = kdfVectors(rng);
+
+  const exported = rng.random(32);
+  const bobKeys = generateRatchetKeyPair(rng.random);
+  rng.take();
+  const ad = ratchetAssociatedData(sha256(utf8("alice identity key")), sha256(utf8("bob identity key")));
+  const aliceInit = ratchetFromHandshake({
+    role: "initiator",
+    exported,
+    ad,
+    responderRatchetPublic: bobKeys.publicKey,
+    random: rng.random,
+  });
+  if (!aliceInit.ok) throw aliceInit.error;
+  const aliceInitRandom = rng.take();
+  const bobInit = ratchetFromHandshake({ role: "responder", exported, ad, ratchetKeyPair: bobKeys });
+  if (!bobInit.ok) throw bobInit.error;
+  const states: Record<Party, RatchetState> = { alice: aliceInit.value, bob: bobInit.value };
+  const initialStates = {
+    alice: toHex(serializeRatchet(states.alice)),
+    bob: toHex(serializeRatchet(states.bob)),
+  };
+
+  const messages = new Map<string, Uint8Array>();
+  const steps: Record<string, unknown>[] = [];
+  const encrypt = (party: Party, name: string, now: number, note: string) => {
+    const plaintext = utf8(`${party}: ${name}`);
+    const r = ratchetEncrypt(states[party], plaintext, now, { random: rng.random });
+    states[party] = r.state;
+    messages.set(name, r.message);
+    steps.push({
+      note,
+      party,
+      op: "encrypt",
+      now,
+      plaintext: toHex(plaintext),
+      random: rng.take(),
+      message: toHex(r.message),
+      state: toHex(serializeRatchet(states[party])),
+    });
+  };
+  const decrypt = (party: Party, message: Uint8Array, now: number, note: string) => {
+    const r = ratchetDecrypt(states[party], message, now, { random: rng.random });
+    if (r.ok) states[party] = r.value.state;
+    steps.push({
+      note,
+      party,
+      op: "decrypt",
+      now,
+      message: toHex(message),
+      random: rng.take(),
+      ...(r.ok ? { plaintext: toHex(r.value.plaintext) } : { error: r.error.code }),
+      state: toHex(serializeRatchet(states[party])),
+    });
+  };
+  const msg = (name: string) => messages.get(name)!;
+
+  encrypt("alice", "a0", T0, "Alice's first chain (header key shared_hka)");
+  encrypt("alice", "a1", T0 + 1, "");
+  encrypt("alice", "a2", T0 + 2, "");
+  decrypt("bob", msg("a2"), T0 + 10, "out of order: header opens under NHKr, DH ratchet, a0 and a1 skipped");
+  decrypt("bob", msg("a0"), T0 + 11, "skipped key used and deleted");
+  encrypt("bob", "b0", T0 + 12, "Bob's first chain (header key shared_nhkb)");
+  encrypt("bob", "b1", T0 + 13, "");
+  decrypt("alice", msg("b1"), T0 + 20, "Alice steps her DH ratchet; b0 skipped");
+  encrypt("alice", "a3", T0 + 21, "Alice's second chain: PN = 3");
+  decrypt("bob", msg("a3"), T0 + 30, "Bob steps his DH ratchet (nothing left to skip in the old chain)");
+  decrypt("bob", msg("a1"), T0 + 31, "skipped key of an earlier chain (its header key is only in MKSKIPPED)");
+  decrypt("alice", msg("b0"), T0 + 32, "skipped key");
+  decrypt("bob", msg("a3"), T0 + 33, "replay in the current chain: LOFT_ERR_REPLAY, state unchanged");
+  decrypt(
+    "bob",
+    msg("a1"),
+    T0 + 34,
+    "replay from a chain whose keys are all used: no header key left opens it, LOFT_ERR_DECRYPT",
+  );
+  encrypt("alice", "a4", T0 + 40, "");
+  encrypt("alice", "a5", T0 + 41, "");
+  const tampered = msg("a5").slice();
+  tampered[tampered.length - 1]! ^= 0x01;
+  decrypt("bob", tampered, T0 + 49, "tampered body: LOFT_ERR_DECRYPT, state unchanged");
+  decrypt("bob", msg("a5"), T0 + 50, "the genuine a5; a4's key is stored as skipped at T0 + 50");
+  decrypt(
+    "bob",
+    msg("a4"),
+    T0 + 50 + DEFAULT_RATCHET_LIMITS.skippedKeyTtlMs + 1,
+    "a4 arrives after the skipped-key TTL: its key has expired (LOFT_ERR_REPLAY)",
+  );
+  encrypt("bob", "b2", T0 + 60, "");
+  decrypt("alice", msg("b2"), T0 + 61, "");
+  const v2 = msg("a5").slice();
+  v2[0] = 0x02;
+  decrypt("alice", v2, T0 + 62, "unknown message version");
+
+  const file = {
+    description:
+      "Loft Double Ratchet with header encryption (Signal DR rev 4, §4), X25519 / HKDF-SHA-256 / " +
+      "HMAC-SHA-256 / XChaCha20-Poly1305. Layouts and KDFs: docs/protocol/ratchet.md. Each operation " +
+      "lists the random bytes it draws (in order); `state` is the party's serialized state afterwards.",
+    generator: "scripts/gen-ratchet-vectors.ts",
+    kdf,
+    session: {
+      exported: toHex(exported),
+      ad: toHex(ad),
+      limits: { ...DEFAULT_RATCHET_LIMITS },
+      bob_ratchet_secret: toHex(bobKeys.secretKey),
+      bob_ratchet_public: toHex(bobKeys.publicKey),
+      alice_init_random: aliceInitRandom,
+      alice_state: initialStates.alice,
+      bob_state: initialStates.bob,
+    },
+    steps,
+  };
+  return `${JSON.stringify(file, null, 2)}\n`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// PQXDH
+
+const F = new Uint8Array(32).fill(0xff);
+const u32 = (n: number) => new Uint8Array([n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]);
+
+export interface DocumentedPqxdhInputs {
+  readonly bobIdentityKey: Uint8Array;
+  readonly bobSignedPrekey: { id: number; publicKey: Uint8Array; secretKey: Uint8Array };
+  readonly bobKemPrekey: { id: number; publicKey: Uint8Array; seed: Uint8Array };
+  readonly bobOneTimePrekey: { id: number; publicKey: Uint8Array; secretKey: Uint8Array } | null;
+  readonly aliceSignedPrekeyPublic: Uint8Array;
+  readonly baseKey: Uint8Array;
+  readonly kemCiphertext: Uint8Array;
+  readonly sealedSender: Uint8Array;
+}
+
+/**
+ * The key agreement exactly as docs/protocol/prekeys.md writes it, computed from Bob's secrets with
+ * noble primitives only (no core/prekey code), so the vectors check the document, not just the code.
+ */
+export function documentedPqxdh(i: DocumentedPqxdhInputs) {
+  const dh1 = x25519.getSharedSecret(i.bobSignedPrekey.secretKey, i.aliceSignedPrekeyPublic);
+  const dh2 = x25519.getSharedSecret(i.bobSignedPrekey.secretKey, i.baseKey);
+  const dh3 = i.bobOneTimePrekey ? x25519.getSharedSecret(i.bobOneTimePrekey.secretKey, i.baseKey) : null;
+  const ss = ml_kem768.decapsulate(i.kemCiphertext, ml_kem768.keygen(i.bobKemPrekey.seed).secretKey);
+  const opkField = i.bobOneTimePrekey
+    ? concatBytes(new Uint8Array([1]), u32(i.bobOneTimePrekey.id), i.bobOneTimePrekey.publicKey)
+    : new Uint8Array([0]);
+  const h0 = sha256(
+    concatBytes(
+      utf8("LoftPQXDH/v1"),
+      i.bobIdentityKey,
+      u32(i.bobSignedPrekey.id),
+      i.bobSignedPrekey.publicKey,
+      u32(i.bobKemPrekey.id),
+      i.bobKemPrekey.publicKey,
+      opkField,
+      i.baseKey,
+      i.kemCiphertext,
+    ),
+  );
+  const oneTime = dh3 ? [dh3] : [];
+  const zeroSalt = new Uint8Array(32);
+  const sealKey = hkdf(
+    sha256,
+    concatBytes(F, dh2, ...oneTime, ss),
+    zeroSalt,
+    concatBytes(utf8("LoftPQXDH/v1/sealed-sender"), h0),
+    32,
+  );
+  const senderBlock = chacha20poly1305(sealKey, new Uint8Array(12), h0).decrypt(i.sealedSender);
+  const h1 = sha256(concatBytes(h0, i.sealedSender));
+  const sk = hkdf(
+    sha256,
+    concatBytes(F, dh1, dh2, ...oneTime, ss),
+    zeroSalt,
+    concatBytes(utf8("LoftPQXDH/v1/CURVE25519_SHA-256_ML-KEM-768"), h1),
+    32,
+  );
+  return {
+    dh1: toHex(dh1),
+    dh2: toHex(dh2),
+    dh3: dh3 ? toHex(dh3) : null,
+    ss: toHex(ss),
+    h0: toHex(h0),
+    seal_key: toHex(sealKey),
+    sender_block: toHex(senderBlock),
+    h1: toHex(h1),
+    sk: toHex(sk),
+  };
+}
+
+function firstContactCase(
+  name: string,
+  rng: RecordedRandom,
+  alice: PrekeyStore,
+  bob: PrekeyStore,
+  plaintext: string,
+  now: number,
+) {
+  const bundle = encodePrekeyBundle(prekeyBundle(bob));
+  const started = initiateSession({
+    sender: alice,
+    bundle,
+    recipientIdentityKey: bob.identityKey,
+    plaintext: utf8(plaintext),
+    now,
+    random: rng.random,
+  });
+  if (!started.ok) throw started.error;
+  const initiateRandom = rng.take();
+  const header = started.value.header;
+  const spk = bob.signedPrekeys.find((k) => k.id === header.signedPrekeyId)!;
+  const kem = [...bob.kemPrekeys, ...bob.oneTimeKemPrekeys].find((k) => k.id === header.kemPrekeyId)!;
+  const opk = bob.oneTimePrekeys.find((k) => k.id === header.oneTimePrekeyId) ?? null;
+  const derivation = documentedPqxdh({
+    bobIdentityKey: bob.identityKey,
+    bobSignedPrekey: spk,
+    bobKemPrekey: kem,
+    bobOneTimePrekey: opk,
+    aliceSignedPrekeyPublic: alice.signedPrekeys[0]!.publicKey,
+    baseKey: header.baseKey,
+    kemCiphertext: header.kemCiphertext,
+    sealedSender: header.sealedSender,
+  });
+  const bundleHex = toHex(bundle);
+  const bobStoreBefore = toHex(serializePrekeyStore(bob));
+  const accepted = acceptInitialMessage(bob, started.value.message, { now, random: rng.random });
+  if (!accepted.ok) throw accepted.error;
+  const replay = acceptInitialMessage(accepted.value.store, started.value.message, { now });
+  if (replay.ok) throw new Error("vector generation: replay accepted");
+  return {
+    result: {
+      name,
+      now,
+      bundle: bundleHex,
+      bob_store_before: bobStoreBefore,
+      plaintext: toHex(utf8(plaintext)),
+      initiate_random: initiateRandom,
+      initial_message: toHex(started.value.message),
+      alice_state: toHex(serializeRatchet(started.value.state)),
+      derivation,
+      accept_random: rng.take(),
+      sender_identity_key: toHex(accepted.value.senderIdentityKey),
+      bob_store_after: toHex(serializePrekeyStore(accepted.value.store)),
+      bob_state: toHex(serializeRatchet(accepted.value.state)),
+      replay_error: replay.error.code,
+    },
+    store: accepted.value.store,
+  };
+}
+
+export function buildPqxdhVectorFile(): string {
+  const rng = new RecordedRandom("pqxdh");
+  const aliceIdentitySecret = rng.random(32);
+  const bobIdentitySecret = rng.random(32);
+  rng.take();
+  const aliceStore = createPrekeyStore({
+    identitySecretKey: aliceIdentitySecret,
+    now: T0,
+    oneTimePrekeys: 1,
+    oneTimeKemPrekeys: 0,
+    random: rng.random,
+  });
+  const aliceStoreRandom = rng.take();
+  const bobStore = createPrekeyStore({
+    identitySecretKey: bobIdentitySecret,
+    now: T0,
+    oneTimePrekeys: 2,
+    oneTimeKemPrekeys: 1,
+    random: rng.random,
+  });
+  const bobStoreRandom = rng.take();
+  const bobBareStore = createPrekeyStore({
+    identitySecretKey: bobIdentitySecret,
+    now: T0,
+    oneTimePrekeys: 0,
+    oneTimeKemPrekeys: 0,
+    random: rng.random,
+  });
+  const bobBareStoreRandom = rng.take();
+  const stores = {
+    alice: toHex(serializePrekeyStore(aliceStore)),
+    bob: toHex(serializePrekeyStore(bobStore)),
+    bob_without_one_time_keys: toHex(serializePrekeyStore(bobBareStore)),
+  };
+  const withOneTime = firstContactCase(
+    "one-time X25519 and one-time ML-KEM prekeys",
+    rng,
+    aliceStore,
+    bobStore,
+    "hello bob, from alice",
+    T0 + 1000,
+  );
+  const lastResort = firstContactCase(
+    "no one-time prekeys: signed prekey and last-resort ML-KEM prekey only",
+    rng,
+    aliceStore,
+    bobBareStore,
+    "hello again",
+    T0 + 2000,
+  );
+
+  const file = {
+    description:
+      "Loft offline first contact (PQXDH rev 2 adapted to SREMP identities: DH1 = DH(SPK_A, SPK_B), " +
+      "DH2 = DH(EK_A, SPK_B), DH3 = DH(EK_A, OPK_B), ML-KEM-768, sealed sender). Layouts and KDF: " +
+      "docs/protocol/prekeys.md. Each operation lists the random bytes it draws, in order.",
+    generator: "scripts/gen-ratchet-vectors.ts",
+    alice: {
+      identity_secret: toHex(aliceIdentitySecret),
+      identity_key: toHex(aliceStore.identityKey),
+      store_random: aliceStoreRandom,
+      store: stores.alice,
+    },
+    bob: {
+      identity_secret: toHex(bobIdentitySecret),
+      identity_key: toHex(bobStore.identityKey),
+      store_random: bobStoreRandom,
+      store: stores.bob,
+      store_without_one_time_keys_random: bobBareStoreRandom,
+      store_without_one_time_keys: stores.bob_without_one_time_keys,
+    },
+    cases: [withOneTime.result, lastResort.result],
+  };
+  return `${JSON.stringify(file, null, 2)}\n`;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const outputs: [string, string][] = [
+    [RATCHET_VECTOR_FILE, buildRatchetVectorFile()],
+    [PQXDH_VECTOR_FILE, buildPqxdhVectorFile()],
+  ];
+  if (process.argv.includes("--check")) {
+    let same = true;
+    for (const [path, text] of outputs) {
+      let committed = "";
+      try {
+        committed = readFileSync(path, "utf8");
+      } catch {}
+      if (committed !== text) {
+        console.error(`${path} differs from what the generator produces`);
+        same = false;
+      }
+    }
+    process.exit(same ? 0 : 1);
+  }
+  for (const [path, text] of outputs) {
+    writeFileSync(path, text);
+    console.log(`wrote ${path}`);
+  }
+}

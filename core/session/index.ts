@@ -3,14 +3,16 @@
  * identities, then encrypted, chunked, rekeyed transport. docs/protocol/session.md.
  */
 export {
-  CHUNK_PAYLOAD,
-  type Chunk,
+  closeFrame,
   FRAME_CHUNK,
   FRAME_CLOSE,
   FRAME_DATA,
   FrameAssembler,
+  type Inbound,
+  MAX_CLOSE_REASON,
   MAX_DATA_PAYLOAD,
   MAX_FRAME_PLAINTEXT,
+  messageFrames,
 } from "./frames.ts";
 export {
   decodeHandshakePayload,

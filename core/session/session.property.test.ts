@@ -74,47 +74,51 @@ describe("FrameAssembler", () => {
       }),
     );
     fc.assert(
-      fc.property(fc.array(edit, { minLength: 1, maxLength: 3 }), fc.nat(200_000), (edits, limit) => {
-        const stream = validStream.slice();
-        let bytesChanged = false;
-        for (const e of edits) {
-          const at = e.at % stream.length;
-          if (e.kind === "flip") {
-            const f = stream[at]!.slice();
-            if (f.length === 0) continue;
-            f[e.pos % f.length]! ^= 1 << e.bit;
-            stream[at] = f;
-            bytesChanged = true;
-          } else if (e.kind === "truncate") {
-            stream[at] = stream[at]!.subarray(0, e.pos % (stream[at]!.length + 1));
-            bytesChanged = true;
-          } else if (e.kind === "drop") stream.splice(at, 1);
-          else if (e.kind === "duplicate") stream.splice(e.to % (stream.length + 1), 0, stream[at]!);
-          else if (e.kind === "swap") {
-            const to = e.to % stream.length;
-            [stream[at], stream[to]] = [stream[to]!, stream[at]!];
-          } else {
-            stream.splice(at, 0, e.junk);
-            bytesChanged = true;
+      fc.property(
+        fc.array(edit, { minLength: 1, maxLength: 3 }),
+        fc.integer({ min: 1, max: 200_000 }),
+        (edits, limit) => {
+          const stream = validStream.slice();
+          let bytesChanged = false;
+          for (const e of edits) {
+            const at = e.at % stream.length;
+            if (e.kind === "flip") {
+              const f = stream[at]!.slice();
+              if (f.length === 0) continue;
+              f[e.pos % f.length]! ^= 1 << e.bit;
+              stream[at] = f;
+              bytesChanged = true;
+            } else if (e.kind === "truncate") {
+              stream[at] = stream[at]!.subarray(0, e.pos % (stream[at]!.length + 1));
+              bytesChanged = true;
+            } else if (e.kind === "drop") stream.splice(at, 1);
+            else if (e.kind === "duplicate") stream.splice(e.to % (stream.length + 1), 0, stream[at]!);
+            else if (e.kind === "swap") {
+              const to = e.to % stream.length;
+              [stream[at], stream[to]] = [stream[to]!, stream[at]!];
+            } else {
+              stream.splice(at, 0, e.junk);
+              bytesChanged = true;
+            }
+            if (stream.length === 0) return;
           }
-          if (stream.length === 0) return;
-        }
-        const asm = new FrameAssembler(limit);
-        for (const f of stream) {
-          const r = asm.push(f);
-          if (!r.ok) {
-            expect(ASSEMBLER_ERRORS).toContain(r.error.code);
-            break;
+          const asm = new FrameAssembler(limit);
+          for (const f of stream) {
+            const r = asm.push(f);
+            if (!r.ok) {
+              expect(ASSEMBLER_ERRORS).toContain(r.error.code);
+              break;
+            }
+            if (r.value.kind === "close") break;
+            if (r.value.kind === "message" && !bytesChanged) {
+              // Frames moved around but unchanged: whatever comes out is one of the originals.
+              const m = r.value.message;
+              expect(originals.some((o) => equalBytes(o, m))).toBe(true);
+              expect(m.length).toBeLessThanOrEqual(limit);
+            }
           }
-          if (r.value.kind === "close") break;
-          if (r.value.kind === "message" && !bytesChanged) {
-            // Frames moved around but unchanged: whatever comes out is one of the originals.
-            const m = r.value.message;
-            expect(originals.some((o) => equalBytes(o, m))).toBe(true);
-            expect(m.length).toBeLessThanOrEqual(limit);
-          }
-        }
-      }),
+        },
+      ),
       { numRuns: FUZZ_RUNS },
     );
   });

@@ -14,7 +14,7 @@ import { HandshakeState } from "../noise/handshake-state.ts";
 import { XX_HFS } from "../noise/patterns.ts";
 import { generateKeyPair, type KeyPair } from "../noise/primitives.ts";
 import { decodeVersionHeader, encodeVersionHeader } from "../wire/version.ts";
-import { CHUNK_PAYLOAD, MAX_DATA_PAYLOAD } from "./frames.ts";
+import { MAX_DATA_PAYLOAD } from "./frames.ts";
 import { encodeHandshakePayload } from "./payload.ts";
 import { type LinkKind, sessionPrologue } from "./prologue.ts";
 import { establishSession, type Session, type SessionOptions } from "./session.ts";
@@ -86,8 +86,8 @@ describe("establishSession: success", () => {
       1,
       MAX_DATA_PAYLOAD,
       MAX_DATA_PAYLOAD + 1,
-      CHUNK_PAYLOAD * 3,
-      CHUNK_PAYLOAD * 3 + 17,
+      MAX_DATA_PAYLOAD * 3,
+      MAX_DATA_PAYLOAD * 3 + 17,
       1_000_000,
     ];
     const messages = sizes.map((n) => {

@@ -1,0 +1,448 @@
+/**
+ * The relay client state machine the PWA uses (docs/protocol/relay.md): version header, HELLO,
+ * then SMP-like queue commands correlated by request id, over any `Link` (a WebSocket in the
+ * browser — see ws-link.ts —, a memory link in tests).
+ *
+ * Follows SMP v9 (simplexmq protocol/simplex-messaging.md §SMP commands) for the command set:
+ * NEW/KEY/SKEY/SEND/SUB/GET/ACK/OFF/DEL, plus PING and prekey bundles (PKSET/PKGET). Every
+ * recipient command is signed with the queue's recipient key over the session id of this
+ * connection, so a captured command cannot be replayed on another connection. Pushed messages
+ * are decrypted (server→recipient layer) and handed to `onMessage`; they are removed from the
+ * relay only when the application calls `ack`.
+ *
+ * All failures surface as `RelayError` with a stable code; nothing else is thrown for bad input.
+ */
+import { randomBytes } from "@noble/hashes/utils.js";
+import { toHex } from "../bytes.ts";
+import type { Link } from "../link/link.ts";
+import { decodeVersionHeader, encodeVersionHeader } from "../wire/version.ts";
+import {
+  authPublicKey,
+  deriveRcvKey,
+  newAuthKeyPair,
+  newDhKeyPair,
+  type OpenedMessage,
+  openFromRelay,
+  signCommand,
+} from "./crypto.ts";
+import { codeForWire, RelayError, relayErrorFrom } from "./errors.ts";
+import {
+  type Command,
+  DEFAULT_FRAME_LIMIT,
+  decodeServerFrame,
+  encodeClientFrame,
+  encodeCommand,
+  MAX_BODY,
+  SEND_ID_LENGTH,
+  type ServerFrame,
+  type ServerFrameOf,
+} from "./protocol.ts";
+
+/** Everything the recipient keeps about one of its queues (store it encrypted). */
+export interface RecipientQueue {
+  recipientId: Uint8Array;
+  senderId: Uint8Array;
+  /** Ed25519 secret key signing recipient commands. */
+  recipientAuthSecret: Uint8Array;
+  /** Server→recipient key derived from the per-queue DH (secret; the DH secret itself is wiped). */
+  rcvKey: Uint8Array;
+}
+
+/** What a sender needs to send into a queue (sender id from the invitation, its own key). */
+export interface SenderQueue {
+  senderId: Uint8Array;
+  /** Ed25519 secret key signing SEND once the queue is secured; absent before. */
+  senderAuthSecret?: Uint8Array;
+}
+
+export interface RelayMessage {
+  recipientId: Uint8Array;
+  msgId: Uint8Array;
+  /** Seconds since the epoch when the relay accepted it. */
+  timestamp: number;
+  body: Uint8Array;
+}
+
+export interface PrekeyFetch {
+  bundle: Uint8Array;
+  oneTimePrekey?: Uint8Array;
+}
+
+export interface RelayHello {
+  sessionId: Uint8Array;
+  frameLimit: number;
+  queueQuota: number;
+  maxInFlight: number;
+}
+
+export interface RelayClientOptions {
+  /** Reject a request with LOFT_ERR_TIMEOUT after this long (default 30 s; 0 disables). */
+  timeoutMs?: number;
+  /** Pushed messages (after a SUB), already decrypted. Call `ack` once stored. */
+  onMessage?: (message: RelayMessage) => void;
+  /** A pushed frame that could not be used: undecryptable MSG, uncorrelated ERR, … */
+  onError?: (error: RelayError) => void;
+  /** The subscription of a queue ended (another connection subscribed, or the queue was deleted). */
+  onEnd?: (recipientId: Uint8Array) => void;
+}
+
+type Pending = {
+  resolve: (frame: ServerFrame) => void;
+  reject: (error: RelayError) => void;
+  timer: unknown;
+};
+
+const linkClosed = (detail: string) => new RelayError("LOFT_ERR_LINK_CLOSED", detail);
+
+export class RelayClient {
+  readonly hello: RelayHello;
+  readonly #link: Link;
+  readonly #options: RelayClientOptions;
+  readonly #pending = new Map<number, Pending>();
+  /** rcv keys of queues whose messages may arrive on this connection, by recipient id (hex). */
+  readonly #queues = new Map<string, Uint8Array>();
+  #nextId = 1;
+  #closed: RelayError | undefined;
+
+  private constructor(link: Link, hello: RelayHello, options: RelayClientOptions) {
+    this.#link = link;
+    this.hello = hello;
+    this.#options = options;
+    void this.#readLoop();
+  }
+
+  /**
+   * Run the opening: send our version header, read the relay's header and HELLO. The link must
+   * carry whole frames (one WebSocket message each).
+   */
+  static async connect(link: Link, options: RelayClientOptions = {}): Promise<RelayClient> {
+    try {
+      link.send(encodeVersionHeader());
+    } catch (e) {
+      throw linkClosed((e as Error).message);
+    }
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    const next = () => withTimeout(link.receive(), timeoutMs, "relay opening");
+    const header = decodeVersionHeader(await next());
+    if (!header.ok) {
+      link.close(header.error.code);
+      throw relayErrorFrom(header);
+    }
+    const hello = decodeServerFrame(await next());
+    if (!hello.ok) {
+      link.close(hello.error.code);
+      throw relayErrorFrom(hello);
+    }
+    if (hello.value.k === "ERR") {
+      link.close("relay-refused");
+      throw new RelayError(codeForWire(hello.value.e), "relay refused the connection");
+    }
+    if (hello.value.k !== "HELLO") {
+      link.close("LOFT_ERR_RELAY_UNEXPECTED");
+      throw new RelayError("LOFT_ERR_RELAY_UNEXPECTED", `expected HELLO, got ${hello.value.k}`);
+    }
+    const h = hello.value;
+    return new RelayClient(
+      link,
+      { sessionId: h.s, frameLimit: h.fl, queueQuota: h.qq, maxInFlight: h.mi },
+      options,
+    );
+  }
+
+  get closed(): boolean {
+    return this.#closed !== undefined;
+  }
+
+  close(): void {
+    this.#fail(linkClosed("closed by the client"));
+    this.#link.close("closed");
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Recipient commands
+
+  /**
+   * NEW: create a queue with fresh per-queue keys. With `subscribe` (default true) this
+   * connection receives its messages at once.
+   */
+  async createQueue(options: { subscribe?: boolean } = {}): Promise<RecipientQueue> {
+    const auth = newAuthKeyPair();
+    const dh = newDhKeyPair();
+    try {
+      const reply = await this.#request(
+        "IDS",
+        { k: "NEW", i: 0, rk: auth.publicKey, dk: dh.publicKey, sub: options.subscribe ?? true },
+        auth.secretKey,
+      );
+      const rcvKey = deriveRcvKey(dh.secretKey, reply.d, reply.r);
+      if (!rcvKey.ok) throw relayErrorFrom(rcvKey);
+      const queue: RecipientQueue = {
+        recipientId: reply.r.slice(),
+        senderId: reply.s.slice(),
+        recipientAuthSecret: auth.secretKey,
+        rcvKey: rcvKey.value,
+      };
+      if (options.subscribe ?? true) this.#queues.set(toHex(queue.recipientId), queue.rcvKey);
+      return queue;
+    } finally {
+      dh.secretKey.fill(0);
+    }
+  }
+
+  /** KEY: accept SEND from the holder of `senderAuthPublic` only. */
+  async secureQueue(queue: RecipientQueue, senderAuthPublic: Uint8Array): Promise<void> {
+    await this.#request(
+      "OK",
+      { k: "KEY", i: 0, q: queue.recipientId, sk: senderAuthPublic },
+      queue.recipientAuthSecret,
+    );
+  }
+
+  /** SUB: push this queue's messages to this connection, `window` of them in flight before ACKs. */
+  async subscribe(queue: RecipientQueue, window = 8): Promise<void> {
+    this.#queues.set(toHex(queue.recipientId), queue.rcvKey);
+    try {
+      await this.#request(
+        "OK",
+        { k: "SUB", i: 0, q: queue.recipientId, w: window },
+        queue.recipientAuthSecret,
+      );
+    } catch (e) {
+      this.#queues.delete(toHex(queue.recipientId));
+      throw e;
+    }
+  }
+
+  /** GET: poll the oldest message (undefined when the queue is empty). ACK it to get the next. */
+  async get(queue: RecipientQueue): Promise<RelayMessage | undefined> {
+    const reply = await this.#request(
+      ["MSG", "OK"],
+      { k: "GET", i: 0, q: queue.recipientId },
+      queue.recipientAuthSecret,
+    );
+    if (reply.k === "OK") return undefined;
+    const opened = openFromRelay(queue.rcvKey, reply.m, reply.b);
+    if (!opened.ok) throw relayErrorFrom(opened);
+    return toMessage(reply.q, reply.m, opened.value);
+  }
+
+  /** ACK: the message is stored on our side; the relay deletes it (cryptographically). */
+  async ack(queue: RecipientQueue, msgId: Uint8Array): Promise<void> {
+    await this.#request("OK", { k: "ACK", i: 0, q: queue.recipientId, m: msgId }, queue.recipientAuthSecret);
+  }
+
+  /** OFF: refuse further SENDs (messages already stored stay deliverable). */
+  async suspendQueue(queue: RecipientQueue): Promise<void> {
+    await this.#request("OK", { k: "OFF", i: 0, q: queue.recipientId }, queue.recipientAuthSecret);
+  }
+
+  /** DEL: delete the queue and every message in it. */
+  async deleteQueue(queue: RecipientQueue): Promise<void> {
+    await this.#request("OK", { k: "DEL", i: 0, q: queue.recipientId }, queue.recipientAuthSecret);
+    this.#queues.delete(toHex(queue.recipientId));
+  }
+
+  /**
+   * PKSET: publish an opaque signed prekey bundle and/or one-time prekeys for first contact
+   * (core/prekey defines their contents; the relay stores bytes). `replaceOneTime` drops the
+   * one-time prekeys stored before.
+   */
+  async publishPrekeys(
+    queue: RecipientQueue,
+    prekeys: { bundle?: Uint8Array; oneTimePrekeys?: Uint8Array[]; replaceOneTime?: boolean },
+  ): Promise<void> {
+    const cmd: Command = {
+      k: "PKSET",
+      i: 0,
+      q: queue.recipientId,
+      po: prekeys.oneTimePrekeys ?? [],
+      pr: prekeys.replaceOneTime ?? false,
+      ...(prekeys.bundle ? { pb: prekeys.bundle } : {}),
+    };
+    await this.#request("OK", cmd, queue.recipientAuthSecret);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Sender commands
+
+  /** SKEY: the sender secures the queue with its own key (generated here unless given). */
+  async senderSecure(queue: SenderQueue): Promise<SenderQueue> {
+    const secret = queue.senderAuthSecret ?? newAuthKeyPair().secretKey;
+    await this.#request("OK", { k: "SKEY", i: 0, q: queue.senderId, sk: authPublicKey(secret) }, secret);
+    return { senderId: queue.senderId, senderAuthSecret: secret };
+  }
+
+  /**
+   * SEND one body (≤ MAX_BODY bytes). Resolves once the relay has committed it durably.
+   * `sendId` (16 random bytes by default) makes a retry after a lost reply safe: the relay answers
+   * a repeated send id with LOFT_ERR_RELAY_DUPLICATE, which means "already stored".
+   * `sign` (default: whether the queue has a sender key) must be false until the queue is secured
+   * — the confirmation message of the KEY flow carries the sender's public key unsigned.
+   */
+  async send(
+    queue: SenderQueue,
+    body: Uint8Array,
+    options: { sendId?: Uint8Array; sign?: boolean } = {},
+  ): Promise<void> {
+    if (body.length > MAX_BODY)
+      throw new RelayError("LOFT_ERR_FRAME_TOO_LARGE", `body of ${body.length} bytes exceeds ${MAX_BODY}`);
+    const n = options.sendId ?? randomBytes(SEND_ID_LENGTH);
+    const sign = options.sign ?? queue.senderAuthSecret !== undefined;
+    await this.#request(
+      "OK",
+      { k: "SEND", i: 0, q: queue.senderId, n, b: body },
+      sign ? queue.senderAuthSecret : undefined,
+    );
+  }
+
+  /** PKGET: the bundle and one one-time prekey (which the relay removes) for first contact. */
+  async fetchPrekeys(senderId: Uint8Array): Promise<PrekeyFetch> {
+    const reply = await this.#request("PK", { k: "PKGET", i: 0, q: senderId });
+    return reply.po ? { bundle: reply.pb, oneTimePrekey: reply.po } : { bundle: reply.pb };
+  }
+
+  async ping(): Promise<void> {
+    await this.#request("OK", { k: "PING", i: 0 });
+  }
+
+  // ------------------------------------------------------------------------------------------
+
+  #request<K extends ServerFrame["k"]>(
+    expect: K | K[],
+    command: Command,
+    signingKey?: Uint8Array,
+  ): Promise<ServerFrameOf<K>> {
+    if (this.#closed) return Promise.reject(this.#closed);
+    const corr = this.#nextId;
+    this.#nextId = this.#nextId >= 0xffff_fffe ? 1 : this.#nextId + 1;
+    const t = encodeCommand({ ...command, i: corr } as Command);
+    if (t.length + 80 > this.hello.frameLimit)
+      return Promise.reject(
+        new RelayError("LOFT_ERR_FRAME_TOO_LARGE", "command exceeds the relay's frame limit"),
+      );
+    const frame = encodeClientFrame(
+      t,
+      signingKey ? signCommand(signingKey, this.hello.sessionId, t) : undefined,
+    );
+    const kinds: readonly string[] = Array.isArray(expect) ? expect : [expect];
+    return new Promise<ServerFrameOf<K>>((resolve, reject) => {
+      const timeoutMs = this.#options.timeoutMs ?? 30_000;
+      const timer =
+        timeoutMs > 0
+          ? setTimeout(() => {
+              this.#pending.delete(corr);
+              reject(new RelayError("LOFT_ERR_TIMEOUT", `${command.k} got no answer in ${timeoutMs} ms`));
+            }, timeoutMs)
+          : undefined;
+      this.#pending.set(corr, {
+        resolve: (f) => {
+          if (f.k === "ERR") reject(new RelayError(codeForWire(f.e), `${command.k} refused`));
+          else if (kinds.includes(f.k)) resolve(f as ServerFrameOf<K>);
+          else reject(new RelayError("LOFT_ERR_RELAY_UNEXPECTED", `${command.k} answered with ${f.k}`));
+        },
+        reject,
+        timer,
+      });
+      try {
+        this.#link.send(frame);
+      } catch (e) {
+        this.#settle(corr);
+        reject(linkClosed((e as Error).message));
+      }
+    });
+  }
+
+  #settle(corr: number): Pending | undefined {
+    const p = this.#pending.get(corr);
+    if (!p) return undefined;
+    this.#pending.delete(corr);
+    if (p.timer !== undefined) clearTimeout(p.timer);
+    return p;
+  }
+
+  async #readLoop(): Promise<void> {
+    for (;;) {
+      let bytes: Uint8Array;
+      try {
+        bytes = await this.#link.receive();
+      } catch (e) {
+        this.#fail(linkClosed((e as Error).message));
+        return;
+      }
+      const frame = decodeServerFrame(bytes, Math.max(this.hello.frameLimit, DEFAULT_FRAME_LIMIT));
+      if (!frame.ok) {
+        this.#options.onError?.(relayErrorFrom(frame));
+        continue;
+      }
+      this.#dispatch(frame.value);
+    }
+  }
+
+  #dispatch(f: ServerFrame): void {
+    switch (f.k) {
+      case "MSG":
+        if (f.i !== undefined) this.#settle(f.i)?.resolve(f);
+        else this.#pushed(f);
+        return;
+      case "END":
+        this.#queues.delete(toHex(f.q));
+        this.#options.onEnd?.(f.q);
+        return;
+      case "ERR":
+        if (f.i !== undefined && this.#pending.has(f.i)) this.#settle(f.i)?.resolve(f);
+        else this.#options.onError?.(new RelayError(codeForWire(f.e), "relay error on this connection"));
+        return;
+      case "HELLO":
+        this.#options.onError?.(new RelayError("LOFT_ERR_RELAY_UNEXPECTED", "second HELLO"));
+        return;
+      default: {
+        const p = this.#settle(f.i);
+        if (p) p.resolve(f);
+        else this.#options.onError?.(new RelayError("LOFT_ERR_RELAY_UNEXPECTED", `uncorrelated ${f.k}`));
+      }
+    }
+  }
+
+  #pushed(f: ServerFrameOf<"MSG">): void {
+    const rcvKey = this.#queues.get(toHex(f.q));
+    if (!rcvKey) {
+      this.#options.onError?.(
+        new RelayError("LOFT_ERR_RELAY_UNEXPECTED", "message for a queue not subscribed here"),
+      );
+      return;
+    }
+    const opened = openFromRelay(rcvKey, f.m, f.b);
+    if (!opened.ok) {
+      this.#options.onError?.(relayErrorFrom(opened));
+      return;
+    }
+    this.#options.onMessage?.(toMessage(f.q, f.m, opened.value));
+  }
+
+  #fail(error: RelayError): void {
+    if (this.#closed) return;
+    this.#closed = error;
+    for (const corr of [...this.#pending.keys()]) this.#settle(corr)?.reject(error);
+  }
+}
+
+function toMessage(q: Uint8Array, m: Uint8Array, opened: OpenedMessage): RelayMessage {
+  return { recipientId: q.slice(), msgId: m.slice(), timestamp: opened.timestamp, body: opened.body };
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  if (ms <= 0) return p;
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new RelayError("LOFT_ERR_TIMEOUT", `${what} timed out`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(timer);
+        reject(e instanceof RelayError ? e : linkClosed((e as Error).message));
+      },
+    );
+  });
+}

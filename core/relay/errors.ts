@@ -1,0 +1,98 @@
+/**
+ * Typed errors of the relay mailbox protocol (docs/protocol/relay.md §Errors).
+ *
+ * The relay answers a refused command with `ERR` and a short wire code (SMP's error names where
+ * SMP has one: `AUTH`, `QUOTA`, `NO_MSG`, `LARGE_MSG` → `LARGE`, `PROHIBITED`, `INTERNAL`). The client
+ * maps each wire code to a stable `LOFT_ERR_*` code. Codes that already exist in core/errors.ts
+ * (malformed, schema, frame too large, version, timeout, link closed) are reused; the relay-only
+ * ones are `LOFT_ERR_RELAY_*`. `RelayError` carries either kind.
+ */
+import type { LoftErrorCode, Result } from "../errors.ts";
+
+/** Relay-specific failure classes (to be merged into `LoftErrorCode` by the lead). */
+export type RelayOnlyErrorCode =
+  /** Unknown queue, wrong key, bad or missing signature, suspended queue, wrong id kind. */
+  | "LOFT_ERR_RELAY_AUTH"
+  /** The queue holds its quota of messages. */
+  | "LOFT_ERR_RELAY_QUOTA"
+  /** ACK for a message that is not in flight to this connection. */
+  | "LOFT_ERR_RELAY_NO_MSG"
+  /** Command not allowed in this state (GET on a queue this connection subscribed, …). */
+  | "LOFT_ERR_RELAY_PROHIBITED"
+  /** A SEND whose send id the queue has already accepted (replay or retry). */
+  | "LOFT_ERR_RELAY_DUPLICATE"
+  /** A per-connection limit (queues, in-flight messages, stored prekeys) is reached. */
+  | "LOFT_ERR_RELAY_LIMIT"
+  /** The connection's token bucket is empty. */
+  | "LOFT_ERR_RELAY_RATE"
+  /** PKGET on a queue without a published prekey bundle. */
+  | "LOFT_ERR_RELAY_NO_BUNDLE"
+  /** The relay failed (store error); the command may be retried. */
+  | "LOFT_ERR_RELAY_INTERNAL"
+  /** The relay answered with a frame that does not fit the command (client side only). */
+  | "LOFT_ERR_RELAY_UNEXPECTED";
+
+export type RelayErrorCode = LoftErrorCode | RelayOnlyErrorCode;
+
+/** Short codes carried in `ERR` frames, one per failure class. */
+export const WIRE_ERROR_CODES = [
+  "AUTH",
+  "QUOTA",
+  "NO_MSG",
+  "PROHIBITED",
+  "DUPLICATE",
+  "LIMIT",
+  "RATE",
+  "NO_BUNDLE",
+  "INTERNAL",
+  "LARGE",
+  "MALFORMED",
+  "SCHEMA",
+  "UNKNOWN",
+  "VERSION",
+] as const;
+export type WireErrorCode = (typeof WIRE_ERROR_CODES)[number];
+
+const WIRE_TO_CODE: Record<WireErrorCode, RelayErrorCode> = {
+  AUTH: "LOFT_ERR_RELAY_AUTH",
+  QUOTA: "LOFT_ERR_RELAY_QUOTA",
+  NO_MSG: "LOFT_ERR_RELAY_NO_MSG",
+  PROHIBITED: "LOFT_ERR_RELAY_PROHIBITED",
+  DUPLICATE: "LOFT_ERR_RELAY_DUPLICATE",
+  LIMIT: "LOFT_ERR_RELAY_LIMIT",
+  RATE: "LOFT_ERR_RELAY_RATE",
+  NO_BUNDLE: "LOFT_ERR_RELAY_NO_BUNDLE",
+  INTERNAL: "LOFT_ERR_RELAY_INTERNAL",
+  LARGE: "LOFT_ERR_FRAME_TOO_LARGE",
+  MALFORMED: "LOFT_ERR_MALFORMED",
+  SCHEMA: "LOFT_ERR_SCHEMA",
+  UNKNOWN: "LOFT_ERR_UNKNOWN_TYPE",
+  VERSION: "LOFT_ERR_UNSUPPORTED_VERSION",
+};
+
+const CODE_TO_WIRE = new Map<RelayErrorCode, WireErrorCode>(
+  Object.entries(WIRE_TO_CODE).map(([w, c]) => [c, w as WireErrorCode]),
+);
+
+export const codeForWire = (wire: WireErrorCode): RelayErrorCode => WIRE_TO_CODE[wire];
+
+/** The wire code for a failure, or INTERNAL for codes that never go on the wire. */
+export const wireForCode = (code: RelayErrorCode): WireErrorCode => CODE_TO_WIRE.get(code) ?? "INTERNAL";
+
+export class RelayError extends Error {
+  readonly code: RelayErrorCode;
+  constructor(code: RelayErrorCode, message: string) {
+    super(`${code}: ${message}`);
+    this.name = "RelayError";
+    this.code = code;
+  }
+}
+
+export const isRelayError = (e: unknown): e is RelayError => e instanceof RelayError;
+
+/** A failed core `Result` as a RelayError (same code, same message). */
+export function relayErrorFrom(result: Result<unknown> & { ok: false }): RelayError {
+  const e = new RelayError(result.error.code, result.error.message);
+  e.message = result.error.message;
+  return e;
+}

@@ -1,0 +1,316 @@
+/**
+ * The relay mailbox protocol: SMP-like queues over WebSocket frames, encoded as canonical
+ * MessagePack and validated with valibot through core/wire/codec.ts.
+ *
+ * Follows the SimpleX Messaging Protocol (simplexmq protocol/simplex-messaging.md, v9) in its model
+ * — recipient-created simplex queues with separate recipient and sender ids, commands signed by
+ * per-queue Ed25519 keys, the session identifier bound into every signature, server→recipient
+ * re-encryption with a per-queue DH secret and the message id as nonce, AUTH for every
+ * authorization failure — and departs from it in encoding (MessagePack maps instead of SMP's
+ * ABNF blocks) and in a few semantics written down in docs/protocol/relay.md.
+ *
+ * Frame layout (docs/protocol/relay.md §Frames):
+ *   client → relay: `{ t: bin, a?: bin(64) }` where `t` is the canonical encoding of a Command
+ *                   and `a` an Ed25519 signature over `AUTH_DOMAIN ‖ sessionId ‖ t`.
+ *   relay → client: a ServerFrame map, unsigned (the transport is TLS).
+ */
+import * as v from "valibot";
+import { concatBytes, utf8 } from "../bytes.ts";
+import { err, ok, type Result } from "../errors.ts";
+import { type DecodeLimits, decodeRaw, encodeCanonical, uintSchema, validate } from "../wire/codec.ts";
+import { WIRE_ERROR_CODES } from "./errors.ts";
+
+// ---------------------------------------------------------------------------------------------
+// Sizes (docs/protocol/relay.md §Constants)
+
+/** Fixed block every message is padded to, at rest and inside the server→recipient layer. */
+export const BLOCK_SIZE = 16_384;
+/** Padding header: the body length, u16 big-endian. */
+export const PAD_HEADER = 2;
+/** Largest message body a SEND may carry. */
+export const MAX_BODY = BLOCK_SIZE - PAD_HEADER;
+/** Recipient id, sender id and message id: random bytes chosen by the relay. */
+export const ID_LENGTH = 24;
+/** Session identifier chosen by the relay per connection (HELLO). */
+export const SESSION_ID_LENGTH = 32;
+/** Client-chosen SEND id used to refuse replays and retries (DUPLICATE). */
+export const SEND_ID_LENGTH = 16;
+export const KEY_LENGTH = 32;
+export const SIGNATURE_LENGTH = 64;
+/** The server→recipient plaintext: u64 timestamp (seconds) ‖ padded block. */
+export const RCV_PLAINTEXT_LENGTH = 8 + BLOCK_SIZE;
+/** …and its XChaCha20-Poly1305 ciphertext (16-byte tag). */
+export const RCV_CIPHERTEXT_LENGTH = RCV_PLAINTEXT_LENGTH + 16;
+/** Largest prekey bundle blob (padded to one BLOCK_SIZE block at rest). */
+export const MAX_BUNDLE = BLOCK_SIZE - PAD_HEADER;
+/** Block size one-time prekeys are padded to at rest, and the largest one. */
+export const OTK_BLOCK_SIZE = 4096;
+export const MAX_OTK = OTK_BLOCK_SIZE - PAD_HEADER;
+/** Most one-time prekeys one PKSET may carry. */
+export const MAX_OTKS_PER_FRAME = 64;
+/** Largest SUB window (messages in flight to the subscriber before an ACK). */
+export const MAX_WINDOW = 255;
+/** Frames this small or smaller are always accepted by a relay (a SEND of MAX_BODY fits). */
+export const MIN_FRAME_LIMIT = 20_480;
+/** Default frame limit: the SREMP frame bound. */
+export const DEFAULT_FRAME_LIMIT = 65_535;
+
+/** Domain separation for command signatures. */
+export const AUTH_DOMAIN = utf8("loft-relay/1 auth\0");
+
+// ---------------------------------------------------------------------------------------------
+// Commands (client → relay)
+
+/** A byte string of `min..max` bytes (typed as plain `Uint8Array`, whatever its buffer). */
+export const bytesSchema = (min: number, max: number = min) =>
+  v.pipe(
+    v.custom<Uint8Array>((x) => x instanceof Uint8Array, "expected bytes"),
+    v.check(
+      (b) => b.length >= min && b.length <= max,
+      `expected ${min === max ? min : `${min}..${max}`} bytes`,
+    ),
+  );
+
+const id = bytesSchema(ID_LENGTH);
+const key = bytesSchema(KEY_LENGTH);
+const corr = uintSchema(0xffff_ffff);
+
+export const COMMAND_KINDS = [
+  "PING",
+  "NEW",
+  "KEY",
+  "SKEY",
+  "SEND",
+  "SUB",
+  "GET",
+  "ACK",
+  "OFF",
+  "DEL",
+  "PKSET",
+  "PKGET",
+] as const;
+export type CommandKind = (typeof COMMAND_KINDS)[number];
+
+export const commandSchema = v.variant("k", [
+  /** Keep-alive; unsigned. */
+  v.strictObject({ k: v.literal("PING"), i: corr }),
+  /** Create a queue. `rk` recipient auth key (Ed25519), `dk` recipient DH key (X25519). Signed by rk. */
+  v.strictObject({ k: v.literal("NEW"), i: corr, rk: key, dk: key, sub: v.boolean() }),
+  /** Recipient secures the queue with the sender's key. Recipient id, signed by the recipient key. */
+  v.strictObject({ k: v.literal("KEY"), i: corr, q: id, sk: key }),
+  /** Sender secures the queue itself. Sender id, signed by `sk`. */
+  v.strictObject({ k: v.literal("SKEY"), i: corr, q: id, sk: key }),
+  /** Send a message. Sender id; signed by the sender key once the queue is secured. */
+  v.strictObject({
+    k: v.literal("SEND"),
+    i: corr,
+    q: id,
+    n: bytesSchema(SEND_ID_LENGTH),
+    b: bytesSchema(0, MAX_BODY),
+  }),
+  /** Subscribe this connection (push delivery, `w` messages in flight). Recipient id, signed. */
+  v.strictObject({ k: v.literal("SUB"), i: corr, q: id, w: v.pipe(uintSchema(MAX_WINDOW), v.minValue(1)) }),
+  /** Poll one message. Recipient id, signed. */
+  v.strictObject({ k: v.literal("GET"), i: corr, q: id }),
+  /** Acknowledge (and delete) the message `m`. Recipient id, signed. */
+  v.strictObject({ k: v.literal("ACK"), i: corr, q: id, m: id }),
+  /** Suspend sending. Recipient id, signed. */
+  v.strictObject({ k: v.literal("OFF"), i: corr, q: id }),
+  /** Delete the queue and its messages. Recipient id, signed. */
+  v.strictObject({ k: v.literal("DEL"), i: corr, q: id }),
+  /** Publish a prekey bundle and/or one-time prekeys. Recipient id, signed. */
+  v.strictObject({
+    k: v.literal("PKSET"),
+    i: corr,
+    q: id,
+    pb: v.optional(bytesSchema(1, MAX_BUNDLE)),
+    po: v.pipe(v.array(bytesSchema(1, MAX_OTK)), v.maxLength(MAX_OTKS_PER_FRAME)),
+    pr: v.boolean(),
+  }),
+  /** Fetch the bundle and one one-time prekey (removed). Sender id, unsigned. */
+  v.strictObject({ k: v.literal("PKGET"), i: corr, q: id }),
+]);
+
+export type Command = v.InferOutput<typeof commandSchema>;
+export type CommandOf<K extends CommandKind> = Extract<Command, { k: K }>;
+
+/** Which key must sign a command (docs/protocol/relay.md §Authorization). */
+export type AuthRule = "none" | "self" | "recipient" | "sender-if-secured";
+export const AUTH_RULES: Record<CommandKind, AuthRule> = {
+  PING: "none",
+  NEW: "self",
+  KEY: "recipient",
+  SKEY: "self",
+  SEND: "sender-if-secured",
+  SUB: "recipient",
+  GET: "recipient",
+  ACK: "recipient",
+  OFF: "recipient",
+  DEL: "recipient",
+  PKSET: "recipient",
+  PKGET: "none",
+};
+
+export const clientFrameSchema = v.strictObject({
+  t: bytesSchema(1, 1 << 24),
+  a: v.optional(bytesSchema(SIGNATURE_LENGTH)),
+});
+export type ClientFrame = v.InferOutput<typeof clientFrameSchema>;
+
+/** The bytes a command signature covers: domain ‖ session id ‖ encoded command. */
+export function authInput(sessionId: Uint8Array, transmission: Uint8Array): Uint8Array {
+  return concatBytes(AUTH_DOMAIN, sessionId, transmission);
+}
+
+export const encodeCommand = (command: Command): Uint8Array => encodeCanonical(command);
+
+export function encodeClientFrame(transmission: Uint8Array, signature?: Uint8Array): Uint8Array {
+  return encodeCanonical(signature ? { t: transmission, a: signature } : { t: transmission });
+}
+
+/** Limits for decoding one client frame; `maxBytes` is the relay's frame limit. */
+export function clientFrameLimits(maxBytes: number): DecodeLimits {
+  return { maxBytes, maxStrLength: 16, maxArrayLength: 4, maxMapLength: 4 };
+}
+
+/** Limits for decoding the command inside a frame. */
+export function commandLimits(maxBytes: number): DecodeLimits {
+  return {
+    maxBytes,
+    maxBinLength: BLOCK_SIZE,
+    maxStrLength: 16,
+    maxArrayLength: MAX_OTKS_PER_FRAME + 1,
+    maxMapLength: 8,
+  };
+}
+
+/** Relay side: the outer frame. */
+export function decodeClientFrame(bytes: Uint8Array, maxBytes: number): Result<ClientFrame> {
+  const raw = decodeRaw(bytes, clientFrameLimits(maxBytes));
+  if (!raw.ok) return raw;
+  return validate(raw.value, clientFrameSchema);
+}
+
+/**
+ * Relay side: the command inside a frame. On a schema error the correlation id, when one can be
+ * read, is returned too so that the ERR reply can carry it.
+ */
+export function decodeCommand(
+  transmission: Uint8Array,
+  maxBytes: number,
+): Result<Command> & { corr?: number } {
+  const raw = decodeRaw(transmission, commandLimits(maxBytes));
+  if (!raw.ok) return raw;
+  const value = raw.value;
+  const corrId =
+    typeof value === "object" && value !== null && !(value instanceof Uint8Array)
+      ? (value as Record<string, unknown>).i
+      : undefined;
+  const out: Result<Command> & { corr?: number } = (() => {
+    const kind =
+      typeof value === "object" && value !== null ? (value as Record<string, unknown>).k : undefined;
+    if (typeof kind !== "string" || !(COMMAND_KINDS as readonly string[]).includes(kind))
+      return err<Command>("LOFT_ERR_UNKNOWN_TYPE", "k: unknown command");
+    return validate(value, commandSchema);
+  })();
+  if (
+    !out.ok &&
+    typeof corrId === "number" &&
+    Number.isInteger(corrId) &&
+    corrId >= 0 &&
+    corrId <= 0xffff_ffff
+  )
+    out.corr = corrId;
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server frames (relay → client)
+
+export const serverFrameSchema = v.variant("k", [
+  /** After the version headers: the session id every signature on this connection binds. */
+  v.strictObject({
+    k: v.literal("HELLO"),
+    s: bytesSchema(SESSION_ID_LENGTH),
+    /** The relay's frame limit, queue quota and most messages in flight per connection. */
+    fl: uintSchema(),
+    qq: uintSchema(),
+    mi: uintSchema(),
+  }),
+  v.strictObject({ k: v.literal("OK"), i: corr }),
+  /** NEW → recipient id, sender id, relay's per-queue DH key. */
+  v.strictObject({ k: v.literal("IDS"), i: corr, r: id, s: id, d: key }),
+  /** A message: pushed (no `i`) or the answer to GET (`i`). `b` is the server→recipient ciphertext. */
+  v.strictObject({
+    k: v.literal("MSG"),
+    i: v.optional(corr),
+    q: id,
+    m: id,
+    b: bytesSchema(RCV_CIPHERTEXT_LENGTH),
+  }),
+  /** The subscription of `q` moved to another connection or the queue was deleted. */
+  v.strictObject({ k: v.literal("END"), q: id }),
+  /** PKGET → the bundle and one one-time prekey, if any was left. */
+  v.strictObject({
+    k: v.literal("PK"),
+    i: corr,
+    pb: bytesSchema(1, MAX_BUNDLE),
+    po: v.optional(bytesSchema(1, MAX_OTK)),
+  }),
+  /** A refused command (`i` when it could be read) or a connection-level error (no `i`). */
+  v.strictObject({ k: v.literal("ERR"), i: v.optional(corr), e: v.picklist(WIRE_ERROR_CODES) }),
+]);
+
+export type ServerFrame = v.InferOutput<typeof serverFrameSchema>;
+export type ServerFrameOf<K extends ServerFrame["k"]> = Extract<ServerFrame, { k: K }>;
+
+export const encodeServerFrame = (frame: ServerFrame): Uint8Array => encodeCanonical(frame);
+
+export function serverFrameLimits(maxBytes: number): DecodeLimits {
+  return {
+    maxBytes,
+    maxBinLength: RCV_CIPHERTEXT_LENGTH,
+    maxStrLength: 16,
+    maxArrayLength: 0,
+    maxMapLength: 8,
+  };
+}
+
+/** Client side: one frame from the relay. */
+export function decodeServerFrame(bytes: Uint8Array, maxBytes = DEFAULT_FRAME_LIMIT): Result<ServerFrame> {
+  const raw = decodeRaw(bytes, serverFrameLimits(maxBytes));
+  if (!raw.ok) return raw;
+  const kind =
+    typeof raw.value === "object" && raw.value !== null
+      ? (raw.value as Record<string, unknown>).k
+      : undefined;
+  if (typeof kind !== "string" || !["HELLO", "OK", "IDS", "MSG", "END", "PK", "ERR"].includes(kind))
+    return err("LOFT_ERR_UNKNOWN_TYPE", "k: unknown frame");
+  return validate(raw.value, serverFrameSchema);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Padding (docs/protocol/relay.md §Padding)
+
+/** `u16be(len) ‖ body ‖ zeros` to exactly `size` bytes. Throws on a body that cannot fit. */
+export function padBlock(body: Uint8Array, size = BLOCK_SIZE): Uint8Array {
+  if (body.length > size - PAD_HEADER)
+    throw new RangeError(`padBlock: ${body.length} bytes exceed ${size - PAD_HEADER}`);
+  const out = new Uint8Array(size);
+  out[0] = body.length >>> 8;
+  out[1] = body.length & 0xff;
+  out.set(body, PAD_HEADER);
+  return out;
+}
+
+/** Inverse of padBlock; checks the length and that the fill is zero. */
+export function unpadBlock(block: Uint8Array, size = BLOCK_SIZE): Result<Uint8Array> {
+  if (block.length !== size)
+    return err("LOFT_ERR_PADDING", `block of ${block.length} bytes, expected ${size}`);
+  const len = (block[0]! << 8) | block[1]!;
+  if (len > size - PAD_HEADER) return err("LOFT_ERR_PADDING", "length header out of range");
+  let fill = 0;
+  for (let i = PAD_HEADER + len; i < size; i++) fill |= block[i]!;
+  if (fill !== 0) return err("LOFT_ERR_PADDING", "non-zero padding");
+  return ok(block.slice(PAD_HEADER, PAD_HEADER + len));
+}

@@ -1,0 +1,144 @@
+/**
+ * Relay options: flags and environment variables through server/config.ts (flags win).
+ * Every limit is configurable; defaults follow DESIGN.md ("Relay mailbox") and the GoRelay seed
+ * (48 h TTL, 7 days maximum, 5 failed deliveries, GC every 5 minutes).
+ */
+
+import { DEFAULT_FRAME_LIMIT, MAX_WINDOW, MIN_FRAME_LIMIT } from "../core/relay/protocol.ts";
+import { ConfigError, int, type OptionSpec, str } from "../server/config.ts";
+
+export const MAX_TTL_SECONDS = 7 * 24 * 3600;
+
+const engine = (raw: string): "lmdb" => {
+  if (raw !== "lmdb") throw new ConfigError(`unknown store engine "${raw}" (available: lmdb)`);
+  return raw;
+};
+
+export const relayOptions = {
+  dataDir: {
+    flag: "data-dir",
+    env: "LOFT_RELAY_DATA_DIR",
+    default: ".data/relay",
+    parse: str,
+    help: "folder of the relay store",
+  },
+  store: {
+    flag: "store",
+    env: "LOFT_RELAY_STORE",
+    default: "lmdb" as "lmdb",
+    parse: engine,
+    help: "store engine",
+  },
+  ttlSeconds: {
+    flag: "ttl",
+    env: "LOFT_RELAY_TTL_S",
+    default: 48 * 3600,
+    parse: int(1, MAX_TTL_SECONDS),
+    help: "seconds a message is kept (at most 7 days)",
+  },
+  gcIntervalSeconds: {
+    flag: "gc-interval",
+    env: "LOFT_RELAY_GC_INTERVAL_S",
+    default: 300,
+    parse: int(1, 86_400),
+    help: "seconds between garbage collections",
+  },
+  maxDeliveries: {
+    flag: "max-deliveries",
+    env: "LOFT_RELAY_MAX_DELIVERIES",
+    default: 5,
+    parse: int(1, 100),
+    help: "unacknowledged deliveries after which a message is dropped",
+  },
+  queueQuota: {
+    flag: "queue-quota",
+    env: "LOFT_RELAY_QUEUE_QUOTA",
+    default: 128,
+    parse: int(1, 100_000),
+    help: "messages one queue may hold",
+  },
+  maxPrekeys: {
+    flag: "max-prekeys",
+    env: "LOFT_RELAY_MAX_PREKEYS",
+    default: 100,
+    parse: int(0, 10_000),
+    help: "one-time prekeys one queue may hold",
+  },
+  maxFrameBytes: {
+    flag: "max-frame",
+    env: "LOFT_RELAY_MAX_FRAME",
+    default: DEFAULT_FRAME_LIMIT,
+    parse: int(MIN_FRAME_LIMIT, 1 << 20),
+    help: "largest accepted WebSocket frame in bytes (larger: typed error; twice as large: connection closed)",
+  },
+  maxQueuesPerConnection: {
+    flag: "max-queues-per-conn",
+    env: "LOFT_RELAY_MAX_QUEUES_PER_CONN",
+    default: 512,
+    parse: int(1, 1_000_000),
+    help: "queues one connection may create or subscribe",
+  },
+  maxInFlight: {
+    flag: "max-inflight",
+    env: "LOFT_RELAY_MAX_INFLIGHT",
+    default: 128,
+    parse: int(1, 100_000),
+    help: "unacknowledged messages delivered to one connection",
+  },
+  maxWindow: {
+    flag: "max-window",
+    env: "LOFT_RELAY_MAX_WINDOW",
+    default: 32,
+    parse: int(1, MAX_WINDOW),
+    help: "largest SUB window granted",
+  },
+  rateBurst: {
+    flag: "rate-burst",
+    env: "LOFT_RELAY_RATE_BURST",
+    default: 400,
+    parse: int(1, 10_000_000),
+    help: "commands a connection may send in a burst",
+  },
+  ratePerSecond: {
+    flag: "rate",
+    env: "LOFT_RELAY_RATE",
+    default: 200,
+    parse: int(0, 10_000_000),
+    help: "commands per second per connection, sustained (0: unlimited)",
+  },
+  connectionsPerSecondPerSource: {
+    flag: "conn-rate",
+    env: "LOFT_RELAY_CONN_RATE",
+    default: 20,
+    parse: int(0, 1_000_000),
+    help: "new connections per second per source address, 3× as burst (0: unlimited; addresses kept in memory only)",
+  },
+  maxConnections: {
+    flag: "max-connections",
+    env: "LOFT_RELAY_MAX_CONNECTIONS",
+    default: 50_000,
+    parse: int(1, 10_000_000),
+    help: "open WebSockets",
+  },
+  sendBufferBytes: {
+    flag: "send-buffer",
+    env: "LOFT_RELAY_SEND_BUFFER",
+    default: 8 << 20,
+    parse: int(1 << 16, 1 << 30),
+    help: "bytes queued to a slow client before it is disconnected",
+  },
+  openingTimeoutSeconds: {
+    flag: "opening-timeout",
+    env: "LOFT_RELAY_OPENING_TIMEOUT_S",
+    default: 10,
+    parse: int(1, 3600),
+    help: "seconds a client has to send its version header",
+  },
+} satisfies Record<string, OptionSpec<unknown>>;
+
+export type RelayConfig = { [K in keyof typeof relayOptions]: (typeof relayOptions)[K]["default"] };
+
+export const defaultRelayConfig = (overrides: Partial<RelayConfig> = {}): RelayConfig => ({
+  ...(Object.fromEntries(Object.entries(relayOptions).map(([k, s]) => [k, s.default])) as RelayConfig),
+  ...overrides,
+});

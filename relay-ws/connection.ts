@@ -1,0 +1,448 @@
+/**
+ * One relay WebSocket: version header, HELLO with the session id, then commands
+ * (docs/protocol/relay.md). Per-connection limits (frame size, token bucket, queues, messages in
+ * flight, send buffer) are enforced here; queue state lives in the store and in the service's
+ * subscription table.
+ *
+ * Ordering: every decision about a command (authorization, quota, sequence number) is taken
+ * synchronously against the store when the frame arrives; only the wait for durability is
+ * asynchronous. Replies and pushed messages of one queue therefore leave in the order the commands
+ * arrived (SMP §"Correlating responses with commands").
+ */
+import { randomBytes } from "node:crypto";
+import type { WebSocket } from "ws";
+import { toHex } from "../core/bytes.ts";
+import { deriveRcvKey, newDhKeyPair } from "../core/relay/crypto.ts";
+import type { WireErrorCode } from "../core/relay/errors.ts";
+import {
+  AUTH_RULES,
+  authInput,
+  type ClientFrame,
+  type Command,
+  type CommandOf,
+  decodeClientFrame,
+  decodeCommand,
+  encodeServerFrame,
+  ID_LENGTH,
+  SESSION_ID_LENGTH,
+  type ServerFrame,
+} from "../core/relay/protocol.ts";
+import { decodeVersionHeader, encodeVersionHeader } from "../core/wire/version.ts";
+import { ed25519Verify, sealDelivery } from "./node-crypto.ts";
+import type { RelayContext, Subscription } from "./service.ts";
+import type { QueueRecord, StoredMessageMeta } from "./store/types.ts";
+
+const ZERO_SIGNATURE = new Uint8Array(64);
+
+const LOFT_CODE_TO_WIRE: Record<string, WireErrorCode> = {
+  LOFT_ERR_FRAME_TOO_LARGE: "LARGE",
+  LOFT_ERR_MALFORMED: "MALFORMED",
+  LOFT_ERR_SCHEMA: "SCHEMA",
+  LOFT_ERR_UNKNOWN_TYPE: "UNKNOWN",
+};
+
+class Refused extends Error {
+  constructor(readonly wire: WireErrorCode) {
+    super(wire);
+  }
+}
+
+export class RelayConnection {
+  readonly #ctx: RelayContext;
+  readonly #ws: WebSocket;
+  readonly sessionId = new Uint8Array(randomBytes(SESSION_ID_LENGTH));
+  #state: "opening" | "ready" | "closed" = "opening";
+  #tokens: number;
+  #refilledAt: number;
+  /** Queues this connection created or subscribed (hex recipient ids), for the per-connection limit. */
+  readonly #queues = new Set<string>();
+  /** Subscriptions this connection owns, by hex recipient id. */
+  readonly subs = new Map<string, Subscription>();
+  /** Messages handed out by GET and not acknowledged, by hex recipient id. */
+  readonly #gets = new Map<string, { seq: number; msgId: string; rid: Uint8Array }>();
+  readonly #openingTimer: NodeJS.Timeout;
+  #alive = true;
+
+  constructor(ctx: RelayContext, ws: WebSocket) {
+    this.#ctx = ctx;
+    this.#ws = ws;
+    this.#tokens = ctx.config.rateBurst;
+    this.#refilledAt = performance.now();
+    this.#openingTimer = setTimeout(
+      () => this.close(1002, "LOFT_ERR_TIMEOUT"),
+      ctx.config.openingTimeoutSeconds * 1000,
+    );
+    this.#openingTimer.unref();
+    ws.on("message", (data, isBinary) => this.#onFrame(toBytes(data), isBinary));
+    ws.on("close", () => this.#onClosed());
+    ws.on("error", () => this.close(1011, "LOFT_ERR_LINK_CLOSED"));
+    ws.on("pong", () => {
+      this.#alive = true;
+    });
+    this.#send(encodeVersionHeader());
+  }
+
+  /** In-flight (delivered, unacknowledged) messages across this connection's subscriptions and GETs. */
+  get inFlight(): number {
+    let n = this.#gets.size;
+    for (const s of this.subs.values()) n += s.inflight.size;
+    return n;
+  }
+
+  /** Heartbeat: terminate a connection that did not answer the previous ping. */
+  heartbeat(): void {
+    if (this.#state === "closed") return;
+    if (!this.#alive) {
+      this.#ws.terminate();
+      return;
+    }
+    this.#alive = false;
+    this.#ws.ping();
+  }
+
+  close(code: number, reason: string, isError = true): void {
+    if (this.#state === "closed") return;
+    if (isError) this.#ctx.metrics.errors.inc({ code: reason });
+    this.#ws.close(code, reason);
+    this.#onClosed();
+  }
+
+  /** Send a server frame; disconnect a client that does not read. */
+  sendFrame(frame: ServerFrame): void {
+    this.#send(encodeServerFrame(frame));
+  }
+
+  #send(bytes: Uint8Array): void {
+    if (this.#state === "closed") return;
+    if (this.#ws.bufferedAmount > this.#ctx.config.sendBufferBytes) {
+      this.close(1008, "LOFT_ERR_RELAY_SLOW_CONSUMER");
+      return;
+    }
+    this.#ws.send(bytes, { binary: true });
+  }
+
+  #onClosed(): void {
+    if (this.#state === "closed") return;
+    this.#state = "closed";
+    clearTimeout(this.#openingTimer);
+    for (const sub of this.subs.values()) this.#ctx.unsubscribe(sub);
+    this.subs.clear();
+    this.#gets.clear();
+    this.#ctx.connectionClosed(this);
+  }
+
+  #error(wire: WireErrorCode, corr?: number, command = "frame"): void {
+    this.#ctx.metrics.commands.inc({ command, result: wire });
+    this.#ctx.metrics.errors.inc({ code: wire });
+    this.sendFrame(corr === undefined ? { k: "ERR", e: wire } : { k: "ERR", i: corr, e: wire });
+  }
+
+  #takeToken(): boolean {
+    const { ratePerSecond, rateBurst } = this.#ctx.config;
+    if (ratePerSecond === 0) return true;
+    const now = performance.now();
+    this.#tokens = Math.min(rateBurst, this.#tokens + ((now - this.#refilledAt) / 1000) * ratePerSecond);
+    this.#refilledAt = now;
+    this.#tokens -= 1;
+    // Spending a whole burst beyond the limit (only a client ignoring RATE errors does) closes it.
+    if (this.#tokens < -rateBurst) this.close(1008, "LOFT_ERR_RELAY_RATE");
+    return this.#tokens >= 0;
+  }
+
+  // ------------------------------------------------------------------------------------------
+
+  #onFrame(bytes: Uint8Array, isBinary: boolean): void {
+    if (this.#state === "closed") return;
+    if (this.#state === "opening") {
+      clearTimeout(this.#openingTimer);
+      const header = isBinary ? decodeVersionHeader(bytes) : undefined;
+      if (!header?.ok) {
+        this.#error("VERSION");
+        this.close(1002, "LOFT_ERR_UNSUPPORTED_VERSION");
+        return;
+      }
+      this.#state = "ready";
+      const c = this.#ctx.config;
+      this.sendFrame({
+        k: "HELLO",
+        s: this.sessionId,
+        fl: c.maxFrameBytes,
+        qq: c.queueQuota,
+        mi: c.maxInFlight,
+      });
+      return;
+    }
+    if (!isBinary) {
+      this.#error("MALFORMED");
+      return;
+    }
+    const frame = decodeClientFrame(bytes, this.#ctx.config.maxFrameBytes);
+    if (!frame.ok) {
+      this.#error(LOFT_CODE_TO_WIRE[frame.error.code] ?? "MALFORMED");
+      return;
+    }
+    const cmd = decodeCommand(frame.value.t, this.#ctx.config.maxFrameBytes);
+    if (!cmd.ok) {
+      this.#error(LOFT_CODE_TO_WIRE[cmd.error.code] ?? "SCHEMA", cmd.corr);
+      return;
+    }
+    if (!this.#takeToken()) {
+      this.#error("RATE", cmd.value.i, cmd.value.k);
+      return;
+    }
+    const command = cmd.value;
+    this.#ctx.track(
+      this.#dispatch(command, frame.value).then(
+        () => this.#ctx.metrics.commands.inc({ command: command.k, result: "ok" }),
+        (e: unknown) => {
+          if (e instanceof Refused) return this.#error(e.wire, command.i, command.k);
+          this.#ctx.log.error({ err: e, command: command.k }, "relay command failed");
+          this.#error("INTERNAL", command.i, command.k);
+        },
+      ),
+    );
+  }
+
+  /**
+   * Verify a signature over this connection's session; always does one verification, against a
+   * dummy key when there is no key, so unknown ids and bad signatures cost the same.
+   */
+  #verified(publicKey: Uint8Array | undefined, frame: ClientFrame): boolean {
+    const key = publicKey ? this.#ctx.keyObject(publicKey) : undefined;
+    const good = ed25519Verify(
+      key ?? this.#ctx.dummyKey,
+      authInput(this.sessionId, frame.t),
+      frame.a ?? ZERO_SIGNATURE,
+    );
+    return good && key !== undefined && frame.a !== undefined;
+  }
+
+  async #recipientQueue(cmd: Command & { q: Uint8Array }, frame: ClientFrame): Promise<QueueRecord> {
+    const q = await this.#ctx.store.queueByRecipient(cmd.q);
+    if (!this.#verified(q?.recipientKey, frame) || !q) throw new Refused("AUTH");
+    return q;
+  }
+
+  async #dispatch(cmd: Command, frame: ClientFrame): Promise<void> {
+    if (AUTH_RULES[cmd.k] === "none" && frame.a !== undefined) {
+      this.#verified(undefined, frame);
+      throw new Refused("AUTH");
+    }
+    switch (cmd.k) {
+      case "PING":
+        return this.sendFrame({ k: "OK", i: cmd.i });
+      case "NEW":
+        return this.#new(cmd, frame);
+      case "KEY": {
+        const q = await this.#recipientQueue(cmd, frame);
+        if (!this.#ctx.keyObject(cmd.sk)) throw new Refused("AUTH");
+        if ((await this.#ctx.store.secureQueue(q.recipientId, cmd.sk)) !== "ok") throw new Refused("AUTH");
+        return this.sendFrame({ k: "OK", i: cmd.i });
+      }
+      case "SKEY": {
+        const q = await this.#ctx.store.queueBySender(cmd.q);
+        if (!this.#verified(cmd.sk, frame) || !q || q.suspended) throw new Refused("AUTH");
+        if ((await this.#ctx.store.secureQueue(q.recipientId, cmd.sk)) !== "ok") throw new Refused("AUTH");
+        return this.sendFrame({ k: "OK", i: cmd.i });
+      }
+      case "SEND":
+        return this.#sendCmd(cmd, frame);
+      case "SUB":
+        return this.#sub(cmd, frame);
+      case "GET":
+        return this.#get(cmd, frame);
+      case "ACK":
+        return this.#ack(cmd, frame);
+      case "OFF": {
+        const q = await this.#recipientQueue(cmd, frame);
+        await this.#ctx.store.suspendQueue(q.recipientId);
+        return this.sendFrame({ k: "OK", i: cmd.i });
+      }
+      case "DEL": {
+        const q = await this.#recipientQueue(cmd, frame);
+        const hex = toHex(q.recipientId);
+        this.#ctx.endSubscription(hex, this);
+        this.#gets.delete(hex);
+        await this.#ctx.store.deleteQueue(q.recipientId);
+        return this.sendFrame({ k: "OK", i: cmd.i });
+      }
+      case "PKSET": {
+        const q = await this.#recipientQueue(cmd, frame);
+        const update = {
+          oneTime: cmd.po,
+          replaceOneTime: cmd.pr,
+          ...(cmd.pb ? { bundle: cmd.pb } : {}),
+        };
+        const r = await this.#ctx.store.setPrekeys(q.recipientId, update, this.#ctx.config.maxPrekeys);
+        if (r === "limit") throw new Refused("LIMIT");
+        if (r === "missing") throw new Refused("AUTH");
+        return this.sendFrame({ k: "OK", i: cmd.i });
+      }
+      case "PKGET": {
+        const q = await this.#ctx.store.queueBySender(cmd.q);
+        this.#verified(undefined, { t: frame.t });
+        if (!q) throw new Refused("AUTH");
+        const p = await this.#ctx.store.takePrekeys(q.recipientId);
+        if (!p) throw new Refused("NO_BUNDLE");
+        return this.sendFrame(
+          p.oneTime
+            ? { k: "PK", i: cmd.i, pb: p.bundle, po: p.oneTime }
+            : { k: "PK", i: cmd.i, pb: p.bundle },
+        );
+      }
+    }
+  }
+
+  #claimQueue(hex: string): void {
+    if (this.#queues.has(hex)) return;
+    if (this.#queues.size >= this.#ctx.config.maxQueuesPerConnection) throw new Refused("LIMIT");
+    this.#queues.add(hex);
+  }
+
+  async #new(cmd: CommandOf<"NEW">, frame: ClientFrame): Promise<void> {
+    if (!this.#verified(cmd.rk, frame)) throw new Refused("AUTH");
+    if (this.#queues.size >= this.#ctx.config.maxQueuesPerConnection) throw new Refused("LIMIT");
+    const store = this.#ctx.store;
+    let rid: Uint8Array;
+    let sid: Uint8Array;
+    do {
+      rid = new Uint8Array(randomBytes(ID_LENGTH));
+      sid = new Uint8Array(randomBytes(ID_LENGTH));
+    } while (
+      (await store.queueByRecipient(rid)) ||
+      (await store.queueBySender(sid)) ||
+      (await store.queueByRecipient(sid))
+    );
+    const dh = newDhKeyPair();
+    const rcvKey = deriveRcvKey(dh.secretKey, cmd.dk, rid);
+    dh.secretKey.fill(0);
+    if (!rcvKey.ok) throw new Refused("AUTH");
+    await store.createQueue({
+      recipientId: rid,
+      senderId: sid,
+      recipientKey: cmd.rk,
+      rcvKey: rcvKey.value,
+      senderKey: undefined,
+      suspended: false,
+    });
+    const hex = toHex(rid);
+    this.#claimQueue(hex);
+    this.sendFrame({ k: "IDS", i: cmd.i, r: rid, s: sid, d: dh.publicKey });
+    if (cmd.sub && this.#state !== "closed")
+      this.#ctx.subscribe(this, rid, rcvKey.value, Math.min(8, this.#ctx.config.maxWindow));
+  }
+
+  async #sendCmd(cmd: CommandOf<"SEND">, frame: ClientFrame): Promise<void> {
+    const started = performance.now();
+    const q = await this.#ctx.store.queueBySender(cmd.q);
+    // Secured queue: the sender key must sign. Unsecured: no signature allowed (SMP §Send message).
+    const authorized = q?.senderKey
+      ? this.#verified(q.senderKey, frame)
+      : !this.#verified(undefined, frame) && frame.a === undefined;
+    if (!q || !authorized || q.suspended) throw new Refused("AUTH");
+    const now = this.#ctx.clock();
+    const result = await this.#ctx.store.append(
+      q.recipientId,
+      {
+        msgId: new Uint8Array(randomBytes(ID_LENGTH)),
+        sendId: cmd.n,
+        timestamp: Math.floor(now / 1000),
+        expiresAt: now + this.#ctx.config.ttlSeconds * 1000,
+        body: cmd.b,
+      },
+      this.#ctx.config.queueQuota,
+    );
+    if (result === "quota") throw new Refused("QUOTA");
+    if (result === "duplicate") throw new Refused("DUPLICATE");
+    if (result !== "ok") throw new Refused("AUTH");
+    this.#ctx.metrics.sendCommitSeconds.observe((performance.now() - started) / 1000);
+    this.sendFrame({ k: "OK", i: cmd.i });
+  }
+
+  async #sub(cmd: CommandOf<"SUB">, frame: ClientFrame): Promise<void> {
+    const q = await this.#recipientQueue(cmd, frame);
+    const hex = toHex(q.recipientId);
+    this.#claimQueue(hex);
+    this.#gets.delete(hex);
+    this.sendFrame({ k: "OK", i: cmd.i });
+    this.#ctx.subscribe(this, q.recipientId, q.rcvKey, Math.min(cmd.w, this.#ctx.config.maxWindow));
+  }
+
+  async #get(cmd: CommandOf<"GET">, frame: ClientFrame): Promise<void> {
+    const q = await this.#recipientQueue(cmd, frame);
+    const hex = toHex(q.recipientId);
+    if (this.subs.has(hex)) throw new Refused("PROHIBITED");
+    // A message handed out by the previous GET and not acknowledged counts as a failed delivery.
+    const outstanding = this.#gets.get(hex);
+    this.#gets.delete(hex);
+    if (!outstanding && this.inFlight >= this.#ctx.config.maxInFlight) throw new Refused("LIMIT");
+    let after = -1;
+    for (;;) {
+      const m = await this.#ctx.store.next(q.recipientId, after);
+      if (!m) return this.sendFrame({ k: "OK", i: cmd.i });
+      after = m.seq;
+      if (await this.deliver(q.recipientId, q.rcvKey, m, cmd.i)) {
+        this.#gets.set(hex, { seq: m.seq, msgId: toHex(m.msgId), rid: q.recipientId });
+        return;
+      }
+    }
+  }
+
+  async #ack(cmd: CommandOf<"ACK">, frame: ClientFrame): Promise<void> {
+    const q = await this.#recipientQueue(cmd, frame);
+    const hex = toHex(q.recipientId);
+    const msgHex = toHex(cmd.m);
+    let seq: number | undefined;
+    const sub = this.subs.get(hex);
+    const got = this.#gets.get(hex);
+    if (sub?.inflight.has(msgHex)) {
+      seq = sub.inflight.get(msgHex);
+      sub.inflight.delete(msgHex);
+    } else if (got && got.msgId === msgHex) {
+      seq = got.seq;
+      this.#gets.delete(hex);
+    }
+    if (seq === undefined) throw new Refused("NO_MSG");
+    const removed = await this.#ctx.store.ack(q.recipientId, seq, cmd.m);
+    if (sub) this.#ctx.pump(sub);
+    if (!removed) throw new Refused("NO_MSG");
+    this.sendFrame({ k: "OK", i: cmd.i });
+  }
+
+  /**
+   * Hand one stored message to this connection (pushed, or as the answer to GET `corr`), unless it
+   * expired or already failed `maxDeliveries` times — then it is dropped and false returned.
+   */
+  async deliver(rid: Uint8Array, rcvKey: Uint8Array, m: StoredMessageMeta, corr?: number): Promise<boolean> {
+    const ctx = this.#ctx;
+    if (m.expiresAt <= ctx.clock()) {
+      if (await ctx.store.drop(rid, m.seq)) ctx.metrics.gcRemoved.inc({ reason: "expired" });
+      return false;
+    }
+    if (m.deliveries >= ctx.config.maxDeliveries) {
+      if (await ctx.store.drop(rid, m.seq)) ctx.metrics.gcRemoved.inc({ reason: "delivery_failures" });
+      return false;
+    }
+    const block = await ctx.store.read(rid, m.seq);
+    if (!block || this.#state === "closed") return false;
+    void ctx.store.markDelivered(rid, m.seq);
+    const b = sealDelivery(rcvKey, m.msgId, m.timestamp, block);
+    block.fill(0);
+    ctx.metrics.deliveries.inc();
+    this.sendFrame(
+      corr === undefined ? { k: "MSG", q: rid, m: m.msgId, b } : { k: "MSG", i: corr, q: rid, m: m.msgId, b },
+    );
+    return true;
+  }
+
+  get open(): boolean {
+    return this.#state !== "closed";
+  }
+}
+
+function toBytes(data: unknown): Uint8Array {
+  if (Array.isArray(data)) return new Uint8Array(Buffer.concat(data as Buffer[]));
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  const b = data as Buffer;
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}

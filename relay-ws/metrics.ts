@@ -1,0 +1,99 @@
+/**
+ * Prometheus metrics of the relay (docs/operations-relay.md §Metrics). Labels carry command names,
+ * results and error codes only — never queue ids, message ids or addresses.
+ */
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import type { StoreStats } from "./store/types.ts";
+
+export interface RelayMetrics {
+  connectionsTotal: Counter<"result">;
+  commands: Counter<"command" | "result">;
+  errors: Counter<"code">;
+  deliveries: Counter<string>;
+  gcRemoved: Counter<"reason">;
+  sendCommitSeconds: Histogram<string>;
+}
+
+export function createRelayMetrics(
+  registry: Registry,
+  sources: { connections: () => number; subscriptions: () => number; store: () => StoreStats },
+): RelayMetrics {
+  const registers = [registry];
+  new Gauge({
+    name: "loft_relay_connections",
+    help: "Open relay WebSockets",
+    registers,
+    collect() {
+      this.set(sources.connections());
+    },
+  });
+  new Gauge({
+    name: "loft_relay_subscriptions",
+    help: "Queues subscribed for push delivery",
+    registers,
+    collect() {
+      this.set(sources.subscriptions());
+    },
+  });
+  new Gauge({
+    name: "loft_relay_stored_messages",
+    help: "Messages held in the store",
+    registers,
+    collect() {
+      this.set(sources.store().messages);
+    },
+  });
+  new Gauge({
+    name: "loft_relay_stored_bytes",
+    help: "Bytes the stored messages occupy (padded and sealed)",
+    registers,
+    collect() {
+      this.set(sources.store().bytes);
+    },
+  });
+  new Gauge({
+    name: "loft_relay_queues",
+    help: "Queues in the store",
+    registers,
+    collect() {
+      this.set(sources.store().queues);
+    },
+  });
+  return {
+    connectionsTotal: new Counter({
+      name: "loft_relay_connections_total",
+      help: "WebSocket upgrades by result (accepted, rate_limited, full)",
+      labelNames: ["result"],
+      registers,
+    }),
+    commands: new Counter({
+      name: "loft_relay_commands_total",
+      help: "Commands by type and result (ok or the wire error code)",
+      labelNames: ["command", "result"],
+      registers,
+    }),
+    errors: new Counter({
+      name: "loft_relay_errors_total",
+      help: "Errors sent or connections closed, by code",
+      labelNames: ["code"],
+      registers,
+    }),
+    deliveries: new Counter({
+      name: "loft_relay_deliveries_total",
+      help: "Messages handed to recipients (pushed or GET)",
+      registers,
+    }),
+    gcRemoved: new Counter({
+      name: "loft_relay_gc_removed_total",
+      help: "Entries removed without an ACK, by reason (expired, delivery_failures, send_ids)",
+      labelNames: ["reason"],
+      registers,
+    }),
+    sendCommitSeconds: new Histogram({
+      name: "loft_relay_send_commit_seconds",
+      help: "Time from a SEND's arrival to its durable commit",
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1],
+      registers,
+    }),
+  };
+}

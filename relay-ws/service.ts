@@ -1,0 +1,307 @@
+/**
+ * The relay as a HostedService (server/host.ts): WebSocket mailbox at `/relay`, SMP-like queues
+ * (docs/protocol/relay.md), an embedded LMDB store, push delivery, garbage collection, limits and
+ * metrics. `relay-ws/main.ts` runs it alone; the one-process host mounts it next to signaling.
+ */
+
+import type { KeyObject } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
+import type { Registry } from "prom-client";
+import { WebSocketServer } from "ws";
+import { toHex } from "../core/bytes.ts";
+import type { HostedService } from "../server/host.ts";
+import type { Logger } from "../server/log.ts";
+import type { RelayConfig } from "./config.ts";
+import { RelayConnection } from "./connection.ts";
+import { createRelayMetrics, type RelayMetrics } from "./metrics.ts";
+import { dummyVerifier, ed25519PublicKey } from "./node-crypto.ts";
+import { LmdbStore } from "./store/lmdb.ts";
+import type { GcResult, RelayStore } from "./store/types.ts";
+
+export interface Subscription {
+  conn: RelayConnection;
+  rid: Uint8Array;
+  hex: string;
+  rcvKey: Uint8Array;
+  window: number;
+  /** Delivered, unacknowledged: hex message id → seq. */
+  inflight: Map<string, number>;
+  /** Highest seq handed out so far (-1: none). */
+  cursor: number;
+  pumping: boolean;
+  again: boolean;
+  active: boolean;
+}
+
+/** What connections share: config, store, metrics, subscriptions. */
+export interface RelayContext {
+  readonly config: RelayConfig;
+  readonly store: RelayStore;
+  readonly metrics: RelayMetrics;
+  readonly log: Logger;
+  readonly clock: () => number;
+  readonly dummyKey: KeyObject;
+  keyObject(publicKey: Uint8Array): KeyObject | undefined;
+  subscribe(conn: RelayConnection, rid: Uint8Array, rcvKey: Uint8Array, window: number): void;
+  unsubscribe(sub: Subscription): void;
+  /** Drop the subscription of a queue (DEL); the owner is told END unless it is `by`. */
+  endSubscription(hex: string, by: RelayConnection): void;
+  pump(sub: Subscription): void;
+  track(p: Promise<unknown>): void;
+  connectionClosed(conn: RelayConnection): void;
+}
+
+export interface RelayServiceDeps {
+  registry: Registry;
+  log: Logger;
+  /** Milliseconds since the epoch; injectable for TTL tests. */
+  clock?: () => number;
+  /** A store engine; by default LMDB in `config.dataDir`. */
+  store?: RelayStore;
+}
+
+export interface RelayService extends HostedService {
+  readonly store: RelayStore;
+  /** Run one garbage collection now (also runs every gcIntervalSeconds). */
+  runGc(): Promise<GcResult>;
+  readonly connectionCount: number;
+}
+
+const HEARTBEAT_MS = 30_000;
+const KEY_CACHE_MAX = 100_000;
+
+export function createRelayService(config: RelayConfig, deps: RelayServiceDeps): RelayService {
+  const log = deps.log.child({ service: "relay" });
+  const clock = deps.clock ?? Date.now;
+  let store = deps.store;
+  if (!store) {
+    mkdirSync(config.dataDir, { recursive: true });
+    store = new LmdbStore({ path: config.dataDir });
+  }
+  const theStore = store;
+  const connections = new Set<RelayConnection>();
+  const subscriptions = new Map<string, Subscription>();
+  const pending = new Set<Promise<unknown>>();
+  const keyCache = new Map<string, KeyObject | null>();
+  const sources = new Map<string, { tokens: number; at: number }>();
+  let closing = false;
+
+  const metrics = createRelayMetrics(deps.registry, {
+    connections: () => connections.size,
+    subscriptions: () => subscriptions.size,
+    store: () => theStore.stats(),
+  });
+
+  const ctx: RelayContext = {
+    config,
+    store: theStore,
+    metrics,
+    log,
+    clock,
+    dummyKey: dummyVerifier(),
+    keyObject(publicKey) {
+      const hex = toHex(publicKey);
+      let k = keyCache.get(hex);
+      if (k === undefined) {
+        if (keyCache.size >= KEY_CACHE_MAX) keyCache.clear();
+        k = ed25519PublicKey(publicKey) ?? null;
+        keyCache.set(hex, k);
+      }
+      return k ?? undefined;
+    },
+    subscribe(conn, rid, rcvKey, window) {
+      const hex = toHex(rid);
+      const existing = subscriptions.get(hex);
+      if (existing && existing.conn !== conn) {
+        existing.active = false;
+        existing.conn.subs.delete(hex);
+        existing.conn.sendFrame({ k: "END", q: rid });
+      }
+      let sub: Subscription;
+      if (existing && existing.conn === conn) {
+        sub = existing;
+        sub.window = window;
+        // Re-subscribing asks for everything not acknowledged again.
+        sub.cursor = -1;
+        sub.inflight.clear();
+      } else {
+        sub = {
+          conn,
+          rid,
+          hex,
+          rcvKey,
+          window,
+          inflight: new Map(),
+          cursor: -1,
+          pumping: false,
+          again: false,
+          active: true,
+        };
+        subscriptions.set(hex, sub);
+        conn.subs.set(hex, sub);
+      }
+      ctx.pump(sub);
+    },
+    unsubscribe(sub) {
+      sub.active = false;
+      if (subscriptions.get(sub.hex) === sub) subscriptions.delete(sub.hex);
+    },
+    endSubscription(hex, by) {
+      const sub = subscriptions.get(hex);
+      if (!sub) return;
+      if (sub.conn !== by) sub.conn.sendFrame({ k: "END", q: sub.rid });
+      sub.conn.subs.delete(hex);
+      ctx.unsubscribe(sub);
+    },
+    pump(sub) {
+      if (sub.pumping) {
+        sub.again = true;
+        return;
+      }
+      sub.pumping = true;
+      ctx.track(
+        (async () => {
+          try {
+            do {
+              sub.again = false;
+              while (sub.active && sub.inflight.size < sub.window && sub.conn.inFlight < config.maxInFlight) {
+                const m = await theStore.next(sub.rid, sub.cursor);
+                if (!m || !sub.active) break;
+                sub.cursor = m.seq;
+                if (await sub.conn.deliver(sub.rid, sub.rcvKey, m)) sub.inflight.set(toHex(m.msgId), m.seq);
+              }
+            } while (sub.again && sub.active);
+          } catch (e) {
+            log.error({ err: e }, "relay delivery failed");
+          } finally {
+            sub.pumping = false;
+          }
+        })(),
+      );
+    },
+    track(p) {
+      pending.add(p);
+      void p.finally(() => pending.delete(p));
+    },
+    connectionClosed(conn) {
+      connections.delete(conn);
+    },
+  };
+
+  theStore.onAppend((rid) => {
+    const sub = subscriptions.get(toHex(rid));
+    if (sub) ctx.pump(sub);
+  });
+
+  const wss = new WebSocketServer({
+    noServer: true,
+    // Frames up to maxFrameBytes get a typed error when oversized for their kind; beyond twice the
+    // limit ws closes the connection with 1009 before buffering more (transport-level violation).
+    maxPayload: config.maxFrameBytes * 2,
+    perMessageDeflate: false,
+    clientTracking: false,
+  });
+
+  async function runGc(): Promise<GcResult> {
+    const r = await theStore.gc(clock());
+    if (r.expiredMessages) metrics.gcRemoved.inc({ reason: "expired" }, r.expiredMessages);
+    if (r.expiredSendIds) metrics.gcRemoved.inc({ reason: "send_ids" }, r.expiredSendIds);
+    if (r.expiredMessages || r.expiredSendIds) log.info(r, "relay gc");
+    return r;
+  }
+
+  const gcTimer = setInterval(() => {
+    ctx.track(runGc().catch((e) => log.error({ err: e }, "relay gc failed")));
+  }, config.gcIntervalSeconds * 1000);
+  gcTimer.unref();
+  const heartbeatTimer = setInterval(() => {
+    for (const c of connections) c.heartbeat();
+    // Source buckets are kept in memory only, and only while they matter.
+    const now = performance.now();
+    for (const [k, b] of sources) if (now - b.at > 60_000) sources.delete(k);
+  }, HEARTBEAT_MS);
+  heartbeatTimer.unref();
+
+  /** Token bucket per source address (in memory only, never logged or stored). */
+  function admitSource(address: string): boolean {
+    const rate = config.connectionsPerSecondPerSource;
+    if (rate === 0) return true;
+    const now = performance.now();
+    const burst = rate * 3;
+    const b = sources.get(address) ?? { tokens: burst, at: now };
+    b.tokens = Math.min(burst, b.tokens + ((now - b.at) / 1000) * rate);
+    b.at = now;
+    sources.set(address, b);
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+
+  function refuse(socket: Duplex, status: string): void {
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  }
+
+  log.info({ engine: theStore.engine }, "relay store open");
+
+  return {
+    name: "relay",
+    path: "/relay",
+    store: theStore,
+    runGc,
+    get connectionCount() {
+      return connections.size;
+    },
+    handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer) {
+      if (closing) {
+        metrics.connectionsTotal.inc({ result: "closing" });
+        return refuse(socket, "503 Service Unavailable");
+      }
+      if (connections.size >= config.maxConnections) {
+        metrics.connectionsTotal.inc({ result: "full" });
+        return refuse(socket, "503 Service Unavailable");
+      }
+      if (!admitSource(req.socket.remoteAddress ?? "")) {
+        metrics.connectionsTotal.inc({ result: "rate_limited" });
+        return refuse(socket, "429 Too Many Requests");
+      }
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        metrics.connectionsTotal.inc({ result: "accepted" });
+        if (closing) {
+          ws.close(1001, "going away");
+          return;
+        }
+        connections.add(new RelayConnection(ctx, ws));
+      });
+    },
+    handleHttp(req: IncomingMessage, res: ServerResponse) {
+      const path = new URL(req.url ?? "/", "http://host.invalid").pathname;
+      if (path !== "/relay") return false;
+      res.writeHead(426, { "content-type": "text/plain", upgrade: "websocket" });
+      res.end("WebSocket only\n");
+      return true;
+    },
+    health() {
+      const s = theStore.stats();
+      return {
+        connections: connections.size,
+        subscriptions: subscriptions.size,
+        queues: s.queues,
+        stored_messages: s.messages,
+        engine: theStore.engine,
+      };
+    },
+    async close() {
+      if (closing) return;
+      closing = true;
+      clearInterval(gcTimer);
+      clearInterval(heartbeatTimer);
+      for (const c of [...connections]) c.close(1001, "going away", false);
+      while (pending.size > 0) await Promise.allSettled([...pending]);
+      wss.close();
+      await theStore.close();
+      log.info("relay closed");
+    },
+  };
+}

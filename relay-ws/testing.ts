@@ -1,0 +1,134 @@
+/**
+ * Test and bench helpers: a real relay (host + service + LMDB in a temp dir) on 127.0.0.1:0, real
+ * WebSocket clients, and a raw socket for sending hand-made frames. Nothing here is a mock.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Registry } from "prom-client";
+import WebSocket from "ws";
+import { RelayClient, type RelayClientOptions } from "../core/relay/client.ts";
+import { decodeServerFrame, type ServerFrame } from "../core/relay/protocol.ts";
+import { WebSocketLink } from "../core/relay/ws-link.ts";
+import { encodeVersionHeader } from "../core/wire/version.ts";
+import { createHost, type Host } from "../server/host.ts";
+import { createLogger } from "../server/log.ts";
+import { defaultRelayConfig, type RelayConfig } from "./config.ts";
+import { createRelayService, type RelayService } from "./service.ts";
+
+export interface TestRelay {
+  url: string;
+  port: number;
+  dataDir: string;
+  registry: Registry;
+  service: RelayService;
+  host: Host;
+  /** Close the relay (and remove its data dir unless `keep`). */
+  close(keep?: boolean): Promise<void>;
+}
+
+export async function startTestRelay(
+  overrides: Partial<RelayConfig> = {},
+  options: { clock?: () => number; dataDir?: string } = {},
+): Promise<TestRelay> {
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "loft-relay-"));
+  const config = defaultRelayConfig({ dataDir, connectionsPerSecondPerSource: 0, ...overrides });
+  const registry = new Registry();
+  const log = createLogger("relay-test", process.env.LOG_LEVEL ?? "warn");
+  const host = createHost({ port: 0, host: "127.0.0.1", staticDir: undefined, registry, log });
+  const service = createRelayService(config, {
+    registry,
+    log,
+    ...(options.clock ? { clock: options.clock } : {}),
+  });
+  host.mount(service);
+  const port = await host.listen();
+  return {
+    url: `ws://127.0.0.1:${port}/relay`,
+    port,
+    dataDir,
+    registry,
+    service,
+    host,
+    async close(keep = false) {
+      await host.close();
+      if (!keep && !options.dataDir) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Open a WebSocket and run the relay opening; returns the client. */
+export async function connectRelay(url: string, options: RelayClientOptions = {}): Promise<RelayClient> {
+  const ws = new WebSocket(url, { perMessageDeflate: false });
+  return RelayClient.connect(new WebSocketLink(ws), options);
+}
+
+/** A WebSocket that speaks raw frames: for bad input, floods and fuzzing. */
+export class RawSocket {
+  readonly ws: WebSocket;
+  readonly frames: Uint8Array[] = [];
+  readonly #waiters: (() => void)[] = [];
+  closeCode: number | undefined;
+  closeReason = "";
+  readonly opened: Promise<void>;
+  readonly closed: Promise<void>;
+
+  constructor(url: string) {
+    this.ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 1 << 22 });
+    this.opened = new Promise((resolve, reject) => {
+      this.ws.once("open", () => resolve());
+      this.ws.once("error", reject);
+    });
+    this.closed = new Promise((resolve) =>
+      this.ws.once("close", (code, reason) => {
+        this.closeCode = code;
+        this.closeReason = reason.toString();
+        for (const w of this.#waiters.splice(0)) w();
+        resolve();
+      }),
+    );
+    this.ws.on("error", () => {});
+    this.ws.on("message", (data) => {
+      this.frames.push(new Uint8Array(data as Buffer));
+      for (const w of this.#waiters.splice(0)) w();
+    });
+  }
+
+  static async open(url: string, withHeader = true): Promise<RawSocket> {
+    const s = new RawSocket(url);
+    await s.opened;
+    if (withHeader) {
+      s.send(encodeVersionHeader());
+      await s.next(); // the relay's version header
+      await s.next(); // HELLO
+    }
+    return s;
+  }
+
+  send(bytes: Uint8Array | string, binary = true): void {
+    this.ws.send(bytes, { binary });
+  }
+
+  /** The next raw frame (waits), or undefined once the socket is closed and drained. */
+  async next(): Promise<Uint8Array | undefined> {
+    for (;;) {
+      const f = this.frames.shift();
+      if (f) return f;
+      if (this.closeCode !== undefined) return undefined;
+      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+    }
+  }
+
+  /** The next frame decoded as a server frame (throws if it is not one). */
+  async nextFrame(): Promise<ServerFrame> {
+    const f = await this.next();
+    if (!f) throw new Error(`socket closed (${this.closeCode} ${this.closeReason})`);
+    const d = decodeServerFrame(f);
+    if (!d.ok) throw d.error;
+    return d.value;
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+}

@@ -38,6 +38,18 @@ export const binSchema = (min: number, max: number = min) =>
     ),
   );
 
+/**
+ * A text field: SREMP "Text content uses UTF-8", so no lone surrogates (which have no UTF-8 form;
+ * @msgpack/msgpack would carry them as WTF-8 `ed a0 80`). Length bounds count UTF-16 code units.
+ */
+export const textSchema = (min: number, max: number) =>
+  v.pipe(
+    v.string(),
+    v.minLength(min),
+    v.maxLength(max),
+    v.check((s) => !/\p{Cs}/u.test(s), "lone surrogate in text"),
+  );
+
 /** SREMP §constants MAX_FRAME_SIZE: one Noise transport message (65535 bytes). */
 export const MAX_FRAME_BYTES = 65_535;
 /** Request ids are u32; 0 is a valid id. */

@@ -137,6 +137,11 @@ describe("SREMP messages through the envelope codec", () => {
   it("errorReply truncates long messages and echoes ids", () => {
     const r = errorReply("LOFT_ERR_SCHEMA", "é".repeat(1000), 12);
     expect(r.message.length).toBe(256);
+    const astral = errorReply("X", "😀".repeat(200));
+    expect(astral.message.length).toBe(256); // 128 whole surrogate pairs
+    expect(errorReply("X", `a${"😀".repeat(200)}`).message.length).toBe(255); // never half a pair
+    expect(srempCodec.decode(srempCodec.encode(astral)).ok).toBe(true);
+    expect(errorReply("X", "a\ud800b").message).toBe("a\ufffdb");
     expect(srempCodec.decode(srempCodec.encode(r))).toMatchObject({ ok: true, id: 12 });
   });
 });

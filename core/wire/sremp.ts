@@ -19,7 +19,14 @@
 import * as v from "valibot";
 import { MAX_IDENTITY_BYTES } from "../identity/identity.ts";
 import { uintSchema } from "./codec.ts";
-import { binSchema, createWireCodec, defineMessage, type MessageOf, messageSchema } from "./envelope.ts";
+import {
+  binSchema,
+  createWireCodec,
+  defineMessage,
+  type MessageOf,
+  messageSchema,
+  textSchema,
+} from "./envelope.ts";
 
 export const KEY_BYTES = 32;
 export const SIGNATURE_BYTES = 64;
@@ -42,13 +49,13 @@ const u32 = uintSchema(0xffff_ffff);
 const u64 = uintSchema();
 const timeMs = uintSchema();
 const encodedIdentity = binSchema(1, MAX_IDENTITY_BYTES);
-const text = (max: number) => v.pipe(v.string(), v.maxLength(max));
+const text = (max: number) => textSchema(0, max);
 
 /** RFC 1123 host name, IPv4 dotted quad, or bracket-less IPv6 literal; no spaces or controls. */
 const HOST =
   /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?|[0-9A-Fa-f:.]{2,45})$/;
 /** ws, wss, http or https URL without whitespace or control characters. */
-const SERVER_URL = /^(?:wss?|https?):\/\/[^\s/?#\p{Cc}]+(?:[/?#][^\s\p{Cc}]*)?$/u;
+const SERVER_URL = /^(?:wss?|https?):\/\/[^\s/?#\p{Cc}\p{Cs}]+(?:[/?#][^\s\p{Cc}\p{Cs}]*)?$/u;
 /** Stable error code: upper snake case (a LoftErrorCode or a module's own). */
 const ERROR_CODE = /^[A-Z][A-Z0-9_]{0,63}$/;
 
@@ -99,7 +106,7 @@ export const registerRequestSchema = messageSchema("REGISTER_REQUEST", {
   ttl_seconds: u32,
   timestamp: timeMs,
   nonce,
-  audience: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_AUDIENCE_CHARS))),
+  audience: v.optional(textSchema(1, MAX_AUDIENCE_CHARS)),
   signature,
 });
 export type RegisterRequest = v.InferOutput<typeof registerRequestSchema>;
@@ -144,7 +151,7 @@ export const relayRegisterSchema = messageSchema("RELAY_REGISTER", {
   capabilities: relayCapabilitiesSchema,
   timestamp: timeMs,
   nonce,
-  audience: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_AUDIENCE_CHARS))),
+  audience: v.optional(textSchema(1, MAX_AUDIENCE_CHARS)),
   auth_signature: signature,
 });
 export type RelayRegister = v.InferOutput<typeof relayRegisterSchema>;
@@ -169,7 +176,7 @@ export const retrieveMessagesSchema = messageSchema("RETRIEVE_MESSAGES", {
   since: v.optional(timeMs),
   timestamp: timeMs,
   nonce,
-  audience: v.optional(v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_AUDIENCE_CHARS))),
+  audience: v.optional(textSchema(1, MAX_AUDIENCE_CHARS)),
   auth_signature: signature,
 });
 export type RetrieveMessages = v.InferOutput<typeof retrieveMessagesSchema>;
@@ -199,11 +206,12 @@ export type ErrorReply = v.InferOutput<typeof errorReplySchema>;
 
 /** Build an ERROR reply from a LoftError (or any code), echoing the request id when known. */
 export function errorReply(code: string, message: string, id?: number): ErrorReply {
-  const reply: ErrorReply = {
-    t: "ERROR",
-    code,
-    message: [...message].slice(0, MAX_ERROR_MESSAGE_CHARS).join(""),
-  };
+  let text = message.replace(/\p{Cs}/gu, "\uFFFD");
+  if (text.length > MAX_ERROR_MESSAGE_CHARS) {
+    text = text.slice(0, MAX_ERROR_MESSAGE_CHARS);
+    if (/[\uD800-\uDBFF]$/.test(text)) text = text.slice(0, -1); // never cut a surrogate pair in half
+  }
+  const reply: ErrorReply = { t: "ERROR", code, message: text };
   if (id !== undefined) reply.id = id;
   return reply;
 }

@@ -134,6 +134,19 @@ export interface ContactEndpoints {
 export interface EngineSettings {
   signalingUrl: string;
   relayUrls: string[];
+  /**
+   * STUN/TURN servers for direct (WebRTC) links, shaped like `RTCIceServer`. Absent or empty by
+   * default: only host candidates are used (same machine or LAN), and nothing is sent to a third
+   * party's STUN server. Add STUN to cross NATs, TURN for networks that block UDP.
+   */
+  iceServers?: IceServerConfig[];
+}
+
+/** One STUN or TURN server (`RTCIceServer`): `stun:host:port`, `turn:host:port?transport=udp`. */
+export interface IceServerConfig {
+  urls: string | string[];
+  username?: string;
+  credential?: string;
 }
 
 /** One entry in the outbox: an outgoing message the engine still has to hand off. */

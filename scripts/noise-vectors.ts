@@ -1,17 +1,19 @@
 /**
- * `npm run noise:vectors -- FILE…` — replays every vector of cacophony-format Noise test-vector
+ * `npm run noise:vectors -- [FILE…]` — replays every vector of cacophony-format Noise test-vector
  * files (cacophony, snow, noise-c, or our docs/vectors/noise-*.json) against core/noise, prints
- * one line per vector that failed, then the skipped count on its own line and finally
- * `N passed, N failed`. Exits non-zero when any vector failed or no file was given.
+ * one line per vector that failed (every vector with VERBOSE=1), then the skipped count on its own
+ * line and finally `N passed, N failed`. Without FILE it runs the vendored published vectors and
+ * ours. Exits non-zero when any vector failed or a file cannot be read.
  */
 import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { runVectorFile, type VectorOutcome } from "../core/noise/vectors.ts";
 
-const files = process.argv.slice(2);
-if (files.length === 0) {
-  console.error("usage: tsx scripts/noise-vectors.ts FILE [FILE…]");
-  process.exit(2);
-}
+const DEFAULT_FILES = [
+  "test/vectors/noise/noise-xx-blake2s.json",
+  "docs/vectors/noise-xxhfs-mlkem768.json",
+].map((f) => fileURLToPath(new URL(`../${f}`, import.meta.url)));
+const files = process.argv.length > 2 ? process.argv.slice(2) : DEFAULT_FILES;
 
 const outcomes: VectorOutcome[] = [];
 for (const file of files) {

@@ -205,7 +205,7 @@ export function buildRatchetVectorFile(): string {
 
   const file = {
     description:
-      "Loft Double Ratchet with header encryption (Signal DR rev 4, §4), X25519 / HKDF-SHA-256 / " +
+      "Loft Double Ratchet with header encryption (Signal DR revision 1, §4), X25519 / HKDF-SHA-256 / " +
       "HMAC-SHA-256 / XChaCha20-Poly1305. Layouts and KDFs: docs/protocol/ratchet.md. Each operation " +
       "lists the random bytes it draws (in order); `state` is the party's serialized state afterwards.",
     generator: "scripts/gen-ratchet-vectors.ts",

@@ -4,7 +4,7 @@
  *
  * The Noise session exports a 32-byte secret (`exportSecret(RATCHET_EXPORT_LABEL)`, an HKDF of the
  * final chaining key, so it is bound to the whole handshake transcript). We split it into the
- * three values Signal DR §4.3 initialisation takes — SK, shared_hka, shared_nhkb — with
+ * three values Signal DR §4.4 initialisation takes — SK, shared_hka, shared_nhkb — with
  * `splitBootstrapSecret` (HKDF-SHA-256, info "LoftDoubleRatchet/v1/bootstrap"). The Noise responder
  * plays Bob with the ratchet key pair it advertised in its handshake payload; the initiator plays
  * Alice and must send the first ratchet message. See docs/protocol/ratchet.md, "Bootstrap".

@@ -1,5 +1,5 @@
 /**
- * Double Ratchet with header encryption (Signal DR rev 4 §4): public API of core/ratchet.
+ * Double Ratchet with header encryption (Signal DR revision 1, §4): public API of core/ratchet.
  * Protocol details, byte layouts and limits: docs/protocol/ratchet.md.
  */
 export {

@@ -1,7 +1,7 @@
 /**
  * The key-derivation functions of Loft's Double Ratchet, instantiating the functions the Signal
- * Double Ratchet specification leaves abstract (rev 4, https://signal.org/docs/specifications/doubleratchet/,
- * §5.2 "Recommended cryptographic algorithms" and §4.2 for the header-encryption variant `KDF_RK_HE`).
+ * Double Ratchet specification leaves abstract (revision 1, 2016-11-20, https://signal.org/docs/specifications/doubleratchet/ — section
+ * numbers are those of revision 1 throughout core/ratchet — §5.2 "Recommended cryptographic algorithms" and §4.2 for the header-encryption variant `KDF_RK_HE`).
  *
  * Hash: SHA-256 everywhere (§5.2 allows SHA-256 or SHA-512; SHA-256 is faster in JavaScript and
  * 256-bit keys are all we need). Every constant here is part of the protocol; docs/protocol/ratchet.md
@@ -71,7 +71,7 @@ export function kdfChain(chainKey: Uint8Array): ChainStep {
 export interface BootstrapKeys {
   /** SK: the shared secret the ratchet's root key starts from (DR §3.3). */
   readonly sharedSecret: Uint8Array;
-  /** shared_hka: Alice's first sending header key = Bob's first next-receiving header key (DR §4.3). */
+  /** shared_hka: Alice's first sending header key = Bob's first next-receiving header key (DR §4.4). */
   readonly sharedHeaderKeyA: Uint8Array;
   /** shared_nhkb: Bob's first next-sending header key = Alice's first next-receiving header key. */
   readonly sharedNextHeaderKeyB: Uint8Array;
@@ -79,7 +79,7 @@ export interface BootstrapKeys {
 
 /**
  * Split one 32-byte agreed secret (a Noise export or the PQXDH output) into the three values
- * DR §4.3 initialisation needs: HKDF-SHA-256(salt = 32 zero bytes, IKM = secret,
+ * DR §4.4 initialisation needs: HKDF-SHA-256(salt = 32 zero bytes, IKM = secret,
  * info = "LoftDoubleRatchet/v1/bootstrap", 96 bytes) = SK ‖ shared_hka ‖ shared_nhkb.
  */
 export function splitBootstrapSecret(secret: Uint8Array): BootstrapKeys {

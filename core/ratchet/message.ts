@@ -1,7 +1,7 @@
 /**
  * Byte layout of a Loft Double Ratchet message and its encrypted header — the `HEADER`,
  * `HENCRYPT`/`HDECRYPT` and `ENCRYPT`/`DECRYPT` functions of the Signal Double Ratchet with header
- * encryption (rev 4, §3.1 external functions, §4.2 header-encryption functions, §5.2 recommended
+ * encryption (revision 1, §3.1 external functions, §4.2 header-encryption functions, §5.2 recommended
  * algorithms), https://signal.org/docs/specifications/doubleratchet/.
  *
  * One message on the wire (docs/protocol/ratchet.md, "Message layout"):

@@ -1,19 +1,19 @@
 /**
- * The Signal Double Ratchet with header encryption (rev 4, 2016-11-20, §4 "Double Ratchet with
+ * The Signal Double Ratchet with header encryption (revision 1, 2016-11-20, §4 "Double Ratchet with
  * header encryption", https://signal.org/docs/specifications/doubleratchet/): initialisation
- * (§4.3 `RatchetInitAliceHE` / `RatchetInitBobHE`), `RatchetEncryptHE` and `RatchetDecryptHE`
- * (§4.4) with `TrySkippedMessageKeysHE`, `DecryptHeader`, `SkipMessageKeysHE`, `DHRatchetHE`.
+ * (§4.4 `RatchetInitAliceHE` / `RatchetInitBobHE`), `RatchetEncryptHE` (§4.5) and `RatchetDecryptHE`
+ * (§4.6) with `TrySkippedMessageKeysHE`, `DecryptHeader`, `SkipMessageKeysHE`, `DHRatchetHE`.
  *
  * Differences from the pseudocode, all allowed or recommended by the spec:
  * - Pure functions over immutable states: every change is made on new objects and returned only on
- *   success, so a failed decryption leaves the state as it was (§3.5 note: "If an exception is
- *   raised ... discard any changes to the state"). On success the superseded secrets are zeroed.
+ *   success, so a failed decryption leaves the state as it was (§3.5: a failed decryption discards
+ *   every change to the state). On success the superseded secrets are zeroed.
  * - The current receiving header key HKr is tried before the skipped keys (same result: a skipped
  *   key under HKr is found either way); a header that opens under HKr or an old header key but names
  *   a message we no longer hold is a replay (`LOFT_ERR_REPLAY`).
- * - In a DH ratchet step (§4.4 `DHRatchetHE`) the message is authenticated under the new receiving
+ * - In a DH ratchet step (§4.6 `DHRatchetHE`) the message is authenticated under the new receiving
  *   chain before the new sending key pair is generated, so a bad message costs no key generation.
- * - Skipped message keys (§3.5, §8.4) are bounded per chain (MAX_SKIP), in total (oldest evicted
+ * - Skipped message keys (§3.5, §6.4) are bounded per chain (MAX_SKIP), in total (oldest evicted
  *   first) and in age (the caller passes `now`).
  */
 import { randomBytes } from "@noble/hashes/utils.js";
@@ -68,7 +68,7 @@ export function generateRatchetKeyPair(random: RandomBytes = randomBytes): Ratch
 interface CommonInit {
   /** SK (DR §3.3), 32 bytes. */
   readonly sharedSecret: Uint8Array;
-  /** shared_hka and shared_nhkb (DR §4.3), 32 bytes each. */
+  /** shared_hka and shared_nhkb (DR §4.4), 32 bytes each. */
   readonly sharedHeaderKeyA: Uint8Array;
   readonly sharedNextHeaderKeyB: Uint8Array;
   /** Associated data bound into every message body (`ratchetAssociatedData`). */
@@ -98,7 +98,7 @@ function checkCommon(p: CommonInit): RatchetLimits {
 }
 
 /**
- * DR §4.3 `RatchetInitAliceHE(SK, bob_dh_public_key, shared_hka, shared_nhkb)`. Alice sends first.
+ * DR §4.4 `RatchetInitAliceHE(SK, bob_dh_public_key, shared_hka, shared_nhkb)`. Alice sends first.
  * `bobRatchetPublic` comes from the peer, so a low-order key is a typed error, not a throw.
  */
 export function initAlice(p: InitAliceParams): Result<RatchetState> {
@@ -134,7 +134,7 @@ export function initAlice(p: InitAliceParams): Result<RatchetState> {
 }
 
 /**
- * DR §4.3 `RatchetInitBobHE(SK, bob_dh_key_pair, shared_hka, shared_nhkb)`. Bob cannot send until
+ * DR §4.4 `RatchetInitBobHE(SK, bob_dh_key_pair, shared_hka, shared_nhkb)`. Bob cannot send until
  * Alice's first message has arrived (his sending chain starts at his first DH ratchet step).
  * The key pair is copied: the state later zeroes its copy, never the caller's (e.g. a prekey store).
  */
@@ -182,7 +182,7 @@ export type RatchetFromSecretParams =
 
 /**
  * Start a session from one 32-byte agreed secret: split it into SK, shared_hka and shared_nhkb
- * (`splitBootstrapSecret`, HKDF-SHA-256) and run the DR §4.3 initialisation for `role`.
+ * (`splitBootstrapSecret`, HKDF-SHA-256) and run the DR §4.4 initialisation for `role`.
  */
 export function ratchetFromSecret(p: RatchetFromSecretParams): Result<RatchetState> {
   const keys = splitBootstrapSecret(p.secret);
@@ -218,7 +218,7 @@ function assertNow(now: number): void {
     throw new RangeError("now: expected a non-negative integer (ms)");
 }
 
-/** DR §8.4: skipped keys are deleted after a while; here, after `limits.skippedKeyTtlMs`. */
+/** DR §6.4: skipped keys are deleted after a while; here, after `limits.skippedKeyTtlMs`. */
 function dropExpired(state: RatchetState, now: number): readonly SkippedMessageKey[] {
   const ttl = state.limits.skippedKeyTtlMs;
   const skipped = state.skipped;
@@ -233,7 +233,7 @@ export interface EncryptResult {
 }
 
 /**
- * DR §4.4 `RatchetEncryptHE(state, plaintext, AD)`. Throws (a caller bug) when the state cannot send
+ * DR §4.5 `RatchetEncryptHE(state, plaintext, AD)`. Throws (a caller bug) when the state cannot send
  * yet — see `canSend` — or was already advanced. The returned message layout is in message.ts.
  */
 export function ratchetEncrypt(
@@ -247,7 +247,7 @@ export function ratchetEncrypt(
   assertNow(now);
   if (!state.sendChainKey || !state.sendHeaderKey)
     throw new Error(
-      "ratchet: cannot send before the first message from the peer has been received (DR §4.3)",
+      "ratchet: cannot send before the first message from the peer has been received (DR §4.4)",
     );
   if (state.sendCount >= MAX_COUNTER) throw new RangeError("ratchet: sending chain exhausted");
   if (plaintext.length > MAX_MESSAGE_LEN - MIN_MESSAGE_LEN)
@@ -273,7 +273,7 @@ export interface DecryptResult {
 }
 
 /**
- * DR §4.4 `RatchetDecryptHE(state, enc_header, ciphertext, AD)`. Errors, all leaving `state` as it
+ * DR §4.6 `RatchetDecryptHE(state, enc_header, ciphertext, AD)`. Errors, all leaving `state` as it
  * was: `LOFT_ERR_MALFORMED` (too short), `LOFT_ERR_FRAME_TOO_LARGE`, `LOFT_ERR_UNSUPPORTED_VERSION`,
  * `LOFT_ERR_DECRYPT` (no header key opens the header, or the body fails authentication),
  * `LOFT_ERR_REPLAY` (a message whose key was already used or has expired),
@@ -303,7 +303,7 @@ export function ratchetDecrypt(
   const parts = splitMessage(message);
   const skipped = dropExpired(state, now);
 
-  // DR §4.4 DecryptHeader, step 1: the current receiving chain.
+  // DR §4.6 DecryptHeader, step 1: the current receiving chain.
   if (state.recvHeaderKey) {
     const header = openHeader(state.recvHeaderKey, parts);
     if (header) return receiveInCurrentChain(state, skipped, header, parts, now);
@@ -354,7 +354,7 @@ interface Advanced {
 }
 
 /**
- * DR §4.4 `SkipMessageKeysHE`: derive and keep the keys for messages `from`..`until - 1`. The input
+ * DR §4.6 `SkipMessageKeysHE`: derive and keep the keys for messages `from`..`until - 1`. The input
  * chain key is not modified; intermediate chain keys are zeroed as soon as they are replaced.
  */
 function advanceChain(

@@ -1,13 +1,13 @@
 /**
  * The state of one Double Ratchet session with header encryption — the variables of the Signal
- * Double Ratchet specification (rev 4, §3.2 "State variables" and §4.2 for HKs, HKr, NHKs, NHKr),
+ * Double Ratchet specification (revision 1, §3.2 "State variables" and §4.3 for HKs, HKr, NHKs, NHKr),
  * https://signal.org/docs/specifications/doubleratchet/ — plus Loft's limits, and its versioned
  * MessagePack serialization (the state is stored in IndexedDB and must round-trip exactly).
  *
  * States are immutable values: `ratchetEncrypt` / `ratchetDecrypt` return a new state and, on
  * success, zero the secrets that only the old one held and mark it consumed, so a stale copy
  * cannot be used by mistake (that would reuse chain keys). A failure leaves the input untouched
- * (DR §3.5: "...if an exception is raised... discard any changes to the state").
+ * (DR §3.5: a failed decryption discards the message and every change to the state).
  */
 import * as v from "valibot";
 import { abytes } from "../bytes.ts";
@@ -18,13 +18,13 @@ import { MAX_COUNTER } from "./message.ts";
 
 export const RATCHET_STATE_VERSION = 1;
 
-/** DR §3.5 MAX_SKIP and the bounds on the skipped-message-key store (DR §3.5, §6.5, §8.4). */
+/** DR §3.5 MAX_SKIP and the bounds on the skipped-message-key store (DR §3.5, §6.4). */
 export interface RatchetLimits {
   /** Most message keys one incoming message may make us skip in one chain (DR §3.5 MAX_SKIP). */
   readonly maxSkip: number;
   /** Most skipped message keys stored in total; beyond it the oldest are evicted. */
   readonly maxSkippedKeys: number;
-  /** A skipped key older than this (ms, against the caller's `now`) is deleted (DR §8.4). */
+  /** A skipped key older than this (ms, against the caller's `now`) is deleted (DR §6.4). */
   readonly skippedKeyTtlMs: number;
 }
 
@@ -46,7 +46,7 @@ export const LIMITS_CEILING: RatchetLimits = Object.freeze({
 /** Longest associated data a state may carry (it holds two identity keys, 64 bytes, in practice). */
 export const MAX_AD_LEN = 1024;
 
-/** One entry of DR §4.2 MKSKIPPED, keyed by (header key, message number). */
+/** One entry of DR §4.3 MKSKIPPED, keyed by (header key, message number). */
 export interface SkippedMessageKey {
   readonly headerKey: Uint8Array;
   readonly n: number;
@@ -55,7 +55,7 @@ export interface SkippedMessageKey {
   readonly storedAt: number;
 }
 
-/** DR §3.2 and §4.2 state variables; `null` is the spec's `None`. */
+/** DR §3.2 and §4.3 state variables; `null` is the spec's `None`. */
 export interface RatchetState {
   readonly version: typeof RATCHET_STATE_VERSION;
   /** Associated data bound into every message body (both parties' identity keys). */
@@ -70,7 +70,7 @@ export interface RatchetState {
   /** CKs, CKr */
   readonly sendChainKey: Uint8Array | null;
   readonly recvChainKey: Uint8Array | null;
-  /** HKs, HKr, NHKs, NHKr (DR §4.2). */
+  /** HKs, HKr, NHKs, NHKr (DR §4.3). */
   readonly sendHeaderKey: Uint8Array | null;
   readonly recvHeaderKey: Uint8Array | null;
   readonly nextSendHeaderKey: Uint8Array;
@@ -208,7 +208,7 @@ export function deserializeRatchet(bytes: Uint8Array): Result<RatchetState> {
   const parsed = validate(raw.value, stateSchema);
   if (!parsed.ok) return parsed;
   const s = parsed.value;
-  // DR §4.2 invariants: a chain key exists exactly when its header key does.
+  // DR §4.3 invariants: a chain key exists exactly when its header key does.
   if ((s.cks === null) !== (s.hks === null)) return err("LOFT_ERR_SCHEMA", "ratchet state: cks/hks mismatch");
   if ((s.ckr === null) !== (s.hkr === null)) return err("LOFT_ERR_SCHEMA", "ratchet state: ckr/hkr mismatch");
   if (s.skipped.length > s.limits[1])

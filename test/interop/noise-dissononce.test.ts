@@ -7,7 +7,7 @@
  *
  * Nothing is skipped: without dissononce the test fails and says how to install it.
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { toHex, utf8 } from "../../core/bytes.ts";
@@ -15,6 +15,7 @@ import { HandshakeState } from "../../core/noise/handshake-state.ts";
 import { XX } from "../../core/noise/patterns.ts";
 import { keyPairFromPrivate } from "../../core/noise/primitives.ts";
 import { TcpLink } from "../../server/tcp-link.ts";
+import { findDissononcePython } from "./python.ts";
 
 const PY_PEER = fileURLToPath(new URL("./dissononce-peer.py", import.meta.url));
 const TS_PEER = fileURLToPath(new URL("../../scripts/noise-peer.ts", import.meta.url));
@@ -25,14 +26,6 @@ const INIT_STATIC = "e61ef9919cde45dd5f82166404bd08e38bceb5dfdfded0a34c8df7ed542
 const RESP_STATIC = "4a3acbfdb163dec651dfa3194dece676d437029c62a408b4c5ea9114246e4893";
 const publicOf = (hex: string) =>
   toHex(keyPairFromPrivate(Uint8Array.from(Buffer.from(hex, "hex"))).publicKey);
-
-/** Debian's interpreter first: a pyenv/venv `python3` earlier on PATH lacks Debian's packages. */
-function findPython(): string | undefined {
-  const candidates = [process.env.LOFT_PYTHON, "/usr/bin/python3", "python3"].filter(
-    (c): c is string => c !== undefined && c !== "",
-  );
-  return candidates.find((c) => spawnSync(c, ["-c", "import dissononce"], { stdio: "ignore" }).status === 0);
-}
 
 let python = "";
 const children: ChildProcess[] = [];
@@ -84,13 +77,7 @@ const pyPeer = (args: string[]) => start(python, [PY_PEER, ...args]);
 const tsPeer = (args: string[]) => start(process.execPath, ["--import", "tsx", TS_PEER, ...args]);
 
 beforeAll(() => {
-  const found = findPython();
-  if (found === undefined)
-    throw new Error(
-      "python3-dissononce is not importable (tried $LOFT_PYTHON, /usr/bin/python3, python3): " +
-        "run `node scripts/system-deps.mjs` (apt-get install python3-dissononce)",
-    );
-  python = found;
+  python = findDissononcePython();
 });
 
 afterEach(() => {

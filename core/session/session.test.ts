@@ -147,6 +147,17 @@ describe("establishSession: success", () => {
     expect(() => a.exportSecret("x")).toThrow(/LOFT_ERR_LINK_CLOSED/);
   });
 
+  it("a long close reason reaches the peer cut to 256 bytes on a character boundary", async () => {
+    const { initiator, responder } = connect();
+    const [a, b] = await Promise.all([initiator, responder]);
+    a.close("é".repeat(200)); // 400 bytes of UTF-8; byte 256 is the start of a character
+    expect((await b.closed).detail).toBe("é".repeat(128));
+    const second = connect();
+    const [c, d] = await Promise.all([second.initiator, second.responder]);
+    c.close(`x${"é".repeat(200)}`); // byte 256 falls inside a character: cut before it
+    expect((await d.closed).detail).toBe(`x${"é".repeat(127)}`);
+  });
+
   it("a link that drops without a CLOSE frame closes the session with LOFT_ERR_LINK_CLOSED", async () => {
     const { la, initiator, responder } = connect();
     const [, b] = await Promise.all([initiator, responder]);

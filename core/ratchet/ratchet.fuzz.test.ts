@@ -79,8 +79,8 @@ function expectRejectedUnchanged(
 
 /**
  * Built once: Bob after a few chains, holding skipped keys of two chains, plus messages of every
- * kind — already received (replays), skipped (pending), later in the current chain, and the first
- * message of Alice's next chain (which makes Bob step his DH ratchet).
+ * kind — already received, in order or after being skipped (replays); skipped (pending); later in
+ * the current chain; and the first messages of Alice's next chain (Bob steps his DH ratchet).
  */
 function fixture() {
   const random = seeded(1);
@@ -103,14 +103,20 @@ function fixture() {
     recv("b", chain1[i]!);
     received.push(chain1[i]!);
   }
-  pending.push(chain1[1]!, chain1[2]!, chain1[4]!);
+  // chain1[1] was skipped and then delivered: its replay must find the stored key gone.
+  recv("b", chain1[1]!);
+  received.push(chain1[1]!);
+  pending.push(chain1[2]!, chain1[4]!);
   recv("a", send("b", "reply"));
-  const chain2 = Array.from({ length: 5 }, (_, i) => send("a", `c2.${i}`));
+  const chain2 = Array.from({ length: 6 }, (_, i) => send("a", `c2.${i}`));
   for (const i of [1, 2]) {
     recv("b", chain2[i]!);
     received.push(chain2[i]!);
   }
-  pending.push(chain2[0]!, chain2[3]!, chain2[4]!);
+  recv("b", chain2[4]!);
+  received.push(chain2[4]!);
+  // pending: two skipped keys of the current chain, and a later message of it
+  pending.push(chain2[0]!, chain2[3]!, chain2[5]!);
   const snapshot = serializeRatchet(bob);
   // Alice hears from Bob again (sent from a copy) and starts a third chain this Bob has not seen.
   const bobReply = ratchetEncrypt(unwrap(deserializeRatchet(snapshot)), utf8("reply 2"), NOW, { random });

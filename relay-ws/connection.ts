@@ -172,27 +172,30 @@ export class RelayConnection {
       });
       return;
     }
-    if (!isBinary) {
+    // Every frame costs a token, well-formed or not; the RATE reply carries the request id when
+    // one can be read.
+    const frame = isBinary ? decodeClientFrame(bytes, this.#ctx.config.maxFrameBytes) : undefined;
+    const cmd = frame?.ok ? decodeCommand(frame.value.t, this.#ctx.config.maxFrameBytes) : undefined;
+    if (!this.#takeToken()) {
+      this.#error("RATE", cmd?.ok ? cmd.value.i : cmd?.corr, cmd?.ok ? cmd.value.k : "frame");
+      return;
+    }
+    if (!frame) {
       this.#error("MALFORMED");
       return;
     }
-    const frame = decodeClientFrame(bytes, this.#ctx.config.maxFrameBytes);
     if (!frame.ok) {
       this.#error(LOFT_CODE_TO_WIRE[frame.error.code] ?? "MALFORMED");
       return;
     }
-    const cmd = decodeCommand(frame.value.t, this.#ctx.config.maxFrameBytes);
-    if (!cmd.ok) {
-      this.#error(LOFT_CODE_TO_WIRE[cmd.error.code] ?? "SCHEMA", cmd.corr);
-      return;
-    }
-    if (!this.#takeToken()) {
-      this.#error("RATE", cmd.value.i, cmd.value.k);
+    if (!cmd?.ok) {
+      this.#error(cmd ? (LOFT_CODE_TO_WIRE[cmd.error.code] ?? "SCHEMA") : "SCHEMA", cmd?.corr);
       return;
     }
     const command = cmd.value;
+    const outer = frame.value;
     this.#ctx.track(
-      this.#dispatch(command, frame.value).then(
+      this.#dispatch(command, outer).then(
         () => this.#ctx.metrics.commands.inc({ command: command.k, result: "ok" }),
         (e: unknown) => {
           if (e instanceof Refused) return this.#error(e.wire, command.i, command.k);

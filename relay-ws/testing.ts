@@ -8,7 +8,14 @@ import { join } from "node:path";
 import { Registry } from "prom-client";
 import WebSocket from "ws";
 import { RelayClient, type RelayClientOptions } from "../core/relay/client.ts";
-import { decodeServerFrame, type ServerFrame } from "../core/relay/protocol.ts";
+import { signCommand } from "../core/relay/crypto.ts";
+import {
+  type Command,
+  decodeServerFrame,
+  encodeClientFrame,
+  encodeCommand,
+  type ServerFrame,
+} from "../core/relay/protocol.ts";
 import { WebSocketLink } from "../core/relay/ws-link.ts";
 import { encodeVersionHeader } from "../core/wire/version.ts";
 import { createHost, type Host } from "../server/host.ts";
@@ -23,6 +30,8 @@ export interface TestRelay {
   registry: Registry;
   service: RelayService;
   host: Host;
+  /** Run one garbage collection now. */
+  runGcForTest(): ReturnType<RelayService["runGc"]>;
   /** Close the relay (and remove its data dir unless `keep`). */
   close(keep?: boolean): Promise<void>;
 }
@@ -50,6 +59,7 @@ export async function startTestRelay(
     registry,
     service,
     host,
+    runGcForTest: () => service.runGc(),
     async close(keep = false) {
       await host.close();
       if (!keep && !options.dataDir) rmSync(dataDir, { recursive: true, force: true });
@@ -94,15 +104,32 @@ export class RawSocket {
     });
   }
 
+  /** The session id from HELLO (after `open` with the header). */
+  sessionId: Uint8Array = new Uint8Array(32);
+
   static async open(url: string, withHeader = true): Promise<RawSocket> {
     const s = new RawSocket(url);
     await s.opened;
     if (withHeader) {
       s.send(encodeVersionHeader());
       await s.next(); // the relay's version header
-      await s.next(); // HELLO
+      const hello = await s.nextFrame();
+      if (hello.k !== "HELLO") throw new Error(`expected HELLO, got ${hello.k}`);
+      s.sessionId = hello.s;
     }
     return s;
+  }
+
+  /** Encode (and sign with `key`, over this session) a command frame. */
+  frame(command: Command, key?: Uint8Array): Uint8Array {
+    const t = encodeCommand(command);
+    return encodeClientFrame(t, key ? signCommand(key, this.sessionId, t) : undefined);
+  }
+
+  /** Send a command and return the next frame. */
+  async request(command: Command, key?: Uint8Array): Promise<ServerFrame> {
+    this.send(this.frame(command, key));
+    return this.nextFrame();
   }
 
   send(bytes: Uint8Array | string, binary = true): void {

@@ -82,6 +82,8 @@ export class LmdbStore implements RelayStore {
   /** Message records being deleted (rid‖seq hex), so ack/drop/gc never race. */
   readonly #deleting = new Set<string>();
   readonly #listeners: ((recipientId: Uint8Array) => void)[] = [];
+  /** Delivery counts written but maybe not committed yet (rid‖seq hex → count). */
+  readonly #deliveryCounts = new Map<string, number>();
   #closed = false;
 
   constructor(options: LmdbStoreOptions) {
@@ -277,13 +279,13 @@ export class LmdbStore implements RelayStore {
     const start = afterSeq < 0 ? cat(rid, u64(0)) : cat(rid, u64(afterSeq + 1));
     for (const { key, value } of this.#msgs.getRange({ start, end: cat(rid, MAX_U64), limit: 1 })) {
       const seq = readU64(key, 24);
-      const d = this.#deliveries.get(key);
+      const d = this.#deliveryCounts.get(toHex(key)) ?? this.#deliveries.get(key)?.readUInt32BE(0) ?? 0;
       return {
         seq,
         msgId: new Uint8Array(value.subarray(0, 24)),
         timestamp: readU64(value, 24),
         expiresAt: readU64(value, 32),
-        deliveries: d ? d.readUInt32BE(0) : 0,
+        deliveries: d,
       };
     }
     return undefined;
@@ -299,11 +301,19 @@ export class LmdbStore implements RelayStore {
 
   async markDelivered(recipientId: Uint8Array, seq: number): Promise<number> {
     const recKey = cat(Buffer.from(recipientId), u64(seq));
-    const d = this.#deliveries.get(recKey);
-    const n = (d ? d.readUInt32BE(0) : 0) + 1;
+    const hex = toHex(recKey);
+    const n = (this.#deliveryCounts.get(hex) ?? this.#deliveries.get(recKey)?.readUInt32BE(0) ?? 0) + 1;
+    if (!this.#msgs.doesExist(recKey)) return n;
     const b = Buffer.alloc(4);
     b.writeUInt32BE(n);
-    if (this.#msgs.get(recKey) !== undefined) void this.#deliveries.put(recKey, b).catch(() => {});
+    this.#deliveryCounts.set(hex, n);
+    // Persisted with the next commit, not awaited; the in-memory count is authoritative meanwhile.
+    void this.#deliveries.put(recKey, b).then(
+      () => {
+        if (this.#deliveryCounts.get(hex) === n) this.#deliveryCounts.delete(hex);
+      },
+      () => {},
+    );
     return n;
   }
 
@@ -332,6 +342,7 @@ export class LmdbStore implements RelayStore {
     const keyKey = cat(Buffer.of(TAG_MSG), recKey);
     try {
       await this.#keys.put(keyKey, ZERO_KEY);
+      this.#deliveryCounts.delete(hex);
       this.#msgs.remove(recKey);
       this.#deliveries.remove(recKey);
       this.#expiry.remove(cat(u64(expiresAt), Buffer.of(EXP_MSG), recKey));

@@ -1,0 +1,100 @@
+/**
+ * Garbage collection with an injected clock: TTL expiry (timer GC and at delivery), the 5-failure
+ * drop (GoRelay "redelivery loop protection"), and that a crypto-deleted message never comes back.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import { toHex, utf8 } from "../core/bytes.ts";
+import type { RelayMessage } from "../core/relay/client.ts";
+import { connectRelay, startTestRelay, type TestRelay } from "./testing.ts";
+
+let relay: TestRelay | undefined;
+afterEach(async () => {
+  await relay?.close();
+  relay = undefined;
+});
+
+async function counter(r: TestRelay, name: string, labels: Record<string, string>): Promise<number> {
+  const metric = r.registry.getSingleMetric(name);
+  const values = (await metric!.get()).values;
+  return values
+    .filter((v) => Object.entries(labels).every(([k, l]) => (v.labels as Record<string, string>)[k] === l))
+    .reduce((s, v) => s + v.value, 0);
+}
+
+describe("relay garbage collection", () => {
+  it("expires messages after the TTL (GC timer path and delivery path)", async () => {
+    let now = Date.UTC(2030, 0, 1);
+    relay = await startTestRelay({ ttlSeconds: 3600 }, { clock: () => now });
+    const alice = await connectRelay(relay.url);
+    const bob = await connectRelay(relay.url);
+    const q = await alice.createQueue({ subscribe: false });
+    const sender = await bob.senderSecure({ senderId: q.senderId });
+    for (let i = 0; i < 3; i++) await bob.send(sender, utf8(`old${i}`));
+    now += 3599_000;
+    expect((await relay.runGcForTest()).expiredMessages).toBe(0);
+    expect(relay.service.store.stats().messages).toBe(3);
+    now += 2_000;
+    const r = await relay.runGcForTest();
+    expect(r).toEqual({ expiredMessages: 3, expiredSendIds: 3 });
+    expect(relay.service.store.stats().messages).toBe(0);
+    expect(await alice.get(q)).toBeUndefined();
+    expect(await counter(relay, "loft_relay_gc_removed_total", { reason: "expired" })).toBe(3);
+
+    // Expired but not collected yet: dropped when it would be delivered.
+    await bob.send(sender, utf8("stale"));
+    now += 3601_000;
+    expect(await alice.get(q)).toBeUndefined();
+    expect(relay.service.store.stats().messages).toBe(0);
+    expect(await counter(relay, "loft_relay_gc_removed_total", { reason: "expired" })).toBe(4);
+    alice.close();
+    bob.close();
+  });
+
+  it("drops a message after 5 unacknowledged deliveries (GET and SUB on new connections)", async () => {
+    relay = await startTestRelay();
+    const alice = await connectRelay(relay.url);
+    const bob = await connectRelay(relay.url);
+    const q = await alice.createQueue({ subscribe: false });
+    const sender = await bob.senderSecure({ senderId: q.senderId });
+    await bob.send(sender, utf8("poison"));
+    await bob.send(sender, utf8("next"));
+    const ids = new Set<string>();
+    for (let i = 0; i < 5; i++) {
+      const m = await alice.get(q);
+      expect(new TextDecoder().decode(m!.body)).toBe("poison");
+      ids.add(toHex(m!.msgId));
+    }
+    expect(ids.size).toBe(1);
+    // The sixth attempt finds it failed 5 times: dropped, the next message comes instead.
+    const m = await alice.get(q);
+    expect(new TextDecoder().decode(m!.body)).toBe("next");
+    expect(await counter(relay, "loft_relay_gc_removed_total", { reason: "delivery_failures" })).toBe(1);
+    alice.close();
+
+    // Same through SUB: "next" was delivered once by that GET; four subscribers that disconnect
+    // without ACK make five failed deliveries.
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const got: RelayMessage[] = [];
+      let resolve!: () => void;
+      const arrived = new Promise<void>((r) => {
+        resolve = r;
+      });
+      const c = await connectRelay(relay.url, {
+        onMessage: (msg) => {
+          got.push(msg);
+          resolve();
+        },
+      });
+      await c.subscribe(q);
+      await arrived;
+      expect(new TextDecoder().decode(got[0]!.body)).toBe("next");
+      c.close();
+    }
+    const last = await connectRelay(relay.url);
+    expect(await last.get(q)).toBeUndefined();
+    expect(await counter(relay, "loft_relay_gc_removed_total", { reason: "delivery_failures" })).toBe(2);
+    expect(relay.service.store.stats().messages).toBe(0);
+    last.close();
+    bob.close();
+  });
+});

@@ -40,6 +40,7 @@ export {
   DEFAULT_RATCHET_LIMITS,
   deserializeRatchet,
   LIMITS_CEILING,
+  MAX_SKIPPED_CHAINS,
   RATCHET_STATE_VERSION,
   type RatchetLimits,
   type RatchetState,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { equalBytes, utf8 } from "../bytes.ts";
+import { equalBytes, toHex, utf8 } from "../bytes.ts";
 import type { Result } from "../errors.ts";
 import { encodeCanonical } from "../wire/codec.ts";
 import {
@@ -8,6 +8,7 @@ import {
   deserializeRatchet,
   generateRatchetKeyPair,
   MAX_MESSAGE_LEN,
+  MAX_SKIPPED_CHAINS,
   MIN_MESSAGE_LEN,
   type RatchetLimits,
   type RatchetState,
@@ -236,6 +237,23 @@ describe("Double Ratchet with header encryption (Signal DR §4)", () => {
     expect(codeOf(b.receive(sent[0]!))).toBe("LOFT_ERR_REPLAY");
     expect(codeOf(b.receive(sent[1]!))).toBe("LOFT_ERR_REPLAY");
     for (const i of [2, 3, 4, 5]) expect(b.receive(sent[i]!)).toEqual({ ok: true, value: `m${i}` });
+  });
+
+  it(`keeps skipped keys of at most MAX_SKIPPED_CHAINS (${MAX_SKIPPED_CHAINS}) receiving chains`, () => {
+    const { a, b } = parties();
+    const held: Uint8Array[] = [];
+    for (let round = 0; round < MAX_SKIPPED_CHAINS + 2; round++) {
+      held.push(a.send(`held ${round}`));
+      expect(b.receive(a.send(`sent ${round}`)).ok).toBe(true);
+      expect(a.receive(b.send(`reply ${round}`)).ok).toBe(true);
+    }
+    const chains = new Set(b.state.skipped.map((s) => toHex(s.headerKey)));
+    expect(chains.size).toBe(MAX_SKIPPED_CHAINS);
+    // the two oldest chains were evicted with their header keys: those messages no longer open
+    expect(codeOf(b.receive(held[0]!))).toBe("LOFT_ERR_DECRYPT");
+    expect(codeOf(b.receive(held[1]!))).toBe("LOFT_ERR_DECRYPT");
+    for (let round = 2; round < held.length; round++)
+      expect(b.receive(held[round]!)).toEqual({ ok: true, value: `held ${round}` });
   });
 
   it("expires skipped keys older than the TTL, against the caller's clock", () => {

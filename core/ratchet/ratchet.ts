@@ -38,6 +38,7 @@ import {
   checkLimits,
   DEFAULT_RATCHET_LIMITS,
   MAX_AD_LEN,
+  MAX_SKIPPED_CHAINS,
   ownedCopy,
   RATCHET_STATE_VERSION,
   type RatchetLimits,
@@ -375,15 +376,30 @@ function advanceChain(
   return { chainKey: ck, skipped: out };
 }
 
-/** Append newly skipped keys, evicting the oldest beyond `maxSkippedKeys` (wiped on commit). */
+/**
+ * Append newly skipped keys, evicting the oldest beyond `maxSkippedKeys`, and every key of a chain
+ * older than the MAX_SKIPPED_CHAINS most recent ones (evicted keys are zeroed on commit). The
+ * chain bound caps the header keys an unreadable message is tried against (DR §4.6
+ * TrySkippedMessageKeysHE), so garbage injected by a relay costs at most MAX_SKIPPED_CHAINS + 2
+ * header decryptions.
+ */
 function withSkipped(
   limits: RatchetLimits,
   skipped: readonly SkippedMessageKey[],
   added: readonly SkippedMessageKey[],
 ): readonly SkippedMessageKey[] {
   if (added.length === 0) return skipped;
-  const all = skipped.concat(added);
-  return all.length > limits.maxSkippedKeys ? all.slice(all.length - limits.maxSkippedKeys) : all;
+  let all = skipped.concat(added);
+  if (all.length > limits.maxSkippedKeys) all = all.slice(all.length - limits.maxSkippedKeys);
+  const recent: Uint8Array[] = [];
+  for (let i = all.length - 1; i >= 0; i--) {
+    const hk = all[i]!.headerKey;
+    if (recent.some((k) => k === hk || equalBytes(k, hk))) continue;
+    if (recent.length === MAX_SKIPPED_CHAINS)
+      return all.filter((e) => recent.some((k) => k === e.headerKey || equalBytes(k, e.headerKey)));
+    recent.push(hk);
+  }
+  return all;
 }
 
 function wipeSkipped(entries: readonly SkippedMessageKey[]): void {

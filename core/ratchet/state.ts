@@ -10,7 +10,7 @@
  * (DR §3.5: a failed decryption discards the message and every change to the state).
  */
 import * as v from "valibot";
-import { abytes } from "../bytes.ts";
+import { abytes, equalBytes } from "../bytes.ts";
 import { err, ok, type Result } from "../errors.ts";
 import { bytesSchema, decodeRaw, encodeCanonical, uintSchema, validate } from "../wire/codec.ts";
 import { KEY_LEN } from "./kdf.ts";
@@ -35,6 +35,12 @@ export const DEFAULT_RATCHET_LIMITS: RatchetLimits = Object.freeze({
   // cannot arrive much later than that. 14 days leaves room for a device that was off.
   skippedKeyTtlMs: 14 * 24 * 60 * 60 * 1000,
 });
+
+/**
+ * Most receiving chains whose skipped keys are kept (libsignal keeps 5 old receiver chains); keys
+ * of older chains are evicted. Bounds the header keys tried per unreadable message.
+ */
+export const MAX_SKIPPED_CHAINS = 16;
 
 /** Upper bounds accepted for limits (they size the stored state, which is decoded from storage). */
 export const LIMITS_CEILING: RatchetLimits = Object.freeze({
@@ -213,6 +219,10 @@ export function deserializeRatchet(bytes: Uint8Array): Result<RatchetState> {
   if ((s.ckr === null) !== (s.hkr === null)) return err("LOFT_ERR_SCHEMA", "ratchet state: ckr/hkr mismatch");
   if (s.skipped.length > s.limits[1])
     return err("LOFT_ERR_SCHEMA", "ratchet state: more skipped keys than allowed");
+  const chains: Uint8Array[] = [];
+  for (const [hk] of s.skipped)
+    if (!chains.some((k) => equalBytes(k, hk)) && chains.push(hk) > MAX_SKIPPED_CHAINS)
+      return err("LOFT_ERR_SCHEMA", "ratchet state: skipped keys of too many chains");
   // The decoder hands out views into `bytes`; copy so that wiping never touches the caller's buffer.
   const own = (b: Uint8Array): Uint8Array => b.slice();
   const ownOrNull = (b: Uint8Array | null): Uint8Array | null => (b ? b.slice() : null);

@@ -11,6 +11,7 @@ import {
   type Identity,
   type IdentityVerifiedData,
   identitySignedBytes,
+  MAX_IDENTITY_BYTES,
   MAX_PROFILE_PICTURE_BYTES,
   signWithIdentity,
   tryCreateUserIdentity,
@@ -289,5 +290,37 @@ describe("signWithIdentity / verifyIdentitySignature", () => {
     expect(verifyIdentitySignature(new Uint8Array(32).fill(0xff), message, sig)).toBe(false);
     expect(verifyIdentitySignature(key, message, new Uint8Array(64).fill(0xff))).toBe(false);
     expect(verifyIdentitySignature(null as unknown as Uint8Array, message, sig)).toBe(false);
+  });
+});
+
+describe("size bound", () => {
+  it("an identity whose encoding would exceed MAX_IDENTITY_BYTES is refused at creation", () => {
+    const meta: Record<string, Uint8Array> = {};
+    for (let i = 0; i < 16; i++) meta[`k${i}`] = new Uint8Array(1024);
+    const r = tryCreateUserIdentity({
+      username: "big",
+      now: NOW,
+      extensions: { profile_picture: new Uint8Array(MAX_PROFILE_PICTURE_BYTES), additional_metadata: meta },
+    });
+    expect(codeOf(r)).toBe("LOFT_ERR_FRAME_TOO_LARGE");
+  });
+
+  it("exactly MAX_IDENTITY_BYTES is accepted, one byte more is not", () => {
+    const meta: Record<string, Uint8Array> = {};
+    for (let i = 0; i < 16; i++) meta[`k${i}`] = new Uint8Array(1024);
+    const make = (picture: number) =>
+      tryCreateUserIdentity({
+        username: "edge",
+        now: NOW,
+        seed: seed(8),
+        extensions: { profile_picture: new Uint8Array(picture), additional_metadata: meta },
+      });
+    const probe = make(300);
+    if (!probe.ok) throw probe.error;
+    const exact = 300 + (MAX_IDENTITY_BYTES - encodeIdentity(probe.value.identity).length);
+    const atLimit = make(exact);
+    expect(atLimit.ok && encodeIdentity(atLimit.value.identity).length).toBe(MAX_IDENTITY_BYTES);
+    if (atLimit.ok) expect(decodeIdentity(encodeIdentity(atLimit.value.identity)).ok).toBe(true);
+    expect(codeOf(make(exact + 1))).toBe("LOFT_ERR_FRAME_TOO_LARGE");
   });
 });

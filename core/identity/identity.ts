@@ -265,9 +265,9 @@ export function verifyIdentity(i: unknown): Result<Identity> {
   const identity = shaped.value as Identity;
   const fields = checkIdentityFields(identity.verified);
   if (!fields.ok) return fields as Result<never>;
-  const payload = encodeIdentityVerifiedData(identity.verified);
-  if (payload.length + SIGNATURE_BYTES + 32 > MAX_IDENTITY_BYTES)
+  if (encodeIdentity(identity).length > MAX_IDENTITY_BYTES)
     return err("LOFT_ERR_FRAME_TOO_LARGE", `identity exceeds ${MAX_IDENTITY_BYTES} bytes`);
+  const payload = encodeIdentityVerifiedData(identity.verified);
   const good = verifyWithContext(
     identity.verified.identity_key,
     SIGNATURE_CONTEXTS.identity,
@@ -337,12 +337,13 @@ function normalisedExtensions(ext: IdentityExtensions | undefined): IdentityExte
 
 function sign(data: IdentityVerifiedData, privateIdentityKey: Uint8Array): Identity {
   const payload = encodeIdentityVerifiedData(data);
-  if (payload.length + SIGNATURE_BYTES + 32 > MAX_IDENTITY_BYTES)
-    throw new LoftError("LOFT_ERR_FRAME_TOO_LARGE", `identity exceeds ${MAX_IDENTITY_BYTES} bytes`);
-  return {
+  const identity: Identity = {
     verified: data,
     signature: signWithContext(privateIdentityKey, SIGNATURE_CONTEXTS.identity, payload),
   };
+  if (encodeIdentity(identity).length > MAX_IDENTITY_BYTES)
+    throw new LoftError("LOFT_ERR_FRAME_TOO_LARGE", `identity exceeds ${MAX_IDENTITY_BYTES} bytes`);
+  return identity;
 }
 
 export interface CreateUserIdentityOptions {

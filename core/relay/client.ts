@@ -92,7 +92,8 @@ type Pending = {
   timer: unknown;
 };
 
-const linkClosed = (detail: string) => new RelayError("LOFT_ERR_LINK_CLOSED", detail);
+const linkClosed = (detail: string) =>
+  new RelayError("LOFT_ERR_LINK_CLOSED", detail.replace(/^LOFT_ERR_LINK_CLOSED: /, ""));
 
 export class RelayClient {
   readonly hello: RelayHello;

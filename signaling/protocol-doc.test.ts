@@ -16,7 +16,7 @@ import {
   signEnvelope,
   verifyEnvelope,
 } from "../core/wire/signaling.ts";
-import { defaultSignalingConfig } from "./config.ts";
+import { defaultSignalingConfig, signalingOptions } from "./config.ts";
 
 const doc = readFileSync(new URL("../docs/protocol/signaling.md", import.meta.url), "utf8");
 const flat = doc.replace(/\s+/g, "");
@@ -70,5 +70,10 @@ describe("docs/protocol/signaling.md", () => {
     expect(doc).toContain(`±${c.clockSkewSeconds} s`);
     expect(doc).toContain(`${c.ttlMinSeconds}..${c.ttlMaxSeconds} s`);
     expect(doc).toContain(`${c.connRate}/s per connection (burst ${c.connBurst})`);
+  });
+
+  it("docs/operations-signaling.md documents every option", () => {
+    const ops = readFileSync(new URL("../docs/operations-signaling.md", import.meta.url), "utf8");
+    for (const o of Object.values(signalingOptions)) expect(ops).toContain(`--${o.flag}\``);
   });
 });

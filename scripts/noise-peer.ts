@@ -12,10 +12,12 @@
  * (`--repeat` times, default 1), printing `echo=...` for each reply, then closes.
  * Errors go to stderr as `error=CODE detail` with exit status 1.
  */
+import * as crypto from "node:crypto";
 import { parseArgs } from "node:util";
 import { fromHex, fromUtf8, toHex, utf8 } from "../core/bytes.ts";
 import { isLoftError, type Result } from "../core/errors.ts";
 import type { Link } from "../core/link/link.ts";
+import { nodeCryptoAead, setAeadBackend } from "../core/noise/aead.ts";
 import { HandshakeState } from "../core/noise/handshake-state.ts";
 import { XX } from "../core/noise/patterns.ts";
 import { keyPairFromPrivate } from "../core/noise/primitives.ts";
@@ -23,6 +25,9 @@ import type { NoiseTransport } from "../core/noise/transport.ts";
 import { listenTcp, TcpLink } from "../server/tcp-link.ts";
 
 const EMPTY = new Uint8Array(0);
+
+// A Node host: ChaCha20-Poly1305 from OpenSSL (same primitive, checked against noble; aead.ts).
+setAeadBackend(nodeCryptoAead(crypto));
 
 function must<T>(r: Result<T>): T {
   if (!r.ok) throw r.error;

@@ -7,13 +7,13 @@
  * Every primitive comes from noble (DESIGN.md, Cryptography); this file only adapts them to the
  * shapes Noise names (`DH`, `ENCRYPT`, `DECRYPT`, `REKEY`, `HASH`, `HKDF`, `GENERATE_KEM_*`, `KEM`).
  */
-import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { x25519 } from "@noble/curves/ed25519.js";
 import { blake2s } from "@noble/hashes/blake2.js";
 import { hmac } from "@noble/hashes/hmac.js";
 import { randomBytes } from "@noble/hashes/utils.js";
 import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
 import { abytes } from "../bytes.ts";
+import { aead } from "./aead.ts";
 
 /** Noise §12.1: X25519 public keys and DH outputs are 32 bytes. */
 export const DHLEN = 32;
@@ -77,7 +77,8 @@ export function writeNonce(out: Uint8Array, lo: number, hi: number): void {
 }
 
 /**
- * Noise §4.2 `ENCRYPT(k, n, ad, plaintext)` (ChaChaPoly, §12.3). When `output` is given it must
+ * Noise §4.2 `ENCRYPT(k, n, ad, plaintext)` (ChaChaPoly, §12.3; noble, or node:crypto when a Node
+ * host installed it — aead.ts). When `output` is given it must
  * be exactly `plaintext.length + TAGLEN` bytes; `plaintext` may be its own prefix (in place).
  */
 export function aeadEncrypt(
@@ -87,7 +88,7 @@ export function aeadEncrypt(
   plaintext: Uint8Array,
   output?: Uint8Array,
 ): Uint8Array {
-  return chacha20poly1305(key, nonce, ad).encrypt(plaintext, output);
+  return aead().seal(key, nonce, ad, plaintext, output);
 }
 
 /**
@@ -103,11 +104,7 @@ export function aeadDecrypt(
   output?: Uint8Array,
 ): Uint8Array | undefined {
   if (ciphertext.length < TAGLEN) return undefined;
-  try {
-    return chacha20poly1305(key, nonce, ad).decrypt(ciphertext, output);
-  } catch {
-    return undefined;
-  }
+  return aead().open(key, nonce, ad, ciphertext, output);
 }
 
 const MAX_NONCE = new Uint8Array([0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
@@ -117,7 +114,7 @@ const EMPTY = new Uint8Array(0);
  * Noise §4.2 `REKEY(k)`, the default: the first 32 bytes of ENCRYPT(k, 2^64-1, zerolen, zeros).
  */
 export function rekey(key: Uint8Array): Uint8Array {
-  const out = chacha20poly1305(key, MAX_NONCE, EMPTY).encrypt(new Uint8Array(KEYLEN));
+  const out = aead().seal(key, MAX_NONCE, EMPTY, new Uint8Array(KEYLEN));
   const next = out.slice(0, KEYLEN);
   out.fill(0);
   return next;

@@ -241,3 +241,16 @@ export function checkSignalingConfig(c: SignalingConfig): void {
   if (!servers.success)
     throw new ConfigError("--signal-servers: expected at most 64 ws://, wss://, http:// or https:// URLs");
 }
+
+/**
+ * The signaling part of a config read with more options (server/main.ts merges
+ * `...signalingOptions` into its own specs and reads them together, since readConfig refuses
+ * unknown flags).
+ */
+export function signalingConfigFrom(all: SignalingConfig & Record<string, unknown>): SignalingConfig {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(signalingOptions)) out[key] = all[key];
+  const config = out as SignalingConfig;
+  checkSignalingConfig(config);
+  return config;
+}

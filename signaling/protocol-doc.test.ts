@@ -77,3 +77,23 @@ describe("docs/protocol/signaling.md", () => {
     for (const o of Object.values(signalingOptions)) expect(ops).toContain(`--${o.flag}\``);
   });
 });
+
+describe("mounting in a bigger process", () => {
+  it("signalingConfigFrom picks the signaling options out of a merged config", async () => {
+    const { readConfig, int } = await import("../server/config.ts");
+    const { signalingConfigFrom } = await import("./config.ts");
+    const merged = readConfig(
+      {
+        port: { flag: "port", env: "PORT", default: 8080, parse: int(0, 65535), help: "" },
+        ...signalingOptions,
+      },
+      ["--port", "9", "--signal-ttl-max", "600"],
+      { LOFT_SIGNAL_LIST_ALL: "yes" },
+    );
+    const c = signalingConfigFrom(merged);
+    expect(c.ttlMaxSeconds).toBe(600);
+    expect(c.listAll).toBe(true);
+    expect("port" in c).toBe(false);
+    expect(() => signalingConfigFrom({ ...merged, ttlMinSeconds: 700 })).toThrow(/ttl-min/);
+  });
+});

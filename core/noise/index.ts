@@ -3,6 +3,14 @@
  * `Noise_XXhfs_25519+MLKEM768_ChaChaPoly_BLAKE2s` (Noise Protocol Framework rev 34 and the Noise
  * HFS extension rev 1). See docs/protocol/noise.md for every byte on the wire.
  */
+export {
+  type AeadBackend,
+  aead,
+  type NodeCryptoLike,
+  nobleAead,
+  nodeCryptoAead,
+  setAeadBackend,
+} from "./aead.ts";
 export { CipherState } from "./cipher-state.ts";
 export {
   type HandshakeConfig,
@@ -34,3 +42,4 @@ export {
 } from "./primitives.ts";
 export { SymmetricState } from "./symmetric-state.ts";
 export { NoiseTransport } from "./transport.ts";
+export { runVector, runVectorFile, type VectorOutcome, type VectorStatus } from "./vectors.ts";

@@ -102,8 +102,15 @@ export class RelayClient {
   readonly #pending = new Map<number, Pending>();
   /** rcv keys of queues whose messages may arrive on this connection, by recipient id (hex). */
   readonly #queues = new Map<string, Uint8Array>();
+  /** Per-queue handlers of pushed messages (instead of `onMessage`), by recipient id (hex). */
+  readonly #handlers = new Map<string, (message: RelayMessage) => void>();
   #nextId = 1;
   #closed: RelayError | undefined;
+  #resolveDone!: (error: RelayError) => void;
+  /** Resolves with why once the connection is closed (never rejects). */
+  readonly done: Promise<RelayError> = new Promise((resolve) => {
+    this.#resolveDone = resolve;
+  });
 
   private constructor(link: Link, hello: RelayHello, options: RelayClientOptions) {
     this.#link = link;
@@ -152,6 +159,15 @@ export class RelayClient {
 
   get closed(): boolean {
     return this.#closed !== undefined;
+  }
+
+  /**
+   * Route pushed messages of one queue to `handler` instead of `onMessage` (undefined removes it).
+   * Used by live links (live-link.ts) that share a connection with the mailbox.
+   */
+  onQueueMessage(recipientId: Uint8Array, handler: ((message: RelayMessage) => void) | undefined): void {
+    if (handler) this.#handlers.set(toHex(recipientId), handler);
+    else this.#handlers.delete(toHex(recipientId));
   }
 
   close(): void {
@@ -417,13 +433,17 @@ export class RelayClient {
       this.#options.onError?.(relayErrorFrom(opened));
       return;
     }
-    this.#options.onMessage?.(toMessage(f.q, f.m, opened.value));
+    const message = toMessage(f.q, f.m, opened.value);
+    const handler = this.#handlers.get(toHex(f.q));
+    if (handler) handler(message);
+    else this.#options.onMessage?.(message);
   }
 
   #fail(error: RelayError): void {
     if (this.#closed) return;
     this.#closed = error;
     for (const corr of [...this.#pending.keys()]) this.#settle(corr)?.reject(error);
+    this.#resolveDone(error);
   }
 }
 

@@ -17,7 +17,7 @@ import { memoryLinkPair } from "../link/memory-link.ts";
 import { TAGLEN } from "../noise/primitives.ts";
 import { closeFrame, FrameAssembler, messageFrames } from "./frames.ts";
 import { decodeHandshakePayload, encodeHandshakePayload } from "./payload.ts";
-import { establishSession } from "./session.ts";
+import { establishSession, type Session } from "./session.ts";
 
 const ASSEMBLER_ERRORS: LoftErrorCode[] = [
   "LOFT_ERR_MALFORMED",
@@ -246,6 +246,70 @@ describe("live sessions with transport frames tampered in transit", () => {
         a.close();
       }),
       { numRuns: 100 }, // a full handshake per case; the decoders above carry the FUZZ_RUNS budget
+    );
+  });
+
+  it("a mutated version header or handshake message in transit never yields a working session", async () => {
+    // Forward (initiator → responder) messages: 0 version header, 1 Noise message 1, 2 message 3;
+    // backward: 0 version header, 1 message 2.
+    const target = fc.record({
+      forward: fc.boolean(),
+      index: fc.nat(2),
+      mutate: fc.oneof(
+        fc.record({ kind: fc.constant("flip" as const), pos: fc.nat(), bit: fc.nat(7) }),
+        fc.record({ kind: fc.constant("truncate" as const), pos: fc.nat() }),
+        fc.record({ kind: fc.constant("garbage" as const), junk: fc.uint8Array({ maxLength: 120 }) }),
+      ),
+    });
+    await fc.assert(
+      fc.asyncProperty(target, async ({ forward, index, mutate }) => {
+        const at = forward ? index : Math.min(index, 1);
+        const change = (m: Uint8Array): Uint8Array => {
+          if (mutate.kind === "garbage") return mutate.junk;
+          if (mutate.kind === "truncate") return m.subarray(0, mutate.pos % m.length);
+          const c = m.slice();
+          c[mutate.pos % c.length]! ^= 1 << mutate.bit;
+          return c;
+        };
+        const [la, relayA] = memoryLinkPair();
+        const [relayB, lb] = memoryLinkPair();
+        const pipe = async (from: Link, to: Link, rewrite: boolean) => {
+          for (let i = 0; ; i++) {
+            let m: Uint8Array;
+            try {
+              m = await from.receive();
+            } catch {
+              to.close((await from.closed).detail ?? "closed");
+              return;
+            }
+            if (to.state !== "closed") to.send(rewrite && i === at ? change(m) : m);
+          }
+        };
+        void pipe(relayA, relayB, forward);
+        void pipe(relayB, relayA, !forward);
+        const outcome = async (p: Promise<Session>) => {
+          try {
+            const s = await p;
+            // A session that exists must be closed by its peer's refusal, never deliver data.
+            const closed = await s.closed;
+            return `session closed: ${closed.reason}`;
+          } catch (e) {
+            return (e as { code?: string }).code ?? String(e);
+          }
+        };
+        const results = await Promise.all([
+          outcome(
+            establishSession({ link: la, role: "initiator", kind: "direct", self: alice, protocol: "XX" }),
+          ),
+          outcome(
+            establishSession({ link: lb, role: "responder", kind: "direct", self: bob, protocol: "XX" }),
+          ),
+        ]);
+        for (const r of results)
+          expect(r).toMatch(/^(LOFT_ERR_[A-Z_]+|session closed: LOFT_ERR_LINK_CLOSED)$/);
+        expect(results.filter((r) => r.startsWith("session"))).not.toHaveLength(2);
+      }),
+      { numRuns: 100 },
     );
   });
 });

@@ -3,7 +3,7 @@
  * signaling (`/signal`) and relay (`/relay`) WebSocket services with the embedded store.
  */
 import { fileURLToPath } from "node:url";
-import { checkSignalingConfig, signalingOptions } from "../signaling/config.ts";
+import { signalingConfigFrom, signalingOptions } from "../signaling/config.ts";
 import { createSignalingService } from "../signaling/service.ts";
 import { bool, ConfigError, describeOptions, int, readConfig, str } from "./config.ts";
 import { closeOnSignals, createHost, createRegistry } from "./host.ts";
@@ -34,18 +34,18 @@ async function main() {
     console.log(`loft — PWA + signaling + relay on one port\n\n${describeOptions(options)}`);
     return;
   }
-  const { port: listenPort, host: bind, staticDir, serveStatic, ...services } = readConfig(options);
-  checkSignalingConfig(services);
+  const config = readConfig(options);
+  const signaling = signalingConfigFrom(config);
   const log = createLogger("loft");
   const registry = createRegistry();
   const host = createHost({
-    port: listenPort,
-    host: bind,
-    staticDir: serveStatic ? staticDir : undefined,
+    port: config.port,
+    host: config.host,
+    staticDir: config.serveStatic ? config.staticDir : undefined,
     registry,
     log,
   });
-  host.mount(createSignalingService(services, { registry, log }));
+  host.mount(createSignalingService(signaling, { registry, log }));
   const port = await host.listen();
   log.info({ port }, "loft listening");
   closeOnSignals(() => host.close(), log);

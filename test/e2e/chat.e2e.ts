@@ -1,0 +1,246 @@
+/**
+ * Direct end-to-end encrypted chat between two real Chromium contexts through the real server
+ * (`npm run build` first; `node scripts/e2e.mjs test/e2e/chat.e2e.ts`): identities created in the
+ * PWA, contact links exchanged, the same safety code on both sides, messages both ways over a
+ * WebRTC data channel (Noise XXhfs session + Double Ratchet) reaching `delivered`, history and
+ * chat surviving a reload, and a contact that comes back under a new identity key: the warning,
+ * and nothing sent until the user decides.
+ *
+ * Sync points are conditions (a message in the DOM, a state attribute, a signaling metric), never
+ * durations. The data-testids are the UI's (see test/e2e/onboarding.e2e.ts).
+ */
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { launchChromium } from "../support/browser.ts";
+import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+
+const id = (page: Page, testid: string) => page.getByTestId(testid);
+
+async function createIdentity(page: Page, url: string, username: string) {
+  await page.goto(url);
+  await id(page, "username-input").fill(username);
+  await id(page, "create-identity").click();
+  await expect.poll(() => id(page, "my-username").textContent()).toBe(username);
+}
+
+async function myLink(page: Page): Promise<string> {
+  await page.goto(new URL(page.url()).origin);
+  await id(page, "nav-my-link").click();
+  const link = await id(page, "my-link").inputValue();
+  await id(page, "back").click();
+  return link;
+}
+
+/** Open a contact link in the app and confirm; returns the new contact's id. */
+async function addByLink(page: Page, link: string, outcome = "new-contact"): Promise<string> {
+  await page.goto(link);
+  expect(await id(page, "add-outcome").getAttribute("data-outcome")).toBe(outcome);
+  await id(page, "confirm-add").click();
+  await id(page, "contact-screen").waitFor();
+  return (await id(page, "contact-id").textContent())!;
+}
+
+/** Home → the chat with a contact. */
+async function openChat(page: Page, contactId: string) {
+  await page.goto(new URL(page.url()).origin);
+  await page.locator(`[data-testid=contact-item][data-contact-id="${contactId}"]`).click();
+  await page.locator("[data-testid=contact-screen], [data-testid=chat]").waitFor();
+  if (await id(page, "contact-screen").count()) await id(page, "open-chat").click();
+  await id(page, "chat").waitFor();
+}
+
+async function sendText(page: Page, text: string) {
+  await id(page, "composer-input").fill(text);
+  await id(page, "send-button").click();
+  // The composer empties once the engine has stored the message.
+  await expect.poll(() => id(page, "composer-input").inputValue()).toBe("");
+}
+
+const outgoing = (page: Page, text: string) =>
+  page.locator("[data-testid=message][data-direction=out]", { hasText: text });
+const incoming = (page: Page, text: string) =>
+  page.locator("[data-testid=message][data-direction=in]", { hasText: text });
+
+async function waitForState(page: Page, text: string, state: string) {
+  await page
+    .locator(`[data-testid=message][data-direction=out][data-state=${state}]`, { hasText: text })
+    .waitFor({ timeout: 30_000 });
+}
+
+async function waitForDirect(page: Page) {
+  await expect
+    .poll(() => id(page, "chat-presence").textContent(), { timeout: 30_000 })
+    .toBe("online · direct");
+}
+
+async function metric(url: string, name: string, labels: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name}{${labels}} `));
+  return line ? Number(line.slice(line.lastIndexOf(" ") + 1)) : 0;
+}
+
+describe("direct E2EE chat between two browsers", () => {
+  let loft: LoftProcess;
+  let browser: Browser;
+  let alice: BrowserContext;
+  let bob: BrowserContext;
+  let a: Page;
+  let b: Page;
+  let aliceId: string;
+  let bobId: string;
+  const logs: string[] = [];
+
+  beforeAll(async () => {
+    loft = await startLoft();
+    browser = await launchChromium();
+    alice = await browser.newContext();
+    bob = await browser.newContext();
+    a = await alice.newPage();
+    b = await bob.newPage();
+    for (const [name, page] of [
+      ["alice", a],
+      ["bob", b],
+    ] as const)
+      page.on("console", (m) => logs.push(`${name}: ${m.text()}`));
+  });
+  afterAll(async () => {
+    if (process.env.LOFT_E2E_LOGS) console.log(logs.join("\n"));
+    await browser?.close();
+    await loft?.stop();
+  });
+
+  it("two new identities exchange links and see the same safety code", async () => {
+    await createIdentity(a, loft.url, "Alice");
+    await createIdentity(b, loft.url, "Bob");
+    const linkA = await myLink(a);
+    const linkB = await myLink(b);
+    aliceId = await addByLink(b, linkA);
+    bobId = await addByLink(a, linkB);
+    await id(a, "open-safety").click();
+    await b.goto(loft.url);
+    await openChat(b, aliceId);
+    await id(b, "chat-contact").click();
+    await id(b, "open-safety").click();
+    const codeA = await id(a, "safety-code").getAttribute("data-digits");
+    const codeB = await id(b, "safety-code").getAttribute("data-digits");
+    expect(codeA).toMatch(/^\d{60}$/);
+    expect(codeB).toBe(codeA);
+  });
+
+  it("chats both ways over a direct data channel; every message reaches delivered", async () => {
+    await openChat(a, bobId);
+    await openChat(b, aliceId);
+    await waitForDirect(a);
+    await waitForDirect(b);
+
+    await sendText(a, "hello Bob, this is Alice");
+    await incoming(b, "hello Bob, this is Alice").waitFor();
+    await waitForState(a, "hello Bob, this is Alice", "delivered");
+
+    await sendText(b, "hi Alice! Bob here");
+    await incoming(a, "hi Alice! Bob here").waitFor();
+    await waitForState(b, "hi Alice! Bob here", "delivered");
+
+    // A burst keeps its order on the other side.
+    for (let i = 1; i <= 5; i++) await sendText(a, `burst ${i}`);
+    await incoming(b, "burst 5").waitFor();
+    const texts = await b
+      .locator("[data-testid=message][data-direction=in] [data-testid=message-text]")
+      .allTextContents();
+    expect(texts.filter((t) => t.startsWith("burst "))).toEqual([
+      "burst 1",
+      "burst 2",
+      "burst 3",
+      "burst 4",
+      "burst 5",
+    ]);
+    await waitForState(a, "burst 5", "delivered");
+    expect(await id(a, "chat-presence").textContent()).toBe("online · direct");
+  });
+
+  it("after a reload the history is intact and the chat resumes", async () => {
+    await b.reload();
+    await openChat(b, aliceId);
+    const texts = await b.locator("[data-testid=message-text]").allTextContents();
+    expect(texts).toContain("hello Bob, this is Alice");
+    expect(texts).toContain("hi Alice! Bob here");
+    expect(texts).toContain("burst 5");
+    // Delivered stays delivered across the reload.
+    expect(await outgoing(b, "hi Alice! Bob here").getAttribute("data-state")).toBe("delivered");
+
+    await waitForDirect(b);
+    await waitForDirect(a);
+    await sendText(b, "back after a reload");
+    await incoming(a, "back after a reload").waitFor();
+    await waitForState(b, "back after a reload", "delivered");
+    await sendText(a, "welcome back");
+    await incoming(b, "welcome back").waitFor();
+    await waitForState(a, "welcome back", "delivered");
+    // Each message appears once on the receiving side (duplicates are dropped by the peer's id).
+    expect(await incoming(b, "welcome back").count()).toBe(1);
+    expect(await incoming(b, "hello Bob, this is Alice").count()).toBe(1);
+  });
+
+  it("a contact that comes back with another identity key is flagged and gets nothing", async () => {
+    // Bob goes away; Alice writes while he is gone: the message waits on her device.
+    await b.close();
+    await expect.poll(() => id(a, "chat-presence").textContent(), { timeout: 30_000 }).toBe("offline");
+    await sendText(a, "are you still there?");
+    await waitForState(a, "are you still there?", "queued");
+
+    // Someone else shows up as "Bob" with a new key, and has Alice's link.
+    const mallory = await browser.newContext();
+    const m = await mallory.newPage();
+    m.on("console", (msg) => logs.push(`new-bob: ${msg.text()}`));
+    await createIdentity(m, loft.url, "Bob");
+    const linkA = await myLink(a);
+    const aliceAtM = await addByLink(m, linkA);
+    const newBobLink = await myLink(m);
+
+    // Alice opens the new "Bob" link: same username, different key → warning on the known Bob.
+    const byesBefore = await metric(loft.url, "loft_signaling_envelopes_forwarded_total", 'kind="bye"');
+    await a.goto(newBobLink);
+    expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("username-collision");
+    await id(a, "confirm-add").click();
+    expect(await id(a, "identity-warning").getAttribute("data-kind")).toBe("username-collision");
+
+    // The new key dials Alice (she is its contact) and is refused: it is not hers.
+    await openChat(m, aliceAtM);
+    await expect
+      .poll(() => metric(loft.url, "loft_signaling_envelopes_forwarded_total", 'kind="bye"'), {
+        timeout: 30_000,
+      })
+      .toBeGreaterThan(byesBefore);
+    expect(await id(m, "chat-presence").textContent()).not.toContain("online");
+    expect(await m.locator("[data-testid=message][data-direction=in]").count()).toBe(0);
+    await mallory.close();
+
+    // Sending to the known Bob is blocked while the change is pending (UI and engine).
+    await openChat(a, bobId);
+    await id(a, "send-blocked").waitFor();
+    expect(await id(a, "composer-input").isDisabled()).toBe(true);
+
+    // The real Bob comes back online: Alice's engine neither dials him nor accepts him, and the
+    // queued message stays on her device.
+    const byesBeforeBob = await metric(loft.url, "loft_signaling_envelopes_forwarded_total", 'kind="bye"');
+    b = await bob.newPage();
+    b.on("console", (msg) => logs.push(`bob: ${msg.text()}`));
+    await b.goto(loft.url);
+    await openChat(b, aliceId);
+    await expect
+      .poll(() => metric(loft.url, "loft_signaling_envelopes_forwarded_total", 'kind="bye"'), {
+        timeout: 30_000,
+      })
+      .toBeGreaterThan(byesBeforeBob);
+    expect(await incoming(b, "are you still there?").count()).toBe(0);
+    expect(await outgoing(a, "are you still there?").getAttribute("data-state")).toBe("queued");
+
+    // Alice keeps the old key: Bob is usable again and the waiting message goes out.
+    await id(a, "chat-contact").click();
+    await id(a, "keep-old-key").click();
+    await id(a, "identity-warning").waitFor({ state: "detached" });
+    await openChat(a, bobId);
+    await incoming(b, "are you still there?").waitFor({ timeout: 30_000 });
+    await waitForState(a, "are you still there?", "delivered");
+  });
+});

@@ -1,0 +1,117 @@
+/**
+ * Why a link attempt or a session ended, in words a person understands (web/src/engine/api.ts,
+ * `EngineError`). Inputs are the stable codes the layers below close links with: LoftErrorCodes
+ * from core/session, SignalingError codes from core/signaling/client.ts, simple-peer's ERR_* codes
+ * and web/src/net/direct.ts's reasons. Messages never include secrets or server-supplied text.
+ */
+import type { EngineError, VerificationCheck } from "./api.ts";
+
+/** Close reasons that end a session on purpose: no retry, no error shown. */
+export const QUIET_REASONS = new Set([
+  "stopped",
+  "user-disconnect",
+  "replaced",
+  "glare-yield",
+  "superseded",
+  "bye-glare",
+  "transport-closed",
+  "contact-blocked",
+  "identity-change",
+]);
+
+/** Reasons the *peer* gives when it closes on purpose: we do not redial at once. */
+export const PEER_LEFT_ON_PURPOSE = new Set([
+  "stopped",
+  "user-disconnect",
+  "contact-blocked",
+  "identity-change",
+  // the peer replaced this session with a newer one it is setting up with us
+  "replaced",
+  "superseded",
+]);
+
+function verification(check: VerificationCheck, message: string): EngineError {
+  return { kind: "verification-failed", check, message };
+}
+
+/** `reason` is a close reason or error code; `name` the contact's username. */
+export function describeFailure(reason: string, name: string, detail?: string): EngineError {
+  switch (reason) {
+    case "LOFT_ERR_BAD_SIGNATURE":
+    case "LOFT_ERR_BAD_IDENTITY":
+      return verification(
+        "identity-signature",
+        `Verification failed: the identity presented as ${name} has an invalid signature. The connection was dropped; nothing was sent.`,
+      );
+    case "LOFT_ERR_NOISE_KEY_MISMATCH":
+      return verification(
+        "noise-static-key",
+        `Verification failed: the device answering as ${name} does not hold ${name}'s key (Noise static key mismatch). The connection was dropped; nothing was sent.`,
+      );
+    case "LOFT_ERR_HANDSHAKE_IDENTITY":
+      return verification(
+        "identity-key",
+        `Verification failed: the device that answered is not ${name} (a different identity key). The connection was dropped; nothing was sent.`,
+      );
+    case "LOFT_ERR_DECRYPT":
+    case "LOFT_ERR_HANDSHAKE_STATE":
+    case "LOFT_ERR_UNSUPPORTED_VERSION":
+    case "LOFT_ERR_MALFORMED":
+    case "LOFT_ERR_SCHEMA":
+    case "LOFT_ERR_UNKNOWN_TYPE":
+      return verification(
+        "handshake",
+        `Verification failed: the secure handshake with ${name} did not complete (it was altered in transit or the other app is incompatible). Nothing was sent.`,
+      );
+    case "BAD_SIGNAL_SIGNATURE":
+      return verification(
+        "signaling-signature",
+        `Verification failed: a connection message claiming to come from ${name} had an invalid signature — the signaling server may be tampering. Nothing was sent.`,
+      );
+    case "ratchet-desync":
+      return verification(
+        "message-decrypt",
+        `Verification failed: a message from ${name} could not be decrypted. A new secure session will be started.`,
+      );
+    case "PEER_OFFLINE":
+      return { kind: "peer-offline", message: `${name} is offline. Messages wait on this device.` };
+    case "bye-refused":
+      return {
+        kind: "peer-offline",
+        message: `${name}'s device did not accept the connection (you may not be in their contacts yet).`,
+      };
+    case "bye-busy":
+      return { kind: "peer-offline", message: `${name}'s device is busy. Retrying…` };
+    case "open-timeout":
+    case "ERR_ICE_CONNECTION_FAILURE":
+    case "ERR_CONNECTION_FAILURE":
+    case "ERR_ICE_CONNECTION_CLOSED":
+      return {
+        kind: "peer-offline",
+        message: `No direct connection to ${name} could be made. Messages wait on this device.`,
+      };
+    case "LOFT_ERR_TIMEOUT":
+    case "hello-timeout":
+      return { kind: "peer-offline", message: `${name} did not finish connecting in time. Retrying…` };
+    case "heartbeat-timeout":
+      return { kind: "peer-offline", message: `The connection to ${name} stopped responding. Reconnecting…` };
+    case "remote-closed":
+    case "LOFT_ERR_LINK_CLOSED":
+      return { kind: "peer-offline", message: `${name} went offline.` };
+    case "UNREACHABLE":
+    case "TIMEOUT":
+    case "CLOSED":
+    case "NOT_REGISTERED":
+      return {
+        kind: "signaling-unreachable",
+        url: "",
+        message: "The signaling server can't be reached. Retrying…",
+      };
+    default:
+      return {
+        kind: "internal",
+        message: `The connection to ${name} failed.`,
+        ...(detail || reason ? { detail: `${reason}${detail ? `: ${detail}` : ""}` } : {}),
+      };
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * The per-contact Double Ratchet as the engine keeps it (docs/protocol/chat.md, "Ratchet
+ * bootstrap"): started once from a finished Noise handshake over a direct link and then kept
+ * across connections, stored through `EngineStorage.saveSession` (sealed at rest by storage).
+ *
+ * Bootstrap (core/ratchet/bootstrap.ts): the Noise responder sends a fresh X25519 ratchet public
+ * key in its handshake payload (extension `loft.dr.pub`); both sides take
+ * `exportSecret("loft/ratchet/v1")` of the session and run `ratchetFromHandshake` — the Noise
+ * initiator as Alice, the responder as Bob, with AD = initiator identity key ‖ responder identity
+ * key. The same handshake also gives the ratchet's id, `exportSecret("loft/chat/ratchet-id/v1")`
+ * truncated to 16 bytes: equal on both sides, unpredictable to anyone else, and what the HELLO
+ * frames compare to decide whether both still hold the same ratchet.
+ *
+ * Stored blob := canonical MessagePack { v: 1, id: bin(16), dr: bin (serializeRatchet) }.
+ */
+import * as v from "valibot";
+import { wipe } from "../../../core/bytes.ts";
+import { err, ok, type Result } from "../../../core/errors.ts";
+import {
+  deserializeRatchet,
+  generateRatchetKeyPair,
+  RATCHET_EXPORT_LABEL,
+  type RatchetKeyPair,
+  type RatchetState,
+  ratchetAssociatedData,
+  ratchetFromHandshake,
+  serializeRatchet,
+} from "../../../core/ratchet/index.ts";
+import type { Session } from "../../../core/session/index.ts";
+import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/wire/codec.ts";
+import { RATCHET_ID_BYTES } from "./wire.ts";
+
+/** Handshake-payload extension carrying the responder's ratchet public key (32 bytes). */
+export const RATCHET_KEY_EXTENSION = "loft.dr.pub";
+export const RATCHET_ID_LABEL = "loft/chat/ratchet-id/v1";
+const STORED_VERSION = 1;
+
+export interface ChatRatchet {
+  id: Uint8Array;
+  state: RatchetState;
+}
+
+const storedSchema = v.strictObject({
+  v: uintSchema(0xffff),
+  id: bytesSchema(RATCHET_ID_BYTES),
+  dr: bytesSchema(1, 1 << 21),
+});
+
+export function encodeChatRatchet(r: ChatRatchet): Uint8Array {
+  const dr = serializeRatchet(r.state);
+  const out = encodeCanonical({ v: STORED_VERSION, id: r.id, dr });
+  wipe(dr);
+  return out;
+}
+
+/** A stored ratchet, or a typed error (an unreadable blob counts as lost state). */
+export function decodeChatRatchet(bytes: Uint8Array): Result<ChatRatchet> {
+  const r = decodeWith(bytes, storedSchema, { maxBytes: (1 << 21) + 64, maxMapLength: 3, maxArrayLength: 0 });
+  if (!r.ok) return r;
+  if (r.value.v !== STORED_VERSION)
+    return err("LOFT_ERR_STATE_VERSION", `stored chat ratchet: unknown version ${r.value.v}`);
+  const state = deserializeRatchet(r.value.dr);
+  if (!state.ok) return state;
+  return ok({ id: r.value.id.slice(), state: state.value });
+}
+
+/** The key pair a Noise responder advertises, in case this handshake has to start a ratchet. */
+export function freshRatchetKeyPair(): RatchetKeyPair {
+  return generateRatchetKeyPair();
+}
+
+/** The ratchet id both ends of `session` derive (16 bytes). */
+export function ratchetIdOf(session: Session): Uint8Array {
+  const full = session.exportSecret(RATCHET_ID_LABEL);
+  const id = full.slice(0, RATCHET_ID_BYTES);
+  wipe(full);
+  return id;
+}
+
+/**
+ * Start a new ratchet from this session. `ours` is the responder's advertised key pair (the
+ * responder's side only); the initiator reads the responder's key from the handshake extensions.
+ */
+export function bootstrapChatRatchet(
+  session: Session,
+  selfIdentityKey: Uint8Array,
+  ours: RatchetKeyPair | undefined,
+): Result<ChatRatchet> {
+  const peerKey = session.remoteIdentity.verified.identity_key;
+  const initiator = session.role === "initiator";
+  const ad = initiator
+    ? ratchetAssociatedData(selfIdentityKey, peerKey)
+    : ratchetAssociatedData(peerKey, selfIdentityKey);
+  const exported = session.exportSecret(RATCHET_EXPORT_LABEL);
+  try {
+    let state: Result<RatchetState>;
+    if (initiator) {
+      const theirs = session.remoteExtensions[RATCHET_KEY_EXTENSION];
+      if (theirs?.length !== 32)
+        return err("LOFT_ERR_MALFORMED", "the responder sent no ratchet key in its handshake");
+      state = ratchetFromHandshake({ role: "initiator", exported, ad, responderRatchetPublic: theirs });
+    } else {
+      if (!ours) throw new Error("bootstrapChatRatchet: the responder needs its advertised key pair");
+      state = ratchetFromHandshake({ role: "responder", exported, ad, ratchetKeyPair: ours });
+    }
+    if (!state.ok) return state;
+    return ok({ id: ratchetIdOf(session), state: state.value });
+  } finally {
+    wipe(exported);
+  }
+}

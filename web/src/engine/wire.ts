@@ -1,0 +1,130 @@
+/**
+ * What travels inside a chat session (docs/protocol/chat.md): session frames over the Noise
+ * session (core/session), and application messages inside Double Ratchet messages (core/ratchet).
+ *
+ * Session frames — one per Noise session message, first byte is the type:
+ *   0x01 HELLO    canonical MessagePack { v: 1, rid?: bin(16), send: bool }  (first frame, both sides)
+ *   0x02 RATCHET  one Double Ratchet message (core/ratchet/message.ts layout)
+ *   0x03 PING     8 bytes, echoed in a PONG
+ *   0x04 PONG     the PING's 8 bytes
+ *
+ * Application messages — the plaintext of a RATCHET frame, canonical MessagePack padded to a
+ * power-of-two bucket (core/wire/padding.ts, ISO/IEC 7816-4) before encryption:
+ *   { t: "msg",  id: str(22), at: uint, text: str }   a chat message (id = the sender's message id)
+ *   { t: "rcpt", ids: [str(22), ...] }                 end-to-end delivery receipt for those ids
+ *   { t: "sync" }                                      nothing; lets a ratchet responder start sending
+ */
+import * as v from "valibot";
+import { err, ok, type Result } from "../../../core/errors.ts";
+import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/wire/codec.ts";
+import { padToBucket, unpadBucket } from "../../../core/wire/padding.ts";
+
+export const CHAT_PROTOCOL_VERSION = 1;
+export const FRAME = { HELLO: 0x01, RATCHET: 0x02, PING: 0x03, PONG: 0x04 } as const;
+export const RATCHET_ID_BYTES = 16;
+export const PING_BYTES = 8;
+/** Longest text in one message, in UTF-16 code units (the UI's limit too). */
+export const MAX_TEXT_CHARS = 16_000;
+/** Receipts acknowledge at most this many ids per message. */
+export const MAX_RECEIPT_IDS = 64;
+
+// ---- session frames ---------------------------------------------------------------------------
+
+const helloSchema = v.strictObject({
+  v: uintSchema(0xffff),
+  rid: v.optional(bytesSchema(RATCHET_ID_BYTES)),
+  send: v.boolean(),
+});
+
+export interface Hello {
+  version: number;
+  /** Id of the ratchet session this side holds for the peer, if any. */
+  ratchetId?: Uint8Array;
+  /** Whether that ratchet can send yet (a ratchet responder cannot before its first receive). */
+  canSend: boolean;
+}
+
+export type SessionFrame =
+  | { type: "hello"; hello: Hello }
+  | { type: "ratchet"; message: Uint8Array }
+  | { type: "ping"; nonce: Uint8Array }
+  | { type: "pong"; nonce: Uint8Array };
+
+function framed(type: number, body: Uint8Array): Uint8Array {
+  const out = new Uint8Array(1 + body.length);
+  out[0] = type;
+  out.set(body, 1);
+  return out;
+}
+
+export function encodeHello(h: Hello): Uint8Array {
+  return framed(FRAME.HELLO, encodeCanonical({ v: h.version, rid: h.ratchetId, send: h.canSend }));
+}
+
+export const encodeRatchetFrame = (message: Uint8Array): Uint8Array => framed(FRAME.RATCHET, message);
+export const encodePing = (nonce: Uint8Array): Uint8Array => framed(FRAME.PING, nonce);
+export const encodePong = (nonce: Uint8Array): Uint8Array => framed(FRAME.PONG, nonce);
+
+export function decodeSessionFrame(bytes: Uint8Array): Result<SessionFrame> {
+  if (bytes.length === 0) return err("LOFT_ERR_MALFORMED", "empty session frame");
+  const body = bytes.subarray(1);
+  switch (bytes[0]) {
+    case FRAME.HELLO: {
+      const r = decodeWith(body, helloSchema, { maxBytes: 256, maxMapLength: 3, maxArrayLength: 0 });
+      if (!r.ok) return r;
+      return ok({
+        type: "hello",
+        hello: {
+          version: r.value.v,
+          ...(r.value.rid ? { ratchetId: r.value.rid } : {}),
+          canSend: r.value.send,
+        },
+      });
+    }
+    case FRAME.RATCHET:
+      return ok({ type: "ratchet", message: body });
+    case FRAME.PING:
+    case FRAME.PONG:
+      if (body.length !== PING_BYTES) return err("LOFT_ERR_MALFORMED", "ping/pong carries 8 bytes");
+      return ok({ type: bytes[0] === FRAME.PING ? "ping" : "pong", nonce: body });
+    default:
+      return err("LOFT_ERR_UNKNOWN_TYPE", `unknown session frame type ${bytes[0]}`);
+  }
+}
+
+// ---- application messages --------------------------------------------------------------------
+
+const messageId = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{22}$/));
+const appSchema = v.variant("t", [
+  v.strictObject({
+    t: v.literal("msg"),
+    id: messageId,
+    at: uintSchema(),
+    text: v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_TEXT_CHARS)),
+  }),
+  v.strictObject({
+    t: v.literal("rcpt"),
+    ids: v.pipe(v.array(messageId), v.minLength(1), v.maxLength(MAX_RECEIPT_IDS)),
+  }),
+  v.strictObject({ t: v.literal("sync") }),
+]);
+
+export type AppMessage = v.InferOutput<typeof appSchema>;
+
+const APP_LIMITS = {
+  maxBytes: 4 * MAX_TEXT_CHARS + 256,
+  maxStrLength: 4 * MAX_TEXT_CHARS,
+  maxArrayLength: MAX_RECEIPT_IDS,
+  maxMapLength: 4,
+} as const;
+
+/** Canonical MessagePack, padded to a power-of-two bucket (≥ 256 bytes). */
+export function encodeAppMessage(m: AppMessage): Uint8Array {
+  return padToBucket(encodeCanonical(m));
+}
+
+export function decodeAppMessage(padded: Uint8Array): Result<AppMessage> {
+  const unpadded = unpadBucket(padded);
+  if (!unpadded.ok) return unpadded;
+  return decodeWith(unpadded.value, appSchema, APP_LIMITS);
+}

@@ -1,0 +1,224 @@
+/**
+ * Direct links: WebRTC data channels (webrtc-link.ts) whose offer, answer and trickled ICE
+ * candidates travel in signed envelopes through the signaling service (core/signaling/client.ts;
+ * docs/protocol/chat.md, "Connection setup"). This module only moves signals; deciding *whether*
+ * to dial or accept — contacts, trust, glare — is the engine's (web/src/engine/engine.ts).
+ *
+ * - `dial(peer)` picks a random connection id, creates the initiating peer and sends its offer and
+ *   candidates to `peer`; the peer's answer, candidates and bye are routed back by (sender key,
+ *   connection id). A signaling failure while sending (PEER_OFFLINE, UNREACHABLE, …) closes the
+ *   link with that code as the reason.
+ * - A received offer becomes an `IncomingOffer` handed to the engine, which accepts (we answer on
+ *   the same connection id) or refuses (a `bye` tells the dialer at once instead of letting it
+ *   time out).
+ * - A received envelope that fails verification (the signaling client drops it) closes every
+ *   attempt with the claimed sender: reason `BAD_SIGNAL_SIGNATURE` — somebody between us rewrote
+ *   an offer, answer or candidate (e.g. a DTLS fingerprint).
+ */
+import type { SimplePeerSignal } from "@thaunknown/simple-peer/lite.js";
+import { toHex } from "../../../core/bytes.ts";
+import type { SignalingClient, SignalingError } from "../../../core/signaling/client.ts";
+import type { SignalEnvelope } from "../../../core/wire/signaling.ts";
+import type { IceServerConfig } from "../engine/api.ts";
+import {
+  type ByeReason,
+  CONN_ID_BYTES,
+  decodeSignalPayload,
+  encodeSignalPayload,
+  type SignalPayload,
+} from "./signal-payload.ts";
+import { WebRtcLink } from "./webrtc-link.ts";
+
+/** Close reasons of direct links, besides simple-peer's ERR_* codes and "open-timeout". */
+export const DIRECT_CLOSE = {
+  /** An envelope claiming to be from the peer failed its signature check. */
+  BAD_SIGNATURE: "BAD_SIGNAL_SIGNATURE",
+  /** The peer said bye (`bye-refused`, `bye-glare`, …). */
+  bye: (r: ByeReason) => `bye-${r}`,
+} as const;
+
+/** Early candidates kept for an offer that is still being decided (per attempt, and in total). */
+const MAX_EARLY_CANDIDATES = 32;
+const MAX_EARLY_ATTEMPTS = 16;
+
+export interface IncomingOffer {
+  /** The sender's identity key, from a verified envelope. */
+  readonly from: Uint8Array;
+  readonly conn: Uint8Array;
+  /** Answer on this connection: the link opens when ICE and DTLS complete. */
+  accept(): WebRtcLink;
+  /** Tell the dialer no (a `bye`), so it does not wait for a timeout. */
+  refuse(reason: ByeReason): void;
+}
+
+export interface DirectTransportOptions {
+  signaling: SignalingClient;
+  iceServers?: IceServerConfig[];
+  openTimeoutMs?: number;
+  onOffer: (offer: IncomingOffer) => void;
+  /** Failures worth a log line (never includes payloads). */
+  onError?: (error: SignalingError | Error) => void;
+}
+
+interface Attempt {
+  link: WebRtcLink;
+  peer: Uint8Array;
+  conn: Uint8Array;
+}
+
+export class DirectTransport {
+  readonly path = "direct" as const;
+  readonly #o: DirectTransportOptions;
+  readonly #attempts = new Map<string, Attempt>();
+  /** Candidates that arrived for an offer the engine has not decided on yet. */
+  readonly #early = new Map<string, SimplePeerSignal[]>();
+  readonly #off: () => void;
+  iceServers: IceServerConfig[];
+
+  constructor(options: DirectTransportOptions) {
+    this.#o = options;
+    this.iceServers = options.iceServers ?? [];
+    this.#off = options.signaling.on((event) => {
+      if (event.type === "signal") this.#onEnvelope(event.envelope);
+      else if (event.type === "rejected" && event.reason === "bad-signature") this.#onForged(event.from);
+    });
+  }
+
+  /** Stop routing signals and close every attempt. */
+  close(): void {
+    this.#off();
+    for (const a of this.#attempts.values()) a.link.close("transport-closed");
+    this.#attempts.clear();
+    this.#early.clear();
+  }
+
+  /** Start a connection to `peer`: returns the initiating link (state `connecting`). */
+  dial(peer: Uint8Array): WebRtcLink {
+    const conn = crypto.getRandomValues(new Uint8Array(CONN_ID_BYTES));
+    return this.#start(peer, conn, true);
+  }
+
+  #key(peer: Uint8Array, conn: Uint8Array): string {
+    return `${toHex(peer)}/${toHex(conn)}`;
+  }
+
+  #start(peer: Uint8Array, conn: Uint8Array, initiator: boolean): WebRtcLink {
+    const key = this.#key(peer, conn);
+    const link: WebRtcLink = new WebRtcLink({
+      initiator,
+      iceServers: this.iceServers,
+      ...(this.#o.openTimeoutMs === undefined ? {} : { openTimeoutMs: this.#o.openTimeoutMs }),
+      onSignal: (s) => this.#send(link, peer, conn, s),
+    });
+    const attempt: Attempt = { link, peer: peer.slice(), conn: conn.slice() };
+    this.#attempts.set(key, attempt);
+    void link.closed.then(() => {
+      if (this.#attempts.get(key) === attempt) this.#attempts.delete(key);
+    });
+    return link;
+  }
+
+  #send(link: WebRtcLink, peer: Uint8Array, conn: Uint8Array, s: SimplePeerSignal): void {
+    let payload: SignalPayload;
+    if ((s.type === "offer" || s.type === "answer") && typeof s.sdp === "string")
+      payload = { kind: s.type, conn, sdp: s.sdp };
+    else if (s.candidate && typeof s.candidate.candidate === "string")
+      payload = {
+        kind: "ice",
+        conn,
+        candidate: s.candidate.candidate,
+        ...(typeof s.candidate.sdpMid === "string" ? { mid: s.candidate.sdpMid } : {}),
+        ...(typeof s.candidate.sdpMLineIndex === "number" ? { index: s.candidate.sdpMLineIndex } : {}),
+      };
+    else return; // renegotiation requests: a data-channel-only connection never needs them
+    this.#o.signaling.signal(peer, payload.kind, encodeSignalPayload(payload)).catch((e: SignalingError) => {
+      // The envelope did not reach the peer: without it this attempt cannot succeed.
+      link.close(e.code ?? "UNREACHABLE", e.message);
+    });
+  }
+
+  #bye(peer: Uint8Array, conn: Uint8Array, reason: ByeReason): void {
+    const payload = encodeSignalPayload({ kind: "bye", conn, reason });
+    this.#o.signaling.signal(peer, "bye", payload).catch(() => {});
+  }
+
+  #onEnvelope(e: SignalEnvelope): void {
+    const decoded = decodeSignalPayload(e.kind, e.payload);
+    if (!decoded.ok) {
+      this.#o.onError?.(new Error(`dropped a malformed ${e.kind} payload: ${decoded.error.code}`));
+      return;
+    }
+    const p = decoded.value;
+    const key = this.#key(e.from, p.conn);
+    const attempt = this.#attempts.get(key);
+    switch (p.kind) {
+      case "offer": {
+        if (attempt) return; // a duplicate offer for an attempt we already run
+        const from = e.from.slice();
+        const conn = p.conn.slice();
+        const sdp = p.sdp;
+        let decided = false;
+        this.#o.onOffer({
+          from,
+          conn,
+          accept: () => {
+            if (decided) throw new Error("offer already decided");
+            decided = true;
+            const link = this.#start(from, conn, false);
+            link.signal({ type: "offer", sdp });
+            for (const c of this.#early.get(key) ?? []) link.signal(c);
+            this.#early.delete(key);
+            return link;
+          },
+          refuse: (reason) => {
+            if (decided) return;
+            decided = true;
+            this.#early.delete(key);
+            this.#bye(from, conn, reason);
+          },
+        });
+        return;
+      }
+      case "answer":
+        attempt?.link.signal({ type: "answer", sdp: p.sdp });
+        return;
+      case "ice": {
+        const signal: SimplePeerSignal = {
+          type: "candidate",
+          candidate: { candidate: p.candidate, sdpMid: p.mid ?? null, sdpMLineIndex: p.index ?? null },
+        };
+        if (attempt) attempt.link.signal(signal);
+        else this.#keepEarly(key, signal);
+        return;
+      }
+      case "bye":
+        attempt?.link.close(DIRECT_CLOSE.bye(p.reason), `the peer said ${p.reason}`);
+        this.#early.delete(key);
+        return;
+    }
+  }
+
+  /** Candidates racing ahead of an offer's acceptance (bounded; dropped when decided). */
+  #keepEarly(key: string, signal: SimplePeerSignal): void {
+    let list = this.#early.get(key);
+    if (!list) {
+      if (this.#early.size >= MAX_EARLY_ATTEMPTS) {
+        const oldest = this.#early.keys().next().value;
+        if (oldest !== undefined) this.#early.delete(oldest);
+      }
+      list = [];
+      this.#early.set(key, list);
+    }
+    if (list.length < MAX_EARLY_CANDIDATES) list.push(signal);
+  }
+
+  #onForged(from: Uint8Array): void {
+    const prefix = `${toHex(from)}/`;
+    for (const [key, a] of this.#attempts)
+      if (key.startsWith(prefix) && a.link.state !== "closed")
+        a.link.close(
+          DIRECT_CLOSE.BAD_SIGNATURE,
+          "a signaling message from the peer failed its signature check",
+        );
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * The opaque `payload` of signaling envelopes as the chat engine fills it (docs/protocol/chat.md,
+ * "Signaling payloads"). The signaling service forwards it without looking (core/wire/signaling.ts
+ * signs it as part of the envelope); the receiving engine decodes it here, bounded and validated,
+ * before anything reaches RTCPeerConnection:
+ *
+ *   offer / answer := { c: bin(8), sdp: str }
+ *   ice            := { c: bin(8), cand: str, mid?: str, idx?: uint }
+ *   bye            := { c: bin(8), r: "refused" | "glare" | "cancelled" | "busy" }
+ *
+ * canonical MessagePack. `c` names one connection attempt: the dialer picks it at random, every
+ * answer, candidate and bye for that attempt carries it, so a late candidate from an old attempt
+ * cannot reach a new one.
+ */
+import * as v from "valibot";
+import type { Result } from "../../../core/errors.ts";
+import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/wire/codec.ts";
+import type { SignalKind } from "../../../core/wire/signaling.ts";
+
+export const CONN_ID_BYTES = 8;
+/** A data-channel-only SDP is about 600 bytes; 12 000 leaves room without letting it grow large. */
+export const MAX_SDP_CHARS = 12_000;
+export const MAX_CANDIDATE_CHARS = 1_024;
+export const BYE_REASONS = ["refused", "glare", "cancelled", "busy"] as const;
+export type ByeReason = (typeof BYE_REASONS)[number];
+
+const connId = bytesSchema(CONN_ID_BYTES);
+const descriptionSchema = v.strictObject({ c: connId, sdp: v.pipe(v.string(), v.maxLength(MAX_SDP_CHARS)) });
+const iceSchema = v.strictObject({
+  c: connId,
+  cand: v.pipe(v.string(), v.maxLength(MAX_CANDIDATE_CHARS)),
+  mid: v.optional(v.pipe(v.string(), v.maxLength(64))),
+  idx: v.optional(uintSchema(0xffff)),
+});
+const byeSchema = v.strictObject({ c: connId, r: v.picklist(BYE_REASONS) });
+
+const LIMITS = { maxBytes: 16_384, maxStrLength: MAX_SDP_CHARS, maxMapLength: 4, maxArrayLength: 0 };
+
+export type SignalPayload =
+  | { kind: "offer" | "answer"; conn: Uint8Array; sdp: string }
+  | { kind: "ice"; conn: Uint8Array; candidate: string; mid?: string; index?: number }
+  | { kind: "bye"; conn: Uint8Array; reason: ByeReason };
+
+export function encodeSignalPayload(p: SignalPayload): Uint8Array {
+  switch (p.kind) {
+    case "offer":
+    case "answer":
+      return encodeCanonical({ c: p.conn, sdp: p.sdp });
+    case "ice":
+      return encodeCanonical({ c: p.conn, cand: p.candidate, mid: p.mid, idx: p.index });
+    case "bye":
+      return encodeCanonical({ c: p.conn, r: p.reason });
+  }
+}
+
+/** Decode the payload of an envelope of `kind`; a typed error for anything malformed. */
+export function decodeSignalPayload(kind: SignalKind, bytes: Uint8Array): Result<SignalPayload> {
+  switch (kind) {
+    case "offer":
+    case "answer": {
+      const r = decodeWith(bytes, descriptionSchema, LIMITS);
+      return r.ok ? { ok: true, value: { kind, conn: r.value.c, sdp: r.value.sdp } } : r;
+    }
+    case "ice": {
+      const r = decodeWith(bytes, iceSchema, LIMITS);
+      if (!r.ok) return r;
+      return {
+        ok: true,
+        value: {
+          kind,
+          conn: r.value.c,
+          candidate: r.value.cand,
+          ...(r.value.mid === undefined ? {} : { mid: r.value.mid }),
+          ...(r.value.idx === undefined ? {} : { index: r.value.idx }),
+        },
+      };
+    }
+    case "bye": {
+      const r = decodeWith(bytes, byeSchema, LIMITS);
+      return r.ok ? { ok: true, value: { kind, conn: r.value.c, reason: r.value.r } } : r;
+    }
+  }
+}

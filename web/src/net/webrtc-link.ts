@@ -1,0 +1,172 @@
+/**
+ * A WebRTC data channel as a `Link` (core/link/link.ts; DESIGN.md, Transports "Direct"): one
+ * ordered, reliable data channel opened by @thaunknown/simple-peer's lite build over the browser's
+ * RTCPeerConnection (docs/decisions.md, WebRTC). Offer, answer and ICE candidates (trickle ICE,
+ * RFC 8838) leave through `onSignal` and come back through `signal()`; the caller carries them
+ * over the signaling service (web/src/net/direct.ts).
+ *
+ * Nothing here authenticates the peer. DTLS fingerprints travel through the signaling server,
+ * which could swap them; the Noise session that runs over this link (core/session) is what binds
+ * the link to an identity.
+ *
+ * The link is `connecting` until the data channel is open, then `open`; it closes (for good)
+ * when either side closes it, on any WebRTC error (`reason` = simple-peer's error code, e.g.
+ * ERR_ICE_CONNECTION_FAILURE), or when `openTimeoutMs` passes before the channel opens.
+ */
+import SimplePeer, { type SimplePeerSignal } from "@thaunknown/simple-peer/lite.js";
+import { LoftError } from "../../../core/errors.ts";
+import type { LinkCloseInfo } from "../../../core/link/link.ts";
+import { QueueLink } from "../../../core/link/queue-link.ts";
+import type { IceServerConfig } from "../engine/api.ts";
+
+/** Above this many bytes queued in the data channel, `drain()` waits (simple-peer uses 64 KiB too). */
+export const DRAIN_THRESHOLD_BYTES = 256 * 1024;
+export const DEFAULT_OPEN_TIMEOUT_MS = 20_000;
+
+export interface WebRtcLinkOptions {
+  initiator: boolean;
+  iceServers?: IceServerConfig[];
+  /** An offer, answer or candidate to carry to the peer. */
+  onSignal: (signal: SimplePeerSignal) => void;
+  openTimeoutMs?: number;
+}
+
+/** What the selected ICE candidate pair says about the path (RTCStatsReport, candidate types). */
+export interface PathInfo {
+  /** "host", "srflx", "prflx" or "relay" (TURN) for each side; undefined if unknown. */
+  local?: string;
+  remote?: string;
+  protocol?: string;
+}
+
+export class WebRtcLink extends QueueLink {
+  readonly initiator: boolean;
+  /** Resolves when the data channel is open; rejects (with the close reason) if it never opens. */
+  readonly opened: Promise<void>;
+  readonly #peer: SimplePeer;
+  readonly #pending: Uint8Array[] = [];
+  #resolveOpened!: () => void;
+  #rejectOpened!: (e: Error) => void;
+  #openTimer: ReturnType<typeof setTimeout> | undefined;
+  #drainWaiters: (() => void)[] = [];
+
+  constructor(options: WebRtcLinkOptions) {
+    super("connecting");
+    this.initiator = options.initiator;
+    this.opened = new Promise<void>((resolve, reject) => {
+      this.#resolveOpened = resolve;
+      this.#rejectOpened = reject;
+    });
+    this.opened.catch(() => {}); // observed through `closed` as well
+    this.#peer = new SimplePeer({
+      initiator: options.initiator,
+      trickle: true,
+      // No default STUN servers (simple-peer's defaults are Google's and Twilio's): only what the
+      // user configured. Host candidates are enough on one machine or a LAN.
+      config: { iceServers: (options.iceServers ?? []) as RTCIceServer[] },
+      channelConfig: { ordered: true },
+    });
+    this.#peer.on("signal", (s) => {
+      if (this.state !== "closed") options.onSignal(s);
+    });
+    this.#peer.on("connect", () => this.#onOpen());
+    this.#peer.on("data", (d) => this.deliver(d instanceof Uint8Array ? d : new Uint8Array(d)));
+    this.#peer.on("error", (e) =>
+      this.finish({ reason: e.code ?? "ERR_WEBRTC", detail: e.message ?? "WebRTC error" }, true),
+    );
+    this.#peer.on("close", () =>
+      this.finish({ reason: "remote-closed", detail: "data channel closed" }, true),
+    );
+    this.#openTimer = setTimeout(
+      () => this.close("open-timeout", "the data channel did not open in time"),
+      options.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS,
+    );
+    this.closed.then((info) => {
+      clearTimeout(this.#openTimer);
+      this.#rejectOpened(new Error(info.detail ?? info.reason));
+      for (const w of this.#drainWaiters.splice(0)) w();
+    });
+  }
+
+  /** Feed an offer, answer or candidate received from the peer. Ignored once closed. */
+  signal(data: SimplePeerSignal): void {
+    if (this.state === "closed") return;
+    try {
+      this.#peer.signal(data);
+    } catch (e) {
+      this.close("ERR_SIGNALING", (e as Error).message);
+    }
+  }
+
+  /** Bytes queued in the data channel and not yet handed to the network. */
+  get bufferedAmount(): number {
+    return this.#peer.bufferSize;
+  }
+
+  /**
+   * Resolves once the data channel's send buffer is at most `DRAIN_THRESHOLD_BYTES` (or the link
+   * closed). Bulk senders await it between messages; a data channel whose buffer overflows
+   * (16 MiB in Chromium) closes.
+   */
+  drain(): Promise<void> {
+    if (this.state === "closed" || this.bufferedAmount <= DRAIN_THRESHOLD_BYTES) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  /** The selected candidate pair (for diagnostics and tests: is this link host-to-host or TURN?). */
+  async pathInfo(): Promise<PathInfo> {
+    const pc = this.#peer._pc;
+    if (!pc) return {};
+    const stats = await pc.getStats();
+    let pairId: string | undefined;
+    stats.forEach((s: { type: string; selectedCandidatePairId?: string }) => {
+      if (s.type === "transport" && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
+    });
+    const pair = pairId
+      ? (stats.get(pairId) as { localCandidateId?: string; remoteCandidateId?: string } | undefined)
+      : undefined;
+    if (!pair) return {};
+    const local = stats.get(pair.localCandidateId ?? "") as
+      | { candidateType?: string; protocol?: string }
+      | undefined;
+    const remote = stats.get(pair.remoteCandidateId ?? "") as { candidateType?: string } | undefined;
+    return { local: local?.candidateType, remote: remote?.candidateType, protocol: local?.protocol };
+  }
+
+  #onOpen(): void {
+    if (this.state !== "connecting") return;
+    clearTimeout(this.#openTimer);
+    const channel = this.#peer._channel;
+    if (channel) {
+      channel.bufferedAmountLowThreshold = DRAIN_THRESHOLD_BYTES;
+      channel.addEventListener("bufferedamountlow", () => {
+        for (const w of this.#drainWaiters.splice(0)) w();
+      });
+    }
+    this.markOpen();
+    for (const m of this.#pending.splice(0)) this.#peer.send(m);
+    this.#resolveOpened();
+  }
+
+  protected transmit(message: Uint8Array): void {
+    if (this.state === "connecting") {
+      this.#pending.push(message.slice());
+      return;
+    }
+    try {
+      this.#peer.send(message);
+    } catch (e) {
+      this.finish({ reason: "ERR_DATA_CHANNEL", detail: (e as Error).message }, true);
+      throw new LoftError("LOFT_ERR_LINK_CLOSED", "the data channel failed");
+    }
+  }
+
+  protected teardown(_info: LinkCloseInfo): void {
+    this.#pending.length = 0;
+    try {
+      this.#peer.destroy();
+    } catch {
+      // already gone
+    }
+  }
+}

@@ -11,6 +11,9 @@ import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
 import { type AeadBackend, aead, nobleAead, nodeCryptoAead, setAeadBackend } from "./aead.ts";
 import { runVectorFile } from "./vectors.ts";
 
+/** `npm run fuzz` raises FUZZ_RUNS twentyfold: give each property time in proportion. */
+const PROPERTY_TIMEOUT = Math.max(60_000, FUZZ_RUNS * 5);
+
 const node = nodeCryptoAead(crypto);
 
 afterAll(() => setAeadBackend(nobleAead));

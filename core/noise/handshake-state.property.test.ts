@@ -20,6 +20,9 @@ import { HandshakeState } from "./handshake-state.ts";
 import { type HandshakePattern, XX, XX_HFS } from "./patterns.ts";
 import { keyPairFromPrivate, type NoiseEntropy } from "./primitives.ts";
 
+/** `npm run fuzz` raises FUZZ_RUNS twentyfold: give each property time in proportion. */
+const PROPERTY_TIMEOUT = Math.max(60_000, FUZZ_RUNS * 5);
+
 const fill = (n: number, v: number) => new Uint8Array(n).fill(v);
 const INPUT_ERRORS: LoftErrorCode[] = ["LOFT_ERR_DECRYPT", "LOFT_ERR_MALFORMED", "LOFT_ERR_FRAME_TOO_LARGE"];
 
@@ -121,77 +124,89 @@ describe("handshake state machine under mutated input", () => {
     }
   });
 
-  it("message 1 (responder): garbage, truncation, extension, replays — typed results only", () => {
-    fc.assert(
-      fc.property(
-        fc.constantFrom(...transcripts).chain((t) => fc.tuple(fc.constant(t), mutation(t.messages[0]))),
-        ([t, m]) => {
-          const r = responder(t.pattern);
-          const read = r.readMessage(m);
-          expectTypedFailureOrOk(read, r);
-          // Message 1 is not authenticated by itself: what is accepted is only hashed (§5.3).
-          if (read.ok) expect(r.status).toBe("write");
-          else expect(m.length < t.pattern.overhead[0]! || m.length > 65535).toBe(true);
-        },
-      ),
-      { numRuns: FUZZ_RUNS },
-    );
-  });
+  it(
+    "message 1 (responder): garbage, truncation, extension, replays — typed results only",
+    () => {
+      fc.assert(
+        fc.property(
+          fc.constantFrom(...transcripts).chain((t) => fc.tuple(fc.constant(t), mutation(t.messages[0]))),
+          ([t, m]) => {
+            const r = responder(t.pattern);
+            const read = r.readMessage(m);
+            expectTypedFailureOrOk(read, r);
+            // Message 1 is not authenticated by itself: what is accepted is only hashed (§5.3).
+            if (read.ok) expect(r.status).toBe("write");
+            else expect(m.length < t.pattern.overhead[0]! || m.length > 65535).toBe(true);
+          },
+        ),
+        { numRuns: FUZZ_RUNS },
+      );
+    },
+    PROPERTY_TIMEOUT,
+  );
 
-  it("messages 2 and 3: any change, replay or reordering fails, zeroes the state, yields no transport", () => {
-    fc.assert(
-      fc.property(
-        fc
-          .tuple(fc.constantFrom(...transcripts), fc.constantFrom(1, 2))
-          .chain(([t, k]) => fc.tuple(fc.constant(t), fc.constant(k), mutation(t.messages[k]))),
-        ([t, k, m]) => {
-          fc.pre(!equalBytes(m, t.messages[k]));
-          let hs: HandshakeState;
-          if (k === 1) {
-            hs = initiator(t.pattern);
-            must(hs.writeMessage(utf8("m1")));
-          } else {
-            hs = responder(t.pattern);
-            must(hs.readMessage(t.messages[0]));
-            must(hs.writeMessage(utf8("m2")));
-          }
-          const read = hs.readMessage(m);
-          expect(read.ok).toBe(false);
-          expectTypedFailureOrOk(read, hs);
-          const again = hs.readMessage(t.messages[k]);
-          expect(!again.ok && again.error.code).toBe("LOFT_ERR_HANDSHAKE_STATE");
-        },
-      ),
-      // Two to four X25519 operations per case: a quarter of the budget here; with the full budget
-      // above and below, the state machine sees 2.25 × FUZZ_RUNS mutated inputs.
-      { numRuns: Math.ceil(FUZZ_RUNS / 4) },
-    );
-  });
+  it(
+    "messages 2 and 3: any change, replay or reordering fails, zeroes the state, yields no transport",
+    () => {
+      fc.assert(
+        fc.property(
+          fc
+            .tuple(fc.constantFrom(...transcripts), fc.constantFrom(1, 2))
+            .chain(([t, k]) => fc.tuple(fc.constant(t), fc.constant(k), mutation(t.messages[k]))),
+          ([t, k, m]) => {
+            fc.pre(!equalBytes(m, t.messages[k]));
+            let hs: HandshakeState;
+            if (k === 1) {
+              hs = initiator(t.pattern);
+              must(hs.writeMessage(utf8("m1")));
+            } else {
+              hs = responder(t.pattern);
+              must(hs.readMessage(t.messages[0]));
+              must(hs.writeMessage(utf8("m2")));
+            }
+            const read = hs.readMessage(m);
+            expect(read.ok).toBe(false);
+            expectTypedFailureOrOk(read, hs);
+            const again = hs.readMessage(t.messages[k]);
+            expect(!again.ok && again.error.code).toBe("LOFT_ERR_HANDSHAKE_STATE");
+          },
+        ),
+        // Two to four X25519 operations per case: a quarter of the budget here; with the full budget
+        // above and below, the state machine sees 2.25 × FUZZ_RUNS mutated inputs.
+        { numRuns: Math.ceil(FUZZ_RUNS / 4) },
+      );
+    },
+    PROPERTY_TIMEOUT,
+  );
 
-  it("calls in any order with any input: typed results, and never a transport before completion", () => {
-    const op = fc.oneof(
-      fc.constant({ kind: "write" as const }),
-      fc.constant({ kind: "finish" as const }),
-      fc.uint8Array({ maxLength: 200 }).map((m) => ({ kind: "read" as const, m })),
-    );
-    fc.assert(
-      fc.property(fc.boolean(), fc.array(op, { minLength: 1, maxLength: 4 }), (asInitiator, ops) => {
-        const hs = asInitiator ? initiator(XX) : responder(XX);
-        for (const o of ops) {
-          if (o.kind === "finish") {
-            const fin = hs.finish();
-            expect(fin.ok).toBe(false);
-            if (!fin.ok) expect(fin.error.code).toBe("LOFT_ERR_HANDSHAKE_STATE");
-            continue;
+  it(
+    "calls in any order with any input: typed results, and never a transport before completion",
+    () => {
+      const op = fc.oneof(
+        fc.constant({ kind: "write" as const }),
+        fc.constant({ kind: "finish" as const }),
+        fc.uint8Array({ maxLength: 200 }).map((m) => ({ kind: "read" as const, m })),
+      );
+      fc.assert(
+        fc.property(fc.boolean(), fc.array(op, { minLength: 1, maxLength: 4 }), (asInitiator, ops) => {
+          const hs = asInitiator ? initiator(XX) : responder(XX);
+          for (const o of ops) {
+            if (o.kind === "finish") {
+              const fin = hs.finish();
+              expect(fin.ok).toBe(false);
+              if (!fin.ok) expect(fin.error.code).toBe("LOFT_ERR_HANDSHAKE_STATE");
+              continue;
+            }
+            const r = o.kind === "write" ? hs.writeMessage() : hs.readMessage(o.m);
+            if (!r.ok) expect([...INPUT_ERRORS, "LOFT_ERR_HANDSHAKE_STATE"]).toContain(r.error.code);
           }
-          const r = o.kind === "write" ? hs.writeMessage() : hs.readMessage(o.m);
-          if (!r.ok) expect([...INPUT_ERRORS, "LOFT_ERR_HANDSHAKE_STATE"]).toContain(r.error.code);
-        }
-        expect(hs.status).not.toBe("finished");
-      }),
-      { numRuns: FUZZ_RUNS },
-    );
-  });
+          expect(hs.status).not.toBe("finished");
+        }),
+        { numRuns: FUZZ_RUNS },
+      );
+    },
+    PROPERTY_TIMEOUT,
+  );
 });
 
 describe("transport decryption under tampering, replay and reordering", () => {
@@ -206,42 +221,46 @@ describe("transport decryption under tampering, replay and reordering", () => {
     for (const [i, f] of frames.entries()) expect(must(receiver.decryptWithAd(ad, f))).toEqual(plaintexts[i]);
   });
 
-  it("a stream with any frame flipped, replayed, dropped or swapped fails at the first deviation, typed", () => {
-    const edit = fc.oneof(
-      fc.tuple(fc.constant("flip" as const), fc.nat(), fc.nat()),
-      fc.tuple(fc.constant("replay" as const), fc.nat(), fc.nat()),
-      fc.tuple(fc.constant("drop" as const), fc.nat(), fc.nat()),
-      fc.tuple(fc.constant("swap" as const), fc.nat(), fc.nat()),
-      fc.tuple(fc.constant("truncate" as const), fc.nat(), fc.nat()),
-    );
-    fc.assert(
-      fc.property(edit, ([kind, a, b]) => {
-        const stream = frames.map((f) => f.slice());
-        const at = a % stream.length;
-        if (kind === "flip") stream[at]![b % stream[at]!.length]! ^= 1 << (b % 8);
-        else if (kind === "replay") stream.splice(at + 1, 0, stream[b % (at + 1)]!.slice());
-        else if (kind === "drop")
-          stream.splice(at % (stream.length - 1), 1); // not the last: that is a clean end
-        else if (kind === "truncate") stream[at] = stream[at]!.subarray(0, b % stream[at]!.length);
-        else {
-          const other = (at + 1 + (b % (stream.length - 1))) % stream.length;
-          [stream[at], stream[other]] = [stream[other]!, stream[at]!];
-        }
-        const receiver = new CipherState(key);
-        let failed = false;
-        for (const [i, f] of stream.entries()) {
-          const r = receiver.decryptWithAd(ad, f);
-          if (!r.ok) {
-            expect(r.error.code).toBe("LOFT_ERR_DECRYPT");
-            expect(receiver.nonce).toBe(BigInt(i)); // §5.1: n not incremented on failure
-            failed = true;
-            break;
+  it(
+    "a stream with any frame flipped, replayed, dropped or swapped fails at the first deviation, typed",
+    () => {
+      const edit = fc.oneof(
+        fc.tuple(fc.constant("flip" as const), fc.nat(), fc.nat()),
+        fc.tuple(fc.constant("replay" as const), fc.nat(), fc.nat()),
+        fc.tuple(fc.constant("drop" as const), fc.nat(), fc.nat()),
+        fc.tuple(fc.constant("swap" as const), fc.nat(), fc.nat()),
+        fc.tuple(fc.constant("truncate" as const), fc.nat(), fc.nat()),
+      );
+      fc.assert(
+        fc.property(edit, ([kind, a, b]) => {
+          const stream = frames.map((f) => f.slice());
+          const at = a % stream.length;
+          if (kind === "flip") stream[at]![b % stream[at]!.length]! ^= 1 << (b % 8);
+          else if (kind === "replay") stream.splice(at + 1, 0, stream[b % (at + 1)]!.slice());
+          else if (kind === "drop")
+            stream.splice(at % (stream.length - 1), 1); // not the last: that is a clean end
+          else if (kind === "truncate") stream[at] = stream[at]!.subarray(0, b % stream[at]!.length);
+          else {
+            const other = (at + 1 + (b % (stream.length - 1))) % stream.length;
+            [stream[at], stream[other]] = [stream[other]!, stream[at]!];
           }
-          expect(r.value).toEqual(plaintexts[i]); // anything accepted is the original, in place
-        }
-        expect(failed).toBe(true);
-      }),
-      { numRuns: FUZZ_RUNS },
-    );
-  });
+          const receiver = new CipherState(key);
+          let failed = false;
+          for (const [i, f] of stream.entries()) {
+            const r = receiver.decryptWithAd(ad, f);
+            if (!r.ok) {
+              expect(r.error.code).toBe("LOFT_ERR_DECRYPT");
+              expect(receiver.nonce).toBe(BigInt(i)); // §5.1: n not incremented on failure
+              failed = true;
+              break;
+            }
+            expect(r.value).toEqual(plaintexts[i]); // anything accepted is the original, in place
+          }
+          expect(failed).toBe(true);
+        }),
+        { numRuns: FUZZ_RUNS },
+      );
+    },
+    PROPERTY_TIMEOUT,
+  );
 });

@@ -19,6 +19,9 @@ import { closeFrame, FrameAssembler, messageFrames } from "./frames.ts";
 import { decodeHandshakePayload, encodeHandshakePayload } from "./payload.ts";
 import { establishSession, type Session } from "./session.ts";
 
+/** `npm run fuzz` raises FUZZ_RUNS twentyfold: give each property time in proportion. */
+const PROPERTY_TIMEOUT = Math.max(60_000, FUZZ_RUNS * 5);
+
 const ASSEMBLER_ERRORS: LoftErrorCode[] = [
   "LOFT_ERR_MALFORMED",
   "LOFT_ERR_SCHEMA",
@@ -60,68 +63,72 @@ describe("FrameAssembler", () => {
     for (const [i, m] of out.entries()) expect(equalBytes(m, originals[i]!)).toBe(true);
   });
 
-  it("garbage, flipped, truncated, dropped, duplicated or swapped frames: typed errors, never a spliced message", () => {
-    const edit = fc.oneof(
-      fc.record({ kind: fc.constant("flip" as const), at: fc.nat(), pos: fc.nat(), bit: fc.nat(7) }),
-      fc.record({ kind: fc.constant("truncate" as const), at: fc.nat(), pos: fc.nat() }),
-      fc.record({ kind: fc.constant("drop" as const), at: fc.nat() }),
-      fc.record({ kind: fc.constant("duplicate" as const), at: fc.nat(), to: fc.nat() }),
-      fc.record({ kind: fc.constant("swap" as const), at: fc.nat(), to: fc.nat() }),
-      fc.record({
-        kind: fc.constant("garbage" as const),
-        at: fc.nat(),
-        junk: fc.uint8Array({ maxLength: 300 }),
-      }),
-    );
-    fc.assert(
-      fc.property(
-        fc.array(edit, { minLength: 1, maxLength: 3 }),
-        fc.integer({ min: 1, max: 200_000 }),
-        (edits, limit) => {
-          const stream = validStream.slice();
-          let bytesChanged = false;
-          for (const e of edits) {
-            const at = e.at % stream.length;
-            if (e.kind === "flip") {
-              const f = stream[at]!.slice();
-              if (f.length === 0) continue;
-              f[e.pos % f.length]! ^= 1 << e.bit;
-              stream[at] = f;
-              bytesChanged = true;
-            } else if (e.kind === "truncate") {
-              stream[at] = stream[at]!.subarray(0, e.pos % (stream[at]!.length + 1));
-              bytesChanged = true;
-            } else if (e.kind === "drop") stream.splice(at, 1);
-            else if (e.kind === "duplicate") stream.splice(e.to % (stream.length + 1), 0, stream[at]!);
-            else if (e.kind === "swap") {
-              const to = e.to % stream.length;
-              [stream[at], stream[to]] = [stream[to]!, stream[at]!];
-            } else {
-              stream.splice(at, 0, e.junk);
-              bytesChanged = true;
+  it(
+    "garbage, flipped, truncated, dropped, duplicated or swapped frames: typed errors, never a spliced message",
+    () => {
+      const edit = fc.oneof(
+        fc.record({ kind: fc.constant("flip" as const), at: fc.nat(), pos: fc.nat(), bit: fc.nat(7) }),
+        fc.record({ kind: fc.constant("truncate" as const), at: fc.nat(), pos: fc.nat() }),
+        fc.record({ kind: fc.constant("drop" as const), at: fc.nat() }),
+        fc.record({ kind: fc.constant("duplicate" as const), at: fc.nat(), to: fc.nat() }),
+        fc.record({ kind: fc.constant("swap" as const), at: fc.nat(), to: fc.nat() }),
+        fc.record({
+          kind: fc.constant("garbage" as const),
+          at: fc.nat(),
+          junk: fc.uint8Array({ maxLength: 300 }),
+        }),
+      );
+      fc.assert(
+        fc.property(
+          fc.array(edit, { minLength: 1, maxLength: 3 }),
+          fc.integer({ min: 1, max: 200_000 }),
+          (edits, limit) => {
+            const stream = validStream.slice();
+            let bytesChanged = false;
+            for (const e of edits) {
+              const at = e.at % stream.length;
+              if (e.kind === "flip") {
+                const f = stream[at]!.slice();
+                if (f.length === 0) continue;
+                f[e.pos % f.length]! ^= 1 << e.bit;
+                stream[at] = f;
+                bytesChanged = true;
+              } else if (e.kind === "truncate") {
+                stream[at] = stream[at]!.subarray(0, e.pos % (stream[at]!.length + 1));
+                bytesChanged = true;
+              } else if (e.kind === "drop") stream.splice(at, 1);
+              else if (e.kind === "duplicate") stream.splice(e.to % (stream.length + 1), 0, stream[at]!);
+              else if (e.kind === "swap") {
+                const to = e.to % stream.length;
+                [stream[at], stream[to]] = [stream[to]!, stream[at]!];
+              } else {
+                stream.splice(at, 0, e.junk);
+                bytesChanged = true;
+              }
+              if (stream.length === 0) return;
             }
-            if (stream.length === 0) return;
-          }
-          const asm = new FrameAssembler(limit);
-          for (const f of stream) {
-            const r = asm.push(f);
-            if (!r.ok) {
-              expect(ASSEMBLER_ERRORS).toContain(r.error.code);
-              break;
+            const asm = new FrameAssembler(limit);
+            for (const f of stream) {
+              const r = asm.push(f);
+              if (!r.ok) {
+                expect(ASSEMBLER_ERRORS).toContain(r.error.code);
+                break;
+              }
+              if (r.value.kind === "close") break;
+              if (r.value.kind === "message" && !bytesChanged) {
+                // Frames moved around but unchanged: whatever comes out is one of the originals.
+                const m = r.value.message;
+                expect(originals.some((o) => equalBytes(o, m))).toBe(true);
+                expect(m.length).toBeLessThanOrEqual(limit);
+              }
             }
-            if (r.value.kind === "close") break;
-            if (r.value.kind === "message" && !bytesChanged) {
-              // Frames moved around but unchanged: whatever comes out is one of the originals.
-              const m = r.value.message;
-              expect(originals.some((o) => equalBytes(o, m))).toBe(true);
-              expect(m.length).toBeLessThanOrEqual(limit);
-            }
-          }
-        },
-      ),
-      { numRuns: FUZZ_RUNS },
-    );
-  });
+          },
+        ),
+        { numRuns: FUZZ_RUNS },
+      );
+    },
+    PROPERTY_TIMEOUT,
+  );
 });
 
 describe("decodeHandshakePayload", () => {
@@ -138,36 +145,42 @@ describe("decodeHandshakePayload", () => {
     expect(r.ok && r.value.identity.verified.username).toBe("fuzz");
   });
 
-  it("garbage and mutations: typed errors only, and a changed identity never decodes", () => {
-    const input = fc.oneof(
-      fc.uint8Array({ maxLength: 600 }),
-      fc.tuple(fc.nat(valid.length * 8 - 1)).map(([bit]) => {
-        const m = valid.slice();
-        m[bit >> 3]! ^= 1 << (bit & 7);
-        return m;
-      }),
-      fc.nat(valid.length - 1).map((n) => valid.subarray(0, n)),
-      fc.tuple(fc.nat(valid.length - 1), fc.uint8Array({ minLength: 1, maxLength: 16 })).map(([at, junk]) => {
-        const m = valid.slice();
-        m.set(junk.subarray(0, m.length - at), at);
-        return m;
-      }),
-    );
-    fc.assert(
-      fc.property(input, (bytes) => {
-        const r = decodeHandshakePayload(bytes);
-        if (!r.ok) {
-          expect([...ASSEMBLER_ERRORS, "LOFT_ERR_BAD_SIGNATURE", "LOFT_ERR_BAD_IDENTITY"]).toContain(
-            r.error.code,
-          );
-          return;
-        }
-        // Only the unsigned extension bytes may differ; the identity is exactly the signed one.
-        expect(equalBytes(encodeIdentity(r.value.identity), identityBytes)).toBe(true);
-      }),
-      { numRuns: FUZZ_RUNS },
-    );
-  });
+  it(
+    "garbage and mutations: typed errors only, and a changed identity never decodes",
+    () => {
+      const input = fc.oneof(
+        fc.uint8Array({ maxLength: 600 }),
+        fc.tuple(fc.nat(valid.length * 8 - 1)).map(([bit]) => {
+          const m = valid.slice();
+          m[bit >> 3]! ^= 1 << (bit & 7);
+          return m;
+        }),
+        fc.nat(valid.length - 1).map((n) => valid.subarray(0, n)),
+        fc
+          .tuple(fc.nat(valid.length - 1), fc.uint8Array({ minLength: 1, maxLength: 16 }))
+          .map(([at, junk]) => {
+            const m = valid.slice();
+            m.set(junk.subarray(0, m.length - at), at);
+            return m;
+          }),
+      );
+      fc.assert(
+        fc.property(input, (bytes) => {
+          const r = decodeHandshakePayload(bytes);
+          if (!r.ok) {
+            expect([...ASSEMBLER_ERRORS, "LOFT_ERR_BAD_SIGNATURE", "LOFT_ERR_BAD_IDENTITY"]).toContain(
+              r.error.code,
+            );
+            return;
+          }
+          // Only the unsigned extension bytes may differ; the identity is exactly the signed one.
+          expect(equalBytes(encodeIdentity(r.value.identity), identityBytes)).toBe(true);
+        }),
+        { numRuns: FUZZ_RUNS },
+      );
+    },
+    PROPERTY_TIMEOUT,
+  );
 });
 
 describe("live sessions with transport frames tampered in transit", () => {
@@ -249,67 +262,71 @@ describe("live sessions with transport frames tampered in transit", () => {
     );
   });
 
-  it("a mutated version header or handshake message in transit never yields a working session", async () => {
-    // Forward (initiator → responder) messages: 0 version header, 1 Noise message 1, 2 message 3;
-    // backward: 0 version header, 1 message 2.
-    const target = fc.record({
-      forward: fc.boolean(),
-      index: fc.nat(2),
-      mutate: fc.oneof(
-        fc.record({ kind: fc.constant("flip" as const), pos: fc.nat(), bit: fc.nat(7) }),
-        fc.record({ kind: fc.constant("truncate" as const), pos: fc.nat() }),
-        fc.record({ kind: fc.constant("garbage" as const), junk: fc.uint8Array({ maxLength: 120 }) }),
-      ),
-    });
-    await fc.assert(
-      fc.asyncProperty(target, async ({ forward, index, mutate }) => {
-        const at = forward ? index : Math.min(index, 1);
-        const change = (m: Uint8Array): Uint8Array => {
-          if (mutate.kind === "garbage") return mutate.junk;
-          if (mutate.kind === "truncate") return m.subarray(0, mutate.pos % m.length);
-          const c = m.slice();
-          c[mutate.pos % c.length]! ^= 1 << mutate.bit;
-          return c;
-        };
-        const [la, relayA] = memoryLinkPair();
-        const [relayB, lb] = memoryLinkPair();
-        const pipe = async (from: Link, to: Link, rewrite: boolean) => {
-          for (let i = 0; ; i++) {
-            let m: Uint8Array;
-            try {
-              m = await from.receive();
-            } catch {
-              to.close((await from.closed).detail ?? "closed");
-              return;
+  it(
+    "a mutated version header or handshake message in transit never yields a working session",
+    async () => {
+      // Forward (initiator → responder) messages: 0 version header, 1 Noise message 1, 2 message 3;
+      // backward: 0 version header, 1 message 2.
+      const target = fc.record({
+        forward: fc.boolean(),
+        index: fc.nat(2),
+        mutate: fc.oneof(
+          fc.record({ kind: fc.constant("flip" as const), pos: fc.nat(), bit: fc.nat(7) }),
+          fc.record({ kind: fc.constant("truncate" as const), pos: fc.nat() }),
+          fc.record({ kind: fc.constant("garbage" as const), junk: fc.uint8Array({ maxLength: 120 }) }),
+        ),
+      });
+      await fc.assert(
+        fc.asyncProperty(target, async ({ forward, index, mutate }) => {
+          const at = forward ? index : Math.min(index, 1);
+          const change = (m: Uint8Array): Uint8Array => {
+            if (mutate.kind === "garbage") return mutate.junk;
+            if (mutate.kind === "truncate") return m.subarray(0, mutate.pos % m.length);
+            const c = m.slice();
+            c[mutate.pos % c.length]! ^= 1 << mutate.bit;
+            return c;
+          };
+          const [la, relayA] = memoryLinkPair();
+          const [relayB, lb] = memoryLinkPair();
+          const pipe = async (from: Link, to: Link, rewrite: boolean) => {
+            for (let i = 0; ; i++) {
+              let m: Uint8Array;
+              try {
+                m = await from.receive();
+              } catch {
+                to.close((await from.closed).detail ?? "closed");
+                return;
+              }
+              if (to.state !== "closed") to.send(rewrite && i === at ? change(m) : m);
             }
-            if (to.state !== "closed") to.send(rewrite && i === at ? change(m) : m);
-          }
-        };
-        void pipe(relayA, relayB, forward);
-        void pipe(relayB, relayA, !forward);
-        const outcome = async (p: Promise<Session>) => {
-          try {
-            const s = await p;
-            // A session that exists must be closed by its peer's refusal, never deliver data.
-            const closed = await s.closed;
-            return `session closed: ${closed.reason}`;
-          } catch (e) {
-            return (e as { code?: string }).code ?? String(e);
-          }
-        };
-        const results = await Promise.all([
-          outcome(
-            establishSession({ link: la, role: "initiator", kind: "direct", self: alice, protocol: "XX" }),
-          ),
-          outcome(
-            establishSession({ link: lb, role: "responder", kind: "direct", self: bob, protocol: "XX" }),
-          ),
-        ]);
-        for (const r of results)
-          expect(r).toMatch(/^(LOFT_ERR_[A-Z_]+|session closed: LOFT_ERR_LINK_CLOSED)$/);
-        expect(results.filter((r) => r.startsWith("session"))).not.toHaveLength(2);
-      }),
-      { numRuns: 100 },
-    );
-  });
+          };
+          void pipe(relayA, relayB, forward);
+          void pipe(relayB, relayA, !forward);
+          const outcome = async (p: Promise<Session>) => {
+            try {
+              const s = await p;
+              // A session that exists must be closed by its peer's refusal, never deliver data.
+              const closed = await s.closed;
+              return `session closed: ${closed.reason}`;
+            } catch (e) {
+              return (e as { code?: string }).code ?? String(e);
+            }
+          };
+          const results = await Promise.all([
+            outcome(
+              establishSession({ link: la, role: "initiator", kind: "direct", self: alice, protocol: "XX" }),
+            ),
+            outcome(
+              establishSession({ link: lb, role: "responder", kind: "direct", self: bob, protocol: "XX" }),
+            ),
+          ]);
+          for (const r of results)
+            expect(r).toMatch(/^(LOFT_ERR_[A-Z_]+|session closed: LOFT_ERR_LINK_CLOSED)$/);
+          expect(results.filter((r) => r.startsWith("session"))).not.toHaveLength(2);
+        }),
+        { numRuns: 100 },
+      );
+    },
+    PROPERTY_TIMEOUT,
+  );
 });

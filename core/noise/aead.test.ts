@@ -19,34 +19,40 @@ const node = nodeCryptoAead(crypto);
 afterAll(() => setAeadBackend(nobleAead));
 
 describe("nodeCryptoAead", () => {
-  it("seals and opens exactly like noble, in place or not (property)", () => {
-    fc.assert(
-      fc.property(
-        fc.uint8Array({ minLength: 32, maxLength: 32 }),
-        fc.uint8Array({ minLength: 12, maxLength: 12 }),
-        fc.uint8Array({ maxLength: 40 }),
-        fc.uint8Array({ maxLength: 300 }),
-        fc.nat(),
-        (key, nonce, ad, plaintext, flip) => {
-          const want = nobleAead.seal(key, nonce, ad, plaintext);
-          expect(node.seal(key, nonce, ad, plaintext)).toEqual(want);
-          const buffer = new Uint8Array(plaintext.length + 16);
-          buffer.set(plaintext);
-          expect(node.seal(key, nonce, ad, buffer.subarray(0, plaintext.length), buffer)).toEqual(want);
-          expect(node.open(key, nonce, ad, want)).toEqual(plaintext);
-          expect(node.open(key, nonce, ad, buffer, buffer.subarray(0, plaintext.length))).toEqual(plaintext);
-          const forged = want.slice();
-          forged[flip % forged.length]! ^= 1 << (flip % 8);
-          expect(node.open(key, nonce, ad, forged)).toBeUndefined();
-          expect(nobleAead.open(key, nonce, ad, forged)).toBeUndefined();
-        },
-      ),
-      { numRuns: Math.ceil(FUZZ_RUNS / 5) },
-    );
-    expect(
-      node.open(new Uint8Array(32), new Uint8Array(12), new Uint8Array(0), new Uint8Array(15)),
-    ).toBeUndefined();
-  });
+  it(
+    "seals and opens exactly like noble, in place or not (property)",
+    () => {
+      fc.assert(
+        fc.property(
+          fc.uint8Array({ minLength: 32, maxLength: 32 }),
+          fc.uint8Array({ minLength: 12, maxLength: 12 }),
+          fc.uint8Array({ maxLength: 40 }),
+          fc.uint8Array({ maxLength: 300 }),
+          fc.nat(),
+          (key, nonce, ad, plaintext, flip) => {
+            const want = nobleAead.seal(key, nonce, ad, plaintext);
+            expect(node.seal(key, nonce, ad, plaintext)).toEqual(want);
+            const buffer = new Uint8Array(plaintext.length + 16);
+            buffer.set(plaintext);
+            expect(node.seal(key, nonce, ad, buffer.subarray(0, plaintext.length), buffer)).toEqual(want);
+            expect(node.open(key, nonce, ad, want)).toEqual(plaintext);
+            expect(node.open(key, nonce, ad, buffer, buffer.subarray(0, plaintext.length))).toEqual(
+              plaintext,
+            );
+            const forged = want.slice();
+            forged[flip % forged.length]! ^= 1 << (flip % 8);
+            expect(node.open(key, nonce, ad, forged)).toBeUndefined();
+            expect(nobleAead.open(key, nonce, ad, forged)).toBeUndefined();
+          },
+        ),
+        { numRuns: Math.ceil(FUZZ_RUNS / 5) },
+      );
+      expect(
+        node.open(new Uint8Array(32), new Uint8Array(12), new Uint8Array(0), new Uint8Array(15)),
+      ).toBeUndefined();
+    },
+    PROPERTY_TIMEOUT,
+  );
 });
 
 describe("setAeadBackend", () => {

@@ -9,7 +9,8 @@ const NEEDS = [
   { pkg: "chromium", present: () => existsSync("/usr/bin/chromium") },
   {
     pkg: "python3-dissononce",
-    present: () => spawnSync("python3", ["-c", "import dissononce"], { stdio: "ignore" }).status === 0,
+    present: () =>
+      spawnSync("/usr/bin/python3", ["-c", "import dissononce"], { stdio: "ignore" }).status === 0,
   },
   { pkg: "socat", present: () => existsSync("/usr/bin/socat") },
   { pkg: "coturn", present: () => existsSync("/usr/bin/turnserver") },

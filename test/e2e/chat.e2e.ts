@@ -101,7 +101,7 @@ describe("direct E2EE chat between two browsers", () => {
       ["alice", a],
       ["bob", b],
     ] as const)
-      page.on("console", (m) => logs.push(`${name}: ${m.text()}`));
+      page.on("console", (m) => logs.push(`${(performance.now() / 1000).toFixed(2)} ${name}: ${m.text()}`));
   });
   afterAll(async () => {
     if (process.env.LOFT_E2E_LOGS) console.log(logs.join("\n"));
@@ -181,10 +181,44 @@ describe("direct E2EE chat between two browsers", () => {
     expect(await incoming(b, "hello Bob, this is Alice").count()).toBe(1);
   });
 
+  it("a side that lost its ratchet state gets a new session, visibly, and the chat goes on", async () => {
+    // Bob's stored ratchet sessions vanish (e.g. storage re-created); identity and history stay.
+    await b.evaluate(async () => {
+      const db = await new Promise<IDBDatabase>((resolve, reject) => {
+        const r = indexedDB.open("loft");
+        r.onsuccess = () => resolve(r.result);
+        r.onerror = () => reject(r.error);
+      });
+      await new Promise<void>((resolve, reject) => {
+        const tx = db.transaction("sessions", "readwrite");
+        tx.objectStore("sessions").clear();
+        tx.oncomplete = () => resolve();
+        tx.onerror = () => reject(tx.error);
+      });
+      db.close();
+    });
+    await b.reload();
+    await openChat(b, aliceId);
+    // Both sides say so in plain words instead of failing silently.
+    await expect
+      .poll(() => id(b, "notice").textContent(), { timeout: 30_000 })
+      .toContain("new secure session");
+    await expect
+      .poll(() => id(a, "notice").textContent(), { timeout: 30_000 })
+      .toContain("new secure session");
+    await waitForDirect(b);
+    await sendText(b, "my device forgot our session");
+    await incoming(a, "my device forgot our session").waitFor();
+    await waitForState(b, "my device forgot our session", "delivered");
+    await sendText(a, "new session works");
+    await incoming(b, "new session works").waitFor();
+    await waitForState(a, "new session works", "delivered");
+  });
+
   it("a contact that comes back with another identity key is flagged and gets nothing", async () => {
     // Bob goes away; Alice writes while he is gone: the message waits on her device.
     await b.close();
-    await expect.poll(() => id(a, "chat-presence").textContent(), { timeout: 30_000 }).toBe("offline");
+    await expect.poll(() => id(a, "chat-presence").textContent(), { timeout: 45_000 }).toBe("offline");
     await sendText(a, "are you still there?");
     await waitForState(a, "are you still there?", "queued");
 

@@ -80,6 +80,8 @@ export function describeFailure(reason: string, name: string, detail?: string): 
         kind: "peer-offline",
         message: `${name}'s device did not accept the connection (you may not be in their contacts yet).`,
       };
+    case "bye-cancelled":
+      return { kind: "peer-offline", message: `${name}'s device gave up connecting. Retrying…` };
     case "bye-busy":
       return { kind: "peer-offline", message: `${name}'s device is busy. Retrying…` };
     case "open-timeout":

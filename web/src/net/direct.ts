@@ -112,8 +112,18 @@ export class DirectTransport {
     });
     const attempt: Attempt = { link, peer: peer.slice(), conn: conn.slice() };
     this.#attempts.set(key, attempt);
-    void link.closed.then(() => {
+    let opened = false;
+    link.opened.then(
+      () => {
+        opened = true;
+      },
+      () => {},
+    );
+    void link.closed.then((info) => {
       if (this.#attempts.get(key) === attempt) this.#attempts.delete(key);
+      // We gave up before the channel opened: tell the peer instead of letting it wait.
+      if (!opened && !info.reason.startsWith("bye-") && info.reason !== "transport-closed")
+        this.#bye(attempt.peer, attempt.conn, "cancelled");
     });
     return link;
   }

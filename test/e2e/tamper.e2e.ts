@@ -1,0 +1,187 @@
+/**
+ * A signaling server that tampers (test/support/tampering-signaling.ts, a real WebSocket server of
+ * ours in front of the real service) cannot get a message delivered to anyone but the contact it
+ * was written for: the PWA refuses, says "Verification failed" and why, and the message waits.
+ * Real Chromium, real `npm start` server (`npm run build` first;
+ * `node scripts/e2e.mjs test/e2e/tamper.e2e.ts`).
+ *
+ *  1. Rewritten DTLS fingerprints in answers: the envelope signature no longer verifies
+ *     (check "signaling-signature"); when the proxy stops tampering, the same message goes out.
+ *  2. A server that can sign for two puppet identities routes the victim's connection to a third
+ *     party's real browser: the data channel opens, the Noise handshake bound to the contact's
+ *     identity key refuses it (check "identity-key"), and the third party receives nothing.
+ */
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { contactLinkUrl, parseContactLinkUrl } from "../../core/identity/contact-link.ts";
+import { createUserIdentity, type UserIdentity } from "../../core/identity/identity.ts";
+import { launchChromium } from "../support/browser.ts";
+import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+import { startTamperingSignaling, type TamperingSignaling } from "../support/tampering-signaling.ts";
+
+const id = (page: Page, testid: string) => page.getByTestId(testid);
+
+async function createIdentity(page: Page, url: string, username: string) {
+  await page.goto(url);
+  await id(page, "username-input").fill(username);
+  await id(page, "create-identity").click();
+  await expect.poll(() => id(page, "my-username").textContent()).toBe(username);
+}
+
+/** Point the PWA at another signaling server; it is used from the next start of the app. */
+async function useSignaling(page: Page, url: string) {
+  await page.goto(new URL(page.url()).origin);
+  await id(page, "nav-settings").click();
+  await id(page, "signaling-url").fill(url);
+  await id(page, "save-endpoints").click();
+  await expect.poll(() => id(page, "endpoints-result").textContent()).toContain("Saved");
+  await page.reload();
+  await id(page, "home").waitFor();
+}
+
+async function myLink(page: Page): Promise<string> {
+  await page.goto(new URL(page.url()).origin);
+  await id(page, "nav-my-link").click();
+  const link = await id(page, "my-link").inputValue();
+  await id(page, "back").click();
+  return link;
+}
+
+async function addByLink(page: Page, link: string): Promise<string> {
+  await page.goto(link);
+  await id(page, "confirm-add").click();
+  await id(page, "contact-screen").waitFor();
+  return (await id(page, "contact-id").textContent())!;
+}
+
+async function openChat(page: Page, contactId: string) {
+  await page.goto(new URL(page.url()).origin);
+  await page.locator(`[data-testid=contact-item][data-contact-id="${contactId}"]`).click();
+  await page.locator("[data-testid=contact-screen], [data-testid=chat]").waitFor();
+  if (await id(page, "contact-screen").count()) await id(page, "open-chat").click();
+  await id(page, "chat").waitFor();
+}
+
+async function sendText(page: Page, text: string) {
+  await id(page, "composer-input").fill(text);
+  await id(page, "send-button").click();
+  await expect.poll(() => id(page, "composer-input").inputValue()).toBe("");
+}
+
+const stateOf = (page: Page, text: string) =>
+  page.locator("[data-testid=message][data-direction=out]", { hasText: text }).getAttribute("data-state");
+
+function linkFor(origin: string, user: UserIdentity): string {
+  const r = contactLinkUrl(origin, { identity: user.identity, signaling: [], relay: [] });
+  if (!r.ok) throw r.error;
+  return r.value;
+}
+
+describe("a tampering signaling server", () => {
+  let loft: LoftProcess;
+  let proxy: TamperingSignaling;
+  let browser: Browser;
+  const contexts: BrowserContext[] = [];
+  const logs: string[] = [];
+
+  async function newPage(name: string): Promise<Page> {
+    const ctx = await browser.newContext();
+    contexts.push(ctx);
+    const page = await ctx.newPage();
+    page.on("console", (m) => logs.push(`${name}: ${m.text()}`));
+    return page;
+  }
+
+  beforeAll(async () => {
+    loft = await startLoft();
+    proxy = await startTamperingSignaling(`ws://127.0.0.1:${loft.port}/signal`);
+    browser = await launchChromium();
+  });
+  afterAll(async () => {
+    if (process.env.LOFT_E2E_LOGS) console.log(logs.join("\n"));
+    await browser?.close();
+    await proxy?.close();
+    await loft?.stop();
+  });
+
+  it("rewritten DTLS fingerprints: signature check fails, UI says so, nothing is delivered", async () => {
+    const a = await newPage("alice");
+    const b = await newPage("bob");
+    await createIdentity(a, loft.url, "Alice");
+    await createIdentity(b, loft.url, "Bob");
+    await useSignaling(a, proxy.url);
+    await useSignaling(b, proxy.url);
+    await proxy.setMode({ kind: "rewrite-fingerprint" });
+    const aliceId = await addByLink(b, await myLink(a));
+    const bobId = await addByLink(a, await myLink(b));
+
+    await openChat(a, bobId);
+    await openChat(b, aliceId);
+    await sendText(a, "for Bob's eyes only");
+
+    // Whoever dials gets a rewritten answer; both apps refuse and say why.
+    const said = async () =>
+      `${await id(a, "notice")
+        .textContent()
+        .catch(() => "")}|${await id(b, "notice")
+        .textContent()
+        .catch(() => "")}`;
+    await expect
+      .poll(said, { timeout: 60_000 })
+      .toMatch(
+        /Verification failed: a connection message claiming to come from (Bob|Alice) had an invalid signature/,
+      );
+    expect(proxy.stats.rewritten).toBeGreaterThan(0);
+    expect(await b.locator("[data-testid=message][data-direction=in]").count()).toBe(0);
+    expect(await stateOf(a, "for Bob's eyes only")).toBe("queued");
+    expect(await id(a, "chat-presence").textContent()).not.toContain("online");
+
+    // Control: the same proxy, honest now, and the waiting message goes out.
+    await proxy.setMode({ kind: "pass" });
+    await b
+      .locator("[data-testid=message][data-direction=in]", { hasText: "for Bob's eyes only" })
+      .waitFor({ timeout: 60_000 });
+    await expect.poll(() => stateOf(a, "for Bob's eyes only"), { timeout: 30_000 }).toBe("delivered");
+  });
+
+  it("a third party's session substituted by a server that can sign: Noise binding refuses it", async () => {
+    const victim = await newPage("victim");
+    const third = await newPage("third");
+    await createIdentity(victim, loft.url, "Victor");
+    await createIdentity(third, loft.url, "Mallory");
+    await useSignaling(victim, proxy.url);
+    await useSignaling(third, proxy.url);
+    // The server holds the keys of the contact the victim writes to, and of a contact of Mallory.
+    const carol = createUserIdentity({ username: "Carol", now: Date.now() });
+    const xavier = createUserIdentity({ username: "Xavier", now: Date.now() });
+    const carolId = await addByLink(victim, linkFor(loft.url, carol));
+    const xavierId = await addByLink(third, linkFor(loft.url, xavier));
+    const mallory = parseContactLinkUrl(await myLink(third));
+    if (!mallory.ok) throw mallory.error;
+
+    await openChat(third, xavierId);
+    await openChat(victim, carolId);
+    await sendText(victim, "for Carol only");
+    await proxy.setMode({
+      kind: "substitute",
+      target: carol,
+      front: xavier,
+      thirdParty: mallory.value.identity.verified.identity_key,
+    });
+
+    await expect
+      .poll(
+        () =>
+          id(victim, "notice")
+            .textContent()
+            .catch(() => ""),
+        { timeout: 60_000 },
+      )
+      .toContain("Verification failed: the device that answered is not Carol (a different identity key)");
+    expect(proxy.stats.substituted).toBeGreaterThan(0);
+    expect(await stateOf(victim, "for Carol only")).toBe("queued");
+    expect(await id(victim, "chat-presence").textContent()).not.toContain("online");
+    expect(await third.locator("[data-testid=message][data-direction=in]").count()).toBe(0);
+    expect(await id(third, "chat-presence").textContent()).not.toContain("online");
+  });
+});

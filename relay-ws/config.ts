@@ -5,7 +5,7 @@
  */
 
 import { DEFAULT_FRAME_LIMIT, MAX_WINDOW, MIN_FRAME_LIMIT } from "../core/relay/protocol.ts";
-import { ConfigError, int, type OptionSpec, str } from "../server/config.ts";
+import { bool, ConfigError, int, type OptionSpec, str } from "../server/config.ts";
 
 export const MAX_TTL_SECONDS = 7 * 24 * 3600;
 
@@ -28,6 +28,13 @@ export const relayOptions = {
     default: "lmdb" as "lmdb",
     parse: engine,
     help: "store engine",
+  },
+  sync: {
+    flag: "sync",
+    env: "LOFT_RELAY_SYNC",
+    default: true,
+    parse: bool,
+    help: "fsync every commit (false: faster, but acknowledged messages can be lost in a power cut)",
   },
   ttlSeconds: {
     flag: "ttl",

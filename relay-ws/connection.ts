@@ -127,6 +127,7 @@ export class RelayConnection {
     clearTimeout(this.#openingTimer);
     for (const sub of this.subs.values()) this.#ctx.unsubscribe(sub);
     this.subs.clear();
+    for (const g of this.#gets.values()) this.#ctx.store.releaseDeliveries(g.rid, [g.seq]);
     this.#gets.clear();
     this.#ctx.connectionClosed(this);
   }
@@ -366,7 +367,7 @@ export class RelayConnection {
     const q = await this.#recipientQueue(cmd, frame);
     const hex = toHex(q.recipientId);
     this.#claimQueue(hex);
-    this.#gets.delete(hex);
+    this.#releaseGet(hex);
     this.sendFrame({ k: "OK", i: cmd.i });
     this.#ctx.subscribe(this, q.recipientId, q.rcvKey, Math.min(cmd.w, this.#ctx.config.maxWindow));
   }
@@ -376,8 +377,7 @@ export class RelayConnection {
     const hex = toHex(q.recipientId);
     if (this.subs.has(hex)) throw new Refused("PROHIBITED");
     // A message handed out by the previous GET and not acknowledged counts as a failed delivery.
-    const outstanding = this.#gets.get(hex);
-    this.#gets.delete(hex);
+    const outstanding = this.#releaseGet(hex);
     if (!outstanding && this.inFlight >= this.#ctx.config.maxInFlight) throw new Refused("LIMIT");
     let after = -1;
     for (;;) {
@@ -389,6 +389,15 @@ export class RelayConnection {
         return;
       }
     }
+  }
+
+  /** Forget the message the last GET handed out (a failed delivery unless it was ACKed). */
+  #releaseGet(hex: string): { seq: number; rid: Uint8Array } | undefined {
+    const g = this.#gets.get(hex);
+    if (!g) return undefined;
+    this.#gets.delete(hex);
+    this.#ctx.store.releaseDeliveries(g.rid, [g.seq]);
+    return g;
   }
 
   async #ack(cmd: CommandOf<"ACK">, frame: ClientFrame): Promise<void> {
@@ -406,9 +415,10 @@ export class RelayConnection {
       this.#gets.delete(hex);
     }
     if (seq === undefined) throw new Refused("NO_MSG");
-    const removed = await this.#ctx.store.ack(q.recipientId, seq, cmd.m);
+    const removed = this.#ctx.store.ack(q.recipientId, seq, cmd.m);
+    // The window slot is free now; the next message need not wait for the deletion's commits.
     if (sub) this.#ctx.pump(sub);
-    if (!removed) throw new Refused("NO_MSG");
+    if (!(await removed)) throw new Refused("NO_MSG");
     this.sendFrame({ k: "OK", i: cmd.i });
   }
 

@@ -2,6 +2,9 @@
  * Garbage collection with an injected clock: TTL expiry (timer GC and at delivery), the 5-failure
  * drop (GoRelay "redelivery loop protection"), and that a crypto-deleted message never comes back.
  */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { toHex, utf8 } from "../core/bytes.ts";
 import type { RelayMessage } from "../core/relay/client.ts";
@@ -96,5 +99,30 @@ describe("relay garbage collection", () => {
     expect(relay.service.store.stats().messages).toBe(0);
     last.close();
     bob.close();
+  });
+
+  it("failed deliveries are counted across a restart of the relay", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "loft-relay-gc-"));
+    try {
+      let r = await startTestRelay({}, { dataDir });
+      let alice = await connectRelay(r.url);
+      const bob = await connectRelay(r.url);
+      const q = await alice.createQueue({ subscribe: false });
+      const sender = await bob.senderSecure({ senderId: q.senderId });
+      await bob.send(sender, utf8("poison"));
+      for (let i = 0; i < 3; i++) expect(await alice.get(q)).toBeDefined();
+      alice.close();
+      bob.close();
+      await alice.done;
+      await r.close();
+      r = await startTestRelay({}, { dataDir });
+      relay = r;
+      alice = await connectRelay(r.url);
+      for (let i = 0; i < 2; i++) expect(await alice.get(q)).toBeDefined();
+      expect(await alice.get(q)).toBeUndefined();
+      alice.close();
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

@@ -14,7 +14,14 @@ import {
   verifyCommand,
 } from "../core/relay/crypto.ts";
 import { authInput, BLOCK_SIZE, padBlock } from "../core/relay/protocol.ts";
-import { ed25519PublicKey, ed25519Verify, openAtRest, sealAtRest, sealDelivery } from "./node-crypto.ts";
+import {
+  ed25519PublicKey,
+  ed25519Verify,
+  openAtRest,
+  sealAtRest,
+  sealDelivery,
+  xchachaOpen,
+} from "./node-crypto.ts";
 
 describe("relay node:crypto fast paths", () => {
   it("sealDelivery equals noble's XChaCha20-Poly1305 and opens with core", () => {
@@ -29,6 +36,8 @@ describe("relay node:crypto fast paths", () => {
           const fast = sealDelivery(key, msgId, ts, block);
           const ref = sealForRecipient(key, msgId, ts, block);
           expect(toHex(fast)).toBe(toHex(ref));
+          const viaNode = xchachaOpen(key, msgId, fast);
+          expect(viaNode && toHex(viaNode.subarray(8))).toBe(toHex(block));
           const opened = openFromRelay(key, msgId, fast);
           expect(opened.ok && toHex(opened.value.body) === toHex(body) && opened.value.timestamp === ts).toBe(
             true,
@@ -47,6 +56,7 @@ describe("relay node:crypto fast paths", () => {
     const r = openFromRelay(key, msgId, ct);
     expect(r.ok ? "opened" : r.error.code).toBe("LOFT_ERR_DECRYPT");
     ct[100]! ^= 1;
+    expect(xchachaOpen(key, new Uint8Array(randomBytes(24)), ct)).toBeUndefined();
     const other = openFromRelay(key, new Uint8Array(randomBytes(24)), ct);
     expect(other.ok ? "opened" : other.error.code).toBe("LOFT_ERR_DECRYPT");
   });

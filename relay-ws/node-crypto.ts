@@ -13,6 +13,7 @@
 import {
   createCipheriv,
   createDecipheriv,
+  createPrivateKey,
   createPublicKey,
   generateKeyPairSync,
   type KeyObject,
@@ -54,10 +55,14 @@ export function dummyVerifier(): KeyObject {
   return publicKey;
 }
 
-/** For tests and tools: sign with an Ed25519 secret key (32-byte seed). */
-export function ed25519SignRaw(seed: Uint8Array, message: Uint8Array): Uint8Array {
-  const pkcs8 = Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), seed]);
-  return new Uint8Array(sign(null, message, { key: pkcs8, format: "der", type: "pkcs8" }));
+/** For tools (bench/relay.ts): an OpenSSL Ed25519 signer for a 32-byte secret key (seed). */
+export function ed25519Signer(seed: Uint8Array): (message: Uint8Array) => Uint8Array {
+  const key = createPrivateKey({
+    key: Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), seed]),
+    format: "der",
+    type: "pkcs8",
+  });
+  return (message) => new Uint8Array(sign(null, message, key));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -138,6 +143,23 @@ export function xchachaSeal(key: Uint8Array, nonce24: Uint8Array, parts: Uint8Ar
   out.push(c.final(), c.getAuthTag());
   subkey.fill(0);
   return Buffer.concat(out);
+}
+
+/** XChaCha20-Poly1305 decrypt (empty AAD) of `ciphertext ‖ tag`; undefined if it does not open. */
+export function xchachaOpen(key: Uint8Array, nonce24: Uint8Array, sealed: Uint8Array): Buffer | undefined {
+  if (key.length !== 32 || nonce24.length !== 24 || sealed.length < 16) return undefined;
+  const subkey = hchachaSubkey(key, nonce24);
+  const iv = Buffer.alloc(12);
+  iv.set(nonce24.subarray(16, 24), 4);
+  try {
+    const d = createDecipheriv("chacha20-poly1305", subkey, iv, { authTagLength: 16 });
+    d.setAuthTag(sealed.subarray(sealed.length - 16));
+    return Buffer.concat([d.update(sealed.subarray(0, sealed.length - 16)), d.final()]);
+  } catch {
+    return undefined;
+  } finally {
+    subkey.fill(0);
+  }
 }
 
 /** The server→recipient ciphertext of one delivery: seal(u64be(ts) ‖ block). */

@@ -78,7 +78,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
   let store = deps.store;
   if (!store) {
     mkdirSync(config.dataDir, { recursive: true });
-    store = new LmdbStore({ path: config.dataDir });
+    store = new LmdbStore({ path: config.dataDir, sync: config.sync });
   }
   const theStore = store;
   const connections = new Set<RelayConnection>();
@@ -115,7 +115,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
       const hex = toHex(rid);
       const existing = subscriptions.get(hex);
       if (existing && existing.conn !== conn) {
-        existing.active = false;
+        ctx.unsubscribe(existing);
         existing.conn.subs.delete(hex);
         existing.conn.sendFrame({ k: "END", q: rid });
       }
@@ -125,6 +125,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
         sub.window = window;
         // Re-subscribing asks for everything not acknowledged again.
         sub.cursor = -1;
+        theStore.releaseDeliveries(sub.rid, [...sub.inflight.values()]);
         sub.inflight.clear();
       } else {
         sub = {
@@ -146,6 +147,8 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     },
     unsubscribe(sub) {
       sub.active = false;
+      theStore.releaseDeliveries(sub.rid, [...sub.inflight.values()]);
+      sub.inflight.clear();
       if (subscriptions.get(sub.hex) === sub) subscriptions.delete(sub.hex);
     },
     endSubscription(hex, by) {
@@ -243,7 +246,8 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
   }
 
-  log.info({ engine: theStore.engine }, "relay store open");
+  log.info({ engine: theStore.engine, sync: config.sync }, "relay store open");
+  if (!config.sync) log.warn("relay store without fsync: acknowledged messages can be lost in a power cut");
 
   return {
     name: "relay",

@@ -61,6 +61,17 @@ interface QueueState {
 
 export interface LmdbStoreOptions {
   path: string;
+  /**
+   * lmdb-js `overlappingSync`: commit without fsync under the write lock and flush afterwards, so
+   * the next transaction overlaps the flush. Every durable operation here still waits for the
+   * flush of its own commit (`db.flushed`). Default true (docs/decisions-relay.md).
+   */
+  overlappingSync?: boolean;
+  /**
+   * false: no fsync at all (lmdb `noSync`) — an acknowledged SEND can be lost in a power cut or
+   * kernel crash (not in a process crash). For throwaway relays and to measure the cost of fsync.
+   */
+  sync?: boolean;
 }
 
 export class LmdbStore implements RelayStore {
@@ -86,12 +97,17 @@ export class LmdbStore implements RelayStore {
   readonly #deliveryCounts = new Map<string, number>();
   #closed = false;
 
+  readonly #overlapping: boolean;
+
   constructor(options: LmdbStoreOptions) {
+    const sync = options.sync ?? true;
+    this.#overlapping = sync && (options.overlappingSync ?? true);
     this.#root = open({
       path: options.path,
       maxDbs: 16,
       compression: false,
-      overlappingSync: false,
+      overlappingSync: this.#overlapping,
+      noSync: !sync,
       eventTurnBatching: true,
       noMemInit: false,
     });
@@ -113,6 +129,16 @@ export class LmdbStore implements RelayStore {
     this.#otks = db("otks");
   }
 
+  /**
+   * Wait until `write` (or, without one, everything queued so far) is committed and on disk.
+   * `db.flushed` resolves with the flush of the batch pending at call time or a later one, which
+   * covers ours (lmdb-js write.js: one flush promise per batch, reset when the next batch starts).
+   */
+  async #durable(write?: Promise<unknown>): Promise<void> {
+    await (write ?? this.#root.committed);
+    if (this.#overlapping) await this.#root.flushed;
+  }
+
   onAppend(listener: (recipientId: Uint8Array) => void): void {
     this.#listeners.push(listener);
   }
@@ -123,7 +149,7 @@ export class LmdbStore implements RelayStore {
   async createQueue(q: QueueRecord): Promise<void> {
     const rid = Buffer.from(q.recipientId);
     this.#queues.put(rid, encodeQueue(q));
-    await this.#senders.put(Buffer.from(q.senderId), rid);
+    await this.#durable(this.#senders.put(Buffer.from(q.senderId), rid));
     this.#state.set(toHex(rid), { count: 0, nextSeq: 0, nextOtk: 0, otks: 0 });
   }
 
@@ -146,7 +172,7 @@ export class LmdbStore implements RelayStore {
     const q = this.#queueSync(rid);
     if (!q) return "missing";
     if (q.senderKey) return Buffer.from(q.senderKey).equals(Buffer.from(senderKey)) ? "ok" : "conflict";
-    await this.#queues.put(rid, encodeQueue({ ...q, senderKey: new Uint8Array(senderKey) }));
+    await this.#durable(this.#queues.put(rid, encodeQueue({ ...q, senderKey: new Uint8Array(senderKey) })));
     return "ok";
   }
 
@@ -154,7 +180,7 @@ export class LmdbStore implements RelayStore {
     const rid = Buffer.from(recipientId);
     const q = this.#queueSync(rid);
     if (!q) return false;
-    if (!q.suspended) await this.#queues.put(rid, encodeQueue({ ...q, suspended: true }));
+    if (!q.suspended) await this.#durable(this.#queues.put(rid, encodeQueue({ ...q, suspended: true })));
     return true;
   }
 
@@ -195,7 +221,7 @@ export class LmdbStore implements RelayStore {
         this.#keys.remove(cat(Buffer.of(TAG_BUNDLE), rid));
       });
     }
-    await this.#root.committed;
+    await this.#durable();
     for (const r of removals) r();
     for (const { key, value } of this.#sends.getRange({
       start: cat(rid, Buffer.alloc(16)),
@@ -207,7 +233,7 @@ export class LmdbStore implements RelayStore {
     }
     this.#queues.remove(rid);
     this.#seqs.remove(rid);
-    await this.#senders.remove(Buffer.from(q.senderId));
+    await this.#durable(this.#senders.remove(Buffer.from(q.senderId)));
     for (const k of msgKeys) this.#deleting.delete(toHex(k));
     this.#state.delete(hex);
     return msgKeys.length;
@@ -261,7 +287,7 @@ export class LmdbStore implements RelayStore {
     this.#expiry.put(cat(u64(m.expiresAt), Buffer.of(EXP_SEND), sendKey), EMPTY);
     const committed = this.#expiry.put(cat(u64(m.expiresAt), Buffer.of(EXP_MSG), recKey), EMPTY);
     try {
-      await committed;
+      await this.#durable(committed);
     } catch (e) {
       st.count--;
       throw e;
@@ -303,18 +329,20 @@ export class LmdbStore implements RelayStore {
     const recKey = cat(Buffer.from(recipientId), u64(seq));
     const hex = toHex(recKey);
     const n = (this.#deliveryCounts.get(hex) ?? this.#deliveries.get(recKey)?.readUInt32BE(0) ?? 0) + 1;
-    if (!this.#msgs.doesExist(recKey)) return n;
-    const b = Buffer.alloc(4);
-    b.writeUInt32BE(n);
-    this.#deliveryCounts.set(hex, n);
-    // Persisted with the next commit, not awaited; the in-memory count is authoritative meanwhile.
-    void this.#deliveries.put(recKey, b).then(
-      () => {
-        if (this.#deliveryCounts.get(hex) === n) this.#deliveryCounts.delete(hex);
-      },
-      () => {},
-    );
+    if (this.#msgs.doesExist(recKey)) this.#deliveryCounts.set(hex, n);
     return n;
+  }
+
+  releaseDeliveries(recipientId: Uint8Array, seqs: number[]): void {
+    for (const seq of seqs) {
+      const recKey = cat(Buffer.from(recipientId), u64(seq));
+      const hex = toHex(recKey);
+      const n = this.#deliveryCounts.get(hex);
+      if (n === undefined || this.#deleting.has(hex) || !this.#msgs.doesExist(recKey)) continue;
+      const b = Buffer.alloc(4);
+      b.writeUInt32BE(n);
+      void this.#deliveries.put(recKey, b).catch(() => {});
+    }
   }
 
   async ack(recipientId: Uint8Array, seq: number, msgId: Uint8Array): Promise<boolean> {
@@ -341,12 +369,13 @@ export class LmdbStore implements RelayStore {
     const expiresAt = readU64(rec, 32);
     const keyKey = cat(Buffer.of(TAG_MSG), recKey);
     try {
+      // Commit order is enough here: the removal below is what must reach the disk.
       await this.#keys.put(keyKey, ZERO_KEY);
       this.#deliveryCounts.delete(hex);
       this.#msgs.remove(recKey);
       this.#deliveries.remove(recKey);
       this.#expiry.remove(cat(u64(expiresAt), Buffer.of(EXP_MSG), recKey));
-      await this.#keys.remove(keyKey);
+      await this.#durable(this.#keys.remove(keyKey));
       return true;
     } finally {
       this.#deleting.delete(hex);
@@ -369,7 +398,7 @@ export class LmdbStore implements RelayStore {
     if (u.replaceOneTime) {
       const old = [...this.#otks.getKeys({ start: cat(rid, u64(0)), end: cat(rid, MAX_U64) })] as Buffer[];
       for (const k of old) this.#keys.put(cat(Buffer.of(TAG_OTK), k), ZERO_KEY);
-      if (old.length > 0) await this.#root.committed;
+      if (old.length > 0) await this.#durable();
       for (const k of old) {
         this.#otks.remove(k);
         this.#keys.remove(cat(Buffer.of(TAG_OTK), k));
@@ -380,7 +409,7 @@ export class LmdbStore implements RelayStore {
     if (u.bundle) {
       const aad = cat(Buffer.of(TAG_BUNDLE), rid);
       if (this.#bundles.get(rid) !== undefined) {
-        await this.#keys.put(aad, ZERO_KEY);
+        await this.#durable(this.#keys.put(aad, ZERO_KEY));
       }
       const block = padBlock(u.bundle, BLOCK_SIZE);
       const { key, sealed } = sealAtRest(block, aad);
@@ -401,7 +430,7 @@ export class LmdbStore implements RelayStore {
       st.otks++;
     }
     this.#writeSeqs(rid, st);
-    await this.#root.committed;
+    await this.#durable();
     for (const k of wipeLater) k.fill(0);
     return "ok";
   }
@@ -427,8 +456,8 @@ export class LmdbStore implements RelayStore {
       // Take it out before answering so no two senders get the same one-time prekey.
       st.otks = Math.max(0, st.otks - 1);
       this.#otks.remove(key);
-      await this.#keys.put(aad, ZERO_KEY);
-      await this.#keys.remove(aad);
+      await this.#durable(this.#keys.put(aad, ZERO_KEY));
+      await this.#durable(this.#keys.remove(aad));
       return otk ? { bundle: blockBody(bundle), oneTime: blockBody(otk) } : { bundle: blockBody(bundle) };
     }
     return { bundle: blockBody(bundle) };
@@ -458,7 +487,7 @@ export class LmdbStore implements RelayStore {
       }
     }
     for (const ok of await Promise.all(deletions)) if (ok) result.expiredMessages++;
-    await this.#root.committed;
+    await this.#durable();
     return result;
   }
 
@@ -482,7 +511,7 @@ export class LmdbStore implements RelayStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#root.committed;
+    await this.#durable();
     await this.#root.close();
   }
 }

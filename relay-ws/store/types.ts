@@ -84,8 +84,14 @@ export interface RelayStore {
   next(recipientId: Uint8Array, afterSeq: number): Promise<StoredMessageMeta | undefined>;
   /** The padded plaintext block of a message (decrypted from rest), or undefined if gone. */
   read(recipientId: Uint8Array, seq: number): Promise<Uint8Array | undefined>;
-  /** Count one delivery (not awaited for durability by callers). Returns the new count. */
+  /** Count one delivery (in memory; the count reaches the disk with `releaseDeliveries`). */
   markDelivered(recipientId: Uint8Array, seq: number): Promise<number>;
+  /**
+   * Deliveries that ended without an ACK (connection closed, subscription moved, GET repeated):
+   * persist their counts so the failed-delivery limit survives a restart. Not awaited by callers;
+   * a crash loses at most the count of deliveries still in flight.
+   */
+  releaseDeliveries(recipientId: Uint8Array, seqs: number[]): void;
   /** Crypto-delete one message if its id matches. */
   ack(recipientId: Uint8Array, seq: number, msgId: Uint8Array): Promise<boolean>;
   /** Crypto-delete one message (expired, or too many failed deliveries). */

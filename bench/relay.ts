@@ -1,0 +1,509 @@
+/**
+ * `npm run bench:relay [-- --json] [--n 4] [--messages 1000] [--size 1024] [--idle 5000]`
+ *
+ * Store-and-forward throughput and latency of the relay (relay-ws/main.ts as its own process,
+ * LMDB store, durable commits) for N senders and N receivers on loopback, next to Mosquitto
+ * (Debian's broker, started here on a free loopback port with a temp config: persistence on,
+ * QoS 1, persistent sessions) with the same payload sizes in the same run, as a ratio. Then how
+ * many idle relay WebSockets one relay process holds and its RSS per connection (Mosquitto's per
+ * idle MQTT connection as the baseline).
+ *
+ * The relay clients here speak the real protocol (core/relay encoders) but sign and decrypt with
+ * node:crypto, so the numbers measure the relay, not noble in the bench process. Every loop is
+ * bounded; everything targets 127.0.0.1 only.
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { cpus, release, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
+import WebSocket from "ws";
+import { deriveRcvKey, newAuthKeyPair, newDhKeyPair } from "../core/relay/crypto.ts";
+import {
+  authInput,
+  type Command,
+  decodeServerFrame,
+  encodeClientFrame,
+  encodeCommand,
+  type ServerFrame,
+} from "../core/relay/protocol.ts";
+import { encodeVersionHeader } from "../core/wire/version.ts";
+import { ed25519Signer, xchachaOpen } from "../relay-ws/node-crypto.ts";
+import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
+
+// ------------------------------------------------------------------------------------------------
+// options
+
+const argv = process.argv.slice(2);
+const flag = (name: string, fallback: number): number => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(argv[i + 1]) : fallback;
+};
+const JSON_OUT = argv.includes("--json");
+const N = flag("n", 4);
+const MESSAGES = flag("messages", 1000);
+const SIZE = Math.max(16, flag("size", 1024));
+const IDLE = flag("idle", 5000);
+const OUTSTANDING = 32;
+const WINDOW = 64;
+const TIMEOUT_MS = 120_000;
+
+const now = () => performance.timeOrigin + performance.now();
+const say = (s: string) => {
+  if (!JSON_OUT) console.log(s);
+  else process.stderr.write(`${s}\n`);
+};
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+function rssKib(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) : Number.NaN;
+}
+
+function payload(): Uint8Array {
+  const b = new Uint8Array(randomBytes(SIZE));
+  new DataView(b.buffer).setFloat64(0, now());
+  return b;
+}
+const sentAt = (b: Uint8Array) => new DataView(b.buffer, b.byteOffset, b.byteLength).getFloat64(0);
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const a = s.address();
+      s.close(() => resolve(typeof a === "object" && a ? a.port : 0));
+    });
+  });
+}
+
+function deadline<T>(p: Promise<T>, what: string): Promise<T> {
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) =>
+      setTimeout(() => reject(new Error(`${what} timed out`)), TIMEOUT_MS).unref(),
+    ),
+  ]);
+}
+
+interface RunResult {
+  msgsPerSecond: number;
+  p50: number;
+  p99: number;
+}
+
+// ------------------------------------------------------------------------------------------------
+// relay side
+
+class BenchConn {
+  readonly ws: WebSocket;
+  sessionId: Uint8Array = new Uint8Array(32);
+  readonly #pending = new Map<number, (f: ServerFrame) => void>();
+  #next = 1;
+  #stage = 0;
+  onPush: ((f: ServerFrame) => void) | undefined;
+  readonly ready: Promise<void>;
+
+  constructor(url: string) {
+    this.ws = new WebSocket(url, { perMessageDeflate: false });
+    let ready!: () => void;
+    let failed!: (e: Error) => void;
+    this.ready = new Promise((resolve, reject) => {
+      ready = resolve;
+      failed = reject;
+    });
+    this.ws.on("open", () => this.ws.send(encodeVersionHeader()));
+    this.ws.on("error", (e) => failed(e));
+    this.ws.on("message", (data: Buffer) => {
+      if (this.#stage === 0) {
+        this.#stage = 1; // the relay's version header
+        return;
+      }
+      const d = decodeServerFrame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      if (!d.ok) throw d.error;
+      const f = d.value;
+      if (f.k === "HELLO") {
+        this.sessionId = f.s;
+        ready();
+      } else if ("i" in f && f.i !== undefined && this.#pending.has(f.i)) {
+        const r = this.#pending.get(f.i)!;
+        this.#pending.delete(f.i);
+        r(f);
+      } else this.onPush?.(f);
+    });
+  }
+
+  request(cmd: Command, sign?: (m: Uint8Array) => Uint8Array): Promise<ServerFrame> {
+    const i = this.#next++;
+    const t = encodeCommand({ ...cmd, i } as Command);
+    this.ws.send(encodeClientFrame(t, sign ? sign(authInput(this.sessionId, t)) : undefined));
+    return new Promise((resolve) => this.#pending.set(i, resolve));
+  }
+}
+
+async function expectOk(p: Promise<ServerFrame>, what: string): Promise<ServerFrame> {
+  const f = await p;
+  if (f.k === "ERR") throw new Error(`${what}: ${f.e}`);
+  return f;
+}
+
+async function runRelay(url: string, pairsCount = N, outstanding = OUTSTANDING): Promise<RunResult> {
+  const latencies: number[] = [];
+  const pairs = await Promise.all(
+    Array.from({ length: pairsCount }, async () => {
+      const rx = new BenchConn(url);
+      const tx = new BenchConn(url);
+      await Promise.all([rx.ready, tx.ready]);
+      const rk = newAuthKeyPair();
+      const sk = newAuthKeyPair();
+      const dh = newDhKeyPair();
+      const rSign = ed25519Signer(rk.secretKey);
+      const sSign = ed25519Signer(sk.secretKey);
+      const ids = await expectOk(
+        rx.request({ k: "NEW", i: 0, rk: rk.publicKey, dk: dh.publicKey, sub: false }, rSign),
+        "NEW",
+      );
+      if (ids.k !== "IDS") throw new Error("NEW");
+      const rcv = deriveRcvKey(dh.secretKey, ids.d, ids.r);
+      if (!rcv.ok) throw rcv.error;
+      await expectOk(tx.request({ k: "SKEY", i: 0, q: ids.s, sk: sk.publicKey }, sSign), "SKEY");
+      return { rx, tx, rid: ids.r, sid: ids.s, rSign, sSign, rcvKey: rcv.value };
+    }),
+  );
+  const start = now();
+  await deadline(
+    Promise.all(
+      pairs.map(async (p) => {
+        let received = 0;
+        const done = new Promise<void>((resolve) => {
+          p.rx.onPush = (f) => {
+            if (f.k !== "MSG") return;
+            const plain = xchachaOpen(p.rcvKey, f.m, f.b);
+            if (!plain) throw new Error("delivery does not open");
+            // u64 timestamp ‖ u16 length ‖ body
+            latencies.push(now() - sentAt(plain.subarray(10)));
+            void p.rx.request({ k: "ACK", i: 0, q: p.rid, m: f.m }, p.rSign);
+            if (++received === MESSAGES) resolve();
+          };
+        });
+        await expectOk(p.rx.request({ k: "SUB", i: 0, q: p.rid, w: WINDOW }, p.rSign), "SUB");
+        let sent = 0;
+        let inFlight = 0;
+        await new Promise<void>((resolve, reject) => {
+          const pump = () => {
+            while (inFlight < outstanding && sent < MESSAGES) {
+              sent++;
+              inFlight++;
+              p.tx
+                .request(
+                  { k: "SEND", i: 0, q: p.sid, n: new Uint8Array(randomBytes(16)), b: payload() },
+                  p.sSign,
+                )
+                .then((f) => {
+                  if (f.k === "ERR") return reject(new Error(`SEND: ${f.e}`));
+                  inFlight--;
+                  if (sent === MESSAGES && inFlight === 0) resolve();
+                  else pump();
+                });
+            }
+          };
+          pump();
+        });
+        await done;
+      }),
+    ),
+    "relay run",
+  );
+  const seconds = (now() - start) / 1000;
+  for (const p of pairs) {
+    p.rx.ws.close();
+    p.tx.ws.close();
+  }
+  latencies.sort((a, b) => a - b);
+  return {
+    msgsPerSecond: (N * MESSAGES) / seconds,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+  };
+}
+
+async function idleRelay(url: string, pid: number): Promise<{ held: number; rssPerConnKib: number }> {
+  const before = rssKib(pid);
+  const conns: BenchConn[] = [];
+  try {
+    for (let at = 0; at < IDLE; at += 250) {
+      const batch = Array.from({ length: Math.min(250, IDLE - at) }, () => new BenchConn(url));
+      const settled = await Promise.allSettled(batch.map((c) => deadline(c.ready, "idle connection")));
+      batch.forEach((c, i) => {
+        if (settled[i]!.status === "fulfilled") conns.push(c);
+        else c.ws.terminate();
+      });
+      if (settled.some((s) => s.status === "rejected")) break;
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    const after = rssKib(pid);
+    return { held: conns.length, rssPerConnKib: conns.length ? (after - before) / conns.length : Number.NaN };
+  } finally {
+    for (const c of conns) c.ws.terminate();
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Mosquitto side
+
+// biome-ignore lint/suspicious/noExplicitAny: mqtt is loaded by name (a devDependency of the bench)
+type MqttClient = any;
+
+async function loadMqtt(): Promise<{ connectAsync: (url: string, opts: object) => Promise<MqttClient> }> {
+  const name = "mqtt";
+  const mod = await import(name);
+  return mod.default ?? mod;
+}
+
+async function startMosquitto(): Promise<{ port: number; child: ChildProcess; dir: string }> {
+  if (spawnSync("mosquitto", ["-h"]).error) {
+    if (process.getuid?.() === 0) spawnSync("apt-get", ["install", "-y", "mosquitto"], { stdio: "ignore" });
+  }
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "loft-bench-mosquitto-"));
+  const conf = join(dir, "mosquitto.conf");
+  writeFileSync(
+    conf,
+    [
+      `listener ${port} 127.0.0.1`,
+      "allow_anonymous true",
+      "persistence true",
+      `persistence_location ${dir}/`,
+      "max_queued_messages 1000000",
+      "max_inflight_messages 0",
+      "log_dest none",
+      "",
+    ].join("\n"),
+  );
+  const child = spawn("mosquitto", ["-c", conf], { stdio: "ignore" });
+  const mqtt = await loadMqtt();
+  for (let i = 0; i < 100; i++) {
+    try {
+      const c = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0 });
+      await c.endAsync();
+      return { port, child, dir };
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error("mosquitto did not start");
+}
+
+async function runMosquitto(port: number, pairsCount = N, outstanding = OUTSTANDING): Promise<RunResult> {
+  const mqtt = await loadMqtt();
+  const url = `mqtt://127.0.0.1:${port}`;
+  const latencies: number[] = [];
+  const tag = randomBytes(4).toString("hex");
+  const pairs = await Promise.all(
+    Array.from({ length: pairsCount }, async (_, i) => {
+      const topic = `bench/${tag}/${i}`;
+      const rx = await mqtt.connectAsync(url, {
+        clientId: `sub-${tag}-${i}`,
+        clean: false,
+        reconnectPeriod: 0,
+      });
+      await rx.subscribeAsync(topic, { qos: 1 });
+      const tx = await mqtt.connectAsync(url, { clientId: `pub-${tag}-${i}`, reconnectPeriod: 0 });
+      return { rx, tx, topic };
+    }),
+  );
+  const start = now();
+  await deadline(
+    Promise.all(
+      pairs.map(async (p) => {
+        let received = 0;
+        const done = new Promise<void>((resolve) => {
+          p.rx.on("message", (_t: string, m: Buffer) => {
+            latencies.push(now() - sentAt(new Uint8Array(m.buffer, m.byteOffset, m.byteLength)));
+            if (++received === MESSAGES) resolve();
+          });
+        });
+        let sent = 0;
+        let inFlight = 0;
+        await new Promise<void>((resolve, reject) => {
+          const pump = () => {
+            while (inFlight < outstanding && sent < MESSAGES) {
+              sent++;
+              inFlight++;
+              p.tx.publish(p.topic, Buffer.from(payload()), { qos: 1 }, (e: Error | undefined) => {
+                if (e) return reject(e);
+                inFlight--;
+                if (sent === MESSAGES && inFlight === 0) resolve();
+                else pump();
+              });
+            }
+          };
+          pump();
+        });
+        await done;
+      }),
+    ),
+    "mosquitto run",
+  );
+  const seconds = (now() - start) / 1000;
+  await Promise.all(pairs.flatMap((p) => [p.rx.endAsync(), p.tx.endAsync()]));
+  latencies.sort((a, b) => a - b);
+  return {
+    msgsPerSecond: (N * MESSAGES) / seconds,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+  };
+}
+
+async function idleMosquitto(port: number, pid: number, count: number): Promise<number> {
+  const mqtt = await loadMqtt();
+  const before = rssKib(pid);
+  const clients: MqttClient[] = [];
+  try {
+    for (let at = 0; at < count; at += 250) {
+      clients.push(
+        ...(await Promise.all(
+          Array.from({ length: Math.min(250, count - at) }, () =>
+            mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, keepalive: 0 }),
+          ),
+        )),
+      );
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    return (rssKib(pid) - before) / clients.length;
+  } finally {
+    for (const c of clients) c.end(true);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+
+async function main() {
+  const dataDir = mkdtempSync(join(tmpdir(), "loft-bench-relay-"));
+  const noSyncDir = mkdtempSync(join(tmpdir(), "loft-bench-relay-nosync-"));
+  let relay: LoftProcess | undefined;
+  let relayNoSync: LoftProcess | undefined;
+  let mosq: { port: number; child: ChildProcess; dir: string } | undefined;
+  try {
+    relay = await startLoft({
+      entry: "relay-ws/main.ts",
+      args: [
+        "--data-dir",
+        dataDir,
+        "--rate",
+        "0",
+        "--conn-rate",
+        "0",
+        "--queue-quota",
+        "100000",
+        "--max-inflight",
+        "100000",
+        "--max-window",
+        "255",
+        "--max-connections",
+        "1000000",
+      ],
+    });
+    const relayUrl = `ws://127.0.0.1:${relay.port}/relay`;
+    relayNoSync = await startLoft({
+      entry: "relay-ws/main.ts",
+      args: [
+        "--data-dir",
+        noSyncDir,
+        "--sync",
+        "false",
+        "--rate",
+        "0",
+        "--conn-rate",
+        "0",
+        "--queue-quota",
+        "100000",
+      ],
+    });
+    const noSyncUrl = `ws://127.0.0.1:${relayNoSync.port}/relay`;
+    mosq = await startMosquitto();
+    say(
+      `relay bench: ${N} senders → ${N} receivers, ${MESSAGES} messages each, ${SIZE} B payloads, ${OUTSTANDING} in flight per sender`,
+    );
+    // Warm both up, then measure each twice in alternation and keep the better run of each.
+    const relayRuns: RunResult[] = [];
+    const noSyncRuns: RunResult[] = [];
+    const mosqRuns: RunResult[] = [];
+    for (let round = 0; round < 2; round++) {
+      relayRuns.push(await runRelay(relayUrl));
+      noSyncRuns.push(await runRelay(noSyncUrl));
+      mosqRuns.push(await runMosquitto(mosq.port));
+    }
+    const best = (rs: RunResult[]) => rs.reduce((a, b) => (b.msgsPerSecond > a.msgsPerSecond ? b : a));
+    const r = best(relayRuns);
+    const m = best(mosqRuns);
+    const ns = best(noSyncRuns);
+    // Unloaded latency (one pair, one message at a time): what a live link through the relay sees.
+    const rLive = await runRelay(relayUrl, 1, 1);
+    const mLive = await runMosquitto(mosq.port, 1, 1);
+    const idle = await idleRelay(relayUrl, relay.child.pid!);
+    const mosqIdle = await idleMosquitto(mosq.port, mosq.child.pid!, Math.min(IDLE, 2000));
+
+    const machine = `${cpus()[0]?.model ?? "?"} × ${cpus().length}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${process.version}`;
+    const row = (name: string, x: RunResult) =>
+      `${name.padEnd(24)} ${x.msgsPerSecond.toFixed(0).padStart(10)} ${x.p50.toFixed(2).padStart(9)} ${x.p99.toFixed(2).padStart(9)}`;
+    say("");
+    say(`${"".padEnd(24)} ${"msgs/s".padStart(10)} ${"p50 ms".padStart(9)} ${"p99 ms".padStart(9)}`);
+    say(row("loft relay (LMDB, fsync)", r));
+    say(row("loft relay, no fsync", ns));
+    say(row("mosquitto (QoS 1)", m));
+    say(row("loft relay, 1 in flight", rLive));
+    say(row("mosquitto, 1 in flight", mLive));
+    say(`relay / mosquitto throughput: ${(r.msgsPerSecond / m.msgsPerSecond).toFixed(2)}×`);
+    say(`relay without fsync / mosquitto: ${(ns.msgsPerSecond / m.msgsPerSecond).toFixed(2)}×`);
+    say(`idle relay WebSockets held: ${idle.held} of ${IDLE}, ${idle.rssPerConnKib.toFixed(1)} KiB RSS each`);
+    say(`idle MQTT connections (baseline): ${mosqIdle.toFixed(1)} KiB RSS each in mosquitto`);
+    say(`machine: ${machine}`);
+    if (JSON_OUT)
+      console.log(
+        JSON.stringify({
+          relay_vs_mosquitto: r.msgsPerSecond / m.msgsPerSecond,
+          relay_msgs_per_s: r.msgsPerSecond,
+          p50_ms: r.p50,
+          p99_ms: r.p99,
+          relay_nosync_vs_mosquitto: ns.msgsPerSecond / m.msgsPerSecond,
+          relay_nosync_msgs_per_s: ns.msgsPerSecond,
+          mosquitto_msgs_per_s: m.msgsPerSecond,
+          mosquitto_p50_ms: m.p50,
+          mosquitto_p99_ms: m.p99,
+          live_p50_ms: rLive.p50,
+          live_p99_ms: rLive.p99,
+          mosquitto_live_p50_ms: mLive.p50,
+          mosquitto_live_p99_ms: mLive.p99,
+          idle_ws_held: idle.held,
+          idle_ws_rss_kib: idle.rssPerConnKib,
+          mosquitto_idle_rss_kib: mosqIdle,
+          n: N,
+          messages: MESSAGES,
+          size: SIZE,
+          machine,
+        }),
+      );
+  } finally {
+    await relay?.stop("SIGTERM");
+    await relayNoSync?.stop("SIGTERM");
+    rmSync(noSyncDir, { recursive: true, force: true });
+    mosq?.child.kill("SIGTERM");
+    rmSync(dataDir, { recursive: true, force: true });
+    if (mosq) rmSync(mosq.dir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

@@ -51,6 +51,15 @@ const readU64 = (b: Uint8Array, at: number): number =>
 const cat = (...parts: Uint8Array[]): Buffer => Buffer.concat(parts);
 const MAX_U64 = Buffer.alloc(8, 0xff);
 
+type WriteOp = [Database<Buffer, Buffer>, Buffer, Buffer | undefined];
+
+interface Batch {
+  ops: WriteOp[];
+  done: Promise<void>;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
 interface QueueState {
   /** Messages stored (including in flight). */
   count: number;
@@ -129,14 +138,66 @@ export class LmdbStore implements RelayStore {
     this.#otks = db("otks");
   }
 
-  /**
-   * Wait until `write` (or, without one, everything queued so far) is committed and on disk.
-   * `db.flushed` resolves with the flush of the batch pending at call time or a later one, which
-   * covers ours (lmdb-js write.js: one flush promise per batch, reset when the next batch starts).
-   */
+  // ------------------------------------------------------------------------------------------
+  // Group commit: at most one write transaction in flight; everything written meanwhile forms
+  // the next one. Without this, lmdb-js commits each event turn's writes as its own transaction,
+  // and one frame per turn caps the relay at one message per commit cycle.
+
+  #forming: Batch | undefined;
+  #inflight = false;
+  #lastDone: Promise<void> = Promise.resolve();
+
+  #put(db: Database<Buffer, Buffer>, key: Buffer, value: Buffer): Promise<void> {
+    return this.#enqueue([db, key, value]);
+  }
+
+  #del(db: Database<Buffer, Buffer>, key: Buffer): Promise<void> {
+    return this.#enqueue([db, key, undefined]);
+  }
+
+  #enqueue(op: WriteOp): Promise<void> {
+    if (!this.#forming) {
+      let resolve!: () => void;
+      let reject!: (e: unknown) => void;
+      const done = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      done.catch(() => {});
+      this.#forming = { ops: [], done, resolve, reject };
+      this.#lastDone = done;
+      if (!this.#inflight) queueMicrotask(() => this.#flush());
+    }
+    this.#forming.ops.push(op);
+    return this.#forming.done;
+  }
+
+  #flush(): void {
+    const batch = this.#forming;
+    if (this.#inflight || !batch) return;
+    this.#forming = undefined;
+    this.#inflight = true;
+    // Inside a transaction callback lmdb-js applies each put/remove at once, in this order.
+    this.#root
+      .transaction(() => {
+        for (const [db, key, value] of batch.ops) {
+          if (value === undefined) db.remove(key);
+          else db.put(key, value);
+        }
+      })
+      .then(async () => {
+        if (this.#overlapping) await this.#root.flushed;
+      })
+      .then(batch.resolve, batch.reject)
+      .finally(() => {
+        this.#inflight = false;
+        if (this.#forming) this.#flush();
+      });
+  }
+
+  /** Wait until `write` (or everything written so far) is committed and on disk. */
   async #durable(write?: Promise<unknown>): Promise<void> {
-    await (write ?? this.#root.committed);
-    if (this.#overlapping) await this.#root.flushed;
+    await (write ?? this.#lastDone);
   }
 
   onAppend(listener: (recipientId: Uint8Array) => void): void {
@@ -148,8 +209,8 @@ export class LmdbStore implements RelayStore {
 
   async createQueue(q: QueueRecord): Promise<void> {
     const rid = Buffer.from(q.recipientId);
-    this.#queues.put(rid, encodeQueue(q));
-    await this.#durable(this.#senders.put(Buffer.from(q.senderId), rid));
+    this.#put(this.#queues, rid, encodeQueue(q));
+    await this.#durable(this.#put(this.#senders, Buffer.from(q.senderId), rid));
     this.#state.set(toHex(rid), { count: 0, nextSeq: 0, nextOtk: 0, otks: 0 });
   }
 
@@ -172,7 +233,9 @@ export class LmdbStore implements RelayStore {
     const q = this.#queueSync(rid);
     if (!q) return "missing";
     if (q.senderKey) return Buffer.from(q.senderKey).equals(Buffer.from(senderKey)) ? "ok" : "conflict";
-    await this.#durable(this.#queues.put(rid, encodeQueue({ ...q, senderKey: new Uint8Array(senderKey) })));
+    await this.#durable(
+      this.#put(this.#queues, rid, encodeQueue({ ...q, senderKey: new Uint8Array(senderKey) })),
+    );
     return "ok";
   }
 
@@ -180,7 +243,8 @@ export class LmdbStore implements RelayStore {
     const rid = Buffer.from(recipientId);
     const q = this.#queueSync(rid);
     if (!q) return false;
-    if (!q.suspended) await this.#durable(this.#queues.put(rid, encodeQueue({ ...q, suspended: true })));
+    if (!q.suspended)
+      await this.#durable(this.#put(this.#queues, rid, encodeQueue({ ...q, suspended: true })));
     return true;
   }
 
@@ -200,25 +264,25 @@ export class LmdbStore implements RelayStore {
       const expiresAt = rec ? readU64(rec, 32) : 0;
       this.#deleting.add(toHex(k));
       removals.push(() => {
-        this.#msgs.remove(k);
-        this.#keys.remove(cat(Buffer.of(TAG_MSG), k));
-        this.#deliveries.remove(k);
-        this.#expiry.remove(cat(u64(expiresAt), Buffer.of(EXP_MSG), rid, u64(seq)));
+        this.#del(this.#msgs, k);
+        this.#del(this.#keys, cat(Buffer.of(TAG_MSG), k));
+        this.#del(this.#deliveries, k);
+        this.#del(this.#expiry, cat(u64(expiresAt), Buffer.of(EXP_MSG), rid, u64(seq)));
       });
-      this.#keys.put(cat(Buffer.of(TAG_MSG), k), ZERO_KEY);
+      this.#put(this.#keys, cat(Buffer.of(TAG_MSG), k), ZERO_KEY);
     }
     for (const k of otkKeys) {
-      this.#keys.put(cat(Buffer.of(TAG_OTK), k), ZERO_KEY);
+      this.#put(this.#keys, cat(Buffer.of(TAG_OTK), k), ZERO_KEY);
       removals.push(() => {
-        this.#otks.remove(k);
-        this.#keys.remove(cat(Buffer.of(TAG_OTK), k));
+        this.#del(this.#otks, k);
+        this.#del(this.#keys, cat(Buffer.of(TAG_OTK), k));
       });
     }
     if (hasBundle) {
-      this.#keys.put(cat(Buffer.of(TAG_BUNDLE), rid), ZERO_KEY);
+      this.#put(this.#keys, cat(Buffer.of(TAG_BUNDLE), rid), ZERO_KEY);
       removals.push(() => {
-        this.#bundles.remove(rid);
-        this.#keys.remove(cat(Buffer.of(TAG_BUNDLE), rid));
+        this.#del(this.#bundles, rid);
+        this.#del(this.#keys, cat(Buffer.of(TAG_BUNDLE), rid));
       });
     }
     await this.#durable();
@@ -228,12 +292,12 @@ export class LmdbStore implements RelayStore {
       end: cat(rid, Buffer.alloc(16, 0xff)),
       inclusiveEnd: true,
     })) {
-      this.#sends.remove(key);
-      this.#expiry.remove(cat(value.subarray(0, 8), Buffer.of(EXP_SEND), key));
+      this.#del(this.#sends, key);
+      this.#del(this.#expiry, cat(value.subarray(0, 8), Buffer.of(EXP_SEND), key));
     }
-    this.#queues.remove(rid);
-    this.#seqs.remove(rid);
-    await this.#durable(this.#senders.remove(Buffer.from(q.senderId)));
+    this.#del(this.#queues, rid);
+    this.#del(this.#seqs, rid);
+    await this.#durable(this.#del(this.#senders, Buffer.from(q.senderId)));
     for (const k of msgKeys) this.#deleting.delete(toHex(k));
     this.#state.delete(hex);
     return msgKeys.length;
@@ -256,7 +320,7 @@ export class LmdbStore implements RelayStore {
   }
 
   #writeSeqs(rid: Buffer, st: QueueState): void {
-    this.#seqs.put(rid, cat(u64(st.nextSeq), u64(st.nextOtk)));
+    this.#put(this.#seqs, rid, cat(u64(st.nextSeq), u64(st.nextOtk)));
   }
 
   // ------------------------------------------------------------------------------------------
@@ -280,12 +344,12 @@ export class LmdbStore implements RelayStore {
     const { key, sealed } = sealAtRest(block, cat(Buffer.of(TAG_MSG), recKey));
     block.fill(0);
     const header = cat(Buffer.from(m.msgId), u64(m.timestamp), u64(m.expiresAt));
-    this.#msgs.put(recKey, cat(header, sealed));
-    this.#keys.put(cat(Buffer.of(TAG_MSG), recKey), key);
+    this.#put(this.#msgs, recKey, cat(header, sealed));
+    this.#put(this.#keys, cat(Buffer.of(TAG_MSG), recKey), key);
     this.#writeSeqs(rid, st);
-    this.#sends.put(sendKey, u64(m.expiresAt));
-    this.#expiry.put(cat(u64(m.expiresAt), Buffer.of(EXP_SEND), sendKey), EMPTY);
-    const committed = this.#expiry.put(cat(u64(m.expiresAt), Buffer.of(EXP_MSG), recKey), EMPTY);
+    this.#put(this.#sends, sendKey, u64(m.expiresAt));
+    this.#put(this.#expiry, cat(u64(m.expiresAt), Buffer.of(EXP_SEND), sendKey), EMPTY);
+    const committed = this.#put(this.#expiry, cat(u64(m.expiresAt), Buffer.of(EXP_MSG), recKey), EMPTY);
     try {
       await this.#durable(committed);
     } catch (e) {
@@ -341,7 +405,7 @@ export class LmdbStore implements RelayStore {
       if (n === undefined || this.#deleting.has(hex) || !this.#msgs.doesExist(recKey)) continue;
       const b = Buffer.alloc(4);
       b.writeUInt32BE(n);
-      void this.#deliveries.put(recKey, b).catch(() => {});
+      void this.#put(this.#deliveries, recKey, b).catch(() => {});
     }
   }
 
@@ -370,12 +434,12 @@ export class LmdbStore implements RelayStore {
     const keyKey = cat(Buffer.of(TAG_MSG), recKey);
     try {
       // Commit order is enough here: the removal below is what must reach the disk.
-      await this.#keys.put(keyKey, ZERO_KEY);
+      await this.#put(this.#keys, keyKey, ZERO_KEY);
       this.#deliveryCounts.delete(hex);
-      this.#msgs.remove(recKey);
-      this.#deliveries.remove(recKey);
-      this.#expiry.remove(cat(u64(expiresAt), Buffer.of(EXP_MSG), recKey));
-      await this.#durable(this.#keys.remove(keyKey));
+      this.#del(this.#msgs, recKey);
+      this.#del(this.#deliveries, recKey);
+      this.#del(this.#expiry, cat(u64(expiresAt), Buffer.of(EXP_MSG), recKey));
+      await this.#durable(this.#del(this.#keys, keyKey));
       return true;
     } finally {
       this.#deleting.delete(hex);
@@ -397,11 +461,11 @@ export class LmdbStore implements RelayStore {
     if (existing + u.oneTime.length > maxOneTime) return "limit";
     if (u.replaceOneTime) {
       const old = [...this.#otks.getKeys({ start: cat(rid, u64(0)), end: cat(rid, MAX_U64) })] as Buffer[];
-      for (const k of old) this.#keys.put(cat(Buffer.of(TAG_OTK), k), ZERO_KEY);
+      for (const k of old) this.#put(this.#keys, cat(Buffer.of(TAG_OTK), k), ZERO_KEY);
       if (old.length > 0) await this.#durable();
       for (const k of old) {
-        this.#otks.remove(k);
-        this.#keys.remove(cat(Buffer.of(TAG_OTK), k));
+        this.#del(this.#otks, k);
+        this.#del(this.#keys, cat(Buffer.of(TAG_OTK), k));
       }
       st.otks = 0;
     }
@@ -409,13 +473,13 @@ export class LmdbStore implements RelayStore {
     if (u.bundle) {
       const aad = cat(Buffer.of(TAG_BUNDLE), rid);
       if (this.#bundles.get(rid) !== undefined) {
-        await this.#durable(this.#keys.put(aad, ZERO_KEY));
+        await this.#durable(this.#put(this.#keys, aad, ZERO_KEY));
       }
       const block = padBlock(u.bundle, BLOCK_SIZE);
       const { key, sealed } = sealAtRest(block, aad);
       block.fill(0);
-      this.#bundles.put(rid, sealed);
-      this.#keys.put(aad, key);
+      this.#put(this.#bundles, rid, sealed);
+      this.#put(this.#keys, aad, key);
       wipeLater.push(key);
     }
     for (const otk of u.oneTime) {
@@ -424,8 +488,8 @@ export class LmdbStore implements RelayStore {
       const block = padBlock(otk, OTK_BLOCK_SIZE);
       const { key, sealed } = sealAtRest(block, aad);
       block.fill(0);
-      this.#otks.put(k, sealed);
-      this.#keys.put(aad, key);
+      this.#put(this.#otks, k, sealed);
+      this.#put(this.#keys, aad, key);
       wipeLater.push(key);
       st.otks++;
     }
@@ -455,9 +519,9 @@ export class LmdbStore implements RelayStore {
       const otk = otkKey ? openAtRest(otkKey, value, aad) : undefined;
       // Take it out before answering so no two senders get the same one-time prekey.
       st.otks = Math.max(0, st.otks - 1);
-      this.#otks.remove(key);
-      await this.#durable(this.#keys.put(aad, ZERO_KEY));
-      await this.#durable(this.#keys.remove(aad));
+      this.#del(this.#otks, key);
+      await this.#durable(this.#put(this.#keys, aad, ZERO_KEY));
+      await this.#durable(this.#del(this.#keys, aad));
       return otk ? { bundle: blockBody(bundle), oneTime: blockBody(otk) } : { bundle: blockBody(bundle) };
     }
     return { bundle: blockBody(bundle) };
@@ -476,14 +540,14 @@ export class LmdbStore implements RelayStore {
       if (tag === EXP_MSG && key.length === 8 + 1 + 24 + 8) {
         const rid = key.subarray(9, 33);
         const seq = readU64(key, 33);
-        if (!this.#msgs.doesExist(cat(rid, u64(seq)))) this.#expiry.remove(key);
+        if (!this.#msgs.doesExist(cat(rid, u64(seq)))) this.#del(this.#expiry, key);
         else deletions.push(this.#cryptoDelete(Buffer.from(rid), seq));
       } else {
         if (tag === EXP_SEND) {
-          this.#sends.remove(key.subarray(9));
+          this.#del(this.#sends, key.subarray(9));
           result.expiredSendIds++;
         }
-        this.#expiry.remove(key);
+        this.#del(this.#expiry, key);
       }
     }
     for (const ok of await Promise.all(deletions)) if (ok) result.expiredMessages++;

@@ -4,12 +4,15 @@
  * server→recipient re-encryption, and the live-link mapping onto a queue pair.
  */
 import { randomBytes } from "node:crypto";
+import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
 import { equalBytes, toHex, utf8 } from "../core/bytes.ts";
-import type { RelayMessage } from "../core/relay/client.ts";
+import { RelayClient, type RelayMessage } from "../core/relay/client.ts";
 import { authPublicKey, newAuthKeyPair } from "../core/relay/crypto.ts";
 import { RelayError } from "../core/relay/errors.ts";
 import { MAX_BODY } from "../core/relay/protocol.ts";
+import { WebSocketLink } from "../core/relay/ws-link.ts";
 import { connectRelay, startTestRelay, type TestRelay } from "./testing.ts";
 
 let relay: TestRelay;
@@ -204,5 +207,56 @@ describe("relay queue lifecycle", () => {
     expect(toHex((await bob.fetchPrekeys(q.senderId)).oneTimePrekey!)).toBe(toHex(otks[0]!));
     alice.close();
     bob.close();
+  });
+});
+
+describe("relay operations", () => {
+  it("/health and /metrics report figures without ids", async () => {
+    const alice = await connectRelay(relay.url);
+    const q = await alice.createQueue();
+    const health = (await (await fetch(`http://127.0.0.1:${relay.port}/health`)).json()) as {
+      services: { relay: { connections: number; queues: number; engine: string } };
+    };
+    expect(health.services.relay.engine).toBe("lmdb");
+    expect(health.services.relay.connections).toBeGreaterThanOrEqual(1);
+    expect(health.services.relay.queues).toBeGreaterThanOrEqual(1);
+    const metrics = await (await fetch(`http://127.0.0.1:${relay.port}/metrics`)).text();
+    for (const name of [
+      "loft_relay_connections",
+      "loft_relay_commands_total",
+      "loft_relay_errors_total",
+      "loft_relay_stored_messages",
+      "loft_relay_stored_bytes",
+      "loft_relay_gc_removed_total",
+      "loft_relay_send_commit_seconds",
+    ])
+      expect(metrics).toContain(name);
+    expect(metrics).toMatch(/loft_relay_commands_total\{command="NEW",result="ok"\} \d+/);
+    expect(metrics).not.toContain(toHex(q.recipientId));
+    expect(metrics).not.toContain("127.0.0.1");
+    const plain = await fetch(`http://127.0.0.1:${relay.port}/relay`);
+    expect(plain.status).toBe(426);
+    alice.close();
+  });
+
+  it("graceful shutdown closes every WebSocket with 1001 and keeps what was stored", async () => {
+    const own = await startTestRelay();
+    const dataDir = own.dataDir;
+    const ws = new WebSocket(own.url);
+    const link = new WebSocketLink(ws);
+    const alice = await RelayClient.connect(link);
+    const bob = await connectRelay(own.url);
+    const q = await alice.createQueue({ subscribe: false });
+    const sender = await bob.senderSecure({ senderId: q.senderId });
+    await bob.send(sender, utf8("kept"));
+    await own.close(true);
+    await link.closed;
+    expect(link.remoteClose?.code).toBe(1001);
+    const again = await startTestRelay({}, { dataDir });
+    const c = await connectRelay(again.url);
+    expect(new TextDecoder().decode((await c.get(q))!.body)).toBe("kept");
+    c.close();
+    await again.close();
+    rmSync(dataDir, { recursive: true, force: true });
   });
 });

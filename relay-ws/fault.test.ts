@@ -21,7 +21,16 @@ const logs: string[] = [];
 const start = (): Promise<LoftProcess> =>
   startLoft({
     entry: "relay-ws/main.ts",
-    args: ["--data-dir", dataDir, "--queue-quota", "5000", "--rate", "0", "--conn-rate", "0"],
+    args: [
+      "--relay-data-dir",
+      dataDir,
+      "--relay-queue-quota",
+      "5000",
+      "--relay-rate",
+      "0",
+      "--relay-conn-rate",
+      "0",
+    ],
   });
 const wsUrl = (p: LoftProcess) => `ws://127.0.0.1:${p.port}/relay`;
 

@@ -85,3 +85,20 @@ export function describeOptions(specs: Record<string, OptionSpec<unknown>>): str
     )
     .join("\n");
 }
+
+/** The same option specs under `prefix` + key, so two services' specs can be read together. */
+export function prefixed<S extends Record<string, OptionSpec<unknown>>>(
+  prefix: string,
+  specs: S,
+): { [K in keyof S & string as `${typeof prefix}${K}`]: S[K] } {
+  return Object.fromEntries(Object.entries(specs).map(([k, spec]) => [`${prefix}${k}`, spec])) as never;
+}
+
+/** The values read under `prefix` (see `prefixed`), with the prefix removed. */
+export function unprefixed(prefix: string, config: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(config)
+      .filter(([k]) => k.startsWith(prefix))
+      .map(([k, value]) => [k.slice(prefix.length), value]),
+  );
+}

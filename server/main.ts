@@ -3,9 +3,11 @@
  * signaling (`/signal`) and relay (`/relay`) WebSocket services with the embedded store.
  */
 import { fileURLToPath } from "node:url";
+import { type RelayConfig, relayOptions } from "../relay-ws/config.ts";
+import { createRelayService } from "../relay-ws/service.ts";
 import { signalingConfigFrom, signalingOptions } from "../signaling/config.ts";
 import { createSignalingService } from "../signaling/service.ts";
-import { bool, ConfigError, describeOptions, int, readConfig, str } from "./config.ts";
+import { bool, ConfigError, describeOptions, int, prefixed, readConfig, str, unprefixed } from "./config.ts";
 import { closeOnSignals, createHost, createRegistry } from "./host.ts";
 import { createLogger } from "./log.ts";
 
@@ -27,6 +29,9 @@ const options = {
     help: "serve the PWA",
   },
   ...signalingOptions,
+  // Relay option keys overlap signaling's (maxFrameBytes, maxConnections); their flags don't
+  // (--relay-* vs --signal-*), so they are read under a prefix and unwrapped below.
+  ...prefixed("relay.", relayOptions),
 };
 
 async function main() {
@@ -36,6 +41,7 @@ async function main() {
   }
   const config = readConfig(options);
   const signaling = signalingConfigFrom(config);
+  const relay = unprefixed("relay.", config) as RelayConfig;
   const log = createLogger("loft");
   const registry = createRegistry();
   const host = createHost({
@@ -46,6 +52,7 @@ async function main() {
     log,
   });
   host.mount(createSignalingService(signaling, { registry, log }));
+  host.mount(createRelayService(relay, { registry, log }));
   const port = await host.listen();
   log.info({ port }, "loft listening");
   closeOnSignals(() => host.close(), log);

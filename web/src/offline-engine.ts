@@ -70,7 +70,7 @@ export function createOfflineEngine(storage: LoftStorage): ChatEngine {
     },
     async retry(messageId) {
       const m = await storage.getMessage(messageId);
-      if (!m || m.direction !== "out") return;
+      if (m?.direction !== "out") return;
       await refuseIfBlocked(storage, m.contactId);
       await storage.setMessageState(messageId, "queued");
       await storage.putOutbox({ messageId, contactId: m.contactId, queuedAt: Date.now(), attempts: 0 });

@@ -438,7 +438,8 @@ export class Engine implements ChatEngine {
     if (!s) return;
     s.subscribe(this.#watchKeys()).then(
       (states) => {
-        for (const st of states) this.#onPresence(st.key, st.online);
+        // An answer to our own (re)subscription after a contact changed: no glare delay needed.
+        for (const st of states) this.#onPresence(st.key, st.online, "changed");
       },
       () => {}, // re-sent by the client after its next (re)connect
     );
@@ -508,14 +509,14 @@ export class Engine implements ChatEngine {
     }
   }
 
-  #onPresence(key: Uint8Array, online: boolean): void {
+  #onPresence(key: Uint8Array, online: boolean, why: "presence" | "changed" = "presence"): void {
     const peer = this.#peers.get(toHex(key));
     if (!peer || !equalBytes(peer.key, key)) return;
     const was = peer.online;
     peer.online = online;
     if (online && !was) {
       peer.failures = 0;
-      this.#maybeDial(peer, "presence");
+      this.#maybeDial(peer, why);
     } else if (!online) {
       clearTimeout(peer.retryTimer);
       if (!peer.live && !peer.attempt) this.#setPresence(peer, "offline");

@@ -20,7 +20,7 @@ import { QueueLink } from "../../../core/link/queue-link.ts";
 import type { IceServerConfig } from "../engine/api.ts";
 
 /** Above this many bytes queued in the data channel, `drain()` waits (simple-peer uses 64 KiB too). */
-export const DRAIN_THRESHOLD_BYTES = 256 * 1024;
+export const DRAIN_THRESHOLD_BYTES = 1024 * 1024;
 export const DEFAULT_OPEN_TIMEOUT_MS = 20_000;
 
 export interface WebRtcLinkOptions {

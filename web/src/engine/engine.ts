@@ -29,7 +29,6 @@ import {
   type WebSocketLike,
 } from "../../../core/signaling/client.ts";
 import { randomId } from "../lib/base64url.ts";
-import { DirectTransport, type IncomingOffer } from "../net/direct.ts";
 import {
   type ChatEngine,
   type ContactId,
@@ -57,7 +56,7 @@ import {
   freshRatchetKeyPair,
   RATCHET_KEY_EXTENSION,
 } from "./ratchet-store.ts";
-import type { DialedLink, LiveTransport } from "./transport.ts";
+import type { DialedLink, IncomingOffer, LiveTransport, TransportFactory } from "./transport.ts";
 import {
   type AppMessage,
   CHAT_PROTOCOL_VERSION,
@@ -89,11 +88,14 @@ export interface EngineConfig {
   /** Our own attempt older than this yields to an incoming offer even when our key is lower. */
   staleDialMs: number;
   webSocket: (url: string) => WebSocketLike;
+  /** The live transport (direct WebRTC links); tests substitute in-memory links. */
+  transport: TransportFactory;
   /** Diagnostics (close reasons, codes; never secrets or content). */
   log: (message: string) => void;
 }
 
-export const DEFAULT_ENGINE_CONFIG: EngineConfig = {
+/** Everything but the transport, which index.ts supplies (web/src/net is browser-only). */
+export const DEFAULT_ENGINE_CONFIG: Omit<EngineConfig, "transport"> = {
   heartbeatIntervalMs: 5_000,
   heartbeatTimeoutMs: 15_000,
   handshakeTimeoutMs: 10_000,
@@ -184,13 +186,13 @@ export class Engine implements ChatEngine {
   readonly #peers = new Map<ContactId, Peer>();
   #service: ServiceStatus = { signaling: "disabled", relay: "disabled" };
   #signaling: SignalingClient | undefined;
-  #direct: (DirectTransport & LiveTransport) | undefined;
+  #direct: LiveTransport | undefined;
   #signalingUrl = "";
   #started = false;
   #stopped = false;
   #everRegistered = false;
 
-  constructor(options: EngineStartOptions, config: Partial<EngineConfig> = {}) {
+  constructor(options: EngineStartOptions, config: Partial<EngineConfig> & Pick<EngineConfig, "transport">) {
     this.#user = options.user;
     this.#storage = options.storage;
     this.#cfg = { ...DEFAULT_ENGINE_CONFIG, ...config };
@@ -216,13 +218,13 @@ export class Engine implements ChatEngine {
       connect: this.#cfg.webSocket,
     });
     this.#signaling = signaling;
-    this.#direct = new DirectTransport({
+    this.#direct = this.#cfg.transport({
       signaling,
       iceServers: settings.iceServers ?? [],
       openTimeoutMs: this.#cfg.openTimeoutMs,
       onOffer: (offer) => void this.#onOffer(offer),
       onError: (e) => this.#cfg.log(e.message),
-    }) as DirectTransport & LiveTransport;
+    });
     signaling.on((e) => this.#onSignaling(e));
     void signaling.subscribe(this.#watchKeys());
     this.#setService({ signaling: "connecting" });

@@ -1,16 +1,19 @@
 /**
  * The chat engine the PWA loads (web/src/engine-loader.ts): `createChatEngine` implements the
- * contract of api.ts with direct WebRTC links, Noise sessions and a per-contact Double Ratchet
- * (engine.ts; docs/protocol/chat.md).
+ * contract of api.ts with direct WebRTC links (web/src/net), Noise sessions and a per-contact
+ * Double Ratchet (engine.ts; docs/protocol/chat.md).
  */
+import { DirectTransport } from "../net/direct.ts";
 import type { ChatEngine, CreateChatEngine, EngineStartOptions } from "./api.ts";
 import { Engine, type EngineConfig } from "./engine.ts";
 
 export { DEFAULT_ENGINE_CONFIG, Engine, type EngineConfig } from "./engine.ts";
 
-export const createChatEngine: CreateChatEngine = (options) => new Engine(options);
+const direct: EngineConfig["transport"] = (deps) => new DirectTransport(deps);
+
+export const createChatEngine: CreateChatEngine = (options) => new Engine(options, { transport: direct });
 
 /** The same engine with some timings or hooks changed (tests, benchmarks). */
 export function createChatEngineWith(options: EngineStartOptions, config: Partial<EngineConfig>): ChatEngine {
-  return new Engine(options, config);
+  return new Engine(options, { transport: direct, ...config });
 }

@@ -4,7 +4,7 @@
  * across connections, stored through `EngineStorage.saveSession` (sealed at rest by storage).
  *
  * Bootstrap (core/ratchet/bootstrap.ts): the Noise responder sends a fresh X25519 ratchet public
- * key in its handshake payload (extension `loft.dr.pub`); both sides take
+ * key in its handshake payload (extension `ratchet-key`); both sides take
  * `exportSecret("loft/ratchet/v1")` of the session and run `ratchetFromHandshake` — the Noise
  * initiator as Alice, the responder as Bob, with AD = initiator identity key ‖ responder identity
  * key. The same handshake also gives the ratchet's id, `exportSecret("loft/chat/ratchet-id/v1")`
@@ -31,7 +31,7 @@ import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../c
 import { RATCHET_ID_BYTES } from "./wire.ts";
 
 /** Handshake-payload extension carrying the responder's ratchet public key (32 bytes). */
-export const RATCHET_KEY_EXTENSION = "loft.dr.pub";
+export const RATCHET_KEY_EXTENSION = "ratchet-key";
 export const RATCHET_ID_LABEL = "loft/chat/ratchet-id/v1";
 const STORED_VERSION = 1;
 

@@ -14,7 +14,8 @@
  *    comes back (live or through our own mailbox).
  */
 import type { Link } from "../../../core/link/link.ts";
-import type { ContactId, LinkPath } from "./api.ts";
+import type { SignalingClient } from "../../../core/signaling/client.ts";
+import type { ContactId, IceServerConfig, LinkPath } from "./api.ts";
 
 /** A link being set up: `opened` resolves when bytes can flow, rejects if it never does. */
 export interface DialedLink extends Link {
@@ -27,6 +28,27 @@ export interface LiveTransport {
   dial(peerIdentityKey: Uint8Array): DialedLink;
   close(): void;
 }
+
+export type RefuseReason = "refused" | "glare" | "cancelled" | "busy";
+
+/** A peer wants a link with us; the engine accepts or refuses (web/src/net/direct.ts). */
+export interface IncomingOffer {
+  /** The sender's identity key (verified by the rendezvous: a signed envelope). */
+  readonly from: Uint8Array;
+  accept(): DialedLink;
+  refuse(reason: RefuseReason): void;
+}
+
+export interface TransportDeps {
+  signaling: SignalingClient;
+  iceServers: IceServerConfig[];
+  openTimeoutMs: number;
+  onOffer: (offer: IncomingOffer) => void;
+  onError: (error: Error) => void;
+}
+
+/** Builds the live transport the engine dials with (the direct one unless a test swaps it). */
+export type TransportFactory = (deps: TransportDeps) => LiveTransport;
 
 /** Offline delivery (relay phase): ratchet frames left in the contact's relay mailbox. */
 export interface Mailbox {

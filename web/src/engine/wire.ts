@@ -15,6 +15,7 @@
  *   { t: "sync" }                                      nothing; lets a ratchet responder start sending
  */
 import * as v from "valibot";
+import { equalBytes } from "../../../core/bytes.ts";
 import { err, ok, type Result } from "../../../core/errors.ts";
 import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/wire/codec.ts";
 import { padToBucket, unpadBucket } from "../../../core/wire/padding.ts";
@@ -72,6 +73,8 @@ export function decodeSessionFrame(bytes: Uint8Array): Result<SessionFrame> {
     case FRAME.HELLO: {
       const r = decodeWith(body, helloSchema, { maxBytes: 256, maxMapLength: 3, maxArrayLength: 0 });
       if (!r.ok) return r;
+      if (!equalBytes(encodeCanonical(r.value), body))
+        return err("LOFT_ERR_MALFORMED", "HELLO is not canonical MessagePack");
       return ok({
         type: "hello",
         hello: {
@@ -126,5 +129,8 @@ export function encodeAppMessage(m: AppMessage): Uint8Array {
 export function decodeAppMessage(padded: Uint8Array): Result<AppMessage> {
   const unpadded = unpadBucket(padded);
   if (!unpadded.ok) return unpadded;
-  return decodeWith(unpadded.value, appSchema, APP_LIMITS);
+  const r = decodeWith(unpadded.value, appSchema, APP_LIMITS);
+  if (r.ok && !equalBytes(encodeCanonical(r.value), unpadded.value))
+    return err("LOFT_ERR_MALFORMED", "application message is not canonical MessagePack");
+  return r;
 }

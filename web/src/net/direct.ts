@@ -20,6 +20,7 @@ import { toHex } from "../../../core/bytes.ts";
 import type { SignalingClient, SignalingError } from "../../../core/signaling/client.ts";
 import type { SignalEnvelope } from "../../../core/wire/signaling.ts";
 import type { IceServerConfig } from "../engine/api.ts";
+import type { IncomingOffer as EngineIncomingOffer, LiveTransport } from "../engine/transport.ts";
 import {
   type ByeReason,
   CONN_ID_BYTES,
@@ -41,7 +42,7 @@ export const DIRECT_CLOSE = {
 const MAX_EARLY_CANDIDATES = 32;
 const MAX_EARLY_ATTEMPTS = 16;
 
-export interface IncomingOffer {
+export interface IncomingOffer extends EngineIncomingOffer {
   /** The sender's identity key, from a verified envelope. */
   readonly from: Uint8Array;
   readonly conn: Uint8Array;
@@ -66,7 +67,7 @@ interface Attempt {
   conn: Uint8Array;
 }
 
-export class DirectTransport {
+export class DirectTransport implements LiveTransport {
   readonly path = "direct" as const;
   readonly #o: DirectTransportOptions;
   readonly #attempts = new Map<string, Attempt>();

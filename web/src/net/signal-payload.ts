@@ -13,7 +13,8 @@
  * cannot reach a new one.
  */
 import * as v from "valibot";
-import type { Result } from "../../../core/errors.ts";
+import { equalBytes } from "../../../core/bytes.ts";
+import { err, type Result } from "../../../core/errors.ts";
 import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/wire/codec.ts";
 import type { SignalKind } from "../../../core/wire/signaling.ts";
 
@@ -55,6 +56,13 @@ export function encodeSignalPayload(p: SignalPayload): Uint8Array {
 
 /** Decode the payload of an envelope of `kind`; a typed error for anything malformed. */
 export function decodeSignalPayload(kind: SignalKind, bytes: Uint8Array): Result<SignalPayload> {
+  const r = decodeAny(kind, bytes);
+  if (r.ok && !equalBytes(encodeSignalPayload(r.value), bytes))
+    return err("LOFT_ERR_MALFORMED", "signal payload is not canonical MessagePack");
+  return r;
+}
+
+function decodeAny(kind: SignalKind, bytes: Uint8Array): Result<SignalPayload> {
   switch (kind) {
     case "offer":
     case "answer": {

@@ -1,0 +1,422 @@
+/**
+ * The chat engine in Node, between engines in one process: real signaling service
+ * (signaling/testing.ts `startSignaling`, real WebSockets), real Noise sessions and ratchets, and
+ * in-memory Links in place of WebRTC data channels (the engine's `transport` seam) — which lets
+ * these tests do what a browser test cannot: cut a link silently, race two dials, present a
+ * rotated key. Storage is an in-memory `EngineStorage`. The same flows run in real Chromium in
+ * test/e2e/chat.e2e.ts and test/e2e/tamper.e2e.ts.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { toHex } from "../../../core/bytes.ts";
+import {
+  createUserIdentity,
+  encodeIdentity,
+  type UserIdentity,
+  updateIdentity,
+} from "../../../core/identity/identity.ts";
+import type { LinkCloseInfo } from "../../../core/link/link.ts";
+import { QueueLink } from "../../../core/link/queue-link.ts";
+import { type RunningSignaling, startSignaling, wsFactory } from "../../../signaling/testing.ts";
+import type {
+  ContactId,
+  ContactRecord,
+  EngineError,
+  EngineEvent,
+  EngineSettings,
+  EngineStorage,
+  MessageId,
+  MessageState,
+  OutboxEntry,
+  PendingIdentityChange,
+  StoredMessage,
+} from "./api.ts";
+import { Engine, type EngineConfig } from "./engine.ts";
+import type { DialedLink, IncomingOffer, LiveTransport, TransportDeps } from "./transport.ts";
+
+// ---- test doubles: storage in memory, links in memory ------------------------------------------
+
+class MemoryStorage implements EngineStorage {
+  settings: EngineSettings;
+  contacts = new Map<ContactId, ContactRecord>();
+  messages = new Map<MessageId, StoredMessage>();
+  outbox = new Map<MessageId, OutboxEntry>();
+  sessions = new Map<ContactId, Uint8Array>();
+  secrets = new Map<string, Uint8Array>();
+  constructor(signalingUrl: string) {
+    this.settings = { signalingUrl, relayUrls: [] };
+  }
+  async getSettings() {
+    return this.settings;
+  }
+  async getContact(id: ContactId) {
+    const c = this.contacts.get(id);
+    return c && structuredClone(c);
+  }
+  async listContacts() {
+    return [...this.contacts.values()].map((c) => structuredClone(c));
+  }
+  async touchContact(id: ContactId, at: number) {
+    const c = this.contacts.get(id);
+    if (c) c.lastSeen = Math.max(c.lastSeen, at);
+  }
+  async recordIdentityChange(id: ContactId, change: PendingIdentityChange) {
+    const c = this.contacts.get(id);
+    if (c) c.pending = change;
+  }
+  async updateContactIdentity(id: ContactId, identity: Uint8Array, username: string) {
+    const c = this.contacts.get(id);
+    if (c) Object.assign(c, { identity, username });
+  }
+  async getMessage(id: MessageId) {
+    const m = this.messages.get(id);
+    return m && { ...m };
+  }
+  async putMessage(m: StoredMessage) {
+    this.messages.set(m.id, { ...m });
+  }
+  async setMessageState(id: MessageId, state: MessageState, failure?: EngineError) {
+    const m = this.messages.get(id);
+    if (m) Object.assign(m, { state, failure });
+  }
+  async findIncoming(contactId: ContactId, remoteId: string) {
+    return [...this.messages.values()].find((m) => m.contactId === contactId && m.remoteId === remoteId);
+  }
+  async listOutbox(contactId?: ContactId) {
+    return [...this.outbox.values()]
+      .filter((e) => contactId === undefined || e.contactId === contactId)
+      .sort((a, b) => a.queuedAt - b.queuedAt)
+      .map((e) => ({ ...e }));
+  }
+  async putOutbox(e: OutboxEntry) {
+    this.outbox.set(e.messageId, { ...e });
+  }
+  async deleteOutbox(id: MessageId) {
+    this.outbox.delete(id);
+  }
+  async loadSession(id: ContactId) {
+    return this.sessions.get(id)?.slice();
+  }
+  async saveSession(id: ContactId, state: Uint8Array) {
+    this.sessions.set(id, state.slice());
+  }
+  async deleteSession(id: ContactId) {
+    this.sessions.delete(id);
+  }
+  async loadSecret(name: string) {
+    return this.secrets.get(name)?.slice();
+  }
+  async saveSecret(name: string, v: Uint8Array) {
+    this.secrets.set(name, v.slice());
+  }
+  async deleteSecret(name: string) {
+    this.secrets.delete(name);
+  }
+  addContact(user: UserIdentity, trust: ContactRecord["trust"] = "unknown"): ContactId {
+    const id = toHex(user.identity.verified.identity_key);
+    this.contacts.set(id, {
+      id,
+      identity: encodeIdentity(user.identity),
+      username: user.identity.verified.username,
+      trust,
+      firstSeen: Date.now(),
+      lastSeen: Date.now(),
+    });
+    return id;
+  }
+  texts(contactId: ContactId, direction: "in" | "out"): string[] {
+    return [...this.messages.values()]
+      .filter((m) => m.contactId === contactId && m.direction === direction)
+      .sort((a, b) => a.at - b.at)
+      .map((m) => m.text);
+  }
+}
+
+/** An in-memory link pair that a test can cut silently (frames vanish, nobody is told). */
+class TestLink extends QueueLink implements DialedLink {
+  peer: TestLink | undefined;
+  cut = false;
+  readonly opened = Promise.resolve();
+  protected transmit(m: Uint8Array): void {
+    if (this.cut) return;
+    const copy = m.slice();
+    queueMicrotask(() => this.peer?.fromPeer(copy));
+  }
+  fromPeer(m: Uint8Array): void {
+    if (!this.cut) this.deliver(m);
+  }
+  protected teardown(info: LinkCloseInfo): void {
+    if (this.cut) return;
+    const p = this.peer;
+    queueMicrotask(() => p?.remoteClosed(info));
+  }
+  remoteClosed(info: LinkCloseInfo): void {
+    this.finish({ reason: "remote-closed", detail: info.reason }, false);
+  }
+}
+
+/** Stands in for signaling-brokered WebRTC: offers go straight to the other engine's handler. */
+class Hub {
+  readonly endpoints = new Map<string, TransportDeps>();
+  readonly links: TestLink[] = [];
+  offers = 0;
+  factory(self: UserIdentity) {
+    const key = self.identity.verified.identity_key;
+    const hex = toHex(key);
+    return (deps: TransportDeps): LiveTransport => {
+      this.endpoints.set(hex, deps);
+      return {
+        path: "direct",
+        dial: (peer) => {
+          const mine = new TestLink();
+          const theirs = new TestLink();
+          mine.peer = theirs;
+          theirs.peer = mine;
+          this.links.push(mine, theirs);
+          const target = this.endpoints.get(toHex(peer));
+          queueMicrotask(() => {
+            if (!target) return mine.close("PEER_OFFLINE");
+            this.offers++;
+            const offer: IncomingOffer = {
+              from: key,
+              accept: () => theirs,
+              refuse: (r) => mine.close(`bye-${r}`),
+            };
+            target.onOffer(offer);
+          });
+          return mine;
+        },
+        close: () => {
+          if (this.endpoints.get(hex) === deps) this.endpoints.delete(hex);
+        },
+      };
+    };
+  }
+}
+
+// ---- helpers --------------------------------------------------------------------------------------
+
+async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 15_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const FAST: Partial<EngineConfig> = {
+  heartbeatIntervalMs: 100,
+  heartbeatTimeoutMs: 600,
+  backoffInitialMs: 50,
+  backoffMaxMs: 300,
+  glareDelayMs: 50,
+  log: () => {},
+};
+
+interface Node {
+  user: UserIdentity;
+  id: ContactId;
+  storage: MemoryStorage;
+  engine: Engine;
+  events: EngineEvent[];
+  /** Storage states seen at the moment each message-state event was emitted. */
+  storedAtEmit: { event: MessageState; stored: MessageState | undefined }[];
+}
+
+describe("chat engine (Node, real signaling, in-memory links)", () => {
+  let signaling: RunningSignaling;
+  let hub: Hub;
+  const running: Engine[] = [];
+
+  beforeAll(async () => {
+    signaling = await startSignaling();
+  });
+  afterAll(async () => {
+    await signaling?.close();
+  });
+  afterEach(async () => {
+    for (const e of running.splice(0)) await e.stop();
+  });
+
+  function node(
+    name: string,
+    user = createUserIdentity({ username: name, now: Date.now() }),
+    storage?: MemoryStorage,
+  ) {
+    const s = storage ?? new MemoryStorage(signaling.url);
+    const n: Node = {
+      user,
+      id: toHex(user.identity.verified.identity_key),
+      storage: s,
+      engine: new Engine(
+        { user, storage: s },
+        { ...FAST, webSocket: wsFactory(), transport: hub.factory(user) },
+      ),
+      events: [],
+      storedAtEmit: [],
+    };
+    n.engine.subscribe((e) => {
+      n.events.push(e);
+      if (e.type === "message-state")
+        n.storedAtEmit.push({ event: e.state, stored: s.messages.get(e.id)?.state });
+    });
+    running.push(n.engine);
+    return n;
+  }
+
+  const online = (n: Node, peer: Node) => n.engine.presence(peer.id).status === "online";
+  const stateOf = (n: Node, id: MessageId) => n.storage.messages.get(id)?.state;
+
+  async function pair(): Promise<[Node, Node]> {
+    hub = new Hub();
+    const a = node("alice");
+    const b = node("bob");
+    a.storage.addContact(b.user);
+    b.storage.addContact(a.user);
+    await a.engine.start();
+    await b.engine.start();
+    await until(() => online(a, b) && online(b, a), "both online");
+    return [a, b];
+  }
+
+  it("delivers both ways; states queued → sending → sent → delivered, stored before each event", async () => {
+    const [a, b] = await pair();
+    const m1 = await a.engine.send(b.id, "hello bob");
+    await until(() => stateOf(a, m1) === "delivered", "m1 delivered");
+    const m2 = await b.engine.send(a.id, "hello alice");
+    await until(() => stateOf(b, m2) === "delivered", "m2 delivered");
+    expect(b.storage.texts(a.id, "in")).toEqual(["hello bob"]);
+    expect(a.storage.texts(b.id, "in")).toEqual(["hello alice"]);
+    const states = a.events
+      .filter((e) => e.type === "message-state" && e.id === m1)
+      .map((e) => (e as { state: string }).state);
+    expect(states).toEqual(["queued", "sending", "sent", "delivered"]);
+    for (const s of [...a.storedAtEmit, ...b.storedAtEmit]) expect(s.stored).toBe(s.event);
+    const incoming = a.events.find((e) => e.type === "message");
+    expect(incoming && incoming.type === "message" && a.storage.messages.has(incoming.message.id)).toBe(true);
+    expect(a.storage.outbox.size + b.storage.outbox.size).toBe(0);
+    // The ratchet state is stored (sealed by real storage), never the plaintext.
+    expect(a.storage.sessions.has(b.id)).toBe(true);
+  });
+
+  it("flushes an outbox written while the contact was offline, in order, once", async () => {
+    hub = new Hub();
+    const a = node("alice");
+    const bobUser = createUserIdentity({ username: "bob", now: Date.now() });
+    const bId = a.storage.addContact(bobUser);
+    await a.engine.start();
+    const ids: MessageId[] = [];
+    for (let i = 1; i <= 5; i++) ids.push(await a.engine.send(bId, `queued ${i}`));
+    expect(ids.map((id) => stateOf(a, id))).toEqual(["queued", "queued", "queued", "queued", "queued"]);
+    const b = node("bob", bobUser);
+    b.storage.addContact(a.user);
+    await b.engine.start();
+    await until(() => ids.every((id) => stateOf(a, id) === "delivered"), "all delivered");
+    expect(b.storage.texts(a.id, "in")).toEqual(["queued 1", "queued 2", "queued 3", "queued 4", "queued 5"]);
+  });
+
+  it("detects a silently dead link by heartbeat, replaces it, and resends what was in flight", async () => {
+    const [a, b] = await pair();
+    const before = hub.links.length;
+    for (const l of hub.links) l.cut = true; // the network vanishes; nobody sees a close
+    const m = await a.engine.send(b.id, "sent into the void");
+    await until(() => stateOf(a, m) === "sent", "handed to the dead session");
+    // Heartbeats notice, the session is closed and a new link comes up (glare-safe redial).
+    await until(() => hub.links.length > before && online(a, b) && online(b, a), "a new session");
+    await until(() => stateOf(a, m) === "delivered", "delivered on the new session");
+    expect(b.storage.texts(a.id, "in")).toEqual(["sent into the void"]);
+    const closed = a.events.find(
+      (e) => e.type === "presence" && e.presence.lastError?.message.includes("stopped responding"),
+    );
+    expect(closed).toBeDefined();
+  });
+
+  it("after a restart (a reload) keeps the ratchet, the history and the outbox; duplicates are dropped", async () => {
+    const [a, b] = await pair();
+    const m1 = await a.engine.send(b.id, "before restart");
+    await until(() => stateOf(a, m1) === "delivered", "m1 delivered");
+    const ratchetBefore = b.storage.sessions.get(a.id);
+    await b.engine.stop();
+    const m2 = await a.engine.send(b.id, "while bob restarts");
+    const b2 = node("bob", b.user, b.storage);
+    await b2.engine.start();
+    await until(() => stateOf(a, m2) === "delivered", "m2 delivered");
+    expect(b.storage.texts(a.id, "in")).toEqual(["before restart", "while bob restarts"]);
+    // Same ratchet continued (no re-bootstrap notice), though its state advanced.
+    expect(b2.events.some((e) => e.type === "error")).toBe(false);
+    expect(b.storage.sessions.get(a.id)).not.toEqual(ratchetBefore);
+  });
+
+  it("re-bootstraps visibly when one side lost its ratchet state, and keeps delivering", async () => {
+    const [a, b] = await pair();
+    const m1 = await a.engine.send(b.id, "first");
+    await until(() => stateOf(a, m1) === "delivered", "m1 delivered");
+    await b.engine.stop();
+    b.storage.sessions.set(a.id, new Uint8Array([0xc1, 0x00])); // unreadable
+    const b2 = node("bob", b.user, b.storage);
+    await b2.engine.start();
+    await until(() => online(a, b2) && online(b2, a), "online again");
+    const notice = (n: Node) =>
+      n.events.find((e) => e.type === "error" && e.error.message.includes("new secure session"));
+    await until(() => notice(a) !== undefined && notice(b2) !== undefined, "both told");
+    const m2 = await b2.engine.send(a.id, "after the reset");
+    await until(() => stateOf(b2, m2) === "delivered", "m2 delivered");
+    const m3 = await a.engine.send(b.id, "and back");
+    await until(() => stateOf(a, m3) === "delivered", "m3 delivered");
+  });
+
+  it("glare: both dial at once, the lower key's attempt wins, one session results", async () => {
+    hub = new Hub();
+    const a = node("alice");
+    const b = node("bob");
+    a.storage.addContact(b.user);
+    b.storage.addContact(a.user);
+    await Promise.all([a.engine.start(), b.engine.start()]);
+    // Both learn the other is online and both try at once (through `connect` too).
+    a.engine.connect(b.id);
+    b.engine.connect(a.id);
+    await until(() => online(a, b) && online(b, a), "one session");
+    const m = await a.engine.send(b.id, "after glare");
+    await until(() => stateOf(a, m) === "delivered", "delivered");
+    expect(b.storage.texts(a.id, "in")).toEqual(["after glare"]);
+  });
+
+  it("a rotated noise key in the handshake is recorded as pending; nothing is sent until decided", async () => {
+    const [a, b] = await pair();
+    await b.engine.stop();
+    const q = await a.engine.send(b.id, "hold this");
+    const rotated = updateIdentity(b.user, { rotateNoiseKey: true }, Date.now());
+    const b2 = node("bob", rotated, b.storage);
+    await b2.engine.start();
+    await until(() => a.storage.contacts.get(b.id)?.pending !== undefined, "pending recorded");
+    expect(a.storage.contacts.get(b.id)?.pending?.kind).toBe("noise-key-rotated");
+    expect(a.storage.contacts.get(b.id)?.pending?.source).toBe("handshake");
+    expect(a.events.some((e) => e.type === "identity-change")).toBe(true);
+    await expect(a.engine.send(b.id, "refused")).rejects.toThrow(/identity changed/);
+    expect(stateOf(a, q)).toBe("queued");
+    expect(b.storage.texts(a.id, "in")).not.toContain("hold this");
+    // The user accepts the new key (the UI stores it and drops the ratchet): chat resumes.
+    const c = a.storage.contacts.get(b.id)!;
+    c.identity = c.pending!.identity;
+    delete c.pending;
+    a.storage.sessions.delete(b.id);
+    a.engine.contactChanged(b.id);
+    await until(() => stateOf(a, q) === "delivered", "delivered after accepting");
+  });
+
+  it("refuses offers from strangers and Rejected contacts; refusals are plain words for the dialer", async () => {
+    hub = new Hub();
+    const a = node("alice");
+    const stranger = node("mallory");
+    stranger.storage.addContact(a.user);
+    await a.engine.start();
+    await stranger.engine.start();
+    await until(
+      () => stranger.engine.presence(a.id).lastError?.message.includes("did not accept") === true,
+      "refused",
+    );
+    expect(online(a, stranger)).toBe(false);
+    const m = await stranger.engine.send(a.id, "let me in");
+    expect(stateOf(stranger, m)).toBe("queued");
+    expect(a.storage.messages.size).toBe(0);
+  });
+});

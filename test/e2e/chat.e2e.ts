@@ -156,6 +156,11 @@ describe("direct E2EE chat between two browsers", () => {
     ]);
     await waitForState(a, "burst 5", "delivered");
     expect(await id(a, "chat-presence").textContent()).toBe("online · direct");
+    // The selected ICE candidate pair is host-to-host: a direct path, no TURN relay.
+    await expect
+      .poll(() => logs.filter((l) => / path [0-9a-f]{8}: host\/host udp/.test(l)).length)
+      .toBeGreaterThan(0);
+    expect(logs.some((l) => / path [0-9a-f]{8}: .*relay/.test(l))).toBe(false);
   });
 
   it("after a reload the history is intact and the chat resumes", async () => {

@@ -403,6 +403,19 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     await until(() => stateOf(a, q) === "delivered", "delivered after accepting");
   });
 
+  it("an unreachable signaling server: start() still resolves, the status and an error say so, sends wait", async () => {
+    hub = new Hub();
+    const storage = new MemoryStorage("ws://127.0.0.1:9/signal"); // discard port: nothing listens
+    const a = node("alice", undefined, storage);
+    const bId = a.storage.addContact(createUserIdentity({ username: "bob", now: Date.now() }));
+    await a.engine.start();
+    await until(() => a.engine.serviceStatus().signaling === "unreachable", "unreachable");
+    const err = a.events.find((e) => e.type === "error");
+    expect(err?.type === "error" && err.error.kind).toBe("signaling-unreachable");
+    const m = await a.engine.send(bId, "later");
+    expect(stateOf(a, m)).toBe("queued");
+  });
+
   it("refuses offers from strangers and Rejected contacts; refusals are plain words for the dialer", async () => {
     hub = new Hub();
     const a = node("alice");

@@ -778,6 +778,10 @@ export class Engine implements ChatEngine {
     clearTimeout(peer.retryTimer);
     this.#setPresence(peer, "online", path);
     this.#cfg.log(`session ${session.role} ${peer.id.slice(0, 8)} open`);
+    attempt.link.pathInfo?.().then(
+      (p) => this.#cfg.log(`path ${peer.id.slice(0, 8)}: ${p.local}/${p.remote} ${p.protocol}`),
+      () => {},
+    );
     void session.closed.then((info) => this.#onSessionClosed(peer, live, info.reason, info.detail));
     void this.#readLoop(peer, live);
     if (!theirs.canSend && peer.ratchet && canSend(peer.ratchet.state))

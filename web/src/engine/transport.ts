@@ -20,6 +20,8 @@ import type { ContactId, IceServerConfig, LinkPath } from "./api.ts";
 /** A link being set up: `opened` resolves when bytes can flow, rejects if it never does. */
 export interface DialedLink extends Link {
   readonly opened: Promise<void>;
+  /** Diagnostics: the selected candidate types ("host", "srflx", "relay" = TURN), if known. */
+  pathInfo?(): Promise<{ local?: string; remote?: string; protocol?: string }>;
 }
 
 export interface LiveTransport {

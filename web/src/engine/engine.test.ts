@@ -298,6 +298,15 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     expect(a.storage.sessions.has(b.id)).toBe(true);
   });
 
+  it("keeps the order of many messages sent in the same millisecond", async () => {
+    const [a, b] = await pair();
+    const texts = Array.from({ length: 40 }, (_, i) => `rapid ${i}`);
+    const ids = await Promise.all(texts.map((t) => a.engine.send(b.id, t)));
+    await until(() => ids.every((id) => stateOf(a, id) === "delivered"), "all delivered");
+    expect(b.storage.texts(a.id, "in")).toEqual(texts);
+    expect(a.storage.texts(b.id, "out")).toEqual(texts);
+  });
+
   it("flushes an outbox written while the contact was offline, in order, once", async () => {
     hub = new Hub();
     const a = node("alice");

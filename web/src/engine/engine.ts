@@ -191,6 +191,7 @@ export class Engine implements ChatEngine {
   #started = false;
   #stopped = false;
   #everRegistered = false;
+  #lastStamp = 0;
 
   constructor(options: EngineStartOptions, config: Partial<EngineConfig> & Pick<EngineConfig, "transport">) {
     this.#user = options.user;
@@ -198,6 +199,16 @@ export class Engine implements ChatEngine {
     this.#cfg = { ...DEFAULT_ENGINE_CONFIG, ...config };
     this.#selfKey = options.user.identity.verified.identity_key;
     this.#selfId = toHex(this.#selfKey);
+  }
+
+  /**
+   * Local time for `at` / `queuedAt`, strictly increasing within this engine: storage orders
+   * history and the outbox by it, and two messages in one millisecond must keep their order.
+   */
+  #stamp(): number {
+    const now = Date.now();
+    this.#lastStamp = now > this.#lastStamp ? now : this.#lastStamp + 1;
+    return this.#lastStamp;
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -305,7 +316,7 @@ export class Engine implements ChatEngine {
       contactId,
       direction: "out",
       text,
-      at: Date.now(),
+      at: this.#stamp(),
       state: "queued",
     };
     await this.#storage.putMessage(message);
@@ -323,7 +334,12 @@ export class Engine implements ChatEngine {
     if (refusal || !c) throw new EngineRefusal(refusal!);
     if (m.state === "delivered") return;
     await this.#storage.setMessageState(messageId, "queued");
-    await this.#storage.putOutbox({ messageId, contactId: m.contactId, queuedAt: Date.now(), attempts: 0 });
+    await this.#storage.putOutbox({
+      messageId,
+      contactId: m.contactId,
+      queuedAt: this.#stamp(),
+      attempts: 0,
+    });
     this.#emit({ type: "message-state", contactId: m.contactId, id: messageId, state: "queued" });
     this.#afterQueued(this.#peerFor(c));
   }
@@ -953,7 +969,7 @@ export class Engine implements ChatEngine {
           contactId: peer.id,
           direction: "in",
           text: m.text,
-          at: Date.now(),
+          at: this.#stamp(),
           sentAt: m.at,
           state: "received",
           remoteId: m.id,

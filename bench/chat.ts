@@ -16,7 +16,7 @@
  * The pages run a bench bundle built here with Vite from the real modules (web/src/engine,
  * web/src/net, web/src/storage, core/); nothing is mocked. Figures: bench/README-chat.md.
  */
-import { readFile } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -346,6 +346,7 @@ async function main() {
     await browser.close();
     await loft.stop();
     site.close();
+    await rm(outDir, { recursive: true, force: true });
   }
 }
 

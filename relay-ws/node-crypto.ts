@@ -1,7 +1,7 @@
 /**
  * The relay's hot-path primitives on node:crypto (OpenSSL), the same primitives core/relay uses
  * from noble, chosen where bench/relay.ts measured a large gain on this machine (see
- * docs/decisions-relay.md, "node:crypto on the relay's hot path"):
+ * docs/decisions.md (Relay), "node:crypto on the relay's hot path"):
  *   - Ed25519 verification (RFC 8032) of command signatures — about 10× noble;
  *   - AES-256-GCM (NIST SP 800-38D) for blobs at rest, a fresh key per blob — about 40× noble;
  *   - XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha-03 §2.3: HChaCha20 subkey from the first 16 nonce

@@ -4,13 +4,13 @@
  * Durability: the environment is opened with `overlappingSync: false`, so lmdb-js begins each
  * write transaction without MDB_NOSYNC and `mdb_txn_commit` fsyncs data and meta pages before the
  * write promise resolves (lmdb-js src/writer.cpp, WriteWorker::Write). A resolved `put` is
- * therefore on disk; the relay answers SEND only after that (docs/decisions-relay.md).
+ * therefore on disk; the relay answers SEND only after that (docs/decisions.md (Relay)).
  *
  * Every message body is padded to one 16 KiB block and sealed with AES-256-GCM under a fresh key
  * kept in a separate sub-database; the ciphertext is bound to its record key by the AAD.
  * Deletion overwrites the key record with zeros in one transaction, then removes the key and the
  * ciphertext in the next (cryptographic deletion; see the LMDB copy-on-write caveat in
- * docs/decisions-relay.md).
+ * docs/decisions.md (Relay)).
  */
 import { decode } from "@msgpack/msgpack";
 import { type Database, open, type RootDatabase } from "lmdb";
@@ -73,7 +73,7 @@ export interface LmdbStoreOptions {
   /**
    * lmdb-js `overlappingSync`: commit without fsync under the write lock and flush afterwards, so
    * the next transaction overlaps the flush. Every durable operation here still waits for the
-   * flush of its own commit (`db.flushed`). Default true (docs/decisions-relay.md).
+   * flush of its own commit (`db.flushed`). Default true (docs/decisions.md (Relay)).
    */
   overlappingSync?: boolean;
   /**

@@ -17,7 +17,14 @@
 import * as v from "valibot";
 import { concatBytes, utf8 } from "../bytes.ts";
 import { err, ok, type Result } from "../errors.ts";
-import { type DecodeLimits, decodeRaw, encodeCanonical, uintSchema, validate } from "../wire/codec.ts";
+import {
+  type DecodeLimits,
+  decodeRaw,
+  encodeCanonical,
+  requireCanonical,
+  uintSchema,
+  validate,
+} from "../wire/codec.ts";
 import { WIRE_ERROR_CODES } from "./errors.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -188,7 +195,7 @@ export function commandLimits(maxBytes: number): DecodeLimits {
 export function decodeClientFrame(bytes: Uint8Array, maxBytes: number): Result<ClientFrame> {
   const raw = decodeRaw(bytes, clientFrameLimits(maxBytes));
   if (!raw.ok) return raw;
-  return validate(raw.value, clientFrameSchema);
+  return requireCanonical(validate(raw.value, clientFrameSchema), bytes, "frame");
 }
 
 /**
@@ -211,7 +218,7 @@ export function decodeCommand(
       typeof value === "object" && value !== null ? (value as Record<string, unknown>).k : undefined;
     if (typeof kind !== "string" || !(COMMAND_KINDS as readonly string[]).includes(kind))
       return err<Command>("LOFT_ERR_UNKNOWN_TYPE", "k: unknown command");
-    return validate(value, commandSchema);
+    return requireCanonical(validate(value, commandSchema), transmission, "command");
   })();
   if (
     !out.ok &&
@@ -286,7 +293,7 @@ export function decodeServerFrame(bytes: Uint8Array, maxBytes = DEFAULT_FRAME_LI
       : undefined;
   if (typeof kind !== "string" || !["HELLO", "OK", "IDS", "MSG", "END", "PK", "ERR"].includes(kind))
     return err("LOFT_ERR_UNKNOWN_TYPE", "k: unknown frame");
-  return validate(raw.value, serverFrameSchema);
+  return requireCanonical(validate(raw.value, serverFrameSchema), bytes, "frame");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@
  */
 import { Decoder, Encoder } from "@msgpack/msgpack";
 import * as v from "valibot";
+import { equalBytes } from "../bytes.ts";
 import { err, type LoftErrorCode, ok, type Result } from "../errors.ts";
 
 export interface DecodeLimits {
@@ -98,3 +99,15 @@ export const bytesSchema = (min: number, max: number = min) =>
 /** Schema for an unsigned integer in [0, max] (defaults to the safe-integer range). */
 export const uintSchema = (max: number = Number.MAX_SAFE_INTEGER) =>
   v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(max));
+
+/**
+ * Refuse a decoded value unless `bytes` is exactly its canonical encoding. MessagePack lets the
+ * same value be written many ways (duplicate map keys — the last silently wins —, unsorted keys,
+ * non-minimal integers); accepting only one form means a signed or logged frame has one meaning.
+ */
+export function requireCanonical<T>(decoded: Result<T>, bytes: Uint8Array, what = "message"): Result<T> {
+  if (!decoded.ok) return decoded;
+  if (!equalBytes(encodeCanonical(decoded.value), bytes))
+    return err("LOFT_ERR_MALFORMED", `${what}: not in canonical MessagePack form`);
+  return decoded;
+}

@@ -14,7 +14,7 @@ import * as v from "valibot";
 import { abytes, equalBytes } from "../bytes.ts";
 import { err, ok, type Result } from "../errors.ts";
 import { generateRatchetKeyPair, type RandomBytes } from "../ratchet/ratchet.ts";
-import { bytesSchema, decodeRaw, encodeCanonical, uintSchema, validate } from "../wire/codec.ts";
+import { bytesSchema, decodeVersioned, encodeCanonical, uintSchema } from "../wire/codec.ts";
 import {
   IDENTITY_KEY_LEN,
   KEM_PUBLIC_KEY_LEN,
@@ -352,19 +352,13 @@ export function serializePrekeyStore(store: PrekeyStore): Uint8Array {
 
 /** Unknown versions: `LOFT_ERR_STATE_VERSION`; otherwise malformed input is a typed error. */
 export function deserializePrekeyStore(bytes: Uint8Array): Result<PrekeyStore> {
-  const raw = decodeRaw(bytes, { maxBytes: MAX_SERIALIZED_STORE_LEN });
-  if (!raw.ok) return raw;
-  const version = (raw.value as { v?: unknown } | null)?.v;
-  if (
-    typeof raw.value !== "object" ||
-    raw.value === null ||
-    Array.isArray(raw.value) ||
-    version === undefined
-  )
-    return err("LOFT_ERR_SCHEMA", "prekey store: not a versioned map");
-  if (version !== PREKEY_STORE_VERSION)
-    return err("LOFT_ERR_STATE_VERSION", `prekey store: unknown version ${String(version)}`);
-  const parsed = validate(raw.value, storeSchema);
+  const parsed = decodeVersioned(
+    bytes,
+    PREKEY_STORE_VERSION,
+    storeSchema,
+    { maxBytes: MAX_SERIALIZED_STORE_LEN },
+    "prekey store",
+  );
   if (!parsed.ok) return parsed;
   const s = parsed.value;
   const c = (b: Uint8Array) => b.slice();

@@ -12,7 +12,7 @@
 import * as v from "valibot";
 import { abytes, equalBytes } from "../bytes.ts";
 import { err, ok, type Result } from "../errors.ts";
-import { bytesSchema, decodeRaw, encodeCanonical, uintSchema, validate } from "../wire/codec.ts";
+import { bytesSchema, decodeVersioned, encodeCanonical, uintSchema } from "../wire/codec.ts";
 import { KEY_LEN } from "./kdf.ts";
 import { MAX_COUNTER } from "./message.ts";
 
@@ -199,19 +199,13 @@ export function serializeRatchet(state: RatchetState): Uint8Array {
  * `LOFT_ERR_MALFORMED` / `LOFT_ERR_SCHEMA`. Never throws.
  */
 export function deserializeRatchet(bytes: Uint8Array): Result<RatchetState> {
-  const raw = decodeRaw(bytes, { maxBytes: MAX_SERIALIZED_STATE_LEN });
-  if (!raw.ok) return raw;
-  const version = (raw.value as { v?: unknown } | null)?.v;
-  if (
-    typeof raw.value !== "object" ||
-    raw.value === null ||
-    Array.isArray(raw.value) ||
-    version === undefined
-  )
-    return err("LOFT_ERR_SCHEMA", "ratchet state: not a versioned map");
-  if (version !== RATCHET_STATE_VERSION)
-    return err("LOFT_ERR_STATE_VERSION", `ratchet state: unknown version ${String(version)}`);
-  const parsed = validate(raw.value, stateSchema);
+  const parsed = decodeVersioned(
+    bytes,
+    RATCHET_STATE_VERSION,
+    stateSchema,
+    { maxBytes: MAX_SERIALIZED_STATE_LEN },
+    "ratchet state",
+  );
   if (!parsed.ok) return parsed;
   const s = parsed.value;
   // DR §4.3 invariants: a chain key exists exactly when its header key does.

@@ -111,3 +111,26 @@ export function requireCanonical<T>(decoded: Result<T>, bytes: Uint8Array, what 
     return err("LOFT_ERR_MALFORMED", `${what}: not in canonical MessagePack form`);
   return decoded;
 }
+
+/**
+ * Decode a stored, versioned map (`{ v: version, ... }`) such as serialized ratchet or prekey
+ * state: an unknown version is `LOFT_ERR_STATE_VERSION` (the caller may migrate), anything else
+ * malformed is `LOFT_ERR_MALFORMED` / `LOFT_ERR_SCHEMA`.
+ */
+export function decodeVersioned<S extends v.GenericSchema>(
+  bytes: Uint8Array,
+  expectedVersion: number,
+  schema: S,
+  limits: DecodeLimits,
+  what: string,
+): Result<v.InferOutput<S>> {
+  const raw = decodeRaw(bytes, limits);
+  if (!raw.ok) return raw;
+  const value = raw.value;
+  if (typeof value !== "object" || value === null || Array.isArray(value) || !("v" in value))
+    return err("LOFT_ERR_SCHEMA", `${what}: not a versioned map`);
+  const version = (value as { v: unknown }).v;
+  if (version !== expectedVersion)
+    return err("LOFT_ERR_STATE_VERSION", `${what}: unknown version ${String(version)}`);
+  return validate(value, schema);
+}

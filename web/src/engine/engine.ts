@@ -17,10 +17,16 @@
  * known contacts that are neither Rejected nor waiting on an identity decision. When both sides
  * dial at once (glare) the lower identity key's attempt wins (docs/protocol/chat.md, "Glare").
  */
+import { randomBytes } from "@noble/hashes/utils.js";
 import { equalBytes, toHex, wipe } from "../../../core/bytes.ts";
 import { decodeIdentity, encodeIdentity } from "../../../core/identity/identity.ts";
 import { decideIdentity } from "../../../core/identity/tofu.ts";
 import { canSend, type RatchetKeyPair, ratchetDecrypt, ratchetEncrypt } from "../../../core/ratchet/index.ts";
+import type { RelayMessage } from "../../../core/relay/client.ts";
+import { newAuthKeyPair } from "../../../core/relay/crypto.ts";
+import { isRelayError, type RelayError } from "../../../core/relay/errors.ts";
+import { SEND_ID_LENGTH } from "../../../core/relay/protocol.ts";
+import type { WebSocketLike as RelayWebSocketLike } from "../../../core/relay/ws-link.ts";
 import { establishSession, type Session } from "../../../core/session/index.ts";
 import {
   SignalingClient,
@@ -29,6 +35,7 @@ import {
   type WebSocketLike,
 } from "../../../core/signaling/client.ts";
 import { randomId } from "../lib/base64url.ts";
+import { type RelayConnState, RelayPool } from "../net/relay-pool.ts";
 import {
   type ChatEngine,
   type ContactId,
@@ -42,12 +49,25 @@ import {
   type LinkPath,
   type MessageId,
   type MessageState,
+  type OutboxEntry,
   type PendingIdentityChange,
   type Presence,
   type ServiceStatus,
   type StoredMessage,
 } from "./api.ts";
-import { describeFailure, PEER_LEFT_ON_PURPOSE, QUIET_REASONS } from "./errors.ts";
+import { describeFailure, PEER_LEFT_ON_PURPOSE, QUIET_REASONS, relayUnreachable } from "./errors.ts";
+import {
+  decodeMailboxBody,
+  decodeRx,
+  decodeTx,
+  encodeRx,
+  encodeTx,
+  PieceBuffer,
+  type RxQueue,
+  ratchetBodies,
+  SECRET,
+  type TxQueue,
+} from "./mailbox.ts";
 import {
   bootstrapChatRatchet,
   type ChatRatchet,
@@ -68,6 +88,7 @@ import {
   encodePong,
   encodeRatchetFrame,
   type Hello,
+  MAX_RECEIPT_IDS,
   MAX_TEXT_CHARS,
   PING_BYTES,
 } from "./wire.ts";
@@ -88,8 +109,28 @@ export interface EngineConfig {
   /** Our own attempt older than this yields to an incoming offer even when our key is lower. */
   staleDialMs: number;
   webSocket: (url: string) => WebSocketLike;
+  /** WebSockets to relays (core/relay `WebSocketLink`). */
+  relayWebSocket: (url: string) => RelayWebSocketLike;
   /** The live transport (direct WebRTC links); tests substitute in-memory links. */
   transport: TransportFactory;
+  /**
+   * The live relay transport (RelayLink over a queue pair, set up through signaling), used when
+   * no direct channel opens within `relayFallbackMs`. Absent: no live relay fallback.
+   */
+  relayTransport?: TransportFactory;
+  /** A direct attempt that has not opened after this long gives way to a live relay link. */
+  relayFallbackMs: number;
+  /** While a chat runs through the relay, try a direct channel again this often. */
+  directRetryMs: number;
+  /**
+   * An outgoing message waits this long for a live session to a contact that signaling says is
+   * online before it goes to the contact's relay mailbox (at once when the contact is offline).
+   */
+  mailboxDelayMs: number;
+  /** Relay requests and openings time out after this long. */
+  relayTimeoutMs: number;
+  relayBackoffInitialMs: number;
+  relayBackoffMaxMs: number;
   /** Diagnostics (close reasons, codes; never secrets or content). */
   log: (message: string) => void;
 }
@@ -105,7 +146,14 @@ export const DEFAULT_ENGINE_CONFIG: Omit<EngineConfig, "transport"> = {
   backoffMaxMs: 30_000,
   glareDelayMs: 1_000,
   staleDialMs: 5_000,
+  relayFallbackMs: 4_000,
+  directRetryMs: 60_000,
+  mailboxDelayMs: 3_000,
+  relayTimeoutMs: 10_000,
+  relayBackoffInitialMs: 1_000,
+  relayBackoffMaxMs: 15_000,
   webSocket: (url) => new WebSocket(url) as unknown as WebSocketLike,
+  relayWebSocket: (url) => new WebSocket(url) as unknown as RelayWebSocketLike,
   log: (m) => console.debug(`[loft engine] ${m}`),
 };
 
@@ -116,12 +164,22 @@ interface Live {
   heartbeat: ReturnType<typeof setInterval>;
   /** Outgoing message ids sent on this session (resent on the next one until receipted). */
   sent: Set<MessageId>;
+  /** Our mailbox for the peer was announced on this session. */
+  announced: boolean;
 }
 
 interface Attempt {
   link: DialedLink;
   direction: "out" | "in";
+  path: LinkPath;
   startedAt: number;
+}
+
+/** Ciphertext of one outgoing message on its way into the contact's mailbox (kept for retries). */
+interface Deposit {
+  messageId: MessageId;
+  bodies: { body: Uint8Array; sendId: Uint8Array }[];
+  next: number;
 }
 
 interface Peer {
@@ -146,6 +204,21 @@ interface Peer {
   queue: Promise<unknown>;
   flushing: boolean;
   flushAgain: boolean;
+  /** Our receiving queue for this contact (created on our relay, announced to the contact). */
+  rx?: RxQueue;
+  rxCreating?: Promise<RxQueue | undefined>;
+  /** The contact's queue for us (from their announcement). */
+  tx?: TxQueue;
+  /** From this time on, the outbox may go to the contact's mailbox (Infinity: not now). */
+  mailboxAt: number;
+  mailboxTimer?: ReturnType<typeof setTimeout>;
+  deposit?: Deposit;
+  relayFailures: number;
+  pieces: PieceBuffer;
+  /** Receipts for messages that came through the mailbox, waiting to go back. */
+  receipts: Set<string>;
+  receiptTimer?: ReturnType<typeof setTimeout>;
+  upgradeTimer?: ReturnType<typeof setTimeout>;
 }
 
 class Refused extends Error {
@@ -187,6 +260,13 @@ export class Engine implements ChatEngine {
   #service: ServiceStatus = { signaling: "disabled", relay: "disabled" };
   #signaling: SignalingClient | undefined;
   #direct: LiveTransport | undefined;
+  #relayLive: LiveTransport | undefined;
+  #pool: RelayPool | undefined;
+  /** Our relays, the first one for new queues (EngineSettings.relayUrls). */
+  #relayUrls: string[] = [];
+  /** Our receiving queues: recipient id (hex) → contact. */
+  readonly #rids = new Map<string, ContactId>();
+  #relayDown = false;
   #signalingUrl = "";
   #started = false;
   #stopped = false;
@@ -219,8 +299,26 @@ export class Engine implements ChatEngine {
     const settings = await this.#storage.getSettings();
     this.#signalingUrl = settings.signalingUrl;
     for (const c of await this.#storage.listContacts()) this.#peerFor(c);
+    this.#relayUrls = (settings.relayUrls ?? []).filter((u) => u.length > 0);
+    const ownRelay = this.#relayUrls[0];
+    if (ownRelay) {
+      this.#pool = new RelayPool({
+        webSocket: this.#cfg.relayWebSocket,
+        timeoutMs: this.#cfg.relayTimeoutMs,
+        backoffInitialMs: this.#cfg.relayBackoffInitialMs,
+        backoffMaxMs: this.#cfg.relayBackoffMaxMs,
+        window: 16,
+        onMessage: (url, m) => this.#onRelayMessage(url, m),
+        onState: (url, state, error) => this.#onRelayState(url, state, error),
+        log: this.#cfg.log,
+      });
+      this.#setService({ relay: "connecting" });
+      this.#pool.keep(ownRelay);
+      await this.#loadMailboxes();
+    }
     if (!settings.signalingUrl) {
       this.#setService({ signaling: "disabled" });
+      for (const p of this.#peers.values()) this.#allowMailbox(p, 0);
       return;
     }
     const signaling = new SignalingClient({
@@ -236,6 +334,15 @@ export class Engine implements ChatEngine {
       onOffer: (offer) => void this.#onOffer(offer),
       onError: (e) => this.#cfg.log(e.message),
     });
+    if (this.#pool && ownRelay && this.#cfg.relayTransport)
+      this.#relayLive = this.#cfg.relayTransport({
+        signaling,
+        iceServers: [],
+        openTimeoutMs: this.#cfg.openTimeoutMs,
+        onOffer: (offer) => void this.#onOffer(offer),
+        onError: (e) => this.#cfg.log(e.message),
+        relay: { pool: this.#pool, url: ownRelay },
+      });
     signaling.on((e) => this.#onSignaling(e));
     void signaling.subscribe(this.#watchKeys());
     this.#setService({ signaling: "connecting" });
@@ -248,13 +355,18 @@ export class Engine implements ChatEngine {
     this.#stopped = true;
     for (const p of this.#peers.values()) {
       clearTimeout(p.retryTimer);
+      clearTimeout(p.mailboxTimer);
+      clearTimeout(p.receiptTimer);
+      clearTimeout(p.upgradeTimer);
       p.attempt?.link.close("stopped");
       p.live?.session.close("stopped");
     }
     this.#direct?.close();
+    this.#relayLive?.close();
     this.#signaling?.close();
     await Promise.allSettled([...this.#peers.values()].map((p) => p.queue));
-    this.#setService({ signaling: "disabled" });
+    this.#pool?.close();
+    this.#setService({ signaling: "disabled", relay: "disabled" });
   }
 
   subscribe(listener: EngineListener): () => void {
@@ -351,8 +463,11 @@ export class Engine implements ChatEngine {
       if (!c) {
         if (peer) {
           clearTimeout(peer.retryTimer);
+          clearTimeout(peer.mailboxTimer);
+          clearTimeout(peer.upgradeTimer);
           this.#dropLinks(peer, "contact-blocked");
           this.#peers.delete(contactId);
+          void this.#forgetMailbox(peer);
         }
         this.#resubscribe();
         return;
@@ -373,7 +488,11 @@ export class Engine implements ChatEngine {
         p.failures = 0;
       }
       this.#resubscribe();
-      if (!refusal) this.#maybeDial(p, "changed");
+      if (!refusal) {
+        this.#maybeDial(p, "changed");
+        // A new contact gets its mailbox now, announced on the first session.
+        void this.#ensureRx(p);
+      }
     })();
   }
 
@@ -434,6 +553,10 @@ export class Engine implements ChatEngine {
         queue: Promise.resolve(),
         flushing: false,
         flushAgain: false,
+        mailboxAt: Number.POSITIVE_INFINITY,
+        relayFailures: 0,
+        pieces: new PieceBuffer(MAX_MAILBOX_MESSAGE),
+        receipts: new Set(),
       };
       this.#peers.set(c.id, p);
     }
@@ -502,6 +625,7 @@ export class Engine implements ChatEngine {
     if (error.code === "UNREACHABLE" || error.code === "CLOSED" || error.code === "UNSUPPORTED_VERSION") {
       const wasUp = this.#service.signaling !== "unreachable";
       this.#setService({ signaling: "unreachable" });
+      for (const p of this.#peers.values()) if (!p.live) this.#allowMailbox(p, this.#cfg.mailboxDelayMs);
       if (wasUp)
         this.#emit({
           type: "error",
@@ -538,6 +662,7 @@ export class Engine implements ChatEngine {
     } else if (!online) {
       clearTimeout(peer.retryTimer);
       if (!peer.live && !peer.attempt) this.#setPresence(peer, "offline");
+      if (!peer.live) this.#allowMailbox(peer, 0);
     }
   }
 
@@ -545,7 +670,15 @@ export class Engine implements ChatEngine {
 
   #afterQueued(peer: Peer): void {
     if (peer.live) void this.#flush(peer);
-    else this.#maybeDial(peer, "send");
+    else {
+      this.#maybeDial(peer, "send");
+      this.#allowMailbox(peer, this.#reachableLive(peer) ? this.#cfg.mailboxDelayMs : 0);
+    }
+  }
+
+  /** Whether a live session may come up soon (signaling works and says the contact is online). */
+  #reachableLive(peer: Peer): boolean {
+    return this.#signaling?.state === "registered" && peer.online && !peer.manualOff;
   }
 
   #maybeDial(peer: Peer, why: "presence" | "registered" | "changed" | "send" | "retry"): void {
@@ -575,15 +708,33 @@ export class Engine implements ChatEngine {
     peer.retryTimer = setTimeout(() => this.#maybeDial(peer, "retry"), delay);
   }
 
-  async #dial(peer: Peer): Promise<void> {
-    if (peer.blocked || !this.#direct || peer.live || peer.attempt || this.#stopped) return;
+  /**
+   * Dial a direct channel. If it has not opened after `relayFallbackMs` (or the path failed), the
+   * chat goes live through the relay instead. `upgrade`: we are on the relay and try direct again
+   * (no fallback; a failure leaves the relay session alone).
+   */
+  async #dial(peer: Peer, upgrade = false): Promise<void> {
+    if (peer.blocked || !this.#direct || peer.attempt || this.#stopped) return;
+    if (peer.live && !(upgrade && peer.live.path === "relay")) return;
     const link = this.#direct.dial(peer.key);
-    const attempt: Attempt = { link, direction: "out", startedAt: Date.now() };
+    const attempt: Attempt = { link, direction: "out", path: "direct", startedAt: Date.now() };
     peer.attempt = attempt;
-    this.#setPresence(peer, "connecting");
-    this.#cfg.log(`dial ${peer.id.slice(0, 8)}`);
+    if (!peer.live) this.#setPresence(peer, "connecting");
+    this.#cfg.log(`dial ${peer.id.slice(0, 8)}${upgrade ? " (direct, while on the relay)" : ""}`);
     try {
-      await link.opened;
+      const fallback = !upgrade && this.#relayLive !== undefined;
+      const opened = await this.#openedWithin(link, fallback ? this.#cfg.relayFallbackMs : undefined);
+      if (!opened) {
+        if (peer.attempt !== attempt) {
+          if (link.state !== "closed") link.close("superseded");
+          return;
+        }
+        this.#cfg.log(`no direct channel to ${peer.id.slice(0, 8)}: going through the relay`);
+        link.close("relay-fallback");
+        peer.attempt = undefined;
+        await this.#dialRelay(peer);
+        return;
+      }
       const session = await establishSession({
         link,
         role: "initiator",
@@ -595,7 +746,72 @@ export class Engine implements ChatEngine {
       await this.#runSession(peer, attempt, session, undefined, "direct");
     } catch (e) {
       await this.#attemptFailed(peer, attempt, e);
+      if (upgrade) this.#scheduleUpgrade(peer);
     }
+  }
+
+  /**
+   * Wait for a link to open, at most `ms` (no limit when undefined). False when the time ran out
+   * or the path itself failed (ICE, open timeout): a case for the relay. Other failures (refused,
+   * glare, peer offline, a forged signal) are thrown as they are.
+   */
+  async #openedWithin(link: DialedLink, ms: number | undefined): Promise<boolean> {
+    if (ms === undefined) {
+      await link.opened;
+      return true;
+    }
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const r = await Promise.race([
+      link.opened.then(
+        () => "open" as const,
+        (e: unknown) => ({ e }),
+      ),
+      new Promise<"late">((resolve) => {
+        timer = setTimeout(() => resolve("late"), ms);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (r === "open") return true;
+    if (r === "late") return link.state === "open";
+    const info = link.state === "closed" ? await link.closed : undefined;
+    if (info && isPathFailure(info.reason)) return false;
+    throw r.e;
+  }
+
+  /** A live link through the relay (RelayLink over a queue pair), Noise with link kind "relay". */
+  async #dialRelay(peer: Peer): Promise<void> {
+    const relay = this.#relayLive;
+    if (!relay || peer.blocked || peer.attempt || peer.live || this.#stopped) return;
+    const link = relay.dial(peer.key);
+    const attempt: Attempt = { link, direction: "out", path: "relay", startedAt: Date.now() };
+    peer.attempt = attempt;
+    this.#setPresence(peer, "connecting");
+    this.#cfg.log(`dial ${peer.id.slice(0, 8)} through the relay`);
+    try {
+      await timeout(link.opened, this.#cfg.openTimeoutMs, "open-timeout");
+      const session = await establishSession({
+        link,
+        role: "initiator",
+        kind: "relay",
+        self: this.#user,
+        expectedIdentityKey: peer.key,
+        handshakeTimeoutMs: this.#cfg.handshakeTimeoutMs,
+      });
+      await this.#runSession(peer, attempt, session, undefined, "relay");
+    } catch (e) {
+      await this.#attemptFailed(peer, attempt, e);
+    }
+  }
+
+  /** On the relay path: try a direct channel again later ("switches to direct when it can"). */
+  #scheduleUpgrade(peer: Peer): void {
+    clearTimeout(peer.upgradeTimer);
+    if (this.#stopped || peer.live?.path !== "relay") return;
+    peer.upgradeTimer = setTimeout(() => {
+      if (peer.live?.path !== "relay") return;
+      if (peer.attempt || !peer.online || peer.blocked || peer.manualOff) this.#scheduleUpgrade(peer);
+      else void this.#dial(peer, true);
+    }, this.#cfg.directRetryMs);
   }
 
   async #onOffer(offer: IncomingOffer): Promise<void> {
@@ -607,10 +823,13 @@ export class Engine implements ChatEngine {
       offer.refuse("refused");
       return;
     }
+    const path: LinkPath = offer.path ?? "direct";
     const mine = peer.attempt;
     if (mine?.direction === "out") {
       const fresh = Date.now() - mine.startedAt < this.#cfg.staleDialMs;
-      if (this.#selfId < id && fresh && mine.link.state === "connecting") {
+      // A relay offer means the peer gave up on a direct channel: it wins over our direct attempt.
+      const relayOverDirect = path === "relay" && mine.path === "direct";
+      if (!relayOverDirect && this.#selfId < id && fresh && mine.link.state === "connecting") {
         // Glare: both dialed; the lower identity key's attempt wins (docs/protocol/chat.md).
         offer.refuse("glare");
         return;
@@ -622,7 +841,7 @@ export class Engine implements ChatEngine {
     peer.manualOff = false;
     clearTimeout(peer.retryTimer);
     const link = offer.accept();
-    const attempt: Attempt = { link, direction: "in", startedAt: Date.now() };
+    const attempt: Attempt = { link, direction: "in", path, startedAt: Date.now() };
     peer.attempt = attempt;
     if (!peer.live) this.#setPresence(peer, "connecting");
     const keyPair = freshRatchetKeyPair();
@@ -631,15 +850,16 @@ export class Engine implements ChatEngine {
       const session = await establishSession({
         link,
         role: "responder",
-        kind: "direct",
+        kind: path,
         self: this.#user,
         expectedIdentityKey: peer.key,
         extensions: { [RATCHET_KEY_EXTENSION]: keyPair.publicKey },
         handshakeTimeoutMs: this.#cfg.handshakeTimeoutMs,
       });
-      await this.#runSession(peer, attempt, session, keyPair, "direct");
+      await this.#runSession(peer, attempt, session, keyPair, path);
     } catch (e) {
       await this.#attemptFailed(peer, attempt, e);
+      if (peer.live?.path === "relay") this.#scheduleUpgrade(peer);
     } finally {
       wipe(keyPair.secretKey);
     }
@@ -787,11 +1007,16 @@ export class Engine implements ChatEngine {
       path,
       lastInbound: Date.now(),
       sent: new Set(),
+      announced: false,
       heartbeat: setInterval(() => this.#heartbeat(live), this.#cfg.heartbeatIntervalMs),
     };
     peer.live = live;
     peer.failures = 0;
     clearTimeout(peer.retryTimer);
+    clearTimeout(peer.mailboxTimer);
+    peer.mailboxAt = Number.POSITIVE_INFINITY;
+    if (path === "relay") this.#scheduleUpgrade(peer);
+    else clearTimeout(peer.upgradeTimer);
     this.#setPresence(peer, "online", path);
     this.#cfg.log(`session ${session.role} ${peer.id.slice(0, 8)} open`);
     attempt.link.pathInfo?.().then(
@@ -803,6 +1028,8 @@ export class Engine implements ChatEngine {
     if (!theirs.canSend && peer.ratchet && canSend(peer.ratchet.state))
       await this.#serial(peer, () => this.#sendApp(peer, live, { t: "sync" })).catch(() => {});
     void this.#flush(peer);
+    void this.#announce(peer, live);
+    if (peer.receipts.size > 0) void this.#sendReceipts(peer);
   }
 
   /** HELLO both ways; keep the stored ratchet if both ends hold the same one, else start anew. */
@@ -908,8 +1135,11 @@ export class Engine implements ChatEngine {
     clearInterval(live.heartbeat);
     if (peer.live !== live) return;
     peer.live = undefined;
+    clearTimeout(peer.upgradeTimer);
     this.#cfg.log(`session ${peer.id.slice(0, 8)} closed: ${reason}${detail ? ` (${detail})` : ""}`);
     if (this.#stopped) return;
+    // What this session did not get receipted goes to the mailbox if no new session comes up.
+    this.#allowMailbox(peer, this.#reachableLive(peer) ? this.#cfg.mailboxDelayMs : 0);
     const peerOnPurpose =
       reason === "remote-closed" && detail !== undefined && PEER_LEFT_ON_PURPOSE.has(detail);
     if (QUIET_REASONS.has(reason) || peerOnPurpose) {
@@ -937,14 +1167,24 @@ export class Engine implements ChatEngine {
     live.session.send(encodeRatchetFrame(sealed));
   }
 
-  async #receive(peer: Peer, live: Live, sealed: Uint8Array): Promise<void> {
-    if (peer.live !== live) return;
-    const r = peer.ratchet;
+  /**
+   * One ratchet message from the contact, over the live session `live` or (undefined) from our
+   * mailbox. Runs inside #serial.
+   */
+  async #receive(peer: Peer, live: Live | undefined, sealed: Uint8Array): Promise<void> {
+    if (live && peer.live !== live) return;
+    const r = live ? peer.ratchet : (await this.#loadRatchet(peer)).ratchet;
     if (!r) return;
     const couldSend = canSend(r.state);
     const opened = ratchetDecrypt(r.state, sealed, Date.now());
     if (!opened.ok) {
       if (opened.error.code === "LOFT_ERR_REPLAY") return; // a copy we already read
+      if (!live) {
+        // Most likely sealed under a ratchet both ends have since replaced; the sender still has
+        // it in its outbox (no receipt) and sends it again on the next session.
+        this.#cfg.log(`dropped a mailbox message that does not decrypt: ${opened.error.code}`);
+        return;
+      }
       // The ratchets disagree although the HELLO ids matched (state rolled back or corrupted).
       // Drop ours: the next connection starts a new one, and the peer resends what we missed.
       this.#cfg.log(`ratchet decrypt failed: ${opened.error.code}`);
@@ -977,7 +1217,10 @@ export class Engine implements ChatEngine {
         await this.#storage.putMessage(stored);
         this.#emit({ type: "message", message: stored });
       }
-      await this.#sendApp(peer, live, { t: "rcpt", ids: [m.id] }).catch(() => {});
+      if (live) await this.#sendApp(peer, live, { t: "rcpt", ids: [m.id] }).catch(() => {});
+      else this.#queueReceipt(peer, m.id);
+    } else if (m.t === "mbox") {
+      await this.#onAnnounce(peer, m);
     } else if (m.t === "rcpt") {
       for (const id of m.ids) {
         const out = await this.#storage.getMessage(id);
@@ -987,7 +1230,10 @@ export class Engine implements ChatEngine {
         await this.#storage.deleteOutbox(id);
       }
     }
-    if (!couldSend && canSend(opened.value.state)) void this.#flush(peer);
+    if (!couldSend && canSend(opened.value.state)) {
+      void this.#flush(peer);
+      if (peer.live) void this.#announce(peer, peer.live);
+    }
   }
 
   async #setState(m: StoredMessage, state: MessageState): Promise<void> {
@@ -996,7 +1242,10 @@ export class Engine implements ChatEngine {
     this.#emit({ type: "message-state", contactId: m.contactId, id: m.id, state });
   }
 
-  /** Send the contact's outbox in order over the live session (single-flight per contact). */
+  /**
+   * Send the contact's outbox in order (single-flight per contact): over the live session, or —
+   * when there is none and the mailbox is allowed (#allowMailbox) — into the contact's mailbox.
+   */
   async #flush(peer: Peer): Promise<void> {
     if (peer.flushing) {
       peer.flushAgain = true;
@@ -1007,17 +1256,23 @@ export class Engine implements ChatEngine {
       do {
         peer.flushAgain = false;
         for (const entry of await this.#storage.listOutbox(peer.id)) {
-          const live = peer.live;
-          if (!live || live.session.state === "closed") return;
-          if (!peer.ratchet || !canSend(peer.ratchet.state)) return;
-          if (live.sent.has(entry.messageId)) continue;
+          if (peer.blocked) return;
+          const live = peer.live && peer.live.session.state !== "closed" ? peer.live : undefined;
+          if (live) {
+            if (!peer.ratchet || !canSend(peer.ratchet.state)) return;
+            if (live.sent.has(entry.messageId)) continue;
+          } else if (!(await this.#mailboxReady(peer))) return;
           const m = await this.#storage.getMessage(entry.messageId);
           if (m?.direction !== "out" || m.state === "delivered") {
             await this.#storage.deleteOutbox(entry.messageId);
             continue;
           }
           if (m.state === "failed") continue;
-          if (peer.blocked) return;
+          if (!live) {
+            if (m.state === "relayed") continue;
+            if (!(await this.#depositMessage(peer, m, entry))) return;
+            continue;
+          }
           if (m.state === "queued") await this.#setState(m, "sending");
           try {
             await this.#serial(peer, () =>
@@ -1036,4 +1291,353 @@ export class Engine implements ChatEngine {
       peer.flushing = false;
     }
   }
+
+  // ---- relay mailboxes (docs/protocol/mailbox.md) ----------------------------------------------
+
+  /** Read our queues and the contacts' queues from storage; subscribe ours; create missing ones. */
+  async #loadMailboxes(): Promise<void> {
+    for (const p of this.#peers.values()) {
+      const rx = await this.#storage.loadSecret(SECRET.rx(p.id));
+      if (rx) {
+        const r = decodeRx(rx);
+        wipe(rx);
+        if (r.ok) this.#useRx(p, r.value);
+        else this.#cfg.log(`stored mailbox of ${p.id.slice(0, 8)} unreadable: ${r.error.code}`);
+      }
+      const tx = await this.#storage.loadSecret(SECRET.tx(p.id));
+      if (tx) {
+        const r = decodeTx(tx);
+        wipe(tx);
+        if (r.ok) p.tx = r.value;
+      }
+    }
+    void (async () => {
+      for (const p of [...this.#peers.values()]) if (!p.rx && !p.rejected) await this.#ensureRx(p);
+    })();
+    for (const p of this.#peers.values()) this.#allowMailbox(p, this.#cfg.mailboxDelayMs);
+  }
+
+  #useRx(peer: Peer, rx: RxQueue): void {
+    peer.rx = rx;
+    this.#rids.set(toHex(rx.queue.recipientId), peer.id);
+    this.#pool?.subscribe(rx.url, rx.queue);
+  }
+
+  /** Our receiving queue for this contact: NEW on our relay, secured with a sender key we hand over. */
+  #ensureRx(peer: Peer): Promise<RxQueue | undefined> {
+    if (peer.rx) return Promise.resolve(peer.rx);
+    const pool = this.#pool;
+    const url = this.#relayUrls[0];
+    if (!pool || !url || peer.rejected || this.#stopped) return Promise.resolve(undefined);
+    peer.rxCreating ??= (async () => {
+      try {
+        const client = await pool.client(url);
+        const queue = await client.createQueue({ subscribe: false });
+        const sender = newAuthKeyPair();
+        await client.secureQueue(queue, sender.publicKey);
+        const rx: RxQueue = { url, queue, senderSecret: sender.secretKey };
+        if (this.#peers.get(peer.id) !== peer) {
+          client.deleteQueue(queue).catch(() => {});
+          return undefined;
+        }
+        await this.#storage.saveSecret(SECRET.rx(peer.id), encodeRx(rx));
+        this.#useRx(peer, rx);
+        this.#cfg.log(`mailbox for ${peer.id.slice(0, 8)} created`);
+        return rx;
+      } catch (e) {
+        this.#cfg.log(`mailbox for ${peer.id.slice(0, 8)} not created: ${(e as RelayError).code ?? e}`);
+        return undefined;
+      } finally {
+        peer.rxCreating = undefined;
+      }
+    })();
+    return peer.rxCreating;
+  }
+
+  /** The contact was deleted: delete our queue at the relay and both records. */
+  async #forgetMailbox(peer: Peer): Promise<void> {
+    const rx = peer.rx;
+    peer.rx = undefined;
+    peer.tx = undefined;
+    if (rx) {
+      this.#rids.delete(toHex(rx.queue.recipientId));
+      this.#pool?.unsubscribe(rx.url, rx.queue.recipientId);
+      await this.#pool
+        ?.client(rx.url)
+        .then((c) => c.deleteQueue(rx.queue))
+        .catch(() => {});
+    }
+    await this.#storage.deleteSecret(SECRET.rx(peer.id)).catch(() => {});
+    await this.#storage.deleteSecret(SECRET.tx(peer.id)).catch(() => {});
+  }
+
+  /** Tell the contact, inside the session, where to leave messages for us when we are offline. */
+  async #announce(peer: Peer, live: Live): Promise<void> {
+    if (live.announced) return;
+    const rx = await this.#ensureRx(peer);
+    if (!rx || peer.live !== live || live.announced) return;
+    if (!peer.ratchet || !canSend(peer.ratchet.state)) return;
+    live.announced = true;
+    await this.#serial(peer, () =>
+      this.#sendApp(peer, live, {
+        t: "mbox",
+        u: rx.url,
+        s: new Uint8Array(rx.queue.senderId),
+        k: new Uint8Array(rx.senderSecret),
+      }),
+    ).catch(() => {
+      live.announced = false;
+    });
+  }
+
+  /** The contact's mailbox for us (inside #serial). */
+  async #onAnnounce(peer: Peer, m: { u: string; s: Uint8Array; k: Uint8Array }): Promise<void> {
+    if (!/^wss?:\/\//.test(m.u)) {
+      this.#cfg.log("ignored a mailbox announcement with a non-WebSocket URL");
+      return;
+    }
+    const old = peer.tx;
+    if (
+      old &&
+      old.url === m.u &&
+      equalBytes(old.queue.senderId, m.s) &&
+      equalBytes(old.queue.senderAuthSecret, m.k)
+    )
+      return;
+    const tx: TxQueue = { url: m.u, queue: { senderId: m.s.slice(), senderAuthSecret: m.k.slice() } };
+    await this.#storage.saveSecret(SECRET.tx(peer.id), encodeTx(tx));
+    peer.tx = tx;
+    peer.deposit = undefined;
+    this.#cfg.log(`mailbox of ${peer.id.slice(0, 8)} known`);
+  }
+
+  /**
+   * The outbox may go to the mailbox from `delayMs` from now on (until a live session comes up);
+   * schedules a flush then.
+   */
+  #allowMailbox(peer: Peer, delayMs: number): void {
+    if (!this.#pool || this.#stopped || peer.live) return;
+    peer.mailboxAt = Math.min(peer.mailboxAt, Date.now() + delayMs);
+    clearTimeout(peer.mailboxTimer);
+    peer.mailboxTimer = setTimeout(() => void this.#flush(peer), Math.max(0, peer.mailboxAt - Date.now()));
+  }
+
+  async #mailboxReady(peer: Peer): Promise<boolean> {
+    if (!this.#pool || !peer.tx || peer.blocked || peer.live || this.#stopped) return false;
+    if (Date.now() < peer.mailboxAt) return false;
+    const { ratchet } = await this.#serial(peer, () => this.#loadRatchet(peer));
+    return ratchet !== undefined && canSend(ratchet.state);
+  }
+
+  /** Encrypt one application message with the contact's ratchet, for the mailbox (inside #serial). */
+  async #seal(peer: Peer, message: AppMessage): Promise<Uint8Array | undefined> {
+    const { ratchet: r } = await this.#loadRatchet(peer);
+    if (!r || !canSend(r.state)) return undefined;
+    const plaintext = encodeAppMessage(message);
+    const { state, message: sealed } = ratchetEncrypt(r.state, plaintext, Date.now());
+    wipe(plaintext);
+    await this.#saveRatchet(peer, { id: r.id, state });
+    return sealed;
+  }
+
+  /** One outgoing message into the contact's mailbox: `relayed` once the relay stored it. */
+  async #depositMessage(peer: Peer, m: StoredMessage, entry: OutboxEntry): Promise<boolean> {
+    let d = peer.deposit?.messageId === m.id ? peer.deposit : undefined;
+    if (!d) {
+      await this.#setState(m, "sending");
+      const sealed = await this.#serial(peer, () =>
+        this.#seal(peer, { t: "msg", id: m.id, at: m.at, text: m.text }),
+      );
+      if (!sealed) {
+        await this.#setState(m, "queued");
+        return false;
+      }
+      d = {
+        messageId: m.id,
+        bodies: ratchetBodies(sealed).map((body) => ({ body, sendId: randomBytes(SEND_ID_LENGTH) })),
+        next: 0,
+      };
+      peer.deposit = d;
+    }
+    if (!(await this.#sendDeposit(peer, d))) {
+      if (m.state === "sending") await this.#setState(m, "queued");
+      return false;
+    }
+    if (peer.deposit === d) peer.deposit = undefined;
+    await this.#storage.putOutbox({ ...entry, attempts: entry.attempts + 1 });
+    await this.#setState(m, "relayed");
+    return true;
+  }
+
+  /**
+   * SEND the bodies of one deposit, each with its own send id: a retry after a lost answer gets
+   * DUPLICATE ("already stored"), so nothing is stored twice. On failure: backoff and retry.
+   */
+  async #sendDeposit(peer: Peer, d: Deposit): Promise<boolean> {
+    const tx = peer.tx;
+    const pool = this.#pool;
+    if (!tx || !pool) return false;
+    try {
+      const client = await pool.client(tx.url);
+      for (; d.next < d.bodies.length; d.next++) {
+        const b = d.bodies[d.next]!;
+        try {
+          await client.send(tx.queue, b.body, { sendId: b.sendId });
+        } catch (e) {
+          if (!(isRelayError(e) && e.code === "LOFT_ERR_RELAY_DUPLICATE")) throw e;
+        }
+      }
+      if (peer.relayFailures > 0) {
+        peer.relayFailures = 0;
+        if (peer.presence.lastError?.kind === "relay-unreachable")
+          this.#setPresence(peer, peer.presence.status, peer.presence.path);
+      }
+      return true;
+    } catch (e) {
+      const code = isRelayError(e) ? e.code : "internal";
+      this.#cfg.log(`mailbox send to ${peer.id.slice(0, 8)} failed: ${code}`);
+      if (code === "LOFT_ERR_RELAY_AUTH") {
+        // The contact's queue is gone or no longer takes our key: wait for a new announcement.
+        if (peer.tx === tx) {
+          peer.tx = undefined;
+          peer.deposit = undefined;
+          await this.#storage.deleteSecret(SECRET.tx(peer.id)).catch(() => {});
+          this.#emit({
+            type: "error",
+            contactId: peer.id,
+            error: {
+              kind: "internal",
+              message: `${peer.name}'s relay mailbox no longer accepts messages. They wait on this device until you are both online.`,
+            },
+          });
+        }
+        return false;
+      }
+      peer.relayFailures++;
+      if (!peer.live)
+        this.#setPresence(peer, "offline", undefined, relayUnreachable(tx.url, peer.name, code));
+      clearTimeout(peer.mailboxTimer);
+      peer.mailboxTimer = setTimeout(() => void this.#flush(peer), this.#relayBackoff(peer.relayFailures));
+      return false;
+    }
+  }
+
+  #relayBackoff(failures: number): number {
+    const ceiling = Math.min(
+      this.#cfg.relayBackoffMaxMs,
+      this.#cfg.relayBackoffInitialMs * 2 ** Math.min(failures, 16),
+    );
+    return Math.floor(Math.random() * ceiling) + 200;
+  }
+
+  /** A receipt for a message that came through the mailbox; sent shortly, batched. */
+  #queueReceipt(peer: Peer, id: string): void {
+    peer.receipts.add(id);
+    if (!peer.receiptTimer)
+      peer.receiptTimer = setTimeout(() => {
+        peer.receiptTimer = undefined;
+        void this.#sendReceipts(peer);
+      }, 50);
+  }
+
+  /** Receipts go live if a session is up, else into the contact's mailbox. */
+  async #sendReceipts(peer: Peer): Promise<void> {
+    while (peer.receipts.size > 0 && !this.#stopped) {
+      const ids = [...peer.receipts].slice(0, MAX_RECEIPT_IDS);
+      const live = peer.live && peer.live.session.state !== "closed" ? peer.live : undefined;
+      let sent = false;
+      if (live) {
+        sent = await this.#serial(peer, () => this.#sendApp(peer, live, { t: "rcpt", ids })).then(
+          () => true,
+          () => false,
+        );
+      } else if (peer.tx && this.#pool) {
+        const sealed = await this.#serial(peer, () => this.#seal(peer, { t: "rcpt", ids }));
+        if (!sealed) return;
+        sent = await this.#sendDeposit(peer, {
+          messageId: "",
+          bodies: ratchetBodies(sealed).map((body) => ({ body, sendId: randomBytes(SEND_ID_LENGTH) })),
+          next: 0,
+        });
+      } else return; // sent on the next session
+      if (!sent) {
+        clearTimeout(peer.receiptTimer);
+        peer.receiptTimer = setTimeout(
+          () => {
+            peer.receiptTimer = undefined;
+            void this.#sendReceipts(peer);
+          },
+          this.#relayBackoff(Math.max(1, peer.relayFailures)),
+        );
+        return;
+      }
+      for (const id of ids) peer.receipts.delete(id);
+    }
+  }
+
+  #onRelayMessage(url: string, m: RelayMessage): void {
+    const id = this.#rids.get(toHex(m.recipientId));
+    const peer = id ? this.#peers.get(id) : undefined;
+    if (!peer?.rx || !equalBytes(peer.rx.queue.recipientId, m.recipientId)) {
+      this.#cfg.log("a relay message for a queue we do not know");
+      return;
+    }
+    void this.#serial(peer, () => this.#receiveMailbox(peer, url, m)).catch((e) =>
+      this.#cfg.log(`mailbox receive failed: ${(e as Error).message}`),
+    );
+  }
+
+  /** One body from our mailbox for this contact (inside #serial); ACKed once processed. */
+  async #receiveMailbox(peer: Peer, url: string, m: RelayMessage): Promise<void> {
+    const rx = peer.rx;
+    if (!rx || !equalBytes(rx.queue.recipientId, m.recipientId)) return;
+    const ack = async (ids: Uint8Array[]) => {
+      for (const msgId of ids) await this.#pool?.ack(url, rx.queue, msgId);
+    };
+    if (peer.rejected) return ack([m.msgId]); // blocked: dropped unread
+    if (peer.blocked) return; // an identity decision is pending: it stays on the relay
+    const item = decodeMailboxBody(m.body);
+    if (!item.ok || item.value.type !== "ratchet") {
+      this.#cfg.log(`dropped a mailbox body: ${item.ok ? item.value.type : item.error.code}`);
+      return ack([m.msgId]);
+    }
+    const done = peer.pieces.add(m.msgId, item.value.part, item.value.last);
+    if (!done) return;
+    if (done.message) await this.#receive(peer, undefined, done.message);
+    await ack(done.ids);
+  }
+
+  #onRelayState(url: string, state: RelayConnState, error?: RelayError): void {
+    if (this.#stopped) return;
+    if (state === "connected")
+      for (const p of this.#peers.values()) {
+        // Unacknowledged pieces are redelivered from the first one on the new connection.
+        if (p.rx?.url === url) void this.#serial(p, async () => p.pieces.reset());
+        if (p.tx?.url === url && !p.live) {
+          void this.#flush(p);
+          if (p.receipts.size > 0) void this.#sendReceipts(p);
+        }
+      }
+    if (url !== this.#relayUrls[0]) return;
+    if (state === "connected") {
+      this.#relayDown = false;
+      this.#setService({ relay: "connected" });
+    } else if (state === "connecting") {
+      if (this.#service.relay !== "unreachable") this.#setService({ relay: "connecting" });
+    } else {
+      this.#setService({ relay: "unreachable" });
+      if (!this.#relayDown) {
+        this.#relayDown = true;
+        this.#emit({ type: "error", error: relayUnreachable(url, undefined, error?.code) });
+      }
+    }
+  }
 }
+
+/** Close reasons of a direct attempt that say the path failed (a case for the relay). */
+function isPathFailure(reason: string): boolean {
+  return reason === "open-timeout" || reason.startsWith("ERR_");
+}
+
+/** Largest message reassembled from mailbox pieces (a 16 000-character text is about 66 KB). */
+const MAX_MAILBOX_MESSAGE = 256 * 1024;

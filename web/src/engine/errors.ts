@@ -17,6 +17,8 @@ export const QUIET_REASONS = new Set([
   "transport-closed",
   "contact-blocked",
   "identity-change",
+  // our direct attempt gave way to a live link through the relay
+  "relay-fallback",
 ]);
 
 /** Reasons the *peer* gives when it closes on purpose: we do not redial at once. */
@@ -32,6 +34,18 @@ export const PEER_LEFT_ON_PURPOSE = new Set([
 
 function verification(check: VerificationCheck, message: string): EngineError {
   return { kind: "verification-failed", check, message };
+}
+
+/** The relay (ours, or the contact's mailbox relay) can't be reached; `name` when about one contact. */
+export function relayUnreachable(url: string, name?: string, code?: string): EngineError {
+  const why = code === "LOFT_ERR_RELAY_QUOTA" ? "the mailbox is full" : "the relay can't be reached";
+  return {
+    kind: "relay-unreachable",
+    url,
+    message: name
+      ? `${name} is offline and ${why} right now. Messages wait on this device and are sent when it is back.`
+      : "The relay server can't be reached. Messages to offline contacts wait on this device; retrying…",
+  };
 }
 
 /** `reason` is a close reason or error code; `name` the contact's username. */
@@ -110,6 +124,11 @@ export function describeFailure(reason: string, name: string, detail?: string): 
         message: "The signaling server can't be reached. Retrying…",
       };
     default:
+      if (reason.startsWith("LOFT_ERR_RELAY_"))
+        return {
+          kind: "peer-offline",
+          message: `No connection to ${name} could be made, directly or through the relay. Retrying…`,
+        };
       return {
         kind: "internal",
         message: `The connection to ${name} failed.`,

@@ -3,19 +3,18 @@
  * `Link` — the Noise session, the HELLO exchange, the per-contact ratchet, receipts, the outbox —
  * is the same whatever carries the bytes; a transport only has to produce Links.
  *
- * Today: `direct` (web/src/net/direct.ts, WebRTC data channels brokered by signaling). Next, in
- * the relay phase:
- *  - a live relay transport (a `LiveTransport` with `path: "relay"` over core/relay's WebSocket
- *    link), tried by `Engine.#dial` when the direct attempt fails to open, and accepting incoming
- *    relay links through the same `onIncoming` path as direct offers;
- *  - a `Mailbox` for contacts that are offline: the outbox flush, when no live session exists,
- *    encrypts each queued message with the contact's ratchet (exactly as for a live session) and
- *    deposits the RATCHET frame; the message becomes `relayed`, and `delivered` when the receipt
- *    comes back (live or through our own mailbox).
+ * - `direct` (web/src/net/direct.ts): WebRTC data channels brokered by signaling;
+ * - `relay` (web/src/net/relay-live.ts): a core/relay `RelayLink` over a queue pair set up through
+ *   signaling, tried by `Engine.#dial` when the direct attempt has not opened within
+ *   `relayFallbackMs`; its incoming links take the same `onOffer` path as direct offers;
+ * - the mailbox (engine.ts, docs/protocol/mailbox.md) is not a Link: when no live session exists,
+ *   the outbox is encrypted with the contact's ratchet exactly as for a live session and SENT to
+ *   the contact's relay queue (`relayed`), receipts coming back live or through our own queue.
  */
 import type { Link } from "../../../core/link/link.ts";
 import type { SignalingClient } from "../../../core/signaling/client.ts";
-import type { ContactId, IceServerConfig, LinkPath } from "./api.ts";
+import type { RelayPool } from "../net/relay-pool.ts";
+import type { IceServerConfig, LinkPath } from "./api.ts";
 
 /** A link being set up: `opened` resolves when bytes can flow, rejects if it never does. */
 export interface DialedLink extends Link {
@@ -37,6 +36,8 @@ export type RefuseReason = "refused" | "glare" | "cancelled" | "busy";
 export interface IncomingOffer {
   /** The sender's identity key (verified by the rendezvous: a signed envelope). */
   readonly from: Uint8Array;
+  /** Which transport the link runs over (`direct` when absent); the Noise prologue binds it. */
+  readonly path?: LinkPath;
   accept(): DialedLink;
   refuse(reason: RefuseReason): void;
 }
@@ -47,12 +48,9 @@ export interface TransportDeps {
   openTimeoutMs: number;
   onOffer: (offer: IncomingOffer) => void;
   onError: (error: Error) => void;
+  /** For the live relay transport: the engine's relay connections and our own relay. */
+  relay?: { pool: RelayPool; url: string };
 }
 
 /** Builds the live transport the engine dials with (the direct one unless a test swaps it). */
 export type TransportFactory = (deps: TransportDeps) => LiveTransport;
-
-/** Offline delivery (relay phase): ratchet frames left in the contact's relay mailbox. */
-export interface Mailbox {
-  deposit(contactId: ContactId, ratchetFrame: Uint8Array): Promise<void>;
-}

@@ -13,6 +13,8 @@
  *   { t: "msg",  id: str(22), at: uint, text: str }   a chat message (id = the sender's message id)
  *   { t: "rcpt", ids: [str(22), ...] }                 end-to-end delivery receipt for those ids
  *   { t: "sync" }                                      nothing; lets a ratchet responder start sending
+ *   { t: "mbox", u: str, s: bin(24), k: bin(32) }      our mailbox for the peer: relay URL, sender id,
+ *                                                      sender auth key (docs/protocol/mailbox.md)
  */
 import * as v from "valibot";
 import { equalBytes } from "../../../core/bytes.ts";
@@ -28,6 +30,9 @@ export const PING_BYTES = 8;
 export const MAX_TEXT_CHARS = 16_000;
 /** Receipts acknowledge at most this many ids per message. */
 export const MAX_RECEIPT_IDS = 64;
+/** Relay URLs in mailbox announcements. */
+export const MAX_RELAY_URL_CHARS = 256;
+const QUEUE_ID_BYTES = 24;
 
 // ---- session frames ---------------------------------------------------------------------------
 
@@ -110,6 +115,12 @@ const appSchema = v.variant("t", [
     ids: v.pipe(v.array(messageId), v.minLength(1), v.maxLength(MAX_RECEIPT_IDS)),
   }),
   v.strictObject({ t: v.literal("sync") }),
+  v.strictObject({
+    t: v.literal("mbox"),
+    u: v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_RELAY_URL_CHARS)),
+    s: bytesSchema(QUEUE_ID_BYTES),
+    k: bytesSchema(32),
+  }),
 ]);
 
 export type AppMessage = v.InferOutput<typeof appSchema>;

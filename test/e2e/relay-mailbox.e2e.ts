@@ -1,0 +1,97 @@
+/**
+ * Offline delivery through relay mailboxes, in real Chromium through the real server
+ * (`npm run build` first; `node scripts/e2e.mjs test/e2e/relay-mailbox.e2e.ts`): Alice and Bob meet
+ * once directly (each side's mailbox for the other travels inside the E2EE session), Bob closes his
+ * page, Alice writes 20 messages that reach "sent to relay", Bob opens Loft later and reads all 20
+ * in order, each once, and Alice sees them delivered.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { launchChromium } from "../support/browser.ts";
+import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+import {
+  addByLink,
+  byId,
+  createIdentity,
+  incoming,
+  incomingTexts,
+  myLink,
+  openChat,
+  outgoing,
+  sendText,
+  waitForMailboxes,
+  waitForPresence,
+  waitForState,
+} from "../support/loft-ui.ts";
+
+describe("relay mailboxes between two browsers", () => {
+  let loft: LoftProcess;
+  let dataDir: string;
+  let browser: Browser;
+  let alice: BrowserContext;
+  let bob: BrowserContext;
+  let a: Page;
+  let b: Page;
+  let aliceId: string;
+  let bobId: string;
+  const logs: string[] = [];
+  const watch = (name: string, page: Page) =>
+    page.on("console", (m) => logs.push(`${(performance.now() / 1000).toFixed(2)} ${name}: ${m.text()}`));
+
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), "loft-e2e-relay-"));
+    loft = await startLoft({ args: ["--relay-data-dir", dataDir] });
+    browser = await launchChromium();
+    alice = await browser.newContext();
+    bob = await browser.newContext();
+    a = await alice.newPage();
+    b = await bob.newPage();
+    watch("alice", a);
+    watch("bob", b);
+  });
+  afterAll(async () => {
+    if (process.env.LOFT_E2E_LOGS) console.log(logs.join("\n"));
+    await browser?.close();
+    await loft?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("contacts that met once directly hold each other's mailbox", async () => {
+    await createIdentity(a, loft.url, "Alice");
+    await createIdentity(b, loft.url, "Bob");
+    aliceId = await addByLink(b, await myLink(a));
+    bobId = await addByLink(a, await myLink(b));
+    await openChat(a, bobId);
+    await openChat(b, aliceId);
+    await waitForPresence(a, "online · direct");
+    await sendText(a, "hello Bob");
+    await incoming(b, "hello Bob").waitFor();
+    await waitForState(a, "hello Bob", "delivered");
+    await sendText(b, "hello Alice");
+    await incoming(a, "hello Alice").waitFor();
+    await waitForState(b, "hello Alice", "delivered");
+    await waitForMailboxes(a, aliceId, b, bobId);
+  });
+
+  it("20 messages to Bob while his page is closed reach the relay, then Bob reads them all, in order, once", async () => {
+    await b.close();
+    await waitForPresence(a, "offline");
+    const texts = Array.from({ length: 20 }, (_, i) => `away #${String(i + 1).padStart(2, "0")}`);
+    for (const t of texts) await sendText(a, t);
+    for (const t of texts) await waitForState(a, t, "relayed");
+    expect(await byId(a, "message-state").last().textContent()).toBe("sent to relay");
+
+    b = await bob.newPage();
+    watch("bob", b);
+    await b.goto(loft.url);
+    await openChat(b, aliceId);
+    await incoming(b, texts[19]!).waitFor({ timeout: 60_000 });
+    const got = (await incomingTexts(b)).filter((t) => t.startsWith("away #"));
+    expect(got).toEqual(texts);
+    for (const t of texts) await waitForState(a, t, "delivered");
+    expect(await outgoing(a, texts[0]!).getAttribute("data-state")).toBe("delivered");
+  });
+});

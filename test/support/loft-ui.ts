@@ -1,0 +1,107 @@
+/**
+ * Driving the PWA through its data-testids (the same steps as test/e2e/chat.e2e.ts), shared by the
+ * relay browser tests. Every wait is on a condition, never a duration.
+ */
+import type { Page } from "playwright-core";
+import { expect } from "vitest";
+import { parseContactLinkUrl } from "../../core/identity/contact-link.ts";
+
+export const byId = (page: Page, testid: string) => page.getByTestId(testid);
+
+export async function createIdentity(page: Page, url: string, username: string): Promise<void> {
+  await page.goto(url);
+  await byId(page, "username-input").fill(username);
+  await byId(page, "create-identity").click();
+  await expect.poll(() => byId(page, "my-username").textContent()).toBe(username);
+}
+
+/** The user's own contact link, waiting until it carries `refs` when `withRefs`. */
+export async function myLink(page: Page, withRefs = false): Promise<string> {
+  await page.goto(new URL(page.url()).origin);
+  for (let i = 0; ; i++) {
+    await byId(page, "nav-my-link").click();
+    const link = await byId(page, "my-link").inputValue();
+    await byId(page, "back").click();
+    if (!withRefs || linkHasRefs(link) || i >= 50) return link;
+    await page.waitForTimeout(200); // the contact address is being set up at the relay
+  }
+}
+
+function linkHasRefs(link: string): boolean {
+  const parsed = parseContactLinkUrl(link);
+  return parsed.ok && parsed.value.refs !== undefined && Object.keys(parsed.value.refs).length > 0;
+}
+
+/** Open a contact link in the app and confirm; returns the new contact's id. */
+export async function addByLink(page: Page, link: string, outcome = "new-contact"): Promise<string> {
+  await page.goto(link);
+  expect(await byId(page, "add-outcome").getAttribute("data-outcome")).toBe(outcome);
+  await byId(page, "confirm-add").click();
+  await byId(page, "contact-screen").waitFor();
+  return (await byId(page, "contact-id").textContent())!;
+}
+
+/** Home → the chat with a contact. */
+export async function openChat(page: Page, contactId: string): Promise<void> {
+  await page.goto(new URL(page.url()).origin);
+  await page.locator(`[data-testid=contact-item][data-contact-id="${contactId}"]`).click();
+  await page.locator("[data-testid=contact-screen], [data-testid=chat]").waitFor();
+  if (await byId(page, "contact-screen").count()) await byId(page, "open-chat").click();
+  await byId(page, "chat").waitFor();
+}
+
+export async function sendText(page: Page, text: string): Promise<void> {
+  await byId(page, "composer-input").fill(text);
+  await byId(page, "send-button").click();
+  await expect.poll(() => byId(page, "composer-input").inputValue()).toBe("");
+}
+
+export const outgoing = (page: Page, text: string) =>
+  page.locator("[data-testid=message][data-direction=out]", { hasText: text });
+export const incoming = (page: Page, text: string) =>
+  page.locator("[data-testid=message][data-direction=in]", { hasText: text });
+
+export async function waitForState(page: Page, text: string, state: string, timeout = 60_000): Promise<void> {
+  await page
+    .locator(`[data-testid=message][data-direction=out][data-state=${state}]`, { hasText: text })
+    .waitFor({ timeout });
+}
+
+export async function waitForPresence(page: Page, label: string, timeout = 60_000): Promise<void> {
+  await expect.poll(() => byId(page, "chat-presence").textContent(), { timeout }).toBe(label);
+}
+
+/** Texts of the incoming messages in the open chat, in display order. */
+export function incomingTexts(page: Page): Promise<string[]> {
+  return page
+    .locator("[data-testid=message][data-direction=in] [data-testid=message-text]")
+    .allTextContents();
+}
+
+/** Names of the engine secrets in the page's IndexedDB (values stay sealed). */
+export function secretNames(page: Page): Promise<string[]> {
+  return page.evaluate(async () => {
+    const db = await new Promise<IDBDatabase>((resolve, reject) => {
+      const r = indexedDB.open("loft");
+      r.onsuccess = () => resolve(r.result);
+      r.onerror = () => reject(r.error);
+    });
+    const keys = await new Promise<IDBValidKey[]>((resolve, reject) => {
+      const r = db.transaction("secrets").objectStore("secrets").getAllKeys();
+      r.onsuccess = () => resolve(r.result);
+      r.onerror = () => reject(r.error);
+    });
+    db.close();
+    return keys.map(String);
+  });
+}
+
+/** Both sides hold the other's mailbox (exchanged inside the E2EE session). */
+export async function waitForMailboxes(a: Page, aId: string, b: Page, bId: string): Promise<void> {
+  await expect
+    .poll(async () => (await secretNames(a)).includes(`relay/tx/${bId}`), { timeout: 60_000 })
+    .toBe(true);
+  await expect
+    .poll(async () => (await secretNames(b)).includes(`relay/tx/${aId}`), { timeout: 60_000 })
+    .toBe(true);
+}

@@ -1,0 +1,258 @@
+/**
+ * Relay mailboxes as the chat engine uses them (docs/protocol/mailbox.md; DESIGN.md, "Relay
+ * mailbox"): what goes into a relay SEND body, and the queue records the engine keeps (sealed at
+ * rest through `EngineStorage.saveSecret`).
+ *
+ * Mailbox body — every SEND body is exactly MAX_BODY (16382) bytes, so SENDs look alike on the
+ * wire (the relay pads what it delivers; this pads what it receives):
+ *
+ *   body := type(1) ‖ part ‖ 0x80 ‖ 0x00 …            (ISO/IEC 7816-4 padding to 16382 bytes)
+ *   type 0x01  RATCHET      one whole Double Ratchet message (the RATCHET frame's body)
+ *   type 0x02  RATCHET_MORE a piece of one; more pieces follow on the same queue
+ *   type 0x03  RATCHET_END  the last piece
+ *   type 0x11  INTRO        one PQXDH initial message (core/prekey), first contact only
+ *
+ * Pieces need no sequence numbers: one queue has one sender, whose SENDs are stored in order and
+ * delivered in order. The receiver acknowledges the pieces only once the whole message is
+ * processed, so a crash in between redelivers all of them.
+ *
+ * Queue records (canonical MessagePack, v = 1):
+ *   rx   (ours, per contact)  { v, u: relay URL, r: rid(24), s: sid(24), a: recipient auth secret(32),
+ *                              k: rcv key(32), sk: sender auth secret(32) handed to the contact }
+ *   tx   (theirs, per contact){ v, u, s: sid(24), k: sender auth secret(32) }
+ *   addr (ours, one)          { v, u, r, s, a, k } — the contact-address queue of the contact link
+ */
+import * as v from "valibot";
+import { equalBytes } from "../../../core/bytes.ts";
+import { err, ok, type Result } from "../../../core/errors.ts";
+import type { RecipientQueue, SenderQueue } from "../../../core/relay/client.ts";
+import { MAX_BODY } from "../../../core/relay/protocol.ts";
+import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/wire/codec.ts";
+
+export const MAILBOX = { RATCHET: 0x01, RATCHET_MORE: 0x02, RATCHET_END: 0x03, INTRO: 0x11 } as const;
+/** The largest part one body carries: type byte and padding marker take two bytes. */
+export const MAX_PART = MAX_BODY - 2;
+export const QUEUE_ID_BYTES = 24;
+const MARKER = 0x80;
+const RECORD_VERSION = 1;
+
+export type MailboxItem =
+  | { type: "ratchet"; part: Uint8Array; last: boolean }
+  | { type: "intro"; message: Uint8Array };
+
+function body(type: number, part: Uint8Array): Uint8Array {
+  if (part.length > MAX_PART) throw new RangeError(`mailbox part of ${part.length} bytes`);
+  const out = new Uint8Array(MAX_BODY);
+  out[0] = type;
+  out.set(part, 1);
+  out[1 + part.length] = MARKER;
+  return out;
+}
+
+/** The SEND bodies that carry one ratchet message (one, or several pieces). */
+export function ratchetBodies(message: Uint8Array): Uint8Array[] {
+  if (message.length <= MAX_PART) return [body(MAILBOX.RATCHET, message)];
+  const out: Uint8Array[] = [];
+  for (let at = 0; at < message.length; at += MAX_PART) {
+    const last = at + MAX_PART >= message.length;
+    out.push(body(last ? MAILBOX.RATCHET_END : MAILBOX.RATCHET_MORE, message.subarray(at, at + MAX_PART)));
+  }
+  return out;
+}
+
+/** The SEND body of a first-contact initial message; it must fit one body. */
+export function introBody(initialMessage: Uint8Array): Uint8Array {
+  return body(MAILBOX.INTRO, initialMessage);
+}
+
+/** Decode a delivered mailbox body (after the relay layer is removed). */
+export function decodeMailboxBody(bytes: Uint8Array): Result<MailboxItem> {
+  if (bytes.length !== MAX_BODY) return err("LOFT_ERR_PADDING", `mailbox body of ${bytes.length} bytes`);
+  let i = bytes.length - 1;
+  while (i > 0 && bytes[i] === 0) i--;
+  if (i < 1 || bytes[i] !== MARKER) return err("LOFT_ERR_PADDING", "no 0x80 padding marker");
+  const part = bytes.slice(1, i);
+  switch (bytes[0]) {
+    case MAILBOX.RATCHET:
+      return ok({ type: "ratchet", part, last: true });
+    case MAILBOX.RATCHET_MORE:
+      return ok({ type: "ratchet", part, last: false });
+    case MAILBOX.RATCHET_END:
+      return ok({ type: "ratchet", part, last: true });
+    case MAILBOX.INTRO:
+      return ok({ type: "intro", message: part });
+    default:
+      return err("LOFT_ERR_UNKNOWN_TYPE", `mailbox body type ${bytes[0]}`);
+  }
+}
+
+// ---- queue records ----------------------------------------------------------------------------
+
+/** Our receiving queue for one contact, and the sender key we handed that contact. */
+export interface RxQueue {
+  url: string;
+  queue: RecipientQueue;
+  senderSecret: Uint8Array;
+}
+
+/** The contact's queue for us: where our messages to them go. */
+export interface TxQueue {
+  url: string;
+  queue: SenderQueue & { senderAuthSecret: Uint8Array };
+}
+
+/** Our contact-address queue: first-contact messages and the prekey bundle live there. */
+export interface AddressQueue {
+  url: string;
+  queue: RecipientQueue;
+}
+
+const url = v.pipe(v.string(), v.minLength(1), v.maxLength(256));
+const qid = bytesSchema(QUEUE_ID_BYTES);
+const key32 = bytesSchema(32);
+const LIMITS = { maxBytes: 1024, maxStrLength: 256, maxMapLength: 8, maxArrayLength: 0 };
+
+const rxSchema = v.strictObject({
+  v: uintSchema(0xffff),
+  u: url,
+  r: qid,
+  s: qid,
+  a: key32,
+  k: key32,
+  sk: key32,
+});
+const txSchema = v.strictObject({ v: uintSchema(0xffff), u: url, s: qid, k: key32 });
+const addrSchema = v.strictObject({ v: uintSchema(0xffff), u: url, r: qid, s: qid, a: key32, k: key32 });
+
+function decodeRecord<S extends v.GenericSchema>(bytes: Uint8Array, schema: S): Result<v.InferOutput<S>> {
+  const r = decodeWith(bytes, schema, LIMITS);
+  if (!r.ok) return r;
+  if ((r.value as { v: number }).v !== RECORD_VERSION)
+    return err("LOFT_ERR_STATE_VERSION", "unknown mailbox record version");
+  if (!equalBytes(encodeCanonical(r.value), bytes))
+    return err("LOFT_ERR_MALFORMED", "mailbox record is not canonical MessagePack");
+  return r;
+}
+
+export function encodeRx(rx: RxQueue): Uint8Array {
+  const q = rx.queue;
+  return encodeCanonical({
+    v: RECORD_VERSION,
+    u: rx.url,
+    r: q.recipientId,
+    s: q.senderId,
+    a: q.recipientAuthSecret,
+    k: q.rcvKey,
+    sk: rx.senderSecret,
+  });
+}
+
+export function decodeRx(bytes: Uint8Array): Result<RxQueue> {
+  const r = decodeRecord(bytes, rxSchema);
+  if (!r.ok) return r;
+  const x = r.value;
+  return ok({
+    url: x.u,
+    queue: {
+      recipientId: x.r.slice(),
+      senderId: x.s.slice(),
+      recipientAuthSecret: x.a.slice(),
+      rcvKey: x.k.slice(),
+    },
+    senderSecret: x.sk.slice(),
+  });
+}
+
+export function encodeTx(tx: TxQueue): Uint8Array {
+  return encodeCanonical({
+    v: RECORD_VERSION,
+    u: tx.url,
+    s: tx.queue.senderId,
+    k: tx.queue.senderAuthSecret,
+  });
+}
+
+export function decodeTx(bytes: Uint8Array): Result<TxQueue> {
+  const r = decodeRecord(bytes, txSchema);
+  if (!r.ok) return r;
+  return ok({ url: r.value.u, queue: { senderId: r.value.s.slice(), senderAuthSecret: r.value.k.slice() } });
+}
+
+export function encodeAddress(a: AddressQueue): Uint8Array {
+  const q = a.queue;
+  return encodeCanonical({
+    v: RECORD_VERSION,
+    u: a.url,
+    r: q.recipientId,
+    s: q.senderId,
+    a: q.recipientAuthSecret,
+    k: q.rcvKey,
+  });
+}
+
+export function decodeAddress(bytes: Uint8Array): Result<AddressQueue> {
+  const r = decodeRecord(bytes, addrSchema);
+  if (!r.ok) return r;
+  const x = r.value;
+  return ok({
+    url: x.u,
+    queue: {
+      recipientId: x.r.slice(),
+      senderId: x.s.slice(),
+      recipientAuthSecret: x.a.slice(),
+      rcvKey: x.k.slice(),
+    },
+  });
+}
+
+/** Secret names in `EngineStorage` (sealed at rest by storage). */
+export const SECRET = {
+  rx: (contactId: string) => `relay/rx/${contactId}`,
+  tx: (contactId: string) => `relay/tx/${contactId}`,
+  address: "relay/address",
+  prekeys: "prekeys/store",
+} as const;
+
+/** Reassembles the pieces of one queue's messages (pieces of one message are contiguous). */
+export class PieceBuffer {
+  #parts: Uint8Array[] = [];
+  #ids: Uint8Array[] = [];
+  #size = 0;
+  constructor(readonly maxBytes: number) {}
+
+  /**
+   * Add one piece with the relay message id that carried it. Returns the whole message and the
+   * ids to acknowledge once the last piece is in; `undefined` while more are expected; an error
+   * (with the ids to drop) when the message grows beyond the limit.
+   */
+  add(
+    msgId: Uint8Array,
+    part: Uint8Array,
+    last: boolean,
+  ): { message?: Uint8Array; ids: Uint8Array[]; tooLarge?: boolean } | undefined {
+    this.#ids.push(msgId);
+    this.#size += part.length;
+    if (this.#size > this.maxBytes) {
+      const ids = this.#ids;
+      this.reset();
+      return { ids, tooLarge: true };
+    }
+    this.#parts.push(part);
+    if (!last) return undefined;
+    const whole = new Uint8Array(this.#size);
+    let o = 0;
+    for (const p of this.#parts) {
+      whole.set(p, o);
+      o += p.length;
+    }
+    const ids = this.#ids;
+    this.reset();
+    return { message: whole, ids };
+  }
+
+  reset(): void {
+    this.#parts = [];
+    this.#ids = [];
+    this.#size = 0;
+  }
+}

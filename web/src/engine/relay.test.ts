@@ -1,0 +1,175 @@
+/**
+ * The chat engine with a real relay (relay-ws/testing.ts `startTestRelay`, real WebSockets, LMDB
+ * store) and real signaling, in Node: mailboxes exchanged inside the session, messages to an
+ * offline contact `relayed` then read in order exactly once and `delivered`, retries across a relay
+ * outage, and the mailbox never used while a live session is up. The browser versions are
+ * test/e2e/relay-*.e2e.ts.
+ */
+
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+import { toHex } from "../../../core/bytes.ts";
+import { createUserIdentity, type UserIdentity } from "../../../core/identity/identity.ts";
+import type { WebSocketLike as RelayWebSocketLike } from "../../../core/relay/ws-link.ts";
+import { startTestRelay, type TestRelay } from "../../../relay-ws/testing.ts";
+import { type RunningSignaling, startSignaling, wsFactory } from "../../../signaling/testing.ts";
+import type { ContactId, EngineEvent, MessageId } from "./api.ts";
+import { Engine, type EngineConfig } from "./engine.ts";
+import { SECRET } from "./mailbox.ts";
+import { Hub, MemoryStorage, until } from "./test-support.ts";
+
+const relaySocket = (url: string) =>
+  new WebSocket(url, { perMessageDeflate: false }) as unknown as RelayWebSocketLike;
+
+const FAST: Partial<EngineConfig> = {
+  heartbeatIntervalMs: 100,
+  heartbeatTimeoutMs: 600,
+  backoffInitialMs: 50,
+  backoffMaxMs: 300,
+  glareDelayMs: 50,
+  mailboxDelayMs: 200,
+  relayBackoffInitialMs: 50,
+  relayBackoffMaxMs: 300,
+  relayTimeoutMs: 2_000,
+  log: () => {},
+};
+
+interface Node {
+  user: UserIdentity;
+  id: ContactId;
+  storage: MemoryStorage;
+  engine: Engine;
+  events: EngineEvent[];
+}
+
+describe("chat engine with relay mailboxes (Node, real relay and signaling)", () => {
+  let signaling: RunningSignaling;
+  let relay: TestRelay;
+  let hub: Hub;
+  const running: Engine[] = [];
+
+  beforeAll(async () => {
+    signaling = await startSignaling();
+    relay = await startTestRelay();
+  });
+  afterAll(async () => {
+    await relay?.close();
+    await signaling?.close();
+  });
+  afterEach(async () => {
+    for (const e of running.splice(0)) await e.stop();
+  });
+
+  function node(
+    name: string,
+    user = createUserIdentity({ username: name, now: Date.now() }),
+    storage?: MemoryStorage,
+    signalingUrl = signaling.url,
+  ): Node {
+    const s = storage ?? new MemoryStorage(signalingUrl, [relay.url]);
+    s.settings.signalingUrl = signalingUrl;
+    const n: Node = {
+      user,
+      id: toHex(user.identity.verified.identity_key),
+      storage: s,
+      engine: new Engine(
+        { user, storage: s },
+        { ...FAST, webSocket: wsFactory(), relayWebSocket: relaySocket, transport: hub.factory(user) },
+      ),
+      events: [],
+    };
+    n.engine.subscribe((e) => n.events.push(e));
+    running.push(n.engine);
+    return n;
+  }
+
+  const online = (n: Node, peer: Node) => n.engine.presence(peer.id).status === "online";
+  const stateOf = (n: Node, id: MessageId) => n.storage.messages.get(id)?.state;
+  const knowsMailboxOf = (n: Node, peer: Node) => n.storage.secrets.has(SECRET.tx(peer.id));
+
+  /** Two contacts that met once directly, so both hold the other's mailbox. */
+  async function pair(): Promise<[Node, Node]> {
+    hub = new Hub();
+    const a = node("alice");
+    const b = node("bob");
+    a.storage.addContact(b.user);
+    b.storage.addContact(a.user);
+    await a.engine.start();
+    await b.engine.start();
+    await until(() => online(a, b) && online(b, a), "both online");
+    await until(() => knowsMailboxOf(a, b) && knowsMailboxOf(b, a), "mailboxes exchanged");
+    return [a, b];
+  }
+
+  it("messages to an offline contact are relayed, then read in order exactly once and delivered", async () => {
+    const [a, b] = await pair();
+    const m0 = await a.engine.send(b.id, "while online");
+    await until(() => stateOf(a, m0) === "delivered", "m0 delivered live");
+    await b.engine.stop();
+    await until(() => !online(a, b), "bob offline");
+    const texts = Array.from({ length: 20 }, (_, i) => `offline ${i + 1}`);
+    const ids: MessageId[] = [];
+    for (const t of texts) ids.push(await a.engine.send(b.id, t));
+    await until(() => ids.every((id) => stateOf(a, id) === "relayed"), "all relayed", 20_000);
+    const states = a.events
+      .filter((e) => e.type === "message-state" && e.id === ids[0])
+      .map((e) => (e as { state: string }).state);
+    expect(states).toEqual(["queued", "sending", "relayed"]);
+
+    // Bob comes back without signaling: only the mailbox can bring the messages.
+    const b2 = node("bob", b.user, b.storage, "");
+    await b2.engine.start();
+    await until(() => b.storage.texts(a.id, "in").length === 21, "bob read all", 20_000);
+    expect(b.storage.texts(a.id, "in")).toEqual(["while online", ...texts]);
+    // Receipts come back through Alice's mailbox.
+    await until(() => ids.every((id) => stateOf(a, id) === "delivered"), "all delivered", 20_000);
+    expect(a.storage.outbox.size).toBe(0);
+    // Nothing was left on the relay for a second reading: a restart reads nothing new.
+    await b2.engine.stop();
+    const b3 = node("bob", b.user, b.storage, "");
+    await b3.engine.start();
+    const m = await b3.engine.send(a.id, "reply through the mailbox");
+    await until(() => a.storage.texts(b.id, "in").includes("reply through the mailbox"), "reply read");
+    await until(() => stateOf(b3, m) === "delivered", "reply delivered");
+    expect(b.storage.texts(a.id, "in")).toHaveLength(21);
+  });
+
+  it("a long message goes in pieces and arrives whole", async () => {
+    const [a, b] = await pair();
+    await b.engine.stop();
+    await until(() => !online(a, b), "bob offline");
+    const long = "ü".repeat(16_000);
+    const id = await a.engine.send(b.id, long);
+    await until(() => stateOf(a, id) === "relayed", "relayed");
+    const b2 = node("bob", b.user, b.storage, "");
+    await b2.engine.start();
+    await until(() => b.storage.texts(a.id, "in").length === 1, "read");
+    expect(b.storage.texts(a.id, "in")[0]).toBe(long);
+    await until(() => stateOf(a, id) === "delivered", "delivered");
+  });
+
+  it("says so in plain words when the relay is down, and the message waits", async () => {
+    const [a, b] = await pair();
+    await b.engine.stop();
+    await until(() => !online(a, b), "bob offline");
+    await relay.close();
+    const id = await a.engine.send(b.id, "waiting for the relay");
+    await until(
+      () => a.engine.presence(b.id).lastError?.kind === "relay-unreachable",
+      "relay-unreachable shown",
+    );
+    expect(a.engine.presence(b.id).lastError?.message).toMatch(/relay can't be reached/);
+    expect(a.engine.serviceStatus().relay).toBe("unreachable");
+    expect(a.events.some((e) => e.type === "error" && e.error.kind === "relay-unreachable")).toBe(true);
+    expect(stateOf(a, id)).toBe("queued");
+    relay = await startTestRelay(); // for the next test (recovery after a restart: relay-fault.e2e.ts)
+  });
+
+  it("uses the live session, not the mailbox, while both are online", async () => {
+    const [a, b] = await pair();
+    const ids: MessageId[] = [];
+    for (let i = 0; i < 5; i++) ids.push(await a.engine.send(b.id, `live ${i}`));
+    await until(() => ids.every((id) => stateOf(a, id) === "delivered"), "delivered");
+    expect(a.events.some((e) => e.type === "message-state" && e.state === "relayed")).toBe(false);
+  });
+});

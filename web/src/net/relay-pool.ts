@@ -1,0 +1,170 @@
+/**
+ * Connections to relays (docs/protocol/relay.md; docs/protocol/mailbox.md), one per relay URL,
+ * shared by everything in the engine that talks to a relay: our own receiving queues (subscribed,
+ * push delivery), SENDs into contacts' mailboxes, and live links (core/relay `RelayLink` routes its
+ * queue's pushes itself with `onQueueMessage`).
+ *
+ * - `client(url)` connects on demand (one attempt in flight per URL) and rejects with a
+ *   `RelayError` when the relay can't be reached; callers retry with their own backoff.
+ * - `subscribe(url, queue)` keeps a queue subscribed: on every (re)connect all of a URL's queues are
+ *   subscribed again, and while a URL has subscriptions (or is `keep`), a dropped connection is
+ *   reconnected with exponential backoff and full jitter.
+ * - Pushed messages reach `onMessage(url, message)`; the engine acknowledges with `ack` once it
+ *   has stored what the message carried. An ACK that can't be sent is simply lost: the relay
+ *   redelivers the message on the next subscription, and the engine drops the duplicate.
+ */
+import { toHex } from "../../../core/bytes.ts";
+import { type RecipientQueue, RelayClient, type RelayMessage } from "../../../core/relay/client.ts";
+import { isRelayError, RelayError } from "../../../core/relay/errors.ts";
+import { type WebSocketLike, WebSocketLink } from "../../../core/relay/ws-link.ts";
+
+export type RelayConnState = "connecting" | "connected" | "unreachable";
+
+export interface RelayPoolOptions {
+  webSocket: (url: string) => WebSocketLike;
+  /** Request and opening timeout. */
+  timeoutMs: number;
+  backoffInitialMs: number;
+  backoffMaxMs: number;
+  /** SUB window for our queues. */
+  window: number;
+  onMessage: (url: string, message: RelayMessage) => void;
+  onState: (url: string, state: RelayConnState, error?: RelayError) => void;
+  log: (message: string) => void;
+}
+
+interface Conn {
+  readonly url: string;
+  client?: RelayClient;
+  connecting?: Promise<RelayClient>;
+  readonly subs: Map<string, RecipientQueue>;
+  keep: boolean;
+  failures: number;
+  timer?: ReturnType<typeof setTimeout>;
+}
+
+export class RelayPool {
+  readonly #o: RelayPoolOptions;
+  readonly #conns = new Map<string, Conn>();
+  #closed = false;
+
+  constructor(options: RelayPoolOptions) {
+    this.#o = options;
+  }
+
+  #conn(url: string): Conn {
+    let c = this.#conns.get(url);
+    if (!c) {
+      c = { url, subs: new Map(), keep: false, failures: 0 };
+      this.#conns.set(url, c);
+    }
+    return c;
+  }
+
+  /** Keep a connection to `url` up (our own relay), reconnecting with backoff. */
+  keep(url: string): void {
+    const c = this.#conn(url);
+    c.keep = true;
+    this.client(url).catch(() => {});
+  }
+
+  /** True when a connection to `url` is open right now. */
+  isUp(url: string): boolean {
+    const c = this.#conns.get(url)?.client;
+    return c !== undefined && !c.closed;
+  }
+
+  /** The open client for `url`, connecting if needed. */
+  client(url: string): Promise<RelayClient> {
+    if (this.#closed) return Promise.reject(new RelayError("LOFT_ERR_LINK_CLOSED", "stopped"));
+    const c = this.#conn(url);
+    if (c.client && !c.client.closed) return Promise.resolve(c.client);
+    if (!c.connecting) {
+      clearTimeout(c.timer);
+      c.connecting = this.#open(c).finally(() => {
+        c.connecting = undefined;
+      });
+    }
+    return c.connecting;
+  }
+
+  async #open(c: Conn): Promise<RelayClient> {
+    this.#o.onState(c.url, "connecting");
+    let client: RelayClient;
+    try {
+      const ws = this.#o.webSocket(c.url);
+      client = await RelayClient.connect(new WebSocketLink(ws), {
+        timeoutMs: this.#o.timeoutMs,
+        onMessage: (m) => this.#o.onMessage(c.url, m),
+        onError: (e) => this.#o.log(`relay: ${e.code} ${e.message}`),
+        onEnd: (rid) => this.#o.log(`relay: subscription of ${toHex(rid).slice(0, 8)} ended here`),
+      });
+    } catch (e) {
+      const error = isRelayError(e) ? e : new RelayError("LOFT_ERR_LINK_CLOSED", (e as Error).message);
+      c.failures++;
+      this.#o.onState(c.url, "unreachable", error);
+      this.#scheduleReconnect(c);
+      throw error;
+    }
+    if (this.#closed) {
+      client.close();
+      throw new RelayError("LOFT_ERR_LINK_CLOSED", "stopped");
+    }
+    c.client = client;
+    c.failures = 0;
+    this.#o.onState(c.url, "connected");
+    void client.done.then((why) => {
+      if (c.client !== client) return;
+      c.client = undefined;
+      if (this.#closed) return;
+      this.#o.log(`relay connection closed: ${why.code}`);
+      this.#o.onState(c.url, "unreachable", why);
+      this.#scheduleReconnect(c);
+    });
+    for (const q of c.subs.values())
+      client.subscribe(q, this.#o.window).catch((e: RelayError) => this.#o.log(`relay SUB: ${e.code}`));
+    return client;
+  }
+
+  #scheduleReconnect(c: Conn): void {
+    if (this.#closed || (!c.keep && c.subs.size === 0)) return;
+    clearTimeout(c.timer);
+    const ceiling = Math.min(this.#o.backoffMaxMs, this.#o.backoffInitialMs * 2 ** Math.min(c.failures, 16));
+    const delay = Math.floor(Math.random() * ceiling) + 200;
+    c.timer = setTimeout(() => {
+      this.client(c.url).catch(() => {});
+    }, delay);
+  }
+
+  /** Keep `queue` subscribed on `url` (now and after every reconnect). */
+  subscribe(url: string, queue: RecipientQueue): void {
+    const c = this.#conn(url);
+    const key = toHex(queue.recipientId);
+    c.subs.set(key, queue);
+    const client = c.client;
+    if (client && !client.closed)
+      client.subscribe(queue, this.#o.window).catch((e: RelayError) => this.#o.log(`relay SUB: ${e.code}`));
+    else this.client(url).catch(() => {});
+  }
+
+  /** Stop resubscribing `recipientId` (messages already pushed may still arrive). */
+  unsubscribe(url: string, recipientId: Uint8Array): void {
+    this.#conns.get(url)?.subs.delete(toHex(recipientId));
+  }
+
+  /** ACK on the current connection; lost if it is down (the relay redelivers later). */
+  async ack(url: string, queue: RecipientQueue, msgId: Uint8Array): Promise<void> {
+    const client = this.#conns.get(url)?.client;
+    if (!client || client.closed) return;
+    await client.ack(queue, msgId).catch((e: RelayError) => this.#o.log(`relay ACK: ${e.code}`));
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const c of this.#conns.values()) {
+      clearTimeout(c.timer);
+      c.client?.close();
+      c.client = undefined;
+    }
+  }
+}

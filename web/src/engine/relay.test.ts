@@ -13,6 +13,7 @@ import { createUserIdentity, type UserIdentity } from "../../../core/identity/id
 import type { WebSocketLike as RelayWebSocketLike } from "../../../core/relay/ws-link.ts";
 import { startTestRelay, type TestRelay } from "../../../relay-ws/testing.ts";
 import { type RunningSignaling, startSignaling, wsFactory } from "../../../signaling/testing.ts";
+import { RelayLiveTransport } from "../net/relay-live.ts";
 import type { ContactId, EngineEvent, MessageId } from "./api.ts";
 import { Engine, type EngineConfig } from "./engine.ts";
 import { SECRET } from "./mailbox.ts";
@@ -31,6 +32,8 @@ const FAST: Partial<EngineConfig> = {
   relayBackoffInitialMs: 50,
   relayBackoffMaxMs: 300,
   relayTimeoutMs: 2_000,
+  relayFallbackMs: 300,
+  relayTransport: (deps) => new RelayLiveTransport(deps),
   log: () => {},
 };
 
@@ -65,6 +68,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     user = createUserIdentity({ username: name, now: Date.now() }),
     storage?: MemoryStorage,
     signalingUrl = signaling.url,
+    config: Partial<EngineConfig> = {},
   ): Node {
     const s = storage ?? new MemoryStorage(signalingUrl, [relay.url]);
     s.settings.signalingUrl = signalingUrl;
@@ -74,7 +78,13 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       storage: s,
       engine: new Engine(
         { user, storage: s },
-        { ...FAST, webSocket: wsFactory(), relayWebSocket: relaySocket, transport: hub.factory(user) },
+        {
+          ...FAST,
+          webSocket: wsFactory(),
+          relayWebSocket: relaySocket,
+          transport: hub.factory(user),
+          ...config,
+        },
       ),
       events: [],
     };
@@ -87,9 +97,10 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
   const stateOf = (n: Node, id: MessageId) => n.storage.messages.get(id)?.state;
   const knowsMailboxOf = (n: Node, peer: Node) => n.storage.secrets.has(SECRET.tx(peer.id));
 
-  /** Two contacts that met once directly, so both hold the other's mailbox. */
-  async function pair(): Promise<[Node, Node]> {
+  /** Two contacts that met once (directly unless `blockDirect`), so both hold the other's mailbox. */
+  async function pair(blockDirect = false): Promise<[Node, Node]> {
     hub = new Hub();
+    hub.blockDirect = blockDirect;
     const a = node("alice");
     const b = node("bob");
     a.storage.addContact(b.user);
@@ -171,5 +182,42 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     for (let i = 0; i < 5; i++) ids.push(await a.engine.send(b.id, `live ${i}`));
     await until(() => ids.every((id) => stateOf(a, id) === "delivered"), "delivered");
     expect(a.events.some((e) => e.type === "message-state" && e.state === "relayed")).toBe(false);
+  });
+
+  it("runs live through the relay when no direct channel opens: both ways, delivered, path relay", async () => {
+    const [a, b] = await pair(true);
+    expect(a.engine.presence(b.id).path).toBe("relay");
+    expect(b.engine.presence(a.id).path).toBe("relay");
+    const m1 = await a.engine.send(b.id, "through the relay");
+    const m2 = await b.engine.send(a.id, "and back");
+    await until(() => stateOf(a, m1) === "delivered" && stateOf(b, m2) === "delivered", "delivered");
+    expect(b.storage.texts(a.id, "in")).toEqual(["through the relay"]);
+    expect(a.storage.texts(b.id, "in")).toEqual(["and back"]);
+    // Live, not mailbox: nothing was ever "relayed".
+    expect([...a.events, ...b.events].some((e) => e.type === "message-state" && e.state === "relayed")).toBe(
+      false,
+    );
+  });
+
+  it("switches to direct when a direct channel becomes possible", async () => {
+    hub = new Hub();
+    hub.blockDirect = true;
+    const a = node("alice", undefined, undefined, undefined, { directRetryMs: 300 });
+    const b = node("bob", undefined, undefined, undefined, { directRetryMs: 300 });
+    a.storage.addContact(b.user);
+    b.storage.addContact(a.user);
+    await a.engine.start();
+    await b.engine.start();
+    await until(
+      () => a.engine.presence(b.id).path === "relay" && b.engine.presence(a.id).path === "relay",
+      "on the relay",
+    );
+    hub.blockDirect = false;
+    await until(
+      () => a.engine.presence(b.id).path === "direct" && b.engine.presence(a.id).path === "direct",
+      "direct",
+    );
+    const m = await a.engine.send(b.id, "now direct");
+    await until(() => stateOf(a, m) === "delivered", "delivered");
   });
 });

@@ -120,7 +120,17 @@ export class MemoryStorage implements EngineStorage {
 export class TestLink extends QueueLink implements DialedLink {
   peer: TestLink | undefined;
   cut = false;
-  readonly opened = Promise.resolve();
+  readonly opened: Promise<void>;
+  /** `neverOpens`: stands for a data channel whose ICE never connects (opened rejects on close). */
+  constructor(neverOpens = false) {
+    super(neverOpens ? "connecting" : "open");
+    this.opened = neverOpens
+      ? this.closed.then((info) =>
+          Promise.reject(Object.assign(new Error(info.reason), { code: info.reason })),
+        )
+      : Promise.resolve();
+    this.opened.catch(() => {});
+  }
   protected transmit(m: Uint8Array): void {
     if (this.cut) return;
     const copy = m.slice();
@@ -144,6 +154,8 @@ export class Hub {
   readonly endpoints = new Map<string, TransportDeps>();
   readonly links: TestLink[] = [];
   offers = 0;
+  /** No direct channel ever opens (offers still reach the peer, as with blocked UDP). */
+  blockDirect = false;
   factory(self: UserIdentity) {
     const key = self.identity.verified.identity_key;
     const hex = toHex(key);
@@ -152,8 +164,8 @@ export class Hub {
       return {
         path: "direct",
         dial: (peer) => {
-          const mine = new TestLink();
-          const theirs = new TestLink();
+          const mine = new TestLink(this.blockDirect);
+          const theirs = new TestLink(this.blockDirect);
           mine.peer = theirs;
           theirs.peer = mine;
           this.links.push(mine, theirs);

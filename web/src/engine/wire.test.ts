@@ -9,7 +9,12 @@ import { describe, expect, it } from "vitest";
 import { encodeCanonical } from "../../../core/wire/codec.ts";
 import { padToBucket } from "../../../core/wire/padding.ts";
 import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
-import { decodeSignalPayload, encodeSignalPayload, type SignalPayload } from "../net/signal-payload.ts";
+import {
+  decodeSignalPayload,
+  encodeSignalPayload,
+  envelopeKind,
+  type SignalPayload,
+} from "../net/signal-payload.ts";
 import {
   type AppMessage,
   decodeAppMessage,
@@ -147,11 +152,13 @@ describe("signaling payloads", () => {
     { kind: "ice", conn, candidate: "candidate:1 1 udp 1 198.18.0.1 5000 typ host", mid: "0", index: 0 },
     { kind: "ice", conn, candidate: "" },
     { kind: "bye", conn, reason: "glare" },
+    { kind: "relay-offer", conn, url: "wss://relay.example/relay", sid: new Uint8Array(24).fill(7) },
+    { kind: "relay-answer", conn, sid: new Uint8Array(24).fill(9) },
   ];
 
   it("round-trip; the bye example of docs/protocol/chat.md", () => {
     for (const p of samples)
-      expect(decodeSignalPayload(p.kind, encodeSignalPayload(p))).toEqual({ ok: true, value: p });
+      expect(decodeSignalPayload(envelopeKind(p), encodeSignalPayload(p))).toEqual({ ok: true, value: p });
     expect(doc).toContain(hex(encodeSignalPayload({ kind: "bye", conn, reason: "glare" })));
   });
 
@@ -162,6 +169,14 @@ describe("signaling payloads", () => {
     );
     expect(decodeSignalPayload("offer", encodeCanonical({ c: conn.subarray(0, 7), sdp: "" })).ok).toBe(false);
     expect(decodeSignalPayload("bye", encodeCanonical({ c: conn, r: "because" })).ok).toBe(false);
+    // A relay offer must name a WebSocket URL; an answer carries no URL.
+    const sid = new Uint8Array(24);
+    expect(decodeSignalPayload("offer", encodeCanonical({ c: conn, rs: sid, ru: "http://x/relay" })).ok).toBe(
+      false,
+    );
+    expect(decodeSignalPayload("answer", encodeCanonical({ c: conn, rs: sid, ru: "ws://x/relay" })).ok).toBe(
+      false,
+    );
     const unsorted = new Uint8Array([0x82, 0xa3, 0x73, 0x64, 0x70, 0xa0, 0xa1, 0x63, 0xc4, 0x08, ...conn]);
     const r = decodeSignalPayload("offer", unsorted);
     expect(!r.ok && r.error.code).toBe("LOFT_ERR_MALFORMED");

@@ -26,6 +26,7 @@ import {
   CONN_ID_BYTES,
   decodeSignalPayload,
   encodeSignalPayload,
+  envelopeKind,
   type SignalPayload,
 } from "./signal-payload.ts";
 import { WebRtcLink } from "./webrtc-link.ts";
@@ -142,10 +143,12 @@ export class DirectTransport implements LiveTransport {
         ...(typeof s.candidate.sdpMLineIndex === "number" ? { index: s.candidate.sdpMLineIndex } : {}),
       };
     else return; // renegotiation requests: a data-channel-only connection never needs them
-    this.#o.signaling.signal(peer, payload.kind, encodeSignalPayload(payload)).catch((e: SignalingError) => {
-      // The envelope did not reach the peer: without it this attempt cannot succeed.
-      link.close(e.code ?? "UNREACHABLE", e.message);
-    });
+    this.#o.signaling
+      .signal(peer, envelopeKind(payload), encodeSignalPayload(payload))
+      .catch((e: SignalingError) => {
+        // The envelope did not reach the peer: without it this attempt cannot succeed.
+        link.close(e.code ?? "UNREACHABLE", e.message);
+      });
   }
 
   #bye(peer: Uint8Array, conn: Uint8Array, reason: ByeReason): void {
@@ -206,6 +209,8 @@ export class DirectTransport implements LiveTransport {
         attempt?.link.close(DIRECT_CLOSE.bye(p.reason), `the peer said ${p.reason}`);
         this.#early.delete(key);
         return;
+      default:
+        return; // live relay links (relay-live.ts)
     }
   }
 

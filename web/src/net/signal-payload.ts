@@ -7,6 +7,10 @@
  *   offer / answer := { c: bin(8), sdp: str }
  *   ice            := { c: bin(8), cand: str, mid?: str, idx?: uint }
  *   bye            := { c: bin(8), r: "refused" | "glare" | "cancelled" | "busy" }
+ *   relay offer    := { c: bin(8), rs: bin(24), ru: str }   (kind "offer": a live link through the
+ *                     relay at `ru`; `rs` is the sender id of the dialer's receiving queue there)
+ *   relay answer   := { c: bin(8), rs: bin(24) }            (kind "answer": the answerer's queue on
+ *                     the same relay; each side secures the other's queue with its own key, SKEY)
  *
  * canonical MessagePack. `c` names one connection attempt: the dialer picks it at random, every
  * answer, candidate and bye for that attempt carries it, so a late candidate from an old attempt
@@ -34,13 +38,28 @@ const iceSchema = v.strictObject({
   idx: v.optional(uintSchema(0xffff)),
 });
 const byeSchema = v.strictObject({ c: connId, r: v.picklist(BYE_REASONS) });
+export const RELAY_QUEUE_ID_BYTES = 24;
+export const MAX_RELAY_URL_CHARS = 256;
+const relayOfferSchema = v.strictObject({
+  c: connId,
+  rs: bytesSchema(RELAY_QUEUE_ID_BYTES),
+  ru: v.pipe(v.string(), v.maxLength(MAX_RELAY_URL_CHARS), v.regex(/^wss?:\/\/[^\s]+$/)),
+});
+const relayAnswerSchema = v.strictObject({ c: connId, rs: bytesSchema(RELAY_QUEUE_ID_BYTES) });
 
 const LIMITS = { maxBytes: 16_384, maxStrLength: MAX_SDP_CHARS, maxMapLength: 4, maxArrayLength: 0 };
 
 export type SignalPayload =
   | { kind: "offer" | "answer"; conn: Uint8Array; sdp: string }
   | { kind: "ice"; conn: Uint8Array; candidate: string; mid?: string; index?: number }
-  | { kind: "bye"; conn: Uint8Array; reason: ByeReason };
+  | { kind: "bye"; conn: Uint8Array; reason: ByeReason }
+  | { kind: "relay-offer"; conn: Uint8Array; url: string; sid: Uint8Array }
+  | { kind: "relay-answer"; conn: Uint8Array; sid: Uint8Array };
+
+/** The signaling envelope kind that carries a payload. */
+export function envelopeKind(p: SignalPayload): SignalKind {
+  return p.kind === "relay-offer" ? "offer" : p.kind === "relay-answer" ? "answer" : p.kind;
+}
 
 export function encodeSignalPayload(p: SignalPayload): Uint8Array {
   switch (p.kind) {
@@ -51,6 +70,10 @@ export function encodeSignalPayload(p: SignalPayload): Uint8Array {
       return encodeCanonical({ c: p.conn, cand: p.candidate, mid: p.mid, idx: p.index });
     case "bye":
       return encodeCanonical({ c: p.conn, r: p.reason });
+    case "relay-offer":
+      return encodeCanonical({ c: p.conn, rs: p.sid, ru: p.url });
+    case "relay-answer":
+      return encodeCanonical({ c: p.conn, rs: p.sid });
   }
 }
 
@@ -67,7 +90,19 @@ function decodeAny(kind: SignalKind, bytes: Uint8Array): Result<SignalPayload> {
     case "offer":
     case "answer": {
       const r = decodeWith(bytes, descriptionSchema, LIMITS);
-      return r.ok ? { ok: true, value: { kind, conn: r.value.c, sdp: r.value.sdp } } : r;
+      if (r.ok) return { ok: true, value: { kind, conn: r.value.c, sdp: r.value.sdp } };
+      if (kind === "offer") {
+        const o = decodeWith(bytes, relayOfferSchema, LIMITS);
+        if (o.ok)
+          return {
+            ok: true,
+            value: { kind: "relay-offer", conn: o.value.c, url: o.value.ru, sid: o.value.rs },
+          };
+      } else {
+        const a = decodeWith(bytes, relayAnswerSchema, LIMITS);
+        if (a.ok) return { ok: true, value: { kind: "relay-answer", conn: a.value.c, sid: a.value.rs } };
+      }
+      return r;
     }
     case "ice": {
       const r = decodeWith(bytes, iceSchema, LIMITS);

@@ -1,0 +1,103 @@
+/**
+ * Live chat through the relay when no direct path exists, in real Chromium through the real
+ * server (`npm run build` first; `node scripts/e2e.mjs test/e2e/relay-fallback.e2e.ts`).
+ *
+ * The direct path is made impossible and only it: an init script drops every remote ICE candidate
+ * (trickled ones and any in the SDP), so no connectivity check is ever sent and no data channel
+ * opens, while WebSockets (signaling, relay) work as usual. The engine gives the direct attempt a
+ * few seconds, then runs the same Noise + ratchet session over a RelayLink (queue pair on the
+ * relay); presence says "via relay", messages reach "delivered" both ways, and none of them went
+ * through the mailbox.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { launchChromium } from "../support/browser.ts";
+import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+import {
+  addByLink,
+  createIdentity,
+  incoming,
+  myLink,
+  openChat,
+  outgoing,
+  sendText,
+  waitForPresence,
+  waitForState,
+} from "../support/loft-ui.ts";
+
+/** Runs in every page before the app: RTCPeerConnection never learns a remote candidate. */
+const NO_DIRECT_PATH = `(() => {
+  const proto = window.RTCPeerConnection && window.RTCPeerConnection.prototype;
+  if (!proto) return;
+  proto.addIceCandidate = function () { return Promise.resolve(); };
+  const setRemote = proto.setRemoteDescription;
+  proto.setRemoteDescription = function (desc, ...rest) {
+    if (desc && typeof desc.sdp === "string")
+      desc = { type: desc.type, sdp: desc.sdp.split("\\r\\n").filter((l) => !l.startsWith("a=candidate")).join("\\r\\n") };
+    return setRemote.call(this, desc, ...rest);
+  };
+})();`;
+
+describe("live chat through the relay when no direct path comes up", () => {
+  let loft: LoftProcess;
+  let dataDir: string;
+  let browser: Browser;
+  let alice: BrowserContext;
+  let bob: BrowserContext;
+  let a: Page;
+  let b: Page;
+  const logs: string[] = [];
+
+  beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), "loft-e2e-fallback-"));
+    loft = await startLoft({ args: ["--relay-data-dir", dataDir] });
+    browser = await launchChromium();
+    alice = await browser.newContext();
+    bob = await browser.newContext();
+    await alice.addInitScript(NO_DIRECT_PATH);
+    await bob.addInitScript(NO_DIRECT_PATH);
+    a = await alice.newPage();
+    b = await bob.newPage();
+    for (const [name, page] of [
+      ["alice", a],
+      ["bob", b],
+    ] as const)
+      page.on("console", (m) => logs.push(`${(performance.now() / 1000).toFixed(2)} ${name}: ${m.text()}`));
+  });
+  afterAll(async () => {
+    if (process.env.LOFT_E2E_LOGS) console.log(logs.join("\n"));
+    await browser?.close();
+    await loft?.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("chats both ways through the relay; presence says so; every message is delivered", async () => {
+    await createIdentity(a, loft.url, "Alice");
+    await createIdentity(b, loft.url, "Bob");
+    const aliceId = await addByLink(b, await myLink(a));
+    const bobId = await addByLink(a, await myLink(b));
+    await openChat(a, bobId);
+    await openChat(b, aliceId);
+    await waitForPresence(a, "online · via relay");
+    await waitForPresence(b, "online · via relay");
+
+    await sendText(a, "hello over the relay");
+    await incoming(b, "hello over the relay").waitFor({ timeout: 30_000 });
+    await waitForState(a, "hello over the relay", "delivered");
+    await sendText(b, "the relay carries this too");
+    await incoming(a, "the relay carries this too").waitFor({ timeout: 30_000 });
+    await waitForState(b, "the relay carries this too", "delivered");
+    for (let i = 1; i <= 5; i++) await sendText(a, `relay burst ${i}`);
+    await incoming(b, "relay burst 5").waitFor({ timeout: 30_000 });
+    await waitForState(a, "relay burst 5", "delivered");
+
+    expect(await outgoing(a, "hello over the relay").getAttribute("data-state")).toBe("delivered");
+    expect(logs.some((l) => l.includes("going through the relay"))).toBe(true);
+    // The direct channel never opened: no selected ICE candidate pair was ever logged.
+    expect(logs.some((l) => / path [0-9a-f]{8}: /.test(l))).toBe(false);
+    await waitForPresence(a, "online · via relay");
+  });
+});

@@ -1,0 +1,239 @@
+/**
+ * Live links through the relay (DESIGN.md, Transports: "a WebSocket to relay-ws/, used live when
+ * no direct path comes up"; docs/protocol/mailbox.md, "Live fallback"): a core/relay `RelayLink`
+ * over a pair of fresh queues on the dialer's relay, set up through signed signaling envelopes the
+ * way a WebRTC offer/answer is. The same Noise XXhfs handshake (link kind "relay") and ratchet run
+ * over it as over a data channel; the relay sees only padded, re-encrypted blocks.
+ *
+ *   dialer                                   signaling                     answerer
+ *   NEW (own queue Qa, not subscribed)
+ *   relay offer {c, ru: relay URL, rs: sid(Qa)}  ─────────────────────▶  (engine accepts: known contact)
+ *                                                                        NEW Qb on ru; SKEY sid(Qa) with
+ *                                                                        its own fresh key; SUB Qb
+ *                                      ◀─────────────────────  relay answer {c, rs: sid(Qb)}
+ *   SKEY sid(Qb) with a fresh key; SUB Qa: open
+ *
+ * Each side secures the other's queue with a key it made itself (SMP v9 "SKEY"), so only the two
+ * peers can SEND into the pair: the signaling server learns queue ids but cannot inject a byte (a
+ * forged answer makes SKEY fail, which only ends the attempt). Both queues are deleted when the
+ * link closes. A refusal or an abandoned attempt travels as `bye`, as for direct links.
+ */
+import { toHex } from "../../../core/bytes.ts";
+import { LoftError } from "../../../core/errors.ts";
+import type { Link, LinkCloseInfo } from "../../../core/link/link.ts";
+import { QueueLink } from "../../../core/link/queue-link.ts";
+import type { RecipientQueue, RelayClient } from "../../../core/relay/client.ts";
+import { isRelayError } from "../../../core/relay/errors.ts";
+import { RelayLink } from "../../../core/relay/live-link.ts";
+import type { SignalingClient } from "../../../core/signaling/client.ts";
+import type { SignalEnvelope } from "../../../core/wire/signaling.ts";
+import type { DialedLink, IncomingOffer, LiveTransport, TransportDeps } from "../engine/transport.ts";
+import type { RelayPool } from "./relay-pool.ts";
+import {
+  type ByeReason,
+  CONN_ID_BYTES,
+  decodeSignalPayload,
+  encodeSignalPayload,
+  envelopeKind,
+  type SignalPayload,
+} from "./signal-payload.ts";
+
+/** A link that opens once its relay queue pair is set up; then it forwards to the RelayLink. */
+export class RelayDialLink extends QueueLink implements DialedLink {
+  readonly opened: Promise<void>;
+  #resolve!: () => void;
+  #reject!: (e: unknown) => void;
+  #inner: Link | undefined;
+
+  constructor() {
+    super("connecting");
+    this.opened = new Promise<void>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    this.opened.catch(() => {});
+    void this.closed.then((info) => this.#reject(new LoftError("LOFT_ERR_LINK_CLOSED", info.reason)));
+  }
+
+  get isOpen(): boolean {
+    return this.#inner !== undefined;
+  }
+
+  attach(inner: Link): void {
+    if (this.state === "closed") {
+      inner.close("closed");
+      return;
+    }
+    this.#inner = inner;
+    this.markOpen();
+    this.#resolve();
+    void (async () => {
+      for (;;) {
+        let m: Uint8Array;
+        try {
+          m = await inner.receive();
+        } catch {
+          return;
+        }
+        this.deliver(m);
+      }
+    })();
+    void inner.closed.then((info) =>
+      this.finish(
+        { reason: info.reason, ...(info.detail === undefined ? {} : { detail: info.detail }) },
+        false,
+      ),
+    );
+  }
+
+  protected transmit(message: Uint8Array): void {
+    if (!this.#inner) throw new LoftError("LOFT_ERR_LINK_CLOSED", "the relay link is not open yet");
+    this.#inner.send(message);
+  }
+
+  protected teardown(info: LinkCloseInfo): void {
+    this.#inner?.close(info.reason, info.detail);
+  }
+}
+
+interface Attempt {
+  link: RelayDialLink;
+  peer: Uint8Array;
+  conn: Uint8Array;
+  client?: RelayClient;
+  own?: RecipientQueue;
+  answered: boolean;
+}
+
+const reasonOf = (e: unknown): [string, string] =>
+  isRelayError(e) || e instanceof LoftError
+    ? [e.code, e.message]
+    : [(e as { code?: string })?.code ?? "LOFT_ERR_LINK_CLOSED", (e as Error)?.message ?? String(e)];
+
+export class RelayLiveTransport implements LiveTransport {
+  readonly path = "relay" as const;
+  readonly #signaling: SignalingClient;
+  readonly #pool: RelayPool;
+  readonly #url: string;
+  readonly #onOffer: (offer: IncomingOffer) => void;
+  readonly #attempts = new Map<string, Attempt>();
+  readonly #off: () => void;
+
+  constructor(deps: TransportDeps) {
+    if (!deps.relay) throw new Error("RelayLiveTransport needs the engine's relay pool");
+    this.#signaling = deps.signaling;
+    this.#pool = deps.relay.pool;
+    this.#url = deps.relay.url;
+    this.#onOffer = deps.onOffer;
+    this.#off = deps.signaling.on((event) => {
+      if (event.type === "signal") this.#onEnvelope(event.envelope);
+    });
+  }
+
+  close(): void {
+    this.#off();
+    for (const a of this.#attempts.values()) a.link.close("transport-closed");
+    this.#attempts.clear();
+  }
+
+  dial(peer: Uint8Array): RelayDialLink {
+    const conn = crypto.getRandomValues(new Uint8Array(CONN_ID_BYTES));
+    const link = new RelayDialLink();
+    const a: Attempt = { link, peer: peer.slice(), conn, answered: false };
+    const key = `${toHex(peer)}/${toHex(conn)}`;
+    this.#attempts.set(key, a);
+    void link.closed.then((info) => {
+      this.#attempts.delete(key);
+      this.#dropQueue(a.client, a.own);
+      if (!link.isOpen && !info.reason.startsWith("bye-") && info.reason !== "transport-closed")
+        this.#bye(a.peer, conn, "cancelled");
+    });
+    void (async () => {
+      const client = await this.#pool.client(this.#url);
+      const own = await client.createQueue({ subscribe: false });
+      a.client = client;
+      a.own = own;
+      if (link.state === "closed") return this.#dropQueue(client, own);
+      await this.#send(peer, { kind: "relay-offer", conn, url: this.#url, sid: own.senderId });
+    })().catch((e: unknown) => link.close(...reasonOf(e)));
+    return link;
+  }
+
+  #dropQueue(client: RelayClient | undefined, own: RecipientQueue | undefined): void {
+    if (client && own && !client.closed) client.deleteQueue(own).catch(() => {});
+  }
+
+  #send(peer: Uint8Array, p: SignalPayload): Promise<void> {
+    return this.#signaling.signal(peer, envelopeKind(p), encodeSignalPayload(p));
+  }
+
+  #bye(peer: Uint8Array, conn: Uint8Array, reason: ByeReason): void {
+    this.#send(peer, { kind: "bye", conn, reason }).catch(() => {});
+  }
+
+  #onEnvelope(e: SignalEnvelope): void {
+    const decoded = decodeSignalPayload(e.kind, e.payload);
+    if (!decoded.ok) return; // reported by the direct transport, which reads every envelope too
+    const p = decoded.value;
+    const key = `${toHex(e.from)}/${toHex(p.conn)}`;
+    switch (p.kind) {
+      case "relay-offer":
+        this.#offered(e.from.slice(), p.conn.slice(), p.url, p.sid.slice());
+        return;
+      case "relay-answer": {
+        const a = this.#attempts.get(key);
+        if (!a?.client || !a.own || a.answered || a.link.state === "closed") return;
+        a.answered = true;
+        void this.#connect(a, a.client, a.own, p.sid.slice());
+        return;
+      }
+      case "bye":
+        this.#attempts.get(key)?.link.close(`bye-${p.reason}`, `the peer said ${p.reason}`);
+        return;
+      default:
+        return;
+    }
+  }
+
+  async #connect(a: Attempt, client: RelayClient, own: RecipientQueue, sid: Uint8Array): Promise<void> {
+    try {
+      const theirs = await client.senderSecure({ senderId: sid });
+      const relayLink = await RelayLink.open(client, own, theirs);
+      a.link.attach(relayLink);
+    } catch (e) {
+      a.link.close(...reasonOf(e));
+    }
+  }
+
+  #offered(from: Uint8Array, conn: Uint8Array, url: string, sid: Uint8Array): void {
+    let decided = false;
+    this.#onOffer({
+      from,
+      path: "relay",
+      accept: () => {
+        if (decided) throw new Error("offer already decided");
+        decided = true;
+        const link = new RelayDialLink();
+        let client: RelayClient | undefined;
+        let own: RecipientQueue | undefined;
+        void link.closed.then(() => this.#dropQueue(client, own));
+        void (async () => {
+          client = await this.#pool.client(url);
+          own = await client.createQueue({ subscribe: false });
+          if (link.state === "closed") return this.#dropQueue(client, own);
+          const theirs = await client.senderSecure({ senderId: sid });
+          const relayLink = await RelayLink.open(client, own, theirs);
+          // Subscribed before answering: the dialer's first handshake message finds us listening.
+          link.attach(relayLink);
+          await this.#send(from, { kind: "relay-answer", conn, sid: own.senderId });
+        })().catch((e: unknown) => link.close(...reasonOf(e)));
+        return link;
+      },
+      refuse: (reason) => {
+        if (decided) return;
+        decided = true;
+        this.#bye(from, conn, reason);
+      },
+    });
+  }
+}

@@ -41,6 +41,9 @@ interface Conn {
   keep: boolean;
   failures: number;
   timer?: ReturnType<typeof setTimeout>;
+  /** After a failure: until `retryAt`, `client()` fails at once with `lastError` (backoff). */
+  lastError?: RelayError;
+  retryAt: number;
 }
 
 export class RelayPool {
@@ -55,7 +58,7 @@ export class RelayPool {
   #conn(url: string): Conn {
     let c = this.#conns.get(url);
     if (!c) {
-      c = { url, subs: new Map(), keep: false, failures: 0 };
+      c = { url, subs: new Map(), keep: false, failures: 0, retryAt: 0 };
       this.#conns.set(url, c);
     }
     return c;
@@ -79,6 +82,7 @@ export class RelayPool {
     if (this.#closed) return Promise.reject(new RelayError("LOFT_ERR_LINK_CLOSED", "stopped"));
     const c = this.#conn(url);
     if (c.client && !c.client.closed) return Promise.resolve(c.client);
+    if (!c.connecting && c.lastError && Date.now() < c.retryAt) return Promise.reject(c.lastError);
     if (!c.connecting) {
       clearTimeout(c.timer);
       c.connecting = this.#open(c).finally(() => {
@@ -102,6 +106,7 @@ export class RelayPool {
     } catch (e) {
       const error = isRelayError(e) ? e : new RelayError("LOFT_ERR_LINK_CLOSED", (e as Error).message);
       c.failures++;
+      c.lastError = error;
       this.#o.onState(c.url, "unreachable", error);
       this.#scheduleReconnect(c);
       throw error;
@@ -112,12 +117,14 @@ export class RelayPool {
     }
     c.client = client;
     c.failures = 0;
+    c.lastError = undefined;
     this.#o.onState(c.url, "connected");
     void client.done.then((why) => {
       if (c.client !== client) return;
       c.client = undefined;
       if (this.#closed) return;
       this.#o.log(`relay connection closed: ${why.code}`);
+      c.lastError = why;
       this.#o.onState(c.url, "unreachable", why);
       this.#scheduleReconnect(c);
     });
@@ -127,10 +134,11 @@ export class RelayPool {
   }
 
   #scheduleReconnect(c: Conn): void {
-    if (this.#closed || (!c.keep && c.subs.size === 0)) return;
-    clearTimeout(c.timer);
     const ceiling = Math.min(this.#o.backoffMaxMs, this.#o.backoffInitialMs * 2 ** Math.min(c.failures, 16));
     const delay = Math.floor(Math.random() * ceiling) + 200;
+    c.retryAt = Date.now() + delay;
+    if (this.#closed || (!c.keep && c.subs.size === 0)) return;
+    clearTimeout(c.timer);
     c.timer = setTimeout(() => {
       this.client(c.url).catch(() => {});
     }, delay);

@@ -29,6 +29,11 @@ export async function refuseIfBlocked(storage: LoftStorage | EngineStartOptions[
       kind: "contact-rejected",
       message: `You blocked ${c.username}. Unblock them first.`,
     });
+  if (c.request)
+    throw new EngineRefusal({
+      kind: "contact-request",
+      message: `Accept ${c.username}'s contact request first.`,
+    });
   if (c.pending)
     throw new EngineRefusal({
       kind: "identity-change-pending",

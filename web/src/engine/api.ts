@@ -120,6 +120,13 @@ export interface ContactRecord {
   pending?: PendingIdentityChange;
   /** Signaling and relay endpoints from the contact link the contact was added with. */
   endpoints?: ContactEndpoints;
+  /**
+   * A first-contact request (someone who has our link wrote to us through the relay while we were
+   * offline, docs/protocol/mailbox.md). Until the user accepts (the UI removes this field) the
+   * engine sends nothing to them — no receipts, no replies, no connections; declining makes the
+   * contact Rejected.
+   */
+  request?: { at: number };
 }
 
 /** From the contact link (core/identity/contact-link.ts `ContactLink`). */
@@ -172,6 +179,11 @@ export interface EngineStorage {
 
   getContact(id: ContactId): Promise<ContactRecord | undefined>;
   listContacts(): Promise<ContactRecord[]>;
+  /**
+   * Store a contact the engine learned of itself: a first-contact request (`request` set) from
+   * someone who has our link. Does nothing if the id exists.
+   */
+  addContact(contact: ContactRecord): Promise<void>;
   /** Bump `lastSeen` after a verified handshake. */
   touchContact(id: ContactId, at: number): Promise<void>;
   /**
@@ -240,6 +252,8 @@ export type EngineError =
   | { kind: "contact-rejected"; message: string }
   /** A TOFU change awaits the user's decision: nothing is sent until then. */
   | { kind: "identity-change-pending"; message: string }
+  /** A first-contact request the user has not accepted yet: nothing is sent until then. */
+  | { kind: "contact-request"; message: string }
   /** The message is too large or otherwise refused before sending. */
   | { kind: "message-refused"; message: string }
   /** Anything else; `message` still in plain words, `detail` for logs (never secrets). */
@@ -284,7 +298,10 @@ export type EngineEvent =
   | { type: "identity-change"; contactId: ContactId; change: PendingIdentityChange; candidate: Identity }
   /** A known contact's identity was updated silently (higher version, same keys). */
   | { type: "contact-updated"; contactId: ContactId }
-  /** A contact we did not know connected (added by their link elsewhere); stored as Unknown. */
+  /**
+   * A contact we did not know appeared, already stored: a first-contact request through the relay
+   * (`ContactRecord.request`), which the user accepts or declines.
+   */
   | { type: "contact-added"; contactId: ContactId }
   | { type: "service"; status: ServiceStatus }
   /** An error not tied to one message (e.g. the signaling server went away). */

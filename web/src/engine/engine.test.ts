@@ -81,8 +81,8 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     hub = new Hub();
     const a = node("alice");
     const b = node("bob");
-    a.storage.addContact(b.user);
-    b.storage.addContact(a.user);
+    a.storage.addUser(b.user);
+    b.storage.addUser(a.user);
     await a.engine.start();
     await b.engine.start();
     await until(() => online(a, b) && online(b, a), "both online");
@@ -122,13 +122,13 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     hub = new Hub();
     const a = node("alice");
     const bobUser = createUserIdentity({ username: "bob", now: Date.now() });
-    const bId = a.storage.addContact(bobUser);
+    const bId = a.storage.addUser(bobUser);
     await a.engine.start();
     const ids: MessageId[] = [];
     for (let i = 1; i <= 5; i++) ids.push(await a.engine.send(bId, `queued ${i}`));
     expect(ids.map((id) => stateOf(a, id))).toEqual(["queued", "queued", "queued", "queued", "queued"]);
     const b = node("bob", bobUser);
-    b.storage.addContact(a.user);
+    b.storage.addUser(a.user);
     await b.engine.start();
     await until(() => ids.every((id) => stateOf(a, id) === "delivered"), "all delivered");
     expect(b.storage.texts(a.id, "in")).toEqual(["queued 1", "queued 2", "queued 3", "queued 4", "queued 5"]);
@@ -188,8 +188,8 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     hub = new Hub();
     const a = node("alice");
     const b = node("bob");
-    a.storage.addContact(b.user);
-    b.storage.addContact(a.user);
+    a.storage.addUser(b.user);
+    b.storage.addUser(a.user);
     await Promise.all([a.engine.start(), b.engine.start()]);
     // Both learn the other is online and both try at once (through `connect` too).
     a.engine.connect(b.id);
@@ -227,7 +227,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     hub = new Hub();
     const storage = new MemoryStorage("ws://127.0.0.1:9/signal"); // discard port: nothing listens
     const a = node("alice", undefined, storage);
-    const bId = a.storage.addContact(createUserIdentity({ username: "bob", now: Date.now() }));
+    const bId = a.storage.addUser(createUserIdentity({ username: "bob", now: Date.now() }));
     await a.engine.start();
     await until(() => a.engine.serviceStatus().signaling === "unreachable", "unreachable");
     const err = a.events.find((e) => e.type === "error");
@@ -240,7 +240,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     hub = new Hub();
     const a = node("alice");
     const stranger = node("mallory");
-    stranger.storage.addContact(a.user);
+    stranger.storage.addUser(a.user);
     await a.engine.start();
     await stranger.engine.start();
     await until(

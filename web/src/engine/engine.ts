@@ -21,8 +21,17 @@ import { randomBytes } from "@noble/hashes/utils.js";
 import { equalBytes, toHex, wipe } from "../../../core/bytes.ts";
 import { decodeIdentity, encodeIdentity } from "../../../core/identity/identity.ts";
 import { decideIdentity } from "../../../core/identity/tofu.ts";
+import {
+  acceptInitialMessage,
+  createPrekeyStore,
+  decodeInitialMessage,
+  encodeInitialMessage,
+  initiateSession,
+  replenishOneTimePrekeys,
+  rotateSignedPrekeys,
+} from "../../../core/prekey/index.ts";
 import { canSend, type RatchetKeyPair, ratchetDecrypt, ratchetEncrypt } from "../../../core/ratchet/index.ts";
-import type { RelayMessage } from "../../../core/relay/client.ts";
+import type { RelayMessage, SenderQueue } from "../../../core/relay/client.ts";
 import { newAuthKeyPair } from "../../../core/relay/crypto.ts";
 import { isRelayError, type RelayError } from "../../../core/relay/errors.ts";
 import { SEND_ID_LENGTH } from "../../../core/relay/protocol.ts";
@@ -57,17 +66,40 @@ import {
 } from "./api.ts";
 import { describeFailure, PEER_LEFT_ON_PURPOSE, QUIET_REASONS, relayUnreachable } from "./errors.ts";
 import {
+  type AddressQueue,
+  decodeAddress,
   decodeMailboxBody,
   decodeRx,
   decodeTx,
+  encodeAddress,
   encodeRx,
   encodeTx,
+  introBody,
+  MAX_PART,
   PieceBuffer,
   type RxQueue,
   ratchetBodies,
   SECRET,
   type TxQueue,
 } from "./mailbox.ts";
+import {
+  ADDRESS_REF,
+  type AddressRef,
+  decodeAddressRef,
+  decodeIntro,
+  decodePrekeyState,
+  encodeAddressRef,
+  encodeIntro,
+  encodePrekeyState,
+  fetchedBundle,
+  type IntroState,
+  ONE_TIME_TARGET,
+  oneTimeEntries,
+  type PrekeyState,
+  prekeyRatchetId,
+  publishedBundle,
+  SIGNED_PREKEY_ROTATION_MS,
+} from "./prekeys.ts";
 import {
   bootstrapChatRatchet,
   type ChatRatchet,
@@ -178,6 +210,9 @@ interface Attempt {
 /** Ciphertext of one outgoing message on its way into the contact's mailbox (kept for retries). */
 interface Deposit {
   messageId: MessageId;
+  /** The contact's mailbox (`tx`) or, for a first contact, their contact-address queue (`intro`). */
+  route: "tx" | "intro";
+  target: { url: string; queue: SenderQueue };
   bodies: { body: Uint8Array; sendId: Uint8Array }[];
   next: number;
 }
@@ -219,6 +254,12 @@ interface Peer {
   receipts: Set<string>;
   receiptTimer?: ReturnType<typeof setTimeout>;
   upgradeTimer?: ReturnType<typeof setTimeout>;
+  /** The contact-address reference from their link (offline first contact). */
+  addressRef?: AddressRef;
+  /** A first contact we started through their contact address, until they reply. */
+  intro?: IntroState;
+  /** A first-contact request the user has not accepted (ContactRecord.request). */
+  request: boolean;
 }
 
 class Refused extends Error {
@@ -231,6 +272,7 @@ function refusalFor(c: ContactRecord | undefined): EngineError | undefined {
   if (!c) return { kind: "internal", message: "This contact no longer exists." };
   if (c.trust === "rejected")
     return { kind: "contact-rejected", message: `You blocked ${c.username}. Unblock them first.` };
+  if (c.request) return { kind: "contact-request", message: `Accept ${c.username}'s contact request first.` };
   if (c.pending)
     return {
       kind: "identity-change-pending",
@@ -267,6 +309,16 @@ export class Engine implements ChatEngine {
   /** Our receiving queues: recipient id (hex) → contact. */
   readonly #rids = new Map<string, ContactId>();
   #relayDown = false;
+  /** Our prekey store and contact-address queue (offline first contact). */
+  #prekeys: PrekeyState | undefined;
+  #address: AddressQueue | undefined;
+  #addressReady: Promise<void> = Promise.resolve();
+  #addressTimer: ReturnType<typeof setTimeout> | undefined;
+  #addressFailures = 0;
+  /** Serializes prekey-store use and contact-address processing (stores retire on each change). */
+  #addressChain: Promise<unknown> = Promise.resolve();
+  /** Base keys of first contacts we accepted (hex) → contact: routes their repeated headers. */
+  readonly #bases = new Map<string, ContactId>();
   #signalingUrl = "";
   #started = false;
   #stopped = false;
@@ -315,6 +367,7 @@ export class Engine implements ChatEngine {
       this.#setService({ relay: "connecting" });
       this.#pool.keep(ownRelay);
       await this.#loadMailboxes();
+      this.#addressReady = this.#setupAddress();
     }
     if (!settings.signalingUrl) {
       this.#setService({ signaling: "disabled" });
@@ -361,6 +414,7 @@ export class Engine implements ChatEngine {
       p.attempt?.link.close("stopped");
       p.live?.session.close("stopped");
     }
+    clearTimeout(this.#addressTimer);
     this.#direct?.close();
     this.#relayLive?.close();
     this.#signaling?.close();
@@ -474,6 +528,10 @@ export class Engine implements ChatEngine {
       }
       const p = this.#peerFor(c);
       p.name = c.username;
+      const wasRequest = p.request;
+      p.request = c.request !== undefined;
+      const ref = addressRefOf(c).addressRef;
+      if (ref) p.addressRef = ref;
       const refusal = refusalFor(c);
       p.blocked = refusal !== undefined;
       p.rejected = c.trust === "rejected";
@@ -492,6 +550,8 @@ export class Engine implements ChatEngine {
         this.#maybeDial(p, "changed");
         // A new contact gets its mailbox now, announced on the first session.
         void this.#ensureRx(p);
+        if (wasRequest) void this.#afterAccept(p);
+        else if (!p.live) this.#allowMailbox(p, this.#reachableLive(p) ? this.#cfg.mailboxDelayMs : 0);
       }
     })();
   }
@@ -554,6 +614,8 @@ export class Engine implements ChatEngine {
         flushing: false,
         flushAgain: false,
         mailboxAt: Number.POSITIVE_INFINITY,
+        request: c.request !== undefined,
+        ...addressRefOf(c),
         relayFailures: 0,
         pieces: new PieceBuffer(MAX_MAILBOX_MESSAGE),
         receipts: new Set(),
@@ -1194,6 +1256,7 @@ export class Engine implements ChatEngine {
       return;
     }
     await this.#saveRatchet(peer, { id: r.id, state: opened.value.state });
+    if (peer.intro) await this.#introDone(peer);
     const app = decodeAppMessage(opened.value.plaintext);
     wipe(opened.value.plaintext);
     if (!app.ok) {
@@ -1261,7 +1324,7 @@ export class Engine implements ChatEngine {
           if (live) {
             if (!peer.ratchet || !canSend(peer.ratchet.state)) return;
             if (live.sent.has(entry.messageId)) continue;
-          } else if (!(await this.#mailboxReady(peer))) return;
+          } else if (!(await this.#mailboxRoute(peer))) return;
           const m = await this.#storage.getMessage(entry.messageId);
           if (m?.direction !== "out" || m.state === "delivered") {
             await this.#storage.deleteOutbox(entry.messageId);
@@ -1310,6 +1373,13 @@ export class Engine implements ChatEngine {
         wipe(tx);
         if (r.ok) p.tx = r.value;
       }
+      const intro = await this.#storage.loadSecret(SECRET.intro(p.id));
+      if (intro) {
+        const r = decodeIntro(intro);
+        if (r.ok) p.intro = r.value;
+      }
+      const base = await this.#storage.loadSecret(SECRET.base(p.id));
+      if (base) this.#bases.set(toHex(base), p.id);
     }
     void (async () => {
       for (const p of [...this.#peers.values()]) if (!p.rx && !p.rejected) await this.#ensureRx(p);
@@ -1367,8 +1437,9 @@ export class Engine implements ChatEngine {
         .then((c) => c.deleteQueue(rx.queue))
         .catch(() => {});
     }
-    await this.#storage.deleteSecret(SECRET.rx(peer.id)).catch(() => {});
-    await this.#storage.deleteSecret(SECRET.tx(peer.id)).catch(() => {});
+    for (const name of [SECRET.rx, SECRET.tx, SECRET.intro, SECRET.base])
+      await this.#storage.deleteSecret(name(peer.id)).catch(() => {});
+    for (const [k, id] of this.#bases) if (id === peer.id) this.#bases.delete(k);
   }
 
   /** Tell the contact, inside the session, where to leave messages for us when we are offline. */
@@ -1422,11 +1493,19 @@ export class Engine implements ChatEngine {
     peer.mailboxTimer = setTimeout(() => void this.#flush(peer), Math.max(0, peer.mailboxAt - Date.now()));
   }
 
-  async #mailboxReady(peer: Peer): Promise<boolean> {
-    if (!this.#pool || !peer.tx || peer.blocked || peer.live || this.#stopped) return false;
-    if (Date.now() < peer.mailboxAt) return false;
+  /**
+   * Where the outbox goes when there is no live session, if anywhere now: the contact's mailbox
+   * (`tx`, from their announcement), or — first contact — their contact-address queue (`intro`).
+   */
+  async #mailboxRoute(peer: Peer): Promise<"tx" | "intro" | undefined> {
+    if (!this.#pool || peer.blocked || peer.live || this.#stopped) return undefined;
+    if (Date.now() < peer.mailboxAt) return undefined;
     const { ratchet } = await this.#serial(peer, () => this.#loadRatchet(peer));
-    return ratchet !== undefined && canSend(ratchet.state);
+    const sendable = ratchet !== undefined && canSend(ratchet.state);
+    if (peer.tx && sendable) return "tx";
+    if (peer.intro && sendable) return "intro";
+    if (!ratchet && !peer.intro && peer.addressRef) return "intro";
+    return undefined;
   }
 
   /** Encrypt one application message with the contact's ratchet, for the mailbox (inside #serial). */
@@ -1444,6 +1523,15 @@ export class Engine implements ChatEngine {
   async #depositMessage(peer: Peer, m: StoredMessage, entry: OutboxEntry): Promise<boolean> {
     let d = peer.deposit?.messageId === m.id ? peer.deposit : undefined;
     if (!d) {
+      if (!peer.tx && !(await this.#readyIntro(peer))) return false;
+      const route = peer.tx ? "tx" : "intro";
+      const intro = peer.intro;
+      const target = peer.tx
+        ? { url: peer.tx.url, queue: peer.tx.queue }
+        : intro
+          ? { url: intro.url, queue: { senderId: intro.sid } }
+          : undefined;
+      if (!target) return false;
       await this.#setState(m, "sending");
       const sealed = await this.#serial(peer, () =>
         this.#seal(peer, { t: "msg", id: m.id, at: m.at, text: m.text }),
@@ -1452,9 +1540,30 @@ export class Engine implements ChatEngine {
         await this.#setState(m, "queued");
         return false;
       }
+      let bodies: Uint8Array[];
+      if (route === "tx" || !intro) bodies = ratchetBodies(sealed);
+      else {
+        // Until the first reply, every message carries the initial header (docs/protocol/prekeys.md).
+        const wrapped = encodeInitialMessage(intro.header, sealed);
+        if (wrapped.length > MAX_PART) {
+          await this.#setState(m, "queued");
+          this.#emit({
+            type: "error",
+            contactId: peer.id,
+            error: {
+              kind: "message-refused",
+              message: `This message is too long for a first contact; it waits until ${peer.name} has replied.`,
+            },
+          });
+          return false;
+        }
+        bodies = [introBody(wrapped)];
+      }
       d = {
         messageId: m.id,
-        bodies: ratchetBodies(sealed).map((body) => ({ body, sendId: randomBytes(SEND_ID_LENGTH) })),
+        route,
+        target,
+        bodies: bodies.map((body) => ({ body, sendId: randomBytes(SEND_ID_LENGTH) })),
         next: 0,
       };
       peer.deposit = d;
@@ -1474,15 +1583,15 @@ export class Engine implements ChatEngine {
    * DUPLICATE ("already stored"), so nothing is stored twice. On failure: backoff and retry.
    */
   async #sendDeposit(peer: Peer, d: Deposit): Promise<boolean> {
-    const tx = peer.tx;
     const pool = this.#pool;
-    if (!tx || !pool) return false;
+    if (!pool) return false;
+    const { url, queue } = d.target;
     try {
-      const client = await pool.client(tx.url);
+      const client = await pool.client(url);
       for (; d.next < d.bodies.length; d.next++) {
         const b = d.bodies[d.next]!;
         try {
-          await client.send(tx.queue, b.body, { sendId: b.sendId });
+          await client.send(queue, b.body, { sendId: b.sendId });
         } catch (e) {
           if (!(isRelayError(e) && e.code === "LOFT_ERR_RELAY_DUPLICATE")) throw e;
         }
@@ -1496,9 +1605,18 @@ export class Engine implements ChatEngine {
     } catch (e) {
       const code = isRelayError(e) ? e.code : "internal";
       this.#cfg.log(`mailbox send to ${peer.id.slice(0, 8)} failed: ${code}`);
+      if (code === "LOFT_ERR_RELAY_AUTH" && d.route === "intro") {
+        this.#setPresence(peer, peer.presence.status, peer.presence.path, {
+          kind: "relay-unreachable",
+          url,
+          message: `${peer.name}'s contact address no longer accepts messages. Ask them for a new link, or wait until you are both online.`,
+        });
+        return false;
+      }
+      const tx = peer.tx;
       if (code === "LOFT_ERR_RELAY_AUTH") {
         // The contact's queue is gone or no longer takes our key: wait for a new announcement.
-        if (peer.tx === tx) {
+        if (tx && tx.queue.senderId === queue.senderId) {
           peer.tx = undefined;
           peer.deposit = undefined;
           await this.#storage.deleteSecret(SECRET.tx(peer.id)).catch(() => {});
@@ -1514,8 +1632,7 @@ export class Engine implements ChatEngine {
         return false;
       }
       peer.relayFailures++;
-      if (!peer.live)
-        this.#setPresence(peer, "offline", undefined, relayUnreachable(tx.url, peer.name, code));
+      if (!peer.live) this.#setPresence(peer, "offline", undefined, relayUnreachable(url, peer.name, code));
       clearTimeout(peer.mailboxTimer);
       peer.mailboxTimer = setTimeout(() => void this.#flush(peer), this.#relayBackoff(peer.relayFailures));
       return false;
@@ -1542,7 +1659,8 @@ export class Engine implements ChatEngine {
 
   /** Receipts go live if a session is up, else into the contact's mailbox. */
   async #sendReceipts(peer: Peer): Promise<void> {
-    while (peer.receipts.size > 0 && !this.#stopped) {
+    // A contact request, a blocked contact or a pending identity decision: nothing goes back.
+    while (peer.receipts.size > 0 && !this.#stopped && !peer.blocked) {
       const ids = [...peer.receipts].slice(0, MAX_RECEIPT_IDS);
       const live = peer.live && peer.live.session.state !== "closed" ? peer.live : undefined;
       let sent = false;
@@ -1552,13 +1670,7 @@ export class Engine implements ChatEngine {
           () => false,
         );
       } else if (peer.tx && this.#pool) {
-        const sealed = await this.#serial(peer, () => this.#seal(peer, { t: "rcpt", ids }));
-        if (!sealed) return;
-        sent = await this.#sendDeposit(peer, {
-          messageId: "",
-          bodies: ratchetBodies(sealed).map((body) => ({ body, sendId: randomBytes(SEND_ID_LENGTH) })),
-          next: 0,
-        });
+        sent = await this.#sendByMailbox(peer, { t: "rcpt", ids });
       } else return; // sent on the next session
       if (!sent) {
         clearTimeout(peer.receiptTimer);
@@ -1576,6 +1688,13 @@ export class Engine implements ChatEngine {
   }
 
   #onRelayMessage(url: string, m: RelayMessage): void {
+    const address = this.#address;
+    if (address && equalBytes(address.queue.recipientId, m.recipientId)) {
+      this.#addressChain = this.#addressChain
+        .then(() => this.#onIntroBody(url, address, m))
+        .catch((e) => this.#cfg.log(`first-contact message failed: ${(e as Error).message}`));
+      return;
+    }
     const id = this.#rids.get(toHex(m.recipientId));
     const peer = id ? this.#peers.get(id) : undefined;
     if (!peer?.rx || !equalBytes(peer.rx.queue.recipientId, m.recipientId)) {
@@ -1622,6 +1741,7 @@ export class Engine implements ChatEngine {
     if (state === "connected") {
       this.#relayDown = false;
       this.#setService({ relay: "connected" });
+      if (!this.#address || this.#prekeys?.bundleSpk === 0) this.#scheduleAddressSetup(0);
     } else if (state === "connecting") {
       if (this.#service.relay !== "unreachable") this.#setService({ relay: "connecting" });
     } else {
@@ -1632,6 +1752,397 @@ export class Engine implements ChatEngine {
       }
     }
   }
+
+  /** One application message into the contact's mailbox (`tx`), sealed now. */
+  async #sendByMailbox(peer: Peer, message: AppMessage): Promise<boolean> {
+    const tx = peer.tx;
+    if (!tx) return false;
+    const sealed = await this.#serial(peer, () => this.#seal(peer, message));
+    if (!sealed) return false;
+    return this.#sendDeposit(peer, {
+      messageId: "",
+      route: "tx",
+      target: { url: tx.url, queue: tx.queue },
+      bodies: ratchetBodies(sealed).map((body) => ({ body, sendId: randomBytes(SEND_ID_LENGTH) })),
+      next: 0,
+    });
+  }
+
+  // ---- offline first contact (docs/protocol/mailbox.md, "First contact") -------------------------
+
+  /** Run `task` after every earlier prekey-store / contact-address task. */
+  #addressSerial<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.#addressChain.then(task, task);
+    this.#addressChain = run.catch(() => {});
+    return run;
+  }
+
+  #scheduleAddressSetup(delayMs: number): void {
+    if (this.#stopped || !this.#pool) return;
+    clearTimeout(this.#addressTimer);
+    this.#addressTimer = setTimeout(() => {
+      this.#addressReady = this.#setupAddress();
+    }, delayMs);
+  }
+
+  /**
+   * Our prekey store (created once), our contact-address queue (created once, subscribed), the
+   * bundle and one-time prekeys published there (rotated weekly, replenished when used).
+   */
+  #setupAddress(): Promise<void> {
+    return this.#addressSerial(async () => {
+      const pool = this.#pool;
+      const url = this.#relayUrls[0];
+      if (!pool || !url || this.#stopped) return;
+      const secret = this.#user.privateIdentityKey;
+      const now = Date.now();
+      try {
+        if (!this.#prekeys) {
+          const blob = await this.#storage.loadSecret(SECRET.prekeys);
+          if (blob) {
+            const r = decodePrekeyState(blob);
+            wipe(blob);
+            if (r.ok) this.#prekeys = r.value;
+            else this.#cfg.log(`stored prekeys unreadable: ${r.error.code}`);
+          }
+          if (!this.#prekeys) {
+            const store = createPrekeyStore({
+              identitySecretKey: secret,
+              now,
+              oneTimePrekeys: ONE_TIME_TARGET,
+              oneTimeKemPrekeys: ONE_TIME_TARGET,
+            });
+            this.#prekeys = { store, published: 0, bundleSpk: 0 };
+            await this.#savePrekeys();
+          }
+        }
+        const pk = this.#prekeys;
+        if (now - pk.store.signedPrekeys[0]!.createdAt > SIGNED_PREKEY_ROTATION_MS) {
+          pk.store = rotateSignedPrekeys(pk.store, { identitySecretKey: secret, now });
+          await this.#savePrekeys();
+        }
+        if (
+          pk.store.oneTimePrekeys.length < ONE_TIME_TARGET ||
+          pk.store.oneTimeKemPrekeys.length < ONE_TIME_TARGET
+        ) {
+          pk.store = replenishOneTimePrekeys(pk.store, {
+            identitySecretKey: secret,
+            oneTimePrekeys: ONE_TIME_TARGET,
+            oneTimeKemPrekeys: ONE_TIME_TARGET,
+          });
+          await this.#savePrekeys();
+        }
+        if (!this.#address) {
+          const blob = await this.#storage.loadSecret(SECRET.address);
+          let address = blob ? decodeAddress(blob) : undefined;
+          if (blob) wipe(blob);
+          if (!address?.ok) {
+            const client = await pool.client(url);
+            const queue = await client.createQueue({ subscribe: false });
+            address = { ok: true, value: { url, queue } };
+            await this.#storage.saveSecret(SECRET.address, encodeAddress(address.value));
+          }
+          this.#address = address.value;
+          pool.subscribe(address.value.url, address.value.queue);
+        }
+        const address = this.#address;
+        const spkId = pk.store.signedPrekeys[0]!.id;
+        const fresh = oneTimeEntries(pk.store, pk.published);
+        if (pk.bundleSpk !== spkId || fresh.entries.length > 0) {
+          const client = await pool.client(address.url);
+          await client.publishPrekeys(address.queue, {
+            ...(pk.bundleSpk !== spkId ? { bundle: publishedBundle(pk.store) } : {}),
+            oneTimePrekeys: fresh.entries,
+          });
+          pk.bundleSpk = spkId;
+          pk.published = fresh.last;
+          await this.#savePrekeys();
+          this.#cfg.log(`prekeys published (${fresh.entries.length} one-time)`);
+        }
+        this.#addressFailures = 0;
+      } catch (e) {
+        this.#addressFailures++;
+        this.#cfg.log(`contact address not ready: ${(e as RelayError).code ?? (e as Error).message}`);
+        this.#scheduleAddressSetup(this.#relayBackoff(this.#addressFailures));
+      }
+    });
+  }
+
+  async #savePrekeys(): Promise<void> {
+    if (!this.#prekeys) return;
+    const blob = encodePrekeyState(this.#prekeys);
+    try {
+      await this.#storage.saveSecret(SECRET.prekeys, blob);
+    } finally {
+      wipe(blob);
+    }
+  }
+
+  async contactLinkRefs(): Promise<Record<string, Uint8Array> | undefined> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.#addressReady,
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, 10_000);
+      }),
+    ]);
+    clearTimeout(timer);
+    const a = this.#address;
+    if (!a || !this.#prekeys || this.#prekeys.bundleSpk === 0) return undefined;
+    return { [ADDRESS_REF]: encodeAddressRef({ url: a.url, sid: a.queue.senderId }) };
+  }
+
+  /**
+   * Initiator: make sure the first-contact session exists and its first message (our identity and
+   * our mailbox for the contact) is on the relay, before any other message goes after it.
+   */
+  async #readyIntro(peer: Peer): Promise<boolean> {
+    if (!peer.intro && !(await this.#startIntro(peer))) return false;
+    const intro = peer.intro;
+    if (!intro) return false;
+    if (intro.sent) return true;
+    const sent = await this.#sendDeposit(peer, {
+      messageId: "",
+      route: "intro",
+      target: { url: intro.url, queue: { senderId: intro.sid } },
+      bodies: [{ body: introBody(intro.first), sendId: randomBytes(SEND_ID_LENGTH) }],
+      next: 0,
+    });
+    if (!sent) return false;
+    intro.sent = true;
+    await this.#storage.saveSecret(SECRET.intro(peer.id), encodeIntro(intro));
+    this.#cfg.log(`first contact with ${peer.id.slice(0, 8)} left at their contact address`);
+    return true;
+  }
+
+  /** PQXDH (core/prekey) against the bundle at the contact's address; our ratchet starts as Alice. */
+  async #startIntro(peer: Peer): Promise<boolean> {
+    const ref = peer.addressRef;
+    const pool = this.#pool;
+    if (!ref || !pool) return false;
+    await this.#addressReady;
+    const rx = await this.#ensureRx(peer);
+    const failed = (code: string, message?: string) => {
+      peer.relayFailures++;
+      this.#cfg.log(`first contact with ${peer.id.slice(0, 8)} not started: ${code}`);
+      if (!peer.live)
+        this.#setPresence(
+          peer,
+          "offline",
+          undefined,
+          message
+            ? { kind: "relay-unreachable", url: ref.url, message }
+            : relayUnreachable(ref.url, peer.name, code),
+        );
+      clearTimeout(peer.mailboxTimer);
+      peer.mailboxTimer = setTimeout(() => void this.#flush(peer), this.#relayBackoff(peer.relayFailures));
+      return false;
+    };
+    if (!rx || !this.#prekeys) return failed("no-mailbox");
+    let fetched: Awaited<ReturnType<Awaited<ReturnType<RelayPool["client"]>>["fetchPrekeys"]>>;
+    try {
+      fetched = await (await pool.client(ref.url)).fetchPrekeys(ref.sid);
+    } catch (e) {
+      const code = isRelayError(e) ? e.code : "internal";
+      if (code === "LOFT_ERR_RELAY_NO_BUNDLE" || code === "LOFT_ERR_RELAY_AUTH")
+        return failed(
+          code,
+          `${peer.name}'s contact address has no keys for a first message yet. Messages wait on this device until you are both online.`,
+        );
+      return failed(code);
+    }
+    const bundle = fetchedBundle(fetched);
+    if (!bundle.ok) return failed(bundle.error.code, `${peer.name}'s contact address holds unusable keys.`);
+    const plaintext = encodeAppMessage({
+      t: "intro",
+      i: new Uint8Array(encodeIdentity(this.#user.identity)),
+      u: rx.url,
+      s: new Uint8Array(rx.queue.senderId),
+      k: new Uint8Array(rx.senderSecret),
+    });
+    const started = await this.#addressSerial(async () =>
+      initiateSession({
+        sender: this.#prekeys!.store,
+        bundle: bundle.value,
+        recipientIdentityKey: peer.key,
+        plaintext,
+        now: Date.now(),
+      }),
+    );
+    wipe(plaintext);
+    if (!started.ok) {
+      // Keys signed by someone else than the contact of the link: never use them.
+      this.#emit({
+        type: "error",
+        contactId: peer.id,
+        error: {
+          kind: "verification-failed",
+          check: "identity-signature",
+          message: `Verification failed: the keys at ${peer.name}'s contact address are not ${peer.name}'s. Nothing was sent.`,
+        },
+      });
+      return failed(
+        started.error.code,
+        `Verification failed for ${peer.name}'s contact address. Nothing was sent.`,
+      );
+    }
+    if (started.value.message.length > MAX_PART)
+      return failed("too-large", "Your identity is too large for a first message.");
+    const intro: IntroState = {
+      url: ref.url,
+      sid: ref.sid,
+      header: started.value.header,
+      first: started.value.message,
+      sent: false,
+    };
+    await this.#serial(peer, () =>
+      this.#saveRatchet(peer, {
+        id: prekeyRatchetId(started.value.header.baseKey),
+        state: started.value.state,
+      }),
+    );
+    await this.#storage.saveSecret(SECRET.intro(peer.id), encodeIntro(intro));
+    peer.intro = intro;
+    return true;
+  }
+
+  /** The contact replied: our first contact is complete; later messages go to their mailbox. */
+  async #introDone(peer: Peer): Promise<void> {
+    if (!peer.intro) return;
+    peer.intro = undefined;
+    peer.deposit = undefined;
+    await this.#storage.deleteSecret(SECRET.intro(peer.id)).catch(() => {});
+  }
+
+  /** Responder: one body from our contact-address queue (inside #addressChain); ACKed when done. */
+  async #onIntroBody(url: string, address: AddressQueue, m: RelayMessage): Promise<void> {
+    const ack = () => this.#pool?.ack(url, address.queue, m.msgId);
+    const item = decodeMailboxBody(m.body);
+    if (!item.ok || item.value.type !== "intro") return ack();
+    const bytes = item.value.message;
+    const initial = decodeInitialMessage(bytes);
+    if (!initial.ok) return ack();
+    // A repeat of a first contact already accepted: the ratchet message goes to that contact.
+    const known = this.#bases.get(toHex(initial.value.header.baseKey));
+    if (known) {
+      const peer = this.#peers.get(known);
+      if (peer && !peer.rejected)
+        await this.#serial(peer, () => this.#receive(peer, undefined, initial.value.ratchetMessage));
+      return ack();
+    }
+    const pk = this.#prekeys;
+    if (!pk) return; // not set up yet: redelivered later
+    const accepted = acceptInitialMessage(pk.store, bytes, { now: Date.now() });
+    if (!accepted.ok) {
+      this.#cfg.log(`refused a first-contact message: ${accepted.error.code}`);
+      return ack();
+    }
+    pk.store = accepted.value.store;
+    await this.#savePrekeys();
+    this.#scheduleAddressSetup(0); // publish replacements for the one-time prekeys used
+    const app = decodeAppMessage(accepted.value.plaintext);
+    wipe(accepted.value.plaintext);
+    if (!app.ok || app.value.t !== "intro") return ack();
+    const intro = app.value;
+    const identity = decodeIdentity(intro.i);
+    if (!identity.ok || !equalBytes(identity.value.verified.identity_key, accepted.value.senderIdentityKey)) {
+      this.#cfg.log("refused a first-contact message: the identity inside is not the sender's");
+      return ack();
+    }
+    const id = toHex(accepted.value.senderIdentityKey);
+    const now = Date.now();
+    let c = await this.#storage.getContact(id);
+    if (c?.trust === "rejected" || c?.pending) return ack(); // declined or blocked: gets nothing
+    if (!c) {
+      c = {
+        id,
+        identity: encodeIdentity(identity.value),
+        username: identity.value.verified.username,
+        trust: "unknown",
+        firstSeen: now,
+        lastSeen: now,
+        endpoints: { signaling: [], relay: [intro.u] },
+        request: { at: now },
+      };
+      await this.#storage.addContact(c);
+    } else {
+      const known = decodeIdentity(c.identity);
+      const d = known.ok
+        ? decideIdentity({
+            offered: identity.value,
+            known: { identity: known.value, trust: c.trust, firstSeen: c.firstSeen, lastSeen: c.lastSeen },
+            now,
+          })
+        : undefined;
+      if (d?.kind === "updated") {
+        await this.#storage.updateContactIdentity(
+          id,
+          encodeIdentity(identity.value),
+          identity.value.verified.username,
+        );
+        this.#emit({ type: "contact-updated", contactId: id });
+      } else if (d?.kind !== "unchanged") {
+        if (d && (d.kind === "noise-key-rotated" || d.kind === "conflict" || d.kind === "downgrade")) {
+          const change: PendingIdentityChange = {
+            kind: d.kind,
+            identity: encodeIdentity(identity.value),
+            seenAt: now,
+            source: "handshake",
+          };
+          await this.#storage.recordIdentityChange(id, change);
+          this.#emit({ type: "identity-change", contactId: id, change, candidate: identity.value });
+          this.contactChanged(id);
+        }
+        return ack();
+      }
+    }
+    const peer = this.#peerFor(c);
+    peer.request = c.request !== undefined;
+    peer.blocked = refusalFor(c) !== undefined;
+    if (/^wss?:\/\//.test(intro.u)) {
+      const tx: TxQueue = {
+        url: intro.u,
+        queue: { senderId: intro.s.slice(), senderAuthSecret: intro.k.slice() },
+      };
+      await this.#storage.saveSecret(SECRET.tx(id), encodeTx(tx));
+      peer.tx = tx;
+    }
+    await this.#serial(peer, async () => {
+      const hadRatchet = peer.ratchet !== undefined || (await this.#storage.loadSession(id)) !== undefined;
+      await this.#saveRatchet(peer, {
+        id: prekeyRatchetId(accepted.value.baseKey),
+        state: accepted.value.state,
+      });
+      if (hadRatchet) this.#cfg.log(`first contact from ${id.slice(0, 8)} replaced a ratchet`);
+    });
+    await this.#storage.saveSecret(SECRET.base(id), accepted.value.baseKey);
+    this.#bases.set(toHex(accepted.value.baseKey), id);
+    await ack();
+    this.#cfg.log(`first contact from ${id.slice(0, 8)}${peer.request ? " (a request)" : ""}`);
+    if (peer.request) {
+      this.#resubscribe();
+      this.#emit({ type: "contact-added", contactId: id });
+    } else void this.#afterAccept(peer);
+  }
+
+  /**
+   * We accepted a first contact (the user accepted a request, or it came from a known contact):
+   * tell them our mailbox through theirs — our first reply, which completes their side — send the
+   * receipts we held back and whatever we wrote meanwhile.
+   */
+  async #afterAccept(peer: Peer): Promise<void> {
+    const rx = await this.#ensureRx(peer);
+    if (rx && peer.tx && !peer.live)
+      await this.#sendByMailbox(peer, {
+        t: "mbox",
+        u: rx.url,
+        s: new Uint8Array(rx.queue.senderId),
+        k: new Uint8Array(rx.senderSecret),
+      });
+    if (peer.receipts.size > 0) void this.#sendReceipts(peer);
+    this.#allowMailbox(peer, this.#reachableLive(peer) ? this.#cfg.mailboxDelayMs : 0);
+    this.#maybeDial(peer, "changed");
+  }
 }
 
 /** Close reasons of a direct attempt that say the path failed (a case for the relay). */
@@ -1641,3 +2152,11 @@ function isPathFailure(reason: string): boolean {
 
 /** Largest message reassembled from mailbox pieces (a 16 000-character text is about 66 KB). */
 const MAX_MAILBOX_MESSAGE = 256 * 1024;
+
+/** The contact-address reference from a contact's link, if it carries one. */
+function addressRefOf(c: ContactRecord): { addressRef?: AddressRef } {
+  const bytes = c.endpoints?.refs?.[ADDRESS_REF];
+  if (!bytes) return {};
+  const r = decodeAddressRef(bytes);
+  return r.ok ? { addressRef: r.value } : {};
+}

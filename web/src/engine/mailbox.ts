@@ -211,6 +211,10 @@ export const SECRET = {
   tx: (contactId: string) => `relay/tx/${contactId}`,
   address: "relay/address",
   prekeys: "prekeys/store",
+  /** First contact we started (initiator), until the first reply. */
+  intro: (contactId: string) => `relay/intro/${contactId}`,
+  /** First contact we accepted (responder): the initiator's base key, to route repeats. */
+  base: (contactId: string) => `relay/base/${contactId}`,
 } as const;
 
 /** Reassembles the pieces of one queue's messages (pieces of one message are contiguous). */

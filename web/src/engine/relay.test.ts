@@ -103,8 +103,8 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     hub.blockDirect = blockDirect;
     const a = node("alice");
     const b = node("bob");
-    a.storage.addContact(b.user);
-    b.storage.addContact(a.user);
+    a.storage.addUser(b.user);
+    b.storage.addUser(a.user);
     await a.engine.start();
     await b.engine.start();
     await until(() => online(a, b) && online(b, a), "both online");
@@ -204,8 +204,8 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     hub.blockDirect = true;
     const a = node("alice", undefined, undefined, undefined, { directRetryMs: 300 });
     const b = node("bob", undefined, undefined, undefined, { directRetryMs: 300 });
-    a.storage.addContact(b.user);
-    b.storage.addContact(a.user);
+    a.storage.addUser(b.user);
+    b.storage.addUser(a.user);
     await a.engine.start();
     await b.engine.start();
     await until(
@@ -219,5 +219,75 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     );
     const m = await a.engine.send(b.id, "now direct");
     await until(() => stateOf(a, m) === "delivered", "delivered");
+  });
+
+  it("first contact while the other side is offline: a request, accepted, then both ways", async () => {
+    hub = new Hub();
+    // Bob has been online once: his contact address and prekeys are at the relay.
+    const b = node("bob", undefined, undefined, "");
+    await b.engine.start();
+    const refs = await b.engine.contactLinkRefs();
+    expect(refs?.addr).toBeDefined();
+    await b.engine.stop();
+
+    // Alice opens Bob's link (Bob offline) and writes twice.
+    const a = node("alice", undefined, undefined, "");
+    const bobInA = a.storage.addUser(b.user);
+    a.storage.contacts.get(bobInA)!.endpoints = { signaling: [], relay: [relay.url], refs: refs! };
+    await a.engine.start();
+    const m1 = await a.engine.send(b.id, "hi Bob, we have not met");
+    const m2 = await a.engine.send(b.id, "second message before you answer");
+    await until(() => stateOf(a, m1) === "relayed" && stateOf(a, m2) === "relayed", "relayed");
+
+    // Bob comes back: a contact request with both messages; nothing goes back yet.
+    const b2 = node("bob", b.user, b.storage, "");
+    await b2.engine.start();
+    await until(() => b.storage.texts(a.id, "in").length === 2, "request read");
+    expect(b.storage.contacts.get(a.id)?.request).toBeDefined();
+    expect(b.storage.contacts.get(a.id)?.username).toBe("alice");
+    expect(b.storage.texts(a.id, "in")).toEqual([
+      "hi Bob, we have not met",
+      "second message before you answer",
+    ]);
+    expect(b2.events.some((e) => e.type === "contact-added" && e.contactId === a.id)).toBe(true);
+    await expect(b2.engine.send(a.id, "too early")).rejects.toThrow(/contact request/);
+    expect(stateOf(a, m1)).toBe("relayed");
+
+    // Bob accepts: receipts and his mailbox go back; then a reply both ways.
+    delete b.storage.contacts.get(a.id)!.request;
+    b2.engine.contactChanged(a.id);
+    await until(() => stateOf(a, m1) === "delivered" && stateOf(a, m2) === "delivered", "delivered");
+    const r = await b2.engine.send(a.id, "nice to meet you");
+    await until(() => a.storage.texts(b.id, "in").includes("nice to meet you"), "reply read");
+    await until(() => stateOf(b2, r) === "delivered", "reply delivered");
+    const m3 = await a.engine.send(b.id, "after the reply");
+    await until(() => stateOf(a, m3) === "delivered", "m3 delivered");
+    expect(b.storage.texts(a.id, "in")).toContain("after the reply");
+  });
+
+  it("a declined first contact gets nothing back, now or later", async () => {
+    hub = new Hub();
+    const b = node("bob", undefined, undefined, "");
+    await b.engine.start();
+    const refs = await b.engine.contactLinkRefs();
+    const m = node("mallory", undefined, undefined, "");
+    const bobInM = m.storage.addUser(b.user);
+    m.storage.contacts.get(bobInM)!.endpoints = { signaling: [], relay: [relay.url], refs: refs! };
+    await m.engine.start();
+    const m1 = await m.engine.send(b.id, "let me in");
+    await until(() => b.storage.texts(m.id, "in").length === 1, "request read");
+    expect(b.storage.contacts.get(m.id)?.request).toBeDefined();
+    const c = b.storage.contacts.get(m.id)!;
+    delete c.request;
+    c.trust = "rejected";
+    b.engine.contactChanged(m.id);
+    const m2 = await m.engine.send(b.id, "please");
+    await until(() => stateOf(m, m2) === "relayed", "relayed");
+    expect(stateOf(m, m1)).toBe("relayed");
+    // Bob reads nothing more from Mallory and sends nothing: no receipts, no mailbox.
+    await until(async () => (await b.storage.listOutbox()).length === 0, "bob idle");
+    expect(b.storage.texts(m.id, "in")).toEqual(["let me in"]);
+    expect(m.storage.texts(b.id, "in")).toEqual([]);
+    expect(m.storage.secrets.has(SECRET.tx(b.id))).toBe(false);
   });
 });

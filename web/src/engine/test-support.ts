@@ -37,6 +37,9 @@ export class MemoryStorage implements EngineStorage {
     const c = this.contacts.get(id);
     return c && structuredClone(c);
   }
+  async addContact(c: ContactRecord) {
+    if (!this.contacts.has(c.id)) this.contacts.set(c.id, structuredClone(c));
+  }
   async listContacts() {
     return [...this.contacts.values()].map((c) => structuredClone(c));
   }
@@ -96,7 +99,7 @@ export class MemoryStorage implements EngineStorage {
   async deleteSecret(name: string) {
     this.secrets.delete(name);
   }
-  addContact(user: UserIdentity, trust: ContactRecord["trust"] = "unknown"): ContactId {
+  addUser(user: UserIdentity, trust: ContactRecord["trust"] = "unknown"): ContactId {
     const id = toHex(user.identity.verified.identity_key);
     this.contacts.set(id, {
       id,

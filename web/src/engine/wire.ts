@@ -15,6 +15,8 @@
  *   { t: "sync" }                                      nothing; lets a ratchet responder start sending
  *   { t: "mbox", u: str, s: bin(24), k: bin(32) }      our mailbox for the peer: relay URL, sender id,
  *                                                      sender auth key (docs/protocol/mailbox.md)
+ *   { t: "intro", i: bin, u: str, s: bin(24), k: bin(32) } first contact: our signed identity and our
+ *                                                      mailbox for the peer (docs/protocol/mailbox.md)
  */
 import * as v from "valibot";
 import { equalBytes } from "../../../core/bytes.ts";
@@ -33,6 +35,8 @@ export const MAX_RECEIPT_IDS = 64;
 /** Relay URLs in mailbox announcements. */
 export const MAX_RELAY_URL_CHARS = 256;
 const QUEUE_ID_BYTES = 24;
+/** An identity in a first-contact message must leave room in one relay block. */
+export const MAX_INTRO_IDENTITY_BYTES = 8 * 1024;
 
 // ---- session frames ---------------------------------------------------------------------------
 
@@ -121,6 +125,13 @@ const appSchema = v.variant("t", [
     s: bytesSchema(QUEUE_ID_BYTES),
     k: bytesSchema(32),
   }),
+  v.strictObject({
+    t: v.literal("intro"),
+    i: bytesSchema(1, MAX_INTRO_IDENTITY_BYTES),
+    u: v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_RELAY_URL_CHARS)),
+    s: bytesSchema(QUEUE_ID_BYTES),
+    k: bytesSchema(32),
+  }),
 ]);
 
 export type AppMessage = v.InferOutput<typeof appSchema>;
@@ -129,7 +140,7 @@ const APP_LIMITS = {
   maxBytes: 4 * MAX_TEXT_CHARS + 256,
   maxStrLength: 4 * MAX_TEXT_CHARS,
   maxArrayLength: MAX_RECEIPT_IDS,
-  maxMapLength: 4,
+  maxMapLength: 5,
 } as const;
 
 /** Canonical MessagePack, padded to a power-of-two bucket (≥ 256 bytes). */

@@ -207,6 +207,28 @@ export class LoftStorage implements EngineStorage {
     await this.#db.put("contacts", contact);
   }
 
+  async addContact(contact: ContactRecord): Promise<void> {
+    const tx = this.#db.transaction("contacts", "readwrite");
+    if (!(await tx.store.get(contact.id))) await tx.store.put(contact);
+    await tx.done;
+  }
+
+  /** The user accepted a first-contact request. */
+  async acceptRequest(id: ContactId): Promise<void> {
+    await this.#updateContact(id, (c) => {
+      delete c.request;
+    });
+  }
+
+  /** The user declined a first-contact request: the sender becomes Rejected (gets nothing). */
+  async declineRequest(id: ContactId): Promise<void> {
+    await this.#updateContact(id, (c) => {
+      delete c.request;
+      c.trust = "rejected";
+      delete c.verifiedAt;
+    });
+  }
+
   async #updateContact(
     id: ContactId,
     change: (c: ContactRecord) => void,

@@ -329,6 +329,20 @@ export class AppModel {
     return show;
   }
 
+  /** Accept a first-contact request: they become an ordinary (Unknown) contact; replies can go. */
+  async acceptRequest(id: ContactId): Promise<void> {
+    await this.storage.acceptRequest(id);
+    await this.refreshContacts();
+    this.engine?.contactChanged(id);
+  }
+
+  /** Decline a first-contact request: the sender is blocked and gets nothing back. */
+  async declineRequest(id: ContactId): Promise<void> {
+    await this.storage.declineRequest(id);
+    await this.refreshContacts();
+    this.engine?.contactChanged(id);
+  }
+
   async setTrust(id: ContactId, trust: ContactRecord["trust"]): Promise<void> {
     await this.storage.setTrust(id, trust);
     if (trust === "rejected") this.engine?.disconnect(id);

@@ -5,7 +5,7 @@
  * releases still migrates in order. Never edit a released step; add the next one.
  */
 import { type DBSchema, deleteDB, type IDBPDatabase, openDB } from "idb";
-import type { ContactRecord, OutboxEntry, StoredMessage } from "../engine/api.ts";
+import type { ContactRecord, IceServerConfig, OutboxEntry, StoredMessage } from "../engine/api.ts";
 import type { PassphraseConfig, Sealed } from "./vault.ts";
 
 export const DB_NAME = "loft";
@@ -25,6 +25,8 @@ export interface SelfRecord {
 export interface SettingsRecord {
   signalingUrl?: string;
   relayUrls?: string[];
+  /** STUN/TURN servers for direct links; absent: none (host candidates only). */
+  iceServers?: IceServerConfig[];
 }
 
 export interface LoftDB extends DBSchema {

@@ -185,6 +185,7 @@ export class LoftStorage implements EngineStorage {
     return {
       signalingUrl: s.signalingUrl || d.signalingUrl,
       relayUrls: s.relayUrls && s.relayUrls.length > 0 ? s.relayUrls : d.relayUrls,
+      ...(s.iceServers && s.iceServers.length > 0 ? { iceServers: s.iceServers } : {}),
     };
   }
 

@@ -46,6 +46,8 @@ export function Chat(props: { app: AppModel; id: string }) {
     if (v.record.trust === "rejected")
       return `You blocked ${v.record.username}. Unblock them to send messages.`;
     if (v.record.pending) return `${v.record.username}'s identity changed. Review the change before sending.`;
+    if (v.record.request)
+      return `${v.record.username} wants to talk to you. Accept the request on the home screen to reply.`;
     return undefined;
   };
 
@@ -91,6 +93,13 @@ export function Chat(props: { app: AppModel; id: string }) {
           </button>
         </Show>
       </header>
+      <Show when={app.presenceOf(props.id).status !== "online" && app.presenceOf(props.id).lastError}>
+        {(e) => (
+          <p class="status" role="status" data-testid="chat-problem" data-kind={e().kind}>
+            {e().message}
+          </p>
+        )}
+      </Show>
       <ol class="messages" data-testid="message-list" ref={list} aria-live="polite">
         <For each={messages()}>
           {(m) => (

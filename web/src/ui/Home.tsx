@@ -7,6 +7,7 @@ import { Qr } from "./Qr.tsx";
 
 export function Home(props: { app: AppModel }) {
   const app = props.app;
+  const contacts = () => app.contacts().filter((c) => !c.record.request);
   return (
     <main class="screen home" data-testid="home">
       <header class="bar">
@@ -33,8 +34,9 @@ export function Home(props: { app: AppModel }) {
           {app.engineProblem()}
         </p>
       </Show>
+      <Requests app={app} />
       <Show
-        when={app.contacts().length > 0}
+        when={contacts().length > 0}
         fallback={
           <p class="empty" data-testid="empty-contacts">
             No contacts yet. Share your contact link, or open one someone sent you.
@@ -42,7 +44,7 @@ export function Home(props: { app: AppModel }) {
         }
       >
         <ul class="contacts" data-testid="contact-list" aria-label="Contacts">
-          <For each={app.contacts()}>
+          <For each={contacts()}>
             {(c) => {
               const p = () => app.presenceOf(c.record.id);
               return (
@@ -77,6 +79,76 @@ export function Home(props: { app: AppModel }) {
         </ul>
       </Show>
     </main>
+  );
+}
+
+/**
+ * First-contact requests: people who have our link and wrote while we were offline. Nothing goes
+ * back to them (not even a delivery receipt) until the user accepts; declining blocks them.
+ */
+function Requests(props: { app: AppModel }) {
+  const app = props.app;
+  const requests = () => app.contacts().filter((c) => c.record.request);
+  const [busy, setBusy] = createSignal(false);
+  const act = async (f: () => Promise<void>) => {
+    setBusy(true);
+    try {
+      await f();
+    } finally {
+      setBusy(false);
+    }
+  };
+  const sameName = (id: string, name: string) =>
+    app.contacts().some((c) => c.record.id !== id && !c.record.request && c.record.username === name);
+  return (
+    <Show when={requests().length > 0}>
+      <section class="card" data-testid="requests" aria-label="Contact requests">
+        <h2>Contact requests</h2>
+        <ul class="requests">
+          <For each={requests()}>
+            {(c) => (
+              <li data-testid="request-item" data-contact-id={c.record.id} data-username={c.record.username}>
+                <p>
+                  <strong>{c.record.username}</strong> opened your contact link and wrote to you while you
+                  were offline. Accept to read and reply; they learn nothing from you until you do.
+                </p>
+                <Show when={sameName(c.record.id, c.record.username)}>
+                  <p class="error" role="alert" data-testid="request-warning">
+                    Warning: you already have a contact named {c.record.username} with a different identity
+                    key. This may be someone pretending to be them.
+                  </p>
+                </Show>
+                <div class="row">
+                  <button
+                    type="button"
+                    class="primary"
+                    data-testid="accept-request"
+                    disabled={busy()}
+                    onClick={() =>
+                      act(async () => {
+                        await app.acceptRequest(c.record.id);
+                        app.go({ name: "chat", id: c.record.id });
+                      })
+                    }
+                  >
+                    Accept
+                  </button>
+                  <button
+                    type="button"
+                    class="danger"
+                    data-testid="decline-request"
+                    disabled={busy()}
+                    onClick={() => act(() => app.declineRequest(c.record.id))}
+                  >
+                    Decline and block
+                  </button>
+                </div>
+              </li>
+            )}
+          </For>
+        </ul>
+      </section>
+    </Show>
   );
 }
 

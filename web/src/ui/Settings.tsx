@@ -4,6 +4,7 @@ import type { AppModel } from "../app/model.ts";
 import { decryptBackup, encryptBackup, MIN_BACKUP_PASSPHRASE } from "../storage/backup.ts";
 import { defaultSettings } from "../storage/storage.ts";
 import { Back } from "./Home.tsx";
+import { formatIceServers, parseIceServers } from "./ice-servers.ts";
 import { usernameProblem } from "./Onboarding.tsx";
 
 function Section(props: { title: string; children: JSX.Element; testid?: string }) {
@@ -57,6 +58,7 @@ export function Settings(props: { app: AppModel }) {
   const [endpointResult, setEndpointResult] = createSignal<Result>();
   let signalingInput!: HTMLInputElement;
   let relayInput!: HTMLTextAreaElement;
+  let iceInput!: HTMLTextAreaElement;
   const saveEndpoints = async (e: Event) => {
     e.preventDefault();
     const signalingUrl = signalingInput.value.trim();
@@ -68,9 +70,16 @@ export function Settings(props: { app: AppModel }) {
       return setEndpointResult({ ok: false, text: "The signaling address must start with ws:// or wss://." });
     if (!relayUrls.every(validWsUrl))
       return setEndpointResult({ ok: false, text: "Each relay address must start with ws:// or wss://." });
+    const ice = parseIceServers(iceInput.value);
+    if ("bad" in ice)
+      return setEndpointResult({
+        ok: false,
+        text: `Not a STUN/TURN server line: "${ice.bad}". Write stun:host:port, or turn:host:port user password.`,
+      });
     await app.storage.setSettingsRecord({
       ...(signalingUrl ? { signalingUrl } : {}),
       ...(relayUrls.length ? { relayUrls } : {}),
+      ...(ice.servers.length ? { iceServers: ice.servers } : {}),
     });
     await refetch();
     setEndpointResult({ ok: true, text: "Saved. They are used from the next start of the app." });
@@ -199,7 +208,24 @@ export function Settings(props: { app: AppModel }) {
               value={(record()?.relayUrls ?? []).join("\n")}
               placeholder={defaults.relayUrls.join("\n")}
             />
-            <p class="help">Leave empty to use this site's own servers.</p>
+            <p class="help">
+              Leave empty to use this site's own servers. The first relay keeps your mailbox (messages sent to
+              you while you are offline) and your contact address; it is also used when no direct connection
+              can be made.
+            </p>
+            <label for="ice-servers">STUN / TURN servers (one per line)</label>
+            <textarea
+              id="ice-servers"
+              rows={2}
+              data-testid="ice-servers"
+              ref={iceInput}
+              value={formatIceServers(record()?.iceServers)}
+              placeholder={"stun:stun.example.org:3478\nturn:turn.example.org:3478 user password"}
+            />
+            <p class="help">
+              Empty: direct connections use only this network's own addresses and nothing is sent to a third
+              party. Add a STUN server to cross home routers, a TURN server for networks that block them.
+            </p>
             <button type="submit" data-testid="save-endpoints">
               Save servers
             </button>

@@ -260,6 +260,8 @@ interface Peer {
   intro?: IntroState;
   /** A first-contact request the user has not accepted (ContactRecord.request). */
   request: boolean;
+  /** The contact's device refused our connection (we are not its contact yet). */
+  refusedUs?: boolean;
 }
 
 class Refused extends Error {
@@ -951,6 +953,10 @@ export class Engine implements ChatEngine {
     if (attempt.link.state !== "closed") attempt.link.close(reason, detail);
     this.#cfg.log(`attempt ${attempt.direction} ${peer.id.slice(0, 8)} ended: ${reason}`);
     if (this.#stopped || QUIET_REASONS.has(reason)) return;
+    if (reason === "bye-refused" && !peer.refusedUs) {
+      peer.refusedUs = true;
+      this.#allowMailbox(peer, 0);
+    }
     const error = describeFailure(reason, peer.name, detail);
     if (error.kind === "verification-failed") this.#emit({ type: "error", contactId: peer.id, error });
     if (!peer.live && !peer.attempt) this.#setPresence(peer, "offline", undefined, error);
@@ -1074,6 +1080,7 @@ export class Engine implements ChatEngine {
     };
     peer.live = live;
     peer.failures = 0;
+    peer.refusedUs = false;
     clearTimeout(peer.retryTimer);
     clearTimeout(peer.mailboxTimer);
     peer.mailboxAt = Number.POSITIVE_INFINITY;
@@ -1504,7 +1511,10 @@ export class Engine implements ChatEngine {
     const sendable = ratchet !== undefined && canSend(ratchet.state);
     if (peer.tx && sendable) return "tx";
     if (peer.intro && sendable) return "intro";
-    if (!ratchet && !peer.intro && peer.addressRef) return "intro";
+    // A first contact goes through the contact address only when no live session can come up:
+    // the contact is offline, or their device refused us (we are not in their contacts yet).
+    if (!ratchet && !peer.intro && peer.addressRef && (!this.#reachableLive(peer) || peer.refusedUs))
+      return "intro";
     return undefined;
   }
 

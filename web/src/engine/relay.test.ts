@@ -290,4 +290,33 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     expect(m.storage.texts(b.id, "in")).toEqual([]);
     expect(m.storage.secrets.has(SECRET.tx(b.id))).toBe(false);
   });
+
+  it("first contact with someone online who does not have us yet: refused live, so through the address", async () => {
+    hub = new Hub();
+    const b = node("bob");
+    await b.engine.start();
+    const refs = await b.engine.contactLinkRefs();
+    const a = node("alice");
+    const bobInA = a.storage.addUser(b.user);
+    a.storage.contacts.get(bobInA)!.endpoints = {
+      signaling: [signaling.url],
+      relay: [relay.url],
+      refs: refs!,
+    };
+    await a.engine.start();
+    const m1 = await a.engine.send(b.id, "knock knock");
+    await until(() => b.storage.contacts.get(a.id)?.request !== undefined, "a request at Bob", 20_000);
+    await until(() => b.storage.texts(a.id, "in").includes("knock knock"), "read");
+    expect(stateOf(a, m1)).toBe("relayed");
+    delete b.storage.contacts.get(a.id)!.request;
+    b.engine.contactChanged(a.id);
+    await until(() => stateOf(a, m1) === "delivered", "delivered");
+    // Now contacts on both sides: a live session comes up and continues the same ratchet.
+    await until(() => online(a, b) && online(b, a), "live");
+    const m2 = await b.engine.send(a.id, "who's there?");
+    await until(() => stateOf(b, m2) === "delivered", "reply delivered");
+    expect(a.events.some((e) => e.type === "error" && e.error.message.includes("new secure session"))).toBe(
+      false,
+    );
+  });
 });

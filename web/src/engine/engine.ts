@@ -2157,8 +2157,16 @@ export class Engine implements ChatEngine {
 
 /** Close reasons of a direct attempt that say the path failed (a case for the relay). */
 function isPathFailure(reason: string): boolean {
-  return reason === "open-timeout" || reason.startsWith("ERR_");
+  return PATH_FAILURES.has(reason);
 }
+
+const PATH_FAILURES = new Set([
+  "open-timeout",
+  "ERR_ICE_CONNECTION_FAILURE",
+  "ERR_ICE_CONNECTION_CLOSED",
+  "ERR_CONNECTION_FAILURE",
+  "ERR_WEBRTC_SUPPORT",
+]);
 
 /** Largest message reassembled from mailbox pieces (a 16 000-character text is about 66 KB). */
 const MAX_MAILBOX_MESSAGE = 256 * 1024;

@@ -1,0 +1,224 @@
+/**
+ * Mailbox bodies, queue records, prekey publication entries and contact-address refs
+ * (web/src/engine/mailbox.ts, prekeys.ts): round trips, the byte examples of
+ * docs/protocol/mailbox.md, and decoders fed garbage.
+ */
+import { readFileSync } from "node:fs";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { createUserIdentity } from "../../../core/identity/identity.ts";
+import {
+  createPrekeyStore,
+  decodePrekeyBundle,
+  initiateSession,
+  replenishOneTimePrekeys,
+} from "../../../core/prekey/index.ts";
+import { MAX_BODY } from "../../../core/relay/protocol.ts";
+import { encodeCanonical } from "../../../core/wire/codec.ts";
+import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
+import { encodeSignalPayload } from "../net/signal-payload.ts";
+import {
+  decodeMailboxBody,
+  decodeRx,
+  decodeTx,
+  encodeRx,
+  encodeTx,
+  introBody,
+  MAX_PART,
+  PieceBuffer,
+  ratchetBodies,
+} from "./mailbox.ts";
+import {
+  decodeAddressRef,
+  decodePrekeyState,
+  encodeAddressRef,
+  encodePrekeyState,
+  fetchedBundle,
+  oneTimeEntries,
+  prekeyRatchetId,
+  publishedBundle,
+} from "./prekeys.ts";
+import { decodeAppMessage, encodeAppMessage } from "./wire.ts";
+
+const hex = (b: Uint8Array) =>
+  Buffer.from(b)
+    .toString("hex")
+    .replace(/(..)(?!$)/g, "$1 ");
+const doc = readFileSync(new URL("../../../docs/protocol/mailbox.md", import.meta.url), "utf8");
+const SID = new Uint8Array(24).fill(0x11);
+const URL_ = "wss://r.example/relay";
+
+describe("mailbox bodies", () => {
+  it("every body is 16382 bytes; small messages take one, large ones pieces that reassemble", () => {
+    const small = new Uint8Array(300).fill(7);
+    const [one, ...none] = ratchetBodies(small);
+    expect(none).toEqual([]);
+    expect(one!.length).toBe(MAX_BODY);
+    expect(decodeMailboxBody(one!)).toEqual({
+      ok: true,
+      value: { type: "ratchet", part: small, last: true },
+    });
+
+    const big = Uint8Array.from({ length: 3 * MAX_PART + 5 }, (_, i) => i & 0xff);
+    const bodies = ratchetBodies(big);
+    expect(bodies).toHaveLength(4);
+    const buf = new PieceBuffer(1 << 20);
+    let whole: Uint8Array | undefined;
+    bodies.forEach((b, i) => {
+      expect(b.length).toBe(MAX_BODY);
+      const d = decodeMailboxBody(b);
+      if (!d.ok || d.value.type !== "ratchet") throw new Error("not a ratchet body");
+      const r = buf.add(new Uint8Array([i]), d.value.part, d.value.last);
+      if (r) {
+        expect(r.ids).toHaveLength(4);
+        whole = r.message;
+      }
+    });
+    expect(whole).toEqual(big);
+    // A part exactly MAX_PART long still fits one body.
+    expect(ratchetBodies(new Uint8Array(MAX_PART))).toHaveLength(1);
+
+    const intro = decodeMailboxBody(introBody(new Uint8Array([1, 2, 3])));
+    expect(intro).toEqual({ ok: true, value: { type: "intro", message: new Uint8Array([1, 2, 3]) } });
+  });
+
+  it("the piece buffer refuses to grow beyond its limit", () => {
+    const buf = new PieceBuffer(10);
+    expect(buf.add(new Uint8Array([1]), new Uint8Array(6), false)).toBeUndefined();
+    const r = buf.add(new Uint8Array([2]), new Uint8Array(6), true);
+    expect(r?.tooLarge).toBe(true);
+    expect(r?.ids).toHaveLength(2);
+  });
+
+  it("refuses bad padding, wrong sizes and unknown types; never throws on garbage", () => {
+    const ok = ratchetBodies(new Uint8Array([5]))[0]!;
+    expect(decodeMailboxBody(ok.subarray(1)).ok).toBe(false);
+    const noMarker = ok.slice();
+    noMarker[2] = 0;
+    expect(decodeMailboxBody(noMarker).ok).toBe(false);
+    const unknown = ok.slice();
+    unknown[0] = 0x7f;
+    const u = decodeMailboxBody(unknown);
+    expect(!u.ok && u.error.code).toBe("LOFT_ERR_UNKNOWN_TYPE");
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), fc.nat(MAX_BODY), (head, fill) => {
+        const b = new Uint8Array(MAX_BODY);
+        b.set(head.subarray(0, MAX_BODY));
+        if (fill < MAX_BODY) b[fill] = 0x80;
+        decodeMailboxBody(b);
+        decodeMailboxBody(head);
+      }),
+      { numRuns: Math.min(FUZZ_RUNS, 2000) },
+    );
+  });
+});
+
+describe("queue records and references", () => {
+  it("rx / tx records round-trip and copy their keys out", () => {
+    const rx = {
+      url: URL_,
+      queue: {
+        recipientId: new Uint8Array(24).fill(1),
+        senderId: SID,
+        recipientAuthSecret: new Uint8Array(32).fill(2),
+        rcvKey: new Uint8Array(32).fill(3),
+      },
+      senderSecret: new Uint8Array(32).fill(4),
+    };
+    const bytes = encodeRx(rx);
+    const back = decodeRx(bytes);
+    bytes.fill(0);
+    expect(back).toEqual({ ok: true, value: rx });
+    const tx = { url: URL_, queue: { senderId: SID, senderAuthSecret: new Uint8Array(32).fill(5) } };
+    expect(decodeTx(encodeTx(tx))).toEqual({ ok: true, value: tx });
+    expect(decodeTx(encodeRx(rx)).ok).toBe(false);
+    expect(decodeRx(new Uint8Array([0xc1])).ok).toBe(false);
+  });
+
+  it("the examples of docs/protocol/mailbox.md", () => {
+    const ref = encodeAddressRef({ url: URL_, sid: SID });
+    expect(doc).toContain(hex(ref));
+    expect(decodeAddressRef(ref)).toEqual({ ok: true, value: { url: URL_, sid: SID } });
+    expect(decodeAddressRef(encodeCanonical({ s: SID, u: "http://x" })).ok).toBe(false);
+    const offer = encodeSignalPayload({
+      kind: "relay-offer",
+      conn: new Uint8Array(8).fill(0xab),
+      sid: SID,
+      url: URL_,
+    });
+    expect(doc).toContain(hex(offer));
+    // The `mbox` example, with the runs of 0x22 and 0x11 abbreviated as in the page.
+    const mbox = hex(encodeCanonical({ t: "mbox", u: URL_, s: SID, k: new Uint8Array(32).fill(0x22) }));
+    const abbreviated = mbox.replace(/(22 ){31}22/, "22 … 22").replace(/(11 ){23}11/, "11 … 11");
+    expect(doc).toContain(abbreviated);
+  });
+
+  it("`mbox` and `intro` application messages round-trip", () => {
+    const k = new Uint8Array(32).fill(9);
+    for (const m of [
+      { t: "mbox" as const, u: URL_, s: SID, k },
+      { t: "intro" as const, i: new Uint8Array(200).fill(1), u: URL_, s: SID, k },
+    ])
+      expect(decodeAppMessage(encodeAppMessage(m))).toEqual({ ok: true, value: m });
+  });
+});
+
+describe("prekey publication", () => {
+  const bob = createUserIdentity({ username: "bob", now: 1_700_000_000_000 });
+  const alice = createUserIdentity({ username: "alice", now: 1_700_000_000_000 });
+
+  it("the bundle carries no one-time keys; entries pair them; a fetched entry makes a working bundle", () => {
+    const store = createPrekeyStore({
+      identitySecretKey: bob.privateIdentityKey,
+      now: Date.now(),
+      oneTimePrekeys: 3,
+      oneTimeKemPrekeys: 2,
+    });
+    const pb = publishedBundle(store);
+    const decoded = decodePrekeyBundle(pb);
+    expect(decoded.ok && decoded.value.oneTimePrekeys.length + decoded.value.oneTimeKemPrekeys.length).toBe(
+      0,
+    );
+    const { entries, last } = oneTimeEntries(store, 0);
+    expect(entries).toHaveLength(3);
+    for (const e of entries) expect(e.length).toBeLessThanOrEqual(4094);
+    expect(last).toBe(store.nextId - 1);
+    expect(oneTimeEntries(store, last).entries).toEqual([]);
+
+    const merged = fetchedBundle({ bundle: pb, oneTimePrekey: entries[0]! });
+    if (!merged.ok) throw merged.error;
+    const m = decodePrekeyBundle(merged.value);
+    expect(m.ok && m.value.oneTimePrekeys.length).toBe(1);
+    expect(m.ok && m.value.oneTimeKemPrekeys.length).toBe(1);
+    const aliceStore = createPrekeyStore({
+      identitySecretKey: alice.privateIdentityKey,
+      now: Date.now(),
+      oneTimePrekeys: 0,
+      oneTimeKemPrekeys: 0,
+    });
+    const started = initiateSession({
+      sender: aliceStore,
+      bundle: merged.value,
+      recipientIdentityKey: bob.identity.verified.identity_key,
+      plaintext: new Uint8Array([1]),
+      now: Date.now(),
+    });
+    expect(started.ok).toBe(true);
+    expect(started.ok && started.value.header.oneTimePrekeyId).toBeGreaterThan(0);
+    expect(prekeyRatchetId(new Uint8Array(32))).toHaveLength(16);
+    // An unreadable entry: the bundle alone (last-resort keys).
+    expect(fetchedBundle({ bundle: pb, oneTimePrekey: new Uint8Array([1, 2]) })).toEqual({
+      ok: true,
+      value: pb,
+    });
+
+    const state = {
+      store: replenishOneTimePrekeys(store, { identitySecretKey: bob.privateIdentityKey }),
+      published: last,
+      bundleSpk: 1,
+    };
+    const back = decodePrekeyState(encodePrekeyState(state));
+    expect(back.ok && back.value.published).toBe(last);
+    expect(back.ok && back.value.store.oneTimePrekeys.length).toBe(state.store.oneTimePrekeys.length);
+  });
+});

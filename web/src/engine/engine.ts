@@ -531,6 +531,7 @@ export class Engine implements ChatEngine {
       const p = this.#peerFor(c);
       p.name = c.username;
       const wasRequest = p.request;
+      const wasBlocked = p.blocked;
       p.request = c.request !== undefined;
       const ref = addressRefOf(c).addressRef;
       if (ref) p.addressRef = ref;
@@ -552,6 +553,14 @@ export class Engine implements ChatEngine {
         this.#maybeDial(p, "changed");
         // A new contact gets its mailbox now, announced on the first session.
         void this.#ensureRx(p);
+        // What waited on the relay while the user decided is delivered again (SUB redelivers).
+        if (wasBlocked && p.rx) {
+          const rx = p.rx;
+          void this.#serial(p, async () => {
+            p.pieces.reset();
+            this.#pool?.subscribe(rx.url, rx.queue);
+          });
+        }
         if (wasRequest) void this.#afterAccept(p);
         else if (!p.live) this.#allowMailbox(p, this.#reachableLive(p) ? this.#cfg.mailboxDelayMs : 0);
       }

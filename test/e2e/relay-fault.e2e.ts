@@ -4,7 +4,7 @@
  * with SIGKILL in the middle of her burst and started again on the same port and relay data
  * directory. Every message Alice saw "sent to relay" (the relay acknowledged it) reaches Bob, the
  * ones written during the outage follow once the relay is back, none shows twice, and Alice sees
- * them all delivered. Afterwards the relay's store files and both server processes' logs hold no
+ * them all delivered; while the relay is gone the chat header says so in plain words. Afterwards the relay's store files and both server processes' logs hold no
  * plaintext marker and no IP address (raw bytes searched).
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
@@ -16,6 +16,7 @@ import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import {
   addByLink,
+  byId,
   createIdentity,
   incoming,
   incomingTexts,
@@ -97,6 +98,11 @@ describe("relay mailbox across a server crash", () => {
       .allTextContents();
     expect(relayedBeforeKill.length).toBeGreaterThanOrEqual(3);
     for (const t of texts.slice(10)) await sendText(a, t);
+    // The chat header says why, in plain words, while the relay is gone.
+    await expect
+      .poll(() => byId(a, "chat-problem").textContent(), { timeout: 30_000 })
+      .toContain("the relay can't be reached");
+    expect(await byId(a, "chat-problem").getAttribute("data-kind")).toBe("relay-unreachable");
 
     loft = await start(loft.port);
     for (const t of texts) await waitForState(a, t, "relayed", 90_000);

@@ -67,8 +67,10 @@ export async function waitForState(page: Page, text: string, state: string, time
     .waitFor({ timeout });
 }
 
-export async function waitForPresence(page: Page, label: string, timeout = 60_000): Promise<void> {
-  await expect.poll(() => byId(page, "chat-presence").textContent(), { timeout }).toBe(label);
+export async function waitForPresence(page: Page, label: string | RegExp, timeout = 60_000): Promise<void> {
+  const text = () => byId(page, "chat-presence").textContent();
+  if (typeof label === "string") await expect.poll(text, { timeout }).toBe(label);
+  else await expect.poll(text, { timeout }).toMatch(label);
 }
 
 /** Texts of the incoming messages in the open chat, in display order. */

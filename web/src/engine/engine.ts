@@ -152,8 +152,13 @@ export interface EngineConfig {
   relayTransport?: TransportFactory;
   /** A direct attempt that has not opened after this long gives way to a live relay link. */
   relayFallbackMs: number;
-  /** While a chat runs through the relay, try a direct channel again this often. */
+  /**
+   * While a chat runs through the relay, try a direct channel again after this long, doubling
+   * after each failed try up to `directRetryMaxMs` (a fallback can be spurious: a peer that was
+   * reloading when we dialed).
+   */
   directRetryMs: number;
+  directRetryMaxMs: number;
   /**
    * An outgoing message waits this long for a live session to a contact that signaling says is
    * online before it goes to the contact's relay mailbox (at once when the contact is offline).
@@ -179,7 +184,8 @@ export const DEFAULT_ENGINE_CONFIG: Omit<EngineConfig, "transport"> = {
   glareDelayMs: 1_000,
   staleDialMs: 5_000,
   relayFallbackMs: 4_000,
-  directRetryMs: 60_000,
+  directRetryMs: 10_000,
+  directRetryMaxMs: 60_000,
   mailboxDelayMs: 3_000,
   relayTimeoutMs: 10_000,
   relayBackoffInitialMs: 1_000,
@@ -254,6 +260,7 @@ interface Peer {
   receipts: Set<string>;
   receiptTimer?: ReturnType<typeof setTimeout>;
   upgradeTimer?: ReturnType<typeof setTimeout>;
+  upgradeFailures: number;
   /** The contact-address reference from their link (offline first contact). */
   addressRef?: AddressRef;
   /** A first contact we started through their contact address, until they reply. */
@@ -628,6 +635,7 @@ export class Engine implements ChatEngine {
         request: c.request !== undefined,
         ...addressRefOf(c),
         relayFailures: 0,
+        upgradeFailures: 0,
         pieces: new PieceBuffer(MAX_MAILBOX_MESSAGE),
         receipts: new Set(),
       };
@@ -819,7 +827,10 @@ export class Engine implements ChatEngine {
       await this.#runSession(peer, attempt, session, undefined, "direct");
     } catch (e) {
       await this.#attemptFailed(peer, attempt, e);
-      if (upgrade) this.#scheduleUpgrade(peer);
+      if (upgrade) {
+        peer.upgradeFailures++;
+        this.#scheduleUpgrade(peer);
+      }
     }
   }
 
@@ -880,11 +891,14 @@ export class Engine implements ChatEngine {
   #scheduleUpgrade(peer: Peer): void {
     clearTimeout(peer.upgradeTimer);
     if (this.#stopped || peer.live?.path !== "relay") return;
-    peer.upgradeTimer = setTimeout(() => {
-      if (peer.live?.path !== "relay") return;
-      if (peer.attempt || !peer.online || peer.blocked || peer.manualOff) this.#scheduleUpgrade(peer);
-      else void this.#dial(peer, true);
-    }, this.#cfg.directRetryMs);
+    peer.upgradeTimer = setTimeout(
+      () => {
+        if (peer.live?.path !== "relay") return;
+        if (peer.attempt || !peer.online || peer.blocked || peer.manualOff) this.#scheduleUpgrade(peer);
+        else void this.#dial(peer, true);
+      },
+      Math.min(this.#cfg.directRetryMaxMs, this.#cfg.directRetryMs * 2 ** Math.min(peer.upgradeFailures, 8)),
+    );
   }
 
   async #onOffer(offer: IncomingOffer): Promise<void> {
@@ -1094,7 +1108,10 @@ export class Engine implements ChatEngine {
     clearTimeout(peer.mailboxTimer);
     peer.mailboxAt = Number.POSITIVE_INFINITY;
     if (path === "relay") this.#scheduleUpgrade(peer);
-    else clearTimeout(peer.upgradeTimer);
+    else {
+      clearTimeout(peer.upgradeTimer);
+      peer.upgradeFailures = 0;
+    }
     this.#setPresence(peer, "online", path);
     this.#cfg.log(`session ${session.role} ${peer.id.slice(0, 8)} open`);
     attempt.link.pathInfo?.().then(

@@ -17,16 +17,10 @@ import { contactLinkUrl, parseContactLinkUrl } from "../../core/identity/contact
 import { createUserIdentity, type UserIdentity } from "../../core/identity/identity.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+import { byId, createIdentity, myLink, openChat, sendText } from "../support/loft-ui.ts";
 import { startTamperingSignaling, type TamperingSignaling } from "../support/tampering-signaling.ts";
 
-const id = (page: Page, testid: string) => page.getByTestId(testid);
-
-async function createIdentity(page: Page, url: string, username: string) {
-  await page.goto(url);
-  await id(page, "username-input").fill(username);
-  await id(page, "create-identity").click();
-  await expect.poll(() => id(page, "my-username").textContent()).toBe(username);
-}
+const id = byId;
 
 /** Point the PWA at another signaling server; it is used from the next start of the app. */
 async function useSignaling(page: Page, url: string) {
@@ -39,33 +33,11 @@ async function useSignaling(page: Page, url: string) {
   await id(page, "home").waitFor();
 }
 
-async function myLink(page: Page): Promise<string> {
-  await page.goto(new URL(page.url()).origin);
-  await id(page, "nav-my-link").click();
-  const link = await id(page, "my-link").inputValue();
-  await id(page, "back").click();
-  return link;
-}
-
 async function addByLink(page: Page, link: string): Promise<string> {
   await page.goto(link);
   await id(page, "confirm-add").click();
   await id(page, "contact-screen").waitFor();
   return (await id(page, "contact-id").textContent())!;
-}
-
-async function openChat(page: Page, contactId: string) {
-  await page.goto(new URL(page.url()).origin);
-  await page.locator(`[data-testid=contact-item][data-contact-id="${contactId}"]`).click();
-  await page.locator("[data-testid=contact-screen], [data-testid=chat]").waitFor();
-  if (await id(page, "contact-screen").count()) await id(page, "open-chat").click();
-  await id(page, "chat").waitFor();
-}
-
-async function sendText(page: Page, text: string) {
-  await id(page, "composer-input").fill(text);
-  await id(page, "send-button").click();
-  await expect.poll(() => id(page, "composer-input").inputValue()).toBe("");
 }
 
 const stateOf = (page: Page, text: string) =>

@@ -2062,7 +2062,9 @@ export class Engine implements ChatEngine {
     const known = this.#bases.get(toHex(initial.value.header.baseKey));
     if (known) {
       const peer = this.#peers.get(known);
-      if (peer && !peer.rejected)
+      // Rejected, or an identity decision pending: dropped, like a new first contact from them.
+      const c = peer ? await this.#storage.getContact(known) : undefined;
+      if (peer && c && c.trust !== "rejected" && !c.pending)
         await this.#serial(peer, () => this.#receive(peer, undefined, initial.value.ratchetMessage));
       return ack();
     }

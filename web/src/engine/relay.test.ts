@@ -291,6 +291,41 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     expect(m.storage.secrets.has(SECRET.tx(b.id))).toBe(false);
   });
 
+  /** A contact of Bob's writes to him through his contact address (Bob has them already). */
+  async function knownFirstContact(b: Node, refs: Record<string, Uint8Array>, text: string): Promise<void> {
+    const d = node("dave", undefined, undefined, "");
+    b.storage.addUser(d.user);
+    const bobInD = d.storage.addUser(b.user);
+    d.storage.contacts.get(bobInD)!.endpoints = { signaling: [], relay: [relay.url], refs };
+    await d.engine.start();
+    await d.engine.send(b.id, text);
+    // The contact-address queue is read in order: what was left there before is processed now.
+    await until(() => b.storage.texts(d.id, "in").includes(text), "marker read");
+  }
+
+  it("a first contact with an identity decision pending: its later messages are dropped, not shown", async () => {
+    hub = new Hub();
+    const b = node("bob", undefined, undefined, "");
+    await b.engine.start();
+    const refs = (await b.engine.contactLinkRefs())!;
+    const a = node("alice", undefined, undefined, "");
+    const bobInA = a.storage.addUser(b.user);
+    a.storage.contacts.get(bobInA)!.endpoints = { signaling: [], relay: [relay.url], refs };
+    await a.engine.start();
+    await a.engine.send(b.id, "first");
+    await until(() => b.storage.texts(a.id, "in").length === 1, "request read");
+    // A TOFU outcome for Alice now waits on Bob's decision.
+    const c = b.storage.contacts.get(a.id)!;
+    c.pending = { kind: "conflict", identity: c.identity, seenAt: Date.now(), source: "handshake" };
+    b.engine.contactChanged(a.id);
+    // Alice has no reply yet: this one carries the same initial header (routed by base key).
+    const m2 = await a.engine.send(b.id, "while pending");
+    await until(() => stateOf(a, m2) === "relayed", "relayed");
+    await knownFirstContact(b, refs, "marker");
+    expect(b.storage.texts(a.id, "in")).toEqual(["first"]);
+    expect(b.events.filter((e) => e.type === "message" && e.message.contactId === a.id)).toHaveLength(1);
+  });
+
   it("first contact with someone online who does not have us yet: refused live, so through the address", async () => {
     hub = new Hub();
     const b = node("bob");

@@ -168,6 +168,11 @@ export interface EngineConfig {
   relayTimeoutMs: number;
   relayBackoffInitialMs: number;
   relayBackoffMaxMs: number;
+  /**
+   * At most this many contact requests (first contacts from strangers) wait on the user; further
+   * strangers' first contacts are dropped until the user accepts or declines some.
+   */
+  maxContactRequests: number;
   /** Diagnostics (close reasons, codes; never secrets or content). */
   log: (message: string) => void;
 }
@@ -190,6 +195,7 @@ export const DEFAULT_ENGINE_CONFIG: Omit<EngineConfig, "transport"> = {
   relayTimeoutMs: 10_000,
   relayBackoffInitialMs: 1_000,
   relayBackoffMaxMs: 15_000,
+  maxContactRequests: 50,
   webSocket: (url) => new WebSocket(url) as unknown as WebSocketLike,
   relayWebSocket: (url) => new WebSocket(url) as unknown as RelayWebSocketLike,
   log: (m) => console.debug(`[loft engine] ${m}`),
@@ -2092,6 +2098,12 @@ export class Engine implements ChatEngine {
     let c = await this.#storage.getContact(id);
     if (c?.trust === "rejected" || c?.pending) return ack(); // declined or blocked: gets nothing
     if (!c) {
+      let requests = 0;
+      for (const p of this.#peers.values()) if (p.request) requests++;
+      if (requests >= this.#cfg.maxContactRequests) {
+        this.#cfg.log("dropped a first contact from a stranger: too many contact requests waiting");
+        return ack();
+      }
       c = {
         id,
         identity: encodeIdentity(identity.value),

@@ -326,6 +326,40 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     expect(b.events.filter((e) => e.type === "message" && e.message.contactId === a.id)).toHaveLength(1);
   });
 
+  it("a flood of first contacts from strangers: at most maxContactRequests requests wait on the user", async () => {
+    hub = new Hub();
+    const b = node("bob", undefined, undefined, "", { maxContactRequests: 1 });
+    await b.engine.start();
+    const refs = (await b.engine.contactLinkRefs())!;
+    const strangers: Node[] = [];
+    for (const name of ["mallory", "trudy"]) {
+      const m = node(name, undefined, undefined, "");
+      const bobInM = m.storage.addUser(b.user);
+      m.storage.contacts.get(bobInM)!.endpoints = { signaling: [], relay: [relay.url], refs };
+      await m.engine.start();
+      const id = await m.engine.send(b.id, `hello from ${name}`);
+      await until(() => stateOf(m, id) === "relayed", "relayed");
+      strangers.push(m);
+    }
+    await knownFirstContact(b, refs, "marker");
+    const [m1, m2] = strangers as [Node, Node];
+    expect(b.storage.contacts.get(m1.id)?.request).toBeDefined();
+    expect(b.storage.contacts.has(m2.id)).toBe(false);
+    expect(b.storage.texts(m2.id, "in")).toEqual([]);
+    // Once the user decides on the waiting one, a new stranger can write again.
+    const c = b.storage.contacts.get(m1.id)!;
+    delete c.request;
+    c.trust = "rejected";
+    b.engine.contactChanged(m1.id);
+    await until(() => b.events.some((e) => e.type === "presence" && e.contactId === m1.id), "declined");
+    const m3 = node("oscar", undefined, undefined, "");
+    const bobInM3 = m3.storage.addUser(b.user);
+    m3.storage.contacts.get(bobInM3)!.endpoints = { signaling: [], relay: [relay.url], refs };
+    await m3.engine.start();
+    await m3.engine.send(b.id, "hello from oscar");
+    await until(() => b.storage.contacts.get(m3.id)?.request !== undefined, "a new request");
+  });
+
   it("first contact with someone online who does not have us yet: refused live, so through the address", async () => {
     hub = new Hub();
     const b = node("bob");

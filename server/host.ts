@@ -51,8 +51,21 @@ export function createHost(options: HostOptions): Host {
   const services: HostedService[] = [];
   const started = Date.now();
 
-  const server = createServer(async (req, res) => {
-    const url = new URL(req.url ?? "/", "http://host.invalid");
+  const server = createServer((req, res) => {
+    handleRequest(req, res).catch((e: unknown) => {
+      // A bug or an I/O failure answers 500 (or cuts the response); it never takes the process down.
+      options.log.error({ err: e }, "http handler failed");
+      if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" }).end("internal error\n");
+      else res.destroy();
+    });
+  });
+
+  async function handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = parseTarget(req.url);
+    if (!url) {
+      res.writeHead(400, { "content-type": "text/plain" }).end("bad request\n");
+      return;
+    }
     if (url.pathname === "/health" && req.method === "GET") {
       const body = {
         status: "ok",
@@ -75,16 +88,26 @@ export function createHost(options: HostOptions): Host {
     }
     res.writeHead(404, { "content-type": "text/plain" });
     res.end("not found\n");
-  });
+  }
 
-  server.on("upgrade", (req, socket, head) => {
-    const path = new URL(req.url ?? "/", "http://host.invalid").pathname;
-    const service = services.find((s) => path === s.path);
-    if (!service) {
-      socket.end("HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n");
-      return;
+  server.on("upgrade", (req, socket: Duplex, head) => {
+    // Node removes its own error listener from an upgraded socket: without this one, a client that
+    // resets the connection while we answer would raise an uncaught 'error' event.
+    socket.on("error", () => socket.destroy());
+    try {
+      const path = parseTarget(req.url)?.pathname;
+      const service = path === undefined ? undefined : services.find((s) => path === s.path);
+      if (!service) {
+        socket.end(
+          `HTTP/1.1 ${path === undefined ? "400 Bad Request" : "404 Not Found"}\r\nConnection: close\r\n\r\n`,
+        );
+        return;
+      }
+      service.handleUpgrade(req, socket, head);
+    } catch (e) {
+      options.log.error({ err: e }, "upgrade handler failed");
+      socket.destroy();
     }
-    service.handleUpgrade(req, socket, head);
   });
   // Keep the defaults of a hardened server: no slowloris headers, bounded request sizes.
   server.headersTimeout = 10_000;
@@ -112,6 +135,15 @@ export function createHost(options: HostOptions): Host {
       server.closeAllConnections();
     },
   };
+}
+
+/** The request target as a URL, or undefined when it is not one (`//`, `http://[`, …). */
+function parseTarget(target: string | undefined): URL | undefined {
+  try {
+    return new URL(target ?? "/", "http://host.invalid");
+  } catch {
+    return undefined;
+  }
 }
 
 /** SIGTERM/SIGINT → graceful close, then exit; a second signal exits at once. */

@@ -1,0 +1,72 @@
+/**
+ * The host against hostile HTTP: request targets that are not URLs, and clients that reset the
+ * connection while an upgrade is refused. Each must get an answer (or a cut connection) and the
+ * process must keep serving; vitest fails the run on any uncaught exception or rejection.
+ */
+import { createConnection } from "node:net";
+import { Registry } from "prom-client";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createHost, type Host } from "./host.ts";
+import { createLogger } from "./log.ts";
+
+let host: Host;
+let port: number;
+
+beforeEach(async () => {
+  host = createHost({
+    port: 0,
+    host: "127.0.0.1",
+    staticDir: undefined,
+    registry: new Registry(),
+    log: createLogger("host-test", "silent"),
+  });
+  port = await host.listen();
+});
+afterEach(() => host.close());
+
+/** Send raw bytes; resolve with everything the server wrote before it closed. */
+function raw(request: string, reset = false): Promise<string> {
+  return new Promise((resolve) => {
+    const c = createConnection(port, "127.0.0.1");
+    let out = "";
+    c.on("data", (d) => {
+      out += d;
+    });
+    c.on("error", () => {});
+    c.on("close", () => resolve(out));
+    c.write(request, () => {
+      if (reset) c.resetAndDestroy();
+      else c.end();
+    });
+  });
+}
+
+const upgrade = (path: string) =>
+  `GET ${path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+  "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+
+describe("host", () => {
+  it("answers 400 to a request target that is not a URL, and keeps serving", async () => {
+    expect(await raw("GET // HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).toMatch(/^HTTP\/1\.1 400/);
+    expect(await raw("HEAD //x:y@ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).toMatch(
+      /^HTTP\/1\.1 400/,
+    );
+    expect(await raw(upgrade("//"))).toMatch(/^HTTP\/1\.1 400/);
+    expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
+  });
+
+  it("answers OPTIONS and HEAD without crashing", async () => {
+    expect(await raw("OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).toMatch(
+      /^HTTP\/1\.1 404/,
+    );
+    expect(await raw("HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).toMatch(
+      /^HTTP\/1\.1 404/,
+    );
+  });
+
+  it("survives clients that reset while an upgrade is refused", async () => {
+    for (let i = 0; i < 50; i++) await raw(upgrade("/nope"), true);
+    for (let i = 0; i < 50; i++) await raw(upgrade("//"), true);
+    expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
+  });
+});

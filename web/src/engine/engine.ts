@@ -2081,28 +2081,36 @@ export class Engine implements ChatEngine {
       this.#cfg.log(`refused a first-contact message: ${accepted.error.code}`);
       return ack();
     }
-    pk.store = accepted.value.store;
-    await this.#savePrekeys();
-    this.#scheduleAddressSetup(0); // publish replacements for the one-time prekeys used
+    // The store (one-time prekeys used, replay cache) is saved only once the first contact is
+    // stored: a crash before that redelivers the message, which must then still be accepted.
+    const consume = async () => {
+      pk.store = accepted.value.store;
+      await this.#savePrekeys();
+      this.#scheduleAddressSetup(0); // publish replacements for the one-time prekeys used
+    };
+    const done = async () => {
+      await consume();
+      return ack();
+    };
     const app = decodeAppMessage(accepted.value.plaintext);
     wipe(accepted.value.plaintext);
-    if (!app.ok || app.value.t !== "intro") return ack();
+    if (!app.ok || app.value.t !== "intro") return done();
     const intro = app.value;
     const identity = decodeIdentity(intro.i);
     if (!identity.ok || !equalBytes(identity.value.verified.identity_key, accepted.value.senderIdentityKey)) {
       this.#cfg.log("refused a first-contact message: the identity inside is not the sender's");
-      return ack();
+      return done();
     }
     const id = toHex(accepted.value.senderIdentityKey);
     const now = Date.now();
     let c = await this.#storage.getContact(id);
-    if (c?.trust === "rejected" || c?.pending) return ack(); // declined or blocked: gets nothing
+    if (c?.trust === "rejected" || c?.pending) return done(); // declined or blocked: gets nothing
     if (!c) {
       let requests = 0;
       for (const p of this.#peers.values()) if (p.request) requests++;
       if (requests >= this.#cfg.maxContactRequests) {
         this.#cfg.log("dropped a first contact from a stranger: too many contact requests waiting");
-        return ack();
+        return done();
       }
       c = {
         id,
@@ -2143,7 +2151,7 @@ export class Engine implements ChatEngine {
           this.#emit({ type: "identity-change", contactId: id, change, candidate: identity.value });
           this.contactChanged(id);
         }
-        return ack();
+        return done();
       }
     }
     const peer = this.#peerFor(c);
@@ -2167,6 +2175,7 @@ export class Engine implements ChatEngine {
     });
     await this.#storage.saveSecret(SECRET.base(id), accepted.value.baseKey);
     this.#bases.set(toHex(accepted.value.baseKey), id);
+    await consume();
     await ack();
     this.#cfg.log(`first contact from ${id.slice(0, 8)}${peer.request ? " (a request)" : ""}`);
     if (peer.request) {

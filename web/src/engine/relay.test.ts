@@ -360,6 +360,37 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     await until(() => b.storage.contacts.get(m3.id)?.request !== undefined, "a new request");
   });
 
+  it("a crash while a first contact is being stored: redelivered after the restart and accepted then", async () => {
+    hub = new Hub();
+    class CrashOnce extends MemoryStorage {
+      crashed = false;
+      override async addContact(c: Parameters<MemoryStorage["addContact"]>[0]) {
+        if (!this.crashed) {
+          this.crashed = true;
+          throw new Error("crash");
+        }
+        return super.addContact(c);
+      }
+    }
+    const storage = new CrashOnce("", [relay.url]);
+    const b = node("bob", undefined, storage, "");
+    await b.engine.start();
+    const refs = (await b.engine.contactLinkRefs())!;
+    const a = node("alice", undefined, undefined, "");
+    const bobInA = a.storage.addUser(b.user);
+    a.storage.contacts.get(bobInA)!.endpoints = { signaling: [], relay: [relay.url], refs };
+    await a.engine.start();
+    await a.engine.send(b.id, "are you there?");
+    await until(() => storage.crashed, "crashed while storing the request");
+    await b.engine.stop();
+    // The restart reads the stored state only; the relay redelivers what was not acknowledged.
+    const b2 = node("bob", b.user, storage, "");
+    await b2.engine.start();
+    await until(() => storage.contacts.get(a.id)?.request !== undefined, "the request after the restart");
+    await until(() => storage.texts(a.id, "in").length === 1, "read once");
+    expect(storage.texts(a.id, "in")).toEqual(["are you there?"]);
+  });
+
   it("first contact with someone online who does not have us yet: refused live, so through the address", async () => {
     hub = new Hub();
     const b = node("bob");

@@ -5,9 +5,9 @@
  * (client-side routes such as /room/...).
  */
 import { createReadStream } from "node:fs";
-import { stat } from "node:fs/promises";
+import { realpath, stat } from "node:fs/promises";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { extname, join, normalize, resolve, sep } from "node:path";
+import { extname, join, normalize, relative, resolve, sep } from "node:path";
 
 const TYPES: Record<string, string> = {
   ".html": "text/html; charset=utf-8",
@@ -23,8 +23,15 @@ const TYPES: Record<string, string> = {
   ".txt": "text/plain; charset=utf-8",
 };
 
+/** `file` itself, once symlinks are followed, when it stays inside `base` (already real). */
+async function realInside(base: string, file: string): Promise<string | undefined> {
+  const real = await realpath(file).catch(() => undefined);
+  return real !== undefined && (real === base || real.startsWith(base + sep)) ? real : undefined;
+}
+
 export async function serveStatic(root: string, pathname: string, req: IncomingMessage, res: ServerResponse) {
-  const base = resolve(root);
+  // The root's own real path: a symlink inside it that points elsewhere is not served.
+  const base = await realpath(resolve(root)).catch(() => resolve(root));
   let decoded: string;
   try {
     decoded = decodeURIComponent(pathname);
@@ -37,24 +44,30 @@ export async function serveStatic(root: string, pathname: string, req: IncomingM
     res.writeHead(403).end();
     return;
   }
-  let info = await stat(file).catch(() => undefined);
+  const real = await realInside(base, file);
+  let info = real === undefined ? undefined : await stat(real).catch(() => undefined);
+  if (real !== undefined) file = real;
   if (info?.isDirectory()) {
-    file = join(file, "index.html");
-    info = await stat(file).catch(() => undefined);
+    const index = await realInside(base, join(file, "index.html"));
+    info = index === undefined ? undefined : await stat(index).catch(() => undefined);
+    if (index !== undefined) file = index;
   }
   if (!info?.isFile()) {
     if (extname(decoded) !== "") {
       res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
       return;
     }
-    file = join(base, "index.html");
-    info = await stat(file).catch(() => undefined);
-    if (!info?.isFile()) {
+    const index = await realInside(base, join(base, "index.html"));
+    info = index === undefined ? undefined : await stat(index).catch(() => undefined);
+    if (index === undefined || !info?.isFile()) {
       res.writeHead(503, { "content-type": "text/plain" }).end("PWA not built: run `npm run build`\n");
       return;
     }
+    file = index;
   }
-  const immutable = file.includes(`${sep}assets${sep}`);
+  // Hashed build output lives in <root>/assets/; judged relative to the root, whose own path may
+  // contain an "assets" folder.
+  const immutable = relative(base, file).startsWith(`assets${sep}`);
   res.writeHead(200, {
     "content-type": TYPES[extname(file)] ?? "application/octet-stream",
     "content-length": info.size,
@@ -66,5 +79,8 @@ export async function serveStatic(root: string, pathname: string, req: IncomingM
     res.end();
     return;
   }
-  createReadStream(file).pipe(res);
+  // A read error after the headers (file removed or unreadable) cuts the response, never the process.
+  const stream = createReadStream(file);
+  stream.on("error", () => res.destroy());
+  stream.pipe(res);
 }

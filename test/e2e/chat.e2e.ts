@@ -126,6 +126,8 @@ describe("direct E2EE chat between two browsers", () => {
   it("after a reload the history is intact and the chat resumes", async () => {
     await b.reload();
     await openChat(b, aliceId);
+    // History is read from IndexedDB after the chat opens: wait for the newest message first.
+    await b.locator("[data-testid=message-text]", { hasText: "burst 5" }).waitFor();
     const texts = await b.locator("[data-testid=message-text]").allTextContents();
     expect(texts).toContain("hello Bob, this is Alice");
     expect(texts).toContain("hi Alice! Bob here");

@@ -270,7 +270,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
     expect(await id(a, "open-chat").isDisabled()).toBe(false);
   });
 
-  it("history: a message sent with no engine running is queued on the device and survives a reload", async () => {
+  it("history: a sent message is stored on the device and survives a reload", async () => {
     await openContact(a, { id: bobId });
     await id(a, "open-chat").click();
     await id(a, "composer-input").fill("hello from Alice");
@@ -282,7 +282,10 @@ describe("onboarding, contacts and trust in the PWA", () => {
     await a.reload();
     await openContact(a, { id: bobId });
     await id(a, "open-chat").click();
-    expect(await a.locator("[data-testid=message-text]").allTextContents()).toContain("hello from Alice");
+    // History is read from IndexedDB after the chat opens: wait for it, then check it is there once.
+    await a.locator("[data-testid=message-text]", { hasText: "hello from Alice" }).waitFor();
+    const texts = await a.locator("[data-testid=message-text]").allTextContents();
+    expect(texts.filter((t) => t === "hello from Alice")).toHaveLength(1);
   });
 
   it("a passphrase locks the app across reloads; a wrong one is refused", async () => {
@@ -332,20 +335,21 @@ describe("onboarding, contacts and trust in the PWA", () => {
     await id(c, "restore-file").setInputFiles(path!);
     await id(c, "restore-passphrase").fill("not the passphrase");
     await id(c, "restore-submit").click();
-    expect(await id(c, "restore-error").textContent()).toContain("Wrong passphrase");
+    await expect.poll(() => id(c, "restore-error").textContent()).toContain("Wrong passphrase");
     await id(c, "restore-passphrase").fill("backup passphrase 1");
     await id(c, "restore-submit").click();
     await c.locator("[data-testid=home], [data-testid=restore-error]").waitFor();
     expect(await id(c, "restore-error").count()).toBe(0);
     expect(await id(c, "my-username").textContent()).toBe("Alice");
-    const usernames = await c
-      .locator("[data-testid=contact-item]")
-      .evaluateAll((els) => els.map((e) => e.getAttribute("data-username")).sort());
-    expect(usernames).toEqual(["Bob", "Bob", "Carol"]);
+    const usernames = () =>
+      c
+        .locator("[data-testid=contact-item]")
+        .evaluateAll((els) => els.map((e) => e.getAttribute("data-username")).sort());
+    await expect.poll(usernames).toEqual(["Bob", "Bob", "Carol"]);
     await openContact(c, { id: bobId });
     expect(await id(c, "trust-state").getAttribute("data-trust")).toBe("trusted");
     await id(c, "open-chat").click();
-    expect(await c.locator("[data-testid=message-text]").allTextContents()).toContain("hello from Alice");
+    await c.locator("[data-testid=message-text]", { hasText: "hello from Alice" }).waitFor();
     // Same identity as the original device: Bob's safety code is unchanged.
     await fresh.close();
   });

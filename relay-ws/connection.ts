@@ -79,6 +79,7 @@ export class RelayConnection {
     ws.on("pong", () => {
       this.#alive = true;
     });
+    ws.on("ping", () => this.#onPing());
     this.#send(encodeVersionHeader());
   }
 
@@ -148,6 +149,20 @@ export class RelayConnection {
     // Spending a whole burst beyond the limit (only a client ignoring RATE errors does) closes it.
     if (this.#tokens < -rateBurst) this.close(1008, "LOFT_ERR_RELAY_RATE");
     return this.#tokens >= 0;
+  }
+
+  /**
+   * ws answers every ping with a pong by itself: a client that floods pings, or pings without
+   * reading, would grow our output without bound. A ping costs a token like any frame, and counts
+   * against the send buffer.
+   */
+  #onPing(): void {
+    if (this.#state === "closed") return;
+    if (this.#ws.bufferedAmount > this.#ctx.config.sendBufferBytes) {
+      this.close(1008, "LOFT_ERR_RELAY_SLOW_CONSUMER");
+      return;
+    }
+    this.#takeToken();
   }
 
   // ------------------------------------------------------------------------------------------

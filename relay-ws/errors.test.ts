@@ -292,6 +292,24 @@ describe("relay bad input", () => {
   });
 });
 
+describe("relay WebSocket pings", () => {
+  it("a ping flood costs tokens like frames: the flooder is closed with 1008", async () => {
+    const r = await startTestRelay({ rateBurst: 10, ratePerSecond: 1 });
+    try {
+      const attacker = await RawSocket.open(r.url);
+      // Fewer than ws's own cap on unanswered auto-pongs (60), which would terminate the socket.
+      for (let i = 0; i < 40; i++) attacker.ws.ping(new Uint8Array(125));
+      // Frames and pings are handled in order: by this command, the pings have been counted.
+      attacker.send(attacker.frame({ k: "PING", i: 1 }));
+      expect(await attacker.next()).toBeUndefined();
+      expect(attacker.closeCode).toBe(1008);
+      expect(attacker.closeReason).toBe("LOFT_ERR_RELAY_RATE");
+    } finally {
+      await r.close();
+    }
+  });
+});
+
 function relayWithRate(): Promise<TestRelay> {
   return startTestRelay({ rateBurst: 100, ratePerSecond: 100 });
 }

@@ -50,6 +50,21 @@ describe("limit primitives", () => {
 });
 
 describe("rate limits", () => {
+  it("pings cost tokens like messages: a ping flood is closed with 4429", async () => {
+    const server = await startSignaling({ connRate: 1, connBurst: 5, maxViolations: 5 });
+    try {
+      const flooder = await RawClient.hello(server.url, from(9));
+      // Fewer than ws's own cap on unanswered auto-pongs (60), which would terminate the socket.
+      for (let i = 0; i < 40; i++) flooder.ws.ping(new Uint8Array(125));
+      // Pings and messages are handled in order: by this request, the pings have been counted.
+      flooder.send({ t: "LIST_SERVERS_REQUEST", id: 1 });
+      expect(await flooder.nextFrame()).toBeUndefined();
+      expect((await flooder.closed).code).toBe(CLOSE.RATE_LIMIT);
+    } finally {
+      await server.close();
+    }
+  });
+
   it("throttles a flooding connection, then closes it with 4429, while another source is served", async () => {
     const server = await startSignaling({ connRate: 20, connBurst: 40, maxViolations: 200 });
     try {

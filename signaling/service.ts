@@ -393,6 +393,22 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     ws.on("pong", () => {
       conn.alive = true;
     });
+    // ws answers each ping with a pong by itself: pings cost tokens like messages, and a client
+    // that pings without reading is dropped once its unread output passes the limit.
+    ws.on("ping", () => {
+      if (conn.closed) return;
+      conn.alive = true;
+      if (ws.bufferedAmount > maxBuffered) return closeConn(conn, CLOSE.TRY_AGAIN_LATER, "slow consumer");
+      const t = now();
+      const scope = !conn.bucket.take(t)
+        ? "connection"
+        : !conn.source.messages.take(t)
+          ? "source"
+          : undefined;
+      if (!scope) return;
+      metrics.rateLimited.inc({ scope });
+      if (++conn.violations > config.maxViolations) closeConn(conn, CLOSE.RATE_LIMIT, "rate limit");
+    });
     ws.on("error", (e) => log.debug({ conn: conn.id, code: (e as { code?: string }).code }, "socket error"));
     ws.on("close", (code: number) => {
       conn.closed = true;

@@ -9,7 +9,7 @@ import { mkdirSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Registry } from "prom-client";
-import { WebSocketServer } from "ws";
+import { type WebSocket, WebSocketServer } from "ws";
 import { toHex } from "../core/bytes.ts";
 import type { HostedService } from "../server/host.ts";
 import type { Logger } from "../server/log.ts";
@@ -72,6 +72,9 @@ export interface RelayService extends HostedService {
 const HEARTBEAT_MS = 30_000;
 const KEY_CACHE_MAX = 100_000;
 
+/** After close frames are sent on shutdown, how long clients get to answer before being cut. */
+const SHUTDOWN_GRACE_MS = 2_000;
+
 export function createRelayService(config: RelayConfig, deps: RelayServiceDeps): RelayService {
   const log = deps.log.child({ service: "relay" });
   const clock = deps.clock ?? Date.now;
@@ -82,6 +85,8 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
   }
   const theStore = store;
   const connections = new Set<RelayConnection>();
+  /** Every open socket, until its TCP close (a closing connection leaves `connections` at once). */
+  const sockets = new Set<WebSocket>();
   const subscriptions = new Map<string, Subscription>();
   const pending = new Set<Promise<unknown>>();
   const keyCache = new Map<string, KeyObject | null>();
@@ -272,6 +277,8 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
       }
       wss.handleUpgrade(req, socket, head, (ws) => {
         metrics.connectionsTotal.inc({ result: "accepted" });
+        sockets.add(ws);
+        ws.once("close", () => sockets.delete(ws));
         if (closing) {
           ws.close(1001, "going away");
           return;
@@ -303,6 +310,18 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
       clearInterval(heartbeatTimer);
       for (const c of [...connections]) c.close(1001, "going away", false);
       while (pending.size > 0) await Promise.allSettled([...pending]);
+      // A client that never answers the close frame would hold the process for ws's 30 s close
+      // timeout; give well-behaved clients a short grace, then cut the rest.
+      const answered = Promise.all(
+        [...sockets].map((ws) => new Promise<void>((resolve) => ws.once("close", () => resolve()))),
+      );
+      let graceTimer: NodeJS.Timeout | undefined;
+      const grace = new Promise<void>((resolve) => {
+        graceTimer = setTimeout(resolve, SHUTDOWN_GRACE_MS);
+      });
+      await Promise.race([answered, grace]);
+      clearTimeout(graceTimer);
+      for (const ws of sockets) ws.terminate();
       wss.close();
       await theStore.close();
       log.info("relay closed");

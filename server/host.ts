@@ -41,6 +41,9 @@ export interface Host {
   close(): Promise<void>;
 }
 
+/** On shutdown, how long in-flight HTTP responses get before their connections are cut. */
+const HTTP_SHUTDOWN_GRACE_MS = 2_000;
+
 export function createRegistry(): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "loft_" });
@@ -131,8 +134,13 @@ export function createHost(options: HostOptions): Host {
     },
     async close() {
       await Promise.all(services.map((s) => s.close()));
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeAllConnections();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // server.close() waits for every HTTP connection to end: idle keep-alive ones go now, and a
+      // slow download to a client that doesn't read is cut after a short grace.
+      server.closeIdleConnections();
+      const cut = setTimeout(() => server.closeAllConnections(), HTTP_SHUTDOWN_GRACE_MS);
+      await closed;
+      clearTimeout(cut);
     },
   };
 }

@@ -1,0 +1,85 @@
+/**
+ * Engine timings and hooks (engine.ts `Engine`): handshake, HELLO and heartbeat limits
+ * (docs/protocol/chat.md §2, §3, §6), dial backoff and glare (chat.md §1 "Who dials, who accepts"),
+ * live relay fallback and direct retry (docs/protocol/mailbox.md §6), mailbox delay and relay
+ * timings (mailbox.md §3), and the injectable transports and WebSocket constructors.
+ */
+import type { WebSocketLike as RelayWebSocketLike } from "../../../core/relay/ws-link.ts";
+import type { WebSocketLike } from "../../../core/signaling/client.ts";
+import type { TransportFactory } from "./transport.ts";
+
+export interface EngineConfig {
+  /** A PING goes out this often on an idle session. */
+  heartbeatIntervalMs: number;
+  /** A session with nothing received for this long is dead: closed and replaced. */
+  heartbeatTimeoutMs: number;
+  handshakeTimeoutMs: number;
+  helloTimeoutMs: number;
+  /** ICE + DTLS + data channel open. */
+  openTimeoutMs: number;
+  backoffInitialMs: number;
+  backoffMaxMs: number;
+  /** The higher identity key waits this long before dialing a contact that just came online. */
+  glareDelayMs: number;
+  /** Our own attempt older than this yields to an incoming offer even when our key is lower. */
+  staleDialMs: number;
+  webSocket: (url: string) => WebSocketLike;
+  /** WebSockets to relays (core/relay `WebSocketLink`). */
+  relayWebSocket: (url: string) => RelayWebSocketLike;
+  /** The live transport (direct WebRTC links); tests substitute in-memory links. */
+  transport: TransportFactory;
+  /**
+   * The live relay transport (RelayLink over a queue pair, set up through signaling), used when
+   * no direct channel opens within `relayFallbackMs`. Absent: no live relay fallback.
+   */
+  relayTransport?: TransportFactory;
+  /** A direct attempt that has not opened after this long gives way to a live relay link. */
+  relayFallbackMs: number;
+  /**
+   * While a chat runs through the relay, try a direct channel again after this long, doubling
+   * after each failed try up to `directRetryMaxMs` (a fallback can be spurious: a peer that was
+   * reloading when we dialed).
+   */
+  directRetryMs: number;
+  directRetryMaxMs: number;
+  /**
+   * An outgoing message waits this long for a live session to a contact that signaling says is
+   * online before it goes to the contact's relay mailbox (at once when the contact is offline).
+   */
+  mailboxDelayMs: number;
+  /** Relay requests and openings time out after this long. */
+  relayTimeoutMs: number;
+  relayBackoffInitialMs: number;
+  relayBackoffMaxMs: number;
+  /**
+   * At most this many contact requests (first contacts from strangers) wait on the user; further
+   * strangers' first contacts are dropped until the user accepts or declines some.
+   */
+  maxContactRequests: number;
+  /** Diagnostics (close reasons, codes; never secrets or content). */
+  log: (message: string) => void;
+}
+
+/** Everything but the transport, which index.ts supplies (web/src/net is browser-only). */
+export const DEFAULT_ENGINE_CONFIG: Omit<EngineConfig, "transport"> = {
+  heartbeatIntervalMs: 5_000,
+  heartbeatTimeoutMs: 15_000,
+  handshakeTimeoutMs: 10_000,
+  helloTimeoutMs: 10_000,
+  openTimeoutMs: 20_000,
+  backoffInitialMs: 1_000,
+  backoffMaxMs: 30_000,
+  glareDelayMs: 1_000,
+  staleDialMs: 5_000,
+  relayFallbackMs: 4_000,
+  directRetryMs: 10_000,
+  directRetryMaxMs: 60_000,
+  mailboxDelayMs: 3_000,
+  relayTimeoutMs: 10_000,
+  relayBackoffInitialMs: 1_000,
+  relayBackoffMaxMs: 15_000,
+  maxContactRequests: 50,
+  webSocket: (url) => new WebSocket(url) as unknown as WebSocketLike,
+  relayWebSocket: (url) => new WebSocket(url) as unknown as RelayWebSocketLike,
+  log: (m) => console.debug(`[loft engine] ${m}`),
+};

@@ -1,0 +1,292 @@
+/**
+ * What every engine module shares (engine.ts): the per-contact `Peer` record, the `EngineContext`
+ * state object, events (`emit`, presence and service status; docs/protocol/chat.md §7), the
+ * per-contact task chain that serializes ratchet use (chat.md §4), and the refusal rules for
+ * Rejected contacts, pending identity changes and contact requests (api.ts; mailbox.md §5).
+ */
+import { decodeIdentity } from "../../../core/identity/identity.ts";
+import type { SenderQueue } from "../../../core/relay/client.ts";
+import type { Session } from "../../../core/session/index.ts";
+import type { SignalingClient } from "../../../core/signaling/client.ts";
+import type { RelayPool } from "../net/relay-pool.ts";
+import type {
+  ContactId,
+  ContactRecord,
+  EngineError,
+  EngineEvent,
+  EngineListener,
+  EngineStartOptions,
+  EngineStorage,
+  LinkPath,
+  MessageId,
+  Presence,
+  ServiceStatus,
+} from "./api.ts";
+import type { EngineConfig } from "./config.ts";
+import { type AddressQueue, PieceBuffer, type RxQueue, type TxQueue } from "./mailbox.ts";
+import {
+  ADDRESS_REF,
+  type AddressRef,
+  decodeAddressRef,
+  type IntroState,
+  type PrekeyState,
+} from "./prekeys.ts";
+import type { ChatRatchet } from "./ratchet-store.ts";
+import type { DialedLink, LiveTransport } from "./transport.ts";
+
+export interface Live {
+  session: Session;
+  path: LinkPath;
+  lastInbound: number;
+  heartbeat: ReturnType<typeof setInterval>;
+  /** Outgoing message ids sent on this session (resent on the next one until receipted). */
+  sent: Set<MessageId>;
+  /** Our mailbox for the peer was announced on this session. */
+  announced: boolean;
+}
+
+export interface Attempt {
+  link: DialedLink;
+  direction: "out" | "in";
+  path: LinkPath;
+  startedAt: number;
+}
+
+/** Ciphertext of one outgoing message on its way into the contact's mailbox (kept for retries). */
+export interface Deposit {
+  messageId: MessageId;
+  /** The contact's mailbox (`tx`) or, for a first contact, their contact-address queue (`intro`). */
+  route: "tx" | "intro";
+  target: { url: string; queue: SenderQueue };
+  bodies: { body: Uint8Array; sendId: Uint8Array }[];
+  next: number;
+}
+
+export interface Peer {
+  readonly id: ContactId;
+  readonly key: Uint8Array;
+  name: string;
+  presence: Presence;
+  /** What signaling last said. */
+  online: boolean;
+  /** `disconnect()` was called: no dialing until `connect()` or an incoming connection. */
+  manualOff: boolean;
+  /** Rejected, or an identity change awaits the user: never dialed, never accepted. */
+  blocked: boolean;
+  /** Rejected by the user: not even watched for presence. */
+  rejected: boolean;
+  live?: Live;
+  attempt?: Attempt;
+  ratchet?: ChatRatchet;
+  retryTimer?: ReturnType<typeof setTimeout>;
+  failures: number;
+  /** Serializes every ratchet operation and the storage writes that go with it. */
+  queue: Promise<unknown>;
+  flushing: boolean;
+  flushAgain: boolean;
+  /** Our receiving queue for this contact (created on our relay, announced to the contact). */
+  rx?: RxQueue;
+  rxCreating?: Promise<RxQueue | undefined>;
+  /** The contact's queue for us (from their announcement). */
+  tx?: TxQueue;
+  /** From this time on, the outbox may go to the contact's mailbox (Infinity: not now). */
+  mailboxAt: number;
+  mailboxTimer?: ReturnType<typeof setTimeout>;
+  deposit?: Deposit;
+  relayFailures: number;
+  pieces: PieceBuffer;
+  /** Receipts for messages that came through the mailbox, waiting to go back. */
+  receipts: Set<string>;
+  receiptTimer?: ReturnType<typeof setTimeout>;
+  upgradeTimer?: ReturnType<typeof setTimeout>;
+  upgradeFailures: number;
+  /** The contact-address reference from their link (offline first contact). */
+  addressRef?: AddressRef;
+  /** A first contact we started through their contact address, until they reply. */
+  intro?: IntroState;
+  /** A first-contact request the user has not accepted (ContactRecord.request). */
+  request: boolean;
+  /** The contact's device refused our connection (we are not its contact yet). */
+  refusedUs?: boolean;
+}
+
+export class Refused extends Error {
+  constructor(readonly reason: string) {
+    super(reason);
+  }
+}
+
+export function refusalFor(c: ContactRecord | undefined): EngineError | undefined {
+  if (!c) return { kind: "internal", message: "This contact no longer exists." };
+  if (c.trust === "rejected")
+    return { kind: "contact-rejected", message: `You blocked ${c.username}. Unblock them first.` };
+  if (c.request) return { kind: "contact-request", message: `Accept ${c.username}'s contact request first.` };
+  if (c.pending)
+    return {
+      kind: "identity-change-pending",
+      message: `${c.username}'s identity changed. Decide whether to trust the new key before sending.`,
+    };
+  return undefined;
+}
+
+export function timeout<T>(p: Promise<T>, ms: number, reason: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout>;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Refused(reason)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * The engine's shared state, handed to every module explicitly. Owned by `Engine` (engine.ts);
+ * modules read and update it, and reach each other only through functions taking it.
+ */
+export interface EngineContext {
+  readonly user: EngineStartOptions["user"];
+  readonly storage: EngineStorage;
+  readonly cfg: EngineConfig;
+  readonly selfKey: Uint8Array;
+  readonly selfId: string;
+  readonly listeners: Set<EngineListener>;
+  readonly peers: Map<ContactId, Peer>;
+  service: ServiceStatus;
+  signaling: SignalingClient | undefined;
+  direct: LiveTransport | undefined;
+  relayLive: LiveTransport | undefined;
+  pool: RelayPool | undefined;
+  /** Our relays, the first one for new queues (EngineSettings.relayUrls). */
+  relayUrls: string[];
+  /** Our receiving queues: recipient id (hex) → contact. */
+  readonly rids: Map<string, ContactId>;
+  relayDown: boolean;
+  /** Our prekey store and contact-address queue (offline first contact). */
+  prekeys: PrekeyState | undefined;
+  address: AddressQueue | undefined;
+  addressReady: Promise<void>;
+  addressTimer: ReturnType<typeof setTimeout> | undefined;
+  addressFailures: number;
+  /** Serializes prekey-store use and contact-address processing (stores retire on each change). */
+  addressChain: Promise<unknown>;
+  /** Base keys of first contacts we accepted (hex) → contact: routes their repeated headers. */
+  readonly bases: Map<string, ContactId>;
+  signalingUrl: string;
+  started: boolean;
+  stopped: boolean;
+  everRegistered: boolean;
+  lastStamp: number;
+  /** The engine's `contactChanged` (a first contact can record an identity change). */
+  contactChanged(contactId: ContactId): void;
+}
+
+/** Largest message reassembled from mailbox pieces (a 16 000-character text is about 66 KB). */
+export const MAX_MAILBOX_MESSAGE = 256 * 1024;
+
+/** The contact-address reference from a contact's link, if it carries one. */
+export function addressRefOf(c: ContactRecord): { addressRef?: AddressRef } {
+  const bytes = c.endpoints?.refs?.[ADDRESS_REF];
+  if (!bytes) return {};
+  const r = decodeAddressRef(bytes);
+  return r.ok ? { addressRef: r.value } : {};
+}
+
+/**
+ * Local time for `at` / `queuedAt`, strictly increasing within this engine: storage orders
+ * history and the outbox by it, and two messages in one millisecond must keep their order.
+ */
+export function stamp(ctx: EngineContext): number {
+  const now = Date.now();
+  ctx.lastStamp = now > ctx.lastStamp ? now : ctx.lastStamp + 1;
+  return ctx.lastStamp;
+}
+
+export function emit(ctx: EngineContext, event: EngineEvent): void {
+  for (const l of ctx.listeners) {
+    try {
+      l(event);
+    } catch (e) {
+      console.error("engine listener failed", e);
+    }
+  }
+}
+
+export function setService(ctx: EngineContext, change: Partial<ServiceStatus>): void {
+  const next = { ...ctx.service, ...change };
+  if (next.signaling === ctx.service.signaling && next.relay === ctx.service.relay) return;
+  ctx.service = next;
+  emit(ctx, { type: "service", status: { ...next } });
+}
+
+export function setPresence(
+  ctx: EngineContext,
+  peer: Peer,
+  status: Presence["status"],
+  path?: LinkPath,
+  lastError?: EngineError,
+): void {
+  const prev = peer.presence;
+  if (
+    prev.status === status &&
+    prev.path === path &&
+    prev.lastError?.kind === lastError?.kind &&
+    prev.lastError?.message === lastError?.message
+  )
+    return;
+  peer.presence = {
+    status,
+    since: prev.status === status ? prev.since : Date.now(),
+    ...(path ? { path } : {}),
+    ...(lastError ? { lastError } : {}),
+  };
+  emit(ctx, { type: "presence", contactId: peer.id, presence: peer.presence });
+}
+
+export function peerFor(ctx: EngineContext, c: ContactRecord): Peer {
+  let p = ctx.peers.get(c.id);
+  if (!p) {
+    const decoded = decodeIdentity(c.identity);
+    const key = decoded.ok ? decoded.value.verified.identity_key : new Uint8Array(32);
+    p = {
+      id: c.id,
+      key,
+      name: c.username,
+      presence: { status: "offline", since: Date.now() },
+      online: false,
+      manualOff: false,
+      blocked: refusalFor(c) !== undefined,
+      rejected: c.trust === "rejected",
+      failures: 0,
+      queue: Promise.resolve(),
+      flushing: false,
+      flushAgain: false,
+      mailboxAt: Number.POSITIVE_INFINITY,
+      request: c.request !== undefined,
+      ...addressRefOf(c),
+      relayFailures: 0,
+      upgradeFailures: 0,
+      pieces: new PieceBuffer(MAX_MAILBOX_MESSAGE),
+      receipts: new Set(),
+    };
+    ctx.peers.set(c.id, p);
+  }
+  return p;
+}
+
+/** Run `task` after every earlier ratchet/storage task of this contact. */
+export function serial<T>(peer: Peer, task: () => Promise<T>): Promise<T> {
+  const run = peer.queue.then(task, task);
+  peer.queue = run.catch(() => {});
+  return run;
+}
+
+export function dropLinks(peer: Peer, reason: string): void {
+  peer.attempt?.link.close(reason);
+  peer.attempt = undefined;
+  peer.live?.session.close(reason);
+}
+
+/** Whether a live session may come up soon (signaling works and says the contact is online). */
+export function reachableLive(ctx: EngineContext, peer: Peer): boolean {
+  return ctx.signaling?.state === "registered" && peer.online && !peer.manualOff;
+}

@@ -1,0 +1,70 @@
+/**
+ * The per-contact Double Ratchet in use (docs/protocol/chat.md §4 "The per-contact ratchet"):
+ * loaded from and persisted to storage (before any ciphertext leaves), and application messages
+ * sealed with it for a live session or for the mailbox. Callers run these inside `serial`.
+ */
+import { wipe } from "../../../core/bytes.ts";
+import { canSend, ratchetEncrypt } from "../../../core/ratchet/index.ts";
+import { type EngineContext, type Live, type Peer, Refused } from "./context.ts";
+import { type ChatRatchet, decodeChatRatchet, encodeChatRatchet } from "./ratchet-store.ts";
+import { type AppMessage, encodeAppMessage, encodeRatchetFrame } from "./wire.ts";
+
+export async function loadRatchet(
+  ctx: EngineContext,
+  peer: Peer,
+): Promise<{ ratchet?: ChatRatchet; unreadable: boolean }> {
+  if (peer.ratchet) return { ratchet: peer.ratchet, unreadable: false };
+  const blob = await ctx.storage.loadSession(peer.id);
+  if (!blob) return { unreadable: false };
+  const decoded = decodeChatRatchet(blob);
+  wipe(blob);
+  if (!decoded.ok) {
+    ctx.cfg.log(`stored ratchet for ${peer.id.slice(0, 8)} unreadable: ${decoded.error.code}`);
+    return { unreadable: true };
+  }
+  peer.ratchet = decoded.value;
+  return { ratchet: decoded.value, unreadable: false };
+}
+
+export async function saveRatchet(ctx: EngineContext, peer: Peer, ratchet: ChatRatchet): Promise<void> {
+  peer.ratchet = ratchet;
+  const blob = encodeChatRatchet(ratchet);
+  try {
+    await ctx.storage.saveSession(peer.id, blob);
+  } finally {
+    wipe(blob);
+  }
+}
+
+/** Encrypt one application message with the contact's ratchet and send it (inside serial). */
+export async function sendApp(
+  ctx: EngineContext,
+  peer: Peer,
+  live: Live,
+  message: AppMessage,
+): Promise<void> {
+  const r = peer.ratchet;
+  if (!r || !canSend(r.state)) throw new Refused("ratchet-cannot-send");
+  if (live.session.state === "closed") throw new Refused("LOFT_ERR_LINK_CLOSED");
+  const plaintext = encodeAppMessage(message);
+  const { state, message: sealed } = ratchetEncrypt(r.state, plaintext, Date.now());
+  wipe(plaintext);
+  // Persist before the ciphertext leaves: a crash never reuses a chain key.
+  await saveRatchet(ctx, peer, { id: r.id, state });
+  live.session.send(encodeRatchetFrame(sealed));
+}
+
+/** Encrypt one application message with the contact's ratchet, for the mailbox (inside serial). */
+export async function seal(
+  ctx: EngineContext,
+  peer: Peer,
+  message: AppMessage,
+): Promise<Uint8Array | undefined> {
+  const { ratchet: r } = await loadRatchet(ctx, peer);
+  if (!r || !canSend(r.state)) return undefined;
+  const plaintext = encodeAppMessage(message);
+  const { state, message: sealed } = ratchetEncrypt(r.state, plaintext, Date.now());
+  wipe(plaintext);
+  await saveRatchet(ctx, peer, { id: r.id, state });
+  return sealed;
+}

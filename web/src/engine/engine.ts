@@ -9,13 +9,26 @@
  *   HELLO exchange (wire.ts)               do both ends still hold the same ratchet?
  *   Double Ratchet (ratchet-store.ts)      one per contact, kept across connections; every
  *                                          application message under its own key
- *   outbox, receipts, heartbeats           here
+ *   outbox, receipts, heartbeats           the modules below
+ *
+ * This file is the `ChatEngine` facade: lifecycle (start/stop) and user actions. The work is
+ * done by modules with one job each, sharing state through `EngineContext` (context.ts):
+ *
+ *   config.ts         timings and injectable transports (`EngineConfig`, `DEFAULT_ENGINE_CONFIG`)
+ *   context.ts        `Peer`, `EngineContext`, events, presence/service status, per-contact task chain
+ *   presence.ts       signaling state and errors, watched keys, contacts coming online/offline
+ *   dialing.ts        when to dial, backoff, direct → live relay fallback, direct retry, offers, glare
+ *   session.ts        TOFU, HELLO and ratchet bootstrap, the live session, heartbeats, read loop
+ *   peer-ratchet.ts   the per-contact ratchet: load, persist, seal for a session or the mailbox
+ *   messages.ts       outbox flushing, message states, incoming messages, receipts
+ *   relay-mailbox.ts  our queues and the contacts' queues, deposits, relay messages and states
+ *   first-contact.ts  prekeys and contact address, first contacts sent and received, requests
  *
  * Per contact there is at most one live session. Dialing happens when a contact comes online
  * (presence), when the user opens the chat (`connect`), when a message is queued, and after a
  * failure with exponential backoff and full jitter; incoming offers are accepted only from
  * known contacts that are neither Rejected nor waiting on an identity decision. When both sides
- * dial at once (glare) the lower identity key's attempt wins (docs/protocol/chat.md, "Glare").
+ * dial at once (glare) the lower identity key's attempt wins (docs/protocol/chat.md §1, "Who dials, who accepts").
  */
 
 import { toHex } from "../../../core/bytes.ts";
@@ -50,9 +63,8 @@ import {
 } from "./context.ts";
 import { dial, maybeDial, onOffer } from "./dialing.ts";
 import { describeFailure } from "./errors.ts";
-import { afterAccept, setupAddress } from "./first-contact.ts";
+import { afterAccept, contactLinkRefs, setupAddress } from "./first-contact.ts";
 import { afterQueued } from "./messages.ts";
-import { ADDRESS_REF, encodeAddressRef } from "./prekeys.ts";
 import { onSignaling, resubscribe, watchKeys } from "./presence.ts";
 import {
   allowMailbox,
@@ -102,6 +114,8 @@ export class Engine implements ChatEngine {
       contactChanged: (contactId) => this.contactChanged(contactId),
     };
   }
+
+  // ---- lifecycle -------------------------------------------------------------------------------
 
   async start(): Promise<void> {
     if (this.#ctx.started) return;
@@ -193,6 +207,8 @@ export class Engine implements ChatEngine {
   serviceStatus(): ServiceStatus {
     return { ...this.#ctx.service };
   }
+
+  // ---- user actions ----------------------------------------------------------------------------
 
   connect(contactId: ContactId): void {
     void (async () => {
@@ -327,17 +343,7 @@ export class Engine implements ChatEngine {
     })();
   }
 
-  async contactLinkRefs(): Promise<Record<string, Uint8Array> | undefined> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      this.#ctx.addressReady,
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, 10_000);
-      }),
-    ]);
-    clearTimeout(timer);
-    const a = this.#ctx.address;
-    if (!a || !this.#ctx.prekeys || this.#ctx.prekeys.bundleSpk === 0) return undefined;
-    return { [ADDRESS_REF]: encodeAddressRef({ url: a.url, sid: a.queue.senderId }) };
+  contactLinkRefs(): Promise<Record<string, Uint8Array> | undefined> {
+    return contactLinkRefs(this.#ctx);
   }
 }

@@ -47,7 +47,9 @@ import {
 import { flush, receive, sendReceipts } from "./messages.ts";
 import { saveRatchet } from "./peer-ratchet.ts";
 import {
+  ADDRESS_REF,
   decodePrekeyState,
+  encodeAddressRef,
   encodeIntro,
   encodePrekeyState,
   fetchedBundle,
@@ -168,6 +170,21 @@ export async function savePrekeys(ctx: EngineContext): Promise<void> {
   } finally {
     wipe(blob);
   }
+}
+
+/** Our contact address for our link, once the prekeys are published there (waits at most 10 s). */
+export async function contactLinkRefs(ctx: EngineContext): Promise<Record<string, Uint8Array> | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    ctx.addressReady,
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, 10_000);
+    }),
+  ]);
+  clearTimeout(timer);
+  const a = ctx.address;
+  if (!a || !ctx.prekeys || ctx.prekeys.bundleSpk === 0) return undefined;
+  return { [ADDRESS_REF]: encodeAddressRef({ url: a.url, sid: a.queue.senderId }) };
 }
 
 /**

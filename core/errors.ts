@@ -31,7 +31,18 @@ export type LoftErrorCode =
   // ratchet
   | "LOFT_ERR_REPLAY"
   | "LOFT_ERR_TOO_MANY_SKIPPED"
-  | "LOFT_ERR_STATE_VERSION";
+  | "LOFT_ERR_STATE_VERSION"
+  // relay mailbox (docs/protocol/relay.md §Errors; wire codes mapped in core/relay/errors.ts)
+  | "LOFT_ERR_RELAY_AUTH"
+  | "LOFT_ERR_RELAY_QUOTA"
+  | "LOFT_ERR_RELAY_NO_MSG"
+  | "LOFT_ERR_RELAY_PROHIBITED"
+  | "LOFT_ERR_RELAY_DUPLICATE"
+  | "LOFT_ERR_RELAY_LIMIT"
+  | "LOFT_ERR_RELAY_RATE"
+  | "LOFT_ERR_RELAY_NO_BUNDLE"
+  | "LOFT_ERR_RELAY_INTERNAL"
+  | "LOFT_ERR_RELAY_UNEXPECTED";
 
 export class LoftError extends Error {
   readonly code: LoftErrorCode;

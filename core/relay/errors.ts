@@ -9,28 +9,15 @@
  */
 import type { LoftErrorCode, Result } from "../errors.ts";
 
-/** Relay-specific failure classes (to be merged into `LoftErrorCode` by the lead). */
-export type RelayOnlyErrorCode =
-  /** Unknown queue, wrong key, bad or missing signature, suspended queue, wrong id kind. */
-  | "LOFT_ERR_RELAY_AUTH"
-  /** The queue holds its quota of messages. */
-  | "LOFT_ERR_RELAY_QUOTA"
-  /** ACK for a message that is not in flight to this connection. */
-  | "LOFT_ERR_RELAY_NO_MSG"
-  /** Command not allowed in this state (GET on a queue this connection subscribed, …). */
-  | "LOFT_ERR_RELAY_PROHIBITED"
-  /** A SEND whose send id the queue has already accepted (replay or retry). */
-  | "LOFT_ERR_RELAY_DUPLICATE"
-  /** A per-connection limit (queues, in-flight messages, stored prekeys) is reached. */
-  | "LOFT_ERR_RELAY_LIMIT"
-  /** The connection's token bucket is empty. */
-  | "LOFT_ERR_RELAY_RATE"
-  /** PKGET on a queue without a published prekey bundle. */
-  | "LOFT_ERR_RELAY_NO_BUNDLE"
-  /** The relay failed (store error); the command may be retried. */
-  | "LOFT_ERR_RELAY_INTERNAL"
-  /** The relay answered with a frame that does not fit the command (client side only). */
-  | "LOFT_ERR_RELAY_UNEXPECTED";
+/**
+ * Relay-specific failure classes (part of `LoftErrorCode`): AUTH — unknown queue, wrong key, bad or
+ * missing signature, suspended queue, wrong id kind; QUOTA — the queue is full; NO_MSG — ACK for a
+ * message not in flight here; PROHIBITED — not allowed in this state; DUPLICATE — a send id the
+ * queue already accepted; LIMIT — a per-connection limit; RATE — token bucket empty; NO_BUNDLE —
+ * no prekey bundle published; INTERNAL — store failure, retry; UNEXPECTED — a reply that does not
+ * fit the command (client side).
+ */
+export type RelayOnlyErrorCode = Extract<LoftErrorCode, `LOFT_ERR_RELAY_${string}`>;
 
 export type RelayErrorCode = LoftErrorCode | RelayOnlyErrorCode;
 

@@ -147,7 +147,16 @@ export interface EngineSettings {
    * party's STUN server. Add STUN to cross NATs, TURN for networks that block UDP.
    */
   iceServers?: IceServerConfig[];
+  /**
+   * `RTCConfiguration.iceTransportPolicy` for direct links. `"relay"`: only TURN relay
+   * candidates are gathered and offered, so a contact never learns this device's IP addresses
+   * (only the TURN server's); it needs a TURN server in `iceServers`. Absent means `"all"`.
+   */
+  iceTransportPolicy?: IceTransportPolicy;
 }
+
+/** Which ICE candidates direct links may use (`RTCIceTransportPolicy`). */
+export type IceTransportPolicy = "all" | "relay";
 
 /** One STUN or TURN server (`RTCIceServer`): `stun:host:port`, `turn:host:port?transport=udp`. */
 export interface IceServerConfig {

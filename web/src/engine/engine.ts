@@ -155,6 +155,7 @@ export class Engine implements ChatEngine {
     this.#ctx.direct = this.#ctx.cfg.transport({
       signaling,
       iceServers: settings.iceServers ?? [],
+      ...(settings.iceTransportPolicy ? { iceTransportPolicy: settings.iceTransportPolicy } : {}),
       openTimeoutMs: this.#ctx.cfg.openTimeoutMs,
       onOffer: (offer) => void onOffer(this.#ctx, offer),
       onError: (e) => this.#ctx.cfg.log(e.message),

@@ -14,7 +14,7 @@
 import type { Link } from "../../../core/link/link.ts";
 import type { SignalingClient } from "../../../core/signaling/client.ts";
 import type { RelayPool } from "../net/relay-pool.ts";
-import type { IceServerConfig, LinkPath } from "./api.ts";
+import type { IceServerConfig, IceTransportPolicy, LinkPath } from "./api.ts";
 
 /** A link being set up: `opened` resolves when bytes can flow, rejects if it never does. */
 export interface DialedLink extends Link {
@@ -45,6 +45,8 @@ export interface IncomingOffer {
 export interface TransportDeps {
   signaling: SignalingClient;
   iceServers: IceServerConfig[];
+  /** `"relay"`: direct links gather TURN relay candidates only (EngineSettings). */
+  iceTransportPolicy?: IceTransportPolicy;
   openTimeoutMs: number;
   onOffer: (offer: IncomingOffer) => void;
   onError: (error: Error) => void;

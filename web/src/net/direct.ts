@@ -19,7 +19,7 @@ import type { SimplePeerSignal } from "@thaunknown/simple-peer/lite.js";
 import { toHex } from "../../../core/bytes.ts";
 import type { SignalingClient, SignalingError } from "../../../core/signaling/client.ts";
 import type { SignalEnvelope } from "../../../core/wire/signaling.ts";
-import type { IceServerConfig } from "../engine/api.ts";
+import type { IceServerConfig, IceTransportPolicy } from "../engine/api.ts";
 import type { IncomingOffer as EngineIncomingOffer, LiveTransport } from "../engine/transport.ts";
 import {
   type ByeReason,
@@ -56,6 +56,8 @@ export interface IncomingOffer extends EngineIncomingOffer {
 export interface DirectTransportOptions {
   signaling: SignalingClient;
   iceServers?: IceServerConfig[];
+  /** `"relay"`: TURN relay candidates only (EngineSettings.iceTransportPolicy). */
+  iceTransportPolicy?: IceTransportPolicy;
   openTimeoutMs?: number;
   onOffer: (offer: IncomingOffer) => void;
   /** Failures worth a log line (never includes payloads). */
@@ -109,6 +111,7 @@ export class DirectTransport implements LiveTransport {
     const link: WebRtcLink = new WebRtcLink({
       initiator,
       iceServers: this.iceServers,
+      ...(this.#o.iceTransportPolicy ? { iceTransportPolicy: this.#o.iceTransportPolicy } : {}),
       ...(this.#o.openTimeoutMs === undefined ? {} : { openTimeoutMs: this.#o.openTimeoutMs }),
       onSignal: (s) => this.#send(link, peer, conn, s),
     });

@@ -17,7 +17,7 @@ import SimplePeer, { type SimplePeerSignal } from "@thaunknown/simple-peer/lite.
 import { LoftError } from "../../../core/errors.ts";
 import type { LinkCloseInfo } from "../../../core/link/link.ts";
 import { QueueLink } from "../../../core/link/queue-link.ts";
-import type { IceServerConfig } from "../engine/api.ts";
+import type { IceServerConfig, IceTransportPolicy } from "../engine/api.ts";
 
 /** Above this many bytes queued in the data channel, `drain()` waits (simple-peer uses 64 KiB too). */
 export const DRAIN_THRESHOLD_BYTES = 1024 * 1024;
@@ -26,6 +26,8 @@ export const DEFAULT_OPEN_TIMEOUT_MS = 20_000;
 export interface WebRtcLinkOptions {
   initiator: boolean;
   iceServers?: IceServerConfig[];
+  /** `"relay"`: gather and offer TURN relay candidates only (hides our addresses from the peer). */
+  iceTransportPolicy?: IceTransportPolicy;
   /** An offer, answer or candidate to carry to the peer. */
   onSignal: (signal: SimplePeerSignal) => void;
   openTimeoutMs?: number;
@@ -63,7 +65,10 @@ export class WebRtcLink extends QueueLink {
       trickle: true,
       // No default STUN servers (simple-peer's defaults are Google's and Twilio's): only what the
       // user configured. Host candidates are enough on one machine or a LAN.
-      config: { iceServers: (options.iceServers ?? []) as RTCIceServer[] },
+      config: {
+        iceServers: (options.iceServers ?? []) as RTCIceServer[],
+        iceTransportPolicy: options.iceTransportPolicy ?? "all",
+      },
       channelConfig: { ordered: true },
     });
     this.#peer.on("signal", (s) => {

@@ -5,7 +5,13 @@
  * releases still migrates in order. Never edit a released step; add the next one.
  */
 import { type DBSchema, deleteDB, type IDBPDatabase, openDB } from "idb";
-import type { ContactRecord, IceServerConfig, OutboxEntry, StoredMessage } from "../engine/api.ts";
+import type {
+  ContactRecord,
+  IceServerConfig,
+  IceTransportPolicy,
+  OutboxEntry,
+  StoredMessage,
+} from "../engine/api.ts";
 import type { PassphraseConfig, Sealed } from "./vault.ts";
 
 export const DB_NAME = "loft";
@@ -27,6 +33,8 @@ export interface SettingsRecord {
   relayUrls?: string[];
   /** STUN/TURN servers for direct links; absent: none (host candidates only). */
   iceServers?: IceServerConfig[];
+  /** "relay": direct links use TURN relay candidates only; absent: all candidates. */
+  iceTransportPolicy?: IceTransportPolicy;
 }
 
 export interface LoftDB extends DBSchema {

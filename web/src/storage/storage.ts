@@ -186,6 +186,7 @@ export class LoftStorage implements EngineStorage {
       signalingUrl: s.signalingUrl || d.signalingUrl,
       relayUrls: s.relayUrls && s.relayUrls.length > 0 ? s.relayUrls : d.relayUrls,
       ...(s.iceServers && s.iceServers.length > 0 ? { iceServers: s.iceServers } : {}),
+      ...(s.iceTransportPolicy === "relay" ? { iceTransportPolicy: "relay" as const } : {}),
     };
   }
 

@@ -4,7 +4,7 @@ import type { AppModel } from "../app/model.ts";
 import { decryptBackup, encryptBackup, MIN_BACKUP_PASSPHRASE } from "../storage/backup.ts";
 import { defaultSettings } from "../storage/storage.ts";
 import { Back } from "./Home.tsx";
-import { formatIceServers, parseIceServers } from "./ice-servers.ts";
+import { formatIceServers, hasTurnServer, parseIceServers } from "./ice-servers.ts";
 import { usernameProblem } from "./Onboarding.tsx";
 
 function Section(props: { title: string; children: JSX.Element; testid?: string }) {
@@ -59,6 +59,16 @@ export function Settings(props: { app: AppModel }) {
   let signalingInput!: HTMLInputElement;
   let relayInput!: HTMLTextAreaElement;
   let iceInput!: HTMLTextAreaElement;
+  let relayOnlyInput!: HTMLInputElement;
+  const NEEDS_TURN = "Relay-only needs a TURN server: add a turn: line above first.";
+  /** Refuse to tick "TURN relays only" while the servers field names no TURN server. */
+  const checkRelayOnly = () => {
+    if (!relayOnlyInput.checked) return;
+    const ice = parseIceServers(iceInput.value);
+    if ("servers" in ice && hasTurnServer(ice.servers)) return;
+    relayOnlyInput.checked = false;
+    setEndpointResult({ ok: false, text: NEEDS_TURN });
+  };
   const saveEndpoints = async (e: Event) => {
     e.preventDefault();
     const signalingUrl = signalingInput.value.trim();
@@ -76,10 +86,13 @@ export function Settings(props: { app: AppModel }) {
         ok: false,
         text: `Not a STUN/TURN server line: "${ice.bad}". Write stun:host:port, or turn:host:port user password.`,
       });
+    const relayOnly = relayOnlyInput.checked;
+    if (relayOnly && !hasTurnServer(ice.servers)) return setEndpointResult({ ok: false, text: NEEDS_TURN });
     await app.storage.setSettingsRecord({
       ...(signalingUrl ? { signalingUrl } : {}),
       ...(relayUrls.length ? { relayUrls } : {}),
       ...(ice.servers.length ? { iceServers: ice.servers } : {}),
+      ...(relayOnly ? { iceTransportPolicy: "relay" as const } : {}),
     });
     await refetch();
     setEndpointResult({ ok: true, text: "Saved. They are used from the next start of the app." });
@@ -225,6 +238,21 @@ export function Settings(props: { app: AppModel }) {
             <p class="help">
               Empty: direct connections use only this network's own addresses and nothing is sent to a third
               party. Add a STUN server to cross home routers, a TURN server for networks that block them.
+            </p>
+            <label class="check" for="ice-relay-only">
+              <input
+                id="ice-relay-only"
+                type="checkbox"
+                data-testid="ice-relay-only"
+                ref={relayOnlyInput}
+                checked={record()?.iceTransportPolicy === "relay"}
+                onChange={checkRelayOnly}
+              />
+              Use TURN relays only
+            </label>
+            <p class="help">
+              Direct connections then go through your TURN server, so contacts never see your IP address
+              (slower, and it needs a TURN server above).
             </p>
             <button type="submit" data-testid="save-endpoints">
               Save servers

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { formatIceServers, parseIceServers } from "./ice-servers.ts";
+import { formatIceServers, hasTurnServer, parseIceServers } from "./ice-servers.ts";
 
 describe("ICE servers field", () => {
   it("reads STUN and TURN lines and writes them back", () => {
@@ -22,5 +22,14 @@ describe("ICE servers field", () => {
     expect(parseIceServers("turn:t:3478")).toEqual({ bad: "turn:t:3478" }); // TURN needs credentials
     expect(parseIceServers("stun:s:1 user")).toEqual({ bad: "stun:s:1 user" });
     expect(parseIceServers("stun:s:1 a b c")).toEqual({ bad: "stun:s:1 a b c" });
+  });
+
+  it("tells whether a TURN server is configured (relay-only needs one)", () => {
+    expect(hasTurnServer([])).toBe(false);
+    expect(hasTurnServer([{ urls: "stun:s:3478" }])).toBe(false);
+    expect(hasTurnServer([{ urls: "turn:t:3478", username: "u", credential: "p" }])).toBe(true);
+    expect(hasTurnServer([{ urls: ["stun:s:1", "turns:t:5349"], username: "u", credential: "p" }])).toBe(
+      true,
+    );
   });
 });

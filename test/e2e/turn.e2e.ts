@@ -1,0 +1,131 @@
+/**
+ * Relay-only direct links ("Use TURN relays only", EngineSettings.iceTransportPolicy "relay") in
+ * real Chromium through the real server (`npm run build` first;
+ * `node scripts/e2e.mjs test/e2e/turn.e2e.ts`).
+ *
+ * Setup: the test starts Debian's coturn (`turnserver` from package `coturn`, /usr/bin on Debian;
+ * test/support/turn-server.ts) inside the private network namespace scripts/e2e.mjs made, with
+ * the namespace's one address (198.18.0.1) as both `--listening-ip` and `--relay-ip`, on a free
+ * port, UDP/TCP only (`--no-tls --no-dtls --no-cli`), static long-term credentials
+ * (`--lt-cred-mech --user u:p --realm loft.test`), a temp `--pidfile` and `--userdb`, and
+ * `--log-file stdout --simple-log --verbose` (without `--verbose` coturn logs no per-request
+ * lines). It is ready once it answers a STUN Binding request, and is stopped at the end. Both
+ * browsers relay through the same coturn, so each relayed address is a peer of the other's
+ * allocation on coturn's own IP; coturn accepts that as is (198.18.0.1 is not loopback, so
+ * `--allow-loopback-peers` is not needed).
+ *
+ * Two browser contexts each enter the TURN server in Settings → Servers and tick "Use TURN relays
+ * only" (first refused while no TURN server is entered), reload so the engine starts with it,
+ * become contacts and chat both ways over the data channel until `delivered`. The engine logs
+ * the selected ICE candidate pair: it must be relay/relay, never a host candidate, and coturn's
+ * log must show the allocations.
+ *
+ * Sync points are conditions (DOM text, state attributes, console lines), never durations.
+ */
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { launchChromium } from "../support/browser.ts";
+import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+import {
+  addByLink,
+  byId,
+  createIdentity,
+  incoming,
+  myLink,
+  openChat,
+  sendText,
+  waitForPresence,
+  waitForState,
+} from "../support/loft-ui.ts";
+import { startTurn, TURN_PASSWORD, TURN_USER, type TurnServer } from "../support/turn-server.ts";
+
+const id = byId;
+
+/** Settings → Servers: the TURN server and relay-only, saved; the reload starts the engine with them. */
+async function useTurnOnly(page: Page, turn: TurnServer): Promise<void> {
+  await page.goto(new URL(page.url()).origin);
+  await id(page, "nav-settings").click();
+  await id(page, "ice-servers").waitFor();
+  // Refused while no TURN server is entered.
+  await id(page, "ice-servers").fill("");
+  await id(page, "ice-relay-only").click();
+  await expect.poll(() => id(page, "endpoints-result").textContent()).toContain("needs a TURN server");
+  expect(await id(page, "ice-relay-only").isChecked()).toBe(false);
+
+  await id(page, "ice-servers").fill(`${turn.url} ${TURN_USER} ${TURN_PASSWORD}`);
+  await id(page, "ice-relay-only").check();
+  await id(page, "save-endpoints").click();
+  await expect.poll(() => id(page, "endpoints-result").textContent()).toContain("Saved");
+  await page.reload();
+  await id(page, "nav-settings").click();
+  expect(await id(page, "ice-relay-only").isChecked()).toBe(true);
+  await id(page, "back").click();
+}
+
+describe("direct chat through a TURN relay only", () => {
+  let turn: TurnServer;
+  let loft: LoftProcess;
+  let browser: Browser;
+  let alice: BrowserContext;
+  let bob: BrowserContext;
+  let a: Page;
+  let b: Page;
+  const logs: string[] = [];
+
+  beforeAll(async () => {
+    turn = await startTurn();
+    loft = await startLoft();
+    browser = await launchChromium();
+    alice = await browser.newContext();
+    bob = await browser.newContext();
+    a = await alice.newPage();
+    b = await bob.newPage();
+    for (const [name, page] of [
+      ["alice", a],
+      ["bob", b],
+    ] as const)
+      page.on("console", (m) => logs.push(`${(performance.now() / 1000).toFixed(2)} ${name}: ${m.text()}`));
+  });
+  afterAll(async () => {
+    if (process.env.LOFT_E2E_LOGS) console.log(`${logs.join("\n")}\n--- coturn ---\n${turn?.output()}`);
+    await browser?.close();
+    await loft?.stop();
+    await turn?.stop();
+  });
+
+  it("chats both ways over a relayed data channel; every message reaches delivered", async () => {
+    await createIdentity(a, loft.url, "Alice");
+    await createIdentity(b, loft.url, "Bob");
+    await useTurnOnly(a, turn);
+    await useTurnOnly(b, turn);
+    const aliceId = await addByLink(b, await myLink(a));
+    const bobId = await addByLink(a, await myLink(b));
+
+    await openChat(a, bobId);
+    await openChat(b, aliceId);
+    await waitForPresence(a, "online · direct");
+    await waitForPresence(b, "online · direct");
+
+    await sendText(a, "hello Bob, through TURN");
+    await incoming(b, "hello Bob, through TURN").waitFor();
+    await waitForState(a, "hello Bob, through TURN", "delivered");
+    await sendText(b, "hi Alice, my address stays hidden");
+    await incoming(a, "hi Alice, my address stays hidden").waitFor();
+    await waitForState(b, "hi Alice, my address stays hidden", "delivered");
+    expect(await id(a, "chat-presence").textContent()).toBe("online · direct");
+    expect(await id(b, "chat-presence").textContent()).toBe("online · direct");
+
+    // The selected candidate pair is TURN on both ends, on both sides; never a host candidate.
+    for (const who of ["alice", "bob"])
+      await expect
+        .poll(() =>
+          logs.filter((l) => l.includes(` ${who}: `) && / path [0-9a-f]{8}: relay\/relay udp/.test(l)),
+        )
+        .not.toHaveLength(0);
+    expect(logs.filter((l) => / path [0-9a-f]{8}: /.test(l) && !/relay\/relay/.test(l))).toEqual([]);
+
+    // coturn saw the allocations and the permissions for the other side's relayed address.
+    await expect.poll(() => turn.output()).toMatch(/user <u>: incoming packet ALLOCATE processed, success/);
+    await expect.poll(() => turn.output()).toMatch(/incoming packet CREATE_PERMISSION processed, success/);
+  });
+});

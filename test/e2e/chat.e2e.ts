@@ -11,8 +11,7 @@
  */
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { launchChromium } from "../support/browser.ts";
-import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+import type { LoftProcess } from "../support/loft-process.ts";
 import {
   addByLink,
   byId,
@@ -24,6 +23,7 @@ import {
   sendText,
   waitForState,
 } from "../support/loft-ui.ts";
+import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 const id = byId;
 
@@ -42,31 +42,20 @@ async function metric(url: string, name: string, labels: string): Promise<number
 describe("direct E2EE chat between two browsers", () => {
   let loft: LoftProcess;
   let browser: Browser;
-  let alice: BrowserContext;
   let bob: BrowserContext;
   let a: Page;
   let b: Page;
   let aliceId: string;
   let bobId: string;
-  const logs: string[] = [];
+  let env: TwoBrowsers;
+  let logs: string[];
 
   beforeAll(async () => {
-    loft = await startLoft();
-    browser = await launchChromium();
-    alice = await browser.newContext();
-    bob = await browser.newContext();
-    a = await alice.newPage();
-    b = await bob.newPage();
-    for (const [name, page] of [
-      ["alice", a],
-      ["bob", b],
-    ] as const)
-      page.on("console", (m) => logs.push(`${(performance.now() / 1000).toFixed(2)} ${name}: ${m.text()}`));
+    env = await startTwoBrowsers();
+    ({ loft, browser, bob, a, b, logs } = env);
   });
   afterAll(async () => {
-    if (process.env.LOFT_E2E_LOGS) console.log(logs.join("\n"));
-    await browser?.close();
-    await loft?.stop();
+    await env?.close();
   });
 
   it("two new identities exchange links and see the same safety code", async () => {

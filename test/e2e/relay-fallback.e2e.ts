@@ -9,13 +9,9 @@
  * relay); presence says "via relay", messages reach "delivered" both ways, and none of them went
  * through the mailbox.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { Browser, BrowserContext, Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { launchChromium } from "../support/browser.ts";
-import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+import type { LoftProcess } from "../support/loft-process.ts";
 import {
   addByLink,
   createIdentity,
@@ -27,6 +23,7 @@ import {
   waitForPresence,
   waitForState,
 } from "../support/loft-ui.ts";
+import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 /** Runs in every page before the app: RTCPeerConnection never learns a remote candidate. */
 const NO_DIRECT_PATH = `(() => {
@@ -42,36 +39,18 @@ const NO_DIRECT_PATH = `(() => {
 })();`;
 
 describe("live chat through the relay when no direct path comes up", () => {
+  let env: TwoBrowsers;
   let loft: LoftProcess;
-  let dataDir: string;
-  let browser: Browser;
-  let alice: BrowserContext;
-  let bob: BrowserContext;
   let a: Page;
   let b: Page;
-  const logs: string[] = [];
+  let logs: string[];
 
   beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), "loft-e2e-fallback-"));
-    loft = await startLoft({ args: ["--relay-data-dir", dataDir] });
-    browser = await launchChromium();
-    alice = await browser.newContext();
-    bob = await browser.newContext();
-    await alice.addInitScript(NO_DIRECT_PATH);
-    await bob.addInitScript(NO_DIRECT_PATH);
-    a = await alice.newPage();
-    b = await bob.newPage();
-    for (const [name, page] of [
-      ["alice", a],
-      ["bob", b],
-    ] as const)
-      page.on("console", (m) => logs.push(`${(performance.now() / 1000).toFixed(2)} ${name}: ${m.text()}`));
+    env = await startTwoBrowsers({ initScript: NO_DIRECT_PATH });
+    ({ loft, a, b, logs } = env);
   });
   afterAll(async () => {
-    if (process.env.LOFT_E2E_LOGS) console.log(logs.join("\n"));
-    await browser?.close();
-    await loft?.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+    await env?.close();
   });
 
   it("chats both ways through the relay; presence says so; every message is delivered", async () => {

@@ -5,13 +5,9 @@
  * page, Alice writes 20 messages that reach "sent to relay", Bob opens Loft later and reads all 20
  * in order, each once, and Alice sees them delivered.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { Browser, BrowserContext, Page } from "playwright-core";
+import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { launchChromium } from "../support/browser.ts";
-import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+import type { LoftProcess } from "../support/loft-process.ts";
 import {
   addByLink,
   byId,
@@ -26,37 +22,24 @@ import {
   waitForPresence,
   waitForState,
 } from "../support/loft-ui.ts";
+import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 describe("relay mailboxes between two browsers", () => {
+  let env: TwoBrowsers;
   let loft: LoftProcess;
-  let dataDir: string;
-  let browser: Browser;
-  let alice: BrowserContext;
   let bob: BrowserContext;
   let a: Page;
   let b: Page;
   let aliceId: string;
   let bobId: string;
-  const logs: string[] = [];
-  const watch = (name: string, page: Page) =>
-    page.on("console", (m) => logs.push(`${(performance.now() / 1000).toFixed(2)} ${name}: ${m.text()}`));
+  let watch: TwoBrowsers["watch"];
 
   beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), "loft-e2e-relay-"));
-    loft = await startLoft({ args: ["--relay-data-dir", dataDir] });
-    browser = await launchChromium();
-    alice = await browser.newContext();
-    bob = await browser.newContext();
-    a = await alice.newPage();
-    b = await bob.newPage();
-    watch("alice", a);
-    watch("bob", b);
+    env = await startTwoBrowsers();
+    ({ loft, bob, a, b, watch } = env);
   });
   afterAll(async () => {
-    if (process.env.LOFT_E2E_LOGS) console.log(logs.join("\n"));
-    await browser?.close();
-    await loft?.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+    await env?.close();
   });
 
   it("contacts that met once hold each other's mailbox", async () => {

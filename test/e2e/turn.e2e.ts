@@ -22,10 +22,9 @@
  *
  * Sync points are conditions (DOM text, state attributes, console lines), never durations.
  */
-import type { Browser, BrowserContext, Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { launchChromium } from "../support/browser.ts";
-import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+import type { LoftProcess } from "../support/loft-process.ts";
 import {
   addByLink,
   byId,
@@ -38,6 +37,7 @@ import {
   waitForState,
 } from "../support/loft-ui.ts";
 import { startTurn, TURN_PASSWORD, TURN_USER, type TurnServer } from "../support/turn-server.ts";
+import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 const id = byId;
 
@@ -64,32 +64,19 @@ async function useTurnOnly(page: Page, turn: TurnServer): Promise<void> {
 
 describe("direct chat through a TURN relay only", () => {
   let turn: TurnServer;
+  let env: TwoBrowsers;
   let loft: LoftProcess;
-  let browser: Browser;
-  let alice: BrowserContext;
-  let bob: BrowserContext;
   let a: Page;
   let b: Page;
-  const logs: string[] = [];
+  let logs: string[];
 
   beforeAll(async () => {
     turn = await startTurn();
-    loft = await startLoft();
-    browser = await launchChromium();
-    alice = await browser.newContext();
-    bob = await browser.newContext();
-    a = await alice.newPage();
-    b = await bob.newPage();
-    for (const [name, page] of [
-      ["alice", a],
-      ["bob", b],
-    ] as const)
-      page.on("console", (m) => logs.push(`${(performance.now() / 1000).toFixed(2)} ${name}: ${m.text()}`));
+    env = await startTwoBrowsers();
+    ({ loft, a, b, logs } = env);
   });
   afterAll(async () => {
-    if (process.env.LOFT_E2E_LOGS) console.log(`${logs.join("\n")}\n--- coturn ---\n${turn?.output()}`);
-    await browser?.close();
-    await loft?.stop();
+    await env?.close(`--- coturn ---\n${turn?.output()}`);
     await turn?.stop();
   });
 

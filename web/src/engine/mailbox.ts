@@ -23,11 +23,16 @@
  *   addr (ours, one)          { v, u, r, s, a, k } — the contact-address queue of the contact link
  */
 import * as v from "valibot";
-import { equalBytes } from "../../../core/bytes.ts";
 import { err, ok, type Result } from "../../../core/errors.ts";
 import type { RecipientQueue, SenderQueue } from "../../../core/relay/client.ts";
 import { MAX_BODY } from "../../../core/relay/protocol.ts";
-import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/wire/codec.ts";
+import {
+  bytesSchema,
+  decodeVersioned,
+  encodeCanonical,
+  requireCanonical,
+  uintSchema,
+} from "../../../core/wire/codec.ts";
 
 export const MAILBOX = { RATCHET: 0x01, RATCHET_MORE: 0x02, RATCHET_END: 0x03, INTRO: 0x11 } as const;
 /** The largest part one body carries: type byte and padding marker take two bytes. */
@@ -125,13 +130,11 @@ const txSchema = v.strictObject({ v: uintSchema(0xffff), u: url, s: qid, k: key3
 const addrSchema = v.strictObject({ v: uintSchema(0xffff), u: url, r: qid, s: qid, a: key32, k: key32 });
 
 function decodeRecord<S extends v.GenericSchema>(bytes: Uint8Array, schema: S): Result<v.InferOutput<S>> {
-  const r = decodeWith(bytes, schema, LIMITS);
-  if (!r.ok) return r;
-  if ((r.value as { v: number }).v !== RECORD_VERSION)
-    return err("LOFT_ERR_STATE_VERSION", "unknown mailbox record version");
-  if (!equalBytes(encodeCanonical(r.value), bytes))
-    return err("LOFT_ERR_MALFORMED", "mailbox record is not canonical MessagePack");
-  return r;
+  return requireCanonical(
+    decodeVersioned(bytes, RECORD_VERSION, schema, LIMITS, "mailbox record"),
+    bytes,
+    "mailbox record",
+  );
 }
 
 export function encodeRx(rx: RxQueue): Uint8Array {

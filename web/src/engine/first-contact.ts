@@ -7,7 +7,6 @@
 import { randomBytes } from "@noble/hashes/utils.js";
 import { equalBytes, toHex, wipe } from "../../../core/bytes.ts";
 import { decodeIdentity, encodeIdentity } from "../../../core/identity/identity.ts";
-import { decideIdentity } from "../../../core/identity/tofu.ts";
 import {
   acceptInitialMessage,
   createPrekeyStore,
@@ -20,7 +19,6 @@ import type { RelayMessage } from "../../../core/relay/client.ts";
 import { isRelayError, type RelayError } from "../../../core/relay/errors.ts";
 import { SEND_ID_LENGTH } from "../../../core/relay/protocol.ts";
 import type { RelayPool } from "../net/relay-pool.ts";
-import type { PendingIdentityChange } from "./api.ts";
 import {
   type EngineContext,
   emit,
@@ -62,6 +60,7 @@ import {
 } from "./prekeys.ts";
 import { resubscribe } from "./presence.ts";
 import { allowMailbox, ensureRx, relayBackoff, sendByMailbox, sendDeposit } from "./relay-mailbox.ts";
+import { judgeIdentity, recordIdentityChange, recordIdentityUpdate } from "./tofu.ts";
 import { decodeAppMessage, encodeAppMessage } from "./wire.ts";
 
 /** Run `task` after every earlier prekey-store / contact-address task. */
@@ -383,31 +382,13 @@ export async function onIntroBody(
     };
     await ctx.storage.addContact(c);
   } else {
-    const known = decodeIdentity(c.identity);
-    const d = known.ok
-      ? decideIdentity({
-          offered: identity.value,
-          known: { identity: known.value, trust: c.trust, firstSeen: c.firstSeen, lastSeen: c.lastSeen },
-          now,
-        })
-      : undefined;
-    if (d?.kind === "updated") {
-      await ctx.storage.updateContactIdentity(
-        id,
-        encodeIdentity(identity.value),
-        identity.value.verified.username,
-      );
+    const judged = judgeIdentity(c, identity.value, now);
+    if (judged.verdict === "updated") {
+      await recordIdentityUpdate(ctx, id, identity.value);
       emit(ctx, { type: "contact-updated", contactId: id });
-    } else if (d?.kind !== "unchanged") {
-      if (d && (d.kind === "noise-key-rotated" || d.kind === "conflict" || d.kind === "downgrade")) {
-        const change: PendingIdentityChange = {
-          kind: d.kind,
-          identity: encodeIdentity(identity.value),
-          seenAt: now,
-          source: "handshake",
-        };
-        await ctx.storage.recordIdentityChange(id, change);
-        emit(ctx, { type: "identity-change", contactId: id, change, candidate: identity.value });
+    } else if (judged.verdict !== "unchanged") {
+      if (judged.verdict === "pending") {
+        await recordIdentityChange(ctx, id, judged.change, identity.value, now);
         ctx.contactChanged(id);
       }
       return done();

@@ -5,11 +5,9 @@
  * heartbeat and read loop, and what happens when it closes.
  */
 import { equalBytes } from "../../../core/bytes.ts";
-import { decodeIdentity, encodeIdentity } from "../../../core/identity/identity.ts";
-import { decideIdentity } from "../../../core/identity/tofu.ts";
 import { canSend, type RatchetKeyPair } from "../../../core/ratchet/index.ts";
 import type { Session } from "../../../core/session/index.ts";
-import type { LinkPath, PendingIdentityChange } from "./api.ts";
+import type { LinkPath } from "./api.ts";
 import {
   type Attempt,
   type EngineContext,
@@ -29,6 +27,7 @@ import { flush, receive, sendReceipts } from "./messages.ts";
 import { loadRatchet, saveRatchet, sendApp } from "./peer-ratchet.ts";
 import { bootstrapChatRatchet } from "./ratchet-store.ts";
 import { allowMailbox, announce } from "./relay-mailbox.ts";
+import { judgeIdentity, recordIdentityChange, recordIdentityUpdate } from "./tofu.ts";
 import {
   CHAT_PROTOCOL_VERSION,
   decodeSessionFrame,
@@ -44,39 +43,24 @@ export async function checkIdentity(ctx: EngineContext, peer: Peer, session: Ses
   const c = await ctx.storage.getContact(peer.id);
   const refusal = refusalFor(c);
   if (refusal || !c) throw new Refused(c?.pending ? "identity-change" : "contact-blocked");
-  const known = decodeIdentity(c.identity);
-  if (!known.ok) throw new Refused("contact-blocked");
   const offered = session.remoteIdentity;
   const now = Date.now();
-  const d = decideIdentity({
-    offered,
-    known: { identity: known.value, trust: c.trust, firstSeen: c.firstSeen, lastSeen: c.lastSeen },
-    now,
-  });
-  switch (d.kind) {
+  const judged = judgeIdentity(c, offered, now);
+  switch (judged.verdict) {
     case "unchanged":
       await ctx.storage.touchContact(peer.id, now);
       return;
     case "updated":
-      await ctx.storage.updateContactIdentity(peer.id, encodeIdentity(offered), offered.verified.username);
+      await recordIdentityUpdate(ctx, peer.id, offered);
       await ctx.storage.touchContact(peer.id, now);
       peer.name = offered.verified.username;
       emit(ctx, { type: "contact-updated", contactId: peer.id });
       return;
-    case "noise-key-rotated":
-    case "conflict":
-    case "downgrade": {
-      const change: PendingIdentityChange = {
-        kind: d.kind,
-        identity: encodeIdentity(offered),
-        seenAt: now,
-        source: "handshake",
-      };
+    case "pending": {
       session.close("identity-change");
-      await ctx.storage.recordIdentityChange(peer.id, change);
-      emit(ctx, { type: "identity-change", contactId: peer.id, change, candidate: offered });
+      const pending = await recordIdentityChange(ctx, peer.id, judged.change, offered, now);
       peer.blocked = true;
-      setPresence(ctx, peer, "offline", undefined, refusalFor({ ...c, pending: change }));
+      setPresence(ctx, peer, "offline", undefined, refusalFor({ ...c, pending }));
       throw new Refused("identity-change");
     }
     default:

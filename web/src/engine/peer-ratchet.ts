@@ -46,12 +46,22 @@ export async function sendApp(
   const r = peer.ratchet;
   if (!r || !canSend(r.state)) throw new Refused("ratchet-cannot-send");
   if (live.session.state === "closed") throw new Refused("LOFT_ERR_LINK_CLOSED");
+  live.session.send(encodeRatchetFrame(await encryptAndPersist(ctx, peer, r, message)));
+}
+
+/** Ratchet-encrypt one message and persist the advanced state before the ciphertext leaves, so
+ * a crash never reuses a chain key (Signal DR §3.5). */
+async function encryptAndPersist(
+  ctx: EngineContext,
+  peer: Peer,
+  r: ChatRatchet,
+  message: AppMessage,
+): Promise<Uint8Array> {
   const plaintext = encodeAppMessage(message);
   const { state, message: sealed } = ratchetEncrypt(r.state, plaintext, Date.now());
   wipe(plaintext);
-  // Persist before the ciphertext leaves: a crash never reuses a chain key.
   await saveRatchet(ctx, peer, { id: r.id, state });
-  live.session.send(encodeRatchetFrame(sealed));
+  return sealed;
 }
 
 /** Encrypt one application message with the contact's ratchet, for the mailbox (inside serial). */
@@ -62,9 +72,5 @@ export async function seal(
 ): Promise<Uint8Array | undefined> {
   const { ratchet: r } = await loadRatchet(ctx, peer);
   if (!r || !canSend(r.state)) return undefined;
-  const plaintext = encodeAppMessage(message);
-  const { state, message: sealed } = ratchetEncrypt(r.state, plaintext, Date.now());
-  wipe(plaintext);
-  await saveRatchet(ctx, peer, { id: r.id, state });
-  return sealed;
+  return encryptAndPersist(ctx, peer, r, message);
 }

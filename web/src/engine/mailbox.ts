@@ -137,33 +137,28 @@ function decodeRecord<S extends v.GenericSchema>(bytes: Uint8Array, schema: S): 
   );
 }
 
+/** The record fields of a receive queue, shared by our per-contact queues and the contact address. */
+function recipientFields(q: RecipientQueue) {
+  return { r: q.recipientId, s: q.senderId, a: q.recipientAuthSecret, k: q.rcvKey };
+}
+
+function recipientQueue(x: { r: Uint8Array; s: Uint8Array; a: Uint8Array; k: Uint8Array }): RecipientQueue {
+  return {
+    recipientId: x.r.slice(),
+    senderId: x.s.slice(),
+    recipientAuthSecret: x.a.slice(),
+    rcvKey: x.k.slice(),
+  };
+}
+
 export function encodeRx(rx: RxQueue): Uint8Array {
-  const q = rx.queue;
-  return encodeCanonical({
-    v: RECORD_VERSION,
-    u: rx.url,
-    r: q.recipientId,
-    s: q.senderId,
-    a: q.recipientAuthSecret,
-    k: q.rcvKey,
-    sk: rx.senderSecret,
-  });
+  return encodeCanonical({ v: RECORD_VERSION, u: rx.url, ...recipientFields(rx.queue), sk: rx.senderSecret });
 }
 
 export function decodeRx(bytes: Uint8Array): Result<RxQueue> {
   const r = decodeRecord(bytes, rxSchema);
   if (!r.ok) return r;
-  const x = r.value;
-  return ok({
-    url: x.u,
-    queue: {
-      recipientId: x.r.slice(),
-      senderId: x.s.slice(),
-      recipientAuthSecret: x.a.slice(),
-      rcvKey: x.k.slice(),
-    },
-    senderSecret: x.sk.slice(),
-  });
+  return ok({ url: r.value.u, queue: recipientQueue(r.value), senderSecret: r.value.sk.slice() });
 }
 
 export function encodeTx(tx: TxQueue): Uint8Array {
@@ -182,30 +177,13 @@ export function decodeTx(bytes: Uint8Array): Result<TxQueue> {
 }
 
 export function encodeAddress(a: AddressQueue): Uint8Array {
-  const q = a.queue;
-  return encodeCanonical({
-    v: RECORD_VERSION,
-    u: a.url,
-    r: q.recipientId,
-    s: q.senderId,
-    a: q.recipientAuthSecret,
-    k: q.rcvKey,
-  });
+  return encodeCanonical({ v: RECORD_VERSION, u: a.url, ...recipientFields(a.queue) });
 }
 
 export function decodeAddress(bytes: Uint8Array): Result<AddressQueue> {
   const r = decodeRecord(bytes, addrSchema);
   if (!r.ok) return r;
-  const x = r.value;
-  return ok({
-    url: x.u,
-    queue: {
-      recipientId: x.r.slice(),
-      senderId: x.s.slice(),
-      recipientAuthSecret: x.a.slice(),
-      rcvKey: x.k.slice(),
-    },
-  });
+  return ok({ url: r.value.u, queue: recipientQueue(r.value) });
 }
 
 /** Secret names in `EngineStorage` (sealed at rest by storage). */

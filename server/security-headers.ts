@@ -13,9 +13,11 @@
 import { ConfigError } from "./config.ts";
 
 /**
- * Features the app does not use are switched off for the page and anything it could embed; the
- * two it uses (copying and sharing the contact link) stay on for this origin only. A feature
- * that arrives later (Web Serial pairing, calls) turns its entry to `(self)` with the feature.
+ * Features the app does not use are switched off for the page and anything it could embed;
+ * copying the contact link stays on for this origin only. Sharing it (`navigator.share`) needs no
+ * entry: `web-share` defaults to this origin, and Chromium on desktop Linux rejects the name as
+ * unknown, noisily. A feature that arrives later (Web Serial pairing, calls) turns its entry to
+ * `(self)` with the feature. Only names Chromium knows: an unknown one is a console error.
  */
 export const PERMISSIONS_POLICY = [
   "accelerometer=()",
@@ -38,7 +40,6 @@ export const PERMISSIONS_POLICY = [
   "usb=()",
   "xr-spatial-tracking=()",
   "clipboard-write=(self)",
-  "web-share=(self)",
 ].join(", ");
 
 /** `connect-src` sources beyond `'self'` when the operator names none. */

@@ -5,7 +5,15 @@
  * by Accept-Encoding with their own length and an ETag per encoding, revalidation answers 304,
  * and source maps stay private unless the operator serves them.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -159,6 +167,18 @@ describe("static files", () => {
     expect(png.body).toEqual(readFileSync(join(root, "icon.png")));
     for (const path of ["/assets/big-1.js.br", "/assets/big-1.js.gz"])
       expect((await request(`${base}${path}`)).status, path).toBe(404);
+  });
+
+  it("serves a file replaced after the build as it now is, not its stale precompressed copy", async () => {
+    const file = join(root, "assets", "late-1.js");
+    writeFileSync(file, APP);
+    await precompressDir(root);
+    const later = APP.replace("the app", "the NEW app");
+    writeFileSync(file, later);
+    utimesSync(file, new Date(), new Date(Date.now() + 5_000)); // strictly newer than its copies
+    const answer = await request(`${base}/assets/late-1.js`, { headers: { "accept-encoding": "br, gzip" } });
+    expect(answer.headers["content-encoding"]).toBeUndefined();
+    expect(answer.body.toString()).toBe(later);
   });
 
   it("answers a revalidation with 304 and no body when the ETag still matches", async () => {

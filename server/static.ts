@@ -50,16 +50,21 @@ async function fileInside(base: string, file: string): Promise<{ path: string; i
   return path !== undefined && info?.isFile() ? { path, info } : undefined;
 }
 
-/** The precompressed copy of `file` in the best encoding the request accepts, if the build made one. */
+/**
+ * The precompressed copy of `file` in the best encoding the request accepts, if the build made
+ * one and it is not older than the file: a file replaced after the build (a hand edit, a deploy
+ * that copies only what changed) is served as it now is, never as its stale copy.
+ */
 async function variantFor(
   base: string,
   file: string,
+  info: Stats,
   req: IncomingMessage,
 ): Promise<{ path: string; info: Stats; encoding: ContentEncoding } | undefined> {
   if (!COMPRESSIBLE_EXTENSIONS.has(extname(file))) return undefined;
   for (const encoding of acceptedEncodings(req.headers["accept-encoding"])) {
     const found = await fileInside(base, file + ENCODING_SUFFIX[encoding]);
-    if (found) return { ...found, encoding };
+    if (found && found.info.mtimeMs >= info.mtimeMs) return { ...found, encoding };
   }
   return undefined;
 }
@@ -130,7 +135,7 @@ export async function serveStatic(
     }
     ({ path: file, info } = index);
   }
-  const variant = await variantFor(base, file, req);
+  const variant = await variantFor(base, file, info, req);
   const sent = variant ?? { path: file, info, encoding: undefined };
   // Hashed build output lives in <root>/assets/; judged relative to the root, whose own path may
   // contain an "assets" folder.

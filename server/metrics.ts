@@ -45,11 +45,14 @@ export interface MetricsListenerOptions {
   token: string | undefined;
 }
 
-/** `Authorization: Bearer <token>` compared in constant time (both sides hashed to one length). */
+/**
+ * `Authorization: Bearer <token>` (scheme case-insensitive, RFC 9110 §11.1) compared in constant
+ * time: both sides hashed to one length first.
+ */
 export function bearerAllowed(req: IncomingMessage, token: string | undefined): boolean {
   if (token === undefined) return true;
   const header = req.headers.authorization ?? "";
-  const m = /^Bearer ([\x21-\x7e]{1,512})$/.exec(header);
+  const m = /^Bearer ([\x21-\x7e]{1,512})$/i.exec(header);
   const given = createHash("sha256")
     .update(m?.[1] ?? "")
     .digest();

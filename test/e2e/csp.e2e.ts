@@ -5,11 +5,16 @@
  * ways until "delivered", visit Settings, and the Service Worker takes control and precaches the
  * shell (served brotli-compressed) — with zero CSP violation reports and no policy errors on the
  * console of any page or worker. A positive control proves the listener would have seen one: an
- * injected inline script is refused and reported.
+ * injected inline script is refused and reported. Federation: under the default policy a page may
+ * open a WebSocket to a relay on another origin (a contact's relay); a server started with
+ * `--csp-connect-src` pinned to other servers refuses it, and says so.
  */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { LoftProcess } from "../support/loft-process.ts";
+import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import {
   addByLink,
   byId,
@@ -35,6 +40,31 @@ const RECORD_VIOLATIONS = `
 
 /** Console lines that mean a policy refused something or could not be parsed. */
 const POLICY_PROBLEM = /Content Security Policy|Refused to|Permissions[- ]Policy|permissions policy/i;
+
+/**
+ * Open a WebSocket from the page: "open", "closed" (refused, by the server or by the CSP, which
+ * Chromium reports as an error event) or "blocked" (the constructor threw).
+ */
+const probeSocket = (page: Page, url: string) =>
+  page.evaluate(
+    (u) =>
+      new Promise<string>((resolve) => {
+        let ws: WebSocket;
+        try {
+          ws = new WebSocket(u);
+        } catch {
+          return resolve("blocked");
+        }
+        ws.onopen = () => {
+          ws.close();
+          resolve("open");
+        };
+        ws.onerror = () => resolve("closed");
+        ws.onclose = () => resolve("closed");
+        setTimeout(() => resolve("no answer"), 15_000); // bounded: never hang the test
+      }),
+    url,
+  );
 
 const violations = (page: Page) =>
   page.evaluate(() => (window as unknown as { __cspViolations: string[] }).__cspViolations);
@@ -134,5 +164,36 @@ describe("the app under its Content-Security-Policy", () => {
     });
     expect(ran).toBe(false);
     await expect.poll(() => violations(a)).toEqual([expect.stringMatching(/^script-src-elem inline/)]);
+  });
+
+  it("federation: another origin's relay is reachable by default; a pinned --csp-connect-src refuses it", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "loft-csp-pinned-"));
+    const pinned = await startLoft({
+      args: ["--relay-data-dir", dataDir, "--csp-connect-src", "wss://relay.example"],
+    });
+    try {
+      const before = (await violations(a)).length;
+      // Alice's page (default policy) to the other server's relay: no CSP objection. Whether that
+      // relay accepts a page from another origin is its own Origin check's business.
+      expect(["open", "closed"]).toContain(await probeSocket(a, `${pinned.url.replace("http", "ws")}/relay`));
+      expect((await violations(a)).length).toBe(before);
+
+      // A page of the pinned server: the app still works on its own origin, but Alice's server is
+      // not on its list.
+      const page = await env.alice.newPage();
+      env.watch("pinned", page);
+      const res = await page.goto(pinned.url);
+      expect(res?.headers()["content-security-policy"]).toContain("connect-src 'self' wss://relay.example;");
+      await byId(page, "username-input").waitFor();
+      expect(await violations(page)).toEqual([]);
+      expect(await probeSocket(page, `${loft.url.replace("http", "ws")}/relay`)).not.toBe("open");
+      await expect
+        .poll(() => violations(page))
+        .toEqual([expect.stringMatching(/^connect-src ws:\/\/127\.0\.0\.1/)]);
+      await page.close();
+    } finally {
+      await pinned.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

@@ -226,13 +226,15 @@ export function createHost(options: HostOptions): Host {
       services.push(service);
     },
     async listen() {
-      const port = await listenOn(server, options.port, options.host);
+      const port = await listenOn(server, options.port, options.host).catch((e: unknown) => {
+        throw new ListenError("main", options.host, options.port, e);
+      });
       if (metricsServer && separate) {
         try {
           boundMetricsPort = await listenOn(metricsServer, separate.port, separate.host);
         } catch (e) {
           server.close();
-          throw e;
+          throw new ListenError("metrics", separate.host, separate.port, e);
         }
       }
       return port;
@@ -243,6 +245,24 @@ export function createHost(options: HostOptions): Host {
       await Promise.all([server, metricsServer].map((s) => (s ? closeServer(s) : undefined)));
     },
   };
+}
+
+/** A listener could not bind: names which one, where, and why (EADDRINUSE, EACCES, …). */
+export class ListenError extends Error {
+  override name = "ListenError";
+  readonly code: string | undefined;
+  constructor(
+    readonly listener: "main" | "metrics",
+    host: string,
+    port: number,
+    cause: unknown,
+  ) {
+    const code = (cause as NodeJS.ErrnoException | undefined)?.code;
+    super(`${listener} listener ${host}:${port}: ${code ?? (cause as Error)?.message ?? String(cause)}`, {
+      cause,
+    });
+    this.code = code;
+  }
 }
 
 function listenOn(server: Server, port: number, host: string): Promise<number> {

@@ -10,7 +10,7 @@ import { signalingConfigFrom, signalingOptions } from "../signaling/config.ts";
 import { createSignalingService } from "../signaling/service.ts";
 import { trustedProxies, trustProxyOption } from "./client-source.ts";
 import { bool, ConfigError, describeOptions, int, prefixed, readConfig, str, unprefixed } from "./config.ts";
-import { closeOnSignals, createHost, createRegistry } from "./host.ts";
+import { closeOnSignals, createHost, createRegistry, ListenError } from "./host.ts";
 import { createLogger } from "./log.ts";
 import { metricsOptions } from "./metrics.ts";
 import { cspConnectOption } from "./security-headers.ts";
@@ -90,6 +90,12 @@ function isLoopback(host: string): boolean {
 main().catch((e) => {
   if (e instanceof ConfigError) {
     console.error(`configuration error: ${e.message}`);
+    process.exit(2);
+  }
+  if (e instanceof ListenError) {
+    // A port in use or not allowed is the operator's to fix: say which flag, no stack trace.
+    const flag = e.listener === "metrics" ? "--metrics-port/--metrics-host" : "--port/--host";
+    console.error(`configuration error: ${flag}: cannot listen on ${e.message}`);
     process.exit(2);
   }
   console.error(e);

@@ -100,6 +100,15 @@ describe("public /health and the metrics listener", () => {
       await off.stop();
     }
     await expect(startLoft({ args: ["--metrics-port", "nine"] })).rejects.toThrow(/--metrics-port/);
+    // The port is taken (by the first server's metrics listener): a clear message, exit code 2.
+    const taken = new URL(loft.metricsUrl!).port;
+    await expect(
+      startLoft({
+        args: ["--serve-static", "false", "--metrics-port", taken, "--relay-data-dir", join(dir, "r4")],
+      }),
+    ).rejects.toThrow(
+      /exited \(2\)[\s\S]*configuration error: --metrics-port\/--metrics-host: cannot listen on metrics listener 127\.0\.0\.1:\d+: EADDRINUSE/,
+    );
     await expect(startLoft({ args: ["--metrics-token", "short"] })).rejects.toThrow(/--metrics-token/);
   });
 });

@@ -10,8 +10,9 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
-import { collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import { NO_TRUSTED_PROXIES, sourceOf, type TrustedProxies } from "./client-source.ts";
+import { cspReports } from "./csp-reports.ts";
 import type { Logger } from "./log.ts";
 import { bearerAllowed, cachedRender, type MetricsListenerOptions } from "./metrics.ts";
 import { DEFAULT_CONNECT_SOURCES, rawResponse, securityHeaders } from "./security-headers.ts";
@@ -95,9 +96,21 @@ export function createHost(options: HostOptions): Host {
     },
   });
 
-  function withHeaders(handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>) {
+  const responses = new Counter({
+    name: "loft_host_http_responses_total",
+    help: "HTTP responses by listener (public, metrics) and status class",
+    labelNames: ["listener", "class"],
+    registers: [options.registry],
+  });
+  const reports = cspReports(options.registry);
+
+  function withHeaders(
+    listener: "public" | "metrics",
+    handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>,
+  ) {
     return (req: IncomingMessage, res: ServerResponse) => {
       for (const [name, value] of Object.entries(baseHeaders)) res.setHeader(name, value);
+      res.once("finish", () => responses.inc({ listener, class: `${Math.floor(res.statusCode / 100)}xx` }));
       handler(req, res).catch((e: unknown) => {
         // A bug or an I/O failure answers 500 (or cuts the response); it never takes the process down.
         options.log.error({ err: e }, "http handler failed");
@@ -107,8 +120,8 @@ export function createHost(options: HostOptions): Host {
     };
   }
 
-  const server = createServer(withHeaders(handleRequest));
-  const metricsServer = separate ? createServer(withHeaders(handleMetricsRequest)) : undefined;
+  const server = createServer(withHeaders("public", handleRequest));
+  const metricsServer = separate ? createServer(withHeaders("metrics", handleMetricsRequest)) : undefined;
 
   function detailedHealth() {
     return {
@@ -158,6 +171,7 @@ export function createHost(options: HostOptions): Host {
       await sendMetrics(req, res);
       return;
     }
+    if (reports.handle(req, res, url.pathname)) return;
     for (const s of services) if (url.pathname.startsWith(s.path) && s.handleHttp?.(req, res)) return;
     if (options.staticDir && isRead(req) && url.pathname !== "/metrics") {
       await serveStatic(options.staticDir, url.pathname, req, res, {

@@ -9,8 +9,10 @@
  * nothing framed and no framing, no plugins, no `<base>`, no form posts. `connect-src` is `'self'`
  * plus the operator's list (`--csp-connect-src`): by default any `wss:`/`ws:` server, because a
  * contact's link may name a relay on another host and users may choose other servers in Settings.
+ * Violations are reported to `/csp-report` and counted (server/csp-reports.ts).
  */
 import { ConfigError } from "./config.ts";
+import { CSP_REPORT_PATH } from "./csp-reports.ts";
 
 /**
  * Features the app does not use are switched off for the page and anything it could embed;
@@ -60,6 +62,9 @@ export function contentSecurityPolicy(connectSources: readonly string[]): string
     "object-src 'none'",
     "base-uri 'none'",
     "form-action 'none'",
+    // report-uri rather than report-to: every browser sends these at once; Chromium would delay
+    // (batch) Reporting API reports and ignores report-uri when report-to is present.
+    `report-uri ${CSP_REPORT_PATH}`,
   ].join("; ");
 }
 

@@ -5,7 +5,7 @@
  * ways until "delivered", visit Settings, and the Service Worker takes control and precaches the
  * shell (served brotli-compressed) — with zero CSP violation reports and no policy errors on the
  * console of any page or worker. A positive control proves the listener would have seen one: an
- * injected inline script is refused and reported. Federation: under the default policy a page may
+ * injected inline script is refused and reported, to the page and to the server's counter. Federation: under the default policy a page may
  * open a WebSocket to a relay on another origin (a contact's relay); a server started with
  * `--csp-connect-src` pinned to other servers refuses it, and says so.
  */
@@ -66,6 +66,15 @@ const probeSocket = (page: Page, url: string) =>
     url,
   );
 
+/** Violation reports the server counted (server/csp-reports.ts), all directives. */
+async function reportsCounted(loft: LoftProcess): Promise<number> {
+  const text = await (await fetch(`${loft.metricsUrl}/metrics`)).text();
+  return text
+    .split("\n")
+    .filter((l) => l.startsWith("loft_host_csp_reports_total{"))
+    .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
+}
+
 const violations = (page: Page) =>
   page.evaluate(() => (window as unknown as { __cspViolations: string[] }).__cspViolations);
 
@@ -110,6 +119,7 @@ describe("the app under its Content-Security-Policy", () => {
     expect(csp).toContain("script-src 'self';");
     expect(csp).toContain("frame-ancestors 'none'");
     expect(csp).not.toMatch(/unsafe-inline|unsafe-eval/);
+    expect(csp).toContain("report-uri /csp-report");
     expect(res?.headers()["permissions-policy"]).toContain("camera=()");
   });
 
@@ -150,6 +160,7 @@ describe("the app under its Content-Security-Policy", () => {
     expect(await violations(a)).toEqual([]);
     expect(await violations(b)).toEqual([]);
     expect(problems).toEqual([]);
+    expect(await reportsCounted(loft)).toBe(0);
     // The app's code came precompressed.
     expect(encodings.size).toBeGreaterThan(0);
     for (const [path, encoding] of encodings) expect(encoding, path).toBe("br");
@@ -164,6 +175,8 @@ describe("the app under its Content-Security-Policy", () => {
     });
     expect(ran).toBe(false);
     await expect.poll(() => violations(a)).toEqual([expect.stringMatching(/^script-src-elem inline/)]);
+    // …and the browser reported it to the server, which counted it by directive.
+    await expect.poll(() => reportsCounted(loft), { timeout: 30_000 }).toBe(1);
   });
 
   it("federation: another origin's relay is reachable by default; a pinned --csp-connect-src refuses it", async () => {

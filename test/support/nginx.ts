@@ -111,6 +111,10 @@ export async function startNginx(site: string, waitPort: number): Promise<Runnin
     stdio: ["ignore", "ignore", "pipe"],
   });
   let stderr = "";
+  // A missing binary: say how to get it rather than crash on an unhandled 'error' event.
+  child.on("error", (e) => {
+    stderr += `cannot run ${NGINX} (${e.message}): install it with \`node scripts/system-deps.mjs\` (as root)\n`;
+  });
   child.stderr!.on("data", (c: Buffer) => {
     stderr += c.toString();
   });
@@ -121,7 +125,10 @@ export async function startNginx(site: string, waitPort: number): Promise<Runnin
     } catch {}
     return `${stderr}${log}`;
   };
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const exited = new Promise<void>((resolve) => {
+    child.once("exit", () => resolve());
+    child.once("error", () => resolve());
+  });
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
     await exited;
@@ -129,7 +136,7 @@ export async function startNginx(site: string, waitPort: number): Promise<Runnin
   };
   const deadline = Date.now() + 20_000;
   for (let i = 0; i < 100 && Date.now() < deadline; i++) {
-    if (child.exitCode !== null) break;
+    if (child.exitCode !== null || child.pid === undefined) break;
     if (await canConnect(waitPort)) return { child, errors, stop };
     await new Promise((r) => setTimeout(r, 200));
   }

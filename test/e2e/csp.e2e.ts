@@ -2,12 +2,13 @@
  * The real app under the host's Content-Security-Policy and Permissions-Policy, in real Chromium
  * through the real server (`npm run build` first; `node scripts/e2e.mjs test/e2e/csp.e2e.ts`):
  * Alice and Bob each create an identity, open each other's links (QR code and all), chat both
- * ways until "delivered", visit Settings, and the Service Worker takes control and precaches the
- * shell (served brotli-compressed) — with zero CSP violation reports and no policy errors on the
- * console of any page or worker. A positive control proves the listener would have seen one: an
- * injected inline script is refused and reported, to the page and to the server's counter. Federation: under the default policy a page may
- * open a WebSocket to a relay on another origin (a contact's relay); a server started with
- * `--csp-connect-src` pinned to other servers refuses it, and says so.
+ * ways until "delivered", export a backup from Settings, and the Service Worker takes control and
+ * precaches the shell (served brotli-compressed) — with zero CSP violation reports and no policy
+ * errors on the console of any page or worker. A positive control proves the listener would have
+ * seen one: an injected inline script is refused and reported, to the page and to the server's
+ * counter. Federation: under the default policy a page may open a WebSocket to a relay on another
+ * origin (a contact's relay); a server started with `--csp-connect-src` pinned to other servers
+ * refuses it, and says so.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -141,6 +142,10 @@ describe("the app under its Content-Security-Policy", () => {
     await a.goto(loft.url);
     await byId(a, "nav-settings").click();
     await byId(a, "settings").waitFor();
+    // An encrypted backup leaves as a blob: download, which the policy must not stop.
+    await byId(a, "backup-passphrase").fill("backup passphrase 1");
+    const [download] = await Promise.all([a.waitForEvent("download"), byId(a, "export-backup").click()]);
+    expect(await download.failure()).toBeNull();
 
     // The Service Worker (under the same policy) controls the page and has precached the shell.
     for (const page of [a, b]) {

@@ -15,7 +15,12 @@ import { NO_TRUSTED_PROXIES, sourceOf, type TrustedProxies } from "./client-sour
 import { cspReports } from "./csp-reports.ts";
 import type { Logger } from "./log.ts";
 import { bearerAllowed, cachedRender, type MetricsListenerOptions } from "./metrics.ts";
-import { DEFAULT_CONNECT_SOURCES, rawResponse, securityHeaders } from "./security-headers.ts";
+import {
+  DEFAULT_CONNECT_SOURCES,
+  rawResponse,
+  secureUpgradeRefusals,
+  securityHeaders,
+} from "./security-headers.ts";
 import { serveStatic } from "./static.ts";
 
 export interface HostedService {
@@ -217,6 +222,7 @@ export function createHost(options: HostOptions): Host {
         return;
       }
       trackSource(req, socket);
+      secureUpgradeRefusals(socket, baseHeaders);
       service.handleUpgrade(req, socket, head);
     } catch (e) {
       options.log.error({ err: e }, "upgrade handler failed");

@@ -91,6 +91,9 @@ describe("security headers", () => {
       ["bad target", "GET // HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "400"],
       ["upgrade to nothing", upgrade("/nope"), "404"],
       ["upgrade with a bad target", upgrade("//"), "400"],
+      // Refused by the services themselves (the ws library's handshake checks), written raw.
+      ["relay: bad WebSocket version", upgrade("/relay").replace("Version: 13", "Version: 7"), "400"],
+      ["signaling: no WebSocket key", upgrade("/signal").replace(/Sec-WebSocket-Key: .*\r\n/, ""), "400"],
     ] as const) {
       const answer = await rawExchange(loft.port, text);
       expect(answer, what).toMatch(new RegExp(`^HTTP/1\\.1 ${status}`));

@@ -11,6 +11,7 @@
  * contact's link may name a relay on another host and users may choose other servers in Settings.
  * Violations are reported to `/csp-report` and counted (server/csp-reports.ts).
  */
+import type { Duplex } from "node:stream";
 import { ConfigError } from "./config.ts";
 import { CSP_REPORT_PATH } from "./csp-reports.ts";
 
@@ -130,3 +131,42 @@ export const cspConnectOption = {
   },
   help: "servers the app may connect to besides its own origin (CSP connect-src): schemes (wss:) or origins (wss://relay.example), comma-separated; 'none' for this origin only",
 };
+
+/**
+ * Make the first thing written to an upgrade socket carry the security headers when it is a
+ * refusal (any status but 101): services and the `ws` library answer refused WebSocket handshakes
+ * by writing raw HTTP to the socket (`socket.end("HTTP/1.1 403 …")`), past Node's response object
+ * and so past the host's headers. The lines go right after the status line; the wrapper removes
+ * itself after the first write, so frames after a 101 are never looked at.
+ */
+export function secureUpgradeRefusals(socket: Duplex, headers: Readonly<Record<string, string>>): void {
+  const lines = Object.entries(headers)
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join("");
+  const write = socket.write;
+  const end = socket.end;
+  const restore = () => {
+    socket.write = write;
+    socket.end = end;
+  };
+  const patch = (chunk: unknown): unknown => {
+    restore();
+    if (typeof chunk !== "string" && !Buffer.isBuffer(chunk)) return chunk;
+    const text = typeof chunk === "string" ? chunk : chunk.toString("latin1");
+    if (!/^HTTP\/1\.[01] [1-5]\d\d/.test(text) || text.startsWith("HTTP/1.1 101")) return chunk;
+    const eol = text.indexOf("\r\n");
+    if (eol < 0) return chunk;
+    const patched = `${text.slice(0, eol + 2)}${lines}${text.slice(eol + 2)}`;
+    return typeof chunk === "string" ? patched : Buffer.from(patched, "latin1");
+  };
+  socket.write = function (this: Duplex, chunk: unknown, ...rest: unknown[]) {
+    return (write as (...a: unknown[]) => boolean).call(this, patch(chunk), ...rest);
+  } as Duplex["write"];
+  socket.end = function (this: Duplex, chunk?: unknown, ...rest: unknown[]) {
+    if (typeof chunk === "function" || chunk === undefined) {
+      restore();
+      return (end as (...a: unknown[]) => Duplex).call(this, chunk, ...rest);
+    }
+    return (end as (...a: unknown[]) => Duplex).call(this, patch(chunk), ...rest);
+  } as Duplex["end"];
+}

@@ -2,8 +2,8 @@
 // browser tests, python3-dissononce as the independent Noise implementation, socat for serial
 // emulation, coturn for relay-only WebRTC paths, nginx and openssl to run the documented reverse
 // proxy example against the real server and systemd-analyze to check the unit, both in
-// server/proxy-example.test.ts). Runs apt only as root
-// and only for what is missing; otherwise it explains what to install and exits non-zero.
+// server/proxy-example.test.ts). Runs apt only as root and only for what is missing; otherwise it
+// explains what to install and exits non-zero.
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 

@@ -1,7 +1,9 @@
 // Installs the Debian packages the test suite needs and npm cannot provide (Chromium for the
 // browser tests, python3-dissononce as the independent Noise implementation, socat for serial
-// emulation, coturn for relay-only WebRTC paths). Runs apt only as root and only for what is
-// missing; otherwise it explains what to install and exits non-zero.
+// emulation, coturn for relay-only WebRTC paths, nginx and openssl to run the documented reverse
+// proxy example against the real server and systemd-analyze to check the unit, both in
+// server/proxy-example.test.ts). Runs apt only as root and only for what is missing; otherwise it
+// explains what to install and exits non-zero.
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 
@@ -15,6 +17,9 @@ const NEEDS = [
   { pkg: "socat", present: () => existsSync("/usr/bin/socat") },
   { pkg: "coturn", present: () => existsSync("/usr/bin/turnserver") },
   { pkg: "iproute2", present: () => existsSync("/usr/sbin/ip") || existsSync("/sbin/ip") },
+  { pkg: "nginx", present: () => existsSync("/usr/sbin/nginx") },
+  { pkg: "openssl", present: () => existsSync("/usr/bin/openssl") },
+  { pkg: "systemd", present: () => existsSync("/usr/bin/systemd-analyze") },
 ];
 
 export function ensureSystemDeps(extra = []) {

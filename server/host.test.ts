@@ -55,13 +55,18 @@ describe("host", () => {
     expect((await fetch(`http://127.0.0.1:${port}/health`)).status).toBe(200);
   });
 
-  it("answers OPTIONS and HEAD without crashing", async () => {
+  it("answers OPTIONS without crashing, and HEAD /health like GET without a body", async () => {
     expect(await raw("OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).toMatch(
       /^HTTP\/1\.1 404/,
     );
-    expect(await raw("HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")).toMatch(
-      /^HTTP\/1\.1 404/,
-    );
+    const get = await raw("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    const head = await raw("HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    expect(head).toMatch(/^HTTP\/1\.1 200/);
+    const [headHead, headBody] = head.split("\r\n\r\n");
+    expect(headBody).toBe("");
+    const length = (text: string) => /\r\ncontent-length: (\d+)/i.exec(text)?.[1];
+    expect(length(headHead ?? "")).toBe(length(get));
+    expect(headHead).toMatch(/\r\ncontent-type: application\/json/i);
   });
 
   it("survives clients that reset while an upgrade is refused", async () => {

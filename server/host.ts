@@ -1,13 +1,26 @@
 /**
- * The HTTP host: one Node `http.Server` that serves the built PWA, `GET /health`, Prometheus
- * `GET /metrics`, and hands WebSocket upgrades to mounted services by path (`/signal`, `/relay`).
- * `npm start` runs everything in one process through this; each service can also run alone with
- * its own host (DESIGN.md, Operators).
+ * The HTTP host: one Node `http.Server` that serves the built PWA, a public `GET /health`, and
+ * hands WebSocket upgrades to mounted services by path (`/signal`, `/relay`); Prometheus
+ * `/metrics` and the detailed `/health` go to a separate metrics listener (server/metrics.ts) or,
+ * for a service running alone, stay on the main port. `npm start` runs everything in one process
+ * through this; each service can also run alone with its own host (DESIGN.md, Operators).
+ *
+ * Every response either listener writes — files, health, metrics, 404, 426, errors, refused
+ * upgrades — carries the browser security headers (server/security-headers.ts).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
-import { collectDefaultMetrics, Registry } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import { NO_TRUSTED_PROXIES, sourceOf, type TrustedProxies } from "./client-source.ts";
+import { cspReports } from "./csp-reports.ts";
 import type { Logger } from "./log.ts";
+import { bearerAllowed, cachedRender, type MetricsListenerOptions } from "./metrics.ts";
+import {
+  DEFAULT_CONNECT_SOURCES,
+  rawResponse,
+  secureUpgradeRefusals,
+  securityHeaders,
+} from "./security-headers.ts";
 import { serveStatic } from "./static.ts";
 
 export interface HostedService {
@@ -31,13 +44,28 @@ export interface HostOptions {
   staticDir: string | undefined;
   registry: Registry;
   log: Logger;
+  /**
+   * Where `/metrics` and the detailed `/health` are served: a separate listener (the public
+   * `/health` then says `{"status":"ok"}` only), `"off"` (nowhere), or `"public"` on the main
+   * port (default; what a service running alone still does).
+   */
+  metrics?: MetricsListenerOptions | "off" | "public";
+  /** CSP `connect-src` sources besides `'self'` (default `wss: ws:`). */
+  connectSources?: readonly string[];
+  /** Serve `*.map` files from the build (default false). */
+  serveSourceMaps?: boolean;
+  /** Proxies whose X-Forwarded-For is believed, for the per-source figures. */
+  trustedProxies?: TrustedProxies;
 }
 
 export interface Host {
   readonly server: Server;
   readonly registry: Registry;
   mount(service: HostedService): void;
+  /** Start the main listener (and the metrics listener, if any); resolves with the main port. */
   listen(): Promise<number>;
+  /** The metrics listener's bound port, once listening; undefined when there is none. */
+  metricsPort(): number | undefined;
   close(): Promise<void>;
 }
 
@@ -50,18 +78,89 @@ export function createRegistry(): Registry {
   return registry;
 }
 
+const STATUS_TEXT: Record<number, string> = { 400: "Bad Request", 404: "Not Found" };
+
 export function createHost(options: HostOptions): Host {
   const services: HostedService[] = [];
   const started = Date.now();
+  const metrics = options.metrics ?? "public";
+  const separate = typeof metrics === "object" ? metrics : undefined;
+  const trusted = options.trustedProxies ?? NO_TRUSTED_PROXIES;
+  const baseHeaders = securityHeaders(options.connectSources ?? DEFAULT_CONNECT_SOURCES);
+  const renderMetrics = cachedRender(() => options.registry.metrics());
 
-  const server = createServer((req, res) => {
-    handleRequest(req, res).catch((e: unknown) => {
-      // A bug or an I/O failure answers 500 (or cuts the response); it never takes the process down.
-      options.log.error({ err: e }, "http handler failed");
-      if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" }).end("internal error\n");
-      else res.destroy();
-    });
+  // Distinct client sources (per-source keys, server/client-source.ts) holding an open WebSocket:
+  // behind a proxy this stays at 1 for any number of users when --trust-proxy is missing.
+  const openPerSource = new Map<string, number>();
+  new Gauge({
+    name: "loft_host_websocket_sources",
+    help: "distinct client sources (IPv4 address or IPv6 /64, after --trust-proxy) with an open WebSocket",
+    registers: [options.registry],
+    collect() {
+      this.set(openPerSource.size);
+    },
   });
+
+  const responses = new Counter({
+    name: "loft_host_http_responses_total",
+    help: "HTTP responses by listener (public, metrics) and status class",
+    labelNames: ["listener", "class"],
+    registers: [options.registry],
+  });
+  const reports = cspReports(options.registry);
+
+  function withHeaders(
+    listener: "public" | "metrics",
+    handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>,
+  ) {
+    return (req: IncomingMessage, res: ServerResponse) => {
+      for (const [name, value] of Object.entries(baseHeaders)) res.setHeader(name, value);
+      res.once("finish", () => responses.inc({ listener, class: `${Math.floor(res.statusCode / 100)}xx` }));
+      handler(req, res).catch((e: unknown) => {
+        // A bug or an I/O failure answers 500 (or cuts the response); it never takes the process down.
+        options.log.error({ err: e }, "http handler failed");
+        if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" }).end("internal error\n");
+        else res.destroy();
+      });
+    };
+  }
+
+  const server = createServer(withHeaders("public", handleRequest));
+  const metricsServer = separate ? createServer(withHeaders("metrics", handleMetricsRequest)) : undefined;
+
+  function detailedHealth() {
+    return {
+      status: "ok",
+      uptime_s: Math.round((Date.now() - started) / 1000),
+      services: Object.fromEntries(services.map((s) => [s.name, s.health()])),
+    };
+  }
+
+  function sendJson(req: IncomingMessage, res: ServerResponse, body: unknown): void {
+    const text = JSON.stringify(body);
+    res.writeHead(200, {
+      "content-type": "application/json",
+      "content-length": Buffer.byteLength(text),
+      "cache-control": "no-store",
+    });
+    res.end(req.method === "HEAD" ? undefined : text);
+  }
+
+  async function sendMetrics(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const text = await renderMetrics();
+    res.writeHead(200, {
+      "content-type": options.registry.contentType,
+      "content-length": Buffer.byteLength(text),
+      "cache-control": "no-store",
+    });
+    res.end(req.method === "HEAD" ? undefined : text);
+  }
+
+  const isRead = (req: IncomingMessage) => req.method === "GET" || req.method === "HEAD";
+
+  function notFound(res: ServerResponse): void {
+    res.writeHead(404, { "content-type": "text/plain; charset=utf-8" }).end("not found\n");
+  }
 
   async function handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = parseTarget(req.url);
@@ -69,28 +168,45 @@ export function createHost(options: HostOptions): Host {
       res.writeHead(400, { "content-type": "text/plain" }).end("bad request\n");
       return;
     }
-    if (url.pathname === "/health" && req.method === "GET") {
-      const body = {
-        status: "ok",
-        uptime_s: Math.round((Date.now() - started) / 1000),
-        services: Object.fromEntries(services.map((s) => [s.name, s.health()])),
-      };
-      res.writeHead(200, { "content-type": "application/json", "cache-control": "no-store" });
-      res.end(JSON.stringify(body));
+    if (url.pathname === "/health" && isRead(req)) {
+      sendJson(req, res, metrics === "public" ? detailedHealth() : { status: "ok" });
       return;
     }
-    if (url.pathname === "/metrics" && req.method === "GET") {
-      res.writeHead(200, { "content-type": options.registry.contentType });
-      res.end(await options.registry.metrics());
+    if (url.pathname === "/metrics" && isRead(req) && metrics === "public") {
+      await sendMetrics(req, res);
       return;
     }
+    if (reports.handle(req, res, url.pathname)) return;
     for (const s of services) if (url.pathname.startsWith(s.path) && s.handleHttp?.(req, res)) return;
-    if (options.staticDir && (req.method === "GET" || req.method === "HEAD")) {
-      await serveStatic(options.staticDir, url.pathname, req, res);
+    if (options.staticDir && isRead(req) && url.pathname !== "/metrics") {
+      await serveStatic(options.staticDir, url.pathname, req, res, {
+        sourceMaps: options.serveSourceMaps ?? false,
+      });
       return;
     }
-    res.writeHead(404, { "content-type": "text/plain" });
-    res.end("not found\n");
+    notFound(res);
+  }
+
+  async function handleMetricsRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = parseTarget(req.url)?.pathname;
+    if (!bearerAllowed(req, separate?.token)) {
+      res.writeHead(401, { "content-type": "text/plain", "www-authenticate": 'Bearer realm="loft-metrics"' });
+      res.end("unauthorized\n");
+      return;
+    }
+    if (path === "/metrics" && isRead(req)) await sendMetrics(req, res);
+    else if (path === "/health" && isRead(req)) sendJson(req, res, detailedHealth());
+    else notFound(res);
+  }
+
+  function trackSource(req: IncomingMessage, socket: Duplex): void {
+    const source = sourceOf(req, trusted);
+    openPerSource.set(source, (openPerSource.get(source) ?? 0) + 1);
+    socket.once("close", () => {
+      const left = (openPerSource.get(source) ?? 1) - 1;
+      if (left <= 0) openPerSource.delete(source);
+      else openPerSource.set(source, left);
+    });
   }
 
   server.on("upgrade", (req, socket: Duplex, head) => {
@@ -101,11 +217,12 @@ export function createHost(options: HostOptions): Host {
       const path = parseTarget(req.url)?.pathname;
       const service = path === undefined ? undefined : services.find((s) => path === s.path);
       if (!service) {
-        socket.end(
-          `HTTP/1.1 ${path === undefined ? "400 Bad Request" : "404 Not Found"}\r\nConnection: close\r\n\r\n`,
-        );
+        const status = path === undefined ? 400 : 404;
+        socket.end(rawResponse(status, STATUS_TEXT[status]!, baseHeaders));
         return;
       }
+      trackSource(req, socket);
+      secureUpgradeRefusals(socket, baseHeaders);
       service.handleUpgrade(req, socket, head);
     } catch (e) {
       options.log.error({ err: e }, "upgrade handler failed");
@@ -113,9 +230,14 @@ export function createHost(options: HostOptions): Host {
     }
   });
   // Keep the defaults of a hardened server: no slowloris headers, bounded request sizes.
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
-  server.maxHeadersCount = 64;
+  for (const s of [server, metricsServer]) {
+    if (!s) continue;
+    s.headersTimeout = 10_000;
+    s.requestTimeout = 30_000;
+    s.maxHeadersCount = 64;
+  }
+
+  let boundMetricsPort: number | undefined;
 
   return {
     server,
@@ -123,26 +245,66 @@ export function createHost(options: HostOptions): Host {
     mount(service) {
       services.push(service);
     },
-    listen() {
-      return new Promise((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(options.port, options.host, () => {
-          const addr = server.address();
-          resolve(typeof addr === "object" && addr ? addr.port : options.port);
-        });
+    async listen() {
+      const port = await listenOn(server, options.port, options.host).catch((e: unknown) => {
+        throw new ListenError("main", options.host, options.port, e);
       });
+      if (metricsServer && separate) {
+        try {
+          boundMetricsPort = await listenOn(metricsServer, separate.port, separate.host);
+        } catch (e) {
+          server.close();
+          throw new ListenError("metrics", separate.host, separate.port, e);
+        }
+      }
+      return port;
     },
+    metricsPort: () => boundMetricsPort,
     async close() {
       await Promise.all(services.map((s) => s.close()));
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      // server.close() waits for every HTTP connection to end: idle keep-alive ones go now, and a
-      // slow download to a client that doesn't read is cut after a short grace.
-      server.closeIdleConnections();
-      const cut = setTimeout(() => server.closeAllConnections(), HTTP_SHUTDOWN_GRACE_MS);
-      await closed;
-      clearTimeout(cut);
+      await Promise.all([server, metricsServer].map((s) => (s ? closeServer(s) : undefined)));
     },
   };
+}
+
+/** A listener could not bind: names which one, where, and why (EADDRINUSE, EACCES, …). */
+export class ListenError extends Error {
+  override name = "ListenError";
+  readonly code: string | undefined;
+  constructor(
+    readonly listener: "main" | "metrics",
+    host: string,
+    port: number,
+    cause: unknown,
+  ) {
+    const code = (cause as NodeJS.ErrnoException | undefined)?.code;
+    super(`${listener} listener ${host}:${port}: ${code ?? (cause as Error)?.message ?? String(cause)}`, {
+      cause,
+    });
+    this.code = code;
+  }
+}
+
+function listenOn(server: Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      const addr = server.address();
+      resolve(typeof addr === "object" && addr ? addr.port : port);
+    });
+  });
+}
+
+async function closeServer(server: Server): Promise<void> {
+  if (!server.listening) return;
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  // server.close() waits for every HTTP connection to end: idle keep-alive ones go now, and a
+  // slow download to a client that doesn't read is cut after a short grace.
+  server.closeIdleConnections();
+  const cut = setTimeout(() => server.closeAllConnections(), HTTP_SHUTDOWN_GRACE_MS);
+  await closed;
+  clearTimeout(cut);
 }
 
 /** The request target as a URL, or undefined when it is not one (`//`, `http://[`, …). */

@@ -1,15 +1,19 @@
 /**
- * `npm start`: one Node process on one port serving the built PWA, `/health`, `/metrics`, and the
- * signaling (`/signal`) and relay (`/relay`) WebSocket services with the embedded store.
+ * `npm start`: one Node process on one port serving the built PWA, a public `/health`, and the
+ * signaling (`/signal`) and relay (`/relay`) WebSocket services with the embedded store; `/metrics`
+ * and the detailed `/health` on a separate listener bound to 127.0.0.1 (docs/operations.md).
  */
 import { fileURLToPath } from "node:url";
 import { type RelayConfig, relayOptions } from "../relay-ws/config.ts";
 import { createRelayService } from "../relay-ws/service.ts";
 import { signalingConfigFrom, signalingOptions } from "../signaling/config.ts";
 import { createSignalingService } from "../signaling/service.ts";
+import { trustedProxies, trustProxyOption } from "./client-source.ts";
 import { bool, ConfigError, describeOptions, int, prefixed, readConfig, str, unprefixed } from "./config.ts";
-import { closeOnSignals, createHost, createRegistry } from "./host.ts";
+import { closeOnSignals, createHost, createRegistry, ListenError } from "./host.ts";
 import { createLogger } from "./log.ts";
+import { metricsOptions } from "./metrics.ts";
+import { cspConnectOption } from "./security-headers.ts";
 
 const options = {
   port: { flag: "port", env: "PORT", default: 8080, parse: int(0, 65535), help: "TCP port to listen on" },
@@ -28,6 +32,17 @@ const options = {
     parse: bool,
     help: "serve the PWA",
   },
+  serveSourceMaps: {
+    flag: "serve-source-maps",
+    env: "LOFT_SERVE_SOURCE_MAPS",
+    default: false,
+    parse: bool,
+    help: "serve *.map files when the build has them (LOFT_SOURCEMAP=1 npm run build)",
+  },
+  cspConnectSrc: cspConnectOption,
+  ...metricsOptions,
+  // The same flag as the services' own trustProxy (one --trust-proxy for the whole process).
+  hostTrustProxy: trustProxyOption,
   ...signalingOptions,
   // Relay option keys overlap signaling's (maxFrameBytes, maxConnections); their flags don't
   // (--relay-* vs --signal-*), so they are read under a prefix and unwrapped below.
@@ -50,17 +65,37 @@ async function main() {
     staticDir: config.serveStatic ? config.staticDir : undefined,
     registry,
     log,
+    metrics:
+      config.metricsPort === "off"
+        ? "off"
+        : { port: config.metricsPort, host: config.metricsHost, token: config.metricsToken },
+    connectSources: config.cspConnectSrc,
+    serveSourceMaps: config.serveSourceMaps,
+    trustedProxies: trustedProxies(config.hostTrustProxy),
   });
   host.mount(createSignalingService(signaling, { registry, log }));
   host.mount(createRelayService(relay, { registry, log }));
   const port = await host.listen();
-  log.info({ port }, "loft listening");
+  const metricsPort = host.metricsPort();
+  if (metricsPort !== undefined && !isLoopback(config.metricsHost) && config.metricsToken === undefined)
+    log.warn({ metricsPort }, "metrics listener is reachable from the network without --metrics-token");
+  log.info({ port, metricsPort }, "loft listening");
   closeOnSignals(() => host.close(), log);
+}
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\./.test(host);
 }
 
 main().catch((e) => {
   if (e instanceof ConfigError) {
     console.error(`configuration error: ${e.message}`);
+    process.exit(2);
+  }
+  if (e instanceof ListenError) {
+    // A port in use or not allowed is the operator's to fix: say which flag, no stack trace.
+    const flag = e.listener === "metrics" ? "--metrics-port/--metrics-host" : "--port/--host";
+    console.error(`configuration error: ${flag}: cannot listen on ${e.message}`);
     process.exit(2);
   }
   console.error(e);

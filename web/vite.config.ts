@@ -4,10 +4,16 @@ import { fileURLToPath } from "node:url";
 import { build, defineConfig, type Plugin } from "vite";
 import solid from "vite-plugin-solid";
 import { getManifest, injectManifest } from "workbox-build";
+import { precompressDir } from "../server/precompress.ts";
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const outDir = here("dist");
 const pkg = JSON.parse(readFileSync(here("../package.json"), "utf8")) as { version: string };
+/**
+ * Source maps publish the whole source with comments: built only on request
+ * (`LOFT_SOURCEMAP=1 npm run build`), and then served only with `--serve-source-maps`.
+ */
+const sourcemap = process.env.LOFT_SOURCEMAP === "1";
 
 /** What the Service Worker precaches: the whole built shell except itself and source maps. */
 const precacheGlobs = {
@@ -20,7 +26,10 @@ const precacheGlobs = {
  * After the app build, build sw/index.ts into dist/sw.js (a second Vite build, one classic
  * script) and inject the precache manifest with workbox-build. The SW's version — which names its
  * cache — is a hash of that manifest, so an unchanged shell keeps its cache and any change to a
- * precached file makes a new version. Runs inside `npm run build` (`vite build`).
+ * precached file makes a new version. Last, every text file (sw.js included) gets its `.br` and
+ * `.gz` copy for the host to serve (server/precompress.ts); the precache lists the files, never
+ * the copies. One hook, in this order: Rollup runs plugins' closeBundle hooks in parallel. Runs
+ * inside `npm run build` (`vite build`).
  */
 function serviceWorker(): Plugin {
   return {
@@ -58,6 +67,11 @@ function serviceWorker(): Plugin {
       });
       for (const w of warnings) this.warn(w);
       console.log(`sw.js: version ${version}, precaching ${count} files (${(size / 1024).toFixed(1)} KiB)`);
+      const packed = await precompressDir(outDir);
+      const kib = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
+      console.log(
+        `precompressed ${packed.files} files: ${kib(packed.identityBytes)} → br ${kib(packed.brotliBytes)}, gzip ${kib(packed.gzipBytes)}`,
+      );
     },
   };
 }
@@ -71,6 +85,6 @@ export default defineConfig({
     outDir,
     emptyOutDir: true,
     target: "es2022",
-    sourcemap: true,
+    sourcemap,
   },
 });

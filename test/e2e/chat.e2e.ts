@@ -33,6 +33,12 @@ async function waitForDirect(page: Page) {
     .toBe("online · direct");
 }
 
+/** The metrics listener of the combined server (server/metrics.ts): /metrics is not public. */
+function metricsUrl(loft: LoftProcess): string {
+  if (loft.metricsUrl === undefined) throw new Error("the server has no metrics listener");
+  return loft.metricsUrl;
+}
+
 async function metric(url: string, name: string, labels: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
   const line = text.split("\n").find((l) => l.startsWith(`${name}{${labels}} `));
@@ -189,7 +195,11 @@ describe("direct E2EE chat between two browsers", () => {
     const newBobLink = await myLink(m);
 
     // Alice opens the new "Bob" link: same username, different key → warning on the known Bob.
-    const byesBefore = await metric(loft.url, "loft_signaling_envelopes_forwarded_total", 'kind="bye"');
+    const byesBefore = await metric(
+      metricsUrl(loft),
+      "loft_signaling_envelopes_forwarded_total",
+      'kind="bye"',
+    );
     await a.goto(newBobLink);
     expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("username-collision");
     await id(a, "confirm-add").click();
@@ -198,7 +208,7 @@ describe("direct E2EE chat between two browsers", () => {
     // The new key dials Alice (she is its contact) and is refused: it is not hers.
     await openChat(m, aliceAtM);
     await expect
-      .poll(() => metric(loft.url, "loft_signaling_envelopes_forwarded_total", 'kind="bye"'), {
+      .poll(() => metric(metricsUrl(loft), "loft_signaling_envelopes_forwarded_total", 'kind="bye"'), {
         timeout: 30_000,
       })
       .toBeGreaterThan(byesBefore);
@@ -213,13 +223,17 @@ describe("direct E2EE chat between two browsers", () => {
 
     // The real Bob comes back online: Alice's engine neither dials him nor accepts him, and the
     // message that was already in his mailbox is all he gets.
-    const byesBeforeBob = await metric(loft.url, "loft_signaling_envelopes_forwarded_total", 'kind="bye"');
+    const byesBeforeBob = await metric(
+      metricsUrl(loft),
+      "loft_signaling_envelopes_forwarded_total",
+      'kind="bye"',
+    );
     b = await bob.newPage();
     b.on("console", (msg) => logs.push(`bob: ${msg.text()}`));
     await b.goto(loft.url);
     await openChat(b, aliceId);
     await expect
-      .poll(() => metric(loft.url, "loft_signaling_envelopes_forwarded_total", 'kind="bye"'), {
+      .poll(() => metric(metricsUrl(loft), "loft_signaling_envelopes_forwarded_total", 'kind="bye"'), {
         timeout: 30_000,
       })
       .toBeGreaterThan(byesBeforeBob);

@@ -1,0 +1,69 @@
+/**
+ * Test helpers for the host's HTTP answers, exactly as they leave the server: node:http requests
+ * with the headers we choose (fetch would add Accept-Encoding and decode the body), and raw bytes
+ * over a socket for request targets fetch would normalise. Nothing here imitates a server.
+ */
+import { request as httpRequest, type IncomingHttpHeaders } from "node:http";
+import { createConnection } from "node:net";
+
+export interface Answer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  /** The body bytes as sent (still compressed when a Content-Encoding was used). */
+  body: Buffer;
+}
+
+export function request(
+  url: string,
+  options: { method?: string; headers?: Record<string, string>; localAddress?: string } = {},
+): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      url,
+      {
+        method: options.method ?? "GET",
+        headers: options.headers ?? {},
+        agent: false,
+        ...(options.localAddress ? { localAddress: options.localAddress } : {}),
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
+        );
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+/** Send raw bytes; resolve with everything the server wrote before it closed. */
+export function rawExchange(port: number, text: string, reset = false): Promise<string> {
+  return new Promise((resolve) => {
+    const c = createConnection(port, "127.0.0.1");
+    let out = "";
+    c.on("data", (d) => {
+      out += d;
+    });
+    c.on("error", () => {});
+    c.on("close", () => resolve(out));
+    c.write(text, () => {
+      if (reset) c.resetAndDestroy();
+      else c.end();
+    });
+  });
+}
+
+/** The header block of a raw answer, names lowercased. */
+export function rawHeaders(answer: string): Map<string, string> {
+  const head = answer.split("\r\n\r\n")[0] ?? "";
+  const out = new Map<string, string>();
+  for (const line of head.split("\r\n").slice(1)) {
+    const i = line.indexOf(":");
+    if (i > 0) out.set(line.slice(0, i).trim().toLowerCase(), line.slice(i + 1).trim());
+  }
+  return out;
+}

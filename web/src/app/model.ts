@@ -32,15 +32,10 @@ import {
 } from "../identity.ts";
 import { createOfflineEngine } from "../offline-engine.ts";
 import type { LoftStorage } from "../storage/storage.ts";
+import { Navigation } from "./navigation.ts";
+import { parseRoute, type Route, routeContact } from "./routes.ts";
 
-export type Route =
-  | { name: "home" }
-  | { name: "my-link" }
-  | { name: "add"; link?: ContactLink; text?: string }
-  | { name: "contact"; id: ContactId }
-  | { name: "safety"; id: ContactId }
-  | { name: "chat"; id: ContactId }
-  | { name: "settings" };
+export type { Route } from "./routes.ts";
 
 /** A contact with its identity decoded (and verified) for display. */
 export interface ContactView {
@@ -60,8 +55,9 @@ export class AppModel {
   readonly #setUser: (u: UserIdentity | undefined) => void;
   readonly contacts: Accessor<ContactView[]>;
   readonly #setContacts: (c: ContactView[]) => void;
+  /** The screen shown once ready; kept in step with the URL and history (navigation.ts). */
   readonly route: Accessor<Route>;
-  readonly #setRoute: (r: Route) => void;
+  readonly #nav = new Navigation();
   readonly engineProblem: Accessor<string | undefined>;
   readonly #setEngineProblem: (p: string | undefined) => void;
   readonly service: Accessor<ServiceStatus>;
@@ -81,7 +77,7 @@ export class AppModel {
     [this.phase, this.#setPhase] = createSignal<Phase>("loading");
     [this.user, this.#setUser] = createSignal<UserIdentity>();
     [this.contacts, this.#setContacts] = createSignal<ContactView[]>([]);
-    [this.route, this.#setRoute] = createSignal<Route>({ name: "home" });
+    this.route = this.#nav.route;
     [this.engineProblem, this.#setEngineProblem] = createSignal<string>();
     [this.service, this.#setService] = createSignal<ServiceStatus>({
       signaling: "disabled",
@@ -137,9 +133,12 @@ export class AppModel {
       privateNoiseKey: self.privateNoiseKey,
     };
     await this.refreshContacts();
+    const route = this.route();
     batch(() => {
       this.#setUser(user);
       this.#setPhase("ready");
+      // A deep link opened before unlocking may name a contact that isn't here.
+      if (!this.#routeExists(route)) this.#leaveMissing();
     });
     await this.#startEngine(user);
   }
@@ -220,9 +219,49 @@ export class AppModel {
 
   // --- navigation -------------------------------------------------------------------------------
 
-  go(route: Route): void {
+  /**
+   * Take the address bar as the current screen and follow the browser's Back/Forward (call once,
+   * from main.tsx). A screen about a contact that is not on this device lands on Home with a
+   * notice, checked once the contacts are loaded.
+   */
+  attachHistory(): void {
+    this.#nav.attach({
+      unknownPath: () => this.setNotice("That address is not a screen of Loft; here is the home screen."),
+      popped: (route) => {
+        this.setNotice(undefined);
+        if (!this.#routeExists(route)) this.#leaveMissing();
+      },
+    });
+  }
+
+  /** Show a screen (a new history entry; `replace` swaps the current one instead). */
+  go(route: Route, options: { replace?: boolean } = {}): void {
     this.setNotice(undefined);
-    this.#setRoute(route);
+    if (!this.#routeExists(route)) return this.#leaveMissing();
+    this.#nav.go(route, options.replace ?? false);
+  }
+
+  /** The in-app ← Back to `to` (Home by default): the browser's Back when that is where it leads. */
+  back(to: Route = { name: "home" }): void {
+    this.setNotice(undefined);
+    this.#nav.back(to);
+  }
+
+  /** Open a path the Service Worker sent (a notification click); unknown paths open Home. */
+  openPath(path: string): void {
+    const route = parseRoute(path);
+    this.go(route ?? { name: "home" });
+  }
+
+  /** Whether the contact a route is about exists (always true before the contacts are loaded). */
+  #routeExists(route: Route): boolean {
+    const id = routeContact(route);
+    return id === undefined || this.phase() !== "ready" || this.contact(id) !== undefined;
+  }
+
+  #leaveMissing(): void {
+    this.#nav.go({ name: "home" }, true);
+    this.setNotice("That contact is not on this device (it may have been deleted).");
   }
 
   // --- contacts ---------------------------------------------------------------------------------

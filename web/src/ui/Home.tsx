@@ -152,14 +152,10 @@ function Requests(props: { app: AppModel }) {
   );
 }
 
+/** The in-app ← Back: the browser's Back when it leads to `to` (Home by default), else `to`. */
 export function Back(props: { app: AppModel; to?: Parameters<AppModel["go"]>[0] }) {
   return (
-    <button
-      type="button"
-      class="back"
-      data-testid="back"
-      onClick={() => props.app.go(props.to ?? { name: "home" })}
-    >
+    <button type="button" class="back" data-testid="back" onClick={() => props.app.back(props.to)}>
       ← Back
     </button>
   );
@@ -301,6 +297,7 @@ export function AddContact(props: { app: AppModel; text?: string }) {
         id="link-input"
         rows={4}
         data-testid="link-input"
+        data-autofocus
         value={text()}
         onInput={(e) => {
           setText(e.currentTarget.value);

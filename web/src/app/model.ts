@@ -237,8 +237,8 @@ export class AppModel {
   /** Show a screen (a new history entry; `replace` swaps the current one instead). */
   go(route: Route, options: { replace?: boolean } = {}): void {
     this.setNotice(undefined);
-    if (!this.#routeExists(route)) return this.#leaveMissing();
-    this.#nav.go(route, options.replace ?? false);
+    if (this.#routeExists(route)) this.#nav.go(route, options.replace ?? false);
+    else this.#leaveMissing();
   }
 
   /** The in-app ← Back to `to` (Home by default): the browser's Back when that is where it leads. */

@@ -94,7 +94,10 @@ export class Navigation {
 
   /** Show a screen: a new history entry, or the current one replaced (same path, or `replace`). */
   go(route: Route, replace = false): void {
-    if (!this.#attached) return this.#setRoute(route);
+    if (!this.#attached) {
+      this.#setRoute(route);
+      return;
+    }
     const path = routePath(route);
     const here = routePath(this.route());
     const st: unknown = history.state;

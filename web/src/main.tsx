@@ -32,6 +32,7 @@ async function main() {
   const app = createRoot(() => new AppModel(storage));
   let pendingLink = takeLinkFromHash();
   app.attachHistory();
+  createRoot(() => app.attachPage());
   createRoot(() =>
     createEffect(() => {
       if (app.phase() === "ready" && pendingLink) {
@@ -46,6 +47,11 @@ async function main() {
     if (!text) return;
     if (app.phase() === "ready") app.go({ name: "add", text });
     else pendingLink = text;
+  });
+  // A notification was clicked (sw/index.ts): open the screen it names.
+  navigator.serviceWorker?.addEventListener("message", (e: MessageEvent) => {
+    const d = e.data as { type?: unknown; path?: unknown } | null;
+    if (d?.type === "loft-open" && typeof d.path === "string") app.openPath(d.path);
   });
   render(() => <App app={app} />, root);
   await app.boot();

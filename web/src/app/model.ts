@@ -3,7 +3,7 @@
  * the running engine with presence, and the current screen. Screens read these and call the
  * actions here; nothing else writes storage.
  */
-import { type Accessor, batch, createSignal } from "solid-js";
+import { type Accessor, batch, createEffect, createSignal } from "solid-js";
 import { createStore, reconcile } from "solid-js/store";
 import { toHex } from "../../../core/bytes.ts";
 import { updateIdentity } from "../../../core/identity/identity.ts";
@@ -32,7 +32,15 @@ import {
 } from "../identity.ts";
 import { createOfflineEngine } from "../offline-engine.ts";
 import type { LoftStorage } from "../storage/storage.ts";
+import { Activity } from "./activity.ts";
 import { Navigation } from "./navigation.ts";
+import {
+  closeNotifications,
+  type NotificationMode,
+  notificationContent,
+  pageInBackground,
+  showNotification,
+} from "./notifications.ts";
 import { parseRoute, type Route, routeContact } from "./routes.ts";
 
 export type { Route } from "./routes.ts";
@@ -68,6 +76,17 @@ export class AppModel {
   /** A one-line notice for the user (plain words), cleared by the next one. */
   readonly notice: Accessor<string | undefined>;
   readonly setNotice: (n: string | undefined) => void;
+  /** Unread counts and last messages per contact (Home, the tab title). */
+  readonly activity: Activity;
+  /** Whether the page is visible (Page Visibility API); a chat counts as read only then. */
+  readonly pageVisible: Accessor<boolean>;
+  readonly #setPageVisible: (v: boolean) => void;
+  /** The notification setting (persisted in the settings record). */
+  readonly notificationMode: Accessor<NotificationMode>;
+  readonly #setNotificationMode: (m: NotificationMode) => void;
+  /** The user said "Not now" to the offer on Home. */
+  readonly notificationOfferDismissed: Accessor<boolean>;
+  readonly #setNotificationOfferDismissed: (d: boolean) => void;
   engine: ChatEngine | undefined;
   #unsubscribe: (() => void) | undefined;
   readonly #listeners = new Set<(e: EngineEvent) => void>();
@@ -87,6 +106,60 @@ export class AppModel {
     const [presence, setPresence] = createStore<Record<ContactId, Presence>>({});
     this.presence = presence;
     this.#setPresence = (id, p) => setPresence(id, reconcile(p));
+    this.activity = new Activity(storage);
+    [this.pageVisible, this.#setPageVisible] = createSignal(
+      typeof document === "undefined" || document.visibilityState === "visible",
+    );
+    [this.notificationMode, this.#setNotificationMode] = createSignal<NotificationMode>("on");
+    [this.notificationOfferDismissed, this.#setNotificationOfferDismissed] = createSignal(false);
+    // The open chat is read while it is visible: on opening it, and on coming back to the page.
+    createEffect(() => {
+      const r = this.route();
+      if (this.phase() === "ready" && r.name === "chat" && this.pageVisible()) {
+        this.activity.read(r.id);
+        void closeNotifications(r.id).catch(() => undefined);
+      }
+    });
+  }
+
+  /** Follow the page's visibility and show the unread total in the tab title: "(3) Loft". */
+  attachPage(): void {
+    document.addEventListener("visibilitychange", () =>
+      this.#setPageVisible(document.visibilityState === "visible"),
+    );
+    createEffect(() => {
+      const n = this.activity.total();
+      document.title = n > 0 ? `(${n > 99 ? "99+" : n}) Loft` : "Loft";
+    });
+  }
+
+  /** A notification for a message the person can't be seeing (notifications.ts). */
+  #notify(contactId: ContactId, text: string): void {
+    if (typeof document === "undefined" || !pageInBackground()) return;
+    const c = this.contact(contactId);
+    if (!c) return;
+    const content = notificationContent(
+      this.notificationMode(),
+      { id: contactId, name: c.record.username, request: c.record.request !== undefined },
+      text,
+    );
+    if (content) void showNotification(content).catch(() => undefined);
+  }
+
+  async setNotificationMode(mode: NotificationMode): Promise<void> {
+    await this.storage.updateSettingsRecord({ notifications: mode });
+    this.#setNotificationMode(mode);
+  }
+
+  async dismissNotificationOffer(): Promise<void> {
+    await this.storage.updateSettingsRecord({ notificationOfferDismissed: true });
+    this.#setNotificationOfferDismissed(true);
+  }
+
+  /** Whether the person is looking at this contact's chat right now. */
+  #viewing(id: ContactId): boolean {
+    const r = this.route();
+    return this.phase() === "ready" && r.name === "chat" && r.id === id && this.pageVisible();
   }
 
   // --- lifecycle --------------------------------------------------------------------------------
@@ -133,6 +206,9 @@ export class AppModel {
       privateNoiseKey: self.privateNoiseKey,
     };
     await this.refreshContacts();
+    const settings = await this.storage.getSettingsRecord();
+    this.#setNotificationMode(settings.notifications ?? "on");
+    this.#setNotificationOfferDismissed(settings.notificationOfferDismissed === true);
     const route = this.route();
     batch(() => {
       this.#setUser(user);
@@ -204,6 +280,16 @@ export class AppModel {
         break;
       case "service":
         this.#setService(e.status);
+        break;
+      case "message":
+        if (e.message.direction === "in") {
+          const viewing = this.#viewing(e.message.contactId);
+          this.activity.incoming(e.message, viewing);
+          if (!viewing) this.#notify(e.message.contactId, e.message.text);
+        }
+        break;
+      case "message-state":
+        void this.activity.outgoing(e.contactId, e.id, e.state);
         break;
       case "identity-change":
       case "contact-updated":
@@ -280,6 +366,7 @@ export class AppModel {
       views.push(view);
     }
     this.#setContacts(views);
+    await this.activity.sync(records);
   }
 
   contact(id: ContactId): ContactView | undefined {

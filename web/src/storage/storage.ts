@@ -179,6 +179,16 @@ export class LoftStorage implements EngineStorage {
     await this.#db.put("settings", settings, "settings");
   }
 
+  /** Change some settings and keep the others, in one transaction. */
+  async updateSettingsRecord(change: Partial<SettingsRecord>): Promise<SettingsRecord> {
+    const tx = this.#db.transaction("settings", "readwrite");
+    const next: SettingsRecord = { ...((await tx.store.get("settings")) ?? {}), ...change };
+    for (const k of Object.keys(next) as (keyof SettingsRecord)[]) if (next[k] === undefined) delete next[k];
+    await tx.store.put(next, "settings");
+    await tx.done;
+    return next;
+  }
+
   async getSettings(): Promise<EngineSettings> {
     const s = await this.getSettingsRecord();
     const d = defaultSettings();
@@ -309,6 +319,36 @@ export class LoftStorage implements EngineStorage {
     }
     await tx.done;
     return out.reverse();
+  }
+
+  /** The newest message with a contact (for the preview on Home), if any. */
+  async lastMessage(contactId: ContactId): Promise<StoredMessage | undefined> {
+    const range = IDBKeyRange.bound([contactId, -Infinity], [contactId, Infinity]);
+    const cur = await this.#db.transaction("messages").store.index("by-contact").openCursor(range, "prev");
+    return cur?.value;
+  }
+
+  /**
+   * Incoming messages from a contact received after `after` (ms), counted up to `cap`: the unread
+   * count on Home. Reads only the messages after the read marker, never the whole history.
+   */
+  async countIncomingAfter(contactId: ContactId, after: number, cap: number): Promise<number> {
+    const range = IDBKeyRange.bound([contactId, after], [contactId, Infinity], true, false);
+    let n = 0;
+    const tx = this.#db.transaction("messages");
+    for await (const cur of tx.store.index("by-contact").iterate(range)) {
+      if (cur.value.direction === "in") n++;
+      if (n >= cap) break;
+    }
+    await tx.done;
+    return n;
+  }
+
+  /** Move a contact's read marker (`ContactRecord.readAt`) forward to `at`; never backward. */
+  async markRead(contactId: ContactId, at: number): Promise<void> {
+    await this.#updateContact(contactId, (c) => {
+      c.readAt = Math.max(c.readAt ?? 0, at);
+    });
   }
 
   getMessage(id: MessageId): Promise<StoredMessage | undefined> {

@@ -1,0 +1,159 @@
+/**
+ * Unread counts, previews, the tab title and notifications, in real Chromium with two browsers
+ * (web/src/app/activity.ts, web/src/app/notifications.ts). Bob writes to Alice while she is on
+ * Home: Home counts and previews, the title says "(n) Loft", opening the chat clears both, and
+ * the read marker survives a reload. Notifications: none while Alice's page is in front; with
+ * another tab in front (Chromium's focus emulation off, so the page really loses the focus) one
+ * is shown through the Service Worker registration, with the text, without it ("hide message
+ * text"), or not at all (off).
+ */
+import type { Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { LoftProcess } from "../support/loft-process.ts";
+import {
+  addByLink,
+  byId,
+  createIdentity,
+  incoming,
+  myLink,
+  openChat,
+  sendText,
+  waitForPresence,
+  waitForState,
+} from "../support/loft-ui.ts";
+import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
+
+/** Notifications currently shown for the app's origin, read through its SW registration. */
+function shown(page: Page): Promise<{ title: string; body: string; tag: string }[]> {
+  return page.evaluate(async () => {
+    const reg = await navigator.serviceWorker.getRegistration("/");
+    const list = (await reg?.getNotifications()) ?? [];
+    return list.map((n) => ({ title: n.title, body: n.body, tag: n.tag }));
+  });
+}
+
+describe("unread state and notifications", () => {
+  let env: TwoBrowsers;
+  let loft: LoftProcess;
+  let a: Page;
+  let b: Page;
+  let aliceId: string;
+  let bobId: string;
+  const item = () => a.locator(`[data-testid=contact-item][data-contact-id="${bobId}"]`);
+  const unread = async () => Number(await item().getAttribute("data-unread"));
+
+  beforeAll(async () => {
+    env = await startTwoBrowsers();
+    ({ loft, a, b } = env);
+    await env.alice.grantPermissions(["notifications"], { origin: loft.url });
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it("Alice and Bob are connected", async () => {
+    await createIdentity(a, loft.url, "Alice");
+    await createIdentity(b, loft.url, "Bob");
+    aliceId = await addByLink(b, await myLink(a));
+    bobId = await addByLink(a, await myLink(b));
+    await openChat(a, bobId);
+    await openChat(b, aliceId);
+    await waitForPresence(a, /^online/);
+    await sendText(b, "first");
+    await incoming(a, "first").waitFor();
+  });
+
+  it("counts Bob's messages on Home and in the title, previews the last one, clears on opening", async () => {
+    await byId(a, "back").click();
+    await byId(a, "home").waitFor();
+    expect(await unread()).toBe(0);
+    expect(await a.title()).toBe("Loft");
+    for (const t of ["one", "two", "three"]) await sendText(b, t);
+    await expect.poll(unread).toBe(3);
+    expect(await item().getByTestId("contact-unread").textContent()).toBe("3 unread");
+    expect(await item().getByTestId("contact-preview").textContent()).toBe("three");
+    expect(await a.title()).toBe("(3) Loft");
+    // Alice's page is in front and focused: no notification.
+    expect(await shown(a)).toEqual([]);
+
+    await item().click();
+    await byId(a, "chat").waitFor();
+    await expect.poll(() => a.title()).toBe("Loft");
+    await byId(a, "back").click();
+    expect(await unread()).toBe(0);
+    expect(await item().getByTestId("contact-unread").count()).toBe(0);
+  });
+
+  it("keeps the count across a reload, from the stored read marker", async () => {
+    await sendText(b, "while you were reloading");
+    await expect.poll(unread).toBe(1);
+    await a.reload();
+    await byId(a, "home").waitFor();
+    await expect.poll(unread).toBe(1);
+    expect(await a.title()).toBe("(1) Loft");
+    await openChat(a, bobId);
+    await expect.poll(() => a.title()).toBe("Loft");
+    await a.reload();
+    await byId(a, "chat").waitFor();
+    await byId(a, "back").click();
+    expect(await unread()).toBe(0);
+  });
+
+  it("previews Alice's own last message", async () => {
+    await openChat(a, bobId);
+    await waitForPresence(a, /^online/);
+    await sendText(a, "my reply");
+    await waitForState(a, "my reply", "delivered");
+    await byId(a, "back").click();
+    await expect.poll(() => item().getByTestId("contact-preview").textContent()).toBe("You: my reply");
+  });
+
+  it("shows a notification for a page in the background, as the setting says", async () => {
+    await byId(a, "home").waitFor();
+    // Let the page lose the focus for real: Playwright keeps every page focused unless told not to.
+    const cdp = await env.alice.newCDPSession(a);
+    await cdp.send("Emulation.setFocusEmulationEnabled", { enabled: false });
+    const front = await env.alice.newPage();
+    await front.goto(`${loft.url}/health`);
+    await front.bringToFront();
+    await expect.poll(() => a.evaluate(() => document.hasFocus())).toBe(false);
+
+    await sendText(b, "are you there?");
+    await expect
+      .poll(() => shown(front))
+      .toEqual([{ title: "Bob", body: "are you there?", tag: `chat:${bobId}` }]);
+
+    // "Hide message text": the name, never the text.
+    await a.bringToFront();
+    await byId(a, "nav-settings").click();
+    await byId(a, "notify-private").check();
+    await expect.poll(() => byId(a, "notifications-result").textContent()).toBe("Saved.");
+    await front.bringToFront();
+    await expect.poll(() => a.evaluate(() => document.hasFocus())).toBe(false);
+    await sendText(b, "secret plans");
+    await expect
+      .poll(() => shown(front))
+      .toEqual([{ title: "Bob", body: "New message", tag: `chat:${bobId}` }]);
+
+    // Off: the message arrives (counted on Home) and nothing is shown.
+    await a.bringToFront();
+    await byId(a, "notify-off").check();
+    await expect.poll(() => byId(a, "notify-off").isChecked()).toBe(true);
+    await byId(a, "back").click();
+    await byId(a, "home").waitFor();
+    await a.evaluate(async () => {
+      const reg = await navigator.serviceWorker.getRegistration("/");
+      for (const n of (await reg?.getNotifications()) ?? []) n.close();
+    });
+    await front.bringToFront();
+    await expect.poll(() => a.evaluate(() => document.hasFocus())).toBe(false);
+    const before = await unread();
+    await sendText(b, "quiet please");
+    await expect.poll(unread).toBe(before + 1);
+    expect(await shown(a)).toEqual([]);
+    // The setting is stored: after a reload it is still off.
+    await a.reload();
+    await byId(a, "nav-settings").click();
+    expect(await byId(a, "notify-off").isChecked()).toBe(true);
+  });
+});

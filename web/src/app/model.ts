@@ -31,7 +31,7 @@ import {
   type UserIdentity,
 } from "../identity.ts";
 import { createOfflineEngine } from "../offline-engine.ts";
-import type { LoftStorage } from "../storage/storage.ts";
+import type { BackupBundle, LoftStorage } from "../storage/storage.ts";
 import { Activity } from "./activity.ts";
 import { Navigation } from "./navigation.ts";
 import {
@@ -176,8 +176,13 @@ export class AppModel {
     await this.#enter();
   }
 
-  async createIdentity(username: string): Promise<void> {
+  /**
+   * A new identity, created in this browser. With a passphrase (the optional onboarding step),
+   * the passphrase layer is set first, so the private keys are never stored without it.
+   */
+  async createIdentity(username: string, passphrase?: string): Promise<void> {
     const user = newUserIdentity(username);
+    if (passphrase) await this.storage.setPassphrase(passphrase);
     await this.storage.saveSelf({
       identity: encodeIdentity(user.identity),
       username: user.identity.verified.username,
@@ -186,6 +191,16 @@ export class AppModel {
       createdAt: user.identity.verified.created,
     });
     await this.#enter();
+  }
+
+  /**
+   * The passphrase is forgotten: replace everything on this device with a backup (decrypted with
+   * the backup's own passphrase first, so a wrong file or passphrase changes nothing). The device
+   * has no passphrase afterwards.
+   */
+  async restoreForgotten(bundle: BackupBundle): Promise<void> {
+    await this.storage.restoreReplacingAll(bundle);
+    await this.reload();
   }
 
   /** After a backup import: drop everything in memory and start over from storage. */

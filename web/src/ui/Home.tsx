@@ -299,7 +299,11 @@ export function MyLink(props: { app: AppModel }) {
       <Show when={link()}>
         <div class="card center">
           <Qr text={link()} label="QR code of your contact link" testid="my-link-qr" />
+          <label for="my-link-text" class="sr-only">
+            Your contact link
+          </label>
           <textarea
+            id="my-link-text"
             readOnly
             class="link"
             rows={4}

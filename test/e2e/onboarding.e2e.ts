@@ -176,7 +176,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
 
     await id(a, "mark-verified").click();
     await id(a, "verified-note").waitFor();
-    await a.reload();
+    await a.goto(loft.url); // a new visit to Home (a reload would stay on the safety screen)
     const bobItem = a.locator(`[data-testid=contact-item][data-contact-id="${bobId}"]`);
     expect(await bobItem.locator("[data-testid=contact-trust]").textContent()).toBe("Verified");
     expect(await id(a, "my-username").textContent()).toBe("Alice");
@@ -295,7 +295,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
     await id(a, "passphrase-confirm").fill("correct horse battery");
     await id(a, "set-passphrase").click();
     expect(await id(a, "passphrase-result").textContent()).toContain("Passphrase set");
-    await a.reload();
+    await a.goto(loft.url); // a new visit to Home (a reload would stay on Settings)
     await id(a, "unlock-passphrase").fill("wrong passphrase");
     await id(a, "unlock-submit").click();
     expect(await id(a, "unlock-error").textContent()).toContain("not right");

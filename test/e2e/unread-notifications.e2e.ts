@@ -39,8 +39,22 @@ describe("unread state and notifications", () => {
   let b: Page;
   let aliceId: string;
   let bobId: string;
+  /** A second tab of Alice's, in front of her Loft page. */
+  let front: Page;
   const item = () => a.locator(`[data-testid=contact-item][data-contact-id="${bobId}"]`);
   const unread = async () => Number(await item().getAttribute("data-unread"));
+  /**
+   * Put Alice's Loft page in the background for real: Playwright keeps every page focused by
+   * emulation (re-applied on each load), so turn that off, then bring her other tab to the front.
+   */
+  const toBackground = async () => {
+    const cdp = await env.alice.newCDPSession(a);
+    // Kept attached: the override lasts as long as the session.
+    await cdp.send("Emulation.setFocusEmulationEnabled", { enabled: false });
+    await a.bringToFront();
+    await front.bringToFront();
+    await expect.poll(() => a.evaluate(() => document.hasFocus())).toBe(false);
+  };
 
   beforeAll(async () => {
     env = await startTwoBrowsers();
@@ -110,13 +124,9 @@ describe("unread state and notifications", () => {
 
   it("shows a notification for a page in the background, as the setting says", async () => {
     await byId(a, "home").waitFor();
-    // Let the page lose the focus for real: Playwright keeps every page focused unless told not to.
-    const cdp = await env.alice.newCDPSession(a);
-    await cdp.send("Emulation.setFocusEmulationEnabled", { enabled: false });
-    const front = await env.alice.newPage();
+    front = await env.alice.newPage();
     await front.goto(`${loft.url}/health`);
-    await front.bringToFront();
-    await expect.poll(() => a.evaluate(() => document.hasFocus())).toBe(false);
+    await toBackground();
 
     await sendText(b, "are you there?");
     await expect
@@ -128,8 +138,7 @@ describe("unread state and notifications", () => {
     await byId(a, "nav-settings").click();
     await byId(a, "notify-private").check();
     await expect.poll(() => byId(a, "notifications-result").textContent()).toBe("Saved.");
-    await front.bringToFront();
-    await expect.poll(() => a.evaluate(() => document.hasFocus())).toBe(false);
+    await toBackground();
     await sendText(b, "secret plans");
     await expect
       .poll(() => shown(front))
@@ -145,8 +154,7 @@ describe("unread state and notifications", () => {
       const reg = await navigator.serviceWorker.getRegistration("/");
       for (const n of (await reg?.getNotifications()) ?? []) n.close();
     });
-    await front.bringToFront();
-    await expect.poll(() => a.evaluate(() => document.hasFocus())).toBe(false);
+    await toBackground();
     const before = await unread();
     await sendText(b, "quiet please");
     await expect.poll(unread).toBe(before + 1);
@@ -155,5 +163,34 @@ describe("unread state and notifications", () => {
     await a.reload();
     await byId(a, "nav-settings").click();
     expect(await byId(a, "notify-off").isChecked()).toBe(true);
+  });
+
+  it("a contact request while Alice is online says what happened and notifies without its text", async () => {
+    const aliceLink = await myLink(a, true);
+    await byId(a, "nav-settings").click();
+    await byId(a, "notify-on").check();
+    await expect.poll(() => byId(a, "notifications-result").textContent()).toBe("Saved.");
+    await byId(a, "back").click();
+    await byId(a, "home").waitFor();
+
+    const carol = await (await env.browser.newContext()).newPage();
+    env.watch("carol", carol);
+    await createIdentity(carol, loft.url, "Carol");
+    const aliceForCarol = await addByLink(carol, aliceLink);
+    await toBackground();
+    await openChat(carol, aliceForCarol);
+    await sendText(carol, "hello from Carol");
+
+    const request = a.locator("[data-testid=request-item][data-username=Carol]");
+    await request.waitFor({ timeout: 60_000 });
+    const words = await request.textContent();
+    expect(words).toContain("sent you a contact request");
+    expect(words).not.toContain("offline");
+    await expect
+      .poll(() => shown(front), { timeout: 30_000 })
+      .toContainEqual(
+        expect.objectContaining({ title: "Contact request", body: "Carol wants to talk to you." }),
+      );
+    expect(JSON.stringify(await shown(front))).not.toContain("hello from Carol");
   });
 });

@@ -62,7 +62,10 @@ self.addEventListener("notificationclick", (event) => {
 });
 
 async function openApp(path: string): Promise<void> {
-  const windows = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
+  // Windows showing the app (a tab on /health or /metrics is not one).
+  const windows = (await self.clients.matchAll({ type: "window", includeUncontrolled: true })).filter(
+    (c) => !SERVER_PATHS.test(new URL(c.url).pathname),
+  );
   const client =
     windows.find((c) => c.focused) ?? windows.find((c) => c.visibilityState === "visible") ?? windows[0];
   if (client) {

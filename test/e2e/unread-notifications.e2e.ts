@@ -133,6 +133,27 @@ describe("unread state and notifications", () => {
       .poll(() => shown(front))
       .toEqual([{ title: "Bob", body: "are you there?", tag: `chat:${bobId}` }]);
 
+    // A click on it (dispatched in the real Service Worker: headless Chromium has no notification
+    // UI to click) closes it and opens Bob's chat in Alice's open page.
+    const [sw] = env.alice.serviceWorkers();
+    expect(sw).toBeDefined();
+    await sw!.evaluate(async () => {
+      // Service Worker globals (the test's tsconfig has the DOM library, not the worker one).
+      const scope = globalThis as unknown as {
+        registration: ServiceWorkerRegistration;
+        NotificationEvent: new (type: string, init: { notification: Notification }) => Event;
+      };
+      const [n] = await scope.registration.getNotifications();
+      // A script-made event can't be extended (waitUntil throws); the handler has started its work by then.
+      globalThis.dispatchEvent(new scope.NotificationEvent("notificationclick", { notification: n! }));
+    });
+    await byId(a, "chat").waitFor();
+    expect(new URL(a.url()).pathname).toBe(`/chat/${bobId}`);
+    await expect.poll(() => shown(front)).toEqual([]);
+    await a.bringToFront();
+    await byId(a, "back").click();
+    await byId(a, "home").waitFor();
+
     // "Hide message text": the name, never the text.
     await a.bringToFront();
     await byId(a, "nav-settings").click();

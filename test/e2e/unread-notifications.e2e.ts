@@ -9,6 +9,7 @@
  */
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectNoAxeViolations } from "../support/axe.ts";
 import type { LoftProcess } from "../support/loft-process.ts";
 import {
   addByLink,
@@ -87,6 +88,7 @@ describe("unread state and notifications", () => {
     expect(await item().getByTestId("contact-unread").textContent()).toBe("3 unread");
     expect(await item().getByTestId("contact-preview").textContent()).toBe("three");
     expect(await a.title()).toBe("(3) Loft");
+    await expectNoAxeViolations(a, "home (unread)");
     // Alice's page is in front and focused: no notification.
     expect(await shown(a)).toEqual([]);
 
@@ -207,6 +209,7 @@ describe("unread state and notifications", () => {
     const words = await request.textContent();
     expect(words).toContain("sent you a contact request");
     expect(words).not.toContain("offline");
+    await expectNoAxeViolations(a, "home (contact request)");
     await expect
       .poll(() => shown(front), { timeout: 30_000 })
       .toContainEqual(

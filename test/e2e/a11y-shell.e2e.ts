@@ -2,10 +2,10 @@
  * axe-core on every screen of the app shell, in real Chromium, light theme (test/support/axe.ts):
  * onboarding, unlock, home (empty, then with a contact and the notification offer), my contact
  * link, add contact (empty and with a link), contact, safety code and settings — zero violations
- * of any impact.
+ * of any impact. Also: the notification offer's "Not now" is remembered.
  */
 import type { Browser, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { contactLinkUrl } from "../../core/identity/contact-link.ts";
 import { createUserIdentity } from "../../core/identity/identity.ts";
 import { expectNoAxeViolations } from "../support/axe.ts";
@@ -104,6 +104,14 @@ describe("accessibility of the app shell (axe-core, light theme)", () => {
     await byId(p, "contact-list").waitFor();
     await byId(p, "notification-offer").waitFor();
     await expectNoAxeViolations(p, "home (contacts)");
+    // "Not now" is remembered: the offer stays away after a new start.
+    await byId(p, "dismiss-notifications").click();
+    await expect.poll(() => byId(p, "notification-offer").count()).toBe(0);
+    await p.reload();
+    await byId(p, "unlock-passphrase").fill("orange staple 42");
+    await byId(p, "unlock-submit").click();
+    await byId(p, "contact-list").waitFor();
+    expect(await byId(p, "notification-offer").count()).toBe(0);
   });
 
   it("settings", async () => {

@@ -134,16 +134,17 @@ export class AppModel {
   }
 
   /** A notification for a message the person can't be seeing (notifications.ts). */
-  #notify(contactId: ContactId, text: string): void {
+  async #notify(contactId: ContactId, text: string): Promise<void> {
     if (typeof document === "undefined" || !pageInBackground()) return;
-    const c = this.contact(contactId);
-    if (!c) return;
+    // A first-contact request's message can arrive before the contact list is refreshed.
+    const record = this.contact(contactId)?.record ?? (await this.storage.getContact(contactId));
+    if (!record) return;
     const content = notificationContent(
       this.notificationMode(),
-      { id: contactId, name: c.record.username, request: c.record.request !== undefined },
+      { id: contactId, name: record.username, request: record.request !== undefined },
       text,
     );
-    if (content) void showNotification(content).catch(() => undefined);
+    if (content) await showNotification(content);
   }
 
   async setNotificationMode(mode: NotificationMode): Promise<void> {
@@ -300,7 +301,7 @@ export class AppModel {
         if (e.message.direction === "in") {
           const viewing = this.#viewing(e.message.contactId);
           this.activity.incoming(e.message, viewing);
-          if (!viewing) this.#notify(e.message.contactId, e.message.text);
+          if (!viewing) void this.#notify(e.message.contactId, e.message.text).catch(() => undefined);
         }
         break;
       case "message-state":

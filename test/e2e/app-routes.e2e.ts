@@ -133,6 +133,14 @@ describe("screens in the URL", () => {
     await expect.poll(() => focused(a)).toMatch(/^h1:Loft/);
     await byId(a, "nav-settings").click();
     await expect.poll(() => focused(a)).toBe("h1:Settings");
+    // Back from a chat: the focus returns to that conversation on Home.
+    await a.goto(loft.url);
+    await a.locator(`[data-testid=contact-item][data-contact-id="${bobId}"]`).click();
+    await byId(a, "chat").waitFor();
+    await byId(a, "back").click();
+    await byId(a, "home").waitFor();
+    await expect.poll(() => focused(a)).toBe("contact-item");
+    expect(await a.evaluate(() => (document.activeElement as HTMLElement).dataset.contactId)).toBe(bobId);
   });
 
   it("opens a deep link to a chat after unlocking", async () => {

@@ -122,7 +122,10 @@ export class AppModel {
     });
   }
 
-  /** Follow the page's visibility and show the unread total in the tab title: "(3) Loft". */
+  /**
+   * Follow the page's visibility and show the unread total in the tab title, "(3) Loft", and on
+   * the installed app's icon.
+   */
   attachPage(): void {
     document.addEventListener("visibilitychange", () =>
       this.#setPageVisible(document.visibilityState === "visible"),
@@ -130,6 +133,12 @@ export class AppModel {
     createEffect(() => {
       const n = this.activity.total();
       document.title = n > 0 ? `(${n > 99 ? "99+" : n}) Loft` : "Loft";
+      // The installed app's icon shows the same count (Badging API, where supported).
+      const badge = navigator as Navigator & {
+        setAppBadge?: (n: number) => Promise<void>;
+        clearAppBadge?: () => Promise<void>;
+      };
+      void (n > 0 ? badge.setAppBadge?.(n) : badge.clearAppBadge?.())?.catch(() => undefined);
     });
   }
 

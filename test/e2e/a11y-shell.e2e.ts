@@ -122,4 +122,13 @@ describe("accessibility of the app shell (axe-core, light theme)", () => {
     await byId(p, "delete-identity").click();
     await expectNoAxeViolations(p, "settings (confirm delete)");
   });
+
+  it("settings and home in the dark theme too", async () => {
+    await p.emulateMedia({ colorScheme: "dark" });
+    await expectNoAxeViolations(p, "settings (dark)");
+    await byId(p, "back").click();
+    await byId(p, "contact-list").waitFor();
+    await expectNoAxeViolations(p, "home (dark)");
+    await p.emulateMedia({ colorScheme: "light" });
+  });
 });

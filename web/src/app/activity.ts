@@ -6,7 +6,7 @@
  * by re-reading history.
  */
 import { type Accessor, createMemo } from "solid-js";
-import { createStore, produce } from "solid-js/store";
+import { createStore, produce, reconcile } from "solid-js/store";
 import type { ContactId, ContactRecord, MessageId, MessageState, StoredMessage } from "../engine/api.ts";
 import type { LoftStorage } from "../storage/storage.ts";
 
@@ -73,6 +73,20 @@ export class Activity {
     }
   }
 
+  /** Forget everything (storage was replaced: a backup restored); the next `sync` reloads. */
+  clear(): void {
+    this.#set(reconcile({}));
+    this.#seenOut.clear();
+  }
+
+  /** An outgoing message announced whole (already stored): it becomes the preview if newest. */
+  sent(m: StoredMessage): void {
+    this.#remember(m.contactId, m.id);
+    const cur = this.byContact[m.contactId];
+    if (cur?.last && cur.last.at > m.at) return;
+    this.#set(m.contactId, (a) => ({ unread: a?.unread ?? 0, last: lastOf(m) }));
+  }
+
   /** A new incoming message, already stored; `seen` when its chat is open and visible. */
   incoming(m: StoredMessage, seen: boolean): void {
     const cur = this.byContact[m.contactId];
@@ -100,16 +114,22 @@ export class Activity {
       this.#set(contactId, "last", "state", state);
       return;
     }
-    const seen = this.#seenOut.get(contactId) ?? [];
-    if (seen.includes(id)) return;
-    seen.push(id);
-    if (seen.length > SEEN_OUTGOING) seen.shift();
-    this.#seenOut.set(contactId, seen);
+    if (!this.#remember(contactId, id)) return;
     const m = await this.#storage.getMessage(id);
     if (!m || m.contactId !== contactId) return;
     const now = this.byContact[contactId];
     if (now?.last && now.last.at > m.at) return;
     this.#set(contactId, (a) => ({ unread: a?.unread ?? 0, last: lastOf(m) }));
+  }
+
+  /** Note an outgoing id as known; false if it already was. */
+  #remember(contactId: ContactId, id: MessageId): boolean {
+    const seen = this.#seenOut.get(contactId) ?? [];
+    if (seen.includes(id)) return false;
+    seen.push(id);
+    if (seen.length > SEEN_OUTGOING) seen.shift();
+    this.#seenOut.set(contactId, seen);
+    return true;
   }
 
   /**

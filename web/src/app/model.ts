@@ -216,6 +216,7 @@ export class AppModel {
   /** After a backup import: drop everything in memory and start over from storage. */
   async reload(): Promise<void> {
     await this.#stopEngine();
+    this.activity.clear();
     this.#setUser(undefined);
     await this.boot();
   }
@@ -307,7 +308,8 @@ export class AppModel {
         this.#setService(e.status);
         break;
       case "message":
-        if (e.message.direction === "in") {
+        if (e.message.direction === "out") this.activity.sent(e.message);
+        else {
           const viewing = this.#viewing(e.message.contactId);
           this.activity.incoming(e.message, viewing);
           if (!viewing) void this.#notify(e.message.contactId, e.message.text).catch(() => undefined);

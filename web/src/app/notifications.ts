@@ -68,12 +68,15 @@ export async function showNotification(content: NotificationContent): Promise<vo
   if (notificationPermission() !== "granted") return;
   const reg = await navigator.serviceWorker.getRegistration();
   if (!reg) return; // no Service Worker (the dev server): nothing that could handle a click
-  await reg.showNotification(content.title, {
+  const options: NotificationOptions & { renotify?: boolean } = {
     body: content.body,
     tag: content.tag,
+    // A newer message replaces the conversation's notification and still alerts (sound, vibration).
+    renotify: true,
     icon: "/icon-192.png",
     data: { path: content.path },
-  });
+  };
+  await reg.showNotification(content.title, options);
 }
 
 /** Close what is shown for a conversation once it is read. */

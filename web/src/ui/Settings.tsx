@@ -428,10 +428,12 @@ function Notifications(props: { app: AppModel }) {
                 checked={app.notificationMode() === mode}
                 onChange={() => void choose(mode)}
               />
-              {MODE_TEXT[mode].label}
-              <Show when={MODE_TEXT[mode].help}>
-                <span class="help"> — {MODE_TEXT[mode].help}</span>
-              </Show>
+              <span>
+                {MODE_TEXT[mode].label}
+                <Show when={MODE_TEXT[mode].help}>
+                  <span class="help"> {MODE_TEXT[mode].help}</span>
+                </Show>
+              </span>
             </label>
           ))}
         </fieldset>

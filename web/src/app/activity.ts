@@ -5,10 +5,16 @@
  * `ContactRecord.readAt`), then kept up to date from engine events one message at a time, never
  * by re-reading history.
  */
-import { type Accessor, createMemo } from "solid-js";
+import type { Accessor } from "solid-js";
 import { createStore, produce, reconcile } from "solid-js/store";
 import type { ContactId, ContactRecord, MessageId, MessageState, StoredMessage } from "../engine/api.ts";
 import type { LoftStorage } from "../storage/storage.ts";
+
+/** What the activity needs from storage (LoftStorage; an in-memory stand-in in unit tests). */
+export type ActivityStorage = Pick<
+  LoftStorage,
+  "lastMessage" | "countIncomingAfter" | "getMessage" | "markRead"
+>;
 
 /** Counted exactly up to this; Home shows "99+" past 99 anyway. */
 export const UNREAD_CAP = 1000;
@@ -37,7 +43,7 @@ const lastOf = (m: StoredMessage): LastMessage => ({
 });
 
 export class Activity {
-  readonly #storage: LoftStorage;
+  readonly #storage: ActivityStorage;
   readonly byContact: Record<ContactId, ContactActivity>;
   readonly #set: ReturnType<typeof createStore<Record<ContactId, ContactActivity>>>[1];
   /** Sum of the unread counts (the tab title). */
@@ -46,12 +52,14 @@ export class Activity {
   /** Per contact, the newest read time waiting to be written, and whether a write is running. */
   readonly #readWrites = new Map<ContactId, { at: number; running: boolean }>();
 
-  constructor(storage: LoftStorage) {
+  constructor(storage: ActivityStorage) {
     this.#storage = storage;
     const [byContact, set] = createStore<Record<ContactId, ContactActivity>>({});
     this.byContact = byContact;
     this.#set = set;
-    this.total = createMemo(() => Object.values(this.byContact).reduce((n, a) => n + a.unread, 0));
+    // A plain derivation: reactive where it is read inside an effect (the title), and a few
+    // additions over the contacts per change.
+    this.total = () => Object.values(this.byContact).reduce((n, a) => n + a.unread, 0);
   }
 
   /** Load contacts not loaded yet; forget those gone. Two small reads per new contact. */

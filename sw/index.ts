@@ -6,7 +6,9 @@
  *   and posts SKIP_WAITING (workbox-window `messageSkipWaiting`); on activate, caches of other
  *   versions are swept;
  * - offline start: navigations get the precached index.html;
- * - /peer/...: handed to the E2EE proxy module (a 501 stub for now).
+ * - /peer/...: handed to the E2EE proxy module (a 501 stub for now);
+ * - notification clicks (web/src/app/notifications.ts): focus an open Loft window and tell it
+ *   which screen to open, or open a new window at that screen.
  */
 import { PrecacheController, PrecacheRoute } from "workbox-precaching";
 import { NavigationRoute, Router } from "workbox-routing";
@@ -48,6 +50,31 @@ self.addEventListener("fetch", (event) => {
   const handled = router.handleRequest({ event, request: event.request });
   if (handled) event.respondWith(handled);
 });
+
+/** Paths a notification may open: Home or one chat (anything else opens Home). */
+const NOTIFICATION_PATH = /^\/(chat\/[0-9a-f]{64})?$/;
+
+self.addEventListener("notificationclick", (event) => {
+  event.notification.close();
+  const data = event.notification.data as { path?: unknown } | null;
+  const path = typeof data?.path === "string" && NOTIFICATION_PATH.test(data.path) ? data.path : "/";
+  event.waitUntil(openApp(path));
+});
+
+async function openApp(path: string): Promise<void> {
+  // Windows showing the app (a tab on /health or /metrics is not one).
+  const windows = (await self.clients.matchAll({ type: "window", includeUncontrolled: true })).filter(
+    (c) => !SERVER_PATHS.test(new URL(c.url).pathname),
+  );
+  const client =
+    windows.find((c) => c.focused) ?? windows.find((c) => c.visibilityState === "visible") ?? windows[0];
+  if (client) {
+    await client.focus().catch(() => undefined);
+    client.postMessage({ type: "loft-open", path });
+    return;
+  }
+  await self.clients.openWindow(path);
+}
 
 async function sweepOtherVersions(): Promise<void> {
   for (const name of await caches.keys())

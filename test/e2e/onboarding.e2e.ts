@@ -2,14 +2,23 @@
  * Onboarding, storage, contact links, safety codes and trust, in real Chromium against the real
  * server (`npm run build` first; run with `node scripts/e2e.mjs test/e2e/onboarding.e2e.ts`).
  *
- * Stable `data-testid`s of the PWA (web/src/ui/*), for these tests and anyone driving the UI:
+ * Stable `data-testid`s of the PWA (web/src/ui/*), for these tests and anyone driving the UI
+ * (screens also have URL paths: web/src/app/routes.ts):
  *   app:        loading, notice, update-banner, update-reload, back
- *   onboarding: onboarding, username-input, username-error, create-identity,
+ *   onboarding: onboarding, username-input, username-error, onboarding-passphrase,
+ *               onboarding-passphrase-new, onboarding-passphrase-confirm,
+ *               onboarding-passphrase-error, create-identity,
  *               restore-file, restore-passphrase, restore-submit, restore-error
- *   unlock:     unlock, unlock-passphrase, unlock-submit, unlock-error
+ *   unlock:     unlock, unlock-passphrase, unlock-submit, unlock-error, unlock-restore,
+ *               unlock-restore-file, unlock-restore-passphrase, unlock-restore-submit,
+ *               unlock-restore-error, unlock-start-over, start-over-warning, start-over,
+ *               confirm-start-over, cancel-start-over
  *   home:       home, my-username, nav-my-link, nav-add-contact, nav-settings, engine-status,
- *               empty-contacts, contact-list, contact-item [data-contact-id, data-username],
- *               contact-presence, contact-trust
+ *               notification-offer, enable-notifications, dismiss-notifications,
+ *               requests, request-item [data-contact-id, data-username], request-warning,
+ *               accept-request, decline-request,
+ *               empty-contacts, contact-list, contact-item [data-contact-id, data-username,
+ *               data-unread], contact-preview, contact-unread, contact-presence, contact-trust
  *   my link:    my-link-screen, my-link (textarea with the URL), my-link-qr, copy-link
  *   add:        add-screen, link-input, link-error, add-outcome [data-outcome = core TOFU kind
  *               or "self"], confirm-username, confirm-add, cancel-add
@@ -22,7 +31,9 @@
  *   chat:       chat, chat-contact, chat-presence, message-list, message [data-direction,
  *               data-state], message-text, message-state, retry-button, send-blocked,
  *               send-error, composer-input, send-button
- *   settings:   settings, settings-username, save-username, username-result, signaling-url,
+ *   settings:   settings, settings-username, save-username, username-result,
+ *               notifications-section, notify-on, notify-private, notify-off,
+ *               allow-notifications, notifications-blocked, notifications-result, signaling-url,
  *               relay-urls, save-endpoints, endpoints-result, passphrase-new,
  *               passphrase-confirm, set-passphrase, remove-passphrase, passphrase-result,
  *               backup-section, backup-passphrase, export-backup, backup-result, import-file,
@@ -176,7 +187,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
 
     await id(a, "mark-verified").click();
     await id(a, "verified-note").waitFor();
-    await a.reload();
+    await a.goto(loft.url); // a new visit to Home (a reload would stay on the safety screen)
     const bobItem = a.locator(`[data-testid=contact-item][data-contact-id="${bobId}"]`);
     expect(await bobItem.locator("[data-testid=contact-trust]").textContent()).toBe("Verified");
     expect(await id(a, "my-username").textContent()).toBe("Alice");
@@ -295,7 +306,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
     await id(a, "passphrase-confirm").fill("correct horse battery");
     await id(a, "set-passphrase").click();
     expect(await id(a, "passphrase-result").textContent()).toContain("Passphrase set");
-    await a.reload();
+    await a.goto(loft.url); // a new visit to Home (a reload would stay on Settings)
     await id(a, "unlock-passphrase").fill("wrong passphrase");
     await id(a, "unlock-submit").click();
     expect(await id(a, "unlock-error").textContent()).toContain("not right");

@@ -56,8 +56,7 @@ async function useTurnOnly(page: Page, turn: TurnServer): Promise<void> {
   await id(page, "ice-relay-only").check();
   await id(page, "save-endpoints").click();
   await expect.poll(() => id(page, "endpoints-result").textContent()).toContain("Saved");
-  await page.reload();
-  await id(page, "nav-settings").click();
+  await page.reload(); // a new start of the app, still on Settings
   expect(await id(page, "ice-relay-only").isChecked()).toBe(true);
   await id(page, "back").click();
 }

@@ -1,6 +1,7 @@
 /**
  * Entry: opens storage, registers the Service Worker, takes a contact link from the URL fragment
- * (`#c=…`, never sent to any server) and renders the app.
+ * (`#c=…`, never sent to any server), ties the screens to the URL and history (app/navigation.ts)
+ * and renders the app.
  */
 import { createEffect, createRoot } from "solid-js";
 import { render } from "solid-js/web";
@@ -14,7 +15,7 @@ import "./styles.css";
 function takeLinkFromHash(): string | undefined {
   if (!/^#c=/.test(location.hash)) return undefined;
   const text = location.href;
-  history.replaceState(null, "", location.pathname + location.search);
+  history.replaceState(history.state, "", location.pathname + location.search);
   return text;
 }
 
@@ -30,6 +31,8 @@ async function main() {
   }
   const app = createRoot(() => new AppModel(storage));
   let pendingLink = takeLinkFromHash();
+  app.attachHistory();
+  createRoot(() => app.attachPage());
   createRoot(() =>
     createEffect(() => {
       if (app.phase() === "ready" && pendingLink) {
@@ -44,6 +47,11 @@ async function main() {
     if (!text) return;
     if (app.phase() === "ready") app.go({ name: "add", text });
     else pendingLink = text;
+  });
+  // A notification was clicked (sw/index.ts): open the screen it names.
+  navigator.serviceWorker?.addEventListener("message", (e: MessageEvent) => {
+    const d = e.data as { type?: unknown; path?: unknown } | null;
+    if (d?.type === "loft-open" && typeof d.path === "string") app.openPath(d.path);
   });
   render(() => <App app={app} />, root);
   await app.boot();

@@ -3,7 +3,7 @@
  * the running engine with presence, and the current screen. Screens read these and call the
  * actions here; nothing else writes storage.
  */
-import { type Accessor, batch, createSignal } from "solid-js";
+import { type Accessor, batch, createEffect, createSignal } from "solid-js";
 import { createStore, reconcile } from "solid-js/store";
 import { toHex } from "../../../core/bytes.ts";
 import { updateIdentity } from "../../../core/identity/identity.ts";
@@ -31,16 +31,19 @@ import {
   type UserIdentity,
 } from "../identity.ts";
 import { createOfflineEngine } from "../offline-engine.ts";
-import type { LoftStorage } from "../storage/storage.ts";
+import type { BackupBundle, LoftStorage } from "../storage/storage.ts";
+import { Activity } from "./activity.ts";
+import { Navigation } from "./navigation.ts";
+import {
+  closeNotifications,
+  type NotificationMode,
+  notificationContent,
+  pageInBackground,
+  showNotification,
+} from "./notifications.ts";
+import { parseRoute, type Route, routeContact } from "./routes.ts";
 
-export type Route =
-  | { name: "home" }
-  | { name: "my-link" }
-  | { name: "add"; link?: ContactLink; text?: string }
-  | { name: "contact"; id: ContactId }
-  | { name: "safety"; id: ContactId }
-  | { name: "chat"; id: ContactId }
-  | { name: "settings" };
+export type { Route } from "./routes.ts";
 
 /** A contact with its identity decoded (and verified) for display. */
 export interface ContactView {
@@ -60,8 +63,9 @@ export class AppModel {
   readonly #setUser: (u: UserIdentity | undefined) => void;
   readonly contacts: Accessor<ContactView[]>;
   readonly #setContacts: (c: ContactView[]) => void;
+  /** The screen shown once ready; kept in step with the URL and history (navigation.ts). */
   readonly route: Accessor<Route>;
-  readonly #setRoute: (r: Route) => void;
+  readonly #nav = new Navigation();
   readonly engineProblem: Accessor<string | undefined>;
   readonly #setEngineProblem: (p: string | undefined) => void;
   readonly service: Accessor<ServiceStatus>;
@@ -72,6 +76,17 @@ export class AppModel {
   /** A one-line notice for the user (plain words), cleared by the next one. */
   readonly notice: Accessor<string | undefined>;
   readonly setNotice: (n: string | undefined) => void;
+  /** Unread counts and last messages per contact (Home, the tab title). */
+  readonly activity: Activity;
+  /** Whether the page is visible (Page Visibility API); a chat counts as read only then. */
+  readonly pageVisible: Accessor<boolean>;
+  readonly #setPageVisible: (v: boolean) => void;
+  /** The notification setting (persisted in the settings record). */
+  readonly notificationMode: Accessor<NotificationMode>;
+  readonly #setNotificationMode: (m: NotificationMode) => void;
+  /** The user said "Not now" to the offer on Home. */
+  readonly notificationOfferDismissed: Accessor<boolean>;
+  readonly #setNotificationOfferDismissed: (d: boolean) => void;
   engine: ChatEngine | undefined;
   #unsubscribe: (() => void) | undefined;
   readonly #listeners = new Set<(e: EngineEvent) => void>();
@@ -81,7 +96,7 @@ export class AppModel {
     [this.phase, this.#setPhase] = createSignal<Phase>("loading");
     [this.user, this.#setUser] = createSignal<UserIdentity>();
     [this.contacts, this.#setContacts] = createSignal<ContactView[]>([]);
-    [this.route, this.#setRoute] = createSignal<Route>({ name: "home" });
+    this.route = this.#nav.route;
     [this.engineProblem, this.#setEngineProblem] = createSignal<string>();
     [this.service, this.#setService] = createSignal<ServiceStatus>({
       signaling: "disabled",
@@ -91,6 +106,70 @@ export class AppModel {
     const [presence, setPresence] = createStore<Record<ContactId, Presence>>({});
     this.presence = presence;
     this.#setPresence = (id, p) => setPresence(id, reconcile(p));
+    this.activity = new Activity(storage);
+    [this.pageVisible, this.#setPageVisible] = createSignal(
+      typeof document === "undefined" || document.visibilityState === "visible",
+    );
+    [this.notificationMode, this.#setNotificationMode] = createSignal<NotificationMode>("on");
+    [this.notificationOfferDismissed, this.#setNotificationOfferDismissed] = createSignal(false);
+    // The open chat is read while it is visible: on opening it, and on coming back to the page.
+    createEffect(() => {
+      const r = this.route();
+      if (this.phase() === "ready" && r.name === "chat" && this.pageVisible()) {
+        this.activity.read(r.id);
+        void closeNotifications(r.id).catch(() => undefined);
+      }
+    });
+  }
+
+  /**
+   * Follow the page's visibility and show the unread total in the tab title, "(3) Loft", and on
+   * the installed app's icon.
+   */
+  attachPage(): void {
+    document.addEventListener("visibilitychange", () =>
+      this.#setPageVisible(document.visibilityState === "visible"),
+    );
+    createEffect(() => {
+      const n = this.activity.total();
+      document.title = n > 0 ? `(${n > 99 ? "99+" : n}) Loft` : "Loft";
+      // The installed app's icon shows the same count (Badging API, where supported).
+      const badge = navigator as Navigator & {
+        setAppBadge?: (n: number) => Promise<void>;
+        clearAppBadge?: () => Promise<void>;
+      };
+      void (n > 0 ? badge.setAppBadge?.(n) : badge.clearAppBadge?.())?.catch(() => undefined);
+    });
+  }
+
+  /** A notification for a message the person can't be seeing (notifications.ts). */
+  async #notify(contactId: ContactId, text: string): Promise<void> {
+    if (typeof document === "undefined" || !pageInBackground()) return;
+    // A first-contact request's message can arrive before the contact list is refreshed.
+    const record = this.contact(contactId)?.record ?? (await this.storage.getContact(contactId));
+    if (!record) return;
+    const content = notificationContent(
+      this.notificationMode(),
+      { id: contactId, name: record.username, request: record.request !== undefined },
+      text,
+    );
+    if (content) await showNotification(content);
+  }
+
+  async setNotificationMode(mode: NotificationMode): Promise<void> {
+    await this.storage.updateSettingsRecord({ notifications: mode });
+    this.#setNotificationMode(mode);
+  }
+
+  async dismissNotificationOffer(): Promise<void> {
+    await this.storage.updateSettingsRecord({ notificationOfferDismissed: true });
+    this.#setNotificationOfferDismissed(true);
+  }
+
+  /** Whether the person is looking at this contact's chat right now. */
+  #viewing(id: ContactId): boolean {
+    const r = this.route();
+    return this.phase() === "ready" && r.name === "chat" && r.id === id && this.pageVisible();
   }
 
   // --- lifecycle --------------------------------------------------------------------------------
@@ -107,8 +186,13 @@ export class AppModel {
     await this.#enter();
   }
 
-  async createIdentity(username: string): Promise<void> {
+  /**
+   * A new identity, created in this browser. With a passphrase (the optional onboarding step),
+   * the passphrase layer is set first, so the private keys are never stored without it.
+   */
+  async createIdentity(username: string, passphrase?: string): Promise<void> {
     const user = newUserIdentity(username);
+    if (passphrase) await this.storage.setPassphrase(passphrase);
     await this.storage.saveSelf({
       identity: encodeIdentity(user.identity),
       username: user.identity.verified.username,
@@ -119,9 +203,20 @@ export class AppModel {
     await this.#enter();
   }
 
+  /**
+   * The passphrase is forgotten: replace everything on this device with a backup (decrypted with
+   * the backup's own passphrase first, so a wrong file or passphrase changes nothing). The device
+   * has no passphrase afterwards.
+   */
+  async restoreForgotten(bundle: BackupBundle): Promise<void> {
+    await this.storage.restoreReplacingAll(bundle);
+    await this.reload();
+  }
+
   /** After a backup import: drop everything in memory and start over from storage. */
   async reload(): Promise<void> {
     await this.#stopEngine();
+    this.activity.clear();
     this.#setUser(undefined);
     await this.boot();
   }
@@ -137,9 +232,15 @@ export class AppModel {
       privateNoiseKey: self.privateNoiseKey,
     };
     await this.refreshContacts();
+    const settings = await this.storage.getSettingsRecord();
+    this.#setNotificationMode(settings.notifications ?? "on");
+    this.#setNotificationOfferDismissed(settings.notificationOfferDismissed === true);
+    const route = this.route();
     batch(() => {
       this.#setUser(user);
       this.#setPhase("ready");
+      // A deep link opened before unlocking may name a contact that isn't here.
+      if (!this.#routeExists(route)) this.#leaveMissing();
     });
     await this.#startEngine(user);
   }
@@ -206,6 +307,17 @@ export class AppModel {
       case "service":
         this.#setService(e.status);
         break;
+      case "message":
+        if (e.message.direction === "out") this.activity.sent(e.message);
+        else {
+          const viewing = this.#viewing(e.message.contactId);
+          this.activity.incoming(e.message, viewing);
+          if (!viewing) void this.#notify(e.message.contactId, e.message.text).catch(() => undefined);
+        }
+        break;
+      case "message-state":
+        void this.activity.outgoing(e.contactId, e.id, e.state);
+        break;
       case "identity-change":
       case "contact-updated":
       case "contact-added":
@@ -220,9 +332,49 @@ export class AppModel {
 
   // --- navigation -------------------------------------------------------------------------------
 
-  go(route: Route): void {
+  /**
+   * Take the address bar as the current screen and follow the browser's Back/Forward (call once,
+   * from main.tsx). A screen about a contact that is not on this device lands on Home with a
+   * notice, checked once the contacts are loaded.
+   */
+  attachHistory(): void {
+    this.#nav.attach({
+      unknownPath: () => this.setNotice("That address is not a screen of Loft; here is the home screen."),
+      popped: (route) => {
+        this.setNotice(undefined);
+        if (!this.#routeExists(route)) this.#leaveMissing();
+      },
+    });
+  }
+
+  /** Show a screen (a new history entry; `replace` swaps the current one instead). */
+  go(route: Route, options: { replace?: boolean } = {}): void {
     this.setNotice(undefined);
-    this.#setRoute(route);
+    if (this.#routeExists(route)) this.#nav.go(route, options.replace ?? false);
+    else this.#leaveMissing();
+  }
+
+  /** The in-app ← Back to `to` (Home by default): the browser's Back when that is where it leads. */
+  back(to: Route = { name: "home" }): void {
+    this.setNotice(undefined);
+    this.#nav.back(to);
+  }
+
+  /** Open a path the Service Worker sent (a notification click); unknown paths open Home. */
+  openPath(path: string): void {
+    const route = parseRoute(path);
+    this.go(route ?? { name: "home" });
+  }
+
+  /** Whether the contact a route is about exists (always true before the contacts are loaded). */
+  #routeExists(route: Route): boolean {
+    const id = routeContact(route);
+    return id === undefined || this.phase() !== "ready" || this.contact(id) !== undefined;
+  }
+
+  #leaveMissing(): void {
+    this.#nav.go({ name: "home" }, true);
+    this.setNotice("That contact is not on this device (it may have been deleted).");
   }
 
   // --- contacts ---------------------------------------------------------------------------------
@@ -241,6 +393,7 @@ export class AppModel {
       views.push(view);
     }
     this.#setContacts(views);
+    await this.activity.sync(records);
   }
 
   contact(id: ContactId): ContactView | undefined {

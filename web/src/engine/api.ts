@@ -127,6 +127,11 @@ export interface ContactRecord {
    * contact Rejected.
    */
   request?: { at: number };
+  /**
+   * The UI's read marker: incoming messages with `at` up to this time have been seen (the chat was
+   * open and visible). Written by the UI only (`LoftStorage.markRead`); the engine ignores it.
+   */
+  readAt?: number;
 }
 
 /** From the contact link (core/identity/contact-link.ts `ContactLink`). */

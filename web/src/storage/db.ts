@@ -35,6 +35,14 @@ export interface SettingsRecord {
   iceServers?: IceServerConfig[];
   /** "relay": direct links use TURN relay candidates only; absent: all candidates. */
   iceTransportPolicy?: IceTransportPolicy;
+  /**
+   * Message notifications (web/src/app/notifications.ts): "on" (name and text), "private" (the
+   * name only, never the text), "off". Absent: "on" — shown only once the browser permission is
+   * granted, which the user is asked for from a button, never on load.
+   */
+  notifications?: "on" | "private" | "off";
+  /** The user answered "Not now" to the offer to turn notifications on (Home asks no more). */
+  notificationOfferDismissed?: boolean;
 }
 
 export interface LoftDB extends DBSchema {

@@ -5,6 +5,7 @@
  * settings, passphrase, backups).
  */
 import { decode, encode } from "@msgpack/msgpack";
+import type { IDBPTransaction } from "idb";
 import type {
   ContactEndpoints,
   ContactId,
@@ -19,7 +20,14 @@ import type {
   StoredMessage,
 } from "../engine/api.ts";
 import type { Trust } from "../identity.ts";
-import { type Database, deleteDatabase, openDatabase, type SelfRecord, type SettingsRecord } from "./db.ts";
+import {
+  type Database,
+  deleteDatabase,
+  type LoftDB,
+  openDatabase,
+  type SelfRecord,
+  type SettingsRecord,
+} from "./db.ts";
 import { generateDeviceKey, type PassphraseConfig, type Sealed, Vault } from "./vault.ts";
 
 /** The user's own identity as stored, with private keys opened. */
@@ -177,6 +185,16 @@ export class LoftStorage implements EngineStorage {
 
   async setSettingsRecord(settings: SettingsRecord): Promise<void> {
     await this.#db.put("settings", settings, "settings");
+  }
+
+  /** Change some settings and keep the others, in one transaction. */
+  async updateSettingsRecord(change: Partial<SettingsRecord>): Promise<SettingsRecord> {
+    const tx = this.#db.transaction("settings", "readwrite");
+    const next: SettingsRecord = { ...((await tx.store.get("settings")) ?? {}), ...change };
+    for (const k of Object.keys(next) as (keyof SettingsRecord)[]) if (next[k] === undefined) delete next[k];
+    await tx.store.put(next, "settings");
+    await tx.done;
+    return next;
   }
 
   async getSettings(): Promise<EngineSettings> {
@@ -395,6 +413,38 @@ export class LoftStorage implements EngineStorage {
     await this.#db.delete("secrets", name);
   }
 
+  // --- activity: unread counts and previews on Home (app/activity.ts) ------------------------
+
+  /** The newest message with a contact (for the preview on Home), if any. */
+  async lastMessage(contactId: ContactId): Promise<StoredMessage | undefined> {
+    const range = IDBKeyRange.bound([contactId, -Infinity], [contactId, Infinity]);
+    const cur = await this.#db.transaction("messages").store.index("by-contact").openCursor(range, "prev");
+    return cur?.value;
+  }
+
+  /**
+   * Incoming messages from a contact received after `after` (ms), counted up to `cap`: the unread
+   * count on Home. Reads only the messages after the read marker, never the whole history.
+   */
+  async countIncomingAfter(contactId: ContactId, after: number, cap: number): Promise<number> {
+    const range = IDBKeyRange.bound([contactId, after], [contactId, Infinity], true, false);
+    let n = 0;
+    const tx = this.#db.transaction("messages");
+    for await (const cur of tx.store.index("by-contact").iterate(range)) {
+      if (cur.value.direction === "in") n++;
+      if (n >= cap) break;
+    }
+    await tx.done;
+    return n;
+  }
+
+  /** Move a contact's read marker (`ContactRecord.readAt`) forward to `at`; never backward. */
+  async markRead(contactId: ContactId, at: number): Promise<void> {
+    await this.#updateContact(contactId, (c) => {
+      c.readAt = Math.max(c.readAt ?? 0, at);
+    });
+  }
+
   // --- backups (see backup.ts for the file format) ---------------------------------------------
 
   /** Everything a backup carries, in clear: own identity with keys, contacts, history, settings. */
@@ -415,12 +465,52 @@ export class LoftStorage implements EngineStorage {
    * a restored ratchet would fork the peer's). The passphrase layer stays as it is.
    */
   async importBundle(bundle: BackupBundle): Promise<void> {
-    const plain = encode({ ik: bundle.self.privateIdentityKey, nk: bundle.self.privateNoiseKey });
-    const keys = await this.#vault.seal("self/keys", plain);
-    plain.fill(0);
-    const stores = ["self", "contacts", "messages", "sessions", "secrets", "outbox", "settings"] as const;
-    const tx = this.#db.transaction([...stores], "readwrite");
-    for (const s of stores) tx.objectStore(s).clear();
+    const keys = await this.#sealSelfKeys(this.#vault, bundle.self);
+    const tx = this.#db.transaction([...BUNDLE_STORES], "readwrite");
+    this.#writeBundle(tx, bundle, keys);
+    await tx.done;
+  }
+
+  /**
+   * Restore a backup on a device whose passphrase is forgotten (the unlock screen): a new device
+   * key, no passphrase, and the backup in place of everything stored here, in one transaction —
+   * if anything fails, the device stays as it was. Nothing sealed here can be opened anyway
+   * without the passphrase; it is all replaced.
+   */
+  async restoreReplacingAll(bundle: BackupBundle): Promise<void> {
+    const device = await generateDeviceKey();
+    const vault = new Vault(device, false);
+    const keys = await this.#sealSelfKeys(vault, bundle.self);
+    const tx = this.#db.transaction(["meta", ...BUNDLE_STORES], "readwrite");
+    tx.objectStore("meta").put(device, "device-key");
+    tx.objectStore("meta").delete("passphrase");
+    this.#writeBundle(tx, bundle, keys);
+    await tx.done;
+    this.#vault = vault;
+  }
+
+  /** What this device holds, in numbers (readable while locked): for "start over" warnings. */
+  async holdings(): Promise<{ username?: string; contacts: number; messages: number }> {
+    const self = await this.#db.get("self", "self");
+    return {
+      ...(self ? { username: self.username } : {}),
+      contacts: await this.#db.count("contacts"),
+      messages: await this.#db.count("messages"),
+    };
+  }
+
+  async #sealSelfKeys(vault: Vault, self: StoredSelf): Promise<Sealed> {
+    const plain = encode({ ik: self.privateIdentityKey, nk: self.privateNoiseKey });
+    try {
+      return await vault.seal("self/keys", plain);
+    } finally {
+      plain.fill(0);
+    }
+  }
+
+  /** Clear the bundle's stores and write the bundle (inside the caller's transaction). */
+  #writeBundle(tx: BundleTransaction, bundle: BackupBundle, keys: Sealed): void {
+    for (const s of BUNDLE_STORES) tx.objectStore(s).clear();
     tx.objectStore("self").put(
       {
         identity: bundle.self.identity,
@@ -440,9 +530,12 @@ export class LoftStorage implements EngineStorage {
       tx.objectStore("messages").put(m);
     }
     tx.objectStore("settings").put(bundle.settings, "settings");
-    await tx.done;
   }
 }
+
+/** The stores a backup replaces (everything but the device key and passphrase config). */
+const BUNDLE_STORES = ["self", "contacts", "messages", "sessions", "secrets", "outbox", "settings"] as const;
+type BundleTransaction = IDBPTransaction<LoftDB, ("meta" | (typeof BUNDLE_STORES)[number])[], "readwrite">;
 
 export interface BackupBundle {
   self: StoredSelf;

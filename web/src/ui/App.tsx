@@ -1,6 +1,11 @@
-/** The shell: picks the screen from the app phase and route; update banner and notices on top. */
-import { Match, Show, Switch } from "solid-js";
+/**
+ * The shell: picks the screen from the app phase and route; update banner and notices on top;
+ * moves the keyboard focus to each new screen (WAI-ARIA APG: after a view change, focus its
+ * heading or first control) so keyboard and screen-reader users land on what changed.
+ */
+import { createEffect, Match, on, Show, Switch } from "solid-js";
 import type { AppModel } from "../app/model.ts";
+import { routePath } from "../app/routes.ts";
 import { applyUpdate, updateReady } from "../sw-client.ts";
 import { Chat } from "./Chat.tsx";
 import { ContactScreen, SafetyScreen } from "./Contact.tsx";
@@ -11,6 +16,16 @@ import { Settings } from "./Settings.tsx";
 export function App(props: { app: AppModel; fatal?: string }) {
   const app = props.app;
   const r = app.route;
+  // On the way back to Home, the focus returns to the conversation the person came from.
+  let previous: string | undefined;
+  createEffect(
+    on([app.phase, () => routePath(r())], () => {
+      const from = previous;
+      previous = routePath(r());
+      const id = from?.match(/^\/(?:chat|contact)\/([0-9a-f]{64})/)?.[1];
+      queueMicrotask(() => focusScreen(r().name === "home" && id ? `[data-contact-id="${id}"]` : undefined));
+    }),
+  );
   return (
     <>
       <Show when={updateReady()}>
@@ -69,4 +84,23 @@ export function App(props: { app: AppModel; fatal?: string }) {
       </Switch>
     </>
   );
+}
+
+/**
+ * Focus the screen now shown: `prefer` if given and present, else its `[data-autofocus]` control,
+ * else its h1 (made focusable with tabindex -1). A screen that already put the focus inside itself
+ * (the chat's composer) keeps it.
+ */
+export function focusScreen(prefer?: string): void {
+  const main = document.querySelector<HTMLElement>("main.screen");
+  if (!main) return;
+  const active = document.activeElement;
+  if (active && active !== main && main.contains(active)) return;
+  const target =
+    (prefer ? main.querySelector<HTMLElement>(prefer) : null) ??
+    main.querySelector<HTMLElement>("[data-autofocus]") ??
+    main.querySelector<HTMLElement>("h1");
+  if (!target) return;
+  if (target.tagName === "H1" && !target.hasAttribute("tabindex")) target.setAttribute("tabindex", "-1");
+  target.focus();
 }

@@ -84,7 +84,15 @@ export function ContactScreen(props: { app: AppModel; id: string }) {
   return (
     <main class="screen" data-testid="contact-screen">
       <Back app={app} />
-      <Show when={view()} fallback={<p>This contact no longer exists.</p>}>
+      <Show
+        when={view()}
+        fallback={
+          <>
+            <h1>Contact not found</h1>
+            <p>This contact no longer exists.</p>
+          </>
+        }
+      >
         {(v) => (
           <>
             <h1 data-testid="contact-username">{v().record.username}</h1>
@@ -176,7 +184,7 @@ export function ContactScreen(props: { app: AppModel; id: string }) {
                     data-testid="confirm-delete-contact"
                     onClick={async () => {
                       await app.deleteContact(v().record.id);
-                      app.go({ name: "home" });
+                      app.go({ name: "home" }, { replace: true });
                     }}
                   >
                     Delete

@@ -1,13 +1,21 @@
 /** Home: contacts with presence and trust, and the ways to add one or share your own link. */
 import { createResource, createSignal, For, Show } from "solid-js";
-import type { AppModel } from "../app/model.ts";
+import type { AppModel, ContactView } from "../app/model.ts";
+import { notificationPermission, requestNotificationPermission } from "../app/notifications.ts";
 import { type ContactLink, makeContactLink, parseContactLink } from "../identity.ts";
-import { presenceLabel, TRUST_LABEL } from "./format.ts";
+import { presenceLabel, TRUST_LABEL, timeLabel } from "./format.ts";
 import { Qr } from "./Qr.tsx";
 
 export function Home(props: { app: AppModel }) {
   const app = props.app;
-  const contacts = () => app.contacts().filter((c) => !c.record.request);
+  /** Contacts (not requests), the latest conversation first, then by name. */
+  const contacts = () => {
+    const latest = (c: ContactView) => app.activity.byContact[c.record.id]?.last?.at ?? c.record.firstSeen;
+    return app
+      .contacts()
+      .filter((c) => !c.record.request)
+      .sort((x, y) => latest(y) - latest(x) || x.record.username.localeCompare(y.record.username));
+  };
   return (
     <main class="screen home" data-testid="home">
       <header class="bar">
@@ -17,7 +25,7 @@ export function Home(props: { app: AppModel }) {
             {app.user()?.identity.verified.username}
           </span>
         </h1>
-        <nav class="actions">
+        <nav class="actions" aria-label="Main">
           <button type="button" data-testid="nav-my-link" onClick={() => app.go({ name: "my-link" })}>
             My contact link
           </button>
@@ -34,6 +42,7 @@ export function Home(props: { app: AppModel }) {
           {app.engineProblem()}
         </p>
       </Show>
+      <NotificationOffer app={app} />
       <Requests app={app} />
       <Show
         when={contacts().length > 0}
@@ -44,46 +53,129 @@ export function Home(props: { app: AppModel }) {
         }
       >
         <ul class="contacts" data-testid="contact-list" aria-label="Contacts">
-          <For each={contacts()}>
-            {(c) => {
-              const p = () => app.presenceOf(c.record.id);
-              return (
-                <li>
-                  <button
-                    type="button"
-                    class="contact"
-                    data-testid="contact-item"
-                    data-contact-id={c.record.id}
-                    data-username={c.record.username}
-                    onClick={() =>
-                      app.go(
-                        c.record.pending || c.record.trust === "rejected"
-                          ? { name: "contact", id: c.record.id }
-                          : { name: "chat", id: c.record.id },
-                      )
-                    }
-                  >
-                    <span class={`dot ${p().status}`} aria-hidden="true" />
-                    <span class="name">{c.record.username}</span>
-                    <span class="presence" data-testid="contact-presence">
-                      {presenceLabel(p())}
-                    </span>
-                    <span class={`trust ${c.record.trust}`} data-testid="contact-trust">
-                      {c.record.pending ? "⚠ Key changed" : TRUST_LABEL[c.record.trust]}
-                    </span>
-                  </button>
-                </li>
-              );
-            }}
-          </For>
+          <For each={contacts()}>{(c) => <ContactItem app={app} view={c} />}</For>
         </ul>
       </Show>
     </main>
   );
 }
 
+/** One conversation on Home: presence, name, time and preview of the last message, unread count, trust. */
+function ContactItem(props: { app: AppModel; view: ContactView }) {
+  const app = props.app;
+  const c = () => props.view;
+  const p = () => app.presenceOf(c().record.id);
+  const activity = () => app.activity.byContact[c().record.id];
+  const unread = () => activity()?.unread ?? 0;
+  const last = () => activity()?.last;
+  return (
+    <li>
+      <button
+        type="button"
+        class={`contact ${unread() > 0 ? "unread" : ""}`}
+        data-testid="contact-item"
+        data-contact-id={c().record.id}
+        data-username={c().record.username}
+        data-unread={unread()}
+        onClick={() =>
+          app.go(
+            c().record.pending || c().record.trust === "rejected"
+              ? { name: "contact", id: c().record.id }
+              : { name: "chat", id: c().record.id },
+          )
+        }
+      >
+        <span class={`dot ${p().status}`} aria-hidden="true" />
+        <span class="name">{c().record.username}</span>
+        <Show when={last()}>
+          {(m) => (
+            <span class="when">
+              <time datetime={new Date(m().at).toISOString()}>{timeLabel(m().at)}</time>
+            </span>
+          )}
+        </Show>
+        <span class="preview" data-testid="contact-preview">
+          <Show when={last()} fallback={<span class="muted">No messages yet</span>}>
+            {(m) => (
+              <>
+                <Show when={m().direction === "out"}>
+                  <span class="muted">You: </span>
+                </Show>
+                {previewText(m().text)}
+              </>
+            )}
+          </Show>
+        </span>
+        <Show when={unread() > 0}>
+          <span class="badge" data-testid="contact-unread">
+            {unread() > 99 ? "99+" : unread()}
+            <span class="sr-only"> unread</span>
+          </span>
+        </Show>
+        <span class="presence" data-testid="contact-presence">
+          {presenceLabel(p())}
+        </span>
+        <span class={`trust ${c().record.trust}`} data-testid="contact-trust">
+          {c().record.pending ? "⚠ Key changed" : TRUST_LABEL[c().record.trust]}
+        </span>
+      </button>
+    </li>
+  );
+}
+
+/** One line of a message for a preview: whitespace folded, cut at a length a row can show. */
+export function previewText(text: string, max = 80): string {
+  const line = text.replace(/\s+/g, " ").trim();
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+}
+
 /**
- * First-contact requests: people who have our link and wrote while we were offline. Nothing goes
+ * The offer to turn notifications on, once there is someone to hear from (a contact or a
+ * request) and the browser has not been asked yet. The permission prompt comes only from the
+ * button (browsers require a click, and a prompt on first load is refused by most people).
+ */
+function NotificationOffer(props: { app: AppModel }) {
+  const app = props.app;
+  const [permission, setPermission] = createSignal(notificationPermission());
+  const show = () =>
+    permission() === "default" &&
+    app.contacts().length > 0 &&
+    !app.notificationOfferDismissed() &&
+    app.notificationMode() !== "off";
+  const turnOn = async () => {
+    const p = await requestNotificationPermission();
+    setPermission(p);
+    if (p === "denied") app.setNotice("Notifications are blocked for Loft in this browser's site settings.");
+    else if (p === "granted") app.setNotice("Notifications are on. Change them in Settings.");
+  };
+  return (
+    <Show when={show()}>
+      <section class="card" data-testid="notification-offer" aria-labelledby="notification-offer-title">
+        <h2 id="notification-offer-title">Know when a message arrives</h2>
+        <p>
+          Loft can notify you of new messages while it is in the background. You choose in Settings whether a
+          notification shows the message or only who wrote.
+        </p>
+        <div class="row">
+          <button type="button" class="primary" data-testid="enable-notifications" onClick={turnOn}>
+            Turn on notifications
+          </button>
+          <button
+            type="button"
+            data-testid="dismiss-notifications"
+            onClick={() => void app.dismissNotificationOffer()}
+          >
+            Not now
+          </button>
+        </div>
+      </section>
+    </Show>
+  );
+}
+
+/**
+ * First-contact requests: people who have our link and wrote to us (docs/protocol/mailbox.md).
+ * Worded by what happened — a request — not by a guess about whether we were online. Nothing goes
  * back to them (not even a delivery receipt) until the user accepts; declining blocks them.
  */
 function Requests(props: { app: AppModel }) {
@@ -109,8 +201,8 @@ function Requests(props: { app: AppModel }) {
             {(c) => (
               <li data-testid="request-item" data-contact-id={c.record.id} data-username={c.record.username}>
                 <p>
-                  <strong>{c.record.username}</strong> opened your contact link and wrote to you while you
-                  were offline. Accept to read and reply; they learn nothing from you until you do.
+                  <strong>{c.record.username}</strong> opened your contact link and sent you a contact request
+                  with a message. Accept to read it and reply; they learn nothing from you until you do.
                 </p>
                 <Show when={sameName(c.record.id, c.record.username)}>
                   <p class="error" role="alert" data-testid="request-warning">
@@ -152,14 +244,10 @@ function Requests(props: { app: AppModel }) {
   );
 }
 
+/** The in-app ← Back: the browser's Back when it leads to `to` (Home by default), else `to`. */
 export function Back(props: { app: AppModel; to?: Parameters<AppModel["go"]>[0] }) {
   return (
-    <button
-      type="button"
-      class="back"
-      data-testid="back"
-      onClick={() => props.app.go(props.to ?? { name: "home" })}
-    >
+    <button type="button" class="back" data-testid="back" onClick={() => props.app.back(props.to)}>
       ← Back
     </button>
   );
@@ -211,7 +299,11 @@ export function MyLink(props: { app: AppModel }) {
       <Show when={link()}>
         <div class="card center">
           <Qr text={link()} label="QR code of your contact link" testid="my-link-qr" />
+          <label for="my-link-text" class="sr-only">
+            Your contact link
+          </label>
           <textarea
+            id="my-link-text"
             readOnly
             class="link"
             rows={4}
@@ -301,6 +393,7 @@ export function AddContact(props: { app: AppModel; text?: string }) {
         id="link-input"
         rows={4}
         data-testid="link-input"
+        data-autofocus
         value={text()}
         onInput={(e) => {
           setText(e.currentTarget.value);

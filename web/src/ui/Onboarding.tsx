@@ -1,8 +1,12 @@
-/** First run: choose a username (identity created in this browser), or restore a backup. */
-import { createSignal, Show } from "solid-js";
+/**
+ * First run: choose a username (identity created in this browser) and, optionally, a passphrase
+ * for this device; or restore a backup. The unlock screen, with its ways out when the passphrase
+ * is forgotten: restore a backup, or start over (after a warning naming what is lost).
+ */
+import { createResource, createSignal, Show } from "solid-js";
 import type { AppModel } from "../app/model.ts";
 import { validateUsername } from "../identity.ts";
-import { decryptBackup } from "../storage/backup.ts";
+import { decryptBackup, MIN_BACKUP_PASSPHRASE } from "../storage/backup.ts";
 
 export function usernameProblem(raw: string): string | undefined {
   const r = validateUsername(raw);
@@ -19,17 +23,31 @@ export function Onboarding(props: { app: AppModel }) {
   const [error, setError] = createSignal<string>();
   const [busy, setBusy] = createSignal(false);
   const [restoreError, setRestoreError] = createSignal<string>();
+  const [passError, setPassError] = createSignal<string>();
   let fileInput!: HTMLInputElement;
   let passInput!: HTMLInputElement;
+  let newPass!: HTMLInputElement;
+  let newPass2!: HTMLInputElement;
 
   const create = async (e: Event) => {
     e.preventDefault();
     const problem = usernameProblem(name());
     setError(problem);
-    if (problem) return;
+    const pass = newPass.value;
+    const passProblem =
+      pass === "" && newPass2.value === ""
+        ? undefined
+        : pass.length < MIN_BACKUP_PASSPHRASE
+          ? `Use at least ${MIN_BACKUP_PASSPHRASE} characters, or leave both fields empty to skip.`
+          : pass !== newPass2.value
+            ? "The two passphrases differ."
+            : undefined;
+    setPassError(passProblem);
+    if (problem || passProblem) return;
     setBusy(true);
     try {
-      await props.app.createIdentity(name().normalize("NFC"));
+      await props.app.createIdentity(name().normalize("NFC"), pass || undefined);
+      newPass.value = newPass2.value = "";
     } catch (x) {
       setError(`Could not create your identity: ${(x as Error).message}`);
     } finally {
@@ -67,6 +85,7 @@ export function Onboarding(props: { app: AppModel }) {
         <input
           id="username"
           data-testid="username-input"
+          data-autofocus
           autocomplete="nickname"
           maxLength={80}
           value={name()}
@@ -82,6 +101,36 @@ export function Onboarding(props: { app: AppModel }) {
             {error()}
           </p>
         </Show>
+        <fieldset class="choices" data-testid="onboarding-passphrase">
+          <legend>Protect Loft on this device with a passphrase (optional)</legend>
+          <p class="help" id="onboarding-pass-help">
+            Loft then asks for it each time it starts, and nobody else using this browser can open your keys.
+            Nobody can recover a forgotten passphrase — keep a backup. Leave empty to skip; you can set one
+            later in Settings.
+          </p>
+          <label for="onboarding-pass">Passphrase</label>
+          <input
+            id="onboarding-pass"
+            type="password"
+            autocomplete="new-password"
+            ref={newPass}
+            data-testid="onboarding-passphrase-new"
+            aria-describedby="onboarding-pass-help"
+          />
+          <label for="onboarding-pass2">Repeat it</label>
+          <input
+            id="onboarding-pass2"
+            type="password"
+            autocomplete="new-password"
+            ref={newPass2}
+            data-testid="onboarding-passphrase-confirm"
+          />
+          <Show when={passError()}>
+            <p class="error" role="alert" data-testid="onboarding-passphrase-error">
+              {passError()}
+            </p>
+          </Show>
+        </fieldset>
         <button type="submit" class="primary" data-testid="create-identity" disabled={busy()}>
           Create my identity
         </button>
@@ -140,6 +189,7 @@ export function Unlock(props: { app: AppModel }) {
           ref={input}
           autocomplete="current-password"
           data-testid="unlock-passphrase"
+          data-autofocus
         />
         <Show when={error()}>
           <p class="error" role="alert" data-testid="unlock-error">
@@ -150,6 +200,117 @@ export function Unlock(props: { app: AppModel }) {
           {busy() ? "Unlocking…" : "Unlock"}
         </button>
       </form>
+      <section class="card" aria-labelledby="forgot-title">
+        <h2 id="forgot-title">Forgot the passphrase?</h2>
+        <p>Nobody can recover it. You can restore a backup, or start over as a new person on this device.</p>
+        <RestoreForgotten app={props.app} />
+        <StartOver app={props.app} />
+      </section>
     </main>
+  );
+}
+
+/** Restore a backup in place of everything here (decrypted first: a wrong file changes nothing). */
+function RestoreForgotten(props: { app: AppModel }) {
+  const [error, setError] = createSignal<string>();
+  const [busy, setBusy] = createSignal(false);
+  let file!: HTMLInputElement;
+  let pass!: HTMLInputElement;
+  const restore = async (e: Event) => {
+    e.preventDefault();
+    const f = file.files?.[0];
+    if (!f) return setError("Choose a backup file first.");
+    setBusy(true);
+    setError(undefined);
+    try {
+      const bundle = await decryptBackup(await f.text(), pass.value);
+      await props.app.restoreForgotten(bundle);
+      props.app.setNotice("Backup restored. This device has no passphrase now: set one in Settings.");
+    } catch (x) {
+      setError((x as Error).message);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <details data-testid="unlock-restore">
+      <summary>Restore from a backup</summary>
+      <form onSubmit={restore}>
+        <p class="help">
+          Replaces everything on this device with the backup: its identity, contacts and history. This
+          device's passphrase is removed.
+        </p>
+        <label for="unlock-restore-file">Backup file</label>
+        <input
+          id="unlock-restore-file"
+          type="file"
+          accept=".loft,application/json"
+          ref={file}
+          data-testid="unlock-restore-file"
+        />
+        <label for="unlock-restore-pass">Backup passphrase</label>
+        <input id="unlock-restore-pass" type="password" ref={pass} data-testid="unlock-restore-passphrase" />
+        <Show when={error()}>
+          <p class="error" role="alert" data-testid="unlock-restore-error">
+            {error()}
+          </p>
+        </Show>
+        <button type="submit" disabled={busy()} data-testid="unlock-restore-submit">
+          {busy() ? "Restoring…" : "Restore backup"}
+        </button>
+      </form>
+    </details>
+  );
+}
+
+const plural = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
+
+/** Delete everything on this device and create a new identity, after naming what is lost. */
+function StartOver(props: { app: AppModel }) {
+  const [holdings] = createResource(() => props.app.storage.holdings());
+  const [confirming, setConfirming] = createSignal(false);
+  const [busy, setBusy] = createSignal(false);
+  const lost = () => {
+    const h = holdings();
+    if (!h) return "your identity, contacts and messages";
+    return `the identity${h.username ? ` “${h.username}”` : ""} with its keys, ${plural(h.contacts, "contact", "contacts")} and ${plural(h.messages, "message", "messages")}`;
+  };
+  const startOver = async () => {
+    setBusy(true);
+    await props.app.deleteIdentity();
+    location.replace("/");
+  };
+  return (
+    <details data-testid="unlock-start-over">
+      <summary>Start over on this device</summary>
+      <p class="card warning" data-testid="start-over-warning">
+        Starting over deletes {lost()} from this browser. Without a backup they are gone for good, and your
+        contacts will see you as someone new: they have to add your new contact link.
+      </p>
+      <Show
+        when={confirming()}
+        fallback={
+          <button type="button" class="danger" data-testid="start-over" onClick={() => setConfirming(true)}>
+            Start over…
+          </button>
+        }
+      >
+        <div class="row" role="alertdialog" aria-labelledby="start-over-confirm-text">
+          <p id="start-over-confirm-text">Delete {lost()} now?</p>
+          <button
+            type="button"
+            class="danger"
+            data-testid="confirm-start-over"
+            disabled={busy()}
+            onClick={startOver}
+          >
+            Yes, delete everything and start over
+          </button>
+          <button type="button" data-testid="cancel-start-over" onClick={() => setConfirming(false)}>
+            Cancel
+          </button>
+        </div>
+      </Show>
+    </details>
   );
 }

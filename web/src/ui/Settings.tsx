@@ -1,6 +1,14 @@
-/** Settings: username, signaling/relay URLs, passphrase, backup export/import, delete identity. */
+/**
+ * Settings: username, notifications, signaling/relay URLs, passphrase, backup export/import,
+ * delete identity.
+ */
 import { createResource, createSignal, type JSX, Show } from "solid-js";
 import type { AppModel } from "../app/model.ts";
+import {
+  type NotificationMode,
+  notificationPermission,
+  requestNotificationPermission,
+} from "../app/notifications.ts";
 import { decryptBackup, encryptBackup, MIN_BACKUP_PASSPHRASE } from "../storage/backup.ts";
 import { defaultSettings } from "../storage/storage.ts";
 import { Back } from "./Home.tsx";
@@ -88,11 +96,12 @@ export function Settings(props: { app: AppModel }) {
       });
     const relayOnly = relayOnlyInput.checked;
     if (relayOnly && !hasTurnServer(ice.servers)) return setEndpointResult({ ok: false, text: NEEDS_TURN });
-    await app.storage.setSettingsRecord({
-      ...(signalingUrl ? { signalingUrl } : {}),
-      ...(relayUrls.length ? { relayUrls } : {}),
-      ...(ice.servers.length ? { iceServers: ice.servers } : {}),
-      ...(relayOnly ? { iceTransportPolicy: "relay" as const } : {}),
+    // Only the server fields change (an empty field means the default); other settings stay.
+    await app.storage.updateSettingsRecord({
+      signalingUrl: signalingUrl || undefined,
+      relayUrls: relayUrls.length ? relayUrls : undefined,
+      iceServers: ice.servers.length ? ice.servers : undefined,
+      iceTransportPolicy: relayOnly ? "relay" : undefined,
     });
     await refetch();
     setEndpointResult({ ok: true, text: "Saved. They are used from the next start of the app." });
@@ -200,6 +209,8 @@ export function Settings(props: { app: AppModel }) {
           <Outcome value={nameResult()} testid="username-result" />
         </form>
       </Section>
+
+      <Notifications app={app} />
 
       <Section title="Servers">
         <Show when={record.state === "ready"}>
@@ -373,5 +384,72 @@ export function Settings(props: { app: AppModel }) {
       </Section>
       <p class="help">Loft {__LOFT_VERSION__}</p>
     </main>
+  );
+}
+
+const MODE_TEXT: Record<NotificationMode, { label: string; help: string }> = {
+  on: { label: "Show who wrote and the message", help: "" },
+  private: {
+    label: "Show who wrote, hide the message",
+    help: "For a lock screen or a shared screen: the text stays in Loft.",
+  },
+  off: { label: "Off", help: "" },
+};
+
+/**
+ * Notifications: the setting (persisted) and the browser's permission, asked for from the button
+ * here or on Home, never on load.
+ */
+function Notifications(props: { app: AppModel }) {
+  const app = props.app;
+  const [permission, setPermission] = createSignal(notificationPermission());
+  const [result, setResult] = createSignal<Result>();
+  const choose = async (mode: NotificationMode) => {
+    await app.setNotificationMode(mode);
+    setResult({ ok: true, text: "Saved." });
+  };
+  const allow = async () => setPermission(await requestNotificationPermission());
+  return (
+    <Section title="Notifications" testid="notifications-section">
+      <Show
+        when={permission() !== "unsupported"}
+        fallback={<p>This browser can't show notifications for Loft.</p>}
+      >
+        <fieldset class="choices">
+          <legend>When a message arrives while Loft is in the background</legend>
+          {(["on", "private", "off"] as const).map((mode) => (
+            <label class="check" for={`notify-${mode}`}>
+              <input
+                id={`notify-${mode}`}
+                type="radio"
+                name="notifications"
+                value={mode}
+                data-testid={`notify-${mode}`}
+                checked={app.notificationMode() === mode}
+                onChange={() => void choose(mode)}
+              />
+              <span>
+                {MODE_TEXT[mode].label}
+                <Show when={MODE_TEXT[mode].help}>
+                  <span class="help"> {MODE_TEXT[mode].help}</span>
+                </Show>
+              </span>
+            </label>
+          ))}
+        </fieldset>
+        <Show when={permission() === "default" && app.notificationMode() !== "off"}>
+          <p>This browser has not allowed Loft to notify you yet.</p>
+          <button type="button" data-testid="allow-notifications" onClick={allow}>
+            Allow notifications
+          </button>
+        </Show>
+        <Show when={permission() === "denied" && app.notificationMode() !== "off"}>
+          <p class="error" data-testid="notifications-blocked">
+            Notifications are blocked for this site in the browser's settings; allow them there first.
+          </p>
+        </Show>
+        <Outcome value={result()} testid="notifications-result" />
+      </Show>
+    </Section>
   );
 }

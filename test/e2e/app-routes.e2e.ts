@@ -1,0 +1,159 @@
+/**
+ * Screens in the URL (web/src/app/navigation.ts) in real Chromium: Back/Forward move between
+ * screens, a reload keeps the screen, a deep link to a chat opens it (after unlocking when a
+ * passphrase is set) with Home below it, unknown and deleted-contact addresses land on Home with
+ * a notice, and the focus moves to each new screen.
+ */
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { contactLinkUrl } from "../../core/identity/contact-link.ts";
+import { createUserIdentity } from "../../core/identity/identity.ts";
+import { launchChromium } from "../support/browser.ts";
+import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+import { byId } from "../support/loft-ui.ts";
+
+const path = (page: Page) => new URL(page.url()).pathname;
+/** What has the keyboard focus: its data-testid, else tag and text. */
+const focused = (page: Page) =>
+  page.evaluate(() => {
+    const el = document.activeElement as HTMLElement | null;
+    return el?.dataset.testid ?? `${el?.tagName.toLowerCase()}:${el?.textContent?.trim() ?? ""}`;
+  });
+
+async function addContact(page: Page, url: string, username: string): Promise<string> {
+  const user = createUserIdentity({ username, now: Date.now() });
+  const link = contactLinkUrl(url, { identity: user.identity, signaling: [], relay: [] });
+  if (!link.ok) throw link.error;
+  await page.goto(link.value);
+  await byId(page, "confirm-add").click();
+  await byId(page, "contact-screen").waitFor();
+  return (await byId(page, "contact-id").textContent())!;
+}
+
+describe("screens in the URL", () => {
+  let loft: LoftProcess;
+  let browser: Browser;
+  let context: BrowserContext;
+  let a: Page;
+  let bobId: string;
+
+  beforeAll(async () => {
+    loft = await startLoft();
+    browser = await launchChromium();
+    context = await browser.newContext();
+    a = await context.newPage();
+    await a.goto(loft.url);
+    await byId(a, "username-input").fill("Alice");
+    await byId(a, "create-identity").click();
+    await byId(a, "home").waitFor();
+    bobId = await addContact(a, loft.url, "Bob");
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await loft?.stop();
+  });
+
+  it("moves Back and Forward between screens and keeps the screen across a reload", async () => {
+    await a.goto(loft.url);
+    await byId(a, "home").waitFor();
+    await byId(a, "nav-settings").click();
+    await byId(a, "settings").waitFor();
+    expect(path(a)).toBe("/settings");
+    await a.goBack();
+    await byId(a, "home").waitFor();
+    expect(path(a)).toBe("/");
+    await a.goForward();
+    await byId(a, "settings").waitFor();
+    await a.reload();
+    await byId(a, "settings").waitFor();
+    expect(path(a)).toBe("/settings");
+    // The in-app ← Back is the browser's Back here: Forward returns to Settings.
+    await byId(a, "back").click();
+    await byId(a, "home").waitFor();
+    await a.goForward();
+    await byId(a, "settings").waitFor();
+  });
+
+  it("Android-style Back from a chat returns Home, not out of the app; reload keeps the chat", async () => {
+    await a.goto(loft.url);
+    await a.locator(`[data-testid=contact-item][data-contact-id="${bobId}"]`).click();
+    await byId(a, "chat").waitFor();
+    expect(path(a)).toBe(`/chat/${bobId}`);
+    await a.reload();
+    await byId(a, "chat").waitFor();
+    await a.goBack();
+    await byId(a, "home").waitFor();
+    expect(path(a)).toBe("/");
+  });
+
+  it("opens a deep link to a chat, with Home below it", async () => {
+    const fresh = await context.newPage();
+    await fresh.goto(`${loft.url}/chat/${bobId}`);
+    await byId(fresh, "chat").waitFor();
+    await fresh.goBack();
+    await byId(fresh, "home").waitFor();
+    expect(path(fresh)).toBe("/");
+    await fresh.close();
+  });
+
+  it("lands on Home with a notice for an unknown address or a contact not on this device", async () => {
+    await a.goto(`${loft.url}/no-such-screen`);
+    await byId(a, "home").waitFor();
+    expect(path(a)).toBe("/");
+    expect(await byId(a, "notice").textContent()).toContain("not a screen of Loft");
+    await a.goto(`${loft.url}/chat/${"0".repeat(64)}`);
+    await byId(a, "home").waitFor();
+    expect(path(a)).toBe("/");
+    expect(await byId(a, "notice").textContent()).toContain("not on this device");
+  });
+
+  it("a deleted contact's screens, reached with Back, land on Home with a notice", async () => {
+    const carolId = await addContact(a, loft.url, "Carol");
+    await a.goto(`${loft.url}/contact/${carolId}`);
+    await byId(a, "open-safety").click();
+    await byId(a, "safety-screen").waitFor();
+    await byId(a, "back").click();
+    await byId(a, "contact-screen").waitFor();
+    await byId(a, "delete-contact").click();
+    await byId(a, "confirm-delete-contact").click();
+    await byId(a, "home").waitFor();
+    await a.goForward(); // the safety screen of the deleted contact
+    await expect.poll(() => path(a)).toBe("/");
+    expect(await byId(a, "notice").textContent()).toContain("not on this device");
+  });
+
+  it("moves the focus to each new screen's heading or first control", async () => {
+    await a.goto(loft.url);
+    await byId(a, "home").waitFor();
+    await byId(a, "nav-add-contact").click();
+    await byId(a, "add-screen").waitFor();
+    await expect.poll(() => focused(a)).toBe("link-input");
+    await byId(a, "back").click();
+    await byId(a, "home").waitFor();
+    await expect.poll(() => focused(a)).toMatch(/^h1:Loft/);
+    await byId(a, "nav-settings").click();
+    await expect.poll(() => focused(a)).toBe("h1:Settings");
+    // Back from a chat: the focus returns to that conversation on Home.
+    await a.goto(loft.url);
+    await a.locator(`[data-testid=contact-item][data-contact-id="${bobId}"]`).click();
+    await byId(a, "chat").waitFor();
+    await byId(a, "back").click();
+    await byId(a, "home").waitFor();
+    await expect.poll(() => focused(a)).toBe("contact-item");
+    expect(await a.evaluate(() => (document.activeElement as HTMLElement).dataset.contactId)).toBe(bobId);
+  });
+
+  it("opens a deep link to a chat after unlocking", async () => {
+    await a.goto(`${loft.url}/settings`);
+    await byId(a, "passphrase-new").fill("correct horse battery");
+    await byId(a, "passphrase-confirm").fill("correct horse battery");
+    await byId(a, "set-passphrase").click();
+    await expect.poll(() => byId(a, "passphrase-result").textContent()).toContain("Passphrase set");
+    await a.goto(`${loft.url}/chat/${bobId}`);
+    await byId(a, "unlock").waitFor();
+    expect(path(a)).toBe(`/chat/${bobId}`);
+    await byId(a, "unlock-passphrase").fill("correct horse battery");
+    await byId(a, "unlock-submit").click();
+    await byId(a, "chat").waitFor();
+  });
+});

@@ -1,0 +1,126 @@
+/**
+ * Keeps the current screen (a Solid signal) and the browser history in step (HTML Living
+ * Standard, "Session history": pushState/replaceState/popstate). Each in-app step is one history
+ * entry, so the browser's and Android's Back and Forward move between screens; a reload reopens
+ * the screen in the address bar; a deep link opens its screen with Home underneath, so Back from
+ * it stays in the app.
+ *
+ * Each entry's `history.state` carries its depth, the path of the entry below it (to know when
+ * the in-app ← Back can simply be the browser's Back) and, for /add, the pasted link text, which
+ * is never put in the URL.
+ */
+import { type Accessor, createSignal } from "solid-js";
+import { parseRoute, type Route, routePath } from "./routes.ts";
+
+interface EntryState {
+  loft: 1;
+  /** How many in-app entries lie below this one. */
+  depth: number;
+  /** The path of the entry below, if it is ours. */
+  prev?: string;
+  /** /add: the link text being added. */
+  text?: string;
+}
+
+function isEntry(s: unknown): s is EntryState {
+  return typeof s === "object" && s !== null && (s as EntryState).loft === 1;
+}
+
+function entry(depth: number, route: Route, prev?: string): EntryState {
+  const e: EntryState = { loft: 1, depth };
+  if (prev !== undefined) e.prev = prev;
+  if (route.name === "add" && route.text) e.text = route.text;
+  return e;
+}
+
+export interface NavigationHooks {
+  /** A path that is no screen of Loft was opened (the app shows Home). */
+  unknownPath(path: string): void;
+  /** The user moved through history (Back/Forward): the model may redirect an invalid route. */
+  popped(route: Route): void;
+}
+
+export class Navigation {
+  readonly route: Accessor<Route>;
+  readonly #setRoute: (r: Route) => void;
+  #depth = 0;
+  #attached = false;
+
+  constructor() {
+    [this.route, this.#setRoute] = createSignal<Route>({ name: "home" });
+  }
+
+  /** Take the address bar as the first screen and follow Back/Forward from now on. */
+  attach(hooks: NavigationHooks): void {
+    if (this.#attached) return;
+    this.#attached = true;
+    const path = location.pathname;
+    const parsed = parseRoute(path);
+    const state: unknown = history.state;
+    const keep = location.search + location.hash;
+    if (!parsed) {
+      history.replaceState(entry(0, { name: "home" }), "", `/${keep}`);
+      this.#setRoute({ name: "home" });
+      hooks.unknownPath(path);
+    } else if (isEntry(state)) {
+      // A reload, or a return from another site: the entry is already ours.
+      this.#depth = state.depth;
+      this.#setRoute(withText(parsed, state));
+    } else if (parsed.name !== "home") {
+      // Opened straight at a screen (a bookmark, a notification, a typed address).
+      history.replaceState(entry(0, { name: "home" }), "", "/");
+      history.pushState(entry(1, parsed, "/"), "", routePath(parsed) + keep);
+      this.#depth = 1;
+      this.#setRoute(parsed);
+    } else {
+      history.replaceState(entry(0, parsed), "", routePath(parsed) + keep);
+      this.#setRoute(parsed);
+    }
+    window.addEventListener("popstate", (e) => {
+      const route = parseRoute(location.pathname);
+      const st: unknown = e.state;
+      this.#depth = isEntry(st) ? st.depth : 0;
+      if (!route) {
+        history.replaceState(entry(this.#depth, { name: "home" }), "", "/");
+        this.#setRoute({ name: "home" });
+        hooks.unknownPath(location.pathname);
+        return;
+      }
+      const r = isEntry(st) ? withText(route, st) : route;
+      this.#setRoute(r);
+      hooks.popped(r);
+    });
+  }
+
+  /** Show a screen: a new history entry, or the current one replaced (same path, or `replace`). */
+  go(route: Route, replace = false): void {
+    if (!this.#attached) {
+      this.#setRoute(route);
+      return;
+    }
+    const path = routePath(route);
+    const here = routePath(this.route());
+    const st: unknown = history.state;
+    if (replace || path === here) {
+      history.replaceState(entry(this.#depth, route, isEntry(st) ? st.prev : undefined), "", path);
+    } else {
+      this.#depth += 1;
+      history.pushState(entry(this.#depth, route, here), "", path);
+    }
+    this.#setRoute(route);
+  }
+
+  /**
+   * The in-app ← Back: the browser's Back when the entry below is `to` (so history doesn't grow
+   * with every round trip), else `to` in place of this entry.
+   */
+  back(to: Route): void {
+    const st: unknown = history.state;
+    if (this.#attached && isEntry(st) && st.depth > 0 && st.prev === routePath(to)) history.back();
+    else this.go(to, true);
+  }
+}
+
+function withText(route: Route, st: EntryState): Route {
+  return route.name === "add" && st.text ? { name: "add", text: st.text } : route;
+}

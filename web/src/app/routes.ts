@@ -1,0 +1,71 @@
+/**
+ * Screens as URL paths (History API), so Back/Forward, reloads and deep links work:
+ *
+ *   /                      home
+ *   /my-link               my contact link
+ *   /add                   add a contact (the pasted link stays in the history entry, not the URL)
+ *   /contact/<id>          one contact
+ *   /contact/<id>/safety   the safety code with that contact
+ *   /chat/<id>             the conversation
+ *   /settings              settings
+ *
+ * `<id>` is a ContactId (64 lowercase hex). Contact links keep using the `#c=` fragment, which
+ * never reaches a server (main.tsx). The host and the Service Worker serve index.html for any
+ * other path, so every route loads the app.
+ */
+import type { ContactId } from "../engine/api.ts";
+
+export type Route =
+  | { name: "home" }
+  | { name: "my-link" }
+  | { name: "add"; text?: string }
+  | { name: "contact"; id: ContactId }
+  | { name: "safety"; id: ContactId }
+  | { name: "chat"; id: ContactId }
+  | { name: "settings" };
+
+const CONTACT_ID = /^[0-9a-f]{64}$/;
+
+/** The path of a route (what the address bar shows). */
+export function routePath(route: Route): string {
+  switch (route.name) {
+    case "home":
+      return "/";
+    case "my-link":
+      return "/my-link";
+    case "add":
+      return "/add";
+    case "contact":
+      return `/contact/${route.id}`;
+    case "safety":
+      return `/contact/${route.id}/safety`;
+    case "chat":
+      return `/chat/${route.id}`;
+    case "settings":
+      return "/settings";
+  }
+}
+
+/** The route of a path, or undefined for a path that is not a screen of Loft. */
+export function parseRoute(pathname: string): Route | undefined {
+  const path = pathname.length > 1 ? pathname.replace(/\/+$/, "") : pathname;
+  if (path === "/" || path === "" || path === "/index.html") return { name: "home" };
+  if (path === "/my-link") return { name: "my-link" };
+  if (path === "/add") return { name: "add" };
+  if (path === "/settings") return { name: "settings" };
+  const m = /^\/(contact|chat)\/([^/]+)(\/safety)?$/.exec(path);
+  if (!m) return undefined;
+  const id = m[2]!.toLowerCase();
+  if (!CONTACT_ID.test(id)) return undefined;
+  if (m[3]) return m[1] === "contact" ? { name: "safety", id } : undefined;
+  return m[1] === "chat" ? { name: "chat", id } : { name: "contact", id };
+}
+
+/** The contact a route is about, if any. */
+export function routeContact(route: Route): ContactId | undefined {
+  return "id" in route ? route.id : undefined;
+}
+
+export function sameRoute(a: Route, b: Route): boolean {
+  return routePath(a) === routePath(b);
+}

@@ -13,7 +13,6 @@
 import { randomBytes } from "node:crypto";
 import type { WebSocket } from "ws";
 import { toHex } from "../core/bytes.ts";
-import { deriveRcvKey, newDhKeyPair } from "../core/relay/crypto.ts";
 import type { WireErrorCode } from "../core/relay/errors.ts";
 import {
   AUTH_RULES,
@@ -31,6 +30,7 @@ import {
 import { decodeVersionHeader, encodeVersionHeader } from "../core/wire/version.ts";
 import { sealDelivery } from "./node-crypto.ts";
 import { PUSH_HIGH_WATER } from "./output-budget.ts";
+import { queueDh } from "./queue-dh.ts";
 import type { RelayContext, Subscription } from "./service.ts";
 import { COST, commandCost, type RelaySource, storedBytes } from "./source-limits.ts";
 import type { QueueRecord, StoredMessageMeta } from "./store/types.ts";
@@ -465,22 +465,20 @@ export class RelayConnection {
       (await store.queueBySender(sid)) ||
       (await store.queueByRecipient(sid))
     );
-    const dh = newDhKeyPair();
-    const rcvKey = deriveRcvKey(dh.secretKey, cmd.dk, rid);
-    dh.secretKey.fill(0);
-    if (!rcvKey.ok) throw new Refused("AUTH");
+    const dh = queueDh(cmd.dk, rid);
+    if (!dh) throw new Refused("AUTH");
     await store.createQueue({
       recipientId: rid,
       senderId: sid,
       recipientKey: cmd.rk,
-      rcvKey: rcvKey.value,
+      rcvKey: dh.rcvKey,
       senderKey: undefined,
       suspended: false,
     });
     this.#queues.add(toHex(rid));
     this.sendFrame({ k: "IDS", i: cmd.i, r: rid, s: sid, d: dh.publicKey });
     if (cmd.sub && this.#state !== "closed")
-      this.#ctx.subscribe(this, rid, rcvKey.value, Math.min(8, this.#ctx.config.maxWindow));
+      this.#ctx.subscribe(this, rid, dh.rcvKey, Math.min(8, this.#ctx.config.maxWindow));
   }
 
   async #sendCmd(cmd: CommandOf<"SEND">, frame: ClientFrame): Promise<void> {

@@ -149,7 +149,7 @@ describe("command cost per source (finding 1)", () => {
     const r = await start({ sourceCostRate: 1, sourceCostBurst: 200, ratePerSecond: 0 });
     const s = track(await RawSocket.open(r.url, true, A));
     for (let i = 0; i < 2000 && s.closeCode === undefined; i++) s.send(s.frame({ k: "PING", i: i + 1 }));
-    await s.closed;
+    await Promise.race([s.closed, new Promise((r) => setTimeout(r, 10_000))]);
     expect(s.closeCode).toBe(1008);
     expect(s.closeReason).toBe("LOFT_ERR_RELAY_SOURCE_RATE");
   });

@@ -84,7 +84,7 @@ export class Bucket {
 /**
  * Cost units, about 10 µs of the relay's thread each (measured on the 2-core reference machine:
  * decoding and answering a PING ≈ 1 unit; parsing an Ed25519 key ≈ verifying one ≈ 5 units with
- * node:crypto; the X25519 key pair and shared secret of a NEW ≈ 100 units in pure JS).
+ * node:crypto; the X25519 key pair, shared secret and HKDF of a NEW ≈ 30 units, also native).
  */
 export const COST = {
   frame: 1,
@@ -92,8 +92,8 @@ export const COST = {
   signature: 10,
   /** A store read or write (LMDB, AES-GCM seal or open of a block). */
   store: 4,
-  /** NEW: X25519 key pair, shared secret, fresh ids. */
-  newQueue: 100,
+  /** NEW: X25519 key pair, shared secret, HKDF, fresh ids (relay-ws/queue-dh.ts). */
+  newQueue: 30,
   /** DEL crypto-deletes every message of the queue. */
   deleteQueue: 40,
 } as const;

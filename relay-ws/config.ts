@@ -158,14 +158,14 @@ export const relayOptions = {
   sourceCostRate: {
     flag: "relay-source-rate",
     env: "LOFT_RELAY_SOURCE_RATE",
-    default: 5_000,
+    default: 2_000,
     parse: int(0, 100_000_000),
     help: "command cost units per second per source address, all its connections together (0: unlimited; a PING costs 1, a signature check 10, a NEW 45)",
   },
   sourceCostBurst: {
     flag: "relay-source-burst",
     env: "LOFT_RELAY_SOURCE_BURST",
-    default: 20_000,
+    default: 5_000,
     parse: int(200, 1_000_000_000),
     help: "command cost units one source address may spend in a burst",
   },

@@ -32,7 +32,7 @@ import { sealDelivery } from "./node-crypto.ts";
 import { PUSH_HIGH_WATER } from "./output-budget.ts";
 import { queueDh } from "./queue-dh.ts";
 import type { RelayContext, Subscription } from "./service.ts";
-import { COST, commandCost, type RelaySource, storedBytes } from "./source-limits.ts";
+import { COST, commandCost, type RelaySource, SOURCE_DEBT, storedBytes } from "./source-limits.ts";
 import type { QueueRecord, StoredMessageMeta } from "./store/types.ts";
 
 const LOFT_CODE_TO_WIRE: Record<string, WireErrorCode> = {
@@ -216,13 +216,14 @@ export class RelayConnection {
 
   /**
    * Charge a frame's cost to its source's budget, shared by all the source's connections. A
-   * refused frame is still charged its decoding; a source that stays a whole burst in debt (it
-   * ignores SOURCE_RATE) has this connection closed.
+   * refused frame is still charged its decoding; once the source is SOURCE_DEBT in debt (it
+   * ignores SOURCE_RATE), each of its connections that sends again is closed.
    */
   #chargeSource(cost: number): boolean {
     const now = performance.now();
     if (this.#source.commands.take(cost, now)) return true;
-    if (!this.#source.commands.charge(COST.frame, now)) this.close(1008, "LOFT_ERR_RELAY_SOURCE_RATE");
+    if (!this.#source.commands.charge(COST.frame, now, SOURCE_DEBT))
+      this.close(1008, "LOFT_ERR_RELAY_SOURCE_RATE");
     return false;
   }
 
@@ -266,6 +267,12 @@ export class RelayConnection {
         qq: c.queueQuota,
         mi: c.maxInFlight,
       });
+      return;
+    }
+    // A source that kept sending through its SOURCE_RATE refusals is cut before this frame costs
+    // any decoding: refusing costs the relay too.
+    if (this.#source.commands.overdrawn(SOURCE_DEBT, performance.now())) {
+      this.close(1008, "LOFT_ERR_RELAY_SOURCE_RATE");
       return;
     }
     // Every frame costs a token, well-formed or not; the RATE reply carries the request id when

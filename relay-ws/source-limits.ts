@@ -58,12 +58,23 @@ export class Bucket {
     return true;
   }
 
-  /** Charge `n` units whatever the level (a refused frame still cost its decoding); false once in debt beyond a whole burst. */
-  charge(n: number, now: number): boolean {
+  /**
+   * Charge `n` units whatever the level (a refused frame still cost its decoding). False once the
+   * debt passes `maxDebt`; the debt never grows beyond that (a source that stopped pays it back
+   * at `rate`).
+   */
+  charge(n: number, now: number, maxDebt: number): boolean {
     if (this.unlimited) return true;
     this.#refill(now);
-    this.#tokens -= n;
-    return this.#tokens >= -this.burst;
+    this.#tokens = Math.max(-maxDebt - n, this.#tokens - n);
+    return this.#tokens >= -maxDebt;
+  }
+
+  /** Whether the bucket is more than `maxDebt` below empty (checked before any decoding). */
+  overdrawn(maxDebt: number, now: number): boolean {
+    if (this.unlimited) return false;
+    this.#refill(now);
+    return this.#tokens < -maxDebt;
   }
 
   /** Give back units taken for work that did not happen. */
@@ -118,6 +129,13 @@ export function commandCost(cmd: Command): number {
       return COST.frame + COST.signature + COST.store;
   }
 }
+
+/**
+ * Refused frames (in cost units) a source may send after its budget is spent before each of its
+ * connections that sends again is closed (1008): refusing still costs decoding, so a source that
+ * ignores SOURCE_RATE is cut instead of refused forever.
+ */
+export const SOURCE_DEBT = 256;
 
 /** Bytes one stored message takes: the sealed padded block, its key, send id and index records. */
 export const STORED_MESSAGE_BYTES = BLOCK_SIZE + 256;

@@ -5,6 +5,7 @@
  * Each test names the finding of issue #17 it covers and fails on the code before its fix.
  */
 import { randomBytes } from "node:crypto";
+import fc from "fast-check";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { utf8 } from "../core/bytes.ts";
 import type { RelayClient } from "../core/relay/client.ts";
@@ -277,6 +278,13 @@ describe("key-object cache (finding 6)", () => {
       expect(errCode(await s.request(cmd, newAuthKeyPair().secretKey))).toBe("AUTH");
     }
     expect(r.service.diagnostics().keyCacheEntries).toBe(base);
+    // A validly self-signed SKEY for a made-up queue proves only that its sender made a key.
+    for (let i = 0; i < 20; i++) {
+      const k = newAuthKeyPair();
+      const cmd: Command = { k: "SKEY", i: 500 + i, q: new Uint8Array(randomBytes(24)), sk: k.publicKey };
+      expect(errCode(await s.request(cmd, k.secretKey))).toBe("AUTH");
+    }
+    expect(r.service.diagnostics().keyCacheEntries).toBe(base);
   });
 
   it("is bounded by bytes and keeps verifying evicted keys", async () => {
@@ -326,6 +334,39 @@ describe("AUTH work (finding 7)", () => {
       }),
     ).toEqual(one);
     expect(await work({ k: "PKGET", i: 7, q: new Uint8Array(randomBytes(24)) })).toEqual(one);
+  });
+});
+
+describe("upgrade headers under fuzz (finding 8)", () => {
+  it("any Origin and X-Forwarded-For: 101, 403 or 429, never a crash; the relay stays healthy", async () => {
+    const r = await start({ trustProxy: ["loopback"], maxConnectionsPerSource: 4 });
+    const header = fc.oneof(
+      fc.string({ maxLength: 60 }),
+      fc.constantFrom("null", "https://evil.example", `http://127.0.0.1:${r.port}`, "http://[::1]"),
+      fc.ipV4(),
+      fc.ipV6(),
+      fc
+        .array(fc.oneof(fc.ipV4(), fc.ipV6(), fc.string({ maxLength: 8 })), { maxLength: 5 })
+        .map((a) => a.join(", ")),
+    );
+    const seen = new Set<number>();
+    await fc.assert(
+      fc.asyncProperty(fc.option(header), fc.option(header), async (origin, xff) => {
+        const headers: Record<string, string> = {};
+        // Header values must be valid HTTP field values for the client library to send them.
+        const clean = (v: string) => v.replace(/[^\x20-\x7e]/g, "");
+        if (origin !== null) headers.origin = clean(origin);
+        if (xff !== null) headers["x-forwarded-for"] = clean(xff);
+        const status = await upgradeStatus(r.url, { headers });
+        seen.add(status);
+        expect([101, 403, 429]).toContain(status);
+      }),
+      { numRuns: 300 },
+    );
+    expect(seen.has(101)).toBe(true);
+    expect(seen.has(403)).toBe(true);
+    const c = track(await connectRelay(r.url));
+    await c.ping();
   });
 });
 

@@ -160,7 +160,7 @@ export const relayOptions = {
     env: "LOFT_RELAY_SOURCE_RATE",
     default: 2_000,
     parse: int(0, 100_000_000),
-    help: "command cost units per second per source address, all its connections together (0: unlimited; a PING costs 1, a signature check 10, a NEW 45)",
+    help: "command cost units per second per source address, all its connections together (0: unlimited; a PING costs 1, a signature check 10, a NEW 30)",
   },
   sourceCostBurst: {
     flag: "relay-source-burst",

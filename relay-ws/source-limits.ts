@@ -94,8 +94,10 @@ export class Bucket {
 
 /**
  * Cost units, about 10 µs of the relay's thread each (measured on the 2-core reference machine:
- * decoding and answering a PING ≈ 1 unit; parsing an Ed25519 key ≈ verifying one ≈ 5 units with
- * node:crypto; the X25519 key pair, shared secret and HKDF of a NEW ≈ 30 units, also native).
+ * decoding and answering a PING ≈ 1 unit; verifying an Ed25519 signature ≈ 9 units and importing
+ * the key ≈ 1 unit with
+ * node:crypto — bench/relay-keys.ts; the X25519 key pair, shared secret and HKDF of a NEW ≈ 15
+ * units, also native).
  */
 export const COST = {
   frame: 1,
@@ -104,7 +106,7 @@ export const COST = {
   /** A store read or write (LMDB, AES-GCM seal or open of a block). */
   store: 4,
   /** NEW: X25519 key pair, shared secret, HKDF, fresh ids (relay-ws/queue-dh.ts). */
-  newQueue: 30,
+  newQueue: 15,
   /** DEL crypto-deletes every message of the queue. */
   deleteQueue: 40,
 } as const;

@@ -3,8 +3,9 @@
  * cache of parsed keys, and the same work on every failure path (SMP §"Error responses": an
  * unknown queue id is checked against a dummy key so it costs what a bad signature costs).
  *
- * Parsing an Ed25519 key into an OpenSSL KeyObject costs about as much as a verification, so keys
- * are cached — but only keys that have verified a signature: a key an unauthenticated command
+ * Importing an Ed25519 key into an OpenSSL KeyObject costs about a tenth of a verification (as a
+ * JWK; ten times that as SPKI DER — bench/relay-keys.ts), so keys are cached — but only keys that
+ * have verified a signature: a key an unauthenticated command
  * merely names (NEW's `rk`, SKEY's `sk`, a guessed queue's key) never enters the cache, so a flood
  * of made-up keys neither fills memory nor evicts the keys of real clients. The cache is bounded
  * by bytes (`--relay-key-cache-bytes`) and evicts the least recently used key first.

@@ -97,6 +97,16 @@ describe("SourceTable", () => {
   });
 });
 
+describe("SourceTable memory", () => {
+  it("forgets the oldest idle sources beyond its bound, never one with a connection", () => {
+    const t = new SourceTable({ ...defaultRelayConfig(), connectionsPerSecondPerSource: 0 }, 100);
+    expect(t.admit("held", 0)).toBe("ok");
+    for (let i = 0; i < 1000; i++) t.get(`2001:db8:${i.toString(16)}::/64`, 0).commands.take(10, 0);
+    expect(t.size).toBeLessThanOrEqual(101);
+    expect(t.get("held", 0).connections).toBe(1);
+  });
+});
+
 describe("PrekeyBudget", () => {
   it("hands out at most burst per queue, then the rate; a full table fails towards bundle-only", () => {
     const p = new PrekeyBudget(3600, 2, 2);

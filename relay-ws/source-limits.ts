@@ -190,9 +190,19 @@ type Limits = Pick<
   | "prekeySourceBurst"
 >;
 
+/**
+ * Sources tracked without a connection (their budgets still refilling) before the oldest such
+ * entries are forgotten: a client with a large IPv6 prefix can show up as many sources, and each
+ * entry costs memory (≈ 0.5 KB). Forgetting an idle source only hands it a fresh burst.
+ */
+export const MAX_IDLE_SOURCES = 100_000;
+
 export class SourceTable {
   readonly #map = new Map<string, RelaySource>();
-  constructor(readonly limits: Limits) {}
+  constructor(
+    readonly limits: Limits,
+    readonly maxIdle = MAX_IDLE_SOURCES,
+  ) {}
 
   get size(): number {
     return this.#map.size;
@@ -201,6 +211,7 @@ export class SourceTable {
   get(key: string, now: number): RelaySource {
     let s = this.#map.get(key);
     if (!s) {
+      if (this.#map.size >= this.maxIdle) this.#forgetIdle();
       const l = this.limits;
       s = {
         connections: 0,
@@ -225,6 +236,16 @@ export class SourceTable {
 
   release(s: RelaySource): void {
     s.connections = Math.max(0, s.connections - 1);
+  }
+
+  /** Forget up to 64 of the oldest entries without a connection (insertion order is age order). */
+  #forgetIdle(): void {
+    let forgotten = 0;
+    for (const [key, s] of this.#map) {
+      if (s.connections > 0) continue;
+      this.#map.delete(key);
+      if (++forgotten >= 64) return;
+    }
   }
 
   /** Forget sources with no connection whose buckets are all full again. */

@@ -236,6 +236,11 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     maxPayload: config.maxFrameBytes * 2,
     perMessageDeflate: false,
     clientTracking: false,
+    // One message per connection per event-loop turn: a connection that delivers a chunk of
+    // hundreds of frames at once cannot hold the loop while they are all handled — every other
+    // connection gets a frame in between (an innocent client's PING waits for one frame of each
+    // busy connection, not for all of them).
+    allowSynchronousEvents: false,
   });
 
   async function runGc(): Promise<GcResult> {

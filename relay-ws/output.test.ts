@@ -99,7 +99,8 @@ describe("slow consumers", () => {
 
   it("a global output budget bounds what all slow readers together pin", async () => {
     const budget = 2 << 20;
-    const r = await start({ sendBufferTotal: budget, maxDeliveries: 100 });
+    // No single reader reaches its own limit: only the global budget can cut them.
+    const r = await start({ sendBufferTotal: budget, sendBufferBytes: 1 << 30, maxDeliveries: 100 });
     const owner = await connectRelay(r.url);
     open.push(owner);
     const queues = await filledQueues(owner, 64);

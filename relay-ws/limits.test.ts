@@ -171,7 +171,14 @@ describe("storage per source (finding 3)", () => {
       expect(await codeOf(bob.send({ senderId: new Uint8Array(randomBytes(24)) }, new Uint8Array(0)))).toBe(
         "LOFT_ERR_RELAY_AUTH",
       );
-    for (let i = 0; i < 5; i++) await bob.send({ senderId: q.senderId }, new Uint8Array(0));
+    const sendId = new Uint8Array(randomBytes(16));
+    await bob.send({ senderId: q.senderId }, new Uint8Array(0), { sendId });
+    // Refused as duplicates: nothing stored, nothing charged.
+    for (let i = 0; i < 5; i++)
+      expect(await codeOf(bob.send({ senderId: q.senderId }, new Uint8Array(0), { sendId }))).toBe(
+        "LOFT_ERR_RELAY_DUPLICATE",
+      );
+    for (let i = 0; i < 4; i++) await bob.send({ senderId: q.senderId }, new Uint8Array(0));
     expect(await codeOf(bob.send({ senderId: q.senderId }, new Uint8Array(0)))).toBe(
       "LOFT_ERR_RELAY_STORE_RATE",
     );

@@ -373,6 +373,7 @@ export class RelayConnection {
         const q = await this.#recipientQueue(cmd, frame);
         const hex = toHex(q.recipientId);
         this.#ctx.endSubscription(hex, this);
+        this.#ctx.bundles.forget(hex);
         this.#gets.delete(hex);
         await this.#ctx.store.deleteQueue(q.recipientId);
         return this.sendFrame({ k: "OK", i: cmd.i });
@@ -386,7 +387,10 @@ export class RelayConnection {
         };
         const bytes = storedBytes(cmd);
         this.#reserveStorage(bytes);
+        if (cmd.pb) this.#ctx.bundles.forget(toHex(q.recipientId));
         const r = await this.#ctx.store.setPrekeys(q.recipientId, update, this.#ctx.config.maxPrekeys);
+        // Again once written: a PKGET meanwhile may have cached the bundle being replaced.
+        if (cmd.pb) this.#ctx.bundles.forget(toHex(q.recipientId));
         if (r !== "ok") this.#source.storage.refund(bytes);
         if (r === "limit") throw new Refused("LIMIT");
         if (r === "missing") throw new Refused("AUTH");
@@ -411,15 +415,20 @@ export class RelayConnection {
     const fromSource = this.#source.prekeys.take(1, now);
     const fromQueue = fromSource && this.#ctx.prekeysPerQueue.take(hex, now);
     if (fromSource && !fromQueue) this.#source.prekeys.refund(1);
+    const bundles = this.#ctx.bundles;
+    const cached = fromQueue ? undefined : bundles.get(hex);
+    if (cached) return this.sendFrame({ k: "PK", i: cmd.i, pb: cached });
     const p = await this.#ctx.store.takePrekeys(q.recipientId);
     if (!p) throw new Refused("NO_BUNDLE");
+    bundles.set(hex, p.bundle);
     if (fromQueue && !p.oneTime) {
       this.#source.prekeys.refund(1);
       this.#ctx.prekeysPerQueue.refund(hex);
     }
     if (p.oneTime && !fromQueue) {
-      // RelayStore has no bundle-only read yet (asked of the store; docs/operations-relay.md):
-      // put the one-time prekey back, under a fresh at-rest key.
+      // RelayStore has no bundle-only read yet (asked of relay-store): put the one-time prekey
+      // back, under a fresh at-rest key. The bundle is cached now, so this happens once per queue
+      // until its owner publishes a new bundle.
       const back = await this.#ctx.store.setPrekeys(
         q.recipientId,
         { oneTime: [p.oneTime], replaceOneTime: false },

@@ -14,6 +14,8 @@ import { RelayError } from "../core/relay/errors.ts";
 import type { Command, ServerFrame } from "../core/relay/protocol.ts";
 import { defaultRelayConfig, type RelayConfig } from "./config.ts";
 import { STORED_MESSAGE_BYTES } from "./source-limits.ts";
+import { LmdbStore } from "./store/lmdb.ts";
+import type { RelayStore } from "./store/types.ts";
 import {
   type ConnectFrom,
   connectRelay,
@@ -245,6 +247,44 @@ describe("prekey bundles (finding 4)", () => {
     expect(withOtk).toBe(2);
     const d = track(await connectRelay(r.url, {}, B));
     expect((await d.fetchPrekeys(q.senderId)).oneTimePrekey).toBeDefined();
+  });
+});
+
+describe("bundle-only answers (finding 4)", () => {
+  it("come from memory: refused fetches do not make the relay write; a new bundle replaces the cached one", async () => {
+    const calls = { take: 0, set: 0 };
+    // The real LMDB store, with its prekey calls counted.
+    const counted = (dir: string): RelayStore => {
+      const store = new LmdbStore({ path: dir, sync: false });
+      return new Proxy(store, {
+        get(target, prop, receiver) {
+          if (prop === "takePrekeys") calls.take++;
+          if (prop === "setPrekeys") calls.set++;
+          const v = Reflect.get(target, prop, receiver);
+          return typeof v === "function" ? v.bind(target) : v;
+        },
+      });
+    };
+    relay = await startTestRelay({ prekeyQueueBurst: 1, prekeyQueuePerHour: 1 }, { store: counted });
+    const r = relay;
+    const owner = track(await connectRelay(r.url));
+    const q = await owner.createQueue({ subscribe: false });
+    await owner.publishPrekeys(q, { bundle: utf8("v1"), oneTimePrekeys: [utf8("a"), utf8("b"), utf8("c")] });
+    const c = track(await connectRelay(r.url, {}, A));
+    expect((await c.fetchPrekeys(q.senderId)).oneTimePrekey).toBeDefined();
+    const before = { ...calls };
+    for (let i = 0; i < 20; i++) {
+      const p = await c.fetchPrekeys(q.senderId);
+      expect(new TextDecoder().decode(p.bundle)).toBe("v1");
+      expect(p.oneTimePrekey).toBeUndefined();
+    }
+    expect(calls).toEqual(before);
+    await owner.publishPrekeys(q, { bundle: utf8("v2"), oneTimePrekeys: [] });
+    for (let i = 0; i < 5; i++)
+      expect(new TextDecoder().decode((await c.fetchPrekeys(q.senderId)).bundle)).toBe("v2");
+    // One take and one put-back to learn the new bundle, then memory again.
+    expect(calls.take - before.take).toBe(1);
+    expect(calls.set - before.set).toBe(2); // the PKSET itself, and the put-back
   });
 });
 

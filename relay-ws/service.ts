@@ -14,6 +14,7 @@ import { sourceOf, trustedProxies } from "../server/client-source.ts";
 import type { HostedService } from "../server/host.ts";
 import type { Logger } from "../server/log.ts";
 import { originAllowed } from "../server/origin.ts";
+import { BundleCache } from "./bundle-cache.ts";
 import type { RelayConfig } from "./config.ts";
 import { RelayConnection } from "./connection.ts";
 import { createRelayMetrics, type RelayMetrics } from "./metrics.ts";
@@ -51,6 +52,8 @@ export interface RelayContext {
   readonly output: OutputBudget;
   /** One-time prekeys handed out per queue (`--relay-prekey-queue-rate`). */
   readonly prekeysPerQueue: PrekeyBudget;
+  /** Bundles recently handed out, for bundle-only answers without a store write. */
+  readonly bundles: BundleCache;
   subscribe(conn: RelayConnection, rid: Uint8Array, rcvKey: Uint8Array, window: number): void;
   unsubscribe(sub: Subscription): void;
   /** Drop the subscription of a queue (DEL); the owner is told END unless it is `by`. */
@@ -94,6 +97,8 @@ export interface RelayService extends HostedService {
 }
 
 const HEARTBEAT_MS = 30_000;
+/** Memory for bundles answered without a one-time prekey (bundle-cache.ts): ~1000 full bundles. */
+const BUNDLE_CACHE_BYTES = 16 << 20;
 
 /** After close frames are sent on shutdown, how long clients get to answer before being cut. */
 const SHUTDOWN_GRACE_MS = 2_000;
@@ -135,6 +140,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     verifier,
     output,
     prekeysPerQueue: new PrekeyBudget(config.prekeyQueuePerHour, config.prekeyQueueBurst),
+    bundles: new BundleCache(BUNDLE_CACHE_BYTES),
     subscribe(conn, rid, rcvKey, window) {
       const hex = toHex(rid);
       const existing = subscriptions.get(hex);

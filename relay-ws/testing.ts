@@ -22,6 +22,7 @@ import { createHost, type Host } from "../server/host.ts";
 import { createLogger } from "../server/log.ts";
 import { defaultRelayConfig, type RelayConfig } from "./config.ts";
 import { createRelayService, type RelayService } from "./service.ts";
+import type { RelayStore } from "./store/types.ts";
 
 export interface TestRelay {
   url: string;
@@ -38,7 +39,7 @@ export interface TestRelay {
 
 export async function startTestRelay(
   overrides: Partial<RelayConfig> = {},
-  options: { clock?: () => number; dataDir?: string } = {},
+  options: { clock?: () => number; dataDir?: string; store?: (dataDir: string) => RelayStore } = {},
 ): Promise<TestRelay> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "loft-relay-"));
   const config = defaultRelayConfig({ dataDir, connectionsPerSecondPerSource: 0, ...overrides });
@@ -49,6 +50,7 @@ export async function startTestRelay(
     registry,
     log,
     ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.store ? { store: options.store(dataDir) } : {}),
   });
   host.mount(service);
   const port = await host.listen();

@@ -21,6 +21,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { utf8 } from "../core/bytes.ts";
 import type { RelayClient } from "../core/relay/client.ts";
+import { defaultRelayConfig } from "./config.ts";
 import { connectRelay, startTestRelay, type TestRelay, upgradeStatus } from "./testing.ts";
 
 const SOURCES = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
@@ -30,8 +31,15 @@ const PINGS = 100;
 
 let relay: TestRelay;
 beforeAll(async () => {
-  // Defaults everywhere, including the per-source connection rate testing.ts turns off.
-  relay = await startTestRelay({ connectionsPerSecondPerSource: 20 });
+  // Defaults everywhere, including the per-source rates testing.ts turns off.
+  const d = defaultRelayConfig();
+  relay = await startTestRelay({
+    connectionsPerSecondPerSource: d.connectionsPerSecondPerSource,
+    sourceCostRate: d.sourceCostRate,
+    sourceStoreRate: d.sourceStoreRate,
+    prekeyQueuePerHour: d.prekeyQueuePerHour,
+    prekeySourcePerHour: d.prekeySourcePerHour,
+  });
 });
 afterAll(async () => {
   await relay.close();

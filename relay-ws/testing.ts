@@ -42,7 +42,17 @@ export async function startTestRelay(
   options: { clock?: () => number; dataDir?: string; store?: (dataDir: string) => RelayStore } = {},
 ): Promise<TestRelay> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "loft-relay-"));
-  const config = defaultRelayConfig({ dataDir, connectionsPerSecondPerSource: 0, ...overrides });
+  // Every test client comes from 127.0.0.1, one source: per-source rates are off unless a test
+  // sets them (relay-ws/limits.test.ts, relay-ws/abuse.test.ts); per-source connection caps stay.
+  const config = defaultRelayConfig({
+    dataDir,
+    connectionsPerSecondPerSource: 0,
+    sourceCostRate: 0,
+    sourceStoreRate: 0,
+    prekeyQueuePerHour: 0,
+    prekeySourcePerHour: 0,
+    ...overrides,
+  });
   const registry = new Registry();
   const log = createLogger("relay-test", process.env.LOG_LEVEL ?? "warn");
   const host = createHost({ port: 0, host: "127.0.0.1", staticDir: undefined, registry, log });

@@ -23,13 +23,7 @@ import { fieldSwapArb, mutate, mutationArb } from "./mutations.ts";
 
 let relay: TestRelay;
 beforeAll(async () => {
-  relay = await startTestRelay({
-    ratePerSecond: 0,
-    sourceCostRate: 0,
-    sourceStoreRate: 0,
-    maxFrameBytes: 32_768,
-    queueQuota: 64,
-  });
+  relay = await startTestRelay({ ratePerSecond: 0, maxFrameBytes: 32_768, queueQuota: 64 });
 });
 afterAll(async () => {
   await relay.close();

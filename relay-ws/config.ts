@@ -5,7 +5,9 @@
  */
 
 import { DEFAULT_FRAME_LIMIT, MAX_WINDOW, MIN_FRAME_LIMIT } from "../core/relay/protocol.ts";
+import { trustProxyOption } from "../server/client-source.ts";
 import { bool, ConfigError, int, type OptionSpec, str } from "../server/config.ts";
+import { allowedOriginsOption } from "../server/origin.ts";
 
 export const MAX_TTL_SECONDS = 7 * 24 * 3600;
 
@@ -140,6 +142,88 @@ export const relayOptions = {
     default: 10,
     parse: int(1, 3600),
     help: "seconds a client has to send its version header",
+  },
+  // -------------------------------------------------------------------------------------------
+  // Connection, source and output limits (relay-ws/source-limits.ts, docs/operations-relay.md
+  // §Limits and abuse). A "source" is a client address behind `--trust-proxy` (IPv6 by /64).
+  trustProxy: trustProxyOption,
+  allowedOrigins: allowedOriginsOption,
+  maxConnectionsPerSource: {
+    flag: "relay-max-connections-per-source",
+    env: "LOFT_RELAY_MAX_CONNECTIONS_PER_SOURCE",
+    default: 64,
+    parse: int(1, 10_000_000),
+    help: "open WebSockets from one source address (HTTP 429 beyond)",
+  },
+  sourceCostRate: {
+    flag: "relay-source-rate",
+    env: "LOFT_RELAY_SOURCE_RATE",
+    default: 2_000,
+    parse: int(0, 100_000_000),
+    help: "command cost units per second per source address, all its connections together (0: unlimited; a PING costs 1, a signature check 10, a NEW 30)",
+  },
+  sourceCostBurst: {
+    flag: "relay-source-burst",
+    env: "LOFT_RELAY_SOURCE_BURST",
+    default: 5_000,
+    parse: int(200, 1_000_000_000),
+    help: "command cost units one source address may spend in a burst",
+  },
+  sourceStoreRate: {
+    flag: "relay-source-store-rate",
+    env: "LOFT_RELAY_SOURCE_STORE_RATE",
+    default: 128 << 10,
+    parse: int(0, 1 << 30),
+    help: "bytes per second one source address may add to the store, sustained (0: unlimited)",
+  },
+  sourceStoreBurst: {
+    flag: "relay-source-store-burst",
+    env: "LOFT_RELAY_SOURCE_STORE_BURST",
+    default: 32 << 20,
+    parse: int(64 << 10, 2 ** 40),
+    help: "bytes one source address may add to the store in a burst",
+  },
+  prekeyQueuePerHour: {
+    flag: "relay-prekey-queue-rate",
+    env: "LOFT_RELAY_PREKEY_QUEUE_RATE",
+    default: 360,
+    parse: int(0, 1_000_000),
+    help: "one-time prekeys handed out per queue per hour, sustained (beyond: the bundle alone; 0: unlimited)",
+  },
+  prekeyQueueBurst: {
+    flag: "relay-prekey-queue-burst",
+    env: "LOFT_RELAY_PREKEY_QUEUE_BURST",
+    default: 20,
+    parse: int(1, 1_000_000),
+    help: "one-time prekeys handed out per queue in a burst",
+  },
+  prekeySourcePerHour: {
+    flag: "relay-prekey-source-rate",
+    env: "LOFT_RELAY_PREKEY_SOURCE_RATE",
+    default: 120,
+    parse: int(0, 1_000_000),
+    help: "one-time prekeys handed to one source address per hour, sustained (beyond: the bundle alone; 0: unlimited)",
+  },
+  prekeySourceBurst: {
+    flag: "relay-prekey-source-burst",
+    env: "LOFT_RELAY_PREKEY_SOURCE_BURST",
+    default: 10,
+    parse: int(1, 1_000_000),
+    help: "one-time prekeys handed to one source address in a burst",
+  },
+  sendBufferTotal: {
+    flag: "relay-send-buffer-total",
+    env: "LOFT_RELAY_SEND_BUFFER_TOTAL",
+    default: 256 << 20,
+    parse: int(1 << 16, 2 ** 40),
+    help: "unread output bytes across all connections; beyond it, connections holding more than 64 KiB unread are cut",
+  },
+  keyCacheBytes: {
+    flag: "relay-key-cache-bytes",
+    env: "LOFT_RELAY_KEY_CACHE_BYTES",
+    default: 64 << 20,
+    parse: int(0, 2 ** 40),
+    help: "memory for parsed Ed25519 keys that verified a signature (least recently used evicted first)",
   },
 } satisfies Record<string, OptionSpec<unknown>>;
 

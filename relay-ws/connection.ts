@@ -1,8 +1,9 @@
 /**
  * One relay WebSocket: version header, HELLO with the session id, then commands
  * (docs/protocol/relay.md). Per-connection limits (frame size, token bucket, queues, messages in
- * flight, send buffer) are enforced here; queue state lives in the store and in the service's
- * subscription table.
+ * flight, send buffer) are enforced here, and every command is charged to its source's budgets
+ * (source-limits.ts: command cost, bytes stored, one-time prekeys taken); queue state lives in
+ * the store and in the service's subscription table.
  *
  * Ordering: every decision about a command (authorization, quota, sequence number) is taken
  * synchronously against the store when the frame arrives; only the wait for durability is
@@ -12,7 +13,6 @@
 import { randomBytes } from "node:crypto";
 import type { WebSocket } from "ws";
 import { toHex } from "../core/bytes.ts";
-import { deriveRcvKey, newDhKeyPair } from "../core/relay/crypto.ts";
 import type { WireErrorCode } from "../core/relay/errors.ts";
 import {
   AUTH_RULES,
@@ -28,11 +28,12 @@ import {
   type ServerFrame,
 } from "../core/relay/protocol.ts";
 import { decodeVersionHeader, encodeVersionHeader } from "../core/wire/version.ts";
-import { ed25519Verify, sealDelivery } from "./node-crypto.ts";
+import { sealDelivery } from "./node-crypto.ts";
+import { PUSH_HIGH_WATER } from "./output-budget.ts";
+import { queueDh } from "./queue-dh.ts";
 import type { RelayContext, Subscription } from "./service.ts";
+import { COST, commandCost, type RelaySource, SOURCE_DEBT, storedBytes } from "./source-limits.ts";
 import type { QueueRecord, StoredMessageMeta } from "./store/types.ts";
-
-const ZERO_SIGNATURE = new Uint8Array(64);
 
 const LOFT_CODE_TO_WIRE: Record<string, WireErrorCode> = {
   LOFT_ERR_FRAME_TOO_LARGE: "LARGE",
@@ -50,6 +51,7 @@ class Refused extends Error {
 export class RelayConnection {
   readonly #ctx: RelayContext;
   readonly #ws: WebSocket;
+  readonly #source: RelaySource;
   readonly sessionId = new Uint8Array(randomBytes(SESSION_ID_LENGTH));
   #state: "opening" | "ready" | "closed" = "opening";
   #tokens: number;
@@ -62,10 +64,19 @@ export class RelayConnection {
   readonly #gets = new Map<string, { seq: number; msgId: string; rid: Uint8Array }>();
   readonly #openingTimer: NodeJS.Timeout;
   #alive = true;
+  /** NEWs past their limit check and not yet written: they hold a queue slot (no orphan queues). */
+  #creating = 0;
+  /** Bytes handed to the socket and not yet passed to the kernel (the client has not read them). */
+  #queued = 0;
+  /** Set once the socket is gone and its backlog given back to the global budget. */
+  #released = false;
+  /** Pushes stopped because of the backlog; the drain resumes them. */
+  #pushPaused = false;
 
-  constructor(ctx: RelayContext, ws: WebSocket) {
+  constructor(ctx: RelayContext, ws: WebSocket, source: RelaySource) {
     this.#ctx = ctx;
     this.#ws = ws;
+    this.#source = source;
     this.#tokens = ctx.config.rateBurst;
     this.#refilledAt = performance.now();
     this.#openingTimer = setTimeout(
@@ -74,7 +85,10 @@ export class RelayConnection {
     );
     this.#openingTimer.unref();
     ws.on("message", (data, isBinary) => this.#onFrame(toBytes(data), isBinary));
-    ws.on("close", () => this.#onClosed());
+    ws.on("close", () => {
+      this.#releaseOutput();
+      this.#onClosed();
+    });
     ws.on("error", () => this.close(1011, "LOFT_ERR_LINK_CLOSED"));
     ws.on("pong", () => {
       this.#alive = true;
@@ -108,18 +122,67 @@ export class RelayConnection {
     this.#onClosed();
   }
 
-  /** Send a server frame; disconnect a client that does not read. */
+  /** Send a server frame; cut a client that does not read. */
   sendFrame(frame: ServerFrame): void {
     this.#send(encodeServerFrame(frame));
   }
 
+  /**
+   * Whether pushes to this connection should wait: its client is behind by more than
+   * PUSH_HIGH_WATER, or all clients together hold the global budget and this one is behind at all.
+   * Asked by the service's pump; a true answer arms the resume on drain.
+   */
+  get congested(): boolean {
+    const c = this.#queued > PUSH_HIGH_WATER || (this.#ctx.output.strained && this.#queued > 0);
+    if (c) this.#pushPaused = true;
+    return c;
+  }
+
   #send(bytes: Uint8Array): void {
     if (this.#state === "closed") return;
-    if (this.#ws.bufferedAmount > this.#ctx.config.sendBufferBytes) {
-      this.close(1008, "LOFT_ERR_RELAY_SLOW_CONSUMER");
+    const n = bytes.length;
+    if (this.#queued + n > this.#ctx.config.sendBufferBytes || !this.#ctx.output.admits(this.#queued, n)) {
+      this.#slowConsumer();
       return;
     }
-    this.#ws.send(bytes, { binary: true });
+    this.#queued += n;
+    this.#ctx.output.add(n);
+    this.#ws.send(bytes, { binary: true }, () => this.#written(n));
+  }
+
+  /** `n` bytes reached the kernel (or the socket is gone): give them back, resume paused pushes. */
+  #written(n: number): void {
+    if (this.#released) return;
+    this.#queued -= n;
+    this.#ctx.output.remove(n);
+    if (
+      this.#pushPaused &&
+      this.#queued <= PUSH_HIGH_WATER / 2 &&
+      !(this.#ctx.output.strained && this.#queued > 0)
+    ) {
+      this.#pushPaused = false;
+      for (const sub of this.subs.values()) this.#ctx.pump(sub);
+    }
+  }
+
+  #releaseOutput(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.#ctx.output.remove(this.#queued);
+    this.#queued = 0;
+  }
+
+  /**
+   * A client that does not read its output is cut with terminate, not close: a close frame would
+   * queue behind the unread output, and ws would keep the socket and its buffers through its 30 s
+   * closing timeout.
+   */
+  #slowConsumer(): void {
+    if (this.#state === "closed") return;
+    this.#ctx.metrics.errors.inc({ code: "LOFT_ERR_RELAY_SLOW_CONSUMER" });
+    this.#ws.terminate();
+    this.#releaseOutput();
+    this.#onClosed();
   }
 
   #onClosed(): void {
@@ -152,6 +215,24 @@ export class RelayConnection {
   }
 
   /**
+   * Charge a frame's cost to its source's budget, shared by all the source's connections. A
+   * refused frame is still charged its decoding; once the source is SOURCE_DEBT in debt (it
+   * ignores SOURCE_RATE), each of its connections that sends again is closed.
+   */
+  #chargeSource(cost: number): boolean {
+    const now = performance.now();
+    if (this.#source.commands.take(cost, now)) return true;
+    if (!this.#source.commands.charge(COST.frame, now, SOURCE_DEBT))
+      this.close(1008, "LOFT_ERR_RELAY_SOURCE_RATE");
+    return false;
+  }
+
+  /** Reserve bytes of the source's storage budget for a write; STORE_RATE when spent. */
+  #reserveStorage(bytes: number): void {
+    if (bytes > 0 && !this.#source.storage.take(bytes, performance.now())) throw new Refused("STORE_RATE");
+  }
+
+  /**
    * ws answers every ping with a pong by itself: a client that floods pings, or pings without
    * reading, would grow our output without bound. A ping costs a token like any frame, and counts
    * against the send buffer.
@@ -159,10 +240,10 @@ export class RelayConnection {
   #onPing(): void {
     if (this.#state === "closed") return;
     if (this.#ws.bufferedAmount > this.#ctx.config.sendBufferBytes) {
-      this.close(1008, "LOFT_ERR_RELAY_SLOW_CONSUMER");
+      this.#slowConsumer();
       return;
     }
-    this.#takeToken();
+    if (this.#takeToken()) this.#chargeSource(COST.frame);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -188,12 +269,23 @@ export class RelayConnection {
       });
       return;
     }
+    // A source that kept sending through its SOURCE_RATE refusals is cut before this frame costs
+    // any decoding: refusing costs the relay too.
+    if (this.#source.commands.overdrawn(SOURCE_DEBT, performance.now())) {
+      this.close(1008, "LOFT_ERR_RELAY_SOURCE_RATE");
+      return;
+    }
     // Every frame costs a token, well-formed or not; the RATE reply carries the request id when
     // one can be read.
     const frame = isBinary ? decodeClientFrame(bytes, this.#ctx.config.maxFrameBytes) : undefined;
     const cmd = frame?.ok ? decodeCommand(frame.value.t, this.#ctx.config.maxFrameBytes) : undefined;
     if (!this.#takeToken()) {
       this.#error("RATE", cmd?.ok ? cmd.value.i : cmd?.corr, cmd?.ok ? cmd.value.k : "frame");
+      return;
+    }
+    if (!this.#chargeSource(cmd?.ok ? commandCost(cmd.value) : COST.frame)) {
+      if (this.open)
+        this.#error("SOURCE_RATE", cmd?.ok ? cmd.value.i : cmd?.corr, cmd?.ok ? cmd.value.k : "frame");
       return;
     }
     if (!frame) {
@@ -223,17 +315,12 @@ export class RelayConnection {
   }
 
   /**
-   * Verify a signature over this connection's session; always does one verification, against a
-   * dummy key when there is no key, so unknown ids and bad signatures cost the same.
+   * Verify a signature over this connection's session: one key parse and one verification on
+   * every failure path, against a dummy key when there is no key (verifier.ts), so unknown ids and
+   * bad signatures cost the same.
    */
   #verified(publicKey: Uint8Array | undefined, frame: ClientFrame): boolean {
-    const key = publicKey ? this.#ctx.keyObject(publicKey) : undefined;
-    const good = ed25519Verify(
-      key ?? this.#ctx.dummyKey,
-      authInput(this.sessionId, frame.t),
-      frame.a ?? ZERO_SIGNATURE,
-    );
-    return good && key !== undefined && frame.a !== undefined;
+    return this.#ctx.verifier.verify(publicKey, authInput(this.sessionId, frame.t), frame.a);
   }
 
   async #recipientQueue(cmd: Command & { q: Uint8Array }, frame: ClientFrame): Promise<QueueRecord> {
@@ -254,13 +341,18 @@ export class RelayConnection {
         return this.#new(cmd, frame);
       case "KEY": {
         const q = await this.#recipientQueue(cmd, frame);
-        if (!this.#ctx.keyObject(cmd.sk)) throw new Refused("AUTH");
+        if (!this.#ctx.verifier.validKey(cmd.sk)) throw new Refused("AUTH");
         if ((await this.#ctx.store.secureQueue(q.recipientId, cmd.sk)) !== "ok") throw new Refused("AUTH");
         return this.sendFrame({ k: "OK", i: cmd.i });
       }
       case "SKEY": {
         const q = await this.#ctx.store.queueBySender(cmd.q);
-        if (!this.#verified(cmd.sk, frame) || !q || q.suspended) throw new Refused("AUTH");
+        // The key is cached only when the queue exists (verifier.ts): made-up queue ids with
+        // fresh self-signed keys must not churn the cache.
+        const signed = q
+          ? this.#verified(cmd.sk, frame)
+          : this.#ctx.verifier.verify(cmd.sk, authInput(this.sessionId, frame.t), frame.a, false);
+        if (!signed || !q || q.suspended) throw new Refused("AUTH");
         if ((await this.#ctx.store.secureQueue(q.recipientId, cmd.sk)) !== "ok") throw new Refused("AUTH");
         return this.sendFrame({ k: "OK", i: cmd.i });
       }
@@ -281,6 +373,7 @@ export class RelayConnection {
         const q = await this.#recipientQueue(cmd, frame);
         const hex = toHex(q.recipientId);
         this.#ctx.endSubscription(hex, this);
+        this.#ctx.bundles.forget(hex);
         this.#gets.delete(hex);
         await this.#ctx.store.deleteQueue(q.recipientId);
         return this.sendFrame({ k: "OK", i: cmd.i });
@@ -292,35 +385,91 @@ export class RelayConnection {
           replaceOneTime: cmd.pr,
           ...(cmd.pb ? { bundle: cmd.pb } : {}),
         };
+        const bytes = storedBytes(cmd);
+        this.#reserveStorage(bytes);
+        if (cmd.pb) this.#ctx.bundles.forget(toHex(q.recipientId));
         const r = await this.#ctx.store.setPrekeys(q.recipientId, update, this.#ctx.config.maxPrekeys);
+        // Again once written: a PKGET meanwhile may have cached the bundle being replaced.
+        if (cmd.pb) this.#ctx.bundles.forget(toHex(q.recipientId));
+        if (r !== "ok") this.#source.storage.refund(bytes);
         if (r === "limit") throw new Refused("LIMIT");
         if (r === "missing") throw new Refused("AUTH");
         return this.sendFrame({ k: "OK", i: cmd.i });
       }
-      case "PKGET": {
-        const q = await this.#ctx.store.queueBySender(cmd.q);
-        this.#verified(undefined, { t: frame.t });
-        if (!q) throw new Refused("AUTH");
-        const p = await this.#ctx.store.takePrekeys(q.recipientId);
-        if (!p) throw new Refused("NO_BUNDLE");
-        return this.sendFrame(
-          p.oneTime
-            ? { k: "PK", i: cmd.i, pb: p.bundle, po: p.oneTime }
-            : { k: "PK", i: cmd.i, pb: p.bundle },
-        );
-      }
+      case "PKGET":
+        return this.#pkget(cmd, frame);
     }
+  }
+
+  /**
+   * PKGET: the bundle, and one one-time prekey while both the source and the queue have some of
+   * their one-time-prekey budgets left. Beyond either, the bundle alone: first contact keeps
+   * working on the signed (last-resort) prekey and nobody can drain the one-time prekeys.
+   */
+  async #pkget(cmd: CommandOf<"PKGET">, frame: ClientFrame): Promise<void> {
+    const q = await this.#ctx.store.queueBySender(cmd.q);
+    this.#verified(undefined, { t: frame.t });
+    if (!q) throw new Refused("AUTH");
+    const hex = toHex(q.recipientId);
+    const now = performance.now();
+    const fromSource = this.#source.prekeys.take(1, now);
+    const fromQueue = fromSource && this.#ctx.prekeysPerQueue.take(hex, now);
+    if (fromSource && !fromQueue) this.#source.prekeys.refund(1);
+    const bundles = this.#ctx.bundles;
+    const cached = fromQueue ? undefined : bundles.get(hex);
+    if (cached) return this.sendFrame({ k: "PK", i: cmd.i, pb: cached });
+    const p = await this.#ctx.store.takePrekeys(q.recipientId);
+    if (!p) throw new Refused("NO_BUNDLE");
+    bundles.set(hex, p.bundle);
+    if (fromQueue && !p.oneTime) {
+      this.#source.prekeys.refund(1);
+      this.#ctx.prekeysPerQueue.refund(hex);
+    }
+    if (p.oneTime && !fromQueue) {
+      // RelayStore has no bundle-only read yet (asked of relay-store): put the one-time prekey
+      // back, under a fresh at-rest key. The bundle is cached now, so this happens once per queue
+      // until its owner publishes a new bundle.
+      const back = await this.#ctx.store.setPrekeys(
+        q.recipientId,
+        { oneTime: [p.oneTime], replaceOneTime: false },
+        Number.MAX_SAFE_INTEGER,
+      );
+      p.oneTime.fill(0);
+      if (back !== "ok") throw new Refused("AUTH");
+      return this.sendFrame({ k: "PK", i: cmd.i, pb: p.bundle });
+    }
+    return this.sendFrame(
+      p.oneTime ? { k: "PK", i: cmd.i, pb: p.bundle, po: p.oneTime } : { k: "PK", i: cmd.i, pb: p.bundle },
+    );
   }
 
   #claimQueue(hex: string): void {
     if (this.#queues.has(hex)) return;
-    if (this.#queues.size >= this.#ctx.config.maxQueuesPerConnection) throw new Refused("LIMIT");
+    if (this.#queues.size + this.#creating >= this.#ctx.config.maxQueuesPerConnection)
+      throw new Refused("LIMIT");
     this.#queues.add(hex);
   }
 
   async #new(cmd: CommandOf<"NEW">, frame: ClientFrame): Promise<void> {
     if (!this.#verified(cmd.rk, frame)) throw new Refused("AUTH");
-    if (this.#queues.size >= this.#ctx.config.maxQueuesPerConnection) throw new Refused("LIMIT");
+    // Checked and reserved in the same turn as the frame arrived, before any write: pipelined
+    // NEWs cannot all pass the check and leave queues nobody can hold.
+    if (this.#queues.size + this.#creating >= this.#ctx.config.maxQueuesPerConnection)
+      throw new Refused("LIMIT");
+    const bytes = storedBytes(cmd);
+    this.#reserveStorage(bytes);
+    this.#creating++;
+    try {
+      await this.#createQueue(cmd);
+    } catch (e) {
+      this.#source.storage.refund(bytes);
+      throw e;
+    } finally {
+      this.#creating--;
+    }
+  }
+
+  async #createQueue(cmd: CommandOf<"NEW">): Promise<void> {
     const store = this.#ctx.store;
     let rid: Uint8Array;
     let sid: Uint8Array;
@@ -332,23 +481,20 @@ export class RelayConnection {
       (await store.queueBySender(sid)) ||
       (await store.queueByRecipient(sid))
     );
-    const dh = newDhKeyPair();
-    const rcvKey = deriveRcvKey(dh.secretKey, cmd.dk, rid);
-    dh.secretKey.fill(0);
-    if (!rcvKey.ok) throw new Refused("AUTH");
+    const dh = queueDh(cmd.dk, rid);
+    if (!dh) throw new Refused("AUTH");
     await store.createQueue({
       recipientId: rid,
       senderId: sid,
       recipientKey: cmd.rk,
-      rcvKey: rcvKey.value,
+      rcvKey: dh.rcvKey,
       senderKey: undefined,
       suspended: false,
     });
-    const hex = toHex(rid);
-    this.#claimQueue(hex);
+    this.#queues.add(toHex(rid));
     this.sendFrame({ k: "IDS", i: cmd.i, r: rid, s: sid, d: dh.publicKey });
     if (cmd.sub && this.#state !== "closed")
-      this.#ctx.subscribe(this, rid, rcvKey.value, Math.min(8, this.#ctx.config.maxWindow));
+      this.#ctx.subscribe(this, rid, dh.rcvKey, Math.min(8, this.#ctx.config.maxWindow));
   }
 
   async #sendCmd(cmd: CommandOf<"SEND">, frame: ClientFrame): Promise<void> {
@@ -359,6 +505,9 @@ export class RelayConnection {
       ? this.#verified(q.senderKey, frame)
       : !this.#verified(undefined, frame) && frame.a === undefined;
     if (!q || !authorized || q.suspended) throw new Refused("AUTH");
+    // Charged what is stored (a whole padded block, whatever the body), given back if nothing is.
+    const bytes = storedBytes(cmd);
+    this.#reserveStorage(bytes);
     const now = this.#ctx.clock();
     const result = await this.#ctx.store.append(
       q.recipientId,
@@ -371,6 +520,7 @@ export class RelayConnection {
       },
       this.#ctx.config.queueQuota,
     );
+    if (result !== "ok") this.#source.storage.refund(bytes);
     if (result === "quota") throw new Refused("QUOTA");
     if (result === "duplicate") throw new Refused("DUPLICATE");
     if (result !== "ok") throw new Refused("AUTH");

@@ -16,9 +16,31 @@ export interface RelayMetrics {
 
 export function createRelayMetrics(
   registry: Registry,
-  sources: { connections: () => number; subscriptions: () => number; store: () => StoreStats },
+  sources: {
+    connections: () => number;
+    subscriptions: () => number;
+    store: () => StoreStats;
+    outputQueued: () => number;
+    keyCacheBytes: () => number;
+  },
 ): RelayMetrics {
   const registers = [registry];
+  new Gauge({
+    name: "loft_relay_output_queued_bytes",
+    help: "Output bytes not yet read by clients, all connections together",
+    registers,
+    collect() {
+      this.set(sources.outputQueued());
+    },
+  });
+  new Gauge({
+    name: "loft_relay_key_cache_bytes",
+    help: "Memory of the cache of parsed Ed25519 keys (estimated)",
+    registers,
+    collect() {
+      this.set(sources.keyCacheBytes());
+    },
+  });
   new Gauge({
     name: "loft_relay_connections",
     help: "Open relay WebSockets",
@@ -62,7 +84,7 @@ export function createRelayMetrics(
   return {
     connectionsTotal: new Counter({
       name: "loft_relay_connections_total",
-      help: "WebSocket upgrades by result (accepted, rate_limited, full)",
+      help: "WebSocket upgrades by result (accepted, rate_limited, source_full, origin, full, closing)",
       labelNames: ["result"],
       registers,
     }),

@@ -4,21 +4,25 @@
  * metrics. `relay-ws/main.ts` runs it alone; the one-process host mounts it next to signaling.
  */
 
-import type { KeyObject } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Registry } from "prom-client";
 import { type WebSocket, WebSocketServer } from "ws";
 import { toHex } from "../core/bytes.ts";
+import { sourceOf, trustedProxies } from "../server/client-source.ts";
 import type { HostedService } from "../server/host.ts";
 import type { Logger } from "../server/log.ts";
+import { originAllowed } from "../server/origin.ts";
+import { BundleCache } from "./bundle-cache.ts";
 import type { RelayConfig } from "./config.ts";
 import { RelayConnection } from "./connection.ts";
 import { createRelayMetrics, type RelayMetrics } from "./metrics.ts";
-import { dummyVerifier, ed25519PublicKey } from "./node-crypto.ts";
+import { OutputBudget } from "./output-budget.ts";
+import { PrekeyBudget, SourceTable } from "./source-limits.ts";
 import { LmdbStore } from "./store/lmdb.ts";
 import type { GcResult, RelayStore } from "./store/types.ts";
+import { SignatureVerifier } from "./verifier.ts";
 
 export interface Subscription {
   conn: RelayConnection;
@@ -42,8 +46,14 @@ export interface RelayContext {
   readonly metrics: RelayMetrics;
   readonly log: Logger;
   readonly clock: () => number;
-  readonly dummyKey: KeyObject;
-  keyObject(publicKey: Uint8Array): KeyObject | undefined;
+  /** Signature checks with the bounded cache of keys that verified (verifier.ts). */
+  readonly verifier: SignatureVerifier;
+  /** Unread output bytes across all connections (`--relay-send-buffer-total`). */
+  readonly output: OutputBudget;
+  /** One-time prekeys handed out per queue (`--relay-prekey-queue-rate`). */
+  readonly prekeysPerQueue: PrekeyBudget;
+  /** Bundles recently handed out, for bundle-only answers without a store write. */
+  readonly bundles: BundleCache;
   subscribe(conn: RelayConnection, rid: Uint8Array, rcvKey: Uint8Array, window: number): void;
   unsubscribe(sub: Subscription): void;
   /** Drop the subscription of a queue (DEL); the owner is told END unless it is `by`. */
@@ -62,15 +72,33 @@ export interface RelayServiceDeps {
   store?: RelayStore;
 }
 
+/** What the relay holds right now, for tests and operators' debugging (never per source). */
+export interface RelayDiagnostics {
+  /** Open sockets, closing ones included, until their TCP connection is gone. */
+  sockets: number;
+  /** Bytes waiting in the sockets' user-space buffers (the sum of ws `bufferedAmount`). */
+  bufferedBytes: number;
+  /** The relay's own count of unread output (what `--relay-send-buffer-total` bounds). */
+  outputQueued: number;
+  keyCacheEntries: number;
+  keyCacheBytes: number;
+  keyParses: number;
+  verifies: number;
+  /** Source addresses tracked in memory. */
+  sources: number;
+}
+
 export interface RelayService extends HostedService {
   readonly store: RelayStore;
   /** Run one garbage collection now (also runs every gcIntervalSeconds). */
   runGc(): Promise<GcResult>;
   readonly connectionCount: number;
+  diagnostics(): RelayDiagnostics;
 }
 
 const HEARTBEAT_MS = 30_000;
-const KEY_CACHE_MAX = 100_000;
+/** Memory for bundles answered without a one-time prekey (bundle-cache.ts): ~1000 full bundles. */
+const BUNDLE_CACHE_BYTES = 16 << 20;
 
 /** After close frames are sent on shutdown, how long clients get to answer before being cut. */
 const SHUTDOWN_GRACE_MS = 2_000;
@@ -89,14 +117,18 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
   const sockets = new Set<WebSocket>();
   const subscriptions = new Map<string, Subscription>();
   const pending = new Set<Promise<unknown>>();
-  const keyCache = new Map<string, KeyObject | null>();
-  const sources = new Map<string, { tokens: number; at: number }>();
+  const sources = new SourceTable(config);
+  const trusted = trustedProxies(config.trustProxy);
+  const verifier = new SignatureVerifier(config.keyCacheBytes);
+  const output = new OutputBudget(config.sendBufferTotal);
   let closing = false;
 
   const metrics = createRelayMetrics(deps.registry, {
     connections: () => connections.size,
     subscriptions: () => subscriptions.size,
     store: () => theStore.stats(),
+    outputQueued: () => output.queued,
+    keyCacheBytes: () => verifier.cacheBytes,
   });
 
   const ctx: RelayContext = {
@@ -105,17 +137,10 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     metrics,
     log,
     clock,
-    dummyKey: dummyVerifier(),
-    keyObject(publicKey) {
-      const hex = toHex(publicKey);
-      let k = keyCache.get(hex);
-      if (k === undefined) {
-        if (keyCache.size >= KEY_CACHE_MAX) keyCache.clear();
-        k = ed25519PublicKey(publicKey) ?? null;
-        keyCache.set(hex, k);
-      }
-      return k ?? undefined;
-    },
+    verifier,
+    output,
+    prekeysPerQueue: new PrekeyBudget(config.prekeyQueuePerHour, config.prekeyQueueBurst),
+    bundles: new BundleCache(BUNDLE_CACHE_BYTES),
     subscribe(conn, rid, rcvKey, window) {
       const hex = toHex(rid);
       const existing = subscriptions.get(hex);
@@ -174,7 +199,14 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
           try {
             do {
               sub.again = false;
-              while (sub.active && sub.inflight.size < sub.window && sub.conn.inFlight < config.maxInFlight) {
+              // A connection whose client reads slowly gets no more pushes until it catches up
+              // (connection.ts resumes its subscriptions when its backlog drains).
+              while (
+                sub.active &&
+                sub.inflight.size < sub.window &&
+                sub.conn.inFlight < config.maxInFlight &&
+                !sub.conn.congested
+              ) {
                 const m = await theStore.next(sub.rid, sub.cursor);
                 if (!m || !sub.active) break;
                 sub.cursor = m.seq;
@@ -210,6 +242,11 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     maxPayload: config.maxFrameBytes * 2,
     perMessageDeflate: false,
     clientTracking: false,
+    // One message per connection per event-loop turn: a connection that delivers a chunk of
+    // hundreds of frames at once cannot hold the loop while they are all handled — every other
+    // connection gets a frame in between (an innocent client's PING waits for one frame of each
+    // busy connection, not for all of them).
+    allowSynchronousEvents: false,
   });
 
   async function runGc(): Promise<GcResult> {
@@ -226,26 +263,12 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
   gcTimer.unref();
   const heartbeatTimer = setInterval(() => {
     for (const c of connections) c.heartbeat();
-    // Source buckets are kept in memory only, and only while they matter.
+    // Source entries are kept in memory only, and only while they matter.
     const now = performance.now();
-    for (const [k, b] of sources) if (now - b.at > 60_000) sources.delete(k);
+    sources.sweep(now);
+    ctx.prekeysPerQueue.sweep(now);
   }, HEARTBEAT_MS);
   heartbeatTimer.unref();
-
-  /** Token bucket per source address (in memory only, never logged or stored). */
-  function admitSource(address: string): boolean {
-    const rate = config.connectionsPerSecondPerSource;
-    if (rate === 0) return true;
-    const now = performance.now();
-    const burst = rate * 3;
-    const b = sources.get(address) ?? { tokens: burst, at: now };
-    b.tokens = Math.min(burst, b.tokens + ((now - b.at) / 1000) * rate);
-    b.at = now;
-    sources.set(address, b);
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
-    return true;
-  }
 
   function refuse(socket: Duplex, status: string): void {
     socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
@@ -262,28 +285,61 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     get connectionCount() {
       return connections.size;
     },
+    diagnostics() {
+      let bufferedBytes = 0;
+      for (const ws of sockets) bufferedBytes += ws.bufferedAmount;
+      return {
+        sockets: sockets.size,
+        bufferedBytes,
+        outputQueued: output.queued,
+        keyCacheEntries: verifier.cacheEntries,
+        keyCacheBytes: verifier.cacheBytes,
+        keyParses: verifier.parses,
+        verifies: verifier.verifies,
+        sources: sources.size,
+      };
+    },
     handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer) {
       if (closing) {
         metrics.connectionsTotal.inc({ result: "closing" });
         return refuse(socket, "503 Service Unavailable");
       }
-      if (connections.size >= config.maxConnections) {
+      if (!originAllowed(req, config.allowedOrigins)) {
+        metrics.connectionsTotal.inc({ result: "origin" });
+        return refuse(socket, "403 Forbidden");
+      }
+      // Sockets still closing count: each holds its buffers until its TCP connection is gone.
+      if (sockets.size >= config.maxConnections) {
         metrics.connectionsTotal.inc({ result: "full" });
         return refuse(socket, "503 Service Unavailable");
       }
-      if (!admitSource(req.socket.remoteAddress ?? "")) {
-        metrics.connectionsTotal.inc({ result: "rate_limited" });
+      const now = performance.now();
+      const key = sourceOf(req, trusted);
+      const verdict = sources.admit(key, now);
+      if (verdict !== "ok") {
+        metrics.connectionsTotal.inc({ result: verdict === "rate" ? "rate_limited" : "source_full" });
         return refuse(socket, "429 Too Many Requests");
       }
+      const source = sources.get(key, now);
+      let admitted = true;
+      const release = () => {
+        if (admitted) sources.release(source);
+        admitted = false;
+      };
+      // A handshake that fails (bad headers, socket error) gives its slot back.
+      socket.once("close", release);
       wss.handleUpgrade(req, socket, head, (ws) => {
         metrics.connectionsTotal.inc({ result: "accepted" });
         sockets.add(ws);
-        ws.once("close", () => sockets.delete(ws));
+        ws.once("close", () => {
+          sockets.delete(ws);
+          release();
+        });
         if (closing) {
           ws.close(1001, "going away");
           return;
         }
-        connections.add(new RelayConnection(ctx, ws));
+        connections.add(new RelayConnection(ctx, ws, source));
       });
     },
     handleHttp(req: IncomingMessage, res: ServerResponse) {

@@ -22,6 +22,7 @@ import { createHost, type Host } from "../server/host.ts";
 import { createLogger } from "../server/log.ts";
 import { defaultRelayConfig, type RelayConfig } from "./config.ts";
 import { createRelayService, type RelayService } from "./service.ts";
+import type { RelayStore } from "./store/types.ts";
 
 export interface TestRelay {
   url: string;
@@ -38,10 +39,20 @@ export interface TestRelay {
 
 export async function startTestRelay(
   overrides: Partial<RelayConfig> = {},
-  options: { clock?: () => number; dataDir?: string } = {},
+  options: { clock?: () => number; dataDir?: string; store?: (dataDir: string) => RelayStore } = {},
 ): Promise<TestRelay> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "loft-relay-"));
-  const config = defaultRelayConfig({ dataDir, connectionsPerSecondPerSource: 0, ...overrides });
+  // Every test client comes from 127.0.0.1, one source: per-source rates are off unless a test
+  // sets them (relay-ws/limits.test.ts, relay-ws/abuse.test.ts); per-source connection caps stay.
+  const config = defaultRelayConfig({
+    dataDir,
+    connectionsPerSecondPerSource: 0,
+    sourceCostRate: 0,
+    sourceStoreRate: 0,
+    prekeyQueuePerHour: 0,
+    prekeySourcePerHour: 0,
+    ...overrides,
+  });
   const registry = new Registry();
   const log = createLogger("relay-test", process.env.LOG_LEVEL ?? "warn");
   const host = createHost({ port: 0, host: "127.0.0.1", staticDir: undefined, registry, log });
@@ -49,6 +60,7 @@ export async function startTestRelay(
     registry,
     log,
     ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.store ? { store: options.store(dataDir) } : {}),
   });
   host.mount(service);
   const port = await host.listen();
@@ -67,10 +79,57 @@ export async function startTestRelay(
   };
 }
 
+/** Where a test connection comes from: a loopback source address, extra handshake headers. */
+export interface ConnectFrom {
+  /** 127.0.0.2 … 127.0.0.5: a different source for per-source limits. */
+  localAddress?: string;
+  /** e.g. `{ origin: "https://evil.example" }` or `{ "x-forwarded-for": "203.0.113.7" }`. */
+  headers?: Record<string, string>;
+}
+
+const wsOptions = (from: ConnectFrom, maxPayload?: number): WebSocket.ClientOptions => ({
+  perMessageDeflate: false,
+  ...(maxPayload ? { maxPayload } : {}),
+  ...(from.localAddress ? { localAddress: from.localAddress } : {}),
+  ...(from.headers ? { headers: from.headers } : {}),
+});
+
 /** Open a WebSocket and run the relay opening; returns the client. */
-export async function connectRelay(url: string, options: RelayClientOptions = {}): Promise<RelayClient> {
-  const ws = new WebSocket(url, { perMessageDeflate: false });
-  return RelayClient.connect(new WebSocketLink(ws), options);
+export async function connectRelay(
+  url: string,
+  options: RelayClientOptions = {},
+  from: ConnectFrom = {},
+): Promise<RelayClient> {
+  return (await connectRelayOver(url, options, from)).client;
+}
+
+/** connectRelay, also returning the WebSocket (to pause its TCP socket, for slow-reader tests). */
+export async function connectRelayOver(
+  url: string,
+  options: RelayClientOptions = {},
+  from: ConnectFrom = {},
+): Promise<{ client: RelayClient; ws: WebSocket }> {
+  const ws = new WebSocket(url, wsOptions(from));
+  return { client: await RelayClient.connect(new WebSocketLink(ws), options), ws };
+}
+
+/**
+ * The HTTP status of an upgrade attempt: 101 when the relay accepts (the socket is closed again),
+ * or the refusal status (429, 403, 503).
+ */
+export function upgradeStatus(url: string, from: ConnectFrom = {}): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, wsOptions(from));
+    ws.once("open", () => {
+      ws.terminate();
+      resolve(101);
+    });
+    ws.once("unexpected-response", (_req, res) => {
+      resolve(res.statusCode ?? 0);
+      ws.terminate();
+    });
+    ws.once("error", (e) => reject(e));
+  });
 }
 
 /** A WebSocket that speaks raw frames: for bad input, floods and fuzzing. */
@@ -83,8 +142,8 @@ export class RawSocket {
   readonly opened: Promise<void>;
   readonly closed: Promise<void>;
 
-  constructor(url: string) {
-    this.ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 1 << 22 });
+  constructor(url: string, from: ConnectFrom = {}) {
+    this.ws = new WebSocket(url, wsOptions(from, 1 << 22));
     this.opened = new Promise((resolve, reject) => {
       this.ws.once("open", () => resolve());
       this.ws.once("error", reject);
@@ -107,8 +166,8 @@ export class RawSocket {
   /** The session id from HELLO (after `open` with the header). */
   sessionId: Uint8Array = new Uint8Array(32);
 
-  static async open(url: string, withHeader = true): Promise<RawSocket> {
-    const s = new RawSocket(url);
+  static async open(url: string, withHeader = true, from: ConnectFrom = {}): Promise<RawSocket> {
+    const s = new RawSocket(url, from);
     await s.opened;
     if (withHeader) {
       s.send(encodeVersionHeader());

@@ -25,7 +25,8 @@ import {
   unpadBlock,
 } from "./protocol.ts";
 
-const RCV_SALT = utf8("loft-relay/1 rcv");
+/** HKDF salt of the server→recipient key (exported for the relay's native derivation, relay-ws/queue-dh.ts). */
+export const RCV_SALT = utf8("loft-relay/1 rcv");
 
 export interface KeyPair {
   secretKey: Uint8Array;

@@ -15,7 +15,9 @@ import type { LoftErrorCode, Result } from "../errors.ts";
  * message not in flight here; PROHIBITED — not allowed in this state; DUPLICATE — a send id the
  * queue already accepted; LIMIT — a per-connection limit; RATE — token bucket empty; NO_BUNDLE —
  * no prekey bundle published; INTERNAL — store failure, retry; UNEXPECTED — a reply that does not
- * fit the command (client side).
+ * fit the command (client side); SOURCE_RATE — the command budget of the client's network
+ * address (all its connections together) is spent; STORE_RATE — the storage budget of the
+ * client's network address (bytes written per window) is spent.
  */
 export type RelayOnlyErrorCode = Extract<LoftErrorCode, `LOFT_ERR_RELAY_${string}`>;
 
@@ -30,6 +32,8 @@ export const WIRE_ERROR_CODES = [
   "DUPLICATE",
   "LIMIT",
   "RATE",
+  "SOURCE_RATE",
+  "STORE_RATE",
   "NO_BUNDLE",
   "INTERNAL",
   "LARGE",
@@ -48,6 +52,8 @@ const WIRE_TO_CODE: Record<WireErrorCode, RelayErrorCode> = {
   DUPLICATE: "LOFT_ERR_RELAY_DUPLICATE",
   LIMIT: "LOFT_ERR_RELAY_LIMIT",
   RATE: "LOFT_ERR_RELAY_RATE",
+  SOURCE_RATE: "LOFT_ERR_RELAY_SOURCE_RATE",
+  STORE_RATE: "LOFT_ERR_RELAY_STORE_RATE",
   NO_BUNDLE: "LOFT_ERR_RELAY_NO_BUNDLE",
   INTERNAL: "LOFT_ERR_RELAY_INTERNAL",
   LARGE: "LOFT_ERR_FRAME_TOO_LARGE",

@@ -1,0 +1,162 @@
+/**
+ * Properties of the per-source accounting (source-limits.ts) and the output budget
+ * (output-budget.ts) under random operation sequences, and of every command's cost and stored
+ * size: whatever the sequence, a bucket never holds more than its burst nor grants more than it
+ * holds plus what refilled, refunds never mint units, debt stays bounded, and the source table
+ * forgets idle sources.
+ */
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { BLOCK_SIZE, type Command } from "../core/relay/protocol.ts";
+import { FUZZ_RUNS } from "../test/support/fuzz.ts";
+import { defaultRelayConfig } from "./config.ts";
+import { OutputBudget, SLOW_CONSUMER_FLOOR } from "./output-budget.ts";
+import { Bucket, COST, commandCost, PrekeyBudget, SourceTable, storedBytes } from "./source-limits.ts";
+
+type Op =
+  | { k: "take"; n: number; dt: number }
+  | { k: "charge"; n: number; dt: number }
+  | { k: "refund"; n: number };
+
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  fc.record({
+    k: fc.constant("take" as const),
+    n: fc.integer({ min: 0, max: 500 }),
+    dt: fc.integer({ min: 0, max: 2000 }),
+  }),
+  fc.record({
+    k: fc.constant("charge" as const),
+    n: fc.integer({ min: 0, max: 50 }),
+    dt: fc.integer({ min: 0, max: 2000 }),
+  }),
+  fc.record({ k: fc.constant("refund" as const), n: fc.integer({ min: 0, max: 500 }) }),
+);
+
+describe("Bucket", () => {
+  it("grants at most burst + refill + refunds, never more than burst at once; debt is bounded", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 1000 }),
+        fc.integer({ min: 1, max: 5000 }),
+        fc.array(opArb, { maxLength: 60 }),
+        (rate, burst, ops) => {
+          let now = 0;
+          const b = new Bucket(rate, burst, now);
+          let granted = 0;
+          let refunded = 0;
+          for (const op of ops) {
+            if (op.k === "refund") {
+              b.refund(op.n);
+              refunded += op.n;
+              continue;
+            }
+            now += op.dt;
+            if (op.k === "take") {
+              if (b.take(op.n, now)) granted += op.n;
+            } else {
+              b.charge(op.n, now, 256);
+              // Debt never grows beyond the limit plus one charge.
+              expect(b.overdrawn(256 + op.n, now)).toBe(false);
+            }
+            expect(b.take(burst + 1, now)).toBe(false);
+          }
+          // Charges only lower the level: takes never exceed what the bucket ever held.
+          expect(granted).toBeLessThanOrEqual(burst + (now / 1000) * rate + refunded + 1e-6);
+        },
+      ),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
+  it("rate 0 is unlimited", () => {
+    const b = new Bucket(0, 1, 0);
+    for (let i = 0; i < 100; i++) expect(b.take(1_000_000, 0)).toBe(true);
+    expect(b.charge(1_000_000, 0, 0)).toBe(true);
+    expect(b.overdrawn(0, 0)).toBe(false);
+  });
+});
+
+describe("SourceTable", () => {
+  it("admits at most the per-source cap, releases, and forgets idle sources once refilled", () => {
+    const t = new SourceTable({
+      ...defaultRelayConfig(),
+      maxConnectionsPerSource: 3,
+      connectionsPerSecondPerSource: 0,
+    });
+    const held = [];
+    for (let i = 0; i < 5; i++) if (t.admit("a", 0) === "ok") held.push(t.get("a", 0));
+    expect(held).toHaveLength(3);
+    expect(t.admit("a", 0)).toBe("too-many");
+    expect(t.admit("b", 0)).toBe("ok");
+    t.get("a", 0).commands.take(100, 0);
+    for (const s of held) t.release(s);
+    t.sweep(0);
+    expect(t.size).toBe(2); // "a" still owes its budget, "b" holds a connection
+    t.sweep(60_000);
+    expect(t.size).toBe(1);
+  });
+});
+
+describe("SourceTable memory", () => {
+  it("forgets the oldest idle sources beyond its bound, never one with a connection", () => {
+    const t = new SourceTable({ ...defaultRelayConfig(), connectionsPerSecondPerSource: 0 }, 100);
+    expect(t.admit("held", 0)).toBe("ok");
+    for (let i = 0; i < 1000; i++) t.get(`2001:db8:${i.toString(16)}::/64`, 0).commands.take(10, 0);
+    expect(t.size).toBeLessThanOrEqual(101);
+    expect(t.get("held", 0).connections).toBe(1);
+  });
+});
+
+describe("PrekeyBudget", () => {
+  it("hands out at most burst per queue, then the rate; a full table fails towards bundle-only", () => {
+    const p = new PrekeyBudget(3600, 2, 2);
+    expect([p.take("q1", 0), p.take("q1", 0), p.take("q1", 0)]).toEqual([true, true, false]);
+    expect(p.take("q1", 1000)).toBe(true); // one per second
+    expect(p.take("q2", 0)).toBe(true);
+    expect(p.take("q3", 0)).toBe(false); // two queues tracked: the third gets no one-time prekey
+    p.refund("q2");
+    p.sweep(0);
+    expect(p.take("q3", 0)).toBe(true);
+  });
+});
+
+describe("OutputBudget", () => {
+  it("under pressure admits only connections below the floor", () => {
+    const o = new OutputBudget(1000);
+    expect(o.admits(0, 1000)).toBe(true);
+    o.add(1000);
+    expect(o.strained).toBe(true);
+    expect(o.admits(0, 100)).toBe(true);
+    expect(o.admits(SLOW_CONSUMER_FLOOR, 1)).toBe(false);
+    o.remove(5000);
+    expect(o.queued).toBe(0);
+  });
+});
+
+describe("costs", () => {
+  const id = new Uint8Array(24);
+  const k = new Uint8Array(32);
+  it("charge every command that checks a signature for it, and SEND a whole block whatever its body", () => {
+    const commands: Command[] = [
+      { k: "NEW", i: 1, rk: k, dk: k, sub: false },
+      { k: "KEY", i: 1, q: id, sk: k },
+      { k: "SKEY", i: 1, q: id, sk: k },
+      { k: "SEND", i: 1, q: id, n: new Uint8Array(16), b: new Uint8Array(0) },
+      { k: "SUB", i: 1, q: id, w: 1 },
+      { k: "GET", i: 1, q: id },
+      { k: "ACK", i: 1, q: id, m: id },
+      { k: "OFF", i: 1, q: id },
+      { k: "DEL", i: 1, q: id },
+      { k: "PKSET", i: 1, q: id, po: [], pr: false },
+      { k: "PKGET", i: 1, q: id },
+    ];
+    for (const c of commands) expect(commandCost(c), c.k).toBeGreaterThanOrEqual(COST.frame + COST.signature);
+    expect(commandCost({ k: "PING", i: 1 })).toBe(COST.frame);
+    expect(storedBytes(commands[3]!)).toBeGreaterThan(BLOCK_SIZE);
+    const big = { ...commands[3]!, b: new Uint8Array(16_000) } as Command;
+    expect(storedBytes(big)).toBe(storedBytes(commands[3]!));
+    const pkset = { k: "PKSET", i: 1, q: id, po: [k, k], pb: k, pr: false } as Command;
+    expect(storedBytes(pkset)).toBeGreaterThan(BLOCK_SIZE + 2 * 4096);
+    expect(commandCost(pkset)).toBeGreaterThan(commandCost(commands[9]!));
+  });
+});

@@ -1,0 +1,298 @@
+/**
+ * Per-source limits of the relay (docs/operations-relay.md §Limits and abuse): what one client
+ * address may hold and spend, whatever number of connections it opens.
+ *
+ * A source is the key `sourceOf` (server/client-source.ts) gives a request: the client address
+ * behind `--trust-proxy` proxies, IPv6 by /64. Sources are map keys in memory only — never logged,
+ * stored or exported — and an entry is forgotten once the source has no connection and every one
+ * of its buckets is full again.
+ *
+ * Each source has:
+ *   - a connection count (`--relay-max-connections-per-source`) and a connection-rate bucket;
+ *   - a command-cost bucket: every command is charged what it costs the relay's one thread
+ *     (`commandCost`), so a signature check or a NEW weighs what it really takes, and all the
+ *     source's connections draw on the same budget;
+ *   - a storage bucket in bytes: every write is charged the bytes it adds to the store
+ *     (`storedBytes`, a 0-byte SEND stores a whole padded block), reserved before the write and
+ *     refunded when the write does not happen;
+ *   - a one-time-prekey bucket: how many one-time prekeys the source may take (PKGET); beyond it
+ *     a fetch gets the bundle alone (the last-resort path) and drains nothing.
+ */
+import { BLOCK_SIZE, type Command, OTK_BLOCK_SIZE } from "../core/relay/protocol.ts";
+import type { RelayConfig } from "./config.ts";
+
+/**
+ * A token bucket of `rate` units per second and `burst` capacity, starting full; `rate` 0 means
+ * unlimited. `take` may leave a debt down to `-burst` (`charge`): a client that keeps sending
+ * after a refusal is told apart from one that merely hit the limit.
+ */
+export class Bucket {
+  #tokens: number;
+  #at: number;
+  constructor(
+    readonly rate: number,
+    readonly burst: number,
+    now: number,
+  ) {
+    this.#tokens = burst;
+    this.#at = now;
+  }
+
+  get unlimited(): boolean {
+    return this.rate === 0;
+  }
+
+  #refill(now: number): void {
+    if (now > this.#at) {
+      this.#tokens = Math.min(this.burst, this.#tokens + ((now - this.#at) / 1000) * this.rate);
+      this.#at = now;
+    }
+  }
+
+  /** Take `n` units if there are that many. */
+  take(n: number, now: number): boolean {
+    if (this.unlimited) return true;
+    this.#refill(now);
+    if (this.#tokens < n) return false;
+    this.#tokens -= n;
+    return true;
+  }
+
+  /**
+   * Charge `n` units whatever the level (a refused frame still cost its decoding). False once the
+   * debt passes `maxDebt`; the debt never grows beyond that (a source that stopped pays it back
+   * at `rate`).
+   */
+  charge(n: number, now: number, maxDebt: number): boolean {
+    if (this.unlimited) return true;
+    this.#refill(now);
+    this.#tokens = Math.max(-maxDebt - n, this.#tokens - n);
+    return this.#tokens >= -maxDebt;
+  }
+
+  /** Whether the bucket is more than `maxDebt` below empty (checked before any decoding). */
+  overdrawn(maxDebt: number, now: number): boolean {
+    if (this.unlimited) return false;
+    this.#refill(now);
+    return this.#tokens < -maxDebt;
+  }
+
+  /** Give back units taken for work that did not happen. */
+  refund(n: number): void {
+    if (!this.unlimited) this.#tokens = Math.min(this.burst, this.#tokens + n);
+  }
+
+  full(now: number): boolean {
+    if (this.unlimited) return true;
+    this.#refill(now);
+    return this.#tokens >= this.burst;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Costs
+
+/**
+ * Cost units, about 10 µs of the relay's thread each (measured on the 2-core reference machine:
+ * decoding and answering a PING ≈ 1 unit; verifying an Ed25519 signature ≈ 9 units and importing
+ * the key ≈ 1 unit with
+ * node:crypto — bench/relay-keys.ts; the X25519 key pair, shared secret and HKDF of a NEW ≈ 15
+ * units, also native).
+ */
+export const COST = {
+  frame: 1,
+  /** One key parse and one Ed25519 verification (every command naming a queue does exactly one). */
+  signature: 10,
+  /** A store read or write (LMDB, AES-GCM seal or open of a block). */
+  store: 4,
+  /** NEW: X25519 key pair, shared secret, HKDF, fresh ids (relay-ws/queue-dh.ts). */
+  newQueue: 15,
+  /** DEL crypto-deletes every message of the queue. */
+  deleteQueue: 40,
+} as const;
+
+/** What a command costs, known before any work is done (it is charged before). */
+export function commandCost(cmd: Command): number {
+  switch (cmd.k) {
+    case "PING":
+      return COST.frame;
+    case "NEW":
+      return COST.frame + COST.signature + COST.newQueue + COST.store;
+    case "KEY":
+      return COST.frame + 2 * COST.signature + COST.store;
+    case "DEL":
+      return COST.frame + COST.signature + COST.deleteQueue;
+    case "PKSET":
+      return COST.frame + COST.signature + COST.store * (1 + cmd.po.length);
+    case "SUB":
+      return COST.frame + COST.signature + COST.store;
+    default:
+      // SKEY, SEND, GET, ACK, OFF, PKGET: one signature check, one read or write.
+      return COST.frame + COST.signature + COST.store;
+  }
+}
+
+/**
+ * Refused frames (in cost units) a source may send after its budget is spent before each of its
+ * connections that sends again is closed (1008): refusing still costs decoding, so a source that
+ * ignores SOURCE_RATE is cut instead of refused forever.
+ */
+export const SOURCE_DEBT = 256;
+
+/** Bytes one stored message takes: the sealed padded block, its key, send id and index records. */
+export const STORED_MESSAGE_BYTES = BLOCK_SIZE + 256;
+/** Bytes of a queue's records (queue, sender index, sequence numbers). */
+export const STORED_QUEUE_BYTES = 256;
+const STORED_BUNDLE_BYTES = BLOCK_SIZE + 128;
+const STORED_OTK_BYTES = OTK_BLOCK_SIZE + 128;
+
+/**
+ * Bytes a command adds to the store if it succeeds: what is stored, not what was sent (a 0-byte
+ * SEND stores a whole block). When relay-store changes what a message takes at rest, this is the
+ * one place to follow it.
+ */
+export function storedBytes(cmd: Command): number {
+  switch (cmd.k) {
+    case "SEND":
+      return STORED_MESSAGE_BYTES;
+    case "NEW":
+      return STORED_QUEUE_BYTES;
+    case "PKSET":
+      return (cmd.pb ? STORED_BUNDLE_BYTES : 0) + cmd.po.length * STORED_OTK_BYTES;
+    default:
+      return 0;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table
+
+export interface RelaySource {
+  /** Open sockets (counted until the TCP connection is gone, closing ones included). */
+  connections: number;
+  readonly upgrades: Bucket;
+  readonly commands: Bucket;
+  readonly storage: Bucket;
+  readonly prekeys: Bucket;
+}
+
+export type AdmitVerdict = "ok" | "too-many" | "rate";
+
+type Limits = Pick<
+  RelayConfig,
+  | "connectionsPerSecondPerSource"
+  | "maxConnectionsPerSource"
+  | "sourceCostRate"
+  | "sourceCostBurst"
+  | "sourceStoreRate"
+  | "sourceStoreBurst"
+  | "prekeySourcePerHour"
+  | "prekeySourceBurst"
+>;
+
+/**
+ * Sources tracked without a connection (their budgets still refilling) before the oldest such
+ * entries are forgotten: a client with a large IPv6 prefix can show up as many sources, and each
+ * entry costs memory (≈ 0.5 KB). Forgetting an idle source only hands it a fresh burst.
+ */
+export const MAX_IDLE_SOURCES = 100_000;
+
+export class SourceTable {
+  readonly #map = new Map<string, RelaySource>();
+  constructor(
+    readonly limits: Limits,
+    readonly maxIdle = MAX_IDLE_SOURCES,
+  ) {}
+
+  get size(): number {
+    return this.#map.size;
+  }
+
+  get(key: string, now: number): RelaySource {
+    let s = this.#map.get(key);
+    if (!s) {
+      if (this.#map.size >= this.maxIdle) this.#forgetIdle();
+      const l = this.limits;
+      s = {
+        connections: 0,
+        upgrades: new Bucket(l.connectionsPerSecondPerSource, l.connectionsPerSecondPerSource * 3, now),
+        commands: new Bucket(l.sourceCostRate, l.sourceCostBurst, now),
+        storage: new Bucket(l.sourceStoreRate, l.sourceStoreBurst, now),
+        prekeys: new Bucket(l.prekeySourcePerHour / 3600, l.prekeySourceBurst, now),
+      };
+      this.#map.set(key, s);
+    }
+    return s;
+  }
+
+  /** Admission of a new connection; counts it when admitted (release with `release`). */
+  admit(key: string, now: number): AdmitVerdict {
+    const s = this.get(key, now);
+    if (s.connections >= this.limits.maxConnectionsPerSource) return "too-many";
+    if (!s.upgrades.take(1, now)) return "rate";
+    s.connections++;
+    return "ok";
+  }
+
+  release(s: RelaySource): void {
+    s.connections = Math.max(0, s.connections - 1);
+  }
+
+  /** Forget up to 64 of the oldest entries without a connection (insertion order is age order). */
+  #forgetIdle(): void {
+    let forgotten = 0;
+    for (const [key, s] of this.#map) {
+      if (s.connections > 0) continue;
+      this.#map.delete(key);
+      if (++forgotten >= 64) return;
+    }
+  }
+
+  /** Forget sources with no connection whose buckets are all full again. */
+  sweep(now: number): void {
+    for (const [key, s] of this.#map)
+      if (
+        s.connections === 0 &&
+        s.upgrades.full(now) &&
+        s.commands.full(now) &&
+        s.storage.full(now) &&
+        s.prekeys.full(now)
+      )
+        this.#map.delete(key);
+  }
+}
+
+/**
+ * One-time prekeys handed out per queue (`--relay-prekey-queue-rate`/`-burst`), by hex recipient
+ * id, for queues fetched from recently. Bounded: when `maxEntries` queues are tracked, a queue not
+ * yet tracked is treated as out of budget (its fetch gets the bundle alone) — failing towards not
+ * draining, never towards refusing the bundle.
+ */
+export class PrekeyBudget {
+  readonly #map = new Map<string, Bucket>();
+  constructor(
+    readonly perHour: number,
+    readonly burst: number,
+    readonly maxEntries = 100_000,
+  ) {}
+
+  take(queueHex: string, now: number): boolean {
+    if (this.perHour === 0) return true;
+    let b = this.#map.get(queueHex);
+    if (!b) {
+      if (this.#map.size >= this.maxEntries) return false;
+      b = new Bucket(this.perHour / 3600, this.burst, now);
+      this.#map.set(queueHex, b);
+    }
+    return b.take(1, now);
+  }
+
+  /** Give back a prekey that was not handed out after all. */
+  refund(queueHex: string): void {
+    this.#map.get(queueHex)?.refund(1);
+  }
+
+  sweep(now: number): void {
+    for (const [k, b] of this.#map) if (b.full(now)) this.#map.delete(k);
+  }
+}

@@ -1,0 +1,105 @@
+/**
+ * Command-signature checks of the relay (docs/protocol/relay.md §Authorization) with a bounded
+ * cache of parsed keys, and the same work on every failure path (SMP §"Error responses": an
+ * unknown queue id is checked against a dummy key so it costs what a bad signature costs).
+ *
+ * Importing an Ed25519 key into an OpenSSL KeyObject costs about a tenth of a verification (as a
+ * JWK; ten times that as SPKI DER — bench/relay-keys.ts), so keys are cached — but only keys that
+ * have verified a signature: a key an unauthenticated command
+ * merely names (NEW's `rk`, SKEY's `sk`, a guessed queue's key) never enters the cache, so a flood
+ * of made-up keys neither fills memory nor evicts the keys of real clients. The cache is bounded
+ * by bytes (`--relay-key-cache-bytes`) and evicts the least recently used key first.
+ *
+ * Equal work: every check that fails costs exactly one key parse and one verification, whether
+ * the queue is unknown (the dummy key is parsed), its key cold (parsed) or cached (a dummy parse
+ * is added after the failed verification). relay-ws/limits.test.ts counts both per command.
+ * A check that succeeds may skip the parse (cached key): only the key's holder can produce it.
+ */
+import { generateKeyPairSync, type KeyObject } from "node:crypto";
+import { toHex } from "../core/bytes.ts";
+import { ed25519PublicKey, ed25519Verify } from "./node-crypto.ts";
+
+/**
+ * Memory one cached key takes: the KeyObject with its OpenSSL EVP_PKEY and the map entry. The
+ * review measured 270 MB for 100 000 keys; rounded up.
+ */
+export const KEY_CACHE_ENTRY_BYTES = 3_000;
+
+const ZERO_SIGNATURE = new Uint8Array(64);
+
+export class SignatureVerifier {
+  readonly #cache = new Map<string, KeyObject>();
+  readonly #maxEntries: number;
+  /** Raw bytes of a key nobody holds (drawn at start), parsed on every unknown-queue check. */
+  readonly #dummyRaw: Uint8Array;
+  readonly #dummyKey: KeyObject;
+  /** Key parses and verifications so far (for tests and metrics). */
+  parses = 0;
+  verifies = 0;
+
+  constructor(maxBytes: number) {
+    this.#maxEntries = Math.floor(maxBytes / KEY_CACHE_ENTRY_BYTES);
+    const { publicKey } = generateKeyPairSync("ed25519");
+    this.#dummyKey = publicKey;
+    this.#dummyRaw = new Uint8Array(publicKey.export({ format: "der", type: "spki" }).subarray(12));
+  }
+
+  get cacheEntries(): number {
+    return this.#cache.size;
+  }
+
+  get cacheBytes(): number {
+    return this.#cache.size * KEY_CACHE_ENTRY_BYTES;
+  }
+
+  #parse(raw: Uint8Array): KeyObject | undefined {
+    this.parses++;
+    return ed25519PublicKey(raw);
+  }
+
+  /**
+   * True when `signature` is a valid signature of `message` by `publicKey`. `publicKey` undefined
+   * (unknown queue, command that takes no signature) checks against the dummy key and is false.
+   * `remember` false: a good key is not cached (it does not belong to an existing queue).
+   */
+  verify(
+    publicKey: Uint8Array | undefined,
+    message: Uint8Array,
+    signature: Uint8Array | undefined,
+    remember = true,
+  ): boolean {
+    const hex = publicKey ? toHex(publicKey) : undefined;
+    let key = hex === undefined ? undefined : this.#cache.get(hex);
+    const cached = key !== undefined;
+    if (cached) {
+      // Most recently used last: Map iteration order is the eviction order.
+      this.#cache.delete(hex!);
+      this.#cache.set(hex!, key!);
+    } else key = this.#parse(publicKey ?? this.#dummyRaw);
+    this.verifies++;
+    const good =
+      ed25519Verify(key ?? this.#dummyKey, message, signature ?? ZERO_SIGNATURE) &&
+      publicKey !== undefined &&
+      key !== undefined &&
+      signature !== undefined;
+    if (good && !cached && remember) this.#remember(hex!, key!);
+    // A failure costs one parse whichever path it took.
+    if (!good && cached) this.#parse(this.#dummyRaw);
+    return good;
+  }
+
+  /** Whether bytes are an Ed25519 public key OpenSSL accepts (KEY's sender key); not cached. */
+  validKey(raw: Uint8Array): boolean {
+    return this.#parse(raw) !== undefined;
+  }
+
+  #remember(hex: string, key: KeyObject): void {
+    if (this.#maxEntries === 0) return;
+    while (this.#cache.size >= this.#maxEntries) {
+      const oldest = this.#cache.keys().next().value;
+      if (oldest === undefined) break;
+      this.#cache.delete(oldest);
+    }
+    this.#cache.set(hex, key);
+  }
+}

@@ -148,6 +148,16 @@ export const relayOptions = {
   // §Limits and abuse). A "source" is a client address behind `--trust-proxy` (IPv6 by /64).
   trustProxy: trustProxyOption,
   allowedOrigins: allowedOriginsOption,
+  crossOriginPages: {
+    flag: "relay-cross-origin-pages",
+    env: "LOFT_RELAY_CROSS_ORIGIN_PAGES",
+    default: "separate" as "separate" | "refuse",
+    parse: (raw: string): "separate" | "refuse" => {
+      if (raw === "separate" || raw === "refuse") return raw;
+      throw new ConfigError(`expected "separate" or "refuse", got "${raw}"`);
+    },
+    help: "pages of other origins than this server's and --allowed-origins: 'separate' accepts them under their own per-source budget (federation: contacts' apps elsewhere deposit here), 'refuse' answers 403",
+  },
   maxConnectionsPerSource: {
     flag: "relay-max-connections-per-source",
     env: "LOFT_RELAY_MAX_CONNECTIONS_PER_SOURCE",

@@ -386,7 +386,11 @@ describe("AUTH work (finding 7)", () => {
 
 describe("upgrade headers under fuzz (finding 8)", () => {
   it("any Origin and X-Forwarded-For: 101, 403 or 429, never a crash; the relay stays healthy", async () => {
-    const r = await start({ trustProxy: ["loopback"], maxConnectionsPerSource: 4 });
+    const r = await start({
+      trustProxy: ["loopback"],
+      maxConnectionsPerSource: 4,
+      crossOriginPages: "refuse",
+    });
     const header = fc.oneof(
       fc.string({ maxLength: 60 }),
       fc.constantFrom("null", "https://evil.example", `http://127.0.0.1:${r.port}`, "http://[::1]"),
@@ -418,8 +422,20 @@ describe("upgrade headers under fuzz (finding 8)", () => {
 });
 
 describe("WebSocket Origin (finding 8)", () => {
-  it("refuses foreign pages with 403, accepts its own origin, configured ones and non-browser clients", async () => {
-    const r = await start({ allowedOrigins: ["https://app.example"] });
+  it("by default accepts pages of other origins, but counts them apart from its own pages", async () => {
+    const r = await start({ maxConnectionsPerSource: 2 });
+    const evil = { headers: { origin: "https://evil.example" } };
+    const own = { headers: { origin: `http://127.0.0.1:${r.port}` } };
+    const held = [track(await connectRelay(r.url, {}, evil)), track(await connectRelay(r.url, {}, evil))];
+    // The foreign page's budget at this address is spent; the app's own pages still get in.
+    expect(await upgradeStatus(r.url, evil)).toBe(429);
+    expect(await upgradeStatus(r.url, own)).toBe(101);
+    expect(await upgradeStatus(r.url)).toBe(101);
+    await held[0]!.ping();
+  });
+
+  it("with --relay-cross-origin-pages refuse: foreign pages get 403; its own origin, configured ones and non-browser clients are accepted", async () => {
+    const r = await start({ allowedOrigins: ["https://app.example"], crossOriginPages: "refuse" });
     expect(await upgradeStatus(r.url, { headers: { origin: "https://evil.example" } })).toBe(403);
     expect(await upgradeStatus(r.url, { headers: { origin: "null" } })).toBe(403);
     expect(await upgradeStatus(r.url, { headers: { origin: `http://127.0.0.1:${r.port}` } })).toBe(101);

@@ -304,7 +304,11 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
         metrics.connectionsTotal.inc({ result: "closing" });
         return refuse(socket, "503 Service Unavailable");
       }
-      if (!originAllowed(req, config.allowedOrigins)) {
+      // A contact's app served from another origin deposits into our queues (docs/design.md,
+      // Relay mailbox): such pages are accepted by default, but counted apart from this origin's
+      // own pages, so a hostile page cannot spend its visitors' budget here (docs/decisions.md).
+      const ownPage = originAllowed(req, config.allowedOrigins);
+      if (!ownPage && config.crossOriginPages === "refuse") {
         metrics.connectionsTotal.inc({ result: "origin" });
         return refuse(socket, "403 Forbidden");
       }
@@ -314,7 +318,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
         return refuse(socket, "503 Service Unavailable");
       }
       const now = performance.now();
-      const key = sourceOf(req, trusted);
+      const key = ownPage ? sourceOf(req, trusted) : `${sourceOf(req, trusted)} cross-origin`;
       const verdict = sources.admit(key, now);
       if (verdict !== "ok") {
         metrics.connectionsTotal.inc({ result: verdict === "rate" ? "rate_limited" : "source_full" });

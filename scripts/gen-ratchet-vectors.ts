@@ -31,6 +31,7 @@ import {
   createPrekeyStore,
   encodePrekeyBundle,
   initiateSession,
+  MAX_BUNDLE_AGE_MS,
   type PrekeyStore,
   prekeyBundle,
   serializePrekeyStore,
@@ -413,6 +414,22 @@ export function documentedPqxdh(i: DocumentedPqxdhInputs) {
   };
 }
 
+/** A bundle one millisecond past MAX_BUNDLE_AGE_MS: the sender refuses it before drawing anything. */
+function staleBundleCase(rng: RecordedRandom, alice: PrekeyStore, bob: PrekeyStore) {
+  const bundle = encodePrekeyBundle(prekeyBundle(bob));
+  const now = bob.signedPrekeys[0]!.createdAt + MAX_BUNDLE_AGE_MS + 1;
+  const r = initiateSession({
+    sender: alice,
+    bundle,
+    recipientIdentityKey: bob.identityKey,
+    plaintext: utf8("too late"),
+    now,
+    random: rng.random,
+  });
+  if (r.ok || rng.take().length !== 0) throw new Error("vector generation: stale bundle accepted");
+  return { bundle: toHex(bundle), now, error: r.error.code };
+}
+
 function firstContactCase(
   name: string,
   rng: RecordedRandom,
@@ -447,6 +464,7 @@ function firstContactCase(
     sealedSender: header.sealedSender,
   });
   const bundleHex = toHex(bundle);
+  const bundleTime = documentedBundleTime(bob);
   const bobStoreBefore = toHex(serializePrekeyStore(bob));
   const accepted = acceptInitialMessage(bob, started.value.message, { now, random: rng.random });
   if (!accepted.ok) throw accepted.error;
@@ -457,6 +475,7 @@ function firstContactCase(
       name,
       now,
       bundle: bundleHex,
+      bundle_time: bundleTime,
       bob_store_before: bobStoreBefore,
       plaintext: toHex(utf8(plaintext)),
       initiate_random: initiateRandom,
@@ -466,11 +485,45 @@ function firstContactCase(
       accept_random: rng.take(),
       sender_identity_key: toHex(accepted.value.senderIdentityKey),
       bob_store_after: toHex(serializePrekeyStore(accepted.value.store)),
+      replay_cache_entry:
+        header.oneTimePrekeyId === null
+          ? toHex(concatBytes(header.baseKey, documentedSenderTag(alice.identityKey)))
+          : null,
       bob_state: toHex(serializeRatchet(accepted.value.state)),
       replay_error: replay.error.code,
     },
     store: accepted.value.store,
   };
+}
+
+/**
+ * The signed creation time of Bob's current generation (bundle v2), as docs/protocol/prekeys.md
+ * writes it: "loft/prekey/v1" ‖ 0x00 ‖ 0x04 ‖ u64 createdAt ‖ u32 id SPK ‖ SPK ‖ u32 id PQSPK ‖ PQSPK.
+ */
+function documentedBundleTime(bob: PrekeyStore) {
+  const spk = bob.signedPrekeys[0]!;
+  const kpk = bob.kemPrekeys[0]!;
+  const time = new Uint8Array(8);
+  new DataView(time.buffer).setBigUint64(0, BigInt(spk.createdAt));
+  const message = concatBytes(
+    utf8("loft/prekey/v1"),
+    new Uint8Array([0, 0x04]),
+    time,
+    u32(spk.id),
+    spk.publicKey,
+    u32(kpk.id),
+    kpk.publicKey,
+  );
+  return {
+    created_at: spk.createdAt,
+    signed_message: toHex(message),
+    signature: toHex(spk.timeSignature!),
+  };
+}
+
+/** Replay-cache sender tag: SHA-256("loft/prekey/seen-sender/v1" ‖ IK_A)[0..8]. */
+function documentedSenderTag(identityKey: Uint8Array): Uint8Array {
+  return sha256(concatBytes(utf8("loft/prekey/seen-sender/v1"), identityKey)).slice(0, 8);
 }
 
 export function buildPqxdhVectorFile(): string {
@@ -545,6 +598,7 @@ export function buildPqxdhVectorFile(): string {
       store_without_one_time_keys: stores.bob_without_one_time_keys,
     },
     cases: [withOneTime.result, lastResort.result],
+    stale_bundle: staleBundleCase(rng, aliceStore, lastResort.store),
   };
   return `${JSON.stringify(file, null, 2)}\n`;
 }

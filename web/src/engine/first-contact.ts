@@ -393,10 +393,9 @@ export async function onIntroBody(
     };
     await ctx.storage.addContact(c);
   } else {
-    const judged = judgeIdentity(c, identity.value, now);
+    const judged = await judgeIdentity(ctx, c, identity.value, now);
     if (judged.verdict === "updated") {
-      await recordIdentityUpdate(ctx, id, identity.value);
-      emit(ctx, { type: "contact-updated", contactId: id });
+      await recordIdentityUpdate(ctx, id, identity.value, judged.renamedFrom);
     } else if (judged.verdict !== "unchanged") {
       if (judged.verdict === "pending") {
         await recordIdentityChange(ctx, id, judged.change, identity.value, now);

@@ -20,7 +20,7 @@ import type {
 } from "../engine/api.ts";
 import type { Trust } from "../identity.ts";
 import { type Database, deleteDatabase, openDatabase, type SelfRecord, type SettingsRecord } from "./db.ts";
-import { generateDeviceKey, type PassphraseConfig, type Sealed, Vault } from "./vault.ts";
+import { generateDeviceKey, kdfNeedsUpgrade, type PassphraseConfig, type Sealed, Vault } from "./vault.ts";
 
 /** The user's own identity as stored, with private keys opened. */
 export interface StoredSelf {
@@ -86,10 +86,16 @@ export class LoftStorage implements EngineStorage {
     return this.#vault.hasPassphrase;
   }
 
+  /**
+   * Unlock with the passphrase. A passphrase layer made with an older KDF (PBKDF2, vault.ts
+   * `kdfNeedsUpgrade`) is re-derived with Argon2id right away: every sealed record is re-sealed,
+   * as when the passphrase changes, so the next unlock (and an attacker with a copy) faces Argon2id.
+   */
   async unlock(passphrase: string): Promise<void> {
     const config = (await this.#db.get("meta", "passphrase")) as PassphraseConfig | undefined;
     if (!config) return;
     await this.#vault.unlock(passphrase, config);
+    if (kdfNeedsUpgrade(config)) await this.setPassphrase(passphrase);
   }
 
   /**

@@ -330,9 +330,10 @@ export function senderTag(identityKey: Uint8Array): Uint8Array {
  * holding the most entries (the earliest entry among them on a tie) loses its oldest.
  */
 export function rememberBaseKey(seen: readonly SeenBaseKey[], entry: SeenBaseKey): SeenBaseKey[] {
-  const counts = new Map<string, number>();
   const key = (tag: Uint8Array) => String.fromCharCode(...tag);
-  for (const e of seen) counts.set(key(e.sender), (counts.get(key(e.sender)) ?? 0) + 1);
+  const keys = seen.map((e) => key(e.sender));
+  const counts = new Map<string, number>();
+  for (const k of keys) counts.set(k, (counts.get(k) ?? 0) + 1);
   const own = key(entry.sender);
   let evict: string | undefined;
   if ((counts.get(own) ?? 0) >= MAX_SEEN_PER_SENDER) evict = own;
@@ -340,14 +341,10 @@ export function rememberBaseKey(seen: readonly SeenBaseKey[], entry: SeenBaseKey
     let most = 0;
     for (const n of counts.values()) most = Math.max(most, n);
     // Oldest first: the first entry whose sender holds `most` entries is that sender's oldest.
-    evict = key(seen.find((e) => counts.get(key(e.sender)) === most)!.sender);
+    evict = keys.find((k) => counts.get(k) === most);
   }
   const out = seen.slice();
-  if (evict !== undefined)
-    out.splice(
-      out.findIndex((e) => key(e.sender) === evict),
-      1,
-    );
+  if (evict !== undefined) out.splice(keys.indexOf(evict), 1);
   out.push(entry);
   return out;
 }

@@ -376,7 +376,6 @@ export class AppModel {
     if (pending.kind === "rename-collision" && decision === "accept") {
       // The same keys under the new name; trust is kept (signed by the same identity key).
       await this.storage.updateContactIdentity(id, pending.identity, candidate.verified.username);
-      this.setNotice(`${view.record.username} is now called ${candidate.verified.username}.`);
     } else if (pending.kind === "noise-key-rotated" && decision === "accept") {
       await this.storage.updateContactIdentity(id, pending.identity, candidate.verified.username);
       await this.storage.deleteSession(id);

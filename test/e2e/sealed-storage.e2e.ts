@@ -49,7 +49,8 @@ function rawDump(page: Page, stores: string[]): Promise<Record<string, unknown[]
   }, stores);
 }
 
-function putRaw(page: Page, store: string, value: unknown): Promise<void> {
+/** Write `value` as an earlier version would have: in clear, before any migration mark. */
+function putLegacy(page: Page, store: string, value: unknown): Promise<void> {
   return page.evaluate(
     async ([name, v]) => {
       const db = await new Promise<IDBDatabase>((resolve, reject) => {
@@ -58,8 +59,9 @@ function putRaw(page: Page, store: string, value: unknown): Promise<void> {
         r.onerror = () => reject(r.error);
       });
       await new Promise<void>((resolve, reject) => {
-        const tx = db.transaction(name as string, "readwrite");
+        const tx = db.transaction([name as string, "meta"], "readwrite");
         tx.objectStore(name as string).put(v);
+        tx.objectStore("meta").delete("history-sealed");
         tx.oncomplete = () => resolve();
         tx.onerror = () => reject(tx.error);
       });
@@ -111,7 +113,7 @@ describe("history and contacts sealed at rest", () => {
   });
 
   it("history still shows after a reload, and a record left in clear by an older version is shown, then sealed", async () => {
-    await putRaw(a, "messages", {
+    await putLegacy(a, "messages", {
       id: "legacy-message-1",
       contactId: bobId,
       direction: "in",

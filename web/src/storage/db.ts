@@ -50,8 +50,11 @@ export type SealedMessageRecord = Pick<StoredMessage, "id" | "contactId" | "at" 
   Partial<Pick<StoredMessage, "remoteId">> & { sealed: Sealed };
 
 export interface LoftDB extends DBSchema {
-  /** "device-key" → CryptoKey, "passphrase" → PassphraseConfig. */
-  meta: { key: string; value: CryptoKey | PassphraseConfig };
+  /**
+   * "device-key" → CryptoKey, "passphrase" → PassphraseConfig, "history-sealed" → { at } once
+   * storage.ts has sealed every clear contact and message an earlier version left.
+   */
+  meta: { key: string; value: CryptoKey | PassphraseConfig | { at: number } };
   /** "self" → SelfRecord. */
   self: { key: string; value: SelfRecord };
   contacts: { key: string; value: ContactRecord | SealedContactRecord; indexes: { "by-username": string } };

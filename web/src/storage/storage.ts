@@ -75,6 +75,9 @@ interface MessageSecret {
   failure?: EngineError;
 }
 
+/** Meta key set once every contact and message has been sealed (`#sealLegacyRecords`). */
+const HISTORY_SEALED = "history-sealed";
+
 const isSealedContact = (r: ContactRecord | SealedContactRecord): r is SealedContactRecord => "sealed" in r;
 const isSealedMessage = (r: StoredMessage | SealedMessageRecord): r is SealedMessageRecord => "sealed" in r;
 
@@ -178,6 +181,7 @@ export class LoftStorage implements EngineStorage {
    */
   async #sealLegacyRecords(): Promise<void> {
     try {
+      if ((await this.#db.get("meta", HISTORY_SEALED)) !== undefined) return;
       for (const c of await this.#db.getAll("contacts"))
         if (!isSealedContact(c))
           await this.#serial(`contact/${c.id}`, async () => {
@@ -190,6 +194,8 @@ export class LoftStorage implements EngineStorage {
           const now = await this.#db.get("messages", id);
           if (now && !isSealedMessage(now)) await this.#db.put("messages", await this.#sealMessage(now));
         });
+      // Done once: later writes are sealed anyway, and reads still accept a clear record.
+      await this.#db.put("meta", { at: Date.now() }, HISTORY_SEALED);
     } catch (e) {
       // Locked again, or closed: the next open/unlock continues.
       console.warn("sealing stored history paused:", (e as Error).message);

@@ -32,6 +32,8 @@ export type LoftErrorCode =
   | "LOFT_ERR_REPLAY"
   | "LOFT_ERR_TOO_MANY_SKIPPED"
   | "LOFT_ERR_STATE_VERSION"
+  // prekeys: a bundle without a signed creation time, or outside the accepted window
+  | "LOFT_ERR_STALE_PREKEY"
   // relay mailbox (docs/protocol/relay.md §Errors; wire codes mapped in core/relay/errors.ts)
   | "LOFT_ERR_RELAY_AUTH"
   | "LOFT_ERR_RELAY_QUOTA"

@@ -108,7 +108,7 @@ function buildVector(input: VectorInput): Record<string, unknown> {
       const read = r.readMessage(ciphertext);
       if (!read.ok) throw read.error;
     } else {
-      if (transports === undefined) transports = finish(initiator, responder);
+      if (transports === undefined) transports = finish(initiator, responder, input.exportLabels);
       const [w, r] = fromInitiator ? transports : [transports[1], transports[0]];
       const sealed = w.send.encryptWithAd(new Uint8Array(0), payload);
       if (!sealed.ok) throw sealed.error;
@@ -117,7 +117,7 @@ function buildVector(input: VectorInput): Record<string, unknown> {
     }
     messages.push({ payload: payloadHex, ciphertext: toHex(ciphertext) });
   });
-  const [a] = transports ?? finish(initiator, responder);
+  const [a] = transports ?? finish(initiator, responder, input.exportLabels);
   return {
     protocol_name: XX_HFS.protocolName,
     init_prologue: input.prologue,
@@ -134,9 +134,13 @@ function buildVector(input: VectorInput): Record<string, unknown> {
   };
 }
 
-function finish(i: HandshakeState, r: HandshakeState): [NoiseTransport, NoiseTransport] {
-  const a = i.finish();
-  const b = r.finish();
+function finish(
+  i: HandshakeState,
+  r: HandshakeState,
+  exportLabels: readonly string[],
+): [NoiseTransport, NoiseTransport] {
+  const a = i.finish(exportLabels);
+  const b = r.finish(exportLabels);
   if (!a.ok || !b.ok) throw new Error("handshake did not complete");
   return [a.value, b.value];
 }

@@ -31,16 +31,20 @@ import {
   createPrekeyStore,
   encodePrekeyBundle,
   initiateSession,
+  MAX_BUNDLE_AGE_MS,
   type PrekeyStore,
   prekeyBundle,
   serializePrekeyStore,
 } from "../core/prekey/index.ts";
 import {
   DEFAULT_RATCHET_LIMITS,
+  expireSkippedKeys,
   generateRatchetKeyPair,
   kdfChain,
   kdfRoot,
+  MAX_SKIPPED_CHAINS,
   type RandomBytes,
+  type RatchetLimits,
   type RatchetState,
   ratchetAssociatedData,
   ratchetDecrypt,
@@ -107,10 +111,11 @@ function kdfVectors(rng: RecordedRandom) {
 
 type Party = "alice" | "bob";
 
-export function buildRatchetVectorFile(): string {
-  const rng = new RecordedRandom("ratchet");
-  const kdf = kdfVectors(rng);
-
+/**
+ * A two-party session and its scripted steps: `encrypt`, `decrypt` (a failure leaves the state as
+ * it was) and `expire` (`expireSkippedKeys`, what a caller stores after a failed decrypt).
+ */
+function conversation(rng: RecordedRandom, limits: RatchetLimits) {
   const exported = rng.random(32);
   const bobKeys = generateRatchetKeyPair(rng.random);
   rng.take();
@@ -119,17 +124,24 @@ export function buildRatchetVectorFile(): string {
     role: "initiator",
     exported,
     ad,
+    limits,
     responderRatchetPublic: bobKeys.publicKey,
     random: rng.random,
   });
   if (!aliceInit.ok) throw aliceInit.error;
   const aliceInitRandom = rng.take();
-  const bobInit = ratchetFromHandshake({ role: "responder", exported, ad, ratchetKeyPair: bobKeys });
+  const bobInit = ratchetFromHandshake({ role: "responder", exported, ad, limits, ratchetKeyPair: bobKeys });
   if (!bobInit.ok) throw bobInit.error;
   const states: Record<Party, RatchetState> = { alice: aliceInit.value, bob: bobInit.value };
-  const initialStates = {
-    alice: toHex(serializeRatchet(states.alice)),
-    bob: toHex(serializeRatchet(states.bob)),
+  const session = {
+    exported: toHex(exported),
+    ad: toHex(ad),
+    limits: { ...limits },
+    bob_ratchet_secret: toHex(bobKeys.secretKey),
+    bob_ratchet_public: toHex(bobKeys.publicKey),
+    alice_init_random: aliceInitRandom,
+    alice_state: toHex(serializeRatchet(states.alice)),
+    bob_state: toHex(serializeRatchet(states.bob)),
   };
 
   const messages = new Map<string, Uint8Array>();
@@ -164,8 +176,120 @@ export function buildRatchetVectorFile(): string {
       state: toHex(serializeRatchet(states[party])),
     });
   };
+  const expire = (party: Party, now: number, note: string) => {
+    states[party] = expireSkippedKeys(states[party], now);
+    steps.push({ note, party, op: "expire", now, random: [], state: toHex(serializeRatchet(states[party])) });
+  };
   const msg = (name: string) => messages.get(name)!;
+  const skippedCount = (party: Party) => states[party].skipped.length;
+  return { session, steps, encrypt, decrypt, expire, msg, skippedCount };
+}
 
+/**
+ * The edges of the limits (docs/protocol/ratchet.md, "Limits"), each in a session with small limits
+ * so that the file stays short: MAX_SKIP exactly and one over, eviction at maxSkippedKeys, the
+ * MAX_SKIPPED_CHAINS bound, and the TTL boundary (valid at exactly the TTL, expired 1 ms later,
+ * also after a failed decrypt through `expireSkippedKeys`).
+ */
+function limitEdges() {
+  const limits: RatchetLimits = { maxSkip: 3, maxSkippedKeys: 4, skippedKeyTtlMs: 1000 };
+  const cases: Record<string, unknown>[] = [];
+
+  {
+    const c = conversation(new RecordedRandom("ratchet/limits/max-skip"), limits);
+    for (let i = 0; i < 5; i++) c.encrypt("alice", `a${i}`, T0 + i, "");
+    c.decrypt("bob", c.msg("a4"), T0 + 10, "a4 first: 4 keys to skip > maxSkip 3, LOFT_ERR_TOO_MANY_SKIPPED");
+    c.decrypt("bob", c.msg("a3"), T0 + 11, "a3: exactly maxSkip (3) keys skipped, accepted");
+    c.decrypt("bob", c.msg("a4"), T0 + 12, "a4 is next in the chain now");
+    cases.push({
+      name: "maxSkip: exactly MAX_SKIP skipped keys, and one more",
+      session: c.session,
+      steps: c.steps,
+    });
+  }
+  {
+    const c = conversation(new RecordedRandom("ratchet/limits/eviction"), limits);
+    for (let i = 0; i < 3; i++) c.encrypt("alice", `a${i}`, T0 + i, "");
+    c.decrypt("bob", c.msg("a2"), T0 + 10, "a0, a1 skipped (2 stored)");
+    c.encrypt("bob", "b0", T0 + 11, "");
+    c.decrypt("alice", c.msg("b0"), T0 + 12, "");
+    for (let i = 3; i < 6; i++) c.encrypt("alice", `a${i}`, T0 + 10 + i, "Alice's second chain");
+    c.decrypt("bob", c.msg("a5"), T0 + 20, "a3, a4 skipped: 4 stored = maxSkippedKeys, nothing evicted yet");
+    if (c.skippedCount("bob") !== 4) throw new Error("vector generation: eviction setup");
+    c.encrypt("bob", "b1", T0 + 21, "");
+    c.decrypt("alice", c.msg("b1"), T0 + 22, "");
+    for (let i = 6; i < 8; i++) c.encrypt("alice", `a${i}`, T0 + 20 + i, "Alice's third chain");
+    c.decrypt(
+      "bob",
+      c.msg("a7"),
+      T0 + 30,
+      "a6 skipped: the 5th key, so the oldest (a0's) is evicted and zeroed",
+    );
+    c.decrypt("bob", c.msg("a0"), T0 + 31, "a0's key was evicted: LOFT_ERR_REPLAY");
+    c.decrypt("bob", c.msg("a1"), T0 + 32, "a1's key is still stored");
+    cases.push({
+      name: "maxSkippedKeys: the oldest skipped key is evicted",
+      session: c.session,
+      steps: c.steps,
+    });
+  }
+  {
+    const wide: RatchetLimits = { maxSkip: 3, maxSkippedKeys: 100, skippedKeyTtlMs: 1000 };
+    const c = conversation(new RecordedRandom("ratchet/limits/chains"), wide);
+    const firsts: string[] = [];
+    for (let chain = 0; chain <= MAX_SKIPPED_CHAINS; chain++) {
+      c.encrypt("alice", `c${chain}m0`, T0 + chain * 10, "");
+      c.encrypt("alice", `c${chain}m1`, T0 + chain * 10 + 1, "");
+      c.decrypt("bob", c.msg(`c${chain}m1`), T0 + chain * 10 + 2, `chain ${chain}: m0 skipped`);
+      firsts.push(`c${chain}m0`);
+      c.encrypt("bob", `b${chain}`, T0 + chain * 10 + 3, "");
+      c.decrypt("alice", c.msg(`b${chain}`), T0 + chain * 10 + 4, "");
+    }
+    const last = T0 + (MAX_SKIPPED_CHAINS + 1) * 10;
+    c.decrypt(
+      "bob",
+      c.msg(firsts[0]!),
+      last,
+      `chain 0 is the ${MAX_SKIPPED_CHAINS + 1}th most recent: its keys (and header key) were evicted, LOFT_ERR_DECRYPT`,
+    );
+    c.decrypt(
+      "bob",
+      c.msg(firsts[1]!),
+      last + 1,
+      `chain 1 is within the ${MAX_SKIPPED_CHAINS} most recent: accepted`,
+    );
+    cases.push({
+      name: `MAX_SKIPPED_CHAINS (${MAX_SKIPPED_CHAINS}): skipped keys of older receiving chains are evicted`,
+      session: c.session,
+      steps: c.steps,
+    });
+  }
+  {
+    const c = conversation(new RecordedRandom("ratchet/limits/ttl"), limits);
+    for (let i = 0; i < 4; i++) c.encrypt("alice", `a${i}`, T0 + i, "");
+    c.decrypt("bob", c.msg("a3"), T0 + 10, "a0, a1, a2 skipped, stored at T0 + 10");
+    c.decrypt("bob", c.msg("a0"), T0 + 10 + 1000, "exactly the TTL after storing: still valid");
+    c.decrypt(
+      "bob",
+      c.msg("a1"),
+      T0 + 10 + 1001,
+      "1 ms past the TTL: expired, LOFT_ERR_REPLAY, state unchanged",
+    );
+    c.expire(
+      "bob",
+      T0 + 10 + 1001,
+      "after the failed decrypt the caller stores expireSkippedKeys: a1, a2 gone",
+    );
+    c.decrypt("bob", c.msg("a2"), T0 + 10 + 1002, "a2's key is gone: LOFT_ERR_REPLAY");
+    cases.push({ name: "skippedKeyTtlMs: the TTL boundary", session: c.session, steps: c.steps });
+  }
+  return cases;
+}
+
+export function buildRatchetVectorFile(): string {
+  const rng = new RecordedRandom("ratchet");
+  const kdf = kdfVectors(rng);
+  const { session, steps, encrypt, decrypt, msg } = conversation(rng, DEFAULT_RATCHET_LIMITS);
   encrypt("alice", "a0", T0, "Alice's first chain (header key shared_hka)");
   encrypt("alice", "a1", T0 + 1, "");
   encrypt("alice", "a2", T0 + 2, "");
@@ -210,17 +334,9 @@ export function buildRatchetVectorFile(): string {
       "lists the random bytes it draws (in order); `state` is the party's serialized state afterwards.",
     generator: "scripts/gen-ratchet-vectors.ts",
     kdf,
-    session: {
-      exported: toHex(exported),
-      ad: toHex(ad),
-      limits: { ...DEFAULT_RATCHET_LIMITS },
-      bob_ratchet_secret: toHex(bobKeys.secretKey),
-      bob_ratchet_public: toHex(bobKeys.publicKey),
-      alice_init_random: aliceInitRandom,
-      alice_state: initialStates.alice,
-      bob_state: initialStates.bob,
-    },
+    session,
     steps,
+    limit_edges: limitEdges(),
   };
   return `${JSON.stringify(file, null, 2)}\n`;
 }
@@ -298,6 +414,22 @@ export function documentedPqxdh(i: DocumentedPqxdhInputs) {
   };
 }
 
+/** A bundle one millisecond past MAX_BUNDLE_AGE_MS: the sender refuses it before drawing anything. */
+function staleBundleCase(rng: RecordedRandom, alice: PrekeyStore, bob: PrekeyStore) {
+  const bundle = encodePrekeyBundle(prekeyBundle(bob));
+  const now = bob.signedPrekeys[0]!.createdAt + MAX_BUNDLE_AGE_MS + 1;
+  const r = initiateSession({
+    sender: alice,
+    bundle,
+    recipientIdentityKey: bob.identityKey,
+    plaintext: utf8("too late"),
+    now,
+    random: rng.random,
+  });
+  if (r.ok || rng.take().length !== 0) throw new Error("vector generation: stale bundle accepted");
+  return { bundle: toHex(bundle), now, error: r.error.code };
+}
+
 function firstContactCase(
   name: string,
   rng: RecordedRandom,
@@ -332,6 +464,7 @@ function firstContactCase(
     sealedSender: header.sealedSender,
   });
   const bundleHex = toHex(bundle);
+  const bundleTime = documentedBundleTime(bob);
   const bobStoreBefore = toHex(serializePrekeyStore(bob));
   const accepted = acceptInitialMessage(bob, started.value.message, { now, random: rng.random });
   if (!accepted.ok) throw accepted.error;
@@ -342,6 +475,7 @@ function firstContactCase(
       name,
       now,
       bundle: bundleHex,
+      bundle_time: bundleTime,
       bob_store_before: bobStoreBefore,
       plaintext: toHex(utf8(plaintext)),
       initiate_random: initiateRandom,
@@ -351,11 +485,45 @@ function firstContactCase(
       accept_random: rng.take(),
       sender_identity_key: toHex(accepted.value.senderIdentityKey),
       bob_store_after: toHex(serializePrekeyStore(accepted.value.store)),
+      replay_cache_entry:
+        header.oneTimePrekeyId === null
+          ? toHex(concatBytes(header.baseKey, documentedSenderTag(alice.identityKey)))
+          : null,
       bob_state: toHex(serializeRatchet(accepted.value.state)),
       replay_error: replay.error.code,
     },
     store: accepted.value.store,
   };
+}
+
+/**
+ * The signed creation time of Bob's current generation (bundle v2), as docs/protocol/prekeys.md
+ * writes it: "loft/prekey/v1" ‖ 0x00 ‖ 0x04 ‖ u64 createdAt ‖ u32 id SPK ‖ SPK ‖ u32 id PQSPK ‖ PQSPK.
+ */
+function documentedBundleTime(bob: PrekeyStore) {
+  const spk = bob.signedPrekeys[0]!;
+  const kpk = bob.kemPrekeys[0]!;
+  const time = new Uint8Array(8);
+  new DataView(time.buffer).setBigUint64(0, BigInt(spk.createdAt));
+  const message = concatBytes(
+    utf8("loft/prekey/v1"),
+    new Uint8Array([0, 0x04]),
+    time,
+    u32(spk.id),
+    spk.publicKey,
+    u32(kpk.id),
+    kpk.publicKey,
+  );
+  return {
+    created_at: spk.createdAt,
+    signed_message: toHex(message),
+    signature: toHex(spk.timeSignature!),
+  };
+}
+
+/** Replay-cache sender tag: SHA-256("loft/prekey/seen-sender/v1" ‖ IK_A)[0..8]. */
+function documentedSenderTag(identityKey: Uint8Array): Uint8Array {
+  return sha256(concatBytes(utf8("loft/prekey/seen-sender/v1"), identityKey)).slice(0, 8);
 }
 
 export function buildPqxdhVectorFile(): string {
@@ -430,6 +598,7 @@ export function buildPqxdhVectorFile(): string {
       store_without_one_time_keys: stores.bob_without_one_time_keys,
     },
     cases: [withOneTime.result, lastResort.result],
+    stale_bundle: staleBundleCase(rng, aliceStore, lastResort.store),
   };
   return `${JSON.stringify(file, null, 2)}\n`;
 }

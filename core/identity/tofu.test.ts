@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createUserIdentity, type Identity, updateIdentity } from "./identity.ts";
-import { type ContactIdentity, decideIdentity, type Trust, withTrust } from "./tofu.ts";
+import { type ContactIdentity, decideIdentity, type Trust, usernameKey, withTrust } from "./tofu.ts";
 
 const T0 = 1_700_000_000_000;
 const seed = (n: number) => new Uint8Array(32).fill(n);
@@ -109,6 +109,64 @@ describe("decideIdentity (SREMP §identity TOFU)", () => {
       decideIdentity({ offered: bob1.identity, known: known(bob1.identity, "rejected"), now: T0 }).kind,
     ]);
     expect(kinds.size).toBe(8);
+  });
+
+  it("a known contact renaming itself to another contact's name is surfaced (ask), not updated", () => {
+    const carol = createUserIdentity({ username: "Carol", now: T0, seed: seed(9) });
+    const bobAsCarol = updateIdentity(bob1, { username: "Carol" }, T0 + 10);
+    const d = decideIdentity({
+      offered: bobAsCarol.identity,
+      known: known(bob1.identity),
+      sameUsername: [known(carol.identity)],
+      now: T0 + 50,
+    });
+    expect(d.kind).toBe("rename-collision");
+    expect(d.action).toBe("ask");
+    if (d.kind === "rename-collision") {
+      expect(d.previous).toEqual(bob1.identity);
+      expect(d.sameUsername.map((c) => c.identity)).toEqual([carol.identity]);
+      expect(d.contact.trust).toBe("trusted");
+    }
+    // Case and compatibility forms do not dodge the check ("carol", full-width letters).
+    for (const name of ["carol", "ＣＡＲＯＬ"]) {
+      const v = updateIdentity(bob1, { username: name }, T0 + 10);
+      const r = decideIdentity({
+        offered: v.identity,
+        known: known(bob1.identity),
+        sameUsername: [known(carol.identity)],
+        now: T0 + 50,
+      });
+      expect(r.kind).toBe("rename-collision");
+    }
+    // Without a collision a rename is an update that says what the name was.
+    const plain = decideIdentity({ offered: bob2other.identity, known: known(bob1.identity), now: T0 + 50 });
+    expect(plain.kind).toBe("updated");
+    if (plain.kind === "updated") expect(plain.renamedFrom).toBe("bob");
+    const same = decideIdentity({
+      offered: updateIdentity(bob1, { username: "bob" }, T0 + 10).identity,
+      known: known(bob1.identity),
+      sameUsername: [known(carol.identity)],
+      now: T0 + 50,
+    });
+    if (same.kind === "updated") expect(same.renamedFrom).toBeNull();
+    // A rename with a rotated noise key is still the noise-key question, and names the collision.
+    const both = updateIdentity(bobAsCarol, { noiseSeed: seed(4) }, T0 + 20);
+    const r = decideIdentity({
+      offered: both.identity,
+      known: known(bob1.identity),
+      sameUsername: [known(carol.identity)],
+      now: T0 + 50,
+    });
+    expect(r.kind).toBe("noise-key-rotated");
+    if (r.kind === "noise-key-rotated") {
+      expect(r.renamedFrom).toBe("bob");
+      expect(r.sameUsername).toHaveLength(1);
+    }
+  });
+
+  it("usernameKey folds case and compatibility forms", () => {
+    expect(usernameKey("ＣＡＲＯＬ")).toBe(usernameKey("carol"));
+    expect(usernameKey("Bob")).not.toBe(usernameKey("Rob"));
   });
 
   it("a record of another key passed as `known` is a programming error", () => {

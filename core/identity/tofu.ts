@@ -9,7 +9,10 @@
  *
  * The identity key is the contact id (SREMP: "ContactId := Ed25519PublicKey"), so a different
  * identity key is always a different contact; a *username* already used by a known contact with a
- * different key is the impersonation case and is surfaced as `username-collision`.
+ * different key is the impersonation case and is surfaced as `username-collision` — and so is a
+ * known contact *renaming itself* to such a name (`rename-collision`): the check runs on every name
+ * change, not only for new keys. Names are compared by `usernameKey` (NFKC, case-folded), so
+ * "carol" or full-width "ＣＡＲＯＬ" collide with "Carol".
  *
  * Trust (SREMP): `unknown` on first use, `trusted` after the user verified the safety code (or
  * accepted the contact), `rejected` when the user marked it untrusted. A rejected contact's
@@ -44,13 +47,43 @@ export type IdentityDecision =
     }
   /** Exactly what we have (same version, same signed data): refresh lastSeen. */
   | { kind: "unchanged"; action: "accept"; contact: ContactIdentity }
-  /** A newer version with the same noise key (name, flags, extensions changed): store it. */
-  | { kind: "updated"; action: "accept"; contact: ContactIdentity; previous: Identity }
+  /**
+   * A newer version with the same noise key (name, flags, extensions changed) whose name, if it
+   * changed, collides with no other contact: store it. `renamedFrom` is the previous username when
+   * the name changed (show it: "Bob is now called Robert"), else null.
+   */
+  | {
+      kind: "updated";
+      action: "accept";
+      contact: ContactIdentity;
+      previous: Identity;
+      renamedFrom: string | null;
+    }
+  /**
+   * A newer version, same noise key, whose new username is one other known contacts use: a known
+   * contact taking another's name (impersonation from inside the contact list). Surface; store
+   * only if the user accepts. Trust is unchanged until then.
+   */
+  | {
+      kind: "rename-collision";
+      action: "ask";
+      contact: ContactIdentity;
+      previous: Identity;
+      sameUsername: readonly ContactIdentity[];
+    }
   /**
    * A newer version that rotates the noise key. Signed by the same identity key, so trust is kept,
-   * but the user is told (DESIGN.md): `ask` before storing.
+   * but the user is told (DESIGN.md): `ask` before storing. If the name changed too, `renamedFrom`
+   * says from what and `sameUsername` lists other contacts already using the new name.
    */
-  | { kind: "noise-key-rotated"; action: "ask"; contact: ContactIdentity; previous: Identity }
+  | {
+      kind: "noise-key-rotated";
+      action: "ask";
+      contact: ContactIdentity;
+      previous: Identity;
+      renamedFrom: string | null;
+      sameUsername: readonly ContactIdentity[];
+    }
   /** A lower version than we have: a replayed old identity (maybe an old, compromised noise key). Refuse. */
   | { kind: "downgrade"; action: "refuse"; known: ContactIdentity; offered: Identity }
   /**
@@ -66,20 +99,34 @@ export interface DecideIdentityInput {
   offered: Identity;
   /** What we stored for `offered.verified.identity_key`, if anything. */
   known: ContactIdentity | undefined;
-  /** Other stored contacts (any key) whose username equals `offered.verified.username`. */
+  /**
+   * Other stored contacts (any key) whose username matches `offered.verified.username` by
+   * `usernameKey`; entries with the offered identity key are ignored.
+   */
   sameUsername?: readonly ContactIdentity[];
   /** ms since the epoch. */
   now: number;
 }
 
+/**
+ * The form two usernames are compared in for collisions: Unicode NFKC (compatibility forms such as
+ * full-width letters fold to ASCII) then lower case. Display keeps the name as signed.
+ */
+export function usernameKey(username: string): string {
+  return username.normalize("NFKC").toLowerCase();
+}
+
 /** SREMP §identity TOFU: classify a presented identity against what we know. */
 export function decideIdentity(input: DecideIdentityInput): IdentityDecision {
   const { offered, known, now } = input;
+  const name = usernameKey(offered.verified.username);
+  const others = (input.sameUsername ?? []).filter(
+    (c) =>
+      !equalBytes(c.identity.verified.identity_key, offered.verified.identity_key) &&
+      usernameKey(c.identity.verified.username) === name,
+  );
   if (known === undefined) {
     const contact: ContactIdentity = { identity: offered, trust: "unknown", firstSeen: now, lastSeen: now };
-    const others = (input.sameUsername ?? []).filter(
-      (c) => !equalBytes(c.identity.verified.identity_key, offered.verified.identity_key),
-    );
     return others.length > 0
       ? { kind: "username-collision", action: "ask", contact, sameUsername: others }
       : { kind: "new-contact", action: "accept", contact };
@@ -97,9 +144,22 @@ export function decideIdentity(input: DecideIdentityInput): IdentityDecision {
       : { kind: "conflict", action: "refuse", known, offered };
   }
   const contact: ContactIdentity = { ...known, identity: offered, lastSeen };
-  return equalBytes(had.noise_key, got.noise_key)
-    ? { kind: "updated", action: "accept", contact, previous: known.identity }
-    : { kind: "noise-key-rotated", action: "ask", contact, previous: known.identity };
+  const previous = known.identity;
+  const renamedFrom = had.username !== got.username ? had.username : null;
+  // Every name change is checked, not only new keys (a known contact taking another's name).
+  const collides = usernameKey(had.username) !== name ? others : [];
+  if (!equalBytes(had.noise_key, got.noise_key))
+    return {
+      kind: "noise-key-rotated",
+      action: "ask",
+      contact,
+      previous,
+      renamedFrom,
+      sameUsername: collides,
+    };
+  if (collides.length > 0)
+    return { kind: "rename-collision", action: "ask", contact, previous, sameUsername: collides };
+  return { kind: "updated", action: "accept", contact, previous, renamedFrom };
 }
 
 /** Set a contact's trust (Unknown → Trusted / Rejected, or back); returns a new record. */

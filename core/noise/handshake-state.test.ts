@@ -55,8 +55,9 @@ describe.each([
     expect(initiator.status).toBe("complete");
     expect(responder.status).toBe("complete");
 
-    const a = must(initiator.finish());
-    const b = must(responder.finish());
+    const labels = ["loft ratchet bootstrap", "another label"];
+    const a = must(initiator.finish(labels));
+    const b = must(responder.finish(labels));
     expect(a.handshakeHash).toEqual(b.handshakeHash);
     expect(a.remoteStaticKey).toEqual(sr.publicKey);
     expect(b.remoteStaticKey).toEqual(si.publicKey);
@@ -77,8 +78,28 @@ describe.each([
     expect(a.exportSecret("another label")).not.toEqual(exportedA);
 
     expect(initiator.status).toBe("finished");
-    const twice = initiator.finish();
+    const twice = initiator.finish(labels);
     expect(!twice.ok && twice.error.code).toBe("LOFT_ERR_HANDSHAKE_STATE");
+  });
+
+  it("derives exports at finish and keeps no chaining key: other labels can't be derived later", () => {
+    const { initiator, responder } = pair(pattern);
+    must(responder.readMessage(must(initiator.writeMessage())));
+    must(initiator.readMessage(must(responder.writeMessage())));
+    must(responder.readMessage(must(initiator.writeMessage())));
+    const a = must(initiator.finish(["loft/ratchet/v1"]));
+    const b = must(responder.finish(["loft/ratchet/v1"]));
+    expect(a.exportSecret("loft/ratchet/v1")).toEqual(b.exportSecret("loft/ratchet/v1"));
+    // With ck gone (docs/protocol/session.md §6), a label not derived at finish() is refused.
+    expect(() => a.exportSecret("loft/other")).toThrow(RangeError);
+    // The exported secret handed out is a copy: wiping the transport zeroes the kept one.
+    const copy = a.exportSecret("loft/ratchet/v1");
+    a.wipe();
+    expect(copy.some((x) => x !== 0)).toBe(true);
+    expect(() => a.exportSecret("loft/ratchet/v1")).toThrow(/after wipe/);
+    // The handshake's own `ck`, `h` are zeroed at finish.
+    expect(initiator.handshakeHash).toEqual(new Uint8Array(32));
+    b.wipe();
   });
 
   it("a different prologue on one side fails the first encrypted read (LOFT_ERR_DECRYPT)", () => {

@@ -172,20 +172,27 @@ export class HandshakeState {
   /**
    * Noise §5.3: "If there are no more message patterns returns two new CipherState objects by
    * calling Split()". Once complete, returns the transport (CipherStates for our direction and
-   * the peer's, `h`, `rs`, and the export key) and wipes the handshake state. Only once.
+   * the peer's, `h`, `rs`, and the secrets of our `exportSecret` extension for `exportLabels`)
+   * and wipes the handshake state, final `ck` included: the exports are derived here, so no
+   * chaining key outlives the handshake (docs/protocol/noise.md, "Our extension"). Only once.
    */
-  finish(): Result<NoiseTransport> {
+  finish(exportLabels: readonly string[] = []): Result<NoiseTransport> {
     if (this.#status !== "complete")
       return err("LOFT_ERR_HANDSHAKE_STATE", `finish() while the handshake is ${this.#status}`);
+    for (const label of exportLabels)
+      if (label.length === 0) throw new RangeError("exportSecret: label must be non-empty");
     const [c1, c2] = this.#symmetric.split();
     const initiator = this.role === "initiator";
+    const handshakeHash = this.#symmetric.getHandshakeHash();
+    const exports = new Map<string, Uint8Array>();
+    for (const label of exportLabels) exports.set(label, this.#symmetric.exportSecret(label));
     const transport = new NoiseTransport({
       protocolName: this.pattern.protocolName,
       send: initiator ? c1 : c2,
       receive: initiator ? c2 : c1,
-      handshakeHash: this.#symmetric.getHandshakeHash(),
+      handshakeHash,
       remoteStaticKey: this.#rs!.slice(),
-      chainingKey: this.#symmetric.chainingKeyCopy(),
+      exports,
     });
     this.#wipe();
     this.#status = "finished";

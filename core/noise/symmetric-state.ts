@@ -3,8 +3,8 @@
  * and a CipherState), with BLAKE2s (§12.7) and HKDF over HMAC-BLAKE2s (§4.3).
  * https://noiseprotocol.org/noise.html#the-symmetricstate-object
  *
- * Our one extension, `exportSecret(label)` on the Split result (see split.ts / `NoiseTransport`),
- * derives from the final `ck`; nothing here changes the spec's own functions.
+ * Our one extension, `exportSecret(label)` (see transport.ts), derives from the final `ck` at
+ * `finish()`, before `ck` is wiped; nothing here changes the spec's own functions.
  */
 import { utf8, wipe } from "../bytes.ts";
 import type { Result } from "../errors.ts";
@@ -91,11 +91,16 @@ export class SymmetricState {
   }
 
   /**
-   * A copy of the chaining key, for the Split-time `exportSecret` extension only (see
-   * `NoiseTransport.exportSecret`). The caller wipes it.
+   * Our extension (docs/protocol/noise.md, "Our extension"), computed at Split time from the final
+   * chaining key: `HKDF(ck, h ‖ UTF-8(label), 1)` (§4.3, first output). Never exposes `ck` itself.
    */
-  chainingKeyCopy(): Uint8Array {
-    return this.#ck.slice();
+  exportSecret(label: string): Uint8Array {
+    const labelBytes = utf8(label);
+    const ikm = new Uint8Array(this.#h.length + labelBytes.length);
+    ikm.set(this.#h);
+    ikm.set(labelBytes, this.#h.length);
+    const [secret] = hkdf(this.#ck, ikm, 1) as [Uint8Array];
+    return secret;
   }
 
   /** Zero `ck`, `h` and `k` (a failed or finished handshake leaves nothing behind). */

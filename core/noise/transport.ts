@@ -4,8 +4,8 @@
  * static key, and one Loft extension — `exportSecret(label)`.
  * https://noiseprotocol.org/noise.html#the-symmetricstate-object
  *
- * Extension (ours, not in the Noise spec): `exportSecret(label)` derives a further 32-byte secret
- * from the final chaining key, for bootstrapping the Double Ratchet (core/ratchet):
+ * Extension (ours, not in the Noise spec): `exportSecret(label)` is a 32-byte secret derived from
+ * the final chaining key, for bootstrapping the Double Ratchet (core/ratchet):
  *
  *   exportSecret(label) = HMAC-BLAKE2s(HMAC-BLAKE2s(ck, h ‖ UTF-8(label)), 0x01)
  *
@@ -13,10 +13,13 @@
  * `h ‖ label` as input key material. Split() uses a zero-length input, so the exported secret is
  * independent of both transport keys; binding `h` ties it to the whole transcript (prologue,
  * every public key and payload). Labels are non-empty; different labels give independent secrets.
+ *
+ * The secrets are derived once, at `HandshakeState.finish(exportLabels)`, for the labels named
+ * there; the final `ck` is wiped with the handshake state and never reaches the transport, so a
+ * later memory disclosure cannot derive further secrets (docs/protocol/session.md §6).
  */
-import { utf8, wipe } from "../bytes.ts";
+import { wipe } from "../bytes.ts";
 import type { CipherState } from "./cipher-state.ts";
-import { hkdf } from "./primitives.ts";
 
 export interface NoiseTransportParts {
   protocolName: string;
@@ -24,7 +27,8 @@ export interface NoiseTransportParts {
   receive: CipherState;
   handshakeHash: Uint8Array;
   remoteStaticKey: Uint8Array;
-  chainingKey: Uint8Array;
+  /** label → exportSecret(label), derived at finish(); owned (and wiped) by the transport. */
+  exports: ReadonlyMap<string, Uint8Array>;
 }
 
 export class NoiseTransport {
@@ -35,7 +39,7 @@ export class NoiseTransport {
   readonly receive: CipherState;
   readonly #handshakeHash: Uint8Array;
   readonly #remoteStaticKey: Uint8Array;
-  #chainingKey: Uint8Array | undefined;
+  #exports: Map<string, Uint8Array> | undefined;
 
   constructor(parts: NoiseTransportParts) {
     this.protocolName = parts.protocolName;
@@ -43,7 +47,7 @@ export class NoiseTransport {
     this.receive = parts.receive;
     this.#handshakeHash = parts.handshakeHash;
     this.#remoteStaticKey = parts.remoteStaticKey;
-    this.#chainingKey = parts.chainingKey;
+    this.#exports = new Map(parts.exports);
   }
 
   /** Noise §11.2: `h` after the last handshake message, the same on both sides. */
@@ -56,24 +60,30 @@ export class NoiseTransport {
     return this.#remoteStaticKey.slice();
   }
 
-  /** Our extension (see the file comment): a 32-byte secret bound to `ck`, `h` and `label`. */
-  exportSecret(label: string): Uint8Array {
-    const ck = this.#chainingKey;
-    if (ck === undefined) throw new Error("exportSecret() after wipe()");
-    if (label.length === 0) throw new RangeError("exportSecret: label must be non-empty");
-    const labelBytes = utf8(label);
-    const ikm = new Uint8Array(this.#handshakeHash.length + labelBytes.length);
-    ikm.set(this.#handshakeHash);
-    ikm.set(labelBytes, this.#handshakeHash.length);
-    const [secret] = hkdf(ck, ikm, 1) as [Uint8Array];
-    return secret;
+  /** The labels whose secrets `finish()` derived. */
+  get exportLabels(): string[] {
+    return [...(this.#exports?.keys() ?? [])];
   }
 
-  /** Wipe both CipherStates and the chaining key; the transport is unusable afterwards. */
+  /**
+   * Our extension (see the file comment): a copy of the 32-byte secret for `label`, which must be
+   * one of the labels passed to `finish()` (the chaining key is gone; nothing else can be derived).
+   */
+  exportSecret(label: string): Uint8Array {
+    const exports = this.#exports;
+    if (exports === undefined) throw new Error("exportSecret() after wipe()");
+    if (label.length === 0) throw new RangeError("exportSecret: label must be non-empty");
+    const secret = exports.get(label);
+    if (secret === undefined)
+      throw new RangeError(`exportSecret: "${label}" was not among the labels derived at finish()`);
+    return secret.slice();
+  }
+
+  /** Wipe both CipherStates and the exported secrets; the transport is unusable afterwards. */
   wipe(): void {
     this.send.wipe();
     this.receive.wipe();
-    wipe(this.#chainingKey);
-    this.#chainingKey = undefined;
+    if (this.#exports) for (const secret of this.#exports.values()) wipe(secret);
+    this.#exports = undefined;
   }
 }

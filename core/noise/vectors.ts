@@ -92,6 +92,10 @@ function replay(v: Json, pattern: HandshakePattern): void {
   const initiator = side(v, pattern, "init");
   const responder = side(v, pattern, "resp");
   const handshakeLength = pattern.messages.length;
+  // Exports are derived at finish() (the chaining key is wiped there): name them up front.
+  const exportLabels = Array.isArray(v.exported_secrets)
+    ? (v.exported_secrets as Json[]).map((e) => String(e.label))
+    : [];
   let transports: [NoiseTransport, NoiseTransport] | undefined;
   messages.forEach((m: Json, i) => {
     const payload = fromHex(String(m.payload));
@@ -110,8 +114,8 @@ function replay(v: Json, pattern: HandshakePattern): void {
       received = read.value;
     } else {
       if (transports === undefined) {
-        const a = initiator.finish();
-        const b = responder.finish();
+        const a = initiator.finish(exportLabels);
+        const b = responder.finish(exportLabels);
         if (!a.ok || !b.ok) throw new Error("handshake did not complete");
         transports = [a.value, b.value];
       }
@@ -127,8 +131,8 @@ function replay(v: Json, pattern: HandshakePattern): void {
     if (!equalBytes(received, payload)) throw new Error(`message ${i}: decrypted payload differs`);
   });
   if (transports === undefined) {
-    const a = initiator.finish();
-    const b = responder.finish();
+    const a = initiator.finish(exportLabels);
+    const b = responder.finish(exportLabels);
     if (!a.ok || !b.ok) throw new Error("handshake did not complete");
     transports = [a.value, b.value];
   }

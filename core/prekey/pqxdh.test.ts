@@ -4,7 +4,7 @@ import { equalBytes, utf8 } from "../bytes.ts";
 import type { Result } from "../errors.ts";
 import { ratchetDecrypt, ratchetEncrypt } from "../ratchet/index.ts";
 import { encodeCanonical } from "../wire/codec.ts";
-import { signPrekey } from "./bundle.ts";
+import { signBundleTime, signPrekey } from "./bundle.ts";
 import {
   acceptInitialMessage,
   createPrekeyStore,
@@ -20,6 +20,7 @@ import {
   prekeyBundle,
   replenishOneTimePrekeys,
   rotateSignedPrekeys,
+  senderTag,
   serializePrekeyStore,
 } from "./index.ts";
 
@@ -110,9 +111,11 @@ describe("prekey bundle (PQXDH §3.2)", () => {
       okpks: [],
     };
     expect(codeOf(decodePrekeyBundle(encodeCanonical(raw)))).toBe("LOFT_ERR_SCHEMA");
-    expect(codeOf(decodePrekeyBundle(encodeCanonical({ ...raw, v: 2 })))).toBe(
+    expect(codeOf(decodePrekeyBundle(encodeCanonical({ ...raw, v: 3 })))).toBe(
       "LOFT_ERR_UNSUPPORTED_VERSION",
     );
+    // Version 2 requires its signed time.
+    expect(codeOf(decodePrekeyBundle(encodeCanonical({ ...raw, v: 2, opks: [] })))).toBe("LOFT_ERR_SCHEMA");
     expect(codeOf(decodePrekeyBundle(encodeCanonical({ ...raw, extra: 1 })))).toBe("LOFT_ERR_SCHEMA");
     expect(codeOf(decodePrekeyBundle(new Uint8Array([0xc1])))).toBe("LOFT_ERR_MALFORMED");
     expect(codeOf(decodePrekeyBundle(new Uint8Array(70_000)))).toBe("LOFT_ERR_FRAME_TOO_LARGE");
@@ -162,7 +165,9 @@ describe("PQXDH-style first contact (PQXDH §3.3, §3.4)", () => {
     expect(header.oneTimePrekeyId).toBeNull();
     expect(header.kemPrekeyId).toBe(bob.store.kemPrekeys[0]!.id);
     const accepted = unwrap(acceptInitialMessage(bob.store, started.message, { now: NOW }));
-    expect(accepted.store.signedPrekeys[0]!.seenBaseKeys).toEqual([header.baseKey]);
+    expect(accepted.store.signedPrekeys[0]!.seenBaseKeys).toEqual([
+      { baseKey: header.baseKey, sender: senderTag(alice.identityKey) },
+    ]);
     expect(codeOf(acceptInitialMessage(accepted.store, started.message, { now: NOW }))).toBe(
       "LOFT_ERR_REPLAY",
     );
@@ -283,12 +288,17 @@ describe("PQXDH-style first contact (PQXDH §3.3, §3.4)", () => {
     const bob = user(0, 0);
     const bundle = prekeyBundle(bob.store);
     const zero = new Uint8Array(32);
+    const signedPrekey = {
+      id: 77,
+      publicKey: zero,
+      signature: signPrekey(bob.identitySecretKey, PrekeyKind.x25519Signed, 77, zero),
+    };
     const bad = {
       ...bundle,
-      signedPrekey: {
-        id: 77,
-        publicKey: zero,
-        signature: signPrekey(bob.identitySecretKey, PrekeyKind.x25519Signed, 77, zero),
+      signedPrekey,
+      signedTime: {
+        createdAt: NOW,
+        signature: signBundleTime(bob.identitySecretKey, NOW, signedPrekey, bundle.kemPrekey),
       },
     };
     const r = initiateSession({

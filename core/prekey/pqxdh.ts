@@ -40,6 +40,8 @@ import {
   IDENTITY_KEY_LEN,
   KEM_CIPHERTEXT_LEN,
   KEM_MSG_LEN,
+  MAX_BUNDLE_AGE_MS,
+  MAX_BUNDLE_CLOCK_SKEW_MS,
   MAX_PREKEY_ID,
   type PrekeyBundle,
   PrekeyKind,
@@ -47,7 +49,14 @@ import {
   verifyPrekeySignature,
   X25519_KEY_LEN,
 } from "./bundle.ts";
-import { assertLiveStore, kemSecretKey, MAX_SEEN_BASE_KEYS, type PrekeyStore, retireStore } from "./store.ts";
+import {
+  assertLiveStore,
+  kemSecretKey,
+  type PrekeyStore,
+  rememberBaseKey,
+  retireStore,
+  senderTag,
+} from "./store.ts";
 
 export const INITIAL_MESSAGE_VERSION = 1;
 /** PQXDH §2.1 `info`, with our curve, hash and KEM. */
@@ -191,6 +200,16 @@ function senderBlock(
   return concatBytes(identityKey, u32(spkId), spk, signature);
 }
 
+/** Why a verified bundle is too old (or too new) to use at `now`; null when it is fine. */
+export function bundleStaleness(bundle: PrekeyBundle, now: number): string | null {
+  const t = bundle.signedTime;
+  if (!t) return "no signed creation time (version 1)";
+  if (now - t.createdAt > MAX_BUNDLE_AGE_MS)
+    return `created ${Math.floor((now - t.createdAt) / 86_400_000)} days ago (more than ${MAX_BUNDLE_AGE_MS / 86_400_000})`;
+  if (t.createdAt - now > MAX_BUNDLE_CLOCK_SKEW_MS) return "created in the future (clock skew over a day)";
+  return null;
+}
+
 export interface InitiateSessionParams {
   /** Alice's own prekey store: her identity key and current signed prekey (SPK_A). */
   readonly sender: PrekeyStore;
@@ -223,7 +242,9 @@ export interface InitiatedSession {
  * prekey choice (4, if any), one-time KEM prekey choice (4, if any), ML-KEM encapsulation m (32),
  * Alice's first ratchet key (32), the first message's nonce (24).
  * Errors: the bundle's decode errors, `LOFT_ERR_BAD_IDENTITY` (not the expected contact),
- * `LOFT_ERR_MALFORMED` (an invalid X25519 or ML-KEM public key in a validly signed bundle).
+ * `LOFT_ERR_STALE_PREKEY` (no signed creation time — a version 1 bundle — or one older than
+ * MAX_BUNDLE_AGE_MS or later than MAX_BUNDLE_CLOCK_SKEW_MS ahead of `now`), `LOFT_ERR_MALFORMED`
+ * (an invalid X25519 or ML-KEM public key in a validly signed bundle).
  */
 export function initiateSession(p: InitiateSessionParams): Result<InitiatedSession> {
   abytes(p.recipientIdentityKey, IDENTITY_KEY_LEN, "recipientIdentityKey");
@@ -235,6 +256,8 @@ export function initiateSession(p: InitiateSessionParams): Result<InitiatedSessi
   const bundle: PrekeyBundle = decoded.value;
   if (!equalBytes(bundle.identityKey, p.recipientIdentityKey))
     return err("LOFT_ERR_BAD_IDENTITY", "prekey bundle: signed by another identity than the contact's");
+  const stale = bundleStaleness(bundle, p.now);
+  if (stale) return err("LOFT_ERR_STALE_PREKEY", `prekey bundle: ${stale}`);
   const spkA = p.sender.signedPrekeys[0];
   if (!spkA) throw new Error("initiateSession: sender store has no signed prekey");
 
@@ -331,8 +354,8 @@ export interface AcceptedSession {
  * and decrypt the first message. Only if all of that succeeds are the one-time prekeys deleted and
  * the base key remembered; any failure leaves `store` as it was.
  * Errors: decode errors; `LOFT_ERR_HANDSHAKE_STATE` (signed prekey or ML-KEM prekey unknown:
- * rotated out); `LOFT_ERR_REPLAY` (one-time prekey already used, base key already seen, or replay
- * cache full); `LOFT_ERR_DECRYPT` (sealed block or first message fails); `LOFT_ERR_BAD_SIGNATURE`
+ * rotated out); `LOFT_ERR_REPLAY` (one-time prekey already used, or base key in the replay cache);
+ * `LOFT_ERR_DECRYPT` (sealed block or first message fails); `LOFT_ERR_BAD_SIGNATURE`
  * (Alice's signed prekey); `LOFT_ERR_MALFORMED` (low-order keys).
  * Random draws: Bob's next ratchet key (32).
  */
@@ -372,11 +395,9 @@ export function acceptInitialMessage(
       );
     return err("LOFT_ERR_HANDSHAKE_STATE", `initial message: unknown ML-KEM prekey ${header.kemPrekeyId}`);
   }
-  if (spk.seenBaseKeys.some((k) => equalBytes(k, header.baseKey)))
+  if (spk.seenBaseKeys.some((k) => equalBytes(k.baseKey, header.baseKey)))
     return err("LOFT_ERR_REPLAY", "initial message: base key already used");
   const usesOneTimeKey = opk !== null || oneTimeKemIndex >= 0;
-  if (!usesOneTimeKey && spk.seenBaseKeys.length >= MAX_SEEN_BASE_KEYS)
-    return err("LOFT_ERR_REPLAY", "initial message: replay cache full until the signed prekey rotates");
 
   const kemSecret = kemSecretKey(kem.seed);
   const ss = ml_kem768.decapsulate(header.kemCiphertext, kemSecret);
@@ -447,11 +468,20 @@ export function acceptInitialMessage(
     return first;
   }
 
-  // Commit (PQXDH §3.4): delete the one-time prekeys used; remember a base key that no one-time key protects.
+  // Commit (PQXDH §3.4): delete the one-time prekeys used; remember a base key that no one-time key
+  // protects — never refusing: a full cache evicts (store.ts `rememberBaseKey`).
   const signedPrekeys = usesOneTimeKey
     ? store.signedPrekeys
     : store.signedPrekeys.map((k, i) =>
-        i === spkIndex ? { ...k, seenBaseKeys: [...k.seenBaseKeys, header.baseKey.slice()] } : k,
+        i === spkIndex
+          ? {
+              ...k,
+              seenBaseKeys: rememberBaseKey(k.seenBaseKeys, {
+                baseKey: header.baseKey.slice(),
+                sender: senderTag(senderIdentityKey),
+              }),
+            }
+          : k,
       );
   if (opk) opk.secretKey.fill(0);
   if (oneTimeKemIndex >= 0) store.oneTimeKemPrekeys[oneTimeKemIndex]!.seed.fill(0);

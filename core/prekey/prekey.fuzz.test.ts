@@ -19,8 +19,13 @@ import {
   deserializePrekeyStore,
   encodePrekeyBundle,
   initiateSession,
+  MAX_SEEN_BASE_KEYS,
+  MAX_SEEN_PER_SENDER,
   parsePrekeyBundle,
   prekeyBundle,
+  rememberBaseKey,
+  SENDER_TAG_LEN,
+  type SeenBaseKey,
   serializePrekeyStore,
 } from "./index.ts";
 
@@ -200,5 +205,46 @@ describe("prekey decoders under garbage and mutation", () => {
       }),
       { numRuns: Math.ceil(FUZZ_RUNS / 10) },
     );
+  });
+
+  it("rememberBaseKey: any sequence of senders keeps the cache bounded, per sender ≤ 4, newest kept", () => {
+    const tags = Array.from({ length: 600 }, (_, i) =>
+      new Uint8Array(SENDER_TAG_LEN).fill(i % 256).map((x, j) => (j === 0 ? i >> 8 : x)),
+    );
+    const check = (senders: number[]) => {
+      let seen: SeenBaseKey[] = [];
+      senders.forEach((who, n) => {
+        const entry = {
+          baseKey: new Uint8Array(32).map((_, j) => (j < 4 ? (n >>> (8 * j)) & 0xff : 0)),
+          sender: tags[who]!,
+        };
+        seen = rememberBaseKey(seen, entry);
+        expect(seen.at(-1)).toBe(entry);
+      });
+      expect(seen.length).toBeLessThanOrEqual(MAX_SEEN_BASE_KEYS);
+      const counts = new Map<string, number>();
+      for (const e of seen) counts.set(e.sender.join(), (counts.get(e.sender.join()) ?? 0) + 1);
+      for (const c of counts.values()) expect(c).toBeLessThanOrEqual(MAX_SEEN_PER_SENDER);
+      // The last min(4, n) entries of the last sender are all there.
+      const last = senders.at(-1)!;
+      const mine = senders
+        .map((w, i) => [w, i] as const)
+        .filter(([w]) => w === last)
+        .slice(-MAX_SEEN_PER_SENDER);
+      for (const [, i] of mine)
+        expect(
+          seen.some(
+            (e) =>
+              e.baseKey[0] === (i & 0xff) && e.baseKey[1] === ((i >> 8) & 0xff) && e.sender === tags[last],
+          ),
+        ).toBe(true);
+    };
+    fc.assert(fc.property(fc.array(fc.nat(599), { minLength: 1, maxLength: 60 }), check), {
+      numRuns: Math.ceil(FUZZ_RUNS / 10),
+    });
+    // Past the capacity (2048 entries): a few long sequences (each insert scans the whole cache).
+    fc.assert(fc.property(fc.array(fc.nat(599), { minLength: 2100, maxLength: 2200 }), check), {
+      numRuns: 2,
+    });
   });
 });

@@ -5,13 +5,15 @@
  * yields the SK that opens Alice's first message; and the generator reproduces the file exactly.
  */
 import { readFileSync } from "node:fs";
+import { ed25519 } from "@noble/curves/ed25519.js";
+import { sha256 } from "@noble/hashes/sha2.js";
 import { describe, expect, it } from "vitest";
 import {
   buildPqxdhVectorFile,
   documentedPqxdh,
   PQXDH_VECTOR_FILE,
 } from "../../scripts/gen-ratchet-vectors.ts";
-import { fromHex, toHex } from "../bytes.ts";
+import { concatBytes, fromHex, toHex, utf8 } from "../bytes.ts";
 import type { Result } from "../errors.ts";
 import type { RandomBytes } from "../ratchet/index.ts";
 import {
@@ -25,6 +27,7 @@ import {
   acceptInitialMessage,
   createPrekeyStore,
   decodeInitialMessage,
+  decodePrekeyBundle,
   deserializePrekeyStore,
   encodePrekeyBundle,
   initiateSession,
@@ -37,6 +40,7 @@ interface Case {
   name: string;
   now: number;
   bundle: string;
+  bundle_time: { created_at: number; signed_message: string; signature: string };
   bob_store_before: string;
   plaintext: string;
   initiate_random: string[];
@@ -48,6 +52,7 @@ interface Case {
   bob_store_after: string;
   bob_state: string;
   replay_error: string;
+  replay_cache_entry: string | null;
 }
 
 interface PqxdhVectorFile {
@@ -61,6 +66,7 @@ interface PqxdhVectorFile {
     store_without_one_time_keys: string;
   };
   cases: Case[];
+  stale_bundle: { bundle: string; now: number; error: string };
 }
 
 function replayRandom(draws: readonly string[]): RandomBytes {
@@ -167,6 +173,40 @@ describe("docs/vectors/pqxdh-v1.json", () => {
       expect(toHex(opened.plaintext)).toBe(c.plaintext);
     },
   );
+
+  it.each(file.cases.map((c) => [c.name, c] as const))(
+    "%s: the bundle's signed time and the replay-cache entry are as documented (noble only)",
+    (_, c) => {
+      const bundle = unwrap(decodePrekeyBundle(fromHex(c.bundle)));
+      expect(bundle.signedTime?.createdAt).toBe(c.bundle_time.created_at);
+      expect(toHex(bundle.signedTime!.signature)).toBe(c.bundle_time.signature);
+      const msg = fromHex(c.bundle_time.signed_message);
+      expect(toHex(msg.slice(0, 16))).toBe(
+        toHex(concatBytes(utf8("loft/prekey/v1"), new Uint8Array([0, 4]))),
+      );
+      expect(ed25519.verify(bundle.signedTime!.signature, msg, bundle.identityKey, { zip215: false })).toBe(
+        true,
+      );
+      const header = unwrap(decodeInitialMessage(fromHex(c.initial_message))).header;
+      const tag = sha256(concatBytes(utf8("loft/prekey/seen-sender/v1"), fromHex(file.alice.identity_key)));
+      expect(c.replay_cache_entry).toBe(
+        header.oneTimePrekeyId === null ? toHex(concatBytes(header.baseKey, tag.slice(0, 8))) : null,
+      );
+    },
+  );
+
+  it("a bundle 1 ms past MAX_BUNDLE_AGE_MS is refused before any random draw", () => {
+    const r = initiateSession({
+      sender: store(file.alice.store),
+      bundle: fromHex(file.stale_bundle.bundle),
+      recipientIdentityKey: fromHex(file.bob.identity_key),
+      plaintext: utf8("too late"),
+      now: file.stale_bundle.now,
+      random: replayRandom([]),
+    });
+    expect(r.ok ? "ok" : r.error.code).toBe(file.stale_bundle.error);
+    expect(file.stale_bundle.error).toBe("LOFT_ERR_STALE_PREKEY");
+  });
 
   it("is exactly what scripts/gen-ratchet-vectors.ts generates", () => {
     expect(buildPqxdhVectorFile()).toBe(committed);

@@ -23,6 +23,7 @@ export {
   canSend,
   type DecryptResult,
   type EncryptResult,
+  expireSkippedKeys,
   generateRatchetKeyPair,
   type InitAliceParams,
   type InitBobParams,

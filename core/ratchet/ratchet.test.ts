@@ -6,6 +6,7 @@ import {
   canSend,
   DEFAULT_RATCHET_LIMITS,
   deserializeRatchet,
+  expireSkippedKeys,
   generateRatchetKeyPair,
   MAX_MESSAGE_LEN,
   MAX_SKIPPED_CHAINS,
@@ -269,6 +270,35 @@ describe("Double Ratchet with header encryption (Signal DR §4)", () => {
     // a committed step (here a send) drops it for good
     a.state = unwrap(ratchetDecrypt(a.state, b.send("x", NOW + 1001), NOW + 1001)).state;
     expect(b.state.skipped.length).toBe(0);
+  });
+
+  it("a failed decrypt leaves expired skipped keys for expireSkippedKeys to delete from the stored state", () => {
+    const limits = { ...DEFAULT_RATCHET_LIMITS, skippedKeyTtlMs: 1000 };
+    const { a, b } = parties(limits);
+    const m0 = a.send("m0");
+    const m1 = a.send("m1");
+    expect(b.receive(m1, NOW).ok).toBe(true);
+    expect(b.state.skipped.length).toBe(1);
+    const expiredKey = b.state.skipped[0]!.messageKey;
+    // Only failures afterwards (garbage, then the expired message itself): nothing is committed...
+    const garbage = new Uint8Array(200);
+    garbage[0] = m0[0]!;
+    expect(codeOf(ratchetDecrypt(b.state, garbage, NOW + 1001))).toBe("LOFT_ERR_DECRYPT");
+    expect(codeOf(b.receive(m0, NOW + 1001))).toBe("LOFT_ERR_REPLAY");
+    // ...so the state the caller would store still holds the expired key (DR §6.4 says delete it).
+    const toStore = expireSkippedKeys(b.state, NOW + 1001);
+    expect(toStore).not.toBe(b.state);
+    expect(toStore.skipped.length).toBe(0);
+    expect(expiredKey.every((x) => x === 0)).toBe(true);
+    expect(() => serializeRatchet(b.state)).toThrow(/already advanced/);
+    const restored = unwrap(deserializeRatchet(serializeRatchet(toStore)));
+    expect(restored.skipped.length).toBe(0);
+    // At exactly the TTL a key is still valid, and nothing changes.
+    const { a: a2, b: b2 } = parties(limits);
+    const n0 = a2.send("n0");
+    expect(b2.receive(a2.send("n1"), NOW).ok).toBe(true);
+    expect(expireSkippedKeys(b2.state, NOW + 1000)).toBe(b2.state);
+    expect(b2.receive(n0, NOW + 1000)).toEqual({ ok: true, value: "n0" });
   });
 
   it("zeroes superseded secrets and refuses to reuse an advanced state", () => {

@@ -228,6 +228,23 @@ function dropExpired(state: RatchetState, now: number): readonly SkippedMessageK
   return skipped;
 }
 
+/**
+ * DR §6.4 on schedule, for the state a caller is about to store after a *failed* decrypt (which
+ * leaves its input unchanged, DR §3.5) or when it loads an idle state: the skipped keys stored more
+ * than `limits.skippedKeyTtlMs` before `now` are zeroed and removed. Returns `state` itself when
+ * none expired; otherwise a new state, and `state` is retired like after any committed step.
+ * (Encrypts and successful decrypts already drop expired keys.)
+ */
+export function expireSkippedKeys(state: RatchetState, now: number): RatchetState {
+  assertLive(state);
+  assertNow(now);
+  const skipped = dropExpired(state, now);
+  if (skipped === state.skipped) return state;
+  const next: RatchetState = { ...state, skipped };
+  wipeUnshared(state, next, true);
+  return next;
+}
+
 export interface EncryptResult {
   readonly state: RatchetState;
   readonly message: Uint8Array;

@@ -9,6 +9,7 @@ import { buildRatchetVectorFile, RATCHET_VECTOR_FILE } from "../../scripts/gen-r
 import { fromHex, toHex } from "../bytes.ts";
 import {
   deserializeRatchet,
+  expireSkippedKeys,
   kdfChain,
   kdfRoot,
   type RandomBytes,
@@ -23,13 +24,25 @@ import {
 interface Step {
   note: string;
   party: "alice" | "bob";
-  op: "encrypt" | "decrypt";
+  /** `expire`: the state a caller stores after a failed decrypt (`expireSkippedKeys`). */
+  op: "encrypt" | "decrypt" | "expire";
   now: number;
   plaintext?: string;
-  message: string;
+  message?: string;
   random: string[];
   error?: string;
   state: string;
+}
+
+interface SessionVector {
+  exported: string;
+  ad: string;
+  limits: { maxSkip: number; maxSkippedKeys: number; skippedKeyTtlMs: number };
+  bob_ratchet_secret: string;
+  bob_ratchet_public: string;
+  alice_init_random: string[];
+  alice_state: string;
+  bob_state: string;
 }
 
 interface RatchetVectorFile {
@@ -38,17 +51,10 @@ interface RatchetVectorFile {
     kdf_rk: Record<"rk" | "dh_out" | "root_key" | "chain_key" | "next_header_key", string>;
     kdf_ck: Record<"ck" | "message_key" | "next_chain_key", string>;
   };
-  session: {
-    exported: string;
-    ad: string;
-    limits: { maxSkip: number; maxSkippedKeys: number; skippedKeyTtlMs: number };
-    bob_ratchet_secret: string;
-    bob_ratchet_public: string;
-    alice_init_random: string[];
-    alice_state: string;
-    bob_state: string;
-  };
+  session: SessionVector;
   steps: Step[];
+  /** Limit edges (maxSkip, maxSkippedKeys eviction, MAX_SKIPPED_CHAINS, TTL), each its own session. */
+  limit_edges: { name: string; session: SessionVector; steps: Step[] }[];
 }
 
 /** Hands out the file's draws in order; a draw of another length, or a missing one, fails. */
@@ -80,7 +86,17 @@ function replay(file: RatchetVectorFile): string {
   if (toHex(chain.messageKey) !== k.kdf_ck.message_key) return "kdf_ck message_key";
   if (toHex(chain.chainKey) !== k.kdf_ck.next_chain_key) return "kdf_ck next_chain_key";
 
-  const s = file.session;
+  const main = replaySession(file.session, file.steps, "");
+  if (main !== "passed") return main;
+  for (const edge of file.limit_edges) {
+    const r = replaySession(edge.session, edge.steps, `${edge.name}: `);
+    if (r !== "passed") return r;
+  }
+  return "passed";
+}
+
+/** One session's initialisation and scripted steps; returns the first mismatch, or "passed". */
+function replaySession(s: SessionVector, steps: readonly Step[], prefix: string): string {
   const exported = fromHex(s.exported);
   const ad = fromHex(s.ad);
   const random = replayRandom(s.alice_init_random);
@@ -104,17 +120,19 @@ function replay(file: RatchetVectorFile): string {
   if (toHex(serializeRatchet(states.alice)) !== s.alice_state) return "alice initial state";
   if (toHex(serializeRatchet(states.bob)) !== s.bob_state) return "bob initial state";
 
-  for (const [i, step] of file.steps.entries()) {
+  for (const [i, step] of steps.entries()) {
     const stepRandom = replayRandom(step.random);
-    const where = `step ${i} (${step.party} ${step.op}: ${step.note})`;
-    if (step.op === "encrypt") {
+    const where = `${prefix}step ${i} (${step.party} ${step.op}: ${step.note})`;
+    if (step.op === "expire") {
+      states[step.party] = expireSkippedKeys(states[step.party], step.now);
+    } else if (step.op === "encrypt") {
       const r = ratchetEncrypt(states[step.party], fromHex(step.plaintext!), step.now, {
         random: stepRandom,
       });
       states[step.party] = r.state;
       if (toHex(r.message) !== step.message) return `${where}: message`;
     } else {
-      const r = ratchetDecrypt(states[step.party], fromHex(step.message), step.now, { random: stepRandom });
+      const r = ratchetDecrypt(states[step.party], fromHex(step.message!), step.now, { random: stepRandom });
       if (r.ok) {
         states[step.party] = r.value.state;
         if (step.error !== undefined || toHex(r.value.plaintext) !== step.plaintext)
@@ -143,9 +161,31 @@ describe("docs/vectors/ratchet-v1.json", () => {
     expect(replay(file)).toBe("passed");
   });
 
+  it("replays the limit edges: maxSkip, eviction at maxSkippedKeys, MAX_SKIPPED_CHAINS, the TTL boundary", () => {
+    const file = JSON.parse(committed) as RatchetVectorFile;
+    expect(file.limit_edges.map((e) => e.steps.filter((s) => s.error).map((s) => s.error))).toEqual([
+      ["LOFT_ERR_TOO_MANY_SKIPPED"],
+      ["LOFT_ERR_REPLAY"],
+      ["LOFT_ERR_DECRYPT"],
+      ["LOFT_ERR_REPLAY", "LOFT_ERR_REPLAY"],
+    ]);
+    expect(file.limit_edges.at(-1)!.steps.some((s) => s.op === "expire")).toBe(true);
+    expect(replay(file)).toBe("passed");
+  });
+
   it("restores every recorded state and re-serializes it to the same bytes", () => {
     const file = JSON.parse(committed) as RatchetVectorFile;
-    for (const hex of [file.session.alice_state, file.session.bob_state, ...file.steps.map((s) => s.state)]) {
+    const edges = file.limit_edges.flatMap((e) => [
+      e.session.alice_state,
+      e.session.bob_state,
+      ...e.steps.map((s) => s.state),
+    ]);
+    for (const hex of [
+      file.session.alice_state,
+      file.session.bob_state,
+      ...file.steps.map((s) => s.state),
+      ...edges,
+    ]) {
       const r = deserializeRatchet(fromHex(hex));
       expect(r.ok && toHex(serializeRatchet(r.value))).toBe(hex);
     }

@@ -82,7 +82,19 @@ export interface SessionOptions {
   entropy?: NoiseEntropy;
   /** Version header codec (tests); SREMP 1.0 otherwise. */
   versionCodec?: VersionCodec;
+  /**
+   * Labels whose `exportSecret` the handshake derives when it finishes (the chaining key is wiped
+   * then; docs/protocol/session.md §6). Default: `SESSION_EXPORT_LABELS`.
+   */
+  exportLabels?: readonly string[];
 }
+
+/**
+ * What the chat layer exports from every session: the Double Ratchet bootstrap secret
+ * (core/ratchet/bootstrap.ts `RATCHET_EXPORT_LABEL`) and the ratchet id
+ * (web/src/engine/ratchet-store.ts `RATCHET_ID_LABEL`).
+ */
+export const SESSION_EXPORT_LABELS: readonly string[] = ["loft/ratchet/v1", "loft/chat/ratchet-id/v1"];
 
 const EMPTY = new Uint8Array(0);
 
@@ -174,7 +186,7 @@ export async function establishSession(options: SessionOptions): Promise<Session
       const payload3 = must(hs.readMessage(await next(link)));
       peer = must(verifyPeer(payload3, hs.remoteStaticKey!, options.expectedIdentityKey));
     }
-    const transport = must(hs.finish());
+    const transport = must(hs.finish(options.exportLabels ?? SESSION_EXPORT_LABELS));
     return new Session({
       link,
       transport,

@@ -27,6 +27,7 @@ import {
   decideIdentity,
   type IdentityDecision,
   type Trust,
+  usernameKey,
 } from "../../core/identity/tofu.ts";
 import { validateUsername } from "../../core/identity/username.ts";
 
@@ -73,9 +74,8 @@ export function tofuDecide(known: readonly KnownContact[], offered: Identity, no
     lastSeen: k.lastSeen,
   });
   const mine = known.find((k) => k.id === id);
-  const sameName = known.filter(
-    (k) => k.id !== id && k.identity.verified.username === offered.verified.username,
-  );
+  const name = usernameKey(offered.verified.username);
+  const sameName = known.filter((k) => k.id !== id && usernameKey(k.identity.verified.username) === name);
   const decision = decideIdentity({
     offered,
     known: mine && asCore(mine),
@@ -84,6 +84,7 @@ export function tofuDecide(known: readonly KnownContact[], offered: Identity, no
   });
   return {
     decision,
+    // A rename into another's name is recorded on the renaming contact itself.
     concerns: decision.kind === "username-collision" ? sameName.map((k) => k.id) : mine ? [id] : [],
   };
 }

@@ -323,6 +323,10 @@ export class AppModel {
       case "contact-added":
         void this.refreshContacts();
         break;
+      case "contact-renamed":
+        this.setNotice(`${e.from} is now called ${e.to}.`);
+        void this.refreshContacts();
+        break;
       case "error":
         this.setNotice(e.error.message);
         break;
@@ -462,6 +466,7 @@ export class AppModel {
         break;
       case "noise-key-rotated":
       case "conflict":
+      case "rename-collision":
       case "username-collision": {
         const change: PendingIdentityChange = {
           kind: d.kind,
@@ -510,6 +515,8 @@ export class AppModel {
    *   links with the new noise key and asks again).
    * - username-collision: accept adds the new key as a separate, Unknown contact; keep adds it as
    *   Rejected, so it can't connect and its links are refused.
+   * - rename-collision: accept stores the renamed identity (same keys, trust kept); keep leaves the
+   *   old name (the engine asks again when the contact presents the new name).
    * - conflict, downgrade: nothing to accept; dismissing keeps what is stored.
    */
   async resolvePending(id: ContactId, decision: "accept" | "keep"): Promise<ContactId> {
@@ -519,7 +526,10 @@ export class AppModel {
     if (!view || !pending || !candidate) return id;
     const now = Date.now();
     let show = id;
-    if (pending.kind === "noise-key-rotated" && decision === "accept") {
+    if (pending.kind === "rename-collision" && decision === "accept") {
+      // The same keys under the new name; trust is kept (signed by the same identity key).
+      await this.storage.updateContactIdentity(id, pending.identity, candidate.verified.username);
+    } else if (pending.kind === "noise-key-rotated" && decision === "accept") {
       await this.storage.updateContactIdentity(id, pending.identity, candidate.verified.username);
       await this.storage.deleteSession(id);
     } else if (pending.kind === "username-collision") {

@@ -90,6 +90,11 @@ export type IdentityChangeKind =
    * person, or an impersonator. Recorded on the known contact(s) with that name.
    */
   | "username-collision"
+  /**
+   * A newer version of the same identity key (same noise key) whose new username is one another
+   * contact already uses: a known contact taking someone else's name. Recorded on this contact.
+   */
+  | "rename-collision"
   /** Same identity key, same version, different signed data: a bug or a compromised key. */
   | "conflict"
   /** Same identity key, lower version than stored: a replayed old identity. */
@@ -312,6 +317,11 @@ export type EngineEvent =
   | { type: "identity-change"; contactId: ContactId; change: PendingIdentityChange; candidate: Identity }
   /** A known contact's identity was updated silently (higher version, same keys). */
   | { type: "contact-updated"; contactId: ContactId }
+  /**
+   * That update changed the contact's name (to a name no other contact uses; a collision is an
+   * `identity-change` instead). Show it: "Bob is now called Robert".
+   */
+  | { type: "contact-renamed"; contactId: ContactId; from: string; to: string }
   /**
    * A contact we did not know appeared, already stored: a first-contact request through the relay
    * (`ContactRecord.request`), which the user accepts or declines.

@@ -223,6 +223,36 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     await until(() => stateOf(a, q) === "delivered", "delivered after accepting");
   });
 
+  it("a contact renaming itself to another contact's name is a pending decision; a plain rename is announced", async () => {
+    const [a, b] = await pair();
+    const carol = createUserIdentity({ username: "Carol", now: Date.now() });
+    a.storage.addUser(carol, "trusted");
+    await b.engine.stop();
+    const q = await a.engine.send(b.id, "for bob");
+    // Bob comes back as "carol" (same keys, newer version): not a silent update.
+    const asCarol = updateIdentity(b.user, { username: "carol" }, Date.now());
+    const b2 = node("bob", asCarol, b.storage);
+    await b2.engine.start();
+    await until(() => a.storage.contacts.get(b.id)?.pending !== undefined, "pending recorded");
+    expect(a.storage.contacts.get(b.id)?.pending?.kind).toBe("rename-collision");
+    expect(a.storage.contacts.get(b.id)?.username).toBe("bob");
+    expect(a.storage.contacts.get(b.id)?.trust).toBe("unknown");
+    await expect(a.engine.send(b.id, "refused")).rejects.toThrow(/identity changed/);
+    expect(stateOf(a, q)).toBe("queued");
+    await b2.engine.stop();
+
+    // Bob instead becomes "Robert" (a name nobody else has): stored, and a contact-renamed event says so.
+    delete a.storage.contacts.get(b.id)!.pending;
+    const asRobert = updateIdentity(b.user, { username: "Robert" }, Date.now() + 1);
+    const b3 = node("bob", asRobert, b.storage);
+    a.engine.contactChanged(b.id);
+    await b3.engine.start();
+    await until(() => a.storage.contacts.get(b.id)?.username === "Robert", "renamed");
+    expect(a.storage.contacts.get(b.id)?.pending).toBeUndefined();
+    expect(a.events).toContainEqual({ type: "contact-renamed", contactId: b.id, from: "bob", to: "Robert" });
+    await until(() => stateOf(a, q) === "delivered", "delivered after the rename");
+  });
+
   it("an unreachable signaling server: start() still resolves, the status and an error say so, sends wait", async () => {
     hub = new Hub();
     const storage = new MemoryStorage("ws://127.0.0.1:9/signal"); // discard port: nothing listens

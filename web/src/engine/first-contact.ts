@@ -14,6 +14,7 @@ import {
   initiateSession,
   replenishOneTimePrekeys,
   rotateSignedPrekeys,
+  signedPrekeyRotationDue,
 } from "../../../core/prekey/index.ts";
 import type { RelayMessage } from "../../../core/relay/client.ts";
 import { isRelayError, type RelayError } from "../../../core/relay/errors.ts";
@@ -56,7 +57,6 @@ import {
   oneTimeEntries,
   prekeyRatchetId,
   publishedBundle,
-  SIGNED_PREKEY_ROTATION_MS,
 } from "./prekeys.ts";
 import { resubscribe } from "./presence.ts";
 import { allowMailbox, ensureRx, relayBackoff, sendByMailbox, sendDeposit } from "./relay-mailbox.ts";
@@ -110,9 +110,13 @@ export function setupAddress(ctx: EngineContext): Promise<void> {
         }
       }
       const pk = ctx.prekeys;
-      if (now - pk.store.signedPrekeys[0]!.createdAt > SIGNED_PREKEY_ROTATION_MS) {
+      // Weekly, early when junk first contacts fill the replay cache, and once for a store from
+      // before signed bundle times; the new bundle is published below (its SPK id changed).
+      const due = signedPrekeyRotationDue(pk.store, now);
+      if (due) {
         pk.store = rotateSignedPrekeys(pk.store, { identitySecretKey: secret, now });
         await savePrekeys(ctx);
+        ctx.cfg.log(`signed prekey rotated (${due})`);
       }
       if (
         pk.store.oneTimePrekeys.length < ONE_TIME_TARGET ||
@@ -265,6 +269,13 @@ export async function startIntro(ctx: EngineContext, peer: Peer): Promise<boolea
     }),
   );
   wipe(plaintext);
+  if (!started.ok && started.error.code === "LOFT_ERR_STALE_PREKEY")
+    // Genuine but too old (docs/protocol/prekeys.md, "Bundle"): the contact has not been online
+    // to renew them — not a verification failure.
+    return failed(
+      started.error.code,
+      `The keys at ${peer.name}'s contact address are too old to use: ${peer.name} has not been online for a long time. Messages wait on this device until you are both online.`,
+    );
   if (!started.ok) {
     // Keys signed by someone else than the contact of the link: never use them.
     emit(ctx, {
@@ -382,10 +393,9 @@ export async function onIntroBody(
     };
     await ctx.storage.addContact(c);
   } else {
-    const judged = judgeIdentity(c, identity.value, now);
+    const judged = await judgeIdentity(ctx, c, identity.value, now);
     if (judged.verdict === "updated") {
-      await recordIdentityUpdate(ctx, id, identity.value);
-      emit(ctx, { type: "contact-updated", contactId: id });
+      await recordIdentityUpdate(ctx, id, identity.value, judged.renamedFrom);
     } else if (judged.verdict !== "unchanged") {
       if (judged.verdict === "pending") {
         await recordIdentityChange(ctx, id, judged.change, identity.value, now);

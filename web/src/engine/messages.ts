@@ -4,7 +4,7 @@
  * incoming messages (stored before their event, de-duplicated) and delivery receipts.
  */
 import { wipe } from "../../../core/bytes.ts";
-import { canSend, ratchetDecrypt } from "../../../core/ratchet/index.ts";
+import { canSend, expireSkippedKeys, ratchetDecrypt } from "../../../core/ratchet/index.ts";
 import { randomId } from "../lib/base64url.ts";
 import type { MessageState, StoredMessage } from "./api.ts";
 import { type EngineContext, emit, type Live, type Peer, reachableLive, serial, stamp } from "./context.ts";
@@ -44,8 +44,14 @@ export async function receive(
   const r = live ? peer.ratchet : (await loadRatchet(ctx, peer)).ratchet;
   if (!r) return;
   const couldSend = canSend(r.state);
-  const opened = ratchetDecrypt(r.state, sealed, Date.now());
+  const now = Date.now();
+  const opened = ratchetDecrypt(r.state, sealed, now);
   if (!opened.ok) {
+    if (opened.error.code === "LOFT_ERR_REPLAY" || !live) {
+      // A failed decrypt changes nothing, but skipped keys past their TTL must still go (DR §6.4).
+      const pruned = expireSkippedKeys(r.state, now);
+      if (pruned !== r.state) await saveRatchet(ctx, peer, { id: r.id, state: pruned });
+    }
     if (opened.error.code === "LOFT_ERR_REPLAY") return; // a copy we already read
     if (!live) {
       // Most likely sealed under a ratchet both ends have since replaced; the sender still has

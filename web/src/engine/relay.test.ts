@@ -6,10 +6,16 @@
  * test/e2e/relay-*.e2e.ts.
  */
 
+import { randomBytes } from "@noble/hashes/utils.js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { toHex } from "../../../core/bytes.ts";
 import { createUserIdentity, type UserIdentity } from "../../../core/identity/identity.ts";
+import {
+  createPrekeyStore,
+  EARLY_ROTATION_MIN_AGE_MS,
+  EARLY_ROTATION_SEEN,
+} from "../../../core/prekey/index.ts";
 import type { WebSocketLike as RelayWebSocketLike } from "../../../core/relay/ws-link.ts";
 import { startTestRelay, type TestRelay } from "../../../relay-ws/testing.ts";
 import { type RunningSignaling, startSignaling, wsFactory } from "../../../signaling/testing.ts";
@@ -17,6 +23,7 @@ import { RelayLiveTransport } from "../net/relay-live.ts";
 import type { ContactId, EngineEvent, MessageId } from "./api.ts";
 import { Engine, type EngineConfig } from "./engine.ts";
 import { SECRET } from "./mailbox.ts";
+import { decodePrekeyState, encodePrekeyState } from "./prekeys.ts";
 import { Hub, MemoryStorage, until } from "./test-support.ts";
 
 const relaySocket = (url: string) =>
@@ -263,6 +270,54 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     const m3 = await a.engine.send(b.id, "after the reply");
     await until(() => stateOf(a, m3) === "delivered", "m3 delivered");
     expect(b.storage.texts(a.id, "in")).toContain("after the reply");
+  });
+
+  it("junk filled half the replay cache: Bob rotates early, republishes, and first contacts still get through", async () => {
+    hub = new Hub();
+    const bobUser = createUserIdentity({ username: "bob", now: Date.now() });
+    const storage = new MemoryStorage("", [relay.url]);
+    // Bob's stored prekeys: two days old, and half of the signed prekey's replay cache already
+    // taken by first contacts without one-time keys (docs/protocol/prekeys.md, "Replay cache").
+    const created = Date.now() - EARLY_ROTATION_MIN_AGE_MS - 3_600_000;
+    const fresh = createPrekeyStore({
+      identitySecretKey: bobUser.privateIdentityKey,
+      now: created,
+      oneTimePrekeys: 0,
+      oneTimeKemPrekeys: 0,
+    });
+    const junk = Array.from({ length: EARLY_ROTATION_SEEN }, (_, i) => ({
+      baseKey: randomBytes(32),
+      sender: new Uint8Array(8).fill(i % 251),
+    }));
+    const [spk] = fresh.signedPrekeys;
+    const store = { ...fresh, signedPrekeys: [{ ...spk!, seenBaseKeys: junk }] };
+    const oldSpk = spk!.id;
+    await storage.saveSecret(SECRET.prekeys, encodePrekeyState({ store, published: 0, bundleSpk: 0 }));
+    const b = node("bob", bobUser, storage, "");
+    await b.engine.start();
+    const refs = await b.engine.contactLinkRefs();
+    expect(refs?.addr).toBeDefined();
+    const state = decodePrekeyState(storage.secrets.get(SECRET.prekeys)!);
+    expect(state.ok).toBe(true);
+    if (!state.ok) return;
+    // Rotated early (not by age: it is two days old), and the new bundle is the published one.
+    expect(state.value.store.signedPrekeys[0]!.id).not.toBe(oldSpk);
+    expect(state.value.store.signedPrekeys[0]!.seenBaseKeys).toEqual([]);
+    expect(state.value.bundleSpk).toBe(state.value.store.signedPrekeys[0]!.id);
+    expect(state.value.store.signedPrekeys[1]!.seenBaseKeys.length).toBe(EARLY_ROTATION_SEEN);
+    await b.engine.stop();
+
+    // A stranger writes while Bob is offline: the request arrives.
+    const a = node("alice", undefined, undefined, "");
+    const bobInA = a.storage.addUser(b.user);
+    a.storage.contacts.get(bobInA)!.endpoints = { signaling: [], relay: [relay.url], refs: refs! };
+    await a.engine.start();
+    const m = await a.engine.send(b.id, "hello through a fresh bundle");
+    await until(() => stateOf(a, m) === "relayed", "relayed");
+    const b2 = node("bob", b.user, storage, "");
+    await b2.engine.start();
+    await until(() => storage.texts(a.id, "in").length === 1, "request read");
+    expect(storage.contacts.get(a.id)?.request).toBeDefined();
   });
 
   it("a declined first contact gets nothing back, now or later", async () => {

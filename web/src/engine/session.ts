@@ -45,13 +45,13 @@ export async function checkIdentity(ctx: EngineContext, peer: Peer, session: Ses
   if (refusal || !c) throw new Refused(c?.pending ? "identity-change" : "contact-blocked");
   const offered = session.remoteIdentity;
   const now = Date.now();
-  const judged = judgeIdentity(c, offered, now);
+  const judged = await judgeIdentity(ctx, c, offered, now);
   switch (judged.verdict) {
     case "unchanged":
       await ctx.storage.touchContact(peer.id, now);
       return;
     case "updated":
-      await recordIdentityUpdate(ctx, peer.id, offered);
+      await recordIdentityUpdate(ctx, peer.id, offered, judged.renamedFrom);
       await ctx.storage.touchContact(peer.id, now);
       peer.name = offered.verified.username;
       emit(ctx, { type: "contact-updated", contactId: peer.id });

@@ -2,36 +2,66 @@
  * Trust on first use for an identity a known contact presents — in a handshake (session.ts) or
  * inside a first-contact message (first-contact.ts): one decision (core/identity `decideIdentity`,
  * SREMP §identity) and one way to record what it means (docs/protocol/chat.md §2).
+ *
+ * Every name change is checked against the other contacts (issue #17): a contact renaming itself
+ * to a name another contact uses is a pending decision (`rename-collision`), and a plain rename is
+ * stored and announced (`contact-renamed`), never silent.
  */
 import { decodeIdentity, encodeIdentity, type Identity } from "../../../core/identity/identity.ts";
-import { decideIdentity } from "../../../core/identity/tofu.ts";
+import { type ContactIdentity, decideIdentity, usernameKey } from "../../../core/identity/tofu.ts";
 import type { ContactId, ContactRecord, PendingIdentityChange } from "./api.ts";
 import { type EngineContext, emit } from "./context.ts";
 
 /** What the engine does with the offered identity. */
 export type IdentityVerdict =
-  | { verdict: "unchanged" | "updated" | "refused" }
+  | { verdict: "unchanged" | "refused" }
+  /** Store it; `renamedFrom` is the previous username when the name changed. */
+  | { verdict: "updated"; renamedFrom: string | null }
   | { verdict: "pending"; change: PendingIdentityChange["kind"] };
 
-/** The outcome for `offered` against the stored contact; nothing is written. */
-export function judgeIdentity(contact: ContactRecord, offered: Identity, now: number): IdentityVerdict {
+function asContactIdentity(c: ContactRecord, identity: Identity): ContactIdentity {
+  return { identity, trust: c.trust, firstSeen: c.firstSeen, lastSeen: c.lastSeen };
+}
+
+/** Other stored contacts whose name matches `username` (by `usernameKey`). */
+async function contactsNamed(
+  ctx: EngineContext,
+  username: string,
+  except: ContactId,
+): Promise<ContactIdentity[]> {
+  const key = usernameKey(username);
+  const out: ContactIdentity[] = [];
+  for (const c of await ctx.storage.listContacts()) {
+    if (c.id === except || usernameKey(c.username) !== key) continue;
+    const identity = decodeIdentity(c.identity);
+    if (identity.ok) out.push(asContactIdentity(c, identity.value));
+  }
+  return out;
+}
+
+/** The outcome for `offered` against the stored contact and, on a rename, the others; nothing is written. */
+export async function judgeIdentity(
+  ctx: EngineContext,
+  contact: ContactRecord,
+  offered: Identity,
+  now: number,
+): Promise<IdentityVerdict> {
   const known = decodeIdentity(contact.identity);
   if (!known.ok) return { verdict: "refused" };
+  const renamed = usernameKey(known.value.verified.username) !== usernameKey(offered.verified.username);
   const d = decideIdentity({
     offered,
-    known: {
-      identity: known.value,
-      trust: contact.trust,
-      firstSeen: contact.firstSeen,
-      lastSeen: contact.lastSeen,
-    },
+    known: asContactIdentity(contact, known.value),
+    ...(renamed ? { sameUsername: await contactsNamed(ctx, offered.verified.username, contact.id) } : {}),
     now,
   });
   switch (d.kind) {
     case "unchanged":
+      return { verdict: "unchanged" };
     case "updated":
-      return { verdict: d.kind };
+      return { verdict: "updated", renamedFrom: d.renamedFrom };
     case "noise-key-rotated":
+    case "rename-collision":
     case "conflict":
     case "downgrade":
       return { verdict: "pending", change: d.kind };
@@ -40,14 +70,17 @@ export function judgeIdentity(contact: ContactRecord, offered: Identity, now: nu
   }
 }
 
-/** A newer version with the same keys: store it and tell the UI. */
+/** A newer version with the same keys: store it and tell the UI (and say so when the name changed). */
 export async function recordIdentityUpdate(
   ctx: EngineContext,
   id: ContactId,
   offered: Identity,
+  renamedFrom: string | null = null,
 ): Promise<void> {
   await ctx.storage.updateContactIdentity(id, encodeIdentity(offered), offered.verified.username);
   emit(ctx, { type: "contact-updated", contactId: id });
+  if (renamedFrom !== null)
+    emit(ctx, { type: "contact-renamed", contactId: id, from: renamedFrom, to: offered.verified.username });
 }
 
 /** A change that needs the user: store it as pending and tell the UI. */

@@ -1,24 +1,32 @@
 /**
  * Encrypted backup files. A backup is a small JSON document (so a person can tell what it is)
  * whose payload is the MessagePack-encoded `BackupBundle`, sealed with AES-256-GCM under a key
- * derived from the backup passphrase with PBKDF2-HMAC-SHA-256 (vault.ts), with its own salt.
- * The header fields are bound as AES-GCM additional data, so none can be altered unnoticed.
+ * derived from the backup passphrase (vault.ts `derivePassphraseKey`), with its own salt. The
+ * header fields are bound as AES-GCM additional data, so none can be altered unnoticed.
  *
- *   { "format": "loft-backup", "version": 1, "kdf": "PBKDF2-SHA256", "iterations": 600000,
+ * Version 2 (written now): Argon2id (RFC 9106), parameters in the header —
+ *   { "format": "loft-backup", "version": 2, "kdf": "Argon2id", "m": 32768, "t": 2, "p": 1,
  *     "salt": b64url, "iv": b64url, "ciphertext": b64url }
+ *   AAD = "loft-backup/v2/Argon2id/m=32768,t=2,p=1"
+ * Version 1 (read only): PBKDF2-HMAC-SHA-256 —
+ *   { ..., "version": 1, "kdf": "PBKDF2-SHA256", "iterations": 600000, ... }
+ *   AAD = "loft-backup/v1/PBKDF2-SHA256/600000"
+ * A backup file is exposed to offline guessing by whoever holds it; Argon2id's memory cost is what
+ * makes each guess expensive on GPUs, and the passphrase strength meter (passphrase-strength.ts)
+ * what keeps the number of guesses high.
  */
 import { decode, encode } from "@msgpack/msgpack";
 import { fromBase64url, toBase64url } from "../lib/base64url.ts";
+import { passphraseStrength } from "./passphrase-strength.ts";
 import type { BackupBundle } from "./storage.ts";
-import { openWithPassphrase, PBKDF2_ITERATIONS, sealWithPassphrase } from "./vault.ts";
+import { acceptableKdf, type KdfParams, openWithPassphrase, sealWithPassphrase } from "./vault.ts";
 
 export const BACKUP_FORMAT = "loft-backup";
-export const BACKUP_VERSION = 1;
+export const BACKUP_VERSION = 2;
+/** Backups made before Argon2id: still read. */
+export const LEGACY_BACKUP_VERSION = 1;
 /** Largest backup we read (history included); bounds memory on a hostile file. */
 export const MAX_BACKUP_BYTES = 64 * 1024 * 1024;
-/** PBKDF2 work accepted from a file: low enough bounds brute force, high bounds a hang. */
-const MIN_ITERATIONS = 100_000;
-const MAX_ITERATIONS = 10_000_000;
 export const MIN_BACKUP_PASSPHRASE = 8;
 
 export class BackupError extends Error {
@@ -28,24 +36,54 @@ export class BackupError extends Error {
   }
 }
 
-const aadFor = (iterations: number) =>
-  new TextEncoder().encode(`${BACKUP_FORMAT}/v${BACKUP_VERSION}/PBKDF2-SHA256/${iterations}`);
+/** The additional data binding the header: format, version and every KDF parameter. */
+export function backupAad(version: number, kdf: KdfParams): Uint8Array {
+  const params = kdf.kdf === "Argon2id" ? `m=${kdf.m},t=${kdf.t},p=${kdf.p}` : String(kdf.iterations);
+  return new TextEncoder().encode(`${BACKUP_FORMAT}/v${version}/${kdf.kdf}/${params}`);
+}
+
+/**
+ * A new passphrase must be at least MIN_BACKUP_PASSPHRASE characters and not "too weak" by the
+ * strength meter; the message says why, in words the user can act on. Null when acceptable.
+ */
+export function passphraseProblem(passphrase: string): string | null {
+  if ([...passphrase].length < MIN_BACKUP_PASSPHRASE)
+    return `Choose a passphrase of at least ${MIN_BACKUP_PASSPHRASE} characters.`;
+  const strength = passphraseStrength(passphrase);
+  if (strength.score === 0) return `That passphrase is too easy to guess. ${strength.advice}`;
+  return null;
+}
 
 export async function encryptBackup(bundle: BackupBundle, passphrase: string): Promise<string> {
-  if (passphrase.length < MIN_BACKUP_PASSPHRASE)
-    throw new BackupError(`Choose a backup passphrase of at least ${MIN_BACKUP_PASSPHRASE} characters.`);
+  const problem = passphraseProblem(passphrase);
+  if (problem) throw new BackupError(problem);
   const plain = encode(bundle, { ignoreUndefined: true });
-  const blob = await sealWithPassphrase(passphrase, plain, aadFor(PBKDF2_ITERATIONS));
+  const blob = await sealWithPassphrase(passphrase, plain, (kdf) => backupAad(BACKUP_VERSION, kdf));
   plain.fill(0);
+  if (blob.kdf !== "Argon2id") throw new Error("backup: the current KDF is Argon2id");
   return JSON.stringify({
     format: BACKUP_FORMAT,
     version: BACKUP_VERSION,
     kdf: blob.kdf,
-    iterations: blob.iterations,
+    m: blob.m,
+    t: blob.t,
+    p: blob.p,
     salt: toBase64url(blob.salt),
     iv: toBase64url(blob.iv),
     ciphertext: toBase64url(blob.ct),
   });
+}
+
+/** The KDF fields of a header, per version; null when missing, unknown or out of bounds. */
+function headerKdf(doc: Record<string, unknown>): KdfParams | null {
+  const kdf: unknown =
+    doc.version === LEGACY_BACKUP_VERSION
+      ? { kdf: doc.kdf, iterations: doc.iterations }
+      : { kdf: doc.kdf, m: doc.m, t: doc.t, p: doc.p };
+  if (!acceptableKdf(kdf)) return null;
+  // v1 files are PBKDF2 only, v2 files Argon2id only.
+  if ((doc.version === LEGACY_BACKUP_VERSION) !== (kdf.kdf === "PBKDF2-SHA256")) return null;
+  return kdf;
 }
 
 export async function decryptBackup(text: string, passphrase: string): Promise<BackupBundle> {
@@ -59,36 +97,23 @@ export async function decryptBackup(text: string, passphrase: string): Promise<B
   }
   if (doc === null || typeof doc !== "object" || doc.format !== BACKUP_FORMAT)
     throw new BackupError("This file is not a Loft backup.");
-  if (doc.version !== BACKUP_VERSION)
+  if (doc.version !== BACKUP_VERSION && doc.version !== LEGACY_BACKUP_VERSION)
     throw new BackupError("This backup was made by a newer version of Loft. Update the app and try again.");
-  const { iterations, salt, iv, ciphertext } = doc;
-  if (
-    doc.kdf !== "PBKDF2-SHA256" ||
-    typeof iterations !== "number" ||
-    !Number.isInteger(iterations) ||
-    iterations < MIN_ITERATIONS ||
-    iterations > MAX_ITERATIONS ||
-    typeof salt !== "string" ||
-    typeof iv !== "string" ||
-    typeof ciphertext !== "string"
-  )
+  const version = doc.version;
+  const kdf = headerKdf(doc);
+  const { salt, iv, ciphertext } = doc;
+  if (!kdf || typeof salt !== "string" || typeof iv !== "string" || typeof ciphertext !== "string")
     throw new BackupError("This backup file is damaged.");
   let blob: Parameters<typeof openWithPassphrase>[1];
   try {
-    blob = {
-      kdf: "PBKDF2-SHA256",
-      iterations,
-      salt: fromBase64url(salt),
-      iv: fromBase64url(iv),
-      ct: fromBase64url(ciphertext),
-    };
+    blob = { ...kdf, salt: fromBase64url(salt), iv: fromBase64url(iv), ct: fromBase64url(ciphertext) };
   } catch {
     throw new BackupError("This backup file is damaged.");
   }
   if (blob.iv.length !== 12 || blob.salt.length < 16) throw new BackupError("This backup file is damaged.");
   let plain: Uint8Array;
   try {
-    plain = await openWithPassphrase(passphrase, blob, aadFor(iterations));
+    plain = await openWithPassphrase(passphrase, blob, backupAad(version, kdf));
   } catch {
     throw new BackupError("Wrong passphrase, or the backup file was changed.");
   }

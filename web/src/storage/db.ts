@@ -45,15 +45,30 @@ export interface SettingsRecord {
   notificationOfferDismissed?: boolean;
 }
 
+/**
+ * A contact as stored since issue #17 (storage.ts "What stays clear"): identity, username, pending
+ * change and endpoints are sealed as "contact/<id>". Records from earlier versions are plain
+ * `ContactRecord`s (no `sealed`) until storage.ts seals them.
+ */
+export type SealedContactRecord = Pick<ContactRecord, "id" | "trust" | "firstSeen" | "lastSeen"> &
+  Partial<Pick<ContactRecord, "verifiedAt" | "request" | "readAt">> & { sealed: Sealed };
+
+/** A message as stored since issue #17: direction, text, sentAt and failure sealed as "message/<id>". */
+export type SealedMessageRecord = Pick<StoredMessage, "id" | "contactId" | "at" | "state"> &
+  Partial<Pick<StoredMessage, "remoteId">> & { sealed: Sealed };
+
 export interface LoftDB extends DBSchema {
-  /** "device-key" → CryptoKey, "passphrase" → PassphraseConfig. */
-  meta: { key: string; value: CryptoKey | PassphraseConfig };
+  /**
+   * "device-key" → CryptoKey, "passphrase" → PassphraseConfig, "history-sealed" → { at } once
+   * storage.ts has sealed every clear contact and message an earlier version left.
+   */
+  meta: { key: string; value: CryptoKey | PassphraseConfig | { at: number } };
   /** "self" → SelfRecord. */
   self: { key: string; value: SelfRecord };
-  contacts: { key: string; value: ContactRecord; indexes: { "by-username": string } };
+  contacts: { key: string; value: ContactRecord | SealedContactRecord; indexes: { "by-username": string } };
   messages: {
     key: string;
-    value: StoredMessage;
+    value: StoredMessage | SealedMessageRecord;
     indexes: { "by-contact": [string, number]; "by-remote": [string, string] };
   };
   /** ContactId → sealed Double Ratchet state. */

@@ -1,8 +1,21 @@
 /**
  * LoftStorage: everything the PWA keeps on this device, in one IndexedDB database (db.ts), with
- * private keys, ratchet sessions and engine secrets sealed by the vault (vault.ts). Implements the
+ * private keys, ratchet sessions, engine secrets, message history and contact records sealed by
+ * the vault (vault.ts: under the device key, and the passphrase where set). Implements the
  * engine's `EngineStorage` (engine/api.ts) and the UI's needs (identity, contacts, history,
  * settings, passphrase, backups).
+ *
+ * What stays clear, so IndexedDB can index and list without the keys (issue #17):
+ *  - contacts: `id` (the contact's identity key, hex), `trust`, `firstSeen`, `lastSeen`,
+ *    `verifiedAt`, `request` (its time); sealed as "contact/<id>": identity, username, pending
+ *    identity change, endpoints;
+ *  - messages: `id`, `contactId`, `at` (the index by contact and time), `state`, `remoteId` (the
+ *    peer's random message id, for de-duplication); sealed as "message/<id>": direction, text,
+ *    sentAt, failure.
+ * Records an earlier version wrote in clear are read as they are and sealed in the background after
+ * open (or unlock): `#sealLegacyRecords`. A read-modify-write of a sealed record cannot keep one
+ * IndexedDB transaction open across WebCrypto, so writes to one record are serialized per record in
+ * this tab (`#serial`).
  */
 import { decode, encode } from "@msgpack/msgpack";
 import type { IDBPTransaction } from "idb";
@@ -25,10 +38,12 @@ import {
   deleteDatabase,
   type LoftDB,
   openDatabase,
+  type SealedContactRecord,
+  type SealedMessageRecord,
   type SelfRecord,
   type SettingsRecord,
 } from "./db.ts";
-import { generateDeviceKey, type PassphraseConfig, type Sealed, Vault } from "./vault.ts";
+import { generateDeviceKey, kdfNeedsUpgrade, type PassphraseConfig, type Sealed, Vault } from "./vault.ts";
 
 /** The user's own identity as stored, with private keys opened. */
 export interface StoredSelf {
@@ -46,10 +61,34 @@ export function defaultSettings(origin: string = location.origin): EngineSetting
   return { signalingUrl: `${ws}/signal`, relayUrls: [`${ws}/relay`] };
 }
 
+/** The sealed part of a contact record. */
+interface ContactSecret {
+  identity: Uint8Array;
+  username: string;
+  pending?: PendingIdentityChange;
+  endpoints?: ContactEndpoints;
+}
+
+/** The sealed part of a message record. */
+interface MessageSecret {
+  direction: StoredMessage["direction"];
+  text: string;
+  sentAt?: number;
+  failure?: EngineError;
+}
+
+/** Meta key set once every contact and message has been sealed (`#sealLegacyRecords`). */
+const HISTORY_SEALED = "history-sealed";
+
+const isSealedContact = (r: ContactRecord | SealedContactRecord): r is SealedContactRecord => "sealed" in r;
+const isSealedMessage = (r: StoredMessage | SealedMessageRecord): r is SealedMessageRecord => "sealed" in r;
+
 export class LoftStorage implements EngineStorage {
   readonly #db: Database;
   #vault: Vault;
   readonly #name: string;
+  /** Per-record write chains (see the file comment). */
+  readonly #chains = new Map<string, Promise<unknown>>();
 
   private constructor(db: Database, vault: Vault, name: string) {
     this.#db = db;
@@ -71,7 +110,99 @@ export class LoftStorage implements EngineStorage {
       device = (await db.get("meta", "device-key")) as CryptoKey;
     }
     const pass = (await db.get("meta", "passphrase")) as PassphraseConfig | undefined;
-    return new LoftStorage(db, new Vault(device, pass !== undefined), name ?? "loft");
+    const storage = new LoftStorage(db, new Vault(device, pass !== undefined), name ?? "loft");
+    if (!storage.locked) void storage.#sealLegacyRecords();
+    return storage;
+  }
+
+  // --- sealing of contacts and messages (see the file comment) ----------------------------------
+
+  #serial<T>(key: string, task: () => Promise<T>): Promise<T> {
+    const run = (this.#chains.get(key) ?? Promise.resolve()).then(task, task);
+    const tail = run.catch(() => {});
+    this.#chains.set(key, tail);
+    void tail.then(() => {
+      if (this.#chains.get(key) === tail) this.#chains.delete(key);
+    });
+    return run;
+  }
+
+  async #sealContact(c: ContactRecord, vault = this.#vault): Promise<SealedContactRecord> {
+    const secret: ContactSecret = { identity: c.identity, username: c.username };
+    if (c.pending) secret.pending = c.pending;
+    if (c.endpoints) secret.endpoints = c.endpoints;
+    const plain = encode(secret, { ignoreUndefined: true });
+    const sealed = await vault.seal(`contact/${c.id}`, plain);
+    plain.fill(0);
+    const out: SealedContactRecord = {
+      id: c.id,
+      trust: c.trust,
+      firstSeen: c.firstSeen,
+      lastSeen: c.lastSeen,
+      sealed,
+    };
+    if (c.verifiedAt !== undefined) out.verifiedAt = c.verifiedAt;
+    if (c.request) out.request = c.request;
+    if (c.readAt !== undefined) out.readAt = c.readAt;
+    return out;
+  }
+
+  async #openContact(r: ContactRecord | SealedContactRecord): Promise<ContactRecord> {
+    if (!isSealedContact(r)) return r;
+    const plain = await this.#vault.open(`contact/${r.id}`, r.sealed);
+    // decode() returns byte fields as views into `plain`: clone them out before wiping it.
+    const secret = structuredClone(decode(plain)) as ContactSecret;
+    plain.fill(0);
+    const { sealed: _, ...clear } = r;
+    return { ...clear, ...secret };
+  }
+
+  async #sealMessage(m: StoredMessage, vault = this.#vault): Promise<SealedMessageRecord> {
+    const secret: MessageSecret = { direction: m.direction, text: m.text };
+    if (m.sentAt !== undefined) secret.sentAt = m.sentAt;
+    if (m.failure) secret.failure = m.failure;
+    const plain = encode(secret, { ignoreUndefined: true });
+    const sealed = await vault.seal(`message/${m.id}`, plain);
+    plain.fill(0);
+    const out: SealedMessageRecord = { id: m.id, contactId: m.contactId, at: m.at, state: m.state, sealed };
+    if (m.remoteId !== undefined) out.remoteId = m.remoteId;
+    return out;
+  }
+
+  async #openMessage(r: StoredMessage | SealedMessageRecord): Promise<StoredMessage> {
+    if (!isSealedMessage(r)) return r;
+    const plain = await this.#vault.open(`message/${r.id}`, r.sealed);
+    const secret = structuredClone(decode(plain)) as MessageSecret;
+    plain.fill(0);
+    const { sealed: _, ...clear } = r;
+    return { ...clear, ...secret };
+  }
+
+  /**
+   * Seal what an earlier version stored in clear (contacts, messages), a batch at a time, each
+   * record re-read under its write chain so a concurrent update is never overwritten.
+   */
+  async #sealLegacyRecords(): Promise<void> {
+    try {
+      if ((await this.#db.get("meta", HISTORY_SEALED)) !== undefined) return;
+      for (const c of await this.#db.getAll("contacts"))
+        if (!isSealedContact(c))
+          await this.#serial(`contact/${c.id}`, async () => {
+            const now = await this.#db.get("contacts", c.id);
+            if (now && !isSealedContact(now)) await this.#db.put("contacts", await this.#sealContact(now));
+          });
+      const clear = (await this.#db.getAllKeys("messages")) as string[];
+      for (const id of clear)
+        await this.#serial(`message/${id}`, async () => {
+          const now = await this.#db.get("messages", id);
+          if (now && !isSealedMessage(now)) await this.#db.put("messages", await this.#sealMessage(now));
+        });
+      // Done once: later writes are sealed anyway, and reads still accept a clear record.
+      await this.#db.put("meta", { at: Date.now() }, HISTORY_SEALED);
+    } catch (e) {
+      // Locked again, or closed: the next open/unlock continues.
+      console.warn("sealing stored history paused:", (e as Error).message);
+    }
   }
 
   close(): void {
@@ -94,10 +225,17 @@ export class LoftStorage implements EngineStorage {
     return this.#vault.hasPassphrase;
   }
 
+  /**
+   * Unlock with the passphrase. A passphrase layer made with an older KDF (PBKDF2, vault.ts
+   * `kdfNeedsUpgrade`) is re-derived with Argon2id right away: every sealed record is re-sealed,
+   * as when the passphrase changes, so the next unlock (and an attacker with a copy) faces Argon2id.
+   */
   async unlock(passphrase: string): Promise<void> {
     const config = (await this.#db.get("meta", "passphrase")) as PassphraseConfig | undefined;
     if (!config) return;
     await this.#vault.unlock(passphrase, config);
+    if (kdfNeedsUpgrade(config)) await this.setPassphrase(passphrase);
+    void this.#sealLegacyRecords();
   }
 
   /**
@@ -109,17 +247,40 @@ export class LoftStorage implements EngineStorage {
     const self = await this.#db.get("self", "self");
     const sessions = await this.#resealAll("sessions", "session/", vault);
     const secrets = await this.#resealAll("secrets", "secret/", vault);
+    const contacts = await this.#resealRecords("contacts", "contact/", vault);
+    const messages = await this.#resealRecords("messages", "message/", vault);
     const selfKeys = self
       ? await vault.seal("self/keys", await this.#vault.open("self/keys", self.keys))
       : null;
-    const tx = this.#db.transaction(["meta", "self", "sessions", "secrets"], "readwrite");
+    const tx = this.#db.transaction(
+      ["meta", "self", "sessions", "secrets", "contacts", "messages"],
+      "readwrite",
+    );
     if (config) tx.objectStore("meta").put(config, "passphrase");
     else tx.objectStore("meta").delete("passphrase");
     if (self && selfKeys) tx.objectStore("self").put({ ...self, keys: selfKeys }, "self");
     for (const [k, v] of sessions) tx.objectStore("sessions").put(v, k);
     for (const [k, v] of secrets) tx.objectStore("secrets").put(v, k);
+    for (const c of contacts) tx.objectStore("contacts").put(c as SealedContactRecord);
+    for (const m of messages) tx.objectStore("messages").put(m as SealedMessageRecord);
     await tx.done;
     this.#vault = vault;
+  }
+
+  /** Contacts or messages with their sealed part re-sealed for `to` (clear legacy ones as they are). */
+  async #resealRecords(
+    store: "contacts" | "messages",
+    prefix: string,
+    to: Vault,
+  ): Promise<(SealedContactRecord | SealedMessageRecord)[]> {
+    const out: (SealedContactRecord | SealedMessageRecord)[] = [];
+    for (const r of await this.#db.getAll(store)) {
+      if (!("sealed" in r)) continue;
+      const plain = await this.#vault.open(prefix + r.id, r.sealed);
+      out.push({ ...r, sealed: await to.seal(prefix + r.id, plain) });
+      plain.fill(0);
+    }
+    return out;
   }
 
   async #resealAll(store: "sessions" | "secrets", prefix: string, to: Vault): Promise<[string, Sealed][]> {
@@ -210,27 +371,34 @@ export class LoftStorage implements EngineStorage {
 
   // --- contacts --------------------------------------------------------------------------------
 
-  getContact(id: ContactId): Promise<ContactRecord | undefined> {
-    return this.#db.get("contacts", id);
+  async getContact(id: ContactId): Promise<ContactRecord | undefined> {
+    const r = await this.#db.get("contacts", id);
+    return r && this.#openContact(r);
   }
 
   async listContacts(): Promise<ContactRecord[]> {
-    const all = await this.#db.getAll("contacts");
+    const all = await Promise.all((await this.#db.getAll("contacts")).map((r) => this.#openContact(r)));
     return all.sort((a, b) => a.username.localeCompare(b.username) || a.id.localeCompare(b.id));
   }
 
-  findContactsByUsername(username: string): Promise<ContactRecord[]> {
-    return this.#db.getAllFromIndex("contacts", "by-username", username);
+  /** Names are sealed, so this opens every contact (the by-username index only finds legacy records). */
+  async findContactsByUsername(username: string): Promise<ContactRecord[]> {
+    return (await this.listContacts()).filter((c) => c.username === username);
   }
 
   async putContact(contact: ContactRecord): Promise<void> {
-    await this.#db.put("contacts", contact);
+    await this.#serial(`contact/${contact.id}`, async () => {
+      await this.#db.put("contacts", await this.#sealContact(contact));
+    });
   }
 
   async addContact(contact: ContactRecord): Promise<void> {
-    const tx = this.#db.transaction("contacts", "readwrite");
-    if (!(await tx.store.get(contact.id))) await tx.store.put(contact);
-    await tx.done;
+    await this.#serial(`contact/${contact.id}`, async () => {
+      const sealed = await this.#sealContact(contact);
+      const tx = this.#db.transaction("contacts", "readwrite");
+      if (!(await tx.store.get(contact.id))) await tx.store.put(sealed);
+      await tx.done;
+    });
   }
 
   /** The user accepted a first-contact request. */
@@ -249,18 +417,20 @@ export class LoftStorage implements EngineStorage {
     });
   }
 
-  async #updateContact(
-    id: ContactId,
-    change: (c: ContactRecord) => void,
-  ): Promise<ContactRecord | undefined> {
-    const tx = this.#db.transaction("contacts", "readwrite");
-    const c = await tx.store.get(id);
-    if (c) {
+  /** Read, open, change, seal, write — serialized per contact (see the file comment). */
+  #updateContact(id: ContactId, change: (c: ContactRecord) => void): Promise<ContactRecord | undefined> {
+    return this.#serial(`contact/${id}`, async () => {
+      const r = await this.#db.get("contacts", id);
+      if (!r) return undefined;
+      const c = await this.#openContact(r);
       change(c);
-      await tx.store.put(c);
-    }
-    await tx.done;
-    return c;
+      const sealed = await this.#sealContact(c);
+      // Deleted meanwhile (deleteContact is not on this chain): do not bring it back.
+      const tx = this.#db.transaction("contacts", "readwrite");
+      if (await tx.store.get(id)) await tx.store.put(sealed);
+      await tx.done;
+      return c;
+    });
   }
 
   async touchContact(id: ContactId, at: number): Promise<void> {
@@ -318,45 +488,58 @@ export class LoftStorage implements EngineStorage {
   /** One contact's history, oldest first; with `limit`, the newest `limit` messages. */
   async listMessages(contactId: ContactId, limit?: number): Promise<StoredMessage[]> {
     const range = IDBKeyRange.bound([contactId, -Infinity], [contactId, Infinity]);
-    if (limit === undefined) return this.#db.getAllFromIndex("messages", "by-contact", range);
-    const out: StoredMessage[] = [];
-    const tx = this.#db.transaction("messages");
-    for await (const cur of tx.store.index("by-contact").iterate(range, "prev")) {
-      out.push(cur.value);
-      if (out.length >= limit) break;
+    let raw: (StoredMessage | SealedMessageRecord)[];
+    if (limit === undefined) raw = await this.#db.getAllFromIndex("messages", "by-contact", range);
+    else {
+      raw = [];
+      const tx = this.#db.transaction("messages");
+      for await (const cur of tx.store.index("by-contact").iterate(range, "prev")) {
+        raw.push(cur.value);
+        if (raw.length >= limit) break;
+      }
+      await tx.done;
+      raw.reverse();
     }
-    await tx.done;
-    return out.reverse();
+    return Promise.all(raw.map((r) => this.#openMessage(r)));
   }
 
-  getMessage(id: MessageId): Promise<StoredMessage | undefined> {
-    return this.#db.get("messages", id);
+  async getMessage(id: MessageId): Promise<StoredMessage | undefined> {
+    const r = await this.#db.get("messages", id);
+    return r && this.#openMessage(r);
   }
 
   async putMessage(message: StoredMessage): Promise<void> {
-    await this.#db.put("messages", message);
+    await this.#serial(`message/${message.id}`, async () => {
+      await this.#db.put("messages", await this.#sealMessage(message));
+    });
   }
 
+  /** `state` is clear (one transaction); a failure reason is sealed with the rest. */
   async setMessageState(id: MessageId, state: MessageState, failure?: EngineError): Promise<void> {
-    const tx = this.#db.transaction("messages", "readwrite");
-    const m = await tx.store.get(id);
-    if (m) {
+    await this.#serial(`message/${id}`, async () => {
+      const r = await this.#db.get("messages", id);
+      if (!r) return;
+      const m = await this.#openMessage(r);
       m.state = state;
       if (failure) m.failure = failure;
       else delete m.failure;
-      await tx.store.put(m);
-    }
-    await tx.done;
+      const sealed = await this.#sealMessage(m);
+      const tx = this.#db.transaction("messages", "readwrite");
+      if (await tx.store.get(id)) await tx.store.put(sealed);
+      await tx.done;
+    });
   }
 
-  findIncoming(contactId: ContactId, remoteId: string): Promise<StoredMessage | undefined> {
-    return this.#db.getFromIndex("messages", "by-remote", [contactId, remoteId]);
+  async findIncoming(contactId: ContactId, remoteId: string): Promise<StoredMessage | undefined> {
+    const r = await this.#db.getFromIndex("messages", "by-remote", [contactId, remoteId]);
+    return r && this.#openMessage(r);
   }
 
   /** Store a new outgoing message and its outbox entry together. */
   async queueOutgoing(message: StoredMessage): Promise<void> {
+    const sealed = await this.#sealMessage(message);
     const tx = this.#db.transaction(["messages", "outbox"], "readwrite");
-    tx.objectStore("messages").put(message);
+    tx.objectStore("messages").put(sealed);
     tx.objectStore("outbox").put({
       messageId: message.id,
       contactId: message.contactId,
@@ -419,7 +602,7 @@ export class LoftStorage implements EngineStorage {
   async lastMessage(contactId: ContactId): Promise<StoredMessage | undefined> {
     const range = IDBKeyRange.bound([contactId, -Infinity], [contactId, Infinity]);
     const cur = await this.#db.transaction("messages").store.index("by-contact").openCursor(range, "prev");
-    return cur?.value;
+    return cur ? this.#openMessage(cur.value) : undefined;
   }
 
   /**
@@ -431,7 +614,8 @@ export class LoftStorage implements EngineStorage {
     let n = 0;
     const tx = this.#db.transaction("messages");
     for await (const cur of tx.store.index("by-contact").iterate(range)) {
-      if (cur.value.direction === "in") n++;
+      // `state` is clear (the direction is sealed): incoming messages are always "received".
+      if (cur.value.state === "received") n++;
       if (n >= cap) break;
     }
     await tx.done;
@@ -451,10 +635,11 @@ export class LoftStorage implements EngineStorage {
   async exportBundle(): Promise<BackupBundle> {
     const self = await this.getSelf();
     if (!self) throw new Error("There is no identity on this device to back up.");
+    const messages = await Promise.all((await this.#db.getAll("messages")).map((r) => this.#openMessage(r)));
     return {
       self,
-      contacts: await this.#db.getAll("contacts"),
-      messages: await this.#db.getAll("messages"),
+      contacts: await this.listContacts(),
+      messages,
       settings: await this.getSettingsRecord(),
     };
   }
@@ -466,8 +651,9 @@ export class LoftStorage implements EngineStorage {
    */
   async importBundle(bundle: BackupBundle): Promise<void> {
     const keys = await this.#sealSelfKeys(this.#vault, bundle.self);
+    const sealed = await this.#sealBundle(this.#vault, bundle);
     const tx = this.#db.transaction([...BUNDLE_STORES], "readwrite");
-    this.#writeBundle(tx, bundle, keys);
+    this.#writeBundle(tx, bundle, keys, sealed);
     await tx.done;
   }
 
@@ -481,10 +667,11 @@ export class LoftStorage implements EngineStorage {
     const device = await generateDeviceKey();
     const vault = new Vault(device, false);
     const keys = await this.#sealSelfKeys(vault, bundle.self);
+    const sealed = await this.#sealBundle(vault, bundle);
     const tx = this.#db.transaction(["meta", ...BUNDLE_STORES], "readwrite");
     tx.objectStore("meta").put(device, "device-key");
     tx.objectStore("meta").delete("passphrase");
-    this.#writeBundle(tx, bundle, keys);
+    this.#writeBundle(tx, bundle, keys, sealed);
     await tx.done;
     this.#vault = vault;
   }
@@ -508,8 +695,32 @@ export class LoftStorage implements EngineStorage {
     }
   }
 
+  /** A bundle's contacts and history sealed under `vault`, before the transaction (it cannot stay open across WebCrypto). */
+  async #sealBundle(
+    vault: Vault,
+    bundle: BackupBundle,
+  ): Promise<{ contacts: SealedContactRecord[]; messages: SealedMessageRecord[] }> {
+    const contacts = await Promise.all(bundle.contacts.map((c) => this.#sealContact(c, vault)));
+    const messages: SealedMessageRecord[] = [];
+    for (const m of bundle.messages) {
+      // Anything not yet handed off before the backup can't be resumed without its session.
+      if (m.direction === "out" && (m.state === "queued" || m.state === "sending")) {
+        m.state = "failed";
+        m.failure = { kind: "internal", message: "Not sent before the backup was made. Retry to send it." };
+      }
+      messages.push(await this.#sealMessage(m, vault));
+    }
+    return { contacts, messages };
+  }
+
   /** Clear the bundle's stores and write the bundle (inside the caller's transaction). */
-  #writeBundle(tx: BundleTransaction, bundle: BackupBundle, keys: Sealed): void {
+  #writeBundle(
+    tx: BundleTransaction,
+    bundle: BackupBundle,
+    keys: Sealed,
+    sealed: { contacts: SealedContactRecord[]; messages: SealedMessageRecord[] },
+  ): void {
+    const { contacts, messages } = sealed;
     for (const s of BUNDLE_STORES) tx.objectStore(s).clear();
     tx.objectStore("self").put(
       {
@@ -520,15 +731,8 @@ export class LoftStorage implements EngineStorage {
       },
       "self",
     );
-    for (const c of bundle.contacts) tx.objectStore("contacts").put(c);
-    for (const m of bundle.messages) {
-      // Anything not yet handed off before the backup can't be resumed without its session.
-      if (m.direction === "out" && (m.state === "queued" || m.state === "sending")) {
-        m.state = "failed";
-        m.failure = { kind: "internal", message: "Not sent before the backup was made. Retry to send it." };
-      }
-      tx.objectStore("messages").put(m);
-    }
+    for (const c of contacts) tx.objectStore("contacts").put(c);
+    for (const m of messages) tx.objectStore("messages").put(m);
     tx.objectStore("settings").put(bundle.settings, "settings");
   }
 }

@@ -2,13 +2,23 @@
  * The vault and backup formats with Node's WebCrypto (same W3C API as the browser). IndexedDB
  * persistence and CryptoKey structured clone are covered in Chromium by test/e2e/onboarding.e2e.ts.
  */
+
+import { encode } from "@msgpack/msgpack";
+import { argon2id } from "@noble/hashes/argon2.js";
 import { describe, expect, it } from "vitest";
-import { BackupError, decryptBackup, encryptBackup } from "./backup.ts";
+import { toBase64url } from "../lib/base64url.ts";
+import { BackupError, backupAad, decryptBackup, encryptBackup } from "./backup.ts";
 import type { BackupBundle } from "./storage.ts";
 import {
+  acceptableKdf,
+  derivePassphraseKey,
   generateDeviceKey,
+  type KdfParams,
+  kdfNeedsUpgrade,
   LockedError,
+  PASSPHRASE_KDF,
   type PassphraseConfig,
+  PBKDF2_ITERATIONS,
   Vault,
   WrongPassphraseError,
 } from "./vault.ts";
@@ -85,12 +95,8 @@ describe("backup files", () => {
     const text = await encryptBackup(bundle(), "backup passphrase");
     expect(text).not.toContain("Alice");
     const doc = JSON.parse(text) as Record<string, unknown>;
-    expect(doc).toMatchObject({
-      format: "loft-backup",
-      version: 1,
-      kdf: "PBKDF2-SHA256",
-      iterations: 600_000,
-    });
+    expect(doc).toMatchObject({ format: "loft-backup", version: 2, kdf: "Argon2id", m: 32_768, t: 2, p: 1 });
+    expect(doc.iterations).toBeUndefined();
     const back = await decryptBackup(text, "backup passphrase");
     expect(back.self.username).toBe("Alice");
     expect(back.self.privateIdentityKey).toEqual(new Uint8Array(32).fill(5));
@@ -101,15 +107,115 @@ describe("backup files", () => {
     const text = await encryptBackup(bundle(), "backup passphrase");
     await expect(decryptBackup(text, "other passphrase")).rejects.toThrow(/Wrong passphrase/);
     const doc = JSON.parse(text) as Record<string, unknown>;
-    await expect(
-      decryptBackup(JSON.stringify({ ...doc, iterations: 700_000 }), "backup passphrase"),
-    ).rejects.toThrow(/Wrong passphrase, or the backup file was changed/);
-    await expect(
-      decryptBackup(JSON.stringify({ ...doc, iterations: 1e12 }), "backup passphrase"),
-    ).rejects.toThrow(/damaged/);
-    await expect(decryptBackup(JSON.stringify({ ...doc, version: 2 }), "x")).rejects.toThrow(/newer version/);
+    // Lowering the work factor is caught by the AAD (the key differs too).
+    await expect(decryptBackup(JSON.stringify({ ...doc, m: 19_456 }), "backup passphrase")).rejects.toThrow(
+      /Wrong passphrase, or the backup file was changed/,
+    );
+    // Out-of-bounds work (a hang or an out-of-memory tab) is refused before any derivation.
+    for (const bad of [{ m: 2 ** 30 }, { t: 1_000 }, { p: 0 }, { m: 1024 }, { kdf: "scrypt" }])
+      await expect(decryptBackup(JSON.stringify({ ...doc, ...bad }), "backup passphrase")).rejects.toThrow(
+        /damaged/,
+      );
+    await expect(decryptBackup(JSON.stringify({ ...doc, version: 3 }), "x")).rejects.toThrow(/newer version/);
     await expect(decryptBackup("not json", "x")).rejects.toBeInstanceOf(BackupError);
     await expect(decryptBackup("{}", "x")).rejects.toThrow(/not a Loft backup/);
     await expect(encryptBackup(bundle(), "short")).rejects.toThrow(/at least 8/);
+    await expect(encryptBackup(bundle(), "password1")).rejects.toThrow(/too easy to guess/);
+  });
+
+  it("still opens a version 1 (PBKDF2) backup, and refuses a v1 header claiming Argon2id", async () => {
+    const aad = backupAad(1, { kdf: "PBKDF2-SHA256", iterations: PBKDF2_ITERATIONS });
+    const plain = encode(bundle(), { ignoreUndefined: true });
+    const salt = crypto.getRandomValues(new Uint8Array(16));
+    const key = await derivePassphraseKey("old backup pass", salt, {
+      kdf: "PBKDF2-SHA256",
+      iterations: PBKDF2_ITERATIONS,
+    });
+    const iv = crypto.getRandomValues(new Uint8Array(12));
+    const ct = new Uint8Array(
+      await crypto.subtle.encrypt(
+        { name: "AES-GCM", iv, additionalData: new Uint8Array(aad) },
+        key,
+        new Uint8Array(plain),
+      ),
+    );
+    const v1 = {
+      format: "loft-backup",
+      version: 1,
+      kdf: "PBKDF2-SHA256",
+      iterations: PBKDF2_ITERATIONS,
+      salt: toBase64url(salt),
+      iv: toBase64url(iv),
+      ciphertext: toBase64url(ct),
+    };
+    expect((await decryptBackup(JSON.stringify(v1), "old backup pass")).self.username).toBe("Alice");
+    await expect(
+      decryptBackup(JSON.stringify({ ...v1, kdf: "Argon2id", m: 32_768, t: 2, p: 1 }), "old backup pass"),
+    ).rejects.toThrow(/damaged/);
+  });
+});
+
+describe("passphrase KDF (Argon2id, versioned)", () => {
+  it("new passphrase layers use Argon2id with PASSPHRASE_KDF; the check opens only with the passphrase", async () => {
+    const device = await generateDeviceKey();
+    const { config } = await new Vault(device, false).withPassphrase("correct horse battery");
+    expect(config).toMatchObject({ kdf: "Argon2id", m: 32 * 1024, t: 2, p: 1 });
+    expect(PASSPHRASE_KDF).toEqual({ kdf: "Argon2id", m: 32_768, t: 2, p: 1 });
+    expect(kdfNeedsUpgrade(config!)).toBe(false);
+    // Argon2id as RFC 9106 defines it (noble's implementation is checked against the RFC vectors).
+    const raw = argon2id(new TextEncoder().encode("correct horse battery"), config!.salt, {
+      m: 32_768,
+      t: 2,
+      p: 1,
+      dkLen: 32,
+    });
+    const key = await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["decrypt"]);
+    const aad = new TextEncoder().encode("loft/sealed/v1/passphrase-check");
+    const inner = new Uint8Array(
+      await crypto.subtle.decrypt(
+        { name: "AES-GCM", iv: new Uint8Array(config!.check.iv), additionalData: aad },
+        device,
+        new Uint8Array(config!.check.ct),
+      ),
+    );
+    const check = await crypto.subtle.decrypt(
+      {
+        name: "AES-GCM",
+        iv: new Uint8Array(inner.subarray(0, 12)),
+        additionalData: new TextEncoder().encode("loft/sealed/v1/passphrase-check"),
+      },
+      key,
+      new Uint8Array(inner.subarray(12)),
+    );
+    expect(new TextDecoder().decode(check)).toBe("loft/passphrase-check/v1");
+  });
+
+  it("a PBKDF2 passphrase layer (made before Argon2id) still unlocks, and asks to be upgraded", async () => {
+    const device = await generateDeviceKey();
+    const salt = crypto.getRandomValues(new Uint8Array(16));
+    const legacy = { kdf: "PBKDF2-SHA256", iterations: PBKDF2_ITERATIONS } as const;
+    const key = await derivePassphraseKey("old passphrase", salt, legacy);
+    const vault = new Vault(device, true, key);
+    const check = await vault.seal("passphrase-check", new TextEncoder().encode("loft/passphrase-check/v1"));
+    const sealed = await vault.seal("self/keys", bytes(4, 2));
+    const config: PassphraseConfig = { ...legacy, salt, check };
+    expect(kdfNeedsUpgrade(config)).toBe(true);
+    const cold = new Vault(device, true);
+    await cold.unlock("old passphrase", config);
+    expect(await cold.open("self/keys", sealed)).toEqual(bytes(4, 2));
+  });
+
+  it("refuses unknown or out-of-bounds KDF parameters before deriving anything", async () => {
+    for (const bad of [
+      { kdf: "Argon2id", m: 2 ** 30, t: 2, p: 1 },
+      { kdf: "Argon2id", m: 32_768, t: 0, p: 1 },
+      { kdf: "PBKDF2-SHA256", iterations: 1_000 },
+      { kdf: "bcrypt" },
+    ]) {
+      expect(acceptableKdf(bad)).toBe(false);
+      await expect(derivePassphraseKey("x", new Uint8Array(16), bad as KdfParams)).rejects.toThrow(
+        RangeError,
+      );
+    }
   });
 });

@@ -15,6 +15,8 @@ const CHANGE_TEXT: Record<IdentityChangeKind, (n: string) => string> = {
     `${n}'s encryption key changed. This happens when they reinstall or move to a new device — or when someone is trying to intercept your messages. Sending is paused until you decide.`,
   "username-collision": (n) =>
     `A different identity key claims the name ${n}. It may be ${n} with a new identity, or someone pretending to be them. Sending to ${n} is paused until you decide.`,
+  "rename-collision": (n) =>
+    `${n} wants to change their name to one another of your contacts already uses. It may be an honest rename — or ${n} trying to pass as that contact. Sending to ${n} is paused until you decide.`,
   conflict: (n) =>
     `Someone presented an identity for ${n} that contradicts the one you have, signed with ${n}'s key. ${n}'s key may be compromised. Sending is paused until you dismiss this.`,
   downgrade: (n) =>
@@ -64,6 +66,19 @@ function PendingWarning(props: { app: AppModel; view: ContactView }) {
             </button>
             <button type="button" data-testid="keep-old-key" onClick={() => decide("keep")}>
               Block the new key
+            </button>
+          </Match>
+          <Match when={pending().kind === "rename-collision"}>
+            <button
+              type="button"
+              class="danger"
+              data-testid="accept-new-key"
+              onClick={() => decide("accept")}
+            >
+              Accept the new name {props.view.pendingIdentity?.verified.username}
+            </button>
+            <button type="button" data-testid="keep-old-key" onClick={() => decide("keep")}>
+              Keep the name {name()}
             </button>
           </Match>
           <Match when={pending().kind === "conflict" || pending().kind === "downgrade"}>

@@ -342,9 +342,17 @@ const OUTCOME_TEXT: Record<string, (name: string) => string> = {
     `Warning: this link carries a different identity for ${n} with the same version as yours. ${n}'s key may be compromised.`,
   "username-collision": (n) =>
     `Warning: you already have a contact named ${n} with a different identity key. This link may be from someone pretending to be them.`,
+  "rename-collision": (n) =>
+    `Warning: one of your contacts now calls themselves ${n}, the name of another of your contacts. They may be trying to pass as them.`,
 };
 
-const WARNINGS = new Set(["noise-key-rotated", "downgrade", "conflict", "username-collision"]);
+const WARNINGS = new Set([
+  "noise-key-rotated",
+  "downgrade",
+  "conflict",
+  "username-collision",
+  "rename-collision",
+]);
 
 const BUTTON_TEXT: Record<string, string> = {
   "new-contact": "Add contact",

@@ -9,7 +9,8 @@ import {
   notificationPermission,
   requestNotificationPermission,
 } from "../app/notifications.ts";
-import { decryptBackup, encryptBackup, MIN_BACKUP_PASSPHRASE } from "../storage/backup.ts";
+import { decryptBackup, encryptBackup, MIN_BACKUP_PASSPHRASE, passphraseProblem } from "../storage/backup.ts";
+import { passphraseStrength } from "../storage/passphrase-strength.ts";
 import { defaultSettings } from "../storage/storage.ts";
 import { Back } from "./Home.tsx";
 import { formatIceServers, hasTurnServer, parseIceServers } from "./ice-servers.ts";
@@ -108,6 +109,8 @@ export function Settings(props: { app: AppModel }) {
   };
 
   // passphrase
+  const [newPass, setNewPass] = createSignal("");
+  const [newBackupPass, setNewBackupPass] = createSignal("");
   const [passResult, setPassResult] = createSignal<Result>();
   const [hasPass, setHasPass] = createSignal(app.storage.hasPassphrase);
   const [busy, setBusy] = createSignal(false);
@@ -115,13 +118,14 @@ export function Settings(props: { app: AppModel }) {
   let pass2!: HTMLInputElement;
   const setPassphrase = async (e: Event) => {
     e.preventDefault();
-    if (pass1.value.length < MIN_BACKUP_PASSPHRASE)
-      return setPassResult({ ok: false, text: `Use at least ${MIN_BACKUP_PASSPHRASE} characters.` });
+    const problem = passphraseProblem(pass1.value);
+    if (problem) return setPassResult({ ok: false, text: problem });
     if (pass1.value !== pass2.value) return setPassResult({ ok: false, text: "The two passphrases differ." });
     setBusy(true);
     try {
       await app.storage.setPassphrase(pass1.value);
       pass1.value = pass2.value = "";
+      setNewPass("");
       setHasPass(true);
       setPassResult({ ok: true, text: "Passphrase set. Loft asks for it each time it starts." });
     } finally {
@@ -154,6 +158,7 @@ export function Settings(props: { app: AppModel }) {
       a.click();
       setTimeout(() => URL.revokeObjectURL(url), 60_000);
       backupPass.value = "";
+      setNewBackupPass("");
       setBackupResult({ ok: true, text: "Backup saved. Keep the file and its passphrase apart." });
     } catch (x) {
       setBackupResult({ ok: false, text: (x as Error).message });
@@ -287,7 +292,9 @@ export function Settings(props: { app: AppModel }) {
             autocomplete="new-password"
             ref={pass1}
             data-testid="passphrase-new"
+            onInput={(e) => setNewPass(e.currentTarget.value)}
           />
+          <Strength value={newPass()} testid="passphrase-strength" />
           <label for="pass2">Repeat it</label>
           <input
             id="pass2"
@@ -328,7 +335,9 @@ export function Settings(props: { app: AppModel }) {
             autocomplete="new-password"
             ref={backupPass}
             data-testid="backup-passphrase"
+            onInput={(e) => setNewBackupPass(e.currentTarget.value)}
           />
+          <Strength value={newBackupPass()} testid="backup-passphrase-strength" />
           <button type="submit" disabled={busy()} data-testid="export-backup">
             Save backup file
           </button>
@@ -451,5 +460,26 @@ function Notifications(props: { app: AppModel }) {
         <Outcome value={result()} testid="notifications-result" />
       </Show>
     </Section>
+  );
+}
+
+/** The strength meter under a new-passphrase field (storage/passphrase-strength.ts). */
+function Strength(props: { value: string; testid: string }) {
+  const s = () => passphraseStrength(props.value);
+  return (
+    <Show when={props.value.length > 0}>
+      <p class="help" aria-live="polite" data-testid={props.testid} data-score={s().score}>
+        <meter
+          min="0"
+          max="4"
+          low={2}
+          high={3}
+          optimum={4}
+          value={s().score}
+          aria-label="Passphrase strength"
+        />{" "}
+        Strength: {s().label}. {s().advice}
+      </p>
+    </Show>
   );
 }

@@ -1,0 +1,93 @@
+/**
+ * Renames are never silent (issue #17; docs/protocol/identity.md "Trust on first use"): a known
+ * contact whose new signed identity takes the name of another contact — "dora" for a known
+ * "Dora" — is a pending decision that blocks sending; accepting stores the new name with trust
+ * kept; a plain rename is stored as an update.
+ *
+ * `npm run build` first; `node scripts/e2e.mjs test/e2e/rename.e2e.ts`. Waits are on conditions.
+ */
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { toHex } from "../../core/bytes.ts";
+import { contactLinkUrl } from "../../core/identity/contact-link.ts";
+import { createUserIdentity, type UserIdentity, updateIdentity } from "../../core/identity/identity.ts";
+import { launchChromium } from "../support/browser.ts";
+import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+import { byId as id } from "../support/loft-ui.ts";
+
+function linkOf(url: string, user: UserIdentity): string {
+  const link = contactLinkUrl(url, { identity: user.identity, signaling: [], relay: [] });
+  if (!link.ok) throw link.error;
+  return link.value;
+}
+
+async function openContactScreen(page: Page, contactId: string): Promise<void> {
+  await page.goto(new URL(page.url()).origin);
+  await page.locator(`[data-testid=contact-item][data-contact-id="${contactId}"]`).click();
+  await page.locator("[data-testid=contact-screen], [data-testid=chat]").waitFor();
+  if (await id(page, "chat").count()) await id(page, "chat-contact").click();
+  await id(page, "contact-screen").waitFor();
+}
+
+describe("renames in the PWA", () => {
+  let loft: LoftProcess;
+  let browser: Browser;
+  let a: Page;
+  const dora = createUserIdentity({ username: "Dora", now: Date.now() });
+  const eve = createUserIdentity({ username: "Eve", now: Date.now() });
+  const eveId = toHex(eve.identity.verified.identity_key);
+  const doraId = toHex(dora.identity.verified.identity_key);
+
+  beforeAll(async () => {
+    loft = await startLoft();
+    browser = await launchChromium();
+    a = await (await browser.newContext()).newPage();
+    await a.goto(loft.url);
+    await id(a, "username-input").fill("Alice");
+    await id(a, "create-identity").click();
+    await id(a, "my-username").waitFor();
+    for (const u of [dora, eve]) {
+      await a.goto(linkOf(loft.url, u));
+      await id(a, "confirm-add").click();
+      await id(a, "contact-screen").waitFor();
+    }
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await loft?.stop();
+  });
+
+  it("a known contact taking another contact's name is a decision, and sending waits", async () => {
+    const eveAsDora = updateIdentity(eve, { username: "dora" }, Date.now() + 1);
+    await a.goto(linkOf(loft.url, eveAsDora));
+    expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("rename-collision");
+    await id(a, "confirm-add").click();
+    await id(a, "identity-warning").waitFor();
+    await openContactScreen(a, eveId);
+    expect(await id(a, "identity-warning").getAttribute("data-kind")).toBe("rename-collision");
+    expect(await id(a, "contact-username").textContent()).toBe("Eve");
+    await id(a, "open-chat").click();
+    await id(a, "send-blocked").waitFor();
+    expect(await id(a, "composer-input").isDisabled()).toBe(true);
+
+    // Accepting stores the new name; nothing else changes.
+    await id(a, "chat-contact").click();
+    expect(await id(a, "accept-new-key").textContent()).toContain("dora");
+    await id(a, "accept-new-key").click();
+    await id(a, "identity-warning").waitFor({ state: "detached" });
+    expect(await id(a, "contact-username").textContent()).toBe("dora");
+    await openContactScreen(a, doraId);
+    expect(await id(a, "contact-username").textContent()).toBe("Dora");
+  });
+
+  it("a rename to a name nobody uses is an ordinary update", async () => {
+    const dorothea = updateIdentity(dora, { username: "Dorothea" }, Date.now() + 1);
+    await a.goto(linkOf(loft.url, dorothea));
+    expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("updated");
+    await id(a, "confirm-add").click();
+    await expect.poll(() => id(a, "contact-username").textContent()).toBe("Dorothea");
+    await openContactScreen(a, doraId);
+    expect(await id(a, "contact-username").textContent()).toBe("Dorothea");
+    expect(await id(a, "identity-warning").count()).toBe(0);
+  });
+});

@@ -53,10 +53,15 @@ describe("onboarding passphrase step and unlock options", () => {
     await loft?.stop();
   });
 
-  it("refuses a short or mismatched passphrase without creating anything, then locks with a good one", async () => {
+  it("refuses a short, guessable or mismatched passphrase without creating anything, then locks with a good one", async () => {
     const p = await newPage();
     await start(p, loft.url, "Alice", ["short", "short"]);
     await expect.poll(() => byId(p, "onboarding-passphrase-error").textContent()).toContain("at least 8");
+    await start(p, loft.url, "Alice", ["password123", "password123"]);
+    await expect
+      .poll(() => byId(p, "onboarding-passphrase-error").textContent())
+      .toContain("too easy to guess");
+    expect(await byId(p, "onboarding-passphrase-strength").getAttribute("data-score")).toBe("0");
     await start(p, loft.url, "Alice", [PASS, `${PASS}!`]);
     await expect.poll(() => byId(p, "onboarding-passphrase-error").textContent()).toContain("differ");
     expect(await byId(p, "onboarding").isVisible()).toBe(true);

@@ -6,7 +6,8 @@
 import { createResource, createSignal, Show } from "solid-js";
 import type { AppModel } from "../app/model.ts";
 import { validateUsername } from "../identity.ts";
-import { decryptBackup, MIN_BACKUP_PASSPHRASE } from "../storage/backup.ts";
+import { decryptBackup, passphraseProblem } from "../storage/backup.ts";
+import { PassphraseStrength } from "./PassphraseStrength.tsx";
 
 export function usernameProblem(raw: string): string | undefined {
   const r = validateUsername(raw);
@@ -24,6 +25,7 @@ export function Onboarding(props: { app: AppModel }) {
   const [busy, setBusy] = createSignal(false);
   const [restoreError, setRestoreError] = createSignal<string>();
   const [passError, setPassError] = createSignal<string>();
+  const [newPassValue, setNewPassValue] = createSignal("");
   let fileInput!: HTMLInputElement;
   let passInput!: HTMLInputElement;
   let newPass!: HTMLInputElement;
@@ -37,8 +39,8 @@ export function Onboarding(props: { app: AppModel }) {
     const passProblem =
       pass === "" && newPass2.value === ""
         ? undefined
-        : pass.length < MIN_BACKUP_PASSPHRASE
-          ? `Use at least ${MIN_BACKUP_PASSPHRASE} characters, or leave both fields empty to skip.`
+        : passphraseProblem(pass)
+          ? `${passphraseProblem(pass)} Or leave both fields empty to skip.`
           : pass !== newPass2.value
             ? "The two passphrases differ."
             : undefined;
@@ -48,6 +50,7 @@ export function Onboarding(props: { app: AppModel }) {
     try {
       await props.app.createIdentity(name().normalize("NFC"), pass || undefined);
       newPass.value = newPass2.value = "";
+      setNewPassValue("");
     } catch (x) {
       setError(`Could not create your identity: ${(x as Error).message}`);
     } finally {
@@ -116,7 +119,9 @@ export function Onboarding(props: { app: AppModel }) {
             ref={newPass}
             data-testid="onboarding-passphrase-new"
             aria-describedby="onboarding-pass-help"
+            onInput={(e) => setNewPassValue(e.currentTarget.value)}
           />
+          <PassphraseStrength value={newPassValue()} testid="onboarding-passphrase-strength" />
           <label for="onboarding-pass2">Repeat it</label>
           <input
             id="onboarding-pass2"

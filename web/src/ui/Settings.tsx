@@ -10,11 +10,11 @@ import {
   requestNotificationPermission,
 } from "../app/notifications.ts";
 import { decryptBackup, encryptBackup, MIN_BACKUP_PASSPHRASE, passphraseProblem } from "../storage/backup.ts";
-import { passphraseStrength } from "../storage/passphrase-strength.ts";
 import { defaultSettings } from "../storage/storage.ts";
 import { Back } from "./Home.tsx";
 import { formatIceServers, hasTurnServer, parseIceServers } from "./ice-servers.ts";
 import { usernameProblem } from "./Onboarding.tsx";
+import { PassphraseStrength } from "./PassphraseStrength.tsx";
 
 function Section(props: { title: string; children: JSX.Element; testid?: string }) {
   return (
@@ -294,7 +294,7 @@ export function Settings(props: { app: AppModel }) {
             data-testid="passphrase-new"
             onInput={(e) => setNewPass(e.currentTarget.value)}
           />
-          <Strength value={newPass()} testid="passphrase-strength" />
+          <PassphraseStrength value={newPass()} testid="passphrase-strength" />
           <label for="pass2">Repeat it</label>
           <input
             id="pass2"
@@ -337,7 +337,7 @@ export function Settings(props: { app: AppModel }) {
             data-testid="backup-passphrase"
             onInput={(e) => setNewBackupPass(e.currentTarget.value)}
           />
-          <Strength value={newBackupPass()} testid="backup-passphrase-strength" />
+          <PassphraseStrength value={newBackupPass()} testid="backup-passphrase-strength" />
           <button type="submit" disabled={busy()} data-testid="export-backup">
             Save backup file
           </button>
@@ -460,26 +460,5 @@ function Notifications(props: { app: AppModel }) {
         <Outcome value={result()} testid="notifications-result" />
       </Show>
     </Section>
-  );
-}
-
-/** The strength meter under a new-passphrase field (storage/passphrase-strength.ts). */
-function Strength(props: { value: string; testid: string }) {
-  const s = () => passphraseStrength(props.value);
-  return (
-    <Show when={props.value.length > 0}>
-      <p class="help" aria-live="polite" data-testid={props.testid} data-score={s().score}>
-        <meter
-          min="0"
-          max="4"
-          low={2}
-          high={3}
-          optimum={4}
-          value={s().score}
-          aria-label="Passphrase strength"
-        />{" "}
-        Strength: {s().label}. {s().advice}
-      </p>
-    </Show>
   );
 }

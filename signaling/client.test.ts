@@ -40,6 +40,7 @@ async function hostileServer(
     wss.on("connection", (ws) => {
       sockets.push(ws);
       ws.send(opts.version ?? encodeVersionHeader());
+      ws.send(serverCodec.encode({ t: "CHALLENGE", challenge: new Uint8Array(16) }));
       let hello = false;
       ws.on("message", (data: Buffer) => {
         if (!hello) {

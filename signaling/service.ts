@@ -2,42 +2,51 @@
  * The signaling/rendezvous service (docs/protocol/signaling.md): a `ws` WebSocketServer in
  * noServer mode that the host mounts at `/signal`.
  *
- * - SREMP §rendezvous: REGISTER (signed by the identity key, fresh timestamp, one-time nonce,
- *   TTL with renewal), LOOKUP, LIST_SERVERS; SREMP §version: VERSION_HEADER first each way.
+ * - SREMP §rendezvous: REGISTER (signed by the identity key over this connection's CHALLENGE,
+ *   this server as audience, a fresh and increasing timestamp; TTL with renewal), LOOKUP,
+ *   LIST_SERVERS; SREMP §version: VERSION_HEADER first each way.
  * - WebRTC signaling: OFFER / ANSWER / ICE / BYE envelopes signed by the sender's identity key,
  *   verified here and forwarded verbatim to the recipient's connection; payloads are opaque.
  * - Presence: a connection watches up to N identity keys and is told when they go on/offline.
- * - Hygiene: ws maxPayload, token buckets per connection and per source address, caps on
- *   connections and registrations (total and per source), ping/pong heartbeat that reaps dead
- *   sockets, Prometheus metrics, logs without addresses, identities or payloads, graceful close.
+ * - Hygiene: ws maxPayload, Origin check, token buckets per connection and per source address,
+ *   a per-source budget of verification CPU time checked before any signature is verified
+ *   (natively: signaling/register-check.ts), caps on connections and registrations (total and
+ *   per source), ping/pong heartbeat that reaps dead sockets, Prometheus metrics, logs without
+ *   addresses, identities or payloads, graceful close.
  *
- * Source addresses are map keys in memory only (signaling/limits.ts).
+ * Source addresses (server/client-source.ts, behind `--trust-proxy` proxies only) are map keys in
+ * memory only (signaling/limits.ts).
  */
-import type { IncomingMessage } from "node:http";
+import { type KeyObject, randomBytes } from "node:crypto";
 import type { Duplex } from "node:stream";
 import type { Registry } from "prom-client";
 import { type WebSocket, WebSocketServer } from "ws";
-import { toHex } from "../core/bytes.ts";
+import { equalBytes, toHex } from "../core/bytes.ts";
 import type { LoftErrorCode } from "../core/errors.ts";
-import { decodeIdentity } from "../core/identity/identity.ts";
-import { SIGNATURE_CONTEXTS, verifyWithContext } from "../core/identity/signature.ts";
+import { signedBytes } from "../core/identity/signature.ts";
 import {
   CLOSE,
   type ClientMessage,
   clientCodec,
+  envelopeSignedPayload,
   type ServerMessage,
+  SIGNALING,
+  type SignalEnvelope,
   type SignalingErrorCode,
   serverCodec,
-  verifyEnvelope,
 } from "../core/wire/signaling.ts";
-import { requestSignedPayload } from "../core/wire/signed.ts";
 import type { DnsEndpoint, PeerInfo, RegisterRequest } from "../core/wire/sremp.ts";
 import { decodeVersionHeader, encodeVersionHeader } from "../core/wire/version.ts";
+import { ed25519Verify } from "../relay-ws/node-crypto.ts";
+import { sourceOf, trustedProxies } from "../server/client-source.ts";
 import type { HostedService } from "../server/host.ts";
 import type { Logger } from "../server/log.ts";
+import { originAllowed } from "../server/origin.ts";
+import { audienceAccepted } from "./audience.ts";
 import type { SignalingConfig } from "./config.ts";
-import { NonceCache, type SourceState, SourceTable, TokenBucket } from "./limits.ts";
+import { RecentNonces, type SourceState, SourceTable, TokenBucket } from "./limits.ts";
 import { createSignalingMetrics } from "./metrics.ts";
+import { IdentityCache, registerSignatureValid } from "./register-check.ts";
 import { PeerRegistry, type Registration } from "./registry.ts";
 
 export interface SignalingDeps {
@@ -52,7 +61,8 @@ export interface SignalingStats {
   connections: number;
   registrations: number;
   subscriptions: number;
-  nonces: number;
+  /** Verified identities remembered (signaling/register-check.ts). */
+  identities: number;
   sources: number;
 }
 
@@ -66,6 +76,16 @@ interface Conn {
   readonly ws: WebSocket;
   readonly source: SourceState;
   readonly bucket: TokenBucket;
+  /** The Host the client addressed (for the default audience check). */
+  readonly host: string | undefined;
+  /** What every REGISTER on this connection must carry as its nonce. */
+  readonly challenge: Uint8Array<ArrayBuffer>;
+  /** Timestamp of the last REGISTER accepted here; a later one must be greater. */
+  lastRegisterAt: number;
+  /** The registered identity's key, for verifying its envelopes natively. */
+  publicKey: KeyObject | undefined;
+  /** Envelope nonces this connection's sender used within the skew window. */
+  envelopeNonces: RecentNonces | undefined;
   alive: boolean;
   hello: boolean;
   helloTimer: NodeJS.Timeout | undefined;
@@ -93,15 +113,10 @@ function wireCodeOf(code: LoftErrorCode): SignalingErrorCode {
 /** Room kept for the LOOKUP_RESPONSE envelope around its PeerInfo list. */
 const LOOKUP_BUDGET_BYTES = 60_000;
 
-function sourceOf(req: IncomingMessage, trustProxy: boolean): string {
-  if (trustProxy) {
-    const xff = req.headers["x-forwarded-for"];
-    const value = Array.isArray(xff) ? xff[xff.length - 1] : xff;
-    const last = value?.split(",").pop()?.trim();
-    if (last) return last;
-  }
-  return req.socket.remoteAddress ?? "unknown";
-}
+/** Envelope nonces remembered per registered sender (see RecentNonces). */
+const ENVELOPE_NONCES_PER_SENDER = 256;
+/** Coarseness of LOOKUP's `last_seen` (docs/protocol/signaling.md, "Privacy"). */
+const LAST_SEEN_GRANULARITY_MS = 60_000;
 
 function refuseUpgrade(socket: Duplex, status: number, text: string): void {
   if (!socket.writable) {
@@ -132,7 +147,8 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
   });
   const conns = new Set<Conn>();
   const sources = new SourceTable(config);
-  const nonces = new NonceCache(config.maxNonces, 2 * skewMs);
+  const identities = new IdentityCache(config.identityCacheSize);
+  const proxies = trustedProxies(config.trustProxy);
   const registry = new PeerRegistry<Conn>(now(), (subscriber, key, online) =>
     send(subscriber, { t: "PRESENCE", peers: [{ key, online }] }),
   );
@@ -175,6 +191,8 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     const reg = conn.reg;
     if (!reg) return undefined;
     conn.reg = undefined;
+    conn.publicKey = undefined;
+    conn.envelopeNonces = undefined;
     conn.source.registrations--;
     return reg;
   }
@@ -188,6 +206,27 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
 
   // ---- message handlers ----------------------------------------------------------------------
 
+  /**
+   * Run signature work charged to `conn`'s source: refused (false) without doing it when the
+   * source is over its CPU budget; otherwise its measured time is charged afterwards.
+   */
+  function verifyCharged<T>(conn: Conn, work: () => T): { ran: false } | { ran: true; value: T } {
+    if (!conn.source.cpu.canSpend(now())) {
+      metrics.rateLimited.inc({ scope: "cpu" });
+      return { ran: false };
+    }
+    const started = performance.now();
+    try {
+      return { ran: true, value: work() };
+    } finally {
+      const ms = performance.now() - started;
+      conn.source.cpu.charge(ms, now());
+      metrics.verifySeconds.inc(ms / 1000);
+    }
+  }
+
+  // Checks in order of cost (docs/protocol/signaling.md, REGISTER_REQUEST): everything that needs
+  // no cryptography first, then the source's CPU budget, then native signature verification.
   function onRegister(conn: Conn, req: RegisterRequest) {
     const t = now();
     const refuse = (code: SignalingErrorCode, message: string) => {
@@ -199,21 +238,31 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         "STALE_TIMESTAMP",
         `timestamp is more than ${config.clockSkewSeconds} s from server time`,
       );
-    if (config.audience && req.audience !== config.audience)
-      return refuse("WRONG_AUDIENCE", "the request names another server as its audience");
-    const identity = decodeIdentity(req.identity);
-    if (!identity.ok) return refuse("BAD_IDENTITY", identity.error.message.slice(0, 200));
-    const key = identity.value.verified.identity_key;
-    const version = identity.value.verified.version;
-    const signed = requestSignedPayload(req as Record<string, unknown>, "signature");
-    if (!verifyWithContext(key, SIGNATURE_CONTEXTS.registerRequest, signed, req.signature))
-      return refuse("BAD_SIGNATURE", "REGISTER signature does not verify under the identity key");
+    if (!equalBytes(req.nonce, conn.challenge))
+      return refuse("BAD_CHALLENGE", "nonce is not this connection's CHALLENGE");
+    if (req.timestamp <= conn.lastRegisterAt)
+      return refuse("REPLAY", "timestamp not after the last REGISTER on this connection");
+    if (!audienceAccepted(req.audience, conn.host, config.audience))
+      return refuse("WRONG_AUDIENCE", "the request does not name this server as its audience");
+    const verified = verifyCharged(conn, () => {
+      const identity = identities.check(req.identity);
+      if (!identity.ok) return identity;
+      return registerSignatureValid(identity.value, req)
+        ? identity
+        : ({ ok: false, signature: true } as const);
+    });
+    if (!verified.ran)
+      return refuse("BUSY", "this network address used its verification budget; retry in a few seconds");
+    const result = verified.value;
+    if (!result.ok)
+      return "signature" in result
+        ? refuse("BAD_SIGNATURE", "REGISTER signature does not verify under the identity key")
+        : refuse("BAD_IDENTITY", result.error.message.slice(0, 200));
+    conn.lastRegisterAt = req.timestamp;
+    const { key, version, publicKey } = result.value;
     const keyHex = toHex(key);
     if (conn.reg && conn.reg.keyHex !== keyHex)
       return refuse("ALREADY_REGISTERED", "this connection is bound to another identity");
-    const seen = nonces.add(`${toHex(req.nonce)}:${keyHex}`, t);
-    if (seen === "replay") return refuse("REPLAY", "nonce already used");
-    if (seen === "full") return refuse("BUSY", "too many recent registrations; retry later");
     const existing = registry.get(keyHex);
     if (existing && existing.version > version)
       return refuse("STALE_IDENTITY", "a higher identity version is registered");
@@ -239,7 +288,9 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     if (movesHere) {
       conn.reg = registration;
       conn.source.registrations++;
+      conn.envelopeNonces = new RecentNonces(ENVELOPE_NONCES_PER_SENDER);
     }
+    conn.publicKey = publicKey;
     metrics.registersTotal.inc({ outcome: fresh ? "new" : replaced ? "replaced" : "renewed" });
     updateGauges();
     const response: ServerMessage = {
@@ -280,7 +331,13 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
           }
         }
         const peers: PeerInfo[] = regs.map((r) => {
-          const info: PeerInfo = { identity: r.identity, last_seen: Math.min(r.lastSeen, t), online: true };
+          // Whole minutes: enough to say "recently", not a log of someone's activity.
+          const lastSeen = Math.min(r.lastSeen, t);
+          const info: PeerInfo = {
+            identity: r.identity,
+            last_seen: lastSeen - (lastSeen % LAST_SEEN_GRANULARITY_MS),
+            online: true,
+          };
           if (endpoint) info.endpoint = endpoint;
           return info;
         });
@@ -305,10 +362,17 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
           );
         if (e.payload.length > config.maxPayloadBytes)
           return fail(conn, msg.id, "PAYLOAD_TOO_LARGE", `payload exceeds ${config.maxPayloadBytes} bytes`);
-        if (Math.abs(now() - e.timestamp) > skewMs)
+        const t = now();
+        if (Math.abs(t - e.timestamp) > skewMs)
           return fail(conn, msg.id, "STALE_TIMESTAMP", "envelope timestamp outside the accepted clock skew");
-        if (!verifyEnvelope(e).ok)
+        const nonceHex = toHex(e.nonce);
+        if (conn.envelopeNonces?.has(nonceHex, t))
+          return fail(conn, msg.id, "REPLAY", "this envelope nonce was already used");
+        const checked = verifyCharged(conn, () => envelopeValid(conn, e));
+        if (!checked.ran) return fail(conn, msg.id, "BUSY", "verification budget used; retry shortly");
+        if (!checked.value)
           return fail(conn, msg.id, "BAD_SIGNATURE", "envelope signature does not verify under `from`");
+        conn.envelopeNonces?.add(nonceHex, t, t + 2 * skewMs);
         const target = registry.get(toHex(e.to));
         if (!target || target.conn.closed)
           return fail(conn, msg.id, "PEER_OFFLINE", "the recipient is not online here");
@@ -358,12 +422,28 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     onMessage(conn, decoded.value);
   }
 
-  function onConnection(ws: WebSocket, source: SourceState): void {
+  function envelopeValid(conn: Conn, e: SignalEnvelope): boolean {
+    return (
+      conn.publicKey !== undefined &&
+      ed25519Verify(
+        conn.publicKey,
+        signedBytes(SIGNALING.ENVELOPE_CONTEXT, envelopeSignedPayload(e)),
+        e.signature,
+      )
+    );
+  }
+
+  function onConnection(ws: WebSocket, source: SourceState, host: string | undefined): void {
     const conn: Conn = {
       id: nextConnId++,
       ws,
       source,
       bucket: new TokenBucket(config.connRate, config.connBurst, now()),
+      host,
+      challenge: randomBytes(SIGNALING.NONCE_BYTES) as unknown as Uint8Array<ArrayBuffer>,
+      lastRegisterAt: 0,
+      publicKey: undefined,
+      envelopeNonces: undefined,
       alive: true,
       hello: false,
       helloTimer: undefined,
@@ -423,7 +503,10 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       updateGauges();
       conn.onClosed?.();
     });
-    if (ws.readyState === ws.OPEN) ws.send(encodeVersionHeader());
+    if (ws.readyState === ws.OPEN) {
+      ws.send(encodeVersionHeader());
+      ws.send(serverCodec.encode({ t: "CHALLENGE", challenge: conn.challenge }));
+    }
   }
 
   // ---- timers --------------------------------------------------------------------------------
@@ -445,7 +528,6 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
   const sweeper = setInterval(() => {
     const t = now();
     registry.sweep(t, onExpired);
-    nonces.prune(t);
     sources.sweep(t);
     updateGauges();
   }, config.sweepMs);
@@ -466,8 +548,13 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         metrics.upgradesRefused.inc({ reason: "capacity" });
         return refuseUpgrade(socket, 503, "Service Unavailable");
       }
+      if (!originAllowed(req, config.allowedOrigins)) {
+        // Another site's page trying to use this browser's connection (cross-site WebSocket).
+        metrics.upgradesRefused.inc({ reason: "origin" });
+        return refuseUpgrade(socket, 403, "Forbidden");
+      }
       const t = now();
-      const source = sourceOf(req, config.trustProxy);
+      const source = sourceOf(req, proxies);
       const verdict = sources.admit(source, t);
       if (verdict !== "ok") {
         metrics.upgradesRefused.inc({ reason: verdict === "rate" ? "rate" : "source_connections" });
@@ -482,7 +569,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       });
       wss.handleUpgrade(req, socket, head, (ws) => {
         upgraded = true;
-        onConnection(ws, state);
+        onConnection(ws, state, req.headers.host);
       });
     },
 
@@ -501,7 +588,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         connections: conns.size,
         registrations: registry.size,
         subscriptions: registry.subscriptions,
-        nonces: nonces.size,
+        identities: identities.size,
         sources: sources.size,
       };
     },

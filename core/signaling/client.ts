@@ -4,8 +4,9 @@
  * (the browser passes `(url) => new WebSocket(url)`, tests pass `ws`), and uses no DOM or Node API.
  *
  * What it does (SREMP §rendezvous, §version; Loft signaling):
- * - connects, exchanges VERSION_HEADERs, registers the user's signed identity (REGISTER with a
- *   fresh timestamp and nonce) and renews before expiry at the server's `renewal_interval`;
+ * - connects, exchanges VERSION_HEADERs, registers the user's signed identity (REGISTER over the
+ *   connection's CHALLENGE, naming the server's URL as audience, with an increasing timestamp)
+ *   and renews before expiry at the server's `renewal_interval`;
  * - looks peers up (checking that the Identity the server returns verifies and is the one asked
  *   for: the server is not trusted), lists servers;
  * - sends OFFER / ANSWER / ICE / BYE envelopes signed with the identity key, and delivers
@@ -157,7 +158,10 @@ export interface SignalingClientOptions {
   ttlSeconds?: number;
   /** Register automatically on every (re)connect; default true. */
   register?: boolean;
-  /** Sent as REGISTER `audience` when set (servers that check it need the URL they are dialled at). */
+  /**
+   * REGISTER `audience`: the server this registration is for. Default: `url` (what the server
+   * accepts unless its operator configured other public URLs).
+   */
   audience?: string;
   /** Per-request timeout; default 10 s. */
   requestTimeoutMs?: number;
@@ -181,8 +185,7 @@ type Request = Distribute<ClientMessage>;
 const MAX_SEEN_NONCES = 4_096;
 
 export class SignalingClient {
-  readonly #o: Required<Omit<SignalingClientOptions, "audience" | "reconnect">> & {
-    audience: string | undefined;
+  readonly #o: Required<Omit<SignalingClientOptions, "reconnect">> & {
     reconnect: { initialMs: number; maxMs: number } | false;
   };
   readonly #key: Uint8Array;
@@ -203,6 +206,11 @@ export class SignalingClient {
   #helloDone = false;
   #everConnected = false;
   #readyWaiters: { resolve: () => void; reject: (e: SignalingError) => void }[] = [];
+  /** This connection's CHALLENGE (docs/protocol/signaling.md, "Replay protection"). */
+  #challenge: Uint8Array | undefined;
+  #challengeWaiters: { resolve: (c: Uint8Array) => void; reject: (e: SignalingError) => void }[] = [];
+  /** Last REGISTER timestamp sent: the next must be greater (the server refuses a repeat). */
+  #lastRegisterAt = 0;
 
   constructor(options: SignalingClientOptions) {
     this.#o = {
@@ -211,7 +219,7 @@ export class SignalingClient {
       connect: options.connect,
       ttlSeconds: options.ttlSeconds ?? 120,
       register: options.register ?? true,
-      audience: options.audience,
+      audience: options.audience ?? options.url,
       requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
       reconnect:
         options.reconnect === false
@@ -269,7 +277,9 @@ export class SignalingClient {
         ws.close(CLOSE.NORMAL, "client closed");
       } catch {}
     }
-    this.#failAll(new SignalingError("CLOSED", "client closed"));
+    const closed = new SignalingError("CLOSED", "client closed");
+    for (const w of this.#challengeWaiters.splice(0)) w.reject(closed);
+    this.#failAll(closed);
     this.#setState("closed");
   }
 
@@ -354,12 +364,17 @@ export class SignalingClient {
 
   /** Register now (done automatically unless `register: false`). */
   async register(): Promise<number> {
+    const challenge = await this.#waitChallenge();
     const id = this.#takeId();
+    // Strictly increasing even if the clock steps back between renewals.
+    const timestamp = Math.max(this.#o.now(), this.#lastRegisterAt + 1);
+    this.#lastRegisterAt = timestamp;
     const req = signRegisterRequest(this.#o.user, {
       ttl_seconds: this.#o.ttlSeconds,
-      timestamp: this.#o.now(),
+      timestamp,
+      nonce: challenge,
       id,
-      ...(this.#o.audience === undefined ? {} : { audience: this.#o.audience }),
+      audience: this.#o.audience,
     });
     const reply = await this.#request(req, id);
     if (reply.t !== "REGISTER_RESPONSE" || !reply.success) throw this.#unexpected(reply);
@@ -372,6 +387,29 @@ export class SignalingClient {
   }
 
   // ---- internals ------------------------------------------------------------------------------------
+
+  #waitChallenge(): Promise<Uint8Array> {
+    if (this.#challenge) return Promise.resolve(this.#challenge);
+    if (!this.#ws || !this.#helloDone)
+      return Promise.reject(new SignalingError("UNREACHABLE", "not connected to the signaling server"));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#challengeWaiters = this.#challengeWaiters.filter((w) => w !== waiter);
+        reject(new SignalingError("TIMEOUT", "the server sent no CHALLENGE"));
+      }, this.#o.requestTimeoutMs);
+      const waiter = {
+        resolve: (c: Uint8Array) => {
+          clearTimeout(timer);
+          resolve(c);
+        },
+        reject: (e: SignalingError) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      this.#challengeWaiters.push(waiter);
+    });
+  }
 
   #isReady(): boolean {
     return this.#o.register ? this.#state === "registered" : this.#state === "connected";
@@ -457,6 +495,7 @@ export class SignalingClient {
     if (this.#stopped) return;
     this.#setState(this.#everConnected ? "reconnecting" : "connecting");
     this.#helloDone = false;
+    this.#challenge = undefined;
     let ws: WebSocketLike;
     try {
       ws = this.#o.connect(this.#o.url);
@@ -514,6 +553,8 @@ export class SignalingClient {
     clearTimeout(this.#renewTimer);
     this.#registered = false;
     this.#helloDone = false;
+    this.#challenge = undefined;
+    for (const w of this.#challengeWaiters.splice(0)) w.reject(error);
     this.#failAll(error);
     this.#rejectReady(error);
     this.#emit({ type: "error", error });
@@ -587,6 +628,10 @@ export class SignalingClient {
       case "GOING_AWAY":
         this.#goingAwayDelay = m.reconnect_after_ms;
         this.#attempt = 0;
+        return;
+      case "CHALLENGE":
+        this.#challenge = m.challenge.slice();
+        for (const w of this.#challengeWaiters.splice(0)) w.resolve(this.#challenge);
         return;
       default:
         break;

@@ -12,7 +12,14 @@ import { SignalingClient } from "../../core/signaling/client.ts";
 import { encodeCanonical } from "../../core/wire/codec.ts";
 import { type ClientMessage, clientCodec, signEnvelope } from "../../core/wire/signaling.ts";
 import { signRegisterRequest } from "../../core/wire/signed.ts";
-import { makeUser, metricValue, RawClient, startSignaling, wsFactory } from "../../signaling/testing.ts";
+import {
+  makeUser,
+  metricValue,
+  RawClient,
+  registerOn,
+  startSignaling,
+  wsFactory,
+} from "../../signaling/testing.ts";
 import { FUZZ_RUNS } from "../support/fuzz.ts";
 
 const TAGS = [
@@ -150,13 +157,9 @@ describe("signaling server under fuzzed frames", () => {
       const conns = await Promise.all([0, 1, 2, 3].map(() => RawClient.hello(server.url)));
       // One fuzz target is registered, so fuzzed SIGNALs and SUBSCRIBEs can reach a live identity.
       const target = makeUser("target");
-      expect(
-        (
-          await conns[0]!.request(
-            signRegisterRequest(target, { ttl_seconds: 60, timestamp: Date.now(), id: 1 }),
-          )
-        ).t,
-      ).toBe("REGISTER_RESPONSE");
+      expect((await conns[0]!.request(await registerOn(conns[0]!, target, { id: 1 }))).t).toBe(
+        "REGISTER_RESPONSE",
+      );
       const BATCH = 250;
       let sentinel = 0xffff_0000;
       for (let i = 0; i < frames.length; i += BATCH) {

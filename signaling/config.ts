@@ -127,14 +127,14 @@ export const signalingOptions = {
   sourceCpuMs: spec({
     flag: "signal-source-cpu-ms",
     env: "LOFT_SIGNAL_SOURCE_CPU_MS",
-    default: 25,
+    default: 10,
     parse: int(1, 1_000),
     help: "signature-verification CPU time per second one source address may cost (ms); beyond it REGISTER and SIGNAL answer BUSY",
   }),
   sourceCpuBurstMs: spec({
     flag: "signal-source-cpu-burst-ms",
     env: "LOFT_SIGNAL_SOURCE_CPU_BURST_MS",
-    default: 250,
+    default: 20,
     parse: int(1, 60_000),
     help: "verification CPU time one source address may bank (ms)",
   }),

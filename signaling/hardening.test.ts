@@ -154,6 +154,43 @@ describe("replay memory and verification cost are bounded per source", () => {
   });
 });
 
+describe("a busy server is retried, not abandoned", () => {
+  it("the core client registers once its network address has verification budget again", async () => {
+    const s = await server({ sourceCpuMs: 2, sourceCpuBurstMs: 1, connBurst: 1_000, connRate: 1_000 });
+    // Someone at the same address spends the budget.
+    const noisy = await hello(s.url, { localAddress: "127.0.0.7" });
+    const base = Date.now();
+    let busy = false;
+    for (let i = 0; i < 200 && !busy; i++) {
+      const req = (await registerOn(noisy, makeUser(`n${i}`), {
+        id: i + 1,
+        timestamp: base + i,
+      })) as ClientMessage & {
+        signature: Uint8Array;
+      };
+      busy =
+        codeOf(await noisy.request({ ...req, signature: new Uint8Array(64) } as ClientMessage)) === "BUSY";
+    }
+    expect(busy).toBe(true);
+    const client = new SignalingClient({
+      url: s.url,
+      user: makeUser("patient"),
+      connect: wsFactory({ localAddress: "127.0.0.7" }),
+    });
+    const errors: string[] = [];
+    client.on((e) => {
+      if (e.type === "error") errors.push(e.error.code);
+    });
+    try {
+      await client.start().catch(() => {}); // the first attempt may be answered BUSY
+      await expect.poll(() => client.state, { timeout: 30_000 }).toBe("registered");
+      expect(errors).toContain("BUSY");
+    } finally {
+      client.close();
+    }
+  });
+});
+
 describe("envelopes and presence", () => {
   it("refuses an envelope whose nonce this sender already used", async () => {
     const s = await server();

@@ -113,6 +113,8 @@ function wireCodeOf(code: LoftErrorCode): SignalingErrorCode {
 /** Room kept for the LOOKUP_RESPONSE envelope around its PeerInfo list. */
 const LOOKUP_BUDGET_BYTES = 60_000;
 
+/** Rate-limited frames per connection answered with RATE_LIMITED (later ones are dropped). */
+const RATE_LIMIT_REPLIES = 20;
 /** Envelope nonces remembered per registered sender (see RecentNonces). */
 const ENVELOPE_NONCES_PER_SENDER = 256;
 /** Coarseness of LOOKUP's `last_seen` (docs/protocol/signaling.md, "Privacy"). */
@@ -402,7 +404,10 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     if (scope) {
       metrics.rateLimited.inc({ scope });
       if (++conn.violations > config.maxViolations) return closeConn(conn, CLOSE.RATE_LIMIT, "rate limit");
-      if (!conn.hello) return;
+      // The first few refusals say so (decoding the frame for its id, so the client's request
+      // fails at once); past that a flooding connection gets silence until it is closed — a
+      // refusal must cost less than the request.
+      if (!conn.hello || conn.violations > RATE_LIMIT_REPLIES) return;
       return fail(conn, clientCodec.decode(data).id, "RATE_LIMITED", "slow down");
     }
     if (!conn.hello) {

@@ -663,6 +663,7 @@ export class SignalingClient {
           for (const s of states) this.#emit({ type: "presence", key: s.key, online: s.online });
         }),
       );
+    const ws = this.#ws;
     Promise.all(tasks).then(
       () => {
         this.#attempt = 0;
@@ -670,6 +671,16 @@ export class SignalingClient {
       (e: SignalingError) => {
         this.#emit({ type: "error", error: e });
         this.#rejectReady(e);
+        // A busy server (rate or verification budget of our network address) asks us to come
+        // back shortly: try again on this connection after a jittered pause.
+        if ((e.code === "BUSY" || e.code === "RATE_LIMITED") && this.#o.register)
+          this.#retryTimer = setTimeout(
+            () => {
+              if (this.#ws === ws && this.#helloDone && !this.#registered && !this.#stopped)
+                this.#afterHello();
+            },
+            1_000 + Math.floor(Math.random() * 4_000),
+          );
       },
     );
   }

@@ -75,8 +75,11 @@ export async function startTamperingSignaling(upstream: string): Promise<Tamperi
     return c;
   };
 
-  wss.on("connection", (down) => {
-    const up = new WebSocket(upstream);
+  wss.on("connection", (down, req) => {
+    // The browser dialled us: upstream sees the Host it addressed, as behind any reverse proxy,
+    // so the REGISTER audience (this proxy's URL) is the service's own. The per-connection
+    // CHALLENGE passes through untouched: a live relay of frames, not a replay.
+    const up = new WebSocket(upstream, { headers: { host: req.headers.host ?? "" } });
     const early: Buffer[] = [];
     let downFirst = true;
     let upFirst = true;

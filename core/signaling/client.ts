@@ -171,6 +171,18 @@ export interface SignalingClientOptions {
   maxSkewMs?: number;
   /** Clock (ms since epoch), default Date.now. */
   now?: () => number;
+  /**
+   * Where the nonces of accepted offers outlive this client (a page reload, a new client): a
+   * recorded offer replayed by the server within the freshness window is then refused as a
+   * replay instead of being answered. Default: memory only.
+   */
+  seenOffers?: SeenOfferStore;
+}
+
+/** Persistence of accepted offer nonces: `[sender‖nonce key, expiry ms]` pairs. */
+export interface SeenOfferStore {
+  load(): [string, number][];
+  save(entries: [string, number][]): void;
 }
 
 interface Pending {
@@ -183,9 +195,11 @@ type Distribute<T> = T extends unknown ? Omit<T, "id"> : never;
 type Request = Distribute<ClientMessage>;
 
 const MAX_SEEN_NONCES = 4_096;
+/** Offer nonces persisted (offers are a few per connection attempt; the window is 2 × skew). */
+const MAX_SEEN_OFFERS = 256;
 
 export class SignalingClient {
-  readonly #o: Required<Omit<SignalingClientOptions, "reconnect">> & {
+  readonly #o: Required<Omit<SignalingClientOptions, "reconnect" | "seenOffers">> & {
     reconnect: { initialMs: number; maxMs: number } | false;
   };
   readonly #key: Uint8Array;
@@ -193,6 +207,9 @@ export class SignalingClient {
   readonly #pending = new Map<number, Pending>();
   /** Nonces of accepted envelopes → their expiry; bounded, oldest dropped first. */
   readonly #seen = new Map<string, number>();
+  /** The offers among them, persisted through `seenOffers`. */
+  readonly #seenOffers = new Map<string, number>();
+  readonly #offerStore: SeenOfferStore | undefined;
   #ws: WebSocketLike | undefined;
   #state: SignalingState = "idle";
   #nextId = 1;
@@ -229,6 +246,21 @@ export class SignalingClient {
       now: options.now ?? Date.now,
     };
     this.#key = options.user.identity.verified.identity_key;
+    this.#offerStore = options.seenOffers;
+    if (this.#offerStore) {
+      let entries: [string, number][] = [];
+      try {
+        entries = this.#offerStore.load();
+      } catch {}
+      const now = this.#o.now();
+      for (const entry of Array.isArray(entries) ? entries.slice(-MAX_SEEN_OFFERS) : []) {
+        const [key, expires] = Array.isArray(entry) ? entry : [];
+        if (typeof key === "string" && key.length <= 128 && typeof expires === "number" && expires > now) {
+          this.#seenOffers.set(key, expires);
+          this.#seen.set(key, expires);
+        }
+      }
+    }
   }
 
   get state(): SignalingState {
@@ -685,6 +717,17 @@ export class SignalingClient {
     );
   }
 
+  #rememberOffer(key: string, expires: number, now: number): void {
+    for (const [k, until] of this.#seenOffers)
+      if (until <= now || this.#seenOffers.size >= MAX_SEEN_OFFERS) this.#seenOffers.delete(k);
+    this.#seenOffers.set(key, expires);
+    try {
+      this.#offerStore?.save([...this.#seenOffers]);
+    } catch {
+      // Storage full or unavailable: the in-memory check still holds for this client.
+    }
+  }
+
   /** Recipient-side checks (docs/protocol/signaling.md, "Receiving an envelope"). */
   #onEnvelope(e: SignalEnvelope) {
     const reject = (reason: RejectReason) => this.#emit({ type: "rejected", reason, from: e.from });
@@ -697,8 +740,10 @@ export class SignalingClient {
       this.#seen.delete(k);
     }
     const nonceKey = `${toHex(e.from)}:${toHex(e.nonce)}`;
-    if (this.#seen.has(nonceKey)) return reject("replay");
-    this.#seen.set(nonceKey, now + 2 * this.#o.maxSkewMs);
+    if (this.#seen.has(nonceKey) || this.#seenOffers.has(nonceKey)) return reject("replay");
+    const expires = now + 2 * this.#o.maxSkewMs;
+    this.#seen.set(nonceKey, expires);
+    if (e.kind === "offer" && this.#offerStore) this.#rememberOffer(nonceKey, expires, now);
     this.#emit({ type: "signal", envelope: e });
   }
 }

@@ -214,7 +214,7 @@ export async function onOffer(ctx: EngineContext, offer: IncomingOffer): Promise
   const link = offer.accept();
   const attempt: Attempt = { link, direction: "in", path, startedAt: Date.now() };
   peer.attempt = attempt;
-  if (!peer.live) setPresence(ctx, peer, "connecting");
+  if (!peer.live && !directUnavailable(peer)) setPresence(ctx, peer, "connecting");
   const keyPair = freshRatchetKeyPair();
   try {
     await link.opened;

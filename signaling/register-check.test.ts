@@ -22,6 +22,7 @@ import { FUZZ_RUNS } from "../test/support/fuzz.ts";
 import {
   checkIdentityNative,
   IdentityCache,
+  nativeIdentityKeyValid,
   nativeNoiseKeyValid,
   registerSignatureValid,
 } from "./register-check.ts";
@@ -85,6 +86,40 @@ describe("native identity checks agree with core", () => {
     agree(verbose);
     agree(new Uint8Array([0x80]));
     agree(new Uint8Array(0));
+  });
+
+  it("on small-order Ed25519 keys, their non-canonical twins, and a signature forged under one", () => {
+    const user = createUserIdentity({ username: "erin", now: 1 });
+    const hex = (h: string) => Uint8Array.from(h.match(/../g)!.map((b) => Number.parseInt(b, 16)));
+    const small = [
+      "0100000000000000000000000000000000000000000000000000000000000000",
+      "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+      "0000000000000000000000000000000000000000000000000000000000000000",
+      "0000000000000000000000000000000000000000000000000000000000000080",
+      "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+      "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+      "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+      "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+      // Non-canonical: y + p for y = 0 and 1, and "negative zero" x for y = ±1.
+      "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+      "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+      "0100000000000000000000000000000000000000000000000000000000000080",
+      "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    ].map(hex);
+    for (const k of small) expect(nativeIdentityKeyValid(k)).toBe(false);
+    // Real keys pass.
+    for (let i = 0; i < 64; i++) {
+      const k = ed25519.getPublicKey(crypto.getRandomValues(new Uint8Array(32)));
+      expect(nativeIdentityKeyValid(k)).toBe(true);
+    }
+    // R = identity point, S = 0 "verifies" under the identity point for every message
+    // (cofactorless check: [0]B = R + [k]A = 0): both paths must refuse the identity.
+    const forgedSig = new Uint8Array(64);
+    forgedSig[0] = 1;
+    const verified = { ...user.identity.verified, identity_key: small[0]! };
+    const bytes = encodeIdentity({ verified, signature: forgedSig } as Identity);
+    agree(bytes);
+    expect(checkIdentityNative(bytes).ok).toBe(false);
   });
 
   it("on random keys and random bytes", () => {

@@ -9,9 +9,10 @@
  *  1. structure: canonical MessagePack, schema, username, size — no curve arithmetic;
  *  2. the identity's own signature, natively (Ed25519, RFC 8032) — a forged or garbage identity
  *     stops here at ~0.1 ms instead of ~3 ms;
- *  3. only for a self-signed identity: identity key canonical and not of small order (noble point
- *     decoding), noise key canonical and not of low order (native X25519 with a probe key: OpenSSL
- *     refuses an all-zero shared secret, RFC 7748 §6.1);
+ *  3. only for a self-signed identity: identity key canonical and not of small order (y < p, no
+ *     "negative zero", not one of the eight small-order points — the point itself is on the curve,
+ *     or OpenSSL would not have verified under it), noise key canonical and not of low order
+ *     (native X25519 with a probe key: OpenSSL refuses an all-zero shared secret, RFC 7748 §6.1);
  *  4. the REGISTER signature under the identity key, natively.
  *
  * Verified identities are remembered by the SHA-256 of their bytes (bounded, least recently used
@@ -30,7 +31,6 @@ import {
   type Identity,
   identitySchema,
   identitySignedBytes,
-  isValidIdentityKey,
   MAX_IDENTITY_BYTES,
 } from "../core/identity/identity.ts";
 import { SIGNATURE_CONTEXTS, signedBytes } from "../core/identity/signature.ts";
@@ -57,6 +57,37 @@ const PROBE = createPrivateKey({
   format: "der",
   type: "pkcs8",
 });
+
+/**
+ * The Ed25519 points of small order (the torsion subgroup, order dividing 8) in canonical
+ * encoding (RFC 8032 §5.1.2; the list libsodium refuses as public keys). Other encodings of them
+ * are non-canonical and refused by `nativeIdentityKeyValid` before this list is consulted.
+ */
+const SMALL_ORDER_POINTS = new Set([
+  "0100000000000000000000000000000000000000000000000000000000000000", // identity
+  "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f", // order 2
+  "0000000000000000000000000000000000000000000000000000000000000000", // order 4
+  "0000000000000000000000000000000000000000000000000000000000000080", // order 4
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05", // order 8
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85", // order 8
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a", // order 8
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa", // order 8
+]);
+
+/**
+ * The rule of core `isValidIdentityKey` (strict RFC 8032 §5.1.3 decoding, not of small order)
+ * for a key OpenSSL already verified a signature under — so it is a curve point — without
+ * pure-JS point decompression: y < p, x = 0 only with the sign bit clear, not small order.
+ */
+export function nativeIdentityKeyValid(key: Uint8Array): boolean {
+  if (key.length !== 32) return false;
+  let y = BigInt(key[31]! & 0x7f);
+  for (let i = 30; i >= 0; i--) y = (y << 8n) | BigInt(key[i]!);
+  if (y >= P25519) return false;
+  // x = 0 exactly when y = ±1; its "negative" encoding is not canonical.
+  if ((key[31]! & 0x80) !== 0 && (y === 1n || y === P25519 - 1n)) return false;
+  return !SMALL_ORDER_POINTS.has(toHex(key));
+}
 
 /**
  * RFC 7748 §5 canonical u (< p, top bit clear) and not of low order — the rule of core
@@ -104,7 +135,7 @@ export function checkIdentityNative(bytes: Uint8Array): Result<CheckedIdentity> 
   if (!ed25519Verify(publicKey, identitySignedBytes(d), identity.signature))
     return err("LOFT_ERR_BAD_SIGNATURE", "identity signature does not verify");
   // Self-signed: now the curve checks that OpenSSL's verification does not make.
-  if (!isValidIdentityKey(d.identity_key))
+  if (!nativeIdentityKeyValid(d.identity_key))
     return err("LOFT_ERR_BAD_IDENTITY", "identity_key: not a valid Ed25519 public key");
   if (!nativeNoiseKeyValid(d.noise_key))
     return err("LOFT_ERR_BAD_IDENTITY", "noise_key: not a valid X25519 key");

@@ -39,6 +39,18 @@ afterEach(async () => {
 
 const codeOf = (m: ServerMessage) => (m.t === "ERROR" ? m.code : m.t);
 
+/** Send a request; its reply, and the pushes (frames without an id) that arrived before it. */
+async function withPushes(c: RawClient, m: ClientMessage & { id: number }) {
+  c.send(m);
+  const pushes: ServerMessage[] = [];
+  for (let i = 0; i < 100; i++) {
+    const f = await c.next();
+    if ("id" in f && f.id === m.id) return { reply: f, pushes };
+    if (!("id" in f) || f.id === undefined) pushes.push(f);
+  }
+  throw new Error("no reply");
+}
+
 describe("a signed REGISTER is bound to one connection of one server", () => {
   it("cannot be replayed on the same connection, on another, after a restart, or at another server", async () => {
     const alice = makeUser("alice");
@@ -210,6 +222,96 @@ describe("envelopes and presence", () => {
     });
     expect(codeOf(await a.request({ t: "SIGNAL", id: 2, envelope }))).toBe("SIGNAL_ACK");
     expect(codeOf(await a.request({ t: "SIGNAL", id: 3, envelope }))).toBe("REPLAY");
+  });
+
+  it("a peer that shows itself only to whom it watches is offline to everyone else", async () => {
+    const s = await server();
+    const [tina, ann, stranger] = [makeUser("tina"), makeUser("ann"), makeUser("stranger")];
+    const keyOf = (u: ReturnType<typeof makeUser>) =>
+      u.identity.verified.identity_key as Uint8Array<ArrayBuffer>;
+    const t = await hello(s.url);
+    const a = await hello(s.url);
+    const x = await hello(s.url);
+    // The watchers register first and watch Tina before she is online.
+    expect(codeOf(await a.request(await registerOn(a, ann, { id: 1 })))).toBe("REGISTER_RESPONSE");
+    expect(codeOf(await x.request(await registerOn(x, stranger, { id: 1 })))).toBe("REGISTER_RESPONSE");
+    await a.request({ t: "SUBSCRIBE", id: 2, keys: [keyOf(tina)] });
+    await x.request({ t: "SUBSCRIBE", id: 2, keys: [keyOf(tina)] });
+    // Tina watches only Ann, privately, then registers.
+    const sub = await t.request({
+      t: "SUBSCRIBE",
+      id: 1,
+      keys: [keyOf(ann)],
+      only_watched: true,
+    } as ClientMessage);
+    expect(codeOf(sub)).toBe("PRESENCE");
+    const annSees = a.until("PRESENCE", (m) => m.peers.some((p) => p.online));
+    expect(codeOf(await t.request(await registerOn(t, tina, { id: 2 })))).toBe("REGISTER_RESPONSE");
+    await annSees;
+
+    // The stranger: offline by SUBSCRIBE (and never pushed "online"), absent from LOOKUP,
+    // unreachable by SIGNAL.
+    const { reply: state, pushes: early } = await withPushes(x, {
+      t: "SUBSCRIBE",
+      id: 3,
+      keys: [keyOf(tina)],
+    });
+    expect(early.filter((m) => m.t === "PRESENCE")).toEqual([]);
+    expect(state.t === "PRESENCE" && state.peers[0]!.online).toBe(false);
+    const lookup = await x.request({
+      t: "LOOKUP_REQUEST",
+      id: 4,
+      target_identity: keyOf(tina),
+      list_all: false,
+    });
+    expect(lookup.t === "LOOKUP_RESPONSE" && lookup.peers.length).toBe(0);
+    const probe = signEnvelope(stranger.privateIdentityKey, {
+      from: keyOf(stranger),
+      to: keyOf(tina),
+      kind: "offer",
+      payload: new Uint8Array([1]),
+      timestamp: Date.now(),
+      nonce: crypto.getRandomValues(new Uint8Array(16)),
+    });
+    expect(codeOf(await x.request({ t: "SIGNAL", id: 5, envelope: probe }))).toBe("PEER_OFFLINE");
+    // Ann: online, found, reachable.
+    const seen = await a.request({
+      t: "LOOKUP_REQUEST",
+      id: 6,
+      target_identity: keyOf(tina),
+      list_all: false,
+    });
+    expect(seen.t === "LOOKUP_RESPONSE" && seen.peers.length).toBe(1);
+    // Tina leaves: Ann is told; the stranger, who never saw her, is told nothing.
+    const annOffline = a.until("PRESENCE", (m) => m.peers.some((p) => !p.online));
+    t.close();
+    await annOffline;
+    const { pushes } = await withPushes(x, { t: "LIST_SERVERS_REQUEST", id: 7 });
+    expect(pushes.filter((m) => m.t === "PRESENCE")).toEqual([]); // never saw her: told nothing
+  });
+
+  it("core clients in 'watched' presence see each other; a stranger's lookup finds nobody", async () => {
+    const s = await server();
+    const [ann, ben, eve] = [makeUser("ann"), makeUser("ben"), makeUser("eve")];
+    const key = (u: ReturnType<typeof makeUser>) => u.identity.verified.identity_key;
+    const client = (user: ReturnType<typeof makeUser>, presence: "public" | "watched") =>
+      new SignalingClient({ url: s.url, user, connect: wsFactory(), reconnect: false, presence });
+    const [a, b, e] = [client(ann, "watched"), client(ben, "watched"), client(eve, "public")];
+    try {
+      await Promise.all([a.start(), b.start(), e.start()]);
+      expect((await a.subscribe([key(ben)]))[0]!.online).toBe(false); // Ben shows himself to nobody yet
+      const annSeesBen = new Promise<void>((resolve) =>
+        a.on((ev) => ev.type === "presence" && ev.online && resolve()),
+      );
+      // Ben watches Ann: each now sees the other (Ann by a push, Ben in the answer).
+      expect((await b.subscribe([key(ann)]))[0]!.online).toBe(true);
+      await annSeesBen;
+      expect((await a.lookup(key(ben))).online).toBe(true);
+      expect((await e.lookup(key(ann))).online).toBe(false);
+      expect((await e.lookup(key(ben))).online).toBe(false);
+    } finally {
+      for (const c of [a, b, e]) c.close();
+    }
   });
 
   it("LOOKUP's last_seen is coarse: whole minutes", async () => {

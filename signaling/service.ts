@@ -21,7 +21,7 @@ import { type KeyObject, randomBytes } from "node:crypto";
 import type { Duplex } from "node:stream";
 import type { Registry } from "prom-client";
 import { type WebSocket, WebSocketServer } from "ws";
-import { equalBytes, toHex } from "../core/bytes.ts";
+import { equalBytes, fromHex, toHex } from "../core/bytes.ts";
 import type { LoftErrorCode } from "../core/errors.ts";
 import { signedBytes } from "../core/identity/signature.ts";
 import {
@@ -91,6 +91,10 @@ interface Conn {
   helloTimer: NodeJS.Timeout | undefined;
   reg: Registration<Conn> | undefined;
   watching: Set<string>;
+  /** What this connection was last told about each watched key (online or not). */
+  shown: Map<string, boolean>;
+  /** When set (SUBSCRIBE `only_watched`), the identities that may see this registration. */
+  visibleTo: Set<string> | undefined;
   violations: number;
   closed: boolean;
   onClosed: (() => void) | undefined;
@@ -151,9 +155,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
   const sources = new SourceTable(config);
   const identities = new IdentityCache(config.identityCacheSize);
   const proxies = trustedProxies(config.trustProxy);
-  const registry = new PeerRegistry<Conn>(now(), (subscriber, key, online) =>
-    send(subscriber, { t: "PRESENCE", peers: [{ key, online }] }),
-  );
+  const registry = new PeerRegistry<Conn>(now(), (subscriber, key) => refresh(subscriber, toHex(key), key));
   let nextConnId = 1;
   let closing = false;
   let closePromise: Promise<void> | undefined;
@@ -163,6 +165,42 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     metrics.registrations.set(registry.size);
     metrics.subscriptions.set(registry.subscriptions);
   };
+
+  // ---- who sees whom (docs/protocol/signaling.md, "Privacy of presence and last-seen") -------
+
+  /** Whether `viewer` may see registration `r`: public, or `viewer` is registered as one it watches. */
+  function visible(r: Registration<Conn>, viewer: Conn): boolean {
+    const allowed = r.conn.visibleTo;
+    return allowed === undefined || (viewer.reg !== undefined && allowed.has(viewer.reg.keyHex));
+  }
+
+  function shownOnline(viewer: Conn, keyHex: string): boolean {
+    const r = registry.get(keyHex);
+    return r !== undefined && !r.conn.closed && visible(r, viewer);
+  }
+
+  /** Push `keyHex`'s state to `viewer` if it watches it and it changed from what it was told. */
+  function refresh(viewer: Conn, keyHex: string, key: Uint8Array): void {
+    if (viewer.closed || !viewer.watching.has(keyHex)) return;
+    const online = shownOnline(viewer, keyHex);
+    if ((viewer.shown.get(keyHex) ?? false) === online) return;
+    viewer.shown.set(keyHex, online);
+    send(viewer, { t: "PRESENCE", peers: [{ key: key as Uint8Array<ArrayBuffer>, online }] });
+  }
+
+  /** `conn`'s own view changed (it registered or unregistered): re-check what it watches. */
+  function refreshViewer(conn: Conn): void {
+    for (const keyHex of conn.watching) {
+      const r = registry.get(keyHex);
+      if (r) refresh(conn, keyHex, r.key);
+      else if (conn.shown.get(keyHex)) refresh(conn, keyHex, fromHex(keyHex));
+    }
+  }
+
+  /** Who may see `reg` changed: re-check everyone watching it. */
+  function refreshWatchers(reg: Registration<Conn>): void {
+    for (const viewer of registry.watchersOf(reg.keyHex)) refresh(viewer, reg.keyHex, reg.key);
+  }
 
   // ---- sending -------------------------------------------------------------------------------
 
@@ -193,6 +231,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     const reg = conn.reg;
     if (!reg) return undefined;
     conn.reg = undefined;
+    if (!conn.closed) queueMicrotask(() => refreshViewer(conn));
     conn.publicKey = undefined;
     conn.envelopeNonces = undefined;
     conn.source.registrations--;
@@ -217,11 +256,14 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       metrics.rateLimited.inc({ scope: "cpu" });
       return { ran: false };
     }
-    const started = performance.now();
+    // CPU time, not wall time: on a busy machine the wall clock also counts time this process
+    // was not running, which would charge honest sources for other processes' load.
+    const started = process.cpuUsage();
     try {
       return { ran: true, value: work() };
     } finally {
-      const ms = performance.now() - started;
+      const used = process.cpuUsage(started);
+      const ms = (used.user + used.system) / 1000;
       conn.source.cpu.charge(ms, now());
       metrics.verifySeconds.inc(ms / 1000);
     }
@@ -291,6 +333,9 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       conn.reg = registration;
       conn.source.registrations++;
       conn.envelopeNonces = new RecentNonces(ENVELOPE_NONCES_PER_SENDER);
+      // As a viewer it now has a key; as a target its visibility is now this connection's.
+      refreshViewer(conn);
+      refreshWatchers(registration);
     }
     conn.publicKey = publicKey;
     metrics.registersTotal.inc({ outcome: fresh ? "new" : replaced ? "replaced" : "renewed" });
@@ -320,13 +365,14 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         let regs: Registration<Conn>[] = [];
         if (msg.target_identity) {
           const r = registry.get(toHex(msg.target_identity));
-          if (r) regs = [r];
+          if (r && visible(r, conn)) regs = [r];
         } else {
           if (!config.listAll)
             return fail(conn, msg.id, "LIST_ALL_DISABLED", "this server does not list peers");
           // Bounded by count and by one frame (identities are up to 32 KiB each).
           let bytes = 64;
           for (const r of registry.list(config.listAllMax)) {
+            if (!visible(r, conn)) continue;
             bytes += r.identity.length + 96;
             if (bytes > LOOKUP_BUDGET_BYTES) break;
             regs.push(r);
@@ -376,7 +422,8 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
           return fail(conn, msg.id, "BAD_SIGNATURE", "envelope signature does not verify under `from`");
         conn.envelopeNonces?.add(nonceHex, t, t + 2 * skewMs);
         const target = registry.get(toHex(e.to));
-        if (!target || target.conn.closed)
+        // One that does not show itself to the sender is offline to it, not "refusing".
+        if (!target || target.conn.closed || !visible(target, conn))
           return fail(conn, msg.id, "PEER_OFFLINE", "the recipient is not online here");
         send(target.conn, { t: "SIGNAL", envelope: e });
         metrics.envelopesForwarded.inc({ kind: e.kind });
@@ -387,8 +434,21 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         for (const k of msg.keys) next.set(toHex(k), k);
         if (next.size > config.maxSubscriptions)
           return fail(conn, msg.id, "TOO_MANY_SUBSCRIPTIONS", `at most ${config.maxSubscriptions} keys`);
-        const states = registry.watch(conn, conn.watching, next);
+        registry.watch(conn, conn.watching, next);
         conn.watching = new Set(next.keys());
+        for (const keyHex of conn.shown.keys()) if (!next.has(keyHex)) conn.shown.delete(keyHex);
+        const states = [...next].map(([keyHex, key]) => {
+          const online = shownOnline(conn, keyHex);
+          conn.shown.set(keyHex, online);
+          return { key, online };
+        });
+        const visibleTo = msg.only_watched ? new Set(next.keys()) : undefined;
+        const changed =
+          (visibleTo === undefined) !== (conn.visibleTo === undefined) ||
+          (visibleTo !== undefined &&
+            (visibleTo.size !== conn.visibleTo!.size || [...visibleTo].some((k) => !conn.visibleTo!.has(k))));
+        conn.visibleTo = visibleTo;
+        if (changed && conn.reg) refreshWatchers(conn.reg);
         updateGauges();
         return send(conn, { t: "PRESENCE", id: msg.id, peers: states });
       }
@@ -454,6 +514,8 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       helloTimer: undefined,
       reg: undefined,
       watching: new Set(),
+      shown: new Map(),
+      visibleTo: undefined,
       violations: 0,
       closed: false,
       onClosed: undefined,

@@ -177,6 +177,12 @@ export interface SignalingClientOptions {
    * replay instead of being answered. Default: memory only.
    */
   seenOffers?: SeenOfferStore;
+  /**
+   * Who may see this identity online: `"public"` (default: anyone who knows the key) or
+   * `"watched"` — only the identities this client watches (its contacts), the server answering
+   * everyone else as if it were offline (SUBSCRIBE `only_watched`).
+   */
+  presence?: "public" | "watched";
 }
 
 /** Persistence of accepted offer nonces: `[sender‖nonce key, expiry ms]` pairs. */
@@ -244,6 +250,7 @@ export class SignalingClient {
           : { initialMs: options.reconnect?.initialMs ?? 500, maxMs: options.reconnect?.maxMs ?? 30_000 },
       maxSkewMs: options.maxSkewMs ?? 120_000,
       now: options.now ?? Date.now,
+      presence: options.presence ?? "public",
     };
     this.#key = options.user.identity.verified.identity_key;
     this.#offerStore = options.seenOffers;
@@ -518,7 +525,11 @@ export class SignalingClient {
   }
 
   async #sendSubscribe(): Promise<{ key: Uint8Array; online: boolean }[]> {
-    const reply = await this.#request({ t: "SUBSCRIBE", keys: this.#watched as Uint8Array<ArrayBuffer>[] });
+    const reply = await this.#request({
+      t: "SUBSCRIBE",
+      keys: this.#watched as Uint8Array<ArrayBuffer>[],
+      ...(this.#o.presence === "watched" ? { only_watched: true } : {}),
+    });
     if (reply.t !== "PRESENCE") throw this.#unexpected(reply);
     return reply.peers;
   }
@@ -689,7 +700,8 @@ export class SignalingClient {
     const tasks: Promise<unknown>[] = [];
     if (this.#o.register) tasks.push(this.register());
     else this.#resolveReady();
-    if (this.#watched.length > 0)
+    // "watched" presence is set by a SUBSCRIBE, even an empty one (then nobody sees us).
+    if (this.#watched.length > 0 || this.#o.presence === "watched")
       tasks.push(
         this.#sendSubscribe().then((states) => {
           for (const s of states) this.#emit({ type: "presence", key: s.key, online: s.online });

@@ -121,6 +121,8 @@ const SIGNAL_ACK = defineMessage(messageSchema("SIGNAL_ACK", {}));
 const SUBSCRIBE = defineMessage(
   messageSchema("SUBSCRIBE", {
     keys: v.pipe(v.array(key), v.maxLength(SIGNALING.MAX_KEYS_PER_SUBSCRIBE)),
+    /** Show this connection's registration only to the identities in `keys` (its contacts). */
+    only_watched: v.optional(v.boolean()),
   }),
 );
 const presenceEntry = v.strictObject({ key, online: v.boolean() });

@@ -7,7 +7,9 @@
  *   LIST_SERVERS; SREMP §version: VERSION_HEADER first each way.
  * - WebRTC signaling: OFFER / ANSWER / ICE / BYE envelopes signed by the sender's identity key,
  *   verified here and forwarded verbatim to the recipient's connection; payloads are opaque.
- * - Presence: a connection watches up to N identity keys and is told when they go on/offline.
+ * - Presence: a connection watches up to N identity keys and is told when they go on/offline;
+ *   with SUBSCRIBE `only_watched` a registration is visible only to the identities its
+ *   connection watches (offline to everyone else); LOOKUP's last_seen is whole minutes.
  * - Hygiene: ws maxPayload, Origin check, token buckets per connection and per source address,
  *   a per-source budget of verification CPU time checked before any signature is verified
  *   (natively: signaling/register-check.ts), caps on connections and registrations (total and

@@ -1,6 +1,6 @@
 // `npm test`: the whole suite, in order of cost — system packages, typecheck, lint/format,
-// unit + property + interop tests, the PWA build, then browser tests in a private network
-// namespace. Stops at the first failing step and says which.
+// unit + property + interop tests, the short abuse suite (test/abuse), the PWA build, then
+// browser tests in a private network namespace. Stops at the first failing step and says which.
 import { spawnSync } from "node:child_process";
 import { ensureSystemDeps } from "./system-deps.mjs";
 
@@ -8,6 +8,11 @@ const steps = [
   ["typecheck", "npm", ["run", "-s", "typecheck"]],
   ["lint + format", "npx", ["biome", "check", "."]],
   ["unit, property and interop tests", "npx", ["vitest", "run"]],
+  [
+    "abuse suite, short form (bounded floods on loopback)",
+    "npx",
+    ["vitest", "run", "--config", "test/abuse/vitest.config.ts"],
+  ],
   ["build the PWA", "npm", ["run", "-s", "build"]],
   ["browser tests (Chromium, private network namespace)", "node", ["scripts/e2e.mjs"]],
 ];

@@ -40,6 +40,7 @@ async function hostileServer(
     wss.on("connection", (ws) => {
       sockets.push(ws);
       ws.send(opts.version ?? encodeVersionHeader());
+      ws.send(serverCodec.encode({ t: "CHALLENGE", challenge: new Uint8Array(16) }));
       let hello = false;
       ws.on("message", (data: Buffer) => {
         if (!hello) {
@@ -134,6 +135,43 @@ describe("client-side verification", () => {
     expect(rejected).toEqual(["bad-signature", "not-for-us", "stale", "replay"]);
     const signals = events.filter((e) => e.type === "signal");
     expect(signals.map((e) => (e as { envelope: SignalEnvelope }).envelope.kind)).toEqual(["offer", "bye"]);
+  });
+
+  it("refuses an offer replayed after a reload: accepted offers outlive the client", async () => {
+    const alice = makeUser("alice");
+    const bob = makeUser("bob");
+    // What the PWA keeps in localStorage (web/src/net/seen-offers.ts), here in memory.
+    let stored: [string, number][] = [];
+    const seenOffers = { load: () => stored, save: (e: [string, number][]) => (stored = e) };
+    const offer = envelopeFor(alice, alice, bob, "offer");
+
+    const receive = async (): Promise<SignalingEvent> => {
+      const server = await hostileServer();
+      cleanup.push(server.close);
+      const client = new SignalingClient({
+        url: server.url,
+        user: bob,
+        connect: wsFactory(),
+        reconnect: false,
+        seenOffers,
+      });
+      cleanup.push(() => client.close());
+      const outcome = new Promise<SignalingEvent>((resolve) =>
+        client.on((e) => {
+          if (e.type === "signal" || e.type === "rejected") resolve(e);
+        }),
+      );
+      await client.start();
+      server.push(await server.connected, { t: "SIGNAL", envelope: offer });
+      const e = await outcome;
+      client.close();
+      return e;
+    };
+    expect((await receive()).type).toBe("signal");
+    // The "page" reloads: a new client, the same recorded offer from the server.
+    const again = await receive();
+    expect(again.type === "rejected" && again.reason).toBe("replay");
+    expect(stored).toHaveLength(1);
   });
 
   it("refuses a LOOKUP answer carrying someone else's identity", async () => {

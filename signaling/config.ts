@@ -5,7 +5,9 @@
  */
 import * as v from "valibot";
 import { MAX_SERVERS, serverUrlSchema } from "../core/wire/sremp.ts";
+import { trustProxyOption } from "../server/client-source.ts";
 import { bool, ConfigError, int, list, type OptionSpec, readConfig, str } from "../server/config.ts";
+import { allowedOriginsOption } from "../server/origin.ts";
 
 const spec = <T>(s: OptionSpec<T>): OptionSpec<T> => s;
 
@@ -44,13 +46,6 @@ export const signalingOptions = {
     default: 120,
     parse: int(5, 3_600),
     help: "accepted |server clock - signed timestamp| for REGISTER and SIGNAL (seconds)",
-  }),
-  maxNonces: spec({
-    flag: "signal-max-nonces",
-    env: "LOFT_SIGNAL_MAX_NONCES",
-    default: 200_000,
-    parse: int(100, 10_000_000),
-    help: "REGISTER nonces remembered for the skew window; when full, REGISTER answers BUSY",
   }),
   maxConnections: spec({
     flag: "signal-max-connections",
@@ -129,6 +124,27 @@ export const signalingOptions = {
     parse: int(1, 1_000_000),
     help: "token bucket size for new connections per source address",
   }),
+  sourceCpuMs: spec({
+    flag: "signal-source-cpu-ms",
+    env: "LOFT_SIGNAL_SOURCE_CPU_MS",
+    default: 10,
+    parse: int(1, 1_000),
+    help: "signature-verification CPU time per second one source address may cost (ms); beyond it REGISTER and SIGNAL answer BUSY",
+  }),
+  sourceCpuBurstMs: spec({
+    flag: "signal-source-cpu-burst-ms",
+    env: "LOFT_SIGNAL_SOURCE_CPU_BURST_MS",
+    default: 20,
+    parse: int(1, 60_000),
+    help: "verification CPU time one source address may bank (ms)",
+  }),
+  identityCacheSize: spec({
+    flag: "signal-identity-cache",
+    env: "LOFT_SIGNAL_IDENTITY_CACHE",
+    default: 65_536,
+    parse: int(16, 10_000_000),
+    help: "verified identities remembered so renewals skip re-verifying them (least recently used evicted)",
+  }),
   maxViolations: spec({
     flag: "signal-max-violations",
     env: "LOFT_SIGNAL_MAX_VIOLATIONS",
@@ -195,17 +211,12 @@ export const signalingOptions = {
   audience: spec({
     flag: "signal-audience",
     env: "LOFT_SIGNAL_AUDIENCE",
-    default: "",
-    parse: str,
-    help: "when set, REGISTER must name exactly this audience (the URL clients dial, e.g. wss://a.example/signal)",
+    default: [] as string[],
+    parse: list,
+    help: "comma-separated public URLs of this service (e.g. wss://a.example/signal) that REGISTER must name as audience; when empty, the URL the client reached (ws[s]://Host/signal)",
   }),
-  trustProxy: spec({
-    flag: "signal-trust-proxy",
-    env: "LOFT_SIGNAL_TRUST_PROXY",
-    default: false,
-    parse: bool,
-    help: "take the source address from the last X-Forwarded-For hop (only behind your own proxy)",
-  }),
+  trustProxy: trustProxyOption,
+  allowedOrigins: allowedOriginsOption,
   shutdownGraceMs: spec({
     flag: "signal-shutdown-grace-ms",
     env: "LOFT_SIGNAL_SHUTDOWN_GRACE_MS",
@@ -237,6 +248,14 @@ export function checkSignalingConfig(c: SignalingConfig): void {
     throw new ConfigError("--signal-ttl-min must not exceed --signal-ttl-max");
   if (c.maxPayloadBytes + 1_024 > c.maxFrameBytes)
     throw new ConfigError("--signal-max-frame-bytes must exceed --signal-max-payload-bytes by at least 1024");
+  for (const a of c.audience) {
+    let u: URL | undefined;
+    try {
+      u = new URL(a);
+    } catch {}
+    if (!u || !["ws:", "wss:", "http:", "https:"].includes(u.protocol))
+      throw new ConfigError(`--signal-audience: "${a}" is not a ws(s):// or http(s):// URL`);
+  }
   const servers = v.safeParse(v.pipe(v.array(serverUrlSchema), v.maxLength(MAX_SERVERS)), c.servers);
   if (!servers.success)
     throw new ConfigError("--signal-servers: expected at most 64 ws://, wss://, http:// or https:// URLs");

@@ -7,14 +7,11 @@ import { describe, expect, it } from "vitest";
 import { equalBytes } from "../core/bytes.ts";
 import { SignalingClient, type SignalingEvent } from "../core/signaling/client.ts";
 import { CLOSE } from "../core/wire/signaling.ts";
-import { signRegisterRequest } from "../core/wire/signed.ts";
-import { NonceCache, TokenBucket } from "./limits.ts";
-import { makeUser, metricValue, RawClient, startSignaling, wsFactory } from "./testing.ts";
+import { CostBucket, RecentNonces, TokenBucket } from "./limits.ts";
+import { makeUser, metricValue, RawClient, registerOn, startSignaling, wsFactory } from "./testing.ts";
 
 const from = (n: number) => ({ localAddress: `127.0.0.${n}` });
 const keyOf = (u: ReturnType<typeof makeUser>) => u.identity.verified.identity_key as Uint8Array<ArrayBuffer>;
-const register = (user: ReturnType<typeof makeUser>, id: number, ttl = 60) =>
-  signRegisterRequest(user, { ttl_seconds: ttl, timestamp: Date.now(), id });
 
 function waitFor(c: SignalingClient, pred: (e: SignalingEvent) => boolean): Promise<SignalingEvent> {
   return new Promise((resolve) => {
@@ -36,15 +33,27 @@ describe("limit primitives", () => {
     expect(b.full(10_000)).toBe(true);
   });
 
-  it("the nonce cache refuses replays, forgets after the window and refuses when full", () => {
-    const n = new NonceCache(2, 1_000);
-    expect(n.add("a", 0)).toBe("fresh");
-    expect(n.add("a", 999)).toBe("replay");
-    expect(n.add("b", 10)).toBe("fresh");
-    expect(n.add("c", 20)).toBe("full");
-    expect(n.add("c", 1_001)).toBe("fresh");
-    expect(n.add("d", 1_002)).toBe("full");
-    expect(n.add("a", 1_011)).toBe("fresh");
+  it("a cost bucket refuses once overspent, until refilled", () => {
+    const b = new CostBucket(10, 5, 0); // 10 ms per second, 5 ms banked
+    expect(b.canSpend(0)).toBe(true);
+    b.charge(4, 0);
+    expect(b.canSpend(0)).toBe(true);
+    b.charge(4, 0); // -3: overspent
+    expect(b.canSpend(0)).toBe(false);
+    expect(b.canSpend(300)).toBe(false); // -3 + 3 = 0
+    expect(b.canSpend(400)).toBe(true);
+    expect(b.full(10_000)).toBe(true);
+  });
+
+  it("recent nonces refuse a live reuse, forget after expiry, and evict the oldest when full", () => {
+    const n = new RecentNonces(2);
+    expect(n.add("a", 0, 1_000)).toBe(true);
+    expect(n.has("a", 999)).toBe(true);
+    expect(n.add("a", 999, 2_000)).toBe(false);
+    expect(n.add("a", 1_000, 2_000)).toBe(true);
+    expect(n.add("b", 1_000, 2_000)).toBe(true);
+    expect(n.add("c", 1_000, 2_000)).toBe(true); // evicts "a", never refuses
+    expect(n.has("a", 1_000)).toBe(false);
     expect(n.size).toBe(2);
   });
 });
@@ -155,14 +164,16 @@ describe("rate limits", () => {
       const codes: string[] = [];
       for (let i = 0; i < 3; i++) {
         const c = await RawClient.hello(server.url, from(9));
-        const r = await c.request(register(makeUser(`u${i}`), 1));
+        const r = await c.request(await registerOn(c, makeUser(`u${i}`), { id: 1 }));
         codes.push(r.t === "ERROR" ? r.code : r.t);
       }
       expect(codes).toEqual(["REGISTER_RESPONSE", "REGISTER_RESPONSE", "SOURCE_LIMIT"]);
       const c = await RawClient.hello(server.url, from(10));
-      expect((await c.request(register(makeUser("v"), 1))).t).toBe("REGISTER_RESPONSE");
+      expect((await c.request(await registerOn(c, makeUser("v"), { id: 1 }))).t).toBe("REGISTER_RESPONSE");
       const d = await RawClient.hello(server.url, from(11));
-      expect(await d.request(register(makeUser("w"), 1))).toMatchObject({ code: "REGISTRY_FULL" });
+      expect(await d.request(await registerOn(d, makeUser("w"), { id: 1 }))).toMatchObject({
+        code: "REGISTRY_FULL",
+      });
     } finally {
       await server.close();
     }
@@ -175,7 +186,9 @@ describe("liveness", () => {
     try {
       const silentUser = makeUser("silent");
       const silent = await RawClient.hello(server.url, { autoPong: false });
-      expect((await silent.request(register(silentUser, 1))).t).toBe("REGISTER_RESPONSE");
+      expect((await silent.request(await registerOn(silent, silentUser, { id: 1 }))).t).toBe(
+        "REGISTER_RESPONSE",
+      );
       const watcher = await RawClient.hello(server.url);
       const state = await watcher.request({ t: "SUBSCRIBE", id: 1, keys: [keyOf(silentUser)] });
       expect(state).toMatchObject({ t: "PRESENCE", peers: [{ online: true }] });
@@ -199,7 +212,7 @@ describe("liveness", () => {
       const watcher = await RawClient.hello(server.url);
       await watcher.request({ t: "SUBSCRIBE", id: 1, keys: [keyOf(user)] });
       const online = watcher.until("PRESENCE", (m) => m.peers.some((p) => p.online));
-      const reply = await c.request(register(user, 1, 3_600));
+      const reply = await c.request(await registerOn(c, user, { id: 1, ttl: 3_600 }));
       expect(reply).toMatchObject({ t: "REGISTER_RESPONSE", renewal_interval: 1 });
       await online;
       const offline = watcher.until("PRESENCE", (m) => m.peers.some((p) => !p.online));

@@ -1,7 +1,8 @@
 /**
  * Abuse limits of the signaling service (docs/operations-signaling.md, Limits): token buckets
  * per connection and per source address (the karmagate relay's per-IP token bucket, extended to
- * messages as well as new connections), and a bounded replay cache for REGISTER nonces.
+ * messages as well as new connections), a per-source budget of signature-verification CPU time,
+ * and the bounded per-sender memory of envelope nonces.
  *
  * Source addresses are used as in-memory map keys only: they are never logged, never stored on
  * disk and never exported in metrics or /health; an idle source's entry is dropped by `sweep`.
@@ -45,6 +46,8 @@ export class TokenBucket {
 export interface SourceLimits {
   sourceRate: number;
   sourceBurst: number;
+  sourceCpuMs: number;
+  sourceCpuBurstMs: number;
   upgradeRate: number;
   upgradeBurst: number;
   maxConnectionsPerSource: number;
@@ -57,6 +60,8 @@ export interface SourceState {
   registrations: number;
   messages: TokenBucket;
   upgrades: TokenBucket;
+  /** Signature-verification CPU time (ms) this source may still cost. */
+  cpu: CostBucket;
 }
 
 export type UpgradeVerdict = "ok" | "rate" | "too-many";
@@ -77,6 +82,7 @@ export class SourceTable {
         registrations: 0,
         messages: new TokenBucket(this.limits.sourceRate, this.limits.sourceBurst, now),
         upgrades: new TokenBucket(this.limits.upgradeRate, this.limits.upgradeBurst, now),
+        cpu: new CostBucket(this.limits.sourceCpuMs, this.limits.sourceCpuBurstMs, now),
       };
       this.#map.set(source, s);
     }
@@ -95,45 +101,88 @@ export class SourceTable {
   /** Drop entries with no connection, no registration and full buckets. */
   sweep(now: number): void {
     for (const [key, s] of this.#map)
-      if (s.connections === 0 && s.registrations === 0 && s.messages.full(now) && s.upgrades.full(now))
+      if (
+        s.connections === 0 &&
+        s.registrations === 0 &&
+        s.messages.full(now) &&
+        s.upgrades.full(now) &&
+        s.cpu.full(now)
+      )
         this.#map.delete(key);
   }
 }
 
 /**
- * Nonces of accepted REGISTERs, remembered until no request carrying them can be fresh again.
- * A request signed at `t` is accepted while |now − t| ≤ skew, so remembering its nonce until
- * `now + 2·skew` (≥ t + skew) suffices; that deadline grows with insertion order, so the Map's
- * iteration order is expiry order and pruning stops at the first live entry. Memory is bounded
- * by `max`: when full of live nonces, `add` refuses (the caller answers BUSY) instead of
- * forgetting a live nonce, which would reopen a replay.
+ * A budget of CPU time (ms) refilled at `ratePerSecond`, at most `burst` banked. Work is charged
+ * after it ran (its cost is only known then), so the balance can go below zero: a source that
+ * overspent waits until it is positive again, and `canSpend` — the cheap check made before any
+ * expensive work — says no meanwhile.
  */
-export class NonceCache {
-  readonly #seen = new Map<string, number>();
+export class CostBucket {
+  #balance: number;
+  #last: number;
   constructor(
-    readonly max: number,
-    readonly windowMs: number,
-  ) {}
+    readonly ratePerSecond: number,
+    readonly burst: number,
+    now: number,
+  ) {
+    this.#balance = burst;
+    this.#last = now;
+  }
+
+  #refill(now: number): void {
+    if (now > this.#last) {
+      this.#balance = Math.min(this.burst, this.#balance + ((now - this.#last) * this.ratePerSecond) / 1000);
+      this.#last = now;
+    }
+  }
+
+  canSpend(now: number): boolean {
+    this.#refill(now);
+    return this.#balance > 0;
+  }
+
+  charge(cost: number, now: number): void {
+    this.#refill(now);
+    this.#balance -= cost;
+  }
+
+  full(now: number): boolean {
+    this.#refill(now);
+    return this.#balance >= this.burst;
+  }
+}
+
+/**
+ * The envelope nonces one registered sender used recently, to refuse an envelope sent twice.
+ * Bounded per sender and forgetting the oldest when full: only the holder of the sender's key
+ * can submit envelopes from its registered connection, so a forgotten nonce can only be
+ * "replayed" by that sender itself (and the recipient checks again: core/signaling/client.ts).
+ */
+export class RecentNonces {
+  readonly #seen = new Map<string, number>();
+  constructor(readonly max: number) {}
 
   get size(): number {
     return this.#seen.size;
   }
 
-  prune(now: number): void {
-    for (const [key, expires] of this.#seen) {
-      if (expires > now) break;
-      this.#seen.delete(key);
-    }
+  /** True when `nonce` was used and its memory has not expired. */
+  has(nonce: string, now: number): boolean {
+    const until = this.#seen.get(nonce);
+    return until !== undefined && until > now;
   }
 
-  /** "fresh" (remembered now), "replay" (seen within the window) or "full". */
-  add(key: string, now: number): "fresh" | "replay" | "full" {
-    const expires = this.#seen.get(key);
-    if (expires !== undefined && expires > now) return "replay";
-    this.prune(now);
-    if (this.#seen.size >= this.max) return "full";
-    this.#seen.delete(key);
-    this.#seen.set(key, now + this.windowMs);
-    return "fresh";
+  /** True (and remembered until `expires`) when `nonce` is not a live earlier use. */
+  add(nonce: string, now: number, expires: number): boolean {
+    const until = this.#seen.get(nonce);
+    if (until !== undefined && until > now) return false;
+    this.#seen.delete(nonce);
+    if (this.#seen.size >= this.max) {
+      const oldest = this.#seen.keys().next().value;
+      if (oldest !== undefined) this.#seen.delete(oldest);
+    }
+    this.#seen.set(nonce, expires);
+    return true;
   }
 }

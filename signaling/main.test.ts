@@ -5,9 +5,9 @@
  */
 import { describe, expect, it } from "vitest";
 import { CLOSE } from "../core/wire/signaling.ts";
-import { signRegisterRequest } from "../core/wire/signed.ts";
+
 import { startLoft } from "../test/support/loft-process.ts";
-import { makeUser, metricValue, RawClient } from "./testing.ts";
+import { makeUser, metricValue, RawClient, registerOn } from "./testing.ts";
 
 describe("standalone signaling process", () => {
   it("answers /health and /metrics, serves /signal, and shuts down gracefully", async () => {
@@ -29,9 +29,7 @@ describe("standalone signaling process", () => {
 
       const c = await RawClient.hello(`ws://127.0.0.1:${proc.port}/signal`);
       const user = makeUser("alice");
-      expect(
-        (await c.request(signRegisterRequest(user, { ttl_seconds: 60, timestamp: Date.now(), id: 1 }))).t,
-      ).toBe("REGISTER_RESPONSE");
+      expect((await c.request(await registerOn(c, user, { id: 1 }))).t).toBe("REGISTER_RESPONSE");
       const after = (await (await fetch(`${proc.url}/health`)).json()) as typeof health;
       expect(after.services.signaling).toMatchObject({ connections: 1, registrations: 1 });
       const metrics = await (await fetch(`${proc.url}/metrics`)).text();

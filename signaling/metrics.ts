@@ -17,6 +17,7 @@ export interface SignalingMetrics {
   closes: Counter<"code">;
   expired: Counter;
   reaped: Counter;
+  verifySeconds: Counter;
 }
 
 export function createSignalingMetrics(registry: Registry): SignalingMetrics {
@@ -62,7 +63,7 @@ export function createSignalingMetrics(registry: Registry): SignalingMetrics {
     }),
     rateLimited: new Counter({
       name: "loft_signaling_rate_limited_total",
-      help: "Messages or upgrades refused by a rate limit, by scope (connection, source, upgrade)",
+      help: "Messages or upgrades refused by a rate limit, by scope (connection, source, upgrade, cpu)",
       labelNames: ["scope"],
       registers,
     }),
@@ -81,6 +82,11 @@ export function createSignalingMetrics(registry: Registry): SignalingMetrics {
     expired: new Counter({
       name: "loft_signaling_registrations_expired_total",
       help: "Registrations removed because their TTL ran out",
+      registers,
+    }),
+    verifySeconds: new Counter({
+      name: "loft_signaling_verify_seconds_total",
+      help: "CPU time spent verifying REGISTER and envelope signatures (charged to per-source budgets)",
       registers,
     }),
     reaped: new Counter({

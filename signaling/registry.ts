@@ -175,6 +175,11 @@ export class PeerRegistry<C> {
     return states;
   }
 
+  /** The connections watching `keyHex`. */
+  watchersOf(keyHex: string): Iterable<C> {
+    return this.#watchers.get(keyHex) ?? [];
+  }
+
   unwatchAll(conn: C, keys: Iterable<string>): void {
     for (const keyHex of keys) this.#unwatchOne(conn, keyHex);
   }

@@ -15,6 +15,7 @@ import {
   metricValue,
   RawClient,
   type RunningSignaling,
+  registerOn,
   startSignaling,
   wsFactory,
 } from "./testing.ts";
@@ -22,15 +23,12 @@ import {
 const nonce = () => crypto.getRandomValues(new Uint8Array(16));
 
 function register(
+  c: RawClient,
   user: ReturnType<typeof makeUser>,
   id: number,
   extra: { timestamp?: number; ttl?: number } = {},
 ) {
-  return signRegisterRequest(user, {
-    ttl_seconds: extra.ttl ?? 60,
-    timestamp: extra.timestamp ?? Date.now(),
-    id,
-  });
+  return registerOn(c, user, { id, ...extra });
 }
 
 function envelope(
@@ -197,13 +195,16 @@ describe("bad input gets typed errors and documented close codes", () => {
     const mallory = makeUser("mallory");
     const c = await RawClient.hello(server.url);
 
-    const unsigned = { ...register(alice, 1), signature: new Uint8Array(64) as Uint8Array<ArrayBuffer> };
+    const unsigned = {
+      ...(await register(c, alice, 1)),
+      signature: new Uint8Array(64) as Uint8Array<ArrayBuffer>,
+    } as ClientMessage;
     await expectError(c, unsigned, "BAD_SIGNATURE");
 
     // Mallory signs a REGISTER carrying Alice's identity with her own key.
     const forged = signRegisterRequest(
       { ...mallory, identity: alice.identity },
-      { ttl_seconds: 60, timestamp: Date.now(), id: 2 },
+      { ttl_seconds: 60, timestamp: Date.now(), id: 2, nonce: c.challenge!, audience: server.url },
     );
     await expectError(c, forged, "BAD_SIGNATURE");
 
@@ -211,27 +212,36 @@ describe("bad input gets typed errors and documented close codes", () => {
     identity[identity.length - 1]! ^= 1;
     await expectError(
       c,
-      { ...register(alice, 3), identity: identity as Uint8Array<ArrayBuffer> },
+      { ...(await register(c, alice, 3)), identity: identity as Uint8Array<ArrayBuffer> } as ClientMessage,
       "BAD_IDENTITY",
     );
 
-    await expectError(c, register(alice, 4, { timestamp: Date.now() - 10 * 60_000 }), "STALE_TIMESTAMP");
-    await expectError(c, register(alice, 5, { timestamp: Date.now() + 10 * 60_000 }), "STALE_TIMESTAMP");
+    await expectError(
+      c,
+      await register(c, alice, 4, { timestamp: Date.now() - 10 * 60_000 }),
+      "STALE_TIMESTAMP",
+    );
+    await expectError(
+      c,
+      await register(c, alice, 5, { timestamp: Date.now() + 10 * 60_000 }),
+      "STALE_TIMESTAMP",
+    );
 
-    // A good REGISTER, then the same bytes replayed from another connection: refused, and the
-    // registration stays bound to the first connection.
-    const good = register(alice, 6);
+    // A good REGISTER, then the same bytes replayed from another connection: refused (it signed
+    // the first connection's challenge), and the registration stays bound to the first one.
+    const good = await register(c, alice, 6);
     expect((await c.request(good)).t).toBe("REGISTER_RESPONSE");
+    await expectError(c, good, "REPLAY");
     const thief = await RawClient.hello(server.url);
-    await expectError(thief, good, "REPLAY");
+    await expectError(thief, good, "BAD_CHALLENGE");
     const bob = makeUser("bob");
-    expect((await thief.request(register(bob, 7))).t).toBe("REGISTER_RESPONSE");
+    expect((await thief.request(await register(thief, bob, 7))).t).toBe("REGISTER_RESPONSE");
     const gotIt = c.until("SIGNAL");
     expect((await thief.request(envelope(bob, keyOf(bob), keyOf(alice), 8))).t).toBe("SIGNAL_ACK");
     expect(equalBytes((await gotIt).envelope.from, keyOf(bob))).toBe(true);
 
     // One identity per connection.
-    await expectError(c, register(bob, 9), "ALREADY_REGISTERED");
+    await expectError(c, await register(c, bob, 9), "ALREADY_REGISTERED");
     c.close();
     thief.close();
     const metrics = await server.metrics();
@@ -244,8 +254,8 @@ describe("bad input gets typed errors and documented close codes", () => {
     const a = await RawClient.hello(server.url);
     const b = await RawClient.hello(server.url);
     await expectError(a, envelope(alice, keyOf(alice), keyOf(bob), 1), "NOT_REGISTERED");
-    await a.request(register(alice, 2));
-    await b.request(register(bob, 3));
+    await a.request(await register(a, alice, 2));
+    await b.request(await register(b, bob, 3));
     // `from` names Bob (and is even signed by Bob): not the identity registered on this connection.
     await expectError(a, envelope(bob, keyOf(bob), keyOf(alice), 4), "FROM_MISMATCH");
     // Signed by the wrong key.
@@ -314,10 +324,10 @@ describe("bad input gets typed errors and documented close codes", () => {
     const newer = updateIdentity(alice, { username: "alice2" }, Date.now());
     const first = await RawClient.hello(server.url);
     const second = await RawClient.hello(server.url);
-    await first.request(register(newer, 1));
-    await expectError(second, register(alice, 2), "STALE_IDENTITY");
+    await first.request(await register(first, newer, 1));
+    await expectError(second, await register(second, alice, 2), "STALE_IDENTITY");
     const ended = first.until("REGISTRATION_ENDED");
-    expect((await second.request(register(newer, 3))).t).toBe("REGISTER_RESPONSE");
+    expect((await second.request(await register(second, newer, 3))).t).toBe("REGISTER_RESPONSE");
     expect((await ended).reason).toBe("replaced");
     const lookup = await first.request({
       t: "LOOKUP_REQUEST",

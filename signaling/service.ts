@@ -2,42 +2,53 @@
  * The signaling/rendezvous service (docs/protocol/signaling.md): a `ws` WebSocketServer in
  * noServer mode that the host mounts at `/signal`.
  *
- * - SREMP §rendezvous: REGISTER (signed by the identity key, fresh timestamp, one-time nonce,
- *   TTL with renewal), LOOKUP, LIST_SERVERS; SREMP §version: VERSION_HEADER first each way.
+ * - SREMP §rendezvous: REGISTER (signed by the identity key over this connection's CHALLENGE,
+ *   this server as audience, a fresh and increasing timestamp; TTL with renewal), LOOKUP,
+ *   LIST_SERVERS; SREMP §version: VERSION_HEADER first each way.
  * - WebRTC signaling: OFFER / ANSWER / ICE / BYE envelopes signed by the sender's identity key,
  *   verified here and forwarded verbatim to the recipient's connection; payloads are opaque.
- * - Presence: a connection watches up to N identity keys and is told when they go on/offline.
- * - Hygiene: ws maxPayload, token buckets per connection and per source address, caps on
- *   connections and registrations (total and per source), ping/pong heartbeat that reaps dead
- *   sockets, Prometheus metrics, logs without addresses, identities or payloads, graceful close.
+ * - Presence: a connection watches up to N identity keys and is told when they go on/offline;
+ *   with SUBSCRIBE `only_watched` a registration is visible only to the identities its
+ *   connection watches (offline to everyone else); LOOKUP's last_seen is whole minutes.
+ * - Hygiene: ws maxPayload, Origin check, token buckets per connection and per source address,
+ *   a per-source budget of verification CPU time checked before any signature is verified
+ *   (natively: signaling/register-check.ts), caps on connections and registrations (total and
+ *   per source), ping/pong heartbeat that reaps dead sockets, Prometheus metrics, logs without
+ *   addresses, identities or payloads, graceful close.
  *
- * Source addresses are map keys in memory only (signaling/limits.ts).
+ * Source addresses (server/client-source.ts, behind `--trust-proxy` proxies only) are map keys in
+ * memory only (signaling/limits.ts).
  */
-import type { IncomingMessage } from "node:http";
+import { type KeyObject, randomBytes } from "node:crypto";
 import type { Duplex } from "node:stream";
 import type { Registry } from "prom-client";
 import { type WebSocket, WebSocketServer } from "ws";
-import { toHex } from "../core/bytes.ts";
+import { equalBytes, fromHex, toHex } from "../core/bytes.ts";
 import type { LoftErrorCode } from "../core/errors.ts";
-import { decodeIdentity } from "../core/identity/identity.ts";
-import { SIGNATURE_CONTEXTS, verifyWithContext } from "../core/identity/signature.ts";
+import { signedBytes } from "../core/identity/signature.ts";
 import {
   CLOSE,
   type ClientMessage,
   clientCodec,
+  envelopeSignedPayload,
   type ServerMessage,
+  SIGNALING,
+  type SignalEnvelope,
   type SignalingErrorCode,
   serverCodec,
-  verifyEnvelope,
 } from "../core/wire/signaling.ts";
-import { requestSignedPayload } from "../core/wire/signed.ts";
 import type { DnsEndpoint, PeerInfo, RegisterRequest } from "../core/wire/sremp.ts";
 import { decodeVersionHeader, encodeVersionHeader } from "../core/wire/version.ts";
+import { ed25519Verify } from "../relay-ws/node-crypto.ts";
+import { sourceOf, trustedProxies } from "../server/client-source.ts";
 import type { HostedService } from "../server/host.ts";
 import type { Logger } from "../server/log.ts";
+import { originAllowed } from "../server/origin.ts";
+import { audienceAccepted } from "./audience.ts";
 import type { SignalingConfig } from "./config.ts";
-import { NonceCache, type SourceState, SourceTable, TokenBucket } from "./limits.ts";
+import { RecentNonces, type SourceState, SourceTable, TokenBucket } from "./limits.ts";
 import { createSignalingMetrics } from "./metrics.ts";
+import { IdentityCache, registerSignatureValid } from "./register-check.ts";
 import { PeerRegistry, type Registration } from "./registry.ts";
 
 export interface SignalingDeps {
@@ -52,7 +63,8 @@ export interface SignalingStats {
   connections: number;
   registrations: number;
   subscriptions: number;
-  nonces: number;
+  /** Verified identities remembered (signaling/register-check.ts). */
+  identities: number;
   sources: number;
 }
 
@@ -66,11 +78,25 @@ interface Conn {
   readonly ws: WebSocket;
   readonly source: SourceState;
   readonly bucket: TokenBucket;
+  /** The Host the client addressed (for the default audience check). */
+  readonly host: string | undefined;
+  /** What every REGISTER on this connection must carry as its nonce. */
+  readonly challenge: Uint8Array<ArrayBuffer>;
+  /** Timestamp of the last REGISTER accepted here; a later one must be greater. */
+  lastRegisterAt: number;
+  /** The registered identity's key, for verifying its envelopes natively. */
+  publicKey: KeyObject | undefined;
+  /** Envelope nonces this connection's sender used within the skew window. */
+  envelopeNonces: RecentNonces | undefined;
   alive: boolean;
   hello: boolean;
   helloTimer: NodeJS.Timeout | undefined;
   reg: Registration<Conn> | undefined;
   watching: Set<string>;
+  /** What this connection was last told about each watched key (online or not). */
+  shown: Map<string, boolean>;
+  /** When set (SUBSCRIBE `only_watched`), the identities that may see this registration. */
+  visibleTo: Set<string> | undefined;
   violations: number;
   closed: boolean;
   onClosed: (() => void) | undefined;
@@ -93,15 +119,12 @@ function wireCodeOf(code: LoftErrorCode): SignalingErrorCode {
 /** Room kept for the LOOKUP_RESPONSE envelope around its PeerInfo list. */
 const LOOKUP_BUDGET_BYTES = 60_000;
 
-function sourceOf(req: IncomingMessage, trustProxy: boolean): string {
-  if (trustProxy) {
-    const xff = req.headers["x-forwarded-for"];
-    const value = Array.isArray(xff) ? xff[xff.length - 1] : xff;
-    const last = value?.split(",").pop()?.trim();
-    if (last) return last;
-  }
-  return req.socket.remoteAddress ?? "unknown";
-}
+/** Rate-limited frames per connection answered with RATE_LIMITED (later ones are dropped). */
+const RATE_LIMIT_REPLIES = 20;
+/** Envelope nonces remembered per registered sender (see RecentNonces). */
+const ENVELOPE_NONCES_PER_SENDER = 256;
+/** Coarseness of LOOKUP's `last_seen` (docs/protocol/signaling.md, "Privacy"). */
+const LAST_SEEN_GRANULARITY_MS = 60_000;
 
 function refuseUpgrade(socket: Duplex, status: number, text: string): void {
   if (!socket.writable) {
@@ -132,10 +155,9 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
   });
   const conns = new Set<Conn>();
   const sources = new SourceTable(config);
-  const nonces = new NonceCache(config.maxNonces, 2 * skewMs);
-  const registry = new PeerRegistry<Conn>(now(), (subscriber, key, online) =>
-    send(subscriber, { t: "PRESENCE", peers: [{ key, online }] }),
-  );
+  const identities = new IdentityCache(config.identityCacheSize);
+  const proxies = trustedProxies(config.trustProxy);
+  const registry = new PeerRegistry<Conn>(now(), (subscriber, key) => refresh(subscriber, toHex(key), key));
   let nextConnId = 1;
   let closing = false;
   let closePromise: Promise<void> | undefined;
@@ -145,6 +167,42 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     metrics.registrations.set(registry.size);
     metrics.subscriptions.set(registry.subscriptions);
   };
+
+  // ---- who sees whom (docs/protocol/signaling.md, "Privacy of presence and last-seen") -------
+
+  /** Whether `viewer` may see registration `r`: public, or `viewer` is registered as one it watches. */
+  function visible(r: Registration<Conn>, viewer: Conn): boolean {
+    const allowed = r.conn.visibleTo;
+    return allowed === undefined || (viewer.reg !== undefined && allowed.has(viewer.reg.keyHex));
+  }
+
+  function shownOnline(viewer: Conn, keyHex: string): boolean {
+    const r = registry.get(keyHex);
+    return r !== undefined && !r.conn.closed && visible(r, viewer);
+  }
+
+  /** Push `keyHex`'s state to `viewer` if it watches it and it changed from what it was told. */
+  function refresh(viewer: Conn, keyHex: string, key: Uint8Array): void {
+    if (viewer.closed || !viewer.watching.has(keyHex)) return;
+    const online = shownOnline(viewer, keyHex);
+    if ((viewer.shown.get(keyHex) ?? false) === online) return;
+    viewer.shown.set(keyHex, online);
+    send(viewer, { t: "PRESENCE", peers: [{ key: key as Uint8Array<ArrayBuffer>, online }] });
+  }
+
+  /** `conn`'s own view changed (it registered or unregistered): re-check what it watches. */
+  function refreshViewer(conn: Conn): void {
+    for (const keyHex of conn.watching) {
+      const r = registry.get(keyHex);
+      if (r) refresh(conn, keyHex, r.key);
+      else if (conn.shown.get(keyHex)) refresh(conn, keyHex, fromHex(keyHex));
+    }
+  }
+
+  /** Who may see `reg` changed: re-check everyone watching it. */
+  function refreshWatchers(reg: Registration<Conn>): void {
+    for (const viewer of registry.watchersOf(reg.keyHex)) refresh(viewer, reg.keyHex, reg.key);
+  }
 
   // ---- sending -------------------------------------------------------------------------------
 
@@ -175,6 +233,9 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     const reg = conn.reg;
     if (!reg) return undefined;
     conn.reg = undefined;
+    if (!conn.closed) queueMicrotask(() => refreshViewer(conn));
+    conn.publicKey = undefined;
+    conn.envelopeNonces = undefined;
     conn.source.registrations--;
     return reg;
   }
@@ -188,6 +249,30 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
 
   // ---- message handlers ----------------------------------------------------------------------
 
+  /**
+   * Run signature work charged to `conn`'s source: refused (false) without doing it when the
+   * source is over its CPU budget; otherwise its measured time is charged afterwards.
+   */
+  function verifyCharged<T>(conn: Conn, work: () => T): { ran: false } | { ran: true; value: T } {
+    if (!conn.source.cpu.canSpend(now())) {
+      metrics.rateLimited.inc({ scope: "cpu" });
+      return { ran: false };
+    }
+    // CPU time, not wall time: on a busy machine the wall clock also counts time this process
+    // was not running, which would charge honest sources for other processes' load.
+    const started = process.cpuUsage();
+    try {
+      return { ran: true, value: work() };
+    } finally {
+      const used = process.cpuUsage(started);
+      const ms = (used.user + used.system) / 1000;
+      conn.source.cpu.charge(ms, now());
+      metrics.verifySeconds.inc(ms / 1000);
+    }
+  }
+
+  // Checks in order of cost (docs/protocol/signaling.md, REGISTER_REQUEST): everything that needs
+  // no cryptography first, then the source's CPU budget, then native signature verification.
   function onRegister(conn: Conn, req: RegisterRequest) {
     const t = now();
     const refuse = (code: SignalingErrorCode, message: string) => {
@@ -199,21 +284,31 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         "STALE_TIMESTAMP",
         `timestamp is more than ${config.clockSkewSeconds} s from server time`,
       );
-    if (config.audience && req.audience !== config.audience)
-      return refuse("WRONG_AUDIENCE", "the request names another server as its audience");
-    const identity = decodeIdentity(req.identity);
-    if (!identity.ok) return refuse("BAD_IDENTITY", identity.error.message.slice(0, 200));
-    const key = identity.value.verified.identity_key;
-    const version = identity.value.verified.version;
-    const signed = requestSignedPayload(req as Record<string, unknown>, "signature");
-    if (!verifyWithContext(key, SIGNATURE_CONTEXTS.registerRequest, signed, req.signature))
-      return refuse("BAD_SIGNATURE", "REGISTER signature does not verify under the identity key");
+    if (!equalBytes(req.nonce, conn.challenge))
+      return refuse("BAD_CHALLENGE", "nonce is not this connection's CHALLENGE");
+    if (req.timestamp <= conn.lastRegisterAt)
+      return refuse("REPLAY", "timestamp not after the last REGISTER on this connection");
+    if (!audienceAccepted(req.audience, conn.host, config.audience))
+      return refuse("WRONG_AUDIENCE", "the request does not name this server as its audience");
+    const verified = verifyCharged(conn, () => {
+      const identity = identities.check(req.identity);
+      if (!identity.ok) return identity;
+      return registerSignatureValid(identity.value, req)
+        ? identity
+        : ({ ok: false, signature: true } as const);
+    });
+    if (!verified.ran)
+      return refuse("BUSY", "this network address used its verification budget; retry in a few seconds");
+    const result = verified.value;
+    if (!result.ok)
+      return "signature" in result
+        ? refuse("BAD_SIGNATURE", "REGISTER signature does not verify under the identity key")
+        : refuse("BAD_IDENTITY", result.error.message.slice(0, 200));
+    conn.lastRegisterAt = req.timestamp;
+    const { key, version, publicKey } = result.value;
     const keyHex = toHex(key);
     if (conn.reg && conn.reg.keyHex !== keyHex)
       return refuse("ALREADY_REGISTERED", "this connection is bound to another identity");
-    const seen = nonces.add(`${toHex(req.nonce)}:${keyHex}`, t);
-    if (seen === "replay") return refuse("REPLAY", "nonce already used");
-    if (seen === "full") return refuse("BUSY", "too many recent registrations; retry later");
     const existing = registry.get(keyHex);
     if (existing && existing.version > version)
       return refuse("STALE_IDENTITY", "a higher identity version is registered");
@@ -239,7 +334,12 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     if (movesHere) {
       conn.reg = registration;
       conn.source.registrations++;
+      conn.envelopeNonces = new RecentNonces(ENVELOPE_NONCES_PER_SENDER);
+      // As a viewer it now has a key; as a target its visibility is now this connection's.
+      refreshViewer(conn);
+      refreshWatchers(registration);
     }
+    conn.publicKey = publicKey;
     metrics.registersTotal.inc({ outcome: fresh ? "new" : replaced ? "replaced" : "renewed" });
     updateGauges();
     const response: ServerMessage = {
@@ -267,20 +367,27 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         let regs: Registration<Conn>[] = [];
         if (msg.target_identity) {
           const r = registry.get(toHex(msg.target_identity));
-          if (r) regs = [r];
+          if (r && visible(r, conn)) regs = [r];
         } else {
           if (!config.listAll)
             return fail(conn, msg.id, "LIST_ALL_DISABLED", "this server does not list peers");
           // Bounded by count and by one frame (identities are up to 32 KiB each).
           let bytes = 64;
           for (const r of registry.list(config.listAllMax)) {
+            if (!visible(r, conn)) continue;
             bytes += r.identity.length + 96;
             if (bytes > LOOKUP_BUDGET_BYTES) break;
             regs.push(r);
           }
         }
         const peers: PeerInfo[] = regs.map((r) => {
-          const info: PeerInfo = { identity: r.identity, last_seen: Math.min(r.lastSeen, t), online: true };
+          // Whole minutes: enough to say "recently", not a log of someone's activity.
+          const lastSeen = Math.min(r.lastSeen, t);
+          const info: PeerInfo = {
+            identity: r.identity,
+            last_seen: lastSeen - (lastSeen % LAST_SEEN_GRANULARITY_MS),
+            online: true,
+          };
           if (endpoint) info.endpoint = endpoint;
           return info;
         });
@@ -305,12 +412,20 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
           );
         if (e.payload.length > config.maxPayloadBytes)
           return fail(conn, msg.id, "PAYLOAD_TOO_LARGE", `payload exceeds ${config.maxPayloadBytes} bytes`);
-        if (Math.abs(now() - e.timestamp) > skewMs)
+        const t = now();
+        if (Math.abs(t - e.timestamp) > skewMs)
           return fail(conn, msg.id, "STALE_TIMESTAMP", "envelope timestamp outside the accepted clock skew");
-        if (!verifyEnvelope(e).ok)
+        const nonceHex = toHex(e.nonce);
+        if (conn.envelopeNonces?.has(nonceHex, t))
+          return fail(conn, msg.id, "REPLAY", "this envelope nonce was already used");
+        const checked = verifyCharged(conn, () => envelopeValid(conn, e));
+        if (!checked.ran) return fail(conn, msg.id, "BUSY", "verification budget used; retry shortly");
+        if (!checked.value)
           return fail(conn, msg.id, "BAD_SIGNATURE", "envelope signature does not verify under `from`");
+        conn.envelopeNonces?.add(nonceHex, t, t + 2 * skewMs);
         const target = registry.get(toHex(e.to));
-        if (!target || target.conn.closed)
+        // One that does not show itself to the sender is offline to it, not "refusing".
+        if (!target || target.conn.closed || !visible(target, conn))
           return fail(conn, msg.id, "PEER_OFFLINE", "the recipient is not online here");
         send(target.conn, { t: "SIGNAL", envelope: e });
         metrics.envelopesForwarded.inc({ kind: e.kind });
@@ -321,8 +436,21 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         for (const k of msg.keys) next.set(toHex(k), k);
         if (next.size > config.maxSubscriptions)
           return fail(conn, msg.id, "TOO_MANY_SUBSCRIPTIONS", `at most ${config.maxSubscriptions} keys`);
-        const states = registry.watch(conn, conn.watching, next);
+        registry.watch(conn, conn.watching, next);
         conn.watching = new Set(next.keys());
+        for (const keyHex of conn.shown.keys()) if (!next.has(keyHex)) conn.shown.delete(keyHex);
+        const states = [...next].map(([keyHex, key]) => {
+          const online = shownOnline(conn, keyHex);
+          conn.shown.set(keyHex, online);
+          return { key, online };
+        });
+        const visibleTo = msg.only_watched ? new Set(next.keys()) : undefined;
+        const changed =
+          (visibleTo === undefined) !== (conn.visibleTo === undefined) ||
+          (visibleTo !== undefined &&
+            (visibleTo.size !== conn.visibleTo!.size || [...visibleTo].some((k) => !conn.visibleTo!.has(k))));
+        conn.visibleTo = visibleTo;
+        if (changed && conn.reg) refreshWatchers(conn.reg);
         updateGauges();
         return send(conn, { t: "PRESENCE", id: msg.id, peers: states });
       }
@@ -338,7 +466,10 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     if (scope) {
       metrics.rateLimited.inc({ scope });
       if (++conn.violations > config.maxViolations) return closeConn(conn, CLOSE.RATE_LIMIT, "rate limit");
-      if (!conn.hello) return;
+      // The first few refusals say so (decoding the frame for its id, so the client's request
+      // fails at once); past that a flooding connection gets silence until it is closed — a
+      // refusal must cost less than the request.
+      if (!conn.hello || conn.violations > RATE_LIMIT_REPLIES) return;
       return fail(conn, clientCodec.decode(data).id, "RATE_LIMITED", "slow down");
     }
     if (!conn.hello) {
@@ -358,17 +489,35 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     onMessage(conn, decoded.value);
   }
 
-  function onConnection(ws: WebSocket, source: SourceState): void {
+  function envelopeValid(conn: Conn, e: SignalEnvelope): boolean {
+    return (
+      conn.publicKey !== undefined &&
+      ed25519Verify(
+        conn.publicKey,
+        signedBytes(SIGNALING.ENVELOPE_CONTEXT, envelopeSignedPayload(e)),
+        e.signature,
+      )
+    );
+  }
+
+  function onConnection(ws: WebSocket, source: SourceState, host: string | undefined): void {
     const conn: Conn = {
       id: nextConnId++,
       ws,
       source,
       bucket: new TokenBucket(config.connRate, config.connBurst, now()),
+      host,
+      challenge: randomBytes(SIGNALING.NONCE_BYTES) as unknown as Uint8Array<ArrayBuffer>,
+      lastRegisterAt: 0,
+      publicKey: undefined,
+      envelopeNonces: undefined,
       alive: true,
       hello: false,
       helloTimer: undefined,
       reg: undefined,
       watching: new Set(),
+      shown: new Map(),
+      visibleTo: undefined,
       violations: 0,
       closed: false,
       onClosed: undefined,
@@ -423,7 +572,10 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       updateGauges();
       conn.onClosed?.();
     });
-    if (ws.readyState === ws.OPEN) ws.send(encodeVersionHeader());
+    if (ws.readyState === ws.OPEN) {
+      ws.send(encodeVersionHeader());
+      ws.send(serverCodec.encode({ t: "CHALLENGE", challenge: conn.challenge }));
+    }
   }
 
   // ---- timers --------------------------------------------------------------------------------
@@ -445,7 +597,6 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
   const sweeper = setInterval(() => {
     const t = now();
     registry.sweep(t, onExpired);
-    nonces.prune(t);
     sources.sweep(t);
     updateGauges();
   }, config.sweepMs);
@@ -466,8 +617,13 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         metrics.upgradesRefused.inc({ reason: "capacity" });
         return refuseUpgrade(socket, 503, "Service Unavailable");
       }
+      if (!originAllowed(req, config.allowedOrigins)) {
+        // Another site's page trying to use this browser's connection (cross-site WebSocket).
+        metrics.upgradesRefused.inc({ reason: "origin" });
+        return refuseUpgrade(socket, 403, "Forbidden");
+      }
       const t = now();
-      const source = sourceOf(req, config.trustProxy);
+      const source = sourceOf(req, proxies);
       const verdict = sources.admit(source, t);
       if (verdict !== "ok") {
         metrics.upgradesRefused.inc({ reason: verdict === "rate" ? "rate" : "source_connections" });
@@ -482,7 +638,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       });
       wss.handleUpgrade(req, socket, head, (ws) => {
         upgraded = true;
-        onConnection(ws, state);
+        onConnection(ws, state, req.headers.host);
       });
     },
 
@@ -501,7 +657,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         connections: conns.size,
         registrations: registry.size,
         subscriptions: registry.subscriptions,
-        nonces: nonces.size,
+        identities: identities.size,
         sources: sources.size,
       };
     },

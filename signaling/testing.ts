@@ -9,6 +9,7 @@ import WebSocket, { type ClientOptions } from "ws";
 import { createUserIdentity, type UserIdentity } from "../core/identity/identity.ts";
 import type { WebSocketFactory, WebSocketLike } from "../core/signaling/client.ts";
 import { type ClientMessage, clientCodec, type ServerMessage, serverCodec } from "../core/wire/signaling.ts";
+import { signRegisterRequest } from "../core/wire/signed.ts";
 import { decodeVersionHeader, encodeVersionHeader } from "../core/wire/version.ts";
 import { createHost, createRegistry, type Host } from "../server/host.ts";
 import { createLogger } from "../server/log.ts";
@@ -76,6 +77,11 @@ export class RawClient {
   readonly opened: Promise<void>;
   readonly closed: Promise<{ code: number; reason: string }>;
   isClosed = false;
+  /** The connection's REGISTER challenge (the server pushes it after its VERSION_HEADER). */
+  challenge: Uint8Array<ArrayBuffer> | undefined;
+  /** Resolves with the challenge once pushed (undefined if the connection closed first). */
+  readonly challenged: Promise<Uint8Array<ArrayBuffer> | undefined>;
+  #onChallenge: (c: Uint8Array<ArrayBuffer> | undefined) => void = () => {};
 
   constructor(url: string, options: ClientOptions & ClientRequestArgs = {}) {
     this.ws = new WebSocket(url, options);
@@ -85,9 +91,13 @@ export class RawClient {
       this.ws.once("error", reject);
     });
     this.opened.catch(() => {});
+    this.challenged = new Promise((resolve) => {
+      this.#onChallenge = resolve;
+    });
     this.closed = new Promise((resolve) => {
       this.ws.on("close", (code, reason) => {
         this.isClosed = true;
+        this.#onChallenge(undefined);
         for (const w of this.#waiters.splice(0)) w(undefined);
         resolve({ code, reason: reason.toString() });
       });
@@ -97,6 +107,12 @@ export class RawClient {
       const bytes = new Uint8Array(data);
       const decoded = serverCodec.decode(bytes);
       const frame = { bytes, message: decoded.ok ? decoded.value : undefined };
+      if (frame.message?.t === "CHALLENGE") {
+        // Kept aside rather than queued: tests read replies, and sign REGISTERs with this.
+        this.challenge = frame.message.challenge;
+        this.#onChallenge(this.challenge);
+        return;
+      }
       const w = this.#waiters.shift();
       if (w) w(frame);
       else this.#inbox.push(frame);
@@ -167,4 +183,31 @@ export class RawClient {
   close(): void {
     this.ws.close();
   }
+}
+
+export interface RegisterOptions {
+  id: number;
+  ttl?: number;
+  timestamp?: number;
+  /** Default: the URL the client dialled (what the core client sends). */
+  audience?: string;
+  /** Default: the connection's challenge. */
+  nonce?: Uint8Array;
+}
+
+/** A REGISTER_REQUEST for `user` as a well-behaved client on connection `c` would sign it. */
+export async function registerOn(
+  c: RawClient,
+  user: UserIdentity,
+  o: RegisterOptions,
+): Promise<ClientMessage> {
+  const challenge = o.nonce ?? (await c.challenged);
+  if (!challenge) throw new Error("the connection closed before its CHALLENGE");
+  return signRegisterRequest(user, {
+    ttl_seconds: o.ttl ?? 60,
+    timestamp: o.timestamp ?? Date.now(),
+    nonce: challenge,
+    audience: o.audience ?? c.ws.url,
+    id: o.id,
+  });
 }

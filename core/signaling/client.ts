@@ -4,8 +4,9 @@
  * (the browser passes `(url) => new WebSocket(url)`, tests pass `ws`), and uses no DOM or Node API.
  *
  * What it does (SREMP §rendezvous, §version; Loft signaling):
- * - connects, exchanges VERSION_HEADERs, registers the user's signed identity (REGISTER with a
- *   fresh timestamp and nonce) and renews before expiry at the server's `renewal_interval`;
+ * - connects, exchanges VERSION_HEADERs, registers the user's signed identity (REGISTER over the
+ *   connection's CHALLENGE, naming the server's URL as audience, with an increasing timestamp)
+ *   and renews before expiry at the server's `renewal_interval`;
  * - looks peers up (checking that the Identity the server returns verifies and is the one asked
  *   for: the server is not trusted), lists servers;
  * - sends OFFER / ANSWER / ICE / BYE envelopes signed with the identity key, and delivers
@@ -157,7 +158,10 @@ export interface SignalingClientOptions {
   ttlSeconds?: number;
   /** Register automatically on every (re)connect; default true. */
   register?: boolean;
-  /** Sent as REGISTER `audience` when set (servers that check it need the URL they are dialled at). */
+  /**
+   * REGISTER `audience`: the server this registration is for. Default: `url` (what the server
+   * accepts unless its operator configured other public URLs).
+   */
   audience?: string;
   /** Per-request timeout; default 10 s. */
   requestTimeoutMs?: number;
@@ -167,6 +171,24 @@ export interface SignalingClientOptions {
   maxSkewMs?: number;
   /** Clock (ms since epoch), default Date.now. */
   now?: () => number;
+  /**
+   * Where the nonces of accepted offers outlive this client (a page reload, a new client): a
+   * recorded offer replayed by the server within the freshness window is then refused as a
+   * replay instead of being answered. Default: memory only.
+   */
+  seenOffers?: SeenOfferStore;
+  /**
+   * Who may see this identity online: `"public"` (default: anyone who knows the key) or
+   * `"watched"` — only the identities this client watches (its contacts), the server answering
+   * everyone else as if it were offline (SUBSCRIBE `only_watched`).
+   */
+  presence?: "public" | "watched";
+}
+
+/** Persistence of accepted offer nonces: `[sender‖nonce key, expiry ms]` pairs. */
+export interface SeenOfferStore {
+  load(): [string, number][];
+  save(entries: [string, number][]): void;
 }
 
 interface Pending {
@@ -179,10 +201,11 @@ type Distribute<T> = T extends unknown ? Omit<T, "id"> : never;
 type Request = Distribute<ClientMessage>;
 
 const MAX_SEEN_NONCES = 4_096;
+/** Offer nonces persisted (offers are a few per connection attempt; the window is 2 × skew). */
+const MAX_SEEN_OFFERS = 256;
 
 export class SignalingClient {
-  readonly #o: Required<Omit<SignalingClientOptions, "audience" | "reconnect">> & {
-    audience: string | undefined;
+  readonly #o: Required<Omit<SignalingClientOptions, "reconnect" | "seenOffers">> & {
     reconnect: { initialMs: number; maxMs: number } | false;
   };
   readonly #key: Uint8Array;
@@ -190,6 +213,9 @@ export class SignalingClient {
   readonly #pending = new Map<number, Pending>();
   /** Nonces of accepted envelopes → their expiry; bounded, oldest dropped first. */
   readonly #seen = new Map<string, number>();
+  /** The offers among them, persisted through `seenOffers`. */
+  readonly #seenOffers = new Map<string, number>();
+  readonly #offerStore: SeenOfferStore | undefined;
   #ws: WebSocketLike | undefined;
   #state: SignalingState = "idle";
   #nextId = 1;
@@ -203,6 +229,11 @@ export class SignalingClient {
   #helloDone = false;
   #everConnected = false;
   #readyWaiters: { resolve: () => void; reject: (e: SignalingError) => void }[] = [];
+  /** This connection's CHALLENGE (docs/protocol/signaling.md, "Replay protection"). */
+  #challenge: Uint8Array | undefined;
+  #challengeWaiters: { resolve: (c: Uint8Array) => void; reject: (e: SignalingError) => void }[] = [];
+  /** Last REGISTER timestamp sent: the next must be greater (the server refuses a repeat). */
+  #lastRegisterAt = 0;
 
   constructor(options: SignalingClientOptions) {
     this.#o = {
@@ -211,7 +242,7 @@ export class SignalingClient {
       connect: options.connect,
       ttlSeconds: options.ttlSeconds ?? 120,
       register: options.register ?? true,
-      audience: options.audience,
+      audience: options.audience ?? options.url,
       requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
       reconnect:
         options.reconnect === false
@@ -219,8 +250,24 @@ export class SignalingClient {
           : { initialMs: options.reconnect?.initialMs ?? 500, maxMs: options.reconnect?.maxMs ?? 30_000 },
       maxSkewMs: options.maxSkewMs ?? 120_000,
       now: options.now ?? Date.now,
+      presence: options.presence ?? "public",
     };
     this.#key = options.user.identity.verified.identity_key;
+    this.#offerStore = options.seenOffers;
+    if (this.#offerStore) {
+      let entries: [string, number][] = [];
+      try {
+        entries = this.#offerStore.load();
+      } catch {}
+      const now = this.#o.now();
+      for (const entry of Array.isArray(entries) ? entries.slice(-MAX_SEEN_OFFERS) : []) {
+        const [key, expires] = Array.isArray(entry) ? entry : [];
+        if (typeof key === "string" && key.length <= 128 && typeof expires === "number" && expires > now) {
+          this.#seenOffers.set(key, expires);
+          this.#seen.set(key, expires);
+        }
+      }
+    }
   }
 
   get state(): SignalingState {
@@ -269,7 +316,9 @@ export class SignalingClient {
         ws.close(CLOSE.NORMAL, "client closed");
       } catch {}
     }
-    this.#failAll(new SignalingError("CLOSED", "client closed"));
+    const closed = new SignalingError("CLOSED", "client closed");
+    for (const w of this.#challengeWaiters.splice(0)) w.reject(closed);
+    this.#failAll(closed);
     this.#setState("closed");
   }
 
@@ -354,12 +403,17 @@ export class SignalingClient {
 
   /** Register now (done automatically unless `register: false`). */
   async register(): Promise<number> {
+    const challenge = await this.#waitChallenge();
     const id = this.#takeId();
+    // Strictly increasing even if the clock steps back between renewals.
+    const timestamp = Math.max(this.#o.now(), this.#lastRegisterAt + 1);
+    this.#lastRegisterAt = timestamp;
     const req = signRegisterRequest(this.#o.user, {
       ttl_seconds: this.#o.ttlSeconds,
-      timestamp: this.#o.now(),
+      timestamp,
+      nonce: challenge,
       id,
-      ...(this.#o.audience === undefined ? {} : { audience: this.#o.audience }),
+      audience: this.#o.audience,
     });
     const reply = await this.#request(req, id);
     if (reply.t !== "REGISTER_RESPONSE" || !reply.success) throw this.#unexpected(reply);
@@ -372,6 +426,29 @@ export class SignalingClient {
   }
 
   // ---- internals ------------------------------------------------------------------------------------
+
+  #waitChallenge(): Promise<Uint8Array> {
+    if (this.#challenge) return Promise.resolve(this.#challenge);
+    if (!this.#ws || !this.#helloDone)
+      return Promise.reject(new SignalingError("UNREACHABLE", "not connected to the signaling server"));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#challengeWaiters = this.#challengeWaiters.filter((w) => w !== waiter);
+        reject(new SignalingError("TIMEOUT", "the server sent no CHALLENGE"));
+      }, this.#o.requestTimeoutMs);
+      const waiter = {
+        resolve: (c: Uint8Array) => {
+          clearTimeout(timer);
+          resolve(c);
+        },
+        reject: (e: SignalingError) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      this.#challengeWaiters.push(waiter);
+    });
+  }
 
   #isReady(): boolean {
     return this.#o.register ? this.#state === "registered" : this.#state === "connected";
@@ -448,7 +525,11 @@ export class SignalingClient {
   }
 
   async #sendSubscribe(): Promise<{ key: Uint8Array; online: boolean }[]> {
-    const reply = await this.#request({ t: "SUBSCRIBE", keys: this.#watched as Uint8Array<ArrayBuffer>[] });
+    const reply = await this.#request({
+      t: "SUBSCRIBE",
+      keys: this.#watched as Uint8Array<ArrayBuffer>[],
+      ...(this.#o.presence === "watched" ? { only_watched: true } : {}),
+    });
     if (reply.t !== "PRESENCE") throw this.#unexpected(reply);
     return reply.peers;
   }
@@ -457,6 +538,7 @@ export class SignalingClient {
     if (this.#stopped) return;
     this.#setState(this.#everConnected ? "reconnecting" : "connecting");
     this.#helloDone = false;
+    this.#challenge = undefined;
     let ws: WebSocketLike;
     try {
       ws = this.#o.connect(this.#o.url);
@@ -514,6 +596,8 @@ export class SignalingClient {
     clearTimeout(this.#renewTimer);
     this.#registered = false;
     this.#helloDone = false;
+    this.#challenge = undefined;
+    for (const w of this.#challengeWaiters.splice(0)) w.reject(error);
     this.#failAll(error);
     this.#rejectReady(error);
     this.#emit({ type: "error", error });
@@ -588,6 +672,10 @@ export class SignalingClient {
         this.#goingAwayDelay = m.reconnect_after_ms;
         this.#attempt = 0;
         return;
+      case "CHALLENGE":
+        this.#challenge = m.challenge.slice();
+        for (const w of this.#challengeWaiters.splice(0)) w.resolve(this.#challenge);
+        return;
       default:
         break;
     }
@@ -612,12 +700,14 @@ export class SignalingClient {
     const tasks: Promise<unknown>[] = [];
     if (this.#o.register) tasks.push(this.register());
     else this.#resolveReady();
-    if (this.#watched.length > 0)
+    // "watched" presence is set by a SUBSCRIBE, even an empty one (then nobody sees us).
+    if (this.#watched.length > 0 || this.#o.presence === "watched")
       tasks.push(
         this.#sendSubscribe().then((states) => {
           for (const s of states) this.#emit({ type: "presence", key: s.key, online: s.online });
         }),
       );
+    const ws = this.#ws;
     Promise.all(tasks).then(
       () => {
         this.#attempt = 0;
@@ -625,8 +715,29 @@ export class SignalingClient {
       (e: SignalingError) => {
         this.#emit({ type: "error", error: e });
         this.#rejectReady(e);
+        // A busy server (rate or verification budget of our network address) asks us to come
+        // back shortly: try again on this connection after a jittered pause.
+        if ((e.code === "BUSY" || e.code === "RATE_LIMITED") && this.#o.register)
+          this.#retryTimer = setTimeout(
+            () => {
+              if (this.#ws === ws && this.#helloDone && !this.#registered && !this.#stopped)
+                this.#afterHello();
+            },
+            1_000 + Math.floor(Math.random() * 4_000),
+          );
       },
     );
+  }
+
+  #rememberOffer(key: string, expires: number, now: number): void {
+    for (const [k, until] of this.#seenOffers)
+      if (until <= now || this.#seenOffers.size >= MAX_SEEN_OFFERS) this.#seenOffers.delete(k);
+    this.#seenOffers.set(key, expires);
+    try {
+      this.#offerStore?.save([...this.#seenOffers]);
+    } catch {
+      // Storage full or unavailable: the in-memory check still holds for this client.
+    }
   }
 
   /** Recipient-side checks (docs/protocol/signaling.md, "Receiving an envelope"). */
@@ -641,8 +752,10 @@ export class SignalingClient {
       this.#seen.delete(k);
     }
     const nonceKey = `${toHex(e.from)}:${toHex(e.nonce)}`;
-    if (this.#seen.has(nonceKey)) return reject("replay");
-    this.#seen.set(nonceKey, now + 2 * this.#o.maxSkewMs);
+    if (this.#seen.has(nonceKey) || this.#seenOffers.has(nonceKey)) return reject("replay");
+    const expires = now + 2 * this.#o.maxSkewMs;
+    this.#seen.set(nonceKey, expires);
+    if (e.kind === "offer" && this.#offerStore) this.#rememberOffer(nonceKey, expires, now);
     this.#emit({ type: "signal", envelope: e });
   }
 }

@@ -50,6 +50,7 @@ export const SIGNALING_ERROR_CODES = [
   "STALE_TIMESTAMP",
   "WRONG_AUDIENCE",
   "REPLAY",
+  "BAD_CHALLENGE",
   "NOT_REGISTERED",
   "ALREADY_REGISTERED",
   "STALE_IDENTITY",
@@ -120,6 +121,8 @@ const SIGNAL_ACK = defineMessage(messageSchema("SIGNAL_ACK", {}));
 const SUBSCRIBE = defineMessage(
   messageSchema("SUBSCRIBE", {
     keys: v.pipe(v.array(key), v.maxLength(SIGNALING.MAX_KEYS_PER_SUBSCRIBE)),
+    /** Show this connection's registration only to the identities in `keys` (its contacts). */
+    only_watched: v.optional(v.boolean()),
   }),
 );
 const presenceEntry = v.strictObject({ key, online: v.boolean() });
@@ -133,6 +136,13 @@ const REGISTRATION_ENDED = defineMessage(
   messageSchema("REGISTRATION_ENDED", { reason: v.picklist(["expired", "replaced"]) }),
 );
 const GOING_AWAY = defineMessage(messageSchema("GOING_AWAY", { reconnect_after_ms: u32 }));
+/**
+ * Pushed once, right after the server's VERSION_HEADER: 16 random bytes that every REGISTER on
+ * this connection must carry as its `nonce` (docs/protocol/signaling.md, "Replay protection").
+ * A signed REGISTER is thereby bound to one live connection of one server: it cannot be replayed
+ * on another connection, after a restart, or at another server.
+ */
+const CHALLENGE = defineMessage(messageSchema("CHALLENGE", { challenge: nonce }));
 /** Frames a client sends after its VERSION_HEADER. */
 export const CLIENT_MESSAGES = [
   REGISTER_REQUEST,
@@ -153,6 +163,7 @@ export const SERVER_MESSAGES = [
   PRESENCE,
   REGISTRATION_ENDED,
   GOING_AWAY,
+  CHALLENGE,
   ERROR,
 ] as const;
 

@@ -6,13 +6,19 @@
  * `node scripts/e2e.mjs test/e2e/tamper.e2e.ts`).
  *
  *  1. Rewritten DTLS fingerprints in answers: the envelope signature no longer verifies
- *     (check "signaling-signature"); when the proxy stops tampering, the same message goes out.
+ *     (check "signaling-signature"), and no direct channel ever opens through the tampered
+ *     path. The message may still reach Bob — through his relay mailbox or a live relay link,
+ *     end-to-end encrypted — and only that way; when the proxy stops tampering, it goes out
+ *     for sure.
  *  2. A server that can sign for two puppet identities routes the victim's connection to a third
  *     party's real browser: the data channel opens, the Noise handshake bound to the contact's
  *     identity key refuses it (check "identity-key"), and the third party receives nothing.
+ *  3. An offer recorded by the server and replayed after the recipient reloads its page (the
+ *     caller gone offline meanwhile): refused as a replay, not answered.
  */
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { fromHex } from "../../core/bytes.ts";
 import { contactLinkUrl, parseContactLinkUrl } from "../../core/identity/contact-link.ts";
 import { createUserIdentity, type UserIdentity } from "../../core/identity/identity.ts";
 import { launchChromium } from "../support/browser.ts";
@@ -39,6 +45,29 @@ async function addByLink(page: Page, link: string): Promise<string> {
   await id(page, "contact-screen").waitFor();
   return (await id(page, "contact-id").textContent())!;
 }
+
+/**
+ * Record every label the chat's presence line shows from now on (a MutationObserver in the page:
+ * no transition is missed between two polls). Read with `presenceSeen`.
+ */
+async function recordPresence(page: Page): Promise<void> {
+  await page.evaluate(() => {
+    const w = window as unknown as { __presence: string[] };
+    w.__presence = [];
+    const read = () => {
+      const text = document.querySelector("[data-testid=chat-presence]")?.textContent ?? "";
+      if (text && w.__presence[w.__presence.length - 1] !== text) w.__presence.push(text);
+    };
+    read();
+    new MutationObserver(read).observe(document.body, {
+      subtree: true,
+      childList: true,
+      characterData: true,
+    });
+  });
+}
+const presenceSeen = (page: Page) =>
+  page.evaluate(() => (window as unknown as { __presence: string[] }).__presence);
 
 const stateOf = (page: Page, text: string) =>
   page.locator("[data-testid=message][data-direction=out]", { hasText: text }).getAttribute("data-state");
@@ -76,7 +105,7 @@ describe("a tampering signaling server", () => {
     await loft?.stop();
   });
 
-  it("rewritten DTLS fingerprints: signature check fails, UI says so, nothing is delivered", async () => {
+  it("rewritten DTLS fingerprints: signature check fails, UI says so, nothing goes the tampered way", async () => {
     const a = await newPage("alice");
     const b = await newPage("bob");
     await createIdentity(a, loft.url, "Alice");
@@ -89,6 +118,8 @@ describe("a tampering signaling server", () => {
 
     await openChat(a, bobId);
     await openChat(b, aliceId);
+    await recordPresence(a);
+    await recordPresence(b);
     await sendText(a, "for Bob's eyes only");
 
     // Whoever dials gets a rewritten answer; both apps refuse and say why.
@@ -104,9 +135,14 @@ describe("a tampering signaling server", () => {
         /Verification failed: a connection message claiming to come from (Bob|Alice) had an invalid signature/,
       );
     expect(proxy.stats.rewritten).toBeGreaterThan(0);
-    expect(await b.locator("[data-testid=message][data-direction=in]").count()).toBe(0);
-    expect(await stateOf(a, "for Bob's eyes only")).toBe("queued");
-    expect(await id(a, "chat-presence").textContent()).not.toContain("online");
+    // Nothing went through the tampered path: no direct channel ever opened, on either side.
+    // (The relay — mailbox or live link, Noise end to end — is a correct path and may deliver.)
+    expect(await presenceSeen(a)).not.toContain("online · direct");
+    expect(await presenceSeen(b)).not.toContain("online · direct");
+    const delivered = await b.locator("[data-testid=message][data-direction=in]").count();
+    const state = await stateOf(a, "for Bob's eyes only");
+    if (delivered > 0) expect(["sent", "relayed", "delivered"]).toContain(state);
+    else expect(["queued", "sending", "relayed"]).toContain(state);
 
     // Control: the same proxy, honest now, and the waiting message goes out.
     await proxy.setMode({ kind: "pass" });
@@ -155,5 +191,45 @@ describe("a tampering signaling server", () => {
     expect(await id(victim, "chat-presence").textContent()).not.toContain("online");
     expect(await third.locator("[data-testid=message][data-direction=in]").count()).toBe(0);
     expect(await id(third, "chat-presence").textContent()).not.toContain("online");
+  });
+
+  it("an offer recorded by the server and replayed after the recipient reloads is refused, not answered", async () => {
+    await proxy.setMode({ kind: "pass" });
+    const a = await newPage("ann");
+    const b = await newPage("ben");
+    await createIdentity(a, loft.url, "Ann");
+    await createIdentity(b, loft.url, "Ben");
+    await useSignaling(a, proxy.url);
+    await useSignaling(b, proxy.url);
+    const annId = await addByLink(b, await myLink(a));
+    const benId = await addByLink(a, await myLink(b));
+    await openChat(a, benId);
+    await openChat(b, annId);
+    await expect.poll(() => id(a, "chat-presence").textContent(), { timeout: 60_000 }).toContain("online");
+
+    // Whoever received the offer is the callee; the caller then goes away for good.
+    const ann = fromHex(annId);
+    const ben = fromHex(benId);
+    const benCalled = proxy.offersTo(ben) > 0;
+    const [caller, callee, calleeKey, calleeName] = benCalled ? [a, b, ben, "ben"] : [b, a, ann, "ann"];
+    expect(proxy.offersTo(calleeKey)).toBeGreaterThan(0);
+    await caller.context().close();
+    await expect.poll(() => id(callee, "chat-presence").textContent(), { timeout: 60_000 }).toBe("offline");
+
+    // The callee reloads; the server replays the offers it recorded (well inside 120 s).
+    const registered = proxy.registrationsOf(calleeKey);
+    await callee.reload();
+    // Registered again from the new page (the REGISTER has passed: the connection is live).
+    await expect
+      .poll(() => proxy.registrationsOf(calleeKey), { timeout: 30_000 })
+      .toBeGreaterThan(registered);
+    const answers = proxy.answersFrom(calleeKey);
+    expect(proxy.replayOffers(calleeKey)).toBeGreaterThan(0);
+    await expect
+      .poll(() => logs.some((l) => l.startsWith(`${calleeName}:`) && l.includes("(replay)")), {
+        timeout: 30_000,
+      })
+      .toBe(true);
+    expect(proxy.answersFrom(calleeKey)).toBe(answers);
   });
 });

@@ -12,7 +12,14 @@ import { SignalingClient } from "../../core/signaling/client.ts";
 import { encodeCanonical } from "../../core/wire/codec.ts";
 import { type ClientMessage, clientCodec, signEnvelope } from "../../core/wire/signaling.ts";
 import { signRegisterRequest } from "../../core/wire/signed.ts";
-import { makeUser, metricValue, RawClient, startSignaling, wsFactory } from "../../signaling/testing.ts";
+import {
+  makeUser,
+  metricValue,
+  RawClient,
+  registerOn,
+  startSignaling,
+  wsFactory,
+} from "../../signaling/testing.ts";
 import { FUZZ_RUNS } from "../support/fuzz.ts";
 
 const TAGS = [
@@ -41,13 +48,27 @@ const FIELDS = [
   "audience",
 ];
 
-function templates(): Uint8Array[] {
+/**
+ * Well-formed frames to mutate. The REGISTER is bound to `challenge` (the connection that will
+ * carry it) and names `audience`, so mutations reach the server's deeper checks — identity
+ * decoding, native signature verification — instead of stopping at BAD_CHALLENGE.
+ */
+function templates(challenge: Uint8Array, audience: string): Uint8Array[] {
   const alice = makeUser("alice");
   const bob = makeUser("bob");
   const a = alice.identity.verified.identity_key as Uint8Array<ArrayBuffer>;
   const b = bob.identity.verified.identity_key as Uint8Array<ArrayBuffer>;
   const messages: ClientMessage[] = [
-    signRegisterRequest(alice, { ttl_seconds: 60, timestamp: Date.now(), id: 1 }),
+    // Several, with increasing timestamps: once one is accepted, only later ones get past REPLAY.
+    ...Array.from({ length: 16 }, (_, k) =>
+      signRegisterRequest(alice, {
+        ttl_seconds: 60,
+        timestamp: Date.now() + k * 1_000,
+        id: 1,
+        nonce: challenge,
+        audience,
+      }),
+    ),
     { t: "LOOKUP_REQUEST", id: 2, target_identity: b, list_all: false },
     { t: "LOOKUP_REQUEST", id: 3, list_all: true },
     { t: "LIST_SERVERS_REQUEST", id: 4 },
@@ -143,24 +164,29 @@ describe("signaling server under fuzzed frames", () => {
       sourceBurst: unlimited,
       maxRegistrationsPerSource: unlimited,
       listAll: true,
+      // Fuzzing the handlers, not the verification budget (signaling/hardening.test.ts has that).
+      sourceCpuMs: 1_000,
+      sourceCpuBurstMs: 60_000,
     });
     try {
-      const frames = fc.sample(frameArbitrary(templates()), { numRuns: FUZZ_RUNS, seed: 0x5167 });
-      expect(frames.length).toBeGreaterThanOrEqual(10_000);
       const conns = await Promise.all([0, 1, 2, 3].map(() => RawClient.hello(server.url)));
+      const challenge = (await conns[0]!.challenged)!;
+      const frames = fc.sample(frameArbitrary(templates(challenge, server.url)), {
+        numRuns: FUZZ_RUNS,
+        seed: 0x5167,
+      });
+      expect(frames.length).toBeGreaterThanOrEqual(10_000);
       // One fuzz target is registered, so fuzzed SIGNALs and SUBSCRIBEs can reach a live identity.
       const target = makeUser("target");
-      expect(
-        (
-          await conns[0]!.request(
-            signRegisterRequest(target, { ttl_seconds: 60, timestamp: Date.now(), id: 1 }),
-          )
-        ).t,
-      ).toBe("REGISTER_RESPONSE");
+      expect((await conns[1]!.request(await registerOn(conns[1]!, target, { id: 1 }))).t).toBe(
+        "REGISTER_RESPONSE",
+      );
       const BATCH = 250;
       let sentinel = 0xffff_0000;
       for (let i = 0; i < frames.length; i += BATCH) {
-        const c = conns[(i / BATCH) % conns.length]!;
+        // Mostly the connection the REGISTER template is bound to; every fourth batch elsewhere.
+        const batch = i / BATCH;
+        const c = conns[batch % 4 === 3 ? 1 + (Math.floor(batch / 4) % 3) : 0]!;
         for (const f of frames.slice(i, i + BATCH)) c.sendRaw(f);
         // In-order processing: the sentinel's answer means the whole batch was handled.
         const reply = await c.request({ t: "LIST_SERVERS_REQUEST", id: ++sentinel });
@@ -171,6 +197,8 @@ describe("signaling server under fuzzed frames", () => {
       const metrics = await server.metrics();
       expect(metricValue(metrics, "loft_signaling_errors_total", 'code="INTERNAL"')).toBe(0);
       expect(metricValue(metrics, "loft_signaling_errors_total", 'code="MALFORMED"')).toBeGreaterThan(1_000);
+      // Mutated REGISTERs got as far as signature verification.
+      expect(metricValue(metrics, "loft_signaling_errors_total", 'code="BAD_SIGNATURE"')).toBeGreaterThan(0);
 
       const alice = makeUser("alice");
       const bob = makeUser("bob");

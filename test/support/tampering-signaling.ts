@@ -15,13 +15,22 @@
  *    `target`. The victim's data channel then really opens — to the third party's browser — and
  *    only the Noise handshake, bound to `target`'s identity key, can tell.
  *    `front` is shown offline to everyone so that the third party only answers.
+ *
+ * In every mode it also records the offers it delivers to each browser, and can replay them
+ * later (`replayOffers`) — what a server that keeps traffic would do after the recipient
+ * reloads its page — and counts the answers each browser sends (`answersFrom`).
  */
 import type { AddressInfo } from "node:net";
 import WebSocket, { WebSocketServer } from "ws";
-import { equalBytes } from "../../core/bytes.ts";
-import type { UserIdentity } from "../../core/identity/identity.ts";
+import { equalBytes, toHex } from "../../core/bytes.ts";
+import { decodeIdentity, type UserIdentity } from "../../core/identity/identity.ts";
 import { SignalingClient } from "../../core/signaling/client.ts";
-import { clientCodec, type ServerMessage, serverCodec } from "../../core/wire/signaling.ts";
+import {
+  clientCodec,
+  type ServerMessage,
+  type SignalEnvelope,
+  serverCodec,
+} from "../../core/wire/signaling.ts";
 import { wsFactory } from "../../signaling/testing.ts";
 import { decodeSignalPayload, encodeSignalPayload } from "../../web/src/net/signal-payload.ts";
 
@@ -43,6 +52,14 @@ export interface TamperingSignaling {
   readonly stats: TamperStats;
   /** Change the behaviour; for "substitute", registers the two puppets upstream first. */
   setMode(mode: TamperMode): Promise<void>;
+  /** Offers delivered to `to` so far (recorded in every mode). */
+  offersTo(to: Uint8Array): number;
+  /** ANSWER envelopes the browser registered as `from` has sent so far. */
+  answersFrom(from: Uint8Array): number;
+  /** Push every recorded offer for `to` again to its current connections; returns how many. */
+  replayOffers(to: Uint8Array): number;
+  /** REGISTER requests seen from browsers registering as `key` (first ones and renewals). */
+  registrationsOf(key: Uint8Array): number;
   close(): Promise<void>;
 }
 
@@ -67,6 +84,12 @@ export async function startTamperingSignaling(upstream: string): Promise<Tamperi
   let frontClient: SignalingClient | undefined;
   /** Who last wrote to `target` (the victim), to send the third party's answers back to. */
   let victim: Uint8Array | undefined;
+  /** Offers delivered, by recipient key (hex); answers sent, by sender key (hex). */
+  const offers = new Map<string, SignalEnvelope[]>();
+  const answers = new Map<string, number>();
+  /** Browser connections by the identity they registered (hex). */
+  const registered = new Map<string, Set<(bytes: Uint8Array) => void>>();
+  const registrations = new Map<string, number>();
 
   const puppet = async (user: UserIdentity): Promise<SignalingClient> => {
     const c = new SignalingClient({ url: upstream, user, connect: wsFactory(), reconnect: false });
@@ -75,8 +98,11 @@ export async function startTamperingSignaling(upstream: string): Promise<Tamperi
     return c;
   };
 
-  wss.on("connection", (down) => {
-    const up = new WebSocket(upstream);
+  wss.on("connection", (down, req) => {
+    // The browser dialled us: upstream sees the Host it addressed, as behind any reverse proxy,
+    // so the REGISTER audience (this proxy's URL) is the service's own. The per-connection
+    // CHALLENGE passes through untouched: a live relay of frames, not a replay.
+    const up = new WebSocket(upstream, { headers: { host: req.headers.host ?? "" } });
     const early: Buffer[] = [];
     let downFirst = true;
     let upFirst = true;
@@ -103,6 +129,21 @@ export async function startTamperingSignaling(upstream: string): Promise<Tamperi
         return sendUp(bytes);
       }
       const decoded = clientCodec.decode(bytes);
+      if (decoded.ok && decoded.value.t === "REGISTER_REQUEST") {
+        const identity = decodeIdentity(decoded.value.identity);
+        if (identity.ok) {
+          const key = toHex(identity.value.verified.identity_key);
+          registrations.set(key, (registrations.get(key) ?? 0) + 1);
+          const set = registered.get(key) ?? new Set();
+          if (!set.has(sendDown)) down.once("close", () => set.delete(sendDown));
+          set.add(sendDown);
+          registered.set(key, set);
+        }
+      }
+      if (decoded.ok && decoded.value.t === "SIGNAL" && decoded.value.envelope.kind === "answer") {
+        const from = toHex(decoded.value.envelope.from);
+        answers.set(from, (answers.get(from) ?? 0) + 1);
+      }
       if (!decoded.ok || decoded.value.t !== "SIGNAL" || mode.kind !== "substitute") return sendUp(bytes);
       const { envelope } = decoded.value;
       const ack = (m: { id?: number }) =>
@@ -138,6 +179,10 @@ export async function startTamperingSignaling(upstream: string): Promise<Tamperi
       const decoded = serverCodec.decode(bytes);
       if (!decoded.ok) return sendDown(bytes);
       const m = decoded.value;
+      if (m.t === "SIGNAL" && m.envelope.kind === "offer") {
+        const to = toHex(m.envelope.to);
+        offers.set(to, [...(offers.get(to) ?? []), m.envelope].slice(-16));
+      }
       const rewritten = rewrite(m);
       sendDown(rewritten ? serverCodec.encode(rewritten) : bytes);
     });
@@ -170,6 +215,15 @@ export async function startTamperingSignaling(upstream: string): Promise<Tamperi
         frontClient = await puppet(next.front);
         targetClient = await puppet(next.target);
       }
+    },
+    offersTo: (to) => offers.get(toHex(to))?.length ?? 0,
+    answersFrom: (from) => answers.get(toHex(from)) ?? 0,
+    registrationsOf: (key) => registrations.get(toHex(key)) ?? 0,
+    replayOffers(to) {
+      const recorded = offers.get(toHex(to)) ?? [];
+      for (const send of registered.get(toHex(to)) ?? [])
+        for (const envelope of recorded) send(serverCodec.encode({ t: "SIGNAL", envelope }));
+      return recorded.length;
     },
     async close() {
       for (const p of puppets) p.close();

@@ -296,6 +296,11 @@ export interface Presence {
   since: number;
   /** Why the last attempt ended (offline after a failure), if known. */
   lastError?: EngineError;
+  /**
+   * The signaling server says the contact is online, yet several direct attempts in a row
+   * failed: retries continue quietly with a long backoff instead of flashing "connecting…".
+   */
+  directUnavailable?: boolean;
 }
 
 /** Connection to our own infrastructure (signaling + relay), shown as one status line. */

@@ -224,13 +224,15 @@ export function setPresence(
   status: Presence["status"],
   path?: LinkPath,
   lastError?: EngineError,
+  directUnavailable = false,
 ): void {
   const prev = peer.presence;
   if (
     prev.status === status &&
     prev.path === path &&
     prev.lastError?.kind === lastError?.kind &&
-    prev.lastError?.message === lastError?.message
+    prev.lastError?.message === lastError?.message &&
+    (prev.directUnavailable ?? false) === directUnavailable
   )
     return;
   peer.presence = {
@@ -238,6 +240,7 @@ export function setPresence(
     since: prev.status === status ? prev.since : Date.now(),
     ...(path ? { path } : {}),
     ...(lastError ? { lastError } : {}),
+    ...(directUnavailable ? { directUnavailable } : {}),
   };
   emit(ctx, { type: "presence", contactId: peer.id, presence: peer.presence });
 }

@@ -5,7 +5,7 @@
  */
 import { toHex, wipe } from "../../../core/bytes.ts";
 import { establishSession } from "../../../core/session/index.ts";
-import type { LinkPath } from "./api.ts";
+import type { EngineError, LinkPath } from "./api.ts";
 import {
   type Attempt,
   type EngineContext,
@@ -41,11 +41,33 @@ export function maybeDial(
   void dial(ctx, peer);
 }
 
+/**
+ * Failed direct attempts in a row, with the server still saying the contact is online, after
+ * which the path counts as unavailable: a server that lies about presence (or a contact whose
+ * network blocks every path) must not keep the chat flashing "connecting…" (issue #17).
+ */
+export const DIRECT_UNAVAILABLE_AFTER = 3;
+/** Backoff ceiling once the direct path counts as unavailable. */
+const UNAVAILABLE_BACKOFF_MAX_MS = 5 * 60_000;
+
+/** True when the last attempts all failed although the contact is said to be online. */
+export function directUnavailable(peer: Peer): boolean {
+  return peer.online && !peer.live && peer.failures >= DIRECT_UNAVAILABLE_AFTER;
+}
+
+function unavailableError(peer: Peer): EngineError {
+  return {
+    kind: "peer-offline",
+    message: `${peer.name} is shown online, but ${DIRECT_UNAVAILABLE_AFTER} connection attempts in a row failed: the direct path is unavailable. Messages wait on this device or go through the relay; trying again every few minutes.`,
+  };
+}
+
 export function scheduleRetry(ctx: EngineContext, peer: Peer): void {
   if (ctx.stopped || peer.manualOff || !peer.online || peer.live) return;
   clearTimeout(peer.retryTimer);
   peer.failures++;
-  const ceiling = Math.min(ctx.cfg.backoffMaxMs, ctx.cfg.backoffInitialMs * 2 ** Math.min(peer.failures, 16));
+  const max = peer.failures >= DIRECT_UNAVAILABLE_AFTER ? UNAVAILABLE_BACKOFF_MAX_MS : ctx.cfg.backoffMaxMs;
+  const ceiling = Math.min(max, ctx.cfg.backoffInitialMs * 2 ** Math.min(peer.failures, 16));
   const delay = Math.floor(Math.random() * ceiling) + 200;
   peer.retryTimer = setTimeout(() => maybeDial(ctx, peer, "retry"), delay);
 }
@@ -61,7 +83,8 @@ export async function dial(ctx: EngineContext, peer: Peer, upgrade = false): Pro
   const link = ctx.direct.dial(peer.key);
   const attempt: Attempt = { link, direction: "out", path: "direct", startedAt: Date.now() };
   peer.attempt = attempt;
-  if (!peer.live) setPresence(ctx, peer, "connecting");
+  // Once the path counts as unavailable, retries run quietly under that label.
+  if (!peer.live && !directUnavailable(peer)) setPresence(ctx, peer, "connecting");
   ctx.cfg.log(`dial ${peer.id.slice(0, 8)}${upgrade ? " (direct, while on the relay)" : ""}`);
   try {
     const fallback = !upgrade && ctx.relayLive !== undefined;
@@ -130,7 +153,7 @@ export async function dialRelay(ctx: EngineContext, peer: Peer): Promise<void> {
   const link = relay.dial(peer.key);
   const attempt: Attempt = { link, direction: "out", path: "relay", startedAt: Date.now() };
   peer.attempt = attempt;
-  setPresence(ctx, peer, "connecting");
+  if (!directUnavailable(peer)) setPresence(ctx, peer, "connecting");
   ctx.cfg.log(`dial ${peer.id.slice(0, 8)} through the relay`);
   try {
     await timeout(link.opened, ctx.cfg.openTimeoutMs, "open-timeout");
@@ -191,7 +214,7 @@ export async function onOffer(ctx: EngineContext, offer: IncomingOffer): Promise
   const link = offer.accept();
   const attempt: Attempt = { link, direction: "in", path, startedAt: Date.now() };
   peer.attempt = attempt;
-  if (!peer.live) setPresence(ctx, peer, "connecting");
+  if (!peer.live && !directUnavailable(peer)) setPresence(ctx, peer, "connecting");
   const keyPair = freshRatchetKeyPair();
   try {
     await link.opened;
@@ -248,8 +271,12 @@ export async function attemptFailed(
   }
   const error = describeFailure(reason, peer.name, detail);
   if (error.kind === "verification-failed") emit(ctx, { type: "error", contactId: peer.id, error });
-  if (!peer.live && !peer.attempt) setPresence(ctx, peer, "offline", undefined, error);
   scheduleRetry(ctx, peer);
+  if (!peer.live && !peer.attempt) {
+    // A verification failure stays what it is; plain failures past the threshold say the path is down.
+    const unavailable = directUnavailable(peer) && error.kind !== "verification-failed";
+    setPresence(ctx, peer, "offline", undefined, unavailable ? unavailableError(peer) : error, unavailable);
+  }
 }
 
 /** Close reasons of a direct attempt that say the path failed (a case for the relay). */

@@ -35,6 +35,7 @@ import { toHex } from "../../../core/bytes.ts";
 import { SignalingClient } from "../../../core/signaling/client.ts";
 import { randomId } from "../lib/base64url.ts";
 import { RelayPool } from "../net/relay-pool.ts";
+import { localSeenOffers } from "../net/seen-offers.ts";
 import {
   type ChatEngine,
   type ContactId,
@@ -146,10 +147,12 @@ export class Engine implements ChatEngine {
       for (const p of this.#ctx.peers.values()) allowMailbox(this.#ctx, p, 0);
       return;
     }
+    const seenOffers = localSeenOffers(this.#ctx.selfId);
     const signaling = new SignalingClient({
       url: settings.signalingUrl,
       user: this.#ctx.user,
       connect: this.#ctx.cfg.webSocket,
+      ...(seenOffers ? { seenOffers } : {}),
     });
     this.#ctx.signaling = signaling;
     this.#ctx.direct = this.#ctx.cfg.transport({

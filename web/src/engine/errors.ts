@@ -55,17 +55,17 @@ export function describeFailure(reason: string, name: string, detail?: string): 
     case "LOFT_ERR_BAD_IDENTITY":
       return verification(
         "identity-signature",
-        `Verification failed: the identity presented as ${name} has an invalid signature. The connection was dropped; nothing was sent.`,
+        `Verification failed: the identity presented as ${name} has an invalid signature. The connection was dropped before any message went over it.`,
       );
     case "LOFT_ERR_NOISE_KEY_MISMATCH":
       return verification(
         "noise-static-key",
-        `Verification failed: the device answering as ${name} does not hold ${name}'s key (Noise static key mismatch). The connection was dropped; nothing was sent.`,
+        `Verification failed: the device answering as ${name} does not hold ${name}'s key (Noise static key mismatch). The connection was dropped before any message went over it.`,
       );
     case "LOFT_ERR_HANDSHAKE_IDENTITY":
       return verification(
         "identity-key",
-        `Verification failed: the device that answered is not ${name} (a different identity key). The connection was dropped; nothing was sent.`,
+        `Verification failed: the device that answered is not ${name} (a different identity key). The connection was dropped before any message went over it.`,
       );
     case "LOFT_ERR_DECRYPT":
     case "LOFT_ERR_HANDSHAKE_STATE":
@@ -75,12 +75,12 @@ export function describeFailure(reason: string, name: string, detail?: string): 
     case "LOFT_ERR_UNKNOWN_TYPE":
       return verification(
         "handshake",
-        `Verification failed: the secure handshake with ${name} did not complete (it was altered in transit or the other app is incompatible). Nothing was sent.`,
+        `Verification failed: the secure handshake with ${name} did not complete (it was altered in transit or the other app is incompatible). The connection was dropped before any message went over it.`,
       );
     case "BAD_SIGNAL_SIGNATURE":
       return verification(
         "signaling-signature",
-        `Verification failed: a connection message claiming to come from ${name} had an invalid signature — the signaling server may be tampering. Nothing was sent.`,
+        `Verification failed: a connection message claiming to come from ${name} had an invalid signature — the signaling server may be tampering. That connection was refused before any message went over it; messages wait or travel through the relay, end-to-end encrypted.`,
       );
     case "ratchet-desync":
       return verification(

@@ -5,6 +5,7 @@ import type { Trust } from "../identity.ts";
 export function presenceLabel(p: Presence): string {
   if (p.status === "online") return p.path === "relay" ? "online · via relay" : "online · direct";
   if (p.status === "connecting") return "connecting…";
+  if (p.directUnavailable) return "direct connection unavailable";
   return "offline";
 }
 

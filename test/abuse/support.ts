@@ -1,0 +1,292 @@
+/**
+ * Infrastructure of the abuse suite (`npm run test:abuse`, test/abuse/README.md): the real
+ * combined server (`server/main.ts`: signaling + relay + host, as `npm start` runs it) in its own
+ * process on loopback; attackers flooding from four source addresses (client sockets bound to
+ * 127.0.0.2–127.0.0.5 — Linux routes all of 127/8 to `lo`, so per-source limits see four
+ * sources); an innocent user on 127.0.0.1 whose relay PING and signaling round trips are timed
+ * while the flood runs; and the server's own event-loop delay, read from its /metrics
+ * (`loft_nodejs_eventloop_lag_*`: prom-client's monitorEventLoopDelay histogram, reset at each
+ * scrape, so one scrape before and one after a flood measure exactly that flood).
+ *
+ * Attackers run in a child process of their own (`floodFromChild`, test/abuse/flood-child.ts),
+ * as real attackers run on their own machines: generating the flood must not slow the innocent
+ * client down and so blur what the server does. A flood module (e.g. signaling-floods.ts)
+ * exports builders of `FloodSpec`s — `open` (one attacker connection) and `frame` (the next frame
+ * to send on it) — and a scenario file (`*.abuse.ts`) runs them by name; see
+ * signaling.abuse.ts. Every flood is bounded in time, frames and rate; nothing leaves loopback.
+ */
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import WebSocket from "ws";
+import type { RelayClient } from "../../core/relay/client.ts";
+import { connectRelay } from "../../relay-ws/testing.ts";
+import { metricValue } from "../../signaling/testing.ts";
+import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+
+/** The four attacker addresses and the innocent one. */
+export const ATTACKER_SOURCES = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"] as const;
+export const INNOCENT_SOURCE = "127.0.0.1";
+
+/** `npm test` runs the short form; `npm run test:abuse` sets LOFT_ABUSE_LONG=1. */
+export const LONG = process.env.LOFT_ABUSE_LONG === "1";
+/** How long each flood lasts. */
+export const FLOOD_MS = Number(process.env.LOFT_ABUSE_FLOOD_MS ?? (LONG ? 30_000 : 4_000));
+/** The issue's criterion: p99 of the innocent's relay PING while the flood runs. */
+export const P99_BUDGET_MS = Number(process.env.LOFT_ABUSE_P99_MS ?? 50);
+/**
+ * Latency is asserted by the long form (`npm run test:abuse`, meant for a machine doing nothing
+ * else) or when LOFT_ABUSE_JUDGE_LATENCY=1. On a shared machine an idle server already shows
+ * event-loop stalls of 50–200 ms from other processes (measured: load 9 on 2 cores), so the
+ * short form inside `npm test` records latency and asserts what load cannot blur: the server's
+ * CPU time per second of flood, no failed innocent request, the flood refused.
+ */
+export const JUDGE_LATENCY = LONG || process.env.LOFT_ABUSE_JUDGE_LATENCY === "1";
+/** CPU (cores) the server may spend while four sources flood it. */
+export const MAX_SERVER_CORES = Number(process.env.LOFT_ABUSE_MAX_CORES ?? 0.6);
+
+// ---- the server ----------------------------------------------------------------------------
+
+export interface AbuseServer {
+  readonly proc: LoftProcess;
+  /** `http://127.0.0.1:PORT` */
+  readonly url: string;
+  readonly signalUrl: string;
+  readonly relayUrl: string;
+  /** The server's event-loop delay since the previous call (the first call only resets it). */
+  eventLoop(): Promise<{ p50Ms: number; p99Ms: number; maxMs: number }>;
+  /** CPU time the server process has used so far (user + system), in seconds. */
+  cpuSeconds(): Promise<number>;
+  metrics(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/** Start `server/main.ts` on a free loopback port with a fresh relay data directory. */
+export async function startAbuseServer(args: string[] = []): Promise<AbuseServer> {
+  const dataDir = mkdtempSync(join(tmpdir(), "loft-abuse-"));
+  const proc = await startLoft({
+    args: ["--serve-static", "false", "--relay-data-dir", dataDir, ...args],
+  });
+  const metrics = async () => (await fetch(`${proc.url}/metrics`)).text();
+  return {
+    proc,
+    url: proc.url,
+    signalUrl: `ws://127.0.0.1:${proc.port}/signal`,
+    relayUrl: `ws://127.0.0.1:${proc.port}/relay`,
+    metrics,
+    async eventLoop() {
+      const text = await metrics();
+      const s = (name: string) => metricValue(text, `loft_nodejs_eventloop_lag_${name}_seconds`) * 1000;
+      return { p50Ms: s("p50"), p99Ms: s("p99"), maxMs: s("max") };
+    },
+    async cpuSeconds() {
+      return metricValue(await metrics(), "loft_process_cpu_seconds_total");
+    },
+    async stop() {
+      await proc.stop("SIGTERM");
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+// ---- latency probes ------------------------------------------------------------------------
+
+export interface LatencyStats {
+  count: number;
+  failures: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+export function stats(samples: readonly number[], failures = 0): LatencyStats {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const round = (n: number) => Math.round(n * 100) / 100;
+  return {
+    count: sorted.length,
+    failures,
+    p50Ms: round(percentile(sorted, 50)),
+    p99Ms: round(percentile(sorted, 99)),
+    maxMs: round(sorted[sorted.length - 1] ?? Number.NaN),
+  };
+}
+
+export interface Probe {
+  /** Stop probing and report the round trips measured since `start`. */
+  stop(): Promise<LatencyStats>;
+}
+
+/**
+ * Time `roundTrip` over and over, `intervalMs` apart, until stopped (at most `maxSamples`).
+ * A round trip that fails counts as a failure, not a sample.
+ */
+export function probe(roundTrip: () => Promise<void>, intervalMs = 20, maxSamples = 100_000): Probe {
+  const samples: number[] = [];
+  let failures = 0;
+  let running = true;
+  const loop = (async () => {
+    while (running && samples.length + failures < maxSamples) {
+      const t0 = performance.now();
+      try {
+        await roundTrip();
+        samples.push(performance.now() - t0);
+      } catch {
+        failures++;
+      }
+      await new Promise((resolve) => setTimeout(resolve, intervalMs));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      return stats(samples, failures);
+    },
+  };
+}
+
+/** The innocent relay user: a real RelayClient from 127.0.0.1 whose PINGs are timed. */
+export async function innocentRelay(
+  server: AbuseServer,
+): Promise<{ client: RelayClient; ping: () => Probe }> {
+  const client = await connectRelay(server.relayUrl, { timeoutMs: 10_000 });
+  return { client, ping: () => probe(() => client.ping()) };
+}
+
+// ---- floods --------------------------------------------------------------------------------
+
+/** One attacker connection, opened by a scenario. */
+export interface FloodConn {
+  readonly ws: WebSocket;
+}
+
+export interface FloodSpec<C extends FloodConn> {
+  /** Source addresses to flood from (default: the four attackers). */
+  sources?: readonly string[];
+  /** Connections each source keeps open (re-opened when the server closes one). */
+  connectionsPerSource: number;
+  durationMs: number;
+  /** Upper bound on frames sent in total, whatever the duration. */
+  maxFrames: number;
+  /** Frames per second each source sends at most (all its connections together). */
+  ratePerSource: number;
+  /** Open one attacker connection from `source`; throw when the server refuses. */
+  open(source: string): Promise<C>;
+  /** The next frame to send on `conn` (the `n`-th on it). */
+  frame(conn: C, n: number): Uint8Array | string;
+}
+
+export interface FloodReport {
+  frames: number;
+  opened: number;
+  refusedOpens: number;
+  closedByServer: number;
+  ms: number;
+}
+
+const MAX_UNSENT_BYTES = 256 * 1024;
+
+/**
+ * Flood as fast as the sockets drain (never more than 256 KiB unsent per connection), from
+ * every source, until `durationMs` or `maxFrames`. Connections the server closes are re-opened
+ * (which its upgrade limits may refuse: counted, and retried after a pause).
+ */
+export async function runFlood<C extends FloodConn>(spec: FloodSpec<C>): Promise<FloodReport> {
+  const sources = spec.sources ?? ATTACKER_SOURCES;
+  const started = performance.now();
+  const deadline = started + spec.durationMs;
+  const report: FloodReport = { frames: 0, opened: 0, refusedOpens: 0, closedByServer: 0, ms: 0 };
+  const live = () => performance.now() < deadline && report.frames < spec.maxFrames;
+  const perSlotRate = spec.ratePerSource / spec.connectionsPerSource;
+
+  async function slot(source: string): Promise<void> {
+    while (live()) {
+      let conn: C;
+      try {
+        conn = await spec.open(source);
+        report.opened++;
+      } catch {
+        report.refusedOpens++;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        continue;
+      }
+      let n = 0;
+      const opened = performance.now();
+      while (live() && conn.ws.readyState === WebSocket.OPEN) {
+        // Paced: this slot's share of the source's rate, sent in small batches.
+        const due = Math.floor(((performance.now() - opened) * perSlotRate) / 1000) - n;
+        for (let i = 0; i < due && conn.ws.bufferedAmount < MAX_UNSENT_BYTES && live(); i++) {
+          conn.ws.send(spec.frame(conn, n++));
+          report.frames++;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      if (conn.ws.readyState !== WebSocket.OPEN) report.closedByServer++;
+      else conn.ws.terminate();
+    }
+  }
+
+  const slots: Promise<void>[] = [];
+  for (const source of sources) for (let i = 0; i < spec.connectionsPerSource; i++) slots.push(slot(source));
+  await Promise.all(slots);
+  report.ms = Math.round(performance.now() - started);
+  return report;
+}
+
+/** A flood builder exported by a flood module, run in the child by name. */
+export type FloodBuilder<P> = (params: P) => FloodSpec<FloodConn> | Promise<FloodSpec<FloodConn>>;
+
+/**
+ * Run the flood `name` exported by `module` (a file URL) in a child process with `params`
+ * (JSON); resolves with its report. The child is killed if it outlives the flood by 30 s.
+ */
+export function floodFromChild<P extends { durationMs: number }>(
+  module: URL,
+  name: string,
+  params: P,
+): Promise<FloodReport> {
+  const child = spawn(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      new URL("./flood-child.ts", import.meta.url).pathname,
+      module.pathname,
+      name,
+      JSON.stringify(params),
+    ],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (c: Buffer) => {
+    out += c.toString();
+  });
+  child.stderr.on("data", (c: Buffer) => {
+    err += c.toString();
+  });
+  const killer = setTimeout(() => child.kill("SIGKILL"), params.durationMs + 30_000);
+  return new Promise((resolve, reject) => {
+    child.once("exit", (code) => {
+      clearTimeout(killer);
+      const last = out.trim().split("\n").pop() ?? "";
+      if (code !== 0) return reject(new Error(`flood ${name} exited ${code}: ${err.slice(-2_000)}`));
+      try {
+        resolve(JSON.parse(last) as FloodReport);
+      } catch {
+        reject(new Error(`flood ${name} printed no report: ${out.slice(-500)} ${err.slice(-500)}`));
+      }
+    });
+  });
+}
+
+/** One JSON line per scenario, for the record (bench-style: figures next to their baseline). */
+export function record(scenario: string, figures: Record<string, unknown>): void {
+  console.log(JSON.stringify({ abuse: scenario, long: LONG, ...figures }));
+}

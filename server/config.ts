@@ -79,7 +79,10 @@ export function readConfig<S extends Record<string, OptionSpec<unknown>>>(
 
 /** One line per option, for `--help`. */
 export function describeOptions(specs: Record<string, OptionSpec<unknown>>): string {
+  // Options shared by several services (--trust-proxy, --allowed-origins) are listed once.
+  const seen = new Set<string>();
   return Object.values(specs)
+    .filter((s) => !seen.has(s.flag) && seen.add(s.flag) !== undefined)
     .map(
       (s) => `  --${s.flag.padEnd(22)} ${s.env.padEnd(26)} ${s.help} (default: ${JSON.stringify(s.default)})`,
     )

@@ -8,7 +8,7 @@ import { type RelayConfig, relayOptions } from "../relay-ws/config.ts";
 import { createRelayService } from "../relay-ws/service.ts";
 import { signalingConfigFrom, signalingOptions } from "../signaling/config.ts";
 import { createSignalingService } from "../signaling/service.ts";
-import { trustedProxies, trustProxyOption } from "./client-source.ts";
+import { trustedProxies } from "./client-source.ts";
 import { bool, ConfigError, describeOptions, int, prefixed, readConfig, str, unprefixed } from "./config.ts";
 import { closeOnSignals, createHost, createRegistry, ListenError } from "./host.ts";
 import { createLogger } from "./log.ts";
@@ -41,8 +41,6 @@ const options = {
   },
   cspConnectSrc: cspConnectOption,
   ...metricsOptions,
-  // The same flag as the services' own trustProxy (one --trust-proxy for the whole process).
-  hostTrustProxy: trustProxyOption,
   ...signalingOptions,
   // Relay option keys overlap signaling's (maxFrameBytes, maxConnections); their flags don't
   // (--relay-* vs --signal-*), so they are read under a prefix and unwrapped below.
@@ -71,7 +69,7 @@ async function main() {
         : { port: config.metricsPort, host: config.metricsHost, token: config.metricsToken },
     connectSources: config.cspConnectSrc,
     serveSourceMaps: config.serveSourceMaps,
-    trustedProxies: trustedProxies(config.hostTrustProxy),
+    trustedProxies: trustedProxies(config.trustProxy),
   });
   host.mount(createSignalingService(signaling, { registry, log }));
   host.mount(createRelayService(relay, { registry, log }));

@@ -256,6 +256,11 @@ export type VerificationCheck =
 
 export type EngineError =
   | { kind: "peer-offline"; message: string }
+  /**
+   * The contact is online but its device refused our connection: it has not added us (yet).
+   * Not "offline"; with the contact's address known, the first message goes as a contact request.
+   */
+  | { kind: "not-accepted"; message: string }
   | { kind: "verification-failed"; check: VerificationCheck; message: string }
   | { kind: "signaling-unreachable"; url: string; message: string }
   | { kind: "relay-unreachable"; url: string; message: string }

@@ -246,7 +246,7 @@ export async function attemptFailed(
     peer.refusedUs = true;
     allowMailbox(ctx, peer, 0);
   }
-  const error = describeFailure(reason, peer.name, detail);
+  const error = describeFailure(reason, peer.name, detail, peer.addressRef !== undefined);
   if (error.kind === "verification-failed") emit(ctx, { type: "error", contactId: peer.id, error });
   if (!peer.live && !peer.attempt) setPresence(ctx, peer, "offline", undefined, error);
   scheduleRetry(ctx, peer);

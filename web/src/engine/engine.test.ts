@@ -293,11 +293,11 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     stranger.storage.addUser(a.user);
     await a.engine.start();
     await stranger.engine.start();
-    await until(
-      () => stranger.engine.presence(a.id).lastError?.message.includes("did not accept") === true,
-      "refused",
-    );
+    await until(() => stranger.engine.presence(a.id).lastError?.kind === "not-accepted", "refused");
     expect(online(a, stranger)).toBe(false);
+    expect(stranger.engine.presence(a.id).lastError?.message).toBe(
+      "alice hasn't added you yet. Messages wait on this device until alice opens your contact link.",
+    );
     const m = await stranger.engine.send(a.id, "let me in");
     expect(stateOf(stranger, m)).toBe("queued");
     expect(a.storage.messages.size).toBe(0);

@@ -311,6 +311,25 @@ export class LoftStorage implements EngineStorage {
     return out.reverse();
   }
 
+  /**
+   * One page of a contact's history for the chat screen, oldest first: the newest `limit`
+   * messages with `at` ≤ `before` (all of history when `before` is undefined). `at` is inclusive
+   * so messages sharing the boundary's time are not skipped; the caller drops ids it already has.
+   * One cursor walk over the `by-contact` index: the cost is the page, not the history.
+   */
+  async listMessagesPage(contactId: ContactId, limit: number, before?: number): Promise<StoredMessage[]> {
+    const upper = before === undefined ? Infinity : before;
+    const range = IDBKeyRange.bound([contactId, -Infinity], [contactId, upper]);
+    const out: StoredMessage[] = [];
+    const tx = this.#db.transaction("messages");
+    for await (const cur of tx.store.index("by-contact").iterate(range, "prev")) {
+      out.push(cur.value);
+      if (out.length >= limit) break;
+    }
+    await tx.done;
+    return out.reverse();
+  }
+
   getMessage(id: MessageId): Promise<StoredMessage | undefined> {
     return this.#db.get("messages", id);
   }

@@ -1,0 +1,40 @@
+/**
+ * The list of messages of one chat, rendered from a Timeline (timeline.ts): one row per id, a date
+ * separator above the first message of each day. Not a live region — new incoming messages are
+ * announced by the screen's own polite status (Chat.tsx), so a screen reader hears each new
+ * message once and never the whole list again.
+ */
+import { For, Show } from "solid-js";
+import type { MessageId } from "../../engine/api.ts";
+import { dayLabel, isoDay } from "../format.ts";
+import { Bubble } from "./Bubble.tsx";
+import type { Timeline } from "./timeline.ts";
+
+export function MessageList(props: {
+  timeline: Timeline;
+  label: string;
+  contactOnline: () => boolean;
+  onRetry: (id: MessageId) => void;
+  ref?: (el: HTMLOListElement) => void;
+}) {
+  const tl = props.timeline;
+  return (
+    <ol class="messages" data-testid="message-list" aria-label={props.label} ref={props.ref}>
+      <For each={tl.ids()}>
+        {(id) => {
+          const m = tl.byId[id]!;
+          return (
+            <>
+              <Show when={m.dayStart}>
+                <li class="day" data-testid="day-separator">
+                  <time datetime={isoDay(m.at)}>{dayLabel(m.at)}</time>
+                </li>
+              </Show>
+              <Bubble m={m} contactOnline={props.contactOnline} onRetry={props.onRetry} />
+            </>
+          );
+        }}
+      </For>
+    </ol>
+  );
+}

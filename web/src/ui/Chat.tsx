@@ -40,7 +40,7 @@ export function Chat(props: { app: AppModel; id: string }) {
   const [loadingOlder, setLoadingOlder] = createSignal(false);
   let hasOlder = true;
   let composer: ComposerHandle | undefined;
-  let list!: HTMLOListElement;
+  let list!: HTMLDivElement;
   let disposed = false;
 
   const blocked = () => {
@@ -82,7 +82,7 @@ export function Chat(props: { app: AppModel; id: string }) {
       if (disposed) return;
       if (page.length < PAGE_SIZE || fresh.length === 0) hasOlder = false;
       if (fresh.length === 0) return;
-      if (tl.ids().length === 0) {
+      if (tl.size() === 0) {
         tl.insertMany(fresh);
         scrollToBottom();
       } else if (isAtBottom() && scrollTop() === 0) {

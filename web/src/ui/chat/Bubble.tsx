@@ -43,7 +43,8 @@ export function Bubble(props: { m: Entry; contactOnline: () => boolean; onRetry:
   const parts = createMemo(() => linkify(long() && !open() ? excerpt(props.m.text) : props.m.text));
   const out = () => props.m.direction === "out";
   return (
-    <li
+    <div
+      role="listitem"
       class={`msg ${props.m.direction}`}
       data-testid="message"
       data-direction={props.m.direction}
@@ -94,6 +95,6 @@ export function Bubble(props: { m: Entry; contactOnline: () => boolean; onRetry:
           </Show>
         </Show>
       </p>
-    </li>
+    </div>
   );
 }

@@ -1,6 +1,7 @@
 /**
- * The list of messages of one chat, rendered from a Timeline (timeline.ts): one row per id, a date
- * separator above the first message of each day. Not a live region — new incoming messages are
+ * The list of messages of one chat, rendered from a Timeline (timeline.ts) chunk by chunk: one
+ * row per id, a date separator above the first message of each day. A `role="list"` of
+ * `listitem`s, with a plain `div` per chunk in between (generic, ignored by assistive tech). Not a live region — new incoming messages are
  * announced by the screen's own polite status (Chat.tsx), so a screen reader hears each new
  * message once and never the whole list again.
  */
@@ -15,26 +16,32 @@ export function MessageList(props: {
   label: string;
   contactOnline: () => boolean;
   onRetry: (id: MessageId) => void;
-  ref?: (el: HTMLOListElement) => void;
+  ref?: (el: HTMLDivElement) => void;
 }) {
   const tl = props.timeline;
   return (
-    <ol class="messages" data-testid="message-list" aria-label={props.label} ref={props.ref}>
-      <For each={tl.ids()}>
-        {(id) => {
-          const m = tl.byId[id]!;
-          return (
-            <>
-              <Show when={m.dayStart}>
-                <li class="day" data-testid="day-separator">
-                  <time datetime={isoDay(m.at)}>{dayLabel(m.at)}</time>
-                </li>
-              </Show>
-              <Bubble m={m} contactOnline={props.contactOnline} onRetry={props.onRetry} />
-            </>
-          );
-        }}
+    <div role="list" class="messages" data-testid="message-list" aria-label={props.label} ref={props.ref}>
+      <For each={tl.chunks()}>
+        {(chunk) => (
+          <div class="chunk">
+            <For each={chunk.ids()}>
+              {(id) => {
+                const m = tl.byId[id]!;
+                return (
+                  <>
+                    <Show when={m.dayStart}>
+                      <div role="listitem" class="day" data-testid="day-separator">
+                        <time datetime={isoDay(m.at)}>{dayLabel(m.at)}</time>
+                      </div>
+                    </Show>
+                    <Bubble m={m} contactOnline={props.contactOnline} onRetry={props.onRetry} />
+                  </>
+                );
+              }}
+            </For>
+          </div>
+        )}
       </For>
-    </ol>
+    </div>
   );
 }

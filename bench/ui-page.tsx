@@ -147,6 +147,7 @@ function mountReload(n: number): void {
   setRows(history.map((m) => ({ ...m })));
   dispose = render(
     () => (
+      // biome-ignore lint/a11y/useSemanticElements: the same markup as MessageList.tsx
       <div role="list" class="messages">
         <For each={rows()}>
           {(m) => (

@@ -43,6 +43,7 @@ export function Bubble(props: { m: Entry; contactOnline: () => boolean; onRetry:
   const parts = createMemo(() => linkify(long() && !open() ? excerpt(props.m.text) : props.m.text));
   const out = () => props.m.direction === "out";
   return (
+    // biome-ignore lint/a11y/useSemanticElements: a listitem inside a chunk <div> (MessageList.tsx), not an <li>
     <div
       role="listitem"
       class={`msg ${props.m.direction}`}

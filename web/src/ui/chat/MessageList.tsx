@@ -20,6 +20,7 @@ export function MessageList(props: {
 }) {
   const tl = props.timeline;
   return (
+    // biome-ignore lint/a11y/useSemanticElements: <ol>/<li> can't have the chunk <div>s (timeline.ts) between them
     <div role="list" class="messages" data-testid="message-list" aria-label={props.label} ref={props.ref}>
       <For each={tl.chunks()}>
         {(chunk) => (
@@ -30,6 +31,7 @@ export function MessageList(props: {
                 return (
                   <>
                     <Show when={m.dayStart}>
+                      {/* biome-ignore lint/a11y/useSemanticElements: inside a chunk <div>, see above */}
                       <div role="listitem" class="day" data-testid="day-separator">
                         <time datetime={isoDay(m.at)}>{dayLabel(m.at)}</time>
                       </div>

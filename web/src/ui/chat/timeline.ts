@@ -100,7 +100,19 @@ export function createTimeline(): Timeline {
       const chunk = chunkOf(after)!;
       const ids = chunk.ids();
       const i = ids.indexOf(after);
-      chunk.set([...ids.slice(0, i), id, ...ids.slice(i)]);
+      const next = [...ids.slice(0, i), id, ...ids.slice(i)];
+      if (next.length <= CHUNK_SIZE) chunk.set(next);
+      else {
+        // Split a full chunk in two (its rows are rebuilt once) so no chunk outgrows the bound.
+        const half = next.length >> 1;
+        const at = list.indexOf(chunk);
+        setChunks([
+          ...list.slice(0, at),
+          newChunk(next.slice(0, half)),
+          newChunk(next.slice(half)),
+          ...list.slice(at + 1),
+        ]);
+      }
     }
     refreshDayStarts([p, p + 1]);
   }

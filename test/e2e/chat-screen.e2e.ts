@@ -33,18 +33,17 @@ const outgoingTexts = (page: Page) =>
 
 /** Scroll up until every page of history is on screen (bounded). */
 async function loadAllHistory(page: Page): Promise<void> {
-  let before = -1;
-  for (let i = 0; i < 40; i++) {
+  const complete = async () => (await page.getByTestId("chat").getAttribute("data-history")) === "complete";
+  for (let i = 0; i < 40 && !(await complete()); i++) {
     const count = await page.getByTestId("message").count();
-    if (count === before) return;
-    before = count;
     await page.evaluate(() => window.scrollTo(0, 0));
-    await expect.poll(() => page.getByTestId("loading-older").count()).toBe(0);
-    // A page prepended moves the reader down by its height: go up again until nothing comes.
+    // A page is prepended (the reader is moved down by its height), or the history is complete.
     await expect
-      .poll(async () => (await page.getByTestId("message").count()) !== count || (await scrollY(page)) === 0)
+      .poll(async () => (await page.getByTestId("message").count()) > count || (await complete()))
       .toBe(true);
   }
+  expect(await complete()).toBe(true);
+  await page.getByTestId("history-start").waitFor();
 }
 
 const scrollY = (page: Page) => page.evaluate(() => Math.round(document.scrollingElement!.scrollTop));

@@ -38,7 +38,7 @@ export function Chat(props: { app: AppModel; id: string }) {
   const [unseen, setUnseen] = createSignal(0);
   const [announcement, setAnnouncement] = createSignal("");
   const [loadingOlder, setLoadingOlder] = createSignal(false);
-  let hasOlder = true;
+  const [hasOlder, setHasOlder] = createSignal(true);
   let composer: ComposerHandle | undefined;
   let list!: HTMLDivElement;
   let disposed = false;
@@ -68,7 +68,7 @@ export function Chat(props: { app: AppModel; id: string }) {
 
   /** The previous page of history, keeping what the reader sees in place. */
   async function loadOlder(): Promise<void> {
-    if (!hasOlder || loadingOlder()) return;
+    if (!hasOlder() || loadingOlder()) return;
     setLoadingOlder(true);
     try {
       const oldest = tl.oldest();
@@ -80,7 +80,7 @@ export function Chat(props: { app: AppModel; id: string }) {
         fresh = page.filter((m) => !tl.has(m.id));
       }
       if (disposed) return;
-      if (page.length < PAGE_SIZE || fresh.length === 0) hasOlder = false;
+      if (page.length < PAGE_SIZE || fresh.length === 0) setHasOlder(false);
       if (fresh.length === 0) return;
       if (tl.size() === 0) {
         tl.insertMany(fresh);
@@ -94,7 +94,7 @@ export function Chat(props: { app: AppModel; id: string }) {
   }
 
   async function fillScreen() {
-    for (let i = 0; i < MAX_FILL_PAGES && hasOlder && !disposed; i++) {
+    for (let i = 0; i < MAX_FILL_PAGES && hasOlder() && !disposed; i++) {
       const s = document.scrollingElement as HTMLElement;
       if (i > 0 && s.scrollHeight > s.clientHeight + PAGE_AHEAD_PX) break;
       await loadOlder();
@@ -149,7 +149,7 @@ export function Chat(props: { app: AppModel; id: string }) {
       if (atBottom) setUnseen(0);
     });
     const onScroll = () => {
-      if (scrollTop() < PAGE_AHEAD_PX && hasOlder) void loadOlder();
+      if (scrollTop() < PAGE_AHEAD_PX && hasOlder()) void loadOlder();
     };
     window.addEventListener("scroll", onScroll, { passive: true });
     onCleanup(() => {
@@ -164,7 +164,7 @@ export function Chat(props: { app: AppModel; id: string }) {
   });
 
   return (
-    <main class="screen chat" data-testid="chat">
+    <main class="screen chat" data-testid="chat" data-history={hasOlder() ? "partial" : "complete"}>
       <header class="chat-head">
         <div class="bar">
           <Back app={app} />
@@ -197,8 +197,13 @@ export function Chat(props: { app: AppModel; id: string }) {
         </Show>
       </header>
       <Show when={loadingOlder()}>
-        <p class="loading-older" data-testid="loading-older">
+        <p class="history-note" data-testid="loading-older">
           Loading earlier messages…
+        </p>
+      </Show>
+      <Show when={!hasOlder() && tl.chunks().length > 0}>
+        <p class="history-note" data-testid="history-start">
+          This is the beginning of your conversation with {name()}.
         </p>
       </Show>
       <MessageList

@@ -1,7 +1,7 @@
 /**
  * The ChatEngine used when no real engine is available (web/src/engine/index.ts absent, or it
- * failed to start): nobody is reachable, sends are stored as `queued` with an outbox entry, and
- * a real engine started later drains that outbox. Same refusals as the real engine, so the UI
+ * failed to start): nobody is reachable, sends are stored as `queued` with an outbox entry (in
+ * hand-over order, web/src/engine/outgoing.ts), and a real engine started later drains that outbox. Same refusals as the real engine, so the UI
  * behaves the same with or without a network.
  */
 import type {
@@ -9,16 +9,14 @@ import type {
   ContactId,
   EngineListener,
   EngineStartOptions,
+  HandedOver,
   MessageId,
   Presence,
   ServiceStatus,
-  StoredMessage,
 } from "./engine/api.ts";
 import { EngineRefusal } from "./engine/api.ts";
-import { randomId } from "./lib/base64url.ts";
+import { newOutgoing, SendLines } from "./engine/outgoing.ts";
 import type { LoftStorage } from "./storage/storage.ts";
-
-export const MAX_TEXT_CHARS = 16_000;
 
 /** Checks shared by every engine front: blocked contacts and pending identity changes refuse. */
 export async function refuseIfBlocked(storage: LoftStorage | EngineStartOptions["storage"], id: ContactId) {
@@ -46,6 +44,8 @@ export function createOfflineEngine(storage: LoftStorage): ChatEngine {
   const since = Date.now();
   const offline: Presence = { status: "offline", since };
   const status: ServiceStatus = { signaling: "disabled", relay: "disabled" };
+  const lines = new SendLines();
+  let lastAt = 0;
   const emit: EngineListener = (e) => {
     for (const l of listeners) l(e);
   };
@@ -54,32 +54,37 @@ export function createOfflineEngine(storage: LoftStorage): ChatEngine {
     async stop() {},
     connect() {},
     disconnect() {},
-    async send(contactId, text): Promise<MessageId> {
-      await refuseIfBlocked(storage, contactId);
-      if (text.length === 0 || text.length > MAX_TEXT_CHARS)
-        throw new EngineRefusal({
-          kind: "message-refused",
-          message: "Messages can be 1 to 16 000 characters.",
-        });
-      const message: StoredMessage = {
-        id: randomId(),
-        contactId,
-        direction: "out",
-        text,
-        at: Date.now(),
-        state: "queued",
-      };
-      await storage.queueOutgoing(message);
-      emit({ type: "message-state", contactId, id: message.id, state: "queued" });
-      return message.id;
+    handOver(contactId, text): HandedOver {
+      // Strictly increasing per device, like the engine's `stamp`: history is ordered by `at`.
+      lastAt = Math.max(Date.now(), lastAt + 1);
+      const message = newOutgoing(contactId, text, lastAt);
+      const stored = lines.run(contactId, async () => {
+        await refuseIfBlocked(storage, contactId);
+        await storage.queueOutgoing(message);
+        emit({ type: "message-state", contactId, id: message.id, state: "queued" });
+        return message.id;
+      });
+      return { message: { ...message }, stored };
+    },
+    send(contactId, text): Promise<MessageId> {
+      try {
+        return this.handOver(contactId, text).stored;
+      } catch (e) {
+        return Promise.reject(e);
+      }
     },
     async retry(messageId) {
-      const m = await storage.getMessage(messageId);
-      if (m?.direction !== "out") return;
-      await refuseIfBlocked(storage, m.contactId);
-      await storage.setMessageState(messageId, "queued");
-      await storage.putOutbox({ messageId, contactId: m.contactId, queuedAt: Date.now(), attempts: 0 });
-      emit({ type: "message-state", contactId: m.contactId, id: messageId, state: "queued" });
+      const first = await storage.getMessage(messageId);
+      if (first?.direction !== "out") return;
+      await lines.run(first.contactId, async () => {
+        const m = await storage.getMessage(messageId);
+        if (m?.direction !== "out" || m.state !== "failed") return;
+        await refuseIfBlocked(storage, m.contactId);
+        lastAt = Math.max(Date.now(), lastAt + 1);
+        await storage.setMessageState(messageId, "queued");
+        await storage.putOutbox({ messageId, contactId: m.contactId, queuedAt: lastAt, attempts: 0 });
+        emit({ type: "message-state", contactId: m.contactId, id: messageId, state: "queued" });
+      });
     },
     contactChanged() {},
     presence: () => offline,

@@ -34,8 +34,10 @@
  *    `pending` set (`refuseIfBlocked` in web/src/offline-engine.ts does the check).
  *  - Endpoints: our own come from `getSettings()`; a contact's from `ContactRecord.endpoints`
  *    (the link they gave us). The UI puts `getSettings()` and `contactLinkRefs()` in our link.
- *  - History: the UI lists `StoredMessage`s from storage and refreshes on `message` and
- *    `message-state` events; the engine writes first, then emits.
+ *  - History: the UI reads `StoredMessage`s from storage a page at a time and keeps them live
+ *    with `message` and `message-state` events, updating one message per event; the engine
+ *    writes first, then emits. Own messages appear from `handOver` at once, before they are
+ *    stored.
  *
  * Nothing in this file runs except the tiny `EngineRefusal` error class.
  */
@@ -264,6 +266,11 @@ export type VerificationCheck =
 
 export type EngineError =
   | { kind: "peer-offline"; message: string }
+  /**
+   * The contact is online but its device refused our connection: it has not added us (yet).
+   * Not "offline"; with the contact's address known, the first message goes as a contact request.
+   */
+  | { kind: "not-accepted"; message: string }
   | { kind: "verification-failed"; check: VerificationCheck; message: string }
   | { kind: "signaling-unreachable"; url: string; message: string }
   | { kind: "relay-unreachable"; url: string; message: string }
@@ -368,12 +375,23 @@ export interface ChatEngine {
   disconnect(contactId: ContactId): void;
 
   /**
-   * Store the text as an outgoing `queued` message plus an outbox entry, then try to send it.
-   * Resolves with the local message id once stored. Refuses (rejects with an `EngineError`-
-   * carrying Error) for Rejected contacts and contacts with a pending identity change.
+   * Hand an outgoing message over (web/src/engine/outgoing.ts). Synchronously, before any I/O:
+   * checks the text (throws `EngineRefusal` `message-refused` when empty or longer than
+   * `MAX_TEXT_CHARS`, leaving nothing behind) and gives the message its id and time; returns it
+   * as `message` (state `queued`) so the UI can show it at once. Then, on a per-contact line in
+   * hand-over order — however slow storage is — stores it with its outbox entry, emits its
+   * `queued` `message-state` event and tries to send it; `stored` resolves with its id then.
+   * `stored` rejects with `EngineRefusal` (nothing stored) for a contact that is Rejected, has a
+   * pending identity change or an unaccepted request, or no longer exists.
    */
+  handOver(contactId: ContactId, text: string): HandedOver;
+  /** `handOver(contactId, text).stored`, with the synchronous refusal as a rejection. */
   send(contactId: ContactId, text: string): Promise<MessageId>;
-  /** Put a `failed` message back in the outbox and try again. */
+  /**
+   * Put a `failed` message back in the outbox (same id, so the receiver de-duplicates a copy
+   * that did arrive) and try again, after the sends already handed over for that contact. Does
+   * nothing for a message that is not `failed`.
+   */
   retry(messageId: MessageId): Promise<void>;
 
   /**
@@ -395,6 +413,14 @@ export interface ChatEngine {
 
   /** Subscribe to events; returns the unsubscribe function (use it in Solid's `onCleanup`). */
   subscribe(listener: EngineListener): () => void;
+}
+
+/** What `ChatEngine.handOver` returns. */
+export interface HandedOver {
+  /** The message as it will be stored: id and `at` fixed at the hand-over, state `queued`. */
+  message: StoredMessage;
+  /** Resolves with `message.id` once stored with its outbox entry; rejects with `EngineRefusal`. */
+  stored: Promise<MessageId>;
 }
 
 /** The export web/src/engine/index.ts provides. */

@@ -269,7 +269,7 @@ export async function attemptFailed(
     peer.refusedUs = true;
     allowMailbox(ctx, peer, 0);
   }
-  const error = describeFailure(reason, peer.name, detail);
+  const error = describeFailure(reason, peer.name, detail, peer.addressRef !== undefined);
   if (error.kind === "verification-failed") emit(ctx, { type: "error", contactId: peer.id, error });
   scheduleRetry(ctx, peer);
   if (!peer.live && !peer.attempt) {

@@ -12,7 +12,7 @@ import { createUserIdentity, type UserIdentity, updateIdentity } from "../../../
 import { type RunningSignaling, startSignaling, wsFactory } from "../../../signaling/testing.ts";
 import type { ContactId, EngineEvent, MessageId, MessageState } from "./api.ts";
 import { Engine, type EngineConfig } from "./engine.ts";
-import { Hub, MemoryStorage, until } from "./test-support.ts";
+import { Hub, MemoryStorage, SlowStorage, until } from "./test-support.ts";
 
 const FAST: Partial<EngineConfig> = {
   heartbeatIntervalMs: 100,
@@ -116,6 +116,56 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     await until(() => ids.every((id) => stateOf(a, id) === "delivered"), "all delivered");
     expect(b.storage.texts(a.id, "in")).toEqual(texts);
     expect(a.storage.texts(b.id, "out")).toEqual(texts);
+  });
+
+  it("keeps hand-over order when storage calls finish out of order (sends in the same tick)", async () => {
+    hub = new Hub();
+    const a = node("alice", undefined, new SlowStorage(signaling.url, 7));
+    const b = node("bob");
+    a.storage.addUser(b.user);
+    b.storage.addUser(a.user);
+    await a.engine.start();
+    await b.engine.start();
+    await until(() => online(a, b) && online(b, a), "both online");
+    const texts = Array.from({ length: 60 }, (_, i) => `burst ${i}`);
+    const ids = await Promise.all(texts.map((t) => a.engine.send(b.id, t)));
+    expect(new Set(ids).size).toBe(texts.length);
+    expect(a.storage.texts(b.id, "out")).toEqual(texts);
+    await until(() => b.storage.texts(a.id, "in").length === texts.length, "all received");
+    expect(b.storage.texts(a.id, "in")).toEqual(texts);
+    // A receipt that overtakes the "sent" write must not be undone by it.
+    await until(() => ids.every((id) => stateOf(a, id) === "delivered"), "all delivered");
+  });
+
+  it("hands over synchronously: id and time at the call, refusals leave nothing, a retry reuses the id", async () => {
+    const [a, b] = await pair();
+    const first = a.engine.handOver(b.id, "one");
+    const second = a.engine.handOver(b.id, "two");
+    // Known before any storage call finished: the UI shows them at once, in this order.
+    expect(a.storage.messages.has(first.message.id)).toBe(false);
+    expect(first.message).toMatchObject({ contactId: b.id, direction: "out", text: "one", state: "queued" });
+    expect(second.message.at).toBeGreaterThan(first.message.at);
+    expect(await first.stored).toBe(first.message.id);
+    expect(await second.stored).toBe(second.message.id);
+    expect(() => a.engine.handOver(b.id, "x".repeat(16_001))).toThrow(/limit is 16,000/);
+    expect(() => a.engine.handOver(b.id, "")).toThrow(/empty/);
+    await expect(a.engine.send(b.id, "x".repeat(16_001))).rejects.toThrow(/limit/);
+    expect(a.storage.texts(b.id, "out")).toEqual(["one", "two"]);
+    await until(() => stateOf(a, second.message.id) === "delivered", "delivered");
+    // A send that failed is retried under the same id; the receiver keeps one copy.
+    a.storage.messages.get(first.message.id)!.state = "failed";
+    await a.engine.retry(first.message.id);
+    await until(() => stateOf(a, first.message.id) === "delivered", "retried and delivered");
+    expect(b.storage.texts(a.id, "in")).toEqual(["one", "two"]);
+    // A retry of a message that is not failed changes nothing (a double click).
+    const before = a.events.length;
+    await a.engine.retry(second.message.id);
+    expect(a.events.slice(before).some((e) => e.type === "message-state")).toBe(false);
+    // A blocked contact: `stored` rejects and nothing is stored.
+    a.storage.contacts.get(b.id)!.trust = "rejected";
+    const refused = a.engine.handOver(b.id, "after blocking");
+    await expect(refused.stored).rejects.toThrow(/blocked/);
+    expect(a.storage.messages.has(refused.message.id)).toBe(false);
   });
 
   it("flushes an outbox written while the contact was offline, in order, once", async () => {
@@ -273,11 +323,11 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     stranger.storage.addUser(a.user);
     await a.engine.start();
     await stranger.engine.start();
-    await until(
-      () => stranger.engine.presence(a.id).lastError?.message.includes("did not accept") === true,
-      "refused",
-    );
+    await until(() => stranger.engine.presence(a.id).lastError?.kind === "not-accepted", "refused");
     expect(online(a, stranger)).toBe(false);
+    expect(stranger.engine.presence(a.id).lastError?.message).toBe(
+      "alice hasn't added you yet. Messages wait on this device until alice opens your contact link.",
+    );
     const m = await stranger.engine.send(a.id, "let me in");
     expect(stateOf(stranger, m)).toBe("queued");
     expect(a.storage.messages.size).toBe(0);

@@ -33,7 +33,6 @@
 
 import { toHex } from "../../../core/bytes.ts";
 import { SignalingClient } from "../../../core/signaling/client.ts";
-import { randomId } from "../lib/base64url.ts";
 import { RelayPool } from "../net/relay-pool.ts";
 import { localSeenOffers } from "../net/seen-offers.ts";
 import {
@@ -42,10 +41,10 @@ import {
   type EngineListener,
   EngineRefusal,
   type EngineStartOptions,
+  type HandedOver,
   type MessageId,
   type Presence,
   type ServiceStatus,
-  type StoredMessage,
 } from "./api.ts";
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
 import {
@@ -66,6 +65,7 @@ import { dial, maybeDial, onOffer } from "./dialing.ts";
 import { describeFailure } from "./errors.ts";
 import { afterAccept, contactLinkRefs, setupAddress } from "./first-contact.ts";
 import { afterQueued } from "./messages.ts";
+import { newOutgoing, SendLines } from "./outgoing.ts";
 import { onSignaling, resubscribe, watchKeys } from "./presence.ts";
 import {
   allowMailbox,
@@ -75,12 +75,13 @@ import {
   onRelayMessage,
   onRelayState,
 } from "./relay-mailbox.ts";
-import { MAX_TEXT_CHARS } from "./wire.ts";
 
 export { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
 
 export class Engine implements ChatEngine {
   readonly #ctx: EngineContext;
+  /** Sends and retries per contact, stored in hand-over order (outgoing.ts). */
+  readonly #lines = new SendLines();
 
   constructor(options: EngineStartOptions, config: Partial<EngineConfig> & Pick<EngineConfig, "transport">) {
     const selfKey = options.user.identity.verified.identity_key;
@@ -181,6 +182,8 @@ export class Engine implements ChatEngine {
 
   async stop(): Promise<void> {
     if (this.#ctx.stopped) return;
+    // Messages already handed over are stored (and stay in the outbox) before we go.
+    await this.#lines.idle();
     this.#ctx.stopped = true;
     for (const p of this.#ctx.peers.values()) {
       clearTimeout(p.retryTimer);
@@ -244,51 +247,57 @@ export class Engine implements ChatEngine {
     setPresence(this.#ctx, peer, "offline");
   }
 
-  async send(contactId: ContactId, text: string): Promise<MessageId> {
-    const c = await this.#ctx.storage.getContact(contactId);
-    const refusal = refusalFor(c);
-    if (refusal || !c) throw new EngineRefusal(refusal!);
-    if (text.length === 0 || text.length > MAX_TEXT_CHARS)
-      throw new EngineRefusal({
-        kind: "message-refused",
-        message: "Messages can be 1 to 16 000 characters.",
+  handOver(contactId: ContactId, text: string): HandedOver {
+    const message = newOutgoing(contactId, text, stamp(this.#ctx));
+    const stored = this.#lines.run(contactId, async () => {
+      const c = await this.#ctx.storage.getContact(contactId);
+      const refusal = refusalFor(c);
+      if (refusal || !c) throw new EngineRefusal(refusal!);
+      await this.#ctx.storage.putMessage(message);
+      await this.#ctx.storage.putOutbox({
+        messageId: message.id,
+        contactId,
+        queuedAt: message.at,
+        attempts: 0,
       });
-    const message: StoredMessage = {
-      id: randomId(),
-      contactId,
-      direction: "out",
-      text,
-      at: stamp(this.#ctx),
-      state: "queued",
-    };
-    await this.#ctx.storage.putMessage(message);
-    await this.#ctx.storage.putOutbox({
-      messageId: message.id,
-      contactId,
-      queuedAt: message.at,
-      attempts: 0,
+      emit(this.#ctx, { type: "message-state", contactId, id: message.id, state: "queued" });
+      afterQueued(this.#ctx, peerFor(this.#ctx, c));
+      return message.id;
     });
-    emit(this.#ctx, { type: "message-state", contactId, id: message.id, state: "queued" });
-    afterQueued(this.#ctx, peerFor(this.#ctx, c));
-    return message.id;
+    return { message: { ...message }, stored };
+  }
+
+  send(contactId: ContactId, text: string): Promise<MessageId> {
+    try {
+      return this.handOver(contactId, text).stored;
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   async retry(messageId: MessageId): Promise<void> {
-    const m = await this.#ctx.storage.getMessage(messageId);
-    if (m?.direction !== "out") return;
-    const c = await this.#ctx.storage.getContact(m.contactId);
-    const refusal = refusalFor(c);
-    if (refusal || !c) throw new EngineRefusal(refusal!);
-    if (m.state === "delivered") return;
-    await this.#ctx.storage.setMessageState(messageId, "queued");
-    await this.#ctx.storage.putOutbox({
-      messageId,
-      contactId: m.contactId,
-      queuedAt: stamp(this.#ctx),
-      attempts: 0,
+    const first = await this.#ctx.storage.getMessage(messageId);
+    if (first?.direction !== "out") return;
+    // Behind the sends already handed over for this contact: a retry never overtakes them.
+    await this.#lines.run(first.contactId, async () => {
+      const m = await this.#ctx.storage.getMessage(messageId);
+      if (m?.direction !== "out" || m.state !== "failed") return;
+      const c = await this.#ctx.storage.getContact(m.contactId);
+      const refusal = refusalFor(c);
+      if (refusal || !c) throw new EngineRefusal(refusal!);
+      await this.#ctx.storage.setMessageState(messageId, "queued");
+      await this.#ctx.storage.putOutbox({
+        messageId,
+        contactId: m.contactId,
+        queuedAt: stamp(this.#ctx),
+        attempts: 0,
+      });
+      emit(this.#ctx, { type: "message-state", contactId: m.contactId, id: messageId, state: "queued" });
+      const peer = peerFor(this.#ctx, c);
+      // Sent again even on the session that carried it once (the receiver drops a second copy).
+      peer.live?.sent.delete(messageId);
+      afterQueued(this.#ctx, peer);
     });
-    emit(this.#ctx, { type: "message-state", contactId: m.contactId, id: messageId, state: "queued" });
-    afterQueued(this.#ctx, peerFor(this.#ctx, c));
   }
 
   contactChanged(contactId: ContactId): void {

@@ -48,8 +48,17 @@ export function relayUnreachable(url: string, name?: string, code?: string): Eng
   };
 }
 
-/** `reason` is a close reason or error code; `name` the contact's username. */
-export function describeFailure(reason: string, name: string, detail?: string): EngineError {
+/**
+ * `reason` is a close reason or error code; `name` the contact's username. `canRequest`: we hold
+ * the contact's address (docs/protocol/mailbox.md), so a message can reach them as a contact
+ * request even before they add us.
+ */
+export function describeFailure(
+  reason: string,
+  name: string,
+  detail?: string,
+  canRequest = false,
+): EngineError {
   switch (reason) {
     case "LOFT_ERR_BAD_SIGNATURE":
     case "LOFT_ERR_BAD_IDENTITY":
@@ -90,9 +99,12 @@ export function describeFailure(reason: string, name: string, detail?: string): 
     case "PEER_OFFLINE":
       return { kind: "peer-offline", message: `${name} is offline. Messages wait on this device.` };
     case "bye-refused":
+      // The contact is online (its device answered) but does not know us yet: say what writing does.
       return {
-        kind: "peer-offline",
-        message: `${name}'s device did not accept the connection (you may not be in their contacts yet).`,
+        kind: "not-accepted",
+        message: canRequest
+          ? `${name} hasn't accepted you yet — your first message will reach ${name} as a contact request.`
+          : `${name} hasn't added you yet. Messages wait on this device until ${name} opens your contact link.`,
       };
     case "bye-cancelled":
       return { kind: "peer-offline", message: `${name}'s device gave up connecting. Retrying…` };

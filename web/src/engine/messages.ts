@@ -150,14 +150,19 @@ export async function flush(ctx: EngineContext, peer: Peer): Promise<void> {
         }
         if (m.state === "queued") await setState(ctx, m, "sending");
         try {
-          await serial(peer, () => sendApp(ctx, peer, live, { t: "msg", id: m.id, at: m.at, text: m.text }));
+          // "sent" and the attempt count are written in the same serial step as the send: the
+          // peer's receipt is read in a later step, so a late write never turns "delivered"
+          // back into "sent" nor brings back the outbox entry the receipt removed.
+          await serial(peer, async () => {
+            await sendApp(ctx, peer, live, { t: "msg", id: m.id, at: m.at, text: m.text });
+            live.sent.add(m.id);
+            await ctx.storage.putOutbox({ ...entry, attempts: entry.attempts + 1 });
+            if (m.state === "sending") await setState(ctx, m, "sent");
+          });
         } catch (e) {
           ctx.cfg.log(`send stopped: ${(e as Error).message}`);
           return;
         }
-        live.sent.add(m.id);
-        await ctx.storage.putOutbox({ ...entry, attempts: entry.attempts + 1 });
-        if (m.state === "sending") await setState(ctx, m, "sent");
       }
     } while (peer.flushAgain);
   } finally {

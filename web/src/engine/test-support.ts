@@ -120,6 +120,58 @@ export class MemoryStorage implements EngineStorage {
 }
 
 /** An in-memory link pair that a test can cut silently (frames vanish, nobody is told). */
+/**
+ * A slow IndexedDB: every call takes a pseudo-random time (0–`maxDelayMs`, seeded). Reads finish
+ * in any order; writes finish in the order they were issued (IndexedDB runs overlapping
+ * read-write transactions in creation order). A send path that stamps or orders messages after
+ * an `await` on storage gets them out of order here.
+ */
+export class SlowStorage extends MemoryStorage {
+  #seed: number;
+  readonly #maxDelayMs: number;
+  #writes: Promise<unknown> = Promise.resolve();
+  constructor(signalingUrl: string, seed = 1, maxDelayMs = 6) {
+    super(signalingUrl);
+    this.#seed = seed;
+    this.#maxDelayMs = maxDelayMs;
+  }
+  /** xorshift32: the same delays for the same seed. */
+  #delay(): Promise<void> {
+    let x = this.#seed;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.#seed = x >>> 0;
+    return new Promise((r) => setTimeout(r, this.#seed % (this.#maxDelayMs + 1)));
+  }
+  #read<T>(f: () => Promise<T>): Promise<T> {
+    return this.#delay().then(f);
+  }
+  #write<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.#writes.then(() => this.#delay()).then(f);
+    this.#writes = run.catch(() => {});
+    return run;
+  }
+  override getContact(id: ContactId) {
+    return this.#read(() => super.getContact(id));
+  }
+  override getMessage(id: MessageId) {
+    return this.#read(() => super.getMessage(id));
+  }
+  override listOutbox(contactId?: ContactId) {
+    return this.#read(() => super.listOutbox(contactId));
+  }
+  override putMessage(m: StoredMessage) {
+    return this.#write(() => super.putMessage(m));
+  }
+  override putOutbox(e: OutboxEntry) {
+    return this.#write(() => super.putOutbox(e));
+  }
+  override setMessageState(id: MessageId, state: MessageState, failure?: EngineError) {
+    return this.#write(() => super.setMessageState(id, state, failure));
+  }
+}
+
 export class TestLink extends QueueLink implements DialedLink {
   peer: TestLink | undefined;
   cut = false;

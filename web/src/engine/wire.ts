@@ -23,13 +23,15 @@ import { equalBytes } from "../../../core/bytes.ts";
 import { err, ok, type Result } from "../../../core/errors.ts";
 import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/wire/codec.ts";
 import { padToBucket, unpadBucket } from "../../../core/wire/padding.ts";
+import { MAX_TEXT_CHARS } from "./outgoing.ts";
+
+/** Longest text in one message, in UTF-16 code units (one source for the wire and the UI). */
+export { MAX_TEXT_CHARS };
 
 export const CHAT_PROTOCOL_VERSION = 1;
 export const FRAME = { HELLO: 0x01, RATCHET: 0x02, PING: 0x03, PONG: 0x04 } as const;
 export const RATCHET_ID_BYTES = 16;
 export const PING_BYTES = 8;
-/** Longest text in one message, in UTF-16 code units (the UI's limit too). */
-export const MAX_TEXT_CHARS = 16_000;
 /** Receipts acknowledge at most this many ids per message. */
 export const MAX_RECEIPT_IDS = 64;
 /** Relay URLs in mailbox announcements. */

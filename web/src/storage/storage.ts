@@ -503,6 +503,26 @@ export class LoftStorage implements EngineStorage {
     return Promise.all(raw.map((r) => this.#openMessage(r)));
   }
 
+  /**
+   * One page of a contact's history for the chat screen, oldest first: the newest `limit`
+   * messages with `at` ≤ `before` (all of history when `before` is undefined). `at` is inclusive
+   * so messages sharing the boundary's time are not skipped; the caller drops ids it already has.
+   * One cursor walk over the `by-contact` index: the cost is the page, not the history.
+   */
+  async listMessagesPage(contactId: ContactId, limit: number, before?: number): Promise<StoredMessage[]> {
+    const upper = before === undefined ? Infinity : before;
+    const range = IDBKeyRange.bound([contactId, -Infinity], [contactId, upper]);
+    const raw: (StoredMessage | SealedMessageRecord)[] = [];
+    const tx = this.#db.transaction("messages");
+    for await (const cur of tx.store.index("by-contact").iterate(range, "prev")) {
+      raw.push(cur.value);
+      if (raw.length >= limit) break;
+    }
+    await tx.done;
+    // Opened after the walk: the transaction cannot stay open across WebCrypto.
+    return Promise.all(raw.reverse().map((r) => this.#openMessage(r)));
+  }
+
   async getMessage(id: MessageId): Promise<StoredMessage | undefined> {
     const r = await this.#db.get("messages", id);
     return r && this.#openMessage(r);

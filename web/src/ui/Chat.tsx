@@ -1,44 +1,47 @@
 /**
- * Chat with one contact: history from IndexedDB (survives reloads), kept live with engine
- * events; message states in words; a composer blocked while the contact is Rejected or has a
- * pending identity change.
+ * Chat with one contact (docs/user-guide.md "Chatting"). History is read from IndexedDB a page at
+ * a time (more as the reader scrolls up) into a keyed store (chat/timeline.ts) that engine events
+ * update one message at a time — history is never re-read. A message appears the moment it is
+ * handed over (`ChatEngine.handOver`), with its final id; the view follows new messages only when
+ * the reader is at the bottom, otherwise a "New messages ↓" pill offers the way down. The composer
+ * is blocked while the contact is Rejected, has a pending identity change or an open request.
  */
-import { createEffect, createResource, createSignal, For, on, onCleanup, onMount, Show } from "solid-js";
+import { createSignal, onCleanup, onMount, Show } from "solid-js";
 import type { AppModel } from "../app/model.ts";
-import { EngineRefusal, type StoredMessage } from "../engine/api.ts";
-import { presenceLabel, STATE_LABEL, TRUST_LABEL, timeLabel } from "./format.ts";
+import { EngineRefusal, type MessageId, type StoredMessage } from "../engine/api.ts";
+import { Composer, type ComposerHandle } from "./chat/Composer.tsx";
+import { followBottom, isAtBottom, keepPosition, scrollToBottom, scrollTop } from "./chat/follow.ts";
+import { MessageList } from "./chat/MessageList.tsx";
+import { createTimeline } from "./chat/timeline.ts";
+import { presenceLabel, TRUST_LABEL } from "./format.ts";
 import { Back } from "./Home.tsx";
 
-const HISTORY_LIMIT = 500;
+/** Messages read per page of history. */
+export const PAGE_SIZE = 60;
+/** Load the previous page when the reader is this close to the top (pixels). */
+const PAGE_AHEAD_PX = 800;
+/** At most this many pages are read at once to fill a tall screen. */
+const MAX_FILL_PAGES = 10;
+/** What the live region reads of a new message. */
+const ANNOUNCE_CHARS = 300;
+
+const reason = (x: unknown) =>
+  x instanceof EngineRefusal ? x.reason.message : `Could not send: ${(x as Error).message}`;
 
 export function Chat(props: { app: AppModel; id: string }) {
   const app = props.app;
   const view = () => app.contact(props.id);
-  const [messages, { refetch }] = createResource(
-    () => props.id,
-    (id) => app.storage.listMessages(id, HISTORY_LIMIT),
-    { initialValue: [] as StoredMessage[] },
-  );
-  const [text, setText] = createSignal("");
+  const name = () => view()?.record.username ?? "this contact";
+  const online = () => app.presenceOf(props.id).status === "online";
+  const tl = createTimeline();
   const [error, setError] = createSignal<string>();
-  let list!: HTMLOListElement;
-
-  onMount(() => {
-    const off = app.onEvent((e) => {
-      if (
-        (e.type === "message" && e.message.contactId === props.id) ||
-        (e.type === "message-state" && e.contactId === props.id)
-      )
-        void refetch();
-    });
-    onCleanup(off);
-    app.engine?.connect(props.id);
-  });
-  createEffect(
-    on(messages, () => {
-      queueMicrotask(() => list?.lastElementChild?.scrollIntoView({ block: "end" }));
-    }),
-  );
+  const [unseen, setUnseen] = createSignal(0);
+  const [announcement, setAnnouncement] = createSignal("");
+  const [loadingOlder, setLoadingOlder] = createSignal(false);
+  const [hasOlder, setHasOlder] = createSignal(true);
+  let composer: ComposerHandle | undefined;
+  let list!: HTMLDivElement;
+  let disposed = false;
 
   const blocked = () => {
     const v = view();
@@ -51,125 +54,202 @@ export function Chat(props: { app: AppModel; id: string }) {
     return undefined;
   };
 
-  const send = async (e: Event) => {
-    e.preventDefault();
-    const t = text().trim();
-    if (!t || blocked() || !app.engine) return;
-    setError(undefined);
+  /** A message that is not on screen yet: from an event, or handed over here. */
+  function showNew(m: StoredMessage, stored: boolean, own: boolean) {
+    const follow = own || isAtBottom();
+    if (!tl.insert(m, stored)) return;
+    if (follow) scrollToBottom();
+    else if (m.direction === "in") setUnseen((n) => n + 1);
+    if (m.direction === "in")
+      setAnnouncement(
+        `${name()}: ${m.text.length > ANNOUNCE_CHARS ? `${m.text.slice(0, ANNOUNCE_CHARS)}…` : m.text}`,
+      );
+  }
+
+  /** The previous page of history, keeping what the reader sees in place. */
+  async function loadOlder(): Promise<void> {
+    if (!hasOlder() || loadingOlder()) return;
+    setLoadingOlder(true);
     try {
-      await app.engine.send(props.id, t);
-      setText("");
-      await refetch();
-    } catch (x) {
-      setError(x instanceof EngineRefusal ? x.reason.message : `Could not send: ${(x as Error).message}`);
+      const oldest = tl.oldest();
+      let page = await app.storage.listMessagesPage(props.id, PAGE_SIZE, oldest?.at);
+      let fresh = page.filter((m) => !tl.has(m.id));
+      // A full page of messages we have (equal times at the boundary): step past that time.
+      if (fresh.length === 0 && page.length === PAGE_SIZE && oldest) {
+        page = await app.storage.listMessagesPage(props.id, PAGE_SIZE, oldest.at - 1);
+        fresh = page.filter((m) => !tl.has(m.id));
+      }
+      if (disposed) return;
+      if (page.length < PAGE_SIZE || fresh.length === 0) setHasOlder(false);
+      if (fresh.length === 0) return;
+      if (tl.size() === 0) {
+        tl.insertMany(fresh);
+        scrollToBottom();
+      } else if (isAtBottom() && scrollTop() === 0) {
+        tl.insertMany(fresh); // nothing to keep in place: a short history on a tall screen
+      } else keepPosition(() => tl.insertMany(fresh));
+    } finally {
+      setLoadingOlder(false);
     }
+  }
+
+  async function fillScreen() {
+    for (let i = 0; i < MAX_FILL_PAGES && hasOlder() && !disposed; i++) {
+      const s = document.scrollingElement as HTMLElement;
+      if (i > 0 && s.scrollHeight > s.clientHeight + PAGE_AHEAD_PX) break;
+      await loadOlder();
+    }
+    scrollToBottom();
+  }
+
+  /** A state change for a message we don't show (handed over elsewhere, or not loaded yet). */
+  async function fetchUnknown(id: MessageId) {
+    const m = await app.storage.getMessage(id);
+    if (!m || m.contactId !== props.id || disposed) return;
+    const oldest = tl.oldest();
+    if (oldest && m.at < oldest.at) return; // in older history: read when paged in
+    if (tl.has(id)) {
+      tl.update(id, m.state, m.failure);
+      return;
+    }
+    showNew(m, true, false);
+  }
+
+  const send = (text: string): string | undefined => {
+    const engine = app.engine;
+    if (!engine) return "Loft is still starting. Try again in a moment.";
+    let handed: ReturnType<typeof engine.handOver>;
+    try {
+      handed = engine.handOver(props.id, text);
+    } catch (x) {
+      return reason(x);
+    }
+    setError(undefined);
+    showNew(handed.message, false, true);
+    handed.stored.catch((x: unknown) => {
+      // Refused before it was stored: nothing was sent. Take the bubble back, keep the words.
+      tl.remove(handed.message.id);
+      composer?.restore(text);
+      setError(reason(x));
+    });
+    return undefined;
   };
 
-  const retry = async (id: string) => {
-    try {
-      await app.engine?.retry(id);
-      await refetch();
-    } catch (x) {
-      setError((x as Error).message);
-    }
+  const retry = (id: MessageId) => {
+    app.engine?.retry(id).catch((x: unknown) => setError(reason(x)));
   };
+
+  onMount(() => {
+    const off = app.onEvent((e) => {
+      if (e.type === "message" && e.message.contactId === props.id) showNew(e.message, true, false);
+      else if (e.type === "message-state" && e.contactId === props.id && !tl.update(e.id, e.state, e.failure))
+        void fetchUnknown(e.id);
+    });
+    const stopFollowing = followBottom(list, (atBottom) => {
+      if (atBottom) setUnseen(0);
+    });
+    const onScroll = () => {
+      if (scrollTop() < PAGE_AHEAD_PX && hasOlder()) void loadOlder();
+    };
+    window.addEventListener("scroll", onScroll, { passive: true });
+    onCleanup(() => {
+      disposed = true;
+      off();
+      stopFollowing();
+      window.removeEventListener("scroll", onScroll);
+    });
+    app.engine?.connect(props.id);
+    composer?.focus();
+    void fillScreen();
+  });
 
   return (
-    <main class="screen chat" data-testid="chat">
-      <header class="bar">
-        <Back app={app} />
-        <Show when={view()}>
-          <button
-            type="button"
-            class="title"
-            data-testid="chat-contact"
-            onClick={() => app.go({ name: "contact", id: props.id })}
-          >
-            <strong>{view()!.record.username}</strong>
-            <span class="sub">
-              <span data-testid="chat-presence">{presenceLabel(app.presenceOf(props.id))}</span> ·{" "}
-              <span class={`trust ${view()!.record.trust}`}>{TRUST_LABEL[view()!.record.trust]}</span>
-            </span>
-          </button>
+    <main class="screen chat" data-testid="chat" data-history={hasOlder() ? "partial" : "complete"}>
+      <header class="chat-head">
+        <div class="bar">
+          <Back app={app} />
+          <div class="who">
+            <h1>
+              <button
+                type="button"
+                class="title"
+                data-testid="chat-contact"
+                aria-label={`${name()}: contact details`}
+                onClick={() => app.go({ name: "contact", id: props.id })}
+              >
+                {name()}
+              </button>
+            </h1>
+            <Show when={view()}>
+              <p class="sub">
+                <span data-testid="chat-presence">{presenceLabel(app.presenceOf(props.id))}</span> ·{" "}
+                <span class={`trust ${view()!.record.trust}`}>{TRUST_LABEL[view()!.record.trust]}</span>
+              </p>
+            </Show>
+          </div>
+        </div>
+        <Show when={app.presenceOf(props.id).status !== "online" && app.presenceOf(props.id).lastError}>
+          {(e) => (
+            <p class="status" data-testid="chat-problem" data-kind={e().kind}>
+              {e().message}
+            </p>
+          )}
         </Show>
       </header>
-      <Show when={app.presenceOf(props.id).status !== "online" && app.presenceOf(props.id).lastError}>
-        {(e) => (
-          <p class="status" role="status" data-testid="chat-problem" data-kind={e().kind}>
-            {e().message}
-          </p>
-        )}
+      <Show when={loadingOlder()}>
+        <p class="history-note" data-testid="loading-older">
+          Loading earlier messages…
+        </p>
       </Show>
-      <ol class="messages" data-testid="message-list" ref={list} aria-live="polite">
-        <For each={messages()}>
-          {(m) => (
-            <li
-              class={`msg ${m.direction}`}
-              data-testid="message"
-              data-direction={m.direction}
-              data-state={m.state}
-            >
-              <p class="text" data-testid="message-text">
-                {m.text}
-              </p>
-              <p class="meta">
-                <time>{timeLabel(m.at)}</time>
-                <Show when={m.direction === "out"}>
-                  {" · "}
-                  <span data-testid="message-state">{STATE_LABEL[m.state]}</span>
-                  <Show when={m.state === "failed"}>
-                    <span class="error"> — {m.failure?.message}</span>{" "}
-                    <button type="button" class="link" data-testid="retry-button" onClick={() => retry(m.id)}>
-                      Retry
-                    </button>
-                  </Show>
-                </Show>
-              </p>
-            </li>
-          )}
-        </For>
-      </ol>
-      <Show when={blocked()}>
-        <p class="card warning" role="alert" data-testid="send-blocked">
-          {blocked()}{" "}
-          <button type="button" class="link" onClick={() => app.go({ name: "contact", id: props.id })}>
-            Open contact
+      <Show when={!hasOlder() && tl.chunks().length > 0}>
+        <p class="history-note" data-testid="history-start">
+          This is the beginning of your conversation with {name()}.
+        </p>
+      </Show>
+      <MessageList
+        timeline={tl}
+        label={`Messages with ${name()}`}
+        contactOnline={online}
+        onRetry={retry}
+        ref={(el) => {
+          list = el;
+        }}
+      />
+      <div class="chat-foot">
+        <Show when={unseen() > 0}>
+          <button
+            type="button"
+            class="new-pill"
+            data-testid="new-messages-pill"
+            onClick={() => {
+              scrollToBottom();
+              setUnseen(0);
+            }}
+          >
+            {unseen() === 1 ? "1 new message" : `${unseen()} new messages`} ↓
           </button>
-        </p>
-      </Show>
-      <Show when={error()}>
-        <p class="error" role="alert" data-testid="send-error">
-          {error()}
-        </p>
-      </Show>
-      <form class="composer" onSubmit={send}>
-        <label for="composer" class="sr-only">
-          Message
-        </label>
-        <textarea
-          id="composer"
-          rows={2}
-          data-testid="composer-input"
-          value={text()}
+        </Show>
+        <Show when={blocked()}>
+          <p class="card warning" role="alert" data-testid="send-blocked">
+            {blocked()}{" "}
+            <button type="button" class="link" onClick={() => app.go({ name: "contact", id: props.id })}>
+              Open contact
+            </button>
+          </p>
+        </Show>
+        <Composer
           disabled={!!blocked()}
-          onInput={(e) => setText(e.currentTarget.value)}
-          onKeyDown={(e) => {
-            if (e.key === "Enter" && !e.shiftKey) {
-              e.preventDefault();
-              e.currentTarget.form?.requestSubmit();
-            }
+          onSend={send}
+          error={error()}
+          onClearError={() => setError(undefined)}
+          ref={(h) => {
+            composer = h;
           }}
-          placeholder="Write a message"
         />
-        <button
-          type="submit"
-          class="primary"
-          data-testid="send-button"
-          disabled={!!blocked() || !text().trim()}
-        >
-          Send
-        </button>
-      </form>
+      </div>
+      <div class="sr-only" role="status" data-testid="chat-announcer">
+        {announcement()}
+      </div>
     </main>
   );
 }

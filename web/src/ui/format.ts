@@ -1,10 +1,12 @@
-/** Plain-words labels for states shown in the UI. */
+/** Plain-words labels for states, times and days shown in the UI. */
 import type { MessageState, Presence } from "../engine/api.ts";
 import type { Trust } from "../identity.ts";
 
 export function presenceLabel(p: Presence): string {
   if (p.status === "online") return p.path === "relay" ? "online · via relay" : "online · direct";
   if (p.status === "connecting") return "connecting…";
+  // Its device answered and refused us: reachable, not offline (web/src/engine/errors.ts).
+  if (p.lastError?.kind === "not-accepted") return "hasn't accepted you yet";
   if (p.directUnavailable) return "direct connection unavailable";
   return "offline";
 }
@@ -25,6 +27,17 @@ export const STATE_LABEL: Record<MessageState, string> = {
   received: "",
 };
 
+/**
+ * An outgoing message's state in words. `stored`: false while a message just handed over is
+ * being written (it shows as "sending…"); a queued message to a contact who is online is about to
+ * go, so it reads "sending…" too rather than "waiting to send".
+ */
+export function outgoingStateLabel(state: MessageState, stored: boolean, contactOnline: boolean): string {
+  if (!stored || (state === "queued" && contactOnline)) return STATE_LABEL.sending;
+  return STATE_LABEL[state];
+}
+
+/** Time and date for anything that may be old (contact details): the time alone for today. */
 export function timeLabel(ms: number): string {
   const d = new Date(ms);
   const today = new Date();
@@ -32,4 +45,41 @@ export function timeLabel(ms: number): string {
   return sameDay
     ? d.toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" })
     : d.toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" });
+}
+
+/** The clock time only (a message bubble; its day is on the separator above it). */
+export function clockLabel(ms: number): string {
+  return new Date(ms).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" });
+}
+
+/** Local calendar day of `ms` as a comparable number (days since the epoch, local time). */
+export function localDay(ms: number): number {
+  const d = new Date(ms);
+  return Math.floor(Date.UTC(d.getFullYear(), d.getMonth(), d.getDate()) / 86_400_000);
+}
+
+/**
+ * A date separator's words: "Today", "Yesterday", the weekday within the last week, else the date
+ * (with the year when it is not this year's).
+ */
+export function dayLabel(ms: number, now = Date.now()): string {
+  const diff = localDay(now) - localDay(ms);
+  if (diff === 0) return "Today";
+  if (diff === 1) return "Yesterday";
+  const d = new Date(ms);
+  if (diff > 1 && diff < 7) return d.toLocaleDateString(undefined, { weekday: "long" });
+  const sameYear = d.getFullYear() === new Date(now).getFullYear();
+  return d.toLocaleDateString(undefined, {
+    weekday: "short",
+    day: "numeric",
+    month: "long",
+    ...(sameYear ? {} : { year: "numeric" }),
+  });
+}
+
+/** `YYYY-MM-DD` of the local day (a `<time datetime>` for a date separator). */
+export function isoDay(ms: number): string {
+  const d = new Date(ms);
+  const pad = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
 }

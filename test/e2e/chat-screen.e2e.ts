@@ -1,0 +1,305 @@
+/**
+ * The conversation screen in real Chromium, driven as people drive it (issue #8; `npm run build`
+ * first, then `node scripts/e2e.mjs test/e2e/chat-screen.e2e.ts`): a 200-message burst typed with
+ * the keyboard arrives exactly, in order, on both sides; typing at human speed loses no letter;
+ * the newest message is visible above the composer; a reader scrolled up stays put and gets a
+ * pill; history survives a reload; links are safe anchors and HTML stays text; the character
+ * counter and the length error; the first-contact wording; axe-core finds nothing, light or dark.
+ *
+ * Every wait is on a condition (a count, an attribute, a scroll position), never a duration.
+ */
+import type { Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectNoAxeViolations } from "../support/axe.ts";
+import {
+  addByLink,
+  byId,
+  createIdentity,
+  incoming,
+  incomingTexts,
+  myLink,
+  openChat,
+  outgoing,
+  sendText,
+  waitForPresence,
+  waitForState,
+} from "../support/loft-ui.ts";
+import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
+
+const BURST = 200;
+
+const outgoingTexts = (page: Page) =>
+  page.locator("[data-testid=message][data-direction=out] [data-testid=message-text]").allTextContents();
+
+/** Scroll up until every page of history is on screen (bounded). */
+async function loadAllHistory(page: Page): Promise<void> {
+  const complete = async () => (await page.getByTestId("chat").getAttribute("data-history")) === "complete";
+  for (let i = 0; i < 40 && !(await complete()); i++) {
+    const count = await page.getByTestId("message").count();
+    await page.evaluate(() => window.scrollTo(0, 0));
+    // A page is prepended (the reader is moved down by its height), or the history is complete.
+    await expect
+      .poll(async () => (await page.getByTestId("message").count()) > count || (await complete()))
+      .toBe(true);
+  }
+  expect(await complete()).toBe(true);
+  await page.getByTestId("history-start").waitFor();
+}
+
+const scrollY = (page: Page) => page.evaluate(() => Math.round(document.scrollingElement!.scrollTop));
+
+/**
+ * The newest bubble is inside the viewport, below the sticky header and above the composer
+ * area (never covered by it).
+ */
+async function newestBubbleVisible(page: Page): Promise<{ ok: boolean; detail: string }> {
+  return page.evaluate(() => {
+    const bubbles = document.querySelectorAll("[data-testid=message]");
+    const last = bubbles[bubbles.length - 1];
+    const foot = document.querySelector(".chat-foot");
+    const head = document.querySelector(".chat-head");
+    if (!last || !foot || !head) return { ok: false, detail: "missing elements" };
+    const b = last.getBoundingClientRect();
+    const f = foot.getBoundingClientRect();
+    const h = head.getBoundingClientRect();
+    const ok = b.top >= h.bottom - 0.5 && b.bottom <= f.top + 0.5 && b.bottom <= window.innerHeight;
+    return { ok, detail: `bubble ${b.top}-${b.bottom}, header bottom ${h.bottom}, composer top ${f.top}` };
+  });
+}
+
+async function expectNewestVisible(page: Page): Promise<void> {
+  await expect.poll(async () => (await newestBubbleVisible(page)).ok).toBe(true);
+}
+
+describe("the conversation screen never loses a word", () => {
+  let env: TwoBrowsers;
+  let a: Page;
+  let b: Page;
+  let aliceId: string;
+  let bobId: string;
+  const sent: string[] = [];
+
+  beforeAll(async () => {
+    env = await startTwoBrowsers();
+    ({ a, b } = env);
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it("opens with a heading and the focus in the composer; axe finds nothing, light or dark", async () => {
+    // (expect.poll, used by the helpers, only runs inside a test.)
+    await createIdentity(a, env.loft.url, "Alice");
+    await createIdentity(b, env.loft.url, "Bob");
+    const linkA = await myLink(a);
+    const linkB = await myLink(b);
+    aliceId = await addByLink(b, linkA);
+    bobId = await addByLink(a, linkB);
+    await openChat(a, bobId);
+    await openChat(b, aliceId);
+    await waitForPresence(a, /^online/);
+    await waitForPresence(b, /^online/);
+    expect(await a.locator("h1").textContent()).toBe("Bob");
+    expect(await a.evaluate(() => document.activeElement?.getAttribute("data-testid"))).toBe(
+      "composer-input",
+    );
+    // The list is not a live region; a separate status announces new messages.
+    expect(await byId(a, "message-list").getAttribute("aria-live")).toBeNull();
+    await sendText(a, "hello Bob");
+    await incoming(b, "hello Bob").waitFor();
+    await waitForState(a, "hello Bob", "delivered");
+    sent.push("hello Bob");
+    await expect.poll(() => byId(b, "chat-announcer").textContent()).toBe("Alice: hello Bob");
+    for (const scheme of ["light", "dark"] as const) {
+      await a.emulateMedia({ colorScheme: scheme });
+      await b.emulateMedia({ colorScheme: scheme });
+      await expectNoAxeViolations(a, `chat (${scheme}, sender)`);
+      await expectNoAxeViolations(b, `chat (${scheme}, receiver)`);
+    }
+    await a.emulateMedia({ colorScheme: "light" });
+    await b.emulateMedia({ colorScheme: "light" });
+  });
+
+  it(`${BURST} messages typed with Enter and no pauses arrive exactly, in order, on both sides`, async () => {
+    const burst = Array.from({ length: BURST }, (_, i) => `burst ${String(i + 1).padStart(3, "0")} ok`);
+    await byId(a, "composer-input").focus();
+    for (const text of burst) {
+      await a.keyboard.type(text);
+      await a.keyboard.press("Enter");
+    }
+    sent.push(...burst);
+    // The sender shows every message at once, before any is delivered.
+    expect((await outgoingTexts(a)).slice(-BURST)).toEqual(burst);
+    await expect
+      .poll(async () => (await incomingTexts(b)).length, { timeout: 120_000 })
+      .toBeGreaterThanOrEqual(sent.length);
+    await waitForState(a, burst[BURST - 1]!, "delivered", 120_000);
+    expect(await incomingTexts(b)).toEqual(sent);
+    expect(await outgoingTexts(a)).toEqual(sent);
+    expect(await byId(a, "composer-input").inputValue()).toBe("");
+    // The newest message is fully visible above the composer, on both sides.
+    await expectNewestVisible(a);
+    await expectNewestVisible(b);
+  });
+
+  it("typing at human speed right after Enter loses no first letter", async () => {
+    const texts = ["Quick note", "Second thought", "Zebra crossing", "Last one, really", "Okay bye"];
+    await byId(b, "composer-input").focus();
+    for (const [i, text] of texts.entries()) {
+      await b.keyboard.type(text, { delay: 60 + ((i * 37) % 91) });
+      await b.keyboard.press("Enter");
+    }
+    await waitForState(b, "Okay bye", "delivered");
+    expect((await outgoingTexts(b)).slice(-texts.length)).toEqual(texts);
+    await expect.poll(async () => (await incomingTexts(a)).slice(-texts.length)).toEqual(texts);
+    await expectNewestVisible(a);
+    await expectNewestVisible(b);
+  });
+
+  it("a reader scrolled to the top stays there, keeps a selection, and gets a pill to the bottom", async () => {
+    await loadAllHistory(b);
+    expect(await incomingTexts(b)).toEqual(sent);
+    // Bob reads the top of the chat and selects the first message's text.
+    await b.evaluate(() => window.scrollTo(0, 0));
+    const topBefore = await scrollY(b);
+    const firstTop = () =>
+      b.evaluate(() =>
+        Math.round(document.querySelector("[data-testid=message]")!.getBoundingClientRect().top),
+      );
+    const anchorBefore = await firstTop();
+    await b.evaluate(() => {
+      const text = document.querySelector("[data-testid=message-text]")!;
+      const range = document.createRange();
+      range.selectNodeContents(text);
+      getSelection()!.removeAllRanges();
+      getSelection()!.addRange(range);
+    });
+    expect(await b.evaluate(() => getSelection()!.toString())).toBe("hello Bob");
+
+    for (const t of ["while you read 1", "while you read 2", "while you read 3"]) await sendText(a, t);
+    sent.push("while you read 1", "while you read 2", "while you read 3");
+    await incoming(b, "while you read 3").waitFor();
+    await expect.poll(() => byId(b, "new-messages-pill").textContent()).toBe("3 new messages ↓");
+    expect(await scrollY(b)).toBe(topBefore);
+    expect(await firstTop()).toBe(anchorBefore);
+    expect(await b.evaluate(() => getSelection()!.toString())).toBe("hello Bob");
+
+    await byId(b, "new-messages-pill").click();
+    await expectNewestVisible(b);
+    await byId(b, "new-messages-pill").waitFor({ state: "detached" });
+  });
+
+  it("a reload keeps the history and its order", async () => {
+    await b.reload();
+    await openChat(b, aliceId);
+    await incoming(b, "while you read 3").waitFor();
+    await expectNewestVisible(b);
+    // The newest page first; the rest as the reader scrolls up.
+    const shown = await incomingTexts(b);
+    expect(shown.length).toBeLessThan(sent.length);
+    expect(shown).toEqual(sent.slice(-shown.length));
+    await loadAllHistory(b);
+    expect(await incomingTexts(b)).toEqual(sent);
+    expect(await b.getByTestId("day-separator").allTextContents()).toEqual(["Today"]);
+  });
+
+  it("links are safe anchors; javascript: and HTML stay text", async () => {
+    await b.evaluate(() => window.scrollTo(0, document.scrollingElement!.scrollHeight));
+    const text =
+      'see https://example.org/a?b=1, javascript:alert(1) <b>bold</b> <img src=x onerror="alert(1)"> mailto:alice@example.org';
+    await sendText(a, text);
+    const bubble = incoming(b, "see https://example.org");
+    await bubble.waitFor();
+    expect(await bubble.getByTestId("message-text").textContent()).toBe(text);
+    const anchors = await bubble.locator("a").evaluateAll((els) =>
+      els.map((e) => ({
+        href: e.getAttribute("href"),
+        rel: e.getAttribute("rel"),
+        target: e.getAttribute("target"),
+        text: e.textContent,
+      })),
+    );
+    expect(anchors).toEqual([
+      {
+        href: "https://example.org/a?b=1",
+        rel: "noopener noreferrer",
+        target: "_blank",
+        text: "https://example.org/a?b=1",
+      },
+      {
+        href: "mailto:alice@example.org",
+        rel: "noopener noreferrer",
+        target: "_blank",
+        text: "mailto:alice@example.org",
+      },
+    ]);
+    expect(await bubble.locator("b, img, script").count()).toBe(0);
+    await expectNoAxeViolations(b, "chat with links");
+  });
+
+  it("a very long message folds behind Read more", async () => {
+    const long = Array.from({ length: 300 }, (_, i) => `word${i}`).join(" ");
+    await byId(a, "composer-input").fill(long);
+    await byId(a, "send-button").click();
+    const bubble = incoming(b, "word0 word1");
+    await bubble.waitFor();
+    const textOf = () => bubble.getByTestId("message-text").textContent();
+    expect((await textOf())!.length).toBeLessThan(long.length);
+    await bubble.getByTestId("read-more").click();
+    expect(await textOf()).toBe(long);
+    expect(await bubble.getByTestId("read-more").getAttribute("aria-expanded")).toBe("true");
+  });
+
+  it("shows a counter near the limit and the length error next to the composer, keeping the text", async () => {
+    const input = byId(a, "composer-input");
+    await input.fill("x".repeat(14_000));
+    expect(await byId(a, "char-counter").textContent()).toBe("");
+    await input.fill("x".repeat(15_000));
+    expect(await byId(a, "char-counter").textContent()).toBe("15,000 / 16,000");
+    await input.fill("y".repeat(16_010));
+    expect(await byId(a, "char-counter").textContent()).toBe("16,010 / 16,000 — 10 too many");
+    const before = await a.getByTestId("message").count();
+    await input.press("Enter");
+    await expect.poll(() => byId(a, "send-error").textContent()).toContain("the limit is 16,000");
+    expect(await input.inputValue()).toHaveLength(16_010);
+    expect(await a.getByTestId("message").count()).toBe(before);
+    // The error is in view, right by the composer.
+    const inView = await byId(a, "send-error").evaluate((e) => {
+      const r = e.getBoundingClientRect();
+      return r.top >= 0 && r.bottom <= window.innerHeight;
+    });
+    expect(inView).toBe(true);
+    await input.fill("");
+  });
+});
+
+describe("first contact, on the sender's side", () => {
+  let env: TwoBrowsers;
+
+  beforeAll(async () => {
+    env = await startTwoBrowsers();
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it("says the contact hasn't accepted yet and that the first message goes as a request", async () => {
+    const { a, b } = env;
+    await createIdentity(a, env.loft.url, "Alice");
+    await createIdentity(b, env.loft.url, "Bob");
+    // Bob has Alice's link (with her contact address); Alice doesn't know Bob.
+    const linkA = await myLink(a, true);
+    const aliceId = await addByLink(b, linkA);
+    await openChat(b, aliceId);
+    await expect
+      .poll(() => byId(b, "chat-problem").textContent(), { timeout: 60_000 })
+      .toBe("Alice hasn't accepted you yet — your first message will reach Alice as a contact request.");
+    expect(await byId(b, "chat-problem").getAttribute("data-kind")).toBe("not-accepted");
+    expect(await byId(b, "chat-presence").textContent()).toBe("hasn't accepted you yet");
+    await sendText(b, "hi Alice, it's Bob");
+    await expect
+      .poll(() => outgoing(b, "hi Alice, it's Bob").getAttribute("data-state"), { timeout: 60_000 })
+      .toMatch(/^(relayed|delivered)$/);
+    await expectNoAxeViolations(b, "chat (first contact)");
+  });
+});

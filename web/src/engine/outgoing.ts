@@ -1,0 +1,65 @@
+/**
+ * The hand-over of an outgoing message, shared by the real engine (engine.ts) and the offline
+ * stand-in (web/src/offline-engine.ts): the text is checked, the message gets its id and time
+ * synchronously — before any storage call — and its storage steps run on a per-contact line in
+ * the order messages were handed over, however long each storage call takes
+ * (web/src/engine/api.ts `ChatEngine.handOver`; docs/user-guide.md "Chatting").
+ *
+ * Kept free of heavy imports: the UI bundle reads `MAX_TEXT_CHARS` from here.
+ */
+import { randomId } from "../lib/base64url.ts";
+import { type ContactId, EngineRefusal, type StoredMessage } from "./api.ts";
+
+/** Longest text in one message, in UTF-16 code units: the wire limit and the composer's. */
+export const MAX_TEXT_CHARS = 16_000;
+
+/** Why a text cannot be sent as one message, or undefined when it can. */
+export function textRefusal(text: string): EngineRefusal | undefined {
+  if (text.length > 0 && text.length <= MAX_TEXT_CHARS) return undefined;
+  return new EngineRefusal({
+    kind: "message-refused",
+    message:
+      text.length === 0
+        ? "An empty message can't be sent."
+        : `This message is ${text.length.toLocaleString("en")} characters long; the limit is ${MAX_TEXT_CHARS.toLocaleString("en")}. Shorten it or split it in two.`,
+  });
+}
+
+/**
+ * The new outgoing message for `text`, state `queued`, with a fresh id and the time `at`.
+ * Throws `EngineRefusal` (synchronously) for an empty or too long text.
+ */
+export function newOutgoing(contactId: ContactId, text: string, at: number): StoredMessage {
+  const refusal = textRefusal(text);
+  if (refusal) throw refusal;
+  return { id: randomId(), contactId, direction: "out", text, at, state: "queued" };
+}
+
+/**
+ * Per-contact FIFO of storage steps: each step starts after the previous one for the same
+ * contact settled (resolved or rejected), so a send handed over first is stored, queued and
+ * announced first. Contacts don't wait on each other.
+ */
+export class SendLines {
+  readonly #tails = new Map<ContactId, Promise<unknown>>();
+
+  run<T>(contactId: ContactId, step: () => Promise<T>): Promise<T> {
+    const tail = this.#tails.get(contactId) ?? Promise.resolve();
+    const run = tail.then(step, step);
+    const settled = run.then(
+      () => {},
+      () => {},
+    );
+    this.#tails.set(contactId, settled);
+    // Forget an idle line (nothing chained after this step).
+    void settled.then(() => {
+      if (this.#tails.get(contactId) === settled) this.#tails.delete(contactId);
+    });
+    return run;
+  }
+
+  /** Resolves once every step handed over so far has settled. */
+  async idle(): Promise<void> {
+    await Promise.all([...this.#tails.values()]);
+  }
+}

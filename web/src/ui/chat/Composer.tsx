@@ -1,0 +1,117 @@
+/**
+ * The composer. Sending never races with typing: on Enter (or the Send button) the text is read
+ * from the textarea, handed over and the textarea cleared in the same event handler — no `await`
+ * in between — so a key typed right after Enter lands in the empty composer, and a message is
+ * handed over exactly once. A character counter appears near the limit; the length error sits
+ * next to the composer (docs/user-guide.md "Chatting").
+ */
+import { createSignal, Show } from "solid-js";
+import { MAX_TEXT_CHARS } from "../../engine/outgoing.ts";
+
+/** The counter shows from this many characters on. */
+export const COUNTER_FROM = Math.floor(MAX_TEXT_CHARS * 0.9);
+
+const fmt = (n: number) => n.toLocaleString("en");
+
+export interface ComposerHandle {
+  focus(): void;
+  /** Put back a text whose hand-over was refused later, before anything typed since. */
+  restore(text: string): void;
+}
+
+export function Composer(props: {
+  /** Why sending is impossible (blocked contact, …): the composer is disabled. */
+  disabled: boolean;
+  /** Hand the text over; returns an error to show (the text then stays), or undefined. */
+  onSend: (text: string) => string | undefined;
+  /** An error from outside (a refused hand-over, a failed retry). */
+  error: string | undefined;
+  onClearError: () => void;
+  ref?: (handle: ComposerHandle) => void;
+}) {
+  let area!: HTMLTextAreaElement;
+  const [length, setLength] = createSignal(0);
+  const [ownError, setOwnError] = createSignal<string>();
+  const error = () => ownError() ?? props.error;
+
+  const clearErrors = () => {
+    if (ownError()) setOwnError(undefined);
+    if (props.error) props.onClearError();
+  };
+
+  const submit = () => {
+    // Read, hand over and clear in one synchronous step.
+    const text = area.value.trim();
+    if (!text || props.disabled) return;
+    const refused = props.onSend(text);
+    if (refused) {
+      setOwnError(refused);
+      return;
+    }
+    area.value = "";
+    setLength(0);
+    clearErrors();
+  };
+
+  props.ref?.({
+    focus: () => area.focus({ preventScroll: true }),
+    restore: (text) => {
+      area.value = area.value ? `${text}\n${area.value}` : text;
+      setLength(area.value.length);
+    },
+  });
+
+  const over = () => length() > MAX_TEXT_CHARS;
+  return (
+    <form
+      class="composer"
+      onSubmit={(e) => {
+        e.preventDefault();
+        submit();
+      }}
+    >
+      <label for="composer" class="sr-only">
+        Message
+      </label>
+      <div class="field">
+        <textarea
+          id="composer"
+          ref={area}
+          rows={2}
+          data-testid="composer-input"
+          disabled={props.disabled}
+          aria-describedby="composer-counter composer-error"
+          aria-invalid={over() || undefined}
+          onInput={(e) => {
+            setLength(e.currentTarget.value.length);
+            if (ownError() && e.currentTarget.value.length <= MAX_TEXT_CHARS) setOwnError(undefined);
+          }}
+          onKeyDown={(e) => {
+            if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+              e.preventDefault();
+              submit();
+            }
+          }}
+          placeholder="Write a message"
+        />
+        <p id="composer-counter" class="counter" classList={{ over: over() }} data-testid="char-counter">
+          <Show when={length() >= COUNTER_FROM}>
+            {fmt(length())} / {fmt(MAX_TEXT_CHARS)}
+            <Show when={over()}> — {fmt(length() - MAX_TEXT_CHARS)} too many</Show>
+          </Show>
+        </p>
+      </div>
+      <button
+        type="submit"
+        class="primary"
+        data-testid="send-button"
+        disabled={props.disabled || length() === 0}
+      >
+        Send
+      </button>
+      <p id="composer-error" class="error" role="alert" data-testid="send-error" hidden={!error()}>
+        {error()}
+      </p>
+    </form>
+  );
+}

@@ -1,0 +1,37 @@
+import { describe, expect, it } from "vitest";
+import type { Presence } from "../engine/api.ts";
+import { dayLabel, isoDay, localDay, outgoingStateLabel, presenceLabel } from "./format.ts";
+
+const at = (y: number, m: number, d: number, h = 12) => new Date(y, m - 1, d, h).getTime();
+
+describe("chat screen words", () => {
+  it("labels date separators Today, Yesterday, the weekday, then the date", () => {
+    const now = at(2026, 12, 3, 9);
+    expect(dayLabel(at(2026, 12, 3, 0), now)).toBe("Today");
+    expect(dayLabel(at(2026, 12, 2, 23), now)).toBe("Yesterday");
+    expect(dayLabel(at(2026, 11, 29), now)).toBe(
+      new Date(at(2026, 11, 29)).toLocaleDateString(undefined, { weekday: "long" }),
+    );
+    expect(dayLabel(at(2026, 6, 1), now)).not.toMatch(/2026/);
+    expect(dayLabel(at(2025, 6, 1), now)).toMatch(/2025/);
+    expect(localDay(at(2026, 12, 3, 0)) - localDay(at(2026, 12, 2, 23))).toBe(1);
+    expect(isoDay(at(2026, 1, 5))).toBe("2026-01-05");
+  });
+
+  it("a contact that refused the connection is not called offline", () => {
+    const refused: Presence = {
+      status: "offline",
+      since: 0,
+      lastError: { kind: "not-accepted", message: "Alice hasn't accepted you yet" },
+    };
+    expect(presenceLabel(refused)).toBe("hasn't accepted you yet");
+    expect(presenceLabel({ status: "offline", since: 0 })).toBe("offline");
+  });
+
+  it("a message being stored, or queued for an online contact, reads sending…", () => {
+    expect(outgoingStateLabel("queued", false, false)).toBe("sending…");
+    expect(outgoingStateLabel("queued", true, true)).toBe("sending…");
+    expect(outgoingStateLabel("queued", true, false)).toBe("waiting to send");
+    expect(outgoingStateLabel("delivered", true, true)).toBe("delivered");
+  });
+});

@@ -294,6 +294,7 @@ export class RelayConnection {
         };
         const r = await this.#ctx.store.setPrekeys(q.recipientId, update, this.#ctx.config.maxPrekeys);
         if (r === "limit") throw new Refused("LIMIT");
+        if (r === "full") throw new Refused("FULL");
         if (r === "missing") throw new Refused("AUTH");
         return this.sendFrame({ k: "OK", i: cmd.i });
       }
@@ -372,6 +373,7 @@ export class RelayConnection {
       this.#ctx.config.queueQuota,
     );
     if (result === "quota") throw new Refused("QUOTA");
+    if (result === "full") throw new Refused("FULL");
     if (result === "duplicate") throw new Refused("DUPLICATE");
     if (result !== "ok") throw new Refused("AUTH");
     this.#ctx.metrics.sendCommitSeconds.observe((performance.now() - started) / 1000);

@@ -5,7 +5,6 @@
  */
 
 import type { KeyObject } from "node:crypto";
-import { mkdirSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Registry } from "prom-client";
@@ -17,7 +16,7 @@ import type { RelayConfig } from "./config.ts";
 import { RelayConnection } from "./connection.ts";
 import { createRelayMetrics, type RelayMetrics } from "./metrics.ts";
 import { dummyVerifier, ed25519PublicKey } from "./node-crypto.ts";
-import { LmdbStore } from "./store/lmdb.ts";
+import { openRelayStore } from "./store/open.ts";
 import type { GcResult, RelayStore } from "./store/types.ts";
 
 export interface Subscription {
@@ -78,11 +77,7 @@ const SHUTDOWN_GRACE_MS = 2_000;
 export function createRelayService(config: RelayConfig, deps: RelayServiceDeps): RelayService {
   const log = deps.log.child({ service: "relay" });
   const clock = deps.clock ?? Date.now;
-  let store = deps.store;
-  if (!store) {
-    mkdirSync(config.dataDir, { recursive: true });
-    store = new LmdbStore({ path: config.dataDir, sync: config.sync });
-  }
+  const store = deps.store ?? openRelayStore(config, { log, ...(deps.clock ? { clock: deps.clock } : {}) });
   const theStore = store;
   const connections = new Set<RelayConnection>();
   /** Every open socket, until its TCP close (a closing connection leaves `connections` at once). */

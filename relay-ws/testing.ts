@@ -2,9 +2,10 @@
  * Test and bench helpers: a real relay (host + service + LMDB in a temp dir) on 127.0.0.1:0, real
  * WebSocket clients, and a raw socket for sending hand-made frames. Nothing here is a mock.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { Registry } from "prom-client";
 import WebSocket from "ws";
 import { RelayClient, type RelayClientOptions } from "../core/relay/client.ts";
@@ -36,12 +37,33 @@ export interface TestRelay {
   close(keep?: boolean): Promise<void>;
 }
 
+/**
+ * The master key of a test data dir: kept apart from the data, as in production
+ * (docs/operations-relay.md §Keys), and the same for every restart on that dir in this process.
+ */
+const masterKeyFiles = new Map<string, string>();
+export function masterKeyFileFor(dataDir: string): string {
+  let file = masterKeyFiles.get(dataDir);
+  if (!file) {
+    file = join(mkdtempSync(join(tmpdir(), "loft-relay-key-")), "master.key");
+    writeFileSync(file, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600 });
+    masterKeyFiles.set(dataDir, file);
+  }
+  return file;
+}
+
 export async function startTestRelay(
   overrides: Partial<RelayConfig> = {},
   options: { clock?: () => number; dataDir?: string } = {},
 ): Promise<TestRelay> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "loft-relay-"));
-  const config = defaultRelayConfig({ dataDir, connectionsPerSecondPerSource: 0, ...overrides });
+  const masterKeyFile = masterKeyFileFor(dataDir);
+  const config = defaultRelayConfig({
+    dataDir,
+    connectionsPerSecondPerSource: 0,
+    masterKeyFile,
+    ...overrides,
+  });
   const registry = new Registry();
   const log = createLogger("relay-test", process.env.LOG_LEVEL ?? "warn");
   const host = createHost({ port: 0, host: "127.0.0.1", staticDir: undefined, registry, log });
@@ -62,7 +84,11 @@ export async function startTestRelay(
     runGcForTest: () => service.runGc(),
     async close(keep = false) {
       await host.close();
-      if (!keep && !options.dataDir) rmSync(dataDir, { recursive: true, force: true });
+      if (!keep && !options.dataDir) {
+        rmSync(dataDir, { recursive: true, force: true });
+        rmSync(dirname(masterKeyFile), { recursive: true, force: true });
+        masterKeyFiles.delete(dataDir);
+      }
     },
   };
 }

@@ -30,6 +30,7 @@ import {
 import { decodeVersionHeader, encodeVersionHeader } from "../core/wire/version.ts";
 import { ed25519Verify, sealDelivery } from "./node-crypto.ts";
 import type { RelayContext, Subscription } from "./service.ts";
+import { isNoSpaceError } from "./store/errors.ts";
 import type { QueueRecord, StoredMessageMeta } from "./store/types.ts";
 
 const ZERO_SIGNATURE = new Uint8Array(64);
@@ -215,6 +216,8 @@ export class RelayConnection {
         () => this.#ctx.metrics.commands.inc({ command: command.k, result: "ok" }),
         (e: unknown) => {
           if (e instanceof Refused) return this.#error(e.wire, command.i, command.k);
+          // A commit the disk had no room for (ACK, DEL, …): nothing changed; the client retries.
+          if (isNoSpaceError(e)) return this.#error("FULL", command.i, command.k);
           this.#ctx.log.error({ err: e, command: command.k }, "relay command failed");
           this.#error("INTERNAL", command.i, command.k);
         },

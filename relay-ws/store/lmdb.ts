@@ -28,7 +28,7 @@ import { toHex } from "../../core/bytes.ts";
 import { BLOCK_SIZE, OTK_BLOCK_SIZE, padBlock } from "../../core/relay/protocol.ts";
 import { encodeCanonical } from "../../core/wire/codec.ts";
 import { AT_REST_KEY_LENGTH, openAtRest } from "../node-crypto.ts";
-import { isNoSpaceError, StoreError } from "./errors.ts";
+import { commitCause, guardLmdbCommitRejections, isNoSpaceError, StoreError } from "./errors.ts";
 import { KEYRING_FILE, Keyring } from "./keyring.ts";
 import type {
   AppendResult,
@@ -205,6 +205,7 @@ export class LmdbStore implements RelayStore {
     this.#quotaBytes = options.quotaBytes ?? 0;
     this.#minFree = options.minFreeDiskBytes ?? 0;
     this.#idleMs = options.idleQueueMs ?? 0;
+    guardLmdbCommitRejections();
     this.#root = open({
       path: options.path,
       // A folder whatever its name: lmdb-js takes a path with an extension ("x.y") for a file.
@@ -361,9 +362,10 @@ export class LmdbStore implements RelayStore {
       .then(async () => {
         if (this.#overlapping) await this.#root.flushed;
       })
-      .then(batch.resolve, (e: unknown) => {
-        if (isNoSpaceError(e)) this.#noSpaceUntil = performance.now() + NO_SPACE_BACKOFF_MS;
-        batch.reject(e);
+      .then(batch.resolve, async (e: unknown) => {
+        const cause = await commitCause(e);
+        if (isNoSpaceError(cause)) this.#noSpaceUntil = performance.now() + NO_SPACE_BACKOFF_MS;
+        batch.reject(cause);
       })
       .finally(() => {
         this.#inflight = false;

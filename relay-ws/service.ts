@@ -211,7 +211,8 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     const r = await theStore.gc(clock());
     if (r.expiredMessages) metrics.gcRemoved.inc({ reason: "expired" }, r.expiredMessages);
     if (r.expiredSendIds) metrics.gcRemoved.inc({ reason: "send_ids" }, r.expiredSendIds);
-    if (r.expiredMessages || r.expiredSendIds) log.info(r, "relay gc");
+    if (r.idleQueues) metrics.gcRemoved.inc({ reason: "idle_queues" }, r.idleQueues);
+    if (r.expiredMessages || r.expiredSendIds || r.idleQueues || r.destroyedEpochs) log.info(r, "relay gc");
     return r;
   }
 

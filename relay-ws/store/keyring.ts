@@ -50,12 +50,20 @@ export interface KeyringState {
   epochs: Epoch[];
 }
 
-function kekOf(master: Uint8Array): Buffer {
+/** The key that seals the keyring slots (docs/protocol/relay.md §At rest). */
+export function keyringKek(master: Uint8Array): Buffer {
   return Buffer.from(hkdf(sha256, master, KEK_SALT, KEK_INFO, 32));
 }
 
-/** One slot's bytes for `state` (SLOT_SIZE long, zero-filled after the tag). */
-export function encodeSlot(master: Uint8Array, state: KeyringState): Buffer {
+/**
+ * One slot's bytes for `state` (SLOT_SIZE long, zero-filled after the tag). `iv` is a parameter
+ * only for docs/vectors/relay-at-rest-v1.json; callers draw a fresh one.
+ */
+export function encodeSlot(
+  master: Uint8Array,
+  state: KeyringState,
+  iv: Uint8Array = randomBytes(IV),
+): Buffer {
   if (state.epochs.length > MAX_EPOCHS) throw new RangeError("encodeSlot: too many epochs");
   const header = Buffer.alloc(HEADER);
   MAGIC.copy(header, 0);
@@ -67,8 +75,7 @@ export function encodeSlot(master: Uint8Array, state: KeyringState): Buffer {
     plain.writeBigUInt64BE(BigInt(e.startMs), i * ENTRY + 4);
     e.key.copy(plain, i * ENTRY + 12);
   });
-  const kek = kekOf(master);
-  const iv = randomBytes(IV);
+  const kek = keyringKek(master);
   const c = createCipheriv("aes-256-gcm", kek, iv);
   c.setAAD(header);
   const body = Buffer.concat([c.update(plain), c.final(), c.getAuthTag()]);
@@ -88,7 +95,7 @@ export function decodeSlot(master: Uint8Array, slot: Uint8Array): KeyringState |
   const count = b.readUInt16BE(16);
   if (count > MAX_EPOCHS || !Number.isSafeInteger(generation)) return undefined;
   const end = HEADER + IV + count * ENTRY + TAG;
-  const kek = kekOf(master);
+  const kek = keyringKek(master);
   let plain: Buffer;
   try {
     const d = createDecipheriv("aes-256-gcm", kek, b.subarray(HEADER, HEADER + IV));

@@ -12,8 +12,9 @@ import { open } from "lmdb";
 import { afterEach, describe, expect, it } from "vitest";
 import { BLOCK_SIZE, padBlock } from "../../core/relay/protocol.ts";
 import { sealAtRest } from "../node-crypto.ts";
+import { bucketSize } from "./at-rest.ts";
 import { KEYRING_FILE, keyringEpochs, SLOT_SIZE } from "./keyring.ts";
-import { bucketSize, LmdbStore, type LmdbStoreOptions } from "./lmdb.ts";
+import { LmdbStore, type LmdbStoreOptions } from "./lmdb.ts";
 import type { QueueRecord } from "./types.ts";
 
 const HOUR = 3_600_000;

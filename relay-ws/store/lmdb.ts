@@ -19,7 +19,7 @@
  * writes with "full" and keep what is stored; queues without activity for `idleQueueMs` are
  * deleted by GC.
  */
-import { createCipheriv, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { existsSync, statfsSync } from "node:fs";
 import { join } from "node:path";
 import { decode } from "@msgpack/msgpack";
@@ -27,7 +27,16 @@ import { type Database, open, type RootDatabase } from "lmdb";
 import { toHex } from "../../core/bytes.ts";
 import { BLOCK_SIZE, OTK_BLOCK_SIZE, padBlock } from "../../core/relay/protocol.ts";
 import { encodeCanonical } from "../../core/wire/codec.ts";
-import { AT_REST_KEY_LENGTH, openAtRest } from "../node-crypto.ts";
+import { AT_REST_KEY_LENGTH } from "../node-crypto.ts";
+import {
+  bucketSize,
+  epochOf,
+  KEY_RECORD_LENGTH,
+  openBlob,
+  sealBlob,
+  unwrapDataKey,
+  wrapDataKey,
+} from "./at-rest.ts";
 import { commitCause, guardLmdbCommitRejections, isNoSpaceError, StoreError } from "./errors.ts";
 import { KEYRING_FILE, Keyring } from "./keyring.ts";
 import type {
@@ -50,16 +59,12 @@ const EXP_MSG = 0x6d;
 const EXP_SEND = 0x73; // 's'
 
 const MSG_HEADER = 24 + 8 + 8; // msgId ‖ u64 timestamp ‖ u64 expiresAt
-/** A key record: u32 epoch ‖ iv(12) ‖ wrapped data key(32) ‖ tag(16). */
-const KEY_RECORD = 4 + 12 + AT_REST_KEY_LENGTH + 16;
+const KEY_RECORD = KEY_RECORD_LENGTH;
 /** Bytes a blob's key record adds to its queue's stored bytes. */
 const KEY_COST = KEY_RECORD;
 const LEGACY_KEY_RECORD = AT_REST_KEY_LENGTH;
 const EMPTY = Buffer.alloc(1);
 const DAY_MS = 86_400_000;
-const WRAP_AAD = Buffer.from("loft-relay/1 dk", "latin1");
-/** Smallest at-rest bucket: bodies are padded to max(256, next power of two of 2 + length). */
-export const MIN_BUCKET = 256;
 /** How long a "no space" commit failure refuses new writes before the disk is tried again. */
 const NO_SPACE_BACKOFF_MS = 5_000;
 const FREE_DISK_CHECK_MS = 1_000;
@@ -82,13 +87,6 @@ const readU64 = (b: Uint8Array, at: number): number =>
   Number(Buffer.from(b.buffer, b.byteOffset, b.byteLength).readBigUInt64BE(at));
 const cat = (...parts: Uint8Array[]): Buffer => Buffer.concat(parts);
 const MAX_U64 = Buffer.alloc(8, 0xff);
-
-/** The at-rest size of a body of `length` bytes in a block of at most `max` (docs/decisions.md). */
-export function bucketSize(length: number, max: number): number {
-  let size = MIN_BUCKET;
-  while (size < length + 2 && size < max) size *= 2;
-  return Math.min(size, max);
-}
 
 /** A write: a put/remove, or a function run inside the transaction (it reads what came before). */
 type WriteOp = [Database<Buffer, Buffer>, Buffer, Buffer | undefined] | (() => void);
@@ -390,30 +388,22 @@ export class LmdbStore implements RelayStore {
   }
 
   #wrap(epoch: number, epochKey: Buffer, dataKey: Uint8Array, keyKey: Buffer): Buffer {
-    const iv = randomBytes(12);
-    const c = createCipheriv("aes-256-gcm", epochKey, iv);
-    c.setAAD(cat(WRAP_AAD, u32(epoch), keyKey));
-    return cat(u32(epoch), iv, c.update(dataKey), c.final(), c.getAuthTag());
+    return wrapDataKey(epoch, epochKey, dataKey, keyKey);
   }
 
   /** The data key of a key record, or undefined (epoch destroyed, record damaged). */
   #unwrap(record: Buffer, keyKey: Buffer): Buffer | undefined {
-    if (record.length !== KEY_RECORD) return undefined;
-    const epoch = record.readUInt32BE(0);
-    const epochKey = this.#keyring.key(epoch);
-    if (!epochKey) return undefined;
-    return openAtRest(epochKey, record.subarray(4), cat(WRAP_AAD, u32(epoch), keyKey));
+    const epoch = epochOf(record);
+    const epochKey = epoch === undefined ? undefined : this.#keyring.key(epoch);
+    return epochKey ? unwrapDataKey(record, epochKey, keyKey) : undefined;
   }
 
   /** Seal a padded blob under a fresh data key; the key record goes under the current epoch. */
   #seal(block: Uint8Array, keyKey: Buffer): { sealed: Buffer; keyRecord: Buffer; epoch: number } {
     const dataKey = this.#keySource(AT_REST_KEY_LENGTH);
-    const iv = randomBytes(12);
-    const c = createCipheriv("aes-256-gcm", dataKey, iv);
-    c.setAAD(keyKey);
-    const sealed = cat(iv, c.update(block), c.final(), c.getAuthTag());
+    const sealed = sealBlob(dataKey, block, keyKey);
     const { id, key } = this.#keyring.current;
-    const keyRecord = this.#wrap(id, key, dataKey, keyKey);
+    const keyRecord = wrapDataKey(id, key, dataKey, keyKey);
     dataKey.fill(0);
     return { sealed, keyRecord, epoch: id };
   }
@@ -424,7 +414,7 @@ export class LmdbStore implements RelayStore {
     if (!record) return undefined;
     const dataKey = this.#unwrap(record, keyKey);
     if (!dataKey) return undefined;
-    const plain = openAtRest(dataKey, sealed, keyKey);
+    const plain = openBlob(dataKey, sealed, keyKey);
     dataKey.fill(0);
     if (!plain || plain.length === blockSize) return plain;
     const block = Buffer.alloc(blockSize);

@@ -18,7 +18,7 @@
  *   kek = HKDF-SHA256(ikm = master key, salt = "loft-relay/1 keyring", info = "kek"), AAD = the first 18 bytes
  */
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
-import { closeSync, existsSync, fsyncSync, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, openSync, readSync, renameSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
@@ -156,7 +156,7 @@ export class Keyring {
     if (!existsSync(path)) {
       const ring = new Keyring(path, masterCopy, keySource, { generation: 0, epochs: [] });
       ring.#state.epochs.push({ id: 0, startMs: nowMs, key: keySource(EPOCH_KEY_LENGTH) });
-      ring.#write();
+      ring.#create(dir);
       return ring;
     }
     const slots = readSlots(path);
@@ -220,8 +220,31 @@ export class Keyring {
     this.#master.fill(0);
   }
 
+  /** First write: both slots into a temporary file, fsync, rename, fsync the folder (atomic). */
+  #create(dir: string): void {
+    const tmp = `${this.#path}.tmp`;
+    const fd = openSync(tmp, "w", 0o600);
+    try {
+      for (const offset of [0, SLOT_SIZE]) {
+        this.#state.generation++;
+        writeSync(fd, encodeSlot(this.#master, this.#state), 0, SLOT_SIZE, offset);
+      }
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, this.#path);
+    const dirFd = openSync(dir, "r");
+    try {
+      fsyncSync(dirFd);
+    } finally {
+      closeSync(dirFd);
+    }
+  }
+
+  /** Rewrite both slots in place (slot 0, fsync, slot 1, fsync): destroyed keys are overwritten. */
   #write(): void {
-    const fd = openSync(this.#path, existsSync(this.#path) ? "r+" : "w+", 0o600);
+    const fd = openSync(this.#path, "r+");
     try {
       for (const offset of [0, SLOT_SIZE]) {
         this.#state.generation++;

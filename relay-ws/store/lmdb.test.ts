@@ -276,6 +276,22 @@ describe("relay LMDB store", () => {
     await raw.close();
   });
 
+  it("concurrent prekey fetches never hand out the same one-time prekey", async () => {
+    const store = openStore({ path: tempDir(), masterKey: randomBytes(32) });
+    const q = queue();
+    await store.createQueue(q);
+    const otks = [utf8("otk-a"), utf8("otk-b"), utf8("otk-c")];
+    await store.setPrekeys(
+      q.recipientId,
+      { bundle: utf8("bundle"), oneTime: otks, replaceOneTime: false },
+      10,
+    );
+    const taken = await Promise.all([1, 2, 3, 4].map(() => store.takePrekeys(q.recipientId)));
+    const got = taken.map((t) => (t?.oneTime ? new TextDecoder().decode(t.oneTime) : "none"));
+    expect(got.sort()).toEqual(["none", "otk-a", "otk-b", "otk-c"]);
+    expect(store.queueBytes(q.recipientId)).toBeLessThan(1024);
+  });
+
   it("opens a data dir whose name has a dot (as mktemp -d makes)", async () => {
     const path = tempDir("loft.relay-");
     const masterKey = randomBytes(32);

@@ -171,6 +171,8 @@ export class LmdbStore implements RelayStore {
   readonly #state = new Map<string, QueueState>();
   /** send ids accepted but not committed yet (rid‖sendId hex). */
   readonly #pendingSends = new Set<string>();
+  /** One-time prekeys handed out whose removal is not committed yet (rid‖seq hex). */
+  readonly #takenOtks = new Set<string>();
   /** Record keys being deleted (hex), so ack/drop/gc never race. */
   readonly #deleting = new Set<string>();
   readonly #listeners: ((recipientId: Uint8Array) => void)[] = [];
@@ -443,8 +445,11 @@ export class LmdbStore implements RelayStore {
   // Queue state and the disk budget
 
   /** Enqueue a change of the persisted queue state, applied to what is committed before it. */
-  #stateDelta(rid: Buffer, d: { bytes?: number; nextSeq?: number; nextOtk?: number; day?: number }): void {
-    this.#enqueue(() => {
+  #stateDelta(
+    rid: Buffer,
+    d: { bytes?: number; nextSeq?: number; nextOtk?: number; day?: number },
+  ): Promise<void> {
+    return this.#enqueue(() => {
       const raw = this.#seqs.get(rid);
       if (!raw && !this.#queues.doesExist(rid)) return;
       const st = raw ? decodeState(raw) : { nextSeq: 0, nextOtk: 0, bytes: 0, activeDay: 0 };
@@ -465,7 +470,7 @@ export class LmdbStore implements RelayStore {
     const today = this.#today();
     if (st.activeDay === today) return;
     st.activeDay = today;
-    this.#stateDelta(rid, { day: today });
+    void this.#stateDelta(rid, { day: today });
   }
 
   /** Whether `bytes` more may be written now (quota, free-disk floor, recent "no space"). */
@@ -748,8 +753,7 @@ export class LmdbStore implements RelayStore {
       this.#del(this.#deliveries, recKey);
       this.#del(this.#expiry, cat(u64(expiresAt), Buffer.of(EXP_MSG), recKey));
       this.#delKey(cat(Buffer.of(TAG_MSG), recKey));
-      this.#stateDelta(rid, { bytes: -cost });
-      await this.#durable();
+      await this.#durable(this.#stateDelta(rid, { bytes: -cost }));
       this.#deliveryCounts.delete(hex);
       st.count = Math.max(0, st.count - 1);
       this.#release(st, cost);
@@ -832,21 +836,31 @@ export class LmdbStore implements RelayStore {
     const bundle = this.#open(sealedBundle, cat(Buffer.of(TAG_BUNDLE), rid), BLOCK_SIZE);
     if (!bundle) return undefined;
     const st = this.#loadState(rid);
+    // One-time prekeys handed out but whose removal is not committed yet are skipped, so two
+    // fetches in flight never get the same one.
     for (const { key, value } of this.#otks.getRange({
       start: cat(rid, u64(0)),
       end: cat(rid, MAX_U64),
-      limit: 1,
+      limit: this.#takenOtks.size + 1,
     })) {
       const k = Buffer.from(key);
+      const hex = toHex(k);
+      if (this.#takenOtks.has(hex)) continue;
+      this.#takenOtks.add(hex);
       const keyKey = cat(Buffer.of(TAG_OTK), k);
       const otk = this.#open(Buffer.from(value), keyKey, OTK_BLOCK_SIZE);
       const cost = value.length + KEY_COST;
-      // Take it out before answering so no two senders get the same one-time prekey.
       st.otks = Math.max(0, st.otks - 1);
       this.#del(this.#otks, k);
       this.#delKey(keyKey);
-      this.#stateDelta(rid, { bytes: -cost });
-      await this.#durable();
+      try {
+        await this.#durable(this.#stateDelta(rid, { bytes: -cost }));
+      } catch (e) {
+        st.otks++;
+        throw e;
+      } finally {
+        this.#takenOtks.delete(hex);
+      }
       this.#release(st, cost);
       const out = otk
         ? { bundle: blockBody(bundle), oneTime: blockBody(otk) }

@@ -147,10 +147,24 @@ export function loadMasterKeys(
 /** Open the store described by `config` (data dir, keys, quotas, expiry). */
 export function openRelayStore(
   config: RelayConfig,
-  deps: { log: Pick<Logger, "warn">; clock?: () => number; env?: Record<string, string | undefined> },
+  deps: {
+    log: Pick<Logger, "warn" | "info">;
+    clock?: () => number;
+    env?: Record<string, string | undefined>;
+  },
 ): LmdbStore {
   const dir = prepareDataDir(config.dataDir);
   const keys = loadMasterKeys(config, dir, deps.log, deps.env);
+  deps.log.info(
+    {
+      masterKey: keys.source,
+      rotatingFromPrevious: keys.previous !== undefined,
+      keyEpochSeconds: config.keyEpochSeconds,
+      quotaBytes: config.storeQuotaBytes,
+      queueIdleDays: config.queueIdleDays,
+    },
+    "relay store keys and limits",
+  );
   try {
     return new LmdbStore({
       path: dir,

@@ -171,6 +171,8 @@ export class LmdbStore implements RelayStore {
   readonly #state = new Map<string, QueueState>();
   /** send ids accepted but not committed yet (rid‖sendId hex). */
   readonly #pendingSends = new Set<string>();
+  /** Queues whose deletion is not committed yet (rid hex): writes to them are refused. */
+  readonly #deletingQueues = new Set<string>();
   /** One-time prekeys handed out whose removal is not committed yet (rid‖seq hex). */
   readonly #takenOtks = new Set<string>();
   /** Record keys being deleted (hex), so ack/drop/gc never race. */
@@ -559,51 +561,66 @@ export class LmdbStore implements RelayStore {
   async deleteQueue(recipientId: Uint8Array): Promise<number> {
     const rid = Buffer.from(recipientId);
     const q = this.#queueSync(rid);
-    if (!q) return 0;
     const hex = toHex(rid);
-    const range = { start: cat(rid, u64(0)), end: cat(rid, MAX_U64) };
-    const msgKeys = [...this.#msgs.getKeys(range)].map((k) => Buffer.from(k as Buffer));
-    const otkKeys = [...this.#otks.getKeys(range)].map((k) => Buffer.from(k as Buffer));
-    for (const k of msgKeys) this.#deleting.add(toHex(k));
+    if (!q || this.#deletingQueues.has(hex)) return 0;
+    // From here on, writes to this queue are refused ("missing"), and the removal below runs inside
+    // the transaction, so it also takes whatever earlier writes to the queue are still pending.
+    this.#deletingQueues.add(hex);
     const st = this.#loadState(rid);
-    for (const k of msgKeys) {
-      this.#enqueue(() => {
-        const rec = this.#msgs.get(k);
-        if (rec) this.#expiry.remove(cat(u64(readU64(rec, 32)), Buffer.of(EXP_MSG), k));
-        this.#msgs.remove(k);
-        this.#deliveries.remove(k);
-      });
-      this.#delKey(cat(Buffer.of(TAG_MSG), k));
-    }
-    for (const k of otkKeys) {
-      this.#del(this.#otks, k);
-      this.#delKey(cat(Buffer.of(TAG_OTK), k));
-    }
-    this.#del(this.#bundles, rid);
-    this.#delKey(cat(Buffer.of(TAG_BUNDLE), rid));
-    for (const { key, value } of this.#sends.getRange({
-      start: cat(rid, Buffer.alloc(16)),
-      end: cat(rid, Buffer.alloc(16, 0xff)),
-      inclusiveEnd: true,
-    })) {
-      this.#del(this.#sends, Buffer.from(key));
-      this.#del(this.#expiry, cat(value.subarray(0, 8), Buffer.of(EXP_SEND), key));
-    }
-    this.#enqueue(() => {
+    let removed = 0;
+    const range = { start: cat(rid, u64(0)), end: cat(rid, MAX_U64) };
+    const removeKey = (keyKey: Buffer) => {
+      const record = this.#keys.get(keyKey);
+      if (!record) return;
+      if (record.length === KEY_RECORD) this.#byEpoch.remove(cat(record.subarray(0, 4), keyKey));
+      this.#keys.remove(keyKey);
+    };
+    const done = this.#enqueue(() => {
+      removed = 0;
+      for (const { key, value } of [...this.#msgs.getRange(range)].map((e) => ({
+        key: Buffer.from(e.key),
+        value: Buffer.from(e.value),
+      }))) {
+        this.#expiry.remove(cat(u64(readU64(value, 32)), Buffer.of(EXP_MSG), key));
+        this.#msgs.remove(key);
+        this.#deliveries.remove(key);
+        removeKey(cat(Buffer.of(TAG_MSG), key));
+        removed++;
+      }
+      for (const key of [...this.#otks.getKeys(range)].map((k) => Buffer.from(k as Buffer))) {
+        this.#otks.remove(key);
+        removeKey(cat(Buffer.of(TAG_OTK), key));
+      }
+      this.#bundles.remove(rid);
+      removeKey(cat(Buffer.of(TAG_BUNDLE), rid));
+      const sends = [
+        ...this.#sends.getRange({
+          start: cat(rid, Buffer.alloc(16)),
+          end: cat(rid, Buffer.alloc(16, 0xff)),
+          inclusiveEnd: true,
+        }),
+      ].map((e) => ({ key: Buffer.from(e.key), value: Buffer.from(e.value) }));
+      for (const { key, value } of sends) {
+        this.#sends.remove(key);
+        this.#expiry.remove(cat(value.subarray(0, 8), Buffer.of(EXP_SEND), key));
+      }
       const raw = this.#seqs.get(rid);
       if (raw) this.#active.remove(cat(u32(decodeState(raw).activeDay), rid));
       this.#seqs.remove(rid);
+      this.#queues.remove(rid);
+      this.#senders.remove(Buffer.from(q.senderId));
     });
-    this.#del(this.#queues, rid);
     try {
-      await this.#durable(this.#del(this.#senders, Buffer.from(q.senderId)));
+      await this.#durable(done);
     } finally {
-      for (const k of msgKeys) this.#deleting.delete(toHex(k));
+      this.#deletingQueues.delete(hex);
     }
     this.#release(undefined, st.bytes);
-    for (const k of msgKeys) this.#deliveryCounts.delete(toHex(k));
+    const prefix = hex;
+    for (const k of [...this.#deliveryCounts.keys()])
+      if (k.startsWith(prefix)) this.#deliveryCounts.delete(k);
     this.#state.delete(hex);
-    return msgKeys.length;
+    return removed;
   }
 
   #loadState(rid: Buffer): QueueState {
@@ -630,7 +647,7 @@ export class LmdbStore implements RelayStore {
   async append(recipientId: Uint8Array, m: NewMessage, quota: number): Promise<AppendResult> {
     const rid = Buffer.from(recipientId);
     const q = this.#queueSync(rid);
-    if (!q) return "missing";
+    if (!q || this.#deletingQueues.has(toHex(rid))) return "missing";
     if (q.suspended) return "suspended";
     const st = this.#loadState(rid);
     const sendKey = cat(rid, m.sendId);
@@ -772,7 +789,7 @@ export class LmdbStore implements RelayStore {
     maxOneTime: number,
   ): Promise<"ok" | "limit" | "missing" | "full"> {
     const rid = Buffer.from(recipientId);
-    if (!this.#queueSync(rid)) return "missing";
+    if (!this.#queueSync(rid) || this.#deletingQueues.has(toHex(rid))) return "missing";
     const st = this.#loadState(rid);
     const existing = u.replaceOneTime ? 0 : st.otks;
     if (existing + u.oneTime.length > maxOneTime) return "limit";

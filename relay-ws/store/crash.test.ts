@@ -39,12 +39,15 @@ describe("relay store crash safety with epoch keys", () => {
       errors += c.toString();
     });
     const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-    await new Promise<void>((resolve, reject) => {
+    let lineCount = 0;
+    const ready = new Promise<void>((resolve, reject) => {
       child.stdout.on("data", (chunk: Buffer) => {
         buffered += chunk.toString();
         const lines = buffered.split("\n");
         buffered = lines.pop() ?? "";
         for (const line of lines) {
+          // Bounded: a worker that never reaches the kill point fails the test instead of running on.
+          if (++lineCount > 500_000) reject(new Error("worker never reached the kill point"));
           const [kind, a, b] = line.split(" ");
           if (kind === "Q") rid = a!;
           else if (kind === "A") appended.set(Number(a), b!);
@@ -58,7 +61,12 @@ describe("relay store crash safety with epoch keys", () => {
       });
       void exited.then(() => reject(new Error(`worker exited early:\n${errors}`)));
     });
-    await exited;
+    try {
+      await ready;
+    } finally {
+      child.kill("SIGKILL");
+      await exited;
+    }
     expect(rid).toHaveLength(48);
 
     const store = new LmdbStore({ path: dir, masterKey });

@@ -10,7 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { open } from "lmdb";
 import { afterEach, describe, expect, it } from "vitest";
-import { keyringEpochs } from "./keyring.ts";
+import { unwrapDataKey } from "./at-rest.ts";
+import { decodeSlot, KEYRING_FILE, keyringEpochs, SLOT_SIZE } from "./keyring.ts";
 import { LmdbStore, type LmdbStoreOptions } from "./lmdb.ts";
 import type { QueueRecord } from "./types.ts";
 
@@ -50,6 +51,12 @@ const queue = (): QueueRecord => ({
   senderKey: undefined,
   suspended: false,
 });
+
+/** The live epochs of a data dir's keyring, opened with the master key (both slots agree). */
+function decodeKeyring(dir: string, masterKey: Uint8Array) {
+  const file = readFileSync(join(dir, KEYRING_FILE));
+  return decodeSlot(masterKey, file.subarray(0, SLOT_SIZE))?.epochs ?? [];
+}
 
 const body = (i: number) => new TextEncoder().encode(`${MARKER}-${i}`);
 
@@ -185,5 +192,52 @@ describe("relay store at rest", () => {
     expect(new TextDecoder().decode(first!.subarray(2, 2 + body(0).length))).toBe(`${MARKER}-0`);
     expect((await right.takePrekeys(q.recipientId))?.oneTime).toEqual(body(7));
     await right.close();
+  });
+
+  it("even with the master key, a copy taken once the epoch is destroyed unwraps no stale key of an ACKed message", async () => {
+    const dir = tempDir("relay-stale");
+    let now = Date.UTC(2031, 0, 1);
+    const { store, masterKey } = recordingStore(dir, { clock: () => now, keyEpochMs: 3_600_000 });
+    // Two rotations first, so the messages' epoch id (2) is not the zero word of empty pages.
+    for (let i = 0; i < 2; i++) {
+      now += 3_600_000;
+      await store.gc(now);
+    }
+    const q = queue();
+    await store.createQueue(q);
+    await fill(store, q, 50, now);
+    const keyKeys = Array.from({ length: 50 }, (_, seq) => {
+      const k = Buffer.alloc(1 + 24 + 8);
+      k[0] = 0x6d;
+      Buffer.from(q.recipientId).copy(k, 1);
+      k.writeBigUInt64BE(BigInt(seq), 25);
+      return k;
+    });
+    expect(await ackAll(store, q)).toBe(50);
+
+    // The attacker: every 64-byte window that starts with a live epoch id, tried as a key record
+    // of every acknowledged message, unwrapped with the epoch keys the master key opens.
+    const staleKeys = () => {
+      const ring = decodeKeyring(dir, masterKey);
+      const data = readFileSync(join(dir, "data.mdb"));
+      let found = 0;
+      for (const epoch of ring) {
+        const id = Buffer.alloc(4);
+        id.writeUInt32BE(epoch.id);
+        for (let at = data.indexOf(id); at >= 0 && at + 64 <= data.length; at = data.indexOf(id, at + 1)) {
+          const window = data.subarray(at, at + 64);
+          if (window.subarray(4, 16).every((b) => b === 0)) continue;
+          for (const keyKey of keyKeys) if (unwrapDataKey(window, epoch.key, keyKey)) found++;
+        }
+      }
+      return found;
+    };
+    // While epoch 2 lives, freed LMDB pages still hold wrapped keys of ACKed messages: the attack works.
+    expect(staleKeys()).toBeGreaterThan(0);
+    now += 2 * 3_600_000 + 1;
+    expect((await store.gc(now)).destroyedEpochs).toBeGreaterThan(0);
+    await store.close();
+    expect(decodeKeyring(dir, masterKey).map((e) => e.id)).not.toContain(2);
+    expect(staleKeys()).toBe(0);
   });
 });

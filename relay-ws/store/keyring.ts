@@ -19,6 +19,7 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import { closeSync, existsSync, fsyncSync, openSync, readSync, renameSync, writeSync } from "node:fs";
+import { open } from "node:fs/promises";
 import { join } from "node:path";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
@@ -196,22 +197,35 @@ export class Keyring {
     return this.#state.epochs.find((e) => e.id === id)?.key;
   }
 
-  /** Start a new epoch (durably) and make it current. False when the keyring is full. */
-  rotate(nowMs: number): boolean {
+  /**
+   * Start a new epoch and make it current once it is on disk (until then the previous one stays
+   * current). False when the keyring is full. Asynchronous I/O: the fsyncs never block the relay.
+   */
+  async rotate(nowMs: number): Promise<boolean> {
     if (this.#state.epochs.length >= MAX_EPOCHS) return false;
-    const id = (this.current.id + 1) >>> 0;
-    this.#state.epochs.push({ id, startMs: nowMs, key: this.#keySource(EPOCH_KEY_LENGTH) });
-    this.#write();
+    const epoch = { id: (this.current.id + 1) >>> 0, startMs: nowMs, key: this.#keySource(EPOCH_KEY_LENGTH) };
+    const next = { generation: this.#state.generation, epochs: [...this.#state.epochs, epoch] };
+    try {
+      await this.#writeAsync(next);
+    } catch (e) {
+      epoch.key.fill(0);
+      throw e;
+    }
+    this.#state = next;
     return true;
   }
 
   /** Destroy epochs (never the current one): rewritten out of both slots, then wiped in memory. */
-  destroy(ids: readonly number[]): void {
+  async destroy(ids: readonly number[]): Promise<void> {
     const cur = this.current.id;
     const gone = this.#state.epochs.filter((e) => ids.includes(e.id) && e.id !== cur);
     if (gone.length === 0) return;
-    this.#state.epochs = this.#state.epochs.filter((e) => !gone.includes(e));
-    this.#write();
+    const next = {
+      generation: this.#state.generation,
+      epochs: this.#state.epochs.filter((e) => !gone.includes(e)),
+    };
+    await this.#writeAsync(next);
+    this.#state = next;
     for (const e of gone) e.key.fill(0);
   }
 
@@ -239,6 +253,20 @@ export class Keyring {
       fsyncSync(dirFd);
     } finally {
       closeSync(dirFd);
+    }
+  }
+
+  /** #write for a new state, without blocking the event loop; `state.generation` advances. */
+  async #writeAsync(state: KeyringState): Promise<void> {
+    const file = await open(this.#path, "r+");
+    try {
+      for (const offset of [0, SLOT_SIZE]) {
+        state.generation++;
+        await file.write(encodeSlot(this.#master, state), 0, SLOT_SIZE, offset);
+        await file.sync();
+      }
+    } finally {
+      await file.close();
     }
   }
 

@@ -964,7 +964,7 @@ export class LmdbStore implements RelayStore {
    */
   async #rotateKeys(nowMs: number): Promise<{ destroyed: number; rewrapped: number }> {
     const ring = this.#keyring;
-    if (nowMs >= ring.current.startMs + this.#epochMs) ring.rotate(nowMs);
+    if (nowMs >= ring.current.startMs + this.#epochMs) await ring.rotate(nowMs);
     await this.#durable();
     let rewrapped = 0;
     const empty: number[] = [];
@@ -976,7 +976,7 @@ export class LmdbStore implements RelayStore {
       for (const _ of this.#byEpoch.getKeys({ start: prefix, end: u32(e.id + 1), limit: 1 })) holds = true;
       if (!holds) empty.push(e.id);
     }
-    if (empty.length > 0) ring.destroy(empty);
+    if (empty.length > 0) await ring.destroy(empty);
     return { destroyed: empty.length, rewrapped };
   }
 

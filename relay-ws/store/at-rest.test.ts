@@ -121,10 +121,11 @@ describe("relay store at rest", () => {
     await fill(store, q, 50, now);
     const needles = () => [
       ...drawn.map((k, i) => ({ label: `drawn key #${i}`, bytes: k })),
+      { label: "server→recipient key", bytes: q.rcvKey },
       { label: "master key", bytes: masterKey },
       { label: "plaintext marker", bytes: new TextEncoder().encode(MARKER) },
     ];
-    expect(drawn.length).toBeGreaterThanOrEqual(52); // 50 messages, bundle, one-time prekey (+ epochs)
+    expect(drawn.length).toBeGreaterThanOrEqual(53); // 50 messages, bundle, one-time prekey, rcv key (+ epochs)
     // Live: the copy holds only sealed data and wrapped keys.
     expect(scan(dir, needles())).toEqual([]);
 

@@ -90,7 +90,8 @@ describe("relay LMDB store", () => {
     store = await reopen(store, options);
     now += HOUR; // epoch 2; epoch 0 began two epochs ago: re-wrapped, then destroyed
     r = await store.gc(now);
-    expect(r).toMatchObject({ destroyedEpochs: 2, rewrappedKeys: 1 }); // 0 (re-wrapped) and 1 (empty)
+    // 0 (its survivor and the queue's rcv key re-wrapped) and 1 (empty)
+    expect(r).toMatchObject({ destroyedEpochs: 2, rewrappedKeys: 2 });
     expect(keyringEpochs(path, masterKey)).toEqual([[2], [2]]);
     expect(store.stats().keyEpochs).toBe(1);
     store = await reopen(store, options);
@@ -268,11 +269,16 @@ describe("relay LMDB store", () => {
     const store = openStore({ path, masterKey });
     expect(text(await store.read(q.recipientId, 0))).toBe("from before");
     expect(store.queueBytes(q.recipientId)).toBeGreaterThan(BLOCK_SIZE);
+    expect((await store.queueByRecipient(q.recipientId))?.rcvKey).toEqual(q.rcvKey);
+    expect((await store.queueBySender(q.senderId))?.rcvKey).toEqual(q.rcvKey);
     await store.close();
     stores.splice(0);
     const raw = open({ path, noSubdir: false, maxDbs: 16, readOnly: true });
     const keys = raw.openDB<Buffer, Buffer>("keys", { keyEncoding: "binary", encoding: "binary" });
     expect(keys.get(keyKey)?.length).toBe(64);
+    // The queue's server→recipient key is sealed now too; its raw bytes are gone from the record.
+    const queues = raw.openDB<Buffer, Buffer>("queues", { keyEncoding: "binary", encoding: "binary" });
+    expect(queues.get(rid)?.includes(Buffer.from(q.rcvKey))).toBe(false);
     await raw.close();
   });
 

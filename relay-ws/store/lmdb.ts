@@ -54,6 +54,9 @@ import type {
 const TAG_MSG = 0x6d; // 'm'
 const TAG_BUNDLE = 0x62; // 'b'
 const TAG_OTK = 0x6f; // 'o'
+const TAG_QUEUE = 0x71; // 'q': a queue's server→recipient key
+/** Opened server→recipient keys kept in memory (cleared when full, like the relay's key cache). */
+const RCV_CACHE_MAX = 100_000;
 /** Expiry-index tags. */
 const EXP_MSG = 0x6d;
 const EXP_SEND = 0x73; // 's'
@@ -171,6 +174,8 @@ export class LmdbStore implements RelayStore {
   readonly #state = new Map<string, QueueState>();
   /** send ids accepted but not committed yet (rid‖sendId hex). */
   readonly #pendingSends = new Set<string>();
+  /** Opened server→recipient keys by rid hex (the relay holds them in memory anyway). */
+  readonly #rcvKeys = new Map<string, Uint8Array>();
   /** Queues whose deletion is not committed yet (rid hex): writes to them are refused. */
   readonly #deletingQueues = new Set<string>();
   /** One-time prekeys handed out whose removal is not committed yet (rid‖seq hex). */
@@ -276,9 +281,13 @@ export class LmdbStore implements RelayStore {
     for (const { key, value } of this.#seqs.getRange({}))
       if (value.length !== STATE_RECORD) legacyStates.push(Buffer.from(key));
     const unindexed: Buffer[] = [];
-    for (const rid of this.#queues.getKeys({}) as Iterable<Buffer>)
-      if (!this.#seqs.doesExist(rid)) unindexed.push(Buffer.from(rid));
-    if (legacyKeys.length + legacyStates.length + unindexed.length === 0) return;
+    const plainRcv: Buffer[] = [];
+    for (const { key, value } of this.#queues.getRange({})) {
+      const rid = Buffer.from(key);
+      if (!this.#seqs.doesExist(rid)) unindexed.push(rid);
+      if (decodeQueue(rid, value).rcvKey.length === AT_REST_KEY_LENGTH) plainRcv.push(rid);
+    }
+    if (legacyKeys.length + legacyStates.length + unindexed.length + plainRcv.length === 0) return;
     const epoch = this.#keyring.current;
     const today = this.#today();
     this.#root.transactionSync(() => {
@@ -297,6 +306,14 @@ export class LmdbStore implements RelayStore {
         };
         this.#seqs.put(rid, encodeState(st));
         this.#active.put(cat(u32(today), rid), EMPTY);
+      }
+      for (const rid of plainRcv) {
+        const q = decodeQueue(rid, this.#queues.get(rid)!);
+        const keyKey = cat(Buffer.of(TAG_QUEUE), rid);
+        const { sealed, keyRecord, epoch: id } = this.#seal(q.rcvKey, keyKey);
+        this.#keys.put(keyKey, keyRecord);
+        this.#byEpoch.put(cat(u32(id), keyKey), EMPTY);
+        this.#queues.put(rid, encodeQueue({ ...q, rcvKey: sealed }));
       }
     });
   }
@@ -412,7 +429,10 @@ export class LmdbStore implements RelayStore {
     return { sealed, keyRecord, epoch: id };
   }
 
-  /** Open a sealed blob and return its plaintext, padded to `blockSize` (what the wire carries). */
+  /**
+   * Open a sealed blob and return its plaintext, padded to `blockSize` (what the wire carries;
+   * 0: as stored).
+   */
   #open(sealed: Buffer, keyKey: Buffer, blockSize: number): Buffer | undefined {
     const record = this.#keys.get(keyKey);
     if (!record) return undefined;
@@ -420,7 +440,7 @@ export class LmdbStore implements RelayStore {
     if (!dataKey) return undefined;
     const plain = openBlob(dataKey, sealed, keyKey);
     dataKey.fill(0);
-    if (!plain || plain.length === blockSize) return plain;
+    if (!plain || blockSize === 0 || plain.length === blockSize) return plain;
     const block = Buffer.alloc(blockSize);
     plain.copy(block, 0, 0, Math.min(plain.length, blockSize));
     plain.fill(0);
@@ -517,7 +537,11 @@ export class LmdbStore implements RelayStore {
   async createQueue(q: QueueRecord): Promise<void> {
     const rid = Buffer.from(q.recipientId);
     const today = this.#today();
-    this.#put(this.#queues, rid, encodeQueue(q));
+    // The server→recipient key is a secret too: sealed like a blob, its data key under the epoch.
+    const keyKey = cat(Buffer.of(TAG_QUEUE), rid);
+    const { sealed, keyRecord, epoch } = this.#seal(q.rcvKey, keyKey);
+    this.#putKey(keyKey, keyRecord, epoch);
+    this.#put(this.#queues, rid, encodeQueue({ ...q, rcvKey: sealed }));
     this.#put(this.#seqs, rid, encodeState({ nextSeq: 0, nextOtk: 0, bytes: 0, activeDay: today }));
     this.#put(this.#active, cat(u32(today), rid), EMPTY);
     await this.#durable(this.#put(this.#senders, Buffer.from(q.senderId), rid));
@@ -525,17 +549,39 @@ export class LmdbStore implements RelayStore {
   }
 
   async queueByRecipient(recipientId: Uint8Array): Promise<QueueRecord | undefined> {
-    return this.#queueSync(Buffer.from(recipientId));
+    return this.#withRcvKey(this.#queueSync(Buffer.from(recipientId)));
   }
 
   async queueBySender(senderId: Uint8Array): Promise<QueueRecord | undefined> {
     const rid = this.#senders.get(Buffer.from(senderId));
-    return rid ? this.#queueSync(rid) : undefined;
+    return rid ? this.#withRcvKey(this.#queueSync(rid)) : undefined;
   }
 
+  /** The queue record as stored (its rcvKey sealed): for the store's own checks and updates. */
   #queueSync(rid: Buffer): QueueRecord | undefined {
     const raw = this.#queues.get(rid);
     return raw ? decodeQueue(rid, raw) : undefined;
+  }
+
+  /** The record with its server→recipient key opened (cached: every command looks a queue up). */
+  #withRcvKey(q: QueueRecord | undefined): QueueRecord | undefined {
+    if (!q) return undefined;
+    if (q.rcvKey.length === AT_REST_KEY_LENGTH) return q; // written before it was sealed
+    const hex = toHex(q.recipientId);
+    let rcvKey = this.#rcvKeys.get(hex);
+    if (!rcvKey) {
+      const opened = this.#open(
+        Buffer.from(q.rcvKey),
+        cat(Buffer.of(TAG_QUEUE), Buffer.from(q.recipientId)),
+        0,
+      );
+      if (!opened) return undefined;
+      rcvKey = new Uint8Array(opened);
+      opened.fill(0);
+      if (this.#rcvKeys.size >= RCV_CACHE_MAX) this.#rcvKeys.clear();
+      this.#rcvKeys.set(hex, rcvKey);
+    }
+    return { ...q, rcvKey };
   }
 
   async secureQueue(recipientId: Uint8Array, senderKey: Uint8Array): Promise<"ok" | "conflict" | "missing"> {
@@ -593,6 +639,7 @@ export class LmdbStore implements RelayStore {
       }
       this.#bundles.remove(rid);
       removeKey(cat(Buffer.of(TAG_BUNDLE), rid));
+      removeKey(cat(Buffer.of(TAG_QUEUE), rid));
       const sends = [
         ...this.#sends.getRange({
           start: cat(rid, Buffer.alloc(16)),
@@ -616,6 +663,8 @@ export class LmdbStore implements RelayStore {
       this.#deletingQueues.delete(hex);
     }
     this.#release(undefined, st.bytes);
+    // Dropped, not wiped: a delivery in flight may still hold this buffer.
+    this.#rcvKeys.delete(hex);
     const prefix = hex;
     for (const k of [...this.#deliveryCounts.keys()])
       if (k.startsWith(prefix)) this.#deliveryCounts.delete(k);
@@ -1038,6 +1087,8 @@ export class LmdbStore implements RelayStore {
     await this.#gcChain;
     await this.#durable().catch(() => {});
     await this.#root.close();
+    for (const k of this.#rcvKeys.values()) k.fill(0);
+    this.#rcvKeys.clear();
     this.#keyring.close();
   }
 }

@@ -35,6 +35,14 @@ interface Vectors {
     wrapIv: string;
     keyRecord: string;
   }[];
+  queueRcvKey: {
+    keyKey: string;
+    rcvKey: string;
+    dataKey: string;
+    sealed: string;
+    epoch: number;
+    keyRecord: string;
+  };
 }
 
 const raw = readFileSync(RELAY_AT_REST_VECTOR_FILE, "utf8");
@@ -71,6 +79,21 @@ describe("docs/vectors/relay-at-rest-v1.json", () => {
     const s = h(v.keyring.slot);
     const plain = gcm(kek, s.subarray(18, 30), s.subarray(0, 18)).decrypt(s.subarray(30));
     expect(plain).toHaveLength(v.keyring.epochs.length * 44);
+  });
+
+  it("a queue's server→recipient key: key record and unpadded sealed key open (store code and noble)", () => {
+    const r = v.queueRcvKey;
+    const epochKey = h(v.keyring.epochs.find((e) => e.id === r.epoch)!.key);
+    const dataKey = unwrapDataKey(h(r.keyRecord), epochKey, h(r.keyKey));
+    expect(dataKey?.toString("hex")).toBe(r.dataKey);
+    expect(openBlob(h(r.dataKey), h(r.sealed), h(r.keyKey))?.toString("hex")).toBe(r.rcvKey);
+    const sealed = h(r.sealed);
+    expect(sealed).toHaveLength(60);
+    expect(
+      Buffer.from(
+        gcm(h(r.dataKey), sealed.subarray(0, 12), h(r.keyKey)).decrypt(sealed.subarray(12)),
+      ).toString("hex"),
+    ).toBe(r.rcvKey);
   });
 
   it("blobs: bucket, key record and sealed blob open to the body (store code and noble)", () => {

@@ -189,6 +189,7 @@ describe("relay storage limits", () => {
       alice.close();
       bob.close();
       expect(child.exitCode).toBeNull();
+      expect(output).toContain("the disk refused a write");
     } catch (e) {
       console.log(output.slice(-4000));
       throw e;

@@ -151,6 +151,8 @@ export interface LmdbStoreOptions {
   clock?: () => number;
   /** Where fresh keys come from (default node:crypto randomBytes); tests record what it hands out. */
   keySource?: (length: number) => Buffer;
+  /** Told when the disk refuses a commit (then at most once per back-off period), for the log. */
+  onNoSpace?: (cause: unknown) => void;
 }
 
 export class LmdbStore implements RelayStore {
@@ -195,6 +197,7 @@ export class LmdbStore implements RelayStore {
   readonly #minFree: number;
   readonly #idleMs: number;
   readonly #path: string;
+  readonly #onNoSpace: ((cause: unknown) => void) | undefined;
   /** Bytes stored by all queues (sum of the per-queue counts, including reservations). */
   #totalBytes = 0;
   #noSpaceUntil = 0;
@@ -212,6 +215,7 @@ export class LmdbStore implements RelayStore {
     this.#quotaBytes = options.quotaBytes ?? 0;
     this.#minFree = options.minFreeDiskBytes ?? 0;
     this.#idleMs = options.idleQueueMs ?? 0;
+    this.#onNoSpace = options.onNoSpace;
     guardLmdbCommitRejections();
     this.#root = open({
       path: options.path,
@@ -383,7 +387,10 @@ export class LmdbStore implements RelayStore {
       })
       .then(batch.resolve, async (e: unknown) => {
         const cause = await commitCause(e);
-        if (isNoSpaceError(cause)) this.#noSpaceUntil = performance.now() + NO_SPACE_BACKOFF_MS;
+        if (isNoSpaceError(cause)) {
+          if (performance.now() >= this.#noSpaceUntil) this.#onNoSpace?.(cause);
+          this.#noSpaceUntil = performance.now() + NO_SPACE_BACKOFF_MS;
+        }
         batch.reject(cause);
       })
       .finally(() => {

@@ -175,6 +175,11 @@ export function openRelayStore(
       quotaBytes: config.storeQuotaBytes,
       minFreeDiskBytes: config.minFreeDiskBytes,
       idleQueueMs: config.queueIdleDays * 86_400_000,
+      onNoSpace: (cause) =>
+        deps.log.warn(
+          { code: (cause as { code?: unknown } | undefined)?.code },
+          "relay store: the disk refused a write; new messages get FULL until it has room again (what is stored is kept)",
+        ),
       ...(deps.clock ? { clock: deps.clock } : {}),
     });
   } finally {

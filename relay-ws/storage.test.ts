@@ -14,7 +14,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { utf8 } from "../core/bytes.ts";
 import { RelayError } from "../core/relay/errors.ts";
 import { startLoft } from "../test/support/loft-process.ts";
-import { connectRelay, masterKeyFileFor, startTestRelay, type TestRelay } from "./testing.ts";
+import { connectRelay, masterKeyFor, startTestRelay, type TestRelay } from "./testing.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const DAY = 86_400_000;
@@ -115,7 +115,7 @@ describe("relay storage limits", () => {
   it("disk full (EFBIG under a file-size limit): SEND gets FULL, nothing acknowledged is lost, the relay keeps serving", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "loft-relay-diskfull-"));
     dirs.push(dataDir);
-    const keyFile = masterKeyFileFor(dataDir);
+    const masterKey = masterKeyFor(dataDir).toString("hex");
     // ulimit -f is in KiB blocks: data.mdb may not grow past 3 MiB.
     const child = spawn(
       "/bin/sh",
@@ -132,8 +132,6 @@ describe("relay storage limits", () => {
         "127.0.0.1",
         "--relay-data-dir",
         dataDir,
-        "--relay-master-key-file",
-        keyFile,
         "--relay-store-quota",
         "0",
         "--relay-min-free-disk",
@@ -143,7 +141,11 @@ describe("relay storage limits", () => {
         "--relay-rate",
         "0",
       ],
-      { cwd: ROOT, env: { ...process.env, LOG_LEVEL: "info" }, stdio: ["ignore", "pipe", "pipe"] },
+      {
+        cwd: ROOT,
+        env: { ...process.env, LOG_LEVEL: "info", LOFT_RELAY_MASTER_KEY: masterKey },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
     );
     let output = "";
     const exited = new Promise<number | null>((resolve) => child.once("exit", (c) => resolve(c)));

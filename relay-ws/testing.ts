@@ -5,7 +5,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { Registry } from "prom-client";
 import WebSocket from "ws";
 import { RelayClient, type RelayClientOptions } from "../core/relay/client.ts";
@@ -38,18 +38,18 @@ export interface TestRelay {
 }
 
 /**
- * The master key of a test data dir: kept apart from the data, as in production
- * (docs/operations-relay.md §Keys), and the same for every restart on that dir in this process.
+ * The master key of a test data dir: the same for every restart on that dir in this process, and
+ * handed to the relay in a key file of its own folder, apart from the data, as in production
+ * (docs/operations-relay.md §Keys). The folder lives only while that relay runs.
  */
-const masterKeyFiles = new Map<string, string>();
-export function masterKeyFileFor(dataDir: string): string {
-  let file = masterKeyFiles.get(dataDir);
-  if (!file) {
-    file = join(mkdtempSync(join(tmpdir(), "loft-relay-key-")), "master.key");
-    writeFileSync(file, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600 });
-    masterKeyFiles.set(dataDir, file);
+const masterKeys = new Map<string, Buffer>();
+export function masterKeyFor(dataDir: string): Buffer {
+  let key = masterKeys.get(dataDir);
+  if (!key) {
+    key = randomBytes(32);
+    masterKeys.set(dataDir, key);
   }
-  return file;
+  return key;
 }
 
 export async function startTestRelay(
@@ -57,7 +57,9 @@ export async function startTestRelay(
   options: { clock?: () => number; dataDir?: string } = {},
 ): Promise<TestRelay> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "loft-relay-"));
-  const masterKeyFile = masterKeyFileFor(dataDir);
+  const keyDir = mkdtempSync(join(tmpdir(), "loft-relay-key-"));
+  const masterKeyFile = join(keyDir, "master.key");
+  writeFileSync(masterKeyFile, masterKeyFor(dataDir).toString("hex"), { mode: 0o600 });
   const config = defaultRelayConfig({
     dataDir,
     connectionsPerSecondPerSource: 0,
@@ -67,11 +69,16 @@ export async function startTestRelay(
   const registry = new Registry();
   const log = createLogger("relay-test", process.env.LOG_LEVEL ?? "warn");
   const host = createHost({ port: 0, host: "127.0.0.1", staticDir: undefined, registry, log });
-  const service = createRelayService(config, {
-    registry,
-    log,
-    ...(options.clock ? { clock: options.clock } : {}),
-  });
+  let service: RelayService;
+  try {
+    service = createRelayService(config, {
+      registry,
+      log,
+      ...(options.clock ? { clock: options.clock } : {}),
+    });
+  } finally {
+    rmSync(keyDir, { recursive: true, force: true }); // read once at start
+  }
   host.mount(service);
   const port = await host.listen();
   return {
@@ -86,8 +93,7 @@ export async function startTestRelay(
       await host.close();
       if (!keep && !options.dataDir) {
         rmSync(dataDir, { recursive: true, force: true });
-        rmSync(dirname(masterKeyFile), { recursive: true, force: true });
-        masterKeyFiles.delete(dataDir);
+        masterKeys.delete(dataDir);
       }
     },
   };

@@ -37,6 +37,7 @@ export type LoftErrorCode =
   // relay mailbox (docs/protocol/relay.md §Errors; wire codes mapped in core/relay/errors.ts)
   | "LOFT_ERR_RELAY_AUTH"
   | "LOFT_ERR_RELAY_QUOTA"
+  | "LOFT_ERR_RELAY_FULL"
   | "LOFT_ERR_RELAY_NO_MSG"
   | "LOFT_ERR_RELAY_PROHIBITED"
   | "LOFT_ERR_RELAY_DUPLICATE"

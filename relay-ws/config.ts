@@ -11,6 +11,15 @@ import { allowedOriginsOption } from "../server/origin.ts";
 
 export const MAX_TTL_SECONDS = 7 * 24 * 3600;
 
+/** A byte count: an integer, or with a binary suffix K, M, G, T ("4G" = 4 GiB). */
+export function byteSize(raw: string): number {
+  const m = /^\s*(\d+)\s*([KMGT]?)i?B?\s*$/i.exec(raw);
+  if (!m) throw new ConfigError(`expected a byte count like 4096, 512M or 4G, got "${raw}"`);
+  const n = Number(m[1]) * 1024 ** " KMGT".indexOf((m[2] || " ").toUpperCase());
+  if (!Number.isSafeInteger(n)) throw new ConfigError(`byte count too large: "${raw}"`);
+  return n;
+}
+
 const engine = (raw: string): "lmdb" => {
   if (raw !== "lmdb") throw new ConfigError(`unknown store engine "${raw}" (available: lmdb)`);
   return raw;
@@ -38,6 +47,50 @@ export const relayOptions = {
     parse: bool,
     help: "fsync every commit (false: faster, but acknowledged messages can be lost in a power cut)",
   },
+  // --- store: keys at rest, disk budget, idle expiry (docs/operations-relay.md §Keys, §Disk) ---
+  masterKeyFile: {
+    flag: "relay-master-key-file",
+    env: "LOFT_RELAY_MASTER_KEY_FILE",
+    default: "",
+    parse: str,
+    help: "file with the 32-byte master key sealing the at-rest keys (hex/base64/raw; keep it off the data disk). Or set LOFT_RELAY_MASTER_KEY. None: one is generated in the data dir",
+  },
+  previousMasterKeyFile: {
+    flag: "relay-previous-master-key-file",
+    env: "LOFT_RELAY_PREVIOUS_MASTER_KEY_FILE",
+    default: "",
+    parse: str,
+    help: "the master key being rotated out: the keyring is re-sealed under the new key at start",
+  },
+  keyEpochSeconds: {
+    flag: "relay-key-epoch",
+    env: "LOFT_RELAY_KEY_EPOCH_S",
+    default: 3600,
+    parse: int(60, 7 * 24 * 3600),
+    help: "seconds per at-rest key epoch; a deleted message stays decryptable from stale disk pages at most about 2 epochs + one GC interval",
+  },
+  storeQuotaBytes: {
+    flag: "relay-store-quota",
+    env: "LOFT_RELAY_STORE_QUOTA",
+    default: 4 * 1024 ** 3,
+    parse: byteSize,
+    help: "bytes all queues together may store (suffix K, M, G, T; 0: no quota); beyond it SEND and PKSET get FULL",
+  },
+  minFreeDiskBytes: {
+    flag: "relay-min-free-disk",
+    env: "LOFT_RELAY_MIN_FREE_DISK",
+    default: 256 * 1024 ** 2,
+    parse: byteSize,
+    help: "refuse new messages (FULL) while the data dir's filesystem has less free space (0: never)",
+  },
+  queueIdleDays: {
+    flag: "relay-queue-idle-days",
+    env: "LOFT_RELAY_QUEUE_IDLE_DAYS",
+    default: 90,
+    parse: int(0, 36_500),
+    help: "days without SEND, SUB/GET, PKSET or ACK after which a queue is deleted (0: never)",
+  },
+  // --- end of store options ---
   ttlSeconds: {
     flag: "relay-ttl",
     env: "LOFT_RELAY_TTL_S",

@@ -33,6 +33,7 @@ import { PUSH_HIGH_WATER } from "./output-budget.ts";
 import { queueDh } from "./queue-dh.ts";
 import type { RelayContext, Subscription } from "./service.ts";
 import { COST, commandCost, type RelaySource, SOURCE_DEBT, storedBytes } from "./source-limits.ts";
+import { isNoSpaceError } from "./store/errors.ts";
 import type { QueueRecord, StoredMessageMeta } from "./store/types.ts";
 
 const LOFT_CODE_TO_WIRE: Record<string, WireErrorCode> = {
@@ -307,6 +308,8 @@ export class RelayConnection {
         () => this.#ctx.metrics.commands.inc({ command: command.k, result: "ok" }),
         (e: unknown) => {
           if (e instanceof Refused) return this.#error(e.wire, command.i, command.k);
+          // A commit the disk had no room for (ACK, DEL, …): nothing changed; the client retries.
+          if (isNoSpaceError(e)) return this.#error("FULL", command.i, command.k);
           this.#ctx.log.error({ err: e, command: command.k }, "relay command failed");
           this.#error("INTERNAL", command.i, command.k);
         },
@@ -393,6 +396,7 @@ export class RelayConnection {
         if (cmd.pb) this.#ctx.bundles.forget(toHex(q.recipientId));
         if (r !== "ok") this.#source.storage.refund(bytes);
         if (r === "limit") throw new Refused("LIMIT");
+        if (r === "full") throw new Refused("FULL");
         if (r === "missing") throw new Refused("AUTH");
         return this.sendFrame({ k: "OK", i: cmd.i });
       }
@@ -522,6 +526,7 @@ export class RelayConnection {
     );
     if (result !== "ok") this.#source.storage.refund(bytes);
     if (result === "quota") throw new Refused("QUOTA");
+    if (result === "full") throw new Refused("FULL");
     if (result === "duplicate") throw new Refused("DUPLICATE");
     if (result !== "ok") throw new Refused("AUTH");
     this.#ctx.metrics.sendCommitSeconds.observe((performance.now() - started) / 1000);

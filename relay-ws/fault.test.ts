@@ -2,9 +2,10 @@
  * Fault test: `relay-ws/main.ts` as a child process, SIGKILLed in the middle of a send burst,
  * restarted on the same data dir. Every SEND it acknowledged is delivered, none twice, and no
  * acknowledged (ACKed) message comes back. Afterwards the store files and the logs hold neither a
- * plaintext marker nor an IP address (raw bytes searched).
+ * plaintext marker, nor an IP address, nor the master key (raw bytes searched).
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -16,6 +17,10 @@ import { connectRelay } from "./testing.ts";
 
 const MARKER = "LOFT-PLAINTEXT-MARKER-7f3a";
 const dataDir = mkdtempSync(join(tmpdir(), "loft-relay-fault-"));
+// The master key on "another disk": a folder of its own, never under the data dir.
+const keyDir = mkdtempSync(join(tmpdir(), "loft-relay-fault-key-"));
+const masterKey = randomBytes(32);
+writeFileSync(join(keyDir, "master.key"), masterKey.toString("hex"), { mode: 0o600 });
 const logs: string[] = [];
 
 const start = (): Promise<LoftProcess> =>
@@ -24,6 +29,8 @@ const start = (): Promise<LoftProcess> =>
     args: [
       "--relay-data-dir",
       dataDir,
+      "--relay-master-key-file",
+      join(keyDir, "master.key"),
       "--relay-queue-quota",
       "5000",
       "--relay-rate",
@@ -36,6 +43,7 @@ const wsUrl = (p: LoftProcess) => `ws://127.0.0.1:${p.port}/relay`;
 
 afterAll(() => {
   rmSync(dataDir, { recursive: true, force: true });
+  rmSync(keyDir, { recursive: true, force: true });
 });
 
 function filesUnder(dir: string): string[] {
@@ -127,7 +135,11 @@ describe("relay crash safety", () => {
     logs.push(relay.output());
 
     // No plaintext marker and no IP address in any store file or log line (raw bytes).
-    const needles = [MARKER, "127.0.0.1", "::ffff:127"].map((s) => Buffer.from(s));
+    const needles = [
+      ...[MARKER, "127.0.0.1", "::ffff:127"].map((s) => Buffer.from(s)),
+      masterKey,
+      Buffer.from(masterKey.toString("hex")),
+    ];
     const files = filesUnder(dataDir);
     expect(files.length).toBeGreaterThan(0);
     // The scan sees the store's real bytes: the sender id (an LMDB key) is there in the clear.

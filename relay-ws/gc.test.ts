@@ -38,7 +38,7 @@ describe("relay garbage collection", () => {
     expect(relay.service.store.stats().messages).toBe(3);
     now += 2_000;
     const r = await relay.runGcForTest();
-    expect(r).toEqual({ expiredMessages: 3, expiredSendIds: 3 });
+    expect(r).toMatchObject({ expiredMessages: 3, expiredSendIds: 3 });
     expect(relay.service.store.stats().messages).toBe(0);
     expect(await alice.get(q)).toBeUndefined();
     expect(await counter(relay, "loft_relay_gc_removed_total", { reason: "expired" })).toBe(3);

@@ -13,12 +13,13 @@ import { newAuthKeyPair, newDhKeyPair } from "../core/relay/crypto.ts";
 import { RelayError } from "../core/relay/errors.ts";
 import type { Command, ServerFrame } from "../core/relay/protocol.ts";
 import { defaultRelayConfig, type RelayConfig } from "./config.ts";
-import { STORED_MESSAGE_BYTES } from "./source-limits.ts";
+import { storedMessageBytes } from "./source-limits.ts";
 import { LmdbStore } from "./store/lmdb.ts";
 import type { RelayStore } from "./store/types.ts";
 import {
   type ConnectFrom,
   connectRelay,
+  masterKeyFor,
   RawSocket,
   startTestRelay,
   type TestRelay,
@@ -159,10 +160,10 @@ describe("command cost per source (finding 1)", () => {
 });
 
 describe("storage per source (finding 3)", () => {
-  it("a 0-byte SEND is charged the block it stores; refused SENDs are not charged; STORE_RATE surfaces in the client", async () => {
+  it("a 0-byte SEND is charged the bytes it stores; refused SENDs are not charged; STORE_RATE surfaces in the client", async () => {
     const r = await start({
       sourceStoreRate: 1,
-      sourceStoreBurst: 5 * STORED_MESSAGE_BYTES + 100,
+      sourceStoreBurst: 5 * storedMessageBytes(0) + 100,
       queueQuota: 1000,
     });
     const alice = track(await connectRelay(r.url, {}, B));
@@ -255,7 +256,7 @@ describe("bundle-only answers (finding 4)", () => {
     const calls = { take: 0, set: 0 };
     // The real LMDB store, with its prekey calls counted.
     const counted = (dir: string): RelayStore => {
-      const store = new LmdbStore({ path: dir, sync: false });
+      const store = new LmdbStore({ path: dir, sync: false, masterKey: masterKeyFor(dir) });
       return new Proxy(store, {
         get(target, prop, receiver) {
           if (prop === "takePrekeys") calls.take++;

@@ -74,6 +74,30 @@ export function createRelayMetrics(
     },
   });
   new Gauge({
+    name: "loft_relay_store_used_bytes",
+    help: "Bytes counted against the storage quota (blobs and key records of every queue)",
+    registers,
+    collect() {
+      this.set(sources.store().storedBytes);
+    },
+  });
+  new Gauge({
+    name: "loft_relay_store_quota_bytes",
+    help: "The storage quota in bytes (0: none)",
+    registers,
+    collect() {
+      this.set(sources.store().quotaBytes);
+    },
+  });
+  new Gauge({
+    name: "loft_relay_key_epochs",
+    help: "At-rest epoch keys alive (normally 1 to 3)",
+    registers,
+    collect() {
+      this.set(sources.store().keyEpochs);
+    },
+  });
+  new Gauge({
     name: "loft_relay_queues",
     help: "Queues in the store",
     registers,

@@ -20,7 +20,7 @@ import { RelayConnection } from "./connection.ts";
 import { createRelayMetrics, type RelayMetrics } from "./metrics.ts";
 import { OutputBudget } from "./output-budget.ts";
 import { PrekeyBudget, SourceTable } from "./source-limits.ts";
-import { LmdbStore } from "./store/lmdb.ts";
+import { openRelayStore } from "./store/open.ts";
 import type { GcResult, RelayStore } from "./store/types.ts";
 import { SignatureVerifier } from "./verifier.ts";
 
@@ -106,11 +106,7 @@ const SHUTDOWN_GRACE_MS = 2_000;
 export function createRelayService(config: RelayConfig, deps: RelayServiceDeps): RelayService {
   const log = deps.log.child({ service: "relay" });
   const clock = deps.clock ?? Date.now;
-  let store = deps.store;
-  if (!store) {
-    mkdirSync(config.dataDir, { recursive: true });
-    store = new LmdbStore({ path: config.dataDir, sync: config.sync });
-  }
+  const store = deps.store ?? openRelayStore(config, { log, ...(deps.clock ? { clock: deps.clock } : {}) });
   const theStore = store;
   const connections = new Set<RelayConnection>();
   /** Every open socket, until its TCP close (a closing connection leaves `connections` at once). */
@@ -253,7 +249,8 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     const r = await theStore.gc(clock());
     if (r.expiredMessages) metrics.gcRemoved.inc({ reason: "expired" }, r.expiredMessages);
     if (r.expiredSendIds) metrics.gcRemoved.inc({ reason: "send_ids" }, r.expiredSendIds);
-    if (r.expiredMessages || r.expiredSendIds) log.info(r, "relay gc");
+    if (r.idleQueues) metrics.gcRemoved.inc({ reason: "idle_queues" }, r.idleQueues);
+    if (r.expiredMessages || r.expiredSendIds || r.idleQueues || r.destroyedEpochs) log.info(r, "relay gc");
     return r;
   }
 

@@ -11,7 +11,15 @@ import { BLOCK_SIZE, type Command } from "../core/relay/protocol.ts";
 import { FUZZ_RUNS } from "../test/support/fuzz.ts";
 import { defaultRelayConfig } from "./config.ts";
 import { OutputBudget, SLOW_CONSUMER_FLOOR } from "./output-budget.ts";
-import { Bucket, COST, commandCost, PrekeyBudget, SourceTable, storedBytes } from "./source-limits.ts";
+import {
+  Bucket,
+  COST,
+  commandCost,
+  PrekeyBudget,
+  SourceTable,
+  storedBytes,
+  storedMessageBytes,
+} from "./source-limits.ts";
 
 type Op =
   | { k: "take"; n: number; dt: number }
@@ -136,7 +144,7 @@ describe("OutputBudget", () => {
 describe("costs", () => {
   const id = new Uint8Array(24);
   const k = new Uint8Array(32);
-  it("charge every command that checks a signature for it, and SEND a whole block whatever its body", () => {
+  it("charge every command that checks a signature for it, and SEND the bytes the store keeps for its body", () => {
     const commands: Command[] = [
       { k: "NEW", i: 1, rk: k, dk: k, sub: false },
       { k: "KEY", i: 1, q: id, sk: k },
@@ -152,11 +160,13 @@ describe("costs", () => {
     ];
     for (const c of commands) expect(commandCost(c), c.k).toBeGreaterThanOrEqual(COST.frame + COST.signature);
     expect(commandCost({ k: "PING", i: 1 })).toBe(COST.frame);
-    expect(storedBytes(commands[3]!)).toBeGreaterThan(BLOCK_SIZE);
+    // What the store keeps (relay-ws/store/at-rest.ts buckets), never less than a minimal bucket.
+    expect(storedBytes(commands[3]!)).toBe(storedMessageBytes(0));
+    expect(storedMessageBytes(0)).toBeGreaterThanOrEqual(256);
     const big = { ...commands[3]!, b: new Uint8Array(16_000) } as Command;
-    expect(storedBytes(big)).toBe(storedBytes(commands[3]!));
+    expect(storedBytes(big)).toBeGreaterThan(BLOCK_SIZE);
     const pkset = { k: "PKSET", i: 1, q: id, po: [k, k], pb: k, pr: false } as Command;
-    expect(storedBytes(pkset)).toBeGreaterThan(BLOCK_SIZE + 2 * 4096);
+    expect(storedBytes(pkset)).toBeGreaterThan(3 * 256);
     expect(commandCost(pkset)).toBeGreaterThan(commandCost(commands[9]!));
   });
 });

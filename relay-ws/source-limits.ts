@@ -20,6 +20,7 @@
  */
 import { BLOCK_SIZE, type Command, OTK_BLOCK_SIZE } from "../core/relay/protocol.ts";
 import type { RelayConfig } from "./config.ts";
+import { bucketSize } from "./store/at-rest.ts";
 
 /**
  * A token bucket of `rate` units per second and `burst` capacity, starting full; `rate` 0 means
@@ -139,12 +140,18 @@ export function commandCost(cmd: Command): number {
  */
 export const SOURCE_DEBT = 256;
 
-/** Bytes one stored message takes: the sealed padded block, its key, send id and index records. */
-export const STORED_MESSAGE_BYTES = BLOCK_SIZE + 256;
+/**
+ * Bytes one stored message takes: its body sealed at the store's size bucket (relay-ws/store/
+ * at-rest.ts `bucketSize`: the next power of two of length + 2, at least 256 B), plus its wrapped
+ * key, send id and index records.
+ */
+export function storedMessageBytes(bodyLength: number): number {
+  return bucketSize(bodyLength, BLOCK_SIZE) + 256;
+}
 /** Bytes of a queue's records (queue, sender index, sequence numbers). */
 export const STORED_QUEUE_BYTES = 256;
-const STORED_BUNDLE_BYTES = BLOCK_SIZE + 128;
-const STORED_OTK_BYTES = OTK_BLOCK_SIZE + 128;
+const storedBundleBytes = (length: number) => bucketSize(length, BLOCK_SIZE) + 128;
+const storedOtkBytes = (length: number) => bucketSize(length, OTK_BLOCK_SIZE) + 128;
 
 /**
  * Bytes a command adds to the store if it succeeds: what is stored, not what was sent (a 0-byte
@@ -154,11 +161,14 @@ const STORED_OTK_BYTES = OTK_BLOCK_SIZE + 128;
 export function storedBytes(cmd: Command): number {
   switch (cmd.k) {
     case "SEND":
-      return STORED_MESSAGE_BYTES;
+      return storedMessageBytes(cmd.b.length);
     case "NEW":
       return STORED_QUEUE_BYTES;
     case "PKSET":
-      return (cmd.pb ? STORED_BUNDLE_BYTES : 0) + cmd.po.length * STORED_OTK_BYTES;
+      return (
+        (cmd.pb ? storedBundleBytes(cmd.pb.length) : 0) +
+        cmd.po.reduce((n, o) => n + storedOtkBytes(o.length), 0)
+      );
     default:
       return 0;
   }

@@ -2,7 +2,8 @@
  * Test and bench helpers: a real relay (host + service + LMDB in a temp dir) on 127.0.0.1:0, real
  * WebSocket clients, and a raw socket for sending hand-made frames. Nothing here is a mock.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Registry } from "prom-client";
@@ -37,11 +38,29 @@ export interface TestRelay {
   close(keep?: boolean): Promise<void>;
 }
 
+/**
+ * The master key of a test data dir: the same for every restart on that dir in this process, and
+ * handed to the relay in a key file of its own folder, apart from the data, as in production
+ * (docs/operations-relay.md §Keys). The folder lives only while that relay runs.
+ */
+const masterKeys = new Map<string, Buffer>();
+export function masterKeyFor(dataDir: string): Buffer {
+  let key = masterKeys.get(dataDir);
+  if (!key) {
+    key = randomBytes(32);
+    masterKeys.set(dataDir, key);
+  }
+  return key;
+}
+
 export async function startTestRelay(
   overrides: Partial<RelayConfig> = {},
   options: { clock?: () => number; dataDir?: string; store?: (dataDir: string) => RelayStore } = {},
 ): Promise<TestRelay> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "loft-relay-"));
+  const keyDir = mkdtempSync(join(tmpdir(), "loft-relay-key-"));
+  const masterKeyFile = join(keyDir, "master.key");
+  writeFileSync(masterKeyFile, masterKeyFor(dataDir).toString("hex"), { mode: 0o600 });
   // Every test client comes from 127.0.0.1, one source: per-source rates are off unless a test
   // sets them (relay-ws/limits.test.ts, relay-ws/abuse.test.ts); per-source connection caps stay.
   const config = defaultRelayConfig({
@@ -51,17 +70,23 @@ export async function startTestRelay(
     sourceStoreRate: 0,
     prekeyQueuePerHour: 0,
     prekeySourcePerHour: 0,
+    masterKeyFile,
     ...overrides,
   });
   const registry = new Registry();
   const log = createLogger("relay-test", process.env.LOG_LEVEL ?? "warn");
   const host = createHost({ port: 0, host: "127.0.0.1", staticDir: undefined, registry, log });
-  const service = createRelayService(config, {
-    registry,
-    log,
-    ...(options.clock ? { clock: options.clock } : {}),
-    ...(options.store ? { store: options.store(dataDir) } : {}),
-  });
+  let service: RelayService;
+  try {
+    service = createRelayService(config, {
+      registry,
+      log,
+      ...(options.clock ? { clock: options.clock } : {}),
+      ...(options.store ? { store: options.store(dataDir) } : {}),
+    });
+  } finally {
+    rmSync(keyDir, { recursive: true, force: true }); // read once at start
+  }
   host.mount(service);
   const port = await host.listen();
   return {
@@ -74,7 +99,10 @@ export async function startTestRelay(
     runGcForTest: () => service.runGc(),
     async close(keep = false) {
       await host.close();
-      if (!keep && !options.dataDir) rmSync(dataDir, { recursive: true, force: true });
+      if (!keep && !options.dataDir) {
+        rmSync(dataDir, { recursive: true, force: true });
+        masterKeys.delete(dataDir);
+      }
     },
   };
 }

@@ -11,7 +11,8 @@ import type { LoftErrorCode, Result } from "../errors.ts";
 
 /**
  * Relay-specific failure classes (part of `LoftErrorCode`): AUTH — unknown queue, wrong key, bad or
- * missing signature, suspended queue, wrong id kind; QUOTA — the queue is full; NO_MSG — ACK for a
+ * missing signature, suspended queue, wrong id kind; QUOTA — the queue is full; FULL — the relay's
+ * storage is full (global quota or disk), retry later; NO_MSG — ACK for a
  * message not in flight here; PROHIBITED — not allowed in this state; DUPLICATE — a send id the
  * queue already accepted; LIMIT — a per-connection limit; RATE — token bucket empty; NO_BUNDLE —
  * no prekey bundle published; INTERNAL — store failure, retry; UNEXPECTED — a reply that does not
@@ -27,6 +28,7 @@ export type RelayErrorCode = LoftErrorCode | RelayOnlyErrorCode;
 export const WIRE_ERROR_CODES = [
   "AUTH",
   "QUOTA",
+  "FULL",
   "NO_MSG",
   "PROHIBITED",
   "DUPLICATE",
@@ -47,6 +49,7 @@ export type WireErrorCode = (typeof WIRE_ERROR_CODES)[number];
 const WIRE_TO_CODE: Record<WireErrorCode, RelayErrorCode> = {
   AUTH: "LOFT_ERR_RELAY_AUTH",
   QUOTA: "LOFT_ERR_RELAY_QUOTA",
+  FULL: "LOFT_ERR_RELAY_FULL",
   NO_MSG: "LOFT_ERR_RELAY_NO_MSG",
   PROHIBITED: "LOFT_ERR_RELAY_PROHIBITED",
   DUPLICATE: "LOFT_ERR_RELAY_DUPLICATE",

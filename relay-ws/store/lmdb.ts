@@ -6,18 +6,39 @@
  * write promise resolves (lmdb-js src/writer.cpp, WriteWorker::Write). A resolved `put` is
  * therefore on disk; the relay answers SEND only after that (docs/decisions.md (Relay)).
  *
- * Every message body is padded to one 16 KiB block and sealed with AES-256-GCM under a fresh key
- * kept in a separate sub-database; the ciphertext is bound to its record key by the AAD.
- * Deletion overwrites the key record with zeros in one transaction, then removes the key and the
- * ciphertext in the next (cryptographic deletion; see the LMDB copy-on-write caveat in
- * docs/decisions.md (Relay)).
+ * At rest (docs/protocol/relay.md §At rest): every blob (message body, bundle, one-time prekey)
+ * is padded to a coarse size bucket and sealed with AES-256-GCM under a fresh data key; the data
+ * key is stored wrapped under the current epoch key K_N, which lives only in the keyring file
+ * (relay-ws/store/keyring.ts), sealed under the master key. Deleting a blob removes its records in
+ * one commit; the epoch key that could unwrap a stale copy of its data key (LMDB keeps freed pages
+ * until reused) is destroyed once its epoch holds no live blob — survivors are re-wrapped under the
+ * current epoch two epochs after theirs began — so a deleted blob stays decryptable from the disk
+ * for at most about two epochs plus one GC interval (docs/decisions.md (Relay), "Epoch keys").
+ *
+ * Disk: a global byte quota, a free-disk floor and "no space" commit failures all refuse new
+ * writes with "full" and keep what is stored; queues without activity for `idleQueueMs` are
+ * deleted by GC.
  */
+import { randomBytes } from "node:crypto";
+import { existsSync, statfsSync } from "node:fs";
+import { join } from "node:path";
 import { decode } from "@msgpack/msgpack";
 import { type Database, open, type RootDatabase } from "lmdb";
 import { toHex } from "../../core/bytes.ts";
 import { BLOCK_SIZE, OTK_BLOCK_SIZE, padBlock } from "../../core/relay/protocol.ts";
 import { encodeCanonical } from "../../core/wire/codec.ts";
-import { AT_REST_KEY_LENGTH, openAtRest, sealAtRest } from "../node-crypto.ts";
+import { AT_REST_KEY_LENGTH } from "../node-crypto.ts";
+import {
+  bucketSize,
+  epochOf,
+  KEY_RECORD_LENGTH,
+  openBlob,
+  sealBlob,
+  unwrapDataKey,
+  wrapDataKey,
+} from "./at-rest.ts";
+import { commitCause, guardLmdbCommitRejections, isNoSpaceError, StoreError } from "./errors.ts";
+import { KEYRING_FILE, Keyring } from "./keyring.ts";
 import type {
   AppendResult,
   GcResult,
@@ -33,17 +54,36 @@ import type {
 const TAG_MSG = 0x6d; // 'm'
 const TAG_BUNDLE = 0x62; // 'b'
 const TAG_OTK = 0x6f; // 'o'
+const TAG_QUEUE = 0x71; // 'q': a queue's server→recipient key
+/** Opened server→recipient keys kept in memory (cleared when full, like the relay's key cache). */
+const RCV_CACHE_MAX = 100_000;
 /** Expiry-index tags. */
 const EXP_MSG = 0x6d;
 const EXP_SEND = 0x73; // 's'
 
 const MSG_HEADER = 24 + 8 + 8; // msgId ‖ u64 timestamp ‖ u64 expiresAt
-const ZERO_KEY = Buffer.alloc(AT_REST_KEY_LENGTH);
+const KEY_RECORD = KEY_RECORD_LENGTH;
+/** Bytes a blob's key record adds to its queue's stored bytes. */
+const KEY_COST = KEY_RECORD;
+const LEGACY_KEY_RECORD = AT_REST_KEY_LENGTH;
 const EMPTY = Buffer.alloc(1);
+const DAY_MS = 86_400_000;
+/** How long a "no space" commit failure refuses new writes before the disk is tried again. */
+const NO_SPACE_BACKOFF_MS = 5_000;
+const FREE_DISK_CHECK_MS = 1_000;
+/** Records re-wrapped per transaction when an epoch retires. */
+const REWRAP_CHUNK = 512;
+/** Idle queues deleted per GC run (the rest go at the next). */
+const IDLE_PER_GC = 1_000;
 
 const u64 = (n: number): Buffer => {
   const b = Buffer.alloc(8);
   b.writeBigUInt64BE(BigInt(n));
+  return b;
+};
+const u32 = (n: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n >>> 0);
   return b;
 };
 const readU64 = (b: Uint8Array, at: number): number =>
@@ -51,7 +91,8 @@ const readU64 = (b: Uint8Array, at: number): number =>
 const cat = (...parts: Uint8Array[]): Buffer => Buffer.concat(parts);
 const MAX_U64 = Buffer.alloc(8, 0xff);
 
-type WriteOp = [Database<Buffer, Buffer>, Buffer, Buffer | undefined];
+/** A write: a put/remove, or a function run inside the transaction (it reads what came before). */
+type WriteOp = [Database<Buffer, Buffer>, Buffer, Buffer | undefined] | (() => void);
 
 interface Batch {
   ops: WriteOp[];
@@ -66,10 +107,27 @@ interface QueueState {
   nextSeq: number;
   nextOtk: number;
   otks: number;
+  /** Bytes of this queue's blobs and key records (reserved at write, released after deletion). */
+  bytes: number;
+  /** Day number (ms / 86 400 000) of the last SEND, SUB/GET, PKSET or ACK. */
+  activeDay: number;
 }
+
+/** The persisted per-queue record (`seqs`): u64 next seq ‖ u64 next otk ‖ u64 bytes ‖ u32 day. */
+interface PersistedState {
+  nextSeq: number;
+  nextOtk: number;
+  bytes: number;
+  activeDay: number;
+}
+const STATE_RECORD = 8 + 8 + 8 + 4;
 
 export interface LmdbStoreOptions {
   path: string;
+  /** 32 bytes that seal the keyring (docs/operations-relay.md §Keys); copied, the caller wipes its own. */
+  masterKey: Uint8Array;
+  /** The master key before a rotation: a keyring sealed under it is re-sealed under `masterKey`. */
+  previousMasterKey?: Uint8Array | undefined;
   /**
    * lmdb-js `overlappingSync`: commit without fsync under the write lock and flush afterwards, so
    * the next transaction overlaps the flush. Every durable operation here still waits for the
@@ -81,6 +139,20 @@ export interface LmdbStoreOptions {
    * kernel crash (not in a process crash). For throwaway relays and to measure the cost of fsync.
    */
   sync?: boolean;
+  /** Length of a key epoch (default 1 h). */
+  keyEpochMs?: number;
+  /** Bytes all queues together may store (blobs + key records); 0: no quota. */
+  quotaBytes?: number;
+  /** Refuse new writes while the data dir's filesystem has less free space than this (0: never). */
+  minFreeDiskBytes?: number;
+  /** A queue with no SEND, SUB/GET, PKSET or ACK for this long is deleted by GC (0: never). */
+  idleQueueMs?: number;
+  /** Milliseconds since the epoch (activity days, epoch starts). */
+  clock?: () => number;
+  /** Where fresh keys come from (default node:crypto randomBytes); tests record what it hands out. */
+  keySource?: (length: number) => Buffer;
+  /** Told when the disk refuses a commit (then at most once per back-off period), for the log. */
+  onNoSpace?: (cause: unknown) => void;
 }
 
 export class LmdbStore implements RelayStore {
@@ -96,10 +168,21 @@ export class LmdbStore implements RelayStore {
   readonly #expiry: Database<Buffer, Buffer>;
   readonly #bundles: Database<Buffer, Buffer>;
   readonly #otks: Database<Buffer, Buffer>;
+  /** u32 epoch ‖ key-record key → 1 byte: which blobs each epoch key wraps. */
+  readonly #byEpoch: Database<Buffer, Buffer>;
+  /** u32 day ‖ rid → 1 byte: queues by last activity (idle expiry). */
+  readonly #active: Database<Buffer, Buffer>;
+  readonly #keyring: Keyring;
   readonly #state = new Map<string, QueueState>();
   /** send ids accepted but not committed yet (rid‖sendId hex). */
   readonly #pendingSends = new Set<string>();
-  /** Message records being deleted (rid‖seq hex), so ack/drop/gc never race. */
+  /** Opened server→recipient keys by rid hex (the relay holds them in memory anyway). */
+  readonly #rcvKeys = new Map<string, Uint8Array>();
+  /** Queues whose deletion is not committed yet (rid hex): writes to them are refused. */
+  readonly #deletingQueues = new Set<string>();
+  /** One-time prekeys handed out whose removal is not committed yet (rid‖seq hex). */
+  readonly #takenOtks = new Set<string>();
+  /** Record keys being deleted (hex), so ack/drop/gc never race. */
   readonly #deleting = new Set<string>();
   readonly #listeners: ((recipientId: Uint8Array) => void)[] = [];
   /** Delivery counts written but maybe not committed yet (rid‖seq hex → count). */
@@ -107,12 +190,37 @@ export class LmdbStore implements RelayStore {
   #closed = false;
 
   readonly #overlapping: boolean;
+  readonly #keySource: (length: number) => Buffer;
+  readonly #clock: () => number;
+  readonly #epochMs: number;
+  readonly #quotaBytes: number;
+  readonly #minFree: number;
+  readonly #idleMs: number;
+  readonly #path: string;
+  readonly #onNoSpace: ((cause: unknown) => void) | undefined;
+  /** Bytes stored by all queues (sum of the per-queue counts, including reservations). */
+  #totalBytes = 0;
+  #noSpaceUntil = 0;
+  #freeCheckedAt = -Infinity;
+  #freeLow = false;
+  #gcChain: Promise<unknown> = Promise.resolve();
 
   constructor(options: LmdbStoreOptions) {
     const sync = options.sync ?? true;
+    this.#path = options.path;
     this.#overlapping = sync && (options.overlappingSync ?? true);
+    this.#keySource = options.keySource ?? randomBytes;
+    this.#clock = options.clock ?? Date.now;
+    this.#epochMs = options.keyEpochMs ?? 3_600_000;
+    this.#quotaBytes = options.quotaBytes ?? 0;
+    this.#minFree = options.minFreeDiskBytes ?? 0;
+    this.#idleMs = options.idleQueueMs ?? 0;
+    this.#onNoSpace = options.onNoSpace;
+    guardLmdbCommitRejections();
     this.#root = open({
       path: options.path,
+      // A folder whatever its name: lmdb-js takes a path with an extension ("x.y") for a file.
+      noSubdir: false,
       maxDbs: 16,
       compression: false,
       overlappingSync: this.#overlapping,
@@ -136,6 +244,93 @@ export class LmdbStore implements RelayStore {
     this.#expiry = db("expiry");
     this.#bundles = db("bundles");
     this.#otks = db("otks");
+    this.#byEpoch = db("byepoch");
+    this.#active = db("active");
+    const hadKeyring = keyringExists(options.path);
+    if (!hadKeyring && this.#hasWrappedKeys()) {
+      void this.#root.close();
+      throw new StoreError(
+        "LOFT_ERR_RELAY_KEYRING",
+        `${options.path}/${KEYRING_FILE} is missing but the store holds records sealed under it; restore the keyring file (or move the data dir away to start empty)`,
+      );
+    }
+    try {
+      this.#keyring = Keyring.open(options.path, options.masterKey, this.#clock(), {
+        previous: options.previousMasterKey,
+        keySource: this.#keySource,
+      });
+    } catch (e) {
+      void this.#root.close();
+      throw e;
+    }
+    this.#migrate();
+    for (const { value } of this.#seqs.getRange({})) this.#totalBytes += decodeState(value).bytes;
+  }
+
+  #hasWrappedKeys(): boolean {
+    for (const { value } of this.#keys.getRange({ limit: 1 })) return value.length === KEY_RECORD;
+    return false;
+  }
+
+  /**
+   * Records written before epoch keys (raw 32-byte key records, 16-byte queue state): wrap the keys
+   * under the current epoch, count each queue's bytes, index its activity. Once, at open.
+   */
+  #migrate(): void {
+    const legacyKeys: { key: Buffer; value: Buffer }[] = [];
+    for (const { key, value } of this.#keys.getRange({}))
+      if (value.length === LEGACY_KEY_RECORD)
+        legacyKeys.push({ key: Buffer.from(key), value: Buffer.from(value) });
+    const legacyStates: Buffer[] = [];
+    for (const { key, value } of this.#seqs.getRange({}))
+      if (value.length !== STATE_RECORD) legacyStates.push(Buffer.from(key));
+    const unindexed: Buffer[] = [];
+    const plainRcv: Buffer[] = [];
+    for (const { key, value } of this.#queues.getRange({})) {
+      const rid = Buffer.from(key);
+      if (!this.#seqs.doesExist(rid)) unindexed.push(rid);
+      if (decodeQueue(rid, value).rcvKey.length === AT_REST_KEY_LENGTH) plainRcv.push(rid);
+    }
+    if (legacyKeys.length + legacyStates.length + unindexed.length + plainRcv.length === 0) return;
+    const epoch = this.#keyring.current;
+    const today = this.#today();
+    this.#root.transactionSync(() => {
+      for (const { key, value } of legacyKeys) {
+        this.#keys.put(key, this.#wrap(epoch.id, epoch.key, value, key));
+        this.#byEpoch.put(cat(u32(epoch.id), key), EMPTY);
+        value.fill(0);
+      }
+      for (const rid of [...legacyStates, ...unindexed]) {
+        const old = this.#seqs.get(rid);
+        const st: PersistedState = {
+          nextSeq: old && old.length >= 8 ? readU64(old, 0) : 0,
+          nextOtk: old && old.length >= 16 ? readU64(old, 8) : 0,
+          bytes: this.#scanBytes(rid),
+          activeDay: today,
+        };
+        this.#seqs.put(rid, encodeState(st));
+        this.#active.put(cat(u32(today), rid), EMPTY);
+      }
+      for (const rid of plainRcv) {
+        const q = decodeQueue(rid, this.#queues.get(rid)!);
+        const keyKey = cat(Buffer.of(TAG_QUEUE), rid);
+        const { sealed, keyRecord, epoch: id } = this.#seal(q.rcvKey, keyKey);
+        this.#keys.put(keyKey, keyRecord);
+        this.#byEpoch.put(cat(u32(id), keyKey), EMPTY);
+        this.#queues.put(rid, encodeQueue({ ...q, rcvKey: sealed }));
+      }
+    });
+  }
+
+  /** Bytes of a queue's blobs and key records, counted from the records (migration only). */
+  #scanBytes(rid: Buffer): number {
+    let n = 0;
+    const range = { start: cat(rid, u64(0)), end: cat(rid, MAX_U64) };
+    for (const { value } of this.#msgs.getRange(range)) n += value.length + KEY_COST;
+    for (const { value } of this.#otks.getRange(range)) n += value.length + KEY_COST;
+    const b = this.#bundles.get(rid);
+    if (b) n += b.length + KEY_COST;
+    return n;
   }
 
   // ------------------------------------------------------------------------------------------
@@ -177,18 +372,27 @@ export class LmdbStore implements RelayStore {
     if (this.#inflight || !batch) return;
     this.#forming = undefined;
     this.#inflight = true;
-    // Inside a transaction callback lmdb-js applies each put/remove at once, in this order.
+    // Inside a transaction callback lmdb-js applies each put/remove at once, in this order, and
+    // reads see the writes before them.
     this.#root
       .transaction(() => {
-        for (const [db, key, value] of batch.ops) {
-          if (value === undefined) db.remove(key);
-          else db.put(key, value);
+        for (const op of batch.ops) {
+          if (typeof op === "function") op();
+          else if (op[2] === undefined) op[0].remove(op[1]);
+          else op[0].put(op[1], op[2]);
         }
       })
       .then(async () => {
         if (this.#overlapping) await this.#root.flushed;
       })
-      .then(batch.resolve, batch.reject)
+      .then(batch.resolve, async (e: unknown) => {
+        const cause = await commitCause(e);
+        if (isNoSpaceError(cause)) {
+          if (performance.now() >= this.#noSpaceUntil) this.#onNoSpace?.(cause);
+          this.#noSpaceUntil = performance.now() + NO_SPACE_BACKOFF_MS;
+        }
+        batch.reject(cause);
+      })
       .finally(() => {
         this.#inflight = false;
         if (this.#forming) this.#flush();
@@ -205,27 +409,186 @@ export class LmdbStore implements RelayStore {
   }
 
   // ------------------------------------------------------------------------------------------
+  // Keys: a fresh data key per blob, wrapped under an epoch key
+
+  #today(): number {
+    return Math.floor(this.#clock() / DAY_MS);
+  }
+
+  #wrap(epoch: number, epochKey: Buffer, dataKey: Uint8Array, keyKey: Buffer): Buffer {
+    return wrapDataKey(epoch, epochKey, dataKey, keyKey);
+  }
+
+  /** The data key of a key record, or undefined (epoch destroyed, record damaged). */
+  #unwrap(record: Buffer, keyKey: Buffer): Buffer | undefined {
+    const epoch = epochOf(record);
+    const epochKey = epoch === undefined ? undefined : this.#keyring.key(epoch);
+    return epochKey ? unwrapDataKey(record, epochKey, keyKey) : undefined;
+  }
+
+  /** Seal a padded blob under a fresh data key; the key record goes under the current epoch. */
+  #seal(block: Uint8Array, keyKey: Buffer): { sealed: Buffer; keyRecord: Buffer; epoch: number } {
+    const dataKey = this.#keySource(AT_REST_KEY_LENGTH);
+    const sealed = sealBlob(dataKey, block, keyKey);
+    const { id, key } = this.#keyring.current;
+    const keyRecord = wrapDataKey(id, key, dataKey, keyKey);
+    dataKey.fill(0);
+    return { sealed, keyRecord, epoch: id };
+  }
+
+  /**
+   * Open a sealed blob and return its plaintext, padded to `blockSize` (what the wire carries;
+   * 0: as stored).
+   */
+  #open(sealed: Buffer, keyKey: Buffer, blockSize: number): Buffer | undefined {
+    const record = this.#keys.get(keyKey);
+    if (!record) return undefined;
+    const dataKey = this.#unwrap(record, keyKey);
+    if (!dataKey) return undefined;
+    const plain = openBlob(dataKey, sealed, keyKey);
+    dataKey.fill(0);
+    if (!plain || blockSize === 0 || plain.length === blockSize) return plain;
+    const block = Buffer.alloc(blockSize);
+    plain.copy(block, 0, 0, Math.min(plain.length, blockSize));
+    plain.fill(0);
+    return block;
+  }
+
+  /** Enqueue a blob's key record and its epoch-index entry. */
+  #putKey(keyKey: Buffer, keyRecord: Buffer, epoch: number): void {
+    this.#put(this.#keys, keyKey, keyRecord);
+    this.#put(this.#byEpoch, cat(u32(epoch), keyKey), EMPTY);
+  }
+
+  /** Enqueue the removal of a key record and its epoch-index entry (whatever epoch it is in by then). */
+  #delKey(keyKey: Buffer): void {
+    this.#enqueue(() => {
+      const record = this.#keys.get(keyKey);
+      if (!record) return;
+      if (record.length === KEY_RECORD) this.#byEpoch.remove(cat(record.subarray(0, 4), keyKey));
+      this.#keys.remove(keyKey);
+    });
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Queue state and the disk budget
+
+  /** Enqueue a change of the persisted queue state, applied to what is committed before it. */
+  #stateDelta(
+    rid: Buffer,
+    d: { bytes?: number; nextSeq?: number; nextOtk?: number; day?: number },
+  ): Promise<void> {
+    return this.#enqueue(() => {
+      const raw = this.#seqs.get(rid);
+      if (!raw && !this.#queues.doesExist(rid)) return;
+      const st = raw ? decodeState(raw) : { nextSeq: 0, nextOtk: 0, bytes: 0, activeDay: 0 };
+      st.bytes = Math.max(0, st.bytes + (d.bytes ?? 0));
+      if (d.nextSeq !== undefined) st.nextSeq = Math.max(st.nextSeq, d.nextSeq);
+      if (d.nextOtk !== undefined) st.nextOtk = Math.max(st.nextOtk, d.nextOtk);
+      if (d.day !== undefined && d.day !== st.activeDay) {
+        this.#active.remove(cat(u32(st.activeDay), rid));
+        this.#active.put(cat(u32(d.day), rid), EMPTY);
+        st.activeDay = d.day;
+      }
+      this.#seqs.put(rid, encodeState(st));
+    });
+  }
+
+  /** Record activity on a queue (at most one write per queue per day). */
+  #touch(rid: Buffer, st: QueueState): void {
+    const today = this.#today();
+    if (st.activeDay === today) return;
+    st.activeDay = today;
+    void this.#stateDelta(rid, { day: today });
+  }
+
+  /** Whether `bytes` more may be written now (quota, free-disk floor, recent "no space"). */
+  #hasRoom(bytes: number): boolean {
+    if (performance.now() < this.#noSpaceUntil) return false;
+    if (this.#quotaBytes > 0 && this.#totalBytes + bytes > this.#quotaBytes) return false;
+    if (this.#minFree > 0) {
+      const t = performance.now();
+      if (t - this.#freeCheckedAt >= FREE_DISK_CHECK_MS) {
+        this.#freeCheckedAt = t;
+        try {
+          const s = statfsSync(this.#path);
+          this.#freeLow = s.bavail * s.bsize < this.#minFree;
+        } catch {
+          this.#freeLow = false;
+        }
+      }
+      if (this.#freeLow) return false;
+    }
+    return true;
+  }
+
+  #reserve(st: QueueState, bytes: number): void {
+    st.bytes += bytes;
+    this.#totalBytes += bytes;
+  }
+
+  #release(st: QueueState | undefined, bytes: number): void {
+    if (st) st.bytes = Math.max(0, st.bytes - bytes);
+    this.#totalBytes = Math.max(0, this.#totalBytes - bytes);
+  }
+
+  /** Bytes a queue stores (blobs and key records): what per-source quotas count. */
+  queueBytes(recipientId: Uint8Array): number {
+    const rid = Buffer.from(recipientId);
+    return this.#queueSync(rid) ? this.#loadState(rid).bytes : 0;
+  }
+
+  // ------------------------------------------------------------------------------------------
   // Queues
 
   async createQueue(q: QueueRecord): Promise<void> {
     const rid = Buffer.from(q.recipientId);
-    this.#put(this.#queues, rid, encodeQueue(q));
+    const today = this.#today();
+    // The server→recipient key is a secret too: sealed like a blob, its data key under the epoch.
+    const keyKey = cat(Buffer.of(TAG_QUEUE), rid);
+    const { sealed, keyRecord, epoch } = this.#seal(q.rcvKey, keyKey);
+    this.#putKey(keyKey, keyRecord, epoch);
+    this.#put(this.#queues, rid, encodeQueue({ ...q, rcvKey: sealed }));
+    this.#put(this.#seqs, rid, encodeState({ nextSeq: 0, nextOtk: 0, bytes: 0, activeDay: today }));
+    this.#put(this.#active, cat(u32(today), rid), EMPTY);
     await this.#durable(this.#put(this.#senders, Buffer.from(q.senderId), rid));
-    this.#state.set(toHex(rid), { count: 0, nextSeq: 0, nextOtk: 0, otks: 0 });
+    this.#state.set(toHex(rid), { count: 0, nextSeq: 0, nextOtk: 0, otks: 0, bytes: 0, activeDay: today });
   }
 
   async queueByRecipient(recipientId: Uint8Array): Promise<QueueRecord | undefined> {
-    return this.#queueSync(Buffer.from(recipientId));
+    return this.#withRcvKey(this.#queueSync(Buffer.from(recipientId)));
   }
 
   async queueBySender(senderId: Uint8Array): Promise<QueueRecord | undefined> {
     const rid = this.#senders.get(Buffer.from(senderId));
-    return rid ? this.#queueSync(rid) : undefined;
+    return rid ? this.#withRcvKey(this.#queueSync(rid)) : undefined;
   }
 
+  /** The queue record as stored (its rcvKey sealed): for the store's own checks and updates. */
   #queueSync(rid: Buffer): QueueRecord | undefined {
     const raw = this.#queues.get(rid);
     return raw ? decodeQueue(rid, raw) : undefined;
+  }
+
+  /** The record with its server→recipient key opened (cached: every command looks a queue up). */
+  #withRcvKey(q: QueueRecord | undefined): QueueRecord | undefined {
+    if (!q) return undefined;
+    if (q.rcvKey.length === AT_REST_KEY_LENGTH) return q; // written before it was sealed
+    const hex = toHex(q.recipientId);
+    let rcvKey = this.#rcvKeys.get(hex);
+    if (!rcvKey) {
+      const opened = this.#open(
+        Buffer.from(q.rcvKey),
+        cat(Buffer.of(TAG_QUEUE), Buffer.from(q.recipientId)),
+        0,
+      );
+      if (!opened) return undefined;
+      rcvKey = new Uint8Array(opened);
+      opened.fill(0);
+      if (this.#rcvKeys.size >= RCV_CACHE_MAX) this.#rcvKeys.clear();
+      this.#rcvKeys.set(hex, rcvKey);
+    }
+    return { ...q, rcvKey };
   }
 
   async secureQueue(recipientId: Uint8Array, senderKey: Uint8Array): Promise<"ok" | "conflict" | "missing"> {
@@ -251,76 +614,87 @@ export class LmdbStore implements RelayStore {
   async deleteQueue(recipientId: Uint8Array): Promise<number> {
     const rid = Buffer.from(recipientId);
     const q = this.#queueSync(rid);
-    if (!q) return 0;
     const hex = toHex(rid);
-    // Messages, bundle and one-time prekeys: crypto-delete (zero keys, then remove).
-    const msgKeys = [...this.#msgs.getKeys({ start: cat(rid, u64(0)), end: cat(rid, MAX_U64) })] as Buffer[];
-    const otkKeys = [...this.#otks.getKeys({ start: cat(rid, u64(0)), end: cat(rid, MAX_U64) })] as Buffer[];
-    const hasBundle = this.#bundles.get(rid) !== undefined;
-    const removals: (() => void)[] = [];
-    for (const k of msgKeys) {
-      const seq = readU64(k, 24);
-      const rec = this.#msgs.get(k);
-      const expiresAt = rec ? readU64(rec, 32) : 0;
-      this.#deleting.add(toHex(k));
-      removals.push(() => {
-        this.#del(this.#msgs, k);
-        this.#del(this.#keys, cat(Buffer.of(TAG_MSG), k));
-        this.#del(this.#deliveries, k);
-        this.#del(this.#expiry, cat(u64(expiresAt), Buffer.of(EXP_MSG), rid, u64(seq)));
-      });
-      this.#put(this.#keys, cat(Buffer.of(TAG_MSG), k), ZERO_KEY);
+    if (!q || this.#deletingQueues.has(hex)) return 0;
+    // From here on, writes to this queue are refused ("missing"), and the removal below runs inside
+    // the transaction, so it also takes whatever earlier writes to the queue are still pending.
+    this.#deletingQueues.add(hex);
+    const st = this.#loadState(rid);
+    let removed = 0;
+    const range = { start: cat(rid, u64(0)), end: cat(rid, MAX_U64) };
+    const removeKey = (keyKey: Buffer) => {
+      const record = this.#keys.get(keyKey);
+      if (!record) return;
+      if (record.length === KEY_RECORD) this.#byEpoch.remove(cat(record.subarray(0, 4), keyKey));
+      this.#keys.remove(keyKey);
+    };
+    const done = this.#enqueue(() => {
+      removed = 0;
+      for (const { key, value } of [...this.#msgs.getRange(range)].map((e) => ({
+        key: Buffer.from(e.key),
+        value: Buffer.from(e.value),
+      }))) {
+        this.#expiry.remove(cat(u64(readU64(value, 32)), Buffer.of(EXP_MSG), key));
+        this.#msgs.remove(key);
+        this.#deliveries.remove(key);
+        removeKey(cat(Buffer.of(TAG_MSG), key));
+        removed++;
+      }
+      for (const key of [...this.#otks.getKeys(range)].map((k) => Buffer.from(k as Buffer))) {
+        this.#otks.remove(key);
+        removeKey(cat(Buffer.of(TAG_OTK), key));
+      }
+      this.#bundles.remove(rid);
+      removeKey(cat(Buffer.of(TAG_BUNDLE), rid));
+      removeKey(cat(Buffer.of(TAG_QUEUE), rid));
+      const sends = [
+        ...this.#sends.getRange({
+          start: cat(rid, Buffer.alloc(16)),
+          end: cat(rid, Buffer.alloc(16, 0xff)),
+          inclusiveEnd: true,
+        }),
+      ].map((e) => ({ key: Buffer.from(e.key), value: Buffer.from(e.value) }));
+      for (const { key, value } of sends) {
+        this.#sends.remove(key);
+        this.#expiry.remove(cat(value.subarray(0, 8), Buffer.of(EXP_SEND), key));
+      }
+      const raw = this.#seqs.get(rid);
+      if (raw) this.#active.remove(cat(u32(decodeState(raw).activeDay), rid));
+      this.#seqs.remove(rid);
+      this.#queues.remove(rid);
+      this.#senders.remove(Buffer.from(q.senderId));
+    });
+    try {
+      await this.#durable(done);
+    } finally {
+      this.#deletingQueues.delete(hex);
     }
-    for (const k of otkKeys) {
-      this.#put(this.#keys, cat(Buffer.of(TAG_OTK), k), ZERO_KEY);
-      removals.push(() => {
-        this.#del(this.#otks, k);
-        this.#del(this.#keys, cat(Buffer.of(TAG_OTK), k));
-      });
-    }
-    if (hasBundle) {
-      this.#put(this.#keys, cat(Buffer.of(TAG_BUNDLE), rid), ZERO_KEY);
-      removals.push(() => {
-        this.#del(this.#bundles, rid);
-        this.#del(this.#keys, cat(Buffer.of(TAG_BUNDLE), rid));
-      });
-    }
-    await this.#durable();
-    for (const r of removals) r();
-    for (const { key, value } of this.#sends.getRange({
-      start: cat(rid, Buffer.alloc(16)),
-      end: cat(rid, Buffer.alloc(16, 0xff)),
-      inclusiveEnd: true,
-    })) {
-      this.#del(this.#sends, key);
-      this.#del(this.#expiry, cat(value.subarray(0, 8), Buffer.of(EXP_SEND), key));
-    }
-    this.#del(this.#queues, rid);
-    this.#del(this.#seqs, rid);
-    await this.#durable(this.#del(this.#senders, Buffer.from(q.senderId)));
-    for (const k of msgKeys) this.#deleting.delete(toHex(k));
+    this.#release(undefined, st.bytes);
+    // Dropped, not wiped: a delivery in flight may still hold this buffer.
+    this.#rcvKeys.delete(hex);
+    const prefix = hex;
+    for (const k of [...this.#deliveryCounts.keys()])
+      if (k.startsWith(prefix)) this.#deliveryCounts.delete(k);
     this.#state.delete(hex);
-    return msgKeys.length;
+    return removed;
   }
 
   #loadState(rid: Buffer): QueueState {
     const hex = toHex(rid);
     let st = this.#state.get(hex);
     if (!st) {
-      const seqs = this.#seqs.get(rid);
+      const persisted = decodeState(this.#seqs.get(rid));
       st = {
         count: this.#msgs.getKeysCount({ start: cat(rid, u64(0)), end: cat(rid, MAX_U64) }),
-        nextSeq: seqs ? readU64(seqs, 0) : 0,
-        nextOtk: seqs ? readU64(seqs, 8) : 0,
+        nextSeq: persisted.nextSeq,
+        nextOtk: persisted.nextOtk,
         otks: this.#otks.getKeysCount({ start: cat(rid, u64(0)), end: cat(rid, MAX_U64) }),
+        bytes: persisted.bytes,
+        activeDay: persisted.activeDay,
       };
       this.#state.set(hex, st);
     }
     return st;
-  }
-
-  #writeSeqs(rid: Buffer, st: QueueState): void {
-    this.#put(this.#seqs, rid, cat(u64(st.nextSeq), u64(st.nextOtk)));
   }
 
   // ------------------------------------------------------------------------------------------
@@ -329,24 +703,32 @@ export class LmdbStore implements RelayStore {
   async append(recipientId: Uint8Array, m: NewMessage, quota: number): Promise<AppendResult> {
     const rid = Buffer.from(recipientId);
     const q = this.#queueSync(rid);
-    if (!q) return "missing";
+    if (!q || this.#deletingQueues.has(toHex(rid))) return "missing";
     if (q.suspended) return "suspended";
     const st = this.#loadState(rid);
     const sendKey = cat(rid, m.sendId);
     const sendHex = toHex(sendKey);
     if (this.#pendingSends.has(sendHex) || this.#sends.get(sendKey) !== undefined) return "duplicate";
     if (st.count >= quota) return "quota";
+    const bucket = bucketSize(m.body.length, BLOCK_SIZE);
+    const cost = MSG_HEADER + 12 + bucket + 16 + KEY_COST;
+    if (!this.#hasRoom(cost)) return "full";
     const seq = st.nextSeq++;
     st.count++;
+    this.#reserve(st, cost);
     this.#pendingSends.add(sendHex);
     const recKey = cat(rid, u64(seq));
-    const block = padBlock(m.body, BLOCK_SIZE);
-    const { key, sealed } = sealAtRest(block, cat(Buffer.of(TAG_MSG), recKey));
+    const keyKey = cat(Buffer.of(TAG_MSG), recKey);
+    const block = padBlock(m.body, bucket);
+    const { sealed, keyRecord, epoch } = this.#seal(block, keyKey);
     block.fill(0);
     const header = cat(Buffer.from(m.msgId), u64(m.timestamp), u64(m.expiresAt));
     this.#put(this.#msgs, recKey, cat(header, sealed));
-    this.#put(this.#keys, cat(Buffer.of(TAG_MSG), recKey), key);
-    this.#writeSeqs(rid, st);
+    this.#putKey(keyKey, keyRecord, epoch);
+    const today = this.#today();
+    const day = st.activeDay === today ? undefined : today;
+    st.activeDay = today;
+    this.#stateDelta(rid, { bytes: cost, nextSeq: seq + 1, ...(day === undefined ? {} : { day }) });
     this.#put(this.#sends, sendKey, u64(m.expiresAt));
     this.#put(this.#expiry, cat(u64(m.expiresAt), Buffer.of(EXP_SEND), sendKey), EMPTY);
     const committed = this.#put(this.#expiry, cat(u64(m.expiresAt), Buffer.of(EXP_MSG), recKey), EMPTY);
@@ -354,10 +736,10 @@ export class LmdbStore implements RelayStore {
       await this.#durable(committed);
     } catch (e) {
       st.count--;
+      this.#release(st, cost);
+      if (isNoSpaceError(e)) return "full";
       throw e;
     } finally {
-      // lmdb-js reads value buffers when the transaction runs: wipe our copy only afterwards.
-      key.fill(0);
       this.#pendingSends.delete(sendHex);
     }
     for (const l of this.#listeners) l(rid);
@@ -366,6 +748,7 @@ export class LmdbStore implements RelayStore {
 
   async next(recipientId: Uint8Array, afterSeq: number): Promise<StoredMessageMeta | undefined> {
     const rid = Buffer.from(recipientId);
+    if (afterSeq < 0 && this.#queues.doesExist(rid)) this.#touch(rid, this.#loadState(rid));
     const start = afterSeq < 0 ? cat(rid, u64(0)) : cat(rid, u64(afterSeq + 1));
     for (const { key, value } of this.#msgs.getRange({ start, end: cat(rid, MAX_U64), limit: 1 })) {
       const seq = readU64(key, 24);
@@ -384,9 +767,8 @@ export class LmdbStore implements RelayStore {
   async read(recipientId: Uint8Array, seq: number): Promise<Uint8Array | undefined> {
     const recKey = cat(Buffer.from(recipientId), u64(seq));
     const rec = this.#msgs.get(recKey);
-    const key = this.#keys.get(cat(Buffer.of(TAG_MSG), recKey));
-    if (!rec || !key) return undefined;
-    return openAtRest(key, rec.subarray(MSG_HEADER), cat(Buffer.of(TAG_MSG), recKey));
+    if (!rec) return undefined;
+    return this.#open(rec.subarray(MSG_HEADER), cat(Buffer.of(TAG_MSG), recKey), BLOCK_SIZE);
   }
 
   async markDelivered(recipientId: Uint8Array, seq: number): Promise<number> {
@@ -405,23 +787,31 @@ export class LmdbStore implements RelayStore {
       if (n === undefined || this.#deleting.has(hex) || !this.#msgs.doesExist(recKey)) continue;
       const b = Buffer.alloc(4);
       b.writeUInt32BE(n);
-      void this.#put(this.#deliveries, recKey, b).catch(() => {});
+      // Only while the message is still there when the transaction runs (no orphan counts).
+      void this.#enqueue(() => {
+        if (this.#msgs.doesExist(recKey)) this.#deliveries.put(recKey, b);
+      }).catch(() => {});
     }
   }
 
   async ack(recipientId: Uint8Array, seq: number, msgId: Uint8Array): Promise<boolean> {
-    const recKey = cat(Buffer.from(recipientId), u64(seq));
+    const rid = Buffer.from(recipientId);
+    const recKey = cat(rid, u64(seq));
     const rec = this.#msgs.get(recKey);
     if (!rec?.subarray(0, 24).equals(Buffer.from(msgId))) return false;
-    return this.#cryptoDelete(Buffer.from(recipientId), seq);
+    if (this.#queues.doesExist(rid)) this.#touch(rid, this.#loadState(rid));
+    return this.#deleteMessage(rid, seq);
   }
 
   async drop(recipientId: Uint8Array, seq: number): Promise<boolean> {
-    return this.#cryptoDelete(Buffer.from(recipientId), seq);
+    return this.#deleteMessage(Buffer.from(recipientId), seq);
   }
 
-  /** Zero the message key (one commit), then remove key, ciphertext and index (next commit). */
-  async #cryptoDelete(rid: Buffer, seq: number): Promise<boolean> {
+  /**
+   * Remove a message's ciphertext, key record and indexes in one commit. Its data key, if a stale
+   * page still holds it, is wrapped under an epoch key that GC destroys (#rotateKeys).
+   */
+  async #deleteMessage(rid: Buffer, seq: number): Promise<boolean> {
     const recKey = cat(rid, u64(seq));
     const hex = toHex(recKey);
     if (this.#deleting.has(hex)) return false;
@@ -429,17 +819,17 @@ export class LmdbStore implements RelayStore {
     if (!rec) return false;
     this.#deleting.add(hex);
     const st = this.#loadState(rid);
-    st.count = Math.max(0, st.count - 1);
+    const cost = rec.length + KEY_COST;
     const expiresAt = readU64(rec, 32);
-    const keyKey = cat(Buffer.of(TAG_MSG), recKey);
     try {
-      // Commit order is enough here: the removal below is what must reach the disk.
-      await this.#put(this.#keys, keyKey, ZERO_KEY);
-      this.#deliveryCounts.delete(hex);
       this.#del(this.#msgs, recKey);
       this.#del(this.#deliveries, recKey);
       this.#del(this.#expiry, cat(u64(expiresAt), Buffer.of(EXP_MSG), recKey));
-      await this.#durable(this.#del(this.#keys, keyKey));
+      this.#delKey(cat(Buffer.of(TAG_MSG), recKey));
+      await this.#durable(this.#stateDelta(rid, { bytes: -cost }));
+      this.#deliveryCounts.delete(hex);
+      st.count = Math.max(0, st.count - 1);
+      this.#release(st, cost);
       return true;
     } finally {
       this.#deleting.delete(hex);
@@ -453,49 +843,60 @@ export class LmdbStore implements RelayStore {
     recipientId: Uint8Array,
     u: PrekeyUpdate,
     maxOneTime: number,
-  ): Promise<"ok" | "limit" | "missing"> {
+  ): Promise<"ok" | "limit" | "missing" | "full"> {
     const rid = Buffer.from(recipientId);
-    if (!this.#queueSync(rid)) return "missing";
+    if (!this.#queueSync(rid) || this.#deletingQueues.has(toHex(rid))) return "missing";
     const st = this.#loadState(rid);
     const existing = u.replaceOneTime ? 0 : st.otks;
     if (existing + u.oneTime.length > maxOneTime) return "limit";
+    let cost = u.bundle ? 12 + bucketSize(u.bundle.length, BLOCK_SIZE) + 16 + KEY_COST : 0;
+    for (const otk of u.oneTime) cost += 12 + bucketSize(otk.length, OTK_BLOCK_SIZE) + 16 + KEY_COST;
+    if (!this.#hasRoom(cost)) return "full";
+    this.#touch(rid, st);
+    let freed = 0;
+    const range = { start: cat(rid, u64(0)), end: cat(rid, MAX_U64) };
     if (u.replaceOneTime) {
-      const old = [...this.#otks.getKeys({ start: cat(rid, u64(0)), end: cat(rid, MAX_U64) })] as Buffer[];
-      for (const k of old) this.#put(this.#keys, cat(Buffer.of(TAG_OTK), k), ZERO_KEY);
-      if (old.length > 0) await this.#durable();
-      for (const k of old) {
+      for (const { key, value } of this.#otks.getRange(range)) {
+        const k = Buffer.from(key);
+        freed += value.length + KEY_COST;
         this.#del(this.#otks, k);
-        this.#del(this.#keys, cat(Buffer.of(TAG_OTK), k));
+        this.#delKey(cat(Buffer.of(TAG_OTK), k));
       }
       st.otks = 0;
     }
-    const wipeLater: Buffer[] = [];
     if (u.bundle) {
-      const aad = cat(Buffer.of(TAG_BUNDLE), rid);
-      if (this.#bundles.get(rid) !== undefined) {
-        await this.#durable(this.#put(this.#keys, aad, ZERO_KEY));
+      const keyKey = cat(Buffer.of(TAG_BUNDLE), rid);
+      const old = this.#bundles.get(rid);
+      if (old) {
+        freed += old.length + KEY_COST;
+        this.#delKey(keyKey);
       }
-      const block = padBlock(u.bundle, BLOCK_SIZE);
-      const { key, sealed } = sealAtRest(block, aad);
+      const block = padBlock(u.bundle, bucketSize(u.bundle.length, BLOCK_SIZE));
+      const { sealed, keyRecord, epoch } = this.#seal(block, keyKey);
       block.fill(0);
       this.#put(this.#bundles, rid, sealed);
-      this.#put(this.#keys, aad, key);
-      wipeLater.push(key);
+      this.#putKey(keyKey, keyRecord, epoch);
     }
     for (const otk of u.oneTime) {
       const k = cat(rid, u64(st.nextOtk++));
-      const aad = cat(Buffer.of(TAG_OTK), k);
-      const block = padBlock(otk, OTK_BLOCK_SIZE);
-      const { key, sealed } = sealAtRest(block, aad);
+      const keyKey = cat(Buffer.of(TAG_OTK), k);
+      const block = padBlock(otk, bucketSize(otk.length, OTK_BLOCK_SIZE));
+      const { sealed, keyRecord, epoch } = this.#seal(block, keyKey);
       block.fill(0);
       this.#put(this.#otks, k, sealed);
-      this.#put(this.#keys, aad, key);
-      wipeLater.push(key);
+      this.#putKey(keyKey, keyRecord, epoch);
       st.otks++;
     }
-    this.#writeSeqs(rid, st);
-    await this.#durable();
-    for (const k of wipeLater) k.fill(0);
+    this.#reserve(st, cost);
+    this.#stateDelta(rid, { bytes: cost - freed, nextOtk: st.nextOtk });
+    try {
+      await this.#durable();
+    } catch (e) {
+      this.#release(st, cost);
+      if (isNoSpaceError(e)) return "full";
+      throw e;
+    }
+    this.#release(st, freed);
     return "ok";
   }
 
@@ -504,33 +905,65 @@ export class LmdbStore implements RelayStore {
   ): Promise<{ bundle: Uint8Array; oneTime?: Uint8Array } | undefined> {
     const rid = Buffer.from(recipientId);
     const sealedBundle = this.#bundles.get(rid);
-    const bundleKey = this.#keys.get(cat(Buffer.of(TAG_BUNDLE), rid));
-    if (!sealedBundle || !bundleKey) return undefined;
-    const bundle = openAtRest(bundleKey, sealedBundle, cat(Buffer.of(TAG_BUNDLE), rid));
+    if (!sealedBundle) return undefined;
+    const bundle = this.#open(sealedBundle, cat(Buffer.of(TAG_BUNDLE), rid), BLOCK_SIZE);
     if (!bundle) return undefined;
     const st = this.#loadState(rid);
+    // One-time prekeys handed out but whose removal is not committed yet are skipped, so two
+    // fetches in flight never get the same one.
     for (const { key, value } of this.#otks.getRange({
       start: cat(rid, u64(0)),
       end: cat(rid, MAX_U64),
-      limit: 1,
+      limit: this.#takenOtks.size + 1,
     })) {
-      const aad = cat(Buffer.of(TAG_OTK), key);
-      const otkKey = this.#keys.get(aad);
-      const otk = otkKey ? openAtRest(otkKey, value, aad) : undefined;
-      // Take it out before answering so no two senders get the same one-time prekey.
+      const k = Buffer.from(key);
+      const hex = toHex(k);
+      if (this.#takenOtks.has(hex)) continue;
+      this.#takenOtks.add(hex);
+      const keyKey = cat(Buffer.of(TAG_OTK), k);
+      const otk = this.#open(Buffer.from(value), keyKey, OTK_BLOCK_SIZE);
+      const cost = value.length + KEY_COST;
       st.otks = Math.max(0, st.otks - 1);
-      this.#del(this.#otks, key);
-      await this.#durable(this.#put(this.#keys, aad, ZERO_KEY));
-      await this.#durable(this.#del(this.#keys, aad));
-      return otk ? { bundle: blockBody(bundle), oneTime: blockBody(otk) } : { bundle: blockBody(bundle) };
+      this.#del(this.#otks, k);
+      this.#delKey(keyKey);
+      try {
+        await this.#durable(this.#stateDelta(rid, { bytes: -cost }));
+      } catch (e) {
+        st.otks++;
+        throw e;
+      } finally {
+        this.#takenOtks.delete(hex);
+      }
+      this.#release(st, cost);
+      const out = otk
+        ? { bundle: blockBody(bundle), oneTime: blockBody(otk) }
+        : { bundle: blockBody(bundle) };
+      bundle.fill(0);
+      otk?.fill(0);
+      return out;
     }
-    return { bundle: blockBody(bundle) };
+    const out = { bundle: blockBody(bundle) };
+    bundle.fill(0);
+    return out;
   }
 
   // ------------------------------------------------------------------------------------------
+  // Garbage collection: expiry, idle queues, epoch keys
 
-  async gc(nowMs: number): Promise<GcResult> {
-    const result: GcResult = { expiredMessages: 0, expiredSendIds: 0 };
+  gc(nowMs: number): Promise<GcResult> {
+    const run = this.#gcChain.then(() => this.#gc(nowMs));
+    this.#gcChain = run.catch(() => {});
+    return run;
+  }
+
+  async #gc(nowMs: number): Promise<GcResult> {
+    const result: GcResult = {
+      expiredMessages: 0,
+      expiredSendIds: 0,
+      idleQueues: 0,
+      destroyedEpochs: 0,
+      rewrappedKeys: 0,
+    };
     const deletions: Promise<boolean>[] = [];
     for (const key of this.#expiry.getKeys({
       start: u64(0),
@@ -538,21 +971,101 @@ export class LmdbStore implements RelayStore {
     }) as Iterable<Buffer>) {
       const tag = key[8];
       if (tag === EXP_MSG && key.length === 8 + 1 + 24 + 8) {
-        const rid = key.subarray(9, 33);
+        const rid = Buffer.from(key.subarray(9, 33));
         const seq = readU64(key, 33);
-        if (!this.#msgs.doesExist(cat(rid, u64(seq)))) this.#del(this.#expiry, key);
-        else deletions.push(this.#cryptoDelete(Buffer.from(rid), seq));
+        if (!this.#msgs.doesExist(cat(rid, u64(seq)))) this.#del(this.#expiry, Buffer.from(key));
+        else deletions.push(this.#deleteMessage(rid, seq));
       } else {
         if (tag === EXP_SEND) {
-          this.#del(this.#sends, key.subarray(9));
+          this.#del(this.#sends, Buffer.from(key.subarray(9)));
           result.expiredSendIds++;
         }
-        this.#del(this.#expiry, key);
+        this.#del(this.#expiry, Buffer.from(key));
       }
     }
     for (const ok of await Promise.all(deletions)) if (ok) result.expiredMessages++;
+    if (this.#idleMs > 0) {
+      const lastIdleDay = Math.floor((nowMs - this.#idleMs) / DAY_MS);
+      const idle: Buffer[] = [];
+      for (const key of this.#active.getKeys({
+        start: u32(0),
+        end: u32(Math.max(0, lastIdleDay)),
+      }) as Iterable<Buffer>) {
+        if (idle.length >= IDLE_PER_GC) break;
+        idle.push(Buffer.from(key));
+      }
+      for (const indexKey of idle) {
+        const rid = indexKey.subarray(4);
+        const st = this.#queueSync(rid) ? this.#loadState(rid) : undefined;
+        // Activity since the index entry was read keeps the queue.
+        if (st && st.activeDay >= lastIdleDay) continue;
+        if (st) {
+          await this.deleteQueue(rid);
+          result.idleQueues++;
+        } else this.#del(this.#active, indexKey);
+      }
+    }
     await this.#durable();
+    const keys = await this.#rotateKeys(nowMs);
+    result.destroyedEpochs = keys.destroyed;
+    result.rewrappedKeys = keys.rewrapped;
     return result;
+  }
+
+  /**
+   * Start a new epoch once the current one is `keyEpochMs` old; re-wrap the blobs of epochs that
+   * began two epochs ago under the current one; destroy every non-current epoch key that wraps
+   * nothing any more. Destruction waits for the commits that emptied the epoch to be on disk, so a
+   * crash never leaves a committed record whose key is gone.
+   */
+  async #rotateKeys(nowMs: number): Promise<{ destroyed: number; rewrapped: number }> {
+    const ring = this.#keyring;
+    if (nowMs >= ring.current.startMs + this.#epochMs) await ring.rotate(nowMs);
+    await this.#durable();
+    let rewrapped = 0;
+    const empty: number[] = [];
+    for (const e of [...ring.epochs]) {
+      if (e.id === ring.current.id) continue;
+      if (nowMs >= e.startMs + 2 * this.#epochMs) rewrapped += await this.#rewrapEpoch(e.id);
+      const prefix = u32(e.id);
+      let holds = false;
+      for (const _ of this.#byEpoch.getKeys({ start: prefix, end: u32(e.id + 1), limit: 1 })) holds = true;
+      if (!holds) empty.push(e.id);
+    }
+    if (empty.length > 0) await ring.destroy(empty);
+    return { destroyed: empty.length, rewrapped };
+  }
+
+  /** Re-wrap every data key of epoch `id` under the current epoch (chunked transactions). */
+  async #rewrapEpoch(id: number): Promise<number> {
+    let n = 0;
+    for (let round = 0; round < 1_000_000; round++) {
+      const chunk = [
+        ...(this.#byEpoch.getKeys({
+          start: u32(id),
+          end: u32(id + 1),
+          limit: REWRAP_CHUNK,
+        }) as Iterable<Buffer>),
+      ].map((k) => Buffer.from(k));
+      if (chunk.length === 0) break;
+      for (const indexKey of chunk) {
+        const keyKey = indexKey.subarray(4);
+        this.#enqueue(() => {
+          this.#byEpoch.remove(indexKey);
+          const record = this.#keys.get(keyKey);
+          if (!record || record.length !== KEY_RECORD || record.readUInt32BE(0) !== id) return;
+          const dataKey = this.#unwrap(Buffer.from(record), keyKey);
+          if (!dataKey) return;
+          const cur = this.#keyring.current;
+          this.#keys.put(keyKey, this.#wrap(cur.id, cur.key, dataKey, keyKey));
+          this.#byEpoch.put(cat(u32(cur.id), keyKey), EMPTY);
+          dataKey.fill(0);
+        });
+      }
+      await this.#durable();
+      n += chunk.length;
+    }
+    return n;
   }
 
   stats(): StoreStats {
@@ -569,20 +1082,51 @@ export class LmdbStore implements RelayStore {
       queues: s(this.#queues).entryCount,
       messages: m.entryCount,
       bytes: (m.treeBranchPageCount + m.treeLeafPageCount + m.overflowPages) * m.pageSize,
+      storedBytes: this.#totalBytes,
+      quotaBytes: this.#quotaBytes,
+      keyEpochs: this.#keyring.epochs.length,
     };
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#durable();
+    await this.#gcChain;
+    await this.#durable().catch(() => {});
     await this.#root.close();
+    for (const k of this.#rcvKeys.values()) k.fill(0);
+    this.#rcvKeys.clear();
+    this.#keyring.close();
   }
+}
+
+function keyringExists(dir: string): boolean {
+  return existsSync(join(dir, KEYRING_FILE));
 }
 
 function blockBody(block: Uint8Array): Uint8Array {
   const len = (block[0]! << 8) | block[1]!;
   return new Uint8Array(block.subarray(2, 2 + len));
+}
+
+function encodeState(s: PersistedState): Buffer {
+  const b = Buffer.alloc(STATE_RECORD);
+  b.writeBigUInt64BE(BigInt(s.nextSeq), 0);
+  b.writeBigUInt64BE(BigInt(s.nextOtk), 8);
+  b.writeBigUInt64BE(BigInt(s.bytes), 16);
+  b.writeUInt32BE(s.activeDay >>> 0, 24);
+  return b;
+}
+
+function decodeState(raw: Uint8Array | undefined): PersistedState {
+  if (!raw || raw.length < 16) return { nextSeq: 0, nextOtk: 0, bytes: 0, activeDay: 0 };
+  const b = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+  return {
+    nextSeq: readU64(b, 0),
+    nextOtk: readU64(b, 8),
+    bytes: b.length >= STATE_RECORD ? readU64(b, 16) : 0,
+    activeDay: b.length >= STATE_RECORD ? b.readUInt32BE(24) : 0,
+  };
 }
 
 function encodeQueue(q: QueueRecord): Buffer {

@@ -10,9 +10,13 @@
  * - A promise that resolves "ok" for `append`, `ack`, `drop`, `createQueue`, `secureQueue`,
  *   `suspendQueue`, `deleteQueue`, `setPrekeys` and `takePrekeys` means the change is durable
  *   (fsync'd / replicated as the engine defines it).
- * - Message bodies and prekey blobs are padded to a fixed block and encrypted at rest with a
- *   fresh AES-256-GCM key per blob; deleting a blob first overwrites its key record, then removes
- *   both records (cryptographic deletion).
+ * - Message bodies and prekey blobs are padded to a coarse size bucket and encrypted at rest with
+ *   a fresh AES-256-GCM data key per blob, stored wrapped under a rotating epoch key that is kept
+ *   outside the records (sealed under the operator's master key) and destroyed once its epoch
+ *   holds no live blob (cryptographic deletion that survives copy-on-write; docs/protocol/relay.md
+ *   §At rest).
+ * - Storage is bounded: a global byte quota, and a refusal ("full") instead of an error when the
+ *   disk has no room; what is stored stays readable and deletable.
  * - No IP address, no identity and no plaintext is ever written.
  */
 
@@ -49,7 +53,8 @@ export interface NewMessage {
   body: Uint8Array;
 }
 
-export type AppendResult = "ok" | "quota" | "duplicate" | "missing" | "suspended";
+/** "quota": the queue holds its message quota; "full": the relay's storage is full (quota or disk). */
+export type AppendResult = "ok" | "quota" | "full" | "duplicate" | "missing" | "suspended";
 
 export interface PrekeyUpdate {
   bundle?: Uint8Array;
@@ -60,6 +65,12 @@ export interface PrekeyUpdate {
 export interface GcResult {
   expiredMessages: number;
   expiredSendIds: number;
+  /** Queues deleted for inactivity. */
+  idleQueues: number;
+  /** Epoch keys destroyed (every blob they wrapped is gone or re-wrapped). */
+  destroyedEpochs: number;
+  /** Data keys re-wrapped from a retiring epoch under the current one. */
+  rewrappedKeys: number;
 }
 
 export interface StoreStats {
@@ -67,6 +78,12 @@ export interface StoreStats {
   messages: number;
   /** Bytes the message records occupy in the engine. */
   bytes: number;
+  /** Bytes counted against the storage quota (blobs and key records of every queue). */
+  storedBytes: number;
+  /** The storage quota in bytes (0: none). */
+  quotaBytes: number;
+  /** Epoch keys alive. */
+  keyEpochs: number;
 }
 
 export interface RelayStore {
@@ -100,12 +117,14 @@ export interface RelayStore {
     recipientId: Uint8Array,
     update: PrekeyUpdate,
     maxOneTime: number,
-  ): Promise<"ok" | "limit" | "missing">;
+  ): Promise<"ok" | "limit" | "missing" | "full">;
   /** The bundle and one one-time prekey, which is crypto-deleted. */
   takePrekeys(recipientId: Uint8Array): Promise<{ bundle: Uint8Array; oneTime?: Uint8Array } | undefined>;
   /** Remove everything that expired at `nowMs`. */
   gc(nowMs: number): Promise<GcResult>;
   stats(): StoreStats;
+  /** Bytes one queue stores (blobs and key records), for per-source storage quotas; 0 if unknown. */
+  queueBytes(recipientId: Uint8Array): number;
   /** Called after a durable append, with the queue's recipient id. */
   onAppend(listener: (recipientId: Uint8Array) => void): void;
   /** Wait for pending writes, then close. */

@@ -38,7 +38,12 @@ function verification(check: VerificationCheck, message: string): EngineError {
 
 /** The relay (ours, or the contact's mailbox relay) can't be reached; `name` when about one contact. */
 export function relayUnreachable(url: string, name?: string, code?: string): EngineError {
-  const why = code === "LOFT_ERR_RELAY_QUOTA" ? "the mailbox is full" : "the relay can't be reached";
+  const why =
+    code === "LOFT_ERR_RELAY_QUOTA"
+      ? "the mailbox is full"
+      : code === "LOFT_ERR_RELAY_FULL"
+        ? "the relay is out of storage"
+        : "the relay can't be reached";
   return {
     kind: "relay-unreachable",
     url,

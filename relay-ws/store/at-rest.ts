@@ -1,0 +1,80 @@
+/**
+ * The relay's at-rest formats (docs/protocol/relay.md §At rest), as pure functions: the size
+ * bucket a blob is padded to, a blob sealed under its data key, and the key record that wraps the
+ * data key under an epoch key. AES-256-GCM (NIST SP 800-38D) from node:crypto, as for every blob at
+ * rest (docs/decisions.md (Relay), "node:crypto on the relay's hot path"). The IV is a parameter
+ * only so that docs/vectors/relay-at-rest-v1.json can be reproduced; callers draw a fresh one.
+ */
+import { createCipheriv, randomBytes } from "node:crypto";
+import { AT_REST_IV_LENGTH, AT_REST_KEY_LENGTH, openAtRest } from "../node-crypto.ts";
+
+/** Smallest at-rest bucket: bodies are padded to max(256, next power of two of 2 + length). */
+export const MIN_BUCKET = 256;
+/** A key record: u32 epoch ‖ iv(12) ‖ wrapped data key(32) ‖ tag(16). */
+export const KEY_RECORD_LENGTH = 4 + AT_REST_IV_LENGTH + AT_REST_KEY_LENGTH + 16;
+const WRAP_AAD = Buffer.from("loft-relay/1 dk", "latin1");
+
+/** The at-rest size of a body of `length` bytes in a block of at most `max` (docs/decisions.md). */
+export function bucketSize(length: number, max: number): number {
+  let size = MIN_BUCKET;
+  while (size < length + 2 && size < max) size *= 2;
+  return Math.min(size, max);
+}
+
+const u32 = (n: number): Buffer => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n >>> 0);
+  return b;
+};
+
+function gcmSeal(key: Uint8Array, iv: Uint8Array, plain: Uint8Array, aad: Uint8Array): Buffer {
+  const c = createCipheriv("aes-256-gcm", key, iv);
+  c.setAAD(aad);
+  return Buffer.concat([iv, c.update(plain), c.final(), c.getAuthTag()]);
+}
+
+/** iv ‖ AES-GCM(dataKey, block, aad = key-key) ‖ tag. */
+export function sealBlob(
+  dataKey: Uint8Array,
+  block: Uint8Array,
+  keyKey: Uint8Array,
+  iv: Uint8Array = randomBytes(AT_REST_IV_LENGTH),
+): Buffer {
+  return gcmSeal(dataKey, iv, block, keyKey);
+}
+
+/** The padded block of a sealed blob, or undefined if it does not authenticate. */
+export function openBlob(dataKey: Uint8Array, sealed: Uint8Array, keyKey: Uint8Array): Buffer | undefined {
+  return openAtRest(dataKey, sealed, keyKey);
+}
+
+/** u32 epoch ‖ iv ‖ AES-GCM(epochKey, dataKey, aad = "loft-relay/1 dk" ‖ u32 epoch ‖ key-key) ‖ tag. */
+export function wrapDataKey(
+  epoch: number,
+  epochKey: Uint8Array,
+  dataKey: Uint8Array,
+  keyKey: Uint8Array,
+  iv: Uint8Array = randomBytes(AT_REST_IV_LENGTH),
+): Buffer {
+  return Buffer.concat([
+    u32(epoch),
+    gcmSeal(epochKey, iv, dataKey, Buffer.concat([WRAP_AAD, u32(epoch), keyKey])),
+  ]);
+}
+
+/** The epoch a key record is wrapped under (undefined if it is not a key record). */
+export function epochOf(record: Uint8Array): number | undefined {
+  if (record.length !== KEY_RECORD_LENGTH) return undefined;
+  return Buffer.from(record.buffer, record.byteOffset, record.byteLength).readUInt32BE(0);
+}
+
+/** The data key of a key record, given its epoch's key; undefined if it does not authenticate. */
+export function unwrapDataKey(
+  record: Uint8Array,
+  epochKey: Uint8Array,
+  keyKey: Uint8Array,
+): Buffer | undefined {
+  const epoch = epochOf(record);
+  if (epoch === undefined) return undefined;
+  return openAtRest(epochKey, record.subarray(4), Buffer.concat([WRAP_AAD, u32(epoch), keyKey]));
+}

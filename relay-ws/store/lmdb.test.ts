@@ -1,0 +1,337 @@
+/**
+ * The LMDB store's own guarantees, against the real store on temp dirs (no relay around it):
+ * epoch keys across restarts and rotations, the keyring's crash safety and master-key rotation,
+ * the byte budget (global quota, per-queue bytes, what a 0-byte body costs), idle-queue expiry,
+ * migration of records written before epoch keys, and a data dir whose name has a dot.
+ */
+import { randomBytes } from "node:crypto";
+import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { open } from "lmdb";
+import { afterEach, describe, expect, it } from "vitest";
+import { BLOCK_SIZE, padBlock } from "../../core/relay/protocol.ts";
+import { sealAtRest } from "../node-crypto.ts";
+import { bucketSize } from "./at-rest.ts";
+import { KEYRING_FILE, keyringEpochs, SLOT_SIZE } from "./keyring.ts";
+import { LmdbStore, type LmdbStoreOptions } from "./lmdb.ts";
+import type { QueueRecord } from "./types.ts";
+
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+const dirs: string[] = [];
+const tempDir = (prefix = "loft-relay-store-") => {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  dirs.push(d);
+  return d;
+};
+const stores: LmdbStore[] = [];
+afterEach(async () => {
+  for (const s of stores.splice(0)) await s.close();
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function openStore(options: LmdbStoreOptions): LmdbStore {
+  const s = new LmdbStore(options);
+  stores.push(s);
+  return s;
+}
+async function reopen(s: LmdbStore, options: LmdbStoreOptions): Promise<LmdbStore> {
+  await s.close();
+  stores.splice(stores.indexOf(s), 1);
+  return openStore(options);
+}
+
+const queue = (): QueueRecord => ({
+  recipientId: new Uint8Array(randomBytes(24)),
+  senderId: new Uint8Array(randomBytes(24)),
+  recipientKey: new Uint8Array(randomBytes(32)),
+  rcvKey: new Uint8Array(randomBytes(32)),
+  senderKey: undefined,
+  suspended: false,
+});
+
+const msg = (bodyBytes: Uint8Array, now: number, ttl = 48 * HOUR) => ({
+  msgId: new Uint8Array(randomBytes(24)),
+  sendId: new Uint8Array(randomBytes(16)),
+  timestamp: Math.floor(now / 1000),
+  expiresAt: now + ttl,
+  body: bodyBytes,
+});
+
+const text = (block: Uint8Array | undefined) => {
+  if (!block) return undefined;
+  const len = (block[0]! << 8) | block[1]!;
+  return new TextDecoder().decode(block.subarray(2, 2 + len));
+};
+const utf8 = (s: string) => new TextEncoder().encode(s);
+
+describe("relay LMDB store", () => {
+  it("a stored message survives epoch rotations (re-wrapped), restarts, and its old epoch's destruction", async () => {
+    const path = tempDir();
+    const masterKey = randomBytes(32);
+    let now = Date.UTC(2031, 5, 1);
+    const options = { path, masterKey, clock: () => now, keyEpochMs: HOUR };
+    let store = openStore(options);
+    const q = queue();
+    await store.createQueue(q);
+    expect(await store.append(q.recipientId, msg(utf8("survivor"), now, 7 * DAY), 10)).toBe("ok");
+    expect(await store.append(q.recipientId, msg(utf8("acked"), now, 7 * DAY), 10)).toBe("ok");
+    const acked = await store.next(q.recipientId, 0);
+    expect(await store.ack(q.recipientId, acked!.seq, acked!.msgId)).toBe(true);
+
+    now += HOUR; // epoch 1 begins; epoch 0 still wraps "survivor"
+    let r = await store.gc(now);
+    expect(r).toMatchObject({ destroyedEpochs: 0, rewrappedKeys: 0 });
+    expect(keyringEpochs(path, masterKey)).toEqual([
+      [0, 1],
+      [0, 1],
+    ]);
+    store = await reopen(store, options);
+    now += HOUR; // epoch 2; epoch 0 began two epochs ago: re-wrapped, then destroyed
+    r = await store.gc(now);
+    // 0 (its survivor and the queue's rcv key re-wrapped) and 1 (empty)
+    expect(r).toMatchObject({ destroyedEpochs: 2, rewrappedKeys: 2 });
+    expect(keyringEpochs(path, masterKey)).toEqual([[2], [2]]);
+    expect(store.stats().keyEpochs).toBe(1);
+    store = await reopen(store, options);
+    expect(text(await store.read(q.recipientId, 0))).toBe("survivor");
+    expect(await store.read(q.recipientId, acked!.seq)).toBeUndefined();
+  });
+
+  it("the keyring survives a torn slot, refuses a wrong key, and rotates to a new master key", async () => {
+    const path = tempDir();
+    const k1 = randomBytes(32);
+    const k2 = randomBytes(32);
+    let store = openStore({ path, masterKey: k1 });
+    const q = queue();
+    await store.createQueue(q);
+    expect(await store.append(q.recipientId, msg(utf8("kept"), Date.now()), 10)).toBe("ok");
+    await store.close();
+    stores.splice(0);
+
+    // A crash in the middle of writing slot A: the reader takes slot B, and repairs A.
+    const fd = openSync(join(path, KEYRING_FILE), "r+");
+    writeSync(fd, randomBytes(SLOT_SIZE / 2), 0, SLOT_SIZE / 2, 20);
+    closeSync(fd);
+    expect(keyringEpochs(path, k1)[0]).toBeUndefined();
+    store = openStore({ path, masterKey: k1 });
+    expect(keyringEpochs(path, k1)).toEqual([[0], [0]]);
+    expect(text(await store.read(q.recipientId, 0))).toBe("kept");
+    await store.close();
+    stores.splice(0);
+
+    expect(() => new LmdbStore({ path, masterKey: k2 })).toThrow(
+      expect.objectContaining({ code: "LOFT_ERR_RELAY_MASTER_KEY" }),
+    );
+    // Rotation: k2 with k1 as the previous key re-seals the keyring; then k2 alone opens it.
+    store = openStore({ path, masterKey: k2, previousMasterKey: k1 });
+    await store.close();
+    stores.splice(0);
+    expect(keyringEpochs(path, k1)).toEqual([undefined, undefined]);
+    store = openStore({ path, masterKey: k2 });
+    expect(text(await store.read(q.recipientId, 0))).toBe("kept");
+  });
+
+  it("refuses to start when the keyring is gone but records need it", async () => {
+    const path = tempDir();
+    const masterKey = randomBytes(32);
+    const store = openStore({ path, masterKey });
+    const q = queue();
+    await store.createQueue(q);
+    await store.append(q.recipientId, msg(utf8("x"), Date.now()), 10);
+    await store.close();
+    stores.splice(0);
+    rmSync(join(path, KEYRING_FILE));
+    expect(() => new LmdbStore({ path, masterKey })).toThrow(
+      expect.objectContaining({ code: "LOFT_ERR_RELAY_KEYRING" }),
+    );
+  });
+
+  it("stores what was sent: a 0-byte body costs one small bucket, not a 16 KiB block", async () => {
+    expect(bucketSize(0, BLOCK_SIZE)).toBe(256);
+    expect(bucketSize(254, BLOCK_SIZE)).toBe(256);
+    expect(bucketSize(255, BLOCK_SIZE)).toBe(512);
+    expect(bucketSize(16_382, BLOCK_SIZE)).toBe(BLOCK_SIZE);
+    const store = openStore({ path: tempDir(), masterKey: randomBytes(32) });
+    const q = queue();
+    await store.createQueue(q);
+    for (let i = 0; i < 200; i++)
+      expect(await store.append(q.recipientId, msg(new Uint8Array(0), Date.now()), 1000)).toBe("ok");
+    // 200 × 16 KiB before; now a few hundred bytes each (the pages of the message records).
+    expect(store.stats().bytes).toBeLessThan(200 * 1024);
+    expect(store.queueBytes(q.recipientId)).toBe(store.stats().storedBytes);
+    expect(store.queueBytes(q.recipientId)).toBeLessThan(200 * 512);
+    // Delivered at full block size all the same (the wire hides sizes).
+    const block = await store.read(q.recipientId, 0);
+    expect(block).toHaveLength(BLOCK_SIZE);
+    expect(text(block)).toBe("");
+  });
+
+  it("a global byte quota refuses new blobs with 'full', keeps what is stored, and frees with deletions (across a restart)", async () => {
+    const path = tempDir();
+    const masterKey = randomBytes(32);
+    const options = { path, masterKey, quotaBytes: 20_000 };
+    let store = openStore(options);
+    const a = queue();
+    const b = queue();
+    await store.createQueue(a);
+    await store.createQueue(b);
+    const body = new Uint8Array(1000).fill(7);
+    let stored = 0;
+    let result = "ok";
+    for (let i = 0; i < 1000 && result === "ok"; i++) {
+      result = await store.append((i % 2 ? a : b).recipientId, msg(body, Date.now()), 1000);
+      if (result === "ok") stored++;
+    }
+    expect(result).toBe("full");
+    expect(stored).toBeGreaterThan(5);
+    expect(store.stats().storedBytes).toBeLessThanOrEqual(20_000);
+    expect(store.queueBytes(a.recipientId) + store.queueBytes(b.recipientId)).toBe(store.stats().storedBytes);
+    expect(
+      await store.setPrekeys(
+        a.recipientId,
+        { bundle: new Uint8Array(5000), oneTime: [], replaceOneTime: false },
+        10,
+      ),
+    ).toBe("full");
+
+    store = await reopen(store, options);
+    expect(store.stats().storedBytes).toBe(store.queueBytes(a.recipientId) + store.queueBytes(b.recipientId));
+    expect(await store.append(a.recipientId, msg(body, Date.now()), 1000)).toBe("full");
+    const first = await store.next(a.recipientId, -1);
+    expect(await store.read(a.recipientId, first!.seq)).toBeDefined();
+    expect(await store.ack(a.recipientId, first!.seq, first!.msgId)).toBe(true);
+    expect(await store.append(a.recipientId, msg(body, Date.now()), 1000)).toBe("ok");
+    await store.deleteQueue(b.recipientId);
+    expect(store.stats().storedBytes).toBe(store.queueBytes(a.recipientId));
+  });
+
+  it("deletes queues idle for longer than idleQueueMs, and keeps the active ones", async () => {
+    const path = tempDir();
+    let now = Date.UTC(2031, 0, 1);
+    const options = { path, masterKey: randomBytes(32), clock: () => now, idleQueueMs: 30 * DAY };
+    let store = openStore(options);
+    const idle = queue();
+    const busy = queue();
+    const reading = queue();
+    for (const q of [idle, busy, reading]) await store.createQueue(q);
+    await store.append(idle.recipientId, msg(utf8("never read"), now, 7 * DAY), 10);
+    await store.setPrekeys(
+      idle.recipientId,
+      { bundle: utf8("b"), oneTime: [utf8("o")], replaceOneTime: false },
+      10,
+    );
+    for (let day = 0; day < 40; day++) {
+      now += DAY;
+      if (day % 7 === 0) await store.append(busy.recipientId, msg(utf8(`d${day}`), now, DAY), 100);
+      if (day % 10 === 0) await store.next(reading.recipientId, -1); // a SUB or GET
+      if (day === 20) store = await reopen(store, options);
+      await store.gc(now);
+    }
+    expect(await store.queueByRecipient(idle.recipientId)).toBeUndefined();
+    expect(await store.queueBySender(idle.senderId)).toBeUndefined();
+    expect(await store.takePrekeys(idle.recipientId)).toBeUndefined();
+    expect(await store.queueByRecipient(busy.recipientId)).toBeDefined();
+    expect(await store.queueByRecipient(reading.recipientId)).toBeDefined();
+    expect(store.stats().queues).toBe(2);
+  });
+
+  it("migrates a store written before epoch keys: raw key records are wrapped, 16 KiB blocks still read", async () => {
+    const path = tempDir();
+    const q = queue();
+    const rid = Buffer.from(q.recipientId);
+    // The previous layout, written by hand: raw 32-byte key record, 16-byte queue state.
+    const env = open({ path, noSubdir: false, maxDbs: 16 });
+    const db = (name: string) =>
+      env.openDB<Buffer, Buffer>(name, { keyEncoding: "binary", encoding: "binary", compression: false });
+    const recKey = Buffer.concat([rid, Buffer.alloc(8)]);
+    const keyKey = Buffer.concat([Buffer.of(0x6d), recKey]);
+    const { key, sealed } = sealAtRest(padBlock(utf8("from before"), BLOCK_SIZE), keyKey);
+    const header = Buffer.alloc(40);
+    Buffer.from(randomBytes(24)).copy(header);
+    header.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 1000)), 24);
+    header.writeBigUInt64BE(BigInt(Date.now() + DAY), 32);
+    const { encodeCanonical } = await import("../../core/wire/codec.ts");
+    await env.transaction(() => {
+      db("queues").put(
+        rid,
+        Buffer.from(encodeCanonical([q.senderId, q.recipientKey, q.rcvKey, null, false])),
+      );
+      db("senders").put(Buffer.from(q.senderId), rid);
+      db("seqs").put(rid, Buffer.alloc(16));
+      db("msgs").put(recKey, Buffer.concat([header, sealed]));
+      db("keys").put(keyKey, key);
+    });
+    await env.close();
+
+    const masterKey = randomBytes(32);
+    const store = openStore({ path, masterKey });
+    expect(text(await store.read(q.recipientId, 0))).toBe("from before");
+    expect(store.queueBytes(q.recipientId)).toBeGreaterThan(BLOCK_SIZE);
+    expect((await store.queueByRecipient(q.recipientId))?.rcvKey).toEqual(q.rcvKey);
+    expect((await store.queueBySender(q.senderId))?.rcvKey).toEqual(q.rcvKey);
+    await store.close();
+    stores.splice(0);
+    const raw = open({ path, noSubdir: false, maxDbs: 16, readOnly: true });
+    const keys = raw.openDB<Buffer, Buffer>("keys", { keyEncoding: "binary", encoding: "binary" });
+    expect(keys.get(keyKey)?.length).toBe(64);
+    // The queue's server→recipient key is sealed now too; its raw bytes are gone from the record.
+    const queues = raw.openDB<Buffer, Buffer>("queues", { keyEncoding: "binary", encoding: "binary" });
+    expect(queues.get(rid)?.includes(Buffer.from(q.rcvKey))).toBe(false);
+    await raw.close();
+  });
+
+  it("DEL while SENDs are in flight leaves nothing behind (no orphan message, key or byte count)", async () => {
+    const path = tempDir();
+    const masterKey = randomBytes(32);
+    let store = openStore({ path, masterKey });
+    const q = queue();
+    const other = queue();
+    await store.createQueue(q);
+    await store.createQueue(other);
+    await store.append(other.recipientId, msg(utf8("stays"), Date.now()), 100);
+    const sends = Array.from({ length: 20 }, (_, i) =>
+      store.append(q.recipientId, msg(utf8(`m${i}`), Date.now()), 100),
+    );
+    const deleted = store.deleteQueue(q.recipientId);
+    const late = Array.from({ length: 5 }, (_, i) =>
+      store.append(q.recipientId, msg(utf8(`late${i}`), Date.now()), 100),
+    );
+    await Promise.all([...sends, deleted, ...late]);
+    expect(await Promise.all(late)).toEqual(Array(5).fill("missing"));
+    expect(await deleted).toBe(20);
+    store = await reopen(store, { path, masterKey });
+    expect(store.stats().messages).toBe(1);
+    expect(store.stats().storedBytes).toBe(store.queueBytes(other.recipientId));
+    expect(await store.read(q.recipientId, 0)).toBeUndefined();
+    expect(store.queueBytes(q.recipientId)).toBe(0);
+  });
+
+  it("concurrent prekey fetches never hand out the same one-time prekey", async () => {
+    const store = openStore({ path: tempDir(), masterKey: randomBytes(32) });
+    const q = queue();
+    await store.createQueue(q);
+    const otks = [utf8("otk-a"), utf8("otk-b"), utf8("otk-c")];
+    await store.setPrekeys(
+      q.recipientId,
+      { bundle: utf8("bundle"), oneTime: otks, replaceOneTime: false },
+      10,
+    );
+    const taken = await Promise.all([1, 2, 3, 4].map(() => store.takePrekeys(q.recipientId)));
+    const got = taken.map((t) => (t?.oneTime ? new TextDecoder().decode(t.oneTime) : "none"));
+    expect(got.sort()).toEqual(["none", "otk-a", "otk-b", "otk-c"]);
+    expect(store.queueBytes(q.recipientId)).toBeLessThan(1024);
+  });
+
+  it("opens a data dir whose name has a dot (as mktemp -d makes)", async () => {
+    const path = tempDir("loft.relay-");
+    const masterKey = randomBytes(32);
+    let store = openStore({ path, masterKey });
+    const q = queue();
+    await store.createQueue(q);
+    await store.append(q.recipientId, msg(utf8("dotted"), Date.now()), 10);
+    store = await reopen(store, { path, masterKey });
+    expect(text(await store.read(q.recipientId, 0))).toBe("dotted");
+  });
+});

@@ -1,0 +1,189 @@
+/**
+ * Opening the relay store from its configuration (docs/operations-relay.md §Storage, §Keys): check
+ * the data dir, load the master key (a file, or LOFT_RELAY_MASTER_KEY; never a flag, which `ps`
+ * would show), and open the LMDB store. Every problem is a StoreError with a message an operator
+ * can act on, raised before the relay listens.
+ */
+import { randomBytes } from "node:crypto";
+import {
+  accessSync,
+  closeSync,
+  constants,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  realpathSync,
+  statSync,
+  writeSync,
+} from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
+import type { Logger } from "../../server/log.ts";
+import type { RelayConfig } from "../config.ts";
+import { StoreError } from "./errors.ts";
+import { MASTER_KEY_LENGTH } from "./keyring.ts";
+import { LmdbStore } from "./lmdb.ts";
+
+/** The file a generated master key goes to when the operator gives none (development only). */
+export const GENERATED_KEY_FILE = "master.key";
+export const MASTER_KEY_ENV = "LOFT_RELAY_MASTER_KEY";
+
+/**
+ * A master key from its text or bytes: 64 hex digits, base64 / base64url of 32 bytes (surrounding
+ * whitespace ignored), or exactly 32 raw bytes. Undefined for anything else.
+ */
+export function parseMasterKey(raw: Uint8Array): Buffer | undefined {
+  const text = Buffer.from(raw).toString("latin1").trim();
+  if (/^[0-9a-fA-F]{64}$/.test(text)) return Buffer.from(text, "hex");
+  if (/^[A-Za-z0-9+/_-]{43}={0,1}$/.test(text)) {
+    const b = Buffer.from(text.replace(/-/g, "+").replace(/_/g, "/"), "base64");
+    if (b.length === MASTER_KEY_LENGTH) return b;
+  }
+  if (raw.length === MASTER_KEY_LENGTH) return Buffer.from(raw);
+  return undefined;
+}
+
+/** Create the data dir if missing; refuse a path that is not a writable directory. */
+export function prepareDataDir(path: string): string {
+  const dir = resolve(path);
+  if (existsSync(dir) && !statSync(dir).isDirectory())
+    throw new StoreError("LOFT_ERR_RELAY_DATA_DIR", `--relay-data-dir ${dir} exists and is not a directory`);
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    accessSync(dir, constants.R_OK | constants.W_OK | constants.X_OK);
+  } catch (e) {
+    throw new StoreError(
+      "LOFT_ERR_RELAY_DATA_DIR",
+      `--relay-data-dir ${dir} cannot be created or written (${(e as NodeJS.ErrnoException).code ?? "error"})`,
+    );
+  }
+  return dir;
+}
+
+function readKeyFile(path: string, what: string): Buffer {
+  let raw: Buffer;
+  try {
+    raw = readFileSync(path);
+  } catch (e) {
+    throw new StoreError(
+      "LOFT_ERR_RELAY_MASTER_KEY",
+      `${what} ${path} cannot be read (${(e as NodeJS.ErrnoException).code ?? "error"})`,
+    );
+  }
+  const key = parseMasterKey(raw);
+  raw.fill(0);
+  if (!key)
+    throw new StoreError(
+      "LOFT_ERR_RELAY_MASTER_KEY",
+      `${what} ${path} must hold 32 bytes: 64 hex digits, base64, or raw (make one with: openssl rand -hex 32)`,
+    );
+  return key;
+}
+
+const inside = (dir: string, file: string): boolean => {
+  const rel = relative(realpathSync(dir), realpathSync(dirname(file)));
+  return rel === "" || (!rel.startsWith("..") && !rel.startsWith("/"));
+};
+
+export interface MasterKeys {
+  key: Buffer;
+  previous: Buffer | undefined;
+  /** Where the key came from, for the start-up log (never the key). */
+  source: "file" | "env" | "generated";
+}
+
+/** The master key (and the previous one, during a rotation), warning about weak setups. */
+export function loadMasterKeys(
+  config: Pick<RelayConfig, "masterKeyFile" | "previousMasterKeyFile">,
+  dataDir: string,
+  log: Pick<Logger, "warn">,
+  env: Record<string, string | undefined> = process.env,
+): MasterKeys {
+  const previous = config.previousMasterKeyFile
+    ? readKeyFile(config.previousMasterKeyFile, "--relay-previous-master-key-file")
+    : undefined;
+  if (config.masterKeyFile) {
+    const key = readKeyFile(config.masterKeyFile, "--relay-master-key-file");
+    if (inside(dataDir, config.masterKeyFile))
+      log.warn(
+        "relay master key file is inside the data dir: a copy of the data dir decrypts everything stored; keep it on another disk",
+      );
+    if ((statSync(config.masterKeyFile).mode & 0o077) !== 0)
+      log.warn("relay master key file is readable by group or others: chmod 600 it");
+    return { key, previous, source: "file" };
+  }
+  const fromEnv = env[MASTER_KEY_ENV];
+  if (fromEnv !== undefined) {
+    const key = parseMasterKey(Buffer.from(fromEnv, "latin1"));
+    if (!key)
+      throw new StoreError(
+        "LOFT_ERR_RELAY_MASTER_KEY",
+        `${MASTER_KEY_ENV} must be 32 bytes as 64 hex digits or base64 (make one with: openssl rand -hex 32)`,
+      );
+    return { key, previous, source: "env" };
+  }
+  // No key given: development mode. A key beside the data still makes deletion real (epoch keys
+  // are destroyed), but a copy of the folder decrypts what it holds.
+  const path = join(dataDir, GENERATED_KEY_FILE);
+  let key: Buffer;
+  if (existsSync(path)) key = readKeyFile(path, "generated master key");
+  else {
+    key = randomBytes(MASTER_KEY_LENGTH);
+    const fd = openSync(path, "wx", 0o600);
+    try {
+      writeSync(fd, `${key.toString("hex")}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+  log.warn(
+    `relay master key generated beside the data (${GENERATED_KEY_FILE} in the data dir): a copy of the data dir decrypts everything stored; set --relay-master-key-file (on another disk) or ${MASTER_KEY_ENV}`,
+  );
+  return { key, previous, source: "generated" };
+}
+
+/** Open the store described by `config` (data dir, keys, quotas, expiry). */
+export function openRelayStore(
+  config: RelayConfig,
+  deps: {
+    log: Pick<Logger, "warn" | "info">;
+    clock?: () => number;
+    env?: Record<string, string | undefined>;
+  },
+): LmdbStore {
+  const dir = prepareDataDir(config.dataDir);
+  const keys = loadMasterKeys(config, dir, deps.log, deps.env);
+  deps.log.info(
+    {
+      masterKey: keys.source,
+      rotatingFromPrevious: keys.previous !== undefined,
+      keyEpochSeconds: config.keyEpochSeconds,
+      quotaBytes: config.storeQuotaBytes,
+      queueIdleDays: config.queueIdleDays,
+    },
+    "relay store keys and limits",
+  );
+  try {
+    return new LmdbStore({
+      path: dir,
+      masterKey: keys.key,
+      previousMasterKey: keys.previous,
+      sync: config.sync,
+      keyEpochMs: config.keyEpochSeconds * 1000,
+      quotaBytes: config.storeQuotaBytes,
+      minFreeDiskBytes: config.minFreeDiskBytes,
+      idleQueueMs: config.queueIdleDays * 86_400_000,
+      onNoSpace: (cause) =>
+        deps.log.warn(
+          { code: (cause as { code?: unknown } | undefined)?.code },
+          "relay store: the disk refused a write; new messages get FULL until it has room again (what is stored is kept)",
+        ),
+      ...(deps.clock ? { clock: deps.clock } : {}),
+    });
+  } finally {
+    keys.key.fill(0);
+    keys.previous?.fill(0);
+  }
+}

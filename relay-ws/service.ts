@@ -4,7 +4,6 @@
  * metrics. `relay-ws/main.ts` runs it alone; the one-process host mounts it next to signaling.
  */
 
-import { mkdirSync } from "node:fs";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Registry } from "prom-client";

@@ -68,7 +68,18 @@ export async function startAbuseServer(args: string[] = []): Promise<AbuseServer
   const proc = await startLoft({
     args: ["--serve-static", "false", "--relay-data-dir", dataDir, ...args],
   });
-  const metrics = async () => (await fetch(`${proc.url}/metrics`)).text();
+  // /metrics lives on the metrics listener (docs/operations.md), never on the public port. A
+  // missing figure must fail the suite, not read as 0 and pass every bound.
+  const metricsUrl = proc.metricsUrl;
+  if (!metricsUrl) throw new Error("the abuse server needs its metrics listener");
+  const metrics = async () => {
+    const res = await fetch(`${metricsUrl}/metrics`);
+    if (!res.ok) throw new Error(`metrics listener answered ${res.status}`);
+    const text = await res.text();
+    for (const family of ["loft_process_cpu_seconds_total", "loft_nodejs_eventloop_lag_p99_seconds"])
+      if (!text.includes(`# TYPE ${family} `)) throw new Error(`metric ${family} missing from /metrics`);
+    return text;
+  };
   return {
     proc,
     url: proc.url,

@@ -7,7 +7,9 @@
  * and two clients behind the proxy count as two sources (a client's own X-Forwarded-For is not
  * believed), while without the unit's LOFT_TRUST_PROXY every client is the proxy.
  */
+
 import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { request as httpRequest, type IncomingHttpHeaders } from "node:http";
 import { request as httpsRequest } from "node:https";
@@ -88,6 +90,13 @@ async function startStack(
       i++; // startLoft binds 127.0.0.1 on a free port
     else if (flag === "--relay-data-dir") {
       args.push(flag, mkdtempSync(join(dir, "relay-")));
+      i++;
+    } else if (flag === "--relay-master-key-file") {
+      // The credential systemd would hand over: a key file outside the data dir.
+      expect(value).toBe("${CREDENTIALS_DIRECTORY}/relay-master-key");
+      const keyFile = join(mkdtempSync(join(dir, "credentials-")), "relay-master-key");
+      writeFileSync(keyFile, randomBytes(32).toString("hex"), { mode: 0o600 });
+      args.push(flag, keyFile);
       i++;
     } else args.push(flag);
     if (flag === "--host") expect(value).toBe("127.0.0.1");
@@ -196,6 +205,11 @@ afterAll(async () => {
 });
 
 describe("the documented nginx + systemd deployment", () => {
+  it("the unit keeps the relay's master key off the data disk (a systemd credential)", () => {
+    expect(UNIT).toMatch(/^LoadCredential=relay-master-key:\/etc\/loft\/relay-master\.key$/m);
+    expect(unitCommand().args).toContain("--relay-master-key-file");
+  });
+
   it("the unit file is valid for systemd", () => {
     const file = join(dir, "loft.service");
     writeFileSync(file, UNIT);

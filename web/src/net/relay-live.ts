@@ -1,5 +1,5 @@
 /**
- * Live links through the relay (DESIGN.md, Transports: "a WebSocket to relay-ws/, used live when
+ * Live links through the relay (docs/design.md, "Transports": "a WebSocket to relay-ws/, live when
  * no direct path comes up"; docs/protocol/mailbox.md, "Live fallback"): a core/relay `RelayLink`
  * over a pair of fresh queues on the dialer's relay, set up through signed signaling envelopes the
  * way a WebRTC offer/answer is. The same Noise XXhfs handshake (link kind "relay") and ratchet run

@@ -106,6 +106,41 @@ function dangling(): string[] {
   return [...new Set(bad)].sort();
 }
 
+/**
+ * A section named after a page: the page, then a quoted heading or phrase (`, "At rest"`), a
+ * section number (`§7`) or the first word of a heading (`§Keys`).
+ */
+const SECTION_CITE = /(?<![\w./-])(docs\/[\w/-]+\.md),?\s(?:"([^"\n]{2,80})"|§\s?(\d+|[A-Za-z][\w-]*))/g;
+
+/** Page text as a reader sees it: no emphasis or code marks, lower case, single spaces. */
+function plain(text: string): string {
+  return text.replace(/[*`_]/g, "").replace(/\s+/g, " ").toLowerCase();
+}
+
+function headingsOf(text: string): string[] {
+  return [...text.matchAll(/^#{1,6}\s+(.*)$/gm)].map((m) => plain(m[1] ?? "").trim());
+}
+
+/** Cited sections that the cited page does not have. */
+function missingSections(): string[] {
+  const bad: string[] = [];
+  for (const { file, text } of texts) {
+    for (const m of text.matchAll(SECTION_CITE)) {
+      const [, page = "", quoted, section] = m;
+      const full = join(ROOT, page);
+      if (!existsSync(full)) continue; // reported by dangling()
+      const body = readFileSync(full, "utf8");
+      const heads = headingsOf(body);
+      let found: boolean;
+      if (quoted !== undefined) found = plain(body).includes(plain(quoted).trim());
+      else if (/^\d+$/.test(section ?? "")) found = heads.some((h) => h.startsWith(`${section}.`));
+      else found = heads.some((h) => h.startsWith((section ?? "").toLowerCase()));
+      if (!found) bad.push(`${file}: ${page} ${quoted !== undefined ? `"${quoted}"` : `§${section}`}`);
+    }
+  }
+  return [...new Set(bad)].sort();
+}
+
 describe("repository paths named in comments and docs", () => {
   it("reads the sources and the docs (the walk found them)", () => {
     expect(texts.some((t) => t.file === "README.md")).toBe(true);
@@ -115,6 +150,10 @@ describe("repository paths named in comments and docs", () => {
 
   it("names only paths that exist", () => {
     expect(dangling()).toEqual([]);
+  });
+
+  it("cites only sections the cited page has", () => {
+    expect(missingSections()).toEqual([]);
   });
 
   it("would catch a dangling pointer of each kind", () => {
@@ -133,6 +172,13 @@ describe("repository paths named in comments and docs", () => {
         "docs/probe.md: link nowhere.md",
         "docs/probe.md: nowhere.md (no file of that name)",
         "docs/probe.md: test/e2e/nowhere-*.e2e.ts",
+      ]);
+      probe[0]!.text =
+        'docs/design.md, "No such section"; docs/protocol/chat.md §42; docs/protocol/relay.md §Frames';
+      expect(missingSections()).toEqual([
+        'docs/probe.md: docs/design.md "No such section"',
+        "docs/probe.md: docs/protocol/chat.md §42",
+        "docs/probe.md: docs/protocol/relay.md §Frames",
       ]);
     } finally {
       texts.splice(0, texts.length, ...saved);

@@ -112,6 +112,9 @@ function dangling(): string[] {
  */
 const SECTION_CITE = /(?<![\w./-])(docs\/[\w/-]+\.md),?\s(?:"([^"\n]{2,80})"|§\s?(\d+|[A-Za-z][\w-]*))/g;
 
+/** The same after a Markdown link: `[relay.md](relay.md), "At rest"`, `[chat.md](chat.md) §7`. */
+const LINK_SECTION_CITE = /\]\(([^)\s#]+\.md)\),?\s(?:"([^"\n]{2,80})"|§\s?(\d+|[A-Za-z][\w-]*))/g;
+
 /** Page text as a reader sees it: no emphasis or code marks, lower case, single spaces. */
 function plain(text: string): string {
   return text.replace(/[*`_]/g, "").replace(/\s+/g, " ").toLowerCase();
@@ -124,10 +127,14 @@ function headingsOf(text: string): string[] {
 /** Cited sections that the cited page does not have. */
 function missingSections(): string[] {
   const bad: string[] = [];
-  for (const { file, text } of texts) {
-    for (const m of text.matchAll(SECTION_CITE)) {
-      const [, page = "", quoted, section] = m;
-      const full = join(ROOT, page);
+  for (const { file, text, markdown } of texts) {
+    const cites = [...text.matchAll(SECTION_CITE)].map((m) => ({ full: join(ROOT, m[1] ?? ""), m }));
+    if (markdown)
+      for (const m of text.matchAll(LINK_SECTION_CITE))
+        cites.push({ full: join(dirname(join(ROOT, file)), m[1] ?? ""), m });
+    for (const { full, m } of cites) {
+      const [, , quoted, section] = m;
+      const page = relative(ROOT, full);
       if (!existsSync(full)) continue; // reported by dangling()
       const body = readFileSync(full, "utf8");
       const heads = headingsOf(body);
@@ -174,7 +181,7 @@ describe("repository paths named in comments and docs", () => {
         "docs/probe.md: test/e2e/nowhere-*.e2e.ts",
       ]);
       probe[0]!.text =
-        'docs/design.md, "No such section"; docs/protocol/chat.md §42; docs/protocol/relay.md §Frames';
+        'docs/design.md, "No such section"; docs/protocol/chat.md §42; [relay.md](protocol/relay.md) §Frames';
       expect(missingSections()).toEqual([
         'docs/probe.md: docs/design.md "No such section"',
         "docs/probe.md: docs/protocol/chat.md §42",

@@ -30,7 +30,7 @@ export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return diff === 0;
 }
 
-/** Zero every given buffer (secrets are wiped when done; DESIGN.md, Cryptography). */
+/** Zero every given buffer (secrets are wiped when done; docs/design.md, "Cryptography"). */
 export function wipe(...buffers: (Uint8Array | undefined | null)[]): void {
   for (const b of buffers) b?.fill(0);
 }

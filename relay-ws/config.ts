@@ -1,7 +1,8 @@
 /**
  * Relay options: flags and environment variables through server/config.ts (flags win).
- * Every limit is configurable; defaults follow DESIGN.md ("Relay mailbox") and the GoRelay seed
- * (48 h TTL, 7 days maximum, 5 failed deliveries, GC every 5 minutes).
+ * Every limit is configurable; defaults follow docs/design.md, "Relay mailbox", and
+ * docs/operations-relay.md, "Options" (48 h TTL, 7 days maximum, 5 failed deliveries, GC every
+ * 5 minutes).
  */
 
 import { DEFAULT_FRAME_LIMIT, MAX_WINDOW, MIN_FRAME_LIMIT } from "../core/relay/protocol.ts";

@@ -1,5 +1,5 @@
 /**
- * Command-signature checks of the relay (docs/protocol/relay.md §Authorization) with a bounded
+ * Command-signature checks of the relay (docs/protocol/relay.md §Commands, the "signed by" column) with a bounded
  * cache of parsed keys, and the same work on every failure path (SMP §"Error responses": an
  * unknown queue id is checked against a dummy key so it costs what a bad signature costs).
  *

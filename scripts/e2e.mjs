@@ -1,5 +1,5 @@
 // Browser tests in real Chromium, inside a private network namespace this script creates
-// (DESIGN.md, Testing): WebRTC gathers no candidate on loopback alone and mDNS would leak onto
+// (docs/design.md, "Testing"): WebRTC gathers no candidate on loopback alone and mDNS would leak onto
 // the real interface, so the tests get their own `lo` plus a bridge with a test address
 // (198.18.0.1/24, RFC 2544 benchmarking space) and a default route that goes nowhere else.
 //

@@ -1,6 +1,6 @@
 /**
  * Who is on the other end of a request, for per-source limits only (never logged or stored:
- * DESIGN.md, Operators — "No IP addresses are stored or logged").
+ * docs/design.md, "Operators" — "No IP addresses are stored or logged").
  *
  * Behind a reverse proxy every client arrives from the proxy's address, so one busy client would
  * exhaust everyone's per-source budget. `--trust-proxy` names the proxies (addresses or CIDRs);

@@ -1,6 +1,6 @@
 /**
  * Operator configuration: every option can be given as a flag (`--port 8080` or `--port=8080`)
- * or an environment variable (`PORT=8080`); flags win (DESIGN.md, Operators). Each server
+ * or an environment variable (`PORT=8080`); flags win (docs/design.md, "Operators"). Each server
  * declares its options once, with a default and a parser, and gets a typed config back.
  */
 

@@ -3,7 +3,7 @@
  * hands WebSocket upgrades to mounted services by path (`/signal`, `/relay`); Prometheus
  * `/metrics` and the detailed `/health` go to a separate metrics listener (server/metrics.ts) or,
  * for a service running alone, stay on the main port. `npm start` runs everything in one process
- * through this; each service can also run alone with its own host (DESIGN.md, Operators).
+ * through this; each service can also run alone with its own host (docs/design.md, "Operators").
  *
  * Every response either listener writes — files, health, metrics, 404, 426, errors, refused
  * upgrades — carries the browser security headers (server/security-headers.ts).

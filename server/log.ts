@@ -1,5 +1,5 @@
 /**
- * Structured logs (pino) with neither IP addresses nor payloads (DESIGN.md, Operators). The
+ * Structured logs (pino) with neither IP addresses nor payloads (docs/design.md, "Operators"). The
  * serializers drop request/socket objects outright, so a careless `log.info({ req })` cannot leak
  * a remote address; callers log counts, codes and opaque ids only.
  */

@@ -1,6 +1,6 @@
 /**
  * `npm run signaling`: the signaling/rendezvous service alone, on its own host with `/health` and
- * `/metrics` (DESIGN.md, Operators). Options: `--help`, or docs/operations-signaling.md.
+ * `/metrics` (docs/design.md, "Operators"). Options: `--help`, or docs/operations-signaling.md.
  */
 import { ConfigError, describeOptions, int, readConfig, str } from "../server/config.ts";
 import { closeOnSignals, createHost, createRegistry } from "../server/host.ts";

@@ -1,6 +1,6 @@
 /**
  * REGISTER verification on the server, cheap enough to face unauthenticated floods
- * (issue #17; docs/decisions.md, "Signaling: native verification and CPU budgets").
+ * (issue #17; docs/decisions.md, "Native verification, per-source CPU budgets").
  *
  * Same rules as core `decodeIdentity` + `verifyWithContext` (docs/protocol/identity.md,
  * docs/protocol/signaling.md "REGISTER_REQUEST"), with the expensive parts on node:crypto

@@ -1,6 +1,6 @@
 /**
- * The E2EE fetch proxy for `/peer/<contact>/...` (DESIGN.md, sw/; seeds/portal-readme.txt,
- * "Browser E2EE Proxy"): the page's requests to a peer's HTTP service are encrypted in the
+ * The E2EE fetch proxy for `/peer/<contact>/...` (docs/design.md, "Layers":
+ * `sw/`, "the `/peer/…` proxy entry"): the page's requests to a peer's HTTP service are encrypted in the
  * Service Worker and carried over the peer link. NOT IMPLEMENTED YET — a later issue. Until then
  * every such request gets a 501 that says so, instead of falling through to the network.
  */

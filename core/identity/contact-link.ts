@@ -1,7 +1,7 @@
 /**
  * Contact links: everything needed to add someone as a contact, in one URL fragment or QR code
- * (SREMP 0.1-draft §discovery "Direct Connection Sharing: … through QR codes"; DESIGN.md, "add
- * contacts by link or QR code"). Exact bytes: docs/protocol/identity.md, "Contact link".
+ * (SREMP 0.1-draft §discovery "Direct Connection Sharing: … through QR codes"; docs/design.md, "Who
+ * uses it": "add contacts by link or QR code"). Exact bytes: docs/protocol/identity.md, "Contact link".
  *
  *     https://<host>/#c=<base64url(canonical MessagePack payload)>
  *

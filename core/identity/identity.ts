@@ -1,5 +1,5 @@
 /**
- * SREMP identities (SREMP 0.1-draft §identity; DESIGN.md, Cryptography): an Ed25519 identity key
+ * SREMP identities (SREMP 0.1-draft §identity; docs/design.md, "Cryptography"): an Ed25519 identity key
  * that never changes and *is* the contact id, an X25519 noise key used only as the Noise static
  * key (may rotate), a username, flags, optional extensions, a version (+1 on every change) and a
  * creation time. `IdentityVerifiedData` is MessagePack-encoded canonically and signed with the

@@ -1,7 +1,7 @@
 /**
  * Safety codes: a human-comparable code both sides compute identically from the two identity keys,
  * for out-of-band verification (SREMP §identity "Security Consideration: … verify identity keys
- * through out-of-band channels"; DESIGN.md, Cryptography).
+ * through out-of-band channels"; docs/design.md, "Cryptography").
  *
  * The construction is Signal's NumericFingerprint (libsignal `fingerprint.rs`, "version 0"
  * fingerprint, 5200 iterations): for each party

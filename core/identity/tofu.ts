@@ -1,6 +1,7 @@
 /**
- * Trust on first use (SREMP 0.1-draft §identity "Trust", "TOFU"; DESIGN.md, Cryptography: "a
- * changed noise key or a lower version is surfaced to the user, never silently accepted").
+ * Trust on first use (SREMP 0.1-draft §identity "Trust", "TOFU"; docs/design.md, "Cryptography":
+ * "a changed noise key, a lower version or a name collision is put to the user, never accepted
+ * silently").
  *
  * `decideIdentity` is a pure function from (what we know, what a peer just presented) to one of
  * a closed set of typed outcomes; the caller stores `contact` when the outcome says so and shows
@@ -73,7 +74,7 @@ export type IdentityDecision =
     }
   /**
    * A newer version that rotates the noise key. Signed by the same identity key, so trust is kept,
-   * but the user is told (DESIGN.md): `ask` before storing. If the name changed too, `renamedFrom`
+   * but the user is told (docs/design.md, "Cryptography"): `ask` before storing. If the name changed too, `renamedFrom`
    * says from what and `sameUsername` lists other contacts already using the new name.
    */
   | {

@@ -1,5 +1,5 @@
 /**
- * Usernames (SREMP §identity, `Username := String(1..=40)`; DESIGN.md, Cryptography).
+ * Usernames (SREMP §identity, `Username := String(1..=40)`; docs/design.md, "Cryptography").
  *
  * SREMP says "a UTF-8 String of 1 up to 40 characters" without defining a character. Loft's
  * decision (docs/protocol/identity.md, "Username"):

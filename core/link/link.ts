@@ -1,5 +1,5 @@
 /**
- * The one transport abstraction (DESIGN.md, Transports): a Link carries whole messages (byte
+ * The one transport abstraction (docs/design.md, "Transports"): a Link carries whole messages (byte
  * arrays) in order, reliably, in both directions. WebRTC data channels, relay WebSockets, serial
  * frames and TCP all become Links, so everything above a transport is written and tested once.
  *

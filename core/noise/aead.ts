@@ -4,7 +4,7 @@
  *
  * One primitive, two implementations of it. noble's (`@noble/ciphers`) is the default and the only
  * one in browsers (WebCrypto has no ChaCha20-Poly1305). A Node host may install OpenSSL's through
- * `node:crypto` (DESIGN.md, Cryptography: "WebCrypto / node:crypto where a bench shows a real gain
+ * `node:crypto` (docs/design.md, "Cryptography": "WebCrypto / node:crypto where a benchmark shows a real gain
  * for the same primitive" — bench/core.ts shows about 15× for 16 KiB transport messages):
  *
  *   import * as crypto from "node:crypto";

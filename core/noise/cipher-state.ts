@@ -111,7 +111,7 @@ export class CipherState {
   }
 
   /**
-   * Wipe the key (DESIGN.md: secrets zeroed when done). Every later encrypt/decrypt is an error,
+   * Wipe the key (docs/design.md, "Cryptography": secrets are zeroed when done). Every later encrypt/decrypt is an error,
    * never a plaintext pass-through.
    */
   wipe(): void {

@@ -4,7 +4,7 @@
  * ChaChaPoly and BLAKE2s instantiations), https://noiseprotocol.org/noise.html, and the Noise HFS
  * extension rev 1, §3 (KEM functions), https://github.com/noiseprotocol/noise_hfs_spec.
  *
- * Every primitive comes from noble (DESIGN.md, Cryptography); this file only adapts them to the
+ * Every primitive comes from noble (docs/design.md, "Cryptography"); this file only adapts them to the
  * shapes Noise names (`DH`, `ENCRYPT`, `DECRYPT`, `REKEY`, `HASH`, `HKDF`, `GENERATE_KEM_*`, `KEM`).
  */
 import { x25519 } from "@noble/curves/ed25519.js";

@@ -400,7 +400,7 @@ export function prekeyBundle(store: PrekeyStore): PrekeyBundle {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Serialization (docs/protocol/prekeys.md, "Stored prekeys").
+// Serialization (docs/protocol/prekeys.md, "Bob's prekey store": `serializePrekeyStore`).
 
 const id = uintSchema(MAX_PREKEY_ID);
 const time = uintSchema();

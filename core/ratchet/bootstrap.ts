@@ -1,6 +1,6 @@
 /**
- * Starting a Double Ratchet session from a finished Noise handshake (DESIGN.md, Cryptography:
- * "Sessions start from a finished Noise handshake"), and the associated data both parties bind.
+ * Starting a Double Ratchet session from a finished Noise handshake (docs/design.md, "Cryptography":
+ * "a session starts from a finished Noise handshake"), and the associated data both parties bind.
  *
  * The Noise session exports a 32-byte secret (`exportSecret(RATCHET_EXPORT_LABEL)`, an HKDF of the
  * final chaining key, so it is bound to the whole handshake transcript). We split it into the

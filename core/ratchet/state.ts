@@ -31,7 +31,7 @@ export interface RatchetLimits {
 export const DEFAULT_RATCHET_LIMITS: RatchetLimits = Object.freeze({
   maxSkip: 1000,
   maxSkippedKeys: 2000,
-  // A relay keeps a blob at most 7 days (DESIGN.md, Relay mailbox): a message that was skipped
+  // A relay keeps a blob at most 7 days (docs/design.md, "Relay mailbox"): a message that was skipped
   // cannot arrive much later than that. 14 days leaves room for a device that was off.
   skippedKeyTtlMs: 14 * 24 * 60 * 60 * 1000,
 });

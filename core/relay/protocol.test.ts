@@ -1,5 +1,5 @@
 /**
- * Relay codecs (docs/protocol/relay.md §Frames): round trips, padding, the server→recipient key
+ * Relay codecs (docs/protocol/relay.md §Encoding): round trips, padding, the server→recipient key
  * agreement, and typed errors for malformed frames.
  */
 import fc from "fast-check";

@@ -9,7 +9,7 @@
  * authorization failure — and departs from it in encoding (MessagePack maps instead of SMP's
  * ABNF blocks) and in a few semantics written down in docs/protocol/relay.md.
  *
- * Frame layout (docs/protocol/relay.md §Frames):
+ * Frame layout (docs/protocol/relay.md §Encoding):
  *   client → relay: `{ t: bin, a?: bin(64) }` where `t` is the canonical encoding of a Command
  *                   and `a` an Ed25519 signature over `AUTH_DOMAIN ‖ sessionId ‖ t`.
  *   relay → client: a ServerFrame map, unsigned (the transport is TLS).
@@ -28,9 +28,12 @@ import {
 import { WIRE_ERROR_CODES } from "./errors.ts";
 
 // ---------------------------------------------------------------------------------------------
-// Sizes (docs/protocol/relay.md §Constants)
+// Sizes (docs/protocol/relay.md §Limits, §Padding)
 
-/** Fixed block every message is padded to, at rest and inside the server→recipient layer. */
+/**
+ * Fixed block every delivered message is padded to, inside the server→recipient layer; at rest a
+ * body is padded only to a size bucket of at most this (docs/protocol/relay.md §At rest).
+ */
 export const BLOCK_SIZE = 16_384;
 /** Padding header: the body length, u16 big-endian. */
 export const PAD_HEADER = 2;
@@ -141,7 +144,7 @@ export const commandSchema = v.variant("k", [
 export type Command = v.InferOutput<typeof commandSchema>;
 export type CommandOf<K extends CommandKind> = Extract<Command, { k: K }>;
 
-/** Which key must sign a command (docs/protocol/relay.md §Authorization). */
+/** Which key must sign a command (docs/protocol/relay.md §Commands, the "signed by" column). */
 export type AuthRule = "none" | "self" | "recipient" | "sender-if-secured";
 export const AUTH_RULES: Record<CommandKind, AuthRule> = {
   PING: "none",

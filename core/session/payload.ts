@@ -1,5 +1,5 @@
 /**
- * The handshake payloads of a Loft session (docs/protocol/session.md, "Handshake payloads"):
+ * The handshake payloads of a Loft session (docs/protocol/session.md §4, "Payloads"):
  * Noise message 2 (responder) and message 3 (initiator) carry, encrypted by the handshake (Noise
  * §5.3 EncryptAndHash of the payload), the sender's signed SREMP Identity (SREMP §identity, as
  * its canonical encoding from core/identity) and an optional map of extensions — named byte

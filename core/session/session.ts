@@ -1,5 +1,5 @@
 /**
- * An authenticated Loft session over any `Link` (DESIGN.md, Transports and Cryptography; SREMP
+ * An authenticated Loft session over any `Link` (docs/design.md, "Transports" and "Cryptography"; SREMP
  * §noise and §version; Noise Protocol Framework rev 34; Noise HFS rev 1). Every byte on the wire
  * is in docs/protocol/session.md. In order:
  *

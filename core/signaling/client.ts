@@ -740,7 +740,7 @@ export class SignalingClient {
     }
   }
 
-  /** Recipient-side checks (docs/protocol/signaling.md, "Receiving an envelope"). */
+  /** Recipient-side checks (docs/protocol/signaling.md, "SIGNAL": "The recipient verifies again"). */
   #onEnvelope(e: SignalEnvelope) {
     const reject = (reason: RejectReason) => this.#emit({ type: "rejected", reason, from: e.from });
     if (!equalBytes(e.to, this.#key)) return reject("not-for-us");

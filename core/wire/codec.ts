@@ -1,6 +1,6 @@
 /**
  * MessagePack + schema validation, the one way every protocol message is decoded
- * (DESIGN.md, Wire format). A decode checks the size limit before touching the bytes (as `ws`
+ * (docs/design.md, "Wire format"). A decode checks the size limit before touching the bytes (as `ws`
  * checks `maxPayload` before allocating), bounds every string/binary/array/map length inside,
  * rejects trailing bytes, then validates the shape with a valibot schema. It returns the typed
  * value or a typed error — it never throws.

@@ -1,5 +1,5 @@
 /**
- * The type-tagged message envelope every Loft protocol message uses (DESIGN.md, Wire format;
+ * The type-tagged message envelope every Loft protocol message uses (docs/design.md, "Wire format";
  * SREMP 0.1-draft §messages: "All messages use MessagePack"). Layout and rules:
  * docs/protocol/wire.md, "Envelope".
  *

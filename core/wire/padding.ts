@@ -1,17 +1,20 @@
 /**
- * Length-hiding padding (DESIGN.md, Relay mailbox: "Blobs are padded to fixed 16 KiB blocks";
- * docs/protocol/wire.md, "Padding").
+ * Length-hiding padding of plaintext before encryption (docs/protocol/wire.md, "Padding";
+ * docs/design.md, "Padding"). Used today: `padToBucket` for every chat application message,
+ * inside the ratchet (web/src/engine/wire.ts `encodeAppMessage`). `padToBlock` is specified and
+ * tested but nothing sends with it. The relay does NOT use this scheme: its delivery blocks and
+ * at-rest buckets are `padBlock` in core/relay/protocol.ts (docs/protocol/relay.md, "Padding").
  *
  * Scheme: ISO/IEC 7816-4 (also NIST SP 800-38A Appendix A's "1 then 0s"): append one 0x80 byte,
  * then 0x00 bytes up to the target size. There is always at least one padding byte, so unpadding
  * is unambiguous for every input, including data that itself ends in 0x80 or 0x00.
  *
  * Two target sizes:
- * - fixed blocks: the next multiple of `blockBytes` (16384 for relay blobs) that leaves room for
- *   the 0x80 marker — a 16383-byte message takes one block, a 16384-byte one takes two;
+ * - fixed blocks: the next multiple of `blockBytes` (16384 by default) that leaves room for the
+ *   0x80 marker — a 16383-byte message takes one block, a 16384-byte one takes two;
  * - power-of-two buckets: the smallest power of two ≥ max(len + 1, minBucket), minBucket = 256
  *   by default. This leaks only ⌈log2⌉ of the length at ≤ 2× overhead (≤ 100 %), the trade-off
- *   Padmé-style schemes improve on; live link messages use it.
+ *   Padmé-style schemes improve on; chat application messages use it, live or through a mailbox.
  *
  * Unpadding checks that the input has a size the scheme can produce and that the marker is
  * where it must be; anything else is LOFT_ERR_PADDING. Padding is applied to plaintext before
@@ -20,6 +23,7 @@
  */
 import { err, ok, type Result } from "../errors.ts";
 
+/** The default block: 16 KiB like the relay's, whose own padding is `padBlock` (core/relay/protocol.ts). */
 export const RELAY_BLOCK_BYTES = 16 * 1024;
 export const MIN_BUCKET_BYTES = 256;
 /** Buckets stop at 2^30: beyond that a caller has a bug, not a message. */
@@ -58,7 +62,7 @@ export function paddedBlockSize(length: number, blockBytes = RELAY_BLOCK_BYTES):
   return (Math.floor(length / blockBytes) + 1) * blockBytes;
 }
 
-/** Pad to whole blocks (16 KiB relay blocks by default). */
+/** Pad to whole blocks (16 KiB by default; not the relay's blocks, see the header). */
 export function padToBlock(data: Uint8Array, blockBytes = RELAY_BLOCK_BYTES): Uint8Array {
   if (!(data instanceof Uint8Array)) throw new TypeError("data: expected Uint8Array");
   return padTo(data, paddedBlockSize(data.length, blockBytes));

@@ -1,6 +1,6 @@
 /**
  * Real Chromium (Debian's /usr/bin/chromium) through playwright-core, with the flags that make
- * WebRTC work inside the test network namespace (DESIGN.md, Testing) and keep Chromium from
+ * WebRTC work inside the test network namespace (docs/design.md, "Testing") and keep Chromium from
  * reaching out to the internet at start.
  */
 import { type Browser, chromium } from "playwright-core";

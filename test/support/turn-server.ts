@@ -1,6 +1,6 @@
 /**
  * Debian's coturn (`turnserver`, package `coturn`) started by a browser test inside the test
- * network namespace (DESIGN.md, Testing: "Relay-only (TURN) paths"). One address (the namespace's
+ * network namespace (docs/design.md, "Testing": "TURN paths use Debian's `coturn`"). One address (the namespace's
  * 198.18.0.1) serves as listener and relay address; plain UDP/TCP only (no TLS/DTLS, no CLI),
  * static long-term credentials, a temp pid file and user database, everything logged to stdout.
  * Ready once it answers a STUN Binding request (RFC 8489 §6), not after a delay.

@@ -1,5 +1,5 @@
 /**
- * The PWA's single door to core/identity (SREMP §identity, DESIGN.md Cryptography): identities,
+ * The PWA's single door to core/identity (SREMP §identity, docs/design.md, "Cryptography"): identities,
  * contact ids, TOFU decisions, safety codes and contact links, in the shapes the UI uses. All
  * cryptography and codecs are core's; this file only adapts names and error messages.
  */

@@ -1,5 +1,5 @@
 /**
- * The contract between the PWA's UI and the chat engine (DESIGN.md, Transports; SREMP §3–§5).
+ * The contract between the PWA's UI and the chat engine (docs/design.md, "The chat engine"; SREMP §3–§5).
  *
  * The engine (web/src/engine/index.ts, written against this file) owns everything that talks to
  * the network: signaling, WebRTC data channels (@thaunknown/simple-peer), the Noise handshake,
@@ -81,8 +81,8 @@ export interface StoredMessage {
 
 /**
  * How a contact's identity changed relative to what we stored: the `kind`s of core/identity/tofu.ts
- * `decideIdentity` that need the user (SREMP TOFU; DESIGN.md "a changed noise key or a lower
- * version is surfaced to the user, never silently accepted").
+ * `decideIdentity` that need the user (SREMP TOFU; docs/design.md, "Cryptography": "a changed
+ * noise key, a lower version or a name collision is put to the user, never accepted silently").
  */
 export type IdentityChangeKind =
   /** A newer version of the same identity key with a different noise key (`action: "ask"`). */

@@ -1,5 +1,5 @@
 /**
- * Relay mailboxes as the chat engine uses them (docs/protocol/mailbox.md; DESIGN.md, "Relay
+ * Relay mailboxes as the chat engine uses them (docs/protocol/mailbox.md; docs/design.md, "Relay
  * mailbox"): what goes into a relay SEND body, and the queue records the engine keeps (sealed at
  * rest through `EngineStorage.saveSecret`).
  *

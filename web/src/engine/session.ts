@@ -38,7 +38,7 @@ import {
   PING_BYTES,
 } from "./wire.ts";
 
-/** TOFU on the identity the handshake verified (SREMP §identity; DESIGN.md). */
+/** TOFU on the identity the handshake verified (SREMP §identity; docs/protocol/identity.md, "Trust on first use"). */
 export async function checkIdentity(ctx: EngineContext, peer: Peer, session: Session): Promise<void> {
   const c = await ctx.storage.getContact(peer.id);
   const refusal = refusalFor(c);

@@ -1,5 +1,5 @@
 /**
- * The seams where transports plug into the engine (DESIGN.md, Transports). Everything above a
+ * The seams where transports plug into the engine (docs/design.md, "Transports"). Everything above a
  * `Link` — the Noise session, the HELLO exchange, the per-contact ratchet, receipts, the outbox —
  * is the same whatever carries the bytes; a transport only has to produce Links.
  *

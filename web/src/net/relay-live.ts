@@ -1,6 +1,6 @@
 /**
- * Live links through the relay (DESIGN.md, Transports: "a WebSocket to relay-ws/, used live when
- * no direct path comes up"; docs/protocol/mailbox.md, "Live fallback"): a core/relay `RelayLink`
+ * Live links through the relay (docs/design.md, "Transports": "a WebSocket to relay-ws/, live when
+ * no direct path comes up"; docs/protocol/mailbox.md §6): a core/relay `RelayLink`
  * over a pair of fresh queues on the dialer's relay, set up through signed signaling envelopes the
  * way a WebRTC offer/answer is. The same Noise XXhfs handshake (link kind "relay") and ratchet run
  * over it as over a data channel; the relay sees only padded, re-encrypted blocks.

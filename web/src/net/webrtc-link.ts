@@ -1,5 +1,5 @@
 /**
- * A WebRTC data channel as a `Link` (core/link/link.ts; DESIGN.md, Transports "Direct"): one
+ * A WebRTC data channel as a `Link` (core/link/link.ts; docs/design.md, "Transports", Direct): one
  * ordered, reliable data channel opened by @thaunknown/simple-peer's lite build over the browser's
  * RTCPeerConnection (docs/decisions.md, WebRTC). Offer, answer and ICE candidates (trickle ICE,
  * RFC 8838) leave through `onSignal` and come back through `signal()`; the caller carries them

@@ -1,6 +1,6 @@
 /**
- * Secrets at rest (DESIGN.md, Cryptography: "Private keys at rest in IndexedDB are wrapped by a
- * non-extractable WebCrypto AES-GCM key (also in IndexedDB), optionally by a passphrase").
+ * Secrets at rest (docs/design.md, "Cryptography": "Keys at rest in IndexedDB are wrapped by a
+ * non-extractable WebCrypto AES-GCM key (also in IndexedDB), optionally under a passphrase").
  *
  * Layers, innermost first:
  *  1. optional passphrase layer: AES-256-GCM under a key derived with Argon2id (RFC 9106;

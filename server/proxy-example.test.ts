@@ -93,6 +93,7 @@ async function startStack(
       i++;
     } else if (flag === "--relay-master-key-file") {
       // The credential systemd would hand over: a key file outside the data dir.
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: systemd's own ${} expansion, verbatim
       expect(value).toBe("${CREDENTIALS_DIRECTORY}/relay-master-key");
       const keyFile = join(mkdtempSync(join(dir, "credentials-")), "relay-master-key");
       writeFileSync(keyFile, randomBytes(32).toString("hex"), { mode: 0o600 });

@@ -68,7 +68,8 @@ export async function startAbuseServer(args: string[] = []): Promise<AbuseServer
   const proc = await startLoft({
     args: ["--serve-static", "false", "--relay-data-dir", dataDir, ...args],
   });
-  const metrics = async () => (await fetch(`${proc.url}/metrics`)).text();
+  // /metrics is on the metrics listener (server/metrics.ts), not the public port.
+  const metrics = async () => (await fetch(`${proc.metricsUrl}/metrics`)).text();
   return {
     proc,
     url: proc.url,

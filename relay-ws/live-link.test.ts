@@ -30,7 +30,7 @@ afterAll(async () => {
 async function linkPair(
   url = relay.url,
   aOptions: RelayLinkOptions = {},
-): Promise<{ a: RelayLink; b: RelayLink; ca: RelayClient; cb: RelayClient }> {
+): Promise<{ a: RelayLink; b: RelayLink; ca: RelayClient; cb: RelayClient; qb: RecipientQueue }> {
   const ca = await connectRelay(url);
   const cb = await connectRelay(url, {}, { localAddress: "127.0.0.2" });
   const qa: RecipientQueue = await ca.createQueue({ subscribe: false });
@@ -39,7 +39,7 @@ async function linkPair(
   const toA: SenderQueue = await cb.senderSecure({ senderId: qa.senderId });
   const a = await RelayLink.open(ca, qa, toB, aOptions);
   const b = await RelayLink.open(cb, qb, toA);
-  return { a, b, ca, cb };
+  return { a, b, ca, cb, qb };
 }
 
 /** The relay's count of SENDs it answered with `result` (e.g. "STORE_RATE"). */
@@ -167,6 +167,34 @@ describe("live link under the relay's per-source rations", () => {
     } finally {
       await tight.close();
     }
+  });
+
+  it("a local close while pieces wait for the ration still delivers them, then the close", async () => {
+    const tight = await startTestRelay({ sourceStoreRate: 8 * 16_640, sourceStoreBurst: 64 << 10 });
+    try {
+      const { a, b, ca, cb } = await linkPair(tight.url);
+      for (let i = 0; i < 8; i++) a.send(utf8(`before close ${i}`));
+      a.close();
+      for (let i = 0; i < 8; i++)
+        expect(new TextDecoder().decode(await b.receive())).toBe(`before close ${i}`);
+      expect((await b.closed).reason).toBe("remote-closed");
+      expect(await sendsAnswered(tight, "STORE_RATE")).toBeGreaterThan(0);
+      ca.close();
+      cb.close();
+    } finally {
+      await tight.close();
+    }
+  });
+
+  it("a refusal that is not temporary (AUTH: the peer's queue is gone) still closes at once with its code", async () => {
+    const { a, b, ca, cb, qb } = await linkPair(relay.url, { retry: { giveUpMs: 60_000 } });
+    // b's receiving queue is the one a sends into; deleting it makes a's next SEND fail AUTH.
+    await cb.deleteQueue(qb);
+    a.send(utf8("into a deleted queue"));
+    expect((await a.closed).reason).toBe("LOFT_ERR_RELAY_AUTH");
+    b.close();
+    ca.close();
+    cb.close();
   });
 
   it("gives up after the bounded time with the refusal's code; what was stored arrived in order", async () => {

@@ -186,6 +186,31 @@ describe("live link under the relay's per-source rations", () => {
     }
   });
 
+  it("bounds what waits: a send beyond maxQueuedBytes while the relay refuses closes the link with the refusal's code", async () => {
+    const stuck = await startTestRelay({ sourceStoreRate: 1, sourceStoreBurst: 64 << 10 });
+    try {
+      const { a, b, ca, cb } = await linkPair(stuck.url, {
+        maxQueuedBytes: 100_000,
+        retry: { giveUpMs: 60_000 },
+      });
+      for (let i = 0; i < 4; i++) a.send(utf8(`m${i}`));
+      for (let i = 0; i < 3; i++) expect(new TextDecoder().decode(await b.receive())).toBe(`m${i}`);
+      // A second refusal means the link has read the first one and retried: it is waiting it out.
+      for (let i = 0; i < 200 && (await sendsAnswered(stuck, "STORE_RATE")) < 2; i++)
+        await new Promise((r) => setTimeout(r, 25));
+      a.send(new Uint8Array(60_000));
+      expect(() => a.send(new Uint8Array(60_000))).toThrow(/bytes wait to be sent/);
+      const closed = await a.closed;
+      expect(closed.reason).toBe("LOFT_ERR_RELAY_STORE_RATE");
+      expect(closed.detail).toMatch(/more than 100000 bytes/);
+      b.close();
+      ca.close();
+      cb.close();
+    } finally {
+      await stuck.close();
+    }
+  });
+
   it("a refusal that is not temporary (AUTH: the peer's queue is gone) still closes at once with its code", async () => {
     const { a, b, ca, cb, qb } = await linkPair(relay.url, { retry: { giveUpMs: 60_000 } });
     // b's receiving queue is the one a sends into; deleting it makes a's next SEND fail AUTH.

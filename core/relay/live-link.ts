@@ -39,6 +39,11 @@ export interface RelayLinkOptions {
   window?: number;
   /** Backoff after a temporary refusal (RATE, SOURCE_RATE, STORE_RATE). */
   retry?: Partial<RelaySendRetry>;
+  /**
+   * Most bytes waiting to be stored (default 4 MiB); a send beyond closes the link (with the
+   * refusal in effect as reason) rather than holding unbounded memory while the relay refuses.
+   */
+  maxQueuedBytes?: number;
 }
 
 export interface RelaySendRetry {
@@ -66,6 +71,10 @@ export class RelayLink extends QueueLink {
   readonly #peer: SenderQueue;
   readonly #max: number;
   readonly #retry: RelaySendRetry;
+  readonly #maxQueued: number;
+  #queuedBytes = 0;
+  /** The temporary refusal the head piece is waiting out, if any. */
+  #refusal: string | undefined;
   #parts: Uint8Array[] = [];
   #size = 0;
   /** Pieces not yet stored by the relay, oldest first; the head is the one in flight. */
@@ -86,9 +95,11 @@ export class RelayLink extends QueueLink {
     this.#peer = peer;
     this.#max = options.maxMessageBytes ?? 1 << 20;
     this.#retry = { ...DEFAULT_SEND_RETRY, ...options.retry };
+    this.#maxQueued = options.maxQueuedBytes ?? 4 << 20;
     client.onQueueMessage(own.recipientId, (m) => this.#onPiece(m));
     void client.done.then((e) => {
       this.#outbox = [];
+      this.#queuedBytes = 0;
       this.finish({ reason: e.code, detail: e.message }, false);
     });
   }
@@ -115,6 +126,11 @@ export class RelayLink extends QueueLink {
 
   protected transmit(message: Uint8Array): void {
     if (this.#broken) throw new LoftError("LOFT_ERR_LINK_CLOSED", "the relay link stopped sending");
+    if (this.#queuedBytes + message.length > this.#maxQueued) {
+      const detail = `more than ${this.#maxQueued} bytes wait to be sent through the relay`;
+      this.#fail(this.#refusal ?? "LOFT_ERR_CHUNK_LIMIT", detail);
+      throw new LoftError("LOFT_ERR_LINK_CLOSED", detail);
+    }
     for (let at = 0; at === 0 || at < message.length; at += PIECE) {
       const piece = message.subarray(at, at + PIECE);
       const body = new Uint8Array(piece.length + 1);
@@ -126,6 +142,7 @@ export class RelayLink extends QueueLink {
 
   #enqueue(body: Uint8Array): void {
     this.#outbox.push({ body, sendId: randomBytes(SEND_ID_LENGTH) });
+    this.#queuedBytes += body.length;
     if (!this.#pumping) void this.#pump();
   }
 
@@ -144,11 +161,14 @@ export class RelayLink extends QueueLink {
         // DUPLICATE: an earlier try of this very piece was stored (its answer was lost).
         if (code === undefined || code === "LOFT_ERR_RELAY_DUPLICATE") {
           this.#outbox.shift();
+          this.#queuedBytes -= next.body.length;
+          this.#refusal = undefined;
           refusals = 0;
           refusedSince = undefined;
           continue;
         }
         if (!isTemporaryRefusal(code)) return this.#fail(code, "relay refused a piece");
+        this.#refusal = code;
         const now = Date.now();
         const since: number = refusedSince ?? now;
         refusedSince = since;
@@ -173,6 +193,7 @@ export class RelayLink extends QueueLink {
   #fail(code: string, detail: string): void {
     this.#broken = true;
     this.#outbox = [];
+    this.#queuedBytes = 0;
     this.close(code, detail);
   }
 
@@ -183,6 +204,7 @@ export class RelayLink extends QueueLink {
     if (flags & FLAG_CLOSE) {
       this.#client.onQueueMessage(this.#own.recipientId, undefined);
       this.#outbox = [];
+      this.#queuedBytes = 0;
       this.finish({ reason: "remote-closed" }, false);
       return;
     }

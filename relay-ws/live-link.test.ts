@@ -42,10 +42,12 @@ async function linkPair(
   return { a, b, ca, cb, qb };
 }
 
-/** The relay's count of SENDs it answered with `result` (e.g. "STORE_RATE"). */
-async function sendsAnswered(r: TestRelay, result: string): Promise<number> {
+/** The relay's count of `command`s (default SEND) it answered with `result` (e.g. "STORE_RATE"). */
+async function sendsAnswered(r: TestRelay, result: string, command = "SEND"): Promise<number> {
   const text = await r.registry.metrics();
-  const m = new RegExp(`loft_relay_commands_total\\{command="SEND",result="${result}"\\} (\\d+)`).exec(text);
+  const m = new RegExp(`loft_relay_commands_total\\{command="${command}",result="${result}"\\} (\\d+)`).exec(
+    text,
+  );
   return m ? Number(m[1]) : 0;
 }
 
@@ -220,6 +222,38 @@ describe("live link under the relay's per-source rations", () => {
     b.close();
     ca.close();
     cb.close();
+  });
+
+  it("opening waits out a SOURCE_RATE refusal of its SUB instead of failing", async () => {
+    // 200 units at once, then 20 per second: a spent budget takes most of a second to allow a SUB.
+    const tight = await startTestRelay({ sourceCostRate: 20, sourceCostBurst: 200 });
+    try {
+      const ca = await connectRelay(tight.url);
+      const cb = await connectRelay(tight.url, {}, { localAddress: "127.0.0.2" });
+      const qa = await ca.createQueue({ subscribe: false });
+      const qb = await cb.createQueue({ subscribe: false });
+      const toB = await ca.senderSecure({ senderId: qb.senderId });
+      const toA = await cb.senderSecure({ senderId: qa.senderId });
+      // Spend a's budget until the relay says SOURCE_RATE (each PING costs a unit).
+      let refused = false;
+      for (let i = 0; i < 300 && !refused; i++)
+        refused = await ca.ping().then(
+          () => false,
+          (e: { code?: string }) => e.code === "LOFT_ERR_RELAY_SOURCE_RATE",
+        );
+      expect(refused).toBe(true);
+      const a = await RelayLink.open(ca, qa, toB);
+      const b = await RelayLink.open(cb, qb, toA);
+      expect(await sendsAnswered(tight, "SOURCE_RATE", "SUB")).toBeGreaterThan(0);
+      a.send(utf8("after the wait"));
+      expect(new TextDecoder().decode(await b.receive())).toBe("after the wait");
+      a.close();
+      b.close();
+      ca.close();
+      cb.close();
+    } finally {
+      await tight.close();
+    }
   });
 
   it("gives up after the bounded time with the refusal's code; what was stored arrived in order", async () => {

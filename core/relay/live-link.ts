@@ -65,6 +65,37 @@ interface Outgoing {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** The pause before try `refusals + 1`: doubling up to the cap, half fixed and half random. */
+function backoff(retry: RelaySendRetry, refusals: number): number {
+  const cap = Math.min(retry.maxDelayMs, retry.firstDelayMs * 2 ** Math.min(refusals, 30));
+  // Half random: peers refused together do not come back together.
+  return cap / 2 + Math.random() * (cap / 2);
+}
+
+/**
+ * Run a relay command, trying again after a temporary refusal (RATE, SOURCE_RATE, STORE_RATE:
+ * nothing was done) with the live link's backoff, for at most `giveUpMs`; then, or on any other
+ * error, the error is thrown. For the commands that set a live link up (NEW, SKEY, SUB), each
+ * safe to repeat after such a refusal.
+ */
+export async function retryTemporary<T>(
+  attempt: () => Promise<T>,
+  retry: Partial<RelaySendRetry> = {},
+): Promise<T> {
+  const bounds = { ...DEFAULT_SEND_RETRY, ...retry };
+  const started = Date.now();
+  for (let refusals = 0; ; refusals++) {
+    try {
+      return await attempt();
+    } catch (e) {
+      if (!(isRelayError(e) && isTemporaryRefusal(e.code))) throw e;
+      const left = started + bounds.giveUpMs - Date.now();
+      if (left <= 0) throw e;
+      await sleep(Math.min(left, backoff(bounds, refusals)));
+    }
+  }
+}
+
 export class RelayLink extends QueueLink {
   readonly #client: RelayClient;
   readonly #own: RecipientQueue;
@@ -106,7 +137,8 @@ export class RelayLink extends QueueLink {
 
   /**
    * Open a live link: subscribe to `own` (our receiving queue) on `client` and send into `peer`
-   * (the other side's queue, already secured with our sender key).
+   * (the other side's queue, already secured with our sender key). A SUB refused for rate is
+   * tried again within the retry bounds.
    */
   static async open(
     client: RelayClient,
@@ -116,7 +148,7 @@ export class RelayLink extends QueueLink {
   ): Promise<RelayLink> {
     const link = new RelayLink(client, own, peer, options);
     try {
-      await client.subscribe(own, options.window ?? 16);
+      await retryTemporary(() => client.subscribe(own, options.window ?? 16), options.retry);
     } catch (e) {
       link.close(isRelayError(e) ? e.code : "LOFT_ERR_LINK_CLOSED");
       throw e;
@@ -180,10 +212,8 @@ export class RelayLink extends QueueLink {
             `the relay kept refusing for ${seconds} s (${this.#outbox.length} pieces unsent)`,
           );
         }
-        const cap = Math.min(this.#retry.maxDelayMs, this.#retry.firstDelayMs * 2 ** Math.min(refusals, 30));
+        await sleep(Math.min(left, backoff(this.#retry, refusals)));
         refusals++;
-        // Half fixed, half random: peers refused together do not come back together.
-        await sleep(Math.min(left, cap / 2 + Math.random() * (cap / 2)));
       }
     } finally {
       this.#pumping = false;

@@ -1,7 +1,9 @@
 /**
  * Live relay fallback: two online peers run a Link over a queue pair on a real relay
  * (docs/protocol/relay.md §Live links) — ordered, chunked beyond one block, both directions,
- * close propagation — and a real Noise XXhfs handshake plus transport messages over it.
+ * close propagation — and a real Noise XXhfs handshake plus transport messages over it. Under the
+ * relay's per-source rations (SOURCE_RATE, STORE_RATE) the link backs off and resends: nothing
+ * lost, doubled or reordered; it gives up only after a bounded time, with the refusal's code.
  */
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -9,8 +11,9 @@ import { utf8 } from "../core/bytes.ts";
 import type { Link } from "../core/link/link.ts";
 import { generateKeyPair, HandshakeState, XX_HFS } from "../core/noise/index.ts";
 import type { RecipientQueue, RelayClient, SenderQueue } from "../core/relay/client.ts";
-import { RelayLink } from "../core/relay/live-link.ts";
+import { RelayLink, type RelayLinkOptions } from "../core/relay/live-link.ts";
 import { MAX_BODY } from "../core/relay/protocol.ts";
+import { STORED_QUEUE_BYTES, storedMessageBytes } from "./source-limits.ts";
 import { connectRelay, startTestRelay, type TestRelay } from "./testing.ts";
 
 let relay: TestRelay;
@@ -21,17 +24,53 @@ afterAll(async () => {
   await relay.close();
 });
 
-/** Both peers create a receiving queue, swap sender ids (out of band) and SKEY each other's. */
-async function linkPair(): Promise<{ a: RelayLink; b: RelayLink; ca: RelayClient; cb: RelayClient }> {
-  const ca = await connectRelay(relay.url);
-  const cb = await connectRelay(relay.url);
+/**
+ * Both peers create a receiving queue, swap sender ids (out of band) and SKEY each other's.
+ * `a` connects from 127.0.0.1 and `b` from 127.0.0.2: two sources, each with its own rations.
+ */
+async function linkPair(
+  url = relay.url,
+  aOptions: RelayLinkOptions = {},
+): Promise<{ a: RelayLink; b: RelayLink; ca: RelayClient; cb: RelayClient; qb: RecipientQueue }> {
+  const ca = await connectRelay(url);
+  const cb = await connectRelay(url, {}, { localAddress: "127.0.0.2" });
   const qa: RecipientQueue = await ca.createQueue({ subscribe: false });
   const qb: RecipientQueue = await cb.createQueue({ subscribe: false });
   const toB: SenderQueue = await ca.senderSecure({ senderId: qb.senderId });
   const toA: SenderQueue = await cb.senderSecure({ senderId: qa.senderId });
-  const a = await RelayLink.open(ca, qa, toB);
+  const a = await RelayLink.open(ca, qa, toB, aOptions);
   const b = await RelayLink.open(cb, qb, toA);
-  return { a, b, ca, cb };
+  return { a, b, ca, cb, qb };
+}
+
+/** The relay's count of `command`s (default SEND) it answered with `result` (e.g. "STORE_RATE"). */
+async function sendsAnswered(r: TestRelay, result: string, command = "SEND"): Promise<number> {
+  const text = await r.registry.metrics();
+  const m = new RegExp(`loft_relay_commands_total\\{command="${command}",result="${result}"\\} (\\d+)`).exec(
+    text,
+  );
+  return m ? Number(m[1]) : 0;
+}
+
+/**
+ * `a` sends `count` numbered messages (every fifth one 40 000 bytes: three pieces) and one end
+ * marker; `b` must receive exactly those, in order, and then the marker (nothing doubled).
+ */
+async function sendAndCheckInOrder(a: RelayLink, b: RelayLink, count: number): Promise<void> {
+  const sent = Array.from({ length: count }, (_, i) => {
+    const m = new Uint8Array(i % 5 === 4 ? 40_000 : 200);
+    new DataView(m.buffer).setUint32(0, i);
+    m.fill(i & 0xff, 4);
+    return m;
+  });
+  for (const m of sent) a.send(m);
+  a.send(utf8("end"));
+  // A sender that closes instead of retrying fails the test at once, not at the test timeout.
+  const aClosed = a.closed.then((info) => Promise.reject(new Error(`sender closed: ${info.reason}`)));
+  aClosed.catch(() => {});
+  const next = () => Promise.race([b.receive(), aClosed]);
+  for (const m of sent) expect(await next()).toEqual(m);
+  expect(new TextDecoder().decode(await next())).toBe("end");
 }
 
 describe("live link over a queue pair", () => {
@@ -95,5 +134,158 @@ describe("live link over a queue pair", () => {
     expect((await a.closed).reason).toBe("LOFT_ERR_LINK_CLOSED");
     b.close();
     cb.close();
+  });
+});
+
+/** What the relay charges a source for storing one short piece (relay-ws/source-limits.ts). */
+const PIECE = storedMessageBytes(0);
+/** A storage burst of a queue's records and just under four short pieces. */
+const FOUR_PIECES = STORED_QUEUE_BYTES + Math.floor(3.9 * PIECE);
+
+describe("live link under the relay's per-source rations", () => {
+  it("STORE_RATE: backs off and resends in order, nothing lost or doubled", async () => {
+    // Room for the queue and one full piece at once, then 24 KiB/s: the 20 messages (≈ 200 KiB
+    // stored) take several seconds however fast the relay commits, so refusals are certain.
+    const tight = await startTestRelay({
+      sourceStoreRate: 24 << 10,
+      sourceStoreBurst: STORED_QUEUE_BYTES + storedMessageBytes(MAX_BODY),
+    });
+    try {
+      const { a, b, ca, cb } = await linkPair(tight.url);
+      await sendAndCheckInOrder(a, b, 20);
+      expect(await sendsAnswered(tight, "STORE_RATE")).toBeGreaterThan(0);
+      expect(a.state).toBe("open");
+      a.close();
+      expect((await b.closed).reason).toBe("remote-closed");
+      ca.close();
+      cb.close();
+    } finally {
+      await tight.close();
+    }
+  });
+
+  it("SOURCE_RATE: backs off and resends in order, nothing lost or doubled", async () => {
+    // 100 units at once, then 30 per second: a signed SEND costs 15, so two per second — slower
+    // than the relay commits even on a loaded machine, so refusals are certain.
+    const tight = await startTestRelay({ sourceCostRate: 30, sourceCostBurst: 100 });
+    try {
+      const { a, b, ca, cb } = await linkPair(tight.url);
+      await sendAndCheckInOrder(a, b, 20);
+      expect(await sendsAnswered(tight, "SOURCE_RATE")).toBeGreaterThan(0);
+      expect(a.state).toBe("open");
+      a.close();
+      b.close();
+      ca.close();
+      cb.close();
+    } finally {
+      await tight.close();
+    }
+  });
+
+  it("a local close while pieces wait for the ration still delivers them, then the close", async () => {
+    // Three short pieces at once, then one per second: the eight must wait for the ration.
+    const tight = await startTestRelay({ sourceStoreRate: PIECE, sourceStoreBurst: FOUR_PIECES });
+    try {
+      const { a, b, ca, cb } = await linkPair(tight.url);
+      for (let i = 0; i < 8; i++) a.send(utf8(`before close ${i}`));
+      a.close();
+      for (let i = 0; i < 8; i++)
+        expect(new TextDecoder().decode(await b.receive())).toBe(`before close ${i}`);
+      expect((await b.closed).reason).toBe("remote-closed");
+      expect(await sendsAnswered(tight, "STORE_RATE")).toBeGreaterThan(0);
+      ca.close();
+      cb.close();
+    } finally {
+      await tight.close();
+    }
+  });
+
+  it("bounds what waits: a send beyond maxQueuedBytes while the relay refuses closes the link with the refusal's code", async () => {
+    const stuck = await startTestRelay({ sourceStoreRate: 1, sourceStoreBurst: FOUR_PIECES });
+    try {
+      const { a, b, ca, cb } = await linkPair(stuck.url, {
+        maxQueuedBytes: 100_000,
+        retry: { giveUpMs: 60_000 },
+      });
+      for (let i = 0; i < 4; i++) a.send(utf8(`m${i}`));
+      for (let i = 0; i < 3; i++) expect(new TextDecoder().decode(await b.receive())).toBe(`m${i}`);
+      // A second refusal means the link has read the first one and retried: it is waiting it out.
+      for (let i = 0; i < 200 && (await sendsAnswered(stuck, "STORE_RATE")) < 2; i++)
+        await new Promise((r) => setTimeout(r, 25));
+      a.send(new Uint8Array(60_000));
+      expect(() => a.send(new Uint8Array(60_000))).toThrow(/bytes wait to be sent/);
+      const closed = await a.closed;
+      expect(closed.reason).toBe("LOFT_ERR_RELAY_STORE_RATE");
+      expect(closed.detail).toMatch(/more than 100000 bytes/);
+      b.close();
+      ca.close();
+      cb.close();
+    } finally {
+      await stuck.close();
+    }
+  });
+
+  it("a refusal that is not temporary (AUTH: the peer's queue is gone) still closes at once with its code", async () => {
+    const { a, b, ca, cb, qb } = await linkPair(relay.url, { retry: { giveUpMs: 60_000 } });
+    // b's receiving queue is the one a sends into; deleting it makes a's next SEND fail AUTH.
+    await cb.deleteQueue(qb);
+    a.send(utf8("into a deleted queue"));
+    expect((await a.closed).reason).toBe("LOFT_ERR_RELAY_AUTH");
+    b.close();
+    ca.close();
+    cb.close();
+  });
+
+  it("opening waits out a SOURCE_RATE refusal of its SUB instead of failing", async () => {
+    // 200 units at once, then 20 per second: a spent budget takes most of a second to allow a SUB.
+    const tight = await startTestRelay({ sourceCostRate: 20, sourceCostBurst: 200 });
+    try {
+      const ca = await connectRelay(tight.url);
+      const cb = await connectRelay(tight.url, {}, { localAddress: "127.0.0.2" });
+      const qa = await ca.createQueue({ subscribe: false });
+      const qb = await cb.createQueue({ subscribe: false });
+      const toB = await ca.senderSecure({ senderId: qb.senderId });
+      const toA = await cb.senderSecure({ senderId: qa.senderId });
+      // Spend a's budget until the relay says SOURCE_RATE (each PING costs a unit).
+      let refused = false;
+      for (let i = 0; i < 300 && !refused; i++)
+        refused = await ca.ping().then(
+          () => false,
+          (e: { code?: string }) => e.code === "LOFT_ERR_RELAY_SOURCE_RATE",
+        );
+      expect(refused).toBe(true);
+      const a = await RelayLink.open(ca, qa, toB);
+      const b = await RelayLink.open(cb, qb, toA);
+      expect(await sendsAnswered(tight, "SOURCE_RATE", "SUB")).toBeGreaterThan(0);
+      a.send(utf8("after the wait"));
+      expect(new TextDecoder().decode(await b.receive())).toBe("after the wait");
+      a.close();
+      b.close();
+      ca.close();
+      cb.close();
+    } finally {
+      await tight.close();
+    }
+  });
+
+  it("gives up after the bounded time with the refusal's code; what was stored arrived in order", async () => {
+    // Three SENDs fit the burst; the refill (1 B/s) never allows a fourth.
+    const stuck = await startTestRelay({ sourceStoreRate: 1, sourceStoreBurst: FOUR_PIECES });
+    try {
+      const { a, b, ca, cb } = await linkPair(stuck.url, {
+        retry: { firstDelayMs: 20, maxDelayMs: 200, giveUpMs: 1_500 },
+      });
+      for (let i = 0; i < 6; i++) a.send(utf8(`m${i}`));
+      const closed = await a.closed;
+      expect(closed.reason).toBe("LOFT_ERR_RELAY_STORE_RATE");
+      expect(closed.detail).toMatch(/kept refusing for 1\.5 s/);
+      for (let i = 0; i < 3; i++) expect(new TextDecoder().decode(await b.receive())).toBe(`m${i}`);
+      expect(() => a.send(utf8("late"))).toThrow(/LOFT_ERR_LINK_CLOSED|closed/);
+      b.close();
+      ca.close();
+      cb.close();
+    } finally {
+      await stuck.close();
+    }
   });
 });

@@ -1,18 +1,24 @@
 /**
- * `npm run relay`: the relay alone — WebSocket mailbox at `/relay`, `/health`, `/metrics` —
- * configured by flags and environment variables (relay-ws/config.ts; flags win).
- * Logs "relay listening" with the bound port once ready; SIGTERM/SIGINT close every WebSocket
- * with 1001, wait for pending writes and close the store.
+ * `npm run relay`: the relay alone — the WebSocket mailbox at `/relay` — configured by flags and
+ * environment variables (relay-ws/config.ts; flags win). Like `npm start`, the public port's
+ * `/health` says `{"status":"ok"}` only; `/metrics` and the detailed `/health` are on the metrics
+ * listener (`--metrics-port`, default 9464 on 127.0.0.1; server/metrics.ts).
+ * Logs "relay listening" with `port` and `metricsPort` once ready; SIGTERM/SIGINT close every
+ * WebSocket with 1001, wait for pending writes and close the store.
  */
-import { ConfigError, describeOptions, int, readConfig, str } from "../server/config.ts";
+import { trustedProxies } from "../server/client-source.ts";
+import { describeOptions, int, readConfig, str } from "../server/config.ts";
 import { closeOnSignals, createHost, createRegistry } from "../server/host.ts";
 import { createLogger } from "../server/log.ts";
+import { metricsOptions } from "../server/metrics.ts";
+import { exitOnStartupError, metricsListener, warnIfMetricsExposed } from "../server/standalone.ts";
 import { relayOptions } from "./config.ts";
 import { createRelayService } from "./service.ts";
 
 const options = {
   port: { flag: "port", env: "PORT", default: 8081, parse: int(0, 65535), help: "TCP port to listen on" },
   host: { flag: "host", env: "HOST", default: "0.0.0.0", parse: str, help: "address to bind" },
+  ...metricsOptions,
   ...relayOptions,
 };
 
@@ -21,22 +27,26 @@ async function main() {
     console.log(`loft relay — WebSocket mailbox relay\n\n${describeOptions(options)}`);
     return;
   }
-  const { port, host, ...relayConfig } = readConfig(options);
+  const { port, host, metricsPort, metricsHost, metricsToken, ...relayConfig } = readConfig(options);
+  const metrics = { metricsPort, metricsHost, metricsToken };
   const log = createLogger("relay");
   const registry = createRegistry();
-  const hostServer = createHost({ port, host, staticDir: undefined, registry, log });
+  const hostServer = createHost({
+    port,
+    host,
+    staticDir: undefined,
+    registry,
+    log,
+    metrics: metricsListener(metrics),
+    trustedProxies: trustedProxies(relayConfig.trustProxy),
+  });
   const relay = createRelayService(relayConfig, { registry, log });
   hostServer.mount(relay);
   const bound = await hostServer.listen();
-  log.info({ port: bound }, "relay listening");
+  const boundMetrics = hostServer.metricsPort();
+  warnIfMetricsExposed(log, metrics, boundMetrics);
+  log.info({ port: bound, metricsPort: boundMetrics }, "relay listening");
   closeOnSignals(() => hostServer.close(), log);
 }
 
-main().catch((e) => {
-  if (e instanceof ConfigError) {
-    console.error(`configuration error: ${e.message}`);
-    process.exit(2);
-  }
-  console.error(e);
-  process.exit(1);
-});
+main().catch(exitOnStartupError);

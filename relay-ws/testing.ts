@@ -75,7 +75,16 @@ export async function startTestRelay(
   });
   const registry = new Registry();
   const log = createLogger("relay-test", process.env.LOG_LEVEL ?? "warn");
-  const host = createHost({ port: 0, host: "127.0.0.1", staticDir: undefined, registry, log });
+  // In-process tests read /metrics and the detailed /health on the relay's own port; every real
+  // entry point serves them on a separate listener (relay-ws/main.ts, server/main.ts).
+  const host = createHost({
+    port: 0,
+    host: "127.0.0.1",
+    staticDir: undefined,
+    registry,
+    log,
+    metrics: "public",
+  });
   let service: RelayService;
   try {
     service = createRelayService(config, {

@@ -1,8 +1,8 @@
 /**
  * The HTTP host: one Node `http.Server` that serves the built PWA, a public `GET /health`, and
  * hands WebSocket upgrades to mounted services by path (`/signal`, `/relay`); Prometheus
- * `/metrics` and the detailed `/health` go to a separate metrics listener (server/metrics.ts) or,
- * for a service running alone, stay on the main port. `npm start` runs everything in one process
+ * `/metrics` and the detailed `/health` go to a separate metrics listener (server/metrics.ts), for
+ * the combined server and for each service running alone alike. `npm start` runs everything in one process
  * through this; each service can also run alone with its own host (docs/design.md, "Operators").
  *
  * Every response either listener writes — files, health, metrics, 404, 426, errors, refused
@@ -46,8 +46,9 @@ export interface HostOptions {
   log: Logger;
   /**
    * Where `/metrics` and the detailed `/health` are served: a separate listener (the public
-   * `/health` then says `{"status":"ok"}` only), `"off"` (nowhere), or `"public"` on the main
-   * port (default; what a service running alone still does).
+   * `/health` then says `{"status":"ok"}` only), `"off"` (nowhere; the default), or `"public"` on
+   * the main port — for in-process tests only, which ask for it by name: every entry point
+   * (`server/main.ts`, `signaling/main.ts`, `relay-ws/main.ts`) uses a separate listener.
    */
   metrics?: MetricsListenerOptions | "off" | "public";
   /** CSP `connect-src` sources besides `'self'` (default `wss: ws:`). */
@@ -83,7 +84,7 @@ const STATUS_TEXT: Record<number, string> = { 400: "Bad Request", 404: "Not Foun
 export function createHost(options: HostOptions): Host {
   const services: HostedService[] = [];
   const started = Date.now();
-  const metrics = options.metrics ?? "public";
+  const metrics = options.metrics ?? "off";
   const separate = typeof metrics === "object" ? metrics : undefined;
   const trusted = options.trustedProxies ?? NO_TRUSTED_PROXIES;
   const baseHeaders = securityHeaders(options.connectSources ?? DEFAULT_CONNECT_SOURCES);

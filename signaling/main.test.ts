@@ -1,7 +1,8 @@
 /**
  * `signaling/main.ts` as its own process (what `npm run signaling` runs): it logs "listening"
- * with its port, answers /health and /metrics, serves /signal, reads flags, and exits cleanly on
- * SIGTERM after telling clients to reconnect.
+ * with its port and metrics port, answers a minimal public /health and 404 for /metrics on the
+ * public port, serves /metrics and the detailed /health on the metrics listener, serves /signal,
+ * reads flags, and exits cleanly on SIGTERM after telling clients to reconnect.
  */
 import { describe, expect, it } from "vitest";
 import { CLOSE } from "../core/wire/signaling.ts";
@@ -10,10 +11,13 @@ import { startLoft } from "../test/support/loft-process.ts";
 import { makeUser, metricValue, RawClient, registerOn } from "./testing.ts";
 
 describe("standalone signaling process", () => {
-  it("answers /health and /metrics, serves /signal, and shuts down gracefully", async () => {
+  it("public /health minimal, /metrics only on the metrics listener, serves /signal, shuts down gracefully", async () => {
     const proc = await startLoft({ entry: "signaling/main.ts", args: ["--signal-list-all", "true"] });
     try {
-      const health = (await (await fetch(`${proc.url}/health`)).json()) as {
+      expect(await (await fetch(`${proc.url}/health`)).json()).toEqual({ status: "ok" });
+      expect((await fetch(`${proc.url}/metrics`)).status).toBe(404);
+      expect(proc.metricsUrl).toBeDefined();
+      const health = (await (await fetch(`${proc.metricsUrl}/health`)).json()) as {
         status: string;
         services: {
           signaling: { accepting: boolean; connections: number; registrations: number; list_all: boolean };
@@ -30,9 +34,9 @@ describe("standalone signaling process", () => {
       const c = await RawClient.hello(`ws://127.0.0.1:${proc.port}/signal`);
       const user = makeUser("alice");
       expect((await c.request(await registerOn(c, user, { id: 1 }))).t).toBe("REGISTER_RESPONSE");
-      const after = (await (await fetch(`${proc.url}/health`)).json()) as typeof health;
+      const after = (await (await fetch(`${proc.metricsUrl}/health`)).json()) as typeof health;
       expect(after.services.signaling).toMatchObject({ connections: 1, registrations: 1 });
-      const metrics = await (await fetch(`${proc.url}/metrics`)).text();
+      const metrics = await (await fetch(`${proc.metricsUrl}/metrics`)).text();
       expect(metricValue(metrics, "loft_signaling_registrations")).toBe(1);
       expect(metricValue(metrics, "loft_signaling_register_requests_total", 'outcome="new"')).toBe(1);
 
@@ -45,6 +49,30 @@ describe("standalone signaling process", () => {
       expect(proc.output()).toMatch(/"msg":"signaling shutting down"/);
     } finally {
       await proc.stop("SIGKILL");
+    }
+  });
+
+  it("requires the metrics token when one is set, and --metrics-port off serves metrics nowhere", async () => {
+    const token = "signaling-scrape-token-0123";
+    const guarded = await startLoft({ entry: "signaling/main.ts", args: ["--metrics-token", token] });
+    try {
+      expect((await fetch(`${guarded.metricsUrl}/metrics`)).status).toBe(401);
+      const ok = await fetch(`${guarded.metricsUrl}/metrics`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      expect(ok.status).toBe(200);
+      expect(await ok.text()).toContain("loft_signaling_registrations");
+      expect(guarded.output()).not.toContain(token);
+    } finally {
+      await guarded.stop("SIGKILL");
+    }
+    const off = await startLoft({ entry: "signaling/main.ts", args: ["--metrics-port", "off"] });
+    try {
+      expect(off.metricsUrl).toBeUndefined();
+      expect((await fetch(`${off.url}/metrics`)).status).toBe(404);
+      expect(await (await fetch(`${off.url}/health`)).json()).toEqual({ status: "ok" });
+    } finally {
+      await off.stop("SIGKILL");
     }
   });
 

@@ -1,16 +1,23 @@
 /**
- * `npm run signaling`: the signaling/rendezvous service alone, on its own host with `/health` and
- * `/metrics` (docs/design.md, "Operators"). Options: `--help`, or docs/operations-signaling.md.
+ * `npm run signaling`: the signaling/rendezvous service alone, on its own host (docs/design.md,
+ * "Operators"). Like `npm start`, the public port serves `/signal` and a `/health` that says
+ * `{"status":"ok"}` only; `/metrics` and the detailed `/health` are on the metrics listener
+ * (`--metrics-port`, default 9464 on 127.0.0.1; server/metrics.ts). Logs "signaling listening"
+ * with `port` and `metricsPort` once ready. Options: `--help`, or docs/operations-signaling.md.
  */
-import { ConfigError, describeOptions, int, readConfig, str } from "../server/config.ts";
+import { trustedProxies } from "../server/client-source.ts";
+import { describeOptions, int, readConfig, str } from "../server/config.ts";
 import { closeOnSignals, createHost, createRegistry } from "../server/host.ts";
 import { createLogger } from "../server/log.ts";
+import { metricsOptions } from "../server/metrics.ts";
+import { exitOnStartupError, metricsListener, warnIfMetricsExposed } from "../server/standalone.ts";
 import { checkSignalingConfig, signalingOptions } from "./config.ts";
 import { createSignalingService } from "./service.ts";
 
 const options = {
   port: { flag: "port", env: "PORT", default: 8081, parse: int(0, 65535), help: "TCP port to listen on" },
   host: { flag: "host", env: "HOST", default: "0.0.0.0", parse: str, help: "address to bind" },
+  ...metricsOptions,
   ...signalingOptions,
 };
 
@@ -19,22 +26,26 @@ async function main() {
     console.log(`loft signaling — rendezvous + WebRTC signaling at /signal\n\n${describeOptions(options)}`);
     return;
   }
-  const { port, host: bind, ...config } = readConfig(options);
+  const { port, host: bind, metricsPort, metricsHost, metricsToken, ...config } = readConfig(options);
+  const metrics = { metricsPort, metricsHost, metricsToken };
   checkSignalingConfig(config);
   const log = createLogger("loft-signaling");
   const registry = createRegistry();
-  const host = createHost({ port, host: bind, staticDir: undefined, registry, log });
+  const host = createHost({
+    port,
+    host: bind,
+    staticDir: undefined,
+    registry,
+    log,
+    metrics: metricsListener(metrics),
+    trustedProxies: trustedProxies(config.trustProxy),
+  });
   host.mount(createSignalingService(config, { registry, log }));
   const listening = await host.listen();
-  log.info({ port: listening, path: "/signal" }, "signaling listening");
+  const boundMetrics = host.metricsPort();
+  warnIfMetricsExposed(log, metrics, boundMetrics);
+  log.info({ port: listening, metricsPort: boundMetrics, path: "/signal" }, "signaling listening");
   closeOnSignals(() => host.close(), log);
 }
 
-main().catch((e) => {
-  if (e instanceof ConfigError) {
-    console.error(`configuration error: ${e.message}`);
-    process.exit(2);
-  }
-  console.error(e);
-  process.exit(1);
-});
+main().catch(exitOnStartupError);

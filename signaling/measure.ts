@@ -2,7 +2,7 @@
  * Measurement: registrations a signaling process holds and its resident memory per registered
  * peer. Starts `signaling/main.ts` as its own process on loopback (so the clients' memory is
  * not counted), opens `n` WebSockets from this process, registers a distinct identity on each,
- * and reads the server's RSS from its own /metrics (`loft_process_resident_memory_bytes`)
+ * and reads the server's RSS from its own /metrics (on its metrics listener) (`loft_process_resident_memory_bytes`)
  * before and after. The per-peer figure includes everything a registered browser costs the
  * server: its WebSocket, its registration and its signed Identity.
  *
@@ -57,7 +57,8 @@ export async function measureRegistrations(n: number): Promise<RegistrationMeasu
     await warm.request(await registerOn(warm, makeUser("warmup"), { id: 1, ttl: 300 }));
     warm.close();
     await warm.closed;
-    const before = await serverRss(proc.url);
+    const metricsUrl = proc.metricsUrl!;
+    const before = await serverRss(metricsUrl);
 
     const users = Array.from({ length: n }, (_, i) => makeUser(`peer${i}`));
     const BATCH = 200;
@@ -73,8 +74,8 @@ export async function measureRegistrations(n: number): Promise<RegistrationMeasu
       );
       clients.push(...batch);
     }
-    const after = await serverRss(proc.url);
-    const health = (await (await fetch(`${proc.url}/health`)).json()) as {
+    const after = await serverRss(metricsUrl);
+    const health = (await (await fetch(`${metricsUrl}/health`)).json()) as {
       services: { signaling: { registrations: number } };
     };
     return {

@@ -92,3 +92,17 @@ export function relayErrorFrom(result: Result<unknown> & { ok: false }): RelayEr
   e.message = result.error.message;
   return e;
 }
+
+/**
+ * Refusals that say "not now" rather than "no": the relay rations commands and stored bytes per
+ * connection (`RATE`) and per source address (`SOURCE_RATE`, `STORE_RATE`; docs/protocol/relay.md
+ * §Limits). Nothing was stored; the same SEND (same send id) may be tried again after a pause.
+ */
+export const TEMPORARY_REFUSALS: ReadonlySet<string> = new Set<RelayErrorCode>([
+  "LOFT_ERR_RELAY_RATE",
+  "LOFT_ERR_RELAY_SOURCE_RATE",
+  "LOFT_ERR_RELAY_STORE_RATE",
+]);
+
+/** Whether `code` (a relay error code or a close reason) is a temporary rate refusal. */
+export const isTemporaryRefusal = (code: string): boolean => TEMPORARY_REFUSALS.has(code);

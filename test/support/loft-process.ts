@@ -1,13 +1,23 @@
 /**
- * Starts the real `server/main.ts` as a child process on a free loopback port and waits for its
- * "listening" log line. Tests get the base URL and can stop it gracefully or SIGKILL it (fault
- * tests) and start it again on the same port and data directory. The metrics listener goes on a
- * free port too (`--metrics-port 0` unless the test names one): `metricsUrl`.
+ * Starts the real `server/main.ts` (or `signaling/main.ts`, `relay-ws/main.ts`) as a child process
+ * on a free loopback port and waits for its "listening" log line. Tests get the base URL and can
+ * stop it gracefully or SIGKILL it (fault tests) and start it again on the same port and data
+ * directory. Every entry point has a metrics listener; it goes on a free port too
+ * (`--metrics-port 0` unless the test names one): `metricsUrl`.
+ *
+ * A child that never says "listening" (a hang, a port that never binds, a spawn failure) does not
+ * outlive the attempt: after `startTimeoutMs` it gets SIGTERM, then SIGKILL after a short grace,
+ * and `startLoft` rejects with a `LoftStartError` once it has exited (or the bounded wait ended).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+
+/** How long a child gets to say "listening" by default: generous, for a loaded 2-core machine. */
+export const DEFAULT_START_TIMEOUT_MS = 60_000;
+/** After SIGTERM, how long before SIGKILL; after SIGKILL, how long we wait for the exit. */
+const KILL_GRACE_MS = 3_000;
 
 export interface LoftProcess {
   readonly url: string;
@@ -26,17 +36,51 @@ export interface StartOptions {
   host?: string;
   args?: string[];
   env?: Record<string, string>;
+  /** Give up (and kill the child) when it has not logged "listening" by then. */
+  startTimeoutMs?: number;
+}
+
+/** The child did not start: why, its pid (already gone), its exit code, and what it wrote. */
+export class LoftStartError extends Error {
+  override name = "LoftStartError";
+  constructor(
+    message: string,
+    readonly reason: "exited" | "timeout" | "spawn-failed",
+    readonly pid: number | undefined,
+    readonly exitCode: number | null,
+    readonly output: string,
+  ) {
+    super(message);
+  }
+}
+
+const hasExited = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null;
+
+/** SIGTERM, then SIGKILL after a grace; resolves once the child exited or the bounded wait ended. */
+async function killChild(child: ChildProcess, exited: Promise<number | null>): Promise<void> {
+  const wait = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, ms);
+      void exited.then(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  if (hasExited(child)) return;
+  child.kill("SIGTERM");
+  await wait(KILL_GRACE_MS);
+  if (hasExited(child)) return;
+  child.kill("SIGKILL");
+  await wait(KILL_GRACE_MS);
 }
 
 export async function startLoft(options: StartOptions = {}): Promise<LoftProcess> {
   const entry = options.entry ?? "server/main.ts";
   const host = options.host ?? "127.0.0.1";
   const args = options.args ?? [];
-  // Only the combined server has a metrics listener; many run at once in tests, so no fixed port.
-  const metricsArgs =
-    entry === "server/main.ts" && !args.some((a) => a.startsWith("--metrics-port"))
-      ? ["--metrics-port", "0"]
-      : [];
+  const timeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+  // Many run at once in tests, so no fixed metrics port.
+  const metricsArgs = args.some((a) => a.startsWith("--metrics-port")) ? [] : ["--metrics-port", "0"];
   const child = spawn(
     process.execPath,
     ["--import", "tsx", entry, "--port", String(options.port ?? 0), "--host", host, ...metricsArgs, ...args],
@@ -47,28 +91,75 @@ export async function startLoft(options: StartOptions = {}): Promise<LoftProcess
     },
   );
   let out = "";
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  let metricsPort: number | undefined;
-  const port = await new Promise<number>((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
-      out += chunk.toString();
-      for (const line of out.split("\n")) {
-        if (!line.startsWith("{")) continue;
-        try {
-          const rec = JSON.parse(line) as { msg?: string; port?: number; metricsPort?: number };
-          if (rec.msg?.includes("listening") && typeof rec.port === "number") {
-            if (typeof rec.metricsPort === "number") metricsPort = rec.metricsPort;
-            resolve(rec.port);
-          }
-        } catch {}
-      }
-    };
-    child.stdout!.on("data", onData);
-    child.stderr!.on("data", (c: Buffer) => {
-      out += c.toString();
+  // 'exit' never comes when the spawn itself failed; 'error' stands in for it then.
+  const exited = new Promise<number | null>((resolve) => {
+    child.once("exit", (code) => resolve(code));
+    child.once("error", () => {
+      if (child.pid === undefined) resolve(null);
     });
-    exited.then((code) => reject(new Error(`${entry} exited (${code}) before listening:\n${out}`)));
   });
+  let metricsPort: number | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let port: number;
+  try {
+    port = await new Promise<number>((resolve, reject) => {
+      let pending = "";
+      child.stdout!.on("data", (chunk: Buffer) => {
+        const text = chunk.toString();
+        out += text;
+        pending += text;
+        const lines = pending.split("\n");
+        pending = lines.pop() ?? "";
+        for (const line of lines) {
+          if (!line.startsWith("{")) continue;
+          try {
+            const rec = JSON.parse(line) as { msg?: string; port?: number; metricsPort?: number };
+            if (rec.msg?.includes("listening") && typeof rec.port === "number") {
+              if (typeof rec.metricsPort === "number") metricsPort = rec.metricsPort;
+              resolve(rec.port);
+            }
+          } catch {}
+        }
+      });
+      child.stderr!.on("data", (c: Buffer) => {
+        out += c.toString();
+      });
+      child.once("error", (e) =>
+        reject(
+          new LoftStartError(`${entry} failed: ${e.message}\n${out}`, "spawn-failed", child.pid, null, out),
+        ),
+      );
+      void exited.then((code) =>
+        reject(
+          new LoftStartError(
+            `${entry} exited (${code}) before listening:\n${out}`,
+            "exited",
+            child.pid,
+            code,
+            out,
+          ),
+        ),
+      );
+      timer = setTimeout(
+        () =>
+          reject(
+            new LoftStartError(
+              `${entry} did not log "listening" within ${timeoutMs} ms; stopped it:\n${out}`,
+              "timeout",
+              child.pid,
+              null,
+              out,
+            ),
+          ),
+        timeoutMs,
+      );
+    });
+  } catch (e) {
+    await killChild(child, exited);
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
   return {
     url: `http://${host}:${port}`,
     port,
@@ -76,7 +167,7 @@ export async function startLoft(options: StartOptions = {}): Promise<LoftProcess
     child,
     output: () => out,
     async stop(signal = "SIGTERM") {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      if (!hasExited(child)) child.kill(signal);
       return exited;
     },
   };

@@ -36,8 +36,28 @@ function verification(check: VerificationCheck, message: string): EngineError {
   return { kind: "verification-failed", check, message };
 }
 
+/**
+ * The relay rations what each network address may send and store (docs/operations-relay.md
+ * §Limits) and refused us for now: nothing is lost, messages stay queued and are sent again after
+ * a pause (web/src/engine/relay-mailbox.ts, core/relay/live-link.ts).
+ */
+export const RELAY_BUSY_CODES: ReadonlySet<string> = new Set([
+  "LOFT_ERR_RELAY_SOURCE_RATE",
+  "LOFT_ERR_RELAY_STORE_RATE",
+]);
+
+export const RELAY_BUSY_MESSAGE = "The relay is busy; Loft will try again shortly.";
+
 /** The relay (ours, or the contact's mailbox relay) can't be reached; `name` when about one contact. */
 export function relayUnreachable(url: string, name?: string, code?: string): EngineError {
+  if (code !== undefined && RELAY_BUSY_CODES.has(code))
+    return {
+      kind: "relay-unreachable",
+      url,
+      message: name
+        ? `${RELAY_BUSY_MESSAGE} Messages to ${name} wait on this device until then.`
+        : RELAY_BUSY_MESSAGE,
+    };
   const why =
     code === "LOFT_ERR_RELAY_QUOTA"
       ? "the mailbox is full"
@@ -140,6 +160,10 @@ export function describeFailure(
         url: "",
         message: "The signaling server can't be reached. Retrying…",
       };
+    case "LOFT_ERR_RELAY_SOURCE_RATE":
+    case "LOFT_ERR_RELAY_STORE_RATE":
+      // A live link through the relay gave up after its bounded retries (core/relay/live-link.ts).
+      return { kind: "peer-offline", message: `${RELAY_BUSY_MESSAGE} Messages to ${name} stay queued.` };
     default:
       if (reason.startsWith("LOFT_ERR_RELAY_"))
         return {

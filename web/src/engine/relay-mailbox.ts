@@ -9,7 +9,7 @@ import { encodeInitialMessage } from "../../../core/prekey/index.ts";
 import { canSend } from "../../../core/ratchet/index.ts";
 import type { RelayMessage } from "../../../core/relay/client.ts";
 import { newAuthKeyPair } from "../../../core/relay/crypto.ts";
-import { isRelayError, type RelayError } from "../../../core/relay/errors.ts";
+import { isRelayError, isTemporaryRefusal, type RelayError } from "../../../core/relay/errors.ts";
 import { SEND_ID_LENGTH } from "../../../core/relay/protocol.ts";
 import type { RelayConnState } from "../net/relay-pool.ts";
 import type { OutboxEntry, StoredMessage } from "./api.ts";
@@ -318,7 +318,21 @@ export async function sendDeposit(ctx: EngineContext, peer: Peer, d: Deposit): P
       return false;
     }
     peer.relayFailures++;
-    if (!peer.live) setPresence(ctx, peer, "offline", undefined, relayUnreachable(url, peer.name, code));
+    if (isTemporaryRefusal(code)) {
+      // The relay rations our address (RATE, SOURCE_RATE, STORE_RATE): nothing was stored, the
+      // deposit keeps its place and send ids, and says the relay is busy — not that the contact
+      // or the relay is gone, so the contact's presence stays as it is.
+      const p = peer.presence;
+      setPresence(
+        ctx,
+        peer,
+        p.status,
+        p.path,
+        relayUnreachable(url, peer.name, code),
+        p.directUnavailable ?? false,
+      );
+    } else if (!peer.live)
+      setPresence(ctx, peer, "offline", undefined, relayUnreachable(url, peer.name, code));
     clearTimeout(peer.mailboxTimer);
     peer.mailboxTimer = setTimeout(() => void flush(ctx, peer), relayBackoff(ctx, peer.relayFailures));
     return false;

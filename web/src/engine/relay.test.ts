@@ -17,11 +17,12 @@ import {
   EARLY_ROTATION_SEEN,
 } from "../../../core/prekey/index.ts";
 import type { WebSocketLike as RelayWebSocketLike } from "../../../core/relay/ws-link.ts";
-import { startTestRelay, type TestRelay } from "../../../relay-ws/testing.ts";
+import { connectRelay, startTestRelay, type TestRelay } from "../../../relay-ws/testing.ts";
 import { type RunningSignaling, startSignaling, wsFactory } from "../../../signaling/testing.ts";
 import { RelayLiveTransport } from "../net/relay-live.ts";
 import type { ContactId, EngineEvent, MessageId } from "./api.ts";
 import { Engine, type EngineConfig } from "./engine.ts";
+import { RELAY_BUSY_MESSAGE } from "./errors.ts";
 import { SECRET } from "./mailbox.ts";
 import { decodePrekeyState, encodePrekeyState } from "./prekeys.ts";
 import { Hub, MemoryStorage, until } from "./test-support.ts";
@@ -181,6 +182,86 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     expect(a.events.some((e) => e.type === "error" && e.error.kind === "relay-unreachable")).toBe(true);
     expect(stateOf(a, id)).toBe("queued");
     relay = await startTestRelay(); // for the next test (recovery after a restart: relay-fault.e2e.ts)
+  });
+
+  it("says the relay is busy when it rations our address, keeps the messages queued, then sends them all in order once", async () => {
+    // A relay that lets one address store about four messages a second after a 2 MiB burst.
+    const busy = await startTestRelay({
+      sourceStoreRate: 4 * 16_640,
+      sourceStoreBurst: 2 << 20,
+      queueQuota: 1_000,
+    });
+    try {
+      hub = new Hub();
+      // Alice's engine and the "neighbour" below share one address: 127.0.0.3.
+      const fromNeighbourhood = (url: string) =>
+        new WebSocket(url, {
+          perMessageDeflate: false,
+          localAddress: "127.0.0.3",
+        }) as unknown as RelayWebSocketLike;
+      const a = node("alice", undefined, new MemoryStorage(signaling.url, [busy.url]), signaling.url, {
+        relayWebSocket: fromNeighbourhood,
+      });
+      const b = node("bob", undefined, new MemoryStorage(signaling.url, [busy.url]));
+      a.storage.addUser(b.user);
+      b.storage.addUser(a.user);
+      await a.engine.start();
+      await b.engine.start();
+      await until(() => online(a, b) && online(b, a), "both online");
+      await until(() => knowsMailboxOf(a, b) && knowsMailboxOf(b, a), "mailboxes exchanged");
+      await b.engine.stop();
+      await until(() => !online(a, b), "bob offline");
+
+      // A neighbour on the same address spends its storage ration, and keeps taking each refill
+      // until Alice has been told the relay is busy.
+      const neighbour = await connectRelay(busy.url, {}, { localAddress: "127.0.0.3" });
+      const q = await neighbour.createQueue({ subscribe: false });
+      const into = await neighbour.senderSecure({ senderId: q.senderId });
+      const fill = () =>
+        // Full-size bodies: the relay charges what it stores (relay-ws/source-limits.ts).
+        neighbour.send(into, new Uint8Array(16_000)).then(
+          () => true,
+          (e: { code?: string }) => {
+            if (e.code !== "LOFT_ERR_RELAY_STORE_RATE") throw e;
+            return false;
+          },
+        );
+      for (let i = 0; i < 1_000 && (await fill()); i++);
+      let hogging = true;
+      const hog = (async () => {
+        for (let i = 0; i < 3_000 && hogging; i++) {
+          await fill().catch(() => false);
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      })();
+
+      const texts = Array.from({ length: 5 }, (_, i) => `while the relay is busy ${i + 1}`);
+      const ids: MessageId[] = [];
+      for (const t of texts) ids.push(await a.engine.send(b.id, t));
+      await until(
+        () => a.engine.presence(b.id).lastError?.message.startsWith(RELAY_BUSY_MESSAGE) ?? false,
+        "relay busy shown",
+      );
+      expect(a.engine.presence(b.id).lastError?.message).toBe(
+        `${RELAY_BUSY_MESSAGE} Messages to bob wait on this device until then.`,
+      );
+      expect(ids.some((id) => stateOf(a, id) === "queued")).toBe(true);
+      expect(a.engine.serviceStatus().relay).toBe("connected");
+      hogging = false;
+      await hog;
+
+      await until(() => ids.every((id) => stateOf(a, id) === "relayed"), "all relayed", 30_000);
+      await until(() => a.engine.presence(b.id).lastError === undefined, "busy notice cleared");
+      const b2 = node("bob", b.user, b.storage, "");
+      await b2.engine.start();
+      await until(() => b.storage.texts(a.id, "in").length >= texts.length, "bob read them", 20_000);
+      await until(() => ids.every((id) => stateOf(a, id) === "delivered"), "all delivered", 20_000);
+      expect(b.storage.texts(a.id, "in")).toEqual(texts);
+      neighbour.close();
+    } finally {
+      for (const e of running.splice(0)) await e.stop();
+      await busy.close();
+    }
   });
 
   it("uses the live session, not the mailbox, while both are online", async () => {

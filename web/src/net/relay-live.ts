@@ -16,15 +16,19 @@
  * Each side secures the other's queue with a key it made itself (SMP v9 "SKEY"), so only the two
  * peers can SEND into the pair: the signaling server learns queue ids but cannot inject a byte (a
  * forged answer makes SKEY fail, which only ends the attempt). Both queues are deleted when the
- * link closes. A refusal or an abandoned attempt travels as `bye`, as for direct links.
+ * link closes. A refusal or an abandoned attempt travels as `bye`, as for direct links. The relay
+ * rations each network address (SOURCE_RATE, STORE_RATE): a setup command refused for rate is
+ * tried again after a pause (core/relay/live-link.ts `retryTemporary`), and the link itself waits
+ * out such refusals before giving up with their code.
  */
 import { toHex } from "../../../core/bytes.ts";
 import { LoftError } from "../../../core/errors.ts";
 import type { Link, LinkCloseInfo } from "../../../core/link/link.ts";
 import { QueueLink } from "../../../core/link/queue-link.ts";
-import type { RecipientQueue, RelayClient } from "../../../core/relay/client.ts";
+import type { RecipientQueue, RelayClient, SenderQueue } from "../../../core/relay/client.ts";
+import { newAuthKeyPair } from "../../../core/relay/crypto.ts";
 import { isRelayError } from "../../../core/relay/errors.ts";
-import { RelayLink } from "../../../core/relay/live-link.ts";
+import { RelayLink, retryTemporary } from "../../../core/relay/live-link.ts";
 import type { SignalingClient } from "../../../core/signaling/client.ts";
 import type { SignalEnvelope } from "../../../core/wire/signaling.ts";
 import type { DialedLink, IncomingOffer, LiveTransport, TransportDeps } from "../engine/transport.ts";
@@ -110,6 +114,15 @@ const reasonOf = (e: unknown): [string, string] =>
     ? [e.code, e.message]
     : [(e as { code?: string })?.code ?? "LOFT_ERR_LINK_CLOSED", (e as Error)?.message ?? String(e)];
 
+/**
+ * SKEY the other side's queue with one fresh key, retried with that same key after a rate refusal
+ * (docs/protocol/relay.md: an SKEY retry with the same key is idempotent).
+ */
+function secure(client: RelayClient, sid: Uint8Array): Promise<SenderQueue> {
+  const queue: SenderQueue = { senderId: sid, senderAuthSecret: newAuthKeyPair().secretKey };
+  return retryTemporary(() => client.senderSecure(queue));
+}
+
 export class RelayLiveTransport implements LiveTransport {
   readonly path = "relay" as const;
   readonly #signaling: SignalingClient;
@@ -150,7 +163,7 @@ export class RelayLiveTransport implements LiveTransport {
     });
     void (async () => {
       const client = await this.#pool.client(this.#url);
-      const own = await client.createQueue({ subscribe: false });
+      const own = await retryTemporary(() => client.createQueue({ subscribe: false }));
       a.client = client;
       a.own = own;
       if (link.state === "closed") return this.#dropQueue(client, own);
@@ -197,7 +210,7 @@ export class RelayLiveTransport implements LiveTransport {
 
   async #connect(a: Attempt, client: RelayClient, own: RecipientQueue, sid: Uint8Array): Promise<void> {
     try {
-      const theirs = await client.senderSecure({ senderId: sid });
+      const theirs = await secure(client, sid);
       const relayLink = await RelayLink.open(client, own, theirs);
       a.link.attach(relayLink);
     } catch (e) {
@@ -218,10 +231,11 @@ export class RelayLiveTransport implements LiveTransport {
         let own: RecipientQueue | undefined;
         void link.closed.then(() => this.#dropQueue(client, own));
         void (async () => {
-          client = await this.#pool.client(url);
-          own = await client.createQueue({ subscribe: false });
+          const c = await this.#pool.client(url);
+          client = c;
+          own = await retryTemporary(() => c.createQueue({ subscribe: false }));
           if (link.state === "closed") return this.#dropQueue(client, own);
-          const theirs = await client.senderSecure({ senderId: sid });
+          const theirs = await secure(c, sid);
           const relayLink = await RelayLink.open(client, own, theirs);
           // Subscribed before answering: the dialer's first handshake message finds us listening.
           link.attach(relayLink);

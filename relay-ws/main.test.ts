@@ -1,0 +1,63 @@
+/**
+ * `relay-ws/main.ts` as its own process (what `npm run relay` runs): the public port answers a
+ * minimal /health and 404 for /metrics (no figures to the internet); the metrics listener serves
+ * Prometheus /metrics and the detailed /health; the relay works; a metrics port in use is a
+ * configuration error (exit 2) naming the flag.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { LoftStartError, startLoft } from "../test/support/loft-process.ts";
+import { connectRelay } from "./testing.ts";
+
+const dataDir = mkdtempSync(join(tmpdir(), "loft-relay-main-"));
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+describe("standalone relay process", () => {
+  it("keeps /metrics and the detailed /health off the public port and serves them on the metrics listener", async () => {
+    const proc = await startLoft({ entry: "relay-ws/main.ts", args: ["--relay-data-dir", dataDir] });
+    try {
+      expect(await (await fetch(`${proc.url}/health`)).json()).toEqual({ status: "ok" });
+      expect((await fetch(`${proc.url}/metrics`)).status).toBe(404);
+      expect((await fetch(`${proc.url}/health`, { method: "HEAD" })).status).toBe(200);
+
+      const client = await connectRelay(`ws://127.0.0.1:${proc.port}/relay`);
+      await client.createQueue();
+      const health = (await (await fetch(`${proc.metricsUrl}/health`)).json()) as {
+        services: { relay: { connections: number; queues: number } };
+      };
+      expect(health.services.relay.connections).toBe(1);
+      expect(health.services.relay.queues).toBeGreaterThanOrEqual(1);
+      const metrics = await (await fetch(`${proc.metricsUrl}/metrics`)).text();
+      expect(metrics).toMatch(/loft_relay_commands_total\{command="NEW",result="ok"\} 1/);
+      expect(metrics).toContain("loft_host_websocket_sources 1");
+      client.close();
+      expect(await proc.stop("SIGTERM")).toBe(0);
+      expect(proc.output()).not.toMatch(/127\.0\.0\.1/);
+    } finally {
+      await proc.stop("SIGKILL");
+    }
+  });
+
+  it("a metrics port already in use is a configuration error naming the flag", async () => {
+    const blocker = createServer();
+    const port = await new Promise<number>((resolve) =>
+      blocker.listen(0, "127.0.0.1", () => resolve((blocker.address() as { port: number }).port)),
+    );
+    try {
+      const err = await startLoft({
+        entry: "relay-ws/main.ts",
+        args: ["--relay-data-dir", dataDir, "--metrics-port", String(port)],
+      }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(LoftStartError);
+      expect((err as LoftStartError).exitCode).toBe(2);
+      expect((err as LoftStartError).output).toMatch(
+        /--metrics-port\/--metrics-host: cannot listen on .*EADDRINUSE/,
+      );
+    } finally {
+      blocker.close();
+    }
+  });
+});

@@ -1,0 +1,56 @@
+/**
+ * What every server entry point shares about its listeners: the metrics listener setting
+ * (`--metrics-port`, `--metrics-host`, `--metrics-token`; server/metrics.ts), the warning when it
+ * is reachable from the network without a token, and the exit codes for a bad start (2: the
+ * operator's to fix — a bad option, a port in use — with no stack trace; 1: anything else).
+ * `npm run signaling` and `npm run relay` use it so that they expose exactly what `npm start`
+ * does: a public `/health` that says `{"status":"ok"}`, `/metrics` and the detailed `/health`
+ * only on the metrics listener (docs/operations-signaling.md, docs/operations-relay.md).
+ */
+import { ConfigError } from "./config.ts";
+import { ListenError } from "./host.ts";
+import type { Logger } from "./log.ts";
+import type { MetricsListenerOptions } from "./metrics.ts";
+
+/** The parsed metrics options (server/metrics.ts `metricsOptions`). */
+export interface MetricsConfig {
+  metricsPort: number | "off";
+  metricsHost: string;
+  metricsToken: string | undefined;
+}
+
+/** `HostOptions.metrics` for a parsed configuration: a separate listener, or "off". */
+export function metricsListener(config: MetricsConfig): MetricsListenerOptions | "off" {
+  return config.metricsPort === "off"
+    ? "off"
+    : { port: config.metricsPort, host: config.metricsHost, token: config.metricsToken };
+}
+
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\./.test(host);
+}
+
+/** Log a warning when the metrics listener is bound off loopback with no token. */
+export function warnIfMetricsExposed(
+  log: Logger,
+  config: MetricsConfig,
+  metricsPort: number | undefined,
+): void {
+  if (metricsPort !== undefined && !isLoopback(config.metricsHost) && config.metricsToken === undefined)
+    log.warn({ metricsPort }, "metrics listener is reachable from the network without --metrics-token");
+}
+
+/** The end of `main().catch(…)`: a clear line and exit code 2 for configuration and bind errors. */
+export function exitOnStartupError(e: unknown): never {
+  if (e instanceof ConfigError) {
+    console.error(`configuration error: ${e.message}`);
+    process.exit(2);
+  }
+  if (e instanceof ListenError) {
+    const flag = e.listener === "metrics" ? "--metrics-port/--metrics-host" : "--port/--host";
+    console.error(`configuration error: ${flag}: cannot listen on ${e.message}`);
+    process.exit(2);
+  }
+  console.error(e);
+  process.exit(1);
+}

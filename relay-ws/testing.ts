@@ -62,7 +62,8 @@ export async function startTestRelay(
   const masterKeyFile = join(keyDir, "master.key");
   writeFileSync(masterKeyFile, masterKeyFor(dataDir).toString("hex"), { mode: 0o600 });
   // Every test client comes from 127.0.0.1, one source: per-source rates are off unless a test
-  // sets them (relay-ws/limits.test.ts, relay-ws/abuse.test.ts); per-source connection caps stay.
+  // sets them (relay-ws/limits.test.ts; the abuse suite, test/abuse/relay.abuse.ts, runs the real
+  // server with all its defaults); per-source connection caps stay.
   const config = defaultRelayConfig({
     dataDir,
     connectionsPerSecondPerSource: 0,

@@ -191,6 +191,22 @@ export interface FloodSpec<C extends FloodConn> {
   open(source: string): Promise<C>;
   /** The next frame to send on `conn` (the `n`-th on it). */
   frame(conn: C, n: number): Uint8Array | string;
+  /**
+   * Whether the server refused `conn`'s frames for rate (an error reply or a close it saw), asked
+   * once per connection when the flood is done with it: counted per source in the report.
+   */
+  rateRefused?(conn: C): boolean;
+}
+
+/** What one attacker source met: its connections at most open at once and how it was refused. */
+export interface SourceReport {
+  opened: number;
+  /** Upgrades the server refused (per-source connection cap or connection rate). */
+  refusedOpens: number;
+  /** Connections of this source open at the same time, at most (as the attacker saw them). */
+  peakOpen: number;
+  /** Connections whose frames the server refused for rate (`FloodSpec.rateRefused`). */
+  rateRefusedConns: number;
 }
 
 export interface FloodReport {
@@ -199,9 +215,12 @@ export interface FloodReport {
   refusedOpens: number;
   closedByServer: number;
   ms: number;
+  perSource: Record<string, SourceReport>;
 }
 
 const MAX_UNSENT_BYTES = 256 * 1024;
+/** How long a connection waits, once its flood is over, for the replies that say it was refused. */
+const SETTLE_MS = 3_000;
 
 /**
  * Flood as fast as the sockets drain (never more than 256 KiB unsent per connection), from
@@ -212,18 +231,40 @@ export async function runFlood<C extends FloodConn>(spec: FloodSpec<C>): Promise
   const sources = spec.sources ?? ATTACKER_SOURCES;
   const started = performance.now();
   const deadline = started + spec.durationMs;
-  const report: FloodReport = { frames: 0, opened: 0, refusedOpens: 0, closedByServer: 0, ms: 0 };
+  const report: FloodReport = {
+    frames: 0,
+    opened: 0,
+    refusedOpens: 0,
+    closedByServer: 0,
+    ms: 0,
+    perSource: {},
+  };
+  const openNow = new Map<string, number>();
+  for (const source of sources) {
+    report.perSource[source] = { opened: 0, refusedOpens: 0, peakOpen: 0, rateRefusedConns: 0 };
+    openNow.set(source, 0);
+  }
   const live = () => performance.now() < deadline && report.frames < spec.maxFrames;
   const perSlotRate = spec.ratePerSource / spec.connectionsPerSource;
 
   async function slot(source: string): Promise<void> {
+    const mine = report.perSource[source]!;
     while (live()) {
       let conn: C;
       try {
         conn = await spec.open(source);
         report.opened++;
+        mine.opened++;
+        const open = openNow.get(source)! + 1;
+        openNow.set(source, open);
+        mine.peakOpen = Math.max(mine.peakOpen, open);
+        // Open until its TCP connection is gone, as the server counts it (not when the slot notices).
+        const gone = () => openNow.set(source, openNow.get(source)! - 1);
+        if (conn.ws.readyState === WebSocket.CLOSED) gone();
+        else conn.ws.once("close", gone);
       } catch {
         report.refusedOpens++;
+        mine.refusedOpens++;
         await new Promise((resolve) => setTimeout(resolve, 100));
         continue;
       }
@@ -236,7 +277,18 @@ export async function runFlood<C extends FloodConn>(spec: FloodSpec<C>): Promise
           conn.ws.send(spec.frame(conn, n++));
           report.frames++;
         }
-        await new Promise((resolve) => setTimeout(resolve, 5));
+        // Sleep until this slot's next frame is due (5–100 ms): hundreds of slots waking every
+        // 5 ms would starve the attacker process itself and flood less than asked.
+        const nextDue = opened + ((n + 1) * 1000) / perSlotRate - performance.now();
+        await new Promise((resolve) => setTimeout(resolve, Math.max(5, Math.min(100, nextDue))));
+      }
+      if (spec.rateRefused) {
+        // A loaded server answers late: give the replies to what was sent time to arrive
+        // (bounded) before asking whether this connection was refused.
+        const refused = spec.rateRefused;
+        for (let i = 0; i < SETTLE_MS / 20 && !refused(conn) && conn.ws.readyState === WebSocket.OPEN; i++)
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        if (refused(conn)) mine.rateRefusedConns++;
       }
       if (conn.ws.readyState !== WebSocket.OPEN) report.closedByServer++;
       else conn.ws.terminate();

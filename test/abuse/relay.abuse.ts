@@ -1,0 +1,144 @@
+/**
+ * Relay floods against the real combined server with its default per-source limits (issue #17,
+ * finding 1; docs/operations-relay.md §Limits and abuse): four sources each try to hold more
+ * connections than one source may open and flood them with PINGs, badly signed GETs and validly
+ * signed NEWs, while an innocent user on 127.0.0.1 PINGs the relay and round-trips messages
+ * through its own queue. What must hold: no source holds more than
+ * `--relay-max-connections-per-source` connections, every source is refused with SOURCE_RATE,
+ * the innocent is never refused and can still open a connection and a queue afterwards, the
+ * server spends at most MAX_SERVER_CORES on the flood; and, when latency is judged, the
+ * innocent's PING and the server's event-loop delay stay ≤ 50 ms at p99.
+ */
+
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { utf8 } from "../../core/bytes.ts";
+import type { RecipientQueue } from "../../core/relay/client.ts";
+import { defaultRelayConfig } from "../../relay-ws/config.ts";
+import { connectRelay } from "../../relay-ws/testing.ts";
+import { metricValue } from "../../signaling/testing.ts";
+import type { RelayFloodParams } from "./relay-floods.ts";
+import {
+  type AbuseServer,
+  ATTACKER_SOURCES,
+  FLOOD_MS,
+  floodFromChild,
+  innocentRelay,
+  JUDGE_LATENCY,
+  LONG,
+  MAX_SERVER_CORES,
+  P99_BUDGET_MS,
+  probe,
+  record,
+  startAbuseServer,
+} from "./support.ts";
+
+const FLOODS = new URL("./relay-floods.ts", import.meta.url);
+/** The server's defaults: what the flood is held to (the server runs with them). */
+const DEFAULTS = defaultRelayConfig();
+/** The innocent's message round trips (SEND, GET, ACK: 3 commands, ~45 cost units) per second. */
+const MAILBOX_PROBE_MS = 100;
+
+describe("relay floods from four sources", () => {
+  let server: AbuseServer;
+  let relay: Awaited<ReturnType<typeof innocentRelay>>;
+  let mailbox: RecipientQueue;
+  let sent = 0;
+
+  /** SEND to the innocent's own queue, GET it back, ACK it: store writes and reads, signed. */
+  const roundTripMessage = async () => {
+    const text = `message ${sent++}`;
+    await relay.client.send({ senderId: mailbox.senderId }, utf8(text));
+    const m = await relay.client.get(mailbox);
+    if (!m || new TextDecoder().decode(m.body) !== text) throw new Error(`lost "${text}"`);
+    await relay.client.ack(mailbox, m.msgId);
+  };
+
+  const params = (): RelayFloodParams => ({
+    relayUrl: server.relayUrl,
+    durationMs: FLOOD_MS,
+    maxFrames: LONG ? 4_000_000 : 200_000,
+    // ≈ 14 000 cost units per second per source in the short form, seven times what the relay
+    // lets one source spend (2 000/s): the excess must be refused cheaply.
+    ratePerSource: LONG ? 2_000 : 1_000,
+    // More than one source may hold (64): the excess upgrades must be refused.
+    connectionsPerSource: DEFAULTS.maxConnectionsPerSource + 16,
+  });
+
+  beforeAll(async () => {
+    server = await startAbuseServer();
+    relay = await innocentRelay(server);
+    mailbox = await relay.client.createQueue({ subscribe: false });
+  });
+  afterAll(async () => {
+    relay?.client.close();
+    await server?.stop();
+  });
+
+  it("mixed flood (connections past the cap, PINGs, badly signed GETs, signed NEWs): each source capped and refused, the innocent unaffected", async () => {
+    const quietPing = relay.ping();
+    const quietMailbox = probe(roundTripMessage, MAILBOX_PROBE_MS);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const baseline = { relay: await quietPing.stop(), mailbox: await quietMailbox.stop() };
+
+    await server.eventLoop(); // reset the server's histogram: the next reading is the flood's
+    const cpuBefore = await server.cpuSeconds();
+    const pingProbe = relay.ping();
+    const mailboxProbe = probe(roundTripMessage, MAILBOX_PROBE_MS);
+    const attack = await floodFromChild(FLOODS, "mixedFlood", params());
+    const underFlood = { relay: await pingProbe.stop(), mailbox: await mailboxProbe.stop() };
+    const loop = await server.eventLoop();
+    const serverCores =
+      Math.round((((await server.cpuSeconds()) - cpuBefore) / (attack.ms / 1000)) * 100) / 100;
+    const metrics = await server.metrics();
+    const connections = (result: string) =>
+      metricValue(metrics, "loft_relay_connections_total", `result="${result}"`);
+
+    record("relay-mixed-flood", {
+      attack,
+      baseline,
+      underFlood,
+      serverEventLoop: loop,
+      serverCores,
+      relayP99Ratio: Math.round((underFlood.relay.p99Ms / baseline.relay.p99Ms) * 100) / 100,
+      upgrades: {
+        accepted: connections("accepted"),
+        sourceFull: connections("source_full"),
+        rateLimited: connections("rate_limited"),
+      },
+      sourceRateErrors: metricValue(metrics, "loft_relay_errors_total", 'code="SOURCE_RATE"'),
+    });
+
+    // The flood was real, and every source was capped and refused.
+    expect(attack.frames).toBeGreaterThan(1_000);
+    for (const source of ATTACKER_SOURCES) {
+      const seen = attack.perSource[source]!;
+      expect(seen.peakOpen, source).toBeLessThanOrEqual(DEFAULTS.maxConnectionsPerSource);
+      expect(seen.refusedOpens, source).toBeGreaterThan(0);
+      expect(seen.rateRefusedConns, source).toBeGreaterThan(0);
+    }
+    expect(connections("source_full")).toBeGreaterThan(0);
+    expect(metricValue(metrics, "loft_relay_errors_total", 'code="SOURCE_RATE"')).toBeGreaterThan(0);
+
+    // The innocent was never refused, and kept being served.
+    expect(underFlood.relay.failures).toBe(0);
+    expect(underFlood.mailbox.failures).toBe(0);
+    expect(underFlood.relay.count).toBeGreaterThan(10);
+    expect(underFlood.mailbox.count).toBeGreaterThan(2);
+    // What the flood costs the server, in CPU time: independent of what else the machine runs.
+    expect(serverCores).toBeLessThanOrEqual(MAX_SERVER_CORES);
+    if (JUDGE_LATENCY) {
+      expect(underFlood.relay.p99Ms).toBeLessThanOrEqual(P99_BUDGET_MS);
+      expect(loop.p99Ms).toBeLessThanOrEqual(P99_BUDGET_MS);
+    }
+
+    // And a newcomer from the innocent's address still gets a connection and a queue.
+    const late = await connectRelay(server.relayUrl, { timeoutMs: 10_000 });
+    try {
+      const queue = await late.createQueue({ subscribe: false });
+      await late.send({ senderId: queue.senderId }, utf8("after the flood"));
+      expect(new TextDecoder().decode((await late.get(queue))?.body)).toBe("after the flood");
+    } finally {
+      late.close();
+    }
+  });
+});

@@ -28,10 +28,10 @@ import {
   type ServerFrame,
 } from "../core/relay/protocol.ts";
 import { decodeVersionHeader, encodeVersionHeader } from "../core/wire/version.ts";
+import type { ConnectionHandle, RelayContext, Subscription } from "./context.ts";
 import { sealDelivery } from "./node-crypto.ts";
 import { PUSH_HIGH_WATER } from "./output-budget.ts";
 import { queueDh } from "./queue-dh.ts";
-import type { RelayContext, Subscription } from "./service.ts";
 import { COST, commandCost, type RelaySource, SOURCE_DEBT, storedBytes } from "./source-limits.ts";
 import { isNoSpaceError } from "./store/errors.ts";
 import type { QueueRecord, StoredMessageMeta } from "./store/types.ts";
@@ -49,7 +49,7 @@ class Refused extends Error {
   }
 }
 
-export class RelayConnection {
+export class RelayConnection implements ConnectionHandle {
   readonly #ctx: RelayContext;
   readonly #ws: WebSocket;
   readonly #source: RelaySource;

@@ -28,7 +28,7 @@ import {
   encodeCommand,
   type ServerFrame,
 } from "../core/relay/protocol.ts";
-import { encodeVersionHeader } from "../core/wire/version.ts";
+import { encodeVersionHeader } from "../core/codec/version.ts";
 import { ed25519Signer, xchachaOpen } from "../relay-ws/node-crypto.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 

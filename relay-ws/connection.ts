@@ -27,7 +27,7 @@ import {
   SESSION_ID_LENGTH,
   type ServerFrame,
 } from "../core/relay/protocol.ts";
-import { decodeVersionHeader, encodeVersionHeader } from "../core/wire/version.ts";
+import { decodeVersionHeader, encodeVersionHeader } from "../core/codec/version.ts";
 import type { ConnectionHandle, RelayContext, Subscription } from "./context.ts";
 import { sealDelivery } from "./node-crypto.ts";
 import { PUSH_HIGH_WATER } from "./output-budget.ts";

@@ -16,8 +16,8 @@ import {
   MAX_BODY,
   type ServerFrame,
 } from "../core/relay/protocol.ts";
-import { encodeCanonical } from "../core/wire/codec.ts";
-import { encodeVersionHeader } from "../core/wire/version.ts";
+import { encodeCanonical } from "../core/codec/codec.ts";
+import { encodeVersionHeader } from "../core/codec/version.ts";
 import { connectRelay, RawSocket, startTestRelay, type TestRelay } from "./testing.ts";
 
 let relay: TestRelay;

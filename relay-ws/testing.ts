@@ -18,7 +18,7 @@ import {
   type ServerFrame,
 } from "../core/relay/protocol.ts";
 import { WebSocketLink } from "../core/relay/ws-link.ts";
-import { encodeVersionHeader } from "../core/wire/version.ts";
+import { encodeVersionHeader } from "../core/codec/version.ts";
 import { createHost, type Host } from "../server/host.ts";
 import { createLogger } from "../server/log.ts";
 import { defaultRelayConfig, type RelayConfig } from "./config.ts";

@@ -31,7 +31,7 @@ import {
   signStoreMessage,
 } from "../core/wire/signed.ts";
 import { srempCodec } from "../core/wire/sremp.ts";
-import { encodeVersionHeader } from "../core/wire/version.ts";
+import { encodeVersionHeader } from "../core/codec/version.ts";
 
 const T0 = 1_700_000_000_000; // 2023-11-14T22:13:20Z
 const seed = (byte: number) => new Uint8Array(32).fill(byte);

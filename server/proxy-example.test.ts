@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { RelayClient } from "../core/relay/client.ts";
 import { WebSocketLink } from "../core/relay/ws-link.ts";
-import { encodeVersionHeader } from "../core/wire/version.ts";
+import { encodeVersionHeader } from "../core/codec/version.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 import {
   freePort,

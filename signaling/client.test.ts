@@ -23,7 +23,7 @@ import {
   serverCodec,
   signEnvelope,
 } from "../core/wire/signaling.ts";
-import { encodeVersionHeader } from "../core/wire/version.ts";
+import { encodeVersionHeader } from "../core/codec/version.ts";
 import { makeUser, wsFactory } from "./testing.ts";
 
 type User = ReturnType<typeof makeUser>;

@@ -4,7 +4,8 @@
  * process) read the same flags and environment variables through `server/config.ts` (flags win).
  */
 import * as v from "valibot";
-import { MAX_SERVERS, serverUrlSchema } from "../core/wire/sremp.ts";
+import { serverUrlSchema } from "../core/codec/server-url.ts";
+import { MAX_SERVERS } from "../core/wire/sremp.ts";
 import { trustProxyOption } from "../server/client-source.ts";
 import { bool, ConfigError, int, list, type OptionSpec, readConfig, str } from "../server/config.ts";
 import { allowedOriginsOption } from "../server/origin.ts";

@@ -16,7 +16,7 @@ import {
   isValidNoiseKey,
 } from "../core/identity/identity.ts";
 import { SIGNATURE_CONTEXTS, signWithContext } from "../core/identity/signature.ts";
-import { encodeCanonical } from "../core/wire/codec.ts";
+import { encodeCanonical } from "../core/codec/codec.ts";
 import { signRegisterRequest } from "../core/wire/signed.ts";
 import { FUZZ_RUNS } from "../test/support/fuzz.ts";
 import {

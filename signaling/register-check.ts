@@ -35,7 +35,7 @@ import {
 } from "../core/identity/identity.ts";
 import { SIGNATURE_CONTEXTS, signedBytes } from "../core/identity/signature.ts";
 import { checkUsername } from "../core/identity/username.ts";
-import { decodeRaw, validate } from "../core/wire/codec.ts";
+import { decodeRaw, validate } from "../core/codec/codec.ts";
 import { requestSignedPayload } from "../core/wire/signed.ts";
 import type { RegisterRequest } from "../core/wire/sremp.ts";
 import { ed25519PublicKey, ed25519Verify } from "../relay-ws/node-crypto.ts";

@@ -38,7 +38,7 @@ import {
   serverCodec,
 } from "../core/wire/signaling.ts";
 import type { DnsEndpoint, PeerInfo, RegisterRequest } from "../core/wire/sremp.ts";
-import { decodeVersionHeader, encodeVersionHeader } from "../core/wire/version.ts";
+import { decodeVersionHeader, encodeVersionHeader } from "../core/codec/version.ts";
 import { ed25519Verify } from "../relay-ws/node-crypto.ts";
 import { sourceOf, trustedProxies } from "../server/client-source.ts";
 import type { HostedService } from "../server/host.ts";

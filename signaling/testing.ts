@@ -10,7 +10,7 @@ import { createUserIdentity, type UserIdentity } from "../core/identity/identity
 import type { WebSocketFactory, WebSocketLike } from "../core/signaling/client.ts";
 import { type ClientMessage, clientCodec, type ServerMessage, serverCodec } from "../core/wire/signaling.ts";
 import { signRegisterRequest } from "../core/wire/signed.ts";
-import { decodeVersionHeader, encodeVersionHeader } from "../core/wire/version.ts";
+import { decodeVersionHeader, encodeVersionHeader } from "../core/codec/version.ts";
 import { createHost, createRegistry, type Host } from "../server/host.ts";
 import { createLogger } from "../server/log.ts";
 import { defaultSignalingConfig, type SignalingConfig } from "./config.ts";

@@ -6,7 +6,7 @@
 import fc from "fast-check";
 import { expect } from "vitest";
 import { LoftError, type LoftErrorCode, type Result } from "../../core/errors.ts";
-import { encodeCanonical } from "../../core/wire/codec.ts";
+import { encodeCanonical } from "../../core/codec/codec.ts";
 
 /** One way to damage a valid encoding. */
 export type Mutation =

@@ -20,7 +20,7 @@ import {
   type ServerFrame,
   unpadBlock,
 } from "../../core/relay/protocol.ts";
-import { encodeCanonical } from "../../core/wire/codec.ts";
+import { encodeCanonical } from "../../core/codec/codec.ts";
 import { FUZZ_RUNS } from "../support/fuzz.ts";
 import { expectTyped, fieldSwapArb, mutate, mutationArb } from "./mutations.ts";
 

@@ -16,7 +16,7 @@ import {
   encodeClientFrame,
   encodeCommand,
 } from "../../core/relay/protocol.ts";
-import { encodeVersionHeader } from "../../core/wire/version.ts";
+import { encodeVersionHeader } from "../../core/codec/version.ts";
 import { connectRelay, RawSocket, startTestRelay, type TestRelay } from "../../relay-ws/testing.ts";
 import { FUZZ_RUNS } from "../support/fuzz.ts";
 import { fieldSwapArb, mutate, mutationArb } from "./mutations.ts";

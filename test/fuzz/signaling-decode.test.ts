@@ -7,7 +7,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { isLoftError } from "../../core/errors.ts";
 import { createUserIdentity } from "../../core/identity/identity.ts";
-import { encodeCanonical } from "../../core/wire/codec.ts";
+import { encodeCanonical } from "../../core/codec/codec.ts";
 import {
   clientCodec,
   SIGNAL_KINDS,

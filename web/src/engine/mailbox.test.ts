@@ -14,7 +14,7 @@ import {
   replenishOneTimePrekeys,
 } from "../../../core/prekey/index.ts";
 import { MAX_BODY } from "../../../core/relay/protocol.ts";
-import { encodeCanonical } from "../../../core/wire/codec.ts";
+import { encodeCanonical } from "../../../core/codec/codec.ts";
 import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
 import { encodeSignalPayload } from "../net/signal-payload.ts";
 import {

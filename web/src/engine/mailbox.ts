@@ -32,7 +32,7 @@ import {
   encodeCanonical,
   requireCanonical,
   uintSchema,
-} from "../../../core/wire/codec.ts";
+} from "../../../core/codec/codec.ts";
 
 export const MAILBOX = { RATCHET: 0x01, RATCHET_MORE: 0x02, RATCHET_END: 0x03, INTRO: 0x11 } as const;
 /** The largest part one body carries: type byte and padding marker take two bytes. */

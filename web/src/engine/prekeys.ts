@@ -32,7 +32,7 @@ import {
   serializePrekeyStore,
 } from "../../../core/prekey/index.ts";
 import type { PrekeyFetch } from "../../../core/relay/client.ts";
-import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/wire/codec.ts";
+import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/codec/codec.ts";
 import { QUEUE_ID_BYTES } from "./mailbox.ts";
 
 /** One-time prekeys of each kind we keep published (X25519 and ML-KEM-768, paired). */

@@ -27,7 +27,7 @@ import {
   serializeRatchet,
 } from "../../../core/ratchet/index.ts";
 import type { Session } from "../../../core/session/index.ts";
-import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/wire/codec.ts";
+import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/codec/codec.ts";
 import { RATCHET_ID_BYTES } from "./wire.ts";
 
 /** Handshake-payload extension carrying the responder's ratchet public key (32 bytes). */

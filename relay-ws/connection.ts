@@ -13,6 +13,7 @@
 import { randomBytes } from "node:crypto";
 import type { WebSocket } from "ws";
 import { toHex } from "../core/bytes.ts";
+import { decodeVersionHeader, encodeVersionHeader } from "../core/codec/version.ts";
 import type { WireErrorCode } from "../core/relay/errors.ts";
 import {
   AUTH_RULES,
@@ -27,7 +28,6 @@ import {
   SESSION_ID_LENGTH,
   type ServerFrame,
 } from "../core/relay/protocol.ts";
-import { decodeVersionHeader, encodeVersionHeader } from "../core/codec/version.ts";
 import type { ConnectionHandle, RelayContext, Subscription } from "./context.ts";
 import { sealDelivery } from "./node-crypto.ts";
 import { PUSH_HIGH_WATER } from "./output-budget.ts";

@@ -5,7 +5,7 @@
  * depend on it instead of on each other (issue #9: no import cycles).
  */
 import type { ServerFrame } from "../core/relay/protocol.ts";
-import type { Logger } from "../server/log.ts";
+import type { Logger } from "../host/log.ts";
 import type { BundleCache } from "./bundle-cache.ts";
 import type { RelayConfig } from "./config.ts";
 import type { RelayMetrics } from "./metrics.ts";

@@ -4,9 +4,9 @@
  * Logs "relay listening" with the bound port once ready; SIGTERM/SIGINT close every WebSocket
  * with 1001, wait for pending writes and close the store.
  */
-import { ConfigError, describeOptions, int, readConfig, str } from "../server/config.ts";
-import { closeOnSignals, createHost, createRegistry } from "../server/host.ts";
-import { createLogger } from "../server/log.ts";
+import { ConfigError, describeOptions, int, readConfig, str } from "../host/config.ts";
+import { closeOnSignals, createHost, createRegistry } from "../host/host.ts";
+import { createLogger } from "../host/log.ts";
 import { relayOptions } from "./config.ts";
 import { createRelayService } from "./service.ts";
 

@@ -1,5 +1,5 @@
 /**
- * The relay as a HostedService (server/host.ts): WebSocket mailbox at `/relay`, SMP-like queues
+ * The relay as a HostedService (host/host.ts): WebSocket mailbox at `/relay`, SMP-like queues
  * (docs/protocol/relay.md), an embedded LMDB store, push delivery, garbage collection, limits and
  * metrics. `relay-ws/main.ts` runs it alone; the one-process host mounts it next to signaling.
  */
@@ -9,10 +9,10 @@ import type { Duplex } from "node:stream";
 import type { Registry } from "prom-client";
 import { type WebSocket, WebSocketServer } from "ws";
 import { toHex } from "../core/bytes.ts";
-import { sourceOf, trustedProxies } from "../server/client-source.ts";
-import type { HostedService } from "../server/host.ts";
-import type { Logger } from "../server/log.ts";
-import { originAllowed } from "../server/origin.ts";
+import { sourceOf, trustedProxies } from "../host/client-source.ts";
+import type { HostedService } from "../host/host.ts";
+import type { Logger } from "../host/log.ts";
+import { originAllowed } from "../host/origin.ts";
 import { BundleCache } from "./bundle-cache.ts";
 import type { RelayConfig } from "./config.ts";
 import { RelayConnection } from "./connection.ts";

@@ -19,7 +19,7 @@ const sourceRoots = [
   "signaling",
   "relay-ws",
   "server",
-  "app-server",
+  "host",
   "test",
   "bench",
   "scripts",

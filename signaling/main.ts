@@ -2,9 +2,9 @@
  * `npm run signaling`: the signaling/rendezvous service alone, on its own host with `/health` and
  * `/metrics` (DESIGN.md, Operators). Options: `--help`, or docs/operations-signaling.md.
  */
-import { ConfigError, describeOptions, int, readConfig, str } from "../server/config.ts";
-import { closeOnSignals, createHost, createRegistry } from "../server/host.ts";
-import { createLogger } from "../server/log.ts";
+import { ConfigError, describeOptions, int, readConfig, str } from "../host/config.ts";
+import { closeOnSignals, createHost, createRegistry } from "../host/host.ts";
+import { createLogger } from "../host/log.ts";
 import { checkSignalingConfig, signalingOptions } from "./config.ts";
 import { createSignalingService } from "./service.ts";
 

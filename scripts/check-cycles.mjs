@@ -4,6 +4,13 @@
 // connected components (Tarjan) and fails when one is not on the allowlist below, naming a
 // concrete cycle through it. Run: `node scripts/check-cycles.mjs` (also a step of `npm test`).
 //
+// It checks twice: between modules, and between layers — the folders of core/ (core/codec,
+// core/identity, …), of web/src/ (engine, net, ui, …) and the top-level services (signaling,
+// relay-ws, host, server, sw), each file sitting directly in core/ or web/src/ being its own
+// layer. Two folders that import each other are a cycle even when no module cycle closes
+// (core/wire → core/identity → core/wire through different files). Test code (tests, test
+// helpers, test/, bench/, scripts/) may reach across layers and is left out of the layer graph.
+//
 // No dependency: our imports are all relative and end in `.ts`/`.tsx` (docs/contributing.md), so
 // a small scanner over the source text resolves them exactly; comments and strings that merely
 // look like imports are stripped first.
@@ -178,6 +185,34 @@ function cycleThrough(graph, component, from) {
   return [from];
 }
 
+/** The layer a module belongs to (see the header), or undefined for test code. */
+function layerOf(path) {
+  const name = rel(path);
+  if (/(^|\/)(test|bench|scripts)\//.test(name) || /(\.test|testing|test-support)\.tsx?$/.test(name)) return;
+  const parts = name.split("/");
+  const depth = parts[0] === "core" ? 2 : parts[0] === "web" && parts[1] === "src" ? 3 : 1;
+  return parts.length > depth ? parts.slice(0, depth).join("/") : name;
+}
+
+/** Module edges folded onto layers; each layer edge keeps one module edge as its example. */
+function layerGraph(graph) {
+  const layers = new Map();
+  const example = new Map();
+  for (const [from, targets] of graph) {
+    const a = layerOf(from);
+    if (a === undefined) continue;
+    if (!layers.has(a)) layers.set(a, new Set());
+    for (const to of targets) {
+      const b = layerOf(to);
+      if (b === undefined || b === a) continue;
+      layers.get(a).add(b);
+      if (!layers.has(b)) layers.set(b, new Set());
+      if (!example.has(`${a} ${b}`)) example.set(`${a} ${b}`, `${rel(from)} → ${rel(to)}`);
+    }
+  }
+  return { layers, example };
+}
+
 const files = sourceRoots.flatMap((d) => listSources(join(root, d), []));
 const graph = new Map(files.map((f) => [f, importsOf(f)]));
 const components = stronglyConnected(graph)
@@ -215,5 +250,17 @@ for (const allowed of allowedCycles) {
     );
   }
 }
-console.log(`${files.length} modules, ${components.length} cycle(s), ${matched.size} allowed`);
+
+const { layers, example } = layerGraph(graph);
+const layerCycles = stronglyConnected(layers).map((c) => c.sort());
+for (const component of layerCycles) {
+  failed = true;
+  const cycle = cycleThrough(layers, component, component[0]);
+  console.error(`✗ layer cycle among ${component.length} folders: ${cycle.join(" → ")}`);
+  for (let i = 0; i + 1 < cycle.length; i++) console.error(`  ${example.get(`${cycle[i]} ${cycle[i + 1]}`)}`);
+}
+console.log(
+  `${files.length} modules, ${components.length} module cycle(s), ${matched.size} allowed; ` +
+    `${layers.size} layers, ${layerCycles.length} layer cycle(s)`,
+);
 if (failed) process.exit(1);

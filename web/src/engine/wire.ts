@@ -20,9 +20,9 @@
  */
 import * as v from "valibot";
 import { equalBytes } from "../../../core/bytes.ts";
-import { err, ok, type Result } from "../../../core/errors.ts";
 import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/codec/codec.ts";
 import { padToBucket, unpadBucket } from "../../../core/codec/padding.ts";
+import { err, ok, type Result } from "../../../core/errors.ts";
 import { MAX_TEXT_CHARS } from "./outgoing.ts";
 
 /** Longest text in one message, in UTF-16 code units (one source for the wire and the UI). */

@@ -18,7 +18,12 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+// `--root <dir>` checks another tree (the tests of this script build small ones).
+const rootFlag = process.argv.indexOf("--root");
+const root =
+  rootFlag > 0 && process.argv[rootFlag + 1]
+    ? resolve(process.argv[rootFlag + 1])
+    : resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const sourceRoots = [
   "core",
   "web",

@@ -8,6 +8,7 @@ export default defineConfig({
       "core/**/*.test.ts",
       "signaling/**/*.test.ts",
       "relay-ws/**/*.test.ts",
+      "host/**/*.test.ts",
       "server/**/*.test.ts",
       "test/unit/**/*.test.ts",
       "test/interop/**/*.test.ts",

@@ -48,7 +48,7 @@ const log = (m: string) => {
 const abs = (p: string) => JSON.stringify(join(ROOT, p));
 const PAGE_SOURCE = `
 import { LoftStorage } from ${abs("web/src/storage/storage.ts")};
-import { createChatEngineWith } from ${abs("web/src/engine/index.ts")};
+import { createChatEngineWith } from ${abs("web/src/chat-engine.ts")};
 import { createUserIdentity, encodeIdentity, decodeIdentity } from ${abs("core/identity/identity.ts")};
 import { toHex } from ${abs("core/bytes.ts")};
 import { WebRtcLink } from ${abs("web/src/net/webrtc-link.ts")};

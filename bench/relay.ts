@@ -19,6 +19,7 @@ import { createServer } from "node:net";
 import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import WebSocket from "ws";
+import { encodeVersionHeader } from "../core/codec/version.ts";
 import { deriveRcvKey, newAuthKeyPair, newDhKeyPair } from "../core/relay/crypto.ts";
 import {
   authInput,
@@ -28,7 +29,6 @@ import {
   encodeCommand,
   type ServerFrame,
 } from "../core/relay/protocol.ts";
-import { encodeVersionHeader } from "../core/wire/version.ts";
 import { ed25519Signer, xchachaOpen } from "../relay-ws/node-crypto.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 

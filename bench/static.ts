@@ -12,9 +12,9 @@ import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { brotliCompressSync, constants, gzipSync } from "node:zlib";
 import { Registry } from "prom-client";
-import { createHost } from "../server/host.ts";
-import { request } from "../server/http-testing.ts";
-import { createLogger } from "../server/log.ts";
+import { createHost } from "../host/host.ts";
+import { request } from "../host/http-testing.ts";
+import { createLogger } from "../host/log.ts";
 import { JSON_OUTPUT, report } from "./harness.ts";
 
 const DIST = fileURLToPath(new URL("../web/dist", import.meta.url));

@@ -1,14 +1,14 @@
 /**
- * Relay options: flags and environment variables through server/config.ts (flags win).
+ * Relay options: flags and environment variables through host/config.ts (flags win).
  * Every limit is configurable; defaults follow docs/design.md, "Relay mailbox", and
  * docs/operations-relay.md, "Options" (48 h TTL, 7 days maximum, 5 failed deliveries, GC every
  * 5 minutes).
  */
 
 import { DEFAULT_FRAME_LIMIT, MAX_WINDOW, MIN_FRAME_LIMIT } from "../core/relay/protocol.ts";
-import { trustProxyOption } from "../server/client-source.ts";
-import { bool, ConfigError, int, type OptionSpec, str } from "../server/config.ts";
-import { allowedOriginsOption } from "../server/origin.ts";
+import { trustProxyOption } from "../host/client-source.ts";
+import { bool, ConfigError, int, type OptionSpec, str } from "../host/config.ts";
+import { allowedOriginsOption } from "../host/origin.ts";
 
 export const MAX_TTL_SECONDS = 7 * 24 * 3600;
 

@@ -13,6 +13,7 @@
 import { randomBytes } from "node:crypto";
 import type { WebSocket } from "ws";
 import { toHex } from "../core/bytes.ts";
+import { decodeVersionHeader, encodeVersionHeader } from "../core/codec/version.ts";
 import type { WireErrorCode } from "../core/relay/errors.ts";
 import {
   AUTH_RULES,
@@ -27,11 +28,10 @@ import {
   SESSION_ID_LENGTH,
   type ServerFrame,
 } from "../core/relay/protocol.ts";
-import { decodeVersionHeader, encodeVersionHeader } from "../core/wire/version.ts";
+import type { ConnectionHandle, RelayContext, Subscription } from "./context.ts";
 import { sealDelivery } from "./node-crypto.ts";
 import { PUSH_HIGH_WATER } from "./output-budget.ts";
 import { queueDh } from "./queue-dh.ts";
-import type { RelayContext, Subscription } from "./service.ts";
 import { COST, commandCost, type RelaySource, SOURCE_DEBT, storedBytes } from "./source-limits.ts";
 import { isNoSpaceError } from "./store/errors.ts";
 import type { QueueRecord, StoredMessageMeta } from "./store/types.ts";
@@ -49,7 +49,7 @@ class Refused extends Error {
   }
 }
 
-export class RelayConnection {
+export class RelayConnection implements ConnectionHandle {
   readonly #ctx: RelayContext;
   readonly #ws: WebSocket;
   readonly #source: RelaySource;

@@ -6,6 +6,8 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { toHex, utf8 } from "../core/bytes.ts";
+import { encodeCanonical } from "../core/codec/codec.ts";
+import { encodeVersionHeader } from "../core/codec/version.ts";
 import type { RecipientQueue } from "../core/relay/client.ts";
 import { newAuthKeyPair, newDhKeyPair } from "../core/relay/crypto.ts";
 import { RelayError } from "../core/relay/errors.ts";
@@ -16,8 +18,6 @@ import {
   MAX_BODY,
   type ServerFrame,
 } from "../core/relay/protocol.ts";
-import { encodeCanonical } from "../core/wire/codec.ts";
-import { encodeVersionHeader } from "../core/wire/version.ts";
 import { connectRelay, RawSocket, startTestRelay, type TestRelay } from "./testing.ts";
 
 let relay: TestRelay;

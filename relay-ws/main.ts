@@ -2,16 +2,16 @@
  * `npm run relay`: the relay alone — the WebSocket mailbox at `/relay` — configured by flags and
  * environment variables (relay-ws/config.ts; flags win). Like `npm start`, the public port's
  * `/health` says `{"status":"ok"}` only; `/metrics` and the detailed `/health` are on the metrics
- * listener (`--metrics-port`, default 9464 on 127.0.0.1; server/metrics.ts).
+ * listener (`--metrics-port`, default 9464 on 127.0.0.1; host/metrics.ts).
  * Logs "relay listening" with `port` and `metricsPort` once ready; SIGTERM/SIGINT close every
  * WebSocket with 1001, wait for pending writes and close the store.
  */
-import { trustedProxies } from "../server/client-source.ts";
-import { describeOptions, int, readConfig, str } from "../server/config.ts";
-import { closeOnSignals, createHost, createRegistry } from "../server/host.ts";
-import { createLogger } from "../server/log.ts";
-import { metricsOptions } from "../server/metrics.ts";
-import { exitOnStartupError, metricsListener, warnIfMetricsExposed } from "../server/standalone.ts";
+import { trustedProxies } from "../host/client-source.ts";
+import { describeOptions, int, readConfig, str } from "../host/config.ts";
+import { closeOnSignals, createHost, createRegistry } from "../host/host.ts";
+import { createLogger } from "../host/log.ts";
+import { metricsOptions } from "../host/metrics.ts";
+import { exitOnStartupError, metricsListener, warnIfMetricsExposed } from "../host/standalone.ts";
 import { relayOptions } from "./config.ts";
 import { createRelayService } from "./service.ts";
 

@@ -1,5 +1,5 @@
 /**
- * The relay as a HostedService (server/host.ts): WebSocket mailbox at `/relay`, SMP-like queues
+ * The relay as a HostedService (host/host.ts): WebSocket mailbox at `/relay`, SMP-like queues
  * (docs/protocol/relay.md), an embedded LMDB store, push delivery, garbage collection, limits and
  * metrics. `relay-ws/main.ts` runs it alone; the one-process host mounts it next to signaling.
  */
@@ -9,58 +9,20 @@ import type { Duplex } from "node:stream";
 import type { Registry } from "prom-client";
 import { type WebSocket, WebSocketServer } from "ws";
 import { toHex } from "../core/bytes.ts";
-import { sourceOf, trustedProxies } from "../server/client-source.ts";
-import type { HostedService } from "../server/host.ts";
-import type { Logger } from "../server/log.ts";
-import { originAllowed } from "../server/origin.ts";
+import { sourceOf, trustedProxies } from "../host/client-source.ts";
+import type { HostedService } from "../host/host.ts";
+import type { Logger } from "../host/log.ts";
+import { originAllowed } from "../host/origin.ts";
 import { BundleCache } from "./bundle-cache.ts";
 import type { RelayConfig } from "./config.ts";
 import { RelayConnection } from "./connection.ts";
-import { createRelayMetrics, type RelayMetrics } from "./metrics.ts";
+import type { ConnectionHandle, RelayContext, Subscription } from "./context.ts";
+import { createRelayMetrics } from "./metrics.ts";
 import { OutputBudget } from "./output-budget.ts";
 import { PrekeyBudget, SourceTable } from "./source-limits.ts";
 import { openRelayStore } from "./store/open.ts";
 import type { GcResult, RelayStore } from "./store/types.ts";
 import { SignatureVerifier } from "./verifier.ts";
-
-export interface Subscription {
-  conn: RelayConnection;
-  rid: Uint8Array;
-  hex: string;
-  rcvKey: Uint8Array;
-  window: number;
-  /** Delivered, unacknowledged: hex message id → seq. */
-  inflight: Map<string, number>;
-  /** Highest seq handed out so far (-1: none). */
-  cursor: number;
-  pumping: boolean;
-  again: boolean;
-  active: boolean;
-}
-
-/** What connections share: config, store, metrics, subscriptions. */
-export interface RelayContext {
-  readonly config: RelayConfig;
-  readonly store: RelayStore;
-  readonly metrics: RelayMetrics;
-  readonly log: Logger;
-  readonly clock: () => number;
-  /** Signature checks with the bounded cache of keys that verified (verifier.ts). */
-  readonly verifier: SignatureVerifier;
-  /** Unread output bytes across all connections (`--relay-send-buffer-total`). */
-  readonly output: OutputBudget;
-  /** One-time prekeys handed out per queue (`--relay-prekey-queue-rate`). */
-  readonly prekeysPerQueue: PrekeyBudget;
-  /** Bundles recently handed out, for bundle-only answers without a store write. */
-  readonly bundles: BundleCache;
-  subscribe(conn: RelayConnection, rid: Uint8Array, rcvKey: Uint8Array, window: number): void;
-  unsubscribe(sub: Subscription): void;
-  /** Drop the subscription of a queue (DEL); the owner is told END unless it is `by`. */
-  endSubscription(hex: string, by: RelayConnection): void;
-  pump(sub: Subscription): void;
-  track(p: Promise<unknown>): void;
-  connectionClosed(conn: RelayConnection): void;
-}
 
 export interface RelayServiceDeps {
   registry: Registry;
@@ -107,7 +69,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
   const clock = deps.clock ?? Date.now;
   const store = deps.store ?? openRelayStore(config, { log, ...(deps.clock ? { clock: deps.clock } : {}) });
   const theStore = store;
-  const connections = new Set<RelayConnection>();
+  const connections = new Set<ConnectionHandle>();
   /** Every open socket, until its TCP close (a closing connection leaves `connections` at once). */
   const sockets = new Set<WebSocket>();
   const subscriptions = new Map<string, Subscription>();

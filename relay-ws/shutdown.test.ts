@@ -10,8 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
-import { createHost } from "../server/host.ts";
-import { createLogger } from "../server/log.ts";
+import { createHost } from "../host/host.ts";
+import { createLogger } from "../host/log.ts";
 import { defaultRelayConfig } from "./config.ts";
 import { createRelayService } from "./service.ts";
 

@@ -2,7 +2,7 @@
  * Per-source limits of the relay (docs/operations-relay.md §Limits and abuse): what one client
  * address may hold and spend, whatever number of connections it opens.
  *
- * A source is the key `sourceOf` (server/client-source.ts) gives a request: the client address
+ * A source is the key `sourceOf` (host/client-source.ts) gives a request: the client address
  * behind `--trust-proxy` proxies, IPv6 by /64. Sources are map keys in memory only — never logged,
  * stored or exported — and an entry is forgotten once the source has no connection and every one
  * of its buckets is full again.

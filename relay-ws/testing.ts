@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Registry } from "prom-client";
 import WebSocket from "ws";
+import { encodeVersionHeader } from "../core/codec/version.ts";
 import { RelayClient, type RelayClientOptions } from "../core/relay/client.ts";
 import { signCommand } from "../core/relay/crypto.ts";
 import {
@@ -18,9 +19,8 @@ import {
   type ServerFrame,
 } from "../core/relay/protocol.ts";
 import { WebSocketLink } from "../core/relay/ws-link.ts";
-import { encodeVersionHeader } from "../core/wire/version.ts";
-import { createHost, type Host } from "../server/host.ts";
-import { createLogger } from "../server/log.ts";
+import { createHost, type Host } from "../host/host.ts";
+import { createLogger } from "../host/log.ts";
 import { defaultRelayConfig, type RelayConfig } from "./config.ts";
 import { createRelayService, type RelayService } from "./service.ts";
 import type { RelayStore } from "./store/types.ts";

@@ -10,6 +10,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { toHex } from "../core/bytes.ts";
+import { encodeVersionHeader } from "../core/codec/version.ts";
 import { contactLinkUrl, encodeContactLink } from "../core/identity/contact-link.ts";
 import {
   createUserIdentity,
@@ -31,7 +32,6 @@ import {
   signStoreMessage,
 } from "../core/wire/signed.ts";
 import { srempCodec } from "../core/wire/sremp.ts";
-import { encodeVersionHeader } from "../core/wire/version.ts";
 
 const T0 = 1_700_000_000_000; // 2023-11-14T22:13:20Z
 const seed = (byte: number) => new Uint8Array(32).fill(byte);

@@ -3,7 +3,7 @@
  *                        [--prologue STR] [--message STR] [--repeat N]`
  *
  * Plain `Noise_XX_25519_ChaChaPoly_BLAKE2s` (core/noise) over TCP, every message prefixed by a
- * 2-byte big-endian length (server/tcp-link.ts), with empty handshake payloads — the shape any
+ * 2-byte big-endian length (host/tcp-link.ts), with empty handshake payloads — the shape any
  * other Noise implementation can talk to (test/interop/ runs it against python3-dissononce).
  *
  * Both roles print `remote_static=HEX` (the peer's static public key) and `handshake_hash=HEX`.
@@ -22,7 +22,7 @@ import { HandshakeState } from "../core/noise/handshake-state.ts";
 import { XX } from "../core/noise/patterns.ts";
 import { keyPairFromPrivate } from "../core/noise/primitives.ts";
 import type { NoiseTransport } from "../core/noise/transport.ts";
-import { listenTcp, TcpLink } from "../server/tcp-link.ts";
+import { listenTcp, TcpLink } from "../host/tcp-link.ts";
 
 const EMPTY = new Uint8Array(0);
 

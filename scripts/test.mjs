@@ -1,4 +1,4 @@
-// `npm test`: the whole suite, in order of cost — system packages, typecheck, lint/format,
+// `npm test`: the whole suite, in order of cost — system packages, typecheck, lint/format, import cycles,
 // unit + property + interop tests, the short abuse suite (test/abuse), the PWA build, then
 // browser tests in a private network namespace. Stops at the first failing step and says which.
 import { spawnSync } from "node:child_process";
@@ -7,6 +7,7 @@ import { ensureSystemDeps } from "./system-deps.mjs";
 const steps = [
   ["typecheck", "npm", ["run", "-s", "typecheck"]],
   ["lint + format", "npx", ["biome", "check", "."]],
+  ["import cycles (scripts/check-cycles.mjs)", "node", ["scripts/check-cycles.mjs"]],
   ["unit, property and interop tests", "npx", ["vitest", "run"]],
   [
     "abuse suite, short form (bounded floods on loopback)",

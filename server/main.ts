@@ -4,16 +4,25 @@
  * and the detailed `/health` on a separate listener bound to 127.0.0.1 (docs/operations.md).
  */
 import { fileURLToPath } from "node:url";
+import { trustedProxies } from "../host/client-source.ts";
+import {
+  bool,
+  ConfigError,
+  describeOptions,
+  int,
+  prefixed,
+  readConfig,
+  str,
+  unprefixed,
+} from "../host/config.ts";
+import { closeOnSignals, createHost, createRegistry, ListenError } from "../host/host.ts";
+import { createLogger } from "../host/log.ts";
+import { metricsOptions } from "../host/metrics.ts";
+import { cspConnectOption } from "../host/security-headers.ts";
 import { type RelayConfig, relayOptions } from "../relay-ws/config.ts";
 import { createRelayService } from "../relay-ws/service.ts";
 import { signalingConfigFrom, signalingOptions } from "../signaling/config.ts";
 import { createSignalingService } from "../signaling/service.ts";
-import { trustedProxies } from "./client-source.ts";
-import { bool, ConfigError, describeOptions, int, prefixed, readConfig, str, unprefixed } from "./config.ts";
-import { closeOnSignals, createHost, createRegistry, ListenError } from "./host.ts";
-import { createLogger } from "./log.ts";
-import { metricsOptions } from "./metrics.ts";
-import { cspConnectOption } from "./security-headers.ts";
 
 const options = {
   port: { flag: "port", env: "PORT", default: 8080, parse: int(0, 65535), help: "TCP port to listen on" },

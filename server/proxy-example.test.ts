@@ -18,9 +18,11 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
+import { encodeVersionHeader } from "../core/codec/version.ts";
 import { RelayClient } from "../core/relay/client.ts";
 import { WebSocketLink } from "../core/relay/ws-link.ts";
-import { encodeVersionHeader } from "../core/wire/version.ts";
+import { request } from "../host/http-testing.ts";
+import { precompressDir } from "../host/precompress.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 import {
   freePort,
@@ -29,8 +31,6 @@ import {
   startNginx,
   type TlsFiles,
 } from "../test/support/nginx.ts";
-import { request } from "./http-testing.ts";
-import { precompressDir } from "./precompress.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const NGINX_EXAMPLE = readFileSync(join(ROOT, "deploy/nginx/loft.conf"), "utf8");

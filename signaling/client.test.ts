@@ -7,6 +7,7 @@
 import { createServer, type Server } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocket, WebSocketServer } from "ws";
+import { encodeVersionHeader } from "../core/codec/version.ts";
 import { encodeIdentity } from "../core/identity/identity.ts";
 import {
   describeSignalingError,
@@ -23,7 +24,6 @@ import {
   serverCodec,
   signEnvelope,
 } from "../core/wire/signaling.ts";
-import { encodeVersionHeader } from "../core/wire/version.ts";
 import { makeUser, wsFactory } from "./testing.ts";
 
 type User = ReturnType<typeof makeUser>;

@@ -1,13 +1,14 @@
 /**
  * Operator options of the signaling/rendezvous service (docs/operations-signaling.md). Declared
  * once as `OptionSpec`s so that `signaling/main.ts` (standalone) and `server/main.ts` (one
- * process) read the same flags and environment variables through `server/config.ts` (flags win).
+ * process) read the same flags and environment variables through `host/config.ts` (flags win).
  */
 import * as v from "valibot";
-import { MAX_SERVERS, serverUrlSchema } from "../core/wire/sremp.ts";
-import { trustProxyOption } from "../server/client-source.ts";
-import { bool, ConfigError, int, list, type OptionSpec, readConfig, str } from "../server/config.ts";
-import { allowedOriginsOption } from "../server/origin.ts";
+import { serverUrlSchema } from "../core/codec/server-url.ts";
+import { MAX_SERVERS } from "../core/wire/sremp.ts";
+import { trustProxyOption } from "../host/client-source.ts";
+import { bool, ConfigError, int, list, type OptionSpec, readConfig, str } from "../host/config.ts";
+import { allowedOriginsOption } from "../host/origin.ts";
 
 const spec = <T>(s: OptionSpec<T>): OptionSpec<T> => s;
 

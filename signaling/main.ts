@@ -2,15 +2,15 @@
  * `npm run signaling`: the signaling/rendezvous service alone, on its own host (docs/design.md,
  * "Operators"). Like `npm start`, the public port serves `/signal` and a `/health` that says
  * `{"status":"ok"}` only; `/metrics` and the detailed `/health` are on the metrics listener
- * (`--metrics-port`, default 9464 on 127.0.0.1; server/metrics.ts). Logs "signaling listening"
+ * (`--metrics-port`, default 9464 on 127.0.0.1; host/metrics.ts). Logs "signaling listening"
  * with `port` and `metricsPort` once ready. Options: `--help`, or docs/operations-signaling.md.
  */
-import { trustedProxies } from "../server/client-source.ts";
-import { describeOptions, int, readConfig, str } from "../server/config.ts";
-import { closeOnSignals, createHost, createRegistry } from "../server/host.ts";
-import { createLogger } from "../server/log.ts";
-import { metricsOptions } from "../server/metrics.ts";
-import { exitOnStartupError, metricsListener, warnIfMetricsExposed } from "../server/standalone.ts";
+import { trustedProxies } from "../host/client-source.ts";
+import { describeOptions, int, readConfig, str } from "../host/config.ts";
+import { closeOnSignals, createHost, createRegistry } from "../host/host.ts";
+import { createLogger } from "../host/log.ts";
+import { metricsOptions } from "../host/metrics.ts";
+import { exitOnStartupError, metricsListener, warnIfMetricsExposed } from "../host/standalone.ts";
 import { checkSignalingConfig, signalingOptions } from "./config.ts";
 import { createSignalingService } from "./service.ts";
 

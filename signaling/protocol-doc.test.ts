@@ -81,7 +81,7 @@ describe("docs/protocol/signaling.md", () => {
 
 describe("mounting in a bigger process", () => {
   it("signalingConfigFrom picks the signaling options out of a merged config", async () => {
-    const { readConfig, int } = await import("../server/config.ts");
+    const { readConfig, int } = await import("../host/config.ts");
     const { signalingConfigFrom } = await import("./config.ts");
     const merged = readConfig(
       {

@@ -6,6 +6,7 @@
 import { ed25519 } from "@noble/curves/ed25519.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { encodeCanonical } from "../core/codec/codec.ts";
 import {
   createUserIdentity,
   decodeIdentity,
@@ -16,7 +17,6 @@ import {
   isValidNoiseKey,
 } from "../core/identity/identity.ts";
 import { SIGNATURE_CONTEXTS, signWithContext } from "../core/identity/signature.ts";
-import { encodeCanonical } from "../core/wire/codec.ts";
 import { signRegisterRequest } from "../core/wire/signed.ts";
 import { FUZZ_RUNS } from "../test/support/fuzz.ts";
 import {

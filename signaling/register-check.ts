@@ -23,6 +23,7 @@
  */
 import { createHash, createPrivateKey, createPublicKey, diffieHellman, type KeyObject } from "node:crypto";
 import { toHex } from "../core/bytes.ts";
+import { decodeRaw, validate } from "../core/codec/codec.ts";
 import type { Result } from "../core/errors.ts";
 import { err, ok } from "../core/errors.ts";
 import {
@@ -35,7 +36,6 @@ import {
 } from "../core/identity/identity.ts";
 import { SIGNATURE_CONTEXTS, signedBytes } from "../core/identity/signature.ts";
 import { checkUsername } from "../core/identity/username.ts";
-import { decodeRaw, validate } from "../core/wire/codec.ts";
 import { requestSignedPayload } from "../core/wire/signed.ts";
 import type { RegisterRequest } from "../core/wire/sremp.ts";
 import { ed25519PublicKey, ed25519Verify } from "../relay-ws/node-crypto.ts";

@@ -4,12 +4,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { equalBytes } from "../core/bytes.ts";
+import { encodeCanonical } from "../core/codec/codec.ts";
+import { encodeVersionHeader } from "../core/codec/version.ts";
 import { encodeIdentity, updateIdentity } from "../core/identity/identity.ts";
 import { SignalingClient, SignalingError, type SignalingEvent } from "../core/signaling/client.ts";
-import { encodeCanonical } from "../core/wire/codec.ts";
 import { CLOSE, type ClientMessage, clientCodec, signEnvelope } from "../core/wire/signaling.ts";
 import { signRegisterRequest } from "../core/wire/signed.ts";
-import { encodeVersionHeader } from "../core/wire/version.ts";
 import {
   makeUser,
   metricValue,

@@ -16,7 +16,7 @@
  *   per source), ping/pong heartbeat that reaps dead sockets, Prometheus metrics, logs without
  *   addresses, identities or payloads, graceful close.
  *
- * Source addresses (server/client-source.ts, behind `--trust-proxy` proxies only) are map keys in
+ * Source addresses (host/client-source.ts, behind `--trust-proxy` proxies only) are map keys in
  * memory only (signaling/limits.ts).
  */
 import { type KeyObject, randomBytes } from "node:crypto";
@@ -24,6 +24,7 @@ import type { Duplex } from "node:stream";
 import type { Registry } from "prom-client";
 import { type WebSocket, WebSocketServer } from "ws";
 import { equalBytes, fromHex, toHex } from "../core/bytes.ts";
+import { decodeVersionHeader, encodeVersionHeader } from "../core/codec/version.ts";
 import type { LoftErrorCode } from "../core/errors.ts";
 import { signedBytes } from "../core/identity/signature.ts";
 import {
@@ -38,12 +39,11 @@ import {
   serverCodec,
 } from "../core/wire/signaling.ts";
 import type { DnsEndpoint, PeerInfo, RegisterRequest } from "../core/wire/sremp.ts";
-import { decodeVersionHeader, encodeVersionHeader } from "../core/wire/version.ts";
+import { sourceOf, trustedProxies } from "../host/client-source.ts";
+import type { HostedService } from "../host/host.ts";
+import type { Logger } from "../host/log.ts";
+import { originAllowed } from "../host/origin.ts";
 import { ed25519Verify } from "../relay-ws/node-crypto.ts";
-import { sourceOf, trustedProxies } from "../server/client-source.ts";
-import type { HostedService } from "../server/host.ts";
-import type { Logger } from "../server/log.ts";
-import { originAllowed } from "../server/origin.ts";
 import { audienceAccepted } from "./audience.ts";
 import type { SignalingConfig } from "./config.ts";
 import { RecentNonces, type SourceState, SourceTable, TokenBucket } from "./limits.ts";

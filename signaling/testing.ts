@@ -6,13 +6,13 @@
  */
 import type { ClientRequestArgs } from "node:http";
 import WebSocket, { type ClientOptions } from "ws";
+import { decodeVersionHeader, encodeVersionHeader } from "../core/codec/version.ts";
 import { createUserIdentity, type UserIdentity } from "../core/identity/identity.ts";
 import type { WebSocketFactory, WebSocketLike } from "../core/signaling/client.ts";
 import { type ClientMessage, clientCodec, type ServerMessage, serverCodec } from "../core/wire/signaling.ts";
 import { signRegisterRequest } from "../core/wire/signed.ts";
-import { decodeVersionHeader, encodeVersionHeader } from "../core/wire/version.ts";
-import { createHost, createRegistry, type Host } from "../server/host.ts";
-import { createLogger } from "../server/log.ts";
+import { createHost, createRegistry, type Host } from "../host/host.ts";
+import { createLogger } from "../host/log.ts";
 import { defaultSignalingConfig, type SignalingConfig } from "./config.ts";
 import { createSignalingService, type SignalingService } from "./service.ts";
 

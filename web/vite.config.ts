@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import { build, defineConfig, type Plugin } from "vite";
 import solid from "vite-plugin-solid";
 import { getManifest, injectManifest } from "workbox-build";
-import { precompressDir } from "../server/precompress.ts";
+import { precompressDir } from "../host/precompress.ts";
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const outDir = here("dist");
@@ -27,7 +27,7 @@ const precacheGlobs = {
  * script) and inject the precache manifest with workbox-build. The SW's version — which names its
  * cache — is a hash of that manifest, so an unchanged shell keeps its cache and any change to a
  * precached file makes a new version. Last, every text file (sw.js included) gets its `.br` and
- * `.gz` copy for the host to serve (server/precompress.ts); the precache lists the files, never
+ * `.gz` copy for the host to serve (host/precompress.ts); the precache lists the files, never
  * the copies. One hook, in this order: Rollup runs plugins' closeBundle hooks in parallel. Runs
  * inside `npm run build` (`vite build`).
  */

@@ -18,10 +18,10 @@
  */
 import * as v from "valibot";
 import { equalBytes } from "../bytes.ts";
+import { decodeRaw, encodeCanonical, validate } from "../codec/codec.ts";
+import { binSchema } from "../codec/envelope.ts";
+import { serverUrlSchema } from "../codec/server-url.ts";
 import { err, ok, type Result } from "../errors.ts";
-import { decodeRaw, encodeCanonical, validate } from "../wire/codec.ts";
-import { binSchema } from "../wire/envelope.ts";
-import { serverUrlSchema } from "../wire/sremp.ts";
 import { fromBase64url, toBase64url } from "./base64url.ts";
 import { decodeIdentity, encodeIdentity, type Identity, MAX_IDENTITY_BYTES } from "./identity.ts";
 

@@ -7,10 +7,10 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { VECTORS_DIR } from "../../scripts/gen-identity-vectors.ts";
 import { fromHex, toHex, utf8 } from "../bytes.ts";
-import { chunkMessage } from "../wire/chunk.ts";
-import { padToBlock } from "../wire/padding.ts";
+import { chunkMessage } from "../codec/chunk.ts";
+import { padToBlock } from "../codec/padding.ts";
+import { encodeVersionHeader } from "../codec/version.ts";
 import { srempCodec } from "../wire/sremp.ts";
-import { encodeVersionHeader } from "../wire/version.ts";
 
 const docs = join(VECTORS_DIR, "..", "protocol");
 const identityMd = readFileSync(join(docs, "identity.md"), "utf8");

@@ -24,9 +24,9 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { randomBytes } from "@noble/hashes/utils.js";
 import * as v from "valibot";
 import { abytes, equalBytes, utf8 } from "../bytes.ts";
+import { decodeRaw, encodeCanonical, uintSchema, validate } from "../codec/codec.ts";
+import { binSchema } from "../codec/envelope.ts";
 import { err, LoftError, ok, type Result } from "../errors.ts";
-import { decodeRaw, encodeCanonical, uintSchema, validate } from "../wire/codec.ts";
-import { binSchema } from "../wire/envelope.ts";
 import { SIGNATURE_CONTEXTS, signedBytes, signWithContext, verifyWithContext } from "./signature.ts";
 import { checkUsername, USERNAME_MAX_UTF8_BYTES, validateUsername } from "./username.ts";
 

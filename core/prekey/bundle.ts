@@ -24,9 +24,9 @@
 import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
 import * as v from "valibot";
 import { abytes } from "../bytes.ts";
+import { bytesSchema, decodeRaw, encodeCanonical, uintSchema, validate } from "../codec/codec.ts";
 import { err, ok, type Result } from "../errors.ts";
 import { signWithContext, verifyWithContext } from "../identity/signature.ts";
-import { bytesSchema, decodeRaw, encodeCanonical, uintSchema, validate } from "../wire/codec.ts";
 
 export const PREKEY_BUNDLE_VERSION = 2;
 /** Bundles before the signed creation time: parsed and verified, never used by a sender. */

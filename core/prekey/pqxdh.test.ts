@@ -1,9 +1,9 @@
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { describe, expect, it } from "vitest";
 import { equalBytes, utf8 } from "../bytes.ts";
+import { encodeCanonical } from "../codec/codec.ts";
 import type { Result } from "../errors.ts";
 import { ratchetDecrypt, ratchetEncrypt } from "../ratchet/index.ts";
-import { encodeCanonical } from "../wire/codec.ts";
 import { signBundleTime, signPrekey } from "./bundle.ts";
 import {
   acceptInitialMessage,

@@ -28,13 +28,13 @@ import { randomBytes } from "@noble/hashes/utils.js";
 import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
 import * as v from "valibot";
 import { abytes, concatBytes, equalBytes, utf8 } from "../bytes.ts";
+import { bytesSchema, decodeRaw, encodeCanonical, uintSchema, validate } from "../codec/codec.ts";
 import { err, ok, type Result } from "../errors.ts";
 import { ratchetAssociatedData } from "../ratchet/bootstrap.ts";
 import { dh, dhPublicKey } from "../ratchet/kdf.ts";
 import { MAX_MESSAGE_LEN } from "../ratchet/message.ts";
 import { type RandomBytes, ratchetDecrypt, ratchetEncrypt, ratchetFromSecret } from "../ratchet/ratchet.ts";
 import type { RatchetLimits, RatchetState } from "../ratchet/state.ts";
-import { bytesSchema, decodeRaw, encodeCanonical, uintSchema, validate } from "../wire/codec.ts";
 import {
   decodePrekeyBundle,
   IDENTITY_KEY_LEN,

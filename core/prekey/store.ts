@@ -20,9 +20,9 @@ import { randomBytes } from "@noble/hashes/utils.js";
 import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
 import * as v from "valibot";
 import { abytes, concatBytes, equalBytes, utf8 } from "../bytes.ts";
+import { bytesSchema, decodeRaw, encodeCanonical, uintSchema, validate } from "../codec/codec.ts";
 import { err, ok, type Result } from "../errors.ts";
 import { generateRatchetKeyPair, type RandomBytes } from "../ratchet/ratchet.ts";
-import { bytesSchema, decodeRaw, encodeCanonical, uintSchema, validate } from "../wire/codec.ts";
 import {
   IDENTITY_KEY_LEN,
   KEM_PUBLIC_KEY_LEN,

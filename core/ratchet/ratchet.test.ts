@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { equalBytes, toHex, utf8 } from "../bytes.ts";
+import { encodeCanonical } from "../codec/codec.ts";
 import type { Result } from "../errors.ts";
-import { encodeCanonical } from "../wire/codec.ts";
 import {
   canSend,
   DEFAULT_RATCHET_LIMITS,

@@ -11,8 +11,8 @@
  */
 import * as v from "valibot";
 import { abytes, equalBytes } from "../bytes.ts";
+import { bytesSchema, decodeVersioned, encodeCanonical, uintSchema } from "../codec/codec.ts";
 import { err, ok, type Result } from "../errors.ts";
-import { bytesSchema, decodeVersioned, encodeCanonical, uintSchema } from "../wire/codec.ts";
 import { KEY_LEN } from "./kdf.ts";
 import { MAX_COUNTER } from "./message.ts";
 

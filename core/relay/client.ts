@@ -14,8 +14,8 @@
  */
 import { randomBytes } from "@noble/hashes/utils.js";
 import { toHex } from "../bytes.ts";
+import { decodeVersionHeader, encodeVersionHeader } from "../codec/version.ts";
 import type { Link } from "../link/link.ts";
-import { decodeVersionHeader, encodeVersionHeader } from "../wire/version.ts";
 import {
   authPublicKey,
   deriveRcvKey,

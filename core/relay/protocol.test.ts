@@ -5,7 +5,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { toHex } from "../bytes.ts";
-import { encodeCanonical } from "../wire/codec.ts";
+import { encodeCanonical } from "../codec/codec.ts";
 import { deriveRcvKey, newDhKeyPair } from "./crypto.ts";
 import { codeForWire, WIRE_ERROR_CODES, wireForCode } from "./errors.ts";
 import {

@@ -1,6 +1,6 @@
 /**
  * The relay mailbox protocol: SMP-like queues over WebSocket frames, encoded as canonical
- * MessagePack and validated with valibot through core/wire/codec.ts.
+ * MessagePack and validated with valibot through core/codec/codec.ts.
  *
  * Follows the SimpleX Messaging Protocol (simplexmq protocol/simplex-messaging.md, v9) in its model
  * — recipient-created simplex queues with separate recipient and sender ids, commands signed by
@@ -16,7 +16,6 @@
  */
 import * as v from "valibot";
 import { concatBytes, utf8 } from "../bytes.ts";
-import { err, ok, type Result } from "../errors.ts";
 import {
   type DecodeLimits,
   decodeRaw,
@@ -24,7 +23,8 @@ import {
   requireCanonical,
   uintSchema,
   validate,
-} from "../wire/codec.ts";
+} from "../codec/codec.ts";
+import { err, ok, type Result } from "../errors.ts";
 import { WIRE_ERROR_CODES } from "./errors.ts";
 
 // ---------------------------------------------------------------------------------------------

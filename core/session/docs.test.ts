@@ -5,10 +5,10 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { toHex } from "../bytes.ts";
+import { chunkMessage } from "../codec/chunk.ts";
+import { encodeVersionHeader } from "../codec/version.ts";
 import { createUserIdentity } from "../identity/identity.ts";
 import { XX, XX_HFS } from "../noise/patterns.ts";
-import { chunkMessage } from "../wire/chunk.ts";
-import { encodeVersionHeader } from "../wire/version.ts";
 import { closeFrame, MAX_DATA_PAYLOAD, messageFrames } from "./frames.ts";
 import { encodeHandshakePayload } from "./payload.ts";
 import { sessionPrologue } from "./prologue.ts";

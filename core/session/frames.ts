@@ -7,21 +7,21 @@
  *   0x01 ‖ CHUNKED_MESSAGE    CHUNK: one piece of a larger message (SREMP §chunking)
  *   0x02 ‖ reason (UTF-8)     CLOSE: the sender is closing, and why (≤ 256 bytes)
  *
- * CHUNKED_MESSAGE is SREMP §chunking's tagged frame from core/wire/chunk.ts: `{t:
+ * CHUNKED_MESSAGE is SREMP §chunking's tagged frame from core/codec/chunk.ts: `{t:
  * "CHUNKED_MESSAGE", header: {message_id, chunk_index, total_chunks, chunk_size}, payload: bin}`,
  * canonical MessagePack, sized so that the frame fits one Noise transport message.
  *
  * Reassembly relies on the Link's ordering (every Link is reliable and ordered, and Noise
  * transport nonces already enforce order): the chunks of one message arrive contiguously with
  * consecutive indices, message ids count up from 0 by one per chunked message, and the size is
- * bounded by `maxMessageBytes` before anything is buffered (core/wire/chunk.ts
+ * bounded by `maxMessageBytes` before anything is buffered (core/codec/chunk.ts
  * `ChunkReassembler`, one message at a time). Any deviation is a typed error and the session
  * closes.
  */
 import { fromUtf8, utf8 } from "../bytes.ts";
+import { ChunkReassembler, chunkCodec, chunkMessage, MAX_CHUNKS } from "../codec/chunk.ts";
 import { err, ok, type Result } from "../errors.ts";
 import { MAX_MESSAGE_LEN, TAGLEN } from "../noise/primitives.ts";
-import { ChunkReassembler, chunkCodec, chunkMessage, MAX_CHUNKS } from "../wire/chunk.ts";
 
 export const FRAME_DATA = 0x00;
 export const FRAME_CHUNK = 0x01;
@@ -46,7 +46,7 @@ export function messageFrames(message: Uint8Array, messageId: number): Uint8Arra
     frame.set(message, 1);
     return [frame];
   }
-  // SREMP §chunking via core/wire/chunk.ts; each chunk frame leaves room for our type byte.
+  // SREMP §chunking via core/codec/chunk.ts; each chunk frame leaves room for our type byte.
   return chunkMessage(messageId, message, MAX_DATA_PAYLOAD).map((chunk) => {
     const frame = new Uint8Array(1 + chunk.length + TAGLEN);
     frame[0] = FRAME_CHUNK;

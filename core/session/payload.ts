@@ -8,13 +8,13 @@
  *
  *   HANDSHAKE_PAYLOAD := { identity: bin (encodeIdentity bytes), ext?: { name: bin, ... } }
  *
- * canonical MessagePack (core/wire/codec.ts), keys sorted, `ext` absent when empty.
+ * canonical MessagePack (core/codec/codec.ts), keys sorted, `ext` absent when empty.
  */
 import * as v from "valibot";
 import { equalBytes } from "../bytes.ts";
+import { bytesSchema, decodeWith, encodeCanonical } from "../codec/codec.ts";
 import { err, ok, type Result } from "../errors.ts";
 import { decodeIdentity, encodeIdentity, type Identity, MAX_IDENTITY_BYTES } from "../identity/identity.ts";
-import { bytesSchema, decodeWith, encodeCanonical } from "../wire/codec.ts";
 
 export const MAX_EXTENSIONS = 16;
 export const MAX_EXTENSION_BYTES = 8192;

@@ -6,6 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { equalBytes, utf8 } from "../bytes.ts";
+import { decodeVersionHeader, encodeVersionHeader } from "../codec/version.ts";
 import { isLoftError, type LoftErrorCode } from "../errors.ts";
 import { createUserIdentity, type UserIdentity } from "../identity/identity.ts";
 import type { Link } from "../link/link.ts";
@@ -13,7 +14,6 @@ import { memoryLinkPair } from "../link/memory-link.ts";
 import { HandshakeState } from "../noise/handshake-state.ts";
 import { XX_HFS } from "../noise/patterns.ts";
 import { generateKeyPair, type KeyPair } from "../noise/primitives.ts";
-import { decodeVersionHeader, encodeVersionHeader } from "../wire/version.ts";
 import { MAX_DATA_PAYLOAD } from "./frames.ts";
 import { encodeHandshakePayload } from "./payload.ts";
 import { type LinkKind, sessionPrologue } from "./prologue.ts";

@@ -3,7 +3,7 @@
  * §noise and §version; Noise Protocol Framework rev 34; Noise HFS rev 1). Every byte on the wire
  * is in docs/protocol/session.md. In order:
  *
- *   1. Each side sends its version header (core/wire/version.ts) as its first Link message and
+ *   1. Each side sends its version header (core/codec/version.ts) as its first Link message and
  *      decodes the peer's; anything but SREMP 1.0 closes the link with the decoder's code
  *      (LOFT_ERR_UNSUPPORTED_VERSION, …).
  *   2. Noise `XXhfs_25519+MLKEM768` (default) or plain `XX`, with the prologue of prologue.ts
@@ -24,6 +24,7 @@
  */
 import { x25519 } from "@noble/curves/ed25519.js";
 import { equalBytes } from "../bytes.ts";
+import { decodeVersionHeader, encodeVersionHeader } from "../codec/version.ts";
 import { err, isLoftError, LoftError, type LoftErrorCode, type Result } from "../errors.ts";
 import type { Identity, UserIdentity } from "../identity/identity.ts";
 import type { Link, LinkCloseInfo } from "../link/link.ts";
@@ -32,7 +33,6 @@ import { HandshakeState } from "../noise/handshake-state.ts";
 import { XX, XX_HFS } from "../noise/patterns.ts";
 import { type NoiseEntropy, TAGLEN } from "../noise/primitives.ts";
 import type { NoiseTransport } from "../noise/transport.ts";
-import { decodeVersionHeader, encodeVersionHeader } from "../wire/version.ts";
 import { closeFrame, FrameAssembler, messageFrames } from "./frames.ts";
 import {
   decodeHandshakePayload,

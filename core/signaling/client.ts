@@ -18,6 +18,7 @@
  */
 import { randomBytes } from "@noble/hashes/utils.js";
 import { equalBytes, toHex } from "../bytes.ts";
+import { decodeVersionHeader, encodeVersionHeader } from "../codec/version.ts";
 import { decodeIdentity, type Identity, type UserIdentity } from "../identity/identity.ts";
 import {
   CLOSE,
@@ -32,7 +33,6 @@ import {
   verifyEnvelope,
 } from "../wire/signaling.ts";
 import { signRegisterRequest } from "../wire/signed.ts";
-import { decodeVersionHeader, encodeVersionHeader } from "../wire/version.ts";
 
 // ---- the transport it needs ----------------------------------------------------------------------
 

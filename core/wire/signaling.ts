@@ -5,8 +5,8 @@
  * between registered identities, and presence subscriptions.
  *
  * Every frame is one canonical MessagePack map in the type-tagged envelope of
- * core/wire/envelope.ts (string tag `t`, optional u32 request `id`), preceded in each direction by
- * the VERSION_HEADER of core/wire/version.ts. Client requests carry an `id` that the server echoes
+ * core/codec/envelope.ts (string tag `t`, optional u32 request `id`), preceded in each direction by
+ * the VERSION_HEADER of core/codec/version.ts. Client requests carry an `id` that the server echoes
  * in the reply (or in a typed ERROR) so a client can match answers to requests; pushes carry none.
  *
  * Signatures (Ed25519, RFC 8032, by the identity key) follow core/identity/signature.ts: each
@@ -14,10 +14,10 @@
  * be replayed as another (REGISTER vs envelope vs identity).
  */
 import * as v from "valibot";
+import { bytesSchema, encodeCanonical, uintSchema } from "../codec/codec.ts";
+import { createWireCodec, defineMessage, type MessageOf, messageSchema } from "../codec/envelope.ts";
 import { err, ok, type Result } from "../errors.ts";
 import { signWithContext, verifyWithContext } from "../identity/signature.ts";
-import { bytesSchema, encodeCanonical, uintSchema } from "./codec.ts";
-import { createWireCodec, defineMessage, type MessageOf, messageSchema } from "./envelope.ts";
 import {
   errorReplySchema,
   listServersRequestSchema,

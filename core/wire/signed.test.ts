@@ -1,8 +1,8 @@
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { describe, expect, it } from "vitest";
 import { concatBytes, utf8 } from "../bytes.ts";
+import { encodeCanonical } from "../codec/codec.ts";
 import { createUserIdentity, encodeIdentity, updateIdentity } from "../identity/identity.ts";
-import { encodeCanonical } from "./codec.ts";
 import {
   ReplayGuard,
   requestSignedPayload,

@@ -17,10 +17,10 @@
  */
 import { randomBytes } from "@noble/hashes/utils.js";
 import { toHex } from "../bytes.ts";
+import { encodeCanonical, validate } from "../codec/codec.ts";
 import { err, ok, type Result } from "../errors.ts";
 import { decodeIdentity, encodeIdentity, type Identity, type UserIdentity } from "../identity/identity.ts";
 import { SIGNATURE_CONTEXTS, signWithContext, verifyWithContext } from "../identity/signature.ts";
-import { encodeCanonical, validate } from "./codec.ts";
 import {
   type DeliveryConfirmation,
   type DnsEndpoint,

@@ -3,7 +3,7 @@ import * as v from "valibot";
 import { describe, expect, it } from "vitest";
 import { exampleMessages } from "../../test/fuzz/sremp-examples.ts";
 import { concatBytes } from "../bytes.ts";
-import { createWireCodec, defineMessage, MAX_FRAME_BYTES, messageSchema } from "./envelope.ts";
+import { createWireCodec, defineMessage, MAX_FRAME_BYTES, messageSchema } from "../codec/envelope.ts";
 import { errorReply, MAX_ENCRYPTED_BLOB_BYTES, SREMP_MESSAGES, srempCodec } from "./sremp.ts";
 
 const enc = new Encoder({ sortKeys: true });

@@ -1,6 +1,6 @@
 /**
  * Schemas for every SREMP 0.1-draft message (§rendezvous, §relay, §error handling), as tagged
- * envelopes (core/wire/envelope.ts). Field names are SREMP's; Loft's concrete representations
+ * envelopes (core/codec/envelope.ts). Field names are SREMP's; Loft's concrete representations
  * (docs/protocol/wire.md, "Types"):
  * - `DateTime<Utc>` → u64 milliseconds since the Unix epoch (≤ 2^53−1);
  * - `Duration`      → u32 seconds;
@@ -17,8 +17,7 @@
  * through signaling, not at a TCP address); the typed ERROR reply is new.
  */
 import * as v from "valibot";
-import { MAX_IDENTITY_BYTES } from "../identity/identity.ts";
-import { uintSchema } from "./codec.ts";
+import { uintSchema } from "../codec/codec.ts";
 import {
   binSchema,
   createWireCodec,
@@ -26,7 +25,9 @@ import {
   type MessageOf,
   messageSchema,
   textSchema,
-} from "./envelope.ts";
+} from "../codec/envelope.ts";
+import { serverUrlSchema } from "../codec/server-url.ts";
+import { MAX_IDENTITY_BYTES } from "../identity/identity.ts";
 
 export const KEY_BYTES = 32;
 export const SIGNATURE_BYTES = 64;
@@ -35,7 +36,6 @@ export const NONCE_BYTES = 16;
 export const MAX_ENCRYPTED_BLOB_BYTES = 64 * 1024 - 1024;
 export const MAX_ERROR_MESSAGE_CHARS = 256;
 export const MAX_HOST_CHARS = 253;
-export const MAX_URL_CHARS = 512;
 export const MAX_AUDIENCE_CHARS = 512;
 export const MAX_SERVERS = 64;
 export const MAX_PEERS_PER_LOOKUP = 128;
@@ -54,8 +54,6 @@ const text = (max: number) => textSchema(0, max);
 /** RFC 1123 host name, IPv4 dotted quad, or bracket-less IPv6 literal; no spaces or controls. */
 const HOST =
   /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?|[0-9A-Fa-f:.]{2,45})$/;
-/** ws, wss, http or https URL without whitespace or control characters. */
-const SERVER_URL = /^(?:wss?|https?):\/\/[^\s/?#\p{Cc}\p{Cs}]+(?:[/?#][^\s\p{Cc}\p{Cs}]*)?$/u;
 /** Stable error code: upper snake case (a LoftErrorCode or a module's own). */
 const ERROR_CODE = /^[A-Z][A-Z0-9_]{0,63}$/;
 
@@ -65,13 +63,6 @@ export const dnsEndpointSchema = v.strictObject({
   port: u16,
 });
 export type DnsEndpoint = v.InferOutput<typeof dnsEndpointSchema>;
-
-export const serverUrlSchema = v.pipe(
-  v.string(),
-  v.minLength(1),
-  v.maxLength(MAX_URL_CHARS),
-  v.regex(SERVER_URL),
-);
 
 /** SREMP §rendezvous `PeerInfo`. */
 export const peerInfoSchema = v.strictObject({

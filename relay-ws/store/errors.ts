@@ -1,10 +1,10 @@
 /**
  * Start-up failures of the relay store: a bad data dir, a master key that does not open the
  * keyring, a keyring missing beside records that need it. They are configuration errors (the
- * process prints the message and exits 2, server/config.ts `ConfigError`) with a stable code so
+ * process prints the message and exits 2, host/config.ts `ConfigError`) with a stable code so
  * tests and operators' tooling can tell them apart. Never carries key bytes.
  */
-import { ConfigError } from "../../server/config.ts";
+import { ConfigError } from "../../host/config.ts";
 
 export type StoreErrorCode =
   | "LOFT_ERR_RELAY_DATA_DIR"

@@ -252,7 +252,7 @@ describe("relay LMDB store", () => {
     Buffer.from(randomBytes(24)).copy(header);
     header.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 1000)), 24);
     header.writeBigUInt64BE(BigInt(Date.now() + DAY), 32);
-    const { encodeCanonical } = await import("../../core/wire/codec.ts");
+    const { encodeCanonical } = await import("../../core/codec/codec.ts");
     await env.transaction(() => {
       db("queues").put(
         rid,

@@ -25,8 +25,8 @@ import { join } from "node:path";
 import { decode } from "@msgpack/msgpack";
 import { type Database, open, type RootDatabase } from "lmdb";
 import { toHex } from "../../core/bytes.ts";
+import { encodeCanonical } from "../../core/codec/codec.ts";
 import { BLOCK_SIZE, OTK_BLOCK_SIZE, padBlock } from "../../core/relay/protocol.ts";
-import { encodeCanonical } from "../../core/wire/codec.ts";
 import { AT_REST_KEY_LENGTH } from "../node-crypto.ts";
 import {
   bucketSize,

@@ -19,7 +19,7 @@ import {
   writeSync,
 } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
-import type { Logger } from "../../server/log.ts";
+import type { Logger } from "../../host/log.ts";
 import type { RelayConfig } from "../config.ts";
 import { StoreError } from "./errors.ts";
 import { MASTER_KEY_LENGTH } from "./keyring.ts";

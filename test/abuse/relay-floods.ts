@@ -9,8 +9,8 @@
  */
 import { createPrivateKey, createPublicKey, randomBytes } from "node:crypto";
 import WebSocket from "ws";
+import { encodeVersionHeader } from "../../core/codec/version.ts";
 import { authInput, decodeServerFrame, encodeClientFrame, encodeCommand } from "../../core/relay/protocol.ts";
-import { encodeVersionHeader } from "../../core/wire/version.ts";
 import { ed25519Signer } from "../../relay-ws/node-crypto.ts";
 import type { FloodConn, FloodSpec } from "./support.ts";
 

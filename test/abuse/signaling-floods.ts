@@ -5,12 +5,12 @@
  * for the most work an unauthenticated client can ask for.
  */
 import WebSocket from "ws";
+import { encodeCanonical } from "../../core/codec/codec.ts";
+import { encodeVersionHeader } from "../../core/codec/version.ts";
 import { encodeIdentity } from "../../core/identity/identity.ts";
 import { SIGNATURE_CONTEXTS, signedBytes } from "../../core/identity/signature.ts";
-import { encodeCanonical } from "../../core/wire/codec.ts";
 import { clientCodec, serverCodec } from "../../core/wire/signaling.ts";
 import { requestSignedPayload } from "../../core/wire/signed.ts";
-import { encodeVersionHeader } from "../../core/wire/version.ts";
 import { ed25519Signer } from "../../relay-ws/node-crypto.ts";
 import { makeUser } from "../../signaling/testing.ts";
 import type { FloodConn, FloodSpec } from "./support.ts";

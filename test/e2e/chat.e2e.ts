@@ -33,7 +33,7 @@ async function waitForDirect(page: Page) {
     .toBe("online · direct");
 }
 
-/** The metrics listener of the combined server (server/metrics.ts): /metrics is not public. */
+/** The metrics listener of the combined server (host/metrics.ts): /metrics is not public. */
 function metricsUrl(loft: LoftProcess): string {
   if (loft.metricsUrl === undefined) throw new Error("the server has no metrics listener");
   return loft.metricsUrl;

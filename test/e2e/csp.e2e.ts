@@ -67,7 +67,7 @@ const probeSocket = (page: Page, url: string) =>
     url,
   );
 
-/** Violation reports the server counted (server/csp-reports.ts), all directives. */
+/** Violation reports the server counted (host/csp-reports.ts), all directives. */
 async function reportsCounted(loft: LoftProcess): Promise<number> {
   const text = await (await fetch(`${loft.metricsUrl}/metrics`)).text();
   return text

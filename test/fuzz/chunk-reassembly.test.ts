@@ -6,7 +6,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { ChunkReassembler, chunkMessage } from "../../core/wire/chunk.ts";
+import { ChunkReassembler, chunkMessage } from "../../core/codec/chunk.ts";
 import { FUZZ_RUNS } from "../support/fuzz.ts";
 
 const T0 = 5_000_000;

@@ -15,10 +15,10 @@ import { brotliDecompressSync, gunzipSync } from "node:zlib";
 import fc from "fast-check";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createHost, type Host } from "../../server/host.ts";
-import { createLogger } from "../../server/log.ts";
-import { bearerAllowed } from "../../server/metrics.ts";
-import { precompressDir } from "../../server/precompress.ts";
+import { createHost, type Host } from "../../host/host.ts";
+import { createLogger } from "../../host/log.ts";
+import { bearerAllowed } from "../../host/metrics.ts";
+import { precompressDir } from "../../host/precompress.ts";
 import { FUZZ_RUNS } from "../support/fuzz.ts";
 
 const SECRET = "outside-the-root-never-served";

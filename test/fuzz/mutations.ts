@@ -5,8 +5,8 @@
  */
 import fc from "fast-check";
 import { expect } from "vitest";
+import { encodeCanonical } from "../../core/codec/codec.ts";
 import { LoftError, type LoftErrorCode, type Result } from "../../core/errors.ts";
-import { encodeCanonical } from "../../core/wire/codec.ts";
 
 /** One way to damage a valid encoding. */
 export type Mutation =

@@ -6,6 +6,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { encodeCanonical } from "../../core/codec/codec.ts";
 import { openFromRelay, sealForRecipient } from "../../core/relay/crypto.ts";
 import {
   type Command,
@@ -20,7 +21,6 @@ import {
   type ServerFrame,
   unpadBlock,
 } from "../../core/relay/protocol.ts";
-import { encodeCanonical } from "../../core/wire/codec.ts";
 import { FUZZ_RUNS } from "../support/fuzz.ts";
 import { expectTyped, fieldSwapArb, mutate, mutationArb } from "./mutations.ts";
 

@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { utf8 } from "../../core/bytes.ts";
+import { encodeVersionHeader } from "../../core/codec/version.ts";
 import { newAuthKeyPair, newDhKeyPair, signCommand } from "../../core/relay/crypto.ts";
 import {
   type Command,
@@ -16,7 +17,6 @@ import {
   encodeClientFrame,
   encodeCommand,
 } from "../../core/relay/protocol.ts";
-import { encodeVersionHeader } from "../../core/wire/version.ts";
 import { connectRelay, RawSocket, startTestRelay, type TestRelay } from "../../relay-ws/testing.ts";
 import { FUZZ_RUNS } from "../support/fuzz.ts";
 import { fieldSwapArb, mutate, mutationArb } from "./mutations.ts";

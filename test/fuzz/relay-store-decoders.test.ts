@@ -8,10 +8,10 @@
 import { randomBytes } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { ConfigError } from "../../host/config.ts";
 import { byteSize } from "../../relay-ws/config.ts";
 import { decodeSlot, encodeSlot, MAX_EPOCHS, SLOT_SIZE } from "../../relay-ws/store/keyring.ts";
 import { parseMasterKey } from "../../relay-ws/store/open.ts";
-import { ConfigError } from "../../server/config.ts";
 import { FUZZ_RUNS } from "../support/fuzz.ts";
 import { mutate, mutationArb } from "./mutations.ts";
 

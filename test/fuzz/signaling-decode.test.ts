@@ -5,9 +5,9 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { encodeCanonical } from "../../core/codec/codec.ts";
 import { isLoftError } from "../../core/errors.ts";
 import { createUserIdentity } from "../../core/identity/identity.ts";
-import { encodeCanonical } from "../../core/wire/codec.ts";
 import {
   clientCodec,
   SIGNAL_KINDS,

@@ -8,8 +8,8 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { encodeCanonical } from "../../core/codec/codec.ts";
 import { SignalingClient } from "../../core/signaling/client.ts";
-import { encodeCanonical } from "../../core/wire/codec.ts";
 import { type ClientMessage, clientCodec, signEnvelope } from "../../core/wire/signaling.ts";
 import { signRegisterRequest } from "../../core/wire/signed.ts";
 import {

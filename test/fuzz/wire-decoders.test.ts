@@ -5,11 +5,11 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { ChunkReassembler, chunkCodec, chunkMessage } from "../../core/wire/chunk.ts";
-import { encodeCanonical } from "../../core/wire/codec.ts";
-import { MAX_FRAME_BYTES } from "../../core/wire/envelope.ts";
+import { ChunkReassembler, chunkCodec, chunkMessage } from "../../core/codec/chunk.ts";
+import { encodeCanonical } from "../../core/codec/codec.ts";
+import { MAX_FRAME_BYTES } from "../../core/codec/envelope.ts";
+import { decodeVersionHeader, encodeVersionHeader } from "../../core/codec/version.ts";
 import { type SrempMessage, srempCodec } from "../../core/wire/sremp.ts";
-import { decodeVersionHeader, encodeVersionHeader } from "../../core/wire/version.ts";
 import { FUZZ_RUNS } from "../support/fuzz.ts";
 import { expectTyped, fieldSwapArb, mutate, mutationArb } from "./mutations.ts";
 import { EXAMPLE_NOW, exampleMessages } from "./sremp-examples.ts";

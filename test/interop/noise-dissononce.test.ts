@@ -2,7 +2,7 @@
  * Interop: our `Noise_XX_25519_ChaChaPoly_BLAKE2s` (core/noise, via scripts/noise-peer.ts and in
  * process) against an independent implementation, Debian's python3-dissononce
  * (test/interop/dissononce-peer.py), over real TCP with 2-byte big-endian framing
- * (server/tcp-link.ts). In both roles, both sides must print the same handshake hash, each must
+ * (host/tcp-link.ts). In both roles, both sides must print the same handshake hash, each must
  * learn the other's static key, and transport messages must go through both ways.
  *
  * Nothing is skipped: without dissononce the test fails and says how to install it.
@@ -14,7 +14,7 @@ import { toHex, utf8 } from "../../core/bytes.ts";
 import { HandshakeState } from "../../core/noise/handshake-state.ts";
 import { XX } from "../../core/noise/patterns.ts";
 import { keyPairFromPrivate } from "../../core/noise/primitives.ts";
-import { TcpLink } from "../../server/tcp-link.ts";
+import { TcpLink } from "../../host/tcp-link.ts";
 import { findDissononcePython } from "./python.ts";
 
 const PY_PEER = fileURLToPath(new URL("./dissononce-peer.py", import.meta.url));

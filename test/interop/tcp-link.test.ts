@@ -1,11 +1,11 @@
 /**
- * server/tcp-link.ts: the 2-byte big-endian framing (Noise §13's recommendation) reassembles any
+ * host/tcp-link.ts: the 2-byte big-endian framing (Noise §13's recommendation) reassembles any
  * split of the byte stream, and a TcpLink pair over loopback carries messages in order, refuses
  * frames over 65535 bytes, and propagates close.
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { encodeFrame, FrameReader, listenTcp, TcpLink } from "../../server/tcp-link.ts";
+import { encodeFrame, FrameReader, listenTcp, TcpLink } from "../../host/tcp-link.ts";
 import { FUZZ_RUNS } from "../support/fuzz.ts";
 
 describe("FrameReader", () => {

@@ -1,5 +1,5 @@
 /**
- * The ChatEngine used when no real engine is available (web/src/engine/index.ts absent, or it
+ * The ChatEngine used when no real engine is available (web/src/chat-engine.ts did not load, or it
  * failed to start): nobody is reachable, sends are stored as `queued` with an outbox entry (in
  * hand-over order, web/src/engine/outgoing.ts), and a real engine started later drains that outbox. Same refusals as the real engine, so the UI
  * behaves the same with or without a network.

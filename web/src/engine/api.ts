@@ -1,7 +1,7 @@
 /**
  * The contract between the PWA's UI and the chat engine (docs/design.md, "The chat engine"; SREMP §3–§5).
  *
- * The engine (web/src/engine/index.ts, written against this file) owns everything that talks to
+ * The engine (web/src/engine/, written against this file) owns everything that talks to
  * the network: signaling, WebRTC data channels (@thaunknown/simple-peer), the Noise handshake,
  * the Double Ratchet, the outbox and the relay fallback/mailbox. The UI owns onboarding,
  * contacts, trust decisions and history display. They meet here:
@@ -18,8 +18,8 @@
  *    everyone offline, sends stay `queued` in the outbox). A real engine started later picks the
  *    outbox up.
  *
- * Loading: the UI imports `web/src/engine/index.ts` if it exists and calls its
- * `createChatEngine` export (type `CreateChatEngine`). Only one tab per device runs an engine
+ * Loading: the UI imports `web/src/chat-engine.ts` (the engine with the browser's transports)
+ * and calls its `createChatEngine` export (type `CreateChatEngine`). Only one tab per device runs an engine
  * (the UI holds the "loft-engine" Web Lock); other tabs get the offline stand-in.
  *
  * What the UI already does, and what it expects of the engine:
@@ -423,7 +423,7 @@ export interface HandedOver {
   stored: Promise<MessageId>;
 }
 
-/** The export web/src/engine/index.ts provides. */
+/** The export web/src/chat-engine.ts provides. */
 export type CreateChatEngine = (options: EngineStartOptions) => ChatEngine;
 
 /** Error thrown by `send`/`retry` when refused; carries the person-readable reason. */

@@ -5,8 +5,8 @@
  * timings (mailbox.md §3), and the injectable transports and WebSocket constructors.
  */
 import type { WebSocketLike as RelayWebSocketLike } from "../../../core/relay/ws-link.ts";
-import type { WebSocketLike } from "../../../core/signaling/client.ts";
-import type { TransportFactory } from "./transport.ts";
+import type { SeenOfferStore, WebSocketLike } from "../../../core/signaling/client.ts";
+import type { RelayConnectionsFactory, TransportFactory } from "./transport.ts";
 
 export interface EngineConfig {
   /** A PING goes out this often on an idle session. */
@@ -28,6 +28,16 @@ export interface EngineConfig {
   relayWebSocket: (url: string) => RelayWebSocketLike;
   /** The live transport (direct WebRTC links); tests substitute in-memory links. */
   transport: TransportFactory;
+  /**
+   * Builds the connections to relays when the user has one (web/src/net/relay-pool.ts in the
+   * browser): injected like the transports, so the engine names only the contract (transport.ts).
+   */
+  relayConnections: RelayConnectionsFactory;
+  /**
+   * Where signaling remembers the offers it accepted across reloads (web/src/net/seen-offers.ts
+   * in the browser), for our identity `selfHex`. Absent or undefined: in memory only.
+   */
+  seenOffers?: (selfHex: string) => SeenOfferStore | undefined;
   /**
    * The live relay transport (RelayLink over a queue pair, set up through signaling), used when
    * no direct channel opens within `relayFallbackMs`. Absent: no live relay fallback.
@@ -60,8 +70,11 @@ export interface EngineConfig {
   log: (message: string) => void;
 }
 
-/** Everything but the transport, which index.ts supplies (web/src/net is browser-only). */
-export const DEFAULT_ENGINE_CONFIG: Omit<EngineConfig, "transport"> = {
+/**
+ * Everything but the transports and the relay connections, which the composition supplies
+ * (web/src/chat-engine.ts; web/src/net is browser-only).
+ */
+export const DEFAULT_ENGINE_CONFIG: Omit<EngineConfig, "transport" | "relayConnections"> = {
   heartbeatIntervalMs: 5_000,
   heartbeatTimeoutMs: 15_000,
   handshakeTimeoutMs: 10_000,

@@ -8,7 +8,6 @@ import { decodeIdentity } from "../../../core/identity/identity.ts";
 import type { SenderQueue } from "../../../core/relay/client.ts";
 import type { Session } from "../../../core/session/index.ts";
 import type { SignalingClient } from "../../../core/signaling/client.ts";
-import type { RelayPool } from "../net/relay-pool.ts";
 import type {
   ContactId,
   ContactRecord,
@@ -32,7 +31,7 @@ import {
   type PrekeyState,
 } from "./prekeys.ts";
 import type { ChatRatchet } from "./ratchet-store.ts";
-import type { DialedLink, LiveTransport } from "./transport.ts";
+import type { DialedLink, LiveTransport, RelayConnections } from "./transport.ts";
 
 export interface Live {
   session: Session;
@@ -155,7 +154,7 @@ export interface EngineContext {
   signaling: SignalingClient | undefined;
   direct: LiveTransport | undefined;
   relayLive: LiveTransport | undefined;
-  pool: RelayPool | undefined;
+  pool: RelayConnections | undefined;
   /** Our relays, the first one for new queues (EngineSettings.relayUrls). */
   relayUrls: string[];
   /** Our receiving queues: recipient id (hex) → contact. */

@@ -7,6 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { toHex } from "../../../core/bytes.ts";
 import { createUserIdentity } from "../../../core/identity/identity.ts";
 import { type RunningSignaling, startSignaling, wsFactory } from "../../../signaling/testing.ts";
+import { createRelayPool } from "../net/relay-pool.ts";
 import type { Presence } from "./api.ts";
 import { DIRECT_UNAVAILABLE_AFTER } from "./dialing.ts";
 import { Engine } from "./engine.ts";
@@ -59,6 +60,7 @@ describe("a contact shown online whose direct path never opens", () => {
           log: () => {},
           webSocket: wsFactory(),
           transport: withOpenTimeout(hub.factory(user), 150),
+          relayConnections: createRelayPool,
         },
       );
       running.push(engine);

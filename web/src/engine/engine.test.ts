@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { toHex } from "../../../core/bytes.ts";
 import { createUserIdentity, type UserIdentity, updateIdentity } from "../../../core/identity/identity.ts";
 import { type RunningSignaling, startSignaling, wsFactory } from "../../../signaling/testing.ts";
+import { createRelayPool } from "../net/relay-pool.ts";
 import type { ContactId, EngineEvent, MessageId, MessageState } from "./api.ts";
 import { Engine, type EngineConfig } from "./engine.ts";
 import { Hub, MemoryStorage, SlowStorage, until } from "./test-support.ts";
@@ -60,7 +61,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
       storage: s,
       engine: new Engine(
         { user, storage: s },
-        { ...FAST, webSocket: wsFactory(), transport: hub.factory(user) },
+        { ...FAST, webSocket: wsFactory(), transport: hub.factory(user), relayConnections: createRelayPool },
       ),
       events: [],
       storedAtEmit: [],

@@ -33,8 +33,6 @@
 
 import { toHex } from "../../../core/bytes.ts";
 import { SignalingClient } from "../../../core/signaling/client.ts";
-import { RelayPool } from "../net/relay-pool.ts";
-import { localSeenOffers } from "../net/seen-offers.ts";
 import {
   type ChatEngine,
   type ContactId,
@@ -83,7 +81,10 @@ export class Engine implements ChatEngine {
   /** Sends and retries per contact, stored in hand-over order (outgoing.ts). */
   readonly #lines = new SendLines();
 
-  constructor(options: EngineStartOptions, config: Partial<EngineConfig> & Pick<EngineConfig, "transport">) {
+  constructor(
+    options: EngineStartOptions,
+    config: Partial<EngineConfig> & Pick<EngineConfig, "transport" | "relayConnections">,
+  ) {
     const selfKey = options.user.identity.verified.identity_key;
     this.#ctx = {
       user: options.user,
@@ -128,7 +129,7 @@ export class Engine implements ChatEngine {
     this.#ctx.relayUrls = (settings.relayUrls ?? []).filter((u) => u.length > 0);
     const ownRelay = this.#ctx.relayUrls[0];
     if (ownRelay) {
-      this.#ctx.pool = new RelayPool({
+      this.#ctx.pool = this.#ctx.cfg.relayConnections({
         webSocket: this.#ctx.cfg.relayWebSocket,
         timeoutMs: this.#ctx.cfg.relayTimeoutMs,
         backoffInitialMs: this.#ctx.cfg.relayBackoffInitialMs,
@@ -148,7 +149,7 @@ export class Engine implements ChatEngine {
       for (const p of this.#ctx.peers.values()) allowMailbox(this.#ctx, p, 0);
       return;
     }
-    const seenOffers = localSeenOffers(this.#ctx.selfId);
+    const seenOffers = this.#ctx.cfg.seenOffers?.(this.#ctx.selfId);
     const signaling = new SignalingClient({
       url: settings.signalingUrl,
       user: this.#ctx.user,

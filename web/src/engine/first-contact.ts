@@ -19,7 +19,6 @@ import {
 import type { RelayMessage } from "../../../core/relay/client.ts";
 import { isRelayError, type RelayError } from "../../../core/relay/errors.ts";
 import { SEND_ID_LENGTH } from "../../../core/relay/protocol.ts";
-import type { RelayPool } from "../net/relay-pool.ts";
 import {
   type EngineContext,
   emit,
@@ -61,6 +60,7 @@ import {
 import { resubscribe } from "./presence.ts";
 import { allowMailbox, ensureRx, relayBackoff, sendByMailbox, sendDeposit } from "./relay-mailbox.ts";
 import { judgeIdentity, recordIdentityChange, recordIdentityUpdate } from "./tofu.ts";
+import type { RelayConnections } from "./transport.ts";
 import { decodeAppMessage, encodeAppMessage } from "./wire.ts";
 
 /** Run `task` after every earlier prekey-store / contact-address task. */
@@ -238,7 +238,7 @@ export async function startIntro(ctx: EngineContext, peer: Peer): Promise<boolea
     return false;
   };
   if (!rx || !ctx.prekeys) return failed("no-mailbox");
-  let fetched: Awaited<ReturnType<Awaited<ReturnType<RelayPool["client"]>>["fetchPrekeys"]>>;
+  let fetched: Awaited<ReturnType<Awaited<ReturnType<RelayConnections["client"]>>["fetchPrekeys"]>>;
   try {
     fetched = await (await pool.client(ref.url)).fetchPrekeys(ref.sid);
   } catch (e) {

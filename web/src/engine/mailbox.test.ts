@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { encodeCanonical } from "../../../core/codec/codec.ts";
 import { createUserIdentity } from "../../../core/identity/identity.ts";
 import {
   createPrekeyStore,
@@ -14,7 +15,6 @@ import {
   replenishOneTimePrekeys,
 } from "../../../core/prekey/index.ts";
 import { MAX_BODY } from "../../../core/relay/protocol.ts";
-import { encodeCanonical } from "../../../core/wire/codec.ts";
 import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
 import { encodeSignalPayload } from "../net/signal-payload.ts";
 import {

@@ -23,16 +23,16 @@
  *   addr (ours, one)          { v, u, r, s, a, k } — the contact-address queue of the contact link
  */
 import * as v from "valibot";
-import { err, ok, type Result } from "../../../core/errors.ts";
-import type { RecipientQueue, SenderQueue } from "../../../core/relay/client.ts";
-import { MAX_BODY } from "../../../core/relay/protocol.ts";
 import {
   bytesSchema,
   decodeVersioned,
   encodeCanonical,
   requireCanonical,
   uintSchema,
-} from "../../../core/wire/codec.ts";
+} from "../../../core/codec/codec.ts";
+import { err, ok, type Result } from "../../../core/errors.ts";
+import type { RecipientQueue, SenderQueue } from "../../../core/relay/client.ts";
+import { MAX_BODY } from "../../../core/relay/protocol.ts";
 
 export const MAILBOX = { RATCHET: 0x01, RATCHET_MORE: 0x02, RATCHET_END: 0x03, INTRO: 0x11 } as const;
 /** The largest part one body carries: type byte and padding marker take two bytes. */

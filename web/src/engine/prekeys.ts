@@ -20,6 +20,7 @@
 import { sha256 } from "@noble/hashes/sha2.js";
 import * as v from "valibot";
 import { concatBytes, equalBytes, utf8 } from "../../../core/bytes.ts";
+import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/codec/codec.ts";
 import { err, ok, type Result } from "../../../core/errors.ts";
 import {
   decodeInitialMessage,
@@ -32,7 +33,6 @@ import {
   serializePrekeyStore,
 } from "../../../core/prekey/index.ts";
 import type { PrekeyFetch } from "../../../core/relay/client.ts";
-import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/wire/codec.ts";
 import { QUEUE_ID_BYTES } from "./mailbox.ts";
 
 /** One-time prekeys of each kind we keep published (X25519 and ML-KEM-768, paired). */

@@ -15,6 +15,7 @@
  */
 import * as v from "valibot";
 import { wipe } from "../../../core/bytes.ts";
+import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/codec/codec.ts";
 import { err, ok, type Result } from "../../../core/errors.ts";
 import {
   deserializeRatchet,
@@ -27,7 +28,6 @@ import {
   serializeRatchet,
 } from "../../../core/ratchet/index.ts";
 import type { Session } from "../../../core/session/index.ts";
-import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/wire/codec.ts";
 import { RATCHET_ID_BYTES } from "./wire.ts";
 
 /** Handshake-payload extension carrying the responder's ratchet public key (32 bytes). */

@@ -11,7 +11,6 @@ import type { RelayMessage } from "../../../core/relay/client.ts";
 import { newAuthKeyPair } from "../../../core/relay/crypto.ts";
 import { isRelayError, isTemporaryRefusal, type RelayError } from "../../../core/relay/errors.ts";
 import { SEND_ID_LENGTH } from "../../../core/relay/protocol.ts";
-import type { RelayConnState } from "../net/relay-pool.ts";
 import type { OutboxEntry, StoredMessage } from "./api.ts";
 import {
   type Deposit,
@@ -42,6 +41,7 @@ import {
 import { flush, receive, sendReceipts, setState } from "./messages.ts";
 import { loadRatchet, seal, sendApp } from "./peer-ratchet.ts";
 import { decodeIntro } from "./prekeys.ts";
+import type { RelayConnState } from "./transport.ts";
 import type { AppMessage } from "./wire.ts";
 
 /** Read our queues and the contacts' queues from storage; subscribe ours; create missing ones. */

@@ -20,6 +20,7 @@ import type { WebSocketLike as RelayWebSocketLike } from "../../../core/relay/ws
 import { connectRelay, startTestRelay, type TestRelay } from "../../../relay-ws/testing.ts";
 import { type RunningSignaling, startSignaling, wsFactory } from "../../../signaling/testing.ts";
 import { RelayLiveTransport } from "../net/relay-live.ts";
+import { createRelayPool } from "../net/relay-pool.ts";
 import type { ContactId, EngineEvent, MessageId } from "./api.ts";
 import { Engine, type EngineConfig } from "./engine.ts";
 import { RELAY_BUSY_MESSAGE } from "./errors.ts";
@@ -92,6 +93,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
           relayWebSocket: relaySocket,
           transport: hub.factory(user),
           ...config,
+          relayConnections: createRelayPool,
         },
       ),
       events: [],

@@ -12,8 +12,10 @@
  *   the contact's relay queue (`relayed`), receipts coming back live or through our own queue.
  */
 import type { Link } from "../../../core/link/link.ts";
+import type { RecipientQueue, RelayClient, RelayMessage } from "../../../core/relay/client.ts";
+import type { RelayError } from "../../../core/relay/errors.ts";
+import type { WebSocketLike as RelayWebSocketLike } from "../../../core/relay/ws-link.ts";
 import type { SignalingClient } from "../../../core/signaling/client.ts";
-import type { RelayPool } from "../net/relay-pool.ts";
 import type { IceServerConfig, IceTransportPolicy, LinkPath } from "./api.ts";
 
 /** A link being set up: `opened` resolves when bytes can flow, rejects if it never does. */
@@ -51,8 +53,45 @@ export interface TransportDeps {
   onOffer: (offer: IncomingOffer) => void;
   onError: (error: Error) => void;
   /** For the live relay transport: the engine's relay connections and our own relay. */
-  relay?: { pool: RelayPool; url: string };
+  relay?: { pool: RelayConnections; url: string };
 }
+
+export type RelayConnState = "connecting" | "connected" | "unreachable";
+
+export interface RelayConnectionsOptions {
+  webSocket: (url: string) => RelayWebSocketLike;
+  /** Request and opening timeout. */
+  timeoutMs: number;
+  backoffInitialMs: number;
+  backoffMaxMs: number;
+  /** SUB window for our queues. */
+  window: number;
+  onMessage: (url: string, message: RelayMessage) => void;
+  onState: (url: string, state: RelayConnState, error?: RelayError) => void;
+  log: (message: string) => void;
+}
+
+/**
+ * The engine's connections to relays, one per URL (web/src/net/relay-pool.ts implements it;
+ * docs/protocol/mailbox.md): our own queues stay subscribed across reconnects, SENDs and prekey
+ * fetches borrow a client, pushes reach `onMessage` and are acknowledged with `ack`.
+ */
+export interface RelayConnections {
+  /** Keep a connection to `url` up (our own relay), reconnecting with backoff. */
+  keep(url: string): void;
+  /** True when a connection to `url` is open right now. */
+  isUp(url: string): boolean;
+  /** The open client for `url`, connecting if needed; rejects with a `RelayError`. */
+  client(url: string): Promise<RelayClient>;
+  /** Keep `queue` subscribed on `url`, again after every reconnect. */
+  subscribe(url: string, queue: RecipientQueue): void;
+  unsubscribe(url: string, recipientId: Uint8Array): void;
+  ack(url: string, queue: RecipientQueue, msgId: Uint8Array): Promise<void>;
+  close(): void;
+}
+
+/** Builds the relay connections when the user has a relay (EngineConfig `relayConnections`). */
+export type RelayConnectionsFactory = (options: RelayConnectionsOptions) => RelayConnections;
 
 /** Builds the live transport the engine dials with (the direct one unless a test swaps it). */
 export type TransportFactory = (deps: TransportDeps) => LiveTransport;

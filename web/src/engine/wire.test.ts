@@ -6,8 +6,8 @@
 import { readFileSync } from "node:fs";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { encodeCanonical } from "../../../core/wire/codec.ts";
-import { padToBucket } from "../../../core/wire/padding.ts";
+import { encodeCanonical } from "../../../core/codec/codec.ts";
+import { padToBucket } from "../../../core/codec/padding.ts";
 import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
 import {
   decodeSignalPayload,

@@ -9,7 +9,7 @@
  *   0x04 PONG     the PING's 8 bytes
  *
  * Application messages — the plaintext of a RATCHET frame, canonical MessagePack padded to a
- * power-of-two bucket (core/wire/padding.ts, ISO/IEC 7816-4) before encryption:
+ * power-of-two bucket (core/codec/padding.ts, ISO/IEC 7816-4) before encryption:
  *   { t: "msg",  id: str(22), at: uint, text: str }   a chat message (id = the sender's message id)
  *   { t: "rcpt", ids: [str(22), ...] }                 end-to-end delivery receipt for those ids
  *   { t: "sync" }                                      nothing; lets a ratchet responder start sending
@@ -20,9 +20,9 @@
  */
 import * as v from "valibot";
 import { equalBytes } from "../../../core/bytes.ts";
+import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/codec/codec.ts";
+import { padToBucket, unpadBucket } from "../../../core/codec/padding.ts";
 import { err, ok, type Result } from "../../../core/errors.ts";
-import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/wire/codec.ts";
-import { padToBucket, unpadBucket } from "../../../core/wire/padding.ts";
 import { MAX_TEXT_CHARS } from "./outgoing.ts";
 
 /** Longest text in one message, in UTF-16 code units (one source for the wire and the UI). */

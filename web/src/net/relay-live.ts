@@ -31,8 +31,13 @@ import { isRelayError } from "../../../core/relay/errors.ts";
 import { RelayLink, retryTemporary } from "../../../core/relay/live-link.ts";
 import type { SignalingClient } from "../../../core/signaling/client.ts";
 import type { SignalEnvelope } from "../../../core/wire/signaling.ts";
-import type { DialedLink, IncomingOffer, LiveTransport, TransportDeps } from "../engine/transport.ts";
-import type { RelayPool } from "./relay-pool.ts";
+import type {
+  DialedLink,
+  IncomingOffer,
+  LiveTransport,
+  RelayConnections,
+  TransportDeps,
+} from "../engine/transport.ts";
 import {
   type ByeReason,
   CONN_ID_BYTES,
@@ -126,7 +131,7 @@ function secure(client: RelayClient, sid: Uint8Array): Promise<SenderQueue> {
 export class RelayLiveTransport implements LiveTransport {
   readonly path = "relay" as const;
   readonly #signaling: SignalingClient;
-  readonly #pool: RelayPool;
+  readonly #pool: RelayConnections;
   readonly #url: string;
   readonly #onOffer: (offer: IncomingOffer) => void;
   readonly #attempts = new Map<string, Attempt>();

@@ -14,24 +14,14 @@
  *   redelivers the message on the next subscription, and the engine drops the duplicate.
  */
 import { toHex } from "../../../core/bytes.ts";
-import { type RecipientQueue, RelayClient, type RelayMessage } from "../../../core/relay/client.ts";
+import { type RecipientQueue, RelayClient } from "../../../core/relay/client.ts";
 import { isRelayError, RelayError } from "../../../core/relay/errors.ts";
-import { type WebSocketLike, WebSocketLink } from "../../../core/relay/ws-link.ts";
-
-export type RelayConnState = "connecting" | "connected" | "unreachable";
-
-export interface RelayPoolOptions {
-  webSocket: (url: string) => WebSocketLike;
-  /** Request and opening timeout. */
-  timeoutMs: number;
-  backoffInitialMs: number;
-  backoffMaxMs: number;
-  /** SUB window for our queues. */
-  window: number;
-  onMessage: (url: string, message: RelayMessage) => void;
-  onState: (url: string, state: RelayConnState, error?: RelayError) => void;
-  log: (message: string) => void;
-}
+import { WebSocketLink } from "../../../core/relay/ws-link.ts";
+import type {
+  RelayConnections,
+  RelayConnectionsFactory,
+  RelayConnectionsOptions,
+} from "../engine/transport.ts";
 
 interface Conn {
   readonly url: string;
@@ -46,12 +36,12 @@ interface Conn {
   retryAt: number;
 }
 
-export class RelayPool {
-  readonly #o: RelayPoolOptions;
+export class RelayPool implements RelayConnections {
+  readonly #o: RelayConnectionsOptions;
   readonly #conns = new Map<string, Conn>();
   #closed = false;
 
-  constructor(options: RelayPoolOptions) {
+  constructor(options: RelayConnectionsOptions) {
     this.#o = options;
   }
 
@@ -176,3 +166,6 @@ export class RelayPool {
     }
   }
 }
+
+/** The engine's `relayConnections` (EngineConfig) in the browser. */
+export const createRelayPool: RelayConnectionsFactory = (options) => new RelayPool(options);

@@ -18,8 +18,8 @@
  */
 import * as v from "valibot";
 import { equalBytes } from "../../../core/bytes.ts";
+import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/codec/codec.ts";
 import { err, type Result } from "../../../core/errors.ts";
-import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/wire/codec.ts";
 import type { SignalKind } from "../../../core/wire/signaling.ts";
 
 export const CONN_ID_BYTES = 8;

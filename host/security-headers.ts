@@ -9,7 +9,7 @@
  * nothing framed and no framing, no plugins, no `<base>`, no form posts. `connect-src` is `'self'`
  * plus the operator's list (`--csp-connect-src`): by default any `wss:`/`ws:` server, because a
  * contact's link may name a relay on another host and users may choose other servers in Settings.
- * Violations are reported to `/csp-report` and counted (server/csp-reports.ts).
+ * Violations are reported to `/csp-report` and counted (host/csp-reports.ts).
  */
 import type { Duplex } from "node:stream";
 import { ConfigError } from "./config.ts";

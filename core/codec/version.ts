@@ -5,7 +5,7 @@
  *
  * Loft 1.0 speaks exactly SREMP 1.0; any other name or version is LOFT_ERR_UNSUPPORTED_VERSION
  * (docs/protocol/wire.md, "Version header"). The header is a regular tagged frame
- * (`t: "VERSION_HEADER"`, core/wire/envelope.ts) so a peer that opens with anything else gets a
+ * (`t: "VERSION_HEADER"`, core/codec/envelope.ts) so a peer that opens with anything else gets a
  * clear error. Its bytes are fixed; for 1.0 they are
  * `84 ad "protocol_name" a5 "SREMP" a1 "t" ae "VERSION_HEADER" ad "version_major" 01 ad "version_minor" 00` (68 bytes).
  */

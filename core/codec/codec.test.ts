@@ -5,7 +5,7 @@ import { decodeRaw, decodeWith, encodeCanonical, requireCanonical } from "./code
 const schema = v.strictObject({ a: v.number(), b: v.string() });
 const limits = { maxBytes: 1024 };
 
-describe("core/wire/codec", () => {
+describe("core/codec/codec", () => {
   it("refuses oversized input before parsing, empty input and trailing bytes", () => {
     expect(decodeRaw(new Uint8Array(1025), limits)).toMatchObject({
       ok: false,

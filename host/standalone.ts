@@ -1,6 +1,6 @@
 /**
  * What every server entry point shares about its listeners: the metrics listener setting
- * (`--metrics-port`, `--metrics-host`, `--metrics-token`; server/metrics.ts), the warning when it
+ * (`--metrics-port`, `--metrics-host`, `--metrics-token`; host/metrics.ts), the warning when it
  * is reachable from the network without a token, and the exit codes for a bad start (2: the
  * operator's to fix — a bad option, a port in use — with no stack trace; 1: anything else).
  * `npm run signaling` and `npm run relay` use it so that they expose exactly what `npm start`
@@ -12,7 +12,7 @@ import { ListenError } from "./host.ts";
 import type { Logger } from "./log.ts";
 import type { MetricsListenerOptions } from "./metrics.ts";
 
-/** The parsed metrics options (server/metrics.ts `metricsOptions`). */
+/** The parsed metrics options (host/metrics.ts `metricsOptions`). */
 export interface MetricsConfig {
   metricsPort: number | "off";
   metricsHost: string;

@@ -1,12 +1,12 @@
 /**
  * The HTTP host: one Node `http.Server` that serves the built PWA, a public `GET /health`, and
  * hands WebSocket upgrades to mounted services by path (`/signal`, `/relay`); Prometheus
- * `/metrics` and the detailed `/health` go to a separate metrics listener (server/metrics.ts), for
+ * `/metrics` and the detailed `/health` go to a separate metrics listener (host/metrics.ts), for
  * the combined server and for each service running alone alike. `npm start` runs everything in one process
  * through this; each service can also run alone with its own host (docs/design.md, "Operators").
  *
  * Every response either listener writes — files, health, metrics, 404, 426, errors, refused
- * upgrades — carries the browser security headers (server/security-headers.ts).
+ * upgrades — carries the browser security headers (host/security-headers.ts).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
@@ -90,7 +90,7 @@ export function createHost(options: HostOptions): Host {
   const baseHeaders = securityHeaders(options.connectSources ?? DEFAULT_CONNECT_SOURCES);
   const renderMetrics = cachedRender(() => options.registry.metrics());
 
-  // Distinct client sources (per-source keys, server/client-source.ts) holding an open WebSocket:
+  // Distinct client sources (per-source keys, host/client-source.ts) holding an open WebSocket:
   // behind a proxy this stays at 1 for any number of users when --trust-proxy is missing.
   const openPerSource = new Map<string, number>();
   new Gauge({

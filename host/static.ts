@@ -5,7 +5,7 @@
  * users on their next visit; unknown paths fall back to index.html (client-side routes such as
  * /room/...).
  *
- * Text files are sent in the build's precompressed copy (`.br`, `.gz`; server/precompress.ts)
+ * Text files are sent in the build's precompressed copy (`.br`, `.gz`; host/precompress.ts)
  * that the client accepts, with `Vary: Accept-Encoding` and that copy's length; nothing is
  * compressed on the fly. Source maps are not served unless the operator asks
  * (`--serve-source-maps`), and the `.br`/`.gz` copies are never served under their own names.

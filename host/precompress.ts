@@ -2,7 +2,7 @@
  * Build-time compression of the PWA (run by web/vite.config.ts after the build, Service Worker
  * included): a brotli (`.br`, quality 11) and a gzip (`.gz`, level 9) copy beside every text file
  * worth compressing, kept only when smaller. The host serves them by `Accept-Encoding`
- * (server/static.ts) and compresses nothing on the fly: the event loop it would spend is the one
+ * (host/static.ts) and compresses nothing on the fly: the event loop it would spend is the one
  * signaling and the relay share (docs/decisions.md, "Precompressed static files").
  */
 import { readdir, readFile, stat, writeFile } from "node:fs/promises";

@@ -1,5 +1,5 @@
 /**
- * The metrics listener (server/metrics.ts): the public port says only `{"status":"ok"}` and has
+ * The metrics listener (host/metrics.ts): the public port says only `{"status":"ok"}` and has
  * no /metrics; the listener, on 127.0.0.1 by default, serves /metrics and the detailed /health,
  * behind a bearer token when one is set; rendering is shared for a second, so a flood of scrapes
  * renders once.

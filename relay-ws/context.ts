@@ -1,0 +1,69 @@
+/**
+ * What the relay's connections share with the service that owns them (relay-ws/service.ts): the
+ * context (config, store, metrics, subscriptions) and the subscription record. Its own module so
+ * that service.ts (which creates connections) and connection.ts (which uses the context) both
+ * depend on it instead of on each other (issue #9: no import cycles).
+ */
+import type { ServerFrame } from "../core/relay/protocol.ts";
+import type { Logger } from "../host/log.ts";
+import type { BundleCache } from "./bundle-cache.ts";
+import type { RelayConfig } from "./config.ts";
+import type { RelayMetrics } from "./metrics.ts";
+import type { OutputBudget } from "./output-budget.ts";
+import type { PrekeyBudget } from "./source-limits.ts";
+import type { RelayStore, StoredMessageMeta } from "./store/types.ts";
+import type { SignatureVerifier } from "./verifier.ts";
+
+/** What the service holds of a connection (relay-ws/connection.ts): subscriptions, pump, heartbeat, close. */
+export interface ConnectionHandle {
+  /** This connection's subscriptions, hex recipient id → subscription. */
+  readonly subs: Map<string, Subscription>;
+  /** Delivered messages not yet acknowledged, across its subscriptions. */
+  readonly inFlight: number;
+  /** True while its unread output is above the push high-water mark. */
+  readonly congested: boolean;
+  sendFrame(frame: ServerFrame): void;
+  deliver(rid: Uint8Array, rcvKey: Uint8Array, m: StoredMessageMeta): Promise<boolean>;
+  /** Terminate the connection if it did not answer the previous ping; ping it otherwise. */
+  heartbeat(): void;
+  close(code: number, reason: string, isError?: boolean): void;
+}
+
+export interface Subscription {
+  conn: ConnectionHandle;
+  rid: Uint8Array;
+  hex: string;
+  rcvKey: Uint8Array;
+  window: number;
+  /** Delivered, unacknowledged: hex message id → seq. */
+  inflight: Map<string, number>;
+  /** Highest seq handed out so far (-1: none). */
+  cursor: number;
+  pumping: boolean;
+  again: boolean;
+  active: boolean;
+}
+
+/** What connections share: config, store, metrics, subscriptions. */
+export interface RelayContext {
+  readonly config: RelayConfig;
+  readonly store: RelayStore;
+  readonly metrics: RelayMetrics;
+  readonly log: Logger;
+  readonly clock: () => number;
+  /** Signature checks with the bounded cache of keys that verified (verifier.ts). */
+  readonly verifier: SignatureVerifier;
+  /** Unread output bytes across all connections (`--relay-send-buffer-total`). */
+  readonly output: OutputBudget;
+  /** One-time prekeys handed out per queue (`--relay-prekey-queue-rate`). */
+  readonly prekeysPerQueue: PrekeyBudget;
+  /** Bundles recently handed out, for bundle-only answers without a store write. */
+  readonly bundles: BundleCache;
+  subscribe(conn: ConnectionHandle, rid: Uint8Array, rcvKey: Uint8Array, window: number): void;
+  unsubscribe(sub: Subscription): void;
+  /** Drop the subscription of a queue (DEL); the owner is told END unless it is `by`. */
+  endSubscription(hex: string, by: ConnectionHandle): void;
+  pump(sub: Subscription): void;
+  track(p: Promise<unknown>): void;
+  connectionClosed(conn: ConnectionHandle): void;
+}

@@ -1,0 +1,27 @@
+/**
+ * The chat engine the PWA runs (loaded lazily by web/src/engine-loader.ts): the engine
+ * (web/src/engine/, written against the contract of web/src/engine/api.ts) composed with the
+ * browser's transports from web/src/net — direct WebRTC links, live relay links, the relay
+ * connections and the offers remembered across reloads. The engine names only the contracts
+ * (web/src/engine/transport.ts); this module is where the concrete parts are chosen.
+ */
+import type { ChatEngine, CreateChatEngine, EngineStartOptions } from "./engine/api.ts";
+import { Engine, type EngineConfig } from "./engine/index.ts";
+import { DirectTransport } from "./net/direct.ts";
+import { RelayLiveTransport } from "./net/relay-live.ts";
+import { createRelayPool } from "./net/relay-pool.ts";
+import { localSeenOffers } from "./net/seen-offers.ts";
+
+const browserParts: Pick<EngineConfig, "transport" | "relayTransport" | "relayConnections" | "seenOffers"> = {
+  transport: (deps) => new DirectTransport(deps),
+  relayTransport: (deps) => new RelayLiveTransport(deps),
+  relayConnections: createRelayPool,
+  seenOffers: localSeenOffers,
+};
+
+export const createChatEngine: CreateChatEngine = (options) => new Engine(options, browserParts);
+
+/** The same engine with some timings or hooks changed (tests, benchmarks). */
+export function createChatEngineWith(options: EngineStartOptions, config: Partial<EngineConfig>): ChatEngine {
+  return new Engine(options, { ...browserParts, ...config });
+}

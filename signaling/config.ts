@@ -217,6 +217,16 @@ export const signalingOptions = {
   }),
   trustProxy: trustProxyOption,
   allowedOrigins: allowedOriginsOption,
+  crossOriginPages: spec({
+    flag: "signal-cross-origin-pages",
+    env: "LOFT_SIGNAL_CROSS_ORIGIN_PAGES",
+    default: "separate" as "separate" | "refuse",
+    parse: (raw: string): "separate" | "refuse" => {
+      if (raw === "separate" || raw === "refuse") return raw;
+      throw new ConfigError(`expected "separate" or "refuse", got "${raw}"`);
+    },
+    help: "pages of other origins than this server's and --allowed-origins: 'separate' accepts them under their own per-source budget (users pick this server in another deployment's Settings), 'refuse' answers 403",
+  }),
   shutdownGraceMs: spec({
     flag: "signal-shutdown-grace-ms",
     env: "LOFT_SIGNAL_SHUTDOWN_GRACE_MS",

@@ -332,8 +332,27 @@ describe("envelopes and presence", () => {
 });
 
 describe("who may connect", () => {
-  it("refuses a WebSocket from a foreign web page (Origin), accepts its own and configured origins", async () => {
-    const s = await server({ allowedOrigins: ["https://app.example"] });
+  it("accepts pages of other origins by default, on a per-source budget apart from its own pages", async () => {
+    // Users may pick this server in another deployment's Settings (docs/user-guide.md): their
+    // page has that deployment's origin. A hostile page could only spend its own, separate budget.
+    const s = await server({ allowedOrigins: ["https://app.example"], maxConnectionsPerSource: 1 });
+    raws.push(await RawClient.connect(s.url, { headers: { origin: `http://127.0.0.1:${s.port}` } }));
+    const foreign = await RawClient.connect(s.url, { headers: { origin: "https://other.example" } });
+    raws.push(foreign);
+    // The foreign page speaks the protocol like any client.
+    const first = await foreign.nextFrame();
+    expect(first).toBeDefined();
+    // Its budget (1 connection) is spent; its own pages' budget was spent separately.
+    await expect(
+      RawClient.connect(s.url, { headers: { origin: "https://another.example" } }),
+    ).rejects.toThrow("HTTP 429");
+    await expect(RawClient.connect(s.url, { headers: { origin: "https://app.example" } })).rejects.toThrow(
+      "HTTP 429",
+    );
+  });
+
+  it("with --signal-cross-origin-pages refuse: foreign pages get 403; its own origin, configured ones and non-browser clients are accepted", async () => {
+    const s = await server({ allowedOrigins: ["https://app.example"], crossOriginPages: "refuse" });
     await expect(RawClient.connect(s.url, { headers: { origin: "https://evil.example" } })).rejects.toThrow(
       "HTTP 403",
     );

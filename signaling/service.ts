@@ -617,13 +617,17 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         metrics.upgradesRefused.inc({ reason: "capacity" });
         return refuseUpgrade(socket, 503, "Service Unavailable");
       }
-      if (!originAllowed(req, config.allowedOrigins)) {
-        // Another site's page trying to use this browser's connection (cross-site WebSocket).
+      // Users may pick this server in another deployment's Settings, so pages of other origins
+      // are accepted by default, but counted apart from this origin's own pages: a hostile page
+      // cannot spend its visitors' budget here (docs/decisions.md, "The relay and signaling
+      // accept pages of other origins, on a budget of their own").
+      const ownPage = originAllowed(req, config.allowedOrigins);
+      if (!ownPage && config.crossOriginPages === "refuse") {
         metrics.upgradesRefused.inc({ reason: "origin" });
         return refuseUpgrade(socket, 403, "Forbidden");
       }
       const t = now();
-      const source = sourceOf(req, proxies);
+      const source = ownPage ? sourceOf(req, proxies) : `${sourceOf(req, proxies)} cross-origin`;
       const verdict = sources.admit(source, t);
       if (verdict !== "ok") {
         metrics.upgradesRefused.inc({ reason: verdict === "rate" ? "rate" : "source_connections" });

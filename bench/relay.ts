@@ -29,7 +29,8 @@ import {
   type ServerFrame,
 } from "../core/relay/protocol.ts";
 import { encodeVersionHeader } from "../core/wire/version.ts";
-import { ed25519Signer, xchachaOpen } from "../relay-ws/node-crypto.ts";
+import { xchachaOpen } from "../relay-ws/node-crypto.ts";
+import { ed25519Signer } from "../server/node-ed25519.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 
 // ------------------------------------------------------------------------------------------------

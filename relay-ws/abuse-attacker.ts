@@ -13,7 +13,7 @@
  */
 import { createPrivateKey, createPublicKey, randomBytes } from "node:crypto";
 import { authInput, decodeServerFrame, encodeClientFrame, encodeCommand } from "../core/relay/protocol.ts";
-import { ed25519Signer } from "./node-crypto.ts";
+import { ed25519Signer } from "../server/node-ed25519.ts";
 import { RawSocket } from "./testing.ts";
 
 const [url = "", framesArg = "400", triesArg = "80", ...sources] = process.argv.slice(2);

@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { equalBytes } from "../core/bytes.ts";
 import { SignalingClient, type SignalingEvent } from "../core/signaling/client.ts";
 import { CLOSE } from "../core/wire/signaling.ts";
-import { CostBucket, RecentNonces, TokenBucket } from "./limits.ts";
+import { RecentNonces } from "./limits.ts";
 import { makeUser, metricValue, RawClient, registerOn, startSignaling, wsFactory } from "./testing.ts";
 
 const from = (n: number) => ({ localAddress: `127.0.0.${n}` });
@@ -25,26 +25,6 @@ function waitFor(c: SignalingClient, pred: (e: SignalingEvent) => boolean): Prom
 }
 
 describe("limit primitives", () => {
-  it("a token bucket allows its burst, then its rate", () => {
-    const b = new TokenBucket(10, 3, 0);
-    expect([b.take(0), b.take(0), b.take(0), b.take(0)]).toEqual([true, true, true, false]);
-    expect(b.take(50)).toBe(false);
-    expect(b.take(100)).toBe(true);
-    expect(b.full(10_000)).toBe(true);
-  });
-
-  it("a cost bucket refuses once overspent, until refilled", () => {
-    const b = new CostBucket(10, 5, 0); // 10 ms per second, 5 ms banked
-    expect(b.canSpend(0)).toBe(true);
-    b.charge(4, 0);
-    expect(b.canSpend(0)).toBe(true);
-    b.charge(4, 0); // -3: overspent
-    expect(b.canSpend(0)).toBe(false);
-    expect(b.canSpend(300)).toBe(false); // -3 + 3 = 0
-    expect(b.canSpend(400)).toBe(true);
-    expect(b.full(10_000)).toBe(true);
-  });
-
   it("recent nonces refuse a live reuse, forget after expiry, and evict the oldest when full", () => {
     const n = new RecentNonces(2);
     expect(n.add("a", 0, 1_000)).toBe(true);

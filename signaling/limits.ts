@@ -8,40 +8,7 @@
  * disk and never exported in metrics or /health; an idle source's entry is dropped by `sweep`.
  */
 
-/** A token bucket: `rate` tokens per second, at most `burst` banked; starts full. */
-export class TokenBucket {
-  #tokens: number;
-  #last: number;
-  constructor(
-    readonly rate: number,
-    readonly burst: number,
-    now: number,
-  ) {
-    this.#tokens = burst;
-    this.#last = now;
-  }
-
-  #refill(now: number): void {
-    if (now > this.#last) {
-      this.#tokens = Math.min(this.burst, this.#tokens + ((now - this.#last) * this.rate) / 1000);
-      this.#last = now;
-    }
-  }
-
-  /** Take one token if there is one. */
-  take(now: number): boolean {
-    this.#refill(now);
-    if (this.#tokens < 1) return false;
-    this.#tokens -= 1;
-    return true;
-  }
-
-  /** True when the bucket has refilled completely (the entry can be forgotten). */
-  full(now: number): boolean {
-    this.#refill(now);
-    return this.#tokens >= this.burst;
-  }
-}
+import { TokenBucket } from "../server/token-bucket.ts";
 
 export interface SourceLimits {
   sourceRate: number;
@@ -60,8 +27,12 @@ export interface SourceState {
   registrations: number;
   messages: TokenBucket;
   upgrades: TokenBucket;
-  /** Signature-verification CPU time (ms) this source may still cost. */
-  cpu: CostBucket;
+  /**
+   * Signature-verification time (ms) this source may still cost: charged after the work (its
+   * cost is only known then) with no debt bound; a source in debt waits until it is paid back,
+   * and `overdrawn` — the cheap check made before any expensive work — says so meanwhile.
+   */
+  cpu: TokenBucket;
 }
 
 export type UpgradeVerdict = "ok" | "rate" | "too-many";
@@ -82,7 +53,7 @@ export class SourceTable {
         registrations: 0,
         messages: new TokenBucket(this.limits.sourceRate, this.limits.sourceBurst, now),
         upgrades: new TokenBucket(this.limits.upgradeRate, this.limits.upgradeBurst, now),
-        cpu: new CostBucket(this.limits.sourceCpuMs, this.limits.sourceCpuBurstMs, now),
+        cpu: new TokenBucket(this.limits.sourceCpuMs, this.limits.sourceCpuBurstMs, now),
       };
       this.#map.set(source, s);
     }
@@ -93,7 +64,7 @@ export class SourceTable {
   admit(source: string, now: number): UpgradeVerdict {
     const s = this.get(source, now);
     if (s.connections >= this.limits.maxConnectionsPerSource) return "too-many";
-    if (!s.upgrades.take(now)) return "rate";
+    if (!s.upgrades.take(1, now)) return "rate";
     s.connections++;
     return "ok";
   }
@@ -109,47 +80,6 @@ export class SourceTable {
         s.cpu.full(now)
       )
         this.#map.delete(key);
-  }
-}
-
-/**
- * A budget of CPU time (ms) refilled at `ratePerSecond`, at most `burst` banked. Work is charged
- * after it ran (its cost is only known then), so the balance can go below zero: a source that
- * overspent waits until it is positive again, and `canSpend` — the cheap check made before any
- * expensive work — says no meanwhile.
- */
-export class CostBucket {
-  #balance: number;
-  #last: number;
-  constructor(
-    readonly ratePerSecond: number,
-    readonly burst: number,
-    now: number,
-  ) {
-    this.#balance = burst;
-    this.#last = now;
-  }
-
-  #refill(now: number): void {
-    if (now > this.#last) {
-      this.#balance = Math.min(this.burst, this.#balance + ((now - this.#last) * this.ratePerSecond) / 1000);
-      this.#last = now;
-    }
-  }
-
-  canSpend(now: number): boolean {
-    this.#refill(now);
-    return this.#balance > 0;
-  }
-
-  charge(cost: number, now: number): void {
-    this.#refill(now);
-    this.#balance -= cost;
-  }
-
-  full(now: number): boolean {
-    this.#refill(now);
-    return this.#balance >= this.burst;
   }
 }
 

@@ -39,14 +39,15 @@ import {
 } from "../core/wire/signaling.ts";
 import type { DnsEndpoint, PeerInfo, RegisterRequest } from "../core/wire/sremp.ts";
 import { decodeVersionHeader, encodeVersionHeader } from "../core/wire/version.ts";
-import { ed25519Verify } from "../relay-ws/node-crypto.ts";
 import { sourceOf, trustedProxies } from "../server/client-source.ts";
 import type { HostedService } from "../server/host.ts";
 import type { Logger } from "../server/log.ts";
+import { ed25519Verify } from "../server/node-ed25519.ts";
 import { originAllowed } from "../server/origin.ts";
+import { TokenBucket } from "../server/token-bucket.ts";
 import { audienceAccepted } from "./audience.ts";
 import type { SignalingConfig } from "./config.ts";
-import { RecentNonces, type SourceState, SourceTable, TokenBucket } from "./limits.ts";
+import { RecentNonces, type SourceState, SourceTable } from "./limits.ts";
 import { createSignalingMetrics } from "./metrics.ts";
 import { IdentityCache, registerSignatureValid } from "./register-check.ts";
 import { PeerRegistry, type Registration } from "./registry.ts";
@@ -254,7 +255,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
    * source is over its CPU budget; otherwise its measured time is charged afterwards.
    */
   function verifyCharged<T>(conn: Conn, work: () => T): { ran: false } | { ran: true; value: T } {
-    if (!conn.source.cpu.canSpend(now())) {
+    if (conn.source.cpu.overdrawn(0, now())) {
       metrics.rateLimited.inc({ scope: "cpu" });
       return { ran: false };
     }
@@ -462,7 +463,11 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     conn.alive = true;
     if (!isBinary) return closeConn(conn, CLOSE.UNSUPPORTED_DATA, "binary frames only");
     const t = now();
-    const scope = !conn.bucket.take(t) ? "connection" : !conn.source.messages.take(t) ? "source" : undefined;
+    const scope = !conn.bucket.take(1, t)
+      ? "connection"
+      : !conn.source.messages.take(1, t)
+        ? "source"
+        : undefined;
     if (scope) {
       metrics.rateLimited.inc({ scope });
       if (++conn.violations > config.maxViolations) return closeConn(conn, CLOSE.RATE_LIMIT, "rate limit");
@@ -549,9 +554,9 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       conn.alive = true;
       if (ws.bufferedAmount > maxBuffered) return closeConn(conn, CLOSE.TRY_AGAIN_LATER, "slow consumer");
       const t = now();
-      const scope = !conn.bucket.take(t)
+      const scope = !conn.bucket.take(1, t)
         ? "connection"
-        : !conn.source.messages.take(t)
+        : !conn.source.messages.take(1, t)
           ? "source"
           : undefined;
       if (!scope) return;

@@ -11,7 +11,7 @@ import { encodeCanonical } from "../../core/wire/codec.ts";
 import { clientCodec, serverCodec } from "../../core/wire/signaling.ts";
 import { requestSignedPayload } from "../../core/wire/signed.ts";
 import { encodeVersionHeader } from "../../core/wire/version.ts";
-import { ed25519Signer } from "../../relay-ws/node-crypto.ts";
+import { ed25519Signer } from "../../server/node-ed25519.ts";
 import { makeUser } from "../../signaling/testing.ts";
 import type { FloodConn, FloodSpec } from "./support.ts";
 

@@ -7,7 +7,8 @@ import { describe, expect, it } from "vitest";
 import { equalBytes } from "../core/bytes.ts";
 import { SignalingClient, type SignalingEvent } from "../core/signaling/client.ts";
 import { CLOSE } from "../core/wire/signaling.ts";
-import { RecentNonces } from "./limits.ts";
+import { defaultSignalingConfig } from "./config.ts";
+import { MAX_IDLE_SOURCES, RecentNonces, SourceTable } from "./limits.ts";
 import { makeUser, metricValue, RawClient, registerOn, startSignaling, wsFactory } from "./testing.ts";
 
 const from = (n: number) => ({ localAddress: `127.0.0.${n}` });
@@ -25,6 +26,17 @@ function waitFor(c: SignalingClient, pred: (e: SignalingEvent) => boolean): Prom
 }
 
 describe("limit primitives", () => {
+  it("the source table is capped: idle sources are forgotten oldest first, connected ones never", () => {
+    // One client with a large IPv6 allocation shows up as many /64 sources; each entry costs memory.
+    expect(MAX_IDLE_SOURCES).toBe(100_000);
+    const t = new SourceTable({ ...defaultSignalingConfig(), upgradeBurst: 1_000 }, 200);
+    for (let i = 0; i < 50; i++) expect(t.admit(`connected ${i}`, 0)).toBe("ok");
+    for (let i = 0; i < 10_000; i++) t.get(`idle ${i}`, 0);
+    expect(t.size).toBeLessThanOrEqual(200);
+    // Connected sources kept their entry, and with it their connection count.
+    for (let i = 0; i < 50; i++) expect(t.get(`connected ${i}`, 0).connections).toBe(1);
+  });
+
   it("recent nonces refuse a live reuse, forget after expiry, and evict the oldest when full", () => {
     const n = new RecentNonces(2);
     expect(n.add("a", 0, 1_000)).toBe(true);

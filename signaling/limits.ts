@@ -37,9 +37,21 @@ export interface SourceState {
 
 export type UpgradeVerdict = "ok" | "rate" | "too-many";
 
+/**
+ * Sources tracked without a connection (their buckets still refilling) before the oldest such
+ * entries are forgotten, as the relay does (relay-ws/source-limits.ts): a client with a large
+ * IPv6 allocation shows up as many /64 sources, and each entry costs memory (≈ 0.4 KB).
+ * Forgetting an idle source only hands it a fresh burst; a source with a connection (and so any
+ * registration) is never forgotten, and there are at most `--signal-max-connections` of those.
+ */
+export const MAX_IDLE_SOURCES = 100_000;
+
 export class SourceTable {
   readonly #map = new Map<string, SourceState>();
-  constructor(readonly limits: SourceLimits) {}
+  constructor(
+    readonly limits: SourceLimits,
+    readonly maxIdle = MAX_IDLE_SOURCES,
+  ) {}
 
   get size(): number {
     return this.#map.size;
@@ -48,6 +60,7 @@ export class SourceTable {
   get(source: string, now: number): SourceState {
     let s = this.#map.get(source);
     if (!s) {
+      if (this.#map.size >= this.maxIdle) this.#forgetIdle();
       s = {
         connections: 0,
         registrations: 0,
@@ -67,6 +80,16 @@ export class SourceTable {
     if (!s.upgrades.take(1, now)) return "rate";
     s.connections++;
     return "ok";
+  }
+
+  /** Forget up to 64 of the oldest entries without a connection (insertion order is age order). */
+  #forgetIdle(): void {
+    let forgotten = 0;
+    for (const [key, s] of this.#map) {
+      if (s.connections > 0 || s.registrations > 0) continue;
+      this.#map.delete(key);
+      if (++forgotten >= 64) return;
+    }
   }
 
   /** Drop entries with no connection, no registration and full buckets. */

@@ -138,6 +138,13 @@ export const signalingOptions = {
     parse: int(1, 60_000),
     help: "verification CPU time one source address may bank (ms)",
   }),
+  envelopeNonceBytes: spec({
+    flag: "signal-envelope-nonce-bytes",
+    env: "LOFT_SIGNAL_ENVELOPE_NONCE_BYTES",
+    default: 16 * 1024 * 1024,
+    parse: int(16_384, 1 << 30),
+    help: "memory for the envelope nonces of all connections (replay check of SIGNAL; 64 per sender); when spent, the oldest are forgotten, nothing is refused",
+  }),
   identityCacheSize: spec({
     flag: "signal-identity-cache",
     env: "LOFT_SIGNAL_IDENTITY_CACHE",

@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { SignalingClient } from "../core/signaling/client.ts";
 import { type ClientMessage, type ServerMessage, signEnvelope } from "../core/wire/signaling.ts";
 import type { SignalingConfig } from "./config.ts";
+import { ENVELOPE_NONCE_ENTRY_BYTES } from "./limits.ts";
 import {
   makeUser,
   RawClient,
@@ -222,6 +223,44 @@ describe("envelopes and presence", () => {
     });
     expect(codeOf(await a.request({ t: "SIGNAL", id: 2, envelope }))).toBe("SIGNAL_ACK");
     expect(codeOf(await a.request({ t: "SIGNAL", id: 3, envelope }))).toBe("REPLAY");
+  });
+
+  it("envelope-nonce memory is bounded per connection and in total, and a full total never refuses anyone", async () => {
+    // 3 senders' worth of nonces in total (a dial uses 10–20 envelopes; 64 are kept per sender).
+    const s = await server({
+      envelopeNonceBytes: 3 * 64 * ENVELOPE_NONCE_ENTRY_BYTES,
+      ...{ connBurst: 1_000, sourceBurst: 1_000, sourceCpuMs: 1_000, sourceCpuBurstMs: 60_000 },
+    });
+    const envelopeFrom = (u: ReturnType<typeof makeUser>, to: ReturnType<typeof makeUser>) =>
+      signEnvelope(u.privateIdentityKey, {
+        from: u.identity.verified.identity_key as Uint8Array<ArrayBuffer>,
+        to: to.identity.verified.identity_key as Uint8Array<ArrayBuffer>,
+        kind: "ice",
+        payload: new Uint8Array([1]),
+        timestamp: Date.now(),
+        nonce: crypto.getRandomValues(new Uint8Array(16)),
+      });
+    const nobody = makeUser("nobody");
+    let id = 10;
+    // Five senders, 100 envelopes each: more than a connection keeps, more than the total holds.
+    for (let n = 0; n < 5; n++) {
+      const user = makeUser(`sender${n}`);
+      const c = await hello(s.url, { localAddress: `127.0.0.${n + 2}` });
+      expect(codeOf(await c.request(await registerOn(c, user, { id: 1 })))).toBe("REGISTER_RESPONSE");
+      for (let i = 0; i < 100; i++) {
+        const reply = await c.request({ t: "SIGNAL", id: ++id, envelope: envelopeFrom(user, nobody) });
+        expect(codeOf(reply)).toBe("PEER_OFFLINE"); // checked, remembered, nobody to forward to
+      }
+      expect(s.service.stats().envelopeNonces).toBeLessThanOrEqual(3 * 64);
+    }
+    // A newcomer is still served, and its own recent envelope is still refused when replayed.
+    const ivy = makeUser("ivy");
+    const c = await hello(s.url);
+    expect(codeOf(await c.request(await registerOn(c, ivy, { id: 1 })))).toBe("REGISTER_RESPONSE");
+    const envelope = envelopeFrom(ivy, nobody);
+    expect(codeOf(await c.request({ t: "SIGNAL", id: 2, envelope }))).toBe("PEER_OFFLINE");
+    expect(codeOf(await c.request({ t: "SIGNAL", id: 3, envelope }))).toBe("REPLAY");
+    expect(s.service.stats().envelopeNonces).toBeLessThanOrEqual(3 * 64);
   });
 
   it("a peer that shows itself only to whom it watches is offline to everyone else", async () => {

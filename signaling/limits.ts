@@ -107,14 +107,73 @@ export class SourceTable {
 }
 
 /**
+ * What one remembered envelope nonce costs, as counted against the global budget: the 32-char
+ * hex key string (≈ 56 B), its expiry number and the Map entry (≈ 80 B), rounded up.
+ */
+export const ENVELOPE_NONCE_ENTRY_BYTES = 160;
+
+/**
+ * The memory budget shared by every connection's envelope nonces (`--signal-envelope-nonce-bytes`).
+ * It never refuses an envelope: when it is spent, the connection adding a nonce forgets its own
+ * oldest one, or — when it holds none — the least recently active connection forgets its oldest.
+ * Forgetting is safe because only the holder of a sender's key can submit envelopes from its
+ * registered connection (FROM_MISMATCH), so a forgotten nonce can be reused only by that sender
+ * itself, and the recipient checks again (core/signaling/client.ts).
+ */
+export class EnvelopeNonceBudget {
+  #entries = 0;
+  /** Owners holding entries, least recently added-to first (Set insertion order). */
+  readonly #owners = new Set<RecentNonces>();
+  readonly maxEntries: number;
+  constructor(bytes: number) {
+    this.maxEntries = Math.max(1, Math.floor(bytes / ENVELOPE_NONCE_ENTRY_BYTES));
+  }
+
+  get entries(): number {
+    return this.#entries;
+  }
+
+  /** Room for one more entry of `owner`, making it by eviction when the budget is spent. */
+  makeRoom(owner: RecentNonces): void {
+    if (this.#entries < this.maxEntries) return;
+    if (owner.size > 0) {
+      owner.forgetOldest();
+      return;
+    }
+    for (const other of this.#owners) {
+      if (other.size === 0) continue;
+      other.forgetOldest();
+      return;
+    }
+  }
+
+  /** `owner` added (+n) or forgot (−n) entries. */
+  counted(owner: RecentNonces, n: number): void {
+    this.#entries += n;
+    if (n > 0) {
+      this.#owners.delete(owner);
+      this.#owners.add(owner);
+    } else if (owner.size === 0) this.#owners.delete(owner);
+  }
+
+  /** `owner` is gone (its connection closed or unregistered): give back all its entries. */
+  release(owner: RecentNonces): void {
+    this.#entries -= owner.size;
+    this.#owners.delete(owner);
+  }
+}
+
+/**
  * The envelope nonces one registered sender used recently, to refuse an envelope sent twice.
- * Bounded per sender and forgetting the oldest when full: only the holder of the sender's key
- * can submit envelopes from its registered connection, so a forgotten nonce can only be
- * "replayed" by that sender itself (and the recipient checks again: core/signaling/client.ts).
+ * Bounded per sender (`max`, the oldest forgotten first) and by the shared `budget`; expired
+ * entries are dropped as new ones come (all live the same time, so they expire oldest first).
  */
 export class RecentNonces {
   readonly #seen = new Map<string, number>();
-  constructor(readonly max: number) {}
+  constructor(
+    readonly max: number,
+    readonly budget?: EnvelopeNonceBudget,
+  ) {}
 
   get size(): number {
     return this.#seen.size;
@@ -130,12 +189,29 @@ export class RecentNonces {
   add(nonce: string, now: number, expires: number): boolean {
     const until = this.#seen.get(nonce);
     if (until !== undefined && until > now) return false;
-    this.#seen.delete(nonce);
-    if (this.#seen.size >= this.max) {
-      const oldest = this.#seen.keys().next().value;
-      if (oldest !== undefined) this.#seen.delete(oldest);
-    }
+    if (until !== undefined) this.#delete(nonce);
+    this.#dropExpired(now);
+    if (this.#seen.size >= this.max) this.forgetOldest();
+    this.budget?.makeRoom(this);
     this.#seen.set(nonce, expires);
+    this.budget?.counted(this, 1);
     return true;
+  }
+
+  /** Forget the oldest remembered nonce (for the per-sender cap or the shared budget). */
+  forgetOldest(): void {
+    const oldest = this.#seen.keys().next().value;
+    if (oldest !== undefined) this.#delete(oldest);
+  }
+
+  #delete(nonce: string): void {
+    if (this.#seen.delete(nonce)) this.budget?.counted(this, -1);
+  }
+
+  #dropExpired(now: number): void {
+    for (const [nonce, until] of this.#seen) {
+      if (until > now) return;
+      this.#delete(nonce);
+    }
   }
 }

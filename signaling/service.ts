@@ -47,7 +47,7 @@ import { originAllowed } from "../server/origin.ts";
 import { TokenBucket } from "../server/token-bucket.ts";
 import { audienceAccepted } from "./audience.ts";
 import type { SignalingConfig } from "./config.ts";
-import { RecentNonces, type SourceState, SourceTable } from "./limits.ts";
+import { EnvelopeNonceBudget, RecentNonces, type SourceState, SourceTable } from "./limits.ts";
 import { createSignalingMetrics } from "./metrics.ts";
 import { IdentityCache, registerSignatureValid } from "./register-check.ts";
 import { PeerRegistry, type Registration } from "./registry.ts";
@@ -67,6 +67,8 @@ export interface SignalingStats {
   /** Verified identities remembered (signaling/register-check.ts). */
   identities: number;
   sources: number;
+  /** Envelope nonces remembered, over all connections. */
+  envelopeNonces: number;
 }
 
 export interface SignalingService extends HostedService {
@@ -122,8 +124,11 @@ const LOOKUP_BUDGET_BYTES = 60_000;
 
 /** Rate-limited frames per connection answered with RATE_LIMITED (later ones are dropped). */
 const RATE_LIMIT_REPLIES = 20;
-/** Envelope nonces remembered per registered sender (see RecentNonces). */
-const ENVELOPE_NONCES_PER_SENDER = 256;
+/**
+ * Envelope nonces remembered per registered sender (see RecentNonces): a dial uses 10–20
+ * envelopes (offer or answer, ICE candidates, bye), so 64 covers a few dials within the window.
+ */
+const ENVELOPE_NONCES_PER_SENDER = 64;
 /** Coarseness of LOOKUP's `last_seen` (docs/protocol/signaling.md, "Privacy"). */
 const LAST_SEEN_GRANULARITY_MS = 60_000;
 
@@ -157,6 +162,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
   const conns = new Set<Conn>();
   const sources = new SourceTable(config);
   const identities = new IdentityCache(config.identityCacheSize);
+  const nonceBudget = new EnvelopeNonceBudget(config.envelopeNonceBytes);
   const proxies = trustedProxies(config.trustProxy);
   const registry = new PeerRegistry<Conn>(now(), (subscriber, key) => refresh(subscriber, toHex(key), key));
   let nextConnId = 1;
@@ -236,6 +242,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     conn.reg = undefined;
     if (!conn.closed) queueMicrotask(() => refreshViewer(conn));
     conn.publicKey = undefined;
+    if (conn.envelopeNonces) nonceBudget.release(conn.envelopeNonces);
     conn.envelopeNonces = undefined;
     conn.source.registrations--;
     return reg;
@@ -335,7 +342,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     if (movesHere) {
       conn.reg = registration;
       conn.source.registrations++;
-      conn.envelopeNonces = new RecentNonces(ENVELOPE_NONCES_PER_SENDER);
+      conn.envelopeNonces = new RecentNonces(ENVELOPE_NONCES_PER_SENDER, nonceBudget);
       // As a viewer it now has a key; as a target its visibility is now this connection's.
       refreshViewer(conn);
       refreshWatchers(registration);
@@ -668,6 +675,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         subscriptions: registry.subscriptions,
         identities: identities.size,
         sources: sources.size,
+        envelopeNonces: nonceBudget.entries,
       };
     },
 

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { SignalingClient } from "../core/signaling/client.ts";
 import { type ClientMessage, type ServerMessage, signEnvelope } from "../core/wire/signaling.ts";
 import type { SignalingConfig } from "./config.ts";
-import { ENVELOPE_NONCE_ENTRY_BYTES } from "./limits.ts";
+import { ENVELOPE_NONCE_ENTRY_BYTES, VERIFY_COST_MS } from "./limits.ts";
 import {
   makeUser,
   RawClient,
@@ -164,6 +164,43 @@ describe("replay memory and verification cost are bounded per source", () => {
     expect(codeOf(await innocent.request(await registerOn(innocent, makeUser("ivy"), { id: 1 })))).toBe(
       "REGISTER_RESPONSE",
     );
+  });
+});
+
+describe("verification is charged a fixed cost per check kind", () => {
+  it("whatever else the process is doing: the budget admits exactly what the documented costs allow", async () => {
+    // The clock is pinned (no refill), so the count depends only on what each check is charged.
+    // Measured CPU time would vary with load, GC and the process's other threads.
+    const pinned = Date.now();
+    const s = await startSignaling(
+      { sourceCpuMs: 1, sourceCpuBurstMs: 20, connBurst: 1_000, sourceBurst: 1_000, maxViolations: 10_000 },
+      0,
+      () => pinned,
+    );
+    running.push(s);
+    const alice = makeUser("alice");
+    const nobody = makeUser("nobody");
+    const a = await hello(s.url);
+    // A first-seen identity: 20 − 0.75 = 19.25 ms left.
+    const reg = await a.request(await registerOn(a, alice, { id: 1, timestamp: pinned }));
+    expect(codeOf(reg)).toBe("REGISTER_RESPONSE");
+    expect(VERIFY_COST_MS.firstSeenIdentity).toBe(0.75);
+    expect(VERIFY_COST_MS.signature).toBe(0.25);
+    const codes: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      const envelope = signEnvelope(alice.privateIdentityKey, {
+        from: alice.identity.verified.identity_key as Uint8Array<ArrayBuffer>,
+        to: nobody.identity.verified.identity_key as Uint8Array<ArrayBuffer>,
+        kind: "ice",
+        payload: new Uint8Array([1]),
+        timestamp: pinned,
+        nonce: crypto.getRandomValues(new Uint8Array(16)),
+      });
+      codes.push(codeOf(await a.request({ t: "SIGNAL", id: i + 2, envelope })));
+    }
+    // Checks run while the balance is not negative: 19.25 / 0.25 = 77 more after the first.
+    expect(codes.slice(0, 78).every((c) => c === "PEER_OFFLINE")).toBe(true);
+    expect(codes.slice(78).every((c) => c === "BUSY")).toBe(true);
   });
 });
 

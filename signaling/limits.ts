@@ -107,6 +107,19 @@ export class SourceTable {
 }
 
 /**
+ * What each kind of verification is charged to its source's budget (ms): a fixed cost per kind,
+ * not a measurement — process CPU time counts GC, libuv and LMDB threads, and wall time counts
+ * other processes, so under load an honest source would pay for others' work. The figures are
+ * `npm run bench:signaling` on the 2-core reference machine (bench/README.md), rounded up:
+ *  - `signature`: one native Ed25519 verification (an envelope, or a REGISTER whose identity was
+ *    verified before — a renewal);
+ *  - `firstSeenIdentity`: a REGISTER whose identity is not cached: structure checks, the
+ *    identity's own signature, key checks (native X25519 probe) and the REGISTER signature.
+ *    A forged identity is refused part-way but charged the same.
+ */
+export const VERIFY_COST_MS = { firstSeenIdentity: 0.75, signature: 0.25 } as const;
+
+/**
  * What one remembered envelope nonce costs, as counted against the global budget: the 32-char
  * hex key string (≈ 56 B), its expiry number and the Map entry (≈ 80 B), rounded up.
  */

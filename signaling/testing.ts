@@ -28,12 +28,13 @@ export interface RunningSignaling {
 export async function startSignaling(
   overrides: Partial<SignalingConfig> = {},
   port = 0,
+  now?: () => number,
 ): Promise<RunningSignaling> {
   const log = createLogger("signaling-test", process.env.LOG_LEVEL ?? "silent");
   const registry = createRegistry();
   const config = { ...defaultSignalingConfig(), ...overrides };
   const host = createHost({ port, host: "127.0.0.1", staticDir: undefined, registry, log });
-  const service = createSignalingService(config, { registry, log });
+  const service = createSignalingService(config, now ? { registry, log, now } : { registry, log });
   host.mount(service);
   const bound = await host.listen();
   return {

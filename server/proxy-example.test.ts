@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { RelayClient } from "../core/relay/client.ts";
 import { WebSocketLink } from "../core/relay/ws-link.ts";
-import { encodeVersionHeader } from "../core/wire/version.ts";
+import { encodeVersionHeader, SIGNALING_VERSION } from "../core/wire/version.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 import {
   freePort,
@@ -251,7 +251,7 @@ describe("the documented nginx + systemd deployment", () => {
       // Signaling: the socket opens and takes our version header without closing.
       const signal = await openSocket(stack.https, "/signal", "127.0.0.3");
       sockets.push(signal);
-      signal.send(encodeVersionHeader());
+      signal.send(encodeVersionHeader(SIGNALING_VERSION));
       // The same first client again, claiming to be someone else: not believed.
       sockets.push(
         await openSocket(stack.https, "/signal", "127.0.0.2", { "x-forwarded-for": "203.0.113.9" }),

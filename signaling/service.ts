@@ -4,7 +4,8 @@
  *
  * - SREMP §rendezvous: REGISTER (signed by the identity key over this connection's CHALLENGE,
  *   this server as audience, a fresh and increasing timestamp; TTL with renewal), LOOKUP,
- *   LIST_SERVERS; SREMP §version: VERSION_HEADER first each way.
+ *   LIST_SERVERS; SREMP §version: VERSION_HEADER first each way (signaling speaks 1.1,
+ *   core/wire/version.ts SIGNALING_VERSION).
  * - WebRTC signaling: OFFER / ANSWER / ICE / BYE envelopes signed by the sender's identity key,
  *   verified here and forwarded verbatim to the recipient's connection; payloads are opaque.
  * - Presence: a connection watches up to N identity keys and is told when they go on/offline;
@@ -38,7 +39,7 @@ import {
   serverCodec,
 } from "../core/wire/signaling.ts";
 import type { DnsEndpoint, PeerInfo, RegisterRequest } from "../core/wire/sremp.ts";
-import { decodeVersionHeader, encodeVersionHeader } from "../core/wire/version.ts";
+import { decodeVersionHeader, encodeVersionHeader, SIGNALING_VERSION } from "../core/wire/version.ts";
 import { sourceOf, trustedProxies } from "../server/client-source.ts";
 import type { HostedService } from "../server/host.ts";
 import type { Logger } from "../server/log.ts";
@@ -497,10 +498,14 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       return fail(conn, clientCodec.decode(data).id, "RATE_LIMITED", "slow down");
     }
     if (!conn.hello) {
-      const header = decodeVersionHeader(data);
+      const header = decodeVersionHeader(data, SIGNALING_VERSION);
       if (!header.ok)
         return header.error.code === "LOFT_ERR_UNSUPPORTED_VERSION"
-          ? closeConn(conn, CLOSE.UNSUPPORTED_VERSION, "unsupported version; this server speaks SREMP 1.0")
+          ? closeConn(
+              conn,
+              CLOSE.UNSUPPORTED_VERSION,
+              "unsupported version; this server speaks signaling SREMP 1.1",
+            )
           : closeConn(conn, CLOSE.VERSION_EXPECTED, "VERSION_HEADER expected first");
       conn.hello = true;
       clearTimeout(conn.helloTimer);
@@ -597,7 +602,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       conn.onClosed?.();
     });
     if (ws.readyState === ws.OPEN) {
-      ws.send(encodeVersionHeader());
+      ws.send(encodeVersionHeader(SIGNALING_VERSION));
       ws.send(serverCodec.encode({ t: "CHALLENGE", challenge: conn.challenge }));
     }
   }

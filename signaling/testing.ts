@@ -10,7 +10,7 @@ import { createUserIdentity, type UserIdentity } from "../core/identity/identity
 import type { WebSocketFactory, WebSocketLike } from "../core/signaling/client.ts";
 import { type ClientMessage, clientCodec, type ServerMessage, serverCodec } from "../core/wire/signaling.ts";
 import { signRegisterRequest } from "../core/wire/signed.ts";
-import { decodeVersionHeader, encodeVersionHeader } from "../core/wire/version.ts";
+import { decodeVersionHeader, encodeVersionHeader, SIGNALING_VERSION } from "../core/wire/version.ts";
 import { createHost, createRegistry, type Host } from "../server/host.ts";
 import { createLogger } from "../server/log.ts";
 import { defaultSignalingConfig, type SignalingConfig } from "./config.ts";
@@ -130,8 +130,9 @@ export class RawClient {
   static async hello(url: string, options: ClientOptions & ClientRequestArgs = {}): Promise<RawClient> {
     const c = await RawClient.connect(url, options);
     const first = await c.nextFrame();
-    if (!first || !decodeVersionHeader(first.bytes).ok) throw new Error("server did not send VERSION_HEADER");
-    c.sendRaw(encodeVersionHeader());
+    if (!first || !decodeVersionHeader(first.bytes, SIGNALING_VERSION).ok)
+      throw new Error("server did not send VERSION_HEADER");
+    c.sendRaw(encodeVersionHeader(SIGNALING_VERSION));
     return c;
   }
 

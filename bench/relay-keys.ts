@@ -1,7 +1,7 @@
 /**
  * `npm run bench:relay-keys` — the relay's per-command key work (issue #17), each next to the way
  * it was done before, in the same run:
- *   - Ed25519 public-key import as JWK (relay-ws/node-crypto.ts `ed25519PublicKey`) vs SPKI DER,
+ *   - Ed25519 public-key import as JWK (host/node-ed25519.ts `ed25519PublicKey`) vs SPKI DER,
  *     the same 32 bytes: `jwk_vs_der` (paid by every command whose key is not cached, and by every
  *     failed check — relay-ws/verifier.ts);
  *   - one Ed25519 verification with a parsed key, for scale: what a command's check costs;
@@ -11,7 +11,7 @@
  */
 import { createPublicKey, generateKeyPairSync, randomBytes, sign, verify } from "node:crypto";
 import { deriveRcvKey, newDhKeyPair } from "../core/relay/crypto.ts";
-import { ed25519PublicKey } from "../relay-ws/node-crypto.ts";
+import { ed25519PublicKey } from "../host/node-ed25519.ts";
 import { queueDh } from "../relay-ws/queue-dh.ts";
 import { measure, report } from "./harness.ts";
 

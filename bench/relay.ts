@@ -29,7 +29,8 @@ import {
   encodeCommand,
   type ServerFrame,
 } from "../core/relay/protocol.ts";
-import { ed25519Signer, xchachaOpen } from "../relay-ws/node-crypto.ts";
+import { ed25519Signer } from "../host/node-ed25519.ts";
+import { xchachaOpen } from "../relay-ws/node-crypto.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 
 // ------------------------------------------------------------------------------------------------

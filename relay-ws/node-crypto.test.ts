@@ -14,14 +14,8 @@ import {
   verifyCommand,
 } from "../core/relay/crypto.ts";
 import { authInput, BLOCK_SIZE, padBlock } from "../core/relay/protocol.ts";
-import {
-  ed25519PublicKey,
-  ed25519Verify,
-  openAtRest,
-  sealAtRest,
-  sealDelivery,
-  xchachaOpen,
-} from "./node-crypto.ts";
+import { ed25519PublicKey, ed25519Verify } from "../host/node-ed25519.ts";
+import { openAtRest, sealAtRest, sealDelivery, xchachaOpen } from "./node-crypto.ts";
 
 describe("relay node:crypto fast paths", () => {
   it("sealDelivery equals noble's XChaCha20-Poly1305 and opens with core", () => {

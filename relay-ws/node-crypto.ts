@@ -2,7 +2,8 @@
  * The relay's hot-path primitives on node:crypto (OpenSSL), the same primitives core/relay uses
  * from noble, chosen where bench/relay.ts measured a large gain on this machine (see
  * docs/decisions.md (Relay), "node:crypto on the relay's hot path"):
- *   - Ed25519 verification (RFC 8032) of command signatures — about 10× noble;
+ *   - Ed25519 verification (RFC 8032) of command signatures — about 10× noble — lives in
+ *     host/node-ed25519.ts, shared with signaling;
  *   - AES-256-GCM (NIST SP 800-38D) for blobs at rest, a fresh key per blob — about 40× noble;
  *   - XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha-03 §2.3: HChaCha20 subkey from the first 16 nonce
  *     bytes, then RFC 8439 ChaCha20-Poly1305 with nonce 0x00000000 ‖ last 8 bytes) for the
@@ -10,66 +11,9 @@
  * relay-ws/node-crypto.test.ts checks each against the noble implementation byte for byte.
  */
 
-import {
-  createCipheriv,
-  createDecipheriv,
-  createPrivateKey,
-  createPublicKey,
-  generateKeyPairSync,
-  type KeyObject,
-  randomBytes,
-  sign,
-  verify,
-} from "node:crypto";
+import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import { hchacha } from "@noble/ciphers/chacha.js";
 import { RCV_PLAINTEXT_LENGTH } from "../core/relay/protocol.ts";
-
-/**
- * An Ed25519 public key as an OpenSSL KeyObject, or undefined for bytes OpenSSL refuses. Imported
- * as a JWK: OpenSSL 3 builds it from the raw bytes directly, about 10× cheaper than decoding the
- * equivalent SPKI DER through its decoder framework (it is on the path of every command whose key
- * is not cached, relay-ws/verifier.ts).
- */
-export function ed25519PublicKey(raw: Uint8Array): KeyObject | undefined {
-  if (raw.length !== 32) return undefined;
-  try {
-    return createPublicKey({
-      key: { kty: "OKP", crv: "Ed25519", x: Buffer.from(raw).toString("base64url") },
-      format: "jwk",
-    });
-  } catch {
-    return undefined;
-  }
-}
-
-/** Verify an Ed25519 signature; never throws. */
-export function ed25519Verify(key: KeyObject, message: Uint8Array, signature: Uint8Array): boolean {
-  if (signature.length !== 64) return false;
-  try {
-    return verify(null, message, key, signature);
-  } catch {
-    return false;
-  }
-}
-
-/**
- * A key nobody holds, verified against when a command names an unknown queue, so that an unknown
- * id and a bad signature cost the same work (SMP §"Error responses": "verify … using any dummy key").
- */
-export function dummyVerifier(): KeyObject {
-  const { publicKey } = generateKeyPairSync("ed25519");
-  return publicKey;
-}
-
-/** For tools (bench/relay.ts): an OpenSSL Ed25519 signer for a 32-byte secret key (seed). */
-export function ed25519Signer(seed: Uint8Array): (message: Uint8Array) => Uint8Array {
-  const key = createPrivateKey({
-    key: Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), seed]),
-    format: "der",
-    type: "pkcs8",
-  });
-  return (message) => new Uint8Array(sign(null, message, key));
-}
 
 // ---------------------------------------------------------------------------------------------
 // At rest: AES-256-GCM, one fresh key per blob

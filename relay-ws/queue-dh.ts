@@ -28,7 +28,7 @@ export function queueDh(theirPublic: Uint8Array, recipientId: Uint8Array): Queue
   const ours = generateKeyPairSync("x25519");
   let shared: Buffer;
   try {
-    // JWK import: far cheaper than SPKI DER on OpenSSL 3 (see ed25519PublicKey in node-crypto.ts).
+    // JWK import: far cheaper than SPKI DER on OpenSSL 3 (see ed25519PublicKey in host/node-ed25519.ts).
     const theirs = createPublicKey({
       key: { kty: "OKP", crv: "X25519", x: Buffer.from(theirPublic).toString("base64url") },
       format: "jwk",

@@ -1,18 +1,14 @@
 /**
- * Properties of the per-source accounting (source-limits.ts) and the output budget
- * (output-budget.ts) under random operation sequences, and of every command's cost and stored
- * size: whatever the sequence, a bucket never holds more than its burst nor grants more than it
- * holds plus what refilled, refunds never mint units, debt stays bounded, and the source table
- * forgets idle sources.
+ * Properties of the per-source accounting (source-limits.ts; the token bucket itself:
+ * host/token-bucket.test.ts) and the output budget
+ * (output-budget.ts), and of every command's cost and stored size: the source table admits up to
+ * its caps and forgets idle sources.
  */
-import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { BLOCK_SIZE, type Command } from "../core/relay/protocol.ts";
-import { FUZZ_RUNS } from "../test/support/fuzz.ts";
 import { defaultRelayConfig } from "./config.ts";
 import { OutputBudget, SLOW_CONSUMER_FLOOR } from "./output-budget.ts";
 import {
-  Bucket,
   COST,
   commandCost,
   PrekeyBudget,
@@ -20,69 +16,6 @@ import {
   storedBytes,
   storedMessageBytes,
 } from "./source-limits.ts";
-
-type Op =
-  | { k: "take"; n: number; dt: number }
-  | { k: "charge"; n: number; dt: number }
-  | { k: "refund"; n: number };
-
-const opArb: fc.Arbitrary<Op> = fc.oneof(
-  fc.record({
-    k: fc.constant("take" as const),
-    n: fc.integer({ min: 0, max: 500 }),
-    dt: fc.integer({ min: 0, max: 2000 }),
-  }),
-  fc.record({
-    k: fc.constant("charge" as const),
-    n: fc.integer({ min: 0, max: 50 }),
-    dt: fc.integer({ min: 0, max: 2000 }),
-  }),
-  fc.record({ k: fc.constant("refund" as const), n: fc.integer({ min: 0, max: 500 }) }),
-);
-
-describe("Bucket", () => {
-  it("grants at most burst + refill + refunds, never more than burst at once; debt is bounded", () => {
-    fc.assert(
-      fc.property(
-        fc.integer({ min: 1, max: 1000 }),
-        fc.integer({ min: 1, max: 5000 }),
-        fc.array(opArb, { maxLength: 60 }),
-        (rate, burst, ops) => {
-          let now = 0;
-          const b = new Bucket(rate, burst, now);
-          let granted = 0;
-          let refunded = 0;
-          for (const op of ops) {
-            if (op.k === "refund") {
-              b.refund(op.n);
-              refunded += op.n;
-              continue;
-            }
-            now += op.dt;
-            if (op.k === "take") {
-              if (b.take(op.n, now)) granted += op.n;
-            } else {
-              b.charge(op.n, now, 256);
-              // Debt never grows beyond the limit plus one charge.
-              expect(b.overdrawn(256 + op.n, now)).toBe(false);
-            }
-            expect(b.take(burst + 1, now)).toBe(false);
-          }
-          // Charges only lower the level: takes never exceed what the bucket ever held.
-          expect(granted).toBeLessThanOrEqual(burst + (now / 1000) * rate + refunded + 1e-6);
-        },
-      ),
-      { numRuns: FUZZ_RUNS },
-    );
-  });
-
-  it("rate 0 is unlimited", () => {
-    const b = new Bucket(0, 1, 0);
-    for (let i = 0; i < 100; i++) expect(b.take(1_000_000, 0)).toBe(true);
-    expect(b.charge(1_000_000, 0, 0)).toBe(true);
-    expect(b.overdrawn(0, 0)).toBe(false);
-  });
-});
 
 describe("SourceTable", () => {
   it("admits at most the per-source cap, releases, and forgets idle sources once refilled", () => {

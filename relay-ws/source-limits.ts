@@ -19,76 +19,9 @@
  *     a fetch gets the bundle alone (the last-resort path) and drains nothing.
  */
 import { BLOCK_SIZE, type Command, OTK_BLOCK_SIZE } from "../core/relay/protocol.ts";
+import { TokenBucket } from "../host/token-bucket.ts";
 import type { RelayConfig } from "./config.ts";
 import { bucketSize } from "./store/at-rest.ts";
-
-/**
- * A token bucket of `rate` units per second and `burst` capacity, starting full; `rate` 0 means
- * unlimited. `take` may leave a debt down to `-burst` (`charge`): a client that keeps sending
- * after a refusal is told apart from one that merely hit the limit.
- */
-export class Bucket {
-  #tokens: number;
-  #at: number;
-  constructor(
-    readonly rate: number,
-    readonly burst: number,
-    now: number,
-  ) {
-    this.#tokens = burst;
-    this.#at = now;
-  }
-
-  get unlimited(): boolean {
-    return this.rate === 0;
-  }
-
-  #refill(now: number): void {
-    if (now > this.#at) {
-      this.#tokens = Math.min(this.burst, this.#tokens + ((now - this.#at) / 1000) * this.rate);
-      this.#at = now;
-    }
-  }
-
-  /** Take `n` units if there are that many. */
-  take(n: number, now: number): boolean {
-    if (this.unlimited) return true;
-    this.#refill(now);
-    if (this.#tokens < n) return false;
-    this.#tokens -= n;
-    return true;
-  }
-
-  /**
-   * Charge `n` units whatever the level (a refused frame still cost its decoding). False once the
-   * debt passes `maxDebt`; the debt never grows beyond that (a source that stopped pays it back
-   * at `rate`).
-   */
-  charge(n: number, now: number, maxDebt: number): boolean {
-    if (this.unlimited) return true;
-    this.#refill(now);
-    this.#tokens = Math.max(-maxDebt - n, this.#tokens - n);
-    return this.#tokens >= -maxDebt;
-  }
-
-  /** Whether the bucket is more than `maxDebt` below empty (checked before any decoding). */
-  overdrawn(maxDebt: number, now: number): boolean {
-    if (this.unlimited) return false;
-    this.#refill(now);
-    return this.#tokens < -maxDebt;
-  }
-
-  /** Give back units taken for work that did not happen. */
-  refund(n: number): void {
-    if (!this.unlimited) this.#tokens = Math.min(this.burst, this.#tokens + n);
-  }
-
-  full(now: number): boolean {
-    if (this.unlimited) return true;
-    this.#refill(now);
-    return this.#tokens >= this.burst;
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Costs
@@ -180,10 +113,10 @@ export function storedBytes(cmd: Command): number {
 export interface RelaySource {
   /** Open sockets (counted until the TCP connection is gone, closing ones included). */
   connections: number;
-  readonly upgrades: Bucket;
-  readonly commands: Bucket;
-  readonly storage: Bucket;
-  readonly prekeys: Bucket;
+  readonly upgrades: TokenBucket;
+  readonly commands: TokenBucket;
+  readonly storage: TokenBucket;
+  readonly prekeys: TokenBucket;
 }
 
 export type AdmitVerdict = "ok" | "too-many" | "rate";
@@ -225,10 +158,10 @@ export class SourceTable {
       const l = this.limits;
       s = {
         connections: 0,
-        upgrades: new Bucket(l.connectionsPerSecondPerSource, l.connectionsPerSecondPerSource * 3, now),
-        commands: new Bucket(l.sourceCostRate, l.sourceCostBurst, now),
-        storage: new Bucket(l.sourceStoreRate, l.sourceStoreBurst, now),
-        prekeys: new Bucket(l.prekeySourcePerHour / 3600, l.prekeySourceBurst, now),
+        upgrades: new TokenBucket(l.connectionsPerSecondPerSource, l.connectionsPerSecondPerSource * 3, now),
+        commands: new TokenBucket(l.sourceCostRate, l.sourceCostBurst, now),
+        storage: new TokenBucket(l.sourceStoreRate, l.sourceStoreBurst, now),
+        prekeys: new TokenBucket(l.prekeySourcePerHour / 3600, l.prekeySourceBurst, now),
       };
       this.#map.set(key, s);
     }
@@ -279,7 +212,7 @@ export class SourceTable {
  * draining, never towards refusing the bundle.
  */
 export class PrekeyBudget {
-  readonly #map = new Map<string, Bucket>();
+  readonly #map = new Map<string, TokenBucket>();
   constructor(
     readonly perHour: number,
     readonly burst: number,
@@ -291,7 +224,7 @@ export class PrekeyBudget {
     let b = this.#map.get(queueHex);
     if (!b) {
       if (this.#map.size >= this.maxEntries) return false;
-      b = new Bucket(this.perHour / 3600, this.burst, now);
+      b = new TokenBucket(this.perHour / 3600, this.burst, now);
       this.#map.set(queueHex, b);
     }
     return b.take(1, now);

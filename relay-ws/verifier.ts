@@ -17,7 +17,7 @@
  */
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { toHex } from "../core/bytes.ts";
-import { ed25519PublicKey, ed25519Verify } from "./node-crypto.ts";
+import { ed25519PublicKey, ed25519Verify } from "../host/node-ed25519.ts";
 
 /**
  * Memory one cached key takes: the KeyObject with its OpenSSL EVP_PKEY and the map entry. The

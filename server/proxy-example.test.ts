@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { encodeVersionHeader } from "../core/codec/version.ts";
+import { encodeVersionHeader, SIGNALING_VERSION } from "../core/codec/version.ts";
 import { RelayClient } from "../core/relay/client.ts";
 import { WebSocketLink } from "../core/relay/ws-link.ts";
 import { request } from "../host/http-testing.ts";
@@ -266,7 +266,7 @@ describe("the documented nginx + systemd deployment", () => {
       // Signaling: the socket opens and takes our version header without closing.
       const signal = await openSocket(stack.https, "/signal", "127.0.0.3");
       sockets.push(signal);
-      signal.send(encodeVersionHeader());
+      signal.send(encodeVersionHeader(SIGNALING_VERSION));
       // The same first client again, claiming to be someone else: not believed.
       sockets.push(
         await openSocket(stack.https, "/signal", "127.0.0.2", { "x-forwarded-for": "203.0.113.9" }),

@@ -7,7 +7,7 @@
 import { createServer, type Server } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocket, WebSocketServer } from "ws";
-import { encodeVersionHeader } from "../core/codec/version.ts";
+import { encodeVersionHeader, SIGNALING_VERSION } from "../core/codec/version.ts";
 import { encodeIdentity } from "../core/identity/identity.ts";
 import {
   describeSignalingError,
@@ -39,7 +39,7 @@ async function hostileServer(
   const connected = new Promise<WebSocket>((resolve) => {
     wss.on("connection", (ws) => {
       sockets.push(ws);
-      ws.send(opts.version ?? encodeVersionHeader());
+      ws.send(opts.version ?? encodeVersionHeader(SIGNALING_VERSION));
       ws.send(serverCodec.encode({ t: "CHALLENGE", challenge: new Uint8Array(16) }));
       let hello = false;
       ws.on("message", (data: Buffer) => {
@@ -224,6 +224,13 @@ describe("client-side verification", () => {
     const err = (await client.start().catch((e) => e)) as SignalingError;
     expect(err.code).toBe("UNSUPPORTED_VERSION");
     expect(describeSignalingError(err.code)).toMatch(/incompatible version/);
+  });
+
+  it("has plain words for every REGISTER refusal", () => {
+    for (const code of ["WRONG_AUDIENCE", "BAD_CHALLENGE", "STALE_TIMESTAMP", "BUSY"])
+      expect(describeSignalingError(code)).not.toBe("Signaling failed.");
+    expect(describeSignalingError("WRONG_AUDIENCE")).toMatch(/another address/);
+    expect(describeSignalingError("BAD_CHALLENGE")).toMatch(/sign-in check/);
   });
 
   it("reports an unreachable server in plain words and keeps retrying with backoff", async () => {

@@ -139,6 +139,13 @@ export const signalingOptions = {
     parse: int(1, 60_000),
     help: "verification CPU time one source address may bank (ms)",
   }),
+  envelopeNonceBytes: spec({
+    flag: "signal-envelope-nonce-bytes",
+    env: "LOFT_SIGNAL_ENVELOPE_NONCE_BYTES",
+    default: 16 * 1024 * 1024,
+    parse: int(16_384, 1 << 30),
+    help: "memory for the envelope nonces of all connections (replay check of SIGNAL; 64 per sender); when spent, the oldest are forgotten, nothing is refused",
+  }),
   identityCacheSize: spec({
     flag: "signal-identity-cache",
     env: "LOFT_SIGNAL_IDENTITY_CACHE",
@@ -218,6 +225,16 @@ export const signalingOptions = {
   }),
   trustProxy: trustProxyOption,
   allowedOrigins: allowedOriginsOption,
+  crossOriginPages: spec({
+    flag: "signal-cross-origin-pages",
+    env: "LOFT_SIGNAL_CROSS_ORIGIN_PAGES",
+    default: "separate" as "separate" | "refuse",
+    parse: (raw: string): "separate" | "refuse" => {
+      if (raw === "separate" || raw === "refuse") return raw;
+      throw new ConfigError(`expected "separate" or "refuse", got "${raw}"`);
+    },
+    help: "pages of other origins than this server's and --allowed-origins: 'separate' accepts them under their own per-source budget (users pick this server in another deployment's Settings), 'refuse' answers 403",
+  }),
   shutdownGraceMs: spec({
     flag: "signal-shutdown-grace-ms",
     env: "LOFT_SIGNAL_SHUTDOWN_GRACE_MS",

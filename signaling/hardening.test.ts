@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { SignalingClient } from "../core/signaling/client.ts";
 import { type ClientMessage, type ServerMessage, signEnvelope } from "../core/wire/signaling.ts";
 import type { SignalingConfig } from "./config.ts";
+import { ENVELOPE_NONCE_ENTRY_BYTES, VERIFY_COST_MS } from "./limits.ts";
 import {
   makeUser,
   RawClient,
@@ -166,6 +167,43 @@ describe("replay memory and verification cost are bounded per source", () => {
   });
 });
 
+describe("verification is charged a fixed cost per check kind", () => {
+  it("whatever else the process is doing: the budget admits exactly what the documented costs allow", async () => {
+    // The clock is pinned (no refill), so the count depends only on what each check is charged.
+    // Measured CPU time would vary with load, GC and the process's other threads.
+    const pinned = Date.now();
+    const s = await startSignaling(
+      { sourceCpuMs: 1, sourceCpuBurstMs: 20, connBurst: 1_000, sourceBurst: 1_000, maxViolations: 10_000 },
+      0,
+      () => pinned,
+    );
+    running.push(s);
+    const alice = makeUser("alice");
+    const nobody = makeUser("nobody");
+    const a = await hello(s.url);
+    // A first-seen identity: 20 − 0.75 = 19.25 ms left.
+    const reg = await a.request(await registerOn(a, alice, { id: 1, timestamp: pinned }));
+    expect(codeOf(reg)).toBe("REGISTER_RESPONSE");
+    expect(VERIFY_COST_MS.firstSeenIdentity).toBe(0.75);
+    expect(VERIFY_COST_MS.signature).toBe(0.25);
+    const codes: string[] = [];
+    for (let i = 0; i < 100; i++) {
+      const envelope = signEnvelope(alice.privateIdentityKey, {
+        from: alice.identity.verified.identity_key as Uint8Array<ArrayBuffer>,
+        to: nobody.identity.verified.identity_key as Uint8Array<ArrayBuffer>,
+        kind: "ice",
+        payload: new Uint8Array([1]),
+        timestamp: pinned,
+        nonce: crypto.getRandomValues(new Uint8Array(16)),
+      });
+      codes.push(codeOf(await a.request({ t: "SIGNAL", id: i + 2, envelope })));
+    }
+    // Checks run while the balance is not negative: 19.25 / 0.25 = 77 more after the first.
+    expect(codes.slice(0, 78).every((c) => c === "PEER_OFFLINE")).toBe(true);
+    expect(codes.slice(78).every((c) => c === "BUSY")).toBe(true);
+  });
+});
+
 describe("a busy server is retried, not abandoned", () => {
   it("the core client registers once its network address has verification budget again", async () => {
     const s = await server({ sourceCpuMs: 2, sourceCpuBurstMs: 1, connBurst: 1_000, connRate: 1_000 });
@@ -222,6 +260,44 @@ describe("envelopes and presence", () => {
     });
     expect(codeOf(await a.request({ t: "SIGNAL", id: 2, envelope }))).toBe("SIGNAL_ACK");
     expect(codeOf(await a.request({ t: "SIGNAL", id: 3, envelope }))).toBe("REPLAY");
+  });
+
+  it("envelope-nonce memory is bounded per connection and in total, and a full total never refuses anyone", async () => {
+    // 3 senders' worth of nonces in total (a dial uses 10–20 envelopes; 64 are kept per sender).
+    const s = await server({
+      envelopeNonceBytes: 3 * 64 * ENVELOPE_NONCE_ENTRY_BYTES,
+      ...{ connBurst: 1_000, sourceBurst: 1_000, sourceCpuMs: 1_000, sourceCpuBurstMs: 60_000 },
+    });
+    const envelopeFrom = (u: ReturnType<typeof makeUser>, to: ReturnType<typeof makeUser>) =>
+      signEnvelope(u.privateIdentityKey, {
+        from: u.identity.verified.identity_key as Uint8Array<ArrayBuffer>,
+        to: to.identity.verified.identity_key as Uint8Array<ArrayBuffer>,
+        kind: "ice",
+        payload: new Uint8Array([1]),
+        timestamp: Date.now(),
+        nonce: crypto.getRandomValues(new Uint8Array(16)),
+      });
+    const nobody = makeUser("nobody");
+    let id = 10;
+    // Five senders, 100 envelopes each: more than a connection keeps, more than the total holds.
+    for (let n = 0; n < 5; n++) {
+      const user = makeUser(`sender${n}`);
+      const c = await hello(s.url, { localAddress: `127.0.0.${n + 2}` });
+      expect(codeOf(await c.request(await registerOn(c, user, { id: 1 })))).toBe("REGISTER_RESPONSE");
+      for (let i = 0; i < 100; i++) {
+        const reply = await c.request({ t: "SIGNAL", id: ++id, envelope: envelopeFrom(user, nobody) });
+        expect(codeOf(reply)).toBe("PEER_OFFLINE"); // checked, remembered, nobody to forward to
+      }
+      expect(s.service.stats().envelopeNonces).toBeLessThanOrEqual(3 * 64);
+    }
+    // A newcomer is still served, and its own recent envelope is still refused when replayed.
+    const ivy = makeUser("ivy");
+    const c = await hello(s.url);
+    expect(codeOf(await c.request(await registerOn(c, ivy, { id: 1 })))).toBe("REGISTER_RESPONSE");
+    const envelope = envelopeFrom(ivy, nobody);
+    expect(codeOf(await c.request({ t: "SIGNAL", id: 2, envelope }))).toBe("PEER_OFFLINE");
+    expect(codeOf(await c.request({ t: "SIGNAL", id: 3, envelope }))).toBe("REPLAY");
+    expect(s.service.stats().envelopeNonces).toBeLessThanOrEqual(3 * 64);
   });
 
   it("a peer that shows itself only to whom it watches is offline to everyone else", async () => {
@@ -332,8 +408,27 @@ describe("envelopes and presence", () => {
 });
 
 describe("who may connect", () => {
-  it("refuses a WebSocket from a foreign web page (Origin), accepts its own and configured origins", async () => {
-    const s = await server({ allowedOrigins: ["https://app.example"] });
+  it("accepts pages of other origins by default, on a per-source budget apart from its own pages", async () => {
+    // Users may pick this server in another deployment's Settings (docs/user-guide.md): their
+    // page has that deployment's origin. A hostile page could only spend its own, separate budget.
+    const s = await server({ allowedOrigins: ["https://app.example"], maxConnectionsPerSource: 1 });
+    raws.push(await RawClient.connect(s.url, { headers: { origin: `http://127.0.0.1:${s.port}` } }));
+    const foreign = await RawClient.connect(s.url, { headers: { origin: "https://other.example" } });
+    raws.push(foreign);
+    // The foreign page speaks the protocol like any client.
+    const first = await foreign.nextFrame();
+    expect(first).toBeDefined();
+    // Its budget (1 connection) is spent; its own pages' budget was spent separately.
+    await expect(
+      RawClient.connect(s.url, { headers: { origin: "https://another.example" } }),
+    ).rejects.toThrow("HTTP 429");
+    await expect(RawClient.connect(s.url, { headers: { origin: "https://app.example" } })).rejects.toThrow(
+      "HTTP 429",
+    );
+  });
+
+  it("with --signal-cross-origin-pages refuse: foreign pages get 403; its own origin, configured ones and non-browser clients are accepted", async () => {
+    const s = await server({ allowedOrigins: ["https://app.example"], crossOriginPages: "refuse" });
     await expect(RawClient.connect(s.url, { headers: { origin: "https://evil.example" } })).rejects.toThrow(
       "HTTP 403",
     );

@@ -7,7 +7,14 @@ import { describe, expect, it } from "vitest";
 import { equalBytes } from "../core/bytes.ts";
 import { SignalingClient, type SignalingEvent } from "../core/signaling/client.ts";
 import { CLOSE } from "../core/wire/signaling.ts";
-import { CostBucket, RecentNonces, TokenBucket } from "./limits.ts";
+import { defaultSignalingConfig } from "./config.ts";
+import {
+  ENVELOPE_NONCE_ENTRY_BYTES,
+  EnvelopeNonceBudget,
+  MAX_IDLE_SOURCES,
+  RecentNonces,
+  SourceTable,
+} from "./limits.ts";
 import { makeUser, metricValue, RawClient, registerOn, startSignaling, wsFactory } from "./testing.ts";
 
 const from = (n: number) => ({ localAddress: `127.0.0.${n}` });
@@ -25,24 +32,41 @@ function waitFor(c: SignalingClient, pred: (e: SignalingEvent) => boolean): Prom
 }
 
 describe("limit primitives", () => {
-  it("a token bucket allows its burst, then its rate", () => {
-    const b = new TokenBucket(10, 3, 0);
-    expect([b.take(0), b.take(0), b.take(0), b.take(0)]).toEqual([true, true, true, false]);
-    expect(b.take(50)).toBe(false);
-    expect(b.take(100)).toBe(true);
-    expect(b.full(10_000)).toBe(true);
+  it("the source table is capped: idle sources are forgotten oldest first, connected ones never", () => {
+    // One client with a large IPv6 allocation shows up as many /64 sources; each entry costs memory.
+    expect(MAX_IDLE_SOURCES).toBe(100_000);
+    const t = new SourceTable({ ...defaultSignalingConfig(), upgradeBurst: 1_000 }, 200);
+    for (let i = 0; i < 50; i++) expect(t.admit(`connected ${i}`, 0)).toBe("ok");
+    for (let i = 0; i < 10_000; i++) t.get(`idle ${i}`, 0);
+    expect(t.size).toBeLessThanOrEqual(200);
+    // Connected sources kept their entry, and with it their connection count.
+    for (let i = 0; i < 50; i++) expect(t.get(`connected ${i}`, 0).connections).toBe(1);
   });
 
-  it("a cost bucket refuses once overspent, until refilled", () => {
-    const b = new CostBucket(10, 5, 0); // 10 ms per second, 5 ms banked
-    expect(b.canSpend(0)).toBe(true);
-    b.charge(4, 0);
-    expect(b.canSpend(0)).toBe(true);
-    b.charge(4, 0); // -3: overspent
-    expect(b.canSpend(0)).toBe(false);
-    expect(b.canSpend(300)).toBe(false); // -3 + 3 = 0
-    expect(b.canSpend(400)).toBe(true);
-    expect(b.full(10_000)).toBe(true);
+  it("the shared nonce budget evicts the adder's own oldest, or the least recently active sender's; never refuses", () => {
+    const budget = new EnvelopeNonceBudget(3 * ENVELOPE_NONCE_ENTRY_BYTES);
+    const [a, b, c] = [
+      new RecentNonces(64, budget),
+      new RecentNonces(64, budget),
+      new RecentNonces(64, budget),
+    ];
+    expect(a.add("a1", 0, 1_000) && a.add("a2", 0, 1_000) && b.add("b1", 0, 1_000)).toBe(true);
+    expect(a.add("a3", 0, 1_000)).toBe(true); // full: a forgets its own oldest (a1)
+    expect([a.has("a1", 0), a.has("a2", 0), b.has("b1", 0)]).toEqual([false, true, true]);
+    expect(c.add("c1", 0, 1_000)).toBe(true); // c holds none: b (least recently active) forgets b1
+    expect([a.has("a2", 0), a.has("a3", 0), b.has("b1", 0), c.has("c1", 0)]).toEqual([
+      true,
+      true,
+      false,
+      true,
+    ]);
+    expect(budget.entries).toBe(3);
+    budget.release(a);
+    expect(budget.entries).toBe(1);
+    // Expired entries give their room back as new ones come.
+    expect(c.add("c2", 2_000, 3_000)).toBe(true);
+    expect(c.size).toBe(1);
+    expect(budget.entries).toBe(1);
   });
 
   it("recent nonces refuse a live reuse, forget after expiry, and evict the oldest when full", () => {

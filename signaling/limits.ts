@@ -8,40 +8,7 @@
  * disk and never exported in metrics or /health; an idle source's entry is dropped by `sweep`.
  */
 
-/** A token bucket: `rate` tokens per second, at most `burst` banked; starts full. */
-export class TokenBucket {
-  #tokens: number;
-  #last: number;
-  constructor(
-    readonly rate: number,
-    readonly burst: number,
-    now: number,
-  ) {
-    this.#tokens = burst;
-    this.#last = now;
-  }
-
-  #refill(now: number): void {
-    if (now > this.#last) {
-      this.#tokens = Math.min(this.burst, this.#tokens + ((now - this.#last) * this.rate) / 1000);
-      this.#last = now;
-    }
-  }
-
-  /** Take one token if there is one. */
-  take(now: number): boolean {
-    this.#refill(now);
-    if (this.#tokens < 1) return false;
-    this.#tokens -= 1;
-    return true;
-  }
-
-  /** True when the bucket has refilled completely (the entry can be forgotten). */
-  full(now: number): boolean {
-    this.#refill(now);
-    return this.#tokens >= this.burst;
-  }
-}
+import { TokenBucket } from "../host/token-bucket.ts";
 
 export interface SourceLimits {
   sourceRate: number;
@@ -60,15 +27,31 @@ export interface SourceState {
   registrations: number;
   messages: TokenBucket;
   upgrades: TokenBucket;
-  /** Signature-verification CPU time (ms) this source may still cost. */
-  cpu: CostBucket;
+  /**
+   * Signature-verification time (ms) this source may still cost: charged after the work (its
+   * cost is only known then) with no debt bound; a source in debt waits until it is paid back,
+   * and `overdrawn` — the cheap check made before any expensive work — says so meanwhile.
+   */
+  cpu: TokenBucket;
 }
 
 export type UpgradeVerdict = "ok" | "rate" | "too-many";
 
+/**
+ * Sources tracked without a connection (their buckets still refilling) before the oldest such
+ * entries are forgotten, as the relay does (relay-ws/source-limits.ts): a client with a large
+ * IPv6 allocation shows up as many /64 sources, and each entry costs memory (≈ 0.4 KB).
+ * Forgetting an idle source only hands it a fresh burst; a source with a connection (and so any
+ * registration) is never forgotten, and there are at most `--signal-max-connections` of those.
+ */
+export const MAX_IDLE_SOURCES = 100_000;
+
 export class SourceTable {
   readonly #map = new Map<string, SourceState>();
-  constructor(readonly limits: SourceLimits) {}
+  constructor(
+    readonly limits: SourceLimits,
+    readonly maxIdle = MAX_IDLE_SOURCES,
+  ) {}
 
   get size(): number {
     return this.#map.size;
@@ -77,12 +60,13 @@ export class SourceTable {
   get(source: string, now: number): SourceState {
     let s = this.#map.get(source);
     if (!s) {
+      if (this.#map.size >= this.maxIdle) this.#forgetIdle();
       s = {
         connections: 0,
         registrations: 0,
         messages: new TokenBucket(this.limits.sourceRate, this.limits.sourceBurst, now),
         upgrades: new TokenBucket(this.limits.upgradeRate, this.limits.upgradeBurst, now),
-        cpu: new CostBucket(this.limits.sourceCpuMs, this.limits.sourceCpuBurstMs, now),
+        cpu: new TokenBucket(this.limits.sourceCpuMs, this.limits.sourceCpuBurstMs, now),
       };
       this.#map.set(source, s);
     }
@@ -93,9 +77,19 @@ export class SourceTable {
   admit(source: string, now: number): UpgradeVerdict {
     const s = this.get(source, now);
     if (s.connections >= this.limits.maxConnectionsPerSource) return "too-many";
-    if (!s.upgrades.take(now)) return "rate";
+    if (!s.upgrades.take(1, now)) return "rate";
     s.connections++;
     return "ok";
+  }
+
+  /** Forget up to 64 of the oldest entries without a connection (insertion order is age order). */
+  #forgetIdle(): void {
+    let forgotten = 0;
+    for (const [key, s] of this.#map) {
+      if (s.connections > 0 || s.registrations > 0) continue;
+      this.#map.delete(key);
+      if (++forgotten >= 64) return;
+    }
   }
 
   /** Drop entries with no connection, no registration and full buckets. */
@@ -113,55 +107,86 @@ export class SourceTable {
 }
 
 /**
- * A budget of CPU time (ms) refilled at `ratePerSecond`, at most `burst` banked. Work is charged
- * after it ran (its cost is only known then), so the balance can go below zero: a source that
- * overspent waits until it is positive again, and `canSpend` — the cheap check made before any
- * expensive work — says no meanwhile.
+ * What each kind of verification is charged to its source's budget (ms): a fixed cost per kind,
+ * not a measurement — process CPU time counts GC, libuv and LMDB threads, and wall time counts
+ * other processes, so under load an honest source would pay for others' work. The figures are
+ * `npm run bench:signaling` on the 2-core reference machine (bench/README.md), rounded up:
+ *  - `signature`: one native Ed25519 verification (an envelope, or a REGISTER whose identity was
+ *    verified before — a renewal);
+ *  - `firstSeenIdentity`: a REGISTER whose identity is not cached: structure checks, the
+ *    identity's own signature, key checks (native X25519 probe) and the REGISTER signature.
+ *    A forged identity is refused part-way but charged the same.
  */
-export class CostBucket {
-  #balance: number;
-  #last: number;
-  constructor(
-    readonly ratePerSecond: number,
-    readonly burst: number,
-    now: number,
-  ) {
-    this.#balance = burst;
-    this.#last = now;
+export const VERIFY_COST_MS = { firstSeenIdentity: 0.75, signature: 0.25 } as const;
+
+/**
+ * What one remembered envelope nonce costs, as counted against the global budget: the 32-char
+ * hex key string (≈ 56 B), its expiry number and the Map entry (≈ 80 B), rounded up.
+ */
+export const ENVELOPE_NONCE_ENTRY_BYTES = 160;
+
+/**
+ * The memory budget shared by every connection's envelope nonces (`--signal-envelope-nonce-bytes`).
+ * It never refuses an envelope: when it is spent, the connection adding a nonce forgets its own
+ * oldest one, or — when it holds none — the least recently active connection forgets its oldest.
+ * Forgetting is safe because only the holder of a sender's key can submit envelopes from its
+ * registered connection (FROM_MISMATCH), so a forgotten nonce can be reused only by that sender
+ * itself, and the recipient checks again (core/signaling/client.ts).
+ */
+export class EnvelopeNonceBudget {
+  #entries = 0;
+  /** Owners holding entries, least recently added-to first (Set insertion order). */
+  readonly #owners = new Set<RecentNonces>();
+  readonly maxEntries: number;
+  constructor(bytes: number) {
+    this.maxEntries = Math.max(1, Math.floor(bytes / ENVELOPE_NONCE_ENTRY_BYTES));
   }
 
-  #refill(now: number): void {
-    if (now > this.#last) {
-      this.#balance = Math.min(this.burst, this.#balance + ((now - this.#last) * this.ratePerSecond) / 1000);
-      this.#last = now;
+  get entries(): number {
+    return this.#entries;
+  }
+
+  /** Room for one more entry of `owner`, making it by eviction when the budget is spent. */
+  makeRoom(owner: RecentNonces): void {
+    if (this.#entries < this.maxEntries) return;
+    if (owner.size > 0) {
+      owner.forgetOldest();
+      return;
+    }
+    for (const other of this.#owners) {
+      if (other.size === 0) continue;
+      other.forgetOldest();
+      return;
     }
   }
 
-  canSpend(now: number): boolean {
-    this.#refill(now);
-    return this.#balance > 0;
+  /** `owner` added (+n) or forgot (−n) entries. */
+  counted(owner: RecentNonces, n: number): void {
+    this.#entries += n;
+    if (n > 0) {
+      this.#owners.delete(owner);
+      this.#owners.add(owner);
+    } else if (owner.size === 0) this.#owners.delete(owner);
   }
 
-  charge(cost: number, now: number): void {
-    this.#refill(now);
-    this.#balance -= cost;
-  }
-
-  full(now: number): boolean {
-    this.#refill(now);
-    return this.#balance >= this.burst;
+  /** `owner` is gone (its connection closed or unregistered): give back all its entries. */
+  release(owner: RecentNonces): void {
+    this.#entries -= owner.size;
+    this.#owners.delete(owner);
   }
 }
 
 /**
  * The envelope nonces one registered sender used recently, to refuse an envelope sent twice.
- * Bounded per sender and forgetting the oldest when full: only the holder of the sender's key
- * can submit envelopes from its registered connection, so a forgotten nonce can only be
- * "replayed" by that sender itself (and the recipient checks again: core/signaling/client.ts).
+ * Bounded per sender (`max`, the oldest forgotten first) and by the shared `budget`; expired
+ * entries are dropped as new ones come (all live the same time, so they expire oldest first).
  */
 export class RecentNonces {
   readonly #seen = new Map<string, number>();
-  constructor(readonly max: number) {}
+  constructor(
+    readonly max: number,
+    readonly budget?: EnvelopeNonceBudget,
+  ) {}
 
   get size(): number {
     return this.#seen.size;
@@ -177,12 +202,29 @@ export class RecentNonces {
   add(nonce: string, now: number, expires: number): boolean {
     const until = this.#seen.get(nonce);
     if (until !== undefined && until > now) return false;
-    this.#seen.delete(nonce);
-    if (this.#seen.size >= this.max) {
-      const oldest = this.#seen.keys().next().value;
-      if (oldest !== undefined) this.#seen.delete(oldest);
-    }
+    if (until !== undefined) this.#delete(nonce);
+    this.#dropExpired(now);
+    if (this.#seen.size >= this.max) this.forgetOldest();
+    this.budget?.makeRoom(this);
     this.#seen.set(nonce, expires);
+    this.budget?.counted(this, 1);
     return true;
+  }
+
+  /** Forget the oldest remembered nonce (for the per-sender cap or the shared budget). */
+  forgetOldest(): void {
+    const oldest = this.#seen.keys().next().value;
+    if (oldest !== undefined) this.#delete(oldest);
+  }
+
+  #delete(nonce: string): void {
+    if (this.#seen.delete(nonce)) this.budget?.counted(this, -1);
+  }
+
+  #dropExpired(now: number): void {
+    for (const [nonce, until] of this.#seen) {
+      if (until > now) return;
+      this.#delete(nonce);
+    }
   }
 }

@@ -86,7 +86,7 @@ export function createSignalingMetrics(registry: Registry): SignalingMetrics {
     }),
     verifySeconds: new Counter({
       name: "loft_signaling_verify_seconds_total",
-      help: "CPU time spent verifying REGISTER and envelope signatures (charged to per-source budgets)",
+      help: "time spent verifying REGISTER and envelope signatures (per-source budgets are charged fixed costs per check, signaling/limits.ts)",
       registers,
     }),
     reaped: new Counter({

@@ -38,7 +38,7 @@ import { SIGNATURE_CONTEXTS, signedBytes } from "../core/identity/signature.ts";
 import { checkUsername } from "../core/identity/username.ts";
 import { requestSignedPayload } from "../core/wire/signed.ts";
 import type { RegisterRequest } from "../core/wire/sremp.ts";
-import { ed25519PublicKey, ed25519Verify } from "../relay-ws/node-crypto.ts";
+import { ed25519PublicKey, ed25519Verify } from "../host/node-ed25519.ts";
 
 /** What the server needs to know about a verified identity. */
 export interface CheckedIdentity {

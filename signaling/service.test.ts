@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { equalBytes } from "../core/bytes.ts";
 import { encodeCanonical } from "../core/codec/codec.ts";
-import { encodeVersionHeader } from "../core/codec/version.ts";
+import { decodeVersionHeader, encodeVersionHeader, SIGNALING_VERSION } from "../core/codec/version.ts";
 import { encodeIdentity, updateIdentity } from "../core/identity/identity.ts";
 import { SignalingClient, SignalingError, type SignalingEvent } from "../core/signaling/client.ts";
 import { CLOSE, type ClientMessage, clientCodec, signEnvelope } from "../core/wire/signaling.ts";
@@ -310,6 +310,15 @@ describe("bad input gets typed errors and documented close codes", () => {
     const noHeader = await RawClient.connect(server.url);
     noHeader.send({ t: "LIST_SERVERS_REQUEST", id: 1 });
     expect((await noHeader.closed).code).toBe(CLOSE.VERSION_EXPECTED);
+
+    // An app from before REGISTER needed the CHALLENGE and an audience (cached by an old Service
+    // Worker) speaks signaling 1.0: told "incompatible version", not left failing silently.
+    const old = await RawClient.connect(server.url);
+    const serverHeader = await old.nextFrame();
+    expect(decodeVersionHeader(serverHeader!.bytes, SIGNALING_VERSION).ok).toBe(true);
+    expect(decodeVersionHeader(serverHeader!.bytes).ok).toBe(false); // an old app refuses it too
+    old.sendRaw(encodeVersionHeader({ protocol_name: "SREMP", version_major: 1, version_minor: 0 }));
+    expect((await old.closed).code).toBe(CLOSE.UNSUPPORTED_VERSION);
 
     const future = await RawClient.connect(server.url);
     future.sendRaw(encodeVersionHeader({ protocol_name: "SREMP", version_major: 2, version_minor: 0 }));

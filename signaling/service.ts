@@ -4,7 +4,8 @@
  *
  * - SREMP §rendezvous: REGISTER (signed by the identity key over this connection's CHALLENGE,
  *   this server as audience, a fresh and increasing timestamp; TTL with renewal), LOOKUP,
- *   LIST_SERVERS; SREMP §version: VERSION_HEADER first each way.
+ *   LIST_SERVERS; SREMP §version: VERSION_HEADER first each way (signaling speaks 1.1,
+ *   core/codec/version.ts SIGNALING_VERSION).
  * - WebRTC signaling: OFFER / ANSWER / ICE / BYE envelopes signed by the sender's identity key,
  *   verified here and forwarded verbatim to the recipient's connection; payloads are opaque.
  * - Presence: a connection watches up to N identity keys and is told when they go on/offline;
@@ -24,7 +25,7 @@ import type { Duplex } from "node:stream";
 import type { Registry } from "prom-client";
 import { type WebSocket, WebSocketServer } from "ws";
 import { equalBytes, fromHex, toHex } from "../core/bytes.ts";
-import { decodeVersionHeader, encodeVersionHeader } from "../core/codec/version.ts";
+import { decodeVersionHeader, encodeVersionHeader, SIGNALING_VERSION } from "../core/codec/version.ts";
 import type { LoftErrorCode } from "../core/errors.ts";
 import { signedBytes } from "../core/identity/signature.ts";
 import {
@@ -42,11 +43,18 @@ import type { DnsEndpoint, PeerInfo, RegisterRequest } from "../core/wire/sremp.
 import { sourceOf, trustedProxies } from "../host/client-source.ts";
 import type { HostedService } from "../host/host.ts";
 import type { Logger } from "../host/log.ts";
+import { ed25519Verify } from "../host/node-ed25519.ts";
 import { originAllowed } from "../host/origin.ts";
-import { ed25519Verify } from "../relay-ws/node-crypto.ts";
+import { TokenBucket } from "../host/token-bucket.ts";
 import { audienceAccepted } from "./audience.ts";
 import type { SignalingConfig } from "./config.ts";
-import { RecentNonces, type SourceState, SourceTable, TokenBucket } from "./limits.ts";
+import {
+  EnvelopeNonceBudget,
+  RecentNonces,
+  type SourceState,
+  SourceTable,
+  VERIFY_COST_MS,
+} from "./limits.ts";
 import { createSignalingMetrics } from "./metrics.ts";
 import { IdentityCache, registerSignatureValid } from "./register-check.ts";
 import { PeerRegistry, type Registration } from "./registry.ts";
@@ -66,6 +74,8 @@ export interface SignalingStats {
   /** Verified identities remembered (signaling/register-check.ts). */
   identities: number;
   sources: number;
+  /** Envelope nonces remembered, over all connections. */
+  envelopeNonces: number;
 }
 
 export interface SignalingService extends HostedService {
@@ -121,8 +131,11 @@ const LOOKUP_BUDGET_BYTES = 60_000;
 
 /** Rate-limited frames per connection answered with RATE_LIMITED (later ones are dropped). */
 const RATE_LIMIT_REPLIES = 20;
-/** Envelope nonces remembered per registered sender (see RecentNonces). */
-const ENVELOPE_NONCES_PER_SENDER = 256;
+/**
+ * Envelope nonces remembered per registered sender (see RecentNonces): a dial uses 10–20
+ * envelopes (offer or answer, ICE candidates, bye), so 64 covers a few dials within the window.
+ */
+const ENVELOPE_NONCES_PER_SENDER = 64;
 /** Coarseness of LOOKUP's `last_seen` (docs/protocol/signaling.md, "Privacy"). */
 const LAST_SEEN_GRANULARITY_MS = 60_000;
 
@@ -156,6 +169,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
   const conns = new Set<Conn>();
   const sources = new SourceTable(config);
   const identities = new IdentityCache(config.identityCacheSize);
+  const nonceBudget = new EnvelopeNonceBudget(config.envelopeNonceBytes);
   const proxies = trustedProxies(config.trustProxy);
   const registry = new PeerRegistry<Conn>(now(), (subscriber, key) => refresh(subscriber, toHex(key), key));
   let nextConnId = 1;
@@ -235,6 +249,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     conn.reg = undefined;
     if (!conn.closed) queueMicrotask(() => refreshViewer(conn));
     conn.publicKey = undefined;
+    if (conn.envelopeNonces) nonceBudget.release(conn.envelopeNonces);
     conn.envelopeNonces = undefined;
     conn.source.registrations--;
     return reg;
@@ -251,24 +266,23 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
 
   /**
    * Run signature work charged to `conn`'s source: refused (false) without doing it when the
-   * source is over its CPU budget; otherwise its measured time is charged afterwards.
+   * source is over its budget; otherwise the fixed cost of what `work` reports it did
+   * (VERIFY_COST_MS) is charged afterwards.
    */
-  function verifyCharged<T>(conn: Conn, work: () => T): { ran: false } | { ran: true; value: T } {
-    if (!conn.source.cpu.canSpend(now())) {
+  function verifyCharged<T>(
+    conn: Conn,
+    work: () => { value: T; costMs: number },
+  ): { ran: false } | { ran: true; value: T } {
+    if (conn.source.cpu.overdrawn(0, now())) {
       metrics.rateLimited.inc({ scope: "cpu" });
       return { ran: false };
     }
-    // CPU time, not wall time: on a busy machine the wall clock also counts time this process
-    // was not running, which would charge honest sources for other processes' load.
-    const started = process.cpuUsage();
-    try {
-      return { ran: true, value: work() };
-    } finally {
-      const used = process.cpuUsage(started);
-      const ms = (used.user + used.system) / 1000;
-      conn.source.cpu.charge(ms, now());
-      metrics.verifySeconds.inc(ms / 1000);
-    }
+    const started = performance.now();
+    const { value, costMs } = work();
+    conn.source.cpu.charge(costMs, now());
+    // The metric is what it really took (wall time), for operators; the budget is not.
+    metrics.verifySeconds.inc((performance.now() - started) / 1000);
+    return { ran: true, value };
   }
 
   // Checks in order of cost (docs/protocol/signaling.md, REGISTER_REQUEST): everything that needs
@@ -290,12 +304,16 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       return refuse("REPLAY", "timestamp not after the last REGISTER on this connection");
     if (!audienceAccepted(req.audience, conn.host, config.audience))
       return refuse("WRONG_AUDIENCE", "the request does not name this server as its audience");
-    const verified = verifyCharged(conn, () => {
+    type Checked = ReturnType<IdentityCache["check"]> | { readonly ok: false; readonly signature: true };
+    const verified = verifyCharged<Checked>(conn, () => {
       const identity = identities.check(req.identity);
-      if (!identity.ok) return identity;
-      return registerSignatureValid(identity.value, req)
+      const costMs =
+        identity.ok && identity.cached ? VERIFY_COST_MS.signature : VERIFY_COST_MS.firstSeenIdentity;
+      if (!identity.ok) return { value: identity, costMs };
+      const value = registerSignatureValid(identity.value, req)
         ? identity
         : ({ ok: false, signature: true } as const);
+      return { value, costMs };
     });
     if (!verified.ran)
       return refuse("BUSY", "this network address used its verification budget; retry in a few seconds");
@@ -334,7 +352,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     if (movesHere) {
       conn.reg = registration;
       conn.source.registrations++;
-      conn.envelopeNonces = new RecentNonces(ENVELOPE_NONCES_PER_SENDER);
+      conn.envelopeNonces = new RecentNonces(ENVELOPE_NONCES_PER_SENDER, nonceBudget);
       // As a viewer it now has a key; as a target its visibility is now this connection's.
       refreshViewer(conn);
       refreshWatchers(registration);
@@ -418,7 +436,10 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         const nonceHex = toHex(e.nonce);
         if (conn.envelopeNonces?.has(nonceHex, t))
           return fail(conn, msg.id, "REPLAY", "this envelope nonce was already used");
-        const checked = verifyCharged(conn, () => envelopeValid(conn, e));
+        const checked = verifyCharged(conn, () => ({
+          value: envelopeValid(conn, e),
+          costMs: VERIFY_COST_MS.signature,
+        }));
         if (!checked.ran) return fail(conn, msg.id, "BUSY", "verification budget used; retry shortly");
         if (!checked.value)
           return fail(conn, msg.id, "BAD_SIGNATURE", "envelope signature does not verify under `from`");
@@ -462,7 +483,11 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     conn.alive = true;
     if (!isBinary) return closeConn(conn, CLOSE.UNSUPPORTED_DATA, "binary frames only");
     const t = now();
-    const scope = !conn.bucket.take(t) ? "connection" : !conn.source.messages.take(t) ? "source" : undefined;
+    const scope = !conn.bucket.take(1, t)
+      ? "connection"
+      : !conn.source.messages.take(1, t)
+        ? "source"
+        : undefined;
     if (scope) {
       metrics.rateLimited.inc({ scope });
       if (++conn.violations > config.maxViolations) return closeConn(conn, CLOSE.RATE_LIMIT, "rate limit");
@@ -473,10 +498,14 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       return fail(conn, clientCodec.decode(data).id, "RATE_LIMITED", "slow down");
     }
     if (!conn.hello) {
-      const header = decodeVersionHeader(data);
+      const header = decodeVersionHeader(data, SIGNALING_VERSION);
       if (!header.ok)
         return header.error.code === "LOFT_ERR_UNSUPPORTED_VERSION"
-          ? closeConn(conn, CLOSE.UNSUPPORTED_VERSION, "unsupported version; this server speaks SREMP 1.0")
+          ? closeConn(
+              conn,
+              CLOSE.UNSUPPORTED_VERSION,
+              "unsupported version; this server speaks signaling SREMP 1.1",
+            )
           : closeConn(conn, CLOSE.VERSION_EXPECTED, "VERSION_HEADER expected first");
       conn.hello = true;
       clearTimeout(conn.helloTimer);
@@ -549,9 +578,9 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       conn.alive = true;
       if (ws.bufferedAmount > maxBuffered) return closeConn(conn, CLOSE.TRY_AGAIN_LATER, "slow consumer");
       const t = now();
-      const scope = !conn.bucket.take(t)
+      const scope = !conn.bucket.take(1, t)
         ? "connection"
-        : !conn.source.messages.take(t)
+        : !conn.source.messages.take(1, t)
           ? "source"
           : undefined;
       if (!scope) return;
@@ -573,7 +602,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       conn.onClosed?.();
     });
     if (ws.readyState === ws.OPEN) {
-      ws.send(encodeVersionHeader());
+      ws.send(encodeVersionHeader(SIGNALING_VERSION));
       ws.send(serverCodec.encode({ t: "CHALLENGE", challenge: conn.challenge }));
     }
   }
@@ -617,13 +646,17 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         metrics.upgradesRefused.inc({ reason: "capacity" });
         return refuseUpgrade(socket, 503, "Service Unavailable");
       }
-      if (!originAllowed(req, config.allowedOrigins)) {
-        // Another site's page trying to use this browser's connection (cross-site WebSocket).
+      // Users may pick this server in another deployment's Settings, so pages of other origins
+      // are accepted by default, but counted apart from this origin's own pages: a hostile page
+      // cannot spend its visitors' budget here (docs/decisions.md, "The relay and signaling
+      // accept pages of other origins, on a budget of their own").
+      const ownPage = originAllowed(req, config.allowedOrigins);
+      if (!ownPage && config.crossOriginPages === "refuse") {
         metrics.upgradesRefused.inc({ reason: "origin" });
         return refuseUpgrade(socket, 403, "Forbidden");
       }
       const t = now();
-      const source = sourceOf(req, proxies);
+      const source = ownPage ? sourceOf(req, proxies) : `${sourceOf(req, proxies)} cross-origin`;
       const verdict = sources.admit(source, t);
       if (verdict !== "ok") {
         metrics.upgradesRefused.inc({ reason: verdict === "rate" ? "rate" : "source_connections" });
@@ -659,6 +692,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         subscriptions: registry.subscriptions,
         identities: identities.size,
         sources: sources.size,
+        envelopeNonces: nonceBudget.entries,
       };
     },
 

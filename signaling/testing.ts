@@ -6,7 +6,7 @@
  */
 import type { ClientRequestArgs } from "node:http";
 import WebSocket, { type ClientOptions } from "ws";
-import { decodeVersionHeader, encodeVersionHeader } from "../core/codec/version.ts";
+import { decodeVersionHeader, encodeVersionHeader, SIGNALING_VERSION } from "../core/codec/version.ts";
 import { createUserIdentity, type UserIdentity } from "../core/identity/identity.ts";
 import type { WebSocketFactory, WebSocketLike } from "../core/signaling/client.ts";
 import { type ClientMessage, clientCodec, type ServerMessage, serverCodec } from "../core/wire/signaling.ts";
@@ -28,12 +28,13 @@ export interface RunningSignaling {
 export async function startSignaling(
   overrides: Partial<SignalingConfig> = {},
   port = 0,
+  now?: () => number,
 ): Promise<RunningSignaling> {
   const log = createLogger("signaling-test", process.env.LOG_LEVEL ?? "silent");
   const registry = createRegistry();
   const config = { ...defaultSignalingConfig(), ...overrides };
   const host = createHost({ port, host: "127.0.0.1", staticDir: undefined, registry, log });
-  const service = createSignalingService(config, { registry, log });
+  const service = createSignalingService(config, now ? { registry, log, now } : { registry, log });
   host.mount(service);
   const bound = await host.listen();
   return {
@@ -129,8 +130,9 @@ export class RawClient {
   static async hello(url: string, options: ClientOptions & ClientRequestArgs = {}): Promise<RawClient> {
     const c = await RawClient.connect(url, options);
     const first = await c.nextFrame();
-    if (!first || !decodeVersionHeader(first.bytes).ok) throw new Error("server did not send VERSION_HEADER");
-    c.sendRaw(encodeVersionHeader());
+    if (!first || !decodeVersionHeader(first.bytes, SIGNALING_VERSION).ok)
+      throw new Error("server did not send VERSION_HEADER");
+    c.sendRaw(encodeVersionHeader(SIGNALING_VERSION));
     return c;
   }
 

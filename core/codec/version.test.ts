@@ -1,7 +1,7 @@
 import { Encoder } from "@msgpack/msgpack";
 import { describe, expect, it } from "vitest";
 import { concatBytes, fromHex, toHex } from "../bytes.ts";
-import { CURRENT_VERSION, decodeVersionHeader, encodeVersionHeader } from "./version.ts";
+import { CURRENT_VERSION, decodeVersionHeader, encodeVersionHeader, SIGNALING_VERSION } from "./version.ts";
 
 // The 1.0 header, byte for byte (docs/protocol/wire.md, "Version header"): a 4-entry map with keys
 // in byte order. Written out by hand from the MessagePack spec, not produced by the encoder.
@@ -29,6 +29,19 @@ describe("VERSION_HEADER (SREMP §version)", () => {
     expect(toHex(encodeVersionHeader())).toBe(V1_0);
     expect(V1_0.length / 2).toBe(68);
     expect(decodeVersionHeader(fromHex(V1_0))).toEqual({ ok: true, value: { ...CURRENT_VERSION } });
+  });
+
+  it("the signaling header is SREMP 1.1: the documented bytes, and each side refuses the other's", () => {
+    const v11 = `${V1_0.slice(0, -2)}01`; // docs/protocol/signaling.md, "Connection opening"
+    expect(toHex(encodeVersionHeader(SIGNALING_VERSION))).toBe(v11);
+    expect(decodeVersionHeader(fromHex(v11), SIGNALING_VERSION)).toEqual({
+      ok: true,
+      value: { ...SIGNALING_VERSION },
+    });
+    expect(codeOf(decodeVersionHeader(fromHex(V1_0), SIGNALING_VERSION))).toBe(
+      "LOFT_ERR_UNSUPPORTED_VERSION",
+    );
+    expect(codeOf(decodeVersionHeader(fromHex(v11)))).toBe("LOFT_ERR_UNSUPPORTED_VERSION");
   });
 
   it("refuses another version or protocol with LOFT_ERR_UNSUPPORTED_VERSION", () => {

@@ -3,8 +3,11 @@
  * the first frame each peer sends on every connection, before the Noise handshake (and bound into
  * the Noise prologue by core/noise, so a downgrade breaks the handshake).
  *
- * Loft 1.0 speaks exactly SREMP 1.0; any other name or version is LOFT_ERR_UNSUPPORTED_VERSION
- * (docs/protocol/wire.md, "Version header"). The header is a regular tagged frame
+ * Loft 1.0 speaks exactly SREMP 1.0 between peers and with the relay; any other name or version is
+ * LOFT_ERR_UNSUPPORTED_VERSION (docs/protocol/wire.md, "Version header"). The signaling service
+ * speaks 1.1 (`SIGNALING_VERSION`): its REGISTER changed (the server's CHALLENGE and an audience are
+ * required), and the bump gives apps from before that change a clear "incompatible version" close
+ * (4426) instead of silent refusals (docs/protocol/signaling.md, "Versions"). The header is a regular tagged frame
  * (`t: "VERSION_HEADER"`, core/codec/envelope.ts) so a peer that opens with anything else gets a
  * clear error. Its bytes are fixed; for 1.0 they are
  * `84 ad "protocol_name" a5 "SREMP" a1 "t" ae "VERSION_HEADER" ad "version_major" 01 ad "version_minor" 00` (68 bytes).
@@ -26,6 +29,16 @@ export const CURRENT_VERSION: Readonly<VersionHeader> = Object.freeze({
   version_major: 1,
   version_minor: 0,
 });
+/**
+ * The signaling protocol's version (docs/protocol/signaling.md): 1.1 since REGISTER carries the
+ * connection's CHALLENGE as its nonce and names the server as its audience. Its header is
+ * `84 ad "protocol_name" a5 "SREMP" a1 "t" ae "VERSION_HEADER" ad "version_major" 01 ad "version_minor" 01`.
+ */
+export const SIGNALING_VERSION: Readonly<VersionHeader> = Object.freeze({
+  protocol_name: PROTOCOL_NAME,
+  version_major: 1,
+  version_minor: 1,
+});
 /** Upper bound on an encoded header (the 1.0 header is 68 bytes). */
 export const MAX_VERSION_HEADER_BYTES = 128;
 
@@ -43,12 +56,12 @@ export function encodeVersionHeader(h: VersionHeader = CURRENT_VERSION): Uint8Ar
   return encodeCanonical(checked.value);
 }
 
-/** Whether we speak the version a peer announced (Loft 1.0: exactly SREMP 1.0). */
-export function isSupportedVersion(h: VersionHeader): boolean {
+/** Whether a peer's announced version is exactly `expected` (Loft 1.0: SREMP 1.0; signaling 1.1). */
+export function isSupportedVersion(h: VersionHeader, expected: VersionHeader = CURRENT_VERSION): boolean {
   return (
-    h.protocol_name === CURRENT_VERSION.protocol_name &&
-    h.version_major === CURRENT_VERSION.version_major &&
-    h.version_minor === CURRENT_VERSION.version_minor
+    h.protocol_name === expected.protocol_name &&
+    h.version_major === expected.version_major &&
+    h.version_minor === expected.version_minor
   );
 }
 
@@ -57,7 +70,10 @@ export function isSupportedVersion(h: VersionHeader): boolean {
  * oversize → LOFT_ERR_FRAME_TOO_LARGE, a well-formed header for another protocol or version →
  * LOFT_ERR_UNSUPPORTED_VERSION.
  */
-export function decodeVersionHeader(bytes: Uint8Array): Result<VersionHeader> {
+export function decodeVersionHeader(
+  bytes: Uint8Array,
+  expected: VersionHeader = CURRENT_VERSION,
+): Result<VersionHeader> {
   const raw = decodeRaw(bytes, { maxBytes: MAX_VERSION_HEADER_BYTES, maxArrayLength: 0, maxMapLength: 8 });
   if (!raw.ok) return raw;
   const checked = validate(raw.value, versionHeaderSchema);
@@ -66,10 +82,10 @@ export function decodeVersionHeader(bytes: Uint8Array): Result<VersionHeader> {
     return err("LOFT_ERR_MALFORMED", "version header not in canonical MessagePack form");
   const { protocol_name, version_major, version_minor } = checked.value;
   const header = { protocol_name, version_major, version_minor };
-  if (!isSupportedVersion(header))
+  if (!isSupportedVersion(header, expected))
     return err(
       "LOFT_ERR_UNSUPPORTED_VERSION",
-      `peer speaks ${JSON.stringify(protocol_name)} ${version_major}.${version_minor}; we speak SREMP 1.0`,
+      `peer speaks ${JSON.stringify(protocol_name)} ${version_major}.${version_minor}; we speak ${expected.protocol_name} ${expected.version_major}.${expected.version_minor}`,
     );
   return ok(header);
 }

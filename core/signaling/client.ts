@@ -18,7 +18,7 @@
  */
 import { randomBytes } from "@noble/hashes/utils.js";
 import { equalBytes, toHex } from "../bytes.ts";
-import { decodeVersionHeader, encodeVersionHeader } from "../codec/version.ts";
+import { decodeVersionHeader, encodeVersionHeader, SIGNALING_VERSION } from "../codec/version.ts";
 import { decodeIdentity, type Identity, type UserIdentity } from "../identity/identity.ts";
 import {
   CLOSE,
@@ -100,6 +100,10 @@ export function describeSignalingError(code: SignalingClientErrorCode): string {
       return "The signaling server and this app do not understand each other.";
     case "UNSUPPORTED_VERSION":
       return "The signaling server runs an incompatible version.";
+    case "WRONG_AUDIENCE":
+      return "The signaling server expects to be reached at another address; check the server address.";
+    case "BAD_CHALLENGE":
+      return "The signaling server's sign-in check did not match this connection. Reconnecting…";
     case "BAD_PEER_IDENTITY":
       return "The server returned an identity that does not verify.";
     case "REPLACED":
@@ -550,7 +554,7 @@ export class SignalingClient {
     ws.binaryType = "arraybuffer";
     ws.onopen = () => {
       if (this.#ws !== ws) return;
-      ws.send(encodeVersionHeader() as Uint8Array<ArrayBuffer>);
+      ws.send(encodeVersionHeader(SIGNALING_VERSION) as Uint8Array<ArrayBuffer>);
     };
     ws.onmessage = (event: { data: unknown }) => {
       if (this.#ws !== ws) return;
@@ -619,13 +623,13 @@ export class SignalingClient {
 
   #onFrame(ws: WebSocketLike, bytes: Uint8Array): void {
     if (!this.#helloDone) {
-      const header = decodeVersionHeader(bytes);
+      const header = decodeVersionHeader(bytes, SIGNALING_VERSION);
       if (!header.ok) {
         const code =
           header.error.code === "LOFT_ERR_UNSUPPORTED_VERSION"
             ? CLOSE.UNSUPPORTED_VERSION
             : CLOSE.VERSION_EXPECTED;
-        this.#protocolFailure(ws, code, "the server did not open with a SREMP 1.0 VERSION_HEADER");
+        this.#protocolFailure(ws, code, "the server did not open with a signaling 1.1 VERSION_HEADER");
         return;
       }
       this.#helloDone = true;

@@ -11,7 +11,7 @@ import { createPrivateKey, createPublicKey, randomBytes } from "node:crypto";
 import WebSocket from "ws";
 import { encodeVersionHeader } from "../../core/codec/version.ts";
 import { authInput, decodeServerFrame, encodeClientFrame, encodeCommand } from "../../core/relay/protocol.ts";
-import { ed25519Signer } from "../../relay-ws/node-crypto.ts";
+import { ed25519Signer } from "../../host/node-ed25519.ts";
 import type { FloodConn, FloodSpec } from "./support.ts";
 
 export interface RelayFloodParams {

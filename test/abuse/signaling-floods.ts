@@ -6,12 +6,12 @@
  */
 import WebSocket from "ws";
 import { encodeCanonical } from "../../core/codec/codec.ts";
-import { encodeVersionHeader } from "../../core/codec/version.ts";
+import { encodeVersionHeader, SIGNALING_VERSION } from "../../core/codec/version.ts";
 import { encodeIdentity } from "../../core/identity/identity.ts";
 import { SIGNATURE_CONTEXTS, signedBytes } from "../../core/identity/signature.ts";
 import { clientCodec, serverCodec } from "../../core/wire/signaling.ts";
 import { requestSignedPayload } from "../../core/wire/signed.ts";
-import { ed25519Signer } from "../../relay-ws/node-crypto.ts";
+import { ed25519Signer } from "../../host/node-ed25519.ts";
 import { makeUser } from "../../signaling/testing.ts";
 import type { FloodConn, FloodSpec } from "./support.ts";
 
@@ -39,7 +39,7 @@ export function openSignal(url: string, source: string): Promise<SignalConn> {
     });
     ws.on("error", reject);
     ws.once("close", () => reject(new Error("closed before CHALLENGE")));
-    ws.on("open", () => ws.send(encodeVersionHeader()));
+    ws.on("open", () => ws.send(encodeVersionHeader(SIGNALING_VERSION)));
     ws.on("message", (data: Buffer) => {
       if (frames++ !== 1) return; // frame 0: VERSION_HEADER; later: replies, ignored
       const m = serverCodec.decode(new Uint8Array(data));

@@ -67,6 +67,7 @@ export async function startAbuseServer(args: string[] = []): Promise<AbuseServer
   const dataDir = mkdtempSync(join(tmpdir(), "loft-abuse-"));
   const proc = await startLoft({
     args: ["--serve-static", "false", "--relay-data-dir", dataDir, ...args],
+    productionLimits: true,
   });
   // /metrics lives on the metrics listener (docs/operations.md), never on the public port. A
   // missing figure must fail the suite, not read as 0 and pass every bound.

@@ -38,6 +38,13 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** Give up (and kill the child) when it has not logged "listening" by then. */
   startTimeoutMs?: number;
+  /**
+   * Keep the per-source signaling verification budget at its production default. Off by default:
+   * every browser page of a test connects from the same loopback address, i.e. one source, so a
+   * test with several pages registering and dialing at once would be answered BUSY where real
+   * users on separate addresses would not. The abuse suite, which measures those budgets, sets it.
+   */
+  productionLimits?: boolean;
 }
 
 /** The child did not start: why, its pid (already gone), its exit code, and what it wrote. */
@@ -74,6 +81,12 @@ async function killChild(child: ChildProcess, exited: Promise<number | null>): P
   await wait(KILL_GRACE_MS);
 }
 
+/** Signaling budgets for tests whose pages all share one loopback source (see productionLimits). */
+const ONE_SOURCE_TEST_ENV: Record<string, string> = {
+  LOFT_SIGNAL_SOURCE_CPU_MS: "1000",
+  LOFT_SIGNAL_SOURCE_CPU_BURST_MS: "10000",
+};
+
 export async function startLoft(options: StartOptions = {}): Promise<LoftProcess> {
   const entry = options.entry ?? "server/main.ts";
   const host = options.host ?? "127.0.0.1";
@@ -86,7 +99,12 @@ export async function startLoft(options: StartOptions = {}): Promise<LoftProcess
     ["--import", "tsx", entry, "--port", String(options.port ?? 0), "--host", host, ...metricsArgs, ...args],
     {
       cwd: ROOT,
-      env: { ...process.env, LOG_LEVEL: "info", ...options.env },
+      env: {
+        ...process.env,
+        LOG_LEVEL: "info",
+        ...(options.productionLimits ? {} : ONE_SOURCE_TEST_ENV),
+        ...options.env,
+      },
       stdio: ["ignore", "pipe", "pipe"],
     },
   );

@@ -317,6 +317,24 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     expect(stateOf(a, m)).toBe("queued");
   });
 
+  it("a signaling server that refuses our REGISTER (another audience) is said in plain words, not silence", async () => {
+    hub = new Hub();
+    // A server configured for another public address: every REGISTER naming the URL we dialled
+    // is refused WRONG_AUDIENCE, so contacts would see us offline forever.
+    const elsewhere = await startSignaling({ audience: ["wss://elsewhere.example/signal"] });
+    try {
+      const a = node("alice", undefined, new MemoryStorage(elsewhere.url));
+      await a.engine.start();
+      await until(() => a.events.some((e) => e.type === "error"), "an error event");
+      const err = a.events.find((e) => e.type === "error");
+      expect(err?.type === "error" && err.error.kind).toBe("signaling-unreachable");
+      expect(err?.type === "error" && err.error.message).toMatch(/refused to sign you in.*another address/);
+      expect(a.engine.serviceStatus().signaling).toBe("unreachable");
+    } finally {
+      await elsewhere.close();
+    }
+  });
+
   it("refuses offers from strangers and Rejected contacts; refusals are plain words for the dialer", async () => {
     hub = new Hub();
     const a = node("alice");

@@ -31,6 +31,7 @@ export function onSignaling(ctx: EngineContext, e: SignalingEvent): void {
     case "state":
       if (e.state === "registered") {
         ctx.everRegistered = true;
+        busyRefusals.delete(ctx);
         setService(ctx, { signaling: "connected" });
         for (const p of ctx.peers.values()) maybeDial(ctx, p, "registered");
       } else if (e.state === "reconnecting" || e.state === "connecting") {
@@ -51,27 +52,61 @@ export function onSignaling(ctx: EngineContext, e: SignalingEvent): void {
   }
 }
 
+/** Consecutive BUSY refusals of our REGISTER, per engine (reset once registered). */
+const busyRefusals = new WeakMap<EngineContext, number>();
+/** BUSY refusals in a row before the user is told (the client retries each after 1–5 s). */
+const BUSY_TOLD_AFTER = 3;
+
+/**
+ * Plain words for a server that refuses to register us (docs/protocol/signaling.md,
+ * REGISTER_REQUEST): without a registration contacts see us offline, so this must not be silent.
+ * Undefined for codes that are not a registration refusal. (The engine's other error wording is
+ * in errors.ts.)
+ */
+export function registerRefusalMessage(code: string, busyInARow = 0): string | undefined {
+  switch (code) {
+    case "WRONG_AUDIENCE":
+      return "The signaling server refused to sign you in: it expects to be reached at another address. Check the server address in Settings → Servers.";
+    case "BAD_CHALLENGE":
+      return "The signaling server refused to sign you in: its sign-in check did not match this connection (a proxy in between may be changing it). Reconnecting…";
+    case "STALE_TIMESTAMP":
+      return "The signaling server refused to sign you in because this device's clock is off by more than two minutes. Check the date and time.";
+    case "BUSY":
+      return busyInARow >= BUSY_TOLD_AFTER
+        ? "The signaling server is too busy to sign you in right now. Retrying…"
+        : undefined;
+    default:
+      return undefined;
+  }
+}
+
+/** Signaling is unusable (down, incompatible, or refusing us): say so once, use the mailbox. */
+function signalingDown(ctx: EngineContext, message: string): void {
+  const wasUp = ctx.service.signaling !== "unreachable";
+  setService(ctx, { signaling: "unreachable" });
+  for (const p of ctx.peers.values()) if (!p.live) allowMailbox(ctx, p, ctx.cfg.mailboxDelayMs);
+  if (wasUp)
+    emit(ctx, { type: "error", error: { kind: "signaling-unreachable", url: ctx.signalingUrl, message } });
+}
+
 export function onSignalingError(ctx: EngineContext, error: SignalingError): void {
   ctx.cfg.log(`signaling: ${error.code}`);
   if (error.code === "UNREACHABLE" || error.code === "CLOSED" || error.code === "UNSUPPORTED_VERSION") {
-    const wasUp = ctx.service.signaling !== "unreachable";
-    setService(ctx, { signaling: "unreachable" });
-    for (const p of ctx.peers.values()) if (!p.live) allowMailbox(ctx, p, ctx.cfg.mailboxDelayMs);
-    if (wasUp)
-      emit(ctx, {
-        type: "error",
-        error: {
-          kind: "signaling-unreachable",
-          url: ctx.signalingUrl,
-          message:
-            error.code === "UNSUPPORTED_VERSION"
-              ? "The signaling server runs an incompatible version."
-              : ctx.everRegistered
-                ? "Lost the connection to the signaling server. Reconnecting…"
-                : "The signaling server can't be reached. Retrying…",
-        },
-      });
-  } else if (error.code === "REPLACED") {
+    signalingDown(
+      ctx,
+      error.code === "UNSUPPORTED_VERSION"
+        ? "The signaling server runs an incompatible version. Reload the app to update it, or pick another server in Settings → Servers."
+        : ctx.everRegistered
+          ? "Lost the connection to the signaling server. Reconnecting…"
+          : "The signaling server can't be reached. Retrying…",
+    );
+    return;
+  }
+  const busy = error.code === "BUSY" ? (busyRefusals.get(ctx) ?? 0) + 1 : 0;
+  busyRefusals.set(ctx, busy);
+  const refusal = registerRefusalMessage(error.code, busy);
+  if (refusal) signalingDown(ctx, refusal);
+  else if (error.code === "REPLACED") {
     emit(ctx, {
       type: "error",
       error: {

@@ -124,7 +124,9 @@ describe("rate limits", () => {
       expect((await flooder.closed).code).toBe(CLOSE.RATE_LIMIT);
       await counting;
       expect(limited).toBeGreaterThan(0);
-      expect(answered).toBeGreaterThanOrEqual(40);
+      // About its burst of 40 is answered: the opening exchange spends from the same bucket, and
+      // refills during the flood add a few more, so the bound allows for both.
+      expect(answered).toBeGreaterThanOrEqual(38);
       expect(answered).toBeLessThan(1_000);
       const metrics = await server.metrics();
       expect(metricValue(metrics, "loft_signaling_rate_limited_total", 'scope="connection"')).toBeGreaterThan(

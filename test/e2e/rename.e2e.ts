@@ -63,6 +63,14 @@ describe("renames in the PWA", () => {
     expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("rename-collision");
     await id(a, "confirm-add").click();
     await id(a, "identity-warning").waitFor();
+    // Home names the kind of pending change: a rename onto another's name, not "Key changed".
+    await a.goto(loft.url);
+    const eveTrust = a.locator(
+      `[data-testid=contact-item][data-contact-id="${eveId}"] [data-testid=contact-trust]`,
+    );
+    await eveTrust.waitFor();
+    expect(await eveTrust.getAttribute("data-pending")).toBe("rename-collision");
+    expect(await eveTrust.textContent()).toBe("⚠ Took another contact's name");
     await openContactScreen(a, eveId);
     expect(await id(a, "identity-warning").getAttribute("data-kind")).toBe("rename-collision");
     expect(await id(a, "contact-username").textContent()).toBe("Eve");

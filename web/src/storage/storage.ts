@@ -52,7 +52,14 @@ import {
   type SettingsRecord,
 } from "./db.ts";
 import { StorageGate } from "./gate.ts";
-import { generateDeviceKey, kdfNeedsUpgrade, type PassphraseConfig, type Sealed, Vault } from "./vault.ts";
+import {
+  generateDeviceKey,
+  kdfNeedsUpgrade,
+  LockedError,
+  type PassphraseConfig,
+  type Sealed,
+  Vault,
+} from "./vault.ts";
 
 /** The user's own identity as stored, with private keys opened. */
 export interface StoredSelf {
@@ -191,21 +198,22 @@ export class LoftStorage implements EngineStorage {
 
   /**
    * Open every record of a list; one that does not open (damaged, or sealed under a key this
-   * vault lacks) is skipped, counted and logged by id only, so the rest still shows.
+   * vault lacks) is skipped, counted and logged (a count and the error's name: no id, no content),
+   * so the rest still shows. Locked storage is not damage: the list fails with LockedError.
    */
   async #openEach<R extends { id: string }, T>(raw: R[], open: (r: R) => Promise<T>): Promise<T[]> {
     const opened = await Promise.allSettled(raw.map(open));
     const out: T[] = [];
-    let skipped = 0;
+    const failures: unknown[] = [];
     for (const o of opened)
       if (o.status === "fulfilled") out.push(o.value);
-      else skipped++;
-    if (skipped > 0) {
-      this.#unreadable += skipped;
-      const first = opened.findIndex((o) => o.status === "rejected");
-      const reason = (opened[first] as PromiseRejectedResult).reason as Error;
+      else failures.push(o.reason);
+    const locked = failures.find((e) => e instanceof LockedError);
+    if (locked) throw locked;
+    if (failures.length > 0) {
+      this.#unreadable += failures.length;
       console.warn(
-        `storage: skipped ${skipped} record(s) that do not open, first ${raw[first]?.id}: ${reason?.name}`,
+        `storage: skipped ${failures.length} record(s) that do not open (${(failures[0] as Error)?.name})`,
       );
     }
     return out;

@@ -180,6 +180,8 @@ describe("the conversation screen never loses a word", () => {
     sent.push("while you read 1", "while you read 2", "while you read 3");
     await incoming(b, "while you read 3").waitFor();
     await expect.poll(() => byId(b, "new-messages-pill").textContent()).toBe("3 new messages ↓");
+    // Scrolled up, they are not read yet: the unread count (tab title, Home) says so.
+    expect(await b.title()).toBe("(3) Loft");
     expect(await scrollY(b)).toBe(topBefore);
     expect(await firstTop()).toBe(anchorBefore);
     expect(await b.evaluate(() => getSelection()!.toString())).toBe("hello Bob");
@@ -187,6 +189,8 @@ describe("the conversation screen never loses a word", () => {
     await byId(b, "new-messages-pill").click();
     await expectNewestVisible(b);
     await byId(b, "new-messages-pill").waitFor({ state: "detached" });
+    // At the bottom they are read.
+    await expect.poll(() => b.title()).toBe("Loft");
   });
 
   it("a reload keeps the history and its order", async () => {

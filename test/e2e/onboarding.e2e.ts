@@ -367,10 +367,16 @@ describe("onboarding, contacts and trust in the PWA", () => {
 
   it("delete identity wipes the device back to onboarding", async () => {
     await b.goto(loft.url);
+    const seenOffers = () =>
+      b.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith("loft.signal.seen-offers.")));
+    // Bob has accepted offers by now (net/seen-offers.ts); deleting the identity forgets them.
+    await b.evaluate(() => localStorage.setItem("loft.signal.seen-offers.feedfacefeedface", "[]"));
+    expect((await seenOffers()).length).toBeGreaterThan(0);
     await id(b, "nav-settings").click();
     await id(b, "delete-identity").click();
     await id(b, "confirm-delete").click();
     await id(b, "onboarding").waitFor();
+    expect(await seenOffers()).toEqual([]);
     await b.reload();
     await id(b, "onboarding").waitFor();
   });

@@ -63,6 +63,14 @@ describe("renames in the PWA", () => {
     expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("rename-collision");
     await id(a, "confirm-add").click();
     await id(a, "identity-warning").waitFor();
+    // Home names the kind of pending change: a rename onto another's name, not "Key changed".
+    await a.goto(loft.url);
+    const eveTrust = a.locator(
+      `[data-testid=contact-item][data-contact-id="${eveId}"] [data-testid=contact-trust]`,
+    );
+    await eveTrust.waitFor();
+    expect(await eveTrust.getAttribute("data-pending")).toBe("rename-collision");
+    expect(await eveTrust.textContent()).toBe("⚠ Took another contact's name");
     await openContactScreen(a, eveId);
     expect(await id(a, "identity-warning").getAttribute("data-kind")).toBe("rename-collision");
     expect(await id(a, "contact-username").textContent()).toBe("Eve");
@@ -89,5 +97,32 @@ describe("renames in the PWA", () => {
     await openContactScreen(a, doraId);
     expect(await id(a, "contact-username").textContent()).toBe("Dorothea");
     expect(await id(a, "identity-warning").count()).toBe(0);
+  });
+
+  it("an opened contact is not decrypted again until it is written (storage.ts #contactCache)", async () => {
+    await openContactScreen(a, eveId);
+    // Count AES-GCM opens per sealed record name (the AAD is "loft/sealed/v1/<name>").
+    await a.evaluate(() => {
+      const w = window as unknown as { opens: Record<string, number> };
+      w.opens = {};
+      const decrypt = SubtleCrypto.prototype.decrypt;
+      SubtleCrypto.prototype.decrypt = function (this: SubtleCrypto, alg, key, data) {
+        const aad = (alg as AesGcmParams).additionalData;
+        if (aad) {
+          const name = new TextDecoder().decode(aad as Uint8Array);
+          w.opens[name] = (w.opens[name] ?? 0) + 1;
+        }
+        return decrypt.call(this, alg, key, data);
+      } as typeof decrypt;
+    });
+    // Each change re-lists every contact (AppModel.refreshContacts → listContacts).
+    await id(a, "block-contact").click();
+    await id(a, "unblock-contact").click();
+    await id(a, "block-contact").waitFor();
+    expect(await id(a, "trust-state").getAttribute("data-trust")).toBe("unknown");
+    const opens = await a.evaluate(() => (window as unknown as { opens: Record<string, number> }).opens);
+    // Eve was written (twice): her new records are opened; Dora was not: she comes from the cache.
+    expect(opens[`loft/sealed/v1/contact/${eveId}`] ?? 0).toBeGreaterThan(0);
+    expect(opens[`loft/sealed/v1/contact/${doraId}`] ?? 0).toBe(0);
   });
 });

@@ -272,4 +272,50 @@ describe("history and contacts sealed at rest", () => {
     await byId(a, "chat").waitFor();
     await incoming(a, "legacy-plain-42").waitFor();
   });
+
+  it("a record that does not open is skipped; the rest of the contacts and the history still show", async () => {
+    // A damaged message in Bob's history and a damaged contact: sealed blobs that fail AES-GCM.
+    await a.evaluate(async (contactId) => {
+      const db = await new Promise<IDBDatabase>((resolve, reject) => {
+        const r = indexedDB.open("loft");
+        r.onsuccess = () => resolve(r.result);
+        r.onerror = () => reject(r.error);
+      });
+      const junk = () => ({
+        v: 1,
+        pass: true,
+        iv: crypto.getRandomValues(new Uint8Array(12)),
+        ct: crypto.getRandomValues(new Uint8Array(48)),
+      });
+      await new Promise<void>((resolve, reject) => {
+        const tx = db.transaction(["messages", "contacts"], "readwrite");
+        tx.objectStore("messages").put({
+          id: "damaged-1",
+          contactId,
+          at: 2,
+          state: "received",
+          sealed: junk(),
+        });
+        tx.objectStore("contacts").put({
+          id: "ab".repeat(32),
+          trust: "unknown",
+          firstSeen: 1,
+          lastSeen: 1,
+          sealed: junk(),
+        });
+        tx.oncomplete = () => resolve();
+        tx.onerror = () => reject(tx.error);
+      });
+      db.close();
+    }, bobId);
+    await a.goto(url);
+    await byId(a, "unlock-passphrase").fill("an old passphrase from 2025");
+    await byId(a, "unlock-submit").click();
+    await byId(a, "my-username").waitFor();
+    await a.locator(`[data-testid=contact-item][data-contact-id="${bobId}"]`).waitFor();
+    expect(await a.locator("[data-testid=contact-item]").count()).toBe(1);
+    await chatWithoutReload(a, bobId);
+    await incoming(a, "quince-5520 from Bob").waitFor();
+    await incoming(a, "legacy-plain-42").waitFor();
+  });
 });

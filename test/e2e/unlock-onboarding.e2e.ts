@@ -129,10 +129,22 @@ describe("onboarding passphrase step and unlock options", () => {
     await byId(p, "cancel-start-over").click();
     await p.reload();
     await byId(p, "unlock").waitFor(); // cancelling deleted nothing
+    // Offer nonces the signaling client kept for this identity (net/seen-offers.ts) go too;
+    // other sites' keys on this origin stay.
+    await p.evaluate(() => {
+      localStorage.setItem("loft.signal.seen-offers.0123456789abcdef", '[["x",1]]');
+      localStorage.setItem("unrelated", "kept");
+    });
     await byId(p, "unlock-start-over").locator("summary").click();
     await byId(p, "start-over").click();
     await byId(p, "confirm-start-over").click();
     await byId(p, "onboarding").waitFor();
+    expect(
+      await p.evaluate(() =>
+        Object.keys(localStorage).filter((k) => k.startsWith("loft.signal.seen-offers.")),
+      ),
+    ).toEqual([]);
+    expect(await p.evaluate(() => localStorage.getItem("unrelated"))).toBe("kept");
     await start(p, loft.url, "Olga again");
     await expect.poll(() => byId(p, "my-username").textContent()).toBe("Olga again");
     await byId(p, "empty-contacts").waitFor();

@@ -81,6 +81,13 @@ export class AppModel {
   /** Whether the page is visible (Page Visibility API); a chat counts as read only then. */
   readonly pageVisible: Accessor<boolean>;
   readonly #setPageVisible: (v: boolean) => void;
+  /**
+   * Whether the open chat is scrolled to its newest message (the chat screen's follow state,
+   * ui/chat/follow.ts). A reader scrolled up into history has not seen what arrives meanwhile
+   * (the screen shows the "new messages" pill): the chat counts as read only at the bottom.
+   */
+  readonly chatAtBottom: Accessor<boolean>;
+  readonly setChatAtBottom: (atBottom: boolean) => void;
   /** The notification setting (persisted in the settings record). */
   readonly notificationMode: Accessor<NotificationMode>;
   readonly #setNotificationMode: (m: NotificationMode) => void;
@@ -110,12 +117,14 @@ export class AppModel {
     [this.pageVisible, this.#setPageVisible] = createSignal(
       typeof document === "undefined" || document.visibilityState === "visible",
     );
+    [this.chatAtBottom, this.setChatAtBottom] = createSignal(true);
     [this.notificationMode, this.#setNotificationMode] = createSignal<NotificationMode>("on");
     [this.notificationOfferDismissed, this.#setNotificationOfferDismissed] = createSignal(false);
-    // The open chat is read while it is visible: on opening it, and on coming back to the page.
+    // The open chat is read while it is visible and at its newest message: on opening it, on
+    // coming back to the page, and when the reader scrolls back down.
     createEffect(() => {
       const r = this.route();
-      if (this.phase() === "ready" && r.name === "chat" && this.pageVisible()) {
+      if (this.phase() === "ready" && r.name === "chat" && this.pageVisible() && this.chatAtBottom()) {
         this.activity.read(r.id);
         void closeNotifications(r.id).catch(() => undefined);
       }
@@ -169,7 +178,13 @@ export class AppModel {
   /** Whether the person is looking at this contact's chat right now. */
   #viewing(id: ContactId): boolean {
     const r = this.route();
-    return this.phase() === "ready" && r.name === "chat" && r.id === id && this.pageVisible();
+    return (
+      this.phase() === "ready" &&
+      r.name === "chat" &&
+      r.id === id &&
+      this.pageVisible() &&
+      this.chatAtBottom()
+    );
   }
 
   // --- lifecycle --------------------------------------------------------------------------------

@@ -34,3 +34,22 @@ export function localSeenOffers(selfHex: string): SeenOfferStore | undefined {
     },
   };
 }
+
+/**
+ * Forget every identity's offer memory on this device ("Start over", "Delete identity": storage.ts
+ * `destroy`): nothing of a deleted identity stays behind. Quietly nothing where localStorage is
+ * unavailable.
+ */
+export function clearSeenOffers(): void {
+  try {
+    if (typeof localStorage === "undefined") return;
+    const keys: string[] = [];
+    for (let i = 0; i < localStorage.length; i++) {
+      const k = localStorage.key(i);
+      if (k?.startsWith(PREFIX)) keys.push(k);
+    }
+    for (const k of keys) localStorage.removeItem(k);
+  } catch {
+    // blocked by the browser's privacy settings: nothing was stored either
+  }
+}

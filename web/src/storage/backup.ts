@@ -19,7 +19,14 @@ import { decode, encode } from "@msgpack/msgpack";
 import { fromBase64url, toBase64url } from "../lib/base64url.ts";
 import { passphraseStrength } from "./passphrase-strength.ts";
 import type { BackupBundle } from "./storage.ts";
-import { acceptableKdf, type KdfParams, openWithPassphrase, sealWithPassphrase } from "./vault.ts";
+import {
+  acceptableKdf,
+  KDF_BOUNDS,
+  type KdfParams,
+  kdfTooCostly,
+  openWithPassphrase,
+  sealWithPassphrase,
+} from "./vault.ts";
 
 export const BACKUP_FORMAT = "loft-backup";
 export const BACKUP_VERSION = 2;
@@ -74,12 +81,16 @@ export async function encryptBackup(bundle: BackupBundle, passphrase: string): P
   });
 }
 
+/** The KDF fields of a header as they are, per version (unchecked). */
+function kdfFields(doc: Record<string, unknown>): unknown {
+  return doc.version === LEGACY_BACKUP_VERSION
+    ? { kdf: doc.kdf, iterations: doc.iterations }
+    : { kdf: doc.kdf, m: doc.m, t: doc.t, p: doc.p };
+}
+
 /** The KDF fields of a header, per version; null when missing, unknown or out of bounds. */
 function headerKdf(doc: Record<string, unknown>): KdfParams | null {
-  const kdf: unknown =
-    doc.version === LEGACY_BACKUP_VERSION
-      ? { kdf: doc.kdf, iterations: doc.iterations }
-      : { kdf: doc.kdf, m: doc.m, t: doc.t, p: doc.p };
+  const kdf = kdfFields(doc);
   if (!acceptableKdf(kdf)) return null;
   // v1 files are PBKDF2 only, v2 files Argon2id only.
   if ((doc.version === LEGACY_BACKUP_VERSION) !== (kdf.kdf === "PBKDF2-SHA256")) return null;
@@ -100,6 +111,10 @@ export async function decryptBackup(text: string, passphrase: string): Promise<B
   if (doc.version !== BACKUP_VERSION && doc.version !== LEGACY_BACKUP_VERSION)
     throw new BackupError("This backup was made by a newer version of Loft. Update the app and try again.");
   const version = doc.version;
+  if (kdfTooCostly(kdfFields(doc)))
+    throw new BackupError(
+      `This backup asks for more memory or time to open than Loft allows (at most ${KDF_BOUNDS.argon2.maxM / 1024} MiB and ${KDF_BOUNDS.argon2.maxT} passes). It was not made by Loft, or it was changed.`,
+    );
   const kdf = headerKdf(doc);
   const { salt, iv, ciphertext } = doc;
   if (!kdf || typeof salt !== "string" || typeof iv !== "string" || typeof ciphertext !== "string")

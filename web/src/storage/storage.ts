@@ -16,6 +16,13 @@
  * open (or unlock): `#sealLegacyRecords`. A read-modify-write of a sealed record cannot keep one
  * IndexedDB transaction open across WebCrypto, so writes to one record are serialized per record in
  * this tab (`#serial`).
+ *
+ * Passphrase changes (`setPassphrase`) re-seal every record and switch vault. Every public method
+ * that reads or writes a sealed record runs through a shared/exclusive gate (gate.ts) and the
+ * re-seal takes it exclusively: no write seals under the old vault after the switch, no write is
+ * overwritten by a stale re-sealed copy, and no read opens a record with the wrong vault. Private
+ * helpers (`#…`) never take the gate (it is not re-entrant). A list (contacts, a page of history)
+ * skips a record that does not open and counts it (`unreadableRecords`) rather than failing whole.
  */
 import { decode, encode } from "@msgpack/msgpack";
 import type { IDBPTransaction } from "idb";
@@ -33,6 +40,7 @@ import type {
   StoredMessage,
 } from "../engine/api.ts";
 import type { Trust } from "../identity.ts";
+import { clearSeenOffers } from "../net/seen-offers.ts";
 import {
   type Database,
   deleteDatabase,
@@ -43,7 +51,15 @@ import {
   type SelfRecord,
   type SettingsRecord,
 } from "./db.ts";
-import { generateDeviceKey, kdfNeedsUpgrade, type PassphraseConfig, type Sealed, Vault } from "./vault.ts";
+import { StorageGate } from "./gate.ts";
+import {
+  generateDeviceKey,
+  kdfNeedsUpgrade,
+  LockedError,
+  type PassphraseConfig,
+  type Sealed,
+  Vault,
+} from "./vault.ts";
 
 /** The user's own identity as stored, with private keys opened. */
 export interface StoredSelf {
@@ -82,6 +98,8 @@ const HISTORY_SEALED = "history-sealed";
 
 const isSealedContact = (r: ContactRecord | SealedContactRecord): r is SealedContactRecord => "sealed" in r;
 const isSealedMessage = (r: StoredMessage | SealedMessageRecord): r is SealedMessageRecord => "sealed" in r;
+/** A sealed blob's IV as a map key (`#contactCache`). */
+const ivKey = (iv: Uint8Array): string => Array.from(iv, (b) => b.toString(16).padStart(2, "0")).join("");
 
 export class LoftStorage implements EngineStorage {
   readonly #db: Database;
@@ -89,6 +107,17 @@ export class LoftStorage implements EngineStorage {
   readonly #name: string;
   /** Per-record write chains (see the file comment). */
   readonly #chains = new Map<string, Promise<unknown>>();
+  /** Shared for every sealed read and write, exclusive for a re-seal (see the file comment). */
+  readonly #gate = new StorageGate();
+  /**
+   * Opened sealed parts of contacts, by contact id, keyed by the sealed blob's IV: every write
+   * seals with a fresh random IV, so a record written since (here, in another tab, by a re-seal)
+   * never matches and is opened again. Spares listContacts/findContactsByUsername one AES-GCM
+   * open (two with a passphrase) per contact per call. Dropped on close, destroy and vault change.
+   */
+  readonly #contactCache = new Map<ContactId, { iv: string; secret: ContactSecret }>();
+  /** Records a list skipped because they did not open (see `unreadableRecords`). */
+  #unreadable = 0;
 
   private constructor(db: Database, vault: Vault, name: string) {
     this.#db = db;
@@ -117,8 +146,10 @@ export class LoftStorage implements EngineStorage {
 
   // --- sealing of contacts and messages (see the file comment) ----------------------------------
 
+  /** Run `task` after the previous write to `key`, under the shared gate. */
   #serial<T>(key: string, task: () => Promise<T>): Promise<T> {
-    const run = (this.#chains.get(key) ?? Promise.resolve()).then(task, task);
+    const gated = () => this.#gate.shared(task);
+    const run = (this.#chains.get(key) ?? Promise.resolve()).then(gated, gated);
     const tail = run.catch(() => {});
     this.#chains.set(key, tail);
     void tail.then(() => {
@@ -149,12 +180,48 @@ export class LoftStorage implements EngineStorage {
 
   async #openContact(r: ContactRecord | SealedContactRecord): Promise<ContactRecord> {
     if (!isSealedContact(r)) return r;
-    const plain = await this.#vault.open(`contact/${r.id}`, r.sealed);
-    // decode() returns byte fields as views into `plain`: clone them out before wiping it.
-    const secret = structuredClone(decode(plain)) as ContactSecret;
-    plain.fill(0);
+    const iv = ivKey(r.sealed.iv);
+    let secret = this.#contactCache.get(r.id)?.iv === iv ? this.#contactCache.get(r.id)?.secret : undefined;
+    if (!secret) {
+      const vault = this.#vault;
+      const plain = await vault.open(`contact/${r.id}`, r.sealed);
+      // decode() returns byte fields as views into `plain`: clone them out before wiping it.
+      secret = structuredClone(decode(plain)) as ContactSecret;
+      plain.fill(0);
+      // Not cached if the vault changed meanwhile (a re-seal clears the cache before switching).
+      if (vault === this.#vault) this.#contactCache.set(r.id, { iv, secret });
+    }
     const { sealed: _, ...clear } = r;
-    return { ...clear, ...secret };
+    // A copy: callers change what they get (`#updateContact`), the cache must not change with it.
+    return { ...clear, ...structuredClone(secret) };
+  }
+
+  /**
+   * Open every record of a list; one that does not open (damaged, or sealed under a key this
+   * vault lacks) is skipped, counted and logged (a count and the error's name: no id, no content),
+   * so the rest still shows. Locked storage is not damage: the list fails with LockedError.
+   */
+  async #openEach<R extends { id: string }, T>(raw: R[], open: (r: R) => Promise<T>): Promise<T[]> {
+    const opened = await Promise.allSettled(raw.map(open));
+    const out: T[] = [];
+    const failures: unknown[] = [];
+    for (const o of opened)
+      if (o.status === "fulfilled") out.push(o.value);
+      else failures.push(o.reason);
+    const locked = failures.find((e) => e instanceof LockedError);
+    if (locked) throw locked;
+    if (failures.length > 0) {
+      this.#unreadable += failures.length;
+      console.warn(
+        `storage: skipped ${failures.length} record(s) that do not open (${(failures[0] as Error)?.name})`,
+      );
+    }
+    return out;
+  }
+
+  /** How many records lists have skipped so far because they did not open (`#openEach`). */
+  get unreadableRecords(): number {
+    return this.#unreadable;
   }
 
   async #sealMessage(m: StoredMessage, vault = this.#vault): Promise<SealedMessageRecord> {
@@ -206,12 +273,18 @@ export class LoftStorage implements EngineStorage {
   }
 
   close(): void {
+    this.#contactCache.clear();
     this.#db.close();
   }
 
-  /** Close and delete the whole database: identity, device key, contacts, history. */
+  /**
+   * Close and delete the whole database (identity, device key, contacts, history) and the
+   * signaling offer nonces this identity kept in localStorage (seen-offers.ts).
+   */
   async destroy(): Promise<void> {
+    this.#contactCache.clear();
     this.#db.close();
+    clearSeenOffers();
     await deleteDatabase(this.#name);
   }
 
@@ -243,7 +316,16 @@ export class LoftStorage implements EngineStorage {
    * with the current vault and re-sealed with the new one, then written in one transaction.
    */
   async setPassphrase(passphrase: string | null): Promise<void> {
+    // The key derivation (about 1 s) runs before the gate closes; only the re-seal holds it.
     const { vault, config } = await this.#vault.withPassphrase(passphrase);
+    await this.#gate.exclusive(() => this.#reseal(vault, config));
+  }
+
+  /**
+   * Re-read every sealed record, re-seal it for `vault`, write all in one transaction and switch.
+   * Runs under the exclusive gate: nothing else reads or writes sealed records meanwhile.
+   */
+  async #reseal(vault: Vault, config: PassphraseConfig | null): Promise<void> {
     const self = await this.#db.get("self", "self");
     const sessions = await this.#resealAll("sessions", "session/", vault);
     const secrets = await this.#resealAll("secrets", "secret/", vault);
@@ -264,10 +346,14 @@ export class LoftStorage implements EngineStorage {
     for (const c of contacts) tx.objectStore("contacts").put(c as SealedContactRecord);
     for (const m of messages) tx.objectStore("messages").put(m as SealedMessageRecord);
     await tx.done;
+    this.#contactCache.clear();
     this.#vault = vault;
   }
 
-  /** Contacts or messages with their sealed part re-sealed for `to` (clear legacy ones as they are). */
+  /**
+   * Contacts or messages with their sealed part re-sealed for `to`; records still in clear (an
+   * earlier version's) are sealed for `to` here too, so they get the passphrase layer at once.
+   */
   async #resealRecords(
     store: "contacts" | "messages",
     prefix: string,
@@ -275,7 +361,11 @@ export class LoftStorage implements EngineStorage {
   ): Promise<(SealedContactRecord | SealedMessageRecord)[]> {
     const out: (SealedContactRecord | SealedMessageRecord)[] = [];
     for (const r of await this.#db.getAll(store)) {
-      if (!("sealed" in r)) continue;
+      if (!("sealed" in r)) {
+        if (store === "contacts") out.push(await this.#sealContact(r as ContactRecord, to));
+        else out.push(await this.#sealMessage(r as StoredMessage, to));
+        continue;
+      }
       const plain = await this.#vault.open(prefix + r.id, r.sealed);
       out.push({ ...r, sealed: await to.seal(prefix + r.id, plain) });
       plain.fill(0);
@@ -308,7 +398,11 @@ export class LoftStorage implements EngineStorage {
     return s && { identity: s.identity, username: s.username, createdAt: s.createdAt };
   }
 
-  async getSelf(): Promise<StoredSelf | undefined> {
+  getSelf(): Promise<StoredSelf | undefined> {
+    return this.#gate.shared(() => this.#getSelf());
+  }
+
+  async #getSelf(): Promise<StoredSelf | undefined> {
     const s = await this.#db.get("self", "self");
     if (!s) return undefined;
     const plain = await this.#vault.open("self/keys", s.keys);
@@ -325,7 +419,11 @@ export class LoftStorage implements EngineStorage {
     return self;
   }
 
-  async saveSelf(self: StoredSelf): Promise<void> {
+  saveSelf(self: StoredSelf): Promise<void> {
+    return this.#gate.shared(() => this.#saveSelf(self));
+  }
+
+  async #saveSelf(self: StoredSelf): Promise<void> {
     const plain = encode({ ik: self.privateIdentityKey, nk: self.privateNoiseKey });
     const keys = await this.#vault.seal("self/keys", plain);
     plain.fill(0);
@@ -371,19 +469,29 @@ export class LoftStorage implements EngineStorage {
 
   // --- contacts --------------------------------------------------------------------------------
 
-  async getContact(id: ContactId): Promise<ContactRecord | undefined> {
-    const r = await this.#db.get("contacts", id);
-    return r && this.#openContact(r);
+  getContact(id: ContactId): Promise<ContactRecord | undefined> {
+    return this.#gate.shared(async () => {
+      const r = await this.#db.get("contacts", id);
+      return r && this.#openContact(r);
+    });
   }
 
-  async listContacts(): Promise<ContactRecord[]> {
-    const all = await Promise.all((await this.#db.getAll("contacts")).map((r) => this.#openContact(r)));
+  /** Every contact that opens, by name (one that does not is skipped: `#openEach`). */
+  listContacts(): Promise<ContactRecord[]> {
+    return this.#gate.shared(() => this.#listContacts());
+  }
+
+  async #listContacts(): Promise<ContactRecord[]> {
+    const all = await this.#openEach(await this.#db.getAll("contacts"), (r) => this.#openContact(r));
     return all.sort((a, b) => a.username.localeCompare(b.username) || a.id.localeCompare(b.id));
   }
 
-  /** Names are sealed, so this opens every contact (the by-username index only finds legacy records). */
-  async findContactsByUsername(username: string): Promise<ContactRecord[]> {
-    return (await this.listContacts()).filter((c) => c.username === username);
+  /**
+   * Names are sealed, so the by-username index only finds legacy records: this goes through every
+   * contact, opened ones from `#contactCache`.
+   */
+  findContactsByUsername(username: string): Promise<ContactRecord[]> {
+    return this.#gate.shared(async () => (await this.#listContacts()).filter((c) => c.username === username));
   }
 
   async putContact(contact: ContactRecord): Promise<void> {
@@ -473,7 +581,12 @@ export class LoftStorage implements EngineStorage {
   }
 
   /** Delete a contact with its history, outbox entries and ratchet session. */
-  async deleteContact(id: ContactId): Promise<void> {
+  deleteContact(id: ContactId): Promise<void> {
+    return this.#gate.shared(() => this.#deleteContact(id));
+  }
+
+  async #deleteContact(id: ContactId): Promise<void> {
+    this.#contactCache.delete(id);
     const tx = this.#db.transaction(["contacts", "messages", "outbox", "sessions"], "readwrite");
     tx.objectStore("contacts").delete(id);
     tx.objectStore("sessions").delete(id);
@@ -486,7 +599,11 @@ export class LoftStorage implements EngineStorage {
   // --- messages --------------------------------------------------------------------------------
 
   /** One contact's history, oldest first; with `limit`, the newest `limit` messages. */
-  async listMessages(contactId: ContactId, limit?: number): Promise<StoredMessage[]> {
+  listMessages(contactId: ContactId, limit?: number): Promise<StoredMessage[]> {
+    return this.#gate.shared(() => this.#listMessages(contactId, limit));
+  }
+
+  async #listMessages(contactId: ContactId, limit?: number): Promise<StoredMessage[]> {
     const range = IDBKeyRange.bound([contactId, -Infinity], [contactId, Infinity]);
     let raw: (StoredMessage | SealedMessageRecord)[];
     if (limit === undefined) raw = await this.#db.getAllFromIndex("messages", "by-contact", range);
@@ -500,7 +617,7 @@ export class LoftStorage implements EngineStorage {
       await tx.done;
       raw.reverse();
     }
-    return Promise.all(raw.map((r) => this.#openMessage(r)));
+    return this.#openEach(raw, (r) => this.#openMessage(r));
   }
 
   /**
@@ -509,7 +626,11 @@ export class LoftStorage implements EngineStorage {
    * so messages sharing the boundary's time are not skipped; the caller drops ids it already has.
    * One cursor walk over the `by-contact` index: the cost is the page, not the history.
    */
-  async listMessagesPage(contactId: ContactId, limit: number, before?: number): Promise<StoredMessage[]> {
+  listMessagesPage(contactId: ContactId, limit: number, before?: number): Promise<StoredMessage[]> {
+    return this.#gate.shared(() => this.#listMessagesPage(contactId, limit, before));
+  }
+
+  async #listMessagesPage(contactId: ContactId, limit: number, before?: number): Promise<StoredMessage[]> {
     const upper = before === undefined ? Infinity : before;
     const range = IDBKeyRange.bound([contactId, -Infinity], [contactId, upper]);
     const raw: (StoredMessage | SealedMessageRecord)[] = [];
@@ -520,12 +641,14 @@ export class LoftStorage implements EngineStorage {
     }
     await tx.done;
     // Opened after the walk: the transaction cannot stay open across WebCrypto.
-    return Promise.all(raw.reverse().map((r) => this.#openMessage(r)));
+    return this.#openEach(raw.reverse(), (r) => this.#openMessage(r));
   }
 
-  async getMessage(id: MessageId): Promise<StoredMessage | undefined> {
-    const r = await this.#db.get("messages", id);
-    return r && this.#openMessage(r);
+  getMessage(id: MessageId): Promise<StoredMessage | undefined> {
+    return this.#gate.shared(async () => {
+      const r = await this.#db.get("messages", id);
+      return r && this.#openMessage(r);
+    });
   }
 
   async putMessage(message: StoredMessage): Promise<void> {
@@ -550,13 +673,19 @@ export class LoftStorage implements EngineStorage {
     });
   }
 
-  async findIncoming(contactId: ContactId, remoteId: string): Promise<StoredMessage | undefined> {
-    const r = await this.#db.getFromIndex("messages", "by-remote", [contactId, remoteId]);
-    return r && this.#openMessage(r);
+  findIncoming(contactId: ContactId, remoteId: string): Promise<StoredMessage | undefined> {
+    return this.#gate.shared(async () => {
+      const r = await this.#db.getFromIndex("messages", "by-remote", [contactId, remoteId]);
+      return r && this.#openMessage(r);
+    });
   }
 
   /** Store a new outgoing message and its outbox entry together. */
-  async queueOutgoing(message: StoredMessage): Promise<void> {
+  queueOutgoing(message: StoredMessage): Promise<void> {
+    return this.#gate.shared(() => this.#queueOutgoing(message));
+  }
+
+  async #queueOutgoing(message: StoredMessage): Promise<void> {
     const sealed = await this.#sealMessage(message);
     const tx = this.#db.transaction(["messages", "outbox"], "readwrite");
     tx.objectStore("messages").put(sealed);
@@ -590,39 +719,50 @@ export class LoftStorage implements EngineStorage {
 
   // --- sealed engine state ---------------------------------------------------------------------
 
-  async loadSession(id: ContactId): Promise<Uint8Array | undefined> {
-    const s = await this.#db.get("sessions", id);
-    return s && this.#vault.open(`session/${id}`, s);
+  loadSession(id: ContactId): Promise<Uint8Array | undefined> {
+    return this.#gate.shared(async () => {
+      const s = await this.#db.get("sessions", id);
+      return s && this.#vault.open(`session/${id}`, s);
+    });
   }
 
-  async saveSession(id: ContactId, state: Uint8Array): Promise<void> {
-    await this.#db.put("sessions", await this.#vault.seal(`session/${id}`, state), id);
+  saveSession(id: ContactId, state: Uint8Array): Promise<void> {
+    return this.#gate.shared(async () => {
+      await this.#db.put("sessions", await this.#vault.seal(`session/${id}`, state), id);
+    });
   }
 
-  async deleteSession(id: ContactId): Promise<void> {
-    await this.#db.delete("sessions", id);
+  /** Gated too: a re-seal in progress must not write back a session deleted meanwhile. */
+  deleteSession(id: ContactId): Promise<void> {
+    return this.#gate.shared(() => this.#db.delete("sessions", id));
   }
 
-  async loadSecret(name: string): Promise<Uint8Array | undefined> {
-    const s = await this.#db.get("secrets", name);
-    return s && this.#vault.open(`secret/${name}`, s);
+  loadSecret(name: string): Promise<Uint8Array | undefined> {
+    return this.#gate.shared(async () => {
+      const s = await this.#db.get("secrets", name);
+      return s && this.#vault.open(`secret/${name}`, s);
+    });
   }
 
-  async saveSecret(name: string, value: Uint8Array): Promise<void> {
-    await this.#db.put("secrets", await this.#vault.seal(`secret/${name}`, value), name);
+  saveSecret(name: string, value: Uint8Array): Promise<void> {
+    return this.#gate.shared(async () => {
+      await this.#db.put("secrets", await this.#vault.seal(`secret/${name}`, value), name);
+    });
   }
 
-  async deleteSecret(name: string): Promise<void> {
-    await this.#db.delete("secrets", name);
+  deleteSecret(name: string): Promise<void> {
+    return this.#gate.shared(() => this.#db.delete("secrets", name));
   }
 
   // --- activity: unread counts and previews on Home (app/activity.ts) ------------------------
 
   /** The newest message with a contact (for the preview on Home), if any. */
-  async lastMessage(contactId: ContactId): Promise<StoredMessage | undefined> {
-    const range = IDBKeyRange.bound([contactId, -Infinity], [contactId, Infinity]);
-    const cur = await this.#db.transaction("messages").store.index("by-contact").openCursor(range, "prev");
-    return cur ? this.#openMessage(cur.value) : undefined;
+  lastMessage(contactId: ContactId): Promise<StoredMessage | undefined> {
+    return this.#gate.shared(async () => {
+      const range = IDBKeyRange.bound([contactId, -Infinity], [contactId, Infinity]);
+      const cur = await this.#db.transaction("messages").store.index("by-contact").openCursor(range, "prev");
+      return cur ? this.#openMessage(cur.value) : undefined;
+    });
   }
 
   /**
@@ -652,13 +792,19 @@ export class LoftStorage implements EngineStorage {
   // --- backups (see backup.ts for the file format) ---------------------------------------------
 
   /** Everything a backup carries, in clear: own identity with keys, contacts, history, settings. */
-  async exportBundle(): Promise<BackupBundle> {
-    const self = await this.getSelf();
+  exportBundle(): Promise<BackupBundle> {
+    return this.#gate.shared(() => this.#exportBundle());
+  }
+
+  async #exportBundle(): Promise<BackupBundle> {
+    const self = await this.#getSelf();
     if (!self) throw new Error("There is no identity on this device to back up.");
+    // All or nothing: a backup silently missing a message is worse than a clear failure.
     const messages = await Promise.all((await this.#db.getAll("messages")).map((r) => this.#openMessage(r)));
+    const contacts = await Promise.all((await this.#db.getAll("contacts")).map((r) => this.#openContact(r)));
     return {
       self,
-      contacts: await this.listContacts(),
+      contacts,
       messages,
       settings: await this.getSettingsRecord(),
     };
@@ -669,7 +815,11 @@ export class LoftStorage implements EngineStorage {
    * sessions, engine secrets and the outbox are cleared (sessions restart with a new handshake;
    * a restored ratchet would fork the peer's). The passphrase layer stays as it is.
    */
-  async importBundle(bundle: BackupBundle): Promise<void> {
+  importBundle(bundle: BackupBundle): Promise<void> {
+    return this.#gate.shared(() => this.#importBundle(bundle));
+  }
+
+  async #importBundle(bundle: BackupBundle): Promise<void> {
     const keys = await this.#sealSelfKeys(this.#vault, bundle.self);
     const sealed = await this.#sealBundle(this.#vault, bundle);
     const tx = this.#db.transaction([...BUNDLE_STORES], "readwrite");
@@ -683,7 +833,11 @@ export class LoftStorage implements EngineStorage {
    * if anything fails, the device stays as it was. Nothing sealed here can be opened anyway
    * without the passphrase; it is all replaced.
    */
-  async restoreReplacingAll(bundle: BackupBundle): Promise<void> {
+  restoreReplacingAll(bundle: BackupBundle): Promise<void> {
+    return this.#gate.exclusive(() => this.#restoreReplacingAll(bundle));
+  }
+
+  async #restoreReplacingAll(bundle: BackupBundle): Promise<void> {
     const device = await generateDeviceKey();
     const vault = new Vault(device, false);
     const keys = await this.#sealSelfKeys(vault, bundle.self);
@@ -693,6 +847,7 @@ export class LoftStorage implements EngineStorage {
     tx.objectStore("meta").delete("passphrase");
     this.#writeBundle(tx, bundle, keys, sealed);
     await tx.done;
+    this.#contactCache.clear();
     this.#vault = vault;
   }
 

@@ -112,9 +112,14 @@ describe("backup files", () => {
       /Wrong passphrase, or the backup file was changed/,
     );
     // Out-of-bounds work (a hang or an out-of-memory tab) is refused before any derivation.
-    for (const bad of [{ m: 2 ** 30 }, { t: 1_000 }, { p: 0 }, { m: 1024 }, { kdf: "scrypt" }])
+    for (const bad of [{ p: 0 }, { m: 1024 }, { m: "x" }, { kdf: "scrypt" }])
       await expect(decryptBackup(JSON.stringify({ ...doc, ...bad }), "backup passphrase")).rejects.toThrow(
         /damaged/,
+      );
+    // A hostile header asking for more than 256 MiB or 8 passes: a clear refusal, no derivation.
+    for (const costly of [{ m: 256 * 1024 + 1 }, { m: 1024 * 1024 }, { t: 9 }, { t: 16 }, { p: 9 }])
+      await expect(decryptBackup(JSON.stringify({ ...doc, ...costly }), "backup passphrase")).rejects.toThrow(
+        /more memory or time to open than Loft allows \(at most 256 MiB and 8 passes\)/,
       );
     await expect(decryptBackup(JSON.stringify({ ...doc, version: 3 }), "x")).rejects.toThrow(/newer version/);
     await expect(decryptBackup("not json", "x")).rejects.toBeInstanceOf(BackupError);
@@ -208,6 +213,8 @@ describe("passphrase KDF (Argon2id, versioned)", () => {
   it("refuses unknown or out-of-bounds KDF parameters before deriving anything", async () => {
     for (const bad of [
       { kdf: "Argon2id", m: 2 ** 30, t: 2, p: 1 },
+      { kdf: "Argon2id", m: 512 * 1024, t: 1, p: 1 },
+      { kdf: "Argon2id", m: 32_768, t: 9, p: 1 },
       { kdf: "Argon2id", m: 32_768, t: 0, p: 1 },
       { kdf: "PBKDF2-SHA256", iterations: 1_000 },
       { kdf: "bcrypt" },
@@ -217,5 +224,7 @@ describe("passphrase KDF (Argon2id, versioned)", () => {
         RangeError,
       );
     }
+    // The ceiling itself (256 MiB, 8 passes) is accepted.
+    expect(acceptableKdf({ kdf: "Argon2id", m: 256 * 1024, t: 8, p: 1 })).toBe(true);
   });
 });

@@ -46,12 +46,25 @@ export const PASSPHRASE_KDF: Extract<KdfParams, { kdf: "Argon2id" }> = Object.fr
 
 /**
  * Work accepted from stored configs and files: low enough bounds brute force of what we open,
- * high bounds a hang (or an out-of-memory tab) on a hostile file.
+ * high bounds a hang (or an out-of-memory tab) on a hostile file. The Argon2id ceiling — 256 MiB,
+ * 8 passes: 8× our own setting's memory, 32× its work — is what a phone's tab can still run
+ * (docs/decisions.md, "Passphrase KDF"); a backup asking for more is refused unopened.
  */
 export const KDF_BOUNDS = Object.freeze({
-  argon2: { minM: 19 * 1024, maxM: 1024 * 1024, minT: 1, maxT: 16, minP: 1, maxP: 8 },
+  argon2: { minM: 19 * 1024, maxM: 256 * 1024, minT: 1, maxT: 8, minP: 1, maxP: 8 },
   pbkdf2: { minIterations: 100_000, maxIterations: 10_000_000 },
 });
+
+/** True when `params` names a KDF we know but asks for more memory or time than KDF_BOUNDS allows. */
+export function kdfTooCostly(params: unknown): boolean {
+  const k = params as Record<string, unknown> | null;
+  if (typeof k !== "object" || k === null) return false;
+  const over = (x: unknown, hi: number) => typeof x === "number" && x > hi;
+  const a = KDF_BOUNDS.argon2;
+  if (k.kdf === "Argon2id") return over(k.m, a.maxM) || over(k.t, a.maxT) || over(k.p, a.maxP);
+  if (k.kdf === "PBKDF2-SHA256") return over(k.iterations, KDF_BOUNDS.pbkdf2.maxIterations);
+  return false;
+}
 
 /** Whether `params` is a KDF we run (known and within KDF_BOUNDS). */
 export function acceptableKdf(params: unknown): params is KdfParams {

@@ -145,8 +145,11 @@ export function Chat(props: { app: AppModel; id: string }) {
       else if (e.type === "message-state" && e.contactId === props.id && !tl.update(e.id, e.state, e.failure))
         void fetchUnknown(e.id);
     });
+    // The follow state is also the read state: scrolled up, what arrives is unread (app/model.ts).
+    app.setChatAtBottom(true);
     const stopFollowing = followBottom(list, (atBottom) => {
       if (atBottom) setUnseen(0);
+      app.setChatAtBottom(atBottom);
     });
     const onScroll = () => {
       if (scrollTop() < PAGE_AHEAD_PX && hasOlder()) void loadOlder();
@@ -156,6 +159,7 @@ export function Chat(props: { app: AppModel; id: string }) {
       disposed = true;
       off();
       stopFollowing();
+      app.setChatAtBottom(true);
       window.removeEventListener("scroll", onScroll);
     });
     app.engine?.connect(props.id);

@@ -2,6 +2,7 @@
 import { createResource, createSignal, For, Show } from "solid-js";
 import type { AppModel, ContactView } from "../app/model.ts";
 import { notificationPermission, requestNotificationPermission } from "../app/notifications.ts";
+import type { IdentityChangeKind } from "../engine/api.ts";
 import { type ContactLink, makeContactLink, parseContactLink } from "../identity.ts";
 import { presenceLabel, TRUST_LABEL, timeLabel } from "./format.ts";
 import { Qr } from "./Qr.tsx";
@@ -115,13 +116,30 @@ function ContactItem(props: { app: AppModel; view: ContactView }) {
         <span class="presence" data-testid="contact-presence">
           {presenceLabel(p())}
         </span>
-        <span class={`trust ${c().record.trust}`} data-testid="contact-trust">
-          {c().record.pending ? "⚠ Key changed" : TRUST_LABEL[c().record.trust]}
+        <span
+          class={`trust ${c().record.trust}`}
+          data-testid="contact-trust"
+          data-pending={c().record.pending?.kind}
+        >
+          {c().record.pending ? PENDING_LABEL[c().record.pending!.kind] : TRUST_LABEL[c().record.trust]}
         </span>
       </button>
     </li>
   );
 }
+
+/**
+ * What a contact with a pending identity change shows on Home instead of its trust, one short label
+ * per kind (engine/api.ts `IdentityChangeKind`; the full warnings are OUTCOME_TEXT below and the
+ * contact screen's): a rename onto another contact's name is not a key change.
+ */
+export const PENDING_LABEL: Record<IdentityChangeKind, string> = {
+  "noise-key-rotated": "⚠ Key changed",
+  "username-collision": "⚠ Same name, different key",
+  "rename-collision": "⚠ Took another contact's name",
+  conflict: "⚠ Conflicting identity",
+  downgrade: "⚠ Older identity offered",
+};
 
 /** One line of a message for a preview: whitespace folded, cut at a length a row can show. */
 export function previewText(text: string, max = 80): string {

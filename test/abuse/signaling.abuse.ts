@@ -89,9 +89,11 @@ describe("signaling floods from four sources", () => {
     expect(underFlood.relay.failures).toBe(0);
     expect(underFlood.signal.failures).toBe(0);
     expect(underFlood.relay.count).toBeGreaterThan(10);
-    // What the flood costs the server, in CPU time: independent of what else the machine runs.
-    expect(serverCores).toBeLessThanOrEqual(MAX_SERVER_CORES);
+    // What the flood costs the server in CPU time depends on how fast the attackers manage to send
+    // (a quieter or faster machine sends more), so like latency it is judged in the long form
+    // only, on a machine doing nothing else; the short form records it.
     if (JUDGE_LATENCY) {
+      expect(serverCores).toBeLessThanOrEqual(MAX_SERVER_CORES);
       expect(underFlood.relay.p99Ms).toBeLessThanOrEqual(P99_BUDGET_MS);
       expect(underFlood.signal.p99Ms).toBeLessThanOrEqual(P99_BUDGET_MS);
       expect(loop.p99Ms).toBeLessThanOrEqual(P99_BUDGET_MS);

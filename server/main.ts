@@ -5,20 +5,12 @@
  */
 import { fileURLToPath } from "node:url";
 import { trustedProxies } from "../host/client-source.ts";
-import {
-  bool,
-  ConfigError,
-  describeOptions,
-  int,
-  prefixed,
-  readConfig,
-  str,
-  unprefixed,
-} from "../host/config.ts";
-import { closeOnSignals, createHost, createRegistry, ListenError } from "../host/host.ts";
+import { bool, describeOptions, int, prefixed, readConfig, str, unprefixed } from "../host/config.ts";
+import { closeOnSignals, createHost, createRegistry } from "../host/host.ts";
 import { createLogger } from "../host/log.ts";
 import { metricsOptions } from "../host/metrics.ts";
 import { cspConnectOption } from "../host/security-headers.ts";
+import { exitOnStartupError, metricsListener, warnIfMetricsExposed } from "../host/standalone.ts";
 import { type RelayConfig, relayOptions } from "../relay-ws/config.ts";
 import { createRelayService } from "../relay-ws/service.ts";
 import { signalingConfigFrom, signalingOptions } from "../signaling/config.ts";
@@ -72,10 +64,7 @@ async function main() {
     staticDir: config.serveStatic ? config.staticDir : undefined,
     registry,
     log,
-    metrics:
-      config.metricsPort === "off"
-        ? "off"
-        : { port: config.metricsPort, host: config.metricsHost, token: config.metricsToken },
+    metrics: metricsListener(config),
     connectSources: config.cspConnectSrc,
     serveSourceMaps: config.serveSourceMaps,
     trustedProxies: trustedProxies(config.trustProxy),
@@ -84,27 +73,9 @@ async function main() {
   host.mount(createRelayService(relay, { registry, log }));
   const port = await host.listen();
   const metricsPort = host.metricsPort();
-  if (metricsPort !== undefined && !isLoopback(config.metricsHost) && config.metricsToken === undefined)
-    log.warn({ metricsPort }, "metrics listener is reachable from the network without --metrics-token");
+  warnIfMetricsExposed(log, config, metricsPort);
   log.info({ port, metricsPort }, "loft listening");
   closeOnSignals(() => host.close(), log);
 }
 
-function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || /^127\./.test(host);
-}
-
-main().catch((e) => {
-  if (e instanceof ConfigError) {
-    console.error(`configuration error: ${e.message}`);
-    process.exit(2);
-  }
-  if (e instanceof ListenError) {
-    // A port in use or not allowed is the operator's to fix: say which flag, no stack trace.
-    const flag = e.listener === "metrics" ? "--metrics-port/--metrics-host" : "--port/--host";
-    console.error(`configuration error: ${flag}: cannot listen on ${e.message}`);
-    process.exit(2);
-  }
-  console.error(e);
-  process.exit(1);
-});
+main().catch(exitOnStartupError);

@@ -162,6 +162,8 @@ export interface EngineContext {
   started: boolean;
   stopped: boolean;
   everRegistered: boolean;
+  /** Consecutive BUSY refusals of our REGISTER (reset once registered; presence.ts). */
+  registerBusy: number;
   lastStamp: number;
   /** The engine's `contactChanged` (a first contact can record an identity change). */
   contactChanged(contactId: ContactId): void;

@@ -111,6 +111,7 @@ export class Engine implements ChatEngine {
       started: false,
       stopped: false,
       everRegistered: false,
+      registerBusy: 0,
       lastStamp: 0,
       contactChanged: (contactId) => this.contactChanged(contactId),
     };

@@ -22,7 +22,7 @@ import {
 export const MAX_TEXT_CHARS = 16_000;
 
 /** Why a text cannot be sent as one message, or undefined when it can. */
-export function textRefusal(text: string): EngineRefusal | undefined {
+function textRefusal(text: string): EngineRefusal | undefined {
   if (text.length > 0 && text.length <= MAX_TEXT_CHARS) return undefined;
   return new EngineRefusal({
     kind: "message-refused",

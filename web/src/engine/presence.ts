@@ -61,7 +61,7 @@ const BUSY_TOLD_AFTER = 3;
  * Undefined for codes that are not a registration refusal. (The engine's other error wording is
  * in errors.ts.)
  */
-export function registerRefusalMessage(code: string, busyInARow = 0): string | undefined {
+function registerRefusalMessage(code: string, busyInARow = 0): string | undefined {
   switch (code) {
     case "WRONG_AUDIENCE":
       return "The signaling server refused to sign you in: it expects to be reached at another address. Check the server address in Settings → Servers.";

@@ -16,7 +16,8 @@
  * per source address, docs/operations-relay.md §Limits) is not an end: the same piece is sent
  * again with the same send id after a backoff (doubling, with jitter), so nothing is lost, doubled
  * or reordered. Only when the relay has refused for `giveUpMs` without storing anything does the
- * link close, with the refusal's code as reason (`LOFT_ERR_RELAY_SOURCE_RATE` / `_STORE_RATE`).
+ * link close, with the refusal's code as reason (`LOFT_ERR_RELAY_RATE` / `_SOURCE_RATE` /
+ * `_STORE_RATE`).
  * Any other refusal (QUOTA, AUTH, a closed connection) closes the link with its code at once.
  * A local close sends what is still queued, then the close marker, under the same bounds.
  */

@@ -1,43 +1,20 @@
 /**
  * The ChatEngine used when no real engine is available (web/src/chat-engine.ts did not load, or it
  * failed to start): nobody is reachable, sends are stored as `queued` with an outbox entry (in
- * hand-over order, web/src/engine/outgoing.ts), and a real engine started later drains that outbox. Same refusals as the real engine, so the UI
- * behaves the same with or without a network.
+ * hand-over order, web/src/engine/outgoing.ts), and a real engine started later drains that
+ * outbox. Same refusals as the real engine (outgoing.ts `sendableContact`), so the UI behaves the
+ * same with or without a network.
  */
 import type {
   ChatEngine,
-  ContactId,
   EngineListener,
-  EngineStartOptions,
   HandedOver,
   MessageId,
   Presence,
   ServiceStatus,
 } from "./engine/api.ts";
-import { EngineRefusal } from "./engine/api.ts";
-import { newOutgoing, SendLines } from "./engine/outgoing.ts";
+import { newOutgoing, SendLines, sendableContact } from "./engine/outgoing.ts";
 import type { LoftStorage } from "./storage/storage.ts";
-
-/** Checks shared by every engine front: blocked contacts and pending identity changes refuse. */
-export async function refuseIfBlocked(storage: LoftStorage | EngineStartOptions["storage"], id: ContactId) {
-  const c = await storage.getContact(id);
-  if (!c) throw new EngineRefusal({ kind: "internal", message: "This contact no longer exists." });
-  if (c.trust === "rejected")
-    throw new EngineRefusal({
-      kind: "contact-rejected",
-      message: `You blocked ${c.username}. Unblock them first.`,
-    });
-  if (c.request)
-    throw new EngineRefusal({
-      kind: "contact-request",
-      message: `Accept ${c.username}'s contact request first.`,
-    });
-  if (c.pending)
-    throw new EngineRefusal({
-      kind: "identity-change-pending",
-      message: `${c.username}'s identity changed. Decide whether to trust the new key before sending.`,
-    });
-}
 
 export function createOfflineEngine(storage: LoftStorage): ChatEngine {
   const listeners = new Set<EngineListener>();
@@ -59,7 +36,7 @@ export function createOfflineEngine(storage: LoftStorage): ChatEngine {
       lastAt = Math.max(Date.now(), lastAt + 1);
       const message = newOutgoing(contactId, text, lastAt);
       const stored = lines.run(contactId, async () => {
-        await refuseIfBlocked(storage, contactId);
+        await sendableContact(storage, contactId);
         await storage.queueOutgoing(message);
         emit({ type: "message-state", contactId, id: message.id, state: "queued" });
         return message.id;
@@ -79,7 +56,7 @@ export function createOfflineEngine(storage: LoftStorage): ChatEngine {
       await lines.run(first.contactId, async () => {
         const m = await storage.getMessage(messageId);
         if (m?.direction !== "out" || m.state !== "failed") return;
-        await refuseIfBlocked(storage, m.contactId);
+        await sendableContact(storage, m.contactId);
         lastAt = Math.max(Date.now(), lastAt + 1);
         await storage.setMessageState(messageId, "queued");
         await storage.putOutbox({ messageId, contactId: m.contactId, queuedAt: lastAt, attempts: 0 });

@@ -31,7 +31,7 @@
  *    `identity-change`; an unknown identity key connecting to us → store it as an Unknown contact
  *    and emit `contact-added` (or ignore it; a product decision to write down).
  *  - The engine never dials, accepts or sends to a contact whose trust is `rejected` or that has
- *    `pending` set (`refuseIfBlocked` in web/src/offline-engine.ts does the check).
+ *    `pending` set (`refusalFor` in web/src/engine/outgoing.ts says why).
  *  - Endpoints: our own come from `getSettings()`; a contact's from `ContactRecord.endpoints`
  *    (the link they gave us). The UI puts `getSettings()` and `contactLinkRefs()` in our link.
  *  - History: the UI reads `StoredMessage`s from storage a page at a time and keeps them live

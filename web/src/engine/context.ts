@@ -1,8 +1,8 @@
 /**
  * What every engine module shares (engine.ts): the per-contact `Peer` record, the `EngineContext`
  * state object, events (`emit`, presence and service status; docs/protocol/chat.md §7), the
- * per-contact task chain that serializes ratchet use (chat.md §4), and the refusal rules for
- * Rejected contacts, pending identity changes and contact requests (api.ts; mailbox.md §5).
+ * per-contact task chain that serializes ratchet use (chat.md §4). The refusal rules for Rejected
+ * contacts, pending identity changes and contact requests are in outgoing.ts (`refusalFor`).
  */
 import { decodeIdentity } from "../../../core/identity/identity.ts";
 import type { SenderQueue } from "../../../core/relay/client.ts";
@@ -23,6 +23,7 @@ import type {
 } from "./api.ts";
 import type { EngineConfig } from "./config.ts";
 import { type AddressQueue, PieceBuffer, type RxQueue, type TxQueue } from "./mailbox.ts";
+import { refusalFor } from "./outgoing.ts";
 import {
   ADDRESS_REF,
   type AddressRef,
@@ -115,19 +116,6 @@ export class Refused extends Error {
   }
 }
 
-export function refusalFor(c: ContactRecord | undefined): EngineError | undefined {
-  if (!c) return { kind: "internal", message: "This contact no longer exists." };
-  if (c.trust === "rejected")
-    return { kind: "contact-rejected", message: `You blocked ${c.username}. Unblock them first.` };
-  if (c.request) return { kind: "contact-request", message: `Accept ${c.username}'s contact request first.` };
-  if (c.pending)
-    return {
-      kind: "identity-change-pending",
-      message: `${c.username}'s identity changed. Decide whether to trust the new key before sending.`,
-    };
-  return undefined;
-}
-
 export function timeout<T>(p: Promise<T>, ms: number, reason: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout>;
   return Promise.race([
@@ -174,6 +162,8 @@ export interface EngineContext {
   started: boolean;
   stopped: boolean;
   everRegistered: boolean;
+  /** Consecutive BUSY refusals of our REGISTER (reset once registered; presence.ts). */
+  registerBusy: number;
   lastStamp: number;
   /** The engine's `contactChanged` (a first contact can record an identity change). */
   contactChanged(contactId: ContactId): void;

@@ -12,11 +12,11 @@ import {
   emit,
   type Peer,
   Refused,
-  refusalFor,
   setPresence,
   timeout,
 } from "./context.ts";
 import { describeFailure, QUIET_REASONS } from "./errors.ts";
+import { refusalFor } from "./outgoing.ts";
 import { freshRatchetKeyPair, RATCHET_KEY_EXTENSION } from "./ratchet-store.ts";
 import { allowMailbox } from "./relay-mailbox.ts";
 import { runSession } from "./session.ts";

@@ -33,16 +33,15 @@
 
 import { toHex } from "../../../core/bytes.ts";
 import { SignalingClient } from "../../../core/signaling/client.ts";
-import {
-  type ChatEngine,
-  type ContactId,
-  type EngineListener,
-  EngineRefusal,
-  type EngineStartOptions,
-  type HandedOver,
-  type MessageId,
-  type Presence,
-  type ServiceStatus,
+import type {
+  ChatEngine,
+  ContactId,
+  EngineListener,
+  EngineStartOptions,
+  HandedOver,
+  MessageId,
+  Presence,
+  ServiceStatus,
 } from "./api.ts";
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
 import {
@@ -53,7 +52,6 @@ import {
   type Peer,
   peerFor,
   reachableLive,
-  refusalFor,
   serial,
   setPresence,
   setService,
@@ -63,7 +61,7 @@ import { dial, maybeDial, onOffer } from "./dialing.ts";
 import { describeFailure } from "./errors.ts";
 import { afterAccept, contactLinkRefs, setupAddress } from "./first-contact.ts";
 import { afterQueued } from "./messages.ts";
-import { newOutgoing, SendLines } from "./outgoing.ts";
+import { newOutgoing, refusalFor, SendLines, sendableContact } from "./outgoing.ts";
 import { onSignaling, resubscribe, watchKeys } from "./presence.ts";
 import {
   allowMailbox,
@@ -113,6 +111,7 @@ export class Engine implements ChatEngine {
       started: false,
       stopped: false,
       everRegistered: false,
+      registerBusy: 0,
       lastStamp: 0,
       contactChanged: (contactId) => this.contactChanged(contactId),
     };
@@ -251,9 +250,7 @@ export class Engine implements ChatEngine {
   handOver(contactId: ContactId, text: string): HandedOver {
     const message = newOutgoing(contactId, text, stamp(this.#ctx));
     const stored = this.#lines.run(contactId, async () => {
-      const c = await this.#ctx.storage.getContact(contactId);
-      const refusal = refusalFor(c);
-      if (refusal || !c) throw new EngineRefusal(refusal!);
+      const c = await sendableContact(this.#ctx.storage, contactId);
       await this.#ctx.storage.putMessage(message);
       await this.#ctx.storage.putOutbox({
         messageId: message.id,
@@ -283,9 +280,7 @@ export class Engine implements ChatEngine {
     await this.#lines.run(first.contactId, async () => {
       const m = await this.#ctx.storage.getMessage(messageId);
       if (m?.direction !== "out" || m.state !== "failed") return;
-      const c = await this.#ctx.storage.getContact(m.contactId);
-      const refusal = refusalFor(c);
-      if (refusal || !c) throw new EngineRefusal(refusal!);
+      const c = await sendableContact(this.#ctx.storage, m.contactId);
       await this.#ctx.storage.setMessageState(messageId, "queued");
       await this.#ctx.storage.putOutbox({
         messageId,

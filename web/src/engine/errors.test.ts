@@ -1,13 +1,13 @@
 /**
- * web/src/engine/errors.ts: the relay's per-source rations (SOURCE_RATE, STORE_RATE) read as a
- * busy relay that Loft retries — never as an unreachable relay, an offline contact or an internal
+ * web/src/engine/errors.ts: the relay's rations (RATE per connection; SOURCE_RATE, STORE_RATE per
+ * source address) read as a busy relay that Loft retries — never as an unreachable relay, an offline contact or an internal
  * failure — whether a mailbox SEND was refused or a live link through the relay gave up.
  */
 import { describe, expect, it } from "vitest";
 import { describeFailure, RELAY_BUSY_MESSAGE, relayUnreachable } from "./errors.ts";
 
 describe("relay busy codes", () => {
-  for (const code of ["LOFT_ERR_RELAY_SOURCE_RATE", "LOFT_ERR_RELAY_STORE_RATE"]) {
+  for (const code of ["LOFT_ERR_RELAY_RATE", "LOFT_ERR_RELAY_SOURCE_RATE", "LOFT_ERR_RELAY_STORE_RATE"]) {
     it(`${code}: plain words, retried`, () => {
       expect(relayUnreachable("wss://relay.example/relay", "bob", code).message).toBe(
         `${RELAY_BUSY_MESSAGE} Messages to bob wait on this device until then.`,

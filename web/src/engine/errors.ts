@@ -4,6 +4,7 @@
  * from core/session, SignalingError codes from core/signaling/client.ts, simple-peer's ERR_* codes
  * and web/src/net/direct.ts's reasons. Messages never include secrets or server-supplied text.
  */
+import { isTemporaryRefusal } from "../../../core/relay/errors.ts";
 import type { EngineError, VerificationCheck } from "./api.ts";
 
 /** Close reasons that end a session on purpose: no retry, no error shown. */
@@ -37,20 +38,16 @@ function verification(check: VerificationCheck, message: string): EngineError {
 }
 
 /**
- * The relay rations what each network address may send and store (docs/operations-relay.md
- * §Limits) and refused us for now: nothing is lost, messages stay queued and are sent again after
- * a pause (web/src/engine/relay-mailbox.ts, core/relay/live-link.ts).
+ * Said when the relay rations what a connection or a network address may send and store
+ * (core/relay/errors.ts `isTemporaryRefusal`, docs/operations-relay.md §Limits) and refused us for
+ * now: nothing is lost, messages stay queued and are sent again after a pause
+ * (web/src/engine/relay-mailbox.ts, core/relay/live-link.ts).
  */
-export const RELAY_BUSY_CODES: ReadonlySet<string> = new Set([
-  "LOFT_ERR_RELAY_SOURCE_RATE",
-  "LOFT_ERR_RELAY_STORE_RATE",
-]);
-
 export const RELAY_BUSY_MESSAGE = "The relay is busy; Loft will try again shortly.";
 
 /** The relay (ours, or the contact's mailbox relay) can't be reached; `name` when about one contact. */
 export function relayUnreachable(url: string, name?: string, code?: string): EngineError {
-  if (code !== undefined && RELAY_BUSY_CODES.has(code))
+  if (code !== undefined && isTemporaryRefusal(code))
     return {
       kind: "relay-unreachable",
       url,
@@ -84,6 +81,9 @@ export function describeFailure(
   detail?: string,
   canRequest = false,
 ): EngineError {
+  if (isTemporaryRefusal(reason))
+    // A live link through the relay gave up after its bounded retries (core/relay/live-link.ts).
+    return { kind: "peer-offline", message: `${RELAY_BUSY_MESSAGE} Messages to ${name} stay queued.` };
   switch (reason) {
     case "LOFT_ERR_BAD_SIGNATURE":
     case "LOFT_ERR_BAD_IDENTITY":
@@ -160,10 +160,6 @@ export function describeFailure(
         url: "",
         message: "The signaling server can't be reached. Retrying…",
       };
-    case "LOFT_ERR_RELAY_SOURCE_RATE":
-    case "LOFT_ERR_RELAY_STORE_RATE":
-      // A live link through the relay gave up after its bounded retries (core/relay/live-link.ts).
-      return { kind: "peer-offline", message: `${RELAY_BUSY_MESSAGE} Messages to ${name} stay queued.` };
     default:
       if (reason.startsWith("LOFT_ERR_RELAY_"))
         return {

@@ -25,7 +25,6 @@ import {
   type Peer,
   peerFor,
   reachableLive,
-  refusalFor,
   serial,
   setPresence,
 } from "./context.ts";
@@ -43,6 +42,7 @@ import {
   type TxQueue,
 } from "./mailbox.ts";
 import { flush, receive, sendReceipts } from "./messages.ts";
+import { refusalFor } from "./outgoing.ts";
 import { saveRatchet } from "./peer-ratchet.ts";
 import {
   ADDRESS_REF,

@@ -3,18 +3,26 @@
  * stand-in (web/src/offline-engine.ts): the text is checked, the message gets its id and time
  * synchronously — before any storage call — and its storage steps run on a per-contact line in
  * the order messages were handed over, however long each storage call takes
- * (web/src/engine/api.ts `ChatEngine.handOver`; docs/user-guide.md "Chatting").
+ * (web/src/engine/api.ts `ChatEngine.handOver`; docs/user-guide.md "Chatting"), and the refusal
+ * rules for Rejected contacts, pending identity changes and contact requests (api.ts; mailbox.md §5).
  *
  * Kept free of heavy imports: the UI bundle reads `MAX_TEXT_CHARS` from here.
  */
 import { randomId } from "../lib/base64url.ts";
-import { type ContactId, EngineRefusal, type StoredMessage } from "./api.ts";
+import {
+  type ContactId,
+  type ContactRecord,
+  type EngineError,
+  EngineRefusal,
+  type EngineStorage,
+  type StoredMessage,
+} from "./api.ts";
 
 /** Longest text in one message, in UTF-16 code units: the wire limit and the composer's. */
 export const MAX_TEXT_CHARS = 16_000;
 
 /** Why a text cannot be sent as one message, or undefined when it can. */
-export function textRefusal(text: string): EngineRefusal | undefined {
+function textRefusal(text: string): EngineRefusal | undefined {
   if (text.length > 0 && text.length <= MAX_TEXT_CHARS) return undefined;
   return new EngineRefusal({
     kind: "message-refused",
@@ -23,6 +31,37 @@ export function textRefusal(text: string): EngineRefusal | undefined {
         ? "An empty message can't be sent."
         : `This message is ${text.length.toLocaleString("en")} characters long; the limit is ${MAX_TEXT_CHARS.toLocaleString("en")}. Shorten it or split it in two.`,
   });
+}
+
+const CONTACT_GONE: EngineError = { kind: "internal", message: "This contact no longer exists." };
+
+/**
+ * Why nothing may be sent to, dialed or accepted from contact `c` (missing, blocked, a request not
+ * yet accepted, an identity change not yet decided), or undefined when it may.
+ */
+export function refusalFor(c: ContactRecord | undefined): EngineError | undefined {
+  if (!c) return CONTACT_GONE;
+  if (c.trust === "rejected")
+    return { kind: "contact-rejected", message: `You blocked ${c.username}. Unblock them first.` };
+  if (c.request) return { kind: "contact-request", message: `Accept ${c.username}'s contact request first.` };
+  if (c.pending)
+    return {
+      kind: "identity-change-pending",
+      message: `${c.username}'s identity changed. Decide whether to trust the new key before sending.`,
+    };
+  return undefined;
+}
+
+/** The contact a message may be sent to; throws `EngineRefusal` (`refusalFor`) otherwise. */
+export async function sendableContact(
+  storage: Pick<EngineStorage, "getContact">,
+  contactId: ContactId,
+): Promise<ContactRecord> {
+  const c = await storage.getContact(contactId);
+  if (!c) throw new EngineRefusal(CONTACT_GONE);
+  const refusal = refusalFor(c);
+  if (refusal) throw new EngineRefusal(refusal);
+  return c;
 }
 
 /**

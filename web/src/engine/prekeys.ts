@@ -37,11 +37,6 @@ import { QUEUE_ID_BYTES } from "./mailbox.ts";
 
 /** One-time prekeys of each kind we keep published (X25519 and ML-KEM-768, paired). */
 export const ONE_TIME_TARGET = 16;
-/**
- * Signed prekeys rotate after this long (PQXDH §3.2 "periodically"), or earlier when their replay
- * cache fills (core/prekey `signedPrekeyRotationDue`).
- */
-export { SIGNED_PREKEY_ROTATION_MS } from "../../../core/prekey/index.ts";
 export const ADDRESS_REF = "addr";
 const VERSION = 1;
 const RATCHET_ID_PREKEY_LABEL = utf8("loft/chat/ratchet-id/prekey/v1");

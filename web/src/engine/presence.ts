@@ -31,7 +31,7 @@ export function onSignaling(ctx: EngineContext, e: SignalingEvent): void {
     case "state":
       if (e.state === "registered") {
         ctx.everRegistered = true;
-        busyRefusals.delete(ctx);
+        ctx.registerBusy = 0;
         setService(ctx, { signaling: "connected" });
         for (const p of ctx.peers.values()) maybeDial(ctx, p, "registered");
       } else if (e.state === "reconnecting" || e.state === "connecting") {
@@ -52,8 +52,6 @@ export function onSignaling(ctx: EngineContext, e: SignalingEvent): void {
   }
 }
 
-/** Consecutive BUSY refusals of our REGISTER, per engine (reset once registered). */
-const busyRefusals = new WeakMap<EngineContext, number>();
 /** BUSY refusals in a row before the user is told (the client retries each after 1–5 s). */
 const BUSY_TOLD_AFTER = 3;
 
@@ -63,7 +61,7 @@ const BUSY_TOLD_AFTER = 3;
  * Undefined for codes that are not a registration refusal. (The engine's other error wording is
  * in errors.ts.)
  */
-export function registerRefusalMessage(code: string, busyInARow = 0): string | undefined {
+function registerRefusalMessage(code: string, busyInARow = 0): string | undefined {
   switch (code) {
     case "WRONG_AUDIENCE":
       return "The signaling server refused to sign you in: it expects to be reached at another address. Check the server address in Settings → Servers.";
@@ -102,9 +100,8 @@ export function onSignalingError(ctx: EngineContext, error: SignalingError): voi
     );
     return;
   }
-  const busy = error.code === "BUSY" ? (busyRefusals.get(ctx) ?? 0) + 1 : 0;
-  busyRefusals.set(ctx, busy);
-  const refusal = registerRefusalMessage(error.code, busy);
+  ctx.registerBusy = error.code === "BUSY" ? ctx.registerBusy + 1 : 0;
+  const refusal = registerRefusalMessage(error.code, ctx.registerBusy);
   if (refusal) signalingDown(ctx, refusal);
   else if (error.code === "REPLACED") {
     emit(ctx, {

@@ -16,7 +16,6 @@ import {
   type Peer,
   Refused,
   reachableLive,
-  refusalFor,
   serial,
   setPresence,
   timeout,
@@ -24,6 +23,7 @@ import {
 import { scheduleRetry, scheduleUpgrade } from "./dialing.ts";
 import { describeFailure, PEER_LEFT_ON_PURPOSE, QUIET_REASONS } from "./errors.ts";
 import { flush, receive, sendReceipts } from "./messages.ts";
+import { refusalFor } from "./outgoing.ts";
 import { loadRatchet, saveRatchet, sendApp } from "./peer-ratchet.ts";
 import { bootstrapChatRatchet } from "./ratchet-store.ts";
 import { allowMailbox, announce } from "./relay-mailbox.ts";

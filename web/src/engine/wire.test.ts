@@ -15,6 +15,7 @@ import {
   envelopeKind,
   type SignalPayload,
 } from "../net/signal-payload.ts";
+import { MAX_TEXT_CHARS } from "./outgoing.ts";
 import {
   type AppMessage,
   decodeAppMessage,
@@ -24,7 +25,6 @@ import {
   encodePing,
   encodePong,
   encodeRatchetFrame,
-  MAX_TEXT_CHARS,
 } from "./wire.ts";
 
 const hex = (b: Uint8Array) =>

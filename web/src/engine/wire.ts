@@ -23,10 +23,8 @@ import { equalBytes } from "../../../core/bytes.ts";
 import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/codec/codec.ts";
 import { padToBucket, unpadBucket } from "../../../core/codec/padding.ts";
 import { err, ok, type Result } from "../../../core/errors.ts";
+// Longest text in one message: one source for the wire and the UI (outgoing.ts).
 import { MAX_TEXT_CHARS } from "./outgoing.ts";
-
-/** Longest text in one message, in UTF-16 code units (one source for the wire and the UI). */
-export { MAX_TEXT_CHARS };
 
 export const CHAT_PROTOCOL_VERSION = 1;
 export const FRAME = { HELLO: 0x01, RATCHET: 0x02, PING: 0x03, PONG: 0x04 } as const;

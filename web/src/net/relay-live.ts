@@ -17,9 +17,9 @@
  * peers can SEND into the pair: the signaling server learns queue ids but cannot inject a byte (a
  * forged answer makes SKEY fail, which only ends the attempt). Both queues are deleted when the
  * link closes. A refusal or an abandoned attempt travels as `bye`, as for direct links. The relay
- * rations each network address (SOURCE_RATE, STORE_RATE): a setup command refused for rate is
- * tried again after a pause (core/relay/live-link.ts `retryTemporary`), and the link itself waits
- * out such refusals before giving up with their code.
+ * rations each connection (RATE) and network address (SOURCE_RATE, STORE_RATE): a setup command
+ * refused for rate is tried again after a pause (core/relay/live-link.ts `retryTemporary`), and
+ * the link itself waits out such refusals before giving up with their code.
  */
 import { toHex } from "../../../core/bytes.ts";
 import { LoftError } from "../../../core/errors.ts";

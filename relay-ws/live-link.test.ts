@@ -15,7 +15,7 @@ import { RelayLink, type RelayLinkOptions } from "../core/relay/live-link.ts";
 import { MAX_BODY } from "../core/relay/protocol.ts";
 import type { RelayConfig } from "./config.ts";
 import { STORED_QUEUE_BYTES, storedMessageBytes } from "./source-limits.ts";
-import { connectRelay, startTestRelay, type TestRelay } from "./testing.ts";
+import { connectRelay, relayCounter, startTestRelay, type TestRelay } from "./testing.ts";
 
 let relay: TestRelay;
 beforeAll(async () => {
@@ -83,13 +83,8 @@ function onRationedPair(
 }
 
 /** The relay's count of `command`s (default SEND) it answered with `result` (e.g. "STORE_RATE"). */
-async function sendsAnswered(r: TestRelay, result: string, command = "SEND"): Promise<number> {
-  const text = await r.registry.metrics();
-  const m = new RegExp(`loft_relay_commands_total\\{command="${command}",result="${result}"\\} (\\d+)`).exec(
-    text,
-  );
-  return m ? Number(m[1]) : 0;
-}
+const sendsAnswered = (r: TestRelay, result: string, command = "SEND") =>
+  relayCounter(r, "loft_relay_commands_total", { command, result });
 
 /**
  * `a` sends `count` numbered messages (every fifth one 40 000 bytes: three pieces) and one end

@@ -3,10 +3,10 @@
  * connection while an upgrade is refused. Each must get an answer (or a cut connection) and the
  * process must keep serving; vitest fails the run on any uncaught exception or rejection.
  */
-import { createConnection } from "node:net";
 import { Registry } from "prom-client";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createHost, type Host } from "./host.ts";
+import { rawExchange } from "./http-testing.ts";
 import { createLogger } from "./log.ts";
 
 let host: Host;
@@ -24,22 +24,7 @@ beforeEach(async () => {
 });
 afterEach(() => host.close());
 
-/** Send raw bytes; resolve with everything the server wrote before it closed. */
-function raw(request: string, reset = false): Promise<string> {
-  return new Promise((resolve) => {
-    const c = createConnection(port, "127.0.0.1");
-    let out = "";
-    c.on("data", (d) => {
-      out += d;
-    });
-    c.on("error", () => {});
-    c.on("close", () => resolve(out));
-    c.write(request, () => {
-      if (reset) c.resetAndDestroy();
-      else c.end();
-    });
-  });
-}
+const raw = (text: string, reset = false) => rawExchange(port, text, reset);
 
 const upgrade = (path: string) =>
   `GET ${path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +

@@ -3,7 +3,13 @@
  * with the headers we choose (fetch would add Accept-Encoding and decode the body), and raw bytes
  * over a socket for request targets fetch would normalise. Nothing here imitates a server.
  */
-import { request as httpRequest, type IncomingHttpHeaders } from "node:http";
+import {
+  type Agent,
+  request as httpRequest,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+} from "node:http";
+import { request as httpsRequest, type RequestOptions as NodeRequestOptions } from "node:https";
 import { createConnection } from "node:net";
 
 export interface Answer {
@@ -13,28 +19,46 @@ export interface Answer {
   body: Buffer;
 }
 
+export interface RequestOptions {
+  method?: string;
+  headers?: Record<string, string>;
+  localAddress?: string;
+  /** A keep-alive agent to reuse sockets with; by default each request has its own connection. */
+  agent?: Agent;
+  /** The CA to trust: the request goes over TLS (node:https) when this is given. */
+  ca?: string | Buffer;
+}
+
+/**
+ * One request and its whole answer. `target` is a URL, or a loopback port and a request target
+ * sent exactly as written (a URL would normalise dot segments and escapes).
+ */
 export function request(
-  url: string,
-  options: { method?: string; headers?: Record<string, string>; localAddress?: string } = {},
+  target: string | { port: number; path: string },
+  options: RequestOptions = {},
 ): Promise<Answer> {
+  const tls = options.ca !== undefined || (typeof target === "string" && target.startsWith("https:"));
+  const send = tls ? httpsRequest : httpRequest;
+  const settings: NodeRequestOptions = {
+    method: options.method ?? "GET",
+    headers: options.headers ?? {},
+    agent: options.agent ?? false,
+    ...(options.ca !== undefined ? { ca: options.ca } : {}),
+    ...(options.localAddress ? { localAddress: options.localAddress } : {}),
+  };
   return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      url,
-      {
-        method: options.method ?? "GET",
-        headers: options.headers ?? {},
-        agent: false,
-        ...(options.localAddress ? { localAddress: options.localAddress } : {}),
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () =>
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
-        );
-        res.on("error", reject);
-      },
-    );
+    const collect = (res: IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
+      );
+      res.on("error", reject);
+    };
+    const req =
+      typeof target === "string"
+        ? send(target, settings, collect)
+        : send({ ...settings, host: "127.0.0.1", port: target.port, path: target.path }, collect);
     req.on("error", reject);
     req.end();
   });

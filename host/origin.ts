@@ -53,3 +53,31 @@ export const allowedOriginsOption = {
       }),
   help: "comma-separated origins (https://app.example) whose pages may open /signal and /relay WebSockets besides this server's own; '*' allows any page",
 };
+
+/** What a service does with pages of other origins (`--relay-/--signal-cross-origin-pages`). */
+export type CrossOriginPages = "separate" | "refuse";
+
+/**
+ * A service's `--…-cross-origin-pages` option; `why` says why that service accepts other
+ * origins' pages by default (docs/decisions.md).
+ */
+export function crossOriginPagesOption(flag: string, env: string, why: string) {
+  return {
+    flag,
+    env,
+    default: "separate" as CrossOriginPages,
+    parse: (raw: string): CrossOriginPages => {
+      if (raw === "separate" || raw === "refuse") return raw;
+      throw new ConfigError(`expected "separate" or "refuse", got "${raw}"`);
+    },
+    help: `pages of other origins than this server's and --allowed-origins: 'separate' accepts them under their own per-source budget (${why}), 'refuse' answers 403`,
+  };
+}
+
+/**
+ * The per-source key a connection is counted under: pages of other origins apart from this
+ * origin's own, so a hostile page cannot spend its visitors' budget here.
+ */
+export function pageSourceKey(source: string, ownPage: boolean): string {
+  return ownPage ? source : `${source} cross-origin`;
+}

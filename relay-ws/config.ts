@@ -8,7 +8,7 @@
 import { DEFAULT_FRAME_LIMIT, MAX_WINDOW, MIN_FRAME_LIMIT } from "../core/relay/protocol.ts";
 import { trustProxyOption } from "../host/client-source.ts";
 import { bool, ConfigError, int, type OptionSpec, str } from "../host/config.ts";
-import { allowedOriginsOption } from "../host/origin.ts";
+import { allowedOriginsOption, crossOriginPagesOption } from "../host/origin.ts";
 
 export const MAX_TTL_SECONDS = 7 * 24 * 3600;
 
@@ -202,16 +202,11 @@ export const relayOptions = {
   // §Limits and abuse). A "source" is a client address behind `--trust-proxy` (IPv6 by /64).
   trustProxy: trustProxyOption,
   allowedOrigins: allowedOriginsOption,
-  crossOriginPages: {
-    flag: "relay-cross-origin-pages",
-    env: "LOFT_RELAY_CROSS_ORIGIN_PAGES",
-    default: "separate" as "separate" | "refuse",
-    parse: (raw: string): "separate" | "refuse" => {
-      if (raw === "separate" || raw === "refuse") return raw;
-      throw new ConfigError(`expected "separate" or "refuse", got "${raw}"`);
-    },
-    help: "pages of other origins than this server's and --allowed-origins: 'separate' accepts them under their own per-source budget (federation: contacts' apps elsewhere deposit here), 'refuse' answers 403",
-  },
+  crossOriginPages: crossOriginPagesOption(
+    "relay-cross-origin-pages",
+    "LOFT_RELAY_CROSS_ORIGIN_PAGES",
+    "federation: contacts' apps elsewhere deposit here",
+  ),
   maxConnectionsPerSource: {
     flag: "relay-max-connections-per-source",
     env: "LOFT_RELAY_MAX_CONNECTIONS_PER_SOURCE",

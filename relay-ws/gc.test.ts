@@ -8,21 +8,13 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { toHex, utf8 } from "../core/bytes.ts";
 import type { RelayMessage } from "../core/relay/client.ts";
-import { connectRelay, startTestRelay, type TestRelay } from "./testing.ts";
+import { connectRelay, relayCounter, startTestRelay, type TestRelay } from "./testing.ts";
 
 let relay: TestRelay | undefined;
 afterEach(async () => {
   await relay?.close();
   relay = undefined;
 });
-
-async function counter(r: TestRelay, name: string, labels: Record<string, string>): Promise<number> {
-  const metric = r.registry.getSingleMetric(name);
-  const values = (await metric!.get()).values;
-  return values
-    .filter((v) => Object.entries(labels).every(([k, l]) => (v.labels as Record<string, string>)[k] === l))
-    .reduce((s, v) => s + v.value, 0);
-}
 
 describe("relay garbage collection", () => {
   it("expires messages after the TTL (GC timer path and delivery path)", async () => {
@@ -41,14 +33,14 @@ describe("relay garbage collection", () => {
     expect(r).toMatchObject({ expiredMessages: 3, expiredSendIds: 3 });
     expect(relay.service.store.stats().messages).toBe(0);
     expect(await alice.get(q)).toBeUndefined();
-    expect(await counter(relay, "loft_relay_gc_removed_total", { reason: "expired" })).toBe(3);
+    expect(await relayCounter(relay, "loft_relay_gc_removed_total", { reason: "expired" })).toBe(3);
 
     // Expired but not collected yet: dropped when it would be delivered.
     await bob.send(sender, utf8("stale"));
     now += 3601_000;
     expect(await alice.get(q)).toBeUndefined();
     expect(relay.service.store.stats().messages).toBe(0);
-    expect(await counter(relay, "loft_relay_gc_removed_total", { reason: "expired" })).toBe(4);
+    expect(await relayCounter(relay, "loft_relay_gc_removed_total", { reason: "expired" })).toBe(4);
     alice.close();
     bob.close();
   });
@@ -71,7 +63,7 @@ describe("relay garbage collection", () => {
     // The sixth attempt finds it failed 5 times: dropped, the next message comes instead.
     const m = await alice.get(q);
     expect(new TextDecoder().decode(m!.body)).toBe("next");
-    expect(await counter(relay, "loft_relay_gc_removed_total", { reason: "delivery_failures" })).toBe(1);
+    expect(await relayCounter(relay, "loft_relay_gc_removed_total", { reason: "delivery_failures" })).toBe(1);
     alice.close();
 
     // Same through SUB: "next" was delivered once by that GET; four subscribers that disconnect
@@ -95,7 +87,7 @@ describe("relay garbage collection", () => {
     }
     const last = await connectRelay(relay.url);
     expect(await last.get(q)).toBeUndefined();
-    expect(await counter(relay, "loft_relay_gc_removed_total", { reason: "delivery_failures" })).toBe(2);
+    expect(await relayCounter(relay, "loft_relay_gc_removed_total", { reason: "delivery_failures" })).toBe(2);
     expect(relay.service.store.stats().messages).toBe(0);
     last.close();
     bob.close();

@@ -13,8 +13,9 @@ import { generateKeyPair, HandshakeState, XX_HFS } from "../core/noise/index.ts"
 import type { RecipientQueue, RelayClient, SenderQueue } from "../core/relay/client.ts";
 import { RelayLink, type RelayLinkOptions } from "../core/relay/live-link.ts";
 import { MAX_BODY } from "../core/relay/protocol.ts";
+import type { RelayConfig } from "./config.ts";
 import { STORED_QUEUE_BYTES, storedMessageBytes } from "./source-limits.ts";
-import { connectRelay, startTestRelay, type TestRelay } from "./testing.ts";
+import { connectRelay, relayCounter, startTestRelay, type TestRelay } from "./testing.ts";
 
 let relay: TestRelay;
 beforeAll(async () => {
@@ -26,31 +27,64 @@ afterAll(async () => {
 
 /**
  * Both peers create a receiving queue, swap sender ids (out of band) and SKEY each other's.
- * `a` connects from 127.0.0.1 and `b` from 127.0.0.2: two sources, each with its own rations.
+ * `ca` connects from 127.0.0.1 and `cb` from 127.0.0.2: two sources, each with its own rations.
  */
-async function linkPair(
-  url = relay.url,
-  aOptions: RelayLinkOptions = {},
-): Promise<{ a: RelayLink; b: RelayLink; ca: RelayClient; cb: RelayClient; qb: RecipientQueue }> {
+async function queuePair(url: string) {
   const ca = await connectRelay(url);
   const cb = await connectRelay(url, {}, { localAddress: "127.0.0.2" });
   const qa: RecipientQueue = await ca.createQueue({ subscribe: false });
   const qb: RecipientQueue = await cb.createQueue({ subscribe: false });
   const toB: SenderQueue = await ca.senderSecure({ senderId: qb.senderId });
   const toA: SenderQueue = await cb.senderSecure({ senderId: qa.senderId });
+  return { ca, cb, qa, qb, toA, toB };
+}
+
+interface LinkPair {
+  a: RelayLink;
+  b: RelayLink;
+  ca: RelayClient;
+  cb: RelayClient;
+  qb: RecipientQueue;
+}
+
+/** A live link each way over a `queuePair`; `aOptions` are `a`'s. */
+async function linkPair(url = relay.url, aOptions: RelayLinkOptions = {}): Promise<LinkPair> {
+  const { ca, cb, qa, qb, toA, toB } = await queuePair(url);
   const a = await RelayLink.open(ca, qa, toB, aOptions);
   const b = await RelayLink.open(cb, qb, toA);
   return { a, b, ca, cb, qb };
 }
 
-/** The relay's count of `command`s (default SEND) it answered with `result` (e.g. "STORE_RATE"). */
-async function sendsAnswered(r: TestRelay, result: string, command = "SEND"): Promise<number> {
-  const text = await r.registry.metrics();
-  const m = new RegExp(`loft_relay_commands_total\\{command="${command}",result="${result}"\\} (\\d+)`).exec(
-    text,
-  );
-  return m ? Number(m[1]) : 0;
+/** Run `body` on a relay of its own with the per-source `rations`, closed afterwards. */
+async function onRelay(rations: Partial<RelayConfig>, body: (r: TestRelay) => Promise<void>): Promise<void> {
+  const r = await startTestRelay(rations);
+  try {
+    await body(r);
+  } finally {
+    await r.close();
+  }
 }
+
+/** Run `body` on a `linkPair` on a relay of its own with `rations`; clients and relay closed afterwards. */
+function onRationedPair(
+  rations: Partial<RelayConfig>,
+  body: (pair: LinkPair, r: TestRelay) => Promise<void>,
+  aOptions: RelayLinkOptions = {},
+): Promise<void> {
+  return onRelay(rations, async (r) => {
+    const pair = await linkPair(r.url, aOptions);
+    try {
+      await body(pair, r);
+    } finally {
+      pair.ca.close();
+      pair.cb.close();
+    }
+  });
+}
+
+/** The relay's count of `command`s (default SEND) it answered with `result` (e.g. "STORE_RATE"). */
+const sendsAnswered = (r: TestRelay, result: string, command = "SEND") =>
+  relayCounter(r, "loft_relay_commands_total", { command, result });
 
 /**
  * `a` sends `count` numbered messages (every fifth one 40 000 bytes: three pieces) and one end
@@ -143,87 +177,60 @@ const PIECE = storedMessageBytes(0);
 const FOUR_PIECES = STORED_QUEUE_BYTES + Math.floor(3.9 * PIECE);
 
 describe("live link under the relay's per-source rations", () => {
-  it("STORE_RATE: backs off and resends in order, nothing lost or doubled", async () => {
+  it("STORE_RATE: backs off and resends in order, nothing lost or doubled", () =>
     // Room for the queue and one full piece at once, then 24 KiB/s: the 20 messages (≈ 200 KiB
     // stored) take several seconds however fast the relay commits, so refusals are certain.
-    const tight = await startTestRelay({
-      sourceStoreRate: 24 << 10,
-      sourceStoreBurst: STORED_QUEUE_BYTES + storedMessageBytes(MAX_BODY),
-    });
-    try {
-      const { a, b, ca, cb } = await linkPair(tight.url);
-      await sendAndCheckInOrder(a, b, 20);
-      expect(await sendsAnswered(tight, "STORE_RATE")).toBeGreaterThan(0);
-      expect(a.state).toBe("open");
-      a.close();
-      expect((await b.closed).reason).toBe("remote-closed");
-      ca.close();
-      cb.close();
-    } finally {
-      await tight.close();
-    }
-  });
+    onRationedPair(
+      { sourceStoreRate: 24 << 10, sourceStoreBurst: STORED_QUEUE_BYTES + storedMessageBytes(MAX_BODY) },
+      async ({ a, b }, tight) => {
+        await sendAndCheckInOrder(a, b, 20);
+        expect(await sendsAnswered(tight, "STORE_RATE")).toBeGreaterThan(0);
+        expect(a.state).toBe("open");
+        a.close();
+        expect((await b.closed).reason).toBe("remote-closed");
+      },
+    ));
 
-  it("SOURCE_RATE: backs off and resends in order, nothing lost or doubled", async () => {
+  it("SOURCE_RATE: backs off and resends in order, nothing lost or doubled", () =>
     // 100 units at once, then 30 per second: a signed SEND costs 15, so two per second — slower
     // than the relay commits even on a loaded machine, so refusals are certain.
-    const tight = await startTestRelay({ sourceCostRate: 30, sourceCostBurst: 100 });
-    try {
-      const { a, b, ca, cb } = await linkPair(tight.url);
+    onRationedPair({ sourceCostRate: 30, sourceCostBurst: 100 }, async ({ a, b }, tight) => {
       await sendAndCheckInOrder(a, b, 20);
       expect(await sendsAnswered(tight, "SOURCE_RATE")).toBeGreaterThan(0);
       expect(a.state).toBe("open");
       a.close();
       b.close();
-      ca.close();
-      cb.close();
-    } finally {
-      await tight.close();
-    }
-  });
+    }));
 
-  it("a local close while pieces wait for the ration still delivers them, then the close", async () => {
+  it("a local close while pieces wait for the ration still delivers them, then the close", () =>
     // Three short pieces at once, then one per second: the eight must wait for the ration.
-    const tight = await startTestRelay({ sourceStoreRate: PIECE, sourceStoreBurst: FOUR_PIECES });
-    try {
-      const { a, b, ca, cb } = await linkPair(tight.url);
+    onRationedPair({ sourceStoreRate: PIECE, sourceStoreBurst: FOUR_PIECES }, async ({ a, b }, tight) => {
       for (let i = 0; i < 8; i++) a.send(utf8(`before close ${i}`));
       a.close();
       for (let i = 0; i < 8; i++)
         expect(new TextDecoder().decode(await b.receive())).toBe(`before close ${i}`);
       expect((await b.closed).reason).toBe("remote-closed");
       expect(await sendsAnswered(tight, "STORE_RATE")).toBeGreaterThan(0);
-      ca.close();
-      cb.close();
-    } finally {
-      await tight.close();
-    }
-  });
+    }));
 
-  it("bounds what waits: a send beyond maxQueuedBytes while the relay refuses closes the link with the refusal's code", async () => {
-    const stuck = await startTestRelay({ sourceStoreRate: 1, sourceStoreBurst: FOUR_PIECES });
-    try {
-      const { a, b, ca, cb } = await linkPair(stuck.url, {
-        maxQueuedBytes: 100_000,
-        retry: { giveUpMs: 60_000 },
-      });
-      for (let i = 0; i < 4; i++) a.send(utf8(`m${i}`));
-      for (let i = 0; i < 3; i++) expect(new TextDecoder().decode(await b.receive())).toBe(`m${i}`);
-      // A second refusal means the link has read the first one and retried: it is waiting it out.
-      for (let i = 0; i < 200 && (await sendsAnswered(stuck, "STORE_RATE")) < 2; i++)
-        await new Promise((r) => setTimeout(r, 25));
-      a.send(new Uint8Array(60_000));
-      expect(() => a.send(new Uint8Array(60_000))).toThrow(/bytes wait to be sent/);
-      const closed = await a.closed;
-      expect(closed.reason).toBe("LOFT_ERR_RELAY_STORE_RATE");
-      expect(closed.detail).toMatch(/more than 100000 bytes/);
-      b.close();
-      ca.close();
-      cb.close();
-    } finally {
-      await stuck.close();
-    }
-  });
+  it("bounds what waits: a send beyond maxQueuedBytes while the relay refuses closes the link with the refusal's code", () =>
+    onRationedPair(
+      { sourceStoreRate: 1, sourceStoreBurst: FOUR_PIECES },
+      async ({ a, b }, stuck) => {
+        for (let i = 0; i < 4; i++) a.send(utf8(`m${i}`));
+        for (let i = 0; i < 3; i++) expect(new TextDecoder().decode(await b.receive())).toBe(`m${i}`);
+        // A second refusal means the link has read the first one and retried: it is waiting it out.
+        for (let i = 0; i < 200 && (await sendsAnswered(stuck, "STORE_RATE")) < 2; i++)
+          await new Promise((r) => setTimeout(r, 25));
+        a.send(new Uint8Array(60_000));
+        expect(() => a.send(new Uint8Array(60_000))).toThrow(/bytes wait to be sent/);
+        const closed = await a.closed;
+        expect(closed.reason).toBe("LOFT_ERR_RELAY_STORE_RATE");
+        expect(closed.detail).toMatch(/more than 100000 bytes/);
+        b.close();
+      },
+      { maxQueuedBytes: 100_000, retry: { giveUpMs: 60_000 } },
+    ));
 
   it("a refusal that is not temporary (AUTH: the peer's queue is gone) still closes at once with its code", async () => {
     const { a, b, ca, cb, qb } = await linkPair(relay.url, { retry: { giveUpMs: 60_000 } });
@@ -236,16 +243,10 @@ describe("live link under the relay's per-source rations", () => {
     cb.close();
   });
 
-  it("opening waits out a SOURCE_RATE refusal of its SUB instead of failing", async () => {
+  it("opening waits out a SOURCE_RATE refusal of its SUB instead of failing", () =>
     // 200 units at once, then 20 per second: a spent budget takes most of a second to allow a SUB.
-    const tight = await startTestRelay({ sourceCostRate: 20, sourceCostBurst: 200 });
-    try {
-      const ca = await connectRelay(tight.url);
-      const cb = await connectRelay(tight.url, {}, { localAddress: "127.0.0.2" });
-      const qa = await ca.createQueue({ subscribe: false });
-      const qb = await cb.createQueue({ subscribe: false });
-      const toB = await ca.senderSecure({ senderId: qb.senderId });
-      const toA = await cb.senderSecure({ senderId: qa.senderId });
+    onRelay({ sourceCostRate: 20, sourceCostBurst: 200 }, async (tight) => {
+      const { ca, cb, qa, qb, toA, toB } = await queuePair(tight.url);
       // Spend a's budget until the relay says SOURCE_RATE (each PING costs a unit).
       let refused = false;
       for (let i = 0; i < 300 && !refused; i++)
@@ -263,29 +264,21 @@ describe("live link under the relay's per-source rations", () => {
       b.close();
       ca.close();
       cb.close();
-    } finally {
-      await tight.close();
-    }
-  });
+    }));
 
-  it("gives up after the bounded time with the refusal's code; what was stored arrived in order", async () => {
+  it("gives up after the bounded time with the refusal's code; what was stored arrived in order", () =>
     // Three SENDs fit the burst; the refill (1 B/s) never allows a fourth.
-    const stuck = await startTestRelay({ sourceStoreRate: 1, sourceStoreBurst: FOUR_PIECES });
-    try {
-      const { a, b, ca, cb } = await linkPair(stuck.url, {
-        retry: { firstDelayMs: 20, maxDelayMs: 200, giveUpMs: 1_500 },
-      });
-      for (let i = 0; i < 6; i++) a.send(utf8(`m${i}`));
-      const closed = await a.closed;
-      expect(closed.reason).toBe("LOFT_ERR_RELAY_STORE_RATE");
-      expect(closed.detail).toMatch(/kept refusing for 1\.5 s/);
-      for (let i = 0; i < 3; i++) expect(new TextDecoder().decode(await b.receive())).toBe(`m${i}`);
-      expect(() => a.send(utf8("late"))).toThrow(/LOFT_ERR_LINK_CLOSED|closed/);
-      b.close();
-      ca.close();
-      cb.close();
-    } finally {
-      await stuck.close();
-    }
-  });
+    onRationedPair(
+      { sourceStoreRate: 1, sourceStoreBurst: FOUR_PIECES },
+      async ({ a, b }) => {
+        for (let i = 0; i < 6; i++) a.send(utf8(`m${i}`));
+        const closed = await a.closed;
+        expect(closed.reason).toBe("LOFT_ERR_RELAY_STORE_RATE");
+        expect(closed.detail).toMatch(/kept refusing for 1\.5 s/);
+        for (let i = 0; i < 3; i++) expect(new TextDecoder().decode(await b.receive())).toBe(`m${i}`);
+        expect(() => a.send(utf8("late"))).toThrow(/LOFT_ERR_LINK_CLOSED|closed/);
+        b.close();
+      },
+      { retry: { firstDelayMs: 20, maxDelayMs: 200, giveUpMs: 1_500 } },
+    ));
 });

@@ -13,6 +13,7 @@ import {
   connectRelay,
   connectRelayOver,
   RawSocket,
+  relayCounter,
   startTestRelay,
   type TestRelay,
 } from "./testing.ts";
@@ -71,15 +72,9 @@ function flood(s: RawSocket, queues: RecipientQueue[], rounds: number): void {
     for (const q of queues) s.send(s.frame({ k: "GET", i: i++, q: q.recipientId }, q.recipientAuthSecret));
 }
 
-async function commandCount(r: TestRelay, command: string): Promise<number> {
-  const m = await r.registry.getSingleMetric("loft_relay_commands_total")?.get();
-  return (m?.values ?? []).filter((v) => v.labels.command === command).reduce((a, v) => a + v.value, 0);
-}
-
-async function errorCount(r: TestRelay, code: string): Promise<number> {
-  const m = await r.registry.getSingleMetric("loft_relay_errors_total")?.get();
-  return (m?.values ?? []).filter((v) => v.labels.code === code).reduce((a, v) => a + v.value, 0);
-}
+const commandCount = (r: TestRelay, command: string) =>
+  relayCounter(r, "loft_relay_commands_total", { command });
+const errorCount = (r: TestRelay, code: string) => relayCounter(r, "loft_relay_errors_total", { code });
 
 describe("slow consumers", () => {
   it("are terminated at once, not kept through a 30 s closing handshake", async () => {

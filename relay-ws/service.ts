@@ -12,7 +12,7 @@ import { toHex } from "../core/bytes.ts";
 import { sourceOf, trustedProxies } from "../host/client-source.ts";
 import type { HostedService } from "../host/host.ts";
 import type { Logger } from "../host/log.ts";
-import { originAllowed } from "../host/origin.ts";
+import { originAllowed, pageSourceKey } from "../host/origin.ts";
 import { BundleCache } from "./bundle-cache.ts";
 import type { RelayConfig } from "./config.ts";
 import { RelayConnection } from "./connection.ts";
@@ -276,7 +276,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
         return refuse(socket, "503 Service Unavailable");
       }
       const now = performance.now();
-      const key = ownPage ? sourceOf(req, trusted) : `${sourceOf(req, trusted)} cross-origin`;
+      const key = pageSourceKey(sourceOf(req, trusted), ownPage);
       const verdict = sources.admit(key, now);
       if (verdict !== "ok") {
         metrics.connectionsTotal.inc({ result: verdict === "rate" ? "rate_limited" : "source_full" });

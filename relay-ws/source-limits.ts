@@ -3,9 +3,8 @@
  * address may hold and spend, whatever number of connections it opens.
  *
  * A source is the key `sourceOf` (host/client-source.ts) gives a request: the client address
- * behind `--trust-proxy` proxies, IPv6 by /64. Sources are map keys in memory only — never logged,
- * stored or exported — and an entry is forgotten once the source has no connection and every one
- * of its buckets is full again.
+ * behind `--trust-proxy` proxies, IPv6 by /64. The table itself (memory only, entries forgotten
+ * once they hold no connection and every bucket is full again) is host/source-table.ts.
  *
  * Each source has:
  *   - a connection count (`--relay-max-connections-per-source`) and a connection-rate bucket;
@@ -19,6 +18,11 @@
  *     a fetch gets the bundle alone (the last-resort path) and drains nothing.
  */
 import { BLOCK_SIZE, type Command, OTK_BLOCK_SIZE } from "../core/relay/protocol.ts";
+import {
+  MAX_IDLE_SOURCES,
+  SourceTable as SharedSourceTable,
+  type SourceEntry,
+} from "../host/source-table.ts";
 import { TokenBucket } from "../host/token-bucket.ts";
 import type { RelayConfig } from "./config.ts";
 import { bucketSize } from "./store/at-rest.ts";
@@ -110,16 +114,11 @@ export function storedBytes(cmd: Command): number {
 // ---------------------------------------------------------------------------------------------
 // The table
 
-export interface RelaySource {
-  /** Open sockets (counted until the TCP connection is gone, closing ones included). */
-  connections: number;
-  readonly upgrades: TokenBucket;
+export interface RelaySource extends SourceEntry {
   readonly commands: TokenBucket;
   readonly storage: TokenBucket;
   readonly prekeys: TokenBucket;
 }
-
-export type AdmitVerdict = "ok" | "too-many" | "rate";
 
 type Limits = Pick<
   RelayConfig,
@@ -133,75 +132,28 @@ type Limits = Pick<
   | "prekeySourceBurst"
 >;
 
-/**
- * Sources tracked without a connection (their budgets still refilling) before the oldest such
- * entries are forgotten: a client with a large IPv6 prefix can show up as many sources, and each
- * entry costs memory (≈ 0.5 KB). Forgetting an idle source only hands it a fresh burst.
- */
-export const MAX_IDLE_SOURCES = 100_000;
-
-export class SourceTable {
-  readonly #map = new Map<string, RelaySource>();
+/** The relay's sources: the shared table (host/source-table.ts) with the relay's budgets. */
+export class SourceTable extends SharedSourceTable<RelaySource> {
   constructor(
-    readonly limits: Limits,
-    readonly maxIdle = MAX_IDLE_SOURCES,
-  ) {}
-
-  get size(): number {
-    return this.#map.size;
+    override readonly limits: Limits,
+    maxIdle = MAX_IDLE_SOURCES,
+  ) {
+    super(limits, maxIdle);
   }
 
-  get(key: string, now: number): RelaySource {
-    let s = this.#map.get(key);
-    if (!s) {
-      if (this.#map.size >= this.maxIdle) this.#forgetIdle();
-      const l = this.limits;
-      s = {
-        connections: 0,
-        upgrades: new TokenBucket(l.connectionsPerSecondPerSource, l.connectionsPerSecondPerSource * 3, now),
-        commands: new TokenBucket(l.sourceCostRate, l.sourceCostBurst, now),
-        storage: new TokenBucket(l.sourceStoreRate, l.sourceStoreBurst, now),
-        prekeys: new TokenBucket(l.prekeySourcePerHour / 3600, l.prekeySourceBurst, now),
-      };
-      this.#map.set(key, s);
-    }
-    return s;
+  protected create(now: number): RelaySource {
+    const l = this.limits;
+    return {
+      connections: 0,
+      upgrades: new TokenBucket(l.connectionsPerSecondPerSource, l.connectionsPerSecondPerSource * 3, now),
+      commands: new TokenBucket(l.sourceCostRate, l.sourceCostBurst, now),
+      storage: new TokenBucket(l.sourceStoreRate, l.sourceStoreBurst, now),
+      prekeys: new TokenBucket(l.prekeySourcePerHour / 3600, l.prekeySourceBurst, now),
+    };
   }
 
-  /** Admission of a new connection; counts it when admitted (release with `release`). */
-  admit(key: string, now: number): AdmitVerdict {
-    const s = this.get(key, now);
-    if (s.connections >= this.limits.maxConnectionsPerSource) return "too-many";
-    if (!s.upgrades.take(1, now)) return "rate";
-    s.connections++;
-    return "ok";
-  }
-
-  release(s: RelaySource): void {
-    s.connections = Math.max(0, s.connections - 1);
-  }
-
-  /** Forget up to 64 of the oldest entries without a connection (insertion order is age order). */
-  #forgetIdle(): void {
-    let forgotten = 0;
-    for (const [key, s] of this.#map) {
-      if (s.connections > 0) continue;
-      this.#map.delete(key);
-      if (++forgotten >= 64) return;
-    }
-  }
-
-  /** Forget sources with no connection whose buckets are all full again. */
-  sweep(now: number): void {
-    for (const [key, s] of this.#map)
-      if (
-        s.connections === 0 &&
-        s.upgrades.full(now) &&
-        s.commands.full(now) &&
-        s.storage.full(now) &&
-        s.prekeys.full(now)
-      )
-        this.#map.delete(key);
+  protected rested(s: RelaySource, now: number): boolean {
+    return s.upgrades.full(now) && s.commands.full(now) && s.storage.full(now) && s.prekeys.full(now);
   }
 }
 

@@ -117,6 +117,19 @@ export async function startTestRelay(
   };
 }
 
+/** A test relay's counter `name`, summed over the series whose labels include `labels`. */
+export async function relayCounter(
+  r: TestRelay,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number> {
+  const metric = r.registry.getSingleMetric(name);
+  if (!metric) throw new Error(`no metric ${name}`);
+  return (await metric.get()).values
+    .filter((v) => Object.entries(labels).every(([k, l]) => (v.labels as Record<string, string>)[k] === l))
+    .reduce((sum, v) => sum + v.value, 0);
+}
+
 /** Where a test connection comes from: a loopback source address, extra handshake headers. */
 export interface ConnectFrom {
   /** 127.0.0.2 … 127.0.0.5: a different source for per-source limits. */

@@ -11,8 +11,6 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { request as httpRequest, type IncomingHttpHeaders } from "node:http";
-import { request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -129,24 +127,8 @@ async function startStack(
   }
 }
 
-function httpsGet(
-  port: number,
-  path: string,
-  headers: Record<string, string> = {},
-): Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest({ host: "127.0.0.1", port, path, ca: tls.pem, headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () =>
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
-      );
-      res.on("error", reject);
-    });
-    req.on("error", reject);
-    req.end();
-  });
-}
+const httpsGet = (port: number, path: string, headers: Record<string, string> = {}) =>
+  request(`https://127.0.0.1:${port}${path}`, { headers, ca: tls.pem });
 
 /** A WebSocket through the proxy from `localAddress`, as a browser on the proxy's origin opens it. */
 function openSocket(port: number, path: string, localAddress: string, extra: Record<string, string> = {}) {
@@ -239,14 +221,7 @@ describe("the documented nginx + systemd deployment", () => {
   });
 
   it("plain HTTP is sent to HTTPS; precompressed files pass through as the host sent them", async () => {
-    const plain = await new Promise<number>((resolve, reject) => {
-      const req = httpRequest({ host: "127.0.0.1", port: stack.http, path: "/x", agent: false }, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
-      req.on("error", reject);
-      req.end();
-    });
+    const plain = (await request(`http://127.0.0.1:${stack.http}/x`)).status;
     expect(plain).toBe(301);
     const js = await httpsGet(stack.https, "/assets/app-1.js", { "accept-encoding": "br, gzip" });
     expect(js.status).toBe(200);

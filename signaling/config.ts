@@ -8,7 +8,7 @@ import { serverUrlSchema } from "../core/codec/server-url.ts";
 import { MAX_SERVERS } from "../core/wire/sremp.ts";
 import { trustProxyOption } from "../host/client-source.ts";
 import { bool, ConfigError, int, list, type OptionSpec, readConfig, str } from "../host/config.ts";
-import { allowedOriginsOption } from "../host/origin.ts";
+import { allowedOriginsOption, crossOriginPagesOption } from "../host/origin.ts";
 
 const spec = <T>(s: OptionSpec<T>): OptionSpec<T> => s;
 
@@ -225,16 +225,11 @@ export const signalingOptions = {
   }),
   trustProxy: trustProxyOption,
   allowedOrigins: allowedOriginsOption,
-  crossOriginPages: spec({
-    flag: "signal-cross-origin-pages",
-    env: "LOFT_SIGNAL_CROSS_ORIGIN_PAGES",
-    default: "separate" as "separate" | "refuse",
-    parse: (raw: string): "separate" | "refuse" => {
-      if (raw === "separate" || raw === "refuse") return raw;
-      throw new ConfigError(`expected "separate" or "refuse", got "${raw}"`);
-    },
-    help: "pages of other origins than this server's and --allowed-origins: 'separate' accepts them under their own per-source budget (users pick this server in another deployment's Settings), 'refuse' answers 403",
-  }),
+  crossOriginPages: crossOriginPagesOption(
+    "signal-cross-origin-pages",
+    "LOFT_SIGNAL_CROSS_ORIGIN_PAGES",
+    "users pick this server in another deployment's Settings",
+  ),
   shutdownGraceMs: spec({
     flag: "signal-shutdown-grace-ms",
     env: "LOFT_SIGNAL_SHUTDOWN_GRACE_MS",

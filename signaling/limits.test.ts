@@ -7,14 +7,9 @@ import { describe, expect, it } from "vitest";
 import { equalBytes } from "../core/bytes.ts";
 import { SignalingClient, type SignalingEvent } from "../core/signaling/client.ts";
 import { CLOSE } from "../core/wire/signaling.ts";
+import { MAX_IDLE_SOURCES } from "../host/source-table.ts";
 import { defaultSignalingConfig } from "./config.ts";
-import {
-  ENVELOPE_NONCE_ENTRY_BYTES,
-  EnvelopeNonceBudget,
-  MAX_IDLE_SOURCES,
-  RecentNonces,
-  SourceTable,
-} from "./limits.ts";
+import { ENVELOPE_NONCE_ENTRY_BYTES, EnvelopeNonceBudget, RecentNonces, SourceTable } from "./limits.ts";
 import { makeUser, metricValue, RawClient, registerOn, startSignaling, wsFactory } from "./testing.ts";
 
 const from = (n: number) => ({ localAddress: `127.0.0.${n}` });

@@ -8,6 +8,11 @@
  * disk and never exported in metrics or /health; an idle source's entry is dropped by `sweep`.
  */
 
+import {
+  MAX_IDLE_SOURCES,
+  SourceTable as SharedSourceTable,
+  type SourceEntry,
+} from "../host/source-table.ts";
 import { TokenBucket } from "../host/token-bucket.ts";
 
 export interface SourceLimits {
@@ -22,11 +27,9 @@ export interface SourceLimits {
 }
 
 /** What the service tracks per source address, while it has connections or non-full buckets. */
-export interface SourceState {
-  connections: number;
+export interface SourceState extends SourceEntry {
   registrations: number;
   messages: TokenBucket;
-  upgrades: TokenBucket;
   /**
    * Signature-verification time (ms) this source may still cost: charged after the work (its
    * cost is only known then) with no debt bound; a source in debt waits until it is paid back,
@@ -35,74 +38,36 @@ export interface SourceState {
   cpu: TokenBucket;
 }
 
-export type UpgradeVerdict = "ok" | "rate" | "too-many";
-
 /**
- * Sources tracked without a connection (their buckets still refilling) before the oldest such
- * entries are forgotten, as the relay does (relay-ws/source-limits.ts): a client with a large
- * IPv6 allocation shows up as many /64 sources, and each entry costs memory (≈ 0.4 KB).
- * Forgetting an idle source only hands it a fresh burst; a source with a connection (and so any
- * registration) is never forgotten, and there are at most `--signal-max-connections` of those.
+ * Signaling's sources: the table the relay uses too (host/source-table.ts), with signaling's
+ * buckets; a source holding a registration keeps its entry like one holding a connection (and a
+ * registration needs a connection, so at most `--signal-max-connections` entries are held).
  */
-export const MAX_IDLE_SOURCES = 100_000;
-
-export class SourceTable {
-  readonly #map = new Map<string, SourceState>();
+export class SourceTable extends SharedSourceTable<SourceState> {
   constructor(
-    readonly limits: SourceLimits,
-    readonly maxIdle = MAX_IDLE_SOURCES,
-  ) {}
-
-  get size(): number {
-    return this.#map.size;
+    override readonly limits: SourceLimits,
+    maxIdle = MAX_IDLE_SOURCES,
+  ) {
+    super(limits, maxIdle);
   }
 
-  get(source: string, now: number): SourceState {
-    let s = this.#map.get(source);
-    if (!s) {
-      if (this.#map.size >= this.maxIdle) this.#forgetIdle();
-      s = {
-        connections: 0,
-        registrations: 0,
-        messages: new TokenBucket(this.limits.sourceRate, this.limits.sourceBurst, now),
-        upgrades: new TokenBucket(this.limits.upgradeRate, this.limits.upgradeBurst, now),
-        cpu: new TokenBucket(this.limits.sourceCpuMs, this.limits.sourceCpuBurstMs, now),
-      };
-      this.#map.set(source, s);
-    }
-    return s;
+  protected create(now: number): SourceState {
+    const l = this.limits;
+    return {
+      connections: 0,
+      registrations: 0,
+      messages: new TokenBucket(l.sourceRate, l.sourceBurst, now),
+      upgrades: new TokenBucket(l.upgradeRate, l.upgradeBurst, now),
+      cpu: new TokenBucket(l.sourceCpuMs, l.sourceCpuBurstMs, now),
+    };
   }
 
-  /** Admission of a new connection from `source`; counts it when admitted. */
-  admit(source: string, now: number): UpgradeVerdict {
-    const s = this.get(source, now);
-    if (s.connections >= this.limits.maxConnectionsPerSource) return "too-many";
-    if (!s.upgrades.take(1, now)) return "rate";
-    s.connections++;
-    return "ok";
+  protected override holds(s: SourceState): boolean {
+    return s.registrations > 0;
   }
 
-  /** Forget up to 64 of the oldest entries without a connection (insertion order is age order). */
-  #forgetIdle(): void {
-    let forgotten = 0;
-    for (const [key, s] of this.#map) {
-      if (s.connections > 0 || s.registrations > 0) continue;
-      this.#map.delete(key);
-      if (++forgotten >= 64) return;
-    }
-  }
-
-  /** Drop entries with no connection, no registration and full buckets. */
-  sweep(now: number): void {
-    for (const [key, s] of this.#map)
-      if (
-        s.connections === 0 &&
-        s.registrations === 0 &&
-        s.messages.full(now) &&
-        s.upgrades.full(now) &&
-        s.cpu.full(now)
-      )
-        this.#map.delete(key);
+  protected rested(s: SourceState, now: number): boolean {
+    return s.messages.full(now) && s.upgrades.full(now) && s.cpu.full(now);
   }
 }
 

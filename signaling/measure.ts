@@ -2,9 +2,9 @@
  * Measurement: registrations a signaling process holds and its resident memory per registered
  * peer. Starts `signaling/main.ts` as its own process on loopback (so the clients' memory is
  * not counted), opens `n` WebSockets from this process, registers a distinct identity on each,
- * and reads the server's RSS from its own /metrics (on its metrics listener) (`loft_process_resident_memory_bytes`)
- * before and after. The per-peer figure includes everything a registered browser costs the
- * server: its WebSocket, its registration and its signed Identity.
+ * and reads the server's RSS (`loft_process_resident_memory_bytes`) from its own /metrics, on its
+ * metrics listener, before and after. The per-peer figure includes everything a registered
+ * browser costs the server: its WebSocket, its registration and its signed Identity.
  *
  * bench/chat.ts imports `measureRegistrations`; alone: `tsx signaling/measure.ts [n]`.
  */
@@ -57,7 +57,8 @@ export async function measureRegistrations(n: number): Promise<RegistrationMeasu
     await warm.request(await registerOn(warm, makeUser("warmup"), { id: 1, ttl: 300 }));
     warm.close();
     await warm.closed;
-    const metricsUrl = proc.metricsUrl!;
+    const metricsUrl = proc.metricsUrl;
+    if (!metricsUrl) throw new Error("the signaling process has no metrics listener to read RSS from");
     const before = await serverRss(metricsUrl);
 
     const users = Array.from({ length: n }, (_, i) => makeUser(`peer${i}`));

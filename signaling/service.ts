@@ -44,7 +44,7 @@ import { sourceOf, trustedProxies } from "../host/client-source.ts";
 import type { HostedService } from "../host/host.ts";
 import type { Logger } from "../host/log.ts";
 import { ed25519Verify } from "../host/node-ed25519.ts";
-import { originAllowed } from "../host/origin.ts";
+import { originAllowed, pageSourceKey } from "../host/origin.ts";
 import { TokenBucket } from "../host/token-bucket.ts";
 import { audienceAccepted } from "./audience.ts";
 import type { SignalingConfig } from "./config.ts";
@@ -656,7 +656,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         return refuseUpgrade(socket, 403, "Forbidden");
       }
       const t = now();
-      const source = ownPage ? sourceOf(req, proxies) : `${sourceOf(req, proxies)} cross-origin`;
+      const source = pageSourceKey(sourceOf(req, proxies), ownPage);
       const verdict = sources.admit(source, t);
       if (verdict !== "ok") {
         metrics.upgradesRefused.inc({ reason: verdict === "rate" ? "rate" : "source_connections" });

@@ -20,12 +20,12 @@ import type { RelayFloodParams } from "./relay-floods.ts";
 import {
   type AbuseServer,
   ATTACKER_SOURCES,
+  expectInnocentUnaffected,
   FLOOD_MS,
   floodFromChild,
   innocentRelay,
-  JUDGE_LATENCY,
   LONG,
-  P99_BUDGET_MS,
+  measureFlood,
   probe,
   record,
   startAbuseServer,
@@ -77,31 +77,18 @@ describe("relay floods from four sources", () => {
   });
 
   it("mixed flood (connections past the cap, PINGs, badly signed GETs, signed NEWs): each source capped and refused, the innocent unaffected", async () => {
-    const quietPing = relay.ping();
-    const quietMailbox = probe(roundTripMessage, MAILBOX_PROBE_MS);
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
-    const baseline = { relay: await quietPing.stop(), mailbox: await quietMailbox.stop() };
-
-    await server.eventLoop(); // reset the server's histogram: the next reading is the flood's
-    const cpuBefore = await server.cpuSeconds();
-    const pingProbe = relay.ping();
-    const mailboxProbe = probe(roundTripMessage, MAILBOX_PROBE_MS);
-    const attack = await floodFromChild(FLOODS, "mixedFlood", params());
-    const underFlood = { relay: await pingProbe.stop(), mailbox: await mailboxProbe.stop() };
-    const loop = await server.eventLoop();
-    const serverCores =
-      Math.round((((await server.cpuSeconds()) - cpuBefore) / (attack.ms / 1000)) * 100) / 100;
-    const metrics = await server.metrics();
+    const { figures, metrics } = await measureFlood(
+      server,
+      relay,
+      { mailbox: () => probe(roundTripMessage, MAILBOX_PROBE_MS) },
+      () => floodFromChild(FLOODS, "mixedFlood", params()),
+    );
+    const { attack, underFlood } = figures;
     const connections = (result: string) =>
       metricValue(metrics, "loft_relay_connections_total", `result="${result}"`);
 
     record("relay-mixed-flood", {
-      attack,
-      baseline,
-      underFlood,
-      serverEventLoop: loop,
-      serverCores,
-      relayP99Ratio: Math.round((underFlood.relay.p99Ms / baseline.relay.p99Ms) * 100) / 100,
+      ...figures,
       upgrades: {
         accepted: connections("accepted"),
         sourceFull: connections("source_full"),
@@ -121,21 +108,11 @@ describe("relay floods from four sources", () => {
     expect(connections("source_full")).toBeGreaterThan(0);
     expect(metricValue(metrics, "loft_relay_errors_total", 'code="SOURCE_RATE"')).toBeGreaterThan(0);
 
-    // The innocent was never refused, and kept being served.
-    expect(underFlood.relay.failures).toBe(0);
-    expect(underFlood.mailbox.failures).toBe(0);
-    expect(underFlood.relay.count).toBeGreaterThan(10);
+    // The innocent was never refused, and kept being served. The relay flood is the heaviest
+    // (≈ 6 000 refused frames/s in the long form); measured on the quiet 2-core machine:
+    // 0.58–0.62 cores, innocent PING p99 21 ms. Its own CPU bound.
+    expectInnocentUnaffected(figures, RELAY_MAX_SERVER_CORES);
     expect(underFlood.mailbox.count).toBeGreaterThan(2);
-    // What the flood costs the server in CPU time depends on how fast the attackers manage to send
-    // (a quieter or faster machine sends more), so like latency it is judged in the long form
-    // only, on a machine doing nothing else; the short form records it.
-    if (JUDGE_LATENCY) {
-      // The relay flood is the heaviest (≈ 6 000 refused frames/s in the long form); measured on
-      // the quiet 2-core machine: 0.58–0.62 cores, innocent PING p99 21 ms. Its own bound.
-      expect(serverCores).toBeLessThanOrEqual(RELAY_MAX_SERVER_CORES);
-      expect(underFlood.relay.p99Ms).toBeLessThanOrEqual(P99_BUDGET_MS);
-      expect(loop.p99Ms).toBeLessThanOrEqual(P99_BUDGET_MS);
-    }
 
     // And a newcomer from the innocent's address still gets a connection and a queue.
     const late = await connectRelay(server.relayUrl, { timeoutMs: 10_000 });

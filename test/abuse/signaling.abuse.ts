@@ -12,14 +12,14 @@ import { makeUser, metricValue, RawClient, registerOn } from "../../signaling/te
 import type { SignalFloodParams } from "./signaling-floods.ts";
 import {
   type AbuseServer,
+  expectInnocentUnaffected,
   FLOOD_MS,
   type FloodReport,
   floodFromChild,
   innocentRelay,
-  JUDGE_LATENCY,
   LONG,
   MAX_SERVER_CORES,
-  P99_BUDGET_MS,
+  measureFlood,
   probe,
   record,
   startAbuseServer,
@@ -58,46 +58,17 @@ describe("signaling floods from four sources", () => {
 
   /** Baseline, flood, figures; the innocent-side assertions every scenario shares. */
   async function measure(scenario: string, flood: () => Promise<FloodReport>): Promise<string> {
-    const quietRelay = relay.ping();
-    const quietSignal = probe(lookup, SIGNAL_PROBE_MS);
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
-    const baseline = { relay: await quietRelay.stop(), signal: await quietSignal.stop() };
-
-    await server.eventLoop(); // reset the server's histogram: the next reading is the flood's
-    const cpuBefore = await server.cpuSeconds();
-    const relayProbe = relay.ping();
-    const signalProbe = probe(lookup, SIGNAL_PROBE_MS);
-    const attack = await flood();
-    const underFlood = { relay: await relayProbe.stop(), signal: await signalProbe.stop() };
-    const loop = await server.eventLoop();
-    // Cores the server used while flooded (CPU time over wall time): what the flood costs it,
-    // whatever else the machine is doing.
-    const serverCores =
-      Math.round((((await server.cpuSeconds()) - cpuBefore) / (attack.ms / 1000)) * 100) / 100;
-    const metrics = await server.metrics();
-
+    const { figures, metrics } = await measureFlood(
+      server,
+      relay,
+      { signal: () => probe(lookup, SIGNAL_PROBE_MS) },
+      flood,
+    );
     record(scenario, {
-      attack,
-      baseline,
-      underFlood,
-      serverEventLoop: loop,
-      serverCores,
-      relayP99Ratio: Math.round((underFlood.relay.p99Ms / baseline.relay.p99Ms) * 100) / 100,
+      ...figures,
       verifySeconds: metricValue(metrics, "loft_signaling_verify_seconds_total"),
     });
-    expect(attack.frames).toBeGreaterThan(1_000);
-    expect(underFlood.relay.failures).toBe(0);
-    expect(underFlood.signal.failures).toBe(0);
-    expect(underFlood.relay.count).toBeGreaterThan(10);
-    // What the flood costs the server in CPU time depends on how fast the attackers manage to send
-    // (a quieter or faster machine sends more), so like latency it is judged in the long form
-    // only, on a machine doing nothing else; the short form records it.
-    if (JUDGE_LATENCY) {
-      expect(serverCores).toBeLessThanOrEqual(MAX_SERVER_CORES);
-      expect(underFlood.relay.p99Ms).toBeLessThanOrEqual(P99_BUDGET_MS);
-      expect(underFlood.signal.p99Ms).toBeLessThanOrEqual(P99_BUDGET_MS);
-      expect(loop.p99Ms).toBeLessThanOrEqual(P99_BUDGET_MS);
-    }
+    expectInnocentUnaffected(figures, MAX_SERVER_CORES, ["signal"]);
 
     // And the innocent can still register.
     const fresh = await RawClient.hello(server.signalUrl);

@@ -19,6 +19,7 @@ import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { expect } from "vitest";
 import WebSocket from "ws";
 import type { RelayClient } from "../../core/relay/client.ts";
 import { connectRelay } from "../../relay-ws/testing.ts";
@@ -354,4 +355,86 @@ export function floodFromChild<P extends { durationMs: number }>(
 /** One JSON line per scenario, for the record (bench-style: figures next to their baseline). */
 export function record(scenario: string, figures: Record<string, unknown>): void {
   console.log(JSON.stringify({ abuse: scenario, long: LONG, ...figures }));
+}
+
+// ---- one measured flood --------------------------------------------------------------------
+
+/** What one flood did to the server and to the innocent (`relay`: its relay PING). */
+export interface FloodFigures<K extends string> {
+  attack: FloodReport;
+  /** The innocent's round trips over a quiet second before the flood. */
+  baseline: Record<"relay" | K, LatencyStats>;
+  underFlood: Record<"relay" | K, LatencyStats>;
+  serverEventLoop: { p50Ms: number; p99Ms: number; maxMs: number };
+  /**
+   * Cores the server used while flooded (CPU time over wall time): what the flood costs it,
+   * whatever else the machine is doing.
+   */
+  serverCores: number;
+  relayP99Ratio: number;
+}
+
+/**
+ * One flood, measured: the innocent's relay PING and its other `probes` over a quiet second (the
+ * baseline), then again while `flood` runs, with the server's event-loop delay and CPU over the
+ * flood. Returns the figures and the server's metrics after the flood.
+ */
+export async function measureFlood<K extends string>(
+  server: AbuseServer,
+  relay: { ping: () => Probe },
+  probes: Record<K, () => Probe>,
+  flood: () => Promise<FloodReport>,
+): Promise<{ figures: FloodFigures<K>; metrics: string }> {
+  const start = () => {
+    const running: [string, Probe][] = [["relay", relay.ping()]];
+    for (const [name, open] of Object.entries<() => Probe>(probes)) running.push([name, open()]);
+    return async () => {
+      const out: Record<string, LatencyStats> = {};
+      for (const [name, p] of running) out[name] = await p.stop();
+      return out as Record<"relay" | K, LatencyStats>;
+    };
+  };
+  const stopQuiet = start();
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  const baseline = await stopQuiet();
+
+  await server.eventLoop(); // reset the server's histogram: the next reading is the flood's
+  const cpuBefore = await server.cpuSeconds();
+  const stopFlooded = start();
+  const attack = await flood();
+  const underFlood = await stopFlooded();
+  const serverEventLoop = await server.eventLoop();
+  const serverCores =
+    Math.round((((await server.cpuSeconds()) - cpuBefore) / (attack.ms / 1000)) * 100) / 100;
+  const metrics = await server.metrics();
+  const relayP99Ratio = Math.round((underFlood.relay.p99Ms / baseline.relay.p99Ms) * 100) / 100;
+  return {
+    figures: { attack, baseline, underFlood, serverEventLoop, serverCores, relayP99Ratio },
+    metrics,
+  };
+}
+
+/**
+ * What every flood scenario asserts of the innocent: the flood was real, none of the innocent's
+ * round trips failed and its relay PING kept being answered. What the flood costs the server in
+ * CPU time depends on how fast the attackers manage to send (a quieter or faster machine sends
+ * more), so like latency it is judged in the long form only (JUDGE_LATENCY), on a machine doing
+ * nothing else: the server's cores, the p99 of the relay PING and of the `judged` probes, and the
+ * event loop's p99. The short form records them.
+ */
+export function expectInnocentUnaffected<K extends string>(
+  figures: FloodFigures<K>,
+  maxCores: number,
+  judged: readonly K[] = [],
+): void {
+  const { attack, underFlood, serverEventLoop, serverCores } = figures;
+  expect(attack.frames).toBeGreaterThan(1_000);
+  for (const [name, seen] of Object.entries<LatencyStats>(underFlood)) expect(seen.failures, name).toBe(0);
+  expect(underFlood.relay.count).toBeGreaterThan(10);
+  if (JUDGE_LATENCY) {
+    expect(serverCores).toBeLessThanOrEqual(maxCores);
+    expect(underFlood.relay.p99Ms).toBeLessThanOrEqual(P99_BUDGET_MS);
+    for (const name of judged) expect(underFlood[name].p99Ms, name).toBeLessThanOrEqual(P99_BUDGET_MS);
+    expect(serverEventLoop.p99Ms).toBeLessThanOrEqual(P99_BUDGET_MS);
+  }
 }

@@ -8,7 +8,7 @@
  * headers too.
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { Agent, type IncomingHttpHeaders, type IncomingMessage, request } from "node:http";
+import { Agent, type IncomingMessage } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
@@ -16,6 +16,7 @@ import fc from "fast-check";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createHost, type Host } from "../../host/host.ts";
+import { type Answer, request } from "../../host/http-testing.ts";
 import { createLogger } from "../../host/log.ts";
 import { bearerAllowed } from "../../host/metrics.ts";
 import { precompressDir } from "../../host/precompress.ts";
@@ -56,29 +57,8 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-interface Got {
-  status: number;
-  headers: IncomingHttpHeaders;
-  body: Buffer;
-}
-
-function send(p: number, method: string, path: string, headers: Record<string, string>): Promise<Got> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { host: "127.0.0.1", port: p, method, path, headers, agent },
-      (res: IncomingMessage) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () =>
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
-        );
-        res.on("error", reject);
-      },
-    );
-    req.on("error", reject);
-    req.end();
-  });
-}
+const send = (p: number, method: string, path: string, headers: Record<string, string>) =>
+  request({ port: p, path }, { method, headers, agent });
 
 const segment = fc.constantFrom(
   "",
@@ -127,7 +107,7 @@ const SECURITY_HEADERS = [
   "referrer-policy",
 ];
 
-function decoded(got: Got): Buffer {
+function decoded(got: Answer): Buffer {
   const enc = got.headers["content-encoding"];
   if (enc === "br") return brotliDecompressSync(got.body);
   if (enc === "gzip") return gunzipSync(got.body);

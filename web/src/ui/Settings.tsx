@@ -11,6 +11,7 @@ import {
 } from "../app/notifications.ts";
 import { decryptBackup, encryptBackup, MIN_BACKUP_PASSPHRASE, passphraseProblem } from "../storage/backup.ts";
 import { defaultSettings } from "../storage/storage.ts";
+import { storageProblem } from "./format.ts";
 import { Back } from "./Home.tsx";
 import { formatIceServers, hasTurnServer, parseIceServers } from "./ice-servers.ts";
 import { usernameProblem } from "./Onboarding.tsx";
@@ -116,32 +117,39 @@ export function Settings(props: { app: AppModel }) {
   const [busy, setBusy] = createSignal(false);
   let pass1!: HTMLInputElement;
   let pass2!: HTMLInputElement;
+  /** Set (a string) or remove (`null`) the passphrase; a failure leaves the old one in place. */
+  const changePassphrase = async (to: string | null, done: () => void) => {
+    setBusy(true);
+    try {
+      await app.storage.setPassphrase(to);
+      done();
+    } catch (x) {
+      const what = to === null ? "remove" : hasPass() ? "change" : "set";
+      setPassResult({
+        ok: false,
+        text: `Could not ${what} the passphrase: ${storageProblem(x)} Nothing was changed.`,
+      });
+    } finally {
+      setBusy(false);
+    }
+  };
   const setPassphrase = async (e: Event) => {
     e.preventDefault();
     const problem = passphraseProblem(pass1.value);
     if (problem) return setPassResult({ ok: false, text: problem });
     if (pass1.value !== pass2.value) return setPassResult({ ok: false, text: "The two passphrases differ." });
-    setBusy(true);
-    try {
-      await app.storage.setPassphrase(pass1.value);
+    await changePassphrase(pass1.value, () => {
       pass1.value = pass2.value = "";
       setNewPass("");
       setHasPass(true);
       setPassResult({ ok: true, text: "Passphrase set. Loft asks for it each time it starts." });
-    } finally {
-      setBusy(false);
-    }
+    });
   };
-  const removePassphrase = async () => {
-    setBusy(true);
-    try {
-      await app.storage.setPassphrase(null);
+  const removePassphrase = () =>
+    changePassphrase(null, () => {
       setHasPass(false);
       setPassResult({ ok: true, text: "Passphrase removed." });
-    } finally {
-      setBusy(false);
-    }
-  };
+    });
 
   // backup
   const [backupResult, setBackupResult] = createSignal<Result>();

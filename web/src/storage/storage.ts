@@ -541,8 +541,28 @@ export class LoftStorage implements EngineStorage {
     });
   }
 
-  async touchContact(id: ContactId, at: number): Promise<void> {
-    await this.#updateContact(id, (c) => {
+  /**
+   * Change only fields kept in clear (`lastSeen`, `readAt`): one IndexedDB transaction, the sealed
+   * part untouched — no open and re-seal per handshake or read, and the opened-contact cache stays
+   * valid. On the contact's chain, so a sealed update in flight cannot undo it.
+   */
+  #updateClearFields(
+    id: ContactId,
+    change: (c: Pick<ContactRecord, "lastSeen" | "readAt">) => void,
+  ): Promise<void> {
+    return this.#serial(`contact/${id}`, async () => {
+      const tx = this.#db.transaction("contacts", "readwrite");
+      const r = await tx.store.get(id);
+      if (r) {
+        change(r);
+        await tx.store.put(r);
+      }
+      await tx.done;
+    });
+  }
+
+  touchContact(id: ContactId, at: number): Promise<void> {
+    return this.#updateClearFields(id, (c) => {
       c.lastSeen = Math.max(c.lastSeen, at);
     });
   }
@@ -783,8 +803,8 @@ export class LoftStorage implements EngineStorage {
   }
 
   /** Move a contact's read marker (`ContactRecord.readAt`) forward to `at`; never backward. */
-  async markRead(contactId: ContactId, at: number): Promise<void> {
-    await this.#updateContact(contactId, (c) => {
+  markRead(contactId: ContactId, at: number): Promise<void> {
+    return this.#updateClearFields(contactId, (c) => {
       c.readAt = Math.max(c.readAt ?? 0, at);
     });
   }

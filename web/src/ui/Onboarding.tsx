@@ -6,8 +6,8 @@
 import { createResource, createSignal, Show } from "solid-js";
 import type { AppModel } from "../app/model.ts";
 import { validateUsername } from "../identity.ts";
-import { decryptBackup, passphraseProblem } from "../storage/backup.ts";
-import { PassphraseStrength } from "./PassphraseStrength.tsx";
+import { passphraseProblem } from "../storage/backup.ts";
+import { backupFileFields, newPassphraseFields } from "./PassphraseFields.tsx";
 
 export function usernameProblem(raw: string): string | undefined {
   const r = validateUsername(raw);
@@ -25,23 +25,25 @@ export function Onboarding(props: { app: AppModel }) {
   const [busy, setBusy] = createSignal(false);
   const [restoreError, setRestoreError] = createSignal<string>();
   const [passError, setPassError] = createSignal<string>();
-  const [newPassValue, setNewPassValue] = createSignal("");
-  let fileInput!: HTMLInputElement;
-  let passInput!: HTMLInputElement;
-  let newPass!: HTMLInputElement;
-  let newPass2!: HTMLInputElement;
+  const newPass = newPassphraseFields({
+    testid: "onboarding-passphrase",
+    label: () => "Passphrase",
+    describedBy: "onboarding-pass-help",
+  });
+  const backup = backupFileFields("restore");
 
   const create = async (e: Event) => {
     e.preventDefault();
     const problem = usernameProblem(name());
     setError(problem);
-    const pass = newPass.value;
+    const pass = newPass.value();
+    const weak = passphraseProblem(pass);
     const passProblem =
-      pass === "" && newPass2.value === ""
+      pass === "" && newPass.repeated() === ""
         ? undefined
-        : passphraseProblem(pass)
-          ? `${passphraseProblem(pass)} Or leave both fields empty to skip.`
-          : pass !== newPass2.value
+        : weak
+          ? `${weak} Or leave both fields empty to skip.`
+          : pass !== newPass.repeated()
             ? "The two passphrases differ."
             : undefined;
     setPassError(passProblem);
@@ -49,8 +51,7 @@ export function Onboarding(props: { app: AppModel }) {
     setBusy(true);
     try {
       await props.app.createIdentity(name().normalize("NFC"), pass || undefined);
-      newPass.value = newPass2.value = "";
-      setNewPassValue("");
+      newPass.clear();
     } catch (x) {
       setError(`Could not create your identity: ${(x as Error).message}`);
     } finally {
@@ -60,13 +61,10 @@ export function Onboarding(props: { app: AppModel }) {
 
   const restore = async (e: Event) => {
     e.preventDefault();
-    const file = fileInput.files?.[0];
-    if (!file) return setRestoreError("Choose a backup file first.");
     setBusy(true);
     setRestoreError(undefined);
     try {
-      const bundle = await decryptBackup(await file.text(), passInput.value);
-      await props.app.storage.importBundle(bundle);
+      await props.app.storage.importBundle(await backup.read());
       await props.app.reload();
     } catch (x) {
       setRestoreError((x as Error).message);
@@ -111,25 +109,7 @@ export function Onboarding(props: { app: AppModel }) {
             Nobody can recover a forgotten passphrase — keep a backup. Leave empty to skip; you can set one
             later in Settings.
           </p>
-          <label for="onboarding-pass">Passphrase</label>
-          <input
-            id="onboarding-pass"
-            type="password"
-            autocomplete="new-password"
-            ref={newPass}
-            data-testid="onboarding-passphrase-new"
-            aria-describedby="onboarding-pass-help"
-            onInput={(e) => setNewPassValue(e.currentTarget.value)}
-          />
-          <PassphraseStrength value={newPassValue()} testid="onboarding-passphrase-strength" />
-          <label for="onboarding-pass2">Repeat it</label>
-          <input
-            id="onboarding-pass2"
-            type="password"
-            autocomplete="new-password"
-            ref={newPass2}
-            data-testid="onboarding-passphrase-confirm"
-          />
+          {newPass.fields}
           <Show when={passError()}>
             <p class="error" role="alert" data-testid="onboarding-passphrase-error">
               {passError()}
@@ -143,16 +123,7 @@ export function Onboarding(props: { app: AppModel }) {
       <details class="card">
         <summary>Restore from a backup</summary>
         <form onSubmit={restore}>
-          <label for="restore-file">Backup file</label>
-          <input
-            id="restore-file"
-            type="file"
-            accept=".loft,application/json"
-            ref={fileInput}
-            data-testid="restore-file"
-          />
-          <label for="restore-pass">Backup passphrase</label>
-          <input id="restore-pass" type="password" ref={passInput} data-testid="restore-passphrase" />
+          {backup.fields}
           <Show when={restoreError()}>
             <p class="error" role="alert" data-testid="restore-error">
               {restoreError()}
@@ -219,17 +190,13 @@ export function Unlock(props: { app: AppModel }) {
 function RestoreForgotten(props: { app: AppModel }) {
   const [error, setError] = createSignal<string>();
   const [busy, setBusy] = createSignal(false);
-  let file!: HTMLInputElement;
-  let pass!: HTMLInputElement;
+  const backup = backupFileFields("unlock-restore");
   const restore = async (e: Event) => {
     e.preventDefault();
-    const f = file.files?.[0];
-    if (!f) return setError("Choose a backup file first.");
     setBusy(true);
     setError(undefined);
     try {
-      const bundle = await decryptBackup(await f.text(), pass.value);
-      await props.app.restoreForgotten(bundle);
+      await props.app.restoreForgotten(await backup.read());
       props.app.setNotice("Backup restored. This device has no passphrase now: set one in Settings.");
     } catch (x) {
       setError((x as Error).message);
@@ -245,16 +212,7 @@ function RestoreForgotten(props: { app: AppModel }) {
           Replaces everything on this device with the backup: its identity, contacts and history. This
           device's passphrase is removed.
         </p>
-        <label for="unlock-restore-file">Backup file</label>
-        <input
-          id="unlock-restore-file"
-          type="file"
-          accept=".loft,application/json"
-          ref={file}
-          data-testid="unlock-restore-file"
-        />
-        <label for="unlock-restore-pass">Backup passphrase</label>
-        <input id="unlock-restore-pass" type="password" ref={pass} data-testid="unlock-restore-passphrase" />
+        {backup.fields}
         <Show when={error()}>
           <p class="error" role="alert" data-testid="unlock-restore-error">
             {error()}

@@ -9,11 +9,13 @@ import {
   notificationPermission,
   requestNotificationPermission,
 } from "../app/notifications.ts";
-import { decryptBackup, encryptBackup, MIN_BACKUP_PASSPHRASE, passphraseProblem } from "../storage/backup.ts";
+import { encryptBackup, MIN_BACKUP_PASSPHRASE, passphraseProblem } from "../storage/backup.ts";
 import { defaultSettings } from "../storage/storage.ts";
+import { storageProblem } from "./format.ts";
 import { Back } from "./Home.tsx";
 import { formatIceServers, hasTurnServer, parseIceServers } from "./ice-servers.ts";
 import { usernameProblem } from "./Onboarding.tsx";
+import { backupFileFields, newPassphraseFields } from "./PassphraseFields.tsx";
 import { PassphraseStrength } from "./PassphraseStrength.tsx";
 
 function Section(props: { title: string; children: JSX.Element; testid?: string }) {
@@ -109,39 +111,47 @@ export function Settings(props: { app: AppModel }) {
   };
 
   // passphrase
-  const [newPass, setNewPass] = createSignal("");
   const [newBackupPass, setNewBackupPass] = createSignal("");
   const [passResult, setPassResult] = createSignal<Result>();
   const [hasPass, setHasPass] = createSignal(app.storage.hasPassphrase);
   const [busy, setBusy] = createSignal(false);
-  let pass1!: HTMLInputElement;
-  let pass2!: HTMLInputElement;
+  const newPass = newPassphraseFields({
+    testid: "passphrase",
+    label: () => (hasPass() ? "New passphrase" : "Passphrase"),
+  });
+  /** Set (a string) or remove (`null`) the passphrase; a failure leaves the old one in place. */
+  const changePassphrase = async (to: string | null, done: () => void) => {
+    setBusy(true);
+    try {
+      await app.storage.setPassphrase(to);
+      done();
+    } catch (x) {
+      const what = to === null ? "remove" : hasPass() ? "change" : "set";
+      setPassResult({
+        ok: false,
+        text: `Could not ${what} the passphrase: ${storageProblem(x)} Nothing was changed.`,
+      });
+    } finally {
+      setBusy(false);
+    }
+  };
   const setPassphrase = async (e: Event) => {
     e.preventDefault();
-    const problem = passphraseProblem(pass1.value);
+    const problem = passphraseProblem(newPass.value());
     if (problem) return setPassResult({ ok: false, text: problem });
-    if (pass1.value !== pass2.value) return setPassResult({ ok: false, text: "The two passphrases differ." });
-    setBusy(true);
-    try {
-      await app.storage.setPassphrase(pass1.value);
-      pass1.value = pass2.value = "";
-      setNewPass("");
+    if (newPass.value() !== newPass.repeated())
+      return setPassResult({ ok: false, text: "The two passphrases differ." });
+    await changePassphrase(newPass.value(), () => {
+      newPass.clear();
       setHasPass(true);
       setPassResult({ ok: true, text: "Passphrase set. Loft asks for it each time it starts." });
-    } finally {
-      setBusy(false);
-    }
+    });
   };
-  const removePassphrase = async () => {
-    setBusy(true);
-    try {
-      await app.storage.setPassphrase(null);
+  const removePassphrase = () =>
+    changePassphrase(null, () => {
       setHasPass(false);
       setPassResult({ ok: true, text: "Passphrase removed." });
-    } finally {
-      setBusy(false);
-    }
-  };
+    });
 
   // backup
   const [backupResult, setBackupResult] = createSignal<Result>();
@@ -167,16 +177,12 @@ export function Settings(props: { app: AppModel }) {
     }
   };
   const [importResult, setImportResult] = createSignal<Result>();
-  let importFile!: HTMLInputElement;
-  let importPass!: HTMLInputElement;
+  const importFields = backupFileFields("import");
   const importBackup = async (e: Event) => {
     e.preventDefault();
-    const file = importFile.files?.[0];
-    if (!file) return setImportResult({ ok: false, text: "Choose a backup file first." });
     setBusy(true);
     try {
-      const bundle = await decryptBackup(await file.text(), importPass.value);
-      await app.storage.importBundle(bundle);
+      await app.storage.importBundle(await importFields.read());
       await app.reload();
       app.go({ name: "home" });
       app.setNotice("Backup restored.");
@@ -285,24 +291,7 @@ export function Settings(props: { app: AppModel }) {
           backup.
         </p>
         <form onSubmit={setPassphrase}>
-          <label for="pass1">{hasPass() ? "New passphrase" : "Passphrase"}</label>
-          <input
-            id="pass1"
-            type="password"
-            autocomplete="new-password"
-            ref={pass1}
-            data-testid="passphrase-new"
-            onInput={(e) => setNewPass(e.currentTarget.value)}
-          />
-          <PassphraseStrength value={newPass()} testid="passphrase-strength" />
-          <label for="pass2">Repeat it</label>
-          <input
-            id="pass2"
-            type="password"
-            autocomplete="new-password"
-            ref={pass2}
-            data-testid="passphrase-confirm"
-          />
+          {newPass.fields}
           <div class="row">
             <button type="submit" disabled={busy()} data-testid="set-passphrase">
               {hasPass() ? "Change passphrase" : "Set passphrase"}
@@ -346,16 +335,7 @@ export function Settings(props: { app: AppModel }) {
         <form onSubmit={importBackup}>
           <h3>Restore</h3>
           <p class="help">Restoring replaces the identity, contacts and history on this device.</p>
-          <label for="import-file">Backup file</label>
-          <input
-            id="import-file"
-            type="file"
-            accept=".loft,application/json"
-            ref={importFile}
-            data-testid="import-file"
-          />
-          <label for="import-pass">Backup passphrase</label>
-          <input id="import-pass" type="password" ref={importPass} data-testid="import-passphrase" />
+          {importFields.fields}
           <button type="submit" disabled={busy()} data-testid="import-backup">
             Restore backup
           </button>

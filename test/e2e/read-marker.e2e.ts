@@ -1,0 +1,67 @@
+/**
+ * Moving a contact's clear fields (the read marker `readAt`, written each time a chat is read;
+ * `lastSeen`, on each handshake) leaves its sealed part alone (web/src/storage/storage.ts
+ * `#updateClearFields`): no decrypt and re-encrypt per event, and the opened-contact cache stays
+ * valid. Seen from outside: the sealed blob (its IV) is the same before and after the marker moves.
+ *
+ * `npm run build` first; `node scripts/e2e.mjs test/e2e/read-marker.e2e.ts`. Waits are on
+ * conditions only.
+ */
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { contactLinkUrl } from "../../core/identity/contact-link.ts";
+import { createUserIdentity } from "../../core/identity/identity.ts";
+import { launchChromium } from "../support/browser.ts";
+import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+import { addByLink, createIdentity, openChat } from "../support/loft-ui.ts";
+
+/** The raw contact record's read marker and sealed IV (hex). */
+function rawContact(page: Page, id: string): Promise<{ readAt?: number; iv: string } | undefined> {
+  return page.evaluate(async (key) => {
+    const db = await new Promise<IDBDatabase>((resolve, reject) => {
+      const r = indexedDB.open("loft");
+      r.onsuccess = () => resolve(r.result);
+      r.onerror = () => reject(r.error);
+    });
+    const rec = await new Promise<{ readAt?: number; sealed?: { iv: Uint8Array } } | undefined>(
+      (resolve, reject) => {
+        const r = db.transaction("contacts").objectStore("contacts").get(key);
+        r.onsuccess = () => resolve(r.result);
+        r.onerror = () => reject(r.error);
+      },
+    );
+    db.close();
+    if (!rec?.sealed) return undefined;
+    const iv = Array.from(rec.sealed.iv, (b) => b.toString(16).padStart(2, "0")).join("");
+    return { ...(rec.readAt !== undefined ? { readAt: rec.readAt } : {}), iv };
+  }, id);
+}
+
+describe("read marker", () => {
+  let loft: LoftProcess;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    loft = await startLoft();
+    browser = await launchChromium();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await loft?.stop();
+  });
+
+  it("moves without re-sealing the contact", async () => {
+    const p = await (await browser.newContext()).newPage();
+    await createIdentity(p, loft.url, "Alice");
+    const bob = createUserIdentity({ username: "Bob", now: Date.now() });
+    const link = contactLinkUrl(loft.url, { identity: bob.identity, signaling: [], relay: [] });
+    if (!link.ok) throw link.error;
+    const id = await addByLink(p, link.value);
+    const before = await rawContact(p, id);
+    expect(before?.readAt).toBeUndefined();
+
+    await openChat(p, id); // open, visible and at the bottom: read
+    await expect.poll(async () => (await rawContact(p, id))?.readAt, { timeout: 30_000 }).toBeGreaterThan(0);
+    expect((await rawContact(p, id))?.iv).toBe(before?.iv);
+  });
+});

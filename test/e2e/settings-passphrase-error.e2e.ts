@@ -1,0 +1,89 @@
+/**
+ * Settings says so when setting the passphrase fails (web/src/ui/Settings.tsx): a stored record
+ * that no longer opens stops the re-seal (storage.ts `setPassphrase`), the page names the failure
+ * and that nothing changed, and the device still starts without a passphrase.
+ *
+ * `npm run build` first; `node scripts/e2e.mjs test/e2e/settings-passphrase-error.e2e.ts`. Waits
+ * are on conditions only.
+ */
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { contactLinkUrl } from "../../core/identity/contact-link.ts";
+import { createUserIdentity } from "../../core/identity/identity.ts";
+import { launchChromium } from "../support/browser.ts";
+import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+import { byId, createIdentity } from "../support/loft-ui.ts";
+
+/** Flip one ciphertext byte of every sealed contact record, as disk damage would. */
+function damageContacts(page: Page): Promise<number> {
+  return page.evaluate(async () => {
+    const db = await new Promise<IDBDatabase>((resolve, reject) => {
+      const r = indexedDB.open("loft");
+      r.onsuccess = () => resolve(r.result);
+      r.onerror = () => reject(r.error);
+    });
+    const tx = db.transaction("contacts", "readwrite");
+    const store = tx.objectStore("contacts");
+    const all = await new Promise<{ sealed?: { ct: Uint8Array } }[]>((resolve, reject) => {
+      const r = store.getAll();
+      r.onsuccess = () => resolve(r.result);
+      r.onerror = () => reject(r.error);
+    });
+    let damaged = 0;
+    for (const c of all) {
+      if (!c.sealed) continue;
+      c.sealed.ct[0] = (c.sealed.ct[0] ?? 0) ^ 1;
+      store.put(c);
+      damaged++;
+    }
+    await new Promise<void>((resolve, reject) => {
+      tx.oncomplete = () => resolve();
+      tx.onerror = () => reject(tx.error);
+    });
+    db.close();
+    return damaged;
+  });
+}
+
+describe("settings: a failed passphrase change", () => {
+  let loft: LoftProcess;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    loft = await startLoft();
+    browser = await launchChromium();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await loft?.stop();
+  });
+
+  it("shows why and that nothing changed, and the device keeps starting without a passphrase", async () => {
+    const p = await (await browser.newContext()).newPage();
+    await createIdentity(p, loft.url, "Alice");
+    const bob = createUserIdentity({ username: "Bob", now: Date.now() });
+    const link = contactLinkUrl(loft.url, { identity: bob.identity, signaling: [], relay: [] });
+    if (!link.ok) throw link.error;
+    await p.goto(link.value);
+    await byId(p, "confirm-add").click();
+    await byId(p, "contact-screen").waitFor();
+    expect(await damageContacts(p)).toBe(1);
+
+    await byId(p, "back").click();
+    await byId(p, "nav-settings").click();
+    await byId(p, "passphrase-new").fill("orange staple 42");
+    await byId(p, "passphrase-confirm").fill("orange staple 42");
+    await byId(p, "set-passphrase").click();
+    await expect
+      .poll(() => byId(p, "passphrase-result").textContent(), { timeout: 60_000 })
+      .toContain("Nothing was changed");
+    expect(await byId(p, "passphrase-result").textContent()).toContain("could not be decrypted");
+    expect(await byId(p, "passphrase-result").getAttribute("class")).toBe("error");
+    expect(await byId(p, "set-passphrase").textContent()).toBe("Set passphrase");
+    expect(await byId(p, "set-passphrase").isEnabled()).toBe(true);
+
+    await p.reload(); // still on Settings (its own address), with no unlock screen first
+    await byId(p, "settings").waitFor();
+    expect(await byId(p, "unlock").count()).toBe(0);
+  });
+});

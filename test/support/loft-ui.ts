@@ -15,16 +15,27 @@ export async function createIdentity(page: Page, url: string, username: string):
   await expect.poll(() => byId(page, "my-username").textContent()).toBe(username);
 }
 
-/** The user's own contact link, waiting until it carries `refs` when `withRefs`. */
+/**
+ * The user's own contact link; with `withRefs`, waits (on the link itself, bounded in time) until
+ * it carries `refs`: the contact address is set up at the relay after the identity is created,
+ * later on a loaded machine.
+ */
 export async function myLink(page: Page, withRefs = false): Promise<string> {
   await page.goto(new URL(page.url()).origin);
-  for (let i = 0; ; i++) {
+  const read = async () => {
     await byId(page, "nav-my-link").click();
     const link = await byId(page, "my-link").inputValue();
     await byId(page, "back").click();
-    if (!withRefs || linkHasRefs(link) || i >= 50) return link;
-    await page.waitForTimeout(200); // the contact address is being set up at the relay
-  }
+    return link;
+  };
+  if (!withRefs) return read();
+  let link = "";
+  const hasRefs = async () => {
+    link = await read();
+    return linkHasRefs(link);
+  };
+  await expect.poll(hasRefs, { timeout: 60_000 }).toBe(true);
+  return link;
 }
 
 function linkHasRefs(link: string): boolean {

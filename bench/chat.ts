@@ -16,21 +16,17 @@
  * The pages run a bench bundle built here with Vite from the real modules (web/src/engine,
  * web/src/net, web/src/storage, core/); nothing is mocked. Figures: bench/README-chat.md.
  */
-import { readFile, rm } from "node:fs/promises";
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
+import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
-import { build, type Plugin } from "vite";
 import { measureRegistrations } from "../signaling/measure.ts";
 import { launchChromium } from "../test/support/browser.ts";
 import { startLoft } from "../test/support/loft-process.ts";
-import { JSON_OUTPUT, report } from "./harness.ts";
+import { log, median, report } from "./harness.ts";
+import { buildPage, repoModule, servePage } from "./page-bundle.ts";
 
 const QUICK = process.argv.includes("--quick");
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const FIRST_MESSAGE_RUNS = QUICK ? 2 : 5;
 const PAYLOAD_BYTES = 16 * 1024;
 const PAYLOADS = QUICK ? 200 : 500;
@@ -39,23 +35,18 @@ const REPEATS = Number(process.env.LOFT_BENCH_REPEATS ?? (QUICK ? 1 : 5));
 const ENGINE_MESSAGES = QUICK ? 50 : 300;
 const REGISTRATIONS = QUICK ? 300 : 2_000;
 
-const log = (m: string) => {
-  if (!JSON_OUTPUT) console.log(m);
-};
-
 // ---- the page side (plain JS, bundled by Vite from the real modules) ----------------------------
 
-const abs = (p: string) => JSON.stringify(join(ROOT, p));
 const PAGE_SOURCE = `
-import { LoftStorage } from ${abs("web/src/storage/storage.ts")};
-import { createChatEngineWith } from ${abs("web/src/chat-engine.ts")};
-import { createUserIdentity, encodeIdentity, decodeIdentity } from ${abs("core/identity/identity.ts")};
-import { toHex } from ${abs("core/bytes.ts")};
-import { WebRtcLink } from ${abs("web/src/net/webrtc-link.ts")};
-import { establishSession } from ${abs("core/session/index.ts")};
-import { bootstrapChatRatchet, freshRatchetKeyPair, RATCHET_KEY_EXTENSION } from ${abs("web/src/engine/ratchet-store.ts")};
-import { ratchetEncrypt, ratchetDecrypt } from ${abs("core/ratchet/index.ts")};
-import { encodeRatchetFrame, decodeSessionFrame } from ${abs("web/src/engine/wire.ts")};
+import { LoftStorage } from ${repoModule("web/src/storage/storage.ts")};
+import { createChatEngineWith } from ${repoModule("web/src/chat-engine.ts")};
+import { createUserIdentity, encodeIdentity, decodeIdentity } from ${repoModule("core/identity/identity.ts")};
+import { toHex } from ${repoModule("core/bytes.ts")};
+import { WebRtcLink } from ${repoModule("web/src/net/webrtc-link.ts")};
+import { establishSession } from ${repoModule("core/session/index.ts")};
+import { bootstrapChatRatchet, freshRatchetKeyPair, RATCHET_KEY_EXTENSION } from ${repoModule("web/src/engine/ratchet-store.ts")};
+import { ratchetEncrypt, ratchetDecrypt } from ${repoModule("core/ratchet/index.ts")};
+import { encodeRatchetFrame, decodeSessionFrame } from ${repoModule("web/src/engine/wire.ts")};
 
 const s = { links: [] };
 const until = (cond) => new Promise((resolve) => {
@@ -175,48 +166,6 @@ window.loftBench = {
 };
 `;
 
-async function buildBenchPage(outDir: string): Promise<void> {
-  const virtual: Plugin = {
-    name: "loft-bench-page",
-    resolveId: (id) => (id.endsWith("virtual:loft-bench") ? "\0loft-bench" : undefined),
-    load: (id) => (id === "\0loft-bench" ? PAGE_SOURCE : undefined),
-  };
-  await build({
-    configFile: false,
-    root: ROOT,
-    logLevel: "warn",
-    plugins: [virtual],
-    define: { "process.env.NODE_ENV": JSON.stringify("production") },
-    build: {
-      outDir,
-      emptyOutDir: true,
-      target: "es2022",
-      minify: false,
-      copyPublicDir: false,
-      lib: { entry: "virtual:loft-bench", formats: ["es"], fileName: () => "bench.js" },
-    },
-  });
-}
-
-async function serve(dir: string): Promise<{ url: string; close: () => void }> {
-  const server = createServer(async (req, res) => {
-    if (req.url === "/" || req.url === "/index.html") {
-      res.writeHead(200, { "content-type": "text/html" });
-      res.end('<!doctype html><meta charset="utf-8"><script type="module" src="/bench.js"></script>');
-      return;
-    }
-    try {
-      const file = await readFile(join(dir, (req.url ?? "").replace(/^\/+/, "").replace(/\.\./g, "")));
-      res.writeHead(200, { "content-type": "text/javascript" });
-      res.end(file);
-    } catch {
-      res.writeHead(404).end();
-    }
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() };
-}
-
 type Bench = Record<string, (...args: never[]) => unknown>;
 const call = <T>(page: Page, fn: string, ...args: unknown[]): Promise<T> =>
   page.evaluate(
@@ -224,17 +173,11 @@ const call = <T>(page: Page, fn: string, ...args: unknown[]): Promise<T> =>
     [fn, args] as const,
   );
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((x, y) => x - y);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
-
 async function main() {
   const outDir = join(tmpdir(), `loft-bench-chat-${process.pid}`);
   log("building the bench page…");
-  await buildBenchPage(outDir);
-  const site = await serve(outDir);
+  await buildPage(PAGE_SOURCE, outDir);
+  const site = await servePage(outDir);
   const loft = await startLoft();
   const browser = await launchChromium();
   const signalingUrl = `ws://127.0.0.1:${loft.port}/signal`;

@@ -9,6 +9,17 @@ import { cpus, totalmem } from "node:os";
 export const JSON_OUTPUT = process.argv.includes("--json");
 const QUICK = process.argv.includes("--quick");
 
+/** Progress for a person; nothing with `--json`, whose last line must be the summary. */
+export function log(message: string): void {
+  if (!JSON_OUTPUT) console.log(message);
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((x, y) => x - y);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
 export interface Rate {
   ops: number;
   seconds: number;

@@ -8,29 +8,20 @@
  * The page runs a bundle built here with Vite from web/src/storage/vault.ts itself; nothing is
  * mocked. Figures: bench/README.md, "bench:kdf".
  */
-import { readFile, rm } from "node:fs/promises";
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
+import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { Page } from "playwright-core";
-import { build, type Plugin } from "vite";
 import { launchChromium } from "../test/support/browser.ts";
 import { derivePassphraseKey, PASSPHRASE_KDF, PBKDF2_ITERATIONS } from "../web/src/storage/vault.ts";
-import { JSON_OUTPUT, report } from "./harness.ts";
+import { log, median, report } from "./harness.ts";
+import { buildPage, repoModule, servePage } from "./page-bundle.ts";
 
 const QUICK = process.argv.includes("--quick");
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const RUNS = QUICK ? 2 : 5;
 
-const log = (m: string) => {
-  if (!JSON_OUTPUT) console.log(m);
-};
-
-const abs = (p: string) => JSON.stringify(join(ROOT, p));
 const PAGE_SOURCE = `
-import { derivePassphraseKey, PASSPHRASE_KDF, PBKDF2_ITERATIONS } from ${abs("web/src/storage/vault.ts")};
+import { derivePassphraseKey, PASSPHRASE_KDF, PBKDF2_ITERATIONS } from ${repoModule("web/src/storage/vault.ts")};
 const salt = crypto.getRandomValues(new Uint8Array(16));
 async function time(params) {
   const start = performance.now();
@@ -43,49 +34,6 @@ window.loftKdf = {
 };
 `;
 
-async function buildPage(outDir: string): Promise<void> {
-  const virtual: Plugin = {
-    name: "loft-bench-kdf",
-    resolveId: (id) => (id.endsWith("virtual:loft-kdf") ? "\0loft-kdf" : undefined),
-    load: (id) => (id === "\0loft-kdf" ? PAGE_SOURCE : undefined),
-  };
-  await build({
-    configFile: false,
-    root: ROOT,
-    logLevel: "warn",
-    plugins: [virtual],
-    build: {
-      outDir,
-      emptyOutDir: true,
-      target: "es2022",
-      minify: false,
-      copyPublicDir: false,
-      lib: { entry: "virtual:loft-kdf", formats: ["es"], fileName: () => "kdf.js" },
-    },
-  });
-}
-
-async function serve(dir: string): Promise<{ url: string; close: () => void }> {
-  const server = createServer(async (req, res) => {
-    if (req.url === "/" || req.url === "/index.html") {
-      res.writeHead(200, { "content-type": "text/html" });
-      res.end('<!doctype html><meta charset="utf-8"><script type="module" src="/kdf.js"></script>');
-      return;
-    }
-    if (req.url !== "/kdf.js") return void res.writeHead(404).end();
-    res.writeHead(200, { "content-type": "text/javascript" });
-    res.end(await readFile(join(dir, "kdf.js")));
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() };
-}
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((x, y) => x - y);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
-
 async function runs(what: string, once: () => Promise<number>): Promise<number> {
   await once(); // warm-up (JIT, WebAssembly-free noble code paths)
   const ms: number[] = [];
@@ -97,8 +45,8 @@ async function runs(what: string, once: () => Promise<number>): Promise<number> 
 async function main() {
   const outDir = join(tmpdir(), `loft-bench-kdf-${process.pid}`);
   log("building the bench page…");
-  await buildPage(outDir);
-  const site = await serve(outDir);
+  await buildPage(PAGE_SOURCE, outDir);
+  const site = await servePage(outDir);
   const browser = await launchChromium();
   try {
     const page: Page = await (await browser.newContext()).newPage();

@@ -25,7 +25,7 @@ import type { Page } from "playwright-core";
 import { build } from "vite";
 import solid from "vite-plugin-solid";
 import { launchChromium } from "../test/support/browser.ts";
-import { JSON_OUTPUT, report } from "./harness.ts";
+import { log, report } from "./harness.ts";
 
 const QUICK = process.argv.includes("--quick");
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -35,10 +35,6 @@ const BURST = 500;
 /** The previous screen re-renders 500 rows per message (~0.5 s each here): a shorter burst. */
 const OLD_BURST = QUICK ? 30 : 100;
 const ORIGIN = "http://bench.loft.invalid";
-
-const log = (m: string) => {
-  if (!JSON_OUTPUT) console.log(m);
-};
 
 async function buildPage(outDir: string): Promise<void> {
   await build({

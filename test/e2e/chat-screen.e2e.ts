@@ -21,6 +21,7 @@ import {
   openChat,
   outgoing,
   sendText,
+  startChatting,
   waitForPresence,
   waitForState,
 } from "../support/loft-ui.ts";
@@ -76,7 +77,6 @@ describe("the conversation screen never loses a word", () => {
   let a: Page;
   let b: Page;
   let aliceId: string;
-  let bobId: string;
   const sent: string[] = [];
 
   beforeAll(async () => {
@@ -89,15 +89,7 @@ describe("the conversation screen never loses a word", () => {
 
   it("opens with a heading and the focus in the composer; axe finds nothing, light or dark", async () => {
     // (expect.poll, used by the helpers, only runs inside a test.)
-    await createIdentity(a, env.loft.url, "Alice");
-    await createIdentity(b, env.loft.url, "Bob");
-    const linkA = await myLink(a);
-    const linkB = await myLink(b);
-    aliceId = await addByLink(b, linkA);
-    bobId = await addByLink(a, linkB);
-    await openChat(a, bobId);
-    await openChat(b, aliceId);
-    await waitForPresence(a, /^online/);
+    [aliceId] = await startChatting(a, b, env.loft.url);
     await waitForPresence(b, /^online/);
     expect(await a.locator("h1").textContent()).toBe("Bob");
     expect(await a.evaluate(() => document.activeElement?.getAttribute("data-testid"))).toBe(

@@ -17,6 +17,7 @@ import {
   byId,
   createIdentity,
   incoming,
+  introduce,
   myLink,
   openChat,
   outgoing,
@@ -65,12 +66,7 @@ describe("direct E2EE chat between two browsers", () => {
   });
 
   it("two new identities exchange links and see the same safety code", async () => {
-    await createIdentity(a, loft.url, "Alice");
-    await createIdentity(b, loft.url, "Bob");
-    const linkA = await myLink(a);
-    const linkB = await myLink(b);
-    aliceId = await addByLink(b, linkA);
-    bobId = await addByLink(a, linkB);
+    [aliceId, bobId] = await introduce(a, b, loft.url);
     await id(a, "open-safety").click();
     await b.goto(loft.url);
     await openChat(b, aliceId);

@@ -16,17 +16,7 @@ import { join } from "node:path";
 import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import {
-  addByLink,
-  byId,
-  createIdentity,
-  incoming,
-  myLink,
-  openChat,
-  sendText,
-  waitForPresence,
-  waitForState,
-} from "../support/loft-ui.ts";
+import { byId, incoming, sendText, startChatting, waitForState } from "../support/loft-ui.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 /** Every `securitypolicyviolation` event of every document, kept on window and logged. */
@@ -125,13 +115,7 @@ describe("the app under its Content-Security-Policy", () => {
   });
 
   it("identities, links, a chat both ways and Settings work with zero violations", async () => {
-    await createIdentity(a, loft.url, "Alice");
-    await createIdentity(b, loft.url, "Bob");
-    const aliceId = await addByLink(b, await myLink(a));
-    const bobId = await addByLink(a, await myLink(b));
-    await openChat(a, bobId);
-    await openChat(b, aliceId);
-    await waitForPresence(a, /^online/);
+    await startChatting(a, b, loft.url);
     await sendText(a, "hello Bob, under CSP");
     await incoming(b, "hello Bob, under CSP").waitFor({ timeout: 60_000 });
     await waitForState(a, "hello Bob, under CSP", "delivered");

@@ -16,11 +16,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import {
-  addByLink,
   byId,
-  createIdentity,
   incomingTexts,
-  myLink,
+  introduce,
   openChat,
   sendText,
   waitForPresence,
@@ -62,10 +60,7 @@ describe("a network drop without a reload", () => {
   it("notices the dead channel, keeps delivering through the relay, and goes direct again", {
     timeout: 360_000,
   }, async () => {
-    await createIdentity(a, loft.url, "Alice");
-    await createIdentity(b, loft.url, "Bob");
-    const aliceId = await addByLink(b, await myLink(a));
-    const bobId = await addByLink(a, await myLink(b));
+    const [aliceId, bobId] = await introduce(a, b, loft.url);
     await openChat(a, bobId);
     await openChat(b, aliceId);
     await waitForPresence(a, "online · direct");

@@ -12,12 +12,11 @@
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  addByLink,
   byId,
-  createIdentity,
   incoming,
-  myLink,
+  introduce,
   openChat,
+  openChatFromHome,
   sendText,
   waitForState,
 } from "../support/loft-ui.ts";
@@ -50,14 +49,6 @@ function passFlags(page: Page): Promise<Record<string, boolean[]>> {
   });
 }
 
-/** Home → a contact's chat by clicking (a navigation would lock the app again). */
-async function chatWithoutReload(page: Page, contactId: string): Promise<void> {
-  await page.locator(`[data-testid=contact-item][data-contact-id="${contactId}"]`).click();
-  await page.locator("[data-testid=contact-screen], [data-testid=chat]").waitFor();
-  if (await byId(page, "contact-screen").count()) await byId(page, "open-chat").click();
-  await byId(page, "chat").waitFor();
-}
-
 const PASSPHRASES = ["first quiet harbour 81", "second amber lantern 52", "third silver orchard 37"];
 /** History before the race, and the most Bob sends during it: together under one chat page (60). */
 const BEFORE = 20;
@@ -79,12 +70,7 @@ describe("passphrase change while the engine runs", () => {
   });
 
   it("every message and contact opens after reload and unlock, all with the passphrase layer", async () => {
-    await createIdentity(a, url, "Alice");
-    await createIdentity(b, url, "Bob");
-    const linkA = await myLink(a);
-    const linkB = await myLink(b);
-    const aliceId = await addByLink(b, linkA);
-    const bobId = await addByLink(a, linkB);
+    const [aliceId, bobId] = await introduce(a, b, url);
     await openChat(a, bobId);
     await sendText(a, "hello Bob");
     await openChat(b, aliceId);
@@ -136,7 +122,7 @@ describe("passphrase change while the engine runs", () => {
       expect({ store, list }).toEqual({ store, list: list.map(() => true) });
     expect(flags.messages!.length).toBe(sent.length + 1);
 
-    await chatWithoutReload(a, bobId);
+    await openChatFromHome(a, bobId);
     await incoming(a, last).waitFor();
     const shown = await a
       .locator("[data-testid=message][data-direction=in] [data-testid=message-text]")

@@ -13,10 +13,8 @@ import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LoftProcess } from "../support/loft-process.ts";
 import {
-  addByLink,
-  createIdentity,
   incoming,
-  myLink,
+  introduce,
   openChat,
   outgoing,
   sendText,
@@ -54,10 +52,7 @@ describe("live chat through the relay when no direct path comes up", () => {
   });
 
   it("chats both ways through the relay; presence says so; every message is delivered", async () => {
-    await createIdentity(a, loft.url, "Alice");
-    await createIdentity(b, loft.url, "Bob");
-    const aliceId = await addByLink(b, await myLink(a));
-    const bobId = await addByLink(a, await myLink(b));
+    const [aliceId, bobId] = await introduce(a, b, loft.url);
     await openChat(a, bobId);
     await openChat(b, aliceId);
     await waitForPresence(a, "online · via relay");

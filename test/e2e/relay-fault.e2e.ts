@@ -15,14 +15,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import {
-  addByLink,
   byId,
-  createIdentity,
   incoming,
   incomingTexts,
-  myLink,
   openChat,
   sendText,
+  startChatting,
   waitForMailboxes,
   waitForPresence,
   waitForState,
@@ -73,13 +71,7 @@ describe("relay mailbox across a server crash", () => {
   });
 
   it("acknowledged messages survive a SIGKILL of the server; none is lost or doubled", async () => {
-    await createIdentity(a, loft.url, "Alice");
-    await createIdentity(b, loft.url, "Bob");
-    aliceId = await addByLink(b, await myLink(a));
-    bobId = await addByLink(a, await myLink(b));
-    await openChat(a, bobId);
-    await openChat(b, aliceId);
-    await waitForPresence(a, /^online/);
+    [aliceId, bobId] = await startChatting(a, b, loft.url);
     await sendText(b, "hi Alice");
     await incoming(a, "hi Alice").waitFor();
     await waitForState(b, "hi Alice", "delivered");

@@ -9,15 +9,13 @@ import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LoftProcess } from "../support/loft-process.ts";
 import {
-  addByLink,
   byId,
-  createIdentity,
   incoming,
   incomingTexts,
-  myLink,
   openChat,
   outgoing,
   sendText,
+  startChatting,
   waitForMailboxes,
   waitForPresence,
   waitForState,
@@ -43,13 +41,7 @@ describe("relay mailboxes between two browsers", () => {
   });
 
   it("contacts that met once hold each other's mailbox", async () => {
-    await createIdentity(a, loft.url, "Alice");
-    await createIdentity(b, loft.url, "Bob");
-    aliceId = await addByLink(b, await myLink(a));
-    bobId = await addByLink(a, await myLink(b));
-    await openChat(a, bobId);
-    await openChat(b, aliceId);
-    await waitForPresence(a, /^online/);
+    [aliceId, bobId] = await startChatting(a, b, loft.url);
     await sendText(a, "hello Bob");
     await incoming(b, "hello Bob").waitFor();
     await waitForState(a, "hello Bob", "delivered");

@@ -12,12 +12,11 @@
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
-  addByLink,
   byId,
-  createIdentity,
   incoming,
-  myLink,
+  introduce,
   openChat,
+  openChatFromHome,
   sendText,
   waitForState,
 } from "../support/loft-ui.ts";
@@ -160,14 +159,6 @@ function makeLegacyPassphrase(page: Page, passphrase: string): Promise<number> {
   }, passphrase);
 }
 
-/** Home → a contact's chat by clicking (a navigation would lock the app again). */
-async function chatWithoutReload(page: Page, contactId: string): Promise<void> {
-  await page.locator(`[data-testid=contact-item][data-contact-id="${contactId}"]`).click();
-  await page.locator("[data-testid=contact-screen], [data-testid=chat]").waitFor();
-  if (await byId(page, "contact-screen").count()) await byId(page, "open-chat").click();
-  await byId(page, "chat").waitFor();
-}
-
 function passphraseKdf(page: Page): Promise<string | undefined> {
   return page.evaluate(async () => {
     const db = await new Promise<IDBDatabase>((resolve, reject) => {
@@ -202,12 +193,8 @@ describe("history and contacts sealed at rest", () => {
   });
 
   it("after a chat, IndexedDB holds no message text, contact name or endpoint in clear", async () => {
-    await createIdentity(a, url, "Alice");
-    await createIdentity(b, url, "Bobbington");
-    const linkA = await myLink(a);
-    const linkB = await myLink(b);
-    const aliceId = await addByLink(b, linkA);
-    bobId = await addByLink(a, linkB);
+    let aliceId: string;
+    [aliceId, bobId] = await introduce(a, b, url, ["Alice", "Bobbington"]);
     await openChat(a, bobId);
     await sendText(a, "marmalade-7731 from Alice");
     await waitForState(a, "marmalade-7731 from Alice", "delivered");
@@ -263,7 +250,7 @@ describe("history and contacts sealed at rest", () => {
     await byId(a, "unlock-submit").click();
     await byId(a, "my-username").waitFor();
     await expect.poll(() => passphraseKdf(a), { timeout: 30_000 }).toBe("Argon2id");
-    await chatWithoutReload(a, bobId);
+    await openChatFromHome(a, bobId);
     await incoming(a, "quince-5520 from Bob").waitFor();
     // The upgraded vault opens with the same passphrase after a reload, back on the same chat.
     await a.reload();
@@ -314,7 +301,7 @@ describe("history and contacts sealed at rest", () => {
     await byId(a, "my-username").waitFor();
     await a.locator(`[data-testid=contact-item][data-contact-id="${bobId}"]`).waitFor();
     expect(await a.locator("[data-testid=contact-item]").count()).toBe(1);
-    await chatWithoutReload(a, bobId);
+    await openChatFromHome(a, bobId);
     await incoming(a, "quince-5520 from Bob").waitFor();
     await incoming(a, "legacy-plain-42").waitFor();
   });

@@ -19,6 +19,7 @@ import {
   myLink,
   openChat,
   sendText,
+  startChatting,
   waitForPresence,
   waitForState,
 } from "../support/loft-ui.ts";
@@ -38,7 +39,6 @@ describe("unread state and notifications", () => {
   let loft: LoftProcess;
   let a: Page;
   let b: Page;
-  let aliceId: string;
   let bobId: string;
   /** A second tab of Alice's, in front of her Loft page. */
   let front: Page;
@@ -67,13 +67,7 @@ describe("unread state and notifications", () => {
   });
 
   it("Alice and Bob are connected", async () => {
-    await createIdentity(a, loft.url, "Alice");
-    await createIdentity(b, loft.url, "Bob");
-    aliceId = await addByLink(b, await myLink(a));
-    bobId = await addByLink(a, await myLink(b));
-    await openChat(a, bobId);
-    await openChat(b, aliceId);
-    await waitForPresence(a, /^online/);
+    [, bobId] = await startChatting(a, b, loft.url);
     await sendText(b, "first");
     await incoming(a, "first").waitFor();
   });

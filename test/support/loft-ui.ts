@@ -15,16 +15,27 @@ export async function createIdentity(page: Page, url: string, username: string):
   await expect.poll(() => byId(page, "my-username").textContent()).toBe(username);
 }
 
-/** The user's own contact link, waiting until it carries `refs` when `withRefs`. */
+/**
+ * The user's own contact link; with `withRefs`, waits (on the link itself, bounded in time) until
+ * it carries `refs`: the contact address is set up at the relay after the identity is created,
+ * later on a loaded machine.
+ */
 export async function myLink(page: Page, withRefs = false): Promise<string> {
   await page.goto(new URL(page.url()).origin);
-  for (let i = 0; ; i++) {
+  const read = async () => {
     await byId(page, "nav-my-link").click();
     const link = await byId(page, "my-link").inputValue();
     await byId(page, "back").click();
-    if (!withRefs || linkHasRefs(link) || i >= 50) return link;
-    await page.waitForTimeout(200); // the contact address is being set up at the relay
-  }
+    return link;
+  };
+  if (!withRefs) return read();
+  let link = "";
+  const hasRefs = async () => {
+    link = await read();
+    return linkHasRefs(link);
+  };
+  await expect.poll(hasRefs, { timeout: 60_000 }).toBe(true);
+  return link;
 }
 
 function linkHasRefs(link: string): boolean {
@@ -41,9 +52,43 @@ export async function addByLink(page: Page, link: string, outcome = "new-contact
   return (await byId(page, "contact-id").textContent())!;
 }
 
+/**
+ * Two new users meet: each page creates an identity, then each opens the other's contact link.
+ * Returns [a's contact id at b, b's contact id at a]; both pages end on the new contact's screen.
+ */
+export async function introduce(
+  a: Page,
+  b: Page,
+  url: string,
+  [nameA, nameB] = ["Alice", "Bob"],
+): Promise<[string, string]> {
+  await createIdentity(a, url, nameA);
+  await createIdentity(b, url, nameB);
+  const aId = await addByLink(b, await myLink(a));
+  const bId = await addByLink(a, await myLink(b));
+  return [aId, bId];
+}
+
+/**
+ * `introduce`, then both open their chat and a sees b online (by either path: direct or via the
+ * relay, whichever comes up first on this machine).
+ */
+export async function startChatting(a: Page, b: Page, url: string): Promise<[string, string]> {
+  const [aId, bId] = await introduce(a, b, url);
+  await openChat(a, bId);
+  await openChat(b, aId);
+  await waitForPresence(a, /^online/);
+  return [aId, bId];
+}
+
 /** Home → the chat with a contact. */
 export async function openChat(page: Page, contactId: string): Promise<void> {
   await page.goto(new URL(page.url()).origin);
+  await openChatFromHome(page, contactId);
+}
+
+/** The chat with a contact by a click on Home, no navigation (which would lock a passphrase-protected app). */
+export async function openChatFromHome(page: Page, contactId: string): Promise<void> {
   await page.locator(`[data-testid=contact-item][data-contact-id="${contactId}"]`).click();
   await page.locator("[data-testid=contact-screen], [data-testid=chat]").waitFor();
   if (await byId(page, "contact-screen").count()) await byId(page, "open-chat").click();

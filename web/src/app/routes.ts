@@ -65,7 +65,3 @@ export function parseRoute(pathname: string): Route | undefined {
 export function routeContact(route: Route): ContactId | undefined {
   return "id" in route ? route.id : undefined;
 }
-
-export function sameRoute(a: Route, b: Route): boolean {
-  return routePath(a) === routePath(b);
-}

@@ -5,6 +5,7 @@
 import { createResource, createSignal, type JSX, Show } from "solid-js";
 import type { AppModel } from "../app/model.ts";
 import {
+  NOTIFICATION_MODES,
   type NotificationMode,
   notificationPermission,
   requestNotificationPermission,
@@ -406,7 +407,7 @@ function Notifications(props: { app: AppModel }) {
       >
         <fieldset class="choices">
           <legend>When a message arrives while Loft is in the background</legend>
-          {(["on", "private", "off"] as const).map((mode) => (
+          {NOTIFICATION_MODES.map((mode) => (
             <label class="check" for={`notify-${mode}`}>
               <input
                 id={`notify-${mode}`}

@@ -4,7 +4,8 @@
  */
 import type { Page } from "playwright-core";
 import { expect } from "vitest";
-import { parseContactLinkUrl } from "../../core/identity/contact-link.ts";
+import { contactLinkUrl, parseContactLinkUrl } from "../../core/identity/contact-link.ts";
+import { createUserIdentity, type UserIdentity } from "../../core/identity/identity.ts";
 
 export const byId = (page: Page, testid: string) => page.getByTestId(testid);
 
@@ -41,6 +42,18 @@ export async function myLink(page: Page, withRefs = false): Promise<string> {
 function linkHasRefs(link: string): boolean {
   const parsed = parseContactLinkUrl(link);
   return parsed.ok && parsed.value.refs !== undefined && Object.keys(parsed.value.refs).length > 0;
+}
+
+/** `user`'s contact link on the app at `url`, with no signaling or relay: a contact never online. */
+export function offlineLink(url: string, user: UserIdentity): string {
+  const link = contactLinkUrl(url, { identity: user.identity, signaling: [], relay: [] });
+  if (!link.ok) throw link.error;
+  return link.value;
+}
+
+/** Adds a new identity made here (never online) by its link; returns its contact id. */
+export function addOfflineContact(page: Page, url: string, username: string): Promise<string> {
+  return addByLink(page, offlineLink(url, createUserIdentity({ username, now: Date.now() })));
 }
 
 /** Open a contact link in the app and confirm; returns the new contact's id. */

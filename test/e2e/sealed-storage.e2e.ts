@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   byId,
   incoming,
+  inLoftDb,
   introduce,
   openChat,
   openChatFromHome,
@@ -24,50 +25,36 @@ import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 /** Every record of `stores` as text (bytes as latin1), to search for clear content. */
 function rawDump(page: Page, stores: string[]): Promise<Record<string, unknown[]>> {
-  return page.evaluate(async (names) => {
-    const db = await new Promise<IDBDatabase>((resolve, reject) => {
-      const r = indexedDB.open("loft");
-      r.onsuccess = () => resolve(r.result);
-      r.onerror = () => reject(r.error);
-    });
-    const plain = (v: unknown): unknown => {
-      if (v instanceof Uint8Array) return String.fromCharCode(...v);
-      if (Array.isArray(v)) return v.map(plain);
-      if (v && typeof v === "object")
-        return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
-      return v;
-    };
-    const out: Record<string, unknown[]> = {};
-    for (const name of names)
-      out[name] = await new Promise<unknown[]>((resolve, reject) => {
-        const r = db.transaction(name).objectStore(name).getAll();
-        r.onsuccess = () => resolve(r.result.map(plain));
-        r.onerror = () => reject(r.error);
-      });
-    db.close();
-    return out;
-  }, stores);
+  return inLoftDb(
+    page,
+    async ({ db, req }, names) => {
+      const plain = (v: unknown): unknown => {
+        if (v instanceof Uint8Array) return String.fromCharCode(...v);
+        if (Array.isArray(v)) return v.map(plain);
+        if (v && typeof v === "object")
+          return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
+        return v;
+      };
+      const out: Record<string, unknown[]> = {};
+      for (const name of names)
+        out[name] = (await req(db.transaction(name).objectStore(name).getAll())).map(plain);
+      return out;
+    },
+    stores,
+  );
 }
 
 /** Write `value` as an earlier version would have: in clear, before any migration mark. */
 function putLegacy(page: Page, store: string, value: unknown): Promise<void> {
-  return page.evaluate(
-    async ([name, v]) => {
-      const db = await new Promise<IDBDatabase>((resolve, reject) => {
-        const r = indexedDB.open("loft");
-        r.onsuccess = () => resolve(r.result);
-        r.onerror = () => reject(r.error);
-      });
-      await new Promise<void>((resolve, reject) => {
-        const tx = db.transaction([name as string, "meta"], "readwrite");
-        tx.objectStore(name as string).put(v);
-        tx.objectStore("meta").delete("history-sealed");
-        tx.oncomplete = () => resolve();
-        tx.onerror = () => reject(tx.error);
-      });
-      db.close();
+  return inLoftDb(
+    page,
+    async ({ db, done }, [name, v]) => {
+      const tx = db.transaction([name, "meta"], "readwrite");
+      tx.objectStore(name).put(v);
+      tx.objectStore("meta").delete("history-sealed");
+      await done(tx);
     },
-    [store, value] as const,
+    [store, value] as [string, unknown],
   );
 }
 
@@ -160,18 +147,10 @@ function makeLegacyPassphrase(page: Page, passphrase: string): Promise<number> {
 }
 
 function passphraseKdf(page: Page): Promise<string | undefined> {
-  return page.evaluate(async () => {
-    const db = await new Promise<IDBDatabase>((resolve, reject) => {
-      const r = indexedDB.open("loft");
-      r.onsuccess = () => resolve(r.result);
-      r.onerror = () => reject(r.error);
-    });
-    const config = await new Promise<{ kdf?: string } | undefined>((resolve, reject) => {
-      const r = db.transaction("meta").objectStore("meta").get("passphrase");
-      r.onsuccess = () => resolve(r.result as { kdf?: string } | undefined);
-      r.onerror = () => reject(r.error);
-    });
-    db.close();
+  return inLoftDb(page, async ({ db, req }) => {
+    const config = (await req(db.transaction("meta").objectStore("meta").get("passphrase"))) as
+      | { kdf?: string }
+      | undefined;
     return config?.kdf;
   });
 }
@@ -262,19 +241,15 @@ describe("history and contacts sealed at rest", () => {
 
   it("a record that does not open is skipped; the rest of the contacts and the history still show", async () => {
     // A damaged message in Bob's history and a damaged contact: sealed blobs that fail AES-GCM.
-    await a.evaluate(async (contactId) => {
-      const db = await new Promise<IDBDatabase>((resolve, reject) => {
-        const r = indexedDB.open("loft");
-        r.onsuccess = () => resolve(r.result);
-        r.onerror = () => reject(r.error);
-      });
-      const junk = () => ({
-        v: 1,
-        pass: true,
-        iv: crypto.getRandomValues(new Uint8Array(12)),
-        ct: crypto.getRandomValues(new Uint8Array(48)),
-      });
-      await new Promise<void>((resolve, reject) => {
+    await inLoftDb(
+      a,
+      async ({ db, done }, contactId) => {
+        const junk = () => ({
+          v: 1,
+          pass: true,
+          iv: crypto.getRandomValues(new Uint8Array(12)),
+          ct: crypto.getRandomValues(new Uint8Array(48)),
+        });
         const tx = db.transaction(["messages", "contacts"], "readwrite");
         tx.objectStore("messages").put({
           id: "damaged-1",
@@ -290,11 +265,10 @@ describe("history and contacts sealed at rest", () => {
           lastSeen: 1,
           sealed: junk(),
         });
-        tx.oncomplete = () => resolve();
-        tx.onerror = () => reject(tx.error);
-      });
-      db.close();
-    }, bobId);
+        await done(tx);
+      },
+      bobId,
+    );
     await a.goto(url);
     await byId(a, "unlock-passphrase").fill("an old passphrase from 2025");
     await byId(a, "unlock-submit").click();

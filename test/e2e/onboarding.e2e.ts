@@ -45,7 +45,7 @@ import { toHex } from "../../core/bytes.ts";
 import { createUserIdentity, updateIdentity } from "../../core/identity/identity.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { offlineLink } from "../support/loft-ui.ts";
+import { inLoftDb, offlineLink } from "../support/loft-ui.ts";
 
 const id = (page: Page, testid: string) => page.getByTestId(testid);
 
@@ -114,20 +114,10 @@ describe("onboarding, contacts and trust in the PWA", () => {
   });
 
   it("keeps private keys sealed under a non-extractable AES-GCM device key in IndexedDB", async () => {
-    const shape = await a.evaluate(async () => {
-      const db = await new Promise<IDBDatabase>((resolve, reject) => {
-        const r = indexedDB.open("loft");
-        r.onsuccess = () => resolve(r.result);
-        r.onerror = () => reject(r.error);
-      });
-      const get = (store: string, key: string) =>
-        new Promise<unknown>((resolve) => {
-          const r = db.transaction(store).objectStore(store).get(key);
-          r.onsuccess = () => resolve(r.result);
-        });
+    const shape = await inLoftDb(a, async ({ db, req }) => {
+      const get = (store: string, key: string) => req(db.transaction(store).objectStore(store).get(key));
       const key = (await get("meta", "device-key")) as CryptoKey;
       const self = (await get("self", "self")) as { keys: Record<string, unknown>; username: string };
-      db.close();
       return {
         algorithm: key.algorithm.name,
         extractable: key.extractable,

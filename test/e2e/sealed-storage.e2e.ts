@@ -65,85 +65,85 @@ function putLegacy(page: Page, store: string, value: unknown): Promise<void> {
  * WebCrypto so no app code is involved).
  */
 function makeLegacyPassphrase(page: Page, passphrase: string): Promise<number> {
-  return page.evaluate(async (pass) => {
-    const req = <T>(r: IDBRequest<T>) =>
-      new Promise<T>((resolve, reject) => {
-        r.onsuccess = () => resolve(r.result);
-        r.onerror = () => reject(r.error);
+  return inLoftDb(
+    page,
+    async ({ db, req, done }, pass) => {
+      const meta = db.transaction("meta").objectStore("meta");
+      const device = (await req(meta.get("device-key"))) as CryptoKey;
+      const enc = new TextEncoder();
+      const salt = crypto.getRandomValues(new Uint8Array(16));
+      const material = await crypto.subtle.importKey("raw", enc.encode(pass), "PBKDF2", false, ["deriveKey"]);
+      const passKey = await crypto.subtle.deriveKey(
+        { name: "PBKDF2", hash: "SHA-256", salt, iterations: 600_000 },
+        material,
+        { name: "AES-GCM", length: 256 },
+        false,
+        ["encrypt", "decrypt"],
+      );
+      type Sealed = { v: 1; pass: boolean; iv: Uint8Array<ArrayBuffer>; ct: Uint8Array<ArrayBuffer> };
+      const gcm = async (key: CryptoKey, data: Uint8Array<ArrayBuffer>, aad: Uint8Array<ArrayBuffer>) => {
+        const iv = crypto.getRandomValues(new Uint8Array(12));
+        const ct = new Uint8Array(
+          await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: aad }, key, data),
+        );
+        return { iv, ct };
+      };
+      const addPass = async (name: string, s: Sealed): Promise<Sealed> => {
+        const aad = enc.encode(`loft/sealed/v1/${name}`);
+        const plain = new Uint8Array(
+          await crypto.subtle.decrypt({ name: "AES-GCM", iv: s.iv, additionalData: aad }, device, s.ct),
+        );
+        const inner = await gcm(passKey, plain, aad);
+        const both = new Uint8Array(12 + inner.ct.length);
+        both.set(inner.iv);
+        both.set(inner.ct, 12);
+        const outer = await gcm(device, both, aad);
+        return { v: 1, pass: true, iv: outer.iv, ct: outer.ct };
+      };
+      let count = 0;
+      const rewrite = async (
+        store: string,
+        name: (key: IDBValidKey, v: Record<string, unknown>) => string,
+      ) => {
+        const keys = await req(db.transaction(store).objectStore(store).getAllKeys());
+        const values = await req(db.transaction(store).objectStore(store).getAll());
+        const out: [IDBValidKey, unknown][] = [];
+        for (let i = 0; i < keys.length; i++) {
+          const v = values[i] as Record<string, unknown>;
+          if (store === "sessions" || store === "secrets")
+            out.push([keys[i]!, await addPass(name(keys[i]!, v), v as unknown as Sealed)]);
+          else if (store === "self")
+            out.push([keys[i]!, { ...v, keys: await addPass("self/keys", v.keys as Sealed) }]);
+          else out.push([keys[i]!, { ...v, sealed: await addPass(name(keys[i]!, v), v.sealed as Sealed) }]);
+          count++;
+        }
+        const tx = db.transaction(store, "readwrite");
+        for (const [k, v] of out)
+          if (store === "contacts" || store === "messages") tx.objectStore(store).put(v);
+          else tx.objectStore(store).put(v, k);
+        await done(tx);
+      };
+      await rewrite("self", () => "self/keys");
+      await rewrite("sessions", (k) => `session/${String(k)}`);
+      await rewrite("secrets", (k) => `secret/${String(k)}`);
+      await rewrite("contacts", (k) => `contact/${String(k)}`);
+      await rewrite("messages", (k) => `message/${String(k)}`);
+      const check = await addPass("passphrase-check", {
+        v: 1,
+        pass: false,
+        ...(await gcm(
+          device,
+          enc.encode("loft/passphrase-check/v1"),
+          enc.encode("loft/sealed/v1/passphrase-check"),
+        )),
       });
-    const db = await req(indexedDB.open("loft"));
-    const meta = db.transaction("meta").objectStore("meta");
-    const device = (await req(meta.get("device-key"))) as CryptoKey;
-    const enc = new TextEncoder();
-    const salt = crypto.getRandomValues(new Uint8Array(16));
-    const material = await crypto.subtle.importKey("raw", enc.encode(pass), "PBKDF2", false, ["deriveKey"]);
-    const passKey = await crypto.subtle.deriveKey(
-      { name: "PBKDF2", hash: "SHA-256", salt, iterations: 600_000 },
-      material,
-      { name: "AES-GCM", length: 256 },
-      false,
-      ["encrypt", "decrypt"],
-    );
-    type Sealed = { v: 1; pass: boolean; iv: Uint8Array<ArrayBuffer>; ct: Uint8Array<ArrayBuffer> };
-    const gcm = async (key: CryptoKey, data: Uint8Array<ArrayBuffer>, aad: Uint8Array<ArrayBuffer>) => {
-      const iv = crypto.getRandomValues(new Uint8Array(12));
-      const ct = new Uint8Array(
-        await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: aad }, key, data),
-      );
-      return { iv, ct };
-    };
-    const addPass = async (name: string, s: Sealed): Promise<Sealed> => {
-      const aad = enc.encode(`loft/sealed/v1/${name}`);
-      const plain = new Uint8Array(
-        await crypto.subtle.decrypt({ name: "AES-GCM", iv: s.iv, additionalData: aad }, device, s.ct),
-      );
-      const inner = await gcm(passKey, plain, aad);
-      const both = new Uint8Array(12 + inner.ct.length);
-      both.set(inner.iv);
-      both.set(inner.ct, 12);
-      const outer = await gcm(device, both, aad);
-      return { v: 1, pass: true, iv: outer.iv, ct: outer.ct };
-    };
-    let count = 0;
-    const rewrite = async (store: string, name: (key: IDBValidKey, v: Record<string, unknown>) => string) => {
-      const keys = await req(db.transaction(store).objectStore(store).getAllKeys());
-      const values = await req(db.transaction(store).objectStore(store).getAll());
-      const out: [IDBValidKey, unknown][] = [];
-      for (let i = 0; i < keys.length; i++) {
-        const v = values[i] as Record<string, unknown>;
-        if (store === "sessions" || store === "secrets")
-          out.push([keys[i]!, await addPass(name(keys[i]!, v), v as unknown as Sealed)]);
-        else if (store === "self")
-          out.push([keys[i]!, { ...v, keys: await addPass("self/keys", v.keys as Sealed) }]);
-        else out.push([keys[i]!, { ...v, sealed: await addPass(name(keys[i]!, v), v.sealed as Sealed) }]);
-        count++;
-      }
-      const tx = db.transaction(store, "readwrite");
-      for (const [k, v] of out)
-        if (store === "contacts" || store === "messages") tx.objectStore(store).put(v);
-        else tx.objectStore(store).put(v, k);
-      await new Promise((resolve) => (tx.oncomplete = resolve));
-    };
-    await rewrite("self", () => "self/keys");
-    await rewrite("sessions", (k) => `session/${String(k)}`);
-    await rewrite("secrets", (k) => `secret/${String(k)}`);
-    await rewrite("contacts", (k) => `contact/${String(k)}`);
-    await rewrite("messages", (k) => `message/${String(k)}`);
-    const check = await addPass("passphrase-check", {
-      v: 1,
-      pass: false,
-      ...(await gcm(
-        device,
-        enc.encode("loft/passphrase-check/v1"),
-        enc.encode("loft/sealed/v1/passphrase-check"),
-      )),
-    });
-    const tx = db.transaction("meta", "readwrite");
-    tx.objectStore("meta").put({ kdf: "PBKDF2-SHA256", iterations: 600_000, salt, check }, "passphrase");
-    await new Promise((resolve) => (tx.oncomplete = resolve));
-    db.close();
-    return count;
-  }, passphrase);
+      const tx = db.transaction("meta", "readwrite");
+      tx.objectStore("meta").put({ kdf: "PBKDF2-SHA256", iterations: 600_000, salt, check }, "passphrase");
+      await done(tx);
+      return count;
+    },
+    passphrase,
+  );
 }
 
 function passphraseKdf(page: Page): Promise<string | undefined> {

@@ -385,6 +385,23 @@ async function idleMosquitto(port: number, pid: number, count: number): Promise<
 
 // ------------------------------------------------------------------------------------------------
 
+/** Relay flags that lift the rate limits and quotas a bench would otherwise measure instead. */
+const NO_RATE_LIMITS = [
+  "--relay-rate",
+  "0",
+  "--relay-conn-rate",
+  "0",
+  // One process measures from one address: no per-source limits (relay-ws/source-limits.ts).
+  "--relay-max-connections-per-source",
+  "10000000",
+  "--relay-source-rate",
+  "0",
+  "--relay-source-store-rate",
+  "0",
+  "--relay-queue-quota",
+  "100000",
+];
+
 async function main() {
   const dataDir = mkdtempSync(join(tmpdir(), "loft-bench-relay-"));
   const noSyncDir = mkdtempSync(join(tmpdir(), "loft-bench-relay-nosync-"));
@@ -397,19 +414,7 @@ async function main() {
       args: [
         "--relay-data-dir",
         dataDir,
-        "--relay-rate",
-        "0",
-        "--relay-conn-rate",
-        "0",
-        // One process measures from one address: no per-source limits (relay-ws/source-limits.ts).
-        "--relay-max-connections-per-source",
-        "10000000",
-        "--relay-source-rate",
-        "0",
-        "--relay-source-store-rate",
-        "0",
-        "--relay-queue-quota",
-        "100000",
+        ...NO_RATE_LIMITS,
         "--relay-max-inflight",
         "100000",
         "--relay-max-window",
@@ -421,25 +426,7 @@ async function main() {
     const relayUrl = `ws://127.0.0.1:${relay.port}/relay`;
     relayNoSync = await startLoft({
       entry: "relay-ws/main.ts",
-      args: [
-        "--relay-data-dir",
-        noSyncDir,
-        "--relay-sync",
-        "false",
-        "--relay-rate",
-        "0",
-        "--relay-conn-rate",
-        "0",
-        // One process measures from one address: no per-source limits (relay-ws/source-limits.ts).
-        "--relay-max-connections-per-source",
-        "10000000",
-        "--relay-source-rate",
-        "0",
-        "--relay-source-store-rate",
-        "0",
-        "--relay-queue-quota",
-        "100000",
-      ],
+      args: ["--relay-data-dir", noSyncDir, "--relay-sync", "false", ...NO_RATE_LIMITS],
     });
     const noSyncUrl = `ws://127.0.0.1:${relayNoSync.port}/relay`;
     mosq = await startMosquitto();

@@ -6,12 +6,11 @@
  */
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { contactLinkUrl } from "../../core/identity/contact-link.ts";
 import { createUserIdentity } from "../../core/identity/identity.ts";
 import { expectNoAxeViolations } from "../support/axe.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { byId } from "../support/loft-ui.ts";
+import { byId, offlineLink } from "../support/loft-ui.ts";
 
 describe("accessibility of the app shell (axe-core, light theme)", () => {
   let loft: LoftProcess;
@@ -25,10 +24,7 @@ describe("accessibility of the app shell (axe-core, light theme)", () => {
     browser = await launchChromium();
     const ctx = await browser.newContext({ colorScheme: "light" });
     p = await ctx.newPage();
-    const bob = createUserIdentity({ username: "Bob", now: Date.now() });
-    const link = contactLinkUrl(loft.url, { identity: bob.identity, signaling: [], relay: [] });
-    if (!link.ok) throw link.error;
-    bobLink = link.value;
+    bobLink = offlineLink(loft.url, createUserIdentity({ username: "Bob", now: Date.now() }));
   });
   afterAll(async () => {
     await browser?.close();

@@ -6,11 +6,9 @@
  */
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { contactLinkUrl } from "../../core/identity/contact-link.ts";
-import { createUserIdentity } from "../../core/identity/identity.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { byId } from "../support/loft-ui.ts";
+import { addOfflineContact, byId } from "../support/loft-ui.ts";
 
 const path = (page: Page) => new URL(page.url()).pathname;
 /** What has the keyboard focus: its data-testid, else tag and text. */
@@ -19,16 +17,6 @@ const focused = (page: Page) =>
     const el = document.activeElement as HTMLElement | null;
     return el?.dataset.testid ?? `${el?.tagName.toLowerCase()}:${el?.textContent?.trim() ?? ""}`;
   });
-
-async function addContact(page: Page, url: string, username: string): Promise<string> {
-  const user = createUserIdentity({ username, now: Date.now() });
-  const link = contactLinkUrl(url, { identity: user.identity, signaling: [], relay: [] });
-  if (!link.ok) throw link.error;
-  await page.goto(link.value);
-  await byId(page, "confirm-add").click();
-  await byId(page, "contact-screen").waitFor();
-  return (await byId(page, "contact-id").textContent())!;
-}
 
 describe("screens in the URL", () => {
   let loft: LoftProcess;
@@ -46,7 +34,7 @@ describe("screens in the URL", () => {
     await byId(a, "username-input").fill("Alice");
     await byId(a, "create-identity").click();
     await byId(a, "home").waitFor();
-    bobId = await addContact(a, loft.url, "Bob");
+    bobId = await addOfflineContact(a, loft.url, "Bob");
   });
   afterAll(async () => {
     await browser?.close();
@@ -108,7 +96,7 @@ describe("screens in the URL", () => {
   });
 
   it("a deleted contact's screens, reached with Back, land on Home with a notice", async () => {
-    const carolId = await addContact(a, loft.url, "Carol");
+    const carolId = await addOfflineContact(a, loft.url, "Carol");
     await a.goto(`${loft.url}/contact/${carolId}`);
     await byId(a, "open-safety").click();
     await byId(a, "safety-screen").waitFor();

@@ -17,6 +17,7 @@ import {
   byId,
   createIdentity,
   incoming,
+  inLoftDb,
   introduce,
   myLink,
   openChat,
@@ -141,19 +142,10 @@ describe("direct E2EE chat between two browsers", () => {
 
   it("a side that lost its ratchet state gets a new session, visibly, and the chat goes on", async () => {
     // Bob's stored ratchet sessions vanish (e.g. storage re-created); identity and history stay.
-    await b.evaluate(async () => {
-      const db = await new Promise<IDBDatabase>((resolve, reject) => {
-        const r = indexedDB.open("loft");
-        r.onsuccess = () => resolve(r.result);
-        r.onerror = () => reject(r.error);
-      });
-      await new Promise<void>((resolve, reject) => {
-        const tx = db.transaction("sessions", "readwrite");
-        tx.objectStore("sessions").clear();
-        tx.oncomplete = () => resolve();
-        tx.onerror = () => reject(tx.error);
-      });
-      db.close();
+    await inLoftDb(b, async ({ db, done }) => {
+      const tx = db.transaction("sessions", "readwrite");
+      tx.objectStore("sessions").clear();
+      await done(tx);
     });
     await b.reload();
     await openChat(b, aliceId);

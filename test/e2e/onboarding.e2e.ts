@@ -42,10 +42,10 @@
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { toHex } from "../../core/bytes.ts";
-import { contactLinkUrl } from "../../core/identity/contact-link.ts";
 import { createUserIdentity, updateIdentity } from "../../core/identity/identity.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+import { inLoftDb, offlineLink } from "../support/loft-ui.ts";
 
 const id = (page: Page, testid: string) => page.getByTestId(testid);
 
@@ -114,20 +114,10 @@ describe("onboarding, contacts and trust in the PWA", () => {
   });
 
   it("keeps private keys sealed under a non-extractable AES-GCM device key in IndexedDB", async () => {
-    const shape = await a.evaluate(async () => {
-      const db = await new Promise<IDBDatabase>((resolve, reject) => {
-        const r = indexedDB.open("loft");
-        r.onsuccess = () => resolve(r.result);
-        r.onerror = () => reject(r.error);
-      });
-      const get = (store: string, key: string) =>
-        new Promise<unknown>((resolve) => {
-          const r = db.transaction(store).objectStore(store).get(key);
-          r.onsuccess = () => resolve(r.result);
-        });
+    const shape = await inLoftDb(a, async ({ db, req }) => {
+      const get = (store: string, key: string) => req(db.transaction(store).objectStore(store).get(key));
       const key = (await get("meta", "device-key")) as CryptoKey;
       const self = (await get("self", "self")) as { keys: Record<string, unknown>; username: string };
-      db.close();
       return {
         algorithm: key.algorithm.name,
         extractable: key.extractable,
@@ -214,9 +204,8 @@ describe("onboarding, contacts and trust in the PWA", () => {
 
   it("a link with a known username but another identity key warns and blocks sending until decided", async () => {
     const impostor = createUserIdentity({ username: "Bob", now: Date.now() });
-    const link = contactLinkUrl(loft.url, { identity: impostor.identity, signaling: [], relay: [] });
-    if (!link.ok) throw link.error;
-    await a.goto(link.value);
+    const link = offlineLink(loft.url, impostor);
+    await a.goto(link);
     expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("username-collision");
     await id(a, "confirm-add").click();
     expect(await id(a, "identity-warning").getAttribute("data-kind")).toBe("username-collision");
@@ -241,25 +230,21 @@ describe("onboarding, contacts and trust in the PWA", () => {
     expect(await id(a, "composer-input").isDisabled()).toBe(false);
 
     // The impostor opening again is refused: it is Rejected.
-    await a.goto(link.value);
+    await a.goto(link);
     expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("rejected");
     await id(a, "cancel-add").click();
   });
 
   it("a rotated noise key for a known contact warns and blocks sending; accepting keeps trust", async () => {
     const carol = createUserIdentity({ username: "Carol", now: Date.now() });
-    const first = contactLinkUrl(loft.url, { identity: carol.identity, signaling: [], relay: [] });
-    if (!first.ok) throw first.error;
-    await a.goto(first.value);
+    await a.goto(offlineLink(loft.url, carol));
     await id(a, "confirm-add").click();
     await id(a, "open-safety").click();
     await id(a, "mark-verified").click();
     await id(a, "verified-note").waitFor();
 
     const rotated = updateIdentity(carol, { rotateNoiseKey: true }, Date.now());
-    const second = contactLinkUrl(loft.url, { identity: rotated.identity, signaling: [], relay: [] });
-    if (!second.ok) throw second.error;
-    await a.goto(second.value);
+    await a.goto(offlineLink(loft.url, rotated));
     expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("noise-key-rotated");
     await id(a, "confirm-add").click();
     expect(await id(a, "identity-warning").getAttribute("data-kind")).toBe("noise-key-rotated");

@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   byId,
   incoming,
+  inLoftDb,
   introduce,
   openChat,
   openChatFromHome,
@@ -24,28 +25,17 @@ import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 /** The `sealed.pass` flag (or `pass` for bare blobs) of every record in Alice's sealed stores. */
 function passFlags(page: Page): Promise<Record<string, boolean[]>> {
-  return page.evaluate(async () => {
-    const db = await new Promise<IDBDatabase>((resolve, reject) => {
-      const r = indexedDB.open("loft");
-      r.onsuccess = () => resolve(r.result);
-      r.onerror = () => reject(r.error);
-    });
+  return inLoftDb(page, async ({ db, req }) => {
     const all = (name: string) =>
-      new Promise<Record<string, unknown>[]>((resolve, reject) => {
-        const r = db.transaction(name).objectStore(name).getAll();
-        r.onsuccess = () => resolve(r.result);
-        r.onerror = () => reject(r.error);
-      });
+      req(db.transaction(name).objectStore(name).getAll()) as Promise<Record<string, unknown>[]>;
     const flag = (s: unknown) => (s as { pass?: boolean } | undefined)?.pass === true;
-    const out = {
+    return {
       self: (await all("self")).map((s) => flag(s.keys)),
       sessions: (await all("sessions")).map(flag),
       secrets: (await all("secrets")).map(flag),
       contacts: (await all("contacts")).map((c) => flag(c.sealed)),
       messages: (await all("messages")).map((m) => flag(m.sealed)),
     };
-    db.close();
-    return out;
   });
 }
 

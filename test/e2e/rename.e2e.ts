@@ -9,17 +9,10 @@
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { toHex } from "../../core/bytes.ts";
-import { contactLinkUrl } from "../../core/identity/contact-link.ts";
-import { createUserIdentity, type UserIdentity, updateIdentity } from "../../core/identity/identity.ts";
+import { createUserIdentity, updateIdentity } from "../../core/identity/identity.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { byId as id } from "../support/loft-ui.ts";
-
-function linkOf(url: string, user: UserIdentity): string {
-  const link = contactLinkUrl(url, { identity: user.identity, signaling: [], relay: [] });
-  if (!link.ok) throw link.error;
-  return link.value;
-}
+import { byId as id, offlineLink } from "../support/loft-ui.ts";
 
 async function openContactScreen(page: Page, contactId: string): Promise<void> {
   await page.goto(new URL(page.url()).origin);
@@ -47,7 +40,7 @@ describe("renames in the PWA", () => {
     await id(a, "create-identity").click();
     await id(a, "my-username").waitFor();
     for (const u of [dora, eve]) {
-      await a.goto(linkOf(loft.url, u));
+      await a.goto(offlineLink(loft.url, u));
       await id(a, "confirm-add").click();
       await id(a, "contact-screen").waitFor();
     }
@@ -59,7 +52,7 @@ describe("renames in the PWA", () => {
 
   it("a known contact taking another contact's name is a decision, and sending waits", async () => {
     const eveAsDora = updateIdentity(eve, { username: "dora" }, Date.now() + 1);
-    await a.goto(linkOf(loft.url, eveAsDora));
+    await a.goto(offlineLink(loft.url, eveAsDora));
     expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("rename-collision");
     await id(a, "confirm-add").click();
     await id(a, "identity-warning").waitFor();
@@ -90,7 +83,7 @@ describe("renames in the PWA", () => {
 
   it("a rename to a name nobody uses is an ordinary update", async () => {
     const dorothea = updateIdentity(dora, { username: "Dorothea" }, Date.now() + 1);
-    await a.goto(linkOf(loft.url, dorothea));
+    await a.goto(offlineLink(loft.url, dorothea));
     expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("updated");
     await id(a, "confirm-add").click();
     await expect.poll(() => id(a, "contact-username").textContent()).toBe("Dorothea");

@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   byId,
   incoming,
+  inLoftDb,
   introduce,
   openChat,
   openChatFromHome,
@@ -24,50 +25,36 @@ import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 /** Every record of `stores` as text (bytes as latin1), to search for clear content. */
 function rawDump(page: Page, stores: string[]): Promise<Record<string, unknown[]>> {
-  return page.evaluate(async (names) => {
-    const db = await new Promise<IDBDatabase>((resolve, reject) => {
-      const r = indexedDB.open("loft");
-      r.onsuccess = () => resolve(r.result);
-      r.onerror = () => reject(r.error);
-    });
-    const plain = (v: unknown): unknown => {
-      if (v instanceof Uint8Array) return String.fromCharCode(...v);
-      if (Array.isArray(v)) return v.map(plain);
-      if (v && typeof v === "object")
-        return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
-      return v;
-    };
-    const out: Record<string, unknown[]> = {};
-    for (const name of names)
-      out[name] = await new Promise<unknown[]>((resolve, reject) => {
-        const r = db.transaction(name).objectStore(name).getAll();
-        r.onsuccess = () => resolve(r.result.map(plain));
-        r.onerror = () => reject(r.error);
-      });
-    db.close();
-    return out;
-  }, stores);
+  return inLoftDb(
+    page,
+    async ({ db, req }, names) => {
+      const plain = (v: unknown): unknown => {
+        if (v instanceof Uint8Array) return String.fromCharCode(...v);
+        if (Array.isArray(v)) return v.map(plain);
+        if (v && typeof v === "object")
+          return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x)]));
+        return v;
+      };
+      const out: Record<string, unknown[]> = {};
+      for (const name of names)
+        out[name] = (await req(db.transaction(name).objectStore(name).getAll())).map(plain);
+      return out;
+    },
+    stores,
+  );
 }
 
 /** Write `value` as an earlier version would have: in clear, before any migration mark. */
 function putLegacy(page: Page, store: string, value: unknown): Promise<void> {
-  return page.evaluate(
-    async ([name, v]) => {
-      const db = await new Promise<IDBDatabase>((resolve, reject) => {
-        const r = indexedDB.open("loft");
-        r.onsuccess = () => resolve(r.result);
-        r.onerror = () => reject(r.error);
-      });
-      await new Promise<void>((resolve, reject) => {
-        const tx = db.transaction([name as string, "meta"], "readwrite");
-        tx.objectStore(name as string).put(v);
-        tx.objectStore("meta").delete("history-sealed");
-        tx.oncomplete = () => resolve();
-        tx.onerror = () => reject(tx.error);
-      });
-      db.close();
+  return inLoftDb(
+    page,
+    async ({ db, done }, [name, v]) => {
+      const tx = db.transaction([name, "meta"], "readwrite");
+      tx.objectStore(name).put(v);
+      tx.objectStore("meta").delete("history-sealed");
+      await done(tx);
     },
-    [store, value] as const,
+    [store, value] as [string, unknown],
   );
 }
 
@@ -78,100 +65,92 @@ function putLegacy(page: Page, store: string, value: unknown): Promise<void> {
  * WebCrypto so no app code is involved).
  */
 function makeLegacyPassphrase(page: Page, passphrase: string): Promise<number> {
-  return page.evaluate(async (pass) => {
-    const req = <T>(r: IDBRequest<T>) =>
-      new Promise<T>((resolve, reject) => {
-        r.onsuccess = () => resolve(r.result);
-        r.onerror = () => reject(r.error);
+  return inLoftDb(
+    page,
+    async ({ db, req, done }, pass) => {
+      const meta = db.transaction("meta").objectStore("meta");
+      const device = (await req(meta.get("device-key"))) as CryptoKey;
+      const enc = new TextEncoder();
+      const salt = crypto.getRandomValues(new Uint8Array(16));
+      const material = await crypto.subtle.importKey("raw", enc.encode(pass), "PBKDF2", false, ["deriveKey"]);
+      const passKey = await crypto.subtle.deriveKey(
+        { name: "PBKDF2", hash: "SHA-256", salt, iterations: 600_000 },
+        material,
+        { name: "AES-GCM", length: 256 },
+        false,
+        ["encrypt", "decrypt"],
+      );
+      type Sealed = { v: 1; pass: boolean; iv: Uint8Array<ArrayBuffer>; ct: Uint8Array<ArrayBuffer> };
+      const gcm = async (key: CryptoKey, data: Uint8Array<ArrayBuffer>, aad: Uint8Array<ArrayBuffer>) => {
+        const iv = crypto.getRandomValues(new Uint8Array(12));
+        const ct = new Uint8Array(
+          await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: aad }, key, data),
+        );
+        return { iv, ct };
+      };
+      const addPass = async (name: string, s: Sealed): Promise<Sealed> => {
+        const aad = enc.encode(`loft/sealed/v1/${name}`);
+        const plain = new Uint8Array(
+          await crypto.subtle.decrypt({ name: "AES-GCM", iv: s.iv, additionalData: aad }, device, s.ct),
+        );
+        const inner = await gcm(passKey, plain, aad);
+        const both = new Uint8Array(12 + inner.ct.length);
+        both.set(inner.iv);
+        both.set(inner.ct, 12);
+        const outer = await gcm(device, both, aad);
+        return { v: 1, pass: true, iv: outer.iv, ct: outer.ct };
+      };
+      let count = 0;
+      const rewrite = async (
+        store: string,
+        name: (key: IDBValidKey, v: Record<string, unknown>) => string,
+      ) => {
+        const keys = await req(db.transaction(store).objectStore(store).getAllKeys());
+        const values = await req(db.transaction(store).objectStore(store).getAll());
+        const out: [IDBValidKey, unknown][] = [];
+        for (let i = 0; i < keys.length; i++) {
+          const v = values[i] as Record<string, unknown>;
+          if (store === "sessions" || store === "secrets")
+            out.push([keys[i]!, await addPass(name(keys[i]!, v), v as unknown as Sealed)]);
+          else if (store === "self")
+            out.push([keys[i]!, { ...v, keys: await addPass("self/keys", v.keys as Sealed) }]);
+          else out.push([keys[i]!, { ...v, sealed: await addPass(name(keys[i]!, v), v.sealed as Sealed) }]);
+          count++;
+        }
+        const tx = db.transaction(store, "readwrite");
+        for (const [k, v] of out)
+          if (store === "contacts" || store === "messages") tx.objectStore(store).put(v);
+          else tx.objectStore(store).put(v, k);
+        await done(tx);
+      };
+      await rewrite("self", () => "self/keys");
+      await rewrite("sessions", (k) => `session/${String(k)}`);
+      await rewrite("secrets", (k) => `secret/${String(k)}`);
+      await rewrite("contacts", (k) => `contact/${String(k)}`);
+      await rewrite("messages", (k) => `message/${String(k)}`);
+      const check = await addPass("passphrase-check", {
+        v: 1,
+        pass: false,
+        ...(await gcm(
+          device,
+          enc.encode("loft/passphrase-check/v1"),
+          enc.encode("loft/sealed/v1/passphrase-check"),
+        )),
       });
-    const db = await req(indexedDB.open("loft"));
-    const meta = db.transaction("meta").objectStore("meta");
-    const device = (await req(meta.get("device-key"))) as CryptoKey;
-    const enc = new TextEncoder();
-    const salt = crypto.getRandomValues(new Uint8Array(16));
-    const material = await crypto.subtle.importKey("raw", enc.encode(pass), "PBKDF2", false, ["deriveKey"]);
-    const passKey = await crypto.subtle.deriveKey(
-      { name: "PBKDF2", hash: "SHA-256", salt, iterations: 600_000 },
-      material,
-      { name: "AES-GCM", length: 256 },
-      false,
-      ["encrypt", "decrypt"],
-    );
-    type Sealed = { v: 1; pass: boolean; iv: Uint8Array<ArrayBuffer>; ct: Uint8Array<ArrayBuffer> };
-    const gcm = async (key: CryptoKey, data: Uint8Array<ArrayBuffer>, aad: Uint8Array<ArrayBuffer>) => {
-      const iv = crypto.getRandomValues(new Uint8Array(12));
-      const ct = new Uint8Array(
-        await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: aad }, key, data),
-      );
-      return { iv, ct };
-    };
-    const addPass = async (name: string, s: Sealed): Promise<Sealed> => {
-      const aad = enc.encode(`loft/sealed/v1/${name}`);
-      const plain = new Uint8Array(
-        await crypto.subtle.decrypt({ name: "AES-GCM", iv: s.iv, additionalData: aad }, device, s.ct),
-      );
-      const inner = await gcm(passKey, plain, aad);
-      const both = new Uint8Array(12 + inner.ct.length);
-      both.set(inner.iv);
-      both.set(inner.ct, 12);
-      const outer = await gcm(device, both, aad);
-      return { v: 1, pass: true, iv: outer.iv, ct: outer.ct };
-    };
-    let count = 0;
-    const rewrite = async (store: string, name: (key: IDBValidKey, v: Record<string, unknown>) => string) => {
-      const keys = await req(db.transaction(store).objectStore(store).getAllKeys());
-      const values = await req(db.transaction(store).objectStore(store).getAll());
-      const out: [IDBValidKey, unknown][] = [];
-      for (let i = 0; i < keys.length; i++) {
-        const v = values[i] as Record<string, unknown>;
-        if (store === "sessions" || store === "secrets")
-          out.push([keys[i]!, await addPass(name(keys[i]!, v), v as unknown as Sealed)]);
-        else if (store === "self")
-          out.push([keys[i]!, { ...v, keys: await addPass("self/keys", v.keys as Sealed) }]);
-        else out.push([keys[i]!, { ...v, sealed: await addPass(name(keys[i]!, v), v.sealed as Sealed) }]);
-        count++;
-      }
-      const tx = db.transaction(store, "readwrite");
-      for (const [k, v] of out)
-        if (store === "contacts" || store === "messages") tx.objectStore(store).put(v);
-        else tx.objectStore(store).put(v, k);
-      await new Promise((resolve) => (tx.oncomplete = resolve));
-    };
-    await rewrite("self", () => "self/keys");
-    await rewrite("sessions", (k) => `session/${String(k)}`);
-    await rewrite("secrets", (k) => `secret/${String(k)}`);
-    await rewrite("contacts", (k) => `contact/${String(k)}`);
-    await rewrite("messages", (k) => `message/${String(k)}`);
-    const check = await addPass("passphrase-check", {
-      v: 1,
-      pass: false,
-      ...(await gcm(
-        device,
-        enc.encode("loft/passphrase-check/v1"),
-        enc.encode("loft/sealed/v1/passphrase-check"),
-      )),
-    });
-    const tx = db.transaction("meta", "readwrite");
-    tx.objectStore("meta").put({ kdf: "PBKDF2-SHA256", iterations: 600_000, salt, check }, "passphrase");
-    await new Promise((resolve) => (tx.oncomplete = resolve));
-    db.close();
-    return count;
-  }, passphrase);
+      const tx = db.transaction("meta", "readwrite");
+      tx.objectStore("meta").put({ kdf: "PBKDF2-SHA256", iterations: 600_000, salt, check }, "passphrase");
+      await done(tx);
+      return count;
+    },
+    passphrase,
+  );
 }
 
 function passphraseKdf(page: Page): Promise<string | undefined> {
-  return page.evaluate(async () => {
-    const db = await new Promise<IDBDatabase>((resolve, reject) => {
-      const r = indexedDB.open("loft");
-      r.onsuccess = () => resolve(r.result);
-      r.onerror = () => reject(r.error);
-    });
-    const config = await new Promise<{ kdf?: string } | undefined>((resolve, reject) => {
-      const r = db.transaction("meta").objectStore("meta").get("passphrase");
-      r.onsuccess = () => resolve(r.result as { kdf?: string } | undefined);
-      r.onerror = () => reject(r.error);
-    });
-    db.close();
+  return inLoftDb(page, async ({ db, req }) => {
+    const config = (await req(db.transaction("meta").objectStore("meta").get("passphrase"))) as
+      | { kdf?: string }
+      | undefined;
     return config?.kdf;
   });
 }
@@ -262,19 +241,15 @@ describe("history and contacts sealed at rest", () => {
 
   it("a record that does not open is skipped; the rest of the contacts and the history still show", async () => {
     // A damaged message in Bob's history and a damaged contact: sealed blobs that fail AES-GCM.
-    await a.evaluate(async (contactId) => {
-      const db = await new Promise<IDBDatabase>((resolve, reject) => {
-        const r = indexedDB.open("loft");
-        r.onsuccess = () => resolve(r.result);
-        r.onerror = () => reject(r.error);
-      });
-      const junk = () => ({
-        v: 1,
-        pass: true,
-        iv: crypto.getRandomValues(new Uint8Array(12)),
-        ct: crypto.getRandomValues(new Uint8Array(48)),
-      });
-      await new Promise<void>((resolve, reject) => {
+    await inLoftDb(
+      a,
+      async ({ db, done }, contactId) => {
+        const junk = () => ({
+          v: 1,
+          pass: true,
+          iv: crypto.getRandomValues(new Uint8Array(12)),
+          ct: crypto.getRandomValues(new Uint8Array(48)),
+        });
         const tx = db.transaction(["messages", "contacts"], "readwrite");
         tx.objectStore("messages").put({
           id: "damaged-1",
@@ -290,11 +265,10 @@ describe("history and contacts sealed at rest", () => {
           lastSeen: 1,
           sealed: junk(),
         });
-        tx.oncomplete = () => resolve();
-        tx.onerror = () => reject(tx.error);
-      });
-      db.close();
-    }, bobId);
+        await done(tx);
+      },
+      bobId,
+    );
     await a.goto(url);
     await byId(a, "unlock-passphrase").fill("an old passphrase from 2025");
     await byId(a, "unlock-submit").click();

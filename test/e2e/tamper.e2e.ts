@@ -19,11 +19,19 @@
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fromHex } from "../../core/bytes.ts";
-import { contactLinkUrl, parseContactLinkUrl } from "../../core/identity/contact-link.ts";
-import { createUserIdentity, type UserIdentity } from "../../core/identity/identity.ts";
+import { parseContactLinkUrl } from "../../core/identity/contact-link.ts";
+import { createUserIdentity } from "../../core/identity/identity.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { byId, createIdentity, myLink, openChat, sendText } from "../support/loft-ui.ts";
+import {
+  addByLink,
+  byId,
+  createIdentity,
+  myLink,
+  offlineLink,
+  openChat,
+  sendText,
+} from "../support/loft-ui.ts";
 import { startTamperingSignaling, type TamperingSignaling } from "../support/tampering-signaling.ts";
 
 const id = byId;
@@ -37,13 +45,6 @@ async function useSignaling(page: Page, url: string) {
   await expect.poll(() => id(page, "endpoints-result").textContent()).toContain("Saved");
   await page.goto(new URL(page.url()).origin); // a new start, at Home (a reload would stay on Settings)
   await id(page, "home").waitFor();
-}
-
-async function addByLink(page: Page, link: string): Promise<string> {
-  await page.goto(link);
-  await id(page, "confirm-add").click();
-  await id(page, "contact-screen").waitFor();
-  return (await id(page, "contact-id").textContent())!;
 }
 
 /**
@@ -71,12 +72,6 @@ const presenceSeen = (page: Page) =>
 
 const stateOf = (page: Page, text: string) =>
   page.locator("[data-testid=message][data-direction=out]", { hasText: text }).getAttribute("data-state");
-
-function linkFor(origin: string, user: UserIdentity): string {
-  const r = contactLinkUrl(origin, { identity: user.identity, signaling: [], relay: [] });
-  if (!r.ok) throw r.error;
-  return r.value;
-}
 
 describe("a tampering signaling server", () => {
   let loft: LoftProcess;
@@ -162,8 +157,8 @@ describe("a tampering signaling server", () => {
     // The server holds the keys of the contact the victim writes to, and of a contact of Mallory.
     const carol = createUserIdentity({ username: "Carol", now: Date.now() });
     const xavier = createUserIdentity({ username: "Xavier", now: Date.now() });
-    const carolId = await addByLink(victim, linkFor(loft.url, carol));
-    const xavierId = await addByLink(third, linkFor(loft.url, xavier));
+    const carolId = await addByLink(victim, offlineLink(loft.url, carol));
+    const xavierId = await addByLink(third, offlineLink(loft.url, xavier));
     const mallory = parseContactLinkUrl(await myLink(third));
     if (!mallory.ok) throw mallory.error;
 

@@ -7,11 +7,9 @@
  */
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { contactLinkUrl } from "../../core/identity/contact-link.ts";
-import { createUserIdentity } from "../../core/identity/identity.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { byId } from "../support/loft-ui.ts";
+import { addOfflineContact, byId } from "../support/loft-ui.ts";
 
 const PASS = "orange staple 42";
 
@@ -23,15 +21,6 @@ async function start(page: Page, url: string, name: string, pass?: [string, stri
     await byId(page, "onboarding-passphrase-confirm").fill(pass[1]);
   }
   await byId(page, "create-identity").click();
-}
-
-async function addContact(page: Page, url: string, username: string): Promise<void> {
-  const user = createUserIdentity({ username, now: Date.now() });
-  const link = contactLinkUrl(url, { identity: user.identity, signaling: [], relay: [] });
-  if (!link.ok) throw link.error;
-  await page.goto(link.value);
-  await byId(page, "confirm-add").click();
-  await byId(page, "contact-screen").waitFor();
 }
 
 describe("onboarding passphrase step and unlock options", () => {
@@ -87,7 +76,7 @@ describe("onboarding passphrase step and unlock options", () => {
     const p = await newPage();
     await start(p, loft.url, "Rita", [PASS, PASS]);
     await byId(p, "home").waitFor();
-    await addContact(p, loft.url, "Bob");
+    await addOfflineContact(p, loft.url, "Bob");
     await byId(p, "back").click(); // in the app: a new page load would ask for the passphrase
     await byId(p, "nav-settings").click();
     await byId(p, "backup-passphrase").fill("backup passphrase 1");
@@ -118,7 +107,7 @@ describe("onboarding passphrase step and unlock options", () => {
     const p = await newPage();
     await start(p, loft.url, "Olga", [PASS, PASS]);
     await byId(p, "home").waitFor();
-    await addContact(p, loft.url, "Bob");
+    await addOfflineContact(p, loft.url, "Bob");
     await p.reload();
     await byId(p, "unlock").waitFor();
     await byId(p, "unlock-start-over").locator("summary").click();

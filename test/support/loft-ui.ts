@@ -4,7 +4,8 @@
  */
 import type { Page } from "playwright-core";
 import { expect } from "vitest";
-import { parseContactLinkUrl } from "../../core/identity/contact-link.ts";
+import { contactLinkUrl, parseContactLinkUrl } from "../../core/identity/contact-link.ts";
+import { createUserIdentity, type UserIdentity } from "../../core/identity/identity.ts";
 
 export const byId = (page: Page, testid: string) => page.getByTestId(testid);
 
@@ -41,6 +42,18 @@ export async function myLink(page: Page, withRefs = false): Promise<string> {
 function linkHasRefs(link: string): boolean {
   const parsed = parseContactLinkUrl(link);
   return parsed.ok && parsed.value.refs !== undefined && Object.keys(parsed.value.refs).length > 0;
+}
+
+/** `user`'s contact link on the app at `url`, with no signaling or relay: a contact never online. */
+export function offlineLink(url: string, user: UserIdentity): string {
+  const link = contactLinkUrl(url, { identity: user.identity, signaling: [], relay: [] });
+  if (!link.ok) throw link.error;
+  return link.value;
+}
+
+/** Adds a new identity made here (never online) by its link; returns its contact id. */
+export function addOfflineContact(page: Page, url: string, username: string): Promise<string> {
+  return addByLink(page, offlineLink(url, createUserIdentity({ username, now: Date.now() })));
 }
 
 /** Open a contact link in the app and confirm; returns the new contact's id. */
@@ -125,22 +138,48 @@ export function incomingTexts(page: Page): Promise<string[]> {
     .allTextContents();
 }
 
+/** What `inLoftDb` hands its function, in the page. */
+export interface LoftDb {
+  db: IDBDatabase;
+  /** A request's result (or its error) as a promise. */
+  req<T>(request: IDBRequest<T>): Promise<T>;
+  /** A transaction's completion (or its error) as a promise. */
+  done(tx: IDBTransaction): Promise<void>;
+}
+
+/**
+ * Runs `fn` in the page on the app's own IndexedDB ("loft"), opened for it and closed after.
+ * `fn` runs in the page: it sees only its arguments (`arg` travels as JSON), not this module.
+ */
+export function inLoftDb<R, A = undefined>(
+  page: Page,
+  fn: (idb: LoftDb, arg: A) => Promise<R>,
+  arg?: A,
+): Promise<R> {
+  return page.evaluate(`(async () => {
+    const req = (r) => new Promise((resolve, reject) => {
+      r.onsuccess = () => resolve(r.result);
+      r.onerror = () => reject(r.error);
+    });
+    const done = (tx) => new Promise((resolve, reject) => {
+      tx.oncomplete = () => resolve();
+      tx.onerror = () => reject(tx.error);
+    });
+    const db = await req(indexedDB.open("loft"));
+    try {
+      return await (${fn.toString()})({ db, req, done }, ${JSON.stringify(arg) ?? "undefined"});
+    } finally {
+      db.close();
+    }
+  })()`) as Promise<R>;
+}
+
 /** Names of the engine secrets in the page's IndexedDB (values stay sealed). */
-export function secretNames(page: Page): Promise<string[]> {
-  return page.evaluate(async () => {
-    const db = await new Promise<IDBDatabase>((resolve, reject) => {
-      const r = indexedDB.open("loft");
-      r.onsuccess = () => resolve(r.result);
-      r.onerror = () => reject(r.error);
-    });
-    const keys = await new Promise<IDBValidKey[]>((resolve, reject) => {
-      const r = db.transaction("secrets").objectStore("secrets").getAllKeys();
-      r.onsuccess = () => resolve(r.result);
-      r.onerror = () => reject(r.error);
-    });
-    db.close();
-    return keys.map(String);
-  });
+export async function secretNames(page: Page): Promise<string[]> {
+  const keys = await inLoftDb(page, ({ db, req }) =>
+    req(db.transaction("secrets").objectStore("secrets").getAllKeys()),
+  );
+  return keys.map(String);
 }
 
 /** Both sides hold the other's mailbox (exchanged inside the E2EE session). */

@@ -23,6 +23,7 @@ import {
   RawSocket,
   startTestRelay,
   type TestRelay,
+  until,
   upgradeStatus,
 } from "./testing.ts";
 
@@ -60,15 +61,6 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
 }
 
 const errCode = (f: ServerFrame) => (f.k === "ERR" ? f.e : f.k);
-
-/** Poll `check` until true, at most `tries` × 20 ms (a bounded wait on a condition, not a timing). */
-async function until(check: () => boolean, tries = 500): Promise<boolean> {
-  for (let i = 0; i < tries; i++) {
-    if (check()) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return check();
-}
 
 describe("connections per source (finding 1)", () => {
   it("defaults to 64, like signaling", () => {

@@ -117,6 +117,18 @@ export async function startTestRelay(
   };
 }
 
+/**
+ * Poll `check` until true, at most `tries` × 20 ms (a bounded wait on a condition, not a timing);
+ * resolves with the last answer.
+ */
+export async function until(check: () => boolean | Promise<boolean>, tries = 500): Promise<boolean> {
+  for (let i = 0; i < tries; i++) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return check();
+}
+
 /** A test relay's counter `name`, summed over the series whose labels include `labels`. */
 export async function relayCounter(
   r: TestRelay,

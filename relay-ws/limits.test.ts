@@ -10,7 +10,6 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { utf8 } from "../core/bytes.ts";
 import type { RelayClient } from "../core/relay/client.ts";
 import { newAuthKeyPair, newDhKeyPair } from "../core/relay/crypto.ts";
-import { RelayError } from "../core/relay/errors.ts";
 import type { Command, ServerFrame } from "../core/relay/protocol.ts";
 import { defaultRelayConfig, type RelayConfig } from "./config.ts";
 import { storedMessageBytes } from "./source-limits.ts";
@@ -18,6 +17,7 @@ import { LmdbStore } from "./store/lmdb.ts";
 import type { RelayStore } from "./store/types.ts";
 import {
   type ConnectFrom,
+  refusalCode as codeOf,
   connectRelay,
   masterKeyFor,
   RawSocket,
@@ -48,16 +48,6 @@ afterAll(async () => {
 function track<T extends { close(): void }>(c: T): T {
   open.push(c);
   return c;
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return "resolved";
-  } catch (e) {
-    if (e instanceof RelayError) return e.code;
-    throw e;
-  }
 }
 
 const errCode = (f: ServerFrame) => (f.k === "ERR" ? f.e : f.k);

@@ -11,6 +11,7 @@ import WebSocket from "ws";
 import { encodeVersionHeader } from "../core/codec/version.ts";
 import { RelayClient, type RelayClientOptions } from "../core/relay/client.ts";
 import { signCommand } from "../core/relay/crypto.ts";
+import { RelayError } from "../core/relay/errors.ts";
 import {
   type Command,
   decodeServerFrame,
@@ -115,6 +116,20 @@ export async function startTestRelay(
       }
     },
   };
+}
+
+/**
+ * The relay's error code a command is refused with, or `resolved` when it succeeds; any other
+ * failure is rethrown.
+ */
+export async function refusalCode(p: Promise<unknown>, resolved = "resolved"): Promise<string> {
+  try {
+    await p;
+    return resolved;
+  } catch (e) {
+    if (e instanceof RelayError) return e.code;
+    throw e;
+  }
 }
 
 /**

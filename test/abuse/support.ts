@@ -179,9 +179,8 @@ export interface FloodConn {
   readonly ws: WebSocket;
 }
 
-export interface FloodSpec<C extends FloodConn> {
-  /** Source addresses to flood from (default: the four attackers). */
-  sources?: readonly string[];
+/** How hard and how long a flood goes: what every flood module's parameters carry. */
+export interface FloodBounds {
   /** Connections each source keeps open (re-opened when the server closes one). */
   connectionsPerSource: number;
   durationMs: number;
@@ -189,6 +188,24 @@ export interface FloodSpec<C extends FloodConn> {
   maxFrames: number;
   /** Frames per second each source sends at most (all its connections together). */
   ratePerSource: number;
+}
+
+/** The bounds alone of a flood module's parameters, for its FloodSpec. */
+export const floodBounds = ({
+  connectionsPerSource,
+  durationMs,
+  maxFrames,
+  ratePerSource,
+}: FloodBounds): FloodBounds => ({
+  connectionsPerSource,
+  durationMs,
+  maxFrames,
+  ratePerSource,
+});
+
+export interface FloodSpec<C extends FloodConn> extends FloodBounds {
+  /** Source addresses to flood from (default: the four attackers). */
+  sources?: readonly string[];
   /** Open one attacker connection from `source`; throw when the server refuses. */
   open(source: string): Promise<C>;
   /** The next frame to send on `conn` (the `n`-th on it). */

@@ -596,7 +596,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       registry.unwatchAll(conn, conn.watching);
       conn.watching.clear();
       conns.delete(conn);
-      conn.source.connections--;
+      sources.release(conn.source);
       metrics.closes.inc({ code: String(code) });
       updateGauges();
       conn.onClosed?.();
@@ -667,7 +667,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       let upgraded = false;
       // Release the admission if the handshake fails before the callback (bad headers, reset).
       socket.once("close", () => {
-        if (!upgraded) state.connections--;
+        if (!upgraded) sources.release(state);
       });
       wss.handleUpgrade(req, socket, head, (ws) => {
         upgraded = true;

@@ -10,7 +10,6 @@ import { encodeCanonical } from "../core/codec/codec.ts";
 import { encodeVersionHeader } from "../core/codec/version.ts";
 import type { RecipientQueue } from "../core/relay/client.ts";
 import { newAuthKeyPair, newDhKeyPair } from "../core/relay/crypto.ts";
-import { RelayError } from "../core/relay/errors.ts";
 import {
   type Command,
   encodeClientFrame,
@@ -18,7 +17,7 @@ import {
   MAX_BODY,
   type ServerFrame,
 } from "../core/relay/protocol.ts";
-import { connectRelay, RawSocket, startTestRelay, type TestRelay } from "./testing.ts";
+import { refusalCode as codeOf, connectRelay, RawSocket, startTestRelay, type TestRelay } from "./testing.ts";
 
 let relay: TestRelay;
 beforeAll(async () => {
@@ -35,16 +34,6 @@ afterAll(async () => {
 
 const id = () => new Uint8Array(randomBytes(24));
 const errCode = (f: ServerFrame) => (f.k === "ERR" ? f.e : `not an error: ${f.k}`);
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return "resolved";
-  } catch (e) {
-    if (e instanceof RelayError) return e.code;
-    throw e;
-  }
-}
 
 /** A queue created over a raw socket, with its keys. */
 async function rawQueue(s: RawSocket): Promise<{ rid: Uint8Array; sid: Uint8Array; rk: Uint8Array }> {

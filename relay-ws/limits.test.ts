@@ -10,7 +10,6 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { utf8 } from "../core/bytes.ts";
 import type { RelayClient } from "../core/relay/client.ts";
 import { newAuthKeyPair, newDhKeyPair } from "../core/relay/crypto.ts";
-import { RelayError } from "../core/relay/errors.ts";
 import type { Command, ServerFrame } from "../core/relay/protocol.ts";
 import { defaultRelayConfig, type RelayConfig } from "./config.ts";
 import { storedMessageBytes } from "./source-limits.ts";
@@ -18,11 +17,13 @@ import { LmdbStore } from "./store/lmdb.ts";
 import type { RelayStore } from "./store/types.ts";
 import {
   type ConnectFrom,
+  refusalCode as codeOf,
   connectRelay,
   masterKeyFor,
   RawSocket,
   startTestRelay,
   type TestRelay,
+  until,
   upgradeStatus,
 } from "./testing.ts";
 
@@ -49,26 +50,7 @@ function track<T extends { close(): void }>(c: T): T {
   return c;
 }
 
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return "resolved";
-  } catch (e) {
-    if (e instanceof RelayError) return e.code;
-    throw e;
-  }
-}
-
 const errCode = (f: ServerFrame) => (f.k === "ERR" ? f.e : f.k);
-
-/** Poll `check` until true, at most `tries` × 20 ms (a bounded wait on a condition, not a timing). */
-async function until(check: () => boolean, tries = 500): Promise<boolean> {
-  for (let i = 0; i < tries; i++) {
-    if (check()) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return check();
-}
 
 describe("connections per source (finding 1)", () => {
   it("defaults to 64, like signaling", () => {

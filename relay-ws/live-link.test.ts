@@ -15,7 +15,7 @@ import { RelayLink, type RelayLinkOptions } from "../core/relay/live-link.ts";
 import { MAX_BODY } from "../core/relay/protocol.ts";
 import type { RelayConfig } from "./config.ts";
 import { STORED_QUEUE_BYTES, storedMessageBytes } from "./source-limits.ts";
-import { connectRelay, relayCounter, startTestRelay, type TestRelay } from "./testing.ts";
+import { connectRelay, relayCounter, startTestRelay, type TestRelay, until } from "./testing.ts";
 
 let relay: TestRelay;
 beforeAll(async () => {
@@ -220,8 +220,7 @@ describe("live link under the relay's per-source rations", () => {
         for (let i = 0; i < 4; i++) a.send(utf8(`m${i}`));
         for (let i = 0; i < 3; i++) expect(new TextDecoder().decode(await b.receive())).toBe(`m${i}`);
         // A second refusal means the link has read the first one and retried: it is waiting it out.
-        for (let i = 0; i < 200 && (await sendsAnswered(stuck, "STORE_RATE")) < 2; i++)
-          await new Promise((r) => setTimeout(r, 25));
+        await until(async () => (await sendsAnswered(stuck, "STORE_RATE")) >= 2, 250);
         a.send(new Uint8Array(60_000));
         expect(() => a.send(new Uint8Array(60_000))).toThrow(/bytes wait to be sent/);
         const closed = await a.closed;

@@ -16,6 +16,7 @@ import {
   relayCounter,
   startTestRelay,
   type TestRelay,
+  until,
 } from "./testing.ts";
 
 let relay: TestRelay | undefined;
@@ -35,14 +36,6 @@ async function start(overrides: Partial<RelayConfig>): Promise<TestRelay> {
     ...overrides,
   });
   return relay;
-}
-
-async function until(check: () => boolean | Promise<boolean>, tries = 500): Promise<boolean> {
-  for (let i = 0; i < tries; i++) {
-    if (await check()) return true;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return check();
 }
 
 /** `n` queues holding one 16 KiB message each, owned by `owner`. */

@@ -12,9 +12,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { utf8 } from "../core/bytes.ts";
-import { RelayError } from "../core/relay/errors.ts";
 import { startLoft } from "../test/support/loft-process.ts";
-import { connectRelay, masterKeyFor, startTestRelay, type TestRelay } from "./testing.ts";
+import { connectRelay, masterKeyFor, refusalCode, startTestRelay, type TestRelay } from "./testing.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const DAY = 86_400_000;
@@ -26,15 +25,8 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-const codeOf = async (p: Promise<unknown>): Promise<string> => {
-  try {
-    await p;
-    return "ok";
-  } catch (e) {
-    if (e instanceof RelayError) return e.code;
-    throw e;
-  }
-};
+/** "ok" when the command succeeds. */
+const codeOf = (p: Promise<unknown>) => refusalCode(p, "ok");
 
 describe("relay storage limits", () => {
   it("a full store answers SEND and PKSET with FULL, keeps and delivers what it holds, and takes more once freed", async () => {

@@ -11,6 +11,7 @@ import WebSocket from "ws";
 import { encodeVersionHeader } from "../core/codec/version.ts";
 import { RelayClient, type RelayClientOptions } from "../core/relay/client.ts";
 import { signCommand } from "../core/relay/crypto.ts";
+import { RelayError } from "../core/relay/errors.ts";
 import {
   type Command,
   decodeServerFrame,
@@ -115,6 +116,32 @@ export async function startTestRelay(
       }
     },
   };
+}
+
+/**
+ * The relay's error code a command is refused with, or `resolved` when it succeeds; any other
+ * failure is rethrown.
+ */
+export async function refusalCode(p: Promise<unknown>, resolved = "resolved"): Promise<string> {
+  try {
+    await p;
+    return resolved;
+  } catch (e) {
+    if (e instanceof RelayError) return e.code;
+    throw e;
+  }
+}
+
+/**
+ * Poll `check` until true, at most `tries` × 20 ms (a bounded wait on a condition, not a timing);
+ * resolves with the last answer.
+ */
+export async function until(check: () => boolean | Promise<boolean>, tries = 500): Promise<boolean> {
+  for (let i = 0; i < tries; i++) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return check();
 }
 
 /** A test relay's counter `name`, summed over the series whose labels include `labels`. */

@@ -129,6 +129,12 @@ function wireCodeOf(code: LoftErrorCode): SignalingErrorCode {
 /** Room kept for the LOOKUP_RESPONSE envelope around its PeerInfo list. */
 const LOOKUP_BUDGET_BYTES = 60_000;
 
+/** Whether two `visibleTo` settings are the same: both public, or the same identities. */
+function sameVisibility(a: ReadonlySet<string> | undefined, b: ReadonlySet<string> | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return a.size === b.size && [...a].every((k) => b.has(k));
+}
+
 /** Rate-limited frames per connection answered with RATE_LIMITED (later ones are dropped). */
 const RATE_LIMIT_REPLIES = 20;
 /**
@@ -466,10 +472,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
           return { key, online };
         });
         const visibleTo = msg.only_watched ? new Set(next.keys()) : undefined;
-        const changed =
-          (visibleTo === undefined) !== (conn.visibleTo === undefined) ||
-          (visibleTo !== undefined &&
-            (visibleTo.size !== conn.visibleTo!.size || [...visibleTo].some((k) => !conn.visibleTo!.has(k))));
+        const changed = !sameVisibility(visibleTo, conn.visibleTo);
         conn.visibleTo = visibleTo;
         if (changed && conn.reg) refreshWatchers(conn.reg);
         updateGauges();
@@ -596,7 +599,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       registry.unwatchAll(conn, conn.watching);
       conn.watching.clear();
       conns.delete(conn);
-      conn.source.connections--;
+      sources.release(conn.source);
       metrics.closes.inc({ code: String(code) });
       updateGauges();
       conn.onClosed?.();
@@ -667,7 +670,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       let upgraded = false;
       // Release the admission if the handshake fails before the callback (bad headers, reset).
       socket.once("close", () => {
-        if (!upgraded) state.connections--;
+        if (!upgraded) sources.release(state);
       });
       wss.handleUpgrade(req, socket, head, (ws) => {
         upgraded = true;

@@ -13,6 +13,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { unwrapDataKey } from "./at-rest.ts";
 import { decodeSlot, KEYRING_FILE, keyringEpochs, SLOT_SIZE } from "./keyring.ts";
 import { LmdbStore, type LmdbStoreOptions } from "./lmdb.ts";
+import { newMessage, randomQueue as queue } from "./testing.ts";
 import type { QueueRecord } from "./types.ts";
 
 const MARKER = "LOFT-AT-REST-MARKER-5c1e";
@@ -43,15 +44,6 @@ function scan(dir: string, needles: { label: string; bytes: Uint8Array }[]): str
   return found;
 }
 
-const queue = (): QueueRecord => ({
-  recipientId: new Uint8Array(randomBytes(24)),
-  senderId: new Uint8Array(randomBytes(24)),
-  recipientKey: new Uint8Array(randomBytes(32)),
-  rcvKey: new Uint8Array(randomBytes(32)),
-  senderKey: undefined,
-  suspended: false,
-});
-
 /** The live epochs of a data dir's keyring, opened with the master key (both slots agree). */
 function decodeKeyring(dir: string, masterKey: Uint8Array) {
   const file = readFileSync(join(dir, KEYRING_FILE));
@@ -79,17 +71,7 @@ function recordingStore(path: string, extra: Partial<LmdbStoreOptions> = {}) {
 
 async function fill(store: LmdbStore, q: QueueRecord, n: number, now: number) {
   for (let i = 0; i < n; i++) {
-    const r = await store.append(
-      q.recipientId,
-      {
-        msgId: new Uint8Array(randomBytes(24)),
-        sendId: new Uint8Array(randomBytes(16)),
-        timestamp: Math.floor(now / 1000),
-        expiresAt: now + 3_600_000,
-        body: body(i),
-      },
-      1000,
-    );
+    const r = await store.append(q.recipientId, newMessage(body(i), now, 3_600_000), 1000);
     expect(r).toBe("ok");
   }
 }

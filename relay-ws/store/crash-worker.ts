@@ -8,21 +8,15 @@
  *   D <destroyed epochs>   a GC destroyed epoch keys
  * Usage: node --import tsx relay-ws/store/crash-worker.ts <data dir> <master key hex>
  */
-import { randomBytes } from "node:crypto";
 import { LmdbStore } from "./lmdb.ts";
+import { newMessage, randomQueue } from "./testing.ts";
 
 const [dir, keyHex] = process.argv.slice(2);
 if (!dir || !keyHex) throw new Error("usage: crash-worker.ts <dir> <master key hex>");
 const store = new LmdbStore({ path: dir, masterKey: Buffer.from(keyHex, "hex"), keyEpochMs: 15 });
-const rid = new Uint8Array(randomBytes(24));
-await store.createQueue({
-  recipientId: rid,
-  senderId: new Uint8Array(randomBytes(24)),
-  recipientKey: new Uint8Array(randomBytes(32)),
-  rcvKey: new Uint8Array(randomBytes(32)),
-  senderKey: undefined,
-  suspended: false,
-});
+const queue = randomQueue();
+const rid = queue.recipientId;
+await store.createQueue(queue);
 const out = (line: string) => process.stdout.write(`${line}\n`);
 out(`Q ${Buffer.from(rid).toString("hex")}`);
 
@@ -31,13 +25,7 @@ async function appendOne(i: number): Promise<void> {
   const body = `crash-${i}`;
   const r = await store.append(
     rid,
-    {
-      msgId: new Uint8Array(randomBytes(24)),
-      sendId: new Uint8Array(randomBytes(16)),
-      timestamp: Math.floor(Date.now() / 1000),
-      expiresAt: Date.now() + 3_600_000,
-      body: new TextEncoder().encode(body),
-    },
+    newMessage(new TextEncoder().encode(body), Date.now(), 3_600_000),
     1_000_000,
   );
   if (r === "ok") out(`A ${i} ${body}`);

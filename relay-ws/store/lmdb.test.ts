@@ -15,7 +15,7 @@ import { sealAtRest } from "../node-crypto.ts";
 import { bucketSize } from "./at-rest.ts";
 import { KEYRING_FILE, keyringEpochs, SLOT_SIZE } from "./keyring.ts";
 import { LmdbStore, type LmdbStoreOptions } from "./lmdb.ts";
-import type { QueueRecord } from "./types.ts";
+import { newMessage, randomQueue as queue } from "./testing.ts";
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -42,22 +42,7 @@ async function reopen(s: LmdbStore, options: LmdbStoreOptions): Promise<LmdbStor
   return openStore(options);
 }
 
-const queue = (): QueueRecord => ({
-  recipientId: new Uint8Array(randomBytes(24)),
-  senderId: new Uint8Array(randomBytes(24)),
-  recipientKey: new Uint8Array(randomBytes(32)),
-  rcvKey: new Uint8Array(randomBytes(32)),
-  senderKey: undefined,
-  suspended: false,
-});
-
-const msg = (bodyBytes: Uint8Array, now: number, ttl = 48 * HOUR) => ({
-  msgId: new Uint8Array(randomBytes(24)),
-  sendId: new Uint8Array(randomBytes(16)),
-  timestamp: Math.floor(now / 1000),
-  expiresAt: now + ttl,
-  body: bodyBytes,
-});
+const msg = (body: Uint8Array, now: number, ttl = 48 * HOUR) => newMessage(body, now, ttl);
 
 const text = (block: Uint8Array | undefined) => {
   if (!block) return undefined;

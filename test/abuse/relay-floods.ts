@@ -12,14 +12,10 @@ import WebSocket from "ws";
 import { encodeVersionHeader } from "../../core/codec/version.ts";
 import { authInput, decodeServerFrame, encodeClientFrame, encodeCommand } from "../../core/relay/protocol.ts";
 import { ed25519Signer } from "../../host/node-ed25519.ts";
-import type { FloodConn, FloodSpec } from "./support.ts";
+import { type FloodBounds, type FloodConn, type FloodSpec, floodBounds } from "./support.ts";
 
-export interface RelayFloodParams {
+export interface RelayFloodParams extends FloodBounds {
   relayUrl: string;
-  durationMs: number;
-  maxFrames: number;
-  ratePerSource: number;
-  connectionsPerSource: number;
 }
 
 /** An attacker's /relay connection: opened (HELLO seen), its frames made, refusals noted. */
@@ -110,10 +106,7 @@ export function openRelay(url: string, source: string): Promise<RelayConn> {
  */
 export function mixedFlood(p: RelayFloodParams): FloodSpec<RelayConn> {
   return {
-    connectionsPerSource: p.connectionsPerSource,
-    durationMs: p.durationMs,
-    maxFrames: p.maxFrames,
-    ratePerSource: p.ratePerSource,
+    ...floodBounds(p),
     open: (source) => openRelay(p.relayUrl, source),
     frame: (conn, n) => conn.frames[n % conn.frames.length]!,
     rateRefused: (conn) => conn.sourceRate,

@@ -16,11 +16,11 @@ import type { RecipientQueue } from "../../core/relay/client.ts";
 import { defaultRelayConfig } from "../../relay-ws/config.ts";
 import { connectRelay } from "../../relay-ws/testing.ts";
 import { metricValue } from "../../signaling/testing.ts";
+import { expectInnocentUnaffected } from "./judge.ts";
 import type { RelayFloodParams } from "./relay-floods.ts";
 import {
   type AbuseServer,
   ATTACKER_SOURCES,
-  expectInnocentUnaffected,
   FLOOD_MS,
   floodFromChild,
   innocentRelay,

@@ -13,14 +13,10 @@ import { clientCodec, serverCodec } from "../../core/wire/signaling.ts";
 import { requestSignedPayload } from "../../core/wire/signed.ts";
 import { ed25519Signer } from "../../host/node-ed25519.ts";
 import { makeUser } from "../../signaling/testing.ts";
-import type { FloodConn, FloodSpec } from "./support.ts";
+import { type FloodBounds, type FloodConn, type FloodSpec, floodBounds } from "./support.ts";
 
-export interface SignalFloodParams {
+export interface SignalFloodParams extends FloodBounds {
   signalUrl: string;
-  durationMs: number;
-  maxFrames: number;
-  ratePerSource: number;
-  connectionsPerSource: number;
 }
 
 /** An attacker's /signal connection: headers exchanged, CHALLENGE known, replies ignored. */
@@ -63,10 +59,7 @@ export function registerFlood(p: SignalFloodParams): FloodSpec<SignalConn> {
     return { bytes, forged, sign: ed25519Signer(user.privateIdentityKey) };
   });
   return {
-    connectionsPerSource: p.connectionsPerSource,
-    durationMs: p.durationMs,
-    maxFrames: p.maxFrames,
-    ratePerSource: p.ratePerSource,
+    ...floodBounds(p),
     open: (source) => openSignal(p.signalUrl, source),
     frame(conn, n) {
       const who = pool[n % pool.length]!;
@@ -114,10 +107,7 @@ export function malformedFlood(p: SignalFloodParams): FloodSpec<SignalConn> {
     else junk.push(encodeCanonical({ t: "SUBSCRIBE", id: i, keys: [new Uint8Array(31)] }));
   }
   return {
-    connectionsPerSource: p.connectionsPerSource,
-    durationMs: p.durationMs,
-    maxFrames: p.maxFrames,
-    ratePerSource: p.ratePerSource,
+    ...floodBounds(p),
     open: (source) => openSignal(p.signalUrl, source),
     frame: (_conn, n) => junk[n % junk.length]!,
   };

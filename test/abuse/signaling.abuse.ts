@@ -9,10 +9,10 @@
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeUser, metricValue, RawClient, registerOn } from "../../signaling/testing.ts";
+import { expectInnocentUnaffected } from "./judge.ts";
 import type { SignalFloodParams } from "./signaling-floods.ts";
 import {
   type AbuseServer,
-  expectInnocentUnaffected,
   FLOOD_MS,
   type FloodReport,
   floodFromChild,

@@ -6,9 +6,9 @@
  *   - Double Ratchet encrypt+decrypt messages per second (1 KiB), next to the raw AEAD it uses.
  * `--json`: the last line is one JSON object; `--quick`: short runs (smoke test only).
  */
-import * as nodeCrypto from "node:crypto";
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
-import { nodeCryptoAead, setAeadBackend } from "../core/noise/aead.ts";
+import { nobleCrypto } from "../core/crypto/noble.ts";
+import type { CryptoProvider } from "../core/crypto/provider.ts";
 import { generateKeyPair, HandshakeState, type NoiseTransport, XX, XX_HFS } from "../core/noise/index.ts";
 import type { HandshakePattern } from "../core/noise/patterns.ts";
 import {
@@ -19,7 +19,8 @@ import {
   ratchetEncrypt,
   ratchetFromHandshake,
 } from "../core/ratchet/index.ts";
-import { measure, report } from "./harness.ts";
+import { createNodeCryptoProvider } from "../host/crypto-node.ts";
+import { measure, measureAsync, report } from "./harness.ts";
 
 const MSG = 16 * 1024;
 const EMPTY = new Uint8Array(0);
@@ -29,24 +30,39 @@ function unwrap<T>(r: { ok: true; value: T } | { ok: false; error: Error }): T {
   return r.value;
 }
 
-function handshake(pattern: HandshakePattern): [NoiseTransport, NoiseTransport] {
+async function handshake(
+  pattern: HandshakePattern,
+  crypto: CryptoProvider = nobleCrypto,
+): Promise<[NoiseTransport, NoiseTransport]> {
   const prologue = new Uint8Array([1]);
-  const i = new HandshakeState({ pattern, role: "initiator", prologue, staticKeyPair: generateKeyPair() });
-  const r = new HandshakeState({ pattern, role: "responder", prologue, staticKeyPair: generateKeyPair() });
-  unwrap(r.readMessage(unwrap(i.writeMessage())));
-  unwrap(i.readMessage(unwrap(r.writeMessage())));
-  unwrap(r.readMessage(unwrap(i.writeMessage())));
-  return [unwrap(i.finish()), unwrap(r.finish())];
+  const i = await HandshakeState.create({
+    pattern,
+    role: "initiator",
+    prologue,
+    staticKeyPair: await generateKeyPair(crypto),
+    crypto,
+  });
+  const r = await HandshakeState.create({
+    pattern,
+    role: "responder",
+    prologue,
+    staticKeyPair: await generateKeyPair(crypto),
+    crypto,
+  });
+  unwrap(await r.readMessage(unwrap(await i.writeMessage())));
+  unwrap(await i.readMessage(unwrap(await r.writeMessage())));
+  unwrap(await r.readMessage(unwrap(await i.writeMessage())));
+  return [unwrap(await i.finish()), unwrap(await r.finish())];
 }
 
 // --- Noise transport vs node:crypto (same message size, same AEAD, encrypt + decrypt) ---
-const [ti, tr] = handshake(XX);
+const [ti, tr] = await handshake(XX);
 const plaintext = randomBytes(MSG);
 const sealed = new Uint8Array(MSG + 16);
 const opened = new Uint8Array(MSG);
-const noise = measure(() => {
-  const ct = unwrap(ti.send.encryptWithAd(EMPTY, plaintext, sealed));
-  unwrap(tr.receive.decryptWithAd(EMPTY, ct, opened));
+const noise = await measureAsync(async () => {
+  const ct = unwrap(await ti.send.encryptWithAd(EMPTY, plaintext, sealed));
+  unwrap(await tr.receive.decryptWithAd(EMPTY, ct, opened));
   return 1;
 });
 const key = randomBytes(32);
@@ -66,22 +82,22 @@ const openssl = measure(() => {
 });
 const mbps = (r: { perSecond: number }) => (r.perSecond * MSG) / 1e6;
 
-// The same transport with the optional OpenSSL backend (Node hosts only; browsers use noble).
-setAeadBackend(nodeCryptoAead(nodeCrypto));
-const [oi, or] = handshake(XX);
-const noiseOpenssl = measure(() => {
-  const ct = unwrap(oi.send.encryptWithAd(EMPTY, plaintext, sealed));
-  unwrap(or.receive.decryptWithAd(EMPTY, ct, opened));
+// The same transport with the node:crypto provider (host/crypto-node.ts; Node hosts only).
+const nodeProvider = await createNodeCryptoProvider();
+const [oi, or] = await handshake(XX, nodeProvider);
+const noiseOpenssl = await measureAsync(async () => {
+  const ct = unwrap(await oi.send.encryptWithAd(EMPTY, plaintext, sealed));
+  unwrap(await or.receive.decryptWithAd(EMPTY, ct, opened));
   return 1;
 });
 
 // --- Handshakes per second ---
-const oneHandshake = (pattern: HandshakePattern) => () => {
-  handshake(pattern);
+const oneHandshake = (pattern: HandshakePattern) => async () => {
+  await handshake(pattern);
   return 1;
 };
-const xx = measure(oneHandshake(XX));
-const xxhfs = measure(oneHandshake(XX_HFS));
+const xx = await measureAsync(oneHandshake(XX));
+const xxhfs = await measureAsync(oneHandshake(XX_HFS));
 
 // --- Ratchet: one encrypt + one decrypt per op, alternating directions every 10 messages ---
 function ratchetPair(): [RatchetState, RatchetState] {

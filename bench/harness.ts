@@ -42,6 +42,22 @@ export function measure(fn: () => number, seconds = QUICK ? 0.3 : 2): Rate {
   return { ops, seconds: elapsed, perSecond: ops / elapsed };
 }
 
+/** `measure` for async work: awaits each call of `fn` (warm-up, then `seconds`). */
+export async function measureAsync(fn: () => Promise<number>, seconds = QUICK ? 0.3 : 2): Promise<Rate> {
+  const warmUntil = performance.now() + Math.min(300, seconds * 250);
+  while (performance.now() < warmUntil) await fn();
+  let ops = 0;
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  let now = start;
+  while (now < end) {
+    ops += await fn();
+    now = performance.now();
+  }
+  const elapsed = (now - start) / 1000;
+  return { ops, seconds: elapsed, perSecond: ops / elapsed };
+}
+
 export function machine(): Record<string, string | number> {
   const cpu = cpus();
   return {

@@ -48,7 +48,7 @@ describe("establishSession: success", () => {
   it.each(["XXhfs", "XX"] as const)(
     "%s: both sides verify each other and agree on everything",
     async (protocol) => {
-      const ratchetKey = generateKeyPair().publicKey;
+      const ratchetKey = (await generateKeyPair()).publicKey;
       const { initiator, responder } = connect(
         { protocol, expectedIdentityKey: bob.identity.verified.identity_key },
         { protocol, extensions: { ratchet_key: ratchetKey } },
@@ -336,19 +336,23 @@ describe("a relaying attacker", () => {
   it("that answers with Bob's real identity but its own static key: LOFT_ERR_NOISE_KEY_MISMATCH", async () => {
     const [la, lm] = memoryLinkPair();
     const initiator = establishSession({ link: la, role: "initiator", kind: "direct", self: alice });
-    void impostor(lm, "responder", generateKeyPair(), encodeHandshakePayload(bob.identity)).catch(() => {});
+    void impostor(lm, "responder", await generateKeyPair(), encodeHandshakePayload(bob.identity)).catch(
+      () => {},
+    );
     expect(await codeOf(initiator)).toBe("LOFT_ERR_NOISE_KEY_MISMATCH");
   });
 
   it("that dials Bob with Alice's real identity but its own static key: LOFT_ERR_NOISE_KEY_MISMATCH", async () => {
     const [lm, lb] = memoryLinkPair();
     const responder = establishSession({ link: lb, role: "responder", kind: "direct", self: bob });
-    void impostor(lm, "initiator", generateKeyPair(), encodeHandshakePayload(alice.identity)).catch(() => {});
+    void impostor(lm, "initiator", await generateKeyPair(), encodeHandshakePayload(alice.identity)).catch(
+      () => {},
+    );
     expect(await codeOf(responder)).toBe("LOFT_ERR_NOISE_KEY_MISMATCH");
   });
 
   it("that swaps in its own noise key under Bob's identity key (unsigned): LOFT_ERR_BAD_SIGNATURE", async () => {
-    const key = generateKeyPair();
+    const key = await generateKeyPair();
     const swapped = { ...bob.identity, verified: { ...bob.identity.verified, noise_key: key.publicKey } };
     const [la, lm] = memoryLinkPair();
     const initiator = establishSession({ link: la, role: "initiator", kind: "direct", self: alice });
@@ -413,28 +417,28 @@ async function impostor(
   const header = encodeVersionHeader();
   link.send(header);
   await link.receive();
-  const hs = new HandshakeState({
+  const hs = await HandshakeState.create({
     pattern: XX_HFS,
     role,
     prologue: sessionPrologue(kind, header, header),
     staticKeyPair,
   });
-  const write = (p: Uint8Array) => {
-    const m = hs.writeMessage(p);
+  const write = async (p: Uint8Array) => {
+    const m = await hs.writeMessage(p);
     if (!m.ok) throw m.error;
     link.send(m.value);
   };
   const read = async () => {
-    const r = hs.readMessage(await link.receive());
+    const r = await hs.readMessage(await link.receive());
     if (!r.ok) throw r.error;
   };
   if (role === "initiator") {
-    write(new Uint8Array(0));
+    await write(new Uint8Array(0));
     await read();
-    write(payload);
+    await write(payload);
   } else {
     await read();
-    write(payload);
+    await write(payload);
     await read();
   }
 }

@@ -100,29 +100,34 @@ const xx = await measureAsync(oneHandshake(XX));
 const xxhfs = await measureAsync(oneHandshake(XX_HFS));
 
 // --- Ratchet: one encrypt + one decrypt per op, alternating directions every 10 messages ---
-function ratchetPair(): [RatchetState, RatchetState] {
+async function ratchetPair(): Promise<[RatchetState, RatchetState]> {
   const exported = randomBytes(32);
   const ad = ratchetAssociatedData(randomBytes(32), randomBytes(32));
-  const bobKeys = generateRatchetKeyPair();
+  const bobKeys = await generateRatchetKeyPair();
   const a = unwrap(
-    ratchetFromHandshake({ role: "initiator", exported, ad, responderRatchetPublic: bobKeys.publicKey }),
+    await ratchetFromHandshake({
+      role: "initiator",
+      exported,
+      ad,
+      responderRatchetPublic: bobKeys.publicKey,
+    }),
   );
-  const b = unwrap(ratchetFromHandshake({ role: "responder", exported, ad, ratchetKeyPair: bobKeys }));
+  const b = unwrap(await ratchetFromHandshake({ role: "responder", exported, ad, ratchetKeyPair: bobKeys }));
   return [a, b];
 }
-let [alice, bob] = ratchetPair();
+let [alice, bob] = await ratchetPair();
 const text = randomBytes(1024);
 let sent = 0;
-const ratchet = measure(() => {
+const ratchet = await measureAsync(async () => {
   const now = Date.now();
   if (Math.floor(sent / 10) % 2 === 0) {
-    const e = ratchetEncrypt(alice, text, now);
+    const e = await ratchetEncrypt(alice, text, now);
     alice = e.state;
-    bob = unwrap(ratchetDecrypt(bob, e.message, now)).state;
+    bob = unwrap(await ratchetDecrypt(bob, e.message, now)).state;
   } else {
-    const e = ratchetEncrypt(bob, text, now);
+    const e = await ratchetEncrypt(bob, text, now);
     bob = e.state;
-    alice = unwrap(ratchetDecrypt(alice, e.message, now)).state;
+    alice = unwrap(await ratchetDecrypt(alice, e.message, now)).state;
   }
   sent++;
   return 1;

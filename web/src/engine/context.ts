@@ -4,6 +4,7 @@
  * per-contact task chain that serializes ratchet use (chat.md §4). The refusal rules for Rejected
  * contacts, pending identity changes and contact requests are in outgoing.ts (`refusalFor`).
  */
+import type { CryptoProvider } from "../../../core/crypto/provider.ts";
 import { decodeIdentity } from "../../../core/identity/identity.ts";
 import type { SenderQueue } from "../../../core/relay/client.ts";
 import type { Session } from "../../../core/session/index.ts";
@@ -270,6 +271,11 @@ export function serial<T>(peer: Peer, task: () => Promise<T>): Promise<T> {
   const run = peer.queue.then(task, task);
   peer.queue = run.catch(() => {});
   return run;
+}
+
+/** The crypto provider of the engine's configuration, as an option to spread into core calls. */
+export function cryptoOf(ctx: EngineContext): { crypto?: CryptoProvider } {
+  return ctx.cfg.crypto ? { crypto: ctx.cfg.crypto } : {};
 }
 
 export function dropLinks(peer: Peer, reason: string): void {

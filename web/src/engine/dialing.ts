@@ -8,6 +8,7 @@ import { establishSession } from "../../../core/session/index.ts";
 import type { EngineError, LinkPath } from "./api.ts";
 import {
   type Attempt,
+  cryptoOf,
   type EngineContext,
   emit,
   type Peer,
@@ -107,6 +108,7 @@ export async function dial(ctx: EngineContext, peer: Peer, upgrade = false): Pro
       self: ctx.user,
       expectedIdentityKey: peer.key,
       handshakeTimeoutMs: ctx.cfg.handshakeTimeoutMs,
+      ...cryptoOf(ctx),
     });
     await runSession(ctx, peer, attempt, session, undefined, "direct");
   } catch (e) {
@@ -164,6 +166,7 @@ export async function dialRelay(ctx: EngineContext, peer: Peer): Promise<void> {
       self: ctx.user,
       expectedIdentityKey: peer.key,
       handshakeTimeoutMs: ctx.cfg.handshakeTimeoutMs,
+      ...cryptoOf(ctx),
     });
     await runSession(ctx, peer, attempt, session, undefined, "relay");
   } catch (e) {
@@ -215,7 +218,7 @@ export async function onOffer(ctx: EngineContext, offer: IncomingOffer): Promise
   const attempt: Attempt = { link, direction: "in", path, startedAt: Date.now() };
   peer.attempt = attempt;
   if (!peer.live && !directUnavailable(peer)) setPresence(ctx, peer, "connecting");
-  const keyPair = freshRatchetKeyPair();
+  const keyPair = await freshRatchetKeyPair(ctx.cfg.crypto);
   try {
     await link.opened;
     const session = await establishSession({
@@ -226,6 +229,7 @@ export async function onOffer(ctx: EngineContext, offer: IncomingOffer): Promise
       expectedIdentityKey: peer.key,
       extensions: { [RATCHET_KEY_EXTENSION]: keyPair.publicKey },
       handshakeTimeoutMs: ctx.cfg.handshakeTimeoutMs,
+      ...cryptoOf(ctx),
     });
     await runSession(ctx, peer, attempt, session, keyPair, path);
   } catch (e) {

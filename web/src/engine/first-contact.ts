@@ -20,6 +20,7 @@ import type { RelayMessage } from "../../../core/relay/client.ts";
 import { isRelayError, type RelayError } from "../../../core/relay/errors.ts";
 import { SEND_ID_LENGTH } from "../../../core/relay/protocol.ts";
 import {
+  cryptoOf,
   type EngineContext,
   emit,
   type Peer,
@@ -266,6 +267,7 @@ export async function startIntro(ctx: EngineContext, peer: Peer): Promise<boolea
       recipientIdentityKey: peer.key,
       plaintext,
       now: Date.now(),
+      ...cryptoOf(ctx),
     }),
   );
   wipe(plaintext);
@@ -345,7 +347,7 @@ export async function onIntroBody(
   }
   const pk = ctx.prekeys;
   if (!pk) return; // not set up yet: redelivered later
-  const accepted = acceptInitialMessage(pk.store, bytes, { now: Date.now() });
+  const accepted = await acceptInitialMessage(pk.store, bytes, { now: Date.now(), ...cryptoOf(ctx) });
   if (!accepted.ok) {
     ctx.cfg.log(`refused a first-contact message: ${accepted.error.code}`);
     return ack();

@@ -7,7 +7,16 @@ import { wipe } from "../../../core/bytes.ts";
 import { canSend, expireSkippedKeys, ratchetDecrypt } from "../../../core/ratchet/index.ts";
 import { randomId } from "../lib/base64url.ts";
 import type { MessageState, StoredMessage } from "./api.ts";
-import { type EngineContext, emit, type Live, type Peer, reachableLive, serial, stamp } from "./context.ts";
+import {
+  cryptoOf,
+  type EngineContext,
+  emit,
+  type Live,
+  type Peer,
+  reachableLive,
+  serial,
+  stamp,
+} from "./context.ts";
 import { maybeDial } from "./dialing.ts";
 import { introDone } from "./first-contact.ts";
 import { loadRatchet, saveRatchet, sendApp } from "./peer-ratchet.ts";
@@ -45,7 +54,7 @@ export async function receive(
   if (!r) return;
   const couldSend = canSend(r.state);
   const now = Date.now();
-  const opened = ratchetDecrypt(r.state, sealed, now);
+  const opened = await ratchetDecrypt(r.state, sealed, now, cryptoOf(ctx));
   if (!opened.ok) {
     if (opened.error.code === "LOFT_ERR_REPLAY" || !live) {
       // A failed decrypt changes nothing, but skipped keys past their TTL must still go (DR §6.4).

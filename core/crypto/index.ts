@@ -3,7 +3,7 @@
  * the fallback) and WebCrypto (detected per primitive). The node:crypto backend is outside core,
  * in host/crypto-node.ts.
  */
-export { composeProvider, describeBackends, type NativeParts } from "./compose.ts";
+export { composeProvider, deferredProvider, describeBackends, type NativeParts } from "./compose.ts";
 export { ed25519StrictInputs } from "./ed25519-strict.ts";
 export { nobleCrypto } from "./noble.ts";
 export {

@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import { createNodeCryptoProvider } from "../../host/crypto-node.ts";
 import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
 import { fromHex, toHex, utf8 } from "../bytes.ts";
-import { composeProvider } from "./compose.ts";
+import { composeProvider, deferredProvider } from "./compose.ts";
 import { ed25519StrictInputs } from "./ed25519-strict.ts";
 import { nobleCrypto } from "./noble.ts";
 import { type CryptoProvider, PRIMITIVES } from "./provider.ts";
@@ -257,5 +257,27 @@ describe("composeProvider", () => {
     expect(c.backends.x25519).toBe("noble");
     expect(c.backends.sha256).toBe("native");
     expect(c.chacha20poly1305).toBe(nobleCrypto.chacha20poly1305);
+  });
+});
+
+describe("deferredProvider", () => {
+  it("answers calls made before the provider is ready once it is, then goes straight to it", async () => {
+    let resolve!: (p: CryptoProvider) => void;
+    const c = deferredProvider("later", new Promise<CryptoProvider>((r) => (resolve = r)));
+    expect(c.backends.x25519).toBe("noble");
+    const early = c.sha256(utf8("abc"));
+    const node = await createNodeCryptoProvider();
+    resolve(node);
+    expect(toHex(await early)).toBe("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    expect(c.backends.x25519).toBe("node");
+    const key = new Uint8Array(32).fill(1);
+    expect(await c.x25519.publicKey(key)).toEqual(await nobleCrypto.x25519.publicKey(key));
+  });
+
+  it("falls back to noble when detection fails", async () => {
+    const c = deferredProvider("broken", Promise.reject(new Error("no subtle")));
+    const key = new Uint8Array(32).fill(3);
+    expect(await c.x25519.publicKey(key)).toEqual(await nobleCrypto.x25519.publicKey(key));
+    expect(c.backends.x25519).toBe("noble");
   });
 });

@@ -14,7 +14,8 @@
  * Everything that WebCrypto can implement is async (`Promise`), so one interface fits every
  * backend; `randomBytes` stays synchronous (`crypto.getRandomValues` is synchronous everywhere).
  *
- * Contracts every backend keeps (checked by core/crypto/provider-conformance.ts on every backend):
+ * Contracts every backend keeps (checked against noble at startup by core/crypto/self-test.ts, and
+ * for every backend by core/crypto/provider.test.ts):
  * - Inputs are never modified and outputs are fresh arrays, except an AEAD's `output`: when given
  *   it must be exactly the output's length, and the input may be its own prefix (in place).
  * - Received data never makes a function throw: a low-order X25519 public key (an all-zero shared

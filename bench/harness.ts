@@ -7,7 +7,7 @@
 import { cpus, totalmem } from "node:os";
 
 export const JSON_OUTPUT = process.argv.includes("--json");
-const QUICK = process.argv.includes("--quick");
+export const QUICK = process.argv.includes("--quick");
 
 /** Progress for a person; nothing with `--json`, whose last line must be the summary. */
 export function log(message: string): void {
@@ -42,6 +42,96 @@ export function measure(fn: () => number, seconds = QUICK ? 0.3 : 2): Rate {
   return { ops, seconds: elapsed, perSecond: ops / elapsed };
 }
 
+/**
+ * One subject of an alternating comparison: Loft or a peer doing the same work. `run` performs
+ * one operation (or a small batch) and resolves with how many it performed; `enter` runs before
+ * each of this subject's slices (e.g. to select a crypto backend), outside the timed span.
+ */
+export interface Subject {
+  name: string;
+  run: () => Promise<number>;
+  enter?: () => void | Promise<void>;
+}
+
+export interface SliceRate extends Rate {
+  /** ops/s of each slice, in slice order; slice i of every subject ran next to the others' slice i. */
+  slices: number[];
+}
+
+export interface AlternationOptions {
+  /** Rounds; each runs every subject for one slice, forwards on even rounds, backwards on odd. */
+  rounds?: number;
+  sliceSeconds?: number;
+  /** Untimed warm-up per subject before the first round (JIT, caches, lazy native loading). */
+  warmupSeconds?: number;
+}
+
+/** Defaults of `alternate` (shorter with `--quick`). */
+export const ALTERNATION: Readonly<Required<AlternationOptions>> = QUICK
+  ? { rounds: 2, sliceSeconds: 0.15, warmupSeconds: 0.05 }
+  : { rounds: 6, sliceSeconds: 0.5, warmupSeconds: 0.3 };
+
+async function timedSlice(subject: Subject, seconds: number): Promise<Rate> {
+  await subject.enter?.();
+  let ops = 0;
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  let now = start;
+  // At least one operation per slice, however long it takes; then until the slice's time is up.
+  do {
+    ops += await subject.run();
+    now = performance.now();
+  } while (now < end);
+  const elapsed = (now - start) / 1000;
+  return { ops, seconds: elapsed, perSecond: ops / elapsed };
+}
+
+/**
+ * Measures the subjects in alternating slices — A B, B A, A B, … — so that each figure and the
+ * baseline it is compared with share the machine's noise (load from other work, CPU frequency,
+ * GC): on a shared 2-core machine a subject measured once after another moved by 3× between runs.
+ * Returns each subject's whole rate (all its ops over all its slices) and its per-slice rates.
+ */
+export async function alternate(
+  subjects: readonly Subject[],
+  options: AlternationOptions = {},
+): Promise<Map<string, SliceRate>> {
+  const rounds = options.rounds ?? ALTERNATION.rounds;
+  const sliceSeconds = options.sliceSeconds ?? ALTERNATION.sliceSeconds;
+  const warmupSeconds = options.warmupSeconds ?? ALTERNATION.warmupSeconds;
+  for (const s of subjects) await timedSlice(s, warmupSeconds);
+  const slices = new Map<string, Rate[]>(subjects.map((s) => [s.name, []]));
+  for (let round = 0; round < rounds; round++) {
+    const order = round % 2 === 0 ? subjects : [...subjects].reverse();
+    for (const s of order) slices.get(s.name)!.push(await timedSlice(s, sliceSeconds));
+  }
+  const rates = new Map<string, SliceRate>();
+  for (const [name, rs] of slices) {
+    const ops = rs.reduce((n, r) => n + r.ops, 0);
+    const seconds = rs.reduce((n, r) => n + r.seconds, 0);
+    rates.set(name, { ops, seconds, perSecond: ops / seconds, slices: rs.map((r) => r.perSecond) });
+  }
+  log(`  ${subjects.map((s) => s.name).join(" | ")}: ${rounds} alternating rounds of ${sliceSeconds} s`);
+  return rates;
+}
+
+/**
+ * `a / b` as the median of the per-round ratios: round i of `a` and of `b` ran back to back, so
+ * each round's ratio cancels the load the machine was under at that moment.
+ */
+export function sliceRatio(a: SliceRate, b: SliceRate): number {
+  const n = Math.min(a.slices.length, b.slices.length);
+  if (n === 0) throw new RangeError("sliceRatio: no slices");
+  return median(Array.from({ length: n }, (_, i) => a.slices[i]! / b.slices[i]!));
+}
+
+/** The rate of `name` in an `alternate` result (throws on a name that was not measured). */
+export function rateOf(rates: Map<string, SliceRate>, name: string): SliceRate {
+  const r = rates.get(name);
+  if (!r) throw new Error(`no subject named ${name}`);
+  return r;
+}
+
 export function machine(): Record<string, string | number> {
   const cpu = cpus();
   return {
@@ -57,6 +147,8 @@ export interface Row {
   value: number;
   unit: string;
   baseline?: { name: string; value: number };
+  /** The ratio to print (e.g. `sliceRatio`); value / baseline.value when absent. */
+  ratio?: number;
 }
 
 const fmt = (n: number) => (n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(3));
@@ -67,7 +159,7 @@ export function report(title: string, rows: Row[], summary: Record<string, unkno
     console.log(`\n${title}  (${Object.values(machine()).join(", ")})\n`);
     for (const r of rows) {
       const base = r.baseline
-        ? `   vs ${r.baseline.name} ${fmt(r.baseline.value)} ${r.unit}  → ratio ${fmt(r.value / r.baseline.value)}`
+        ? `   vs ${r.baseline.name} ${fmt(r.baseline.value)} ${r.unit}  → ratio ${fmt(r.ratio ?? r.value / r.baseline.value)}`
         : "";
       console.log(`  ${r.name.padEnd(44)} ${fmt(r.value).padStart(10)} ${r.unit}${base}`);
     }

@@ -42,14 +42,21 @@ export function measure(fn: () => number, seconds = QUICK ? 0.3 : 2): Rate {
   return { ops, seconds: elapsed, perSecond: ops / elapsed };
 }
 
+/** Operations a subject timed itself (e.g. inside a browser page, without the round trip to it). */
+export interface SelfTimed {
+  ops: number;
+  seconds: number;
+}
+
 /**
  * One subject of an alternating comparison: Loft or a peer doing the same work. `run` performs
- * one operation (or a small batch) and resolves with how many it performed; `enter` runs before
- * each of this subject's slices (e.g. to select a crypto backend), outside the timed span.
+ * one operation (or a batch) and resolves with how many it performed — or with the ops and the
+ * seconds it measured itself, which then replace the wall time around the call; `enter` runs
+ * before each of this subject's slices (e.g. to select a crypto backend), outside the timed span.
  */
 export interface Subject {
   name: string;
-  run: () => Promise<number>;
+  run: () => Promise<number | SelfTimed>;
   enter?: () => void | Promise<void>;
 }
 
@@ -74,15 +81,21 @@ export const ALTERNATION: Readonly<Required<AlternationOptions>> = QUICK
 async function timedSlice(subject: Subject, seconds: number): Promise<Rate> {
   await subject.enter?.();
   let ops = 0;
+  let selfSeconds: number | undefined;
   const start = performance.now();
   const end = start + seconds * 1000;
   let now = start;
   // At least one operation per slice, however long it takes; then until the slice's time is up.
   do {
-    ops += await subject.run();
+    const done = await subject.run();
+    if (typeof done === "number") ops += done;
+    else {
+      ops += done.ops;
+      selfSeconds = (selfSeconds ?? 0) + done.seconds;
+    }
     now = performance.now();
   } while (now < end);
-  const elapsed = (now - start) / 1000;
+  const elapsed = selfSeconds ?? (now - start) / 1000;
   return { ops, seconds: elapsed, perSecond: ops / elapsed };
 }
 
@@ -111,7 +124,8 @@ export async function alternate(
     const seconds = rs.reduce((n, r) => n + r.seconds, 0);
     rates.set(name, { ops, seconds, perSecond: ops / seconds, slices: rs.map((r) => r.perSecond) });
   }
-  log(`  ${subjects.map((s) => s.name).join(" | ")}: ${rounds} alternating rounds of ${sliceSeconds} s`);
+  const slice = sliceSeconds > 0 ? `slices of ${sliceSeconds} s` : "one call per slice";
+  log(`  ${subjects.map((s) => s.name).join(" | ")}: ${rounds} alternating rounds, ${slice}`);
   return rates;
 }
 

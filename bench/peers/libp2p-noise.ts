@@ -153,8 +153,18 @@ export async function libp2pNoise(): Promise<Libp2pNoise> {
     },
     transport(messageBytes: number): Subject {
       const [send, receive] = stateMachineHandshake();
-      const plaintext = new Uint8Array(messageBytes).fill(7);
+      const plaintext = crypto.getRandomValues(new Uint8Array(messageBytes));
       const opened = new Uint8Array(messageBytes);
+      // Once, untimed: both sides derived the same keys and a message round-trips intact.
+      const sealed = send.encryptWithAd(ZEROLEN, plaintext);
+      const back = receive.decryptWithAd(
+        ZEROLEN,
+        sealed instanceof Uint8Array ? sealed : sealed.subarray(),
+        opened,
+      );
+      const backBytes = back instanceof Uint8Array ? back : back.subarray();
+      if (!Buffer.from(backBytes).equals(Buffer.from(plaintext)))
+        throw new Error("libp2p-noise transport did not round-trip the message");
       return {
         name: `libp2p-noise transport ${messageBytes / 1024} KiB`,
         run: async () => {

@@ -28,11 +28,13 @@ import {
   alternate,
   log,
   QUICK,
+  type Row,
   rateOf,
   report,
   type SliceRate,
   type Subject,
   sliceRatio,
+  sliceRatioRange,
 } from "./harness.ts";
 import { loftHandshake, loftRatchet, loftSessionSetup, loftTransport } from "./loft-subjects.ts";
 import { libp2pNoise } from "./peers/libp2p-noise.ts";
@@ -88,7 +90,7 @@ const transportSubjects = {
 };
 const transport = await alternate(Object.values(transportSubjects));
 const t = (k: keyof typeof transportSubjects) => rateOf(transport, transportSubjects[k].name);
-const mbps = (r: SliceRate) => (r.perSecond * TRANSPORT_BYTES) / 1e6;
+const mbps = (rate: SliceRate) => (rate.perSecond * TRANSPORT_BYTES) / 1e6;
 
 // --- Handshakes ---
 log("handshakes");
@@ -135,115 +137,123 @@ useDefaultBackend();
 
 const LIBP2P = version("@chainsafe/libp2p-noise");
 const LIBSIGNAL = version("@signalapp/libsignal-client");
-report(
-  "bench:core",
-  [
-    {
-      name: "Noise transport 16 KiB enc+dec",
-      value: mbps(t("loft")),
-      unit: "MB/s",
-      baseline: { name: "libp2p-noise", value: mbps(t("libp2p")) },
-      ratio: sliceRatio(t("loft"), t("libp2p")),
-    },
-    {
-      name: "Noise transport, node:crypto AEAD backend",
-      value: mbps(t("loftNode")),
-      unit: "MB/s",
-      baseline: { name: "libp2p-noise", value: mbps(t("libp2p")) },
-      ratio: sliceRatio(t("loftNode"), t("libp2p")),
-    },
-    {
-      name: "Noise transport 16 KiB enc+dec",
-      value: mbps(t("loft")),
-      unit: "MB/s",
-      baseline: { name: "node:crypto chacha20-poly1305", value: mbps(t("openssl")) },
-      ratio: sliceRatio(t("loft"), t("openssl")),
-    },
-    {
-      name: "XX handshakes",
-      value: h("xx").perSecond,
-      unit: "hs/s",
-      baseline: { name: "libp2p-noise XX", value: h("libp2p").perSecond },
-      ratio: sliceRatio(h("xx"), h("libp2p")),
-    },
-    {
-      name: "XXhfs+ML-KEM-768 handshakes",
-      value: h("xxhfs").perSecond,
-      unit: "hs/s",
-      baseline: { name: "libp2p-noise XX", value: h("libp2p").perSecond },
-      ratio: sliceRatio(h("xxhfs"), h("libp2p")),
-    },
-    {
-      name: "XXhfs+ML-KEM-768 handshakes",
-      value: h("xxhfs").perSecond,
-      unit: "hs/s",
-      baseline: { name: "Loft plain XX", value: h("xx").perSecond },
-      ratio: sliceRatio(h("xxhfs"), h("xx")),
-    },
-    {
-      name: "session setup (XXhfs + identities + ratchet)",
-      value: s("loft").perSecond,
-      unit: "/s",
-      baseline: { name: "libp2p-noise secure*", value: s("libp2p").perSecond },
-      ratio: sliceRatio(s("loft"), s("libp2p")),
-    },
-    {
-      name: "Double Ratchet 1 KiB enc+dec",
-      value: r("loft").perSecond,
-      unit: "msg/s",
-      baseline: { name: "libsignal-client", value: r("libsignal").perSecond },
-      ratio: sliceRatio(r("loft"), r("libsignal")),
-    },
-    {
-      name: "Double Ratchet 1 KiB enc+dec",
-      value: r("loft").perSecond,
-      unit: "msg/s",
-      baseline: { name: "one node:crypto AEAD seal (1 KiB)", value: r("rawSeal").perSecond },
-      ratio: sliceRatio(r("loft"), r("rawSeal")),
-    },
-  ],
-  {
-    bench: "core",
-    // Transport, 16 KiB messages, sealed + opened.
-    transport_mb_s: mbps(t("loft")),
-    transport_nodebackend_mb_s: mbps(t("loftNode")),
-    libp2p_transport_mb_s: mbps(t("libp2p")),
-    nodecrypto_mb_s: mbps(t("openssl")),
-    transport_vs_libp2p: sliceRatio(t("loft"), t("libp2p")),
-    transport_nodebackend_vs_libp2p: sliceRatio(t("loftNode"), t("libp2p")),
-    transport_vs_nodecrypto: sliceRatio(t("loft"), t("openssl")),
-    transport_nodebackend_vs_nodecrypto: sliceRatio(t("loftNode"), t("openssl")),
-    // Handshakes (state machines, both parties in one process).
-    xx_hs_per_s: h("xx").perSecond,
-    xxhfs_hs_per_s: h("xxhfs").perSecond,
-    libp2p_xx_hs_per_s: h("libp2p").perSecond,
-    xx_hs_vs_libp2p: sliceRatio(h("xx"), h("libp2p")),
-    xxhfs_hs_vs_libp2p: sliceRatio(h("xxhfs"), h("libp2p")),
-    xxhfs_vs_xx: sliceRatio(h("xxhfs"), h("xx")),
-    // Whole session setup.
-    session_setup_per_s: s("loft").perSecond,
-    libp2p_full_handshake_per_s: s("libp2p").perSecond,
-    session_setup_vs_libp2p: sliceRatio(s("loft"), s("libp2p")),
-    // Double Ratchet, 1 KiB, direction flips every 10 messages.
-    ratchet_msgs_per_s: r("loft").perSecond,
-    libsignal_msgs_per_s: r("libsignal").perSecond,
-    raw_aead_seal_per_s: r("rawSeal").perSecond,
-    ratchet_vs_libsignal: sliceRatio(r("loft"), r("libsignal")),
-    ratchet_vs_raw_aead: sliceRatio(r("loft"), r("rawSeal")),
-    baselines: {
-      libp2p_noise: `${LIBP2P}, its default crypto in Node (node:crypto X25519 and SHA-256, noble HKDF; ChaCha20-Poly1305 from node:crypto at 1 200 bytes and more, AssemblyScript below)`,
-      libsignal: `${LIBSIGNAL}, its prebuilt native library, in-memory stores`,
-      nodecrypto: `node:crypto (OpenSSL ${process.versions.openssl}) chacha20-poly1305`,
-    },
-    method: {
-      alternation:
-        "subjects of a comparison run in alternating slices (A B, B A, …); ratios are medians of per-round ratios",
-      rounds: ALTERNATION.rounds,
-      slice_seconds: ALTERNATION.sliceSeconds,
-      quick: QUICK,
-      transport_bytes: TRANSPORT_BYTES,
-      ratchet_bytes: RATCHET_BYTES,
-      reply_every: REPLY_EVERY,
-    },
+
+/** Every ratio (median of per-round ratios) with its per-round range, under its JSON key. */
+const ratios: Record<string, number> = {};
+const ratioRanges: Record<string, [number, number]> = {};
+function compare(
+  key: string,
+  name: string,
+  unit: string,
+  a: SliceRate,
+  b: { name: string; rate: SliceRate },
+  scale = 1,
+): Row {
+  ratios[key] = sliceRatio(a, b.rate);
+  ratioRanges[key] = sliceRatioRange(a, b.rate);
+  return {
+    name,
+    value: a.perSecond * scale,
+    unit,
+    baseline: { name: b.name, value: b.rate.perSecond * scale },
+    ratio: ratios[key],
+    ratioRange: ratioRanges[key],
+  };
+}
+const MB = TRANSPORT_BYTES / 1e6;
+const rows: Row[] = [
+  compare(
+    "transport_vs_libp2p",
+    "Noise transport 16 KiB enc+dec",
+    "MB/s",
+    t("loft"),
+    { name: "libp2p-noise", rate: t("libp2p") },
+    MB,
+  ),
+  compare(
+    "transport_nodebackend_vs_libp2p",
+    "Noise transport, node:crypto AEAD backend",
+    "MB/s",
+    t("loftNode"),
+    { name: "libp2p-noise", rate: t("libp2p") },
+    MB,
+  ),
+  compare(
+    "transport_vs_nodecrypto",
+    "Noise transport 16 KiB enc+dec",
+    "MB/s",
+    t("loft"),
+    { name: "node:crypto chacha20-poly1305", rate: t("openssl") },
+    MB,
+  ),
+  compare(
+    "transport_nodebackend_vs_nodecrypto",
+    "Noise transport, node:crypto AEAD backend",
+    "MB/s",
+    t("loftNode"),
+    { name: "node:crypto chacha20-poly1305", rate: t("openssl") },
+    MB,
+  ),
+  compare("xx_hs_vs_libp2p", "XX handshakes", "hs/s", h("xx"), {
+    name: "libp2p-noise XX",
+    rate: h("libp2p"),
+  }),
+  compare("xxhfs_hs_vs_libp2p", "XXhfs+ML-KEM-768 handshakes", "hs/s", h("xxhfs"), {
+    name: "libp2p-noise XX",
+    rate: h("libp2p"),
+  }),
+  compare("xxhfs_vs_xx", "XXhfs+ML-KEM-768 handshakes", "hs/s", h("xxhfs"), {
+    name: "Loft plain XX",
+    rate: h("xx"),
+  }),
+  compare("session_setup_vs_libp2p", "session setup (XXhfs + identities + ratchet)", "/s", s("loft"), {
+    name: "libp2p-noise secure*",
+    rate: s("libp2p"),
+  }),
+  compare("ratchet_vs_libsignal", "Double Ratchet 1 KiB enc+dec", "msg/s", r("loft"), {
+    name: "libsignal-client",
+    rate: r("libsignal"),
+  }),
+  compare("ratchet_vs_raw_aead", "Double Ratchet 1 KiB enc+dec", "msg/s", r("loft"), {
+    name: "one node:crypto AEAD seal (1 KiB)",
+    rate: r("rawSeal"),
+  }),
+];
+
+report("bench:core", rows, {
+  bench: "core",
+  // Transport, 16 KiB messages, sealed + opened.
+  transport_mb_s: mbps(t("loft")),
+  transport_nodebackend_mb_s: mbps(t("loftNode")),
+  libp2p_transport_mb_s: mbps(t("libp2p")),
+  nodecrypto_mb_s: mbps(t("openssl")),
+  // Handshakes (state machines, both parties in one process).
+  xx_hs_per_s: h("xx").perSecond,
+  xxhfs_hs_per_s: h("xxhfs").perSecond,
+  libp2p_xx_hs_per_s: h("libp2p").perSecond,
+  // Whole session setup.
+  session_setup_per_s: s("loft").perSecond,
+  libp2p_full_handshake_per_s: s("libp2p").perSecond,
+  // Double Ratchet, 1 KiB, direction flips every 10 messages.
+  ratchet_msgs_per_s: r("loft").perSecond,
+  libsignal_msgs_per_s: r("libsignal").perSecond,
+  raw_aead_seal_per_s: r("rawSeal").perSecond,
+  // Ratios: medians of the per-round ratios; ratio_ranges: their lowest and highest round.
+  ...ratios,
+  ratio_ranges: ratioRanges,
+  baselines: {
+    libp2p_noise: `${LIBP2P}, its default crypto in Node (node:crypto X25519 and SHA-256, noble HKDF; ChaCha20-Poly1305 from node:crypto at 1 200 bytes and more, AssemblyScript below)`,
+    libsignal: `${LIBSIGNAL}, its prebuilt native library, in-memory stores`,
+    nodecrypto: `node:crypto (OpenSSL ${process.versions.openssl}) chacha20-poly1305`,
   },
-);
+  method: {
+    alternation:
+      "subjects of a comparison run in alternating slices (A B, B A, …); ratios are medians of per-round ratios",
+    rounds: ALTERNATION.rounds,
+    slice_seconds: ALTERNATION.sliceSeconds,
+    quick: QUICK,
+    transport_bytes: TRANSPORT_BYTES,
+    ratchet_bytes: RATCHET_BYTES,
+    reply_every: REPLY_EVERY,
+  },
+});

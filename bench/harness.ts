@@ -134,9 +134,19 @@ export async function alternate(
  * each round's ratio cancels the load the machine was under at that moment.
  */
 export function sliceRatio(a: SliceRate, b: SliceRate): number {
+  return median(roundRatios(a, b));
+}
+
+/** The lowest and highest per-round ratio `a / b`: how far one round could be trusted alone. */
+export function sliceRatioRange(a: SliceRate, b: SliceRate): [number, number] {
+  const rs = roundRatios(a, b);
+  return [Math.min(...rs), Math.max(...rs)];
+}
+
+function roundRatios(a: SliceRate, b: SliceRate): number[] {
   const n = Math.min(a.slices.length, b.slices.length);
   if (n === 0) throw new RangeError("sliceRatio: no slices");
-  return median(Array.from({ length: n }, (_, i) => a.slices[i]! / b.slices[i]!));
+  return Array.from({ length: n }, (_, i) => a.slices[i]! / b.slices[i]!);
 }
 
 /** The rate of `name` in an `alternate` result (throws on a name that was not measured). */
@@ -163,6 +173,8 @@ export interface Row {
   baseline?: { name: string; value: number };
   /** The ratio to print (e.g. `sliceRatio`); value / baseline.value when absent. */
   ratio?: number;
+  /** Lowest and highest per-round ratio (`sliceRatioRange`), printed after the ratio. */
+  ratioRange?: [number, number];
 }
 
 const fmt = (n: number) => (n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(3));
@@ -175,7 +187,8 @@ export function report(title: string, rows: Row[], summary: Record<string, unkno
       const base = r.baseline
         ? `   vs ${r.baseline.name} ${fmt(r.baseline.value)} ${r.unit}  → ratio ${fmt(r.ratio ?? r.value / r.baseline.value)}`
         : "";
-      console.log(`  ${r.name.padEnd(44)} ${fmt(r.value).padStart(10)} ${r.unit}${base}`);
+      const range = r.ratioRange ? ` (rounds ${fmt(r.ratioRange[0])}–${fmt(r.ratioRange[1])})` : "";
+      console.log(`  ${r.name.padEnd(44)} ${fmt(r.value).padStart(10)} ${r.unit}${base}${range}`);
     }
     console.log("");
   }

@@ -141,6 +141,7 @@ const LIBSIGNAL = version("@signalapp/libsignal-client");
 /** Every ratio (median of per-round ratios) with its per-round range, under its JSON key. */
 const ratios: Record<string, number> = {};
 const ratioRanges: Record<string, [number, number]> = {};
+const cpuRatios: Record<string, number> = {};
 function compare(
   key: string,
   name: string,
@@ -151,6 +152,7 @@ function compare(
 ): Row {
   ratios[key] = sliceRatio(a, b.rate);
   ratioRanges[key] = sliceRatioRange(a, b.rate);
+  cpuRatios[key] = sliceRatio(a, b.rate, "cpu");
   return {
     name,
     value: a.perSecond * scale,
@@ -158,6 +160,7 @@ function compare(
     baseline: { name: b.name, value: b.rate.perSecond * scale },
     ratio: ratios[key],
     ratioRange: ratioRanges[key],
+    cpuRatio: cpuRatios[key],
   };
 }
 const MB = TRANSPORT_BYTES / 1e6;
@@ -238,9 +241,11 @@ report("bench:core", rows, {
   ratchet_msgs_per_s: r("loft").perSecond,
   libsignal_msgs_per_s: r("libsignal").perSecond,
   raw_aead_seal_per_s: r("rawSeal").perSecond,
-  // Ratios: medians of the per-round ratios; ratio_ranges: their lowest and highest round.
+  // Ratios: medians of the per-round ratios of wall-clock rates; ratio_ranges: their lowest and
+  // highest round; cpu_ratios: the same medians per CPU-second of this process.
   ...ratios,
   ratio_ranges: ratioRanges,
+  cpu_ratios: cpuRatios,
   baselines: {
     libp2p_noise: `${LIBP2P}, its default crypto in Node (node:crypto X25519 and SHA-256, noble HKDF; ChaCha20-Poly1305 from node:crypto at 1 200 bytes and more, AssemblyScript below)`,
     libsignal: `${LIBSIGNAL}, its prebuilt native library, in-memory stores`,
@@ -248,7 +253,7 @@ report("bench:core", rows, {
   },
   method: {
     alternation:
-      "subjects of a comparison run in alternating slices (A B, B A, …); ratios are medians of per-round ratios",
+      "subjects of a comparison run in alternating slices (A B, B A, …); ratios are medians of per-round ratios (wall clock; cpu_ratios per CPU-second)",
     rounds: ALTERNATION.rounds,
     slice_seconds: ALTERNATION.sliceSeconds,
     quick: QUICK,

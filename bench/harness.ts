@@ -63,6 +63,21 @@ export interface Subject {
 export interface SliceRate extends Rate {
   /** ops/s of each slice, in slice order; slice i of every subject ran next to the others' slice i. */
   slices: number[];
+  /**
+   * ops per CPU-second of this process (user + system, all its threads) for each slice: what the
+   * work costs, whatever else the machine runs. Absent for self-timed subjects (their work is not
+   * in this process).
+   */
+  cpuSlices?: number[];
+  /** All ops over all CPU-seconds of the slices (absent as `cpuSlices` is). */
+  perCpuSecond?: number;
+}
+
+/** What a ratio compares: wall-clock rates (what a user waits for) or rates per CPU-second. */
+export type RatioBasis = "wall" | "cpu";
+
+interface TimedSlice extends Rate {
+  cpuSeconds?: number;
 }
 
 export interface AlternationOptions {
@@ -76,12 +91,13 @@ export interface AlternationOptions {
 /** Defaults of `alternate` (shorter with `--quick`). */
 export const ALTERNATION: Readonly<Required<AlternationOptions>> = QUICK
   ? { rounds: 2, sliceSeconds: 0.15, warmupSeconds: 0.05 }
-  : { rounds: 6, sliceSeconds: 0.5, warmupSeconds: 0.3 };
+  : { rounds: 10, sliceSeconds: 0.3, warmupSeconds: 0.3 };
 
-async function timedSlice(subject: Subject, seconds: number): Promise<Rate> {
+async function timedSlice(subject: Subject, seconds: number): Promise<TimedSlice> {
   await subject.enter?.();
   let ops = 0;
   let selfSeconds: number | undefined;
+  const cpuStart = process.cpuUsage();
   const start = performance.now();
   const end = start + seconds * 1000;
   let now = start;
@@ -95,8 +111,11 @@ async function timedSlice(subject: Subject, seconds: number): Promise<Rate> {
     }
     now = performance.now();
   } while (now < end);
+  const cpu = process.cpuUsage(cpuStart);
   const elapsed = selfSeconds ?? (now - start) / 1000;
-  return { ops, seconds: elapsed, perSecond: ops / elapsed };
+  const rate: TimedSlice = { ops, seconds: elapsed, perSecond: ops / elapsed };
+  if (selfSeconds === undefined) rate.cpuSeconds = (cpu.user + cpu.system) / 1e6;
+  return rate;
 }
 
 /**
@@ -113,7 +132,7 @@ export async function alternate(
   const sliceSeconds = options.sliceSeconds ?? ALTERNATION.sliceSeconds;
   const warmupSeconds = options.warmupSeconds ?? ALTERNATION.warmupSeconds;
   for (const s of subjects) await timedSlice(s, warmupSeconds);
-  const slices = new Map<string, Rate[]>(subjects.map((s) => [s.name, []]));
+  const slices = new Map<string, TimedSlice[]>(subjects.map((s) => [s.name, []]));
   for (let round = 0; round < rounds; round++) {
     const order = round % 2 === 0 ? subjects : [...subjects].reverse();
     for (const s of order) slices.get(s.name)!.push(await timedSlice(s, sliceSeconds));
@@ -122,7 +141,12 @@ export async function alternate(
   for (const [name, rs] of slices) {
     const ops = rs.reduce((n, r) => n + r.ops, 0);
     const seconds = rs.reduce((n, r) => n + r.seconds, 0);
-    rates.set(name, { ops, seconds, perSecond: ops / seconds, slices: rs.map((r) => r.perSecond) });
+    const rate: SliceRate = { ops, seconds, perSecond: ops / seconds, slices: rs.map((r) => r.perSecond) };
+    if (rs.every((r) => r.cpuSeconds !== undefined && r.cpuSeconds > 0)) {
+      rate.cpuSlices = rs.map((r) => r.ops / r.cpuSeconds!);
+      rate.perCpuSecond = ops / rs.reduce((n, r) => n + r.cpuSeconds!, 0);
+    }
+    rates.set(name, rate);
   }
   const slice = sliceSeconds > 0 ? `slices of ${sliceSeconds} s` : "one call per slice";
   log(`  ${subjects.map((s) => s.name).join(" | ")}: ${rounds} alternating rounds, ${slice}`);
@@ -133,20 +157,22 @@ export async function alternate(
  * `a / b` as the median of the per-round ratios: round i of `a` and of `b` ran back to back, so
  * each round's ratio cancels the load the machine was under at that moment.
  */
-export function sliceRatio(a: SliceRate, b: SliceRate): number {
-  return median(roundRatios(a, b));
+export function sliceRatio(a: SliceRate, b: SliceRate, basis: RatioBasis = "wall"): number {
+  return median(roundRatios(a, b, basis));
 }
 
 /** The lowest and highest per-round ratio `a / b`: how far one round could be trusted alone. */
-export function sliceRatioRange(a: SliceRate, b: SliceRate): [number, number] {
-  const rs = roundRatios(a, b);
+export function sliceRatioRange(a: SliceRate, b: SliceRate, basis: RatioBasis = "wall"): [number, number] {
+  const rs = roundRatios(a, b, basis);
   return [Math.min(...rs), Math.max(...rs)];
 }
 
-function roundRatios(a: SliceRate, b: SliceRate): number[] {
-  const n = Math.min(a.slices.length, b.slices.length);
+function roundRatios(a: SliceRate, b: SliceRate, basis: RatioBasis): number[] {
+  const [as, bs] = basis === "wall" ? [a.slices, b.slices] : [a.cpuSlices, b.cpuSlices];
+  if (!as || !bs) throw new RangeError("sliceRatio: no CPU time for a self-timed subject");
+  const n = Math.min(as.length, bs.length);
   if (n === 0) throw new RangeError("sliceRatio: no slices");
-  return Array.from({ length: n }, (_, i) => a.slices[i]! / b.slices[i]!);
+  return Array.from({ length: n }, (_, i) => as[i]! / bs[i]!);
 }
 
 /** The rate of `name` in an `alternate` result (throws on a name that was not measured). */
@@ -175,6 +201,8 @@ export interface Row {
   ratio?: number;
   /** Lowest and highest per-round ratio (`sliceRatioRange`), printed after the ratio. */
   ratioRange?: [number, number];
+  /** The same ratio per CPU-second (`sliceRatio(a, b, "cpu")`), printed last. */
+  cpuRatio?: number;
 }
 
 const fmt = (n: number) => (n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(3));
@@ -188,7 +216,8 @@ export function report(title: string, rows: Row[], summary: Record<string, unkno
         ? `   vs ${r.baseline.name} ${fmt(r.baseline.value)} ${r.unit}  → ratio ${fmt(r.ratio ?? r.value / r.baseline.value)}`
         : "";
       const range = r.ratioRange ? ` (rounds ${fmt(r.ratioRange[0])}–${fmt(r.ratioRange[1])})` : "";
-      console.log(`  ${r.name.padEnd(44)} ${fmt(r.value).padStart(10)} ${r.unit}${base}${range}`);
+      const cpu = r.cpuRatio !== undefined ? `, per CPU-second ${fmt(r.cpuRatio)}` : "";
+      console.log(`  ${r.name.padEnd(44)} ${fmt(r.value).padStart(10)} ${r.unit}${base}${range}${cpu}`);
     }
     console.log("");
   }

@@ -47,6 +47,24 @@ describe("alternate", () => {
     expect(r.perSecond).toBe(50);
   });
 
+  it("counts this process's CPU time for in-process subjects, none for self-timed ones", async () => {
+    const busy: Subject = {
+      name: "busy",
+      run: async () => {
+        const until = process.cpuUsage().user + 2_000; // µs of CPU, not of wall time
+        while (process.cpuUsage().user < until) {}
+        return 1;
+      },
+    };
+    const page: Subject = { name: "page", run: async () => ({ ops: 1, seconds: 1 }) };
+    const rates = await alternate([busy, page], { rounds: 2, sliceSeconds: 0, warmupSeconds: 0 });
+    const b = rateOf(rates, "busy");
+    expect(b.cpuSlices).toHaveLength(2);
+    expect(b.perCpuSecond).toBeGreaterThan(0);
+    expect(rateOf(rates, "page").cpuSlices).toBeUndefined();
+    expect(() => sliceRatio(b, rateOf(rates, "page"), "cpu")).toThrow(RangeError);
+  });
+
   it("propagates a subject's failure instead of reporting a figure", async () => {
     const broken: Subject = {
       name: "broken",
@@ -78,6 +96,13 @@ describe("sliceRatio", () => {
   it("pairs rounds by index (shared load cancels within a round)", () => {
     expect(sliceRatio(rate([10, 40]), rate([20, 80]))).toBeCloseTo(0.5);
     expect(sliceRatio(rate([30]), rate([10]))).toBe(3);
+  });
+
+  it("compares per CPU-second when asked", () => {
+    const a = { ...rate([1, 1]), cpuSlices: [30, 60] };
+    const b = { ...rate([1, 1]), cpuSlices: [10, 20] };
+    expect(sliceRatio(a, b, "cpu")).toBe(3);
+    expect(sliceRatio(a, b)).toBe(1);
   });
 
   it("refuses subjects without rounds", () => {

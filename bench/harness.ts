@@ -88,10 +88,27 @@ export interface AlternationOptions {
   warmupSeconds?: number;
 }
 
-/** Defaults of `alternate` (shorter with `--quick`). */
-export const ALTERNATION: Readonly<Required<AlternationOptions>> = QUICK
-  ? { rounds: 2, sliceSeconds: 0.15, warmupSeconds: 0.05 }
-  : { rounds: 10, sliceSeconds: 0.3, warmupSeconds: 0.3 };
+const envNumber = (name: string): number | undefined => {
+  const v = process.env[name];
+  if (v === undefined || v === "") return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new RangeError(`${name} must be a non-negative number, got ${v}`);
+  return n;
+};
+
+/**
+ * Defaults of `alternate` (shorter with `--quick`); `LOFT_BENCH_ROUNDS` and
+ * `LOFT_BENCH_SLICE_SECONDS` override them (more rounds: a steadier median on a loaded machine).
+ */
+export const ALTERNATION: Readonly<Required<AlternationOptions>> = {
+  ...(QUICK
+    ? { rounds: 2, sliceSeconds: 0.15, warmupSeconds: 0.05 }
+    : { rounds: 20, sliceSeconds: 0.15, warmupSeconds: 0.3 }),
+  ...(envNumber("LOFT_BENCH_ROUNDS") !== undefined ? { rounds: envNumber("LOFT_BENCH_ROUNDS")! } : {}),
+  ...(envNumber("LOFT_BENCH_SLICE_SECONDS") !== undefined
+    ? { sliceSeconds: envNumber("LOFT_BENCH_SLICE_SECONDS")! }
+    : {}),
+};
 
 async function timedSlice(subject: Subject, seconds: number): Promise<TimedSlice> {
   await subject.enter?.();

@@ -136,8 +136,8 @@ export async function loftSessionSetup(): Promise<Subject> {
 }
 
 /**
- * One operation: one `messageBytes` message encrypted by one side and decrypted by the other;
- * the direction flips every `replyEvery` messages (a DH ratchet step each time).
+ * Operations are messages of `messageBytes`, each encrypted by one side and decrypted by the
+ * other; the direction flips every `replyEvery` messages (a DH ratchet step each time).
  */
 export async function loftRatchet(messageBytes: number, replyEvery: number): Promise<Subject> {
   const bobKeys = await generateRatchetKeyPair();
@@ -158,22 +158,23 @@ export async function loftRatchet(messageBytes: number, replyEvery: number): Pro
     await ratchetFromHandshake({ role: "responder", exported, ad, ratchetKeyPair: bobKeys }),
   );
   const text = new Uint8Array(messageBytes).fill(7);
-  let sent = 0;
+  // Alice → Bob for `replyEvery` messages, then Bob → Alice as many: one call is one whole
+  // cycle (two DH ratchet steps), so every slice does the same mix of work however short it is.
+  const oneWay = async (from: RatchetState, to: RatchetState): Promise<[RatchetState, RatchetState]> => {
+    for (let i = 0; i < replyEvery; i++) {
+      const now = Date.now();
+      const e = await ratchetEncrypt(from, text, now);
+      from = e.state;
+      to = unwrap(await ratchetDecrypt(to, e.message, now)).state;
+    }
+    return [from, to];
+  };
   return {
     name: "Loft Double Ratchet enc+dec",
     run: async () => {
-      const now = Date.now();
-      if (Math.floor(sent / replyEvery) % 2 === 0) {
-        const e = await ratchetEncrypt(alice, text, now);
-        alice = e.state;
-        bob = unwrap(await ratchetDecrypt(bob, e.message, now)).state;
-      } else {
-        const e = await ratchetEncrypt(bob, text, now);
-        bob = e.state;
-        alice = unwrap(await ratchetDecrypt(alice, e.message, now)).state;
-      }
-      sent++;
-      return 1;
+      [alice, bob] = await oneWay(alice, bob);
+      [bob, alice] = await oneWay(bob, alice);
+      return 2 * replyEvery;
     },
   };
 }

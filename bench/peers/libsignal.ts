@@ -206,8 +206,8 @@ async function decrypt(
 }
 
 /**
- * One operation: one `messageBytes` message encrypted by one side and decrypted by the other;
- * the direction flips every `replyEvery` messages (a DH ratchet step each time), as Loft's.
+ * Operations are messages of `messageBytes`, each encrypted by one side and decrypted by the
+ * other; the direction flips every `replyEvery` messages (a DH ratchet step each time), as Loft's.
  */
 export async function libsignalRatchet(messageBytes: number, replyEvery: number): Promise<Subject> {
   const alice = party("alice", 1);
@@ -219,15 +219,19 @@ export async function libsignalRatchet(messageBytes: number, replyEvery: number)
   // as it does once per contact; the loop then runs the steady state, as Loft's does.
   await decrypt(bob, alice, await encrypt(alice, bob, plaintext));
   await decrypt(alice, bob, await encrypt(bob, alice, plaintext));
-  let sent = 0;
+  // One call is one whole cycle (Alice → Bob × replyEvery, then Bob → Alice × replyEvery), as Loft's.
+  const oneWay = async (from: Party, to: Party) => {
+    for (let i = 0; i < replyEvery; i++) {
+      const opened = await decrypt(to, from, await encrypt(from, to, plaintext));
+      if (!expected.equals(opened)) throw new Error("libsignal returned the wrong plaintext");
+    }
+  };
   return {
     name: "libsignal-client signalEncrypt+signalDecrypt",
     run: async () => {
-      const [from, to] = Math.floor(sent / replyEvery) % 2 === 0 ? [alice, bob] : [bob, alice];
-      const opened = await decrypt(to, from, await encrypt(from, to, plaintext));
-      if (!expected.equals(opened)) throw new Error("libsignal returned the wrong plaintext");
-      sent++;
-      return 1;
+      await oneWay(alice, bob);
+      await oneWay(bob, alice);
+      return 2 * replyEvery;
     },
   };
 }

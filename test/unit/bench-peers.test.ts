@@ -24,6 +24,6 @@ describe("libp2p-noise baseline", () => {
 describe("libsignal-client baseline", () => {
   it("carries 1 KiB messages both ways across direction changes (decryption checked)", async () => {
     const ratchet = await libsignalRatchet(1024, 3);
-    for (let i = 0; i < 10; i++) expect(await ratchet.run()).toBe(1);
+    for (let i = 0; i < 3; i++) expect(await ratchet.run()).toBe(6);
   });
 });

@@ -6,9 +6,9 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { toHex, utf8 } from "../core/bytes.ts";
+import { LoftError } from "../core/errors.ts";
 import type { RecipientQueue } from "../core/relay/client.ts";
 import { newAuthKeyPair, newDhKeyPair } from "../core/relay/crypto.ts";
-import { RelayError } from "../core/relay/errors.ts";
 import {
   type Command,
   encodeClientFrame,
@@ -41,7 +41,7 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
     await p;
     return "resolved";
   } catch (e) {
-    if (e instanceof RelayError) return e.code;
+    if (e instanceof LoftError) return e.code;
     throw e;
   }
 }

@@ -8,9 +8,9 @@ import { randomBytes } from "node:crypto";
 import fc from "fast-check";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { utf8 } from "../core/bytes.ts";
+import { LoftError } from "../core/errors.ts";
 import type { RelayClient } from "../core/relay/client.ts";
 import { newAuthKeyPair, newDhKeyPair } from "../core/relay/crypto.ts";
-import { RelayError } from "../core/relay/errors.ts";
 import type { Command, ServerFrame } from "../core/relay/protocol.ts";
 import { defaultRelayConfig, type RelayConfig } from "./config.ts";
 import { storedMessageBytes } from "./source-limits.ts";
@@ -54,7 +54,7 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
     await p;
     return "resolved";
   } catch (e) {
-    if (e instanceof RelayError) return e.code;
+    if (e instanceof LoftError) return e.code;
     throw e;
   }
 }

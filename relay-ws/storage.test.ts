@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { utf8 } from "../core/bytes.ts";
-import { RelayError } from "../core/relay/errors.ts";
+import { LoftError } from "../core/errors.ts";
 import { startLoft } from "../test/support/loft-process.ts";
 import { connectRelay, masterKeyFor, startTestRelay, type TestRelay } from "./testing.ts";
 
@@ -31,7 +31,7 @@ const codeOf = async (p: Promise<unknown>): Promise<string> => {
     await p;
     return "ok";
   } catch (e) {
-    if (e instanceof RelayError) return e.code;
+    if (e instanceof LoftError) return e.code;
     throw e;
   }
 };

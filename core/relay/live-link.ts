@@ -12,10 +12,11 @@
  * handed to the consumer); a refused SEND (QUOTA, AUTH, closed connection) closes the link with
  * that error code.
  */
+
+import { isLoftError } from "../errors.ts";
 import type { LinkCloseInfo } from "../link/link.ts";
 import { QueueLink } from "../link/queue-link.ts";
 import type { RecipientQueue, RelayClient, RelayMessage, SenderQueue } from "./client.ts";
-import { isRelayError } from "./errors.ts";
 import { MAX_BODY } from "./protocol.ts";
 
 const FLAG_LAST = 1;
@@ -66,7 +67,7 @@ export class RelayLink extends QueueLink {
     try {
       await client.subscribe(own, options.window ?? 16);
     } catch (e) {
-      link.close(isRelayError(e) ? e.code : "LOFT_ERR_LINK_CLOSED");
+      link.close(isLoftError(e) ? e.code : "LOFT_ERR_LINK_CLOSED");
       throw e;
     }
     return link;
@@ -84,7 +85,7 @@ export class RelayLink extends QueueLink {
 
   #sendBody(body: Uint8Array): void {
     this.#client.send(this.#peer, body).catch((e: unknown) => {
-      this.close(isRelayError(e) ? e.code : "LOFT_ERR_LINK_CLOSED", "relay refused a piece");
+      this.close(isLoftError(e) ? e.code : "LOFT_ERR_LINK_CLOSED", "relay refused a piece");
     });
   }
 

@@ -78,7 +78,8 @@ export type LoftErrorCode =
   | "LOFT_ERR_SIGNALING_CLOSED"
   | "LOFT_ERR_SIGNALING_PROTOCOL"
   | "LOFT_ERR_SIGNALING_BAD_PEER_IDENTITY"
-  | "LOFT_ERR_SIGNALING_REPLACED";
+  | "LOFT_ERR_SIGNALING_REPLACED"
+  | "LOFT_ERR_SIGNALING_UNRECOGNIZED";
 
 export class LoftError extends Error {
   readonly code: LoftErrorCode;

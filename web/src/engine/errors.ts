@@ -10,6 +10,7 @@
  * reason not in the table is an internal failure. Messages never include secrets or
  * server-supplied text.
  */
+import type { LoftErrorCode } from "../../../core/errors.ts";
 import type { RelayOnlyErrorCode } from "../../../core/relay/errors.ts";
 import type { EngineError, VerificationCheck } from "./api.ts";
 
@@ -125,6 +126,8 @@ export const CLOSE_REASONS = {
   "transport-closed": quiet,
   // our direct attempt gave way to a live link through the relay
   "relay-fallback": quiet,
+  // no ratchet state this side can send with yet (web/src/engine/peer-ratchet.ts)
+  "ratchet-cannot-send": row(internal),
 
   // ---- the peer's device said no (web/src/net/direct.ts, `bye-*`)
   // The contact is online (its device answered) but does not know us yet: say what writing does.
@@ -204,6 +207,9 @@ export const CLOSE_REASONS = {
 } as const satisfies Record<string, CloseRule>;
 
 export type CloseReason = keyof typeof CLOSE_REASONS;
+
+/** What the engine closes a link with itself: a row of the table, or a core failure passed on. */
+export type EngineCloseReason = CloseReason | LoftErrorCode;
 
 /** Anything else: an internal failure, retried, with the reason kept as detail. */
 const UNKNOWN_REASON = row(internal);

@@ -227,7 +227,7 @@ describe("client-side verification", () => {
   });
 
   it("has plain words for every REGISTER refusal", () => {
-    for (const code of ["WRONG_AUDIENCE", "BAD_CHALLENGE", "STALE_TIMESTAMP", "BUSY"])
+    for (const code of ["WRONG_AUDIENCE", "BAD_CHALLENGE", "STALE_TIMESTAMP", "BUSY"] as const)
       expect(describeSignalingError(code)).not.toBe("Signaling failed.");
     expect(describeSignalingError("WRONG_AUDIENCE")).toMatch(/another address/);
     expect(describeSignalingError("BAD_CHALLENGE")).toMatch(/sign-in check/);

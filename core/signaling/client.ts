@@ -19,6 +19,7 @@
 import { randomBytes } from "@noble/hashes/utils.js";
 import { equalBytes, toHex } from "../bytes.ts";
 import { decodeVersionHeader, encodeVersionHeader, SIGNALING_VERSION } from "../codec/version.ts";
+import type { LoftErrorCode } from "../errors.ts";
 import { decodeIdentity, type Identity, type UserIdentity } from "../identity/identity.ts";
 import {
   CLOSE,
@@ -33,6 +34,7 @@ import {
   verifyEnvelope,
 } from "../wire/signaling.ts";
 import { signRegisterRequest } from "../wire/signed.ts";
+import { SIGNALING_TO_LOFT, type SignalingClientErrorCode, signalingCodeOfWire } from "./errors.ts";
 
 // ---- the transport it needs ----------------------------------------------------------------------
 
@@ -61,18 +63,13 @@ const OPEN = 1;
 
 // ---- errors ----------------------------------------------------------------------------------------
 
-/** Codes the client reports: the server's ERROR codes plus the client's own. */
-export type SignalingClientErrorCode =
-  | "PEER_OFFLINE"
-  | "UNREACHABLE"
-  | "TIMEOUT"
-  | "CLOSED"
-  | "PROTOCOL"
-  | "UNSUPPORTED_VERSION"
-  | "BAD_PEER_IDENTITY"
-  | "REPLACED"
-  | (string & {});
+export type { SignalingClientErrorCode };
 
+/**
+ * A signaling failure. `code` is the protocol's own name (the server's ERROR code or the client's,
+ * a closed union); `loftCode` is its stable `LOFT_ERR_*` code from the one table in
+ * core/signaling/errors.ts.
+ */
 export class SignalingError extends Error {
   override name = "SignalingError";
   constructor(
@@ -81,6 +78,16 @@ export class SignalingError extends Error {
   ) {
     super(`${code}: ${message}`);
   }
+
+  get loftCode(): LoftErrorCode {
+    return SIGNALING_TO_LOFT[this.code];
+  }
+}
+
+/** An ERROR frame as a SignalingError; a code this client does not know keeps its name in the message. */
+function wireError(code: string, message: string): SignalingError {
+  const known = signalingCodeOfWire(code);
+  return new SignalingError(known, known === code ? message : `${code}: ${message}`);
 }
 
 /** Plain words for a UI, by code (never includes server-supplied text). */
@@ -118,6 +125,7 @@ export function describeSignalingError(code: SignalingClientErrorCode): string {
       return "The signaling server is full.";
     case "PAYLOAD_TOO_LARGE":
       return "The connection setup message is too large.";
+    // The rest say nothing a person can act on: the app's own mistakes, or a newer server.
     default:
       return "Signaling failed.";
   }
@@ -684,12 +692,12 @@ export class SignalingClient {
         break;
     }
     if (m.id === undefined) {
-      if (m.t === "ERROR") this.#emit({ type: "error", error: new SignalingError(m.code, m.message) });
+      if (m.t === "ERROR") this.#emit({ type: "error", error: wireError(m.code, m.message) });
       return;
     }
     const p = this.#pending.get(m.id);
     if (!p) return;
-    if (m.t === "ERROR") this.#settle(m.id, p, undefined, new SignalingError(m.code, m.message));
+    if (m.t === "ERROR") this.#settle(m.id, p, undefined, wireError(m.code, m.message));
     else this.#settle(m.id, p, m, undefined);
   }
 

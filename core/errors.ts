@@ -81,12 +81,22 @@ export type LoftErrorCode =
   | "LOFT_ERR_SIGNALING_REPLACED"
   | "LOFT_ERR_SIGNALING_UNRECOGNIZED";
 
+/**
+ * A failure with its stable code. `code` is always a `LoftErrorCode`: programs branch on it, and
+ * it is the same whichever layer failed. `wire` is the code as the protocol spelled it, for the
+ * failures that have one: a relay `ERR` code or a signaling `ERROR` code as the server sent it
+ * (an unknown one kept verbatim, while `code` says UNRECOGNIZED), or the signaling client's own
+ * name for a local failure (`UNREACHABLE`, `TIMEOUT`…). Decoders of Loft's own formats leave it
+ * undefined. See docs/decisions.md "One error vocabulary".
+ */
 export class LoftError extends Error {
   readonly code: LoftErrorCode;
-  constructor(code: LoftErrorCode, message: string) {
+  readonly wire: string | undefined;
+  constructor(code: LoftErrorCode, message: string, wire?: string) {
     super(`${code}: ${message}`);
     this.name = "LoftError";
     this.code = code;
+    this.wire = wire;
   }
 }
 

@@ -6,14 +6,15 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import type { LoftErrorCode } from "../errors.ts";
+import { LoftError, type LoftErrorCode } from "../errors.ts";
 import { SIGNALING_ERROR_CODES } from "../wire/signaling.ts";
-import { SignalingError } from "./client.ts";
 import {
   SIGNALING_CLIENT_ONLY_CODES,
   SIGNALING_TO_LOFT,
   type SignalingClientErrorCode,
   signalingCodeOfWire,
+  signalingError,
+  signalingErrorOfWire,
   signalingWireFor,
 } from "./errors.ts";
 
@@ -46,10 +47,37 @@ describe("signaling codes in the LoftErrorCode vocabulary", () => {
     for (const [code, wire] of expected) expect(signalingWireFor(code)).toBe(wire);
   });
 
-  it("gives each SignalingError its LoftErrorCode", () => {
-    expect(new SignalingError("PEER_OFFLINE", "x").loftCode).toBe("LOFT_ERR_SIGNALING_PEER_OFFLINE");
-    expect(new SignalingError("UNREACHABLE", "x").loftCode).toBe("LOFT_ERR_SIGNALING_UNREACHABLE");
-    expect(new SignalingError("BAD_SIGNATURE", "x").loftCode).toBe("LOFT_ERR_BAD_SIGNATURE");
+  it("gives each signaling failure its LoftErrorCode as code and its signaling name as wire", () => {
+    for (const [wire, code] of [
+      ["PEER_OFFLINE", "LOFT_ERR_SIGNALING_PEER_OFFLINE"],
+      ["UNREACHABLE", "LOFT_ERR_SIGNALING_UNREACHABLE"],
+      ["BAD_SIGNATURE", "LOFT_ERR_BAD_SIGNATURE"],
+    ] as const) {
+      const e = signalingError(wire, "x");
+      expect(e).toBeInstanceOf(LoftError);
+      expect(e).toMatchObject({ code, wire });
+    }
+  });
+
+  it("turns any ERROR code a server sends into a LoftError, an unknown one UNRECOGNIZED with the server's code kept", () => {
+    expect(signalingErrorOfWire("PEER_OFFLINE", "m")).toMatchObject({
+      code: "LOFT_ERR_SIGNALING_PEER_OFFLINE",
+      wire: "PEER_OFFLINE",
+    });
+    for (const odd of ["FUTURE_CODE", "__proto__", "constructor", "UNREACHABLE", ""])
+      expect(signalingErrorOfWire(odd, "m")).toMatchObject({
+        code: "LOFT_ERR_SIGNALING_UNRECOGNIZED",
+        wire: odd,
+      });
+    fc.assert(
+      fc.property(fc.string(), fc.string(), (wire, message) => {
+        const e = signalingErrorOfWire(wire, message);
+        expect(e).toBeInstanceOf(LoftError);
+        expect(e.wire).toBe(wire);
+        expect(Object.values(SIGNALING_TO_LOFT)).toContain(e.code);
+      }),
+      { numRuns: 1_000 },
+    );
   });
 
   it("keeps any code a server sends inside the closed union", () => {

@@ -10,7 +10,7 @@
  * `LoftErrorCode`; the rest are `LOFT_ERR_SIGNALING_*`, one each, so the table can be read
  * backwards for the server's replies.
  */
-import type { LoftErrorCode } from "../errors.ts";
+import { LoftError, type LoftErrorCode } from "../errors.ts";
 import { SIGNALING_ERROR_CODES, type SignalingErrorCode } from "../wire/signaling.ts";
 
 /**
@@ -29,7 +29,7 @@ export const SIGNALING_CLIENT_ONLY_CODES = [
 ] as const;
 export type SignalingClientOnlyCode = (typeof SIGNALING_CLIENT_ONLY_CODES)[number];
 
-/** Every code a `SignalingError` carries: the server's `ERROR` codes plus the client's own. */
+/** Every signaling name a failure has (`LoftError.wire`): the server's `ERROR` codes plus the client's own. */
 export type SignalingClientErrorCode = SignalingErrorCode | SignalingClientOnlyCode;
 
 /** The one table: signaling code → `LoftErrorCode`. */
@@ -86,3 +86,14 @@ const LOFT_TO_WIRE = new Map<LoftErrorCode, SignalingErrorCode>(
  */
 export const signalingWireFor = (code: LoftErrorCode): SignalingErrorCode =>
   LOFT_TO_WIRE.get(code) ?? "MALFORMED";
+
+/** A signaling failure: `code` from the table, `wire` the signaling name. */
+export const signalingError = (wire: SignalingClientErrorCode, message: string): LoftError =>
+  new LoftError(SIGNALING_TO_LOFT[wire], message, wire);
+
+/**
+ * An `ERROR` frame as a failure. A code this client does not know (a newer server, or garbage)
+ * becomes `LOFT_ERR_SIGNALING_UNRECOGNIZED`, never a crash; `wire` keeps what the server sent.
+ */
+export const signalingErrorOfWire = (wire: string, message: string): LoftError =>
+  new LoftError(SIGNALING_TO_LOFT[signalingCodeOfWire(wire)], message, wire);

@@ -8,13 +8,16 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { TEMPORARY_REFUSALS } from "../../../core/relay/errors.ts";
 import {
   CLOSE_REASONS,
   type CloseReason,
   closeRule,
   describeFailure,
   RELAY_BUSY_MESSAGE,
+  registerRefusalMessage,
   relayUnreachable,
+  signalingLostMessage,
 } from "./errors.ts";
 
 const QUIET: CloseReason[] = [
@@ -55,7 +58,7 @@ describe("close reasons: one table", () => {
   });
 
   it("says what happened, in the words the engine has always used", () => {
-    expect(describeFailure("PEER_OFFLINE", "bob")).toEqual({
+    expect(describeFailure("LOFT_ERR_SIGNALING_PEER_OFFLINE", "bob")).toEqual({
       kind: "peer-offline",
       message: "bob is offline. Messages wait on this device.",
     });
@@ -70,7 +73,7 @@ describe("close reasons: one table", () => {
     expect(describeFailure("bye-refused", "bob").message).toBe(
       "bob hasn't added you yet. Messages wait on this device until bob opens your contact link.",
     );
-    expect(describeFailure("UNREACHABLE", "bob")).toEqual({
+    expect(describeFailure("LOFT_ERR_SIGNALING_UNREACHABLE", "bob")).toEqual({
       kind: "signaling-unreachable",
       url: "",
       message: "The signaling server can't be reached. Retrying…",
@@ -137,5 +140,61 @@ describe("relay busy codes", () => {
       /mailbox is full/,
     );
     expect(relayUnreachable("wss://r/relay", "bob").message).toMatch(/relay can't be reached/);
+  });
+});
+
+describe("the relay's rations in the close-reason table", () => {
+  it("reads the per-connection RATE as a busy relay, like SOURCE_RATE and STORE_RATE", () => {
+    expect([...TEMPORARY_REFUSALS].sort()).toEqual([
+      "LOFT_ERR_RELAY_RATE",
+      "LOFT_ERR_RELAY_SOURCE_RATE",
+      "LOFT_ERR_RELAY_STORE_RATE",
+    ]);
+    for (const code of TEMPORARY_REFUSALS) {
+      const rule = closeRule(code);
+      expect(rule).toMatchObject({ quiet: false, peerOnPurpose: false, pathFailure: false });
+      const words = rule.describe({ reason: code, name: "bob", canRequest: false });
+      expect(words).toEqual({
+        kind: "peer-offline",
+        message: `${RELAY_BUSY_MESSAGE} Messages to bob stay queued.`,
+      });
+      expect(words.message).not.toMatch(/can't be reached|No connection/);
+    }
+  });
+
+  it("keeps 'no connection' words for the relay's other refusals", () => {
+    expect(describeFailure("LOFT_ERR_RELAY_FULL", "bob").message).toBe(
+      "No connection to bob could be made, directly or through the relay. Retrying…",
+    );
+  });
+});
+
+describe("signaling failures in words (the PWA's one place for them)", () => {
+  it("says when signaling is lost, and how", () => {
+    expect(signalingLostMessage("LOFT_ERR_SIGNALING_UNREACHABLE", false)).toBe(
+      "The signaling server can't be reached. Retrying…",
+    );
+    expect(signalingLostMessage("LOFT_ERR_SIGNALING_CLOSED", true)).toBe(
+      "Lost the connection to the signaling server. Reconnecting…",
+    );
+    expect(signalingLostMessage("LOFT_ERR_UNSUPPORTED_VERSION", true)).toMatch(/incompatible version/);
+    expect(signalingLostMessage("LOFT_ERR_SIGNALING_PEER_OFFLINE", true)).toBeUndefined();
+  });
+
+  it("has plain words for every REGISTER refusal, BUSY once it repeats", () => {
+    expect(registerRefusalMessage("LOFT_ERR_SIGNALING_WRONG_AUDIENCE")).toMatch(/another address/);
+    expect(registerRefusalMessage("LOFT_ERR_SIGNALING_BAD_CHALLENGE")).toMatch(/sign-in check/);
+    expect(registerRefusalMessage("LOFT_ERR_SIGNALING_STALE_TIMESTAMP")).toMatch(/clock is off/);
+    expect(registerRefusalMessage("LOFT_ERR_SIGNALING_BUSY", 2)).toBeUndefined();
+    expect(registerRefusalMessage("LOFT_ERR_SIGNALING_BUSY", 3)).toMatch(/too busy/);
+    expect(registerRefusalMessage("LOFT_ERR_SIGNALING_UNRECOGNIZED")).toBeUndefined();
+  });
+
+  it("words a signaling refusal of what we sent as a failed connection, not a failed verification", () => {
+    // web/src/net/direct.ts closes such an attempt with LOFT_ERR_SIGNALING_PROTOCOL.
+    expect(describeFailure("LOFT_ERR_SIGNALING_PROTOCOL", "bob")).toMatchObject({
+      kind: "internal",
+      message: "The connection to bob failed.",
+    });
   });
 });

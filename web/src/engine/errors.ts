@@ -210,15 +210,15 @@ export const CLOSE_REASONS = {
     ),
   ),
 
-  // ---- signaling (core/signaling/errors.ts codes)
-  PEER_OFFLINE: row(({ name }) => ({
+  // ---- signaling (core/signaling/errors.ts: each signaling code's LoftErrorCode)
+  LOFT_ERR_SIGNALING_PEER_OFFLINE: row(({ name }) => ({
     kind: "peer-offline",
     message: `${name} is offline. Messages wait on this device.`,
   })),
-  UNREACHABLE: row(signalingDown),
-  TIMEOUT: row(signalingDown),
-  CLOSED: row(signalingDown),
-  NOT_REGISTERED: row(signalingDown),
+  LOFT_ERR_SIGNALING_UNREACHABLE: row(signalingDown),
+  LOFT_ERR_SIGNALING_TIMEOUT: row(signalingDown),
+  LOFT_ERR_SIGNALING_CLOSED: row(signalingDown),
+  LOFT_ERR_SIGNALING_NOT_REGISTERED: row(signalingDown),
 
   // ---- the relay
   ...RELAY_FAILURES,
@@ -274,4 +274,48 @@ export function describeFailure(
   canRequest = false,
 ): EngineError {
   return closeRule(reason).describe({ reason, name, detail, canRequest });
+}
+
+/**
+ * Words for a signaling failure that leaves us without signaling (the server is down or gone, or
+ * runs an incompatible version); undefined for any other failure.
+ */
+export function signalingLostMessage(code: LoftErrorCode, everRegistered: boolean): string | undefined {
+  switch (code) {
+    case "LOFT_ERR_SIGNALING_UNREACHABLE":
+    case "LOFT_ERR_SIGNALING_CLOSED":
+      return everRegistered
+        ? "Lost the connection to the signaling server. Reconnecting…"
+        : "The signaling server can't be reached. Retrying…";
+    case "LOFT_ERR_UNSUPPORTED_VERSION":
+      return "The signaling server runs an incompatible version. Reload the app to update it, or pick another server in Settings → Servers.";
+    default:
+      return undefined;
+  }
+}
+
+/** BUSY refusals in a row before the user is told (the client retries each after 1–5 s). */
+export const BUSY_TOLD_AFTER = 3;
+
+/**
+ * Plain words for a server that refuses to register us (docs/protocol/signaling.md,
+ * REGISTER_REQUEST): without a registration contacts see us offline, so this must not be silent.
+ * Undefined for codes that are not a registration refusal, and for BUSY until it repeated
+ * `BUSY_TOLD_AFTER` times in a row.
+ */
+export function registerRefusalMessage(code: LoftErrorCode, busyInARow = 0): string | undefined {
+  switch (code) {
+    case "LOFT_ERR_SIGNALING_WRONG_AUDIENCE":
+      return "The signaling server refused to sign you in: it expects to be reached at another address. Check the server address in Settings → Servers.";
+    case "LOFT_ERR_SIGNALING_BAD_CHALLENGE":
+      return "The signaling server refused to sign you in: its sign-in check did not match this connection (a proxy in between may be changing it). Reconnecting…";
+    case "LOFT_ERR_SIGNALING_STALE_TIMESTAMP":
+      return "The signaling server refused to sign you in because this device's clock is off by more than two minutes. Check the date and time.";
+    case "LOFT_ERR_SIGNALING_BUSY":
+      return busyInARow >= BUSY_TOLD_AFTER
+        ? "The signaling server is too busy to sign you in right now. Retrying…"
+        : undefined;
+    default:
+      return undefined;
+  }
 }

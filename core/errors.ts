@@ -54,6 +54,8 @@ export type LoftErrorCode =
   | "LOFT_ERR_RELAY_NO_BUNDLE"
   | "LOFT_ERR_RELAY_INTERNAL"
   | "LOFT_ERR_RELAY_UNEXPECTED"
+  // an ERR code this client does not know (a newer relay): `LoftError.wire` keeps it
+  | "LOFT_ERR_RELAY_UNRECOGNIZED"
   // signaling (docs/protocol/signaling.md §Error codes; wire codes mapped in core/signaling/errors.ts)
   | "LOFT_ERR_SIGNALING_STALE_TIMESTAMP"
   | "LOFT_ERR_SIGNALING_WRONG_AUDIENCE"

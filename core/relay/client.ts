@@ -37,6 +37,7 @@ import {
   SEND_ID_LENGTH,
   type ServerFrame,
   type ServerFrameOf,
+  unknownServerError,
 } from "./protocol.ts";
 
 /** Everything the recipient keeps about one of its queues (store it encrypted). */
@@ -137,14 +138,20 @@ export class RelayClient {
       link.close(header.error.code);
       throw header.error;
     }
-    const hello = decodeServerFrame(await next());
+    const helloBytes = await next();
+    const hello = decodeServerFrame(helloBytes);
     if (!hello.ok) {
+      const unknown = unknownServerError(helloBytes);
+      if (unknown) {
+        link.close("relay-refused");
+        throw new LoftError("LOFT_ERR_RELAY_UNRECOGNIZED", "relay refused the connection", unknown.e);
+      }
       link.close(hello.error.code);
       throw hello.error;
     }
     if (hello.value.k === "ERR") {
       link.close("relay-refused");
-      throw new LoftError(codeForWire(hello.value.e), "relay refused the connection");
+      throw new LoftError(codeForWire(hello.value.e), "relay refused the connection", hello.value.e);
     }
     if (hello.value.k !== "HELLO") {
       link.close("LOFT_ERR_RELAY_UNEXPECTED");
@@ -354,7 +361,7 @@ export class RelayClient {
           : undefined;
       this.#pending.set(corr, {
         resolve: (f) => {
-          if (f.k === "ERR") reject(new LoftError(codeForWire(f.e), `${command.k} refused`));
+          if (f.k === "ERR") reject(new LoftError(codeForWire(f.e), `${command.k} refused`, f.e));
           else if (kinds.includes(f.k)) resolve(f as ServerFrameOf<K>);
           else reject(new LoftError("LOFT_ERR_RELAY_UNEXPECTED", `${command.k} answered with ${f.k}`));
         },
@@ -387,9 +394,14 @@ export class RelayClient {
         this.#fail(linkClosed((e as Error).message));
         return;
       }
-      const frame = decodeServerFrame(bytes, Math.max(this.hello.frameLimit, DEFAULT_FRAME_LIMIT));
+      const limit = Math.max(this.hello.frameLimit, DEFAULT_FRAME_LIMIT);
+      const frame = decodeServerFrame(bytes, limit);
       if (!frame.ok) {
-        this.#options.onError?.(frame.error);
+        const unknown = unknownServerError(bytes, limit);
+        const refused = unknown && new LoftError("LOFT_ERR_RELAY_UNRECOGNIZED", "relay refused", unknown.e);
+        if (refused && unknown.i !== undefined && this.#pending.has(unknown.i))
+          this.#settle(unknown.i)?.reject(refused);
+        else this.#options.onError?.(refused || frame.error);
         continue;
       }
       this.#dispatch(frame.value);
@@ -408,7 +420,7 @@ export class RelayClient {
         return;
       case "ERR":
         if (f.i !== undefined && this.#pending.has(f.i)) this.#settle(f.i)?.resolve(f);
-        else this.#options.onError?.(new LoftError(codeForWire(f.e), "relay error on this connection"));
+        else this.#options.onError?.(new LoftError(codeForWire(f.e), "relay error on this connection", f.e));
         return;
       case "HELLO":
         this.#options.onError?.(new LoftError("LOFT_ERR_RELAY_UNEXPECTED", "second HELLO"));

@@ -72,7 +72,12 @@ const CODE_TO_WIRE = new Map<RelayErrorCode, WireErrorCode>(
   Object.entries(WIRE_TO_CODE).map(([w, c]) => [c, w as WireErrorCode]),
 );
 
-export const codeForWire = (wire: WireErrorCode): RelayErrorCode => WIRE_TO_CODE[wire];
+/** What an `ERR` code looks like on the wire, known or not: upper case, at most 16 characters. */
+export const WIRE_CODE_SHAPE = /^[A-Z][A-Z0-9_]{0,15}$/;
+
+/** The `LoftErrorCode` of an `ERR` code; one this client does not know is UNRECOGNIZED, never a crash. */
+export const codeForWire = (wire: string): RelayErrorCode =>
+  Object.hasOwn(WIRE_TO_CODE, wire) ? WIRE_TO_CODE[wire as WireErrorCode] : "LOFT_ERR_RELAY_UNRECOGNIZED";
 
 /** The wire code for a failure, or INTERNAL for codes that never go on the wire. */
 export const wireForCode = (code: RelayErrorCode): WireErrorCode => CODE_TO_WIRE.get(code) ?? "INTERNAL";

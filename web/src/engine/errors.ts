@@ -127,6 +127,7 @@ const RELAY_FAILURES: Record<RelayOnlyErrorCode, CloseRule> = {
   LOFT_ERR_RELAY_NO_BUNDLE: row(relayDown),
   LOFT_ERR_RELAY_INTERNAL: row(relayDown),
   LOFT_ERR_RELAY_UNEXPECTED: row(relayDown),
+  LOFT_ERR_RELAY_UNRECOGNIZED: row(relayDown),
 };
 
 /** Every close reason the engine treats in its own way; the one place these rules live. */

@@ -65,7 +65,7 @@ const until = (cond) => new Promise((resolve) => {
 
 window.loftBench = {
   async init(name, signalingUrl) {
-    s.user = createUserIdentity({ username: name, now: Date.now() });
+    s.user = await createUserIdentity({ username: name, now: Date.now() });
     s.storage = await LoftStorage.open("bench-" + name);
     await s.storage.setSettingsRecord({ signalingUrl });
     s.events = { firstMessageAt: undefined, delivered: 0, service: "" };
@@ -84,7 +84,7 @@ window.loftBench = {
   },
   async addContact(identity) {
     const bytes = new Uint8Array(identity);
-    const decoded = decodeIdentity(bytes);
+    const decoded = await decodeIdentity(bytes);
     if (!decoded.ok) throw new Error("bad identity");
     const id = toHex(decoded.value.verified.identity_key);
     s.acceptedAt = performance.now();

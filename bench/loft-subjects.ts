@@ -31,8 +31,8 @@ function unwrap<T>(r: { ok: true; value: T } | { ok: false; error: Error }): T {
 }
 
 /** Long-lived static keys, as every peer has (libp2p's subject reuses its static keys too). */
-const initiatorStatic = generateKeyPair();
-const responderStatic = generateKeyPair();
+const initiatorStatic = await generateKeyPair();
+const responderStatic = await generateKeyPair();
 
 /** A complete handshake between two HandshakeStates in one process, empty payloads. */
 export async function handshake(pattern: HandshakePattern): Promise<[NoiseTransport, NoiseTransport]> {

@@ -5,8 +5,10 @@
  * static keys is refused.
  */
 import { describe, expect, it } from "vitest";
+import { createNodeCryptoProvider } from "../../host/crypto-node.ts";
 import { equalBytes, utf8 } from "../bytes.ts";
 import { decodeVersionHeader, encodeVersionHeader } from "../codec/version.ts";
+import { createWebCryptoProvider } from "../crypto/webcrypto.ts";
 import { isLoftError, type LoftErrorCode } from "../errors.ts";
 import { createUserIdentity, type UserIdentity } from "../identity/identity.ts";
 import type { Link } from "../link/link.ts";
@@ -453,3 +455,34 @@ async function observeResponder(link: Link, self: UserIdentity): Promise<string>
     return "closed before message 3";
   }
 }
+
+describe("establishSession with native crypto providers", () => {
+  it.each(["webcrypto", "node"] as const)(
+    "%s on both sides: the session opens, carries messages, and a mixed pair interoperates with noble",
+    async (which) => {
+      const crypto = which === "node" ? await createNodeCryptoProvider() : await createWebCryptoProvider();
+      const { initiator, responder } = connect({ crypto }, { crypto });
+      const [a, b] = await Promise.all([initiator, responder]);
+      a.send(utf8("over native primitives"));
+      expect(await b.receive()).toEqual(utf8("over native primitives"));
+      a.close();
+      // One side native, the other noble: the same bytes on the wire.
+      const mixed = connect({ crypto }, {});
+      const [c, d] = await Promise.all([mixed.initiator, mixed.responder]);
+      d.send(utf8("back"));
+      expect(await c.receive()).toEqual(utf8("back"));
+      c.close();
+    },
+  );
+
+  it("a peer whose identity signature does not verify is refused on the native path too", async () => {
+    const crypto = await createNodeCryptoProvider();
+    const forged = {
+      ...bob,
+      identity: { ...bob.identity, signature: bob.identity.signature.map((x, i) => (i === 0 ? x ^ 1 : x)) },
+    };
+    const { initiator, responder } = connect({ crypto }, { crypto }, [alice, forged]);
+    responder.catch(() => {});
+    expect(await codeOf(initiator)).toBe("LOFT_ERR_BAD_SIGNATURE");
+  });
+});

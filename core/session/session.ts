@@ -37,6 +37,7 @@ import type { NoiseTransport } from "../noise/transport.ts";
 import { closeFrame, FrameAssembler, messageFrames } from "./frames.ts";
 import {
   decodeHandshakePayload,
+  decodeHandshakePayloadWith,
   type Extensions,
   encodeHandshakePayload,
   type HandshakePayload,
@@ -131,7 +132,24 @@ export function verifyPeer(
   remoteStaticKey: Uint8Array,
   expectedIdentityKey: Uint8Array | undefined,
 ): Result<HandshakePayload> {
-  const decoded = decodeHandshakePayload(payload);
+  return checkPeer(decodeHandshakePayload(payload), remoteStaticKey, expectedIdentityKey);
+}
+
+/** `verifyPeer` with the identity signature checked by `crypto` (the session's provider). */
+export async function verifyPeerWith(
+  crypto: CryptoProvider,
+  payload: Uint8Array,
+  remoteStaticKey: Uint8Array,
+  expectedIdentityKey: Uint8Array | undefined,
+): Promise<Result<HandshakePayload>> {
+  return checkPeer(await decodeHandshakePayloadWith(crypto, payload), remoteStaticKey, expectedIdentityKey);
+}
+
+function checkPeer(
+  decoded: Result<HandshakePayload>,
+  remoteStaticKey: Uint8Array,
+  expectedIdentityKey: Uint8Array | undefined,
+): Result<HandshakePayload> {
   if (!decoded.ok) return decoded;
   const { verified } = decoded.value.identity;
   if (!equalBytes(remoteStaticKey, verified.noise_key))
@@ -186,14 +204,18 @@ export async function establishSession(options: SessionOptions): Promise<Session
       link.send(must(await handshake.writeMessage(EMPTY)));
       const payload2 = must(await handshake.readMessage(await next(link)));
       // 3. Check the responder before our identity leaves in message 3.
-      peer = must(verifyPeer(payload2, handshake.remoteStaticKey!, options.expectedIdentityKey));
+      peer = must(
+        await verifyPeerWith(crypto, payload2, handshake.remoteStaticKey!, options.expectedIdentityKey),
+      );
       link.send(must(await handshake.writeMessage(ourPayload)));
     } else {
       const payload1 = must(await handshake.readMessage(await next(link)));
       if (payload1.length !== 0) fail("LOFT_ERR_MALFORMED", "handshake message 1 must carry no payload");
       link.send(must(await handshake.writeMessage(ourPayload)));
       const payload3 = must(await handshake.readMessage(await next(link)));
-      peer = must(verifyPeer(payload3, handshake.remoteStaticKey!, options.expectedIdentityKey));
+      peer = must(
+        await verifyPeerWith(crypto, payload3, handshake.remoteStaticKey!, options.expectedIdentityKey),
+      );
     }
     const transport = must(await handshake.finish(options.exportLabels ?? SESSION_EXPORT_LABELS));
     return new Session({

@@ -351,6 +351,59 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     expect(storage.contacts.get(a.id)?.request).toBeDefined();
   });
 
+  it("deleting a contact stops every timer it had, the batched receipt of a mailbox message included", async () => {
+    const [a, b] = await pair();
+    await b.engine.stop();
+    await until(() => !online(a, b), "bob offline");
+    const id = await a.engine.send(b.id, "read, then deleted");
+    await until(() => stateOf(a, id) === "relayed", "relayed");
+    // Timers of the receipt batch's delay (50 ms) set while Bob reads the message; Alice is
+    // deleted in the next turn, before they are due: each must be cleared, none may fire.
+    const setTimer = globalThis.setTimeout;
+    const clearTimer = globalThis.clearTimeout;
+    const watched = new Map<unknown, { fired: boolean; cleared: boolean }>();
+    let watching = false;
+    globalThis.setTimeout = ((fn: () => void, ms?: number, ...rest: unknown[]) => {
+      if (!watching || ms !== 50) return setTimer(fn, ms, ...rest);
+      const t = { fired: false, cleared: false };
+      const handle = setTimer(() => {
+        t.fired = true;
+        fn();
+      }, ms);
+      watched.set(handle, t);
+      return handle;
+    }) as typeof setTimeout;
+    globalThis.clearTimeout = ((handle?: Parameters<typeof clearTimeout>[0]) => {
+      const t = watched.get(handle);
+      if (t) t.cleared = true;
+      clearTimer(handle);
+    }) as typeof clearTimeout;
+    try {
+      const b2 = node("bob", b.user, b.storage, "");
+      b2.engine.subscribe((e) => {
+        if (e.type !== "message" || e.message.contactId !== a.id) return;
+        watching = true;
+        setTimer(() => {
+          watching = false;
+          b.storage.contacts.delete(a.id);
+          b2.engine.contactChanged(a.id);
+        }, 0);
+      });
+      await b2.engine.start();
+      await until(() => b.storage.texts(a.id, "in").length === 1, "bob read it");
+      await until(() => !b.storage.secrets.has(SECRET.rx(a.id)), "Alice forgotten");
+      await until(
+        () => [...watched.values()].every((t) => t.fired || t.cleared),
+        "every watched timer ended",
+      );
+      expect(watched.size).toBeGreaterThan(0);
+      expect([...watched.values()].filter((t) => t.fired)).toEqual([]);
+    } finally {
+      globalThis.setTimeout = setTimer;
+      globalThis.clearTimeout = clearTimer;
+    }
+  });
+
   it("a declined first contact gets nothing back, now or later", async () => {
     h.hub = new Hub();
     const b = node("bob", undefined, undefined, "");

@@ -13,6 +13,7 @@ import { QueueLink } from "../../core/link/queue-link.ts";
 import type { WebSocketLike as RelayWebSocketLike } from "../../core/relay/ws-link.ts";
 import { wsFactory } from "../../signaling/testing.ts";
 import type {
+  ContactEndpoints,
   ContactId,
   ContactRecord,
   EngineError,
@@ -69,6 +70,42 @@ export class MemoryStorage implements EngineStorage {
   async updateContactIdentity(id: ContactId, identity: Uint8Array, username: string) {
     const c = this.contacts.get(id);
     if (c) Object.assign(c, { identity, username });
+  }
+  async putContact(c: ContactRecord) {
+    this.contacts.set(c.id, structuredClone(c));
+  }
+  async setEndpoints(id: ContactId, endpoints: ContactEndpoints) {
+    const c = this.contacts.get(id);
+    if (c) c.endpoints = structuredClone(endpoints);
+  }
+  async acceptRequest(id: ContactId) {
+    const c = this.contacts.get(id);
+    if (c) delete c.request;
+  }
+  async declineRequest(id: ContactId) {
+    const c = this.contacts.get(id);
+    if (c) {
+      delete c.request;
+      c.trust = "rejected";
+    }
+  }
+  async setTrust(id: ContactId, trust: ContactRecord["trust"]) {
+    const c = this.contacts.get(id);
+    if (c) c.trust = trust;
+  }
+  async clearPending(id: ContactId) {
+    const c = this.contacts.get(id);
+    if (c) delete c.pending;
+  }
+  async deleteContact(id: ContactId) {
+    this.contacts.delete(id);
+    this.sessions.delete(id);
+    for (const [k, m] of this.messages) if (m.contactId === id) this.messages.delete(k);
+    for (const [k, e] of this.outbox) if (e.contactId === id) this.outbox.delete(k);
+  }
+  async queueOutgoing(m: StoredMessage) {
+    this.messages.set(m.id, { ...m });
+    this.outbox.set(m.id, { messageId: m.id, contactId: m.contactId, queuedAt: m.at, attempts: 0 });
   }
   async getMessage(id: MessageId) {
     const m = this.messages.get(id);
@@ -181,6 +218,9 @@ export class SlowStorage extends MemoryStorage {
   }
   override putOutbox(e: OutboxEntry) {
     return this.#write(() => super.putOutbox(e));
+  }
+  override queueOutgoing(m: StoredMessage) {
+    return this.#write(() => super.queueOutgoing(m));
   }
   override setMessageState(id: MessageId, state: MessageState, failure?: EngineError) {
     return this.#write(() => super.setMessageState(id, state, failure));

@@ -2,9 +2,11 @@
  * The offline stand-in keeps the same hand-over contract as the engine (web/src/engine/api.ts
  * `handOver`): ids and strictly increasing times at the call, storage in hand-over order even when
  * storage calls finish out of order, refusals that store nothing, retries under the same id.
- * Storage here is a slow in-memory stand-in for the few LoftStorage calls the offline engine makes.
+ * Storage here is a slow in-memory stand-in for the few LoftStorage calls a hand-over makes. The
+ * offline engine is the engine with no transports (web/src/offline-engine.ts).
  */
 import { describe, expect, it } from "vitest";
+import { createUserIdentity } from "../../core/identity/identity.ts";
 import type { ContactRecord, EngineError, MessageState, OutboxEntry, StoredMessage } from "./engine/api.ts";
 import { createOfflineEngine } from "./offline-engine.ts";
 import type { LoftStorage } from "./storage/storage.ts";
@@ -57,10 +59,12 @@ function slowStorage(seed = 3) {
   return storage;
 }
 
+const user = createUserIdentity({ username: "alice", now: Date.now() });
+
 describe("offline engine hand-over", () => {
   it("stores sends handed over in one tick in that order, with strictly increasing times", async () => {
     const storage = slowStorage();
-    const engine = createOfflineEngine(storage as unknown as LoftStorage);
+    const engine = createOfflineEngine(storage as unknown as LoftStorage, user);
     const texts = Array.from({ length: 50 }, (_, i) => `offline ${i}`);
     const ids = await Promise.all(texts.map((t) => engine.send(storage.contact.id, t)));
     expect(storage.messages.map((m) => m.text)).toEqual(texts);
@@ -72,7 +76,7 @@ describe("offline engine hand-over", () => {
 
   it("gives the id at the call, refuses bad text at once and blocked contacts with nothing stored", async () => {
     const storage = slowStorage();
-    const engine = createOfflineEngine(storage as unknown as LoftStorage);
+    const engine = createOfflineEngine(storage as unknown as LoftStorage, user);
     const handed = engine.handOver(storage.contact.id, "hello");
     expect(handed.message.state).toBe("queued");
     expect(storage.messages).toHaveLength(0);
@@ -86,7 +90,7 @@ describe("offline engine hand-over", () => {
 
   it("retries a failed message under the same id, and nothing else", async () => {
     const storage = slowStorage();
-    const engine = createOfflineEngine(storage as unknown as LoftStorage);
+    const engine = createOfflineEngine(storage as unknown as LoftStorage, user);
     const id = await engine.send(storage.contact.id, "later");
     await engine.retry(id);
     expect(storage.messages[0]!.state).toBe("queued");

@@ -38,6 +38,7 @@ import { toHex } from "../../../core/bytes.ts";
 import { SignalingClient } from "../../../core/signaling/client.ts";
 import type {
   ChatEngine,
+  ContactChange,
   ContactId,
   EngineListener,
   EngineStartOptions,
@@ -108,6 +109,7 @@ export class Engine implements ChatEngine {
     const settings = await this.#ctx.storage.getSettings();
     this.#ctx.signalingUrl = settings.signalingUrl;
     for (const c of await this.#ctx.storage.listContacts()) this.#links.for(c);
+    if (this.#ctx.cfg.offline) return;
     this.#ctx.relayUrls = (settings.relayUrls ?? []).filter((u) => u.length > 0);
     const ownRelay = this.#ctx.relayUrls[0];
     if (ownRelay) {
@@ -194,6 +196,7 @@ export class Engine implements ChatEngine {
   // ---- user actions ----------------------------------------------------------------------------
 
   connect(contactId: ContactId): void {
+    if (this.#ctx.cfg.offline) return; // nothing to connect with (web/src/offline-engine.ts)
     void (async () => {
       const c = await this.#ctx.storage.getContact(contactId);
       const refusal = refusalFor(c);
@@ -213,13 +216,7 @@ export class Engine implements ChatEngine {
     const message = newOutgoing(contactId, text, stamp(this.#ctx));
     const stored = this.#lines.run(contactId, async () => {
       const c = await sendableContact(this.#ctx.storage, contactId);
-      await this.#ctx.storage.putMessage(message);
-      await this.#ctx.storage.putOutbox({
-        messageId: message.id,
-        contactId,
-        queuedAt: message.at,
-        attempts: 0,
-      });
+      await this.#ctx.storage.queueOutgoing(message);
       emit(this.#ctx, { type: "message-state", contactId, id: message.id, state: "queued" });
       this.#links.for(c).queued();
       return message.id;
@@ -255,15 +252,59 @@ export class Engine implements ChatEngine {
     });
   }
 
-  contactChanged(contactId: ContactId): void {
-    void (async () => {
-      const c = await this.#ctx.storage.getContact(contactId);
-      if (c) this.#links.for(c).changed(c);
-      else {
-        this.#links.forget(contactId);
-        this.#links.resubscribe();
+  async changeContact(contactId: ContactId, ...changes: ContactChange[]): Promise<void> {
+    const storage = this.#ctx.storage;
+    for (const change of changes) {
+      switch (change.kind) {
+        case "add":
+          await storage.putContact(change.contact);
+          break;
+        case "endpoints":
+          await storage.setEndpoints(contactId, change.endpoints);
+          break;
+        case "identity":
+          await storage.updateContactIdentity(contactId, change.identity, change.username);
+          if (change.newRatchet) await storage.deleteSession(contactId);
+          break;
+        case "pending":
+          await storage.recordIdentityChange(contactId, change.change);
+          break;
+        case "clear-pending":
+          await storage.clearPending(contactId);
+          break;
+        case "accept-request":
+          await storage.acceptRequest(contactId);
+          break;
+        case "decline-request":
+          await storage.declineRequest(contactId);
+          break;
+        case "trust":
+          // Blocked: links close as the user's own disconnect, before the record says why.
+          if (change.trust === "rejected") this.disconnect(contactId);
+          await storage.setTrust(contactId, change.trust);
+          break;
+        case "delete":
+          this.disconnect(contactId);
+          await storage.deleteContact(contactId);
+          break;
       }
-    })();
+    }
+    await this.#reread(contactId);
+    emit(this.#ctx, { type: "contact-changed", contactId });
+  }
+
+  contactChanged(contactId: ContactId): void {
+    void this.#reread(contactId);
+  }
+
+  /** Act on the stored contact: its controller re-reads it, or forgets it when it is gone. */
+  async #reread(contactId: ContactId): Promise<void> {
+    const c = await this.#ctx.storage.getContact(contactId);
+    if (c) this.#links.for(c).changed(c);
+    else {
+      this.#links.forget(contactId);
+      this.#links.resubscribe();
+    }
   }
 
   contactLinkRefs(): Promise<Record<string, Uint8Array> | undefined> {

@@ -292,6 +292,29 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     }
   });
 
+  it("changes a contact through changeContact: stored, acted on, announced", async () => {
+    const [a, b] = await pair();
+    const changed = () => a.events.filter((e) => e.type === "contact-changed" && e.contactId === b.id).length;
+    await a.engine.changeContact(b.id, { kind: "trust", trust: "rejected" });
+    expect(a.storage.contacts.get(b.id)?.trust).toBe("rejected");
+    expect(changed()).toBe(1);
+    await until(() => !online(a, b) && !online(b, a), "the link closed both ways");
+    expect(a.engine.presence(b.id).lastError?.kind).toBe("contact-rejected");
+    await expect(a.engine.send(b.id, "blocked")).rejects.toThrow(/blocked/);
+    await a.engine.changeContact(b.id, { kind: "trust", trust: "unknown" });
+    expect(changed()).toBe(2);
+    a.engine.connect(b.id);
+    await until(() => online(a, b) && online(b, a), "back online");
+    const m = await a.engine.send(b.id, "unblocked");
+    await until(() => stateOf(a, m) === "delivered", "delivered");
+    await a.engine.changeContact(b.id, { kind: "delete" });
+    expect(a.storage.contacts.has(b.id)).toBe(false);
+    expect(a.storage.texts(b.id, "out")).toEqual([]);
+    expect(changed()).toBe(3);
+    await until(() => !online(b, a), "bob sees alice gone");
+    expect(a.engine.presence(b.id).status).toBe("offline");
+  });
+
   it("refuses offers from strangers and Rejected contacts; refusals are plain words for the dialer", async () => {
     h.hub = new Hub();
     const a = node("alice");

@@ -64,7 +64,7 @@ const user = createUserIdentity({ username: "alice", now: Date.now() });
 describe("offline engine hand-over", () => {
   it("stores sends handed over in one tick in that order, with strictly increasing times", async () => {
     const storage = slowStorage();
-    const engine = createOfflineEngine(storage as unknown as LoftStorage, user);
+    const engine = await createOfflineEngine(storage as unknown as LoftStorage, user);
     const texts = Array.from({ length: 50 }, (_, i) => `offline ${i}`);
     const ids = await Promise.all(texts.map((t) => engine.send(storage.contact.id, t)));
     expect(storage.messages.map((m) => m.text)).toEqual(texts);
@@ -76,7 +76,7 @@ describe("offline engine hand-over", () => {
 
   it("gives the id at the call, refuses bad text at once and blocked contacts with nothing stored", async () => {
     const storage = slowStorage();
-    const engine = createOfflineEngine(storage as unknown as LoftStorage, user);
+    const engine = await createOfflineEngine(storage as unknown as LoftStorage, user);
     const handed = engine.handOver(storage.contact.id, "hello");
     expect(handed.message.state).toBe("queued");
     expect(storage.messages).toHaveLength(0);
@@ -90,7 +90,7 @@ describe("offline engine hand-over", () => {
 
   it("retries a failed message under the same id, and nothing else", async () => {
     const storage = slowStorage();
-    const engine = createOfflineEngine(storage as unknown as LoftStorage, user);
+    const engine = await createOfflineEngine(storage as unknown as LoftStorage, user);
     const id = await engine.send(storage.contact.id, "later");
     await engine.retry(id);
     expect(storage.messages[0]!.state).toBe("queued");

@@ -4,9 +4,10 @@
  * with no transports — no signaling, no relay, no data channels (`EngineConfig.offline`): nobody
  * is reachable, sends are stored as `queued` with their outbox entry in hand-over order, refusals
  * and contact changes follow the same rules, and the real engine started later drains the outbox.
+ * Loaded lazily like the real one (the first screens do not wait for the engine, docs/decisions.md
+ * "Layers without cycles"); when even that fails, a reload is the way out, and the error says so.
  */
 import type { ChatEngine, EngineStartOptions } from "./engine/api.ts";
-import { Engine } from "./engine/engine.ts";
 import type { RelayConnectionsFactory, TransportFactory } from "./engine/transport.ts";
 import type { LoftStorage } from "./storage/storage.ts";
 
@@ -18,6 +19,21 @@ const noRelay: RelayConnectionsFactory = () => {
   throw new Error("the offline engine has no relay connections");
 };
 
-export function createOfflineEngine(storage: LoftStorage, user: EngineStartOptions["user"]): ChatEngine {
-  return new Engine({ user, storage }, { offline: true, transport: noTransport, relayConnections: noRelay });
+export async function createOfflineEngine(
+  storage: LoftStorage,
+  user: EngineStartOptions["user"],
+): Promise<ChatEngine> {
+  let engine: typeof import("./engine/engine.ts");
+  try {
+    engine = await import("./engine/engine.ts");
+  } catch (e) {
+    throw new Error(
+      "Loft could not load its chat engine (a new version may have been installed). Reload the page.",
+      { cause: e },
+    );
+  }
+  return new engine.Engine(
+    { user, storage },
+    { offline: true, transport: noTransport, relayConnections: noRelay },
+  );
 }

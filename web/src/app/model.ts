@@ -291,7 +291,7 @@ export class AppModel {
     const loaded = mine
       ? await loadEngine(this.storage, user)
       : {
-          engine: createOfflineEngine(this.storage, user),
+          engine: await createOfflineEngine(this.storage, user),
           real: false,
           problem: "Loft is open in another tab or window; chat runs there. Messages you write here wait.",
         };

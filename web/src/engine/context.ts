@@ -25,7 +25,6 @@ import type {
   StoredMessage,
 } from "./api.ts";
 import type { EngineConfig } from "./config.ts";
-import { LinkTimers } from "./link/timers.ts";
 import { type AddressQueue, PieceBuffer, type RxQueue, type TxQueue } from "./mailbox.ts";
 import { refusalFor } from "./outgoing.ts";
 import {
@@ -36,6 +35,7 @@ import {
   type PrekeyState,
 } from "./prekeys.ts";
 import type { ChatRatchet } from "./ratchet-store.ts";
+import { LinkTimers } from "./timers.ts";
 import type { DialedLink, LiveTransport, RelayConnections } from "./transport.ts";
 
 export interface Live {

@@ -10,7 +10,7 @@ import { establishSession, type Session } from "../../../core/session/index.ts";
 import type { ContactRecord, EngineError, LinkPath } from "./api.ts";
 import { type Attempt, type EngineContext, emit, type Peer, Refused } from "./context.ts";
 import { describeFailure, QUIET_REASONS } from "./errors.ts";
-import { cancel, type DialReason, follow, type Outcome, presence, schedule } from "./link/outcome.ts";
+import { cancel, type DialReason, follow, type Outcome, presence, schedule } from "./outcome.ts";
 import { refusalFor } from "./outgoing.ts";
 import { RATCHET_KEY_EXTENSION } from "./ratchet-store.ts";
 import type { DialedLink, IncomingOffer } from "./transport.ts";

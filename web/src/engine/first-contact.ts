@@ -28,7 +28,6 @@ import {
   relayBackoff,
   serial,
 } from "./context.ts";
-import { follow, type Outcome } from "./link/outcome.ts";
 import {
   type AddressQueue,
   decodeAddress,
@@ -38,6 +37,7 @@ import {
   SECRET,
   type TxQueue,
 } from "./mailbox.ts";
+import { follow, type Outcome } from "./outcome.ts";
 import { refusalFor } from "./outgoing.ts";
 import { saveRatchet } from "./peer-ratchet.ts";
 import {

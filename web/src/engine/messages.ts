@@ -21,7 +21,7 @@ import {
   stamp,
 } from "./context.ts";
 import { introDone } from "./intro.ts";
-import { follow, type Outcome, schedule } from "./link/outcome.ts";
+import { follow, type Outcome, schedule } from "./outcome.ts";
 import { loadRatchet, saveRatchet, sendApp } from "./peer-ratchet.ts";
 import { onAnnounce, sendByMailbox } from "./queues.ts";
 import { decodeAppMessage, MAX_RECEIPT_IDS } from "./wire.ts";

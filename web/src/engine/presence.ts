@@ -8,7 +8,7 @@
 import { equalBytes, toHex } from "../../../core/bytes.ts";
 import type { SignalingError, SignalingEvent } from "../../../core/signaling/client.ts";
 import { type EngineContext, emit, type Peer, setService } from "./context.ts";
-import { cancel, type DialReason, follow, type Outcome, presence } from "./link/outcome.ts";
+import { cancel, type DialReason, follow, type Outcome, presence } from "./outcome.ts";
 
 /** Outcomes for some contacts. */
 export type PeerOutcomes = { peer: Peer; outcomes: Outcome[] }[];

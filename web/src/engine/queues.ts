@@ -21,7 +21,6 @@ import {
   serial,
 } from "./context.ts";
 import { relayUnreachable } from "./errors.ts";
-import { type Outcome, presence, schedule } from "./link/outcome.ts";
 import {
   decodeRx,
   decodeTx,
@@ -32,6 +31,7 @@ import {
   SECRET,
   type TxQueue,
 } from "./mailbox.ts";
+import { type Outcome, presence, schedule } from "./outcome.ts";
 import { seal, sendApp } from "./peer-ratchet.ts";
 import { decodeIntro } from "./prekeys.ts";
 import type { AppMessage } from "./wire.ts";

@@ -25,8 +25,8 @@ import {
 } from "./context.ts";
 import { relayUnreachable } from "./errors.ts";
 import { readyIntro } from "./intro.ts";
-import { follow, type Outcome, schedule } from "./link/outcome.ts";
 import { decodeMailboxBody, introBody, MAX_PART, ratchetBodies } from "./mailbox.ts";
+import { follow, type Outcome, schedule } from "./outcome.ts";
 import { loadRatchet, seal } from "./peer-ratchet.ts";
 import { sendDeposit } from "./queues.ts";
 import type { RelayConnState } from "./transport.ts";

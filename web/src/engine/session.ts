@@ -20,7 +20,7 @@ import {
   timeout,
 } from "./context.ts";
 import { describeFailure, PEER_LEFT_ON_PURPOSE, QUIET_REASONS } from "./errors.ts";
-import { cancel, follow, type Outcome, presence } from "./link/outcome.ts";
+import { cancel, follow, type Outcome, presence } from "./outcome.ts";
 import { refusalFor } from "./outgoing.ts";
 import { loadRatchet, saveRatchet } from "./peer-ratchet.ts";
 import { bootstrapChatRatchet } from "./ratchet-store.ts";

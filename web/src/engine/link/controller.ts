@@ -40,6 +40,7 @@ import {
 import { describeFailure } from "../errors.ts";
 import { afterAccept } from "../first-contact.ts";
 import { afterQueued, flushLive, receive, sendReceipts } from "../messages.ts";
+import { cancel, type FollowUp, type Outcome, presence } from "../outcome.ts";
 import { refusalFor } from "../outgoing.ts";
 import { sendApp } from "../peer-ratchet.ts";
 import { announce, ensureRx, forgetMailbox } from "../queues.ts";
@@ -56,7 +57,6 @@ import {
   sessionUp,
 } from "../session.ts";
 import type { IncomingOffer } from "../transport.ts";
-import { cancel, type FollowUp, type Outcome, presence } from "./outcome.ts";
 import { allowed, type LinkEvent, type LinkState, linkStateOf } from "./state.ts";
 
 /** What a controller asks of the engine-wide links (links.ts). */

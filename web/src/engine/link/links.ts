@@ -12,12 +12,12 @@ import type { SignalingEvent } from "../../../../core/signaling/client.ts";
 import type { ContactId, ContactRecord } from "../api.ts";
 import { type EngineContext, emit, type Peer, peerFor } from "../context.ts";
 import { onIntroBody, scheduleAddressSetup } from "../first-contact.ts";
+import { follow } from "../outcome.ts";
 import { onPresence, onSignaling, type PeerOutcomes, watchKeys } from "../presence.ts";
 import { loadMailboxes } from "../queues.ts";
 import { relayStateChanged } from "../relay-mailbox.ts";
 import type { IncomingOffer, RelayConnState } from "../transport.ts";
 import { LinkController } from "./controller.ts";
-import { follow } from "./outcome.ts";
 
 export class Links {
   readonly #ctx: EngineContext;

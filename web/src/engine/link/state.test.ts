@@ -5,8 +5,8 @@
  */
 import { describe, expect, it } from "vitest";
 import { until } from "../../../../test/support/engine.ts";
+import { LinkTimers, TIMER_NAMES } from "../timers.ts";
 import { allowed, type LinkState, linkStateOf, TRANSITIONS } from "./state.ts";
-import { LinkTimers, TIMER_NAMES } from "./timers.ts";
 
 const ATTEMPTS = [
   undefined,

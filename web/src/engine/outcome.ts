@@ -6,7 +6,7 @@
  * controller applies outcomes in the order given, and is the one place that sets presence and
  * timers.
  */
-import type { EngineError, LinkPath, Presence } from "../api.ts";
+import type { EngineError, LinkPath, Presence } from "./api.ts";
 import type { TimerName } from "./timers.ts";
 
 /** Why a dial is considered (chat.md §1): the glare delay applies to the first two only. */

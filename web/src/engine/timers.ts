@@ -1,7 +1,7 @@
 /**
  * The timers of one contact's link (docs/design.md, "The link controller"): each has a name, at
  * most one of each runs, and `clearAll` stops every one of them — the only way a contact's timers
- * end when the contact is deleted or the engine stops. Only the link controller (controller.ts)
+ * end when the contact is deleted or the engine stops. Only the link controller (link/controller.ts)
  * sets them; step modules ask for one with a `schedule` outcome (outcome.ts).
  */
 

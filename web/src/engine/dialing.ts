@@ -9,7 +9,7 @@
 import { establishSession, type Session } from "../../../core/session/index.ts";
 import type { ContactRecord, EngineError, LinkPath } from "./api.ts";
 import { type Attempt, type EngineContext, emit, type Peer, Refused } from "./context.ts";
-import { describeFailure, QUIET_REASONS } from "./errors.ts";
+import { closeRule, describeFailure } from "./errors.ts";
 import { cancel, type DialReason, follow, type Outcome, presence, schedule } from "./outcome.ts";
 import { refusalFor } from "./outgoing.ts";
 import { RATCHET_KEY_EXTENSION } from "./ratchet-store.ts";
@@ -117,7 +117,7 @@ export async function openedWithin(link: DialedLink, ms: number | undefined): Pr
   if (r === "open") return true;
   if (r === "late") return link.state === "open";
   const info = link.state === "closed" ? await link.closed : undefined;
-  if (info && PATH_FAILURES.has(info.reason)) return false;
+  if (info && closeRule(info.reason).pathFailure) return false;
   throw r.e;
 }
 
@@ -194,7 +194,7 @@ export async function attemptFailed(
   }
   if (attempt.link.state !== "closed") attempt.link.close(reason, detail);
   ctx.cfg.log(`attempt ${attempt.direction} ${peer.id.slice(0, 8)} ended: ${reason}`);
-  if (ctx.stopped || QUIET_REASONS.has(reason)) return [];
+  if (ctx.stopped || closeRule(reason).quiet) return [];
   const out: Outcome[] = [];
   if (reason === "bye-refused" && !peer.refusedUs) {
     peer.refusedUs = true;
@@ -210,12 +210,3 @@ export async function attemptFailed(
   }
   return out;
 }
-
-/** Close reasons of a direct attempt that say the path failed (a case for the relay). */
-const PATH_FAILURES = new Set([
-  "open-timeout",
-  "ERR_ICE_CONNECTION_FAILURE",
-  "ERR_ICE_CONNECTION_CLOSED",
-  "ERR_CONNECTION_FAILURE",
-  "ERR_WEBRTC_SUPPORT",
-]);

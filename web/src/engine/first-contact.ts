@@ -7,6 +7,7 @@
  * start is intro.ts.
  */
 import { equalBytes, toHex, wipe } from "../../../core/bytes.ts";
+import type { LoftError } from "../../../core/errors.ts";
 import { decodeIdentity, encodeIdentity } from "../../../core/identity/identity.ts";
 import {
   acceptInitialMessage,
@@ -17,7 +18,6 @@ import {
   signedPrekeyRotationDue,
 } from "../../../core/prekey/index.ts";
 import type { RelayMessage } from "../../../core/relay/client.ts";
-import type { RelayError } from "../../../core/relay/errors.ts";
 import type { ContactId } from "./api.ts";
 import {
   addressSerial,
@@ -143,7 +143,7 @@ export function setupAddress(ctx: EngineContext): Promise<void> {
       ctx.addressFailures = 0;
     } catch (e) {
       ctx.addressFailures++;
-      ctx.cfg.log(`contact address not ready: ${(e as RelayError).code ?? (e as Error).message}`);
+      ctx.cfg.log(`contact address not ready: ${(e as LoftError).code ?? (e as Error).message}`);
       scheduleAddressSetup(ctx, relayBackoff(ctx, ctx.addressFailures));
     }
   });

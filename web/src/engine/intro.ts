@@ -7,9 +7,9 @@
  */
 import { randomBytes } from "@noble/hashes/utils.js";
 import { wipe } from "../../../core/bytes.ts";
+import { isLoftError } from "../../../core/errors.ts";
 import { encodeIdentity } from "../../../core/identity/identity.ts";
 import { initiateSession } from "../../../core/prekey/index.ts";
-import { isRelayError } from "../../../core/relay/errors.ts";
 import { SEND_ID_LENGTH } from "../../../core/relay/protocol.ts";
 import { addressSerial, type EngineContext, emit, type Peer, relayBackoff, serial } from "./context.ts";
 import { relayUnreachable } from "./errors.ts";
@@ -77,7 +77,7 @@ async function startIntro(ctx: EngineContext, peer: Peer, out: Outcome[]): Promi
   try {
     fetched = await (await pool.client(ref.url)).fetchPrekeys(ref.sid);
   } catch (e) {
-    const code = isRelayError(e) ? e.code : "internal";
+    const code = isLoftError(e) ? e.code : "internal";
     if (code === "LOFT_ERR_RELAY_NO_BUNDLE" || code === "LOFT_ERR_RELAY_AUTH")
       return failed(
         code,

@@ -7,9 +7,10 @@
  */
 import { randomBytes } from "@noble/hashes/utils.js";
 import { equalBytes, toHex, wipe } from "../../../core/bytes.ts";
+import { isLoftError, type LoftError } from "../../../core/errors.ts";
 import { canSend } from "../../../core/ratchet/index.ts";
 import { newAuthKeyPair } from "../../../core/relay/crypto.ts";
-import { isRelayError, isTemporaryRefusal, type RelayError } from "../../../core/relay/errors.ts";
+import { isTemporaryRefusal } from "../../../core/relay/errors.ts";
 import { SEND_ID_LENGTH } from "../../../core/relay/protocol.ts";
 import {
   type Deposit,
@@ -93,7 +94,7 @@ export function ensureRx(ctx: EngineContext, peer: Peer): Promise<RxQueue | unde
       ctx.cfg.log(`mailbox for ${peer.id.slice(0, 8)} created`);
       return rx;
     } catch (e) {
-      ctx.cfg.log(`mailbox for ${peer.id.slice(0, 8)} not created: ${(e as RelayError).code ?? e}`);
+      ctx.cfg.log(`mailbox for ${peer.id.slice(0, 8)} not created: ${(e as LoftError).code ?? e}`);
       return undefined;
     } finally {
       peer.rxCreating = undefined;
@@ -185,7 +186,7 @@ export async function sendDeposit(
       try {
         await client.send(queue, b.body, { sendId: b.sendId });
       } catch (e) {
-        if (!(isRelayError(e) && e.code === "LOFT_ERR_RELAY_DUPLICATE")) throw e;
+        if (!(isLoftError(e) && e.code === "LOFT_ERR_RELAY_DUPLICATE")) throw e;
       }
     }
     if (peer.relayFailures > 0) {
@@ -195,7 +196,7 @@ export async function sendDeposit(
     }
     return true;
   } catch (e) {
-    const code = isRelayError(e) ? e.code : "internal";
+    const code = isLoftError(e) ? e.code : "internal";
     ctx.cfg.log(`mailbox send to ${peer.id.slice(0, 8)} failed: ${code}`);
     if (code === "LOFT_ERR_RELAY_AUTH" && d.route === "intro") {
       out.push(

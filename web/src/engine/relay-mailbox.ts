@@ -8,10 +8,10 @@
  */
 import { randomBytes } from "@noble/hashes/utils.js";
 import { equalBytes } from "../../../core/bytes.ts";
+import type { LoftError } from "../../../core/errors.ts";
 import { encodeInitialMessage } from "../../../core/prekey/index.ts";
 import { canSend } from "../../../core/ratchet/index.ts";
 import type { RelayMessage } from "../../../core/relay/client.ts";
-import type { RelayError } from "../../../core/relay/errors.ts";
 import { SEND_ID_LENGTH } from "../../../core/relay/protocol.ts";
 import type { OutboxEntry, StoredMessage } from "./api.ts";
 import {
@@ -179,7 +179,7 @@ export function relayStateChanged(
   ctx: EngineContext,
   url: string,
   state: RelayConnState,
-  error?: RelayError,
+  error?: LoftError,
 ): { peers: { peer: Peer; outcomes: Outcome[]; resetPieces: boolean }[]; setupAddress: boolean } {
   const peers: { peer: Peer; outcomes: Outcome[]; resetPieces: boolean }[] = [];
   if (ctx.stopped) return { peers, setupAddress: false };

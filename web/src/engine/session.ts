@@ -19,7 +19,7 @@ import {
   reachableLive,
   timeout,
 } from "./context.ts";
-import { describeFailure, PEER_LEFT_ON_PURPOSE, QUIET_REASONS } from "./errors.ts";
+import { closeRule, describeFailure } from "./errors.ts";
 import { cancel, follow, type Outcome, presence } from "./outcome.ts";
 import { refusalFor } from "./outgoing.ts";
 import { loadRatchet, saveRatchet } from "./peer-ratchet.ts";
@@ -223,9 +223,8 @@ export function sessionClosed(ctx: EngineContext, peer: Peer, reason: string, de
   if (ctx.stopped) return out;
   // What this session did not get receipted goes to the mailbox if no new session comes up.
   out.push(follow({ step: "allow-mailbox", delayMs: reachableLive(ctx, peer) ? ctx.cfg.mailboxDelayMs : 0 }));
-  const peerOnPurpose =
-    reason === "remote-closed" && detail !== undefined && PEER_LEFT_ON_PURPOSE.has(detail);
-  if (QUIET_REASONS.has(reason) || peerOnPurpose) {
+  const peerOnPurpose = reason === "remote-closed" && detail !== undefined && closeRule(detail).peerOnPurpose;
+  if (closeRule(reason).quiet || peerOnPurpose) {
     if (!peer.attempt) out.push(presence("offline"));
     return out;
   }

@@ -228,7 +228,9 @@ export class LinkController {
     peer.manualOff = false;
     if (peer.live || peer.attempt) return;
     if (!peer.online) {
-      this.apply([presence("offline", undefined, describeFailure("PEER_OFFLINE", peer.name))]);
+      this.apply([
+        presence("offline", undefined, describeFailure("LOFT_ERR_SIGNALING_PEER_OFFLINE", peer.name)),
+      ]);
       return;
     }
     peer.failures = 0;

@@ -6,8 +6,8 @@
  * controller; offers go to the contact's controller once its record allows them.
  */
 import { equalBytes, toHex } from "../../../../core/bytes.ts";
+import type { LoftError } from "../../../../core/errors.ts";
 import type { RelayMessage } from "../../../../core/relay/client.ts";
-import type { RelayError } from "../../../../core/relay/errors.ts";
 import type { SignalingEvent } from "../../../../core/signaling/client.ts";
 import type { ContactId, ContactRecord } from "../api.ts";
 import { type EngineContext, emit, type Peer, peerFor } from "../context.ts";
@@ -127,7 +127,7 @@ export class Links {
     this.of(peer).relayMessage(url, m);
   }
 
-  onRelayState(url: string, state: RelayConnState, error?: RelayError): void {
+  onRelayState(url: string, state: RelayConnState, error?: LoftError): void {
     const changed = relayStateChanged(this.#ctx, url, state, error);
     for (const { peer, outcomes, resetPieces } of changed.peers) {
       const c = this.of(peer);

@@ -14,7 +14,7 @@
  *    reload never loses what the UI has shown.
  *  - Everything is keyed by `ContactId`: the lowercase hex of the contact's Ed25519 identity key
  *    (SREMP: "the public identity key serves as a unique identifier").
- *  - The UI works with no engine at all (web/src/offline-engine.ts implements this interface:
+ *  - The UI works without a network (web/src/offline-engine.ts: this engine with no transports;
  *    everyone offline, sends stay `queued` in the outbox). A real engine started later picks the
  *    outbox up.
  *

@@ -7,7 +7,15 @@
  */
 import { describe, expect, it } from "vitest";
 import { createUserIdentity } from "../../core/identity/identity.ts";
-import type { ContactRecord, EngineError, MessageState, OutboxEntry, StoredMessage } from "./engine/api.ts";
+import { MemoryStorage } from "../../test/support/engine.ts";
+import type {
+  ContactRecord,
+  EngineError,
+  EngineEvent,
+  MessageState,
+  OutboxEntry,
+  StoredMessage,
+} from "./engine/api.ts";
 import { createOfflineEngine } from "./offline-engine.ts";
 import type { LoftStorage } from "./storage/storage.ts";
 
@@ -100,5 +108,32 @@ describe("offline engine hand-over", () => {
     expect(storage.messages).toHaveLength(1);
     expect(storage.messages[0]!.state).toBe("queued");
     expect([...storage.outbox.keys()]).toEqual([id]);
+  });
+});
+
+describe("offline engine is the engine with no transports", () => {
+  it("connects to nothing, even with servers configured, and still takes contact changes", async () => {
+    // Nothing listens on the discard port: a connection attempt would show up as an error event.
+    const storage = new MemoryStorage("ws://127.0.0.1:9/signal", ["ws://127.0.0.1:9/relay"]);
+    const bob = createUserIdentity({ username: "bob", now: Date.now() });
+    const bobId = storage.addUser(bob);
+    const engine = await createOfflineEngine(storage as unknown as LoftStorage, user);
+    const events: EngineEvent[] = [];
+    engine.subscribe((e) => events.push(e));
+    await engine.start();
+    // A started engine with servers says "connecting" at once; this one has none to connect to.
+    expect(engine.serviceStatus()).toEqual({ signaling: "disabled", relay: "disabled" });
+    engine.connect(bobId);
+    const id = await engine.send(bobId, "waits here");
+    expect(storage.messages.get(id)?.state).toBe("queued");
+    expect(storage.outbox.has(id)).toBe(true);
+    await engine.changeContact(bobId, { kind: "trust", trust: "rejected" });
+    expect(storage.contacts.get(bobId)?.trust).toBe("rejected");
+    await expect(engine.send(bobId, "blocked")).rejects.toThrow(/blocked/);
+    await engine.stop();
+    expect(engine.serviceStatus()).toEqual({ signaling: "disabled", relay: "disabled" });
+    expect(events.filter((e) => e.type === "error" || e.type === "service")).toEqual([]);
+    expect(events.filter((e) => e.type === "presence" && e.presence.status !== "offline")).toEqual([]);
+    expect(events).toContainEqual({ type: "contact-changed", contactId: bobId });
   });
 });

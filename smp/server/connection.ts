@@ -592,12 +592,15 @@ export class SmpConnection implements ConnectionHandle {
     }
     const block = await ctx.store.read(rid, m.seq);
     if (!block || this.#state === "closed") return false;
+    // The store may hand a Buffer, whose slice is a view: the block is wiped only once encoded.
     const body = unpadBlock(block);
-    block.fill(0);
-    if (!body.ok || body.value.length > SMP_MAX_MESSAGE_LENGTH) return false;
+    if (!body.ok || body.value.length > SMP_MAX_MESSAGE_LENGTH) {
+      block.fill(0);
+      return false;
+    }
     void ctx.store.markDelivered(rid, m.seq);
     const plain = pad(encodeRcvMsgBody(m.timestamp, false, body.value), RCV_MSG_PADDED)!;
-    body.value.fill(0);
+    block.fill(0);
     const sealed = secretboxSeal(rcvKey, m.msgId, plain);
     plain.fill(0);
     ctx.metrics.deliveries.inc();

@@ -94,7 +94,7 @@ export function hsalsa20(key: Uint8Array, input: Uint8Array): Uint8Array {
     qr(15, 12, 13, 14);
   }
   const out = Buffer.alloc(32);
-  [0, 5, 10, 15, 6, 7, 8, 9].forEach((idx, i) => out.writeUInt32LE(x[idx]!, i * 4));
+  for (const [i, idx] of [0, 5, 10, 15, 6, 7, 8, 9].entries()) out.writeUInt32LE(x[idx]!, i * 4);
   return new Uint8Array(out);
 }
 

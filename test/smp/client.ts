@@ -13,6 +13,7 @@ import { createHash, X509Certificate } from "node:crypto";
 import { connect, type TLSSocket } from "node:tls";
 import { xsalsa20poly1305 } from "@noble/ciphers/salsa.js";
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
+import { sha512 } from "@noble/hashes/sha2.js";
 
 export const BLOCK = 16384;
 
@@ -132,8 +133,12 @@ export interface Response {
 }
 
 export interface Signer {
-  /** Ed25519 secret key. */
+  /** Ed25519 secret key: a signature. */
   ed25519?: Uint8Array;
+  /** X25519 secret key: a v7 crypto_box authenticator with the server's session key. */
+  x25519?: Uint8Array;
+  /** Exact authorization bytes to send (malformed-input tests). */
+  raw?: Uint8Array;
 }
 
 export interface ClientOptions {
@@ -145,6 +150,8 @@ export interface ClientOptions {
   connectHost?: string;
   /** Client hello key hash to send instead of the address's fingerprint (identity tests). */
   keyHash?: Uint8Array;
+  /** Send this version in the hello whatever the server offered (version tests). */
+  forceVersion?: number;
 }
 
 export class SmpTestClient {
@@ -218,8 +225,9 @@ export class SmpTestClient {
       const signed = Buffer.from(hello.subarray(at + 2, at + 2 + len));
       serverSessionKey = checkSignedKey(signed, leafX);
     }
-    const version = Math.min(max, options.version ?? max);
-    if (version < min) throw new Error(`no common version (server ${min}-${max})`);
+    const version = options.forceVersion ?? Math.min(max, options.version ?? max);
+    if (version < min && options.forceVersion === undefined)
+      throw new Error(`no common version (server ${min}-${max})`);
     const clientHello = bytes(w16(version), short(options.keyHash ?? a.fingerprint));
     socket.write(padded(clientHello));
     return new SmpTestClient(socket, version, new Uint8Array(sessionId), [min, max], serverSessionKey);
@@ -286,7 +294,15 @@ export class SmpTestClient {
     const body = bytes(short(corrId), short(entityId), command);
     const forAuth = bytes(short(this.sessionId), body);
     const sent = this.version >= 7 ? body : forAuth;
-    const auth = signer?.ed25519 ? ed25519.sign(forAuth, signer.ed25519) : new Uint8Array(0);
+    let auth: Uint8Array = new Uint8Array(0);
+    if (signer?.raw) auth = signer.raw;
+    else if (signer?.ed25519) auth = ed25519.sign(forAuth, signer.ed25519);
+    else if (signer?.x25519) {
+      if (!this.serverSessionKey) throw new Error("no server session key (v6)");
+      // SMP §"Command authorization" (v7): crypto_box(SHA-512(authorized)), nonce = correlation id.
+      const key = boxBeforeNm(this.serverSessionKey, signer.x25519);
+      auth = xsalsa20poly1305(key, corrId).encrypt(sha512(forAuth));
+    }
     return bytes(short(auth), sent);
   }
 
@@ -406,8 +422,18 @@ async function readBlock(socket: TLSSocket): Promise<Uint8Array> {
 export const cmd = {
   ping: () => bytes("PING"),
   /** NEW rcvAuthKey rcvDhKey subscribeMode ("S" subscribe now, "C" create only). */
-  new: (rcvAuth: Uint8Array, rcvDh: Uint8Array, subscribe = false) =>
-    bytes("NEW ", short(spkiEd25519(rcvAuth)), short(spkiX25519(rcvDh)), subscribe ? "S" : "C"),
+  new: (
+    rcvAuth: Uint8Array,
+    rcvDh: Uint8Array,
+    subscribe = false,
+    authKeyType: "ed25519" | "x25519" = "ed25519",
+  ) =>
+    bytes(
+      "NEW ",
+      short(authKeyType === "ed25519" ? spkiEd25519(rcvAuth) : spkiX25519(rcvAuth)),
+      short(spkiX25519(rcvDh)),
+      subscribe ? "S" : "C",
+    ),
   key: (senderKey: Uint8Array) => bytes("KEY ", short(spkiEd25519(senderKey))),
   send: (body: Uint8Array, notify = false) => bytes("SEND ", notify ? "T" : "F", " ", body),
   sub: () => bytes("SUB"),

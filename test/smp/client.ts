@@ -289,21 +289,17 @@ export class SmpTestClient {
     for (const f of w) f();
   }
 
-  /** The bytes a signature covers and the transmission body, for this connection's version. */
+  /** One transmission of this connection (its version and session). */
   transmission(corrId: Uint8Array, entityId: Uint8Array, command: Uint8Array, signer?: Signer): Uint8Array {
-    const body = bytes(short(corrId), short(entityId), command);
-    const forAuth = bytes(short(this.sessionId), body);
-    const sent = this.version >= 7 ? body : forAuth;
-    let auth: Uint8Array = new Uint8Array(0);
-    if (signer?.raw) auth = signer.raw;
-    else if (signer?.ed25519) auth = ed25519.sign(forAuth, signer.ed25519);
-    else if (signer?.x25519) {
-      if (!this.serverSessionKey) throw new Error("no server session key (v6)");
-      // SMP §"Command authorization" (v7): crypto_box(SHA-512(authorized)), nonce = correlation id.
-      const key = boxBeforeNm(this.serverSessionKey, signer.x25519);
-      auth = xsalsa20poly1305(key, corrId).encrypt(sha512(forAuth));
-    }
-    return bytes(short(auth), sent);
+    return clientTransmission(
+      this.version,
+      this.sessionId,
+      corrId,
+      entityId,
+      command,
+      signer,
+      this.serverSessionKey,
+    );
   }
 
   /** Send transmissions in one block (a batch) and wait for their answers. */
@@ -382,6 +378,35 @@ export class SmpTestClient {
   close(): void {
     this.socket.destroy();
   }
+}
+
+/**
+ * transmission = authorization authorized (SMP §"SMP Transmission and transport block structure"):
+ * the authorization covers shortString(sessionId) ‖ shortString(corrId) ‖ shortString(entityId) ‖
+ * command; v6 sends that whole part, v7 leaves the session id out (implied).
+ */
+export function clientTransmission(
+  version: number,
+  sessionId: Uint8Array,
+  corrId: Uint8Array,
+  entityId: Uint8Array,
+  command: Uint8Array,
+  signer?: Signer,
+  serverSessionKey?: Uint8Array,
+): Uint8Array {
+  const body = bytes(short(corrId), short(entityId), command);
+  const forAuth = bytes(short(sessionId), body);
+  const sent = version >= 7 ? body : forAuth;
+  let auth: Uint8Array = new Uint8Array(0);
+  if (signer?.raw) auth = signer.raw;
+  else if (signer?.ed25519) auth = ed25519.sign(forAuth, signer.ed25519);
+  else if (signer?.x25519) {
+    if (!serverSessionKey) throw new Error("no server session key (v6)");
+    // SMP §"Command authorization" (v7): crypto_box(SHA-512(authorized)), nonce = correlation id.
+    const key = boxBeforeNm(serverSessionKey, signer.x25519);
+    auth = xsalsa20poly1305(key, corrId).encrypt(sha512(forAuth));
+  }
+  return bytes(short(auth), sent);
 }
 
 /** The signed session key of the v7 hello: SEQUENCE { SPKI, AlgorithmIdentifier, BIT STRING }. */

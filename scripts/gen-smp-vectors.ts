@@ -7,7 +7,7 @@
  *                                server→recipient crypto_box layer.
  *
  * Every key, id and session id is SHA-256("loft/vectors/smp/" ‖ label), truncated; Ed25519
- * signatures are deterministic (RFC 8032), so the file is reproducible. core/smp/vectors.test.ts
+ * signatures are deterministic (RFC 8032), so the file is reproducible. test/smp/vectors.test.ts
  * replays it against core/smp and against the independent test client (test/smp/client.ts), and
  * checks that this script regenerates it byte for byte.
  *

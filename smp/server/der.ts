@@ -1,7 +1,7 @@
 /**
  * A minimal DER writer for the few X.509 structures the SMP listener makes (RFC 5280 certificates
  * with Ed25519 keys, RFC 8410): definite lengths, the handful of universal types used, nothing
- * parsed. Why our own and not a package: docs/decisions.md, "SMP listener certificates".
+ * parsed. Why our own and not a package: docs/decisions.md, "SMP listener (issue #14, part 1)".
  */
 
 function length(n: number): Uint8Array {

@@ -156,7 +156,7 @@ export interface ClientOptions {
 
 export class SmpTestClient {
   readonly pushes: Response[] = [];
-  readonly #pending = new Map<string, (r: Response) => void>();
+  readonly #pending = new Map<string, { resolve: (r: Response) => void; reject: (e: Error) => void }>();
   #buffer = Buffer.alloc(0);
   #waiters: (() => void)[] = [];
   closed = false;
@@ -172,6 +172,8 @@ export class SmpTestClient {
     socket.on("data", (chunk: Buffer) => this.#onData(chunk));
     socket.on("close", () => {
       this.closed = true;
+      for (const p of this.#pending.values()) p.reject(new Error("connection closed"));
+      this.#pending.clear();
       this.#wake();
     });
   }
@@ -275,10 +277,10 @@ export class SmpTestClient {
       params: new Uint8Array(sp < 0 ? new Uint8Array(0) : cmd.subarray(sp + 1)),
     };
     const key = Buffer.from(corrId).toString("hex");
-    const resolve = corrId.length ? this.#pending.get(key) : undefined;
-    if (resolve) {
+    const waiting = corrId.length ? this.#pending.get(key) : undefined;
+    if (waiting) {
       this.#pending.delete(key);
-      resolve(r);
+      waiting.resolve(r);
     } else this.pushes.push(r);
     this.#wake();
   }
@@ -322,8 +324,8 @@ export class SmpTestClient {
 
   #await(corrId: Uint8Array): Promise<Response> {
     return new Promise((resolve, reject) => {
-      this.#pending.set(Buffer.from(corrId).toString("hex"), resolve);
-      this.socket.once("close", () => reject(new Error("connection closed")));
+      if (this.closed) return reject(new Error("connection closed"));
+      this.#pending.set(Buffer.from(corrId).toString("hex"), { resolve, reject });
     });
   }
 

@@ -58,7 +58,7 @@ async function main() {
   hostServer.mount(relay);
   const bound = await hostServer.listen();
   // SMP over TLS on its own port, into the same queues (docs/operations.md, "SMP listener").
-  if (smpPort > 0)
+  if (smpPort !== "off")
     await startSmpListener(
       relay,
       { smpPort, smpHost, smpAddressHost, smpDir, dataDir: relayConfig.dataDir },

@@ -77,7 +77,8 @@ async function main() {
   host.mount(relayService);
   const port = await host.listen();
   // The SMP-over-TLS listener on its own port, into the same queues (docs/operations.md, "SMP listener").
-  if (config.smpPort > 0) await startSmpListener(relayService, { ...config, dataDir: relay.dataDir }, log);
+  if (config.smpPort !== "off")
+    await startSmpListener(relayService, { ...config, smpPort: config.smpPort, dataDir: relay.dataDir }, log);
   const metricsPort = host.metricsPort();
   warnIfMetricsExposed(log, config, metricsPort);
   log.info({ port, metricsPort }, "loft listening");

@@ -1,17 +1,19 @@
 /**
  * SMP listener options (docs/operations.md, "SMP listener"): flags and environment variables
  * through host/config.ts, read by `npm start` (server/main.ts) and `npm run relay` (relay-ws/main.ts).
- * Off unless `--smp-port` is given.
+ * Off unless `--smp-port` is given (0: any free port, as `--port`).
  */
 import { int, str } from "../../host/config.ts";
+
+const portOrOff = (raw: string): number | "off" => (raw === "off" ? "off" : int(0, 65535)(raw));
 
 export const smpOptions = {
   smpPort: {
     flag: "smp-port",
     env: "LOFT_SMP_PORT",
-    default: 0,
-    parse: int(0, 65535),
-    help: "TCP port of the SMP-over-TLS listener (SimpleX clients, GoRelay-class devices; 5223 is SMP's usual port). 0: off",
+    default: "off" as number | "off",
+    parse: portOrOff,
+    help: "TCP port of the SMP-over-TLS listener (SimpleX clients, GoRelay-class devices; 5223 is SMP's usual port); 'off': none, 0: any free port",
   },
   smpHost: {
     flag: "smp-host",
@@ -37,7 +39,7 @@ export const smpOptions = {
 };
 
 export interface SmpConfig {
-  smpPort: number;
+  smpPort: number | "off";
   smpHost: string;
   smpAddressHost: string;
   smpDir: string;

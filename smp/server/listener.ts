@@ -10,6 +10,7 @@ import { createServer, type Server, type TLSSocket } from "node:tls";
 import { x25519 } from "@noble/curves/ed25519.js";
 import { SMP_ALPN, SMP_VERSION_MAX, SMP_VERSION_MIN } from "../../core/smp/transport.ts";
 import { sourceKey } from "../../host/client-source.ts";
+import { ConfigError } from "../../host/config.ts";
 import type { Logger } from "../../host/log.ts";
 import type { RelayService } from "../../relay-ws/service.ts";
 import { loadOrCreateCredentials, type SmpCredentials, smpAddress } from "./certs.ts";
@@ -25,7 +26,9 @@ export interface SmpListener {
   close(): Promise<void>;
 }
 
-export interface SmpListenerOptions extends SmpConfig {
+export interface SmpListenerOptions extends Omit<SmpConfig, "smpPort"> {
+  /** 0: any free port. */
+  smpPort: number;
   /** The relay data dir (certificates go to `<dataDir>/smp` unless `smpDir` says otherwise). */
   dataDir: string;
   /** Versions offered with ALPN `smp/1` (default 6–7). */
@@ -99,15 +102,21 @@ export async function startSmpListener(
   server.on("tlsClientError", () => ctx.metrics.errors.inc({ code: "SMP_TLS_HANDSHAKE" }));
 
   const port = await new Promise<number>((resolve, reject) => {
-    server.once("error", reject);
+    server.once("error", (e: NodeJS.ErrnoException) =>
+      reject(
+        new ConfigError(
+          `--smp-port/--smp-host: cannot listen on ${options.smpHost}:${options.smpPort}: ${e.code ?? e.message}`,
+        ),
+      ),
+    );
     server.listen(options.smpPort, options.smpHost, () => {
-      server.off("error", reject);
+      server.removeAllListeners("error");
       const a = server.address();
       resolve(typeof a === "object" && a ? a.port : options.smpPort);
     });
   });
   const address = smpAddress(credentials.fingerprint, addressHost, port);
-  slog.info({ address, versions: `${versions.min}-${versions.max}` }, "smp listening");
+  slog.info({ smpAddress: address, versions: `${versions.min}-${versions.max}` }, "smp listening");
 
   let closed: Promise<void> | undefined;
   const listener: SmpListener = {

@@ -417,6 +417,8 @@ export class SmpConnection implements ConnectionHandle {
         this.#ctx.endSubscription(hex, this);
         this.#ctx.bundles.forget(hex);
         this.#gets.delete(hex);
+        this.#getMode.delete(hex);
+        this.#queues.delete(hex);
         await this.#ctx.store.deleteQueue(q.recipientId);
         return ok();
       }
@@ -514,6 +516,9 @@ export class SmpConnection implements ConnectionHandle {
     const q = await this.#recipientQueue(c);
     const hex = toHex(q.recipientId);
     if (this.#getMode.has(hex)) throw new Refused(cmdError("PROHIBITED"));
+    // Queues held by one connection (created or subscribed) are bounded, as over the WebSocket.
+    if (!this.#queues.has(hex) && this.#queues.size >= this.#ctx.config.maxQueuesPerConnection)
+      throw new Refused(AUTH);
     this.#queues.add(hex);
     this.#respond(c.t.corrId, c.t.entityId, { tag: "OK" });
     // One message at a time until it is acknowledged (SMP §"Subscribe to queue").

@@ -4,6 +4,8 @@
  * client, serving the relay's queues (relay-ws/service.ts `shared`). Attached to the relay as a
  * companion: its figures show in the relay's /health, and it closes before the store.
  */
+
+import type { Socket } from "node:net";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { createServer, type Server, type TLSSocket } from "node:tls";
@@ -13,9 +15,13 @@ import { sourceKey } from "../../host/client-source.ts";
 import { ConfigError } from "../../host/config.ts";
 import type { Logger } from "../../host/log.ts";
 import type { RelayService } from "../../relay-ws/service.ts";
+import type { RelaySource } from "../../relay-ws/source-limits.ts";
 import { loadOrCreateCredentials, type SmpCredentials, smpAddress } from "./certs.ts";
 import type { SmpConfig } from "./config.ts";
 import { SmpConnection } from "./connection.ts";
+
+/** How long clients get on shutdown to read what is left before their sockets are cut. */
+const CLOSE_GRACE_MS = 2_000;
 
 export interface SmpListener {
   /** `smp://<CA fingerprint>@host:port`. */
@@ -64,25 +70,45 @@ export async function startSmpListener(
     handshakeTimeout: ctx.config.openingTimeoutSeconds * 1000,
   });
 
-  server.on("secureConnection", (socket: TLSSocket) => {
+  // Admission at TCP accept, before the TLS handshake costs anything: the per-source connection
+  // count and rate, and the relay's connection cap. The slot is held until the TCP socket closes.
+  const admitted = new Map<string, RelaySource>();
+  const sockets = new Set<Socket>();
+  const peerKey = (s: { remoteAddress?: string | undefined; remotePort?: number | undefined }) =>
+    `${s.remoteAddress}|${s.remotePort}`;
+  server.on("connection", (raw: Socket) => {
     if (relay.shared.closing) {
-      socket.destroy();
+      raw.destroy();
       return;
     }
-    const key = sourceKey(socket.remoteAddress ?? "unknown");
+    const key = sourceKey(raw.remoteAddress ?? "unknown");
     const now = performance.now();
-    const verdict = sources.admit(key, now);
-    if (verdict !== "ok" || connections.size >= ctx.config.maxConnections) {
-      if (verdict === "ok") sources.release(sources.get(key, now));
+    const verdict = sockets.size >= ctx.config.maxConnections ? "full" : sources.admit(key, now);
+    if (verdict !== "ok") {
       ctx.metrics.connectionsTotal.inc({ result: verdict === "rate" ? "smp_rate_limited" : "smp_full" });
-      socket.destroy();
+      raw.destroy();
       return;
     }
     const source = sources.get(key, now);
+    const id = peerKey(raw);
+    admitted.set(id, source);
+    sockets.add(raw);
+    raw.once("close", () => {
+      sockets.delete(raw);
+      admitted.delete(id);
+      sources.release(source);
+    });
+  });
+
+  server.on("secureConnection", (socket: TLSSocket) => {
+    const source = admitted.get(peerKey(socket));
+    if (!source || relay.shared.closing) {
+      socket.destroy();
+      return;
+    }
     socket.setKeepAlive(true, 30_000);
     socket.setNoDelay(true);
     ctx.metrics.connectionsTotal.inc({ result: "smp_accepted" });
-    let released = false;
     const conn = new SmpConnection({
       ctx,
       socket,
@@ -90,11 +116,7 @@ export async function startSmpListener(
       credentials,
       versions,
       dummyX25519,
-      onClosed: (c) => {
-        connections.delete(c);
-        if (!released) sources.release(source);
-        released = true;
-      },
+      onClosed: (c) => connections.delete(c),
     });
     connections.add(conn);
   });
@@ -130,7 +152,12 @@ export async function startSmpListener(
       closed ??= (async () => {
         const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
         for (const c of [...connections]) c.close(0, "going away", false);
+        // A client that does not read what is left keeps its socket open: cut it after a grace.
+        const grace = setTimeout(() => {
+          for (const s of sockets) s.destroy();
+        }, CLOSE_GRACE_MS);
         await stopped;
+        clearTimeout(grace);
       })();
       return closed;
     },

@@ -5,6 +5,7 @@
  */
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connectRelay } from "../../relay-ws/testing.ts";
 import {
   BLOCK,
   boxBeforeNm,
@@ -298,6 +299,30 @@ describe("SMP listener: the WebSocket mailbox's limits", () => {
       );
       expect(text(r)).toBe("ERR AUTH");
       c.close();
+    } finally {
+      await limited.close();
+    }
+  });
+
+  it("connections per source are counted with the WebSocket's, at TCP accept, and given back on close", async () => {
+    const limited = await startSmpTestServer({ ratePerSecond: 0, maxConnectionsPerSource: 2 });
+    try {
+      const ws = await connectRelay(limited.relay.url);
+      const first = await SmpTestClient.connect(limited.address, via);
+      // The third connection of 127.0.0.1 (one WebSocket, one SMP) is cut before TLS completes.
+      await expect(SmpTestClient.connect(limited.address, via)).rejects.toThrow();
+      first.close();
+      await first.waitClosed();
+      // The slot comes back once the socket is gone (bounded retries: the close is asynchronous).
+      let again: SmpTestClient | undefined;
+      for (let i = 0; i < 100 && !again; i++) {
+        again = await SmpTestClient.connect(limited.address, via).catch(() => undefined);
+        if (!again) await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(again).toBeDefined();
+      await alive(again!);
+      again!.close();
+      ws.close();
     } finally {
       await limited.close();
     }

@@ -244,6 +244,31 @@ describe("SMP listener", () => {
     }
   });
 
+  it("SUB over SMP takes a queue's subscription from a WebSocket subscriber, which is told END", async () => {
+    const ends: string[] = [];
+    const ws = await connectRelay(server.relay.url, {
+      onEnd: (rid) => ends.push(Buffer.from(rid).toString("hex")),
+    });
+    const smp = await SmpTestClient.connect(server.address, connectOpts);
+    try {
+      const q = await newQueue(smp);
+      await ws.subscribe({
+        recipientId: q.rcvId,
+        senderId: q.sndId,
+        recipientAuthSecret: q.rcvAuth,
+        rcvKey: q.boxKey,
+      });
+      expect(text(await smp.command(q.rcvId, cmd.sub(), { ed25519: q.rcvAuth }))).toBe("OK");
+      await expect.poll(() => ends, { timeout: 10_000 }).toEqual([Buffer.from(q.rcvId).toString("hex")]);
+      expect(text(await smp.command(q.sndId, cmd.send(bytes("now over SMP"))))).toBe("OK");
+      const m = openMsg((await smp.nextPush((r) => r.tag === "MSG")).params, q.boxKey);
+      expect(Buffer.from(m.body).toString()).toBe("now over SMP");
+    } finally {
+      ws.close();
+      smp.close();
+    }
+  });
+
   it("ids are fresh random 24-byte values and the per-queue DH key differs per queue", async () => {
     const c = await SmpTestClient.connect(server.address, connectOpts);
     const a = await newQueue(c);

@@ -3,6 +3,7 @@
  * spec's ERR codes, the connection surviving where the spec says so, the session binding refusing
  * replays on other connections, v7 authenticators, and the shared per-source and queue limits.
  */
+import { ed448 } from "@noble/curves/ed448.js";
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectRelay } from "../../relay-ws/testing.ts";
@@ -32,12 +33,12 @@ afterAll(async () => {
   await server?.close();
 });
 
-async function newQueue(c: SmpTestClient, authKeyType: "ed25519" | "x25519" = "ed25519") {
-  const rcvAuth =
-    authKeyType === "ed25519" ? ed25519.utils.randomSecretKey() : x25519.utils.randomSecretKey();
-  const rcvAuthPub = authKeyType === "ed25519" ? ed25519.getPublicKey(rcvAuth) : x25519.getPublicKey(rcvAuth);
+async function newQueue(c: SmpTestClient, authKeyType: "ed25519" | "x25519" | "ed448" = "ed25519") {
+  const curve = authKeyType === "ed25519" ? ed25519 : authKeyType === "ed448" ? ed448 : x25519;
+  const rcvAuth = curve.utils.randomSecretKey();
+  const rcvAuthPub = curve.getPublicKey(rcvAuth);
   const rcvDh = x25519.utils.randomSecretKey();
-  const signer: Signer = authKeyType === "ed25519" ? { ed25519: rcvAuth } : { x25519: rcvAuth };
+  const signer: Signer = { [authKeyType]: rcvAuth };
   const r = await c.command(
     none,
     cmd.new(rcvAuthPub, x25519.getPublicKey(rcvDh), false, authKeyType),
@@ -173,6 +174,30 @@ describe("SMP listener: malformed input", () => {
     expect(text(await v6.command(q.rcvId, cmd.off(), { raw: new Uint8Array(80) }))).toBe("ERR BLOCK");
     v6.close();
     v7.close();
+  });
+});
+
+describe("SMP listener: key types and TLS versions", () => {
+  it("Ed448 recipient keys sign commands (114-byte signatures)", async () => {
+    const c = await SmpTestClient.connect(server.address, via);
+    const q = await newQueue(c, "ed448");
+    expect(text(await c.command(q.sndId, cmd.send(bytes("ed448 queue"))))).toBe("OK");
+    const got = await c.command(q.rcvId, cmd.get(), q.signer);
+    expect(Buffer.from(openMsg(got.params, q.boxKey).body).toString()).toBe("ed448 queue");
+    expect(text(await c.command(q.rcvId, cmd.off(), { ed448: ed448.utils.randomSecretKey() }))).toBe(
+      "ERR AUTH",
+    );
+    c.close();
+  });
+
+  it("TLS 1.2 with ECDHE-ECDSA-CHACHA20-POLY1305: the session id is the client's 12-byte Finished", async () => {
+    const c = await SmpTestClient.connect(server.address, { ...via, tls12: true });
+    expect(c.socket.getProtocol()).toBe("TLSv1.2");
+    expect(c.socket.getCipher().standardName).toBe("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256");
+    expect(c.sessionId.length).toBe(12);
+    const q = await newQueue(c);
+    expect(text(await c.command(q.sndId, cmd.send(bytes("over TLS 1.2"))))).toBe("OK");
+    c.close();
   });
 });
 

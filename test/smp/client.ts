@@ -12,6 +12,7 @@
 import { createHash, X509Certificate } from "node:crypto";
 import { connect, type TLSSocket } from "node:tls";
 import { xsalsa20poly1305 } from "@noble/ciphers/salsa.js";
+import { ed448 } from "@noble/curves/ed448.js";
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import { sha512 } from "@noble/hashes/sha2.js";
 
@@ -47,6 +48,7 @@ const ED25519_SPKI = Buffer.from("302a300506032b6570032100", "hex");
 const X25519_SPKI = Buffer.from("302a300506032b656e032100", "hex");
 export const spkiEd25519 = (raw: Uint8Array) => bytes(ED25519_SPKI, raw);
 export const spkiX25519 = (raw: Uint8Array) => bytes(X25519_SPKI, raw);
+export const spkiEd448 = (raw: Uint8Array) => bytes(Buffer.from("3043300506032b6571033a00", "hex"), raw);
 
 // ---------------------------------------------------------------------------------------------
 // NaCl crypto_box (HSalsa20 written here from the Salsa20 specification)
@@ -135,6 +137,8 @@ export interface Response {
 export interface Signer {
   /** Ed25519 secret key: a signature. */
   ed25519?: Uint8Array;
+  /** Ed448 secret key (57 bytes): a 114-byte signature. */
+  ed448?: Uint8Array;
   /** X25519 secret key: a v7 crypto_box authenticator with the server's session key. */
   x25519?: Uint8Array;
   /** Exact authorization bytes to send (malformed-input tests). */
@@ -152,6 +156,8 @@ export interface ClientOptions {
   keyHash?: Uint8Array;
   /** Send this version in the hello whatever the server offered (version tests). */
   forceVersion?: number;
+  /** Cap TLS at 1.2 (constrained clients). */
+  tls12?: boolean;
 }
 
 export class SmpTestClient {
@@ -185,6 +191,7 @@ export class SmpTestClient {
       port: a.port,
       servername: a.host === "localhost" ? undefined : undefined,
       rejectUnauthorized: false, // the chain is checked below against the address's fingerprint
+      ...(options.tls12 ? { maxVersion: "TLSv1.2" as const, ciphers: "ECDHE-ECDSA-CHACHA20-POLY1305" } : {}),
       ...(options.alpn === false ? {} : { ALPNProtocols: ["smp/1"] }),
     });
     await new Promise<void>((resolve, reject) => {
@@ -402,6 +409,7 @@ export function clientTransmission(
   let auth: Uint8Array = new Uint8Array(0);
   if (signer?.raw) auth = signer.raw;
   else if (signer?.ed25519) auth = ed25519.sign(forAuth, signer.ed25519);
+  else if (signer?.ed448) auth = ed448.sign(forAuth, signer.ed448);
   else if (signer?.x25519) {
     if (!serverSessionKey) throw new Error("no server session key (v6)");
     // SMP §"Command authorization" (v7): crypto_box(SHA-512(authorized)), nonce = correlation id.
@@ -453,11 +461,11 @@ export const cmd = {
     rcvAuth: Uint8Array,
     rcvDh: Uint8Array,
     subscribe = false,
-    authKeyType: "ed25519" | "x25519" = "ed25519",
+    authKeyType: "ed25519" | "x25519" | "ed448" = "ed25519",
   ) =>
     bytes(
       "NEW ",
-      short(authKeyType === "ed25519" ? spkiEd25519(rcvAuth) : spkiX25519(rcvAuth)),
+      short({ ed25519: spkiEd25519, x25519: spkiX25519, ed448: spkiEd448 }[authKeyType](rcvAuth)),
       short(spkiX25519(rcvDh)),
       subscribe ? "S" : "C",
     ),

@@ -87,3 +87,37 @@ it("the listener answers every transmission once and survives mutated and garbag
   expect(c.pushes.length).toBe(expected);
   c.close();
 });
+
+it("garbage client hellos close their connection and leave the listener serving", async () => {
+  const { connect } = await import("node:tls");
+  const port = Number(new URL(server.address.replace("smp://", "http://")).port);
+  const hellos = fc.sample(
+    fc.oneof(
+      fc.uint8Array({ minLength: BLOCK, maxLength: BLOCK }),
+      fc
+        .tuple(fc.integer({ min: 0, max: 8 }), fc.uint8Array({ maxLength: 40 }))
+        .map(([v, rest]) => padded(bytes([0, v], rest))),
+    ),
+    40,
+  );
+  for (const hello of hellos) {
+    const socket = connect({ host: "127.0.0.1", port, rejectUnauthorized: false, ALPNProtocols: ["smp/1"] });
+    await new Promise<void>((resolve, reject) => {
+      socket.once("secureConnect", () => resolve());
+      socket.once("error", reject);
+    });
+    socket.on("data", () => {});
+    socket.write(hello);
+    const closed = await new Promise<boolean>((resolve) => {
+      const t = setTimeout(() => resolve(false), 10_000);
+      socket.once("close", () => {
+        clearTimeout(t);
+        resolve(true);
+      });
+    });
+    expect(closed).toBe(true);
+  }
+  const c = await SmpTestClient.connect(server.address, { connectHost: "127.0.0.1" });
+  expect((await c.command(new Uint8Array(0), cmd.ping())).tag).toBe("PONG");
+  c.close();
+});

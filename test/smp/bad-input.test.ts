@@ -6,7 +6,7 @@
 import { ed448 } from "@noble/curves/ed448.js";
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectRelay } from "../../relay-ws/testing.ts";
+import { connectRelay, relayCounter } from "../../relay-ws/testing.ts";
 import {
   BLOCK,
   boxBeforeNm,
@@ -350,6 +350,31 @@ describe("SMP listener: the WebSocket mailbox's limits", () => {
       ws.close();
     } finally {
       await limited.close();
+    }
+  });
+
+  it("a spent command budget slows the client down (backpressure), it is not refused", async () => {
+    // 60 cost units a second with a burst of 60: ten SENDs (15 units each) need about 1.5 s of refill.
+    const slow = await startSmpTestServer({ ratePerSecond: 0, sourceCostRate: 60, sourceCostBurst: 60 });
+    try {
+      const c = await SmpTestClient.connect(slow.address, via);
+      const k = ed25519.utils.randomSecretKey();
+      const created = await c.command(
+        none,
+        cmd.new(ed25519.getPublicKey(k), x25519.getPublicKey(x25519.utils.randomSecretKey())),
+        { ed25519: k },
+      );
+      const q = parseIds(created.params);
+      const answers = await c.batch(
+        Array.from({ length: 10 }, (_, i) => ({ entityId: q.sndId, command: cmd.send(bytes(`m${i}`)) })),
+      );
+      expect(answers.map(text)).toEqual(Array(10).fill("OK"));
+      expect(
+        await relayCounter(slow.relay, "loft_relay_errors_total", { code: "SMP_BACKPRESSURE" }),
+      ).toBeGreaterThan(0);
+      c.close();
+    } finally {
+      await slow.close();
     }
   });
 });

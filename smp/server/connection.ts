@@ -126,8 +126,10 @@ export class SmpConnection implements ConnectionHandle {
     this.#tokens = opts.ctx.config.rateBurst;
     // tls-unique as the reference takes it: the client's Finished message, in TLS 1.3 too
     // (docs/protocol/smp.md, "Spec and reference").
+    // Without one (never after a completed handshake) the hello carries an id no client accepts.
     const finished = this.#socket.getPeerFinished();
     this.sessionId = new Uint8Array(finished ?? randomBytes(32));
+    if (!finished) this.#ctx.metrics.errors.inc({ code: "SMP_NO_CHANNEL_BINDING" });
     const alpn = this.#socket.alpnProtocol;
     const versions: VersionRange =
       alpn === "smp/1" ? opts.versions : { min: opts.versions.min, max: opts.versions.min };

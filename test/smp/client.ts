@@ -341,9 +341,22 @@ export class SmpTestClient {
     return this.#await(corrId);
   }
 
+  /** Send transmissions batched: as many per block as fit (count byte, Word16-prefixed each, ≤ 255). */
   sendTransmissions(ts: Uint8Array[]): void {
-    const content = bytes([ts.length], ...ts.map((t) => bytes(w16(t.length), t)));
-    this.socket.write(padded(content));
+    let group: Uint8Array[] = [];
+    let size = 3; // pad length + count
+    const flush = () => {
+      if (group.length === 0) return;
+      this.socket.write(padded(bytes([group.length], ...group.map((t) => bytes(w16(t.length), t)))));
+      group = [];
+      size = 3;
+    };
+    for (const t of ts) {
+      if (size + 2 + t.length > BLOCK || group.length === 255) flush();
+      group.push(t);
+      size += 2 + t.length;
+    }
+    flush();
   }
 
   /** Write raw bytes (malformed-block tests). */

@@ -21,7 +21,7 @@ import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import WebSocket from "ws";
 import { RelayClient } from "../core/relay/client.ts";
 import { WebSocketLink } from "../core/relay/ws-link.ts";
-import { boxBeforeNm, bytes, cmd, openMsg, parseIds, SmpTestClient } from "../test/smp/client.ts";
+import { boxBeforeNm, cmd, openMsg, parseIds, SmpTestClient } from "../test/smp/client.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 import { alternate, log, median, QUICK, report, sliceRatio, sliceRatioRange } from "./harness.ts";
 

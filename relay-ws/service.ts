@@ -23,6 +23,7 @@ import { PrekeyBudget, SourceTable } from "./source-limits.ts";
 import { openRelayStore } from "./store/open.ts";
 import type { GcResult, RelayStore } from "./store/types.ts";
 import { SignatureVerifier } from "./verifier.ts";
+import { VerifyPool } from "./verify-pool.ts";
 
 export interface RelayServiceDeps {
   registry: Registry;
@@ -77,6 +78,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
   const sources = new SourceTable(config);
   const trusted = trustedProxies(config.trustProxy);
   const verifier = new SignatureVerifier(config.keyCacheBytes);
+  const verifyPool = config.verifyThreads > 0 ? new VerifyPool(config.verifyThreads) : undefined;
   const output = new OutputBudget(config.sendBufferTotal);
   let closing = false;
 
@@ -95,6 +97,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     log,
     clock,
     verifier,
+    verifyPool,
     output,
     prekeysPerQueue: new PrekeyBudget(config.prekeyQueuePerHour, config.prekeyQueueBurst),
     bundles: new BundleCache(BUNDLE_CACHE_BYTES),
@@ -341,6 +344,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
       clearTimeout(graceTimer);
       for (const ws of sockets) ws.terminate();
       wss.close();
+      await verifyPool?.close();
       await theStore.close();
       log.info("relay closed");
     },

@@ -1,0 +1,167 @@
+/**
+ * Ed25519 verifications (RFC 8032) on worker threads, so that the relay's commands use more than
+ * one core: a verification costs ~140 µs on OpenSSL here, two per stored-and-forwarded message
+ * (SEND and ACK), and was ~30 % of the event loop's time (bench/README-relay.md, profile).
+ *
+ * Only the OpenSSL call moves: the key cache, the dummy key and the work counters stay with
+ * relay-ws/verifier.ts on the event loop, so the equal-work rule (one parse and one verification on
+ * every failure path) holds unchanged. KeyObjects are cloned to the worker (a handle on the same
+ * OpenSSL key, not a re-parse).
+ *
+ * Jobs submitted during one event-loop turn leave together (one message per worker), and each
+ * worker takes at most `maxQueued` jobs: beyond that `submit` answers undefined and the caller
+ * verifies on the event loop itself — the event loop is the overflow verifier, and a flood cannot
+ * queue unbounded work (or memory) behind the workers. A worker that fails hands its jobs back to
+ * the event loop and is replaced.
+ *
+ * The worker is plain JavaScript in a string (`eval`): it needs node:crypto only, and runs the same
+ * under tsx, vitest and a bundled build without a loader.
+ */
+import { type KeyObject, verify } from "node:crypto";
+import { Worker } from "node:worker_threads";
+
+const WORKER_SOURCE = `
+const { parentPort } = require("node:worker_threads");
+const { verify } = require("node:crypto");
+parentPort.on("message", (jobs) => {
+  const out = new Uint8Array(jobs.length);
+  for (let i = 0; i < jobs.length; i++) {
+    const j = jobs[i];
+    try {
+      out[i] = verify(null, j.m, j.k, j.s) ? 1 : 0;
+    } catch {
+      out[i] = 0;
+    }
+  }
+  parentPort.postMessage(out);
+});
+`;
+
+interface Job {
+  k: KeyObject;
+  m: Uint8Array;
+  s: Uint8Array;
+}
+
+interface Pending {
+  jobs: Job[];
+  resolves: ((good: boolean) => void)[];
+}
+
+/** Jobs queued on one worker before the event loop verifies the next one itself. */
+export const DEFAULT_MAX_QUEUED = 64;
+
+class VerifyWorker {
+  readonly #worker: Worker;
+  /** Batches sent and not answered, oldest first (a worker answers in order). */
+  readonly #sent: Pending[] = [];
+  #forming: Pending | undefined;
+  queued = 0;
+  #dead = false;
+
+  constructor(private readonly onDead: (w: VerifyWorker, orphans: Pending[]) => void) {
+    this.#worker = new Worker(WORKER_SOURCE, { eval: true, name: "relay-verify" });
+    this.#worker.unref();
+    this.#worker.on("message", (verdicts: Uint8Array) => this.#answered(verdicts));
+    this.#worker.on("error", () => this.#fail());
+    this.#worker.on("exit", () => this.#fail());
+  }
+
+  add(job: Job): Promise<boolean> {
+    if (!this.#forming) {
+      this.#forming = { jobs: [], resolves: [] };
+      setImmediate(() => this.#flush());
+    }
+    const batch = this.#forming;
+    this.queued++;
+    batch.jobs.push(job);
+    return new Promise<boolean>((resolve) => batch.resolves.push(resolve));
+  }
+
+  #flush(): void {
+    const batch = this.#forming;
+    this.#forming = undefined;
+    if (!batch || this.#dead) return;
+    this.#sent.push(batch);
+    this.#worker.postMessage(batch.jobs);
+  }
+
+  #answered(verdicts: Uint8Array): void {
+    const batch = this.#sent.shift();
+    if (!batch) return;
+    this.queued -= batch.jobs.length;
+    for (let i = 0; i < batch.resolves.length; i++) batch.resolves[i]!(verdicts[i] === 1);
+  }
+
+  #fail(): void {
+    if (this.#dead) return;
+    this.#dead = true;
+    const orphans = [...this.#sent.splice(0)];
+    if (this.#forming) orphans.push(this.#forming);
+    this.#forming = undefined;
+    this.queued = 0;
+    this.onDead(this, orphans);
+  }
+
+  /** Stop the thread; whatever it still held is handed back through `onDead` (and verified inline). */
+  terminate(): Promise<number> {
+    return this.#worker.terminate();
+  }
+}
+
+export class VerifyPool {
+  readonly #workers: VerifyWorker[] = [];
+  readonly #maxQueued: number;
+  #closed = false;
+  /** Worker failures so far (for the log and tests). */
+  failures = 0;
+
+  constructor(threads: number, maxQueued = DEFAULT_MAX_QUEUED) {
+    this.#maxQueued = maxQueued;
+    for (let i = 0; i < threads; i++) this.#workers.push(this.#spawn());
+  }
+
+  get threads(): number {
+    return this.#workers.length;
+  }
+
+  #spawn(): VerifyWorker {
+    return new VerifyWorker((dead, orphans) => {
+      this.failures++;
+      const at = this.#workers.indexOf(dead);
+      if (at >= 0 && !this.#closed) this.#workers[at] = this.#spawn();
+      else if (at >= 0) this.#workers.splice(at, 1);
+      // Whatever the dead worker held is verified here, in order.
+      for (const batch of orphans)
+        for (let i = 0; i < batch.jobs.length; i++) {
+          const j = batch.jobs[i]!;
+          batch.resolves[i]!(verifyHere(j.k, j.m, j.s));
+        }
+    });
+  }
+
+  /**
+   * Verify `signature` over `message` by `key` on the least busy worker; undefined when every
+   * worker already holds `maxQueued` jobs (or the pool is closed): then the caller verifies inline.
+   */
+  submit(key: KeyObject, message: Uint8Array, signature: Uint8Array): Promise<boolean> | undefined {
+    if (this.#closed) return undefined;
+    let best: VerifyWorker | undefined;
+    for (const w of this.#workers)
+      if (w.queued < this.#maxQueued && (!best || w.queued < best.queued)) best = w;
+    return best?.add({ k: key, m: message, s: signature });
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all(this.#workers.splice(0).map((w) => w.terminate()));
+  }
+}
+
+function verifyHere(key: KeyObject, message: Uint8Array, signature: Uint8Array): boolean {
+  try {
+    return verify(null, message, key, signature);
+  } catch {
+    return false;
+  }
+}

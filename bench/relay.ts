@@ -21,17 +21,11 @@ import { join } from "node:path";
 import WebSocket from "ws";
 import { encodeVersionHeader } from "../core/codec/version.ts";
 import { deriveRcvKey, newAuthKeyPair, newDhKeyPair } from "../core/relay/crypto.ts";
-import {
-  authInput,
-  type Command,
-  decodeServerFrame,
-  encodeClientFrame,
-  encodeCommand,
-  type ServerFrame,
-} from "../core/relay/protocol.ts";
+import { authInput, type Command, type ServerFrame } from "../core/relay/protocol.ts";
 import { ed25519Signer } from "../host/node-ed25519.ts";
 import { xchachaOpen } from "../relay-ws/node-crypto.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
+import { decodeHot, encodeFrame, encodeHot, selfCheck } from "./relay-wire.ts";
 
 // ------------------------------------------------------------------------------------------------
 // options
@@ -168,9 +162,7 @@ class BenchConn {
         this.#stage = 1; // the relay's version header
         return;
       }
-      const d = decodeServerFrame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-      if (!d.ok) throw d.error;
-      const f = d.value;
+      const f = decodeHot(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
       if (f.k === "HELLO") {
         this.sessionId = f.s;
         ready();
@@ -184,8 +176,8 @@ class BenchConn {
 
   request(cmd: Command, sign?: (m: Uint8Array) => Uint8Array): Promise<ServerFrame> {
     const i = this.#next++;
-    const t = encodeCommand({ ...cmd, i } as Command);
-    this.ws.send(encodeClientFrame(t, sign ? sign(authInput(this.sessionId, t)) : undefined));
+    const t = encodeHot({ ...cmd, i } as Command);
+    this.ws.send(encodeFrame(t, sign ? sign(authInput(this.sessionId, t)) : undefined));
     return new Promise((resolve) => this.#pending.set(i, resolve));
   }
 }
@@ -471,6 +463,7 @@ interface Subject {
 }
 
 async function main() {
+  selfCheck();
   const dataDir = mkdtempSync(join(tmpdir(), "loft-bench-relay-"));
   const noSyncDir = mkdtempSync(join(tmpdir(), "loft-bench-relay-nosync-"));
   let relay: LoftProcess | undefined;

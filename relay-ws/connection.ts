@@ -29,7 +29,7 @@ import {
   type ServerFrame,
 } from "../core/relay/protocol.ts";
 import type { ConnectionHandle, RelayContext, Subscription } from "./context.ts";
-import { sealDelivery } from "./node-crypto.ts";
+import { sealDeliveryParts } from "./node-crypto.ts";
 import { PUSH_HIGH_WATER } from "./output-budget.ts";
 import { queueDh } from "./queue-dh.ts";
 import { COST, commandCost, type RelaySource, SOURCE_DEBT, storedBytes } from "./source-limits.ts";
@@ -743,10 +743,10 @@ export class RelayConnection implements ConnectionHandle {
       if (await ctx.store.drop(rid, m.seq)) ctx.metrics.gcRemoved.inc({ reason: "delivery_failures" });
       return false;
     }
-    const block = await ctx.store.read(rid, m.seq);
+    const block = await ctx.store.readBucket(rid, m.seq);
     if (!block || this.#state === "closed") return false;
     void ctx.store.markDelivered(rid, m.seq);
-    const b = sealDelivery(rcvKey, m.msgId, m.timestamp, block);
+    const b = sealDeliveryParts(rcvKey, m.msgId, m.timestamp, block);
     block.fill(0);
     ctx.metrics.deliveries.inc();
     this.#send(encodeMsg(rid, m.msgId, b, corr));

@@ -199,21 +199,34 @@ export function encodeOk(i: number): Uint8Array {
   return Uint8Array.from([0x82, FIXSTR_1, K_I, ...uintBytes(i), FIXSTR_1, K_K, 0xa2, 0x4f, 0x4b]);
 }
 
-/** `{b, i?, k: "MSG", m, q}` around a server→recipient ciphertext, as encodeServerFrame writes it. */
-export function encodeMsg(q: Uint8Array, m: Uint8Array, b: Uint8Array, i?: number): Uint8Array {
-  if (b.length !== RCV_CIPHERTEXT_LENGTH || m.length !== ID_LENGTH || q.length !== ID_LENGTH)
+/**
+ * `{b, i?, k: "MSG", m, q}` around a server→recipient ciphertext (whole, or in the cipher's
+ * output pieces, written straight into the frame), as encodeServerFrame writes it.
+ */
+export function encodeMsg(
+  q: Uint8Array,
+  m: Uint8Array,
+  b: Uint8Array | Uint8Array[],
+  i?: number,
+): Uint8Array {
+  const pieces = b instanceof Uint8Array ? [b] : b;
+  let length = 0;
+  for (const p of pieces) length += p.length;
+  if (length !== RCV_CIPHERTEXT_LENGTH || m.length !== ID_LENGTH || q.length !== ID_LENGTH)
     throw new RangeError("encodeMsg: field lengths");
   const corr = i === undefined ? [] : [FIXSTR_1, K_I, ...uintBytes(i)];
-  const head = [i === undefined ? 0x84 : 0x85, FIXSTR_1, K_B, BIN16, b.length >>> 8, b.length & 0xff];
+  const head = [i === undefined ? 0x84 : 0x85, FIXSTR_1, K_B, BIN16, length >>> 8, length & 0xff];
   const tail = [FIXSTR_1, K_K, 0xa3, 0x4d, 0x53, 0x47, FIXSTR_1, K_M, BIN8, ID_LENGTH];
   const out = Buffer.allocUnsafe(
-    head.length + b.length + corr.length + tail.length + ID_LENGTH + 4 + ID_LENGTH,
+    head.length + length + corr.length + tail.length + ID_LENGTH + 4 + ID_LENGTH,
   );
   let at = 0;
   out.set(head, at);
   at += head.length;
-  out.set(b, at);
-  at += b.length;
+  for (const p of pieces) {
+    out.set(p, at);
+    at += p.length;
+  }
   out.set(corr, at);
   at += corr.length;
   out.set(tail, at);

@@ -765,10 +765,18 @@ export class LmdbStore implements RelayStore {
   }
 
   async read(recipientId: Uint8Array, seq: number): Promise<Uint8Array | undefined> {
+    return this.#read(recipientId, seq, BLOCK_SIZE);
+  }
+
+  async readBucket(recipientId: Uint8Array, seq: number): Promise<Uint8Array | undefined> {
+    return this.#read(recipientId, seq, 0);
+  }
+
+  #read(recipientId: Uint8Array, seq: number, blockSize: number): Uint8Array | undefined {
     const recKey = cat(Buffer.from(recipientId), u64(seq));
     const rec = this.#msgs.get(recKey);
     if (!rec) return undefined;
-    return this.#open(rec.subarray(MSG_HEADER), cat(Buffer.of(TAG_MSG), recKey), BLOCK_SIZE);
+    return this.#open(rec.subarray(MSG_HEADER), cat(Buffer.of(TAG_MSG), recKey), blockSize);
   }
 
   async markDelivered(recipientId: Uint8Array, seq: number): Promise<number> {

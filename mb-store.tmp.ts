@@ -10,12 +10,12 @@ const qs = Array.from({ length: 4 }, randomQueue);
 for (const q of qs) await store.createQueue(q);
 const s = performance.now();
 let n = 0;
-for (let r = 0; r < 100; r++) {
+for (let r = 0; r < 400; r++) {
   await Promise.all(qs.flatMap((q) => Array.from({ length: 16 }, () => store.append(q.recipientId, newMessage(body, Date.now(), 3600_000), 1e9))));
   for (const q of qs) {
     let after = -1;
     const got: { seq: number; msgId: Uint8Array }[] = [];
-    for (;;) { const m = await store.next(q.recipientId, after); if (!m) break; after = m.seq; const b = await store.read(q.recipientId, m.seq); b!.fill(0); await store.markDelivered(q.recipientId, m.seq); got.push(m); n++; }
+    for (;;) { const m = await store.next(q.recipientId, after); if (!m) break; after = m.seq; const b = await store.readBucket(q.recipientId, m.seq); b!.fill(0); await store.markDelivered(q.recipientId, m.seq); got.push(m); n++; }
     await Promise.all(got.map((m) => store.ack(q.recipientId, m.seq, m.msgId)));
   }
 }

@@ -19,7 +19,6 @@
  * writes with "full" and keep what is stored; queues without activity for `idleQueueMs` are
  * deleted by GC.
  */
-import { randomBytes } from "node:crypto";
 import { existsSync, statfsSync } from "node:fs";
 import { join } from "node:path";
 import { decode } from "@msgpack/msgpack";
@@ -28,6 +27,7 @@ import { toHex } from "../../core/bytes.ts";
 import { encodeCanonical } from "../../core/codec/codec.ts";
 import { BLOCK_SIZE, OTK_BLOCK_SIZE, padBlock } from "../../core/relay/protocol.ts";
 import { AT_REST_KEY_LENGTH } from "../node-crypto.ts";
+import { pooledRandomBytes } from "../random-pool.ts";
 import {
   bucketSize,
   epochOf,
@@ -149,7 +149,7 @@ export interface LmdbStoreOptions {
   idleQueueMs?: number;
   /** Milliseconds since the epoch (activity days, epoch starts). */
   clock?: () => number;
-  /** Where fresh keys come from (default node:crypto randomBytes); tests record what it hands out. */
+  /** Where fresh keys come from (default the CSPRNG through random-pool.ts); tests record what it hands out. */
   keySource?: (length: number) => Buffer;
   /** Told when the disk refuses a commit (then at most once per back-off period), for the log. */
   onNoSpace?: (cause: unknown) => void;
@@ -209,7 +209,7 @@ export class LmdbStore implements RelayStore {
     const sync = options.sync ?? true;
     this.#path = options.path;
     this.#overlapping = sync && (options.overlappingSync ?? true);
-    this.#keySource = options.keySource ?? randomBytes;
+    this.#keySource = options.keySource ?? pooledRandomBytes;
     this.#clock = options.clock ?? Date.now;
     this.#epochMs = options.keyEpochMs ?? 3_600_000;
     this.#quotaBytes = options.quotaBytes ?? 0;
@@ -750,16 +750,20 @@ export class LmdbStore implements RelayStore {
     const rid = Buffer.from(recipientId);
     if (afterSeq < 0 && this.#queues.doesExist(rid)) this.#touch(rid, this.#loadState(rid));
     const start = afterSeq < 0 ? cat(rid, u64(0)) : cat(rid, u64(afterSeq + 1));
-    for (const { key, value } of this.#msgs.getRange({ start, end: cat(rid, MAX_U64), limit: 1 })) {
-      const seq = readU64(key, 24);
-      const d = this.#deliveryCounts.get(toHex(key)) ?? this.#deliveries.get(key)?.readUInt32BE(0) ?? 0;
-      return {
-        seq,
+    for (const key of this.#msgs.getKeys({ start, end: cat(rid, MAX_U64), limit: 1 }) as Iterable<Buffer>) {
+      // The header only, read in place (getBinaryFast: valid until the next read, so copied now).
+      const value = this.#msgs.getBinaryFast(key);
+      if (!value) return undefined;
+      const meta = {
+        seq: readU64(key, 24),
         msgId: new Uint8Array(value.subarray(0, 24)),
         timestamp: readU64(value, 24),
         expiresAt: readU64(value, 32),
-        deliveries: d,
+        deliveries: 0,
       };
+      meta.deliveries =
+        this.#deliveryCounts.get(toHex(key)) ?? this.#deliveries.get(key)?.readUInt32BE(0) ?? 0;
+      return meta;
     }
     return undefined;
   }
@@ -805,8 +809,9 @@ export class LmdbStore implements RelayStore {
   async ack(recipientId: Uint8Array, seq: number, msgId: Uint8Array): Promise<boolean> {
     const rid = Buffer.from(recipientId);
     const recKey = cat(rid, u64(seq));
-    const rec = this.#msgs.get(recKey);
-    if (!rec?.subarray(0, 24).equals(Buffer.from(msgId))) return false;
+    // In place: only the id is compared, before any other read.
+    const rec = this.#msgs.getBinaryFast(recKey);
+    if (!rec?.subarray(0, 24).equals(msgId)) return false;
     if (this.#queues.doesExist(rid)) this.#touch(rid, this.#loadState(rid));
     return this.#deleteMessage(rid, seq);
   }
@@ -823,12 +828,13 @@ export class LmdbStore implements RelayStore {
     const recKey = cat(rid, u64(seq));
     const hex = toHex(recKey);
     if (this.#deleting.has(hex)) return false;
-    const rec = this.#msgs.get(recKey);
+    // In place: its length and expiry are read before any other read reuses the buffer.
+    const rec = this.#msgs.getBinaryFast(recKey);
     if (!rec) return false;
-    this.#deleting.add(hex);
-    const st = this.#loadState(rid);
     const cost = rec.length + KEY_COST;
     const expiresAt = readU64(rec, 32);
+    this.#deleting.add(hex);
+    const st = this.#loadState(rid);
     try {
       this.#del(this.#msgs, recKey);
       this.#del(this.#deliveries, recKey);

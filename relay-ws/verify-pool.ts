@@ -152,6 +152,11 @@ export class VerifyPool {
     return best?.add({ k: key, m: message, s: signature });
   }
 
+  /** For tests: stop worker `i` as a crash would (its jobs go back to the event loop). */
+  async killWorkerForTest(i: number): Promise<void> {
+    await this.#workers[i]?.terminate();
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     await Promise.all(this.#workers.splice(0).map((w) => w.terminate()));

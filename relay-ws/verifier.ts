@@ -35,6 +35,8 @@ interface Check {
   parsed: KeyObject | undefined;
   /** What is verified against: the key, or the dummy key. */
   key: KeyObject;
+  /** The same key's 32 bytes. */
+  raw: Uint8Array;
   cached: boolean;
   signature: Uint8Array;
   /** A real key and a real signature (else the verdict is false whatever OpenSSL says). */
@@ -99,8 +101,7 @@ export class SignatureVerifier {
     remember = true,
   ): boolean | Promise<boolean> {
     const check = this.#begin(publicKey, signature);
-    const pending =
-      check.signature.length === 64 ? pool?.submit(check.key, message, check.signature) : undefined;
+    const pending = pool?.submit(check.raw, check.key, message, check.signature);
     if (!pending) return this.#end(check, ed25519Verify(check.key, message, check.signature), remember);
     return pending.then((valid) => this.#end(check, valid, remember));
   }
@@ -118,6 +119,7 @@ export class SignatureVerifier {
     this.verifies++;
     return {
       hex,
+      raw: key !== undefined && publicKey ? publicKey : this.#dummyRaw,
       parsed: key,
       key: key ?? this.#dummyKey,
       cached,

@@ -19,7 +19,8 @@ function jobs(n: number) {
     const s = sign(null, m, privateKey);
     // Every third signature is damaged.
     if (i % 3 === 0) s[i % 64]! ^= 1;
-    return { key: publicKey, m: new Uint8Array(m), s: new Uint8Array(s), good: i % 3 !== 0 };
+    const raw = new Uint8Array(publicKey.export({ format: "der", type: "spki" }).subarray(12));
+    return { raw, key: publicKey, m: new Uint8Array(m), s: new Uint8Array(s), good: i % 3 !== 0 };
   });
 }
 
@@ -28,7 +29,7 @@ describe("VerifyPool", () => {
     const pool = new VerifyPool(3, 1000);
     try {
       const js = jobs(300);
-      const verdicts = await Promise.all(js.map((j) => pool.submit(j.key, j.m, j.s)));
+      const verdicts = await Promise.all(js.map((j) => pool.submit(j.raw, j.key, j.m, j.s)));
       expect(verdicts).toEqual(js.map((j) => j.good));
     } finally {
       await pool.close();
@@ -38,21 +39,21 @@ describe("VerifyPool", () => {
   it("a full pool answers undefined (the caller verifies inline); a closed one too", async () => {
     const pool = new VerifyPool(1, 2);
     const [a, b, c] = jobs(3);
-    const p1 = pool.submit(a!.key, a!.m, a!.s);
-    const p2 = pool.submit(b!.key, b!.m, b!.s);
-    expect(pool.submit(c!.key, c!.m, c!.s)).toBeUndefined();
+    const p1 = pool.submit(a!.raw, a!.key, a!.m, a!.s);
+    const p2 = pool.submit(b!.raw, b!.key, b!.m, b!.s);
+    expect(pool.submit(c!.raw, c!.key, c!.m, c!.s)).toBeUndefined();
     expect(await Promise.all([p1, p2])).toEqual([a!.good, b!.good]);
     // Room again once answered.
-    expect(await pool.submit(c!.key, c!.m, c!.s)).toBe(c!.good);
+    expect(await pool.submit(c!.raw, c!.key, c!.m, c!.s)).toBe(c!.good);
     await pool.close();
-    expect(pool.submit(c!.key, c!.m, c!.s)).toBeUndefined();
+    expect(pool.submit(c!.raw, c!.key, c!.m, c!.s)).toBeUndefined();
   });
 
   it("a worker that dies hands its jobs back: every job still gets its right verdict, the thread is replaced", async () => {
     const pool = new VerifyPool(2, 1000);
     try {
       const js = jobs(120);
-      const pending = js.map((j) => pool.submit(j.key, j.m, j.s));
+      const pending = js.map((j) => pool.submit(j.raw, j.key, j.m, j.s));
       // Let the first batches reach the threads, then kill one mid-work.
       await new Promise((r) => setImmediate(r));
       await pool.killWorkerForTest(0);
@@ -60,7 +61,7 @@ describe("VerifyPool", () => {
       expect(pool.failures).toBe(1);
       expect(pool.threads).toBe(2);
       const [x] = jobs(1);
-      expect(await pool.submit(x!.key, x!.m, x!.s)).toBe(x!.good);
+      expect(await pool.submit(x!.raw, x!.key, x!.m, x!.s)).toBe(x!.good);
     } finally {
       await pool.close();
     }

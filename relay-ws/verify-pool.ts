@@ -5,8 +5,9 @@
  *
  * Only the OpenSSL call moves: the key cache, the dummy key and the work counters stay with
  * relay-ws/verifier.ts on the event loop, so the equal-work rule (one parse and one verification on
- * every failure path) holds unchanged. KeyObjects are cloned to the worker (a handle on the same
- * OpenSSL key, not a re-parse).
+ * every failure path) holds unchanged. A batch travels as one transferred buffer of raw keys,
+ * signatures and messages (cloning KeyObjects through postMessage cost the event loop more than
+ * the verification saved); each worker keeps the keys that verified parsed.
  *
  * Jobs submitted during one event-loop turn leave together (one message per worker), and each
  * worker takes at most `maxQueued` jobs: beyond that `submit` answers undefined and the caller
@@ -20,31 +21,64 @@
 import { type KeyObject, verify } from "node:crypto";
 import { Worker } from "node:worker_threads";
 
+/**
+ * The worker: a batch is one transferred buffer of jobs `key(32) ‖ signature(64) ‖ u32be length ‖
+ * message`; the answer, one byte per job (1: valid). Keys that verified are kept parsed (a bounded
+ * map, oldest dropped first), so a queue's key is imported once per worker.
+ */
 const WORKER_SOURCE = `
 const { parentPort } = require("node:worker_threads");
-const { verify } = require("node:crypto");
-parentPort.on("message", (jobs) => {
-  const out = new Uint8Array(jobs.length);
-  for (let i = 0; i < jobs.length; i++) {
-    const j = jobs[i];
-    try {
-      out[i] = verify(null, j.m, j.k, j.s) ? 1 : 0;
-    } catch {
-      out[i] = 0;
-    }
+const { createPublicKey, verify } = require("node:crypto");
+const MAX_KEYS = 4096;
+const keys = new Map();
+function parse(raw) {
+  try {
+    return createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: raw.toString("base64url") }, format: "jwk" });
+  } catch {
+    return undefined;
   }
-  parentPort.postMessage(out);
+}
+parentPort.on("message", (ab) => {
+  const b = Buffer.from(ab);
+  const out = [];
+  let at = 0;
+  while (at + 100 <= b.length) {
+    const raw = b.subarray(at, at + 32);
+    const sig = b.subarray(at + 32, at + 96);
+    const len = b.readUInt32BE(at + 96);
+    const msg = b.subarray(at + 100, at + 100 + len);
+    at += 100 + len;
+    const id = raw.toString("latin1");
+    let key = keys.get(id);
+    const cached = key !== undefined;
+    if (!cached) key = parse(raw);
+    let good = false;
+    try {
+      good = key !== undefined && verify(null, msg, key, sig);
+    } catch {}
+    if (good && !cached) {
+      if (keys.size >= MAX_KEYS) keys.delete(keys.keys().next().value);
+      keys.set(id, key);
+    }
+    out.push(good ? 1 : 0);
+  }
+  const verdicts = Uint8Array.from(out);
+  parentPort.postMessage(verdicts, [verdicts.buffer]);
 });
 `;
 
 interface Job {
-  k: KeyObject;
+  /** The raw public key verified against (the dummy key's bytes when there is none). */
+  key: Uint8Array;
+  /** The KeyObject of the same key, for verifying here if the worker fails. */
+  keyObject: KeyObject;
   m: Uint8Array;
   s: Uint8Array;
 }
 
 interface Pending {
   jobs: Job[];
+  bytes: number;
   resolves: ((good: boolean) => void)[];
 }
 
@@ -69,12 +103,13 @@ class VerifyWorker {
 
   add(job: Job): Promise<boolean> {
     if (!this.#forming) {
-      this.#forming = { jobs: [], resolves: [] };
+      this.#forming = { jobs: [], bytes: 0, resolves: [] };
       setImmediate(() => this.#flush());
     }
     const batch = this.#forming;
     this.queued++;
     batch.jobs.push(job);
+    batch.bytes += 100 + job.m.length;
     return new Promise<boolean>((resolve) => batch.resolves.push(resolve));
   }
 
@@ -83,7 +118,19 @@ class VerifyWorker {
     this.#forming = undefined;
     if (!batch || this.#dead) return;
     this.#sent.push(batch);
-    this.#worker.postMessage(batch.jobs);
+    // One buffer for the whole batch, moved (not copied) to the thread.
+    const out = new ArrayBuffer(batch.bytes);
+    const bytes = new Uint8Array(out);
+    const view = new DataView(out);
+    let at = 0;
+    for (const j of batch.jobs) {
+      bytes.set(j.key, at);
+      bytes.set(j.s, at + 32);
+      view.setUint32(at + 96, j.m.length);
+      bytes.set(j.m, at + 100);
+      at += 100 + j.m.length;
+    }
+    this.#worker.postMessage(out, [out]);
   }
 
   #answered(verdicts: Uint8Array): void {
@@ -135,21 +182,27 @@ export class VerifyPool {
       for (const batch of orphans)
         for (let i = 0; i < batch.jobs.length; i++) {
           const j = batch.jobs[i]!;
-          batch.resolves[i]!(verifyHere(j.k, j.m, j.s));
+          batch.resolves[i]!(verifyHere(j.keyObject, j.m, j.s));
         }
     });
   }
 
   /**
-   * Verify `signature` over `message` by `key` on the least busy worker; undefined when every
-   * worker already holds `maxQueued` jobs (or the pool is closed): then the caller verifies inline.
+   * Verify `signature` (64 bytes) over `message` by the Ed25519 key `raw` (32 bytes; `keyObject` is
+   * the same key parsed, used only if the worker fails) on the least busy worker; undefined when
+   * every worker already holds `maxQueued` jobs (or the pool is closed): the caller verifies inline.
    */
-  submit(key: KeyObject, message: Uint8Array, signature: Uint8Array): Promise<boolean> | undefined {
-    if (this.#closed) return undefined;
+  submit(
+    raw: Uint8Array,
+    keyObject: KeyObject,
+    message: Uint8Array,
+    signature: Uint8Array,
+  ): Promise<boolean> | undefined {
+    if (this.#closed || raw.length !== 32 || signature.length !== 64) return undefined;
     let best: VerifyWorker | undefined;
     for (const w of this.#workers)
       if (w.queued < this.#maxQueued && (!best || w.queued < best.queued)) best = w;
-    return best?.add({ k: key, m: message, s: signature });
+    return best?.add({ key: raw, keyObject, m: message, s: signature });
   }
 
   /** For tests: stop worker `i` as a crash would (its jobs go back to the event loop). */

@@ -83,7 +83,13 @@ interface Pending {
 }
 
 /** Jobs queued on one worker before the event loop verifies the next one itself. */
-export const DEFAULT_MAX_QUEUED = 64;
+export const DEFAULT_MAX_QUEUED = 128;
+/**
+ * Batches a worker holds at once. Each `postMessage` wakes a thread (tens to hundreds of µs on a
+ * loaded machine): while two batches are out, new jobs gather into the next one, so batches grow
+ * with the load the way group commits do.
+ */
+const MAX_BATCHES_OUT = 2;
 
 class VerifyWorker {
   readonly #worker: Worker;
@@ -104,7 +110,7 @@ class VerifyWorker {
   add(job: Job): Promise<boolean> {
     if (!this.#forming) {
       this.#forming = { jobs: [], bytes: 0, resolves: [] };
-      setImmediate(() => this.#flush());
+      if (this.#sent.length < MAX_BATCHES_OUT) setImmediate(() => this.#flush());
     }
     const batch = this.#forming;
     this.queued++;
@@ -137,6 +143,8 @@ class VerifyWorker {
     const batch = this.#sent.shift();
     if (!batch) return;
     this.queued -= batch.jobs.length;
+    // What gathered while the thread was busy leaves now, as one batch.
+    if (this.#forming && this.#sent.length < MAX_BATCHES_OUT) this.#flush();
     for (let i = 0; i < batch.resolves.length; i++) batch.resolves[i]!(verdicts[i] === 1);
   }
 

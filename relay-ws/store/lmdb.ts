@@ -57,6 +57,8 @@ const TAG_OTK = 0x6f; // 'o'
 const TAG_QUEUE = 0x71; // 'q': a queue's server→recipient key
 /** Opened server→recipient keys kept in memory (cleared when full, like the relay's key cache). */
 const RCV_CACHE_MAX = 100_000;
+/** Decoded queue records (and sender → recipient ids) kept in memory; cleared when full. */
+const RECORD_CACHE_MAX = 50_000;
 /** Expiry-index tags. */
 const EXP_MSG = 0x6d;
 const EXP_SEND = 0x73; // 's'
@@ -176,6 +178,10 @@ export class LmdbStore implements RelayStore {
   readonly #state = new Map<string, QueueState>();
   /** send ids accepted but not committed yet (rid‖sendId hex). */
   readonly #pendingSends = new Set<string>();
+  /** Decoded queue records by rid hex, as committed (#queueSync). */
+  readonly #records = new Map<string, QueueRecord>();
+  /** Recipient ids by sender id hex, as committed. */
+  readonly #ridBySender = new Map<string, Buffer>();
   /** Opened server→recipient keys by rid hex (the relay holds them in memory anyway). */
   readonly #rcvKeys = new Map<string, Uint8Array>();
   /** Queues whose deletion is not committed yet (rid hex): writes to them are refused. */
@@ -560,14 +566,50 @@ export class LmdbStore implements RelayStore {
   }
 
   async queueBySender(senderId: Uint8Array): Promise<QueueRecord | undefined> {
-    const rid = this.#senders.get(Buffer.from(senderId));
-    return rid ? this.#withRcvKey(this.#queueSync(rid)) : undefined;
+    const sid = Buffer.from(senderId);
+    const hex = sid.toString("hex");
+    let rid = this.#ridBySender.get(hex);
+    if (!rid) {
+      rid = this.#senders.get(sid);
+      if (!rid) return undefined;
+      if (this.#ridBySender.size >= RECORD_CACHE_MAX) this.#ridBySender.clear();
+      this.#ridBySender.set(hex, rid);
+    }
+    return this.#withRcvKey(this.#queueSync(rid));
   }
 
-  /** The queue record as stored (its rcvKey sealed): for the store's own checks and updates. */
+  /**
+   * The queue record as stored (its rcvKey sealed): for the store's own checks and updates. Every
+   * command looks its queue up, twice with verify threads (connection.ts), so decoded records are
+   * kept — as committed: each write to a record forgets it when enqueued and again once durable
+   * (a read in between sees, and may keep, the committed record, as without the cache).
+   */
   #queueSync(rid: Buffer): QueueRecord | undefined {
+    const hex = rid.toString("hex");
+    const known = this.#records.get(hex);
+    if (known) return known;
     const raw = this.#queues.get(rid);
-    return raw ? decodeQueue(rid, raw) : undefined;
+    if (!raw) return undefined;
+    const q = decodeQueue(rid, raw);
+    if (this.#records.size >= RECORD_CACHE_MAX) this.#records.clear();
+    this.#records.set(hex, q);
+    return q;
+  }
+
+  /** Forget the decoded record of `rid` (and the sender id's entry). */
+  #forget(rid: Buffer, senderId?: Uint8Array): void {
+    this.#records.delete(rid.toString("hex"));
+    if (senderId) this.#ridBySender.delete(Buffer.from(senderId).toString("hex"));
+  }
+
+  /** Write a queue record: forgotten now, and again once the write is durable. */
+  async #putQueue(rid: Buffer, record: Buffer): Promise<void> {
+    this.#forget(rid);
+    try {
+      await this.#durable(this.#put(this.#queues, rid, record));
+    } finally {
+      this.#forget(rid);
+    }
   }
 
   /** The record with its server→recipient key opened (cached: every command looks a queue up). */
@@ -596,9 +638,7 @@ export class LmdbStore implements RelayStore {
     const q = this.#queueSync(rid);
     if (!q) return "missing";
     if (q.senderKey) return Buffer.from(q.senderKey).equals(Buffer.from(senderKey)) ? "ok" : "conflict";
-    await this.#durable(
-      this.#put(this.#queues, rid, encodeQueue({ ...q, senderKey: new Uint8Array(senderKey) })),
-    );
+    await this.#putQueue(rid, encodeQueue({ ...q, senderKey: new Uint8Array(senderKey) }));
     return "ok";
   }
 
@@ -606,8 +646,7 @@ export class LmdbStore implements RelayStore {
     const rid = Buffer.from(recipientId);
     const q = this.#queueSync(rid);
     if (!q) return false;
-    if (!q.suspended)
-      await this.#durable(this.#put(this.#queues, rid, encodeQueue({ ...q, suspended: true })));
+    if (!q.suspended) await this.#putQueue(rid, encodeQueue({ ...q, suspended: true }));
     return true;
   }
 
@@ -664,10 +703,12 @@ export class LmdbStore implements RelayStore {
       this.#queues.remove(rid);
       this.#senders.remove(Buffer.from(q.senderId));
     });
+    this.#forget(rid, q.senderId);
     try {
       await this.#durable(done);
     } finally {
       this.#deletingQueues.delete(hex);
+      this.#forget(rid, q.senderId);
     }
     this.#release(undefined, st.bytes);
     // Dropped, not wiped: a delivery in flight may still hold this buffer.

@@ -51,7 +51,7 @@ const SUBJECTS = (strFlag("subjects") ?? "relay,nosync,mosquitto").split(",");
 const ROUNDS = flag("rounds", 2);
 /** More flags for the relay processes, e.g. `--relay-args "--relay-verify-threads 2"`. */
 const EXTRA_RELAY_ARGS = (strFlag("relay-args") ?? "").split(" ").filter((a) => a !== "");
-const OUTSTANDING = 32;
+const OUTSTANDING = flag("outstanding", 32);
 const WINDOW = 64;
 const TIMEOUT_MS = 120_000;
 

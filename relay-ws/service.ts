@@ -88,6 +88,14 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     store: () => theStore.stats(),
     outputQueued: () => output.queued,
     keyCacheBytes: () => verifier.cacheBytes,
+    verifications: () => {
+      const thread = verifyPool?.submitted ?? 0;
+      return {
+        thread,
+        eventLoop: Math.max(0, verifier.verifies - thread),
+        threadFailures: verifyPool?.failures ?? 0,
+      };
+    },
   });
 
   const ctx: RelayContext = {

@@ -9,7 +9,7 @@ import { generateKeyPairSync, randomBytes, sign } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { utf8 } from "../core/bytes.ts";
 import type { RelayMessage } from "../core/relay/client.ts";
-import { connectRelay, startTestRelay, until } from "./testing.ts";
+import { connectRelay, relayCounter, startTestRelay, until } from "./testing.ts";
 import { VerifyPool } from "./verify-pool.ts";
 
 function jobs(n: number) {
@@ -89,6 +89,13 @@ describe("relay with verify threads", () => {
         // A SEND signed by another key is refused, on whichever thread it was checked.
         const forged = { senderId: q.senderId, senderAuthSecret: new Uint8Array(randomBytes(32)) };
         await expect(bob.send(forged, utf8("forged"))).rejects.toMatchObject({ code: "LOFT_ERR_RELAY_AUTH" });
+        // Where the checks ran shows in the metrics: on threads when there are some.
+        const onThreads = await relayCounter(relay, "loft_relay_verifications_total", { where: "thread" });
+        const onLoop = await relayCounter(relay, "loft_relay_verifications_total", { where: "event_loop" });
+        if (threads === 0) expect(onThreads).toBe(0);
+        else expect(onThreads).toBeGreaterThan(n);
+        expect(onThreads + onLoop).toBeGreaterThanOrEqual(2 * n);
+        expect(await relayCounter(relay, "loft_relay_verify_thread_failures_total")).toBe(0);
         alice.close();
         bob.close();
       } finally {

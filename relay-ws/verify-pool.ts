@@ -168,8 +168,10 @@ export class VerifyPool {
   readonly #workers: VerifyWorker[] = [];
   readonly #maxQueued: number;
   #closed = false;
-  /** Worker failures so far (for the log and tests). */
+  /** Worker failures so far (metrics, tests). */
   failures = 0;
+  /** Jobs handed to a thread so far (metrics). */
+  submitted = 0;
 
   constructor(threads: number, maxQueued = DEFAULT_MAX_QUEUED) {
     this.#maxQueued = maxQueued;
@@ -210,7 +212,9 @@ export class VerifyPool {
     let best: VerifyWorker | undefined;
     for (const w of this.#workers)
       if (w.queued < this.#maxQueued && (!best || w.queued < best.queued)) best = w;
-    return best?.add({ key: raw, keyObject, m: message, s: signature });
+    if (!best) return undefined;
+    this.submitted++;
+    return best.add({ key: raw, keyObject, m: message, s: signature });
   }
 
   /** For tests: stop worker `i` as a crash would (its jobs go back to the event loop). */

@@ -23,6 +23,7 @@ import { PrekeyBudget, SourceTable } from "./source-limits.ts";
 import { openRelayStore } from "./store/open.ts";
 import type { GcResult, RelayStore } from "./store/types.ts";
 import { SignatureVerifier } from "./verifier.ts";
+import { VerifyPool } from "./verify-pool.ts";
 
 export interface RelayServiceDeps {
   registry: Registry;
@@ -97,6 +98,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
   const sources = new SourceTable(config);
   const trusted = trustedProxies(config.trustProxy);
   const verifier = new SignatureVerifier(config.keyCacheBytes);
+  const verifyPool = config.verifyThreads > 0 ? new VerifyPool(config.verifyThreads) : undefined;
   const output = new OutputBudget(config.sendBufferTotal);
   const companions: RelayCompanion[] = [];
   let closing = false;
@@ -107,6 +109,14 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     store: () => theStore.stats(),
     outputQueued: () => output.queued,
     keyCacheBytes: () => verifier.cacheBytes,
+    verifications: () => {
+      const thread = verifyPool?.submitted ?? 0;
+      return {
+        thread,
+        eventLoop: Math.max(0, verifier.verifies - thread),
+        threadFailures: verifyPool?.failures ?? 0,
+      };
+    },
   });
 
   const ctx: RelayContext = {
@@ -116,6 +126,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     log,
     clock,
     verifier,
+    verifyPool,
     output,
     prekeysPerQueue: new PrekeyBudget(config.prekeyQueuePerHour, config.prekeyQueueBurst),
     bundles: new BundleCache(BUNDLE_CACHE_BYTES),
@@ -374,6 +385,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
       clearTimeout(graceTimer);
       for (const ws of sockets) ws.terminate();
       wss.close();
+      await verifyPool?.close();
       await theStore.close();
       log.info("relay closed");
     },

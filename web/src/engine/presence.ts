@@ -9,8 +9,9 @@ import { type EngineContext, emit, setPresence, setService } from "./context.ts"
 import { maybeDial } from "./dialing.ts";
 import { allowMailbox } from "./relay-mailbox.ts";
 
+/** Also who may see us (SUBSCRIBE `only_watched`): accepted contacts, never open requests. */
 export function watchKeys(ctx: EngineContext): Uint8Array[] {
-  return [...ctx.peers.values()].filter((p) => !p.rejected).map((p) => p.key);
+  return [...ctx.peers.values()].filter((p) => !p.rejected && !p.request).map((p) => p.key);
 }
 
 export function resubscribe(ctx: EngineContext): void {

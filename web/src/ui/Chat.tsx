@@ -7,13 +7,14 @@
  * is blocked while the contact is Rejected, has a pending identity change or an open request.
  */
 import { createSignal, onCleanup, onMount, Show } from "solid-js";
+import { statusOf } from "../app/contact-status.ts";
 import type { AppModel } from "../app/model.ts";
 import { EngineRefusal, type MessageId, type StoredMessage } from "../engine/api.ts";
 import { Composer, type ComposerHandle } from "./chat/Composer.tsx";
 import { followBottom, isAtBottom, keepPosition, scrollToBottom, scrollTop } from "./chat/follow.ts";
 import { MessageList } from "./chat/MessageList.tsx";
 import { createTimeline } from "./chat/timeline.ts";
-import { presenceLabel, TRUST_LABEL } from "./format.ts";
+import { TRUST_LABEL } from "./format.ts";
 import { Back } from "./Home.tsx";
 
 /** Messages read per page of history. */
@@ -33,6 +34,7 @@ export function Chat(props: { app: AppModel; id: string }) {
   const view = () => app.contact(props.id);
   const name = () => view()?.record.username ?? "this contact";
   const online = () => app.presenceOf(props.id).status === "online";
+  const status = () => statusOf(app, props.id);
   const tl = createTimeline();
   const [error, setError] = createSignal<string>();
   const [unseen, setUnseen] = createSignal(0);
@@ -186,13 +188,13 @@ export function Chat(props: { app: AppModel; id: string }) {
             </h1>
             <Show when={view()}>
               <p class="sub">
-                <span data-testid="chat-presence">{presenceLabel(app.presenceOf(props.id))}</span> ·{" "}
+                <span data-testid="chat-presence">{status().label}</span> ·{" "}
                 <span class={`trust ${view()!.record.trust}`}>{TRUST_LABEL[view()!.record.trust]}</span>
               </p>
             </Show>
           </div>
         </div>
-        <Show when={app.presenceOf(props.id).status !== "online" && app.presenceOf(props.id).lastError}>
+        <Show when={status().notice}>
           {(e) => (
             <p class="status" data-testid="chat-problem" data-kind={e().kind}>
               {e().message}

@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { Presence } from "../engine/api.ts";
-import { dayLabel, isoDay, localDay, outgoingStateLabel, presenceLabel, storageProblem } from "./format.ts";
+import { dayLabel, isoDay, localDay, outgoingStateLabel, storageProblem } from "./format.ts";
 
 const at = (y: number, m: number, d: number, h = 12) => new Date(y, m - 1, d, h).getTime();
 
@@ -16,16 +15,6 @@ describe("chat screen words", () => {
     expect(dayLabel(at(2025, 6, 1), now)).toMatch(/2025/);
     expect(localDay(at(2026, 12, 3, 0)) - localDay(at(2026, 12, 2, 23))).toBe(1);
     expect(isoDay(at(2026, 1, 5))).toBe("2026-01-05");
-  });
-
-  it("a contact that refused the connection is not called offline", () => {
-    const refused: Presence = {
-      status: "offline",
-      since: 0,
-      lastError: { kind: "not-accepted", message: "Alice hasn't accepted you yet" },
-    };
-    expect(presenceLabel(refused)).toBe("hasn't accepted you yet");
-    expect(presenceLabel({ status: "offline", since: 0 })).toBe("offline");
   });
 
   it("a message being stored, or queued for an online contact, reads sending…", () => {

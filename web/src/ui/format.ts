@@ -1,15 +1,6 @@
 /** Plain-words labels for states, times and days shown in the UI. */
-import type { MessageState, Presence } from "../engine/api.ts";
+import type { MessageState } from "../engine/api.ts";
 import type { Trust } from "../identity.ts";
-
-export function presenceLabel(p: Presence): string {
-  if (p.status === "online") return p.path === "relay" ? "online · via relay" : "online · direct";
-  if (p.status === "connecting") return "connecting…";
-  // Its device answered and refused us: reachable, not offline (web/src/engine/errors.ts).
-  if (p.lastError?.kind === "not-accepted") return "hasn't accepted you yet";
-  if (p.directUnavailable) return "direct connection unavailable";
-  return "offline";
-}
 
 export const TRUST_LABEL: Record<Trust, string> = {
   unknown: "Not verified",

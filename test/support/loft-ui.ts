@@ -191,3 +191,37 @@ export async function waitForMailboxes(a: Page, aId: string, b: Page, bId: strin
     .poll(async () => (await secretNames(b)).includes(`relay/tx/${aId}`), { timeout: 60_000 })
     .toBe(true);
 }
+
+/**
+ * From now until `allowWrites` (or a reload), every write the page makes to these IndexedDB
+ * object stores fails as on a full disk: the transaction is aborted (so nothing it wrote stays)
+ * and the call throws `QuotaExceededError`. Stands in for storage that refuses a change, which a
+ * test can't otherwise cause on demand.
+ */
+export async function failWrites(page: Page, stores: string[]): Promise<void> {
+  await page.evaluate((names) => {
+    const proto = IDBObjectStore.prototype as IDBObjectStore & Record<string, unknown>;
+    const w = window as unknown as { __loftWrites?: Record<string, unknown> };
+    w.__loftWrites ??= { put: proto.put, add: proto.add, delete: proto.delete, clear: proto.clear };
+    const originals = w.__loftWrites;
+    for (const method of Object.keys(originals)) {
+      const original = originals[method] as (...args: unknown[]) => unknown;
+      proto[method] = function (this: IDBObjectStore, ...args: unknown[]) {
+        if (!names.includes(this.name)) return original.apply(this, args);
+        try {
+          this.transaction.abort();
+        } catch {}
+        throw new DOMException("The quota has been exceeded.", "QuotaExceededError");
+      };
+    }
+  }, stores);
+}
+
+/** Undo `failWrites`. */
+export async function allowWrites(page: Page): Promise<void> {
+  await page.evaluate(() => {
+    const proto = IDBObjectStore.prototype as IDBObjectStore & Record<string, unknown>;
+    const originals = (window as unknown as { __loftWrites?: Record<string, unknown> }).__loftWrites;
+    for (const [method, original] of Object.entries(originals ?? {})) proto[method] = original;
+  });
+}

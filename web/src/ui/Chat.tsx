@@ -8,8 +8,16 @@
  */
 import { createSignal, onCleanup, onMount, Show } from "solid-js";
 import { statusOf } from "../app/contact-status.ts";
+import {
+  connectTo,
+  handOver,
+  historyPage,
+  retryMessage,
+  sendProblem,
+  storedMessage,
+} from "../app/conversation.ts";
 import type { AppModel } from "../app/model.ts";
-import { EngineRefusal, type MessageId, type StoredMessage } from "../engine/api.ts";
+import type { HandedOver, MessageId, StoredMessage } from "../engine/api.ts";
 import { Composer, type ComposerHandle } from "./chat/Composer.tsx";
 import { followBottom, isAtBottom, keepPosition, scrollToBottom, scrollTop } from "./chat/follow.ts";
 import { MessageList } from "./chat/MessageList.tsx";
@@ -25,9 +33,6 @@ const PAGE_AHEAD_PX = 800;
 const MAX_FILL_PAGES = 10;
 /** What the live region reads of a new message. */
 const ANNOUNCE_CHARS = 300;
-
-const reason = (x: unknown) =>
-  x instanceof EngineRefusal ? x.reason.message : `Could not send: ${(x as Error).message}`;
 
 export function Chat(props: { app: AppModel; id: string }) {
   const app = props.app;
@@ -74,11 +79,11 @@ export function Chat(props: { app: AppModel; id: string }) {
     setLoadingOlder(true);
     try {
       const oldest = tl.oldest();
-      let page = await app.storage.listMessagesPage(props.id, PAGE_SIZE, oldest?.at);
+      let page = await historyPage(app, props.id, PAGE_SIZE, oldest?.at);
       let fresh = page.filter((m) => !tl.has(m.id));
       // A full page of messages we have (equal times at the boundary): step past that time.
       if (fresh.length === 0 && page.length === PAGE_SIZE && oldest) {
-        page = await app.storage.listMessagesPage(props.id, PAGE_SIZE, oldest.at - 1);
+        page = await historyPage(app, props.id, PAGE_SIZE, oldest.at - 1);
         fresh = page.filter((m) => !tl.has(m.id));
       }
       if (disposed) return;
@@ -106,7 +111,7 @@ export function Chat(props: { app: AppModel; id: string }) {
 
   /** A state change for a message we don't show (handed over elsewhere, or not loaded yet). */
   async function fetchUnknown(id: MessageId) {
-    const m = await app.storage.getMessage(id);
+    const m = await storedMessage(app, id);
     if (!m || m.contactId !== props.id || disposed) return;
     const oldest = tl.oldest();
     if (oldest && m.at < oldest.at) return; // in older history: read when paged in
@@ -118,13 +123,11 @@ export function Chat(props: { app: AppModel; id: string }) {
   }
 
   const send = (text: string): string | undefined => {
-    const engine = app.engine;
-    if (!engine) return "Loft is still starting. Try again in a moment.";
-    let handed: ReturnType<typeof engine.handOver>;
+    let handed: HandedOver;
     try {
-      handed = engine.handOver(props.id, text);
+      handed = handOver(app, props.id, text);
     } catch (x) {
-      return reason(x);
+      return sendProblem(x);
     }
     setError(undefined);
     showNew(handed.message, false, true);
@@ -132,13 +135,13 @@ export function Chat(props: { app: AppModel; id: string }) {
       // Refused before it was stored: nothing was sent. Take the bubble back, keep the words.
       tl.remove(handed.message.id);
       composer?.restore(text);
-      setError(reason(x));
+      setError(sendProblem(x));
     });
     return undefined;
   };
 
   const retry = (id: MessageId) => {
-    app.engine?.retry(id).catch((x: unknown) => setError(reason(x)));
+    retryMessage(app, id).catch((x: unknown) => setError(sendProblem(x)));
   };
 
   onMount(() => {
@@ -164,7 +167,7 @@ export function Chat(props: { app: AppModel; id: string }) {
       app.setChatAtBottom(true);
       window.removeEventListener("scroll", onScroll);
     });
-    app.engine?.connect(props.id);
+    connectTo(app, props.id);
     composer?.focus();
     void fillScreen();
   });

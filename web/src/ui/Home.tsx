@@ -2,6 +2,7 @@
 import { createResource, createSignal, For, Show } from "solid-js";
 import { statusOf } from "../app/contact-status.ts";
 import type { AppModel, ContactView } from "../app/model.ts";
+import { myLinkParts } from "../app/my-link.ts";
 import { notificationPermission, requestNotificationPermission } from "../app/notifications.ts";
 import type { IdentityChangeKind } from "../engine/api.ts";
 import { type ContactLink, makeContactLink, parseContactLink } from "../identity.ts";
@@ -275,10 +276,7 @@ export function Back(props: { app: AppModel; to?: Parameters<AppModel["go"]>[0] 
 export function MyLink(props: { app: AppModel }) {
   const app = props.app;
   const [copied, setCopied] = createSignal(false);
-  const [parts] = createResource(async () => ({
-    settings: await app.storage.getSettings(),
-    refs: await app.engine?.contactLinkRefs?.().catch(() => undefined),
-  }));
+  const [parts] = createResource(() => myLinkParts(app));
   const link = () => {
     const u = app.user();
     const p = parts();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { dayLabel, isoDay, localDay, outgoingStateLabel, storageProblem } from "./format.ts";
+import { dayLabel, isoDay, localDay, outgoingStateLabel } from "./format.ts";
 
 const at = (y: number, m: number, d: number, h = 12) => new Date(y, m - 1, d, h).getTime();
 
@@ -22,16 +22,5 @@ describe("chat screen words", () => {
     expect(outgoingStateLabel("queued", true, true)).toBe("sending…");
     expect(outgoingStateLabel("queued", true, false)).toBe("waiting to send");
     expect(outgoingStateLabel("delivered", true, true)).toBe("delivered");
-  });
-});
-
-describe("storage failures in words", () => {
-  it("names full storage and undecryptable data, and otherwise keeps the browser's message", () => {
-    expect(storageProblem(new DOMException("", "QuotaExceededError"))).toContain("no storage space");
-    expect(storageProblem(new DOMException("", "OperationError"))).toContain("could not be decrypted");
-    expect(storageProblem(new Error("The database connection is closing"))).toBe(
-      "The database connection is closing.",
-    );
-    expect(storageProblem(new Error(""))).toBe("the browser's storage refused the change.");
   });
 });

@@ -1,10 +1,16 @@
 /**
- * Typed errors with stable codes, shared by every decoder and state machine in core/.
+ * Loft's one error vocabulary: typed errors with stable codes, shared by every decoder and state
+ * machine in core/, the relay client and server, the signaling client and server, and the engine.
  *
  * Style follows `ws` (lib/receiver.js): every protocol violation has a stable code
  * (`LOFT_ERR_*`) that servers map to a reply or a close code and that tests name one by one.
  * Nothing in core/ throws anything else across its public API for bad *input*; programming
  * errors (wrong key length passed by our own code) still throw plain errors at the call.
+ *
+ * `LoftErrorCode` is closed: a new failure class is added here, then mapped to its wire code in
+ * the one table of its protocol — relay `ERR` codes in core/relay/errors.ts, signaling `ERROR`
+ * codes in core/signaling/errors.ts — and given words for people in web/src/engine/errors.ts.
+ * The full table is in docs/protocol/wire.md §Error codes.
  */
 
 export type LoftErrorCode =
@@ -47,14 +53,52 @@ export type LoftErrorCode =
   | "LOFT_ERR_RELAY_STORE_RATE"
   | "LOFT_ERR_RELAY_NO_BUNDLE"
   | "LOFT_ERR_RELAY_INTERNAL"
-  | "LOFT_ERR_RELAY_UNEXPECTED";
+  | "LOFT_ERR_RELAY_UNEXPECTED"
+  // an ERR code this client does not know (a newer relay): `LoftError.wire` keeps it
+  | "LOFT_ERR_RELAY_UNRECOGNIZED"
+  // signaling (docs/protocol/signaling.md §Error codes; wire codes mapped in core/signaling/errors.ts)
+  | "LOFT_ERR_SIGNALING_STALE_TIMESTAMP"
+  | "LOFT_ERR_SIGNALING_WRONG_AUDIENCE"
+  | "LOFT_ERR_SIGNALING_REPLAY"
+  | "LOFT_ERR_SIGNALING_BAD_CHALLENGE"
+  | "LOFT_ERR_SIGNALING_NOT_REGISTERED"
+  | "LOFT_ERR_SIGNALING_ALREADY_REGISTERED"
+  | "LOFT_ERR_SIGNALING_STALE_IDENTITY"
+  | "LOFT_ERR_SIGNALING_FROM_MISMATCH"
+  | "LOFT_ERR_SIGNALING_PEER_OFFLINE"
+  | "LOFT_ERR_SIGNALING_PAYLOAD_TOO_LARGE"
+  | "LOFT_ERR_SIGNALING_RATE_LIMITED"
+  | "LOFT_ERR_SIGNALING_REGISTRY_FULL"
+  | "LOFT_ERR_SIGNALING_SOURCE_LIMIT"
+  | "LOFT_ERR_SIGNALING_BUSY"
+  | "LOFT_ERR_SIGNALING_TOO_MANY_SUBSCRIPTIONS"
+  | "LOFT_ERR_SIGNALING_LIST_ALL_DISABLED"
+  | "LOFT_ERR_SIGNALING_INTERNAL"
+  // signaling, client side: never on the wire
+  | "LOFT_ERR_SIGNALING_UNREACHABLE"
+  | "LOFT_ERR_SIGNALING_TIMEOUT"
+  | "LOFT_ERR_SIGNALING_CLOSED"
+  | "LOFT_ERR_SIGNALING_PROTOCOL"
+  | "LOFT_ERR_SIGNALING_BAD_PEER_IDENTITY"
+  | "LOFT_ERR_SIGNALING_REPLACED"
+  | "LOFT_ERR_SIGNALING_UNRECOGNIZED";
 
+/**
+ * A failure with its stable code. `code` is always a `LoftErrorCode`: programs branch on it, and
+ * it is the same whichever layer failed. `wire` is the code as the protocol spelled it, for the
+ * failures that have one: a relay `ERR` code or a signaling `ERROR` code as the server sent it
+ * (an unknown one kept verbatim, while `code` says UNRECOGNIZED), or the signaling client's own
+ * name for a local failure (`UNREACHABLE`, `TIMEOUT`…). Decoders of Loft's own formats leave it
+ * undefined. See docs/decisions.md "One error vocabulary".
+ */
 export class LoftError extends Error {
   readonly code: LoftErrorCode;
-  constructor(code: LoftErrorCode, message: string) {
+  readonly wire: string | undefined;
+  constructor(code: LoftErrorCode, message: string, wire?: string) {
     super(`${code}: ${message}`);
     this.name = "LoftError";
     this.code = code;
+    this.wire = wire;
   }
 }
 

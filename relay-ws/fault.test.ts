@@ -10,8 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { utf8 } from "../core/bytes.ts";
+import type { LoftError } from "../core/errors.ts";
 import type { RecipientQueue, SenderQueue } from "../core/relay/client.ts";
-import type { RelayError } from "../core/relay/errors.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 import { connectRelay } from "./testing.ts";
 
@@ -91,7 +91,7 @@ describe("relay crash safety", () => {
             accepted.add(body);
             if (accepted.size === 200) killed = relay.stop("SIGKILL");
           },
-          (e: RelayError) => {
+          (e: LoftError) => {
             refusals.push(e.code);
           },
         ),

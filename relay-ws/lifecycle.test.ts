@@ -8,9 +8,9 @@ import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { equalBytes, toHex, utf8 } from "../core/bytes.ts";
+import { LoftError } from "../core/errors.ts";
 import { RelayClient, type RelayMessage } from "../core/relay/client.ts";
 import { authPublicKey, newAuthKeyPair } from "../core/relay/crypto.ts";
-import { RelayError } from "../core/relay/errors.ts";
 import { MAX_BODY } from "../core/relay/protocol.ts";
 import { WebSocketLink } from "../core/relay/ws-link.ts";
 import { connectRelay, startTestRelay, type TestRelay } from "./testing.ts";
@@ -46,7 +46,7 @@ const code = async (p: Promise<unknown>): Promise<string> => {
   try {
     await p;
   } catch (e) {
-    if (e instanceof RelayError) return e.code;
+    if (e instanceof LoftError) return e.code;
     throw e;
   }
   return "resolved";

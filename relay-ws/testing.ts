@@ -9,9 +9,9 @@ import { join } from "node:path";
 import { Registry } from "prom-client";
 import WebSocket from "ws";
 import { encodeVersionHeader } from "../core/codec/version.ts";
+import { LoftError } from "../core/errors.ts";
 import { RelayClient, type RelayClientOptions } from "../core/relay/client.ts";
 import { signCommand } from "../core/relay/crypto.ts";
-import { RelayError } from "../core/relay/errors.ts";
 import {
   type Command,
   decodeServerFrame,
@@ -127,7 +127,7 @@ export async function refusalCode(p: Promise<unknown>, resolved = "resolved"): P
     await p;
     return resolved;
   } catch (e) {
-    if (e instanceof RelayError) return e.code;
+    if (e instanceof LoftError) return e.code;
     throw e;
   }
 }

@@ -230,7 +230,7 @@ describe("a busy server is retried, not abandoned", () => {
     });
     const errors: string[] = [];
     client.on((e) => {
-      if (e.type === "error") errors.push(e.error.code);
+      if (e.type === "error") errors.push(e.error.wire ?? e.error.code);
     });
     try {
       await client.start().catch(() => {}); // the first attempt may be answered BUSY

@@ -6,8 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { equalBytes } from "../core/bytes.ts";
 import { encodeCanonical } from "../core/codec/codec.ts";
 import { decodeVersionHeader, encodeVersionHeader, SIGNALING_VERSION } from "../core/codec/version.ts";
+import { LoftError } from "../core/errors.ts";
 import { encodeIdentity, updateIdentity } from "../core/identity/identity.ts";
-import { SignalingClient, SignalingError, type SignalingEvent } from "../core/signaling/client.ts";
+import { SignalingClient, type SignalingEvent } from "../core/signaling/client.ts";
 import { CLOSE, type ClientMessage, clientCodec, signEnvelope } from "../core/wire/signaling.ts";
 import { signRegisterRequest } from "../core/wire/signed.ts";
 import { metricValue } from "../test/support/metrics.ts";
@@ -150,8 +151,9 @@ describe("rendezvous and signaling between clients", () => {
     const a = client(makeUser("dave"));
     await a.start();
     const err = await a.signal(keyOf(makeUser("nobody")), "offer", new Uint8Array(1)).catch((e) => e);
-    expect(err).toBeInstanceOf(SignalingError);
-    expect((err as SignalingError).code).toBe("PEER_OFFLINE");
+    expect(err).toBeInstanceOf(LoftError);
+    expect((err as LoftError).wire).toBe("PEER_OFFLINE");
+    expect((err as LoftError).code).toBe("LOFT_ERR_SIGNALING_PEER_OFFLINE");
   });
 
   it("lists the operator's servers and refuses list_all unless enabled", async () => {
@@ -159,7 +161,7 @@ describe("rendezvous and signaling between clients", () => {
     await a.start();
     expect(await a.listServers()).toEqual(["wss://a.example/signal", "wss://b.example/signal"]);
     const err = await a.listAll().catch((e) => e);
-    expect((err as SignalingError).code).toBe("LIST_ALL_DISABLED");
+    expect((err as LoftError).wire).toBe("LIST_ALL_DISABLED");
 
     const open = await startSignaling({ listAll: true });
     try {

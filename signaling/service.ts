@@ -26,8 +26,8 @@ import type { Registry } from "prom-client";
 import { type WebSocket, WebSocketServer } from "ws";
 import { equalBytes, fromHex, toHex } from "../core/bytes.ts";
 import { decodeVersionHeader, encodeVersionHeader, SIGNALING_VERSION } from "../core/codec/version.ts";
-import type { LoftErrorCode } from "../core/errors.ts";
 import { signedBytes } from "../core/identity/signature.ts";
+import { signalingWireFor } from "../core/signaling/errors.ts";
 import {
   CLOSE,
   type ClientMessage,
@@ -110,20 +110,6 @@ interface Conn {
   violations: number;
   closed: boolean;
   onClosed: (() => void) | undefined;
-}
-
-/** LoftErrorCode of a failed decode → the wire code of the ERROR reply. */
-function wireCodeOf(code: LoftErrorCode): SignalingErrorCode {
-  switch (code) {
-    case "LOFT_ERR_UNKNOWN_TYPE":
-      return "UNKNOWN_TYPE";
-    case "LOFT_ERR_BAD_SIGNATURE":
-      return "BAD_SIGNATURE";
-    case "LOFT_ERR_BAD_IDENTITY":
-      return "BAD_IDENTITY";
-    default:
-      return "MALFORMED";
-  }
 }
 
 /** Room kept for the LOOKUP_RESPONSE envelope around its PeerInfo list. */
@@ -517,7 +503,12 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     }
     const decoded = clientCodec.decode(data);
     if (!decoded.ok)
-      return fail(conn, decoded.id, wireCodeOf(decoded.error.code), decoded.error.message.slice(0, 200));
+      return fail(
+        conn,
+        decoded.id,
+        signalingWireFor(decoded.error.code),
+        decoded.error.message.slice(0, 200),
+      );
     onMessage(conn, decoded.value);
   }
 

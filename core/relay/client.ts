@@ -10,11 +10,12 @@
  * are decrypted (server→recipient layer) and handed to `onMessage`; they are removed from the
  * relay only when the application calls `ack`.
  *
- * All failures surface as `RelayError` with a stable code; nothing else is thrown for bad input.
+ * All failures surface as `LoftError` with a stable code; nothing else is thrown for bad input.
  */
 import { randomBytes } from "@noble/hashes/utils.js";
 import { toHex } from "../bytes.ts";
 import { decodeVersionHeader, encodeVersionHeader } from "../codec/version.ts";
+import { LoftError } from "../errors.ts";
 import type { Link } from "../link/link.ts";
 import {
   authPublicKey,
@@ -25,7 +26,7 @@ import {
   openFromRelay,
   signCommand,
 } from "./crypto.ts";
-import { codeForWire, RelayError, relayErrorFrom } from "./errors.ts";
+import { codeForWire } from "./errors.ts";
 import {
   type Command,
   DEFAULT_FRAME_LIMIT,
@@ -36,6 +37,7 @@ import {
   SEND_ID_LENGTH,
   type ServerFrame,
   type ServerFrameOf,
+  unknownServerError,
 } from "./protocol.ts";
 
 /** Everything the recipient keeps about one of its queues (store it encrypted). */
@@ -81,19 +83,19 @@ export interface RelayClientOptions {
   /** Pushed messages (after a SUB), already decrypted. Call `ack` once stored. */
   onMessage?: (message: RelayMessage) => void;
   /** A pushed frame that could not be used: undecryptable MSG, uncorrelated ERR, … */
-  onError?: (error: RelayError) => void;
+  onError?: (error: LoftError) => void;
   /** The subscription of a queue ended (another connection subscribed, or the queue was deleted). */
   onEnd?: (recipientId: Uint8Array) => void;
 }
 
 type Pending = {
   resolve: (frame: ServerFrame) => void;
-  reject: (error: RelayError) => void;
+  reject: (error: LoftError) => void;
   timer: unknown;
 };
 
 const linkClosed = (detail: string) =>
-  new RelayError("LOFT_ERR_LINK_CLOSED", detail.replace(/^LOFT_ERR_LINK_CLOSED: /, ""));
+  new LoftError("LOFT_ERR_LINK_CLOSED", detail.replace(/^LOFT_ERR_LINK_CLOSED: /, ""));
 
 export class RelayClient {
   readonly hello: RelayHello;
@@ -105,10 +107,10 @@ export class RelayClient {
   /** Per-queue handlers of pushed messages (instead of `onMessage`), by recipient id (hex). */
   readonly #handlers = new Map<string, (message: RelayMessage) => void>();
   #nextId = 1;
-  #closed: RelayError | undefined;
-  #resolveDone!: (error: RelayError) => void;
+  #closed: LoftError | undefined;
+  #resolveDone!: (error: LoftError) => void;
   /** Resolves with why once the connection is closed (never rejects). */
-  readonly done: Promise<RelayError> = new Promise((resolve) => {
+  readonly done: Promise<LoftError> = new Promise((resolve) => {
     this.#resolveDone = resolve;
   });
 
@@ -134,20 +136,26 @@ export class RelayClient {
     const header = decodeVersionHeader(await next());
     if (!header.ok) {
       link.close(header.error.code);
-      throw relayErrorFrom(header);
+      throw header.error;
     }
-    const hello = decodeServerFrame(await next());
+    const helloBytes = await next();
+    const hello = decodeServerFrame(helloBytes);
     if (!hello.ok) {
+      const unknown = unknownServerError(helloBytes);
+      if (unknown) {
+        link.close("relay-refused");
+        throw new LoftError("LOFT_ERR_RELAY_UNRECOGNIZED", "relay refused the connection", unknown.e);
+      }
       link.close(hello.error.code);
-      throw relayErrorFrom(hello);
+      throw hello.error;
     }
     if (hello.value.k === "ERR") {
       link.close("relay-refused");
-      throw new RelayError(codeForWire(hello.value.e), "relay refused the connection");
+      throw new LoftError(codeForWire(hello.value.e), "relay refused the connection", hello.value.e);
     }
     if (hello.value.k !== "HELLO") {
       link.close("LOFT_ERR_RELAY_UNEXPECTED");
-      throw new RelayError("LOFT_ERR_RELAY_UNEXPECTED", `expected HELLO, got ${hello.value.k}`);
+      throw new LoftError("LOFT_ERR_RELAY_UNEXPECTED", `expected HELLO, got ${hello.value.k}`);
     }
     const h = hello.value;
     return new RelayClient(
@@ -192,7 +200,7 @@ export class RelayClient {
         auth.secretKey,
       );
       const rcvKey = deriveRcvKey(dh.secretKey, reply.d, reply.r);
-      if (!rcvKey.ok) throw relayErrorFrom(rcvKey);
+      if (!rcvKey.ok) throw rcvKey.error;
       const queue: RecipientQueue = {
         recipientId: reply.r.slice(),
         senderId: reply.s.slice(),
@@ -239,7 +247,7 @@ export class RelayClient {
     );
     if (reply.k === "OK") return undefined;
     const opened = openFromRelay(queue.rcvKey, reply.m, reply.b);
-    if (!opened.ok) throw relayErrorFrom(opened);
+    if (!opened.ok) throw opened.error;
     return toMessage(reply.q, reply.m, opened.value);
   }
 
@@ -302,7 +310,7 @@ export class RelayClient {
     options: { sendId?: Uint8Array; sign?: boolean } = {},
   ): Promise<void> {
     if (body.length > MAX_BODY)
-      throw new RelayError("LOFT_ERR_FRAME_TOO_LARGE", `body of ${body.length} bytes exceeds ${MAX_BODY}`);
+      throw new LoftError("LOFT_ERR_FRAME_TOO_LARGE", `body of ${body.length} bytes exceeds ${MAX_BODY}`);
     const n = options.sendId ?? randomBytes(SEND_ID_LENGTH);
     const sign = options.sign ?? queue.senderAuthSecret !== undefined;
     await this.#request(
@@ -335,7 +343,7 @@ export class RelayClient {
     const t = encodeCommand({ ...command, i: corr } as Command);
     if (t.length + 80 > this.hello.frameLimit)
       return Promise.reject(
-        new RelayError("LOFT_ERR_FRAME_TOO_LARGE", "command exceeds the relay's frame limit"),
+        new LoftError("LOFT_ERR_FRAME_TOO_LARGE", "command exceeds the relay's frame limit"),
       );
     const frame = encodeClientFrame(
       t,
@@ -348,14 +356,14 @@ export class RelayClient {
         timeoutMs > 0
           ? setTimeout(() => {
               this.#pending.delete(corr);
-              reject(new RelayError("LOFT_ERR_TIMEOUT", `${command.k} got no answer in ${timeoutMs} ms`));
+              reject(new LoftError("LOFT_ERR_TIMEOUT", `${command.k} got no answer in ${timeoutMs} ms`));
             }, timeoutMs)
           : undefined;
       this.#pending.set(corr, {
         resolve: (f) => {
-          if (f.k === "ERR") reject(new RelayError(codeForWire(f.e), `${command.k} refused`));
+          if (f.k === "ERR") reject(new LoftError(codeForWire(f.e), `${command.k} refused`, f.e));
           else if (kinds.includes(f.k)) resolve(f as ServerFrameOf<K>);
-          else reject(new RelayError("LOFT_ERR_RELAY_UNEXPECTED", `${command.k} answered with ${f.k}`));
+          else reject(new LoftError("LOFT_ERR_RELAY_UNEXPECTED", `${command.k} answered with ${f.k}`));
         },
         reject,
         timer,
@@ -386,9 +394,14 @@ export class RelayClient {
         this.#fail(linkClosed((e as Error).message));
         return;
       }
-      const frame = decodeServerFrame(bytes, Math.max(this.hello.frameLimit, DEFAULT_FRAME_LIMIT));
+      const limit = Math.max(this.hello.frameLimit, DEFAULT_FRAME_LIMIT);
+      const frame = decodeServerFrame(bytes, limit);
       if (!frame.ok) {
-        this.#options.onError?.(relayErrorFrom(frame));
+        const unknown = unknownServerError(bytes, limit);
+        const refused = unknown && new LoftError("LOFT_ERR_RELAY_UNRECOGNIZED", "relay refused", unknown.e);
+        if (refused && unknown.i !== undefined && this.#pending.has(unknown.i))
+          this.#settle(unknown.i)?.reject(refused);
+        else this.#options.onError?.(refused || frame.error);
         continue;
       }
       this.#dispatch(frame.value);
@@ -407,15 +420,15 @@ export class RelayClient {
         return;
       case "ERR":
         if (f.i !== undefined && this.#pending.has(f.i)) this.#settle(f.i)?.resolve(f);
-        else this.#options.onError?.(new RelayError(codeForWire(f.e), "relay error on this connection"));
+        else this.#options.onError?.(new LoftError(codeForWire(f.e), "relay error on this connection", f.e));
         return;
       case "HELLO":
-        this.#options.onError?.(new RelayError("LOFT_ERR_RELAY_UNEXPECTED", "second HELLO"));
+        this.#options.onError?.(new LoftError("LOFT_ERR_RELAY_UNEXPECTED", "second HELLO"));
         return;
       default: {
         const p = this.#settle(f.i);
         if (p) p.resolve(f);
-        else this.#options.onError?.(new RelayError("LOFT_ERR_RELAY_UNEXPECTED", `uncorrelated ${f.k}`));
+        else this.#options.onError?.(new LoftError("LOFT_ERR_RELAY_UNEXPECTED", `uncorrelated ${f.k}`));
       }
     }
   }
@@ -424,13 +437,13 @@ export class RelayClient {
     const rcvKey = this.#queues.get(toHex(f.q));
     if (!rcvKey) {
       this.#options.onError?.(
-        new RelayError("LOFT_ERR_RELAY_UNEXPECTED", "message for a queue not subscribed here"),
+        new LoftError("LOFT_ERR_RELAY_UNEXPECTED", "message for a queue not subscribed here"),
       );
       return;
     }
     const opened = openFromRelay(rcvKey, f.m, f.b);
     if (!opened.ok) {
-      this.#options.onError?.(relayErrorFrom(opened));
+      this.#options.onError?.(opened.error);
       return;
     }
     const message = toMessage(f.q, f.m, opened.value);
@@ -439,7 +452,7 @@ export class RelayClient {
     else this.#options.onMessage?.(message);
   }
 
-  #fail(error: RelayError): void {
+  #fail(error: LoftError): void {
     if (this.#closed) return;
     this.#closed = error;
     for (const corr of [...this.#pending.keys()]) this.#settle(corr)?.reject(error);
@@ -454,7 +467,7 @@ function toMessage(q: Uint8Array, m: Uint8Array, opened: OpenedMessage): RelayMe
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   if (ms <= 0) return p;
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new RelayError("LOFT_ERR_TIMEOUT", `${what} timed out`)), ms);
+    const timer = setTimeout(() => reject(new LoftError("LOFT_ERR_TIMEOUT", `${what} timed out`)), ms);
     p.then(
       (v) => {
         clearTimeout(timer);
@@ -462,7 +475,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
       },
       (e) => {
         clearTimeout(timer);
-        reject(e instanceof RelayError ? e : linkClosed((e as Error).message));
+        reject(e instanceof LoftError ? e : linkClosed((e as Error).message));
       },
     );
   });

@@ -3,11 +3,12 @@
  *
  * The relay answers a refused command with `ERR` and a short wire code (SMP's error names where
  * SMP has one: `AUTH`, `QUOTA`, `NO_MSG`, `LARGE_MSG` → `LARGE`, `PROHIBITED`, `INTERNAL`). The client
- * maps each wire code to a stable `LOFT_ERR_*` code. Codes that already exist in core/errors.ts
- * (malformed, schema, frame too large, version, timeout, link closed) are reused; the relay-only
- * ones are `LOFT_ERR_RELAY_*`. `RelayError` carries either kind.
+ * maps each wire code to a stable `LOFT_ERR_*` code with the one table below. Codes that already
+ * exist for every layer (malformed, schema, frame too large, version, timeout, link closed) are
+ * reused; the relay-only ones are `LOFT_ERR_RELAY_*`. Failures are thrown as core/errors.ts's
+ * `LoftError`, like everywhere else.
  */
-import type { LoftErrorCode, Result } from "../errors.ts";
+import type { LoftErrorCode } from "../errors.ts";
 
 /**
  * Relay-specific failure classes (part of `LoftErrorCode`): AUTH — unknown queue, wrong key, bad or
@@ -22,7 +23,8 @@ import type { LoftErrorCode, Result } from "../errors.ts";
  */
 export type RelayOnlyErrorCode = Extract<LoftErrorCode, `LOFT_ERR_RELAY_${string}`>;
 
-export type RelayErrorCode = LoftErrorCode | RelayOnlyErrorCode;
+/** Any code a relay operation fails with: a `LoftErrorCode` (the names predate the merge). */
+export type RelayErrorCode = LoftErrorCode;
 
 /** Short codes carried in `ERR` frames, one per failure class. */
 export const WIRE_ERROR_CODES = [
@@ -70,28 +72,15 @@ const CODE_TO_WIRE = new Map<RelayErrorCode, WireErrorCode>(
   Object.entries(WIRE_TO_CODE).map(([w, c]) => [c, w as WireErrorCode]),
 );
 
-export const codeForWire = (wire: WireErrorCode): RelayErrorCode => WIRE_TO_CODE[wire];
+/** What an `ERR` code looks like on the wire, known or not: upper case, at most 16 characters. */
+export const WIRE_CODE_SHAPE = /^[A-Z][A-Z0-9_]{0,15}$/;
+
+/** The `LoftErrorCode` of an `ERR` code; one this client does not know is UNRECOGNIZED, never a crash. */
+export const codeForWire = (wire: string): RelayErrorCode =>
+  Object.hasOwn(WIRE_TO_CODE, wire) ? WIRE_TO_CODE[wire as WireErrorCode] : "LOFT_ERR_RELAY_UNRECOGNIZED";
 
 /** The wire code for a failure, or INTERNAL for codes that never go on the wire. */
 export const wireForCode = (code: RelayErrorCode): WireErrorCode => CODE_TO_WIRE.get(code) ?? "INTERNAL";
-
-export class RelayError extends Error {
-  readonly code: RelayErrorCode;
-  constructor(code: RelayErrorCode, message: string) {
-    super(`${code}: ${message}`);
-    this.name = "RelayError";
-    this.code = code;
-  }
-}
-
-export const isRelayError = (e: unknown): e is RelayError => e instanceof RelayError;
-
-/** A failed core `Result` as a RelayError (same code, same message). */
-export function relayErrorFrom(result: Result<unknown> & { ok: false }): RelayError {
-  const e = new RelayError(result.error.code, result.error.message);
-  e.message = result.error.message;
-  return e;
-}
 
 /**
  * Refusals that say "not now" rather than "no": the relay rations commands and stored bytes per

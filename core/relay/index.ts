@@ -2,6 +2,8 @@
  * The relay mailbox client API for the PWA (docs/protocol/relay.md): connect over a WebSocket,
  * manage queues, send, receive, publish and fetch prekey bundles, and run live links.
  */
+
+export { isLoftError, LoftError } from "../errors.ts";
 export {
   type PrekeyFetch,
   type RecipientQueue,
@@ -14,8 +16,6 @@ export {
 export { authPublicKey, deriveRcvKey, newAuthKeyPair, type OpenedMessage, openFromRelay } from "./crypto.ts";
 export {
   codeForWire,
-  isRelayError,
-  RelayError,
   type RelayErrorCode,
   type RelayOnlyErrorCode,
   type WireErrorCode,

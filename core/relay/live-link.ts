@@ -22,11 +22,11 @@
  * A local close sends what is still queued, then the close marker, under the same bounds.
  */
 import { randomBytes } from "@noble/hashes/utils.js";
-import { LoftError } from "../errors.ts";
+import { isLoftError, LoftError } from "../errors.ts";
 import type { LinkCloseInfo } from "../link/link.ts";
 import { QueueLink } from "../link/queue-link.ts";
 import type { RecipientQueue, RelayClient, RelayMessage, SenderQueue } from "./client.ts";
-import { isRelayError, isTemporaryRefusal } from "./errors.ts";
+import { isTemporaryRefusal } from "./errors.ts";
 import { MAX_BODY, SEND_ID_LENGTH } from "./protocol.ts";
 
 const FLAG_LAST = 1;
@@ -89,7 +89,7 @@ export async function retryTemporary<T>(
     try {
       return await attempt();
     } catch (e) {
-      if (!(isRelayError(e) && isTemporaryRefusal(e.code))) throw e;
+      if (!(isLoftError(e) && isTemporaryRefusal(e.code))) throw e;
       const left = started + bounds.giveUpMs - Date.now();
       if (left <= 0) throw e;
       await sleep(Math.min(left, backoff(bounds, refusals)));
@@ -151,7 +151,7 @@ export class RelayLink extends QueueLink {
     try {
       await retryTemporary(() => client.subscribe(own, options.window ?? 16), options.retry);
     } catch (e) {
-      link.close(isRelayError(e) ? e.code : "LOFT_ERR_LINK_CLOSED");
+      link.close(isLoftError(e) ? e.code : "LOFT_ERR_LINK_CLOSED");
       throw e;
     }
     return link;
@@ -189,7 +189,7 @@ export class RelayLink extends QueueLink {
         const next = this.#outbox[0]!;
         const code = await this.#client.send(this.#peer, next.body, { sendId: next.sendId }).then(
           () => undefined,
-          (e: unknown) => (isRelayError(e) ? e.code : "LOFT_ERR_LINK_CLOSED"),
+          (e: unknown) => (isLoftError(e) ? e.code : "LOFT_ERR_LINK_CLOSED"),
         );
         // DUPLICATE: an earlier try of this very piece was stored (its answer was lost).
         if (code === undefined || code === "LOFT_ERR_RELAY_DUPLICATE") {

@@ -25,7 +25,7 @@ import {
   validate,
 } from "../codec/codec.ts";
 import { err, ok, type Result } from "../errors.ts";
-import { WIRE_ERROR_CODES } from "./errors.ts";
+import { WIRE_CODE_SHAPE, WIRE_ERROR_CODES } from "./errors.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Sizes (docs/protocol/relay.md §Limits, §Padding)
@@ -297,6 +297,31 @@ export function decodeServerFrame(bytes: Uint8Array, maxBytes = DEFAULT_FRAME_LI
   if (typeof kind !== "string" || !["HELLO", "OK", "IDS", "MSG", "END", "PK", "ERR"].includes(kind))
     return err("LOFT_ERR_UNKNOWN_TYPE", "k: unknown frame");
   return requireCanonical(validate(raw.value, serverFrameSchema), bytes, "frame");
+}
+
+/**
+ * Client side, for a frame `decodeServerFrame` refused: an `ERR` whose only fault is a code this
+ * version does not know (a newer relay's), so the client can still settle the command it answers
+ * (as LOFT_ERR_RELAY_UNRECOGNIZED) instead of leaving it to time out. Undefined for anything else.
+ */
+export function unknownServerError(
+  bytes: Uint8Array,
+  maxBytes = DEFAULT_FRAME_LIMIT,
+): { i?: number; e: string } | undefined {
+  const raw = decodeRaw(bytes, serverFrameLimits(maxBytes));
+  if (!raw.ok || typeof raw.value !== "object" || raw.value === null || raw.value instanceof Uint8Array)
+    return undefined;
+  const { k, i, e, ...rest } = raw.value as Record<string, unknown>;
+  if (k !== "ERR" || Object.keys(rest).length > 0) return undefined;
+  if (
+    typeof e !== "string" ||
+    !WIRE_CODE_SHAPE.test(e) ||
+    (WIRE_ERROR_CODES as readonly string[]).includes(e)
+  )
+    return undefined;
+  if (i === undefined) return { e };
+  if (typeof i !== "number" || !Number.isInteger(i) || i < 0 || i > 0xffff_ffff) return undefined;
+  return { i, e };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,11 +14,13 @@
  *   timestamp, unseen nonce) — others are dropped and reported as `rejected` events;
  * - keeps a presence subscription, re-sent after every reconnect;
  * - reconnects with exponential backoff and full jitter, re-registering after a drop;
- * - reports typed errors (`SignalingError`) whose codes `describeSignalingError` turns into words.
+ * - reports failures as `LoftError`s: `code` the `LOFT_ERR_*` code, `wire` the signaling name
+ *   (core/signaling/errors.ts); the words a person reads are in web/src/engine/errors.ts.
  */
 import { randomBytes } from "@noble/hashes/utils.js";
 import { equalBytes, toHex } from "../bytes.ts";
 import { decodeVersionHeader, encodeVersionHeader, SIGNALING_VERSION } from "../codec/version.ts";
+import type { LoftError } from "../errors.ts";
 import { decodeIdentity, type Identity, type UserIdentity } from "../identity/identity.ts";
 import {
   CLOSE,
@@ -33,6 +35,7 @@ import {
   verifyEnvelope,
 } from "../wire/signaling.ts";
 import { signRegisterRequest } from "../wire/signed.ts";
+import { type SignalingClientErrorCode, signalingError, signalingErrorOfWire } from "./errors.ts";
 
 // ---- the transport it needs ----------------------------------------------------------------------
 
@@ -61,67 +64,7 @@ const OPEN = 1;
 
 // ---- errors ----------------------------------------------------------------------------------------
 
-/** Codes the client reports: the server's ERROR codes plus the client's own. */
-export type SignalingClientErrorCode =
-  | "PEER_OFFLINE"
-  | "UNREACHABLE"
-  | "TIMEOUT"
-  | "CLOSED"
-  | "PROTOCOL"
-  | "UNSUPPORTED_VERSION"
-  | "BAD_PEER_IDENTITY"
-  | "REPLACED"
-  | (string & {});
-
-export class SignalingError extends Error {
-  override name = "SignalingError";
-  constructor(
-    readonly code: SignalingClientErrorCode,
-    message: string,
-  ) {
-    super(`${code}: ${message}`);
-  }
-}
-
-/** Plain words for a UI, by code (never includes server-supplied text). */
-export function describeSignalingError(code: SignalingClientErrorCode): string {
-  switch (code) {
-    case "PEER_OFFLINE":
-      return "Peer offline.";
-    case "UNREACHABLE":
-      return "Signaling unreachable. Retrying…";
-    case "TIMEOUT":
-      return "The signaling server did not answer in time.";
-    case "CLOSED":
-      return "The connection to the signaling server closed.";
-    case "PROTOCOL":
-    case "MALFORMED":
-    case "UNKNOWN_TYPE":
-      return "The signaling server and this app do not understand each other.";
-    case "UNSUPPORTED_VERSION":
-      return "The signaling server runs an incompatible version.";
-    case "WRONG_AUDIENCE":
-      return "The signaling server expects to be reached at another address; check the server address.";
-    case "BAD_CHALLENGE":
-      return "The signaling server's sign-in check did not match this connection. Reconnecting…";
-    case "BAD_PEER_IDENTITY":
-      return "The server returned an identity that does not verify.";
-    case "REPLACED":
-      return "This identity signed in from another tab or device.";
-    case "RATE_LIMITED":
-    case "BUSY":
-      return "The signaling server is busy. Try again shortly.";
-    case "STALE_TIMESTAMP":
-      return "This device's clock is off; check the date and time.";
-    case "REGISTRY_FULL":
-    case "SOURCE_LIMIT":
-      return "The signaling server is full.";
-    case "PAYLOAD_TOO_LARGE":
-      return "The connection setup message is too large.";
-    default:
-      return "Signaling failed.";
-  }
-}
+export type { SignalingClientErrorCode };
 
 // ---- events ----------------------------------------------------------------------------------------
 
@@ -138,7 +81,7 @@ export type SignalingEvent =
   | { type: "rejected"; reason: RejectReason; from: Uint8Array }
   | { type: "presence"; key: Uint8Array; online: boolean }
   | { type: "registered"; expiresAt: number }
-  | { type: "error"; error: SignalingError };
+  | { type: "error"; error: LoftError };
 
 export type SignalingListener = (event: SignalingEvent) => void;
 
@@ -197,7 +140,7 @@ export interface SeenOfferStore {
 
 interface Pending {
   resolve: (m: ServerMessage) => void;
-  reject: (e: SignalingError) => void;
+  reject: (e: LoftError) => void;
   timer: unknown;
 }
 
@@ -232,10 +175,10 @@ export class SignalingClient {
   #stopped = false;
   #helloDone = false;
   #everConnected = false;
-  #readyWaiters: { resolve: () => void; reject: (e: SignalingError) => void }[] = [];
+  #readyWaiters: { resolve: () => void; reject: (e: LoftError) => void }[] = [];
   /** This connection's CHALLENGE (docs/protocol/signaling.md, "Replay protection"). */
   #challenge: Uint8Array | undefined;
-  #challengeWaiters: { resolve: (c: Uint8Array) => void; reject: (e: SignalingError) => void }[] = [];
+  #challengeWaiters: { resolve: (c: Uint8Array) => void; reject: (e: LoftError) => void }[] = [];
   /** Last REGISTER timestamp sent: the next must be greater (the server refuses a repeat). */
   #lastRegisterAt = 0;
 
@@ -294,7 +237,7 @@ export class SignalingClient {
    * reconnecting is disabled or `close()` is called.
    */
   start(): Promise<void> {
-    if (this.#stopped) return Promise.reject(new SignalingError("CLOSED", "client closed"));
+    if (this.#stopped) return Promise.reject(signalingError("CLOSED", "client closed"));
     const ready = this.ready();
     if (this.#state === "idle") this.#open();
     return ready;
@@ -320,7 +263,7 @@ export class SignalingClient {
         ws.close(CLOSE.NORMAL, "client closed");
       } catch {}
     }
-    const closed = new SignalingError("CLOSED", "client closed");
+    const closed = signalingError("CLOSED", "client closed");
     for (const w of this.#challengeWaiters.splice(0)) w.reject(closed);
     this.#failAll(closed);
     this.#setState("closed");
@@ -340,7 +283,7 @@ export class SignalingClient {
     if (!peer) return { online: false };
     const identity = decodeIdentity(peer.identity);
     if (!identity.ok || !equalBytes(identity.value.verified.identity_key, identityKey))
-      throw new SignalingError(
+      throw signalingError(
         "BAD_PEER_IDENTITY",
         "the returned identity does not verify or is not the one asked for",
       );
@@ -434,18 +377,18 @@ export class SignalingClient {
   #waitChallenge(): Promise<Uint8Array> {
     if (this.#challenge) return Promise.resolve(this.#challenge);
     if (!this.#ws || !this.#helloDone)
-      return Promise.reject(new SignalingError("UNREACHABLE", "not connected to the signaling server"));
+      return Promise.reject(signalingError("UNREACHABLE", "not connected to the signaling server"));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#challengeWaiters = this.#challengeWaiters.filter((w) => w !== waiter);
-        reject(new SignalingError("TIMEOUT", "the server sent no CHALLENGE"));
+        reject(signalingError("TIMEOUT", "the server sent no CHALLENGE"));
       }, this.#o.requestTimeoutMs);
       const waiter = {
         resolve: (c: Uint8Array) => {
           clearTimeout(timer);
           resolve(c);
         },
-        reject: (e: SignalingError) => {
+        reject: (e: LoftError) => {
           clearTimeout(timer);
           reject(e);
         },
@@ -478,7 +421,7 @@ export class SignalingClient {
     for (const w of this.#readyWaiters.splice(0)) w.resolve();
   }
 
-  #rejectReady(e: SignalingError): void {
+  #rejectReady(e: LoftError): void {
     for (const w of this.#readyWaiters.splice(0)) w.reject(e);
   }
 
@@ -488,27 +431,27 @@ export class SignalingClient {
     return id;
   }
 
-  #unexpected(reply: ServerMessage): SignalingError {
-    return new SignalingError("PROTOCOL", `unexpected reply ${reply.t}`);
+  #unexpected(reply: ServerMessage): LoftError {
+    return signalingError("PROTOCOL", `unexpected reply ${reply.t}`);
   }
 
   #request(message: Request | ClientMessage, presetId?: number): Promise<ServerMessage> {
     const ws = this.#ws;
     if (!ws || ws.readyState !== OPEN || !this.#helloDone)
-      return Promise.reject(new SignalingError("UNREACHABLE", "not connected to the signaling server"));
+      return Promise.reject(signalingError("UNREACHABLE", "not connected to the signaling server"));
     const id = presetId ?? this.#takeId();
     const bytes = clientCodec.encode({ ...message, id } as ClientMessage);
     return new Promise<ServerMessage>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#pending.delete(id);
-        reject(new SignalingError("TIMEOUT", `no answer to ${message.t}`));
+        reject(signalingError("TIMEOUT", `no answer to ${message.t}`));
       }, this.#o.requestTimeoutMs);
       this.#pending.set(id, { resolve, reject, timer });
       ws.send(bytes as Uint8Array<ArrayBuffer>);
     });
   }
 
-  #failAll(e: SignalingError): void {
+  #failAll(e: LoftError): void {
     for (const [id, p] of this.#pending) {
       clearTimeout(p.timer);
       this.#pending.delete(id);
@@ -520,7 +463,7 @@ export class SignalingClient {
     clearTimeout(this.#renewTimer);
     this.#renewTimer = setTimeout(() => {
       if (!this.#registered || this.#stopped) return;
-      this.register().catch((e: SignalingError) => {
+      this.register().catch((e: LoftError) => {
         this.#emit({ type: "error", error: e });
         // Try again soon; the registration may still be alive for another half TTL.
         if (this.#registered) this.#scheduleRenewal(Math.max(1, Math.floor(renewalSeconds / 4)));
@@ -547,7 +490,7 @@ export class SignalingClient {
     try {
       ws = this.#o.connect(this.#o.url);
     } catch (e) {
-      this.#onDrop(new SignalingError("UNREACHABLE", (e as Error).message ?? "cannot connect"));
+      this.#onDrop(signalingError("UNREACHABLE", (e as Error).message ?? "cannot connect"));
       return;
     }
     this.#ws = ws;
@@ -574,10 +517,10 @@ export class SignalingClient {
       const code = event.code ?? 1006;
       const error =
         code === CLOSE.UNSUPPORTED_VERSION
-          ? new SignalingError("UNSUPPORTED_VERSION", "the server does not speak this protocol version")
+          ? signalingError("UNSUPPORTED_VERSION", "the server does not speak this protocol version")
           : this.#helloDone
-            ? new SignalingError("CLOSED", `connection closed (${code})`)
-            : new SignalingError("UNREACHABLE", `cannot reach the signaling server (${code})`);
+            ? signalingError("CLOSED", `connection closed (${code})`)
+            : signalingError("UNREACHABLE", `cannot reach the signaling server (${code})`);
       this.#onDrop(error);
     };
   }
@@ -590,13 +533,13 @@ export class SignalingClient {
   }
 
   #protocolFailure(ws: WebSocketLike, code: number, why: string): void {
-    this.#emit({ type: "error", error: new SignalingError("PROTOCOL", why) });
+    this.#emit({ type: "error", error: signalingError("PROTOCOL", why) });
     try {
       ws.close(code, why);
     } catch {}
   }
 
-  #onDrop(error: SignalingError): void {
+  #onDrop(error: LoftError): void {
     clearTimeout(this.#renewTimer);
     this.#registered = false;
     this.#helloDone = false;
@@ -641,7 +584,7 @@ export class SignalingClient {
     const decoded = serverCodec.decode(bytes);
     if (!decoded.ok) {
       // A frame we cannot read: fail the request it answers, if any, and carry on.
-      const error = new SignalingError("PROTOCOL", decoded.error.message);
+      const error = signalingError("PROTOCOL", decoded.error.message);
       const p = decoded.id === undefined ? undefined : this.#pending.get(decoded.id);
       if (p && decoded.id !== undefined) this.#settle(decoded.id, p, undefined, error);
       else this.#emit({ type: "error", error });
@@ -666,10 +609,10 @@ export class SignalingClient {
         this.#registered = false;
         if (m.reason === "expired" && this.#o.register) {
           // We missed a renewal (a suspended tab, a slow network): register again.
-          this.register().catch((e: SignalingError) => this.#emit({ type: "error", error: e }));
+          this.register().catch((e: LoftError) => this.#emit({ type: "error", error: e }));
         } else {
           this.#setState("connected");
-          this.#emit({ type: "error", error: new SignalingError("REPLACED", "registered from elsewhere") });
+          this.#emit({ type: "error", error: signalingError("REPLACED", "registered from elsewhere") });
         }
         return;
       case "GOING_AWAY":
@@ -684,16 +627,16 @@ export class SignalingClient {
         break;
     }
     if (m.id === undefined) {
-      if (m.t === "ERROR") this.#emit({ type: "error", error: new SignalingError(m.code, m.message) });
+      if (m.t === "ERROR") this.#emit({ type: "error", error: signalingErrorOfWire(m.code, m.message) });
       return;
     }
     const p = this.#pending.get(m.id);
     if (!p) return;
-    if (m.t === "ERROR") this.#settle(m.id, p, undefined, new SignalingError(m.code, m.message));
+    if (m.t === "ERROR") this.#settle(m.id, p, undefined, signalingErrorOfWire(m.code, m.message));
     else this.#settle(m.id, p, m, undefined);
   }
 
-  #settle(id: number, p: Pending, value: ServerMessage | undefined, error: SignalingError | undefined): void {
+  #settle(id: number, p: Pending, value: ServerMessage | undefined, error: LoftError | undefined): void {
     clearTimeout(p.timer);
     this.#pending.delete(id);
     if (error) p.reject(error);
@@ -716,12 +659,15 @@ export class SignalingClient {
       () => {
         this.#attempt = 0;
       },
-      (e: SignalingError) => {
+      (e: LoftError) => {
         this.#emit({ type: "error", error: e });
         this.#rejectReady(e);
         // A busy server (rate or verification budget of our network address) asks us to come
         // back shortly: try again on this connection after a jittered pause.
-        if ((e.code === "BUSY" || e.code === "RATE_LIMITED") && this.#o.register)
+        if (
+          (e.code === "LOFT_ERR_SIGNALING_BUSY" || e.code === "LOFT_ERR_SIGNALING_RATE_LIMITED") &&
+          this.#o.register
+        )
           this.#retryTimer = setTimeout(
             () => {
               if (this.#ws === ws && this.#helloDone && !this.#registered && !this.#stopped)

@@ -22,6 +22,7 @@ import type {
   ServiceStatus,
 } from "./api.ts";
 import type { EngineConfig } from "./config.ts";
+import type { EngineCloseReason } from "./errors.ts";
 import { type AddressQueue, PieceBuffer, type RxQueue, type TxQueue } from "./mailbox.ts";
 import { refusalFor } from "./outgoing.ts";
 import {
@@ -110,13 +111,14 @@ export interface Peer {
   refusedUs?: boolean;
 }
 
+/** A step refused to go on; `reason` closes the link and is looked up in errors.ts's table. */
 export class Refused extends Error {
-  constructor(readonly reason: string) {
+  constructor(readonly reason: EngineCloseReason) {
     super(reason);
   }
 }
 
-export function timeout<T>(p: Promise<T>, ms: number, reason: string): Promise<T> {
+export function timeout<T>(p: Promise<T>, ms: number, reason: EngineCloseReason): Promise<T> {
   let timer: ReturnType<typeof setTimeout>;
   return Promise.race([
     p,

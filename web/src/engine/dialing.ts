@@ -15,7 +15,7 @@ import {
   setPresence,
   timeout,
 } from "./context.ts";
-import { describeFailure, QUIET_REASONS } from "./errors.ts";
+import { closeRule, describeFailure } from "./errors.ts";
 import { refusalFor } from "./outgoing.ts";
 import { freshRatchetKeyPair, RATCHET_KEY_EXTENSION } from "./ratchet-store.ts";
 import { allowMailbox } from "./relay-mailbox.ts";
@@ -142,7 +142,7 @@ export async function openedWithin(link: DialedLink, ms: number | undefined): Pr
   if (r === "open") return true;
   if (r === "late") return link.state === "open";
   const info = link.state === "closed" ? await link.closed : undefined;
-  if (info && isPathFailure(info.reason)) return false;
+  if (info && closeRule(info.reason).pathFailure) return false;
   throw r.e;
 }
 
@@ -264,7 +264,7 @@ export async function attemptFailed(
   }
   if (attempt.link.state !== "closed") attempt.link.close(reason, detail);
   ctx.cfg.log(`attempt ${attempt.direction} ${peer.id.slice(0, 8)} ended: ${reason}`);
-  if (ctx.stopped || QUIET_REASONS.has(reason)) return;
+  if (ctx.stopped || closeRule(reason).quiet) return;
   if (reason === "bye-refused" && !peer.refusedUs) {
     peer.refusedUs = true;
     allowMailbox(ctx, peer, 0);
@@ -278,16 +278,3 @@ export async function attemptFailed(
     setPresence(ctx, peer, "offline", undefined, unavailable ? unavailableError(peer) : error, unavailable);
   }
 }
-
-/** Close reasons of a direct attempt that say the path failed (a case for the relay). */
-function isPathFailure(reason: string): boolean {
-  return PATH_FAILURES.has(reason);
-}
-
-const PATH_FAILURES = new Set([
-  "open-timeout",
-  "ERR_ICE_CONNECTION_FAILURE",
-  "ERR_ICE_CONNECTION_CLOSED",
-  "ERR_CONNECTION_FAILURE",
-  "ERR_WEBRTC_SUPPORT",
-]);

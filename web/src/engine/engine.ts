@@ -230,7 +230,13 @@ export class Engine implements ChatEngine {
       peer.manualOff = false;
       if (peer.live || peer.attempt) return;
       if (!peer.online) {
-        setPresence(this.#ctx, peer, "offline", undefined, describeFailure("PEER_OFFLINE", peer.name));
+        setPresence(
+          this.#ctx,
+          peer,
+          "offline",
+          undefined,
+          describeFailure("LOFT_ERR_SIGNALING_PEER_OFFLINE", peer.name),
+        );
         return;
       }
       peer.failures = 0;

@@ -1,37 +1,40 @@
 /**
- * Why a link attempt or a session ended, in words a person understands (web/src/engine/api.ts,
- * `EngineError`). Inputs are the stable codes the layers below close links with: LoftErrorCodes
- * from core/session, SignalingError codes from core/signaling/client.ts, simple-peer's ERR_* codes
- * and web/src/net/direct.ts's reasons. Messages never include secrets or server-supplied text.
+ * Why a link attempt or a session ended, and what the engine does about it: one typed table,
+ * `CLOSE_REASONS`, with one row per reason — is it quiet (on purpose: no retry, no error shown),
+ * does it mean the *peer* left on purpose (no redial at once), does it say the direct path failed
+ * (a case for the relay), and what to tell a person (web/src/engine/api.ts, `EngineError`).
+ *
+ * Reasons are the engine's own close reasons and the stable codes the layers below close links
+ * with: `LoftErrorCode`s (core/errors.ts, from core/session and the relay client), signaling codes
+ * (core/signaling/errors.ts), simple-peer's ERR_* codes and web/src/net/direct.ts's reasons. A
+ * reason not in the table is an internal failure. Messages never include secrets or
+ * server-supplied text.
  */
-import { isTemporaryRefusal } from "../../../core/relay/errors.ts";
+import type { LoftErrorCode } from "../../../core/errors.ts";
+import { isTemporaryRefusal, type RelayOnlyErrorCode } from "../../../core/relay/errors.ts";
 import type { EngineError, VerificationCheck } from "./api.ts";
 
-/** Close reasons that end a session on purpose: no retry, no error shown. */
-export const QUIET_REASONS = new Set([
-  "stopped",
-  "user-disconnect",
-  "replaced",
-  "glare-yield",
-  "superseded",
-  "bye-glare",
-  "transport-closed",
-  "contact-blocked",
-  "identity-change",
-  // our direct attempt gave way to a live link through the relay
-  "relay-fallback",
-]);
+/** What a description may use besides the reason itself. */
+export interface FailureContext {
+  /** The close reason or error code as given. */
+  readonly reason: string;
+  /** The contact's username. */
+  readonly name: string;
+  readonly detail?: string;
+  /** We hold the contact's address (docs/protocol/mailbox.md): a message can reach them as a request. */
+  readonly canRequest: boolean;
+}
 
-/** Reasons the *peer* gives when it closes on purpose: we do not redial at once. */
-export const PEER_LEFT_ON_PURPOSE = new Set([
-  "stopped",
-  "user-disconnect",
-  "contact-blocked",
-  "identity-change",
-  // the peer replaced this session with a newer one it is setting up with us
-  "replaced",
-  "superseded",
-]);
+export interface CloseRule {
+  /** Ends a session on purpose: no retry, no error shown. */
+  readonly quiet: boolean;
+  /** The peer gives this reason when it closes on purpose (`remote-closed` detail): no redial at once. */
+  readonly peerOnPurpose: boolean;
+  /** A direct attempt that closed with it failed on the path (a case for the relay). */
+  readonly pathFailure: boolean;
+  /** In words a person understands. */
+  readonly describe: (c: FailureContext) => EngineError;
+}
 
 function verification(check: VerificationCheck, message: string): EngineError {
   return { kind: "verification-failed", check, message };
@@ -44,6 +47,196 @@ function verification(check: VerificationCheck, message: string): EngineError {
  * (web/src/engine/relay-mailbox.ts, core/relay/live-link.ts).
  */
 export const RELAY_BUSY_MESSAGE = "The relay is busy; Loft will try again shortly.";
+
+const internal = ({ reason, name, detail }: FailureContext): EngineError => ({
+  kind: "internal",
+  message: `The connection to ${name} failed.`,
+  ...(detail || reason ? { detail: `${reason}${detail ? `: ${detail}` : ""}` } : {}),
+});
+
+const badSignature = ({ name }: FailureContext) =>
+  verification(
+    "identity-signature",
+    `Verification failed: the identity presented as ${name} has an invalid signature. The connection was dropped before any message went over it.`,
+  );
+
+const badHandshake = ({ name }: FailureContext) =>
+  verification(
+    "handshake",
+    `Verification failed: the secure handshake with ${name} did not complete (it was altered in transit or the other app is incompatible). The connection was dropped before any message went over it.`,
+  );
+
+const noDirectPath = ({ name }: FailureContext): EngineError => ({
+  kind: "peer-offline",
+  message: `No direct connection to ${name} could be made. Messages wait on this device.`,
+});
+
+const tooSlow = ({ name }: FailureContext): EngineError => ({
+  kind: "peer-offline",
+  message: `${name} did not finish connecting in time. Retrying…`,
+});
+
+const wentOffline = ({ name }: FailureContext): EngineError => ({
+  kind: "peer-offline",
+  message: `${name} went offline.`,
+});
+
+const signalingDown = (): EngineError => ({
+  kind: "signaling-unreachable",
+  url: "",
+  message: "The signaling server can't be reached. Retrying…",
+});
+
+const relayDown = ({ name }: FailureContext): EngineError => ({
+  kind: "peer-offline",
+  message: `No connection to ${name} could be made, directly or through the relay. Retrying…`,
+});
+
+/** A live link through the relay gave up after its bounded retries of a rate refusal (core/relay/live-link.ts). */
+const relayBusy = ({ name }: FailureContext): EngineError => ({
+  kind: "peer-offline",
+  message: `${RELAY_BUSY_MESSAGE} Messages to ${name} stay queued.`,
+});
+
+/** A row: a description, and the flags that differ from "not quiet, not on purpose, not the path". */
+const row = (
+  describe: CloseRule["describe"],
+  flags: Partial<Pick<CloseRule, "quiet" | "peerOnPurpose" | "pathFailure">> = {},
+): CloseRule => ({ quiet: false, peerOnPurpose: false, pathFailure: false, ...flags, describe });
+
+/** On purpose, ours or the peer's: neither retried nor shown. */
+const onPurpose = row(internal, { quiet: true, peerOnPurpose: true });
+const quiet = row(internal, { quiet: true });
+
+/**
+ * The relay's failure classes: whatever the class, neither path reached the contact — except the
+ * relay's rations (per connection and per source address, core/relay/errors.ts
+ * `TEMPORARY_REFUSALS`), which say "not now": the relay is busy, nothing is lost.
+ */
+const RELAY_FAILURES: Record<RelayOnlyErrorCode, CloseRule> = {
+  LOFT_ERR_RELAY_AUTH: row(relayDown),
+  LOFT_ERR_RELAY_QUOTA: row(relayDown),
+  LOFT_ERR_RELAY_FULL: row(relayDown),
+  LOFT_ERR_RELAY_NO_MSG: row(relayDown),
+  LOFT_ERR_RELAY_PROHIBITED: row(relayDown),
+  LOFT_ERR_RELAY_DUPLICATE: row(relayDown),
+  LOFT_ERR_RELAY_LIMIT: row(relayDown),
+  LOFT_ERR_RELAY_RATE: row(relayBusy),
+  LOFT_ERR_RELAY_SOURCE_RATE: row(relayBusy),
+  LOFT_ERR_RELAY_STORE_RATE: row(relayBusy),
+  LOFT_ERR_RELAY_NO_BUNDLE: row(relayDown),
+  LOFT_ERR_RELAY_INTERNAL: row(relayDown),
+  LOFT_ERR_RELAY_UNEXPECTED: row(relayDown),
+  LOFT_ERR_RELAY_UNRECOGNIZED: row(relayDown),
+};
+
+/** Every close reason the engine treats in its own way; the one place these rules live. */
+export const CLOSE_REASONS = {
+  // ---- the engine's own, on purpose
+  stopped: onPurpose,
+  "user-disconnect": onPurpose,
+  "contact-blocked": onPurpose,
+  "identity-change": onPurpose,
+  // the peer replaced this session with a newer one it is setting up with us
+  replaced: onPurpose,
+  superseded: onPurpose,
+  "glare-yield": quiet,
+  "bye-glare": quiet,
+  "transport-closed": quiet,
+  // our direct attempt gave way to a live link through the relay
+  "relay-fallback": quiet,
+  // no ratchet state this side can send with yet (web/src/engine/peer-ratchet.ts)
+  "ratchet-cannot-send": row(internal),
+
+  // ---- the peer's device said no (web/src/net/direct.ts, `bye-*`)
+  // The contact is online (its device answered) but does not know us yet: say what writing does.
+  "bye-refused": row(({ name, canRequest }) => ({
+    kind: "not-accepted",
+    message: canRequest
+      ? `${name} hasn't accepted you yet — your first message will reach ${name} as a contact request.`
+      : `${name} hasn't added you yet. Messages wait on this device until ${name} opens your contact link.`,
+  })),
+  "bye-cancelled": row(({ name }) => ({
+    kind: "peer-offline",
+    message: `${name}'s device gave up connecting. Retrying…`,
+  })),
+  "bye-busy": row(({ name }) => ({ kind: "peer-offline", message: `${name}'s device is busy. Retrying…` })),
+
+  // ---- the path: WebRTC (simple-peer's ERR_* codes) and the engine's timers
+  "open-timeout": row(noDirectPath, { pathFailure: true }),
+  ERR_ICE_CONNECTION_FAILURE: row(noDirectPath, { pathFailure: true }),
+  ERR_CONNECTION_FAILURE: row(noDirectPath, { pathFailure: true }),
+  ERR_ICE_CONNECTION_CLOSED: row(noDirectPath, { pathFailure: true }),
+  ERR_WEBRTC_SUPPORT: row(internal, { pathFailure: true }),
+  "hello-timeout": row(tooSlow),
+  LOFT_ERR_TIMEOUT: row(tooSlow),
+  "heartbeat-timeout": row(({ name }) => ({
+    kind: "peer-offline",
+    message: `The connection to ${name} stopped responding. Reconnecting…`,
+  })),
+  "remote-closed": row(wentOffline),
+  LOFT_ERR_LINK_CLOSED: row(wentOffline),
+
+  // ---- verification: who answered is not who we asked for, or the bytes were altered
+  LOFT_ERR_BAD_SIGNATURE: row(badSignature),
+  LOFT_ERR_BAD_IDENTITY: row(badSignature),
+  LOFT_ERR_NOISE_KEY_MISMATCH: row(({ name }) =>
+    verification(
+      "noise-static-key",
+      `Verification failed: the device answering as ${name} does not hold ${name}'s key (Noise static key mismatch). The connection was dropped before any message went over it.`,
+    ),
+  ),
+  LOFT_ERR_HANDSHAKE_IDENTITY: row(({ name }) =>
+    verification(
+      "identity-key",
+      `Verification failed: the device that answered is not ${name} (a different identity key). The connection was dropped before any message went over it.`,
+    ),
+  ),
+  LOFT_ERR_DECRYPT: row(badHandshake),
+  LOFT_ERR_HANDSHAKE_STATE: row(badHandshake),
+  LOFT_ERR_UNSUPPORTED_VERSION: row(badHandshake),
+  LOFT_ERR_MALFORMED: row(badHandshake),
+  LOFT_ERR_SCHEMA: row(badHandshake),
+  LOFT_ERR_UNKNOWN_TYPE: row(badHandshake),
+  BAD_SIGNAL_SIGNATURE: row(({ name }) =>
+    verification(
+      "signaling-signature",
+      `Verification failed: a connection message claiming to come from ${name} had an invalid signature — the signaling server may be tampering. That connection was refused before any message went over it; messages wait or travel through the relay, end-to-end encrypted.`,
+    ),
+  ),
+  "ratchet-desync": row(({ name }) =>
+    verification(
+      "message-decrypt",
+      `Verification failed: a message from ${name} could not be decrypted. A new secure session will be started.`,
+    ),
+  ),
+
+  // ---- signaling (core/signaling/errors.ts: each signaling code's LoftErrorCode)
+  LOFT_ERR_SIGNALING_PEER_OFFLINE: row(({ name }) => ({
+    kind: "peer-offline",
+    message: `${name} is offline. Messages wait on this device.`,
+  })),
+  LOFT_ERR_SIGNALING_UNREACHABLE: row(signalingDown),
+  LOFT_ERR_SIGNALING_TIMEOUT: row(signalingDown),
+  LOFT_ERR_SIGNALING_CLOSED: row(signalingDown),
+  LOFT_ERR_SIGNALING_NOT_REGISTERED: row(signalingDown),
+
+  // ---- the relay
+  ...RELAY_FAILURES,
+} as const satisfies Record<string, CloseRule>;
+
+export type CloseReason = keyof typeof CLOSE_REASONS;
+
+/** What the engine closes a link with itself: a row of the table, or a core failure passed on. */
+export type EngineCloseReason = CloseReason | LoftErrorCode;
+
+/** Anything else: an internal failure, retried, with the reason kept as detail. */
+const UNKNOWN_REASON = row(internal);
+
+/** The row for `reason` (own keys only: a reason such as "constructor" is just unknown). */
+export function closeRule(reason: string): CloseRule {
+  return Object.hasOwn(CLOSE_REASONS, reason) ? CLOSE_REASONS[reason as CloseReason] : UNKNOWN_REASON;
+}
 
 /** The relay (ours, or the contact's mailbox relay) can't be reached; `name` when about one contact. */
 export function relayUnreachable(url: string, name?: string, code?: string): EngineError {
@@ -81,95 +274,49 @@ export function describeFailure(
   detail?: string,
   canRequest = false,
 ): EngineError {
-  if (isTemporaryRefusal(reason))
-    // A live link through the relay gave up after its bounded retries (core/relay/live-link.ts).
-    return { kind: "peer-offline", message: `${RELAY_BUSY_MESSAGE} Messages to ${name} stay queued.` };
-  switch (reason) {
-    case "LOFT_ERR_BAD_SIGNATURE":
-    case "LOFT_ERR_BAD_IDENTITY":
-      return verification(
-        "identity-signature",
-        `Verification failed: the identity presented as ${name} has an invalid signature. The connection was dropped before any message went over it.`,
-      );
-    case "LOFT_ERR_NOISE_KEY_MISMATCH":
-      return verification(
-        "noise-static-key",
-        `Verification failed: the device answering as ${name} does not hold ${name}'s key (Noise static key mismatch). The connection was dropped before any message went over it.`,
-      );
-    case "LOFT_ERR_HANDSHAKE_IDENTITY":
-      return verification(
-        "identity-key",
-        `Verification failed: the device that answered is not ${name} (a different identity key). The connection was dropped before any message went over it.`,
-      );
-    case "LOFT_ERR_DECRYPT":
-    case "LOFT_ERR_HANDSHAKE_STATE":
+  return closeRule(reason).describe({ reason, name, detail, canRequest });
+}
+
+/**
+ * Words for a signaling failure that leaves us without signaling (the server is down or gone, or
+ * runs an incompatible version); undefined for any other failure.
+ */
+export function signalingLostMessage(code: LoftErrorCode, everRegistered: boolean): string | undefined {
+  switch (code) {
+    case "LOFT_ERR_SIGNALING_UNREACHABLE":
+    case "LOFT_ERR_SIGNALING_CLOSED":
+      return everRegistered
+        ? "Lost the connection to the signaling server. Reconnecting…"
+        : "The signaling server can't be reached. Retrying…";
     case "LOFT_ERR_UNSUPPORTED_VERSION":
-    case "LOFT_ERR_MALFORMED":
-    case "LOFT_ERR_SCHEMA":
-    case "LOFT_ERR_UNKNOWN_TYPE":
-      return verification(
-        "handshake",
-        `Verification failed: the secure handshake with ${name} did not complete (it was altered in transit or the other app is incompatible). The connection was dropped before any message went over it.`,
-      );
-    case "BAD_SIGNAL_SIGNATURE":
-      return verification(
-        "signaling-signature",
-        `Verification failed: a connection message claiming to come from ${name} had an invalid signature — the signaling server may be tampering. That connection was refused before any message went over it; messages wait or travel through the relay, end-to-end encrypted.`,
-      );
-    case "ratchet-desync":
-      return verification(
-        "message-decrypt",
-        `Verification failed: a message from ${name} could not be decrypted. A new secure session will be started.`,
-      );
-    case "PEER_OFFLINE":
-      return { kind: "peer-offline", message: `${name} is offline. Messages wait on this device.` };
-    case "bye-refused":
-      // The contact is online (its device answered) but does not know us yet: say what writing does.
-      return {
-        kind: "not-accepted",
-        message: canRequest
-          ? `${name} hasn't accepted you yet — your first message will reach ${name} as a contact request.`
-          : `${name} hasn't added you yet. Messages wait on this device until ${name} opens your contact link.`,
-      };
-    case "bye-cancelled":
-      return { kind: "peer-offline", message: `${name}'s device gave up connecting. Retrying…` };
-    case "bye-busy":
-      return { kind: "peer-offline", message: `${name}'s device is busy. Retrying…` };
-    case "open-timeout":
-    case "ERR_ICE_CONNECTION_FAILURE":
-    case "ERR_CONNECTION_FAILURE":
-    case "ERR_ICE_CONNECTION_CLOSED":
-      return {
-        kind: "peer-offline",
-        message: `No direct connection to ${name} could be made. Messages wait on this device.`,
-      };
-    case "LOFT_ERR_TIMEOUT":
-    case "hello-timeout":
-      return { kind: "peer-offline", message: `${name} did not finish connecting in time. Retrying…` };
-    case "heartbeat-timeout":
-      return { kind: "peer-offline", message: `The connection to ${name} stopped responding. Reconnecting…` };
-    case "remote-closed":
-    case "LOFT_ERR_LINK_CLOSED":
-      return { kind: "peer-offline", message: `${name} went offline.` };
-    case "UNREACHABLE":
-    case "TIMEOUT":
-    case "CLOSED":
-    case "NOT_REGISTERED":
-      return {
-        kind: "signaling-unreachable",
-        url: "",
-        message: "The signaling server can't be reached. Retrying…",
-      };
+      return "The signaling server runs an incompatible version. Reload the app to update it, or pick another server in Settings → Servers.";
     default:
-      if (reason.startsWith("LOFT_ERR_RELAY_"))
-        return {
-          kind: "peer-offline",
-          message: `No connection to ${name} could be made, directly or through the relay. Retrying…`,
-        };
-      return {
-        kind: "internal",
-        message: `The connection to ${name} failed.`,
-        ...(detail || reason ? { detail: `${reason}${detail ? `: ${detail}` : ""}` } : {}),
-      };
+      return undefined;
+  }
+}
+
+/** BUSY refusals in a row before the user is told (the client retries each after 1–5 s). */
+export const BUSY_TOLD_AFTER = 3;
+
+/**
+ * Plain words for a server that refuses to register us (docs/protocol/signaling.md,
+ * REGISTER_REQUEST): without a registration contacts see us offline, so this must not be silent.
+ * Undefined for codes that are not a registration refusal, and for BUSY until it repeated
+ * `BUSY_TOLD_AFTER` times in a row.
+ */
+export function registerRefusalMessage(code: LoftErrorCode, busyInARow = 0): string | undefined {
+  switch (code) {
+    case "LOFT_ERR_SIGNALING_WRONG_AUDIENCE":
+      return "The signaling server refused to sign you in: it expects to be reached at another address. Check the server address in Settings → Servers.";
+    case "LOFT_ERR_SIGNALING_BAD_CHALLENGE":
+      return "The signaling server refused to sign you in: its sign-in check did not match this connection (a proxy in between may be changing it). Reconnecting…";
+    case "LOFT_ERR_SIGNALING_STALE_TIMESTAMP":
+      return "The signaling server refused to sign you in because this device's clock is off by more than two minutes. Check the date and time.";
+    case "LOFT_ERR_SIGNALING_BUSY":
+      return busyInARow >= BUSY_TOLD_AFTER
+        ? "The signaling server is too busy to sign you in right now. Retrying…"
+        : undefined;
+    default:
+      return undefined;
   }
 }

@@ -6,6 +6,7 @@
  */
 import { randomBytes } from "@noble/hashes/utils.js";
 import { equalBytes, toHex, wipe } from "../../../core/bytes.ts";
+import { isLoftError, type LoftError } from "../../../core/errors.ts";
 import { decodeIdentity, encodeIdentity } from "../../../core/identity/identity.ts";
 import {
   acceptInitialMessage,
@@ -17,7 +18,6 @@ import {
   signedPrekeyRotationDue,
 } from "../../../core/prekey/index.ts";
 import type { RelayMessage } from "../../../core/relay/client.ts";
-import { isRelayError, type RelayError } from "../../../core/relay/errors.ts";
 import { SEND_ID_LENGTH } from "../../../core/relay/protocol.ts";
 import {
   type EngineContext,
@@ -159,7 +159,7 @@ export function setupAddress(ctx: EngineContext): Promise<void> {
       ctx.addressFailures = 0;
     } catch (e) {
       ctx.addressFailures++;
-      ctx.cfg.log(`contact address not ready: ${(e as RelayError).code ?? (e as Error).message}`);
+      ctx.cfg.log(`contact address not ready: ${(e as LoftError).code ?? (e as Error).message}`);
       scheduleAddressSetup(ctx, relayBackoff(ctx, ctx.addressFailures));
     }
   });
@@ -242,7 +242,7 @@ export async function startIntro(ctx: EngineContext, peer: Peer): Promise<boolea
   try {
     fetched = await (await pool.client(ref.url)).fetchPrekeys(ref.sid);
   } catch (e) {
-    const code = isRelayError(e) ? e.code : "internal";
+    const code = isLoftError(e) ? e.code : "internal";
     if (code === "LOFT_ERR_RELAY_NO_BUNDLE" || code === "LOFT_ERR_RELAY_AUTH")
       return failed(
         code,

@@ -4,9 +4,11 @@
  * signaling client's state and errors as service status, contacts coming online or going offline.
  */
 import { equalBytes, toHex } from "../../../core/bytes.ts";
-import type { SignalingError, SignalingEvent } from "../../../core/signaling/client.ts";
+import type { LoftError } from "../../../core/errors.ts";
+import type { SignalingEvent } from "../../../core/signaling/client.ts";
 import { type EngineContext, emit, setPresence, setService } from "./context.ts";
 import { maybeDial } from "./dialing.ts";
+import { registerRefusalMessage, signalingLostMessage } from "./errors.ts";
 import { allowMailbox } from "./relay-mailbox.ts";
 
 /** Also who may see us (SUBSCRIBE `only_watched`): accepted contacts, never open requests. */
@@ -53,32 +55,6 @@ export function onSignaling(ctx: EngineContext, e: SignalingEvent): void {
   }
 }
 
-/** BUSY refusals in a row before the user is told (the client retries each after 1–5 s). */
-const BUSY_TOLD_AFTER = 3;
-
-/**
- * Plain words for a server that refuses to register us (docs/protocol/signaling.md,
- * REGISTER_REQUEST): without a registration contacts see us offline, so this must not be silent.
- * Undefined for codes that are not a registration refusal. (The engine's other error wording is
- * in errors.ts.)
- */
-function registerRefusalMessage(code: string, busyInARow = 0): string | undefined {
-  switch (code) {
-    case "WRONG_AUDIENCE":
-      return "The signaling server refused to sign you in: it expects to be reached at another address. Check the server address in Settings → Servers.";
-    case "BAD_CHALLENGE":
-      return "The signaling server refused to sign you in: its sign-in check did not match this connection (a proxy in between may be changing it). Reconnecting…";
-    case "STALE_TIMESTAMP":
-      return "The signaling server refused to sign you in because this device's clock is off by more than two minutes. Check the date and time.";
-    case "BUSY":
-      return busyInARow >= BUSY_TOLD_AFTER
-        ? "The signaling server is too busy to sign you in right now. Retrying…"
-        : undefined;
-    default:
-      return undefined;
-  }
-}
-
 /** Signaling is unusable (down, incompatible, or refusing us): say so once, use the mailbox. */
 function signalingDown(ctx: EngineContext, message: string): void {
   const wasUp = ctx.service.signaling !== "unreachable";
@@ -88,23 +64,17 @@ function signalingDown(ctx: EngineContext, message: string): void {
     emit(ctx, { type: "error", error: { kind: "signaling-unreachable", url: ctx.signalingUrl, message } });
 }
 
-export function onSignalingError(ctx: EngineContext, error: SignalingError): void {
+export function onSignalingError(ctx: EngineContext, error: LoftError): void {
   ctx.cfg.log(`signaling: ${error.code}`);
-  if (error.code === "UNREACHABLE" || error.code === "CLOSED" || error.code === "UNSUPPORTED_VERSION") {
-    signalingDown(
-      ctx,
-      error.code === "UNSUPPORTED_VERSION"
-        ? "The signaling server runs an incompatible version. Reload the app to update it, or pick another server in Settings → Servers."
-        : ctx.everRegistered
-          ? "Lost the connection to the signaling server. Reconnecting…"
-          : "The signaling server can't be reached. Retrying…",
-    );
+  const lost = signalingLostMessage(error.code, ctx.everRegistered);
+  if (lost) {
+    signalingDown(ctx, lost);
     return;
   }
-  ctx.registerBusy = error.code === "BUSY" ? ctx.registerBusy + 1 : 0;
+  ctx.registerBusy = error.code === "LOFT_ERR_SIGNALING_BUSY" ? ctx.registerBusy + 1 : 0;
   const refusal = registerRefusalMessage(error.code, ctx.registerBusy);
   if (refusal) signalingDown(ctx, refusal);
-  else if (error.code === "REPLACED") {
+  else if (error.code === "LOFT_ERR_SIGNALING_REPLACED") {
     emit(ctx, {
       type: "error",
       error: {

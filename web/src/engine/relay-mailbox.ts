@@ -5,11 +5,12 @@
  */
 import { randomBytes } from "@noble/hashes/utils.js";
 import { equalBytes, toHex, wipe } from "../../../core/bytes.ts";
+import { isLoftError, type LoftError } from "../../../core/errors.ts";
 import { encodeInitialMessage } from "../../../core/prekey/index.ts";
 import { canSend } from "../../../core/ratchet/index.ts";
 import type { RelayMessage } from "../../../core/relay/client.ts";
 import { newAuthKeyPair } from "../../../core/relay/crypto.ts";
-import { isRelayError, isTemporaryRefusal, type RelayError } from "../../../core/relay/errors.ts";
+import { isTemporaryRefusal } from "../../../core/relay/errors.ts";
 import { SEND_ID_LENGTH } from "../../../core/relay/protocol.ts";
 import type { OutboxEntry, StoredMessage } from "./api.ts";
 import {
@@ -102,7 +103,7 @@ export function ensureRx(ctx: EngineContext, peer: Peer): Promise<RxQueue | unde
       ctx.cfg.log(`mailbox for ${peer.id.slice(0, 8)} created`);
       return rx;
     } catch (e) {
-      ctx.cfg.log(`mailbox for ${peer.id.slice(0, 8)} not created: ${(e as RelayError).code ?? e}`);
+      ctx.cfg.log(`mailbox for ${peer.id.slice(0, 8)} not created: ${(e as LoftError).code ?? e}`);
       return undefined;
     } finally {
       peer.rxCreating = undefined;
@@ -279,7 +280,7 @@ export async function sendDeposit(ctx: EngineContext, peer: Peer, d: Deposit): P
       try {
         await client.send(queue, b.body, { sendId: b.sendId });
       } catch (e) {
-        if (!(isRelayError(e) && e.code === "LOFT_ERR_RELAY_DUPLICATE")) throw e;
+        if (!(isLoftError(e) && e.code === "LOFT_ERR_RELAY_DUPLICATE")) throw e;
       }
     }
     if (peer.relayFailures > 0) {
@@ -289,7 +290,7 @@ export async function sendDeposit(ctx: EngineContext, peer: Peer, d: Deposit): P
     }
     return true;
   } catch (e) {
-    const code = isRelayError(e) ? e.code : "internal";
+    const code = isLoftError(e) ? e.code : "internal";
     ctx.cfg.log(`mailbox send to ${peer.id.slice(0, 8)} failed: ${code}`);
     if (code === "LOFT_ERR_RELAY_AUTH" && d.route === "intro") {
       setPresence(ctx, peer, peer.presence.status, peer.presence.path, {
@@ -395,7 +396,7 @@ export function onRelayState(
   ctx: EngineContext,
   url: string,
   state: RelayConnState,
-  error?: RelayError,
+  error?: LoftError,
 ): void {
   if (ctx.stopped) return;
   if (state === "connected")

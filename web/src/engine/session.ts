@@ -21,7 +21,7 @@ import {
   timeout,
 } from "./context.ts";
 import { scheduleRetry, scheduleUpgrade } from "./dialing.ts";
-import { describeFailure, PEER_LEFT_ON_PURPOSE, QUIET_REASONS } from "./errors.ts";
+import { closeRule, describeFailure } from "./errors.ts";
 import { flush, receive, sendReceipts } from "./messages.ts";
 import { refusalFor } from "./outgoing.ts";
 import { loadRatchet, saveRatchet, sendApp } from "./peer-ratchet.ts";
@@ -254,9 +254,8 @@ export function onSessionClosed(
   if (ctx.stopped) return;
   // What this session did not get receipted goes to the mailbox if no new session comes up.
   allowMailbox(ctx, peer, reachableLive(ctx, peer) ? ctx.cfg.mailboxDelayMs : 0);
-  const peerOnPurpose =
-    reason === "remote-closed" && detail !== undefined && PEER_LEFT_ON_PURPOSE.has(detail);
-  if (QUIET_REASONS.has(reason) || peerOnPurpose) {
+  const peerOnPurpose = reason === "remote-closed" && detail !== undefined && closeRule(detail).peerOnPurpose;
+  if (closeRule(reason).quiet || peerOnPurpose) {
     if (!peer.attempt) setPresence(ctx, peer, "offline");
     return;
   }

@@ -226,7 +226,7 @@ export class Hub {
           this.links.push(mine, theirs);
           const target = this.endpoints.get(toHex(peer));
           queueMicrotask(() => {
-            if (!target) return mine.close("PEER_OFFLINE");
+            if (!target) return mine.close("LOFT_ERR_SIGNALING_PEER_OFFLINE");
             this.offers++;
             const offer: IncomingOffer = {
               from: key,

@@ -11,9 +11,9 @@
  *   the outbox is encrypted with the contact's ratchet exactly as for a live session and SENT to
  *   the contact's relay queue (`relayed`), receipts coming back live or through our own queue.
  */
+import type { LoftError } from "../../../core/errors.ts";
 import type { Link } from "../../../core/link/link.ts";
 import type { RecipientQueue, RelayClient, RelayMessage } from "../../../core/relay/client.ts";
-import type { RelayError } from "../../../core/relay/errors.ts";
 import type { WebSocketLike as RelayWebSocketLike } from "../../../core/relay/ws-link.ts";
 import type { SignalingClient } from "../../../core/signaling/client.ts";
 import type { IceServerConfig, IceTransportPolicy, LinkPath } from "./api.ts";
@@ -67,7 +67,7 @@ export interface RelayConnectionsOptions {
   /** SUB window for our queues. */
   window: number;
   onMessage: (url: string, message: RelayMessage) => void;
-  onState: (url: string, state: RelayConnState, error?: RelayError) => void;
+  onState: (url: string, state: RelayConnState, error?: LoftError) => void;
   log: (message: string) => void;
 }
 
@@ -81,7 +81,7 @@ export interface RelayConnections {
   keep(url: string): void;
   /** True when a connection to `url` is open right now. */
   isUp(url: string): boolean;
-  /** The open client for `url`, connecting if needed; rejects with a `RelayError`. */
+  /** The open client for `url`, connecting if needed; rejects with a `LoftError`. */
   client(url: string): Promise<RelayClient>;
   /** Keep `queue` subscribed on `url`, again after every reconnect. */
   subscribe(url: string, queue: RecipientQueue): void;

@@ -7,7 +7,7 @@
  * - `dial(peer)` picks a random connection id, creates the initiating peer and sends its offer and
  *   candidates to `peer`; the peer's answer, candidates and bye are routed back by (sender key,
  *   connection id). A signaling failure while sending (PEER_OFFLINE, UNREACHABLE, …) closes the
- *   link with that code as the reason.
+ *   link with its `LOFT_ERR_SIGNALING_*` code as the reason.
  * - A received offer becomes an `IncomingOffer` handed to the engine, which accepts (we answer on
  *   the same connection id) or refuses (a `bye` tells the dialer at once instead of letting it
  *   time out).
@@ -17,7 +17,8 @@
  */
 import type { SimplePeerSignal } from "@thaunknown/simple-peer/lite.js";
 import { toHex } from "../../../core/bytes.ts";
-import type { SignalingClient, SignalingError } from "../../../core/signaling/client.ts";
+import { isLoftError, type LoftErrorCode } from "../../../core/errors.ts";
+import type { SignalingClient } from "../../../core/signaling/client.ts";
 import type { SignalEnvelope } from "../../../core/wire/signaling.ts";
 import type { IceServerConfig, IceTransportPolicy } from "../engine/api.ts";
 import type { IncomingOffer as EngineIncomingOffer, LiveTransport } from "../engine/transport.ts";
@@ -38,6 +39,17 @@ export const DIRECT_CLOSE = {
   /** The peer said bye (`bye-refused`, `bye-glare`, …). */
   bye: (r: ByeReason) => `bye-${r}`,
 } as const;
+
+/**
+ * The close reason of an attempt a signaling failure ended: its own `LOFT_ERR_SIGNALING_*` code
+ * (PEER_OFFLINE, UNREACHABLE…). A code the signaling protocol shares with other layers
+ * (BAD_SIGNATURE, MALFORMED…) means here that the server refused what *we* sent, not that the
+ * peer's bytes were bad: it closes as a protocol failure, never as a failed verification.
+ */
+function signalingCloseReason(e: unknown): LoftErrorCode {
+  if (!isLoftError(e)) return "LOFT_ERR_SIGNALING_UNREACHABLE";
+  return e.code.startsWith("LOFT_ERR_SIGNALING_") ? e.code : "LOFT_ERR_SIGNALING_PROTOCOL";
+}
 
 /** Early candidates kept for an offer that is still being decided (per attempt, and in total). */
 const MAX_EARLY_CANDIDATES = 32;
@@ -61,7 +73,7 @@ export interface DirectTransportOptions {
   openTimeoutMs?: number;
   onOffer: (offer: IncomingOffer) => void;
   /** Failures worth a log line (never includes payloads). */
-  onError?: (error: SignalingError | Error) => void;
+  onError?: (error: Error) => void;
 }
 
 interface Attempt {
@@ -148,9 +160,9 @@ export class DirectTransport implements LiveTransport {
     else return; // renegotiation requests: a data-channel-only connection never needs them
     this.#o.signaling
       .signal(peer, envelopeKind(payload), encodeSignalPayload(payload))
-      .catch((e: SignalingError) => {
+      .catch((e: unknown) => {
         // The envelope did not reach the peer: without it this attempt cannot succeed.
-        link.close(e.code ?? "UNREACHABLE", e.message);
+        link.close(signalingCloseReason(e), e instanceof Error ? e.message : undefined);
       });
   }
 

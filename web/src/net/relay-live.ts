@@ -27,7 +27,6 @@ import type { Link, LinkCloseInfo } from "../../../core/link/link.ts";
 import { QueueLink } from "../../../core/link/queue-link.ts";
 import type { RecipientQueue, RelayClient, SenderQueue } from "../../../core/relay/client.ts";
 import { newAuthKeyPair } from "../../../core/relay/crypto.ts";
-import { isRelayError } from "../../../core/relay/errors.ts";
 import { RelayLink, retryTemporary } from "../../../core/relay/live-link.ts";
 import type { SignalingClient } from "../../../core/signaling/client.ts";
 import type { SignalEnvelope } from "../../../core/wire/signaling.ts";
@@ -115,7 +114,7 @@ interface Attempt {
 }
 
 const reasonOf = (e: unknown): [string, string] =>
-  isRelayError(e) || e instanceof LoftError
+  e instanceof LoftError
     ? [e.code, e.message]
     : [(e as { code?: string })?.code ?? "LOFT_ERR_LINK_CLOSED", (e as Error)?.message ?? String(e)];
 

@@ -5,7 +5,7 @@
  * queue's pushes itself with `onQueueMessage`).
  *
  * - `client(url)` connects on demand (one attempt in flight per URL) and rejects with a
- *   `RelayError` when the relay can't be reached; callers retry with their own backoff.
+ *   `LoftError` when the relay can't be reached; callers retry with their own backoff.
  * - `subscribe(url, queue)` keeps a queue subscribed: on every (re)connect all of a URL's queues are
  *   subscribed again, and while a URL has subscriptions (or is `keep`), a dropped connection is
  *   reconnected with exponential backoff and full jitter.
@@ -14,8 +14,8 @@
  *   redelivers the message on the next subscription, and the engine drops the duplicate.
  */
 import { toHex } from "../../../core/bytes.ts";
+import { isLoftError, LoftError } from "../../../core/errors.ts";
 import { type RecipientQueue, RelayClient } from "../../../core/relay/client.ts";
-import { isRelayError, RelayError } from "../../../core/relay/errors.ts";
 import { WebSocketLink } from "../../../core/relay/ws-link.ts";
 import type {
   RelayConnections,
@@ -32,7 +32,7 @@ interface Conn {
   failures: number;
   timer?: ReturnType<typeof setTimeout>;
   /** After a failure: until `retryAt`, `client()` fails at once with `lastError` (backoff). */
-  lastError?: RelayError;
+  lastError?: LoftError;
   retryAt: number;
 }
 
@@ -69,7 +69,7 @@ export class RelayPool implements RelayConnections {
 
   /** The open client for `url`, connecting if needed. */
   client(url: string): Promise<RelayClient> {
-    if (this.#closed) return Promise.reject(new RelayError("LOFT_ERR_LINK_CLOSED", "stopped"));
+    if (this.#closed) return Promise.reject(new LoftError("LOFT_ERR_LINK_CLOSED", "stopped"));
     const c = this.#conn(url);
     if (c.client && !c.client.closed) return Promise.resolve(c.client);
     if (!c.connecting && c.lastError && Date.now() < c.retryAt) return Promise.reject(c.lastError);
@@ -94,7 +94,7 @@ export class RelayPool implements RelayConnections {
         onEnd: (rid) => this.#o.log(`relay: subscription of ${toHex(rid).slice(0, 8)} ended here`),
       });
     } catch (e) {
-      const error = isRelayError(e) ? e : new RelayError("LOFT_ERR_LINK_CLOSED", (e as Error).message);
+      const error = isLoftError(e) ? e : new LoftError("LOFT_ERR_LINK_CLOSED", (e as Error).message);
       c.failures++;
       c.lastError = error;
       this.#o.onState(c.url, "unreachable", error);
@@ -103,7 +103,7 @@ export class RelayPool implements RelayConnections {
     }
     if (this.#closed) {
       client.close();
-      throw new RelayError("LOFT_ERR_LINK_CLOSED", "stopped");
+      throw new LoftError("LOFT_ERR_LINK_CLOSED", "stopped");
     }
     c.client = client;
     c.failures = 0;
@@ -119,7 +119,7 @@ export class RelayPool implements RelayConnections {
       this.#scheduleReconnect(c);
     });
     for (const q of c.subs.values())
-      client.subscribe(q, this.#o.window).catch((e: RelayError) => this.#o.log(`relay SUB: ${e.code}`));
+      client.subscribe(q, this.#o.window).catch((e: LoftError) => this.#o.log(`relay SUB: ${e.code}`));
     return client;
   }
 
@@ -141,7 +141,7 @@ export class RelayPool implements RelayConnections {
     c.subs.set(key, queue);
     const client = c.client;
     if (client && !client.closed)
-      client.subscribe(queue, this.#o.window).catch((e: RelayError) => this.#o.log(`relay SUB: ${e.code}`));
+      client.subscribe(queue, this.#o.window).catch((e: LoftError) => this.#o.log(`relay SUB: ${e.code}`));
     else this.client(url).catch(() => {});
   }
 
@@ -154,7 +154,7 @@ export class RelayPool implements RelayConnections {
   async ack(url: string, queue: RecipientQueue, msgId: Uint8Array): Promise<void> {
     const client = this.#conns.get(url)?.client;
     if (!client || client.closed) return;
-    await client.ack(queue, msgId).catch((e: RelayError) => this.#o.log(`relay ACK: ${e.code}`));
+    await client.ack(queue, msgId).catch((e: LoftError) => this.#o.log(`relay ACK: ${e.code}`));
   }
 
   close(): void {

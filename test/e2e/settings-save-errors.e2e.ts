@@ -3,7 +3,8 @@
  * the name, the servers and the notification choice each show why in plain words and keep what
  * the person typed or chose, and go through once storage takes writes again; a backup restore
  * that storage refuses (from Settings and from the first screen) names the cause instead of the
- * browser's raw error, and changes nothing. A full disk is stood in for by `failWrites`
+ * browser's raw error, and changes nothing — also the unlock screen's restore, after which the
+ * device's own passphrase still opens it. A full disk is stood in for by `failWrites`
  * (test/support/loft-ui.ts). axe-core finds nothing on the screens with their errors shown.
  *
  * `npm run build` first; `node scripts/e2e.mjs test/e2e/settings-save-errors.e2e.ts`. Waits are on
@@ -141,5 +142,38 @@ describe("settings and restores when storage refuses a write", () => {
     await byId(q, "home").waitFor({ timeout: 60_000 });
     await expect.poll(() => byId(q, "my-username").textContent()).toBe("Alicia");
     expect(await q.locator("[data-testid=contact-item][data-username=Carol]").count()).toBe(1);
+  });
+
+  it("a forgotten-passphrase restore refused by storage says why, and the passphrase still unlocks", async () => {
+    const r = await (await browser.newContext()).newPage();
+    await createIdentity(r, loft.url, "Rita");
+    await byId(r, "nav-settings").click();
+    await byId(r, "passphrase-new").fill("orange staple 42");
+    await byId(r, "passphrase-confirm").fill("orange staple 42");
+    await byId(r, "set-passphrase").click();
+    await expect
+      .poll(() => byId(r, "passphrase-result").textContent(), { timeout: 60_000 })
+      .toContain("Passphrase set");
+    await r.reload();
+    await byId(r, "unlock").waitFor();
+
+    // The restore replaces everything in one transaction; storage refuses it.
+    await failWrites(r, ["meta", "self", "contacts", "messages", "settings"]);
+    await byId(r, "unlock-restore").locator("summary").click();
+    await byId(r, "unlock-restore-file").setInputFiles(backupFile);
+    await byId(r, "unlock-restore-passphrase").fill("backup passphrase 1");
+    await byId(r, "unlock-restore-submit").click();
+    await expect
+      .poll(() => byId(r, "unlock-restore-error").textContent(), { timeout: 60_000 })
+      .toBe(`Could not restore the backup: ${FULL}`);
+    await expectNoAxeViolations(r, "unlock (restore refused)");
+
+    // Nothing changed: this device's own passphrase still opens Rita (on the screen that was
+    // locked, Settings).
+    await allowWrites(r);
+    await byId(r, "unlock-passphrase").fill("orange staple 42");
+    await byId(r, "unlock-submit").click();
+    await byId(r, "settings").waitFor({ timeout: 60_000 });
+    expect(await byId(r, "settings-username").inputValue()).toBe("Rita");
   });
 });

@@ -15,7 +15,7 @@ import { utf8 } from "../../core/bytes.ts";
 import type { RecipientQueue } from "../../core/relay/client.ts";
 import { defaultRelayConfig } from "../../relay-ws/config.ts";
 import { connectRelay } from "../../relay-ws/testing.ts";
-import { metricValue } from "../../signaling/testing.ts";
+import { metricValue } from "../support/metrics.ts";
 import { expectInnocentUnaffected } from "./judge.ts";
 import type { RelayFloodParams } from "./relay-floods.ts";
 import {

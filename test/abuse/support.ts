@@ -22,8 +22,8 @@ import { join } from "node:path";
 import WebSocket from "ws";
 import type { RelayClient } from "../../core/relay/client.ts";
 import { connectRelay } from "../../relay-ws/testing.ts";
-import { metricValue } from "../../signaling/testing.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+import { metricValue } from "../support/metrics.ts";
 
 /** The four attacker addresses and the innocent one. */
 export const ATTACKER_SOURCES = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"] as const;

@@ -28,6 +28,8 @@ export function cobsEncode(input: Uint8Array): Uint8Array {
     code++;
     if (code === 0xff) {
       out[codeAt] = code;
+      // A full block that ends the input needs no empty block after it.
+      if (i === input.length - 1) return out.subarray(0, o);
       codeAt = o++;
       code = 1;
     }

@@ -4,11 +4,12 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { connect } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { SerialPort } from "serialport";
+import { Deframer, encodeFrame, type Frame } from "../core/device/frame.ts";
 import { type LinkTuning, OwnerEndpoint } from "../core/device/serial-link.ts";
 import { createUserIdentity, type UserIdentity } from "../core/identity/identity.ts";
 import { type NodePort, nodeStreamPort } from "./node-port.ts";
@@ -158,4 +159,46 @@ export class PtyPair {
     this.#socat.kill("SIGTERM");
     await this.exited;
   }
+}
+
+/** What a tampering cable does with one frame: the wire bytes to forward instead (none drops it). */
+export type FrameTap = (dir: "toDevice" | "toOwner", frame: Frame, wire: Uint8Array) => Uint8Array[];
+
+/**
+ * A TCP man in the middle between an owner and the emulator that works frame by frame: it deframes
+ * each direction, hands every frame to `tap`, and forwards what the tap returns. Untouched frames
+ * are forwarded byte for byte (the encoding is canonical).
+ */
+export async function tamperProxy(
+  target: number,
+  tap: FrameTap,
+): Promise<{ port: number; close: () => Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server = createServer((inbound) => {
+    const outbound = connect({ host: "127.0.0.1", port: target });
+    sockets.add(inbound);
+    sockets.add(outbound);
+    const pipe = (from: Socket, to: Socket, dir: "toDevice" | "toOwner") => {
+      const deframer = new Deframer();
+      from.on("data", (chunk: Buffer) => {
+        for (const e of deframer.push(new Uint8Array(chunk))) {
+          if (!e.ok) continue;
+          for (const w of tap(dir, e.frame, encodeFrame(e.frame))) to.write(w);
+        }
+      });
+      from.on("close", () => to.destroy());
+      from.on("error", () => to.destroy());
+    };
+    pipe(inbound, outbound, "toDevice");
+    pipe(outbound, inbound, "toOwner");
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  const address = server.address();
+  return {
+    port: typeof address === "object" && address ? address.port : 0,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
 }

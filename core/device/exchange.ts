@@ -2,7 +2,7 @@
  * Reading device messages from a session with a deadline, and refusing out-of-protocol ones — the
  * shared step of both sides of pairing (docs/device.md §5).
  */
-import { isLoftError, LoftError } from "../errors.ts";
+import { isLoftError, LoftError, type LoftErrorCode } from "../errors.ts";
 import type { Session } from "../session/session.ts";
 import {
   type DeviceMessage,
@@ -17,8 +17,9 @@ export function sendDeviceMessage(session: Session, m: DeviceMessage): void {
 
 /**
  * The next device message, which must be one of `expected`; anything else closes the session with
- * the failure's code (an unexpected type is LOFT_ERR_HANDSHAKE_STATE). A closed link rejects with
- * LOFT_ERR_LINK_CLOSED naming the peer's reason; the deadline with LOFT_ERR_TIMEOUT.
+ * the failure's code (an unexpected type is LOFT_ERR_HANDSHAKE_STATE). A session our side closed
+ * for a failure (LOFT_ERR_DECRYPT…) rejects with that code; a closed link with LOFT_ERR_LINK_CLOSED
+ * naming the peer's reason; the deadline with LOFT_ERR_TIMEOUT.
  */
 export async function expectDeviceMessage<T extends DeviceMessageType>(
   session: Session,
@@ -39,6 +40,9 @@ export async function expectDeviceMessage<T extends DeviceMessageType>(
     } catch (e) {
       if (isLoftError(e) && e.code === "LOFT_ERR_LINK_CLOSED") {
         const info = await session.closed;
+        // Closed by our own session for a reason it names (a frame that failed to decrypt…): keep it.
+        if (info.reason.startsWith("LOFT_ERR_") && info.reason !== "LOFT_ERR_LINK_CLOSED")
+          throw new LoftError(info.reason as LoftErrorCode, info.detail ?? info.reason);
         throw new LoftError("LOFT_ERR_LINK_CLOSED", info.detail ?? info.reason);
       }
       throw e;

@@ -11,7 +11,6 @@ import { decodeDeviceMessage, encodeDeviceMessage } from "../core/device/message
 import { pairDevice, reconnectDevice } from "../core/device/owner.ts";
 import {
   Emulator,
-  type FrameTap,
   ownerIdentity,
   ownerOverTcp,
   tamperProxy,

@@ -9,13 +9,7 @@ import { encodeFrame, FRAME_DATA, FRAME_DATA_END, FRAME_HELLO, type Frame } from
 import { CAP_XXHFS, STATE_PAIRED, STATE_UNPAIRED } from "../core/device/hello.ts";
 import { decodeDeviceMessage, encodeDeviceMessage } from "../core/device/messages.ts";
 import { pairDevice, reconnectDevice } from "../core/device/owner.ts";
-import {
-  Emulator,
-  ownerIdentity,
-  ownerOverTcp,
-  tamperProxy,
-  tempDir,
-} from "./test-support.ts";
+import { Emulator, ownerIdentity, ownerOverTcp, tamperProxy, tempDir } from "./test-support.ts";
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {

@@ -7,8 +7,9 @@
  *      SCTP), the Noise XXhfs+ML-KEM-768 handshake, HELLO, ratchet bootstrap, the peer's outbox
  *      flush, decryption and storage. Median of several fresh identity pairs.
  *  (b) E2EE throughput over a data channel (Noise session + one Double Ratchet message per 16 KiB
- *      payload) next to raw throughput of the same payloads over a data channel between the same
- *      two pages in the same run: `e2ee_vs_raw`. Plus whole-engine chat messages per second
+ *      payload) next to raw throughput of the same payloads over a second data channel between
+ *      the same two pages, open at the same time, batches alternating (raw E2EE, E2EE raw, …):
+ *      `e2ee_vs_raw`, the median of the per-round ratios. Plus whole-engine chat messages per second
  *      (every message stored, its ratchet state persisted, a receipt returned).
  *  (c) signaling: registrations held by one signaling process and its RSS per registered peer
  *      (signaling/measure.ts `measureRegistrations`).
@@ -23,15 +24,23 @@ import type { Page } from "playwright-core";
 import { measureRegistrations } from "../signaling/measure.ts";
 import { launchChromium } from "../test/support/browser.ts";
 import { startLoft } from "../test/support/loft-process.ts";
-import { log, median, report } from "./harness.ts";
+import {
+  alternate,
+  log,
+  median,
+  rateOf,
+  report,
+  type SliceRate,
+  type Subject,
+  sliceRatio,
+} from "./harness.ts";
 import { buildPage, repoModule, servePage } from "./page-bundle.ts";
 
 const QUICK = process.argv.includes("--quick");
 const FIRST_MESSAGE_RUNS = QUICK ? 2 : 5;
 const PAYLOAD_BYTES = 16 * 1024;
 const PAYLOADS = QUICK ? 200 : 500;
-const WARMUP = QUICK ? 50 : 200;
-const REPEATS = Number(process.env.LOFT_BENCH_REPEATS ?? (QUICK ? 1 : 5));
+const REPEATS = Number(process.env.LOFT_BENCH_REPEATS ?? (QUICK ? 2 : 5));
 const ENGINE_MESSAGES = QUICK ? 50 : 300;
 const REGISTRATIONS = QUICK ? 300 : 2_000;
 
@@ -48,7 +57,7 @@ import { bootstrapChatRatchet, freshRatchetKeyPair, RATCHET_KEY_EXTENSION } from
 import { ratchetEncrypt, ratchetDecrypt } from ${repoModule("core/ratchet/index.ts")};
 import { encodeRatchetFrame, decodeSessionFrame } from ${repoModule("web/src/engine/wire.ts")};
 
-const s = { links: [] };
+const s = { links: [], named: {} };
 const until = (cond) => new Promise((resolve) => {
   const tick = () => (cond() ? resolve() : setTimeout(tick, 2));
   tick();
@@ -56,7 +65,7 @@ const until = (cond) => new Promise((resolve) => {
 
 window.loftBench = {
   async init(name, signalingUrl) {
-    s.user = createUserIdentity({ username: name, now: Date.now() });
+    s.user = await createUserIdentity({ username: name, now: Date.now() });
     s.storage = await LoftStorage.open("bench-" + name);
     await s.storage.setSettingsRecord({ signalingUrl });
     s.events = { firstMessageAt: undefined, delivered: 0, service: "" };
@@ -75,7 +84,7 @@ window.loftBench = {
   },
   async addContact(identity) {
     const bytes = new Uint8Array(identity);
-    const decoded = decodeIdentity(bytes);
+    const decoded = await decodeIdentity(bytes);
     if (!decoded.ok) throw new Error("bad identity");
     const id = toHex(decoded.value.verified.identity_key);
     s.acceptedAt = performance.now();
@@ -100,16 +109,17 @@ window.loftBench = {
   },
   async stopEngine() { await s.engine?.stop(); s.engine = undefined; },
 
-  // -- raw and E2EE data channels between the two pages; signals relayed by Node --------------
-  newLink(initiator) {
-    const link = new WebRtcLink({ initiator, onSignal: (sig) => window.loftRelay(JSON.stringify(sig)) });
+  // -- raw and E2EE data channels between the two pages, both open at once so that their
+  // batches alternate; each link's signals are relayed by Node under its name -----------------
+  newLink(name, initiator) {
+    const link = new WebRtcLink({ initiator, onSignal: (sig) => window.loftRelay(name, JSON.stringify(sig)) });
     s.links.push(link);
-    s.link = link;
+    s.named[name] = link;
   },
-  signal(json) { s.link.signal(JSON.parse(json)); },
-  async linkOpen() { await s.link.opened; },
+  signal(name, json) { s.named[name].signal(JSON.parse(json)); },
+  async linkOpen(name) { await s.named[name].opened; },
   async rawSend(n, size) {
-    const link = s.link;
+    const link = s.named.raw;
     const payload = crypto.getRandomValues(new Uint8Array(size));
     const start = performance.now();
     for (let i = 0; i < n; i++) { link.send(payload); await link.drain(); }
@@ -117,33 +127,33 @@ window.loftBench = {
     return performance.now() - start;
   },
   async rawReceive(n) {
-    const link = s.link;
+    const link = s.named.raw;
     for (let i = 0; i < n; i++) await link.receive();
     link.send(new Uint8Array([1]));
   },
   async e2eeSession(initiator) {
-    const link = s.link;
+    const link = s.named.e2ee;
     if (initiator) {
       s.session = await establishSession({ link, role: "initiator", kind: "direct", self: s.user });
-      const r = bootstrapChatRatchet(s.session, s.user.identity.verified.identity_key, undefined);
+      const r = await bootstrapChatRatchet(s.session, s.user.identity.verified.identity_key, undefined);
       if (!r.ok) throw r.error;
       s.ratchet = r.value.state;
     } else {
-      const kp = freshRatchetKeyPair();
+      const kp = await freshRatchetKeyPair();
       s.session = await establishSession({ link, role: "responder", kind: "direct", self: s.user,
         extensions: { [RATCHET_KEY_EXTENSION]: kp.publicKey } });
-      const r = bootstrapChatRatchet(s.session, s.user.identity.verified.identity_key, kp);
+      const r = await bootstrapChatRatchet(s.session, s.user.identity.verified.identity_key, kp);
       if (!r.ok) throw r.error;
       s.ratchet = r.value.state;
     }
   },
   async e2eeSend(n, size) {
-    const link = s.link;
+    const link = s.named.e2ee;
     const session = s.session;
     const payload = crypto.getRandomValues(new Uint8Array(size));
     const start = performance.now();
     for (let i = 0; i < n; i++) {
-      const { state, message } = ratchetEncrypt(s.ratchet, payload, Date.now());
+      const { state, message } = await ratchetEncrypt(s.ratchet, payload, Date.now());
       s.ratchet = state;
       session.send(encodeRatchetFrame(message));
       await link.drain();
@@ -156,13 +166,13 @@ window.loftBench = {
     for (let i = 0; i < n; i++) {
       const f = decodeSessionFrame(await session.receive());
       if (!f.ok || f.value.type !== "ratchet") throw new Error("unexpected frame");
-      const r = ratchetDecrypt(s.ratchet, f.value.message, Date.now());
+      const r = await ratchetDecrypt(s.ratchet, f.value.message, Date.now());
       if (!r.ok) throw r.error;
       s.ratchet = r.value.state;
     }
     session.send(new Uint8Array([1]));
   },
-  closeLinks() { for (const l of s.links) l.close("bench-done"); s.links = []; s.session = undefined; },
+  closeLinks() { for (const l of s.links) l.close("bench-done"); s.links = []; s.named = {}; s.session = undefined; },
 };
 `;
 
@@ -186,8 +196,8 @@ async function main() {
     const ctxB = await browser.newContext();
     const a = await ctxA.newPage();
     const b = await ctxB.newPage();
-    await a.exposeFunction("loftRelay", (json: string) => call(b, "signal", json));
-    await b.exposeFunction("loftRelay", (json: string) => call(a, "signal", json));
+    await a.exposeFunction("loftRelay", (name: string, json: string) => call(b, "signal", name, json));
+    await b.exposeFunction("loftRelay", (name: string, json: string) => call(a, "signal", name, json));
     await a.goto(site.url);
     await b.goto(site.url);
     await a.waitForFunction(() => "loftBench" in window);
@@ -218,37 +228,40 @@ async function main() {
     await call(a, "stopEngine");
     await call(b, "stopEngine");
 
-    // (b) raw vs E2EE over data channels between the same pages
-    const open = async () => {
-      await call(a, "newLink", true);
-      await call(b, "newLink", false);
-      await Promise.all([call(a, "linkOpen"), call(b, "linkOpen")]);
+    // (b) raw vs E2EE over two data channels between the same pages, open at the same time;
+    // batches alternate (raw E2EE, E2EE raw, …: harness.ts `alternate`) so both paths share the
+    // machine's load, after one untimed warm-up batch each (JIT, SCTP congestion window). A
+    // batch is timed inside the sending page (first send → the receiver's "done").
+    const open = async (name: string) => {
+      await call(a, "newLink", name, true);
+      await call(b, "newLink", name, false);
+      await Promise.all([call(a, "linkOpen", name), call(b, "linkOpen", name)]);
     };
-    // Each path first carries a warm-up batch (JIT, SCTP congestion window), then REPEATS timed
-    // batches; the median counts (single batches on a shared 2-core machine vary a lot).
-    const timed = async (what: string, send: string, receive: string) => {
-      await Promise.all([call(a, send, WARMUP, PAYLOAD_BYTES), call(b, receive, WARMUP)]);
-      const runs: number[] = [];
-      for (let k = 0; k < REPEATS; k++) {
+    await open("raw");
+    await open("e2ee");
+    await Promise.all([call(a, "e2eeSession", true), call(b, "e2eeSession", false)]);
+    const path = (name: string, send: string, receive: string): Subject => ({
+      name,
+      run: async () => {
         const [ms] = await Promise.all([
           call<number>(a, send, PAYLOADS, PAYLOAD_BYTES),
           call(b, receive, PAYLOADS),
         ]);
-        runs.push(ms);
-        log(`  ${what} batch ${k + 1}: ${((PAYLOADS * PAYLOAD_BYTES) / 1e3 / ms).toFixed(1)} MB/s`);
-      }
-      return median(runs);
-    };
-    await open();
-    const rawMs = await timed("raw", "rawSend", "rawReceive");
-    await open();
-    await Promise.all([call(a, "e2eeSession", true), call(b, "e2eeSession", false)]);
-    const e2eeMs = await timed("E2EE", "e2eeSend", "e2eeReceive");
+        log(`  ${name} batch: ${((PAYLOADS * PAYLOAD_BYTES) / 1e3 / ms).toFixed(1)} MB/s`);
+        return { ops: PAYLOADS, seconds: ms / 1000 };
+      },
+    });
+    const raw = path("raw", "rawSend", "rawReceive");
+    const e2ee = path("E2EE", "e2eeSend", "e2eeReceive");
+    const paths = await alternate([raw, e2ee], { rounds: REPEATS, sliceSeconds: 0, warmupSeconds: 0 });
     await call(a, "closeLinks");
     await call(b, "closeLinks");
-    const mb = (PAYLOADS * PAYLOAD_BYTES) / 1e6;
-    const rawRate = mb / (rawMs / 1000);
-    const e2eeRate = mb / (e2eeMs / 1000);
+    // Medians of the batches (single batches on a shared 2-core machine vary a lot), and the
+    // median of the per-round ratios.
+    const mbPerSecond = (r: SliceRate) => (median(r.slices) * PAYLOAD_BYTES) / 1e6;
+    const rawRate = mbPerSecond(rateOf(paths, raw.name));
+    const e2eeRate = mbPerSecond(rateOf(paths, e2ee.name));
+    const e2eeVsRaw = sliceRatio(rateOf(paths, e2ee.name), rateOf(paths, raw.name));
 
     // (c) signaling registrations and memory per registered peer
     log(`  registering ${REGISTRATIONS} peers on a fresh signaling process…`);
@@ -265,6 +278,7 @@ async function main() {
           value: e2eeRate,
           unit: "MB/s",
           baseline: { name: "raw data channel", value: rawRate },
+          ratio: e2eeVsRaw,
         },
         { name: "engine: chat messages stored+receipted", value: engineRate, unit: "msg/s" },
         { name: "signaling: registrations held", value: reg.peers, unit: "peers" },
@@ -276,7 +290,7 @@ async function main() {
         first_message_runs_ms: firsts.map((x) => Math.round(x)),
         e2ee_mb_s: Math.round(e2eeRate * 10) / 10,
         raw_mb_s: Math.round(rawRate * 10) / 10,
-        e2ee_vs_raw: Math.round((e2eeRate / rawRate) * 1000) / 1000,
+        e2ee_vs_raw: Math.round(e2eeVsRaw * 1000) / 1000,
         engine_msgs_per_s: Math.round(engineRate),
         signaling_registrations: reg.peers,
         signaling_rss_per_peer_kib: reg.rss_per_peer_kib,

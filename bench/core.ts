@@ -1,166 +1,264 @@
 /**
- * `npm run bench:core` — core/ speed, each figure next to a baseline from the same run:
- *   - Noise transport (ChaChaPoly, 16 KiB messages) MB/s vs node:crypto chacha20-poly1305
- *     (OpenSSL) on the same messages: `transport_vs_nodecrypto`;
- *   - XX and XXhfs(+ML-KEM-768) full handshakes per second (XXhfs next to XX: the price of PQ);
- *   - Double Ratchet encrypt+decrypt messages per second (1 KiB), next to the raw AEAD it uses.
- * `--json`: the last line is one JSON object; `--quick`: short runs (smoke test only).
+ * `npm run bench:core` — core/ speed next to the best peers doing the same work, in the same
+ * process and run. Subjects of one comparison are measured in alternating slices (harness.ts
+ * `alternate`: A B, B A, …), and each ratio is the median of the per-round ratios, so load from
+ * other work on the machine falls on both sides of it:
+ *
+ *   - transport, 16 KiB messages sealed + opened: Loft's Noise CipherStates (default AEAD backend,
+ *     and the optional node:crypto one) vs @chainsafe/libp2p-noise's, vs raw node:crypto
+ *     chacha20-poly1305 (`transport_vs_libp2p`, `transport_vs_nodecrypto`);
+ *   - handshakes/s: Loft XX and XXhfs+ML-KEM-768 state machines vs libp2p-noise's XX state
+ *     machine (`xx_hs_vs_libp2p`, `xxhfs_hs_vs_libp2p`);
+ *   - session setup/s: a whole Loft session (version headers, XXhfs, signed identities verified,
+ *     ratchets bootstrapped) vs libp2p-noise's whole secureOutbound/secureInbound
+ *     (`session_setup_per_s`, `session_setup_vs_libp2p`);
+ *   - Double Ratchet, 1 KiB, direction flipping every 10 messages: Loft vs
+ *     @signalapp/libsignal-client (`ratchet_vs_libsignal`), and next to one raw AEAD seal.
+ *
+ * `--json`: the last line is one JSON object (figures, baselines, ratios); `--quick`: short
+ * slices (smoke test only). Method and recorded figures: bench/README.md.
  */
 import * as nodeCrypto from "node:crypto";
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
-import { nodeCryptoAead, setAeadBackend } from "../core/noise/aead.ts";
-import { generateKeyPair, HandshakeState, type NoiseTransport, XX, XX_HFS } from "../core/noise/index.ts";
-import type { HandshakePattern } from "../core/noise/patterns.ts";
+import { readFileSync } from "node:fs";
+import { nobleAead, nodeCryptoAead, setAeadBackend } from "../core/noise/aead.ts";
+import { XX, XX_HFS } from "../core/noise/index.ts";
 import {
-  generateRatchetKeyPair,
-  type RatchetState,
-  ratchetAssociatedData,
-  ratchetDecrypt,
-  ratchetEncrypt,
-  ratchetFromHandshake,
-} from "../core/ratchet/index.ts";
-import { measure, report } from "./harness.ts";
+  ALTERNATION,
+  alternate,
+  log,
+  QUICK,
+  type Row,
+  rateOf,
+  report,
+  type SliceRate,
+  type Subject,
+  sliceRatio,
+  sliceRatioRange,
+} from "./harness.ts";
+import { loftHandshake, loftRatchet, loftSessionSetup, loftTransport } from "./loft-subjects.ts";
+import { libp2pNoise } from "./peers/libp2p-noise.ts";
+import { libsignalRatchet } from "./peers/libsignal.ts";
 
-const MSG = 16 * 1024;
-const EMPTY = new Uint8Array(0);
+const TRANSPORT_BYTES = 16 * 1024;
+const RATCHET_BYTES = 1024;
+const REPLY_EVERY = 10;
 
-function unwrap<T>(r: { ok: true; value: T } | { ok: false; error: Error }): T {
-  if (!r.ok) throw r.error;
-  return r.value;
-}
+// The AEAD backend is process-wide today; every Loft subject selects its own before its slices.
+// (When core gains its crypto provider seam, this is the one place that changes.)
+const useDefaultBackend = () => setAeadBackend(nobleAead);
+const useNodeBackend = () => setAeadBackend(nodeCryptoAead(nodeCrypto));
+const withBackend = (subject: Subject, enter: () => void): Subject => ({ ...subject, enter });
 
-function handshake(pattern: HandshakePattern): [NoiseTransport, NoiseTransport] {
-  const prologue = new Uint8Array([1]);
-  const i = new HandshakeState({ pattern, role: "initiator", prologue, staticKeyPair: generateKeyPair() });
-  const r = new HandshakeState({ pattern, role: "responder", prologue, staticKeyPair: generateKeyPair() });
-  unwrap(r.readMessage(unwrap(i.writeMessage())));
-  unwrap(i.readMessage(unwrap(r.writeMessage())));
-  unwrap(r.readMessage(unwrap(i.writeMessage())));
-  return [unwrap(i.finish()), unwrap(r.finish())];
-}
-
-// --- Noise transport vs node:crypto (same message size, same AEAD, encrypt + decrypt) ---
-const [ti, tr] = handshake(XX);
-const plaintext = randomBytes(MSG);
-const sealed = new Uint8Array(MSG + 16);
-const opened = new Uint8Array(MSG);
-const noise = measure(() => {
-  const ct = unwrap(ti.send.encryptWithAd(EMPTY, plaintext, sealed));
-  unwrap(tr.receive.decryptWithAd(EMPTY, ct, opened));
-  return 1;
-});
-const key = randomBytes(32);
-const nonce = Buffer.alloc(12);
-let counter = 0n;
-const openssl = measure(() => {
-  nonce.writeBigUInt64LE(counter++, 4);
-  const enc = createCipheriv("chacha20-poly1305", key, nonce, { authTagLength: 16 });
-  const ct = enc.update(plaintext);
-  enc.final();
-  const tag = enc.getAuthTag();
-  const dec = createDecipheriv("chacha20-poly1305", key, nonce, { authTagLength: 16 });
-  dec.setAuthTag(tag);
-  dec.update(ct);
-  dec.final();
-  return 1;
-});
-const mbps = (r: { perSecond: number }) => (r.perSecond * MSG) / 1e6;
-
-// The same transport with the optional OpenSSL backend (Node hosts only; browsers use noble).
-setAeadBackend(nodeCryptoAead(nodeCrypto));
-const [oi, or] = handshake(XX);
-const noiseOpenssl = measure(() => {
-  const ct = unwrap(oi.send.encryptWithAd(EMPTY, plaintext, sealed));
-  unwrap(or.receive.decryptWithAd(EMPTY, ct, opened));
-  return 1;
-});
-
-// --- Handshakes per second ---
-const oneHandshake = (pattern: HandshakePattern) => () => {
-  handshake(pattern);
-  return 1;
-};
-const xx = measure(oneHandshake(XX));
-const xxhfs = measure(oneHandshake(XX_HFS));
-
-// --- Ratchet: one encrypt + one decrypt per op, alternating directions every 10 messages ---
-function ratchetPair(): [RatchetState, RatchetState] {
-  const exported = randomBytes(32);
-  const ad = ratchetAssociatedData(randomBytes(32), randomBytes(32));
-  const bobKeys = generateRatchetKeyPair();
-  const a = unwrap(
-    ratchetFromHandshake({ role: "initiator", exported, ad, responderRatchetPublic: bobKeys.publicKey }),
-  );
-  const b = unwrap(ratchetFromHandshake({ role: "responder", exported, ad, ratchetKeyPair: bobKeys }));
-  return [a, b];
-}
-let [alice, bob] = ratchetPair();
-const text = randomBytes(1024);
-let sent = 0;
-const ratchet = measure(() => {
-  const now = Date.now();
-  if (Math.floor(sent / 10) % 2 === 0) {
-    const e = ratchetEncrypt(alice, text, now);
-    alice = e.state;
-    bob = unwrap(ratchetDecrypt(bob, e.message, now)).state;
-  } else {
-    const e = ratchetEncrypt(bob, text, now);
-    bob = e.state;
-    alice = unwrap(ratchetDecrypt(alice, e.message, now)).state;
+const devDependencies = (
+  JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
+    devDependencies: Record<string, string>;
   }
-  sent++;
-  return 1;
-});
-const aeadKey = randomBytes(32);
-const rawAead = measure(() => {
-  const enc = createCipheriv("chacha20-poly1305", aeadKey, randomBytes(12), { authTagLength: 16 });
-  enc.update(text);
-  enc.final();
-  return 1;
-});
+).devDependencies;
+const version = (name: string) => `${name} ${devDependencies[name] ?? "?"}`;
 
-const transportRatio = mbps(noise) / mbps(openssl);
-report(
-  "bench:core",
-  [
-    {
-      name: "Noise transport 16 KiB enc+dec",
-      value: mbps(noise),
-      unit: "MB/s",
-      baseline: { name: "node:crypto chacha20-poly1305", value: mbps(openssl) },
+const libp2p = await libp2pNoise();
+
+// --- Transport, 16 KiB messages ---
+function nodeChachaSubject(): Subject {
+  const key = randomBytes(32);
+  const nonce = Buffer.alloc(12);
+  const plaintext = randomBytes(TRANSPORT_BYTES);
+  let counter = 0n;
+  return {
+    name: "node:crypto chacha20-poly1305",
+    run: async () => {
+      nonce.writeBigUInt64LE(counter++, 4);
+      const enc = createCipheriv("chacha20-poly1305", key, nonce, { authTagLength: 16 });
+      const ct = enc.update(plaintext);
+      enc.final();
+      const tag = enc.getAuthTag();
+      const dec = createDecipheriv("chacha20-poly1305", key, nonce, { authTagLength: 16 });
+      dec.setAuthTag(tag);
+      dec.update(ct);
+      dec.final();
+      return 1;
     },
-    {
-      name: "Noise transport, node:crypto AEAD backend",
-      value: mbps(noiseOpenssl),
-      unit: "MB/s",
-      baseline: { name: "node:crypto chacha20-poly1305", value: mbps(openssl) },
+  };
+}
+log("transport, 16 KiB sealed + opened");
+const transportSubjects = {
+  loft: await loftTransport("Loft transport (default AEAD)", TRANSPORT_BYTES, XX, useDefaultBackend),
+  loftNode: await loftTransport("Loft transport (node:crypto AEAD)", TRANSPORT_BYTES, XX, useNodeBackend),
+  libp2p: libp2p.transport(TRANSPORT_BYTES),
+  openssl: nodeChachaSubject(),
+};
+const transport = await alternate(Object.values(transportSubjects));
+const t = (k: keyof typeof transportSubjects) => rateOf(transport, transportSubjects[k].name);
+const mbps = (rate: SliceRate) => (rate.perSecond * TRANSPORT_BYTES) / 1e6;
+
+// --- Handshakes ---
+log("handshakes");
+const handshakeSubjects = {
+  xx: withBackend(loftHandshake("Loft XX", XX), useDefaultBackend),
+  xxhfs: withBackend(loftHandshake("Loft XXhfs+ML-KEM-768", XX_HFS), useDefaultBackend),
+  libp2p: libp2p.xxStateMachine,
+};
+const handshakes = await alternate(Object.values(handshakeSubjects));
+const h = (k: keyof typeof handshakeSubjects) => rateOf(handshakes, handshakeSubjects[k].name);
+
+// --- Whole session setup ---
+log("session setup");
+const sessionSubjects = {
+  loft: withBackend(await loftSessionSetup(), useDefaultBackend),
+  libp2p: libp2p.fullHandshake,
+};
+const sessions = await alternate(Object.values(sessionSubjects));
+const s = (k: keyof typeof sessionSubjects) => rateOf(sessions, sessionSubjects[k].name);
+
+// --- Double Ratchet, 1 KiB, reply every 10 ---
+log("double ratchet, 1 KiB, direction flips every 10 messages");
+function rawSealSubject(): Subject {
+  const key = randomBytes(32);
+  const text = randomBytes(RATCHET_BYTES);
+  return {
+    name: "one node:crypto AEAD seal (1 KiB)",
+    run: async () => {
+      const enc = createCipheriv("chacha20-poly1305", key, randomBytes(12), { authTagLength: 16 });
+      enc.update(text);
+      enc.final();
+      return 1;
     },
-    {
-      name: "XXhfs+ML-KEM-768 handshakes",
-      value: xxhfs.perSecond,
-      unit: "hs/s",
-      baseline: { name: "plain XX", value: xx.perSecond },
-    },
-    { name: "XX handshakes", value: xx.perSecond, unit: "hs/s" },
-    {
-      name: "Double Ratchet 1 KiB enc+dec",
-      value: ratchet.perSecond,
-      unit: "msg/s",
-      baseline: { name: "one node:crypto AEAD seal (1 KiB)", value: rawAead.perSecond },
-    },
-  ],
-  {
-    bench: "core",
-    transport_mb_s: mbps(noise),
-    nodecrypto_mb_s: mbps(openssl),
-    transport_vs_nodecrypto: transportRatio,
-    transport_nodebackend_mb_s: mbps(noiseOpenssl),
-    transport_nodebackend_vs_nodecrypto: mbps(noiseOpenssl) / mbps(openssl),
-    xx_hs_per_s: xx.perSecond,
-    xxhfs_hs_per_s: xxhfs.perSecond,
-    xxhfs_vs_xx: xxhfs.perSecond / xx.perSecond,
-    ratchet_msgs_per_s: ratchet.perSecond,
-    raw_aead_seal_per_s: rawAead.perSecond,
-    ratchet_vs_raw_aead: ratchet.perSecond / rawAead.perSecond,
+  };
+}
+const ratchetSubjects = {
+  loft: withBackend(await loftRatchet(RATCHET_BYTES, REPLY_EVERY), useDefaultBackend),
+  libsignal: await libsignalRatchet(RATCHET_BYTES, REPLY_EVERY),
+  rawSeal: rawSealSubject(),
+};
+const ratchets = await alternate(Object.values(ratchetSubjects));
+const r = (k: keyof typeof ratchetSubjects) => rateOf(ratchets, ratchetSubjects[k].name);
+useDefaultBackend();
+
+const LIBP2P = version("@chainsafe/libp2p-noise");
+const LIBSIGNAL = version("@signalapp/libsignal-client");
+
+/** Every ratio (median of per-round ratios) with its per-round range, under its JSON key. */
+const ratios: Record<string, number> = {};
+const ratioRanges: Record<string, [number, number]> = {};
+const cpuRatios: Record<string, number> = {};
+function compare(
+  key: string,
+  name: string,
+  unit: string,
+  a: SliceRate,
+  b: { name: string; rate: SliceRate },
+  scale = 1,
+): Row {
+  ratios[key] = sliceRatio(a, b.rate);
+  ratioRanges[key] = sliceRatioRange(a, b.rate);
+  cpuRatios[key] = sliceRatio(a, b.rate, "cpu");
+  return {
+    name,
+    value: a.perSecond * scale,
+    unit,
+    baseline: { name: b.name, value: b.rate.perSecond * scale },
+    ratio: ratios[key],
+    ratioRange: ratioRanges[key],
+    cpuRatio: cpuRatios[key],
+  };
+}
+const MB = TRANSPORT_BYTES / 1e6;
+const rows: Row[] = [
+  compare(
+    "transport_vs_libp2p",
+    "Noise transport 16 KiB enc+dec",
+    "MB/s",
+    t("loft"),
+    { name: "libp2p-noise", rate: t("libp2p") },
+    MB,
+  ),
+  compare(
+    "transport_nodebackend_vs_libp2p",
+    "Noise transport, node:crypto AEAD backend",
+    "MB/s",
+    t("loftNode"),
+    { name: "libp2p-noise", rate: t("libp2p") },
+    MB,
+  ),
+  compare(
+    "transport_vs_nodecrypto",
+    "Noise transport 16 KiB enc+dec",
+    "MB/s",
+    t("loft"),
+    { name: "node:crypto chacha20-poly1305", rate: t("openssl") },
+    MB,
+  ),
+  compare(
+    "transport_nodebackend_vs_nodecrypto",
+    "Noise transport, node:crypto AEAD backend",
+    "MB/s",
+    t("loftNode"),
+    { name: "node:crypto chacha20-poly1305", rate: t("openssl") },
+    MB,
+  ),
+  compare("xx_hs_vs_libp2p", "XX handshakes", "hs/s", h("xx"), {
+    name: "libp2p-noise XX",
+    rate: h("libp2p"),
+  }),
+  compare("xxhfs_hs_vs_libp2p", "XXhfs+ML-KEM-768 handshakes", "hs/s", h("xxhfs"), {
+    name: "libp2p-noise XX",
+    rate: h("libp2p"),
+  }),
+  compare("xxhfs_vs_xx", "XXhfs+ML-KEM-768 handshakes", "hs/s", h("xxhfs"), {
+    name: "Loft plain XX",
+    rate: h("xx"),
+  }),
+  compare("session_setup_vs_libp2p", "session setup (XXhfs + identities + ratchet)", "/s", s("loft"), {
+    name: "libp2p-noise secure*",
+    rate: s("libp2p"),
+  }),
+  compare("ratchet_vs_libsignal", "Double Ratchet 1 KiB enc+dec", "msg/s", r("loft"), {
+    name: "libsignal-client",
+    rate: r("libsignal"),
+  }),
+  compare("ratchet_vs_raw_aead", "Double Ratchet 1 KiB enc+dec", "msg/s", r("loft"), {
+    name: "one node:crypto AEAD seal (1 KiB)",
+    rate: r("rawSeal"),
+  }),
+];
+
+report("bench:core", rows, {
+  bench: "core",
+  // Transport, 16 KiB messages, sealed + opened.
+  transport_mb_s: mbps(t("loft")),
+  transport_nodebackend_mb_s: mbps(t("loftNode")),
+  libp2p_transport_mb_s: mbps(t("libp2p")),
+  nodecrypto_mb_s: mbps(t("openssl")),
+  // Handshakes (state machines, both parties in one process).
+  xx_hs_per_s: h("xx").perSecond,
+  xxhfs_hs_per_s: h("xxhfs").perSecond,
+  libp2p_xx_hs_per_s: h("libp2p").perSecond,
+  // Whole session setup.
+  session_setup_per_s: s("loft").perSecond,
+  libp2p_full_handshake_per_s: s("libp2p").perSecond,
+  // Double Ratchet, 1 KiB, direction flips every 10 messages.
+  ratchet_msgs_per_s: r("loft").perSecond,
+  libsignal_msgs_per_s: r("libsignal").perSecond,
+  raw_aead_seal_per_s: r("rawSeal").perSecond,
+  // Ratios: medians of the per-round ratios of wall-clock rates; ratio_ranges: their lowest and
+  // highest round; cpu_ratios: the same medians per CPU-second of this process.
+  ...ratios,
+  ratio_ranges: ratioRanges,
+  cpu_ratios: cpuRatios,
+  baselines: {
+    libp2p_noise: `${LIBP2P}, its default crypto in Node (node:crypto X25519 and SHA-256, noble HKDF; ChaCha20-Poly1305 from node:crypto at 1 200 bytes and more, AssemblyScript below)`,
+    libsignal: `${LIBSIGNAL}, its prebuilt native library, in-memory stores`,
+    nodecrypto: `node:crypto (OpenSSL ${process.versions.openssl}) chacha20-poly1305`,
   },
-);
+  method: {
+    alternation:
+      "subjects of a comparison run in alternating slices (A B, B A, …); ratios are medians of per-round ratios (wall clock; cpu_ratios per CPU-second)",
+    rounds: ALTERNATION.rounds,
+    slice_seconds: ALTERNATION.sliceSeconds,
+    quick: QUICK,
+    transport_bytes: TRANSPORT_BYTES,
+    ratchet_bytes: RATCHET_BYTES,
+    reply_every: REPLY_EVERY,
+  },
+});

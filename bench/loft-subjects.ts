@@ -1,0 +1,180 @@
+/**
+ * Loft's side of bench:core: each subject drives the public core APIs (core/noise, core/session,
+ * core/ratchet, core/identity) and `await`s every core call — several are synchronous today;
+ * when core crypto becomes asynchronous (native backends behind a provider seam) these functions
+ * stay as they are and only the backend selection in bench/core.ts changes.
+ */
+
+import { createUserIdentity } from "../core/identity/identity.ts";
+import { memoryLinkPair } from "../core/link/memory-link.ts";
+import { generateKeyPair, HandshakeState, type NoiseTransport } from "../core/noise/index.ts";
+import type { HandshakePattern } from "../core/noise/patterns.ts";
+import {
+  generateRatchetKeyPair,
+  RATCHET_EXPORT_LABEL,
+  type RatchetState,
+  ratchetAssociatedData,
+  ratchetDecrypt,
+  ratchetEncrypt,
+  ratchetFromHandshake,
+} from "../core/ratchet/index.ts";
+import { establishSession } from "../core/session/index.ts";
+import type { Subject } from "./harness.ts";
+
+const EMPTY = new Uint8Array(0);
+/** The handshake extension carrying the responder's ratchet public key (web/src/engine/ratchet-store.ts). */
+const RATCHET_KEY_EXTENSION = "ratchet-key";
+
+function unwrap<T>(r: { ok: true; value: T } | { ok: false; error: Error }): T {
+  if (!r.ok) throw r.error;
+  return r.value;
+}
+
+/** Long-lived static keys, as every peer has (libp2p's subject reuses its static keys too). */
+const initiatorStatic = await generateKeyPair();
+const responderStatic = await generateKeyPair();
+
+/** A complete handshake between two HandshakeStates in one process, empty payloads. */
+export async function handshake(pattern: HandshakePattern): Promise<[NoiseTransport, NoiseTransport]> {
+  const prologue = new Uint8Array([1]);
+  const i = new HandshakeState({ pattern, role: "initiator", prologue, staticKeyPair: initiatorStatic });
+  const r = new HandshakeState({ pattern, role: "responder", prologue, staticKeyPair: responderStatic });
+  unwrap(await r.readMessage(unwrap(await i.writeMessage())));
+  unwrap(await i.readMessage(unwrap(await r.writeMessage())));
+  unwrap(await r.readMessage(unwrap(await i.writeMessage())));
+  return [unwrap(await i.finish()), unwrap(await r.finish())];
+}
+
+export function loftHandshake(name: string, pattern: HandshakePattern): Subject {
+  return {
+    name,
+    run: async () => {
+      await handshake(pattern);
+      return 1;
+    },
+  };
+}
+
+/**
+ * One operation: one `messageBytes` message sealed by one side's transport and opened by the
+ * other's. `enter` selects the AEAD backend before each slice (the backend is process-wide).
+ */
+export async function loftTransport(
+  name: string,
+  messageBytes: number,
+  pattern: HandshakePattern,
+  enter?: () => void,
+): Promise<Subject> {
+  enter?.();
+  const [ti, tr] = await handshake(pattern);
+  const plaintext = new Uint8Array(messageBytes).fill(7);
+  const sealed = new Uint8Array(messageBytes + 16);
+  const opened = new Uint8Array(messageBytes);
+  return {
+    name,
+    ...(enter ? { enter } : {}),
+    run: async () => {
+      const ct = unwrap(await ti.send.encryptWithAd(EMPTY, plaintext, sealed));
+      unwrap(await tr.receive.decryptWithAd(EMPTY, ct, opened));
+      return 1;
+    },
+  };
+}
+
+/**
+ * One operation: a whole session between two existing users, as the chat engine opens one —
+ * version headers, Noise XXhfs+ML-KEM-768 over an in-memory Link pair, each side's signed
+ * identity verified and bound to its Noise static key, the responder's fresh ratchet key in the
+ * handshake extensions, then both Double Ratchets bootstrapped from the session's exported secret.
+ */
+export async function loftSessionSetup(): Promise<Subject> {
+  const now = Date.now();
+  const alice = await createUserIdentity({ username: "alice", now });
+  const bob = await createUserIdentity({ username: "bob", now });
+  return {
+    name: "Loft session setup (XXhfs + identities + ratchet)",
+    run: async () => {
+      const [a, b] = memoryLinkPair();
+      const bobRatchet = await generateRatchetKeyPair();
+      const [sa, sb] = await Promise.all([
+        establishSession({ link: a, role: "initiator", kind: "direct", self: alice }),
+        establishSession({
+          link: b,
+          role: "responder",
+          kind: "direct",
+          self: bob,
+          extensions: { [RATCHET_KEY_EXTENSION]: bobRatchet.publicKey },
+        }),
+      ]);
+      const ad = await ratchetAssociatedData(
+        alice.identity.verified.identity_key,
+        bob.identity.verified.identity_key,
+      );
+      const theirs = sa.remoteExtensions[RATCHET_KEY_EXTENSION];
+      if (!theirs) throw new Error("the responder's ratchet key is missing");
+      unwrap(
+        await ratchetFromHandshake({
+          role: "initiator",
+          exported: await sa.exportSecret(RATCHET_EXPORT_LABEL),
+          ad,
+          responderRatchetPublic: theirs,
+        }),
+      );
+      unwrap(
+        await ratchetFromHandshake({
+          role: "responder",
+          exported: await sb.exportSecret(RATCHET_EXPORT_LABEL),
+          ad,
+          ratchetKeyPair: bobRatchet,
+        }),
+      );
+      sa.close();
+      sb.close();
+      return 1;
+    },
+  };
+}
+
+/**
+ * Operations are messages of `messageBytes`, each encrypted by one side and decrypted by the
+ * other; the direction flips every `replyEvery` messages (a DH ratchet step each time).
+ */
+export async function loftRatchet(messageBytes: number, replyEvery: number): Promise<Subject> {
+  const bobKeys = await generateRatchetKeyPair();
+  const exported = crypto.getRandomValues(new Uint8Array(32));
+  const ad = await ratchetAssociatedData(
+    crypto.getRandomValues(new Uint8Array(32)),
+    crypto.getRandomValues(new Uint8Array(32)),
+  );
+  let alice: RatchetState = unwrap(
+    await ratchetFromHandshake({
+      role: "initiator",
+      exported,
+      ad,
+      responderRatchetPublic: bobKeys.publicKey,
+    }),
+  );
+  let bob: RatchetState = unwrap(
+    await ratchetFromHandshake({ role: "responder", exported, ad, ratchetKeyPair: bobKeys }),
+  );
+  const text = new Uint8Array(messageBytes).fill(7);
+  // Alice → Bob for `replyEvery` messages, then Bob → Alice as many: one call is one whole
+  // cycle (two DH ratchet steps), so every slice does the same mix of work however short it is.
+  const oneWay = async (from: RatchetState, to: RatchetState): Promise<[RatchetState, RatchetState]> => {
+    for (let i = 0; i < replyEvery; i++) {
+      const now = Date.now();
+      const e = await ratchetEncrypt(from, text, now);
+      from = e.state;
+      to = unwrap(await ratchetDecrypt(to, e.message, now)).state;
+    }
+    return [from, to];
+  };
+  return {
+    name: "Loft Double Ratchet enc+dec",
+    run: async () => {
+      [alice, bob] = await oneWay(alice, bob);
+      [bob, alice] = await oneWay(bob, alice);
+      return 2 * replyEvery;
+    },
+  };
+}

@@ -91,7 +91,7 @@ export class DeviceAgent {
     const agent = new DeviceAgent(o);
     const loaded = await o.store.load();
     agent.#state = loaded ?? (await agent.#fresh(o.username ?? "Loft device"));
-    agent.#self = agent.#identityFrom(agent.#state);
+    agent.#self = await agent.#identityFrom(agent.#state);
     return agent;
   }
 
@@ -101,8 +101,9 @@ export class DeviceAgent {
     return state;
   }
 
-  #identityFrom(s: DeviceState): UserIdentity {
-    return createUserIdentity({
+  /** Awaited: core identity calls may become async (the crypto seam). */
+  async #identityFrom(s: DeviceState): Promise<UserIdentity> {
+    return await createUserIdentity({
       username: s.username,
       now: s.created,
       seed: s.seed,
@@ -145,7 +146,7 @@ export class DeviceAgent {
 
   async #run(connection: SerialConnection): Promise<void> {
     const stepTimeoutMs = this.#o.stepTimeoutMs ?? 30_000;
-    const owner = this.#state.owner === undefined ? undefined : decodeIdentity(this.#state.owner);
+    const owner = this.#state.owner === undefined ? undefined : await decodeIdentity(this.#state.owner);
     if (owner !== undefined && !owner.ok) throw owner.error;
     const protocol = negotiatedProtocol(connection.owner, connection.device);
     if (this.#state.protocol !== undefined && protocol !== this.#state.protocol)
@@ -253,7 +254,7 @@ export class DeviceAgent {
     await this.#o.store.save(fresh);
     wipe(this.#state.seed, this.#self.privateIdentityKey, this.#self.privateNoiseKey);
     this.#state = fresh;
-    this.#self = this.#identityFrom(fresh);
+    this.#self = await this.#identityFrom(fresh);
     this.#o.events?.reset?.();
   }
 

@@ -40,10 +40,10 @@ async function connectTo(port: number) {
 
 /** Pair through `port`; the technician compares with the emulator's code (events after `from`). */
 function pairVia(port: number, emu: Emulator, from: number, seed = 7) {
-  return connectTo(port).then((connection) =>
+  return connectTo(port).then(async (connection) =>
     pairDevice({
       connection,
-      self: ownerIdentity(seed, `owner${seed}`),
+      self: await ownerIdentity(seed, `owner${seed}`),
       confirmCode: async (info) => (await emu.next("code", from)).code === info.code,
       provision: { wifi: { ssid: "lab", psk: "hunter2-hunter2" } },
       stepTimeoutMs: 20_000,
@@ -135,7 +135,7 @@ describe("device emulator under attack (frame-level man in the middle)", () => {
     await expect(
       pairDevice({
         connection,
-        self: ownerIdentity(),
+        self: await ownerIdentity(),
         confirmCode: async () => false,
         provision: { wifi: { ssid: "x", psk: "" } },
       }),
@@ -162,7 +162,7 @@ describe("device emulator under attack (frame-level man in the middle)", () => {
     await expect(
       pairDevice({
         connection,
-        self: ownerIdentity(),
+        self: await ownerIdentity(),
         confirmCode: async (info) => {
           ownerSaw = info;
           return (await emu.next("code")).code === info.code;
@@ -191,7 +191,7 @@ describe("device emulator under attack (frame-level man in the middle)", () => {
     const c = await connectTo(port);
     const session = await reconnectDevice({
       connection: c,
-      self: ownerIdentity(7, "owner7"),
+      self: await ownerIdentity(7, "owner7"),
       deviceIdentityKey: deviceKey,
       pinnedProtocol: "XXhfs",
     });

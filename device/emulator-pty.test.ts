@@ -36,7 +36,7 @@ describe("device emulator over a socat pty pair", () => {
     const connection = await owner.endpoint.connect();
     const paired = await pairDevice({
       connection,
-      self: ownerIdentity(),
+      self: await ownerIdentity(),
       confirmCode: async (info) => (await emu.next("code")).code === info.code,
       provision: {
         wifi: { ssid: "workshop", psk: "a long passphrase" },
@@ -74,7 +74,7 @@ describe("device emulator over a socat pty pair", () => {
     await expect(
       pairDevice({
         connection,
-        self: ownerIdentity(),
+        self: await ownerIdentity(),
         confirmCode: async () => true,
         handshakeTimeoutMs: 20_000,
       }),
@@ -91,7 +91,7 @@ describe("device emulator over a socat pty pair", () => {
     expect(c2.device.state).toBe(STATE_UNPAIRED);
     const paired = await pairDevice({
       connection: c2,
-      self: ownerIdentity(),
+      self: await ownerIdentity(),
       confirmCode: async (info) => (await second.emu.next("code")).code === info.code,
     });
     expect(paired.info.code).toMatch(/^\d{6}$/);

@@ -28,7 +28,7 @@ describe("device emulator over TCP", () => {
     let shown = "";
     const paired = await pairDevice({
       connection,
-      self: ownerIdentity(),
+      self: await ownerIdentity(),
       confirmCode: async (info) => {
         shown = info.code;
         const deviceCode = await emu.next("code");
@@ -61,7 +61,7 @@ describe("device emulator over TCP", () => {
     expect(c2.device.state).toBe(STATE_PAIRED);
     const session = await reconnectDevice({
       connection: c2,
-      self: ownerIdentity(),
+      self: await ownerIdentity(),
       deviceIdentityKey: paired.info.device.verified.identity_key,
       pinnedProtocol: "XXhfs",
     });

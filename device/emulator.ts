@@ -4,13 +4,13 @@
  * streams fake telemetry. What the tests and a technician without hardware pair with.
  *
  *   npm run device:emulator -- --serial /dev/pts/7 [--baud 115200] [--state FILE] [--json]
- *   npm run device:emulator -- --tcp 7070 [--host 127.0.0.1] ...
+ *   npm run device:emulator -- --tcp 7070 [--host 127.0.0.1] ...   (one connection at a time)
  *
  * Options: --state FILE (default ./loft-device.json), --name TEXT (HELLO name), --username TEXT,
  * --no-pq (announce no ML-KEM: plain XX), --telemetry-ms N, --factory-reset (wipe the state
  * before starting), --json (one JSON object per line on stdout, for tests and tools).
  */
-import { createServer } from "node:net";
+import { createServer, type Socket } from "node:net";
 import { parseArgs } from "node:util";
 import { SerialPort } from "serialport";
 import { CAP_XXHFS } from "../core/device/hello.ts";
@@ -95,7 +95,11 @@ async function main(): Promise<void> {
     say("port-closed", {}, "serial port closed");
     process.exit(0);
   }
+  // One cable at a time: a new TCP connection unplugs the previous one, as a new HELLO would.
+  let current: Socket | undefined;
   const server = createServer((socket) => {
+    current?.destroy();
+    current = socket;
     socket.setNoDelay(true);
     serveOn(nodeStreamPort(socket));
   });

@@ -87,8 +87,9 @@ export function tempDir(): { dir: string; cleanup: () => void } {
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-export function ownerIdentity(seed = 7, username = "owner"): UserIdentity {
-  return createUserIdentity({ username, now: 1_700_000_000_000, seed: new Uint8Array(32).fill(seed) });
+/** Awaited: core identity calls may become async (the crypto seam). */
+export async function ownerIdentity(seed = 7, username = "owner"): Promise<UserIdentity> {
+  return await createUserIdentity({ username, now: 1_700_000_000_000, seed: new Uint8Array(32).fill(seed) });
 }
 
 export interface OwnerSide {

@@ -201,15 +201,16 @@ describe("SerialLink", () => {
   });
 });
 
-describe("a Noise session over the serial link", () => {
-  const alice = createUserIdentity({ username: "alice", now: 1, seed: new Uint8Array(32).fill(1) });
-  const dev = createUserIdentity({
-    username: "dev",
-    now: 1,
-    seed: new Uint8Array(32).fill(2),
-    flags: { is_machine_account: true },
-  });
+// Awaited: core identity calls may become async (the crypto seam).
+const alice = await createUserIdentity({ username: "alice", now: 1, seed: new Uint8Array(32).fill(1) });
+const dev = await createUserIdentity({
+  username: "dev",
+  now: 1,
+  seed: new Uint8Array(32).fill(2),
+  flags: { is_machine_account: true },
+});
 
+describe("a Noise session over the serial link", () => {
   async function handshake(tap?: Tap) {
     const { ownerConn, deviceConn } = await connected(tap);
     const results = await Promise.allSettled([

@@ -149,6 +149,26 @@ describe("SerialLink", () => {
     expect(deviceConn.link.stats.outOfOrder).toBeGreaterThan(0);
   });
 
+  it("sequence numbers wrap past 65535 without losing or repeating a message", async () => {
+    const c = cable(undefined, { retransmitMs: 1000, maxRetransmits: 6 });
+    const deviceConn = new Promise<SerialConnection>((r) => c.onConnection(r));
+    const ownerConn = await c.owner.connect({ helloRetryMs: 30, helloAttempts: 20 });
+    const device = await deviceConn;
+    // 4 KiB messages in 240-byte frames: 18 frames each; 3700 messages are 66 600 frames.
+    const messages = 3700;
+    const receiving = (async () => {
+      for (let i = 0; i < messages; i++) {
+        const m = await device.link.receive();
+        if (m.length !== 4096 || m[0] !== (i & 0xff) || m[4095] !== (i & 0xff)) return i;
+      }
+      return messages;
+    })();
+    for (let i = 0; i < messages; i++) ownerConn.link.send(msg(4096, i & 0xff));
+    expect(await receiving).toBe(messages);
+    expect(ownerConn.link.stats.framesSent).toBeGreaterThan(65_536);
+    expect(device.link.stats.duplicates + device.link.stats.outOfOrder).toBe(0);
+  });
+
   it("a message larger than the peer's bound is refused at send with LOFT_ERR_FRAME_TOO_LARGE", async () => {
     const { ownerConn } = await connected();
     expect(() => ownerConn.link.send(msg(65536, 0))).toThrow(/LOFT_ERR_FRAME_TOO_LARGE/);

@@ -108,7 +108,9 @@ export class SerialLink extends QueueLink {
   readonly #onFinish: (link: SerialLink) => void;
   // transmit side
   #nextSeq = 0;
-  readonly #pending: Frame[] = [];
+  /** Frames waiting for credit, oldest first from `#pendingHead` (no O(n) shift per frame). */
+  #pending: Frame[] = [];
+  #pendingHead = 0;
   readonly #unacked: { seq: number; wire: Uint8Array }[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
   #retransmits = 0;
@@ -141,7 +143,7 @@ export class SerialLink extends QueueLink {
 
   /** Frames still waiting for an ACK or for credit (0 once everything sent was acknowledged). */
   get inFlight(): number {
-    return this.#unacked.length + this.#pending.length;
+    return this.#unacked.length + this.#pending.length - this.#pendingHead;
   }
 
   protected transmit(message: Uint8Array): void {
@@ -172,13 +174,20 @@ export class SerialLink extends QueueLink {
 
   /** Send what the peer's window allows. */
   #pump(): void {
-    while (this.#pending.length > 0 && this.#unacked.length < this.#peer.window) {
-      const frame = this.#pending.shift()!;
+    while (this.#pendingHead < this.#pending.length && this.#unacked.length < this.#peer.window) {
+      const frame = this.#pending[this.#pendingHead++]!;
       frame.seq = this.#nextSeq;
       this.#nextSeq = (this.#nextSeq + 1) % SEQ_MOD;
       const wire = encodeFrame(frame);
       this.#unacked.push({ seq: frame.seq, wire });
       this.#write(wire);
+    }
+    if (this.#pendingHead === this.#pending.length) {
+      this.#pending = [];
+      this.#pendingHead = 0;
+    } else if (this.#pendingHead > 1024) {
+      this.#pending = this.#pending.slice(this.#pendingHead);
+      this.#pendingHead = 0;
     }
     if (this.#unacked.length > 0 && this.#timer === undefined) this.#arm();
   }
@@ -311,7 +320,8 @@ export class SerialLink extends QueueLink {
 
   protected teardown(info: LinkCloseInfo): void {
     this.#disarm();
-    this.#pending.length = 0;
+    this.#pending = [];
+    this.#pendingHead = 0;
     this.#unacked.length = 0;
     this.#write(encodeFrame({ type: FRAME_CLOSE, seq: 0, payload: closeReasonBytes(info.reason) }));
     this.#onFinish(this);

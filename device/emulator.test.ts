@@ -70,3 +70,21 @@ describe("device emulator over TCP", () => {
     session.close("bye");
   });
 });
+
+describe("device emulator HELLO state", () => {
+  it("a new connection right after pairing (the old one still open) is answered with state = paired", async () => {
+    const { emu, port } = await emulatorOnTcp();
+    const { endpoint, port: p } = await ownerOverTcp(port);
+    cleanups.push(() => p.close());
+    const first = await endpoint.connect();
+    const paired = await pairDevice({
+      connection: first,
+      self: await ownerIdentity(),
+      confirmCode: async (info) => (await emu.next("code")).code === info.code,
+    });
+    expect(paired.session.state).toBe("open");
+    // Same cable, new HELLO (the page reloaded): the device must already say it is paired.
+    const second = await endpoint.connect();
+    expect(second.device.state).toBe(STATE_PAIRED);
+  });
+});

@@ -70,9 +70,9 @@ async function main(): Promise<void> {
   const serveOn = (port: ReturnType<typeof nodeStreamPort>) => {
     const endpoint = new DeviceEndpoint(
       port,
-      { caps, name: values.name, state: agent.helloState, window: 4 },
+      { caps, name: values.name, state: () => agent.helloState, window: 4 },
       (c) => {
-        void agent.serve(c).then(() => endpoint.setState(agent.helloState));
+        void agent.serve(c);
       },
     );
     port.attach(endpoint);

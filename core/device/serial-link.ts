@@ -331,8 +331,11 @@ export class SerialLink extends QueueLink {
 export interface EndpointOptions extends LinkTuning {
   /** Capabilities we announce (CAP_*). Default: CAP_XXHFS. */
   caps?: number;
-  /** Device only: paired or not, announced in HELLO. */
-  state?: Hello["state"];
+  /**
+   * Device only: paired or not, announced in HELLO. A function is read each time a HELLO is built,
+   * so a device that just paired says so at once (not when its last connection has wound down).
+   */
+  state?: Hello["state"] | (() => Hello["state"]);
   /** Shown to the other side, ≤ 32 UTF-8 bytes. */
   name?: string;
 }
@@ -381,7 +384,9 @@ abstract class Endpoint {
       caps: this.options.caps ?? CAP_XXHFS,
       maxPayload: this.tuning.maxPayload,
       window: this.tuning.window,
-      state: this.options.state ?? STATE_UNPAIRED,
+      state:
+        (typeof this.options.state === "function" ? this.options.state() : this.options.state) ??
+        STATE_UNPAIRED,
       maxMessage: this.tuning.maxMessage,
       name: this.options.name ?? "",
     });
@@ -547,11 +552,6 @@ export class DeviceEndpoint extends Endpoint {
   boot(): void {
     this.port.write(new Uint8Array([0]));
     this.sendHello(this.helloFor(ROLE_DEVICE, 0));
-  }
-
-  /** Change what the next HELLO says (paired / unpaired). */
-  setState(state: Hello["state"]): void {
-    this.options.state = state;
   }
 
   protected onHello(bytes: Uint8Array, decoded: Result<Hello>): void {

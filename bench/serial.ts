@@ -11,15 +11,11 @@
  */
 
 import { SerialPort } from "serialport";
+import { DeviceEndpoint, OwnerEndpoint, type SerialConnection } from "../core/device/endpoint.ts";
 import { CAP_XXHFS } from "../core/device/hello.ts";
 import { decodeDeviceMessage, encodeDeviceMessage } from "../core/device/messages.ts";
 import { pairDevice } from "../core/device/owner.ts";
-import {
-  type BytePort,
-  DeviceEndpoint,
-  OwnerEndpoint,
-  type SerialConnection,
-} from "../core/device/serial-link.ts";
+import type { BytePort } from "../core/device/serial-link.ts";
 import { createUserIdentity } from "../core/identity/identity.ts";
 import { establishSession } from "../core/session/session.ts";
 import { nodeStreamPort } from "../device/node-port.ts";

@@ -8,6 +8,7 @@
  */
 import { randomBytes } from "@noble/hashes/utils.js";
 import { equalBytes, wipe } from "../core/bytes.ts";
+import type { SerialConnection } from "../core/device/endpoint.ts";
 import { expectDeviceMessage, sendDeviceMessage } from "../core/device/exchange.ts";
 import {
   CAP_TELEMETRY,
@@ -19,7 +20,6 @@ import {
 } from "../core/device/hello.ts";
 import type { Provision } from "../core/device/messages.ts";
 import { PAIRING_NONCE_BYTES, pairingCode, pairingCommit } from "../core/device/pairing-code.ts";
-import type { SerialConnection } from "../core/device/serial-link.ts";
 import { isLoftError, LoftError } from "../core/errors.ts";
 import {
   createUserIdentity,

@@ -13,8 +13,8 @@
 import { createServer, type Socket } from "node:net";
 import { parseArgs } from "node:util";
 import { SerialPort } from "serialport";
+import { DeviceEndpoint } from "../core/device/endpoint.ts";
 import { CAP_XXHFS } from "../core/device/hello.ts";
-import { DeviceEndpoint } from "../core/device/serial-link.ts";
 import { DEFAULT_DEVICE_CAPS, DeviceAgent } from "./agent.ts";
 import { fileStore } from "./file-store.ts";
 import { nodeStreamPort } from "./node-port.ts";

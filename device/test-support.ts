@@ -9,8 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { SerialPort } from "serialport";
+import { OwnerEndpoint } from "../core/device/endpoint.ts";
 import { Deframer, encodeFrame, type Frame } from "../core/device/frame.ts";
-import { type LinkTuning, OwnerEndpoint } from "../core/device/serial-link.ts";
+import type { LinkTuning } from "../core/device/serial-link.ts";
 import { createUserIdentity, type UserIdentity } from "../core/identity/identity.ts";
 import { type NodePort, nodeStreamPort } from "./node-port.ts";
 

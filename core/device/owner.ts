@@ -16,11 +16,11 @@ import { equalBytes, wipe } from "../bytes.ts";
 import { isLoftError, LoftError } from "../errors.ts";
 import { encodeIdentity, type Identity, type UserIdentity } from "../identity/identity.ts";
 import { establishSession, type Session } from "../session/session.ts";
+import type { SerialConnection } from "./endpoint.ts";
 import { expectDeviceMessage, sendDeviceMessage } from "./exchange.ts";
 import { negotiatedProtocol, STATE_PAIRED } from "./hello.ts";
 import type { Provision } from "./messages.ts";
 import { checkPairingCommit, PAIRING_NONCE_BYTES, pairingCode } from "./pairing-code.ts";
-import type { SerialConnection } from "./serial-link.ts";
 
 /** Steps of the pairing stepper, in order (the PWA shows them). */
 export type PairingStep = "handshake" | "code" | "provision" | "done";

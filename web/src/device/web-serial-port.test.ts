@@ -6,8 +6,8 @@
  */
 import { connect, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
+import { OwnerEndpoint } from "../../../core/device/endpoint.ts";
 import { pairDevice } from "../../../core/device/owner.ts";
-import { OwnerEndpoint } from "../../../core/device/serial-link.ts";
 import { Emulator, ownerIdentity, tempDir } from "../../../device/test-support.ts";
 import { type WebSerialPortLike, webSerialBytePort } from "./web-serial-port.ts";
 

@@ -1,6 +1,6 @@
 /**
  * A Web Serial port as the `BytePort` of the device protocol (docs/device.md §1, §12): what the
- * "Pair a device" screen hands to `OwnerEndpoint` (core/device/serial-link.ts). No DOM types are
+ * "Pair a device" screen hands to `OwnerEndpoint` (core/device/endpoint.ts). No DOM types are
  * needed beyond the WHATWG streams a `SerialPort` exposes, so it is tested in Node with a port
  * whose streams are bridged to the emulator.
  *

@@ -63,9 +63,13 @@ const isData = (f: Frame) => f.type === FRAME_DATA || f.type === FRAME_DATA_END;
 describe("device emulator under attack (frame-level man in the middle)", () => {
   it("a byte changed with a correct CRC in handshake message 2: LOFT_ERR_DECRYPT, nothing provisioned", async () => {
     const { emu, port } = await emulator();
-    let k = 0;
+    let highest = -1;
     const proxy = await tamperProxy(port, (dir, f, w) => {
-      if (dir === "toOwner" && isData(f) && ++k === 3) {
+      // The third frame toward the owner (part of message 2), counted by seq: a retransmission
+      // of an earlier frame under load must not take its place.
+      const fresh = dir === "toOwner" && isData(f) && f.seq > highest;
+      if (fresh) highest = f.seq;
+      if (fresh && f.seq === 2) {
         const payload = f.payload.slice();
         payload[50]! ^= 0x80;
         return [encodeFrame({ ...f, payload })];

@@ -260,11 +260,20 @@ describe("a Noise session over the serial link", () => {
   });
 
   it("a changed byte with a recomputed CRC (an attacker) fails the handshake with LOFT_ERR_DECRYPT", async () => {
-    let k = 0;
+    let forgedOnce = false;
     const [a, b] = await handshake((dir, w, f) => {
-      // Message 2 (device → owner) is the first DATA run toward the owner after its version header.
-      if (dir === "toOwner" && f && (f.type === FRAME_DATA || f.type === FRAME_DATA_END) && ++k === 3)
+      // Frame seq 2 toward the owner is inside message 2 (seq 0 is the version header). Forge its
+      // first transmission only; a retransmission of it is then a duplicate and dropped.
+      if (
+        dir === "toOwner" &&
+        f &&
+        (f.type === FRAME_DATA || f.type === FRAME_DATA_END) &&
+        f.seq === 2 &&
+        !forgedOnce
+      ) {
+        forgedOnce = true;
         return [forged(f, 100)];
+      }
       return [w];
     });
     expect(a.status).toBe("rejected");

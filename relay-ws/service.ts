@@ -49,8 +49,28 @@ export interface RelayDiagnostics {
   sources: number;
 }
 
+/**
+ * Another protocol's listener on the same queues (smp/server/, docs/protocol/smp.md): it serves
+ * with the relay's context (store, subscriptions, verifier, metrics) and per-source table, shows
+ * in the relay's /health under its name, and is closed before the store is.
+ */
+export interface RelayCompanion {
+  readonly name: string;
+  health(): Record<string, unknown>;
+  close(): Promise<void>;
+}
+
+export interface RelayShared {
+  readonly context: RelayContext;
+  readonly sources: SourceTable;
+  readonly closing: boolean;
+}
+
 export interface RelayService extends HostedService {
   readonly store: RelayStore;
+  /** What a companion listener serves with (smp/server/listener.ts). */
+  readonly shared: RelayShared;
+  attach(companion: RelayCompanion): void;
   /** Run one garbage collection now (also runs every gcIntervalSeconds). */
   runGc(): Promise<GcResult>;
   readonly connectionCount: number;
@@ -78,6 +98,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
   const trusted = trustedProxies(config.trustProxy);
   const verifier = new SignatureVerifier(config.keyCacheBytes);
   const output = new OutputBudget(config.sendBufferTotal);
+  const companions: RelayCompanion[] = [];
   let closing = false;
 
   const metrics = createRelayMetrics(deps.registry, {
@@ -239,6 +260,16 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     name: "relay",
     path: "/relay",
     store: theStore,
+    shared: {
+      context: ctx,
+      sources,
+      get closing() {
+        return closing;
+      },
+    },
+    attach(companion) {
+      companions.push(companion);
+    },
     runGc,
     get connectionCount() {
       return connections.size;
@@ -319,6 +350,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
         queues: s.queues,
         stored_messages: s.messages,
         engine: theStore.engine,
+        ...Object.fromEntries(companions.map((c) => [c.name, c.health()])),
       };
     },
     async close() {
@@ -326,6 +358,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
       closing = true;
       clearInterval(gcTimer);
       clearInterval(heartbeatTimer);
+      await Promise.all(companions.map((c) => c.close()));
       for (const c of [...connections]) c.close(1001, "going away", false);
       while (pending.size > 0) await Promise.allSettled([...pending]);
       // A client that never answers the close frame would hold the process for ws's 30 s close

@@ -1,8 +1,10 @@
 /**
  * The app's state as Solid signals: storage, the unlocked user, contacts (decoded and verified),
  * the running engine with presence, and the current screen. Screens read these and call the
- * actions here; nothing else writes storage. Contact records are written by the engine only
- * (`ChatEngine.changeContact`, which stores, acts on the change and emits `contact-changed`).
+ * actions of the app layer (this module and its neighbours in web/src/app/: settings, backup,
+ * conversation, my-link); screens never write storage or call the engine themselves. Contact
+ * records are written by the engine only (`ChatEngine.changeContact`, which stores, acts on the
+ * change and emits `contact-changed`).
  */
 import { type Accessor, batch, createEffect, createSignal } from "solid-js";
 import { createStore, reconcile } from "solid-js/store";

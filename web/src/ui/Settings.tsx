@@ -10,8 +10,10 @@ import {
   notificationPermission,
   requestNotificationPermission,
 } from "../app/notifications.ts";
+import { ShareFolder } from "../proxy/ShareFolder.tsx";
 import { encryptBackup, MIN_BACKUP_PASSPHRASE, passphraseProblem } from "../storage/backup.ts";
 import { defaultSettings } from "../storage/storage.ts";
+import { BuildHash } from "../update/BuildHash.tsx";
 import { storageProblem } from "./format.ts";
 import { Back } from "./Home.tsx";
 import { formatIceServers, hasTurnServer, parseIceServers } from "./ice-servers.ts";
@@ -372,6 +374,8 @@ export function Settings(props: { app: AppModel }) {
           </div>
         </Show>
       </Section>
+      <ShareFolder app={app} />
+      <BuildHash />
       <p class="help">Loft {__LOFT_VERSION__}</p>
     </main>
   );

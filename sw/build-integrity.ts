@@ -5,7 +5,7 @@
  * entry carries. A SW whose manifest does not hash to the build hash it announces, or whose cached
  * files do not match their entries, refuses to install or to activate, and says so.
  */
-declare const self: ServiceWorkerGlobalScope;
+declare const self: { location: { href: string } }; // the part used here (also type-checks outside sw/)
 
 interface ManifestEntry {
   url: string;

@@ -62,6 +62,8 @@ const SITE: Record<string, string | Buffer> = {
     'fetch("data.json").then((r) => r.json()).then((d) => { document.getElementById("data").textContent = d.greeting; });\n',
   "data.json": '{"greeting":"scripts run and fetch JSON"}\n',
   "img/logo.png": PNG,
+  // Larger than the 256 KiB window: cancelled mid-body below.
+  "big.bin": Buffer.from(Array.from({ length: 3_000_000 }, (_, i) => (i * 13 + 5) & 0xff)),
 };
 
 describe("E2EE fetch proxy: a shared folder previewed through the Service Worker; honest updates", () => {
@@ -127,7 +129,7 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
     await byId(page, "share-folder-input").setInputFiles(folder);
     await expect
       .poll(() => byId(page, "share-status").textContent())
-      .toContain("Shared “dana-site”: 6 files");
+      .toContain("Shared “dana-site”: 7 files");
     me = (
       await page.evaluate(
         () => document.querySelector<HTMLAnchorElement>("[data-testid=share-preview]")!.href,
@@ -182,6 +184,30 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
       v.currentTime = 1;
     });
     await preview.waitForFunction(() => !(document.getElementById("clip") as HTMLVideoElement).seeking);
+  });
+
+  it("cancels a request end to end when the page drops it mid-body", async () => {
+    const got = await preview.evaluate(async () => {
+      const abort = new AbortController();
+      const res = await fetch("big.bin", { signal: abort.signal });
+      const reader = res.body!.getReader();
+      const first = await reader.read();
+      abort.abort();
+      await reader.read().catch(() => undefined);
+      return first.value?.length ?? 0;
+    });
+    expect(got).toBeGreaterThan(0);
+    await page.getByText(/^Requests \(/).click();
+    await expect
+      .poll(() => byId(page, "access-log").textContent())
+      .toMatch(/GET \/big\.bin · cancelled 200 · (\d+\.\d) KiB/);
+    const sent = Number(
+      /GET \/big\.bin · cancelled 200 · (\d+\.\d) KiB/.exec(
+        (await byId(page, "access-log").textContent())!,
+      )![1],
+    );
+    expect(sent).toBeLessThan(2000); // far from the 2 930 KiB file: reading stopped at the window
+    await page.getByText(/^Requests \(/).click();
   });
 
   it("refuses traversal, hidden files and paths outside the share, and strangers; the owner sees each request", async () => {

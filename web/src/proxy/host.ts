@@ -22,6 +22,9 @@ import type { AccessRecord } from "../../../core/proxy/server.ts";
 import { shareHandler } from "../../../core/proxy/share.ts";
 import { asShares, listShares, OpfsFileSource, type StoredShare } from "./opfs-shares.ts";
 
+/** How long a started body may go without a pull from the Service Worker before it is reset. */
+const IDLE_MS = 120_000;
+
 export interface ProxyHostDeps {
   /** The unlocked person's contact id, or undefined while Loft is locked or not set up. */
   me: () => string | undefined;
@@ -79,12 +82,24 @@ export function startProxyHost(deps: ProxyHostDeps): { reloadShares: () => Promi
 
     const abort = abortable();
     let body: BodyReader | undefined;
+    let done = false;
+    const stop = (reason: string) => {
+      if (done) return;
+      done = true;
+      clearTimeout(idle);
+      abort.abort();
+      body?.cancel(reason);
+      port.close();
+    };
+    // A Service Worker stopped mid-body (its tab gone without a cancel) never pulls again: the
+    // request is reset after IDLE_MS without a pull, so it cannot hold a slot of the session.
+    let idle = setTimeout(() => stop("idle"), IDLE_MS);
+    port.addEventListener("close", () => stop("port closed")); // where MessagePort close events exist
     port.onmessage = (m: MessageEvent<PortPull>) => {
-      if (m.data?.type === "cancel") {
-        abort.abort();
-        body?.cancel(m.data.reason);
-        port.close();
-      } else if (m.data?.type === "pull") void pull();
+      clearTimeout(idle);
+      if (m.data?.type === "cancel") return stop(m.data.reason);
+      idle = setTimeout(() => stop("idle"), IDLE_MS);
+      if (m.data?.type === "pull") void pull();
     };
     let res: ProxyResponse;
     try {
@@ -94,14 +109,16 @@ export function startProxyHost(deps: ProxyHostDeps): { reloadShares: () => Promi
         abort.signal,
       );
     } catch (e) {
+      if (done) return;
+      done = true;
+      clearTimeout(idle);
       const code = e instanceof ProxyResetError ? e.code : "protocol_error";
-      return reply({
-        type: "refused",
-        code,
-        reason: e instanceof ProxyResetError ? e.reason : "session closed",
-      });
+      reply({ type: "refused", code, reason: e instanceof ProxyResetError ? e.reason : "session closed" });
+      port.close();
+      return;
     }
     body = res.body;
+    if (done) return body.cancel("cancelled");
     reply({ type: "head", status: res.status, headers: res.headers });
     // One chunk per pull; pulls that arrive while a read is pending are counted, never dropped.
     let wanted = 0;
@@ -116,14 +133,19 @@ export function startProxyHost(deps: ProxyHostDeps): { reloadShares: () => Promi
           const chunk = await body.read();
           if (chunk === null) {
             reply({ type: "end" });
+            done = true;
+            clearTimeout(idle);
+            port.close();
             return;
           }
           const copy = chunk.slice();
           reply({ type: "chunk", bytes: copy }, [copy.buffer]);
         }
       } catch (e) {
+        if (done) return;
         const code = e instanceof ProxyResetError ? e.code : "protocol_error";
         reply({ type: "error", code, reason: e instanceof Error ? e.message : "failed" });
+        stop("failed");
       } finally {
         reading = false;
       }

@@ -1,7 +1,9 @@
 /**
  * What every engine module shares (engine.ts): the per-contact `Peer` record, the `EngineContext`
- * state object, events (`emit`, presence and service status; docs/protocol/chat.md §7), the
- * per-contact task chain that serializes ratchet use (chat.md §4). The refusal rules for Rejected
+ * state object, events (`emit`, service status, message states; docs/protocol/chat.md §7), the
+ * per-contact task chain that serializes ratchet use (chat.md §4) and the engine-wide one for the
+ * prekey store. A contact's presence and timers are set only by its link controller
+ * (link/controller.ts; docs/design.md, "The link controller"). The refusal rules for Rejected
  * contacts, pending identity changes and contact requests are in outgoing.ts (`refusalFor`).
  */
 import { decodeIdentity } from "../../../core/identity/identity.ts";
@@ -11,15 +13,16 @@ import type { SignalingClient } from "../../../core/signaling/client.ts";
 import type {
   ContactId,
   ContactRecord,
-  EngineError,
   EngineEvent,
   EngineListener,
   EngineStartOptions,
   EngineStorage,
   LinkPath,
   MessageId,
+  MessageState,
   Presence,
   ServiceStatus,
+  StoredMessage,
 } from "./api.ts";
 import type { EngineConfig } from "./config.ts";
 import type { EngineCloseReason } from "./errors.ts";
@@ -33,13 +36,13 @@ import {
   type PrekeyState,
 } from "./prekeys.ts";
 import type { ChatRatchet } from "./ratchet-store.ts";
+import { LinkTimers } from "./timers.ts";
 import type { DialedLink, LiveTransport, RelayConnections } from "./transport.ts";
 
 export interface Live {
   session: Session;
   path: LinkPath;
   lastInbound: number;
-  heartbeat: ReturnType<typeof setInterval>;
   /** Outgoing message ids sent on this session (resent on the next one until receipted). */
   sent: Set<MessageId>;
   /** Our mailbox for the peer was announced on this session. */
@@ -79,7 +82,8 @@ export interface Peer {
   live?: Live;
   attempt?: Attempt;
   ratchet?: ChatRatchet;
-  retryTimer?: ReturnType<typeof setTimeout>;
+  /** Every timer of this contact (retry, mailbox, receipt, upgrade, heartbeat): set only by its link controller. */
+  readonly timers: LinkTimers;
   failures: number;
   /** Serializes every ratchet operation and the storage writes that go with it. */
   queue: Promise<unknown>;
@@ -92,14 +96,11 @@ export interface Peer {
   tx?: TxQueue;
   /** From this time on, the outbox may go to the contact's mailbox (Infinity: not now). */
   mailboxAt: number;
-  mailboxTimer?: ReturnType<typeof setTimeout>;
   deposit?: Deposit;
   relayFailures: number;
   pieces: PieceBuffer;
   /** Receipts for messages that came through the mailbox, waiting to go back. */
   receipts: Set<string>;
-  receiptTimer?: ReturnType<typeof setTimeout>;
-  upgradeTimer?: ReturnType<typeof setTimeout>;
   upgradeFailures: number;
   /** The contact-address reference from their link (offline first contact). */
   addressRef?: AddressRef;
@@ -167,8 +168,6 @@ export interface EngineContext {
   /** Consecutive BUSY refusals of our REGISTER (reset once registered; presence.ts). */
   registerBusy: number;
   lastStamp: number;
-  /** The engine's `contactChanged` (a first contact can record an identity change). */
-  contactChanged(contactId: ContactId): void;
 }
 
 /** Largest message reassembled from mailbox pieces (a 16 000-character text is about 66 KB). */
@@ -209,33 +208,6 @@ export function setService(ctx: EngineContext, change: Partial<ServiceStatus>): 
   emit(ctx, { type: "service", status: { ...next } });
 }
 
-export function setPresence(
-  ctx: EngineContext,
-  peer: Peer,
-  status: Presence["status"],
-  path?: LinkPath,
-  lastError?: EngineError,
-  directUnavailable = false,
-): void {
-  const prev = peer.presence;
-  if (
-    prev.status === status &&
-    prev.path === path &&
-    prev.lastError?.kind === lastError?.kind &&
-    prev.lastError?.message === lastError?.message &&
-    (prev.directUnavailable ?? false) === directUnavailable
-  )
-    return;
-  peer.presence = {
-    status,
-    since: prev.status === status ? prev.since : Date.now(),
-    ...(path ? { path } : {}),
-    ...(lastError ? { lastError } : {}),
-    ...(directUnavailable ? { directUnavailable } : {}),
-  };
-  emit(ctx, { type: "presence", contactId: peer.id, presence: peer.presence });
-}
-
 export function peerFor(ctx: EngineContext, c: ContactRecord): Peer {
   let p = ctx.peers.get(c.id);
   if (!p) {
@@ -250,6 +222,7 @@ export function peerFor(ctx: EngineContext, c: ContactRecord): Peer {
       manualOff: false,
       blocked: refusalFor(c) !== undefined,
       rejected: c.trust === "rejected",
+      timers: new LinkTimers(),
       failures: 0,
       queue: Promise.resolve(),
       flushing: false,
@@ -274,13 +247,34 @@ export function serial<T>(peer: Peer, task: () => Promise<T>): Promise<T> {
   return run;
 }
 
-export function dropLinks(peer: Peer, reason: string): void {
-  peer.attempt?.link.close(reason);
-  peer.attempt = undefined;
-  peer.live?.session.close(reason);
-}
-
 /** Whether a live session may come up soon (signaling works and says the contact is online). */
 export function reachableLive(ctx: EngineContext, peer: Peer): boolean {
   return ctx.signaling?.state === "registered" && peer.online && !peer.manualOff;
+}
+
+/** Store a message's new state, then tell the UI (stored before the event, api.ts). */
+export async function setMessageState(
+  ctx: EngineContext,
+  m: StoredMessage,
+  state: MessageState,
+): Promise<void> {
+  await ctx.storage.setMessageState(m.id, state);
+  m.state = state;
+  emit(ctx, { type: "message-state", contactId: m.contactId, id: m.id, state });
+}
+
+/** Run `task` after every earlier prekey-store / contact-address task (EngineContext.addressChain). */
+export function addressSerial<T>(ctx: EngineContext, task: () => Promise<T>): Promise<T> {
+  const run = ctx.addressChain.then(task, task);
+  ctx.addressChain = run.catch(() => {});
+  return run;
+}
+
+/** Full-jitter backoff for relay work (deposits, receipts, the contact address; mailbox.md §3). */
+export function relayBackoff(ctx: EngineContext, failures: number): number {
+  const ceiling = Math.min(
+    ctx.cfg.relayBackoffMaxMs,
+    ctx.cfg.relayBackoffInitialMs * 2 ** Math.min(failures, 16),
+  );
+  return Math.floor(Math.random() * ceiling) + 200;
 }

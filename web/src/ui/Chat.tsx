@@ -9,6 +9,7 @@
 import { createSignal, onCleanup, onMount, Show } from "solid-js";
 import type { AppModel } from "../app/model.ts";
 import { EngineRefusal, type MessageId, type StoredMessage } from "../engine/api.ts";
+import { refusalFor } from "../engine/outgoing.ts";
 import { Composer, type ComposerHandle } from "./chat/Composer.tsx";
 import { followBottom, isAtBottom, keepPosition, scrollToBottom, scrollTop } from "./chat/follow.ts";
 import { MessageList } from "./chat/MessageList.tsx";
@@ -43,15 +44,22 @@ export function Chat(props: { app: AppModel; id: string }) {
   let list!: HTMLDivElement;
   let disposed = false;
 
+  /** Why the composer is closed: the engine's rule (`refusalFor`), in this screen's words. */
   const blocked = () => {
     const v = view();
-    if (!v) return "This contact no longer exists.";
-    if (v.record.trust === "rejected")
-      return `You blocked ${v.record.username}. Unblock them to send messages.`;
-    if (v.record.pending) return `${v.record.username}'s identity changed. Review the change before sending.`;
-    if (v.record.request)
-      return `${v.record.username} wants to talk to you. Accept the request on the home screen to reply.`;
-    return undefined;
+    const refusal = refusalFor(v?.record);
+    if (!v || !refusal) return refusal ? "This contact no longer exists." : undefined;
+    const name = v.record.username;
+    switch (refusal.kind) {
+      case "contact-rejected":
+        return `You blocked ${name}. Unblock them to send messages.`;
+      case "identity-change-pending":
+        return `${name}'s identity changed. Review the change before sending.`;
+      case "contact-request":
+        return `${name} wants to talk to you. Accept the request on the home screen to reply.`;
+      default:
+        return refusal.message;
+    }
   };
 
   /** A message that is not on screen yet: from an event, or handed over here. */

@@ -56,7 +56,9 @@ const SITE: Record<string, string | Buffer> = {
 <link rel="stylesheet" href="style.css"></head><body><main><h1 id="title">Hello from Dana</h1>
 <img id="logo" src="img/logo.png" alt="logo" width="20" height="20">
 <p id="data">loading…</p><video id="clip" src="clip.webm" preload="metadata" muted></video>
+<iframe id="frame" src="frame.html" title="A framed page"></iframe>
 <script src="app.js"></script></main></body></html>`,
+  "frame.html": `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>frame</title></head><body><p id="inner">framed through the proxy</p></body></html>`,
   "style.css": "h1 { color: rgb(11, 92, 173); }\n",
   "app.js":
     'fetch("data.json").then((r) => r.json()).then((d) => { document.getElementById("data").textContent = d.greeting; });\n',
@@ -129,7 +131,7 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
     await byId(page, "share-folder-input").setInputFiles(folder);
     await expect
       .poll(() => byId(page, "share-status").textContent())
-      .toContain("Shared “dana-site”: 7 files");
+      .toContain("Shared “dana-site”: 8 files");
     me = (
       await page.evaluate(
         () => document.querySelector<HTMLAnchorElement>("[data-testid=share-preview]")!.href,

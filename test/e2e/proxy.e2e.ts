@@ -26,7 +26,7 @@ import { expectNoAxeViolations } from "../support/axe.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import { byId, createIdentity } from "../support/loft-ui.ts";
-import { publishBuild as publish } from "../support/publish-build.ts";
+import { publishBuild as publish, servedBuildHash } from "../support/publish-build.ts";
 
 const DIST = fileURLToPath(new URL("../../web/dist", import.meta.url));
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
@@ -284,7 +284,8 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
     await preview.close();
     loft = await startLoft({ port: loft.port, args: ["--static-dir", dir] });
     const running = await byId(page, "build-hash").getAttribute("data-hash");
-    expect(running).toMatch(/^[0-9a-f]{64}$/);
+    // Settings shows what `npm run build` printed: the build hash of the manifest in the served sw.js.
+    expect(running).toBe(await servedBuildHash(dir));
     const next = await publish(dir, "A second build");
     expect(next).not.toBe(running);
     await page.evaluate(async () => (await navigator.serviceWorker.getRegistration())?.update());
@@ -303,6 +304,44 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
     expect(await byId(page, "update-banner").count()).toBe(0);
   });
 
+  it("a build swapped between its announcement and activation is refused when the person accepts", async () => {
+    const running = await byId(page, "build-hash").getAttribute("data-hash");
+    const next = await publish(dir, "A build swapped in the cache");
+    await page.evaluate(async () => (await navigator.serviceWorker.getRegistration())?.update());
+    await expect
+      .poll(async () => (await byId(page, "update-hash").textContent())?.replace(/ /g, ""))
+      .toBe(next);
+    // The waiting build's cached copy of a file changes after it announced its hash.
+    const swappedFiles = await page.evaluate(
+      async (name) => {
+        const cache = await caches.open(name);
+        let n = 0;
+        for (const req of await cache.keys())
+          if (new URL(req.url).pathname === "/manifest.webmanifest") {
+            await cache.put(
+              req,
+              new Response('{"name":"not Loft"}', {
+                headers: { "content-type": "application/manifest+json" },
+              }),
+            );
+            n++;
+          }
+        return n;
+      },
+      `loft-shell-${next.slice(0, 12)}`,
+    );
+    expect(swappedFiles).toBe(1);
+    await byId(page, "update-reload").click();
+    await byId(page, "update-refused").waitFor();
+    expect((await byId(page, "update-refused").textContent())!.replace(/ /g, "")).toContain(next);
+    expect(await byId(page, "update-refused").textContent()).toContain("manifest.webmanifest differs");
+    expect(await byId(page, "update-banner").count()).toBe(0);
+    expect(await byId(page, "build-hash").getAttribute("data-hash")).toBe(running);
+    expect(
+      await page.evaluate(async () => (await navigator.serviceWorker.getRegistration())?.waiting !== null),
+    ).toBe(true);
+  });
+
   it("a build whose files don't match the hash it announced is refused, and says so", async () => {
     const running = await byId(page, "build-hash").getAttribute("data-hash");
     const swapped = await publish(dir, "A third build");
@@ -312,8 +351,9 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
     await page.evaluate(async () =>
       (await navigator.serviceWorker.getRegistration())?.update().catch(() => undefined),
     );
-    await byId(page, "update-refused").waitFor();
-    expect((await byId(page, "update-refused").textContent())!.replace(/ /g, "")).toContain(swapped);
+    await expect
+      .poll(async () => (await byId(page, "update-refused").textContent())?.replace(/ /g, ""))
+      .toContain(swapped);
     expect(await byId(page, "update-banner").count()).toBe(0);
     await page.reload();
     expect(await byId(page, "build-hash").getAttribute("data-hash")).toBe(running);

@@ -32,3 +32,9 @@ export async function publishBuild(dir: string, description: string): Promise<st
   await writeFile(swPath, sw.replace(injected, JSON.stringify(next)).replaceAll(oldHash, hash));
   return hash;
 }
+
+/** The build hash of the manifest injected in `dir`/sw.js (what `npm run build` printed for it). */
+export async function servedBuildHash(dir: string): Promise<string> {
+  const sw = await readFile(join(dir, "sw.js"), "utf8");
+  return buildHash(JSON.parse(/\[\{"integrity":[^\]]*\]/.exec(sw)![0]) as IntegrityEntry[]);
+}

@@ -16,15 +16,17 @@ interface ManifestEntry {
 const hex = (b: ArrayBuffer) => [...new Uint8Array(b)].map((x) => x.toString(16).padStart(2, "0")).join("");
 const base64 = (b: ArrayBuffer) => btoa(String.fromCharCode(...new Uint8Array(b)));
 
-export function canonicalManifest(entries: readonly ManifestEntry[]): string {
-  return [...entries]
+export function canonicalManifest(entries: readonly ManifestEntry[], swSource: string): string {
+  return `${[...entries]
     .sort((a, b) => (a.url < b.url ? -1 : a.url > b.url ? 1 : 0))
     .map((e) => `${e.url}\n${e.revision ?? ""}\n${e.integrity ?? ""}\n`)
-    .join("");
+    .join("")}sw.js\n${swSource}\n`;
 }
 
-export async function manifestHash(entries: readonly ManifestEntry[]): Promise<string> {
-  return hex(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(canonicalManifest(entries))));
+export async function manifestHash(entries: readonly ManifestEntry[], swSource: string): Promise<string> {
+  return hex(
+    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(canonicalManifest(entries, swSource))),
+  );
 }
 
 type Injected = readonly (string | ManifestEntry)[];
@@ -33,10 +35,14 @@ const entriesOf = (injected: Injected): ManifestEntry[] =>
   injected.map((e) => (typeof e === "string" ? { url: e, revision: null } : e));
 
 /** Why this build must not run, or undefined when its manifest matches the hash it announces. */
-export async function checkManifest(injected: Injected, announced: string): Promise<string | undefined> {
+export async function checkManifest(
+  injected: Injected,
+  swSource: string,
+  announced: string,
+): Promise<string | undefined> {
   const entries = entriesOf(injected);
   if (entries.some((e) => !e.integrity)) return "a precached file has no SHA-256 in the manifest";
-  const actual = await manifestHash(entries);
+  const actual = await manifestHash(entries, swSource);
   if (actual !== announced) return `its manifest hashes to ${actual}, not to the announced ${announced}`;
   return undefined;
 }

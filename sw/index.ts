@@ -20,6 +20,8 @@ import { handlePeerRequest } from "./peer-proxy.ts";
 declare const self: ServiceWorkerGlobalScope;
 /** Set at build time (web/vite.config.ts): the build hash, SHA-256 of the precache manifest. */
 declare const __SW_VERSION__: string;
+/** Set at build time: SHA-256 of this file's text with both hashes as placeholders (scripts/build-hash.ts). */
+declare const __SW_SOURCE__: string;
 const BUILD_HASH = __SW_VERSION__;
 
 const CACHE_PREFIX = "loft-shell-";
@@ -39,7 +41,7 @@ router.registerRoute(
 self.addEventListener("install", (event) => {
   event.waitUntil(
     (async () => {
-      const refused = await checkManifest(MANIFEST, BUILD_HASH);
+      const refused = await checkManifest(MANIFEST, __SW_SOURCE__, BUILD_HASH);
       if (refused) throw await refuse(refused);
       // Each file is fetched with its SHA-256 as subresource integrity: a swapped file fails here.
       await precache.install(event).catch(async (e: unknown) => {
@@ -61,7 +63,7 @@ async function refuse(reason: string): Promise<Error> {
 /** Check the waiting build once more, then activate it — only when the person asked for it. */
 async function activateIfIntact(reply: MessagePort | undefined): Promise<void> {
   const refused =
-    (await checkManifest(MANIFEST, BUILD_HASH)) ??
+    (await checkManifest(MANIFEST, __SW_SOURCE__, BUILD_HASH)) ??
     (await checkCachedFiles(MANIFEST, CACHE, (url) => precache.getCacheKeyForURL(url)));
   if (refused) {
     await refuse(refused);

@@ -1,10 +1,16 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { build, defineConfig, type Plugin } from "vite";
 import solid from "vite-plugin-solid";
 import { getManifest, injectManifest } from "workbox-build";
 import { precompressDir } from "../host/precompress.ts";
-import { buildHash, precacheGlobs as globsFor, integrityTransform } from "../scripts/build-hash.ts";
+import {
+  BUILD_HASH_PLACEHOLDER,
+  precacheGlobs as globsFor,
+  integrityTransform,
+  SOURCE_HASH_PLACEHOLDER,
+  sealServiceWorker,
+} from "../scripts/build-hash.ts";
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const outDir = here("dist");
@@ -35,12 +41,13 @@ function serviceWorker(): Plugin {
     apply: "build",
     async closeBundle() {
       const { manifestEntries } = await getManifest(precacheGlobs);
-      const version = buildHash(manifestEntries);
+      // Both hashes are placeholders until the file is complete (scripts/build-hash.ts).
       await build({
         configFile: false,
         logLevel: "warn",
         define: {
-          __SW_VERSION__: JSON.stringify(version),
+          __SW_VERSION__: JSON.stringify(BUILD_HASH_PLACEHOLDER),
+          __SW_SOURCE__: JSON.stringify(SOURCE_HASH_PLACEHOLDER),
           "process.env.NODE_ENV": JSON.stringify("production"),
         },
         build: {
@@ -64,8 +71,10 @@ function serviceWorker(): Plugin {
         swDest: `${outDir}/sw.js`,
       });
       for (const w of warnings) this.warn(w);
+      const sealed = sealServiceWorker(readFileSync(`${outDir}/sw.js`, "utf8"), manifestEntries);
+      writeFileSync(`${outDir}/sw.js`, sealed.text);
       console.log(`sw.js: precaching ${count} files (${(size / 1024).toFixed(1)} KiB)`);
-      console.log(`build hash: ${version}`);
+      console.log(`build hash: ${sealed.hash}`);
       const packed = await precompressDir(outDir);
       const kib = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
       console.log(

@@ -3,10 +3,14 @@
  * and sw/build-integrity.ts (the Service Worker, WebCrypto) give the same hash for the same
  * manifest, whatever the order of its entries — and any change to an entry changes it.
  */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { buildHash } from "../../scripts/build-hash.ts";
 import { manifestHash } from "../../sw/build-integrity.ts";
+import { openServiceWorker } from "../support/publish-build.ts";
 
 const entry = fc.record({
   url: fc.stringMatching(/^[a-z0-9/._-]{1,30}$/),
@@ -18,18 +22,28 @@ describe("build hash: npm run build and the Service Worker agree", () => {
   it("same hash on both sides, independent of entry order", async () => {
     await fc.assert(
       fc.asyncProperty(fc.uniqueArray(entry, { selector: (e) => e.url, maxLength: 12 }), async (entries) => {
-        const node = buildHash(entries);
-        expect(await manifestHash(entries)).toBe(node);
-        expect(await manifestHash([...entries].reverse())).toBe(node);
+        const node = buildHash(entries, "ab".repeat(32));
+        expect(await manifestHash(entries, "ab".repeat(32))).toBe(node);
+        expect(await manifestHash([...entries].reverse(), "ab".repeat(32))).toBe(node);
       }),
       { numRuns: 100 },
     );
   });
 
-  it("a changed integrity value changes the hash", async () => {
+  it("a changed integrity value, or a changed Service Worker, changes the hash", async () => {
     const a = [{ url: "index.html", revision: "00", integrity: "sha256-AAAA" }];
     const b = [{ url: "index.html", revision: "00", integrity: "sha256-AAAB" }];
-    expect(await manifestHash(a)).not.toBe(await manifestHash(b));
-    expect(buildHash(a)).toBe(await manifestHash(a));
+    const src = "cd".repeat(32);
+    expect(await manifestHash(a, src)).not.toBe(await manifestHash(b, src));
+    expect(await manifestHash(a, src)).not.toBe(await manifestHash(a, "ce".repeat(32)));
+    expect(buildHash(a, src)).toBe(await manifestHash(a, src));
+  });
+
+  it("the built sw.js is sealed: its source hash and build hash recompute from the file", async () => {
+    const dist = fileURLToPath(new URL("../../web/dist", import.meta.url));
+    if (!existsSync(join(dist, "sw.js"))) return; // not built in this checkout: e2e runs build first
+    const sw = await openServiceWorker(dist);
+    expect(sw.hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(buildHash(sw.entries, sw.source)).toBe(sw.hash);
   });
 });

@@ -95,6 +95,21 @@ describe("proxy over one session", () => {
     expect(past.headers).toContainEqual(["content-range", `bytes */${big.length}`]);
   });
 
+  it("answers HEAD with the head only, and 304 to a matching If-None-Match", async () => {
+    const { client, source } = site();
+    const head = await client.request({ method: "HEAD", path: "/video.mp4", headers: [] });
+    expect(head.status).toBe(200);
+    expect(head.headers).toContainEqual(["content-length", "1000000"]);
+    expect((await readAll(head.body)).length).toBe(0);
+    expect(source.reads).toBe(0);
+    const etag = head.headers.find(([n]) => n === "etag")![1];
+    const again = await client.request(get("/video.mp4", [["if-none-match", etag]]));
+    expect(again.status).toBe(304);
+    expect((await readAll(again.body)).length).toBe(0);
+    const post = await client.request({ method: "POST", path: "/index.html", headers: [] });
+    expect(post.status).toBe(405);
+  });
+
   it("a slow consumer never makes the serving side read ahead more than one window", async () => {
     const window = 64 * 1024;
     const { client, source } = site(FRIEND, { window });

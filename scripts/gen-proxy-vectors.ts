@@ -64,6 +64,9 @@ export const VALID_FRAMES: { label: string; frame: ProxyFrame }[] = [
   },
 ];
 
+const cat = (...parts: string[]) => parts.join("");
+const ascii = (t: string) => Buffer.from(t).toString("hex");
+
 export const INVALID_FRAMES: { label: string; hex: string }[] = [
   { label: "truncated prefix", hex: "010100" },
   { label: "unknown version 2", hex: "020400000001" },
@@ -74,21 +77,14 @@ export const INVALID_FRAMES: { label: string; hex: string }[] = [
   { label: "CREDIT of 0", hex: "01050000000100000000" },
   { label: "CREDIT over the 1 MiB window", hex: "01050000000100100001" },
   { label: "RESET with an unknown code", hex: "010600000001ff" },
-  { label: "REQUEST with method 0", hex: "0101000000010000000000000001" + "2f" + "00" },
+  { label: "REQUEST with method 0", hex: cat("0101000000010000000000000001", "2f", "00") },
   {
     label: "REQUEST with a cookie header",
-    hex:
-      "01010000000101000000000001" +
-      "2f" +
-      "01" +
-      "06" +
-      Buffer.from("cookie").toString("hex") +
-      "0001" +
-      "61",
+    hex: cat("01010000000101000000000001", "2f", "01", "06", ascii("cookie"), "0001", "61"),
   },
   {
     label: "RESPONSE header value with CR LF",
-    hex: "010200000001" + "00c8" + "01" + "08" + Buffer.from("location").toString("hex") + "0002" + "0d0a",
+    hex: cat("010200000001", "00c8", "01", "08", ascii("location"), "0002", "0d0a"),
   },
   { label: "RESPONSE status 99", hex: "010200000001006300" },
 ];

@@ -8,9 +8,10 @@
  * - `/peer/<me>/…` — the person's own shares: a proxy client joined to a proxy server in this
  *   page (core/proxy/pair.ts), serving the shares from OPFS through the same share handler,
  *   rules, rate limit and access log that serve contacts. This is the "Share a folder" preview.
- * - `/peer/<contact>/…` — the proxy client over that contact's session: the engine provides it
- *   through `remote` (the one seam left; until the engine carries proxy frames, `remote`
- *   returns nothing and the page says the contact is offline).
+ * - `/peer/<contact>/…` — the proxy client over that contact's session: the engine keeps a
+ *   `ProxyEndpoint` (core/proxy/endpoint.ts) per session and provides its `client` through
+ *   `remote` (the one seam left; until the engine carries proxy frames, `remote` returns nothing
+ *   and the page says the contact is offline).
  */
 import type { BodyReader } from "../../../core/proxy/body.ts";
 import { bytesBody } from "../../../core/proxy/body.ts";

@@ -95,6 +95,18 @@ describe("proxy over one session", () => {
     expect(past.headers).toContainEqual(["content-range", `bytes */${big.length}`]);
   });
 
+  it("redirects a folder named without its trailing slash to the folder", async () => {
+    const { client, source } = site();
+    source.put("site", ["docs", "index.html"], new TextEncoder().encode("docs"));
+    const res = await client.request(get("/docs?x=1"));
+    expect(res.status).toBe(301);
+    expect(res.headers).toContainEqual(["location", "docs/"]);
+    const folder = await client.request(get("/docs/"));
+    expect(new TextDecoder().decode(await readAll(folder.body))).toBe("docs");
+    // A folder without an index.html is not a page.
+    await expect(client.request(get("/data"))).rejects.toMatchObject({ code: "not_shared" });
+  });
+
   it("answers HEAD with the head only, and 304 to a matching If-None-Match", async () => {
     const { client, source } = site();
     const head = await client.request({ method: "HEAD", path: "/video.mp4", headers: [] });

@@ -65,7 +65,19 @@ export function shareHandler(rules: ShareRules, source: FileSource): ProxyHandle
     if (request.method !== "GET" && request.method !== "HEAD")
       return { status: 405, headers: [["content-type", "text/plain; charset=utf-8"]], body: empty };
     const info = await source.stat(found.share.root, found.rest);
-    if (!info) return { refuse: "not_shared", reason: "nothing is shared at that path" };
+    if (!info) {
+      // A folder named without its trailing slash: redirect, as static servers do, so the
+      // folder's index.html resolves its relative links against the folder.
+      const folder = await source.stat(found.share.root, [...found.rest, "index.html"]);
+      const bare = request.path.split(/[?#]/)[0]!;
+      if (folder && !bare.endsWith("/"))
+        return {
+          status: 301,
+          headers: [["location", `${bare.slice(bare.lastIndexOf("/") + 1)}/`]],
+          body: empty,
+        };
+      return { refuse: "not_shared", reason: "nothing is shared at that path" };
+    }
     const header = (name: string) => request.headers.find(([n]) => n === name)?.[1];
     const etag = `"${info.size.toString(36)}-${(info.lastModified ?? 0).toString(36)}"`;
     const type = contentType(found.rest[found.rest.length - 1]!);

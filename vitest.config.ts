@@ -8,6 +8,8 @@ export default defineConfig({
       "core/**/*.test.ts",
       "signaling/**/*.test.ts",
       "relay-ws/**/*.test.ts",
+      "smp/**/*.test.ts",
+      "test/smp/**/*.test.ts",
       "host/**/*.test.ts",
       "server/**/*.test.ts",
       "test/unit/**/*.test.ts",

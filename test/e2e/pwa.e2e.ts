@@ -15,6 +15,7 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+import { createIdentity } from "../support/loft-ui.ts";
 import { publishBuild } from "../support/publish-build.ts";
 
 const DIST = fileURLToPath(new URL("../../web/dist", import.meta.url));
@@ -42,10 +43,7 @@ describe("PWA: service worker, offline start, update flow", () => {
   });
 
   it("installs the service worker, which takes control and precaches the shell in a versioned cache", async () => {
-    await page.goto(loft.url);
-    await page.getByTestId("username-input").fill("Dana");
-    await page.getByTestId("create-identity").click();
-    await page.getByTestId("home").waitFor();
+    await createIdentity(page, loft.url, "Dana");
     await page.waitForFunction(() => navigator.serviceWorker.controller !== null);
     const names = await shellCaches(page);
     expect(names).toHaveLength(1);

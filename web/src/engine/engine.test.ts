@@ -8,7 +8,8 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createUserIdentity, type UserIdentity, updateIdentity } from "../../../core/identity/identity.ts";
-import { type RunningSignaling, startSignaling } from "../../../signaling/testing.ts";
+import { SignalingClient } from "../../../core/signaling/client.ts";
+import { type RunningSignaling, startSignaling, wsFactory } from "../../../signaling/testing.ts";
 import {
   EngineHarness,
   type EngineNode,
@@ -315,20 +316,45 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     expect(a.engine.presence(b.id).status).toBe("offline");
   });
 
-  it("refuses offers from strangers and Rejected contacts; refusals are plain words for the dialer", async () => {
+  it("shows presence only to accepted contacts; a stranger's direct offer is still refused", async () => {
     h.hub = new Hub();
     const a = node("alice");
+    const bob = node("bob");
     const stranger = node("mallory");
+    a.storage.addUser(bob.user);
+    bob.storage.addUser(a.user);
     stranger.storage.addUser(a.user);
     await a.engine.start();
+    await bob.engine.start();
     await stranger.engine.start();
-    await until(() => stranger.engine.presence(a.id).lastError?.kind === "not-accepted", "refused");
-    expect(online(a, stranger)).toBe(false);
-    expect(stranger.engine.presence(a.id).lastError?.message).toBe(
-      "alice hasn't added you yet. Messages wait on this device until alice opens your contact link.",
-    );
+    // Alice is registered and her contact sees her (docs/protocol/signaling.md, "Contacts only").
+    await until(() => online(bob, a), "alice online for her contact");
+    // The server's answer to a registered stranger who watches her: offline, no LOOKUP result.
+    const eve = new SignalingClient({
+      url: signaling.url,
+      user: createUserIdentity({ username: "eve", now: Date.now() }),
+      connect: wsFactory(),
+      reconnect: false,
+    });
+    try {
+      await eve.start();
+      expect(await eve.subscribe([a.user.identity.verified.identity_key])).toEqual([
+        { key: a.user.identity.verified.identity_key, online: false },
+      ]);
+      expect((await eve.lookup(a.user.identity.verified.identity_key)).online).toBe(false);
+    } finally {
+      eve.close();
+    }
+    // The stranger's engine never saw her online, so it never dialed and was never refused.
+    expect(stranger.engine.presence(a.id).status).toBe("offline");
+    expect(stranger.engine.presence(a.id).lastError).toBeUndefined();
+    // A direct offer that comes anyway (a stranger who dials blind) is refused before any session.
+    const transport = h.hub.factory(stranger.user)(h.hub.endpoints.get(stranger.id)!);
+    const dialed = transport.dial(a.user.identity.verified.identity_key);
+    expect((await dialed.closed).reason).toBe("bye-refused");
     const m = await stranger.engine.send(a.id, "let me in");
     expect(stateOf(stranger, m)).toBe("queued");
     expect(a.storage.messages.size).toBe(0);
+    expect(await a.storage.getContact(stranger.id)).toBeUndefined();
   });
 });

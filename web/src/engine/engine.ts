@@ -138,6 +138,7 @@ export class Engine implements ChatEngine {
       url: settings.signalingUrl,
       user: this.#ctx.user,
       connect: this.#ctx.cfg.webSocket,
+      presence: "watched", // only accepted contacts see us (docs/protocol/signaling.md, "Contacts only")
       ...(seenOffers ? { seenOffers } : {}),
     });
     this.#ctx.signaling = signaling;

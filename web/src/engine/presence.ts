@@ -15,8 +15,9 @@ import { cancel, type DialReason, follow, type Outcome, presence } from "./outco
 /** Outcomes for some contacts. */
 export type PeerOutcomes = { peer: Peer; outcomes: Outcome[] }[];
 
+/** Also who may see us (SUBSCRIBE `only_watched`): accepted contacts, never open requests. */
 export function watchKeys(ctx: EngineContext): Uint8Array[] {
-  return [...ctx.peers.values()].filter((p) => !p.rejected).map((p) => p.key);
+  return [...ctx.peers.values()].filter((p) => !p.rejected && !p.request).map((p) => p.key);
 }
 
 export function onSignaling(ctx: EngineContext, e: SignalingEvent): PeerOutcomes {

@@ -19,6 +19,7 @@ import type { WebSocketLike as RelayWebSocketLike } from "../../../core/relay/ws
 import { connectRelay, startTestRelay, type TestRelay } from "../../../relay-ws/testing.ts";
 import { type RunningSignaling, startSignaling } from "../../../signaling/testing.ts";
 import { EngineHarness, type EngineNode, Hub, MemoryStorage, until } from "../../../test/support/engine.ts";
+import { metricValue } from "../../../test/support/metrics.ts";
 import { RelayLiveTransport } from "../net/relay-live.ts";
 import type { MessageId } from "./api.ts";
 import type { EngineConfig } from "./engine.ts";
@@ -534,7 +535,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     expect(storage.texts(a.id, "in")).toEqual(["are you there?"]);
   });
 
-  it("first contact with someone online who does not have us yet: refused live, so through the address", async () => {
+  it("first contact with someone online who does not have us yet: not visible, so through the address; live once accepted", async () => {
     h.hub = new Hub();
     const b = node("bob");
     await b.engine.start();
@@ -551,6 +552,11 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     await until(() => b.storage.contacts.get(a.id)?.request !== undefined, "a request at Bob", 20_000);
     await until(() => b.storage.texts(a.id, "in").includes("knock knock"), "read");
     expect(stateOf(a, m1)).toBe("relayed");
+    // Presence only to accepted contacts (docs/protocol/signaling.md, "Contacts only"): an open
+    // request is not one, so Bob still watches nobody, Alice never saw him online, never dialed.
+    expect(metricValue(await signaling.metrics(), "loft_signaling_presence_subscriptions")).toBe(1);
+    expect(online(a, b)).toBe(false);
+    expect(h.hub.offers).toBe(0);
     delete b.storage.contacts.get(a.id)!.request;
     b.engine.contactChanged(a.id);
     await until(() => stateOf(a, m1) === "delivered", "delivered");

@@ -21,7 +21,9 @@ import {
   saveUsername,
   changePassphrase as storePassphrase,
 } from "../app/settings.ts";
+import { ShareFolder } from "../proxy/ShareFolder.tsx";
 import { MIN_BACKUP_PASSPHRASE, passphraseProblem } from "../storage/backup.ts";
+import { BuildHash } from "../update/BuildHash.tsx";
 import { Back } from "./Home.tsx";
 import { formatIceServers, hasTurnServer, parseIceServers } from "./ice-servers.ts";
 import { usernameProblem } from "./Onboarding.tsx";
@@ -386,6 +388,8 @@ export function Settings(props: { app: AppModel }) {
           </div>
         </Show>
       </Section>
+      <ShareFolder app={app} />
+      <BuildHash />
       <p class="help">Loft {__LOFT_VERSION__}</p>
     </main>
   );

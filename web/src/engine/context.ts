@@ -47,6 +47,8 @@ export interface Live {
   sent: Set<MessageId>;
   /** Our mailbox for the peer was announced on this session. */
   announced: boolean;
+  /** A heartbeat PING is being sent (session.ts `heartbeat`): the next tick sends none. */
+  pinging: boolean;
 }
 
 export interface Attempt {

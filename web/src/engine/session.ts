@@ -136,7 +136,7 @@ export async function hello(
 
 /** A verified session with a HELLO exchanged, as the contact's live session. */
 export function newLive(session: Session, path: LinkPath): Live {
-  return { session, path, lastInbound: Date.now(), sent: new Set(), announced: false };
+  return { session, path, lastInbound: Date.now(), sent: new Set(), announced: false, pinging: false };
 }
 
 /**
@@ -175,27 +175,41 @@ export function sessionRunning(peer: Peer): Outcome[] {
   return out;
 }
 
-export function heartbeat(ctx: EngineContext, live: Live): void {
+/**
+ * One heartbeat tick of the live session (chat.md §6): nothing received for `heartbeatTimeoutMs`
+ * closes it (`heartbeat-timeout`), else a PING goes out. Await-safe: the session's `send` may be
+ * asynchronous; the tick resolves once the PING is handed over, never rejects (a session closed
+ * meanwhile ends through its close), and a tick while the previous PING is still being sent sends
+ * none, so PINGs never pile up behind a slow send.
+ */
+export async function heartbeat(ctx: EngineContext, live: Live): Promise<void> {
   if (live.session.state === "closed") return;
   if (Date.now() - live.lastInbound > ctx.cfg.heartbeatTimeoutMs) {
     live.session.close("heartbeat-timeout", "no frame from the peer within the heartbeat timeout");
     return;
   }
+  if (live.pinging) return;
+  live.pinging = true;
   try {
-    live.session.send(encodePing(crypto.getRandomValues(new Uint8Array(PING_BYTES))));
+    await live.session.send(encodePing(crypto.getRandomValues(new Uint8Array(PING_BYTES))));
   } catch {
     // closed meanwhile
+  } finally {
+    live.pinging = false;
   }
 }
 
 /**
  * One frame read from the live session: a ratchet message to read (in order, inside serial), or
- * `next` (a PING answered), or `stop` (the session was closed for a malformed frame).
+ * `next` (a PING answered), or `stop` (the session was closed for a malformed frame). Await-safe:
+ * it resolves once a PONG is handed to the session (whose `send` may be asynchronous), so the read
+ * loop answers frames in the order they came; a failed send is caught (the session's close ends
+ * the loop).
  */
-export function readFrame(
+export async function readFrame(
   live: Live,
   bytes: Uint8Array,
-): { kind: "ratchet"; message: Uint8Array } | { kind: "next" } | { kind: "stop" } {
+): Promise<{ kind: "ratchet"; message: Uint8Array } | { kind: "next" } | { kind: "stop" }> {
   live.lastInbound = Date.now();
   const { session } = live;
   const frame = decodeSessionFrame(bytes);
@@ -206,8 +220,10 @@ export function readFrame(
   const f = frame.value;
   if (f.type === "ping") {
     try {
-      session.send(encodePong(f.nonce));
-    } catch {}
+      await session.send(encodePong(f.nonce));
+    } catch {
+      // closed meanwhile
+    }
   } else if (f.type === "ratchet") return { kind: "ratchet", message: f.message };
   else if (f.type === "hello") {
     session.close("LOFT_ERR_MALFORMED", "a second HELLO");

@@ -142,7 +142,7 @@ export class LinkController {
         if (peer.live) void announce(ctx, peer, peer.live);
         return;
       case "heartbeat":
-        if (peer.live) heartbeat(ctx, peer.live);
+        if (peer.live) void heartbeat(ctx, peer.live);
         return;
     }
   }
@@ -476,7 +476,7 @@ export class LinkController {
       } catch {
         return;
       }
-      const frame = readFrame(live, bytes);
+      const frame = await readFrame(live, bytes);
       if (frame.kind === "stop") return;
       if (frame.kind === "ratchet")
         await serial(peer, async () => this.apply(await receive(ctx, peer, live, frame.message))).catch(

@@ -144,6 +144,11 @@ export class LinkController {
       case "heartbeat":
         if (peer.live) void heartbeat(ctx, peer.live);
         return;
+      default: {
+        // A follow-up added to outcome.ts without a case here fails the typecheck.
+        const unhandled: never = f;
+        ctx.cfg.log(`link ${peer.id.slice(0, 8)}: no handler for follow-up ${JSON.stringify(unhandled)}`);
+      }
     }
   }
 

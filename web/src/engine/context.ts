@@ -254,6 +254,15 @@ export function reachableLive(ctx: EngineContext, peer: Peer): boolean {
   return ctx.signaling?.state === "registered" && peer.online && !peer.manualOff;
 }
 
+/**
+ * How long the outbox waits before it may go to the contact's mailbox when a send, a close or an
+ * accepted first contact leaves no session (mailbox.md §3): `mailboxDelayMs` while a live session
+ * may come up soon, else 0.
+ */
+export function mailboxDelay(ctx: EngineContext, peer: Peer): number {
+  return reachableLive(ctx, peer) ? ctx.cfg.mailboxDelayMs : 0;
+}
+
 /** Store a message's new state, then tell the UI (stored before the event, api.ts). */
 export async function setMessageState(
   ctx: EngineContext,

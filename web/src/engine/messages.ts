@@ -13,8 +13,8 @@ import {
   type EngineContext,
   emit,
   type Live,
+  mailboxDelay,
   type Peer,
-  reachableLive,
   relayBackoff,
   serial,
   setMessageState,
@@ -31,7 +31,7 @@ export function afterQueued(ctx: EngineContext, peer: Peer): Outcome[] {
   if (peer.live) return [follow({ step: "flush" })];
   return [
     follow({ step: "maybe-dial", why: "send" }),
-    follow({ step: "allow-mailbox", delayMs: reachableLive(ctx, peer) ? ctx.cfg.mailboxDelayMs : 0 }),
+    follow({ step: "allow-mailbox", delayMs: mailboxDelay(ctx, peer) }),
   ];
 }
 

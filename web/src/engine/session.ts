@@ -10,15 +10,7 @@ import { equalBytes } from "../../../core/bytes.ts";
 import { canSend, type RatchetKeyPair } from "../../../core/ratchet/index.ts";
 import type { Session } from "../../../core/session/index.ts";
 import type { LinkPath } from "./api.ts";
-import {
-  type EngineContext,
-  emit,
-  type Live,
-  type Peer,
-  Refused,
-  reachableLive,
-  timeout,
-} from "./context.ts";
+import { type EngineContext, emit, type Live, mailboxDelay, type Peer, Refused, timeout } from "./context.ts";
 import { closeRule, describeFailure } from "./errors.ts";
 import { cancel, follow, type Outcome, presence } from "./outcome.ts";
 import { refusalFor } from "./outgoing.ts";
@@ -238,7 +230,7 @@ export function sessionClosed(ctx: EngineContext, peer: Peer, reason: string, de
   const out: Outcome[] = [cancel("upgrade")];
   if (ctx.stopped) return out;
   // What this session did not get receipted goes to the mailbox if no new session comes up.
-  out.push(follow({ step: "allow-mailbox", delayMs: reachableLive(ctx, peer) ? ctx.cfg.mailboxDelayMs : 0 }));
+  out.push(follow({ step: "allow-mailbox", delayMs: mailboxDelay(ctx, peer) }));
   const peerOnPurpose = reason === "remote-closed" && detail !== undefined && closeRule(detail).peerOnPurpose;
   if (closeRule(reason).quiet || peerOnPurpose) {
     if (!peer.attempt) out.push(presence("offline"));

@@ -19,6 +19,7 @@ import {
   type EngineContext,
   emit,
   type Live,
+  mailboxDelay,
   type Peer,
   Refused,
   serial,
@@ -45,7 +46,7 @@ import { refusalFor } from "../outgoing.ts";
 import { sendApp } from "../peer-ratchet.ts";
 import { announce, ensureRx, forgetMailbox } from "../queues.ts";
 import { freshRatchetKeyPair } from "../ratchet-store.ts";
-import { allowMailbox, flushMailbox, mailboxDelay, receiveMailbox } from "../relay-mailbox.ts";
+import { allowMailbox, flushMailbox, receiveMailbox } from "../relay-mailbox.ts";
 import {
   checkIdentity,
   heartbeat,

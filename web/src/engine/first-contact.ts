@@ -149,7 +149,7 @@ export function setupAddress(ctx: EngineContext): Promise<void> {
   });
 }
 
-export async function savePrekeys(ctx: EngineContext): Promise<void> {
+async function savePrekeys(ctx: EngineContext): Promise<void> {
   if (!ctx.prekeys) return;
   const blob = encodePrekeyState(ctx.prekeys);
   try {

@@ -26,8 +26,17 @@ import { loadRatchet, saveRatchet, sendApp } from "./peer-ratchet.ts";
 import { onAnnounce, sendByMailbox } from "./queues.ts";
 import { decodeAppMessage, MAX_RECEIPT_IDS } from "./wire.ts";
 
+/**
+ * What the messages step reads of the engine: timings, signaling (for the mailbox delay), the
+ * relay connections (receipts by mailbox), storage, the listeners it tells, the message clock.
+ */
+export type MessagesContext = Pick<
+  EngineContext,
+  "cfg" | "stopped" | "signaling" | "pool" | "storage" | "listeners" | "lastStamp"
+>;
+
 /** A message was queued: send it live, or dial and let the mailbox take it if no session comes. */
-export function afterQueued(ctx: EngineContext, peer: Peer): Outcome[] {
+export function afterQueued(ctx: MessagesContext, peer: Peer): Outcome[] {
   if (peer.live) return [follow({ step: "flush" })];
   return [
     follow({ step: "maybe-dial", why: "send" }),
@@ -40,7 +49,7 @@ export function afterQueued(ctx: EngineContext, peer: Peer): Outcome[] {
  * mailbox. Runs inside serial.
  */
 export async function receive(
-  ctx: EngineContext,
+  ctx: MessagesContext,
   peer: Peer,
   live: Live | undefined,
   sealed: Uint8Array,
@@ -123,7 +132,7 @@ export async function receive(
  * (the first message from the contact lets it), when the session closes, or when the contact is
  * blocked.
  */
-export async function flushLive(ctx: EngineContext, peer: Peer, live: Live): Promise<Outcome[]> {
+export async function flushLive(ctx: MessagesContext, peer: Peer, live: Live): Promise<Outcome[]> {
   for (const entry of await ctx.storage.listOutbox(peer.id)) {
     if (peer.blocked || peer.live !== live || live.session.state === "closed") return [];
     if (!peer.ratchet || !canSend(peer.ratchet.state)) return [];
@@ -154,13 +163,13 @@ export async function flushLive(ctx: EngineContext, peer: Peer, live: Live): Pro
 }
 
 /** A receipt for a message that came through the mailbox; sent shortly, batched. */
-export function queueReceipt(peer: Peer, id: string): Outcome[] {
+function queueReceipt(peer: Peer, id: string): Outcome[] {
   peer.receipts.add(id);
   return [schedule("receipt", 50, { step: "receipts" }, true)];
 }
 
 /** Receipts go live if a session is up, else into the contact's mailbox. */
-export async function sendReceipts(ctx: EngineContext, peer: Peer): Promise<Outcome[]> {
+export async function sendReceipts(ctx: MessagesContext, peer: Peer): Promise<Outcome[]> {
   const out: Outcome[] = [];
   // A contact request, a blocked contact or a pending identity decision: nothing goes back.
   while (peer.receipts.size > 0 && !ctx.stopped && !peer.blocked) {

@@ -27,13 +27,19 @@ import {
   PING_BYTES,
 } from "./wire.ts";
 
+/** What the session step reads of the engine: timings, signaling (for the mailbox delay), our key, storage, the listeners it tells. */
+export type SessionContext = Pick<
+  EngineContext,
+  "cfg" | "stopped" | "signaling" | "selfKey" | "storage" | "listeners"
+>;
+
 /**
  * TOFU on the identity the handshake verified (SREMP §identity; docs/protocol/identity.md, "Trust
  * on first use"). Resolves when the session may go on; throws `Refused` otherwise, after adding
  * what the person should see to `out`.
  */
 export async function checkIdentity(
-  ctx: EngineContext,
+  ctx: SessionContext,
   peer: Peer,
   session: Session,
   out: Outcome[],
@@ -68,7 +74,7 @@ export async function checkIdentity(
 
 /** HELLO both ways; keep the stored ratchet if both ends hold the same one, else start anew. */
 export async function hello(
-  ctx: EngineContext,
+  ctx: SessionContext,
   peer: Peer,
   session: Session,
   keyPair: RatchetKeyPair | undefined,
@@ -136,7 +142,7 @@ export function newLive(session: Session, path: LinkPath): Live {
  * no mailbox while it lasts, the upgrade to direct when it runs on the relay, "online", then the
  * outbox, our mailbox announcement and held-back receipts.
  */
-export function sessionUp(ctx: EngineContext, peer: Peer, path: LinkPath): Outcome[] {
+export function sessionUp(ctx: SessionContext, peer: Peer, path: LinkPath): Outcome[] {
   peer.failures = 0;
   peer.refusedUs = false;
   peer.mailboxAt = Number.POSITIVE_INFINITY;
@@ -174,7 +180,7 @@ export function sessionRunning(peer: Peer): Outcome[] {
  * meanwhile ends through its close), and a tick while the previous PING is still being sent sends
  * none, so PINGs never pile up behind a slow send.
  */
-export async function heartbeat(ctx: EngineContext, live: Live): Promise<void> {
+export async function heartbeat(ctx: SessionContext, live: Live): Promise<void> {
   if (live.session.state === "closed") return;
   if (Date.now() - live.lastInbound > ctx.cfg.heartbeatTimeoutMs) {
     live.session.close("heartbeat-timeout", "no frame from the peer within the heartbeat timeout");
@@ -225,7 +231,7 @@ export async function readFrame(
 }
 
 /** The live session closed (it was the contact's live one): what the person sees, what follows. */
-export function sessionClosed(ctx: EngineContext, peer: Peer, reason: string, detail?: string): Outcome[] {
+export function sessionClosed(ctx: SessionContext, peer: Peer, reason: string, detail?: string): Outcome[] {
   ctx.cfg.log(`session ${peer.id.slice(0, 8)} closed: ${reason}${detail ? ` (${detail})` : ""}`);
   const out: Outcome[] = [cancel("upgrade")];
   if (ctx.stopped) return out;

@@ -111,6 +111,11 @@ export async function receive(
     else out.push(...queueReceipt(peer, m.id));
   } else if (m.t === "mbox") {
     await onAnnounce(ctx, peer, m);
+    // Receipts held back for want of a mailbox, and an outbox that had no route, can go now.
+    if (!live) {
+      if (peer.receipts.size > 0) out.push(follow({ step: "receipts" }));
+      out.push(follow({ step: "flush" }));
+    }
   } else if (m.t === "rcpt") {
     for (const id of m.ids) {
       const sent = await ctx.storage.getMessage(id);
@@ -183,7 +188,11 @@ export async function sendReceipts(ctx: MessagesContext, peer: Peer): Promise<Ou
       );
     } else if (peer.tx && ctx.pool) {
       sent = await sendByMailbox(ctx, peer, { t: "rcpt", ids }, out);
-    } else return out; // sent on the next session
+    } else {
+      // Sent on the next session, or once the contact's mailbox is known (`receive`, "mbox").
+      ctx.cfg.log(`receipts for ${peer.id.slice(0, 8)} wait for a session or their mailbox`);
+      return out;
+    }
     if (!sent) {
       out.push(schedule("receipt", relayBackoff(ctx, Math.max(1, peer.relayFailures)), { step: "receipts" }));
       return out;

@@ -59,6 +59,15 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
   /** Two contacts that met once (directly unless `blockDirect`), so both hold the other's mailbox. */
   const pair = (blockDirect = false) => h.pair(blockDirect);
 
+  /** Alice, who holds only Bob's link (his contact address at the relay), started without signaling. */
+  const strangerWithLink = async (bob: EngineNode, refs: Record<string, Uint8Array>) => {
+    const a = node("alice", undefined, undefined, "");
+    const bobInA = a.storage.addUser(bob.user);
+    a.storage.contacts.get(bobInA)!.endpoints = { signaling: [], relay: [relay.url], refs };
+    await a.engine.start();
+    return a;
+  };
+
   beforeAll(async () => {
     signaling = await startSignaling();
     relay = await startTestRelay();
@@ -266,10 +275,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     await b.engine.start();
     const refs = await b.engine.contactLinkRefs();
     await b.engine.stop();
-    const a = node("alice", undefined, undefined, "");
-    const bobInA = a.storage.addUser(b.user);
-    a.storage.contacts.get(bobInA)!.endpoints = { signaling: [], relay: [relay.url], refs: refs! };
-    await a.engine.start();
+    const a = await strangerWithLink(b, refs!);
     const m1 = await a.engine.send(b.id, "hi Bob, we have not met");
     await until(() => stateOf(a, m1) === "relayed", "relayed");
 
@@ -330,10 +336,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     await b.engine.stop();
 
     // Alice opens Bob's link (Bob offline) and writes twice.
-    const a = node("alice", undefined, undefined, "");
-    const bobInA = a.storage.addUser(b.user);
-    a.storage.contacts.get(bobInA)!.endpoints = { signaling: [], relay: [relay.url], refs: refs! };
-    await a.engine.start();
+    const a = await strangerWithLink(b, refs!);
     const m1 = await a.engine.send(b.id, "hi Bob, we have not met");
     const m2 = await a.engine.send(b.id, "second message before you answer");
     await until(() => stateOf(a, m1) === "relayed" && stateOf(a, m2) === "relayed", "relayed");
@@ -400,10 +403,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     await b.engine.stop();
 
     // A stranger writes while Bob is offline: the request arrives.
-    const a = node("alice", undefined, undefined, "");
-    const bobInA = a.storage.addUser(b.user);
-    a.storage.contacts.get(bobInA)!.endpoints = { signaling: [], relay: [relay.url], refs: refs! };
-    await a.engine.start();
+    const a = await strangerWithLink(b, refs!);
     const m = await a.engine.send(b.id, "hello through a fresh bundle");
     await until(() => stateOf(a, m) === "relayed", "relayed");
     const b2 = node("bob", b.user, storage, "");

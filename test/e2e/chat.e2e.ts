@@ -142,8 +142,11 @@ describe("direct E2EE chat between two browsers", () => {
       tx.objectStore("sessions").clear();
       await done(tx);
     });
-    await b.reload();
-    await openChat(b, aliceId);
+    // One page load, straight onto the chat: the engine may re-bootstrap as soon as the page is up,
+    // and any navigation after that (openChat loads Home, then clicks) clears the app notice or
+    // reloads the page past it, so the notice would be lost whenever the session came up first.
+    await b.goto(`${loft.url}/chat/${aliceId}`);
+    await id(b, "chat").waitFor();
     // Both sides say so in plain words instead of failing silently.
     await expect
       .poll(() => id(b, "notice").textContent(), { timeout: 30_000 })

@@ -375,7 +375,7 @@ export class EngineHarness {
           relayWebSocket: relaySocket,
           transport: this.hub.factory(user),
           ...config,
-          relayConnections: createRelayPool,
+          relayConnections: config.relayConnections ?? createRelayPool,
           log: (m) => {
             logs.push(m);
             config.log?.(m);

@@ -47,6 +47,8 @@ export interface Live {
   sent: Set<MessageId>;
   /** Our mailbox for the peer was announced on this session. */
   announced: boolean;
+  /** A heartbeat PING is being sent (session.ts `heartbeat`): the next tick sends none. */
+  pinging: boolean;
 }
 
 export interface Attempt {
@@ -171,7 +173,7 @@ export interface EngineContext {
 }
 
 /** Largest message reassembled from mailbox pieces (a 16 000-character text is about 66 KB). */
-export const MAX_MAILBOX_MESSAGE = 256 * 1024;
+const MAX_MAILBOX_MESSAGE = 256 * 1024;
 
 /** The contact-address reference from a contact's link, if it carries one. */
 export function addressRefOf(c: ContactRecord): { addressRef?: AddressRef } {
@@ -185,13 +187,13 @@ export function addressRefOf(c: ContactRecord): { addressRef?: AddressRef } {
  * Local time for `at` / `queuedAt`, strictly increasing within this engine: storage orders
  * history and the outbox by it, and two messages in one millisecond must keep their order.
  */
-export function stamp(ctx: EngineContext): number {
+export function stamp(ctx: Pick<EngineContext, "lastStamp">): number {
   const now = Date.now();
   ctx.lastStamp = now > ctx.lastStamp ? now : ctx.lastStamp + 1;
   return ctx.lastStamp;
 }
 
-export function emit(ctx: EngineContext, event: EngineEvent): void {
+export function emit(ctx: Pick<EngineContext, "listeners">, event: EngineEvent): void {
   for (const l of ctx.listeners) {
     try {
       l(event);
@@ -201,14 +203,17 @@ export function emit(ctx: EngineContext, event: EngineEvent): void {
   }
 }
 
-export function setService(ctx: EngineContext, change: Partial<ServiceStatus>): void {
+export function setService(
+  ctx: Pick<EngineContext, "service" | "listeners">,
+  change: Partial<ServiceStatus>,
+): void {
   const next = { ...ctx.service, ...change };
   if (next.signaling === ctx.service.signaling && next.relay === ctx.service.relay) return;
   ctx.service = next;
   emit(ctx, { type: "service", status: { ...next } });
 }
 
-export function peerFor(ctx: EngineContext, c: ContactRecord): Peer {
+export function peerFor(ctx: Pick<EngineContext, "peers">, c: ContactRecord): Peer {
   let p = ctx.peers.get(c.id);
   if (!p) {
     const decoded = decodeIdentity(c.identity);
@@ -248,13 +253,22 @@ export function serial<T>(peer: Peer, task: () => Promise<T>): Promise<T> {
 }
 
 /** Whether a live session may come up soon (signaling works and says the contact is online). */
-export function reachableLive(ctx: EngineContext, peer: Peer): boolean {
+export function reachableLive(ctx: Pick<EngineContext, "signaling">, peer: Peer): boolean {
   return ctx.signaling?.state === "registered" && peer.online && !peer.manualOff;
+}
+
+/**
+ * How long the outbox waits before it may go to the contact's mailbox when a send, a close or an
+ * accepted first contact leaves no session (mailbox.md §3): `mailboxDelayMs` while a live session
+ * may come up soon, else 0.
+ */
+export function mailboxDelay(ctx: Pick<EngineContext, "signaling" | "cfg">, peer: Peer): number {
+  return reachableLive(ctx, peer) ? ctx.cfg.mailboxDelayMs : 0;
 }
 
 /** Store a message's new state, then tell the UI (stored before the event, api.ts). */
 export async function setMessageState(
-  ctx: EngineContext,
+  ctx: Pick<EngineContext, "storage" | "listeners">,
   m: StoredMessage,
   state: MessageState,
 ): Promise<void> {
@@ -264,14 +278,17 @@ export async function setMessageState(
 }
 
 /** Run `task` after every earlier prekey-store / contact-address task (EngineContext.addressChain). */
-export function addressSerial<T>(ctx: EngineContext, task: () => Promise<T>): Promise<T> {
+export function addressSerial<T>(
+  ctx: Pick<EngineContext, "addressChain">,
+  task: () => Promise<T>,
+): Promise<T> {
   const run = ctx.addressChain.then(task, task);
   ctx.addressChain = run.catch(() => {});
   return run;
 }
 
 /** Full-jitter backoff for relay work (deposits, receipts, the contact address; mailbox.md §3). */
-export function relayBackoff(ctx: EngineContext, failures: number): number {
+export function relayBackoff(ctx: Pick<EngineContext, "cfg">, failures: number): number {
   const ceiling = Math.min(
     ctx.cfg.relayBackoffMaxMs,
     ctx.cfg.relayBackoffInitialMs * 2 ** Math.min(failures, 16),

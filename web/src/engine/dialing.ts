@@ -15,8 +15,14 @@ import { refusalFor } from "./outgoing.ts";
 import { RATCHET_KEY_EXTENSION } from "./ratchet-store.ts";
 import type { DialedLink, IncomingOffer } from "./transport.ts";
 
+/** What dialing reads of the engine: timings, the transports and signaling, who we are, the listeners it tells. */
+export type DialingContext = Pick<
+  EngineContext,
+  "cfg" | "stopped" | "signaling" | "direct" | "relayLive" | "selfId" | "user" | "listeners"
+>;
+
 /** Whether to dial now, after the glare delay, or not at all. */
-export function dialDecision(ctx: EngineContext, peer: Peer, why: DialReason): Outcome[] {
+export function dialDecision(ctx: DialingContext, peer: Peer, why: DialReason): Outcome[] {
   if (ctx.stopped || !ctx.direct || ctx.signaling?.state !== "registered") return [];
   if (peer.live || peer.attempt || peer.manualOff || peer.blocked || !peer.online) return [];
   // Glare avoidance: when a contact comes online both ends learn it at once; the lower key
@@ -49,7 +55,7 @@ function unavailableError(peer: Peer): EngineError {
 }
 
 /** One more failure: the next dial after a full-jitter backoff. */
-export function retryLater(ctx: EngineContext, peer: Peer): Outcome[] {
+export function retryLater(ctx: DialingContext, peer: Peer): Outcome[] {
   if (ctx.stopped || peer.manualOff || !peer.online || peer.live) return [];
   peer.failures++;
   const max = peer.failures >= DIRECT_UNAVAILABLE_AFTER ? UNAVAILABLE_BACKOFF_MAX_MS : ctx.cfg.backoffMaxMs;
@@ -64,19 +70,19 @@ export function attemptPresence(peer: Peer): Outcome[] {
 }
 
 /** A direct attempt may start (`upgrade`: we are live on the relay and try direct again). */
-export function mayDialDirect(ctx: EngineContext, peer: Peer, upgrade: boolean): boolean {
+export function mayDialDirect(ctx: DialingContext, peer: Peer, upgrade: boolean): boolean {
   if (peer.blocked || !ctx.direct || peer.attempt || ctx.stopped) return false;
   return !peer.live || (upgrade && peer.live.path === "relay");
 }
 
 /** A live relay attempt may start. */
-export function mayDialRelay(ctx: EngineContext, peer: Peer): boolean {
+export function mayDialRelay(ctx: DialingContext, peer: Peer): boolean {
   return ctx.relayLive !== undefined && !peer.blocked && !peer.attempt && !peer.live && !ctx.stopped;
 }
 
 /** Noise XXhfs over an open link, bound to the contact's identity key (chat.md §2). */
 export function handshake(
-  ctx: EngineContext,
+  ctx: DialingContext,
   peer: Peer,
   link: DialedLink,
   path: LinkPath,
@@ -122,7 +128,7 @@ export async function openedWithin(link: DialedLink, ms: number | undefined): Pr
 }
 
 /** On the relay path: when to try a direct channel again ("switches to direct when it can"). */
-export function planUpgrade(ctx: EngineContext, peer: Peer): Outcome[] {
+export function planUpgrade(ctx: DialingContext, peer: Peer): Outcome[] {
   if (ctx.stopped || peer.live?.path !== "relay") return [cancel("upgrade")];
   return [
     schedule(
@@ -143,7 +149,7 @@ export function upgradeDue(peer: Peer): Outcome[] {
 
 /** What to do with an incoming offer, given our own attempt (glare, chat.md §1). */
 export function offerDecision(
-  ctx: EngineContext,
+  ctx: DialingContext,
   peer: Peer | undefined,
   contact: ContactRecord | undefined,
   offer: IncomingOffer,
@@ -168,7 +174,7 @@ export function offerDecision(
  * and say what the person sees and when to try again.
  */
 export async function attemptFailed(
-  ctx: EngineContext,
+  ctx: DialingContext,
   peer: Peer,
   attempt: Attempt,
   e: unknown,

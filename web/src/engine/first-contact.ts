@@ -22,9 +22,9 @@ import type { ContactId } from "./api.ts";
 import {
   addressSerial,
   type EngineContext,
+  mailboxDelay,
   type Peer,
   peerFor,
-  reachableLive,
   relayBackoff,
   serial,
 } from "./context.ts";
@@ -149,7 +149,7 @@ export function setupAddress(ctx: EngineContext): Promise<void> {
   });
 }
 
-export async function savePrekeys(ctx: EngineContext): Promise<void> {
+async function savePrekeys(ctx: EngineContext): Promise<void> {
   if (!ctx.prekeys) return;
   const blob = encodePrekeyState(ctx.prekeys);
   try {
@@ -324,7 +324,7 @@ export async function afterAccept(ctx: EngineContext, peer: Peer): Promise<Outco
       out,
     );
   if (peer.receipts.size > 0) out.push(follow({ step: "receipts" }));
-  out.push(follow({ step: "allow-mailbox", delayMs: reachableLive(ctx, peer) ? ctx.cfg.mailboxDelayMs : 0 }));
+  out.push(follow({ step: "allow-mailbox", delayMs: mailboxDelay(ctx, peer) }));
   out.push(follow({ step: "maybe-dial", why: "changed" }));
   return out;
 }

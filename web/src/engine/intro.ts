@@ -148,7 +148,7 @@ async function startIntro(ctx: EngineContext, peer: Peer, out: Outcome[]): Promi
 }
 
 /** The contact replied: our first contact is complete; later messages go to their mailbox. */
-export async function introDone(ctx: EngineContext, peer: Peer): Promise<void> {
+export async function introDone(ctx: Pick<EngineContext, "storage">, peer: Peer): Promise<void> {
   if (!peer.intro) return;
   peer.intro = undefined;
   peer.deposit = undefined;

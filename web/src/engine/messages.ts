@@ -13,8 +13,8 @@ import {
   type EngineContext,
   emit,
   type Live,
+  mailboxDelay,
   type Peer,
-  reachableLive,
   relayBackoff,
   serial,
   setMessageState,
@@ -26,12 +26,21 @@ import { loadRatchet, saveRatchet, sendApp } from "./peer-ratchet.ts";
 import { onAnnounce, sendByMailbox } from "./queues.ts";
 import { decodeAppMessage, MAX_RECEIPT_IDS } from "./wire.ts";
 
+/**
+ * What the messages step reads of the engine: timings, signaling (for the mailbox delay), the
+ * relay connections (receipts by mailbox), storage, the listeners it tells, the message clock.
+ */
+export type MessagesContext = Pick<
+  EngineContext,
+  "cfg" | "stopped" | "signaling" | "pool" | "storage" | "listeners" | "lastStamp"
+>;
+
 /** A message was queued: send it live, or dial and let the mailbox take it if no session comes. */
-export function afterQueued(ctx: EngineContext, peer: Peer): Outcome[] {
+export function afterQueued(ctx: MessagesContext, peer: Peer): Outcome[] {
   if (peer.live) return [follow({ step: "flush" })];
   return [
     follow({ step: "maybe-dial", why: "send" }),
-    follow({ step: "allow-mailbox", delayMs: reachableLive(ctx, peer) ? ctx.cfg.mailboxDelayMs : 0 }),
+    follow({ step: "allow-mailbox", delayMs: mailboxDelay(ctx, peer) }),
   ];
 }
 
@@ -40,7 +49,7 @@ export function afterQueued(ctx: EngineContext, peer: Peer): Outcome[] {
  * mailbox. Runs inside serial.
  */
 export async function receive(
-  ctx: EngineContext,
+  ctx: MessagesContext,
   peer: Peer,
   live: Live | undefined,
   sealed: Uint8Array,
@@ -102,6 +111,11 @@ export async function receive(
     else out.push(...queueReceipt(peer, m.id));
   } else if (m.t === "mbox") {
     await onAnnounce(ctx, peer, m);
+    // Receipts held back for want of a mailbox, and an outbox that had no route, can go now.
+    if (!live) {
+      if (peer.receipts.size > 0) out.push(follow({ step: "receipts" }));
+      out.push(follow({ step: "flush" }));
+    }
   } else if (m.t === "rcpt") {
     for (const id of m.ids) {
       const sent = await ctx.storage.getMessage(id);
@@ -123,7 +137,7 @@ export async function receive(
  * (the first message from the contact lets it), when the session closes, or when the contact is
  * blocked.
  */
-export async function flushLive(ctx: EngineContext, peer: Peer, live: Live): Promise<Outcome[]> {
+export async function flushLive(ctx: MessagesContext, peer: Peer, live: Live): Promise<Outcome[]> {
   for (const entry of await ctx.storage.listOutbox(peer.id)) {
     if (peer.blocked || peer.live !== live || live.session.state === "closed") return [];
     if (!peer.ratchet || !canSend(peer.ratchet.state)) return [];
@@ -154,13 +168,13 @@ export async function flushLive(ctx: EngineContext, peer: Peer, live: Live): Pro
 }
 
 /** A receipt for a message that came through the mailbox; sent shortly, batched. */
-export function queueReceipt(peer: Peer, id: string): Outcome[] {
+function queueReceipt(peer: Peer, id: string): Outcome[] {
   peer.receipts.add(id);
   return [schedule("receipt", 50, { step: "receipts" }, true)];
 }
 
 /** Receipts go live if a session is up, else into the contact's mailbox. */
-export async function sendReceipts(ctx: EngineContext, peer: Peer): Promise<Outcome[]> {
+export async function sendReceipts(ctx: MessagesContext, peer: Peer): Promise<Outcome[]> {
   const out: Outcome[] = [];
   // A contact request, a blocked contact or a pending identity decision: nothing goes back.
   while (peer.receipts.size > 0 && !ctx.stopped && !peer.blocked) {
@@ -174,7 +188,11 @@ export async function sendReceipts(ctx: EngineContext, peer: Peer): Promise<Outc
       );
     } else if (peer.tx && ctx.pool) {
       sent = await sendByMailbox(ctx, peer, { t: "rcpt", ids }, out);
-    } else return out; // sent on the next session
+    } else {
+      // Sent on the next session, or once the contact's mailbox is known (`receive`, "mbox").
+      ctx.cfg.log(`receipts for ${peer.id.slice(0, 8)} wait for a session or their mailbox`);
+      return out;
+    }
     if (!sent) {
       out.push(schedule("receipt", relayBackoff(ctx, Math.max(1, peer.relayFailures)), { step: "receipts" }));
       return out;

@@ -12,15 +12,21 @@ import { type EngineContext, emit, type Peer, setService } from "./context.ts";
 import { registerRefusalMessage, signalingLostMessage } from "./errors.ts";
 import { cancel, type DialReason, follow, type Outcome, presence } from "./outcome.ts";
 
+/** What the presence step reads and updates: the contacts watched, the service status, what signaling said so far. */
+export type PresenceContext = Pick<
+  EngineContext,
+  "cfg" | "stopped" | "peers" | "service" | "signalingUrl" | "everRegistered" | "registerBusy" | "listeners"
+>;
+
 /** Outcomes for some contacts. */
 export type PeerOutcomes = { peer: Peer; outcomes: Outcome[] }[];
 
 /** Also who may see us (SUBSCRIBE `only_watched`): accepted contacts, never open requests. */
-export function watchKeys(ctx: EngineContext): Uint8Array[] {
+export function watchKeys(ctx: PresenceContext): Uint8Array[] {
   return [...ctx.peers.values()].filter((p) => !p.rejected && !p.request).map((p) => p.key);
 }
 
-export function onSignaling(ctx: EngineContext, e: SignalingEvent): PeerOutcomes {
+export function onSignaling(ctx: PresenceContext, e: SignalingEvent): PeerOutcomes {
   if (ctx.stopped) return [];
   switch (e.type) {
     case "state":
@@ -50,7 +56,7 @@ export function onSignaling(ctx: EngineContext, e: SignalingEvent): PeerOutcomes
 }
 
 /** Signaling is unusable (down, incompatible, or refusing us): say so once, use the mailbox. */
-function signalingDown(ctx: EngineContext, message: string): PeerOutcomes {
+function signalingDown(ctx: PresenceContext, message: string): PeerOutcomes {
   const wasUp = ctx.service.signaling !== "unreachable";
   setService(ctx, { signaling: "unreachable" });
   const out = [...ctx.peers.values()]
@@ -64,7 +70,7 @@ function signalingDown(ctx: EngineContext, message: string): PeerOutcomes {
   return out;
 }
 
-export function onSignalingError(ctx: EngineContext, error: LoftError): PeerOutcomes {
+function onSignalingError(ctx: PresenceContext, error: LoftError): PeerOutcomes {
   ctx.cfg.log(`signaling: ${error.code}`);
   const lost = signalingLostMessage(error.code, ctx.everRegistered);
   if (lost) return signalingDown(ctx, lost);
@@ -85,7 +91,7 @@ export function onSignalingError(ctx: EngineContext, error: LoftError): PeerOutc
 
 /** Signaling says a watched contact is online or offline (`changed`: the answer to our resubscription). */
 export function onPresence(
-  ctx: EngineContext,
+  ctx: PresenceContext,
   key: Uint8Array,
   online: boolean,
   why: Extract<DialReason, "presence" | "changed"> = "presence",

@@ -37,6 +37,9 @@ import { seal, sendApp } from "./peer-ratchet.ts";
 import { decodeIntro } from "./prekeys.ts";
 import type { AppMessage } from "./wire.ts";
 
+/** What a deposit reads of the engine: the relay connections, storage, its log and listeners. */
+export type DepositContext = Pick<EngineContext, "cfg" | "pool" | "storage" | "listeners">;
+
 /** Read our queues and the contacts' queues from storage; subscribe ours; create missing ones. */
 export async function loadMailboxes(ctx: EngineContext): Promise<void> {
   for (const p of ctx.peers.values()) {
@@ -66,7 +69,7 @@ export async function loadMailboxes(ctx: EngineContext): Promise<void> {
   })();
 }
 
-export function useRx(ctx: EngineContext, peer: Peer, rx: RxQueue): void {
+function useRx(ctx: EngineContext, peer: Peer, rx: RxQueue): void {
   peer.rx = rx;
   ctx.rids.set(toHex(rx.queue.recipientId), peer.id);
   ctx.pool?.subscribe(rx.url, rx.queue);
@@ -142,7 +145,7 @@ export async function announce(ctx: EngineContext, peer: Peer, live: Live): Prom
 
 /** The contact's mailbox for us (inside serial). */
 export async function onAnnounce(
-  ctx: EngineContext,
+  ctx: Pick<EngineContext, "cfg" | "storage">,
   peer: Peer,
   m: { u: string; s: Uint8Array; k: Uint8Array },
 ): Promise<void> {
@@ -171,7 +174,7 @@ export async function onAnnounce(
  * a `mailbox` timer retries the flush with backoff (outcomes added to `out`).
  */
 export async function sendDeposit(
-  ctx: EngineContext,
+  ctx: DepositContext,
   peer: Peer,
   d: Deposit,
   out: Outcome[],
@@ -243,7 +246,7 @@ export async function sendDeposit(
 
 /** One application message into the contact's mailbox (`tx`), sealed now. */
 export async function sendByMailbox(
-  ctx: EngineContext,
+  ctx: DepositContext,
   peer: Peer,
   message: AppMessage,
   out: Outcome[],

@@ -41,11 +41,6 @@ export function allowMailbox(ctx: EngineContext, peer: Peer, delayMs: number): O
   return [schedule("mailbox", Math.max(0, peer.mailboxAt - Date.now()), { step: "flush" })];
 }
 
-/** The delay `allowMailbox` gets when a send or a close leaves no session (mailbox.md §3). */
-export function mailboxDelay(ctx: EngineContext, peer: Peer): number {
-  return reachableLive(ctx, peer) ? ctx.cfg.mailboxDelayMs : 0;
-}
-
 /**
  * Where the outbox goes when there is no live session, if anywhere now: the contact's mailbox
  * (`tx`, from their announcement), or — first contact — their contact-address queue (`intro`).

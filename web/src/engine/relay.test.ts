@@ -21,6 +21,7 @@ import { type RunningSignaling, startSignaling } from "../../../signaling/testin
 import { EngineHarness, type EngineNode, Hub, MemoryStorage, until } from "../../../test/support/engine.ts";
 import { metricValue } from "../../../test/support/metrics.ts";
 import { RelayLiveTransport } from "../net/relay-live.ts";
+import { createRelayPool } from "../net/relay-pool.ts";
 import type { MessageId } from "./api.ts";
 import type { EngineConfig } from "./engine.ts";
 import { RELAY_BUSY_MESSAGE } from "./errors.ts";
@@ -58,6 +59,15 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
   const knowsMailboxOf = (n: EngineNode, peer: EngineNode) => h.knowsMailboxOf(n, peer);
   /** Two contacts that met once (directly unless `blockDirect`), so both hold the other's mailbox. */
   const pair = (blockDirect = false) => h.pair(blockDirect);
+
+  /** Alice, who holds only Bob's link (his contact address at the relay), started without signaling. */
+  const strangerWithLink = async (bob: EngineNode, refs: Record<string, Uint8Array>) => {
+    const a = node("alice", undefined, undefined, "");
+    const bobInA = a.storage.addUser(bob.user);
+    a.storage.contacts.get(bobInA)!.endpoints = { signaling: [], relay: [relay.url], refs };
+    await a.engine.start();
+    return a;
+  };
 
   beforeAll(async () => {
     signaling = await startSignaling();
@@ -260,6 +270,63 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     await until(() => stateOf(a, m) === "delivered", "delivered");
   });
 
+  it("a reply that reaches the first contact before the accepter's mailbox is still receipted", async () => {
+    h.hub = new Hub();
+    const b = node("bob", undefined, undefined, "");
+    await b.engine.start();
+    const refs = await b.engine.contactLinkRefs();
+    await b.engine.stop();
+    const a = await strangerWithLink(b, refs!);
+    const m1 = await a.engine.send(b.id, "hi Bob, we have not met");
+    await until(() => stateOf(a, m1) === "relayed", "relayed");
+
+    // Bob's new mailbox for Alice is held at SECURE until Alice has read his reply: the reply
+    // (sent to her queue from the first contact) overtakes the announcement of his mailbox.
+    let open = () => {};
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const heldSecure: EngineConfig["relayConnections"] = (options) => {
+      const pool = createRelayPool(options);
+      return new Proxy(pool, {
+        get(target, key) {
+          if (key !== "client") {
+            const v = Reflect.get(target, key, target);
+            return typeof v === "function" ? v.bind(target) : v;
+          }
+          return async (url: string) => {
+            const client = await target.client(url);
+            return new Proxy(client, {
+              get(c, k) {
+                const v = Reflect.get(c, k, c);
+                if (k === "secureQueue")
+                  return (...args: Parameters<typeof c.secureQueue>) =>
+                    gate.then(() => c.secureQueue(...args));
+                return typeof v === "function" ? v.bind(c) : v;
+              },
+            });
+          };
+        },
+      });
+    };
+    const b2 = node("bob", b.user, b.storage, "", { relayConnections: heldSecure });
+    await b2.engine.start();
+    await until(() => b.storage.texts(a.id, "in").length === 1, "request read");
+    delete b.storage.contacts.get(a.id)!.request;
+    b2.engine.contactChanged(a.id);
+    const r = await b2.engine.send(a.id, "nice to meet you");
+    await until(() => a.storage.texts(b.id, "in").includes("nice to meet you"), "reply read");
+    await until(
+      () => a.logs.some((l) => l.includes("wait for a session or their mailbox")),
+      "Alice's receipt held back",
+    );
+    expect(knowsMailboxOf(a, b)).toBe(false);
+    open();
+    await until(() => knowsMailboxOf(a, b), "Bob's mailbox known");
+    // The receipt Alice held back for want of Bob's mailbox goes once she learns it.
+    await until(() => stateOf(b2, r) === "delivered", "reply delivered");
+  });
+
   it("first contact while the other side is offline: a request, accepted, then both ways", async () => {
     h.hub = new Hub();
     // Bob has been online once: his contact address and prekeys are at the relay.
@@ -270,10 +337,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     await b.engine.stop();
 
     // Alice opens Bob's link (Bob offline) and writes twice.
-    const a = node("alice", undefined, undefined, "");
-    const bobInA = a.storage.addUser(b.user);
-    a.storage.contacts.get(bobInA)!.endpoints = { signaling: [], relay: [relay.url], refs: refs! };
-    await a.engine.start();
+    const a = await strangerWithLink(b, refs!);
     const m1 = await a.engine.send(b.id, "hi Bob, we have not met");
     const m2 = await a.engine.send(b.id, "second message before you answer");
     await until(() => stateOf(a, m1) === "relayed" && stateOf(a, m2) === "relayed", "relayed");
@@ -340,10 +404,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     await b.engine.stop();
 
     // A stranger writes while Bob is offline: the request arrives.
-    const a = node("alice", undefined, undefined, "");
-    const bobInA = a.storage.addUser(b.user);
-    a.storage.contacts.get(bobInA)!.endpoints = { signaling: [], relay: [relay.url], refs: refs! };
-    await a.engine.start();
+    const a = await strangerWithLink(b, refs!);
     const m = await a.engine.send(b.id, "hello through a fresh bundle");
     await until(() => stateOf(a, m) === "relayed", "relayed");
     const b2 = node("bob", b.user, storage, "");

@@ -10,15 +10,7 @@ import { equalBytes } from "../../../core/bytes.ts";
 import { canSend, type RatchetKeyPair } from "../../../core/ratchet/index.ts";
 import type { Session } from "../../../core/session/index.ts";
 import type { LinkPath } from "./api.ts";
-import {
-  type EngineContext,
-  emit,
-  type Live,
-  type Peer,
-  Refused,
-  reachableLive,
-  timeout,
-} from "./context.ts";
+import { type EngineContext, emit, type Live, mailboxDelay, type Peer, Refused, timeout } from "./context.ts";
 import { closeRule, describeFailure } from "./errors.ts";
 import { cancel, follow, type Outcome, presence } from "./outcome.ts";
 import { refusalFor } from "./outgoing.ts";
@@ -35,13 +27,19 @@ import {
   PING_BYTES,
 } from "./wire.ts";
 
+/** What the session step reads of the engine: timings, signaling (for the mailbox delay), our key, storage, the listeners it tells. */
+export type SessionContext = Pick<
+  EngineContext,
+  "cfg" | "stopped" | "signaling" | "selfKey" | "storage" | "listeners"
+>;
+
 /**
  * TOFU on the identity the handshake verified (SREMP §identity; docs/protocol/identity.md, "Trust
  * on first use"). Resolves when the session may go on; throws `Refused` otherwise, after adding
  * what the person should see to `out`.
  */
 export async function checkIdentity(
-  ctx: EngineContext,
+  ctx: SessionContext,
   peer: Peer,
   session: Session,
   out: Outcome[],
@@ -76,7 +74,7 @@ export async function checkIdentity(
 
 /** HELLO both ways; keep the stored ratchet if both ends hold the same one, else start anew. */
 export async function hello(
-  ctx: EngineContext,
+  ctx: SessionContext,
   peer: Peer,
   session: Session,
   keyPair: RatchetKeyPair | undefined,
@@ -136,7 +134,7 @@ export async function hello(
 
 /** A verified session with a HELLO exchanged, as the contact's live session. */
 export function newLive(session: Session, path: LinkPath): Live {
-  return { session, path, lastInbound: Date.now(), sent: new Set(), announced: false };
+  return { session, path, lastInbound: Date.now(), sent: new Set(), announced: false, pinging: false };
 }
 
 /**
@@ -144,7 +142,7 @@ export function newLive(session: Session, path: LinkPath): Live {
  * no mailbox while it lasts, the upgrade to direct when it runs on the relay, "online", then the
  * outbox, our mailbox announcement and held-back receipts.
  */
-export function sessionUp(ctx: EngineContext, peer: Peer, path: LinkPath): Outcome[] {
+export function sessionUp(ctx: SessionContext, peer: Peer, path: LinkPath): Outcome[] {
   peer.failures = 0;
   peer.refusedUs = false;
   peer.mailboxAt = Number.POSITIVE_INFINITY;
@@ -175,27 +173,41 @@ export function sessionRunning(peer: Peer): Outcome[] {
   return out;
 }
 
-export function heartbeat(ctx: EngineContext, live: Live): void {
+/**
+ * One heartbeat tick of the live session (chat.md §6): nothing received for `heartbeatTimeoutMs`
+ * closes it (`heartbeat-timeout`), else a PING goes out. Await-safe: the session's `send` may be
+ * asynchronous; the tick resolves once the PING is handed over, never rejects (a session closed
+ * meanwhile ends through its close), and a tick while the previous PING is still being sent sends
+ * none, so PINGs never pile up behind a slow send.
+ */
+export async function heartbeat(ctx: SessionContext, live: Live): Promise<void> {
   if (live.session.state === "closed") return;
   if (Date.now() - live.lastInbound > ctx.cfg.heartbeatTimeoutMs) {
     live.session.close("heartbeat-timeout", "no frame from the peer within the heartbeat timeout");
     return;
   }
+  if (live.pinging) return;
+  live.pinging = true;
   try {
-    live.session.send(encodePing(crypto.getRandomValues(new Uint8Array(PING_BYTES))));
+    await live.session.send(encodePing(crypto.getRandomValues(new Uint8Array(PING_BYTES))));
   } catch {
     // closed meanwhile
+  } finally {
+    live.pinging = false;
   }
 }
 
 /**
  * One frame read from the live session: a ratchet message to read (in order, inside serial), or
- * `next` (a PING answered), or `stop` (the session was closed for a malformed frame).
+ * `next` (a PING answered), or `stop` (the session was closed for a malformed frame). Await-safe:
+ * it resolves once a PONG is handed to the session (whose `send` may be asynchronous), so the read
+ * loop answers frames in the order they came; a failed send is caught (the session's close ends
+ * the loop).
  */
-export function readFrame(
+export async function readFrame(
   live: Live,
   bytes: Uint8Array,
-): { kind: "ratchet"; message: Uint8Array } | { kind: "next" } | { kind: "stop" } {
+): Promise<{ kind: "ratchet"; message: Uint8Array } | { kind: "next" } | { kind: "stop" }> {
   live.lastInbound = Date.now();
   const { session } = live;
   const frame = decodeSessionFrame(bytes);
@@ -206,8 +218,10 @@ export function readFrame(
   const f = frame.value;
   if (f.type === "ping") {
     try {
-      session.send(encodePong(f.nonce));
-    } catch {}
+      await session.send(encodePong(f.nonce));
+    } catch {
+      // closed meanwhile
+    }
   } else if (f.type === "ratchet") return { kind: "ratchet", message: f.message };
   else if (f.type === "hello") {
     session.close("LOFT_ERR_MALFORMED", "a second HELLO");
@@ -217,12 +231,12 @@ export function readFrame(
 }
 
 /** The live session closed (it was the contact's live one): what the person sees, what follows. */
-export function sessionClosed(ctx: EngineContext, peer: Peer, reason: string, detail?: string): Outcome[] {
+export function sessionClosed(ctx: SessionContext, peer: Peer, reason: string, detail?: string): Outcome[] {
   ctx.cfg.log(`session ${peer.id.slice(0, 8)} closed: ${reason}${detail ? ` (${detail})` : ""}`);
   const out: Outcome[] = [cancel("upgrade")];
   if (ctx.stopped) return out;
   // What this session did not get receipted goes to the mailbox if no new session comes up.
-  out.push(follow({ step: "allow-mailbox", delayMs: reachableLive(ctx, peer) ? ctx.cfg.mailboxDelayMs : 0 }));
+  out.push(follow({ step: "allow-mailbox", delayMs: mailboxDelay(ctx, peer) }));
   const peerOnPurpose = reason === "remote-closed" && detail !== undefined && closeRule(detail).peerOnPurpose;
   if (closeRule(reason).quiet || peerOnPurpose) {
     if (!peer.attempt) out.push(presence("offline"));

@@ -11,9 +11,9 @@
  * mailbox messages; `upgrade`: on the relay path, try direct again (mailbox.md §6); `heartbeat`:
  * the live session's PING interval (chat.md §6).
  */
-export type TimerName = "retry" | "mailbox" | "receipt" | "upgrade" | "heartbeat";
+export const TIMER_NAMES = ["retry", "mailbox", "receipt", "upgrade", "heartbeat"] as const;
 
-export const TIMER_NAMES: readonly TimerName[] = ["retry", "mailbox", "receipt", "upgrade", "heartbeat"];
+export type TimerName = (typeof TIMER_NAMES)[number];
 
 export class LinkTimers {
   readonly #running = new Map<TimerName, { handle: ReturnType<typeof setTimeout>; every: boolean }>();

@@ -6,8 +6,11 @@ export default defineConfig({
   test: {
     include: [
       "core/**/*.test.ts",
+      "device/**/*.test.ts",
       "signaling/**/*.test.ts",
       "relay-ws/**/*.test.ts",
+      "smp/**/*.test.ts",
+      "test/smp/**/*.test.ts",
       "host/**/*.test.ts",
       "server/**/*.test.ts",
       "test/unit/**/*.test.ts",

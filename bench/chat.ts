@@ -12,7 +12,7 @@
  *      `e2ee_vs_raw`, the median of the per-round ratios. Plus whole-engine chat messages per second
  *      (every message stored, its ratchet state persisted, a receipt returned).
  *  (c) signaling: registrations held by one signaling process and its RSS per registered peer
- *      (signaling/measure.ts `measureRegistrations`).
+ *      (bench/signaling-registrations.ts `measureRegistrations`).
  *
  * The pages run a bench bundle built here with Vite from the real modules (web/src/engine,
  * web/src/net, web/src/storage, core/); nothing is mocked. Figures: bench/README-chat.md.
@@ -21,7 +21,6 @@ import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
-import { measureRegistrations } from "../signaling/measure.ts";
 import { launchChromium } from "../test/support/browser.ts";
 import { startLoft } from "../test/support/loft-process.ts";
 import {
@@ -35,6 +34,7 @@ import {
   sliceRatio,
 } from "./harness.ts";
 import { buildPage, repoModule, servePage } from "./page-bundle.ts";
+import { measureRegistrations } from "./signaling-registrations.ts";
 
 const QUICK = process.argv.includes("--quick");
 const FIRST_MESSAGE_RUNS = QUICK ? 2 : 5;

@@ -21,17 +21,11 @@ import { join } from "node:path";
 import WebSocket from "ws";
 import { encodeVersionHeader } from "../core/codec/version.ts";
 import { deriveRcvKey, newAuthKeyPair, newDhKeyPair } from "../core/relay/crypto.ts";
-import {
-  authInput,
-  type Command,
-  decodeServerFrame,
-  encodeClientFrame,
-  encodeCommand,
-  type ServerFrame,
-} from "../core/relay/protocol.ts";
+import { authInput, type Command, type ServerFrame } from "../core/relay/protocol.ts";
 import { ed25519Signer } from "../host/node-ed25519.ts";
 import { xchachaOpen } from "../relay-ws/node-crypto.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
+import { decodeHot, encodeFrame, encodeHot, selfCheck } from "./relay-wire.ts";
 
 // ------------------------------------------------------------------------------------------------
 // options
@@ -46,7 +40,18 @@ const N = flag("n", 4);
 const MESSAGES = flag("messages", 1000);
 const SIZE = Math.max(16, flag("size", 1024));
 const IDLE = flag("idle", 5000);
-const OUTSTANDING = 32;
+const strFlag = (name: string): string | undefined => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+/** Write a V8 CPU profile of the (fsync) relay process into this directory (`node --cpu-prof`). */
+const PROFILE_DIR = strFlag("profile");
+/** Which subjects besides the relay: `relay,nosync,mosquitto` (default all). */
+const SUBJECTS = (strFlag("subjects") ?? "relay,nosync,mosquitto").split(",");
+const ROUNDS = flag("rounds", 2);
+/** More flags for the relay processes, e.g. `--relay-args "--relay-verify-threads 2"`. */
+const EXTRA_RELAY_ARGS = (strFlag("relay-args") ?? "").split(" ").filter((a) => a !== "");
+const OUTSTANDING = flag("outstanding", 32);
 const WINDOW = 64;
 const TIMEOUT_MS = 120_000;
 
@@ -97,6 +102,37 @@ interface RunResult {
   msgsPerSecond: number;
   p50: number;
   p99: number;
+  /** CPU the server process spent per message (user + system), µs. */
+  serverCpuUs: number;
+  /** CPU this bench process (the clients) spent per message, µs. */
+  clientCpuUs: number;
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
+function processCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"]).stdout?.toString().trim()) || 100;
+
+/** Time a run's CPU use on the server (by pid) and in this process. */
+async function withCpu(
+  pid: number,
+  messages: number,
+  run: () => Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs">>,
+): Promise<RunResult> {
+  const server0 = processCpuSeconds(pid);
+  const client0 = process.cpuUsage();
+  const r = await run();
+  const client = process.cpuUsage(client0);
+  const server = processCpuSeconds(pid) - server0;
+  return {
+    ...r,
+    serverCpuUs: (server * 1e6) / messages,
+    clientCpuUs: (client.user + client.system) / messages,
+  };
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -126,9 +162,7 @@ class BenchConn {
         this.#stage = 1; // the relay's version header
         return;
       }
-      const d = decodeServerFrame(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-      if (!d.ok) throw d.error;
-      const f = d.value;
+      const f = decodeHot(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
       if (f.k === "HELLO") {
         this.sessionId = f.s;
         ready();
@@ -142,8 +176,8 @@ class BenchConn {
 
   request(cmd: Command, sign?: (m: Uint8Array) => Uint8Array): Promise<ServerFrame> {
     const i = this.#next++;
-    const t = encodeCommand({ ...cmd, i } as Command);
-    this.ws.send(encodeClientFrame(t, sign ? sign(authInput(this.sessionId, t)) : undefined));
+    const t = encodeHot({ ...cmd, i } as Command);
+    this.ws.send(encodeFrame(t, sign ? sign(authInput(this.sessionId, t)) : undefined));
     return new Promise((resolve) => this.#pending.set(i, resolve));
   }
 }
@@ -154,7 +188,11 @@ async function expectOk(p: Promise<ServerFrame>, what: string): Promise<ServerFr
   return f;
 }
 
-async function runRelay(url: string, pairsCount = N, outstanding = OUTSTANDING): Promise<RunResult> {
+async function runRelay(
+  url: string,
+  pairsCount = N,
+  outstanding = OUTSTANDING,
+): Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs">> {
   const latencies: number[] = [];
   const pairs = await Promise.all(
     Array.from({ length: pairsCount }, async () => {
@@ -228,7 +266,7 @@ async function runRelay(url: string, pairsCount = N, outstanding = OUTSTANDING):
   }
   latencies.sort((a, b) => a - b);
   return {
-    msgsPerSecond: (N * MESSAGES) / seconds,
+    msgsPerSecond: (pairsCount * MESSAGES) / seconds,
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
   };
@@ -301,7 +339,11 @@ async function startMosquitto(): Promise<{ port: number; child: ChildProcess; di
   throw new Error("mosquitto did not start");
 }
 
-async function runMosquitto(port: number, pairsCount = N, outstanding = OUTSTANDING): Promise<RunResult> {
+async function runMosquitto(
+  port: number,
+  pairsCount = N,
+  outstanding = OUTSTANDING,
+): Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs">> {
   const mqtt = await loadMqtt();
   const url = `mqtt://127.0.0.1:${port}`;
   const latencies: number[] = [];
@@ -356,7 +398,7 @@ async function runMosquitto(port: number, pairsCount = N, outstanding = OUTSTAND
   await Promise.all(pairs.flatMap((p) => [p.rx.endAsync(), p.tx.endAsync()]));
   latencies.sort((a, b) => a - b);
   return {
-    msgsPerSecond: (N * MESSAGES) / seconds,
+    msgsPerSecond: (pairsCount * MESSAGES) / seconds,
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
   };
@@ -402,7 +444,26 @@ const NO_RATE_LIMITS = [
   "100000",
 ];
 
+/** Relay flags of every relay process the bench starts. */
+const RELAY_ARGS = [
+  ...NO_RATE_LIMITS,
+  "--relay-max-inflight",
+  "100000",
+  "--relay-max-window",
+  "255",
+  "--relay-max-connections",
+  "1000000",
+  ...EXTRA_RELAY_ARGS,
+];
+
+interface Subject {
+  name: string;
+  pid: number;
+  run: (pairs?: number, outstanding?: number) => Promise<RunResult>;
+}
+
 async function main() {
+  selfCheck();
   const dataDir = mkdtempSync(join(tmpdir(), "loft-bench-relay-"));
   const noSyncDir = mkdtempSync(join(tmpdir(), "loft-bench-relay-nosync-"));
   let relay: LoftProcess | undefined;
@@ -411,84 +472,131 @@ async function main() {
   try {
     relay = await startLoft({
       entry: "relay-ws/main.ts",
-      args: [
-        "--relay-data-dir",
-        dataDir,
-        ...NO_RATE_LIMITS,
-        "--relay-max-inflight",
-        "100000",
-        "--relay-max-window",
-        "255",
-        "--relay-max-connections",
-        "1000000",
-      ],
+      args: ["--relay-data-dir", dataDir, ...RELAY_ARGS],
+      ...(PROFILE_DIR ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`] } : {}),
     });
     const relayUrl = `ws://127.0.0.1:${relay.port}/relay`;
-    relayNoSync = await startLoft({
-      entry: "relay-ws/main.ts",
-      args: ["--relay-data-dir", noSyncDir, "--relay-sync", "false", ...NO_RATE_LIMITS],
-    });
-    const noSyncUrl = `ws://127.0.0.1:${relayNoSync.port}/relay`;
-    mosq = await startMosquitto();
-    say(
-      `relay bench: ${N} senders → ${N} receivers, ${MESSAGES} messages each, ${SIZE} B payloads, ${OUTSTANDING} in flight per sender`,
-    );
-    // Warm both up, then measure each twice in alternation and keep the better run of each.
-    const relayRuns: RunResult[] = [];
-    const noSyncRuns: RunResult[] = [];
-    const mosqRuns: RunResult[] = [];
-    for (let round = 0; round < 2; round++) {
-      relayRuns.push(await runRelay(relayUrl));
-      noSyncRuns.push(await runRelay(noSyncUrl));
-      mosqRuns.push(await runMosquitto(mosq.port));
+    const subjects: Subject[] = [];
+    const relayPid = relay.child.pid!;
+    const fsync: Subject = {
+      name: "relay",
+      pid: relayPid,
+      run: (n = N, o = OUTSTANDING) => withCpu(relayPid, n * MESSAGES, () => runRelay(relayUrl, n, o)),
+    };
+    subjects.push(fsync);
+    if (SUBJECTS.includes("nosync")) {
+      relayNoSync = await startLoft({
+        entry: "relay-ws/main.ts",
+        args: ["--relay-data-dir", noSyncDir, "--relay-sync", "false", ...RELAY_ARGS],
+      });
+      const url = `ws://127.0.0.1:${relayNoSync.port}/relay`;
+      const pid = relayNoSync.child.pid!;
+      subjects.push({
+        name: "nosync",
+        pid,
+        run: (n = N, o = OUTSTANDING) => withCpu(pid, n * MESSAGES, () => runRelay(url, n, o)),
+      });
     }
-    const best = (rs: RunResult[]) => rs.reduce((a, b) => (b.msgsPerSecond > a.msgsPerSecond ? b : a));
-    const r = best(relayRuns);
-    const m = best(mosqRuns);
-    const ns = best(noSyncRuns);
+    let mosquitto: Subject | undefined;
+    if (SUBJECTS.includes("mosquitto")) {
+      const m = await startMosquitto();
+      mosq = m;
+      const pid = m.child.pid!;
+      mosquitto = {
+        name: "mosquitto",
+        pid,
+        run: (n = N, o = OUTSTANDING) => withCpu(pid, n * MESSAGES, () => runMosquitto(m.port, n, o)),
+      };
+      subjects.push(mosquitto);
+    }
+    say(
+      `relay bench: ${N} senders → ${N} receivers, ${MESSAGES} messages each, ${SIZE} B payloads, ${OUTSTANDING} in flight per sender, ${ROUNDS} rounds`,
+    );
+    // Subjects alternate in slices: each round runs every subject once, the order rotated each
+    // round, so a burst of load from elsewhere on the machine hits them alike. The better round
+    // of each is kept (other work only ever slows a run down).
+    const runs = new Map<string, RunResult[]>(subjects.map((x) => [x.name, []]));
+    for (let round = 0; round < ROUNDS; round++) {
+      for (let k = 0; k < subjects.length; k++) {
+        const subject = subjects[(round + k) % subjects.length]!;
+        const r = await subject.run();
+        runs.get(subject.name)!.push(r);
+        say(
+          `  round ${round + 1} ${subject.name.padEnd(9)} ${r.msgsPerSecond.toFixed(0).padStart(6)} msgs/s  p99 ${r.p99.toFixed(1)} ms  server ${r.serverCpuUs.toFixed(0)} µs/msg  clients ${r.clientCpuUs.toFixed(0)} µs/msg`,
+        );
+      }
+    }
+    const best = (name: string) =>
+      runs.get(name)?.reduce((a, b) => (b.msgsPerSecond > a.msgsPerSecond ? b : a));
+    const r = best("relay")!;
+    const m = best("mosquitto");
+    const ns = best("nosync");
     // Unloaded latency (one pair, one message at a time): what a live link through the relay sees.
-    const rLive = await runRelay(relayUrl, 1, 1);
-    const mLive = await runMosquitto(mosq.port, 1, 1);
-    const idle = await idleRelay(relayUrl, relay.child.pid!);
-    const mosqIdle = await idleMosquitto(mosq.port, mosq.child.pid!, Math.min(IDLE, 2000));
+    const rLive = await fsync.run(1, 1);
+    const mLive = await mosquitto?.run(1, 1);
+    const idle = IDLE > 0 ? await idleRelay(relayUrl, relayPid) : undefined;
+    const mosqIdle =
+      IDLE > 0 && mosq ? await idleMosquitto(mosq.port, mosq.child.pid!, Math.min(IDLE, 2000)) : undefined;
 
     const machine = `${cpus()[0]?.model ?? "?"} × ${cpus().length}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${process.version}`;
-    const row = (name: string, x: RunResult) =>
-      `${name.padEnd(24)} ${x.msgsPerSecond.toFixed(0).padStart(10)} ${x.p50.toFixed(2).padStart(9)} ${x.p99.toFixed(2).padStart(9)}`;
+    const row = (name: string, x: RunResult | undefined) =>
+      x
+        ? say(
+            `${name.padEnd(26)} ${x.msgsPerSecond.toFixed(0).padStart(8)} ${x.p50.toFixed(2).padStart(8)} ${x.p99.toFixed(2).padStart(8)} ${x.serverCpuUs.toFixed(0).padStart(11)} ${x.clientCpuUs.toFixed(0).padStart(11)}`,
+          )
+        : undefined;
     say("");
-    say(`${"".padEnd(24)} ${"msgs/s".padStart(10)} ${"p50 ms".padStart(9)} ${"p99 ms".padStart(9)}`);
-    say(row("loft relay (LMDB, fsync)", r));
-    say(row("loft relay, no fsync", ns));
-    say(row("mosquitto (QoS 1)", m));
-    say(row("loft relay, 1 in flight", rLive));
-    say(row("mosquitto, 1 in flight", mLive));
-    say(`relay / mosquitto throughput: ${(r.msgsPerSecond / m.msgsPerSecond).toFixed(2)}×`);
-    say(`relay without fsync / mosquitto: ${(ns.msgsPerSecond / m.msgsPerSecond).toFixed(2)}×`);
-    say(`idle relay WebSockets held: ${idle.held} of ${IDLE}, ${idle.rssPerConnKib.toFixed(1)} KiB RSS each`);
-    say(`idle MQTT connections (baseline): ${mosqIdle.toFixed(1)} KiB RSS each in mosquitto`);
+    say(
+      `${"".padEnd(26)} ${"msgs/s".padStart(8)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)} ${"server µs/m".padStart(11)} ${"client µs/m".padStart(11)}`,
+    );
+    row("loft relay (LMDB, fsync)", r);
+    row("loft relay, no fsync", ns);
+    row("mosquitto (QoS 1)", m);
+    row("loft relay, 1 in flight", rLive);
+    row("mosquitto, 1 in flight", mLive);
+    if (m) {
+      say(`relay / mosquitto throughput: ${(r.msgsPerSecond / m.msgsPerSecond).toFixed(2)}×`);
+      say(`relay p99 / mosquitto p99: ${(r.p99 / m.p99).toFixed(1)}×`);
+      if (ns) say(`relay without fsync / mosquitto: ${(ns.msgsPerSecond / m.msgsPerSecond).toFixed(2)}×`);
+    }
+    if (idle)
+      say(
+        `idle relay WebSockets held: ${idle.held} of ${IDLE}, ${idle.rssPerConnKib.toFixed(1)} KiB RSS each`,
+      );
+    if (mosqIdle !== undefined)
+      say(`idle MQTT connections (baseline): ${mosqIdle.toFixed(1)} KiB RSS each in mosquitto`);
     say(`machine: ${machine}`);
     if (JSON_OUT)
       console.log(
         JSON.stringify({
-          relay_vs_mosquitto: r.msgsPerSecond / m.msgsPerSecond,
+          relay_vs_mosquitto: m ? r.msgsPerSecond / m.msgsPerSecond : null,
+          relay_p99_vs_mosquitto: m ? r.p99 / m.p99 : null,
           relay_msgs_per_s: r.msgsPerSecond,
           p50_ms: r.p50,
           p99_ms: r.p99,
-          relay_nosync_vs_mosquitto: ns.msgsPerSecond / m.msgsPerSecond,
-          relay_nosync_msgs_per_s: ns.msgsPerSecond,
-          mosquitto_msgs_per_s: m.msgsPerSecond,
-          mosquitto_p50_ms: m.p50,
-          mosquitto_p99_ms: m.p99,
+          relay_cpu_us_per_msg: r.serverCpuUs,
+          relay_client_cpu_us_per_msg: r.clientCpuUs,
+          relay_nosync_vs_mosquitto: m && ns ? ns.msgsPerSecond / m.msgsPerSecond : null,
+          relay_nosync_msgs_per_s: ns?.msgsPerSecond ?? null,
+          mosquitto_msgs_per_s: m?.msgsPerSecond ?? null,
+          mosquitto_p50_ms: m?.p50 ?? null,
+          mosquitto_p99_ms: m?.p99 ?? null,
+          mosquitto_cpu_us_per_msg: m?.serverCpuUs ?? null,
+          mosquitto_client_cpu_us_per_msg: m?.clientCpuUs ?? null,
           live_p50_ms: rLive.p50,
           live_p99_ms: rLive.p99,
-          mosquitto_live_p50_ms: mLive.p50,
-          mosquitto_live_p99_ms: mLive.p99,
-          idle_ws_held: idle.held,
-          idle_ws_rss_kib: idle.rssPerConnKib,
-          mosquitto_idle_rss_kib: mosqIdle,
+          mosquitto_live_p50_ms: mLive?.p50 ?? null,
+          mosquitto_live_p99_ms: mLive?.p99 ?? null,
+          idle_ws_held: idle?.held ?? null,
+          idle_ws_rss_kib: idle?.rssPerConnKib ?? null,
+          mosquitto_idle_rss_kib: mosqIdle ?? null,
+          rounds: Object.fromEntries(
+            [...runs].map(([k, v]) => [k, v.map((x) => Math.round(x.msgsPerSecond))]),
+          ),
           n: N,
           messages: MESSAGES,
           size: SIZE,
+          relay_args: EXTRA_RELAY_ARGS,
           machine,
         }),
       );

@@ -5,12 +5,20 @@
  * 5 minutes).
  */
 
+import { availableParallelism } from "node:os";
 import { DEFAULT_FRAME_LIMIT, MAX_WINDOW, MIN_FRAME_LIMIT } from "../core/relay/protocol.ts";
 import { trustProxyOption } from "../host/client-source.ts";
 import { bool, ConfigError, int, type OptionSpec, str } from "../host/config.ts";
 import { allowedOriginsOption, crossOriginPagesOption } from "../host/origin.ts";
 
 export const MAX_TTL_SECONDS = 7 * 24 * 3600;
+
+/**
+ * Signature checks on worker threads (relay-ws/verify-pool.ts): one per core beyond the one the
+ * event loop runs on, at most 4 (two verifications per message; beyond 4 the event loop's own work
+ * per message is the bound, bench/README-relay.md).
+ */
+export const DEFAULT_VERIFY_THREADS = Math.min(4, Math.max(0, availableParallelism() - 1));
 
 /** A byte count: an integer, or with a binary suffix K, M, G, T ("4G" = 4 GiB). */
 export function byteSize(raw: string): number {
@@ -276,6 +284,13 @@ export const relayOptions = {
     default: 256 << 20,
     parse: int(1 << 16, 2 ** 40),
     help: "unread output bytes across all connections; beyond it, connections holding more than 64 KiB unread are cut",
+  },
+  verifyThreads: {
+    flag: "relay-verify-threads",
+    env: "LOFT_RELAY_VERIFY_THREADS",
+    default: DEFAULT_VERIFY_THREADS,
+    parse: int(0, 64),
+    help: "worker threads verifying command signatures (0: on the event loop); default one per CPU beyond the first, at most 4",
   },
   keyCacheBytes: {
     flag: "relay-key-cache-bytes",

@@ -13,6 +13,7 @@ import type { OutputBudget } from "./output-budget.ts";
 import type { PrekeyBudget } from "./source-limits.ts";
 import type { RelayStore, StoredMessageMeta } from "./store/types.ts";
 import type { SignatureVerifier } from "./verifier.ts";
+import type { VerifyPool } from "./verify-pool.ts";
 
 /** What the service holds of a connection (relay-ws/connection.ts): subscriptions, pump, heartbeat, close. */
 export interface ConnectionHandle {
@@ -53,6 +54,8 @@ export interface RelayContext {
   readonly clock: () => number;
   /** Signature checks with the bounded cache of keys that verified (verifier.ts). */
   readonly verifier: SignatureVerifier;
+  /** Worker threads for the verifications themselves (`--relay-verify-threads`; none: inline). */
+  readonly verifyPool: VerifyPool | undefined;
   /** Unread output bytes across all connections (`--relay-send-buffer-total`). */
   readonly output: OutputBudget;
   /** One-time prekeys handed out per queue (`--relay-prekey-queue-rate`). */

@@ -12,6 +12,8 @@ import { closeOnSignals, createHost, createRegistry } from "../host/host.ts";
 import { createLogger } from "../host/log.ts";
 import { metricsOptions } from "../host/metrics.ts";
 import { exitOnStartupError, metricsListener, warnIfMetricsExposed } from "../host/standalone.ts";
+import { smpOptions } from "../smp/server/config.ts";
+import { startSmpListener } from "../smp/server/listener.ts";
 import { relayOptions } from "./config.ts";
 import { createRelayService } from "./service.ts";
 
@@ -20,6 +22,7 @@ const options = {
   host: { flag: "host", env: "HOST", default: "0.0.0.0", parse: str, help: "address to bind" },
   ...metricsOptions,
   ...relayOptions,
+  ...smpOptions,
 };
 
 async function main() {
@@ -27,7 +30,18 @@ async function main() {
     console.log(`loft relay — WebSocket mailbox relay\n\n${describeOptions(options)}`);
     return;
   }
-  const { port, host, metricsPort, metricsHost, metricsToken, ...relayConfig } = readConfig(options);
+  const {
+    port,
+    host,
+    metricsPort,
+    metricsHost,
+    metricsToken,
+    smpPort,
+    smpHost,
+    smpAddressHost,
+    smpDir,
+    ...relayConfig
+  } = readConfig(options);
   const metrics = { metricsPort, metricsHost, metricsToken };
   const log = createLogger("relay");
   const registry = createRegistry();
@@ -43,6 +57,13 @@ async function main() {
   const relay = createRelayService(relayConfig, { registry, log });
   hostServer.mount(relay);
   const bound = await hostServer.listen();
+  // SMP over TLS on its own port, into the same queues (docs/operations.md, "SMP listener").
+  if (smpPort !== "off")
+    await startSmpListener(
+      relay,
+      { smpPort, smpHost, smpAddressHost, smpDir, dataDir: relayConfig.dataDir },
+      log,
+    );
   const boundMetrics = hostServer.metricsPort();
   warnIfMetricsExposed(log, metrics, boundMetrics);
   log.info({ port: bound, metricsPort: boundMetrics }, "relay listening");

@@ -22,9 +22,32 @@ export function createRelayMetrics(
     store: () => StoreStats;
     outputQueued: () => number;
     keyCacheBytes: () => number;
+    /** Signature verifications so far: on verify threads, on the event loop; thread failures. */
+    verifications: () => { thread: number; eventLoop: number; threadFailures: number };
   },
 ): RelayMetrics {
   const registers = [registry];
+  new Counter({
+    name: "loft_relay_verifications_total",
+    help: "Command signature verifications by where they ran (thread: a verify thread; event_loop: no thread configured, or every thread full)",
+    labelNames: ["where"],
+    registers,
+    collect() {
+      const v = sources.verifications();
+      this.reset();
+      this.inc({ where: "thread" }, v.thread);
+      this.inc({ where: "event_loop" }, v.eventLoop);
+    },
+  });
+  new Counter({
+    name: "loft_relay_verify_thread_failures_total",
+    help: "Verify threads that died (replaced; their checks were done on the event loop)",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(sources.verifications().threadFailures);
+    },
+  });
   new Gauge({
     name: "loft_relay_output_queued_bytes",
     help: "Output bytes not yet read by clients, all connections together",

@@ -13,9 +13,11 @@ import {
   signCommand,
   verifyCommand,
 } from "../core/relay/crypto.ts";
-import { authInput, BLOCK_SIZE, padBlock } from "../core/relay/protocol.ts";
+import { authInput, BLOCK_SIZE, encodeServerFrame, padBlock } from "../core/relay/protocol.ts";
 import { ed25519PublicKey, ed25519Verify } from "../host/node-ed25519.ts";
-import { openAtRest, sealAtRest, sealDelivery, xchachaOpen } from "./node-crypto.ts";
+import { openAtRest, sealAtRest, sealDelivery, sealDeliveryParts, xchachaOpen } from "./node-crypto.ts";
+import { bucketSize } from "./store/at-rest.ts";
+import { encodeMsg } from "./wire-fast.ts";
 
 describe("relay node:crypto fast paths", () => {
   it("sealDelivery equals noble's XChaCha20-Poly1305 and opens with core", () => {
@@ -36,6 +38,32 @@ describe("relay node:crypto fast paths", () => {
           expect(opened.ok && toHex(opened.value.body) === toHex(body) && opened.value.timestamp === ts).toBe(
             true,
           );
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it("sealDeliveryParts from a bucket-sized block equals sealDelivery of the full block, in a MSG frame too", () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.uint8Array({ minLength: 24, maxLength: 24 }),
+        fc.uint8Array({ maxLength: 3000 }),
+        fc.integer({ min: 0, max: 2 ** 40 }),
+        fc.option(fc.integer({ min: 0, max: 0xffff_ffff }), { nil: undefined }),
+        (key, msgId, body, ts, corr) => {
+          const bucket = padBlock(body, bucketSize(body.length, BLOCK_SIZE));
+          const whole = sealDelivery(key, msgId, ts, padBlock(body));
+          const parts = sealDeliveryParts(key, msgId, ts, bucket);
+          expect(Buffer.concat(parts).equals(whole)).toBe(true);
+          const q = new Uint8Array(24).fill(9);
+          const generic = encodeServerFrame(
+            corr === undefined
+              ? { k: "MSG", q, m: msgId, b: whole }
+              : { k: "MSG", i: corr, q, m: msgId, b: whole },
+          );
+          expect(Buffer.from(encodeMsg(q, msgId, parts, corr)).equals(Buffer.from(generic))).toBe(true);
         },
       ),
       { numRuns: 200 },

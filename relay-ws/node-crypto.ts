@@ -13,7 +13,7 @@
 
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import { hchacha } from "@noble/ciphers/chacha.js";
-import { RCV_PLAINTEXT_LENGTH } from "../core/relay/protocol.ts";
+import { BLOCK_SIZE, RCV_PLAINTEXT_LENGTH } from "../core/relay/protocol.ts";
 
 // ---------------------------------------------------------------------------------------------
 // At rest: AES-256-GCM, one fresh key per blob
@@ -83,6 +83,11 @@ function hchachaSubkey(key: Uint8Array, nonce: Uint8Array): Buffer {
  * `xchacha20poly1305(key, nonce).encrypt(plain)`.
  */
 export function xchachaSeal(key: Uint8Array, nonce24: Uint8Array, parts: Uint8Array[]): Buffer {
+  return Buffer.concat(xchachaSealParts(key, nonce24, parts));
+}
+
+/** The same, as the cipher's output pieces (ciphertext pieces, then the tag): no concatenation. */
+export function xchachaSealParts(key: Uint8Array, nonce24: Uint8Array, parts: Uint8Array[]): Buffer[] {
   if (key.length !== 32 || nonce24.length !== 24) throw new RangeError("xchachaSeal: key 32, nonce 24");
   const subkey = hchachaSubkey(key, nonce24);
   const iv = Buffer.alloc(12);
@@ -92,7 +97,7 @@ export function xchachaSeal(key: Uint8Array, nonce24: Uint8Array, parts: Uint8Ar
   for (const p of parts) out.push(c.update(p));
   out.push(c.final(), c.getAuthTag());
   subkey.fill(0);
-  return Buffer.concat(out);
+  return out;
 }
 
 /** XChaCha20-Poly1305 decrypt (empty AAD) of `ciphertext ‖ tag`; undefined if it does not open. */
@@ -120,7 +125,27 @@ export function sealDelivery(
   block: Uint8Array,
 ) {
   if (8 + block.length !== RCV_PLAINTEXT_LENGTH) throw new RangeError("sealDelivery: block size");
+  return Buffer.concat(sealDeliveryParts(rcvKey, msgId, timestampSeconds, block));
+}
+
+/** Zeros that pad a stored bucket to the wire's block; only ever read. */
+const ZERO_FILL = new Uint8Array(BLOCK_SIZE);
+
+/**
+ * The same ciphertext, in pieces, from a body padded only to its at-rest bucket (≤ BLOCK_SIZE):
+ * the zeros up to BLOCK_SIZE are fed from a shared buffer instead of being allocated and copied
+ * per delivery.
+ */
+export function sealDeliveryParts(
+  rcvKey: Uint8Array,
+  msgId: Uint8Array,
+  timestampSeconds: number,
+  bucket: Uint8Array,
+): Buffer[] {
+  if (bucket.length > BLOCK_SIZE) throw new RangeError("sealDelivery: block size");
   const ts = Buffer.alloc(8);
   ts.writeBigUInt64BE(BigInt(Math.max(0, Math.floor(timestampSeconds))));
-  return xchachaSeal(rcvKey, msgId, [ts, block]);
+  const parts = [ts, bucket];
+  if (bucket.length < BLOCK_SIZE) parts.push(ZERO_FILL.subarray(0, BLOCK_SIZE - bucket.length));
+  return xchachaSealParts(rcvKey, msgId, parts);
 }

@@ -23,6 +23,7 @@ import { PrekeyBudget, SourceTable } from "./source-limits.ts";
 import { openRelayStore } from "./store/open.ts";
 import type { GcResult, RelayStore } from "./store/types.ts";
 import { SignatureVerifier } from "./verifier.ts";
+import { VerifyPool } from "./verify-pool.ts";
 
 export interface RelayServiceDeps {
   registry: Registry;
@@ -49,8 +50,28 @@ export interface RelayDiagnostics {
   sources: number;
 }
 
+/**
+ * Another protocol's listener on the same queues (smp/server/, docs/protocol/smp.md): it serves
+ * with the relay's context (store, subscriptions, verifier, metrics) and per-source table, shows
+ * in the relay's /health under its name, and is closed before the store is.
+ */
+export interface RelayCompanion {
+  readonly name: string;
+  health(): Record<string, unknown>;
+  close(): Promise<void>;
+}
+
+export interface RelayShared {
+  readonly context: RelayContext;
+  readonly sources: SourceTable;
+  readonly closing: boolean;
+}
+
 export interface RelayService extends HostedService {
   readonly store: RelayStore;
+  /** What a companion listener serves with (smp/server/listener.ts). */
+  readonly shared: RelayShared;
+  attach(companion: RelayCompanion): void;
   /** Run one garbage collection now (also runs every gcIntervalSeconds). */
   runGc(): Promise<GcResult>;
   readonly connectionCount: number;
@@ -77,7 +98,9 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
   const sources = new SourceTable(config);
   const trusted = trustedProxies(config.trustProxy);
   const verifier = new SignatureVerifier(config.keyCacheBytes);
+  const verifyPool = config.verifyThreads > 0 ? new VerifyPool(config.verifyThreads) : undefined;
   const output = new OutputBudget(config.sendBufferTotal);
+  const companions: RelayCompanion[] = [];
   let closing = false;
 
   const metrics = createRelayMetrics(deps.registry, {
@@ -86,6 +109,14 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     store: () => theStore.stats(),
     outputQueued: () => output.queued,
     keyCacheBytes: () => verifier.cacheBytes,
+    verifications: () => {
+      const thread = verifyPool?.submitted ?? 0;
+      return {
+        thread,
+        eventLoop: Math.max(0, verifier.verifies - thread),
+        threadFailures: verifyPool?.failures ?? 0,
+      };
+    },
   });
 
   const ctx: RelayContext = {
@@ -95,6 +126,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     log,
     clock,
     verifier,
+    verifyPool,
     output,
     prekeysPerQueue: new PrekeyBudget(config.prekeyQueuePerHour, config.prekeyQueueBurst),
     bundles: new BundleCache(BUNDLE_CACHE_BYTES),
@@ -239,6 +271,16 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     name: "relay",
     path: "/relay",
     store: theStore,
+    shared: {
+      context: ctx,
+      sources,
+      get closing() {
+        return closing;
+      },
+    },
+    attach(companion) {
+      companions.push(companion);
+    },
     runGc,
     get connectionCount() {
       return connections.size;
@@ -319,6 +361,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
         queues: s.queues,
         stored_messages: s.messages,
         engine: theStore.engine,
+        ...Object.fromEntries(companions.map((c) => [c.name, c.health()])),
       };
     },
     async close() {
@@ -326,6 +369,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
       closing = true;
       clearInterval(gcTimer);
       clearInterval(heartbeatTimer);
+      await Promise.all(companions.map((c) => c.close()));
       for (const c of [...connections]) c.close(1001, "going away", false);
       while (pending.size > 0) await Promise.allSettled([...pending]);
       // A client that never answers the close frame would hold the process for ws's 30 s close
@@ -341,6 +385,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
       clearTimeout(graceTimer);
       for (const ws of sockets) ws.terminate();
       wss.close();
+      await verifyPool?.close();
       await theStore.close();
       log.info("relay closed");
     },

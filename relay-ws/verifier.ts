@@ -18,6 +18,7 @@
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { toHex } from "../core/bytes.ts";
 import { ed25519PublicKey, ed25519Verify } from "../host/node-ed25519.ts";
+import type { VerifyPool } from "./verify-pool.ts";
 
 /**
  * Memory one cached key takes: the KeyObject with its OpenSSL EVP_PKEY and the map entry. The
@@ -26,6 +27,21 @@ import { ed25519PublicKey, ed25519Verify } from "../host/node-ed25519.ts";
 export const KEY_CACHE_ENTRY_BYTES = 3_000;
 
 const ZERO_SIGNATURE = new Uint8Array(64);
+
+/** One verification between its key lookup and its verdict. */
+interface Check {
+  hex: string | undefined;
+  /** The parsed (or cached) key, undefined when the bytes are not a valid key. */
+  parsed: KeyObject | undefined;
+  /** What is verified against: the key, or the dummy key. */
+  key: KeyObject;
+  /** The same key's 32 bytes. */
+  raw: Uint8Array;
+  cached: boolean;
+  signature: Uint8Array;
+  /** A real key and a real signature (else the verdict is false whatever OpenSSL says). */
+  real: boolean;
+}
 
 export class SignatureVerifier {
   readonly #cache = new Map<string, KeyObject>();
@@ -68,6 +84,30 @@ export class SignatureVerifier {
     signature: Uint8Array | undefined,
     remember = true,
   ): boolean {
+    const check = this.#begin(publicKey, signature);
+    return this.#end(check, ed25519Verify(check.key, message, check.signature), remember);
+  }
+
+  /**
+   * The same check, with the OpenSSL verification on `pool` (relay-ws/verify-pool.ts) when a worker
+   * has room: the key lookup, the counters and the cache happen here, on the event loop, exactly as
+   * in `verify`. Answers synchronously when it verified inline.
+   */
+  verifyOn(
+    pool: VerifyPool | undefined,
+    publicKey: Uint8Array | undefined,
+    message: Uint8Array,
+    signature: Uint8Array | undefined,
+    remember = true,
+  ): boolean | Promise<boolean> {
+    const check = this.#begin(publicKey, signature);
+    const pending = pool?.submit(check.raw, check.key, message, check.signature);
+    if (!pending) return this.#end(check, ed25519Verify(check.key, message, check.signature), remember);
+    return pending.then((valid) => this.#end(check, valid, remember));
+  }
+
+  /** Find (or parse) the key to verify against; counts the verification and any parse. */
+  #begin(publicKey: Uint8Array | undefined, signature: Uint8Array | undefined): Check {
     const hex = publicKey ? toHex(publicKey) : undefined;
     let key = hex === undefined ? undefined : this.#cache.get(hex);
     const cached = key !== undefined;
@@ -77,14 +117,22 @@ export class SignatureVerifier {
       this.#cache.set(hex!, key!);
     } else key = this.#parse(publicKey ?? this.#dummyRaw);
     this.verifies++;
-    const good =
-      ed25519Verify(key ?? this.#dummyKey, message, signature ?? ZERO_SIGNATURE) &&
-      publicKey !== undefined &&
-      key !== undefined &&
-      signature !== undefined;
-    if (good && !cached && remember) this.#remember(hex!, key!);
+    return {
+      hex,
+      raw: key !== undefined && publicKey ? publicKey : this.#dummyRaw,
+      parsed: key,
+      key: key ?? this.#dummyKey,
+      cached,
+      signature: signature ?? ZERO_SIGNATURE,
+      real: publicKey !== undefined && signature !== undefined,
+    };
+  }
+
+  #end(check: Check, valid: boolean, remember: boolean): boolean {
+    const good = valid && check.real && check.parsed !== undefined;
+    if (good && !check.cached && remember) this.#remember(check.hex!, check.parsed!);
     // A failure costs one parse whichever path it took.
-    if (!good && cached) this.#parse(this.#dummyRaw);
+    if (!good && check.cached) this.#parse(this.#dummyRaw);
     return good;
   }
 

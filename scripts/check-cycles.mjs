@@ -1,8 +1,9 @@
 // Import-cycle check (issue #9; docs/contributing.md "Layout and imports"). Reads every TypeScript
 // module under the source roots, follows its relative imports (static, type-only, re-exports and
 // dynamic `import()` alike: a type-only cycle is still a layering cycle), finds the strongly
-// connected components (Tarjan) and fails when one is not on the allowlist below, naming a
-// concrete cycle through it. Run: `node scripts/check-cycles.mjs` (also a step of `npm test`).
+// connected components (Tarjan) and fails on any, naming a concrete cycle through it. There is
+// no allowlist: the last known cycle, the chat engine's step modules, was removed by the
+// per-contact link controller (docs/design.md, "The link controller"). Run: `node scripts/check-cycles.mjs` (also a step of `npm test`).
 //
 // It checks twice: between modules, and between layers — the folders of core/ (core/codec,
 // core/identity, …), of web/src/ (engine, net, ui, …) and the top-level services (signaling,
@@ -37,28 +38,6 @@ const sourceRoots = [
   "scripts",
 ];
 const skipDirs = new Set(["node_modules", "dist", ".git"]);
-
-/**
- * Cycles we know about and have scheduled. Each entry is the exact set of modules of one strongly
- * connected component; the check reports it on every run and fails if the component gains a
- * module (the cycle grew) or loses one (tighten the entry). Nothing else may be added here
- * without an issue that removes it.
- */
-const allowedCycles = [
-  {
-    // The chat engine's six modules call each other through the shared EngineContext; the
-    // per-contact link controller of issue #9 (next step) replaces them, then this entry goes.
-    why: "chat engine, rewritten by issue #9's per-contact link controller",
-    modules: [
-      "web/src/engine/dialing.ts",
-      "web/src/engine/first-contact.ts",
-      "web/src/engine/messages.ts",
-      "web/src/engine/presence.ts",
-      "web/src/engine/relay-mailbox.ts",
-      "web/src/engine/session.ts",
-    ],
-  },
-];
 
 function listSources(dir, out) {
   let entries;
@@ -225,35 +204,12 @@ const components = stronglyConnected(graph)
   .sort((a, b) => rel(a[0]).localeCompare(rel(b[0])));
 
 let failed = false;
-const matched = new Set();
 for (const component of components) {
-  const names = component.map(rel);
-  const allowed = allowedCycles.find((a) => a.modules.some((m) => names.includes(m)));
-  const cycle = cycleThrough(graph, component, component[0]).map(rel).join(" → ");
-  if (allowed && allowed.modules.length === names.length && allowed.modules.every((m) => names.includes(m))) {
-    matched.add(allowed);
-    console.log(`allowed cycle (${allowed.why}): ${names.length} modules\n  ${names.join("\n  ")}`);
-    continue;
-  }
   failed = true;
-  if (allowed) {
-    const added = names.filter((n) => !allowed.modules.includes(n));
-    const gone = allowed.modules.filter((m) => !names.includes(m));
-    console.error(`✗ allowed cycle changed (${allowed.why})`);
-    if (added.length > 0) console.error(`  grew by: ${added.join(", ")}`);
-    if (gone.length > 0) console.error(`  no longer in it (remove from the allowlist): ${gone.join(", ")}`);
-  } else {
-    console.error(`✗ import cycle among ${names.length} modules:\n  ${names.join("\n  ")}`);
-  }
+  const names = component.map(rel);
+  const cycle = cycleThrough(graph, component, component[0]).map(rel).join(" → ");
+  console.error(`✗ import cycle among ${names.length} modules:\n  ${names.join("\n  ")}`);
   console.error(`  e.g. ${cycle}`);
-}
-for (const allowed of allowedCycles) {
-  if (!matched.has(allowed) && !components.some((c) => c.map(rel).some((n) => allowed.modules.includes(n)))) {
-    failed = true;
-    console.error(
-      `✗ allowlisted cycle is gone (${allowed.why}): remove its entry from scripts/check-cycles.mjs`,
-    );
-  }
 }
 
 const { layers, example } = layerGraph(graph);
@@ -265,7 +221,7 @@ for (const component of layerCycles) {
   for (let i = 0; i + 1 < cycle.length; i++) console.error(`  ${example.get(`${cycle[i]} ${cycle[i + 1]}`)}`);
 }
 console.log(
-  `${files.length} modules, ${components.length} module cycle(s), ${matched.size} allowed; ` +
+  `${files.length} modules, ${components.length} module cycle(s); ` +
     `${layers.size} layers, ${layerCycles.length} layer cycle(s)`,
 );
 if (failed) process.exit(1);

@@ -1,6 +1,6 @@
 // Installs the Debian packages the test suite needs and npm cannot provide (Chromium for the
 // browser tests, python3-dissononce as the independent Noise implementation, socat for serial
-// emulation, coturn for relay-only WebRTC paths, nginx and openssl to run the documented reverse
+// emulation, gcc, libc6-dev and libsodium-dev for the device protocol's C reference and C Noise peer, coturn for relay-only WebRTC paths, nginx and openssl to run the documented reverse
 // proxy example against the real server and systemd-analyze to check the unit, both in
 // server/proxy-example.test.ts). Runs apt only as root and only for what is missing; otherwise it
 // explains what to install and exits non-zero.
@@ -15,6 +15,11 @@ const NEEDS = [
       spawnSync("/usr/bin/python3", ["-c", "import dissononce"], { stdio: "ignore" }).status === 0,
   },
   { pkg: "socat", present: () => existsSync("/usr/bin/socat") },
+  // The C reference of the device protocol (device/c) is compiled by device/c.test.ts.
+  { pkg: "gcc", present: () => existsSync("/usr/bin/cc") },
+  { pkg: "libc6-dev", present: () => existsSync("/usr/include/stdio.h") },
+  // device/c-noise.test.ts: a C Noise responder on libsodium, the library a firmware would use.
+  { pkg: "libsodium-dev", present: () => existsSync("/usr/include/sodium.h") },
   { pkg: "coturn", present: () => existsSync("/usr/bin/turnserver") },
   { pkg: "iproute2", present: () => existsSync("/usr/sbin/ip") || existsSync("/sbin/ip") },
   { pkg: "nginx", present: () => existsSync("/usr/sbin/nginx") },

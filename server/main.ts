@@ -16,6 +16,8 @@ import { type RelayConfig, relayOptions } from "../relay-ws/config.ts";
 import { createRelayService } from "../relay-ws/service.ts";
 import { signalingConfigFrom, signalingOptions } from "../signaling/config.ts";
 import { createSignalingService } from "../signaling/service.ts";
+import { smpOptions } from "../smp/server/config.ts";
+import { startSmpListener } from "../smp/server/listener.ts";
 
 const options = {
   port: { flag: "port", env: "PORT", default: 8080, parse: int(0, 65535), help: "TCP port to listen on" },
@@ -47,6 +49,7 @@ const options = {
   // Relay option keys overlap signaling's (maxFrameBytes, maxConnections); their flags don't
   // (--relay-* vs --signal-*), so they are read under a prefix and unwrapped below.
   ...prefixed("relay.", relayOptions),
+  ...smpOptions,
 };
 
 async function main() {
@@ -77,8 +80,12 @@ async function main() {
     trustedProxies: trustedProxies(config.trustProxy),
   });
   host.mount(createSignalingService(signaling, { registry, log }));
-  host.mount(createRelayService(relay, { registry, log }));
+  const relayService = createRelayService(relay, { registry, log });
+  host.mount(relayService);
   const port = await host.listen();
+  // The SMP-over-TLS listener on its own port, into the same queues (docs/operations.md, "SMP listener").
+  if (config.smpPort !== "off")
+    await startSmpListener(relayService, { ...config, smpPort: config.smpPort, dataDir: relay.dataDir }, log);
   const metricsPort = host.metricsPort();
   warnIfMetricsExposed(log, config, metricsPort);
   log.info({ port, metricsPort }, "loft listening");

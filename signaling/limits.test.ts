@@ -8,9 +8,10 @@ import { equalBytes } from "../core/bytes.ts";
 import { SignalingClient, type SignalingEvent } from "../core/signaling/client.ts";
 import { CLOSE } from "../core/wire/signaling.ts";
 import { MAX_IDLE_SOURCES } from "../host/source-table.ts";
+import { metricValue } from "../test/support/metrics.ts";
 import { defaultSignalingConfig } from "./config.ts";
 import { ENVELOPE_NONCE_ENTRY_BYTES, EnvelopeNonceBudget, RecentNonces, SourceTable } from "./limits.ts";
-import { makeUser, metricValue, RawClient, registerOn, startSignaling, wsFactory } from "./testing.ts";
+import { makeUser, RawClient, registerOn, startSignaling, wsFactory } from "./testing.ts";
 
 const from = (n: number) => ({ localAddress: `127.0.0.${n}` });
 const keyOf = (u: ReturnType<typeof makeUser>) => u.identity.verified.identity_key as Uint8Array<ArrayBuffer>;

@@ -8,7 +8,8 @@ import { describe, expect, it } from "vitest";
 import { CLOSE } from "../core/wire/signaling.ts";
 
 import { startLoft } from "../test/support/loft-process.ts";
-import { makeUser, metricValue, RawClient, registerOn } from "./testing.ts";
+import { metricValue } from "../test/support/metrics.ts";
+import { makeUser, RawClient, registerOn } from "./testing.ts";
 
 describe("standalone signaling process", () => {
   it("public /health minimal, /metrics only on the metrics listener, serves /signal, shuts down gracefully", async () => {

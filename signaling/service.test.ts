@@ -11,9 +11,9 @@ import { encodeIdentity, updateIdentity } from "../core/identity/identity.ts";
 import { SignalingClient, type SignalingEvent } from "../core/signaling/client.ts";
 import { CLOSE, type ClientMessage, clientCodec, signEnvelope } from "../core/wire/signaling.ts";
 import { signRegisterRequest } from "../core/wire/signed.ts";
+import { metricValue } from "../test/support/metrics.ts";
 import {
   makeUser,
-  metricValue,
   RawClient,
   type RunningSignaling,
   registerOn,

@@ -1,8 +1,8 @@
 /**
  * Test helpers for the signaling service: start the real service on a real host bound to
  * loopback (port 0), and a raw protocol client over a real `ws` WebSocket for the tests that send
- * malformed or hostile frames. Used by signaling/*.test.ts, test/fuzz/signaling-*.test.ts and
- * signaling/measure.ts; never by production code.
+ * malformed or hostile frames. Used by signaling/*.test.ts, test/fuzz/signaling-*.test.ts,
+ * test/abuse/ and bench/signaling-registrations.ts; never by production code.
  */
 import type { ClientRequestArgs } from "node:http";
 import WebSocket, { type ClientOptions } from "ws";
@@ -45,12 +45,6 @@ export async function startSignaling(
     metrics: () => registry.metrics(),
     close: () => host.close(),
   };
-}
-
-/** Value of one sample in Prometheus text output (0 when absent). */
-export function metricValue(text: string, name: string, labels = ""): number {
-  const line = text.split("\n").find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ""} `));
-  return line ? Number(line.slice(line.lastIndexOf(" ") + 1)) : 0;
 }
 
 export function makeUser(username = "alice"): UserIdentity {

@@ -2,29 +2,36 @@
  * Loft's Service Worker (Squoosh style: a short router, each branch returns early).
  * - precache: the app shell built by Vite, listed by workbox-build injectManifest into
  *   `self.__WB_MANIFEST`, in a cache named by this build's version;
- * - update flow: a new version installs and waits; the page shows "Update available — reload"
- *   and posts SKIP_WAITING (workbox-window `messageSkipWaiting`); on activate, caches of other
- *   versions are swept;
+ * - honest updates (docs/decisions.md "Honest updates"): a new version installs only if its
+ *   manifest hashes to the build hash it announces (and the browser checks each precached file's
+ *   SHA-256), then waits; the page shows "Update available" with that hash; only when the person
+ *   accepts (SKIP_WAITING) does it check its cached files again and activate — or refuse and say
+ *   so (`loft-update-refused`). On activate, caches of other versions are swept;
  * - offline start: navigations get the precached index.html;
- * - /peer/...: handed to the E2EE proxy module (a 501 stub for now);
+ * - /peer/...: the E2EE fetch proxy (./peer-proxy.ts), answered through a Loft window;
  * - notification clicks (web/src/app/notifications.ts): focus an open Loft window and tell it
  *   which screen to open, or open a new window at that screen.
  */
 import { PrecacheController, PrecacheRoute } from "workbox-precaching";
 import { NavigationRoute, Router } from "workbox-routing";
+import { checkCachedFiles, checkManifest } from "./build-integrity.ts";
 import { handlePeerRequest } from "./peer-proxy.ts";
 
 declare const self: ServiceWorkerGlobalScope;
-/** Set at build time (web/vite.config.ts): a hash of the precache manifest. */
+/** Set at build time (web/vite.config.ts): the build hash, SHA-256 of the precache manifest. */
 declare const __SW_VERSION__: string;
+/** Set at build time: SHA-256 of this file's text with both hashes as placeholders (scripts/build-hash.ts). */
+declare const __SW_SOURCE__: string;
+const BUILD_HASH = __SW_VERSION__;
 
 const CACHE_PREFIX = "loft-shell-";
-const CACHE = `${CACHE_PREFIX}${__SW_VERSION__}`;
+const CACHE = `${CACHE_PREFIX}${BUILD_HASH.slice(0, 12)}`;
 /** Server endpoints that are never the app shell. */
 const SERVER_PATHS = /^\/(health|metrics|signal|relay|peer)(\/|$)/;
 
 const precache = new PrecacheController({ cacheName: CACHE });
-precache.addToCacheList(self.__WB_MANIFEST);
+const MANIFEST = self.__WB_MANIFEST;
+precache.addToCacheList(MANIFEST);
 const router = new Router();
 router.registerRoute(new PrecacheRoute(precache, { ignoreURLParametersMatching: [/.*/] }));
 router.registerRoute(
@@ -32,21 +39,56 @@ router.registerRoute(
 );
 
 self.addEventListener("install", (event) => {
-  precache.install(event);
+  event.waitUntil(
+    (async () => {
+      const refused = await checkManifest(MANIFEST, __SW_SOURCE__, BUILD_HASH);
+      if (refused) throw await refuse(refused);
+      // Each file is fetched with its SHA-256 as subresource integrity: a swapped file fails here.
+      await precache.install(event).catch(async (e: unknown) => {
+        throw await refuse(
+          `a file did not match its SHA-256 (${e instanceof Error ? e.message : "fetch failed"})`,
+        );
+      });
+    })(),
+  );
 });
+
+/** Tell every Loft window that this build will not run, and why; returns the error to throw. */
+async function refuse(reason: string): Promise<Error> {
+  for (const client of await self.clients.matchAll({ type: "window", includeUncontrolled: true }))
+    client.postMessage({ type: "loft-update-refused", hash: BUILD_HASH, reason });
+  return new Error(`Loft build ${BUILD_HASH} refused: ${reason}`);
+}
+
+/** Check the waiting build once more, then activate it — only when the person asked for it. */
+async function activateIfIntact(reply: MessagePort | undefined): Promise<void> {
+  const refused =
+    (await checkManifest(MANIFEST, __SW_SOURCE__, BUILD_HASH)) ??
+    (await checkCachedFiles(MANIFEST, CACHE, (url) => precache.getCacheKeyForURL(url)));
+  if (refused) {
+    await refuse(refused);
+    reply?.postMessage({ ok: false, reason: refused });
+    return;
+  }
+  reply?.postMessage({ ok: true });
+  await self.skipWaiting();
+}
 
 self.addEventListener("activate", (event) => {
   event.waitUntil(sweepOtherVersions().then(() => self.clients.claim()));
 });
 
 self.addEventListener("message", (event) => {
-  if (event.data?.type === "SKIP_WAITING") void self.skipWaiting();
+  const type = (event.data as { type?: unknown } | null)?.type;
+  if (type === "SKIP_WAITING") event.waitUntil(activateIfIntact(event.ports[0]));
+  else if (type === "GET_BUILD") event.ports[0]?.postMessage({ hash: BUILD_HASH });
 });
 
 self.addEventListener("fetch", (event) => {
   const url = new URL(event.request.url);
   if (url.origin !== self.location.origin) return;
-  if (url.pathname.startsWith("/peer/")) return event.respondWith(handlePeerRequest(event.request)); // E2EE proxy
+  if (url.pathname === "/peer" || url.pathname.startsWith("/peer/"))
+    return event.respondWith(handlePeerRequest(event));
   const handled = router.handleRequest({ event, request: event.request });
   if (handled) event.respondWith(handled);
 });

@@ -1,17 +1,214 @@
 /**
- * The E2EE fetch proxy for `/peer/<contact>/...` (docs/design.md, "Layers":
- * `sw/`, "the `/peer/…` proxy entry"): the page's requests to a peer's HTTP service are encrypted in the
- * Service Worker and carried over the peer link. NOT IMPLEMENTED YET — a later issue. Until then
- * every such request gets a 501 that says so, instead of falling through to the network.
+ * The E2EE fetch proxy's Service Worker end (docs/protocol/proxy.md §Service Worker): every
+ * request under `/peer/<contact>/<path>` — fetch(), <img>, <video>, <iframe>, a navigation in a
+ * new tab — is answered by that contact through a Loft window. The SW cannot hold the session,
+ * so it opens a MessageChannel to a Loft window, sends the request head, and streams the answer
+ * into a Response whose body is a ReadableStream pulled chunk by chunk (backpressure: nothing
+ * is fetched faster than the page reads). The page dropping the request cancels it end to end.
+ * When it cannot be answered, the person gets a clear page (./peer-errors.ts), never the network.
  */
-export async function handlePeerRequest(request: Request): Promise<Response> {
-  const path = new URL(request.url).pathname;
-  return new Response(
-    `501 Not Implemented: the end-to-end encrypted peer proxy (${path}) is not available in this version of Loft.\n`,
+import {
+  allowHeaders,
+  type Headers,
+  METHODS,
+  type ProxyMethod,
+  REQUEST_HEADERS,
+} from "../core/proxy/frames.ts";
+import {
+  CONTACT_ID,
+  MAX_PORT_BODY,
+  type PageErrorCode,
+  type PortReply,
+  type PortRequest,
+} from "../core/proxy/port.ts";
+import { errorPage } from "./peer-errors.ts";
+
+declare const self: ServiceWorkerGlobalScope;
+
+/** How long a window has to take the request before the next one is asked (it is running Loft). */
+const ACCEPT_MS = 3000;
+/** How long to wait for the response head once a window took the request. */
+const HEAD_MS = 35_000;
+/** Chunks queued in the SW ahead of the page (each ≤ 16 KiB). */
+const QUEUED_CHUNKS = 4;
+
+/** Paths of Loft windows that cannot carry requests: shared pages and server endpoints. */
+const NOT_APP = /^\/(peer|health|metrics|signal|relay)(\/|$)/;
+
+/**
+ * Headers every proxied response gets, whatever the contact sent. The shared page runs on the
+ * app's origin (docs/protocol/proxy.md §Isolation), so it may load only what it shares
+ * and is kept from framing, plugins and form posts elsewhere.
+ */
+const PROXY_HEADERS: [string, string][] = [
+  ["x-content-type-options", "nosniff"],
+  ["referrer-policy", "no-referrer"],
+  [
+    "content-security-policy",
+    "default-src 'self' data: blob:; script-src 'self'; style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'",
+  ],
+];
+
+export async function handlePeerRequest(event: FetchEvent): Promise<Response> {
+  const request = event.request;
+  const url = new URL(request.url);
+  const m = /^\/peer\/([^/]*)(\/.*)?$/.exec(url.pathname);
+  if (!m || !CONTACT_ID.test(m[1]!)) return errorPage("bad_request");
+  if (m[2] === undefined) return Response.redirect(`${url.origin}/peer/${m[1]}/${url.search}`, 302);
+  const method = request.method as ProxyMethod;
+  if (!METHODS.includes(method)) return errorPage("bad_request", `method ${method}`);
+  let body: Uint8Array | undefined;
+  if (method !== "GET" && method !== "HEAD") {
+    const length = Number(request.headers.get("content-length") ?? 0);
+    if (length > MAX_PORT_BODY) return errorPage("too_large");
+    body = await readBounded(request);
+    if (!body) return errorPage("too_large");
+  }
+  const message: PortRequest = {
+    type: "loft-proxy",
+    contact: m[1]!,
+    method,
+    path: `${m[2]}${url.search}`,
+    headers: allowHeaders(request.headers, REQUEST_HEADERS),
+    ...(body ? { body } : {}),
+  };
+  const port = await sendToWindow(message);
+  if (!port) return errorPage("no_window");
+  return answer(port, method, request.signal);
+}
+
+async function readBounded(request: Request): Promise<Uint8Array | undefined> {
+  const reader = request.body?.getReader();
+  if (!reader) return new Uint8Array(0);
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.length;
+    if (total > MAX_PORT_BODY) {
+      void reader.cancel();
+      return undefined;
+    }
+    parts.push(value);
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** A port to a Loft window that accepted the request, trying focused and visible windows first. */
+async function sendToWindow(message: PortRequest): Promise<MessagePort | undefined> {
+  const windows = (await self.clients.matchAll({ type: "window", includeUncontrolled: true }))
+    .filter((c) => !NOT_APP.test(new URL(c.url).pathname))
+    .sort((a, b) => rank(b) - rank(a));
+  for (const client of windows) {
+    const channel = new MessageChannel();
+    const accepted = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), ACCEPT_MS);
+      channel.port1.onmessage = (e: MessageEvent<PortReply>) => {
+        clearTimeout(timer);
+        resolve(e.data?.type === "accepted");
+      };
+    });
+    client.postMessage(message, [channel.port2]);
+    if (await accepted) return channel.port1;
+    channel.port1.close();
+  }
+  return undefined;
+}
+
+const rank = (c: WindowClient) => (c.focused ? 2 : 0) + (c.visibilityState === "visible" ? 1 : 0);
+
+/** The Response: status and headers from the head, the body pulled from the port as the page reads. */
+function answer(port: MessagePort, method: string, signal: AbortSignal): Promise<Response> {
+  return new Promise<Response>((resolve) => {
+    let onReply: (reply: PortReply) => void;
+    let finished = false;
+    const timer = setTimeout(() => fail("timeout"), HEAD_MS);
+    const fail = (code: PageErrorCode, detail?: string) => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      port.postMessage({ type: "cancel", reason: code });
+      port.close();
+      resolve(errorPage(code, detail));
+    };
+    port.onmessage = (e: MessageEvent<PortReply>) => onReply(e.data);
+    onReply = (reply) => {
+      if (reply.type === "refused") return fail(reply.code, reply.reason);
+      if (reply.type !== "head") return;
+      clearTimeout(timer);
+      finished = true;
+      const headers = responseHeaders(reply.headers);
+      const nullBody = method === "HEAD" || [101, 204, 205, 304].includes(reply.status);
+      if (nullBody) port.postMessage({ type: "cancel", reason: "no body" });
+      resolve(
+        new Response(nullBody ? null : bodyStream(port, signal, (r) => (onReply = r)), {
+          status: reply.status,
+          headers,
+        }),
+      );
+    };
+    signal.addEventListener("abort", () => fail("cancelled"));
+  });
+}
+
+function responseHeaders(from: Headers): globalThis.Headers {
+  const headers = new globalThis.Headers();
+  for (const [name, value] of from) headers.append(name, value);
+  for (const [name, value] of PROXY_HEADERS) headers.set(name, value);
+  return headers;
+}
+
+/** The body as a stream that asks the window for one chunk per pull, and cancels it when dropped. */
+function bodyStream(
+  port: MessagePort,
+  signal: AbortSignal,
+  listen: (onReply: (reply: PortReply) => void) => void,
+): ReadableStream<Uint8Array> {
+  let wake: (() => void) | undefined;
+  let done = false;
+  const cancel = (reason: string) => {
+    if (done) return;
+    done = true;
+    port.postMessage({ type: "cancel", reason });
+    port.close();
+  };
+  return new ReadableStream<Uint8Array>(
     {
-      status: 501,
-      statusText: "Not Implemented",
-      headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" },
+      start(controller) {
+        listen((reply) => {
+          if (done) return;
+          if (reply.type === "chunk") controller.enqueue(reply.bytes);
+          else if (reply.type === "end") {
+            done = true;
+            port.close();
+            controller.close();
+          } else if (reply.type === "error") {
+            done = true;
+            port.close();
+            controller.error(new Error(`${reply.code}: ${reply.reason}`));
+          }
+          wake?.();
+        });
+        signal.addEventListener("abort", () => cancel("page dropped the request"));
+      },
+      pull() {
+        if (done) return;
+        port.postMessage({ type: "pull" });
+        return new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+      },
+      cancel(reason) {
+        cancel(String(reason ?? "cancelled"));
+      },
     },
+    new CountQueuingStrategy({ highWaterMark: QUEUED_CHUNKS }),
   );
 }

@@ -1,10 +1,16 @@
-import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { build, defineConfig, type Plugin } from "vite";
 import solid from "vite-plugin-solid";
 import { getManifest, injectManifest } from "workbox-build";
 import { precompressDir } from "../host/precompress.ts";
+import {
+  BUILD_HASH_PLACEHOLDER,
+  precacheGlobs as globsFor,
+  integrityTransform,
+  SOURCE_HASH_PLACEHOLDER,
+  sealServiceWorker,
+} from "../scripts/build-hash.ts";
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const outDir = here("dist");
@@ -15,18 +21,16 @@ const pkg = JSON.parse(readFileSync(here("../package.json"), "utf8")) as { versi
  */
 const sourcemap = process.env.LOFT_SOURCEMAP === "1";
 
-/** What the Service Worker precaches: the whole built shell except itself and source maps. */
-const precacheGlobs = {
-  globDirectory: outDir,
-  globPatterns: ["**/*.{html,js,css,svg,png,ico,webmanifest,woff2}"],
-  globIgnores: ["sw.js", "**/*.map"],
-};
+/** What the Service Worker precaches, each entry with its SHA-256 (scripts/build-hash.ts). */
+const precacheGlobs = { ...globsFor(outDir), manifestTransforms: [integrityTransform(outDir)] };
 
 /**
  * After the app build, build sw/index.ts into dist/sw.js (a second Vite build, one classic
- * script) and inject the precache manifest with workbox-build. The SW's version — which names its
- * cache — is a hash of that manifest, so an unchanged shell keeps its cache and any change to a
- * precached file makes a new version. Last, every text file (sw.js included) gets its `.br` and
+ * script) and inject the precache manifest with workbox-build. The build hash — a SHA-256 of that
+ * manifest, where each file carries its own SHA-256 (scripts/build-hash.ts) — is baked into the SW
+ * as `__SW_VERSION__`: it names the SW's cache, the SW checks its manifest against it before
+ * installing or activating, and it is printed here for people to compare with what Settings
+ * shows. An unchanged shell keeps its hash and cache; any change to a precached file makes a new one. Last, every text file (sw.js included) gets its `.br` and
  * `.gz` copy for the host to serve (host/precompress.ts); the precache lists the files, never
  * the copies. One hook, in this order: Rollup runs plugins' closeBundle hooks in parallel. Runs
  * inside `npm run build` (`vite build`).
@@ -37,12 +41,13 @@ function serviceWorker(): Plugin {
     apply: "build",
     async closeBundle() {
       const { manifestEntries } = await getManifest(precacheGlobs);
-      const version = createHash("sha256").update(JSON.stringify(manifestEntries)).digest("hex").slice(0, 12);
+      // Both hashes are placeholders until the file is complete (scripts/build-hash.ts).
       await build({
         configFile: false,
         logLevel: "warn",
         define: {
-          __SW_VERSION__: JSON.stringify(version),
+          __SW_VERSION__: JSON.stringify(BUILD_HASH_PLACEHOLDER),
+          __SW_SOURCE__: JSON.stringify(SOURCE_HASH_PLACEHOLDER),
           "process.env.NODE_ENV": JSON.stringify("production"),
         },
         build: {
@@ -66,7 +71,10 @@ function serviceWorker(): Plugin {
         swDest: `${outDir}/sw.js`,
       });
       for (const w of warnings) this.warn(w);
-      console.log(`sw.js: version ${version}, precaching ${count} files (${(size / 1024).toFixed(1)} KiB)`);
+      const sealed = sealServiceWorker(readFileSync(`${outDir}/sw.js`, "utf8"), manifestEntries);
+      writeFileSync(`${outDir}/sw.js`, sealed.text);
+      console.log(`sw.js: precaching ${count} files (${(size / 1024).toFixed(1)} KiB)`);
+      console.log(`build hash: ${sealed.hash}`);
       const packed = await precompressDir(outDir);
       const kib = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
       console.log(

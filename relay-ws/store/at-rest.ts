@@ -5,8 +5,9 @@
  * rest (docs/decisions.md (Relay), "node:crypto on the relay's hot path"). The IV is a parameter
  * only so that docs/vectors/relay-at-rest-v1.json can be reproduced; callers draw a fresh one.
  */
-import { createCipheriv, randomBytes } from "node:crypto";
+import { createCipheriv } from "node:crypto";
 import { AT_REST_IV_LENGTH, AT_REST_KEY_LENGTH, openAtRest } from "../node-crypto.ts";
+import { pooledRandomBytes } from "../random-pool.ts";
 
 /** Smallest at-rest bucket: bodies are padded to max(256, next power of two of 2 + length). */
 export const MIN_BUCKET = 256;
@@ -38,7 +39,7 @@ export function sealBlob(
   dataKey: Uint8Array,
   block: Uint8Array,
   keyKey: Uint8Array,
-  iv: Uint8Array = randomBytes(AT_REST_IV_LENGTH),
+  iv: Uint8Array = pooledRandomBytes(AT_REST_IV_LENGTH),
 ): Buffer {
   return gcmSeal(dataKey, iv, block, keyKey);
 }
@@ -54,7 +55,7 @@ export function wrapDataKey(
   epochKey: Uint8Array,
   dataKey: Uint8Array,
   keyKey: Uint8Array,
-  iv: Uint8Array = randomBytes(AT_REST_IV_LENGTH),
+  iv: Uint8Array = pooledRandomBytes(AT_REST_IV_LENGTH),
 ): Buffer {
   return Buffer.concat([
     u32(epoch),

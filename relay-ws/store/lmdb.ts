@@ -19,7 +19,6 @@
  * writes with "full" and keep what is stored; queues without activity for `idleQueueMs` are
  * deleted by GC.
  */
-import { randomBytes } from "node:crypto";
 import { existsSync, statfsSync } from "node:fs";
 import { join } from "node:path";
 import { decode } from "@msgpack/msgpack";
@@ -28,6 +27,7 @@ import { toHex } from "../../core/bytes.ts";
 import { encodeCanonical } from "../../core/codec/codec.ts";
 import { BLOCK_SIZE, OTK_BLOCK_SIZE, padBlock } from "../../core/relay/protocol.ts";
 import { AT_REST_KEY_LENGTH } from "../node-crypto.ts";
+import { pooledRandomBytes } from "../random-pool.ts";
 import {
   bucketSize,
   epochOf,
@@ -57,6 +57,8 @@ const TAG_OTK = 0x6f; // 'o'
 const TAG_QUEUE = 0x71; // 'q': a queue's server→recipient key
 /** Opened server→recipient keys kept in memory (cleared when full, like the relay's key cache). */
 const RCV_CACHE_MAX = 100_000;
+/** Decoded queue records (and sender → recipient ids) kept in memory; cleared when full. */
+const RECORD_CACHE_MAX = 50_000;
 /** Expiry-index tags. */
 const EXP_MSG = 0x6d;
 const EXP_SEND = 0x73; // 's'
@@ -149,7 +151,7 @@ export interface LmdbStoreOptions {
   idleQueueMs?: number;
   /** Milliseconds since the epoch (activity days, epoch starts). */
   clock?: () => number;
-  /** Where fresh keys come from (default node:crypto randomBytes); tests record what it hands out. */
+  /** Where fresh keys come from (default the CSPRNG through random-pool.ts); tests record what it hands out. */
   keySource?: (length: number) => Buffer;
   /** Told when the disk refuses a commit (then at most once per back-off period), for the log. */
   onNoSpace?: (cause: unknown) => void;
@@ -176,6 +178,10 @@ export class LmdbStore implements RelayStore {
   readonly #state = new Map<string, QueueState>();
   /** send ids accepted but not committed yet (rid‖sendId hex). */
   readonly #pendingSends = new Set<string>();
+  /** Decoded queue records by rid hex, as committed (#queueSync). */
+  readonly #records = new Map<string, QueueRecord>();
+  /** Recipient ids by sender id hex, as committed. */
+  readonly #ridBySender = new Map<string, Buffer>();
   /** Opened server→recipient keys by rid hex (the relay holds them in memory anyway). */
   readonly #rcvKeys = new Map<string, Uint8Array>();
   /** Queues whose deletion is not committed yet (rid hex): writes to them are refused. */
@@ -209,7 +215,7 @@ export class LmdbStore implements RelayStore {
     const sync = options.sync ?? true;
     this.#path = options.path;
     this.#overlapping = sync && (options.overlappingSync ?? true);
-    this.#keySource = options.keySource ?? randomBytes;
+    this.#keySource = options.keySource ?? pooledRandomBytes;
     this.#clock = options.clock ?? Date.now;
     this.#epochMs = options.keyEpochMs ?? 3_600_000;
     this.#quotaBytes = options.quotaBytes ?? 0;
@@ -560,14 +566,50 @@ export class LmdbStore implements RelayStore {
   }
 
   async queueBySender(senderId: Uint8Array): Promise<QueueRecord | undefined> {
-    const rid = this.#senders.get(Buffer.from(senderId));
-    return rid ? this.#withRcvKey(this.#queueSync(rid)) : undefined;
+    const sid = Buffer.from(senderId);
+    const hex = sid.toString("hex");
+    let rid = this.#ridBySender.get(hex);
+    if (!rid) {
+      rid = this.#senders.get(sid);
+      if (!rid) return undefined;
+      if (this.#ridBySender.size >= RECORD_CACHE_MAX) this.#ridBySender.clear();
+      this.#ridBySender.set(hex, rid);
+    }
+    return this.#withRcvKey(this.#queueSync(rid));
   }
 
-  /** The queue record as stored (its rcvKey sealed): for the store's own checks and updates. */
+  /**
+   * The queue record as stored (its rcvKey sealed): for the store's own checks and updates. Every
+   * command looks its queue up, twice with verify threads (connection.ts), so decoded records are
+   * kept — as committed: each write to a record forgets it when enqueued and again once durable
+   * (a read in between sees, and may keep, the committed record, as without the cache).
+   */
   #queueSync(rid: Buffer): QueueRecord | undefined {
+    const hex = rid.toString("hex");
+    const known = this.#records.get(hex);
+    if (known) return known;
     const raw = this.#queues.get(rid);
-    return raw ? decodeQueue(rid, raw) : undefined;
+    if (!raw) return undefined;
+    const q = decodeQueue(rid, raw);
+    if (this.#records.size >= RECORD_CACHE_MAX) this.#records.clear();
+    this.#records.set(hex, q);
+    return q;
+  }
+
+  /** Forget the decoded record of `rid` (and the sender id's entry). */
+  #forget(rid: Buffer, senderId?: Uint8Array): void {
+    this.#records.delete(rid.toString("hex"));
+    if (senderId) this.#ridBySender.delete(Buffer.from(senderId).toString("hex"));
+  }
+
+  /** Write a queue record: forgotten now, and again once the write is durable. */
+  async #putQueue(rid: Buffer, record: Buffer): Promise<void> {
+    this.#forget(rid);
+    try {
+      await this.#durable(this.#put(this.#queues, rid, record));
+    } finally {
+      this.#forget(rid);
+    }
   }
 
   /** The record with its server→recipient key opened (cached: every command looks a queue up). */
@@ -596,9 +638,7 @@ export class LmdbStore implements RelayStore {
     const q = this.#queueSync(rid);
     if (!q) return "missing";
     if (q.senderKey) return Buffer.from(q.senderKey).equals(Buffer.from(senderKey)) ? "ok" : "conflict";
-    await this.#durable(
-      this.#put(this.#queues, rid, encodeQueue({ ...q, senderKey: new Uint8Array(senderKey) })),
-    );
+    await this.#putQueue(rid, encodeQueue({ ...q, senderKey: new Uint8Array(senderKey) }));
     return "ok";
   }
 
@@ -606,8 +646,7 @@ export class LmdbStore implements RelayStore {
     const rid = Buffer.from(recipientId);
     const q = this.#queueSync(rid);
     if (!q) return false;
-    if (!q.suspended)
-      await this.#durable(this.#put(this.#queues, rid, encodeQueue({ ...q, suspended: true })));
+    if (!q.suspended) await this.#putQueue(rid, encodeQueue({ ...q, suspended: true }));
     return true;
   }
 
@@ -664,10 +703,12 @@ export class LmdbStore implements RelayStore {
       this.#queues.remove(rid);
       this.#senders.remove(Buffer.from(q.senderId));
     });
+    this.#forget(rid, q.senderId);
     try {
       await this.#durable(done);
     } finally {
       this.#deletingQueues.delete(hex);
+      this.#forget(rid, q.senderId);
     }
     this.#release(undefined, st.bytes);
     // Dropped, not wiped: a delivery in flight may still hold this buffer.
@@ -750,25 +791,37 @@ export class LmdbStore implements RelayStore {
     const rid = Buffer.from(recipientId);
     if (afterSeq < 0 && this.#queues.doesExist(rid)) this.#touch(rid, this.#loadState(rid));
     const start = afterSeq < 0 ? cat(rid, u64(0)) : cat(rid, u64(afterSeq + 1));
-    for (const { key, value } of this.#msgs.getRange({ start, end: cat(rid, MAX_U64), limit: 1 })) {
-      const seq = readU64(key, 24);
-      const d = this.#deliveryCounts.get(toHex(key)) ?? this.#deliveries.get(key)?.readUInt32BE(0) ?? 0;
-      return {
-        seq,
+    for (const key of this.#msgs.getKeys({ start, end: cat(rid, MAX_U64), limit: 1 }) as Iterable<Buffer>) {
+      // The header only, read in place (getBinaryFast: valid until the next read, so copied now).
+      const value = this.#msgs.getBinaryFast(key);
+      if (!value) return undefined;
+      const meta = {
+        seq: readU64(key, 24),
         msgId: new Uint8Array(value.subarray(0, 24)),
         timestamp: readU64(value, 24),
         expiresAt: readU64(value, 32),
-        deliveries: d,
+        deliveries: 0,
       };
+      meta.deliveries =
+        this.#deliveryCounts.get(toHex(key)) ?? this.#deliveries.get(key)?.readUInt32BE(0) ?? 0;
+      return meta;
     }
     return undefined;
   }
 
   async read(recipientId: Uint8Array, seq: number): Promise<Uint8Array | undefined> {
+    return this.#read(recipientId, seq, BLOCK_SIZE);
+  }
+
+  async readBucket(recipientId: Uint8Array, seq: number): Promise<Uint8Array | undefined> {
+    return this.#read(recipientId, seq, 0);
+  }
+
+  #read(recipientId: Uint8Array, seq: number, blockSize: number): Uint8Array | undefined {
     const recKey = cat(Buffer.from(recipientId), u64(seq));
     const rec = this.#msgs.get(recKey);
     if (!rec) return undefined;
-    return this.#open(rec.subarray(MSG_HEADER), cat(Buffer.of(TAG_MSG), recKey), BLOCK_SIZE);
+    return this.#open(rec.subarray(MSG_HEADER), cat(Buffer.of(TAG_MSG), recKey), blockSize);
   }
 
   async markDelivered(recipientId: Uint8Array, seq: number): Promise<number> {
@@ -797,8 +850,9 @@ export class LmdbStore implements RelayStore {
   async ack(recipientId: Uint8Array, seq: number, msgId: Uint8Array): Promise<boolean> {
     const rid = Buffer.from(recipientId);
     const recKey = cat(rid, u64(seq));
-    const rec = this.#msgs.get(recKey);
-    if (!rec?.subarray(0, 24).equals(Buffer.from(msgId))) return false;
+    // In place: only the id is compared, before any other read.
+    const rec = this.#msgs.getBinaryFast(recKey);
+    if (!rec?.subarray(0, 24).equals(msgId)) return false;
     if (this.#queues.doesExist(rid)) this.#touch(rid, this.#loadState(rid));
     return this.#deleteMessage(rid, seq);
   }
@@ -815,12 +869,13 @@ export class LmdbStore implements RelayStore {
     const recKey = cat(rid, u64(seq));
     const hex = toHex(recKey);
     if (this.#deleting.has(hex)) return false;
-    const rec = this.#msgs.get(recKey);
+    // In place: its length and expiry are read before any other read reuses the buffer.
+    const rec = this.#msgs.getBinaryFast(recKey);
     if (!rec) return false;
-    this.#deleting.add(hex);
-    const st = this.#loadState(rid);
     const cost = rec.length + KEY_COST;
     const expiresAt = readU64(rec, 32);
+    this.#deleting.add(hex);
+    const st = this.#loadState(rid);
     try {
       this.#del(this.#msgs, recKey);
       this.#del(this.#deliveries, recKey);

@@ -101,6 +101,11 @@ export interface RelayStore {
   next(recipientId: Uint8Array, afterSeq: number): Promise<StoredMessageMeta | undefined>;
   /** The padded plaintext block of a message (decrypted from rest), or undefined if gone. */
   read(recipientId: Uint8Array, seq: number): Promise<Uint8Array | undefined>;
+  /**
+   * The same block padded only to its at-rest size bucket (≤ BLOCK_SIZE; the rest of the wire's
+   * block is zeros): what delivery seals, without a 16 KiB copy per message.
+   */
+  readBucket(recipientId: Uint8Array, seq: number): Promise<Uint8Array | undefined>;
   /** Count one delivery (in memory; the count reaches the disk with `releaseDeliveries`). */
   markDelivered(recipientId: Uint8Array, seq: number): Promise<number>;
   /**

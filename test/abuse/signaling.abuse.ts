@@ -8,7 +8,8 @@
  */
 
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { makeUser, metricValue, RawClient, registerOn } from "../../signaling/testing.ts";
+import { makeUser, RawClient, registerOn } from "../../signaling/testing.ts";
+import { metricValue } from "../support/metrics.ts";
 import { expectInnocentUnaffected } from "./judge.ts";
 import type { SignalFloodParams } from "./signaling-floods.ts";
 import {

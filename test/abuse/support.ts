@@ -22,8 +22,8 @@ import { join } from "node:path";
 import WebSocket from "ws";
 import type { RelayClient } from "../../core/relay/client.ts";
 import { connectRelay } from "../../relay-ws/testing.ts";
-import { metricValue } from "../../signaling/testing.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+import { metricValue } from "../support/metrics.ts";
 
 /** The four attacker addresses and the innocent one. */
 export const ATTACKER_SOURCES = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"] as const;
@@ -188,6 +188,12 @@ export interface FloodBounds {
   maxFrames: number;
   /** Frames per second each source sends at most (all its connections together). */
   ratePerSource: number;
+  /**
+   * With a rate-refusal check (`FloodSpec.rateRefused`): how much longer than `durationMs` a source
+   * the server has not yet refused keeps flooding. A loaded machine floods slower than asked, and
+   * "every source was refused" must not depend on how fast the attacker could send.
+   */
+  untilRefusedMs?: number;
 }
 
 /** The bounds alone of a flood module's parameters, for its FloodSpec. */
@@ -196,11 +202,13 @@ export const floodBounds = ({
   durationMs,
   maxFrames,
   ratePerSource,
+  untilRefusedMs,
 }: FloodBounds): FloodBounds => ({
   connectionsPerSource,
   durationMs,
   maxFrames,
   ratePerSource,
+  ...(untilRefusedMs === undefined ? {} : { untilRefusedMs }),
 });
 
 export interface FloodSpec<C extends FloodConn> extends FloodBounds {
@@ -263,11 +271,19 @@ export async function runFlood<C extends FloodConn>(spec: FloodSpec<C>): Promise
     report.perSource[source] = { opened: 0, refusedOpens: 0, peakOpen: 0, rateRefusedConns: 0 };
     openNow.set(source, 0);
   }
-  const live = () => performance.now() < deadline && report.frames < spec.maxFrames;
+  // A source not refused yet floods on past the deadline, up to `untilRefusedMs` more.
+  const lastChance = deadline + (spec.rateRefused ? (spec.untilRefusedMs ?? 0) : 0);
+  const refusedSources = new Set<string>();
+  const liveFor = (source: string) => {
+    if (report.frames >= spec.maxFrames) return false;
+    const now = performance.now();
+    return now < deadline || (now < lastChance && !refusedSources.has(source));
+  };
   const perSlotRate = spec.ratePerSource / spec.connectionsPerSource;
 
   async function slot(source: string): Promise<void> {
     const mine = report.perSource[source]!;
+    const live = () => liveFor(source);
     while (live()) {
       let conn: C;
       try {
@@ -296,6 +312,7 @@ export async function runFlood<C extends FloodConn>(spec: FloodSpec<C>): Promise
           conn.ws.send(spec.frame(conn, n++));
           report.frames++;
         }
+        if (spec.rateRefused?.(conn)) refusedSources.add(source);
         // Sleep until this slot's next frame is due (5–100 ms): hundreds of slots waking every
         // 5 ms would starve the attacker process itself and flood less than asked.
         const nextDue = opened + ((n + 1) * 1000) / perSlotRate - performance.now();
@@ -307,7 +324,10 @@ export async function runFlood<C extends FloodConn>(spec: FloodSpec<C>): Promise
         const refused = spec.rateRefused;
         for (let i = 0; i < SETTLE_MS / 20 && !refused(conn) && conn.ws.readyState === WebSocket.OPEN; i++)
           await new Promise((resolve) => setTimeout(resolve, 20));
-        if (refused(conn)) mine.rateRefusedConns++;
+        if (refused(conn)) {
+          mine.rateRefusedConns++;
+          refusedSources.add(source);
+        }
       }
       if (conn.ws.readyState !== WebSocket.OPEN) report.closedByServer++;
       else conn.ws.terminate();
@@ -328,7 +348,7 @@ export type FloodBuilder<P> = (params: P) => FloodSpec<FloodConn> | Promise<Floo
  * Run the flood `name` exported by `module` (a file URL) in a child process with `params`
  * (JSON); resolves with its report. The child is killed if it outlives the flood by 30 s.
  */
-export function floodFromChild<P extends { durationMs: number }>(
+export function floodFromChild<P extends { durationMs: number; untilRefusedMs?: number }>(
   module: URL,
   name: string,
   params: P,
@@ -353,7 +373,10 @@ export function floodFromChild<P extends { durationMs: number }>(
   child.stderr.on("data", (c: Buffer) => {
     err += c.toString();
   });
-  const killer = setTimeout(() => child.kill("SIGKILL"), params.durationMs + 30_000);
+  const killer = setTimeout(
+    () => child.kill("SIGKILL"),
+    params.durationMs + (params.untilRefusedMs ?? 0) + 30_000,
+  );
   return new Promise((resolve, reject) => {
     child.once("exit", (code) => {
       clearTimeout(killer);

@@ -8,7 +8,7 @@ import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { addOfflineContact, byId } from "../support/loft-ui.ts";
+import { addOfflineContact, byId, createIdentity } from "../support/loft-ui.ts";
 
 const path = (page: Page) => new URL(page.url()).pathname;
 /** What has the keyboard focus: its data-testid, else tag and text. */
@@ -30,10 +30,7 @@ describe("screens in the URL", () => {
     browser = await launchChromium();
     context = await browser.newContext();
     a = await context.newPage();
-    await a.goto(loft.url);
-    await byId(a, "username-input").fill("Alice");
-    await byId(a, "create-identity").click();
-    await byId(a, "home").waitFor();
+    await createIdentity(a, loft.url, "Alice");
     bobId = await addOfflineContact(a, loft.url, "Bob");
   });
   afterAll(async () => {

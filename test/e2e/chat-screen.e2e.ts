@@ -4,7 +4,8 @@
  * the keyboard arrives exactly, in order, on both sides; typing at human speed loses no letter;
  * the newest message is visible above the composer; a reader scrolled up stays put and gets a
  * pill; history survives a reload; links are safe anchors and HTML stays text; the character
- * counter and the length error; the first-contact wording; axe-core finds nothing, light or dark.
+ * counter and the length error; a stranger with Alice's link sees no presence until she accepts
+ * (and the first-contact wording); axe-core finds nothing, light or dark.
  *
  * Every wait is on a condition (a count, an attribute, a scroll position), never a duration.
  */
@@ -25,6 +26,7 @@ import {
   waitForPresence,
   waitForState,
 } from "../support/loft-ui.ts";
+import { fetchMetric } from "../support/metrics.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 const BURST = 200;
@@ -279,23 +281,48 @@ describe("first contact, on the sender's side", () => {
     await env?.close();
   });
 
-  it("says the contact hasn't accepted yet and that the first message goes as a request", async () => {
+  it("a stranger with Alice's link sees no presence until she accepts, and is told where words go", async () => {
     const { a, b } = env;
+    const metrics = env.loft.metricsUrl!;
+    const subscriptions = () => fetchMetric(metrics, "loft_signaling_presence_subscriptions");
     await createIdentity(a, env.loft.url, "Alice");
     await createIdentity(b, env.loft.url, "Bob");
-    // Bob has Alice's link (with her contact address); Alice doesn't know Bob.
+    // Bob has Alice's link (with her contact address); Alice doesn't know Bob. Both are online.
     const linkA = await myLink(a, true);
     const aliceId = await addByLink(b, linkA);
     await openChat(b, aliceId);
-    await expect
-      .poll(() => byId(b, "chat-problem").textContent(), { timeout: 60_000 })
-      .toBe("Alice hasn't accepted you yet — your first message will reach Alice as a contact request.");
-    expect(await byId(b, "chat-problem").getAttribute("data-kind")).toBe("not-accepted");
-    expect(await byId(b, "chat-presence").textContent()).toBe("hasn't accepted you yet");
+    // Bob watches Alice; Alice watches nobody, so nobody may see her (docs/protocol/signaling.md,
+    // "Contacts only"): to Bob she looks offline, and he is not told "offline" but why.
+    await expect.poll(() => fetchMetric(metrics, "loft_signaling_registrations")).toBe(2);
+    await expect.poll(subscriptions).toBe(1);
+    await expect.poll(() => byId(b, "chat-presence").textContent()).toBe("waiting to be accepted");
+    expect(await byId(b, "chat-problem").textContent()).toBe(
+      "Waiting for Alice to accept — your messages reach Alice as a contact request.",
+    );
+    expect(await byId(b, "chat-problem").getAttribute("data-kind")).toBe("awaiting-acceptance");
+    await expectNoAxeViolations(b, "chat (first contact)");
+
+    // Bob writes: it reaches Alice as a contact request through her contact address.
     await sendText(b, "hi Alice, it's Bob");
     await expect
       .poll(() => outgoing(b, "hi Alice, it's Bob").getAttribute("data-state"), { timeout: 60_000 })
-      .toMatch(/^(relayed|delivered)$/);
-    await expectNoAxeViolations(b, "chat (first contact)");
+      .toBe("relayed");
+    await a.goto(env.loft.url);
+    const request = a.locator("[data-testid=request-item][data-username=Bob]");
+    await request.waitFor({ timeout: 60_000 });
+    // An open request is not an accepted contact: Alice still doesn't watch Bob, Bob still can't
+    // see her, and nothing reached Bob.
+    expect(await subscriptions()).toBe(1);
+    expect(await byId(b, "chat-presence").textContent()).toBe("waiting to be accepted");
+    expect(await outgoing(b, "hi Alice, it's Bob").getAttribute("data-state")).toBe("relayed");
+
+    // Alice accepts: Bob is a contact, each sees the other online, and the message is delivered.
+    await request.getByTestId("accept-request").click();
+    await byId(a, "chat").waitFor();
+    await expect.poll(subscriptions, { timeout: 30_000 }).toBe(2);
+    await waitForPresence(b, /^online/);
+    await byId(b, "chat-problem").waitFor({ state: "detached" });
+    await waitForState(b, "hi Alice, it's Bob", "delivered");
+    await waitForPresence(a, /^online/);
   });
 });

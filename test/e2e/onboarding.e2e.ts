@@ -45,23 +45,9 @@ import { toHex } from "../../core/bytes.ts";
 import { createUserIdentity, updateIdentity } from "../../core/identity/identity.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { inLoftDb, offlineLink } from "../support/loft-ui.ts";
+import { createIdentity, inLoftDb, myLink, offlineLink } from "../support/loft-ui.ts";
 
 const id = (page: Page, testid: string) => page.getByTestId(testid);
-
-async function createIdentity(page: Page, url: string, username: string) {
-  await page.goto(url);
-  await id(page, "username-input").fill(username);
-  await id(page, "create-identity").click();
-  await expect.poll(() => id(page, "my-username").textContent()).toBe(username);
-}
-
-async function myLink(page: Page): Promise<string> {
-  await id(page, "nav-my-link").click();
-  const link = await id(page, "my-link").inputValue();
-  await id(page, "back").click();
-  return link;
-}
 
 async function pasteLink(page: Page, link: string) {
   await id(page, "nav-add-contact").click();

@@ -1,13 +1,13 @@
 /**
  * The Service Worker in real Chromium against the real server: it installs and precaches the
  * shell, the app starts offline after the server is stopped, `/peer/...` is answered by the
- * (stub) E2EE proxy, and a new version waiting shows "Update available — reload", which
- * activates it and sweeps the old version's cache.
+ * Service Worker (never the network; the proxy itself: proxy.e2e.ts), and a new version waiting
+ * shows "Update available", which activates it and sweeps the old version's cache.
  *
  * The server serves a private copy of web/dist (`--static-dir`), so the test can publish a "new
  * version" of sw.js without touching the shared build. data-testids: see onboarding.e2e.ts.
  */
-import { cp, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -15,6 +15,8 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+import { createIdentity } from "../support/loft-ui.ts";
+import { publishBuild } from "../support/publish-build.ts";
 
 const DIST = fileURLToPath(new URL("../../web/dist", import.meta.url));
 
@@ -41,10 +43,7 @@ describe("PWA: service worker, offline start, update flow", () => {
   });
 
   it("installs the service worker, which takes control and precaches the shell in a versioned cache", async () => {
-    await page.goto(loft.url);
-    await page.getByTestId("username-input").fill("Dana");
-    await page.getByTestId("create-identity").click();
-    await page.getByTestId("home").waitFor();
+    await createIdentity(page, loft.url, "Dana");
     await page.waitForFunction(() => navigator.serviceWorker.controller !== null);
     const names = await shellCaches(page);
     expect(names).toHaveLength(1);
@@ -67,13 +66,14 @@ describe("PWA: service worker, offline start, update flow", () => {
     await cdp.detach();
   });
 
-  it("answers /peer/... with the proxy stub's 501, without reaching the server", async () => {
+  it("answers /peer/... in the Service Worker, without reaching the server", async () => {
     const res = await page.evaluate(async () => {
       const r = await fetch("/peer/some-contact/index.html");
-      return { status: r.status, text: await r.text() };
+      return { status: r.status, error: r.headers.get("x-loft-proxy-error"), text: await r.text() };
     });
-    expect(res.status).toBe(501);
-    expect(res.text).toContain("peer proxy");
+    expect(res.status).toBe(400);
+    expect(res.error).toBe("bad_request");
+    expect(res.text).toContain("Not an address Loft can open");
   });
 
   it("starts offline from the precache after the server is stopped, with its data", async () => {
@@ -93,13 +93,13 @@ describe("PWA: service worker, offline start, update flow", () => {
     expect(health).toBe("unreachable");
   });
 
-  it("shows 'Update available — reload' when a new version is waiting; reload activates it and sweeps the old cache", async () => {
+  it("shows 'Update available' when a new version is waiting; reload activates it and sweeps the old cache", async () => {
     loft = await startLoft({ port: loft.port, args: ["--static-dir", dir] });
     const [oldCache] = await shellCaches(page);
     const oldVersion = oldCache!.slice("loft-shell-".length);
     const sw = await readFile(join(dir, "sw.js"), "utf8");
     expect(sw).toContain(oldVersion);
-    await writeFile(join(dir, "sw.js"), sw.replaceAll(oldVersion, "e2e-next-version"));
+    const next = await publishBuild(dir, "e2e next version");
 
     expect(await page.getByTestId("update-banner").count()).toBe(0);
     await page.evaluate(async () => {
@@ -112,7 +112,7 @@ describe("PWA: service worker, offline start, update flow", () => {
     await Promise.all([page.waitForEvent("load"), page.getByTestId("update-reload").click()]);
     await page.getByTestId("home").waitFor();
     expect(await page.getByTestId("update-banner").count()).toBe(0);
-    await expect.poll(() => shellCaches(page)).toEqual(["loft-shell-e2e-next-version"]);
+    await expect.poll(() => shellCaches(page)).toEqual([`loft-shell-${next.slice(0, 12)}`]);
     expect(await page.getByTestId("my-username").textContent()).toBe("Dana");
   });
 });

@@ -9,11 +9,9 @@
  */
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { contactLinkUrl } from "../../core/identity/contact-link.ts";
-import { createUserIdentity } from "../../core/identity/identity.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { addByLink, createIdentity, openChat } from "../support/loft-ui.ts";
+import { addOfflineContact, createIdentity, openChat } from "../support/loft-ui.ts";
 
 /** The raw contact record's read marker and sealed IV (hex). */
 function rawContact(page: Page, id: string): Promise<{ readAt?: number; iv: string } | undefined> {
@@ -53,10 +51,7 @@ describe("read marker", () => {
   it("moves without re-sealing the contact", async () => {
     const p = await (await browser.newContext()).newPage();
     await createIdentity(p, loft.url, "Alice");
-    const bob = createUserIdentity({ username: "Bob", now: Date.now() });
-    const link = contactLinkUrl(loft.url, { identity: bob.identity, signaling: [], relay: [] });
-    if (!link.ok) throw link.error;
-    const id = await addByLink(p, link.value);
+    const id = await addOfflineContact(p, loft.url, "Bob");
     const before = await rawContact(p, id);
     expect(before?.readAt).toBeUndefined();
 

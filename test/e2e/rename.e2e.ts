@@ -12,7 +12,7 @@ import { toHex } from "../../core/bytes.ts";
 import { createUserIdentity, updateIdentity } from "../../core/identity/identity.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { byId as id, offlineLink } from "../support/loft-ui.ts";
+import { addByLink, createIdentity, byId as id, offlineLink } from "../support/loft-ui.ts";
 
 async function openContactScreen(page: Page, contactId: string): Promise<void> {
   await page.goto(new URL(page.url()).origin);
@@ -35,15 +35,8 @@ describe("renames in the PWA", () => {
     loft = await startLoft();
     browser = await launchChromium();
     a = await (await browser.newContext()).newPage();
-    await a.goto(loft.url);
-    await id(a, "username-input").fill("Alice");
-    await id(a, "create-identity").click();
-    await id(a, "my-username").waitFor();
-    for (const u of [dora, eve]) {
-      await a.goto(offlineLink(loft.url, u));
-      await id(a, "confirm-add").click();
-      await id(a, "contact-screen").waitFor();
-    }
+    await createIdentity(a, loft.url, "Alice");
+    for (const u of [dora, eve]) await addByLink(a, offlineLink(loft.url, u));
   });
   afterAll(async () => {
     await browser?.close();

@@ -8,11 +8,9 @@
  */
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { contactLinkUrl } from "../../core/identity/contact-link.ts";
-import { createUserIdentity } from "../../core/identity/identity.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { byId, createIdentity } from "../support/loft-ui.ts";
+import { addOfflineContact, byId, createIdentity } from "../support/loft-ui.ts";
 
 /** Flip one ciphertext byte of every sealed contact record, as disk damage would. */
 function damageContacts(page: Page): Promise<number> {
@@ -61,12 +59,7 @@ describe("settings: a failed passphrase change", () => {
   it("shows why and that nothing changed, and the device keeps starting without a passphrase", async () => {
     const p = await (await browser.newContext()).newPage();
     await createIdentity(p, loft.url, "Alice");
-    const bob = createUserIdentity({ username: "Bob", now: Date.now() });
-    const link = contactLinkUrl(loft.url, { identity: bob.identity, signaling: [], relay: [] });
-    if (!link.ok) throw link.error;
-    await p.goto(link.value);
-    await byId(p, "confirm-add").click();
-    await byId(p, "contact-screen").waitFor();
+    await addOfflineContact(p, loft.url, "Bob");
     expect(await damageContacts(p)).toBe(1);
 
     await byId(p, "back").click();

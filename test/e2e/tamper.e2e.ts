@@ -27,6 +27,7 @@ import {
   addByLink,
   byId,
   createIdentity,
+  introduce,
   myLink,
   offlineLink,
   openChat,
@@ -88,6 +89,14 @@ describe("a tampering signaling server", () => {
     return page;
   }
 
+  /** Two new people (pages logged under their names in lower case) who use the proxy and meet. */
+  async function meetThroughProxy(names: [string, string]) {
+    const a = await newPage(names[0].toLowerCase());
+    const b = await newPage(names[1].toLowerCase());
+    const [aId, bId] = await introduce(a, b, loft.url, names, (page) => useSignaling(page, proxy.url));
+    return { a, b, aId, bId };
+  }
+
   beforeAll(async () => {
     loft = await startLoft();
     proxy = await startTamperingSignaling(`ws://127.0.0.1:${loft.port}/signal`);
@@ -101,15 +110,9 @@ describe("a tampering signaling server", () => {
   });
 
   it("rewritten DTLS fingerprints: signature check fails, UI says so, nothing goes the tampered way", async () => {
-    const a = await newPage("alice");
-    const b = await newPage("bob");
-    await createIdentity(a, loft.url, "Alice");
-    await createIdentity(b, loft.url, "Bob");
-    await useSignaling(a, proxy.url);
-    await useSignaling(b, proxy.url);
+    // Nobody signals through the proxy before the two meet: the mode can be set first.
     await proxy.setMode({ kind: "rewrite-fingerprint" });
-    const aliceId = await addByLink(b, await myLink(a));
-    const bobId = await addByLink(a, await myLink(b));
+    const { a, b, aId: aliceId, bId: bobId } = await meetThroughProxy(["Alice", "Bob"]);
 
     await openChat(a, bobId);
     await openChat(b, aliceId);
@@ -190,14 +193,7 @@ describe("a tampering signaling server", () => {
 
   it("an offer recorded by the server and replayed after the recipient reloads is refused, not answered", async () => {
     await proxy.setMode({ kind: "pass" });
-    const a = await newPage("ann");
-    const b = await newPage("ben");
-    await createIdentity(a, loft.url, "Ann");
-    await createIdentity(b, loft.url, "Ben");
-    await useSignaling(a, proxy.url);
-    await useSignaling(b, proxy.url);
-    const annId = await addByLink(b, await myLink(a));
-    const benId = await addByLink(a, await myLink(b));
+    const { a, b, aId: annId, bId: benId } = await meetThroughProxy(["Ann", "Ben"]);
     await openChat(a, benId);
     await openChat(b, annId);
     await expect.poll(() => id(a, "chat-presence").textContent(), { timeout: 60_000 }).toContain("online");

@@ -26,11 +26,9 @@ import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LoftProcess } from "../support/loft-process.ts";
 import {
-  addByLink,
   byId,
-  createIdentity,
   incoming,
-  myLink,
+  introduce,
   openChat,
   sendText,
   waitForPresence,
@@ -80,12 +78,9 @@ describe("direct chat through a TURN relay only", () => {
   });
 
   it("chats both ways over a relayed data channel; every message reaches delivered", async () => {
-    await createIdentity(a, loft.url, "Alice");
-    await createIdentity(b, loft.url, "Bob");
-    await useTurnOnly(a, turn);
-    await useTurnOnly(b, turn);
-    const aliceId = await addByLink(b, await myLink(a));
-    const bobId = await addByLink(a, await myLink(b));
+    const [aliceId, bobId] = await introduce(a, b, loft.url, ["Alice", "Bob"], (page) =>
+      useTurnOnly(page, turn),
+    );
 
     await openChat(a, bobId);
     await openChat(b, aliceId);

@@ -12,15 +12,9 @@ import { encodeCanonical } from "../../core/codec/codec.ts";
 import { SignalingClient } from "../../core/signaling/client.ts";
 import { type ClientMessage, clientCodec, signEnvelope } from "../../core/wire/signaling.ts";
 import { signRegisterRequest } from "../../core/wire/signed.ts";
-import {
-  makeUser,
-  metricValue,
-  RawClient,
-  registerOn,
-  startSignaling,
-  wsFactory,
-} from "../../signaling/testing.ts";
+import { makeUser, RawClient, registerOn, startSignaling, wsFactory } from "../../signaling/testing.ts";
 import { FUZZ_RUNS } from "../support/fuzz.ts";
+import { metricValue } from "../support/metrics.ts";
 
 const TAGS = [
   "REGISTER_REQUEST",

@@ -45,6 +45,8 @@ export interface StartOptions {
    * users on separate addresses would not. The abuse suite, which measures those budgets, sets it.
    */
   productionLimits?: boolean;
+  /** Node options before the entry (`--cpu-prof`, …: some are refused in NODE_OPTIONS). */
+  nodeArgs?: string[];
 }
 
 /** The child did not start: why, its pid (already gone), its exit code, and what it wrote. */
@@ -96,7 +98,18 @@ export async function startLoft(options: StartOptions = {}): Promise<LoftProcess
   const metricsArgs = args.some((a) => a.startsWith("--metrics-port")) ? [] : ["--metrics-port", "0"];
   const child = spawn(
     process.execPath,
-    ["--import", "tsx", entry, "--port", String(options.port ?? 0), "--host", host, ...metricsArgs, ...args],
+    [
+      ...(options.nodeArgs ?? []),
+      "--import",
+      "tsx",
+      entry,
+      "--port",
+      String(options.port ?? 0),
+      "--host",
+      host,
+      ...metricsArgs,
+      ...args,
+    ],
     {
       cwd: ROOT,
       env: {

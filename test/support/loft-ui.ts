@@ -9,11 +9,13 @@ import { createUserIdentity, type UserIdentity } from "../../core/identity/ident
 
 export const byId = (page: Page, testid: string) => page.getByTestId(testid);
 
+/** A new identity on the first screen; ends on Home. Usable in hooks (no `expect.poll`). */
 export async function createIdentity(page: Page, url: string, username: string): Promise<void> {
   await page.goto(url);
   await byId(page, "username-input").fill(username);
   await byId(page, "create-identity").click();
-  await expect.poll(() => byId(page, "my-username").textContent()).toBe(username);
+  await byId(page, "my-username").waitFor();
+  expect(await byId(page, "my-username").textContent()).toBe(username);
 }
 
 /**
@@ -67,6 +69,7 @@ export async function addByLink(page: Page, link: string, outcome = "new-contact
 
 /**
  * Two new users meet: each page creates an identity, then each opens the other's contact link.
+ * `prepare` runs on each page between the two (a server setting both must use before they meet).
  * Returns [a's contact id at b, b's contact id at a]; both pages end on the new contact's screen.
  */
 export async function introduce(
@@ -74,9 +77,14 @@ export async function introduce(
   b: Page,
   url: string,
   [nameA, nameB] = ["Alice", "Bob"],
+  prepare?: (page: Page) => Promise<void>,
 ): Promise<[string, string]> {
   await createIdentity(a, url, nameA);
   await createIdentity(b, url, nameB);
+  if (prepare) {
+    await prepare(a);
+    await prepare(b);
+  }
   const aId = await addByLink(b, await myLink(a));
   const bId = await addByLink(a, await myLink(b));
   return [aId, bId];
@@ -190,4 +198,38 @@ export async function waitForMailboxes(a: Page, aId: string, b: Page, bId: strin
   await expect
     .poll(async () => (await secretNames(b)).includes(`relay/tx/${aId}`), { timeout: 60_000 })
     .toBe(true);
+}
+
+/**
+ * From now until `allowWrites` (or a reload), every write the page makes to these IndexedDB
+ * object stores fails as on a full disk: the transaction is aborted (so nothing it wrote stays)
+ * and the call throws `QuotaExceededError`. Stands in for storage that refuses a change, which a
+ * test can't otherwise cause on demand.
+ */
+export async function failWrites(page: Page, stores: string[]): Promise<void> {
+  await page.evaluate((names) => {
+    const proto = IDBObjectStore.prototype as IDBObjectStore & Record<string, unknown>;
+    const w = window as unknown as { __loftWrites?: Record<string, unknown> };
+    w.__loftWrites ??= { put: proto.put, add: proto.add, delete: proto.delete, clear: proto.clear };
+    const originals = w.__loftWrites;
+    for (const method of Object.keys(originals)) {
+      const original = originals[method] as (...args: unknown[]) => unknown;
+      proto[method] = function (this: IDBObjectStore, ...args: unknown[]) {
+        if (!names.includes(this.name)) return original.apply(this, args);
+        try {
+          this.transaction.abort();
+        } catch {}
+        throw new DOMException("The quota has been exceeded.", "QuotaExceededError");
+      };
+    }
+  }, stores);
+}
+
+/** Undo `failWrites`. */
+export async function allowWrites(page: Page): Promise<void> {
+  await page.evaluate(() => {
+    const proto = IDBObjectStore.prototype as IDBObjectStore & Record<string, unknown>;
+    const originals = (window as unknown as { __loftWrites?: Record<string, unknown> }).__loftWrites;
+    for (const [method, original] of Object.entries(originals ?? {})) proto[method] = original;
+  });
 }

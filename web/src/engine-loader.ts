@@ -27,7 +27,7 @@ export async function loadEngine(
   } catch (e) {
     console.error("chat engine failed to start", e);
     return {
-      engine: createOfflineEngine(storage),
+      engine: await createOfflineEngine(storage, user),
       real: false,
       problem: "The chat engine could not start. Messages wait on this device.",
     };

@@ -6,6 +6,7 @@
 import { createEffect, createRoot } from "solid-js";
 import { render } from "solid-js/web";
 import { AppModel } from "./app/model.ts";
+import { startProxy } from "./proxy/start.ts";
 import { LoftStorage } from "./storage/storage.ts";
 import { registerServiceWorker } from "./sw-client.ts";
 import { App } from "./ui/App.tsx";
@@ -30,6 +31,7 @@ async function main() {
     return;
   }
   const app = createRoot(() => new AppModel(storage));
+  startProxy(app); // answers the Service Worker's /peer/… requests (docs/protocol/proxy.md)
   let pendingLink = takeLinkFromHash();
   app.attachHistory();
   createRoot(() => app.attachPage());

@@ -2,10 +2,20 @@
  * The offline stand-in keeps the same hand-over contract as the engine (web/src/engine/api.ts
  * `handOver`): ids and strictly increasing times at the call, storage in hand-over order even when
  * storage calls finish out of order, refusals that store nothing, retries under the same id.
- * Storage here is a slow in-memory stand-in for the few LoftStorage calls the offline engine makes.
+ * Storage here is a slow in-memory stand-in for the few LoftStorage calls a hand-over makes. The
+ * offline engine is the engine with no transports (web/src/offline-engine.ts).
  */
 import { describe, expect, it } from "vitest";
-import type { ContactRecord, EngineError, MessageState, OutboxEntry, StoredMessage } from "./engine/api.ts";
+import { createUserIdentity } from "../../core/identity/identity.ts";
+import { MemoryStorage } from "../../test/support/engine.ts";
+import type {
+  ContactRecord,
+  EngineError,
+  EngineEvent,
+  MessageState,
+  OutboxEntry,
+  StoredMessage,
+} from "./engine/api.ts";
 import { createOfflineEngine } from "./offline-engine.ts";
 import type { LoftStorage } from "./storage/storage.ts";
 
@@ -57,10 +67,12 @@ function slowStorage(seed = 3) {
   return storage;
 }
 
+const user = createUserIdentity({ username: "alice", now: Date.now() });
+
 describe("offline engine hand-over", () => {
   it("stores sends handed over in one tick in that order, with strictly increasing times", async () => {
     const storage = slowStorage();
-    const engine = createOfflineEngine(storage as unknown as LoftStorage);
+    const engine = await createOfflineEngine(storage as unknown as LoftStorage, user);
     const texts = Array.from({ length: 50 }, (_, i) => `offline ${i}`);
     const ids = await Promise.all(texts.map((t) => engine.send(storage.contact.id, t)));
     expect(storage.messages.map((m) => m.text)).toEqual(texts);
@@ -72,7 +84,7 @@ describe("offline engine hand-over", () => {
 
   it("gives the id at the call, refuses bad text at once and blocked contacts with nothing stored", async () => {
     const storage = slowStorage();
-    const engine = createOfflineEngine(storage as unknown as LoftStorage);
+    const engine = await createOfflineEngine(storage as unknown as LoftStorage, user);
     const handed = engine.handOver(storage.contact.id, "hello");
     expect(handed.message.state).toBe("queued");
     expect(storage.messages).toHaveLength(0);
@@ -86,7 +98,7 @@ describe("offline engine hand-over", () => {
 
   it("retries a failed message under the same id, and nothing else", async () => {
     const storage = slowStorage();
-    const engine = createOfflineEngine(storage as unknown as LoftStorage);
+    const engine = await createOfflineEngine(storage as unknown as LoftStorage, user);
     const id = await engine.send(storage.contact.id, "later");
     await engine.retry(id);
     expect(storage.messages[0]!.state).toBe("queued");
@@ -96,5 +108,32 @@ describe("offline engine hand-over", () => {
     expect(storage.messages).toHaveLength(1);
     expect(storage.messages[0]!.state).toBe("queued");
     expect([...storage.outbox.keys()]).toEqual([id]);
+  });
+});
+
+describe("offline engine is the engine with no transports", () => {
+  it("connects to nothing, even with servers configured, and still takes contact changes", async () => {
+    // Nothing listens on the discard port: a connection attempt would show up as an error event.
+    const storage = new MemoryStorage("ws://127.0.0.1:9/signal", ["ws://127.0.0.1:9/relay"]);
+    const bob = createUserIdentity({ username: "bob", now: Date.now() });
+    const bobId = storage.addUser(bob);
+    const engine = await createOfflineEngine(storage as unknown as LoftStorage, user);
+    const events: EngineEvent[] = [];
+    engine.subscribe((e) => events.push(e));
+    await engine.start();
+    // A started engine with servers says "connecting" at once; this one has none to connect to.
+    expect(engine.serviceStatus()).toEqual({ signaling: "disabled", relay: "disabled" });
+    engine.connect(bobId);
+    const id = await engine.send(bobId, "waits here");
+    expect(storage.messages.get(id)?.state).toBe("queued");
+    expect(storage.outbox.has(id)).toBe(true);
+    await engine.changeContact(bobId, { kind: "trust", trust: "rejected" });
+    expect(storage.contacts.get(bobId)?.trust).toBe("rejected");
+    await expect(engine.send(bobId, "blocked")).rejects.toThrow(/blocked/);
+    await engine.stop();
+    expect(engine.serviceStatus()).toEqual({ signaling: "disabled", relay: "disabled" });
+    expect(events.filter((e) => e.type === "error" || e.type === "service")).toEqual([]);
+    expect(events.filter((e) => e.type === "presence" && e.presence.status !== "offline")).toEqual([]);
+    expect(events).toContainEqual({ type: "contact-changed", contactId: bobId });
   });
 });

@@ -1,74 +1,39 @@
 /**
- * The ChatEngine used when no real engine is available (web/src/chat-engine.ts did not load, or it
- * failed to start): nobody is reachable, sends are stored as `queued` with an outbox entry (in
- * hand-over order, web/src/engine/outgoing.ts), and a real engine started later drains that
- * outbox. Same refusals as the real engine (outgoing.ts `sendableContact`), so the UI behaves the
- * same with or without a network.
+ * The ChatEngine used when the real one must not or cannot connect: another tab runs it (the
+ * "loft-engine" Web Lock), or it failed to start. It is the engine itself (web/src/engine/engine.ts)
+ * with no transports — no signaling, no relay, no data channels (`EngineConfig.offline`): nobody
+ * is reachable, sends are stored as `queued` with their outbox entry in hand-over order, refusals
+ * and contact changes follow the same rules, and the real engine started later drains the outbox.
+ * Loaded lazily like the real one (the first screens do not wait for the engine, docs/decisions.md
+ * "Layers without cycles"); when even that fails, a reload is the way out, and the error says so.
  */
-import type {
-  ChatEngine,
-  EngineListener,
-  HandedOver,
-  MessageId,
-  Presence,
-  ServiceStatus,
-} from "./engine/api.ts";
-import { newOutgoing, SendLines, sendableContact } from "./engine/outgoing.ts";
+import type { ChatEngine, EngineStartOptions } from "./engine/api.ts";
+import type { RelayConnectionsFactory, TransportFactory } from "./engine/transport.ts";
 import type { LoftStorage } from "./storage/storage.ts";
 
-export function createOfflineEngine(storage: LoftStorage): ChatEngine {
-  const listeners = new Set<EngineListener>();
-  const since = Date.now();
-  const offline: Presence = { status: "offline", since };
-  const status: ServiceStatus = { signaling: "disabled", relay: "disabled" };
-  const lines = new SendLines();
-  let lastAt = 0;
-  const emit: EngineListener = (e) => {
-    for (const l of listeners) l(e);
-  };
-  return {
-    async start() {},
-    async stop() {},
-    connect() {},
-    disconnect() {},
-    handOver(contactId, text): HandedOver {
-      // Strictly increasing per device, like the engine's `stamp`: history is ordered by `at`.
-      lastAt = Math.max(Date.now(), lastAt + 1);
-      const message = newOutgoing(contactId, text, lastAt);
-      const stored = lines.run(contactId, async () => {
-        await sendableContact(storage, contactId);
-        await storage.queueOutgoing(message);
-        emit({ type: "message-state", contactId, id: message.id, state: "queued" });
-        return message.id;
-      });
-      return { message: { ...message }, stored };
-    },
-    send(contactId, text): Promise<MessageId> {
-      try {
-        return this.handOver(contactId, text).stored;
-      } catch (e) {
-        return Promise.reject(e);
-      }
-    },
-    async retry(messageId) {
-      const first = await storage.getMessage(messageId);
-      if (first?.direction !== "out") return;
-      await lines.run(first.contactId, async () => {
-        const m = await storage.getMessage(messageId);
-        if (m?.direction !== "out" || m.state !== "failed") return;
-        await sendableContact(storage, m.contactId);
-        lastAt = Math.max(Date.now(), lastAt + 1);
-        await storage.setMessageState(messageId, "queued");
-        await storage.putOutbox({ messageId, contactId: m.contactId, queuedAt: lastAt, attempts: 0 });
-        emit({ type: "message-state", contactId: m.contactId, id: messageId, state: "queued" });
-      });
-    },
-    contactChanged() {},
-    presence: () => offline,
-    serviceStatus: () => status,
-    subscribe(listener) {
-      listeners.add(listener);
-      return () => listeners.delete(listener);
-    },
-  };
+/** The offline engine builds no transport; one asked for anyway is a bug, said plainly. */
+const noTransport: TransportFactory = () => {
+  throw new Error("the offline engine has no transports");
+};
+const noRelay: RelayConnectionsFactory = () => {
+  throw new Error("the offline engine has no relay connections");
+};
+
+export async function createOfflineEngine(
+  storage: LoftStorage,
+  user: EngineStartOptions["user"],
+): Promise<ChatEngine> {
+  let engine: typeof import("./engine/engine.ts");
+  try {
+    engine = await import("./engine/engine.ts");
+  } catch (e) {
+    throw new Error(
+      "Loft could not load its chat engine (a new version may have been installed). Reload the page.",
+      { cause: e },
+    );
+  }
+  return new engine.Engine(
+    { user, storage },
+    { offline: true, transport: noTransport, relayConnections: noRelay },
+  );
 }

@@ -54,6 +54,26 @@ class MemoryStorage implements ActivityStorage {
 const settle = () => new Promise((r) => setTimeout(r, 0));
 
 describe("activity: unread counts and previews", () => {
+  it("knows whether anything from a contact is stored (heard), reading history only when it must", async () => {
+    const s = new MemoryStorage();
+    const DAVE = "d".repeat(64);
+    // Bob: an old incoming message, read, behind a newer outgoing one; Carol: only outgoing.
+    s.messages.push(msg(BOB, "in", 10), msg(BOB, "out", 20), msg(CAROL, "out", 30));
+    const a = new Activity(s);
+    await a.sync([contact(BOB, 15), contact(CAROL), contact(DAVE)]);
+    expect(a.byContact[BOB]?.heard).toBe(true);
+    expect(a.byContact[CAROL]?.heard).toBe(false);
+    expect(a.byContact[DAVE]?.heard).toBe(false);
+    // Dave has no message at all: two reads, no history scan.
+    expect(s.reads).toBe(2 + 3 + 3);
+    a.sent(msg(CAROL, "out", 40));
+    expect(a.byContact[CAROL]?.heard).toBe(false);
+    a.incoming(msg(CAROL, "in", 50), false);
+    expect(a.byContact[CAROL]?.heard).toBe(true);
+    a.sent(msg(CAROL, "out", 60));
+    expect(a.byContact[CAROL]?.heard).toBe(true);
+  });
+
   it("loads each contact once: incoming messages after the read marker, and the newest message", async () => {
     const s = new MemoryStorage();
     s.messages.push(msg(BOB, "in", 10), msg(BOB, "out", 20), msg(BOB, "in", 30, "latest"));
@@ -61,7 +81,7 @@ describe("activity: unread counts and previews", () => {
     await a.sync([contact(BOB, 15), contact(CAROL)]);
     expect(a.byContact[BOB]?.unread).toBe(1);
     expect(a.byContact[BOB]?.last?.text).toBe("latest");
-    expect(a.byContact[CAROL]).toEqual({ unread: 0 });
+    expect(a.byContact[CAROL]).toEqual({ unread: 0, heard: false });
     expect(a.total()).toBe(1);
     const reads = s.reads;
     await a.sync([contact(BOB, 15), contact(CAROL)]);

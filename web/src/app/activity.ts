@@ -32,6 +32,11 @@ export interface LastMessage {
 export interface ContactActivity {
   unread: number;
   last?: LastMessage;
+  /**
+   * A message from this contact is stored: we have heard from them, so they know us (a contact
+   * we never heard from may not have accepted us yet: app/contact-status.ts).
+   */
+  heard?: boolean;
 }
 
 const lastOf = (m: StoredMessage): LastMessage => ({
@@ -76,8 +81,13 @@ export class Activity {
         this.#storage.lastMessage(c.id),
         this.#storage.countIncomingAfter(c.id, c.readAt ?? 0, UNREAD_CAP),
       ]);
+      // Read all history only when the two reads above can't tell (and then stop at the first).
+      const heard =
+        unread > 0 ||
+        last?.direction === "in" ||
+        (last !== undefined && (await this.#storage.countIncomingAfter(c.id, 0, 1)) > 0);
       if (this.byContact[c.id]) continue; // an event filled it meanwhile
-      this.#set(c.id, { unread, ...(last ? { last: lastOf(last) } : {}) });
+      this.#set(c.id, { unread, heard, ...(last ? { last: lastOf(last) } : {}) });
     }
   }
 
@@ -92,7 +102,7 @@ export class Activity {
     this.#remember(m.contactId, m.id);
     const cur = this.byContact[m.contactId];
     if (cur?.last && cur.last.at > m.at) return;
-    this.#set(m.contactId, (a) => ({ unread: a?.unread ?? 0, last: lastOf(m) }));
+    this.#set(m.contactId, (a) => ({ unread: a?.unread ?? 0, heard: a?.heard ?? false, last: lastOf(m) }));
   }
 
   /** A new incoming message, already stored; `seen` when its chat is open and visible. */
@@ -106,6 +116,7 @@ export class Activity {
     const newer = !cur?.last || m.at >= cur.last.at;
     this.#set(m.contactId, (a) => ({
       unread: seen ? 0 : Math.min(UNREAD_CAP, (a?.unread ?? 0) + 1),
+      heard: true,
       ...(newer ? { last: lastOf(m) } : a?.last ? { last: a.last } : {}),
     }));
     if (seen) this.read(m.contactId, m.at);
@@ -127,7 +138,7 @@ export class Activity {
     if (!m || m.contactId !== contactId) return;
     const now = this.byContact[contactId];
     if (now?.last && now.last.at > m.at) return;
-    this.#set(contactId, (a) => ({ unread: a?.unread ?? 0, last: lastOf(m) }));
+    this.#set(contactId, (a) => ({ unread: a?.unread ?? 0, heard: a?.heard ?? false, last: lastOf(m) }));
   }
 
   /** Note an outgoing id as known; false if it already was. */

@@ -1,7 +1,10 @@
 /**
  * The app's state as Solid signals: storage, the unlocked user, contacts (decoded and verified),
  * the running engine with presence, and the current screen. Screens read these and call the
- * actions here; nothing else writes storage.
+ * actions of the app layer (this module and its neighbours in web/src/app/: settings, backup,
+ * conversation, my-link); screens never write storage or call the engine themselves. Contact
+ * records are written by the engine only (`ChatEngine.changeContact`, which stores, acts on the
+ * change and emits `contact-changed`).
  */
 import { type Accessor, batch, createEffect, createSignal } from "solid-js";
 import { createStore, reconcile } from "solid-js/store";
@@ -9,6 +12,7 @@ import { toHex } from "../../../core/bytes.ts";
 import { updateIdentity } from "../../../core/identity/identity.ts";
 import type {
   ChatEngine,
+  ContactChange,
   ContactEndpoints,
   ContactId,
   ContactRecord,
@@ -289,7 +293,7 @@ export class AppModel {
     const loaded = mine
       ? await loadEngine(this.storage, user)
       : {
-          engine: createOfflineEngine(this.storage),
+          engine: await createOfflineEngine(this.storage, user),
           real: false,
           problem: "Loft is open in another tab or window; chat runs there. Messages you write here wait.",
         };
@@ -336,6 +340,7 @@ export class AppModel {
       case "identity-change":
       case "contact-updated":
       case "contact-added":
+      case "contact-changed":
         void this.refreshContacts();
         break;
       case "contact-renamed":
@@ -453,28 +458,35 @@ export class AppModel {
     if (link.refs) endpoints.refs = link.refs;
     const d = outcome.decision;
     let show = id;
+    const engine = this.#contactEngine();
     switch (d.kind) {
       case "new-contact":
-        await this.storage.putContact({
-          id,
-          identity: encodeIdentity(link.identity),
-          username: link.identity.verified.username,
-          trust: "unknown",
-          firstSeen: now,
-          lastSeen: now,
-          endpoints,
+        await engine.changeContact(id, {
+          kind: "add",
+          contact: {
+            id,
+            identity: encodeIdentity(link.identity),
+            username: link.identity.verified.username,
+            trust: "unknown",
+            firstSeen: now,
+            lastSeen: now,
+            endpoints,
+          },
         });
         break;
       case "unchanged":
-        await this.storage.setEndpoints(id, endpoints);
+        await engine.changeContact(id, { kind: "endpoints", endpoints });
         break;
       case "updated":
-        await this.storage.updateContactIdentity(
+        await engine.changeContact(
           id,
-          encodeIdentity(link.identity),
-          link.identity.verified.username,
+          {
+            kind: "identity",
+            identity: encodeIdentity(link.identity),
+            username: link.identity.verified.username,
+          },
+          { kind: "endpoints", endpoints },
         );
-        await this.storage.setEndpoints(id, endpoints);
         break;
       case "downgrade":
       case "rejected":
@@ -489,38 +501,30 @@ export class AppModel {
           seenAt: now,
           source: "link",
         };
-        for (const c of outcome.concerns) {
-          await this.storage.recordIdentityChange(c, change);
-          this.engine?.contactChanged(c);
-        }
+        for (const c of outcome.concerns) await engine.changeContact(c, { kind: "pending", change });
         show = outcome.concerns[0] ?? id;
         break;
       }
     }
     await this.refreshContacts();
-    this.engine?.contactChanged(id);
     return show;
   }
 
   /** Accept a first-contact request: they become an ordinary (Unknown) contact; replies can go. */
   async acceptRequest(id: ContactId): Promise<void> {
-    await this.storage.acceptRequest(id);
+    await this.#contactEngine().changeContact(id, { kind: "accept-request" });
     await this.refreshContacts();
-    this.engine?.contactChanged(id);
   }
 
   /** Decline a first-contact request: the sender is blocked and gets nothing back. */
   async declineRequest(id: ContactId): Promise<void> {
-    await this.storage.declineRequest(id);
+    await this.#contactEngine().changeContact(id, { kind: "decline-request" });
     await this.refreshContacts();
-    this.engine?.contactChanged(id);
   }
 
   async setTrust(id: ContactId, trust: ContactRecord["trust"]): Promise<void> {
-    await this.storage.setTrust(id, trust);
-    if (trust === "rejected") this.engine?.disconnect(id);
+    await this.#contactEngine().changeContact(id, { kind: "trust", trust });
     await this.refreshContacts();
-    this.engine?.contactChanged(id);
   }
 
   /**
@@ -539,39 +543,51 @@ export class AppModel {
     const pending = view?.record.pending;
     const candidate = view?.pendingIdentity;
     if (!view || !pending || !candidate) return id;
+    const engine = this.#contactEngine();
     const now = Date.now();
     let show = id;
+    const changes: ContactChange[] = [];
     if (pending.kind === "rename-collision" && decision === "accept") {
       // The same keys under the new name; trust is kept (signed by the same identity key).
-      await this.storage.updateContactIdentity(id, pending.identity, candidate.verified.username);
+      changes.push({ kind: "identity", identity: pending.identity, username: candidate.verified.username });
     } else if (pending.kind === "noise-key-rotated" && decision === "accept") {
-      await this.storage.updateContactIdentity(id, pending.identity, candidate.verified.username);
-      await this.storage.deleteSession(id);
+      changes.push({
+        kind: "identity",
+        identity: pending.identity,
+        username: candidate.verified.username,
+        newRatchet: true,
+      });
     } else if (pending.kind === "username-collision") {
       const newId = contactIdOf(candidate);
       if (!(await this.storage.getContact(newId)))
-        await this.storage.putContact({
-          id: newId,
-          identity: pending.identity,
-          username: candidate.verified.username,
-          trust: decision === "accept" ? "unknown" : "rejected",
-          firstSeen: now,
-          lastSeen: now,
+        await engine.changeContact(newId, {
+          kind: "add",
+          contact: {
+            id: newId,
+            identity: pending.identity,
+            username: candidate.verified.username,
+            trust: decision === "accept" ? "unknown" : "rejected",
+            firstSeen: now,
+            lastSeen: now,
+          },
         });
       if (decision === "accept") show = newId;
-      this.engine?.contactChanged(newId);
     }
-    await this.storage.clearPending(id);
+    changes.push({ kind: "clear-pending" });
+    await engine.changeContact(id, ...changes);
     await this.refreshContacts();
-    this.engine?.contactChanged(id);
     return show;
   }
 
   async deleteContact(id: ContactId): Promise<void> {
-    this.engine?.disconnect(id);
-    await this.storage.deleteContact(id);
+    await this.#contactEngine().changeContact(id, { kind: "delete" });
     await this.refreshContacts();
-    this.engine?.contactChanged(id);
+  }
+
+  /** Contact records are written by the engine only (`changeContact`); it runs once unlocked. */
+  #contactEngine(): ChatEngine {
+    if (!this.engine) throw new Error("Loft is not ready yet: unlock it first.");
+    return this.engine;
   }
 
   // --- own identity -------------------------------------------------------------------------------

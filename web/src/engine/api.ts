@@ -14,7 +14,7 @@
  *    reload never loses what the UI has shown.
  *  - Everything is keyed by `ContactId`: the lowercase hex of the contact's Ed25519 identity key
  *    (SREMP: "the public identity key serves as a unique identifier").
- *  - The UI works with no engine at all (web/src/offline-engine.ts implements this interface:
+ *  - The UI works without a network (web/src/offline-engine.ts: this engine with no transports;
  *    everyone offline, sends stay `queued` in the outbox). A real engine started later picks the
  *    outbox up.
  *
@@ -23,7 +23,8 @@
  * (the UI holds the "loft-engine" Web Lock); other tabs get the offline stand-in.
  *
  * What the UI already does, and what it expects of the engine:
- *  - Contacts are added, trusted, blocked and deleted by the UI (storage + `contactChanged`).
+ *  - Contacts are added, trusted, blocked and deleted by the UI through `changeContact`, which
+ *    stores the change and acts on it (the UI never writes contact records itself).
  *    Links are checked with core/identity `decideIdentity`; outcomes that need the user become
  *    `ContactRecord.pending`. The engine runs the same TOFU check on the identity a peer presents
  *    in the Noise handshake: `unchanged`/`updated` → `touchContact`/`updateContactIdentity`;
@@ -217,10 +218,25 @@ export interface EngineStorage {
    * key, same noise key, higher version — e.g. a new username or flags).
    */
   updateContactIdentity(id: ContactId, identity: Uint8Array, username: string): Promise<void>;
+  /** Store a contact the user added (from a link), replacing a record with the same id. */
+  putContact(contact: ContactRecord): Promise<void>;
+  /** The endpoints from the contact's link. */
+  setEndpoints(id: ContactId, endpoints: ContactEndpoints): Promise<void>;
+  /** The user accepted a first-contact request: `request` goes, the contact stays Unknown. */
+  acceptRequest(id: ContactId): Promise<void>;
+  /** The user declined a first-contact request: `request` goes, the contact becomes Rejected. */
+  declineRequest(id: ContactId): Promise<void>;
+  setTrust(id: ContactId, trust: Trust): Promise<unknown>;
+  /** The user decided on a pending identity change. */
+  clearPending(id: ContactId): Promise<void>;
+  /** Delete a contact with its history, outbox entries and ratchet session. */
+  deleteContact(id: ContactId): Promise<void>;
 
   getMessage(id: MessageId): Promise<StoredMessage | undefined>;
   /** Insert or replace one message. */
   putMessage(message: StoredMessage): Promise<void>;
+  /** Store a new outgoing message and its outbox entry (`queuedAt` = `at`, no attempts) together. */
+  queueOutgoing(message: StoredMessage): Promise<void>;
   /** Change a message's state (and failure reason). */
   setMessageState(id: MessageId, state: MessageState, failure?: EngineError): Promise<void>;
   /** Incoming de-duplication: the stored message with this peer id, if any. */
@@ -339,6 +355,8 @@ export type EngineEvent =
    * (`ContactRecord.request`), which the user accepts or declines.
    */
   | { type: "contact-added"; contactId: ContactId }
+  /** A contact change made through `ChatEngine.changeContact`, already stored. */
+  | { type: "contact-changed"; contactId: ContactId }
   | { type: "service"; status: ServiceStatus }
   /** An error not tied to one message (e.g. the signaling server went away). */
   | { type: "error"; contactId?: ContactId; error: EngineError };
@@ -395,8 +413,15 @@ export interface ChatEngine {
   retry(messageId: MessageId): Promise<void>;
 
   /**
-   * The UI changed a contact in storage (trust, a resolved identity change, deletion). The
-   * engine re-reads it: drops links to Rejected or deleted contacts, may reconnect accepted ones.
+   * Change a contact (docs/design.md, "Contact records"): the changes are stored in order, the
+   * engine acts on the result — drops links to Rejected or deleted contacts, reconnects accepted
+   * ones — and emits `contact-changed`. The one way the UI writes contact records.
+   */
+  changeContact(contactId: ContactId, ...changes: ContactChange[]): Promise<void>;
+
+  /**
+   * A contact was changed in storage by someone else than `changeContact` (tests, a restored
+   * backup): the engine re-reads it, as `changeContact` does after storing.
    */
   contactChanged(contactId: ContactId): void;
 
@@ -414,6 +439,25 @@ export interface ChatEngine {
   /** Subscribe to events; returns the unsubscribe function (use it in Solid's `onCleanup`). */
   subscribe(listener: EngineListener): () => void;
 }
+
+/** One change to a contact record (`ChatEngine.changeContact`). */
+export type ContactChange =
+  /** A contact added from a link (a record with the same id is replaced). */
+  | { kind: "add"; contact: ContactRecord }
+  | { kind: "endpoints"; endpoints: ContactEndpoints }
+  /**
+   * A newer identity with the same identity key (a link, or an accepted change); `newRatchet`:
+   * the stored ratchet goes too (an accepted noise-key rotation), the next session starts anew.
+   */
+  | { kind: "identity"; identity: Uint8Array; username: string; newRatchet?: boolean }
+  /** A TOFU outcome from a link that needs the user. */
+  | { kind: "pending"; change: PendingIdentityChange }
+  | { kind: "clear-pending" }
+  | { kind: "accept-request" }
+  | { kind: "decline-request" }
+  | { kind: "trust"; trust: Trust }
+  /** The contact, its history, outbox and ratchet are deleted; links close, its mailbox goes. */
+  | { kind: "delete" };
 
 /** What `ChatEngine.handOver` returns. */
 export interface HandedOver {

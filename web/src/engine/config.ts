@@ -75,6 +75,13 @@ export interface EngineConfig {
    * the composition (web/src/chat-engine.ts: WebCrypto with noble fallback). Absent: noble.
    */
   crypto?: CryptoProvider;
+  /**
+   * True: the engine connects to nothing — no signaling, no relay, no data channels; the
+   * transports are never built. Sends are stored and wait in the outbox, refusals and contact
+   * changes work as always (web/src/offline-engine.ts: another tab runs the real one, or it
+   * could not start).
+   */
+  offline?: boolean;
 }
 
 /**

@@ -1,7 +1,9 @@
 /**
  * What every engine module shares (engine.ts): the per-contact `Peer` record, the `EngineContext`
- * state object, events (`emit`, presence and service status; docs/protocol/chat.md §7), the
- * per-contact task chain that serializes ratchet use (chat.md §4). The refusal rules for Rejected
+ * state object, events (`emit`, service status, message states; docs/protocol/chat.md §7), the
+ * per-contact task chain that serializes ratchet use (chat.md §4) and the engine-wide one for the
+ * prekey store. A contact's presence and timers are set only by its link controller
+ * (link/controller.ts; docs/design.md, "The link controller"). The refusal rules for Rejected
  * contacts, pending identity changes and contact requests are in outgoing.ts (`refusalFor`).
  */
 import type { CryptoProvider } from "../../../core/crypto/provider.ts";
@@ -12,15 +14,16 @@ import type { SignalingClient } from "../../../core/signaling/client.ts";
 import type {
   ContactId,
   ContactRecord,
-  EngineError,
   EngineEvent,
   EngineListener,
   EngineStartOptions,
   EngineStorage,
   LinkPath,
   MessageId,
+  MessageState,
   Presence,
   ServiceStatus,
+  StoredMessage,
 } from "./api.ts";
 import type { EngineConfig } from "./config.ts";
 import type { EngineCloseReason } from "./errors.ts";
@@ -34,17 +37,19 @@ import {
   type PrekeyState,
 } from "./prekeys.ts";
 import type { ChatRatchet } from "./ratchet-store.ts";
+import { LinkTimers } from "./timers.ts";
 import type { DialedLink, LiveTransport, RelayConnections } from "./transport.ts";
 
 export interface Live {
   session: Session;
   path: LinkPath;
   lastInbound: number;
-  heartbeat: ReturnType<typeof setInterval>;
   /** Outgoing message ids sent on this session (resent on the next one until receipted). */
   sent: Set<MessageId>;
   /** Our mailbox for the peer was announced on this session. */
   announced: boolean;
+  /** A heartbeat PING is being sent (session.ts `heartbeat`): the next tick sends none. */
+  pinging: boolean;
 }
 
 export interface Attempt {
@@ -80,7 +85,8 @@ export interface Peer {
   live?: Live;
   attempt?: Attempt;
   ratchet?: ChatRatchet;
-  retryTimer?: ReturnType<typeof setTimeout>;
+  /** Every timer of this contact (retry, mailbox, receipt, upgrade, heartbeat): set only by its link controller. */
+  readonly timers: LinkTimers;
   failures: number;
   /** Serializes every ratchet operation and the storage writes that go with it. */
   queue: Promise<unknown>;
@@ -93,14 +99,11 @@ export interface Peer {
   tx?: TxQueue;
   /** From this time on, the outbox may go to the contact's mailbox (Infinity: not now). */
   mailboxAt: number;
-  mailboxTimer?: ReturnType<typeof setTimeout>;
   deposit?: Deposit;
   relayFailures: number;
   pieces: PieceBuffer;
   /** Receipts for messages that came through the mailbox, waiting to go back. */
   receipts: Set<string>;
-  receiptTimer?: ReturnType<typeof setTimeout>;
-  upgradeTimer?: ReturnType<typeof setTimeout>;
   upgradeFailures: number;
   /** The contact-address reference from their link (offline first contact). */
   addressRef?: AddressRef;
@@ -168,12 +171,10 @@ export interface EngineContext {
   /** Consecutive BUSY refusals of our REGISTER (reset once registered; presence.ts). */
   registerBusy: number;
   lastStamp: number;
-  /** The engine's `contactChanged` (a first contact can record an identity change). */
-  contactChanged(contactId: ContactId): void;
 }
 
 /** Largest message reassembled from mailbox pieces (a 16 000-character text is about 66 KB). */
-export const MAX_MAILBOX_MESSAGE = 256 * 1024;
+const MAX_MAILBOX_MESSAGE = 256 * 1024;
 
 /** The contact-address reference from a contact's link, if it carries one. */
 export function addressRefOf(c: ContactRecord): { addressRef?: AddressRef } {
@@ -187,13 +188,13 @@ export function addressRefOf(c: ContactRecord): { addressRef?: AddressRef } {
  * Local time for `at` / `queuedAt`, strictly increasing within this engine: storage orders
  * history and the outbox by it, and two messages in one millisecond must keep their order.
  */
-export function stamp(ctx: EngineContext): number {
+export function stamp(ctx: Pick<EngineContext, "lastStamp">): number {
   const now = Date.now();
   ctx.lastStamp = now > ctx.lastStamp ? now : ctx.lastStamp + 1;
   return ctx.lastStamp;
 }
 
-export function emit(ctx: EngineContext, event: EngineEvent): void {
+export function emit(ctx: Pick<EngineContext, "listeners">, event: EngineEvent): void {
   for (const l of ctx.listeners) {
     try {
       l(event);
@@ -203,41 +204,17 @@ export function emit(ctx: EngineContext, event: EngineEvent): void {
   }
 }
 
-export function setService(ctx: EngineContext, change: Partial<ServiceStatus>): void {
+export function setService(
+  ctx: Pick<EngineContext, "service" | "listeners">,
+  change: Partial<ServiceStatus>,
+): void {
   const next = { ...ctx.service, ...change };
   if (next.signaling === ctx.service.signaling && next.relay === ctx.service.relay) return;
   ctx.service = next;
   emit(ctx, { type: "service", status: { ...next } });
 }
 
-export function setPresence(
-  ctx: EngineContext,
-  peer: Peer,
-  status: Presence["status"],
-  path?: LinkPath,
-  lastError?: EngineError,
-  directUnavailable = false,
-): void {
-  const prev = peer.presence;
-  if (
-    prev.status === status &&
-    prev.path === path &&
-    prev.lastError?.kind === lastError?.kind &&
-    prev.lastError?.message === lastError?.message &&
-    (prev.directUnavailable ?? false) === directUnavailable
-  )
-    return;
-  peer.presence = {
-    status,
-    since: prev.status === status ? prev.since : Date.now(),
-    ...(path ? { path } : {}),
-    ...(lastError ? { lastError } : {}),
-    ...(directUnavailable ? { directUnavailable } : {}),
-  };
-  emit(ctx, { type: "presence", contactId: peer.id, presence: peer.presence });
-}
-
-export function peerFor(ctx: EngineContext, c: ContactRecord): Peer {
+export function peerFor(ctx: Pick<EngineContext, "peers">, c: ContactRecord): Peer {
   let p = ctx.peers.get(c.id);
   if (!p) {
     const decoded = decodeIdentity(c.identity);
@@ -251,6 +228,7 @@ export function peerFor(ctx: EngineContext, c: ContactRecord): Peer {
       manualOff: false,
       blocked: refusalFor(c) !== undefined,
       rejected: c.trust === "rejected",
+      timers: new LinkTimers(),
       failures: 0,
       queue: Promise.resolve(),
       flushing: false,
@@ -276,17 +254,50 @@ export function serial<T>(peer: Peer, task: () => Promise<T>): Promise<T> {
 }
 
 /** The crypto provider of the engine's configuration, as an option to spread into core calls. */
-export function cryptoOf(ctx: EngineContext): { crypto?: CryptoProvider } {
+export function cryptoOf(ctx: { cfg: { crypto?: CryptoProvider } }): { crypto?: CryptoProvider } {
   return ctx.cfg.crypto ? { crypto: ctx.cfg.crypto } : {};
 }
 
-export function dropLinks(peer: Peer, reason: string): void {
-  peer.attempt?.link.close(reason);
-  peer.attempt = undefined;
-  peer.live?.session.close(reason);
+/** Whether a live session may come up soon (signaling works and says the contact is online). */
+export function reachableLive(ctx: Pick<EngineContext, "signaling">, peer: Peer): boolean {
+  return ctx.signaling?.state === "registered" && peer.online && !peer.manualOff;
 }
 
-/** Whether a live session may come up soon (signaling works and says the contact is online). */
-export function reachableLive(ctx: EngineContext, peer: Peer): boolean {
-  return ctx.signaling?.state === "registered" && peer.online && !peer.manualOff;
+/**
+ * How long the outbox waits before it may go to the contact's mailbox when a send, a close or an
+ * accepted first contact leaves no session (mailbox.md §3): `mailboxDelayMs` while a live session
+ * may come up soon, else 0.
+ */
+export function mailboxDelay(ctx: Pick<EngineContext, "signaling" | "cfg">, peer: Peer): number {
+  return reachableLive(ctx, peer) ? ctx.cfg.mailboxDelayMs : 0;
+}
+
+/** Store a message's new state, then tell the UI (stored before the event, api.ts). */
+export async function setMessageState(
+  ctx: Pick<EngineContext, "storage" | "listeners">,
+  m: StoredMessage,
+  state: MessageState,
+): Promise<void> {
+  await ctx.storage.setMessageState(m.id, state);
+  m.state = state;
+  emit(ctx, { type: "message-state", contactId: m.contactId, id: m.id, state });
+}
+
+/** Run `task` after every earlier prekey-store / contact-address task (EngineContext.addressChain). */
+export function addressSerial<T>(
+  ctx: Pick<EngineContext, "addressChain">,
+  task: () => Promise<T>,
+): Promise<T> {
+  const run = ctx.addressChain.then(task, task);
+  ctx.addressChain = run.catch(() => {});
+  return run;
+}
+
+/** Full-jitter backoff for relay work (deposits, receipts, the contact address; mailbox.md §3). */
+export function relayBackoff(ctx: Pick<EngineContext, "cfg">, failures: number): number {
+  const ceiling = Math.min(
+    ctx.cfg.relayBackoffMaxMs,
+    ctx.cfg.relayBackoffInitialMs * 2 ** Math.min(failures, 16),
+  );
+  return Math.floor(Math.random() * ceiling) + 200;
 }

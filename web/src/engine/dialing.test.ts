@@ -7,11 +7,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { toHex } from "../../../core/bytes.ts";
 import { createUserIdentity } from "../../../core/identity/identity.ts";
 import { type RunningSignaling, startSignaling, wsFactory } from "../../../signaling/testing.ts";
+import { Hub, MemoryStorage, until } from "../../../test/support/engine.ts";
 import { createRelayPool } from "../net/relay-pool.ts";
 import type { Presence } from "./api.ts";
 import { DIRECT_UNAVAILABLE_AFTER } from "./dialing.ts";
 import { Engine } from "./engine.ts";
-import { Hub, MemoryStorage, until } from "./test-support.ts";
 
 /** Close links that have not opened after `ms` with "open-timeout", as WebRtcLink does. */
 function withOpenTimeout(factory: ReturnType<Hub["factory"]>, ms: number): ReturnType<Hub["factory"]> {

@@ -1,45 +1,36 @@
 /**
- * Dialing (docs/protocol/chat.md §1, §6; docs/protocol/mailbox.md §6): when to dial a contact,
- * backoff with full jitter after failures, direct attempts that fall back to a live relay link,
- * retrying direct while on the relay, incoming offers with glare resolution, failed attempts.
+ * Dialing, the step (docs/protocol/chat.md §1, §6; docs/protocol/mailbox.md §6): whether and when
+ * to dial a contact, backoff with full jitter after failures, the Noise handshake over a link,
+ * when a direct attempt gives way to the relay, when to try direct again while on the relay,
+ * incoming offers with glare resolution, and what a failed attempt means. The link controller
+ * (link/controller.ts) holds the attempt and runs the dial; this module decides and returns
+ * outcomes, and imports no other step.
  */
-import { toHex, wipe } from "../../../core/bytes.ts";
-import { establishSession } from "../../../core/session/index.ts";
-import type { EngineError, LinkPath } from "./api.ts";
-import {
-  type Attempt,
-  cryptoOf,
-  type EngineContext,
-  emit,
-  type Peer,
-  Refused,
-  setPresence,
-  timeout,
-} from "./context.ts";
+import { establishSession, type Session } from "../../../core/session/index.ts";
+import type { ContactRecord, EngineError, LinkPath } from "./api.ts";
+import { type Attempt, cryptoOf, type EngineContext, emit, type Peer, Refused } from "./context.ts";
 import { closeRule, describeFailure } from "./errors.ts";
+import { cancel, type DialReason, follow, type Outcome, presence, schedule } from "./outcome.ts";
 import { refusalFor } from "./outgoing.ts";
-import { freshRatchetKeyPair, RATCHET_KEY_EXTENSION } from "./ratchet-store.ts";
-import { allowMailbox } from "./relay-mailbox.ts";
-import { runSession } from "./session.ts";
+import { RATCHET_KEY_EXTENSION } from "./ratchet-store.ts";
 import type { DialedLink, IncomingOffer } from "./transport.ts";
 
-export function maybeDial(
-  ctx: EngineContext,
-  peer: Peer,
-  why: "presence" | "registered" | "changed" | "send" | "retry",
-): void {
-  if (ctx.stopped || !ctx.direct || ctx.signaling?.state !== "registered") return;
-  if (peer.live || peer.attempt || peer.manualOff || peer.blocked || !peer.online) return;
+/** What dialing reads of the engine: timings, the transports and signaling, who we are, the listeners it tells. */
+export type DialingContext = Pick<
+  EngineContext,
+  "cfg" | "stopped" | "signaling" | "direct" | "relayLive" | "selfId" | "user" | "listeners"
+>;
+
+/** Whether to dial now, after the glare delay, or not at all. */
+export function dialDecision(ctx: DialingContext, peer: Peer, why: DialReason): Outcome[] {
+  if (ctx.stopped || !ctx.direct || ctx.signaling?.state !== "registered") return [];
+  if (peer.live || peer.attempt || peer.manualOff || peer.blocked || !peer.online) return [];
   // Glare avoidance: when a contact comes online both ends learn it at once; the lower key
   // dials first, the higher one only if nothing arrived meanwhile.
   const delay =
     (why === "presence" || why === "registered") && ctx.selfId > peer.id ? ctx.cfg.glareDelayMs : 0;
-  clearTimeout(peer.retryTimer);
-  if (delay > 0) {
-    peer.retryTimer = setTimeout(() => maybeDial(ctx, peer, "retry"), delay);
-    return;
-  }
-  void dial(ctx, peer);
+  if (delay > 0) return [schedule("retry", delay, { step: "maybe-dial", why: "retry" })];
+  return [cancel("retry"), follow({ step: "dial" })];
 }
 
 /**
@@ -63,61 +54,50 @@ function unavailableError(peer: Peer): EngineError {
   };
 }
 
-export function scheduleRetry(ctx: EngineContext, peer: Peer): void {
-  if (ctx.stopped || peer.manualOff || !peer.online || peer.live) return;
-  clearTimeout(peer.retryTimer);
+/** One more failure: the next dial after a full-jitter backoff. */
+export function retryLater(ctx: DialingContext, peer: Peer): Outcome[] {
+  if (ctx.stopped || peer.manualOff || !peer.online || peer.live) return [];
   peer.failures++;
   const max = peer.failures >= DIRECT_UNAVAILABLE_AFTER ? UNAVAILABLE_BACKOFF_MAX_MS : ctx.cfg.backoffMaxMs;
   const ceiling = Math.min(max, ctx.cfg.backoffInitialMs * 2 ** Math.min(peer.failures, 16));
   const delay = Math.floor(Math.random() * ceiling) + 200;
-  peer.retryTimer = setTimeout(() => maybeDial(ctx, peer, "retry"), delay);
+  return [schedule("retry", delay, { step: "maybe-dial", why: "retry" })];
 }
 
-/**
- * Dial a direct channel. If it has not opened after `relayFallbackMs` (or the path failed), the
- * chat goes live through the relay instead. `upgrade`: we are on the relay and try direct again
- * (no fallback; a failure leaves the relay session alone).
- */
-export async function dial(ctx: EngineContext, peer: Peer, upgrade = false): Promise<void> {
-  if (peer.blocked || !ctx.direct || peer.attempt || ctx.stopped) return;
-  if (peer.live && !(upgrade && peer.live.path === "relay")) return;
-  const link = ctx.direct.dial(peer.key);
-  const attempt: Attempt = { link, direction: "out", path: "direct", startedAt: Date.now() };
-  peer.attempt = attempt;
-  // Once the path counts as unavailable, retries run quietly under that label.
-  if (!peer.live && !directUnavailable(peer)) setPresence(ctx, peer, "connecting");
-  ctx.cfg.log(`dial ${peer.id.slice(0, 8)}${upgrade ? " (direct, while on the relay)" : ""}`);
-  try {
-    const fallback = !upgrade && ctx.relayLive !== undefined;
-    const opened = await openedWithin(link, fallback ? ctx.cfg.relayFallbackMs : undefined);
-    if (!opened) {
-      if (peer.attempt !== attempt) {
-        if (link.state !== "closed") link.close("superseded");
-        return;
-      }
-      ctx.cfg.log(`no direct channel to ${peer.id.slice(0, 8)}: going through the relay`);
-      link.close("relay-fallback");
-      peer.attempt = undefined;
-      await dialRelay(ctx, peer);
-      return;
-    }
-    const session = await establishSession({
-      link,
-      role: "initiator",
-      kind: "direct",
-      self: ctx.user,
-      expectedIdentityKey: peer.key,
-      handshakeTimeoutMs: ctx.cfg.handshakeTimeoutMs,
-      ...cryptoOf(ctx),
-    });
-    await runSession(ctx, peer, attempt, session, undefined, "direct");
-  } catch (e) {
-    await attemptFailed(ctx, peer, attempt, e);
-    if (upgrade) {
-      peer.upgradeFailures++;
-      scheduleUpgrade(ctx, peer);
-    }
-  }
+/** The presence while a new attempt runs: "connecting", unless retries run quietly (unavailable). */
+export function attemptPresence(peer: Peer): Outcome[] {
+  return !peer.live && !directUnavailable(peer) ? [presence("connecting")] : [];
+}
+
+/** A direct attempt may start (`upgrade`: we are live on the relay and try direct again). */
+export function mayDialDirect(ctx: DialingContext, peer: Peer, upgrade: boolean): boolean {
+  if (peer.blocked || !ctx.direct || peer.attempt || ctx.stopped) return false;
+  return !peer.live || (upgrade && peer.live.path === "relay");
+}
+
+/** A live relay attempt may start. */
+export function mayDialRelay(ctx: DialingContext, peer: Peer): boolean {
+  return ctx.relayLive !== undefined && !peer.blocked && !peer.attempt && !peer.live && !ctx.stopped;
+}
+
+/** Noise XXhfs over an open link, bound to the contact's identity key (chat.md §2). */
+export function handshake(
+  ctx: DialingContext,
+  peer: Peer,
+  link: DialedLink,
+  path: LinkPath,
+  ratchetKey?: Uint8Array,
+): Promise<Session> {
+  return establishSession({
+    link,
+    role: ratchetKey ? "responder" : "initiator",
+    kind: path,
+    self: ctx.user,
+    expectedIdentityKey: peer.key,
+    ...(ratchetKey ? { extensions: { [RATCHET_KEY_EXTENSION]: ratchetKey } } : {}),
+    handshakeTimeoutMs: ctx.cfg.handshakeTimeoutMs,
+    ...cryptoOf(ctx),
+  });
 }
 
 /**
@@ -148,105 +128,58 @@ export async function openedWithin(link: DialedLink, ms: number | undefined): Pr
   throw r.e;
 }
 
-/** A live link through the relay (RelayLink over a queue pair), Noise with link kind "relay". */
-export async function dialRelay(ctx: EngineContext, peer: Peer): Promise<void> {
-  const relay = ctx.relayLive;
-  if (!relay || peer.blocked || peer.attempt || peer.live || ctx.stopped) return;
-  const link = relay.dial(peer.key);
-  const attempt: Attempt = { link, direction: "out", path: "relay", startedAt: Date.now() };
-  peer.attempt = attempt;
-  if (!directUnavailable(peer)) setPresence(ctx, peer, "connecting");
-  ctx.cfg.log(`dial ${peer.id.slice(0, 8)} through the relay`);
-  try {
-    await timeout(link.opened, ctx.cfg.openTimeoutMs, "open-timeout");
-    const session = await establishSession({
-      link,
-      role: "initiator",
-      kind: "relay",
-      self: ctx.user,
-      expectedIdentityKey: peer.key,
-      handshakeTimeoutMs: ctx.cfg.handshakeTimeoutMs,
-      ...cryptoOf(ctx),
-    });
-    await runSession(ctx, peer, attempt, session, undefined, "relay");
-  } catch (e) {
-    await attemptFailed(ctx, peer, attempt, e);
-  }
+/** On the relay path: when to try a direct channel again ("switches to direct when it can"). */
+export function planUpgrade(ctx: DialingContext, peer: Peer): Outcome[] {
+  if (ctx.stopped || peer.live?.path !== "relay") return [cancel("upgrade")];
+  return [
+    schedule(
+      "upgrade",
+      Math.min(ctx.cfg.directRetryMaxMs, ctx.cfg.directRetryMs * 2 ** Math.min(peer.upgradeFailures, 8)),
+      { step: "upgrade-due" },
+    ),
+  ];
 }
 
-/** On the relay path: try a direct channel again later ("switches to direct when it can"). */
-export function scheduleUpgrade(ctx: EngineContext, peer: Peer): void {
-  clearTimeout(peer.upgradeTimer);
-  if (ctx.stopped || peer.live?.path !== "relay") return;
-  peer.upgradeTimer = setTimeout(
-    () => {
-      if (peer.live?.path !== "relay") return;
-      if (peer.attempt || !peer.online || peer.blocked || peer.manualOff) scheduleUpgrade(ctx, peer);
-      else void dial(ctx, peer, true);
-    },
-    Math.min(ctx.cfg.directRetryMaxMs, ctx.cfg.directRetryMs * 2 ** Math.min(peer.upgradeFailures, 8)),
-  );
+/** The upgrade timer fired. */
+export function upgradeDue(peer: Peer): Outcome[] {
+  if (peer.live?.path !== "relay") return [];
+  if (peer.attempt || !peer.online || peer.blocked || peer.manualOff)
+    return [follow({ step: "plan-upgrade" })];
+  return [follow({ step: "dial", upgrade: true })];
 }
 
-export async function onOffer(ctx: EngineContext, offer: IncomingOffer): Promise<void> {
-  const id = toHex(offer.from);
-  const c = await ctx.storage.getContact(id);
-  const peer = ctx.peers.get(id);
-  if (ctx.stopped || !c || !peer || refusalFor(c)) {
-    ctx.cfg.log(`refused an offer from ${id.slice(0, 8)}`);
-    offer.refuse("refused");
-    return;
-  }
+/** What to do with an incoming offer, given our own attempt (glare, chat.md §1). */
+export function offerDecision(
+  ctx: DialingContext,
+  peer: Peer | undefined,
+  contact: ContactRecord | undefined,
+  offer: IncomingOffer,
+): { accept: false; refuse: "refused" | "glare" } | { accept: true; path: LinkPath; closeOurs?: string } {
+  if (ctx.stopped || !contact || !peer || refusalFor(contact)) return { accept: false, refuse: "refused" };
   const path: LinkPath = offer.path ?? "direct";
   const mine = peer.attempt;
   if (mine?.direction === "out") {
     const fresh = Date.now() - mine.startedAt < ctx.cfg.staleDialMs;
     // A relay offer means the peer gave up on a direct channel: it wins over our direct attempt.
     const relayOverDirect = path === "relay" && mine.path === "direct";
-    if (!relayOverDirect && ctx.selfId < id && fresh && mine.link.state === "connecting") {
+    if (!relayOverDirect && ctx.selfId < peer.id && fresh && mine.link.state === "connecting")
       // Glare: both dialed; the lower identity key's attempt wins (docs/protocol/chat.md).
-      offer.refuse("glare");
-      return;
-    }
-    mine.link.close("glare-yield");
-  } else if (mine) {
-    mine.link.close("superseded");
+      return { accept: false, refuse: "glare" };
+    return { accept: true, path, closeOurs: "glare-yield" };
   }
-  peer.manualOff = false;
-  clearTimeout(peer.retryTimer);
-  const link = offer.accept();
-  const attempt: Attempt = { link, direction: "in", path, startedAt: Date.now() };
-  peer.attempt = attempt;
-  if (!peer.live && !directUnavailable(peer)) setPresence(ctx, peer, "connecting");
-  const keyPair = await freshRatchetKeyPair(ctx.cfg.crypto);
-  try {
-    await link.opened;
-    const session = await establishSession({
-      link,
-      role: "responder",
-      kind: path,
-      self: ctx.user,
-      expectedIdentityKey: peer.key,
-      extensions: { [RATCHET_KEY_EXTENSION]: keyPair.publicKey },
-      handshakeTimeoutMs: ctx.cfg.handshakeTimeoutMs,
-      ...cryptoOf(ctx),
-    });
-    await runSession(ctx, peer, attempt, session, keyPair, path);
-  } catch (e) {
-    await attemptFailed(ctx, peer, attempt, e);
-    if (peer.live?.path === "relay") scheduleUpgrade(ctx, peer);
-  } finally {
-    wipe(keyPair.secretKey);
-  }
+  return mine ? { accept: true, path, closeOurs: "superseded" } : { accept: true, path };
 }
 
+/**
+ * An attempt failed (it is no longer the contact's attempt): close its link with the reason,
+ * and say what the person sees and when to try again.
+ */
 export async function attemptFailed(
-  ctx: EngineContext,
+  ctx: DialingContext,
   peer: Peer,
   attempt: Attempt,
   e: unknown,
-): Promise<void> {
-  if (peer.attempt === attempt) peer.attempt = undefined;
+): Promise<Outcome[]> {
   let reason: string;
   let detail: string | undefined;
   if (e instanceof Refused) reason = e.reason;
@@ -268,17 +201,19 @@ export async function attemptFailed(
   }
   if (attempt.link.state !== "closed") attempt.link.close(reason, detail);
   ctx.cfg.log(`attempt ${attempt.direction} ${peer.id.slice(0, 8)} ended: ${reason}`);
-  if (ctx.stopped || closeRule(reason).quiet) return;
+  if (ctx.stopped || closeRule(reason).quiet) return [];
+  const out: Outcome[] = [];
   if (reason === "bye-refused" && !peer.refusedUs) {
     peer.refusedUs = true;
-    allowMailbox(ctx, peer, 0);
+    out.push(follow({ step: "allow-mailbox", delayMs: 0 }));
   }
   const error = describeFailure(reason, peer.name, detail, peer.addressRef !== undefined);
   if (error.kind === "verification-failed") emit(ctx, { type: "error", contactId: peer.id, error });
-  scheduleRetry(ctx, peer);
+  out.push(...retryLater(ctx, peer));
   if (!peer.live && !peer.attempt) {
     // A verification failure stays what it is; plain failures past the threshold say the path is down.
     const unavailable = directUnavailable(peer) && error.kind !== "verification-failed";
-    setPresence(ctx, peer, "offline", undefined, unavailable ? unavailableError(peer) : error, unavailable);
+    out.push(presence("offline", undefined, unavailable ? unavailableError(peer) : error, unavailable));
   }
+  return out;
 }

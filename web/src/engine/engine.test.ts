@@ -7,13 +7,19 @@
  * test/e2e/chat.e2e.ts and test/e2e/tamper.e2e.ts.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { toHex } from "../../../core/bytes.ts";
 import { createUserIdentity, type UserIdentity, updateIdentity } from "../../../core/identity/identity.ts";
+import { SignalingClient } from "../../../core/signaling/client.ts";
 import { type RunningSignaling, startSignaling, wsFactory } from "../../../signaling/testing.ts";
-import { createRelayPool } from "../net/relay-pool.ts";
-import type { ContactId, EngineEvent, MessageId, MessageState } from "./api.ts";
-import { Engine, type EngineConfig } from "./engine.ts";
-import { Hub, MemoryStorage, SlowStorage, until } from "./test-support.ts";
+import {
+  EngineHarness,
+  type EngineNode,
+  Hub,
+  MemoryStorage,
+  SlowStorage,
+  until,
+} from "../../../test/support/engine.ts";
+import type { MessageId } from "./api.ts";
+import type { EngineConfig } from "./engine.ts";
 
 const FAST: Partial<EngineConfig> = {
   heartbeatIntervalMs: 100,
@@ -24,20 +30,13 @@ const FAST: Partial<EngineConfig> = {
   log: () => {},
 };
 
-interface Node {
-  user: UserIdentity;
-  id: ContactId;
-  storage: MemoryStorage;
-  engine: Engine;
-  events: EngineEvent[];
-  /** Storage states seen at the moment each message-state event was emitted. */
-  storedAtEmit: { event: MessageState; stored: MessageState | undefined }[];
-}
-
 describe("chat engine (Node, real signaling, in-memory links)", () => {
   let signaling: RunningSignaling;
-  let hub: Hub;
-  const running: Engine[] = [];
+  const h = new EngineHarness(() => ({ signalingUrl: signaling.url, config: FAST }));
+  const node = (name: string, user?: UserIdentity, storage?: MemoryStorage) => h.node(name, user, storage);
+  const online = (n: EngineNode, peer: EngineNode) => h.online(n, peer);
+  const stateOf = (n: EngineNode, id: MessageId) => h.stateOf(n, id);
+  const pair = () => h.pair();
 
   beforeAll(async () => {
     signaling = await startSignaling();
@@ -46,49 +45,8 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     await signaling?.close();
   });
   afterEach(async () => {
-    for (const e of running.splice(0)) await e.stop();
+    await h.stopAll();
   });
-
-  function node(
-    name: string,
-    user = createUserIdentity({ username: name, now: Date.now() }),
-    storage?: MemoryStorage,
-  ) {
-    const s = storage ?? new MemoryStorage(signaling.url);
-    const n: Node = {
-      user,
-      id: toHex(user.identity.verified.identity_key),
-      storage: s,
-      engine: new Engine(
-        { user, storage: s },
-        { ...FAST, webSocket: wsFactory(), transport: hub.factory(user), relayConnections: createRelayPool },
-      ),
-      events: [],
-      storedAtEmit: [],
-    };
-    n.engine.subscribe((e) => {
-      n.events.push(e);
-      if (e.type === "message-state")
-        n.storedAtEmit.push({ event: e.state, stored: s.messages.get(e.id)?.state });
-    });
-    running.push(n.engine);
-    return n;
-  }
-
-  const online = (n: Node, peer: Node) => n.engine.presence(peer.id).status === "online";
-  const stateOf = (n: Node, id: MessageId) => n.storage.messages.get(id)?.state;
-
-  async function pair(): Promise<[Node, Node]> {
-    hub = new Hub();
-    const a = node("alice");
-    const b = node("bob");
-    a.storage.addUser(b.user);
-    b.storage.addUser(a.user);
-    await a.engine.start();
-    await b.engine.start();
-    await until(() => online(a, b) && online(b, a), "both online");
-    return [a, b];
-  }
 
   it("delivers both ways; states queued → sending → sent → delivered, stored before each event", async () => {
     const [a, b] = await pair();
@@ -120,7 +78,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
   });
 
   it("keeps hand-over order when storage calls finish out of order (sends in the same tick)", async () => {
-    hub = new Hub();
+    h.hub = new Hub();
     const a = node("alice", undefined, new SlowStorage(signaling.url, 7));
     const b = node("bob");
     a.storage.addUser(b.user);
@@ -170,7 +128,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
   });
 
   it("flushes an outbox written while the contact was offline, in order, once", async () => {
-    hub = new Hub();
+    h.hub = new Hub();
     const a = node("alice");
     const bobUser = createUserIdentity({ username: "bob", now: Date.now() });
     const bId = a.storage.addUser(bobUser);
@@ -187,12 +145,12 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
 
   it("detects a silently dead link by heartbeat, replaces it, and resends what was in flight", async () => {
     const [a, b] = await pair();
-    const before = hub.links.length;
-    for (const l of hub.links) l.cut = true; // the network vanishes; nobody sees a close
+    const before = h.hub.links.length;
+    for (const l of h.hub.links) l.cut = true; // the network vanishes; nobody sees a close
     const m = await a.engine.send(b.id, "sent into the void");
     await until(() => stateOf(a, m) === "sent", "handed to the dead session");
     // Heartbeats notice, the session is closed and a new link comes up (glare-safe redial).
-    await until(() => hub.links.length > before && online(a, b) && online(b, a), "a new session");
+    await until(() => h.hub.links.length > before && online(a, b) && online(b, a), "a new session");
     await until(() => stateOf(a, m) === "delivered", "delivered on the new session");
     expect(b.storage.texts(a.id, "in")).toEqual(["sent into the void"]);
     const closed = a.events.find(
@@ -226,7 +184,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     const b2 = node("bob", b.user, b.storage);
     await b2.engine.start();
     await until(() => online(a, b2) && online(b2, a), "online again");
-    const notice = (n: Node) =>
+    const notice = (n: EngineNode) =>
       n.events.find((e) => e.type === "error" && e.error.message.includes("new secure session"));
     await until(() => notice(a) !== undefined && notice(b2) !== undefined, "both told");
     const m2 = await b2.engine.send(a.id, "after the reset");
@@ -236,7 +194,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
   });
 
   it("glare: both dial at once, the lower key's attempt wins, one session results", async () => {
-    hub = new Hub();
+    h.hub = new Hub();
     const a = node("alice");
     const b = node("bob");
     a.storage.addUser(b.user);
@@ -309,7 +267,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
   });
 
   it("an unreachable signaling server: start() still resolves, the status and an error say so, sends wait", async () => {
-    hub = new Hub();
+    h.hub = new Hub();
     const storage = new MemoryStorage("ws://127.0.0.1:9/signal"); // discard port: nothing listens
     const a = node("alice", undefined, storage);
     const bId = a.storage.addUser(createUserIdentity({ username: "bob", now: Date.now() }));
@@ -322,7 +280,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
   });
 
   it("a signaling server that refuses our REGISTER (another audience) is said in plain words, not silence", async () => {
-    hub = new Hub();
+    h.hub = new Hub();
     // A server configured for another public address: every REGISTER naming the URL we dialled
     // is refused WRONG_AUDIENCE, so contacts would see us offline forever.
     const elsewhere = await startSignaling({ audience: ["wss://elsewhere.example/signal"] });
@@ -339,20 +297,68 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     }
   });
 
-  it("refuses offers from strangers and Rejected contacts; refusals are plain words for the dialer", async () => {
-    hub = new Hub();
+  it("changes a contact through changeContact: stored, acted on, announced", async () => {
+    const [a, b] = await pair();
+    const changed = () => a.events.filter((e) => e.type === "contact-changed" && e.contactId === b.id).length;
+    await a.engine.changeContact(b.id, { kind: "trust", trust: "rejected" });
+    expect(a.storage.contacts.get(b.id)?.trust).toBe("rejected");
+    expect(changed()).toBe(1);
+    await until(() => !online(a, b) && !online(b, a), "the link closed both ways");
+    expect(a.engine.presence(b.id).lastError?.kind).toBe("contact-rejected");
+    await expect(a.engine.send(b.id, "blocked")).rejects.toThrow(/blocked/);
+    await a.engine.changeContact(b.id, { kind: "trust", trust: "unknown" });
+    expect(changed()).toBe(2);
+    a.engine.connect(b.id);
+    await until(() => online(a, b) && online(b, a), "back online");
+    const m = await a.engine.send(b.id, "unblocked");
+    await until(() => stateOf(a, m) === "delivered", "delivered");
+    await a.engine.changeContact(b.id, { kind: "delete" });
+    expect(a.storage.contacts.has(b.id)).toBe(false);
+    expect(a.storage.texts(b.id, "out")).toEqual([]);
+    expect(changed()).toBe(3);
+    await until(() => !online(b, a), "bob sees alice gone");
+    expect(a.engine.presence(b.id).status).toBe("offline");
+  });
+
+  it("shows presence only to accepted contacts; a stranger's direct offer is still refused", async () => {
+    h.hub = new Hub();
     const a = node("alice");
+    const bob = node("bob");
     const stranger = node("mallory");
+    a.storage.addUser(bob.user);
+    bob.storage.addUser(a.user);
     stranger.storage.addUser(a.user);
     await a.engine.start();
+    await bob.engine.start();
     await stranger.engine.start();
-    await until(() => stranger.engine.presence(a.id).lastError?.kind === "not-accepted", "refused");
-    expect(online(a, stranger)).toBe(false);
-    expect(stranger.engine.presence(a.id).lastError?.message).toBe(
-      "alice hasn't added you yet. Messages wait on this device until alice opens your contact link.",
-    );
+    // Alice is registered and her contact sees her (docs/protocol/signaling.md, "Contacts only").
+    await until(() => online(bob, a), "alice online for her contact");
+    // The server's answer to a registered stranger who watches her: offline, no LOOKUP result.
+    const eve = new SignalingClient({
+      url: signaling.url,
+      user: createUserIdentity({ username: "eve", now: Date.now() }),
+      connect: wsFactory(),
+      reconnect: false,
+    });
+    try {
+      await eve.start();
+      expect(await eve.subscribe([a.user.identity.verified.identity_key])).toEqual([
+        { key: a.user.identity.verified.identity_key, online: false },
+      ]);
+      expect((await eve.lookup(a.user.identity.verified.identity_key)).online).toBe(false);
+    } finally {
+      eve.close();
+    }
+    // The stranger's engine never saw her online, so it never dialed and was never refused.
+    expect(stranger.engine.presence(a.id).status).toBe("offline");
+    expect(stranger.engine.presence(a.id).lastError).toBeUndefined();
+    // A direct offer that comes anyway (a stranger who dials blind) is refused before any session.
+    const transport = h.hub.factory(stranger.user)(h.hub.endpoints.get(stranger.id)!);
+    const dialed = transport.dial(a.user.identity.verified.identity_key);
+    expect((await dialed.closed).reason).toBe("bye-refused");
     const m = await stranger.engine.send(a.id, "let me in");
     expect(stateOf(stranger, m)).toBe("queued");
     expect(a.storage.messages.size).toBe(0);
+    expect(await a.storage.getContact(stranger.id)).toBeUndefined();
   });
 });

@@ -11,18 +11,21 @@
  *                                          application message under its own key
  *   outbox, receipts, heartbeats           the modules below
  *
- * This file is the `ChatEngine` facade: lifecycle (start/stop) and user actions. The work is
- * done by modules with one job each, sharing state through `EngineContext` (context.ts):
+ * This file is the `ChatEngine` facade: lifecycle (start/stop) and user actions. Each contact's
+ * link is run by its link controller (link/controller.ts; docs/design.md, "The link controller"),
+ * which applies what the steps return; the engine-wide dispatch is link/links.ts:
  *
- *   config.ts         timings and injectable transports (`EngineConfig`, `DEFAULT_ENGINE_CONFIG`)
- *   context.ts        `Peer`, `EngineContext`, events, presence/service status, per-contact task chain
- *   presence.ts       signaling state and errors, watched keys, contacts coming online/offline
- *   dialing.ts        when to dial, backoff, direct → live relay fallback, direct retry, offers, glare
- *   session.ts        TOFU, HELLO and ratchet bootstrap, the live session, heartbeats, read loop
- *   peer-ratchet.ts   the per-contact ratchet: load, persist, seal for a session or the mailbox
- *   messages.ts       outbox flushing, message states, incoming messages, receipts
- *   relay-mailbox.ts  our queues and the contacts' queues, deposits, relay messages and states
- *   first-contact.ts  prekeys and contact address, first contacts sent and received, requests
+ *   config.ts          timings and injectable transports (`EngineConfig`, `DEFAULT_ENGINE_CONFIG`)
+ *   context.ts         `Peer`, `EngineContext`, events, service status, the per-contact task chain
+ *   link/              the controller (state machine, timers, presence, inbound dispatch), outcomes
+ *   presence.ts        step: signaling state and errors, watched keys, contacts coming online/offline
+ *   dialing.ts         step: when to dial, backoff, relay fallback, direct retry, offers, glare
+ *   session.ts         step: TOFU, HELLO and ratchet bootstrap, session up and closed, heartbeats
+ *   messages.ts        step: the outbox over the live session, incoming messages, receipts
+ *   relay-mailbox.ts   step: when and where the outbox goes to the mailbox, mailbox bodies, relay states
+ *   first-contact.ts   step: prekeys and contact address, first contacts received, requests
+ *   queues.ts, intro.ts, peer-ratchet.ts   parts the steps share: relay queues and deposits, a first
+ *                      contact we start, the per-contact ratchet
  *
  * Per contact there is at most one live session. Dialing happens when a contact comes online
  * (presence), when the user opens the chat (`connect`), when a message is queued, and after a
@@ -35,6 +38,7 @@ import { toHex } from "../../../core/bytes.ts";
 import { SignalingClient } from "../../../core/signaling/client.ts";
 import type {
   ChatEngine,
+  ContactChange,
   ContactId,
   EngineListener,
   EngineStartOptions,
@@ -44,33 +48,11 @@ import type {
   ServiceStatus,
 } from "./api.ts";
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
-import {
-  addressRefOf,
-  dropLinks,
-  type EngineContext,
-  emit,
-  type Peer,
-  peerFor,
-  reachableLive,
-  serial,
-  setPresence,
-  setService,
-  stamp,
-} from "./context.ts";
-import { dial, maybeDial, onOffer } from "./dialing.ts";
-import { describeFailure } from "./errors.ts";
-import { afterAccept, contactLinkRefs, setupAddress } from "./first-contact.ts";
-import { afterQueued } from "./messages.ts";
+import { type EngineContext, emit, type Peer, setService, stamp } from "./context.ts";
+import { contactLinkRefs, setupAddress } from "./first-contact.ts";
+import { Links } from "./link/links.ts";
 import { newOutgoing, refusalFor, SendLines, sendableContact } from "./outgoing.ts";
-import { onSignaling, resubscribe, watchKeys } from "./presence.ts";
-import {
-  allowMailbox,
-  ensureRx,
-  forgetMailbox,
-  loadMailboxes,
-  onRelayMessage,
-  onRelayState,
-} from "./relay-mailbox.ts";
+import { watchKeys } from "./presence.ts";
 
 export { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
 
@@ -78,6 +60,8 @@ export class Engine implements ChatEngine {
   readonly #ctx: EngineContext;
   /** Sends and retries per contact, stored in hand-over order (outgoing.ts). */
   readonly #lines = new SendLines();
+  /** Every contact's link controller and the inbound dispatch (link/links.ts). */
+  readonly #links: Links;
 
   constructor(
     options: EngineStartOptions,
@@ -113,8 +97,8 @@ export class Engine implements ChatEngine {
       everRegistered: false,
       registerBusy: 0,
       lastStamp: 0,
-      contactChanged: (contactId) => this.contactChanged(contactId),
     };
+    this.#links = new Links(this.#ctx, (contactId) => this.contactChanged(contactId));
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -124,7 +108,8 @@ export class Engine implements ChatEngine {
     this.#ctx.started = true;
     const settings = await this.#ctx.storage.getSettings();
     this.#ctx.signalingUrl = settings.signalingUrl;
-    for (const c of await this.#ctx.storage.listContacts()) peerFor(this.#ctx, c);
+    for (const c of await this.#ctx.storage.listContacts()) this.#links.for(c);
+    if (this.#ctx.cfg.offline) return;
     this.#ctx.relayUrls = (settings.relayUrls ?? []).filter((u) => u.length > 0);
     const ownRelay = this.#ctx.relayUrls[0];
     if (ownRelay) {
@@ -134,18 +119,18 @@ export class Engine implements ChatEngine {
         backoffInitialMs: this.#ctx.cfg.relayBackoffInitialMs,
         backoffMaxMs: this.#ctx.cfg.relayBackoffMaxMs,
         window: 16,
-        onMessage: (url, m) => onRelayMessage(this.#ctx, url, m),
-        onState: (url, state, error) => onRelayState(this.#ctx, url, state, error),
+        onMessage: (url, m) => this.#links.onRelayMessage(url, m),
+        onState: (url, state, error) => this.#links.onRelayState(url, state, error),
         log: this.#ctx.cfg.log,
       });
       setService(this.#ctx, { relay: "connecting" });
       this.#ctx.pool.keep(ownRelay);
-      await loadMailboxes(this.#ctx);
+      await this.#links.loadMailboxes();
       this.#ctx.addressReady = setupAddress(this.#ctx);
     }
     if (!settings.signalingUrl) {
       setService(this.#ctx, { signaling: "disabled" });
-      for (const p of this.#ctx.peers.values()) allowMailbox(this.#ctx, p, 0);
+      this.#links.mailboxOnly();
       return;
     }
     const seenOffers = this.#ctx.cfg.seenOffers?.(this.#ctx.selfId);
@@ -153,6 +138,7 @@ export class Engine implements ChatEngine {
       url: settings.signalingUrl,
       user: this.#ctx.user,
       connect: this.#ctx.cfg.webSocket,
+      presence: "watched", // only accepted contacts see us (docs/protocol/signaling.md, "Contacts only")
       ...(seenOffers ? { seenOffers } : {}),
     });
     this.#ctx.signaling = signaling;
@@ -161,7 +147,7 @@ export class Engine implements ChatEngine {
       iceServers: settings.iceServers ?? [],
       ...(settings.iceTransportPolicy ? { iceTransportPolicy: settings.iceTransportPolicy } : {}),
       openTimeoutMs: this.#ctx.cfg.openTimeoutMs,
-      onOffer: (offer) => void onOffer(this.#ctx, offer),
+      onOffer: (offer) => void this.#links.onOffer(offer),
       onError: (e) => this.#ctx.cfg.log(e.message),
     });
     if (this.#ctx.pool && ownRelay && this.#ctx.cfg.relayTransport)
@@ -169,11 +155,11 @@ export class Engine implements ChatEngine {
         signaling,
         iceServers: [],
         openTimeoutMs: this.#ctx.cfg.openTimeoutMs,
-        onOffer: (offer) => void onOffer(this.#ctx, offer),
+        onOffer: (offer) => void this.#links.onOffer(offer),
         onError: (e) => this.#ctx.cfg.log(e.message),
         relay: { pool: this.#ctx.pool, url: ownRelay },
       });
-    signaling.on((e) => onSignaling(this.#ctx, e));
+    signaling.on((e) => this.#links.onSignaling(e));
     void signaling.subscribe(watchKeys(this.#ctx));
     setService(this.#ctx, { signaling: "connecting" });
     // Resolves once registered; failures arrive as events and the client retries with backoff.
@@ -185,14 +171,7 @@ export class Engine implements ChatEngine {
     // Messages already handed over are stored (and stay in the outbox) before we go.
     await this.#lines.idle();
     this.#ctx.stopped = true;
-    for (const p of this.#ctx.peers.values()) {
-      clearTimeout(p.retryTimer);
-      clearTimeout(p.mailboxTimer);
-      clearTimeout(p.receiptTimer);
-      clearTimeout(p.upgradeTimer);
-      p.attempt?.link.close("stopped");
-      p.live?.session.close("stopped");
-    }
+    this.#links.stop();
     clearTimeout(this.#ctx.addressTimer);
     this.#ctx.direct?.close();
     this.#ctx.relayLive?.close();
@@ -218,6 +197,7 @@ export class Engine implements ChatEngine {
   // ---- user actions ----------------------------------------------------------------------------
 
   connect(contactId: ContactId): void {
+    if (this.#ctx.cfg.offline) return; // nothing to connect with (web/src/offline-engine.ts)
     void (async () => {
       const c = await this.#ctx.storage.getContact(contactId);
       const refusal = refusalFor(c);
@@ -225,47 +205,21 @@ export class Engine implements ChatEngine {
         if (refusal) emit(this.#ctx, { type: "error", contactId, error: refusal });
         return;
       }
-      const peer = peerFor(this.#ctx, c);
-      peer.manualOff = false;
-      if (peer.live || peer.attempt) return;
-      if (!peer.online) {
-        setPresence(
-          this.#ctx,
-          peer,
-          "offline",
-          undefined,
-          describeFailure("LOFT_ERR_SIGNALING_PEER_OFFLINE", peer.name),
-        );
-        return;
-      }
-      peer.failures = 0;
-      clearTimeout(peer.retryTimer);
-      void dial(this.#ctx, peer);
+      this.#links.for(c).connect();
     })();
   }
 
   disconnect(contactId: ContactId): void {
-    const peer = this.#ctx.peers.get(contactId);
-    if (!peer) return;
-    peer.manualOff = true;
-    clearTimeout(peer.retryTimer);
-    dropLinks(peer, "user-disconnect");
-    setPresence(this.#ctx, peer, "offline");
+    this.#links.get(contactId)?.disconnect();
   }
 
   handOver(contactId: ContactId, text: string): HandedOver {
     const message = newOutgoing(contactId, text, stamp(this.#ctx));
     const stored = this.#lines.run(contactId, async () => {
       const c = await sendableContact(this.#ctx.storage, contactId);
-      await this.#ctx.storage.putMessage(message);
-      await this.#ctx.storage.putOutbox({
-        messageId: message.id,
-        contactId,
-        queuedAt: message.at,
-        attempts: 0,
-      });
+      await this.#ctx.storage.queueOutgoing(message);
       emit(this.#ctx, { type: "message-state", contactId, id: message.id, state: "queued" });
-      afterQueued(this.#ctx, peerFor(this.#ctx, c));
+      this.#links.for(c).queued();
       return message.id;
     });
     return { message: { ...message }, stored };
@@ -295,67 +249,63 @@ export class Engine implements ChatEngine {
         attempts: 0,
       });
       emit(this.#ctx, { type: "message-state", contactId: m.contactId, id: messageId, state: "queued" });
-      const peer = peerFor(this.#ctx, c);
-      // Sent again even on the session that carried it once (the receiver drops a second copy).
-      peer.live?.sent.delete(messageId);
-      afterQueued(this.#ctx, peer);
+      this.#links.for(c).queued(messageId);
     });
   }
 
+  async changeContact(contactId: ContactId, ...changes: ContactChange[]): Promise<void> {
+    const storage = this.#ctx.storage;
+    for (const change of changes) {
+      switch (change.kind) {
+        case "add":
+          await storage.putContact(change.contact);
+          break;
+        case "endpoints":
+          await storage.setEndpoints(contactId, change.endpoints);
+          break;
+        case "identity":
+          await storage.updateContactIdentity(contactId, change.identity, change.username);
+          if (change.newRatchet) await storage.deleteSession(contactId);
+          break;
+        case "pending":
+          await storage.recordIdentityChange(contactId, change.change);
+          break;
+        case "clear-pending":
+          await storage.clearPending(contactId);
+          break;
+        case "accept-request":
+          await storage.acceptRequest(contactId);
+          break;
+        case "decline-request":
+          await storage.declineRequest(contactId);
+          break;
+        case "trust":
+          // Blocked: links close as the user's own disconnect, before the record says why.
+          if (change.trust === "rejected") this.disconnect(contactId);
+          await storage.setTrust(contactId, change.trust);
+          break;
+        case "delete":
+          this.disconnect(contactId);
+          await storage.deleteContact(contactId);
+          break;
+      }
+    }
+    await this.#reread(contactId);
+    emit(this.#ctx, { type: "contact-changed", contactId });
+  }
+
   contactChanged(contactId: ContactId): void {
-    void (async () => {
-      const c = await this.#ctx.storage.getContact(contactId);
-      const peer = this.#ctx.peers.get(contactId);
-      if (!c) {
-        if (peer) {
-          clearTimeout(peer.retryTimer);
-          clearTimeout(peer.mailboxTimer);
-          clearTimeout(peer.upgradeTimer);
-          dropLinks(peer, "contact-blocked");
-          this.#ctx.peers.delete(contactId);
-          void forgetMailbox(this.#ctx, peer);
-        }
-        resubscribe(this.#ctx);
-        return;
-      }
-      const p = peerFor(this.#ctx, c);
-      p.name = c.username;
-      const wasRequest = p.request;
-      const wasBlocked = p.blocked;
-      p.request = c.request !== undefined;
-      const ref = addressRefOf(c).addressRef;
-      if (ref) p.addressRef = ref;
-      const refusal = refusalFor(c);
-      p.blocked = refusal !== undefined;
-      p.rejected = c.trust === "rejected";
-      if (refusal) {
-        clearTimeout(p.retryTimer);
-        dropLinks(p, c.pending ? "identity-change" : "contact-blocked");
-        p.ratchet = undefined;
-        setPresence(this.#ctx, p, "offline", undefined, refusal);
-      } else if (!p.live) {
-        // The UI may have replaced the stored identity and dropped the ratchet (accepted key).
-        p.ratchet = undefined;
-        p.failures = 0;
-      }
-      resubscribe(this.#ctx);
-      if (!refusal) {
-        maybeDial(this.#ctx, p, "changed");
-        // A new contact gets its mailbox now, announced on the first session.
-        void ensureRx(this.#ctx, p);
-        // What waited on the relay while the user decided is delivered again (SUB redelivers).
-        if (wasBlocked && p.rx) {
-          const rx = p.rx;
-          void serial(p, async () => {
-            p.pieces.reset();
-            this.#ctx.pool?.subscribe(rx.url, rx.queue);
-          });
-        }
-        if (wasRequest) void afterAccept(this.#ctx, p);
-        else if (!p.live)
-          allowMailbox(this.#ctx, p, reachableLive(this.#ctx, p) ? this.#ctx.cfg.mailboxDelayMs : 0);
-      }
-    })();
+    void this.#reread(contactId);
+  }
+
+  /** Act on the stored contact: its controller re-reads it, or forgets it when it is gone. */
+  async #reread(contactId: ContactId): Promise<void> {
+    const c = await this.#ctx.storage.getContact(contactId);
+    if (c) this.#links.for(c).changed(c);
+    else {
+      this.#links.forget(contactId);
+      this.#links.resubscribe();
+    }
   }
 
   contactLinkRefs(): Promise<Record<string, Uint8Array> | undefined> {

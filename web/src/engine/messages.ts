@@ -1,42 +1,48 @@
 /**
- * Application messages (docs/protocol/chat.md §5 "Application messages"; docs/protocol/mailbox.md
- * §3, §4): the outbox flushed in order over the live session or into the mailbox, message states,
- * incoming messages (stored before their event, de-duplicated) and delivery receipts.
+ * Application messages, the step (docs/protocol/chat.md §5 "Application messages";
+ * docs/protocol/mailbox.md §3, §4): what a queued message asks for, the outbox flushed in order
+ * over the live session, incoming messages (stored before their event, de-duplicated) and
+ * delivery receipts. Called by the link controller (link/controller.ts); returns outcomes,
+ * imports no other step. The outbox into the mailbox is relay-mailbox.ts `flushMailbox`.
  */
 import { wipe } from "../../../core/bytes.ts";
 import { canSend, expireSkippedKeys, ratchetDecrypt } from "../../../core/ratchet/index.ts";
 import { randomId } from "../lib/base64url.ts";
-import type { MessageState, StoredMessage } from "./api.ts";
+import type { StoredMessage } from "./api.ts";
 import {
   cryptoOf,
   type EngineContext,
   emit,
   type Live,
+  mailboxDelay,
   type Peer,
-  reachableLive,
+  relayBackoff,
   serial,
+  setMessageState,
   stamp,
 } from "./context.ts";
-import { maybeDial } from "./dialing.ts";
-import { introDone } from "./first-contact.ts";
+import { introDone } from "./intro.ts";
+import { follow, type Outcome, schedule } from "./outcome.ts";
 import { loadRatchet, saveRatchet, sendApp } from "./peer-ratchet.ts";
-import {
-  allowMailbox,
-  announce,
-  depositMessage,
-  mailboxRoute,
-  onAnnounce,
-  relayBackoff,
-  sendByMailbox,
-} from "./relay-mailbox.ts";
+import { onAnnounce, sendByMailbox } from "./queues.ts";
 import { decodeAppMessage, MAX_RECEIPT_IDS } from "./wire.ts";
 
-export function afterQueued(ctx: EngineContext, peer: Peer): void {
-  if (peer.live) void flush(ctx, peer);
-  else {
-    maybeDial(ctx, peer, "send");
-    allowMailbox(ctx, peer, reachableLive(ctx, peer) ? ctx.cfg.mailboxDelayMs : 0);
-  }
+/**
+ * What the messages step reads of the engine: timings, signaling (for the mailbox delay), the
+ * relay connections (receipts by mailbox), storage, the listeners it tells, the message clock.
+ */
+export type MessagesContext = Pick<
+  EngineContext,
+  "cfg" | "stopped" | "signaling" | "pool" | "storage" | "listeners" | "lastStamp"
+>;
+
+/** A message was queued: send it live, or dial and let the mailbox take it if no session comes. */
+export function afterQueued(ctx: MessagesContext, peer: Peer): Outcome[] {
+  if (peer.live) return [follow({ step: "flush" })];
+  return [
+    follow({ step: "maybe-dial", why: "send" }),
+    follow({ step: "allow-mailbox", delayMs: mailboxDelay(ctx, peer) }),
+  ];
 }
 
 /**
@@ -44,14 +50,15 @@ export function afterQueued(ctx: EngineContext, peer: Peer): void {
  * mailbox. Runs inside serial.
  */
 export async function receive(
-  ctx: EngineContext,
+  ctx: MessagesContext,
   peer: Peer,
   live: Live | undefined,
   sealed: Uint8Array,
-): Promise<void> {
-  if (live && peer.live !== live) return;
+): Promise<Outcome[]> {
+  const out: Outcome[] = [];
+  if (live && peer.live !== live) return out;
   const r = live ? peer.ratchet : (await loadRatchet(ctx, peer)).ratchet;
-  if (!r) return;
+  if (!r) return out;
   const couldSend = canSend(r.state);
   const now = Date.now();
   const opened = await ratchetDecrypt(r.state, sealed, now, cryptoOf(ctx));
@@ -61,12 +68,12 @@ export async function receive(
       const pruned = expireSkippedKeys(r.state, now);
       if (pruned !== r.state) await saveRatchet(ctx, peer, { id: r.id, state: pruned });
     }
-    if (opened.error.code === "LOFT_ERR_REPLAY") return; // a copy we already read
+    if (opened.error.code === "LOFT_ERR_REPLAY") return out; // a copy we already read
     if (!live) {
       // Most likely sealed under a ratchet both ends have since replaced; the sender still has
       // it in its outbox (no receipt) and sends it again on the next session.
       ctx.cfg.log(`dropped a mailbox message that does not decrypt: ${opened.error.code}`);
-      return;
+      return out;
     }
     // The ratchets disagree although the HELLO ids matched (state rolled back or corrupted).
     // Drop ours: the next connection starts a new one, and the peer resends what we missed.
@@ -74,7 +81,7 @@ export async function receive(
     peer.ratchet = undefined;
     await ctx.storage.deleteSession(peer.id);
     live.session.close("ratchet-desync", opened.error.code);
-    return;
+    return out;
   }
   await saveRatchet(ctx, peer, { id: r.id, state: opened.value.state });
   if (peer.intro) await introDone(ctx, peer);
@@ -82,7 +89,7 @@ export async function receive(
   wipe(opened.value.plaintext);
   if (!app.ok) {
     ctx.cfg.log(`dropped an application message: ${app.error.code}`);
-    return;
+    return out;
   }
   const m = app.value;
   if (m.t === "msg") {
@@ -102,95 +109,74 @@ export async function receive(
       emit(ctx, { type: "message", message: stored });
     }
     if (live) await sendApp(ctx, peer, live, { t: "rcpt", ids: [m.id] }).catch(() => {});
-    else queueReceipt(ctx, peer, m.id);
+    else out.push(...queueReceipt(peer, m.id));
   } else if (m.t === "mbox") {
     await onAnnounce(ctx, peer, m);
+    // Receipts held back for want of a mailbox, and an outbox that had no route, can go now.
+    if (!live) {
+      if (peer.receipts.size > 0) out.push(follow({ step: "receipts" }));
+      out.push(follow({ step: "flush" }));
+    }
   } else if (m.t === "rcpt") {
     for (const id of m.ids) {
-      const out = await ctx.storage.getMessage(id);
+      const sent = await ctx.storage.getMessage(id);
       // Only the contact a message went to can acknowledge it.
-      if (out?.direction !== "out" || out.contactId !== peer.id || out.state === "delivered") continue;
-      await setState(ctx, out, "delivered");
+      if (sent?.direction !== "out" || sent.contactId !== peer.id || sent.state === "delivered") continue;
+      await setMessageState(ctx, sent, "delivered");
       await ctx.storage.deleteOutbox(id);
     }
   }
   if (!couldSend && canSend(opened.value.state)) {
-    void flush(ctx, peer);
-    if (peer.live) void announce(ctx, peer, peer.live);
+    out.push(follow({ step: "flush" }));
+    if (peer.live) out.push(follow({ step: "announce" }));
   }
-}
-
-export async function setState(ctx: EngineContext, m: StoredMessage, state: MessageState): Promise<void> {
-  await ctx.storage.setMessageState(m.id, state);
-  m.state = state;
-  emit(ctx, { type: "message-state", contactId: m.contactId, id: m.id, state });
+  return out;
 }
 
 /**
- * Send the contact's outbox in order (single-flight per contact): over the live session, or —
- * when there is none and the mailbox is allowed (allowMailbox) — into the contact's mailbox.
+ * The contact's outbox in order over the live session. Stops when the ratchet cannot send yet
+ * (the first message from the contact lets it), when the session closes, or when the contact is
+ * blocked.
  */
-export async function flush(ctx: EngineContext, peer: Peer): Promise<void> {
-  if (peer.flushing) {
-    peer.flushAgain = true;
-    return;
+export async function flushLive(ctx: MessagesContext, peer: Peer, live: Live): Promise<Outcome[]> {
+  for (const entry of await ctx.storage.listOutbox(peer.id)) {
+    if (peer.blocked || peer.live !== live || live.session.state === "closed") return [];
+    if (!peer.ratchet || !canSend(peer.ratchet.state)) return [];
+    if (live.sent.has(entry.messageId)) continue;
+    const m = await ctx.storage.getMessage(entry.messageId);
+    if (m?.direction !== "out" || m.state === "delivered") {
+      await ctx.storage.deleteOutbox(entry.messageId);
+      continue;
+    }
+    if (m.state === "failed") continue;
+    if (m.state === "queued") await setMessageState(ctx, m, "sending");
+    try {
+      // "sent" and the attempt count are written in the same serial step as the send: the
+      // peer's receipt is read in a later step, so a late write never turns "delivered"
+      // back into "sent" nor brings back the outbox entry the receipt removed.
+      await serial(peer, async () => {
+        await sendApp(ctx, peer, live, { t: "msg", id: m.id, at: m.at, text: m.text });
+        live.sent.add(m.id);
+        await ctx.storage.putOutbox({ ...entry, attempts: entry.attempts + 1 });
+        if (m.state === "sending") await setMessageState(ctx, m, "sent");
+      });
+    } catch (e) {
+      ctx.cfg.log(`send stopped: ${(e as Error).message}`);
+      return [];
+    }
   }
-  peer.flushing = true;
-  try {
-    do {
-      peer.flushAgain = false;
-      for (const entry of await ctx.storage.listOutbox(peer.id)) {
-        if (peer.blocked) return;
-        const live = peer.live && peer.live.session.state !== "closed" ? peer.live : undefined;
-        if (live) {
-          if (!peer.ratchet || !canSend(peer.ratchet.state)) return;
-          if (live.sent.has(entry.messageId)) continue;
-        } else if (!(await mailboxRoute(ctx, peer))) return;
-        const m = await ctx.storage.getMessage(entry.messageId);
-        if (m?.direction !== "out" || m.state === "delivered") {
-          await ctx.storage.deleteOutbox(entry.messageId);
-          continue;
-        }
-        if (m.state === "failed") continue;
-        if (!live) {
-          if (m.state === "relayed") continue;
-          if (!(await depositMessage(ctx, peer, m, entry))) return;
-          continue;
-        }
-        if (m.state === "queued") await setState(ctx, m, "sending");
-        try {
-          // "sent" and the attempt count are written in the same serial step as the send: the
-          // peer's receipt is read in a later step, so a late write never turns "delivered"
-          // back into "sent" nor brings back the outbox entry the receipt removed.
-          await serial(peer, async () => {
-            await sendApp(ctx, peer, live, { t: "msg", id: m.id, at: m.at, text: m.text });
-            live.sent.add(m.id);
-            await ctx.storage.putOutbox({ ...entry, attempts: entry.attempts + 1 });
-            if (m.state === "sending") await setState(ctx, m, "sent");
-          });
-        } catch (e) {
-          ctx.cfg.log(`send stopped: ${(e as Error).message}`);
-          return;
-        }
-      }
-    } while (peer.flushAgain);
-  } finally {
-    peer.flushing = false;
-  }
+  return [];
 }
 
 /** A receipt for a message that came through the mailbox; sent shortly, batched. */
-export function queueReceipt(ctx: EngineContext, peer: Peer, id: string): void {
+function queueReceipt(peer: Peer, id: string): Outcome[] {
   peer.receipts.add(id);
-  if (!peer.receiptTimer)
-    peer.receiptTimer = setTimeout(() => {
-      peer.receiptTimer = undefined;
-      void sendReceipts(ctx, peer);
-    }, 50);
+  return [schedule("receipt", 50, { step: "receipts" }, true)];
 }
 
 /** Receipts go live if a session is up, else into the contact's mailbox. */
-export async function sendReceipts(ctx: EngineContext, peer: Peer): Promise<void> {
+export async function sendReceipts(ctx: MessagesContext, peer: Peer): Promise<Outcome[]> {
+  const out: Outcome[] = [];
   // A contact request, a blocked contact or a pending identity decision: nothing goes back.
   while (peer.receipts.size > 0 && !ctx.stopped && !peer.blocked) {
     const ids = [...peer.receipts].slice(0, MAX_RECEIPT_IDS);
@@ -202,19 +188,17 @@ export async function sendReceipts(ctx: EngineContext, peer: Peer): Promise<void
         () => false,
       );
     } else if (peer.tx && ctx.pool) {
-      sent = await sendByMailbox(ctx, peer, { t: "rcpt", ids });
-    } else return; // sent on the next session
+      sent = await sendByMailbox(ctx, peer, { t: "rcpt", ids }, out);
+    } else {
+      // Sent on the next session, or once the contact's mailbox is known (`receive`, "mbox").
+      ctx.cfg.log(`receipts for ${peer.id.slice(0, 8)} wait for a session or their mailbox`);
+      return out;
+    }
     if (!sent) {
-      clearTimeout(peer.receiptTimer);
-      peer.receiptTimer = setTimeout(
-        () => {
-          peer.receiptTimer = undefined;
-          void sendReceipts(ctx, peer);
-        },
-        relayBackoff(ctx, Math.max(1, peer.relayFailures)),
-      );
-      return;
+      out.push(schedule("receipt", relayBackoff(ctx, Math.max(1, peer.relayFailures)), { step: "receipts" }));
+      return out;
     }
     for (const id of ids) peer.receipts.delete(id);
   }
+  return out;
 }

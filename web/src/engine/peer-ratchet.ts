@@ -6,11 +6,15 @@
 import { wipe } from "../../../core/bytes.ts";
 import { canSend, ratchetEncrypt } from "../../../core/ratchet/index.ts";
 import { cryptoOf, type EngineContext, type Live, type Peer, Refused } from "./context.ts";
+
+/** What the ratchet part reads of the engine: its log and storage. */
+export type RatchetContext = Pick<EngineContext, "cfg" | "storage">;
+
 import { type ChatRatchet, decodeChatRatchet, encodeChatRatchet } from "./ratchet-store.ts";
 import { type AppMessage, encodeAppMessage, encodeRatchetFrame } from "./wire.ts";
 
 export async function loadRatchet(
-  ctx: EngineContext,
+  ctx: RatchetContext,
   peer: Peer,
 ): Promise<{ ratchet?: ChatRatchet; unreadable: boolean }> {
   if (peer.ratchet) return { ratchet: peer.ratchet, unreadable: false };
@@ -26,7 +30,7 @@ export async function loadRatchet(
   return { ratchet: decoded.value, unreadable: false };
 }
 
-export async function saveRatchet(ctx: EngineContext, peer: Peer, ratchet: ChatRatchet): Promise<void> {
+export async function saveRatchet(ctx: RatchetContext, peer: Peer, ratchet: ChatRatchet): Promise<void> {
   peer.ratchet = ratchet;
   const blob = encodeChatRatchet(ratchet);
   try {
@@ -38,7 +42,7 @@ export async function saveRatchet(ctx: EngineContext, peer: Peer, ratchet: ChatR
 
 /** Encrypt one application message with the contact's ratchet and send it (inside serial). */
 export async function sendApp(
-  ctx: EngineContext,
+  ctx: RatchetContext,
   peer: Peer,
   live: Live,
   message: AppMessage,
@@ -52,7 +56,7 @@ export async function sendApp(
 /** Ratchet-encrypt one message and persist the advanced state before the ciphertext leaves, so
  * a crash never reuses a chain key (Signal DR §3.5). */
 async function encryptAndPersist(
-  ctx: EngineContext,
+  ctx: RatchetContext,
   peer: Peer,
   r: ChatRatchet,
   message: AppMessage,
@@ -66,7 +70,7 @@ async function encryptAndPersist(
 
 /** Encrypt one application message with the contact's ratchet, for the mailbox (inside serial). */
 export async function seal(
-  ctx: EngineContext,
+  ctx: RatchetContext,
   peer: Peer,
   message: AppMessage,
 ): Promise<Uint8Array | undefined> {

@@ -1,79 +1,83 @@
 /**
- * Signaling registration and presence (docs/protocol/chat.md §1 "Who dials, who accepts";
- * docs/protocol/signaling.md "SUBSCRIBE", "Client behaviour"): the identity keys we watch, the
- * signaling client's state and errors as service status, contacts coming online or going offline.
+ * Signaling registration and presence, the step (docs/protocol/chat.md §1 "Who dials, who
+ * accepts"; docs/protocol/signaling.md "SUBSCRIBE", "Client behaviour"): the identity keys we
+ * watch, the signaling client's state and errors as service status, contacts coming online or
+ * going offline. Engine-wide: each function returns the outcomes per contact, which the links
+ * (link/links.ts) hand to each contact's controller. Imports no other step.
  */
 import { equalBytes, toHex } from "../../../core/bytes.ts";
 import type { LoftError } from "../../../core/errors.ts";
 import type { SignalingEvent } from "../../../core/signaling/client.ts";
-import { type EngineContext, emit, setPresence, setService } from "./context.ts";
-import { maybeDial } from "./dialing.ts";
+import { type EngineContext, emit, type Peer, setService } from "./context.ts";
 import { registerRefusalMessage, signalingLostMessage } from "./errors.ts";
-import { allowMailbox } from "./relay-mailbox.ts";
+import { cancel, type DialReason, follow, type Outcome, presence } from "./outcome.ts";
 
-export function watchKeys(ctx: EngineContext): Uint8Array[] {
-  return [...ctx.peers.values()].filter((p) => !p.rejected).map((p) => p.key);
+/** What the presence step reads and updates: the contacts watched, the service status, what signaling said so far. */
+export type PresenceContext = Pick<
+  EngineContext,
+  "cfg" | "stopped" | "peers" | "service" | "signalingUrl" | "everRegistered" | "registerBusy" | "listeners"
+>;
+
+/** Outcomes for some contacts. */
+export type PeerOutcomes = { peer: Peer; outcomes: Outcome[] }[];
+
+/** Also who may see us (SUBSCRIBE `only_watched`): accepted contacts, never open requests. */
+export function watchKeys(ctx: PresenceContext): Uint8Array[] {
+  return [...ctx.peers.values()].filter((p) => !p.rejected && !p.request).map((p) => p.key);
 }
 
-export function resubscribe(ctx: EngineContext): void {
-  const s = ctx.signaling;
-  if (!s) return;
-  s.subscribe(watchKeys(ctx)).then(
-    (states) => {
-      // An answer to our own (re)subscription after a contact changed: no glare delay needed.
-      for (const st of states) onPresence(ctx, st.key, st.online, "changed");
-    },
-    () => {}, // re-sent by the client after its next (re)connect
-  );
-}
-
-export function onSignaling(ctx: EngineContext, e: SignalingEvent): void {
-  if (ctx.stopped) return;
+export function onSignaling(ctx: PresenceContext, e: SignalingEvent): PeerOutcomes {
+  if (ctx.stopped) return [];
   switch (e.type) {
     case "state":
       if (e.state === "registered") {
         ctx.everRegistered = true;
         ctx.registerBusy = 0;
         setService(ctx, { signaling: "connected" });
-        for (const p of ctx.peers.values()) maybeDial(ctx, p, "registered");
-      } else if (e.state === "reconnecting" || e.state === "connecting") {
+        return [...ctx.peers.values()].map((peer) => ({
+          peer,
+          outcomes: [follow({ step: "maybe-dial", why: "registered" })],
+        }));
+      }
+      if (e.state === "reconnecting" || e.state === "connecting") {
         if (ctx.service.signaling === "connected") setService(ctx, { signaling: "connecting" });
       }
-      return;
+      return [];
     case "presence":
-      onPresence(ctx, e.key, e.online);
-      return;
+      return onPresence(ctx, e.key, e.online);
     case "error":
-      onSignalingError(ctx, e.error);
-      return;
+      return onSignalingError(ctx, e.error);
     case "rejected":
       ctx.cfg.log(`dropped a signaling envelope (${e.reason}) from ${toHex(e.from).slice(0, 8)}`);
-      return;
+      return [];
     default:
-      return;
+      return [];
   }
 }
 
 /** Signaling is unusable (down, incompatible, or refusing us): say so once, use the mailbox. */
-function signalingDown(ctx: EngineContext, message: string): void {
+function signalingDown(ctx: PresenceContext, message: string): PeerOutcomes {
   const wasUp = ctx.service.signaling !== "unreachable";
   setService(ctx, { signaling: "unreachable" });
-  for (const p of ctx.peers.values()) if (!p.live) allowMailbox(ctx, p, ctx.cfg.mailboxDelayMs);
+  const out = [...ctx.peers.values()]
+    .filter((p) => !p.live)
+    .map((peer) => ({
+      peer,
+      outcomes: [follow({ step: "allow-mailbox", delayMs: ctx.cfg.mailboxDelayMs })],
+    }));
   if (wasUp)
     emit(ctx, { type: "error", error: { kind: "signaling-unreachable", url: ctx.signalingUrl, message } });
+  return out;
 }
 
-export function onSignalingError(ctx: EngineContext, error: LoftError): void {
+function onSignalingError(ctx: PresenceContext, error: LoftError): PeerOutcomes {
   ctx.cfg.log(`signaling: ${error.code}`);
   const lost = signalingLostMessage(error.code, ctx.everRegistered);
-  if (lost) {
-    signalingDown(ctx, lost);
-    return;
-  }
+  if (lost) return signalingDown(ctx, lost);
   ctx.registerBusy = error.code === "LOFT_ERR_SIGNALING_BUSY" ? ctx.registerBusy + 1 : 0;
   const refusal = registerRefusalMessage(error.code, ctx.registerBusy);
-  if (refusal) signalingDown(ctx, refusal);
-  else if (error.code === "LOFT_ERR_SIGNALING_REPLACED") {
+  if (refusal) return signalingDown(ctx, refusal);
+  if (error.code === "LOFT_ERR_SIGNALING_REPLACED") {
     emit(ctx, {
       type: "error",
       error: {
@@ -82,24 +86,28 @@ export function onSignalingError(ctx: EngineContext, error: LoftError): void {
       },
     });
   }
+  return [];
 }
 
+/** Signaling says a watched contact is online or offline (`changed`: the answer to our resubscription). */
 export function onPresence(
-  ctx: EngineContext,
+  ctx: PresenceContext,
   key: Uint8Array,
   online: boolean,
-  why: "presence" | "changed" = "presence",
-): void {
+  why: Extract<DialReason, "presence" | "changed"> = "presence",
+): PeerOutcomes {
   const peer = ctx.peers.get(toHex(key));
-  if (!peer || !equalBytes(peer.key, key)) return;
+  if (!peer || !equalBytes(peer.key, key)) return [];
   const was = peer.online;
   peer.online = online;
+  const outcomes: Outcome[] = [];
   if (online && !was) {
     peer.failures = 0;
-    maybeDial(ctx, peer, why);
+    outcomes.push(follow({ step: "maybe-dial", why }));
   } else if (!online) {
-    clearTimeout(peer.retryTimer);
-    if (!peer.live && !peer.attempt) setPresence(ctx, peer, "offline");
-    if (!peer.live) allowMailbox(ctx, peer, 0);
+    outcomes.push(cancel("retry"));
+    if (!peer.live && !peer.attempt) outcomes.push(presence("offline"));
+    if (!peer.live) outcomes.push(follow({ step: "allow-mailbox", delayMs: 0 }));
   }
+  return [{ peer, outcomes }];
 }

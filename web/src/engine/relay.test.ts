@@ -9,7 +9,6 @@
 import { randomBytes } from "@noble/hashes/utils.js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { toHex } from "../../../core/bytes.ts";
 import { createUserIdentity, type UserIdentity } from "../../../core/identity/identity.ts";
 import {
   createPrekeyStore,
@@ -18,18 +17,16 @@ import {
 } from "../../../core/prekey/index.ts";
 import type { WebSocketLike as RelayWebSocketLike } from "../../../core/relay/ws-link.ts";
 import { connectRelay, startTestRelay, type TestRelay } from "../../../relay-ws/testing.ts";
-import { type RunningSignaling, startSignaling, wsFactory } from "../../../signaling/testing.ts";
+import { type RunningSignaling, startSignaling } from "../../../signaling/testing.ts";
+import { EngineHarness, type EngineNode, Hub, MemoryStorage, until } from "../../../test/support/engine.ts";
+import { metricValue } from "../../../test/support/metrics.ts";
 import { RelayLiveTransport } from "../net/relay-live.ts";
 import { createRelayPool } from "../net/relay-pool.ts";
-import type { ContactId, EngineEvent, MessageId } from "./api.ts";
-import { Engine, type EngineConfig } from "./engine.ts";
+import type { MessageId } from "./api.ts";
+import type { EngineConfig } from "./engine.ts";
 import { RELAY_BUSY_MESSAGE } from "./errors.ts";
 import { SECRET } from "./mailbox.ts";
 import { decodePrekeyState, encodePrekeyState } from "./prekeys.ts";
-import { Hub, MemoryStorage, until } from "./test-support.ts";
-
-const relaySocket = (url: string) =>
-  new WebSocket(url, { perMessageDeflate: false }) as unknown as RelayWebSocketLike;
 
 const FAST: Partial<EngineConfig> = {
   heartbeatIntervalMs: 100,
@@ -46,19 +43,31 @@ const FAST: Partial<EngineConfig> = {
   log: () => {},
 };
 
-interface Node {
-  user: UserIdentity;
-  id: ContactId;
-  storage: MemoryStorage;
-  engine: Engine;
-  events: EngineEvent[];
-}
-
 describe("chat engine with relay mailboxes (Node, real relay and signaling)", () => {
   let signaling: RunningSignaling;
   let relay: TestRelay;
-  let hub: Hub;
-  const running: Engine[] = [];
+  const h = new EngineHarness(() => ({ signalingUrl: signaling.url, relayUrl: relay.url, config: FAST }));
+  const node = (
+    name: string,
+    user?: UserIdentity,
+    storage?: MemoryStorage,
+    signalingUrl?: string,
+    config?: Partial<EngineConfig>,
+  ) => h.node(name, user, storage, signalingUrl ?? signaling.url, config);
+  const online = (n: EngineNode, peer: EngineNode) => h.online(n, peer);
+  const stateOf = (n: EngineNode, id: MessageId) => h.stateOf(n, id);
+  const knowsMailboxOf = (n: EngineNode, peer: EngineNode) => h.knowsMailboxOf(n, peer);
+  /** Two contacts that met once (directly unless `blockDirect`), so both hold the other's mailbox. */
+  const pair = (blockDirect = false) => h.pair(blockDirect);
+
+  /** Alice, who holds only Bob's link (his contact address at the relay), started without signaling. */
+  const strangerWithLink = async (bob: EngineNode, refs: Record<string, Uint8Array>) => {
+    const a = node("alice", undefined, undefined, "");
+    const bobInA = a.storage.addUser(bob.user);
+    a.storage.contacts.get(bobInA)!.endpoints = { signaling: [], relay: [relay.url], refs };
+    await a.engine.start();
+    return a;
+  };
 
   beforeAll(async () => {
     signaling = await startSignaling();
@@ -69,58 +78,8 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     await signaling?.close();
   });
   afterEach(async () => {
-    for (const e of running.splice(0)) await e.stop();
+    await h.stopAll();
   });
-
-  function node(
-    name: string,
-    user = createUserIdentity({ username: name, now: Date.now() }),
-    storage?: MemoryStorage,
-    signalingUrl = signaling.url,
-    config: Partial<EngineConfig> = {},
-  ): Node {
-    const s = storage ?? new MemoryStorage(signalingUrl, [relay.url]);
-    s.settings.signalingUrl = signalingUrl;
-    const n: Node = {
-      user,
-      id: toHex(user.identity.verified.identity_key),
-      storage: s,
-      engine: new Engine(
-        { user, storage: s },
-        {
-          ...FAST,
-          webSocket: wsFactory(),
-          relayWebSocket: relaySocket,
-          transport: hub.factory(user),
-          ...config,
-          relayConnections: createRelayPool,
-        },
-      ),
-      events: [],
-    };
-    n.engine.subscribe((e) => n.events.push(e));
-    running.push(n.engine);
-    return n;
-  }
-
-  const online = (n: Node, peer: Node) => n.engine.presence(peer.id).status === "online";
-  const stateOf = (n: Node, id: MessageId) => n.storage.messages.get(id)?.state;
-  const knowsMailboxOf = (n: Node, peer: Node) => n.storage.secrets.has(SECRET.tx(peer.id));
-
-  /** Two contacts that met once (directly unless `blockDirect`), so both hold the other's mailbox. */
-  async function pair(blockDirect = false): Promise<[Node, Node]> {
-    hub = new Hub();
-    hub.blockDirect = blockDirect;
-    const a = node("alice");
-    const b = node("bob");
-    a.storage.addUser(b.user);
-    b.storage.addUser(a.user);
-    await a.engine.start();
-    await b.engine.start();
-    await until(() => online(a, b) && online(b, a), "both online");
-    await until(() => knowsMailboxOf(a, b) && knowsMailboxOf(b, a), "mailboxes exchanged");
-    return [a, b];
-  }
 
   it("messages to an offline contact are relayed, then read in order exactly once and delivered", async () => {
     const [a, b] = await pair();
@@ -194,7 +153,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       queueQuota: 1_000,
     });
     try {
-      hub = new Hub();
+      h.hub = new Hub();
       // Alice's engine and the "neighbour" below share one address: 127.0.0.3.
       const fromNeighbourhood = (url: string) =>
         new WebSocket(url, {
@@ -261,7 +220,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       expect(b.storage.texts(a.id, "in")).toEqual(texts);
       neighbour.close();
     } finally {
-      for (const e of running.splice(0)) await e.stop();
+      for (const e of h.running.splice(0)) await e.stop();
       await busy.close();
     }
   });
@@ -290,8 +249,8 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
   });
 
   it("switches to direct when a direct channel becomes possible", async () => {
-    hub = new Hub();
-    hub.blockDirect = true;
+    h.hub = new Hub();
+    h.hub.blockDirect = true;
     const a = node("alice", undefined, undefined, undefined, { directRetryMs: 300 });
     const b = node("bob", undefined, undefined, undefined, { directRetryMs: 300 });
     a.storage.addUser(b.user);
@@ -302,7 +261,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       () => a.engine.presence(b.id).path === "relay" && b.engine.presence(a.id).path === "relay",
       "on the relay",
     );
-    hub.blockDirect = false;
+    h.hub.blockDirect = false;
     await until(
       () => a.engine.presence(b.id).path === "direct" && b.engine.presence(a.id).path === "direct",
       "direct",
@@ -311,8 +270,65 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     await until(() => stateOf(a, m) === "delivered", "delivered");
   });
 
+  it("a reply that reaches the first contact before the accepter's mailbox is still receipted", async () => {
+    h.hub = new Hub();
+    const b = node("bob", undefined, undefined, "");
+    await b.engine.start();
+    const refs = await b.engine.contactLinkRefs();
+    await b.engine.stop();
+    const a = await strangerWithLink(b, refs!);
+    const m1 = await a.engine.send(b.id, "hi Bob, we have not met");
+    await until(() => stateOf(a, m1) === "relayed", "relayed");
+
+    // Bob's new mailbox for Alice is held at SECURE until Alice has read his reply: the reply
+    // (sent to her queue from the first contact) overtakes the announcement of his mailbox.
+    let open = () => {};
+    const gate = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    const heldSecure: EngineConfig["relayConnections"] = (options) => {
+      const pool = createRelayPool(options);
+      return new Proxy(pool, {
+        get(target, key) {
+          if (key !== "client") {
+            const v = Reflect.get(target, key, target);
+            return typeof v === "function" ? v.bind(target) : v;
+          }
+          return async (url: string) => {
+            const client = await target.client(url);
+            return new Proxy(client, {
+              get(c, k) {
+                const v = Reflect.get(c, k, c);
+                if (k === "secureQueue")
+                  return (...args: Parameters<typeof c.secureQueue>) =>
+                    gate.then(() => c.secureQueue(...args));
+                return typeof v === "function" ? v.bind(c) : v;
+              },
+            });
+          };
+        },
+      });
+    };
+    const b2 = node("bob", b.user, b.storage, "", { relayConnections: heldSecure });
+    await b2.engine.start();
+    await until(() => b.storage.texts(a.id, "in").length === 1, "request read");
+    delete b.storage.contacts.get(a.id)!.request;
+    b2.engine.contactChanged(a.id);
+    const r = await b2.engine.send(a.id, "nice to meet you");
+    await until(() => a.storage.texts(b.id, "in").includes("nice to meet you"), "reply read");
+    await until(
+      () => a.logs.some((l) => l.includes("wait for a session or their mailbox")),
+      "Alice's receipt held back",
+    );
+    expect(knowsMailboxOf(a, b)).toBe(false);
+    open();
+    await until(() => knowsMailboxOf(a, b), "Bob's mailbox known");
+    // The receipt Alice held back for want of Bob's mailbox goes once she learns it.
+    await until(() => stateOf(b2, r) === "delivered", "reply delivered");
+  });
+
   it("first contact while the other side is offline: a request, accepted, then both ways", async () => {
-    hub = new Hub();
+    h.hub = new Hub();
     // Bob has been online once: his contact address and prekeys are at the relay.
     const b = node("bob", undefined, undefined, "");
     await b.engine.start();
@@ -321,10 +337,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     await b.engine.stop();
 
     // Alice opens Bob's link (Bob offline) and writes twice.
-    const a = node("alice", undefined, undefined, "");
-    const bobInA = a.storage.addUser(b.user);
-    a.storage.contacts.get(bobInA)!.endpoints = { signaling: [], relay: [relay.url], refs: refs! };
-    await a.engine.start();
+    const a = await strangerWithLink(b, refs!);
     const m1 = await a.engine.send(b.id, "hi Bob, we have not met");
     const m2 = await a.engine.send(b.id, "second message before you answer");
     await until(() => stateOf(a, m1) === "relayed" && stateOf(a, m2) === "relayed", "relayed");
@@ -356,7 +369,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
   });
 
   it("junk filled half the replay cache: Bob rotates early, republishes, and first contacts still get through", async () => {
-    hub = new Hub();
+    h.hub = new Hub();
     const bobUser = createUserIdentity({ username: "bob", now: Date.now() });
     const storage = new MemoryStorage("", [relay.url]);
     // Bob's stored prekeys: two days old, and half of the signed prekey's replay cache already
@@ -391,10 +404,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     await b.engine.stop();
 
     // A stranger writes while Bob is offline: the request arrives.
-    const a = node("alice", undefined, undefined, "");
-    const bobInA = a.storage.addUser(b.user);
-    a.storage.contacts.get(bobInA)!.endpoints = { signaling: [], relay: [relay.url], refs: refs! };
-    await a.engine.start();
+    const a = await strangerWithLink(b, refs!);
     const m = await a.engine.send(b.id, "hello through a fresh bundle");
     await until(() => stateOf(a, m) === "relayed", "relayed");
     const b2 = node("bob", b.user, storage, "");
@@ -403,8 +413,61 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     expect(storage.contacts.get(a.id)?.request).toBeDefined();
   });
 
+  it("deleting a contact stops every timer it had, the batched receipt of a mailbox message included", async () => {
+    const [a, b] = await pair();
+    await b.engine.stop();
+    await until(() => !online(a, b), "bob offline");
+    const id = await a.engine.send(b.id, "read, then deleted");
+    await until(() => stateOf(a, id) === "relayed", "relayed");
+    // Timers of the receipt batch's delay (50 ms) set while Bob reads the message; Alice is
+    // deleted in the next turn, before they are due: each must be cleared, none may fire.
+    const setTimer = globalThis.setTimeout;
+    const clearTimer = globalThis.clearTimeout;
+    const watched = new Map<unknown, { fired: boolean; cleared: boolean }>();
+    let watching = false;
+    globalThis.setTimeout = ((fn: () => void, ms?: number, ...rest: unknown[]) => {
+      if (!watching || ms !== 50) return setTimer(fn, ms, ...rest);
+      const t = { fired: false, cleared: false };
+      const handle = setTimer(() => {
+        t.fired = true;
+        fn();
+      }, ms);
+      watched.set(handle, t);
+      return handle;
+    }) as typeof setTimeout;
+    globalThis.clearTimeout = ((handle?: Parameters<typeof clearTimeout>[0]) => {
+      const t = watched.get(handle);
+      if (t) t.cleared = true;
+      clearTimer(handle);
+    }) as typeof clearTimeout;
+    try {
+      const b2 = node("bob", b.user, b.storage, "");
+      b2.engine.subscribe((e) => {
+        if (e.type !== "message" || e.message.contactId !== a.id) return;
+        watching = true;
+        setTimer(() => {
+          watching = false;
+          b.storage.contacts.delete(a.id);
+          b2.engine.contactChanged(a.id);
+        }, 0);
+      });
+      await b2.engine.start();
+      await until(() => b.storage.texts(a.id, "in").length === 1, "bob read it");
+      await until(() => !b.storage.secrets.has(SECRET.rx(a.id)), "Alice forgotten");
+      await until(
+        () => [...watched.values()].every((t) => t.fired || t.cleared),
+        "every watched timer ended",
+      );
+      expect(watched.size).toBeGreaterThan(0);
+      expect([...watched.values()].filter((t) => t.fired)).toEqual([]);
+    } finally {
+      globalThis.setTimeout = setTimer;
+      globalThis.clearTimeout = clearTimer;
+    }
+  });
+
   it("a declined first contact gets nothing back, now or later", async () => {
-    hub = new Hub();
+    h.hub = new Hub();
     const b = node("bob", undefined, undefined, "");
     await b.engine.start();
     const refs = await b.engine.contactLinkRefs();
@@ -430,7 +493,11 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
   });
 
   /** A contact of Bob's writes to him through his contact address (Bob has them already). */
-  async function knownFirstContact(b: Node, refs: Record<string, Uint8Array>, text: string): Promise<void> {
+  async function knownFirstContact(
+    b: EngineNode,
+    refs: Record<string, Uint8Array>,
+    text: string,
+  ): Promise<void> {
     const d = node("dave", undefined, undefined, "");
     b.storage.addUser(d.user);
     const bobInD = d.storage.addUser(b.user);
@@ -442,7 +509,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
   }
 
   it("a first contact with an identity decision pending: its later messages are dropped, not shown", async () => {
-    hub = new Hub();
+    h.hub = new Hub();
     const b = node("bob", undefined, undefined, "");
     await b.engine.start();
     const refs = (await b.engine.contactLinkRefs())!;
@@ -465,11 +532,11 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
   });
 
   it("a flood of first contacts from strangers: at most maxContactRequests requests wait on the user", async () => {
-    hub = new Hub();
+    h.hub = new Hub();
     const b = node("bob", undefined, undefined, "", { maxContactRequests: 1 });
     await b.engine.start();
     const refs = (await b.engine.contactLinkRefs())!;
-    const strangers: Node[] = [];
+    const strangers: EngineNode[] = [];
     for (const name of ["mallory", "trudy"]) {
       const m = node(name, undefined, undefined, "");
       const bobInM = m.storage.addUser(b.user);
@@ -480,7 +547,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       strangers.push(m);
     }
     await knownFirstContact(b, refs, "marker");
-    const [m1, m2] = strangers as [Node, Node];
+    const [m1, m2] = strangers as [EngineNode, EngineNode];
     expect(b.storage.contacts.get(m1.id)?.request).toBeDefined();
     expect(b.storage.contacts.has(m2.id)).toBe(false);
     expect(b.storage.texts(m2.id, "in")).toEqual([]);
@@ -499,7 +566,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
   });
 
   it("a crash while a first contact is being stored: redelivered after the restart and accepted then", async () => {
-    hub = new Hub();
+    h.hub = new Hub();
     class CrashOnce extends MemoryStorage {
       crashed = false;
       override async addContact(c: Parameters<MemoryStorage["addContact"]>[0]) {
@@ -529,8 +596,8 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     expect(storage.texts(a.id, "in")).toEqual(["are you there?"]);
   });
 
-  it("first contact with someone online who does not have us yet: refused live, so through the address", async () => {
-    hub = new Hub();
+  it("first contact with someone online who does not have us yet: not visible, so through the address; live once accepted", async () => {
+    h.hub = new Hub();
     const b = node("bob");
     await b.engine.start();
     const refs = await b.engine.contactLinkRefs();
@@ -546,6 +613,11 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     await until(() => b.storage.contacts.get(a.id)?.request !== undefined, "a request at Bob", 20_000);
     await until(() => b.storage.texts(a.id, "in").includes("knock knock"), "read");
     expect(stateOf(a, m1)).toBe("relayed");
+    // Presence only to accepted contacts (docs/protocol/signaling.md, "Contacts only"): an open
+    // request is not one, so Bob still watches nobody, Alice never saw him online, never dialed.
+    expect(metricValue(await signaling.metrics(), "loft_signaling_presence_subscriptions")).toBe(1);
+    expect(online(a, b)).toBe(false);
+    expect(h.hub.offers).toBe(0);
     delete b.storage.contacts.get(a.id)!.request;
     b.engine.contactChanged(a.id);
     await until(() => stateOf(a, m1) === "delivered", "delivered");

@@ -1,32 +1,21 @@
 /**
- * Live sessions (docs/protocol/chat.md §2 "The session", §3 "Session frames and HELLO", §6
- * "Heartbeats, dead links, reconnect"): TOFU on the identity a Noise handshake verified, the HELLO
- * exchange that keeps or re-bootstraps the ratchet, the contact's one live session with its
- * heartbeat and read loop, and what happens when it closes.
+ * Live sessions, the step (docs/protocol/chat.md §2 "The session", §3 "Session frames and HELLO",
+ * §6 "Heartbeats, dead links, reconnect"): TOFU on the identity a Noise handshake verified, the
+ * HELLO exchange that keeps or re-bootstraps the ratchet, what a session coming up or closing
+ * asks for, heartbeats and the frames read from a session. The link controller
+ * (link/controller.ts) runs the session's life; this module returns outcomes and imports no other
+ * step.
  */
 import { equalBytes } from "../../../core/bytes.ts";
 import { canSend, type RatchetKeyPair } from "../../../core/ratchet/index.ts";
 import type { Session } from "../../../core/session/index.ts";
 import type { LinkPath } from "./api.ts";
-import {
-  type Attempt,
-  type EngineContext,
-  emit,
-  type Live,
-  type Peer,
-  Refused,
-  reachableLive,
-  serial,
-  setPresence,
-  timeout,
-} from "./context.ts";
-import { scheduleRetry, scheduleUpgrade } from "./dialing.ts";
+import { type EngineContext, emit, type Live, mailboxDelay, type Peer, Refused, timeout } from "./context.ts";
 import { closeRule, describeFailure } from "./errors.ts";
-import { flush, receive, sendReceipts } from "./messages.ts";
+import { cancel, follow, type Outcome, presence } from "./outcome.ts";
 import { refusalFor } from "./outgoing.ts";
-import { loadRatchet, saveRatchet, sendApp } from "./peer-ratchet.ts";
+import { loadRatchet, saveRatchet } from "./peer-ratchet.ts";
 import { bootstrapChatRatchet } from "./ratchet-store.ts";
-import { allowMailbox, announce } from "./relay-mailbox.ts";
 import { judgeIdentity, recordIdentityChange, recordIdentityUpdate } from "./tofu.ts";
 import {
   CHAT_PROTOCOL_VERSION,
@@ -38,8 +27,23 @@ import {
   PING_BYTES,
 } from "./wire.ts";
 
-/** TOFU on the identity the handshake verified (SREMP §identity; docs/protocol/identity.md, "Trust on first use"). */
-export async function checkIdentity(ctx: EngineContext, peer: Peer, session: Session): Promise<void> {
+/** What the session step reads of the engine: timings, signaling (for the mailbox delay), our key, storage, the listeners it tells. */
+export type SessionContext = Pick<
+  EngineContext,
+  "cfg" | "stopped" | "signaling" | "selfKey" | "storage" | "listeners"
+>;
+
+/**
+ * TOFU on the identity the handshake verified (SREMP §identity; docs/protocol/identity.md, "Trust
+ * on first use"). Resolves when the session may go on; throws `Refused` otherwise, after adding
+ * what the person should see to `out`.
+ */
+export async function checkIdentity(
+  ctx: SessionContext,
+  peer: Peer,
+  session: Session,
+  out: Outcome[],
+): Promise<void> {
   const c = await ctx.storage.getContact(peer.id);
   const refusal = refusalFor(c);
   if (refusal || !c) throw new Refused(c?.pending ? "identity-change" : "contact-blocked");
@@ -60,7 +64,7 @@ export async function checkIdentity(ctx: EngineContext, peer: Peer, session: Ses
       session.close("identity-change");
       const pending = await recordIdentityChange(ctx, peer.id, judged.change, offered, now);
       peer.blocked = true;
-      setPresence(ctx, peer, "offline", undefined, refusalFor({ ...c, pending }));
+      out.push(presence("offline", undefined, refusalFor({ ...c, pending })));
       throw new Refused("identity-change");
     }
     default:
@@ -68,76 +72,9 @@ export async function checkIdentity(ctx: EngineContext, peer: Peer, session: Ses
   }
 }
 
-/**
- * A verified session: TOFU, HELLO exchange and ratchet choice, then it becomes the contact's
- * live session (replacing an older one) until it closes.
- */
-export async function runSession(
-  ctx: EngineContext,
-  peer: Peer,
-  attempt: Attempt,
-  session: Session,
-  keyPair: RatchetKeyPair | undefined,
-  path: LinkPath,
-): Promise<void> {
-  if (ctx.stopped) {
-    session.close("stopped");
-    throw new Refused("stopped");
-  }
-  await checkIdentity(ctx, peer, session);
-  if (peer.attempt !== attempt) {
-    session.close("superseded");
-    throw new Refused("superseded");
-  }
-  // A newer session replaces the old one at once: the peer dialed because it considers it dead.
-  const old = peer.live;
-  if (old) {
-    peer.live = undefined;
-    old.session.close("replaced");
-  }
-  const theirs = await serial(peer, () => hello(ctx, peer, session, keyPair));
-  if (peer.attempt !== attempt || session.state === "closed") {
-    session.close("superseded");
-    throw new Refused("superseded");
-  }
-  peer.attempt = undefined;
-  const live: Live = {
-    session,
-    path,
-    lastInbound: Date.now(),
-    sent: new Set(),
-    announced: false,
-    heartbeat: setInterval(() => heartbeat(ctx, live), ctx.cfg.heartbeatIntervalMs),
-  };
-  peer.live = live;
-  peer.failures = 0;
-  peer.refusedUs = false;
-  clearTimeout(peer.retryTimer);
-  clearTimeout(peer.mailboxTimer);
-  peer.mailboxAt = Number.POSITIVE_INFINITY;
-  if (path === "relay") scheduleUpgrade(ctx, peer);
-  else {
-    clearTimeout(peer.upgradeTimer);
-    peer.upgradeFailures = 0;
-  }
-  setPresence(ctx, peer, "online", path);
-  ctx.cfg.log(`session ${session.role} ${peer.id.slice(0, 8)} open`);
-  attempt.link.pathInfo?.().then(
-    (p) => ctx.cfg.log(`path ${peer.id.slice(0, 8)}: ${p.local}/${p.remote} ${p.protocol}`),
-    () => {},
-  );
-  void session.closed.then((info) => onSessionClosed(ctx, peer, live, info.reason, info.detail));
-  void readLoop(ctx, peer, live);
-  if (!theirs.canSend && peer.ratchet && canSend(peer.ratchet.state))
-    await serial(peer, () => sendApp(ctx, peer, live, { t: "sync" })).catch(() => {});
-  void flush(ctx, peer);
-  void announce(ctx, peer, live);
-  if (peer.receipts.size > 0) void sendReceipts(ctx, peer);
-}
-
 /** HELLO both ways; keep the stored ratchet if both ends hold the same one, else start anew. */
 export async function hello(
-  ctx: EngineContext,
+  ctx: SessionContext,
   peer: Peer,
   session: Session,
   keyPair: RatchetKeyPair | undefined,
@@ -195,72 +132,119 @@ export async function hello(
   return { ...theirs, canSend: session.role === "responder" };
 }
 
-export function heartbeat(ctx: EngineContext, live: Live): void {
+/** A verified session with a HELLO exchanged, as the contact's live session. */
+export function newLive(session: Session, path: LinkPath): Live {
+  return { session, path, lastInbound: Date.now(), sent: new Set(), announced: false, pinging: false };
+}
+
+/**
+ * What a session that just became the contact's live session asks for: heartbeats, no retry and
+ * no mailbox while it lasts, the upgrade to direct when it runs on the relay, "online", then the
+ * outbox, our mailbox announcement and held-back receipts.
+ */
+export function sessionUp(ctx: SessionContext, peer: Peer, path: LinkPath): Outcome[] {
+  peer.failures = 0;
+  peer.refusedUs = false;
+  peer.mailboxAt = Number.POSITIVE_INFINITY;
+  const out: Outcome[] = [
+    {
+      kind: "schedule",
+      timer: "heartbeat",
+      ms: ctx.cfg.heartbeatIntervalMs,
+      next: { step: "heartbeat" },
+      every: true,
+    },
+    cancel("retry"),
+    cancel("mailbox"),
+  ];
+  if (path === "relay") out.push(follow({ step: "plan-upgrade" }));
+  else {
+    out.push(cancel("upgrade"));
+    peer.upgradeFailures = 0;
+  }
+  out.push(presence("online", path));
+  return out;
+}
+
+/** What follows once the live session is running (after the optional ratchet sync). */
+export function sessionRunning(peer: Peer): Outcome[] {
+  const out = [follow({ step: "flush" }), follow({ step: "announce" })];
+  if (peer.receipts.size > 0) out.push(follow({ step: "receipts" }));
+  return out;
+}
+
+/**
+ * One heartbeat tick of the live session (chat.md §6): nothing received for `heartbeatTimeoutMs`
+ * closes it (`heartbeat-timeout`), else a PING goes out. Await-safe: the session's `send` may be
+ * asynchronous; the tick resolves once the PING is handed over, never rejects (a session closed
+ * meanwhile ends through its close), and a tick while the previous PING is still being sent sends
+ * none, so PINGs never pile up behind a slow send.
+ */
+export async function heartbeat(ctx: SessionContext, live: Live): Promise<void> {
   if (live.session.state === "closed") return;
   if (Date.now() - live.lastInbound > ctx.cfg.heartbeatTimeoutMs) {
     live.session.close("heartbeat-timeout", "no frame from the peer within the heartbeat timeout");
     return;
   }
+  if (live.pinging) return;
+  live.pinging = true;
   try {
-    live.session.send(encodePing(crypto.getRandomValues(new Uint8Array(PING_BYTES))));
+    await live.session.send(encodePing(crypto.getRandomValues(new Uint8Array(PING_BYTES))));
   } catch {
     // closed meanwhile
+  } finally {
+    live.pinging = false;
   }
 }
 
-export async function readLoop(ctx: EngineContext, peer: Peer, live: Live): Promise<void> {
-  const { session } = live;
-  for (;;) {
-    let bytes: Uint8Array;
-    try {
-      bytes = await session.receive();
-    } catch {
-      return;
-    }
-    live.lastInbound = Date.now();
-    const frame = decodeSessionFrame(bytes);
-    if (!frame.ok) {
-      session.close(frame.error.code, frame.error.message);
-      return;
-    }
-    const f = frame.value;
-    if (f.type === "ping") {
-      try {
-        session.send(encodePong(f.nonce));
-      } catch {}
-    } else if (f.type === "ratchet") {
-      await serial(peer, () => receive(ctx, peer, live, f.message)).catch((e) => {
-        ctx.cfg.log(`receive failed: ${(e as Error).message}`);
-      });
-    } else if (f.type === "hello") {
-      session.close("LOFT_ERR_MALFORMED", "a second HELLO");
-      return;
-    }
-  }
-}
-
-export function onSessionClosed(
-  ctx: EngineContext,
-  peer: Peer,
+/**
+ * One frame read from the live session: a ratchet message to read (in order, inside serial), or
+ * `next` (a PING answered), or `stop` (the session was closed for a malformed frame). Await-safe:
+ * it resolves once a PONG is handed to the session (whose `send` may be asynchronous), so the read
+ * loop answers frames in the order they came; a failed send is caught (the session's close ends
+ * the loop).
+ */
+export async function readFrame(
   live: Live,
-  reason: string,
-  detail?: string,
-): void {
-  clearInterval(live.heartbeat);
-  if (peer.live !== live) return;
-  peer.live = undefined;
-  clearTimeout(peer.upgradeTimer);
+  bytes: Uint8Array,
+): Promise<{ kind: "ratchet"; message: Uint8Array } | { kind: "next" } | { kind: "stop" }> {
+  live.lastInbound = Date.now();
+  const { session } = live;
+  const frame = decodeSessionFrame(bytes);
+  if (!frame.ok) {
+    session.close(frame.error.code, frame.error.message);
+    return { kind: "stop" };
+  }
+  const f = frame.value;
+  if (f.type === "ping") {
+    try {
+      await session.send(encodePong(f.nonce));
+    } catch {
+      // closed meanwhile
+    }
+  } else if (f.type === "ratchet") return { kind: "ratchet", message: f.message };
+  else if (f.type === "hello") {
+    session.close("LOFT_ERR_MALFORMED", "a second HELLO");
+    return { kind: "stop" };
+  }
+  return { kind: "next" };
+}
+
+/** The live session closed (it was the contact's live one): what the person sees, what follows. */
+export function sessionClosed(ctx: SessionContext, peer: Peer, reason: string, detail?: string): Outcome[] {
   ctx.cfg.log(`session ${peer.id.slice(0, 8)} closed: ${reason}${detail ? ` (${detail})` : ""}`);
-  if (ctx.stopped) return;
+  const out: Outcome[] = [cancel("upgrade")];
+  if (ctx.stopped) return out;
   // What this session did not get receipted goes to the mailbox if no new session comes up.
-  allowMailbox(ctx, peer, reachableLive(ctx, peer) ? ctx.cfg.mailboxDelayMs : 0);
+  out.push(follow({ step: "allow-mailbox", delayMs: mailboxDelay(ctx, peer) }));
   const peerOnPurpose = reason === "remote-closed" && detail !== undefined && closeRule(detail).peerOnPurpose;
   if (closeRule(reason).quiet || peerOnPurpose) {
-    if (!peer.attempt) setPresence(ctx, peer, "offline");
-    return;
+    if (!peer.attempt) out.push(presence("offline"));
+    return out;
   }
   const error = describeFailure(reason === "remote-closed" ? "remote-closed" : reason, peer.name, detail);
   if (error.kind === "verification-failed") emit(ctx, { type: "error", contactId: peer.id, error });
-  if (!peer.attempt) setPresence(ctx, peer, "offline", undefined, error);
-  scheduleRetry(ctx, peer);
+  if (!peer.attempt) out.push(presence("offline", undefined, error));
+  out.push(follow({ step: "retry-later" }));
+  return out;
 }

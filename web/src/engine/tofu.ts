@@ -12,6 +12,9 @@ import { type ContactIdentity, decideIdentity, usernameKey } from "../../../core
 import type { ContactId, ContactRecord, PendingIdentityChange } from "./api.ts";
 import { type EngineContext, emit } from "./context.ts";
 
+/** What TOFU reads of the engine: the contacts in storage, and the listeners it tells. */
+export type TofuContext = Pick<EngineContext, "storage" | "listeners">;
+
 /** What the engine does with the offered identity. */
 export type IdentityVerdict =
   | { verdict: "unchanged" | "refused" }
@@ -25,7 +28,7 @@ function asContactIdentity(c: ContactRecord, identity: Identity): ContactIdentit
 
 /** Other stored contacts whose name matches `username` (by `usernameKey`). */
 async function contactsNamed(
-  ctx: EngineContext,
+  ctx: TofuContext,
   username: string,
   except: ContactId,
 ): Promise<ContactIdentity[]> {
@@ -41,7 +44,7 @@ async function contactsNamed(
 
 /** The outcome for `offered` against the stored contact and, on a rename, the others; nothing is written. */
 export async function judgeIdentity(
-  ctx: EngineContext,
+  ctx: TofuContext,
   contact: ContactRecord,
   offered: Identity,
   now: number,
@@ -72,7 +75,7 @@ export async function judgeIdentity(
 
 /** A newer version with the same keys: store it and tell the UI (and say so when the name changed). */
 export async function recordIdentityUpdate(
-  ctx: EngineContext,
+  ctx: TofuContext,
   id: ContactId,
   offered: Identity,
   renamedFrom: string | null = null,
@@ -85,7 +88,7 @@ export async function recordIdentityUpdate(
 
 /** A change that needs the user: store it as pending and tell the UI. */
 export async function recordIdentityChange(
-  ctx: EngineContext,
+  ctx: TofuContext,
   id: ContactId,
   kind: PendingIdentityChange["kind"],
   offered: Identity,

@@ -6,7 +6,7 @@
 import { createEffect, Match, on, Show, Switch } from "solid-js";
 import type { AppModel } from "../app/model.ts";
 import { routePath } from "../app/routes.ts";
-import { applyUpdate, updateReady } from "../sw-client.ts";
+import { UpdateBanner } from "../update/UpdateBanner.tsx";
 import { Chat } from "./Chat.tsx";
 import { ContactScreen, SafetyScreen } from "./Contact.tsx";
 import { AddContact, Home, MyLink } from "./Home.tsx";
@@ -28,14 +28,7 @@ export function App(props: { app: AppModel; fatal?: string }) {
   );
   return (
     <>
-      <Show when={updateReady()}>
-        <div class="banner" role="status" data-testid="update-banner">
-          Update available —{" "}
-          <button type="button" class="link" data-testid="update-reload" onClick={applyUpdate}>
-            reload
-          </button>
-        </div>
-      </Show>
+      <UpdateBanner />
       <Show when={app.notice()}>
         <div class="notice" role="status" data-testid="notice">
           {app.notice()}{" "}

@@ -7,13 +7,23 @@
  * is blocked while the contact is Rejected, has a pending identity change or an open request.
  */
 import { createSignal, onCleanup, onMount, Show } from "solid-js";
+import { statusOf } from "../app/contact-status.ts";
+import {
+  connectTo,
+  handOver,
+  historyPage,
+  retryMessage,
+  sendProblem,
+  storedMessage,
+} from "../app/conversation.ts";
 import type { AppModel } from "../app/model.ts";
-import { EngineRefusal, type MessageId, type StoredMessage } from "../engine/api.ts";
+import type { HandedOver, MessageId, StoredMessage } from "../engine/api.ts";
+import { refusalFor } from "../engine/outgoing.ts";
 import { Composer, type ComposerHandle } from "./chat/Composer.tsx";
 import { followBottom, isAtBottom, keepPosition, scrollToBottom, scrollTop } from "./chat/follow.ts";
 import { MessageList } from "./chat/MessageList.tsx";
 import { createTimeline } from "./chat/timeline.ts";
-import { presenceLabel, TRUST_LABEL } from "./format.ts";
+import { TRUST_LABEL } from "./format.ts";
 import { Back } from "./Home.tsx";
 
 /** Messages read per page of history. */
@@ -25,14 +35,12 @@ const MAX_FILL_PAGES = 10;
 /** What the live region reads of a new message. */
 const ANNOUNCE_CHARS = 300;
 
-const reason = (x: unknown) =>
-  x instanceof EngineRefusal ? x.reason.message : `Could not send: ${(x as Error).message}`;
-
 export function Chat(props: { app: AppModel; id: string }) {
   const app = props.app;
   const view = () => app.contact(props.id);
   const name = () => view()?.record.username ?? "this contact";
   const online = () => app.presenceOf(props.id).status === "online";
+  const status = () => statusOf(app, props.id);
   const tl = createTimeline();
   const [error, setError] = createSignal<string>();
   const [unseen, setUnseen] = createSignal(0);
@@ -43,15 +51,22 @@ export function Chat(props: { app: AppModel; id: string }) {
   let list!: HTMLDivElement;
   let disposed = false;
 
+  /** Why the composer is closed: the engine's rule (`refusalFor`), in this screen's words. */
   const blocked = () => {
     const v = view();
-    if (!v) return "This contact no longer exists.";
-    if (v.record.trust === "rejected")
-      return `You blocked ${v.record.username}. Unblock them to send messages.`;
-    if (v.record.pending) return `${v.record.username}'s identity changed. Review the change before sending.`;
-    if (v.record.request)
-      return `${v.record.username} wants to talk to you. Accept the request on the home screen to reply.`;
-    return undefined;
+    const refusal = refusalFor(v?.record);
+    if (!v || !refusal) return refusal ? "This contact no longer exists." : undefined;
+    const name = v.record.username;
+    switch (refusal.kind) {
+      case "contact-rejected":
+        return `You blocked ${name}. Unblock them to send messages.`;
+      case "identity-change-pending":
+        return `${name}'s identity changed. Review the change before sending.`;
+      case "contact-request":
+        return `${name} wants to talk to you. Accept the request on the home screen to reply.`;
+      default:
+        return refusal.message;
+    }
   };
 
   /** A message that is not on screen yet: from an event, or handed over here. */
@@ -72,11 +87,11 @@ export function Chat(props: { app: AppModel; id: string }) {
     setLoadingOlder(true);
     try {
       const oldest = tl.oldest();
-      let page = await app.storage.listMessagesPage(props.id, PAGE_SIZE, oldest?.at);
+      let page = await historyPage(app, props.id, PAGE_SIZE, oldest?.at);
       let fresh = page.filter((m) => !tl.has(m.id));
       // A full page of messages we have (equal times at the boundary): step past that time.
       if (fresh.length === 0 && page.length === PAGE_SIZE && oldest) {
-        page = await app.storage.listMessagesPage(props.id, PAGE_SIZE, oldest.at - 1);
+        page = await historyPage(app, props.id, PAGE_SIZE, oldest.at - 1);
         fresh = page.filter((m) => !tl.has(m.id));
       }
       if (disposed) return;
@@ -104,7 +119,7 @@ export function Chat(props: { app: AppModel; id: string }) {
 
   /** A state change for a message we don't show (handed over elsewhere, or not loaded yet). */
   async function fetchUnknown(id: MessageId) {
-    const m = await app.storage.getMessage(id);
+    const m = await storedMessage(app, id);
     if (!m || m.contactId !== props.id || disposed) return;
     const oldest = tl.oldest();
     if (oldest && m.at < oldest.at) return; // in older history: read when paged in
@@ -116,13 +131,11 @@ export function Chat(props: { app: AppModel; id: string }) {
   }
 
   const send = (text: string): string | undefined => {
-    const engine = app.engine;
-    if (!engine) return "Loft is still starting. Try again in a moment.";
-    let handed: ReturnType<typeof engine.handOver>;
+    let handed: HandedOver;
     try {
-      handed = engine.handOver(props.id, text);
+      handed = handOver(app, props.id, text);
     } catch (x) {
-      return reason(x);
+      return sendProblem(x);
     }
     setError(undefined);
     showNew(handed.message, false, true);
@@ -130,13 +143,13 @@ export function Chat(props: { app: AppModel; id: string }) {
       // Refused before it was stored: nothing was sent. Take the bubble back, keep the words.
       tl.remove(handed.message.id);
       composer?.restore(text);
-      setError(reason(x));
+      setError(sendProblem(x));
     });
     return undefined;
   };
 
   const retry = (id: MessageId) => {
-    app.engine?.retry(id).catch((x: unknown) => setError(reason(x)));
+    retryMessage(app, id).catch((x: unknown) => setError(sendProblem(x)));
   };
 
   onMount(() => {
@@ -162,7 +175,7 @@ export function Chat(props: { app: AppModel; id: string }) {
       app.setChatAtBottom(true);
       window.removeEventListener("scroll", onScroll);
     });
-    app.engine?.connect(props.id);
+    connectTo(app, props.id);
     composer?.focus();
     void fillScreen();
   });
@@ -186,13 +199,13 @@ export function Chat(props: { app: AppModel; id: string }) {
             </h1>
             <Show when={view()}>
               <p class="sub">
-                <span data-testid="chat-presence">{presenceLabel(app.presenceOf(props.id))}</span> ·{" "}
+                <span data-testid="chat-presence">{status().label}</span> ·{" "}
                 <span class={`trust ${view()!.record.trust}`}>{TRUST_LABEL[view()!.record.trust]}</span>
               </p>
             </Show>
           </div>
         </div>
-        <Show when={app.presenceOf(props.id).status !== "online" && app.presenceOf(props.id).lastError}>
+        <Show when={status().notice}>
           {(e) => (
             <p class="status" data-testid="chat-problem" data-kind={e().kind}>
               {e().message}

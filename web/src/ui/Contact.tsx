@@ -3,10 +3,11 @@
  * code screen, verify / block / delete.
  */
 import { createSignal, For, Match, Show, Switch } from "solid-js";
+import { statusOf } from "../app/contact-status.ts";
 import type { AppModel, ContactView } from "../app/model.ts";
 import type { IdentityChangeKind } from "../engine/api.ts";
 import { safetyCode } from "../identity.ts";
-import { presenceLabel, TRUST_LABEL, timeLabel } from "./format.ts";
+import { TRUST_LABEL, timeLabel } from "./format.ts";
 import { Back } from "./Home.tsx";
 import { Qr } from "./Qr.tsx";
 
@@ -119,7 +120,7 @@ export function ContactScreen(props: { app: AppModel; id: string }) {
               >
                 {TRUST_LABEL[v().record.trust]}
               </span>{" "}
-              · <span data-testid="contact-presence">{presenceLabel(app.presenceOf(v().record.id))}</span>
+              · <span data-testid="contact-presence">{statusOf(app, v().record.id).label}</span>
             </p>
             <Show when={v().record.pending}>
               <PendingWarning app={app} view={v()} />

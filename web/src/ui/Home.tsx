@@ -1,10 +1,12 @@
 /** Home: contacts with presence and trust, and the ways to add one or share your own link. */
 import { createResource, createSignal, For, Show } from "solid-js";
+import { statusOf } from "../app/contact-status.ts";
 import type { AppModel, ContactView } from "../app/model.ts";
+import { myLinkParts } from "../app/my-link.ts";
 import { notificationPermission, requestNotificationPermission } from "../app/notifications.ts";
 import type { IdentityChangeKind } from "../engine/api.ts";
 import { type ContactLink, makeContactLink, parseContactLink } from "../identity.ts";
-import { presenceLabel, TRUST_LABEL, timeLabel } from "./format.ts";
+import { TRUST_LABEL, timeLabel } from "./format.ts";
 import { Qr } from "./Qr.tsx";
 
 export function Home(props: { app: AppModel }) {
@@ -114,7 +116,7 @@ function ContactItem(props: { app: AppModel; view: ContactView }) {
           </span>
         </Show>
         <span class="presence" data-testid="contact-presence">
-          {presenceLabel(p())}
+          {statusOf(app, c().record.id).label}
         </span>
         <span
           class={`trust ${c().record.trust}`}
@@ -274,10 +276,7 @@ export function Back(props: { app: AppModel; to?: Parameters<AppModel["go"]>[0] 
 export function MyLink(props: { app: AppModel }) {
   const app = props.app;
   const [copied, setCopied] = createSignal(false);
-  const [parts] = createResource(async () => ({
-    settings: await app.storage.getSettings(),
-    refs: await app.engine?.contactLinkRefs?.().catch(() => undefined),
-  }));
+  const [parts] = createResource(() => myLinkParts(app));
   const link = () => {
     const u = app.user();
     const p = parts();

@@ -4,7 +4,9 @@
  * is forgotten: restore a backup, or start over (after a warning naming what is lost).
  */
 import { createResource, createSignal, Show } from "solid-js";
+import { deviceHoldings, restoreBackup, restoreForgotten } from "../app/backup.ts";
 import type { AppModel } from "../app/model.ts";
+import { problemText } from "../app/problems.ts";
 import { validateUsername } from "../identity.ts";
 import { passphraseProblem } from "../storage/backup.ts";
 import { backupFileFields, newPassphraseFields } from "./PassphraseFields.tsx";
@@ -53,7 +55,7 @@ export function Onboarding(props: { app: AppModel }) {
       await props.app.createIdentity(name().normalize("NFC"), pass || undefined);
       newPass.clear();
     } catch (x) {
-      setError(`Could not create your identity: ${(x as Error).message}`);
+      setError(problemText(x, "create your identity"));
     } finally {
       setBusy(false);
     }
@@ -64,10 +66,9 @@ export function Onboarding(props: { app: AppModel }) {
     setBusy(true);
     setRestoreError(undefined);
     try {
-      await props.app.storage.importBundle(await backup.read());
-      await props.app.reload();
+      await restoreBackup(props.app, backup.read);
     } catch (x) {
-      setRestoreError((x as Error).message);
+      setRestoreError(problemText(x, "restore the backup"));
     } finally {
       setBusy(false);
     }
@@ -149,7 +150,7 @@ export function Unlock(props: { app: AppModel }) {
     try {
       await props.app.unlock(input.value);
     } catch (x) {
-      setError((x as Error).message);
+      setError(problemText(x, "unlock"));
     } finally {
       setBusy(false);
     }
@@ -196,10 +197,10 @@ function RestoreForgotten(props: { app: AppModel }) {
     setBusy(true);
     setError(undefined);
     try {
-      await props.app.restoreForgotten(await backup.read());
+      await restoreForgotten(props.app, backup.read);
       props.app.setNotice("Backup restored. This device has no passphrase now: set one in Settings.");
     } catch (x) {
-      setError((x as Error).message);
+      setError(problemText(x, "restore the backup"));
     } finally {
       setBusy(false);
     }
@@ -230,7 +231,7 @@ const plural = (n: number, one: string, many: string) => `${n} ${n === 1 ? one :
 
 /** Delete everything on this device and create a new identity, after naming what is lost. */
 function StartOver(props: { app: AppModel }) {
-  const [holdings] = createResource(() => props.app.storage.holdings());
+  const [holdings] = createResource(() => deviceHoldings(props.app).catch(() => undefined));
   const [confirming, setConfirming] = createSignal(false);
   const [busy, setBusy] = createSignal(false);
   const lost = () => {

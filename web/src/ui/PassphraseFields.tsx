@@ -4,7 +4,7 @@
  * onboarding, the unlock screen and Settings). Each returns its fields and what reads them.
  */
 import { createSignal, type JSX } from "solid-js";
-import { decryptBackup } from "../storage/backup.ts";
+import { BackupError, decryptBackup } from "../storage/backup.ts";
 import type { BackupBundle } from "../storage/storage.ts";
 import { PassphraseStrength } from "./PassphraseStrength.tsx";
 
@@ -82,7 +82,7 @@ export function backupFileFields(testid: string): { fields: JSX.Element; read: (
   /** The decrypted backup; throws a message for the person (no file, wrong passphrase, not a backup). */
   const read = async () => {
     const f = file.files?.[0];
-    if (!f) throw new Error("Choose a backup file first.");
+    if (!f) throw new BackupError("Choose a backup file first.");
     return decryptBackup(await f.text(), pass.value);
   };
   return { fields, read };

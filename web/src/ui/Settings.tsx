@@ -3,6 +3,7 @@
  * delete identity.
  */
 import { createResource, createSignal, type JSX, Show } from "solid-js";
+import { exportBackup as makeBackup, restoreBackup } from "../app/backup.ts";
 import type { AppModel } from "../app/model.ts";
 import {
   NOTIFICATION_MODES,
@@ -10,9 +11,19 @@ import {
   notificationPermission,
   requestNotificationPermission,
 } from "../app/notifications.ts";
-import { encryptBackup, MIN_BACKUP_PASSPHRASE, passphraseProblem } from "../storage/backup.ts";
-import { defaultSettings } from "../storage/storage.ts";
-import { storageProblem } from "./format.ts";
+import { problemText } from "../app/problems.ts";
+import {
+  defaultServers,
+  hasPassphrase,
+  loadServerSettings,
+  saveNotificationMode,
+  saveServers,
+  saveUsername,
+  changePassphrase as storePassphrase,
+} from "../app/settings.ts";
+import { ShareFolder } from "../proxy/ShareFolder.tsx";
+import { MIN_BACKUP_PASSPHRASE, passphraseProblem } from "../storage/backup.ts";
+import { BuildHash } from "../update/BuildHash.tsx";
 import { Back } from "./Home.tsx";
 import { formatIceServers, hasTurnServer, parseIceServers } from "./ice-servers.ts";
 import { usernameProblem } from "./Onboarding.tsx";
@@ -52,8 +63,8 @@ const validWsUrl = (s: string) => {
 
 export function Settings(props: { app: AppModel }) {
   const app = props.app;
-  const [record, { refetch }] = createResource(() => app.storage.getSettingsRecord());
-  const defaults = defaultSettings();
+  const [record, { refetch }] = createResource(() => loadServerSettings(app));
+  const defaults = defaultServers();
 
   // username
   const [name, setName] = createSignal(app.user()?.identity.verified.username ?? "");
@@ -62,7 +73,12 @@ export function Settings(props: { app: AppModel }) {
     e.preventDefault();
     const problem = usernameProblem(name());
     if (problem) return setNameResult({ ok: false, text: problem });
-    await app.changeUsername(name().normalize("NFC"));
+    try {
+      await saveUsername(app, name().normalize("NFC"));
+    } catch (x) {
+      // The field keeps what was typed: saving again is one click.
+      return setNameResult({ ok: false, text: problemText(x, "save your name") });
+    }
     setNameResult({ ok: true, text: "Saved. Contacts see the new name next time you connect." });
   };
 
@@ -101,12 +117,17 @@ export function Settings(props: { app: AppModel }) {
     const relayOnly = relayOnlyInput.checked;
     if (relayOnly && !hasTurnServer(ice.servers)) return setEndpointResult({ ok: false, text: NEEDS_TURN });
     // Only the server fields change (an empty field means the default); other settings stay.
-    await app.storage.updateSettingsRecord({
-      signalingUrl: signalingUrl || undefined,
-      relayUrls: relayUrls.length ? relayUrls : undefined,
-      iceServers: ice.servers.length ? ice.servers : undefined,
-      iceTransportPolicy: relayOnly ? "relay" : undefined,
-    });
+    try {
+      await saveServers(app, {
+        signalingUrl,
+        relayUrls,
+        iceServers: ice.servers,
+        ...(relayOnly ? { iceTransportPolicy: "relay" as const } : {}),
+      });
+    } catch (x) {
+      // Not re-read from storage: the fields keep what was typed.
+      return setEndpointResult({ ok: false, text: problemText(x, "save the servers") });
+    }
     await refetch();
     setEndpointResult({ ok: true, text: "Saved. They are used from the next start of the app." });
   };
@@ -114,7 +135,7 @@ export function Settings(props: { app: AppModel }) {
   // passphrase
   const [newBackupPass, setNewBackupPass] = createSignal("");
   const [passResult, setPassResult] = createSignal<Result>();
-  const [hasPass, setHasPass] = createSignal(app.storage.hasPassphrase);
+  const [hasPass, setHasPass] = createSignal(hasPassphrase(app));
   const [busy, setBusy] = createSignal(false);
   const newPass = newPassphraseFields({
     testid: "passphrase",
@@ -124,14 +145,10 @@ export function Settings(props: { app: AppModel }) {
   const changePassphrase = async (to: string | null, done: () => void) => {
     setBusy(true);
     try {
-      await app.storage.setPassphrase(to);
+      await storePassphrase(app, to);
       done();
     } catch (x) {
-      const what = to === null ? "remove" : hasPass() ? "change" : "set";
-      setPassResult({
-        ok: false,
-        text: `Could not ${what} the passphrase: ${storageProblem(x)} Nothing was changed.`,
-      });
+      setPassResult({ ok: false, text: problemText(x, "change the passphrase") });
     } finally {
       setBusy(false);
     }
@@ -161,7 +178,7 @@ export function Settings(props: { app: AppModel }) {
     e.preventDefault();
     setBusy(true);
     try {
-      const text = await encryptBackup(await app.storage.exportBundle(), backupPass.value);
+      const text = await makeBackup(app, backupPass.value);
       const url = URL.createObjectURL(new Blob([text], { type: "application/json" }));
       const a = document.createElement("a");
       a.href = url;
@@ -172,7 +189,7 @@ export function Settings(props: { app: AppModel }) {
       setNewBackupPass("");
       setBackupResult({ ok: true, text: "Backup saved. Keep the file and its passphrase apart." });
     } catch (x) {
-      setBackupResult({ ok: false, text: (x as Error).message });
+      setBackupResult({ ok: false, text: problemText(x, "make the backup") });
     } finally {
       setBusy(false);
     }
@@ -183,12 +200,11 @@ export function Settings(props: { app: AppModel }) {
     e.preventDefault();
     setBusy(true);
     try {
-      await app.storage.importBundle(await importFields.read());
-      await app.reload();
+      await restoreBackup(app, importFields.read);
       app.go({ name: "home" });
       app.setNotice("Backup restored.");
     } catch (x) {
-      setImportResult({ ok: false, text: (x as Error).message });
+      setImportResult({ ok: false, text: problemText(x, "restore the backup") });
     } finally {
       setBusy(false);
     }
@@ -372,6 +388,8 @@ export function Settings(props: { app: AppModel }) {
           </div>
         </Show>
       </Section>
+      <ShareFolder app={app} />
+      <BuildHash />
       <p class="help">Loft {__LOFT_VERSION__}</p>
     </main>
   );
@@ -394,8 +412,16 @@ function Notifications(props: { app: AppModel }) {
   const app = props.app;
   const [permission, setPermission] = createSignal(notificationPermission());
   const [result, setResult] = createSignal<Result>();
+  /** A choice that could not be saved: it stays selected, with a way to try again. */
+  const [unsaved, setUnsaved] = createSignal<NotificationMode>();
   const choose = async (mode: NotificationMode) => {
-    await app.setNotificationMode(mode);
+    try {
+      await saveNotificationMode(app, mode);
+    } catch (x) {
+      setUnsaved(mode);
+      return setResult({ ok: false, text: problemText(x, "save the notification choice") });
+    }
+    setUnsaved(undefined);
     setResult({ ok: true, text: "Saved." });
   };
   const allow = async () => setPermission(await requestNotificationPermission());
@@ -415,7 +441,7 @@ function Notifications(props: { app: AppModel }) {
                 name="notifications"
                 value={mode}
                 data-testid={`notify-${mode}`}
-                checked={app.notificationMode() === mode}
+                checked={(unsaved() ?? app.notificationMode()) === mode}
                 onChange={() => void choose(mode)}
               />
               <span>
@@ -439,6 +465,13 @@ function Notifications(props: { app: AppModel }) {
           </p>
         </Show>
         <Outcome value={result()} testid="notifications-result" />
+        <Show when={unsaved()}>
+          {(mode) => (
+            <button type="button" data-testid="notifications-retry" onClick={() => void choose(mode())}>
+              Try again
+            </button>
+          )}
+        </Show>
       </Show>
     </Section>
   );

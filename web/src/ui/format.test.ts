@@ -1,6 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { Presence } from "../engine/api.ts";
-import { dayLabel, isoDay, localDay, outgoingStateLabel, presenceLabel, storageProblem } from "./format.ts";
+import { dayLabel, isoDay, localDay, outgoingStateLabel } from "./format.ts";
 
 const at = (y: number, m: number, d: number, h = 12) => new Date(y, m - 1, d, h).getTime();
 
@@ -18,31 +17,10 @@ describe("chat screen words", () => {
     expect(isoDay(at(2026, 1, 5))).toBe("2026-01-05");
   });
 
-  it("a contact that refused the connection is not called offline", () => {
-    const refused: Presence = {
-      status: "offline",
-      since: 0,
-      lastError: { kind: "not-accepted", message: "Alice hasn't accepted you yet" },
-    };
-    expect(presenceLabel(refused)).toBe("hasn't accepted you yet");
-    expect(presenceLabel({ status: "offline", since: 0 })).toBe("offline");
-  });
-
   it("a message being stored, or queued for an online contact, reads sending…", () => {
     expect(outgoingStateLabel("queued", false, false)).toBe("sending…");
     expect(outgoingStateLabel("queued", true, true)).toBe("sending…");
     expect(outgoingStateLabel("queued", true, false)).toBe("waiting to send");
     expect(outgoingStateLabel("delivered", true, true)).toBe("delivered");
-  });
-});
-
-describe("storage failures in words", () => {
-  it("names full storage and undecryptable data, and otherwise keeps the browser's message", () => {
-    expect(storageProblem(new DOMException("", "QuotaExceededError"))).toContain("no storage space");
-    expect(storageProblem(new DOMException("", "OperationError"))).toContain("could not be decrypted");
-    expect(storageProblem(new Error("The database connection is closing"))).toBe(
-      "The database connection is closing.",
-    );
-    expect(storageProblem(new Error(""))).toBe("the browser's storage refused the change.");
   });
 });

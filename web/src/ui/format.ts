@@ -1,15 +1,6 @@
 /** Plain-words labels for states, times and days shown in the UI. */
-import type { MessageState, Presence } from "../engine/api.ts";
+import type { MessageState } from "../engine/api.ts";
 import type { Trust } from "../identity.ts";
-
-export function presenceLabel(p: Presence): string {
-  if (p.status === "online") return p.path === "relay" ? "online · via relay" : "online · direct";
-  if (p.status === "connecting") return "connecting…";
-  // Its device answered and refused us: reachable, not offline (web/src/engine/errors.ts).
-  if (p.lastError?.kind === "not-accepted") return "hasn't accepted you yet";
-  if (p.directUnavailable) return "direct connection unavailable";
-  return "offline";
-}
 
 export const TRUST_LABEL: Record<Trust, string> = {
   unknown: "Not verified",
@@ -82,18 +73,4 @@ export function isoDay(ms: number): string {
   const d = new Date(ms);
   const pad = (n: number) => String(n).padStart(2, "0");
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`;
-}
-
-/**
- * Why a storage operation failed, as one sentence a person can act on, from what IndexedDB or
- * WebCrypto threw: full storage, a record that does not decrypt, or the browser's own words.
- */
-export function storageProblem(x: unknown): string {
-  const name = x instanceof Error || x instanceof DOMException ? x.name : "";
-  if (name === "QuotaExceededError") return "this browser has no storage space left for Loft.";
-  // WebCrypto's AES-GCM says only "OperationError" when a sealed record does not authenticate.
-  if (name === "OperationError")
-    return "some data stored on this device could not be decrypted (it may be damaged).";
-  const message = x instanceof Error ? x.message : String(x);
-  return message ? `${message.replace(/\.?$/, ".")}` : "the browser's storage refused the change.";
 }

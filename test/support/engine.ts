@@ -1,15 +1,23 @@
 /**
- * Test doubles for the engine in Node (engine.test.ts, relay.test.ts): storage in memory, links
- * in memory, and a hub standing in for signaling-brokered WebRTC.
+ * The one harness for the chat engine in Node (web/src/engine/*.test.ts): storage in memory,
+ * links in memory, a hub standing in for signaling-brokered WebRTC, and `EngineHarness`, which
+ * makes engines ("nodes") against the real signaling and relay services a test started, pairs
+ * two of them, and stops them all — failing a test whose engines logged a link-state move the
+ * controller's table does not allow (web/src/engine/link/state.ts).
  */
-import { toHex } from "../../../core/bytes.ts";
-import { encodeIdentity, type UserIdentity } from "../../../core/identity/identity.ts";
-import type { LinkCloseInfo } from "../../../core/link/link.ts";
-import { QueueLink } from "../../../core/link/queue-link.ts";
+import WebSocket from "ws";
+import { toHex } from "../../core/bytes.ts";
+import { createUserIdentity, encodeIdentity, type UserIdentity } from "../../core/identity/identity.ts";
+import type { LinkCloseInfo } from "../../core/link/link.ts";
+import { QueueLink } from "../../core/link/queue-link.ts";
+import type { WebSocketLike as RelayWebSocketLike } from "../../core/relay/ws-link.ts";
+import { wsFactory } from "../../signaling/testing.ts";
 import type {
+  ContactEndpoints,
   ContactId,
   ContactRecord,
   EngineError,
+  EngineEvent,
   EngineSettings,
   EngineStorage,
   MessageId,
@@ -17,8 +25,16 @@ import type {
   OutboxEntry,
   PendingIdentityChange,
   StoredMessage,
-} from "./api.ts";
-import type { DialedLink, IncomingOffer, LiveTransport, TransportDeps } from "./transport.ts";
+} from "../../web/src/engine/api.ts";
+import { Engine, type EngineConfig } from "../../web/src/engine/engine.ts";
+import { SECRET } from "../../web/src/engine/mailbox.ts";
+import type {
+  DialedLink,
+  IncomingOffer,
+  LiveTransport,
+  TransportDeps,
+} from "../../web/src/engine/transport.ts";
+import { createRelayPool } from "../../web/src/net/relay-pool.ts";
 
 export class MemoryStorage implements EngineStorage {
   settings: EngineSettings;
@@ -54,6 +70,42 @@ export class MemoryStorage implements EngineStorage {
   async updateContactIdentity(id: ContactId, identity: Uint8Array, username: string) {
     const c = this.contacts.get(id);
     if (c) Object.assign(c, { identity, username });
+  }
+  async putContact(c: ContactRecord) {
+    this.contacts.set(c.id, structuredClone(c));
+  }
+  async setEndpoints(id: ContactId, endpoints: ContactEndpoints) {
+    const c = this.contacts.get(id);
+    if (c) c.endpoints = structuredClone(endpoints);
+  }
+  async acceptRequest(id: ContactId) {
+    const c = this.contacts.get(id);
+    if (c) delete c.request;
+  }
+  async declineRequest(id: ContactId) {
+    const c = this.contacts.get(id);
+    if (c) {
+      delete c.request;
+      c.trust = "rejected";
+    }
+  }
+  async setTrust(id: ContactId, trust: ContactRecord["trust"]) {
+    const c = this.contacts.get(id);
+    if (c) c.trust = trust;
+  }
+  async clearPending(id: ContactId) {
+    const c = this.contacts.get(id);
+    if (c) delete c.pending;
+  }
+  async deleteContact(id: ContactId) {
+    this.contacts.delete(id);
+    this.sessions.delete(id);
+    for (const [k, m] of this.messages) if (m.contactId === id) this.messages.delete(k);
+    for (const [k, e] of this.outbox) if (e.contactId === id) this.outbox.delete(k);
+  }
+  async queueOutgoing(m: StoredMessage) {
+    this.messages.set(m.id, { ...m });
+    this.outbox.set(m.id, { messageId: m.id, contactId: m.contactId, queuedAt: m.at, attempts: 0 });
   }
   async getMessage(id: MessageId) {
     const m = this.messages.get(id);
@@ -167,6 +219,9 @@ export class SlowStorage extends MemoryStorage {
   override putOutbox(e: OutboxEntry) {
     return this.#write(() => super.putOutbox(e));
   }
+  override queueOutgoing(m: StoredMessage) {
+    return this.#write(() => super.queueOutgoing(m));
+  }
   override setMessageState(id: MessageId, state: MessageState, failure?: EngineError) {
     return this.#write(() => super.setMessageState(id, state, failure));
   }
@@ -254,5 +309,129 @@ export async function until(
   while (!(await cond())) {
     if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
     await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** WebSockets to a relay from Node (no compression, as in the browser). */
+export const relaySocket = (url: string) =>
+  new WebSocket(url, { perMessageDeflate: false }) as unknown as RelayWebSocketLike;
+
+/** One engine under test, with what it emitted and logged. */
+export interface EngineNode {
+  user: UserIdentity;
+  id: ContactId;
+  storage: MemoryStorage;
+  engine: Engine;
+  events: EngineEvent[];
+  /** Storage states seen at the moment each message-state event was emitted. */
+  storedAtEmit: { event: MessageState; stored: MessageState | undefined }[];
+  logs: string[];
+}
+
+/** Where the engines of a test connect, read when a node is made (the services start in beforeAll). */
+export interface HarnessBase {
+  signalingUrl: string;
+  /** Our relay, when the test runs one (the engine then gets relay connections and mailboxes). */
+  relayUrl?: string;
+  config: Partial<EngineConfig>;
+}
+
+export class EngineHarness {
+  /** The in-memory stand-in for WebRTC the nodes dial through; a test may replace it. */
+  hub = new Hub();
+  readonly running: Engine[] = [];
+  readonly #nodes: EngineNode[] = [];
+  readonly #base: () => HarnessBase;
+
+  constructor(base: () => HarnessBase) {
+    this.#base = base;
+  }
+
+  /**
+   * An engine for `name` (a new identity unless `user`), on `storage` (new unless given), with
+   * signaling at `signalingUrl` ("" for none; the storage's own when not given) and `config` over
+   * the harness's.
+   */
+  node(
+    name: string,
+    user = createUserIdentity({ username: name, now: Date.now() }),
+    storage?: MemoryStorage,
+    signalingUrl?: string,
+    config: Partial<EngineConfig> = {},
+  ): EngineNode {
+    const base = this.#base();
+    const s = storage ?? new MemoryStorage(base.signalingUrl, base.relayUrl ? [base.relayUrl] : []);
+    if (signalingUrl !== undefined) s.settings.signalingUrl = signalingUrl;
+    const logs: string[] = [];
+    const n: EngineNode = {
+      user,
+      id: toHex(user.identity.verified.identity_key),
+      storage: s,
+      engine: new Engine(
+        { user, storage: s },
+        {
+          ...base.config,
+          webSocket: wsFactory(),
+          relayWebSocket: relaySocket,
+          transport: this.hub.factory(user),
+          ...config,
+          relayConnections: config.relayConnections ?? createRelayPool,
+          log: (m) => {
+            logs.push(m);
+            config.log?.(m);
+          },
+        },
+      ),
+      events: [],
+      storedAtEmit: [],
+      logs,
+    };
+    n.engine.subscribe((e) => {
+      n.events.push(e);
+      if (e.type === "message-state")
+        n.storedAtEmit.push({ event: e.state, stored: s.messages.get(e.id)?.state });
+    });
+    this.running.push(n.engine);
+    this.#nodes.push(n);
+    return n;
+  }
+
+  online(n: EngineNode, peer: EngineNode): boolean {
+    return n.engine.presence(peer.id).status === "online";
+  }
+
+  stateOf(n: EngineNode, id: MessageId): MessageState | undefined {
+    return n.storage.messages.get(id)?.state;
+  }
+
+  knowsMailboxOf(n: EngineNode, peer: EngineNode): boolean {
+    return n.storage.secrets.has(SECRET.tx(peer.id));
+  }
+
+  /**
+   * Alice and Bob, each the other's contact, both started and online (directly unless
+   * `blockDirect`); with a relay, once both hold the other's mailbox.
+   */
+  async pair(blockDirect = false): Promise<[EngineNode, EngineNode]> {
+    this.hub = new Hub();
+    this.hub.blockDirect = blockDirect;
+    const a = this.node("alice");
+    const b = this.node("bob");
+    a.storage.addUser(b.user);
+    b.storage.addUser(a.user);
+    await a.engine.start();
+    await b.engine.start();
+    await until(() => this.online(a, b) && this.online(b, a), "both online");
+    if (this.#base().relayUrl)
+      await until(() => this.knowsMailboxOf(a, b) && this.knowsMailboxOf(b, a), "mailboxes exchanged");
+    return [a, b];
+  }
+
+  /** Stop every engine; throws when one logged a link-state move its table does not allow. */
+  async stopAll(): Promise<void> {
+    for (const e of this.running.splice(0)) await e.stop();
+    const nodes = this.#nodes.splice(0);
+    const bad = nodes.flatMap((n) => n.logs.filter((l) => l.includes("unexpected transition")));
+    if (bad.length > 0) throw new Error(`link state moves outside the table:\n${bad.join("\n")}`);
   }
 }

@@ -1,6 +1,6 @@
 /** The measurement bench/chat.ts imports: it really registers n peers on a separate process. */
 import { describe, expect, it } from "vitest";
-import { measureRegistrations } from "./measure.ts";
+import { measureRegistrations } from "../../bench/signaling-registrations.ts";
 
 describe("measureRegistrations", () => {
   it("registers n peers on a signaling process and reports its RSS per peer", async () => {

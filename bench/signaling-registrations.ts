@@ -6,10 +6,11 @@
  * metrics listener, before and after. The per-peer figure includes everything a registered
  * browser costs the server: its WebSocket, its registration and its signed Identity.
  *
- * bench/chat.ts imports `measureRegistrations`; alone: `tsx signaling/measure.ts [n]`.
+ * bench/chat.ts imports `measureRegistrations`; alone: `tsx bench/signaling-registrations.ts [n]`.
  */
+import { makeUser, RawClient, registerOn } from "../signaling/testing.ts";
 import { startLoft } from "../test/support/loft-process.ts";
-import { makeUser, metricValue, RawClient, registerOn } from "./testing.ts";
+import { metricValue } from "../test/support/metrics.ts";
 
 export interface RegistrationMeasurement {
   /** Registrations the server reported holding at the end (from /health). */

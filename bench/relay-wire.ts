@@ -1,0 +1,128 @@
+/**
+ * The bench client's side of the relay's hot frames, written and read at the byte level: SEND and
+ * ACK client frames out, OK and MSG server frames in (docs/protocol/relay.md §Encoding). The bench
+ * client shares the machine's two cores with the relay, and the generic codec (MessagePack,
+ * valibot, canonical re-encode) cost it ~150 µs per message — CPU taken from the server it
+ * measures. Everything else goes through core/relay/protocol.ts. `selfCheck` compares both ways
+ * at start-up; the relay itself refuses any frame that is not canonical.
+ */
+import {
+  type Command,
+  decodeServerFrame,
+  encodeClientFrame,
+  encodeCommand,
+  encodeServerFrame,
+  RCV_CIPHERTEXT_LENGTH,
+  type ServerFrame,
+} from "../core/relay/protocol.ts";
+
+const uint = (n: number): number[] =>
+  n < 0x80
+    ? [n]
+    : n < 0x100
+      ? [0xcc, n]
+      : n < 0x10000
+        ? [0xcd, n >>> 8, n & 0xff]
+        : [0xce, n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff];
+
+const bin = (b: Uint8Array): number[] =>
+  b.length < 0x100 ? [0xc4, b.length] : [0xc5, b.length >>> 8, b.length & 0xff];
+
+function join(parts: (number[] | Uint8Array)[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** The canonical encoding of a SEND or ACK command (`{b,i,k,n,q}` / `{i,k,m,q}`). */
+export function encodeHot(cmd: Command): Uint8Array {
+  if (cmd.k === "SEND")
+    return join([
+      [0x85, 0xa1, 0x62],
+      bin(cmd.b),
+      cmd.b,
+      [0xa1, 0x69, ...uint(cmd.i), 0xa1, 0x6b, 0xa4, 0x53, 0x45, 0x4e, 0x44, 0xa1, 0x6e, 0xc4, 16],
+      cmd.n,
+      [0xa1, 0x71, 0xc4, 24],
+      cmd.q,
+    ]);
+  if (cmd.k === "ACK")
+    return join([
+      [0x84, 0xa1, 0x69, ...uint(cmd.i), 0xa1, 0x6b, 0xa3, 0x41, 0x43, 0x4b, 0xa1, 0x6d, 0xc4, 24],
+      cmd.m,
+      [0xa1, 0x71, 0xc4, 24],
+      cmd.q,
+    ]);
+  return encodeCommand(cmd);
+}
+
+/** `{a?, t}`. */
+export function encodeFrame(t: Uint8Array, a?: Uint8Array): Uint8Array {
+  return a
+    ? join([[0x82, 0xa1, 0x61, 0xc4, 64], a, [0xa1, 0x74], bin(t), t])
+    : join([[0x81, 0xa1, 0x74], bin(t), t]);
+}
+
+function readUint(b: Uint8Array, at: number): [number, number] {
+  const t = b[at]!;
+  if (t < 0x80) return [t, at + 1];
+  if (t === 0xcc) return [b[at + 1]!, at + 2];
+  if (t === 0xcd) return [(b[at + 1]! << 8) | b[at + 2]!, at + 3];
+  if (t === 0xce)
+    return [((b[at + 1]! << 24) | (b[at + 2]! << 16) | (b[at + 3]! << 8) | b[at + 4]!) >>> 0, at + 5];
+  return [-1, at];
+}
+
+/** OK and MSG read directly; any other frame (or any surprise) through the generic decoder. */
+export function decodeHot(b: Uint8Array): ServerFrame {
+  if (b[0] === 0x82 && b[1] === 0xa1 && b[2] === 0x69) {
+    const [i, at] = readUint(b, 3);
+    if (i >= 0 && at + 5 === b.length && b[at + 1] === 0x6b && b[at + 2] === 0xa2 && b[at + 3] === 0x4f)
+      return { k: "OK", i };
+  }
+  if ((b[0] === 0x84 || b[0] === 0x85) && b[3] === 0xc5 && b.length > 6 + RCV_CIPHERTEXT_LENGTH + 30) {
+    const body = b.subarray(6, 6 + RCV_CIPHERTEXT_LENGTH);
+    let at = 6 + RCV_CIPHERTEXT_LENGTH;
+    let i: number | undefined;
+    if (b[0] === 0x85) [i, at] = readUint(b, at + 2);
+    const m = b.subarray(at + 10, at + 34);
+    const q = b.subarray(at + 38, at + 62);
+    if (at + 62 === b.length && b[at + 2] === 0xa3 && b[at + 3] === 0x4d)
+      return i === undefined ? { k: "MSG", q, m, b: body } : { k: "MSG", i, q, m, b: body };
+  }
+  const d = decodeServerFrame(b);
+  if (!d.ok) throw d.error;
+  return d.value;
+}
+
+/** Throws unless the byte-level paths agree with the generic codec on sample frames. */
+export function selfCheck(): void {
+  const q = new Uint8Array(24).fill(3);
+  const m = new Uint8Array(24).fill(4);
+  for (const i of [0, 127, 128, 300, 70_000]) {
+    for (const cmd of [
+      { k: "SEND", i, q, n: new Uint8Array(16).fill(5), b: new Uint8Array(i % 2000).fill(6) },
+      { k: "ACK", i, q, m },
+    ] as Command[]) {
+      const generic = encodeClientFrame(encodeCommand(cmd), new Uint8Array(64).fill(7));
+      if (!Buffer.from(encodeFrame(encodeHot(cmd), new Uint8Array(64).fill(7))).equals(generic))
+        throw new Error(`bench wire: ${cmd.k} encoding differs`);
+    }
+    for (const f of [
+      { k: "OK", i },
+      { k: "MSG", q, m, b: new Uint8Array(RCV_CIPHERTEXT_LENGTH).fill(8) },
+      { k: "MSG", i, q, m, b: new Uint8Array(RCV_CIPHERTEXT_LENGTH).fill(8) },
+    ] as ServerFrame[]) {
+      const bytes = encodeServerFrame(f);
+      const back = encodeServerFrame(decodeHot(bytes));
+      if (!Buffer.from(back).equals(Buffer.from(bytes)))
+        throw new Error(`bench wire: ${f.k} decoding differs`);
+    }
+  }
+}

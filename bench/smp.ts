@@ -1,0 +1,226 @@
+/**
+ * `npm run bench:smp [-- --json] [--quick] [--batch 32] [--size 1024]`
+ *
+ * The relay's SMP path next to its WebSocket path, same process, same store, same run: a relay
+ * (relay-ws/main.ts as its own process, LMDB, fsync per commit, `--smp-port`) receives SENDs from
+ * one sender and pushes them to one subscribed receiver that acknowledges each, over SMP (TLS,
+ * the spec-written test client, test/smp/client.ts) and over the WebSocket (core's RelayClient).
+ * A slice is one batch of `--batch` messages of `--size` bytes, sent pipelined and received
+ * completely; the two paths alternate in slices (bench/harness.ts `alternate`), so the machine's
+ * load of the moment falls on both. Figures: messages/s SEND→MSG (with the ACK) and the p50/p99
+ * latency from SEND to MSG, and `smp_vs_ws` (SMP msg/s ÷ WebSocket msg/s, median of the rounds).
+ *
+ * Same discipline on both paths: one message in flight to the receiver (SMP delivers one at a
+ * time until it is acknowledged; the WebSocket receiver subscribes with window 1). Both clients do
+ * their crypto with noble in this process. Everything targets 127.0.0.1.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ed25519, x25519 } from "@noble/curves/ed25519.js";
+import WebSocket from "ws";
+import { RelayClient } from "../core/relay/client.ts";
+import { WebSocketLink } from "../core/relay/ws-link.ts";
+import { boxBeforeNm, cmd, openMsg, parseIds, SmpTestClient } from "../test/smp/client.ts";
+import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
+import { alternate, log, median, QUICK, report, sliceRatio, sliceRatioRange } from "./harness.ts";
+
+const argv = process.argv.slice(2);
+const flag = (name: string, fallback: number): number => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(argv[i + 1]) : fallback;
+};
+const BATCH = flag("batch", 32);
+const SIZE = Math.max(16, flag("size", 1024));
+const TIMEOUT_MS = 120_000;
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** A body that carries its send time (ms, float64) in its first 8 bytes. */
+function stamped(): Uint8Array {
+  const b = new Uint8Array(SIZE);
+  new DataView(b.buffer).setFloat64(0, performance.now());
+  return b;
+}
+const sentAt = (body: Uint8Array) => new DataView(body.buffer, body.byteOffset, 8).getFloat64(0);
+
+async function smpPath(address: string, latencies: number[]) {
+  const via = { connectHost: "127.0.0.1" };
+  const rcv = await SmpTestClient.connect(address, via);
+  const snd = await SmpTestClient.connect(address, via);
+  const rcvAuth = ed25519.utils.randomSecretKey();
+  const rcvDh = x25519.utils.randomSecretKey();
+  const r = await rcv.command(
+    new Uint8Array(0),
+    cmd.new(ed25519.getPublicKey(rcvAuth), x25519.getPublicKey(rcvDh), true),
+    { ed25519: rcvAuth },
+  );
+  const q = parseIds(r.params);
+  const key = boxBeforeNm(q.srvDh, rcvDh);
+  const signer = { ed25519: rcvAuth };
+  return {
+    async run(): Promise<number> {
+      const sends = snd.batch(
+        Array.from({ length: BATCH }, () => ({ entityId: q.sndId, command: cmd.send(stamped()) })),
+      );
+      for (let i = 0; i < BATCH; i++) {
+        const m = openMsg((await rcv.nextPush((p) => p.tag === "MSG", TIMEOUT_MS)).params, key);
+        latencies.push(performance.now() - sentAt(m.body));
+        const ack = await rcv.command(q.rcvId, cmd.ack(m.msgId), signer);
+        if (ack.tag !== "OK") throw new Error(`SMP ACK: ${ack.tag}`);
+      }
+      for (const s of await sends) if (s.tag !== "OK") throw new Error(`SMP SEND: ${s.tag}`);
+      return BATCH;
+    },
+    close() {
+      rcv.close();
+      snd.close();
+    },
+  };
+}
+
+async function wsPath(url: string, latencies: number[]) {
+  const waiting: ((m: { msgId: Uint8Array; body: Uint8Array }) => void)[] = [];
+  const inbox: { msgId: Uint8Array; body: Uint8Array }[] = [];
+  const rcv = await RelayClient.connect(new WebSocketLink(new WebSocket(url, { perMessageDeflate: false })), {
+    onMessage: (m) => {
+      const w = waiting.shift();
+      if (w) w(m);
+      else inbox.push(m);
+    },
+  });
+  const snd = await RelayClient.connect(new WebSocketLink(new WebSocket(url, { perMessageDeflate: false })));
+  const queue = await rcv.createQueue();
+  await rcv.subscribe(queue, 1);
+  const next = () =>
+    new Promise<{ msgId: Uint8Array; body: Uint8Array }>((resolve) => {
+      const m = inbox.shift();
+      if (m) resolve(m);
+      else waiting.push(resolve);
+    });
+  return {
+    async run(): Promise<number> {
+      const sends = Promise.all(
+        Array.from({ length: BATCH }, () => snd.send({ senderId: queue.senderId }, stamped())),
+      );
+      for (let i = 0; i < BATCH; i++) {
+        const m = await next();
+        latencies.push(performance.now() - sentAt(m.body));
+        await rcv.ack(queue, m.msgId);
+      }
+      await sends;
+      return BATCH;
+    },
+    close() {
+      rcv.close();
+      snd.close();
+    },
+  };
+}
+
+async function main() {
+  const dataDir = mkdtempSync(join(tmpdir(), "loft-bench-smp-"));
+  let proc: LoftProcess | undefined;
+  try {
+    proc = await startLoft({
+      entry: "relay-ws/main.ts",
+      args: [
+        "--relay-data-dir",
+        dataDir,
+        "--smp-port",
+        "0",
+        "--smp-host",
+        "127.0.0.1",
+        "--smp-address-host",
+        "localhost",
+        "--relay-rate",
+        "0",
+      ],
+    });
+    let address: string | undefined;
+    for (let i = 0; i < 200 && !address; i++) {
+      for (const line of proc.output().split("\n"))
+        if (line.includes('"smp listening"'))
+          address = (JSON.parse(line) as { smpAddress: string }).smpAddress;
+      if (!address) await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    if (!address) throw new Error("the relay did not log its SMP address");
+    const smpLat: number[] = [];
+    const wsLat: number[] = [];
+    const smp = await smpPath(address, smpLat);
+    const ws = await wsPath(`ws://127.0.0.1:${proc.port}/relay`, wsLat);
+    log(`bench:smp: batches of ${BATCH} × ${SIZE} B, one message in flight to the receiver`);
+    const rates = await alternate(
+      [
+        { name: "smp", run: () => smp.run() },
+        { name: "ws", run: () => ws.run() },
+      ],
+      { sliceSeconds: 0, ...(QUICK ? { rounds: 2 } : { rounds: 12 }) },
+    );
+    smp.close();
+    ws.close();
+    const s = rates.get("smp")!;
+    const w = rates.get("ws")!;
+    const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
+    const ls = sorted(smpLat);
+    const lw = sorted(wsLat);
+    const ratio = sliceRatio(s, w);
+    report(
+      "bench:smp — SMP SEND→MSG next to the WebSocket path, same relay, same run",
+      [
+        {
+          name: "SMP SEND→MSG (+ACK), msg/s",
+          value: median(s.slices),
+          unit: "msg/s",
+          baseline: { name: "WebSocket", value: median(w.slices) },
+          ratio,
+          ratioRange: sliceRatioRange(s, w),
+        },
+        {
+          name: "SMP latency p50",
+          value: percentile(ls, 50),
+          unit: "ms",
+          baseline: { name: "WebSocket", value: percentile(lw, 50) },
+        },
+        {
+          name: "SMP latency p99",
+          value: percentile(ls, 99),
+          unit: "ms",
+          baseline: { name: "WebSocket", value: percentile(lw, 99) },
+        },
+      ],
+      {
+        bench: "smp",
+        batch: BATCH,
+        size: SIZE,
+        smp: { msg_per_s: median(s.slices), p50_ms: percentile(ls, 50), p99_ms: percentile(ls, 99) },
+        ws: { msg_per_s: median(w.slices), p50_ms: percentile(lw, 50), p99_ms: percentile(lw, 99) },
+        smp_vs_ws: ratio,
+        smp_vs_ws_range: sliceRatioRange(s, w),
+      },
+    );
+  } catch (e) {
+    if (proc) process.stderr.write(proc.output().split("\n").slice(-20).join("\n"));
+    if (proc?.metricsUrl) {
+      const text = await (await fetch(`${proc.metricsUrl}/metrics`)).text();
+      process.stderr.write(
+        `${text
+          .split("\n")
+          .filter((l) => l.startsWith("loft_relay_errors_total") || l.includes("SMP_"))
+          .join("\n")}\n`,
+      );
+    }
+    throw e;
+  } finally {
+    await proc?.stop("SIGTERM");
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,120 @@
+/**
+ * Messages inside the encrypted device session (docs/device.md §5–§7): pairing (commit / nonce /
+ * reveal / confirm), provisioning, factory reset, telemetry. Each is one application message of
+ * the session, canonical MessagePack with a type tag `t` (docs/design.md, "Wire format"); a
+ * non-canonical encoding is LOFT_ERR_MALFORMED, a wrong shape LOFT_ERR_SCHEMA, an unknown `t`
+ * LOFT_ERR_UNKNOWN_TYPE.
+ */
+import * as v from "valibot";
+import { utf8 } from "../bytes.ts";
+import {
+  bytesSchema,
+  decodeRaw,
+  encodeCanonical,
+  requireCanonical,
+  uintSchema,
+  validate,
+} from "../codec/codec.ts";
+import { err, type Result } from "../errors.ts";
+import { PAIRING_NONCE_BYTES } from "./pairing-code.ts";
+
+/** Largest device message (a provisioning message with an owner identity of ≤ 2 KiB fits). */
+export const MAX_DEVICE_MESSAGE_BYTES = 4096;
+export const MAX_RELAY_URL_LENGTH = 256;
+export const MAX_TELEMETRY_READINGS = 16;
+
+const nonce = bytesSchema(PAIRING_NONCE_BYTES);
+const shortText = (maxBytes: number, minBytes = 0) =>
+  v.pipe(
+    v.string(),
+    v.check((s) => {
+      const n = utf8(s).length;
+      return n >= minBytes && n <= maxBytes;
+    }, `expected ${minBytes}..${maxBytes} UTF-8 bytes`),
+  );
+const relayUrl = v.pipe(
+  shortText(MAX_RELAY_URL_LENGTH, 1),
+  v.regex(/^wss?:\/\//, "expected a ws: or wss: URL"),
+);
+const readingName = /^[a-z0-9][a-z0-9._-]{0,31}$/;
+
+/** The device's own receiving queue at the relay (docs/protocol/mailbox.md §1, the `rx` record). */
+const queueSchema = v.strictObject({
+  u: relayUrl,
+  rid: bytesSchema(24),
+  rk: bytesSchema(32),
+  sid: bytesSchema(24),
+  sk: bytesSchema(32),
+});
+
+/** Where the device leaves messages for its owner (mailbox.md §1, the `mbox` announcement). */
+const ownerMailboxSchema = v.strictObject({ u: relayUrl, s: bytesSchema(24), k: bytesSchema(32) });
+
+const wifiSchema = v.strictObject({ ssid: shortText(32, 1), psk: shortText(63) });
+
+export const deviceMessageSchema = v.variant("t", [
+  // device → owner
+  v.strictObject({ t: v.literal("commit"), c: bytesSchema(32) }),
+  v.strictObject({ t: v.literal("reveal"), n: nonce }),
+  v.strictObject({ t: v.literal("ready") }),
+  v.strictObject({ t: v.literal("provisioned") }),
+  v.strictObject({ t: v.literal("reset-done") }),
+  v.strictObject({
+    t: v.literal("telemetry"),
+    n: uintSchema(0xffffffff),
+    at: uintSchema(),
+    r: v.pipe(
+      v.record(v.pipe(v.string(), v.regex(readingName)), v.number()),
+      v.check((r) => Object.keys(r).length <= MAX_TELEMETRY_READINGS, "too many readings"),
+    ),
+  }),
+  v.strictObject({ t: v.literal("refused"), code: shortText(64, 1), m: shortText(256) }),
+  // owner → device
+  v.strictObject({ t: v.literal("nonce"), n: nonce }),
+  v.strictObject({ t: v.literal("confirm") }),
+  v.strictObject({ t: v.literal("abort"), m: shortText(256) }),
+  v.strictObject({
+    t: v.literal("provision"),
+    owner: bytesSchema(1, 2048),
+    queue: v.optional(queueSchema),
+    owner_mbox: v.optional(ownerMailboxSchema),
+    wifi: v.optional(wifiSchema),
+  }),
+  v.strictObject({ t: v.literal("reset") }),
+]);
+
+export type DeviceMessage = v.InferOutput<typeof deviceMessageSchema>;
+export type DeviceMessageType = DeviceMessage["t"];
+export type Provision = Extract<DeviceMessage, { t: "provision" }>;
+
+const TYPES = new Set<string>([
+  "commit",
+  "reveal",
+  "ready",
+  "provisioned",
+  "reset-done",
+  "telemetry",
+  "refused",
+  "nonce",
+  "confirm",
+  "abort",
+  "provision",
+  "reset",
+]);
+
+export function encodeDeviceMessage(m: DeviceMessage): Uint8Array {
+  const bytes = encodeCanonical(m);
+  if (bytes.length > MAX_DEVICE_MESSAGE_BYTES) throw new RangeError("device message too large");
+  return bytes;
+}
+
+export function decodeDeviceMessage(bytes: Uint8Array): Result<DeviceMessage> {
+  if (bytes.length > MAX_DEVICE_MESSAGE_BYTES)
+    return err("LOFT_ERR_FRAME_TOO_LARGE", `device message of ${bytes.length} bytes`);
+  const raw = decodeRaw(bytes, { maxBytes: MAX_DEVICE_MESSAGE_BYTES, maxMapLength: 32, maxArrayLength: 0 });
+  if (!raw.ok) return raw;
+  const t = (raw.value as { t?: unknown } | null)?.t;
+  if (typeof t === "string" && !TYPES.has(t))
+    return err("LOFT_ERR_UNKNOWN_TYPE", `device message type ${JSON.stringify(t)}`);
+  return requireCanonical(validate(raw.value, deviceMessageSchema), bytes, "device message");
+}

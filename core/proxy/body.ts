@@ -1,0 +1,212 @@
+/**
+ * Bodies of proxied requests and responses, with credit-based flow control (docs/protocol/proxy.md
+ * §Flow control). A receiver grants a window of bytes; the sender never sends past what it was
+ * granted; the receiver grants more only as its consumer reads. So nobody — serving side,
+ * requesting side, or anything in between — ever holds more than one window of a body, however
+ * slow the consumer, however large the body.
+ */
+import { MAX_CHUNK } from "./frames.ts";
+
+/** Pull-based body: `read()` gives the next chunk or null at the end; `cancel()` stops it early. */
+export interface BodyReader {
+  read(): Promise<Uint8Array | null>;
+  cancel(reason?: string): void;
+}
+
+export const emptyBody = (): BodyReader => ({ read: async () => null, cancel: () => undefined });
+
+/** A whole body in memory as a reader, in chunks of at most `chunk` bytes. */
+export function bytesBody(bytes: Uint8Array, chunk = MAX_CHUNK): BodyReader {
+  let at = 0;
+  let cancelled = false;
+  return {
+    async read() {
+      if (cancelled || at >= bytes.length) return null;
+      const out = bytes.subarray(at, Math.min(bytes.length, at + chunk));
+      at += out.length;
+      return out;
+    },
+    cancel() {
+      cancelled = true;
+    },
+  };
+}
+
+/** Read a whole body (tests and small bodies only: it buffers everything, up to `max` bytes). */
+export async function readAll(body: BodyReader, max = 64 * 1024 * 1024): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const chunk = await body.read();
+    if (chunk === null) break;
+    total += chunk.length;
+    if (total > max) {
+      body.cancel("too large");
+      throw new RangeError(`body over ${max} bytes`);
+    }
+    parts.push(chunk);
+  }
+  const out = new Uint8Array(total);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/**
+ * The receiving end of one body: chunks arrive from the peer (`push`, never past the granted
+ * window), the consumer pulls them (`read`), and every `window / 2` bytes consumed the owner is
+ * asked to grant that much more (`grant`), so the window refills while the consumer keeps up.
+ */
+export class InboundBody implements BodyReader {
+  readonly #chunks: Uint8Array[] = [];
+  #credit: number;
+  readonly #window: number;
+  #consumed = 0;
+  #ended = false;
+  #error: Error | undefined;
+  #waiter: (() => void) | undefined;
+  #cancelled = false;
+  readonly #grant: (bytes: number) => void;
+  readonly #onCancel: (reason: string) => void;
+
+  constructor(window: number, grant: (bytes: number) => void, onCancel: (reason: string) => void) {
+    this.#window = window;
+    this.#credit = window;
+    this.#grant = grant;
+    this.#onCancel = onCancel;
+  }
+
+  /** False when the peer sent past its credit or after the end (a protocol violation). */
+  push(bytes: Uint8Array): boolean {
+    if (this.#ended || bytes.length > this.#credit) return false;
+    this.#credit -= bytes.length;
+    if (this.#cancelled) return true;
+    this.#chunks.push(bytes);
+    this.#wake();
+    return true;
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** Bytes held now, waiting for the consumer (never more than the window). */
+  get buffered(): number {
+    let n = 0;
+    for (const c of this.#chunks) n += c.length;
+    return n;
+  }
+
+  end(): void {
+    this.#ended = true;
+    this.#wake();
+  }
+
+  fail(error: Error): void {
+    if (this.#ended && this.#chunks.length === 0) return;
+    this.#error ??= error;
+    this.#ended = true;
+    this.#chunks.length = 0;
+    this.#wake();
+  }
+
+  async read(): Promise<Uint8Array | null> {
+    for (;;) {
+      if (this.#error) throw this.#error;
+      const chunk = this.#chunks.shift();
+      if (chunk) {
+        this.#consumed += chunk.length;
+        if (!this.#ended && this.#consumed >= this.#window / 2) {
+          const n = this.#consumed;
+          this.#consumed = 0;
+          this.#credit += n;
+          this.#grant(n);
+        }
+        return chunk;
+      }
+      if (this.#ended || this.#cancelled) return null;
+      await new Promise<void>((resolve) => {
+        this.#waiter = resolve;
+      });
+    }
+  }
+
+  cancel(reason = "cancelled"): void {
+    if (this.#cancelled || (this.#ended && this.#chunks.length === 0)) return;
+    this.#cancelled = true;
+    this.#chunks.length = 0;
+    this.#wake();
+    this.#onCancel(reason);
+  }
+
+  #wake(): void {
+    const w = this.#waiter;
+    this.#waiter = undefined;
+    w?.();
+  }
+}
+
+/**
+ * The sending end of one body: reads `source` only while credit is left, cuts what it reads into
+ * chunks of at most MAX_CHUNK and the credit left, and sends each; `end` once the source is done.
+ */
+export class OutboundBody {
+  #credit: number;
+  #waiter: (() => void) | undefined;
+  #stopped = false;
+  readonly #source: BodyReader;
+
+  constructor(source: BodyReader, credit: number) {
+    this.#source = source;
+    this.#credit = credit;
+  }
+
+  addCredit(bytes: number): boolean {
+    if (this.#credit + bytes > Number.MAX_SAFE_INTEGER) return false;
+    this.#credit += bytes;
+    const w = this.#waiter;
+    this.#waiter = undefined;
+    w?.();
+    return true;
+  }
+
+  /** Stop reading (the peer cancelled or the request failed); the source is cancelled. */
+  stop(reason = "cancelled"): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#source.cancel(reason);
+    const w = this.#waiter;
+    this.#waiter = undefined;
+    w?.();
+  }
+
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+
+  /** Pump the source to `data` until its end (`end` called) or until stopped. Source errors reject. */
+  async pump(data: (chunk: Uint8Array) => void, end: () => void): Promise<void> {
+    let pending: Uint8Array | null = null;
+    for (;;) {
+      while (this.#credit === 0 && !this.#stopped) await new Promise<void>((r) => (this.#waiter = r));
+      if (this.#stopped) return;
+      if (!pending || pending.length === 0) {
+        pending = await this.#source.read();
+        if (this.#stopped) return;
+        if (pending === null) {
+          this.#stopped = true;
+          end();
+          return;
+        }
+        if (pending.length === 0) continue;
+      }
+      const n = Math.min(pending.length, this.#credit, MAX_CHUNK);
+      this.#credit -= n;
+      data(pending.subarray(0, n));
+      pending = pending.subarray(n);
+    }
+  }
+}

@@ -1,0 +1,223 @@
+/**
+ * The requesting side of the proxy (docs/protocol/proxy.md §Streams): many requests at once over
+ * one session, each with its own id (1, 2, 3… never reused), its own response window, and its own
+ * end. `receive` takes every frame the serving side sends; `send` is the session's. A frame that
+ * breaks the rules (an id never requested, a second RESPONSE, DATA past the window or after END)
+ * is a typed error: every open request fails with it and the caller should close the session.
+ */
+import { err, LoftError, type LoftErrorCode, ok, type Result } from "../errors.ts";
+import { type BodyReader, emptyBody, InboundBody, OutboundBody } from "./body.ts";
+import {
+  decodeFrame,
+  encodeFrame,
+  type Headers,
+  MAX_REQUEST_ID,
+  MAX_WINDOW,
+  type ProxyFrame,
+  type ProxyMethod,
+  REQUEST_BODY_WINDOW,
+  type ResetCode,
+} from "./frames.ts";
+
+export interface ProxyRequestHead {
+  method: ProxyMethod;
+  /** Path and query as the serving side sees it, starting with "/". */
+  path: string;
+  headers: Headers;
+}
+
+export interface ProxyResponse {
+  status: number;
+  headers: Headers;
+  body: BodyReader;
+}
+
+/** A request the serving side (or this side) ended with a RESET: `code` says why. */
+export class ProxyResetError extends Error {
+  constructor(
+    readonly code: ResetCode,
+    readonly reason: string,
+  ) {
+    super(`proxy request reset: ${code}${reason ? ` (${reason})` : ""}`);
+    this.name = "ProxyResetError";
+  }
+}
+
+export interface ProxyClientOptions {
+  /** Response-body window granted per request (default 256 KiB). */
+  window?: number;
+  /** Requests open at once; more wait for a slot (default 16). */
+  maxConcurrent?: number;
+  /** Time to wait for the response head before resetting with `timeout` (default 30 s). */
+  headTimeoutMs?: number;
+}
+
+interface Stream {
+  id: number;
+  resolve: (r: ProxyResponse) => void;
+  reject: (e: Error) => void;
+  body: InboundBody | undefined;
+  upload: OutboundBody | undefined;
+  timer: unknown;
+}
+
+export class ProxyClient {
+  readonly #send: (frame: Uint8Array) => void;
+  readonly #window: number;
+  readonly #maxConcurrent: number;
+  readonly #headTimeoutMs: number;
+  readonly #streams = new Map<number, Stream>();
+  readonly #queue: (() => void)[] = [];
+  #nextId = 1;
+  #failed: LoftError | undefined;
+
+  constructor(send: (frame: Uint8Array) => void, options: ProxyClientOptions = {}) {
+    this.#send = send;
+    this.#window = Math.min(options.window ?? 256 * 1024, MAX_WINDOW);
+    this.#maxConcurrent = options.maxConcurrent ?? 16;
+    this.#headTimeoutMs = options.headTimeoutMs ?? 30_000;
+  }
+
+  get open(): number {
+    return this.#streams.size;
+  }
+
+  /**
+   * Send one request; resolves with the response head and a body reader, or rejects with a
+   * ProxyResetError (refused, cancelled, timed out) or the LoftError that broke the session.
+   */
+  async request(head: ProxyRequestHead, body?: BodyReader, signal?: AbortSignalLike): Promise<ProxyResponse> {
+    while (this.#streams.size >= this.#maxConcurrent && !this.#failed)
+      await new Promise<void>((r) => this.#queue.push(r));
+    if (this.#failed) throw this.#failed;
+    if (signal?.aborted) throw new ProxyResetError("cancelled", "aborted before sending");
+    if (this.#nextId > MAX_REQUEST_ID)
+      throw new LoftError("LOFT_ERR_NONCE_EXHAUSTED", "proxy request ids used up");
+    const id = this.#nextId++;
+    return new Promise<ProxyResponse>((resolve, reject) => {
+      const stream: Stream = { id, resolve, reject, body: undefined, upload: undefined, timer: undefined };
+      this.#streams.set(id, stream);
+      stream.timer = setTimeout(
+        () => this.reset(id, "timeout", "no response head in time"),
+        this.#headTimeoutMs,
+      );
+      signal?.addEventListener("abort", () => this.reset(id, "cancelled", "aborted"));
+      this.#emit({
+        type: "request",
+        id,
+        method: head.method,
+        window: this.#window,
+        path: head.path,
+        headers: head.headers,
+      });
+      const upload = new OutboundBody(body ?? emptyBody(), REQUEST_BODY_WINDOW);
+      stream.upload = upload;
+      upload
+        .pump(
+          (bytes) => this.#emit({ type: "data", id, bytes }),
+          () => this.#emit({ type: "end", id }),
+        )
+        .catch((e: unknown) =>
+          this.reset(id, "origin_error", e instanceof Error ? e.message : "request body failed"),
+        );
+    });
+  }
+
+  /** End one request early from this side (the page dropped it): RESET to the peer, reader fails. */
+  reset(id: number, code: ResetCode, reason: string): void {
+    const stream = this.#streams.get(id);
+    if (!stream) return;
+    this.#emit({ type: "reset", id, code, reason });
+    this.#finish(stream, new ProxyResetError(code, reason));
+  }
+
+  /** Take one frame from the serving side. An error means the session must close. */
+  receive(bytes: Uint8Array): Result<void> {
+    if (this.#failed) return err(this.#failed.code, this.#failed.message);
+    const decoded = decodeFrame(bytes);
+    if (!decoded.ok) return this.#fail(decoded.error.code, decoded.error.message);
+    const frame = decoded.value;
+    const stream = this.#streams.get(frame.id);
+    if (!stream) {
+      // Frames for a request that already ended (a RESET crossed them in flight) are dropped;
+      // a frame for an id never requested, or a REQUEST at all, is a violation.
+      if (frame.id < this.#nextId && frame.type !== "request") return ok(undefined);
+      return this.#fail("LOFT_ERR_SCHEMA", `proxy: ${frame.type} for request ${frame.id} never sent`);
+    }
+    switch (frame.type) {
+      case "request":
+        return this.#fail("LOFT_ERR_SCHEMA", "proxy: REQUEST from the serving side");
+      case "response": {
+        if (stream.body)
+          return this.#fail("LOFT_ERR_REPLAY", `proxy: second RESPONSE for request ${frame.id}`);
+        clearTimeout(stream.timer);
+        const body = new InboundBody(
+          this.#window,
+          (n) => this.#emit({ type: "credit", id: frame.id, bytes: n }),
+          (reason) => this.reset(frame.id, "cancelled", reason),
+        );
+        stream.body = body;
+        stream.resolve({ status: frame.status, headers: frame.headers, body });
+        return ok(undefined);
+      }
+      case "data":
+        if (!stream.body) return this.#fail("LOFT_ERR_SCHEMA", `proxy: DATA before RESPONSE on ${frame.id}`);
+        if (!stream.body.push(frame.bytes))
+          return this.#fail("LOFT_ERR_SCHEMA", `proxy: DATA past the window or the end on ${frame.id}`);
+        return ok(undefined);
+      case "end":
+        if (!stream.body) return this.#fail("LOFT_ERR_SCHEMA", `proxy: END before RESPONSE on ${frame.id}`);
+        if (stream.body.ended) return this.#fail("LOFT_ERR_REPLAY", `proxy: second END on ${frame.id}`);
+        stream.body.end();
+        this.#finish(stream, undefined);
+        return ok(undefined);
+      case "credit":
+        if (!stream.upload?.addCredit(frame.bytes))
+          return this.#fail("LOFT_ERR_SCHEMA", "proxy: credit overflow");
+        return ok(undefined);
+      case "reset":
+        this.#finish(stream, new ProxyResetError(frame.code, frame.reason));
+        return ok(undefined);
+    }
+  }
+
+  /** The session ended: every open request fails with `error`. */
+  close(error: LoftError = new LoftError("LOFT_ERR_LINK_CLOSED", "proxy session closed")): void {
+    this.#failed ??= error;
+    for (const s of [...this.#streams.values()]) this.#finish(s, error);
+    for (const wake of this.#queue.splice(0)) wake();
+  }
+
+  #fail(code: LoftErrorCode, message: string): Result<void> {
+    const error = new LoftError(code, message);
+    this.close(error);
+    return { ok: false, error };
+  }
+
+  #finish(stream: Stream, error: Error | undefined): void {
+    if (this.#streams.get(stream.id) !== stream) return;
+    this.#streams.delete(stream.id);
+    clearTimeout(stream.timer);
+    stream.upload?.stop();
+    if (error) {
+      stream.reject(error);
+      stream.body?.fail(error);
+    }
+    this.#queue.shift()?.();
+  }
+
+  #emit(frame: ProxyFrame): void {
+    if (this.#failed && frame.type !== "reset") return;
+    try {
+      this.#send(encodeFrame(frame));
+    } catch {
+      // The session is gone; its close() reaches us through the owner.
+    }
+  }
+}
+
+/** The part of AbortSignal the client uses (core/ has no DOM types). */
+export interface AbortSignalLike {
+  readonly aborted: boolean;
+  addEventListener(type: "abort", listener: () => void): void;
+}

@@ -1,0 +1,45 @@
+/**
+ * A requesting side and a serving side joined by an in-order async channel standing in for a
+ * session's transport — the real frames, encoded and decoded, pass through. Used by the tests
+ * and by the PWA's own-share preview, where both sides are the same page.
+ */
+import type { Result } from "../errors.ts";
+import { ProxyClient, type ProxyClientOptions } from "./client.ts";
+import { ProxyServer, type ProxyServerOptions } from "./server.ts";
+
+export interface ProxyPair {
+  client: ProxyClient;
+  server: ProxyServer;
+  /** Frames each way so far (client→server, server→client). */
+  sent: { up: Uint8Array[]; down: Uint8Array[] };
+  /** The first protocol error either side reported. */
+  error: () => Result<void> | undefined;
+}
+
+export function connectProxy(
+  server: Omit<ProxyServerOptions, "send">,
+  client: ProxyClientOptions = {},
+  keep = false,
+): ProxyPair {
+  let failure: Result<void> | undefined;
+  const sent = { up: [] as Uint8Array[], down: [] as Uint8Array[] };
+  const check = (r: Result<void>) => {
+    if (!r.ok && !failure) {
+      failure = r;
+      c.close(r.error);
+      s.close(r.error);
+    }
+  };
+  const c: ProxyClient = new ProxyClient((frame) => {
+    if (keep) sent.up.push(frame);
+    queueMicrotask(() => check(s.receive(frame)));
+  }, client);
+  const s: ProxyServer = new ProxyServer({
+    ...server,
+    send: (frame) => {
+      if (keep) sent.down.push(frame);
+      queueMicrotask(() => check(c.receive(frame)));
+    },
+  });
+  return { client: c, server: s, sent, error: () => failure };
+}

@@ -1,0 +1,360 @@
+import { describe, expect, it } from "vitest";
+import { readAll } from "./body.ts";
+import { ProxyClient, ProxyResetError } from "./client.ts";
+import { decodeFrame, encodeFrame, MAX_CHUNK } from "./frames.ts";
+import { connectProxy } from "./pair.ts";
+import { normalizePath, parseRange } from "./paths.ts";
+import { TokenBucket } from "./rate-limit.ts";
+import { type AccessRecord, ProxyServer } from "./server.ts";
+import { MemoryFileSource, type Share, shareHandler } from "./share.ts";
+
+const ME = "a".repeat(64);
+const FRIEND = "b".repeat(64);
+const STRANGER = "c".repeat(64);
+const bytesOf = (n: number, seed = 1) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
+
+/** Wait for a condition, bounded in turns and time (no timed assertions). */
+async function until(cond: () => boolean, turns = 2000): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (let i = 0; i < turns && Date.now() < deadline; i++) {
+    if (cond()) return;
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  throw new Error("condition not reached");
+}
+
+function site(peer = FRIEND, opts: { limiter?: TokenBucket; window?: number } = {}) {
+  const source = new MemoryFileSource();
+  const big = bytesOf(1_000_000);
+  source.put("site", ["index.html"], new TextEncoder().encode("<h1>hi</h1>"));
+  source.put("site", ["video.mp4"], big);
+  source.put("site", ["data", "a.json"], new TextEncoder().encode('{"a":1}'));
+  source.put("secret", ["key.txt"], new TextEncoder().encode("secret"));
+  const shares: Share[] = [
+    { mount: [], root: "site", contacts: new Set([FRIEND, ME]) },
+    { mount: ["private"], root: "secret", contacts: new Set([ME]) },
+  ];
+  const log: AccessRecord[] = [];
+  const pair = connectProxy(
+    {
+      peer,
+      handler: shareHandler({ shares: () => shares, isContact: (p) => p === FRIEND || p === ME }, source),
+      log: (r) => log.push(r),
+      ...(opts.limiter ? { limiter: opts.limiter } : {}),
+    },
+    { window: opts.window ?? 64 * 1024 },
+    true,
+  );
+  return { ...pair, source, big, log };
+}
+
+const get = (path: string, headers: [string, string][] = []) => ({ method: "GET" as const, path, headers });
+
+describe("proxy over one session", () => {
+  it("serves a file with its content type and logs it", async () => {
+    const { client, log } = site();
+    const res = await client.request(get("/index.html"));
+    expect(res.status).toBe(200);
+    expect(res.headers).toContainEqual(["content-type", "text/html; charset=utf-8"]);
+    expect(new TextDecoder().decode(await readAll(res.body))).toBe("<h1>hi</h1>");
+    await until(() => log.length === 1);
+    expect(log[0]).toMatchObject({
+      peer: FRIEND,
+      path: "/index.html",
+      outcome: "served",
+      status: 200,
+      bytes: 11,
+    });
+  });
+
+  it("runs many requests concurrently, each body intact, frames interleaved", async () => {
+    const { client, big, sent } = site();
+    const results = await Promise.all(
+      Array.from({ length: 6 }, async (_, i) => {
+        const res = await client.request(get(i % 2 ? "/video.mp4" : "/data/a.json"));
+        return readAll(res.body);
+      }),
+    );
+    for (let i = 0; i < 6; i++) expect(results[i]!.length).toBe(i % 2 ? big.length : 7);
+    expect(Buffer.compare(Buffer.from(results[1]!), Buffer.from(big))).toBe(0);
+    const ids = sent.down.map((f) => (decodeFrame(f) as { value: { id: number } }).value.id);
+    const switches = ids.filter((id, i) => i > 0 && id !== ids[i - 1]).length;
+    expect(switches).toBeGreaterThan(6); // the three big bodies interleave, none waits for another
+  });
+
+  it("answers Range requests (video seeks) with 206 and Content-Range, 416 past the end", async () => {
+    const { client, big } = site();
+    const res = await client.request(get("/video.mp4", [["range", "bytes=500000-500099"]]));
+    expect(res.status).toBe(206);
+    expect(res.headers).toContainEqual(["content-range", `bytes 500000-500099/${big.length}`]);
+    expect(Buffer.from(await readAll(res.body))).toEqual(Buffer.from(big.subarray(500000, 500100)));
+    const tail = await client.request(get("/video.mp4", [["range", "bytes=-10"]]));
+    expect(Buffer.from(await readAll(tail.body))).toEqual(Buffer.from(big.subarray(big.length - 10)));
+    const past = await client.request(get("/video.mp4", [["range", `bytes=${big.length}-`]]));
+    expect(past.status).toBe(416);
+    expect(past.headers).toContainEqual(["content-range", `bytes */${big.length}`]);
+  });
+
+  it("redirects a folder named without its trailing slash to the folder", async () => {
+    const { client, source } = site();
+    source.put("site", ["docs", "index.html"], new TextEncoder().encode("docs"));
+    const res = await client.request(get("/docs?x=1"));
+    expect(res.status).toBe(301);
+    expect(res.headers).toContainEqual(["location", "docs/"]);
+    const folder = await client.request(get("/docs/"));
+    expect(new TextDecoder().decode(await readAll(folder.body))).toBe("docs");
+    // A folder without an index.html is not a page.
+    await expect(client.request(get("/data"))).rejects.toMatchObject({ code: "not_shared" });
+  });
+
+  it("answers HEAD with the head only, and 304 to a matching If-None-Match", async () => {
+    const { client, source } = site();
+    const head = await client.request({ method: "HEAD", path: "/video.mp4", headers: [] });
+    expect(head.status).toBe(200);
+    expect(head.headers).toContainEqual(["content-length", "1000000"]);
+    expect((await readAll(head.body)).length).toBe(0);
+    expect(source.reads).toBe(0);
+    const etag = head.headers.find(([n]) => n === "etag")![1];
+    const again = await client.request(get("/video.mp4", [["if-none-match", etag]]));
+    expect(again.status).toBe(304);
+    expect((await readAll(again.body)).length).toBe(0);
+    const post = await client.request({ method: "POST", path: "/index.html", headers: [] });
+    expect(post.status).toBe(405);
+  });
+
+  it("a slow consumer never makes the serving side read ahead more than one window", async () => {
+    const window = 64 * 1024;
+    const { client, source } = site(FRIEND, { window });
+    const res = await client.request(get("/video.mp4"));
+    const first = await res.body.read();
+    expect(first).not.toBeNull();
+    // Nothing more is read by the consumer: the source stops at the window (64 KiB chunks).
+    await new Promise((r) => setTimeout(r, 50));
+    const reads = source.reads;
+    expect(reads * 64 * 1024).toBeLessThanOrEqual(window + 64 * 1024 + MAX_CHUNK);
+    expect((res.body as unknown as { buffered: number }).buffered).toBeLessThanOrEqual(window);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(source.reads).toBe(reads);
+    // Reading on refills the window and the whole body arrives.
+    const rest = await readAll(res.body);
+    expect(first!.length + rest.length).toBe(1_000_000);
+  });
+
+  it("cancelling mid-body stops the source and logs the request cancelled", async () => {
+    const { client, source, log, server } = site();
+    const res = await client.request(get("/video.mp4"));
+    await res.body.read();
+    res.body.cancel("page closed");
+    await until(() => server.open === 0);
+    const reads = source.reads;
+    await new Promise((r) => setTimeout(r, 30));
+    expect(source.reads).toBe(reads);
+    expect(reads).toBeLessThan(16);
+    expect(log.at(-1)).toMatchObject({ outcome: "cancelled", path: "/video.mp4" });
+    // The session still works after a cancel.
+    const again = await client.request(get("/data/a.json"));
+    expect(new TextDecoder().decode(await readAll(again.body))).toBe('{"a":1}');
+  });
+
+  it("refuses strangers, paths outside what is shared, and traversal — and logs each", async () => {
+    const stranger = site(STRANGER);
+    await expect(stranger.client.request(get("/index.html"))).rejects.toMatchObject({
+      code: "not_a_contact",
+    });
+    const friend = site();
+    for (const path of [
+      "/private/key.txt",
+      "/nothing.html",
+      "/../secret/key.txt",
+      "/%2e%2e/secret/key.txt",
+      "/data/..%2f..%2fsecret",
+      "/data\\..\\x",
+      "//etc/passwd",
+      "/a%00.html",
+      "/C:/x",
+      "/.git/config",
+    ])
+      await expect(friend.client.request(get(path)), path).rejects.toBeInstanceOf(ProxyResetError);
+    await until(() => friend.log.length === 10);
+    expect(friend.log.every((r) => r.outcome === "refused" && r.refused === "not_shared")).toBe(true);
+    const me = site(ME);
+    const mine = await me.client.request(get("/private/key.txt"));
+    expect(new TextDecoder().decode(await readAll(mine.body))).toBe("secret");
+  });
+
+  it("rate-limits each contact with a token bucket, then lets them through again", async () => {
+    let now = 0;
+    const limiter = new TokenBucket(3, 1);
+    const take = limiter.take.bind(limiter);
+    limiter.take = (k: string) => take(k, now);
+    const { client, log } = site(FRIEND, { limiter });
+    for (let i = 0; i < 3; i++) await readAll((await client.request(get("/data/a.json"))).body);
+    await expect(client.request(get("/data/a.json"))).rejects.toMatchObject({ code: "rate_limited" });
+    now += 1000;
+    await readAll((await client.request(get("/data/a.json"))).body);
+    await until(() => log.length === 5);
+    expect(log.map((r) => r.outcome)).toEqual(["served", "served", "served", "refused", "served"]);
+  });
+
+  it("refuses more concurrent requests than allowed without breaking the session", async () => {
+    const source = new MemoryFileSource();
+    source.put("s", ["f"], bytesOf(200_000));
+    const frames: Uint8Array[] = [];
+    const server = new ProxyServer({
+      peer: FRIEND,
+      maxConcurrent: 2,
+      send: (f) => frames.push(f),
+      handler: shareHandler(
+        { shares: () => [{ mount: [], root: "s", contacts: new Set([FRIEND]) }], isContact: () => true },
+        source,
+      ),
+    });
+    for (let id = 1; id <= 3; id++)
+      expect(
+        server.receive(
+          encodeFrame({ type: "request", id, method: "GET", window: 1000, path: "/f", headers: [] }),
+        ).ok,
+      ).toBe(true);
+    const resets = frames.map((f) => decodeFrame(f)).filter((r) => r.ok && r.value.type === "reset");
+    expect(resets.map((r) => r.ok && r.value)).toEqual([
+      expect.objectContaining({ id: 3, code: "too_many_requests" }),
+    ]);
+  });
+});
+
+describe("proxy protocol violations", () => {
+  const server = () => {
+    const out: Uint8Array[] = [];
+    const source = new MemoryFileSource();
+    source.put("s", ["f"], bytesOf(100));
+    const s = new ProxyServer({
+      peer: FRIEND,
+      send: (f) => out.push(f),
+      handler: shareHandler(
+        { shares: () => [{ mount: [], root: "s", contacts: new Set([FRIEND]) }], isContact: () => true },
+        source,
+      ),
+    });
+    return { s, out };
+  };
+  const req = (id: number) =>
+    encodeFrame({ type: "request", id, method: "GET", window: 1000, path: "/f", headers: [] });
+
+  it("a replayed request id is refused and ends the session", () => {
+    const { s } = server();
+    expect(s.receive(req(5)).ok).toBe(true);
+    const replay = s.receive(req(5));
+    expect(replay.ok || replay.error.code).toBe("LOFT_ERR_REPLAY");
+    expect(s.receive(req(6)).ok).toBe(false); // closed for good
+  });
+
+  it("an older request id after a newer one (out of order) is a replay", () => {
+    const { s } = server();
+    expect(s.receive(req(7)).ok).toBe(true);
+    const r = s.receive(req(3));
+    expect(r.ok || r.error.code).toBe("LOFT_ERR_REPLAY");
+  });
+
+  it("DATA, END or CREDIT for a request never opened is out of order", () => {
+    for (const frame of [
+      encodeFrame({ type: "data", id: 9, bytes: new Uint8Array(3) }),
+      encodeFrame({ type: "end", id: 9 }),
+      encodeFrame({ type: "credit", id: 9, bytes: 10 }),
+    ]) {
+      const { s } = server();
+      const r = s.receive(frame);
+      expect(r.ok || r.error.code).toBe("LOFT_ERR_SCHEMA");
+    }
+  });
+
+  it("a request body past its window, or a second END, is refused", () => {
+    const { s } = server();
+    s.receive(req(1));
+    let r = s.receive(encodeFrame({ type: "end", id: 1 }));
+    expect(r.ok).toBe(true);
+    r = s.receive(encodeFrame({ type: "end", id: 1 }));
+    expect(r.ok || r.error.code).toBe("LOFT_ERR_REPLAY");
+    const t = server();
+    t.s.receive(req(1));
+    let last = t.s.receive(encodeFrame({ type: "data", id: 1, bytes: new Uint8Array(MAX_CHUNK) }));
+    for (let i = 0; i < 4 && last.ok; i++)
+      last = t.s.receive(encodeFrame({ type: "data", id: 1, bytes: new Uint8Array(MAX_CHUNK) }));
+    expect(last.ok || last.error.code).toBe("LOFT_ERR_SCHEMA");
+  });
+
+  it("the client refuses a response for a request it never sent, a second head, and DATA past its window", async () => {
+    const sent: Uint8Array[] = [];
+    let client = new ProxyClient((f) => sent.push(f), { window: 1000 });
+    let r = client.receive(encodeFrame({ type: "response", id: 1, status: 200, headers: [] }));
+    expect(r.ok || r.error.code).toBe("LOFT_ERR_SCHEMA");
+
+    client = new ProxyClient((f) => sent.push(f), { window: 1000 });
+    const pending = client.request(get("/f"));
+    await until(() => sent.length > 0);
+    expect(client.receive(encodeFrame({ type: "response", id: 1, status: 200, headers: [] })).ok).toBe(true);
+    const res = await pending;
+    r = client.receive(encodeFrame({ type: "response", id: 1, status: 200, headers: [] }));
+    expect(r.ok || r.error.code).toBe("LOFT_ERR_REPLAY");
+    await expect(res.body.read()).rejects.toMatchObject({ code: "LOFT_ERR_REPLAY" });
+
+    client = new ProxyClient(() => undefined, { window: 1000 });
+    const p2 = client.request(get("/f"));
+    client.receive(encodeFrame({ type: "response", id: 1, status: 200, headers: [] }));
+    await p2;
+    r = client.receive(encodeFrame({ type: "data", id: 1, bytes: new Uint8Array(1001) }));
+    expect(r.ok || r.error.code).toBe("LOFT_ERR_SCHEMA");
+  });
+
+  it("late frames for a request this side cancelled are dropped, not errors", async () => {
+    const client = new ProxyClient(() => undefined, { window: 1000 });
+    const p = client.request(get("/f"));
+    client.reset(1, "cancelled", "page closed");
+    await expect(p).rejects.toMatchObject({ code: "cancelled" });
+    expect(client.receive(encodeFrame({ type: "response", id: 1, status: 200, headers: [] })).ok).toBe(true);
+    expect(client.receive(encodeFrame({ type: "data", id: 1, bytes: new Uint8Array(10) })).ok).toBe(true);
+  });
+
+  it("a request with no response head in time is reset with timeout", async () => {
+    const sent: Uint8Array[] = [];
+    const client = new ProxyClient((f) => sent.push(f), { headTimeoutMs: 5 });
+    await expect(client.request(get("/slow"))).rejects.toMatchObject({ code: "timeout" });
+    const last = decodeFrame(sent.at(-1)!);
+    expect(last.ok && last.value).toMatchObject({ type: "reset", code: "timeout" });
+  });
+});
+
+describe("share path rules", () => {
+  it("normalizes plain paths and refuses every traversal form", () => {
+    expect(normalizePath("/")).toEqual({ ok: true, value: ["index.html"] });
+    expect(normalizePath("/docs/")).toEqual({ ok: true, value: ["docs", "index.html"] });
+    expect(normalizePath("/a%20b/c.txt?x=1#y")).toEqual({ ok: true, value: ["a b", "c.txt"] });
+    for (const bad of [
+      "/..",
+      "/a/../b",
+      "/%2e%2e/x",
+      "/%2E%2E/x",
+      "/a/%2e/b",
+      "/a%2fb",
+      "/a%5cb",
+      "/a\\b",
+      "/a%00b",
+      "/a\u0000b",
+      "//etc/passwd",
+      "/C:/Windows",
+      "/.env",
+      "/%zz",
+      "relative",
+    ])
+      expect(normalizePath(bad).ok, bad).toBe(false);
+  });
+
+  it("parses single byte ranges; multi-ranges fall back to the whole file", () => {
+    expect(parseRange("bytes=0-9", 100)).toEqual({ start: 0, end: 10 });
+    expect(parseRange("bytes=90-", 100)).toEqual({ start: 90, end: 100 });
+    expect(parseRange("bytes=-5", 100)).toEqual({ start: 95, end: 100 });
+    expect(parseRange("bytes=50-1000", 100)).toEqual({ start: 50, end: 100 });
+    expect(parseRange("bytes=100-", 100)).toBe("unsatisfiable");
+    expect(parseRange("bytes=0-1,5-6", 100)).toBe("none");
+    expect(parseRange(undefined, 100)).toBe("none");
+  });
+});

@@ -1,0 +1,43 @@
+/**
+ * docs/vectors/proxy-v1.json: every committed frame decodes to its fields and encodes back to
+ * the same bytes; every invalid frame gives its error code; scripts/gen-proxy-vectors.ts
+ * regenerates the file byte for byte.
+ */
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { buildProxyVectors, PROXY_VECTOR_FILE } from "../../scripts/gen-proxy-vectors.ts";
+import { decodeFrame, encodeFrame, type ProxyFrame } from "./frames.ts";
+
+interface Vectors {
+  frames: { label: string; frame: Record<string, unknown>; bytes: string }[];
+  invalid: { label: string; bytes: string; code: string }[];
+}
+
+const committed = JSON.parse(readFileSync(PROXY_VECTOR_FILE, "utf8")) as Vectors;
+const fromHex = (h: string) => Uint8Array.from(Buffer.from(h, "hex"));
+
+describe("proxy vectors (docs/vectors/proxy-v1.json)", () => {
+  it("decodes each frame to its fields and encodes them back to the same bytes", () => {
+    expect(committed.frames.length).toBeGreaterThanOrEqual(6);
+    for (const v of committed.frames) {
+      const fields = (
+        v.frame.type === "data" ? { ...v.frame, bytes: fromHex(v.frame.bytes as string) } : v.frame
+      ) as ProxyFrame;
+      const decoded = decodeFrame(fromHex(v.bytes));
+      expect(decoded.ok, v.label).toBe(true);
+      if (decoded.ok) expect(decoded.value, v.label).toEqual(fields);
+      expect(Buffer.from(encodeFrame(fields)).toString("hex"), v.label).toBe(v.bytes);
+    }
+  });
+
+  it("refuses each invalid frame with its code", () => {
+    for (const v of committed.invalid) {
+      const r = decodeFrame(fromHex(v.bytes));
+      expect(r.ok ? "ok" : r.error.code, v.label).toBe(v.code);
+    }
+  });
+
+  it("is what the generator produces", () => {
+    expect(`${JSON.stringify(buildProxyVectors(), null, 2)}\n`).toBe(readFileSync(PROXY_VECTOR_FILE, "utf8"));
+  });
+});

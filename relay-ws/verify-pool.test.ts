@@ -1,0 +1,106 @@
+/**
+ * Signature checks on worker threads (verify-pool.ts, `--relay-verify-threads`): verdicts are the
+ * OpenSSL verdicts whatever the thread, a full pool sends the overflow back to the event loop, a
+ * worker that dies loses no job, and a relay with several verify threads still runs each
+ * connection's commands in arrival order (docs/protocol/relay.md §Commands) — pipelined signed
+ * SENDs are stored, and so delivered, in the order they were sent.
+ */
+import { generateKeyPairSync, randomBytes, sign } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import { utf8 } from "../core/bytes.ts";
+import type { RelayMessage } from "../core/relay/client.ts";
+import { connectRelay, relayCounter, startTestRelay, until } from "./testing.ts";
+import { VerifyPool } from "./verify-pool.ts";
+
+function jobs(n: number) {
+  const { publicKey, privateKey } = generateKeyPairSync("ed25519");
+  return Array.from({ length: n }, (_, i) => {
+    const m = randomBytes(40 + i);
+    const s = sign(null, m, privateKey);
+    // Every third signature is damaged.
+    if (i % 3 === 0) s[i % 64]! ^= 1;
+    const raw = new Uint8Array(publicKey.export({ format: "der", type: "spki" }).subarray(12));
+    return { raw, key: publicKey, m: new Uint8Array(m), s: new Uint8Array(s), good: i % 3 !== 0 };
+  });
+}
+
+describe("VerifyPool", () => {
+  it("answers each job with its own verdict, across threads and batches", async () => {
+    const pool = new VerifyPool(3, 1000);
+    try {
+      const js = jobs(300);
+      const verdicts = await Promise.all(js.map((j) => pool.submit(j.raw, j.key, j.m, j.s)));
+      expect(verdicts).toEqual(js.map((j) => j.good));
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it("a full pool answers undefined (the caller verifies inline); a closed one too", async () => {
+    const pool = new VerifyPool(1, 2);
+    const [a, b, c] = jobs(3);
+    const p1 = pool.submit(a!.raw, a!.key, a!.m, a!.s);
+    const p2 = pool.submit(b!.raw, b!.key, b!.m, b!.s);
+    expect(pool.submit(c!.raw, c!.key, c!.m, c!.s)).toBeUndefined();
+    expect(await Promise.all([p1, p2])).toEqual([a!.good, b!.good]);
+    // Room again once answered.
+    expect(await pool.submit(c!.raw, c!.key, c!.m, c!.s)).toBe(c!.good);
+    await pool.close();
+    expect(pool.submit(c!.raw, c!.key, c!.m, c!.s)).toBeUndefined();
+  });
+
+  it("a worker that dies hands its jobs back: every job still gets its right verdict, the thread is replaced", async () => {
+    const pool = new VerifyPool(2, 1000);
+    try {
+      const js = jobs(120);
+      const pending = js.map((j) => pool.submit(j.raw, j.key, j.m, j.s));
+      // Let the first batches reach the threads, then kill one mid-work.
+      await new Promise((r) => setImmediate(r));
+      await pool.killWorkerForTest(0);
+      expect(await Promise.all(pending)).toEqual(js.map((j) => j.good));
+      expect(pool.failures).toBe(1);
+      expect(pool.threads).toBe(2);
+      const [x] = jobs(1);
+      expect(await pool.submit(x!.raw, x!.key, x!.m, x!.s)).toBe(x!.good);
+    } finally {
+      await pool.close();
+    }
+  });
+});
+
+describe("relay with verify threads", () => {
+  for (const threads of [0, 3]) {
+    it(`--relay-verify-threads ${threads}: pipelined signed SENDs are stored and pushed in send order; bad signatures get AUTH`, async () => {
+      const relay = await startTestRelay({ verifyThreads: threads, ratePerSecond: 0 });
+      try {
+        const got: RelayMessage[] = [];
+        const alice = await connectRelay(relay.url, { onMessage: (m) => got.push(m) });
+        const bob = await connectRelay(relay.url);
+        const q = await alice.createQueue({ subscribe: false });
+        const sender = await bob.senderSecure({ senderId: q.senderId });
+        const n = 120;
+        await Promise.all(Array.from({ length: n }, (_, i) => bob.send(sender, utf8(`m${i}`))));
+        await alice.subscribe(q, 32);
+        for (let i = 0; i < n; i++) {
+          expect(await until(() => got.length > i)).toBe(true);
+          expect(new TextDecoder().decode(got[i]!.body)).toBe(`m${i}`);
+          await alice.ack(q, got[i]!.msgId);
+        }
+        // A SEND signed by another key is refused, on whichever thread it was checked.
+        const forged = { senderId: q.senderId, senderAuthSecret: new Uint8Array(randomBytes(32)) };
+        await expect(bob.send(forged, utf8("forged"))).rejects.toMatchObject({ code: "LOFT_ERR_RELAY_AUTH" });
+        // Where the checks ran shows in the metrics: on threads when there are some.
+        const onThreads = await relayCounter(relay, "loft_relay_verifications_total", { where: "thread" });
+        const onLoop = await relayCounter(relay, "loft_relay_verifications_total", { where: "event_loop" });
+        if (threads === 0) expect(onThreads).toBe(0);
+        else expect(onThreads).toBeGreaterThan(n);
+        expect(onThreads + onLoop).toBeGreaterThanOrEqual(2 * n);
+        expect(await relayCounter(relay, "loft_relay_verify_thread_failures_total")).toBe(0);
+        alice.close();
+        bob.close();
+      } finally {
+        await relay.close();
+      }
+    });
+  }
+});

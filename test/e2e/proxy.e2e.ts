@@ -1,0 +1,361 @@
+/**
+ * The E2EE fetch proxy and honest updates in real Chromium against the real server
+ * (docs/protocol/proxy.md, docs/decisions.md "Honest updates"):
+ * - a person shares a small static site (HTML, CSS, an image, a script fetching JSON, a video)
+ *   with "Share a folder"; Loft copies it into OPFS; the preview `/peer/<me>/index.html` opens in a
+ *   new tab through the Service Worker → MessageChannel → the page's proxy client → the real
+ *   multiplexer and share handler → OPFS, and back as streamed Responses: it renders, its script
+ *   runs, every file's bytes are identical, a Range request (a video seek) gets exactly its bytes;
+ * - traversal and non-shared paths are refused, strangers get "not a contact", no window gets
+ *   "open Loft", and those pages pass axe;
+ * - it starts offline after one visit (the app from the precache, the share from OPFS);
+ * - a second build served: the banner shows the new build hash and nothing changes until the
+ *   person accepts; a build whose files don't match the hash it announced is refused, and says so.
+ *
+ * The server serves a private copy of web/dist (`--static-dir`) so the test can publish new builds.
+ */
+import { createHash } from "node:crypto";
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { crc32, deflateSync } from "node:zlib";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectNoAxeViolations } from "../support/axe.ts";
+import { launchChromium } from "../support/browser.ts";
+import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+import { byId, createIdentity } from "../support/loft-ui.ts";
+import { publishBuild as publish, servedBuildHash } from "../support/publish-build.ts";
+
+const DIST = fileURLToPath(new URL("../../web/dist", import.meta.url));
+const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
+
+/** A valid 2×2 RGB PNG (red, green / blue, white), built here so its bytes are known. */
+function png2x2(): Buffer {
+  const chunk = (type: string, data: Buffer) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(Buffer.concat([Buffer.from(type), data])));
+    return Buffer.concat([len, Buffer.from(type), data, crc]);
+  };
+  const ihdr = Buffer.from([0, 0, 0, 2, 0, 0, 0, 2, 8, 2, 0, 0, 0]);
+  const rows = Buffer.from([0, 255, 0, 0, 0, 255, 0, 0, 0, 0, 255, 255, 255, 255]);
+  return Buffer.concat([
+    Buffer.from("89504e470d0a1a0a", "hex"),
+    chunk("IHDR", ihdr),
+    chunk("IDAT", deflateSync(rows)),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
+}
+const PNG = png2x2();
+
+const SITE: Record<string, string | Buffer> = {
+  "index.html": `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Dana's site</title>
+<link rel="stylesheet" href="style.css"></head><body><main><h1 id="title">Hello from Dana</h1>
+<img id="logo" src="img/logo.png" alt="logo" width="20" height="20">
+<p id="data">loading…</p><video id="clip" src="clip.webm" preload="metadata" muted></video>
+<iframe id="frame" src="frame.html" title="A framed page"></iframe>
+<script src="app.js"></script></main></body></html>`,
+  "frame.html": `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>frame</title></head><body><p id="inner">framed through the proxy</p></body></html>`,
+  "style.css": "h1 { color: rgb(11, 92, 173); }\n",
+  "app.js":
+    'fetch("data.json").then((r) => r.json()).then((d) => { document.getElementById("data").textContent = d.greeting; });\n',
+  "data.json": '{"greeting":"scripts run and fetch JSON"}\n',
+  "img/logo.png": PNG,
+  // Larger than the 256 KiB window: cancelled mid-body below.
+  "big.bin": Buffer.from(Array.from({ length: 3_000_000 }, (_, i) => (i * 13 + 5) & 0xff)),
+};
+
+describe("E2EE fetch proxy: a shared folder previewed through the Service Worker; honest updates", () => {
+  let dir: string;
+  let siteDir: string;
+  let loft: LoftProcess;
+  let browser: Browser;
+  let context: BrowserContext;
+  let page: Page;
+  let me: string;
+  let preview: Page;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "loft-proxy-"));
+    siteDir = await mkdtemp(join(tmpdir(), "loft-site-"));
+    await cp(DIST, dir, { recursive: true });
+    loft = await startLoft({ args: ["--static-dir", dir] });
+    browser = await launchChromium();
+    context = await browser.newContext();
+    page = await context.newPage();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await loft?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+    if (siteDir) await rm(siteDir, { recursive: true, force: true });
+  });
+
+  it("shares a folder into OPFS and opens the preview in a new tab: it renders, scripts run, bytes identical", async () => {
+    await createIdentity(page, loft.url, "Dana");
+    await page.waitForFunction(() => navigator.serviceWorker.controller !== null);
+    // A real video: two seconds of a canvas recorded by MediaRecorder in the same browser.
+    const webm = await page.evaluate(async () => {
+      const canvas = document.createElement("canvas");
+      canvas.width = 64;
+      canvas.height = 48;
+      const ctx = canvas.getContext("2d")!;
+      const stream = canvas.captureStream(15);
+      const rec = new MediaRecorder(stream, { mimeType: "video/webm" });
+      const parts: Blob[] = [];
+      rec.ondataavailable = (e) => parts.push(e.data);
+      const stopped = new Promise((r) => (rec.onstop = r));
+      rec.start(200);
+      for (let i = 0; i < 30; i++) {
+        ctx.fillStyle = `hsl(${i * 12}, 80%, 50%)`;
+        ctx.fillRect(0, 0, 64, 48);
+        await new Promise((r) => setTimeout(r, 66));
+      }
+      rec.stop();
+      await stopped;
+      return [...new Uint8Array(await new Blob(parts).arrayBuffer())];
+    });
+    SITE["clip.webm"] = Buffer.from(webm);
+    expect(SITE["clip.webm"].length).toBeGreaterThan(1000);
+    const folder = join(siteDir, "dana-site");
+    for (const [name, body] of Object.entries(SITE)) {
+      await mkdir(join(folder, name, ".."), { recursive: true });
+      await writeFile(join(folder, name), body);
+    }
+    await writeFile(join(folder, ".secret"), "hidden files are not shared");
+
+    await page.goto(`${loft.url}/settings`);
+    await byId(page, "share-folder-input").setInputFiles(folder);
+    await expect
+      .poll(() => byId(page, "share-status").textContent())
+      .toContain("Shared “dana-site”: 8 files");
+    me = (
+      await page.evaluate(
+        () => document.querySelector<HTMLAnchorElement>("[data-testid=share-preview]")!.href,
+      )
+    )
+      .split("/peer/")[1]!
+      .slice(0, 64);
+    expect(me).toMatch(/^[0-9a-f]{64}$/);
+
+    [preview] = await Promise.all([context.waitForEvent("page"), byId(page, "share-preview").click()]);
+    await preview.waitForLoadState();
+    await preview.locator("#data", { hasText: "scripts run and fetch JSON" }).waitFor();
+    expect(await preview.title()).toBe("Dana's site");
+    expect(await preview.locator("h1").evaluate((h) => getComputedStyle(h).color)).toBe("rgb(11, 92, 173)");
+    await preview.waitForFunction(
+      () => (document.getElementById("logo") as HTMLImageElement).naturalWidth === 2,
+    );
+    await preview.waitForFunction(
+      () => (document.getElementById("clip") as HTMLVideoElement).readyState >= 1,
+    );
+
+    const hashes = await preview.evaluate(async (names) => {
+      const out: Record<string, string> = {};
+      for (const name of names) {
+        const bytes = await (await fetch(name)).arrayBuffer();
+        out[name] = [...new Uint8Array(await crypto.subtle.digest("SHA-256", bytes))]
+          .map((b) => b.toString(16).padStart(2, "0"))
+          .join("");
+      }
+      return out;
+    }, Object.keys(SITE));
+    for (const [name, body] of Object.entries(SITE))
+      expect(hashes[name], name).toBe(sha256(typeof body === "string" ? Buffer.from(body) : body));
+  });
+
+  it("answers a Range request (a video seek) with 206 and exactly those bytes", async () => {
+    const clip = SITE["clip.webm"] as Buffer;
+    const res = await preview.evaluate(async () => {
+      const r = await fetch("clip.webm", { headers: { Range: "bytes=1000-1499" } });
+      return {
+        status: r.status,
+        range: r.headers.get("content-range"),
+        bytes: [...new Uint8Array(await r.arrayBuffer())],
+      };
+    });
+    expect(res.status).toBe(206);
+    expect(res.range).toBe(`bytes 1000-1499/${clip.length}`);
+    expect(Buffer.from(res.bytes).equals(clip.subarray(1000, 1500))).toBe(true);
+    // And the video element itself plays from a seek position.
+    await preview.evaluate(() => {
+      const v = document.getElementById("clip") as HTMLVideoElement;
+      v.currentTime = 1;
+    });
+    await preview.waitForFunction(() => !(document.getElementById("clip") as HTMLVideoElement).seeking);
+  });
+
+  it("cancels a request end to end when the page drops it mid-body", async () => {
+    const got = await preview.evaluate(async () => {
+      const abort = new AbortController();
+      const res = await fetch("big.bin", { signal: abort.signal });
+      const reader = res.body!.getReader();
+      const first = await reader.read();
+      abort.abort();
+      await reader.read().catch(() => undefined);
+      return first.value?.length ?? 0;
+    });
+    expect(got).toBeGreaterThan(0);
+    await page.getByText(/^Requests \(/).click();
+    await expect
+      .poll(() => byId(page, "access-log").textContent())
+      .toMatch(/GET \/big\.bin · cancelled 200 · (\d+\.\d) KiB/);
+    const sent = Number(
+      /GET \/big\.bin · cancelled 200 · (\d+\.\d) KiB/.exec(
+        (await byId(page, "access-log").textContent())!,
+      )![1],
+    );
+    expect(sent).toBeLessThan(2000); // far from the 2 930 KiB file: reading stopped at the window
+    await page.getByText(/^Requests \(/).click();
+  });
+
+  it("refuses traversal, hidden files and paths outside the share, and strangers; the owner sees each request", async () => {
+    const statuses = await preview.evaluate(async (id) => {
+      const out: Record<string, [number, string | null]> = {};
+      for (const p of [
+        "..%2f..%2fsw.js",
+        "img%5c..%5clogo.png",
+        "a%00.html",
+        ".secret",
+        "nothing.html",
+        "%2e%2e%2fx",
+      ]) {
+        const r = await fetch(`/peer/${id}/${p}`);
+        out[p] = [r.status, r.headers.get("x-loft-proxy-error")];
+      }
+      const stranger = await fetch(`/peer/${"e".repeat(64)}/index.html`);
+      out.stranger = [stranger.status, stranger.headers.get("x-loft-proxy-error")];
+      return out;
+    }, me);
+    for (const p of [
+      "..%2f..%2fsw.js",
+      "img%5c..%5clogo.png",
+      "a%00.html",
+      ".secret",
+      "nothing.html",
+      "%2e%2e%2fx",
+    ])
+      expect(statuses[p], p).toEqual([404, "not_shared"]);
+    expect(statuses.stranger).toEqual([403, "not_a_contact"]);
+    await page.getByText(/^Requests \(/).click();
+    await expect.poll(() => byId(page, "access-log").textContent()).toContain("refused (not shared)");
+    expect(await byId(page, "access-log").textContent()).toContain("GET / · served 200");
+  });
+
+  it("shows clear error pages that pass axe: nothing shared, not a contact, no Loft window open", async () => {
+    const errPage = await context.newPage();
+    await errPage.goto(`${loft.url}/peer/${me}/missing.html`);
+    expect(await errPage.locator("h1").textContent()).toBe("Nothing shared at this address");
+    await expectNoAxeViolations(errPage, "proxy error: not shared");
+    await errPage.goto(`${loft.url}/peer/${"e".repeat(64)}/`);
+    expect(await errPage.locator("h1").textContent()).toBe("Not one of your contacts");
+    await expectNoAxeViolations(errPage, "proxy error: not a contact");
+    // With the app window gone, nobody can carry the request.
+    const appUrl = page.url();
+    await page.close();
+    await errPage.goto(`${loft.url}/peer/${me}/index.html`);
+    expect(await errPage.locator("h1").textContent()).toBe("Open Loft to reach this");
+    await expectNoAxeViolations(errPage, "proxy error: no window");
+    await errPage.close();
+    page = await context.newPage();
+    await page.goto(appUrl);
+    await byId(page, "share-section").waitFor();
+  });
+
+  it("starts offline after one visit: the app from the precache, the shared site from OPFS", async () => {
+    await loft.stop();
+    await page.reload();
+    await byId(page, "share-section").waitFor();
+    await preview.reload();
+    await preview.locator("#data", { hasText: "scripts run and fetch JSON" }).waitFor();
+    const health = await page.evaluate(() =>
+      fetch("/health").then(
+        (r) => r.status,
+        () => "unreachable",
+      ),
+    );
+    expect(health).toBe("unreachable");
+  });
+
+  it("a second build: the banner shows its hash, nothing changes until the person accepts", async () => {
+    await preview.close();
+    loft = await startLoft({ port: loft.port, args: ["--static-dir", dir] });
+    const running = await byId(page, "build-hash").getAttribute("data-hash");
+    // Settings shows what `npm run build` printed: the build hash of the manifest in the served sw.js.
+    expect(running).toBe(await servedBuildHash(dir));
+    const next = await publish(dir, "A second build");
+    expect(next).not.toBe(running);
+    await page.evaluate(async () => (await navigator.serviceWorker.getRegistration())?.update());
+    await byId(page, "update-banner").waitFor();
+    expect((await byId(page, "update-hash").textContent())!.replace(/ /g, "")).toBe(next);
+    // Nothing changed: the page still runs the old build, and "Later" keeps it so.
+    expect(await byId(page, "build-hash").getAttribute("data-hash")).toBe(running);
+    await byId(page, "update-later").click();
+    expect(await byId(page, "update-banner").count()).toBe(0);
+    await page.reload();
+    await byId(page, "update-banner").waitFor();
+    expect(await byId(page, "build-hash").getAttribute("data-hash")).toBe(running);
+    // Accepted: it activates, the page reloads on it.
+    await Promise.all([page.waitForEvent("load"), byId(page, "update-reload").click()]);
+    await expect.poll(() => byId(page, "build-hash").getAttribute("data-hash")).toBe(next);
+    expect(await byId(page, "update-banner").count()).toBe(0);
+  });
+
+  it("a build swapped between its announcement and activation is refused when the person accepts", async () => {
+    const running = await byId(page, "build-hash").getAttribute("data-hash");
+    const next = await publish(dir, "A build swapped in the cache");
+    await page.evaluate(async () => (await navigator.serviceWorker.getRegistration())?.update());
+    await expect
+      .poll(async () => (await byId(page, "update-hash").textContent())?.replace(/ /g, ""))
+      .toBe(next);
+    // The waiting build's cached copy of a file changes after it announced its hash.
+    const swappedFiles = await page.evaluate(
+      async (name) => {
+        const cache = await caches.open(name);
+        let n = 0;
+        for (const req of await cache.keys())
+          if (new URL(req.url).pathname === "/manifest.webmanifest") {
+            await cache.put(
+              req,
+              new Response('{"name":"not Loft"}', {
+                headers: { "content-type": "application/manifest+json" },
+              }),
+            );
+            n++;
+          }
+        return n;
+      },
+      `loft-shell-${next.slice(0, 12)}`,
+    );
+    expect(swappedFiles).toBe(1);
+    await byId(page, "update-reload").click();
+    await byId(page, "update-refused").waitFor();
+    expect((await byId(page, "update-refused").textContent())!.replace(/ /g, "")).toContain(next);
+    expect(await byId(page, "update-refused").textContent()).toContain("manifest.webmanifest differs");
+    expect(await byId(page, "update-banner").count()).toBe(0);
+    expect(await byId(page, "build-hash").getAttribute("data-hash")).toBe(running);
+    expect(
+      await page.evaluate(async () => (await navigator.serviceWorker.getRegistration())?.waiting !== null),
+    ).toBe(true);
+  });
+
+  it("a build whose files don't match the hash it announced is refused, and says so", async () => {
+    const running = await byId(page, "build-hash").getAttribute("data-hash");
+    const swapped = await publish(dir, "A third build");
+    // Swapped after the announcement: manifest.webmanifest no longer matches its SHA-256.
+    const file = join(dir, "manifest.webmanifest");
+    await writeFile(file, (await readFile(file, "utf8")).replace("A third build", "A swapped build"));
+    await page.evaluate(async () =>
+      (await navigator.serviceWorker.getRegistration())?.update().catch(() => undefined),
+    );
+    await expect
+      .poll(async () => (await byId(page, "update-refused").textContent())?.replace(/ /g, ""))
+      .toContain(swapped);
+    expect(await byId(page, "update-banner").count()).toBe(0);
+    await page.reload();
+    expect(await byId(page, "build-hash").getAttribute("data-hash")).toBe(running);
+  });
+});

@@ -1,0 +1,179 @@
+/**
+ * Saves that storage refuses say so (issue #9; web/src/app/settings.ts, backup.ts, problems.ts):
+ * the name, the servers and the notification choice each show why in plain words and keep what
+ * the person typed or chose, and go through once storage takes writes again; a backup restore
+ * that storage refuses (from Settings and from the first screen) names the cause instead of the
+ * browser's raw error, and changes nothing — also the unlock screen's restore, after which the
+ * device's own passphrase still opens it. A full disk is stood in for by `failWrites`
+ * (test/support/loft-ui.ts). axe-core finds nothing on the screens with their errors shown.
+ *
+ * `npm run build` first; `node scripts/e2e.mjs test/e2e/settings-save-errors.e2e.ts`. Waits are on
+ * conditions only.
+ */
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectNoAxeViolations } from "../support/axe.ts";
+import { launchChromium } from "../support/browser.ts";
+import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+import { addOfflineContact, allowWrites, byId, createIdentity, failWrites } from "../support/loft-ui.ts";
+
+const FULL = "this browser has no storage space left for Loft. Nothing was changed.";
+
+async function openSettings(p: Page): Promise<void> {
+  await p.goto(new URL(p.url()).origin);
+  await byId(p, "nav-settings").click();
+  await byId(p, "settings").waitFor();
+}
+
+describe("settings and restores when storage refuses a write", () => {
+  let loft: LoftProcess;
+  let browser: Browser;
+  let p: Page;
+  let backupFile: string;
+
+  beforeAll(async () => {
+    loft = await startLoft();
+    browser = await launchChromium();
+    p = await (await browser.newContext()).newPage();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await loft?.stop();
+  });
+
+  it("name, servers and notification choice: the error says why, the input stays, a retry saves", async () => {
+    await createIdentity(p, loft.url, "Alice");
+    await openSettings(p);
+    await failWrites(p, ["self", "settings"]);
+
+    await byId(p, "settings-username").fill("Alicia");
+    await byId(p, "save-username").click();
+    await expect
+      .poll(() => byId(p, "username-result").textContent())
+      .toBe(`Could not save your name: ${FULL}`);
+    expect(await byId(p, "username-result").getAttribute("class")).toBe("error");
+    expect(await byId(p, "settings-username").inputValue()).toBe("Alicia");
+
+    await byId(p, "signaling-url").fill("ws://signal.example.test/signal");
+    await byId(p, "relay-urls").fill("ws://relay.example.test/relay");
+    await byId(p, "save-endpoints").click();
+    await expect
+      .poll(() => byId(p, "endpoints-result").textContent())
+      .toBe(`Could not save the servers: ${FULL}`);
+    expect(await byId(p, "signaling-url").inputValue()).toBe("ws://signal.example.test/signal");
+    expect(await byId(p, "relay-urls").inputValue()).toBe("ws://relay.example.test/relay");
+
+    await byId(p, "notify-off").check();
+    await expect
+      .poll(() => byId(p, "notifications-result").textContent())
+      .toBe(`Could not save the notification choice: ${FULL}`);
+    expect(await byId(p, "notify-off").isChecked()).toBe(true);
+    await expectNoAxeViolations(p, "settings (saves refused)");
+
+    // Nothing was stored meanwhile: a fresh read of Settings shows the old values.
+    const stored = await p.evaluate(async () => {
+      const db = await new Promise<IDBDatabase>((resolve, reject) => {
+        const r = indexedDB.open("loft");
+        r.onsuccess = () => resolve(r.result);
+        r.onerror = () => reject(r.error);
+      });
+      const get = (store: string, key: string) =>
+        new Promise<unknown>((resolve, reject) => {
+          const r = db.transaction(store).objectStore(store).get(key);
+          r.onsuccess = () => resolve(r.result);
+          r.onerror = () => reject(r.error);
+        });
+      const out = {
+        self: (await get("self", "self")) as { username: string },
+        settings: await get("settings", "settings"),
+      };
+      db.close();
+      return { username: out.self.username, settings: out.settings ?? {} };
+    });
+    expect(stored).toEqual({ username: "Alice", settings: {} });
+
+    // Storage takes writes again: the same inputs save, and survive a reload.
+    await allowWrites(p);
+    await byId(p, "notifications-retry").click();
+    await expect.poll(() => byId(p, "notifications-result").textContent()).toBe("Saved.");
+    await byId(p, "save-endpoints").click();
+    await expect.poll(() => byId(p, "endpoints-result").getAttribute("class")).toBe("ok");
+    await byId(p, "save-username").click();
+    await expect.poll(() => byId(p, "username-result").getAttribute("class")).toBe("ok");
+    await p.reload();
+    await byId(p, "settings").waitFor();
+    expect(await byId(p, "settings-username").inputValue()).toBe("Alicia");
+    await expect.poll(() => byId(p, "signaling-url").inputValue()).toBe("ws://signal.example.test/signal");
+    expect(await byId(p, "notify-off").isChecked()).toBe(true);
+  });
+
+  it("a restore refused by storage says why in words and changes nothing, in Settings and on the first screen", async () => {
+    await addOfflineContact(p, loft.url, "Carol");
+    await openSettings(p);
+    await byId(p, "backup-passphrase").fill("backup passphrase 1");
+    const [download] = await Promise.all([p.waitForEvent("download"), byId(p, "export-backup").click()]);
+    backupFile = (await download.path())!;
+
+    await failWrites(p, ["self", "contacts", "messages", "settings"]);
+    await byId(p, "import-file").setInputFiles(backupFile);
+    await byId(p, "import-passphrase").fill("backup passphrase 1");
+    await byId(p, "import-backup").click();
+    await expect
+      .poll(() => byId(p, "import-result").textContent(), { timeout: 60_000 })
+      .toBe(`Could not restore the backup: ${FULL}`);
+    await allowWrites(p);
+
+    // A new browser: the first screen's restore, refused the same way, then accepted.
+    const q = await (await browser.newContext()).newPage();
+    await q.goto(loft.url);
+    await byId(q, "onboarding").waitFor();
+    await q.locator("details summary", { hasText: "Restore from a backup" }).click();
+    await failWrites(q, ["self", "contacts", "messages", "settings"]);
+    await byId(q, "restore-file").setInputFiles(backupFile);
+    await byId(q, "restore-passphrase").fill("backup passphrase 1");
+    await byId(q, "restore-submit").click();
+    await expect
+      .poll(() => byId(q, "restore-error").textContent(), { timeout: 60_000 })
+      .toBe(`Could not restore the backup: ${FULL}`);
+    await expectNoAxeViolations(q, "onboarding (restore refused)");
+    expect(await byId(q, "onboarding").count()).toBe(1);
+    await allowWrites(q);
+    await byId(q, "restore-submit").click();
+    await byId(q, "home").waitFor({ timeout: 60_000 });
+    await expect.poll(() => byId(q, "my-username").textContent()).toBe("Alicia");
+    expect(await q.locator("[data-testid=contact-item][data-username=Carol]").count()).toBe(1);
+  });
+
+  it("a forgotten-passphrase restore refused by storage says why, and the passphrase still unlocks", async () => {
+    const r = await (await browser.newContext()).newPage();
+    await createIdentity(r, loft.url, "Rita");
+    await byId(r, "nav-settings").click();
+    await byId(r, "passphrase-new").fill("orange staple 42");
+    await byId(r, "passphrase-confirm").fill("orange staple 42");
+    await byId(r, "set-passphrase").click();
+    await expect
+      .poll(() => byId(r, "passphrase-result").textContent(), { timeout: 60_000 })
+      .toContain("Passphrase set");
+    await r.reload();
+    await byId(r, "unlock").waitFor();
+
+    // The restore replaces everything in one transaction; storage refuses it.
+    await failWrites(r, ["meta", "self", "contacts", "messages", "settings"]);
+    await byId(r, "unlock-restore").locator("summary").click();
+    await byId(r, "unlock-restore-file").setInputFiles(backupFile);
+    await byId(r, "unlock-restore-passphrase").fill("backup passphrase 1");
+    await byId(r, "unlock-restore-submit").click();
+    await expect
+      .poll(() => byId(r, "unlock-restore-error").textContent(), { timeout: 60_000 })
+      .toBe(`Could not restore the backup: ${FULL}`);
+    await expectNoAxeViolations(r, "unlock (restore refused)");
+
+    // Nothing changed: this device's own passphrase still opens Rita (on the screen that was
+    // locked, Settings).
+    await allowWrites(r);
+    await byId(r, "unlock-passphrase").fill("orange staple 42");
+    await byId(r, "unlock-submit").click();
+    await byId(r, "settings").waitFor({ timeout: 60_000 });
+    expect(await byId(r, "settings-username").inputValue()).toBe("Rita");
+  });
+});

@@ -1,0 +1,98 @@
+/**
+ * The SMP listener in the real entry points: `npm start` (server/main.ts) and `npm run relay`
+ * (relay-ws/main.ts) with `--smp-port`, as child processes. The address is logged at start and in
+ * the detailed /health; the certificates are made on first start and kept with the data, so a
+ * restart keeps the address; a port in use is a configuration error naming the flag; logs carry
+ * no client address.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { type LoftProcess, LoftStartError, startLoft } from "../support/loft-process.ts";
+import { cmd, SmpTestClient } from "./client.ts";
+
+const dataDir = mkdtempSync(join(tmpdir(), "loft-smp-process-"));
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+const smpArgs = ["--smp-port", "0", "--smp-host", "127.0.0.1", "--smp-address-host", "localhost"];
+
+/** The address the process logged with "smp listening", waited for in bounded tries. */
+async function loggedAddress(proc: LoftProcess): Promise<string> {
+  for (let i = 0; i < 200; i++) {
+    for (const line of proc.output().split("\n")) {
+      if (!line.startsWith("{")) continue;
+      const rec = JSON.parse(line) as { msg?: string; smpAddress?: string };
+      if (rec.msg === "smp listening" && rec.smpAddress) return rec.smpAddress;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`no "smp listening" in:\n${proc.output()}`);
+}
+
+const fingerprintOf = (address: string) => address.slice("smp://".length, address.indexOf("@"));
+
+describe("SMP listener in the entry points", () => {
+  it("npm start --smp-port serves SMP next to the WebSocket relay and shows the address in /health", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "loft-smp-start-"));
+    const proc = await startLoft({
+      entry: "server/main.ts",
+      args: ["--serve-static", "false", "--relay-data-dir", dir, ...smpArgs],
+    });
+    try {
+      const address = await loggedAddress(proc);
+      expect(address).toMatch(/^smp:\/\/[A-Za-z0-9_-]{43}=@localhost:\d+$/);
+      const health = (await (await fetch(`${proc.metricsUrl}/health`)).json()) as {
+        services: { relay: { smp: { address: string; versions: string } } };
+      };
+      expect(health.services.relay.smp).toMatchObject({ address, versions: "6-7" });
+      const c = await SmpTestClient.connect(address, { connectHost: "127.0.0.1" });
+      expect((await c.command(new Uint8Array(0), cmd.ping())).tag).toBe("PONG");
+      c.close();
+      expect(await proc.stop("SIGTERM")).toBe(0);
+      expect(proc.output()).not.toMatch(/127\.0\.0\.1/);
+    } finally {
+      await proc.stop("SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("npm run relay --smp-port: the certificates survive a restart, and so does the address's fingerprint", async () => {
+    const addresses: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const proc = await startLoft({
+        entry: "relay-ws/main.ts",
+        args: ["--relay-data-dir", dataDir, ...smpArgs],
+      });
+      try {
+        addresses.push(await loggedAddress(proc));
+        const c = await SmpTestClient.connect(addresses[i]!, { connectHost: "127.0.0.1" });
+        expect((await c.command(new Uint8Array(0), cmd.ping())).tag).toBe("PONG");
+        c.close();
+        expect(await proc.stop("SIGTERM")).toBe(0);
+      } finally {
+        await proc.stop("SIGKILL");
+      }
+    }
+    expect(fingerprintOf(addresses[1]!)).toBe(fingerprintOf(addresses[0]!));
+  });
+
+  it("an SMP port already in use is a configuration error naming the flag", async () => {
+    const blocker = createServer();
+    const port = await new Promise<number>((resolve) =>
+      blocker.listen(0, "127.0.0.1", () => resolve((blocker.address() as { port: number }).port)),
+    );
+    try {
+      const err = await startLoft({
+        entry: "relay-ws/main.ts",
+        args: ["--relay-data-dir", dataDir, "--smp-port", String(port), "--smp-host", "127.0.0.1"],
+      }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(LoftStartError);
+      expect((err as LoftStartError).exitCode).toBe(2);
+      expect((err as LoftStartError).output).toMatch(/--smp-port\/--smp-host: cannot listen on .*EADDRINUSE/);
+    } finally {
+      blocker.close();
+    }
+  });
+});

@@ -1,0 +1,52 @@
+/**
+ * What the chat screen reads and does (docs/user-guide.md, "Messages"), as app functions: pages
+ * of history and single messages from storage, and the engine's hand-over, retry and connect.
+ * The screen never holds storage or the engine itself; the engine may restart underneath (a new
+ * username, a restored backup), so it is looked up on every call.
+ */
+import { EngineRefusal, type HandedOver, type MessageId, type StoredMessage } from "../engine/api.ts";
+import type { AppModel } from "./model.ts";
+import { ActionFailed, storageProblem } from "./problems.ts";
+
+/** Up to `limit` messages with a contact, newest first in time before `before` (all when absent). */
+export function historyPage(
+  app: AppModel,
+  contactId: string,
+  limit: number,
+  before?: number,
+): Promise<StoredMessage[]> {
+  return app.storage.listMessagesPage(contactId, limit, before);
+}
+
+/** One stored message by id. */
+export function storedMessage(app: AppModel, id: MessageId): Promise<StoredMessage | undefined> {
+  return app.storage.getMessage(id);
+}
+
+/**
+ * Hand a message over to the engine (shown at once, stored on the contact's line). Throws
+ * `EngineRefusal` synchronously when the text or contact is refused, or `ActionFailed` while the
+ * engine is not running yet.
+ */
+export function handOver(app: AppModel, contactId: string, text: string): HandedOver {
+  const engine = app.engine;
+  if (!engine) throw new ActionFailed("Loft is still starting. Try again in a moment.", undefined);
+  return engine.handOver(contactId, text);
+}
+
+/** Put a failed message back in the outbox. */
+export function retryMessage(app: AppModel, id: MessageId): Promise<void> {
+  return app.engine?.retry(id) ?? Promise.resolve();
+}
+
+/** The chat is open: bring up a link to the contact if there is none. */
+export function connectTo(app: AppModel, contactId: string): void {
+  app.engine?.connect(contactId);
+}
+
+/** Why a message could not be sent, in words for the person. */
+export function sendProblem(x: unknown): string {
+  if (x instanceof EngineRefusal) return x.reason.message;
+  if (x instanceof ActionFailed) return x.message;
+  return `Could not send: ${storageProblem(x)}`;
+}

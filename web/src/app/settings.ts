@@ -1,0 +1,73 @@
+/**
+ * What the Settings screen changes, as app actions (docs/design.md, "Layers"): the screens never
+ * touch storage themselves. Each action either completes or throws an error whose message is
+ * for the person (problems.ts), and leaves what was stored as it was when it fails, so the
+ * screen can keep what the person typed and say why.
+ */
+import type { EngineSettings, IceServerConfig, IceTransportPolicy } from "../engine/api.ts";
+import type { SettingsRecord } from "../storage/db.ts";
+import { defaultSettings } from "../storage/storage.ts";
+import type { AppModel } from "./model.ts";
+import type { NotificationMode } from "./notifications.ts";
+import { attempt } from "./problems.ts";
+
+/** The server fields as stored (absent: this site's own servers, `defaultServers`). */
+export type ServerSettings = Pick<
+  SettingsRecord,
+  "signalingUrl" | "relayUrls" | "iceServers" | "iceTransportPolicy"
+>;
+
+/** The servers this site provides, used where a field is left empty. */
+export function defaultServers(): EngineSettings {
+  return defaultSettings();
+}
+
+export function loadServerSettings(app: AppModel): Promise<ServerSettings> {
+  return attempt("read the settings", () => app.storage.getSettingsRecord(), false);
+}
+
+/**
+ * Store the server fields (an empty list or string means the default); the other settings stay.
+ * The engine takes them at its next start.
+ */
+export async function saveServers(
+  app: AppModel,
+  servers: {
+    signalingUrl: string;
+    relayUrls: string[];
+    iceServers: IceServerConfig[];
+    iceTransportPolicy?: IceTransportPolicy;
+  },
+): Promise<void> {
+  await attempt("save the servers", () =>
+    app.storage.updateSettingsRecord({
+      signalingUrl: servers.signalingUrl || undefined,
+      relayUrls: servers.relayUrls.length ? servers.relayUrls : undefined,
+      iceServers: servers.iceServers.length ? servers.iceServers : undefined,
+      iceTransportPolicy: servers.iceTransportPolicy === "relay" ? "relay" : undefined,
+    }),
+  );
+}
+
+/** A new username: a new signed identity version, stored before the engine restarts with it. */
+export function saveUsername(app: AppModel, username: string): Promise<void> {
+  return attempt("save your name", () => app.changeUsername(username));
+}
+
+export function saveNotificationMode(app: AppModel, mode: NotificationMode): Promise<void> {
+  return attempt("save the notification choice", () => app.setNotificationMode(mode));
+}
+
+/** Whether this device asks for a passphrase at start. */
+export function hasPassphrase(app: AppModel): boolean {
+  return app.storage.hasPassphrase;
+}
+
+/**
+ * Set (a string) or remove (`null`) the passphrase. Every sealed record is re-sealed in one
+ * transaction, so a failure leaves the old passphrase (or none) in place.
+ */
+export function changePassphrase(app: AppModel, to: string | null): Promise<void> {
+  const what = to === null ? "remove" : hasPassphrase(app) ? "change" : "set";
+  return attempt(`${what} the passphrase`, () => app.storage.setPassphrase(to));
+}

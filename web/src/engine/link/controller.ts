@@ -1,0 +1,565 @@
+/**
+ * One contact's link controller (docs/design.md, "The link controller"): the only owner of the
+ * contact's link state — its attempt and live session, as the state machine of state.ts — of all
+ * its timers (timers.ts) and of what it shows as presence, and the inbound dispatch for the
+ * contact: frames from its live session, bodies from our mailbox for it, a first contact
+ * accepted. The steps (dialing, session, messages, relay-mailbox, first-contact) decide and do
+ * their I/O; they return outcomes (outcome.ts) that the controller applies here, in order,
+ * running the follow-ups they ask for. Steps may await core calls: everything that touches the
+ * ratchet runs on the contact's task chain (`serial`), one inbound frame at a time, in order.
+ */
+import { wipe } from "../../../../core/bytes.ts";
+import { canSend } from "../../../../core/ratchet/index.ts";
+import type { RelayMessage } from "../../../../core/relay/client.ts";
+import type { Session } from "../../../../core/session/index.ts";
+import type { ContactRecord, EngineError, LinkPath, MessageId, Presence } from "../api.ts";
+import {
+  type Attempt,
+  addressRefOf,
+  type EngineContext,
+  emit,
+  type Live,
+  mailboxDelay,
+  type Peer,
+  Refused,
+  serial,
+  timeout,
+} from "../context.ts";
+import {
+  attemptFailed,
+  attemptPresence,
+  dialDecision,
+  handshake,
+  mayDialDirect,
+  mayDialRelay,
+  offerDecision,
+  openedWithin,
+  planUpgrade,
+  retryLater,
+  upgradeDue,
+} from "../dialing.ts";
+import { describeFailure } from "../errors.ts";
+import { afterAccept } from "../first-contact.ts";
+import { afterQueued, flushLive, receive, sendReceipts } from "../messages.ts";
+import { cancel, type FollowUp, type Outcome, presence } from "../outcome.ts";
+import { refusalFor } from "../outgoing.ts";
+import { sendApp } from "../peer-ratchet.ts";
+import { announce, ensureRx, forgetMailbox } from "../queues.ts";
+import { freshRatchetKeyPair } from "../ratchet-store.ts";
+import { allowMailbox, flushMailbox, receiveMailbox } from "../relay-mailbox.ts";
+import {
+  checkIdentity,
+  heartbeat,
+  hello,
+  newLive,
+  readFrame,
+  sessionClosed,
+  sessionRunning,
+  sessionUp,
+} from "../session.ts";
+import type { IncomingOffer } from "../transport.ts";
+import { allowed, type LinkEvent, type LinkState, linkStateOf } from "./state.ts";
+
+/** What a controller asks of the engine-wide links (links.ts). */
+export interface LinkHub {
+  /** Subscribe again to the presence of the contacts we watch. */
+  resubscribe(): void;
+}
+
+export class LinkController {
+  readonly #ctx: EngineContext;
+  readonly peer: Peer;
+  readonly #hub: LinkHub;
+  #state: LinkState = "idle";
+
+  constructor(ctx: EngineContext, peer: Peer, hub: LinkHub) {
+    this.#ctx = ctx;
+    this.peer = peer;
+    this.#hub = hub;
+  }
+
+  get state(): LinkState {
+    return this.#state;
+  }
+
+  // ---- outcomes ------------------------------------------------------------------------------
+
+  /** Apply what a step returned, in order. After `stop`/`forget`, nothing is scheduled any more. */
+  apply(outcomes: readonly Outcome[]): void {
+    for (const o of outcomes) {
+      switch (o.kind) {
+        case "presence":
+          this.#setPresence(o.status, o.path, o.error, o.directUnavailable ?? false);
+          break;
+        case "schedule": {
+          if (this.#state === "stopped") break;
+          if (o.ifIdle && this.peer.timers.has(o.timer)) break;
+          const run = () => this.#follow(o.next);
+          if (o.every) this.peer.timers.every(o.timer, o.ms, run);
+          else this.peer.timers.set(o.timer, o.ms, run);
+          break;
+        }
+        case "cancel":
+          this.peer.timers.clear(o.timer);
+          break;
+        case "follow":
+          this.#follow(o.next);
+          break;
+      }
+    }
+  }
+
+  #follow(f: FollowUp): void {
+    const { peer } = this;
+    const ctx = this.#ctx;
+    if (this.#state === "stopped") return;
+    switch (f.step) {
+      case "maybe-dial":
+        this.apply(dialDecision(ctx, peer, f.why));
+        return;
+      case "dial":
+        if (f.upgrade) void this.#dial(true);
+        else void this.#dial(false);
+        return;
+      case "retry-later":
+        this.apply(retryLater(ctx, peer));
+        return;
+      case "plan-upgrade":
+        this.apply(planUpgrade(ctx, peer));
+        return;
+      case "upgrade-due":
+        this.apply(upgradeDue(peer));
+        return;
+      case "allow-mailbox":
+        this.apply(allowMailbox(ctx, peer, f.delayMs));
+        return;
+      case "flush":
+        void this.#flush();
+        return;
+      case "receipts":
+        void sendReceipts(ctx, peer).then((o) => this.apply(o));
+        return;
+      case "announce":
+        if (peer.live) void announce(ctx, peer, peer.live);
+        return;
+      case "heartbeat":
+        if (peer.live) void heartbeat(ctx, peer.live);
+        return;
+      default: {
+        // A follow-up added to outcome.ts without a case here fails the typecheck.
+        const unhandled: never = f;
+        ctx.cfg.log(`link ${peer.id.slice(0, 8)}: no handler for follow-up ${JSON.stringify(unhandled)}`);
+      }
+    }
+  }
+
+  /** The one place a contact's presence is set (chat.md §7); an unchanged presence emits nothing. */
+  #setPresence(
+    status: Presence["status"],
+    path: LinkPath | undefined,
+    lastError: EngineError | undefined,
+    directUnavailable: boolean,
+  ): void {
+    const { peer } = this;
+    const prev = peer.presence;
+    if (
+      prev.status === status &&
+      prev.path === path &&
+      prev.lastError?.kind === lastError?.kind &&
+      prev.lastError?.message === lastError?.message &&
+      (prev.directUnavailable ?? false) === directUnavailable
+    )
+      return;
+    peer.presence = {
+      status,
+      since: prev.status === status ? prev.since : Date.now(),
+      ...(path ? { path } : {}),
+      ...(lastError ? { lastError } : {}),
+      ...(directUnavailable ? { directUnavailable } : {}),
+    };
+    emit(this.#ctx, { type: "presence", contactId: peer.id, presence: peer.presence });
+  }
+
+  // ---- link state ----------------------------------------------------------------------------
+
+  /** Check the move the last change made against the table (state.ts). */
+  #moved(event: LinkEvent): void {
+    if (this.#state === "stopped") return;
+    const next = linkStateOf(this.peer.attempt, this.peer.live);
+    if (!allowed(this.#state, event, next))
+      this.#ctx.cfg.log(
+        `link ${this.peer.id.slice(0, 8)}: unexpected transition ${this.#state} -${event}-> ${next}`,
+      );
+    this.#state = next;
+  }
+
+  #begin(attempt: Attempt, event: LinkEvent): void {
+    this.peer.attempt = attempt;
+    this.#moved(event);
+  }
+
+  #endAttempt(attempt: Attempt, event: LinkEvent = "attempt-ended"): void {
+    if (this.peer.attempt !== attempt) return;
+    this.peer.attempt = undefined;
+    this.#moved(event);
+  }
+
+  #goLive(live: Live): void {
+    this.peer.attempt = undefined;
+    this.peer.live = live;
+    this.#moved("up");
+  }
+
+  #dropLive(live: Live): void {
+    if (this.peer.live !== live) return;
+    this.peer.live = undefined;
+    this.#moved("closed");
+  }
+
+  /** Close the attempt and the live session with `reason` (their ends arrive as events). */
+  #drop(reason: string): void {
+    const attempt = this.peer.attempt;
+    if (attempt) {
+      attempt.link.close(reason);
+      this.#endAttempt(attempt);
+    }
+    this.peer.live?.session.close(reason);
+  }
+
+  // ---- user actions and contact changes ------------------------------------------------------
+
+  /** The user opened the chat (`connect()`): dial now if the contact is online. */
+  connect(): void {
+    const { peer } = this;
+    peer.manualOff = false;
+    if (peer.live || peer.attempt) return;
+    if (!peer.online) {
+      this.apply([
+        presence("offline", undefined, describeFailure("LOFT_ERR_SIGNALING_PEER_OFFLINE", peer.name)),
+      ]);
+      return;
+    }
+    peer.failures = 0;
+    this.apply([cancel("retry")]);
+    void this.#dial(false);
+  }
+
+  /** `disconnect()`: no dialing until `connect()` or an incoming connection. */
+  disconnect(): void {
+    this.peer.manualOff = true;
+    this.apply([cancel("retry")]);
+    this.#drop("user-disconnect");
+    this.apply([presence("offline")]);
+  }
+
+  /** A message was queued for this contact (handOver, retry). */
+  queued(resent?: MessageId): void {
+    // Sent again even on the session that carried it once (the receiver drops a second copy).
+    if (resent) this.peer.live?.sent.delete(resent);
+    this.apply(afterQueued(this.#ctx, this.peer));
+  }
+
+  /** The stored contact changed (trust, a request accepted, an identity decided). */
+  changed(c: ContactRecord): void {
+    const ctx = this.#ctx;
+    const p = this.peer;
+    p.name = c.username;
+    const wasRequest = p.request;
+    const wasBlocked = p.blocked;
+    p.request = c.request !== undefined;
+    const ref = addressRefOf(c).addressRef;
+    if (ref) p.addressRef = ref;
+    const refusal = refusalFor(c);
+    p.blocked = refusal !== undefined;
+    p.rejected = c.trust === "rejected";
+    if (refusal) {
+      this.apply([cancel("retry")]);
+      this.#drop(c.pending ? "identity-change" : "contact-blocked");
+      p.ratchet = undefined;
+      this.apply([presence("offline", undefined, refusal)]);
+    } else if (!p.live) {
+      // The UI may have replaced the stored identity and dropped the ratchet (accepted key).
+      p.ratchet = undefined;
+      p.failures = 0;
+    }
+    this.#hub.resubscribe();
+    if (refusal) return;
+    this.#follow({ step: "maybe-dial", why: "changed" });
+    // A new contact gets its mailbox now, announced on the first session.
+    void ensureRx(ctx, p);
+    // What waited on the relay while the user decided is delivered again (SUB redelivers).
+    if (wasBlocked && p.rx) {
+      const rx = p.rx;
+      void serial(p, async () => {
+        p.pieces.reset();
+        ctx.pool?.subscribe(rx.url, rx.queue);
+      });
+    }
+    if (wasRequest) void this.afterAccept();
+    else if (!p.live) this.#follow({ step: "allow-mailbox", delayMs: mailboxDelay(ctx, p) });
+  }
+
+  /** A first contact was accepted (by the user, or at once for a known contact). */
+  async afterAccept(): Promise<void> {
+    this.apply(await afterAccept(this.#ctx, this.peer));
+  }
+
+  /** The contact was deleted: every timer stops, links close, our queue for it goes. */
+  async forget(): Promise<void> {
+    this.peer.timers.clearAll();
+    this.#drop("contact-blocked");
+    this.#state = "stopped";
+    await forgetMailbox(this.#ctx, this.peer);
+  }
+
+  /** The engine stops: every timer stops, links close. */
+  stop(): void {
+    this.peer.timers.clearAll();
+    this.peer.attempt?.link.close("stopped");
+    this.peer.live?.session.close("stopped");
+    this.#state = "stopped";
+  }
+
+  // ---- dialing -------------------------------------------------------------------------------
+
+  /**
+   * Dial a direct channel. If it has not opened after `relayFallbackMs` (or the path failed), the
+   * chat goes live through the relay instead. `upgrade`: we are on the relay and try direct again
+   * (no fallback; a failure leaves the relay session alone).
+   */
+  async #dial(upgrade: boolean): Promise<void> {
+    const ctx = this.#ctx;
+    const { peer } = this;
+    if (!mayDialDirect(ctx, peer, upgrade) || !ctx.direct) return;
+    const link = ctx.direct.dial(peer.key);
+    const attempt: Attempt = { link, direction: "out", path: "direct", startedAt: Date.now() };
+    this.#begin(attempt, "dial");
+    // Once the path counts as unavailable, retries run quietly under that label.
+    this.apply(attemptPresence(peer));
+    ctx.cfg.log(`dial ${peer.id.slice(0, 8)}${upgrade ? " (direct, while on the relay)" : ""}`);
+    try {
+      const fallback = !upgrade && ctx.relayLive !== undefined;
+      const opened = await openedWithin(link, fallback ? ctx.cfg.relayFallbackMs : undefined);
+      if (!opened) {
+        if (peer.attempt !== attempt) {
+          if (link.state !== "closed") link.close("superseded");
+          return;
+        }
+        ctx.cfg.log(`no direct channel to ${peer.id.slice(0, 8)}: going through the relay`);
+        link.close("relay-fallback");
+        this.#endAttempt(attempt, "fallback");
+        await this.#dialRelay();
+        return;
+      }
+      const session = await handshake(ctx, peer, link, "direct");
+      await this.#runSession(attempt, session, undefined, "direct");
+    } catch (e) {
+      await this.#attemptFailed(attempt, e);
+      if (upgrade) {
+        peer.upgradeFailures++;
+        this.apply(planUpgrade(ctx, peer));
+      }
+    }
+  }
+
+  /** A live link through the relay (RelayLink over a queue pair), Noise with link kind "relay". */
+  async #dialRelay(): Promise<void> {
+    const ctx = this.#ctx;
+    const { peer } = this;
+    const relay = ctx.relayLive;
+    if (!relay || !mayDialRelay(ctx, peer)) return;
+    const link = relay.dial(peer.key);
+    const attempt: Attempt = { link, direction: "out", path: "relay", startedAt: Date.now() };
+    this.#begin(attempt, "fallback");
+    this.apply(attemptPresence(peer));
+    ctx.cfg.log(`dial ${peer.id.slice(0, 8)} through the relay`);
+    try {
+      await timeout(link.opened, ctx.cfg.openTimeoutMs, "open-timeout");
+      const session = await handshake(ctx, peer, link, "relay");
+      await this.#runSession(attempt, session, undefined, "relay");
+    } catch (e) {
+      await this.#attemptFailed(attempt, e);
+    }
+  }
+
+  /** An offer from the contact (known, not refused: links.ts checked the contact record). */
+  async offer(offer: IncomingOffer, contact: ContactRecord | undefined): Promise<void> {
+    const ctx = this.#ctx;
+    const { peer } = this;
+    const decision = offerDecision(ctx, peer, contact, offer);
+    if (!decision.accept) {
+      if (decision.refuse === "refused") ctx.cfg.log(`refused an offer from ${peer.id.slice(0, 8)}`);
+      offer.refuse(decision.refuse);
+      return;
+    }
+    if (decision.closeOurs) peer.attempt?.link.close(decision.closeOurs);
+    peer.manualOff = false;
+    this.apply([cancel("retry")]);
+    const link = offer.accept();
+    const attempt: Attempt = { link, direction: "in", path: decision.path, startedAt: Date.now() };
+    this.#begin(attempt, "offer");
+    this.apply(attemptPresence(peer));
+    const keyPair = await freshRatchetKeyPair(ctx.cfg.crypto);
+    try {
+      await link.opened;
+      const session = await handshake(ctx, peer, link, decision.path, keyPair.publicKey);
+      await this.#runSession(attempt, session, keyPair, decision.path);
+    } catch (e) {
+      await this.#attemptFailed(attempt, e);
+      if (peer.live?.path === "relay") this.apply(planUpgrade(ctx, peer));
+    } finally {
+      wipe(keyPair.secretKey);
+    }
+  }
+
+  async #attemptFailed(attempt: Attempt, e: unknown): Promise<void> {
+    this.#endAttempt(attempt);
+    this.apply(await attemptFailed(this.#ctx, this.peer, attempt, e));
+  }
+
+  // ---- the live session ----------------------------------------------------------------------
+
+  /**
+   * A verified session: TOFU, HELLO exchange and ratchet choice, then it becomes the contact's
+   * live session (replacing an older one) until it closes.
+   */
+  async #runSession(
+    attempt: Attempt,
+    session: Session,
+    keyPair: Parameters<typeof hello>[3],
+    path: LinkPath,
+  ): Promise<void> {
+    const ctx = this.#ctx;
+    const { peer } = this;
+    if (ctx.stopped) {
+      session.close("stopped");
+      throw new Refused("stopped");
+    }
+    const refused: Outcome[] = [];
+    try {
+      await checkIdentity(ctx, peer, session, refused);
+    } finally {
+      this.apply(refused);
+    }
+    if (peer.attempt !== attempt) {
+      session.close("superseded");
+      throw new Refused("superseded");
+    }
+    // A newer session replaces the old one at once: the peer dialed because it considers it dead.
+    const old = peer.live;
+    if (old) {
+      this.#dropLive(old);
+      old.session.close("replaced");
+    }
+    const theirs = await serial(peer, () => hello(ctx, peer, session, keyPair));
+    if (peer.attempt !== attempt || session.state === "closed") {
+      session.close("superseded");
+      throw new Refused("superseded");
+    }
+    const live = newLive(session, path);
+    this.#goLive(live);
+    this.apply(sessionUp(ctx, peer, path));
+    ctx.cfg.log(`session ${session.role} ${peer.id.slice(0, 8)} open`);
+    attempt.link.pathInfo?.().then(
+      (p) => ctx.cfg.log(`path ${peer.id.slice(0, 8)}: ${p.local}/${p.remote} ${p.protocol}`),
+      () => {},
+    );
+    void session.closed.then((info) => this.#sessionClosed(live, info.reason, info.detail));
+    void this.#readLoop(live);
+    if (!theirs.canSend && peer.ratchet && canSendNow(peer))
+      await serial(peer, () => sendApp(ctx, peer, live, { t: "sync" })).catch(() => {});
+    this.apply(sessionRunning(peer));
+  }
+
+  /** Frames from the live session, one at a time and in order. */
+  async #readLoop(live: Live): Promise<void> {
+    const ctx = this.#ctx;
+    const { peer } = this;
+    for (;;) {
+      let bytes: Uint8Array;
+      try {
+        bytes = await live.session.receive();
+      } catch {
+        return;
+      }
+      const frame = await readFrame(live, bytes);
+      if (frame.kind === "stop") return;
+      if (frame.kind === "ratchet")
+        await serial(peer, async () => this.apply(await receive(ctx, peer, live, frame.message))).catch(
+          (e) => {
+            ctx.cfg.log(`receive failed: ${(e as Error).message}`);
+          },
+        );
+    }
+  }
+
+  #sessionClosed(live: Live, reason: string, detail?: string): void {
+    const { peer } = this;
+    if (peer.live !== live) {
+      // Replaced: its heartbeat stops unless its successor is already up (and owns the timer).
+      if (!peer.live) peer.timers.clear("heartbeat");
+      return;
+    }
+    peer.timers.clear("heartbeat");
+    this.#dropLive(live);
+    this.apply(sessionClosed(this.#ctx, peer, reason, detail));
+  }
+
+  // ---- the outbox ----------------------------------------------------------------------------
+
+  /**
+   * Send the contact's outbox in order (single-flight per contact): over the live session, or —
+   * when there is none and the mailbox is allowed (relay-mailbox.ts `allowMailbox`) — into the
+   * contact's mailbox.
+   */
+  async #flush(): Promise<void> {
+    const ctx = this.#ctx;
+    const { peer } = this;
+    if (peer.flushing) {
+      peer.flushAgain = true;
+      return;
+    }
+    peer.flushing = true;
+    try {
+      do {
+        peer.flushAgain = false;
+        if (peer.blocked) return;
+        const live = peer.live && peer.live.session.state !== "closed" ? peer.live : undefined;
+        this.apply(live ? await flushLive(ctx, peer, live) : await flushMailbox(ctx, peer));
+      } while (peer.flushAgain);
+    } finally {
+      peer.flushing = false;
+    }
+  }
+
+  // ---- inbound from the relay ----------------------------------------------------------------
+
+  /** One body from our mailbox for this contact: read in order (serial), ACKed once processed. */
+  relayMessage(url: string, m: RelayMessage): void {
+    const ctx = this.#ctx;
+    const { peer } = this;
+    void serial(peer, async () => {
+      const rx = peer.rx;
+      if (!rx) return;
+      const body = receiveMailbox(ctx, peer, m);
+      if (body.kind === "keep") return;
+      if (body.message) this.apply(await receive(ctx, peer, undefined, body.message));
+      for (const msgId of body.ids) await ctx.pool?.ack(url, rx.queue, msgId);
+    }).catch((e) => ctx.cfg.log(`mailbox receive failed: ${(e as Error).message}`));
+  }
+
+  /** A ratchet message from a repeated first-contact body (first-contact.ts), then its ACK. */
+  async introRepeat(message: Uint8Array, ack: () => Promise<void>): Promise<void> {
+    await serial(this.peer, async () => this.apply(await receive(this.#ctx, this.peer, undefined, message)));
+    await ack();
+  }
+
+  /** A relay connection came back: unacknowledged pieces are redelivered from the first one. */
+  resetPieces(): void {
+    void serial(this.peer, async () => this.peer.pieces.reset());
+  }
+}
+
+function canSendNow(peer: Peer): boolean {
+  return peer.ratchet !== undefined && canSend(peer.ratchet.state);
+}

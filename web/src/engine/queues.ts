@@ -1,0 +1,270 @@
+/**
+ * The relay queues of each contact (docs/protocol/mailbox.md §1–§4): our receiving queue (`rx`:
+ * created, subscribed, announced inside a live session, forgotten) and the contact's queue for us
+ * (`tx`, from their announcement), and the deposits that SEND into a queue with send ids and
+ * backoff. A part the steps share (relay-mailbox.ts, messages.ts, first-contact.ts, intro.ts):
+ * it imports no step, and asks for presence and timers through the outcomes it adds to `out`.
+ */
+import { randomBytes } from "@noble/hashes/utils.js";
+import { equalBytes, toHex, wipe } from "../../../core/bytes.ts";
+import { isLoftError, type LoftError } from "../../../core/errors.ts";
+import { canSend } from "../../../core/ratchet/index.ts";
+import { newAuthKeyPair } from "../../../core/relay/crypto.ts";
+import { isTemporaryRefusal } from "../../../core/relay/errors.ts";
+import { SEND_ID_LENGTH } from "../../../core/relay/protocol.ts";
+import {
+  type Deposit,
+  type EngineContext,
+  emit,
+  type Live,
+  type Peer,
+  relayBackoff,
+  serial,
+} from "./context.ts";
+import { relayUnreachable } from "./errors.ts";
+import {
+  decodeRx,
+  decodeTx,
+  encodeRx,
+  encodeTx,
+  type RxQueue,
+  ratchetBodies,
+  SECRET,
+  type TxQueue,
+} from "./mailbox.ts";
+import { type Outcome, presence, schedule } from "./outcome.ts";
+import { seal, sendApp } from "./peer-ratchet.ts";
+import { decodeIntro } from "./prekeys.ts";
+import type { AppMessage } from "./wire.ts";
+
+/** What a deposit reads of the engine: the relay connections, storage, its log and listeners. */
+export type DepositContext = Pick<EngineContext, "cfg" | "pool" | "storage" | "listeners">;
+
+/** Read our queues and the contacts' queues from storage; subscribe ours; create missing ones. */
+export async function loadMailboxes(ctx: EngineContext): Promise<void> {
+  for (const p of ctx.peers.values()) {
+    const rx = await ctx.storage.loadSecret(SECRET.rx(p.id));
+    if (rx) {
+      const r = decodeRx(rx);
+      wipe(rx);
+      if (r.ok) useRx(ctx, p, r.value);
+      else ctx.cfg.log(`stored mailbox of ${p.id.slice(0, 8)} unreadable: ${r.error.code}`);
+    }
+    const tx = await ctx.storage.loadSecret(SECRET.tx(p.id));
+    if (tx) {
+      const r = decodeTx(tx);
+      wipe(tx);
+      if (r.ok) p.tx = r.value;
+    }
+    const intro = await ctx.storage.loadSecret(SECRET.intro(p.id));
+    if (intro) {
+      const r = decodeIntro(intro);
+      if (r.ok) p.intro = r.value;
+    }
+    const base = await ctx.storage.loadSecret(SECRET.base(p.id));
+    if (base) ctx.bases.set(toHex(base), p.id);
+  }
+  void (async () => {
+    for (const p of [...ctx.peers.values()]) if (!p.rx && !p.rejected) await ensureRx(ctx, p);
+  })();
+}
+
+function useRx(ctx: EngineContext, peer: Peer, rx: RxQueue): void {
+  peer.rx = rx;
+  ctx.rids.set(toHex(rx.queue.recipientId), peer.id);
+  ctx.pool?.subscribe(rx.url, rx.queue);
+}
+
+/** Our receiving queue for this contact: NEW on our relay, secured with a sender key we hand over. */
+export function ensureRx(ctx: EngineContext, peer: Peer): Promise<RxQueue | undefined> {
+  if (peer.rx) return Promise.resolve(peer.rx);
+  const pool = ctx.pool;
+  const url = ctx.relayUrls[0];
+  if (!pool || !url || peer.rejected || ctx.stopped) return Promise.resolve(undefined);
+  peer.rxCreating ??= (async () => {
+    try {
+      const client = await pool.client(url);
+      const queue = await client.createQueue({ subscribe: false });
+      const sender = newAuthKeyPair();
+      await client.secureQueue(queue, sender.publicKey);
+      const rx: RxQueue = { url, queue, senderSecret: sender.secretKey };
+      if (ctx.peers.get(peer.id) !== peer) {
+        client.deleteQueue(queue).catch(() => {});
+        return undefined;
+      }
+      await ctx.storage.saveSecret(SECRET.rx(peer.id), encodeRx(rx));
+      useRx(ctx, peer, rx);
+      ctx.cfg.log(`mailbox for ${peer.id.slice(0, 8)} created`);
+      return rx;
+    } catch (e) {
+      ctx.cfg.log(`mailbox for ${peer.id.slice(0, 8)} not created: ${(e as LoftError).code ?? e}`);
+      return undefined;
+    } finally {
+      peer.rxCreating = undefined;
+    }
+  })();
+  return peer.rxCreating;
+}
+
+/** The contact was deleted: delete our queue at the relay and both records. */
+export async function forgetMailbox(ctx: EngineContext, peer: Peer): Promise<void> {
+  const rx = peer.rx;
+  peer.rx = undefined;
+  peer.tx = undefined;
+  if (rx) {
+    ctx.rids.delete(toHex(rx.queue.recipientId));
+    ctx.pool?.unsubscribe(rx.url, rx.queue.recipientId);
+    await ctx.pool
+      ?.client(rx.url)
+      .then((c) => c.deleteQueue(rx.queue))
+      .catch(() => {});
+  }
+  for (const name of [SECRET.rx, SECRET.tx, SECRET.intro, SECRET.base])
+    await ctx.storage.deleteSecret(name(peer.id)).catch(() => {});
+  for (const [k, id] of ctx.bases) if (id === peer.id) ctx.bases.delete(k);
+}
+
+/** Tell the contact, inside the session, where to leave messages for us when we are offline. */
+export async function announce(ctx: EngineContext, peer: Peer, live: Live): Promise<void> {
+  if (live.announced) return;
+  const rx = await ensureRx(ctx, peer);
+  if (!rx || peer.live !== live || live.announced) return;
+  if (!peer.ratchet || !canSend(peer.ratchet.state)) return;
+  live.announced = true;
+  await serial(peer, () =>
+    sendApp(ctx, peer, live, {
+      t: "mbox",
+      u: rx.url,
+      s: new Uint8Array(rx.queue.senderId),
+      k: new Uint8Array(rx.senderSecret),
+    }),
+  ).catch(() => {
+    live.announced = false;
+  });
+}
+
+/** The contact's mailbox for us (inside serial). */
+export async function onAnnounce(
+  ctx: Pick<EngineContext, "cfg" | "storage">,
+  peer: Peer,
+  m: { u: string; s: Uint8Array; k: Uint8Array },
+): Promise<void> {
+  if (!/^wss?:\/\//.test(m.u)) {
+    ctx.cfg.log("ignored a mailbox announcement with a non-WebSocket URL");
+    return;
+  }
+  const old = peer.tx;
+  if (
+    old &&
+    old.url === m.u &&
+    equalBytes(old.queue.senderId, m.s) &&
+    equalBytes(old.queue.senderAuthSecret, m.k)
+  )
+    return;
+  const tx: TxQueue = { url: m.u, queue: { senderId: m.s.slice(), senderAuthSecret: m.k.slice() } };
+  await ctx.storage.saveSecret(SECRET.tx(peer.id), encodeTx(tx));
+  peer.tx = tx;
+  peer.deposit = undefined;
+  ctx.cfg.log(`mailbox of ${peer.id.slice(0, 8)} known`);
+}
+
+/**
+ * SEND the bodies of one deposit, each with its own send id: a retry after a lost answer gets
+ * DUPLICATE ("already stored"), so nothing is stored twice. On failure: the presence says why and
+ * a `mailbox` timer retries the flush with backoff (outcomes added to `out`).
+ */
+export async function sendDeposit(
+  ctx: DepositContext,
+  peer: Peer,
+  d: Deposit,
+  out: Outcome[],
+): Promise<boolean> {
+  const pool = ctx.pool;
+  if (!pool) return false;
+  const { url, queue } = d.target;
+  try {
+    const client = await pool.client(url);
+    for (; d.next < d.bodies.length; d.next++) {
+      const b = d.bodies[d.next]!;
+      try {
+        await client.send(queue, b.body, { sendId: b.sendId });
+      } catch (e) {
+        if (!(isLoftError(e) && e.code === "LOFT_ERR_RELAY_DUPLICATE")) throw e;
+      }
+    }
+    if (peer.relayFailures > 0) {
+      peer.relayFailures = 0;
+      if (peer.presence.lastError?.kind === "relay-unreachable")
+        out.push(presence(peer.presence.status, peer.presence.path));
+    }
+    return true;
+  } catch (e) {
+    const code = isLoftError(e) ? e.code : "internal";
+    ctx.cfg.log(`mailbox send to ${peer.id.slice(0, 8)} failed: ${code}`);
+    if (code === "LOFT_ERR_RELAY_AUTH" && d.route === "intro") {
+      out.push(
+        presence(peer.presence.status, peer.presence.path, {
+          kind: "relay-unreachable",
+          url,
+          message: `${peer.name}'s contact address no longer accepts messages. Ask them for a new link, or wait until you are both online.`,
+        }),
+      );
+      return false;
+    }
+    const tx = peer.tx;
+    if (code === "LOFT_ERR_RELAY_AUTH") {
+      // The contact's queue is gone or no longer takes our key: wait for a new announcement.
+      if (tx && tx.queue.senderId === queue.senderId) {
+        peer.tx = undefined;
+        peer.deposit = undefined;
+        await ctx.storage.deleteSecret(SECRET.tx(peer.id)).catch(() => {});
+        emit(ctx, {
+          type: "error",
+          contactId: peer.id,
+          error: {
+            kind: "internal",
+            message: `${peer.name}'s relay mailbox no longer accepts messages. They wait on this device until you are both online.`,
+          },
+        });
+      }
+      return false;
+    }
+    peer.relayFailures++;
+    if (isTemporaryRefusal(code)) {
+      // The relay rations our address (RATE, SOURCE_RATE, STORE_RATE): nothing was stored, the
+      // deposit keeps its place and send ids, and says the relay is busy — not that the contact
+      // or the relay is gone, so the contact's presence stays as it is.
+      const p = peer.presence;
+      out.push(
+        presence(p.status, p.path, relayUnreachable(url, peer.name, code), p.directUnavailable ?? false),
+      );
+    } else if (!peer.live) out.push(presence("offline", undefined, relayUnreachable(url, peer.name, code)));
+    out.push(schedule("mailbox", relayBackoff(ctx, peer.relayFailures), { step: "flush" }));
+    return false;
+  }
+}
+
+/** One application message into the contact's mailbox (`tx`), sealed now. */
+export async function sendByMailbox(
+  ctx: DepositContext,
+  peer: Peer,
+  message: AppMessage,
+  out: Outcome[],
+): Promise<boolean> {
+  const tx = peer.tx;
+  if (!tx) return false;
+  const sealed = await serial(peer, () => seal(ctx, peer, message));
+  if (!sealed) return false;
+  return sendDeposit(
+    ctx,
+    peer,
+    {
+      messageId: "",
+      route: "tx",
+      target: { url: tx.url, queue: tx.queue },
+      bodies: ratchetBodies(sealed).map((body) => ({ body, sendId: randomBytes(SEND_ID_LENGTH) })),
+      next: 0,
+    },
+    out,
+  );
+}

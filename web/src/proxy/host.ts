@@ -1,0 +1,174 @@
+/**
+ * The window side of the E2EE fetch proxy (docs/protocol/proxy.md §Service Worker): the Service
+ * Worker hands each `/peer/<contact>/…` request to a Loft window over a MessagePort; this module
+ * takes it, sends it through the proxy client of that contact's session, and streams the answer
+ * back one chunk per pull.
+ *
+ * Which session carries it:
+ * - `/peer/<me>/…` — the person's own shares: a proxy client joined to a proxy server in this
+ *   page (core/proxy/pair.ts), serving the shares from OPFS through the same share handler,
+ *   rules, rate limit and access log that serve contacts. This is the "Share a folder" preview.
+ * - `/peer/<contact>/…` — the proxy client over that contact's session: the engine keeps a
+ *   `ProxyEndpoint` (core/proxy/endpoint.ts) per session and provides its `client` through
+ *   `remote` (the one seam left; until the engine carries proxy frames, `remote` returns nothing
+ *   and the page says the contact is offline).
+ */
+import type { BodyReader } from "../../../core/proxy/body.ts";
+import { bytesBody } from "../../../core/proxy/body.ts";
+import { type ProxyClient, ProxyResetError, type ProxyResponse } from "../../../core/proxy/client.ts";
+import { connectProxy } from "../../../core/proxy/pair.ts";
+import { isPortRequest, type PortPull, type PortReply, type PortRequest } from "../../../core/proxy/port.ts";
+import { TokenBucket } from "../../../core/proxy/rate-limit.ts";
+import type { AccessRecord } from "../../../core/proxy/server.ts";
+import { shareHandler } from "../../../core/proxy/share.ts";
+import { asShares, listShares, OpfsFileSource, type StoredShare } from "./opfs-shares.ts";
+
+/** How long a started body may go without a pull from the Service Worker before it is reset. */
+const IDLE_MS = 120_000;
+
+export interface ProxyHostDeps {
+  /** The unlocked person's contact id, or undefined while Loft is locked or not set up. */
+  me: () => string | undefined;
+  isContact: (id: string) => boolean;
+  /** The proxy client over an open session with `contact` (the engine's seam), if any. */
+  remote: (contact: string) => ProxyClient | undefined;
+  /** Every request served or refused on this device's shares, for the owner. */
+  log: (record: AccessRecord) => void;
+}
+
+export function startProxyHost(deps: ProxyHostDeps): { reloadShares: () => Promise<void> } {
+  let shares: StoredShare[] = [];
+  const reloadShares = async () => {
+    shares = await listShares();
+  };
+  const loaded = reloadShares();
+  let local: { me: string; client: ProxyClient } | undefined;
+  const source = new OpfsFileSource();
+  const limiter = new TokenBucket(200, 100);
+
+  const localClient = (me: string): ProxyClient => {
+    if (local?.me === me) return local.client;
+    local?.client.close();
+    const pair = connectProxy({
+      peer: me,
+      handler: shareHandler(
+        { shares: () => asShares(shares, me), isContact: (id) => id === me || deps.isContact(id) },
+        source,
+      ),
+      limiter,
+      log: deps.log,
+    });
+    local = { me, client: pair.client };
+    return pair.client;
+  };
+
+  navigator.serviceWorker?.addEventListener("message", (e: MessageEvent) => {
+    if (!isPortRequest(e.data) || !e.ports[0]) return;
+    const port = e.ports[0];
+    const me = deps.me();
+    if (!me) return port.postMessage({ type: "declined" } satisfies PortReply);
+    port.postMessage({ type: "accepted" } satisfies PortReply);
+    void loaded.then(() => carry(e.data as PortRequest, port, me));
+  });
+
+  const carry = async (req: PortRequest, port: MessagePort, me: string) => {
+    const reply = (r: PortReply, transfer: Transferable[] = []) => port.postMessage(r, transfer);
+    let client: ProxyClient | undefined;
+    if (req.contact === me) client = localClient(me);
+    else if (!deps.isContact(req.contact))
+      return reply({ type: "refused", code: "not_a_contact", reason: "not one of your contacts" });
+    else client = deps.remote(req.contact);
+    if (!client)
+      return reply({ type: "refused", code: "contact_offline", reason: "no session with this contact" });
+
+    const abort = abortable();
+    let body: BodyReader | undefined;
+    let done = false;
+    const stop = (reason: string) => {
+      if (done) return;
+      done = true;
+      clearTimeout(idle);
+      abort.abort();
+      body?.cancel(reason);
+      port.close();
+    };
+    // A Service Worker stopped mid-body (its tab gone without a cancel) never pulls again: the
+    // request is reset after IDLE_MS without a pull, so it cannot hold a slot of the session.
+    let idle = setTimeout(() => stop("idle"), IDLE_MS);
+    port.addEventListener("close", () => stop("port closed")); // where MessagePort close events exist
+    port.onmessage = (m: MessageEvent<PortPull>) => {
+      clearTimeout(idle);
+      if (m.data?.type === "cancel") return stop(m.data.reason);
+      idle = setTimeout(() => stop("idle"), IDLE_MS);
+      if (m.data?.type === "pull") void pull();
+    };
+    let res: ProxyResponse;
+    try {
+      res = await client.request(
+        { method: req.method, path: req.path, headers: req.headers },
+        req.body ? bytesBody(req.body) : undefined,
+        abort.signal,
+      );
+    } catch (e) {
+      if (done) return;
+      done = true;
+      clearTimeout(idle);
+      const code = e instanceof ProxyResetError ? e.code : "protocol_error";
+      reply({ type: "refused", code, reason: e instanceof ProxyResetError ? e.reason : "session closed" });
+      port.close();
+      return;
+    }
+    body = res.body;
+    if (done) return body.cancel("cancelled");
+    reply({ type: "head", status: res.status, headers: res.headers });
+    // One chunk per pull; pulls that arrive while a read is pending are counted, never dropped.
+    let wanted = 0;
+    let reading = false;
+    const pull = async () => {
+      wanted++;
+      if (reading || !body) return;
+      reading = true;
+      try {
+        while (wanted > 0) {
+          wanted--;
+          const chunk = await body.read();
+          if (chunk === null) {
+            reply({ type: "end" });
+            done = true;
+            clearTimeout(idle);
+            port.close();
+            return;
+          }
+          const copy = chunk.slice();
+          reply({ type: "chunk", bytes: copy }, [copy.buffer]);
+        }
+      } catch (e) {
+        if (done) return;
+        const code = e instanceof ProxyResetError ? e.code : "protocol_error";
+        reply({ type: "error", code, reason: e instanceof Error ? e.message : "failed" });
+        stop("failed");
+      } finally {
+        reading = false;
+      }
+    };
+  };
+
+  return { reloadShares };
+}
+
+/** A minimal abort signal for the core client (which has no DOM types). */
+function abortable() {
+  const listeners: (() => void)[] = [];
+  const signal = {
+    aborted: false,
+    addEventListener: (_: "abort", fn: () => void) => listeners.push(fn),
+  };
+  return {
+    signal,
+    abort: () => {
+      if (signal.aborted) return;
+      signal.aborted = true;
+      for (const fn of listeners) fn();
+    },
+  };
+}

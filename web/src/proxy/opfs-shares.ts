@@ -1,0 +1,141 @@
+/**
+ * Shared folders kept in the Origin Private File System (docs/user-guide.md "Shared folders"):
+ * each share's files are copied under `loft-shares/<root>/…` (so they stay available, and stay
+ * what the person shared, whatever happens to the originals), and `loft-shares/shares.json`
+ * lists the shares: root, name, mount path, and the contacts allowed. `OpfsFileSource` serves
+ * them to the proxy's share handler (core/proxy/share.ts), reading each file in 64 KiB slices as
+ * the requester's credit allows.
+ */
+import type { BodyReader } from "../../../core/proxy/body.ts";
+import type { FileInfo, FileSource, Share } from "../../../core/proxy/share.ts";
+
+const TOP = "loft-shares";
+const INDEX = "shares.json";
+const SLICE = 64 * 1024;
+
+export interface StoredShare {
+  root: string;
+  /** The folder's name as the person picked it. */
+  name: string;
+  mount: string[];
+  contacts: string[];
+  files: number;
+  bytes: number;
+}
+
+async function top(): Promise<FileSystemDirectoryHandle> {
+  return (await navigator.storage.getDirectory()).getDirectoryHandle(TOP, { create: true });
+}
+
+async function fileAt(root: string, path: string[]): Promise<File | null> {
+  try {
+    let dir = await (await top()).getDirectoryHandle(root);
+    for (const seg of path.slice(0, -1)) dir = await dir.getDirectoryHandle(seg);
+    return await (await dir.getFileHandle(path[path.length - 1]!)).getFile();
+  } catch {
+    return null; // NotFoundError, TypeMismatchError, or a name OPFS refuses: nothing there
+  }
+}
+
+export class OpfsFileSource implements FileSource {
+  async stat(root: string, path: string[]): Promise<FileInfo | null> {
+    const file = await fileAt(root, path);
+    return file ? { size: file.size, lastModified: file.lastModified } : null;
+  }
+
+  read(root: string, path: string[], start: number, end: number): BodyReader {
+    let at = start;
+    let cancelled = false;
+    let file: Promise<File | null> | undefined;
+    return {
+      async read() {
+        if (cancelled || at >= end) return null;
+        file ??= fileAt(root, path);
+        const f = await file;
+        if (!f) throw new Error("shared file disappeared");
+        const next = Math.min(end, at + SLICE);
+        const bytes = new Uint8Array(await f.slice(at, next).arrayBuffer());
+        at = next;
+        return bytes;
+      },
+      cancel() {
+        cancelled = true;
+      },
+    };
+  }
+}
+
+export async function listShares(): Promise<StoredShare[]> {
+  try {
+    const f = await (await (await top()).getFileHandle(INDEX)).getFile();
+    const list = JSON.parse(await f.text()) as StoredShare[];
+    return Array.isArray(list) ? list : [];
+  } catch {
+    return [];
+  }
+}
+
+async function saveIndex(list: StoredShare[]): Promise<void> {
+  const w = await (await (await top()).getFileHandle(INDEX, { create: true })).createWritable();
+  await w.write(JSON.stringify(list));
+  await w.close();
+}
+
+/** Names a share may hold: what core/proxy/paths.ts lets a request reach. Others are skipped. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
+const SAFE_NAME = /^[^./\\\x00-\x1f\x7f][^/\\\x00-\x1f\x7f]*$/;
+
+/**
+ * Copy a picked folder (files with `webkitRelativePath`, "folder/sub/file") into OPFS as a new
+ * share at the top (`/peer/<me>/…`), replacing the one there. Returns the share and the files skipped.
+ */
+export async function shareFolder(
+  files: readonly File[],
+  contacts: string[],
+): Promise<{ share: StoredShare; skipped: string[] }> {
+  const root = `share-${crypto.randomUUID()}`;
+  const dir = await (await top()).getDirectoryHandle(root, { create: true });
+  const skipped: string[] = [];
+  let name = "folder";
+  let count = 0;
+  let bytes = 0;
+  for (const file of files) {
+    const parts = (file.webkitRelativePath || file.name).split("/");
+    if (parts.length > 1) name = parts[0]!;
+    const inside = parts.length > 1 ? parts.slice(1) : parts;
+    if (!inside.every((p) => SAFE_NAME.test(p))) {
+      skipped.push(inside.join("/"));
+      continue;
+    }
+    let d = dir;
+    for (const seg of inside.slice(0, -1)) d = await d.getDirectoryHandle(seg, { create: true });
+    const w = await (await d.getFileHandle(inside[inside.length - 1]!, { create: true })).createWritable();
+    await w.write(file);
+    await w.close();
+    count++;
+    bytes += file.size;
+  }
+  const share: StoredShare = { root, name, mount: [], contacts, files: count, bytes };
+  const old = await listShares();
+  for (const s of old.filter((s) => s.mount.length === 0)) await removeRoot(s.root);
+  await saveIndex([...old.filter((s) => s.mount.length !== 0), share]);
+  return { share, skipped };
+}
+
+export async function setShareContacts(root: string, contacts: string[]): Promise<void> {
+  const list = await listShares();
+  await saveIndex(list.map((s) => (s.root === root ? { ...s, contacts } : s)));
+}
+
+export async function stopSharing(root: string): Promise<void> {
+  await saveIndex((await listShares()).filter((s) => s.root !== root));
+  await removeRoot(root);
+}
+
+async function removeRoot(root: string): Promise<void> {
+  await (await top()).removeEntry(root, { recursive: true }).catch(() => undefined);
+}
+
+/** The shares as the proxy's share handler takes them; the owner can always read their own. */
+export const asShares = (list: readonly StoredShare[], me: string): Share[] =>
+  list.map((s) => ({ mount: s.mount, root: s.root, contacts: new Set([me, ...s.contacts]) }));

@@ -15,7 +15,7 @@
  *   16  2    largest link message the sender receives (≥ 2048)
  *   18  n    name: UTF-8, ≤ 32 bytes (e.g. "esp32 loft-fw 0.1"), the rest of the frame
  *
- * HELLO is not authenticated by itself: the pairing code binds both HELLOs (pairing.ts), so a
+ * HELLO is not authenticated by itself: the pairing code binds both HELLOs (pairing-code.ts), so a
  * cable attacker who rewrites one — to strip CAP_XXHFS, say — makes the two codes differ.
  */
 import { fromUtf8, utf8 } from "../bytes.ts";

@@ -13,10 +13,11 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildHash } from "../../scripts/build-hash.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import { createIdentity } from "../support/loft-ui.ts";
-import { publishBuild } from "../support/publish-build.ts";
+import { openServiceWorker, publishBuild } from "../support/publish-build.ts";
 
 const DIST = fileURLToPath(new URL("../../web/dist", import.meta.url));
 
@@ -40,6 +41,14 @@ describe("PWA: service worker, offline start, update flow", () => {
     await browser?.close();
     await loft?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it("the built sw.js is sealed: its source hash and build hash recompute from the file", async () => {
+    // Runs after `npm run build` (the e2e runner builds first), so a stale or missing build can't
+    // make it pass or fail by accident.
+    const sw = await openServiceWorker(DIST);
+    expect(sw.hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(buildHash(sw.entries, sw.source)).toBe(sw.hash);
   });
 
   it("installs the service worker, which takes control and precaches the shell in a versioned cache", async () => {

@@ -15,6 +15,7 @@ export default defineConfig({
       "server/**/*.test.ts",
       "test/unit/**/*.test.ts",
       "test/interop/**/*.test.ts",
+      "test/vectors/**/*.test.ts",
       "test/fuzz/**/*.test.ts",
       "web/**/*.test.ts",
     ],

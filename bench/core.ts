@@ -16,13 +16,18 @@
  *     @signalapp/libsignal-client (`ratchet_vs_libsignal`), and next to one raw AEAD seal.
  *
  * `--json`: the last line is one JSON object (figures, baselines, ratios); `--quick`: short
- * slices (smoke test only). Method and recorded figures: bench/README.md.
+ * slices (smoke test only). `--backend noble|webcrypto|node|all` picks the crypto provider of the
+ * Loft subjects (core/crypto; default noble, the figures recorded so far); `all` measures the
+ * headline subjects with noble and adds each other backend as a subject of the same alternation,
+ * under keys suffixed `_webcrypto` / `_node`. Method and recorded figures: bench/README.md.
  */
-import * as nodeCrypto from "node:crypto";
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { nobleAead, nodeCryptoAead, setAeadBackend } from "../core/noise/aead.ts";
+import { nobleCrypto } from "../core/crypto/noble.ts";
+import type { CryptoProvider } from "../core/crypto/provider.ts";
+import { createWebCryptoProvider } from "../core/crypto/webcrypto.ts";
 import { XX, XX_HFS } from "../core/noise/index.ts";
+import { createNodeCryptoProvider } from "../host/crypto-node.ts";
 import {
   ALTERNATION,
   alternate,
@@ -44,11 +49,25 @@ const TRANSPORT_BYTES = 16 * 1024;
 const RATCHET_BYTES = 1024;
 const REPLY_EVERY = 10;
 
-// The AEAD backend is process-wide today; every Loft subject selects its own before its slices.
-// (When core gains its crypto provider seam, this is the one place that changes.)
-const useDefaultBackend = () => setAeadBackend(nobleAead);
-const useNodeBackend = () => setAeadBackend(nodeCryptoAead(nodeCrypto));
-const withBackend = (subject: Subject, enter: () => void): Subject => ({ ...subject, enter });
+// Crypto providers (core/crypto): each Loft subject carries its own, so backends can run side by
+// side in one alternation.
+const BACKENDS = ["noble", "webcrypto", "node"] as const;
+type Backend = (typeof BACKENDS)[number];
+const backendFlag = process.argv.indexOf("--backend");
+const backendArg = backendFlag > 0 ? (process.argv[backendFlag + 1] ?? "") : "noble";
+if (backendArg !== "all" && !(BACKENDS as readonly string[]).includes(backendArg)) {
+  console.error(`--backend: one of ${BACKENDS.join(", ")}, all`);
+  process.exit(2);
+}
+const providers: Record<Backend, CryptoProvider> = {
+  noble: nobleCrypto,
+  webcrypto: await createWebCryptoProvider(),
+  node: await createNodeCryptoProvider(),
+};
+/** The backend of the headline Loft subjects, and the others measured beside them (`all`). */
+const HEADLINE: Backend = backendArg === "all" ? "noble" : (backendArg as Backend);
+const EXTRA: Backend[] = backendArg === "all" ? ["webcrypto", "node"] : [];
+const headline = providers[HEADLINE];
 
 const devDependencies = (
   JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
@@ -83,8 +102,8 @@ function nodeChachaSubject(): Subject {
 }
 log("transport, 16 KiB sealed + opened");
 const transportSubjects = {
-  loft: await loftTransport("Loft transport (default AEAD)", TRANSPORT_BYTES, XX, useDefaultBackend),
-  loftNode: await loftTransport("Loft transport (node:crypto AEAD)", TRANSPORT_BYTES, XX, useNodeBackend),
+  loft: await loftTransport(`Loft transport (${HEADLINE})`, TRANSPORT_BYTES, XX, headline),
+  loftNode: await loftTransport("Loft transport (node:crypto AEAD)", TRANSPORT_BYTES, XX, providers.node),
   libp2p: libp2p.transport(TRANSPORT_BYTES),
   openssl: nodeChachaSubject(),
 };
@@ -94,22 +113,27 @@ const mbps = (rate: SliceRate) => (rate.perSecond * TRANSPORT_BYTES) / 1e6;
 
 // --- Handshakes ---
 log("handshakes");
-const handshakeSubjects = {
-  xx: withBackend(loftHandshake("Loft XX", XX), useDefaultBackend),
-  xxhfs: withBackend(loftHandshake("Loft XXhfs+ML-KEM-768", XX_HFS), useDefaultBackend),
+const handshakeSubjects: Record<string, Subject> = {
+  xx: loftHandshake("Loft XX", XX, headline),
+  xxhfs: loftHandshake("Loft XXhfs+ML-KEM-768", XX_HFS, headline),
   libp2p: libp2p.xxStateMachine,
 };
+for (const b of EXTRA) {
+  handshakeSubjects[`xx_${b}`] = loftHandshake(`Loft XX [${b}]`, XX, providers[b]);
+  handshakeSubjects[`xxhfs_${b}`] = loftHandshake(`Loft XXhfs+ML-KEM-768 [${b}]`, XX_HFS, providers[b]);
+}
 const handshakes = await alternate(Object.values(handshakeSubjects));
-const h = (k: keyof typeof handshakeSubjects) => rateOf(handshakes, handshakeSubjects[k].name);
+const h = (k: string) => rateOf(handshakes, handshakeSubjects[k]!.name);
 
 // --- Whole session setup ---
 log("session setup");
-const sessionSubjects = {
-  loft: withBackend(await loftSessionSetup(), useDefaultBackend),
+const sessionSubjects: Record<string, Subject> = {
+  loft: await loftSessionSetup(headline),
   libp2p: libp2p.fullHandshake,
 };
+for (const b of EXTRA) sessionSubjects[`loft_${b}`] = await loftSessionSetup(providers[b], ` [${b}]`);
 const sessions = await alternate(Object.values(sessionSubjects));
-const s = (k: keyof typeof sessionSubjects) => rateOf(sessions, sessionSubjects[k].name);
+const s = (k: string) => rateOf(sessions, sessionSubjects[k]!.name);
 
 // --- Double Ratchet, 1 KiB, reply every 10 ---
 log("double ratchet, 1 KiB, direction flips every 10 messages");
@@ -126,14 +150,15 @@ function rawSealSubject(): Subject {
     },
   };
 }
-const ratchetSubjects = {
-  loft: withBackend(await loftRatchet(RATCHET_BYTES, REPLY_EVERY), useDefaultBackend),
+const ratchetSubjects: Record<string, Subject> = {
+  loft: await loftRatchet(RATCHET_BYTES, REPLY_EVERY, headline),
   libsignal: await libsignalRatchet(RATCHET_BYTES, REPLY_EVERY),
   rawSeal: rawSealSubject(),
 };
+for (const b of EXTRA)
+  ratchetSubjects[`loft_${b}`] = await loftRatchet(RATCHET_BYTES, REPLY_EVERY, providers[b], ` [${b}]`);
 const ratchets = await alternate(Object.values(ratchetSubjects));
-const r = (k: keyof typeof ratchetSubjects) => rateOf(ratchets, ratchetSubjects[k].name);
-useDefaultBackend();
+const r = (k: string) => rateOf(ratchets, ratchetSubjects[k]!.name);
 
 const LIBP2P = version("@chainsafe/libp2p-noise");
 const LIBSIGNAL = version("@signalapp/libsignal-client");
@@ -223,7 +248,37 @@ const rows: Row[] = [
   }),
 ];
 
+const extraFigures: Record<string, number> = {};
+for (const b of EXTRA) {
+  rows.push(
+    compare(`xx_hs_vs_libp2p_${b}`, `XX handshakes [${b}]`, "hs/s", h(`xx_${b}`), {
+      name: "libp2p-noise XX",
+      rate: h("libp2p"),
+    }),
+    compare(`xxhfs_hs_vs_libp2p_${b}`, `XXhfs+ML-KEM-768 handshakes [${b}]`, "hs/s", h(`xxhfs_${b}`), {
+      name: "libp2p-noise XX",
+      rate: h("libp2p"),
+    }),
+    compare(`session_setup_vs_libp2p_${b}`, `session setup [${b}]`, "/s", s(`loft_${b}`), {
+      name: "libp2p-noise secure*",
+      rate: s("libp2p"),
+    }),
+    compare(`ratchet_vs_libsignal_${b}`, `Double Ratchet 1 KiB enc+dec [${b}]`, "msg/s", r(`loft_${b}`), {
+      name: "libsignal-client",
+      rate: r("libsignal"),
+    }),
+  );
+  extraFigures[`xx_hs_per_s_${b}`] = h(`xx_${b}`).perSecond;
+  extraFigures[`xxhfs_hs_per_s_${b}`] = h(`xxhfs_${b}`).perSecond;
+  extraFigures[`session_setup_per_s_${b}`] = s(`loft_${b}`).perSecond;
+  extraFigures[`ratchet_msgs_per_s_${b}`] = r(`loft_${b}`).perSecond;
+}
+
 report("bench:core", rows, {
+  // The crypto provider of the headline Loft subjects, and what serves each primitive in each.
+  backend: HEADLINE,
+  crypto_backends: Object.fromEntries(BACKENDS.map((b) => [b, providers[b].backends])),
+  ...extraFigures,
   bench: "core",
   // Transport, 16 KiB messages, sealed + opened.
   transport_mb_s: mbps(t("loft")),

@@ -1,10 +1,11 @@
 /**
  * Loft's side of bench:core: each subject drives the public core APIs (core/noise, core/session,
- * core/ratchet, core/identity) and `await`s every core call — several are synchronous today;
- * when core crypto becomes asynchronous (native backends behind a provider seam) these functions
- * stay as they are and only the backend selection in bench/core.ts changes.
+ * core/ratchet, core/identity) with the crypto provider it is given (core/crypto: noble,
+ * WebCrypto or node:crypto — bench/core.ts `--backend`) and `await`s every core call.
  */
 
+import { nobleCrypto } from "../core/crypto/noble.ts";
+import type { CryptoProvider } from "../core/crypto/provider.ts";
 import { createUserIdentity } from "../core/identity/identity.ts";
 import { memoryLinkPair } from "../core/link/memory-link.ts";
 import { generateKeyPair, HandshakeState, type NoiseTransport } from "../core/noise/index.ts";
@@ -35,21 +36,36 @@ const initiatorStatic = await generateKeyPair();
 const responderStatic = await generateKeyPair();
 
 /** A complete handshake between two HandshakeStates in one process, empty payloads. */
-export async function handshake(pattern: HandshakePattern): Promise<[NoiseTransport, NoiseTransport]> {
+export async function handshake(
+  pattern: HandshakePattern,
+  crypto: CryptoProvider = nobleCrypto,
+): Promise<[NoiseTransport, NoiseTransport]> {
   const prologue = new Uint8Array([1]);
-  const i = new HandshakeState({ pattern, role: "initiator", prologue, staticKeyPair: initiatorStatic });
-  const r = new HandshakeState({ pattern, role: "responder", prologue, staticKeyPair: responderStatic });
+  const i = await HandshakeState.create({
+    pattern,
+    role: "initiator",
+    prologue,
+    staticKeyPair: initiatorStatic,
+    crypto,
+  });
+  const r = await HandshakeState.create({
+    pattern,
+    role: "responder",
+    prologue,
+    staticKeyPair: responderStatic,
+    crypto,
+  });
   unwrap(await r.readMessage(unwrap(await i.writeMessage())));
   unwrap(await i.readMessage(unwrap(await r.writeMessage())));
   unwrap(await r.readMessage(unwrap(await i.writeMessage())));
   return [unwrap(await i.finish()), unwrap(await r.finish())];
 }
 
-export function loftHandshake(name: string, pattern: HandshakePattern): Subject {
+export function loftHandshake(name: string, pattern: HandshakePattern, crypto?: CryptoProvider): Subject {
   return {
     name,
     run: async () => {
-      await handshake(pattern);
+      await handshake(pattern, crypto);
       return 1;
     },
   };
@@ -57,22 +73,20 @@ export function loftHandshake(name: string, pattern: HandshakePattern): Subject 
 
 /**
  * One operation: one `messageBytes` message sealed by one side's transport and opened by the
- * other's. `enter` selects the AEAD backend before each slice (the backend is process-wide).
+ * other's, with `crypto`'s AEAD.
  */
 export async function loftTransport(
   name: string,
   messageBytes: number,
   pattern: HandshakePattern,
-  enter?: () => void,
+  crypto?: CryptoProvider,
 ): Promise<Subject> {
-  enter?.();
-  const [ti, tr] = await handshake(pattern);
+  const [ti, tr] = await handshake(pattern, crypto);
   const plaintext = new Uint8Array(messageBytes).fill(7);
   const sealed = new Uint8Array(messageBytes + 16);
   const opened = new Uint8Array(messageBytes);
   return {
     name,
-    ...(enter ? { enter } : {}),
     run: async () => {
       const ct = unwrap(await ti.send.encryptWithAd(EMPTY, plaintext, sealed));
       unwrap(await tr.receive.decryptWithAd(EMPTY, ct, opened));
@@ -87,22 +101,23 @@ export async function loftTransport(
  * identity verified and bound to its Noise static key, the responder's fresh ratchet key in the
  * handshake extensions, then both Double Ratchets bootstrapped from the session's exported secret.
  */
-export async function loftSessionSetup(): Promise<Subject> {
+export async function loftSessionSetup(crypto: CryptoProvider = nobleCrypto, suffix = ""): Promise<Subject> {
   const now = Date.now();
   const alice = await createUserIdentity({ username: "alice", now });
   const bob = await createUserIdentity({ username: "bob", now });
   return {
-    name: "Loft session setup (XXhfs + identities + ratchet)",
+    name: `Loft session setup (XXhfs + identities + ratchet)${suffix}`,
     run: async () => {
       const [a, b] = memoryLinkPair();
-      const bobRatchet = await generateRatchetKeyPair();
+      const bobRatchet = await generateRatchetKeyPair(undefined, crypto);
       const [sa, sb] = await Promise.all([
-        establishSession({ link: a, role: "initiator", kind: "direct", self: alice }),
+        establishSession({ link: a, role: "initiator", kind: "direct", self: alice, crypto }),
         establishSession({
           link: b,
           role: "responder",
           kind: "direct",
           self: bob,
+          crypto,
           extensions: { [RATCHET_KEY_EXTENSION]: bobRatchet.publicKey },
         }),
       ]);
@@ -118,6 +133,7 @@ export async function loftSessionSetup(): Promise<Subject> {
           exported: await sa.exportSecret(RATCHET_EXPORT_LABEL),
           ad,
           responderRatchetPublic: theirs,
+          crypto,
         }),
       );
       unwrap(
@@ -126,6 +142,7 @@ export async function loftSessionSetup(): Promise<Subject> {
           exported: await sb.exportSecret(RATCHET_EXPORT_LABEL),
           ad,
           ratchetKeyPair: bobRatchet,
+          crypto,
         }),
       );
       sa.close();
@@ -139,23 +156,26 @@ export async function loftSessionSetup(): Promise<Subject> {
  * Operations are messages of `messageBytes`, each encrypted by one side and decrypted by the
  * other; the direction flips every `replyEvery` messages (a DH ratchet step each time).
  */
-export async function loftRatchet(messageBytes: number, replyEvery: number): Promise<Subject> {
-  const bobKeys = await generateRatchetKeyPair();
-  const exported = crypto.getRandomValues(new Uint8Array(32));
-  const ad = await ratchetAssociatedData(
-    crypto.getRandomValues(new Uint8Array(32)),
-    crypto.getRandomValues(new Uint8Array(32)),
-  );
+export async function loftRatchet(
+  messageBytes: number,
+  replyEvery: number,
+  crypto: CryptoProvider = nobleCrypto,
+  suffix = "",
+): Promise<Subject> {
+  const bobKeys = await generateRatchetKeyPair(undefined, crypto);
+  const exported = crypto.randomBytes(32);
+  const ad = await ratchetAssociatedData(crypto.randomBytes(32), crypto.randomBytes(32));
   let alice: RatchetState = unwrap(
     await ratchetFromHandshake({
       role: "initiator",
       exported,
       ad,
       responderRatchetPublic: bobKeys.publicKey,
+      crypto,
     }),
   );
   let bob: RatchetState = unwrap(
-    await ratchetFromHandshake({ role: "responder", exported, ad, ratchetKeyPair: bobKeys }),
+    await ratchetFromHandshake({ role: "responder", exported, ad, ratchetKeyPair: bobKeys, crypto }),
   );
   const text = new Uint8Array(messageBytes).fill(7);
   // Alice → Bob for `replyEvery` messages, then Bob → Alice as many: one call is one whole
@@ -163,14 +183,14 @@ export async function loftRatchet(messageBytes: number, replyEvery: number): Pro
   const oneWay = async (from: RatchetState, to: RatchetState): Promise<[RatchetState, RatchetState]> => {
     for (let i = 0; i < replyEvery; i++) {
       const now = Date.now();
-      const e = await ratchetEncrypt(from, text, now);
+      const e = await ratchetEncrypt(from, text, now, { crypto });
       from = e.state;
-      to = unwrap(await ratchetDecrypt(to, e.message, now)).state;
+      to = unwrap(await ratchetDecrypt(to, e.message, now, { crypto })).state;
     }
     return [from, to];
   };
   return {
-    name: "Loft Double Ratchet enc+dec",
+    name: `Loft Double Ratchet enc+dec${suffix}`,
     run: async () => {
       [alice, bob] = await oneWay(alice, bob);
       [bob, alice] = await oneWay(bob, alice);

@@ -87,7 +87,7 @@ class CPeer {
 
 const header = encodeVersionHeader();
 const prologue = sessionPrologue("serial", header, header);
-const ownerStatic = keyPairFromPrivate(new Uint8Array(32).fill(0x41));
+const ownerStatic = await keyPairFromPrivate(new Uint8Array(32).fill(0x41));
 const deviceStaticPriv = new Uint8Array(32).fill(0x42);
 const deviceEphemeralPriv = new Uint8Array(32).fill(0x43);
 
@@ -105,30 +105,35 @@ describe("C Noise XX responder (libsodium) vs the TypeScript initiator", () => {
       toHex(devicePayload),
     ]);
     try {
-      const hs = new HandshakeState({ pattern: XX, role: "initiator", prologue, staticKeyPair: ownerStatic });
-      const m1 = hs.writeMessage(new Uint8Array(0));
+      const hs = await HandshakeState.create({
+        pattern: XX,
+        role: "initiator",
+        prologue,
+        staticKeyPair: ownerStatic,
+      });
+      const m1 = await hs.writeMessage(new Uint8Array(0));
       expect(m1.ok).toBe(true);
       c.send(toHex(m1.ok ? m1.value : new Uint8Array(0)));
       const m2 = await c.next();
       expect(m2).not.toBe("err");
-      const p2 = hs.readMessage(fromHex(m2));
+      const p2 = await hs.readMessage(fromHex(m2));
       expect(p2.ok && toHex(p2.value)).toBe(toHex(devicePayload));
-      expect(toHex(hs.remoteStaticKey!)).toBe(toHex(keyPairFromPrivate(deviceStaticPriv).publicKey));
+      expect(toHex(hs.remoteStaticKey!)).toBe(toHex((await keyPairFromPrivate(deviceStaticPriv)).publicKey));
       const ownerPayload = utf8("owner identity");
-      const m3 = hs.writeMessage(ownerPayload);
+      const m3 = await hs.writeMessage(ownerPayload);
       c.send(toHex(m3.ok ? m3.value : new Uint8Array(0)));
       const [h, rs, p3] = (await c.next()).split(" ");
       expect(rs).toBe(toHex(ownerStatic.publicKey));
       expect(p3).toBe(toHex(ownerPayload));
-      const transport = hs.finish();
+      const transport = await hs.finish();
       expect(transport.ok).toBe(true);
       if (!transport.ok) return;
       expect(h).toBe(toHex(transport.value.handshakeHash));
-      const sealed = transport.value.send.encryptWithAd(new Uint8Array(0), utf8("provision"));
+      const sealed = await transport.value.send.encryptWithAd(new Uint8Array(0), utf8("provision"));
       c.send(toHex(sealed.ok ? sealed.value : new Uint8Array(0)));
       expect(await c.next()).toBe(toHex(utf8("provision")));
       c.send(toHex(utf8("provisioned")));
-      const reply = transport.value.receive.decryptWithAd(new Uint8Array(0), fromHex(await c.next()));
+      const reply = await transport.value.receive.decryptWithAd(new Uint8Array(0), fromHex(await c.next()));
       expect(reply.ok && toHex(reply.value)).toBe(toHex(utf8("provisioned")));
     } finally {
       c.kill();
@@ -138,12 +143,17 @@ describe("C Noise XX responder (libsodium) vs the TypeScript initiator", () => {
   it("a flipped byte in message 2 is refused by the TypeScript (LOFT_ERR_DECRYPT)", async () => {
     const c = new CPeer([toHex(deviceStaticPriv), toHex(deviceEphemeralPriv), toHex(prologue), "-"]);
     try {
-      const hs = new HandshakeState({ pattern: XX, role: "initiator", prologue, staticKeyPair: ownerStatic });
-      const m1 = hs.writeMessage(new Uint8Array(0));
+      const hs = await HandshakeState.create({
+        pattern: XX,
+        role: "initiator",
+        prologue,
+        staticKeyPair: ownerStatic,
+      });
+      const m1 = await hs.writeMessage(new Uint8Array(0));
       c.send(toHex(m1.ok ? m1.value : new Uint8Array(0)));
       const m2 = fromHex(await c.next());
       m2[40]! ^= 1;
-      const r = hs.readMessage(m2);
+      const r = await hs.readMessage(m2);
       expect(!r.ok && r.error.code).toBe("LOFT_ERR_DECRYPT");
     } finally {
       c.kill();
@@ -158,10 +168,15 @@ describe("C Noise XX responder (libsodium) vs the TypeScript initiator", () => {
       "-",
     ]);
     try {
-      const hs = new HandshakeState({ pattern: XX, role: "initiator", prologue, staticKeyPair: ownerStatic });
-      const m1 = hs.writeMessage(new Uint8Array(0));
+      const hs = await HandshakeState.create({
+        pattern: XX,
+        role: "initiator",
+        prologue,
+        staticKeyPair: ownerStatic,
+      });
+      const m1 = await hs.writeMessage(new Uint8Array(0));
       c.send(toHex(m1.ok ? m1.value : new Uint8Array(0)));
-      const r = hs.readMessage(fromHex(await c.next()));
+      const r = await hs.readMessage(fromHex(await c.next()));
       // The prologues differ, so message 2's encrypted static key already fails here.
       expect(!r.ok && r.error.code).toBe("LOFT_ERR_DECRYPT");
     } finally {

@@ -125,36 +125,36 @@ describe("live link over a queue pair", () => {
   it("runs a Noise XXhfs handshake and transport messages end to end", async () => {
     const { a, b, ca, cb } = await linkPair();
     const prologue = utf8("loft relay live link test");
-    const ini = new HandshakeState({
+    const ini = await HandshakeState.create({
       pattern: XX_HFS,
       role: "initiator",
       prologue,
-      staticKeyPair: generateKeyPair(),
+      staticKeyPair: await generateKeyPair(),
     });
-    const res = new HandshakeState({
+    const res = await HandshakeState.create({
       pattern: XX_HFS,
       role: "responder",
       prologue,
-      staticKeyPair: generateKeyPair(),
+      staticKeyPair: await generateKeyPair(),
     });
     const step = async (from: HandshakeState, fromLink: Link, to: HandshakeState, toLink: Link) => {
-      const msg = from.writeMessage();
+      const msg = await from.writeMessage();
       if (!msg.ok) throw msg.error;
       fromLink.send(msg.value);
-      const read = to.readMessage(await toLink.receive());
+      const read = await to.readMessage(await toLink.receive());
       if (!read.ok) throw read.error;
     };
     await step(ini, a, res, b);
     await step(res, b, ini, a);
     await step(ini, a, res, b);
-    const ti = ini.finish();
-    const tr = res.finish();
+    const ti = await ini.finish();
+    const tr = await res.finish();
     if (!ti.ok || !tr.ok) throw new Error("handshake did not finish");
     expect(ti.value.handshakeHash).toEqual(tr.value.handshakeHash);
-    const ct = ti.value.send.encryptWithAd(new Uint8Array(0), utf8("over the relay"));
+    const ct = await ti.value.send.encryptWithAd(new Uint8Array(0), utf8("over the relay"));
     if (!ct.ok) throw ct.error;
     a.send(ct.value);
-    const pt = tr.value.receive.decryptWithAd(new Uint8Array(0), await b.receive());
+    const pt = await tr.value.receive.decryptWithAd(new Uint8Array(0), await b.receive());
     expect(pt.ok && new TextDecoder().decode(pt.value)).toBe("over the relay");
     a.close();
     b.close();
@@ -177,7 +177,7 @@ const PIECE = storedMessageBytes(0);
 const FOUR_PIECES = STORED_QUEUE_BYTES + Math.floor(3.9 * PIECE);
 
 describe("live link under the relay's per-source rations", () => {
-  it("STORE_RATE: backs off and resends in order, nothing lost or doubled", () =>
+  it("STORE_RATE: backs off and resends in order, nothing lost or doubled", async () =>
     // Room for the queue and one full piece at once, then 24 KiB/s: the 20 messages (≈ 200 KiB
     // stored) take several seconds however fast the relay commits, so refusals are certain.
     onRationedPair(
@@ -191,7 +191,7 @@ describe("live link under the relay's per-source rations", () => {
       },
     ));
 
-  it("SOURCE_RATE: backs off and resends in order, nothing lost or doubled", () =>
+  it("SOURCE_RATE: backs off and resends in order, nothing lost or doubled", async () =>
     // 100 units at once, then 30 per second: a signed SEND costs 15, so two per second — slower
     // than the relay commits even on a loaded machine, so refusals are certain.
     onRationedPair({ sourceCostRate: 30, sourceCostBurst: 100 }, async ({ a, b }, tight) => {
@@ -202,7 +202,7 @@ describe("live link under the relay's per-source rations", () => {
       b.close();
     }));
 
-  it("a local close while pieces wait for the ration still delivers them, then the close", () =>
+  it("a local close while pieces wait for the ration still delivers them, then the close", async () =>
     // Three short pieces at once, then one per second: the eight must wait for the ration.
     onRationedPair({ sourceStoreRate: PIECE, sourceStoreBurst: FOUR_PIECES }, async ({ a, b }, tight) => {
       for (let i = 0; i < 8; i++) a.send(utf8(`before close ${i}`));
@@ -213,7 +213,7 @@ describe("live link under the relay's per-source rations", () => {
       expect(await sendsAnswered(tight, "STORE_RATE")).toBeGreaterThan(0);
     }));
 
-  it("bounds what waits: a send beyond maxQueuedBytes while the relay refuses closes the link with the refusal's code", () =>
+  it("bounds what waits: a send beyond maxQueuedBytes while the relay refuses closes the link with the refusal's code", async () =>
     onRationedPair(
       { sourceStoreRate: 1, sourceStoreBurst: FOUR_PIECES },
       async ({ a, b }, stuck) => {
@@ -242,7 +242,7 @@ describe("live link under the relay's per-source rations", () => {
     cb.close();
   });
 
-  it("opening waits out a SOURCE_RATE refusal of its SUB instead of failing", () =>
+  it("opening waits out a SOURCE_RATE refusal of its SUB instead of failing", async () =>
     // 200 units at once, then 20 per second: a spent budget takes most of a second to allow a SUB.
     onRelay({ sourceCostRate: 20, sourceCostBurst: 200 }, async (tight) => {
       const { ca, cb, qa, qb, toA, toB } = await queuePair(tight.url);
@@ -265,7 +265,7 @@ describe("live link under the relay's per-source rations", () => {
       cb.close();
     }));
 
-  it("gives up after the bounded time with the refusal's code; what was stored arrived in order", () =>
+  it("gives up after the bounded time with the refusal's code; what was stored arrived in order", async () =>
     // Three SENDs fit the burst; the refill (1 B/s) never allows a fourth.
     onRationedPair(
       { sourceStoreRate: 1, sourceStoreBurst: FOUR_PIECES },

@@ -26,6 +26,7 @@ import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
 import { concatBytes, toHex, utf8 } from "../core/bytes.ts";
+import { nobleCrypto } from "../core/crypto/noble.ts";
 import {
   acceptInitialMessage,
   createPrekeyStore,
@@ -82,14 +83,14 @@ const T0 = 1_700_000_000_000;
 // ---------------------------------------------------------------------------------------------
 // Ratchet
 
-function kdfVectors(rng: RecordedRandom) {
+async function kdfVectors(rng: RecordedRandom) {
   const secret = rng.random(32);
-  const split = splitBootstrapSecret(secret);
+  const split = await splitBootstrapSecret(nobleCrypto, secret);
   const rk = rng.random(32);
   const dhOut = rng.random(32);
-  const root = kdfRoot(rk, dhOut);
+  const root = await kdfRoot(nobleCrypto, rk, dhOut);
   const ck = rng.random(32);
-  const chain = kdfChain(ck);
+  const chain = await kdfChain(nobleCrypto, ck);
   rng.take();
   return {
     bootstrap: {
@@ -115,12 +116,12 @@ type Party = "alice" | "bob";
  * A two-party session and its scripted steps: `encrypt`, `decrypt` (a failure leaves the state as
  * it was) and `expire` (`expireSkippedKeys`, what a caller stores after a failed decrypt).
  */
-function conversation(rng: RecordedRandom, limits: RatchetLimits) {
+async function conversation(rng: RecordedRandom, limits: RatchetLimits) {
   const exported = rng.random(32);
-  const bobKeys = generateRatchetKeyPair(rng.random);
+  const bobKeys = await generateRatchetKeyPair(rng.random);
   rng.take();
   const ad = ratchetAssociatedData(sha256(utf8("alice identity key")), sha256(utf8("bob identity key")));
-  const aliceInit = ratchetFromHandshake({
+  const aliceInit = await ratchetFromHandshake({
     role: "initiator",
     exported,
     ad,
@@ -130,7 +131,13 @@ function conversation(rng: RecordedRandom, limits: RatchetLimits) {
   });
   if (!aliceInit.ok) throw aliceInit.error;
   const aliceInitRandom = rng.take();
-  const bobInit = ratchetFromHandshake({ role: "responder", exported, ad, limits, ratchetKeyPair: bobKeys });
+  const bobInit = await ratchetFromHandshake({
+    role: "responder",
+    exported,
+    ad,
+    limits,
+    ratchetKeyPair: bobKeys,
+  });
   if (!bobInit.ok) throw bobInit.error;
   const states: Record<Party, RatchetState> = { alice: aliceInit.value, bob: bobInit.value };
   const session = {
@@ -146,9 +153,9 @@ function conversation(rng: RecordedRandom, limits: RatchetLimits) {
 
   const messages = new Map<string, Uint8Array>();
   const steps: Record<string, unknown>[] = [];
-  const encrypt = (party: Party, name: string, now: number, note: string) => {
+  const encrypt = async (party: Party, name: string, now: number, note: string) => {
     const plaintext = utf8(`${party}: ${name}`);
-    const r = ratchetEncrypt(states[party], plaintext, now, { random: rng.random });
+    const r = await ratchetEncrypt(states[party], plaintext, now, { random: rng.random });
     states[party] = r.state;
     messages.set(name, r.message);
     steps.push({
@@ -162,8 +169,8 @@ function conversation(rng: RecordedRandom, limits: RatchetLimits) {
       state: toHex(serializeRatchet(states[party])),
     });
   };
-  const decrypt = (party: Party, message: Uint8Array, now: number, note: string) => {
-    const r = ratchetDecrypt(states[party], message, now, { random: rng.random });
+  const decrypt = async (party: Party, message: Uint8Array, now: number, note: string) => {
+    const r = await ratchetDecrypt(states[party], message, now, { random: rng.random });
     if (r.ok) states[party] = r.value.state;
     steps.push({
       note,
@@ -191,16 +198,21 @@ function conversation(rng: RecordedRandom, limits: RatchetLimits) {
  * MAX_SKIPPED_CHAINS bound, and the TTL boundary (valid at exactly the TTL, expired 1 ms later,
  * also after a failed decrypt through `expireSkippedKeys`).
  */
-function limitEdges() {
+async function limitEdges() {
   const limits: RatchetLimits = { maxSkip: 3, maxSkippedKeys: 4, skippedKeyTtlMs: 1000 };
   const cases: Record<string, unknown>[] = [];
 
   {
-    const c = conversation(new RecordedRandom("ratchet/limits/max-skip"), limits);
-    for (let i = 0; i < 5; i++) c.encrypt("alice", `a${i}`, T0 + i, "");
-    c.decrypt("bob", c.msg("a4"), T0 + 10, "a4 first: 4 keys to skip > maxSkip 3, LOFT_ERR_TOO_MANY_SKIPPED");
-    c.decrypt("bob", c.msg("a3"), T0 + 11, "a3: exactly maxSkip (3) keys skipped, accepted");
-    c.decrypt("bob", c.msg("a4"), T0 + 12, "a4 is next in the chain now");
+    const c = await conversation(new RecordedRandom("ratchet/limits/max-skip"), limits);
+    for (let i = 0; i < 5; i++) await c.encrypt("alice", `a${i}`, T0 + i, "");
+    await c.decrypt(
+      "bob",
+      c.msg("a4"),
+      T0 + 10,
+      "a4 first: 4 keys to skip > maxSkip 3, LOFT_ERR_TOO_MANY_SKIPPED",
+    );
+    await c.decrypt("bob", c.msg("a3"), T0 + 11, "a3: exactly maxSkip (3) keys skipped, accepted");
+    await c.decrypt("bob", c.msg("a4"), T0 + 12, "a4 is next in the chain now");
     cases.push({
       name: "maxSkip: exactly MAX_SKIP skipped keys, and one more",
       session: c.session,
@@ -208,25 +220,30 @@ function limitEdges() {
     });
   }
   {
-    const c = conversation(new RecordedRandom("ratchet/limits/eviction"), limits);
-    for (let i = 0; i < 3; i++) c.encrypt("alice", `a${i}`, T0 + i, "");
-    c.decrypt("bob", c.msg("a2"), T0 + 10, "a0, a1 skipped (2 stored)");
-    c.encrypt("bob", "b0", T0 + 11, "");
-    c.decrypt("alice", c.msg("b0"), T0 + 12, "");
-    for (let i = 3; i < 6; i++) c.encrypt("alice", `a${i}`, T0 + 10 + i, "Alice's second chain");
-    c.decrypt("bob", c.msg("a5"), T0 + 20, "a3, a4 skipped: 4 stored = maxSkippedKeys, nothing evicted yet");
+    const c = await conversation(new RecordedRandom("ratchet/limits/eviction"), limits);
+    for (let i = 0; i < 3; i++) await c.encrypt("alice", `a${i}`, T0 + i, "");
+    await c.decrypt("bob", c.msg("a2"), T0 + 10, "a0, a1 skipped (2 stored)");
+    await c.encrypt("bob", "b0", T0 + 11, "");
+    await c.decrypt("alice", c.msg("b0"), T0 + 12, "");
+    for (let i = 3; i < 6; i++) await c.encrypt("alice", `a${i}`, T0 + 10 + i, "Alice's second chain");
+    await c.decrypt(
+      "bob",
+      c.msg("a5"),
+      T0 + 20,
+      "a3, a4 skipped: 4 stored = maxSkippedKeys, nothing evicted yet",
+    );
     if (c.skippedCount("bob") !== 4) throw new Error("vector generation: eviction setup");
-    c.encrypt("bob", "b1", T0 + 21, "");
-    c.decrypt("alice", c.msg("b1"), T0 + 22, "");
-    for (let i = 6; i < 8; i++) c.encrypt("alice", `a${i}`, T0 + 20 + i, "Alice's third chain");
-    c.decrypt(
+    await c.encrypt("bob", "b1", T0 + 21, "");
+    await c.decrypt("alice", c.msg("b1"), T0 + 22, "");
+    for (let i = 6; i < 8; i++) await c.encrypt("alice", `a${i}`, T0 + 20 + i, "Alice's third chain");
+    await c.decrypt(
       "bob",
       c.msg("a7"),
       T0 + 30,
       "a6 skipped: the 5th key, so the oldest (a0's) is evicted and zeroed",
     );
-    c.decrypt("bob", c.msg("a0"), T0 + 31, "a0's key was evicted: LOFT_ERR_REPLAY");
-    c.decrypt("bob", c.msg("a1"), T0 + 32, "a1's key is still stored");
+    await c.decrypt("bob", c.msg("a0"), T0 + 31, "a0's key was evicted: LOFT_ERR_REPLAY");
+    await c.decrypt("bob", c.msg("a1"), T0 + 32, "a1's key is still stored");
     cases.push({
       name: "maxSkippedKeys: the oldest skipped key is evicted",
       session: c.session,
@@ -235,24 +252,24 @@ function limitEdges() {
   }
   {
     const wide: RatchetLimits = { maxSkip: 3, maxSkippedKeys: 100, skippedKeyTtlMs: 1000 };
-    const c = conversation(new RecordedRandom("ratchet/limits/chains"), wide);
+    const c = await conversation(new RecordedRandom("ratchet/limits/chains"), wide);
     const firsts: string[] = [];
     for (let chain = 0; chain <= MAX_SKIPPED_CHAINS; chain++) {
-      c.encrypt("alice", `c${chain}m0`, T0 + chain * 10, "");
-      c.encrypt("alice", `c${chain}m1`, T0 + chain * 10 + 1, "");
-      c.decrypt("bob", c.msg(`c${chain}m1`), T0 + chain * 10 + 2, `chain ${chain}: m0 skipped`);
+      await c.encrypt("alice", `c${chain}m0`, T0 + chain * 10, "");
+      await c.encrypt("alice", `c${chain}m1`, T0 + chain * 10 + 1, "");
+      await c.decrypt("bob", c.msg(`c${chain}m1`), T0 + chain * 10 + 2, `chain ${chain}: m0 skipped`);
       firsts.push(`c${chain}m0`);
-      c.encrypt("bob", `b${chain}`, T0 + chain * 10 + 3, "");
-      c.decrypt("alice", c.msg(`b${chain}`), T0 + chain * 10 + 4, "");
+      await c.encrypt("bob", `b${chain}`, T0 + chain * 10 + 3, "");
+      await c.decrypt("alice", c.msg(`b${chain}`), T0 + chain * 10 + 4, "");
     }
     const last = T0 + (MAX_SKIPPED_CHAINS + 1) * 10;
-    c.decrypt(
+    await c.decrypt(
       "bob",
       c.msg(firsts[0]!),
       last,
       `chain 0 is the ${MAX_SKIPPED_CHAINS + 1}th most recent: its keys (and header key) were evicted, LOFT_ERR_DECRYPT`,
     );
-    c.decrypt(
+    await c.decrypt(
       "bob",
       c.msg(firsts[1]!),
       last + 1,
@@ -265,11 +282,11 @@ function limitEdges() {
     });
   }
   {
-    const c = conversation(new RecordedRandom("ratchet/limits/ttl"), limits);
-    for (let i = 0; i < 4; i++) c.encrypt("alice", `a${i}`, T0 + i, "");
-    c.decrypt("bob", c.msg("a3"), T0 + 10, "a0, a1, a2 skipped, stored at T0 + 10");
-    c.decrypt("bob", c.msg("a0"), T0 + 10 + 1000, "exactly the TTL after storing: still valid");
-    c.decrypt(
+    const c = await conversation(new RecordedRandom("ratchet/limits/ttl"), limits);
+    for (let i = 0; i < 4; i++) await c.encrypt("alice", `a${i}`, T0 + i, "");
+    await c.decrypt("bob", c.msg("a3"), T0 + 10, "a0, a1, a2 skipped, stored at T0 + 10");
+    await c.decrypt("bob", c.msg("a0"), T0 + 10 + 1000, "exactly the TTL after storing: still valid");
+    await c.decrypt(
       "bob",
       c.msg("a1"),
       T0 + 10 + 1001,
@@ -280,52 +297,67 @@ function limitEdges() {
       T0 + 10 + 1001,
       "after the failed decrypt the caller stores expireSkippedKeys: a1, a2 gone",
     );
-    c.decrypt("bob", c.msg("a2"), T0 + 10 + 1002, "a2's key is gone: LOFT_ERR_REPLAY");
+    await c.decrypt("bob", c.msg("a2"), T0 + 10 + 1002, "a2's key is gone: LOFT_ERR_REPLAY");
     cases.push({ name: "skippedKeyTtlMs: the TTL boundary", session: c.session, steps: c.steps });
   }
   return cases;
 }
 
-export function buildRatchetVectorFile(): string {
+export async function buildRatchetVectorFile(): Promise<string> {
   const rng = new RecordedRandom("ratchet");
-  const kdf = kdfVectors(rng);
-  const { session, steps, encrypt, decrypt, msg } = conversation(rng, DEFAULT_RATCHET_LIMITS);
-  encrypt("alice", "a0", T0, "Alice's first chain (header key shared_hka)");
-  encrypt("alice", "a1", T0 + 1, "");
-  encrypt("alice", "a2", T0 + 2, "");
-  decrypt("bob", msg("a2"), T0 + 10, "out of order: header opens under NHKr, DH ratchet, a0 and a1 skipped");
-  decrypt("bob", msg("a0"), T0 + 11, "skipped key used and deleted");
-  encrypt("bob", "b0", T0 + 12, "Bob's first chain (header key shared_nhkb)");
-  encrypt("bob", "b1", T0 + 13, "");
-  decrypt("alice", msg("b1"), T0 + 20, "Alice steps her DH ratchet; b0 skipped");
-  encrypt("alice", "a3", T0 + 21, "Alice's second chain: PN = 3");
-  decrypt("bob", msg("a3"), T0 + 30, "Bob steps his DH ratchet (nothing left to skip in the old chain)");
-  decrypt("bob", msg("a1"), T0 + 31, "skipped key of an earlier chain (its header key is only in MKSKIPPED)");
-  decrypt("alice", msg("b0"), T0 + 32, "skipped key");
-  decrypt("bob", msg("a3"), T0 + 33, "replay in the current chain: LOFT_ERR_REPLAY, state unchanged");
-  decrypt(
+  const kdf = await kdfVectors(rng);
+  const { session, steps, encrypt, decrypt, msg } = await conversation(rng, DEFAULT_RATCHET_LIMITS);
+  await encrypt("alice", "a0", T0, "Alice's first chain (header key shared_hka)");
+  await encrypt("alice", "a1", T0 + 1, "");
+  await encrypt("alice", "a2", T0 + 2, "");
+  await decrypt(
+    "bob",
+    msg("a2"),
+    T0 + 10,
+    "out of order: header opens under NHKr, DH ratchet, a0 and a1 skipped",
+  );
+  await decrypt("bob", msg("a0"), T0 + 11, "skipped key used and deleted");
+  await encrypt("bob", "b0", T0 + 12, "Bob's first chain (header key shared_nhkb)");
+  await encrypt("bob", "b1", T0 + 13, "");
+  await decrypt("alice", msg("b1"), T0 + 20, "Alice steps her DH ratchet; b0 skipped");
+  await encrypt("alice", "a3", T0 + 21, "Alice's second chain: PN = 3");
+  await decrypt(
+    "bob",
+    msg("a3"),
+    T0 + 30,
+    "Bob steps his DH ratchet (nothing left to skip in the old chain)",
+  );
+  await decrypt(
+    "bob",
+    msg("a1"),
+    T0 + 31,
+    "skipped key of an earlier chain (its header key is only in MKSKIPPED)",
+  );
+  await decrypt("alice", msg("b0"), T0 + 32, "skipped key");
+  await decrypt("bob", msg("a3"), T0 + 33, "replay in the current chain: LOFT_ERR_REPLAY, state unchanged");
+  await decrypt(
     "bob",
     msg("a1"),
     T0 + 34,
     "replay from a chain whose keys are all used: no header key left opens it, LOFT_ERR_DECRYPT",
   );
-  encrypt("alice", "a4", T0 + 40, "");
-  encrypt("alice", "a5", T0 + 41, "");
+  await encrypt("alice", "a4", T0 + 40, "");
+  await encrypt("alice", "a5", T0 + 41, "");
   const tampered = msg("a5").slice();
   tampered[tampered.length - 1]! ^= 0x01;
-  decrypt("bob", tampered, T0 + 49, "tampered body: LOFT_ERR_DECRYPT, state unchanged");
-  decrypt("bob", msg("a5"), T0 + 50, "the genuine a5; a4's key is stored as skipped at T0 + 50");
-  decrypt(
+  await decrypt("bob", tampered, T0 + 49, "tampered body: LOFT_ERR_DECRYPT, state unchanged");
+  await decrypt("bob", msg("a5"), T0 + 50, "the genuine a5; a4's key is stored as skipped at T0 + 50");
+  await decrypt(
     "bob",
     msg("a4"),
     T0 + 50 + DEFAULT_RATCHET_LIMITS.skippedKeyTtlMs + 1,
     "a4 arrives after the skipped-key TTL: its key has expired (LOFT_ERR_REPLAY)",
   );
-  encrypt("bob", "b2", T0 + 60, "");
-  decrypt("alice", msg("b2"), T0 + 61, "");
+  await encrypt("bob", "b2", T0 + 60, "");
+  await decrypt("alice", msg("b2"), T0 + 61, "");
   const v2 = msg("a5").slice();
   v2[0] = 0x02;
-  decrypt("alice", v2, T0 + 62, "unknown message version");
+  await decrypt("alice", v2, T0 + 62, "unknown message version");
 
   const file = {
     description:
@@ -336,7 +368,7 @@ export function buildRatchetVectorFile(): string {
     kdf,
     session,
     steps,
-    limit_edges: limitEdges(),
+    limit_edges: await limitEdges(),
   };
   return `${JSON.stringify(file, null, 2)}\n`;
 }
@@ -415,10 +447,10 @@ export function documentedPqxdh(i: DocumentedPqxdhInputs) {
 }
 
 /** A bundle one millisecond past MAX_BUNDLE_AGE_MS: the sender refuses it before drawing anything. */
-function staleBundleCase(rng: RecordedRandom, alice: PrekeyStore, bob: PrekeyStore) {
+async function staleBundleCase(rng: RecordedRandom, alice: PrekeyStore, bob: PrekeyStore) {
   const bundle = encodePrekeyBundle(prekeyBundle(bob));
   const now = bob.signedPrekeys[0]!.createdAt + MAX_BUNDLE_AGE_MS + 1;
-  const r = initiateSession({
+  const r = await initiateSession({
     sender: alice,
     bundle,
     recipientIdentityKey: bob.identityKey,
@@ -430,7 +462,7 @@ function staleBundleCase(rng: RecordedRandom, alice: PrekeyStore, bob: PrekeySto
   return { bundle: toHex(bundle), now, error: r.error.code };
 }
 
-function firstContactCase(
+async function firstContactCase(
   name: string,
   rng: RecordedRandom,
   alice: PrekeyStore,
@@ -439,7 +471,7 @@ function firstContactCase(
   now: number,
 ) {
   const bundle = encodePrekeyBundle(prekeyBundle(bob));
-  const started = initiateSession({
+  const started = await initiateSession({
     sender: alice,
     bundle,
     recipientIdentityKey: bob.identityKey,
@@ -466,9 +498,9 @@ function firstContactCase(
   const bundleHex = toHex(bundle);
   const bundleTime = documentedBundleTime(bob);
   const bobStoreBefore = toHex(serializePrekeyStore(bob));
-  const accepted = acceptInitialMessage(bob, started.value.message, { now, random: rng.random });
+  const accepted = await acceptInitialMessage(bob, started.value.message, { now, random: rng.random });
   if (!accepted.ok) throw accepted.error;
-  const replay = acceptInitialMessage(accepted.value.store, started.value.message, { now });
+  const replay = await acceptInitialMessage(accepted.value.store, started.value.message, { now });
   if (replay.ok) throw new Error("vector generation: replay accepted");
   return {
     result: {
@@ -526,7 +558,7 @@ function documentedSenderTag(identityKey: Uint8Array): Uint8Array {
   return sha256(concatBytes(utf8("loft/prekey/seen-sender/v1"), identityKey)).slice(0, 8);
 }
 
-export function buildPqxdhVectorFile(): string {
+export async function buildPqxdhVectorFile(): Promise<string> {
   const rng = new RecordedRandom("pqxdh");
   const aliceIdentitySecret = rng.random(32);
   const bobIdentitySecret = rng.random(32);
@@ -560,7 +592,7 @@ export function buildPqxdhVectorFile(): string {
     bob: toHex(serializePrekeyStore(bobStore)),
     bob_without_one_time_keys: toHex(serializePrekeyStore(bobBareStore)),
   };
-  const withOneTime = firstContactCase(
+  const withOneTime = await firstContactCase(
     "one-time X25519 and one-time ML-KEM prekeys",
     rng,
     aliceStore,
@@ -568,7 +600,7 @@ export function buildPqxdhVectorFile(): string {
     "hello bob, from alice",
     T0 + 1000,
   );
-  const lastResort = firstContactCase(
+  const lastResort = await firstContactCase(
     "no one-time prekeys: signed prekey and last-resort ML-KEM prekey only",
     rng,
     aliceStore,
@@ -598,15 +630,15 @@ export function buildPqxdhVectorFile(): string {
       store_without_one_time_keys: stores.bob_without_one_time_keys,
     },
     cases: [withOneTime.result, lastResort.result],
-    stale_bundle: staleBundleCase(rng, aliceStore, lastResort.store),
+    stale_bundle: await staleBundleCase(rng, aliceStore, lastResort.store),
   };
   return `${JSON.stringify(file, null, 2)}\n`;
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const outputs: [string, string][] = [
-    [RATCHET_VECTOR_FILE, buildRatchetVectorFile()],
-    [PQXDH_VECTOR_FILE, buildPqxdhVectorFile()],
+    [RATCHET_VECTOR_FILE, await buildRatchetVectorFile()],
+    [PQXDH_VECTOR_FILE, await buildPqxdhVectorFile()],
   ];
   if (process.argv.includes("--check")) {
     let same = true;

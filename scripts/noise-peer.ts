@@ -12,22 +12,21 @@
  * (`--repeat` times, default 1), printing `echo=...` for each reply, then closes.
  * Errors go to stderr as `error=CODE detail` with exit status 1.
  */
-import * as crypto from "node:crypto";
 import { parseArgs } from "node:util";
 import { fromHex, fromUtf8, toHex, utf8 } from "../core/bytes.ts";
 import { isLoftError, type Result } from "../core/errors.ts";
 import type { Link } from "../core/link/link.ts";
-import { nodeCryptoAead, setAeadBackend } from "../core/noise/aead.ts";
 import { HandshakeState } from "../core/noise/handshake-state.ts";
 import { XX } from "../core/noise/patterns.ts";
 import { keyPairFromPrivate } from "../core/noise/primitives.ts";
 import type { NoiseTransport } from "../core/noise/transport.ts";
+import { createNodeCryptoProvider } from "../host/crypto-node.ts";
 import { listenTcp, TcpLink } from "../host/tcp-link.ts";
 
 const EMPTY = new Uint8Array(0);
 
-// A Node host: ChaCha20-Poly1305 from OpenSSL (same primitive, checked against noble; aead.ts).
-setAeadBackend(nodeCryptoAead(crypto));
+// A Node peer: the node:crypto backend (host/crypto-node.ts), each primitive checked against noble.
+const crypto = await createNodeCryptoProvider();
 
 function must<T>(r: Result<T>): T {
   if (!r.ok) throw r.error;
@@ -37,10 +36,10 @@ function must<T>(r: Result<T>): T {
 /** XX over a link with empty payloads; returns the transport (Noise §5.3, §7.5). */
 async function handshake(link: Link, hs: HandshakeState): Promise<NoiseTransport> {
   while (hs.status === "write" || hs.status === "read") {
-    if (hs.status === "write") link.send(must(hs.writeMessage(EMPTY)));
-    else must(hs.readMessage(await link.receive()));
+    if (hs.status === "write") link.send(must(await hs.writeMessage(EMPTY)));
+    else must(await hs.readMessage(await link.receive()));
   }
-  return must(hs.finish());
+  return must(await hs.finish());
 }
 
 async function main(): Promise<void> {
@@ -62,8 +61,14 @@ async function main(): Promise<void> {
     );
     process.exit(2);
   }
-  const staticKeyPair = keyPairFromPrivate(fromHex(values["static-hex"]));
-  const hs = new HandshakeState({ pattern: XX, role, prologue: utf8(values.prologue), staticKeyPair });
+  const staticKeyPair = await keyPairFromPrivate(fromHex(values["static-hex"]), crypto);
+  const hs = await HandshakeState.create({
+    pattern: XX,
+    role,
+    prologue: utf8(values.prologue),
+    staticKeyPair,
+    crypto,
+  });
   const port = Number(values.port);
 
   if (role === "initiator") {
@@ -71,8 +76,8 @@ async function main(): Promise<void> {
     const transport = await handshake(link, hs);
     report(transport);
     for (let i = 0; i < Number(values.repeat); i++) {
-      link.send(must(transport.send.encryptWithAd(EMPTY, utf8(values.message))));
-      const reply = must(transport.receive.decryptWithAd(EMPTY, await link.receive()));
+      link.send(must(await transport.send.encryptWithAd(EMPTY, utf8(values.message))));
+      const reply = must(await transport.receive.decryptWithAd(EMPTY, await link.receive()));
       console.log(`echo=${fromUtf8(reply)}`);
     }
     transport.wipe();
@@ -99,8 +104,8 @@ async function main(): Promise<void> {
       if (isLoftError(e) && e.code === "LOFT_ERR_LINK_CLOSED") break; // the initiator is done
       throw e;
     }
-    const message = must(transport.receive.decryptWithAd(EMPTY, frame));
-    link.send(must(transport.send.encryptWithAd(EMPTY, message)));
+    const message = must(await transport.receive.decryptWithAd(EMPTY, frame));
+    link.send(must(await transport.send.encryptWithAd(EMPTY, message)));
   }
   transport.wipe();
 }

@@ -19,7 +19,7 @@ const outcomes: VectorOutcome[] = [];
 for (const file of files) {
   let results: VectorOutcome[];
   try {
-    results = runVectorFile(JSON.parse(readFileSync(file, "utf8")));
+    results = await runVectorFile(JSON.parse(readFileSync(file, "utf8")));
   } catch (e) {
     console.error(`${file}: ${(e as Error).message}`);
     process.exit(2);

@@ -6,6 +6,7 @@
 import { fileURLToPath } from "node:url";
 import { trustedProxies } from "../host/client-source.ts";
 import { bool, describeOptions, int, prefixed, readConfig, str, unprefixed } from "../host/config.ts";
+import { createNodeCryptoProvider } from "../host/crypto-node.ts";
 import { closeOnSignals, createHost, createRegistry } from "../host/host.ts";
 import { createLogger } from "../host/log.ts";
 import { metricsOptions } from "../host/metrics.ts";
@@ -60,6 +61,12 @@ async function main() {
   const signaling = signalingConfigFrom(config);
   const relay = unprefixed("relay.", config) as RelayConfig;
   const log = createLogger("loft");
+  // The node:crypto provider (host/crypto-node.ts), each primitive checked against noble at
+  // startup; the log line says which implementation serves which primitive. The services mounted
+  // here verify Ed25519 and seal at rest through node:crypto already (host/node-ed25519.ts,
+  // relay-ws/node-crypto.ts); the provider is for what runs Noise or the ratchet in this process.
+  const crypto = await createNodeCryptoProvider();
+  log.info({ crypto: crypto.backends }, "crypto backends");
   const registry = createRegistry();
   const host = createHost({
     port: config.port,

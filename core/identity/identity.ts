@@ -26,6 +26,7 @@ import * as v from "valibot";
 import { abytes, equalBytes, utf8 } from "../bytes.ts";
 import { decodeRaw, encodeCanonical, uintSchema, validate } from "../codec/codec.ts";
 import { binSchema } from "../codec/envelope.ts";
+import type { CryptoProvider } from "../crypto/provider.ts";
 import { err, LoftError, ok, type Result } from "../errors.ts";
 import { SIGNATURE_CONTEXTS, signedBytes, signWithContext, verifyWithContext } from "./signature.ts";
 import { checkUsername, USERNAME_MAX_UTF8_BYTES, validateUsername } from "./username.ts";
@@ -260,13 +261,9 @@ function copyIdentity(i: Identity): Identity {
  * LOFT_ERR_BAD_SIGNATURE.
  */
 export function verifyIdentity(i: unknown): Result<Identity> {
-  const shaped = validate(i, identitySchema);
-  if (!shaped.ok) return shaped;
-  const identity = shaped.value as Identity;
-  const fields = checkIdentityFields(identity.verified);
-  if (!fields.ok) return fields as Result<never>;
-  if (encodeIdentity(identity).length > MAX_IDENTITY_BYTES)
-    return err("LOFT_ERR_FRAME_TOO_LARGE", `identity exceeds ${MAX_IDENTITY_BYTES} bytes`);
+  const checked = checkIdentityUnsigned(i);
+  if (!checked.ok) return checked;
+  const identity = checked.value;
   const payload = encodeIdentityVerifiedData(identity.verified);
   const good = verifyWithContext(
     identity.verified.identity_key,
@@ -278,18 +275,59 @@ export function verifyIdentity(i: unknown): Result<Identity> {
   return ok(copyIdentity(identity));
 }
 
+/** Everything `verifyIdentity` checks but the signature: shape, field rules, size. */
+function checkIdentityUnsigned(i: unknown): Result<Identity> {
+  const shaped = validate(i, identitySchema);
+  if (!shaped.ok) return shaped;
+  const identity = shaped.value as Identity;
+  const fields = checkIdentityFields(identity.verified);
+  if (!fields.ok) return fields as Result<never>;
+  if (encodeIdentity(identity).length > MAX_IDENTITY_BYTES)
+    return err("LOFT_ERR_FRAME_TOO_LARGE", `identity exceeds ${MAX_IDENTITY_BYTES} bytes`);
+  return ok(identity);
+}
+
+/**
+ * `verifyIdentity` with the signature checked by `crypto`'s Ed25519 (core/crypto/provider.ts:
+ * strict in every backend, like `verifyWithContext`), for callers on the async path (the session
+ * handshake). Same checks, same errors.
+ */
+export async function verifyIdentityWith(crypto: CryptoProvider, i: unknown): Promise<Result<Identity>> {
+  const checked = checkIdentityUnsigned(i);
+  if (!checked.ok) return checked;
+  const identity = checked.value;
+  const signed = signedBytes(SIGNATURE_CONTEXTS.identity, encodeIdentityVerifiedData(identity.verified));
+  if (!(await crypto.ed25519.verify(identity.verified.identity_key, signed, identity.signature)))
+    return err("LOFT_ERR_BAD_SIGNATURE", "identity signature does not verify");
+  return ok(copyIdentity(identity));
+}
+
 /**
  * Decode an encoded Identity and verify it. Any encoding other than the canonical one is refused
  * (LOFT_ERR_MALFORMED), so an identity has exactly one byte form and cannot be malleated.
  */
 export function decodeIdentity(bytes: Uint8Array): Result<Identity> {
+  const shaped = decodeCanonicalIdentity(bytes);
+  return shaped.ok ? verifyIdentity(shaped.value) : shaped;
+}
+
+/** `decodeIdentity` with the signature checked by `crypto` (see `verifyIdentityWith`). */
+export async function decodeIdentityWith(
+  crypto: CryptoProvider,
+  bytes: Uint8Array,
+): Promise<Result<Identity>> {
+  const shaped = decodeCanonicalIdentity(bytes);
+  return shaped.ok ? verifyIdentityWith(crypto, shaped.value) : shaped;
+}
+
+function decodeCanonicalIdentity(bytes: Uint8Array): Result<unknown> {
   const raw = decodeRaw(bytes, IDENTITY_DECODE_LIMITS);
   if (!raw.ok) return raw;
   const shaped = validate(raw.value, identitySchema);
   if (!shaped.ok) return shaped;
   if (!equalBytes(encodeIdentity(shaped.value as Identity), bytes))
     return err("LOFT_ERR_MALFORMED", "identity is not in canonical MessagePack form");
-  return verifyIdentity(shaped.value);
+  return ok(shaped.value);
 }
 
 // --- creation and update -----------------------------------------------------------------------

@@ -7,8 +7,12 @@
 import { createCipheriv } from "node:crypto";
 import { blake2s } from "@noble/hashes/blake2.js";
 import { hkdf as rfc5869 } from "@noble/hashes/hkdf.js";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
 import { utf8 } from "../bytes.ts";
+import { nobleCrypto } from "../crypto/noble.ts";
+import type { Aead } from "../crypto/provider.ts";
 import { CipherState } from "./cipher-state.ts";
 import { hkdf } from "./primitives.ts";
 import { SymmetricState } from "./symmetric-state.ts";
@@ -27,129 +31,129 @@ function opensslEncrypt(k: Uint8Array, n: bigint, aad: Uint8Array, data: Uint8Ar
 }
 
 describe("CipherState (Noise §5.1)", () => {
-  it("passes data through unchanged while k is empty", () => {
+  it("passes data through unchanged while k is empty", async () => {
     const cs = new CipherState();
     expect(cs.hasKey()).toBe(false);
-    const out = cs.encryptWithAd(ad, plaintext);
+    const out = await cs.encryptWithAd(ad, plaintext);
     expect(out.ok && out.value).toEqual(plaintext);
   });
 
-  it("encrypts like OpenSSL ChaCha20-Poly1305 with nonce 0, 1, 2^32+5 (both halves of n)", () => {
+  it("encrypts like OpenSSL ChaCha20-Poly1305 with nonce 0, 1, 2^32+5 (both halves of n)", async () => {
     const cs = new CipherState(key);
     for (const n of [0n, 1n]) {
-      const out = cs.encryptWithAd(ad, plaintext);
+      const out = await cs.encryptWithAd(ad, plaintext);
       expect(out.ok && out.value).toEqual(opensslEncrypt(key, n, ad, plaintext));
     }
     cs.setNonce(2n ** 32n + 5n);
-    const out = cs.encryptWithAd(ad, plaintext);
+    const out = await cs.encryptWithAd(ad, plaintext);
     expect(out.ok && out.value).toEqual(opensslEncrypt(key, 2n ** 32n + 5n, ad, plaintext));
     expect(cs.nonce).toBe(2n ** 32n + 6n);
   });
 
-  it("decrypts, and on an authentication failure returns LOFT_ERR_DECRYPT without advancing n", () => {
+  it("decrypts, and on an authentication failure returns LOFT_ERR_DECRYPT without advancing n", async () => {
     const sender = new CipherState(key);
     const receiver = new CipherState(key);
-    const sealed = sender.encryptWithAd(ad, plaintext);
+    const sealed = await sender.encryptWithAd(ad, plaintext);
     if (!sealed.ok) throw sealed.error;
     const tampered = sealed.value.slice();
     tampered[3]! ^= 1;
-    const bad = receiver.decryptWithAd(ad, tampered);
+    const bad = await receiver.decryptWithAd(ad, tampered);
     expect(!bad.ok && bad.error.code).toBe("LOFT_ERR_DECRYPT");
     expect(receiver.nonce).toBe(0n);
-    const wrongAd = receiver.decryptWithAd(utf8("other"), sealed.value);
+    const wrongAd = await receiver.decryptWithAd(utf8("other"), sealed.value);
     expect(!wrongAd.ok && wrongAd.error.code).toBe("LOFT_ERR_DECRYPT");
-    const good = receiver.decryptWithAd(ad, sealed.value);
+    const good = await receiver.decryptWithAd(ad, sealed.value);
     expect(good.ok && good.value).toEqual(plaintext);
     expect(receiver.nonce).toBe(1n);
-    const short = receiver.decryptWithAd(ad, new Uint8Array(15));
+    const short = await receiver.decryptWithAd(ad, new Uint8Array(15));
     expect(!short.ok && short.error.code).toBe("LOFT_ERR_DECRYPT");
   });
 
-  it("encrypts and decrypts in place into a caller's buffer", () => {
+  it("encrypts and decrypts in place into a caller's buffer", async () => {
     const sender = new CipherState(key);
     const receiver = new CipherState(key);
     const buffer = new Uint8Array(plaintext.length + 16);
     buffer.set(plaintext);
-    const sealed = sender.encryptWithAd(ad, buffer.subarray(0, plaintext.length), buffer);
+    const sealed = await sender.encryptWithAd(ad, buffer.subarray(0, plaintext.length), buffer);
     expect(sealed.ok && sealed.value).toBe(buffer);
     expect(buffer).toEqual(opensslEncrypt(key, 0n, ad, plaintext));
-    const opened = receiver.decryptWithAd(ad, buffer, buffer.subarray(0, plaintext.length));
+    const opened = await receiver.decryptWithAd(ad, buffer, buffer.subarray(0, plaintext.length));
     expect(opened.ok && opened.value).toEqual(plaintext);
   });
 
-  it("refuses to use the reserved nonce 2^64-1: LOFT_ERR_NONCE_EXHAUSTED", () => {
+  it("refuses to use the reserved nonce 2^64-1: LOFT_ERR_NONCE_EXHAUSTED", async () => {
     const sender = new CipherState(key);
     const receiver = new CipherState(key);
     sender.setNonce(2n ** 64n - 2n);
     receiver.setNonce(2n ** 64n - 2n);
-    const last = sender.encryptWithAd(ad, plaintext);
+    const last = await sender.encryptWithAd(ad, plaintext);
     expect(last.ok && last.value).toEqual(opensslEncrypt(key, 2n ** 64n - 2n, ad, plaintext));
     expect(sender.nonce).toBe(2n ** 64n - 1n);
-    const over = sender.encryptWithAd(ad, plaintext);
+    const over = await sender.encryptWithAd(ad, plaintext);
     expect(!over.ok && over.error.code).toBe("LOFT_ERR_NONCE_EXHAUSTED");
     if (!last.ok) throw last.error;
-    expect(receiver.decryptWithAd(ad, last.value).ok).toBe(true);
-    const overRead = receiver.decryptWithAd(ad, last.value);
+    expect((await receiver.decryptWithAd(ad, last.value)).ok).toBe(true);
+    const overRead = await receiver.decryptWithAd(ad, last.value);
     expect(!overRead.ok && overRead.error.code).toBe("LOFT_ERR_NONCE_EXHAUSTED");
   });
 
-  it("Rekey() sets k to the first 32 bytes of ENCRYPT(k, 2^64-1, empty, zeros) and keeps n (§4.2, §11.3)", () => {
+  it("Rekey() sets k to the first 32 bytes of ENCRYPT(k, 2^64-1, empty, zeros) and keeps n (§4.2, §11.3)", async () => {
     const cs = new CipherState(key);
     cs.setNonce(7n);
-    cs.rekey();
+    await cs.rekey();
     expect(cs.nonce).toBe(7n);
     const expectedKey = opensslEncrypt(key, 2n ** 64n - 1n, new Uint8Array(0), new Uint8Array(32)).slice(
       0,
       32,
     );
-    const out = cs.encryptWithAd(ad, plaintext);
+    const out = await cs.encryptWithAd(ad, plaintext);
     expect(out.ok && out.value).toEqual(opensslEncrypt(expectedKey, 7n, ad, plaintext));
   });
 
-  it("a wiped CipherState refuses to work instead of passing plaintext through", () => {
+  it("a wiped CipherState refuses to work instead of passing plaintext through", async () => {
     const cs = new CipherState(key);
     cs.wipe();
-    const out = cs.encryptWithAd(ad, plaintext);
+    const out = await cs.encryptWithAd(ad, plaintext);
     expect(!out.ok && out.error.code).toBe("LOFT_ERR_HANDSHAKE_STATE");
-    const back = cs.decryptWithAd(ad, plaintext);
+    const back = await cs.decryptWithAd(ad, plaintext);
     expect(!back.ok && back.error.code).toBe("LOFT_ERR_HANDSHAKE_STATE");
   });
 
-  it("rejects a wrong key length at the call", () => {
+  it("rejects a wrong key length at the call", async () => {
     expect(() => new CipherState(new Uint8Array(31))).toThrow(RangeError);
   });
 });
 
 describe("HKDF and SymmetricState (Noise §4.3, §5.2)", () => {
-  it("HKDF(ck, ikm, n) equals RFC 5869 HKDF-BLAKE2s with salt = ck and empty info", () => {
+  it("HKDF(ck, ikm, n) equals RFC 5869 HKDF-BLAKE2s with salt = ck and empty info", async () => {
     const ck = blake2s(utf8("chaining key"));
     const ikm = utf8("input key material");
-    const outputs = hkdf(ck, ikm, 3);
+    const outputs = await hkdf(nobleCrypto, ck, ikm, 3);
     const reference = rfc5869(blake2s, ikm, ck, new Uint8Array(0), 96);
     expect(outputs[0]).toEqual(reference.slice(0, 32));
     expect(outputs[1]).toEqual(reference.slice(32, 64));
     expect(outputs[2]).toEqual(reference.slice(64, 96));
   });
 
-  it("InitializeSymmetric pads a short protocol name and hashes a long one", () => {
-    const short = new SymmetricState("Noise_NN_25519_AESGCM_SHA256");
+  it("InitializeSymmetric pads a short protocol name and hashes a long one", async () => {
+    const short = await SymmetricState.create("Noise_NN_25519_AESGCM_SHA256");
     const padded = new Uint8Array(32);
     padded.set(utf8("Noise_NN_25519_AESGCM_SHA256"));
     expect(short.getHandshakeHash()).toEqual(padded);
     const longName = "Noise_XX_25519_ChaChaPoly_BLAKE2s"; // 33 bytes > HASHLEN
-    expect(new SymmetricState(longName).getHandshakeHash()).toEqual(blake2s(utf8(longName)));
+    expect((await SymmetricState.create(longName)).getHandshakeHash()).toEqual(blake2s(utf8(longName)));
   });
 
-  it("MixHash, MixKey and EncryptAndHash chain as §5.2 says", () => {
+  it("MixHash, MixKey and EncryptAndHash chain as §5.2 says", async () => {
     const name = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
-    const ss = new SymmetricState(name);
+    const ss = await SymmetricState.create(name);
     const h0 = blake2s(utf8(name));
-    ss.mixHash(utf8("prologue"));
+    await ss.mixHash(utf8("prologue"));
     const h1 = blake2s(new Uint8Array([...h0, ...utf8("prologue")]));
     expect(ss.getHandshakeHash()).toEqual(h1);
-    ss.mixKey(utf8("dh output"));
+    await ss.mixKey(utf8("dh output"));
     const [, tempK] = rfcOutputs(h0, utf8("dh output"));
-    const sealed = ss.encryptAndHash(plaintext);
+    const sealed = await ss.encryptAndHash(plaintext);
     expect(sealed.ok && sealed.value).toEqual(opensslEncrypt(tempK, 0n, h1, plaintext));
     if (!sealed.ok) throw sealed.error;
     expect(ss.getHandshakeHash()).toEqual(blake2s(new Uint8Array([...h1, ...sealed.value])));
@@ -160,3 +164,116 @@ function rfcOutputs(ck: Uint8Array, ikm: Uint8Array): [Uint8Array, Uint8Array] {
   const okm = rfc5869(blake2s, ikm, ck, new Uint8Array(0), 64);
   return [okm.slice(0, 32), okm.slice(32, 64)];
 }
+
+/**
+ * The real noble AEAD, each call held back by a delay chosen by the test before it runs: lets a
+ * property make calls finish in any order, as an asynchronous backend may (WebCrypto).
+ */
+function jittered(delays: () => number): Aead {
+  const base = nobleCrypto.chacha20poly1305;
+  const hold = () => new Promise<void>((resolve) => setTimeout(resolve, delays()));
+  return {
+    nonceLength: base.nonceLength,
+    seal: async (k, n, a, p, o) => {
+      const [kc, nc, ac, pc] = [k.slice(), n.slice(), a.slice(), p.slice()];
+      await hold();
+      return base.seal(kc, nc, ac, pc, o);
+    },
+    open: async (k, n, a, c, o) => {
+      const [kc, nc, ac, cc] = [k.slice(), n.slice(), a.slice(), c.slice()];
+      await hold();
+      return base.open(kc, nc, ac, cc, o);
+    },
+  };
+}
+
+describe("CipherState under concurrency (async AEAD)", () => {
+  const runs = Math.max(50, Math.floor(FUZZ_RUNS / 100));
+
+  it("concurrent encrypts and rekeys take nonces and keys in call order, whatever order the AEAD finishes in (property)", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.oneof(fc.constant("rekey" as const), fc.uint8Array({ maxLength: 24 })), {
+          minLength: 1,
+          maxLength: 12,
+        }),
+        fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 8 }),
+        async (ops, delays) => {
+          let d = 0;
+          const cs = new CipherState(
+            key,
+            jittered(() => delays[d++ % delays.length]!),
+          );
+          const started: Promise<unknown>[] = [];
+          for (const op of ops) started.push(op === "rekey" ? cs.rekey() : cs.encryptWithAd(ad, op));
+          const results = await Promise.all(started);
+          // The reference: the same operations one at a time, with OpenSSL.
+          let k = key.slice();
+          let n = 0n;
+          ops.forEach((op, i) => {
+            if (op === "rekey") {
+              k = opensslEncrypt(k, 2n ** 64n - 1n, new Uint8Array(0), new Uint8Array(32)).slice(0, 32);
+              return;
+            }
+            const r = results[i] as { ok: boolean; value: Uint8Array };
+            expect(r.ok).toBe(true);
+            expect(r.value).toEqual(opensslEncrypt(k, n++, ad, op));
+          });
+          expect(cs.nonce).toBe(n);
+        },
+      ),
+      { numRuns: runs },
+    );
+  }, 120_000);
+
+  it("concurrent decrypts complete in order; a forged one fails and leaves n where it was (property)", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.uint8Array({ maxLength: 24 }), { minLength: 1, maxLength: 10 }),
+        fc.nat(),
+        fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 8 }),
+        async (messages, forgedAt, delays) => {
+          const sender = new CipherState(key);
+          const sealed: Uint8Array[] = [];
+          for (const m of messages) {
+            const r = await sender.encryptWithAd(ad, m);
+            if (!r.ok) throw r.error;
+            sealed.push(r.value);
+          }
+          const bad = forgedAt % messages.length;
+          const forged = sealed[bad]!.slice();
+          forged[forged.length - 1]! ^= 1;
+          let d = 0;
+          const receiver = new CipherState(
+            key,
+            jittered(() => delays[d++ % delays.length]!),
+          );
+          const before = sealed.slice(0, bad).map((c) => receiver.decryptWithAd(ad, c));
+          const failed = receiver.decryptWithAd(ad, forged);
+          const results = await Promise.all(before);
+          for (const [i, r] of results.entries()) expect(r.ok && r.value).toEqual(messages[i]);
+          const f = await failed;
+          expect(!f.ok && f.error.code).toBe("LOFT_ERR_DECRYPT");
+          expect(receiver.nonce).toBe(BigInt(bad));
+          // The genuine message still opens: the failure changed nothing.
+          const rest = await Promise.all(sealed.slice(bad).map((c) => receiver.decryptWithAd(ad, c)));
+          for (const [i, r] of rest.entries()) expect(r.ok && r.value).toEqual(messages[bad + i]);
+          expect(receiver.nonce).toBe(BigInt(messages.length));
+        },
+      ),
+      { numRuns: runs },
+    );
+  }, 120_000);
+
+  it("a wipe while encrypts are in flight makes them fail, never fall back to plaintext", async () => {
+    const cs = new CipherState(
+      key,
+      jittered(() => 2),
+    );
+    const first = cs.encryptWithAd(ad, plaintext);
+    const second = cs.encryptWithAd(ad, plaintext);
+    cs.wipe();
+    for (const r of [await first, await second])
+      expect(!r.ok && r.error.code).toBe("LOFT_ERR_HANDSHAKE_STATE");
+  });
+});

@@ -1,16 +1,29 @@
 /**
  * Noise Protocol Framework rev 34, §5.1 processing rules: the `CipherState` object (`k`, `n`),
- * with ChaChaPoly (§12.3) and the default `Rekey()` (§4.2, §11.3).
- * https://noiseprotocol.org/noise.html#the-cipherstate-object
+ * with the suite's AEAD (ChaChaPoly §12.3 by default, from the crypto provider) and the default
+ * `Rekey()` (§4.2, §11.3). https://noiseprotocol.org/noise.html#the-cipherstate-object
  *
- * `n` is kept as two 32-bit halves and written straight into a reused 12-byte nonce, so the
- * transport hot path allocates nothing but the ciphertext. The value 2^64-1 is reserved (§5.1):
- * once `n` reaches it every further encrypt/decrypt is `LOFT_ERR_NONCE_EXHAUSTED`, and the owner
- * must drop the CipherState and end the session.
+ * `n` is kept as two 32-bit halves. The value 2^64-1 is reserved (§5.1): once `n` reaches it
+ * every further encrypt/decrypt is `LOFT_ERR_NONCE_EXHAUSTED`, and the owner must drop the
+ * CipherState and end the session.
+ *
+ * The AEAD is async (core/crypto/provider.ts), so a CipherState orders its own work
+ * (docs/decisions.md, "Cryptography: one async provider, carried explicitly"):
+ * - `encryptWithAd` takes its nonce synchronously, before its first await: two encrypts started
+ *   one after the other use n and n+1, whatever order their AEAD calls finish in;
+ * - encrypts, decrypts and rekeys run one at a time, in call order (a per-instance queue), so a
+ *   rekey applies exactly to the operations called after it, and decrypts complete in order;
+ * - a decrypt that fails authentication leaves `n` unchanged (§5.1);
+ * - each AEAD call gets its own copy of `k`, wiped when it returns, so `wipe()` or a rekey never
+ *   changes key bytes under a call in flight.
+ * A CipherState carries one direction (Noise §5.2 Split): don't mix encrypts and decrypts on one
+ * instance concurrently.
  */
 import { abytes } from "../bytes.ts";
+import { nobleCrypto } from "../crypto/noble.ts";
+import type { Aead } from "../crypto/provider.ts";
 import { err, ok, type Result } from "../errors.ts";
-import { aeadDecrypt, aeadEncrypt, KEYLEN, rekey, TAGLEN, writeNonce } from "./primitives.ts";
+import { KEYLEN, rekey, TAGLEN, writeNonce } from "./primitives.ts";
 
 const U32 = 0x1_0000_0000;
 const MAX_U32 = 0xffff_ffff;
@@ -21,10 +34,16 @@ export class CipherState {
   #wiped = false;
   #lo = 0;
   #hi = 0;
-  readonly #nonce = new Uint8Array(12);
+  readonly #aead: Aead;
+  /** The tail of this instance's queue of AEAD work (resolves, never rejects). */
+  #tail: Promise<unknown> = Promise.resolve();
 
-  /** Noise §5.1 `InitializeKey(key)`: sets `k = key` (copied), `n = 0`; `undefined` = empty. */
-  constructor(key?: Uint8Array) {
+  /**
+   * Noise §5.1 `InitializeKey(key)`: sets `k = key` (copied), `n = 0`; `undefined` = empty.
+   * `aead` is the suite's cipher (noble ChaChaPoly unless the handshake's provider says otherwise).
+   */
+  constructor(key?: Uint8Array, aead: Aead = nobleCrypto.chacha20poly1305) {
+    this.#aead = aead;
     this.initializeKey(key);
   }
 
@@ -50,7 +69,7 @@ export class CipherState {
     this.#hi = Number(nonce >> 32n);
   }
 
-  /** The current `n` (the nonce the next encrypt/decrypt will use). */
+  /** The current `n` (the nonce the next encrypt will take). */
   get nonce(): bigint {
     return (BigInt(this.#hi) << 32n) | BigInt(this.#lo);
   }
@@ -67,52 +86,91 @@ export class CipherState {
     }
   }
 
+  /** Run `op` after every operation called before it; the queue survives a failing op. */
+  #enqueue<T>(op: () => Promise<T>): Promise<T> {
+    const result = this.#tail.then(op);
+    this.#tail = result.catch(() => undefined);
+    return result;
+  }
+
+  /** A copy of `k` for one AEAD call (undefined once wiped), and the nonce bytes of (lo, hi). */
+  #keyCopy(): Uint8Array | undefined {
+    return this.#wiped ? undefined : this.#k?.slice();
+  }
+
   /**
    * Noise §5.1 `EncryptWithAd(ad, plaintext)`: `ENCRYPT(k, n++, ad, plaintext)`, or the plaintext
-   * itself while `k` is empty. `output` (optional, `plaintext.length + 16` bytes; `plaintext` may
-   * be its prefix) lets callers encrypt in place.
+   * itself while `k` is empty. `n` is taken (and incremented) synchronously, at the call.
+   * `output` (optional, `plaintext.length + 16` bytes; `plaintext` may be its prefix) lets callers
+   * encrypt in place; neither may change until the promise settles.
    */
-  encryptWithAd(ad: Uint8Array, plaintext: Uint8Array, output?: Uint8Array): Result<Uint8Array> {
-    const k = this.#k;
-    if (this.#wiped) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
-    if (k === undefined) return ok(plaintext);
-    if (this.#exhausted()) return err("LOFT_ERR_NONCE_EXHAUSTED", "nonce 2^64-1 is reserved (Noise §5.1)");
-    writeNonce(this.#nonce, this.#lo, this.#hi);
-    const ciphertext = aeadEncrypt(k, this.#nonce, ad, plaintext, output);
+  encryptWithAd(ad: Uint8Array, plaintext: Uint8Array, output?: Uint8Array): Promise<Result<Uint8Array>> {
+    if (this.#wiped) return Promise.resolve(err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped"));
+    if (this.#k === undefined) return Promise.resolve(ok(plaintext));
+    if (this.#exhausted())
+      return Promise.resolve(err("LOFT_ERR_NONCE_EXHAUSTED", "nonce 2^64-1 is reserved (Noise §5.1)"));
+    const nonce = new Uint8Array(12);
+    writeNonce(nonce, this.#lo, this.#hi);
     this.#increment();
-    return ok(ciphertext);
+    return this.#enqueue(async () => {
+      const k = this.#keyCopy();
+      if (k === undefined) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
+      try {
+        return ok(await this.#aead.seal(k, nonce, ad, plaintext, output));
+      } finally {
+        k.fill(0);
+      }
+    });
   }
 
   /**
    * Noise §5.1 `DecryptWithAd(ad, ciphertext)`: `DECRYPT(k, n++, ad, ciphertext)`; on an
-   * authentication failure `n` is not incremented and `LOFT_ERR_DECRYPT` is returned. `output`
-   * (optional, `ciphertext.length - 16` bytes, may be the ciphertext's prefix) decrypts in place.
+   * authentication failure `n` is not incremented and `LOFT_ERR_DECRYPT` is returned. Decrypts run
+   * in call order. `output` (optional, `ciphertext.length - 16` bytes, may be the ciphertext's
+   * prefix) decrypts in place.
    */
-  decryptWithAd(ad: Uint8Array, ciphertext: Uint8Array, output?: Uint8Array): Result<Uint8Array> {
-    const k = this.#k;
-    if (this.#wiped) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
-    if (k === undefined) return ok(ciphertext);
-    if (this.#exhausted()) return err("LOFT_ERR_NONCE_EXHAUSTED", "nonce 2^64-1 is reserved (Noise §5.1)");
-    if (ciphertext.length < TAGLEN) return err("LOFT_ERR_DECRYPT", "ciphertext shorter than the tag");
-    writeNonce(this.#nonce, this.#lo, this.#hi);
-    const plaintext = aeadDecrypt(k, this.#nonce, ad, ciphertext, output);
-    if (plaintext === undefined) return err("LOFT_ERR_DECRYPT", "authentication failed");
-    this.#increment();
-    return ok(plaintext);
-  }
-
-  /** Noise §5.1 / §11.3 `Rekey()`: `k = REKEY(k)`; `n` is unchanged. The old key is wiped. */
-  rekey(): void {
-    const k = this.#k;
-    if (k === undefined) throw new Error("Rekey() on a CipherState without a key (or wiped)");
-    const next = rekey(k);
-    k.set(next);
-    next.fill(0);
+  decryptWithAd(ad: Uint8Array, ciphertext: Uint8Array, output?: Uint8Array): Promise<Result<Uint8Array>> {
+    if (this.#wiped) return Promise.resolve(err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped"));
+    if (this.#k === undefined) return Promise.resolve(ok(ciphertext));
+    return this.#enqueue(async () => {
+      if (this.#exhausted()) return err("LOFT_ERR_NONCE_EXHAUSTED", "nonce 2^64-1 is reserved (Noise §5.1)");
+      if (ciphertext.length < TAGLEN) return err("LOFT_ERR_DECRYPT", "ciphertext shorter than the tag");
+      const k = this.#keyCopy();
+      if (k === undefined) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
+      const nonce = new Uint8Array(12);
+      writeNonce(nonce, this.#lo, this.#hi);
+      let plaintext: Uint8Array | undefined;
+      try {
+        plaintext = await this.#aead.open(k, nonce, ad, ciphertext, output);
+      } finally {
+        k.fill(0);
+      }
+      if (plaintext === undefined) return err("LOFT_ERR_DECRYPT", "authentication failed");
+      if (this.#wiped) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
+      this.#increment();
+      return ok(plaintext);
+    });
   }
 
   /**
-   * Wipe the key (docs/design.md, "Cryptography": secrets are zeroed when done). Every later encrypt/decrypt is an error,
-   * never a plaintext pass-through.
+   * Noise §5.1 / §11.3 `Rekey()`: `k = REKEY(k)`; `n` is unchanged. The old key is wiped. Applies
+   * to every encrypt/decrypt called after it (they wait for it).
+   */
+  rekey(): Promise<void> {
+    if (this.#k === undefined) throw new Error("Rekey() on a CipherState without a key (or wiped)");
+    return this.#enqueue(async () => {
+      const k = this.#keyCopy();
+      if (k === undefined) return; // wiped meanwhile: nothing left to rekey
+      const next = await rekey(this.#aead, k);
+      k.fill(0);
+      if (this.#k !== undefined && !this.#wiped) this.#k.set(next);
+      next.fill(0);
+    });
+  }
+
+  /**
+   * Wipe the key (docs/design.md, "Cryptography": secrets are zeroed when done). Every later
+   * encrypt/decrypt is an error, never a plaintext pass-through; queued ones fail the same way.
    */
   wipe(): void {
     this.#wiped = true;
@@ -120,6 +178,5 @@ export class CipherState {
     this.#k = undefined;
     this.#lo = 0;
     this.#hi = 0;
-    this.#nonce.fill(0);
   }
 }

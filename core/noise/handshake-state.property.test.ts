@@ -11,7 +11,7 @@
  * with the cheap one; together they exceed FUZZ_RUNS mutated inputs (test/support/fuzz.ts).
  */
 import fc from "fast-check";
-import { describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
 import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
 import { equalBytes, utf8 } from "../bytes.ts";
 import type { LoftErrorCode, Result } from "../errors.ts";
@@ -35,10 +35,13 @@ function entropy(tag: number): NoiseEntropy {
 }
 
 const prologue = utf8("property");
-const keys = { init: keyPairFromPrivate(fill(32, 0x11)), resp: keyPairFromPrivate(fill(32, 0x22)) };
+const keys = {
+  init: await keyPairFromPrivate(fill(32, 0x11)),
+  resp: await keyPairFromPrivate(fill(32, 0x22)),
+};
 
-function initiator(pattern: HandshakePattern): HandshakeState {
-  return new HandshakeState({
+function initiator(pattern: HandshakePattern): Promise<HandshakeState> {
+  return HandshakeState.create({
     pattern,
     role: "initiator",
     prologue,
@@ -46,8 +49,8 @@ function initiator(pattern: HandshakePattern): HandshakeState {
     entropy: entropy(1),
   });
 }
-function responder(pattern: HandshakePattern): HandshakeState {
-  return new HandshakeState({
+function responder(pattern: HandshakePattern): Promise<HandshakeState> {
+  return HandshakeState.create({
     pattern,
     role: "responder",
     prologue,
@@ -66,19 +69,19 @@ interface Transcript {
   messages: [Uint8Array, Uint8Array, Uint8Array];
 }
 
-function transcript(pattern: HandshakePattern): Transcript {
-  const i = initiator(pattern);
-  const r = responder(pattern);
-  const m1 = must(i.writeMessage(utf8("m1")));
-  must(r.readMessage(m1));
-  const m2 = must(r.writeMessage(utf8("m2")));
-  must(i.readMessage(m2));
-  const m3 = must(i.writeMessage(utf8("m3")));
-  must(r.readMessage(m3));
+async function transcript(pattern: HandshakePattern): Promise<Transcript> {
+  const i = await initiator(pattern);
+  const r = await responder(pattern);
+  const m1 = must(await i.writeMessage(utf8("m1")));
+  must(await r.readMessage(m1));
+  const m2 = must(await r.writeMessage(utf8("m2")));
+  must(await i.readMessage(m2));
+  const m3 = must(await i.writeMessage(utf8("m3")));
+  must(await r.readMessage(m3));
   return { pattern, messages: [m1, m2, m3] };
 }
 
-const transcripts = [transcript(XX), transcript(XX_HFS)];
+const transcripts = [await transcript(XX), await transcript(XX_HFS)];
 const allMessages = transcripts.flatMap((t) => t.messages);
 
 /** A message derived from `valid`: garbage, truncated, extended, bit-flipped, spliced, or another valid one. */
@@ -102,38 +105,38 @@ const mutation = (valid: Uint8Array) =>
   );
 
 /** Every typed outcome is acceptable; only a throw, or an untyped value, fails the property. */
-function expectTypedFailureOrOk(r: Result<Uint8Array>, hs: HandshakeState): void {
+async function expectTypedFailureOrOk(r: Result<Uint8Array>, hs: HandshakeState): Promise<void> {
   if (r.ok) return;
   expect(INPUT_ERRORS).toContain(r.error.code);
   expect(hs.status).toBe("failed");
   expect(hs.handshakeHash).toEqual(new Uint8Array(32)); // zeroed
-  const fin = hs.finish();
+  const fin = await hs.finish();
   expect(!fin.ok && fin.error.code).toBe("LOFT_ERR_HANDSHAKE_STATE");
 }
 
 describe("handshake state machine under mutated input", () => {
-  it("the stored transcripts are valid for fresh states (the properties below are not vacuous)", () => {
+  it("the stored transcripts are valid for fresh states (the properties below are not vacuous)", async () => {
     for (const t of transcripts) {
-      const i = initiator(t.pattern);
-      must(i.writeMessage(utf8("m1")));
-      expect(must(i.readMessage(t.messages[1]))).toEqual(utf8("m2"));
-      const r = responder(t.pattern);
-      must(r.readMessage(t.messages[0]));
-      must(r.writeMessage(utf8("m2")));
-      expect(must(r.readMessage(t.messages[2]))).toEqual(utf8("m3"));
+      const i = await initiator(t.pattern);
+      must(await i.writeMessage(utf8("m1")));
+      expect(must(await i.readMessage(t.messages[1]))).toEqual(utf8("m2"));
+      const r = await responder(t.pattern);
+      must(await r.readMessage(t.messages[0]));
+      must(await r.writeMessage(utf8("m2")));
+      expect(must(await r.readMessage(t.messages[2]))).toEqual(utf8("m3"));
     }
   });
 
   it(
     "message 1 (responder): garbage, truncation, extension, replays — typed results only",
-    () => {
-      fc.assert(
-        fc.property(
+    async () => {
+      await fc.assert(
+        fc.asyncProperty(
           fc.constantFrom(...transcripts).chain((t) => fc.tuple(fc.constant(t), mutation(t.messages[0]))),
-          ([t, m]) => {
-            const r = responder(t.pattern);
-            const read = r.readMessage(m);
-            expectTypedFailureOrOk(read, r);
+          async ([t, m]) => {
+            const r = await responder(t.pattern);
+            const read = await r.readMessage(m);
+            await expectTypedFailureOrOk(read, r);
             // Message 1 is not authenticated by itself: what is accepted is only hashed (§5.3).
             if (read.ok) expect(r.status).toBe("write");
             else expect(m.length < t.pattern.overhead[0]! || m.length > 65535).toBe(true);
@@ -147,27 +150,27 @@ describe("handshake state machine under mutated input", () => {
 
   it(
     "messages 2 and 3: any change, replay or reordering fails, zeroes the state, yields no transport",
-    () => {
-      fc.assert(
-        fc.property(
+    async () => {
+      await fc.assert(
+        fc.asyncProperty(
           fc
             .tuple(fc.constantFrom(...transcripts), fc.constantFrom(1, 2))
             .chain(([t, k]) => fc.tuple(fc.constant(t), fc.constant(k), mutation(t.messages[k]))),
-          ([t, k, m]) => {
+          async ([t, k, m]) => {
             fc.pre(!equalBytes(m, t.messages[k]));
             let hs: HandshakeState;
             if (k === 1) {
-              hs = initiator(t.pattern);
-              must(hs.writeMessage(utf8("m1")));
+              hs = await initiator(t.pattern);
+              must(await hs.writeMessage(utf8("m1")));
             } else {
-              hs = responder(t.pattern);
-              must(hs.readMessage(t.messages[0]));
-              must(hs.writeMessage(utf8("m2")));
+              hs = await responder(t.pattern);
+              must(await hs.readMessage(t.messages[0]));
+              must(await hs.writeMessage(utf8("m2")));
             }
-            const read = hs.readMessage(m);
+            const read = await hs.readMessage(m);
             expect(read.ok).toBe(false);
-            expectTypedFailureOrOk(read, hs);
-            const again = hs.readMessage(t.messages[k]);
+            await expectTypedFailureOrOk(read, hs);
+            const again = await hs.readMessage(t.messages[k]);
             expect(!again.ok && again.error.code).toBe("LOFT_ERR_HANDSHAKE_STATE");
           },
         ),
@@ -181,27 +184,31 @@ describe("handshake state machine under mutated input", () => {
 
   it(
     "calls in any order with any input: typed results, and never a transport before completion",
-    () => {
+    async () => {
       const op = fc.oneof(
         fc.constant({ kind: "write" as const }),
         fc.constant({ kind: "finish" as const }),
         fc.uint8Array({ maxLength: 200 }).map((m) => ({ kind: "read" as const, m })),
       );
-      fc.assert(
-        fc.property(fc.boolean(), fc.array(op, { minLength: 1, maxLength: 4 }), (asInitiator, ops) => {
-          const hs = asInitiator ? initiator(XX) : responder(XX);
-          for (const o of ops) {
-            if (o.kind === "finish") {
-              const fin = hs.finish();
-              expect(fin.ok).toBe(false);
-              if (!fin.ok) expect(fin.error.code).toBe("LOFT_ERR_HANDSHAKE_STATE");
-              continue;
+      await fc.assert(
+        fc.asyncProperty(
+          fc.boolean(),
+          fc.array(op, { minLength: 1, maxLength: 4 }),
+          async (asInitiator, ops) => {
+            const hs = asInitiator ? await initiator(XX) : await responder(XX);
+            for (const o of ops) {
+              if (o.kind === "finish") {
+                const fin = await hs.finish();
+                expect(fin.ok).toBe(false);
+                if (!fin.ok) expect(fin.error.code).toBe("LOFT_ERR_HANDSHAKE_STATE");
+                continue;
+              }
+              const r = o.kind === "write" ? await hs.writeMessage() : await hs.readMessage(o.m);
+              if (!r.ok) expect([...INPUT_ERRORS, "LOFT_ERR_HANDSHAKE_STATE"]).toContain(r.error.code);
             }
-            const r = o.kind === "write" ? hs.writeMessage() : hs.readMessage(o.m);
-            if (!r.ok) expect([...INPUT_ERRORS, "LOFT_ERR_HANDSHAKE_STATE"]).toContain(r.error.code);
-          }
-          expect(hs.status).not.toBe("finished");
-        }),
+            expect(hs.status).not.toBe("finished");
+          },
+        ),
         { numRuns: FUZZ_RUNS },
       );
     },
@@ -214,16 +221,22 @@ describe("transport decryption under tampering, replay and reordering", () => {
   const ad = new Uint8Array(0);
   const sender = new CipherState(key);
   const plaintexts = Array.from({ length: 6 }, (_, i) => utf8(`frame ${i} `.repeat(i * 3 + 1)));
-  const frames = plaintexts.map((p) => must(sender.encryptWithAd(ad, p)));
+  // Started in order, so the frames take nonces 0..5 (cipher-state.ts takes n at the call).
+  const framesReady = Promise.all(plaintexts.map(async (p) => must(await sender.encryptWithAd(ad, p))));
+  let frames: Uint8Array[] = [];
+  beforeAll(async () => {
+    frames = await framesReady;
+  });
 
-  it("in order and untouched, every frame decrypts (not vacuous)", () => {
+  it("in order and untouched, every frame decrypts (not vacuous)", async () => {
     const receiver = new CipherState(key);
-    for (const [i, f] of frames.entries()) expect(must(receiver.decryptWithAd(ad, f))).toEqual(plaintexts[i]);
+    for (const [i, f] of frames.entries())
+      expect(must(await receiver.decryptWithAd(ad, f))).toEqual(plaintexts[i]);
   });
 
   it(
     "a stream with any frame flipped, replayed, dropped or swapped fails at the first deviation, typed",
-    () => {
+    async () => {
       const edit = fc.oneof(
         fc.tuple(fc.constant("flip" as const), fc.nat(), fc.nat()),
         fc.tuple(fc.constant("replay" as const), fc.nat(), fc.nat()),
@@ -231,8 +244,8 @@ describe("transport decryption under tampering, replay and reordering", () => {
         fc.tuple(fc.constant("swap" as const), fc.nat(), fc.nat()),
         fc.tuple(fc.constant("truncate" as const), fc.nat(), fc.nat()),
       );
-      fc.assert(
-        fc.property(edit, ([kind, a, b]) => {
+      await fc.assert(
+        fc.asyncProperty(edit, async ([kind, a, b]) => {
           const stream = frames.map((f) => f.slice());
           const at = a % stream.length;
           if (kind === "flip") stream[at]![b % stream[at]!.length]! ^= 1 << (b % 8);
@@ -247,7 +260,7 @@ describe("transport decryption under tampering, replay and reordering", () => {
           const receiver = new CipherState(key);
           let failed = false;
           for (const [i, f] of stream.entries()) {
-            const r = receiver.decryptWithAd(ad, f);
+            const r = await receiver.decryptWithAd(ad, f);
             if (!r.ok) {
               expect(r.error.code).toBe("LOFT_ERR_DECRYPT");
               expect(receiver.nonce).toBe(BigInt(i)); // §5.1: n not incremented on failure

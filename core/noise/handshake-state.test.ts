@@ -11,19 +11,19 @@ import { generateKeyPair, type KeyPair } from "./primitives.ts";
 
 const prologue = utf8("loft test prologue");
 
-function pair(pattern: HandshakePattern, initiatorPrologue = prologue, responderPrologue = prologue) {
-  const si = generateKeyPair();
-  const sr = generateKeyPair();
+async function pair(pattern: HandshakePattern, initiatorPrologue = prologue, responderPrologue = prologue) {
+  const si = await generateKeyPair();
+  const sr = await generateKeyPair();
   return {
     si,
     sr,
-    initiator: new HandshakeState({
+    initiator: await HandshakeState.create({
       pattern,
       role: "initiator",
       prologue: initiatorPrologue,
       staticKeyPair: si,
     }),
-    responder: new HandshakeState({
+    responder: await HandshakeState.create({
       pattern,
       role: "responder",
       prologue: responderPrologue,
@@ -41,35 +41,35 @@ describe.each([
   ["XX", XX, [32, 96, 64]],
   ["XXhfs", XX_HFS, [32 + 1184, 32 + 1088 + 16 + 48 + 16, 64]],
 ] as const)("%s handshake", (_name, pattern, sizes) => {
-  it("completes: same handshake hash, each side learns the other's static key, payloads arrive", () => {
-    const { si, sr, initiator, responder } = pair(pattern);
-    const m1 = must(initiator.writeMessage(utf8("one")));
+  it("completes: same handshake hash, each side learns the other's static key, payloads arrive", async () => {
+    const { si, sr, initiator, responder } = await pair(pattern);
+    const m1 = must(await initiator.writeMessage(utf8("one")));
     expect(m1.length).toBe(sizes[0] + 3);
-    expect(must(responder.readMessage(m1))).toEqual(utf8("one"));
-    const m2 = must(responder.writeMessage(utf8("two")));
+    expect(must(await responder.readMessage(m1))).toEqual(utf8("one"));
+    const m2 = must(await responder.writeMessage(utf8("two")));
     expect(m2.length).toBe(sizes[1] + 3);
-    expect(must(initiator.readMessage(m2))).toEqual(utf8("two"));
-    const m3 = must(initiator.writeMessage(utf8("three")));
+    expect(must(await initiator.readMessage(m2))).toEqual(utf8("two"));
+    const m3 = must(await initiator.writeMessage(utf8("three")));
     expect(m3.length).toBe(sizes[2] + 5);
-    expect(must(responder.readMessage(m3))).toEqual(utf8("three"));
+    expect(must(await responder.readMessage(m3))).toEqual(utf8("three"));
     expect(initiator.status).toBe("complete");
     expect(responder.status).toBe("complete");
 
     const labels = ["loft ratchet bootstrap", "another label"];
-    const a = must(initiator.finish(labels));
-    const b = must(responder.finish(labels));
+    const a = must(await initiator.finish(labels));
+    const b = must(await responder.finish(labels));
     expect(a.handshakeHash).toEqual(b.handshakeHash);
     expect(a.remoteStaticKey).toEqual(sr.publicKey);
     expect(b.remoteStaticKey).toEqual(si.publicKey);
     expect(a.protocolName).toBe(pattern.protocolName);
 
-    const sealed = must(a.send.encryptWithAd(new Uint8Array(0), utf8("ping")));
-    expect(must(b.receive.decryptWithAd(new Uint8Array(0), sealed))).toEqual(utf8("ping"));
-    const back = must(b.send.encryptWithAd(new Uint8Array(0), utf8("pong")));
-    expect(must(a.receive.decryptWithAd(new Uint8Array(0), back))).toEqual(utf8("pong"));
+    const sealed = must(await a.send.encryptWithAd(new Uint8Array(0), utf8("ping")));
+    expect(must(await b.receive.decryptWithAd(new Uint8Array(0), sealed))).toEqual(utf8("ping"));
+    const back = must(await b.send.encryptWithAd(new Uint8Array(0), utf8("pong")));
+    expect(must(await a.receive.decryptWithAd(new Uint8Array(0), back))).toEqual(utf8("pong"));
     // The two directions use different keys (Split's c1 / c2): same nonce (1), same plaintext.
-    const fromA = must(a.send.encryptWithAd(new Uint8Array(0), utf8("same")));
-    const fromB = must(b.send.encryptWithAd(new Uint8Array(0), utf8("same")));
+    const fromA = must(await a.send.encryptWithAd(new Uint8Array(0), utf8("same")));
+    const fromB = must(await b.send.encryptWithAd(new Uint8Array(0), utf8("same")));
     expect(equalBytes(fromA, fromB)).toBe(false);
 
     const exportedA = a.exportSecret("loft ratchet bootstrap");
@@ -78,17 +78,17 @@ describe.each([
     expect(a.exportSecret("another label")).not.toEqual(exportedA);
 
     expect(initiator.status).toBe("finished");
-    const twice = initiator.finish(labels);
+    const twice = await initiator.finish(labels);
     expect(!twice.ok && twice.error.code).toBe("LOFT_ERR_HANDSHAKE_STATE");
   });
 
-  it("derives exports at finish and keeps no chaining key: other labels can't be derived later", () => {
-    const { initiator, responder } = pair(pattern);
-    must(responder.readMessage(must(initiator.writeMessage())));
-    must(initiator.readMessage(must(responder.writeMessage())));
-    must(responder.readMessage(must(initiator.writeMessage())));
-    const a = must(initiator.finish(["loft/ratchet/v1"]));
-    const b = must(responder.finish(["loft/ratchet/v1"]));
+  it("derives exports at finish and keeps no chaining key: other labels can't be derived later", async () => {
+    const { initiator, responder } = await pair(pattern);
+    must(await responder.readMessage(must(await initiator.writeMessage())));
+    must(await initiator.readMessage(must(await responder.writeMessage())));
+    must(await responder.readMessage(must(await initiator.writeMessage())));
+    const a = must(await initiator.finish(["loft/ratchet/v1"]));
+    const b = must(await responder.finish(["loft/ratchet/v1"]));
     expect(a.exportSecret("loft/ratchet/v1")).toEqual(b.exportSecret("loft/ratchet/v1"));
     // With ck gone (docs/protocol/session.md §6), a label not derived at finish() is refused.
     expect(() => a.exportSecret("loft/other")).toThrow(RangeError);
@@ -102,97 +102,135 @@ describe.each([
     b.wipe();
   });
 
-  it("a different prologue on one side fails the first encrypted read (LOFT_ERR_DECRYPT)", () => {
-    const { initiator, responder } = pair(pattern, prologue, utf8("other prologue"));
-    must(responder.readMessage(must(initiator.writeMessage())));
-    const r = initiator.readMessage(must(responder.writeMessage()));
+  it("a different prologue on one side fails the first encrypted read (LOFT_ERR_DECRYPT)", async () => {
+    const { initiator, responder } = await pair(pattern, prologue, utf8("other prologue"));
+    must(await responder.readMessage(must(await initiator.writeMessage())));
+    const r = await initiator.readMessage(must(await responder.writeMessage()));
     expect(!r.ok && r.error.code).toBe("LOFT_ERR_DECRYPT");
     expect(initiator.status).toBe("failed");
   });
 
-  it("out-of-turn calls fail with LOFT_ERR_HANDSHAKE_STATE and leave a zeroed, dead state", () => {
-    const { initiator, responder } = pair(pattern);
-    const r = responder.writeMessage();
+  it("out-of-turn calls fail with LOFT_ERR_HANDSHAKE_STATE and leave a zeroed, dead state", async () => {
+    const { initiator, responder } = await pair(pattern);
+    const r = await responder.writeMessage();
     expect(!r.ok && r.error.code).toBe("LOFT_ERR_HANDSHAKE_STATE");
     expect(responder.status).toBe("failed");
     expect(responder.handshakeHash).toEqual(new Uint8Array(32));
-    const again = responder.readMessage(must(initiator.writeMessage()));
+    const again = await responder.readMessage(must(await initiator.writeMessage()));
     expect(!again.ok && again.error.code).toBe("LOFT_ERR_HANDSHAKE_STATE");
-    const fin = responder.finish();
+    const fin = await responder.finish();
     expect(!fin.ok && fin.error.code).toBe("LOFT_ERR_HANDSHAKE_STATE");
 
-    const early = initiator.finish();
+    const early = await initiator.finish();
     expect(!early.ok && early.error.code).toBe("LOFT_ERR_HANDSHAKE_STATE");
-    const readFirst = pair(pattern).initiator.readMessage(new Uint8Array(100));
+    const readFirst = await (await pair(pattern)).initiator.readMessage(new Uint8Array(100));
     expect(!readFirst.ok && readFirst.error.code).toBe("LOFT_ERR_HANDSHAKE_STATE");
   });
 
-  it("a truncated message is LOFT_ERR_MALFORMED, one over 65535 bytes LOFT_ERR_FRAME_TOO_LARGE", () => {
-    const { initiator, responder } = pair(pattern);
-    const m1 = must(initiator.writeMessage());
-    const short = responder.readMessage(m1.subarray(0, sizes[0] - 1));
+  it("a truncated message is LOFT_ERR_MALFORMED, one over 65535 bytes LOFT_ERR_FRAME_TOO_LARGE", async () => {
+    const { initiator, responder } = await pair(pattern);
+    const m1 = must(await initiator.writeMessage());
+    const short = await responder.readMessage(m1.subarray(0, sizes[0] - 1));
     expect(!short.ok && short.error.code).toBe("LOFT_ERR_MALFORMED");
-    const { responder: r2 } = pair(pattern);
-    const big = r2.readMessage(new Uint8Array(65536));
+    const { responder: r2 } = await pair(pattern);
+    const big = await r2.readMessage(new Uint8Array(65536));
     expect(!big.ok && big.error.code).toBe("LOFT_ERR_FRAME_TOO_LARGE");
   });
 
-  it("refuses to write a payload that would make the message exceed 65535 bytes", () => {
-    const { initiator } = pair(pattern);
-    const r = initiator.writeMessage(new Uint8Array(65535 - sizes[0] + 1));
+  it("refuses to write a payload that would make the message exceed 65535 bytes", async () => {
+    const { initiator } = await pair(pattern);
+    const r = await initiator.writeMessage(new Uint8Array(65535 - sizes[0] + 1));
     expect(!r.ok && r.error.code).toBe("LOFT_ERR_FRAME_TOO_LARGE");
-    const { initiator: i2 } = pair(pattern);
-    expect(must(i2.writeMessage(new Uint8Array(65535 - sizes[0]))).length).toBe(65535);
+    const { initiator: i2 } = await pair(pattern);
+    expect(must(await i2.writeMessage(new Uint8Array(65535 - sizes[0]))).length).toBe(65535);
   });
 
-  it("a low-order ephemeral key from the peer fails with LOFT_ERR_MALFORMED", () => {
-    const { initiator, responder } = pair(pattern);
-    const m1 = must(initiator.writeMessage());
+  it("a low-order ephemeral key from the peer fails with LOFT_ERR_MALFORMED", async () => {
+    const { initiator, responder } = await pair(pattern);
+    const m1 = must(await initiator.writeMessage());
     m1.fill(0, 0, 32); // u = 0, a low-order point (Noise §12.1 allows signalling an error)
-    must(responder.readMessage(m1));
-    const r = responder.writeMessage();
+    must(await responder.readMessage(m1));
+    const r = await responder.writeMessage();
     expect(!r.ok && r.error.code).toBe("LOFT_ERR_MALFORMED");
     expect(responder.status).toBe("failed");
   });
 
-  it("a tampered message 2 or 3 fails with LOFT_ERR_DECRYPT", () => {
+  it("a tampered message 2 or 3 fails with LOFT_ERR_DECRYPT", async () => {
     for (const target of [1, 2]) {
-      const { initiator, responder } = pair(pattern);
-      const m1 = must(initiator.writeMessage());
-      must(responder.readMessage(m1));
-      const m2 = must(responder.writeMessage());
+      const { initiator, responder } = await pair(pattern);
+      const m1 = must(await initiator.writeMessage());
+      must(await responder.readMessage(m1));
+      const m2 = must(await responder.writeMessage());
       if (target === 1) {
         m2[m2.length - 1]! ^= 0x80;
-        const r = initiator.readMessage(m2);
+        const r = await initiator.readMessage(m2);
         expect(!r.ok && r.error.code).toBe("LOFT_ERR_DECRYPT");
         continue;
       }
-      must(initiator.readMessage(m2));
-      const m3 = must(initiator.writeMessage());
+      must(await initiator.readMessage(m2));
+      const m3 = must(await initiator.writeMessage());
       m3[5]! ^= 1;
-      const r = responder.readMessage(m3);
+      const r = await responder.readMessage(m3);
       expect(!r.ok && r.error.code).toBe("LOFT_ERR_DECRYPT");
     }
   });
 
-  it("leaves the caller's static key untouched, even after a failure wipes the state", () => {
-    const s: KeyPair = generateKeyPair();
+  it("leaves the caller's static key untouched, even after a failure wipes the state", async () => {
+    const s: KeyPair = await generateKeyPair();
     const copy = s.privateKey.slice();
-    const hs = new HandshakeState({ pattern, role: "responder", prologue, staticKeyPair: s });
-    hs.writeMessage();
+    const hs = await HandshakeState.create({ pattern, role: "responder", prologue, staticKeyPair: s });
+    await hs.writeMessage();
     expect(hs.status).toBe("failed");
     expect(s.privateKey).toEqual(copy);
   });
 });
 
 describe("XX and XXhfs do not mix", () => {
-  it("an XXhfs initiator and an XX responder fail (different protocol names in h)", () => {
-    const si = generateKeyPair();
-    const sr = generateKeyPair();
-    const initiator = new HandshakeState({ pattern: XX_HFS, role: "initiator", prologue, staticKeyPair: si });
-    const responder = new HandshakeState({ pattern: XX, role: "responder", prologue, staticKeyPair: sr });
-    must(responder.readMessage(must(initiator.writeMessage())));
-    const r = initiator.readMessage(must(responder.writeMessage()));
+  it("an XXhfs initiator and an XX responder fail (different protocol names in h)", async () => {
+    const si = await generateKeyPair();
+    const sr = await generateKeyPair();
+    const initiator = await HandshakeState.create({
+      pattern: XX_HFS,
+      role: "initiator",
+      prologue,
+      staticKeyPair: si,
+    });
+    const responder = await HandshakeState.create({
+      pattern: XX,
+      role: "responder",
+      prologue,
+      staticKeyPair: sr,
+    });
+    must(await responder.readMessage(must(await initiator.writeMessage())));
+    const r = await initiator.readMessage(must(await responder.writeMessage()));
     expect(r.ok).toBe(false);
+  });
+});
+
+describe("HandshakeState steps are async and one at a time", () => {
+  it("a second step called while one runs is refused and leaves the running one intact", async () => {
+    const { initiator, responder } = await pair(XX_HFS);
+    const first = initiator.writeMessage();
+    const second = await initiator.writeMessage();
+    expect(!second.ok && second.error.code).toBe("LOFT_ERR_HANDSHAKE_STATE");
+    const m1 = must(await first);
+    must(await responder.readMessage(m1));
+    must(await initiator.readMessage(must(await responder.writeMessage())));
+    must(await responder.readMessage(must(await initiator.writeMessage())));
+    const [a, b] = [must(await initiator.finish()), must(await responder.finish())];
+    expect(a.handshakeHash).toEqual(b.handshakeHash);
+  });
+
+  it("abort() during a step: that step ends in LOFT_ERR_HANDSHAKE_STATE and nothing is produced", async () => {
+    const { initiator, responder } = await pair(XX_HFS);
+    must(await responder.readMessage(must(await initiator.writeMessage())));
+    const reading = initiator.readMessage(must(await responder.writeMessage()));
+    initiator.abort();
+    const r = await reading;
+    expect(!r.ok && r.error.code).toBe("LOFT_ERR_HANDSHAKE_STATE");
+    expect(initiator.status).toBe("failed");
+    expect(initiator.handshakeHash).toEqual(new Uint8Array(32));
+    const fin = await initiator.finish();
+    expect(fin.ok).toBe(false);
   });
 });

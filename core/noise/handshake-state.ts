@@ -8,8 +8,16 @@
  * error (bad length, failed AEAD, a low-order key, a call out of turn) moves it to `failed`, wipes
  * every secret it holds, and every later call returns `LOFT_ERR_HANDSHAKE_STATE`. A `failed`
  * handshake never yields a transport.
+ *
+ * Every step is async (the crypto provider is; docs/decisions.md, "Cryptography: one async
+ * provider, carried explicitly"). One step runs at a time: a `writeMessage`/`readMessage`/`finish`
+ * called while another is still running is refused with `LOFT_ERR_HANDSHAKE_STATE` and leaves the
+ * running one alone; `abort()` during a step wipes the state, and that step then ends in
+ * `LOFT_ERR_HANDSHAKE_STATE` instead of producing anything.
  */
 import { abytes, concatBytes, wipe } from "../bytes.ts";
+import { nobleCrypto } from "../crypto/noble.ts";
+import type { CryptoProvider } from "../crypto/provider.ts";
 import { err, type LoftErrorCode, ok, type Result } from "../errors.ts";
 import type { HandshakePattern, Token } from "./patterns.ts";
 import {
@@ -25,7 +33,7 @@ import {
   keyPairFromPrivate,
   MAX_MESSAGE_LEN,
   type NoiseEntropy,
-  systemEntropy,
+  providerEntropy,
   TAGLEN,
 } from "./primitives.ts";
 import { SymmetricState } from "./symmetric-state.ts";
@@ -52,8 +60,10 @@ export interface HandshakeConfig {
   staticKeyPair: KeyPair;
   /** 32-byte pre-shared key, required exactly when the pattern has a `psk` token (§9). */
   psk?: Uint8Array;
-  /** Randomness for `e`, `e1` and `ekem1`; fixed bytes for vectors, the CSPRNG otherwise. */
+  /** Randomness for `e`, `e1` and `ekem1`; fixed bytes for vectors, the provider's CSPRNG otherwise. */
   entropy?: NoiseEntropy;
+  /** The primitives (core/crypto/provider.ts); noble when absent. */
+  crypto?: CryptoProvider;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -65,6 +75,9 @@ export class HandshakeState {
   #index = 0;
   readonly #symmetric: SymmetricState;
   readonly #entropy: NoiseEntropy;
+  readonly #crypto: CryptoProvider;
+  /** A step (write, read, finish) is running. */
+  #busy = false;
   #s: KeyPair;
   #e: KeyPair | undefined;
   #rs: Uint8Array | undefined;
@@ -74,18 +87,28 @@ export class HandshakeState {
   #e1: KemKeyPair | undefined;
   #re1: Uint8Array | undefined;
 
-  /** Noise §5.3 `Initialize(handshake_pattern, initiator, prologue, s, e, rs, re)`. */
-  constructor(config: HandshakeConfig) {
+  /**
+   * Noise §5.3 `Initialize(handshake_pattern, initiator, prologue, s, e, rs, re)`: InitializeSymmetric
+   * and MixHash(prologue), then the state is ready for its first step.
+   */
+  static async create(config: HandshakeConfig): Promise<HandshakeState> {
     abytes(config.prologue, undefined, "prologue");
     abytes(config.staticKeyPair.privateKey, DHLEN, "static private key");
     abytes(config.staticKeyPair.publicKey, DHLEN, "static public key");
     if (config.pattern.psk) abytes(config.psk, 32, "psk");
     else if (config.psk !== undefined) throw new Error(`${config.pattern.protocolName} takes no psk`);
+    const crypto = config.crypto ?? nobleCrypto;
+    const symmetric = await SymmetricState.create(config.pattern.protocolName, crypto);
+    await symmetric.mixHash(config.prologue);
+    return new HandshakeState(config, crypto, symmetric);
+  }
+
+  private constructor(config: HandshakeConfig, crypto: CryptoProvider, symmetric: SymmetricState) {
     this.pattern = config.pattern;
     this.role = config.role;
-    this.#entropy = config.entropy ?? systemEntropy;
-    this.#symmetric = new SymmetricState(config.pattern.protocolName);
-    this.#symmetric.mixHash(config.prologue);
+    this.#crypto = crypto;
+    this.#entropy = config.entropy ?? providerEntropy(crypto);
+    this.#symmetric = symmetric;
     this.#s = {
       privateKey: config.staticKeyPair.privateKey.slice(),
       publicKey: config.staticKeyPair.publicKey.slice(),
@@ -115,88 +138,124 @@ export class HandshakeState {
   }
 
   /**
-   * Noise §5.3 `WriteMessage(payload, message_buffer)`: processes the next message pattern's
-   * tokens and appends `EncryptAndHash(payload)`. Returns the whole handshake message.
+   * Run one step; refuse a step while another runs, and turn anything a concurrent `abort()`
+   * broke into LOFT_ERR_HANDSHAKE_STATE.
    */
-  writeMessage(payload: Uint8Array = EMPTY): Result<Uint8Array> {
-    if (this.#status !== "write") return this.#outOfTurn("write");
-    const tokens = this.pattern.messages[this.#index]!;
-    const size = this.pattern.overhead[this.#index]! + payload.length;
-    if (size > MAX_MESSAGE_LEN)
-      return this.#fail("LOFT_ERR_FRAME_TOO_LARGE", `handshake message of ${size} bytes exceeds 65535 (§3)`);
-    const parts: Uint8Array[] = [];
-    for (const token of tokens) {
-      const step = this.#writeToken(token, parts);
-      if (step !== undefined) return step;
+  async #step<T>(name: string, body: () => Promise<Result<T>>): Promise<Result<T>> {
+    if (this.#busy) return err("LOFT_ERR_HANDSHAKE_STATE", `${name} while another handshake step is running`);
+    this.#busy = true;
+    try {
+      const result = await body();
+      if (this.#status === "failed" && result.ok)
+        return err("LOFT_ERR_HANDSHAKE_STATE", `${name}: the handshake was aborted`);
+      return result;
+    } catch (e) {
+      if (this.#status === "failed")
+        return err("LOFT_ERR_HANDSHAKE_STATE", `${name}: the handshake was aborted`);
+      throw e;
+    } finally {
+      this.#busy = false;
     }
-    const body = this.#symmetric.encryptAndHash(payload);
-    if (!body.ok) return this.#fail(body.error.code, body.error.message);
-    parts.push(body.value);
-    this.#advance();
-    return ok(concatBytes(...parts));
+  }
+
+  /**
+   * Noise §5.3 `WriteMessage(payload, message_buffer)`: processes the next message pattern's
+   * tokens and appends `EncryptAndHash(payload)`. Resolves with the whole handshake message.
+   */
+  writeMessage(payload: Uint8Array = EMPTY): Promise<Result<Uint8Array>> {
+    return this.#step("write", async () => {
+      if (this.#status !== "write") return this.#outOfTurn("write");
+      const tokens = this.pattern.messages[this.#index]!;
+      const size = this.pattern.overhead[this.#index]! + payload.length;
+      if (size > MAX_MESSAGE_LEN)
+        return this.#fail(
+          "LOFT_ERR_FRAME_TOO_LARGE",
+          `handshake message of ${size} bytes exceeds 65535 (§3)`,
+        );
+      const parts: Uint8Array[] = [];
+      for (const token of tokens) {
+        const step = await this.#writeToken(token, parts);
+        if (step !== undefined) return step;
+      }
+      const body = await this.#symmetric.encryptAndHash(payload);
+      if (!body.ok) return this.#fail(body.error.code, body.error.message);
+      parts.push(body.value);
+      this.#advance();
+      return ok(concatBytes(...parts));
+    });
   }
 
   /**
    * Noise §5.3 `ReadMessage(message, payload_buffer)`: processes the next message pattern's
-   * tokens and returns `DecryptAndHash()` of the remaining bytes (the payload).
+   * tokens and resolves with `DecryptAndHash()` of the remaining bytes (the payload).
    */
-  readMessage(message: Uint8Array): Result<Uint8Array> {
-    if (this.#status !== "read") return this.#outOfTurn("read");
-    if (!(message instanceof Uint8Array)) return this.#fail("LOFT_ERR_MALFORMED", "not a byte array");
-    if (message.length > MAX_MESSAGE_LEN)
-      return this.#fail("LOFT_ERR_FRAME_TOO_LARGE", `handshake message of ${message.length} bytes (§3)`);
-    const minimum = this.pattern.overhead[this.#index]!;
-    if (message.length < minimum)
-      return this.#fail(
-        "LOFT_ERR_MALFORMED",
-        `handshake message ${this.#index + 1} needs at least ${minimum} bytes, got ${message.length}`,
-      );
-    const tokens = this.pattern.messages[this.#index]!;
-    let offset = 0;
-    const take = (n: number): Uint8Array => {
-      const field = message.subarray(offset, offset + n);
-      offset += n;
-      return field;
-    };
-    for (const token of tokens) {
-      const step = this.#readToken(token, take);
-      if (step !== undefined) return step;
-    }
-    const payload = this.#symmetric.decryptAndHash(message.subarray(offset));
-    if (!payload.ok) return this.#fail(payload.error.code, "handshake payload failed authentication");
-    this.#advance();
-    // A plaintext payload (message 1 of XX) is a view into `message`; hand out our own bytes.
-    return ok(payload.value.buffer === message.buffer ? payload.value.slice() : payload.value);
+  readMessage(message: Uint8Array): Promise<Result<Uint8Array>> {
+    return this.#step("read", async () => {
+      if (this.#status !== "read") return this.#outOfTurn("read");
+      if (!(message instanceof Uint8Array)) return this.#fail("LOFT_ERR_MALFORMED", "not a byte array");
+      if (message.length > MAX_MESSAGE_LEN)
+        return this.#fail("LOFT_ERR_FRAME_TOO_LARGE", `handshake message of ${message.length} bytes (§3)`);
+      const minimum = this.pattern.overhead[this.#index]!;
+      if (message.length < minimum)
+        return this.#fail(
+          "LOFT_ERR_MALFORMED",
+          `handshake message ${this.#index + 1} needs at least ${minimum} bytes, got ${message.length}`,
+        );
+      const tokens = this.pattern.messages[this.#index]!;
+      let offset = 0;
+      const take = (n: number): Uint8Array => {
+        const field = message.subarray(offset, offset + n);
+        offset += n;
+        return field;
+      };
+      for (const token of tokens) {
+        const step = await this.#readToken(token, take);
+        if (step !== undefined) return step;
+      }
+      const payload = await this.#symmetric.decryptAndHash(message.subarray(offset));
+      if (!payload.ok) return this.#fail(payload.error.code, "handshake payload failed authentication");
+      this.#advance();
+      // A plaintext payload (message 1 of XX) is a view into `message`; hand out our own bytes.
+      return ok(payload.value.buffer === message.buffer ? payload.value.slice() : payload.value);
+    });
   }
 
   /**
    * Noise §5.3: "If there are no more message patterns returns two new CipherState objects by
-   * calling Split()". Once complete, returns the transport (CipherStates for our direction and
-   * the peer's, `h`, `rs`, and the secrets of our `exportSecret` extension for `exportLabels`)
+   * calling Split()". Once complete, resolves with the transport (CipherStates for our direction
+   * and the peer's, `h`, `rs`, and the secrets of our `exportSecret` extension for `exportLabels`)
    * and wipes the handshake state, final `ck` included: the exports are derived here, so no
    * chaining key outlives the handshake (docs/protocol/noise.md, "Our extension"). Only once.
    */
-  finish(exportLabels: readonly string[] = []): Result<NoiseTransport> {
-    if (this.#status !== "complete")
-      return err("LOFT_ERR_HANDSHAKE_STATE", `finish() while the handshake is ${this.#status}`);
+  finish(exportLabels: readonly string[] = []): Promise<Result<NoiseTransport>> {
     for (const label of exportLabels)
       if (label.length === 0) throw new RangeError("exportSecret: label must be non-empty");
-    const [c1, c2] = this.#symmetric.split();
-    const initiator = this.role === "initiator";
-    const handshakeHash = this.#symmetric.getHandshakeHash();
-    const exports = new Map<string, Uint8Array>();
-    for (const label of exportLabels) exports.set(label, this.#symmetric.exportSecret(label));
-    const transport = new NoiseTransport({
-      protocolName: this.pattern.protocolName,
-      send: initiator ? c1 : c2,
-      receive: initiator ? c2 : c1,
-      handshakeHash,
-      remoteStaticKey: this.#rs!.slice(),
-      exports,
+    return this.#step("finish", async () => {
+      if (this.#status !== "complete")
+        return err("LOFT_ERR_HANDSHAKE_STATE", `finish() while the handshake is ${this.#status}`);
+      const [c1, c2] = await this.#symmetric.split();
+      const initiator = this.role === "initiator";
+      const handshakeHash = this.#symmetric.getHandshakeHash();
+      const exports = new Map<string, Uint8Array>();
+      for (const label of exportLabels) exports.set(label, await this.#symmetric.exportSecret(label));
+      if (this.#status !== "complete") {
+        c1.wipe();
+        c2.wipe();
+        wipe(...exports.values());
+        return err("LOFT_ERR_HANDSHAKE_STATE", "finish: the handshake was aborted");
+      }
+      const transport = new NoiseTransport({
+        protocolName: this.pattern.protocolName,
+        send: initiator ? c1 : c2,
+        receive: initiator ? c2 : c1,
+        handshakeHash,
+        remoteStaticKey: this.#rs!.slice(),
+        exports,
+      });
+      this.#wipe();
+      this.#status = "finished";
+      return ok(transport);
     });
-    this.#wipe();
-    this.#status = "finished";
-    return ok(transport);
   }
 
   /** Give up: wipe everything and refuse any further call (e.g. on a timeout or a bad identity). */
@@ -234,41 +293,41 @@ export class HandshakeState {
   }
 
   /** One token of §5.3 WriteMessage (plus HFS §4 `e1` / `ekem1`); returns a Result only on failure. */
-  #writeToken(token: Token, out: Uint8Array[]): Result<never> | undefined {
+  async #writeToken(token: Token, out: Uint8Array[]): Promise<Result<never> | undefined> {
     const sym = this.#symmetric;
     switch (token) {
       case "e": {
         // §5.3: e = GENERATE_KEYPAIR(); append e.public_key; MixHash(e.public_key).
         const secret = this.#entropy.ephemeralPrivateKey();
-        this.#e = keyPairFromPrivate(secret);
+        this.#e = await keyPairFromPrivate(secret, this.#crypto);
         secret.fill(0);
         out.push(this.#e.publicKey);
-        sym.mixHash(this.#e.publicKey);
-        if (this.pattern.psk) sym.mixKey(this.#e.publicKey); // §9.2
+        await sym.mixHash(this.#e.publicKey);
+        if (this.pattern.psk) await sym.mixKey(this.#e.publicKey); // §9.2
         return undefined;
       }
       case "s":
-        return this.#appendEncrypted(sym.encryptAndHash(this.#s.publicKey), out);
+        return this.#appendEncrypted(await sym.encryptAndHash(this.#s.publicKey), out);
       case "e1": {
         // HFS §4: e1 = GENERATE_KEM_KEYPAIR(); public key sent like a static key (EncryptAndHash).
         const seed = this.#entropy.kemKeySeed();
-        this.#e1 = kemKeyPairFromSeed(seed);
+        this.#e1 = await kemKeyPairFromSeed(this.#crypto, seed);
         seed.fill(0);
-        return this.#appendEncrypted(sym.encryptAndHash(this.#e1.publicKey), out);
+        return this.#appendEncrypted(await sym.encryptAndHash(this.#e1.publicKey), out);
       }
       case "ekem1": {
         // HFS §4: GENERATE_KEM_CIPHERTEXT(re1); EncryptAndHash(ciphertext); MixKey(kem_output).
         const randomness = this.#entropy.kemEncapsulationRandomness();
-        const kem = kemEncapsulate(this.#re1!, randomness);
+        const kem = await kemEncapsulate(this.#crypto, this.#re1!, randomness);
         randomness.fill(0);
         if (kem === undefined) return this.#fail("LOFT_ERR_MALFORMED", "peer's ML-KEM public key is invalid");
-        const sent = this.#appendEncrypted(sym.encryptAndHash(kem.ciphertext), out);
-        sym.mixKey(kem.output);
+        const sent = this.#appendEncrypted(await sym.encryptAndHash(kem.ciphertext), out);
+        if (sent === undefined) await sym.mixKey(kem.output);
         kem.output.fill(0);
         return sent;
       }
       case "psk":
-        sym.mixKeyAndHash(this.#psk!); // §9.2
+        await sym.mixKeyAndHash(this.#psk!); // §9.2
         return undefined;
       default:
         return this.#mixDh(token);
@@ -276,40 +335,40 @@ export class HandshakeState {
   }
 
   /** One token of §5.3 ReadMessage (plus HFS §4 `e1` / `ekem1`); lengths were checked up front. */
-  #readToken(token: Token, take: (n: number) => Uint8Array): Result<never> | undefined {
+  async #readToken(token: Token, take: (n: number) => Uint8Array): Promise<Result<never> | undefined> {
     const sym = this.#symmetric;
     const tag = sym.cipherState.hasKey() ? TAGLEN : 0;
     switch (token) {
       case "e":
         // §5.3: re = next DHLEN bytes; MixHash(re).
         this.#re = take(DHLEN).slice();
-        sym.mixHash(this.#re);
-        if (this.pattern.psk) sym.mixKey(this.#re); // §9.2
+        await sym.mixHash(this.#re);
+        if (this.pattern.psk) await sym.mixKey(this.#re); // §9.2
         return undefined;
       case "s": {
         // §5.3: rs = DecryptAndHash(next DHLEN + 16 bytes if HasKey(), else DHLEN).
-        const rs = sym.decryptAndHash(take(DHLEN + tag));
+        const rs = await sym.decryptAndHash(take(DHLEN + tag));
         if (!rs.ok) return this.#fail("LOFT_ERR_DECRYPT", "remote static key failed authentication");
         this.#rs = rs.value.slice();
         return undefined;
       }
       case "e1": {
-        const re1 = sym.decryptAndHash(take(KEM_PUBLIC_KEY_LEN + tag));
+        const re1 = await sym.decryptAndHash(take(KEM_PUBLIC_KEY_LEN + tag));
         if (!re1.ok) return this.#fail("LOFT_ERR_DECRYPT", "KEM public key failed authentication");
         this.#re1 = re1.value.slice();
         return undefined;
       }
       case "ekem1": {
-        const ciphertext = sym.decryptAndHash(take(KEM_CIPHERTEXT_LEN + tag));
+        const ciphertext = await sym.decryptAndHash(take(KEM_CIPHERTEXT_LEN + tag));
         if (!ciphertext.ok) return this.#fail("LOFT_ERR_DECRYPT", "KEM ciphertext failed authentication");
-        const output = kemDecapsulate(this.#e1!.secretKey, ciphertext.value);
+        const output = await kemDecapsulate(this.#crypto, this.#e1!.secretKey, ciphertext.value);
         if (output === undefined) return this.#fail("LOFT_ERR_MALFORMED", "KEM ciphertext rejected");
-        sym.mixKey(output);
+        await sym.mixKey(output);
         output.fill(0);
         return undefined;
       }
       case "psk":
-        sym.mixKeyAndHash(this.#psk!);
+        await sym.mixKeyAndHash(this.#psk!);
         return undefined;
       default:
         return this.#mixDh(token);
@@ -317,7 +376,7 @@ export class HandshakeState {
   }
 
   /** §5.3 `ee`, `es`, `se`, `ss`: MixKey(DH(...)) with the role-dependent key choice. */
-  #mixDh(token: "ee" | "es" | "se" | "ss"): Result<never> | undefined {
+  async #mixDh(token: "ee" | "es" | "se" | "ss"): Promise<Result<never> | undefined> {
     const initiator = this.role === "initiator";
     const e = this.#e!;
     const s = this.#s;
@@ -337,10 +396,10 @@ export class HandshakeState {
         [local, remote] = [s, this.#rs!];
         break;
     }
-    const shared = dh(local.privateKey, remote);
+    const shared = await dh(this.#crypto, local.privateKey, remote);
     if (shared === undefined)
       return this.#fail("LOFT_ERR_MALFORMED", `${token}: low-order X25519 public key`);
-    this.#symmetric.mixKey(shared);
+    await this.#symmetric.mixKey(shared);
     shared.fill(0);
     return undefined;
   }

@@ -3,14 +3,6 @@
  * `Noise_XXhfs_25519+MLKEM768_ChaChaPoly_BLAKE2s` (Noise Protocol Framework rev 34 and the Noise
  * HFS extension rev 1). See docs/protocol/noise.md for every byte on the wire.
  */
-export {
-  type AeadBackend,
-  aead,
-  type NodeCryptoLike,
-  nobleAead,
-  nodeCryptoAead,
-  setAeadBackend,
-} from "./aead.ts";
 export { CipherState } from "./cipher-state.ts";
 export {
   type HandshakeConfig,
@@ -37,6 +29,7 @@ export {
   keyPairFromPrivate,
   MAX_MESSAGE_LEN,
   type NoiseEntropy,
+  providerEntropy,
   systemEntropy,
   TAGLEN,
 } from "./primitives.ts";

@@ -4,16 +4,14 @@
  * ChaChaPoly and BLAKE2s instantiations), https://noiseprotocol.org/noise.html, and the Noise HFS
  * extension rev 1, §3 (KEM functions), https://github.com/noiseprotocol/noise_hfs_spec.
  *
- * Every primitive comes from noble (docs/design.md, "Cryptography"); this file only adapts them to the
- * shapes Noise names (`DH`, `ENCRYPT`, `DECRYPT`, `REKEY`, `HASH`, `HKDF`, `GENERATE_KEM_*`, `KEM`).
+ * Every primitive comes from the crypto provider the caller passes (core/crypto/provider.ts;
+ * noble by default); this file only adapts them to the shapes Noise names (`DH`, `ENCRYPT`,
+ * `DECRYPT`, `REKEY`, `HASH`, `HKDF`, `GENERATE_KEM_*`, `KEM`). All of them are async, like the
+ * provider (docs/decisions.md, "Cryptography: one async provider, carried explicitly").
  */
-import { x25519 } from "@noble/curves/ed25519.js";
-import { blake2s } from "@noble/hashes/blake2.js";
-import { hmac } from "@noble/hashes/hmac.js";
-import { randomBytes } from "@noble/hashes/utils.js";
-import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
 import { abytes } from "../bytes.ts";
-import { aead } from "./aead.ts";
+import { nobleCrypto } from "../crypto/noble.ts";
+import type { Aead, CryptoProvider } from "../crypto/provider.ts";
 
 /** Noise §12.1: X25519 public keys and DH outputs are 32 bytes. */
 export const DHLEN = 32;
@@ -40,28 +38,28 @@ export interface KeyPair {
 }
 
 /** Noise §12.1 `GENERATE_KEYPAIR()` from given private bytes (vectors inject them). */
-export function keyPairFromPrivate(privateKey: Uint8Array): KeyPair {
+export async function keyPairFromPrivate(
+  privateKey: Uint8Array,
+  crypto: CryptoProvider = nobleCrypto,
+): Promise<KeyPair> {
   abytes(privateKey, DHLEN, "x25519 private key");
-  return { privateKey: privateKey.slice(), publicKey: x25519.getPublicKey(privateKey) };
+  const owned = privateKey.slice();
+  return { privateKey: owned, publicKey: await crypto.x25519.publicKey(owned) };
 }
 
 /** Noise §12.1 `GENERATE_KEYPAIR()`. */
-export function generateKeyPair(): KeyPair {
-  const privateKey = x25519.utils.randomSecretKey();
-  return { privateKey, publicKey: x25519.getPublicKey(privateKey) };
+export async function generateKeyPair(crypto: CryptoProvider = nobleCrypto): Promise<KeyPair> {
+  const privateKey = crypto.randomBytes(DHLEN);
+  return { privateKey, publicKey: await crypto.x25519.publicKey(privateKey) };
 }
 
 /**
- * Noise §12.1 `DH(key_pair, public_key)`. noble rejects the low-order points (the inputs whose
- * output would be all zeros); §12.1 allows signalling an error for them, so this returns
- * `undefined` and the handshake turns it into a typed error.
+ * Noise §12.1 `DH(key_pair, public_key)`. Every backend refuses a low-order point (an all-zero
+ * output); §12.1 allows signalling an error for them, so this gives `undefined` and the handshake
+ * turns it into a typed error.
  */
-export function dh(privateKey: Uint8Array, publicKey: Uint8Array): Uint8Array | undefined {
-  try {
-    return x25519.getSharedSecret(privateKey, publicKey);
-  } catch {
-    return undefined;
-  }
+export function dh(crypto: CryptoProvider, privateKey: Uint8Array, publicKey: Uint8Array) {
+  return crypto.x25519.sharedSecret(privateKey, publicKey);
 }
 
 /** Noise §12.3: 96-bit nonce = 32 zero bits ‖ 64-bit little-endian n. Written into `out`. */
@@ -76,58 +74,17 @@ export function writeNonce(out: Uint8Array, lo: number, hi: number): void {
   out[11] = hi >>> 24;
 }
 
-/**
- * Noise §4.2 `ENCRYPT(k, n, ad, plaintext)` (ChaChaPoly, §12.3; noble, or node:crypto when a Node
- * host installed it — aead.ts). When `output` is given it must
- * be exactly `plaintext.length + TAGLEN` bytes; `plaintext` may be its own prefix (in place).
- */
-export function aeadEncrypt(
-  key: Uint8Array,
-  nonce: Uint8Array,
-  ad: Uint8Array,
-  plaintext: Uint8Array,
-  output?: Uint8Array,
-): Uint8Array {
-  return aead().seal(key, nonce, ad, plaintext, output);
-}
-
-/**
- * Noise §4.2 `DECRYPT(k, n, ad, ciphertext)`; `undefined` on authentication failure. When
- * `output` is given it must be `ciphertext.length - TAGLEN` bytes (it may be the ciphertext's
- * own prefix: noble authenticates first, then decrypts).
- */
-export function aeadDecrypt(
-  key: Uint8Array,
-  nonce: Uint8Array,
-  ad: Uint8Array,
-  ciphertext: Uint8Array,
-  output?: Uint8Array,
-): Uint8Array | undefined {
-  if (ciphertext.length < TAGLEN) return undefined;
-  return aead().open(key, nonce, ad, ciphertext, output);
-}
-
 const MAX_NONCE = new Uint8Array([0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
 const EMPTY = new Uint8Array(0);
 
 /**
  * Noise §4.2 `REKEY(k)`, the default: the first 32 bytes of ENCRYPT(k, 2^64-1, zerolen, zeros).
  */
-export function rekey(key: Uint8Array): Uint8Array {
-  const out = aead().seal(key, MAX_NONCE, EMPTY, new Uint8Array(KEYLEN));
+export async function rekey(aead: Aead, key: Uint8Array): Promise<Uint8Array> {
+  const out = await aead.seal(key, MAX_NONCE, EMPTY, new Uint8Array(KEYLEN));
   const next = out.slice(0, KEYLEN);
   out.fill(0);
   return next;
-}
-
-/** Noise §4.3 `HASH(a ‖ b)` with BLAKE2s (§12.7), without concatenating. */
-export function hash2(a: Uint8Array, b: Uint8Array): Uint8Array {
-  return blake2s.create().update(a).update(b).digest();
-}
-
-/** Noise §4.3 `HASH(data)`. */
-export function hash(data: Uint8Array): Uint8Array {
-  return blake2s(data);
 }
 
 const ONE = new Uint8Array([1]);
@@ -138,25 +95,21 @@ const ONE = new Uint8Array([1]);
  *   out3 = HMAC(temp_key, out2 ‖ 0x03).
  * Returns `numOutputs` (1..3) outputs of HASHLEN bytes; the temporary key is wiped.
  */
-export function hkdf(
+export async function hkdf(
+  crypto: CryptoProvider,
   chainingKey: Uint8Array,
   inputKeyMaterial: Uint8Array,
   numOutputs: 1 | 2 | 3,
-): Uint8Array[] {
-  const tempKey = hmac(blake2s, chainingKey, inputKeyMaterial);
-  const outputs: Uint8Array[] = [hmac(blake2s, tempKey, ONE)];
-  for (let i = 2; i <= numOutputs; i++) {
-    const counter = new Uint8Array([i]);
-    outputs.push(
-      hmac
-        .create(blake2s, tempKey)
-        .update(outputs[i - 2]!)
-        .update(counter)
-        .digest(),
-    );
+): Promise<Uint8Array[]> {
+  const tempKey = await crypto.hmacBlake2s(chainingKey, inputKeyMaterial);
+  try {
+    const outputs: Uint8Array[] = [await crypto.hmacBlake2s(tempKey, ONE)];
+    for (let i = 2; i <= numOutputs; i++)
+      outputs.push(await crypto.hmacBlake2s(tempKey, outputs[i - 2]!, new Uint8Array([i])));
+    return outputs;
+  } finally {
+    tempKey.fill(0);
   }
-  tempKey.fill(0);
-  return outputs;
 }
 
 export interface KemKeyPair {
@@ -165,44 +118,40 @@ export interface KemKeyPair {
 }
 
 /** HFS §3 `GENERATE_KEM_KEYPAIR()` for ML-KEM-768, deterministic from a 64-byte seed (FIPS 203 §7.1). */
-export function kemKeyPairFromSeed(seed: Uint8Array): KemKeyPair {
+export function kemKeyPairFromSeed(crypto: CryptoProvider, seed: Uint8Array): Promise<KemKeyPair> {
   abytes(seed, KEM_SEED_LEN, "ML-KEM-768 seed");
-  const { publicKey, secretKey } = ml_kem768.keygen(seed);
-  return { publicKey, secretKey };
+  return crypto.mlkem768.keyPairFromSeed(seed);
 }
 
 /**
  * HFS §3 `GENERATE_KEM_CIPHERTEXT(public_key)` with the 32-byte randomness `m` (FIPS 203 §7.2).
  * `undefined` when the public key fails the FIPS 203 §7.2 encapsulation-key check.
  */
-export function kemEncapsulate(
+export async function kemEncapsulate(
+  crypto: CryptoProvider,
   publicKey: Uint8Array,
   randomness: Uint8Array,
-): { ciphertext: Uint8Array; output: Uint8Array } | undefined {
+): Promise<{ ciphertext: Uint8Array; output: Uint8Array } | undefined> {
   abytes(randomness, KEM_ENCAPSULATION_RANDOMNESS_LEN, "ML-KEM-768 encapsulation randomness");
-  try {
-    const { cipherText, sharedSecret } = ml_kem768.encapsulate(publicKey, randomness);
-    return { ciphertext: cipherText, output: sharedSecret };
-  } catch {
-    return undefined;
-  }
+  const kem = await crypto.mlkem768.encapsulate(publicKey, randomness);
+  return kem && { ciphertext: kem.ciphertext, output: kem.sharedSecret };
 }
 
 /**
  * HFS §3 `KEM(key_pair, ciphertext)`. ML-KEM decapsulation rejects implicitly (FIPS 203 §6.3):
  * a forged ciphertext yields an unrelated shared secret, which then fails the next AEAD check.
  */
-export function kemDecapsulate(secretKey: Uint8Array, ciphertext: Uint8Array): Uint8Array | undefined {
-  try {
-    return ml_kem768.decapsulate(ciphertext, secretKey);
-  } catch {
-    return undefined;
-  }
+export function kemDecapsulate(
+  crypto: CryptoProvider,
+  secretKey: Uint8Array,
+  ciphertext: Uint8Array,
+): Promise<Uint8Array | undefined> {
+  return crypto.mlkem768.decapsulate(secretKey, ciphertext);
 }
 
 /**
  * Where handshakes get their randomness. Vectors and tests inject fixed bytes; production uses
- * the platform CSPRNG (`crypto.getRandomValues` through noble).
+ * the platform CSPRNG through the provider (`crypto.getRandomValues` or node:crypto).
  */
 export interface NoiseEntropy {
   /** 32 bytes: the private key of the next ephemeral X25519 key pair (`e`). */
@@ -213,8 +162,13 @@ export interface NoiseEntropy {
   kemEncapsulationRandomness(): Uint8Array;
 }
 
-export const systemEntropy: NoiseEntropy = {
-  ephemeralPrivateKey: () => x25519.utils.randomSecretKey(),
-  kemKeySeed: () => randomBytes(KEM_SEED_LEN),
-  kemEncapsulationRandomness: () => randomBytes(KEM_ENCAPSULATION_RANDOMNESS_LEN),
-};
+/** Entropy from a provider's CSPRNG. */
+export function providerEntropy(crypto: CryptoProvider): NoiseEntropy {
+  return {
+    ephemeralPrivateKey: () => crypto.randomBytes(DHLEN),
+    kemKeySeed: () => crypto.randomBytes(KEM_SEED_LEN),
+    kemEncapsulationRandomness: () => crypto.randomBytes(KEM_ENCAPSULATION_RANDOMNESS_LEN),
+  };
+}
+
+export const systemEntropy: NoiseEntropy = providerEntropy(nobleCrypto);

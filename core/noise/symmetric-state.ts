@@ -1,41 +1,62 @@
 /**
  * Noise Protocol Framework rev 34, §5.2 processing rules: the `SymmetricState` object (`ck`, `h`
- * and a CipherState), with BLAKE2s (§12.7) and HKDF over HMAC-BLAKE2s (§4.3).
- * https://noiseprotocol.org/noise.html#the-symmetricstate-object
+ * and a CipherState), with BLAKE2s (§12.7) and HKDF over HMAC-BLAKE2s (§4.3), from the crypto
+ * provider the handshake carries. https://noiseprotocol.org/noise.html#the-symmetricstate-object
  *
  * Our one extension, `exportSecret(label)` (see transport.ts), derives from the final `ck` at
- * `finish()`, before `ck` is wiped; nothing here changes the spec's own functions.
+ * `finish()`, before `ck` is wiped; nothing here changes the spec's own functions. Every function
+ * that hashes is async (the provider is); the handshake awaits each before the next.
  */
 import { utf8, wipe } from "../bytes.ts";
+import { nobleCrypto } from "../crypto/noble.ts";
+import type { Aead, CryptoProvider } from "../crypto/provider.ts";
 import type { Result } from "../errors.ts";
 import { CipherState } from "./cipher-state.ts";
-import { HASHLEN, hash, hash2, hkdf } from "./primitives.ts";
+import { HASHLEN, hkdf } from "./primitives.ts";
 
 const EMPTY = new Uint8Array(0);
 
 export class SymmetricState {
-  readonly cipherState = new CipherState();
+  readonly cipherState: CipherState;
+  readonly #crypto: CryptoProvider;
+  readonly #aead: Aead;
   #ck: Uint8Array;
   #h: Uint8Array;
+  /** Set by `wipe()`: an operation that was awaiting when the state was wiped stores nothing. */
+  #wiped = false;
+
+  private constructor(crypto: CryptoProvider, aead: Aead, h: Uint8Array) {
+    this.#crypto = crypto;
+    this.#aead = aead;
+    this.cipherState = new CipherState(undefined, aead);
+    this.#h = h;
+    this.#ck = h.slice();
+  }
 
   /**
    * Noise §5.2 `InitializeSymmetric(protocol_name)`: `h` = the name zero-padded to HASHLEN if it
-   * fits, else HASH(name); `ck = h`; `InitializeKey(empty)`.
+   * fits, else HASH(name); `ck = h`; `InitializeKey(empty)`. `aead` is the suite's cipher.
    */
-  constructor(protocolName: string) {
+  static async create(
+    protocolName: string,
+    crypto: CryptoProvider = nobleCrypto,
+    aead: Aead = crypto.chacha20poly1305,
+  ): Promise<SymmetricState> {
     const name = utf8(protocolName);
+    let h: Uint8Array;
     if (name.length <= HASHLEN) {
-      this.#h = new Uint8Array(HASHLEN);
-      this.#h.set(name);
+      h = new Uint8Array(HASHLEN);
+      h.set(name);
     } else {
-      this.#h = hash(name);
+      h = await crypto.blake2s(name);
     }
-    this.#ck = this.#h.slice();
+    return new SymmetricState(crypto, aead, h);
   }
 
   /** Noise §5.2 `MixKey(ikm)`: `ck, temp_k = HKDF(ck, ikm, 2)`; `InitializeKey(temp_k)`. */
-  mixKey(inputKeyMaterial: Uint8Array): void {
-    const [ck, tempK] = hkdf(this.#ck, inputKeyMaterial, 2) as [Uint8Array, Uint8Array];
+  async mixKey(inputKeyMaterial: Uint8Array): Promise<void> {
+    const [ck, tempK] = (await hkdf(this.#crypto, this.#ck, inputKeyMaterial, 2)) as [Uint8Array, Uint8Array];
+    this.#refuseIfWiped(ck, tempK);
     this.#ck.fill(0);
     this.#ck = ck;
     this.cipherState.initializeKey(tempK); // HASHLEN is 32: no truncation (§5.2)
@@ -43,19 +64,26 @@ export class SymmetricState {
   }
 
   /** Noise §5.2 `MixHash(data)`: `h = HASH(h ‖ data)`. */
-  mixHash(data: Uint8Array): void {
-    this.#h = hash2(this.#h, data);
+  async mixHash(data: Uint8Array): Promise<void> {
+    const h = await this.#crypto.blake2s(this.#h, data);
+    this.#refuseIfWiped(h);
+    this.#h = h;
   }
 
   /**
    * Noise §5.2 `MixKeyAndHash(ikm)` (used for PSKs, §9.1): `ck, temp_h, temp_k = HKDF(ck, ikm, 3)`;
    * `MixHash(temp_h)`; `InitializeKey(temp_k)`.
    */
-  mixKeyAndHash(inputKeyMaterial: Uint8Array): void {
-    const [ck, tempH, tempK] = hkdf(this.#ck, inputKeyMaterial, 3) as [Uint8Array, Uint8Array, Uint8Array];
+  async mixKeyAndHash(inputKeyMaterial: Uint8Array): Promise<void> {
+    const [ck, tempH, tempK] = (await hkdf(this.#crypto, this.#ck, inputKeyMaterial, 3)) as [
+      Uint8Array,
+      Uint8Array,
+      Uint8Array,
+    ];
+    this.#refuseIfWiped(ck, tempH, tempK);
     this.#ck.fill(0);
     this.#ck = ck;
-    this.mixHash(tempH);
+    await this.mixHash(tempH);
     this.cipherState.initializeKey(tempK);
     wipe(tempH, tempK);
   }
@@ -66,16 +94,16 @@ export class SymmetricState {
   }
 
   /** Noise §5.2 `EncryptAndHash(plaintext)`: `c = EncryptWithAd(h, plaintext)`; `MixHash(c)`. */
-  encryptAndHash(plaintext: Uint8Array): Result<Uint8Array> {
-    const ciphertext = this.cipherState.encryptWithAd(this.#h, plaintext);
-    if (ciphertext.ok) this.mixHash(ciphertext.value);
+  async encryptAndHash(plaintext: Uint8Array): Promise<Result<Uint8Array>> {
+    const ciphertext = await this.cipherState.encryptWithAd(this.#h, plaintext);
+    if (ciphertext.ok) await this.mixHash(ciphertext.value);
     return ciphertext;
   }
 
   /** Noise §5.2 `DecryptAndHash(ciphertext)`: `p = DecryptWithAd(h, c)`; `MixHash(c)`. */
-  decryptAndHash(ciphertext: Uint8Array): Result<Uint8Array> {
-    const plaintext = this.cipherState.decryptWithAd(this.#h, ciphertext);
-    if (plaintext.ok) this.mixHash(ciphertext);
+  async decryptAndHash(ciphertext: Uint8Array): Promise<Result<Uint8Array>> {
+    const plaintext = await this.cipherState.decryptWithAd(this.#h, ciphertext);
+    if (plaintext.ok) await this.mixHash(ciphertext);
     return plaintext;
   }
 
@@ -83,9 +111,12 @@ export class SymmetricState {
    * Noise §5.2 `Split()`: `temp_k1, temp_k2 = HKDF(ck, zerolen, 2)`; two CipherStates. The
    * first encrypts initiator → responder, the second responder → initiator.
    */
-  split(): [CipherState, CipherState] {
-    const [k1, k2] = hkdf(this.#ck, EMPTY, 2) as [Uint8Array, Uint8Array];
-    const pair: [CipherState, CipherState] = [new CipherState(k1), new CipherState(k2)];
+  async split(): Promise<[CipherState, CipherState]> {
+    const [k1, k2] = (await hkdf(this.#crypto, this.#ck, EMPTY, 2)) as [Uint8Array, Uint8Array];
+    const pair: [CipherState, CipherState] = [
+      new CipherState(k1, this.#aead),
+      new CipherState(k2, this.#aead),
+    ];
     wipe(k1, k2);
     return pair;
   }
@@ -94,17 +125,25 @@ export class SymmetricState {
    * Our extension (docs/protocol/noise.md, "Our extension"), computed at Split time from the final
    * chaining key: `HKDF(ck, h ‖ UTF-8(label), 1)` (§4.3, first output). Never exposes `ck` itself.
    */
-  exportSecret(label: string): Uint8Array {
+  async exportSecret(label: string): Promise<Uint8Array> {
     const labelBytes = utf8(label);
     const ikm = new Uint8Array(this.#h.length + labelBytes.length);
     ikm.set(this.#h);
     ikm.set(labelBytes, this.#h.length);
-    const [secret] = hkdf(this.#ck, ikm, 1) as [Uint8Array];
+    const [secret] = (await hkdf(this.#crypto, this.#ck, ikm, 1)) as [Uint8Array];
     return secret;
+  }
+
+  /** After `wipe()`, zero what an operation just derived and stop it (its caller sees a throw). */
+  #refuseIfWiped(...derived: Uint8Array[]): void {
+    if (!this.#wiped) return;
+    wipe(...derived);
+    throw new Error("SymmetricState was wiped during the operation");
   }
 
   /** Zero `ck`, `h` and `k` (a failed or finished handshake leaves nothing behind). */
   wipe(): void {
+    this.#wiped = true;
     this.#ck.fill(0);
     this.#h.fill(0);
     this.cipherState.wipe();

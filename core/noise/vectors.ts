@@ -15,6 +15,8 @@
  * `exported_secrets: [{label, secret}]` for our `exportSecret` extension.
  */
 import { equalBytes, fromHex, toHex } from "../bytes.ts";
+import { nobleCrypto } from "../crypto/noble.ts";
+import type { CryptoProvider } from "../crypto/provider.ts";
 import { HandshakeState } from "./handshake-state.ts";
 import { type HandshakePattern, patternByName } from "./patterns.ts";
 import { keyPairFromPrivate, type NoiseEntropy } from "./primitives.ts";
@@ -68,14 +70,20 @@ function fixedEntropy(
   };
 }
 
-function side(v: Json, pattern: HandshakePattern, role: "init" | "resp"): HandshakeState {
+async function side(
+  v: Json,
+  pattern: HandshakePattern,
+  role: "init" | "resp",
+  crypto: CryptoProvider,
+): Promise<HandshakeState> {
   const staticKey = hexField(v, `${role}_static`);
   if (staticKey === undefined) throw new Error(`${role}_static missing`);
-  return new HandshakeState({
+  return HandshakeState.create({
     pattern,
     role: role === "init" ? "initiator" : "responder",
     prologue: hexField(v, `${role}_prologue`) ?? EMPTY,
-    staticKeyPair: keyPairFromPrivate(staticKey),
+    staticKeyPair: await keyPairFromPrivate(staticKey, crypto),
+    crypto,
     ...(pattern.psk ? { psk: pskField(v, role) } : {}),
     entropy: fixedEntropy(
       hexField(v, `${role}_ephemeral`),
@@ -86,18 +94,18 @@ function side(v: Json, pattern: HandshakePattern, role: "init" | "resp"): Handsh
 }
 
 /** Replays one vector; throws (with a message) on the first mismatch. */
-function replay(v: Json, pattern: HandshakePattern): void {
+async function replay(v: Json, pattern: HandshakePattern, crypto: CryptoProvider): Promise<void> {
   const messages = v.messages;
   if (!Array.isArray(messages)) throw new Error("messages missing");
-  const initiator = side(v, pattern, "init");
-  const responder = side(v, pattern, "resp");
+  const initiator = await side(v, pattern, "init", crypto);
+  const responder = await side(v, pattern, "resp", crypto);
   const handshakeLength = pattern.messages.length;
   // Exports are derived at finish() (the chaining key is wiped there): name them up front.
   const exportLabels = Array.isArray(v.exported_secrets)
     ? (v.exported_secrets as Json[]).map((e) => String(e.label))
     : [];
   let transports: [NoiseTransport, NoiseTransport] | undefined;
-  messages.forEach((m: Json, i) => {
+  for (const [i, m] of (messages as Json[]).entries()) {
     const payload = fromHex(String(m.payload));
     const expected = fromHex(String(m.ciphertext));
     const fromInitiator = i % 2 === 0;
@@ -105,34 +113,34 @@ function replay(v: Json, pattern: HandshakePattern): void {
     let received: Uint8Array;
     if (i < handshakeLength) {
       const [writer, reader] = fromInitiator ? [initiator, responder] : [responder, initiator];
-      const written = writer.writeMessage(payload);
+      const written = await writer.writeMessage(payload);
       if (!written.ok) throw new Error(`message ${i}: write failed: ${written.error.message}`);
       ciphertext = written.value;
       if (!equalBytes(ciphertext, expected)) throw new Error(`message ${i}: ciphertext ${toHex(ciphertext)}`);
-      const read = reader.readMessage(ciphertext);
+      const read = await reader.readMessage(ciphertext);
       if (!read.ok) throw new Error(`message ${i}: read failed: ${read.error.message}`);
       received = read.value;
     } else {
       if (transports === undefined) {
-        const a = initiator.finish(exportLabels);
-        const b = responder.finish(exportLabels);
+        const a = await initiator.finish(exportLabels);
+        const b = await responder.finish(exportLabels);
         if (!a.ok || !b.ok) throw new Error("handshake did not complete");
         transports = [a.value, b.value];
       }
       const [writer, reader] = fromInitiator ? transports : [transports[1], transports[0]];
-      const sealed = writer.send.encryptWithAd(EMPTY, payload);
+      const sealed = await writer.send.encryptWithAd(EMPTY, payload);
       if (!sealed.ok) throw new Error(`message ${i}: ${sealed.error.message}`);
       ciphertext = sealed.value;
       if (!equalBytes(ciphertext, expected)) throw new Error(`message ${i}: ciphertext ${toHex(ciphertext)}`);
-      const opened = reader.receive.decryptWithAd(EMPTY, ciphertext);
+      const opened = await reader.receive.decryptWithAd(EMPTY, ciphertext);
       if (!opened.ok) throw new Error(`message ${i}: ${opened.error.message}`);
       received = opened.value;
     }
     if (!equalBytes(received, payload)) throw new Error(`message ${i}: decrypted payload differs`);
-  });
+  }
   if (transports === undefined) {
-    const a = initiator.finish(exportLabels);
-    const b = responder.finish(exportLabels);
+    const a = await initiator.finish(exportLabels);
+    const b = await responder.finish(exportLabels);
     if (!a.ok || !b.ok) throw new Error("handshake did not complete");
     transports = [a.value, b.value];
   }
@@ -154,8 +162,15 @@ function replay(v: Json, pattern: HandshakePattern): void {
   resp.wipe();
 }
 
-/** Runs one vector object; `fail: true` vectors pass when replaying them fails. */
-export function runVector(vector: unknown, index: number): VectorOutcome {
+/**
+ * Runs one vector object with `crypto`'s primitives (noble by default); `fail: true` vectors pass
+ * when replaying them fails.
+ */
+export async function runVector(
+  vector: unknown,
+  index: number,
+  crypto: CryptoProvider = nobleCrypto,
+): Promise<VectorOutcome> {
   const v = (typeof vector === "object" && vector !== null ? vector : {}) as Json;
   const protocolName = String(v.protocol_name ?? v.name ?? "");
   const pattern = patternByName(protocolName);
@@ -165,7 +180,7 @@ export function runVector(vector: unknown, index: number): VectorOutcome {
     return { index, protocolName, status: "skipped", reason: "pre-message keys (not used by XX)" };
   const shouldFail = v.fail === true;
   try {
-    replay(v, pattern);
+    await replay(v, pattern, crypto);
     return shouldFail
       ? { index, protocolName, status: "failed", reason: "expected failure, but it passed" }
       : { index, protocolName, status: "passed" };
@@ -178,8 +193,13 @@ export function runVector(vector: unknown, index: number): VectorOutcome {
 }
 
 /** Runs every vector of a cacophony-format file (`{"vectors": [...]}` or a bare array). */
-export function runVectorFile(json: unknown): VectorOutcome[] {
+export async function runVectorFile(
+  json: unknown,
+  crypto: CryptoProvider = nobleCrypto,
+): Promise<VectorOutcome[]> {
   const list = Array.isArray(json) ? json : (json as Json | null)?.vectors;
   if (!Array.isArray(list)) throw new Error('not a cacophony vector file (no "vectors" array)');
-  return list.map((vector, index) => runVector(vector, index));
+  const outcomes: VectorOutcome[] = [];
+  for (const [index, vector] of list.entries()) outcomes.push(await runVector(vector, index, crypto));
+  return outcomes;
 }

@@ -55,12 +55,12 @@ function user(now = NOW, oneTime = 0) {
   return { identitySecretKey, identityKey: store.identityKey, store };
 }
 
-function initial(
+async function initial(
   from: { store: PrekeyStore },
   to: { store: PrekeyStore; identityKey: Uint8Array },
   now = NOW,
 ) {
-  return initiateSession({
+  return await initiateSession({
     sender: from.store,
     bundle: encodePrekeyBundle(prekeyBundle(to.store)),
     recipientIdentityKey: to.identityKey,
@@ -88,7 +88,7 @@ function withCache(store: PrekeyStore, seen: SeenBaseKey[]): PrekeyStore {
 }
 
 describe("replay cache under junk first contacts (PQXDH §4.2)", () => {
-  it("a genuine first contact goes through when others' junk has filled the signed prekey's cache", () => {
+  it("a genuine first contact goes through when others' junk has filled the signed prekey's cache", async () => {
     const bob = user();
     const full = withCache(
       bob.store,
@@ -96,41 +96,43 @@ describe("replay cache under junk first contacts (PQXDH §4.2)", () => {
     );
     expect(full.signedPrekeys[0]!.seenBaseKeys.length).toBe(MAX_SEEN_BASE_KEYS);
     const carol = user();
-    const started = unwrap(initial(carol, { ...bob, store: full }));
-    const accepted = unwrap(acceptInitialMessage(full, started.message, { now: NOW }));
+    const started = unwrap(await initial(carol, { ...bob, store: full }));
+    const accepted = unwrap(await acceptInitialMessage(full, started.message, { now: NOW }));
     const seen = accepted.store.signedPrekeys[0]!.seenBaseKeys;
     expect(seen.length).toBe(MAX_SEEN_BASE_KEYS);
     // Carol's base key is remembered (her replay is refused); the evicted entry is the oldest.
     expect(equalBytes(seen.at(-1)!.baseKey, started.header.baseKey)).toBe(true);
-    expect(codeOf(acceptInitialMessage(accepted.store, started.message, { now: NOW }))).toBe(
+    expect(codeOf(await acceptInitialMessage(accepted.store, started.message, { now: NOW }))).toBe(
       "LOFT_ERR_REPLAY",
     );
   });
 
-  it("one identity holds at most MAX_SEEN_PER_SENDER entries: its junk never pushes anyone else out", () => {
+  it("one identity holds at most MAX_SEEN_PER_SENDER entries: its junk never pushes anyone else out", async () => {
     const bob = user();
     const mallory = user();
     let store = bob.store;
     const carol = user();
-    const carolStarted = unwrap(initial(carol, bob));
-    store = unwrap(acceptInitialMessage(store, carolStarted.message, { now: NOW })).store;
+    const carolStarted = unwrap(await initial(carol, bob));
+    store = unwrap(await acceptInitialMessage(store, carolStarted.message, { now: NOW })).store;
     const junk: Uint8Array[] = [];
     for (let i = 0; i < MAX_SEEN_PER_SENDER + 2; i++) {
-      const m = unwrap(initial(mallory, { ...bob, store }));
+      const m = unwrap(await initial(mallory, { ...bob, store }));
       junk.push(m.message);
-      store = unwrap(acceptInitialMessage(store, m.message, { now: NOW })).store;
+      store = unwrap(await acceptInitialMessage(store, m.message, { now: NOW })).store;
     }
     const seen = store.signedPrekeys[0]!.seenBaseKeys;
     const tag = senderTag(mallory.identityKey);
     expect(seen.filter((e) => equalBytes(e.sender, tag)).length).toBe(MAX_SEEN_PER_SENDER);
     expect(seen.length).toBe(MAX_SEEN_PER_SENDER + 1);
     // Carol's entry survived Mallory's flood: her initial message is still a replay.
-    expect(codeOf(acceptInitialMessage(store, carolStarted.message, { now: NOW }))).toBe("LOFT_ERR_REPLAY");
+    expect(codeOf(await acceptInitialMessage(store, carolStarted.message, { now: NOW }))).toBe(
+      "LOFT_ERR_REPLAY",
+    );
     // Mallory's own latest are remembered.
-    expect(codeOf(acceptInitialMessage(store, junk.at(-1)!, { now: NOW }))).toBe("LOFT_ERR_REPLAY");
+    expect(codeOf(await acceptInitialMessage(store, junk.at(-1)!, { now: NOW }))).toBe("LOFT_ERR_REPLAY");
   });
 
-  it("a full cache evicts from the sender holding the most entries, oldest first", () => {
+  it("a full cache evicts from the sender holding the most entries, oldest first", async () => {
     const a = new Uint8Array(SENDER_TAG_LEN).fill(1);
     const b = new Uint8Array(SENDER_TAG_LEN).fill(2);
     const entry = (sender: Uint8Array, n: number) => ({ baseKey: new Uint8Array(32).fill(n), sender });
@@ -150,7 +152,7 @@ describe("replay cache under junk first contacts (PQXDH §4.2)", () => {
     expect(next.at(-1)!.baseKey[0]).toBe(99);
   });
 
-  it("asks for an early rotation once the current cache is half full (and a day old), else by age", () => {
+  it("asks for an early rotation once the current cache is half full (and a day old), else by age", async () => {
     const bob = user();
     expect(signedPrekeyRotationDue(bob.store, NOW)).toBeNull();
     expect(signedPrekeyRotationDue(bob.store, NOW + SIGNED_PREKEY_ROTATION_MS)).toBe("age");
@@ -168,10 +170,10 @@ describe("replay cache under junk first contacts (PQXDH §4.2)", () => {
     expect(rotated.signedPrekeys[1]!.seenBaseKeys.length).toBe(EARLY_ROTATION_SEEN - 1);
   });
 
-  it("keeps a retired generation for RETIRED_PREKEY_KEEP_MS after its retirement, then zeroes it", () => {
+  it("keeps a retired generation for RETIRED_PREKEY_KEEP_MS after its retirement, then zeroes it", async () => {
     const alice = user();
     const bob = user();
-    const inFlight = unwrap(initial(alice, bob)).message;
+    const inFlight = unwrap(await initial(alice, bob)).message;
     const oldSecret = bob.store.signedPrekeys[0]!.secretKey;
     const retiredAt = NOW + DAY;
     let store = rotateSignedPrekeys(bob.store, { identitySecretKey: bob.identitySecretKey, now: retiredAt });
@@ -181,30 +183,32 @@ describe("replay cache under junk first contacts (PQXDH §4.2)", () => {
     });
     expect(store.signedPrekeys.length).toBe(3);
     const copy = unwrap(deserializePrekeyStore(serializePrekeyStore(store)));
-    expect(unwrap(acceptInitialMessage(copy, inFlight, { now: NOW })).plaintext).toEqual(utf8("hello"));
+    expect(unwrap(await acceptInitialMessage(copy, inFlight, { now: NOW })).plaintext).toEqual(utf8("hello"));
     store = rotateSignedPrekeys(store, {
       identitySecretKey: bob.identitySecretKey,
       now: retiredAt + RETIRED_PREKEY_KEEP_MS + 1,
     });
     expect(store.signedPrekeys.length).toBe(3); // the first generation fell off
     expect(oldSecret.every((x) => x === 0)).toBe(true);
-    expect(codeOf(acceptInitialMessage(store, inFlight, { now: NOW }))).toBe("LOFT_ERR_HANDSHAKE_STATE");
+    expect(codeOf(await acceptInitialMessage(store, inFlight, { now: NOW }))).toBe(
+      "LOFT_ERR_HANDSHAKE_STATE",
+    );
   });
 });
 
 describe("signed bundle time (bundle v2)", () => {
-  it("a sender refuses a bundle older than MAX_BUNDLE_AGE_MS or too far in the future", () => {
+  it("a sender refuses a bundle older than MAX_BUNDLE_AGE_MS or too far in the future", async () => {
     const alice = user();
     const old = user(NOW - MAX_BUNDLE_AGE_MS - 1);
-    expect(codeOf(initial(alice, old))).toBe("LOFT_ERR_STALE_PREKEY");
+    expect(codeOf(await initial(alice, old))).toBe("LOFT_ERR_STALE_PREKEY");
     const edge = user(NOW - MAX_BUNDLE_AGE_MS);
-    expect(codeOf(initial(alice, edge))).toBe("ok");
+    expect(codeOf(await initial(alice, edge))).toBe("ok");
     const future = user(NOW + MAX_BUNDLE_CLOCK_SKEW_MS + 1);
-    expect(codeOf(initial(alice, future))).toBe("LOFT_ERR_STALE_PREKEY");
-    expect(codeOf(initial(alice, user(NOW + MAX_BUNDLE_CLOCK_SKEW_MS)))).toBe("ok");
+    expect(codeOf(await initial(alice, future))).toBe("LOFT_ERR_STALE_PREKEY");
+    expect(codeOf(await initial(alice, user(NOW + MAX_BUNDLE_CLOCK_SKEW_MS)))).toBe("ok");
   });
 
-  it("the time is signed with both signed keys: changing it, or moving it to other keys, is refused", () => {
+  it("the time is signed with both signed keys: changing it, or moving it to other keys, is refused", async () => {
     const bob = user();
     const bundle = prekeyBundle(bob.store);
     expect(bundle.signedTime?.createdAt).toBe(NOW);
@@ -218,14 +222,14 @@ describe("signed bundle time (bundle v2)", () => {
     expect(codeOf(decodePrekeyBundle(swapped))).toBe("LOFT_ERR_BAD_SIGNATURE");
   });
 
-  it("version 1 bundles still decode, but a sender never uses one (no signed time)", () => {
+  it("version 1 bundles still decode, but a sender never uses one (no signed time)", async () => {
     const alice = user();
     const bob = user();
     const { signedTime: _, ...legacy } = prekeyBundle(bob.store);
     const bytes = encodePrekeyBundle(legacy);
     const decoded = unwrap(decodePrekeyBundle(bytes));
     expect(decoded.signedTime).toBeUndefined();
-    const r = initiateSession({
+    const r = await initiateSession({
       sender: alice.store,
       bundle: bytes,
       recipientIdentityKey: bob.identityKey,
@@ -235,10 +239,10 @@ describe("signed bundle time (bundle v2)", () => {
     expect(codeOf(r)).toBe("LOFT_ERR_STALE_PREKEY");
   });
 
-  it("a version 1 store still opens, accepts in-flight messages, and asks to rotate before publishing", () => {
+  it("a version 1 store still opens, accepts in-flight messages, and asks to rotate before publishing", async () => {
     const alice = user();
     const bob = user();
-    const inFlight = unwrap(initial(alice, bob));
+    const inFlight = unwrap(await initial(alice, bob));
     const s = bob.store;
     const v1 = encodeCanonical({
       v: 1,
@@ -253,7 +257,7 @@ describe("signed bundle time (bundle v2)", () => {
     expect(legacy.signedPrekeys[0]!.timeSignature).toBeNull();
     expect(signedPrekeyRotationDue(legacy, NOW)).toBe("unsigned-time");
     expect(prekeyBundle(legacy).signedTime).toBeUndefined();
-    const accepted = unwrap(acceptInitialMessage(legacy, inFlight.message, { now: NOW }));
+    const accepted = unwrap(await acceptInitialMessage(legacy, inFlight.message, { now: NOW }));
     const header = unwrap(decodeInitialMessage(inFlight.message)).header;
     expect(accepted.store.signedPrekeys[0]!.seenBaseKeys[0]!.baseKey).toEqual(header.baseKey);
     const rotated = rotateSignedPrekeys(accepted.store, {
@@ -261,6 +265,6 @@ describe("signed bundle time (bundle v2)", () => {
       now: NOW,
     });
     expect(signedPrekeyRotationDue(rotated, NOW)).toBeNull();
-    expect(codeOf(initial(alice, { ...bob, store: rotated }))).toBe("ok");
+    expect(codeOf(await initial(alice, { ...bob, store: rotated }))).toBe("ok");
   });
 });

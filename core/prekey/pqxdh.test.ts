@@ -38,13 +38,13 @@ function user(oneTimePrekeys = 3, oneTimeKemPrekeys = 1) {
   return { identitySecretKey, identityKey: store.identityKey, store };
 }
 
-function firstContact(
+async function firstContact(
   alice: { store: PrekeyStore },
   bob: { store: PrekeyStore; identityKey: Uint8Array },
   msg = "hi bob",
 ) {
   return unwrap(
-    initiateSession({
+    await initiateSession({
       sender: alice.store,
       bundle: encodePrekeyBundle(prekeyBundle(bob.store)),
       recipientIdentityKey: bob.identityKey,
@@ -55,7 +55,7 @@ function firstContact(
 }
 
 describe("prekey bundle (PQXDH §3.2)", () => {
-  it("encodes, decodes and verifies every signature", () => {
+  it("encodes, decodes and verifies every signature", async () => {
     const bob = user(5, 2);
     const bundle = prekeyBundle(bob.store);
     const decoded = unwrap(decodePrekeyBundle(encodePrekeyBundle(bundle)));
@@ -64,7 +64,7 @@ describe("prekey bundle (PQXDH §3.2)", () => {
     expect(decoded.oneTimeKemPrekeys.length).toBe(2);
   });
 
-  it("refuses a bundle with any bad signature (LOFT_ERR_BAD_SIGNATURE)", () => {
+  it("refuses a bundle with any bad signature (LOFT_ERR_BAD_SIGNATURE)", async () => {
     const bob = user(1, 2);
     const bundle = prekeyBundle(bob.store);
     const flip = (sig: Uint8Array) => {
@@ -95,7 +95,7 @@ describe("prekey bundle (PQXDH §3.2)", () => {
       expect(codeOf(decodePrekeyBundle(encodePrekeyBundle(b)))).toBe("LOFT_ERR_BAD_SIGNATURE");
   });
 
-  it("refuses unknown versions, duplicate ids and malformed input", () => {
+  it("refuses unknown versions, duplicate ids and malformed input", async () => {
     const bob = user(1, 0);
     const bundle = prekeyBundle(bob.store);
     const raw = {
@@ -123,82 +123,88 @@ describe("prekey bundle (PQXDH §3.2)", () => {
 });
 
 describe("PQXDH-style first contact (PQXDH §3.3, §3.4)", () => {
-  it("Alice reaches an offline Bob; both end with a working ratchet session", () => {
+  it("Alice reaches an offline Bob; both end with a working ratchet session", async () => {
     const alice = user();
     const bob = user();
-    const started = firstContact(alice, bob);
-    const accepted = unwrap(acceptInitialMessage(bob.store, started.message, { now: NOW }));
+    const started = await firstContact(alice, bob);
+    const accepted = unwrap(await acceptInitialMessage(bob.store, started.message, { now: NOW }));
     expect(text(accepted.plaintext)).toBe("hi bob");
     expect(equalBytes(accepted.senderIdentityKey, alice.identityKey)).toBe(true);
     // Bob answers through the ratchet; Alice reads it and answers back.
-    const reply = ratchetEncrypt(accepted.state, utf8("hi alice"), NOW);
-    const aliceGot = unwrap(ratchetDecrypt(started.state, reply.message, NOW));
+    const reply = await ratchetEncrypt(accepted.state, utf8("hi alice"), NOW);
+    const aliceGot = unwrap(await ratchetDecrypt(started.state, reply.message, NOW));
     expect(text(aliceGot.plaintext)).toBe("hi alice");
-    const again = ratchetEncrypt(aliceGot.state, utf8("how are you"), NOW);
-    expect(text(unwrap(ratchetDecrypt(reply.state, again.message, NOW)).plaintext)).toBe("how are you");
+    const again = await ratchetEncrypt(aliceGot.state, utf8("how are you"), NOW);
+    expect(text(unwrap(await ratchetDecrypt(reply.state, again.message, NOW)).plaintext)).toBe("how are you");
   });
 
-  it("consumes the one-time prekeys used and refuses the replayed initial message", () => {
+  it("consumes the one-time prekeys used and refuses the replayed initial message", async () => {
     const alice = user();
     const bob = user(1, 1);
-    const started = firstContact(alice, bob);
+    const started = await firstContact(alice, bob);
     const header = unwrap(decodeInitialMessage(started.message)).header;
     expect(header.oneTimePrekeyId).toBe(bob.store.oneTimePrekeys[0]!.id);
     expect(header.kemPrekeyId).toBe(bob.store.oneTimeKemPrekeys[0]!.id);
     const before = serializePrekeyStore(bob.store);
-    const accepted = unwrap(acceptInitialMessage(bob.store, started.message, { now: NOW }));
+    const accepted = unwrap(await acceptInitialMessage(bob.store, started.message, { now: NOW }));
     expect(accepted.store.oneTimePrekeys.length).toBe(0);
     expect(accepted.store.oneTimeKemPrekeys.length).toBe(0);
-    expect(codeOf(acceptInitialMessage(accepted.store, started.message, { now: NOW }))).toBe(
+    expect(codeOf(await acceptInitialMessage(accepted.store, started.message, { now: NOW }))).toBe(
       "LOFT_ERR_REPLAY",
     );
     // the old store was retired: its consumed one-time secrets are zeroed, so using it is a bug
-    expect(() => acceptInitialMessage(bob.store, started.message, { now: NOW })).toThrow(/already replaced/);
+    await expect(acceptInitialMessage(bob.store, started.message, { now: NOW })).rejects.toThrow(
+      /already replaced/,
+    );
     expect(equalBytes(before, serializePrekeyStore(accepted.store))).toBe(false);
   });
 
-  it("without one-time prekeys, remembers the base key and refuses replays (PQXDH §4.2)", () => {
+  it("without one-time prekeys, remembers the base key and refuses replays (PQXDH §4.2)", async () => {
     const alice = user();
     const bob = user(0, 0);
-    const started = firstContact(alice, bob);
+    const started = await firstContact(alice, bob);
     const header = unwrap(decodeInitialMessage(started.message)).header;
     expect(header.oneTimePrekeyId).toBeNull();
     expect(header.kemPrekeyId).toBe(bob.store.kemPrekeys[0]!.id);
-    const accepted = unwrap(acceptInitialMessage(bob.store, started.message, { now: NOW }));
+    const accepted = unwrap(await acceptInitialMessage(bob.store, started.message, { now: NOW }));
     expect(accepted.store.signedPrekeys[0]!.seenBaseKeys).toEqual([
       { baseKey: header.baseKey, sender: senderTag(alice.identityKey) },
     ]);
-    expect(codeOf(acceptInitialMessage(accepted.store, started.message, { now: NOW }))).toBe(
+    expect(codeOf(await acceptInitialMessage(accepted.store, started.message, { now: NOW }))).toBe(
       "LOFT_ERR_REPLAY",
     );
     // the replay cache survives storage
     const restored = unwrap(deserializePrekeyStore(serializePrekeyStore(accepted.store)));
-    expect(codeOf(acceptInitialMessage(restored, started.message, { now: NOW }))).toBe("LOFT_ERR_REPLAY");
+    expect(codeOf(await acceptInitialMessage(restored, started.message, { now: NOW }))).toBe(
+      "LOFT_ERR_REPLAY",
+    );
   });
 
-  it("later messages sent before Bob answers carry the same header and route by base key", () => {
+  it("later messages sent before Bob answers carry the same header and route by base key", async () => {
     const alice = user();
     const bob = user();
-    const started = firstContact(alice, bob, "one");
-    const second = ratchetEncrypt(started.state, utf8("two"), NOW);
+    const started = await firstContact(alice, bob, "one");
+    const second = await ratchetEncrypt(started.state, utf8("two"), NOW);
     const secondInitial = encodeInitialMessage(started.header, second.message);
     // "two" arrives first: it starts the session
-    const accepted = unwrap(acceptInitialMessage(bob.store, secondInitial, { now: NOW }));
+    const accepted = unwrap(await acceptInitialMessage(bob.store, secondInitial, { now: NOW }));
     expect(text(accepted.plaintext)).toBe("two");
     // "one" arrives later: same base key, so it goes to the existing session, not to acceptInitialMessage
     const late = unwrap(decodeInitialMessage(started.message));
     expect(equalBytes(late.header.baseKey, accepted.baseKey)).toBe(true);
-    expect(codeOf(acceptInitialMessage(accepted.store, started.message, { now: NOW }))).toBe(
+    expect(codeOf(await acceptInitialMessage(accepted.store, started.message, { now: NOW }))).toBe(
       "LOFT_ERR_REPLAY",
     );
-    expect(text(unwrap(ratchetDecrypt(accepted.state, late.ratchetMessage, NOW)).plaintext)).toBe("one");
+    expect(text(unwrap(await ratchetDecrypt(accepted.state, late.ratchetMessage, NOW)).plaintext)).toBe(
+      "one",
+    );
   });
 
-  it("Bob's identity is checked: a bundle from another identity is LOFT_ERR_BAD_IDENTITY", () => {
+  it("Bob's identity is checked: a bundle from another identity is LOFT_ERR_BAD_IDENTITY", async () => {
     const alice = user();
     const bob = user();
     const mallory = user();
-    const r = initiateSession({
+    const r = await initiateSession({
       sender: alice.store,
       bundle: encodePrekeyBundle(prekeyBundle(mallory.store)),
       recipientIdentityKey: bob.identityKey,
@@ -208,7 +214,7 @@ describe("PQXDH-style first contact (PQXDH §3.3, §3.4)", () => {
     expect(codeOf(r)).toBe("LOFT_ERR_BAD_IDENTITY");
   });
 
-  it("Alice is authenticated: her public signed prekey without its secret cannot impersonate her", () => {
+  it("Alice is authenticated: her public signed prekey without its secret cannot impersonate her", async () => {
     const alice = user();
     const bob = user();
     const mallory = user();
@@ -220,22 +226,24 @@ describe("PQXDH-style first contact (PQXDH §3.3, §3.4)", () => {
         { ...alice.store.signedPrekeys[0]!, secretKey: mallory.store.signedPrekeys[0]!.secretKey },
       ],
     };
-    const started = firstContact({ store: forged }, bob, "it's me, alice");
+    const started = await firstContact({ store: forged }, bob, "it's me, alice");
     const before = serializePrekeyStore(bob.store);
-    expect(codeOf(acceptInitialMessage(bob.store, started.message, { now: NOW }))).toBe("LOFT_ERR_DECRYPT");
+    expect(codeOf(await acceptInitialMessage(bob.store, started.message, { now: NOW }))).toBe(
+      "LOFT_ERR_DECRYPT",
+    );
     expect(equalBytes(serializePrekeyStore(bob.store), before)).toBe(true);
     // and a signed prekey Alice never signed is refused outright
     const unsigned: PrekeyStore = { ...mallory.store, identityKey: alice.identityKey };
-    const started2 = firstContact({ store: unsigned }, bob);
-    expect(codeOf(acceptInitialMessage(bob.store, started2.message, { now: NOW }))).toBe(
+    const started2 = await firstContact({ store: unsigned }, bob);
+    expect(codeOf(await acceptInitialMessage(bob.store, started2.message, { now: NOW }))).toBe(
       "LOFT_ERR_BAD_SIGNATURE",
     );
   });
 
-  it("a tampered initial message fails with a typed error and leaves the store unchanged", () => {
+  it("a tampered initial message fails with a typed error and leaves the store unchanged", async () => {
     const alice = user();
     const bob = user();
-    const started = firstContact(alice, bob);
+    const started = await firstContact(alice, bob);
     const m = unwrap(decodeInitialMessage(started.message));
     const flip = (b: Uint8Array, i: number) => {
       const c = b.slice();
@@ -253,20 +261,20 @@ describe("PQXDH-style first contact (PQXDH §3.3, §3.4)", () => {
       encodeInitialMessage(m.header, flip(m.ratchetMessage, m.ratchetMessage.length - 1)),
     ];
     for (const bad of variants)
-      expect(codeOf(acceptInitialMessage(bob.store, bad, { now: NOW }))).toBe("LOFT_ERR_DECRYPT");
+      expect(codeOf(await acceptInitialMessage(bob.store, bad, { now: NOW }))).toBe("LOFT_ERR_DECRYPT");
     expect(equalBytes(serializePrekeyStore(bob.store), before)).toBe(true);
-    expect(text(unwrap(acceptInitialMessage(bob.store, started.message, { now: NOW })).plaintext)).toBe(
+    expect(text(unwrap(await acceptInitialMessage(bob.store, started.message, { now: NOW })).plaintext)).toBe(
       "hi bob",
     );
   });
 
-  it("an old bundle keeps working across rotations until its generation is dropped", () => {
+  it("an old bundle keeps working across rotations until its generation is dropped", async () => {
     const alice = user();
     const bob = user(0, 0);
     const oldBundle = encodePrekeyBundle(prekeyBundle(bob.store));
-    const init = () =>
+    const init = async () =>
       unwrap(
-        initiateSession({
+        await initiateSession({
           sender: alice.store,
           bundle: oldBundle,
           recipientIdentityKey: bob.identityKey,
@@ -277,13 +285,15 @@ describe("PQXDH-style first contact (PQXDH §3.3, §3.4)", () => {
     let store = bob.store;
     for (let i = 1; i < MAX_SIGNED_GENERATIONS; i++)
       store = rotateSignedPrekeys(store, { identitySecretKey: bob.identitySecretKey, now: NOW + i });
-    const accepted = unwrap(acceptInitialMessage(store, init(), { now: NOW }));
+    const accepted = unwrap(await acceptInitialMessage(store, await init(), { now: NOW }));
     expect(text(accepted.plaintext)).toBe("late");
     store = rotateSignedPrekeys(accepted.store, { identitySecretKey: bob.identitySecretKey, now: NOW + 99 });
-    expect(codeOf(acceptInitialMessage(store, init(), { now: NOW }))).toBe("LOFT_ERR_HANDSHAKE_STATE");
+    expect(codeOf(await acceptInitialMessage(store, await init(), { now: NOW }))).toBe(
+      "LOFT_ERR_HANDSHAKE_STATE",
+    );
   });
 
-  it("a validly signed low-order prekey is a typed error for Alice", () => {
+  it("a validly signed low-order prekey is a typed error for Alice", async () => {
     const alice = user();
     const bob = user(0, 0);
     const bundle = prekeyBundle(bob.store);
@@ -301,7 +311,7 @@ describe("PQXDH-style first contact (PQXDH §3.3, §3.4)", () => {
         signature: signBundleTime(bob.identitySecretKey, NOW, signedPrekey, bundle.kemPrekey),
       },
     };
-    const r = initiateSession({
+    const r = await initiateSession({
       sender: alice.store,
       bundle: encodePrekeyBundle(bad),
       recipientIdentityKey: bob.identityKey,
@@ -313,7 +323,7 @@ describe("PQXDH-style first contact (PQXDH §3.3, §3.4)", () => {
 });
 
 describe("prekey store", () => {
-  it("serializes exactly and refuses unknown versions", () => {
+  it("serializes exactly and refuses unknown versions", async () => {
     const bob = user(4, 2);
     const bytes = serializePrekeyStore(bob.store);
     const restored = unwrap(deserializePrekeyStore(bytes));
@@ -324,7 +334,7 @@ describe("prekey store", () => {
     expect(codeOf(deserializePrekeyStore(bytes.subarray(0, 100)))).toBe("LOFT_ERR_MALFORMED");
   });
 
-  it("replenishes one-time prekeys with fresh ids and checks the identity key", () => {
+  it("replenishes one-time prekeys with fresh ids and checks the identity key", async () => {
     const bob = user(2, 1);
     const ids = new Set([
       ...bob.store.oneTimePrekeys.map((k) => k.id),

@@ -21,14 +21,11 @@
  * transcript hash (PQXDH §4.10 "Identity binding", and the KEM re-encapsulation concern of §4.8).
  * docs/protocol/prekeys.md has every byte.
  */
-import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
-import { hkdf } from "@noble/hashes/hkdf.js";
-import { sha256 } from "@noble/hashes/sha2.js";
-import { randomBytes } from "@noble/hashes/utils.js";
-import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
 import * as v from "valibot";
 import { abytes, concatBytes, equalBytes, utf8 } from "../bytes.ts";
 import { bytesSchema, decodeRaw, encodeCanonical, uintSchema, validate } from "../codec/codec.ts";
+import { nobleCrypto } from "../crypto/noble.ts";
+import type { CryptoProvider } from "../crypto/provider.ts";
 import { err, ok, type Result } from "../errors.ts";
 import { ratchetAssociatedData } from "../ratchet/bootstrap.ts";
 import { dh, dhPublicKey } from "../ratchet/kdf.ts";
@@ -154,12 +151,17 @@ interface BobPublicKeys {
 }
 
 /** H0: hash of everything public before the sender is known (docs/protocol/prekeys.md, "KDF"). */
-function publicTranscript(bob: BobPublicKeys, baseKey: Uint8Array, kemCiphertext: Uint8Array): Uint8Array {
+function publicTranscript(
+  crypto: CryptoProvider,
+  bob: BobPublicKeys,
+  baseKey: Uint8Array,
+  kemCiphertext: Uint8Array,
+): Promise<Uint8Array> {
   const opk =
     bob.oneTimePrekeyId === null || !bob.oneTimePrekey
       ? new Uint8Array([0])
       : concatBytes(new Uint8Array([1]), u32(bob.oneTimePrekeyId), bob.oneTimePrekey);
-  return sha256(
+  return crypto.sha256(
     concatBytes(
       TRANSCRIPT_DOMAIN,
       bob.identityKey,
@@ -175,16 +177,27 @@ function publicTranscript(bob: BobPublicKeys, baseKey: Uint8Array, kemCiphertext
 }
 
 /** H1 = SHA-256(H0 ‖ sealed sender block): binds IK_A and SPK_A (inside the block) too. */
-function fullTranscript(h0: Uint8Array, sealedSender: Uint8Array): Uint8Array {
-  return sha256(concatBytes(h0, sealedSender));
+function fullTranscript(
+  crypto: CryptoProvider,
+  h0: Uint8Array,
+  sealedSender: Uint8Array,
+): Promise<Uint8Array> {
+  return crypto.sha256(concatBytes(h0, sealedSender));
 }
 
 /** PQXDH §2.2 KDF(KM) = HKDF-SHA-256(salt = 0³², IKM = F ‖ KM, info, 32 bytes). */
-function kdf(keyMaterial: Uint8Array[], info: Uint8Array, transcript: Uint8Array): Uint8Array {
+async function kdf(
+  crypto: CryptoProvider,
+  keyMaterial: Uint8Array[],
+  info: Uint8Array,
+  transcript: Uint8Array,
+): Promise<Uint8Array> {
   const ikm = concatBytes(F, ...keyMaterial);
-  const out = hkdf(sha256, ikm, ZERO_SALT, concatBytes(info, transcript), 32);
-  ikm.fill(0);
-  return out;
+  try {
+    return await crypto.hkdfSha256(ikm, ZERO_SALT, concatBytes(info, transcript), 32);
+  } finally {
+    ikm.fill(0);
+  }
 }
 
 function wipeAll(list: (Uint8Array | undefined | null)[]): void {
@@ -222,6 +235,8 @@ export interface InitiateSessionParams {
   readonly now: number;
   readonly random?: RandomBytes;
   readonly limits?: RatchetLimits;
+  /** The primitives (core/crypto/provider.ts); noble when absent. */
+  readonly crypto?: CryptoProvider;
 }
 
 export interface InitiatedSession {
@@ -246,11 +261,12 @@ export interface InitiatedSession {
  * MAX_BUNDLE_AGE_MS or later than MAX_BUNDLE_CLOCK_SKEW_MS ahead of `now`), `LOFT_ERR_MALFORMED`
  * (an invalid X25519 or ML-KEM public key in a validly signed bundle).
  */
-export function initiateSession(p: InitiateSessionParams): Result<InitiatedSession> {
+export async function initiateSession(p: InitiateSessionParams): Promise<Result<InitiatedSession>> {
   abytes(p.recipientIdentityKey, IDENTITY_KEY_LEN, "recipientIdentityKey");
   abytes(p.plaintext, undefined, "plaintext");
   assertLiveStore(p.sender);
-  const random = p.random ?? randomBytes;
+  const crypto = p.crypto ?? nobleCrypto;
+  const random = p.random ?? crypto.randomBytes;
   const decoded = decodePrekeyBundle(p.bundle);
   if (!decoded.ok) return decoded;
   const bundle: PrekeyBundle = decoded.value;
@@ -263,7 +279,7 @@ export function initiateSession(p: InitiateSessionParams): Result<InitiatedSessi
 
   const ephemeral = random(X25519_KEY_LEN).slice();
   abytes(ephemeral, X25519_KEY_LEN, "random");
-  const baseKey = dhPublicKey(ephemeral);
+  const baseKey = await dhPublicKey(crypto, ephemeral);
   const pick = <T>(list: readonly T[]): T | undefined => {
     if (list.length === 0) return undefined;
     const r = random(4);
@@ -281,51 +297,58 @@ export function initiateSession(p: InitiateSessionParams): Result<InitiatedSessi
     oneTimePrekeyId: opk?.id ?? null,
     oneTimePrekey: opk?.publicKey ?? null,
   };
-  let encapsulated: { cipherText: Uint8Array; sharedSecret: Uint8Array };
-  try {
-    const m = random(KEM_MSG_LEN).slice();
-    abytes(m, KEM_MSG_LEN, "random");
-    encapsulated = ml_kem768.encapsulate(kem.publicKey, m);
-    m.fill(0);
-  } catch {
+  const m = random(KEM_MSG_LEN).slice();
+  abytes(m, KEM_MSG_LEN, "random");
+  const encapsulated = await crypto.mlkem768.encapsulate(kem.publicKey, m);
+  m.fill(0);
+  if (encapsulated === undefined) {
     ephemeral.fill(0);
     return err("LOFT_ERR_MALFORMED", "prekey bundle: invalid ML-KEM-768 public key");
   }
   const ss = encapsulated.sharedSecret;
-  const dh1 = dh(spkA.secretKey, bob.signedPrekey);
-  const dh2 = dh(ephemeral, bob.signedPrekey);
-  const dh3 = opk ? dh(ephemeral, opk.publicKey) : null;
+  const dh1 = await dh(crypto, spkA.secretKey, bob.signedPrekey);
+  const dh2 = await dh(crypto, ephemeral, bob.signedPrekey);
+  const dh3 = opk ? await dh(crypto, ephemeral, opk.publicKey) : null;
   ephemeral.fill(0);
   if (!dh1 || !dh2 || (opk && !dh3)) {
     wipeAll([ss, dh1, dh2, dh3]);
     return err("LOFT_ERR_MALFORMED", "prekey bundle: low-order X25519 prekey");
   }
-  const h0 = publicTranscript(bob, baseKey, encapsulated.cipherText);
-  const sealKey = kdf([dh2, ...(dh3 ? [dh3] : []), ss], SEAL_INFO, h0);
-  const sealedSender = chacha20poly1305(sealKey, ZERO_NONCE, h0).encrypt(
+  const h0 = await publicTranscript(crypto, bob, baseKey, encapsulated.ciphertext);
+  const sealKey = await kdf(crypto, [dh2, ...(dh3 ? [dh3] : []), ss], SEAL_INFO, h0);
+  const sealedSender = await crypto.chacha20poly1305.seal(
+    sealKey,
+    ZERO_NONCE,
+    h0,
     senderBlock(p.sender.identityKey, spkA.id, spkA.publicKey, spkA.signature),
   );
   sealKey.fill(0);
-  const sk = kdf([dh1, dh2, ...(dh3 ? [dh3] : []), ss], PQXDH_INFO, fullTranscript(h0, sealedSender));
+  const sk = await kdf(
+    crypto,
+    [dh1, dh2, ...(dh3 ? [dh3] : []), ss],
+    PQXDH_INFO,
+    await fullTranscript(crypto, h0, sealedSender),
+  );
   wipeAll([ss, dh1, dh2, dh3]);
 
-  const started = ratchetFromSecret({
+  const started = await ratchetFromSecret({
     role: "alice",
     secret: sk,
     bobRatchetPublic: bob.signedPrekey,
     ad: ratchetAssociatedData(p.sender.identityKey, bundle.identityKey),
     random,
+    crypto,
     ...(p.limits ? { limits: p.limits } : {}),
   });
   sk.fill(0);
   if (!started.ok) return started;
-  const first = ratchetEncrypt(started.value, p.plaintext, p.now, { random });
+  const first = await ratchetEncrypt(started.value, p.plaintext, p.now, { random, crypto });
   const header: InitialHeader = {
     signedPrekeyId: bob.signedPrekeyId,
     kemPrekeyId: bob.kemPrekeyId,
     oneTimePrekeyId: bob.oneTimePrekeyId,
     baseKey,
-    kemCiphertext: encapsulated.cipherText,
+    kemCiphertext: encapsulated.ciphertext,
     sealedSender,
   };
   return ok({ state: first.state, message: encodeInitialMessage(header, first.message), header });
@@ -335,6 +358,8 @@ export interface AcceptInitialMessageParams {
   readonly now: number;
   readonly random?: RandomBytes;
   readonly limits?: RatchetLimits;
+  /** The primitives (core/crypto/provider.ts); noble when absent. */
+  readonly crypto?: CryptoProvider;
 }
 
 export interface AcceptedSession {
@@ -359,12 +384,13 @@ export interface AcceptedSession {
  * (Alice's signed prekey); `LOFT_ERR_MALFORMED` (low-order keys).
  * Random draws: Bob's next ratchet key (32).
  */
-export function acceptInitialMessage(
+export async function acceptInitialMessage(
   store: PrekeyStore,
   bytes: Uint8Array,
   p: AcceptInitialMessageParams,
-): Result<AcceptedSession> {
+): Promise<Result<AcceptedSession>> {
   assertLiveStore(store);
+  const crypto = p.crypto ?? nobleCrypto;
   const decoded = decodeInitialMessage(bytes);
   if (!decoded.ok) return decoded;
   const { header, ratchetMessage } = decoded.value;
@@ -400,10 +426,11 @@ export function acceptInitialMessage(
   const usesOneTimeKey = opk !== null || oneTimeKemIndex >= 0;
 
   const kemSecret = kemSecretKey(kem.seed);
-  const ss = ml_kem768.decapsulate(header.kemCiphertext, kemSecret);
+  const ss = await crypto.mlkem768.decapsulate(kemSecret, header.kemCiphertext);
   kemSecret.fill(0);
-  const dh2 = dh(spk.secretKey, header.baseKey);
-  const dh3 = opk ? dh(opk.secretKey, header.baseKey) : null;
+  if (ss === undefined) return err("LOFT_ERR_MALFORMED", "initial message: ML-KEM-768 ciphertext");
+  const dh2 = await dh(crypto, spk.secretKey, header.baseKey);
+  const dh3 = opk ? await dh(crypto, opk.secretKey, header.baseKey) : null;
   if (!dh2 || (opk && !dh3)) {
     wipeAll([ss, dh2, dh3]);
     return err("LOFT_ERR_MALFORMED", "initial message: low-order base key");
@@ -417,12 +444,10 @@ export function acceptInitialMessage(
     oneTimePrekeyId: opk?.id ?? null,
     oneTimePrekey: opk?.publicKey ?? null,
   };
-  const h0 = publicTranscript(bob, header.baseKey, header.kemCiphertext);
-  const sealKey = kdf([dh2, ...(dh3 ? [dh3] : []), ss], SEAL_INFO, h0);
-  let block: Uint8Array;
-  try {
-    block = chacha20poly1305(sealKey, ZERO_NONCE, h0).decrypt(header.sealedSender);
-  } catch {
+  const h0 = await publicTranscript(crypto, bob, header.baseKey, header.kemCiphertext);
+  const sealKey = await kdf(crypto, [dh2, ...(dh3 ? [dh3] : []), ss], SEAL_INFO, h0);
+  const block = await crypto.chacha20poly1305.open(sealKey, ZERO_NONCE, h0, header.sealedSender);
+  if (block === undefined) {
     wipeAll([ss, dh2, dh3, sealKey]);
     return err("LOFT_ERR_DECRYPT", "initial message: sealed sender block fails authentication");
   }
@@ -441,24 +466,33 @@ export function acceptInitialMessage(
     wipeAll([ss, dh2, dh3]);
     return err("LOFT_ERR_BAD_SIGNATURE", "initial message: sender's signed prekey signature");
   }
-  const dh1 = dh(spk.secretKey, spkA);
+  const dh1 = await dh(crypto, spk.secretKey, spkA);
   if (!dh1) {
     wipeAll([ss, dh2, dh3]);
     return err("LOFT_ERR_MALFORMED", "initial message: sender's signed prekey is a low-order point");
   }
-  const sk = kdf([dh1, dh2, ...(dh3 ? [dh3] : []), ss], PQXDH_INFO, fullTranscript(h0, header.sealedSender));
+  const sk = await kdf(
+    crypto,
+    [dh1, dh2, ...(dh3 ? [dh3] : []), ss],
+    PQXDH_INFO,
+    await fullTranscript(crypto, h0, header.sealedSender),
+  );
   wipeAll([ss, dh1, dh2, dh3]);
 
-  const started = ratchetFromSecret({
+  const started = await ratchetFromSecret({
     role: "bob",
     secret: sk,
     bobRatchetKeyPair: { secretKey: spk.secretKey, publicKey: spk.publicKey },
     ad: ratchetAssociatedData(senderIdentityKey, store.identityKey),
+    crypto,
     ...(p.limits ? { limits: p.limits } : {}),
   });
   sk.fill(0);
   if (!started.ok) return started;
-  const first = ratchetDecrypt(started.value, ratchetMessage, p.now, p.random ? { random: p.random } : {});
+  const first = await ratchetDecrypt(started.value, ratchetMessage, p.now, {
+    crypto,
+    ...(p.random ? { random: p.random } : {}),
+  });
   if (!first.ok) {
     // Wipe the fresh session's secrets (it was never handed out).
     started.value.dhSelfSecret.fill(0);

@@ -50,7 +50,7 @@ const bob = createPrekeyStore({
   random,
 });
 const bundleBytes = encodePrekeyBundle(prekeyBundle(bob));
-const started = initiateSession({
+const started = await initiateSession({
   sender: alice,
   bundle: bundleBytes,
   recipientIdentityKey: bob.identityKey,
@@ -108,13 +108,13 @@ function mutate(bytes: Uint8Array, m: Mutation): Uint8Array {
 }
 
 describe("prekey decoders under garbage and mutation", () => {
-  it("the fixtures are valid (so the properties below test rejections of near-valid input)", () => {
+  it("the fixtures are valid (so the properties below test rejections of near-valid input)", async () => {
     expect(decodePrekeyBundle(bundleBytes).ok).toBe(true);
     expect(decodeInitialMessage(initial).ok).toBe(true);
     expect(deserializePrekeyStore(storeSnapshot).ok).toBe(true);
   });
 
-  it("parsePrekeyBundle: garbage and mutated bundles give typed errors", () => {
+  it("parsePrekeyBundle: garbage and mutated bundles give typed errors", async () => {
     fc.assert(
       fc.property(
         fc.oneof(
@@ -129,7 +129,7 @@ describe("prekey decoders under garbage and mutation", () => {
     );
   });
 
-  it("decodePrekeyBundle: a changed bit anywhere is refused (signatures cover everything signed)", () => {
+  it("decodePrekeyBundle: a changed bit anywhere is refused (signatures cover everything signed)", async () => {
     const allowed = new Set<LoftErrorCode>([...DECODE_ERRORS, "LOFT_ERR_BAD_SIGNATURE"]);
     fc.assert(
       fc.property(fc.nat(), fc.integer({ min: 0, max: 7 }), (at, bit) => {
@@ -148,7 +148,7 @@ describe("prekey decoders under garbage and mutation", () => {
     );
   });
 
-  it("decodeInitialMessage: garbage and mutated initial messages give typed errors", () => {
+  it("decodeInitialMessage: garbage and mutated initial messages give typed errors", async () => {
     fc.assert(
       fc.property(
         fc.oneof(
@@ -163,7 +163,7 @@ describe("prekey decoders under garbage and mutation", () => {
     );
   });
 
-  it("deserializePrekeyStore: garbage and mutated stores give typed errors", () => {
+  it("deserializePrekeyStore: garbage and mutated stores give typed errors", async () => {
     const allowed = new Set<LoftErrorCode>([...DECODE_ERRORS, "LOFT_ERR_STATE_VERSION"]);
     fc.assert(
       fc.property(
@@ -179,7 +179,7 @@ describe("prekey decoders under garbage and mutation", () => {
     );
   });
 
-  it("acceptInitialMessage: a mutated initial message is refused with a typed error; the store is unchanged", () => {
+  it("acceptInitialMessage: a mutated initial message is refused with a typed error; the store is unchanged", async () => {
     const allowed = new Set<LoftErrorCode>([
       ...DECODE_ERRORS,
       "LOFT_ERR_DECRYPT",
@@ -188,11 +188,11 @@ describe("prekey decoders under garbage and mutation", () => {
       "LOFT_ERR_BAD_SIGNATURE",
       "LOFT_ERR_TOO_MANY_SKIPPED",
     ]);
-    fc.assert(
-      fc.property(mutation, (m) => {
+    await fc.assert(
+      fc.asyncProperty(mutation, async (m) => {
         const bad = mutate(initial, m);
         if (equalBytes(bad, initial)) return;
-        const r = acceptInitialMessage(bob, bad, { now: NOW, random });
+        const r = await acceptInitialMessage(bob, bad, { now: NOW, random });
         if (r.ok) {
           // Only a re-encoding of the same content (e.g. a non-canonical integer) can be accepted.
           const a = decodeInitialMessage(bad);
@@ -207,7 +207,7 @@ describe("prekey decoders under garbage and mutation", () => {
     );
   });
 
-  it("rememberBaseKey: any sequence of senders keeps the cache bounded, per sender ≤ 4, newest kept", () => {
+  it("rememberBaseKey: any sequence of senders keeps the cache bounded, per sender ≤ 4, newest kept", async () => {
     const tags = Array.from({ length: 600 }, (_, i) =>
       new Uint8Array(SENDER_TAG_LEN).fill(i % 256).map((x, j) => (j === 0 ? i >> 8 : x)),
     );

@@ -14,7 +14,7 @@
  * current prekey's cache is half full, so fresh senders get a fresh, empty cache.
  * docs/protocol/prekeys.md, "Replay cache".
  */
-import { ed25519 } from "@noble/curves/ed25519.js";
+import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { randomBytes } from "@noble/hashes/utils.js";
 import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
@@ -22,7 +22,7 @@ import * as v from "valibot";
 import { abytes, concatBytes, equalBytes, utf8 } from "../bytes.ts";
 import { bytesSchema, decodeRaw, encodeCanonical, uintSchema, validate } from "../codec/codec.ts";
 import { err, ok, type Result } from "../errors.ts";
-import { generateRatchetKeyPair, type RandomBytes } from "../ratchet/ratchet.ts";
+import type { RandomBytes } from "../ratchet/ratchet.ts";
 import {
   IDENTITY_KEY_LEN,
   KEM_PUBLIC_KEY_LEN,
@@ -37,6 +37,18 @@ import {
   signPrekey,
   X25519_KEY_LEN,
 } from "./bundle.ts";
+
+/**
+ * An X25519 prekey pair (DR §5.2 `GENERATE_DH()`), with noble like the rest of the store: prekeys
+ * are made when the store is created, rotated or replenished — rarely, off the message path — and
+ * the store's signatures (Ed25519) stay synchronous with them (docs/decisions.md, "Cryptography:
+ * one async provider, carried explicitly").
+ */
+function prekeyPair(random: RandomBytes): { secretKey: Uint8Array; publicKey: Uint8Array } {
+  const secretKey = random(32).slice();
+  abytes(secretKey, 32, "random");
+  return { secretKey, publicKey: x25519.getPublicKey(secretKey) };
+}
 
 export const PREKEY_STORE_VERSION = 2;
 /** Stores written before signed bundle times and per-sender replay entries: still read. */
@@ -155,7 +167,7 @@ class IdAllocator {
 /** A signed-prekey generation: SPK then PQSPK (ids and random draws in that order), time signed. */
 function newGeneration(ids: IdAllocator, identitySecretKey: Uint8Array, now: number, random: RandomBytes) {
   const id = ids.take();
-  const pair = generateRatchetKeyPair(random);
+  const pair = prekeyPair(random);
   const kem = newKemPrekey(ids, identitySecretKey, now, random);
   const spk: SignedX25519Prekey = {
     id,
@@ -187,7 +199,7 @@ function newKemPrekey(ids: IdAllocator, identitySecretKey: Uint8Array, now: numb
 function newOneTimePrekeys(ids: IdAllocator, count: number, random: RandomBytes): OneTimeX25519Prekey[] {
   return Array.from({ length: count }, () => {
     const id = ids.take();
-    const pair = generateRatchetKeyPair(random);
+    const pair = prekeyPair(random);
     return { id, secretKey: pair.secretKey, publicKey: pair.publicKey };
   });
 }

@@ -9,7 +9,9 @@
  * plays Bob with the ratchet key pair it advertised in its handshake payload; the initiator plays
  * Alice and must send the first ratchet message. See docs/protocol/ratchet.md, "Bootstrap".
  */
+
 import { abytes, concatBytes } from "../bytes.ts";
+import type { CryptoProvider } from "../crypto/provider.ts";
 import type { Result } from "../errors.ts";
 import { KEY_LEN } from "./kdf.ts";
 import { type RandomBytes, type RatchetKeyPair, ratchetFromSecret } from "./ratchet.ts";
@@ -38,6 +40,8 @@ interface HandshakeCommon {
   /** `ratchetAssociatedData(initiator identity key, responder identity key)`. */
   readonly ad: Uint8Array;
   readonly limits?: RatchetLimits;
+  /** The primitives (core/crypto/provider.ts); noble when absent. */
+  readonly crypto?: CryptoProvider;
 }
 
 export type RatchetFromHandshakeParams =
@@ -57,7 +61,7 @@ export type RatchetFromHandshakeParams =
  * A ratchet session from a finished Noise handshake: initiator = Alice (sends first), responder =
  * Bob. A low-order responder ratchet key is `LOFT_ERR_MALFORMED`.
  */
-export function ratchetFromHandshake(p: RatchetFromHandshakeParams): Result<RatchetState> {
+export function ratchetFromHandshake(p: RatchetFromHandshakeParams): Promise<Result<RatchetState>> {
   abytes(p.exported, KEY_LEN, "exported");
   const limits = p.limits ? { limits: p.limits } : {};
   if (p.role === "initiator")
@@ -68,6 +72,7 @@ export function ratchetFromHandshake(p: RatchetFromHandshakeParams): Result<Ratc
       ad: p.ad,
       ...limits,
       ...(p.random ? { random: p.random } : {}),
+      ...(p.crypto ? { crypto: p.crypto } : {}),
     });
   return ratchetFromSecret({
     role: "bob",
@@ -75,5 +80,6 @@ export function ratchetFromHandshake(p: RatchetFromHandshakeParams): Result<Ratc
     bobRatchetKeyPair: p.ratchetKeyPair,
     ad: p.ad,
     ...limits,
+    ...(p.crypto ? { crypto: p.crypto } : {}),
   });
 }

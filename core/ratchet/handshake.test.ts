@@ -25,7 +25,7 @@ describe("ratchetFromHandshake over a real Noise session", () => {
   it("the initiator (Alice) and responder (Bob) derive matching ratchets and talk over the link", async () => {
     const alice = createUserIdentity({ username: "alice", now: NOW, seed: new Uint8Array(32).fill(1) });
     const bob = createUserIdentity({ username: "bob", now: NOW, seed: new Uint8Array(32).fill(2) });
-    const bobRatchetKeys = generateRatchetKeyPair();
+    const bobRatchetKeys = await generateRatchetKeyPair();
     const [la, lb] = memoryLinkPair();
     const [a, b] = await Promise.all([
       establishSession({
@@ -47,13 +47,13 @@ describe("ratchetFromHandshake over a real Noise session", () => {
       alice.identity.verified.identity_key,
       bob.identity.verified.identity_key,
     );
-    const aliceRatchet = ratchetFromHandshake({
+    const aliceRatchet = await ratchetFromHandshake({
       role: "initiator",
       exported: a.exportSecret(RATCHET_EXPORT_LABEL),
       ad,
       responderRatchetPublic: a.remoteExtensions.ratchet_key!,
     });
-    const bobRatchet = ratchetFromHandshake({
+    const bobRatchet = await ratchetFromHandshake({
       role: "responder",
       exported: b.exportSecret(RATCHET_EXPORT_LABEL),
       ad: ratchetAssociatedData(b.remoteIdentity.verified.identity_key, bob.identity.verified.identity_key),
@@ -61,14 +61,14 @@ describe("ratchetFromHandshake over a real Noise session", () => {
     });
     if (!aliceRatchet.ok || !bobRatchet.ok) throw new Error("ratchet bootstrap failed");
 
-    const hello = ratchetEncrypt(aliceRatchet.value, utf8("hello over noise"), NOW);
+    const hello = await ratchetEncrypt(aliceRatchet.value, utf8("hello over noise"), NOW);
     a.send(hello.message);
-    const atBob = ratchetDecrypt(bobRatchet.value, await b.receive(), NOW);
+    const atBob = await ratchetDecrypt(bobRatchet.value, await b.receive(), NOW);
     expect(atBob.ok && text(atBob.value.plaintext)).toBe("hello over noise");
     if (!atBob.ok) return;
-    const reply = ratchetEncrypt(atBob.value.state, utf8("hello back"), NOW);
+    const reply = await ratchetEncrypt(atBob.value.state, utf8("hello back"), NOW);
     b.send(reply.message);
-    const atAlice = ratchetDecrypt(hello.state, await a.receive(), NOW);
+    const atAlice = await ratchetDecrypt(hello.state, await a.receive(), NOW);
     expect(atAlice.ok && text(atAlice.value.plaintext)).toBe("hello back");
 
     // A ratchet bootstrapped from another session's export cannot read this one.
@@ -77,15 +77,15 @@ describe("ratchetFromHandshake over a real Noise session", () => {
       establishSession({ link: lc, role: "initiator", kind: "direct", self: alice }),
       establishSession({ link: ld, role: "responder", kind: "direct", self: bob }),
     ]);
-    const stranger = ratchetFromHandshake({
+    const stranger = await ratchetFromHandshake({
       role: "responder",
       exported: c.exportSecret(RATCHET_EXPORT_LABEL),
       ad,
-      ratchetKeyPair: generateRatchetKeyPair(),
+      ratchetKeyPair: await generateRatchetKeyPair(),
     });
     if (!stranger.ok) throw stranger.error;
-    const probe = ratchetEncrypt(atAlice.ok ? atAlice.value.state : hello.state, utf8("x"), NOW);
-    const r = ratchetDecrypt(stranger.value, probe.message, NOW);
+    const probe = await ratchetEncrypt(atAlice.ok ? atAlice.value.state : hello.state, utf8("x"), NOW);
+    const r = await ratchetDecrypt(stranger.value, probe.message, NOW);
     expect(r.ok ? "opened" : r.error.code).toBe("LOFT_ERR_DECRYPT");
   });
 });

@@ -3,15 +3,15 @@
  * Double Ratchet specification leaves abstract (revision 1, 2016-11-20, https://signal.org/docs/specifications/doubleratchet/ — section
  * numbers are those of revision 1 throughout core/ratchet — §5.2 "Recommended cryptographic algorithms" and §4.2 for the header-encryption variant `KDF_RK_HE`).
  *
+ * Every primitive comes from the crypto provider passed in (core/crypto/provider.ts), so every
+ * function here is async.
+ *
  * Hash: SHA-256 everywhere (§5.2 allows SHA-256 or SHA-512; SHA-256 is faster in JavaScript and
  * 256-bit keys are all we need). Every constant here is part of the protocol; docs/protocol/ratchet.md
  * lists them byte by byte.
  */
-import { x25519 } from "@noble/curves/ed25519.js";
-import { hkdf } from "@noble/hashes/hkdf.js";
-import { hmac } from "@noble/hashes/hmac.js";
-import { sha256 } from "@noble/hashes/sha2.js";
 import { abytes, utf8 } from "../bytes.ts";
+import type { CryptoProvider } from "../crypto/provider.ts";
 
 /** Key, chain-key, header-key and DH-output length (X25519, SHA-256). */
 export const KEY_LEN = 32;
@@ -35,10 +35,14 @@ export interface RootStep {
  * salt = rk, IKM = dh_out, info = "LoftDoubleRatchet/v1/root", 96 bytes of output split as
  * new root key ‖ chain key ‖ next header key.
  */
-export function kdfRoot(rootKey: Uint8Array, dhOut: Uint8Array): RootStep {
+export async function kdfRoot(
+  crypto: CryptoProvider,
+  rootKey: Uint8Array,
+  dhOut: Uint8Array,
+): Promise<RootStep> {
   abytes(rootKey, KEY_LEN, "root key");
   abytes(dhOut, KEY_LEN, "dh output");
-  const okm = hkdf(sha256, dhOut, rootKey, INFO_ROOT, 3 * KEY_LEN);
+  const okm = await crypto.hkdfSha256(dhOut, rootKey, INFO_ROOT, 3 * KEY_LEN);
   const step = {
     rootKey: okm.slice(0, KEY_LEN),
     chainKey: okm.slice(KEY_LEN, 2 * KEY_LEN),
@@ -55,16 +59,14 @@ export interface ChainStep {
 
 /**
  * Signal DR §5.2 `KDF_CK(ck)`: message key = HMAC-SHA-256(ck, 0x01), next chain key =
- * HMAC-SHA-256(ck, 0x02). The HMAC key schedule is computed once and cloned for the second input.
+ * HMAC-SHA-256(ck, 0x02).
  */
-export function kdfChain(chainKey: Uint8Array): ChainStep {
+export async function kdfChain(crypto: CryptoProvider, chainKey: Uint8Array): Promise<ChainStep> {
   abytes(chainKey, KEY_LEN, "chain key");
-  const keyed = hmac.create(sha256, chainKey);
-  const forChain = keyed.clone();
-  const messageKey = keyed.update(CK_MESSAGE).digest();
-  const nextChainKey = forChain.update(CK_CHAIN).digest();
-  keyed.destroy();
-  forChain.destroy();
+  const [messageKey, nextChainKey] = await Promise.all([
+    crypto.hmacSha256(chainKey, CK_MESSAGE),
+    crypto.hmacSha256(chainKey, CK_CHAIN),
+  ]);
   return { chainKey: nextChainKey, messageKey };
 }
 
@@ -82,9 +84,12 @@ export interface BootstrapKeys {
  * DR §4.4 initialisation needs: HKDF-SHA-256(salt = 32 zero bytes, IKM = secret,
  * info = "LoftDoubleRatchet/v1/bootstrap", 96 bytes) = SK ‖ shared_hka ‖ shared_nhkb.
  */
-export function splitBootstrapSecret(secret: Uint8Array): BootstrapKeys {
+export async function splitBootstrapSecret(
+  crypto: CryptoProvider,
+  secret: Uint8Array,
+): Promise<BootstrapKeys> {
   abytes(secret, KEY_LEN, "bootstrap secret");
-  const okm = hkdf(sha256, secret, new Uint8Array(KEY_LEN), INFO_BOOTSTRAP, 3 * KEY_LEN);
+  const okm = await crypto.hkdfSha256(secret, new Uint8Array(KEY_LEN), INFO_BOOTSTRAP, 3 * KEY_LEN);
   const keys = {
     sharedSecret: okm.slice(0, KEY_LEN),
     sharedHeaderKeyA: okm.slice(KEY_LEN, 2 * KEY_LEN),
@@ -95,19 +100,19 @@ export function splitBootstrapSecret(secret: Uint8Array): BootstrapKeys {
 }
 
 /**
- * Signal DR §5.2 `DH(dh_pair, dh_pub)`: X25519. noble refuses low-order public keys (an all-zero
- * output); a peer-supplied key is input, so that comes back as `undefined`, never as a throw.
+ * Signal DR §5.2 `DH(dh_pair, dh_pub)`: X25519. Every backend refuses low-order public keys (an
+ * all-zero output); a peer-supplied key is input, so that comes back as `undefined`, never a throw.
  */
-export function dh(secretKey: Uint8Array, publicKey: Uint8Array): Uint8Array | undefined {
-  try {
-    return x25519.getSharedSecret(secretKey, publicKey);
-  } catch {
-    return undefined;
-  }
+export function dh(
+  crypto: CryptoProvider,
+  secretKey: Uint8Array,
+  publicKey: Uint8Array,
+): Promise<Uint8Array | undefined> {
+  return crypto.x25519.sharedSecret(secretKey, publicKey);
 }
 
 /** X25519 public key of a 32-byte secret (clamped by X25519 itself, RFC 7748 §5). */
-export function dhPublicKey(secretKey: Uint8Array): Uint8Array {
+export function dhPublicKey(crypto: CryptoProvider, secretKey: Uint8Array): Promise<Uint8Array> {
   abytes(secretKey, KEY_LEN, "x25519 secret key");
-  return x25519.getPublicKey(secretKey);
+  return crypto.x25519.publicKey(secretKey);
 }

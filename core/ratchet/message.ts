@@ -20,7 +20,7 @@
  * (key, nonce) stays unique — and even a sender restored from an older stored state (re-deriving
  * the same MK) encrypts under a fresh nonce, so a rollback cannot repeat a keystream.
  */
-import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
+import type { CryptoProvider } from "../crypto/provider.ts";
 import { KEY_LEN } from "./kdf.ts";
 
 export const MESSAGE_VERSION = 0x01;
@@ -67,14 +67,16 @@ function readU32(bytes: Uint8Array, offset: number): number {
  * DR §4.2 `RatchetEncryptHE` output, laid out as one byte string: header encrypted under `headerKey`
  * (HENCRYPT), body under `messageKey` (ENCRYPT) with AD = `ad` ‖ version ‖ nonce ‖ encrypted header.
  */
-export function sealMessage(
+export async function sealMessage(
+  crypto: CryptoProvider,
   headerKey: Uint8Array,
   messageKey: Uint8Array,
   header: Header,
   nonce: Uint8Array,
   ad: Uint8Array,
   plaintext: Uint8Array,
-): Uint8Array {
+): Promise<Uint8Array> {
+  const aead = crypto.xchacha20poly1305;
   const out = new Uint8Array(MESSAGE_PREFIX_LEN + plaintext.length + TAG_LEN);
   out[0] = MESSAGE_VERSION;
   out.set(nonce, 1);
@@ -82,14 +84,11 @@ export function sealMessage(
   headerBytes.set(header.dh, 0);
   writeU32(headerBytes, KEY_LEN, header.pn);
   writeU32(headerBytes, KEY_LEN + 4, header.n);
-  xchacha20poly1305(headerKey, nonce, HEADER_AD).encrypt(
-    headerBytes,
-    out.subarray(1 + NONCE_LEN, MESSAGE_PREFIX_LEN),
-  );
+  await aead.seal(headerKey, nonce, HEADER_AD, headerBytes, out.subarray(1 + NONCE_LEN, MESSAGE_PREFIX_LEN));
   const bodyAd = new Uint8Array(ad.length + MESSAGE_PREFIX_LEN);
   bodyAd.set(ad, 0);
   bodyAd.set(out.subarray(0, MESSAGE_PREFIX_LEN), ad.length);
-  xchacha20poly1305(messageKey, nonce, bodyAd).encrypt(plaintext, out.subarray(MESSAGE_PREFIX_LEN));
+  await aead.seal(messageKey, nonce, bodyAd, plaintext, out.subarray(MESSAGE_PREFIX_LEN));
   return out;
 }
 
@@ -112,28 +111,25 @@ export function splitMessage(message: Uint8Array): MessageParts {
 }
 
 /** DR §4.2 `HDECRYPT(hk, enc_header)`: the header, or `undefined` when authentication fails. */
-export function openHeader(headerKey: Uint8Array, parts: MessageParts): Header | undefined {
-  let plain: Uint8Array;
-  try {
-    plain = xchacha20poly1305(headerKey, parts.nonce, HEADER_AD).decrypt(parts.encryptedHeader);
-  } catch {
-    return undefined;
-  }
+export async function openHeader(
+  crypto: CryptoProvider,
+  headerKey: Uint8Array,
+  parts: MessageParts,
+): Promise<Header | undefined> {
+  const plain = await crypto.xchacha20poly1305.open(headerKey, parts.nonce, HEADER_AD, parts.encryptedHeader);
+  if (plain === undefined) return undefined;
   return { dh: plain.slice(0, KEY_LEN), pn: readU32(plain, KEY_LEN), n: readU32(plain, KEY_LEN + 4) };
 }
 
 /** DR §3.1 `DECRYPT(mk, ciphertext, associated_data)`: the plaintext, or `undefined`. */
 export function openBody(
+  crypto: CryptoProvider,
   messageKey: Uint8Array,
   parts: MessageParts,
   ad: Uint8Array,
-): Uint8Array | undefined {
+): Promise<Uint8Array | undefined> {
   const bodyAd = new Uint8Array(ad.length + MESSAGE_PREFIX_LEN);
   bodyAd.set(ad, 0);
   bodyAd.set(parts.prefix, ad.length);
-  try {
-    return xchacha20poly1305(messageKey, parts.nonce, bodyAd).decrypt(parts.body);
-  } catch {
-    return undefined;
-  }
+  return crypto.xchacha20poly1305.open(messageKey, parts.nonce, bodyAd, parts.body);
 }

@@ -39,11 +39,11 @@ function unwrap<T>(r: Result<T>): T {
   return r.value;
 }
 
-function newPair(random: RandomBytes) {
+async function newPair(random: RandomBytes) {
   const exported = random(32);
-  const bobKeys = generateRatchetKeyPair(random);
+  const bobKeys = await generateRatchetKeyPair(random);
   const alice = unwrap(
-    ratchetFromHandshake({
+    await ratchetFromHandshake({
       role: "initiator",
       exported,
       ad: AD,
@@ -51,7 +51,9 @@ function newPair(random: RandomBytes) {
       random,
     }),
   );
-  const bob = unwrap(ratchetFromHandshake({ role: "responder", exported, ad: AD, ratchetKeyPair: bobKeys }));
+  const bob = unwrap(
+    await ratchetFromHandshake({ role: "responder", exported, ad: AD, ratchetKeyPair: bobKeys }),
+  );
   return { alice, bob };
 }
 
@@ -65,13 +67,13 @@ const MESSAGE_ERRORS = new Set<LoftErrorCode>([
   "LOFT_ERR_TOO_MANY_SKIPPED",
 ]);
 
-function expectRejectedUnchanged(
+async function expectRejectedUnchanged(
   state: RatchetState,
   snapshot: Uint8Array,
   message: Uint8Array,
   allowed = MESSAGE_ERRORS,
 ) {
-  const r = ratchetDecrypt(state, message, NOW);
+  const r = await ratchetDecrypt(state, message, NOW);
   if (r.ok) throw new Error("a mutated or replayed message was accepted");
   expect(allowed.has(r.error.code)).toBe(true);
   expect(equalBytes(serializeRatchet(state), snapshot)).toBe(true);
@@ -82,70 +84,74 @@ function expectRejectedUnchanged(
  * kind — already received, in order or after being skipped (replays); skipped (pending); later in
  * the current chain; and the first messages of Alice's next chain (Bob steps his DH ratchet).
  */
-function fixture() {
+async function fixture() {
   const random = seeded(1);
-  let { alice, bob } = newPair(random);
-  const send = (from: "a" | "b", label: string) => {
-    const r = ratchetEncrypt(from === "a" ? alice : bob, utf8(label), NOW, { random });
+  let { alice, bob } = await newPair(random);
+  const send = async (from: "a" | "b", label: string) => {
+    const r = await ratchetEncrypt(from === "a" ? alice : bob, utf8(label), NOW, { random });
     if (from === "a") alice = r.state;
     else bob = r.state;
     return r.message;
   };
-  const recv = (to: "a" | "b", m: Uint8Array) => {
-    const r = unwrap(ratchetDecrypt(to === "a" ? alice : bob, m, NOW, { random }));
+  const recv = async (to: "a" | "b", m: Uint8Array) => {
+    const r = unwrap(await ratchetDecrypt(to === "a" ? alice : bob, m, NOW, { random }));
     if (to === "a") alice = r.state;
     else bob = r.state;
   };
   const received: Uint8Array[] = [];
   const pending: Uint8Array[] = [];
-  const chain1 = Array.from({ length: 6 }, (_, i) => send("a", `c1.${i}`));
+  const chain1: Uint8Array[] = [];
+  for (let i = 0; i < 6; i++) chain1.push(await send("a", `c1.${i}`));
   for (const i of [0, 3, 5]) {
-    recv("b", chain1[i]!);
+    await recv("b", chain1[i]!);
     received.push(chain1[i]!);
   }
   // chain1[1] was skipped and then delivered: its replay must find the stored key gone.
-  recv("b", chain1[1]!);
+  await recv("b", chain1[1]!);
   received.push(chain1[1]!);
   pending.push(chain1[2]!, chain1[4]!);
-  recv("a", send("b", "reply"));
-  const chain2 = Array.from({ length: 6 }, (_, i) => send("a", `c2.${i}`));
+  await recv("a", await send("b", "reply"));
+  const chain2: Uint8Array[] = [];
+  for (let i = 0; i < 6; i++) chain2.push(await send("a", `c2.${i}`));
   for (const i of [1, 2]) {
-    recv("b", chain2[i]!);
+    await recv("b", chain2[i]!);
     received.push(chain2[i]!);
   }
-  recv("b", chain2[4]!);
+  await recv("b", chain2[4]!);
   received.push(chain2[4]!);
   // pending: two skipped keys of the current chain, and a later message of it
   pending.push(chain2[0]!, chain2[3]!, chain2[5]!);
   const snapshot = serializeRatchet(bob);
   // Alice hears from Bob again (sent from a copy) and starts a third chain this Bob has not seen.
-  const bobReply = ratchetEncrypt(unwrap(deserializeRatchet(snapshot)), utf8("reply 2"), NOW, { random });
-  recv("a", bobReply.message);
-  pending.push(send("a", "c3.0"), send("a", "c3.1"));
+  const bobReply = await ratchetEncrypt(unwrap(deserializeRatchet(snapshot)), utf8("reply 2"), NOW, {
+    random,
+  });
+  await recv("a", bobReply.message);
+  pending.push(await send("a", "c3.0"), await send("a", "c3.1"));
   return { bob: unwrap(deserializeRatchet(snapshot)), snapshot, received, pending };
 }
 
-describe("ratchet properties", () => {
-  const fx = fixture();
+const fx = await fixture();
 
-  it("the fixture's pending messages all decrypt (so the rejections below are meaningful)", () => {
+describe("ratchet properties", () => {
+  it("the fixture's pending messages all decrypt (so the rejections below are meaningful)", async () => {
     for (const m of fx.pending) {
       const copy = unwrap(deserializeRatchet(fx.snapshot));
-      expect(ratchetDecrypt(copy, m, NOW).ok).toBe(true);
+      expect((await ratchetDecrypt(copy, m, NOW)).ok).toBe(true);
     }
   });
 
-  it("garbage is rejected with a typed error and leaves the state unchanged", () => {
-    fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 400 }), fc.boolean(), (bytes, setVersion) => {
+  it("garbage is rejected with a typed error and leaves the state unchanged", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.uint8Array({ maxLength: 400 }), fc.boolean(), async (bytes, setVersion) => {
         if (setVersion && bytes.length > 0) bytes[0] = 1;
-        expectRejectedUnchanged(fx.bob, fx.snapshot, bytes);
+        await expectRejectedUnchanged(fx.bob, fx.snapshot, bytes);
       }),
       { numRuns: FUZZ_RUNS },
     );
   });
 
-  it("bit-flipped, truncated, extended or spliced genuine messages are rejected; state unchanged", () => {
+  it("bit-flipped, truncated, extended or spliced genuine messages are rejected; state unchanged", async () => {
     const mutation = fc.oneof(
       fc.record({ kind: fc.constant("flip" as const), at: fc.nat(), bit: fc.integer({ min: 0, max: 7 }) }),
       fc.record({ kind: fc.constant("truncate" as const), at: fc.nat() }),
@@ -155,8 +161,8 @@ describe("ratchet properties", () => {
       }),
       fc.record({ kind: fc.constant("splice" as const), other: fc.nat(), at: fc.nat() }),
     );
-    fc.assert(
-      fc.property(fc.nat(), mutation, (pick, mut) => {
+    await fc.assert(
+      fc.asyncProperty(fc.nat(), mutation, async (pick, mut) => {
         const genuine = fx.pending[pick % fx.pending.length]!;
         let bad: Uint8Array;
         switch (mut.kind) {
@@ -180,23 +186,23 @@ describe("ratchet properties", () => {
             break;
           }
         }
-        expectRejectedUnchanged(fx.bob, fx.snapshot, bad);
+        await expectRejectedUnchanged(fx.bob, fx.snapshot, bad);
       }),
       { numRuns: FUZZ_RUNS },
     );
   });
 
-  it("replays of received messages are refused (LOFT_ERR_REPLAY or, once the chain is gone, DECRYPT)", () => {
+  it("replays of received messages are refused (LOFT_ERR_REPLAY or, once the chain is gone, DECRYPT)", async () => {
     const codes = new Set<LoftErrorCode>(["LOFT_ERR_REPLAY", "LOFT_ERR_DECRYPT"]);
-    fc.assert(
-      fc.property(fc.nat(), (pick) => {
-        expectRejectedUnchanged(fx.bob, fx.snapshot, fx.received[pick % fx.received.length]!, codes);
+    await fc.assert(
+      fc.asyncProperty(fc.nat(), async (pick) => {
+        await expectRejectedUnchanged(fx.bob, fx.snapshot, fx.received[pick % fx.received.length]!, codes);
       }),
       { numRuns: FUZZ_RUNS },
     );
   });
 
-  it("random interleavings of two parties: every delivered message decrypts exactly once, in any order", () => {
+  it("random interleavings of two parties: every delivered message decrypts exactly once, in any order", async () => {
     const op = fc.oneof(
       {
         weight: 3,
@@ -226,22 +232,22 @@ describe("ratchet properties", () => {
     );
     const opsPerRun = 30;
     let checks = 0;
-    fc.assert(
-      fc.property(
+    await fc.assert(
+      fc.asyncProperty(
         fc.integer(),
         fc.array(op, { minLength: opsPerRun, maxLength: opsPerRun }),
         fc.array(fc.nat(), { maxLength: 200 }),
-        (seed, ops, order) => {
+        async (seed, ops, order) => {
           const random = seeded(seed);
-          const pair = newPair(random);
+          const pair = await newPair(random);
           const states: RatchetState[] = [pair.alice, pair.bob];
           // in flight *to* party i
           const inbox: { message: Uint8Array; label: string }[][] = [[], []];
           const delivered: Uint8Array[][] = [[], []];
           let counter = 0;
-          const deliver = (to: number, index: number) => {
+          const deliver = async (to: number, index: number) => {
             const [item] = inbox[to]!.splice(index, 1);
-            const r = ratchetDecrypt(states[to]!, item!.message, NOW, { random });
+            const r = await ratchetDecrypt(states[to]!, item!.message, NOW, { random });
             if (!r.ok) throw r.error;
             expect(text(r.value.plaintext)).toBe(item!.label);
             states[to] = r.value.state;
@@ -254,17 +260,17 @@ describe("ratchet properties", () => {
               if (!canSend(states[o.who]!)) continue;
               for (let i = 0; i < o.count; i++) {
                 const label = `${o.who}:${counter++}`;
-                const r = ratchetEncrypt(states[o.who]!, utf8(label), NOW, { random });
+                const r = await ratchetEncrypt(states[o.who]!, utf8(label), NOW, { random });
                 states[o.who] = r.state;
                 inbox[to]!.push({ message: r.message, label });
               }
             } else if (o.kind === "deliver") {
-              if (inbox[o.who]!.length > 0) deliver(o.who, o.pick % inbox[o.who]!.length);
+              if (inbox[o.who]!.length > 0) await deliver(o.who, o.pick % inbox[o.who]!.length);
             } else if (o.kind === "replay") {
               const old = delivered[o.who]!;
               if (old.length === 0) continue;
               const s = states[o.who]!;
-              expectRejectedUnchanged(s, serializeRatchet(s), old[o.pick % old.length]!);
+              await expectRejectedUnchanged(s, serializeRatchet(s), old[o.pick % old.length]!);
               checks++;
             } else {
               const q = inbox[o.who]!;
@@ -272,7 +278,7 @@ describe("ratchet properties", () => {
               const bad = q[o.pick % q.length]!.message.slice();
               bad[o.at % bad.length]! ^= 0x10;
               const s = states[o.who]!;
-              expectRejectedUnchanged(s, serializeRatchet(s), bad);
+              await expectRejectedUnchanged(s, serializeRatchet(s), bad);
               checks++;
             }
           }
@@ -280,7 +286,7 @@ describe("ratchet properties", () => {
           let k = 0;
           while (inbox[0]!.length + inbox[1]!.length > 0) {
             const to = inbox[0]!.length === 0 ? 1 : inbox[1]!.length === 0 ? 0 : (order[k] ?? k) % 2;
-            deliver(to, (order[k + 1] ?? 0) % inbox[to]!.length);
+            await deliver(to, (order[k + 1] ?? 0) % inbox[to]!.length);
             k += 2;
           }
         },
@@ -292,8 +298,7 @@ describe("ratchet properties", () => {
 });
 
 describe("ratchet state decoder properties", () => {
-  const { bob, snapshot } = fixture();
-  void bob;
+  const { snapshot } = fx;
   const STATE_ERRORS = new Set<LoftErrorCode>([
     "LOFT_ERR_MALFORMED",
     "LOFT_ERR_SCHEMA",
@@ -301,7 +306,7 @@ describe("ratchet state decoder properties", () => {
     "LOFT_ERR_FRAME_TOO_LARGE",
   ]);
 
-  it("garbage is a typed error, never a throw", () => {
+  it("garbage is a typed error, never a throw", async () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 600 }), (bytes) => {
         const r = deserializeRatchet(bytes);
@@ -311,7 +316,7 @@ describe("ratchet state decoder properties", () => {
     );
   });
 
-  it("mutated stored states decode to a valid state or a typed error", () => {
+  it("mutated stored states decode to a valid state or a typed error", async () => {
     fc.assert(
       fc.property(fc.nat(), fc.integer({ min: 0, max: 7 }), fc.nat(), (at, bit, cut) => {
         const bytes = snapshot.slice();

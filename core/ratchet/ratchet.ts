@@ -15,9 +15,16 @@
  *   chain before the new sending key pair is generated, so a bad message costs no key generation.
  * - Skipped message keys (§3.5, §6.4) are bounded per chain (MAX_SKIP), in total (oldest evicted
  *   first) and in age (the caller passes `now`).
+ *
+ * Async (the crypto provider is, core/crypto/provider.ts; noble unless `crypto` names another).
+ * Operations on one state run one at a time, in call order (a per-state queue): a second call
+ * with a state that a first, still running call is about to replace waits for it, and then
+ * finds the state consumed — a caller bug, as it always was — instead of interleaving with it.
+ * A failed decrypt leaves its input state as it was, so a call queued behind it proceeds.
  */
-import { randomBytes } from "@noble/hashes/utils.js";
 import { abytes, equalBytes } from "../bytes.ts";
+import { nobleCrypto } from "../crypto/noble.ts";
+import type { CryptoProvider } from "../crypto/provider.ts";
 import { err, ok, type Result } from "../errors.ts";
 import { dh, dhPublicKey, KEY_LEN, kdfChain, kdfRoot, splitBootstrapSecret } from "./kdf.ts";
 import {
@@ -51,8 +58,23 @@ import {
 export type RandomBytes = (length: number) => Uint8Array;
 
 export interface RatchetOptions {
-  /** Defaults to the platform CSPRNG (noble `randomBytes`, i.e. `crypto.getRandomValues`). */
+  /** Defaults to the provider's CSPRNG (`crypto.getRandomValues` or node:crypto). */
   readonly random?: RandomBytes;
+  /** The primitives (core/crypto/provider.ts); noble when absent. */
+  readonly crypto?: CryptoProvider;
+}
+
+/** The tail of the queue of operations on each state (see the file comment). */
+const queues = new WeakMap<RatchetState, Promise<unknown>>();
+
+/** Run `op` after every operation already queued on `state`. */
+function onState<T>(state: RatchetState, op: () => Promise<T>): Promise<T> {
+  const run = (queues.get(state) ?? Promise.resolve()).then(op);
+  queues.set(
+    state,
+    run.catch(() => undefined),
+  );
+  return run;
 }
 
 export interface RatchetKeyPair {
@@ -61,9 +83,12 @@ export interface RatchetKeyPair {
 }
 
 /** DR §5.2 `GENERATE_DH()`: an X25519 key pair from 32 random bytes. */
-export function generateRatchetKeyPair(random: RandomBytes = randomBytes): RatchetKeyPair {
-  const secretKey = ownedCopy(random(KEY_LEN), KEY_LEN, "random");
-  return { secretKey, publicKey: dhPublicKey(secretKey) };
+export async function generateRatchetKeyPair(
+  random?: RandomBytes,
+  crypto: CryptoProvider = nobleCrypto,
+): Promise<RatchetKeyPair> {
+  const secretKey = ownedCopy((random ?? crypto.randomBytes)(KEY_LEN), KEY_LEN, "random");
+  return { secretKey, publicKey: await dhPublicKey(crypto, secretKey) };
 }
 
 interface CommonInit {
@@ -81,6 +106,7 @@ export interface InitAliceParams extends CommonInit {
   /** Bob's ratchet public key (his signed prekey, or the key he sent in the Noise handshake). */
   readonly bobRatchetPublic: Uint8Array;
   readonly random?: RandomBytes;
+  readonly crypto?: CryptoProvider;
 }
 
 export interface InitBobParams extends CommonInit {
@@ -102,16 +128,17 @@ function checkCommon(p: CommonInit): RatchetLimits {
  * DR §4.4 `RatchetInitAliceHE(SK, bob_dh_public_key, shared_hka, shared_nhkb)`. Alice sends first.
  * `bobRatchetPublic` comes from the peer, so a low-order key is a typed error, not a throw.
  */
-export function initAlice(p: InitAliceParams): Result<RatchetState> {
+export async function initAlice(p: InitAliceParams): Promise<Result<RatchetState>> {
+  const crypto = p.crypto ?? nobleCrypto;
   const limits = checkCommon(p);
   abytes(p.bobRatchetPublic, KEY_LEN, "bobRatchetPublic");
-  const self = generateRatchetKeyPair(p.random);
-  const dhOut = dh(self.secretKey, p.bobRatchetPublic);
+  const self = await generateRatchetKeyPair(p.random, crypto);
+  const dhOut = await dh(crypto, self.secretKey, p.bobRatchetPublic);
   if (!dhOut) {
     self.secretKey.fill(0);
     return err("LOFT_ERR_MALFORMED", "bob's ratchet public key is a low-order point");
   }
-  const step = kdfRoot(p.sharedSecret, dhOut);
+  const step = await kdfRoot(crypto, p.sharedSecret, dhOut);
   dhOut.fill(0);
   return ok({
     version: RATCHET_STATE_VERSION,
@@ -172,6 +199,7 @@ export type RatchetFromSecretParams =
       readonly ad: Uint8Array;
       readonly limits?: RatchetLimits;
       readonly random?: RandomBytes;
+      readonly crypto?: CryptoProvider;
     }
   | {
       readonly role: "bob";
@@ -179,14 +207,16 @@ export type RatchetFromSecretParams =
       readonly bobRatchetKeyPair: RatchetKeyPair;
       readonly ad: Uint8Array;
       readonly limits?: RatchetLimits;
+      readonly crypto?: CryptoProvider;
     };
 
 /**
  * Start a session from one 32-byte agreed secret: split it into SK, shared_hka and shared_nhkb
  * (`splitBootstrapSecret`, HKDF-SHA-256) and run the DR §4.4 initialisation for `role`.
  */
-export function ratchetFromSecret(p: RatchetFromSecretParams): Result<RatchetState> {
-  const keys = splitBootstrapSecret(p.secret);
+export async function ratchetFromSecret(p: RatchetFromSecretParams): Promise<Result<RatchetState>> {
+  const crypto = p.crypto ?? nobleCrypto;
+  const keys = await splitBootstrapSecret(crypto, p.secret);
   try {
     const common = {
       sharedSecret: keys.sharedSecret,
@@ -196,9 +226,10 @@ export function ratchetFromSecret(p: RatchetFromSecretParams): Result<RatchetSta
       ...(p.limits ? { limits: p.limits } : {}),
     };
     if (p.role === "alice")
-      return initAlice({
+      return await initAlice({
         ...common,
         bobRatchetPublic: p.bobRatchetPublic,
+        crypto,
         ...(p.random ? { random: p.random } : {}),
       });
     return ok(initBob({ ...common, bobRatchetKeyPair: p.bobRatchetKeyPair }));
@@ -259,7 +290,17 @@ export function ratchetEncrypt(
   plaintext: Uint8Array,
   now: number,
   options: RatchetOptions = {},
-): EncryptResult {
+): Promise<EncryptResult> {
+  return onState(state, () => encryptNow(state, plaintext, now, options));
+}
+
+async function encryptNow(
+  state: RatchetState,
+  plaintext: Uint8Array,
+  now: number,
+  options: RatchetOptions,
+): Promise<EncryptResult> {
+  const crypto = options.crypto ?? nobleCrypto;
   assertLive(state);
   abytes(plaintext, undefined, "plaintext");
   assertNow(now);
@@ -270,10 +311,18 @@ export function ratchetEncrypt(
   if (state.sendCount >= MAX_COUNTER) throw new RangeError("ratchet: sending chain exhausted");
   if (plaintext.length > MAX_MESSAGE_LEN - MIN_MESSAGE_LEN)
     throw new RangeError("ratchet: plaintext too large");
-  const nonce = ownedCopy((options.random ?? randomBytes)(NONCE_LEN), NONCE_LEN, "random");
-  const step = kdfChain(state.sendChainKey);
+  const nonce = ownedCopy((options.random ?? crypto.randomBytes)(NONCE_LEN), NONCE_LEN, "random");
+  const step = await kdfChain(crypto, state.sendChainKey);
   const header: Header = { dh: state.dhSelfPublic, pn: state.prevSendCount, n: state.sendCount };
-  const message = sealMessage(state.sendHeaderKey, step.messageKey, header, nonce, state.ad, plaintext);
+  const message = await sealMessage(
+    crypto,
+    state.sendHeaderKey,
+    step.messageKey,
+    header,
+    nonce,
+    state.ad,
+    plaintext,
+  );
   step.messageKey.fill(0);
   const next: RatchetState = {
     ...state,
@@ -302,7 +351,17 @@ export function ratchetDecrypt(
   message: Uint8Array,
   now: number,
   options: RatchetOptions = {},
-): Result<DecryptResult> {
+): Promise<Result<DecryptResult>> {
+  return onState(state, () => decryptNow(state, message, now, options));
+}
+
+async function decryptNow(
+  state: RatchetState,
+  message: Uint8Array,
+  now: number,
+  options: RatchetOptions,
+): Promise<Result<DecryptResult>> {
+  const crypto = options.crypto ?? nobleCrypto;
   assertLive(state);
   assertNow(now);
   if (!(message instanceof Uint8Array)) return err("LOFT_ERR_MALFORMED", "ratchet message: not bytes");
@@ -323,19 +382,28 @@ export function ratchetDecrypt(
 
   // DR §4.6 DecryptHeader, step 1: the current receiving chain.
   if (state.recvHeaderKey) {
-    const header = openHeader(state.recvHeaderKey, parts);
-    if (header) return receiveInCurrentChain(state, skipped, header, parts, now);
+    const header = await openHeader(crypto, state.recvHeaderKey, parts);
+    if (header) return receiveInCurrentChain(crypto, state, skipped, header, parts, now);
   }
   // DecryptHeader, step 2: the next header key means the peer has stepped its DH ratchet.
-  const header = openHeader(state.nextRecvHeaderKey, parts);
-  if (header) return receiveWithDhRatchet(state, skipped, header, parts, now, options.random ?? randomBytes);
+  const header = await openHeader(crypto, state.nextRecvHeaderKey, parts);
+  if (header)
+    return receiveWithDhRatchet(
+      crypto,
+      state,
+      skipped,
+      header,
+      parts,
+      now,
+      options.random ?? crypto.randomBytes,
+    );
   // TrySkippedMessageKeysHE: header keys of earlier chains we still hold skipped keys for.
   const tried: Uint8Array[] = state.recvHeaderKey ? [state.recvHeaderKey] : [];
   for (const entry of skipped) {
     if (tried.some((hk) => hk === entry.headerKey || equalBytes(hk, entry.headerKey))) continue;
     tried.push(entry.headerKey);
-    const old = openHeader(entry.headerKey, parts);
-    if (old) return receiveSkipped(state, skipped, entry.headerKey, old, parts);
+    const old = await openHeader(crypto, entry.headerKey, parts);
+    if (old) return receiveSkipped(crypto, state, skipped, entry.headerKey, old, parts);
   }
   return err("LOFT_ERR_DECRYPT", "ratchet message: no header key opens the header");
 }
@@ -349,17 +417,18 @@ function findSkipped(skipped: readonly SkippedMessageKey[], headerKey: Uint8Arra
 }
 
 /** TrySkippedMessageKeysHE for a header that opened under `headerKey`. */
-function receiveSkipped(
+async function receiveSkipped(
+  crypto: CryptoProvider,
   state: RatchetState,
   skipped: readonly SkippedMessageKey[],
   headerKey: Uint8Array,
   header: Header,
   parts: MessageParts,
-): Result<DecryptResult> {
+): Promise<Result<DecryptResult>> {
   const index = findSkipped(skipped, headerKey, header.n);
   if (index < 0)
     return err("LOFT_ERR_REPLAY", `ratchet message: message ${header.n} already received or expired`);
-  const plaintext = openBody(skipped[index]!.messageKey, parts, state.ad);
+  const plaintext = await openBody(crypto, skipped[index]!.messageKey, parts, state.ad);
   if (!plaintext) return err("LOFT_ERR_DECRYPT", "ratchet message: body failed authentication");
   const next: RatchetState = { ...state, skipped: skipped.filter((_, i) => i !== index) };
   wipeUnshared(state, next, true);
@@ -375,17 +444,18 @@ interface Advanced {
  * DR §4.6 `SkipMessageKeysHE`: derive and keep the keys for messages `from`..`until - 1`. The input
  * chain key is not modified; intermediate chain keys are zeroed as soon as they are replaced.
  */
-function advanceChain(
+async function advanceChain(
+  crypto: CryptoProvider,
   chainKey: Uint8Array,
   headerKey: Uint8Array,
   from: number,
   until: number,
   now: number,
-): Advanced {
+): Promise<Advanced> {
   let ck = chainKey;
   const out: SkippedMessageKey[] = [];
   for (let n = from; n < until; n++) {
-    const step = kdfChain(ck);
+    const step = await kdfChain(crypto, ck);
     if (ck !== chainKey) ck.fill(0);
     ck = step.chainKey;
     out.push({ headerKey, n, messageKey: step.messageKey, storedAt: now });
@@ -424,22 +494,23 @@ function wipeSkipped(entries: readonly SkippedMessageKey[]): void {
 }
 
 /** RatchetDecryptHE when the header opened under HKr: a skipped key, a replay, or the next keys. */
-function receiveInCurrentChain(
+async function receiveInCurrentChain(
+  crypto: CryptoProvider,
   state: RatchetState,
   skipped: readonly SkippedMessageKey[],
   header: Header,
   parts: MessageParts,
   now: number,
-): Result<DecryptResult> {
+): Promise<Result<DecryptResult>> {
   const headerKey = state.recvHeaderKey!;
   const chainKey = state.recvChainKey!;
-  if (header.n < state.recvCount) return receiveSkipped(state, skipped, headerKey, header, parts);
+  if (header.n < state.recvCount) return receiveSkipped(crypto, state, skipped, headerKey, header, parts);
   if (header.n - state.recvCount > state.limits.maxSkip)
     return err("LOFT_ERR_TOO_MANY_SKIPPED", `ratchet message: would skip ${header.n - state.recvCount} keys`);
-  const advanced = advanceChain(chainKey, headerKey, state.recvCount, header.n, now);
-  const step = kdfChain(advanced.chainKey);
+  const advanced = await advanceChain(crypto, chainKey, headerKey, state.recvCount, header.n, now);
+  const step = await kdfChain(crypto, advanced.chainKey);
   if (advanced.chainKey !== chainKey) advanced.chainKey.fill(0);
-  const plaintext = openBody(step.messageKey, parts, state.ad);
+  const plaintext = await openBody(crypto, step.messageKey, parts, state.ad);
   step.messageKey.fill(0);
   if (!plaintext) {
     step.chainKey.fill(0);
@@ -457,14 +528,15 @@ function receiveInCurrentChain(
 }
 
 /** RatchetDecryptHE when the header opened under NHKr: skip the old chain, DHRatchetHE, decrypt. */
-function receiveWithDhRatchet(
+async function receiveWithDhRatchet(
+  crypto: CryptoProvider,
   state: RatchetState,
   skipped: readonly SkippedMessageKey[],
   header: Header,
   parts: MessageParts,
   now: number,
   random: RandomBytes,
-): Result<DecryptResult> {
+): Promise<Result<DecryptResult>> {
   const { maxSkip } = state.limits;
   // SkipMessageKeysHE(state, header.pn) checks before looking at CKr, as the spec does.
   if (header.pn > state.recvCount + maxSkip)
@@ -476,23 +548,30 @@ function receiveWithDhRatchet(
     return err("LOFT_ERR_TOO_MANY_SKIPPED", `ratchet message: would skip ${header.n} keys`);
   let oldChain: SkippedMessageKey[] = [];
   if (state.recvChainKey && state.recvHeaderKey) {
-    const advanced = advanceChain(state.recvChainKey, state.recvHeaderKey, state.recvCount, header.pn, now);
+    const advanced = await advanceChain(
+      crypto,
+      state.recvChainKey,
+      state.recvHeaderKey,
+      state.recvCount,
+      header.pn,
+      now,
+    );
     if (advanced.chainKey !== state.recvChainKey) advanced.chainKey.fill(0);
     oldChain = advanced.skipped;
   }
   // DHRatchetHE, receiving half: RK, CKr, NHKr = KDF_RK_HE(RK, DH(DHs, DHr)).
-  const dhRecv = dh(state.dhSelfSecret, header.dh);
+  const dhRecv = await dh(crypto, state.dhSelfSecret, header.dh);
   if (!dhRecv) {
     wipeSkipped(oldChain);
     return err("LOFT_ERR_DECRYPT", "ratchet message: peer ratchet key is a low-order point");
   }
-  const recvStep = kdfRoot(state.rootKey, dhRecv);
+  const recvStep = await kdfRoot(crypto, state.rootKey, dhRecv);
   dhRecv.fill(0);
-  const newChain = advanceChain(recvStep.chainKey, state.nextRecvHeaderKey, 0, header.n, now);
-  const step = kdfChain(newChain.chainKey);
+  const newChain = await advanceChain(crypto, recvStep.chainKey, state.nextRecvHeaderKey, 0, header.n, now);
+  const step = await kdfChain(crypto, newChain.chainKey);
   if (newChain.chainKey !== recvStep.chainKey) newChain.chainKey.fill(0);
   recvStep.chainKey.fill(0);
-  const plaintext = openBody(step.messageKey, parts, state.ad);
+  const plaintext = await openBody(crypto, step.messageKey, parts, state.ad);
   step.messageKey.fill(0);
   if (!plaintext) {
     step.chainKey.fill(0);
@@ -503,10 +582,10 @@ function receiveWithDhRatchet(
     return err("LOFT_ERR_DECRYPT", "ratchet message: body failed authentication");
   }
   // DHRatchetHE, sending half: DHs = GENERATE_DH(); RK, CKs, NHKs = KDF_RK_HE(RK, DH(DHs, DHr)).
-  const self = generateRatchetKeyPair(random);
-  const dhSend = dh(self.secretKey, header.dh);
+  const self = await generateRatchetKeyPair(random, crypto);
+  const dhSend = await dh(crypto, self.secretKey, header.dh);
   if (!dhSend) throw new Error("ratchet: X25519 rejected a key it accepted a moment ago");
-  const sendStep = kdfRoot(recvStep.rootKey, dhSend);
+  const sendStep = await kdfRoot(crypto, recvStep.rootKey, dhSend);
   dhSend.fill(0);
   recvStep.rootKey.fill(0);
   const next: RatchetState = {

@@ -16,6 +16,7 @@ export {
 } from "./frames.ts";
 export {
   decodeHandshakePayload,
+  decodeHandshakePayloadWith,
   EXTENSION_NAME,
   type Extensions,
   encodeHandshakePayload,
@@ -34,4 +35,5 @@ export {
   type SessionProtocol,
   type VersionCodec,
   verifyPeer,
+  verifyPeerWith,
 } from "./session.ts";

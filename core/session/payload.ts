@@ -13,8 +13,15 @@
 import * as v from "valibot";
 import { equalBytes } from "../bytes.ts";
 import { bytesSchema, decodeWith, encodeCanonical } from "../codec/codec.ts";
+import type { CryptoProvider } from "../crypto/provider.ts";
 import { err, ok, type Result } from "../errors.ts";
-import { decodeIdentity, encodeIdentity, type Identity, MAX_IDENTITY_BYTES } from "../identity/identity.ts";
+import {
+  decodeIdentity,
+  decodeIdentityWith,
+  encodeIdentity,
+  type Identity,
+  MAX_IDENTITY_BYTES,
+} from "../identity/identity.ts";
 
 export const MAX_EXTENSIONS = 16;
 export const MAX_EXTENSION_BYTES = 8192;
@@ -61,13 +68,32 @@ export function encodeHandshakePayload(identity: Identity, extensions: Extension
  * does not verify, LOFT_ERR_BAD_IDENTITY / LOFT_ERR_SCHEMA / LOFT_ERR_MALFORMED otherwise).
  */
 export function decodeHandshakePayload(bytes: Uint8Array): Result<HandshakePayload> {
+  const decoded = decodeOuter(bytes);
+  if (!decoded.ok) return decoded;
+  const identity = decodeIdentity(decoded.value.identity);
+  return identity.ok ? ok({ identity: identity.value, extensions: decoded.value.extensions }) : identity;
+}
+
+/**
+ * `decodeHandshakePayload` with the identity's signature checked by `crypto` (the session's
+ * provider; core/identity/identity.ts `decodeIdentityWith`). Same checks, same errors.
+ */
+export async function decodeHandshakePayloadWith(
+  crypto: CryptoProvider,
+  bytes: Uint8Array,
+): Promise<Result<HandshakePayload>> {
+  const decoded = decodeOuter(bytes);
+  if (!decoded.ok) return decoded;
+  const identity = await decodeIdentityWith(crypto, decoded.value.identity);
+  return identity.ok ? ok({ identity: identity.value, extensions: decoded.value.extensions }) : identity;
+}
+
+function decodeOuter(bytes: Uint8Array): Result<{ identity: Uint8Array; extensions: Extensions }> {
   const decoded = decodeWith(bytes, handshakePayloadSchema, LIMITS);
   if (!decoded.ok) return decoded;
   if (!equalBytes(encodeCanonical(decoded.value), bytes))
     return err("LOFT_ERR_MALFORMED", "handshake payload is not canonical MessagePack");
-  const identity = decodeIdentity(decoded.value.identity);
-  if (!identity.ok) return identity;
   const extensions: Record<string, Uint8Array> = {};
   for (const [name, value] of Object.entries(decoded.value.ext ?? {})) extensions[name] = value.slice();
-  return ok({ identity: identity.value, extensions });
+  return ok({ identity: decoded.value.identity, extensions });
 }

@@ -5,8 +5,10 @@
  * static keys is refused.
  */
 import { describe, expect, it } from "vitest";
+import { createNodeCryptoProvider } from "../../host/crypto-node.ts";
 import { equalBytes, utf8 } from "../bytes.ts";
 import { decodeVersionHeader, encodeVersionHeader } from "../codec/version.ts";
+import { createWebCryptoProvider } from "../crypto/webcrypto.ts";
 import { isLoftError, type LoftErrorCode } from "../errors.ts";
 import { createUserIdentity, type UserIdentity } from "../identity/identity.ts";
 import type { Link } from "../link/link.ts";
@@ -48,7 +50,7 @@ describe("establishSession: success", () => {
   it.each(["XXhfs", "XX"] as const)(
     "%s: both sides verify each other and agree on everything",
     async (protocol) => {
-      const ratchetKey = generateKeyPair().publicKey;
+      const ratchetKey = (await generateKeyPair()).publicKey;
       const { initiator, responder } = connect(
         { protocol, expectedIdentityKey: bob.identity.verified.identity_key },
         { protocol, extensions: { ratchet_key: ratchetKey } },
@@ -336,19 +338,23 @@ describe("a relaying attacker", () => {
   it("that answers with Bob's real identity but its own static key: LOFT_ERR_NOISE_KEY_MISMATCH", async () => {
     const [la, lm] = memoryLinkPair();
     const initiator = establishSession({ link: la, role: "initiator", kind: "direct", self: alice });
-    void impostor(lm, "responder", generateKeyPair(), encodeHandshakePayload(bob.identity)).catch(() => {});
+    void impostor(lm, "responder", await generateKeyPair(), encodeHandshakePayload(bob.identity)).catch(
+      () => {},
+    );
     expect(await codeOf(initiator)).toBe("LOFT_ERR_NOISE_KEY_MISMATCH");
   });
 
   it("that dials Bob with Alice's real identity but its own static key: LOFT_ERR_NOISE_KEY_MISMATCH", async () => {
     const [lm, lb] = memoryLinkPair();
     const responder = establishSession({ link: lb, role: "responder", kind: "direct", self: bob });
-    void impostor(lm, "initiator", generateKeyPair(), encodeHandshakePayload(alice.identity)).catch(() => {});
+    void impostor(lm, "initiator", await generateKeyPair(), encodeHandshakePayload(alice.identity)).catch(
+      () => {},
+    );
     expect(await codeOf(responder)).toBe("LOFT_ERR_NOISE_KEY_MISMATCH");
   });
 
   it("that swaps in its own noise key under Bob's identity key (unsigned): LOFT_ERR_BAD_SIGNATURE", async () => {
-    const key = generateKeyPair();
+    const key = await generateKeyPair();
     const swapped = { ...bob.identity, verified: { ...bob.identity.verified, noise_key: key.publicKey } };
     const [la, lm] = memoryLinkPair();
     const initiator = establishSession({ link: la, role: "initiator", kind: "direct", self: alice });
@@ -413,28 +419,28 @@ async function impostor(
   const header = encodeVersionHeader();
   link.send(header);
   await link.receive();
-  const hs = new HandshakeState({
+  const hs = await HandshakeState.create({
     pattern: XX_HFS,
     role,
     prologue: sessionPrologue(kind, header, header),
     staticKeyPair,
   });
-  const write = (p: Uint8Array) => {
-    const m = hs.writeMessage(p);
+  const write = async (p: Uint8Array) => {
+    const m = await hs.writeMessage(p);
     if (!m.ok) throw m.error;
     link.send(m.value);
   };
   const read = async () => {
-    const r = hs.readMessage(await link.receive());
+    const r = await hs.readMessage(await link.receive());
     if (!r.ok) throw r.error;
   };
   if (role === "initiator") {
-    write(new Uint8Array(0));
+    await write(new Uint8Array(0));
     await read();
-    write(payload);
+    await write(payload);
   } else {
     await read();
-    write(payload);
+    await write(payload);
     await read();
   }
 }
@@ -449,3 +455,34 @@ async function observeResponder(link: Link, self: UserIdentity): Promise<string>
     return "closed before message 3";
   }
 }
+
+describe("establishSession with native crypto providers", () => {
+  it.each(["webcrypto", "node"] as const)(
+    "%s on both sides: the session opens, carries messages, and a mixed pair interoperates with noble",
+    async (which) => {
+      const crypto = which === "node" ? await createNodeCryptoProvider() : await createWebCryptoProvider();
+      const { initiator, responder } = connect({ crypto }, { crypto });
+      const [a, b] = await Promise.all([initiator, responder]);
+      a.send(utf8("over native primitives"));
+      expect(await b.receive()).toEqual(utf8("over native primitives"));
+      a.close();
+      // One side native, the other noble: the same bytes on the wire.
+      const mixed = connect({ crypto }, {});
+      const [c, d] = await Promise.all([mixed.initiator, mixed.responder]);
+      d.send(utf8("back"));
+      expect(await c.receive()).toEqual(utf8("back"));
+      c.close();
+    },
+  );
+
+  it("a peer whose identity signature does not verify is refused on the native path too", async () => {
+    const crypto = await createNodeCryptoProvider();
+    const forged = {
+      ...bob,
+      identity: { ...bob.identity, signature: bob.identity.signature.map((x, i) => (i === 0 ? x ^ 1 : x)) },
+    };
+    const { initiator, responder } = connect({ crypto }, { crypto }, [alice, forged]);
+    responder.catch(() => {});
+    expect(await codeOf(initiator)).toBe("LOFT_ERR_BAD_SIGNATURE");
+  });
+});

@@ -22,9 +22,10 @@
  * does not finish before the deadline (LOFT_ERR_TIMEOUT) — wipes its state, closes the link with
  * the error code as the reason, and rejects with that LoftError. It never yields a Session.
  */
-import { x25519 } from "@noble/curves/ed25519.js";
 import { equalBytes } from "../bytes.ts";
 import { decodeVersionHeader, encodeVersionHeader } from "../codec/version.ts";
+import { nobleCrypto } from "../crypto/noble.ts";
+import type { CryptoProvider } from "../crypto/provider.ts";
 import { err, isLoftError, LoftError, type LoftErrorCode, type Result } from "../errors.ts";
 import type { Identity, UserIdentity } from "../identity/identity.ts";
 import type { Link, LinkCloseInfo } from "../link/link.ts";
@@ -36,6 +37,7 @@ import type { NoiseTransport } from "../noise/transport.ts";
 import { closeFrame, FrameAssembler, messageFrames } from "./frames.ts";
 import {
   decodeHandshakePayload,
+  decodeHandshakePayloadWith,
   type Extensions,
   encodeHandshakePayload,
   type HandshakePayload,
@@ -78,8 +80,10 @@ export interface SessionOptions {
   /** Rekey interval in messages; both sides must agree (default REKEY_INTERVAL). */
   rekeyInterval?: number;
   maxMessageBytes?: number;
-  /** Randomness for the handshake (tests); the CSPRNG otherwise. */
+  /** Randomness for the handshake (tests); the provider's CSPRNG otherwise. */
   entropy?: NoiseEntropy;
+  /** The primitives of the handshake and the transport (core/crypto/provider.ts); noble by default. */
+  crypto?: CryptoProvider;
   /** Version header codec (tests); SREMP 1.0 otherwise. */
   versionCodec?: VersionCodec;
   /**
@@ -128,7 +132,24 @@ export function verifyPeer(
   remoteStaticKey: Uint8Array,
   expectedIdentityKey: Uint8Array | undefined,
 ): Result<HandshakePayload> {
-  const decoded = decodeHandshakePayload(payload);
+  return checkPeer(decodeHandshakePayload(payload), remoteStaticKey, expectedIdentityKey);
+}
+
+/** `verifyPeer` with the identity signature checked by `crypto` (the session's provider). */
+export async function verifyPeerWith(
+  crypto: CryptoProvider,
+  payload: Uint8Array,
+  remoteStaticKey: Uint8Array,
+  expectedIdentityKey: Uint8Array | undefined,
+): Promise<Result<HandshakePayload>> {
+  return checkPeer(await decodeHandshakePayloadWith(crypto, payload), remoteStaticKey, expectedIdentityKey);
+}
+
+function checkPeer(
+  decoded: Result<HandshakePayload>,
+  remoteStaticKey: Uint8Array,
+  expectedIdentityKey: Uint8Array | undefined,
+): Result<HandshakePayload> {
   if (!decoded.ok) return decoded;
   const { verified } = decoded.value.identity;
   if (!equalBytes(remoteStaticKey, verified.noise_key))
@@ -146,11 +167,14 @@ export async function establishSession(options: SessionOptions): Promise<Session
   const { link, role, self } = options;
   const versionCodec = options.versionCodec ?? SREMP_VERSION;
   const timeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
-  const ourNoiseKey = x25519.getPublicKey(self.privateNoiseKey);
+  const crypto = options.crypto ?? nobleCrypto;
+  const ourNoiseKey = await crypto.x25519.publicKey(self.privateNoiseKey);
   if (!equalBytes(ourNoiseKey, self.identity.verified.noise_key))
     throw new RangeError("self.privateNoiseKey does not match self.identity's noise_key");
   const ourPayload = encodeHandshakePayload(self.identity, options.extensions ?? {});
   let hs: HandshakeState | undefined;
+  /** Set when the handshake gave up (timeout, error) before `hs` existed: abort it on creation. */
+  let aborted = false;
 
   const run = async (): Promise<Session> => {
     // 1. SREMP §version: our header first, then the peer's.
@@ -165,28 +189,35 @@ export async function establishSession(options: SessionOptions): Promise<Session
       initiator ? theirHeader : ourHeader,
     );
     // 2. Noise handshake.
-    hs = new HandshakeState({
+    const handshake = await HandshakeState.create({
       pattern: options.protocol === "XX" ? XX : XX_HFS,
       role,
       prologue,
       staticKeyPair: { privateKey: self.privateNoiseKey, publicKey: ourNoiseKey },
+      crypto,
       ...(options.entropy ? { entropy: options.entropy } : {}),
     });
+    hs = handshake;
+    if (aborted) handshake.abort();
     let peer: HandshakePayload;
     if (initiator) {
-      link.send(must(hs.writeMessage(EMPTY)));
-      const payload2 = must(hs.readMessage(await next(link)));
+      link.send(must(await handshake.writeMessage(EMPTY)));
+      const payload2 = must(await handshake.readMessage(await next(link)));
       // 3. Check the responder before our identity leaves in message 3.
-      peer = must(verifyPeer(payload2, hs.remoteStaticKey!, options.expectedIdentityKey));
-      link.send(must(hs.writeMessage(ourPayload)));
+      peer = must(
+        await verifyPeerWith(crypto, payload2, handshake.remoteStaticKey!, options.expectedIdentityKey),
+      );
+      link.send(must(await handshake.writeMessage(ourPayload)));
     } else {
-      const payload1 = must(hs.readMessage(await next(link)));
+      const payload1 = must(await handshake.readMessage(await next(link)));
       if (payload1.length !== 0) fail("LOFT_ERR_MALFORMED", "handshake message 1 must carry no payload");
-      link.send(must(hs.writeMessage(ourPayload)));
-      const payload3 = must(hs.readMessage(await next(link)));
-      peer = must(verifyPeer(payload3, hs.remoteStaticKey!, options.expectedIdentityKey));
+      link.send(must(await handshake.writeMessage(ourPayload)));
+      const payload3 = must(await handshake.readMessage(await next(link)));
+      peer = must(
+        await verifyPeerWith(crypto, payload3, handshake.remoteStaticKey!, options.expectedIdentityKey),
+      );
     }
-    const transport = must(hs.finish(options.exportLabels ?? SESSION_EXPORT_LABELS));
+    const transport = must(await handshake.finish(options.exportLabels ?? SESSION_EXPORT_LABELS));
     return new Session({
       link,
       transport,
@@ -211,6 +242,7 @@ export async function establishSession(options: SessionOptions): Promise<Session
   try {
     return await Promise.race([running, deadline]);
   } catch (e) {
+    aborted = true;
     hs?.abort();
     // Our own bugs (not LoftErrors) still close the link, then surface unchanged.
     const code = isLoftError(e) ? e.code : "LOFT_ERR_HANDSHAKE_STATE";
@@ -252,6 +284,10 @@ export class Session extends QueueLink {
   readonly #maxMessageBytes: number;
   #sentSinceRekey = 0;
   #receivedSinceRekey = 0;
+  /** The send chain: sealing and sending, one batch at a time (resolves, never rejects). */
+  #sending: Promise<void> = Promise.resolve();
+  /** A seal or send failed: nothing more goes out. */
+  #sendFailed = false;
   #nextMessageId = 0;
 
   /** @internal — use `establishSession`. */
@@ -284,46 +320,76 @@ export class Session extends QueueLink {
     return this.#transport.exportSecret(label);
   }
 
-  /** Encrypt and send one frame plaintext (built with 16 spare bytes: sealed in place). */
-  #seal(frame: Uint8Array): void {
-    const sealed = this.#transport.send.encryptWithAd(EMPTY, frame.subarray(0, frame.length - TAGLEN), frame);
-    if (!sealed.ok) {
-      this.finish({ reason: sealed.error.code, detail: sealed.error.message }, true);
-      throw sealed.error;
-    }
+  /**
+   * Encrypt one frame plaintext (built with 16 spare bytes: sealed in place) and send it. Runs on
+   * the send chain, so frames leave in the order their messages were sent (and their nonces, taken
+   * at the encrypt call, follow that order too).
+   */
+  async #seal(frame: Uint8Array): Promise<void> {
+    const sealed = await this.#transport.send.encryptWithAd(
+      EMPTY,
+      frame.subarray(0, frame.length - TAGLEN),
+      frame,
+    );
+    if (!sealed.ok) throw sealed.error;
     if (++this.#sentSinceRekey === this.#rekeyInterval) {
-      this.#transport.send.rekey(); // Noise §11.3
       this.#sentSinceRekey = 0;
+      await this.#transport.send.rekey(); // Noise §11.3
     }
+    if (this.#link.state === "closed") throw new LoftError("LOFT_ERR_LINK_CLOSED", "the link closed");
     this.#link.send(sealed.value);
   }
 
-  /** Messages larger than one frame go out as CHUNK frames; over `maxMessageBytes` throws. */
+  /** Queue `work` on the send chain (one frame batch at a time, in call order). */
+  #onSendChain(work: () => Promise<void>): Promise<void> {
+    const run = this.#sending.then(work);
+    this.#sending = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Messages larger than one frame go out as CHUNK frames; over `maxMessageBytes` throws. The
+   * frames are sealed and sent asynchronously, in order; if that fails (nonce exhausted, the link
+   * went away) the session closes with the error's code.
+   */
   protected transmit(message: Uint8Array): void {
     if (message.length > this.#maxMessageBytes)
       throw new LoftError("LOFT_ERR_FRAME_TOO_LARGE", `message of ${message.length} bytes exceeds the limit`);
     const frames = messageFrames(message, this.#nextMessageId);
     if (frames.length > 1) this.#nextMessageId++;
-    try {
-      for (const frame of frames) this.#seal(frame);
-    } catch (e) {
-      if (isLoftError(e) && e.code === "LOFT_ERR_LINK_CLOSED")
-        this.finish({ reason: "LOFT_ERR_LINK_CLOSED", detail: "the link closed" }, false);
-      throw e;
-    }
+    void this.#onSendChain(async () => {
+      if (this.#sendFailed) return;
+      for (const frame of frames) await this.#seal(frame);
+    }).catch((e: unknown) => {
+      this.#sendFailed = true;
+      const code = isLoftError(e) ? e.code : "LOFT_ERR_HANDSHAKE_STATE";
+      const local = code !== "LOFT_ERR_LINK_CLOSED";
+      this.finish({ reason: code, detail: (e as Error).message ?? String(e) }, local);
+      if (!local) this.#transport.wipe();
+    });
   }
 
-  /** Local close: tell the peer why in an encrypted CLOSE frame, close the link, wipe keys. */
+  /**
+   * Local close: after every frame already sent, tell the peer why in an encrypted CLOSE frame,
+   * close the link, wipe keys.
+   */
   protected teardown(info: LinkCloseInfo): void {
-    if (this.#link.state !== "closed") {
-      try {
-        this.#seal(closeFrame(info.reason));
-      } catch {
-        // the link went away first; nothing more to tell
+    void this.#onSendChain(async () => {
+      if (this.#link.state !== "closed") {
+        try {
+          if (!this.#sendFailed) await this.#seal(closeFrame(info.reason));
+        } catch {
+          // the link went away first; nothing more to tell
+        }
+        this.#link.close(info.reason, info.detail);
       }
-      this.#link.close(info.reason, info.detail);
-    }
-    this.#transport.wipe();
+      this.#transport.wipe();
+    });
+  }
+
+  /** The link state, read afresh (TypeScript's narrowing does not see a close across an await). */
+  #closed(): boolean {
+    return this.state === "closed";
   }
 
   /** A protocol violation or a failed decryption: close with its code. */
@@ -347,11 +413,12 @@ export class Session extends QueueLink {
       }
       if (this.state === "closed") return;
       const output = frame.length >= TAGLEN ? frame.subarray(0, frame.length - TAGLEN) : undefined;
-      const opened = this.#transport.receive.decryptWithAd(EMPTY, frame, output);
+      const opened = await this.#transport.receive.decryptWithAd(EMPTY, frame, output);
+      if (this.#closed()) return; // closed while the frame was being decrypted
       if (!opened.ok) return this.#fail(opened.error.code, opened.error.message);
       if (++this.#receivedSinceRekey === this.#rekeyInterval) {
-        this.#transport.receive.rekey(); // Noise §11.3
         this.#receivedSinceRekey = 0;
+        await this.#transport.receive.rekey(); // Noise §11.3
       }
       const inbound = this.#assembler.push(opened.value);
       if (!inbound.ok) return this.#fail(inbound.error.code, inbound.error.message);

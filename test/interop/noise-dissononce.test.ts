@@ -24,8 +24,8 @@ const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 // Fixed static keys (cacophony's), so a failure is reproducible by hand with the same commands.
 const INIT_STATIC = "e61ef9919cde45dd5f82166404bd08e38bceb5dfdfded0a34c8df7ed542214d1";
 const RESP_STATIC = "4a3acbfdb163dec651dfa3194dece676d437029c62a408b4c5ea9114246e4893";
-const publicOf = (hex: string) =>
-  toHex(keyPairFromPrivate(Uint8Array.from(Buffer.from(hex, "hex"))).publicKey);
+const publicOf = async (hex: string) =>
+  toHex((await keyPairFromPrivate(Uint8Array.from(Buffer.from(hex, "hex")))).publicKey);
 
 let python = "";
 const children: ChildProcess[] = [];
@@ -117,8 +117,8 @@ describe("Noise XX interop with python3-dissononce over TCP", () => {
     ]);
     expect(ours).toMatch(/^[0-9a-f]{64}$/);
     expect(ours).toBe(theirs);
-    expect(await responder.line("remote_static")).toBe(publicOf(INIT_STATIC));
-    expect(await initiator.line("remote_static")).toBe(publicOf(RESP_STATIC));
+    expect(await responder.line("remote_static")).toBe(await publicOf(INIT_STATIC));
+    expect(await initiator.line("remote_static")).toBe(await publicOf(RESP_STATIC));
     expect((await initiator.exit).code).toBe(0);
     expect(initiator.lines.filter((l) => l.startsWith("echo="))).toEqual(
       Array(3).fill("echo=grüße from python"),
@@ -157,8 +157,8 @@ describe("Noise XX interop with python3-dissononce over TCP", () => {
       responder.line("handshake_hash"),
     ]);
     expect(ours).toBe(theirs);
-    expect(await initiator.line("remote_static")).toBe(publicOf(RESP_STATIC));
-    expect(await responder.line("remote_static")).toBe(publicOf(INIT_STATIC));
+    expect(await initiator.line("remote_static")).toBe(await publicOf(RESP_STATIC));
+    expect(await responder.line("remote_static")).toBe(await publicOf(INIT_STATIC));
     expect((await initiator.exit).code).toBe(0);
     expect(initiator.lines.filter((l) => l.startsWith("echo="))).toEqual(
       Array(2).fill("echo=hello from loft"),
@@ -170,37 +170,37 @@ describe("Noise XX interop with python3-dissononce over TCP", () => {
     const responder = pyPeer(["--role", "responder", "--port", "0", "--static-hex", RESP_STATIC]);
     const port = Number(await responder.line("listening"));
     const link = await TcpLink.connect("127.0.0.1", port);
-    const hs = new HandshakeState({
+    const hs = await HandshakeState.create({
       pattern: XX,
       role: "initiator",
       prologue: new Uint8Array(0),
-      staticKeyPair: keyPairFromPrivate(Uint8Array.from(Buffer.from(INIT_STATIC, "hex"))),
+      staticKeyPair: await keyPairFromPrivate(Uint8Array.from(Buffer.from(INIT_STATIC, "hex"))),
     });
     const send = (r: { ok: boolean; value?: Uint8Array }) => link.send(r.value!);
-    send(hs.writeMessage());
-    const payload2 = hs.readMessage(await link.receive());
+    send(await hs.writeMessage());
+    const payload2 = await hs.readMessage(await link.receive());
     expect(payload2.ok).toBe(true);
-    send(hs.writeMessage());
-    const done = hs.finish();
+    send(await hs.writeMessage());
+    const done = await hs.finish();
     if (!done.ok) throw done.error;
     const transport = done.value;
     expect(toHex(transport.handshakeHash)).toBe(await responder.line("handshake_hash"));
-    expect(toHex(transport.remoteStaticKey)).toBe(publicOf(RESP_STATIC));
-    expect(await responder.line("remote_static")).toBe(publicOf(INIT_STATIC));
+    expect(toHex(transport.remoteStaticKey)).toBe(await publicOf(RESP_STATIC));
+    expect(await responder.line("remote_static")).toBe(await publicOf(INIT_STATIC));
 
     const empty = new Uint8Array(0);
     for (const size of [0, 1, 1000, 16 * 1024, 65535 - 16]) {
       const message = Uint8Array.from({ length: size }, (_, i) => (i * 31 + size) & 0xff);
-      const sealed = transport.send.encryptWithAd(empty, message);
+      const sealed = await transport.send.encryptWithAd(empty, message);
       if (!sealed.ok) throw sealed.error;
       expect(sealed.value.length).toBe(size + 16);
       link.send(sealed.value);
-      const echoed = transport.receive.decryptWithAd(empty, await link.receive());
+      const echoed = await transport.receive.decryptWithAd(empty, await link.receive());
       if (!echoed.ok) throw echoed.error;
       expect(echoed.value).toEqual(message);
     }
     // A tampered frame is refused by dissononce: it exits with an error instead of echoing.
-    const sealed = transport.send.encryptWithAd(empty, utf8("tampered"));
+    const sealed = await transport.send.encryptWithAd(empty, utf8("tampered"));
     if (!sealed.ok) throw sealed.error;
     sealed.value[0]! ^= 1;
     link.send(sealed.value);

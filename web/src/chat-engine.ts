@@ -3,8 +3,14 @@
  * (web/src/engine/, written against the contract of web/src/engine/api.ts) composed with the
  * browser's transports from web/src/net — direct WebRTC links, live relay links, the relay
  * connections and the offers remembered across reloads. The engine names only the contracts
- * (web/src/engine/transport.ts); this module is where the concrete parts are chosen.
+ * (web/src/engine/transport.ts); this module is where the concrete parts are chosen — the crypto
+ * provider too: WebCrypto where the browser has the primitive natively (X25519, Ed25519, AES-GCM,
+ * SHA-2, HMAC, HKDF), noble for the rest (ChaCha20-Poly1305, BLAKE2s, ML-KEM), detected once per
+ * page (core/crypto/webcrypto.ts; docs/decisions.md, "Cryptography: one async provider, carried
+ * explicitly").
  */
+import { deferredProvider } from "../../core/crypto/compose.ts";
+import { createWebCryptoProvider } from "../../core/crypto/webcrypto.ts";
 import type { ChatEngine, CreateChatEngine, EngineStartOptions } from "./engine/api.ts";
 import { Engine, type EngineConfig } from "./engine/index.ts";
 import { DirectTransport } from "./net/direct.ts";
@@ -12,7 +18,14 @@ import { RelayLiveTransport } from "./net/relay-live.ts";
 import { createRelayPool } from "./net/relay-pool.ts";
 import { localSeenOffers } from "./net/seen-offers.ts";
 
-const browserParts: Pick<EngineConfig, "transport" | "relayTransport" | "relayConnections" | "seenOffers"> = {
+/** Detection starts when the engine module loads; calls made before it finishes wait for it. */
+const crypto = deferredProvider("webcrypto", createWebCryptoProvider());
+
+const browserParts: Pick<
+  EngineConfig,
+  "transport" | "relayTransport" | "relayConnections" | "seenOffers" | "crypto"
+> = {
+  crypto,
   transport: (deps) => new DirectTransport(deps),
   relayTransport: (deps) => new RelayLiveTransport(deps),
   relayConnections: createRelayPool,

@@ -4,6 +4,8 @@
  * live relay fallback and direct retry (docs/protocol/mailbox.md §6), mailbox delay and relay
  * timings (mailbox.md §3), and the injectable transports and WebSocket constructors.
  */
+
+import type { CryptoProvider } from "../../../core/crypto/provider.ts";
 import type { WebSocketLike as RelayWebSocketLike } from "../../../core/relay/ws-link.ts";
 import type { SeenOfferStore, WebSocketLike } from "../../../core/signaling/client.ts";
 import type { RelayConnectionsFactory, TransportFactory } from "./transport.ts";
@@ -68,6 +70,11 @@ export interface EngineConfig {
   maxContactRequests: number;
   /** Diagnostics (close reasons, codes; never secrets or content). */
   log: (message: string) => void;
+  /**
+   * The primitives of sessions, ratchets and first contacts (core/crypto/provider.ts), chosen by
+   * the composition (web/src/chat-engine.ts: WebCrypto with noble fallback). Absent: noble.
+   */
+  crypto?: CryptoProvider;
   /**
    * True: the engine connects to nothing — no signaling, no relay, no data channels; the
    * transports are never built. Sends are stored and wait in the outbox, refusals and contact

@@ -6,6 +6,7 @@
  * (link/controller.ts; docs/design.md, "The link controller"). The refusal rules for Rejected
  * contacts, pending identity changes and contact requests are in outgoing.ts (`refusalFor`).
  */
+import type { CryptoProvider } from "../../../core/crypto/provider.ts";
 import { decodeIdentity } from "../../../core/identity/identity.ts";
 import type { SenderQueue } from "../../../core/relay/client.ts";
 import type { Session } from "../../../core/session/index.ts";
@@ -250,6 +251,11 @@ export function serial<T>(peer: Peer, task: () => Promise<T>): Promise<T> {
   const run = peer.queue.then(task, task);
   peer.queue = run.catch(() => {});
   return run;
+}
+
+/** The crypto provider of the engine's configuration, as an option to spread into core calls. */
+export function cryptoOf(ctx: { cfg: { crypto?: CryptoProvider } }): { crypto?: CryptoProvider } {
+  return ctx.cfg.crypto ? { crypto: ctx.cfg.crypto } : {};
 }
 
 /** Whether a live session may come up soon (signaling works and says the contact is online). */

@@ -8,7 +8,7 @@
  */
 import { establishSession, type Session } from "../../../core/session/index.ts";
 import type { ContactRecord, EngineError, LinkPath } from "./api.ts";
-import { type Attempt, type EngineContext, emit, type Peer, Refused } from "./context.ts";
+import { type Attempt, cryptoOf, type EngineContext, emit, type Peer, Refused } from "./context.ts";
 import { closeRule, describeFailure } from "./errors.ts";
 import { cancel, type DialReason, follow, type Outcome, presence, schedule } from "./outcome.ts";
 import { refusalFor } from "./outgoing.ts";
@@ -96,6 +96,7 @@ export function handshake(
     expectedIdentityKey: peer.key,
     ...(ratchetKey ? { extensions: { [RATCHET_KEY_EXTENSION]: ratchetKey } } : {}),
     handshakeTimeoutMs: ctx.cfg.handshakeTimeoutMs,
+    ...cryptoOf(ctx),
   });
 }
 

@@ -212,6 +212,9 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
   it("a rotated noise key in the handshake is recorded as pending; nothing is sent until decided", async () => {
     const [a, b] = await pair();
     await b.engine.stop();
+    // Bob's CLOSE frame is sealed asynchronously (core/session): wait until Alice has read it, so
+    // the message below is queued for the mailbox rather than caught in flight on the old session.
+    await until(() => !online(a, b), "alice sees bob gone");
     const q = await a.engine.send(b.id, "hold this");
     const rotated = updateIdentity(b.user, { rotateNoiseKey: true }, Date.now());
     const b2 = node("bob", rotated, b.storage);
@@ -237,6 +240,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     const carol = createUserIdentity({ username: "Carol", now: Date.now() });
     a.storage.addUser(carol, "trusted");
     await b.engine.stop();
+    await until(() => !online(a, b), "alice sees bob gone"); // as above: the CLOSE frame is async
     const q = await a.engine.send(b.id, "for bob");
     // Bob comes back as "carol" (same keys, newer version): not a silent update.
     const asCarol = updateIdentity(b.user, { username: "carol" }, Date.now());

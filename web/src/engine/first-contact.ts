@@ -21,6 +21,7 @@ import type { RelayMessage } from "../../../core/relay/client.ts";
 import type { ContactId } from "./api.ts";
 import {
   addressSerial,
+  cryptoOf,
   type EngineContext,
   mailboxDelay,
   type Peer,
@@ -216,7 +217,7 @@ export async function onIntroBody(
   }
   const pk = ctx.prekeys;
   if (!pk) return done; // not set up yet: redelivered later
-  const accepted = acceptInitialMessage(pk.store, bytes, { now: Date.now() });
+  const accepted = await acceptInitialMessage(pk.store, bytes, { now: Date.now(), ...cryptoOf(ctx) });
   if (!accepted.ok) {
     ctx.cfg.log(`refused a first-contact message: ${accepted.error.code}`);
     return ack().then(() => done);

@@ -11,7 +11,15 @@ import { isLoftError } from "../../../core/errors.ts";
 import { encodeIdentity } from "../../../core/identity/identity.ts";
 import { initiateSession } from "../../../core/prekey/index.ts";
 import { SEND_ID_LENGTH } from "../../../core/relay/protocol.ts";
-import { addressSerial, type EngineContext, emit, type Peer, relayBackoff, serial } from "./context.ts";
+import {
+  addressSerial,
+  cryptoOf,
+  type EngineContext,
+  emit,
+  type Peer,
+  relayBackoff,
+  serial,
+} from "./context.ts";
 import { relayUnreachable } from "./errors.ts";
 import { introBody, MAX_PART, SECRET } from "./mailbox.ts";
 import { type Outcome, presence, schedule } from "./outcome.ts";
@@ -101,6 +109,7 @@ async function startIntro(ctx: EngineContext, peer: Peer, out: Outcome[]): Promi
       recipientIdentityKey: peer.key,
       plaintext,
       now: Date.now(),
+      ...cryptoOf(ctx),
     }),
   );
   wipe(plaintext);

@@ -49,7 +49,7 @@ const SID = new Uint8Array(24).fill(0x11);
 const URL_ = "wss://r.example/relay";
 
 describe("mailbox bodies", () => {
-  it("every body is 16382 bytes; small messages take one, large ones pieces that reassemble", () => {
+  it("every body is 16382 bytes; small messages take one, large ones pieces that reassemble", async () => {
     const small = new Uint8Array(300).fill(7);
     const [one, ...none] = ratchetBodies(small);
     expect(none).toEqual([]);
@@ -82,7 +82,7 @@ describe("mailbox bodies", () => {
     expect(intro).toEqual({ ok: true, value: { type: "intro", message: new Uint8Array([1, 2, 3]) } });
   });
 
-  it("the piece buffer refuses to grow beyond its limit", () => {
+  it("the piece buffer refuses to grow beyond its limit", async () => {
     const buf = new PieceBuffer(10);
     expect(buf.add(new Uint8Array([1]), new Uint8Array(6), false)).toBeUndefined();
     const r = buf.add(new Uint8Array([2]), new Uint8Array(6), true);
@@ -90,7 +90,7 @@ describe("mailbox bodies", () => {
     expect(r?.ids).toHaveLength(2);
   });
 
-  it("refuses bad padding, wrong sizes and unknown types; never throws on garbage", () => {
+  it("refuses bad padding, wrong sizes and unknown types; never throws on garbage", async () => {
     const ok = ratchetBodies(new Uint8Array([5]))[0]!;
     expect(decodeMailboxBody(ok.subarray(1)).ok).toBe(false);
     const noMarker = ok.slice();
@@ -114,7 +114,7 @@ describe("mailbox bodies", () => {
 });
 
 describe("queue records and references", () => {
-  it("rx / tx records round-trip and copy their keys out", () => {
+  it("rx / tx records round-trip and copy their keys out", async () => {
     const rx = {
       url: URL_,
       queue: {
@@ -135,7 +135,7 @@ describe("queue records and references", () => {
     expect(decodeRx(new Uint8Array([0xc1])).ok).toBe(false);
   });
 
-  it("the examples of docs/protocol/mailbox.md", () => {
+  it("the examples of docs/protocol/mailbox.md", async () => {
     const ref = encodeAddressRef({ url: URL_, sid: SID });
     expect(doc).toContain(hex(ref));
     expect(decodeAddressRef(ref)).toEqual({ ok: true, value: { url: URL_, sid: SID } });
@@ -153,7 +153,7 @@ describe("queue records and references", () => {
     expect(doc).toContain(abbreviated);
   });
 
-  it("`mbox` and `intro` application messages round-trip", () => {
+  it("`mbox` and `intro` application messages round-trip", async () => {
     const k = new Uint8Array(32).fill(9);
     for (const m of [
       { t: "mbox" as const, u: URL_, s: SID, k },
@@ -167,7 +167,7 @@ describe("prekey publication", () => {
   const bob = createUserIdentity({ username: "bob", now: 1_700_000_000_000 });
   const alice = createUserIdentity({ username: "alice", now: 1_700_000_000_000 });
 
-  it("the bundle carries no one-time keys; entries pair them; a fetched entry makes a working bundle", () => {
+  it("the bundle carries no one-time keys; entries pair them; a fetched entry makes a working bundle", async () => {
     const store = createPrekeyStore({
       identitySecretKey: bob.privateIdentityKey,
       now: Date.now(),
@@ -196,7 +196,7 @@ describe("prekey publication", () => {
       oneTimePrekeys: 0,
       oneTimeKemPrekeys: 0,
     });
-    const started = initiateSession({
+    const started = await initiateSession({
       sender: aliceStore,
       bundle: merged.value,
       recipientIdentityKey: bob.identity.verified.identity_key,

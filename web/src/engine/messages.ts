@@ -10,6 +10,7 @@ import { canSend, expireSkippedKeys, ratchetDecrypt } from "../../../core/ratche
 import { randomId } from "../lib/base64url.ts";
 import type { StoredMessage } from "./api.ts";
 import {
+  cryptoOf,
   type EngineContext,
   emit,
   type Live,
@@ -60,7 +61,7 @@ export async function receive(
   if (!r) return out;
   const couldSend = canSend(r.state);
   const now = Date.now();
-  const opened = ratchetDecrypt(r.state, sealed, now);
+  const opened = await ratchetDecrypt(r.state, sealed, now, cryptoOf(ctx));
   if (!opened.ok) {
     if (opened.error.code === "LOFT_ERR_REPLAY" || !live) {
       // A failed decrypt changes nothing, but skipped keys past their TTL must still go (DR §6.4).

@@ -5,7 +5,7 @@
  */
 import { wipe } from "../../../core/bytes.ts";
 import { canSend, ratchetEncrypt } from "../../../core/ratchet/index.ts";
-import { type EngineContext, type Live, type Peer, Refused } from "./context.ts";
+import { cryptoOf, type EngineContext, type Live, type Peer, Refused } from "./context.ts";
 
 /** What the ratchet part reads of the engine: its log and storage. */
 export type RatchetContext = Pick<EngineContext, "cfg" | "storage">;
@@ -62,7 +62,7 @@ async function encryptAndPersist(
   message: AppMessage,
 ): Promise<Uint8Array> {
   const plaintext = encodeAppMessage(message);
-  const { state, message: sealed } = ratchetEncrypt(r.state, plaintext, Date.now());
+  const { state, message: sealed } = await ratchetEncrypt(r.state, plaintext, Date.now(), cryptoOf(ctx));
   wipe(plaintext);
   await saveRatchet(ctx, peer, { id: r.id, state });
   return sealed;

@@ -16,6 +16,7 @@
 import * as v from "valibot";
 import { wipe } from "../../../core/bytes.ts";
 import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/codec/codec.ts";
+import type { CryptoProvider } from "../../../core/crypto/provider.ts";
 import { err, ok, type Result } from "../../../core/errors.ts";
 import {
   deserializeRatchet,
@@ -65,8 +66,8 @@ export function decodeChatRatchet(bytes: Uint8Array): Result<ChatRatchet> {
 }
 
 /** The key pair a Noise responder advertises, in case this handshake has to start a ratchet. */
-export function freshRatchetKeyPair(): RatchetKeyPair {
-  return generateRatchetKeyPair();
+export function freshRatchetKeyPair(crypto?: CryptoProvider): Promise<RatchetKeyPair> {
+  return generateRatchetKeyPair(undefined, crypto);
 }
 
 /** The ratchet id both ends of `session` derive (16 bytes). */
@@ -81,11 +82,12 @@ export function ratchetIdOf(session: Session): Uint8Array {
  * Start a new ratchet from this session. `ours` is the responder's advertised key pair (the
  * responder's side only); the initiator reads the responder's key from the handshake extensions.
  */
-export function bootstrapChatRatchet(
+export async function bootstrapChatRatchet(
   session: Session,
   selfIdentityKey: Uint8Array,
   ours: RatchetKeyPair | undefined,
-): Result<ChatRatchet> {
+  crypto?: CryptoProvider,
+): Promise<Result<ChatRatchet>> {
   const peerKey = session.remoteIdentity.verified.identity_key;
   const initiator = session.role === "initiator";
   const ad = initiator
@@ -98,10 +100,22 @@ export function bootstrapChatRatchet(
       const theirs = session.remoteExtensions[RATCHET_KEY_EXTENSION];
       if (theirs?.length !== 32)
         return err("LOFT_ERR_MALFORMED", "the responder sent no ratchet key in its handshake");
-      state = ratchetFromHandshake({ role: "initiator", exported, ad, responderRatchetPublic: theirs });
+      state = await ratchetFromHandshake({
+        role: "initiator",
+        exported,
+        ad,
+        responderRatchetPublic: theirs,
+        ...(crypto ? { crypto } : {}),
+      });
     } else {
       if (!ours) throw new Error("bootstrapChatRatchet: the responder needs its advertised key pair");
-      state = ratchetFromHandshake({ role: "responder", exported, ad, ratchetKeyPair: ours });
+      state = await ratchetFromHandshake({
+        role: "responder",
+        exported,
+        ad,
+        ratchetKeyPair: ours,
+        ...(crypto ? { crypto } : {}),
+      });
     }
     if (!state.ok) return state;
     return ok({ id: ratchetIdOf(session), state: state.value });

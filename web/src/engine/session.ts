@@ -103,7 +103,7 @@ export async function hello(
   const theirs = frame.value.hello;
   if (stored && theirs.ratchetId && equalBytes(stored.id, theirs.ratchetId)) return theirs;
   // No shared ratchet: start one from this handshake (both ends decide the same way).
-  const fresh = bootstrapChatRatchet(session, ctx.selfKey, keyPair);
+  const fresh = await bootstrapChatRatchet(session, ctx.selfKey, keyPair, ctx.cfg.crypto);
   if (!fresh.ok) {
     session.close(fresh.error.code);
     throw new Refused(fresh.error.code);

@@ -399,7 +399,7 @@ export class LinkController {
     const attempt: Attempt = { link, direction: "in", path: decision.path, startedAt: Date.now() };
     this.#begin(attempt, "offer");
     this.apply(attemptPresence(peer));
-    const keyPair = freshRatchetKeyPair();
+    const keyPair = await freshRatchetKeyPair(ctx.cfg.crypto);
     try {
       await link.opened;
       const session = await handshake(ctx, peer, link, decision.path, keyPair.publicKey);

@@ -1,0 +1,283 @@
+/**
+ * Every backend of the crypto seam (noble, WebCrypto, node:crypto) reproduces the published
+ * known answers of each primitive and agrees with noble, byte for byte, on random inputs — including
+ * what it refuses (forged tags, low-order X25519 points, Ed25519 signatures strict verification
+ * rejects). A backend part that disagrees with noble is not used (compose.ts).
+ */
+import { ed25519 } from "@noble/curves/ed25519.js";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { createNodeCryptoProvider } from "../../host/crypto-node.ts";
+import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
+import { fromHex, toHex, utf8 } from "../bytes.ts";
+import { composeProvider, deferredProvider } from "./compose.ts";
+import { ed25519StrictInputs } from "./ed25519-strict.ts";
+import { nobleCrypto } from "./noble.ts";
+import { type CryptoProvider, PRIMITIVES } from "./provider.ts";
+import { createWebCryptoProvider } from "./webcrypto.ts";
+
+const PROPERTY_TIMEOUT = Math.max(120_000, FUZZ_RUNS * 10);
+/** Curve operations in noble cost about a millisecond: a twentieth of the budget, never below 500. */
+const CURVE_RUNS = Math.max(500, Math.floor(FUZZ_RUNS / 20));
+
+const backends: [string, () => Promise<CryptoProvider>][] = [
+  ["noble", async () => nobleCrypto],
+  ["webcrypto", () => createWebCryptoProvider()],
+  ["node", () => createNodeCryptoProvider()],
+];
+
+const hex = (s: string) => fromHex(s.replace(/\s+/g, ""));
+
+describe.each(backends)("%s backend", (name, make) => {
+  it("names a backend for every primitive, and its own where native", async () => {
+    const c = await make();
+    expect(c.name).toBe(name);
+    for (const p of PRIMITIVES) expect(["noble", name]).toContain(c.backends[p]);
+    if (name !== "noble")
+      for (const p of ["x25519", "ed25519", "aes256gcm", "sha256"] as const) expect(c.backends[p]).toBe(name);
+    if (name === "node") expect(c.backends.chacha20poly1305).toBe("node");
+  });
+
+  it("RFC 7748 §6.1 X25519", async () => {
+    const c = await make();
+    const a = hex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
+    const b = hex("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb");
+    expect(toHex(await c.x25519.publicKey(a))).toBe(
+      "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a",
+    );
+    const pb = await c.x25519.publicKey(b);
+    expect(toHex(pb)).toBe("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
+    expect(toHex((await c.x25519.sharedSecret(a, pb))!)).toBe(
+      "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742",
+    );
+    // Noise §12.1: an all-zero output (low-order point) may be refused; every backend does.
+    expect(await c.x25519.sharedSecret(a, new Uint8Array(32))).toBeUndefined();
+    expect(await c.x25519.sharedSecret(a, new Uint8Array(31))).toBeUndefined();
+  });
+
+  it("RFC 8032 §7.1 Ed25519 test 1, and strict refusals", async () => {
+    const c = await make();
+    const sk = hex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60");
+    const pk = await c.ed25519.publicKey(sk);
+    expect(toHex(pk)).toBe("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+    const sig = await c.ed25519.sign(sk, new Uint8Array(0));
+    expect(toHex(sig)).toBe(
+      "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+    );
+    expect(await c.ed25519.verify(pk, new Uint8Array(0), sig)).toBe(true);
+    expect(await c.ed25519.verify(pk, new Uint8Array(1), sig)).toBe(false);
+    expect(await c.ed25519.verify(pk, new Uint8Array(0), sig.subarray(0, 63))).toBe(false);
+  });
+
+  it("RFC 8439 §2.8.2 ChaCha20-Poly1305, in place and forged", async () => {
+    const c = await make();
+    const key = hex("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f");
+    const nonce = hex("070000004041424344454647");
+    const ad = hex("50515253c0c1c2c3c4c5c6c7");
+    const plaintext = utf8(
+      "Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.",
+    );
+    const sealed = await c.chacha20poly1305.seal(key, nonce, ad, plaintext);
+    expect(toHex(sealed.subarray(plaintext.length))).toBe("1ae10b594f09e26a7e902ecbd0600691");
+    expect(toHex(sealed.subarray(0, 16))).toBe("d31a8d34648e60db7b86afbc53ef7ec2");
+    expect(await c.chacha20poly1305.open(key, nonce, ad, sealed)).toEqual(plaintext);
+    sealed[0]! ^= 1;
+    expect(await c.chacha20poly1305.open(key, nonce, ad, sealed)).toBeUndefined();
+  });
+
+  it("AES-256-GCM (zero key, IV and block: the SP 800-38D test of the GCM paper, case 14)", async () => {
+    const c = await make();
+    const sealed = await c.aes256gcm.seal(
+      new Uint8Array(32),
+      new Uint8Array(12),
+      new Uint8Array(0),
+      new Uint8Array(16),
+    );
+    expect(toHex(sealed)).toBe("cea7403d4d606b6e074ec5d3baf39d18d0d1c8a799996bf0265b98b5d48ab919");
+  });
+
+  it("SHA-256, BLAKE2s-256 (RFC 7693 App. B), HMAC-SHA-256 (RFC 4231 §4.3), HKDF (RFC 5869 A.1)", async () => {
+    const c = await make();
+    expect(toHex(await c.sha256(utf8("abc")))).toBe(
+      "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+    );
+    expect(toHex(await c.blake2s(utf8("a"), utf8("bc")))).toBe(
+      "508c5e8c327c14e2e1a72ba34eeb452f37458b209ed63a294d999b4c86675982",
+    );
+    expect(toHex(await c.hmacSha256(utf8("Jefe"), utf8("what do ya want "), utf8("for nothing?")))).toBe(
+      "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+    );
+    const okm = await c.hkdfSha256(
+      new Uint8Array(22).fill(0x0b),
+      hex("000102030405060708090a0b0c"),
+      hex("f0f1f2f3f4f5f6f7f8f9"),
+      42,
+    );
+    expect(toHex(okm)).toBe(
+      "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865",
+    );
+  });
+
+  it(
+    "AEADs agree with noble on random inputs, and refuse any single-bit change (property)",
+    async () => {
+      const c = await make();
+      for (const aead of ["chacha20poly1305", "xchacha20poly1305", "aes256gcm"] as const) {
+        const reference = nobleCrypto[aead];
+        await fc.assert(
+          fc.asyncProperty(
+            fc.uint8Array({ minLength: 32, maxLength: 32 }),
+            fc.uint8Array({ minLength: reference.nonceLength, maxLength: reference.nonceLength }),
+            fc.uint8Array({ maxLength: 40 }),
+            fc.uint8Array({ maxLength: 300 }),
+            fc.nat(),
+            async (key, nonce, ad, plaintext, flip) => {
+              const want = await reference.seal(key, nonce, ad, plaintext);
+              expect(await c[aead].seal(key, nonce, ad, plaintext)).toEqual(want);
+              expect(await c[aead].open(key, nonce, ad, want)).toEqual(plaintext);
+              const forged = want.slice();
+              forged[flip % forged.length]! ^= 1 << (flip % 8);
+              expect(await c[aead].open(key, nonce, ad, forged)).toBeUndefined();
+            },
+          ),
+          { numRuns: Math.floor(FUZZ_RUNS / 3) },
+        );
+      }
+    },
+    PROPERTY_TIMEOUT,
+  );
+
+  it(
+    "X25519 and Ed25519 agree with noble on random keys and mutated signatures (property)",
+    async () => {
+      const c = await make();
+      await fc.assert(
+        fc.asyncProperty(
+          fc.uint8Array({ minLength: 32, maxLength: 32 }),
+          fc.uint8Array({ minLength: 32, maxLength: 32 }),
+          fc.uint8Array({ maxLength: 64 }),
+          fc.nat(),
+          async (a, b, message, flip) => {
+            const pb = await nobleCrypto.x25519.publicKey(b);
+            expect(await c.x25519.publicKey(a)).toEqual(await nobleCrypto.x25519.publicKey(a));
+            expect(await c.x25519.sharedSecret(a, pb)).toEqual(await nobleCrypto.x25519.sharedSecret(a, pb));
+            // Any 32 bytes as a peer key (incl. non-canonical u ≥ p, which RFC 7748 §5 reduces).
+            expect(await c.x25519.sharedSecret(a, b)).toEqual(await nobleCrypto.x25519.sharedSecret(a, b));
+            const pk = await nobleCrypto.ed25519.publicKey(a);
+            const sig = await nobleCrypto.ed25519.sign(a, message);
+            expect(await c.ed25519.sign(a, message)).toEqual(sig);
+            expect(await c.ed25519.verify(pk, message, sig)).toBe(true);
+            const bad = sig.slice();
+            bad[flip % 64]! ^= 1 << (flip % 8);
+            expect(await c.ed25519.verify(pk, message, bad)).toBe(
+              await nobleCrypto.ed25519.verify(pk, message, bad),
+            );
+            const badKey = pk.slice();
+            badKey[flip % 32]! ^= 1 << (flip % 8);
+            expect(await c.ed25519.verify(badKey, message, sig)).toBe(
+              await nobleCrypto.ed25519.verify(badKey, message, sig),
+            );
+          },
+        ),
+        { numRuns: CURVE_RUNS },
+      );
+    },
+    PROPERTY_TIMEOUT,
+  );
+
+  it(
+    "hashes, HMACs and HKDF agree with noble on random inputs (property)",
+    async () => {
+      const c = await make();
+      await fc.assert(
+        fc.asyncProperty(
+          fc.uint8Array({ maxLength: 100 }),
+          fc.uint8Array({ maxLength: 200 }),
+          fc.uint8Array({ maxLength: 40 }),
+          fc.integer({ min: 1, max: 255 }),
+          async (key, data, info, length) => {
+            expect(await c.sha256(data)).toEqual(await nobleCrypto.sha256(data));
+            expect(await c.sha512(data)).toEqual(await nobleCrypto.sha512(data));
+            expect(await c.blake2s(key, data)).toEqual(await nobleCrypto.blake2s(key, data));
+            if (key.length > 0) {
+              expect(await c.hmacSha256(key, data)).toEqual(await nobleCrypto.hmacSha256(key, data));
+              expect(await c.hmacBlake2s(key, data, info)).toEqual(
+                await nobleCrypto.hmacBlake2s(key, data, info),
+              );
+            }
+            expect(await c.hkdfSha256(data, key, info, length)).toEqual(
+              await nobleCrypto.hkdfSha256(data, key, info, length),
+            );
+          },
+        ),
+        { numRuns: Math.floor(FUZZ_RUNS / 3) },
+      );
+    },
+    PROPERTY_TIMEOUT,
+  );
+});
+
+describe("strict Ed25519 inputs", () => {
+  it("flags exactly the keys noble calls small-order, among the small-order encodings", () => {
+    const encodings = [
+      "0000000000000000000000000000000000000000000000000000000000000000",
+      "0100000000000000000000000000000000000000000000000000000000000000",
+      "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+      "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+      "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+      "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+      "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+    ];
+    for (const e of encodings) {
+      expect(ed25519.Point.fromHex(e).isSmallOrder()).toBe(true);
+      expect(ed25519StrictInputs(fromHex(e), new Uint8Array(64))).toBe(false);
+    }
+    const ordinary = ed25519.getPublicKey(new Uint8Array(32).fill(7));
+    expect(ed25519StrictInputs(ordinary, new Uint8Array(64))).toBe(true);
+  });
+});
+
+describe("composeProvider", () => {
+  it("keeps noble for a native part that disagrees or throws, and says so", async () => {
+    const wrong = {
+      ...nobleCrypto.chacha20poly1305,
+      seal: async (k: Uint8Array, n: Uint8Array, a: Uint8Array, p: Uint8Array) => {
+        const out = await nobleCrypto.chacha20poly1305.seal(k, n, a, p);
+        out[0]! ^= 1;
+        return out;
+      },
+    };
+    const throwing = { ...nobleCrypto.x25519, publicKey: async () => Promise.reject(new Error("no")) };
+    const c = await composeProvider("test", "native", {
+      chacha20poly1305: wrong,
+      x25519: throwing,
+      sha256: nobleCrypto.sha256,
+    });
+    expect(c.backends.chacha20poly1305).toBe("noble");
+    expect(c.backends.x25519).toBe("noble");
+    expect(c.backends.sha256).toBe("native");
+    expect(c.chacha20poly1305).toBe(nobleCrypto.chacha20poly1305);
+  });
+});
+
+describe("deferredProvider", () => {
+  it("answers calls made before the provider is ready once it is, then goes straight to it", async () => {
+    let resolve!: (p: CryptoProvider) => void;
+    const c = deferredProvider("later", new Promise<CryptoProvider>((r) => (resolve = r)));
+    expect(c.backends.x25519).toBe("noble");
+    const early = c.sha256(utf8("abc"));
+    const node = await createNodeCryptoProvider();
+    resolve(node);
+    expect(toHex(await early)).toBe("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    expect(c.backends.x25519).toBe("node");
+    const key = new Uint8Array(32).fill(1);
+    expect(await c.x25519.publicKey(key)).toEqual(await nobleCrypto.x25519.publicKey(key));
+  });
+
+  it("falls back to noble when detection fails", async () => {
+    const c = deferredProvider("broken", Promise.reject(new Error("no subtle")));
+    const key = new Uint8Array(32).fill(3);
+    expect(await c.x25519.publicKey(key)).toEqual(await nobleCrypto.x25519.publicKey(key));
+    expect(c.backends.x25519).toBe("noble");
+  });
+});

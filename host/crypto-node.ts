@@ -1,0 +1,257 @@
+/**
+ * The node:crypto (OpenSSL) backend of the crypto provider seam (core/crypto/provider.ts), for
+ * the Node composition roots: server/main.ts, relay-ws/main.ts, signaling/main.ts, the scripts and
+ * the Node peers. It lives outside core/ because core/ imports no Node built-in
+ * (docs/contributing.md, "Layout and imports"); it is injected as a `CryptoProvider`.
+ *
+ * Native here: X25519 and Ed25519 (KeyObjects), ChaCha20-Poly1305 and AES-256-GCM
+ * (createCipheriv), XChaCha20-Poly1305 (noble's HChaCha20 subkey, then OpenSSL's ChaCha20-Poly1305:
+ * draft-irtf-cfrg-xchacha-03 §2.3), SHA-256, SHA-512, BLAKE2s-256, HMAC over both, HKDF-SHA-256
+ * and the CSPRNG. ML-KEM-768 stays noble (Node 20's OpenSSL has none, and vectors need
+ * keygen from a seed and encapsulation with given randomness). Each primitive is checked against
+ * noble at startup (core/crypto/compose.ts) and falls back to noble on its own if it disagrees.
+ *
+ *   const crypto = await createNodeCryptoProvider();   // once, at startup
+ */
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  createHmac,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  hkdfSync,
+  type KeyObject,
+  randomFillSync,
+  sign,
+  verify,
+} from "node:crypto";
+import { hchacha } from "@noble/ciphers/chacha.js";
+import { abytes } from "../core/bytes.ts";
+import { composeProvider, type NativeParts } from "../core/crypto/compose.ts";
+import { ed25519StrictInputs } from "../core/crypto/ed25519-strict.ts";
+import { isAllZero, TAG_LENGTH } from "../core/crypto/noble.ts";
+import type { Aead, CryptoProvider } from "../core/crypto/provider.ts";
+
+const PKCS8_X25519 = Buffer.from("302e020100300506032b656e04220420", "hex");
+const PKCS8_ED25519 = Buffer.from("302e020100300506032b657004220420", "hex");
+
+function privateKeyObject(prefix: Buffer, key: Uint8Array): KeyObject {
+  const der = Buffer.concat([prefix, key]);
+  try {
+    return createPrivateKey({ key: der, format: "der", type: "pkcs8" });
+  } finally {
+    der.fill(0);
+  }
+}
+
+/** A raw 32-byte OKP public key as a KeyObject (JWK import: the cheapest path in OpenSSL 3). */
+function publicKeyObject(crv: "X25519" | "Ed25519", raw: Uint8Array): KeyObject {
+  return createPublicKey({
+    key: { kty: "OKP", crv, x: Buffer.from(raw.buffer, raw.byteOffset, raw.length).toString("base64url") },
+    format: "jwk",
+  });
+}
+
+function rawPublic(key: KeyObject): Uint8Array {
+  const { x } = createPublicKey(key).export({ format: "jwk" }) as { x: string };
+  return new Uint8Array(Buffer.from(x, "base64url"));
+}
+
+/** Copy `body ‖ tag` into `output` (or a fresh array); `plaintext` may be `output`'s own prefix. */
+function placeSealed(body: Buffer, tag: Buffer, output: Uint8Array | undefined, length: number): Uint8Array {
+  const out = output ?? new Uint8Array(length + TAG_LENGTH);
+  if (out.length !== length + TAG_LENGTH) throw new RangeError("seal: output length");
+  out.set(body);
+  out.set(tag, length);
+  return out;
+}
+
+type Ietf = "chacha20-poly1305" | "aes-256-gcm";
+
+/** An RFC 8439 / SP 800-38D AEAD through createCipheriv, synchronous (wrapped async below). */
+function ietfSeal(
+  algorithm: Ietf,
+  key: Uint8Array,
+  nonce: Uint8Array,
+  ad: Uint8Array,
+  plaintext: Uint8Array,
+  output?: Uint8Array,
+): Uint8Array {
+  abytes(nonce, 12, "nonce");
+  const cipher = createCipheriv(algorithm as "chacha20-poly1305", key, nonce, { authTagLength: TAG_LENGTH });
+  cipher.setAAD(ad, { plaintextLength: plaintext.length });
+  const body = cipher.update(plaintext); // a fresh buffer: `plaintext` may be a prefix of `output`
+  cipher.final();
+  return placeSealed(body, cipher.getAuthTag(), output, plaintext.length);
+}
+
+function ietfOpen(
+  algorithm: Ietf,
+  key: Uint8Array,
+  nonce: Uint8Array,
+  ad: Uint8Array,
+  ciphertext: Uint8Array,
+  output?: Uint8Array,
+): Uint8Array | undefined {
+  abytes(nonce, 12, "nonce");
+  if (ciphertext.length < TAG_LENGTH) return undefined;
+  const length = ciphertext.length - TAG_LENGTH;
+  let body: Buffer;
+  try {
+    const decipher = createDecipheriv(algorithm as "chacha20-poly1305", key, nonce, {
+      authTagLength: TAG_LENGTH,
+    });
+    decipher.setAAD(ad, { plaintextLength: length });
+    decipher.setAuthTag(ciphertext.subarray(length));
+    body = decipher.update(ciphertext.subarray(0, length));
+    decipher.final(); // throws on a bad tag; `body` is then discarded unread
+  } catch {
+    return undefined;
+  }
+  const out = output ?? new Uint8Array(length);
+  if (out.length !== length) throw new RangeError("open: output length");
+  out.set(body);
+  body.fill(0);
+  return out;
+}
+
+function ietfAead(algorithm: Ietf): Aead {
+  return {
+    nonceLength: 12,
+    seal: async (key, nonce, ad, plaintext, output) => ietfSeal(algorithm, key, nonce, ad, plaintext, output),
+    open: async (key, nonce, ad, ciphertext, output) =>
+      ietfOpen(algorithm, key, nonce, ad, ciphertext, output),
+  };
+}
+
+const SIGMA = new Uint32Array([0x61707865, 0x3320646e, 0x79622d32, 0x6b206574]);
+
+/** draft-irtf-cfrg-xchacha-03 §2.2: the HChaCha20 subkey of `key` and the first 16 nonce bytes. */
+function hchachaSubkey(key: Uint8Array, nonce: Uint8Array): Uint8Array {
+  const k = new Uint32Array(8);
+  const n = new Uint32Array(4);
+  const kv = new DataView(key.buffer, key.byteOffset, 32);
+  const nv = new DataView(nonce.buffer, nonce.byteOffset, 16);
+  for (let i = 0; i < 8; i++) k[i] = kv.getUint32(i * 4, true);
+  for (let i = 0; i < 4; i++) n[i] = nv.getUint32(i * 4, true);
+  const out = new Uint32Array(8);
+  hchacha(SIGMA, k, n, out);
+  const subkey = new Uint8Array(32);
+  const sv = new DataView(subkey.buffer);
+  for (let i = 0; i < 8; i++) sv.setUint32(i * 4, out[i]!, true);
+  k.fill(0);
+  out.fill(0);
+  return subkey;
+}
+
+/** §2.3: ChaCha20-Poly1305 under the subkey with nonce 0x00000000 ‖ the last 8 nonce bytes. */
+function xchachaAead(): Aead {
+  const split = (key: Uint8Array, nonce: Uint8Array) => {
+    abytes(key, 32, "key");
+    abytes(nonce, 24, "nonce");
+    const iv = new Uint8Array(12);
+    iv.set(nonce.subarray(16, 24), 4);
+    return { subkey: hchachaSubkey(key, nonce), iv };
+  };
+  return {
+    nonceLength: 24,
+    seal: async (key, nonce, ad, plaintext, output) => {
+      const { subkey, iv } = split(key, nonce);
+      try {
+        return ietfSeal("chacha20-poly1305", subkey, iv, ad, plaintext, output);
+      } finally {
+        subkey.fill(0);
+      }
+    },
+    open: async (key, nonce, ad, ciphertext, output) => {
+      const { subkey, iv } = split(key, nonce);
+      try {
+        return ietfOpen("chacha20-poly1305", subkey, iv, ad, ciphertext, output);
+      } finally {
+        subkey.fill(0);
+      }
+    },
+  };
+}
+
+function digest(algorithm: string) {
+  return async (...parts: Uint8Array[]): Promise<Uint8Array> => {
+    const h = createHash(algorithm);
+    for (const p of parts) h.update(p);
+    return new Uint8Array(h.digest());
+  };
+}
+
+function hmac(algorithm: string) {
+  return async (key: Uint8Array, ...parts: Uint8Array[]): Promise<Uint8Array> => {
+    const h = createHmac(algorithm, key);
+    for (const p of parts) h.update(p);
+    return new Uint8Array(h.digest());
+  };
+}
+
+/** The node:crypto implementations, before the known-answer checks of compose.ts. */
+export function nodeCryptoParts(): NativeParts {
+  const sha256 = digest("sha256");
+  const sha512 = digest("sha512");
+  return {
+    random: (length) => randomFillSync(new Uint8Array(length)),
+    x25519: {
+      publicKey: async (privateKey) => {
+        abytes(privateKey, 32, "x25519 private key");
+        return rawPublic(privateKeyObject(PKCS8_X25519, privateKey));
+      },
+      sharedSecret: async (privateKey, publicKey) => {
+        abytes(privateKey, 32, "x25519 private key");
+        if (!(publicKey instanceof Uint8Array) || publicKey.length !== 32) return undefined;
+        let shared: Uint8Array;
+        try {
+          shared = diffieHellman({
+            privateKey: privateKeyObject(PKCS8_X25519, privateKey),
+            publicKey: publicKeyObject("X25519", publicKey),
+          });
+        } catch {
+          return undefined; // OpenSSL refuses an all-zero result (RFC 7748 §6.1)
+        }
+        const out = new Uint8Array(shared);
+        shared.fill(0);
+        return isAllZero(out) ? undefined : out;
+      },
+    },
+    ed25519: {
+      publicKey: async (secretKey) => {
+        abytes(secretKey, 32, "ed25519 secret key");
+        return rawPublic(privateKeyObject(PKCS8_ED25519, secretKey));
+      },
+      sign: async (secretKey, message) => {
+        abytes(secretKey, 32, "ed25519 secret key");
+        return new Uint8Array(sign(null, message, privateKeyObject(PKCS8_ED25519, secretKey)));
+      },
+      verify: async (publicKey, message, signature) => {
+        if (!ed25519StrictInputs(publicKey, signature) || !(message instanceof Uint8Array)) return false;
+        try {
+          return verify(null, message, publicKeyObject("Ed25519", publicKey), signature);
+        } catch {
+          return false;
+        }
+      },
+    },
+    chacha20poly1305: ietfAead("chacha20-poly1305"),
+    xchacha20poly1305: xchachaAead(),
+    aes256gcm: ietfAead("aes-256-gcm"),
+    sha256: (data) => sha256(data),
+    sha512: (data) => sha512(data),
+    blake2s: digest("blake2s256"),
+    hmacSha256: hmac("sha256"),
+    hmacBlake2s: hmac("blake2s256"),
+    hkdfSha256: async (ikm, salt, info, length) =>
+      new Uint8Array(hkdfSync("sha256", ikm, salt, info, length)),
+  };
+}
+
+/** The node:crypto provider, each primitive checked against noble (noble where it disagrees). */
+export async function createNodeCryptoProvider(): Promise<CryptoProvider> {
+  return composeProvider("node", "node", nodeCryptoParts());
+}

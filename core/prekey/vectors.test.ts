@@ -16,7 +16,6 @@ import {
 import { concatBytes, fromHex, toHex, utf8 } from "../bytes.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
 import type { Result } from "../errors.ts";
-import type { RandomBytes } from "../ratchet/index.ts";
 import {
   initBob,
   ratchetAssociatedData,
@@ -36,49 +35,7 @@ import {
   prekeyBundle,
   serializePrekeyStore,
 } from "./index.ts";
-
-interface Case {
-  name: string;
-  now: number;
-  bundle: string;
-  bundle_time: { created_at: number; signed_message: string; signature: string };
-  bob_store_before: string;
-  plaintext: string;
-  initiate_random: string[];
-  initial_message: string;
-  alice_state: string;
-  derivation: Record<string, string | null>;
-  accept_random: string[];
-  sender_identity_key: string;
-  bob_store_after: string;
-  bob_state: string;
-  replay_error: string;
-  replay_cache_entry: string | null;
-}
-
-interface PqxdhVectorFile {
-  alice: { identity_secret: string; identity_key: string; store_random: string[]; store: string };
-  bob: {
-    identity_secret: string;
-    identity_key: string;
-    store_random: string[];
-    store: string;
-    store_without_one_time_keys_random: string[];
-    store_without_one_time_keys: string;
-  };
-  cases: Case[];
-  stale_bundle: { bundle: string; now: number; error: string };
-}
-
-function replayRandom(draws: readonly string[]): RandomBytes {
-  let i = 0;
-  return (n) => {
-    const next = draws[i++];
-    if (next === undefined || next.length !== 2 * n)
-      throw new Error(`vector: draw ${i - 1} missing or not ${n} bytes`);
-    return fromHex(next);
-  };
-}
+import { type PqxdhVectorFile, replayRandom } from "./vectors.ts";
 
 function unwrap<T>(r: Result<T>): T {
   if (!r.ok) throw r.error;

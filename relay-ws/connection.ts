@@ -29,7 +29,7 @@ import {
   SESSION_ID_LENGTH,
   type ServerFrame,
 } from "../core/relay/protocol.ts";
-import type { ConnectionHandle, RelayContext, Subscription } from "./context.ts";
+import { type ConnectionHandle, type RelayContext, type Subscription, stillDeliverable } from "./context.ts";
 import { sealDeliveryParts } from "./node-crypto.ts";
 import { PUSH_HIGH_WATER } from "./output-budget.ts";
 import { queueDh } from "./queue-dh.ts";
@@ -757,14 +757,7 @@ export class RelayConnection implements ConnectionHandle {
    */
   async deliver(rid: Uint8Array, rcvKey: Uint8Array, m: StoredMessageMeta, corr?: number): Promise<boolean> {
     const ctx = this.#ctx;
-    if (m.expiresAt <= ctx.clock()) {
-      if (await ctx.store.drop(rid, m.seq)) ctx.metrics.gcRemoved.inc({ reason: "expired" });
-      return false;
-    }
-    if (m.deliveries >= ctx.config.maxDeliveries) {
-      if (await ctx.store.drop(rid, m.seq)) ctx.metrics.gcRemoved.inc({ reason: "delivery_failures" });
-      return false;
-    }
+    if (!(await stillDeliverable(ctx, rid, m))) return false;
     const block = await ctx.store.readBucket(rid, m.seq);
     if (!block || this.#state === "closed") return false;
     void ctx.store.markDelivered(rid, m.seq);

@@ -70,3 +70,24 @@ export interface RelayContext {
   track(p: Promise<unknown>): void;
   connectionClosed(conn: ConnectionHandle): void;
 }
+
+/**
+ * Whether a stored message may still be handed out (docs/protocol/relay.md, "Limits": message TTL and failed deliveries): one that
+ * expired, or already failed `maxDeliveries` times, is dropped here and false returned. Shared by
+ * every protocol that delivers from the store (the WebSocket mailbox and the SMP listener).
+ */
+export async function stillDeliverable(
+  ctx: RelayContext,
+  rid: Uint8Array,
+  m: StoredMessageMeta,
+): Promise<boolean> {
+  if (m.expiresAt <= ctx.clock()) {
+    if (await ctx.store.drop(rid, m.seq)) ctx.metrics.gcRemoved.inc({ reason: "expired" });
+    return false;
+  }
+  if (m.deliveries >= ctx.config.maxDeliveries) {
+    if (await ctx.store.drop(rid, m.seq)) ctx.metrics.gcRemoved.inc({ reason: "delivery_failures" });
+    return false;
+  }
+  return true;
+}

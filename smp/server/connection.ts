@@ -41,7 +41,12 @@ import {
   SMP_MAX_MESSAGE_LENGTH,
   type VersionRange,
 } from "../../core/smp/transport.ts";
-import type { ConnectionHandle, RelayContext, Subscription } from "../../relay-ws/context.ts";
+import {
+  type ConnectionHandle,
+  type RelayContext,
+  type Subscription,
+  stillDeliverable,
+} from "../../relay-ws/context.ts";
 import { PUSH_HIGH_WATER } from "../../relay-ws/output-budget.ts";
 import {
   COST,
@@ -589,14 +594,7 @@ export class SmpConnection implements ConnectionHandle {
     corrId: Uint8Array,
   ): Promise<boolean> {
     const ctx = this.#ctx;
-    if (m.expiresAt <= ctx.clock()) {
-      if (await ctx.store.drop(rid, m.seq)) ctx.metrics.gcRemoved.inc({ reason: "expired" });
-      return false;
-    }
-    if (m.deliveries >= ctx.config.maxDeliveries) {
-      if (await ctx.store.drop(rid, m.seq)) ctx.metrics.gcRemoved.inc({ reason: "delivery_failures" });
-      return false;
-    }
+    if (!(await stillDeliverable(ctx, rid, m))) return false;
     const block = await ctx.store.read(rid, m.seq);
     if (!block || this.#state === "closed") return false;
     // The store may hand a Buffer, whose slice is a view: the block is wiped only once encoded.

@@ -28,13 +28,16 @@ const TOP = [
   "bench",
   "scripts",
   "deploy",
+  "host",
+  "smp",
+  "device",
 ];
 /** A path under one of the top-level folders, not the tail of a longer path, URL or package name. */
 const REPO_PATH = new RegExp(`(?<![\\w.@/:-])(?:${TOP.join("|")})/[\\w./*-]*`, "g");
 /** Build output, named in docs but not in the repository until `npm run build`. */
 const GENERATED = new Set(["web/dist"]);
 /** Prose that looks like a path: "the signaling/rendezvous service", "signaling/relay URLs". */
-const PROSE = new Set(["signaling/rendezvous", "signaling/relay"]);
+const PROSE = new Set(["signaling/rendezvous", "signaling/relay", "smp/1"]);
 /** A bare file name with an extension we keep in the repository. */
 const FILE_NAME = /(?<![\w./@:-])[\w-]+(?:\.[\w-]+)*\.(?:md|ts|tsx|mjs)(?![\w/])/g;
 const MD_LINK = /\]\(([^)\s]+)(?:\s+"[^"]*")?\)/g;

@@ -68,6 +68,21 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     expect(a.storage.sessions.has(b.id)).toBe(true);
   });
 
+  it("the first verified connection with a contact stores lastSeen and tells the app (contact-updated)", async () => {
+    const [a, b] = await pair();
+    await online(a, b);
+    // The app's "waiting to be accepted" reads lastSeen (web/src/app/contact-status.ts): the
+    // record moved, and an event says so, or the app keeps showing the stale one.
+    await until(
+      () => (a.storage.contacts.get(b.id)?.lastSeen ?? 0) > (a.storage.contacts.get(b.id)?.firstSeen ?? 0),
+      "lastSeen moved",
+    );
+    await until(
+      () => a.events.some((e) => e.type === "contact-updated" && e.contactId === b.id),
+      "contact-updated",
+    );
+  });
+
   it("keeps the order of many messages sent in the same millisecond", async () => {
     const [a, b] = await pair();
     const texts = Array.from({ length: 40 }, (_, i) => `rapid ${i}`);

@@ -53,6 +53,9 @@ export async function checkIdentity(
   switch (judged.verdict) {
     case "unchanged":
       await ctx.storage.touchContact(peer.id, now);
+      // The first verified connection with this contact: the app stops saying we are waiting for
+      // them to accept us (web/src/app/contact-status.ts reads `lastSeen`), so it must reload it.
+      if (c.lastSeen <= c.firstSeen) emit(ctx, { type: "contact-updated", contactId: peer.id });
       return;
     case "updated":
       await recordIdentityUpdate(ctx, peer.id, offered, judged.renamedFrom);

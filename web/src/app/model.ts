@@ -100,6 +100,8 @@ export class AppModel {
   readonly #setNotificationOfferDismissed: (d: boolean) => void;
   engine: ChatEngine | undefined;
   #unsubscribe: (() => void) | undefined;
+  /** The engine being started: the screens are usable before it is up (`#contactEngine` waits). */
+  #engineStarting: Promise<void> | undefined;
   readonly #listeners = new Set<(e: EngineEvent) => void>();
 
   constructor(storage: LoftStorage) {
@@ -288,7 +290,13 @@ export class AppModel {
     });
   }
 
-  async #startEngine(user: UserIdentity): Promise<void> {
+  #startEngine(user: UserIdentity): Promise<void> {
+    const starting = this.#runEngine(user);
+    this.#engineStarting = starting;
+    return starting;
+  }
+
+  async #runEngine(user: UserIdentity): Promise<void> {
     const mine = await this.#takeEngineLock();
     const loaded = mine
       ? await loadEngine(this.storage, user)
@@ -458,7 +466,7 @@ export class AppModel {
     if (link.refs) endpoints.refs = link.refs;
     const d = outcome.decision;
     let show = id;
-    const engine = this.#contactEngine();
+    const engine = await this.#contactEngine();
     switch (d.kind) {
       case "new-contact":
         await engine.changeContact(id, {
@@ -512,18 +520,18 @@ export class AppModel {
 
   /** Accept a first-contact request: they become an ordinary (Unknown) contact; replies can go. */
   async acceptRequest(id: ContactId): Promise<void> {
-    await this.#contactEngine().changeContact(id, { kind: "accept-request" });
+    await (await this.#contactEngine()).changeContact(id, { kind: "accept-request" });
     await this.refreshContacts();
   }
 
   /** Decline a first-contact request: the sender is blocked and gets nothing back. */
   async declineRequest(id: ContactId): Promise<void> {
-    await this.#contactEngine().changeContact(id, { kind: "decline-request" });
+    await (await this.#contactEngine()).changeContact(id, { kind: "decline-request" });
     await this.refreshContacts();
   }
 
   async setTrust(id: ContactId, trust: ContactRecord["trust"]): Promise<void> {
-    await this.#contactEngine().changeContact(id, { kind: "trust", trust });
+    await (await this.#contactEngine()).changeContact(id, { kind: "trust", trust });
     await this.refreshContacts();
   }
 
@@ -543,7 +551,7 @@ export class AppModel {
     const pending = view?.record.pending;
     const candidate = view?.pendingIdentity;
     if (!view || !pending || !candidate) return id;
-    const engine = this.#contactEngine();
+    const engine = await this.#contactEngine();
     const now = Date.now();
     let show = id;
     const changes: ContactChange[] = [];
@@ -580,12 +588,17 @@ export class AppModel {
   }
 
   async deleteContact(id: ContactId): Promise<void> {
-    await this.#contactEngine().changeContact(id, { kind: "delete" });
+    await (await this.#contactEngine()).changeContact(id, { kind: "delete" });
     await this.refreshContacts();
   }
 
-  /** Contact records are written by the engine only (`changeContact`); it runs once unlocked. */
-  #contactEngine(): ChatEngine {
+  /**
+   * Contact records are written by the engine only (`changeContact`); it runs once unlocked. The
+   * screens are usable while it still starts (a contact link opened, "Add" pressed at once): wait
+   * for it rather than refuse.
+   */
+  async #contactEngine(): Promise<ChatEngine> {
+    if (!this.engine) await this.#engineStarting?.catch(() => undefined);
     if (!this.engine) throw new Error("Loft is not ready yet: unlock it first.");
     return this.engine;
   }

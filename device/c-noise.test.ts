@@ -6,10 +6,8 @@
  * transport messages pass both ways; a flipped byte in message 2 is refused by the TypeScript.
  * This is the crypto a firmware runs for a device that announces no XXHFS (docs/device.md §10).
  */
-import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from "node:child_process";
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fromHex, toHex, utf8 } from "../core/bytes.ts";
 import { encodeVersionHeader } from "../core/codec/version.ts";
@@ -17,29 +15,15 @@ import { HandshakeState } from "../core/noise/handshake-state.ts";
 import { XX } from "../core/noise/patterns.ts";
 import { keyPairFromPrivate } from "../core/noise/primitives.ts";
 import { sessionPrologue } from "../core/session/prologue.ts";
-import { tempDir } from "./test-support.ts";
+import { compileC, tempDir } from "./test-support.ts";
 
-const SRC = fileURLToPath(new URL("./c/", import.meta.url));
 let binary = "";
 let cleanup = () => {};
 
 beforeAll(() => {
   const t = tempDir();
   cleanup = t.cleanup;
-  binary = join(t.dir, "noise-xx-responder");
-  execFileSync("cc", [
-    "-std=c99",
-    "-Wall",
-    "-Wextra",
-    "-Wpedantic",
-    "-Werror",
-    "-O2",
-    "-o",
-    binary,
-    join(SRC, "noise_xx_responder.c"),
-    join(SRC, "loft_device.c"),
-    "-lsodium",
-  ]);
+  binary = compileC(t.dir, "noise-xx-responder", ["noise_xx_responder.c", "loft_device.c"], ["-lsodium"]);
 });
 afterAll(() => cleanup());
 

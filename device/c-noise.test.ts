@@ -6,10 +6,8 @@
  * transport messages pass both ways; a flipped byte in message 2 is refused by the TypeScript.
  * This is the crypto a firmware runs for a device that announces no XXHFS (docs/device.md §10).
  */
-import { type ChildProcessWithoutNullStreams, execFileSync, spawn } from "node:child_process";
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fromHex, toHex, utf8 } from "../core/bytes.ts";
 import { encodeVersionHeader } from "../core/codec/version.ts";
@@ -17,29 +15,15 @@ import { HandshakeState } from "../core/noise/handshake-state.ts";
 import { XX } from "../core/noise/patterns.ts";
 import { keyPairFromPrivate } from "../core/noise/primitives.ts";
 import { sessionPrologue } from "../core/session/prologue.ts";
-import { tempDir } from "./test-support.ts";
+import { compileC, tempDir } from "./test-support.ts";
 
-const SRC = fileURLToPath(new URL("./c/", import.meta.url));
 let binary = "";
 let cleanup = () => {};
 
 beforeAll(() => {
   const t = tempDir();
   cleanup = t.cleanup;
-  binary = join(t.dir, "noise-xx-responder");
-  execFileSync("cc", [
-    "-std=c99",
-    "-Wall",
-    "-Wextra",
-    "-Wpedantic",
-    "-Werror",
-    "-O2",
-    "-o",
-    binary,
-    join(SRC, "noise_xx_responder.c"),
-    join(SRC, "loft_device.c"),
-    "-lsodium",
-  ]);
+  binary = compileC(t.dir, "noise-xx-responder", ["noise_xx_responder.c", "loft_device.c"], ["-lsodium"]);
 });
 afterAll(() => cleanup());
 
@@ -91,6 +75,20 @@ const ownerStatic = await keyPairFromPrivate(new Uint8Array(32).fill(0x41));
 const deviceStaticPriv = new Uint8Array(32).fill(0x42);
 const deviceEphemeralPriv = new Uint8Array(32).fill(0x43);
 
+/** The TypeScript initiator with the serial prologue, message 1 already sent to the C responder. */
+async function startHandshake(c: CPeer): Promise<HandshakeState> {
+  const hs = await HandshakeState.create({
+    pattern: XX,
+    role: "initiator",
+    prologue,
+    staticKeyPair: ownerStatic,
+  });
+  const m1 = await hs.writeMessage(new Uint8Array(0));
+  expect(m1.ok).toBe(true);
+  c.send(toHex(m1.ok ? m1.value : new Uint8Array(0)));
+  return hs;
+}
+
 describe("C Noise XX responder (libsodium) vs the TypeScript initiator", () => {
   it("is built against libsodium", () => {
     expect(existsSync("/usr/include/sodium.h")).toBe(true);
@@ -105,15 +103,7 @@ describe("C Noise XX responder (libsodium) vs the TypeScript initiator", () => {
       toHex(devicePayload),
     ]);
     try {
-      const hs = await HandshakeState.create({
-        pattern: XX,
-        role: "initiator",
-        prologue,
-        staticKeyPair: ownerStatic,
-      });
-      const m1 = await hs.writeMessage(new Uint8Array(0));
-      expect(m1.ok).toBe(true);
-      c.send(toHex(m1.ok ? m1.value : new Uint8Array(0)));
+      const hs = await startHandshake(c);
       const m2 = await c.next();
       expect(m2).not.toBe("err");
       const p2 = await hs.readMessage(fromHex(m2));
@@ -143,14 +133,7 @@ describe("C Noise XX responder (libsodium) vs the TypeScript initiator", () => {
   it("a flipped byte in message 2 is refused by the TypeScript (LOFT_ERR_DECRYPT)", async () => {
     const c = new CPeer([toHex(deviceStaticPriv), toHex(deviceEphemeralPriv), toHex(prologue), "-"]);
     try {
-      const hs = await HandshakeState.create({
-        pattern: XX,
-        role: "initiator",
-        prologue,
-        staticKeyPair: ownerStatic,
-      });
-      const m1 = await hs.writeMessage(new Uint8Array(0));
-      c.send(toHex(m1.ok ? m1.value : new Uint8Array(0)));
+      const hs = await startHandshake(c);
       const m2 = fromHex(await c.next());
       m2[40]! ^= 1;
       const r = await hs.readMessage(m2);
@@ -168,14 +151,7 @@ describe("C Noise XX responder (libsodium) vs the TypeScript initiator", () => {
       "-",
     ]);
     try {
-      const hs = await HandshakeState.create({
-        pattern: XX,
-        role: "initiator",
-        prologue,
-        staticKeyPair: ownerStatic,
-      });
-      const m1 = await hs.writeMessage(new Uint8Array(0));
-      c.send(toHex(m1.ok ? m1.value : new Uint8Array(0)));
+      const hs = await startHandshake(c);
       const r = await hs.readMessage(fromHex(await c.next()));
       // The prologues differ, so message 2's encrypted static key already fails here.
       expect(!r.ok && r.error.code).toBe("LOFT_ERR_DECRYPT");

@@ -3,10 +3,8 @@
  * TypeScript: byte-identical on every published vector (docs/vectors/device-v1.json) and on
  * random inputs, including random streams through both deframers.
  */
-import { execFileSync, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { blake2s } from "@noble/hashes/blake2.js";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -16,9 +14,8 @@ import { crc32 } from "../core/device/crc32.ts";
 import { Deframer, encodeFrame, type FrameType } from "../core/device/frame.ts";
 import { pairingCode, pairingCodeDigest, pairingCommit } from "../core/device/pairing-code.ts";
 import { type buildDeviceVectors, DEVICE_VECTORS_FILE } from "../scripts/gen-device-vectors.ts";
-import { tempDir } from "./test-support.ts";
+import { compileC, tempDir } from "./test-support.ts";
 
-const SRC = fileURLToPath(new URL("./c/", import.meta.url));
 const hex = (b: Uint8Array) => (b.length === 0 ? "-" : toHex(b));
 let binary = "";
 let cleanup = () => {};
@@ -26,19 +23,7 @@ let cleanup = () => {};
 beforeAll(() => {
   const t = tempDir();
   cleanup = t.cleanup;
-  binary = join(t.dir, "loft-device-cli");
-  execFileSync("cc", [
-    "-std=c99",
-    "-Wall",
-    "-Wextra",
-    "-Wpedantic",
-    "-Werror",
-    "-O2",
-    "-o",
-    binary,
-    join(SRC, "loft_device.c"),
-    join(SRC, "loft_device_cli.c"),
-  ]);
+  binary = compileC(t.dir, "loft-device-cli", ["loft_device.c", "loft_device_cli.c"]);
 });
 afterAll(() => cleanup());
 

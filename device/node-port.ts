@@ -4,21 +4,16 @@
  * `portClosed`. Used by the emulator and by the Node-side owner in tests and tools.
  */
 import type { Duplex } from "node:stream";
-import type { BytePort } from "../core/device/serial-link.ts";
-
-export interface StreamSink {
-  receiveBytes(chunk: Uint8Array): void;
-  portClosed(detail?: string): void;
-}
+import type { BytePort, BytePortSink } from "../core/device/serial-link.ts";
 
 export interface NodePort extends BytePort {
   /** Attach the endpoint that reads this port (once). */
-  attach(sink: StreamSink): void;
+  attach(sink: BytePortSink): void;
   readonly closed: Promise<void>;
 }
 
 export function nodeStreamPort(stream: Duplex): NodePort {
-  let sink: StreamSink | undefined;
+  let sink: BytePortSink | undefined;
   let ended = false;
   let resolveClosed!: () => void;
   const closed = new Promise<void>((r) => {

@@ -2,7 +2,7 @@
  * Test helpers for the device tests: start the emulator as a child process (the real CLI), read its
  * JSON event lines, make a socat pty pair, and connect a Node-side owner over TCP or a pty.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { connect, createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -86,6 +86,29 @@ export class Emulator {
 export function tempDir(): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), "loft-device-"));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+const C_SOURCES = fileURLToPath(new URL("./c/", import.meta.url));
+
+/**
+ * Compile files of the C reference (device/c) with the system compiler as a firmware build would:
+ * C99, pedantic, every warning an error. Returns the path of the binary, written under `dir`.
+ */
+export function compileC(dir: string, name: string, sources: string[], libs: string[] = []): string {
+  const binary = join(dir, name);
+  execFileSync("cc", [
+    "-std=c99",
+    "-Wall",
+    "-Wextra",
+    "-Wpedantic",
+    "-Werror",
+    "-O2",
+    "-o",
+    binary,
+    ...sources.map((s) => join(C_SOURCES, s)),
+    ...libs,
+  ]);
+  return binary;
 }
 
 /** Awaited: core identity calls may become async (the crypto seam). */

@@ -26,12 +26,8 @@ export function httpOriginHandler(options: OriginOptions): ProxyHandler {
   const maxBody = options.maxRequestBody ?? 8 * 1024 * 1024;
   return async (request: ServedRequest): Promise<HandlerResult> => {
     if (!options.isContact(request.peer)) return refuse(request, "not_a_contact", "not a contact");
-    if (!options.contacts.has(request.peer))
-      return refuse(request, "not_shared", "nothing is shared at that path");
-    if (!normalizePath(request.path).ok)
-      return refuse(request, "not_shared", "nothing is shared at that path");
-    const url = new URL(request.path, origin);
-    if (url.origin !== origin.origin) return refuse(request, "not_shared", "nothing is shared at that path");
+    const url = sharedUrl(request, options.contacts, origin);
+    if (!url) return refuse(request, "not_shared", "nothing is shared at that path");
     const abort = new AbortController();
     const hasBody = request.method !== "GET" && request.method !== "HEAD";
     let sent = 0;
@@ -89,6 +85,17 @@ export function httpOriginHandler(options: OriginOptions): ProxyHandler {
     );
     return { status: res.status, headers, body: out };
   };
+}
+
+/**
+ * The origin's URL for this request, or undefined when the origin is not shared with this contact
+ * or the path is not a clean one that stays on the origin (one answer for all three: a contact
+ * learns nothing about what exists beyond what is shared).
+ */
+function sharedUrl(request: ServedRequest, contacts: ReadonlySet<string>, origin: URL): URL | undefined {
+  if (!contacts.has(request.peer) || !normalizePath(request.path).ok) return undefined;
+  const url = new URL(request.path, origin);
+  return url.origin === origin.origin ? url : undefined;
 }
 
 function refuse(request: ServedRequest, code: "not_a_contact" | "not_shared", reason: string): HandlerResult {

@@ -20,7 +20,13 @@ import {
   ROLE_OWNER,
   STATE_UNPAIRED,
 } from "./hello.ts";
-import { type BytePort, type LinkTuning, resolveTuning, SerialLink } from "./serial-link.ts";
+import {
+  type BytePort,
+  type BytePortSink,
+  type LinkTuning,
+  resolveTuning,
+  SerialLink,
+} from "./serial-link.ts";
 
 export interface EndpointOptions extends LinkTuning {
   /** Capabilities we announce (CAP_*). Default: CAP_XXHFS. */
@@ -44,7 +50,7 @@ export interface SerialConnection {
 }
 
 /** Shared by both roles: deframing, fault counting, routing frames to the live link. */
-abstract class Endpoint {
+abstract class Endpoint implements BytePortSink {
   protected readonly port: BytePort;
   protected readonly tuning: Required<LinkTuning>;
   protected readonly options: EndpointOptions;

@@ -52,4 +52,10 @@ export {
   reconnectDevice,
 } from "./owner.ts";
 export { pairingCode, pairingCommit } from "./pairing-code.ts";
-export { type BytePort, type LinkStats, type LinkTuning, SerialLink } from "./serial-link.ts";
+export {
+  type BytePort,
+  type BytePortSink,
+  type LinkStats,
+  type LinkTuning,
+  SerialLink,
+} from "./serial-link.ts";

@@ -232,9 +232,9 @@ const dev = await createUserIdentity({
 });
 
 describe("a Noise session over the serial link", () => {
-  async function handshake(tap?: Tap) {
-    const { ownerConn, deviceConn } = await connected(tap);
-    const results = await Promise.allSettled([
+  /** Alice (the owner) starts the serial session; the device answers. */
+  function sessions(ownerConn: SerialConnection, deviceConn: SerialConnection) {
+    return [
       establishSession({
         link: ownerConn.link,
         role: "initiator",
@@ -249,8 +249,12 @@ describe("a Noise session over the serial link", () => {
         self: dev,
         exportLabels: [],
       }),
-    ]);
-    return results;
+    ] as const;
+  }
+
+  async function handshake(tap?: Tap) {
+    const { ownerConn, deviceConn } = await connected(tap);
+    return await Promise.allSettled(sessions(ownerConn, deviceConn));
   }
 
   it("completes XXhfs across 240-byte frames", async () => {
@@ -300,22 +304,7 @@ describe("a Noise session over the serial link", () => {
       }
       return [w];
     });
-    const [o, d] = await Promise.all([
-      establishSession({
-        link: ownerConn.link,
-        role: "initiator",
-        kind: "serial",
-        self: alice,
-        exportLabels: [],
-      }),
-      establishSession({
-        link: deviceConn.link,
-        role: "responder",
-        kind: "serial",
-        self: dev,
-        exportLabels: [],
-      }),
-    ]);
+    const [o, d] = await Promise.all(sessions(ownerConn, deviceConn));
     armed = true;
     o.send(msg(5, 1));
     expect((await d.receive()).length).toBe(5);

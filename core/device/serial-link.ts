@@ -31,6 +31,12 @@ export interface BytePort {
   close(): void;
 }
 
+/** What reads a `BytePort` (an endpoint): the bytes in any chunking, then the end of the port. */
+export interface BytePortSink {
+  receiveBytes(chunk: Uint8Array): void;
+  portClosed(detail?: string): void;
+}
+
 export interface LinkTuning {
   /** Largest frame payload we receive (announced in HELLO). Default 240. */
   maxPayload?: number;

@@ -9,7 +9,7 @@
  * and the link retransmits — so reading resumes on the new stream. Anything else (the device was
  * unplugged: a NetworkError, or the stream ending) is the end of the port.
  */
-import type { BytePort } from "../../../core/device/serial-link.ts";
+import type { BytePort, BytePortSink } from "../../../core/device/serial-link.ts";
 
 /** The part of the Web Serial `SerialPort` this adapter uses (the port must already be open). */
 export interface WebSerialPortLike {
@@ -18,17 +18,12 @@ export interface WebSerialPortLike {
   close(): Promise<void>;
 }
 
-export interface BytesSink {
-  receiveBytes(chunk: Uint8Array): void;
-  portClosed(detail?: string): void;
-}
-
 /** Line errors after which a Web Serial port carries on with a fresh `readable`. */
 const RECOVERABLE = new Set(["BreakError", "FramingError", "ParityError", "BufferOverrunError"]);
 
 export interface WebSerialBytePort extends BytePort {
   /** Start reading into `sink` (once). Resolves when the port has ended. */
-  attach(sink: BytesSink): Promise<void>;
+  attach(sink: BytePortSink): Promise<void>;
   /** Line errors survived so far (diagnostics). */
   readonly lineErrors: number;
 }
@@ -37,7 +32,7 @@ export function webSerialBytePort(port: WebSerialPortLike): WebSerialBytePort {
   const writable = port.writable;
   if (writable === null) throw new Error("the serial port is not open");
   const writer = writable.getWriter();
-  let sink: BytesSink | undefined;
+  let sink: BytePortSink | undefined;
   let ended = false;
   let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
   let lineErrors = 0;

@@ -36,6 +36,7 @@ import { queueDh } from "./queue-dh.ts";
 import { pooledRandomBytes } from "./random-pool.ts";
 import { COST, commandCost, type RelaySource, SOURCE_DEBT, storedBytes } from "./source-limits.ts";
 import { isNoSpaceError } from "./store/errors.ts";
+import { freshQueueIds } from "./store/queue-ids.ts";
 import type { QueueRecord, StoredMessageMeta } from "./store/types.ts";
 import { encodeMsg, encodeOk, fastDecode } from "./wire-fast.ts";
 
@@ -634,16 +635,7 @@ export class RelayConnection implements ConnectionHandle {
 
   async #createQueue(cmd: CommandOf<"NEW">): Promise<void> {
     const store = this.#ctx.store;
-    let rid: Uint8Array;
-    let sid: Uint8Array;
-    do {
-      rid = new Uint8Array(randomBytes(ID_LENGTH));
-      sid = new Uint8Array(randomBytes(ID_LENGTH));
-    } while (
-      (await store.queueByRecipient(rid)) ||
-      (await store.queueBySender(sid)) ||
-      (await store.queueByRecipient(sid))
-    );
+    const { recipientId: rid, senderId: sid } = await freshQueueIds(store, ID_LENGTH);
     const dh = queueDh(cmd.dk, rid);
     if (!dh) throw new Refused("AUTH");
     await store.createQueue({

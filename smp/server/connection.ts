@@ -54,6 +54,7 @@ import {
   STORED_QUEUE_BYTES,
   storedMessageBytes,
 } from "../../relay-ws/source-limits.ts";
+import { freshQueueIds } from "../../relay-ws/store/queue-ids.ts";
 import type { QueueRecord, StoredMessageMeta } from "../../relay-ws/store/types.ts";
 import { type SmpCredentials, signedPublicKey } from "./certs.ts";
 
@@ -444,16 +445,7 @@ export class SmpConnection implements ConnectionHandle {
     this.#reserveStorage(STORED_QUEUE_BYTES);
     const store = this.#ctx.store;
     try {
-      let rid: Uint8Array;
-      let sid: Uint8Array;
-      do {
-        rid = new Uint8Array(randomBytes(ID_BYTES));
-        sid = new Uint8Array(randomBytes(ID_BYTES));
-      } while (
-        (await store.queueByRecipient(rid)) ||
-        (await store.queueBySender(sid)) ||
-        (await store.queueByRecipient(sid))
-      );
+      const { recipientId: rid, senderId: sid } = await freshQueueIds(store, ID_BYTES);
       // The server→recipient key: crypto_box_beforenm(X25519(server queue secret, recipient DH key)).
       const secret = x25519.utils.randomSecretKey();
       let shared: Uint8Array | undefined;

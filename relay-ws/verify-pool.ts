@@ -185,7 +185,8 @@ export class VerifyPool {
 
   #spawn(): VerifyWorker {
     return new VerifyWorker((dead, orphans) => {
-      this.failures++;
+      // A thread stopped by `close` did not fail.
+      if (!this.#closed) this.failures++;
       const at = this.#workers.indexOf(dead);
       if (at >= 0 && !this.#closed) this.#workers[at] = this.#spawn();
       else if (at >= 0) this.#workers.splice(at, 1);

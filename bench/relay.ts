@@ -25,33 +25,26 @@ import { authInput, type Command, type ServerFrame } from "../core/relay/protoco
 import { ed25519Signer } from "../host/node-ed25519.ts";
 import { xchachaOpen } from "../relay-ws/node-crypto.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
+import { numberFlag, percentile, stringFlag } from "./relay-cli.ts";
 import { decodeHot, encodeFrame, encodeHot, selfCheck } from "./relay-wire.ts";
 
 // ------------------------------------------------------------------------------------------------
 // options
 
 const argv = process.argv.slice(2);
-const flag = (name: string, fallback: number): number => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(argv[i + 1]) : fallback;
-};
 const JSON_OUT = argv.includes("--json");
-const N = flag("n", 4);
-const MESSAGES = flag("messages", 1000);
-const SIZE = Math.max(16, flag("size", 1024));
-const IDLE = flag("idle", 5000);
-const strFlag = (name: string): string | undefined => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
+const N = numberFlag("n", 4);
+const MESSAGES = numberFlag("messages", 1000);
+const SIZE = Math.max(16, numberFlag("size", 1024));
+const IDLE = numberFlag("idle", 5000);
 /** Write a V8 CPU profile of the (fsync) relay process into this directory (`node --cpu-prof`). */
-const PROFILE_DIR = strFlag("profile");
+const PROFILE_DIR = stringFlag("profile");
 /** Which subjects besides the relay: `relay,nosync,mosquitto` (default all). */
-const SUBJECTS = (strFlag("subjects") ?? "relay,nosync,mosquitto").split(",");
-const ROUNDS = flag("rounds", 2);
+const SUBJECTS = (stringFlag("subjects") ?? "relay,nosync,mosquitto").split(",");
+const ROUNDS = numberFlag("rounds", 2);
 /** More flags for the relay processes, e.g. `--relay-args "--relay-verify-threads 2"`. */
-const EXTRA_RELAY_ARGS = (strFlag("relay-args") ?? "").split(" ").filter((a) => a !== "");
-const OUTSTANDING = flag("outstanding", 32);
+const EXTRA_RELAY_ARGS = (stringFlag("relay-args") ?? "").split(" ").filter((a) => a !== "");
+const OUTSTANDING = numberFlag("outstanding", 32);
 const WINDOW = 64;
 const TIMEOUT_MS = 120_000;
 
@@ -60,11 +53,6 @@ const say = (s: string) => {
   if (!JSON_OUT) console.log(s);
   else process.stderr.write(`${s}\n`);
 };
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
 
 function rssKib(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));

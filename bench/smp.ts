@@ -24,20 +24,11 @@ import { WebSocketLink } from "../core/relay/ws-link.ts";
 import { boxBeforeNm, cmd, openMsg, parseIds, SmpTestClient } from "../test/smp/client.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 import { alternate, log, median, QUICK, report, sliceRatio, sliceRatioRange } from "./harness.ts";
+import { numberFlag, percentile } from "./relay-cli.ts";
 
-const argv = process.argv.slice(2);
-const flag = (name: string, fallback: number): number => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(argv[i + 1]) : fallback;
-};
-const BATCH = flag("batch", 32);
-const SIZE = Math.max(16, flag("size", 1024));
+const BATCH = numberFlag("batch", 32);
+const SIZE = Math.max(16, numberFlag("size", 1024));
 const TIMEOUT_MS = 120_000;
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
 
 /** A body that carries its send time (ms, float64) in its first 8 bytes. */
 function stamped(): Uint8Array {

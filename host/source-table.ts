@@ -27,10 +27,14 @@ export type AdmitVerdict = "ok" | "too-many" | "rate";
  */
 export const MAX_IDLE_SOURCES = 100_000;
 
-export abstract class SourceTable<S extends SourceEntry> {
+/** `S`: what an entry holds; `L`: the service's limits its buckets are made from. */
+export abstract class SourceTable<
+  S extends SourceEntry,
+  L extends { readonly maxConnectionsPerSource: number },
+> {
   readonly #map = new Map<string, S>();
   constructor(
-    readonly limits: { readonly maxConnectionsPerSource: number },
+    readonly limits: L,
     readonly maxIdle = MAX_IDLE_SOURCES,
   ) {}
 

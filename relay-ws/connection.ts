@@ -29,13 +29,21 @@ import {
   SESSION_ID_LENGTH,
   type ServerFrame,
 } from "../core/relay/protocol.ts";
-import { type ConnectionHandle, type RelayContext, type Subscription, stillDeliverable } from "./context.ts";
+import {
+  type ConnectionHandle,
+  type HandedOut,
+  type RelayContext,
+  type Subscription,
+  stillDeliverable,
+  takeHandedOut,
+} from "./context.ts";
 import { sealDeliveryParts } from "./node-crypto.ts";
 import { PUSH_HIGH_WATER } from "./output-budget.ts";
 import { queueDh } from "./queue-dh.ts";
 import { pooledRandomBytes } from "./random-pool.ts";
 import { COST, commandCost, type RelaySource, SOURCE_DEBT, storedBytes } from "./source-limits.ts";
 import { isNoSpaceError } from "./store/errors.ts";
+import { freshQueueIds } from "./store/queue-ids.ts";
 import type { QueueRecord, StoredMessageMeta } from "./store/types.ts";
 import { encodeMsg, encodeOk, fastDecode } from "./wire-fast.ts";
 
@@ -83,7 +91,7 @@ export class RelayConnection implements ConnectionHandle {
   /** Subscriptions this connection owns, by hex recipient id. */
   readonly subs = new Map<string, Subscription>();
   /** Messages handed out by GET and not acknowledged, by hex recipient id. */
-  readonly #gets = new Map<string, { seq: number; msgId: string; rid: Uint8Array }>();
+  readonly #gets = new Map<string, HandedOut>();
   readonly #openingTimer: NodeJS.Timeout;
   #alive = true;
   /** NEWs past their limit check and not yet written: they hold a queue slot (no orphan queues). */
@@ -634,16 +642,7 @@ export class RelayConnection implements ConnectionHandle {
 
   async #createQueue(cmd: CommandOf<"NEW">): Promise<void> {
     const store = this.#ctx.store;
-    let rid: Uint8Array;
-    let sid: Uint8Array;
-    do {
-      rid = new Uint8Array(randomBytes(ID_LENGTH));
-      sid = new Uint8Array(randomBytes(ID_LENGTH));
-    } while (
-      (await store.queueByRecipient(rid)) ||
-      (await store.queueBySender(sid)) ||
-      (await store.queueByRecipient(sid))
-    );
+    const { recipientId: rid, senderId: sid } = await freshQueueIds(store, ID_LENGTH);
     const dh = queueDh(cmd.dk, rid);
     if (!dh) throw new Refused("AUTH");
     await store.createQueue({
@@ -733,16 +732,8 @@ export class RelayConnection implements ConnectionHandle {
     const q = await this.#recipientQueue(cmd, frame);
     const hex = toHex(q.recipientId);
     const msgHex = toHex(cmd.m);
-    let seq: number | undefined;
     const sub = this.subs.get(hex);
-    const got = this.#gets.get(hex);
-    if (sub?.inflight.has(msgHex)) {
-      seq = sub.inflight.get(msgHex);
-      sub.inflight.delete(msgHex);
-    } else if (got && got.msgId === msgHex) {
-      seq = got.seq;
-      this.#gets.delete(hex);
-    }
+    const seq = takeHandedOut(sub, this.#gets, hex, msgHex);
     if (seq === undefined) throw new Refused("NO_MSG");
     const removed = this.#ctx.store.ack(q.recipientId, seq, cmd.m);
     // The window slot is free now; the next message need not wait for the deletion's commits.

@@ -45,6 +45,37 @@ export interface Subscription {
   active: boolean;
 }
 
+/** The message a connection's last GET on a queue handed out (kept by rid hex until ACKed). */
+export interface HandedOut {
+  seq: number;
+  /** Hex message id. */
+  msgId: string;
+  rid: Uint8Array;
+}
+
+/**
+ * The seq of message `msgHex` that this connection handed out on queue `hex` — in its
+ * subscription's window or by its last GET — taken off that record, as an ACK does; undefined when
+ * it handed out no such message. Shared by every protocol that serves the store (the WebSocket
+ * mailbox and the SMP listener).
+ */
+export function takeHandedOut(
+  sub: Subscription | undefined,
+  gets: Map<string, HandedOut>,
+  hex: string,
+  msgHex: string,
+): number | undefined {
+  const inWindow = sub?.inflight.get(msgHex);
+  if (inWindow !== undefined) {
+    sub!.inflight.delete(msgHex);
+    return inWindow;
+  }
+  const got = gets.get(hex);
+  if (got?.msgId !== msgHex) return undefined;
+  gets.delete(hex);
+  return got.seq;
+}
+
 /** What connections share: config, store, metrics, subscriptions. */
 export interface RelayContext {
   readonly config: RelayConfig;

@@ -79,14 +79,10 @@ function hchachaSubkey(key: Uint8Array, nonce: Uint8Array): Buffer {
 }
 
 /**
- * XChaCha20-Poly1305 encrypt (empty AAD), output `ciphertext ‖ tag` exactly like noble's
+ * XChaCha20-Poly1305 encrypt (empty AAD) of the concatenation of `parts`, as the cipher's output
+ * pieces (ciphertext pieces, then the tag): concatenated, exactly noble's
  * `xchacha20poly1305(key, nonce).encrypt(plain)`.
  */
-export function xchachaSeal(key: Uint8Array, nonce24: Uint8Array, parts: Uint8Array[]): Buffer {
-  return Buffer.concat(xchachaSealParts(key, nonce24, parts));
-}
-
-/** The same, as the cipher's output pieces (ciphertext pieces, then the tag): no concatenation. */
 export function xchachaSealParts(key: Uint8Array, nonce24: Uint8Array, parts: Uint8Array[]): Buffer[] {
   if (key.length !== 32 || nonce24.length !== 24) throw new RangeError("xchachaSeal: key 32, nonce 24");
   const subkey = hchachaSubkey(key, nonce24);

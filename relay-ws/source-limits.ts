@@ -18,11 +18,7 @@
  *     a fetch gets the bundle alone (the last-resort path) and drains nothing.
  */
 import { BLOCK_SIZE, type Command, OTK_BLOCK_SIZE } from "../core/relay/protocol.ts";
-import {
-  MAX_IDLE_SOURCES,
-  SourceTable as SharedSourceTable,
-  type SourceEntry,
-} from "../host/source-table.ts";
+import { SourceTable as SharedSourceTable, type SourceEntry } from "../host/source-table.ts";
 import { TokenBucket } from "../host/token-bucket.ts";
 import type { RelayConfig } from "./config.ts";
 import { bucketSize } from "./store/at-rest.ts";
@@ -133,14 +129,7 @@ type Limits = Pick<
 >;
 
 /** The relay's sources: the shared table (host/source-table.ts) with the relay's budgets. */
-export class SourceTable extends SharedSourceTable<RelaySource> {
-  constructor(
-    override readonly limits: Limits,
-    maxIdle = MAX_IDLE_SOURCES,
-  ) {
-    super(limits, maxIdle);
-  }
-
+export class SourceTable extends SharedSourceTable<RelaySource, Limits> {
   protected create(now: number): RelaySource {
     const l = this.limits;
     return {

@@ -8,11 +8,7 @@
  * disk and never exported in metrics or /health; an idle source's entry is dropped by `sweep`.
  */
 
-import {
-  MAX_IDLE_SOURCES,
-  SourceTable as SharedSourceTable,
-  type SourceEntry,
-} from "../host/source-table.ts";
+import { SourceTable as SharedSourceTable, type SourceEntry } from "../host/source-table.ts";
 import { TokenBucket } from "../host/token-bucket.ts";
 
 export interface SourceLimits {
@@ -43,14 +39,7 @@ export interface SourceState extends SourceEntry {
  * buckets; a source holding a registration keeps its entry like one holding a connection (and a
  * registration needs a connection, so at most `--signal-max-connections` entries are held).
  */
-export class SourceTable extends SharedSourceTable<SourceState> {
-  constructor(
-    override readonly limits: SourceLimits,
-    maxIdle = MAX_IDLE_SOURCES,
-  ) {
-    super(limits, maxIdle);
-  }
-
+export class SourceTable extends SharedSourceTable<SourceState, SourceLimits> {
   protected create(now: number): SourceState {
     const l = this.limits;
     return {

@@ -43,9 +43,11 @@ import {
 } from "../../core/smp/transport.ts";
 import {
   type ConnectionHandle,
+  type HandedOut,
   type RelayContext,
   type Subscription,
   stillDeliverable,
+  takeHandedOut,
 } from "../../relay-ws/context.ts";
 import { PUSH_HIGH_WATER } from "../../relay-ws/output-budget.ts";
 import {
@@ -54,6 +56,7 @@ import {
   STORED_QUEUE_BYTES,
   storedMessageBytes,
 } from "../../relay-ws/source-limits.ts";
+import { freshQueueIds } from "../../relay-ws/store/queue-ids.ts";
 import type { QueueRecord, StoredMessageMeta } from "../../relay-ws/store/types.ts";
 import { type SmpCredentials, signedPublicKey } from "./certs.ts";
 
@@ -104,7 +107,7 @@ export class SmpConnection implements ConnectionHandle {
   readonly #opts: SmpConnectionOptions;
   readonly subs = new Map<string, Subscription>();
   /** Messages handed out by GET, not acknowledged, by hex recipient id. */
-  readonly #gets = new Map<string, { seq: number; msgId: string; rid: Uint8Array }>();
+  readonly #gets = new Map<string, HandedOut>();
   /** Queues read with GET on this connection: SUB on them is prohibited (as the reference). */
   readonly #getMode = new Set<string>();
   readonly #queues = new Set<string>();
@@ -444,16 +447,7 @@ export class SmpConnection implements ConnectionHandle {
     this.#reserveStorage(STORED_QUEUE_BYTES);
     const store = this.#ctx.store;
     try {
-      let rid: Uint8Array;
-      let sid: Uint8Array;
-      do {
-        rid = new Uint8Array(randomBytes(ID_BYTES));
-        sid = new Uint8Array(randomBytes(ID_BYTES));
-      } while (
-        (await store.queueByRecipient(rid)) ||
-        (await store.queueBySender(sid)) ||
-        (await store.queueByRecipient(sid))
-      );
+      const { recipientId: rid, senderId: sid } = await freshQueueIds(store, ID_BYTES);
       // The server→recipient key: crypto_box_beforenm(X25519(server queue secret, recipient DH key)).
       const secret = x25519.utils.randomSecretKey();
       let shared: Uint8Array | undefined;
@@ -558,16 +552,8 @@ export class SmpConnection implements ConnectionHandle {
     const q = await this.#recipientQueue(c);
     const hex = toHex(q.recipientId);
     const msgHex = toHex(msgId);
-    let seq: number | undefined;
     const sub = this.subs.get(hex);
-    const got = this.#gets.get(hex);
-    if (sub?.inflight.has(msgHex)) {
-      seq = sub.inflight.get(msgHex);
-      sub.inflight.delete(msgHex);
-    } else if (got && got.msgId === msgHex) {
-      seq = got.seq;
-      this.#gets.delete(hex);
-    }
+    const seq = takeHandedOut(sub, this.#gets, hex, msgHex);
     if (seq === undefined) throw new Refused({ type: "NO_MSG" });
     const removed = await this.#ctx.store.ack(q.recipientId, seq, msgId);
     if (!removed) throw new Refused({ type: "NO_MSG" });

@@ -168,6 +168,22 @@ export async function onAnnounce(
   ctx.cfg.log(`mailbox of ${peer.id.slice(0, 8)} known`);
 }
 
+/** A deposit of `bodies` for `target`, each body with its own fresh send id (mailbox.md §3). */
+export function newDeposit(
+  messageId: Deposit["messageId"],
+  route: Deposit["route"],
+  target: Deposit["target"],
+  bodies: readonly Uint8Array[],
+): Deposit {
+  return {
+    messageId,
+    route,
+    target,
+    bodies: bodies.map((body) => ({ body, sendId: randomBytes(SEND_ID_LENGTH) })),
+    next: 0,
+  };
+}
+
 /**
  * SEND the bodies of one deposit, each with its own send id: a retry after a lost answer gets
  * DUPLICATE ("already stored"), so nothing is stored twice. On failure: the presence says why and
@@ -255,16 +271,6 @@ export async function sendByMailbox(
   if (!tx) return false;
   const sealed = await serial(peer, () => seal(ctx, peer, message));
   if (!sealed) return false;
-  return sendDeposit(
-    ctx,
-    peer,
-    {
-      messageId: "",
-      route: "tx",
-      target: { url: tx.url, queue: tx.queue },
-      bodies: ratchetBodies(sealed).map((body) => ({ body, sendId: randomBytes(SEND_ID_LENGTH) })),
-      next: 0,
-    },
-    out,
-  );
+  const target = { url: tx.url, queue: tx.queue };
+  return sendDeposit(ctx, peer, newDeposit("", "tx", target, ratchetBodies(sealed)), out);
 }

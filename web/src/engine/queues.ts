@@ -8,7 +8,6 @@
 import { randomBytes } from "@noble/hashes/utils.js";
 import { equalBytes, toHex, wipe } from "../../../core/bytes.ts";
 import { isLoftError, type LoftError } from "../../../core/errors.ts";
-import { canSend } from "../../../core/ratchet/index.ts";
 import { newAuthKeyPair } from "../../../core/relay/crypto.ts";
 import { isTemporaryRefusal } from "../../../core/relay/errors.ts";
 import { SEND_ID_LENGTH } from "../../../core/relay/protocol.ts";
@@ -33,7 +32,7 @@ import {
   type TxQueue,
 } from "./mailbox.ts";
 import { type Outcome, presence, schedule } from "./outcome.ts";
-import { seal, sendApp } from "./peer-ratchet.ts";
+import { ratchetCanSend, seal, sendApp } from "./peer-ratchet.ts";
 import { decodeIntro } from "./prekeys.ts";
 import type { AppMessage } from "./wire.ts";
 
@@ -129,7 +128,7 @@ export async function announce(ctx: EngineContext, peer: Peer, live: Live): Prom
   if (live.announced) return;
   const rx = await ensureRx(ctx, peer);
   if (!rx || peer.live !== live || live.announced) return;
-  if (!peer.ratchet || !canSend(peer.ratchet.state)) return;
+  if (!ratchetCanSend(peer)) return;
   live.announced = true;
   await serial(peer, () =>
     sendApp(ctx, peer, live, {

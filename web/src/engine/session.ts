@@ -245,7 +245,7 @@ export function sessionClosed(ctx: SessionContext, peer: Peer, reason: string, d
     if (!peer.attempt) out.push(presence("offline"));
     return out;
   }
-  const error = describeFailure(reason === "remote-closed" ? "remote-closed" : reason, peer.name, detail);
+  const error = describeFailure(reason, peer.name, detail);
   if (error.kind === "verification-failed") emit(ctx, { type: "error", contactId: peer.id, error });
   if (!peer.attempt) out.push(presence("offline", undefined, error));
   out.push(follow({ step: "retry-later" }));

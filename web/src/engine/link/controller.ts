@@ -117,8 +117,7 @@ export class LinkController {
         this.apply(dialDecision(ctx, peer, f.why));
         return;
       case "dial":
-        if (f.upgrade) void this.#dial(true);
-        else void this.#dial(false);
+        void this.#dial(f.upgrade === true);
         return;
       case "retry-later":
         this.apply(retryLater(ctx, peer));

@@ -312,9 +312,12 @@ export async function until(
   }
 }
 
-/** WebSockets to a relay from Node (no compression, as in the browser). */
-export const relaySocket = (url: string) =>
-  new WebSocket(url, { perMessageDeflate: false }) as unknown as RelayWebSocketLike;
+/** WebSockets to a relay from Node (no compression, as in the browser), from `localAddress` if given. */
+export const relaySocket = (url: string, localAddress?: string) =>
+  new WebSocket(url, {
+    perMessageDeflate: false,
+    ...(localAddress ? { localAddress } : {}),
+  }) as unknown as RelayWebSocketLike;
 
 /** One engine under test, with what it emitted and logged. */
 export interface EngineNode {

@@ -293,11 +293,16 @@ export function addressSerial<T>(
   return run;
 }
 
+/**
+ * Full-jitter backoff after `failures` failures in a row: a random delay below a ceiling that
+ * doubles from `initialMs` up to `maxMs`, plus 200 ms so a retry never runs at once.
+ */
+export function fullJitter(initialMs: number, maxMs: number, failures: number): number {
+  const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(failures, 16));
+  return Math.floor(Math.random() * ceiling) + 200;
+}
+
 /** Full-jitter backoff for relay work (deposits, receipts, the contact address; mailbox.md §3). */
 export function relayBackoff(ctx: Pick<EngineContext, "cfg">, failures: number): number {
-  const ceiling = Math.min(
-    ctx.cfg.relayBackoffMaxMs,
-    ctx.cfg.relayBackoffInitialMs * 2 ** Math.min(failures, 16),
-  );
-  return Math.floor(Math.random() * ceiling) + 200;
+  return fullJitter(ctx.cfg.relayBackoffInitialMs, ctx.cfg.relayBackoffMaxMs, failures);
 }

@@ -8,7 +8,15 @@
  */
 import { establishSession, type Session } from "../../../core/session/index.ts";
 import type { ContactRecord, EngineError, LinkPath } from "./api.ts";
-import { type Attempt, cryptoOf, type EngineContext, emit, type Peer, Refused } from "./context.ts";
+import {
+  type Attempt,
+  cryptoOf,
+  type EngineContext,
+  emit,
+  fullJitter,
+  type Peer,
+  Refused,
+} from "./context.ts";
 import { closeRule, describeFailure } from "./errors.ts";
 import { cancel, type DialReason, follow, type Outcome, presence, schedule } from "./outcome.ts";
 import { refusalFor } from "./outgoing.ts";
@@ -59,8 +67,7 @@ export function retryLater(ctx: DialingContext, peer: Peer): Outcome[] {
   if (ctx.stopped || peer.manualOff || !peer.online || peer.live) return [];
   peer.failures++;
   const max = peer.failures >= DIRECT_UNAVAILABLE_AFTER ? UNAVAILABLE_BACKOFF_MAX_MS : ctx.cfg.backoffMaxMs;
-  const ceiling = Math.min(max, ctx.cfg.backoffInitialMs * 2 ** Math.min(peer.failures, 16));
-  const delay = Math.floor(Math.random() * ceiling) + 200;
+  const delay = fullJitter(ctx.cfg.backoffInitialMs, max, peer.failures);
   return [schedule("retry", delay, { step: "maybe-dial", why: "retry" })];
 }
 

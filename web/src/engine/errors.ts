@@ -296,7 +296,7 @@ export function signalingLostMessage(code: LoftErrorCode, everRegistered: boolea
 }
 
 /** BUSY refusals in a row before the user is told (the client retries each after 1–5 s). */
-export const BUSY_TOLD_AFTER = 3;
+const BUSY_TOLD_AFTER = 3;
 
 /**
  * Plain words for a server that refuses to register us (docs/protocol/signaling.md,

@@ -5,12 +5,10 @@
  * A part used by relay-mailbox.ts when the outbox goes to the `intro` route; the receiving side
  * is first-contact.ts. Imports no step; presence and timers go into `out`.
  */
-import { randomBytes } from "@noble/hashes/utils.js";
 import { wipe } from "../../../core/bytes.ts";
 import { isLoftError } from "../../../core/errors.ts";
 import { encodeIdentity } from "../../../core/identity/identity.ts";
 import { initiateSession } from "../../../core/prekey/index.ts";
-import { SEND_ID_LENGTH } from "../../../core/relay/protocol.ts";
 import {
   addressSerial,
   cryptoOf,
@@ -25,7 +23,7 @@ import { introBody, MAX_PART, SECRET } from "./mailbox.ts";
 import { type Outcome, presence, schedule } from "./outcome.ts";
 import { saveRatchet } from "./peer-ratchet.ts";
 import { encodeIntro, fetchedBundle, type IntroState, prekeyRatchetId } from "./prekeys.ts";
-import { ensureRx, sendDeposit } from "./queues.ts";
+import { ensureRx, newDeposit, sendDeposit } from "./queues.ts";
 import type { RelayConnections } from "./transport.ts";
 import { encodeAppMessage } from "./wire.ts";
 
@@ -38,18 +36,8 @@ export async function readyIntro(ctx: EngineContext, peer: Peer, out: Outcome[])
   const intro = peer.intro;
   if (!intro) return false;
   if (intro.sent) return true;
-  const sent = await sendDeposit(
-    ctx,
-    peer,
-    {
-      messageId: "",
-      route: "intro",
-      target: { url: intro.url, queue: { senderId: intro.sid } },
-      bodies: [{ body: introBody(intro.first), sendId: randomBytes(SEND_ID_LENGTH) }],
-      next: 0,
-    },
-    out,
-  );
+  const target = { url: intro.url, queue: { senderId: intro.sid } };
+  const sent = await sendDeposit(ctx, peer, newDeposit("", "intro", target, [introBody(intro.first)]), out);
   if (!sent) return false;
   intro.sent = true;
   await ctx.storage.saveSecret(SECRET.intro(peer.id), encodeIntro(intro));

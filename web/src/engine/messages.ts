@@ -23,7 +23,7 @@ import {
 } from "./context.ts";
 import { introDone } from "./intro.ts";
 import { follow, type Outcome, schedule } from "./outcome.ts";
-import { loadRatchet, saveRatchet, sendApp } from "./peer-ratchet.ts";
+import { loadRatchet, ratchetCanSend, saveRatchet, sendApp } from "./peer-ratchet.ts";
 import { onAnnounce, sendByMailbox } from "./queues.ts";
 import { decodeAppMessage, MAX_RECEIPT_IDS } from "./wire.ts";
 
@@ -141,7 +141,7 @@ export async function receive(
 export async function flushLive(ctx: MessagesContext, peer: Peer, live: Live): Promise<Outcome[]> {
   for (const entry of await ctx.storage.listOutbox(peer.id)) {
     if (peer.blocked || peer.live !== live || live.session.state === "closed") return [];
-    if (!peer.ratchet || !canSend(peer.ratchet.state)) return [];
+    if (!ratchetCanSend(peer)) return [];
     if (live.sent.has(entry.messageId)) continue;
     const m = await ctx.storage.getMessage(entry.messageId);
     if (m?.direction !== "out" || m.state === "delivered") {

@@ -60,6 +60,14 @@ export const schedule = (timer: TimerName, ms: number, next: FollowUp, ifIdle = 
   next,
   ...(ifIdle ? { ifIdle } : {}),
 });
+/** Run `next` every `ms` until the named timer is cancelled (the live session's heartbeat). */
+export const repeat = (timer: TimerName, ms: number, next: FollowUp): Outcome => ({
+  kind: "schedule",
+  timer,
+  ms,
+  next,
+  every: true,
+});
 export const cancel = (timer: TimerName): Outcome => ({ kind: "cancel", timer });
 export const presence = (
   status: Presence["status"],

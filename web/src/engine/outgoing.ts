@@ -1,8 +1,8 @@
 /**
- * The hand-over of an outgoing message, shared by the real engine (engine.ts) and the offline
- * stand-in (web/src/offline-engine.ts): the text is checked, the message gets its id and time
- * synchronously — before any storage call — and its storage steps run on a per-contact line in
- * the order messages were handed over, however long each storage call takes
+ * The hand-over of an outgoing message in engine.ts (which is also the offline engine,
+ * web/src/offline-engine.ts, run with no transports): the text is checked, the message gets its
+ * id and time synchronously — before any storage call — and its storage steps run on a
+ * per-contact line in the order messages were handed over, however long each storage call takes
  * (web/src/engine/api.ts `ChatEngine.handOver`; docs/user-guide.md "Chatting"), and the refusal
  * rules for Rejected contacts, pending identity changes and contact requests (api.ts; mailbox.md §5).
  *

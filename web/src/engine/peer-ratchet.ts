@@ -40,6 +40,11 @@ export async function saveRatchet(ctx: RatchetContext, peer: Peer, ratchet: Chat
   }
 }
 
+/** The contact's loaded ratchet may send now (Alice's from the start, Bob's once Alice wrote). */
+export function ratchetCanSend(peer: Peer): boolean {
+  return peer.ratchet !== undefined && canSend(peer.ratchet.state);
+}
+
 /** Encrypt one application message with the contact's ratchet and send it (inside serial). */
 export async function sendApp(
   ctx: RatchetContext,

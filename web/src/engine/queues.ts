@@ -8,7 +8,6 @@
 import { randomBytes } from "@noble/hashes/utils.js";
 import { equalBytes, toHex, wipe } from "../../../core/bytes.ts";
 import { isLoftError, type LoftError } from "../../../core/errors.ts";
-import { canSend } from "../../../core/ratchet/index.ts";
 import { newAuthKeyPair } from "../../../core/relay/crypto.ts";
 import { isTemporaryRefusal } from "../../../core/relay/errors.ts";
 import { SEND_ID_LENGTH } from "../../../core/relay/protocol.ts";
@@ -33,7 +32,7 @@ import {
   type TxQueue,
 } from "./mailbox.ts";
 import { type Outcome, presence, schedule } from "./outcome.ts";
-import { seal, sendApp } from "./peer-ratchet.ts";
+import { ratchetCanSend, seal, sendApp } from "./peer-ratchet.ts";
 import { decodeIntro } from "./prekeys.ts";
 import type { AppMessage } from "./wire.ts";
 
@@ -129,7 +128,7 @@ export async function announce(ctx: EngineContext, peer: Peer, live: Live): Prom
   if (live.announced) return;
   const rx = await ensureRx(ctx, peer);
   if (!rx || peer.live !== live || live.announced) return;
-  if (!peer.ratchet || !canSend(peer.ratchet.state)) return;
+  if (!ratchetCanSend(peer)) return;
   live.announced = true;
   await serial(peer, () =>
     sendApp(ctx, peer, live, {
@@ -166,6 +165,22 @@ export async function onAnnounce(
   peer.tx = tx;
   peer.deposit = undefined;
   ctx.cfg.log(`mailbox of ${peer.id.slice(0, 8)} known`);
+}
+
+/** A deposit of `bodies` for `target`, each body with its own fresh send id (mailbox.md §3). */
+export function newDeposit(
+  messageId: Deposit["messageId"],
+  route: Deposit["route"],
+  target: Deposit["target"],
+  bodies: readonly Uint8Array[],
+): Deposit {
+  return {
+    messageId,
+    route,
+    target,
+    bodies: bodies.map((body) => ({ body, sendId: randomBytes(SEND_ID_LENGTH) })),
+    next: 0,
+  };
 }
 
 /**
@@ -255,16 +270,6 @@ export async function sendByMailbox(
   if (!tx) return false;
   const sealed = await serial(peer, () => seal(ctx, peer, message));
   if (!sealed) return false;
-  return sendDeposit(
-    ctx,
-    peer,
-    {
-      messageId: "",
-      route: "tx",
-      target: { url: tx.url, queue: tx.queue },
-      bodies: ratchetBodies(sealed).map((body) => ({ body, sendId: randomBytes(SEND_ID_LENGTH) })),
-      next: 0,
-    },
-    out,
-  );
+  const target = { url: tx.url, queue: tx.queue };
+  return sendDeposit(ctx, peer, newDeposit("", "tx", target, ratchetBodies(sealed)), out);
 }

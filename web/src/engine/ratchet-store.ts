@@ -95,27 +95,16 @@ export async function bootstrapChatRatchet(
     : ratchetAssociatedData(peerKey, selfIdentityKey);
   const exported = session.exportSecret(RATCHET_EXPORT_LABEL);
   try {
+    const common = { exported, ad, ...(crypto ? { crypto } : {}) };
     let state: Result<RatchetState>;
     if (initiator) {
       const theirs = session.remoteExtensions[RATCHET_KEY_EXTENSION];
       if (theirs?.length !== 32)
         return err("LOFT_ERR_MALFORMED", "the responder sent no ratchet key in its handshake");
-      state = await ratchetFromHandshake({
-        role: "initiator",
-        exported,
-        ad,
-        responderRatchetPublic: theirs,
-        ...(crypto ? { crypto } : {}),
-      });
+      state = await ratchetFromHandshake({ role: "initiator", responderRatchetPublic: theirs, ...common });
     } else {
       if (!ours) throw new Error("bootstrapChatRatchet: the responder needs its advertised key pair");
-      state = await ratchetFromHandshake({
-        role: "responder",
-        exported,
-        ad,
-        ratchetKeyPair: ours,
-        ...(crypto ? { crypto } : {}),
-      });
+      state = await ratchetFromHandshake({ role: "responder", ratchetKeyPair: ours, ...common });
     }
     if (!state.ok) return state;
     return ok({ id: ratchetIdOf(session), state: state.value });

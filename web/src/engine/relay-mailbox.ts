@@ -6,13 +6,11 @@
  * (link/controller.ts, link/links.ts); returns outcomes, imports no other step. The queues
  * themselves are queues.ts; a first contact's first message is intro.ts.
  */
-import { randomBytes } from "@noble/hashes/utils.js";
 import { equalBytes } from "../../../core/bytes.ts";
 import type { LoftError } from "../../../core/errors.ts";
 import { encodeInitialMessage } from "../../../core/prekey/index.ts";
 import { canSend } from "../../../core/ratchet/index.ts";
 import type { RelayMessage } from "../../../core/relay/client.ts";
-import { SEND_ID_LENGTH } from "../../../core/relay/protocol.ts";
 import type { OutboxEntry, StoredMessage } from "./api.ts";
 import {
   type EngineContext,
@@ -28,7 +26,7 @@ import { readyIntro } from "./intro.ts";
 import { decodeMailboxBody, introBody, MAX_PART, ratchetBodies } from "./mailbox.ts";
 import { follow, type Outcome, schedule } from "./outcome.ts";
 import { loadRatchet, seal } from "./peer-ratchet.ts";
-import { sendDeposit } from "./queues.ts";
+import { newDeposit, sendDeposit } from "./queues.ts";
 import type { RelayConnState } from "./transport.ts";
 
 /**
@@ -124,13 +122,7 @@ async function depositMessage(
       }
       bodies = [introBody(wrapped)];
     }
-    d = {
-      messageId: m.id,
-      route,
-      target,
-      bodies: bodies.map((body) => ({ body, sendId: randomBytes(SEND_ID_LENGTH) })),
-      next: 0,
-    };
+    d = newDeposit(m.id, route, target, bodies);
     peer.deposit = d;
   }
   if (!(await sendDeposit(ctx, peer, d, out))) {

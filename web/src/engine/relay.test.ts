@@ -8,17 +8,22 @@
 
 import { randomBytes } from "@noble/hashes/utils.js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import WebSocket from "ws";
 import { createUserIdentity, type UserIdentity } from "../../../core/identity/identity.ts";
 import {
   createPrekeyStore,
   EARLY_ROTATION_MIN_AGE_MS,
   EARLY_ROTATION_SEEN,
 } from "../../../core/prekey/index.ts";
-import type { WebSocketLike as RelayWebSocketLike } from "../../../core/relay/ws-link.ts";
 import { connectRelay, startTestRelay, type TestRelay } from "../../../relay-ws/testing.ts";
 import { type RunningSignaling, startSignaling } from "../../../signaling/testing.ts";
-import { EngineHarness, type EngineNode, Hub, MemoryStorage, until } from "../../../test/support/engine.ts";
+import {
+  EngineHarness,
+  type EngineNode,
+  Hub,
+  MemoryStorage,
+  relaySocket,
+  until,
+} from "../../../test/support/engine.ts";
 import { metricValue } from "../../../test/support/metrics.ts";
 import { RelayLiveTransport } from "../net/relay-live.ts";
 import { createRelayPool } from "../net/relay-pool.ts";
@@ -155,11 +160,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     try {
       h.hub = new Hub();
       // Alice's engine and the "neighbour" below share one address: 127.0.0.3.
-      const fromNeighbourhood = (url: string) =>
-        new WebSocket(url, {
-          perMessageDeflate: false,
-          localAddress: "127.0.0.3",
-        }) as unknown as RelayWebSocketLike;
+      const fromNeighbourhood = (url: string) => relaySocket(url, "127.0.0.3");
       const a = node("alice", undefined, new MemoryStorage(signaling.url, [busy.url]), signaling.url, {
         relayWebSocket: fromNeighbourhood,
       });

@@ -12,7 +12,7 @@ import type { Session } from "../../../core/session/index.ts";
 import type { LinkPath } from "./api.ts";
 import { type EngineContext, emit, type Live, mailboxDelay, type Peer, Refused, timeout } from "./context.ts";
 import { closeRule, describeFailure } from "./errors.ts";
-import { cancel, follow, type Outcome, presence } from "./outcome.ts";
+import { cancel, follow, type Outcome, presence, repeat } from "./outcome.ts";
 import { refusalFor } from "./outgoing.ts";
 import { loadRatchet, saveRatchet } from "./peer-ratchet.ts";
 import { bootstrapChatRatchet } from "./ratchet-store.ts";
@@ -150,13 +150,7 @@ export function sessionUp(ctx: SessionContext, peer: Peer, path: LinkPath): Outc
   peer.refusedUs = false;
   peer.mailboxAt = Number.POSITIVE_INFINITY;
   const out: Outcome[] = [
-    {
-      kind: "schedule",
-      timer: "heartbeat",
-      ms: ctx.cfg.heartbeatIntervalMs,
-      next: { step: "heartbeat" },
-      every: true,
-    },
+    repeat("heartbeat", ctx.cfg.heartbeatIntervalMs, { step: "heartbeat" }),
     cancel("retry"),
     cancel("mailbox"),
   ];
@@ -245,7 +239,7 @@ export function sessionClosed(ctx: SessionContext, peer: Peer, reason: string, d
     if (!peer.attempt) out.push(presence("offline"));
     return out;
   }
-  const error = describeFailure(reason === "remote-closed" ? "remote-closed" : reason, peer.name, detail);
+  const error = describeFailure(reason, peer.name, detail);
   if (error.kind === "verification-failed") emit(ctx, { type: "error", contactId: peer.id, error });
   if (!peer.attempt) out.push(presence("offline", undefined, error));
   out.push(follow({ step: "retry-later" }));

@@ -9,7 +9,6 @@
  * ratchet runs on the contact's task chain (`serial`), one inbound frame at a time, in order.
  */
 import { wipe } from "../../../../core/bytes.ts";
-import { canSend } from "../../../../core/ratchet/index.ts";
 import type { RelayMessage } from "../../../../core/relay/client.ts";
 import type { Session } from "../../../../core/session/index.ts";
 import type { ContactRecord, EngineError, LinkPath, MessageId, Presence } from "../api.ts";
@@ -43,7 +42,7 @@ import { afterAccept } from "../first-contact.ts";
 import { afterQueued, flushLive, receive, sendReceipts } from "../messages.ts";
 import { cancel, type FollowUp, type Outcome, presence } from "../outcome.ts";
 import { refusalFor } from "../outgoing.ts";
-import { sendApp } from "../peer-ratchet.ts";
+import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
 import { announce, ensureRx, forgetMailbox } from "../queues.ts";
 import { freshRatchetKeyPair } from "../ratchet-store.ts";
 import { allowMailbox, flushMailbox, receiveMailbox } from "../relay-mailbox.ts";
@@ -118,8 +117,7 @@ export class LinkController {
         this.apply(dialDecision(ctx, peer, f.why));
         return;
       case "dial":
-        if (f.upgrade) void this.#dial(true);
-        else void this.#dial(false);
+        void this.#dial(f.upgrade === true);
         return;
       case "retry-later":
         this.apply(retryLater(ctx, peer));
@@ -466,7 +464,7 @@ export class LinkController {
     );
     void session.closed.then((info) => this.#sessionClosed(live, info.reason, info.detail));
     void this.#readLoop(live);
-    if (!theirs.canSend && peer.ratchet && canSendNow(peer))
+    if (!theirs.canSend && ratchetCanSend(peer))
       await serial(peer, () => sendApp(ctx, peer, live, { t: "sync" })).catch(() => {});
     this.apply(sessionRunning(peer));
   }
@@ -558,8 +556,4 @@ export class LinkController {
   resetPieces(): void {
     void serial(this.peer, async () => this.peer.pieces.reset());
   }
-}
-
-function canSendNow(peer: Peer): boolean {
-  return peer.ratchet !== undefined && canSend(peer.ratchet.state);
 }

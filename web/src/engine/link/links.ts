@@ -10,7 +10,7 @@ import type { LoftError } from "../../../../core/errors.ts";
 import type { RelayMessage } from "../../../../core/relay/client.ts";
 import type { SignalingEvent } from "../../../../core/signaling/client.ts";
 import type { ContactId, ContactRecord } from "../api.ts";
-import { type EngineContext, emit, type Peer, peerFor } from "../context.ts";
+import { addressSerial, type EngineContext, emit, type Peer, peerFor } from "../context.ts";
 import { onIntroBody, scheduleAddressSetup } from "../first-contact.ts";
 import { follow } from "../outcome.ts";
 import { onPresence, onSignaling, type PeerOutcomes, watchKeys } from "../presence.ts";
@@ -103,19 +103,17 @@ export class Links {
     const ctx = this.#ctx;
     const address = ctx.address;
     if (address && equalBytes(address.queue.recipientId, m.recipientId)) {
-      ctx.addressChain = ctx.addressChain
-        .then(async () => {
-          const r = await onIntroBody(ctx, url, address, m);
-          if (r.kind === "repeat") await this.of(r.peer).introRepeat(r.message, r.ack);
-          else if (r.kind === "identity-change") this.#contactChanged(r.contactId);
-          else if (r.kind === "accepted") {
-            if (r.request) {
-              this.resubscribe();
-              emit(ctx, { type: "contact-added", contactId: r.peer.id });
-            } else void this.of(r.peer).afterAccept();
-          }
-        })
-        .catch((e) => ctx.cfg.log(`first-contact message failed: ${(e as Error).message}`));
+      addressSerial(ctx, async () => {
+        const r = await onIntroBody(ctx, url, address, m);
+        if (r.kind === "repeat") await this.of(r.peer).introRepeat(r.message, r.ack);
+        else if (r.kind === "identity-change") this.#contactChanged(r.contactId);
+        else if (r.kind === "accepted") {
+          if (r.request) {
+            this.resubscribe();
+            emit(ctx, { type: "contact-added", contactId: r.peer.id });
+          } else void this.of(r.peer).afterAccept();
+        }
+      }).catch((e) => ctx.cfg.log(`first-contact message failed: ${(e as Error).message}`));
       return;
     }
     const id = ctx.rids.get(toHex(m.recipientId));

@@ -80,6 +80,9 @@ export async function applyUpdate(): Promise<void> {
     location.reload();
     return;
   }
+  // Taken now: the worker's own refusal broadcast (`loft-update-refused`, handled in
+  // registerServiceWorker) may arrive before its reply below and clear `pendingUpdate()`.
+  const hash = pendingUpdate() ?? "";
   navigator.serviceWorker.addEventListener("controllerchange", () => location.reload(), { once: true });
   const channel = new MessageChannel();
   const answer = new Promise<{ ok: boolean; reason?: string }>((resolve) => {
@@ -88,7 +91,7 @@ export async function applyUpdate(): Promise<void> {
   waiting.postMessage({ type: "SKIP_WAITING" }, [channel.port2]);
   const result = await answer;
   if (!result.ok) {
-    setRefusedUpdate({ hash: pendingUpdate() ?? "", reason: result.reason ?? "it does not match its hash" });
+    setRefusedUpdate({ hash, reason: result.reason ?? "it does not match its hash" });
     setPendingUpdate(undefined);
   }
 }

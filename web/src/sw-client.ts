@@ -20,10 +20,6 @@ const [refusedUpdate, setRefusedUpdate] = createSignal<RefusedUpdate | undefined
 const [runningBuild, setRunningBuild] = createSignal<string | undefined>();
 
 export { pendingUpdate, refusedUpdate, runningBuild };
-/** True while an update waits for the person (kept for the existing banner's callers). */
-export const updateReady = () => pendingUpdate() !== undefined;
-
-let wb: Workbox | undefined;
 
 /** Ask one worker for the build hash it announces. */
 function askBuild(sw: ServiceWorker): Promise<string | undefined> {
@@ -40,7 +36,7 @@ function askBuild(sw: ServiceWorker): Promise<string | undefined> {
 
 export function registerServiceWorker(): void {
   if (!("serviceWorker" in navigator) || import.meta.env.DEV) return;
-  wb = new Workbox("/sw.js", { scope: "/" });
+  const wb = new Workbox("/sw.js", { scope: "/" });
   wb.addEventListener("waiting", () => void announceWaiting());
   navigator.serviceWorker.addEventListener("message", (e: MessageEvent) => {
     const d = e.data as { type?: unknown; hash?: unknown; reason?: unknown } | null;
@@ -65,11 +61,6 @@ async function announceWaiting(): Promise<void> {
   if (!reg?.waiting) return;
   const hash = await askBuild(reg.waiting);
   if (hash) setPendingUpdate(hash);
-}
-
-/** Check the server for a new Service Worker now (the browser also checks on navigation). */
-export async function checkForUpdate(): Promise<void> {
-  await wb?.update();
 }
 
 /** The person accepted the update: the waiting build checks itself, then takes over (or refuses). */

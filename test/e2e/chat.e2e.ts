@@ -17,6 +17,7 @@ import {
   byId,
   createIdentity,
   incoming,
+  incomingTexts,
   inLoftDb,
   introduce,
   myLink,
@@ -91,9 +92,7 @@ describe("direct E2EE chat between two browsers", () => {
     // A burst keeps its order on the other side.
     for (let i = 1; i <= 5; i++) await sendText(a, `burst ${i}`);
     await incoming(b, "burst 5").waitFor();
-    const texts = await b
-      .locator("[data-testid=message][data-direction=in] [data-testid=message-text]")
-      .allTextContents();
+    const texts = await incomingTexts(b);
     expect(texts.filter((t) => t.startsWith("burst "))).toEqual([
       "burst 1",
       "burst 2",

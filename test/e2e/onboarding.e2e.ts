@@ -45,23 +45,13 @@ import { toHex } from "../../core/bytes.ts";
 import { createUserIdentity, updateIdentity } from "../../core/identity/identity.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { createIdentity, inLoftDb, myLink, offlineLink } from "../support/loft-ui.ts";
+import { createIdentity, inLoftDb, myLink, offlineLink, openContact } from "../support/loft-ui.ts";
 
 const id = (page: Page, testid: string) => page.getByTestId(testid);
 
 async function pasteLink(page: Page, link: string) {
   await id(page, "nav-add-contact").click();
   await id(page, "link-input").fill(link);
-}
-
-/** Home → the contact's screen (a contact item opens the chat; its header opens the contact). */
-async function openContact(page: Page, which: { username: string } | { id: string }) {
-  await page.goto(new URL(page.url()).origin);
-  const sel = "id" in which ? `[data-contact-id="${which.id}"]` : `[data-username="${which.username}"]`;
-  await page.locator(`[data-testid=contact-item]${sel}`).click();
-  await page.locator("[data-testid=contact-screen], [data-testid=chat]").waitFor();
-  if (await id(page, "chat").count()) await id(page, "chat-contact").click();
-  await id(page, "contact-screen").waitFor();
 }
 
 describe("onboarding, contacts and trust in the PWA", () => {

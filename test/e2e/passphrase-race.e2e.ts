@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   byId,
   incoming,
+  incomingTexts,
   inLoftDb,
   introduce,
   openChat,
@@ -114,9 +115,7 @@ describe("passphrase change while the engine runs", () => {
 
     await openChatFromHome(a, bobId);
     await incoming(a, last).waitFor();
-    const shown = await a
-      .locator("[data-testid=message][data-direction=in] [data-testid=message-text]")
-      .allTextContents();
+    const shown = await incomingTexts(a);
     expect(shown.sort()).toEqual([...sent].sort());
 
     // The ratchet session was not rolled back by a stale re-sealed copy: a new message arrives.

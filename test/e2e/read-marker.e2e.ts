@@ -11,28 +11,22 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { addOfflineContact, createIdentity, openChat } from "../support/loft-ui.ts";
+import { addOfflineContact, createIdentity, inLoftDb, openChat } from "../support/loft-ui.ts";
 
 /** The raw contact record's read marker and sealed IV (hex). */
 function rawContact(page: Page, id: string): Promise<{ readAt?: number; iv: string } | undefined> {
-  return page.evaluate(async (key) => {
-    const db = await new Promise<IDBDatabase>((resolve, reject) => {
-      const r = indexedDB.open("loft");
-      r.onsuccess = () => resolve(r.result);
-      r.onerror = () => reject(r.error);
-    });
-    const rec = await new Promise<{ readAt?: number; sealed?: { iv: Uint8Array } } | undefined>(
-      (resolve, reject) => {
-        const r = db.transaction("contacts").objectStore("contacts").get(key);
-        r.onsuccess = () => resolve(r.result);
-        r.onerror = () => reject(r.error);
-      },
-    );
-    db.close();
-    if (!rec?.sealed) return undefined;
-    const iv = Array.from(rec.sealed.iv, (b) => b.toString(16).padStart(2, "0")).join("");
-    return { ...(rec.readAt !== undefined ? { readAt: rec.readAt } : {}), iv };
-  }, id);
+  return inLoftDb(
+    page,
+    async ({ db, req }, key) => {
+      const rec = (await req(db.transaction("contacts").objectStore("contacts").get(key))) as
+        | { readAt?: number; sealed?: { iv: Uint8Array } }
+        | undefined;
+      if (!rec?.sealed) return undefined;
+      const iv = Array.from(rec.sealed.iv, (b) => b.toString(16).padStart(2, "0")).join("");
+      return { ...(rec.readAt !== undefined ? { readAt: rec.readAt } : {}), iv };
+    },
+    id,
+  );
 }
 
 describe("read marker", () => {

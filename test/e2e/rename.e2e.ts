@@ -12,15 +12,7 @@ import { toHex } from "../../core/bytes.ts";
 import { createUserIdentity, updateIdentity } from "../../core/identity/identity.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { addByLink, createIdentity, byId as id, offlineLink } from "../support/loft-ui.ts";
-
-async function openContactScreen(page: Page, contactId: string): Promise<void> {
-  await page.goto(new URL(page.url()).origin);
-  await page.locator(`[data-testid=contact-item][data-contact-id="${contactId}"]`).click();
-  await page.locator("[data-testid=contact-screen], [data-testid=chat]").waitFor();
-  if (await id(page, "chat").count()) await id(page, "chat-contact").click();
-  await id(page, "contact-screen").waitFor();
-}
+import { addByLink, createIdentity, byId as id, offlineLink, openContact } from "../support/loft-ui.ts";
 
 describe("renames in the PWA", () => {
   let loft: LoftProcess;
@@ -57,7 +49,7 @@ describe("renames in the PWA", () => {
     await eveTrust.waitFor();
     expect(await eveTrust.getAttribute("data-pending")).toBe("rename-collision");
     expect(await eveTrust.textContent()).toBe("⚠ Took another contact's name");
-    await openContactScreen(a, eveId);
+    await openContact(a, { id: eveId });
     expect(await id(a, "identity-warning").getAttribute("data-kind")).toBe("rename-collision");
     expect(await id(a, "contact-username").textContent()).toBe("Eve");
     await id(a, "open-chat").click();
@@ -70,7 +62,7 @@ describe("renames in the PWA", () => {
     await id(a, "accept-new-key").click();
     await id(a, "identity-warning").waitFor({ state: "detached" });
     expect(await id(a, "contact-username").textContent()).toBe("dora");
-    await openContactScreen(a, doraId);
+    await openContact(a, { id: doraId });
     expect(await id(a, "contact-username").textContent()).toBe("Dora");
   });
 
@@ -80,13 +72,13 @@ describe("renames in the PWA", () => {
     expect(await id(a, "add-outcome").getAttribute("data-outcome")).toBe("updated");
     await id(a, "confirm-add").click();
     await expect.poll(() => id(a, "contact-username").textContent()).toBe("Dorothea");
-    await openContactScreen(a, doraId);
+    await openContact(a, { id: doraId });
     expect(await id(a, "contact-username").textContent()).toBe("Dorothea");
     expect(await id(a, "identity-warning").count()).toBe(0);
   });
 
   it("an opened contact is not decrypted again until it is written (storage.ts #contactCache)", async () => {
-    await openContactScreen(a, eveId);
+    await openContact(a, { id: eveId });
     // Count AES-GCM opens per sealed record name (the AAD is "loft/sealed/v1/<name>").
     await a.evaluate(() => {
       const w = window as unknown as { opens: Record<string, number> };

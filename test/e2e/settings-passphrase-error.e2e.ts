@@ -10,23 +10,14 @@ import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { addOfflineContact, byId, createIdentity } from "../support/loft-ui.ts";
+import { addOfflineContact, byId, createIdentity, inLoftDb } from "../support/loft-ui.ts";
 
 /** Flip one ciphertext byte of every sealed contact record, as disk damage would. */
 function damageContacts(page: Page): Promise<number> {
-  return page.evaluate(async () => {
-    const db = await new Promise<IDBDatabase>((resolve, reject) => {
-      const r = indexedDB.open("loft");
-      r.onsuccess = () => resolve(r.result);
-      r.onerror = () => reject(r.error);
-    });
+  return inLoftDb(page, async ({ db, req, done }) => {
     const tx = db.transaction("contacts", "readwrite");
     const store = tx.objectStore("contacts");
-    const all = await new Promise<{ sealed?: { ct: Uint8Array } }[]>((resolve, reject) => {
-      const r = store.getAll();
-      r.onsuccess = () => resolve(r.result);
-      r.onerror = () => reject(r.error);
-    });
+    const all = (await req(store.getAll())) as { sealed?: { ct: Uint8Array } }[];
     let damaged = 0;
     for (const c of all) {
       if (!c.sealed) continue;
@@ -34,11 +25,7 @@ function damageContacts(page: Page): Promise<number> {
       store.put(c);
       damaged++;
     }
-    await new Promise<void>((resolve, reject) => {
-      tx.oncomplete = () => resolve();
-      tx.onerror = () => reject(tx.error);
-    });
-    db.close();
+    await done(tx);
     return damaged;
   });
 }

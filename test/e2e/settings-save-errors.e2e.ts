@@ -15,7 +15,14 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { addOfflineContact, allowWrites, byId, createIdentity, failWrites } from "../support/loft-ui.ts";
+import {
+  addOfflineContact,
+  allowWrites,
+  byId,
+  createIdentity,
+  failWrites,
+  inLoftDb,
+} from "../support/loft-ui.ts";
 
 const FULL = "this browser has no storage space left for Loft. Nothing was changed.";
 
@@ -71,24 +78,10 @@ describe("settings and restores when storage refuses a write", () => {
     await expectNoAxeViolations(p, "settings (saves refused)");
 
     // Nothing was stored meanwhile: a fresh read of Settings shows the old values.
-    const stored = await p.evaluate(async () => {
-      const db = await new Promise<IDBDatabase>((resolve, reject) => {
-        const r = indexedDB.open("loft");
-        r.onsuccess = () => resolve(r.result);
-        r.onerror = () => reject(r.error);
-      });
-      const get = (store: string, key: string) =>
-        new Promise<unknown>((resolve, reject) => {
-          const r = db.transaction(store).objectStore(store).get(key);
-          r.onsuccess = () => resolve(r.result);
-          r.onerror = () => reject(r.error);
-        });
-      const out = {
-        self: (await get("self", "self")) as { username: string },
-        settings: await get("settings", "settings"),
-      };
-      db.close();
-      return { username: out.self.username, settings: out.settings ?? {} };
+    const stored = await inLoftDb(p, async ({ db, req }) => {
+      const get = (store: string, key: string) => req(db.transaction(store).objectStore(store).get(key));
+      const self = (await get("self", "self")) as { username: string };
+      return { username: self.username, settings: (await get("settings", "settings")) ?? {} };
     });
     expect(stored).toEqual({ username: "Alice", settings: {} });
 

@@ -116,6 +116,16 @@ export async function openChatFromHome(page: Page, contactId: string): Promise<v
   await byId(page, "chat").waitFor();
 }
 
+/** Home → a contact's screen, by id or name (a contact item opens the chat; its header opens the contact). */
+export async function openContact(page: Page, which: { username: string } | { id: string }): Promise<void> {
+  await page.goto(new URL(page.url()).origin);
+  const sel = "id" in which ? `[data-contact-id="${which.id}"]` : `[data-username="${which.username}"]`;
+  await page.locator(`[data-testid=contact-item]${sel}`).click();
+  await page.locator("[data-testid=contact-screen], [data-testid=chat]").waitFor();
+  if (await byId(page, "chat").count()) await byId(page, "chat-contact").click();
+  await byId(page, "contact-screen").waitFor();
+}
+
 export async function sendText(page: Page, text: string): Promise<void> {
   await byId(page, "composer-input").fill(text);
   await byId(page, "send-button").click();

@@ -20,10 +20,6 @@ const [refusedUpdate, setRefusedUpdate] = createSignal<RefusedUpdate | undefined
 const [runningBuild, setRunningBuild] = createSignal<string | undefined>();
 
 export { pendingUpdate, refusedUpdate, runningBuild };
-/** True while an update waits for the person (kept for the existing banner's callers). */
-export const updateReady = () => pendingUpdate() !== undefined;
-
-let wb: Workbox | undefined;
 
 /** Ask one worker for the build hash it announces. */
 function askBuild(sw: ServiceWorker): Promise<string | undefined> {
@@ -40,7 +36,7 @@ function askBuild(sw: ServiceWorker): Promise<string | undefined> {
 
 export function registerServiceWorker(): void {
   if (!("serviceWorker" in navigator) || import.meta.env.DEV) return;
-  wb = new Workbox("/sw.js", { scope: "/" });
+  const wb = new Workbox("/sw.js", { scope: "/" });
   wb.addEventListener("waiting", () => void announceWaiting());
   navigator.serviceWorker.addEventListener("message", (e: MessageEvent) => {
     const d = e.data as { type?: unknown; hash?: unknown; reason?: unknown } | null;
@@ -67,11 +63,6 @@ async function announceWaiting(): Promise<void> {
   if (hash) setPendingUpdate(hash);
 }
 
-/** Check the server for a new Service Worker now (the browser also checks on navigation). */
-export async function checkForUpdate(): Promise<void> {
-  await wb?.update();
-}
-
 /** The person accepted the update: the waiting build checks itself, then takes over (or refuses). */
 export async function applyUpdate(): Promise<void> {
   const reg = await navigator.serviceWorker?.getRegistration();
@@ -80,6 +71,9 @@ export async function applyUpdate(): Promise<void> {
     location.reload();
     return;
   }
+  // Taken now: the worker's own refusal broadcast (`loft-update-refused`, handled in
+  // registerServiceWorker) may arrive before its reply below and clear `pendingUpdate()`.
+  const hash = pendingUpdate() ?? "";
   navigator.serviceWorker.addEventListener("controllerchange", () => location.reload(), { once: true });
   const channel = new MessageChannel();
   const answer = new Promise<{ ok: boolean; reason?: string }>((resolve) => {
@@ -88,7 +82,7 @@ export async function applyUpdate(): Promise<void> {
   waiting.postMessage({ type: "SKIP_WAITING" }, [channel.port2]);
   const result = await answer;
   if (!result.ok) {
-    setRefusedUpdate({ hash: pendingUpdate() ?? "", reason: result.reason ?? "it does not match its hash" });
+    setRefusedUpdate({ hash, reason: result.reason ?? "it does not match its hash" });
     setPendingUpdate(undefined);
   }
 }

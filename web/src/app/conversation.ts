@@ -6,7 +6,7 @@
  */
 import { EngineRefusal, type HandedOver, type MessageId, type StoredMessage } from "../engine/api.ts";
 import type { AppModel } from "./model.ts";
-import { ActionFailed, storageProblem } from "./problems.ts";
+import { ActionFailed, problemText } from "./problems.ts";
 
 /** Up to `limit` messages with a contact, newest first in time before `before` (all when absent). */
 export function historyPage(
@@ -46,7 +46,5 @@ export function connectTo(app: AppModel, contactId: string): void {
 
 /** Why a message could not be sent, in words for the person. */
 export function sendProblem(x: unknown): string {
-  if (x instanceof EngineRefusal) return x.reason.message;
-  if (x instanceof ActionFailed) return x.message;
-  return `Could not send: ${storageProblem(x)}`;
+  return x instanceof EngineRefusal ? x.reason.message : problemText(x, "send");
 }

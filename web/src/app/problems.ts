@@ -18,7 +18,7 @@ export function storageProblem(x: unknown): string {
   if (name === "OperationError")
     return "some data stored on this device could not be decrypted (it may be damaged).";
   const message = x instanceof Error ? x.message : String(x);
-  return message ? `${message.replace(/\.?$/, ".")}` : "the browser's storage refused the change.";
+  return message ? message.replace(/\.?$/, ".") : "the browser's storage refused the change.";
 }
 
 /** An action that did not happen, said as "Could not <what>: <why> <after>". */
@@ -31,6 +31,11 @@ export class ActionFailed extends Error {
   }
 }
 
+/** Whether `x` is one of the errors whose message is already written for people. */
+function inWords(x: unknown): x is Error {
+  return x instanceof ActionFailed || x instanceof BackupError || x instanceof WrongPassphraseError;
+}
+
 /**
  * Run a storage action; a failure becomes an `ActionFailed` naming `what` could not be done and
  * why. `unchanged`: the action is all-or-nothing (one IndexedDB transaction), so the sentence
@@ -40,7 +45,7 @@ export async function attempt<T>(what: string, action: () => Promise<T>, unchang
   try {
     return await action();
   } catch (x) {
-    if (x instanceof ActionFailed || x instanceof BackupError || x instanceof WrongPassphraseError) throw x;
+    if (inWords(x)) throw x;
     throw new ActionFailed(
       `Could not ${what}: ${storageProblem(x)}${unchanged ? " Nothing was changed." : ""}`,
       x,
@@ -50,7 +55,5 @@ export async function attempt<T>(what: string, action: () => Promise<T>, unchang
 
 /** What to show for a failure: its message when written for people, else a sentence around it. */
 export function problemText(x: unknown, what: string): string {
-  if (x instanceof ActionFailed || x instanceof BackupError || x instanceof WrongPassphraseError)
-    return x.message;
-  return `Could not ${what}: ${storageProblem(x)}`;
+  return inWords(x) ? x.message : `Could not ${what}: ${storageProblem(x)}`;
 }

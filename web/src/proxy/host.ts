@@ -81,7 +81,7 @@ export function startProxyHost(deps: ProxyHostDeps): { reloadShares: () => Promi
     if (!client)
       return reply({ type: "refused", code: "contact_offline", reason: "no session with this contact" });
 
-    const abort = abortable();
+    const abort = new AbortController();
     let body: BodyReader | undefined;
     let done = false;
     const stop = (reason: string) => {
@@ -154,21 +154,4 @@ export function startProxyHost(deps: ProxyHostDeps): { reloadShares: () => Promi
   };
 
   return { reloadShares };
-}
-
-/** A minimal abort signal for the core client (which has no DOM types). */
-function abortable() {
-  const listeners: (() => void)[] = [];
-  const signal = {
-    aborted: false,
-    addEventListener: (_: "abort", fn: () => void) => listeners.push(fn),
-  };
-  return {
-    signal,
-    abort: () => {
-      if (signal.aborted) return;
-      signal.aborted = true;
-      for (const fn of listeners) fn();
-    },
-  };
 }

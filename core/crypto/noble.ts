@@ -13,7 +13,7 @@ import { hmac } from "@noble/hashes/hmac.js";
 import { sha256, sha512 } from "@noble/hashes/sha2.js";
 import { randomBytes } from "@noble/hashes/utils.js";
 import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
-import { abytes } from "../bytes.ts";
+import { abytes, concatBytes } from "../bytes.ts";
 import type { Aead, CryptoProvider, Ed25519, MlKem768, Primitive, X25519 } from "./provider.ts";
 import { PRIMITIVES } from "./provider.ts";
 
@@ -133,16 +133,7 @@ const nobleMlKem: MlKem768 = {
 
 /** One array holding `parts` in order (the array itself when there is one part). */
 export function concatParts(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  let total = 0;
-  for (const p of parts) total += p.length;
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
+  return parts.length === 1 ? parts[0]! : concatBytes(...parts);
 }
 
 function allNoble(): Record<Primitive, string> {

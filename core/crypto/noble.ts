@@ -28,20 +28,14 @@ type NobleCipher = (
   decrypt(ciphertext: Uint8Array, output?: Uint8Array): Uint8Array;
 };
 
-/** The synchronous core of a noble AEAD (also used synchronously by the other backends' fallbacks). */
-export function nobleAeadSync(cipher: NobleCipher, nonceLength: number) {
+function nobleAead(cipher: NobleCipher, nonceLength: number): Aead {
   return {
-    seal(key: Uint8Array, nonce: Uint8Array, ad: Uint8Array, plaintext: Uint8Array, output?: Uint8Array) {
+    nonceLength,
+    seal: async (key, nonce, ad, plaintext, output) => {
       abytes(nonce, nonceLength, "nonce");
       return cipher(key, nonce, ad).encrypt(plaintext, output);
     },
-    open(
-      key: Uint8Array,
-      nonce: Uint8Array,
-      ad: Uint8Array,
-      ciphertext: Uint8Array,
-      output?: Uint8Array,
-    ): Uint8Array | undefined {
+    open: async (key, nonce, ad, ciphertext, output) => {
       abytes(nonce, nonceLength, "nonce");
       if (ciphertext.length < TAG_LENGTH) return undefined;
       try {
@@ -50,15 +44,6 @@ export function nobleAeadSync(cipher: NobleCipher, nonceLength: number) {
         return undefined;
       }
     },
-  };
-}
-
-function nobleAead(cipher: NobleCipher, nonceLength: number): Aead {
-  const sync = nobleAeadSync(cipher, nonceLength);
-  return {
-    nonceLength,
-    seal: async (key, nonce, ad, plaintext, output) => sync.seal(key, nonce, ad, plaintext, output),
-    open: async (key, nonce, ad, ciphertext, output) => sync.open(key, nonce, ad, ciphertext, output),
   };
 }
 

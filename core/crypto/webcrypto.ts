@@ -14,6 +14,7 @@
  * and are dropped after the call.
  */
 import { abytes } from "../bytes.ts";
+import { fromBase64url } from "../codec/base64url.ts";
 import { composeProvider, type NativeParts } from "./compose.ts";
 import { ed25519StrictInputs } from "./ed25519-strict.ts";
 import { concatParts, isAllZero, TAG_LENGTH } from "./noble.ts";
@@ -66,27 +67,6 @@ function pkcs8(prefix: readonly number[], key: Uint8Array): Uint8Array {
 /** RFC 7748 §4.1: the X25519 base point u = 9. */
 const BASE_POINT = new Uint8Array(32);
 BASE_POINT[0] = 9;
-
-const B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/** Unpadded base64url (a JWK `x`) to bytes. */
-function fromBase64url(s: string): Uint8Array {
-  const out = new Uint8Array(Math.floor((s.length * 3) / 4));
-  let bits = 0;
-  let value = 0;
-  let o = 0;
-  for (const ch of s) {
-    const v = B64URL.indexOf(ch);
-    if (v < 0) throw new TypeError("base64url");
-    value = (value << 6) | v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[o++] = (value >>> bits) & 0xff;
-    }
-  }
-  return out.subarray(0, o);
-}
 
 function place(result: ArrayBuffer, output: Uint8Array | undefined, length: number): Uint8Array {
   const bytes = new Uint8Array(result);
@@ -167,7 +147,9 @@ export function webCryptoParts(web: WebCryptoLike): NativeParts {
         const k = await subtle.importKey("pkcs8", pkcs8(PKCS8_ED25519, secretKey), "Ed25519", true, ["sign"]);
         const { x } = await subtle.exportKey("jwk", k);
         if (x === undefined) throw new Error("ed25519: no public key in the JWK");
-        return fromBase64url(x);
+        const publicKey = fromBase64url(x);
+        if (!publicKey.ok) throw publicKey.error;
+        return publicKey.value;
       },
       sign: async (secretKey, message) => {
         abytes(secretKey, 32, "ed25519 secret key");

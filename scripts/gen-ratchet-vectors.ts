@@ -192,6 +192,8 @@ async function conversation(rng: RecordedRandom, limits: RatchetLimits) {
   return { session, steps, encrypt, decrypt, expire, msg, skippedCount };
 }
 
+type Conversation = Awaited<ReturnType<typeof conversation>>;
+
 /**
  * The edges of the limits (docs/protocol/ratchet.md, "Limits"), each in a session with small limits
  * so that the file stays short: MAX_SKIP exactly and one over, eviction at maxSkippedKeys, the
@@ -200,107 +202,103 @@ async function conversation(rng: RecordedRandom, limits: RatchetLimits) {
  */
 async function limitEdges() {
   const limits: RatchetLimits = { maxSkip: 3, maxSkippedKeys: 4, skippedKeyTtlMs: 1000 };
-  const cases: Record<string, unknown>[] = [];
+  const wide: RatchetLimits = { maxSkip: 3, maxSkippedKeys: 100, skippedKeyTtlMs: 1000 };
+  /** One case: a fresh conversation (its own recorded random stream) played by `play`. */
+  const limitCase = async (
+    name: string,
+    stream: string,
+    caseLimits: RatchetLimits,
+    play: (c: Conversation) => Promise<void>,
+  ) => {
+    const c = await conversation(new RecordedRandom(`ratchet/limits/${stream}`), caseLimits);
+    await play(c);
+    return { name, session: c.session, steps: c.steps };
+  };
 
-  {
-    const c = await conversation(new RecordedRandom("ratchet/limits/max-skip"), limits);
-    for (let i = 0; i < 5; i++) await c.encrypt("alice", `a${i}`, T0 + i, "");
-    await c.decrypt(
-      "bob",
-      c.msg("a4"),
-      T0 + 10,
-      "a4 first: 4 keys to skip > maxSkip 3, LOFT_ERR_TOO_MANY_SKIPPED",
-    );
-    await c.decrypt("bob", c.msg("a3"), T0 + 11, "a3: exactly maxSkip (3) keys skipped, accepted");
-    await c.decrypt("bob", c.msg("a4"), T0 + 12, "a4 is next in the chain now");
-    cases.push({
-      name: "maxSkip: exactly MAX_SKIP skipped keys, and one more",
-      session: c.session,
-      steps: c.steps,
-    });
-  }
-  {
-    const c = await conversation(new RecordedRandom("ratchet/limits/eviction"), limits);
-    for (let i = 0; i < 3; i++) await c.encrypt("alice", `a${i}`, T0 + i, "");
-    await c.decrypt("bob", c.msg("a2"), T0 + 10, "a0, a1 skipped (2 stored)");
-    await c.encrypt("bob", "b0", T0 + 11, "");
-    await c.decrypt("alice", c.msg("b0"), T0 + 12, "");
-    for (let i = 3; i < 6; i++) await c.encrypt("alice", `a${i}`, T0 + 10 + i, "Alice's second chain");
-    await c.decrypt(
-      "bob",
-      c.msg("a5"),
-      T0 + 20,
-      "a3, a4 skipped: 4 stored = maxSkippedKeys, nothing evicted yet",
-    );
-    if (c.skippedCount("bob") !== 4) throw new Error("vector generation: eviction setup");
-    await c.encrypt("bob", "b1", T0 + 21, "");
-    await c.decrypt("alice", c.msg("b1"), T0 + 22, "");
-    for (let i = 6; i < 8; i++) await c.encrypt("alice", `a${i}`, T0 + 20 + i, "Alice's third chain");
-    await c.decrypt(
-      "bob",
-      c.msg("a7"),
-      T0 + 30,
-      "a6 skipped: the 5th key, so the oldest (a0's) is evicted and zeroed",
-    );
-    await c.decrypt("bob", c.msg("a0"), T0 + 31, "a0's key was evicted: LOFT_ERR_REPLAY");
-    await c.decrypt("bob", c.msg("a1"), T0 + 32, "a1's key is still stored");
-    cases.push({
-      name: "maxSkippedKeys: the oldest skipped key is evicted",
-      session: c.session,
-      steps: c.steps,
-    });
-  }
-  {
-    const wide: RatchetLimits = { maxSkip: 3, maxSkippedKeys: 100, skippedKeyTtlMs: 1000 };
-    const c = await conversation(new RecordedRandom("ratchet/limits/chains"), wide);
-    const firsts: string[] = [];
-    for (let chain = 0; chain <= MAX_SKIPPED_CHAINS; chain++) {
-      await c.encrypt("alice", `c${chain}m0`, T0 + chain * 10, "");
-      await c.encrypt("alice", `c${chain}m1`, T0 + chain * 10 + 1, "");
-      await c.decrypt("bob", c.msg(`c${chain}m1`), T0 + chain * 10 + 2, `chain ${chain}: m0 skipped`);
-      firsts.push(`c${chain}m0`);
-      await c.encrypt("bob", `b${chain}`, T0 + chain * 10 + 3, "");
-      await c.decrypt("alice", c.msg(`b${chain}`), T0 + chain * 10 + 4, "");
-    }
-    const last = T0 + (MAX_SKIPPED_CHAINS + 1) * 10;
-    await c.decrypt(
-      "bob",
-      c.msg(firsts[0]!),
-      last,
-      `chain 0 is the ${MAX_SKIPPED_CHAINS + 1}th most recent: its keys (and header key) were evicted, LOFT_ERR_DECRYPT`,
-    );
-    await c.decrypt(
-      "bob",
-      c.msg(firsts[1]!),
-      last + 1,
-      `chain 1 is within the ${MAX_SKIPPED_CHAINS} most recent: accepted`,
-    );
-    cases.push({
-      name: `MAX_SKIPPED_CHAINS (${MAX_SKIPPED_CHAINS}): skipped keys of older receiving chains are evicted`,
-      session: c.session,
-      steps: c.steps,
-    });
-  }
-  {
-    const c = await conversation(new RecordedRandom("ratchet/limits/ttl"), limits);
-    for (let i = 0; i < 4; i++) await c.encrypt("alice", `a${i}`, T0 + i, "");
-    await c.decrypt("bob", c.msg("a3"), T0 + 10, "a0, a1, a2 skipped, stored at T0 + 10");
-    await c.decrypt("bob", c.msg("a0"), T0 + 10 + 1000, "exactly the TTL after storing: still valid");
-    await c.decrypt(
-      "bob",
-      c.msg("a1"),
-      T0 + 10 + 1001,
-      "1 ms past the TTL: expired, LOFT_ERR_REPLAY, state unchanged",
-    );
-    c.expire(
-      "bob",
-      T0 + 10 + 1001,
-      "after the failed decrypt the caller stores expireSkippedKeys: a1, a2 gone",
-    );
-    await c.decrypt("bob", c.msg("a2"), T0 + 10 + 1002, "a2's key is gone: LOFT_ERR_REPLAY");
-    cases.push({ name: "skippedKeyTtlMs: the TTL boundary", session: c.session, steps: c.steps });
-  }
-  return cases;
+  return [
+    await limitCase("maxSkip: exactly MAX_SKIP skipped keys, and one more", "max-skip", limits, async (c) => {
+      for (let i = 0; i < 5; i++) await c.encrypt("alice", `a${i}`, T0 + i, "");
+      await c.decrypt(
+        "bob",
+        c.msg("a4"),
+        T0 + 10,
+        "a4 first: 4 keys to skip > maxSkip 3, LOFT_ERR_TOO_MANY_SKIPPED",
+      );
+      await c.decrypt("bob", c.msg("a3"), T0 + 11, "a3: exactly maxSkip (3) keys skipped, accepted");
+      await c.decrypt("bob", c.msg("a4"), T0 + 12, "a4 is next in the chain now");
+    }),
+    await limitCase("maxSkippedKeys: the oldest skipped key is evicted", "eviction", limits, async (c) => {
+      for (let i = 0; i < 3; i++) await c.encrypt("alice", `a${i}`, T0 + i, "");
+      await c.decrypt("bob", c.msg("a2"), T0 + 10, "a0, a1 skipped (2 stored)");
+      await c.encrypt("bob", "b0", T0 + 11, "");
+      await c.decrypt("alice", c.msg("b0"), T0 + 12, "");
+      for (let i = 3; i < 6; i++) await c.encrypt("alice", `a${i}`, T0 + 10 + i, "Alice's second chain");
+      await c.decrypt(
+        "bob",
+        c.msg("a5"),
+        T0 + 20,
+        "a3, a4 skipped: 4 stored = maxSkippedKeys, nothing evicted yet",
+      );
+      if (c.skippedCount("bob") !== 4) throw new Error("vector generation: eviction setup");
+      await c.encrypt("bob", "b1", T0 + 21, "");
+      await c.decrypt("alice", c.msg("b1"), T0 + 22, "");
+      for (let i = 6; i < 8; i++) await c.encrypt("alice", `a${i}`, T0 + 20 + i, "Alice's third chain");
+      await c.decrypt(
+        "bob",
+        c.msg("a7"),
+        T0 + 30,
+        "a6 skipped: the 5th key, so the oldest (a0's) is evicted and zeroed",
+      );
+      await c.decrypt("bob", c.msg("a0"), T0 + 31, "a0's key was evicted: LOFT_ERR_REPLAY");
+      await c.decrypt("bob", c.msg("a1"), T0 + 32, "a1's key is still stored");
+    }),
+    await limitCase(
+      `MAX_SKIPPED_CHAINS (${MAX_SKIPPED_CHAINS}): skipped keys of older receiving chains are evicted`,
+      "chains",
+      wide,
+      async (c) => {
+        const firsts: string[] = [];
+        for (let chain = 0; chain <= MAX_SKIPPED_CHAINS; chain++) {
+          await c.encrypt("alice", `c${chain}m0`, T0 + chain * 10, "");
+          await c.encrypt("alice", `c${chain}m1`, T0 + chain * 10 + 1, "");
+          await c.decrypt("bob", c.msg(`c${chain}m1`), T0 + chain * 10 + 2, `chain ${chain}: m0 skipped`);
+          firsts.push(`c${chain}m0`);
+          await c.encrypt("bob", `b${chain}`, T0 + chain * 10 + 3, "");
+          await c.decrypt("alice", c.msg(`b${chain}`), T0 + chain * 10 + 4, "");
+        }
+        const last = T0 + (MAX_SKIPPED_CHAINS + 1) * 10;
+        await c.decrypt(
+          "bob",
+          c.msg(firsts[0]!),
+          last,
+          `chain 0 is the ${MAX_SKIPPED_CHAINS + 1}th most recent: its keys (and header key) were evicted, LOFT_ERR_DECRYPT`,
+        );
+        await c.decrypt(
+          "bob",
+          c.msg(firsts[1]!),
+          last + 1,
+          `chain 1 is within the ${MAX_SKIPPED_CHAINS} most recent: accepted`,
+        );
+      },
+    ),
+    await limitCase("skippedKeyTtlMs: the TTL boundary", "ttl", limits, async (c) => {
+      for (let i = 0; i < 4; i++) await c.encrypt("alice", `a${i}`, T0 + i, "");
+      await c.decrypt("bob", c.msg("a3"), T0 + 10, "a0, a1, a2 skipped, stored at T0 + 10");
+      await c.decrypt("bob", c.msg("a0"), T0 + 10 + 1000, "exactly the TTL after storing: still valid");
+      await c.decrypt(
+        "bob",
+        c.msg("a1"),
+        T0 + 10 + 1001,
+        "1 ms past the TTL: expired, LOFT_ERR_REPLAY, state unchanged",
+      );
+      c.expire(
+        "bob",
+        T0 + 10 + 1001,
+        "after the failed decrypt the caller stores expireSkippedKeys: a1, a2 gone",
+      );
+      await c.decrypt("bob", c.msg("a2"), T0 + 10 + 1002, "a2's key is gone: LOFT_ERR_REPLAY");
+    }),
+  ];
 }
 
 export async function buildRatchetVectorFile(): Promise<string> {

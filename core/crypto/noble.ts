@@ -13,7 +13,7 @@ import { hmac } from "@noble/hashes/hmac.js";
 import { sha256, sha512 } from "@noble/hashes/sha2.js";
 import { randomBytes } from "@noble/hashes/utils.js";
 import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
-import { abytes } from "../bytes.ts";
+import { abytes, concatBytes } from "../bytes.ts";
 import type { Aead, CryptoProvider, Ed25519, MlKem768, Primitive, X25519 } from "./provider.ts";
 import { PRIMITIVES } from "./provider.ts";
 
@@ -28,20 +28,14 @@ type NobleCipher = (
   decrypt(ciphertext: Uint8Array, output?: Uint8Array): Uint8Array;
 };
 
-/** The synchronous core of a noble AEAD (also used synchronously by the other backends' fallbacks). */
-export function nobleAeadSync(cipher: NobleCipher, nonceLength: number) {
+function nobleAead(cipher: NobleCipher, nonceLength: number): Aead {
   return {
-    seal(key: Uint8Array, nonce: Uint8Array, ad: Uint8Array, plaintext: Uint8Array, output?: Uint8Array) {
+    nonceLength,
+    seal: async (key, nonce, ad, plaintext, output) => {
       abytes(nonce, nonceLength, "nonce");
       return cipher(key, nonce, ad).encrypt(plaintext, output);
     },
-    open(
-      key: Uint8Array,
-      nonce: Uint8Array,
-      ad: Uint8Array,
-      ciphertext: Uint8Array,
-      output?: Uint8Array,
-    ): Uint8Array | undefined {
+    open: async (key, nonce, ad, ciphertext, output) => {
       abytes(nonce, nonceLength, "nonce");
       if (ciphertext.length < TAG_LENGTH) return undefined;
       try {
@@ -50,15 +44,6 @@ export function nobleAeadSync(cipher: NobleCipher, nonceLength: number) {
         return undefined;
       }
     },
-  };
-}
-
-function nobleAead(cipher: NobleCipher, nonceLength: number): Aead {
-  const sync = nobleAeadSync(cipher, nonceLength);
-  return {
-    nonceLength,
-    seal: async (key, nonce, ad, plaintext, output) => sync.seal(key, nonce, ad, plaintext, output),
-    open: async (key, nonce, ad, ciphertext, output) => sync.open(key, nonce, ad, ciphertext, output),
   };
 }
 
@@ -133,16 +118,7 @@ const nobleMlKem: MlKem768 = {
 
 /** One array holding `parts` in order (the array itself when there is one part). */
 export function concatParts(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  let total = 0;
-  for (const p of parts) total += p.length;
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.length;
-  }
-  return out;
+  return parts.length === 1 ? parts[0]! : concatBytes(...parts);
 }
 
 function allNoble(): Record<Primitive, string> {

@@ -14,7 +14,7 @@ import { composeProvider, deferredProvider } from "./compose.ts";
 import { ed25519StrictInputs } from "./ed25519-strict.ts";
 import { nobleCrypto } from "./noble.ts";
 import { type CryptoProvider, PRIMITIVES } from "./provider.ts";
-import { createWebCryptoProvider } from "./webcrypto.ts";
+import { createWebCryptoProvider, platformWebCrypto, webCryptoParts } from "./webcrypto.ts";
 
 const PROPERTY_TIMEOUT = Math.max(120_000, FUZZ_RUNS * 10);
 /** Curve operations in noble cost about a millisecond: a twentieth of the budget, never below 500. */
@@ -234,6 +234,36 @@ describe("strict Ed25519 inputs", () => {
     }
     const ordinary = ed25519.getPublicKey(new Uint8Array(32).fill(7));
     expect(ed25519StrictInputs(ordinary, new Uint8Array(64))).toBe(true);
+  });
+});
+
+describe("webcrypto private keys", () => {
+  it("wipes the PKCS #8 copy of a private key once WebCrypto has imported it", async () => {
+    const web = platformWebCrypto()!;
+    const imported: Uint8Array[] = [];
+    const real = web.subtle;
+    const subtle: typeof real = {
+      importKey: (format, keyData, ...rest) => {
+        if (format === "pkcs8") imported.push(keyData);
+        return real.importKey(format, keyData, ...rest);
+      },
+      exportKey: (...a) => real.exportKey(...a),
+      encrypt: (...a) => real.encrypt(...a),
+      decrypt: (...a) => real.decrypt(...a),
+      sign: (...a) => real.sign(...a),
+      verify: (...a) => real.verify(...a),
+      digest: (...a) => real.digest(...a),
+      deriveBits: (...a) => real.deriveBits(...a),
+    };
+    const parts = webCryptoParts({ subtle, getRandomValues: (a) => web.getRandomValues(a) });
+    const secret = new Uint8Array(32).fill(7);
+    await parts.x25519!.publicKey(secret);
+    await parts.x25519!.sharedSecret(secret, await nobleCrypto.x25519.publicKey(new Uint8Array(32).fill(8)));
+    await parts.ed25519!.publicKey(secret);
+    await parts.ed25519!.sign(secret, utf8("m"));
+    expect(imported).toHaveLength(4);
+    for (const der of imported) expect(der.every((b) => b === 0)).toBe(true);
+    expect(secret.every((b) => b === 7)).toBe(true);
   });
 });
 

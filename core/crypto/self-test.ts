@@ -102,15 +102,28 @@ async function mlkemAgrees(c: CryptoProvider): Promise<boolean> {
   return same(await c.mlkem768.decapsulate(want.secretKey, enc.ciphertext), enc.sharedSecret);
 }
 
-async function hashesAgree(
-  f: (...parts: Uint8Array[]) => Promise<Uint8Array>,
-  g: (...parts: Uint8Array[]) => Promise<Uint8Array>,
-): Promise<boolean> {
+type Hash = (provider: CryptoProvider, ...parts: Uint8Array[]) => Promise<Uint8Array>;
+type Mac = (provider: CryptoProvider, key: Uint8Array, ...parts: Uint8Array[]) => Promise<Uint8Array>;
+
+/** `hash` of the candidate against noble's, on empty, short, block-straddling and long inputs. */
+async function hashAgrees(c: CryptoProvider, hash: Hash): Promise<boolean> {
   for (const parts of [[], [fill(0, 1)], [fill(3, 1)], [fill(64, 2), fill(65, 3)], [fill(1000, 4)]]) {
-    if (!same(await f(...parts), await g(...parts))) return false;
+    if (!same(await hash(c, ...parts), await hash(nobleCrypto, ...parts))) return false;
   }
   return true;
 }
+
+/** `mac` as a hash under a 32-byte key, then under a key longer than a block (hashed first). */
+async function macAgrees(c: CryptoProvider, mac: Mac, seed: number): Promise<boolean> {
+  const key = fill(32, seed);
+  const longKey = fill(100, seed + 1);
+  return (
+    (await hashAgrees(c, (p, ...parts) => mac(p, key, ...parts))) &&
+    same(await mac(c, longKey, fill(5, 1)), await mac(nobleCrypto, longKey, fill(5, 1)))
+  );
+}
+
+const EMPTY = new Uint8Array(0);
 
 const CHECKS: Record<Primitive, (c: CryptoProvider) => Promise<boolean>> = {
   random: async (c) => {
@@ -123,35 +136,11 @@ const CHECKS: Record<Primitive, (c: CryptoProvider) => Promise<boolean>> = {
   chacha20poly1305: (c) => aeadAgrees(c.chacha20poly1305, nobleCrypto.chacha20poly1305),
   xchacha20poly1305: (c) => aeadAgrees(c.xchacha20poly1305, nobleCrypto.xchacha20poly1305),
   aes256gcm: (c) => aeadAgrees(c.aes256gcm, nobleCrypto.aes256gcm),
-  sha256: (c) =>
-    hashesAgree(
-      (...p) => c.sha256(p[0] ?? new Uint8Array(0)),
-      (...p) => nobleCrypto.sha256(p[0] ?? new Uint8Array(0)),
-    ),
-  sha512: (c) =>
-    hashesAgree(
-      (...p) => c.sha512(p[0] ?? new Uint8Array(0)),
-      (...p) => nobleCrypto.sha512(p[0] ?? new Uint8Array(0)),
-    ),
-  blake2s: (c) => hashesAgree(c.blake2s, nobleCrypto.blake2s),
-  hmacSha256: async (c) =>
-    (await hashesAgree(
-      (...p) => c.hmacSha256(fill(32, 20), ...p),
-      (...p) => nobleCrypto.hmacSha256(fill(32, 20), ...p),
-    )) &&
-    same(
-      await c.hmacSha256(fill(100, 21), fill(5, 1)),
-      await nobleCrypto.hmacSha256(fill(100, 21), fill(5, 1)),
-    ),
-  hmacBlake2s: async (c) =>
-    (await hashesAgree(
-      (...p) => c.hmacBlake2s(fill(32, 22), ...p),
-      (...p) => nobleCrypto.hmacBlake2s(fill(32, 22), ...p),
-    )) &&
-    same(
-      await c.hmacBlake2s(fill(100, 23), fill(5, 1)),
-      await nobleCrypto.hmacBlake2s(fill(100, 23), fill(5, 1)),
-    ),
+  sha256: (c) => hashAgrees(c, (p, ...parts) => p.sha256(parts[0] ?? EMPTY)),
+  sha512: (c) => hashAgrees(c, (p, ...parts) => p.sha512(parts[0] ?? EMPTY)),
+  blake2s: (c) => hashAgrees(c, (p, ...parts) => p.blake2s(...parts)),
+  hmacSha256: (c) => macAgrees(c, (p, key, ...parts) => p.hmacSha256(key, ...parts), 20),
+  hmacBlake2s: (c) => macAgrees(c, (p, key, ...parts) => p.hmacBlake2s(key, ...parts), 22),
   hkdfSha256: async (c) => {
     for (const [salt, info, length] of [
       [fill(32, 30), fill(25, 31), 96],

@@ -14,6 +14,7 @@
  * and are dropped after the call.
  */
 import { abytes } from "../bytes.ts";
+import { fromBase64url } from "../codec/base64url.ts";
 import { composeProvider, type NativeParts } from "./compose.ts";
 import { ed25519StrictInputs } from "./ed25519-strict.ts";
 import { concatParts, isAllZero, TAG_LENGTH } from "./noble.ts";
@@ -56,37 +57,31 @@ const PKCS8_ED25519 = [
   0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
 ];
 
-function pkcs8(prefix: readonly number[], key: Uint8Array): Uint8Array {
+/**
+ * A 32-byte private key imported through PKCS #8; the DER copy holding the secret is wiped once
+ * WebCrypto has its own (docs/design.md, "Cryptography": secrets zeroed when done).
+ */
+async function importPrivateKey(
+  subtle: SubtleLike,
+  prefix: readonly number[],
+  key: Uint8Array,
+  algorithm: string,
+  extractable: boolean,
+  usages: string[],
+): Promise<unknown> {
   const der = new Uint8Array(prefix.length + 32);
   der.set(prefix);
   der.set(key, prefix.length);
-  return der;
+  try {
+    return await subtle.importKey("pkcs8", der, algorithm, extractable, usages);
+  } finally {
+    der.fill(0);
+  }
 }
 
 /** RFC 7748 §4.1: the X25519 base point u = 9. */
 const BASE_POINT = new Uint8Array(32);
 BASE_POINT[0] = 9;
-
-const B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/** Unpadded base64url (a JWK `x`) to bytes. */
-function fromBase64url(s: string): Uint8Array {
-  const out = new Uint8Array(Math.floor((s.length * 3) / 4));
-  let bits = 0;
-  let value = 0;
-  let o = 0;
-  for (const ch of s) {
-    const v = B64URL.indexOf(ch);
-    if (v < 0) throw new TypeError("base64url");
-    value = (value << 6) | v;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[o++] = (value >>> bits) & 0xff;
-    }
-  }
-  return out.subarray(0, o);
-}
 
 function place(result: ArrayBuffer, output: Uint8Array | undefined, length: number): Uint8Array {
   const bytes = new Uint8Array(result);
@@ -138,9 +133,7 @@ export function webCryptoParts(web: WebCryptoLike): NativeParts {
   const x25519Shared = async (privateKey: Uint8Array, publicKey: Uint8Array) => {
     abytes(privateKey, 32, "x25519 private key");
     if (!(publicKey instanceof Uint8Array) || publicKey.length !== 32) return undefined;
-    const priv = await subtle.importKey("pkcs8", pkcs8(PKCS8_X25519, privateKey), "X25519", false, [
-      "deriveBits",
-    ]);
+    const priv = await importPrivateKey(subtle, PKCS8_X25519, privateKey, "X25519", false, ["deriveBits"]);
     let bits: ArrayBuffer;
     try {
       const pub = await subtle.importKey("raw", publicKey, "X25519", false, []);
@@ -164,16 +157,16 @@ export function webCryptoParts(web: WebCryptoLike): NativeParts {
     ed25519: {
       publicKey: async (secretKey) => {
         abytes(secretKey, 32, "ed25519 secret key");
-        const k = await subtle.importKey("pkcs8", pkcs8(PKCS8_ED25519, secretKey), "Ed25519", true, ["sign"]);
+        const k = await importPrivateKey(subtle, PKCS8_ED25519, secretKey, "Ed25519", true, ["sign"]);
         const { x } = await subtle.exportKey("jwk", k);
         if (x === undefined) throw new Error("ed25519: no public key in the JWK");
-        return fromBase64url(x);
+        const publicKey = fromBase64url(x);
+        if (!publicKey.ok) throw publicKey.error;
+        return publicKey.value;
       },
       sign: async (secretKey, message) => {
         abytes(secretKey, 32, "ed25519 secret key");
-        const k = await subtle.importKey("pkcs8", pkcs8(PKCS8_ED25519, secretKey), "Ed25519", false, [
-          "sign",
-        ]);
+        const k = await importPrivateKey(subtle, PKCS8_ED25519, secretKey, "Ed25519", false, ["sign"]);
         return new Uint8Array(await subtle.sign("Ed25519", k, message));
       },
       verify: async (publicKey, message, signature) => {

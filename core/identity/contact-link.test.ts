@@ -1,7 +1,7 @@
 import { Encoder } from "@msgpack/msgpack";
 import { describe, expect, it } from "vitest";
 import { equalBytes } from "../bytes.ts";
-import { toBase64url } from "./base64url.ts";
+import { toBase64url } from "../codec/base64url.ts";
 import {
   type ContactLink,
   contactLinkUrl,

@@ -18,11 +18,11 @@
  */
 import * as v from "valibot";
 import { equalBytes } from "../bytes.ts";
+import { fromBase64url, toBase64url } from "../codec/base64url.ts";
 import { decodeRaw, encodeCanonical, validate } from "../codec/codec.ts";
 import { binSchema } from "../codec/envelope.ts";
 import { serverUrlSchema } from "../codec/server-url.ts";
 import { err, ok, type Result } from "../errors.ts";
-import { fromBase64url, toBase64url } from "./base64url.ts";
 import { decodeIdentity, encodeIdentity, type Identity, MAX_IDENTITY_BYTES } from "./identity.ts";
 
 export const CONTACT_LINK_VERSION = 1;

@@ -35,7 +35,7 @@ import {
   verifyEnvelope,
 } from "../wire/signaling.ts";
 import { signRegisterRequest } from "../wire/signed.ts";
-import { type SignalingClientErrorCode, signalingError, signalingErrorOfWire } from "./errors.ts";
+import { signalingError, signalingErrorOfWire } from "./errors.ts";
 
 // ---- the transport it needs ----------------------------------------------------------------------
 
@@ -61,10 +61,6 @@ export interface WebSocketLike {
 export type WebSocketFactory = (url: string) => WebSocketLike;
 
 const OPEN = 1;
-
-// ---- errors ----------------------------------------------------------------------------------------
-
-export type { SignalingClientErrorCode };
 
 // ---- events ----------------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { fromBase64url, toBase64url } from "../../core/identity/base64url.ts";
+import { fromBase64url, toBase64url } from "../../core/codec/base64url.ts";
 import { decodeContactLink, encodeContactLink } from "../../core/identity/contact-link.ts";
 import {
   createUserIdentity,

@@ -1,6 +1,7 @@
 /**
  * base64url without padding (RFC 4648 §5), the alphabet that survives URLs and URL fragments
- * unescaped. Used for contact links (`https://host/#c=<payload>`) and the safety-code QR form.
+ * unescaped. Used for contact links (`https://host/#c=<payload>`), the safety-code QR form and the
+ * `x` of the Ed25519 JWKs WebCrypto exports (core/crypto/webcrypto.ts).
  *
  * Decoding is strict so that every byte string has exactly one text form: only the 64 URL-safe
  * characters, no `=` padding, no whitespace, and the unused low bits of the last character must be

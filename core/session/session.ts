@@ -37,7 +37,6 @@ import type { NoiseTransport } from "../noise/transport.ts";
 import { closeFrame, FrameAssembler, messageFrames } from "./frames.ts";
 import {
   decodeHandshakePayload,
-  decodeHandshakePayloadWith,
   type Extensions,
   encodeHandshakePayload,
   type HandshakePayload,
@@ -127,22 +126,13 @@ function must<T>(r: Result<T>): T {
  * the static key for the noise handshake exactly matches the noise static key of the received
  * and verified identity").
  */
-export function verifyPeer(
-  payload: Uint8Array,
-  remoteStaticKey: Uint8Array,
-  expectedIdentityKey: Uint8Array | undefined,
-): Result<HandshakePayload> {
-  return checkPeer(decodeHandshakePayload(payload), remoteStaticKey, expectedIdentityKey);
-}
-
-/** `verifyPeer` with the identity signature checked by `crypto` (the session's provider). */
-export async function verifyPeerWith(
+export async function verifyPeer(
   crypto: CryptoProvider,
   payload: Uint8Array,
   remoteStaticKey: Uint8Array,
   expectedIdentityKey: Uint8Array | undefined,
 ): Promise<Result<HandshakePayload>> {
-  return checkPeer(await decodeHandshakePayloadWith(crypto, payload), remoteStaticKey, expectedIdentityKey);
+  return checkPeer(await decodeHandshakePayload(crypto, payload), remoteStaticKey, expectedIdentityKey);
 }
 
 function checkPeer(
@@ -205,7 +195,7 @@ export async function establishSession(options: SessionOptions): Promise<Session
       const payload2 = must(await handshake.readMessage(await next(link)));
       // 3. Check the responder before our identity leaves in message 3.
       peer = must(
-        await verifyPeerWith(crypto, payload2, handshake.remoteStaticKey!, options.expectedIdentityKey),
+        await verifyPeer(crypto, payload2, handshake.remoteStaticKey!, options.expectedIdentityKey),
       );
       link.send(must(await handshake.writeMessage(ourPayload)));
     } else {
@@ -214,7 +204,7 @@ export async function establishSession(options: SessionOptions): Promise<Session
       link.send(must(await handshake.writeMessage(ourPayload)));
       const payload3 = must(await handshake.readMessage(await next(link)));
       peer = must(
-        await verifyPeerWith(crypto, payload3, handshake.remoteStaticKey!, options.expectedIdentityKey),
+        await verifyPeer(crypto, payload3, handshake.remoteStaticKey!, options.expectedIdentityKey),
       );
     }
     const transport = must(await handshake.finish(options.exportLabels ?? SESSION_EXPORT_LABELS));

@@ -11,7 +11,7 @@ import { fromHex, toHex } from "../../core/bytes.ts";
 import { nobleCrypto } from "../../core/crypto/noble.ts";
 import type { CryptoProvider } from "../../core/crypto/provider.ts";
 import { createWebCryptoProvider } from "../../core/crypto/webcrypto.ts";
-import { decodeIdentityWith } from "../../core/identity/identity.ts";
+import { decodeIdentity } from "../../core/identity/identity.ts";
 import { runVectorFile } from "../../core/noise/vectors.ts";
 import { type PqxdhVectorFile, replayPqxdhVectors } from "../../core/prekey/vectors.ts";
 import { type RatchetVectorFile, replayRatchetVectors } from "../../core/ratchet/vectors.ts";
@@ -79,14 +79,14 @@ describe.each(backends)("vector files through the %s backend", (_name, make) => 
       signed[signed.length - 1]! ^= 1;
       expect(await crypto.ed25519.verify(fromHex(v.identity_key), signed, fromHex(v.signature))).toBe(false);
       // The whole identity decodes and verifies through this backend (the session's path)…
-      const decoded = await decodeIdentityWith(crypto, fromHex(v.identity));
+      const decoded = await decodeIdentity(crypto, fromHex(v.identity));
       expect(decoded.ok && toHex(decoded.value.signature), v.name).toBe(v.signature);
       // …and a changed signature byte is refused.
       const at = v.identity.indexOf(v.signature) / 2;
       expect(at, v.name).toBeGreaterThan(0);
       const tampered = fromHex(v.identity);
       tampered[at + 10]! ^= 1;
-      const bad = await decodeIdentityWith(crypto, tampered);
+      const bad = await decodeIdentity(crypto, tampered);
       expect(!bad.ok && bad.error.code, v.name).toBe("LOFT_ERR_BAD_SIGNATURE");
     }
   });

@@ -2,7 +2,8 @@
  * Every vector file that exercises the crypto provider, through every backend available in Node
  * (noble, WebCrypto, node:crypto; core/crypto): the published Noise XX vectors and our XXhfs ones
  * (core/noise/vectors.ts), the Double Ratchet vectors (core/ratchet/vectors.ts), the PQXDH first
- * contacts (core/prekey/vectors.ts) and the identity keys and signatures. A backend passes only
+ * contacts (core/prekey/vectors.ts), the identity keys and signatures, the signed requests and
+ * contact links (core/wire/signed-vectors.ts). A backend passes only
  * if it reproduces every byte. test/e2e/crypto-backends.e2e.ts runs the same files in Chromium.
  */
 import { readFileSync } from "node:fs";
@@ -15,6 +16,7 @@ import { decodeIdentity } from "../../core/identity/identity.ts";
 import { runVectorFile } from "../../core/noise/vectors.ts";
 import { type PqxdhVectorFile, replayPqxdhVectors } from "../../core/prekey/vectors.ts";
 import { type RatchetVectorFile, replayRatchetVectors } from "../../core/ratchet/vectors.ts";
+import { type IdentityVectorFiles, replayIdentityVectors } from "../../core/wire/signed-vectors.ts";
 import { createNodeCryptoProvider } from "../../host/crypto-node.ts";
 
 const read = (path: string) => JSON.parse(readFileSync(new URL(`../../${path}`, import.meta.url), "utf8"));
@@ -32,6 +34,12 @@ interface IdentityVector {
   /** The encoded Identity. */
   identity: string;
 }
+
+const identityFiles = (): IdentityVectorFiles => ({
+  identities: read("docs/vectors/identity-vectors.json"),
+  requests: read("docs/vectors/identity-signed-requests.json"),
+  links: read("docs/vectors/identity-contact-links.json"),
+});
 
 const backends: [string, () => Promise<CryptoProvider>][] = [
   ["noble", async () => nobleCrypto],
@@ -91,6 +99,11 @@ describe.each(backends)("vector files through the %s backend", (_name, make) => 
     }
   });
 
+  it("docs/vectors/identity-*.json: identities, signed requests and contact links", async () => {
+    const crypto = await make();
+    expect(await replayIdentityVectors(identityFiles(), crypto)).toBe("passed");
+  });
+
   it("a changed byte fails on this backend too (the runners are not vacuous)", async () => {
     const crypto = await make();
     const ratchet = read("docs/vectors/ratchet-v1.json") as RatchetVectorFile;
@@ -101,5 +114,11 @@ describe.each(backends)("vector files through the %s backend", (_name, make) => 
     const m = pqxdh.cases[0]!.initial_message;
     pqxdh.cases[0]!.initial_message = m.slice(0, -1) + (m.endsWith("0") ? "1" : "0");
     expect(await replayPqxdhVectors(pqxdh, crypto)).toMatch(/initial message$/);
+    const identity = identityFiles();
+    // encrypted_blob 01020304 (bin 8, length 4) becomes 01020305: still a frame, no longer signed
+    const frame = identity.requests.store_message;
+    expect(frame).toContain("c40401020304");
+    identity.requests.store_message = frame.replace("c40401020304", "c40401020305");
+    expect(await replayIdentityVectors(identity, crypto)).toBe("store_message: does not verify");
   });
 });

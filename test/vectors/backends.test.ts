@@ -21,7 +21,12 @@ import { createNodeCryptoProvider } from "../../host/crypto-node.ts";
 
 const read = (path: string) => JSON.parse(readFileSync(new URL(`../../${path}`, import.meta.url), "utf8"));
 
-const NOISE_FILES = ["test/vectors/noise/noise-xx-blake2s.json", "docs/vectors/noise-xxhfs-mlkem768.json"];
+const NOISE_FILES = [
+  "test/vectors/noise/noise-xx-blake2s.json",
+  "test/vectors/noise/noise-xx-aesgcm-sha256.json",
+  "docs/vectors/noise-xxhfs-mlkem768.json",
+  "docs/vectors/noise-xxhfs-mlkem768-aesgcm.json",
+];
 
 interface IdentityVector {
   name: string;

@@ -90,6 +90,8 @@ export interface Peer {
   /** Every timer of this contact (retry, mailbox, receipt, upgrade, heartbeat): set only by its link controller. */
   readonly timers: LinkTimers;
   failures: number;
+  /** The contact sent `noise.suites`: it answers a Noise suite offer (noise-suites.ts). */
+  answersSuiteOffers?: boolean;
   /** Serializes every ratchet operation and the storage writes that go with it. */
   queue: Promise<unknown>;
   flushing: boolean;

@@ -26,7 +26,7 @@ import { readFileSync } from "node:fs";
 import { nobleCrypto } from "../core/crypto/noble.ts";
 import type { CryptoProvider } from "../core/crypto/provider.ts";
 import { createWebCryptoProvider } from "../core/crypto/webcrypto.ts";
-import { XX, XX_HFS } from "../core/noise/index.ts";
+import { XX, XX_AESGCM, XX_HFS } from "../core/noise/index.ts";
 import { createNodeCryptoProvider } from "../host/crypto-node.ts";
 import {
   ALTERNATION,
@@ -104,6 +104,25 @@ log("transport, 16 KiB sealed + opened");
 const transportSubjects = {
   loft: await loftTransport(`Loft transport (${HEADLINE})`, TRANSPORT_BYTES, XX, headline),
   loftNode: await loftTransport("Loft transport (node:crypto AEAD)", TRANSPORT_BYTES, XX, providers.node),
+  // The suites side by side as a browser runs them: WebCrypto has AES-GCM, not ChaChaPoly (noble).
+  chachaWeb: await loftTransport(
+    "Loft transport ChaChaPoly_BLAKE2s (webcrypto provider)",
+    TRANSPORT_BYTES,
+    XX,
+    providers.webcrypto,
+  ),
+  aesWeb: await loftTransport(
+    "Loft transport AESGCM_SHA256 (webcrypto provider)",
+    TRANSPORT_BYTES,
+    XX_AESGCM,
+    providers.webcrypto,
+  ),
+  aesNode: await loftTransport(
+    "Loft transport AESGCM_SHA256 (node:crypto)",
+    TRANSPORT_BYTES,
+    XX_AESGCM,
+    providers.node,
+  ),
   libp2p: libp2p.transport(TRANSPORT_BYTES),
   openssl: nodeChachaSubject(),
 };
@@ -222,6 +241,22 @@ const rows: Row[] = [
     { name: "node:crypto chacha20-poly1305", rate: t("openssl") },
     MB,
   ),
+  compare(
+    "transport_aesgcm_vs_chachapoly_webcrypto",
+    "Noise transport AESGCM_SHA256, webcrypto provider",
+    "MB/s",
+    t("aesWeb"),
+    { name: "the same with ChaChaPoly_BLAKE2s", rate: t("chachaWeb") },
+    MB,
+  ),
+  compare(
+    "transport_aesgcm_node_vs_libp2p",
+    "Noise transport AESGCM_SHA256, node:crypto",
+    "MB/s",
+    t("aesNode"),
+    { name: "libp2p-noise", rate: t("libp2p") },
+    MB,
+  ),
   compare("xx_hs_vs_libp2p", "XX handshakes", "hs/s", h("xx"), {
     name: "libp2p-noise XX",
     rate: h("libp2p"),
@@ -285,6 +320,9 @@ report("bench:core", rows, {
   transport_nodebackend_mb_s: mbps(t("loftNode")),
   libp2p_transport_mb_s: mbps(t("libp2p")),
   nodecrypto_mb_s: mbps(t("openssl")),
+  transport_chachapoly_webcrypto_mb_s: mbps(t("chachaWeb")),
+  transport_aesgcm_webcrypto_mb_s: mbps(t("aesWeb")),
+  transport_aesgcm_node_mb_s: mbps(t("aesNode")),
   // Handshakes (state machines, both parties in one process).
   xx_hs_per_s: h("xx").perSecond,
   xxhfs_hs_per_s: h("xxhfs").perSecond,

@@ -2,11 +2,13 @@
  * `npm run bench:signaling [-- --json] [--quick]`
  *
  * What one REGISTER costs the signaling server to verify (signaling/register-check.ts), next to
- * the pure-JS path it replaced (core `decodeIdentity` + `verifyWithContext`, @noble/curves) in
+ * the pure-JS path it replaced (core `decodeIdentity` + `verifyWithContext` on the noble provider) in
  * the same process, as ratios — for a first-seen identity, a renewal (identity cached), and a
  * forged identity (refused at the first native verification). docs/decisions.md, "Native
  * verification, per-source CPU budgets, no worker thread".
  */
+
+import { nobleCrypto } from "../core/crypto/noble.ts";
 import { decodeIdentity } from "../core/identity/identity.ts";
 import { SIGNATURE_CONTEXTS, verifyWithContext } from "../core/identity/signature.ts";
 import { requestSignedPayload, signRegisterRequest } from "../core/wire/signed.ts";
@@ -18,13 +20,16 @@ const JSON_OUT = argv.includes("--json");
 const QUICK = argv.includes("--quick");
 const say = (s: string) => (JSON_OUT ? process.stderr.write(`${s}\n`) : console.log(s));
 
-/** Mean µs per call over `n` calls after a warm-up, best of three rounds. */
-function time(n: number, f: (i: number) => unknown): number {
-  for (let i = 0; i < Math.min(50, n); i++) f(i);
+/**
+ * Mean µs per call over `n` calls after a warm-up, best of three rounds. Every call is awaited
+ * (the core path is async, the native one is not): one microtask each, the same for both.
+ */
+async function time(n: number, f: (i: number) => unknown): Promise<number> {
+  for (let i = 0; i < Math.min(50, n); i++) await f(i);
   let best = Number.POSITIVE_INFINITY;
   for (let round = 0; round < 3; round++) {
     const t0 = performance.now();
-    for (let i = 0; i < n; i++) f(i);
+    for (let i = 0; i < n; i++) await f(i);
     best = Math.min(best, ((performance.now() - t0) / n) * 1000);
   }
   return Math.round(best * 10) / 10;
@@ -32,13 +37,15 @@ function time(n: number, f: (i: number) => unknown): number {
 
 const N = QUICK ? 50 : 400;
 const users = Array.from({ length: 8 }, (_, i) => makeUser(`bench${i}`));
-const requests = users.map((u) =>
-  signRegisterRequest(u, {
-    ttl_seconds: 60,
-    timestamp: Date.now(),
-    nonce: new Uint8Array(16),
-    audience: "wss://x/signal",
-  }),
+const requests = await Promise.all(
+  users.map((u) =>
+    signRegisterRequest(nobleCrypto, u, {
+      ttl_seconds: 60,
+      timestamp: Date.now(),
+      nonce: new Uint8Array(16),
+      audience: "wss://x/signal",
+    }),
+  ),
 );
 const forged = requests.map((r) => {
   const identity = r.identity.slice();
@@ -46,16 +53,17 @@ const forged = requests.map((r) => {
   return { ...r, identity };
 });
 
-const noble = (r: (typeof requests)[number]) => {
-  const id = decodeIdentity(r.identity);
+const noble = async (r: (typeof requests)[number]) => {
+  const id = await decodeIdentity(nobleCrypto, r.identity);
   return (
     id.ok &&
-    verifyWithContext(
+    (await verifyWithContext(
+      nobleCrypto,
       id.value.verified.identity_key,
       SIGNATURE_CONTEXTS.registerRequest,
       requestSignedPayload(r as Record<string, unknown>, "signature"),
       r.signature,
-    )
+    ))
   );
 };
 const native = (r: (typeof requests)[number]) => {
@@ -69,18 +77,18 @@ const renewal = (r: (typeof requests)[number]) => {
   return id.ok && registerSignatureValid(id.value, r);
 };
 for (const r of requests)
-  if (!noble(r) || !native(r) || !renewal(r)) throw new Error("bench input does not verify");
+  if (!(await noble(r)) || !native(r) || !renewal(r)) throw new Error("bench input does not verify");
 
 const pick =
   <T>(list: T[]) =>
   (i: number) =>
     list[i % list.length]!;
 const figures = {
-  noble_new_identity_us: time(N, (i) => noble(pick(requests)(i))),
-  native_new_identity_us: time(N, (i) => native(pick(requests)(i))),
-  native_renewal_us: time(N, (i) => renewal(pick(requests)(i))),
-  noble_forged_identity_us: time(N, (i) => noble(pick(forged)(i))),
-  native_forged_identity_us: time(N, (i) => native(pick(forged)(i))),
+  noble_new_identity_us: await time(N, (i) => noble(pick(requests)(i))),
+  native_new_identity_us: await time(N, (i) => native(pick(requests)(i))),
+  native_renewal_us: await time(N, (i) => renewal(pick(requests)(i))),
+  noble_forged_identity_us: await time(N, (i) => noble(pick(forged)(i))),
+  native_forged_identity_us: await time(N, (i) => native(pick(forged)(i))),
 };
 const ratios = {
   new_identity_speedup:

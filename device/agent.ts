@@ -8,6 +8,7 @@
  */
 import { randomBytes } from "@noble/hashes/utils.js";
 import { equalBytes, wipe } from "../core/bytes.ts";
+import { nobleCrypto } from "../core/crypto/noble.ts";
 import type { SerialConnection } from "../core/device/endpoint.ts";
 import { expectDeviceMessage, sendDeviceMessage } from "../core/device/exchange.ts";
 import {
@@ -146,7 +147,8 @@ export class DeviceAgent {
 
   async #run(connection: SerialConnection): Promise<void> {
     const stepTimeoutMs = this.#o.stepTimeoutMs ?? 30_000;
-    const owner = this.#state.owner === undefined ? undefined : await decodeIdentity(this.#state.owner);
+    const owner =
+      this.#state.owner === undefined ? undefined : await decodeIdentity(nobleCrypto, this.#state.owner);
     if (owner !== undefined && !owner.ok) throw owner.error;
     const protocol = negotiatedProtocol(connection.owner, connection.device);
     if (this.#state.protocol !== undefined && protocol !== this.#state.protocol)

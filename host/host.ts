@@ -57,6 +57,11 @@ export interface HostOptions {
   serveSourceMaps?: boolean;
   /** Proxies whose X-Forwarded-For is believed, for the per-source figures. */
   trustedProxies?: TrustedProxies;
+  /**
+   * Which implementation serves each crypto primitive in this process (`CryptoProvider.backends`,
+   * core/crypto/provider.ts: "node", "webcrypto" or "noble"), shown by the detailed /health.
+   */
+  cryptoBackends?: Readonly<Record<string, string>>;
 }
 
 export interface Host {
@@ -133,6 +138,7 @@ export function createHost(options: HostOptions): Host {
     return {
       status: "ok",
       uptime_s: Math.round((Date.now() - started) / 1000),
+      ...(options.cryptoBackends ? { crypto: { ...options.cryptoBackends } } : {}),
       services: Object.fromEntries(services.map((s) => [s.name, s.health()])),
     };
   }

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Gauge, Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PRIMITIVES } from "../core/crypto/provider.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 import { createHost } from "./host.ts";
 import { request } from "./http-testing.ts";
@@ -56,9 +57,15 @@ describe("public /health and the metrics listener", () => {
     const health = JSON.parse((await request(`${base}/health`)).body.toString()) as {
       status: string;
       services: Record<string, unknown>;
+      crypto: Record<string, string>;
     };
     expect(health.status).toBe("ok");
     expect(Object.keys(health.services).sort()).toEqual(["relay", "signaling"]);
+    // The crypto backend table: every primitive named, native where node:crypto has it.
+    expect(Object.keys(health.crypto).sort()).toEqual([...PRIMITIVES].sort());
+    for (const p of ["x25519", "ed25519", "chacha20poly1305", "aes256gcm", "sha256", "hkdfSha256"])
+      expect(health.crypto[p], p).toBe("node");
+    expect(health.crypto.mlkem768).toBe("noble");
     const head = await request(`${base}/metrics`, { method: "HEAD" });
     expect(head.status).toBe(200);
     expect(head.body.length).toBe(0);

@@ -11,6 +11,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { toHex } from "../core/bytes.ts";
 import { encodeVersionHeader } from "../core/codec/version.ts";
+import { nobleCrypto } from "../core/crypto/noble.ts";
 import { contactLinkUrl, encodeContactLink } from "../core/identity/contact-link.ts";
 import {
   createUserIdentity,
@@ -121,7 +122,7 @@ const UPDATES: UpdateSpec[] = [
 ];
 
 /** Build every vector file's content (file name → JSON value). */
-export function buildIdentityVectors(): Record<string, unknown> {
+export async function buildIdentityVectors(): Promise<Record<string, unknown>> {
   const users = new Map<string, UserIdentity>();
   const identities = SPECS.map((s) => {
     const user = createUserIdentity({
@@ -184,7 +185,7 @@ export function buildIdentityVectors(): Record<string, unknown> {
   const frame = (m: Parameters<typeof srempCodec.encode>[0]) => toHex(srempCodec.encode(m));
   const requests = {
     register_request: frame(
-      signRegisterRequest(alice, {
+      await signRegisterRequest(nobleCrypto, alice, {
         id: 1,
         ttl_seconds: 300,
         timestamp: T0,
@@ -193,7 +194,7 @@ export function buildIdentityVectors(): Record<string, unknown> {
       }),
     ),
     relay_register: frame(
-      signRelayRegister(alice, {
+      await signRelayRegister(nobleCrypto, alice, {
         id: 2,
         capabilities: { max_message_size: 65_536, max_storage_duration: 172_800 },
         timestamp: T0,
@@ -201,10 +202,15 @@ export function buildIdentityVectors(): Record<string, unknown> {
       }),
     ),
     retrieve_messages: frame(
-      signRetrieveMessages(bob, { id: 3, timestamp: T0, since: T0 - 3_600_000, nonce: nonce(0x09) }),
+      await signRetrieveMessages(nobleCrypto, bob, {
+        id: 3,
+        timestamp: T0,
+        since: T0 - 3_600_000,
+        nonce: nonce(0x09),
+      }),
     ),
     store_message: frame(
-      signStoreMessage(alice, {
+      await signStoreMessage(nobleCrypto, alice, {
         id: 4,
         recipient: bobKey,
         encrypted_blob: new Uint8Array([1, 2, 3, 4]),
@@ -212,7 +218,7 @@ export function buildIdentityVectors(): Record<string, unknown> {
       }),
     ),
     delivery_confirmation: frame(
-      signDeliveryConfirmation(bob, { id: 5, message_id: 42, timestamp: T0 + 5_000 }),
+      await signDeliveryConfirmation(nobleCrypto, bob, { id: 5, message_id: 42, timestamp: T0 + 5_000 }),
     ),
   };
 
@@ -263,10 +269,10 @@ export function serialise(value: unknown): string {
   return `${JSON.stringify(value, null, 2)}\n`;
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const check = process.argv.includes("--check");
   let stale = false;
-  for (const [file, value] of Object.entries(buildIdentityVectors())) {
+  for (const [file, value] of Object.entries(await buildIdentityVectors())) {
     const path = join(VECTORS_DIR, file);
     const text = serialise(value);
     if (check) {
@@ -286,4 +292,4 @@ function main(): void {
   if (stale) process.exit(1);
 }
 
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) main();
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) await main();

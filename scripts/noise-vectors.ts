@@ -11,7 +11,9 @@ import { runVectorFile, type VectorOutcome } from "../core/noise/vectors.ts";
 
 const DEFAULT_FILES = [
   "test/vectors/noise/noise-xx-blake2s.json",
+  "test/vectors/noise/noise-xx-aesgcm-sha256.json",
   "docs/vectors/noise-xxhfs-mlkem768.json",
+  "docs/vectors/noise-xxhfs-mlkem768-aesgcm.json",
 ].map((f) => fileURLToPath(new URL(`../${f}`, import.meta.url)));
 const files = process.argv.length > 2 ? process.argv.slice(2) : DEFAULT_FILES;
 

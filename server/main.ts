@@ -62,7 +62,7 @@ async function main() {
   const relay = unprefixed("relay.", config) as RelayConfig;
   const log = createLogger("loft");
   // The node:crypto provider (host/crypto-node.ts), each primitive checked against noble at
-  // startup; the log line says which implementation serves which primitive. The services mounted
+  // startup; the log line and the detailed /health say which implementation serves which primitive. The services mounted
   // here verify Ed25519 and seal at rest through node:crypto already (host/node-ed25519.ts,
   // relay-ws/node-crypto.ts); the provider is for what runs Noise or the ratchet in this process.
   const crypto = await createNodeCryptoProvider();
@@ -78,6 +78,7 @@ async function main() {
     connectSources: config.cspConnectSrc,
     serveSourceMaps: config.serveSourceMaps,
     trustedProxies: trustedProxies(config.trustProxy),
+    cryptoBackends: crypto.backends,
   });
   host.mount(createSignalingService(signaling, { registry, log }));
   const relayService = createRelayService(relay, { registry, log });

@@ -8,6 +8,7 @@ import { createServer, type Server } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocket, WebSocketServer } from "ws";
 import { encodeVersionHeader, SIGNALING_VERSION } from "../core/codec/version.ts";
+import { nobleCrypto } from "../core/crypto/noble.ts";
 import type { LoftError } from "../core/errors.ts";
 import { encodeIdentity } from "../core/identity/identity.ts";
 import { type RejectReason, SignalingClient, type SignalingEvent } from "../core/signaling/client.ts";
@@ -77,8 +78,14 @@ afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
 });
 
-function envelopeFor(signer: User, from: User, to: User, kind: SignalEnvelope["kind"], ts = Date.now()) {
-  return signEnvelope(signer.privateIdentityKey, {
+async function envelopeFor(
+  signer: User,
+  from: User,
+  to: User,
+  kind: SignalEnvelope["kind"],
+  ts = Date.now(),
+) {
+  return await signEnvelope(nobleCrypto, signer.privateIdentityKey, {
     from: keyOf(from),
     to: keyOf(to),
     kind,
@@ -108,17 +115,20 @@ describe("client-side verification", () => {
     await client.start();
     const ws = await server.connected;
 
-    const good = envelopeFor(alice, alice, bob, "offer");
+    const good = await envelopeFor(alice, alice, bob, "offer");
     // A last, distinct good envelope marks the end: frames are handled in order.
-    const last = envelopeFor(alice, alice, bob, "bye");
+    const last = await envelopeFor(alice, alice, bob, "bye");
     const done = new Promise<void>((resolve) =>
       client.on((e) => {
         if (e.type === "signal" && e.envelope.kind === "bye") resolve();
       }),
     );
-    server.push(ws, { t: "SIGNAL", envelope: envelopeFor(mallory, alice, bob, "offer") });
-    server.push(ws, { t: "SIGNAL", envelope: envelopeFor(alice, alice, carol, "offer") });
-    server.push(ws, { t: "SIGNAL", envelope: envelopeFor(alice, alice, bob, "ice", Date.now() - 3_600_000) });
+    server.push(ws, { t: "SIGNAL", envelope: await envelopeFor(mallory, alice, bob, "offer") });
+    server.push(ws, { t: "SIGNAL", envelope: await envelopeFor(alice, alice, carol, "offer") });
+    server.push(ws, {
+      t: "SIGNAL",
+      envelope: await envelopeFor(alice, alice, bob, "ice", Date.now() - 3_600_000),
+    });
     server.push(ws, { t: "SIGNAL", envelope: good });
     server.push(ws, { t: "SIGNAL", envelope: good });
     server.push(ws, { t: "SIGNAL", envelope: last });
@@ -138,7 +148,7 @@ describe("client-side verification", () => {
     // What the PWA keeps in localStorage (web/src/net/seen-offers.ts), here in memory.
     let stored: [string, number][] = [];
     const seenOffers = { load: () => stored, save: (e: [string, number][]) => (stored = e) };
-    const offer = envelopeFor(alice, alice, bob, "offer");
+    const offer = await envelopeFor(alice, alice, bob, "offer");
 
     const receive = async (): Promise<SignalingEvent> => {
       const server = await hostileServer();

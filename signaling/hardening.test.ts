@@ -5,6 +5,7 @@
  * foreign web page, a client inventing its own X-Forwarded-For.
  */
 import { afterEach, describe, expect, it } from "vitest";
+import { nobleCrypto } from "../core/crypto/noble.ts";
 import { SignalingClient } from "../core/signaling/client.ts";
 import { type ClientMessage, type ServerMessage, signEnvelope } from "../core/wire/signaling.ts";
 import type { SignalingConfig } from "./config.ts";
@@ -88,7 +89,7 @@ describe("a signed REGISTER is bound to one connection of one server", () => {
     delete (none as { audience?: string }).audience;
     // Unsigned change: re-sign without the audience.
     const { signRegisterRequest } = await import("../core/wire/signed.ts");
-    const unsigned = signRegisterRequest(user, {
+    const unsigned = await signRegisterRequest(nobleCrypto, user, {
       ttl_seconds: 60,
       timestamp: Date.now(),
       nonce: (await c.challenged)!,
@@ -189,7 +190,7 @@ describe("verification is charged a fixed cost per check kind", () => {
     expect(VERIFY_COST_MS.signature).toBe(0.25);
     const codes: string[] = [];
     for (let i = 0; i < 100; i++) {
-      const envelope = signEnvelope(alice.privateIdentityKey, {
+      const envelope = await signEnvelope(nobleCrypto, alice.privateIdentityKey, {
         from: alice.identity.verified.identity_key as Uint8Array<ArrayBuffer>,
         to: nobody.identity.verified.identity_key as Uint8Array<ArrayBuffer>,
         kind: "ice",
@@ -251,7 +252,7 @@ describe("envelopes and presence", () => {
     const b = await hello(s.url);
     expect(codeOf(await a.request(await registerOn(a, alice, { id: 1 })))).toBe("REGISTER_RESPONSE");
     expect(codeOf(await b.request(await registerOn(b, bob, { id: 1 })))).toBe("REGISTER_RESPONSE");
-    const envelope = signEnvelope(alice.privateIdentityKey, {
+    const envelope = await signEnvelope(nobleCrypto, alice.privateIdentityKey, {
       from: alice.identity.verified.identity_key as Uint8Array<ArrayBuffer>,
       to: bob.identity.verified.identity_key as Uint8Array<ArrayBuffer>,
       kind: "offer",
@@ -270,7 +271,7 @@ describe("envelopes and presence", () => {
       ...{ connBurst: 1_000, sourceBurst: 1_000, sourceCpuMs: 1_000, sourceCpuBurstMs: 60_000 },
     });
     const envelopeFrom = (u: ReturnType<typeof makeUser>, to: ReturnType<typeof makeUser>) =>
-      signEnvelope(u.privateIdentityKey, {
+      signEnvelope(nobleCrypto, u.privateIdentityKey, {
         from: u.identity.verified.identity_key as Uint8Array<ArrayBuffer>,
         to: to.identity.verified.identity_key as Uint8Array<ArrayBuffer>,
         kind: "ice",
@@ -286,7 +287,7 @@ describe("envelopes and presence", () => {
       const c = await hello(s.url, { localAddress: `127.0.0.${n + 2}` });
       expect(codeOf(await c.request(await registerOn(c, user, { id: 1 })))).toBe("REGISTER_RESPONSE");
       for (let i = 0; i < 100; i++) {
-        const reply = await c.request({ t: "SIGNAL", id: ++id, envelope: envelopeFrom(user, nobody) });
+        const reply = await c.request({ t: "SIGNAL", id: ++id, envelope: await envelopeFrom(user, nobody) });
         expect(codeOf(reply)).toBe("PEER_OFFLINE"); // checked, remembered, nobody to forward to
       }
       expect(s.service.stats().envelopeNonces).toBeLessThanOrEqual(3 * 64);
@@ -295,7 +296,7 @@ describe("envelopes and presence", () => {
     const ivy = makeUser("ivy");
     const c = await hello(s.url);
     expect(codeOf(await c.request(await registerOn(c, ivy, { id: 1 })))).toBe("REGISTER_RESPONSE");
-    const envelope = envelopeFrom(ivy, nobody);
+    const envelope = await envelopeFrom(ivy, nobody);
     expect(codeOf(await c.request({ t: "SIGNAL", id: 2, envelope }))).toBe("PEER_OFFLINE");
     expect(codeOf(await c.request({ t: "SIGNAL", id: 3, envelope }))).toBe("REPLAY");
     expect(s.service.stats().envelopeNonces).toBeLessThanOrEqual(3 * 64);
@@ -342,7 +343,7 @@ describe("envelopes and presence", () => {
       list_all: false,
     });
     expect(lookup.t === "LOOKUP_RESPONSE" && lookup.peers.length).toBe(0);
-    const probe = signEnvelope(stranger.privateIdentityKey, {
+    const probe = await signEnvelope(nobleCrypto, stranger.privateIdentityKey, {
       from: keyOf(stranger),
       to: keyOf(tina),
       kind: "offer",

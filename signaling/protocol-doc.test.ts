@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { toHex } from "../core/bytes.ts";
+import { nobleCrypto } from "../core/crypto/noble.ts";
 import { createUserIdentity } from "../core/identity/identity.ts";
 import { signedBytes } from "../core/identity/signature.ts";
 import {
@@ -22,7 +23,7 @@ const doc = readFileSync(new URL("../docs/protocol/signaling.md", import.meta.ur
 const flat = doc.replace(/\s+/g, "");
 
 describe("docs/protocol/signaling.md", () => {
-  it("shows the worked envelope example exactly", () => {
+  it("shows the worked envelope example exactly", async () => {
     const alice = createUserIdentity({
       username: "alice",
       now: 1_700_000_000_000,
@@ -45,8 +46,8 @@ describe("docs/protocol/signaling.md", () => {
     expect(signed.length).toBe(168);
     expect(doc).toContain(`from = ${toHex(fields.from)}`);
     expect(doc).toContain(`to   = ${toHex(fields.to)}`);
-    const e = signEnvelope(alice.privateIdentityKey, fields);
-    expect(verifyEnvelope(e).ok).toBe(true);
+    const e = await signEnvelope(nobleCrypto, alice.privateIdentityKey, fields);
+    expect((await verifyEnvelope(nobleCrypto, e)).ok).toBe(true);
     expect(flat).toContain(`signature=${toHex(e.signature)}`);
     // The annotated dump, with its comments and the elided key bytes removed, is the signed bytes.
     const dump = doc.slice(doc.indexOf("signed bytes (168):"), doc.indexOf("signature = "));

@@ -7,6 +7,7 @@ import { ed25519 } from "@noble/curves/ed25519.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { encodeCanonical } from "../core/codec/codec.ts";
+import { nobleCrypto } from "../core/crypto/noble.ts";
 import {
   createUserIdentity,
   decodeIdentity,
@@ -44,8 +45,8 @@ const LOW_ORDER_U = [
   P + 1n,
 ].map(le);
 
-function agree(bytes: Uint8Array) {
-  const core = decodeIdentity(bytes);
+async function agree(bytes: Uint8Array) {
+  const core = await decodeIdentity(nobleCrypto, bytes);
   const native = checkIdentityNative(bytes);
   // Same acceptance; the error code may differ (the native path checks the signature first).
   expect(native.ok).toBe(core.ok);
@@ -62,33 +63,35 @@ function resigned(
 }
 
 describe("native identity checks agree with core", () => {
-  it("on valid, forged, small-order, low-order and non-canonical identities", () => {
+  it("on valid, forged, small-order, low-order and non-canonical identities", async () => {
     const user = createUserIdentity({ username: "alice", now: 1_700_000_000_000 });
     const good = encodeIdentity(user.identity);
-    agree(good);
+    await agree(good);
     expect(checkIdentityNative(good).ok).toBe(true);
 
     const forged = good.slice();
     forged[5]! ^= 1; // inside the signature
-    agree(forged);
+    await agree(forged);
 
     for (const u of LOW_ORDER_U) {
       expect(nativeNoiseKeyValid(u)).toBe(isValidNoiseKey(u));
-      agree(resigned(user, { noise_key: u }));
+      await agree(resigned(user, { noise_key: u }));
     }
     // A small-order Ed25519 key cannot sign validly; signed anyway by another key it is refused.
-    agree(resigned(user, { identity_key: new Uint8Array(32).fill(0).map((_, i) => (i === 0 ? 1 : 0)) }));
-    agree(resigned(user, { username: "" }));
-    agree(resigned(user, { username: "x\u0000y" }));
+    await agree(
+      resigned(user, { identity_key: new Uint8Array(32).fill(0).map((_, i) => (i === 0 ? 1 : 0)) }),
+    );
+    await agree(resigned(user, { username: "" }));
+    await agree(resigned(user, { username: "x\u0000y" }));
 
     // Non-canonical: the same map with an integer in a longer form.
     const verbose = encodeCanonical({ signature: user.identity.signature, verified: user.identity.verified });
-    agree(verbose);
-    agree(new Uint8Array([0x80]));
-    agree(new Uint8Array(0));
+    await agree(verbose);
+    await agree(new Uint8Array([0x80]));
+    await agree(new Uint8Array(0));
   });
 
-  it("on small-order Ed25519 keys, their non-canonical twins, and a signature forged under one", () => {
+  it("on small-order Ed25519 keys, their non-canonical twins, and a signature forged under one", async () => {
     const user = createUserIdentity({ username: "erin", now: 1 });
     const hex = (h: string) => Uint8Array.from(h.match(/../g)!.map((b) => Number.parseInt(b, 16)));
     const small = [
@@ -118,11 +121,11 @@ describe("native identity checks agree with core", () => {
     forgedSig[0] = 1;
     const verified = { ...user.identity.verified, identity_key: small[0]! };
     const bytes = encodeIdentity({ verified, signature: forgedSig } as Identity);
-    agree(bytes);
+    await agree(bytes);
     expect(checkIdentityNative(bytes).ok).toBe(false);
   });
 
-  it("on random keys and random bytes", () => {
+  it("on random keys and random bytes", async () => {
     fc.assert(
       fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), (k) => {
         expect(nativeNoiseKeyValid(k)).toBe(isValidNoiseKey(k));
@@ -130,32 +133,41 @@ describe("native identity checks agree with core", () => {
       { numRuns: Math.min(FUZZ_RUNS, 2_000) },
     );
     const good = encodeIdentity(createUserIdentity({ username: "bob", now: 1 }).identity);
-    fc.assert(
-      fc.property(fc.integer({ min: 0, max: good.length - 1 }), fc.integer({ min: 1, max: 255 }), (i, x) => {
-        const b = good.slice();
-        b[i]! ^= x;
-        agree(b);
-      }),
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 0, max: good.length - 1 }),
+        fc.integer({ min: 1, max: 255 }),
+        async (i, x) => {
+          const b = good.slice();
+          b[i]! ^= x;
+          await agree(b);
+        },
+      ),
       { numRuns: Math.min(FUZZ_RUNS, 2_000) },
     );
-    fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 300 }), (b) => agree(b)),
+    await fc.assert(
+      fc.asyncProperty(fc.uint8Array({ maxLength: 300 }), async (b) => await agree(b)),
       { numRuns: Math.min(FUZZ_RUNS, 2_000) },
     );
   });
 });
 
 describe("REGISTER signature and the identity cache", () => {
-  it("verifies REGISTER signatures natively and caches only verified identities", () => {
+  it("verifies REGISTER signatures natively and caches only verified identities", async () => {
     const user = createUserIdentity({ username: "carol", now: Date.now() });
-    const req = signRegisterRequest(user, { ttl_seconds: 60, timestamp: 1 });
+    const req = await signRegisterRequest(nobleCrypto, user, { ttl_seconds: 60, timestamp: 1 });
     const cache = new IdentityCache(2);
     const first = cache.check(req.identity);
     if (!first.ok) throw first.error;
     expect(first.cached).toBeUndefined();
     expect(registerSignatureValid(first.value, req)).toBe(true);
     expect(registerSignatureValid(first.value, { ...req, ttl_seconds: 61 })).toBe(false);
-    const sig = signWithContext(user.privateIdentityKey, SIGNATURE_CONTEXTS.relayRegister, new Uint8Array(1));
+    const sig = await signWithContext(
+      nobleCrypto,
+      user.privateIdentityKey,
+      SIGNATURE_CONTEXTS.relayRegister,
+      new Uint8Array(1),
+    );
     expect(registerSignatureValid(first.value, { ...req, signature: sig as Uint8Array<ArrayBuffer> })).toBe(
       false,
     );

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { equalBytes } from "../core/bytes.ts";
 import { encodeCanonical } from "../core/codec/codec.ts";
 import { decodeVersionHeader, encodeVersionHeader, SIGNALING_VERSION } from "../core/codec/version.ts";
+import { nobleCrypto } from "../core/crypto/noble.ts";
 import { LoftError } from "../core/errors.ts";
 import { encodeIdentity, updateIdentity } from "../core/identity/identity.ts";
 import { SignalingClient, type SignalingEvent } from "../core/signaling/client.ts";
@@ -32,17 +33,17 @@ function register(
   return registerOn(c, user, { id, ...extra });
 }
 
-function envelope(
+async function envelope(
   signer: ReturnType<typeof makeUser>,
   from: Uint8Array,
   to: Uint8Array,
   id: number,
   payload = new Uint8Array([1, 2, 3]),
-): Extract<ClientMessage, { t: "SIGNAL" }> & { id: number } {
+): Promise<Extract<ClientMessage, { t: "SIGNAL" }> & { id: number }> {
   return {
     t: "SIGNAL",
     id,
-    envelope: signEnvelope(signer.privateIdentityKey, {
+    envelope: await signEnvelope(nobleCrypto, signer.privateIdentityKey, {
       from: from as Uint8Array<ArrayBuffer>,
       to: to as Uint8Array<ArrayBuffer>,
       kind: "offer",
@@ -204,7 +205,8 @@ describe("bad input gets typed errors and documented close codes", () => {
     await expectError(c, unsigned, "BAD_SIGNATURE");
 
     // Mallory signs a REGISTER carrying Alice's identity with her own key.
-    const forged = signRegisterRequest(
+    const forged = await signRegisterRequest(
+      nobleCrypto,
       { ...mallory, identity: alice.identity },
       { ttl_seconds: 60, timestamp: Date.now(), id: 2, nonce: c.challenge!, audience: server.url },
     );
@@ -239,7 +241,7 @@ describe("bad input gets typed errors and documented close codes", () => {
     const bob = makeUser("bob");
     expect((await thief.request(await register(thief, bob, 7))).t).toBe("REGISTER_RESPONSE");
     const gotIt = c.until("SIGNAL");
-    expect((await thief.request(envelope(bob, keyOf(bob), keyOf(alice), 8))).t).toBe("SIGNAL_ACK");
+    expect((await thief.request(await envelope(bob, keyOf(bob), keyOf(alice), 8))).t).toBe("SIGNAL_ACK");
     expect(equalBytes((await gotIt).envelope.from, keyOf(bob))).toBe(true);
 
     // One identity per connection.
@@ -255,26 +257,26 @@ describe("bad input gets typed errors and documented close codes", () => {
     const bob = makeUser("bob");
     const a = await RawClient.hello(server.url);
     const b = await RawClient.hello(server.url);
-    await expectError(a, envelope(alice, keyOf(alice), keyOf(bob), 1), "NOT_REGISTERED");
+    await expectError(a, await envelope(alice, keyOf(alice), keyOf(bob), 1), "NOT_REGISTERED");
     await a.request(await register(a, alice, 2));
     await b.request(await register(b, bob, 3));
     // `from` names Bob (and is even signed by Bob): not the identity registered on this connection.
-    await expectError(a, envelope(bob, keyOf(bob), keyOf(alice), 4), "FROM_MISMATCH");
+    await expectError(a, await envelope(bob, keyOf(bob), keyOf(alice), 4), "FROM_MISMATCH");
     // Signed by the wrong key.
-    await expectError(a, envelope(bob, keyOf(alice), keyOf(bob), 5), "BAD_SIGNATURE");
+    await expectError(a, await envelope(bob, keyOf(alice), keyOf(bob), 5), "BAD_SIGNATURE");
     await expectError(
       a,
-      envelope(alice, keyOf(alice), keyOf(bob), 6, new Uint8Array(2048)),
+      await envelope(alice, keyOf(alice), keyOf(bob), 6, new Uint8Array(2048)),
       "PAYLOAD_TOO_LARGE",
     );
-    await expectError(a, envelope(alice, keyOf(alice), keyOf(makeUser("zed")), 7), "PEER_OFFLINE");
-    const stale = envelope(alice, keyOf(alice), keyOf(bob), 8);
-    const old = signEnvelope(alice.privateIdentityKey, {
+    await expectError(a, await envelope(alice, keyOf(alice), keyOf(makeUser("zed")), 7), "PEER_OFFLINE");
+    const stale = await envelope(alice, keyOf(alice), keyOf(bob), 8);
+    const old = await signEnvelope(nobleCrypto, alice.privateIdentityKey, {
       ...stale.envelope,
       timestamp: Date.now() - 3_600_000,
     });
     await expectError(a, { t: "SIGNAL", id: 8, envelope: old }, "STALE_TIMESTAMP");
-    expect((await a.request(envelope(alice, keyOf(alice), keyOf(bob), 9))).t).toBe("SIGNAL_ACK");
+    expect((await a.request(await envelope(alice, keyOf(alice), keyOf(bob), 9))).t).toBe("SIGNAL_ACK");
     a.close();
     b.close();
   });

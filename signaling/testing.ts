@@ -7,6 +7,7 @@
 import type { ClientRequestArgs } from "node:http";
 import WebSocket, { type ClientOptions } from "ws";
 import { decodeVersionHeader, encodeVersionHeader, SIGNALING_VERSION } from "../core/codec/version.ts";
+import { nobleCrypto } from "../core/crypto/noble.ts";
 import { createUserIdentity, type UserIdentity } from "../core/identity/identity.ts";
 import type { WebSocketFactory, WebSocketLike } from "../core/signaling/client.ts";
 import { type ClientMessage, clientCodec, type ServerMessage, serverCodec } from "../core/wire/signaling.ts";
@@ -199,7 +200,7 @@ export async function registerOn(
 ): Promise<ClientMessage> {
   const challenge = o.nonce ?? (await c.challenged);
   if (!challenge) throw new Error("the connection closed before its CHALLENGE");
-  return signRegisterRequest(user, {
+  return signRegisterRequest(nobleCrypto, user, {
     ttl_seconds: o.ttl ?? 60,
     timestamp: o.timestamp ?? Date.now(),
     nonce: challenge,

@@ -1,7 +1,13 @@
 import { Encoder } from "@msgpack/msgpack";
 import { describe, expect, it } from "vitest";
 import { concatBytes, fromHex, toHex } from "../bytes.ts";
-import { CURRENT_VERSION, decodeVersionHeader, encodeVersionHeader, SIGNALING_VERSION } from "./version.ts";
+import {
+  CURRENT_VERSION,
+  decodeVersionHeader,
+  encodeVersionHeader,
+  MAX_VERSION_HEADER_BYTES,
+  SIGNALING_VERSION,
+} from "./version.ts";
 
 // The 1.0 header, byte for byte (docs/protocol/wire.md, "Version header"): a 4-entry map with keys
 // in byte order. Written out by hand from the MessagePack spec, not produced by the encoder.
@@ -60,7 +66,9 @@ describe("VERSION_HEADER (SREMP §version)", () => {
     expect(codeOf(decodeVersionHeader(concatBytes(fromHex(V1_0), new Uint8Array([0]))))).toBe(
       "LOFT_ERR_MALFORMED",
     );
-    expect(codeOf(decodeVersionHeader(new Uint8Array(129)))).toBe("LOFT_ERR_FRAME_TOO_LARGE");
+    expect(codeOf(decodeVersionHeader(new Uint8Array(MAX_VERSION_HEADER_BYTES + 1)))).toBe(
+      "LOFT_ERR_FRAME_TOO_LARGE",
+    );
     const enc = new Encoder({ sortKeys: true });
     expect(
       codeOf(decodeVersionHeader(enc.encode({ protocol_name: "SREMP", version_major: 1, version_minor: 0 }))),

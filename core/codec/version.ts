@@ -21,6 +21,12 @@ export interface VersionHeader {
   protocol_name: string;
   version_major: number;
   version_minor: number;
+  /**
+   * Peer sessions only (docs/protocol/noise.md, "Cipher suites"): the Noise cipher/hash suites
+   * this side accepts, the initiator's in its order of preference. Absent = `ChaChaPoly_BLAKE2s`
+   * only, the 1.0 header byte for byte. Names a peer does not know are ignored.
+   */
+  noise_suites?: string[];
 }
 
 export const PROTOCOL_NAME = "SREMP";
@@ -39,14 +45,23 @@ export const SIGNALING_VERSION: Readonly<VersionHeader> = Object.freeze({
   version_major: 1,
   version_minor: 1,
 });
-/** Upper bound on an encoded header (the 1.0 header is 68 bytes). */
-export const MAX_VERSION_HEADER_BYTES = 128;
+/** Upper bound on an encoded header (the 1.0 header is 68 bytes, with two suites 115). */
+export const MAX_VERSION_HEADER_BYTES = 256;
+/** At most this many suite names, each 1–32 characters. */
+export const MAX_NOISE_SUITES = 4;
 
 export const versionHeaderSchema = v.strictObject({
   t: v.literal("VERSION_HEADER"),
   protocol_name: v.pipe(v.string(), v.minLength(1), v.maxLength(32)),
   version_major: uintSchema(255),
   version_minor: uintSchema(255),
+  noise_suites: v.optional(
+    v.pipe(
+      v.array(v.pipe(v.string(), v.minLength(1), v.maxLength(32))),
+      v.minLength(1),
+      v.maxLength(MAX_NOISE_SUITES),
+    ),
+  ),
 });
 
 /** SREMP §version, canonical MessagePack. */
@@ -74,14 +89,19 @@ export function decodeVersionHeader(
   bytes: Uint8Array,
   expected: VersionHeader = CURRENT_VERSION,
 ): Result<VersionHeader> {
-  const raw = decodeRaw(bytes, { maxBytes: MAX_VERSION_HEADER_BYTES, maxArrayLength: 0, maxMapLength: 8 });
+  const raw = decodeRaw(bytes, {
+    maxBytes: MAX_VERSION_HEADER_BYTES,
+    maxArrayLength: MAX_NOISE_SUITES,
+    maxMapLength: 8,
+  });
   if (!raw.ok) return raw;
   const checked = validate(raw.value, versionHeaderSchema);
   if (!checked.ok) return checked;
   if (!equalBytes(encodeCanonical(checked.value), bytes))
     return err("LOFT_ERR_MALFORMED", "version header not in canonical MessagePack form");
-  const { protocol_name, version_major, version_minor } = checked.value;
-  const header = { protocol_name, version_major, version_minor };
+  const { protocol_name, version_major, version_minor, noise_suites } = checked.value;
+  const header: VersionHeader = { protocol_name, version_major, version_minor };
+  if (noise_suites !== undefined) header.noise_suites = [...noise_suites];
   if (!isSupportedVersion(header, expected))
     return err(
       "LOFT_ERR_UNSUPPORTED_VERSION",

@@ -28,21 +28,37 @@ type NobleCipher = (
   decrypt(ciphertext: Uint8Array, output?: Uint8Array): Uint8Array;
 };
 
-function nobleAead(cipher: NobleCipher, nonceLength: number): Aead {
+/**
+ * `writesOutput`: whether the noble cipher fills a caller's `output` itself (ChaCha does; noble's
+ * GCM refuses one), else the result is copied into `output` and the temporary copy wiped.
+ */
+function nobleAead(cipher: NobleCipher, nonceLength: number, writesOutput = true): Aead {
+  const place = (result: Uint8Array, output: Uint8Array | undefined): Uint8Array => {
+    if (output === undefined) return result;
+    if (output.length !== result.length) throw new RangeError("output length");
+    output.set(result);
+    result.fill(0);
+    return output;
+  };
   return {
     nonceLength,
     seal: async (key, nonce, ad, plaintext, output) => {
       abytes(nonce, nonceLength, "nonce");
-      return cipher(key, nonce, ad).encrypt(plaintext, output);
+      if (writesOutput) return cipher(key, nonce, ad).encrypt(plaintext, output);
+      return place(cipher(key, nonce, ad).encrypt(plaintext), output);
     },
     open: async (key, nonce, ad, ciphertext, output) => {
       abytes(nonce, nonceLength, "nonce");
       if (ciphertext.length < TAG_LENGTH) return undefined;
+      let plain: Uint8Array;
       try {
-        return cipher(key, nonce, ad).decrypt(ciphertext, output);
+        plain = writesOutput
+          ? cipher(key, nonce, ad).decrypt(ciphertext, output)
+          : cipher(key, nonce, ad).decrypt(ciphertext);
       } catch {
         return undefined;
       }
+      return writesOutput ? plain : place(plain, output);
     },
   };
 }
@@ -134,7 +150,7 @@ export const nobleCrypto: CryptoProvider = Object.freeze({
   ed25519: nobleEd25519,
   chacha20poly1305: nobleAead(chacha20poly1305, 12),
   xchacha20poly1305: nobleAead(xchacha20poly1305, 24),
-  aes256gcm: nobleAead(gcm, 12),
+  aes256gcm: nobleAead(gcm, 12, false),
   sha256: async (data: Uint8Array) => sha256(data),
   sha512: async (data: Uint8Array) => sha512(data),
   blake2s: async (...parts: Uint8Array[]) => {

@@ -96,6 +96,26 @@ describe.each(backends)("%s backend", (name, make) => {
     expect(toHex(sealed)).toBe("cea7403d4d606b6e074ec5d3baf39d18d0d1c8a799996bf0265b98b5d48ab919");
   });
 
+  it.each(["chacha20poly1305", "aes256gcm"] as const)(
+    "%s seals and opens in place (into `output`, the input its prefix), as the Noise transport does",
+    async (aead) => {
+      const c = await make();
+      const key = new Uint8Array(32).fill(3);
+      const nonce = new Uint8Array(12).fill(1);
+      const ad = utf8("ad");
+      const plaintext = utf8("in place, as the session transport seals every frame");
+      const expected = await c[aead].seal(key, nonce, ad, plaintext);
+      const buffer = new Uint8Array(plaintext.length + 16);
+      buffer.set(plaintext);
+      const sealed = await c[aead].seal(key, nonce, ad, buffer.subarray(0, plaintext.length), buffer);
+      expect(sealed).toBe(buffer);
+      expect(toHex(buffer)).toBe(toHex(expected));
+      const opened = await c[aead].open(key, nonce, ad, buffer, buffer.subarray(0, plaintext.length));
+      expect(opened && toHex(opened)).toBe(toHex(plaintext));
+      expect(toHex(buffer.subarray(0, plaintext.length))).toBe(toHex(plaintext));
+    },
+  );
+
   it("SHA-256, BLAKE2s-256 (RFC 7693 App. B), HMAC-SHA-256 (RFC 4231 §4.3), HKDF (RFC 5869 A.1)", async () => {
     const c = await make();
     expect(toHex(await c.sha256(utf8("abc")))).toBe(

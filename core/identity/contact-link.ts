@@ -22,6 +22,7 @@ import { fromBase64url, toBase64url } from "../codec/base64url.ts";
 import { decodeRaw, encodeCanonical, validate } from "../codec/codec.ts";
 import { binSchema } from "../codec/envelope.ts";
 import { serverUrlSchema } from "../codec/server-url.ts";
+import type { CryptoProvider } from "../crypto/provider.ts";
 import { err, ok, type Result } from "../errors.ts";
 import { decodeIdentity, encodeIdentity, type Identity, MAX_IDENTITY_BYTES } from "./identity.ts";
 
@@ -96,7 +97,10 @@ export function encodeContactLink(link: ContactLink): Result<string> {
  * LOFT_ERR_MALFORMED (base64url, MessagePack, non-canonical), LOFT_ERR_SCHEMA,
  * LOFT_ERR_UNSUPPORTED_VERSION, and the identity's own errors (LOFT_ERR_BAD_SIGNATURE …).
  */
-export function decodeContactLink(payload: string): Result<ContactLink> {
+export async function decodeContactLink(
+  crypto: CryptoProvider,
+  payload: string,
+): Promise<Result<ContactLink>> {
   const bytes = fromBase64url(payload, MAX_CONTACT_LINK_CHARS);
   if (!bytes.ok) return bytes;
   const raw = decodeRaw(bytes.value, {
@@ -116,7 +120,7 @@ export function decodeContactLink(payload: string): Result<ContactLink> {
     );
   if (!equalBytes(encodeCanonical(p), bytes.value))
     return err("LOFT_ERR_MALFORMED", "contact link not in canonical MessagePack form");
-  const identity = decodeIdentity(p.i);
+  const identity = await decodeIdentity(crypto, p.i);
   if (!identity.ok) return identity;
   const link: ContactLink = { identity: identity.value, signaling: p.s, relay: p.r };
   if (p.x !== undefined) {
@@ -139,7 +143,7 @@ export function contactLinkUrl(appOrigin: string, link: ContactLink): Result<str
  * Find `c=<payload>` in a URL's fragment (`#c=…` or `#a=1&c=…`) and decode it. The fragment is
  * parsed by hand: core/ has no URL global.
  */
-export function parseContactLinkUrl(url: string): Result<ContactLink> {
+export async function parseContactLinkUrl(crypto: CryptoProvider, url: string): Promise<Result<ContactLink>> {
   if (typeof url !== "string") return err("LOFT_ERR_MALFORMED", "contact link: not a string");
   if (url.length > MAX_CONTACT_LINK_CHARS + 2048)
     return err("LOFT_ERR_FRAME_TOO_LARGE", "contact link URL too long");
@@ -147,7 +151,7 @@ export function parseContactLinkUrl(url: string): Result<ContactLink> {
   if (hash < 0) return err("LOFT_ERR_MALFORMED", "contact link: no #fragment");
   for (const part of url.slice(hash + 1).split("&")) {
     if (part.startsWith(`${CONTACT_LINK_PARAM}=`))
-      return decodeContactLink(part.slice(CONTACT_LINK_PARAM.length + 1));
+      return decodeContactLink(crypto, part.slice(CONTACT_LINK_PARAM.length + 1));
   }
   return err("LOFT_ERR_MALFORMED", `contact link: no ${CONTACT_LINK_PARAM}= in the fragment`);
 }

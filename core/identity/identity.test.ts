@@ -2,6 +2,7 @@ import { Encoder } from "@msgpack/msgpack";
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import { describe, expect, it } from "vitest";
 import { concatBytes, equalBytes, fromHex, utf8 } from "../bytes.ts";
+import { nobleCrypto } from "../crypto/noble.ts";
 import { LoftError } from "../errors.ts";
 import {
   createUserIdentity,
@@ -26,10 +27,16 @@ const seed = (n: number) => new Uint8Array(32).fill(n);
 const alice = createUserIdentity({ username: "alice", now: NOW, seed: seed(1) });
 
 /** Sign arbitrary verified data with alice's key, bypassing createUserIdentity's checks. */
-function signedAs(data: IdentityVerifiedData, key = alice.privateIdentityKey): Identity {
+async function signedAs(data: IdentityVerifiedData, key = alice.privateIdentityKey): Promise<Identity> {
   return {
     verified: data,
-    signature: signWithContext(key, SIGNATURE_CONTEXTS.identity, encodeIdentityVerifiedData(data)),
+    signature: await signWithContext(
+      nobleCrypto,
+
+      key,
+      SIGNATURE_CONTEXTS.identity,
+      encodeIdentityVerifiedData(data),
+    ),
   };
 }
 
@@ -82,7 +89,7 @@ describe("createUserIdentity", () => {
     expect(codeOf(r)).toBe("LOFT_ERR_BAD_IDENTITY");
   });
 
-  it("bounds extensions", () => {
+  it("bounds extensions", async () => {
     const big = new Uint8Array(MAX_PROFILE_PICTURE_BYTES + 1);
     expect(
       codeOf(tryCreateUserIdentity({ username: "a", now: NOW, extensions: { profile_picture: big } })),
@@ -103,7 +110,7 @@ describe("createUserIdentity", () => {
       extensions: { profile_picture: new Uint8Array(MAX_PROFILE_PICTURE_BYTES), additional_metadata: {} },
     });
     expect(ok.identity.verified.extensions?.additional_metadata).toBeUndefined();
-    expect(decodeIdentity(encodeIdentity(ok.identity)).ok).toBe(true);
+    expect((await decodeIdentity(nobleCrypto, encodeIdentity(ok.identity))).ok).toBe(true);
   });
 
   it("throws on a bad `now` or seed (programming errors)", () => {
@@ -118,9 +125,9 @@ describe("createUserIdentity", () => {
 describe("encodeIdentity / decodeIdentity", () => {
   const bytes = encodeIdentity(alice.identity);
 
-  it("round-trips and returns buffers independent of the input", () => {
+  it("round-trips and returns buffers independent of the input", async () => {
     const input = bytes.slice();
-    const r = decodeIdentity(input);
+    const r = await decodeIdentity(nobleCrypto, input);
     expect(r.ok).toBe(true);
     if (!r.ok) return;
     expect(equalBytes(encodeIdentity(r.value), bytes)).toBe(true);
@@ -128,55 +135,63 @@ describe("encodeIdentity / decodeIdentity", () => {
     expect(equalBytes(r.value.verified.identity_key, alice.identity.verified.identity_key)).toBe(true);
   });
 
-  it("refuses every single-bit flip of the signature", () => {
+  it("refuses every single-bit flip of the signature", async () => {
     const sigStart = bytes.indexOf(0xc4) + 2; // "signature" is the first key: bin8 header c4 40
     expect(equalBytes(bytes.subarray(sigStart, sigStart + 64), alice.identity.signature)).toBe(true);
     for (let bit = 0; bit < 64 * 8; bit += 7) {
       const t = bytes.slice();
       t[sigStart + (bit >> 3)]! ^= 1 << (bit & 7);
-      expect(codeOf(decodeIdentity(t))).toBe("LOFT_ERR_BAD_SIGNATURE");
+      expect(codeOf(await decodeIdentity(nobleCrypto, t))).toBe("LOFT_ERR_BAD_SIGNATURE");
     }
   });
 
-  it("refuses changed signed data", () => {
+  it("refuses changed signed data", async () => {
     const renamed = { ...alice.identity, verified: { ...alice.identity.verified, username: "mallory" } };
-    expect(codeOf(decodeIdentity(encodeIdentity(renamed)))).toBe("LOFT_ERR_BAD_SIGNATURE");
+    expect(codeOf(await decodeIdentity(nobleCrypto, encodeIdentity(renamed)))).toBe("LOFT_ERR_BAD_SIGNATURE");
     const newer = { ...alice.identity, verified: { ...alice.identity.verified, version: 2 } };
-    expect(codeOf(decodeIdentity(encodeIdentity(newer)))).toBe("LOFT_ERR_BAD_SIGNATURE");
+    expect(codeOf(await decodeIdentity(nobleCrypto, encodeIdentity(newer)))).toBe("LOFT_ERR_BAD_SIGNATURE");
     const other = createUserIdentity({ username: "alice", now: NOW, seed: seed(9) });
     const swappedNoise = {
       ...alice.identity,
       verified: { ...alice.identity.verified, noise_key: other.identity.verified.noise_key },
     };
-    expect(codeOf(decodeIdentity(encodeIdentity(swappedNoise)))).toBe("LOFT_ERR_BAD_SIGNATURE");
+    expect(codeOf(await decodeIdentity(nobleCrypto, encodeIdentity(swappedNoise)))).toBe(
+      "LOFT_ERR_BAD_SIGNATURE",
+    );
   });
 
-  it("refuses a signature made for another context with the right key", () => {
+  it("refuses a signature made for another context with the right key", async () => {
     const payload = encodeIdentityVerifiedData(alice.identity.verified);
-    const wrong = { ...alice.identity, signature: signWithIdentity(alice, payload) };
-    expect(codeOf(verifyIdentity(wrong))).toBe("LOFT_ERR_BAD_SIGNATURE");
+    const wrong = { ...alice.identity, signature: await signWithIdentity(nobleCrypto, alice, payload) };
+    expect(codeOf(await verifyIdentity(nobleCrypto, wrong))).toBe("LOFT_ERR_BAD_SIGNATURE");
   });
 
-  it("refuses non-canonical encodings of a validly signed identity", () => {
+  it("refuses non-canonical encodings of a validly signed identity", async () => {
     // version 1 as `cc 01` (uint 8) instead of the positive fixint `01`: same value, other bytes.
     expect(bytes[bytes.length - 1]).toBe(0x01);
     const wide = concatBytes(bytes.subarray(0, bytes.length - 1), new Uint8Array([0xcc, 0x01]));
-    expect(codeOf(decodeIdentity(wide))).toBe("LOFT_ERR_MALFORMED");
+    expect(codeOf(await decodeIdentity(nobleCrypto, wide))).toBe("LOFT_ERR_MALFORMED");
     // keys in insertion order instead of sorted
     const unsorted = new Encoder().encode({
       verified: alice.identity.verified,
       signature: alice.identity.signature,
     });
-    expect(codeOf(decodeIdentity(unsorted))).toBe("LOFT_ERR_MALFORMED");
+    expect(codeOf(await decodeIdentity(nobleCrypto, unsorted))).toBe("LOFT_ERR_MALFORMED");
     // the same identity is fine through verifyIdentity: only the byte form was wrong
-    expect(verifyIdentity(alice.identity).ok).toBe(true);
+    expect((await verifyIdentity(nobleCrypto, alice.identity)).ok).toBe(true);
   });
 
-  it("maps shape and size problems to typed codes", () => {
-    expect(codeOf(decodeIdentity(new Uint8Array(0)))).toBe("LOFT_ERR_MALFORMED");
-    expect(codeOf(decodeIdentity(concatBytes(bytes, new Uint8Array([0]))))).toBe("LOFT_ERR_MALFORMED");
-    expect(codeOf(decodeIdentity(bytes.subarray(0, bytes.length - 3)))).toBe("LOFT_ERR_MALFORMED");
-    expect(codeOf(decodeIdentity(new Uint8Array(40_000)))).toBe("LOFT_ERR_FRAME_TOO_LARGE");
+  it("maps shape and size problems to typed codes", async () => {
+    expect(codeOf(await decodeIdentity(nobleCrypto, new Uint8Array(0)))).toBe("LOFT_ERR_MALFORMED");
+    expect(codeOf(await decodeIdentity(nobleCrypto, concatBytes(bytes, new Uint8Array([0]))))).toBe(
+      "LOFT_ERR_MALFORMED",
+    );
+    expect(codeOf(await decodeIdentity(nobleCrypto, bytes.subarray(0, bytes.length - 3)))).toBe(
+      "LOFT_ERR_MALFORMED",
+    );
+    expect(codeOf(await decodeIdentity(nobleCrypto, new Uint8Array(40_000)))).toBe(
+      "LOFT_ERR_FRAME_TOO_LARGE",
+    );
     const extra = encodeIdentity(alice.identity);
     const withExtra = new Encoder({ sortKeys: true }).encode({
       signature: alice.identity.signature,
@@ -184,23 +199,28 @@ describe("encodeIdentity / decodeIdentity", () => {
       extra: 1,
     });
     expect(extra.length).toBeGreaterThan(0);
-    expect(codeOf(decodeIdentity(withExtra))).toBe("LOFT_ERR_SCHEMA");
+    expect(codeOf(await decodeIdentity(nobleCrypto, withExtra))).toBe("LOFT_ERR_SCHEMA");
     const nilExt = new Encoder({ sortKeys: true }).encode({
       signature: alice.identity.signature,
       verified: { ...alice.identity.verified, extensions: null },
     });
-    expect(codeOf(decodeIdentity(nilExt))).toBe("LOFT_ERR_SCHEMA");
-    expect(codeOf(verifyIdentity({ verified: alice.identity.verified, signature: new Uint8Array(63) }))).toBe(
-      "LOFT_ERR_SCHEMA",
-    );
-    expect(codeOf(verifyIdentity("nope"))).toBe("LOFT_ERR_SCHEMA");
+    expect(codeOf(await decodeIdentity(nobleCrypto, nilExt))).toBe("LOFT_ERR_SCHEMA");
+    expect(
+      codeOf(
+        await verifyIdentity(nobleCrypto, {
+          verified: alice.identity.verified,
+          signature: new Uint8Array(63),
+        }),
+      ),
+    ).toBe("LOFT_ERR_SCHEMA");
+    expect(codeOf(await verifyIdentity(nobleCrypto, "nope"))).toBe("LOFT_ERR_SCHEMA");
   });
 
-  it("refuses an unusable identity key or noise key even when correctly signed", () => {
+  it("refuses an unusable identity key or noise key even when correctly signed", async () => {
     // identity point of small order (the neutral element, y = 1): RFC 8032 decodes it, we refuse it.
     const neutral = fromHex("0100000000000000000000000000000000000000000000000000000000000000");
-    const smallOrder = signedAs({ ...alice.identity.verified, identity_key: neutral });
-    expect(codeOf(verifyIdentity(smallOrder))).toBe("LOFT_ERR_BAD_IDENTITY");
+    const smallOrder = await signedAs({ ...alice.identity.verified, identity_key: neutral });
+    expect(codeOf(await verifyIdentity(nobleCrypto, smallOrder))).toBe("LOFT_ERR_BAD_IDENTITY");
     // X25519 u = 0 and u = 1 are low order; u = p (non-canonical) and the top bit set are refused too.
     for (const hex of [
       "0000000000000000000000000000000000000000000000000000000000000000",
@@ -208,22 +228,22 @@ describe("encodeIdentity / decodeIdentity", () => {
       "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
       "0900000000000000000000000000000000000000000000000000000000000080",
     ]) {
-      const id = signedAs({ ...alice.identity.verified, noise_key: fromHex(hex) });
-      expect(codeOf(verifyIdentity(id))).toBe("LOFT_ERR_BAD_IDENTITY");
+      const id = await signedAs({ ...alice.identity.verified, noise_key: fromHex(hex) });
+      expect(codeOf(await verifyIdentity(nobleCrypto, id))).toBe("LOFT_ERR_BAD_IDENTITY");
     }
   });
 
-  it("refuses a signed username that breaks the username rules", () => {
+  it("refuses a signed username that breaks the username rules", async () => {
     for (const username of ["e\u0301", " alice", "a\u0000b", "x".repeat(41)]) {
-      expect(codeOf(verifyIdentity(signedAs({ ...alice.identity.verified, username })))).toBe(
-        "LOFT_ERR_BAD_IDENTITY",
-      );
+      expect(
+        codeOf(await verifyIdentity(nobleCrypto, await signedAs({ ...alice.identity.verified, username }))),
+      ).toBe("LOFT_ERR_BAD_IDENTITY");
     }
   });
 });
 
 describe("updateIdentity", () => {
-  it("increments the version, sets created, re-signs, keeps the identity key", () => {
+  it("increments the version, sets created, re-signs, keeps the identity key", async () => {
     const next = updateIdentity(alice, { username: "Alice B." }, NOW + 5);
     const v = next.identity.verified;
     expect(v.version).toBe(2);
@@ -232,7 +252,7 @@ describe("updateIdentity", () => {
     expect(equalBytes(v.identity_key, alice.identity.verified.identity_key)).toBe(true);
     expect(equalBytes(v.noise_key, alice.identity.verified.noise_key)).toBe(true);
     expect(next.privateNoiseKey).toBe(alice.privateNoiseKey);
-    expect(decodeIdentity(encodeIdentity(next.identity)).ok).toBe(true);
+    expect((await decodeIdentity(nobleCrypto, encodeIdentity(next.identity))).ok).toBe(true);
   });
 
   it("rotates the noise key, deterministically from a noise seed", () => {
@@ -268,28 +288,40 @@ describe("updateIdentity", () => {
   });
 });
 
-describe("signWithIdentity / verifyIdentitySignature", () => {
+describe("signWithIdentity / verifyIdentitySignature", async () => {
   const message = utf8("hello");
-  const sig = signWithIdentity(alice, message);
+  const sig = await signWithIdentity(nobleCrypto, alice, message);
 
-  it("verifies under the identity key only, over exactly the message", () => {
-    expect(verifyIdentitySignature(alice.identity.verified.identity_key, message, sig)).toBe(true);
+  it("verifies under the identity key only, over exactly the message", async () => {
+    expect(
+      await verifyIdentitySignature(nobleCrypto, alice.identity.verified.identity_key, message, sig),
+    ).toBe(true);
     const bob = createUserIdentity({ username: "bob", now: NOW, seed: seed(4) });
-    expect(verifyIdentitySignature(bob.identity.verified.identity_key, message, sig)).toBe(false);
-    expect(verifyIdentitySignature(alice.identity.verified.identity_key, utf8("hellO"), sig)).toBe(false);
+    expect(await verifyIdentitySignature(nobleCrypto, bob.identity.verified.identity_key, message, sig)).toBe(
+      false,
+    );
+    expect(
+      await verifyIdentitySignature(nobleCrypto, alice.identity.verified.identity_key, utf8("hellO"), sig),
+    ).toBe(false);
   });
 
   it("is not a raw Ed25519 signature of the message (domain separated)", () => {
     expect(ed25519.verify(sig, message, alice.identity.verified.identity_key)).toBe(false);
   });
 
-  it("returns false, never throws, for malformed inputs", () => {
+  it("returns false, never throws, for malformed inputs", async () => {
     const key = alice.identity.verified.identity_key;
-    expect(verifyIdentitySignature(key.subarray(1), message, sig)).toBe(false);
-    expect(verifyIdentitySignature(key, message, sig.subarray(1))).toBe(false);
-    expect(verifyIdentitySignature(new Uint8Array(32).fill(0xff), message, sig)).toBe(false);
-    expect(verifyIdentitySignature(key, message, new Uint8Array(64).fill(0xff))).toBe(false);
-    expect(verifyIdentitySignature(null as unknown as Uint8Array, message, sig)).toBe(false);
+    expect(await verifyIdentitySignature(nobleCrypto, key.subarray(1), message, sig)).toBe(false);
+    expect(await verifyIdentitySignature(nobleCrypto, key, message, sig.subarray(1))).toBe(false);
+    expect(await verifyIdentitySignature(nobleCrypto, new Uint8Array(32).fill(0xff), message, sig)).toBe(
+      false,
+    );
+    expect(await verifyIdentitySignature(nobleCrypto, key, message, new Uint8Array(64).fill(0xff))).toBe(
+      false,
+    );
+    expect(await verifyIdentitySignature(nobleCrypto, null as unknown as Uint8Array, message, sig)).toBe(
+      false,
+    );
   });
 });
 
@@ -305,7 +337,7 @@ describe("size bound", () => {
     expect(codeOf(r)).toBe("LOFT_ERR_FRAME_TOO_LARGE");
   });
 
-  it("exactly MAX_IDENTITY_BYTES is accepted, one byte more is not", () => {
+  it("exactly MAX_IDENTITY_BYTES is accepted, one byte more is not", async () => {
     const meta: Record<string, Uint8Array> = {};
     for (let i = 0; i < 16; i++) meta[`k${i}`] = new Uint8Array(1024);
     const make = (picture: number) =>
@@ -320,7 +352,8 @@ describe("size bound", () => {
     const exact = 300 + (MAX_IDENTITY_BYTES - encodeIdentity(probe.value.identity).length);
     const atLimit = make(exact);
     expect(atLimit.ok && encodeIdentity(atLimit.value.identity).length).toBe(MAX_IDENTITY_BYTES);
-    if (atLimit.ok) expect(decodeIdentity(encodeIdentity(atLimit.value.identity)).ok).toBe(true);
+    if (atLimit.ok)
+      expect((await decodeIdentity(nobleCrypto, encodeIdentity(atLimit.value.identity))).ok).toBe(true);
     expect(codeOf(make(exact + 1))).toBe("LOFT_ERR_FRAME_TOO_LARGE");
   });
 });

@@ -28,7 +28,13 @@ import { decodeRaw, encodeCanonical, uintSchema, validate } from "../codec/codec
 import { binSchema } from "../codec/envelope.ts";
 import type { CryptoProvider } from "../crypto/provider.ts";
 import { err, LoftError, ok, type Result } from "../errors.ts";
-import { SIGNATURE_CONTEXTS, signedBytes, signWithContext, verifyWithContext } from "./signature.ts";
+import {
+  SIGNATURE_CONTEXTS,
+  signedBytes,
+  signWithContext,
+  signWithContextNoble,
+  verifyWithContext,
+} from "./signature.ts";
 import { checkUsername, USERNAME_MAX_UTF8_BYTES, validateUsername } from "./username.ts";
 
 /** SREMP §identity `Flags`. */
@@ -256,16 +262,18 @@ function copyIdentity(i: Identity): Identity {
 
 /**
  * SREMP §identity "Verification": check the shape, the field rules (username, key validity) and the
- * Ed25519 signature. Returns a fresh copy that shares no buffers with the input.
+ * Ed25519 signature, with `crypto`'s Ed25519 (core/crypto/provider.ts: native where the platform
+ * has it, strict in every backend). Returns a fresh copy that shares no buffers with the input.
  * Errors: LOFT_ERR_SCHEMA (shape), LOFT_ERR_BAD_IDENTITY (fields), LOFT_ERR_FRAME_TOO_LARGE,
  * LOFT_ERR_BAD_SIGNATURE.
  */
-export function verifyIdentity(i: unknown): Result<Identity> {
+export async function verifyIdentity(crypto: CryptoProvider, i: unknown): Promise<Result<Identity>> {
   const checked = checkIdentityUnsigned(i);
   if (!checked.ok) return checked;
   const identity = checked.value;
   const payload = encodeIdentityVerifiedData(identity.verified);
-  const good = verifyWithContext(
+  const good = await verifyWithContext(
+    crypto,
     identity.verified.identity_key,
     SIGNATURE_CONTEXTS.identity,
     payload,
@@ -288,36 +296,13 @@ function checkIdentityUnsigned(i: unknown): Result<Identity> {
 }
 
 /**
- * `verifyIdentity` with the signature checked by `crypto`'s Ed25519 (core/crypto/provider.ts:
- * strict in every backend, like `verifyWithContext`), for callers on the async path (the session
- * handshake). Same checks, same errors.
+ * Decode an encoded Identity and verify it with `crypto` (see `verifyIdentity`). Any encoding other
+ * than the canonical one is refused (LOFT_ERR_MALFORMED), so an identity has exactly one byte form
+ * and cannot be malleated.
  */
-export async function verifyIdentityWith(crypto: CryptoProvider, i: unknown): Promise<Result<Identity>> {
-  const checked = checkIdentityUnsigned(i);
-  if (!checked.ok) return checked;
-  const identity = checked.value;
-  const signed = signedBytes(SIGNATURE_CONTEXTS.identity, encodeIdentityVerifiedData(identity.verified));
-  if (!(await crypto.ed25519.verify(identity.verified.identity_key, signed, identity.signature)))
-    return err("LOFT_ERR_BAD_SIGNATURE", "identity signature does not verify");
-  return ok(copyIdentity(identity));
-}
-
-/**
- * Decode an encoded Identity and verify it. Any encoding other than the canonical one is refused
- * (LOFT_ERR_MALFORMED), so an identity has exactly one byte form and cannot be malleated.
- */
-export function decodeIdentity(bytes: Uint8Array): Result<Identity> {
+export async function decodeIdentity(crypto: CryptoProvider, bytes: Uint8Array): Promise<Result<Identity>> {
   const shaped = decodeCanonicalIdentity(bytes);
-  return shaped.ok ? verifyIdentity(shaped.value) : shaped;
-}
-
-/** `decodeIdentity` with the signature checked by `crypto` (see `verifyIdentityWith`). */
-export async function decodeIdentityWith(
-  crypto: CryptoProvider,
-  bytes: Uint8Array,
-): Promise<Result<Identity>> {
-  const shaped = decodeCanonicalIdentity(bytes);
-  return shaped.ok ? verifyIdentityWith(crypto, shaped.value) : shaped;
+  return shaped.ok ? verifyIdentity(crypto, shaped.value) : shaped;
 }
 
 function decodeCanonicalIdentity(bytes: Uint8Array): Result<unknown> {
@@ -373,11 +358,16 @@ function normalisedExtensions(ext: IdentityExtensions | undefined): IdentityExte
   return out.profile_picture === undefined && out.additional_metadata === undefined ? undefined : out;
 }
 
+/**
+ * Sign with noble, synchronously: creating or updating an identity happens once per user action,
+ * off the message path, and stays synchronous for its many callers; Ed25519 is deterministic, so
+ * the signature is the one every provider would make (signature.ts, `signWithContextNoble`).
+ */
 function sign(data: IdentityVerifiedData, privateIdentityKey: Uint8Array): Identity {
   const payload = encodeIdentityVerifiedData(data);
   const identity: Identity = {
     verified: data,
-    signature: signWithContext(privateIdentityKey, SIGNATURE_CONTEXTS.identity, payload),
+    signature: signWithContextNoble(privateIdentityKey, SIGNATURE_CONTEXTS.identity, payload),
   };
   if (encodeIdentity(identity).length > MAX_IDENTITY_BYTES)
     throw new LoftError("LOFT_ERR_FRAME_TOO_LARGE", `identity exceeds ${MAX_IDENTITY_BYTES} bytes`);
@@ -487,17 +477,22 @@ export function updateIdentity(user: UserIdentity, changes: IdentityChanges, now
  * `"loft/sremp/application/v1" ‖ 0x00 ‖ message`, so nothing signed here can pass for an identity
  * or a request signature; modules that want their own context use `signWithContext`.
  */
-export function signWithIdentity(user: UserIdentity, message: Uint8Array): Uint8Array {
-  return signWithContext(user.privateIdentityKey, SIGNATURE_CONTEXTS.application, message);
+export function signWithIdentity(
+  crypto: CryptoProvider,
+  user: UserIdentity,
+  message: Uint8Array,
+): Promise<Uint8Array> {
+  return signWithContext(crypto, user.privateIdentityKey, SIGNATURE_CONTEXTS.application, message);
 }
 
 /** Verify a `signWithIdentity` signature; false for any malformed input, never throws. */
 export function verifyIdentitySignature(
+  crypto: CryptoProvider,
   identityKey: Uint8Array,
   message: Uint8Array,
   sig: Uint8Array,
-): boolean {
-  return verifyWithContext(identityKey, SIGNATURE_CONTEXTS.application, message, sig);
+): Promise<boolean> {
+  return verifyWithContext(crypto, identityKey, SIGNATURE_CONTEXTS.application, message, sig);
 }
 
 /** SREMP §identity `ContactId := Ed25519PublicKey`. */

@@ -1,7 +1,7 @@
 /**
  * Domain-separated Ed25519 signatures with the identity key (SREMP §identity, §rendezvous, §relay;
- * Ed25519 per RFC 8032 via @noble/curves, verified in strict mode: canonical encodings only,
- * small-order keys refused).
+ * Ed25519 per RFC 8032 through the crypto provider, core/crypto/provider.ts — native where the
+ * platform has it — verified in strict mode: canonical encodings only, small-order keys refused).
  *
  * SREMP signs "the serialized data". Loft's documented decision (docs/protocol/identity.md,
  * "Signed bytes"): every signature made with an identity key covers
@@ -14,6 +14,7 @@
  */
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { abytes, concatBytes, utf8 } from "../bytes.ts";
+import type { CryptoProvider } from "../crypto/provider.ts";
 
 /** The contexts core/ uses; modules may add their own (ASCII, no NUL, start with "loft/"). */
 export const SIGNATURE_CONTEXTS = {
@@ -35,8 +36,27 @@ export function signedBytes(context: string, payload: Uint8Array): Uint8Array {
   return concatBytes(utf8(context), new Uint8Array([0]), payload);
 }
 
-/** Ed25519-sign `context ‖ 0x00 ‖ payload` (RFC 8032 §5.1.6). */
-export function signWithContext(
+/**
+ * Ed25519-sign `context ‖ 0x00 ‖ payload` (RFC 8032 §5.1.6) with `crypto`'s Ed25519 (native in
+ * WebCrypto and node:crypto, core/crypto/provider.ts).
+ */
+export async function signWithContext(
+  crypto: CryptoProvider,
+  privateIdentityKey: Uint8Array,
+  context: string,
+  payload: Uint8Array,
+): Promise<Uint8Array> {
+  abytes(privateIdentityKey, 32, "privateIdentityKey");
+  return crypto.ed25519.sign(privateIdentityKey, signedBytes(context, payload));
+}
+
+/**
+ * `signWithContext` with noble, synchronously, for the generators that stay synchronous: identity
+ * creation and update (core/identity/identity.ts) and prekey generation (core/prekey/store.ts) —
+ * rare, off the message path (docs/decisions.md, "Identity signatures on the provider"). Ed25519
+ * signing is deterministic (RFC 8032 §5.1.6), so the bytes are those of every backend.
+ */
+export function signWithContextNoble(
   privateIdentityKey: Uint8Array,
   context: string,
   payload: Uint8Array,
@@ -46,21 +66,25 @@ export function signWithContext(
 }
 
 /**
- * Verify a signature over `context ‖ 0x00 ‖ payload` (RFC 8032 §5.1.7, strict: zip215 off, so
- * non-canonical R/A and small-order keys fail). Never throws for any input: received data goes here.
+ * Verify a signature over `context ‖ 0x00 ‖ payload` with `crypto`'s Ed25519 (RFC 8032 §5.1.7,
+ * strict in every backend: non-canonical R/A, S ≥ L and small-order keys fail —
+ * core/crypto/ed25519-strict.ts). Never throws for any input: received data goes here.
  */
-export function verifyWithContext(
+export async function verifyWithContext(
+  crypto: CryptoProvider,
   identityKey: Uint8Array,
   context: string,
   payload: Uint8Array,
   signature: Uint8Array,
-): boolean {
+): Promise<boolean> {
   if (!(identityKey instanceof Uint8Array) || identityKey.length !== 32) return false;
   if (!(signature instanceof Uint8Array) || signature.length !== 64) return false;
   if (!(payload instanceof Uint8Array)) return false;
+  let signed: Uint8Array;
   try {
-    return ed25519.verify(signature, signedBytes(context, payload), identityKey, { zip215: false });
+    signed = signedBytes(context, payload);
   } catch {
     return false;
   }
+  return crypto.ed25519.verify(identityKey, signed, signature);
 }

@@ -23,7 +23,8 @@ import { abytes } from "../bytes.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
 import type { Aead } from "../crypto/provider.ts";
 import { err, ok, type Result } from "../errors.ts";
-import { KEYLEN, rekey, TAGLEN, writeNonce } from "./primitives.ts";
+import { KEYLEN, rekey, TAGLEN } from "./primitives.ts";
+import { CHACHAPOLY_BLAKE2S, type NoiseSuite } from "./suite.ts";
 
 const U32 = 0x1_0000_0000;
 const MAX_U32 = 0xffff_ffff;
@@ -35,6 +36,8 @@ export class CipherState {
   #lo = 0;
   #hi = 0;
   readonly #aead: Aead;
+  /** The suite's nonce encoding (Noise §12.3 little-endian for ChaChaPoly, §12.4 big-endian for AESGCM). */
+  readonly #writeNonce: NoiseSuite["writeNonce"];
   /** The tail of this instance's queue of AEAD work (resolves, never rejects). */
   #tail: Promise<unknown> = Promise.resolve();
 
@@ -42,8 +45,13 @@ export class CipherState {
    * Noise §5.1 `InitializeKey(key)`: sets `k = key` (copied), `n = 0`; `undefined` = empty.
    * `aead` is the suite's cipher (noble ChaChaPoly unless the handshake's provider says otherwise).
    */
-  constructor(key?: Uint8Array, aead: Aead = nobleCrypto.chacha20poly1305) {
+  constructor(
+    key?: Uint8Array,
+    aead: Aead = nobleCrypto.chacha20poly1305,
+    writeNonce: NoiseSuite["writeNonce"] = CHACHAPOLY_BLAKE2S.writeNonce,
+  ) {
     this.#aead = aead;
+    this.#writeNonce = writeNonce;
     this.initializeKey(key);
   }
 
@@ -110,7 +118,7 @@ export class CipherState {
     if (this.#exhausted())
       return Promise.resolve(err("LOFT_ERR_NONCE_EXHAUSTED", "nonce 2^64-1 is reserved (Noise §5.1)"));
     const nonce = new Uint8Array(12);
-    writeNonce(nonce, this.#lo, this.#hi);
+    this.#writeNonce(nonce, this.#lo, this.#hi);
     this.#increment();
     return this.#enqueue(async () => {
       const k = this.#keyCopy();
@@ -138,7 +146,7 @@ export class CipherState {
       const k = this.#keyCopy();
       if (k === undefined) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
       const nonce = new Uint8Array(12);
-      writeNonce(nonce, this.#lo, this.#hi);
+      this.#writeNonce(nonce, this.#lo, this.#hi);
       let plaintext: Uint8Array | undefined;
       try {
         plaintext = await this.#aead.open(k, nonce, ad, ciphertext, output);

@@ -5,7 +5,12 @@
  */
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { buildHfsVectorFile, HFS_VECTOR_FILE } from "../../scripts/gen-noise-vectors.ts";
+import {
+  buildHfsVectorFile,
+  HFS_AESGCM_VECTOR_FILE,
+  HFS_VECTOR_FILE,
+} from "../../scripts/gen-noise-vectors.ts";
+import { XX_HFS_AESGCM } from "./patterns.ts";
 import { runVectorFile } from "./vectors.ts";
 
 const committed = readFileSync(HFS_VECTOR_FILE, "utf8");
@@ -20,6 +25,16 @@ describe("docs/vectors/noise-xxhfs-mlkem768.json", () => {
 
   it("is exactly what scripts/gen-noise-vectors.ts generates from its seeds", async () => {
     expect(await buildHfsVectorFile()).toBe(committed);
+  });
+
+  it("docs/vectors/noise-xxhfs-mlkem768-aesgcm.json (AESGCM_SHA256): replays, and is what the seeds generate", async () => {
+    const aes = readFileSync(HFS_AESGCM_VECTOR_FILE, "utf8");
+    const outcomes = await runVectorFile(JSON.parse(aes));
+    expect(outcomes.map((o) => [o.protocolName, o.status])).toEqual([
+      ["Noise_XXhfs_25519+MLKEM768_AESGCM_SHA256", "passed"],
+      ["Noise_XXhfs_25519+MLKEM768_AESGCM_SHA256", "passed"],
+    ]);
+    expect(await buildHfsVectorFile(XX_HFS_AESGCM)).toBe(aes);
   });
 
   it("fails when a KEM seed in the file is changed (the seeds really drive the bytes)", async () => {

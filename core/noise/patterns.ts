@@ -5,10 +5,13 @@
  * https://noiseprotocol.org/noise.html#interactive-handshake-patterns-fundamental
  * https://github.com/noiseprotocol/noise_hfs_spec/blob/master/noise_hfs.md
  *
- * No negotiation and no cipher agility (WireGuard's habit): three fixed protocol names, each with
- * its message layouts computed once from its tokens.
+ * Two suites (suite.ts): ChaChaPoly_BLAKE2s and AESGCM_SHA256, chosen per session through the
+ * version header (docs/protocol/noise.md, "Cipher suites"); each protocol name fixed, with its
+ * message layouts computed once from its tokens.
  */
+
 import { DHLEN, KEM_CIPHERTEXT_LEN, KEM_PUBLIC_KEY_LEN, TAGLEN } from "./primitives.ts";
+import { type SuiteName, suiteOf } from "./suite.ts";
 
 export type Token = "e" | "s" | "ee" | "es" | "se" | "ss" | "psk" | "e1" | "ekem1";
 
@@ -88,7 +91,31 @@ export const XX_HFS = pattern("Noise_XXhfs_25519+MLKEM768_ChaChaPoly_BLAKE2s", [
   ["s", "se"],
 ]);
 
-export const PATTERNS: readonly HandshakePattern[] = [XX, XX_PSK3, XX_HFS];
+/**
+ * `pattern` with its protocol name's suite replaced (Noise §8: the name's last two sections are
+ * the cipher and the hash), e.g. XX → `Noise_XX_25519_AESGCM_SHA256`. Message sizes are the same
+ * for both suites (32-byte hash, 16-byte tag).
+ */
+export function withSuite(base: HandshakePattern, suite: SuiteName): HandshakePattern {
+  const current = suiteOf(base.protocolName);
+  if (!current) throw new RangeError(`no suite in ${base.protocolName}`);
+  const name = `${base.protocolName.slice(0, -current.name.length)}${suite}`;
+  return { ...base, protocolName: name };
+}
+
+/** The AES-GCM / SHA-256 forms (Noise §12.4, §12.5): hardware AES through WebCrypto or node:crypto. */
+export const XX_AESGCM = withSuite(XX, "AESGCM_SHA256");
+export const XX_PSK3_AESGCM = withSuite(XX_PSK3, "AESGCM_SHA256");
+export const XX_HFS_AESGCM = withSuite(XX_HFS, "AESGCM_SHA256");
+
+export const PATTERNS: readonly HandshakePattern[] = [
+  XX,
+  XX_PSK3,
+  XX_HFS,
+  XX_AESGCM,
+  XX_PSK3_AESGCM,
+  XX_HFS_AESGCM,
+];
 
 /** The pattern for a full protocol name, or undefined when we do not implement it. */
 export function patternByName(protocolName: string): HandshakePattern | undefined {

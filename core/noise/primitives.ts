@@ -12,6 +12,7 @@
 import { abytes } from "../bytes.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
 import type { Aead, CryptoProvider } from "../crypto/provider.ts";
+import { CHACHAPOLY_BLAKE2S, type NoiseSuite } from "./suite.ts";
 
 /** Noise §12.1: X25519 public keys and DH outputs are 32 bytes. */
 export const DHLEN = 32;
@@ -90,7 +91,8 @@ export async function rekey(aead: Aead, key: Uint8Array): Promise<Uint8Array> {
 const ONE = new Uint8Array([1]);
 
 /**
- * Noise §4.3 `HKDF(chaining_key, input_key_material, num_outputs)` with HMAC-BLAKE2s:
+ * Noise §4.3 `HKDF(chaining_key, input_key_material, num_outputs)` with the suite's HMAC
+ * (HMAC-BLAKE2s or HMAC-SHA256):
  *   temp_key = HMAC(ck, ikm); out1 = HMAC(temp_key, 0x01); out2 = HMAC(temp_key, out1 ‖ 0x02);
  *   out3 = HMAC(temp_key, out2 ‖ 0x03).
  * Returns `numOutputs` (1..3) outputs of HASHLEN bytes; the temporary key is wiped.
@@ -100,12 +102,13 @@ export async function hkdf(
   chainingKey: Uint8Array,
   inputKeyMaterial: Uint8Array,
   numOutputs: 1 | 2 | 3,
+  suite: NoiseSuite = CHACHAPOLY_BLAKE2S,
 ): Promise<Uint8Array[]> {
-  const tempKey = await crypto.hmacBlake2s(chainingKey, inputKeyMaterial);
+  const tempKey = await suite.hmac(crypto, chainingKey, inputKeyMaterial);
   try {
-    const outputs: Uint8Array[] = [await crypto.hmacBlake2s(tempKey, ONE)];
+    const outputs: Uint8Array[] = [await suite.hmac(crypto, tempKey, ONE)];
     for (let i = 2; i <= numOutputs; i++)
-      outputs.push(await crypto.hmacBlake2s(tempKey, outputs[i - 2]!, new Uint8Array([i])));
+      outputs.push(await suite.hmac(crypto, tempKey, outputs[i - 2]!, new Uint8Array([i])));
     return outputs;
   } finally {
     tempKey.fill(0);

@@ -13,6 +13,7 @@ import type { Aead, CryptoProvider } from "../crypto/provider.ts";
 import type { Result } from "../errors.ts";
 import { CipherState } from "./cipher-state.ts";
 import { HASHLEN, hkdf } from "./primitives.ts";
+import { type NoiseSuite, suiteOf } from "./suite.ts";
 
 const EMPTY = new Uint8Array(0);
 
@@ -20,42 +21,46 @@ export class SymmetricState {
   readonly cipherState: CipherState;
   readonly #crypto: CryptoProvider;
   readonly #aead: Aead;
+  readonly #suite: NoiseSuite;
   #ck: Uint8Array;
   #h: Uint8Array;
   /** Set by `wipe()`: an operation that was awaiting when the state was wiped stores nothing. */
   #wiped = false;
 
-  private constructor(crypto: CryptoProvider, aead: Aead, h: Uint8Array) {
+  private constructor(crypto: CryptoProvider, suite: NoiseSuite, h: Uint8Array) {
     this.#crypto = crypto;
-    this.#aead = aead;
-    this.cipherState = new CipherState(undefined, aead);
+    this.#suite = suite;
+    this.#aead = suite.aead(crypto);
+    this.cipherState = new CipherState(undefined, this.#aead, suite.writeNonce);
     this.#h = h;
     this.#ck = h.slice();
   }
 
   /**
    * Noise §5.2 `InitializeSymmetric(protocol_name)`: `h` = the name zero-padded to HASHLEN if it
-   * fits, else HASH(name); `ck = h`; `InitializeKey(empty)`. `aead` is the suite's cipher.
+   * fits, else HASH(name); `ck = h`; `InitializeKey(empty)`. The suite (cipher, hash) is the one
+   * the protocol name ends with (suite.ts `suiteOf`).
    */
-  static async create(
-    protocolName: string,
-    crypto: CryptoProvider = nobleCrypto,
-    aead: Aead = crypto.chacha20poly1305,
-  ): Promise<SymmetricState> {
+  static async create(protocolName: string, crypto: CryptoProvider = nobleCrypto): Promise<SymmetricState> {
+    const suite = suiteOf(protocolName);
+    if (suite === undefined) throw new RangeError(`no Noise suite in ${JSON.stringify(protocolName)}`);
     const name = utf8(protocolName);
     let h: Uint8Array;
     if (name.length <= HASHLEN) {
       h = new Uint8Array(HASHLEN);
       h.set(name);
     } else {
-      h = await crypto.blake2s(name);
+      h = await suite.hash(crypto, name);
     }
-    return new SymmetricState(crypto, aead, h);
+    return new SymmetricState(crypto, suite, h);
   }
 
   /** Noise §5.2 `MixKey(ikm)`: `ck, temp_k = HKDF(ck, ikm, 2)`; `InitializeKey(temp_k)`. */
   async mixKey(inputKeyMaterial: Uint8Array): Promise<void> {
-    const [ck, tempK] = (await hkdf(this.#crypto, this.#ck, inputKeyMaterial, 2)) as [Uint8Array, Uint8Array];
+    const [ck, tempK] = (await hkdf(this.#crypto, this.#ck, inputKeyMaterial, 2, this.#suite)) as [
+      Uint8Array,
+      Uint8Array,
+    ];
     this.#refuseIfWiped(ck, tempK);
     this.#ck.fill(0);
     this.#ck = ck;
@@ -65,7 +70,7 @@ export class SymmetricState {
 
   /** Noise §5.2 `MixHash(data)`: `h = HASH(h ‖ data)`. */
   async mixHash(data: Uint8Array): Promise<void> {
-    const h = await this.#crypto.blake2s(this.#h, data);
+    const h = await this.#suite.hash(this.#crypto, this.#h, data);
     this.#refuseIfWiped(h);
     this.#h = h;
   }
@@ -75,7 +80,7 @@ export class SymmetricState {
    * `MixHash(temp_h)`; `InitializeKey(temp_k)`.
    */
   async mixKeyAndHash(inputKeyMaterial: Uint8Array): Promise<void> {
-    const [ck, tempH, tempK] = (await hkdf(this.#crypto, this.#ck, inputKeyMaterial, 3)) as [
+    const [ck, tempH, tempK] = (await hkdf(this.#crypto, this.#ck, inputKeyMaterial, 3, this.#suite)) as [
       Uint8Array,
       Uint8Array,
       Uint8Array,
@@ -112,10 +117,10 @@ export class SymmetricState {
    * first encrypts initiator → responder, the second responder → initiator.
    */
   async split(): Promise<[CipherState, CipherState]> {
-    const [k1, k2] = (await hkdf(this.#crypto, this.#ck, EMPTY, 2)) as [Uint8Array, Uint8Array];
+    const [k1, k2] = (await hkdf(this.#crypto, this.#ck, EMPTY, 2, this.#suite)) as [Uint8Array, Uint8Array];
     const pair: [CipherState, CipherState] = [
-      new CipherState(k1, this.#aead),
-      new CipherState(k2, this.#aead),
+      new CipherState(k1, this.#aead, this.#suite.writeNonce),
+      new CipherState(k2, this.#aead, this.#suite.writeNonce),
     ];
     wipe(k1, k2);
     return pair;
@@ -130,7 +135,7 @@ export class SymmetricState {
     const ikm = new Uint8Array(this.#h.length + labelBytes.length);
     ikm.set(this.#h);
     ikm.set(labelBytes, this.#h.length);
-    const [secret] = (await hkdf(this.#crypto, this.#ck, ikm, 1)) as [Uint8Array];
+    const [secret] = (await hkdf(this.#crypto, this.#ck, ikm, 1, this.#suite)) as [Uint8Array];
     return secret;
   }
 

@@ -10,6 +10,7 @@ import { patternByName } from "./patterns.ts";
 import { runVector, runVectorFile } from "./vectors.ts";
 
 const file = new URL("../../test/vectors/noise/noise-xx-blake2s.json", import.meta.url);
+const aesFile = new URL("../../test/vectors/noise/noise-xx-aesgcm-sha256.json", import.meta.url);
 const published = JSON.parse(readFileSync(file, "utf8")) as { vectors: Record<string, unknown>[] };
 
 describe("published Noise vectors (test/vectors/noise/noise-xx-blake2s.json)", () => {
@@ -29,6 +30,15 @@ describe("published Noise vectors (test/vectors/noise/noise-xx-blake2s.json)", (
     expect(passedXX).toHaveLength(4);
     expect(outcomes.find((o) => o.protocolName.startsWith("Noise_XXpsk3_"))?.status).toBe("passed");
     expect(outcomes.filter((o) => o.status === "failed")).toEqual([]);
+  });
+
+  it("the AES-GCM / SHA-256 suite reproduces cacophony's XX and XXpsk3 vectors (Noise §12.4, §12.5)", async () => {
+    const aes = JSON.parse(readFileSync(aesFile, "utf8")) as { vectors: Record<string, unknown>[] };
+    const outcomes = await runVectorFile(aes);
+    expect(outcomes.map((o) => [o.protocolName, o.status])).toEqual([
+      ["Noise_XX_25519_AESGCM_SHA256", "passed"],
+      ["Noise_XXpsk3_25519_AESGCM_SHA256", "passed"],
+    ]);
   });
 
   it("notices a single changed byte in a ciphertext, a payload or the handshake hash", async () => {

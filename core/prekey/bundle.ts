@@ -25,8 +25,9 @@ import { ml_kem768 } from "@noble/post-quantum/ml-kem.js";
 import * as v from "valibot";
 import { abytes } from "../bytes.ts";
 import { bytesSchema, decodeRaw, encodeCanonical, uintSchema, validate } from "../codec/codec.ts";
+import type { CryptoProvider } from "../crypto/provider.ts";
 import { err, ok, type Result } from "../errors.ts";
-import { signWithContext, verifyWithContext } from "../identity/signature.ts";
+import { signWithContextNoble, verifyWithContext } from "../identity/signature.ts";
 
 export const PREKEY_BUNDLE_VERSION = 2;
 /** Bundles before the signed creation time: parsed and verified, never used by a sender. */
@@ -150,7 +151,7 @@ export function signBundleTime(
   signedPrekey: { readonly id: number; readonly publicKey: Uint8Array },
   kemPrekey: { readonly id: number; readonly publicKey: Uint8Array },
 ): Uint8Array {
-  return signWithContext(
+  return signWithContextNoble(
     identitySecretKey,
     PREKEY_SIGNATURE_CONTEXT,
     bundleTimePayload(createdAt, signedPrekey, kemPrekey),
@@ -158,10 +159,11 @@ export function signBundleTime(
 }
 
 /** Strict verification of a bundle's signed time; `false` for a version 1 bundle (no time). */
-export function verifyBundleTime(bundle: PrekeyBundle): boolean {
+export async function verifyBundleTime(crypto: CryptoProvider, bundle: PrekeyBundle): Promise<boolean> {
   const t = bundle.signedTime;
   if (!t) return false;
   return verifyWithContext(
+    crypto,
     bundle.identityKey,
     PREKEY_SIGNATURE_CONTEXT,
     bundleTimePayload(t.createdAt, bundle.signedPrekey, bundle.kemPrekey),
@@ -169,14 +171,18 @@ export function verifyBundleTime(bundle: PrekeyBundle): boolean {
   );
 }
 
-/** Ed25519 (RFC 8032) over "loft/prekey/v1" ‖ 0x00 ‖ payload, by the identity key. */
+/**
+ * Ed25519 (RFC 8032) over "loft/prekey/v1" ‖ 0x00 ‖ payload, by the identity key. Synchronous
+ * noble: prekeys are generated rarely, off the message path (signature.ts, `signWithContextNoble`);
+ * verification, on every first contact, goes through the provider.
+ */
 export function signPrekey(
   identitySecretKey: Uint8Array,
   kind: PrekeyKind,
   id: number,
   publicKey: Uint8Array,
 ): Uint8Array {
-  return signWithContext(
+  return signWithContextNoble(
     identitySecretKey,
     PREKEY_SIGNATURE_CONTEXT,
     prekeySignaturePayload(kind, id, publicKey),
@@ -185,11 +191,13 @@ export function signPrekey(
 
 /** Strict RFC 8032 verification (no ZIP-215 leniency); any malformed input is `false`. */
 export function verifyPrekeySignature(
+  crypto: CryptoProvider,
   identityKey: Uint8Array,
   kind: PrekeyKind,
   key: SignedPrekeyPublic,
-): boolean {
+): Promise<boolean> {
   return verifyWithContext(
+    crypto,
     identityKey,
     PREKEY_SIGNATURE_CONTEXT,
     prekeySignaturePayload(kind, key.id, key.publicKey),
@@ -291,18 +299,23 @@ export function parsePrekeyBundle(bytes: Uint8Array): Result<PrekeyBundle> {
  * Callers then compare `identityKey` with the contact they meant to reach and check the time
  * (`initiateSession` does both). Errors: those of `parsePrekeyBundle`, and `LOFT_ERR_BAD_SIGNATURE`.
  */
-export function decodePrekeyBundle(bytes: Uint8Array): Result<PrekeyBundle> {
+export async function decodePrekeyBundle(
+  crypto: CryptoProvider,
+  bytes: Uint8Array,
+): Promise<Result<PrekeyBundle>> {
   const parsed = parsePrekeyBundle(bytes);
   if (!parsed.ok) return parsed;
   const bundle = parsed.value;
-  if (!verifyPrekeySignature(bundle.identityKey, PrekeyKind.x25519Signed, bundle.signedPrekey))
+  const verify = (kind: PrekeyKind, key: SignedPrekeyPublic) =>
+    verifyPrekeySignature(crypto, bundle.identityKey, kind, key);
+  if (!(await verify(PrekeyKind.x25519Signed, bundle.signedPrekey)))
     return err("LOFT_ERR_BAD_SIGNATURE", "prekey bundle: signed prekey signature");
-  if (!verifyPrekeySignature(bundle.identityKey, PrekeyKind.kemLastResort, bundle.kemPrekey))
+  if (!(await verify(PrekeyKind.kemLastResort, bundle.kemPrekey)))
     return err("LOFT_ERR_BAD_SIGNATURE", "prekey bundle: ML-KEM prekey signature");
-  if (bundle.signedTime && !verifyBundleTime(bundle))
+  if (bundle.signedTime && !(await verifyBundleTime(crypto, bundle)))
     return err("LOFT_ERR_BAD_SIGNATURE", "prekey bundle: creation time signature");
   for (const k of bundle.oneTimeKemPrekeys)
-    if (!verifyPrekeySignature(bundle.identityKey, PrekeyKind.kemOneTime, k))
+    if (!(await verify(PrekeyKind.kemOneTime, k)))
       return err("LOFT_ERR_BAD_SIGNATURE", `prekey bundle: one-time ML-KEM prekey ${k.id} signature`);
   return ok(bundle);
 }

@@ -8,6 +8,7 @@ import { ed25519 } from "@noble/curves/ed25519.js";
 import { describe, expect, it } from "vitest";
 import { equalBytes, utf8 } from "../bytes.ts";
 import { encodeCanonical } from "../codec/codec.ts";
+import { nobleCrypto } from "../crypto/noble.ts";
 import type { Result } from "../errors.ts";
 import {
   acceptInitialMessage,
@@ -216,10 +217,10 @@ describe("signed bundle time (bundle v2)", () => {
       ...bundle,
       signedTime: { ...bundle.signedTime!, createdAt: NOW + 1 },
     });
-    expect(codeOf(decodePrekeyBundle(moved))).toBe("LOFT_ERR_BAD_SIGNATURE");
+    expect(codeOf(await decodePrekeyBundle(nobleCrypto, moved))).toBe("LOFT_ERR_BAD_SIGNATURE");
     const other = user();
     const swapped = encodePrekeyBundle({ ...prekeyBundle(other.store), signedTime: bundle.signedTime! });
-    expect(codeOf(decodePrekeyBundle(swapped))).toBe("LOFT_ERR_BAD_SIGNATURE");
+    expect(codeOf(await decodePrekeyBundle(nobleCrypto, swapped))).toBe("LOFT_ERR_BAD_SIGNATURE");
   });
 
   it("version 1 bundles still decode, but a sender never uses one (no signed time)", async () => {
@@ -227,7 +228,7 @@ describe("signed bundle time (bundle v2)", () => {
     const bob = user();
     const { signedTime: _, ...legacy } = prekeyBundle(bob.store);
     const bytes = encodePrekeyBundle(legacy);
-    const decoded = unwrap(decodePrekeyBundle(bytes));
+    const decoded = unwrap(await decodePrekeyBundle(nobleCrypto, bytes));
     expect(decoded.signedTime).toBeUndefined();
     const r = await initiateSession({
       sender: alice.store,

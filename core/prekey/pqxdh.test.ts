@@ -2,6 +2,7 @@ import { ed25519 } from "@noble/curves/ed25519.js";
 import { describe, expect, it } from "vitest";
 import { equalBytes, utf8 } from "../bytes.ts";
 import { encodeCanonical } from "../codec/codec.ts";
+import { nobleCrypto } from "../crypto/noble.ts";
 import type { Result } from "../errors.ts";
 import { ratchetDecrypt, ratchetEncrypt } from "../ratchet/index.ts";
 import { signBundleTime, signPrekey } from "./bundle.ts";
@@ -58,7 +59,7 @@ describe("prekey bundle (PQXDH §3.2)", () => {
   it("encodes, decodes and verifies every signature", async () => {
     const bob = user(5, 2);
     const bundle = prekeyBundle(bob.store);
-    const decoded = unwrap(decodePrekeyBundle(encodePrekeyBundle(bundle)));
+    const decoded = unwrap(await decodePrekeyBundle(nobleCrypto, encodePrekeyBundle(bundle)));
     expect(decoded).toEqual(bundle);
     expect(decoded.oneTimePrekeys.length).toBe(5);
     expect(decoded.oneTimeKemPrekeys.length).toBe(2);
@@ -92,7 +93,9 @@ describe("prekey bundle (PQXDH §3.2)", () => {
       { ...bundle, identityKey: ed25519.getPublicKey(ed25519.utils.randomSecretKey()) },
     ];
     for (const b of variants)
-      expect(codeOf(decodePrekeyBundle(encodePrekeyBundle(b)))).toBe("LOFT_ERR_BAD_SIGNATURE");
+      expect(codeOf(await decodePrekeyBundle(nobleCrypto, encodePrekeyBundle(b)))).toBe(
+        "LOFT_ERR_BAD_SIGNATURE",
+      );
   });
 
   it("refuses unknown versions, duplicate ids and malformed input", async () => {
@@ -110,15 +113,21 @@ describe("prekey bundle (PQXDH §3.2)", () => {
       opks: [{ id: bundle.signedPrekey.id, pk: bundle.oneTimePrekeys[0]!.publicKey }],
       okpks: [],
     };
-    expect(codeOf(decodePrekeyBundle(encodeCanonical(raw)))).toBe("LOFT_ERR_SCHEMA");
-    expect(codeOf(decodePrekeyBundle(encodeCanonical({ ...raw, v: 3 })))).toBe(
+    expect(codeOf(await decodePrekeyBundle(nobleCrypto, encodeCanonical(raw)))).toBe("LOFT_ERR_SCHEMA");
+    expect(codeOf(await decodePrekeyBundle(nobleCrypto, encodeCanonical({ ...raw, v: 3 })))).toBe(
       "LOFT_ERR_UNSUPPORTED_VERSION",
     );
     // Version 2 requires its signed time.
-    expect(codeOf(decodePrekeyBundle(encodeCanonical({ ...raw, v: 2, opks: [] })))).toBe("LOFT_ERR_SCHEMA");
-    expect(codeOf(decodePrekeyBundle(encodeCanonical({ ...raw, extra: 1 })))).toBe("LOFT_ERR_SCHEMA");
-    expect(codeOf(decodePrekeyBundle(new Uint8Array([0xc1])))).toBe("LOFT_ERR_MALFORMED");
-    expect(codeOf(decodePrekeyBundle(new Uint8Array(70_000)))).toBe("LOFT_ERR_FRAME_TOO_LARGE");
+    expect(codeOf(await decodePrekeyBundle(nobleCrypto, encodeCanonical({ ...raw, v: 2, opks: [] })))).toBe(
+      "LOFT_ERR_SCHEMA",
+    );
+    expect(codeOf(await decodePrekeyBundle(nobleCrypto, encodeCanonical({ ...raw, extra: 1 })))).toBe(
+      "LOFT_ERR_SCHEMA",
+    );
+    expect(codeOf(await decodePrekeyBundle(nobleCrypto, new Uint8Array([0xc1])))).toBe("LOFT_ERR_MALFORMED");
+    expect(codeOf(await decodePrekeyBundle(nobleCrypto, new Uint8Array(70_000)))).toBe(
+      "LOFT_ERR_FRAME_TOO_LARGE",
+    );
   });
 });
 
@@ -350,7 +359,7 @@ describe("prekey store", () => {
     const all = [...more.oneTimePrekeys, ...more.oneTimeKemPrekeys].map((k) => k.id);
     expect(new Set(all).size).toBe(8);
     for (const id of ids) expect(all).toContain(id);
-    expect(decodePrekeyBundle(encodePrekeyBundle(prekeyBundle(more))).ok).toBe(true);
+    expect((await decodePrekeyBundle(nobleCrypto, encodePrekeyBundle(prekeyBundle(more)))).ok).toBe(true);
     expect(() =>
       replenishOneTimePrekeys(more, {
         identitySecretKey: ed25519.utils.randomSecretKey(),

@@ -267,7 +267,7 @@ export async function initiateSession(p: InitiateSessionParams): Promise<Result<
   assertLiveStore(p.sender);
   const crypto = p.crypto ?? nobleCrypto;
   const random = p.random ?? crypto.randomBytes;
-  const decoded = decodePrekeyBundle(p.bundle);
+  const decoded = await decodePrekeyBundle(crypto, p.bundle);
   if (!decoded.ok) return decoded;
   const bundle: PrekeyBundle = decoded.value;
   if (!equalBytes(bundle.identityKey, p.recipientIdentityKey))
@@ -457,11 +457,11 @@ export async function acceptInitialMessage(
   const spkA = block.slice(IDENTITY_KEY_LEN + 4, IDENTITY_KEY_LEN + 4 + X25519_KEY_LEN);
   const spkASignature = block.slice(IDENTITY_KEY_LEN + 4 + X25519_KEY_LEN);
   if (
-    !verifyPrekeySignature(senderIdentityKey, PrekeyKind.x25519Signed, {
+    !(await verifyPrekeySignature(crypto, senderIdentityKey, PrekeyKind.x25519Signed, {
       id: spkAId,
       publicKey: spkA,
       signature: spkASignature,
-    })
+    }))
   ) {
     wipeAll([ss, dh2, dh3]);
     return err("LOFT_ERR_BAD_SIGNATURE", "initial message: sender's signed prekey signature");

@@ -10,6 +10,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
 import { equalBytes, utf8 } from "../bytes.ts";
+import { nobleCrypto } from "../crypto/noble.ts";
 import type { LoftErrorCode, Result } from "../errors.ts";
 import {
   acceptInitialMessage,
@@ -109,7 +110,7 @@ function mutate(bytes: Uint8Array, m: Mutation): Uint8Array {
 
 describe("prekey decoders under garbage and mutation", () => {
   it("the fixtures are valid (so the properties below test rejections of near-valid input)", async () => {
-    expect(decodePrekeyBundle(bundleBytes).ok).toBe(true);
+    expect((await decodePrekeyBundle(nobleCrypto, bundleBytes)).ok).toBe(true);
     expect(decodeInitialMessage(initial).ok).toBe(true);
     expect(deserializePrekeyStore(storeSnapshot).ok).toBe(true);
   });
@@ -131,10 +132,10 @@ describe("prekey decoders under garbage and mutation", () => {
 
   it("decodePrekeyBundle: a changed bit anywhere is refused (signatures cover everything signed)", async () => {
     const allowed = new Set<LoftErrorCode>([...DECODE_ERRORS, "LOFT_ERR_BAD_SIGNATURE"]);
-    fc.assert(
-      fc.property(fc.nat(), fc.integer({ min: 0, max: 7 }), (at, bit) => {
+    await fc.assert(
+      fc.asyncProperty(fc.nat(), fc.integer({ min: 0, max: 7 }), async (at, bit) => {
         const bad = mutate(bundleBytes, { kind: "flip", at, bit });
-        const r = decodePrekeyBundle(bad);
+        const r = await decodePrekeyBundle(nobleCrypto, bad);
         // A one-time X25519 prekey is unsigned (PQXDH §3.2), so a flip there may still decode.
         if (r.ok) {
           const original = prekeyBundle(bob);

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { toHex } from "../bytes.ts";
 import { chunkMessage } from "../codec/chunk.ts";
-import { encodeVersionHeader } from "../codec/version.ts";
+import { CURRENT_VERSION, encodeVersionHeader } from "../codec/version.ts";
 import { createUserIdentity } from "../identity/identity.ts";
 import { XX, XX_HFS } from "../noise/patterns.ts";
 import { closeFrame, MAX_DATA_PAYLOAD, messageFrames } from "./frames.ts";
@@ -24,6 +24,23 @@ describe("docs/protocol/session.md", () => {
     expect(hex).toBe(toHex(sessionPrologue("direct", header, header)));
     expect(hex.length / 2).toBe(165);
     expect(sessionDoc).toContain("these 165 bytes");
+  });
+
+  it("shows the exact suite-offer header", () => {
+    const block = sessionDoc
+      .split("<!-- offer: checked by core/session/docs.test.ts -->")[1]!
+      .split("```")[1]!;
+    const hex = block
+      .replace(/^hex/, "")
+      .replace(/"([^"]*)"/g, (_, text: string) => toHex(new TextEncoder().encode(text)))
+      .replace(/\s+/g, "");
+    const offer = encodeVersionHeader({
+      ...CURRENT_VERSION,
+      noise_suites: ["AESGCM_SHA256", "ChaChaPoly_BLAKE2s"],
+    });
+    expect(hex).toBe(toHex(offer));
+    expect(offer.length).toBe(115);
+    expect(sessionDoc).toContain("these 115 bytes");
   });
 
   it("gives the right sizes for the version header, messages, payloads and frames", () => {

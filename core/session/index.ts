@@ -16,7 +16,6 @@ export {
 } from "./frames.ts";
 export {
   decodeHandshakePayload,
-  decodeHandshakePayloadWith,
   EXTENSION_NAME,
   type Extensions,
   encodeHandshakePayload,
@@ -35,5 +34,4 @@ export {
   type SessionProtocol,
   type VersionCodec,
   verifyPeer,
-  verifyPeerWith,
 } from "./session.ts";

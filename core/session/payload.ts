@@ -15,13 +15,7 @@ import { equalBytes } from "../bytes.ts";
 import { bytesSchema, decodeWith, encodeCanonical } from "../codec/codec.ts";
 import type { CryptoProvider } from "../crypto/provider.ts";
 import { err, ok, type Result } from "../errors.ts";
-import {
-  decodeIdentity,
-  decodeIdentityWith,
-  encodeIdentity,
-  type Identity,
-  MAX_IDENTITY_BYTES,
-} from "../identity/identity.ts";
+import { decodeIdentity, encodeIdentity, type Identity, MAX_IDENTITY_BYTES } from "../identity/identity.ts";
 
 export const MAX_EXTENSIONS = 16;
 export const MAX_EXTENSION_BYTES = 8192;
@@ -64,27 +58,17 @@ export function encodeHandshakePayload(identity: Identity, extensions: Extension
 
 /**
  * Decode and verify a peer's payload: shape (LOFT_ERR_MALFORMED / LOFT_ERR_SCHEMA), canonical
- * form, then the Identity itself (`decodeIdentity`: LOFT_ERR_BAD_SIGNATURE when its signature
- * does not verify, LOFT_ERR_BAD_IDENTITY / LOFT_ERR_SCHEMA / LOFT_ERR_MALFORMED otherwise).
+ * form, then the Identity itself with `crypto` (the session's provider; `decodeIdentity`:
+ * LOFT_ERR_BAD_SIGNATURE when its signature does not verify, LOFT_ERR_BAD_IDENTITY /
+ * LOFT_ERR_SCHEMA / LOFT_ERR_MALFORMED otherwise).
  */
-export function decodeHandshakePayload(bytes: Uint8Array): Result<HandshakePayload> {
-  const decoded = decodeOuter(bytes);
-  if (!decoded.ok) return decoded;
-  const identity = decodeIdentity(decoded.value.identity);
-  return identity.ok ? ok({ identity: identity.value, extensions: decoded.value.extensions }) : identity;
-}
-
-/**
- * `decodeHandshakePayload` with the identity's signature checked by `crypto` (the session's
- * provider; core/identity/identity.ts `decodeIdentityWith`). Same checks, same errors.
- */
-export async function decodeHandshakePayloadWith(
+export async function decodeHandshakePayload(
   crypto: CryptoProvider,
   bytes: Uint8Array,
 ): Promise<Result<HandshakePayload>> {
   const decoded = decodeOuter(bytes);
   if (!decoded.ok) return decoded;
-  const identity = await decodeIdentityWith(crypto, decoded.value.identity);
+  const identity = await decodeIdentity(crypto, decoded.value.identity);
   return identity.ok ? ok({ identity: identity.value, extensions: decoded.value.extensions }) : identity;
 }
 

@@ -10,6 +10,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
 import { equalBytes, utf8 } from "../bytes.ts";
+import { nobleCrypto } from "../crypto/noble.ts";
 import type { LoftErrorCode } from "../errors.ts";
 import { createUserIdentity, encodeIdentity } from "../identity/identity.ts";
 import type { Link } from "../link/link.ts";
@@ -140,14 +141,14 @@ describe("decodeHandshakePayload", () => {
   const identityBytes = encodeIdentity(user.identity);
   const valid = encodeHandshakePayload(user.identity, { ratchet_key: new Uint8Array(32).fill(7) });
 
-  it("decodes the valid payload (not vacuous)", () => {
-    const r = decodeHandshakePayload(valid);
+  it("decodes the valid payload (not vacuous)", async () => {
+    const r = await decodeHandshakePayload(nobleCrypto, valid);
     expect(r.ok && r.value.identity.verified.username).toBe("fuzz");
   });
 
   it(
     "garbage and mutations: typed errors only, and a changed identity never decodes",
-    () => {
+    async () => {
       const input = fc.oneof(
         fc.uint8Array({ maxLength: 600 }),
         fc.tuple(fc.nat(valid.length * 8 - 1)).map(([bit]) => {
@@ -164,9 +165,9 @@ describe("decodeHandshakePayload", () => {
             return m;
           }),
       );
-      fc.assert(
-        fc.property(input, (bytes) => {
-          const r = decodeHandshakePayload(bytes);
+      await fc.assert(
+        fc.asyncProperty(input, async (bytes) => {
+          const r = await decodeHandshakePayload(nobleCrypto, bytes);
           if (!r.ok) {
             expect([...ASSEMBLER_ERRORS, "LOFT_ERR_BAD_SIGNATURE", "LOFT_ERR_BAD_IDENTITY"]).toContain(
               r.error.code,

@@ -23,7 +23,12 @@
  * the error code as the reason, and rejects with that LoftError. It never yields a Session.
  */
 import { equalBytes } from "../bytes.ts";
-import { decodeVersionHeader, encodeVersionHeader } from "../codec/version.ts";
+import {
+  CURRENT_VERSION,
+  decodeVersionHeader,
+  encodeVersionHeader,
+  type VersionHeader,
+} from "../codec/version.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
 import type { CryptoProvider } from "../crypto/provider.ts";
 import { err, isLoftError, LoftError, type LoftErrorCode, type Result } from "../errors.ts";
@@ -31,13 +36,13 @@ import type { Identity, UserIdentity } from "../identity/identity.ts";
 import type { Link, LinkCloseInfo } from "../link/link.ts";
 import { QueueLink } from "../link/queue-link.ts";
 import { HandshakeState } from "../noise/handshake-state.ts";
-import { XX, XX_HFS } from "../noise/patterns.ts";
+import { withSuite, XX, XX_HFS } from "../noise/patterns.ts";
 import { type NoiseEntropy, TAGLEN } from "../noise/primitives.ts";
+import { SUITE_NAMES, type SuiteName, suiteByName } from "../noise/suite.ts";
 import type { NoiseTransport } from "../noise/transport.ts";
 import { closeFrame, FrameAssembler, messageFrames } from "./frames.ts";
 import {
   decodeHandshakePayload,
-  decodeHandshakePayloadWith,
   type Extensions,
   encodeHandshakePayload,
   type HandshakePayload,
@@ -62,8 +67,6 @@ export interface VersionCodec {
   decode(bytes: Uint8Array): Result<unknown>;
 }
 
-const SREMP_VERSION: VersionCodec = { encode: () => encodeVersionHeader(), decode: decodeVersionHeader };
-
 export interface SessionOptions {
   link: Link;
   /** The side that dialled is the initiator. */
@@ -84,8 +87,16 @@ export interface SessionOptions {
   entropy?: NoiseEntropy;
   /** The primitives of the handshake and the transport (core/crypto/provider.ts); noble by default. */
   crypto?: CryptoProvider;
-  /** Version header codec (tests); SREMP 1.0 otherwise. */
+  /** Version header codec (tests); SREMP 1.0 otherwise (no suite negotiation then). */
   versionCodec?: VersionCodec;
+  /**
+   * The Noise cipher suites this side accepts, in its order of preference (docs/protocol/noise.md,
+   * "Cipher suites"). An initiator offers them in its version header only when they are not just
+   * `["ChaChaPoly_BLAKE2s"]` (the default, and all a 1.0 peer understands: a peer that may be
+   * older must be dialled without an offer). A responder answers an offer with its own list
+   * (default: every suite, AES-GCM first) and the initiator's first choice both accept wins.
+   */
+  suites?: readonly SuiteName[];
   /**
    * Labels whose `exportSecret` the handshake derives when it finishes (the chaining key is wiped
    * then; docs/protocol/session.md §6). Default: `SESSION_EXPORT_LABELS`.
@@ -127,22 +138,13 @@ function must<T>(r: Result<T>): T {
  * the static key for the noise handshake exactly matches the noise static key of the received
  * and verified identity").
  */
-export function verifyPeer(
-  payload: Uint8Array,
-  remoteStaticKey: Uint8Array,
-  expectedIdentityKey: Uint8Array | undefined,
-): Result<HandshakePayload> {
-  return checkPeer(decodeHandshakePayload(payload), remoteStaticKey, expectedIdentityKey);
-}
-
-/** `verifyPeer` with the identity signature checked by `crypto` (the session's provider). */
-export async function verifyPeerWith(
+export async function verifyPeer(
   crypto: CryptoProvider,
   payload: Uint8Array,
   remoteStaticKey: Uint8Array,
   expectedIdentityKey: Uint8Array | undefined,
 ): Promise<Result<HandshakePayload>> {
-  return checkPeer(await decodeHandshakePayloadWith(crypto, payload), remoteStaticKey, expectedIdentityKey);
+  return checkPeer(await decodeHandshakePayload(crypto, payload), remoteStaticKey, expectedIdentityKey);
 }
 
 function checkPeer(
@@ -165,7 +167,6 @@ function checkPeer(
  */
 export async function establishSession(options: SessionOptions): Promise<Session> {
   const { link, role, self } = options;
-  const versionCodec = options.versionCodec ?? SREMP_VERSION;
   const timeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
   const crypto = options.crypto ?? nobleCrypto;
   const ourNoiseKey = await crypto.x25519.publicKey(self.privateNoiseKey);
@@ -177,20 +178,17 @@ export async function establishSession(options: SessionOptions): Promise<Session
   let aborted = false;
 
   const run = async (): Promise<Session> => {
-    // 1. SREMP §version: our header first, then the peer's.
-    const ourHeader = versionCodec.encode();
-    link.send(ourHeader);
-    const theirHeader = await next(link);
-    must(versionCodec.decode(theirHeader));
+    // 1. SREMP §version, with the Noise suite chosen from both headers (negotiateHeaders).
     const initiator = role === "initiator";
+    const { ourHeader, theirHeader, suite } = await negotiateHeaders(link, role, options);
     const prologue = sessionPrologue(
       options.kind,
       initiator ? ourHeader : theirHeader,
       initiator ? theirHeader : ourHeader,
     );
-    // 2. Noise handshake.
+    // 2. Noise handshake, in the chosen suite (its name ends the protocol name).
     const handshake = await HandshakeState.create({
-      pattern: options.protocol === "XX" ? XX : XX_HFS,
+      pattern: withSuite(options.protocol === "XX" ? XX : XX_HFS, suite),
       role,
       prologue,
       staticKeyPair: { privateKey: self.privateNoiseKey, publicKey: ourNoiseKey },
@@ -205,7 +203,7 @@ export async function establishSession(options: SessionOptions): Promise<Session
       const payload2 = must(await handshake.readMessage(await next(link)));
       // 3. Check the responder before our identity leaves in message 3.
       peer = must(
-        await verifyPeerWith(crypto, payload2, handshake.remoteStaticKey!, options.expectedIdentityKey),
+        await verifyPeer(crypto, payload2, handshake.remoteStaticKey!, options.expectedIdentityKey),
       );
       link.send(must(await handshake.writeMessage(ourPayload)));
     } else {
@@ -214,7 +212,7 @@ export async function establishSession(options: SessionOptions): Promise<Session
       link.send(must(await handshake.writeMessage(ourPayload)));
       const payload3 = must(await handshake.readMessage(await next(link)));
       peer = must(
-        await verifyPeerWith(crypto, payload3, handshake.remoteStaticKey!, options.expectedIdentityKey),
+        await verifyPeer(crypto, payload3, handshake.remoteStaticKey!, options.expectedIdentityKey),
       );
     }
     const transport = must(await handshake.finish(options.exportLabels ?? SESSION_EXPORT_LABELS));
@@ -251,6 +249,66 @@ export async function establishSession(options: SessionOptions): Promise<Session
   } finally {
     clearTimeout(timer);
   }
+}
+
+const CHACHA_ONLY: readonly SuiteName[] = ["ChaChaPoly_BLAKE2s"];
+
+/** The known suite names of a header, in its order (absent: ChaChaPoly_BLAKE2s only). */
+function suitesOf(header: VersionHeader): SuiteName[] {
+  if (header.noise_suites === undefined) return [...CHACHA_ONLY];
+  return header.noise_suites.filter((n): n is SuiteName => suiteByName(n) !== undefined);
+}
+
+/**
+ * The version exchange (docs/protocol/noise.md, "Cipher suites"). The initiator sends its header
+ * first — with `noise_suites` only when it offers more than ChaChaPoly — and reads the responder's;
+ * the responder reads first and answers an offer with its own list, a plain header otherwise (so a
+ * 1.0 initiator sees the 1.0 header it expects). The suite is the first of the initiator's list
+ * that the responder's has. Both headers go into the prologue: a header changed in transit makes
+ * the handshake fail (LOFT_ERR_DECRYPT), so neither the offer nor the answer can be downgraded.
+ */
+async function negotiateHeaders(
+  link: Link,
+  role: "initiator" | "responder",
+  options: SessionOptions,
+): Promise<{ ourHeader: Uint8Array; theirHeader: Uint8Array; suite: SuiteName }> {
+  if (options.versionCodec) {
+    const ourHeader = options.versionCodec.encode();
+    link.send(ourHeader);
+    const theirHeader = await next(link);
+    must(options.versionCodec.decode(theirHeader));
+    return { ourHeader, theirHeader, suite: "ChaChaPoly_BLAKE2s" };
+  }
+  if (role === "initiator") {
+    const ours = options.suites ?? CHACHA_ONLY;
+    if (ours.length === 0) throw new RangeError("suites: at least one");
+    const offering = !(ours.length === 1 && ours[0] === "ChaChaPoly_BLAKE2s");
+    const ourHeader = encodeVersionHeader(
+      offering ? { ...CURRENT_VERSION, noise_suites: [...ours] } : CURRENT_VERSION,
+    );
+    link.send(ourHeader);
+    const theirHeader = await next(link);
+    const theirs = must(decodeVersionHeader(theirHeader));
+    if (offering && theirs.noise_suites === undefined)
+      fail(
+        "LOFT_ERR_UNSUPPORTED_VERSION",
+        "the peer does not negotiate Noise suites (SREMP 1.0 without noise_suites): dial it again without an offer",
+      );
+    const accepted = suitesOf(theirs);
+    const suite = ours.find((n) => accepted.includes(n));
+    if (suite === undefined) fail("LOFT_ERR_UNSUPPORTED_VERSION", "no Noise suite both sides accept");
+    return { ourHeader, theirHeader, suite };
+  }
+  const theirHeader = await next(link);
+  const theirs = must(decodeVersionHeader(theirHeader));
+  const ours = options.suites ?? SUITE_NAMES;
+  const ourHeader = encodeVersionHeader(
+    theirs.noise_suites === undefined ? CURRENT_VERSION : { ...CURRENT_VERSION, noise_suites: [...ours] },
+  );
+  link.send(ourHeader);
+  const suite = suitesOf(theirs).find((n) => ours.includes(n));
+  if (suite === undefined) fail("LOFT_ERR_UNSUPPORTED_VERSION", "no Noise suite both sides accept");
+  return { ourHeader, theirHeader, suite };
 }
 
 interface SessionParts {

@@ -20,6 +20,8 @@
 import { randomBytes } from "@noble/hashes/utils.js";
 import { equalBytes, toHex } from "../bytes.ts";
 import { decodeVersionHeader, encodeVersionHeader, SIGNALING_VERSION } from "../codec/version.ts";
+import { nobleCrypto } from "../crypto/noble.ts";
+import type { CryptoProvider } from "../crypto/provider.ts";
 import type { LoftError } from "../errors.ts";
 import { decodeIdentity, type Identity, type UserIdentity } from "../identity/identity.ts";
 import {
@@ -126,6 +128,11 @@ export interface SignalingClientOptions {
    * everyone else as if it were offline (SUBSCRIBE `only_watched`).
    */
   presence?: "public" | "watched";
+  /**
+   * The primitives that sign requests and envelopes and verify what peers send
+   * (core/crypto/provider.ts: native Ed25519 where the platform has it); noble by default.
+   */
+  crypto?: CryptoProvider;
 }
 
 /** Persistence of accepted offer nonces: `[sender‖nonce key, expiry ms]` pairs. */
@@ -177,6 +184,8 @@ export class SignalingClient {
   #challengeWaiters: { resolve: (c: Uint8Array) => void; reject: (e: LoftError) => void }[] = [];
   /** Last REGISTER timestamp sent: the next must be greater (the server refuses a repeat). */
   #lastRegisterAt = 0;
+  /** Received envelopes, checked in order (`#queueEnvelope`). */
+  #envelopes: Promise<void> = Promise.resolve();
 
   constructor(options: SignalingClientOptions) {
     this.#o = {
@@ -194,6 +203,7 @@ export class SignalingClient {
       maxSkewMs: options.maxSkewMs ?? 120_000,
       now: options.now ?? Date.now,
       presence: options.presence ?? "public",
+      crypto: options.crypto ?? nobleCrypto,
     };
     this.#key = options.user.identity.verified.identity_key;
     this.#offerStore = options.seenOffers;
@@ -277,7 +287,7 @@ export class SignalingClient {
     if (reply.t !== "LOOKUP_RESPONSE") throw this.#unexpected(reply);
     const peer = reply.peers[0];
     if (!peer) return { online: false };
-    const identity = decodeIdentity(peer.identity);
+    const identity = await decodeIdentity(this.#o.crypto, peer.identity);
     if (!identity.ok || !equalBytes(identity.value.verified.identity_key, identityKey))
       throw signalingError(
         "BAD_PEER_IDENTITY",
@@ -297,7 +307,7 @@ export class SignalingClient {
     if (reply.t !== "LOOKUP_RESPONSE") throw this.#unexpected(reply);
     const out: { identity: Identity; identityBytes: Uint8Array; online: boolean }[] = [];
     for (const p of reply.peers) {
-      const identity = decodeIdentity(p.identity);
+      const identity = await decodeIdentity(this.#o.crypto, p.identity);
       if (identity.ok) out.push({ identity: identity.value, identityBytes: p.identity, online: p.online });
     }
     return out;
@@ -314,7 +324,7 @@ export class SignalingClient {
    * connection; rejects with PEER_OFFLINE (or another typed error).
    */
   async signal(to: Uint8Array, kind: SignalKind, payload: Uint8Array): Promise<void> {
-    const envelope = signEnvelope(this.#o.user.privateIdentityKey, {
+    const envelope = await signEnvelope(this.#o.crypto, this.#o.user.privateIdentityKey, {
       from: this.#key as Uint8Array<ArrayBuffer>,
       to: to as Uint8Array<ArrayBuffer>,
       kind,
@@ -351,7 +361,7 @@ export class SignalingClient {
     // Strictly increasing even if the clock steps back between renewals.
     const timestamp = Math.max(this.#o.now(), this.#lastRegisterAt + 1);
     this.#lastRegisterAt = timestamp;
-    const req = signRegisterRequest(this.#o.user, {
+    const req = await signRegisterRequest(this.#o.crypto, this.#o.user, {
       ttl_seconds: this.#o.ttlSeconds,
       timestamp,
       nonce: challenge,
@@ -590,7 +600,7 @@ export class SignalingClient {
     switch (m.t) {
       case "SIGNAL":
         if (m.id === undefined) {
-          this.#onEnvelope(m.envelope);
+          this.#queueEnvelope(m.envelope);
           return;
         }
         break;
@@ -686,11 +696,22 @@ export class SignalingClient {
     }
   }
 
+  /**
+   * Envelopes are checked one at a time in arrival order: verification is async, and an answer's
+   * ICE candidates must not overtake the answer itself.
+   */
+  #queueEnvelope(e: SignalEnvelope) {
+    this.#envelopes = this.#envelopes.then(
+      () => this.#onEnvelope(e),
+      () => this.#onEnvelope(e),
+    );
+  }
+
   /** Recipient-side checks (docs/protocol/signaling.md, "SIGNAL": "The recipient verifies again"). */
-  #onEnvelope(e: SignalEnvelope) {
+  async #onEnvelope(e: SignalEnvelope): Promise<void> {
     const reject = (reason: RejectReason) => this.#emit({ type: "rejected", reason, from: e.from });
     if (!equalBytes(e.to, this.#key)) return reject("not-for-us");
-    if (!verifyEnvelope(e).ok) return reject("bad-signature");
+    if (!(await verifyEnvelope(this.#o.crypto, e)).ok) return reject("bad-signature");
     const now = this.#o.now();
     if (Math.abs(now - e.timestamp) > this.#o.maxSkewMs) return reject("stale");
     for (const [k, expires] of this.#seen) {

@@ -16,6 +16,7 @@
 import * as v from "valibot";
 import { bytesSchema, encodeCanonical, uintSchema } from "../codec/codec.ts";
 import { createWireCodec, defineMessage, type MessageOf, messageSchema } from "../codec/envelope.ts";
+import type { CryptoProvider } from "../crypto/provider.ts";
 import { err, ok, type Result } from "../errors.ts";
 import { signWithContext, verifyWithContext } from "../identity/signature.ts";
 import {
@@ -195,11 +196,13 @@ export function envelopeSignedPayload(e: Omit<SignalEnvelope, "signature">): Uin
 }
 
 /** Sign an envelope with the sender's private identity key (Ed25519, RFC 8032). */
-export function signEnvelope(
+export async function signEnvelope(
+  crypto: CryptoProvider,
   privateIdentityKey: Uint8Array,
   fields: Omit<SignalEnvelope, "signature">,
-): SignalEnvelope {
-  const signature = signWithContext(
+): Promise<SignalEnvelope> {
+  const signature = await signWithContext(
+    crypto,
     privateIdentityKey,
     SIGNALING.ENVELOPE_CONTEXT,
     envelopeSignedPayload(fields),
@@ -208,8 +211,17 @@ export function signEnvelope(
 }
 
 /** Verify an envelope under its `from` key (strict RFC 8032); never throws. */
-export function verifyEnvelope(e: SignalEnvelope): Result<SignalEnvelope> {
-  return verifyWithContext(e.from, SIGNALING.ENVELOPE_CONTEXT, envelopeSignedPayload(e), e.signature)
+export async function verifyEnvelope(
+  crypto: CryptoProvider,
+  e: SignalEnvelope,
+): Promise<Result<SignalEnvelope>> {
+  return (await verifyWithContext(
+    crypto,
+    e.from,
+    SIGNALING.ENVELOPE_CONTEXT,
+    envelopeSignedPayload(e),
+    e.signature,
+  ))
     ? ok(e)
     : err("LOFT_ERR_BAD_SIGNATURE", "envelope signature does not verify under `from`");
 }

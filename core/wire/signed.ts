@@ -18,6 +18,7 @@
 import { randomBytes } from "@noble/hashes/utils.js";
 import { toHex } from "../bytes.ts";
 import { encodeCanonical, validate } from "../codec/codec.ts";
+import type { CryptoProvider } from "../crypto/provider.ts";
 import { err, ok, type Result } from "../errors.ts";
 import { decodeIdentity, encodeIdentity, type Identity, type UserIdentity } from "../identity/identity.ts";
 import { SIGNATURE_CONTEXTS, signWithContext, verifyWithContext } from "../identity/signature.ts";
@@ -100,7 +101,11 @@ export interface RegisterFields {
 }
 
 /** Build and sign a REGISTER_REQUEST carrying the user's current identity. */
-export function signRegisterRequest(user: UserIdentity, fields: RegisterFields): RegisterRequest {
+export async function signRegisterRequest(
+  crypto: CryptoProvider,
+  user: UserIdentity,
+  fields: RegisterFields,
+): Promise<RegisterRequest> {
   const unsigned = withOptional(
     {
       t: "REGISTER_REQUEST" as const,
@@ -111,7 +116,8 @@ export function signRegisterRequest(user: UserIdentity, fields: RegisterFields):
     },
     { endpoint: fields.endpoint, audience: fields.audience },
   );
-  const signature = signWithContext(
+  const signature = await signWithContext(
+    crypto,
     user.privateIdentityKey,
     SIGNATURE_CONTEXTS.registerRequest,
     requestSignedPayload(unsigned, "signature"),
@@ -135,16 +141,18 @@ export interface VerifiedRegister {
  * Errors: LOFT_ERR_SCHEMA, LOFT_ERR_MALFORMED / LOFT_ERR_BAD_IDENTITY / LOFT_ERR_BAD_SIGNATURE
  * (identity), LOFT_ERR_BAD_SIGNATURE (request), LOFT_ERR_REPLAY (timestamp, audience).
  */
-export function verifyRegisterRequest(
+export async function verifyRegisterRequest(
+  crypto: CryptoProvider,
   req: RegisterRequest,
   opts: FreshnessOptions,
-): Result<VerifiedRegister> {
+): Promise<Result<VerifiedRegister>> {
   const checked = validate(req, registerRequestSchema);
   if (!checked.ok) return checked;
   const request = checked.value as RegisterRequest;
-  const identity = decodeIdentity(request.identity);
+  const identity = await decodeIdentity(crypto, request.identity);
   if (!identity.ok) return identity;
-  const good = verifyWithContext(
+  const good = await verifyWithContext(
+    crypto,
     identity.value.verified.identity_key,
     SIGNATURE_CONTEXTS.registerRequest,
     requestSignedPayload(request, "signature"),
@@ -166,7 +174,11 @@ export interface RelayRegisterFields {
   id?: number;
 }
 
-export function signRelayRegister(user: UserIdentity, fields: RelayRegisterFields): RelayRegister {
+export async function signRelayRegister(
+  crypto: CryptoProvider,
+  user: UserIdentity,
+  fields: RelayRegisterFields,
+): Promise<RelayRegister> {
   const unsigned = withOptional(
     {
       t: "RELAY_REGISTER" as const,
@@ -180,7 +192,8 @@ export function signRelayRegister(user: UserIdentity, fields: RelayRegisterField
     },
     { audience: fields.audience },
   );
-  const auth_signature = signWithContext(
+  const auth_signature = await signWithContext(
+    crypto,
     user.privateIdentityKey,
     SIGNATURE_CONTEXTS.relayRegister,
     requestSignedPayload(unsigned, "auth_signature"),
@@ -192,11 +205,16 @@ export function signRelayRegister(user: UserIdentity, fields: RelayRegisterField
 }
 
 /** Verify RELAY_REGISTER under its `identity` key, then the timestamp window and audience. */
-export function verifyRelayRegister(req: RelayRegister, opts: FreshnessOptions): Result<RelayRegister> {
+export async function verifyRelayRegister(
+  crypto: CryptoProvider,
+  req: RelayRegister,
+  opts: FreshnessOptions,
+): Promise<Result<RelayRegister>> {
   const checked = validate(req, relayRegisterSchema);
   if (!checked.ok) return checked;
   const m = checked.value as RelayRegister;
-  const good = verifyWithContext(
+  const good = await verifyWithContext(
+    crypto,
     m.identity,
     SIGNATURE_CONTEXTS.relayRegister,
     requestSignedPayload(m, "auth_signature"),
@@ -217,7 +235,11 @@ export interface RetrieveFields {
   id?: number;
 }
 
-export function signRetrieveMessages(user: UserIdentity, fields: RetrieveFields): RetrieveMessages {
+export async function signRetrieveMessages(
+  crypto: CryptoProvider,
+  user: UserIdentity,
+  fields: RetrieveFields,
+): Promise<RetrieveMessages> {
   const unsigned = withOptional(
     {
       t: "RETRIEVE_MESSAGES" as const,
@@ -227,7 +249,8 @@ export function signRetrieveMessages(user: UserIdentity, fields: RetrieveFields)
     },
     { since: fields.since, audience: fields.audience },
   );
-  const auth_signature = signWithContext(
+  const auth_signature = await signWithContext(
+    crypto,
     user.privateIdentityKey,
     SIGNATURE_CONTEXTS.retrieveMessages,
     requestSignedPayload(unsigned, "auth_signature"),
@@ -239,14 +262,16 @@ export function signRetrieveMessages(user: UserIdentity, fields: RetrieveFields)
 }
 
 /** Verify RETRIEVE_MESSAGES under its `identity` key, then the timestamp window and audience. */
-export function verifyRetrieveMessages(
+export async function verifyRetrieveMessages(
+  crypto: CryptoProvider,
   req: RetrieveMessages,
   opts: FreshnessOptions,
-): Result<RetrieveMessages> {
+): Promise<Result<RetrieveMessages>> {
   const checked = validate(req, retrieveMessagesSchema);
   if (!checked.ok) return checked;
   const m = checked.value as RetrieveMessages;
-  const good = verifyWithContext(
+  const good = await verifyWithContext(
+    crypto,
     m.identity,
     SIGNATURE_CONTEXTS.retrieveMessages,
     requestSignedPayload(m, "auth_signature"),
@@ -263,17 +288,19 @@ export function verifyRetrieveMessages(
  * Signed by the recipient (`delivered_to`). Confirmations travel back to the sender long after
  * the fact, so there is no freshness window; `(message_id, delivered_to)` identifies one.
  */
-export function signDeliveryConfirmation(
+export async function signDeliveryConfirmation(
+  crypto: CryptoProvider,
   user: UserIdentity,
   fields: { message_id: number; timestamp: number; id?: number },
-): DeliveryConfirmation {
+): Promise<DeliveryConfirmation> {
   const unsigned = {
     t: "DELIVERY_CONFIRMATION" as const,
     message_id: fields.message_id,
     delivered_to: user.identity.verified.identity_key,
     timestamp: fields.timestamp,
   };
-  const signature = signWithContext(
+  const signature = await signWithContext(
+    crypto,
     user.privateIdentityKey,
     SIGNATURE_CONTEXTS.deliveryConfirmation,
     requestSignedPayload(unsigned, "signature"),
@@ -284,16 +311,20 @@ export function signDeliveryConfirmation(
   );
 }
 
-export function verifyDeliveryConfirmation(m: DeliveryConfirmation): Result<DeliveryConfirmation> {
+export async function verifyDeliveryConfirmation(
+  crypto: CryptoProvider,
+  m: DeliveryConfirmation,
+): Promise<Result<DeliveryConfirmation>> {
   const checked = validate(m, deliveryConfirmationSchema);
   if (!checked.ok) return checked;
   const c = checked.value as DeliveryConfirmation;
-  return verifyWithContext(
+  return (await verifyWithContext(
+    crypto,
     c.delivered_to,
     SIGNATURE_CONTEXTS.deliveryConfirmation,
     requestSignedPayload(c, "signature"),
     c.signature,
-  )
+  ))
     ? ok(c)
     : err("LOFT_ERR_BAD_SIGNATURE", "DELIVERY_CONFIRMATION signature does not verify");
 }
@@ -305,17 +336,19 @@ export function verifyDeliveryConfirmation(m: DeliveryConfirmation): Result<Deli
  * STORE_MESSAGE does not name its sender (SREMP); the verifier knows it from the authenticated
  * connection (RELAY_REGISTER) or from StoredMessage.sender.
  */
-export function signStoreMessage(
+export async function signStoreMessage(
+  crypto: CryptoProvider,
   user: UserIdentity,
   fields: { recipient: Uint8Array; encrypted_blob: Uint8Array; message_id: number; id?: number },
-): StoreMessage {
+): Promise<StoreMessage> {
   const unsigned = {
     t: "STORE_MESSAGE" as const,
     recipient: fields.recipient,
     encrypted_blob: fields.encrypted_blob,
     message_id: fields.message_id,
   };
-  const sender_signature = signWithContext(
+  const sender_signature = await signWithContext(
+    crypto,
     user.privateIdentityKey,
     SIGNATURE_CONTEXTS.storeMessage,
     requestSignedPayload(unsigned, "sender_signature"),
@@ -326,16 +359,21 @@ export function signStoreMessage(
   );
 }
 
-export function verifyStoreMessage(m: StoreMessage, senderIdentityKey: Uint8Array): Result<StoreMessage> {
+export async function verifyStoreMessage(
+  crypto: CryptoProvider,
+  m: StoreMessage,
+  senderIdentityKey: Uint8Array,
+): Promise<Result<StoreMessage>> {
   const checked = validate(m, storeMessageSchema);
   if (!checked.ok) return checked;
   const s = checked.value as StoreMessage;
-  return verifyWithContext(
+  return (await verifyWithContext(
+    crypto,
     senderIdentityKey,
     SIGNATURE_CONTEXTS.storeMessage,
     requestSignedPayload(s, "sender_signature"),
     s.sender_signature,
-  )
+  ))
     ? ok(s)
     : err("LOFT_ERR_BAD_SIGNATURE", "STORE_MESSAGE sender_signature does not verify");
 }

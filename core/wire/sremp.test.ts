@@ -9,9 +9,9 @@ import { errorReply, MAX_ENCRYPTED_BLOB_BYTES, SREMP_MESSAGES, srempCodec } from
 const enc = new Encoder({ sortKeys: true });
 const codeOf = (r: { ok: boolean; error?: { code: string } }) => (r.ok ? "ok" : r.error!.code);
 
-describe("SREMP messages through the envelope codec", () => {
-  const examples = exampleMessages();
+const examples = await exampleMessages();
 
+describe("SREMP messages through the envelope codec", () => {
   it("covers every registered SREMP type", () => {
     expect(new Set(examples.map((m) => m.t))).toEqual(new Set(SREMP_MESSAGES.map((d) => d.t)));
   });
@@ -119,7 +119,7 @@ describe("SREMP messages through the envelope codec", () => {
   });
 
   it("a full-size STORE_MESSAGE fits in one frame", () => {
-    const [, , , , , , , , store] = exampleMessages();
+    const [, , , , , , , , store] = examples;
     if (store?.t !== "STORE_MESSAGE") throw new Error("example order changed");
     const big = { ...store, encrypted_blob: new Uint8Array(MAX_ENCRYPTED_BLOB_BYTES) };
     expect(srempCodec.encode(big).length).toBeLessThanOrEqual(MAX_FRAME_BYTES);

@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { nobleCrypto } from "../../core/crypto/noble.ts";
 import { parseContactLinkUrl } from "../../core/identity/contact-link.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
@@ -57,7 +58,7 @@ describe("first contact through the relay while the other side is offline", () =
     // Bob: online once, long enough to publish his contact address; then gone.
     await createIdentity(b, loft.url, "Bob");
     const bobLink = await myLink(b, true);
-    const parsed = parseContactLinkUrl(bobLink);
+    const parsed = await parseContactLinkUrl(nobleCrypto, bobLink);
     expect(parsed.ok && parsed.value.refs?.addr).toBeTruthy();
     await b.close();
 

@@ -19,6 +19,7 @@
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fromHex } from "../../core/bytes.ts";
+import { nobleCrypto } from "../../core/crypto/noble.ts";
 import { parseContactLinkUrl } from "../../core/identity/contact-link.ts";
 import { createUserIdentity } from "../../core/identity/identity.ts";
 import { launchChromium } from "../support/browser.ts";
@@ -162,7 +163,7 @@ describe("a tampering signaling server", () => {
     const xavier = createUserIdentity({ username: "Xavier", now: Date.now() });
     const carolId = await addByLink(victim, offlineLink(loft.url, carol));
     const xavierId = await addByLink(third, offlineLink(loft.url, xavier));
-    const mallory = parseContactLinkUrl(await myLink(third));
+    const mallory = await parseContactLinkUrl(nobleCrypto, await myLink(third));
     if (!mallory.ok) throw mallory.error;
 
     await openChat(third, xavierId);

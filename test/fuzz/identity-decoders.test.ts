@@ -6,6 +6,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { fromBase64url, toBase64url } from "../../core/codec/base64url.ts";
+import { nobleCrypto } from "../../core/crypto/noble.ts";
 import { decodeContactLink, encodeContactLink } from "../../core/identity/contact-link.ts";
 import {
   createUserIdentity,
@@ -16,7 +17,7 @@ import {
 } from "../../core/identity/identity.ts";
 import { compareScannedSafetyCode, safetyCodeQr } from "../../core/identity/safety-code.ts";
 import { FUZZ_RUNS } from "../support/fuzz.ts";
-import { expectTyped, fieldSwapArb, mutate, mutationArb } from "./mutations.ts";
+import { expectTyped, expectTypedAsync, fieldSwapArb, mutate, mutationArb } from "./mutations.ts";
 
 const NOW = 1_700_000_000_000;
 const alice = createUserIdentity({ username: "alice", now: NOW, seed: new Uint8Array(32).fill(1) });
@@ -48,45 +49,51 @@ const IDENTITY = [
 ] as const;
 const LINK = [...IDENTITY, "LOFT_ERR_UNSUPPORTED_VERSION"] as const;
 
-function identityDecoder(bytes: Uint8Array): void {
-  const r = expectTyped(() => decodeIdentity(bytes), IDENTITY);
+async function identityDecoder(bytes: Uint8Array): Promise<void> {
+  const r = await expectTypedAsync(() => decodeIdentity(nobleCrypto, bytes), IDENTITY);
   if (r.ok) {
     expect(encodeIdentity(r.value)).toEqual(bytes);
-    expect(verifyIdentity(r.value).ok).toBe(true);
+    expect((await verifyIdentity(nobleCrypto, r.value)).ok).toBe(true);
   }
 }
 
 describe("identity decoders under hostile input (property)", () => {
-  it("random bytes", () => {
-    fc.assert(fc.property(fc.uint8Array({ maxLength: 400 }), identityDecoder), { numRuns: FUZZ_RUNS });
+  it("random bytes", async () => {
+    await fc.assert(fc.asyncProperty(fc.uint8Array({ maxLength: 400 }), identityDecoder), {
+      numRuns: FUZZ_RUNS,
+    });
   });
 
-  it("damaged valid identities: only the untouched ones decode", () => {
+  it("damaged valid identities: only the untouched ones decode", async () => {
     const seen = new Set<string>();
-    fc.assert(
-      fc.property(fc.nat(), fc.array(mutationArb, { minLength: 1, maxLength: 2 }), (which, mutations) => {
-        const original = encoded[which % encoded.length]!;
-        let bytes = original;
-        for (const m of mutations) bytes = mutate(bytes, m, encoded);
-        identityDecoder(bytes);
-        const r = decodeIdentity(bytes);
-        seen.add(r.ok ? "ok" : r.error.code);
-        // a signed identity has exactly one byte form: any change that still decodes is no change
-        if (r.ok)
-          expect(encoded.some((e) => e.length === bytes.length && e.every((b, i) => b === bytes[i]))).toBe(
-            true,
-          );
-      }),
+    await fc.assert(
+      fc.asyncProperty(
+        fc.nat(),
+        fc.array(mutationArb, { minLength: 1, maxLength: 2 }),
+        async (which, mutations) => {
+          const original = encoded[which % encoded.length]!;
+          let bytes = original;
+          for (const m of mutations) bytes = mutate(bytes, m, encoded);
+          await identityDecoder(bytes);
+          const r = await decodeIdentity(nobleCrypto, bytes);
+          seen.add(r.ok ? "ok" : r.error.code);
+          // a signed identity has exactly one byte form: any change that still decodes is no change
+          if (r.ok)
+            expect(encoded.some((e) => e.length === bytes.length && e.every((b, i) => b === bytes[i]))).toBe(
+              true,
+            );
+        },
+      ),
       { numRuns: FUZZ_RUNS },
     );
     for (const stage of ["LOFT_ERR_MALFORMED", "LOFT_ERR_SCHEMA", "LOFT_ERR_BAD_SIGNATURE"])
       expect(seen).toContain(stage);
   });
 
-  it("fields replaced with wrong types inside the verified data", () => {
+  it("fields replaced with wrong types inside the verified data", async () => {
     const verifiedObjects = identities.map((i) => ({ ...i.verified }) as Record<string, unknown>);
-    fc.assert(
-      fc.property(fieldSwapArb(verifiedObjects), fc.nat(), (verifiedBytes, which) => {
+    await fc.assert(
+      fc.asyncProperty(fieldSwapArb(verifiedObjects), fc.nat(), async (verifiedBytes, which) => {
         // splice the mutated verified map into an Identity envelope: {signature, verified}
         const sig = identities[which % identities.length]!.signature;
         const head = new Uint8Array([
@@ -98,22 +105,22 @@ describe("identity decoders under hostile input (property)", () => {
           ...sig,
         ]);
         const mid = new Uint8Array([0xa8, ...new TextEncoder().encode("verified")]);
-        identityDecoder(new Uint8Array([...head, ...mid, ...verifiedBytes]));
+        await identityDecoder(new Uint8Array([...head, ...mid, ...verifiedBytes]));
       }),
       { numRuns: FUZZ_RUNS },
     );
   });
 
-  it("oversized input is refused before parsing", () => {
-    const r = decodeIdentity(new Uint8Array(MAX_IDENTITY_BYTES + 1));
+  it("oversized input is refused before parsing", async () => {
+    const r = await decodeIdentity(nobleCrypto, new Uint8Array(MAX_IDENTITY_BYTES + 1));
     expect(r.ok ? "ok" : r.error.code).toBe("LOFT_ERR_FRAME_TOO_LARGE");
   });
 });
 
 describe("contact link and text decoders (property)", () => {
-  it("random text and damaged payloads give typed errors", () => {
-    fc.assert(
-      fc.property(
+  it("random text and damaged payloads give typed errors", async () => {
+    await fc.assert(
+      fc.asyncProperty(
         fc.oneof(
           fc.string({ maxLength: 80 }),
           fc.string({ maxLength: 300, unit: "binary" }),
@@ -126,8 +133,8 @@ describe("contact link and text decoders (property)", () => {
           fc.nat().map((n) => linkPayload.value.slice(0, n % linkPayload.value.length)),
           fc.uint8Array({ maxLength: 300 }).map(toBase64url),
         ),
-        (text) => {
-          const r = expectTyped(() => decodeContactLink(text), LINK);
+        async (text) => {
+          const r = await expectTypedAsync(() => decodeContactLink(nobleCrypto, text), LINK);
           if (r.ok) expect(encodeContactLink(r.value)).toEqual({ ok: true, value: text });
           const b = expectTyped(() => fromBase64url(text), ["LOFT_ERR_MALFORMED"]);
           if (b.ok) expect(toBase64url(b.value)).toBe(text);

@@ -103,6 +103,24 @@ export function fieldSwapArb(examples: readonly Record<string, unknown>[]): fc.A
 }
 
 /** The decoder returned a value or a LoftError whose code is one of `allowed`; it did not throw. */
+/** `expectTyped` for an async decoder (one that verifies signatures through the crypto provider). */
+export async function expectTypedAsync<T>(
+  run: () => Promise<Result<T>>,
+  allowed: readonly LoftErrorCode[],
+): Promise<Result<T>> {
+  let r: Result<T>;
+  try {
+    r = await run();
+  } catch (e) {
+    throw new Error(`decoder threw instead of returning a typed error: ${String(e)}`);
+  }
+  if (!r.ok) {
+    expect(r.error).toBeInstanceOf(LoftError);
+    expect(allowed).toContain(r.error.code);
+  }
+  return r;
+}
+
 export function expectTyped<T>(run: () => Result<T>, allowed: readonly LoftErrorCode[]): Result<T> {
   let r: Result<T>;
   try {

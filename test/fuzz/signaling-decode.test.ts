@@ -6,6 +6,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { encodeCanonical } from "../../core/codec/codec.ts";
+import { nobleCrypto } from "../../core/crypto/noble.ts";
 import { isLoftError } from "../../core/errors.ts";
 import { createUserIdentity } from "../../core/identity/identity.ts";
 import {
@@ -27,26 +28,29 @@ const bob = createUserIdentity({ username: "bob", now: 1_700_000_000_000, seed: 
 const A = alice.identity.verified.identity_key as Uint8Array<ArrayBuffer>;
 const B = bob.identity.verified.identity_key as Uint8Array<ArrayBuffer>;
 
-const envelopeArb = fc
-  .record({
-    kind: fc.constantFrom(...SIGNAL_KINDS),
-    payload: fc.uint8Array({ maxLength: 300 }),
-    timestamp: fc.nat({ max: 2 ** 48 }),
-    nonce: fc.uint8Array({ minLength: 16, maxLength: 16 }),
-  })
-  .map((f) =>
-    signEnvelope(alice.privateIdentityKey, {
-      from: A,
-      to: B,
-      kind: f.kind,
-      payload: f.payload as Uint8Array<ArrayBuffer>,
-      timestamp: f.timestamp,
-      nonce: f.nonce as Uint8Array<ArrayBuffer>,
-    }),
-  );
+const fieldsArb = fc.record({
+  kind: fc.constantFrom(...SIGNAL_KINDS),
+  payload: fc.uint8Array({ maxLength: 300 }),
+  timestamp: fc.nat({ max: 2 ** 48 }),
+  nonce: fc.uint8Array({ minLength: 16, maxLength: 16 }),
+});
+const sign = (f: {
+  kind: (typeof SIGNAL_KINDS)[number];
+  payload: Uint8Array;
+  timestamp: number;
+  nonce: Uint8Array;
+}) =>
+  signEnvelope(nobleCrypto, alice.privateIdentityKey, {
+    from: A,
+    to: B,
+    kind: f.kind,
+    payload: f.payload as Uint8Array<ArrayBuffer>,
+    timestamp: f.timestamp,
+    nonce: f.nonce as Uint8Array<ArrayBuffer>,
+  });
 
 /** Signing is the expensive part: a fixed pool of signed envelopes, mutated by the properties. */
-const POOL = fc.sample(envelopeArb, { numRuns: 64, seed: 7 });
+const POOL = await Promise.all(fc.sample(fieldsArb, { numRuns: 64, seed: 7 }).map(sign));
 const pooled = fc.constantFrom(...POOL);
 
 const typedOrOk = (r: { ok: boolean; error?: unknown }) => r.ok || isLoftError(r.error);
@@ -62,16 +66,23 @@ describe("signaling codecs under garbage", () => {
     );
   });
 
-  it("decode mutated SIGNAL frames to a typed result; survivors still carry a well-formed envelope", () => {
-    fc.assert(
-      fc.property(pooled, fc.nat(), fc.integer({ min: 0, max: 255 }), fc.nat(), (e, at, value, cut) => {
-        const frame = clientCodec.encode({ t: "SIGNAL", id: 9, envelope: e });
-        const mutated = frame.slice(0, frame.length - (cut % 3));
-        mutated[at % mutated.length] = value;
-        const r = clientCodec.decode(mutated);
-        expect(typedOrOk(r)).toBe(true);
-        if (r.ok && r.value.t === "SIGNAL") expect(typedOrOk(verifyEnvelope(r.value.envelope))).toBe(true);
-      }),
+  it("decode mutated SIGNAL frames to a typed result; survivors still carry a well-formed envelope", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        pooled,
+        fc.nat(),
+        fc.integer({ min: 0, max: 255 }),
+        fc.nat(),
+        async (e, at, value, cut) => {
+          const frame = clientCodec.encode({ t: "SIGNAL", id: 9, envelope: e });
+          const mutated = frame.slice(0, frame.length - (cut % 3));
+          mutated[at % mutated.length] = value;
+          const r = clientCodec.decode(mutated);
+          expect(typedOrOk(r)).toBe(true);
+          if (r.ok && r.value.t === "SIGNAL")
+            expect(typedOrOk(await verifyEnvelope(nobleCrypto, r.value.envelope))).toBe(true);
+        },
+      ),
       { numRuns: FUZZ_RUNS },
     );
   });
@@ -107,20 +118,20 @@ describe("signaling codecs under garbage", () => {
 });
 
 describe("envelope signatures", () => {
-  it("verify after a round trip", () => {
+  it("verify after a round trip", async () => {
     for (const e of POOL) {
       const decoded = serverCodec.decode(serverCodec.encode({ t: "SIGNAL", envelope: e }));
       if (!decoded.ok || decoded.value.t !== "SIGNAL") throw new Error("round trip failed");
-      expect(verifyEnvelope(decoded.value.envelope).ok).toBe(true);
+      expect((await verifyEnvelope(nobleCrypto, decoded.value.envelope)).ok).toBe(true);
     }
   });
 
   // One Ed25519 verification per case (~1 ms): a cryptographic property, not a decoder, so it
   // runs a tenth of the decoder budget.
-  it("fail when any signed field changes", () => {
+  it("fail when any signed field changes", async () => {
     const fields = ["from", "to", "kind", "payload", "timestamp", "nonce", "signature"] as const;
-    fc.assert(
-      fc.property(pooled, fc.constantFrom(...fields), fc.nat(), (e, field, n) => {
+    await fc.assert(
+      fc.asyncProperty(pooled, fc.constantFrom(...fields), fc.nat(), async (e, field, n) => {
         const changed: SignalEnvelope = { ...e };
         if (field === "kind") changed.kind = SIGNAL_KINDS[(SIGNAL_KINDS.indexOf(e.kind) + 1 + (n % 3)) % 4]!;
         else if (field === "timestamp") changed.timestamp = e.timestamp + 1 + (n % 1000);
@@ -131,7 +142,7 @@ describe("envelope signatures", () => {
           bytes[n % bytes.length]! ^= 1 << (n % 8);
           changed[field] = bytes;
         }
-        const r = verifyEnvelope(changed);
+        const r = await verifyEnvelope(nobleCrypto, changed);
         expect(r.ok).toBe(false);
         if (!r.ok) expect(r.error.code).toBe("LOFT_ERR_BAD_SIGNATURE");
       }),

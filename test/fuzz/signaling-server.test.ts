@@ -9,6 +9,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { encodeCanonical } from "../../core/codec/codec.ts";
+import { nobleCrypto } from "../../core/crypto/noble.ts";
 import { SignalingClient } from "../../core/signaling/client.ts";
 import { type ClientMessage, clientCodec, signEnvelope } from "../../core/wire/signaling.ts";
 import { signRegisterRequest } from "../../core/wire/signed.ts";
@@ -47,22 +48,24 @@ const FIELDS = [
  * carry it) and names `audience`, so mutations reach the server's deeper checks — identity
  * decoding, native signature verification — instead of stopping at BAD_CHALLENGE.
  */
-function templates(challenge: Uint8Array, audience: string): Uint8Array[] {
+async function templates(challenge: Uint8Array, audience: string): Promise<Uint8Array[]> {
   const alice = makeUser("alice");
   const bob = makeUser("bob");
   const a = alice.identity.verified.identity_key as Uint8Array<ArrayBuffer>;
   const b = bob.identity.verified.identity_key as Uint8Array<ArrayBuffer>;
   const messages: ClientMessage[] = [
     // Several, with increasing timestamps: once one is accepted, only later ones get past REPLAY.
-    ...Array.from({ length: 16 }, (_, k) =>
-      signRegisterRequest(alice, {
-        ttl_seconds: 60,
-        timestamp: Date.now() + k * 1_000,
-        id: 1,
-        nonce: challenge,
-        audience,
-      }),
-    ),
+    ...(await Promise.all(
+      Array.from({ length: 16 }, (_, k) =>
+        signRegisterRequest(nobleCrypto, alice, {
+          ttl_seconds: 60,
+          timestamp: Date.now() + k * 1_000,
+          id: 1,
+          nonce: challenge,
+          audience,
+        }),
+      ),
+    )),
     { t: "LOOKUP_REQUEST", id: 2, target_identity: b, list_all: false },
     { t: "LOOKUP_REQUEST", id: 3, list_all: true },
     { t: "LIST_SERVERS_REQUEST", id: 4 },
@@ -71,7 +74,7 @@ function templates(challenge: Uint8Array, audience: string): Uint8Array[] {
     {
       t: "SIGNAL",
       id: 7,
-      envelope: signEnvelope(alice.privateIdentityKey, {
+      envelope: await signEnvelope(nobleCrypto, alice.privateIdentityKey, {
         from: a,
         to: b,
         kind: "offer",
@@ -165,7 +168,7 @@ describe("signaling server under fuzzed frames", () => {
     try {
       const conns = await Promise.all([0, 1, 2, 3].map(() => RawClient.hello(server.url)));
       const challenge = (await conns[0]!.challenged)!;
-      const frames = fc.sample(frameArbitrary(templates(challenge, server.url)), {
+      const frames = fc.sample(frameArbitrary(await templates(challenge, server.url)), {
         numRuns: FUZZ_RUNS,
         seed: 0x5167,
       });

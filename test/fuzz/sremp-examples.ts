@@ -2,6 +2,7 @@
  * One valid example of every SREMP message (deterministic keys and nonces), shared by the unit
  * tests, the property tests (test/fuzz) and the documentation vectors. Not used at run time.
  */
+import { nobleCrypto } from "../../core/crypto/noble.ts";
 import { createUserIdentity, encodeIdentity } from "../../core/identity/identity.ts";
 import {
   signDeliveryConfirmation,
@@ -27,9 +28,9 @@ const nonce = (n: number) => new Uint8Array(16).fill(n);
 const aliceKey = exampleAlice.identity.verified.identity_key;
 const bobKey = exampleBob.identity.verified.identity_key;
 
-export function exampleMessages(): SrempMessage[] {
+export async function exampleMessages(): Promise<SrempMessage[]> {
   return [
-    signRegisterRequest(exampleAlice, {
+    await signRegisterRequest(nobleCrypto, exampleAlice, {
       id: 1,
       ttl_seconds: 300,
       timestamp: EXAMPLE_NOW,
@@ -58,20 +59,20 @@ export function exampleMessages(): SrempMessage[] {
       servers: ["wss://signal.example/ws", "wss://[2001:db8::1]:8443/ws"],
       timestamp: EXAMPLE_NOW,
     },
-    signRelayRegister(exampleAlice, {
+    await signRelayRegister(nobleCrypto, exampleAlice, {
       id: 5,
       capabilities: { max_message_size: 65_536, max_storage_duration: 172_800 },
       timestamp: EXAMPLE_NOW,
       nonce: nonce(8),
     }),
-    signStoreMessage(exampleAlice, {
+    await signStoreMessage(nobleCrypto, exampleAlice, {
       id: 6,
       recipient: bobKey,
       encrypted_blob: new Uint8Array([1, 2, 3]),
       message_id: 42,
     }),
     { t: "STORE_RESPONSE", id: 6, success: true, stored_at: EXAMPLE_NOW, message_id: 42 },
-    signRetrieveMessages(exampleBob, {
+    await signRetrieveMessages(nobleCrypto, exampleBob, {
       id: 7,
       timestamp: EXAMPLE_NOW,
       since: EXAMPLE_NOW - 60_000,
@@ -90,7 +91,10 @@ export function exampleMessages(): SrempMessage[] {
       ],
       has_more: false,
     },
-    signDeliveryConfirmation(exampleBob, { message_id: 42, timestamp: EXAMPLE_NOW + 1000 }),
+    await signDeliveryConfirmation(nobleCrypto, exampleBob, {
+      message_id: 42,
+      timestamp: EXAMPLE_NOW + 1000,
+    }),
     { t: "ERROR", id: 9, code: "LOFT_ERR_SCHEMA", message: "ttl_seconds: expected a number" },
   ];
 }

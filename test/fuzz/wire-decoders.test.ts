@@ -14,7 +14,7 @@ import { FUZZ_RUNS } from "../support/fuzz.ts";
 import { expectTyped, fieldSwapArb, mutate, mutationArb } from "./mutations.ts";
 import { EXAMPLE_NOW, exampleMessages } from "./sremp-examples.ts";
 
-const examples = exampleMessages();
+const examples = await exampleMessages();
 const frames = examples.map((m) => srempCodec.encode(m));
 const versionFrame = encodeVersionHeader();
 const chunkFrames = [

@@ -4,6 +4,7 @@
  */
 import type { Page } from "playwright-core";
 import { expect } from "vitest";
+import { nobleCrypto } from "../../core/crypto/noble.ts";
 import { contactLinkUrl, parseContactLinkUrl } from "../../core/identity/contact-link.ts";
 import { createUserIdentity, type UserIdentity } from "../../core/identity/identity.ts";
 
@@ -41,8 +42,8 @@ export async function myLink(page: Page, withRefs = false): Promise<string> {
   return link;
 }
 
-function linkHasRefs(link: string): boolean {
-  const parsed = parseContactLinkUrl(link);
+async function linkHasRefs(link: string): Promise<boolean> {
+  const parsed = await parseContactLinkUrl(nobleCrypto, link);
   return parsed.ok && parsed.value.refs !== undefined && Object.keys(parsed.value.refs).length > 0;
 }
 

@@ -23,6 +23,7 @@
 import type { AddressInfo } from "node:net";
 import WebSocket, { WebSocketServer } from "ws";
 import { equalBytes, toHex } from "../../core/bytes.ts";
+import { nobleCrypto } from "../../core/crypto/noble.ts";
 import { decodeIdentity, type UserIdentity } from "../../core/identity/identity.ts";
 import { SignalingClient } from "../../core/signaling/client.ts";
 import {
@@ -121,8 +122,12 @@ export async function startTamperingSignaling(upstream: string): Promise<Tamperi
     up.on("close", (code) => down.close(code === 1005 || code === 1006 ? 1000 : code));
     down.on("close", () => up.close());
 
-    // browser → server
+    // browser → server, one frame at a time in arrival order (checking a REGISTER is async)
+    let downChain: Promise<unknown> = Promise.resolve();
     down.on("message", (data: Buffer) => {
+      downChain = downChain.then(() => fromBrowser(data)).catch(() => down.close());
+    });
+    const fromBrowser = async (data: Buffer) => {
       const bytes = new Uint8Array(data);
       if (downFirst) {
         downFirst = false; // VERSION_HEADER
@@ -130,7 +135,7 @@ export async function startTamperingSignaling(upstream: string): Promise<Tamperi
       }
       const decoded = clientCodec.decode(bytes);
       if (decoded.ok && decoded.value.t === "REGISTER_REQUEST") {
-        const identity = decodeIdentity(decoded.value.identity);
+        const identity = await decodeIdentity(nobleCrypto, decoded.value.identity);
         if (identity.ok) {
           const key = toHex(identity.value.verified.identity_key);
           registrations.set(key, (registrations.get(key) ?? 0) + 1);
@@ -167,7 +172,7 @@ export async function startTamperingSignaling(upstream: string): Promise<Tamperi
         return ack(decoded.value);
       }
       sendUp(bytes);
-    });
+    };
 
     // server → browser
     up.on("message", (data: Buffer) => {

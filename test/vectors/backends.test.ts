@@ -2,7 +2,8 @@
  * Every vector file that exercises the crypto provider, through every backend available in Node
  * (noble, WebCrypto, node:crypto; core/crypto): the published Noise XX vectors and our XXhfs ones
  * (core/noise/vectors.ts), the Double Ratchet vectors (core/ratchet/vectors.ts), the PQXDH first
- * contacts (core/prekey/vectors.ts) and the identity keys and signatures. A backend passes only
+ * contacts (core/prekey/vectors.ts), the identity keys and signatures, the signed requests and
+ * contact links (core/wire/signed-vectors.ts). A backend passes only
  * if it reproduces every byte. test/e2e/crypto-backends.e2e.ts runs the same files in Chromium.
  */
 import { readFileSync } from "node:fs";
@@ -11,15 +12,21 @@ import { fromHex, toHex } from "../../core/bytes.ts";
 import { nobleCrypto } from "../../core/crypto/noble.ts";
 import type { CryptoProvider } from "../../core/crypto/provider.ts";
 import { createWebCryptoProvider } from "../../core/crypto/webcrypto.ts";
-import { decodeIdentityWith } from "../../core/identity/identity.ts";
+import { decodeIdentity } from "../../core/identity/identity.ts";
 import { runVectorFile } from "../../core/noise/vectors.ts";
 import { type PqxdhVectorFile, replayPqxdhVectors } from "../../core/prekey/vectors.ts";
 import { type RatchetVectorFile, replayRatchetVectors } from "../../core/ratchet/vectors.ts";
+import { type IdentityVectorFiles, replayIdentityVectors } from "../../core/wire/signed-vectors.ts";
 import { createNodeCryptoProvider } from "../../host/crypto-node.ts";
 
 const read = (path: string) => JSON.parse(readFileSync(new URL(`../../${path}`, import.meta.url), "utf8"));
 
-const NOISE_FILES = ["test/vectors/noise/noise-xx-blake2s.json", "docs/vectors/noise-xxhfs-mlkem768.json"];
+const NOISE_FILES = [
+  "test/vectors/noise/noise-xx-blake2s.json",
+  "test/vectors/noise/noise-xx-aesgcm-sha256.json",
+  "docs/vectors/noise-xxhfs-mlkem768.json",
+  "docs/vectors/noise-xxhfs-mlkem768-aesgcm.json",
+];
 
 interface IdentityVector {
   name: string;
@@ -32,6 +39,12 @@ interface IdentityVector {
   /** The encoded Identity. */
   identity: string;
 }
+
+const identityFiles = (): IdentityVectorFiles => ({
+  identities: read("docs/vectors/identity-vectors.json"),
+  requests: read("docs/vectors/identity-signed-requests.json"),
+  links: read("docs/vectors/identity-contact-links.json"),
+});
 
 const backends: [string, () => Promise<CryptoProvider>][] = [
   ["noble", async () => nobleCrypto],
@@ -79,16 +92,21 @@ describe.each(backends)("vector files through the %s backend", (_name, make) => 
       signed[signed.length - 1]! ^= 1;
       expect(await crypto.ed25519.verify(fromHex(v.identity_key), signed, fromHex(v.signature))).toBe(false);
       // The whole identity decodes and verifies through this backend (the session's path)…
-      const decoded = await decodeIdentityWith(crypto, fromHex(v.identity));
+      const decoded = await decodeIdentity(crypto, fromHex(v.identity));
       expect(decoded.ok && toHex(decoded.value.signature), v.name).toBe(v.signature);
       // …and a changed signature byte is refused.
       const at = v.identity.indexOf(v.signature) / 2;
       expect(at, v.name).toBeGreaterThan(0);
       const tampered = fromHex(v.identity);
       tampered[at + 10]! ^= 1;
-      const bad = await decodeIdentityWith(crypto, tampered);
+      const bad = await decodeIdentity(crypto, tampered);
       expect(!bad.ok && bad.error.code, v.name).toBe("LOFT_ERR_BAD_SIGNATURE");
     }
+  });
+
+  it("docs/vectors/identity-*.json: identities, signed requests and contact links", async () => {
+    const crypto = await make();
+    expect(await replayIdentityVectors(identityFiles(), crypto)).toBe("passed");
   });
 
   it("a changed byte fails on this backend too (the runners are not vacuous)", async () => {
@@ -101,5 +119,11 @@ describe.each(backends)("vector files through the %s backend", (_name, make) => 
     const m = pqxdh.cases[0]!.initial_message;
     pqxdh.cases[0]!.initial_message = m.slice(0, -1) + (m.endsWith("0") ? "1" : "0");
     expect(await replayPqxdhVectors(pqxdh, crypto)).toMatch(/initial message$/);
+    const identity = identityFiles();
+    // encrypted_blob 01020304 (bin 8, length 4) becomes 01020305: still a frame, no longer signed
+    const frame = identity.requests.store_message;
+    expect(frame).toContain("c40401020304");
+    identity.requests.store_message = frame.replace("c40401020304", "c40401020305");
+    expect(await replayIdentityVectors(identity, crypto)).toBe("store_message: does not verify");
   });
 });

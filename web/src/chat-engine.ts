@@ -6,11 +6,10 @@
  * (web/src/engine/transport.ts); this module is where the concrete parts are chosen — the crypto
  * provider too: WebCrypto where the browser has the primitive natively (X25519, Ed25519, AES-GCM,
  * SHA-2, HMAC, HKDF), noble for the rest (ChaCha20-Poly1305, BLAKE2s, ML-KEM), detected once per
- * page (core/crypto/webcrypto.ts; docs/decisions.md, "Cryptography: one async provider, carried
+ * page (web/src/crypto.ts, core/crypto/webcrypto.ts; docs/decisions.md, "Cryptography: one async provider, carried
  * explicitly").
  */
-import { deferredProvider } from "../../core/crypto/compose.ts";
-import { createWebCryptoProvider } from "../../core/crypto/webcrypto.ts";
+import { pageCrypto } from "./crypto.ts";
 import type { ChatEngine, CreateChatEngine, EngineStartOptions } from "./engine/api.ts";
 import { Engine, type EngineConfig } from "./engine/index.ts";
 import { DirectTransport } from "./net/direct.ts";
@@ -18,8 +17,8 @@ import { RelayLiveTransport } from "./net/relay-live.ts";
 import { createRelayPool } from "./net/relay-pool.ts";
 import { localSeenOffers } from "./net/seen-offers.ts";
 
-/** Detection starts when the engine module loads; calls made before it finishes wait for it. */
-const crypto = deferredProvider("webcrypto", createWebCryptoProvider());
+/** The page's provider (web/src/crypto.ts), shared with the app's own checks. */
+const crypto = pageCrypto;
 
 const browserParts: Pick<
   EngineConfig,

@@ -30,6 +30,7 @@ import {
   usernameKey,
 } from "../../core/identity/tofu.ts";
 import { validateUsername } from "../../core/identity/username.ts";
+import { pageCrypto } from "./crypto.ts";
 
 export type { ContactLink } from "../../core/identity/contact-link.ts";
 export type {
@@ -117,10 +118,12 @@ export function makeContactLink(origin: string, link: ContactLink): string {
 export type ParsedLink = { ok: true; link: ContactLink } | { ok: false; reason: string };
 
 /** Accepts a full link, a fragment (`#c=...`) or the bare payload; verifies the identity. */
-export function parseContactLink(text: string): ParsedLink {
+export async function parseContactLink(text: string): Promise<ParsedLink> {
   const t = text.trim();
   if (t.length === 0) return { ok: false, reason: "Paste a contact link first." };
-  const r = t.includes("#") ? parseContactLinkUrl(t) : decodeContactLink(t.replace(/^c=/, ""));
+  const r = t.includes("#")
+    ? await parseContactLinkUrl(pageCrypto, t)
+    : await decodeContactLink(pageCrypto, t.replace(/^c=/, ""));
   if (r.ok) return { ok: true, link: r.value };
   switch (r.error.code) {
     case "LOFT_ERR_BAD_SIGNATURE":

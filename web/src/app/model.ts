@@ -10,6 +10,7 @@ import { type Accessor, batch, createEffect, createSignal } from "solid-js";
 import { createStore, reconcile } from "solid-js/store";
 import { toHex } from "../../../core/bytes.ts";
 import { updateIdentity } from "../../../core/identity/identity.ts";
+import { pageCrypto } from "../crypto.ts";
 import type {
   ChatEngine,
   ContactChange,
@@ -245,7 +246,7 @@ export class AppModel {
   async #enter(): Promise<void> {
     const self = await this.storage.getSelf();
     if (!self) return this.#setPhase("onboarding");
-    const decoded = decodeIdentity(self.identity);
+    const decoded = await decodeIdentity(pageCrypto, self.identity);
     if (!decoded.ok) throw new Error("The identity stored on this device is damaged. Restore a backup.");
     const user: UserIdentity = {
       identity: decoded.value,
@@ -415,11 +416,11 @@ export class AppModel {
     const records = await this.storage.listContacts();
     const views: ContactView[] = [];
     for (const record of records) {
-      const id = decodeIdentity(record.identity);
+      const id = await decodeIdentity(pageCrypto, record.identity);
       if (!id.ok) continue; // never display what doesn't verify
       const view: ContactView = { record, identity: id.value };
       if (record.pending) {
-        const p = decodeIdentity(record.pending.identity);
+        const p = await decodeIdentity(pageCrypto, record.pending.identity);
         if (p.ok) view.pendingIdentity = p.value;
       }
       views.push(view);

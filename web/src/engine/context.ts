@@ -6,8 +6,10 @@
  * (link/controller.ts; docs/design.md, "The link controller"). The refusal rules for Rejected
  * contacts, pending identity changes and contact requests are in outgoing.ts (`refusalFor`).
  */
+
+import { fromHex } from "../../../core/bytes.ts";
+import { nobleCrypto } from "../../../core/crypto/noble.ts";
 import type { CryptoProvider } from "../../../core/crypto/provider.ts";
-import { decodeIdentity } from "../../../core/identity/identity.ts";
 import type { SenderQueue } from "../../../core/relay/client.ts";
 import type { Session } from "../../../core/session/index.ts";
 import type { SignalingClient } from "../../../core/signaling/client.ts";
@@ -88,6 +90,8 @@ export interface Peer {
   /** Every timer of this contact (retry, mailbox, receipt, upgrade, heartbeat): set only by its link controller. */
   readonly timers: LinkTimers;
   failures: number;
+  /** The contact sent `noise.suites`: it answers a Noise suite offer (noise-suites.ts). */
+  answersSuiteOffers?: boolean;
   /** Serializes every ratchet operation and the storage writes that go with it. */
   queue: Promise<unknown>;
   flushing: boolean;
@@ -217,8 +221,9 @@ export function setService(
 export function peerFor(ctx: Pick<EngineContext, "peers">, c: ContactRecord): Peer {
   let p = ctx.peers.get(c.id);
   if (!p) {
-    const decoded = decodeIdentity(c.identity);
-    const key = decoded.ok ? decoded.value.verified.identity_key : new Uint8Array(32);
+    // The contact id is the hex of the identity key (api.ts `ContactId`), checked when the
+    // contact was stored; no signature check here, so a peer can be made synchronously.
+    const key = /^[0-9a-f]{64}$/.test(c.id) ? fromHex(c.id) : new Uint8Array(32);
     p = {
       id: c.id,
       key,
@@ -256,6 +261,11 @@ export function serial<T>(peer: Peer, task: () => Promise<T>): Promise<T> {
 /** The crypto provider of the engine's configuration, as an option to spread into core calls. */
 export function cryptoOf(ctx: { cfg: { crypto?: CryptoProvider } }): { crypto?: CryptoProvider } {
   return ctx.cfg.crypto ? { crypto: ctx.cfg.crypto } : {};
+}
+
+/** The engine's crypto provider, noble when the configuration names none. */
+export function providerOf(ctx: { cfg: { crypto?: CryptoProvider } }): CryptoProvider {
+  return ctx.cfg.crypto ?? nobleCrypto;
 }
 
 /** Whether a live session may come up soon (signaling works and says the contact is online). */

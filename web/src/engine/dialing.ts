@@ -15,9 +15,11 @@ import {
   emit,
   fullJitter,
   type Peer,
+  providerOf,
   Refused,
 } from "./context.ts";
 import { closeRule, describeFailure } from "./errors.ts";
+import { forgetSuitesOnRefusal, learnSuites, offeredSuites, suitesExtension } from "./noise-suites.ts";
 import { cancel, type DialReason, follow, type Outcome, presence, schedule } from "./outcome.ts";
 import { refusalFor } from "./outgoing.ts";
 import { RATCHET_KEY_EXTENSION } from "./ratchet-store.ts";
@@ -87,24 +89,37 @@ export function mayDialRelay(ctx: DialingContext, peer: Peer): boolean {
   return ctx.relayLive !== undefined && !peer.blocked && !peer.attempt && !peer.live && !ctx.stopped;
 }
 
-/** Noise XXhfs over an open link, bound to the contact's identity key (chat.md §2). */
-export function handshake(
+/**
+ * Noise XXhfs over an open link, bound to the contact's identity key (chat.md §2), in AES-GCM when
+ * the contact is known to answer a suite offer (noise-suites.ts).
+ */
+export async function handshake(
   ctx: DialingContext,
   peer: Peer,
   link: DialedLink,
   path: LinkPath,
   ratchetKey?: Uint8Array,
 ): Promise<Session> {
-  return establishSession({
-    link,
-    role: ratchetKey ? "responder" : "initiator",
-    kind: path,
-    self: ctx.user,
-    expectedIdentityKey: peer.key,
-    ...(ratchetKey ? { extensions: { [RATCHET_KEY_EXTENSION]: ratchetKey } } : {}),
-    handshakeTimeoutMs: ctx.cfg.handshakeTimeoutMs,
-    ...cryptoOf(ctx),
-  });
+  const role = ratchetKey ? "responder" : "initiator";
+  const suites = offeredSuites(providerOf(ctx), peer, role);
+  try {
+    const session = await establishSession({
+      link,
+      role,
+      kind: path,
+      self: ctx.user,
+      expectedIdentityKey: peer.key,
+      extensions: { ...suitesExtension(), ...(ratchetKey ? { [RATCHET_KEY_EXTENSION]: ratchetKey } : {}) },
+      handshakeTimeoutMs: ctx.cfg.handshakeTimeoutMs,
+      ...suites,
+      ...cryptoOf(ctx),
+    });
+    learnSuites(peer, session);
+    return session;
+  } catch (e) {
+    forgetSuitesOnRefusal(peer, e, suites.suites !== undefined);
+    throw e;
+  }
 }
 
 /**

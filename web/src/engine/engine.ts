@@ -48,7 +48,7 @@ import type {
   ServiceStatus,
 } from "./api.ts";
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
-import { type EngineContext, emit, type Peer, setService, stamp } from "./context.ts";
+import { type EngineContext, emit, type Peer, providerOf, setService, stamp } from "./context.ts";
 import { contactLinkRefs, setupAddress } from "./first-contact.ts";
 import { Links } from "./link/links.ts";
 import { newOutgoing, refusalFor, SendLines, sendableContact } from "./outgoing.ts";
@@ -139,6 +139,7 @@ export class Engine implements ChatEngine {
       user: this.#ctx.user,
       connect: this.#ctx.cfg.webSocket,
       presence: "watched", // only accepted contacts see us (docs/protocol/signaling.md, "Contacts only")
+      crypto: providerOf(this.#ctx),
       ...(seenOffers ? { seenOffers } : {}),
     });
     this.#ctx.signaling = signaling;

@@ -26,6 +26,7 @@ import {
   mailboxDelay,
   type Peer,
   peerFor,
+  providerOf,
   relayBackoff,
   serial,
 } from "./context.ts";
@@ -238,7 +239,7 @@ export async function onIntroBody(
   wipe(accepted.value.plaintext);
   if (!app.ok || app.value.t !== "intro") return finish();
   const intro = app.value;
-  const identity = decodeIdentity(intro.i);
+  const identity = await decodeIdentity(providerOf(ctx), intro.i);
   if (!identity.ok || !equalBytes(identity.value.verified.identity_key, accepted.value.senderIdentityKey)) {
     ctx.cfg.log("refused a first-contact message: the identity inside is not the sender's");
     return finish();

@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { encodeCanonical } from "../../../core/codec/codec.ts";
+import { nobleCrypto } from "../../../core/crypto/noble.ts";
 import { createUserIdentity } from "../../../core/identity/identity.ts";
 import {
   createPrekeyStore,
@@ -175,7 +176,7 @@ describe("prekey publication", () => {
       oneTimeKemPrekeys: 2,
     });
     const pb = publishedBundle(store);
-    const decoded = decodePrekeyBundle(pb);
+    const decoded = await decodePrekeyBundle(nobleCrypto, pb);
     expect(decoded.ok && decoded.value.oneTimePrekeys.length + decoded.value.oneTimeKemPrekeys.length).toBe(
       0,
     );
@@ -187,7 +188,7 @@ describe("prekey publication", () => {
 
     const merged = fetchedBundle({ bundle: pb, oneTimePrekey: entries[0]! });
     if (!merged.ok) throw merged.error;
-    const m = decodePrekeyBundle(merged.value);
+    const m = await decodePrekeyBundle(nobleCrypto, merged.value);
     expect(m.ok && m.value.oneTimePrekeys.length).toBe(1);
     expect(m.ok && m.value.oneTimeKemPrekeys.length).toBe(1);
     const aliceStore = createPrekeyStore({

@@ -10,10 +10,10 @@
 import { decodeIdentity, encodeIdentity, type Identity } from "../../../core/identity/identity.ts";
 import { type ContactIdentity, decideIdentity, usernameKey } from "../../../core/identity/tofu.ts";
 import type { ContactId, ContactRecord, PendingIdentityChange } from "./api.ts";
-import { type EngineContext, emit } from "./context.ts";
+import { type EngineContext, emit, providerOf } from "./context.ts";
 
 /** What TOFU reads of the engine: the contacts in storage, and the listeners it tells. */
-export type TofuContext = Pick<EngineContext, "storage" | "listeners">;
+export type TofuContext = Pick<EngineContext, "storage" | "listeners" | "cfg">;
 
 /** What the engine does with the offered identity. */
 export type IdentityVerdict =
@@ -36,7 +36,7 @@ async function contactsNamed(
   const out: ContactIdentity[] = [];
   for (const c of await ctx.storage.listContacts()) {
     if (c.id === except || usernameKey(c.username) !== key) continue;
-    const identity = decodeIdentity(c.identity);
+    const identity = await decodeIdentity(providerOf(ctx), c.identity);
     if (identity.ok) out.push(asContactIdentity(c, identity.value));
   }
   return out;
@@ -49,7 +49,7 @@ export async function judgeIdentity(
   offered: Identity,
   now: number,
 ): Promise<IdentityVerdict> {
-  const known = decodeIdentity(contact.identity);
+  const known = await decodeIdentity(providerOf(ctx), contact.identity);
   if (!known.ok) return { verdict: "refused" };
   const renamed = usernameKey(known.value.verified.username) !== usernameKey(offered.verified.username);
   const d = decideIdentity({

@@ -384,7 +384,16 @@ export function AddContact(props: { app: AppModel; text?: string }) {
   const [text, setText] = createSignal(props.text ?? "");
   const [error, setError] = createSignal<string>();
   const [busy, setBusy] = createSignal(false);
-  const parsed = () => (text().trim() ? parseContactLink(text()) : undefined);
+  // Verifying the link's identity is async (the page's crypto provider); a result counts only
+  // for the text it was made from, so a quick edit never shows or adds the previous link.
+  const [checked] = createResource(
+    () => ({ text: text().trim() }),
+    async ({ text: t }) => ({ text: t, result: t ? await parseContactLink(t) : undefined }),
+  );
+  const parsed = () => {
+    const c = checked.latest;
+    return c && c.text === text().trim() ? c.result : undefined;
+  };
   const link = () => {
     const p = parsed();
     return p?.ok ? p.link : undefined;

@@ -24,6 +24,7 @@ import {
 import { ShareFolder } from "../proxy/ShareFolder.tsx";
 import { MIN_BACKUP_PASSPHRASE, passphraseProblem } from "../storage/backup.ts";
 import { BuildHash } from "../update/BuildHash.tsx";
+import { CryptoBackends } from "./CryptoBackends.tsx";
 import { Back } from "./Home.tsx";
 import { formatIceServers, hasTurnServer, parseIceServers } from "./ice-servers.ts";
 import { usernameProblem } from "./Onboarding.tsx";
@@ -390,6 +391,7 @@ export function Settings(props: { app: AppModel }) {
       </Section>
       <ShareFolder app={app} />
       <BuildHash />
+      <CryptoBackends />
       <p class="help">Loft {__LOFT_VERSION__}</p>
     </main>
   );

@@ -1,0 +1,118 @@
+/**
+ * The engine's suite choice (noise-suites.ts) through the real `handshake` of dialing.ts over
+ * memory links: the first session with a contact is ChaChaPoly and teaches both sides that the
+ * other answers offers; the next dial runs AES-GCM when the provider has it natively; an offer a
+ * peer refuses (one from before suites) clears the mark and the next dial is plain again.
+ */
+import { describe, expect, it } from "vitest";
+import { decodeVersionHeader, encodeVersionHeader } from "../../../core/codec/version.ts";
+import { nobleCrypto } from "../../../core/crypto/noble.ts";
+import type { CryptoProvider } from "../../../core/crypto/provider.ts";
+import { createWebCryptoProvider } from "../../../core/crypto/webcrypto.ts";
+import { err, isLoftError } from "../../../core/errors.ts";
+import { createUserIdentity, type UserIdentity } from "../../../core/identity/identity.ts";
+import { memoryLinkPair } from "../../../core/link/memory-link.ts";
+import { establishSession, type Session } from "../../../core/session/index.ts";
+import type { Peer } from "./context.ts";
+import { type DialingContext, handshake } from "./dialing.ts";
+import { SUITES_EXTENSION } from "./noise-suites.ts";
+import { RATCHET_KEY_EXTENSION } from "./ratchet-store.ts";
+import type { DialedLink } from "./transport.ts";
+
+const now = 1_700_000_000_000;
+const alice = createUserIdentity({ username: "alice", now, seed: new Uint8Array(32).fill(1) });
+const bob = createUserIdentity({ username: "bob", now, seed: new Uint8Array(32).fill(2) });
+const RATCHET_KEY = new Uint8Array(32).fill(9);
+
+function ctxOf(user: UserIdentity, crypto: CryptoProvider): DialingContext {
+  return { cfg: { handshakeTimeoutMs: 10_000, crypto }, user } as unknown as DialingContext;
+}
+function peerOf(user: UserIdentity): Peer {
+  return { key: user.identity.verified.identity_key } as unknown as Peer;
+}
+
+/** Alice dials Bob, both through the engine's `handshake`. */
+async function dial(
+  crypto: CryptoProvider,
+  aliceSeesBob: Peer,
+  bobSeesAlice: Peer,
+): Promise<[Session, Session]> {
+  const [la, lb] = memoryLinkPair();
+  return Promise.all([
+    handshake(ctxOf(alice, crypto), aliceSeesBob, la as unknown as DialedLink, "direct"),
+    handshake(ctxOf(bob, crypto), bobSeesAlice, lb as unknown as DialedLink, "direct", RATCHET_KEY),
+  ]);
+}
+
+describe("the engine's Noise suite choice", () => {
+  it("first session ChaChaPoly and both learn; the next dial runs AES-GCM (native AES)", async () => {
+    const web = await createWebCryptoProvider();
+    expect(web.backends.aes256gcm).toBe("webcrypto");
+    const aliceSeesBob = peerOf(bob);
+    const bobSeesAlice = peerOf(alice);
+    const [a1, b1] = await dial(web, aliceSeesBob, bobSeesAlice);
+    expect(a1.protocolName).toBe("Noise_XXhfs_25519+MLKEM768_ChaChaPoly_BLAKE2s");
+    expect(Object.keys(a1.remoteExtensions).sort()).toEqual([RATCHET_KEY_EXTENSION, SUITES_EXTENSION].sort());
+    expect(aliceSeesBob.answersSuiteOffers).toBe(true);
+    expect(bobSeesAlice.answersSuiteOffers).toBe(true);
+    a1.close();
+    b1.close();
+    const [a2, b2] = await dial(web, aliceSeesBob, bobSeesAlice);
+    expect([a2.protocolName, b2.protocolName]).toEqual([
+      "Noise_XXhfs_25519+MLKEM768_AESGCM_SHA256",
+      "Noise_XXhfs_25519+MLKEM768_AESGCM_SHA256",
+    ]);
+    a2.send(new TextEncoder().encode("over AES-GCM"));
+    expect(new TextDecoder().decode(await b2.receive())).toBe("over AES-GCM");
+    a2.close();
+    b2.close();
+  });
+
+  it("no offer when AES-GCM would be pure JavaScript (noble), even to a contact that answers", async () => {
+    const aliceSeesBob = { ...peerOf(bob), answersSuiteOffers: true } as Peer;
+    const [a, b] = await dial(nobleCrypto, aliceSeesBob, peerOf(alice));
+    expect(a.protocolName).toBe("Noise_XXhfs_25519+MLKEM768_ChaChaPoly_BLAKE2s");
+    a.close();
+    b.close();
+  });
+
+  it("a peer from before suites refuses the offer: the mark is cleared and the next dial works", async () => {
+    const web = await createWebCryptoProvider();
+    const aliceSeesOldBob = { ...peerOf(bob), answersSuiteOffers: true } as Peer;
+    // Old Bob: the 1.0 header, a strict decoder that refuses unknown fields, no extension.
+    const oldBob = (link: ReturnType<typeof memoryLinkPair>[1]) =>
+      establishSession({
+        link,
+        role: "responder",
+        kind: "direct",
+        self: bob,
+        extensions: { [RATCHET_KEY_EXTENSION]: RATCHET_KEY },
+        versionCodec: {
+          encode: () => encodeVersionHeader(),
+          decode: (bytes) => {
+            const h = decodeVersionHeader(bytes);
+            return h.ok && h.value.noise_suites ? err("LOFT_ERR_SCHEMA", "unknown field") : h;
+          },
+        },
+      });
+    const [la, lb] = memoryLinkPair();
+    const refused = handshake(ctxOf(alice, web), aliceSeesOldBob, la as unknown as DialedLink, "direct");
+    const old = oldBob(lb);
+    const code = await refused.then(
+      () => "resolved",
+      (e: unknown) => (isLoftError(e) ? e.code : String(e)),
+    );
+    expect(code).toBe("LOFT_ERR_UNSUPPORTED_VERSION");
+    await old.catch(() => undefined);
+    expect(aliceSeesOldBob.answersSuiteOffers).toBe(false);
+    const [la2, lb2] = memoryLinkPair();
+    const [a, b] = await Promise.all([
+      handshake(ctxOf(alice, web), aliceSeesOldBob, la2 as unknown as DialedLink, "direct"),
+      oldBob(lb2),
+    ]);
+    expect(a.protocolName).toBe("Noise_XXhfs_25519+MLKEM768_ChaChaPoly_BLAKE2s");
+    expect(aliceSeesOldBob.answersSuiteOffers).toBe(false);
+    a.close();
+    b.close();
+  });
+});

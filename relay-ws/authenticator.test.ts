@@ -6,6 +6,7 @@
  * while clients of 1.0 (signatures) are still served.
  */
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { utf8 } from "../core/bytes.ts";
 import { encodeVersionHeader } from "../core/codec/version.ts";
@@ -26,6 +27,7 @@ import {
   type ServerFrame,
 } from "../core/relay/protocol.ts";
 import { createNodeCryptoProvider } from "../host/crypto-node.ts";
+import { buildRelayAuthVectors, RELAY_AUTH_VECTOR_FILE } from "../scripts/gen-relay-auth-vectors.ts";
 import { AuthenticatorStats, ConnectionAuthenticator } from "./authenticator.ts";
 import { connectRelay, RawSocket, startTestRelay, type TestRelay } from "./testing.ts";
 
@@ -104,6 +106,52 @@ describe("ConnectionAuthenticator against core's deriveAuthKey", () => {
     expect(relay.admit(5)).toBe(true);
     expect(relay.admit(3)).toBe(false);
     expect(relay.admit(0xffff_ffff)).toBe(true);
+  });
+});
+
+describe("docs/vectors/relay-auth-v1.1.json", () => {
+  const v = JSON.parse(readFileSync(RELAY_AUTH_VECTOR_FILE, "utf8")) as {
+    sessionId: string;
+    relayConnectionSecret: string;
+    relayConnectionKey: string;
+    queueAuthSeed: string;
+    queueAuthKey: string;
+    authKey: string;
+    cases: { t: string; a: string; frame: string }[];
+  };
+  const h = (x: string) => new Uint8Array(Buffer.from(x, "hex"));
+
+  it("is what the generator writes", async () => {
+    expect(`${JSON.stringify(await buildRelayAuthVectors(), null, 2)}\n`).toBe(
+      readFileSync(RELAY_AUTH_VECTOR_FILE, "utf8"),
+    );
+  });
+
+  it("replays on the relay's node:crypto side and on every client backend", async () => {
+    const relay = new ConnectionAuthenticator(
+      h(v.sessionId),
+      new AuthenticatorStats(),
+      4,
+      h(v.relayConnectionSecret),
+    );
+    expect(Buffer.from(relay.publicKey).toString("hex")).toBe(v.relayConnectionKey);
+    for (const c of v.cases) expect(relay.check("q", h(v.queueAuthKey), h(c.t), h(c.a))).toBe(true);
+    for (const crypto of [nobleCrypto, await createNodeCryptoProvider()]) {
+      const key = await deriveAuthKey(
+        crypto,
+        h(v.queueAuthSeed),
+        h(v.queueAuthKey),
+        h(v.relayConnectionKey),
+        h(v.sessionId),
+      );
+      if (!key.ok) throw key.error;
+      expect(Buffer.from(key.value).toString("hex")).toBe(v.authKey);
+      for (const c of v.cases) {
+        const a = await authenticateCommand(crypto, key.value, h(c.t));
+        expect(Buffer.from(a).toString("hex")).toBe(c.a);
+        expect(Buffer.from(encodeClientFrame(h(c.t), a)).toString("hex")).toBe(c.frame);
+      }
+    }
   });
 });
 

@@ -44,6 +44,8 @@ export class AuthenticatorStats {
 }
 
 const ZERO_TAG = Buffer.alloc(AUTHENTICATOR_LENGTH);
+/** PKCS #8 header of a raw X25519 private key (RFC 8410 §7). */
+const X25519_PKCS8_PREFIX = Buffer.from("302e020100300506032b656e04220420", "hex");
 
 /** A cached agreement: the key to HMAC with, and whether it is a real queue key's. */
 interface Agreed {
@@ -67,8 +69,16 @@ export class ConnectionAuthenticator {
   /** The request id of the latest authenticated command (ids must grow; -1 before the first). */
   #lastId = -1;
 
-  constructor(sessionId: Uint8Array, stats: AuthenticatorStats, maxKeys: number) {
-    const jwk = generateKeyPairSync("x25519").privateKey.export({ format: "jwk" });
+  /** `privateKey` (32 bytes) only to reproduce docs/vectors/relay-auth-v1.1.json; else drawn fresh. */
+  constructor(sessionId: Uint8Array, stats: AuthenticatorStats, maxKeys: number, privateKey?: Uint8Array) {
+    const pair = privateKey
+      ? createPrivateKey({
+          key: Buffer.concat([X25519_PKCS8_PREFIX, privateKey]),
+          format: "der",
+          type: "pkcs8",
+        })
+      : generateKeyPairSync("x25519").privateKey;
+    const jwk = pair.export({ format: "jwk" });
     this.#privateJwk = { kty: "OKP", crv: "X25519", x: jwk.x ?? "", d: jwk.d ?? "" };
     this.publicKey = new Uint8Array(Buffer.from(this.#privateJwk.x, "base64url"));
     this.#sessionId = sessionId;

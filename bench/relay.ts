@@ -63,6 +63,8 @@ const ROUNDS = numberFlag("rounds", 2);
 /** More flags for the relay processes, e.g. `--relay-args "--relay-verify-threads 2"`. */
 const EXTRA_RELAY_ARGS = (stringFlag("relay-args") ?? "").split(" ").filter((a) => a !== "");
 const OUTSTANDING = numberFlag("outstanding", 32);
+/** Which opening the idle connections make: `authenticator` (1.1, default) or `signature` (1.0). */
+const IDLE_AUTH: RelayAuthMode = stringFlag("idle-auth") === "signature" ? "signature" : "authenticator";
 const WINDOW = 64;
 const TIMEOUT_MS = 120_000;
 
@@ -318,7 +320,7 @@ async function idleRelay(url: string, pid: number): Promise<{ held: number; rssP
     for (let at = 0; at < IDLE; at += 250) {
       const batch = Array.from(
         { length: Math.min(250, IDLE - at) },
-        () => new BenchConn(url, "authenticator"),
+        () => new BenchConn(url, IDLE_AUTH),
       );
       const settled = await Promise.allSettled(batch.map((c) => deadline(c.ready, "idle connection")));
       batch.forEach((c, i) => {

@@ -318,10 +318,7 @@ async function idleRelay(url: string, pid: number): Promise<{ held: number; rssP
   const conns: BenchConn[] = [];
   try {
     for (let at = 0; at < IDLE; at += 250) {
-      const batch = Array.from(
-        { length: Math.min(250, IDLE - at) },
-        () => new BenchConn(url, IDLE_AUTH),
-      );
+      const batch = Array.from({ length: Math.min(250, IDLE - at) }, () => new BenchConn(url, IDLE_AUTH));
       const settled = await Promise.allSettled(batch.map((c) => deadline(c.ready, "idle connection")));
       batch.forEach((c, i) => {
         if (settled[i]!.status === "fulfilled") conns.push(c);

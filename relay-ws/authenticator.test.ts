@@ -29,7 +29,7 @@ import {
 import { createNodeCryptoProvider } from "../host/crypto-node.ts";
 import { buildRelayAuthVectors, RELAY_AUTH_VECTOR_FILE } from "../scripts/gen-relay-auth-vectors.ts";
 import { AuthenticatorStats, ConnectionAuthenticator } from "./authenticator.ts";
-import { connectRelay, RawSocket, startTestRelay, type TestRelay } from "./testing.ts";
+import { connectRelay, RawSocket, relayCounter, startTestRelay, type TestRelay } from "./testing.ts";
 
 const errCode = (f: ServerFrame) => (f.k === "ERR" ? f.e : `not an error: ${f.k}`);
 const id = () => new Uint8Array(randomBytes(24));
@@ -320,6 +320,12 @@ describe("a relay serving 1.1 authenticators", () => {
       }
       expect(await v11.get(q)).toBeUndefined();
       expect(authPublicKey(q.recipientAuthSecret).length).toBe(32);
+      // Operators see the mix of versions and the authenticator work.
+      expect(await relayCounter(relay, "loft_relay_openings_total", { version: "1.1" })).toBeGreaterThan(0);
+      expect(await relayCounter(relay, "loft_relay_openings_total", { version: "1.0" })).toBeGreaterThan(0);
+      const checks = await relayCounter(relay, "loft_relay_authenticator_checks_total");
+      expect(checks).toBeGreaterThanOrEqual(41);
+      expect(await relayCounter(relay, "loft_relay_authenticator_agreements_total")).toBeLessThan(checks);
     } finally {
       v11.close();
       v10.close();

@@ -329,6 +329,7 @@ export class RelayConnection implements ConnectionHandle {
         return;
       }
       this.#state = "ready";
+      this.#ctx.metrics.openings.inc({ version: version === RELAY_VERSION_AUTHENTICATOR ? "1.1" : "1.0" });
       const c = this.#ctx.config;
       if (version === RELAY_VERSION_AUTHENTICATOR)
         this.#auth = new ConnectionAuthenticator(

@@ -114,6 +114,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     store: () => theStore.stats(),
     outputQueued: () => output.queued,
     keyCacheBytes: () => verifier.cacheBytes,
+    authenticators: () => ({ agreements: authStats.agreements, checks: authStats.checks }),
     verifications: () => {
       const thread = verifyPool?.submitted ?? 0;
       return {

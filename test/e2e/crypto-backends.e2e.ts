@@ -2,7 +2,8 @@
  * The crypto backends in real Chromium (core/crypto): a page bundled from the real modules
  * (bench/page-bundle.ts; nothing mocked) builds the noble provider and the WebCrypto one — each
  * primitive detected against noble in the page — and replays every vector file through both: the
- * published Noise XX vectors and our XXhfs ones, the Double Ratchet and the PQXDH vectors. Node's
+ * published Noise XX vectors and our XXhfs ones, the Double Ratchet and the PQXDH vectors, and the
+ * relay's 1.1 command authenticators. Node's
  * side of the same check is test/vectors/backends.test.ts.
  */
 import { readFileSync } from "node:fs";
@@ -20,6 +21,7 @@ import { createWebCryptoProvider } from ${repoModule("core/crypto/webcrypto.ts")
 import { runVectorFile } from ${repoModule("core/noise/vectors.ts")};
 import { replayRatchetVectors } from ${repoModule("core/ratchet/vectors.ts")};
 import { replayPqxdhVectors } from ${repoModule("core/prekey/vectors.ts")};
+import { replayRelayAuthVectors } from ${repoModule("core/relay/vectors.ts")};
 window.loftVectors = async (files) => {
   const out = {};
   for (const provider of [nobleCrypto, await createWebCryptoProvider()]) {
@@ -30,6 +32,7 @@ window.loftVectors = async (files) => {
       noise,
       ratchet: await replayRatchetVectors(files.ratchet, provider),
       pqxdh: await replayPqxdhVectors(files.pqxdh, provider),
+      relayAuth: await replayRelayAuthVectors(files.relayAuth, provider),
     };
   }
   return out;
@@ -43,6 +46,7 @@ interface Outcome {
   noise: string[];
   ratchet: string;
   pqxdh: string;
+  relayAuth: string;
 }
 
 let browser: Browser;
@@ -73,6 +77,7 @@ describe("crypto backends in Chromium", () => {
       ],
       ratchet: read("docs/vectors/ratchet-v1.json"),
       pqxdh: read("docs/vectors/pqxdh-v1.json"),
+      relayAuth: read("docs/vectors/relay-auth-v1.1.json"),
     };
     const results = (await page.evaluate(
       (f) => (window as unknown as { loftVectors(f: unknown): Promise<unknown> }).loftVectors(f),
@@ -87,6 +92,7 @@ describe("crypto backends in Chromium", () => {
       expect(r.noise.filter((s) => s === "passed").length, name).toBeGreaterThanOrEqual(6);
       expect(r.ratchet, name).toBe("passed");
       expect(r.pqxdh, name).toBe("passed");
+      expect(r.relayAuth, name).toBe("passed");
     }
     // Every browser has these natively; X25519 and Ed25519 depend on the Chromium version.
     const web = results.webcrypto!.backends;

@@ -15,6 +15,7 @@ import { decodeIdentityWith } from "../../core/identity/identity.ts";
 import { runVectorFile } from "../../core/noise/vectors.ts";
 import { type PqxdhVectorFile, replayPqxdhVectors } from "../../core/prekey/vectors.ts";
 import { type RatchetVectorFile, replayRatchetVectors } from "../../core/ratchet/vectors.ts";
+import { type RelayAuthVectorFile, replayRelayAuthVectors } from "../../core/relay/vectors.ts";
 import { createNodeCryptoProvider } from "../../host/crypto-node.ts";
 
 const read = (path: string) => JSON.parse(readFileSync(new URL(`../../${path}`, import.meta.url), "utf8"));
@@ -89,6 +90,14 @@ describe.each(backends)("vector files through the %s backend", (_name, make) => 
       const bad = await decodeIdentityWith(crypto, tampered);
       expect(!bad.ok && bad.error.code, v.name).toBe("LOFT_ERR_BAD_SIGNATURE");
     }
+  });
+
+  it("docs/vectors/relay-auth-v1.1.json", async () => {
+    const crypto = await make();
+    const file = read("docs/vectors/relay-auth-v1.1.json") as RelayAuthVectorFile;
+    expect(await replayRelayAuthVectors(file, crypto)).toBe("passed");
+    file.cases[1]!.t = file.cases[1]!.t.replace(/.$/, (d) => (d === "0" ? "1" : "0"));
+    expect(await replayRelayAuthVectors(file, crypto)).toBe("GET: authenticator");
   });
 
   it("a changed byte fails on this backend too (the runners are not vacuous)", async () => {

@@ -87,11 +87,12 @@ describe("ConnectionAuthenticator against core's deriveAuthKey", () => {
     expect(cost(() => relay.check("a", kp.publicKey, t, new Uint8Array(32)))).toEqual(again);
     expect(cost(() => relay.check("b", undefined, t, new Uint8Array(32)))).toEqual(first);
     expect(cost(() => relay.check("b", undefined, t, new Uint8Array(32)))).toEqual(again);
-    // The y-coordinate 2 is on no point of edwards25519: refused, then the dummy's agreement.
-    const notAPoint = new Uint8Array(32);
-    notAPoint[0] = 2;
-    expect(cost(() => relay.check("c", notAPoint, t, new Uint8Array(32))).checks).toBe(1);
-    expect(relay.check("c", notAPoint, t, new Uint8Array(32))).toBe(false);
+    // y = p is no canonical encoding: refused (one agreement tried), then the dummy's agreement.
+    const notCanonical = new Uint8Array(32).fill(0xff);
+    notCanonical[0] = 0xed;
+    notCanonical[31] = 0x7f;
+    expect(cost(() => relay.check("c", notCanonical, t, new Uint8Array(32))).checks).toBe(1);
+    expect(relay.check("c", notCanonical, t, new Uint8Array(32))).toBe(false);
     // Bounded: a fifth slot evicts the oldest, which then costs an agreement again.
     relay.check("d", undefined, t, undefined);
     relay.check("e", undefined, t, undefined);

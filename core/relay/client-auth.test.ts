@@ -5,6 +5,8 @@
  * pipelined commands leave in request-id order with the authenticators the relay would accept —
  * although their keys are derived asynchronously.
  */
+import { ed25519 } from "@noble/curves/ed25519.js";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { encodeCanonical } from "../codec/codec.ts";
 import { decodeVersionHeader, encodeVersionHeader } from "../codec/version.ts";
@@ -12,7 +14,7 @@ import { nobleCrypto } from "../crypto/noble.ts";
 import type { Link } from "../link/link.ts";
 import { memoryLinkPair } from "../link/memory-link.ts";
 import { type RecipientQueue, RelayClient, type RelayClientOptions } from "./client.ts";
-import { authenticateCommand, deriveAuthKey, newAuthKeyPair, newDhKeyPair } from "./crypto.ts";
+import { authDhPublic, authenticateCommand, deriveAuthKey, newAuthKeyPair, newDhKeyPair } from "./crypto.ts";
 import {
   decodeClientFrame,
   decodeCommand,
@@ -40,6 +42,36 @@ async function open(
   );
   return { client: connecting, relay, header };
 }
+
+describe("authDhPublic", () => {
+  it("is the Montgomery form of every valid Ed25519 key, and refuses y ≥ p and y = 1", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), (seed) => {
+        const pub = ed25519.getPublicKey(seed);
+        expect(authDhPublic(pub)).toEqual(ed25519.utils.toMontgomery(pub));
+      }),
+      { numRuns: 200 },
+    );
+    const p = new Uint8Array(32).fill(0xff);
+    p[0] = 0xed;
+    p[31] = 0x7f;
+    expect(authDhPublic(p)).toBeUndefined();
+    const one = new Uint8Array(32);
+    one[0] = 1;
+    expect(authDhPublic(one)).toBeUndefined();
+    one[31] = 0x80; // the sign bit of x is not part of y
+    expect(authDhPublic(one)).toBeUndefined();
+    expect(authDhPublic(new Uint8Array(31))).toBeUndefined();
+    // Never writes to its input — a Node Buffer (the relay's stored key) included.
+    for (let n = 0; n < 20; n++) {
+      const key = Buffer.from(newAuthKeyPair().publicKey);
+      if ((key[31]! & 0x80) === 0) continue;
+      const before = Buffer.from(key);
+      authDhPublic(key);
+      expect(key.equals(before)).toBe(true);
+    }
+  });
+});
 
 describe("RelayClient opening under 1.1", () => {
   it("sends the 1.1 header by default and the 1.0 one on request", async () => {

@@ -14,6 +14,7 @@
  */
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
+import { bytesToNumberLE, numberToBytesLE } from "@noble/curves/utils.js";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { abytes, concatBytes, utf8, wipe } from "../bytes.ts";
@@ -174,17 +175,25 @@ export async function authDhSecret(crypto: CryptoProvider, authSecret: Uint8Arra
   return scalar;
 }
 
+const Fp = ed25519.Point.Fp;
+
 /**
  * The Montgomery u-coordinate of an Ed25519 public key, u = (1 + y) / (1 − y) mod p (RFC 7748 §4.1),
- * or undefined for bytes that are not a canonical point encoding (RFC 8032 §5.1.3).
+ * from its y alone (the low 255 bits, little-endian; RFC 8032 §5.1.2): undefined when y ≥ p (not
+ * canonical) or y = 1 (no u). The point is not decompressed — that square root cost the relay ~10×
+ * the inversion, on every first command naming a queue — so bytes whose y is on no Edwards point
+ * still give a u; X25519 is safe on any u (the curve or its twist, RFC 7748 §7), the relay's DH
+ * with it is fresh per connection, and a client gains nothing by it: the authenticator still needs
+ * the discrete logarithm of u. For every valid key this equals `ed25519.utils.toMontgomery`.
  */
 export function authDhPublic(authPublic: Uint8Array): Uint8Array | undefined {
   if (authPublic.length !== KEY_LENGTH) return undefined;
-  try {
-    return ed25519.utils.toMontgomery(authPublic);
-  } catch {
-    return undefined;
-  }
+  // A copy (a Node Buffer's slice would be a view, and the sign bit is cleared below).
+  const le = Uint8Array.from(authPublic);
+  le[31]! &= 0x7f;
+  const y = bytesToNumberLE(le);
+  if (y >= Fp.ORDER || y === 1n) return undefined;
+  return numberToBytesLE(Fp.mul(Fp.add(1n, y), Fp.inv(Fp.sub(1n, y))), KEY_LENGTH);
 }
 
 /** HKDF info of the authentication key: `"loft-relay/1.1 auth" ‖ relay key X (32) ‖ queue key (32)`. */

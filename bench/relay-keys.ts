@@ -6,12 +6,32 @@
  *     failed check — relay-ws/verifier.ts);
  *   - one Ed25519 verification with a parsed key, for scale: what a command's check costs;
  *   - NEW's relay-side key agreement on node:crypto (relay-ws/queue-dh.ts) vs noble as before
- *     (core/relay/crypto.ts `newDhKeyPair` + `deriveRcvKey`): `native_vs_noble`.
+ *     (core/relay/crypto.ts `newDhKeyPair` + `deriveRcvKey`): `native_vs_noble`;
+ *   - a protocol 1.1 authenticator check of a SEND with a 1 KiB body (relay-ws/authenticator.ts,
+ *     key already agreed) vs the Ed25519 verification of the same command under 1.0:
+ *     `authenticator_vs_verify`; and the once-per-queue-per-connection key agreement.
  * `--json`: the last line is one JSON object; `--quick`: short runs (smoke test only).
  */
-import { createPublicKey, generateKeyPairSync, randomBytes, sign, verify } from "node:crypto";
-import { deriveRcvKey, newDhKeyPair } from "../core/relay/crypto.ts";
+import {
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  randomBytes,
+  sign,
+  verify,
+} from "node:crypto";
+import { nobleCrypto } from "../core/crypto/noble.ts";
+import {
+  authenticateCommand,
+  authPublicKey,
+  deriveAuthKey,
+  deriveRcvKey,
+  newAuthKeyPair,
+  newDhKeyPair,
+} from "../core/relay/crypto.ts";
+import { authInput, encodeCommand } from "../core/relay/protocol.ts";
 import { ed25519PublicKey } from "../host/node-ed25519.ts";
+import { AuthenticatorStats, ConnectionAuthenticator } from "../relay-ws/authenticator.ts";
 import { queueDh } from "../relay-ws/queue-dh.ts";
 import { measure, report } from "./harness.ts";
 
@@ -47,6 +67,51 @@ const native = measure(() => {
   return 10;
 });
 
+// A SEND of 1 KiB as the relay sees it, authorized both ways by one sender key.
+const sender = newAuthKeyPair();
+const session = new Uint8Array(randomBytes(32));
+const stats = new AuthenticatorStats();
+const conn = new ConnectionAuthenticator(session, stats, 1024);
+const sendT = encodeCommand({
+  k: "SEND",
+  i: 7,
+  q: new Uint8Array(randomBytes(24)),
+  n: new Uint8Array(randomBytes(16)),
+  b: new Uint8Array(randomBytes(1024)),
+});
+const agreed = await deriveAuthKey(nobleCrypto, sender.secretKey, sender.publicKey, conn.publicKey, session);
+if (!agreed.ok) throw agreed.error;
+const tag = await authenticateCommand(nobleCrypto, agreed.value, sendT);
+if (!conn.check("q", sender.publicKey, sendT, tag)) throw new Error("authenticator does not check");
+const senderKey = ed25519PublicKey(authPublicKey(sender.secretKey))!;
+const sendSig = sign(
+  null,
+  authInput(session, sendT),
+  createPrivateKey({
+    key: Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), sender.secretKey]),
+    format: "der",
+    type: "pkcs8",
+  }),
+);
+const sendVerifies = measure(() => {
+  for (let i = 0; i < 100; i++) verify(null, authInput(session, sendT), senderKey, sendSig);
+  return 100;
+});
+const authChecks = measure(() => {
+  for (let i = 0; i < 1000; i++) conn.check("q", sender.publicKey, sendT, tag);
+  return 1000;
+});
+let slot = 0;
+const agreer = new ConnectionAuthenticator(session, stats, 4);
+const agreements = measure(() => {
+  for (let i = 0; i < 10; i++) agreer.check(`q${slot++}`, sender.publicKey, sendT, tag);
+  return 10;
+});
+const connectionKeys = measure(() => {
+  for (let i = 0; i < 10; i++) new ConnectionAuthenticator(session, stats, 4);
+  return 10;
+});
+
 report(
   "relay key work per command",
   [
@@ -57,6 +122,18 @@ report(
       baseline: { name: "SPKI DER", value: der.perSecond },
     },
     { name: "Ed25519 verify (parsed key)", value: verifies.perSecond, unit: "verifies/s" },
+    {
+      name: "1.1 authenticator check, 1 KiB SEND",
+      value: authChecks.perSecond,
+      unit: "checks/s",
+      baseline: { name: "1.0 Ed25519 verify, same SEND", value: sendVerifies.perSecond },
+    },
+    {
+      name: "1.1 key agreement (first check of a queue on a connection)",
+      value: agreements.perSecond,
+      unit: "agreements/s",
+    },
+    { name: "1.1 connection key (per opening)", value: connectionKeys.perSecond, unit: "keys/s" },
     {
       name: "NEW key agreement, node:crypto",
       value: native.perSecond,
@@ -73,5 +150,10 @@ report(
     native_new_per_s: native.perSecond,
     noble_new_per_s: noble.perSecond,
     native_vs_noble: native.perSecond / noble.perSecond,
+    authenticator_checks_per_s: authChecks.perSecond,
+    send_verifies_per_s: sendVerifies.perSecond,
+    authenticator_vs_verify: authChecks.perSecond / sendVerifies.perSecond,
+    authenticator_agreements_per_s: agreements.perSecond,
+    connection_keys_per_s: connectionKeys.perSecond,
   },
 );

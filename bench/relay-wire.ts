@@ -62,10 +62,10 @@ export function encodeHot(cmd: Command): Uint8Array {
   return encodeCommand(cmd);
 }
 
-/** `{a?, t}`. */
+/** `{a?, t}`: `a` a 64-byte signature (1.0) or a 32-byte authenticator (1.1). */
 export function encodeFrame(t: Uint8Array, a?: Uint8Array): Uint8Array {
   return a
-    ? join([[0x82, 0xa1, 0x61, 0xc4, 64], a, [0xa1, 0x74], bin(t), t])
+    ? join([[0x82, 0xa1, 0x61, 0xc4, a.length], a, [0xa1, 0x74], bin(t), t])
     : join([[0x81, 0xa1, 0x74], bin(t), t]);
 }
 
@@ -110,9 +110,11 @@ export function selfCheck(): void {
       { k: "SEND", i, q, n: new Uint8Array(16).fill(5), b: new Uint8Array(i % 2000).fill(6) },
       { k: "ACK", i, q, m },
     ] as Command[]) {
-      const generic = encodeClientFrame(encodeCommand(cmd), new Uint8Array(64).fill(7));
-      if (!Buffer.from(encodeFrame(encodeHot(cmd), new Uint8Array(64).fill(7))).equals(generic))
-        throw new Error(`bench wire: ${cmd.k} encoding differs`);
+      for (const a of [new Uint8Array(64).fill(7), new Uint8Array(32).fill(9)]) {
+        const generic = encodeClientFrame(encodeCommand(cmd), a);
+        if (!Buffer.from(encodeFrame(encodeHot(cmd), a)).equals(generic))
+          throw new Error(`bench wire: ${cmd.k} encoding differs`);
+      }
     }
     for (const f of [
       { k: "OK", i },

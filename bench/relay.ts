@@ -8,20 +8,38 @@
  * many idle relay WebSockets one relay process holds and its RSS per connection (Mosquitto's per
  * idle MQTT connection as the baseline).
  *
- * The relay clients here speak the real protocol (core/relay encoders) but sign and decrypt with
- * node:crypto, so the numbers measure the relay, not noble in the bench process. Every loop is
+ * The relay clients here speak the real protocol (core/relay encoders) but authorize and decrypt
+ * with node:crypto, so the numbers measure the relay, not noble in the bench process. The "relay"
+ * subject's clients speak protocol 1.1 (an HMAC authenticator per command); the "signed" subject
+ * runs the same relay process with 1.0 clients (an Ed25519 signature per command), for the
+ * before/after in one run. Every loop is
  * bounded; everything targets 127.0.0.1 only.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import WebSocket from "ws";
 import { encodeVersionHeader } from "../core/codec/version.ts";
-import { deriveRcvKey, newAuthKeyPair, newDhKeyPair } from "../core/relay/crypto.ts";
-import { authInput, type Command, type ServerFrame } from "../core/relay/protocol.ts";
+import type { CryptoProvider } from "../core/crypto/provider.ts";
+import {
+  deriveAuthKey,
+  deriveRcvKey,
+  type KeyPair,
+  newAuthKeyPair,
+  newDhKeyPair,
+} from "../core/relay/crypto.ts";
+import {
+  authInput,
+  type Command,
+  RELAY_VERSION_AUTHENTICATOR,
+  RELAY_VERSION_SIGNATURE,
+  type RelayAuthMode,
+  type ServerFrame,
+} from "../core/relay/protocol.ts";
+import { createNodeCryptoProvider } from "../host/crypto-node.ts";
 import { ed25519Signer } from "../host/node-ed25519.ts";
 import { xchachaOpen } from "../relay-ws/node-crypto.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
@@ -39,12 +57,14 @@ const SIZE = Math.max(16, numberFlag("size", 1024));
 const IDLE = numberFlag("idle", 5000);
 /** Write a V8 CPU profile of the (fsync) relay process into this directory (`node --cpu-prof`). */
 const PROFILE_DIR = stringFlag("profile");
-/** Which subjects besides the relay: `relay,nosync,mosquitto` (default all). */
-const SUBJECTS = (stringFlag("subjects") ?? "relay,nosync,mosquitto").split(",");
+/** Which subjects besides the relay: `relay,signed,nosync,mosquitto` (default all). */
+const SUBJECTS = (stringFlag("subjects") ?? "relay,signed,nosync,mosquitto").split(",");
 const ROUNDS = numberFlag("rounds", 2);
 /** More flags for the relay processes, e.g. `--relay-args "--relay-verify-threads 2"`. */
 const EXTRA_RELAY_ARGS = (stringFlag("relay-args") ?? "").split(" ").filter((a) => a !== "");
 const OUTSTANDING = numberFlag("outstanding", 32);
+/** Which opening the idle connections make: `authenticator` (1.1, default) or `signature` (1.0). */
+const IDLE_AUTH: RelayAuthMode = stringFlag("idle-auth") === "signature" ? "signature" : "authenticator";
 const WINDOW = 64;
 const TIMEOUT_MS = 120_000;
 
@@ -126,16 +146,25 @@ async function withCpu(
 // ------------------------------------------------------------------------------------------------
 // relay side
 
+/** The authorization of one encoded command (`t`) by one queue key on one connection. */
+type Authorizer = (t: Uint8Array) => Uint8Array;
+
+let nodeCrypto: CryptoProvider | undefined;
+
 class BenchConn {
   readonly ws: WebSocket;
   sessionId: Uint8Array = new Uint8Array(32);
+  connectionKey: Uint8Array | undefined;
   readonly #pending = new Map<number, (f: ServerFrame) => void>();
   #next = 1;
   #stage = 0;
   onPush: ((f: ServerFrame) => void) | undefined;
   readonly ready: Promise<void>;
 
-  constructor(url: string) {
+  constructor(
+    url: string,
+    readonly auth: RelayAuthMode,
+  ) {
     this.ws = new WebSocket(url, { perMessageDeflate: false });
     let ready!: () => void;
     let failed!: (e: Error) => void;
@@ -143,7 +172,11 @@ class BenchConn {
       ready = resolve;
       failed = reject;
     });
-    this.ws.on("open", () => this.ws.send(encodeVersionHeader()));
+    this.ws.on("open", () =>
+      this.ws.send(
+        encodeVersionHeader(auth === "authenticator" ? RELAY_VERSION_AUTHENTICATOR : RELAY_VERSION_SIGNATURE),
+      ),
+    );
     this.ws.on("error", (e) => failed(e));
     this.ws.on("message", (data: Buffer) => {
       if (this.#stage === 0) {
@@ -153,6 +186,7 @@ class BenchConn {
       const f = decodeHot(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
       if (f.k === "HELLO") {
         this.sessionId = f.s;
+        this.connectionKey = f.x;
         ready();
       } else if ("i" in f && f.i !== undefined && this.#pending.has(f.i)) {
         const r = this.#pending.get(f.i)!;
@@ -162,10 +196,28 @@ class BenchConn {
     });
   }
 
-  request(cmd: Command, sign?: (m: Uint8Array) => Uint8Array): Promise<ServerFrame> {
+  /** How `key` authorizes commands on this connection: a signature (1.0) or an HMAC (1.1). */
+  async authorizer(key: KeyPair): Promise<Authorizer> {
+    if (this.auth === "signature") {
+      const sign = ed25519Signer(key.secretKey);
+      return (t) => sign(authInput(this.sessionId, t));
+    }
+    nodeCrypto ??= await createNodeCryptoProvider();
+    const agreed = await deriveAuthKey(
+      nodeCrypto,
+      key.secretKey,
+      key.publicKey,
+      this.connectionKey!,
+      this.sessionId,
+    );
+    if (!agreed.ok) throw agreed.error;
+    return (t) => createHmac("sha256", agreed.value).update(t).digest();
+  }
+
+  request(cmd: Command, authorize?: Authorizer): Promise<ServerFrame> {
     const i = this.#next++;
     const t = encodeHot({ ...cmd, i } as Command);
-    this.ws.send(encodeFrame(t, sign ? sign(authInput(this.sessionId, t)) : undefined));
+    this.ws.send(encodeFrame(t, authorize?.(t)));
     return new Promise((resolve) => this.#pending.set(i, resolve));
   }
 }
@@ -180,18 +232,19 @@ async function runRelay(
   url: string,
   pairsCount = N,
   outstanding = OUTSTANDING,
+  auth: RelayAuthMode = "authenticator",
 ): Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs">> {
   const latencies: number[] = [];
   const pairs = await Promise.all(
     Array.from({ length: pairsCount }, async () => {
-      const rx = new BenchConn(url);
-      const tx = new BenchConn(url);
+      const rx = new BenchConn(url, auth);
+      const tx = new BenchConn(url, auth);
       await Promise.all([rx.ready, tx.ready]);
       const rk = newAuthKeyPair();
       const sk = newAuthKeyPair();
       const dh = newDhKeyPair();
-      const rSign = ed25519Signer(rk.secretKey);
-      const sSign = ed25519Signer(sk.secretKey);
+      const rSign = await rx.authorizer(rk);
+      const sSign = await tx.authorizer(sk);
       const ids = await expectOk(
         rx.request({ k: "NEW", i: 0, rk: rk.publicKey, dk: dh.publicKey, sub: false }, rSign),
         "NEW",
@@ -265,7 +318,7 @@ async function idleRelay(url: string, pid: number): Promise<{ held: number; rssP
   const conns: BenchConn[] = [];
   try {
     for (let at = 0; at < IDLE; at += 250) {
-      const batch = Array.from({ length: Math.min(250, IDLE - at) }, () => new BenchConn(url));
+      const batch = Array.from({ length: Math.min(250, IDLE - at) }, () => new BenchConn(url, IDLE_AUTH));
       const settled = await Promise.allSettled(batch.map((c) => deadline(c.ready, "idle connection")));
       batch.forEach((c, i) => {
         if (settled[i]!.status === "fulfilled") conns.push(c);
@@ -472,6 +525,13 @@ async function main() {
       run: (n = N, o = OUTSTANDING) => withCpu(relayPid, n * MESSAGES, () => runRelay(relayUrl, n, o)),
     };
     subjects.push(fsync);
+    if (SUBJECTS.includes("signed"))
+      subjects.push({
+        name: "signed",
+        pid: relayPid,
+        run: (n = N, o = OUTSTANDING) =>
+          withCpu(relayPid, n * MESSAGES, () => runRelay(relayUrl, n, o, "signature")),
+      });
     if (SUBJECTS.includes("nosync")) {
       relayNoSync = await startLoft({
         entry: "relay-ws/main.ts",
@@ -519,6 +579,7 @@ async function main() {
     const r = best("relay")!;
     const m = best("mosquitto");
     const ns = best("nosync");
+    const sg = best("signed");
     // Unloaded latency (one pair, one message at a time): what a live link through the relay sees.
     const rLive = await fsync.run(1, 1);
     const mLive = await mosquitto?.run(1, 1);
@@ -538,6 +599,7 @@ async function main() {
       `${"".padEnd(26)} ${"msgs/s".padStart(8)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)} ${"server µs/m".padStart(11)} ${"client µs/m".padStart(11)}`,
     );
     row("loft relay (LMDB, fsync)", r);
+    row("loft relay, 1.0 signatures", sg);
     row("loft relay, no fsync", ns);
     row("mosquitto (QoS 1)", m);
     row("loft relay, 1 in flight", rLive);
@@ -546,6 +608,8 @@ async function main() {
       say(`relay / mosquitto throughput: ${(r.msgsPerSecond / m.msgsPerSecond).toFixed(2)}×`);
       say(`relay p99 / mosquitto p99: ${(r.p99 / m.p99).toFixed(1)}×`);
       if (ns) say(`relay without fsync / mosquitto: ${(ns.msgsPerSecond / m.msgsPerSecond).toFixed(2)}×`);
+      if (sg)
+        say(`relay with 1.0 signatures / mosquitto: ${(sg.msgsPerSecond / m.msgsPerSecond).toFixed(2)}×`);
     }
     if (idle)
       say(
@@ -564,6 +628,10 @@ async function main() {
           p99_ms: r.p99,
           relay_cpu_us_per_msg: r.serverCpuUs,
           relay_client_cpu_us_per_msg: r.clientCpuUs,
+          relay_signed_vs_mosquitto: m && sg ? sg.msgsPerSecond / m.msgsPerSecond : null,
+          relay_signed_msgs_per_s: sg?.msgsPerSecond ?? null,
+          relay_signed_cpu_us_per_msg: sg?.serverCpuUs ?? null,
+          relay_authenticator_vs_signed: sg ? r.msgsPerSecond / sg.msgsPerSecond : null,
           relay_nosync_vs_mosquitto: m && ns ? ns.msgsPerSecond / m.msgsPerSecond : null,
           relay_nosync_msgs_per_s: ns?.msgsPerSecond ?? null,
           mosquitto_msgs_per_s: m?.msgsPerSecond ?? null,

@@ -14,7 +14,7 @@ import { randomBytes } from "node:crypto";
 import type { Duplex } from "node:stream";
 import type { WebSocket } from "ws";
 import { equalBytes, toHex } from "../core/bytes.ts";
-import { decodeVersionHeader, encodeVersionHeader } from "../core/codec/version.ts";
+import { decodeVersionHeader, encodeVersionHeader, type VersionHeader } from "../core/codec/version.ts";
 import type { WireErrorCode } from "../core/relay/errors.ts";
 import {
   AUTH_RULES,
@@ -26,9 +26,12 @@ import {
   decodeCommand,
   encodeServerFrame,
   ID_LENGTH,
+  RELAY_VERSION_AUTHENTICATOR,
+  RELAY_VERSION_SIGNATURE,
   SESSION_ID_LENGTH,
   type ServerFrame,
 } from "../core/relay/protocol.ts";
+import { ConnectionAuthenticator } from "./authenticator.ts";
 import {
   type ConnectionHandle,
   type HandedOut,
@@ -113,6 +116,11 @@ export class RelayConnection implements ConnectionHandle {
   #readPaused = false;
   /** Verdicts computed ahead for a frame (the check `#dispatch` is expected to make). */
   readonly #preverdicts = new WeakMap<ClientFrame, PreVerdict>();
+  /**
+   * Protocol 1.1 (the client's header said so): commands carry authenticators, checked here with
+   * keys agreed per queue on this connection (authenticator.ts). Undefined under 1.0: signatures.
+   */
+  #auth: ConnectionAuthenticator | undefined;
 
   constructor(ctx: RelayContext, ws: WebSocket, source: RelaySource) {
     this.#ctx = ctx;
@@ -248,6 +256,7 @@ export class RelayConnection implements ConnectionHandle {
     if (this.#state === "closed") return;
     this.#state = "closed";
     clearTimeout(this.#openingTimer);
+    this.#auth?.dispose();
     // Commands not started yet were never answered: the client retries them (same send id).
     this.#inbox.length = 0;
     for (const sub of this.subs.values()) this.#ctx.unsubscribe(sub);
@@ -313,20 +322,28 @@ export class RelayConnection implements ConnectionHandle {
     if (this.#state === "closed") return;
     if (this.#state === "opening") {
       clearTimeout(this.#openingTimer);
-      const header = isBinary ? decodeVersionHeader(bytes) : undefined;
-      if (!header?.ok) {
+      const version = isBinary ? clientVersion(bytes) : undefined;
+      if (!version) {
         this.#error("VERSION");
         this.close(1002, "LOFT_ERR_UNSUPPORTED_VERSION");
         return;
       }
       this.#state = "ready";
+      this.#ctx.metrics.openings.inc({ version: version === RELAY_VERSION_AUTHENTICATOR ? "1.1" : "1.0" });
       const c = this.#ctx.config;
+      if (version === RELAY_VERSION_AUTHENTICATOR)
+        this.#auth = new ConnectionAuthenticator(
+          this.sessionId,
+          this.#ctx.authStats,
+          2 * c.maxQueuesPerConnection,
+        );
       this.sendFrame({
         k: "HELLO",
         s: this.sessionId,
         fl: c.maxFrameBytes,
         qq: c.queueQuota,
         mi: c.maxInFlight,
+        ...(this.#auth ? { x: this.#auth.publicKey } : {}),
       });
       return;
     }
@@ -375,7 +392,14 @@ export class RelayConnection implements ConnectionHandle {
     }
     const command = cmd.value;
     const outer = frame.value;
-    if (!this.#ctx.verifyPool) {
+    // 1.1: an authenticated command's id must exceed the previous one's — the same frame twice,
+    // or one held back and sent later, is refused before any work.
+    if (this.#auth && outer.a !== undefined && !this.#auth.admit(command.i)) {
+      this.#error("AUTH", command.i, command.k);
+      return;
+    }
+    // Authenticators cost one HMAC: checked inline, in arrival order, no worker round trip.
+    if (!this.#ctx.verifyPool || this.#auth) {
       this.#run(command, outer);
       return;
     }
@@ -476,11 +500,13 @@ export class RelayConnection implements ConnectionHandle {
    * bad signatures cost the same.
    */
   #verified(
+    cmd: Command,
     publicKey: Uint8Array | undefined,
     frame: ClientFrame,
     remember = true,
     signature: Uint8Array | undefined = frame.a,
   ): boolean {
+    if (this.#auth) return this.#auth.check("q" in cmd ? toHex(cmd.q) : "", publicKey, frame.t, signature);
     const pre = this.#preverdicts.get(frame);
     if (pre) {
       this.#preverdicts.delete(frame);
@@ -497,13 +523,13 @@ export class RelayConnection implements ConnectionHandle {
 
   async #recipientQueue(cmd: Command & { q: Uint8Array }, frame: ClientFrame): Promise<QueueRecord> {
     const q = await this.#ctx.store.queueByRecipient(cmd.q);
-    if (!this.#verified(q?.recipientKey, frame) || !q) throw new Refused("AUTH");
+    if (!this.#verified(cmd, q?.recipientKey, frame) || !q) throw new Refused("AUTH");
     return q;
   }
 
   async #dispatch(cmd: Command, frame: ClientFrame): Promise<void> {
     if (AUTH_RULES[cmd.k] === "none" && frame.a !== undefined) {
-      this.#verified(undefined, frame);
+      this.#verified(cmd, undefined, frame);
       throw new Refused("AUTH");
     }
     switch (cmd.k) {
@@ -521,7 +547,7 @@ export class RelayConnection implements ConnectionHandle {
         const q = await this.#ctx.store.queueBySender(cmd.q);
         // The key is cached only when the queue exists (verifier.ts): made-up queue ids with
         // fresh self-signed keys must not churn the cache.
-        const signed = this.#verified(cmd.sk, frame, q !== undefined);
+        const signed = this.#verified(cmd, cmd.sk, frame, q !== undefined);
         if (!signed || !q || q.suspended) throw new Refused("AUTH");
         if ((await this.#ctx.store.secureQueue(q.recipientId, cmd.sk)) !== "ok") throw new Refused("AUTH");
         return this.sendFrame({ k: "OK", i: cmd.i });
@@ -579,7 +605,7 @@ export class RelayConnection implements ConnectionHandle {
    */
   async #pkget(cmd: CommandOf<"PKGET">, frame: ClientFrame): Promise<void> {
     const q = await this.#ctx.store.queueBySender(cmd.q);
-    this.#verified(undefined, frame, true, undefined);
+    this.#verified(cmd, undefined, frame, true, undefined);
     if (!q) throw new Refused("AUTH");
     const hex = toHex(q.recipientId);
     const now = performance.now();
@@ -622,7 +648,7 @@ export class RelayConnection implements ConnectionHandle {
   }
 
   async #new(cmd: CommandOf<"NEW">, frame: ClientFrame): Promise<void> {
-    if (!this.#verified(cmd.rk, frame)) throw new Refused("AUTH");
+    if (!this.#verified(cmd, cmd.rk, frame)) throw new Refused("AUTH");
     // Checked and reserved in the same turn as the frame arrived, before any write: pipelined
     // NEWs cannot all pass the check and leave queues nobody can hold.
     if (this.#queues.size + this.#creating >= this.#ctx.config.maxQueuesPerConnection)
@@ -664,8 +690,8 @@ export class RelayConnection implements ConnectionHandle {
     const q = await this.#ctx.store.queueBySender(cmd.q);
     // Secured queue: the sender key must sign. Unsecured: no signature allowed (SMP §Send message).
     const authorized = q?.senderKey
-      ? this.#verified(q.senderKey, frame)
-      : !this.#verified(undefined, frame) && frame.a === undefined;
+      ? this.#verified(cmd, q.senderKey, frame)
+      : !this.#verified(cmd, undefined, frame) && frame.a === undefined;
     if (!q || !authorized || q.suspended) throw new Refused("AUTH");
     // Charged what is stored (a whole padded block, whatever the body), given back if nothing is.
     const bytes = storedBytes(cmd);
@@ -762,6 +788,13 @@ export class RelayConnection implements ConnectionHandle {
   get open(): boolean {
     return this.#state !== "closed";
   }
+}
+
+/** The client's version header: 1.0 (signatures) or 1.1 (authenticators); undefined otherwise. */
+function clientVersion(bytes: Uint8Array): VersionHeader | undefined {
+  if (decodeVersionHeader(bytes, RELAY_VERSION_AUTHENTICATOR).ok) return RELAY_VERSION_AUTHENTICATOR;
+  if (decodeVersionHeader(bytes, RELAY_VERSION_SIGNATURE).ok) return RELAY_VERSION_SIGNATURE;
+  return undefined;
 }
 
 function toBytes(data: unknown): Uint8Array {

@@ -6,6 +6,7 @@
  */
 import type { ServerFrame } from "../core/relay/protocol.ts";
 import type { Logger } from "../host/log.ts";
+import type { AuthenticatorStats } from "./authenticator.ts";
 import type { BundleCache } from "./bundle-cache.ts";
 import type { RelayConfig } from "./config.ts";
 import type { RelayMetrics } from "./metrics.ts";
@@ -83,6 +84,8 @@ export interface RelayContext {
   readonly metrics: RelayMetrics;
   readonly log: Logger;
   readonly clock: () => number;
+  /** Protocol 1.1 authenticators: the dummy key and the work counters (authenticator.ts). */
+  readonly authStats: AuthenticatorStats;
   /** Signature checks with the bounded cache of keys that verified (verifier.ts). */
   readonly verifier: SignatureVerifier;
   /** Worker threads for the verifications themselves (`--relay-verify-threads`; none: inline). */

@@ -37,6 +37,9 @@ const start = (): Promise<LoftProcess> =>
       "0",
       "--relay-conn-rate",
       "0",
+      // The drain below runs GET + ACK as fast as the client can (authenticators cost it little).
+      "--relay-source-rate",
+      "0",
     ],
   });
 const wsUrl = (p: LoftProcess) => `ws://127.0.0.1:${p.port}/relay`;

@@ -319,7 +319,8 @@ describe("key-object cache (finding 6)", () => {
 
   it("is bounded by bytes and keeps verifying evicted keys", async () => {
     const r = await start({ keyCacheBytes: 10 * 3000, ratePerSecond: 0, sourceCostRate: 0 });
-    const c = track(await connectRelay(r.url));
+    // The cache serves signatures (protocol 1.0); 1.1 authenticators keep per-connection keys.
+    const c = track(await connectRelay(r.url, { auth: "signature" }));
     const queues = [];
     for (let i = 0; i < 30; i++) queues.push(await c.createQueue({ subscribe: false }));
     const d = r.service.diagnostics();

@@ -7,6 +7,8 @@ import type { StoreStats } from "./store/types.ts";
 
 export interface RelayMetrics {
   connectionsTotal: Counter<"result">;
+  /** Openings by the version the client's header chose (1.1: authenticators, 1.0: signatures). */
+  openings: Counter<"version">;
   commands: Counter<"command" | "result">;
   errors: Counter<"code">;
   deliveries: Counter<string>;
@@ -24,6 +26,8 @@ export function createRelayMetrics(
     keyCacheBytes: () => number;
     /** Signature verifications so far: on verify threads, on the event loop; thread failures. */
     verifications: () => { thread: number; eventLoop: number; threadFailures: number };
+    /** Protocol 1.1 key agreements and authenticator checks so far. */
+    authenticators: () => { agreements: number; checks: number };
   },
 ): RelayMetrics {
   const registers = [registry];
@@ -37,6 +41,24 @@ export function createRelayMetrics(
       this.reset();
       this.inc({ where: "thread" }, v.thread);
       this.inc({ where: "event_loop" }, v.eventLoop);
+    },
+  });
+  new Counter({
+    name: "loft_relay_authenticator_checks_total",
+    help: "Protocol 1.1 command authenticator checks (one HMAC each)",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(sources.authenticators().checks);
+    },
+  });
+  new Counter({
+    name: "loft_relay_authenticator_agreements_total",
+    help: "Protocol 1.1 key agreements (one X25519 per queue id named on a connection)",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(sources.authenticators().agreements);
     },
   });
   new Counter({
@@ -129,6 +151,12 @@ export function createRelayMetrics(
     },
   });
   return {
+    openings: new Counter({
+      name: "loft_relay_openings_total",
+      help: "Relay openings by protocol version the client chose (1.1: authenticators, 1.0: signatures)",
+      labelNames: ["version"],
+      registers,
+    }),
     connectionsTotal: new Counter({
       name: "loft_relay_connections_total",
       help: "WebSocket upgrades by result (accepted, rate_limited, source_full, origin, full, closing)",

@@ -13,6 +13,7 @@ import { sourceOf, trustedProxies } from "../host/client-source.ts";
 import type { HostedService } from "../host/host.ts";
 import type { Logger } from "../host/log.ts";
 import { originAllowed, pageSourceKey } from "../host/origin.ts";
+import { AuthenticatorStats } from "./authenticator.ts";
 import { BundleCache } from "./bundle-cache.ts";
 import type { RelayConfig } from "./config.ts";
 import { RelayConnection } from "./connection.ts";
@@ -46,6 +47,9 @@ export interface RelayDiagnostics {
   keyCacheBytes: number;
   keyParses: number;
   verifies: number;
+  /** Protocol 1.1: key agreements (one per queue per connection) and authenticator checks. */
+  authAgreements: number;
+  authChecks: number;
   /** Source addresses tracked in memory. */
   sources: number;
 }
@@ -98,6 +102,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
   const sources = new SourceTable(config);
   const trusted = trustedProxies(config.trustProxy);
   const verifier = new SignatureVerifier(config.keyCacheBytes);
+  const authStats = new AuthenticatorStats();
   const verifyPool = config.verifyThreads > 0 ? new VerifyPool(config.verifyThreads) : undefined;
   const output = new OutputBudget(config.sendBufferTotal);
   const companions: RelayCompanion[] = [];
@@ -109,6 +114,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     store: () => theStore.stats(),
     outputQueued: () => output.queued,
     keyCacheBytes: () => verifier.cacheBytes,
+    authenticators: () => ({ agreements: authStats.agreements, checks: authStats.checks }),
     verifications: () => {
       const thread = verifyPool?.submitted ?? 0;
       return {
@@ -127,6 +133,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     clock,
     verifier,
     verifyPool,
+    authStats,
     output,
     prekeysPerQueue: new PrekeyBudget(config.prekeyQueuePerHour, config.prekeyQueueBurst),
     bundles: new BundleCache(BUNDLE_CACHE_BYTES),
@@ -296,6 +303,8 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
         keyCacheBytes: verifier.cacheBytes,
         keyParses: verifier.parses,
         verifies: verifier.verifies,
+        authAgreements: authStats.agreements,
+        authChecks: authStats.checks,
         sources: sources.size,
       };
     },

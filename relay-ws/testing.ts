@@ -9,14 +9,18 @@ import { join } from "node:path";
 import { Registry } from "prom-client";
 import WebSocket from "ws";
 import { encodeVersionHeader } from "../core/codec/version.ts";
+import { nobleCrypto } from "../core/crypto/noble.ts";
 import { LoftError } from "../core/errors.ts";
 import { RelayClient, type RelayClientOptions } from "../core/relay/client.ts";
-import { signCommand } from "../core/relay/crypto.ts";
+import { authenticateCommand, authPublicKey, deriveAuthKey, signCommand } from "../core/relay/crypto.ts";
 import {
   type Command,
   decodeServerFrame,
   encodeClientFrame,
   encodeCommand,
+  RELAY_VERSION_AUTHENTICATOR,
+  RELAY_VERSION_SIGNATURE,
+  type RelayAuthMode,
   type ServerFrame,
 } from "../core/relay/protocol.ts";
 import { WebSocketLink } from "../core/relay/ws-link.ts";
@@ -243,18 +247,64 @@ export class RawSocket {
 
   /** The session id from HELLO (after `open` with the header). */
   sessionId: Uint8Array = new Uint8Array(32);
+  /** Protocol 1.1: the relay's connection key from HELLO. */
+  connectionKey: Uint8Array | undefined;
 
-  static async open(url: string, withHeader = true, from: ConnectFrom = {}): Promise<RawSocket> {
+  /** Open with the 1.0 header (signatures) by default, or `"authenticator"` for 1.1. */
+  static async open(
+    url: string,
+    withHeader = true,
+    from: ConnectFrom = {},
+    auth: RelayAuthMode = "signature",
+  ): Promise<RawSocket> {
     const s = new RawSocket(url, from);
     await s.opened;
     if (withHeader) {
-      s.send(encodeVersionHeader());
+      s.send(
+        encodeVersionHeader(auth === "authenticator" ? RELAY_VERSION_AUTHENTICATOR : RELAY_VERSION_SIGNATURE),
+      );
       await s.next(); // the relay's version header
       const hello = await s.nextFrame();
       if (hello.k !== "HELLO") throw new Error(`expected HELLO, got ${hello.k}`);
       s.sessionId = hello.s;
+      s.connectionKey = hello.x;
     }
     return s;
+  }
+
+  /**
+   * 1.1: the authenticator of `t` by the holder of `authSecret` on the connection with
+   * `connectionKey` and `sessionId` (this one's by default; another's to test cross-connection use).
+   */
+  async authenticator(
+    t: Uint8Array,
+    authSecret: Uint8Array,
+    on: { connectionKey: Uint8Array; sessionId: Uint8Array } = {
+      connectionKey: this.connectionKey!,
+      sessionId: this.sessionId,
+    },
+  ): Promise<Uint8Array> {
+    const key = await deriveAuthKey(
+      nobleCrypto,
+      authSecret,
+      authPublicKey(authSecret),
+      on.connectionKey,
+      on.sessionId,
+    );
+    if (!key.ok) throw key.error;
+    return authenticateCommand(nobleCrypto, key.value, t);
+  }
+
+  /** 1.1: a command frame with its authenticator (or unauthorized without a key). */
+  async authFrame(command: Command, authSecret?: Uint8Array): Promise<Uint8Array> {
+    const t = encodeCommand(command);
+    return encodeClientFrame(t, authSecret ? await this.authenticator(t, authSecret) : undefined);
+  }
+
+  /** 1.1: send an authenticated command and return the next frame. */
+  async authRequest(command: Command, authSecret?: Uint8Array): Promise<ServerFrame> {
+    this.send(await this.authFrame(command, authSecret));
+    return this.nextFrame();
   }
 
   /** Encode (and sign with `key`, over this session) a command frame. */

@@ -76,8 +76,9 @@ describe("relay with verify threads", () => {
       const relay = await startTestRelay({ verifyThreads: threads, ratePerSecond: 0 });
       try {
         const got: RelayMessage[] = [];
-        const alice = await connectRelay(relay.url, { onMessage: (m) => got.push(m) });
-        const bob = await connectRelay(relay.url);
+        // Signatures (protocol 1.0): what the verify threads serve (1.1 authenticators run inline).
+        const alice = await connectRelay(relay.url, { auth: "signature", onMessage: (m) => got.push(m) });
+        const bob = await connectRelay(relay.url, { auth: "signature" });
         const q = await alice.createQueue({ subscribe: false });
         const sender = await bob.senderSecure({ senderId: q.senderId });
         const n = 120;

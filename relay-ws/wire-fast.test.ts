@@ -57,7 +57,8 @@ const otherArb: fc.Arbitrary<Command> = fc.oneof(
 );
 const frameArb = (cmd: fc.Arbitrary<Command>) =>
   fc
-    .tuple(cmd, fc.option(bytes(64), { nil: undefined }))
+    // No authorization, a 1.0 signature or a 1.1 authenticator.
+    .tuple(cmd, fc.option(fc.oneof(bytes(64), bytes(32)), { nil: undefined }))
     .map(([c, a]) => encodeClientFrame(encodeCommand(c), a));
 
 /** The generic decoders' answer: the frame and command, or undefined when either refuses. */

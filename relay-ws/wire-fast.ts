@@ -15,6 +15,7 @@
 
 import type { ClientFrame, Command } from "../core/relay/protocol.ts";
 import {
+  AUTHENTICATOR_LENGTH,
   ID_LENGTH,
   MAX_BODY,
   RCV_CIPHERTEXT_LENGTH,
@@ -135,8 +136,10 @@ function outer(bytes: Uint8Array): ClientFrame | undefined {
   if (bytes[0] !== 0x82) return undefined;
   c.at = 1;
   if (!c.key(K_A)) return undefined;
-  const a = c.bin(SIGNATURE_LENGTH, SIGNATURE_LENGTH);
-  if (!a || !c.key(K_T)) return undefined;
+  // A signature (1.0) or an authenticator (1.1); which one the connection takes is checked later.
+  const a = c.bin(AUTHENTICATOR_LENGTH, SIGNATURE_LENGTH);
+  if (!a || (a.length !== AUTHENTICATOR_LENGTH && a.length !== SIGNATURE_LENGTH) || !c.key(K_T))
+    return undefined;
   const t = c.bin(1, bytes.length);
   return t && c.done ? { t, a } : undefined;
 }

@@ -5,8 +5,11 @@
  *
  * Follows SMP v9 (simplexmq protocol/simplex-messaging.md §SMP commands) for the command set:
  * NEW/KEY/SKEY/SEND/SUB/GET/ACK/OFF/DEL, plus PING and prekey bundles (PKSET/PKGET). Every
- * recipient command is signed with the queue's recipient key over the session id of this
- * connection, so a captured command cannot be replayed on another connection. Pushed messages
+ * recipient command is authorized by the queue's recipient key for this connection only: by
+ * default (protocol 1.1) with an HMAC-SHA256 authenticator under a key agreed once per queue per
+ * connection (SMP v7's scheme; docs/protocol/relay.md §Command authorization), or (1.0) with an
+ * Ed25519 signature over the session id. Either way a captured command does not authorize
+ * anything on another connection, and under 1.1 not twice on the same one. Pushed messages
  * are decrypted (server→recipient layer) and handed to `onMessage`; they are removed from the
  * relay only when the application calls `ack`.
  *
@@ -15,10 +18,14 @@
 import { randomBytes } from "@noble/hashes/utils.js";
 import { toHex } from "../bytes.ts";
 import { decodeVersionHeader, encodeVersionHeader } from "../codec/version.ts";
+import { nobleCrypto } from "../crypto/noble.ts";
+import type { CryptoProvider } from "../crypto/provider.ts";
 import { LoftError } from "../errors.ts";
 import type { Link } from "../link/link.ts";
 import {
+  authenticateCommand,
   authPublicKey,
+  deriveAuthKey,
   deriveRcvKey,
   newAuthKeyPair,
   newDhKeyPair,
@@ -34,6 +41,9 @@ import {
   encodeClientFrame,
   encodeCommand,
   MAX_BODY,
+  RELAY_VERSION_AUTHENTICATOR,
+  RELAY_VERSION_SIGNATURE,
+  type RelayAuthMode,
   SEND_ID_LENGTH,
   type ServerFrame,
   type ServerFrameOf,
@@ -75,9 +85,19 @@ export interface RelayHello {
   frameLimit: number;
   queueQuota: number;
   maxInFlight: number;
+  /** Protocol 1.1: the relay's X25519 key for this connection (authenticators are agreed with it). */
+  connectionKey?: Uint8Array;
 }
 
 export interface RelayClientOptions {
+  /**
+   * How commands are authorized: "authenticator" (default; SREMP 1.1, an HMAC per command under a
+   * key agreed once per queue per connection) or "signature" (SREMP 1.0, an Ed25519 signature per
+   * command — what clients before 1.1 do; relays serve both).
+   */
+  auth?: RelayAuthMode;
+  /** Primitives for the authenticators (default: noble; the app passes its provider). */
+  crypto?: CryptoProvider;
   /** Reject a request with LOFT_ERR_TIMEOUT after this long (default 30 s; 0 disables). */
   timeoutMs?: number;
   /** Pushed messages (after a SUB), already decrypted. Call `ack` once stored. */
@@ -107,6 +127,13 @@ export class RelayClient {
   /** Per-queue handlers of pushed messages (instead of `onMessage`), by recipient id (hex). */
   readonly #handlers = new Map<string, (message: RelayMessage) => void>();
   #nextId = 1;
+  /** Authentication keys of this connection, by the auth secret they belong to (1.1). */
+  readonly #authKeys = new WeakMap<Uint8Array, Promise<Uint8Array>>();
+  /**
+   * Frames leave in request-id order: under 1.1 the relay refuses an authenticated command whose
+   * id is not above the previous one's, and authenticators are computed asynchronously.
+   */
+  #outbox: Promise<void> = Promise.resolve();
   #closed: LoftError | undefined;
   #resolveDone!: (error: LoftError) => void;
   /** Resolves with why once the connection is closed (never rejects). */
@@ -126,8 +153,11 @@ export class RelayClient {
    * carry whole frames (one WebSocket message each).
    */
   static async connect(link: Link, options: RelayClientOptions = {}): Promise<RelayClient> {
+    const mode = options.auth ?? "authenticator";
     try {
-      link.send(encodeVersionHeader());
+      link.send(
+        encodeVersionHeader(mode === "authenticator" ? RELAY_VERSION_AUTHENTICATOR : RELAY_VERSION_SIGNATURE),
+      );
     } catch (e) {
       throw linkClosed((e as Error).message);
     }
@@ -158,9 +188,22 @@ export class RelayClient {
       throw new LoftError("LOFT_ERR_RELAY_UNEXPECTED", `expected HELLO, got ${hello.value.k}`);
     }
     const h = hello.value;
+    if ((mode === "authenticator") !== (h.x !== undefined)) {
+      link.close("LOFT_ERR_RELAY_UNEXPECTED");
+      throw new LoftError(
+        "LOFT_ERR_RELAY_UNEXPECTED",
+        h.x ? "HELLO carries a connection key on a 1.0 connection" : "HELLO lacks the connection key of 1.1",
+      );
+    }
     return new RelayClient(
       link,
-      { sessionId: h.s, frameLimit: h.fl, queueQuota: h.qq, maxInFlight: h.mi },
+      {
+        sessionId: h.s,
+        frameLimit: h.fl,
+        queueQuota: h.qq,
+        maxInFlight: h.mi,
+        ...(h.x ? { connectionKey: h.x } : {}),
+      },
       options,
     );
   }
@@ -335,20 +378,23 @@ export class RelayClient {
   #request<K extends ServerFrame["k"]>(
     expect: K | K[],
     command: Command,
-    signingKey?: Uint8Array,
+    authKey?: Uint8Array,
   ): Promise<ServerFrameOf<K>> {
     if (this.#closed) return Promise.reject(this.#closed);
     const corr = this.#nextId;
-    this.#nextId = this.#nextId >= 0xffff_fffe ? 1 : this.#nextId + 1;
+    if (this.hello.connectionKey && corr > 0xffff_fffe) {
+      // 1.1 ids only grow on a connection: a fresh connection starts again at 1.
+      this.#fail(linkClosed("request ids of this connection are used up; reconnect"));
+      this.#link.close("LOFT_ERR_LINK_CLOSED");
+      return Promise.reject(this.#closed);
+    }
+    this.#nextId = this.hello.connectionKey || this.#nextId < 0xffff_fffe ? this.#nextId + 1 : 1;
     const t = encodeCommand({ ...command, i: corr } as Command);
     if (t.length + 80 > this.hello.frameLimit)
       return Promise.reject(
         new LoftError("LOFT_ERR_FRAME_TOO_LARGE", "command exceeds the relay's frame limit"),
       );
-    const frame = encodeClientFrame(
-      t,
-      signingKey ? signCommand(signingKey, this.hello.sessionId, t) : undefined,
-    );
+    const frame = this.#authorize(t, authKey);
     const kinds: readonly string[] = Array.isArray(expect) ? expect : [expect];
     return new Promise<ServerFrameOf<K>>((resolve, reject) => {
       const timeoutMs = this.#options.timeoutMs ?? 30_000;
@@ -368,13 +414,53 @@ export class RelayClient {
         reject,
         timer,
       });
-      try {
-        this.#link.send(frame);
-      } catch (e) {
-        this.#settle(corr);
-        reject(linkClosed((e as Error).message));
+      const put = (bytes: Uint8Array) => {
+        if (!this.#pending.has(corr)) return; // timed out or the connection closed meanwhile
+        try {
+          this.#link.send(bytes);
+        } catch (e) {
+          this.#settle(corr);
+          reject(linkClosed((e as Error).message));
+        }
+      };
+      if (frame instanceof Uint8Array) {
+        this.#outbox = this.#outbox.then(() => put(frame));
+        return;
       }
+      this.#outbox = this.#outbox.then(() =>
+        frame.then(put, (e: unknown) => {
+          if (!this.#settle(corr)) return;
+          reject(e instanceof LoftError ? e : new LoftError("LOFT_ERR_RELAY_UNEXPECTED", String(e)));
+        }),
+      );
     });
+  }
+
+  /** The frame for `t`: unauthorized, signed (1.0) or with its authenticator (1.1). */
+  #authorize(t: Uint8Array, authSecret: Uint8Array | undefined): Uint8Array | Promise<Uint8Array> {
+    if (!authSecret) return encodeClientFrame(t);
+    const relayKey = this.hello.connectionKey;
+    if (!relayKey) return encodeClientFrame(t, signCommand(authSecret, this.hello.sessionId, t));
+    const crypto = this.#options.crypto ?? nobleCrypto;
+    return this.#authKey(authSecret, relayKey).then(async (key) =>
+      encodeClientFrame(t, await authenticateCommand(crypto, key, t)),
+    );
+  }
+
+  /** The queue's authentication key on this connection: one X25519 + HKDF, then cached. */
+  #authKey(authSecret: Uint8Array, relayKey: Uint8Array): Promise<Uint8Array> {
+    const known = this.#authKeys.get(authSecret);
+    if (known) return known;
+    const crypto = this.#options.crypto ?? nobleCrypto;
+    const derived = (async () => {
+      const authPublic = await crypto.ed25519.publicKey(authSecret);
+      const key = await deriveAuthKey(crypto, authSecret, authPublic, relayKey, this.hello.sessionId);
+      if (!key.ok) throw key.error;
+      return key.value;
+    })();
+    this.#authKeys.set(authSecret, derived);
+    derived.catch(() => this.#authKeys.delete(authSecret));
+    return derived;
   }
 
   #settle(corr: number): Pending | undefined {

@@ -6,15 +6,22 @@
  * DH(server per-queue key, recipient DH key) and the message id as nonce, so that what enters the
  * relay and what leaves it cannot be matched byte for byte. SMP uses NaCl crypto_box; we use
  * X25519 → HKDF-SHA256 → XChaCha20-Poly1305 (24-byte message id as the extended nonce) from noble.
- * Command signatures are Ed25519 (RFC 8032) over `AUTH_DOMAIN ‖ sessionId ‖ command`.
+ * Command signatures (protocol 1.0) are Ed25519 (RFC 8032) over `AUTH_DOMAIN ‖ sessionId ‖ command`;
+ * command authenticators (protocol 1.1, SMP §"Deniable client authentication scheme" on our
+ * primitives) are HMAC-SHA256 under a key agreed once per queue per connection by X25519 between
+ * the queue's key (its Ed25519 key in Montgomery form) and the relay's per-connection key, through
+ * the CryptoProvider (docs/protocol/relay.md §Command authorization).
  */
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
+import { bytesToNumberLE, numberToBytesLE } from "@noble/curves/utils.js";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { abytes, utf8, wipe } from "../bytes.ts";
+import { abytes, concatBytes, utf8, wipe } from "../bytes.ts";
+import type { CryptoProvider } from "../crypto/provider.ts";
 import { err, ok, type Result } from "../errors.ts";
 import {
+  AUTH_KEY_INFO,
   authInput,
   BLOCK_SIZE,
   ID_LENGTH,
@@ -148,6 +155,83 @@ export function verifyCommand(
   } catch {
     return false;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Command authenticators (protocol 1.1)
+
+/**
+ * The X25519 private key of an Ed25519 auth key: the first 32 bytes of SHA-512(seed), the scalar
+ * Ed25519 itself derives (RFC 8032 §5.1.5; X25519 clamps it, RFC 7748 §5). Its public key is the
+ * Montgomery form of the Ed25519 public key, so the relay needs no new key per queue and every
+ * queue created under 1.0 is usable under 1.1 (docs/decisions.md (Relay), "Per-connection
+ * authenticators").
+ */
+export async function authDhSecret(crypto: CryptoProvider, authSecret: Uint8Array): Promise<Uint8Array> {
+  abytes(authSecret, KEY_LENGTH, "authSecret");
+  const h = await crypto.sha512(authSecret);
+  const scalar = h.slice(0, 32);
+  wipe(h);
+  return scalar;
+}
+
+const Fp = ed25519.Point.Fp;
+
+/**
+ * The Montgomery u-coordinate of an Ed25519 public key, u = (1 + y) / (1 − y) mod p (RFC 7748 §4.1),
+ * from its y alone (the low 255 bits, little-endian; RFC 8032 §5.1.2): undefined when y ≥ p (not
+ * canonical) or y = 1 (no u). The point is not decompressed — that square root cost the relay ~10×
+ * the inversion, on every first command naming a queue — so bytes whose y is on no Edwards point
+ * still give a u; X25519 is safe on any u (the curve or its twist, RFC 7748 §7), the relay's DH
+ * with it is fresh per connection, and a client gains nothing by it: the authenticator still needs
+ * the discrete logarithm of u. For every valid key this equals `ed25519.utils.toMontgomery`.
+ */
+export function authDhPublic(authPublic: Uint8Array): Uint8Array | undefined {
+  if (authPublic.length !== KEY_LENGTH) return undefined;
+  // A copy (a Node Buffer's slice would be a view, and the sign bit is cleared below).
+  const le = Uint8Array.from(authPublic);
+  le[31]! &= 0x7f;
+  const y = bytesToNumberLE(le);
+  if (y >= Fp.ORDER || y === 1n) return undefined;
+  return numberToBytesLE(Fp.mul(Fp.add(1n, y), Fp.inv(Fp.sub(1n, y))), KEY_LENGTH);
+}
+
+/** HKDF info of the authentication key: `"loft-relay/1.1 auth" ‖ relay key X (32) ‖ queue key (32)`. */
+export function authKeyInfo(relayKey: Uint8Array, authPublic: Uint8Array): Uint8Array {
+  return concatBytes(AUTH_KEY_INFO, relayKey, authPublic);
+}
+
+/**
+ * Client side: the key authenticating one queue's commands on one connection,
+ * HKDF-SHA256(ikm = X25519(authDhSecret(seed), X), salt = session id, info = authKeyInfo(X, queue key)),
+ * 32 bytes. A relay key of low order (all-zero DH) is a typed error.
+ */
+export async function deriveAuthKey(
+  crypto: CryptoProvider,
+  authSecret: Uint8Array,
+  authPublic: Uint8Array,
+  relayKey: Uint8Array,
+  sessionId: Uint8Array,
+): Promise<Result<Uint8Array>> {
+  abytes(relayKey, KEY_LENGTH, "relayKey");
+  abytes(sessionId, SESSION_ID_LENGTH, "sessionId");
+  const scalar = await authDhSecret(crypto, authSecret);
+  const shared = await crypto.x25519.sharedSecret(scalar, relayKey);
+  wipe(scalar);
+  if (!shared) return err("LOFT_ERR_RELAY_UNEXPECTED", "the relay's connection key is of low order");
+  const key = await crypto.hkdfSha256(shared, sessionId, authKeyInfo(relayKey, authPublic), KEY_LENGTH);
+  wipe(shared);
+  return ok(key);
+}
+
+/** `a = HMAC-SHA256(authKey, t)`: the authenticator of one encoded command. */
+export function authenticateCommand(
+  crypto: CryptoProvider,
+  authKey: Uint8Array,
+  transmission: Uint8Array,
+): Promise<Uint8Array> {
+  abytes(authKey, KEY_LENGTH, "authKey");
+  return crypto.hmacSha256(authKey, transmission);
 }
 
 export const RCV_CIPHERTEXT_BYTES = RCV_CIPHERTEXT_LENGTH;

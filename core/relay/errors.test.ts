@@ -81,7 +81,8 @@ describe("relay ERR codes", () => {
 
   it("a newer relay's unknown code settles the command it answers, and the connection goes on", async () => {
     const [client, relay] = memoryLinkPair();
-    const connecting = RelayClient.connect(client, { timeoutMs: 10_000 });
+    // A 1.0 opening (HELLO without a connection key): PING needs no authorization either way.
+    const connecting = RelayClient.connect(client, { timeoutMs: 10_000, auth: "signature" });
     await relay.receive();
     relay.send(encodeVersionHeader());
     relay.send(encodeServerFrame({ k: "HELLO", s: new Uint8Array(32), fl: 65_535, qq: 128, mi: 16 }));

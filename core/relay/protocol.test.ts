@@ -82,6 +82,12 @@ describe("relay protocol codecs", () => {
     expect(e(decodeClientFrame(new Uint8Array(101), 100))).toBe("LOFT_ERR_FRAME_TOO_LARGE");
     expect(e(decodeClientFrame(encodeCanonical({ t: b(3), x: 1 }), 100))).toBe("LOFT_ERR_SCHEMA");
     expect(e(decodeClientFrame(encodeCanonical({ t: b(3), a: b(63) }), 100))).toBe("LOFT_ERR_SCHEMA");
+    // Only a 64-byte signature (1.0) or a 32-byte authenticator (1.1), nothing in between.
+    for (let n = 0; n <= 80; n++) {
+      const r = decodeClientFrame(encodeCanonical({ t: b(3), a: b(n) }), 200);
+      if (n === 32 || n === 64) expect(r.ok, `${n} bytes`).toBe(true);
+      else expect(e(r), `${n} bytes`).toBe("LOFT_ERR_SCHEMA");
+    }
     const bad = decodeCommand(encodeCanonical({ k: "GET", i: 77, q: b(23) }), 1000);
     expect(e(bad)).toBe("LOFT_ERR_SCHEMA");
     expect(bad.corr).toBe(77);

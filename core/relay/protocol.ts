@@ -24,6 +24,7 @@ import {
   uintSchema,
   validate,
 } from "../codec/codec.ts";
+import { CURRENT_VERSION, type VersionHeader } from "../codec/version.ts";
 import { err, ok, type Result } from "../errors.ts";
 import { WIRE_CODE_SHAPE, WIRE_ERROR_CODES } from "./errors.ts";
 
@@ -47,6 +48,11 @@ export const SESSION_ID_LENGTH = 32;
 export const SEND_ID_LENGTH = 16;
 export const KEY_LENGTH = 32;
 export const SIGNATURE_LENGTH = 64;
+/**
+ * A command authenticator of protocol 1.1 (HMAC-SHA256 under the per-connection, per-queue
+ * authentication key; docs/protocol/relay.md §Command authorization).
+ */
+export const AUTHENTICATOR_LENGTH = 32;
 /** The server→recipient plaintext: u64 timestamp (seconds) ‖ padded block. */
 export const RCV_PLAINTEXT_LENGTH = 8 + BLOCK_SIZE;
 /** …and its XChaCha20-Poly1305 ciphertext (16-byte tag). */
@@ -67,6 +73,24 @@ export const DEFAULT_FRAME_LIMIT = 65_535;
 
 /** Domain separation for command signatures. */
 export const AUTH_DOMAIN = utf8("loft-relay/1 auth\0");
+
+/**
+ * The client's version header selects how its commands are authorized (docs/protocol/relay.md
+ * §Versions): SREMP 1.0 — an Ed25519 signature per command (`AUTH_SIGNATURE`); SREMP 1.1 — an
+ * HMAC-SHA256 authenticator per command under a key agreed once per queue per connection
+ * (`AUTH_AUTHENTICATOR`, SMP v7's "deniable client authentication scheme" on our primitives).
+ * The relay sends the 1.0 header in both cases (it speaks first, before it knows the client's).
+ */
+export const RELAY_VERSION_SIGNATURE: Readonly<VersionHeader> = CURRENT_VERSION;
+export const RELAY_VERSION_AUTHENTICATOR: Readonly<VersionHeader> = Object.freeze({
+  protocol_name: CURRENT_VERSION.protocol_name,
+  version_major: 1,
+  version_minor: 1,
+});
+export type RelayAuthMode = "signature" | "authenticator";
+
+/** HKDF info prefix of the per-connection, per-queue authentication key (protocol 1.1). */
+export const AUTH_KEY_INFO = utf8("loft-relay/1.1 auth");
 
 // ---------------------------------------------------------------------------------------------
 // Commands (client → relay)
@@ -163,7 +187,16 @@ export const AUTH_RULES: Record<CommandKind, AuthRule> = {
 
 export const clientFrameSchema = v.strictObject({
   t: bytesSchema(1, 1 << 24),
-  a: v.optional(bytesSchema(SIGNATURE_LENGTH)),
+  /** A signature (64 bytes, protocol 1.0) or an authenticator (32 bytes, protocol 1.1). */
+  a: v.optional(
+    v.pipe(
+      bytesSchema(AUTHENTICATOR_LENGTH, SIGNATURE_LENGTH),
+      v.check(
+        (b) => b.length === AUTHENTICATOR_LENGTH || b.length === SIGNATURE_LENGTH,
+        `expected ${AUTHENTICATOR_LENGTH} or ${SIGNATURE_LENGTH} bytes`,
+      ),
+    ),
+  ),
 });
 export type ClientFrame = v.InferOutput<typeof clientFrameSchema>;
 
@@ -174,8 +207,9 @@ export function authInput(sessionId: Uint8Array, transmission: Uint8Array): Uint
 
 export const encodeCommand = (command: Command): Uint8Array => encodeCanonical(command);
 
-export function encodeClientFrame(transmission: Uint8Array, signature?: Uint8Array): Uint8Array {
-  return encodeCanonical(signature ? { t: transmission, a: signature } : { t: transmission });
+/** `{t, a?}`: `authorization` is a signature (1.0) or an authenticator (1.1). */
+export function encodeClientFrame(transmission: Uint8Array, authorization?: Uint8Array): Uint8Array {
+  return encodeCanonical(authorization ? { t: transmission, a: authorization } : { t: transmission });
 }
 
 /** Limits for decoding one client frame; `maxBytes` is the relay's frame limit. */
@@ -246,6 +280,8 @@ export const serverFrameSchema = v.variant("k", [
     fl: uintSchema(),
     qq: uintSchema(),
     mi: uintSchema(),
+    /** Protocol 1.1 only: the relay's X25519 key for this connection (command authenticators). */
+    x: v.optional(bytesSchema(KEY_LENGTH)),
   }),
   v.strictObject({ k: v.literal("OK"), i: corr }),
   /** NEW → recipient id, sender id, relay's per-queue DH key. */

@@ -4,6 +4,7 @@
  * primitive detected against noble in the page — and replays every vector file through both: the
  * published Noise XX vectors and our XXhfs ones, the Double Ratchet and the PQXDH vectors, and the
  * identity files (identities, signed requests, contact links: core/wire/signed-vectors.ts). Node's
+ * relay's 1.1 command authenticators. Node's
  * side of the same check is test/vectors/backends.test.ts.
  */
 import { readFileSync } from "node:fs";
@@ -22,6 +23,7 @@ import { runVectorFile } from ${repoModule("core/noise/vectors.ts")};
 import { replayRatchetVectors } from ${repoModule("core/ratchet/vectors.ts")};
 import { replayPqxdhVectors } from ${repoModule("core/prekey/vectors.ts")};
 import { replayIdentityVectors } from ${repoModule("core/wire/signed-vectors.ts")};
+import { replayRelayAuthVectors } from ${repoModule("core/relay/vectors.ts")};
 window.loftVectors = async (files) => {
   const out = {};
   for (const provider of [nobleCrypto, await createWebCryptoProvider()]) {
@@ -33,6 +35,7 @@ window.loftVectors = async (files) => {
       ratchet: await replayRatchetVectors(files.ratchet, provider),
       pqxdh: await replayPqxdhVectors(files.pqxdh, provider),
       identity: await replayIdentityVectors(files.identity, provider),
+      relayAuth: await replayRelayAuthVectors(files.relayAuth, provider),
     };
   }
   return out;
@@ -47,6 +50,7 @@ interface Outcome {
   ratchet: string;
   pqxdh: string;
   identity: string;
+  relayAuth: string;
 }
 
 let browser: Browser;
@@ -84,6 +88,7 @@ describe("crypto backends in Chromium", () => {
         requests: read("docs/vectors/identity-signed-requests.json"),
         links: read("docs/vectors/identity-contact-links.json"),
       },
+      relayAuth: read("docs/vectors/relay-auth-v1.1.json"),
     };
     const results = (await page.evaluate(
       (f) => (window as unknown as { loftVectors(f: unknown): Promise<unknown> }).loftVectors(f),
@@ -99,6 +104,7 @@ describe("crypto backends in Chromium", () => {
       expect(r.ratchet, name).toBe("passed");
       expect(r.pqxdh, name).toBe("passed");
       expect(r.identity, name).toBe("passed");
+      expect(r.relayAuth, name).toBe("passed");
     }
     // Every browser has these natively; X25519 and Ed25519 depend on the Chromium version.
     const web = results.webcrypto!.backends;

@@ -51,7 +51,10 @@ const serverFrames: ServerFrame[] = [
   { k: "ERR", i: 5, e: "AUTH" },
 ];
 const transmissions = commands.map(encodeCommand);
-const clientFrames = transmissions.map((t, i) => encodeClientFrame(t, i % 2 ? b(64, 7) : undefined));
+// Unauthorized, signed (1.0, 64 bytes) and authenticated (1.1, 32 bytes) frames.
+const clientFrames = transmissions.map((t, i) =>
+  encodeClientFrame(t, i % 3 === 1 ? b(64, 7) : i % 3 === 2 ? b(32, 9) : undefined),
+);
 const encodedServer = serverFrames.map(encodeServerFrame);
 const pool = [...transmissions, ...clientFrames, ...encodedServer];
 

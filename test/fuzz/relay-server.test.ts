@@ -10,7 +10,15 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { utf8 } from "../../core/bytes.ts";
 import { encodeVersionHeader } from "../../core/codec/version.ts";
-import { newAuthKeyPair, newDhKeyPair, signCommand } from "../../core/relay/crypto.ts";
+import { nobleCrypto } from "../../core/crypto/noble.ts";
+import {
+  authenticateCommand,
+  authPublicKey,
+  deriveAuthKey,
+  newAuthKeyPair,
+  newDhKeyPair,
+  signCommand,
+} from "../../core/relay/crypto.ts";
 import {
   type Command,
   decodeServerFrame,
@@ -208,5 +216,89 @@ describe("relay server under fuzz", () => {
     expect(errors.values.find((v) => v.labels.code === "INTERNAL")?.value ?? 0).toBe(0);
     alice.close();
     bob.close();
+  });
+
+  it(`protocol 1.1: ${FUZZ_RUNS / 10} commands with right, wrong, replayed, reordered and 1.0 authorizations`, async () => {
+    const s = await RawSocket.open(relay.url, true, {}, "authenticator");
+    const rk = newAuthKeyPair();
+    const sk = newAuthKeyPair();
+    const ids = await s.authRequest(
+      { k: "NEW", i: 1, rk: rk.publicKey, dk: newDhKeyPair().publicKey, sub: false },
+      rk.secretKey,
+    );
+    if (ids.k !== "IDS") throw new Error("no queue");
+    const real: Real = { rid: ids.r, sid: ids.s, rk: rk.secretKey, sk: sk.secretKey };
+    expect((await s.authRequest({ k: "SKEY", i: 2, q: real.sid, sk: sk.publicKey }, sk.secretKey)).k).toBe(
+      "OK",
+    );
+    const keyOf = async (secret: Uint8Array) => {
+      const k = await deriveAuthKey(
+        nobleCrypto,
+        secret,
+        authPublicKey(secret),
+        s.connectionKey!,
+        s.sessionId,
+      );
+      if (!k.ok) throw k.error;
+      return k.value;
+    };
+    const keys = {
+      r: await keyOf(real.rk),
+      s: await keyOf(real.sk),
+      wrong: await keyOf(newAuthKeyPair().secretKey),
+    };
+    // Ids grow with the sequence; some frames are sent twice, some carry an id already passed,
+    // some a 1.0 signature, some a random tag.
+    const plan = fc.sample(
+      fc.record({
+        c: commandArb(real),
+        how: fc.constantFrom("ok", "ok", "ok", "replay", "stale", "signature", "random"),
+      }),
+      FUZZ_RUNS / 10,
+    );
+    const frames: Uint8Array[] = [];
+    let next = 10;
+    for (const { c, how } of plan) {
+      if (how !== "stale") next += 2;
+      const i = how === "stale" ? Math.max(1, next - 5) : next;
+      const t = encodeCommand({ ...c.cmd, i } as Command);
+      const key = c.key === "none" ? undefined : keys[c.key];
+      const a =
+        key === undefined
+          ? undefined
+          : how === "signature"
+            ? signCommand(c.key === "r" ? real.rk : real.sk, s.sessionId, t)
+            : how === "random"
+              ? new Uint8Array(randomBytes(32))
+              : await authenticateCommand(nobleCrypto, key, t);
+      const frame = encodeClientFrame(t, a);
+      frames.push(frame);
+      if (how === "replay") frames.push(frame);
+    }
+    const codes = new Map<string, number>();
+    let ping = 0xfff0_0000;
+    for (let at = 0; at < frames.length; at += 250) {
+      for (const f of frames.slice(at, at + 250)) s.send(f);
+      const mark = ++ping;
+      s.send(encodeClientFrame(encodeCommand({ k: "PING", i: mark })));
+      for (;;) {
+        const raw = await s.next();
+        expect(raw, `closed: ${s.closeCode} ${s.closeReason}`).toBeDefined();
+        if (!raw) return;
+        const d = decodeServerFrame(raw, 1 << 20);
+        expect(d.ok).toBe(true);
+        if (!d.ok) break;
+        const f = d.value;
+        const kind = f.k === "ERR" ? f.e : f.k;
+        if (f.k === "ERR") expect(ALLOWED_ERRORS.has(f.e), `unexpected ${f.e}`).toBe(true);
+        codes.set(kind, (codes.get(kind) ?? 0) + 1);
+        if (f.k === "OK" && f.i === mark) break;
+      }
+    }
+    expect(codes.get("AUTH")).toBeGreaterThan(0);
+    expect(codes.get("OK")).toBeGreaterThan(frames.length / 250);
+    s.close();
+    const errors = await relay.registry.getSingleMetric("loft_relay_errors_total")!.get();
+    expect(errors.values.find((v) => v.labels.code === "INTERNAL")?.value ?? 0).toBe(0);
   });
 });

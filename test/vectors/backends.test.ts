@@ -17,6 +17,7 @@ import { runVectorFile } from "../../core/noise/vectors.ts";
 import { type PqxdhVectorFile, replayPqxdhVectors } from "../../core/prekey/vectors.ts";
 import { type RatchetVectorFile, replayRatchetVectors } from "../../core/ratchet/vectors.ts";
 import { type IdentityVectorFiles, replayIdentityVectors } from "../../core/wire/signed-vectors.ts";
+import { type RelayAuthVectorFile, replayRelayAuthVectors } from "../../core/relay/vectors.ts";
 import { createNodeCryptoProvider } from "../../host/crypto-node.ts";
 
 const read = (path: string) => JSON.parse(readFileSync(new URL(`../../${path}`, import.meta.url), "utf8"));
@@ -107,6 +108,14 @@ describe.each(backends)("vector files through the %s backend", (_name, make) => 
   it("docs/vectors/identity-*.json: identities, signed requests and contact links", async () => {
     const crypto = await make();
     expect(await replayIdentityVectors(identityFiles(), crypto)).toBe("passed");
+  });
+
+  it("docs/vectors/relay-auth-v1.1.json", async () => {
+    const crypto = await make();
+    const file = read("docs/vectors/relay-auth-v1.1.json") as RelayAuthVectorFile;
+    expect(await replayRelayAuthVectors(file, crypto)).toBe("passed");
+    file.cases[1]!.t = file.cases[1]!.t.replace(/.$/, (d) => (d === "0" ? "1" : "0"));
+    expect(await replayRelayAuthVectors(file, crypto)).toBe("GET: authenticator");
   });
 
   it("a changed byte fails on this backend too (the runners are not vacuous)", async () => {

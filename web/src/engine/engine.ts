@@ -48,7 +48,7 @@ import type {
   ServiceStatus,
 } from "./api.ts";
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
-import { type EngineContext, emit, type Peer, providerOf, setService, stamp } from "./context.ts";
+import { cryptoOf, type EngineContext, emit, type Peer, providerOf, setService, stamp } from "./context.ts";
 import { contactLinkRefs, setupAddress } from "./first-contact.ts";
 import { Links } from "./link/links.ts";
 import { newOutgoing, refusalFor, SendLines, sendableContact } from "./outgoing.ts";
@@ -122,6 +122,7 @@ export class Engine implements ChatEngine {
         onMessage: (url, m) => this.#links.onRelayMessage(url, m),
         onState: (url, state, error) => this.#links.onRelayState(url, state, error),
         log: this.#ctx.cfg.log,
+        ...cryptoOf(this.#ctx),
       });
       setService(this.#ctx, { relay: "connecting" });
       this.#ctx.pool.keep(ownRelay);

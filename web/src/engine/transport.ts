@@ -11,6 +11,7 @@
  *   the outbox is encrypted with the contact's ratchet exactly as for a live session and SENT to
  *   the contact's relay queue (`relayed`), receipts coming back live or through our own queue.
  */
+import type { CryptoProvider } from "../../../core/crypto/provider.ts";
 import type { LoftError } from "../../../core/errors.ts";
 import type { Link } from "../../../core/link/link.ts";
 import type { RecipientQueue, RelayClient, RelayMessage } from "../../../core/relay/client.ts";
@@ -69,6 +70,8 @@ export interface RelayConnectionsOptions {
   onMessage: (url: string, message: RelayMessage) => void;
   onState: (url: string, state: RelayConnState, error?: LoftError) => void;
   log: (message: string) => void;
+  /** The engine's crypto provider: relay command authenticators (protocol 1.1) run on it. */
+  crypto?: CryptoProvider;
 }
 
 /**

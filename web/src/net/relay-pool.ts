@@ -89,6 +89,7 @@ export class RelayPool implements RelayConnections {
       const ws = this.#o.webSocket(c.url);
       client = await RelayClient.connect(new WebSocketLink(ws), {
         timeoutMs: this.#o.timeoutMs,
+        ...(this.#o.crypto ? { crypto: this.#o.crypto } : {}),
         onMessage: (m) => this.#o.onMessage(c.url, m),
         onError: (e) => this.#o.log(`relay: ${e.code} ${e.message}`),
         onEnd: (rid) => this.#o.log(`relay: subscription of ${toHex(rid).slice(0, 8)} ended here`),

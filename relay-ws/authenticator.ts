@@ -1,0 +1,176 @@
+/**
+ * Command authenticators of relay protocol 1.1 (docs/protocol/relay.md §Command authorization),
+ * the relay's side, on node:crypto: SMP's "deniable client authentication scheme" (simplexmq
+ * protocol/simplex-messaging.md) with X25519 + HKDF-SHA256 + HMAC-SHA256 in place of crypto_box.
+ *
+ * Each 1.1 connection has its own X25519 key pair (its public half goes out in HELLO). The first
+ * command naming a queue on the connection agrees a key with the queue's auth key (one X25519,
+ * one HKDF); every command after that costs one HMAC over its bytes — a few µs where an Ed25519
+ * verification cost ~140 µs (bench/README-relay.md). The keys live as long as the connection and
+ * are bounded per connection (least recently used out first).
+ *
+ * Equal work (docs/protocol/relay.md §Errors, "Same work for unknown ids and bad signatures"): a
+ * check is one HMAC, after one key agreement the first time a (queue id, key) pair is seen on this
+ * connection — the relay's dummy key standing in for an unknown queue, a queue without the key the
+ * command needs or bytes that are no Ed25519 key. So an unknown queue and a wrong authenticator
+ * cost the same, the first time and every time after. core/relay/crypto.ts (`deriveAuthKey`) is
+ * the reference; relay-ws/authenticator.test.ts checks this against it byte for byte.
+ */
+import {
+  createHmac,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  hkdfSync,
+  timingSafeEqual,
+} from "node:crypto";
+import { toHex } from "../core/bytes.ts";
+import { authDhPublic, authKeyInfo } from "../core/relay/crypto.ts";
+import { AUTHENTICATOR_LENGTH, KEY_LENGTH } from "../core/relay/protocol.ts";
+
+/** Relay-wide: the dummy key and the work counters (for tests and /health). */
+export class AuthenticatorStats {
+  /** An Ed25519 public key nobody holds, drawn at start (checks of unknown queues use it). */
+  readonly dummyKey: Uint8Array;
+  /** X25519 key agreements and HMAC checks so far. */
+  agreements = 0;
+  checks = 0;
+
+  constructor() {
+    const { publicKey } = generateKeyPairSync("ed25519");
+    this.dummyKey = new Uint8Array(publicKey.export({ format: "der", type: "spki" }).subarray(12));
+  }
+}
+
+const ZERO_TAG = Buffer.alloc(AUTHENTICATOR_LENGTH);
+/** PKCS #8 header of a raw X25519 private key (RFC 8410 §7). */
+const X25519_PKCS8_PREFIX = Buffer.from("302e020100300506032b656e04220420", "hex");
+
+/** A cached agreement: the key to HMAC with, and whether it is a real queue key's. */
+interface Agreed {
+  key: Buffer;
+  real: boolean;
+}
+
+export class ConnectionAuthenticator {
+  /** The relay's X25519 public key for this connection (HELLO `x`). */
+  readonly publicKey: Uint8Array;
+  /**
+   * The private half as a JWK (`d`: 32 bytes in base64url), imported for each agreement: an
+   * OpenSSL key object kept per connection held ~4 KiB on every idle connection (bench:relay).
+   */
+  readonly #privateJwk: { kty: "OKP"; crv: "X25519"; x: string; d: string };
+  readonly #sessionId: Uint8Array;
+  readonly #stats: AuthenticatorStats;
+  readonly #maxKeys: number;
+  /** Agreed keys by `slot:key` (the dummy's agreement stands in for a missing or refused key). */
+  readonly #keys = new Map<string, Agreed>();
+  /** The request id of the latest authenticated command (ids must grow; -1 before the first). */
+  #lastId = -1;
+
+  /** `privateKey` (32 bytes) only to reproduce docs/vectors/relay-auth-v1.1.json; else drawn fresh. */
+  constructor(sessionId: Uint8Array, stats: AuthenticatorStats, maxKeys: number, privateKey?: Uint8Array) {
+    const pair = privateKey
+      ? createPrivateKey({
+          key: Buffer.concat([X25519_PKCS8_PREFIX, privateKey]),
+          format: "der",
+          type: "pkcs8",
+        })
+      : generateKeyPairSync("x25519").privateKey;
+    const jwk = pair.export({ format: "jwk" });
+    this.#privateJwk = { kty: "OKP", crv: "X25519", x: jwk.x ?? "", d: jwk.d ?? "" };
+    this.publicKey = new Uint8Array(Buffer.from(this.#privateJwk.x, "base64url"));
+    this.#sessionId = sessionId;
+    this.#stats = stats;
+    this.#maxKeys = Math.max(1, maxKeys);
+  }
+
+  /**
+   * Whether an authenticated command with request id `id` may run: ids grow strictly on a
+   * connection, so the same frame again (a replay) or an older one is refused. Advances on success.
+   */
+  admit(id: number): boolean {
+    if (id <= this.#lastId) return false;
+    this.#lastId = id;
+    return true;
+  }
+
+  /**
+   * True when `tag` is the authenticator of `transmission` under the key agreed with `authPublic`
+   * for `slot` (the queue id the command names, hex, or "" for NEW). `authPublic` undefined (unknown
+   * queue, queue not secured, command that takes no authorization) checks against the dummy key
+   * and is false; so is a tag of the wrong length. Always one HMAC.
+   */
+  check(
+    slot: string,
+    authPublic: Uint8Array | undefined,
+    transmission: Uint8Array,
+    tag: Uint8Array | undefined,
+  ): boolean {
+    const agreed = this.#agreed(slot, authPublic);
+    this.#stats.checks++;
+    const mac = createHmac("sha256", agreed.key).update(transmission).digest();
+    const given = tag?.length === AUTHENTICATOR_LENGTH ? tag : ZERO_TAG;
+    const equal = timingSafeEqual(mac, given);
+    return equal && agreed.real && given !== ZERO_TAG;
+  }
+
+  /** The agreement of `slot` and `authPublic`: cached, else exactly one successful X25519 + HKDF. */
+  #agreed(slot: string, authPublic: Uint8Array | undefined): Agreed {
+    const id = `${slot}:${authPublic ? toHex(authPublic) : "-"}`;
+    const known = this.#keys.get(id);
+    if (known) {
+      // Most recently used last: Map iteration order is the eviction order.
+      this.#keys.delete(id);
+      this.#keys.set(id, known);
+      return known;
+    }
+    const real = authPublic ? this.#agree(authPublic) : undefined;
+    // No key, or bytes that are no usable key: the dummy's agreement, so a miss costs the same.
+    const agreed: Agreed = real
+      ? { key: real, real: true }
+      : { key: this.#agree(this.#stats.dummyKey) ?? Buffer.alloc(KEY_LENGTH), real: false };
+    while (this.#keys.size >= this.#maxKeys) {
+      const oldest = this.#keys.keys().next().value;
+      if (oldest === undefined) break;
+      this.#keys.get(oldest)?.key.fill(0);
+      this.#keys.delete(oldest);
+    }
+    this.#keys.set(id, agreed);
+    return agreed;
+  }
+
+  /** HKDF-SHA256(X25519(ours, Montgomery(authPublic)), session id, info), or undefined. */
+  #agree(authPublic: Uint8Array): Buffer | undefined {
+    this.#stats.agreements++;
+    const u = authDhPublic(authPublic);
+    if (!u) return undefined;
+    let shared: Buffer;
+    try {
+      const theirs = createPublicKey({
+        key: { kty: "OKP", crv: "X25519", x: Buffer.from(u).toString("base64url") },
+        format: "jwk",
+      });
+      const ours = createPrivateKey({ key: this.#privateJwk, format: "jwk" });
+      shared = diffieHellman({ privateKey: ours, publicKey: theirs });
+    } catch {
+      return undefined; // OpenSSL refuses an all-zero result (a low-order key)
+    }
+    let any = 0;
+    for (const b of shared) any |= b;
+    if (any === 0) return undefined;
+    const key = Buffer.from(
+      hkdfSync("sha256", shared, this.#sessionId, authKeyInfo(this.publicKey, authPublic), KEY_LENGTH),
+    );
+    shared.fill(0);
+    return key;
+  }
+
+  /** The connection ended: wipe the agreed keys (a JS string cannot be wiped, only dropped). */
+  dispose(): void {
+    this.#privateJwk.d = "";
+    for (const a of this.#keys.values()) a.key.fill(0);
+    this.#keys.clear();
+  }
+}

@@ -295,6 +295,7 @@ export class Engine implements ChatEngine {
           break;
         case "delete":
           this.disconnect(contactId);
+          await this.#files.forget(contactId);
           await storage.deleteContact(contactId);
           break;
       }

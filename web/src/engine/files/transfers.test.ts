@@ -105,6 +105,12 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     expect((await a.engine.listFiles(b.id)).map((t) => t.state)).toEqual(["done", "done"]);
     // The per-transfer key is a sealed secret of the receiver's storage, never in the file store.
     expect([...b.storage.secrets.keys()].some((k) => k.startsWith("file/"))).toBe(true);
+
+    // Deleting the contact deletes its files, their chunks and keys.
+    await b.engine.changeContact(a.id, { kind: "delete" });
+    expect(await b.engine.listFiles(a.id)).toEqual([]);
+    expect(await b.engine.fileBlob(keys.in)).toBeUndefined();
+    expect([...b.storage.secrets.keys()].some((k) => k.startsWith("file/"))).toBe(false);
   });
 
   it("an empty file goes as one empty chunk", async () => {

@@ -223,6 +223,26 @@ export class FileTransfers {
     if (peer) await this.#tell(peer, { t: "file.cancel", id: t.id, own: t.direction === "out" });
   }
 
+  /** The contact was deleted: its transfers stop, their records, chunks and keys go. */
+  async forget(contactId: ContactId): Promise<void> {
+    await this.#load();
+    for (const t of [...this.#all.values()]) {
+      if (t.contactId !== contactId) continue;
+      const o = this.#out.get(t.key);
+      if (o) {
+        t.state = "cancelled";
+        this.#forgetOutgoing(o);
+      }
+      const i = this.#in.get(t.key);
+      if (i) wipe(i.key);
+      this.#in.delete(t.key);
+      this.#all.delete(t.key);
+      await this.#store.deleteTransfer(t.key);
+      if (t.direction === "in") await this.#ctx.storage.deleteSecret(secretName(t.key));
+    }
+    this.#unsent.delete(contactId);
+  }
+
   /** The file's bytes: a received file after its hash matched, or one we are sending. */
   async blob(key: string): Promise<Blob | undefined> {
     await this.#load();

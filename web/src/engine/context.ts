@@ -51,6 +51,8 @@ export interface Live {
   announced: boolean;
   /** A heartbeat PING is being sent (session.ts `heartbeat`): the next tick sends none. */
   pinging: boolean;
+  /** Waits while the link's send buffer is full (bulk senders: files/transfers.ts). */
+  drain?: () => Promise<void>;
 }
 
 export interface Attempt {

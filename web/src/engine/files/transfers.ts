@@ -522,6 +522,8 @@ export class FileTransfers {
           plain,
         );
         wipe(plain);
+        // The window bounds what is in flight; the data channel's own buffer is honoured too.
+        await live.drain?.();
         if (!running()) return;
         live.session.send(frame);
         index++;

@@ -8,6 +8,7 @@
  * transfers on it. Mid-transfer cancel and resume after a cut link are in
  * web/src/engine/files/transfers.test.ts (loopback moves MiBs faster than a page can click).
  */
+import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Page } from "playwright-core";
@@ -15,6 +16,36 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
 import { byId, startChatting } from "../support/loft-ui.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
+
+const TEST_ADDR = process.env.LOFT_TEST_ADDR ?? "198.18.0.1";
+const run = (cmd: string, ...args: string[]) => execFileSync(cmd, args, { stdio: "pipe" });
+
+/**
+ * Slow the direct path down (the data channel runs over TEST_ADDR, through `lo`; signaling and
+ * the relay use 127.0.0.1 and stay fast), so a few MiB take seconds and "mid-transfer" is a state
+ * the test can wait for instead of a race with loopback speed.
+ */
+function throttleDirect(): void {
+  for (const cmd of [
+    "qdisc add dev lo root handle 1: htb default 10 r2q 100000",
+    "class add dev lo parent 1: classid 1:10 htb rate 10gbit",
+    "class add dev lo parent 1: classid 1:20 htb rate 16mbit ceil 16mbit",
+    `filter add dev lo parent 1: protocol ip prio 1 u32 match ip dst ${TEST_ADDR}/32 flowid 1:20`,
+  ])
+    run("tc", ...cmd.split(" "));
+}
+function unthrottle(): void {
+  try {
+    run("tc", ..."qdisc del dev lo root".split(" "));
+  } catch {}
+}
+
+/** Bytes received so far by the row's progress bar. */
+const received = (page: Page, name: string) =>
+  row(page, name)
+    .getByTestId("file-progress")
+    .evaluate((p: HTMLProgressElement) => p.value)
+    .catch(() => 0);
 
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
@@ -48,14 +79,28 @@ describe("files between two browsers", () => {
     env = await startTwoBrowsers();
     ({ a, b } = env);
   });
+  /** Alice and Bob in their chat, online (once; inside a test: it polls). */
+  let introduced = false;
+  async function chatting() {
+    if (!introduced) await startChatting(a, b, env.loft.url);
+    introduced = true;
+  }
+
   afterAll(async () => {
+    unthrottle();
+    try {
+      run("ip", "addr", "add", `${TEST_ADDR}/24`, "dev", "loft0");
+    } catch {}
+    try {
+      run("ip", "route", "replace", "default", "dev", "loft0");
+    } catch {}
     await env?.close();
   });
 
   it("sends a few MiB both ways; the downloaded copy has the sender's hash", {
     timeout: 180_000,
   }, async () => {
-    await startChatting(a, b, env.loft.url);
+    await chatting();
     const toBob = new Uint8Array(randomBytes(3 * 1024 * 1024 + 4321));
     await attach(a, "holiday.bin", toBob);
     await row(a, "holiday.bin", "offered").waitFor({ timeout: 30_000 });
@@ -76,6 +121,7 @@ describe("files between two browsers", () => {
   });
 
   it("a declined offer and a cancelled one end on both sides", { timeout: 120_000 }, async () => {
+    await chatting();
     await attach(a, "unwanted.bin", new Uint8Array(randomBytes(1000)));
     await row(b, "unwanted.bin", "offered").getByTestId("file-decline").click();
     await row(a, "unwanted.bin", "declined").waitFor({ timeout: 30_000 });
@@ -90,6 +136,7 @@ describe("files between two browsers", () => {
   });
 
   it("a pasted image is offered and shown inline once received", { timeout: 120_000 }, async () => {
+    await chatting();
     // A 2×2 PNG, pasted as the clipboard's file (what a screenshot paste gives the page).
     const png =
       "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAYAAABytg0kAAAAEUlEQVR4nGP4z8DwH4QZYAwAR8oH+WdZbrcAAAAASUVORK5CYII=";
@@ -106,5 +153,56 @@ describe("files between two browsers", () => {
     // The image decoded (a blob: URL the CSP allows), not a broken icon.
     await expect.poll(() => preview.evaluate((img: HTMLImageElement) => img.naturalWidth)).toBe(2);
     await expectNoAxeViolations(b, "chat with files");
+  });
+
+  it("cancel mid-transfer on either side ends it on both", { timeout: 180_000 }, async () => {
+    if (!process.env.LOFT_NETNS)
+      throw new Error("run through scripts/e2e.mjs (it creates the network namespace)");
+    await chatting();
+    throttleDirect();
+    try {
+      await attach(a, "first.bin", new Uint8Array(randomBytes(4 * 1024 * 1024)));
+      await row(b, "first.bin", "offered").getByTestId("file-accept").click();
+      await expect.poll(() => received(b, "first.bin"), { timeout: 60_000 }).toBeGreaterThan(0);
+      await row(a, "first.bin", "sending").getByTestId("file-cancel").click();
+      await row(b, "first.bin", "cancelled").waitFor({ timeout: 30_000 });
+      await row(a, "first.bin", "cancelled").waitFor();
+
+      await attach(a, "second.bin", new Uint8Array(randomBytes(4 * 1024 * 1024)));
+      await row(b, "second.bin", "offered").getByTestId("file-accept").click();
+      await expect.poll(() => received(b, "second.bin"), { timeout: 60_000 }).toBeGreaterThan(0);
+      await row(b, "second.bin", "receiving").getByTestId("file-cancel").click();
+      await row(a, "second.bin", "cancelled").waitFor({ timeout: 30_000 });
+      await row(b, "second.bin", "cancelled").waitFor();
+    } finally {
+      unthrottle();
+    }
+  });
+
+  it("a network drop mid-transfer pauses it; it resumes and completes with the right hash", {
+    timeout: 300_000,
+  }, async () => {
+    await chatting();
+    throttleDirect();
+    const file = new Uint8Array(randomBytes(4 * 1024 * 1024));
+    try {
+      await attach(a, "resumed.bin", file);
+      await row(b, "resumed.bin", "offered").getByTestId("file-accept").click();
+      await expect.poll(() => received(b, "resumed.bin"), { timeout: 60_000 }).toBeGreaterThan(512 * 1024);
+      // The direct path disappears; nothing tells the pages (as in network-drop.e2e.ts).
+      run("ip", "addr", "del", `${TEST_ADDR}/24`, "dev", "loft0");
+      await row(b, "resumed.bin", "waiting").waitFor({ timeout: 90_000 });
+      const pausedAt = await row(b, "resumed.bin")
+        .getByTestId("file-progress")
+        .evaluate((p: HTMLProgressElement) => p.value);
+      expect(pausedAt).toBeGreaterThan(0);
+      run("ip", "addr", "add", `${TEST_ADDR}/24`, "dev", "loft0");
+      run("ip", "route", "replace", "default", "dev", "loft0");
+      await row(b, "resumed.bin", "done").waitFor({ timeout: 180_000 });
+      await row(a, "resumed.bin", "done").waitFor({ timeout: 30_000 });
+    } finally {
+      unthrottle();
+    }
+    expect(sha(await download(b, "resumed.bin"))).toBe(sha(file));
   });
 });

@@ -14,6 +14,7 @@ import { type RunningSignaling, startSignaling } from "../../../../signaling/tes
 import { EngineHarness, type EngineNode, until } from "../../../../test/support/engine.ts";
 import type { EngineRefusal, FileTransfer } from "../api.ts";
 import type { EngineConfig } from "../engine.ts";
+import { MemoryFileStore } from "./store.ts";
 import { FILE_CHUNK_BYTES } from "./wire.ts";
 
 const FAST: Partial<EngineConfig> = {
@@ -220,5 +221,59 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     await until(() => a.engine.presence(b.id).status !== "online", "offline");
     const e = (await a.engine.sendFile(b.id, randomFile(10, 8), "x").catch((x) => x)) as EngineRefusal;
     expect(e.reason.message).toMatch(/not connected/);
+  });
+
+  /** Alice and Bob as in `pair`, each engine with its own file store (kept across a restart). */
+  async function pairWithStores(): Promise<[EngineNode, EngineNode, MemoryFileStore, MemoryFileStore]> {
+    const [sa, sb] = [new MemoryFileStore(), new MemoryFileStore()];
+    const a = h.node("alice", undefined, undefined, undefined, { fileStore: sa });
+    const b = h.node("bob", undefined, undefined, undefined, { fileStore: sb });
+    a.storage.addUser(b.user);
+    b.storage.addUser(a.user);
+    await a.engine.start();
+    await b.engine.start();
+    await until(() => h.online(a, b) && h.online(b, a), "both online");
+    return [a, b, sa, sb];
+  }
+
+  it("the receiver's page reloads mid-transfer: the new engine resumes from its stored chunks", async () => {
+    const [a, b, , sb] = await pairWithStores();
+    const blob = randomFile(120 * FILE_CHUNK_BYTES + 99, 9);
+    const stopped = onFile(
+      b,
+      (t) => t.next > 40,
+      () => void b.engine.stop(),
+    );
+    const keys = await offerAndAccept(a, b, blob);
+    await stopped;
+    await until(() => stateOf(a, keys.out) === "waiting", "sender waits");
+    const again = h.node("bob", b.user, b.storage, undefined, { fileStore: sb });
+    await again.engine.start();
+    await until(
+      () => stateOf(a, keys.out) === "done" && stateOf(again, keys.in) === "done",
+      "done after reload",
+    );
+    const got = await again.engine.fileBlob(keys.in);
+    expect(got && (await hashOf(got))).toBe(await hashOf(blob));
+    // It resumed: the new engine never asked for the file from its first chunk.
+    const firstNext = again.events.find((e) => e.type === "file" && e.transfer.key === keys.in);
+    expect(firstNext?.type === "file" && firstNext.transfer.next).toBeGreaterThan(0);
+  });
+
+  it("the sender's page reloads mid-transfer: it fails there, and the receiver is told", async () => {
+    const [a, b, sa] = await pairWithStores();
+    const stopped = onFile(
+      b,
+      (t) => t.next > 10,
+      () => void a.engine.stop(),
+    );
+    const keys = await offerAndAccept(a, b, randomFile(100 * FILE_CHUNK_BYTES, 10));
+    await stopped;
+    await until(() => stateOf(b, keys.in) === "waiting", "receiver waits");
+    const again = h.node("alice", a.user, a.storage, undefined, { fileStore: sa });
+    await again.engine.start();
+    await until(() => stateOf(b, keys.in) === "cancelled", "receiver told");
+    expect((await again.engine.listFiles(b.id)).map((t) => t.state)).toEqual(["failed"]);
+    expect(await b.engine.fileBlob(keys.in)).toBeUndefined();
   });
 });

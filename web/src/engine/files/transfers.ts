@@ -396,10 +396,20 @@ export class FileTransfers {
       );
       return;
     }
+    // Cancelled, declined or paused while the chunk was opened: it is not taken.
+    const current = () => this.#in.get(i.t.key) === i && i.t.state === "receiving";
+    if (!current()) {
+      wipe(plain.value);
+      return;
+    }
     i.hasher ??= sha256.create();
     i.hasher.update(plain.value);
     wipe(plain.value);
     await this.#store.putChunk(i.t.key, chunk.header.index, chunk.sealed.slice());
+    if (this.#in.get(i.t.key) !== i) {
+      await this.#store.deleteChunks(i.t.key); // dropped meanwhile: nothing of it stays
+      return;
+    }
     i.t.next++;
     i.t.done = Math.min(i.t.size, i.t.next * FILE_CHUNK_BYTES);
     if (live.session.state !== "closed") live.session.send(encodeAckFrame({ id: i.t.id, next: i.t.next }));

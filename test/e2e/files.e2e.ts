@@ -155,6 +155,37 @@ describe("files between two browsers", () => {
     await expectNoAxeViolations(b, "chat with files");
   });
 
+  it("Share → Loft: files POSTed to /share wait for a contact, then go to the one picked", {
+    timeout: 120_000,
+  }, async () => {
+    await chatting();
+    await a.waitForFunction(() => navigator.serviceWorker.controller !== null, undefined, {
+      timeout: 30_000,
+    });
+    const shared = new Uint8Array(randomBytes(300_000));
+    // What the system's share sheet does for the installed app (manifest share_target).
+    const status = await a.evaluate(async (bytes) => {
+      const form = new FormData();
+      form.append(
+        "files",
+        new File([new Uint8Array(bytes)], "shared photo.bin", { type: "application/octet-stream" }),
+      );
+      const res = await fetch("/share", { method: "POST", body: form });
+      return { redirected: res.redirected, url: new URL(res.url).pathname };
+    }, Array.from(shared));
+    expect(status).toEqual({ redirected: true, url: "/share" });
+    await a.goto(new URL("/share", env.loft.url).toString());
+    await byId(a, "shared-file").filter({ hasText: "shared photo.bin" }).waitFor();
+    await a.locator("[data-testid=share-to]", { hasText: "bob" }).click();
+    await byId(a, "chat").waitFor({ timeout: 30_000 });
+    await row(b, "shared photo.bin", "offered").getByTestId("file-accept").click();
+    await row(b, "shared photo.bin", "done").waitFor({ timeout: 30_000 });
+    expect(sha(await download(b, "shared photo.bin"))).toBe(sha(shared));
+    // Sent: the share is forgotten.
+    await a.goto(new URL("/share", env.loft.url).toString());
+    await byId(a, "share-empty").waitFor();
+  });
+
   it("cancel mid-transfer on either side ends it on both", { timeout: 180_000 }, async () => {
     if (!process.env.LOFT_NETNS)
       throw new Error("run through scripts/e2e.mjs (it creates the network namespace)");

@@ -14,7 +14,7 @@ import { readFileSync } from "node:fs";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
-import { byId, startChatting } from "../support/loft-ui.ts";
+import { byId, openChat, startChatting } from "../support/loft-ui.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 const TEST_ADDR = process.env.LOFT_TEST_ADDR ?? "198.18.0.1";
@@ -80,10 +80,9 @@ describe("files between two browsers", () => {
     ({ a, b } = env);
   });
   /** Alice and Bob in their chat, online (once; inside a test: it polls). */
-  let introduced = false;
+  let bobId: string | undefined;
   async function chatting() {
-    if (!introduced) await startChatting(a, b, env.loft.url);
-    introduced = true;
+    if (!bobId) [, bobId] = await startChatting(a, b, env.loft.url);
   }
 
   afterAll(async () => {
@@ -184,6 +183,7 @@ describe("files between two browsers", () => {
     // Sent: the share is forgotten.
     await a.goto(new URL("/share", env.loft.url).toString());
     await byId(a, "share-empty").waitFor();
+    await openChat(a, bobId ?? "");
   });
 
   it("cancel mid-transfer on either side ends it on both", { timeout: 180_000 }, async () => {

@@ -69,7 +69,9 @@ interface Outgoing extends Moving {
 
 interface Incoming extends Moving {
   hasher?: ReturnType<typeof sha256.create>;
-  /** Chunks are stored one at a time, in order. */
+  /** Chunks opened and hashed (the next index taken); `t.next` counts those stored. */
+  taken: number;
+  /** Chunks are stored one at a time, in order, while the next ones are opened. */
   chain: Promise<void>;
 }
 
@@ -128,7 +130,7 @@ export class FileTransfers {
           }
           t.state = "waiting";
           t.speed = 0;
-          this.#in.set(t.key, { ...moving(t, key), chain: Promise.resolve() });
+          this.#in.set(t.key, { ...moving(t, key), taken: t.next, chain: Promise.resolve() });
         }
       }
     })();
@@ -354,7 +356,7 @@ export class FileTransfers {
       at: Date.now(),
     };
     await this.#ctx.storage.saveSecret(secretName(key), m.key);
-    this.#in.set(key, { ...moving(t, m.key.slice()), chain: Promise.resolve() });
+    this.#in.set(key, { ...moving(t, m.key.slice()), taken: 0, chain: Promise.resolve() });
     await this.#save(t);
   }
 
@@ -380,7 +382,7 @@ export class FileTransfers {
     const i = this.#in.get(transferKey(peer.id, "in", chunk.header.id));
     // A late chunk of a transfer cancelled, declined or finished meanwhile.
     if (i?.t.state !== "receiving") return;
-    const expect: ChunkExpectation = { id: i.t.id, size: i.t.size, next: i.t.next };
+    const expect: ChunkExpectation = { id: i.t.id, size: i.t.size, next: i.taken };
     const checked = checkChunk(expect, chunk);
     if (!checked.ok) {
       if (checked.error.code === "LOFT_ERR_REPLAY") return;
@@ -405,20 +407,36 @@ export class FileTransfers {
     i.hasher ??= sha256.create();
     i.hasher.update(plain.value);
     wipe(plain.value);
-    await this.#store.putChunk(i.t.key, chunk.header.index, chunk.sealed.slice());
-    if (this.#in.get(i.t.key) !== i) {
-      await this.#store.deleteChunks(i.t.key); // dropped meanwhile: nothing of it stays
-      return;
-    }
-    i.t.next++;
-    i.t.done = Math.min(i.t.size, i.t.next * FILE_CHUNK_BYTES);
-    if (live.session.state !== "closed") live.session.send(encodeAckFrame({ id: i.t.id, next: i.t.next }));
-    if (i.t.next < chunkCount(i.t.size)) {
-      // The resume point survives a reload; writing it every 16 chunks (≈ 1 MiB) is enough.
-      if (i.t.next % 16 === 0) await this.#store.putTransfer(i.t);
-      this.#progress(i);
-      return;
-    }
+    i.taken++;
+    // Stored (and acknowledged) behind the opening of the next chunks, in order.
+    const index = chunk.header.index;
+    const sealed = chunk.sealed.slice();
+    const last = i.taken === chunkCount(i.t.size);
+    i.chain = i.chain
+      .then(async () => {
+        if (this.#in.get(i.t.key) !== i) return;
+        await this.#store.putChunk(i.t.key, index, sealed);
+        if (this.#in.get(i.t.key) !== i) {
+          await this.#store.deleteChunks(i.t.key); // dropped meanwhile: nothing of it stays
+          return;
+        }
+        i.t.next = index + 1;
+        i.t.done = Math.min(i.t.size, i.t.next * FILE_CHUNK_BYTES);
+        if (live.session.state !== "closed")
+          live.session.send(encodeAckFrame({ id: i.t.id, next: i.t.next }));
+        if (last) return;
+        // The resume point survives a reload; writing it every 16 chunks (≈ 1 MiB) is enough.
+        if (i.t.next % 16 === 0) await this.#store.putTransfer(i.t);
+        this.#progress(i);
+      })
+      .catch(async (e: unknown) => {
+        this.#ctx.cfg.log(`files: storing a chunk failed: ${(e as Error).name}`);
+        if (this.#in.get(i.t.key) === i)
+          await this.#failIncoming(peer, i, `${i.t.name} could not be stored on this device (is it full?).`);
+      });
+    if (!last) return;
+    await i.chain;
+    if (this.#in.get(i.t.key) !== i || !i.hasher) return;
     const digest = i.hasher.digest();
     i.hasher = undefined;
     const good = equalBytes(digest, i.t.hash);
@@ -465,6 +483,8 @@ export class FileTransfers {
 
   /** Ask for the rest of an accepted file: chunks from `next` on (docs/protocol/files.md §5). */
   async #resumeIncoming(peer: Peer, i: Incoming): Promise<void> {
+    await i.chain; // what was taken is stored: the hash and `next` agree
+    if (this.#in.get(i.t.key) !== i) return;
     if (!i.hasher && i.t.next > 0) {
       // After a reload the running hash is gone: hash what is stored again.
       const h = sha256.create();
@@ -480,6 +500,7 @@ export class FileTransfers {
       i.hasher = h;
       i.t.done = Math.min(i.t.size, i.t.next * FILE_CHUNK_BYTES);
     }
+    i.taken = i.t.next;
     i.t.state = "receiving";
     restartSpeed(i);
     await this.#save(i.t);

@@ -44,6 +44,8 @@ export const WINDOW_CHUNKS = 32;
 export const MAX_OPEN_INCOMING = 16;
 /** Progress events at most this often per transfer (state changes always). */
 const PROGRESS_EVERY_MS = 100;
+/** A received file is reassembled into its Blob this many bytes at a time. */
+const BLOB_BATCH_BYTES = 8 * 1024 * 1024;
 /** Bytes read from the file per step while hashing. */
 const HASH_SLICE_BYTES = 4 * 1024 * 1024;
 
@@ -255,13 +257,23 @@ export class FileTransfers {
     const k = await this.#ctx.storage.loadSecret(secretName(key));
     if (!k) return undefined;
     try {
-      const parts: Uint8Array<ArrayBuffer>[] = [];
+      // Built in batches of ≈ 8 MiB: the page never holds the whole file as arrays (the browser
+      // keeps a large Blob's bytes in its own storage, on disk when it must).
+      let out = new Blob([], { type: t.type });
+      let parts: Uint8Array<ArrayBuffer>[] = [];
+      let batched = 0;
       for (let index = 0; index < chunkCount(t.size); index++) {
         const plain = await this.#openStored(t, k, index);
         if (!plain) return undefined;
         parts.push(plain);
+        batched += plain.length;
+        if (batched >= BLOB_BATCH_BYTES) {
+          out = new Blob([out, ...parts], { type: t.type });
+          parts = [];
+          batched = 0;
+        }
       }
-      return new Blob(parts, { type: t.type });
+      return new Blob([out, ...parts], { type: t.type });
     } finally {
       wipe(k);
     }

@@ -4,7 +4,7 @@
  * the chat screen: a few MiB attached with the button go both ways, the receiver accepts, the
  * transfer reaches "done" on both sides and the downloaded file has the sender's SHA-256; an offer
  * declined by the receiver and one cancelled by the sender end on both sides; a pasted image is
- * shown inline on the receiving side (CSP `img-src blob:`); the screen has no axe violations with
+ * offered with the sender's preview and shown inline once received (CSP `img-src blob:`); the screen has no axe violations with
  * transfers on it. Mid-transfer cancel and resume after a cut link are in
  * web/src/engine/files/transfers.test.ts (loopback moves MiBs faster than a page can click).
  */
@@ -14,7 +14,7 @@ import { readFileSync } from "node:fs";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
-import { byId, openChat, startChatting } from "../support/loft-ui.ts";
+import { byId, openChat, startChatting, waitForPresence } from "../support/loft-ui.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 const TEST_ADDR = process.env.LOFT_TEST_ADDR ?? "198.18.0.1";
@@ -146,6 +146,10 @@ describe("files between two browsers", () => {
       window.dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt }));
     }, png);
     const offered = b.locator("[data-testid=file][data-state=offered]", { hasText: "pasted-" });
+    // The sender's preview arrives with the offer, before anything is accepted.
+    const thumb = offered.getByTestId("file-thumb");
+    await thumb.waitFor({ timeout: 30_000 });
+    await expect.poll(() => thumb.evaluate((img: HTMLImageElement) => img.naturalWidth)).toBe(2);
     await offered.getByTestId("file-accept").click();
     const preview = b.locator("[data-testid=file][data-state=done] [data-testid=file-preview]");
     await preview.waitFor({ timeout: 30_000 });
@@ -184,6 +188,7 @@ describe("files between two browsers", () => {
     await a.goto(new URL("/share", env.loft.url).toString());
     await byId(a, "share-empty").waitFor();
     await openChat(a, bobId ?? "");
+    await waitForPresence(a, /^online/); // files go only to a connected contact
   });
 
   it("cancel mid-transfer on either side ends it on both", { timeout: 180_000 }, async () => {

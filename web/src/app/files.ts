@@ -14,6 +14,36 @@ function engineOf(app: AppModel) {
   return engine;
 }
 
+/** Longest side of the preview sent ahead of an image (CSS pixels). */
+const THUMB_PX = 160;
+/** The engine's limit for a preview (web/src/engine/files/wire.ts `MAX_THUMB_BYTES`). */
+const THUMB_MAX_BYTES = 16 * 1024;
+
+/**
+ * A small WebP preview of an image, made here on the sender (docs/protocol/files.md §1, `thumb`),
+ * so the contact sees what it is before accepting; undefined for anything else or on failure.
+ */
+export async function thumbnailOf(f: Blob): Promise<Uint8Array | undefined> {
+  if (!/^image\/(png|jpeg|gif|webp|avif|bmp)$/.test(f.type)) return undefined;
+  if (typeof createImageBitmap !== "function" || typeof OffscreenCanvas === "undefined") return undefined;
+  try {
+    const bmp = await createImageBitmap(f);
+    const scale = Math.min(1, THUMB_PX / Math.max(bmp.width, bmp.height));
+    const w = Math.max(1, Math.round(bmp.width * scale));
+    const h = Math.max(1, Math.round(bmp.height * scale));
+    const canvas = new OffscreenCanvas(w, h);
+    canvas.getContext("2d")?.drawImage(bmp, 0, 0, w, h);
+    bmp.close();
+    for (const quality of [0.7, 0.4]) {
+      const out = await canvas.convertToBlob({ type: "image/webp", quality });
+      if (out.size <= THUMB_MAX_BYTES) return new Uint8Array(await out.arrayBuffer());
+    }
+  } catch {
+    // Not decodable here: the offer goes without a preview.
+  }
+  return undefined;
+}
+
 /** Offer each file to the contact; resolves with the first refusal in words, if any. */
 export async function sendFiles(
   app: AppModel,
@@ -22,7 +52,7 @@ export async function sendFiles(
 ): Promise<string | undefined> {
   for (const f of files) {
     try {
-      await engineOf(app).sendFile(contactId, f, f.name || pastedName(f));
+      await engineOf(app).sendFile(contactId, f, f.name || pastedName(f), await thumbnailOf(f));
     } catch (x) {
       return fileProblem(x);
     }

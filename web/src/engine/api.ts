@@ -448,9 +448,10 @@ export interface ChatEngine {
    * Send a file to a contact (docs/protocol/files.md): hashed, offered inside the ratchet, sent
    * over the live session once the contact accepts; progress comes as `file` events. Rejects
    * with `EngineRefusal` when the contact is not connected (files go device to device) or the
-   * file is over the size limit.
+   * file is over the size limit. `thumb`: a small WebP preview of an image (≤ 16 KiB), sent
+   * ahead in the offer.
    */
-  sendFile(contactId: ContactId, file: Blob, name: string): Promise<FileTransfer>;
+  sendFile(contactId: ContactId, file: Blob, name: string, thumb?: Uint8Array): Promise<FileTransfer>;
   /** Accept an offered file (`key` = `FileTransfer.key`): it starts, or resumes, at once. */
   acceptFile(key: string): Promise<void>;
   declineFile(key: string): Promise<void>;

@@ -324,8 +324,8 @@ export class Engine implements ChatEngine {
 
   // ---- files (files/transfers.ts) ----------------------------------------------------------------
 
-  sendFile(contactId: ContactId, file: Blob, name: string) {
-    return this.#files.send(contactId, file, name);
+  sendFile(contactId: ContactId, file: Blob, name: string, thumb?: Uint8Array) {
+    return this.#files.send(contactId, file, name, thumb);
   }
   acceptFile(key: string): Promise<void> {
     return this.#files.accept(key);

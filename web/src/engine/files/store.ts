@@ -45,6 +45,8 @@ export interface FileTransfer {
   type: string;
   /** SHA-256 of the whole file. */
   hash: Uint8Array;
+  /** The sender's small WebP preview of an image, shown with the offer (display only). */
+  thumb?: Uint8Array;
   state: FileState;
   /** Chunks stored by the receiver (confirmed by its ACKs, for the sender). */
   next: number;

@@ -123,9 +123,12 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
 
   it("a declined offer ends on both sides and nothing is stored", async () => {
     const [a, b] = await h.pair();
-    const sent = await a.engine.sendFile(b.id, randomFile(1000, 3), "no.bin");
+    const preview = Uint8Array.from([1, 2, 3, 4]);
+    const sent = await a.engine.sendFile(b.id, randomFile(1000, 3), "no.bin", preview);
     await until(() => incoming(b).length === 1, "offer arrives");
     const [offer] = incoming(b);
+    // The sender's preview came with the offer, before any answer.
+    expect(offer?.thumb).toEqual(preview);
     await b.engine.declineFile(offer?.key ?? "");
     await until(() => stateOf(a, sent.key) === "declined", "sender sees the decline");
     expect(stateOf(b, offer?.key ?? "")).toBe("declined");

@@ -33,6 +33,7 @@ import {
   MAX_FILE_BYTES,
   MAX_FILE_NAME_CHARS,
   MAX_FILE_TYPE_CHARS,
+  MAX_THUMB_BYTES,
   openChunk,
   SEALED_CHUNK_BYTES,
   sealChunk,
@@ -147,7 +148,7 @@ export class FileTransfers {
   }
 
   /** Hash the file, then offer it over the live session. Refuses when the contact is not online. */
-  async send(contactId: ContactId, blob: Blob, name: string): Promise<FileTransfer> {
+  async send(contactId: ContactId, blob: Blob, name: string, thumb?: Uint8Array): Promise<FileTransfer> {
     await this.#load();
     const peer = this.#ctx.peers.get(contactId);
     const who = peer?.name ?? "The contact";
@@ -168,6 +169,7 @@ export class FileTransfers {
       size: blob.size,
       type: blob.type.slice(0, MAX_FILE_TYPE_CHARS),
       hash: new Uint8Array(32),
+      ...(thumb && thumb.length > 0 && thumb.length <= MAX_THUMB_BYTES ? { thumb: thumb.slice() } : {}),
       state: "hashing",
       next: 0,
       done: 0,
@@ -361,6 +363,7 @@ export class FileTransfers {
       size: m.size,
       type: m.type,
       hash: m.hash,
+      ...(m.thumb ? { thumb: m.thumb } : {}),
       state: "offered",
       next: 0,
       done: 0,
@@ -677,6 +680,7 @@ function offerOf(o: Outgoing): FileOffer {
     type: t.type,
     hash: bytes(t.hash),
     key: bytes(o.key),
+    ...(t.thumb ? { thumb: bytes(t.thumb) } : {}),
   };
 }
 

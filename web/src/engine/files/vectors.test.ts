@@ -39,7 +39,7 @@ describe("file vectors (docs/vectors/files-v1.json)", () => {
       const fields = Object.fromEntries(
         Object.entries(v.message).map(([k, x]) => [
           k,
-          k === "hash" || k === "key" ? fromHex(x as string) : x,
+          k === "hash" || k === "key" || k === "thumb" ? fromHex(x as string) : x,
         ]),
       );
       expect(hex(encodeCanonical(fields)), v.label).toBe(v.bytes);

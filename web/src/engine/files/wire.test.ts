@@ -24,6 +24,7 @@ import {
   type FileChunkFrame,
   MAX_FILE_BYTES,
   MAX_FILE_NAME_CHARS,
+  MAX_THUMB_BYTES,
   openChunk,
   SEALED_CHUNK_BYTES,
   sealChunk,
@@ -194,6 +195,9 @@ describe("file.* application messages", () => {
     expect(decode({ ...offer, name: "" }).ok).toBe(false);
     expect(decode({ ...offer, name: "x".repeat(MAX_FILE_NAME_CHARS + 1) }).ok).toBe(false);
     expect(decode({ ...offer, key: new Uint8Array(31) }).ok).toBe(false);
+    expect(decode({ ...offer, thumb: new Uint8Array(MAX_THUMB_BYTES) }).ok).toBe(true);
+    expect(decode({ ...offer, thumb: new Uint8Array(MAX_THUMB_BYTES + 1) }).ok).toBe(false);
+    expect(decode({ ...offer, thumb: new Uint8Array(0) }).ok).toBe(false);
     expect(decode({ t: "file.accept", id: 1, from: 0x10000 }).ok).toBe(false);
     expect(decode({ t: "file.decline", id: 1, r: "whatever" }).ok).toBe(false);
     expect(decode({ t: "file.cancel", id: 1 }).ok).toBe(false);

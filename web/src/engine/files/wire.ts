@@ -33,6 +33,8 @@ export const FILE_KEY_BYTES = 32;
 export const FILE_HASH_BYTES = 32;
 export const MAX_FILE_NAME_CHARS = 255;
 export const MAX_FILE_TYPE_CHARS = 127;
+/** A preview the sender made of an image (WebP), sent ahead in the offer. */
+export const MAX_THUMB_BYTES = 16 * 1024;
 /** Domain separation of the chunk AAD (docs/protocol/files.md §3). */
 const AAD_LABEL = utf8("loft/file/v1");
 
@@ -65,6 +67,7 @@ export const fileAppSchemas = [
     type: v.pipe(v.string(), v.maxLength(MAX_FILE_TYPE_CHARS)),
     hash: bytesSchema(FILE_HASH_BYTES),
     key: bytesSchema(FILE_KEY_BYTES),
+    thumb: v.optional(bytesSchema(1, MAX_THUMB_BYTES)),
   }),
   v.strictObject({ t: v.literal("file.accept"), id: transferId, from: chunkIndex }),
   v.strictObject({ t: v.literal("file.decline"), id: transferId, r: v.picklist(FILE_DECLINE_REASONS) }),
@@ -73,7 +76,7 @@ export const fileAppSchemas = [
 ] as const;
 
 /** Field count of the largest `file.*` message (the application decoder's map limit). */
-export const FILE_APP_MAX_FIELDS = 7;
+export const FILE_APP_MAX_FIELDS = 8;
 
 export type FileOffer = v.InferOutput<(typeof fileAppSchemas)[0]>;
 export type FileAppMessage =

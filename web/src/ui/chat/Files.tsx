@@ -77,7 +77,17 @@ export function Files(props: {
     setPreviews((p) => ({ ...p, [t.key]: url }));
   }
 
+  /** The sender's preview of an image, shown until (or instead of) the file itself. */
+  const [thumbs, setThumbs] = createSignal<Record<string, string>>({});
+  function thumb(t: FileTransfer) {
+    if (!t.thumb || thumbs()[t.key]) return;
+    const url = URL.createObjectURL(new Blob([t.thumb as Uint8Array<ArrayBuffer>], { type: "image/webp" }));
+    urls.push(url);
+    setThumbs((p) => ({ ...p, [t.key]: url }));
+  }
+
   function put(t: FileTransfer) {
+    thumb(t);
     setFiles(t.key, reconcile(t));
     void preview(t);
   }
@@ -136,6 +146,16 @@ export function Files(props: {
                     {t.name}
                   </span>
                 </div>
+                <Show when={!previews()[t.key] && thumbs()[t.key]}>
+                  {(src) => (
+                    <img
+                      class="file-thumb"
+                      src={src()}
+                      alt={`Preview of ${t.name}`}
+                      data-testid="file-thumb"
+                    />
+                  )}
+                </Show>
                 <Show when={previews()[t.key]}>
                   {(src) => (
                     <img

@@ -199,14 +199,18 @@ describe("files between two browsers", () => {
     try {
       await attach(a, "first.bin", new Uint8Array(randomBytes(4 * 1024 * 1024)));
       await row(b, "first.bin", "offered").getByTestId("file-accept").click();
-      await expect.poll(() => received(b, "first.bin"), { timeout: 60_000 }).toBeGreaterThan(0);
+      await expect
+        .poll(() => received(b, "first.bin"), { timeout: 60_000, interval: 100 })
+        .toBeGreaterThan(0);
       await row(a, "first.bin", "sending").getByTestId("file-cancel").click();
       await row(b, "first.bin", "cancelled").waitFor({ timeout: 30_000 });
       await row(a, "first.bin", "cancelled").waitFor();
 
       await attach(a, "second.bin", new Uint8Array(randomBytes(4 * 1024 * 1024)));
       await row(b, "second.bin", "offered").getByTestId("file-accept").click();
-      await expect.poll(() => received(b, "second.bin"), { timeout: 60_000 }).toBeGreaterThan(0);
+      await expect
+        .poll(() => received(b, "second.bin"), { timeout: 60_000, interval: 100 })
+        .toBeGreaterThan(0);
       await row(b, "second.bin", "receiving").getByTestId("file-cancel").click();
       await row(a, "second.bin", "cancelled").waitFor({ timeout: 30_000 });
       await row(b, "second.bin", "cancelled").waitFor();
@@ -220,11 +224,14 @@ describe("files between two browsers", () => {
   }, async () => {
     await chatting();
     throttleDirect();
-    const file = new Uint8Array(randomBytes(4 * 1024 * 1024));
+    const file = new Uint8Array(randomBytes(8 * 1024 * 1024));
     try {
       await attach(a, "resumed.bin", file);
       await row(b, "resumed.bin", "offered").getByTestId("file-accept").click();
-      await expect.poll(() => received(b, "resumed.bin"), { timeout: 60_000 }).toBeGreaterThan(512 * 1024);
+      // Polled often: the drop must come while most of the file is still to come (≈ 4 s at 2 MB/s).
+      await expect
+        .poll(() => received(b, "resumed.bin"), { timeout: 60_000, interval: 100 })
+        .toBeGreaterThan(256 * 1024);
       // The direct path disappears; nothing tells the pages (as in network-drop.e2e.ts).
       run("ip", "addr", "del", `${TEST_ADDR}/24`, "dev", "loft0");
       await row(b, "resumed.bin", "waiting").waitFor({ timeout: 90_000 });

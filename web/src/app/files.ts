@@ -44,12 +44,31 @@ export async function thumbnailOf(f: Blob): Promise<Uint8Array | undefined> {
   return undefined;
 }
 
+/**
+ * Wait (at most `ms`) until the contact is online, asking the engine to connect: files go only
+ * over a live session, and a chat just opened is often still connecting. Resolves whether it is.
+ */
+export async function whenOnline(app: AppModel, contactId: string, ms: number): Promise<boolean> {
+  if (app.presenceOf(contactId).status === "online") return true;
+  app.engine?.connect(contactId);
+  const end = Date.now() + ms;
+  while (app.presenceOf(contactId).status !== "online") {
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return true;
+}
+
+/** How long sending waits for a contact that is connecting. */
+const CONNECTING_WAIT_MS = 10_000;
+
 /** Offer each file to the contact; resolves with the first refusal in words, if any. */
 export async function sendFiles(
   app: AppModel,
   contactId: string,
   files: readonly File[],
 ): Promise<string | undefined> {
+  if (app.presenceOf(contactId).status === "connecting") await whenOnline(app, contactId, CONNECTING_WAIT_MS);
   for (const f of files) {
     try {
       await engineOf(app).sendFile(contactId, f, f.name || pastedName(f), await thumbnailOf(f));

@@ -5,7 +5,7 @@
  * Worker's (not imported: sw/ and web/ are separate builds).
  */
 import { refusalFor } from "../engine/outgoing.ts";
-import { sendFiles } from "./files.ts";
+import { sendFiles, whenOnline } from "./files.ts";
 import type { AppModel, ContactView } from "./model.ts";
 
 const SHARE_CACHE = "loft-share";
@@ -47,14 +47,9 @@ export async function sendShared(
   contactId: string,
   files: File[],
 ): Promise<string | undefined> {
-  app.engine?.connect(contactId);
   const name = app.contact(contactId)?.record.username ?? "The contact";
-  const end = Date.now() + CONNECT_WAIT_MS;
-  while (app.presenceOf(contactId).status !== "online") {
-    if (Date.now() > end)
-      return `${name} is not online. Files go directly between your devices; the shared files stay here until you try again.`;
-    await new Promise((r) => setTimeout(r, 200));
-  }
+  if (!(await whenOnline(app, contactId, CONNECT_WAIT_MS)))
+    return `${name} is not online. Files go directly between your devices; the shared files stay here until you try again.`;
   const problem = await sendFiles(app, contactId, files);
   if (!problem) await forgetShared();
   return problem;

@@ -54,7 +54,7 @@ export function contentSecurityPolicy(connectSources: readonly string[]): string
     "default-src 'none'",
     "script-src 'self'",
     "style-src 'self'",
-    "img-src 'self'",
+    "img-src 'self' blob:", // blob: for received images shown inline (docs/protocol/files.md)
     "font-src 'self'",
     "manifest-src 'self'",
     "worker-src 'self'",

@@ -9,6 +9,7 @@
  *   so (`loft-update-refused`). On activate, caches of other versions are swept;
  * - offline start: navigations get the precached index.html;
  * - /peer/...: the E2EE fetch proxy (./peer-proxy.ts), answered through a Loft window;
+ * - POST /share: files shared to Loft from the operating system (./share-target.ts);
  * - notification clicks (web/src/app/notifications.ts): focus an open Loft window and tell it
  *   which screen to open, or open a new window at that screen.
  */
@@ -16,6 +17,7 @@ import { PrecacheController, PrecacheRoute } from "workbox-precaching";
 import { NavigationRoute, Router } from "workbox-routing";
 import { checkCachedFiles, checkManifest } from "./build-integrity.ts";
 import { handlePeerRequest } from "./peer-proxy.ts";
+import { receiveShare, SHARE_PATH } from "./share-target.ts";
 
 declare const self: ServiceWorkerGlobalScope;
 /** Set at build time (web/vite.config.ts): the build hash, SHA-256 of the precache manifest. */
@@ -89,6 +91,8 @@ self.addEventListener("fetch", (event) => {
   if (url.origin !== self.location.origin) return;
   if (url.pathname === "/peer" || url.pathname.startsWith("/peer/"))
     return event.respondWith(handlePeerRequest(event));
+  if (url.pathname === SHARE_PATH && event.request.method === "POST")
+    return event.respondWith(receiveShare(event.request));
   const handled = router.handleRequest({ event, request: event.request });
   if (handled) event.respondWith(handled);
 });

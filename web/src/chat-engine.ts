@@ -11,6 +11,7 @@
  */
 import { pageCrypto } from "./crypto.ts";
 import type { ChatEngine, CreateChatEngine, EngineStartOptions } from "./engine/api.ts";
+import { IdbFileStore } from "./engine/files/idb-store.ts";
 import { Engine, type EngineConfig } from "./engine/index.ts";
 import { DirectTransport } from "./net/direct.ts";
 import { RelayLiveTransport } from "./net/relay-live.ts";
@@ -22,13 +23,15 @@ const crypto = pageCrypto;
 
 const browserParts: Pick<
   EngineConfig,
-  "transport" | "relayTransport" | "relayConnections" | "seenOffers" | "crypto"
+  "transport" | "relayTransport" | "relayConnections" | "seenOffers" | "crypto" | "fileStore"
 > = {
   crypto,
   transport: (deps) => new DirectTransport(deps),
   relayTransport: (deps) => new RelayLiveTransport(deps),
   relayConnections: createRelayPool,
   seenOffers: localSeenOffers,
+  // Received files, sealed chunk by chunk (docs/protocol/files.md §6).
+  fileStore: new IdbFileStore(),
 };
 
 export const createChatEngine: CreateChatEngine = (options) => new Engine(options, browserParts);

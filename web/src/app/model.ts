@@ -359,6 +359,15 @@ export class AppModel {
       case "error":
         this.setNotice(e.error.message);
         break;
+      case "file": {
+        // An offer waits on the person: say so unless its chat is on screen (Files.tsx shows it).
+        const t = e.transfer;
+        if (t.direction === "in" && t.state === "offered" && !this.#viewing(t.contactId))
+          this.setNotice(
+            `${this.contact(t.contactId)?.record.username ?? "A contact"} wants to send you ${t.name}. Open the chat to accept or decline.`,
+          );
+        break;
+      }
     }
     for (const l of this.#listeners) l(e);
   }

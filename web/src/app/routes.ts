@@ -8,6 +8,7 @@
  *   /contact/<id>/safety   the safety code with that contact
  *   /chat/<id>             the conversation
  *   /settings              settings
+ *   /share                 files shared to Loft from the system: pick the contact (sw/share-target.ts)
  *
  * `<id>` is a ContactId (64 lowercase hex). Contact links keep using the `#c=` fragment, which
  * never reaches a server (main.tsx). The host and the Service Worker serve index.html for any
@@ -22,7 +23,8 @@ export type Route =
   | { name: "contact"; id: ContactId }
   | { name: "safety"; id: ContactId }
   | { name: "chat"; id: ContactId }
-  | { name: "settings" };
+  | { name: "settings" }
+  | { name: "share" };
 
 const CONTACT_ID = /^[0-9a-f]{64}$/;
 
@@ -43,6 +45,8 @@ export function routePath(route: Route): string {
       return `/chat/${route.id}`;
     case "settings":
       return "/settings";
+    case "share":
+      return "/share";
   }
 }
 
@@ -53,6 +57,7 @@ export function parseRoute(pathname: string): Route | undefined {
   if (path === "/my-link") return { name: "my-link" };
   if (path === "/add") return { name: "add" };
   if (path === "/settings") return { name: "settings" };
+  if (path === "/share") return { name: "share" };
   const m = /^\/(contact|chat)\/([^/]+)(\/safety)?$/.exec(path);
   if (!m) return undefined;
   const id = m[2]!.toLowerCase();

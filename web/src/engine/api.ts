@@ -43,6 +43,9 @@
  * Nothing in this file runs except the tiny `EngineRefusal` error class.
  */
 import type { Identity, Trust, UserIdentity } from "../identity.ts";
+import type { FileTransfer } from "./files/store.ts";
+
+export type { FileState, FileTransfer } from "./files/store.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Identifiers and records shared with storage
@@ -359,7 +362,9 @@ export type EngineEvent =
   | { type: "contact-changed"; contactId: ContactId }
   | { type: "service"; status: ServiceStatus }
   /** An error not tied to one message (e.g. the signaling server went away). */
-  | { type: "error"; contactId?: ContactId; error: EngineError };
+  | { type: "error"; contactId?: ContactId; error: EngineError }
+  /** A file transfer changed (state or progress), already stored (docs/protocol/files.md). */
+  | { type: "file"; transfer: FileTransfer };
 
 export type EngineListener = (event: EngineEvent) => void;
 
@@ -438,6 +443,24 @@ export interface ChatEngine {
 
   /** Subscribe to events; returns the unsubscribe function (use it in Solid's `onCleanup`). */
   subscribe(listener: EngineListener): () => void;
+
+  /**
+   * Send a file to a contact (docs/protocol/files.md): hashed, offered inside the ratchet, sent
+   * over the live session once the contact accepts; progress comes as `file` events. Rejects
+   * with `EngineRefusal` when the contact is not connected (files go device to device) or the
+   * file is over the size limit. `thumb`: a small WebP preview of an image (≤ 16 KiB), sent
+   * ahead in the offer.
+   */
+  sendFile(contactId: ContactId, file: Blob, name: string, thumb?: Uint8Array): Promise<FileTransfer>;
+  /** Accept an offered file (`key` = `FileTransfer.key`): it starts, or resumes, at once. */
+  acceptFile(key: string): Promise<void>;
+  declineFile(key: string): Promise<void>;
+  /** Cancel a transfer either way; the contact is told. */
+  cancelFile(key: string): Promise<void>;
+  /** The contact's transfers, oldest first. */
+  listFiles(contactId: ContactId): Promise<FileTransfer[]>;
+  /** A received file whose hash matched (or one being sent), to download or preview. */
+  fileBlob(key: string): Promise<Blob | undefined>;
 }
 
 /** One change to a contact record (`ChatEngine.changeContact`). */

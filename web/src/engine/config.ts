@@ -8,6 +8,7 @@
 import type { CryptoProvider } from "../../../core/crypto/provider.ts";
 import type { WebSocketLike as RelayWebSocketLike } from "../../../core/relay/ws-link.ts";
 import type { SeenOfferStore, WebSocketLike } from "../../../core/signaling/client.ts";
+import type { FileStore } from "./files/store.ts";
 import type { RelayConnectionsFactory, TransportFactory } from "./transport.ts";
 
 export interface EngineConfig {
@@ -82,6 +83,10 @@ export interface EngineConfig {
    * could not start).
    */
   offline?: boolean;
+  /** Where transfers and received chunks are kept (files/idb-store.ts in the browser); absent: memory. */
+  fileStore?: FileStore;
+  /** Largest file sent or accepted, in bytes (files/transfers.ts `DEFAULT_MAX_FILE_BYTES`). */
+  maxFileBytes?: number;
 }
 
 /**

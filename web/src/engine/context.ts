@@ -29,6 +29,7 @@ import type {
 } from "./api.ts";
 import type { EngineConfig } from "./config.ts";
 import type { EngineCloseReason } from "./errors.ts";
+import type { FileAppMessage } from "./files/wire.ts";
 import { type AddressQueue, PieceBuffer, type RxQueue, type TxQueue } from "./mailbox.ts";
 import { refusalFor } from "./outgoing.ts";
 import {
@@ -52,6 +53,8 @@ export interface Live {
   announced: boolean;
   /** A heartbeat PING is being sent (session.ts `heartbeat`): the next tick sends none. */
   pinging: boolean;
+  /** Waits while the link's send buffer is full (bulk senders: files/transfers.ts). */
+  drain?: () => Promise<void>;
 }
 
 export interface Attempt {
@@ -59,6 +62,16 @@ export interface Attempt {
   direction: "out" | "in";
   path: LinkPath;
   startedAt: number;
+}
+
+/** File transfers (files/transfers.ts), reached by the link controller and the messages step. */
+export interface FileLane {
+  /** A `file.*` application message from the contact (inside its serial chain). */
+  onMessage(peer: Peer, message: FileAppMessage): Promise<void>;
+  /** A session frame of the files range (0x10–0x17) from the live session, in order. */
+  onFrame(peer: Peer, live: Live, bytes: Uint8Array): Promise<void>;
+  /** A new live session with the contact: held messages go, transfers resume. */
+  sessionUp(peer: Peer, live: Live): void;
 }
 
 /** Ciphertext of one outgoing message on its way into the contact's mailbox (kept for retries). */
@@ -175,6 +188,8 @@ export interface EngineContext {
   /** Consecutive BUSY refusals of our REGISTER (reset once registered; presence.ts). */
   registerBusy: number;
   lastStamp: number;
+  /** File transfers (set by the engine; absent in engines built without them). */
+  files?: FileLane;
 }
 
 /** Largest message reassembled from mailbox pieces (a 16 000-character text is about 66 KB). */

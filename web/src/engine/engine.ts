@@ -49,6 +49,7 @@ import type {
 } from "./api.ts";
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
 import { cryptoOf, type EngineContext, emit, type Peer, providerOf, setService, stamp } from "./context.ts";
+import { FileTransfers } from "./files/transfers.ts";
 import { contactLinkRefs, setupAddress } from "./first-contact.ts";
 import { Links } from "./link/links.ts";
 import { newOutgoing, refusalFor, SendLines, sendableContact } from "./outgoing.ts";
@@ -62,6 +63,8 @@ export class Engine implements ChatEngine {
   readonly #lines = new SendLines();
   /** Every contact's link controller and the inbound dispatch (link/links.ts). */
   readonly #links: Links;
+  /** File transfers (files/transfers.ts; docs/protocol/files.md). */
+  readonly #files: FileTransfers;
 
   constructor(
     options: EngineStartOptions,
@@ -99,6 +102,12 @@ export class Engine implements ChatEngine {
       lastStamp: 0,
     };
     this.#links = new Links(this.#ctx, (contactId) => this.contactChanged(contactId));
+    const { fileStore, maxFileBytes } = this.#ctx.cfg;
+    this.#files = new FileTransfers(this.#ctx, {
+      ...(fileStore ? { store: fileStore } : {}),
+      ...(maxFileBytes ? { maxFileBytes } : {}),
+    });
+    this.#ctx.files = this.#files;
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -288,6 +297,7 @@ export class Engine implements ChatEngine {
           break;
         case "delete":
           this.disconnect(contactId);
+          await this.#files.forget(contactId);
           await storage.deleteContact(contactId);
           break;
       }
@@ -312,5 +322,26 @@ export class Engine implements ChatEngine {
 
   contactLinkRefs(): Promise<Record<string, Uint8Array> | undefined> {
     return contactLinkRefs(this.#ctx);
+  }
+
+  // ---- files (files/transfers.ts) ----------------------------------------------------------------
+
+  sendFile(contactId: ContactId, file: Blob, name: string, thumb?: Uint8Array) {
+    return this.#files.send(contactId, file, name, thumb);
+  }
+  acceptFile(key: string): Promise<void> {
+    return this.#files.accept(key);
+  }
+  declineFile(key: string): Promise<void> {
+    return this.#files.decline(key);
+  }
+  cancelFile(key: string): Promise<void> {
+    return this.#files.cancel(key);
+  }
+  listFiles(contactId: ContactId) {
+    return this.#files.list(contactId);
+  }
+  fileBlob(key: string): Promise<Blob | undefined> {
+    return this.#files.blob(key);
   }
 }

@@ -21,6 +21,7 @@ import {
   setMessageState,
   stamp,
 } from "./context.ts";
+import { isFileAppMessage } from "./files/wire.ts";
 import { introDone } from "./intro.ts";
 import { follow, type Outcome, schedule } from "./outcome.ts";
 import { loadRatchet, ratchetCanSend, saveRatchet, sendApp } from "./peer-ratchet.ts";
@@ -33,7 +34,7 @@ import { decodeAppMessage, MAX_RECEIPT_IDS } from "./wire.ts";
  */
 export type MessagesContext = Pick<
   EngineContext,
-  "cfg" | "stopped" | "signaling" | "pool" | "storage" | "listeners" | "lastStamp"
+  "cfg" | "stopped" | "signaling" | "pool" | "storage" | "listeners" | "lastStamp" | "files"
 >;
 
 /** A message was queued: send it live, or dial and let the mailbox take it if no session comes. */
@@ -92,7 +93,8 @@ export async function receive(
     return out;
   }
   const m = app.value;
-  if (m.t === "msg") {
+  if (isFileAppMessage(m)) await ctx.files?.onMessage(peer, m);
+  else if (m.t === "msg") {
     const dup = await ctx.storage.findIncoming(peer.id, m.id);
     if (!dup) {
       const stored: StoredMessage = {

@@ -24,6 +24,8 @@ export interface DialedLink extends Link {
   readonly opened: Promise<void>;
   /** Diagnostics: the selected candidate types ("host", "srflx", "relay" = TURN), if known. */
   pathInfo?(): Promise<{ local?: string; remote?: string; protocol?: string }>;
+  /** Resolves once the transport's send buffer is low again (`bufferedAmount`; WebRTC only). */
+  drain?(): Promise<void>;
 }
 
 export interface LiveTransport {

@@ -17,17 +17,29 @@
  *                                                      sender auth key (docs/protocol/mailbox.md)
  *   { t: "intro", i: bin, u: str, s: bin(24), k: bin(32) } first contact: our signed identity and our
  *                                                      mailbox for the peer (docs/protocol/mailbox.md)
+ *   { t: "file.offer" | "file.accept" | "file.decline" | "file.cancel" | "file.done", … }
+ *                                                      file transfer (docs/protocol/files.md; the
+ *                                                      chunks are session frames 0x10 and 0x11)
  */
 import * as v from "valibot";
 import { equalBytes } from "../../../core/bytes.ts";
 import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/codec/codec.ts";
 import { padToBucket, unpadBucket } from "../../../core/codec/padding.ts";
 import { err, ok, type Result } from "../../../core/errors.ts";
+// File transfer: its session frames (0x10–0x17) and `file.*` messages (docs/protocol/files.md).
+import { FILE_APP_MAX_FIELDS, FILE_FRAME, fileAppSchemas } from "./files/wire.ts";
 // Longest text in one message: one source for the wire and the UI (outgoing.ts).
 import { MAX_TEXT_CHARS } from "./outgoing.ts";
 
 export const CHAT_PROTOCOL_VERSION = 1;
-export const FRAME = { HELLO: 0x01, RATCHET: 0x02, PING: 0x03, PONG: 0x04 } as const;
+export const FRAME = {
+  HELLO: 0x01,
+  RATCHET: 0x02,
+  PING: 0x03,
+  PONG: 0x04,
+  FILE_CHUNK: FILE_FRAME.CHUNK,
+  FILE_ACK: FILE_FRAME.ACK,
+} as const;
 export const RATCHET_ID_BYTES = 16;
 export const PING_BYTES = 8;
 /** Receipts acknowledge at most this many ids per message. */
@@ -132,6 +144,7 @@ const appSchema = v.variant("t", [
     s: bytesSchema(QUEUE_ID_BYTES),
     k: bytesSchema(32),
   }),
+  ...fileAppSchemas,
 ]);
 
 export type AppMessage = v.InferOutput<typeof appSchema>;
@@ -140,7 +153,7 @@ const APP_LIMITS = {
   maxBytes: 4 * MAX_TEXT_CHARS + 256,
   maxStrLength: 4 * MAX_TEXT_CHARS,
   maxArrayLength: MAX_RECEIPT_IDS,
-  maxMapLength: 5,
+  maxMapLength: Math.max(5, FILE_APP_MAX_FIELDS),
 } as const;
 
 /** Canonical MessagePack, padded to a power-of-two bucket (≥ 256 bytes). */

@@ -12,6 +12,7 @@ import { ContactScreen, SafetyScreen } from "./Contact.tsx";
 import { AddContact, Home, MyLink } from "./Home.tsx";
 import { Onboarding, Unlock } from "./Onboarding.tsx";
 import { Settings } from "./Settings.tsx";
+import { Share } from "./Share.tsx";
 
 export function App(props: { app: AppModel; fatal?: string }) {
   const app = props.app;
@@ -68,6 +69,9 @@ export function App(props: { app: AppModel; fatal?: string }) {
             </Match>
             <Match when={r().name === "chat" && r()} keyed>
               {(route) => <Chat app={app} id={(route as { id: string }).id} />}
+            </Match>
+            <Match when={r().name === "share"}>
+              <Share app={app} />
             </Match>
             <Match when={r().name === "settings"}>
               <Settings app={app} />

@@ -16,10 +16,12 @@ import {
   sendProblem,
   storedMessage,
 } from "../app/conversation.ts";
+import { sendFiles } from "../app/files.ts";
 import type { AppModel } from "../app/model.ts";
 import type { HandedOver, MessageId, StoredMessage } from "../engine/api.ts";
 import { refusalFor } from "../engine/outgoing.ts";
 import { Composer, type ComposerHandle } from "./chat/Composer.tsx";
+import { Files } from "./chat/Files.tsx";
 import { followBottom, isAtBottom, keepPosition, scrollToBottom, scrollTop } from "./chat/follow.ts";
 import { MessageList } from "./chat/MessageList.tsx";
 import { createTimeline } from "./chat/timeline.ts";
@@ -148,6 +150,14 @@ export function Chat(props: { app: AppModel; id: string }) {
     return undefined;
   };
 
+  /** Files from the attach button, a drop on the chat or a pasted image (docs/protocol/files.md). */
+  const attach = (files: readonly File[]) => {
+    if (files.length === 0 || blocked()) return;
+    void sendFiles(app, props.id, files).then((problem) => setError(problem));
+  };
+  const [dropping, setDropping] = createSignal(false);
+  let picker!: HTMLInputElement;
+
   const retry = (id: MessageId) => {
     retryMessage(app, id).catch((x: unknown) => setError(sendProblem(x)));
   };
@@ -168,7 +178,15 @@ export function Chat(props: { app: AppModel; id: string }) {
       if (scrollTop() < PAGE_AHEAD_PX && hasOlder()) void loadOlder();
     };
     window.addEventListener("scroll", onScroll, { passive: true });
+    const onPaste = (e: ClipboardEvent) => {
+      const files = [...(e.clipboardData?.files ?? [])];
+      if (files.length === 0) return;
+      e.preventDefault();
+      attach(files);
+    };
+    window.addEventListener("paste", onPaste);
     onCleanup(() => {
+      window.removeEventListener("paste", onPaste);
       disposed = true;
       off();
       stopFollowing();
@@ -181,7 +199,24 @@ export function Chat(props: { app: AppModel; id: string }) {
   });
 
   return (
-    <main class="screen chat" data-testid="chat" data-history={hasOlder() ? "partial" : "complete"}>
+    <main
+      class="screen chat"
+      classList={{ dropping: dropping() }}
+      data-testid="chat"
+      data-history={hasOlder() ? "partial" : "complete"}
+      onDragOver={(e) => {
+        if (!e.dataTransfer?.types.includes("Files")) return;
+        e.preventDefault();
+        setDropping(true);
+      }}
+      onDragLeave={() => setDropping(false)}
+      onDrop={(e) => {
+        if (!e.dataTransfer?.files.length) return;
+        e.preventDefault();
+        setDropping(false);
+        attach([...e.dataTransfer.files]);
+      }}
+    >
       <header class="chat-head">
         <div class="bar">
           <Back app={app} />
@@ -232,6 +267,7 @@ export function Chat(props: { app: AppModel; id: string }) {
           list = el;
         }}
       />
+      <Files app={app} contactId={props.id} name={name} onError={setError} />
       <div class="chat-foot">
         <Show when={unseen() > 0}>
           <button
@@ -254,6 +290,30 @@ export function Chat(props: { app: AppModel; id: string }) {
             </button>
           </p>
         </Show>
+        <div class="attach">
+          <input
+            type="file"
+            multiple
+            class="sr-only"
+            tabIndex={-1}
+            aria-hidden="true"
+            data-testid="attach-input"
+            ref={picker}
+            onChange={(e) => {
+              attach([...(e.currentTarget.files ?? [])]);
+              e.currentTarget.value = "";
+            }}
+          />
+          <button
+            type="button"
+            data-testid="attach-button"
+            disabled={!!blocked()}
+            onClick={() => picker.click()}
+            title="Send a file (or drop one on the chat, or paste an image)"
+          >
+            Attach file
+          </button>
+        </div>
         <Composer
           disabled={!!blocked()}
           onSend={send}

@@ -38,6 +38,7 @@ import {
   upgradeDue,
 } from "../dialing.ts";
 import { describeFailure } from "../errors.ts";
+import { isFileFrame } from "../files/wire.ts";
 import { afterAccept } from "../first-contact.ts";
 import { afterQueued, flushLive, receive, sendReceipts } from "../messages.ts";
 import { cancel, type FollowUp, type Outcome, presence } from "../outcome.ts";
@@ -455,6 +456,8 @@ export class LinkController {
       throw new Refused("superseded");
     }
     const live = newLive(session, path);
+    const link = attempt.link;
+    if (link.drain) live.drain = () => link.drain?.() ?? Promise.resolve();
     this.#goLive(live);
     this.apply(sessionUp(ctx, peer, path));
     ctx.cfg.log(`session ${session.role} ${peer.id.slice(0, 8)} open`);
@@ -467,6 +470,7 @@ export class LinkController {
     if (!theirs.canSend && ratchetCanSend(peer))
       await serial(peer, () => sendApp(ctx, peer, live, { t: "sync" })).catch(() => {});
     this.apply(sessionRunning(peer));
+    ctx.files?.sessionUp(peer, live);
   }
 
   /** Frames from the live session, one at a time and in order. */
@@ -479,6 +483,14 @@ export class LinkController {
         bytes = await live.session.receive();
       } catch {
         return;
+      }
+      // File chunks and ACKs (0x10–0x17) go to the transfers, in order (docs/protocol/files.md).
+      if (isFileFrame(bytes) && ctx.files) {
+        live.lastInbound = Date.now();
+        await ctx.files
+          .onFrame(peer, live, bytes)
+          .catch((e) => ctx.cfg.log(`file frame: ${(e as Error).message}`));
+        continue;
       }
       const frame = await readFrame(live, bytes);
       if (frame.kind === "stop") return;

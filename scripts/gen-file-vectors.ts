@@ -1,0 +1,166 @@
+/**
+ * Generates the file-transfer vectors (docs/protocol/files.md §1, §3):
+ *
+ *   docs/vectors/files-v1.json  the `file.*` application messages as canonical MessagePack (before
+ *                               bucket padding), FILE_CHUNK frames sealed under a fixed key with
+ *                               their nonce and AAD, a FILE_ACK frame, and invalid frames with the
+ *                               error code each must give.
+ *
+ * web/src/engine/files/vectors.test.ts decodes and opens every committed frame, re-encodes every
+ * message, checks every invalid frame's code, and checks that this script regenerates the file
+ * byte for byte.
+ *
+ *   npx tsx scripts/gen-file-vectors.ts          # rewrite the file
+ *   npx tsx scripts/gen-file-vectors.ts --check  # exit 1 if the committed file differs
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { encodeCanonical } from "../core/codec/codec.ts";
+import { nobleCrypto } from "../core/crypto/noble.ts";
+import {
+  chunkAad,
+  chunkCount,
+  chunkNonce,
+  decodeFileFrame,
+  encodeAckFrame,
+  type FileAppMessage,
+  type FileChunkHeader,
+  SEALED_CHUNK_BYTES,
+  sealChunk,
+} from "../web/src/engine/files/wire.ts";
+
+export const FILE_VECTOR_FILE = fileURLToPath(new URL("../docs/vectors/files-v1.json", import.meta.url));
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+const bytes = (h: string) => Uint8Array.from(Buffer.from(h, "hex"));
+const ascii = (t: string) => new TextEncoder().encode(t);
+
+/** The per-transfer key of every vector: 00 01 02 … 1f. */
+export const VECTOR_KEY = Uint8Array.from({ length: 32 }, (_, i) => i);
+/** SHA-256("hello file"), the hash the offer carries. */
+const HELLO_HASH = bytes("f3877e8a3d98f809d9f844060fbea2864a4b66980a22ff22297014d0c168db2e");
+
+export const VALID_MESSAGES: { label: string; message: FileAppMessage }[] = [
+  {
+    label: "file.offer: 10 bytes of text",
+    message: {
+      t: "file.offer",
+      id: 0x01020304,
+      name: "hello.txt",
+      size: 10,
+      type: "text/plain",
+      hash: HELLO_HASH as Uint8Array<ArrayBuffer>,
+      key: VECTOR_KEY as Uint8Array<ArrayBuffer>,
+    },
+  },
+  {
+    label: "file.offer of an image with the sender's preview (4 bytes here)",
+    message: {
+      t: "file.offer",
+      id: 0x0a0b0c0d,
+      name: "cat.webp",
+      size: 2048,
+      type: "image/webp",
+      hash: HELLO_HASH as Uint8Array<ArrayBuffer>,
+      key: VECTOR_KEY as Uint8Array<ArrayBuffer>,
+      thumb: Uint8Array.from([0x52, 0x49, 0x46, 0x46]) as Uint8Array<ArrayBuffer>,
+    },
+  },
+  { label: "file.accept from the start", message: { t: "file.accept", id: 0x01020304, from: 0 } },
+  { label: "file.accept resuming at chunk 3", message: { t: "file.accept", id: 0x01020304, from: 3 } },
+  { label: "file.decline: too large", message: { t: "file.decline", id: 0x01020304, r: "too-large" } },
+  { label: "file.cancel by the sender", message: { t: "file.cancel", id: 0x01020304, own: true } },
+  { label: "file.done: hash matched", message: { t: "file.done", id: 0x01020304, ok: true } },
+];
+
+export const CHUNKS: { label: string; size: number; index: number; plaintext: Uint8Array }[] = [
+  { label: "the only chunk of a 10-byte file", size: 10, index: 0, plaintext: ascii("hello file") },
+  { label: "the only chunk of an empty file", size: 0, index: 0, plaintext: new Uint8Array(0) },
+  {
+    label: "the last chunk (index 1) of a 65027-byte file",
+    size: 65_027,
+    index: 1,
+    plaintext: ascii("end"),
+  },
+];
+
+const cat = (...parts: string[]) => parts.join("");
+
+export const INVALID_FRAMES: { label: string; hex: string }[] = [
+  { label: "type 0x17 (reserved)", hex: "17" },
+  {
+    label: "chunk shorter than header + tag",
+    hex: cat("10", "01020304", "0000", "0001", "fe10", "00".repeat(15)),
+  },
+  { label: "chunk with transfer id 0", hex: cat("10", "00000000", "0000", "0001", "fe10", "00".repeat(16)) },
+  { label: "chunk with total_chunks 0", hex: cat("10", "01020304", "0000", "0000", "fe10", "00".repeat(16)) },
+  { label: "chunk index past the last", hex: cat("10", "01020304", "0001", "0001", "fe10", "00".repeat(16)) },
+  {
+    label: "chunk_size other than 65040",
+    hex: cat("10", "01020304", "0000", "0001", "0100", "00".repeat(16)),
+  },
+  {
+    label: "a short chunk that is not the last",
+    hex: cat("10", "01020304", "0000", "0002", "fe10", "00".repeat(16)),
+  },
+  { label: "ACK of 6 bytes", hex: "110102030400" },
+  { label: "ACK with transfer id 0", hex: "11000000000001" },
+];
+
+export async function buildFileVectors(): Promise<unknown> {
+  const chunks = [];
+  for (const c of CHUNKS) {
+    const header: FileChunkHeader = {
+      id: 0x01020304,
+      index: c.index,
+      total: chunkCount(c.size),
+      chunkSize: SEALED_CHUNK_BYTES,
+    };
+    const frame = await sealChunk(nobleCrypto, VECTOR_KEY, header, c.plaintext);
+    chunks.push({
+      label: c.label,
+      size: c.size,
+      header,
+      plaintext: hex(c.plaintext),
+      nonce: hex(chunkNonce(c.index)),
+      aad: hex(chunkAad(header)),
+      frame: hex(frame),
+    });
+  }
+  return {
+    description:
+      "File transfer (docs/protocol/files.md). `messages`: file.* application messages as canonical MessagePack before bucket padding (bin fields hex). `chunks`: FILE_CHUNK session frames sealed with AES-256-GCM under `key`. `acks`: FILE_ACK frames. Invalid frames give `code`. Generated by scripts/gen-file-vectors.ts.",
+    key: hex(VECTOR_KEY),
+    messages: VALID_MESSAGES.map(({ label, message }) => ({
+      label,
+      message: Object.fromEntries(
+        Object.entries(message).map(([k, v]) => [k, v instanceof Uint8Array ? hex(v) : v]),
+      ),
+      bytes: hex(encodeCanonical(message)),
+    })),
+    chunks,
+    acks: [
+      {
+        label: "chunks 0..2 stored",
+        ack: { id: 0x01020304, next: 3 },
+        frame: hex(encodeAckFrame({ id: 0x01020304, next: 3 })),
+      },
+    ],
+    invalid: INVALID_FRAMES.map(({ label, hex: h }) => {
+      const r = decodeFileFrame(bytes(h));
+      if (r.ok) throw new Error(`invalid vector "${label}" decodes`);
+      return { label, bytes: h, code: r.error.code };
+    }),
+  };
+}
+
+const isMain = process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1];
+if (isMain) {
+  const json = `${JSON.stringify(await buildFileVectors(), null, 2)}\n`;
+  if (process.argv.includes("--check")) {
+    if (readFileSync(FILE_VECTOR_FILE, "utf8") !== json) {
+      console.error(`${FILE_VECTOR_FILE} differs from what the generator produces`);
+      process.exit(1);
+    }
+  } else writeFileSync(FILE_VECTOR_FILE, json);
+}

@@ -1,0 +1,56 @@
+/**
+ * Files shared to Loft from the operating system (Web Share Target; sw/share-target.ts keeps them
+ * in the `loft-share` cache): read them for the /share screen, send them to the contact the
+ * person picks once it is connected, and forget them. The cache name and paths are the Service
+ * Worker's (not imported: sw/ and web/ are separate builds).
+ */
+import { refusalFor } from "../engine/outgoing.ts";
+import { sendFiles, whenOnline } from "./files.ts";
+import type { AppModel, ContactView } from "./model.ts";
+
+const SHARE_CACHE = "loft-share";
+/** How long the screen waits for the picked contact to come online. */
+const CONNECT_WAIT_MS = 20_000;
+
+/** The files waiting in the share cache, in the order they were shared. */
+export async function sharedFiles(): Promise<File[]> {
+  if (!("caches" in globalThis)) return [];
+  const cache = await caches.open(SHARE_CACHE);
+  const files: File[] = [];
+  const keys = [...(await cache.keys())].sort((a, b) => index(a) - index(b));
+  for (const req of keys) {
+    const res = await cache.match(req);
+    if (!res) continue;
+    const name = decodeURIComponent(res.headers.get("x-loft-name") ?? "") || "shared file";
+    files.push(new File([await res.blob()], name, { type: res.headers.get("content-type") ?? "" }));
+  }
+  return files;
+}
+
+const index = (r: Request) => Number(new URL(r.url).pathname.split("/").pop() ?? 0);
+
+export async function forgetShared(): Promise<void> {
+  if ("caches" in globalThis) await caches.delete(SHARE_CACHE);
+}
+
+/** Contacts a file can go to (not blocked, no pending change, no open request). */
+export function shareTargets(app: AppModel): ContactView[] {
+  return app.contacts().filter((c) => !refusalFor(c.record));
+}
+
+/**
+ * Connect to the contact, wait (bounded) until it is online, send the files; resolves with a
+ * problem in words, or undefined once they are offered (then the shared files are forgotten).
+ */
+export async function sendShared(
+  app: AppModel,
+  contactId: string,
+  files: File[],
+): Promise<string | undefined> {
+  const name = app.contact(contactId)?.record.username ?? "The contact";
+  if (!(await whenOnline(app, contactId, CONNECT_WAIT_MS)))
+    return `${name} is not online. Files go directly between your devices; the shared files stay here until you try again.`;
+  const problem = await sendFiles(app, contactId, files);
+  if (!problem) await forgetShared();
+  return problem;
+}

@@ -1,0 +1,60 @@
+/**
+ * The browser's `FileStore` (store.ts; docs/protocol/files.md §6): the `loft-files` IndexedDB
+ * database, apart from the `loft` one (web/src/storage/db.ts) so file chunks never weigh on the
+ * chat's transactions. `transfers` holds the records (no secrets: the key is in the engine's
+ * sealed secrets), `chunks` the received chunks exactly as they arrived — AES-256-GCM ciphertext
+ * under the per-transfer key — keyed by [transfer key, chunk index].
+ */
+import { type DBSchema, type IDBPDatabase, openDB } from "idb";
+import type { FileStore, FileTransfer } from "./store.ts";
+
+export const FILES_DB_NAME = "loft-files";
+
+interface FilesSchema extends DBSchema {
+  transfers: { key: string; value: FileTransfer; indexes: { contactId: string } };
+  chunks: { key: [string, number]; value: Uint8Array };
+}
+
+export class IdbFileStore implements FileStore {
+  readonly #db: Promise<IDBPDatabase<FilesSchema>>;
+
+  constructor(name = FILES_DB_NAME) {
+    this.#db = openDB<FilesSchema>(name, 1, {
+      upgrade(db) {
+        const transfers = db.createObjectStore("transfers", { keyPath: "key" });
+        transfers.createIndex("contactId", "contactId");
+        db.createObjectStore("chunks");
+      },
+    });
+  }
+
+  async putTransfer(t: FileTransfer): Promise<void> {
+    await (await this.#db).put("transfers", t);
+  }
+
+  async listTransfers(contactId?: string): Promise<FileTransfer[]> {
+    const db = await this.#db;
+    const all = contactId
+      ? await db.getAllFromIndex("transfers", "contactId", contactId)
+      : await db.getAll("transfers");
+    return all.sort((a, b) => a.at - b.at);
+  }
+
+  async putChunk(key: string, index: number, sealed: Uint8Array): Promise<void> {
+    await (await this.#db).put("chunks", sealed, [key, index]);
+  }
+
+  async getChunk(key: string, index: number): Promise<Uint8Array | undefined> {
+    return (await this.#db).get("chunks", [key, index]);
+  }
+
+  async deleteChunks(key: string): Promise<void> {
+    await (await this.#db).delete("chunks", IDBKeyRange.bound([key, 0], [key, Number.MAX_SAFE_INTEGER]));
+  }
+
+  async deleteTransfer(key: string): Promise<void> {
+    const db = await this.#db;
+    await this.deleteChunks(key);
+    await db.delete("transfers", key);
+  }
+}

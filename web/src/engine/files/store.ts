@@ -1,0 +1,103 @@
+/**
+ * Where transfers and received chunks are kept (docs/protocol/files.md §6): the engine writes
+ * through `FileStore`; the browser's is IndexedDB (idb-store.ts), tests and engines without one
+ * use `MemoryFileStore`. Received chunks are stored as they arrived — AES-256-GCM ciphertext under
+ * the per-transfer key — and the key itself goes to the engine's sealed secrets
+ * (EngineStorage.saveSecret), so the store never holds a file's plaintext.
+ */
+
+/** The contact's id (api.ts `ContactId`; not imported, so api.ts can name these types). */
+type ContactId = string;
+
+export type FileDirection = "in" | "out";
+
+/**
+ *  offered   in: waiting for the user to accept; out: waiting for the contact to accept
+ *  hashing   out: reading the file once to hash it before the offer
+ *  sending / receiving   chunks flow
+ *  waiting   the link dropped: resumes from the last stored chunk on the next session
+ *  done      in: hash checked, stored; out: the contact confirmed the hash
+ *  failed    integrity check failed, the contact's device refused, or the file became unreadable
+ *  declined / cancelled
+ */
+export type FileState =
+  | "hashing"
+  | "offered"
+  | "sending"
+  | "receiving"
+  | "waiting"
+  | "done"
+  | "failed"
+  | "declined"
+  | "cancelled";
+
+/** One transfer as kept and as shown (`ChatEngine.listFiles`, the `file` event). */
+export interface FileTransfer {
+  /** Unique on this device: `<contactId>/<direction>/<id>`. */
+  key: string;
+  contactId: ContactId;
+  direction: FileDirection;
+  /** The sender's transfer id (docs/protocol/files.md §1). */
+  id: number;
+  name: string;
+  size: number;
+  /** MIME type as the sender gave it (display and preview only; never trusted to execute). */
+  type: string;
+  /** SHA-256 of the whole file. */
+  hash: Uint8Array;
+  /** The sender's small WebP preview of an image, shown with the offer (display only). */
+  thumb?: Uint8Array;
+  state: FileState;
+  /** Chunks stored by the receiver (confirmed by its ACKs, for the sender). */
+  next: number;
+  /** Bytes confirmed so far. */
+  done: number;
+  /** Bytes per second, smoothed; 0 when not moving. */
+  speed: number;
+  /** Seconds left at that speed, when known. */
+  eta?: number;
+  at: number;
+  /** Why it failed or was declined, in plain words. */
+  reason?: string;
+}
+
+export const transferKey = (contactId: ContactId, direction: FileDirection, id: number): string =>
+  `${contactId}/${direction}/${id}`;
+
+export interface FileStore {
+  putTransfer(t: FileTransfer): Promise<void>;
+  listTransfers(contactId?: ContactId): Promise<FileTransfer[]>;
+  putChunk(key: string, index: number, sealed: Uint8Array): Promise<void>;
+  getChunk(key: string, index: number): Promise<Uint8Array | undefined>;
+  /** Delete a transfer's chunks (and, with `record`, the transfer itself). */
+  deleteChunks(key: string): Promise<void>;
+  deleteTransfer(key: string): Promise<void>;
+}
+
+export class MemoryFileStore implements FileStore {
+  readonly #transfers = new Map<string, FileTransfer>();
+  readonly #chunks = new Map<string, Uint8Array>();
+
+  async putTransfer(t: FileTransfer): Promise<void> {
+    this.#transfers.set(t.key, structuredClone(t));
+  }
+  async listTransfers(contactId?: ContactId): Promise<FileTransfer[]> {
+    return [...this.#transfers.values()]
+      .filter((t) => contactId === undefined || t.contactId === contactId)
+      .sort((a, b) => a.at - b.at)
+      .map((t) => structuredClone(t));
+  }
+  async putChunk(key: string, index: number, sealed: Uint8Array): Promise<void> {
+    this.#chunks.set(`${key}#${index}`, sealed.slice());
+  }
+  async getChunk(key: string, index: number): Promise<Uint8Array | undefined> {
+    return this.#chunks.get(`${key}#${index}`)?.slice();
+  }
+  async deleteChunks(key: string): Promise<void> {
+    for (const k of [...this.#chunks.keys()]) if (k.startsWith(`${key}#`)) this.#chunks.delete(k);
+  }
+  async deleteTransfer(key: string): Promise<void> {
+    await this.deleteChunks(key);
+    this.#transfers.delete(key);
+  }
+}

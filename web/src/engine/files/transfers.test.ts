@@ -1,0 +1,282 @@
+/**
+ * File transfer between two engines in Node (docs/protocol/files.md): real signaling, real Noise
+ * sessions and ratchets, in-memory Links for the data channels (test/support/engine.ts). Sends
+ * both ways with the hash checked, decline, cancel on either side, a link cut mid-transfer that
+ * resumes from the last stored chunk, and a chunk changed before it was sealed into the session
+ * (a sender whose AES-GCM output is flipped) that the receiver reports and discards.
+ */
+import { sha256 } from "@noble/hashes/sha2.js";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { toHex } from "../../../../core/bytes.ts";
+import { nobleCrypto } from "../../../../core/crypto/noble.ts";
+import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
+import { type RunningSignaling, startSignaling } from "../../../../signaling/testing.ts";
+import { EngineHarness, type EngineNode, until } from "../../../../test/support/engine.ts";
+import type { EngineRefusal, FileTransfer } from "../api.ts";
+import type { EngineConfig } from "../engine.ts";
+import { MemoryFileStore } from "./store.ts";
+import { FILE_CHUNK_BYTES } from "./wire.ts";
+
+const FAST: Partial<EngineConfig> = {
+  heartbeatIntervalMs: 100,
+  heartbeatTimeoutMs: 600,
+  backoffInitialMs: 50,
+  backoffMaxMs: 300,
+  glareDelayMs: 50,
+  log: process.env.FILES_DEBUG ? (m) => console.log(m) : () => {},
+};
+
+function randomFile(bytes: number, seed: number): Blob {
+  const data = new Uint8Array(bytes);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < bytes; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    data[i] = x & 0xff;
+  }
+  return new Blob([data], { type: "application/octet-stream" });
+}
+
+/** Run `act` once, from inside the engine's own event, when `when` first holds for a `file` event. */
+function onFile(n: EngineNode, when: (t: FileTransfer) => boolean, act: () => void): Promise<void> {
+  return new Promise((resolve) => {
+    const off = n.engine.subscribe((e) => {
+      if (e.type !== "file" || !when(e.transfer)) return;
+      off();
+      act();
+      resolve();
+    });
+  });
+}
+
+const hashOf = async (b: Blob) => toHex(sha256(new Uint8Array(await b.arrayBuffer())));
+
+/** The last `file` event a node saw for each transfer key. */
+function files(n: EngineNode): Map<string, FileTransfer> {
+  const out = new Map<string, FileTransfer>();
+  for (const e of n.events) if (e.type === "file") out.set(e.transfer.key, e.transfer);
+  return out;
+}
+const incoming = (n: EngineNode) => [...files(n).values()].filter((t) => t.direction === "in");
+const stateOf = (n: EngineNode, key: string) => files(n).get(key)?.state;
+
+describe("file transfer (Node engines, real signaling and Noise, in-memory links)", () => {
+  let signaling: RunningSignaling;
+  let extra: Partial<EngineConfig> = {};
+  const h = new EngineHarness(() => ({ signalingUrl: signaling.url, config: { ...FAST, ...extra } }));
+
+  beforeAll(async () => {
+    signaling = await startSignaling();
+  });
+  afterAll(async () => {
+    await signaling?.close();
+  });
+  afterEach(async () => {
+    extra = {};
+    await h.stopAll();
+  });
+
+  /** Alice offers `blob` to Bob; Bob accepts; resolves with both keys. */
+  async function offerAndAccept(a: EngineNode, b: EngineNode, blob: Blob, name = "data.bin") {
+    const sent = await a.engine.sendFile(b.id, blob, name);
+    expect(sent.state).toBe("offered");
+    await until(() => incoming(b).some((t) => t.state === "offered"), "offer arrives");
+    const offered = incoming(b).find((t) => t.key.endsWith(`/in/${sent.id}`));
+    if (!offered) throw new Error("no offer");
+    expect(offered).toMatchObject({ name, size: blob.size, contactId: a.id });
+    await b.engine.acceptFile(offered.key);
+    return { out: sent.key, in: offered.key };
+  }
+
+  it("sends a multi-chunk file both ways; the receiver's copy has the sender's hash", async () => {
+    const [a, b] = await h.pair();
+    const ab = randomFile(5 * FILE_CHUNK_BYTES + 1234, 1);
+    const keys = await offerAndAccept(a, b, ab, "report.pdf");
+    await until(() => stateOf(a, keys.out) === "done" && stateOf(b, keys.in) === "done", "a→b done");
+    const got = await b.engine.fileBlob(keys.in);
+    expect(got && (await hashOf(got))).toBe(await hashOf(ab));
+
+    const ba = randomFile(3 * FILE_CHUNK_BYTES, 2); // an exact multiple of the chunk size
+    const back = await offerAndAccept(b, a, ba);
+    await until(() => stateOf(b, back.out) === "done" && stateOf(a, back.in) === "done", "b→a done");
+    const gotBack = await a.engine.fileBlob(back.in);
+    expect(gotBack && (await hashOf(gotBack))).toBe(await hashOf(ba));
+    // Progress reached the whole size on both sides; the stored list says the same.
+    expect((await a.engine.listFiles(b.id)).map((t) => t.state)).toEqual(["done", "done"]);
+    // The per-transfer key is a sealed secret of the receiver's storage, never in the file store.
+    expect([...b.storage.secrets.keys()].some((k) => k.startsWith("file/"))).toBe(true);
+
+    // Deleting the contact deletes its files, their chunks and keys.
+    await b.engine.changeContact(a.id, { kind: "delete" });
+    expect(await b.engine.listFiles(a.id)).toEqual([]);
+    expect(await b.engine.fileBlob(keys.in)).toBeUndefined();
+    expect([...b.storage.secrets.keys()].some((k) => k.startsWith("file/"))).toBe(false);
+  });
+
+  it("an empty file goes as one empty chunk", async () => {
+    const [a, b] = await h.pair();
+    const keys = await offerAndAccept(a, b, new Blob([]), "empty.txt");
+    await until(() => stateOf(b, keys.in) === "done" && stateOf(a, keys.out) === "done", "done");
+    expect((await b.engine.fileBlob(keys.in))?.size).toBe(0);
+  });
+
+  it("a declined offer ends on both sides and nothing is stored", async () => {
+    const [a, b] = await h.pair();
+    const preview = Uint8Array.from([1, 2, 3, 4]);
+    const sent = await a.engine.sendFile(b.id, randomFile(1000, 3), "no.bin", preview);
+    await until(() => incoming(b).length === 1, "offer arrives");
+    const [offer] = incoming(b);
+    // The sender's preview came with the offer, before any answer.
+    expect(offer?.thumb).toEqual(preview);
+    await b.engine.declineFile(offer?.key ?? "");
+    await until(() => stateOf(a, sent.key) === "declined", "sender sees the decline");
+    expect(stateOf(b, offer?.key ?? "")).toBe("declined");
+    expect([...b.storage.secrets.keys()].some((k) => k.startsWith("file/"))).toBe(false);
+  });
+
+  it("cancel on either side stops the transfer on both", async () => {
+    const [a, b] = await h.pair();
+    const big = randomFile(200 * FILE_CHUNK_BYTES, 4);
+    // Loopback moves megabytes between two polls: the cancels run from the progress events.
+    const flowing = onFile(
+      a,
+      (t) => t.state === "sending" && t.done > 0,
+      () => void a.engine.cancelFile(k1.out),
+    );
+    const k1 = await offerAndAccept(a, b, big);
+    await flowing;
+    await until(() => stateOf(b, k1.in) === "cancelled", "receiver sees the sender's cancel");
+    expect(stateOf(a, k1.out)).toBe("cancelled");
+    expect(await b.engine.fileBlob(k1.in)).toBeUndefined();
+
+    const flowingAgain = onFile(
+      b,
+      (t) => t.state === "receiving" && t.done > 0,
+      (key = [...files(b).values()].find((t) => t.state === "receiving")?.key) =>
+        void b.engine.cancelFile(key ?? ""),
+    );
+    const k2 = await offerAndAccept(a, b, big);
+    await flowingAgain;
+    await until(() => stateOf(a, k2.out) === "cancelled", "sender sees the receiver's cancel");
+    expect(stateOf(b, k2.in)).toBe("cancelled");
+  });
+
+  it("a link cut mid-transfer resumes from the last stored chunk on the next session", async () => {
+    const [a, b] = await h.pair();
+    const blob = randomFile(150 * FILE_CHUNK_BYTES + 17, 5);
+    // The network vanishes once a part arrived; nobody sees a close.
+    const cut = onFile(
+      b,
+      (t) => t.next > 20,
+      () => {
+        for (const l of h.hub.links) l.cut = true;
+      },
+    );
+    const keys = await offerAndAccept(a, b, blob);
+    await cut;
+    await until(() => stateOf(b, keys.in) === "waiting", "receiver waits");
+    const resumedAt = files(b).get(keys.in)?.next ?? 0;
+    await until(() => stateOf(a, keys.out) === "done" && stateOf(b, keys.in) === "done", "done after resume");
+    const got = await b.engine.fileBlob(keys.in);
+    expect(got && (await hashOf(got))).toBe(await hashOf(blob));
+    // It went on from where it stopped: the second session's first accept asked for `resumedAt`.
+    const progress = b.events
+      .filter((e) => e.type === "file" && e.transfer.key === keys.in)
+      .map((e) => (e.type === "file" ? e.transfer.next : 0));
+    const after = progress.slice(progress.lastIndexOf(resumedAt));
+    expect(resumedAt).toBeGreaterThan(0);
+    expect(Math.min(...after)).toBeGreaterThanOrEqual(resumedAt);
+  });
+
+  it("a chunk changed before the session sealed it is reported; the file is discarded", async () => {
+    // Alice's AES-GCM output for chunk 2 has one bit flipped: the session carries it intact, the
+    // per-transfer AEAD must catch it.
+    const flipping: CryptoProvider = {
+      ...nobleCrypto,
+      aes256gcm: {
+        ...nobleCrypto.aes256gcm,
+        async seal(key, nonce, ad, plaintext, output) {
+          const sealed = await nobleCrypto.aes256gcm.seal(key, nonce, ad, plaintext, output);
+          if (nonce[11] === 2 && new TextDecoder().decode(ad.subarray(0, 12)) === "loft/file/v1")
+            sealed[5] = (sealed[5] ?? 0) ^ 1;
+          return sealed;
+        },
+      },
+    };
+    extra = { crypto: flipping };
+    const [a, b] = await h.pair();
+    const keys = await offerAndAccept(a, b, randomFile(6 * FILE_CHUNK_BYTES, 6));
+    await until(() => stateOf(b, keys.in) === "failed", "receiver discards");
+    await until(() => stateOf(a, keys.out) === "cancelled", "sender is told");
+    expect(files(b).get(keys.in)?.reason).toMatch(/integrity/);
+    expect(b.events.some((e) => e.type === "error" && /integrity/.test(e.error.message))).toBe(true);
+    expect(await b.engine.fileBlob(keys.in)).toBeUndefined();
+  });
+
+  it("refuses clearly: contact not connected, file over the limit", async () => {
+    extra = { maxFileBytes: 1000 };
+    const [a, b] = await h.pair();
+    await expect(a.engine.sendFile(b.id, randomFile(1001, 7), "big.bin")).rejects.toMatchObject({
+      reason: { kind: "message-refused" },
+    });
+    a.engine.disconnect(b.id);
+    await until(() => a.engine.presence(b.id).status !== "online", "offline");
+    const e = (await a.engine.sendFile(b.id, randomFile(10, 8), "x").catch((x) => x)) as EngineRefusal;
+    expect(e.reason.message).toMatch(/not connected/);
+  });
+
+  /** Alice and Bob as in `pair`, each engine with its own file store (kept across a restart). */
+  async function pairWithStores(): Promise<[EngineNode, EngineNode, MemoryFileStore, MemoryFileStore]> {
+    const [sa, sb] = [new MemoryFileStore(), new MemoryFileStore()];
+    const a = h.node("alice", undefined, undefined, undefined, { fileStore: sa });
+    const b = h.node("bob", undefined, undefined, undefined, { fileStore: sb });
+    a.storage.addUser(b.user);
+    b.storage.addUser(a.user);
+    await a.engine.start();
+    await b.engine.start();
+    await until(() => h.online(a, b) && h.online(b, a), "both online");
+    return [a, b, sa, sb];
+  }
+
+  it("the receiver's page reloads mid-transfer: the new engine resumes from its stored chunks", async () => {
+    const [a, b, , sb] = await pairWithStores();
+    const blob = randomFile(120 * FILE_CHUNK_BYTES + 99, 9);
+    const stopped = onFile(
+      b,
+      (t) => t.next > 40,
+      () => void b.engine.stop(),
+    );
+    const keys = await offerAndAccept(a, b, blob);
+    await stopped;
+    await until(() => stateOf(a, keys.out) === "waiting", "sender waits");
+    const again = h.node("bob", b.user, b.storage, undefined, { fileStore: sb });
+    await again.engine.start();
+    await until(
+      () => stateOf(a, keys.out) === "done" && stateOf(again, keys.in) === "done",
+      "done after reload",
+    );
+    const got = await again.engine.fileBlob(keys.in);
+    expect(got && (await hashOf(got))).toBe(await hashOf(blob));
+    // It resumed: the new engine never asked for the file from its first chunk.
+    const firstNext = again.events.find((e) => e.type === "file" && e.transfer.key === keys.in);
+    expect(firstNext?.type === "file" && firstNext.transfer.next).toBeGreaterThan(0);
+  });
+
+  it("the sender's page reloads mid-transfer: it fails there, and the receiver is told", async () => {
+    const [a, b, sa] = await pairWithStores();
+    const stopped = onFile(
+      b,
+      (t) => t.next > 10,
+      () => void a.engine.stop(),
+    );
+    const keys = await offerAndAccept(a, b, randomFile(100 * FILE_CHUNK_BYTES, 10));
+    await stopped;
+    await until(() => stateOf(b, keys.in) === "waiting", "receiver waits");
+    const again = h.node("alice", a.user, a.storage, undefined, { fileStore: sa });
+    await again.engine.start();
+    await until(() => stateOf(b, keys.in) === "cancelled", "receiver told");
+    expect((await again.engine.listFiles(b.id)).map((t) => t.state)).toEqual(["failed"]);
+    expect(await b.engine.fileBlob(keys.in)).toBeUndefined();
+  });
+});

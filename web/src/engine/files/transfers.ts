@@ -1,0 +1,724 @@
+/**
+ * File transfers to and from contacts (docs/protocol/files.md): the offer and its answers travel
+ * as `file.*` application messages inside the contact's Double Ratchet; the bytes travel as
+ * FILE_CHUNK session frames over the live Noise session, sealed once with the per-transfer key,
+ * flow-controlled by the receiver's FILE_ACKs (a window of `WINDOW_CHUNKS` chunks, which also
+ * bounds what waits in the data channel's buffer), and resumed from the last stored chunk when a
+ * new session comes up. The receiver hashes as it stores and offers the file only when the
+ * SHA-256 matches the offer's.
+ *
+ * Called by the link controller (a frame of the files range, a new live session) and by the
+ * messages step (a `file.*` message, inside the contact's `serial` chain); the engine facade
+ * calls the user actions. Everything one transfer does runs in order on that transfer.
+ */
+import { sha256 } from "@noble/hashes/sha2.js";
+import { equalBytes, wipe } from "../../../../core/bytes.ts";
+import { nobleCrypto } from "../../../../core/crypto/noble.ts";
+import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
+import { type ContactId, EngineRefusal } from "../api.ts";
+import { type EngineContext, emit, type Live, type Peer, serial } from "../context.ts";
+import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
+import { type FileStore, type FileTransfer, MemoryFileStore, transferKey } from "./store.ts";
+import {
+  type ChunkExpectation,
+  checkChunk,
+  chunkCount,
+  chunkPlainBytes,
+  decodeFileFrame,
+  encodeAckFrame,
+  FILE_CHUNK_BYTES,
+  FILE_KEY_BYTES,
+  type FileAppMessage,
+  type FileOffer,
+  MAX_FILE_BYTES,
+  MAX_FILE_NAME_CHARS,
+  MAX_FILE_TYPE_CHARS,
+  MAX_THUMB_BYTES,
+  openChunk,
+  SEALED_CHUNK_BYTES,
+  sealChunk,
+} from "./wire.ts";
+
+/** Chunks the sender may have beyond the receiver's last ACK (≈ 2 MiB in flight). */
+export const WINDOW_CHUNKS = 32;
+/** Offers from one contact that may wait on the user or run at once; more are declined "busy". */
+export const MAX_OPEN_INCOMING = 16;
+/** Progress events at most this often per transfer (state changes always). */
+const PROGRESS_EVERY_MS = 100;
+/** A received file is reassembled into its Blob this many bytes at a time. */
+const BLOB_BATCH_BYTES = 8 * 1024 * 1024;
+/** Bytes read from the file per step while hashing. */
+const HASH_SLICE_BYTES = 4 * 1024 * 1024;
+
+const FINAL = new Set(["done", "failed", "declined", "cancelled"]);
+const secretName = (key: string) => `file/${key}`;
+
+interface Moving {
+  t: FileTransfer;
+  key: Uint8Array;
+  lastEmit: number;
+  /** Speed: bytes and time at the last sample. */
+  sampleAt: number;
+  sampleBytes: number;
+}
+
+interface Outgoing extends Moving {
+  blob: Blob;
+  /** Bumped on every (re)start of the chunk pump: an older pump stops. */
+  generation: number;
+  /** The pump waits here for an ACK (or a stop). */
+  wake?: () => void;
+}
+
+interface Incoming extends Moving {
+  hasher?: ReturnType<typeof sha256.create>;
+  /** Chunks opened and hashed (the next index taken); `t.next` counts those stored. */
+  taken: number;
+  /** Chunks are stored one at a time, in order, while the next ones are opened. */
+  chain: Promise<void>;
+}
+
+/** What the transfers read of the engine. */
+export type FilesContext = Pick<EngineContext, "cfg" | "storage" | "listeners" | "peers" | "stopped">;
+
+export interface FilesOptions {
+  store?: FileStore;
+  /** Largest file sent or accepted (bytes, at most `MAX_FILE_BYTES`). */
+  maxFileBytes?: number;
+}
+
+/** The default size limit (docs/protocol/files.md §7); `EngineConfig.maxFileBytes` changes it. */
+export const DEFAULT_MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024;
+
+export class FileTransfers {
+  readonly #ctx: FilesContext;
+  readonly #store: FileStore;
+  readonly #maxBytes: number;
+  readonly #out = new Map<string, Outgoing>();
+  readonly #in = new Map<string, Incoming>();
+  /** Records of every transfer (loaded once from the store). */
+  readonly #all = new Map<string, FileTransfer>();
+  /** Control messages that found no live session: sent on the contact's next one. */
+  readonly #unsent = new Map<ContactId, FileAppMessage[]>();
+  #loaded: Promise<void> | undefined;
+
+  constructor(ctx: FilesContext, options: FilesOptions = {}) {
+    this.#ctx = ctx;
+    this.#store = options.store ?? new MemoryFileStore();
+    this.#maxBytes = Math.min(options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES, MAX_FILE_BYTES);
+  }
+
+  get #crypto(): CryptoProvider {
+    return this.#ctx.cfg.crypto ?? nobleCrypto;
+  }
+
+  /** Load stored transfers once; what was moving when the page went away is settled here. */
+  #load(): Promise<void> {
+    this.#loaded ??= (async () => {
+      for (const t of await this.#store.listTransfers()) {
+        this.#all.set(t.key, t);
+        if (FINAL.has(t.state)) continue;
+        if (t.direction === "out") {
+          // The file itself is gone with the page that picked it.
+          await this.#settle(
+            t,
+            "failed",
+            "The page was reloaded before the file was delivered. Send it again.",
+          );
+        } else if (t.state !== "offered") {
+          const key = await this.#ctx.storage.loadSecret(secretName(t.key));
+          if (!key) {
+            await this.#settle(t, "failed", "The transfer's key is gone; ask for the file again.");
+            continue;
+          }
+          t.state = "waiting";
+          t.speed = 0;
+          this.#in.set(t.key, { ...moving(t, key), taken: t.next, chain: Promise.resolve() });
+        }
+      }
+    })();
+    return this.#loaded;
+  }
+
+  // ---- what the user does --------------------------------------------------------------------
+
+  async list(contactId: ContactId): Promise<FileTransfer[]> {
+    await this.#load();
+    return [...this.#all.values()].filter((t) => t.contactId === contactId).map((t) => ({ ...t }));
+  }
+
+  /** Hash the file, then offer it over the live session. Refuses when the contact is not online. */
+  async send(contactId: ContactId, blob: Blob, name: string, thumb?: Uint8Array): Promise<FileTransfer> {
+    await this.#load();
+    const peer = this.#ctx.peers.get(contactId);
+    const who = peer?.name ?? "The contact";
+    if (blob.size > this.#maxBytes)
+      throw refusal(`This file is ${mib(blob.size)}; files up to ${mib(this.#maxBytes)} can be sent.`);
+    if (!peer || peer.blocked) throw refusal(`Files cannot be sent to ${who}.`);
+    if (!liveOf(peer) || !ratchetCanSend(peer))
+      throw refusal(
+        `${who} is not connected. Files go directly between your devices: send it when ${who} is online.`,
+      );
+    const id = this.#freshId(contactId);
+    const t: FileTransfer = {
+      key: transferKey(contactId, "out", id),
+      contactId,
+      direction: "out",
+      id,
+      name: cleanName(name),
+      size: blob.size,
+      type: blob.type.slice(0, MAX_FILE_TYPE_CHARS),
+      hash: new Uint8Array(32),
+      ...(thumb && thumb.length > 0 && thumb.length <= MAX_THUMB_BYTES ? { thumb: thumb.slice() } : {}),
+      state: "hashing",
+      next: 0,
+      done: 0,
+      speed: 0,
+      at: Date.now(),
+    };
+    const o: Outgoing = { ...moving(t, this.#crypto.randomBytes(FILE_KEY_BYTES)), blob, generation: 0 };
+    this.#out.set(t.key, o);
+    await this.#save(t);
+    try {
+      t.hash = await hashBlob(blob);
+    } catch {
+      await this.#settle(t, "failed", "The file could not be read.");
+      return { ...t };
+    }
+    if (t.state !== "hashing") return { ...t }; // cancelled meanwhile
+    t.state = "offered";
+    await this.#save(t);
+    await this.#tell(peer, offerOf(o));
+    return { ...t };
+  }
+
+  async accept(key: string): Promise<void> {
+    await this.#load();
+    const i = this.#in.get(key);
+    if (i?.t.state !== "offered") return;
+    i.t.state = "waiting";
+    await this.#save(i.t);
+    const peer = this.#ctx.peers.get(i.t.contactId);
+    if (peer && liveOf(peer)) await this.#resumeIncoming(peer, i);
+  }
+
+  async decline(key: string): Promise<void> {
+    await this.#load();
+    const i = this.#in.get(key);
+    if (i?.t.state !== "offered") return;
+    await this.#dropIncoming(i, "declined");
+    const peer = this.#ctx.peers.get(i.t.contactId);
+    if (peer) await this.#tell(peer, { t: "file.decline", id: i.t.id, r: "declined" });
+  }
+
+  async cancel(key: string): Promise<void> {
+    await this.#load();
+    const t = this.#all.get(key);
+    if (!t || FINAL.has(t.state)) return;
+    const peer = this.#ctx.peers.get(t.contactId);
+    if (t.direction === "out") {
+      const o = this.#out.get(key);
+      await this.#settle(t, "cancelled");
+      o?.wake?.();
+      if (o) wipe(o.key);
+      this.#out.delete(key);
+    } else {
+      const i = this.#in.get(key);
+      if (i) await this.#dropIncoming(i, "cancelled");
+    }
+    if (peer) await this.#tell(peer, { t: "file.cancel", id: t.id, own: t.direction === "out" });
+  }
+
+  /** The contact was deleted: its transfers stop, their records, chunks and keys go. */
+  async forget(contactId: ContactId): Promise<void> {
+    await this.#load();
+    for (const t of [...this.#all.values()]) {
+      if (t.contactId !== contactId) continue;
+      const o = this.#out.get(t.key);
+      if (o) {
+        t.state = "cancelled";
+        this.#forgetOutgoing(o);
+      }
+      const i = this.#in.get(t.key);
+      if (i) wipe(i.key);
+      this.#in.delete(t.key);
+      this.#all.delete(t.key);
+      await this.#store.deleteTransfer(t.key);
+      if (t.direction === "in") await this.#ctx.storage.deleteSecret(secretName(t.key));
+    }
+    this.#unsent.delete(contactId);
+  }
+
+  /** The file's bytes: a received file after its hash matched, or one we are sending. */
+  async blob(key: string): Promise<Blob | undefined> {
+    await this.#load();
+    const o = this.#out.get(key);
+    if (o) return o.blob;
+    const t = this.#all.get(key);
+    if (t?.direction !== "in" || t.state !== "done") return undefined;
+    const k = await this.#ctx.storage.loadSecret(secretName(key));
+    if (!k) return undefined;
+    try {
+      // Built in batches of ≈ 8 MiB: the page never holds the whole file as arrays (the browser
+      // keeps a large Blob's bytes in its own storage, on disk when it must).
+      let out = new Blob([], { type: t.type });
+      let parts: Uint8Array<ArrayBuffer>[] = [];
+      let batched = 0;
+      for (let index = 0; index < chunkCount(t.size); index++) {
+        const plain = await this.#openStored(t, k, index);
+        if (!plain) return undefined;
+        parts.push(plain);
+        batched += plain.length;
+        if (batched >= BLOB_BATCH_BYTES) {
+          out = new Blob([out, ...parts], { type: t.type });
+          parts = [];
+          batched = 0;
+        }
+      }
+      return new Blob([out, ...parts], { type: t.type });
+    } finally {
+      wipe(k);
+    }
+  }
+
+  // ---- what the contact does -----------------------------------------------------------------
+
+  /** A `file.*` message from the contact (inside its serial chain: replies are queued, not awaited). */
+  async onMessage(peer: Peer, m: FileAppMessage): Promise<void> {
+    await this.#load();
+    switch (m.t) {
+      case "file.offer":
+        return this.#onOffer(peer, m);
+      case "file.accept": {
+        const o = this.#out.get(transferKey(peer.id, "out", m.id));
+        if (!o) {
+          // Not ours (any more): a page reload lost the file, or we cancelled.
+          const t = this.#all.get(transferKey(peer.id, "out", m.id));
+          if (t?.state !== "done") this.#later(peer, { t: "file.cancel", id: m.id, own: true });
+          return;
+        }
+        if (FINAL.has(o.t.state) || m.from > chunkCount(o.t.size)) return;
+        const live = liveOf(peer);
+        if (live) this.#pump(o, live, m.from);
+        return;
+      }
+      case "file.decline": {
+        const o = this.#out.get(transferKey(peer.id, "out", m.id));
+        if (!o || FINAL.has(o.t.state)) return;
+        const why =
+          m.r === "too-large"
+            ? `${peer.name}'s device does not accept files this large.`
+            : m.r === "busy"
+              ? `${peer.name} has too many files waiting.`
+              : undefined;
+        await this.#settle(o.t, "declined", why);
+        this.#forgetOutgoing(o);
+        return;
+      }
+      case "file.cancel": {
+        const key = transferKey(peer.id, m.own ? "in" : "out", m.id);
+        const t = this.#all.get(key);
+        if (!t || FINAL.has(t.state)) return;
+        const reason = `${peer.name} cancelled.`;
+        if (m.own) {
+          const i = this.#in.get(key);
+          if (i) await this.#dropIncoming(i, "cancelled", reason);
+        } else {
+          const o = this.#out.get(key);
+          await this.#settle(t, "cancelled", reason);
+          if (o) this.#forgetOutgoing(o);
+        }
+        return;
+      }
+      case "file.done": {
+        const o = this.#out.get(transferKey(peer.id, "out", m.id));
+        if (!o || FINAL.has(o.t.state)) return;
+        o.t.done = o.t.size;
+        await this.#settle(
+          o.t,
+          m.ok ? "done" : "failed",
+          m.ok ? undefined : `${peer.name}'s device found the file damaged and discarded it.`,
+        );
+        this.#forgetOutgoing(o);
+        return;
+      }
+    }
+  }
+
+  async #onOffer(peer: Peer, m: FileOffer): Promise<void> {
+    const key = transferKey(peer.id, "in", m.id);
+    if (this.#all.has(key)) return; // a repeated offer (sent again on a new session)
+    const open = [...this.#in.values()].filter((i) => i.t.contactId === peer.id).length;
+    const r = m.size > this.#maxBytes ? "too-large" : open >= MAX_OPEN_INCOMING ? "busy" : undefined;
+    if (r) {
+      this.#later(peer, { t: "file.decline", id: m.id, r });
+      return;
+    }
+    const t: FileTransfer = {
+      key,
+      contactId: peer.id,
+      direction: "in",
+      id: m.id,
+      name: cleanName(m.name),
+      size: m.size,
+      type: m.type,
+      hash: m.hash,
+      ...(m.thumb ? { thumb: m.thumb } : {}),
+      state: "offered",
+      next: 0,
+      done: 0,
+      speed: 0,
+      at: Date.now(),
+    };
+    await this.#ctx.storage.saveSecret(secretName(key), m.key);
+    this.#in.set(key, { ...moving(t, m.key.slice()), taken: 0, chain: Promise.resolve() });
+    await this.#save(t);
+  }
+
+  /** A frame of the files range from the live session (read loop: one at a time, in order). */
+  async onFrame(peer: Peer, live: Live, bytes: Uint8Array): Promise<void> {
+    await this.#load();
+    const frame = decodeFileFrame(bytes);
+    if (!frame.ok) {
+      live.session.close(frame.error.code, frame.error.message);
+      return;
+    }
+    if (frame.value.type === "ack") {
+      const { id, next } = frame.value.ack;
+      const o = this.#out.get(transferKey(peer.id, "out", id));
+      if (o?.t.state !== "sending" || next <= o.t.next || next > chunkCount(o.t.size)) return;
+      o.t.next = next;
+      o.t.done = Math.min(o.t.size, next * FILE_CHUNK_BYTES);
+      this.#progress(o);
+      o.wake?.();
+      return;
+    }
+    const chunk = frame.value.chunk;
+    const i = this.#in.get(transferKey(peer.id, "in", chunk.header.id));
+    // A late chunk of a transfer cancelled, declined or finished meanwhile.
+    if (i?.t.state !== "receiving") return;
+    const expect: ChunkExpectation = { id: i.t.id, size: i.t.size, next: i.taken };
+    const checked = checkChunk(expect, chunk);
+    if (!checked.ok) {
+      if (checked.error.code === "LOFT_ERR_REPLAY") return;
+      await this.#failIncoming(peer, i, `A piece of ${i.t.name} arrived malformed; the file was discarded.`);
+      return;
+    }
+    const plain = await openChunk(this.#crypto, i.key, chunk);
+    if (!plain.ok) {
+      await this.#failIncoming(
+        peer,
+        i,
+        `A piece of ${i.t.name} failed its integrity check (changed in transit); the file was discarded.`,
+      );
+      return;
+    }
+    // Cancelled, declined or paused while the chunk was opened: it is not taken.
+    const current = () => this.#in.get(i.t.key) === i && i.t.state === "receiving";
+    if (!current()) {
+      wipe(plain.value);
+      return;
+    }
+    i.hasher ??= sha256.create();
+    i.hasher.update(plain.value);
+    wipe(plain.value);
+    i.taken++;
+    // Stored (and acknowledged) behind the opening of the next chunks, in order.
+    const index = chunk.header.index;
+    const sealed = chunk.sealed.slice();
+    const last = i.taken === chunkCount(i.t.size);
+    i.chain = i.chain
+      .then(async () => {
+        if (this.#in.get(i.t.key) !== i) return;
+        await this.#store.putChunk(i.t.key, index, sealed);
+        if (this.#in.get(i.t.key) !== i) {
+          await this.#store.deleteChunks(i.t.key); // dropped meanwhile: nothing of it stays
+          return;
+        }
+        i.t.next = index + 1;
+        i.t.done = Math.min(i.t.size, i.t.next * FILE_CHUNK_BYTES);
+        if (live.session.state !== "closed")
+          live.session.send(encodeAckFrame({ id: i.t.id, next: i.t.next }));
+        if (last) return;
+        // The resume point survives a reload; writing it every 16 chunks (≈ 1 MiB) is enough.
+        if (i.t.next % 16 === 0) await this.#store.putTransfer(i.t);
+        this.#progress(i);
+      })
+      .catch(async (e: unknown) => {
+        this.#ctx.cfg.log(`files: storing a chunk failed: ${(e as Error).name}`);
+        if (this.#in.get(i.t.key) === i)
+          await this.#failIncoming(peer, i, `${i.t.name} could not be stored on this device (is it full?).`);
+      });
+    if (!last) return;
+    await i.chain;
+    if (this.#in.get(i.t.key) !== i || !i.hasher) return;
+    const digest = i.hasher.digest();
+    i.hasher = undefined;
+    const good = equalBytes(digest, i.t.hash);
+    if (good) {
+      await this.#settle(i.t, "done");
+      this.#in.delete(i.t.key);
+    } else
+      await this.#dropIncoming(
+        i,
+        "failed",
+        `${i.t.name} arrived damaged (its hash did not match); discarded.`,
+      );
+    this.#later(peer, { t: "file.done", id: i.t.id, ok: good });
+  }
+
+  /** A new live session with the contact: held messages go, accepted incoming transfers resume. */
+  sessionUp(peer: Peer, live: Live): void {
+    void (async () => {
+      await this.#load();
+      for (const m of this.#unsent.get(peer.id)?.splice(0) ?? []) this.#later(peer, m);
+      for (const o of this.#out.values())
+        if (o.t.contactId === peer.id && o.t.state === "offered") this.#later(peer, offerOf(o));
+      for (const i of this.#in.values())
+        if (i.t.contactId === peer.id && (i.t.state === "waiting" || i.t.state === "receiving"))
+          await this.#resumeIncoming(peer, i);
+      void live.session.closed.then(() => this.#paused(peer, live));
+    })().catch((e) => this.#ctx.cfg.log(`files: resume failed: ${(e as Error).message}`));
+  }
+
+  /** The session ended: moving transfers wait for the next one. */
+  #paused(peer: Peer, live: Live): void {
+    if (peer.live && peer.live !== live) return;
+    for (const m of [...this.#out.values(), ...this.#in.values()]) {
+      if (m.t.contactId !== peer.id || (m.t.state !== "sending" && m.t.state !== "receiving")) continue;
+      m.t.state = "waiting";
+      m.t.speed = 0;
+      delete m.t.eta;
+      void this.#save(m.t);
+      if ("wake" in m) m.wake?.();
+    }
+  }
+
+  // ---- the moving parts ----------------------------------------------------------------------
+
+  /** Ask for the rest of an accepted file: chunks from `next` on (docs/protocol/files.md §5). */
+  async #resumeIncoming(peer: Peer, i: Incoming): Promise<void> {
+    await i.chain; // what was taken is stored: the hash and `next` agree
+    if (this.#in.get(i.t.key) !== i) return;
+    if (!i.hasher && i.t.next > 0) {
+      // After a reload the running hash is gone: hash what is stored again.
+      const h = sha256.create();
+      for (let index = 0; index < i.t.next; index++) {
+        const plain = await this.#openStored(i.t, i.key, index);
+        if (!plain) {
+          i.t.next = index;
+          break;
+        }
+        h.update(plain);
+        wipe(plain);
+      }
+      i.hasher = h;
+      i.t.done = Math.min(i.t.size, i.t.next * FILE_CHUNK_BYTES);
+    }
+    i.taken = i.t.next;
+    i.t.state = "receiving";
+    restartSpeed(i);
+    await this.#save(i.t);
+    this.#later(peer, { t: "file.accept", id: i.t.id, from: i.t.next });
+  }
+
+  async #openStored(
+    t: FileTransfer,
+    key: Uint8Array,
+    index: number,
+  ): Promise<Uint8Array<ArrayBuffer> | undefined> {
+    const sealed = await this.#store.getChunk(t.key, index);
+    if (!sealed) return undefined;
+    const header = { id: t.id, index, total: chunkCount(t.size), chunkSize: SEALED_CHUNK_BYTES };
+    const plain = await openChunk(this.#crypto, key, { header, sealed });
+    return plain.ok ? (plain.value as Uint8Array<ArrayBuffer>) : undefined;
+  }
+
+  /**
+   * Send chunks from `from` while the receiver's ACKs leave room in the window; a newer pump (a
+   * resume), a closed session or a final state stops it.
+   */
+  #pump(o: Outgoing, live: Live, from: number): void {
+    const generation = ++o.generation;
+    o.wake?.();
+    o.t.state = "sending";
+    o.t.next = from;
+    o.t.done = Math.min(o.t.size, from * FILE_CHUNK_BYTES);
+    restartSpeed(o);
+    void this.#save(o.t);
+    const total = chunkCount(o.t.size);
+    const running = () =>
+      o.generation === generation && o.t.state === "sending" && live.session.state !== "closed";
+    void (async () => {
+      for (let index = from; index < total && running(); ) {
+        if (index - o.t.next >= WINDOW_CHUNKS) {
+          await new Promise<void>((resolve) => {
+            o.wake = resolve;
+          });
+          continue;
+        }
+        const start = index * FILE_CHUNK_BYTES;
+        const plain = new Uint8Array(
+          await o.blob.slice(start, start + chunkPlainBytes(o.t.size, index)).arrayBuffer(),
+        );
+        const frame = await sealChunk(
+          this.#crypto,
+          o.key,
+          { id: o.t.id, index, total, chunkSize: SEALED_CHUNK_BYTES },
+          plain,
+        );
+        wipe(plain);
+        // The window bounds what is in flight; the data channel's own buffer is honoured too.
+        await live.drain?.();
+        if (!running()) return;
+        live.session.send(frame);
+        index++;
+      }
+    })().catch(async (e) => {
+      this.#ctx.cfg.log(`files: sending stopped: ${(e as Error).name}`);
+      if (o.generation !== generation || FINAL.has(o.t.state)) return;
+      if (live.session.state === "closed") return; // resumes on the next session
+      await this.#settle(o.t, "failed", "The file could not be read any more (moved or changed?).");
+      const peer = this.#ctx.peers.get(o.t.contactId);
+      if (peer) this.#later(peer, { t: "file.cancel", id: o.t.id, own: true });
+      this.#forgetOutgoing(o);
+    });
+  }
+
+  async #failIncoming(peer: Peer, i: Incoming, reason: string): Promise<void> {
+    await this.#dropIncoming(i, "failed", reason);
+    this.#later(peer, { t: "file.cancel", id: i.t.id, own: false });
+    emit(this.#ctx, { type: "error", contactId: peer.id, error: { kind: "internal", message: reason } });
+  }
+
+  /** An incoming transfer ends without a file: its chunks and key go. */
+  async #dropIncoming(
+    i: Incoming,
+    state: "failed" | "cancelled" | "declined",
+    reason?: string,
+  ): Promise<void> {
+    this.#in.delete(i.t.key);
+    i.hasher = undefined;
+    wipe(i.key);
+    await this.#store.deleteChunks(i.t.key);
+    await this.#ctx.storage.deleteSecret(secretName(i.t.key));
+    await this.#settle(i.t, state, reason);
+  }
+
+  #forgetOutgoing(o: Outgoing): void {
+    o.wake?.();
+    wipe(o.key);
+    this.#out.delete(o.t.key);
+  }
+
+  async #settle(t: FileTransfer, state: FileTransfer["state"], reason?: string): Promise<void> {
+    t.state = state;
+    t.speed = 0;
+    delete t.eta;
+    if (reason) t.reason = reason;
+    await this.#save(t);
+  }
+
+  /** Store the record, then tell the UI (stored before the event, as for messages). */
+  async #save(t: FileTransfer): Promise<void> {
+    this.#all.set(t.key, t);
+    await this.#store.putTransfer(t);
+    emit(this.#ctx, { type: "file", transfer: { ...t } });
+  }
+
+  #progress(m: Moving): void {
+    const now = Date.now();
+    const dt = now - m.sampleAt;
+    if (dt >= 250) {
+      const rate = ((m.t.done - m.sampleBytes) * 1000) / dt;
+      m.t.speed = m.t.speed === 0 ? rate : 0.7 * m.t.speed + 0.3 * rate;
+      m.sampleAt = now;
+      m.sampleBytes = m.t.done;
+      if (m.t.speed > 0) m.t.eta = Math.ceil((m.t.size - m.t.done) / m.t.speed);
+    }
+    if (now - m.lastEmit < PROGRESS_EVERY_MS) return;
+    m.lastEmit = now;
+    emit(this.#ctx, { type: "file", transfer: { ...m.t } });
+  }
+
+  /** Send a control message on the contact's serial chain; held for the next session if none. */
+  #later(peer: Peer, m: FileAppMessage): void {
+    void this.#tell(peer, m);
+  }
+
+  async #tell(peer: Peer, m: FileAppMessage): Promise<void> {
+    const sent = await serial(peer, async () => {
+      const live = liveOf(peer);
+      if (!live || !ratchetCanSend(peer)) return false;
+      await sendApp(this.#ctx, peer, live, m);
+      return true;
+    }).catch(() => false);
+    if (sent) return;
+    const held = this.#unsent.get(peer.id) ?? [];
+    held.push(m);
+    this.#unsent.set(peer.id, held);
+  }
+
+  #freshId(contactId: ContactId): number {
+    for (;;) {
+      const [a = 0, b = 0, c = 0, d = 0] = this.#crypto.randomBytes(4);
+      const id = ((a << 24) | (b << 16) | (c << 8) | d) >>> 0;
+      if (id !== 0 && !this.#all.has(transferKey(contactId, "out", id))) return id;
+    }
+  }
+}
+
+/** The offer of an outgoing transfer (docs/protocol/files.md §1). */
+function offerOf(o: Outgoing): FileOffer {
+  const { t } = o;
+  const bytes = (b: Uint8Array) => b.slice() as Uint8Array<ArrayBuffer>;
+  return {
+    t: "file.offer",
+    id: t.id,
+    name: t.name,
+    size: t.size,
+    type: t.type,
+    hash: bytes(t.hash),
+    key: bytes(o.key),
+    ...(t.thumb ? { thumb: bytes(t.thumb) } : {}),
+  };
+}
+
+function moving(t: FileTransfer, key: Uint8Array): Moving {
+  return { t, key, lastEmit: 0, sampleAt: Date.now(), sampleBytes: t.done };
+}
+
+function restartSpeed(m: Moving): void {
+  m.sampleAt = Date.now();
+  m.sampleBytes = m.t.done;
+  m.t.speed = 0;
+  delete m.t.eta;
+}
+
+function liveOf(peer: Peer): Live | undefined {
+  return peer.live && peer.live.session.state !== "closed" ? peer.live : undefined;
+}
+
+function refusal(message: string): EngineRefusal {
+  return new EngineRefusal({ kind: "message-refused", message });
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / (1024 * 1024)).toFixed(bytes < 10 * 1024 * 1024 ? 1 : 0)} MiB`;
+}
+
+/** A name safe to show and to save under: no path, no control characters, not empty. */
+export function cleanName(name: string): string {
+  const base = name.split(/[\\/]/).pop() ?? "";
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: removing them is the point
+  const clean = base.replace(/[\u0000-\u001f\u007f]/g, "").trim();
+  return (clean.length > 0 ? clean : "file").slice(0, MAX_FILE_NAME_CHARS);
+}
+
+/** SHA-256 of a Blob, read in slices (the file is never whole in memory). */
+async function hashBlob(blob: Blob): Promise<Uint8Array> {
+  const h = sha256.create();
+  for (let at = 0; at < blob.size; at += HASH_SLICE_BYTES)
+    h.update(new Uint8Array(await blob.slice(at, at + HASH_SLICE_BYTES).arrayBuffer()));
+  return h.digest();
+}

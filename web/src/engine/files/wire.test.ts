@@ -1,0 +1,221 @@
+/**
+ * The file-transfer codecs (docs/protocol/files.md §2–§4) under bad input: FILE_CHUNK and FILE_ACK
+ * frames mutated, truncated, oversized or random give typed errors and never throw; a chunk changed
+ * in any bit, moved to another index or transfer, or opened under another key fails its AEAD
+ * (LOFT_ERR_DECRYPT); the receiver's rule refuses replayed, out-of-order and wrongly sized chunks;
+ * the `file.*` application messages refuse out-of-range fields.
+ */
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { encodeCanonical } from "../../../../core/codec/codec.ts";
+import { padToBucket } from "../../../../core/codec/padding.ts";
+import { nobleCrypto } from "../../../../core/crypto/noble.ts";
+import { expectTyped, fieldSwapArb, mutate, mutationArb } from "../../../../test/fuzz/mutations.ts";
+import { FUZZ_RUNS } from "../../../../test/support/fuzz.ts";
+import { decodeAppMessage } from "../wire.ts";
+import {
+  CHUNK_HEADER_BYTES,
+  checkChunk,
+  chunkCount,
+  chunkPlainBytes,
+  decodeFileFrame,
+  encodeAckFrame,
+  FILE_CHUNK_BYTES,
+  type FileChunkFrame,
+  MAX_FILE_BYTES,
+  MAX_FILE_NAME_CHARS,
+  MAX_THUMB_BYTES,
+  openChunk,
+  SEALED_CHUNK_BYTES,
+  sealChunk,
+} from "./wire.ts";
+
+const KEY = new Uint8Array(32).fill(7);
+const FRAME_CODES = [
+  "LOFT_ERR_MALFORMED",
+  "LOFT_ERR_FRAME_TOO_LARGE",
+  "LOFT_ERR_UNKNOWN_TYPE",
+  "LOFT_ERR_CHUNK_LIMIT",
+] as const;
+
+async function chunkFrame(size: number, index: number, id = 9): Promise<Uint8Array> {
+  const plain = new Uint8Array(chunkPlainBytes(size, index)).fill(index & 0xff);
+  return sealChunk(
+    nobleCrypto,
+    KEY,
+    { id, index, total: chunkCount(size), chunkSize: SEALED_CHUNK_BYTES },
+    plain,
+  );
+}
+
+function decodedChunk(bytes: Uint8Array): FileChunkFrame {
+  const f = decodeFileFrame(bytes);
+  if (!f.ok || f.value.type !== "chunk") throw new Error("not a chunk");
+  return f.value.chunk;
+}
+
+describe("file frames", () => {
+  it("a full chunk fits one Noise DATA frame; sizes follow the offer", async () => {
+    const full = await chunkFrame(3 * FILE_CHUNK_BYTES, 0);
+    expect(full.length).toBe(CHUNK_HEADER_BYTES + SEALED_CHUNK_BYTES);
+    expect(full.length).toBeLessThanOrEqual(65_518);
+    expect(chunkCount(0)).toBe(1);
+    expect(chunkCount(FILE_CHUNK_BYTES)).toBe(1);
+    expect(chunkCount(FILE_CHUNK_BYTES + 1)).toBe(2);
+    expect(chunkCount(MAX_FILE_BYTES)).toBe(0xffff);
+  });
+
+  it("mutated, truncated or extended frames give typed errors, never a throw", async () => {
+    const pool = [
+      await chunkFrame(10, 0),
+      await chunkFrame(FILE_CHUNK_BYTES + 3, 1),
+      encodeAckFrame({ id: 9, next: 1 }),
+    ];
+    fc.assert(
+      fc.property(fc.nat(pool.length - 1), mutationArb, (which, m) => {
+        expectTyped(() => decodeFileFrame(mutate(pool[which] as Uint8Array, m, pool)), FRAME_CODES);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
+  it("random bytes and oversized chunks give typed errors", async () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), fc.integer({ min: 0x10, max: 0x17 }), (body, type) => {
+        expectTyped(() => decodeFileFrame(Uint8Array.from([type, ...body])), FRAME_CODES);
+        expectTyped(() => decodeFileFrame(body), FRAME_CODES);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+    const full = await chunkFrame(3 * FILE_CHUNK_BYTES, 0);
+    const over = new Uint8Array(full.length + 1);
+    over.set(full);
+    expect(decodeFileFrame(over)).toMatchObject({ ok: false, error: { code: "LOFT_ERR_FRAME_TOO_LARGE" } });
+    expect(decodeFileFrame(new Uint8Array(0))).toMatchObject({
+      ok: false,
+      error: { code: "LOFT_ERR_UNKNOWN_TYPE" },
+    });
+  });
+
+  it("any bit changed in a sealed chunk fails its AEAD, or its header check", async () => {
+    const frame = await chunkFrame(FILE_CHUNK_BYTES + 40, 1);
+    await fc.assert(
+      fc.asyncProperty(fc.nat(frame.length * 8 - 1), async (bit) => {
+        const bad = frame.slice();
+        bad[bit >> 3] = (bad[bit >> 3] as number) ^ (1 << (bit & 7));
+        const f = decodeFileFrame(bad);
+        if (!f.ok) expect(FRAME_CODES).toContain(f.error.code);
+        else if (f.value.type !== "chunk") throw new Error("type changed to something decodable");
+        else
+          expect(await openChunk(nobleCrypto, KEY, f.value.chunk)).toMatchObject({
+            ok: false,
+            error: { code: "LOFT_ERR_DECRYPT" },
+          });
+      }),
+      { numRuns: Math.min(FUZZ_RUNS, frame.length * 8) },
+    );
+  });
+
+  it("a chunk moved to another index or transfer, or under another key, does not open", async () => {
+    const c = decodedChunk(await chunkFrame(5 * FILE_CHUNK_BYTES, 2));
+    const moved = { ...c, header: { ...c.header, index: 3 } };
+    const other = { ...c, header: { ...c.header, id: 10 } };
+    const fewer = { ...c, header: { ...c.header, total: 4 } };
+    for (const x of [moved, other, fewer])
+      expect(await openChunk(nobleCrypto, KEY, x)).toMatchObject({
+        ok: false,
+        error: { code: "LOFT_ERR_DECRYPT" },
+      });
+    expect(await openChunk(nobleCrypto, new Uint8Array(32), c)).toMatchObject({ ok: false });
+    expect((await openChunk(nobleCrypto, KEY, c)).ok).toBe(true);
+  });
+});
+
+describe("the receiver's rule for the next chunk", () => {
+  const size = 3 * FILE_CHUNK_BYTES + 5;
+
+  it("takes the next chunk; refuses replayed, out-of-order, foreign and wrongly sized ones", async () => {
+    const c1 = decodedChunk(await chunkFrame(size, 1));
+    expect(checkChunk({ id: 9, size, next: 1 }, c1).ok).toBe(true);
+    expect(checkChunk({ id: 9, size, next: 2 }, c1)).toMatchObject({
+      ok: false,
+      error: { code: "LOFT_ERR_REPLAY" },
+    });
+    expect(checkChunk({ id: 9, size, next: 0 }, c1)).toMatchObject({
+      ok: false,
+      error: { code: "LOFT_ERR_MALFORMED" },
+    });
+    expect(checkChunk({ id: 8, size, next: 1 }, c1).ok).toBe(false);
+    // The offer said another size: the header's total or the last chunk's length disagrees.
+    expect(checkChunk({ id: 9, size: size + FILE_CHUNK_BYTES, next: 1 }, c1).ok).toBe(false);
+    const last = decodedChunk(await chunkFrame(size, 3));
+    expect(checkChunk({ id: 9, size, next: 3 }, last).ok).toBe(true);
+    expect(checkChunk({ id: 9, size: size + 1, next: 3 }, last).ok).toBe(false);
+  });
+
+  it("any sequence of chunk indices is taken exactly in order, once each", () => {
+    const sealed = new Uint8Array(SEALED_CHUNK_BYTES);
+    fc.assert(
+      fc.property(fc.array(fc.nat(7), { maxLength: 40 }), (indices) => {
+        const total = 8;
+        const sz = total * FILE_CHUNK_BYTES;
+        let next = 0;
+        for (const index of indices) {
+          const chunk: FileChunkFrame = {
+            header: { id: 1, index, total, chunkSize: SEALED_CHUNK_BYTES },
+            sealed,
+          };
+          const r = checkChunk({ id: 1, size: sz, next }, chunk);
+          expect(r.ok).toBe(index === next);
+          if (r.ok) next++;
+        }
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+});
+
+describe("file.* application messages", () => {
+  const offer = {
+    t: "file.offer",
+    id: 1,
+    name: "a.txt",
+    size: 3,
+    type: "text/plain",
+    hash: new Uint8Array(32),
+    key: new Uint8Array(32),
+  };
+  const decode = (m: Record<string, unknown>) => decodeAppMessage(padToBucket(encodeCanonical(m)));
+
+  it("refuses out-of-range fields", () => {
+    expect(decode(offer).ok).toBe(true);
+    expect(decode({ ...offer, id: 0 }).ok).toBe(false);
+    expect(decode({ ...offer, id: 2 ** 32 }).ok).toBe(false);
+    expect(decode({ ...offer, size: MAX_FILE_BYTES + 1 }).ok).toBe(false);
+    expect(decode({ ...offer, name: "" }).ok).toBe(false);
+    expect(decode({ ...offer, name: "x".repeat(MAX_FILE_NAME_CHARS + 1) }).ok).toBe(false);
+    expect(decode({ ...offer, key: new Uint8Array(31) }).ok).toBe(false);
+    expect(decode({ ...offer, thumb: new Uint8Array(MAX_THUMB_BYTES) }).ok).toBe(true);
+    expect(decode({ ...offer, thumb: new Uint8Array(MAX_THUMB_BYTES + 1) }).ok).toBe(false);
+    expect(decode({ ...offer, thumb: new Uint8Array(0) }).ok).toBe(false);
+    expect(decode({ t: "file.accept", id: 1, from: 0x10000 }).ok).toBe(false);
+    expect(decode({ t: "file.decline", id: 1, r: "whatever" }).ok).toBe(false);
+    expect(decode({ t: "file.cancel", id: 1 }).ok).toBe(false);
+  });
+
+  it("fields swapped, dropped or added give typed errors", () => {
+    const examples = [
+      offer,
+      { t: "file.accept", id: 1, from: 2 },
+      { t: "file.decline", id: 1, r: "busy" },
+      { t: "file.cancel", id: 1, own: false },
+      { t: "file.done", id: 1, ok: true },
+    ];
+    fc.assert(
+      fc.property(fieldSwapArb(examples), (bytes) => {
+        expectTyped(() => decodeAppMessage(padToBucket(bytes)), ["LOFT_ERR_MALFORMED", "LOFT_ERR_SCHEMA"]);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+});

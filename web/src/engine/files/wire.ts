@@ -1,0 +1,261 @@
+/**
+ * File transfer on the wire (docs/protocol/files.md): the `file.*` application messages that
+ * travel inside the contact's Double Ratchet (offer with the per-transfer key, accept/resume,
+ * decline, cancel, done), and the two session frames that carry the bytes over the live Noise
+ * session — FILE_CHUNK (0x10: the fields of SREMP §chunking `CHUNK_HEADER`, fixed width, then the
+ * chunk sealed once with AES-256-GCM under the per-transfer key) and FILE_ACK (0x11: how many
+ * chunks the receiver has stored, the sender's window and resume point).
+ *
+ * Pure: no I/O, no engine state. The AEAD comes from the CryptoProvider (core/crypto/provider.ts),
+ * native AES-GCM where WebCrypto has it.
+ */
+import * as v from "valibot";
+import { utf8 } from "../../../../core/bytes.ts";
+import { bytesSchema, uintSchema } from "../../../../core/codec/codec.ts";
+import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
+import { err, ok, type Result } from "../../../../core/errors.ts";
+
+/** Session frame types of the files range (0x10–0x17 in web/src/engine/wire.ts `FRAME`). */
+export const FILE_FRAME = { CHUNK: 0x10, ACK: 0x11 } as const;
+
+/** Plaintext bytes per chunk: a sealed chunk frame stays one Noise DATA frame (≤ 65518 bytes). */
+export const FILE_CHUNK_BYTES = 65_024;
+export const AEAD_TAG_BYTES = 16;
+/** `chunk_size` in every chunk header: the sealed size of a full chunk. */
+export const SEALED_CHUNK_BYTES = FILE_CHUNK_BYTES + AEAD_TAG_BYTES;
+/** SREMP `CHUNK_HEADER.total_chunks` is a u16: the largest file is 65535 full chunks. */
+export const MAX_FILE_CHUNKS = 0xffff;
+export const MAX_FILE_BYTES = MAX_FILE_CHUNKS * FILE_CHUNK_BYTES;
+/** type ‖ message_id u32 ‖ chunk_index u16 ‖ total_chunks u16 ‖ chunk_size u16. */
+export const CHUNK_HEADER_BYTES = 11;
+export const ACK_FRAME_BYTES = 7;
+export const FILE_KEY_BYTES = 32;
+export const FILE_HASH_BYTES = 32;
+export const MAX_FILE_NAME_CHARS = 255;
+export const MAX_FILE_TYPE_CHARS = 127;
+/** A preview the sender made of an image (WebP), sent ahead in the offer. */
+export const MAX_THUMB_BYTES = 16 * 1024;
+/** Domain separation of the chunk AAD (docs/protocol/files.md §3). */
+const AAD_LABEL = utf8("loft/file/v1");
+
+/** Chunks a file of `size` bytes is cut into (an empty file is one empty chunk). */
+export function chunkCount(size: number): number {
+  return Math.max(1, Math.ceil(size / FILE_CHUNK_BYTES));
+}
+
+/** Plaintext bytes of chunk `index` of a file of `size` bytes. */
+export function chunkPlainBytes(size: number, index: number): number {
+  return Math.max(0, Math.min(FILE_CHUNK_BYTES, size - index * FILE_CHUNK_BYTES));
+}
+
+// ---- application messages (inside the ratchet) ------------------------------------------------
+
+/** A transfer id: chosen by the sender, unique among its transfers to this contact. */
+const transferId = v.pipe(uintSchema(0xffffffff), v.minValue(1));
+const chunkIndex = uintSchema(MAX_FILE_CHUNKS);
+
+export const FILE_DECLINE_REASONS = ["declined", "too-large", "busy"] as const;
+export type FileDeclineReason = (typeof FILE_DECLINE_REASONS)[number];
+
+/** The `file.*` members of the application-message union (web/src/engine/wire.ts `appSchema`). */
+export const fileAppSchemas = [
+  v.strictObject({
+    t: v.literal("file.offer"),
+    id: transferId,
+    name: v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_FILE_NAME_CHARS)),
+    size: uintSchema(MAX_FILE_BYTES),
+    type: v.pipe(v.string(), v.maxLength(MAX_FILE_TYPE_CHARS)),
+    hash: bytesSchema(FILE_HASH_BYTES),
+    key: bytesSchema(FILE_KEY_BYTES),
+    thumb: v.optional(bytesSchema(1, MAX_THUMB_BYTES)),
+  }),
+  v.strictObject({ t: v.literal("file.accept"), id: transferId, from: chunkIndex }),
+  v.strictObject({ t: v.literal("file.decline"), id: transferId, r: v.picklist(FILE_DECLINE_REASONS) }),
+  v.strictObject({ t: v.literal("file.cancel"), id: transferId, own: v.boolean() }),
+  v.strictObject({ t: v.literal("file.done"), id: transferId, ok: v.boolean() }),
+] as const;
+
+/** Field count of the largest `file.*` message (the application decoder's map limit). */
+export const FILE_APP_MAX_FIELDS = 8;
+
+export type FileOffer = v.InferOutput<(typeof fileAppSchemas)[0]>;
+export type FileAppMessage =
+  | FileOffer
+  | v.InferOutput<(typeof fileAppSchemas)[1]>
+  | v.InferOutput<(typeof fileAppSchemas)[2]>
+  | v.InferOutput<(typeof fileAppSchemas)[3]>
+  | v.InferOutput<(typeof fileAppSchemas)[4]>;
+
+export function isFileAppMessage(m: { t: string }): m is FileAppMessage {
+  return m.t.startsWith("file.");
+}
+
+// ---- session frames ---------------------------------------------------------------------------
+
+/** SREMP §chunking `CHUNK_HEADER`, with `message_id` = the transfer id. */
+export interface FileChunkHeader {
+  id: number;
+  index: number;
+  total: number;
+  /** Sealed bytes of a full chunk (`SEALED_CHUNK_BYTES`); the last may carry fewer. */
+  chunkSize: number;
+}
+
+export interface FileChunkFrame {
+  header: FileChunkHeader;
+  /** AES-256-GCM ciphertext ‖ tag of the chunk's plaintext. */
+  sealed: Uint8Array;
+}
+
+export interface FileAckFrame {
+  id: number;
+  /** Chunks 0..next-1 are stored: the sender may have up to its window beyond this. */
+  next: number;
+}
+
+export function isFileFrame(bytes: Uint8Array): boolean {
+  const t = bytes[0];
+  return t !== undefined && t >= 0x10 && t <= 0x17;
+}
+
+function writeHeader(out: Uint8Array, h: FileChunkHeader): void {
+  const dv = new DataView(out.buffer, out.byteOffset, CHUNK_HEADER_BYTES);
+  dv.setUint8(0, FILE_FRAME.CHUNK);
+  dv.setUint32(1, h.id);
+  dv.setUint16(5, h.index);
+  dv.setUint16(7, h.total);
+  dv.setUint16(9, h.chunkSize);
+}
+
+function checkHeader(h: FileChunkHeader): Result<FileChunkHeader> {
+  if (h.id === 0) return err("LOFT_ERR_MALFORMED", "transfer id 0");
+  if (h.total === 0) return err("LOFT_ERR_MALFORMED", "a file has at least one chunk");
+  if (h.index >= h.total) return err("LOFT_ERR_CHUNK_LIMIT", "chunk index past the last chunk");
+  if (h.chunkSize !== SEALED_CHUNK_BYTES) return err("LOFT_ERR_MALFORMED", "unexpected chunk_size");
+  return ok(h);
+}
+
+/** 0x10 ‖ header ‖ sealed (docs/protocol/files.md §2). */
+export function encodeChunkFrame(f: FileChunkFrame): Uint8Array {
+  const out = new Uint8Array(CHUNK_HEADER_BYTES + f.sealed.length);
+  writeHeader(out, f.header);
+  out.set(f.sealed, CHUNK_HEADER_BYTES);
+  return out;
+}
+
+export function encodeAckFrame(a: FileAckFrame): Uint8Array {
+  const out = new Uint8Array(ACK_FRAME_BYTES);
+  const dv = new DataView(out.buffer);
+  dv.setUint8(0, FILE_FRAME.ACK);
+  dv.setUint32(1, a.id);
+  dv.setUint16(5, a.next);
+  return out;
+}
+
+export type FileFrame = { type: "chunk"; chunk: FileChunkFrame } | { type: "ack"; ack: FileAckFrame };
+
+/** Decode a files-range session frame; typed errors for anything else, never a throw. */
+export function decodeFileFrame(bytes: Uint8Array): Result<FileFrame> {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  switch (bytes[0]) {
+    case FILE_FRAME.CHUNK: {
+      if (bytes.length < CHUNK_HEADER_BYTES + AEAD_TAG_BYTES)
+        return err("LOFT_ERR_MALFORMED", "chunk frame shorter than its header and tag");
+      if (bytes.length > CHUNK_HEADER_BYTES + SEALED_CHUNK_BYTES)
+        return err("LOFT_ERR_FRAME_TOO_LARGE", "chunk frame larger than a full chunk");
+      const header = checkHeader({
+        id: dv.getUint32(1),
+        index: dv.getUint16(5),
+        total: dv.getUint16(7),
+        chunkSize: dv.getUint16(9),
+      });
+      if (!header.ok) return header;
+      const sealed = bytes.subarray(CHUNK_HEADER_BYTES);
+      const last = header.value.index === header.value.total - 1;
+      if (!last && sealed.length !== SEALED_CHUNK_BYTES)
+        return err("LOFT_ERR_MALFORMED", "only the last chunk may be short");
+      return ok({ type: "chunk", chunk: { header: header.value, sealed } });
+    }
+    case FILE_FRAME.ACK: {
+      if (bytes.length !== ACK_FRAME_BYTES) return err("LOFT_ERR_MALFORMED", "an ACK frame is 7 bytes");
+      const id = dv.getUint32(1);
+      if (id === 0) return err("LOFT_ERR_MALFORMED", "transfer id 0");
+      return ok({ type: "ack", ack: { id, next: dv.getUint16(5) } });
+    }
+    default:
+      return err("LOFT_ERR_UNKNOWN_TYPE", `unknown file frame type ${bytes[0]}`);
+  }
+}
+
+// ---- the chunk AEAD ---------------------------------------------------------------------------
+
+/** AES-GCM nonce of chunk `index`: 10 zero bytes ‖ u16be(index); the key is fresh per transfer. */
+export function chunkNonce(index: number): Uint8Array {
+  const n = new Uint8Array(12);
+  n[10] = index >>> 8;
+  n[11] = index & 0xff;
+  return n;
+}
+
+/** AAD: "loft/file/v1" ‖ the 10 header bytes after the type (id, index, total, chunk_size). */
+export function chunkAad(h: FileChunkHeader): Uint8Array {
+  const header = new Uint8Array(CHUNK_HEADER_BYTES);
+  writeHeader(header, h);
+  const out = new Uint8Array(AAD_LABEL.length + CHUNK_HEADER_BYTES - 1);
+  out.set(AAD_LABEL);
+  out.set(header.subarray(1), AAD_LABEL.length);
+  return out;
+}
+
+/** Seal one chunk's plaintext into a FILE_CHUNK frame. */
+export async function sealChunk(
+  crypto: CryptoProvider,
+  key: Uint8Array,
+  header: FileChunkHeader,
+  plaintext: Uint8Array,
+): Promise<Uint8Array> {
+  const sealed = await crypto.aes256gcm.seal(key, chunkNonce(header.index), chunkAad(header), plaintext);
+  return encodeChunkFrame({ header, sealed });
+}
+
+/** Open one chunk; `LOFT_ERR_DECRYPT` when it was changed, moved or sealed under another key. */
+export async function openChunk(
+  crypto: CryptoProvider,
+  key: Uint8Array,
+  chunk: FileChunkFrame,
+): Promise<Result<Uint8Array>> {
+  const plain = await crypto.aes256gcm.open(
+    key,
+    chunkNonce(chunk.header.index),
+    chunkAad(chunk.header),
+    chunk.sealed,
+  );
+  return plain ? ok(plain) : err("LOFT_ERR_DECRYPT", "a file chunk failed its integrity check");
+}
+
+// ---- the receiver's rule for the next chunk ---------------------------------------------------
+
+/** What the receiver knows of a transfer it accepted: the offer's size, and chunks stored. */
+export interface ChunkExpectation {
+  id: number;
+  size: number;
+  /** Chunks 0..next-1 are stored. */
+  next: number;
+}
+
+/**
+ * Whether `chunk` is the next one of the transfer (docs/protocol/files.md §4): an earlier index is
+ * a replay (`LOFT_ERR_REPLAY`, dropped quietly: a resend after a resume), a later one is out of
+ * order, and the header and length must agree with the offer.
+ */
+export function checkChunk(expect: ChunkExpectation, chunk: FileChunkFrame): Result<FileChunkFrame> {
+  const { header, sealed } = chunk;
+  if (header.id !== expect.id) return err("LOFT_ERR_MALFORMED", "chunk of another transfer");
+  if (header.total !== chunkCount(expect.size))
+    return err("LOFT_ERR_MALFORMED", "total_chunks disagrees with the offered size");
+  if (header.index < expect.next) return err("LOFT_ERR_REPLAY", "a chunk already stored");
+  if (header.index > expect.next) return err("LOFT_ERR_MALFORMED", "a chunk out of order");
+  if (sealed.length !== chunkPlainBytes(expect.size, header.index) + AEAD_TAG_BYTES)
+    return err("LOFT_ERR_MALFORMED", "chunk length disagrees with the offered size");
+  return ok(chunk);
+}

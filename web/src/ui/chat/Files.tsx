@@ -1,0 +1,224 @@
+/**
+ * The files of one chat (docs/user-guide.md, "Files"): every transfer with this contact, oldest
+ * first, kept live by `file` events — name and size, a progress bar with speed and time left on
+ * both sides, Accept/Decline for an offer, Cancel while it moves, Download once the receiver
+ * checked the hash, and received images shown inline. Each row is a `listitem`; the bar is a
+ * native `<progress>` labelled with the file's name.
+ */
+import { createSignal, For, onCleanup, onMount, Show } from "solid-js";
+import { createStore, reconcile } from "solid-js/store";
+import { acceptFile, cancelFile, declineFile, fileBlob, listFiles, previewable } from "../../app/files.ts";
+import type { AppModel } from "../../app/model.ts";
+import type { FileTransfer } from "../../engine/api.ts";
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
+}
+
+function formatEta(s: number): string {
+  if (s < 60) return `${Math.max(1, Math.round(s))} s left`;
+  if (s < 3600) return `${Math.round(s / 60)} min left`;
+  return `${(s / 3600).toFixed(1)} h left`;
+}
+
+/** What the row says about where the transfer is. */
+export function fileStatus(t: FileTransfer, name: string): string {
+  const moving = `${formatBytes(t.done)} of ${formatBytes(t.size)}`;
+  switch (t.state) {
+    case "hashing":
+      return "Preparing…";
+    case "offered":
+      return t.direction === "out" ? `Waiting for ${name} to accept` : `${name} wants to send you this file`;
+    case "sending":
+    case "receiving": {
+      const speed = t.speed > 0 ? ` · ${formatBytes(Math.round(t.speed))}/s` : "";
+      const eta = t.eta !== undefined && t.speed > 0 ? ` · ${formatEta(t.eta)}` : "";
+      return `${moving}${speed}${eta}`;
+    }
+    case "waiting":
+      return `${moving} · paused until ${name} is connected again`;
+    case "done":
+      return t.direction === "out"
+        ? `Delivered · ${formatBytes(t.size)}`
+        : `Received · ${formatBytes(t.size)}, checked`;
+    case "failed":
+      return t.reason ?? "Failed";
+    case "declined":
+      return t.reason ?? (t.direction === "out" ? `${name} declined` : "Declined");
+    case "cancelled":
+      return t.reason ?? "Cancelled";
+  }
+}
+
+const MOVING = new Set(["hashing", "offered", "sending", "receiving", "waiting"]);
+
+export function Files(props: {
+  app: AppModel;
+  contactId: string;
+  name: () => string;
+  onError: (e: string) => void;
+}) {
+  const [files, setFiles] = createStore<Record<string, FileTransfer>>({});
+  const [previews, setPreviews] = createSignal<Record<string, string>>({});
+  const urls: string[] = [];
+  let disposed = false;
+
+  const ordered = () => Object.values(files).sort((a, b) => a.at - b.at);
+
+  async function preview(t: FileTransfer) {
+    if (t.direction !== "in" || t.state !== "done" || !previewable(t) || previews()[t.key]) return;
+    const blob = await fileBlob(props.app, t.key);
+    if (!blob || disposed) return;
+    const url = URL.createObjectURL(blob);
+    urls.push(url);
+    setPreviews((p) => ({ ...p, [t.key]: url }));
+  }
+
+  /** The sender's preview of an image, shown until (or instead of) the file itself. */
+  const [thumbs, setThumbs] = createSignal<Record<string, string>>({});
+  function thumb(t: FileTransfer) {
+    if (!t.thumb || thumbs()[t.key]) return;
+    const url = URL.createObjectURL(new Blob([t.thumb as Uint8Array<ArrayBuffer>], { type: "image/webp" }));
+    urls.push(url);
+    setThumbs((p) => ({ ...p, [t.key]: url }));
+  }
+
+  function put(t: FileTransfer) {
+    thumb(t);
+    setFiles(t.key, reconcile(t));
+    void preview(t);
+  }
+
+  async function download(t: FileTransfer) {
+    const blob = await fileBlob(props.app, t.key);
+    if (!blob) {
+      props.onError(`${t.name} is no longer on this device.`);
+      return;
+    }
+    const url = URL.createObjectURL(blob);
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = t.name;
+    a.rel = "noopener";
+    document.body.append(a);
+    a.click();
+    a.remove();
+    // The download has its own copy once started.
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  }
+
+  const act = (p: Promise<void>) => p.catch((x: unknown) => props.onError((x as Error).message));
+
+  onMount(() => {
+    const off = props.app.onEvent((e) => {
+      if (e.type === "file" && e.transfer.contactId === props.contactId) put(e.transfer);
+    });
+    void listFiles(props.app, props.contactId).then((all) => {
+      if (!disposed) for (const t of all) if (!files[t.key]) put(t);
+    });
+    onCleanup(() => {
+      disposed = true;
+      off();
+      for (const u of urls) URL.revokeObjectURL(u);
+    });
+  });
+
+  return (
+    <Show when={ordered().length > 0}>
+      <section class="files" aria-label={`Files with ${props.name()}`} data-testid="files">
+        <ul>
+          <For each={ordered()}>
+            {(t) => (
+              <li
+                class={`file ${t.direction} ${t.state}`}
+                data-testid="file"
+                data-state={t.state}
+                data-direction={t.direction}
+              >
+                <div class="file-head">
+                  <span class="file-dir" aria-hidden="true">
+                    {t.direction === "out" ? "↑" : "↓"}
+                  </span>
+                  <span class="file-name" data-testid="file-name">
+                    {t.name}
+                  </span>
+                </div>
+                <Show when={!previews()[t.key] && thumbs()[t.key]}>
+                  {(src) => (
+                    <img
+                      class="file-thumb"
+                      src={src()}
+                      alt={`Preview of ${t.name}`}
+                      data-testid="file-thumb"
+                    />
+                  )}
+                </Show>
+                <Show when={previews()[t.key]}>
+                  {(src) => (
+                    <img
+                      class="file-preview"
+                      src={src()}
+                      alt={`${t.name}, from ${props.name()}`}
+                      data-testid="file-preview"
+                    />
+                  )}
+                </Show>
+                <Show when={MOVING.has(t.state) && t.state !== "offered" && t.state !== "hashing"}>
+                  <progress
+                    max={t.size || 1}
+                    value={t.done}
+                    aria-label={`${t.name}: ${formatBytes(t.done)} of ${formatBytes(t.size)}`}
+                    data-testid="file-progress"
+                  />
+                </Show>
+                <p
+                  class="file-status"
+                  data-testid="file-status"
+                  role={t.state === "failed" ? "alert" : undefined}
+                >
+                  {fileStatus(t, props.name())}
+                </p>
+                <div class="file-actions">
+                  <Show when={t.direction === "in" && t.state === "offered"}>
+                    <button
+                      type="button"
+                      class="primary"
+                      data-testid="file-accept"
+                      onClick={() => act(acceptFile(props.app, t.key))}
+                    >
+                      Accept <span class="sr-only">{t.name}</span>
+                    </button>
+                    <button
+                      type="button"
+                      data-testid="file-decline"
+                      onClick={() => act(declineFile(props.app, t.key))}
+                    >
+                      Decline <span class="sr-only">{t.name}</span>
+                    </button>
+                  </Show>
+                  <Show when={MOVING.has(t.state) && !(t.direction === "in" && t.state === "offered")}>
+                    <button
+                      type="button"
+                      data-testid="file-cancel"
+                      onClick={() => act(cancelFile(props.app, t.key))}
+                    >
+                      Cancel <span class="sr-only">{t.name}</span>
+                    </button>
+                  </Show>
+                  <Show when={t.direction === "in" && t.state === "done"}>
+                    <button type="button" data-testid="file-download" onClick={() => void download(t)}>
+                      Download <span class="sr-only">{t.name}</span>
+                    </button>
+                  </Show>
+                </div>
+              </li>
+            )}
+          </For>
+        </ul>
+      </section>
+    </Show>
+  );
+}

@@ -26,6 +26,8 @@ const TAGS = [
   "VERSION_HEADER",
   "ERROR",
   "PRESENCE",
+  "ROOM_JOIN",
+  "ROOM_LEAVE",
 ];
 const FIELDS = [
   "id",
@@ -40,6 +42,8 @@ const FIELDS = [
   "keys",
   "endpoint",
   "audience",
+  "room",
+  "max",
 ];
 
 /**
@@ -68,6 +72,8 @@ function templates(challenge: Uint8Array, audience: string): Uint8Array[] {
     { t: "LIST_SERVERS_REQUEST", id: 4 },
     { t: "SUBSCRIBE", id: 5, keys: [a, b] },
     { t: "UNREGISTER", id: 6 },
+    { t: "ROOM_JOIN", id: 8, room: new Uint8Array(32).fill(1), max: 8 },
+    { t: "ROOM_LEAVE", id: 9, room: new Uint8Array(32).fill(1) },
     {
       t: "SIGNAL",
       id: 7,

@@ -27,7 +27,14 @@ import { err, ok, type Result } from "../../../core/errors.ts";
 import { MAX_TEXT_CHARS } from "./outgoing.ts";
 
 export const CHAT_PROTOCOL_VERSION = 1;
-export const FRAME = { HELLO: 0x01, RATCHET: 0x02, PING: 0x03, PONG: 0x04 } as const;
+export const FRAME = {
+  HELLO: 0x01,
+  RATCHET: 0x02,
+  PING: 0x03,
+  PONG: 0x04,
+  /** A room app message on a room member's session (rooms/wire.ts; docs/protocol/rooms.md §5). */
+  ROOM: 0x40,
+} as const;
 export const RATCHET_ID_BYTES = 16;
 export const PING_BYTES = 8;
 /** Receipts acknowledge at most this many ids per message. */

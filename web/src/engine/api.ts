@@ -43,6 +43,7 @@
  * Nothing in this file runs except the tiny `EngineRefusal` error class.
  */
 import type { Identity, Trust, UserIdentity } from "../identity.ts";
+import type { RoomsApi } from "./rooms/api.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Identifiers and records shared with storage
@@ -438,6 +439,12 @@ export interface ChatEngine {
 
   /** Subscribe to events; returns the unsubscribe function (use it in Solid's `onCleanup`). */
   subscribe(listener: EngineListener): () => void;
+
+  /**
+   * Rooms (web/src/engine/rooms/mesh.ts; docs/protocol/rooms.md): absent when this tab does not
+   * run the engine (offline engine), since a room is nothing but live member links.
+   */
+  readonly rooms?: RoomsApi;
 }
 
 /** One change to a contact record (`ChatEngine.changeContact`). */

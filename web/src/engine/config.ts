@@ -82,6 +82,8 @@ export interface EngineConfig {
    * could not start).
    */
   offline?: boolean;
+  /** Members a room may have, this device included (rooms/mesh.ts; default DEFAULT_ROOM_MEMBER_CAP). */
+  roomMemberCap?: number;
 }
 
 /**

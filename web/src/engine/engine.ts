@@ -53,6 +53,7 @@ import { contactLinkRefs, setupAddress } from "./first-contact.ts";
 import { Links } from "./link/links.ts";
 import { newOutgoing, refusalFor, SendLines, sendableContact } from "./outgoing.ts";
 import { watchKeys } from "./presence.ts";
+import { DEFAULT_ROOM_MEMBER_CAP, RoomsEngine } from "./rooms/mesh.ts";
 
 export { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
 
@@ -62,6 +63,8 @@ export class Engine implements ChatEngine {
   readonly #lines = new SendLines();
   /** Every contact's link controller and the inbound dispatch (link/links.ts). */
   readonly #links: Links;
+  /** Rooms: meshes of member links over the same signaling and transport (rooms/mesh.ts). */
+  readonly rooms: RoomsEngine | undefined;
 
   constructor(
     options: EngineStartOptions,
@@ -99,6 +102,18 @@ export class Engine implements ChatEngine {
       lastStamp: 0,
     };
     this.#links = new Links(this.#ctx, (contactId) => this.contactChanged(contactId));
+    const cfg = this.#ctx.cfg;
+    this.rooms = cfg.offline
+      ? undefined
+      : new RoomsEngine({
+          user: options.user,
+          storage: options.storage,
+          ...(cfg.crypto ? { crypto: cfg.crypto } : {}),
+          memberCap: cfg.roomMemberCap ?? DEFAULT_ROOM_MEMBER_CAP,
+          handshakeTimeoutMs: cfg.handshakeTimeoutMs,
+          log: cfg.log,
+          now: () => stamp(this.#ctx),
+        });
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -147,9 +162,10 @@ export class Engine implements ChatEngine {
       iceServers: settings.iceServers ?? [],
       ...(settings.iceTransportPolicy ? { iceTransportPolicy: settings.iceTransportPolicy } : {}),
       openTimeoutMs: this.#ctx.cfg.openTimeoutMs,
-      onOffer: (offer) => void this.#links.onOffer(offer),
+      onOffer: (offer) => (offer.room ? this.rooms?.onOffer(offer) : void this.#links.onOffer(offer)),
       onError: (e) => this.#ctx.cfg.log(e.message),
     });
+    this.rooms?.attach(signaling, this.#ctx.direct);
     if (this.#ctx.pool && ownRelay && this.#ctx.cfg.relayTransport)
       this.#ctx.relayLive = this.#ctx.cfg.relayTransport({
         signaling,
@@ -172,6 +188,7 @@ export class Engine implements ChatEngine {
     await this.#lines.idle();
     this.#ctx.stopped = true;
     this.#links.stop();
+    this.rooms?.stop();
     clearTimeout(this.#ctx.addressTimer);
     this.#ctx.direct?.close();
     this.#ctx.relayLive?.close();

@@ -7,6 +7,11 @@ import { type Accessor, createEffect, createRoot, createSignal } from "solid-js"
 import type { RoomMessageView, RoomsApi, RoomView } from "../engine/rooms/api.ts";
 import type { AppModel } from "./model.ts";
 
+const ELSEWHERE =
+  "Rooms run in the tab where Loft is connected. Use that tab, or close it and reload this one.";
+/** How long a screen's request waits for the engine to start. */
+const READY_WAIT_MS = 120_000;
+
 export class RoomsModel {
   readonly #app: AppModel;
   readonly rooms: Accessor<RoomView[]>;
@@ -16,6 +21,7 @@ export class RoomsModel {
   readonly #setVersion: (f: (n: number) => number) => void;
   #api: RoomsApi | undefined;
   #off: (() => void) | undefined;
+  readonly #waiters = new Set<(api: RoomsApi | undefined) => void>();
 
   constructor(app: AppModel) {
     this.#app = app;
@@ -50,11 +56,29 @@ export class RoomsModel {
   }
 
   async create(): Promise<RoomView> {
-    return this.#need().create();
+    return (await this.#ready()).create();
   }
 
   async join(linkText: string): Promise<RoomView> {
-    return this.#need().join(linkText);
+    return (await this.#ready()).join(linkText);
+  }
+
+  /** The rooms API once the engine runs (it may still be starting when a screen asks). */
+  #ready(): Promise<RoomsApi> {
+    if (this.#api) return Promise.resolve(this.#api);
+    if (this.#app.engine) return Promise.reject(new Error(ELSEWHERE));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters.delete(waiter);
+        reject(new Error("Loft is still starting. Try again in a moment."));
+      }, READY_WAIT_MS);
+      const waiter = (api: RoomsApi | undefined) => {
+        clearTimeout(timer);
+        if (api) resolve(api);
+        else reject(new Error(ELSEWHERE));
+      };
+      this.#waiters.add(waiter);
+    });
   }
 
   async leave(id: string): Promise<void> {
@@ -77,15 +101,16 @@ export class RoomsModel {
 
   #need(): RoomsApi {
     if (!this.#api)
-      throw new Error(
-        this.#app.engine
-          ? "Rooms run in the tab where Loft is connected. Use that tab, or close it and reload this one."
-          : "Loft is still starting. Try again in a moment.",
-      );
+      throw new Error(this.#app.engine ? ELSEWHERE : "Loft is still starting. Try again in a moment.");
     return this.#api;
   }
 
   #attach(api: RoomsApi | undefined): void {
+    // An engine is up (a real one with rooms, or the offline one without): waiting screens learn which.
+    if (api || this.#app.engine) {
+      for (const w of this.#waiters) w(api);
+      this.#waiters.clear();
+    }
     if (api === this.#api) return;
     this.#off?.();
     this.#off = undefined;

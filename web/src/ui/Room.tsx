@@ -280,9 +280,11 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
           </>
         )}
       </Show>
-      <ol class="messages" data-testid="room-messages" role="log" aria-label="Room messages" ref={list}>
-        <For each={messages()}>{(m) => <RoomBubble m={m} />}</For>
-      </ol>
+      <div role="log" aria-label="Room messages">
+        <ol class="messages" data-testid="room-messages" ref={list}>
+          <For each={messages()}>{(m) => <RoomBubble m={m} />}</For>
+        </ol>
+      </div>
       <Show when={error()}>
         <p class="error" role="alert">
           {error()}

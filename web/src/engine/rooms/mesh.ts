@@ -386,9 +386,11 @@ export class RoomsEngine implements RoomsApi {
       return;
     }
     const link = offer.accept();
+    let opened = false;
     void (async () => {
       try {
         await link.opened;
+        opened = true;
         const session = await establishSession({
           link,
           role: "responder",
@@ -404,7 +406,8 @@ export class RoomsEngine implements RoomsApi {
         link.close("room-answer-failed");
         // As the newcomer we are the responder: a member who closes on our message 2 is one whose
         // binding differs from ours — the link's secret is not the room's (or theirs is not).
-        if (isLoftError(e) && e.code === "LOFT_ERR_LINK_CLOSED" && link.state === "closed") {
+        const ended = isLoftError(e) && (e.code === "LOFT_ERR_LINK_CLOSED" || e.code === "LOFT_ERR_TIMEOUT");
+        if (ended && opened) {
           m.refused = true;
           if ([...room.members.values()].every((x) => !x.present || x.refused)) room.status = "refused";
         }
@@ -564,7 +567,8 @@ export class RoomsEngine implements RoomsApi {
 
   #view(r: Room): RoomView {
     const members: RoomMemberView[] = [...r.members.values()]
-      .filter((m) => m.present)
+      // Someone refused (no room secret) is not a member: shown as a refused attempt instead.
+      .filter((m) => m.present && !r.refused.some((x) => x.key === m.hex))
       .map((m) => ({
         key: m.hex,
         name: m.name,

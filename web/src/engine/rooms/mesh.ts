@@ -299,7 +299,6 @@ export class RoomsEngine implements RoomsApi {
 
   /** We are in the room with `keys` there (they dial us: we are the newcomer). */
   #present(room: Room, keys: Uint8Array[], dial: boolean): void {
-    room.status = "in";
     const now = new Set(keys.map(toHex));
     for (const m of room.members.values()) if (!now.has(m.hex) && m.present) this.#gone(m);
     for (const key of keys) {
@@ -307,7 +306,14 @@ export class RoomsEngine implements RoomsApi {
       m.present = true;
       if (dial && !m.session) this.#dial(room, m);
     }
+    room.status = this.#refusedEverywhere(room) ? "refused" : "in";
     this.#changed(room);
+  }
+
+  /** Every member present closed our handshake: the link we joined with is not the room's. */
+  #refusedEverywhere(room: Room): boolean {
+    const present = [...room.members.values()].filter((x) => x.present);
+    return present.length > 0 && present.every((x) => x.refused);
   }
 
   #onSignaling(e: SignalingEvent): void {
@@ -377,14 +383,18 @@ export class RoomsEngine implements RoomsApi {
     })();
   }
 
-  /** An offer naming a room: accepted from a member present there, refused otherwise. */
+  /**
+   * An offer naming a room we are in (or joining: a member told of us may dial before our own
+   * join's answer is read) is answered; the handshake's room binding decides who is a member.
+   * Offers for any other room are refused.
+   */
   onOffer(offer: IncomingOffer): void {
     const room = offer.room ? this.#byHash(offer.room) : undefined;
-    const m = room?.members.get(toHex(offer.from));
-    if (!room || !m?.present || this.#stopped) {
+    if (!room || this.#stopped || !(room.status === "in" || room.status === "joining")) {
       offer.refuse("refused");
       return;
     }
+    const m = this.#member(room, offer.from);
     const link = offer.accept();
     let opened = false;
     void (async () => {
@@ -409,7 +419,8 @@ export class RoomsEngine implements RoomsApi {
         const ended = isLoftError(e) && (e.code === "LOFT_ERR_LINK_CLOSED" || e.code === "LOFT_ERR_TIMEOUT");
         if (ended && opened) {
           m.refused = true;
-          if ([...room.members.values()].every((x) => !x.present || x.refused)) room.status = "refused";
+          m.present = true;
+          if (this.#refusedEverywhere(room)) room.status = "refused";
         }
         this.#d.log(`room answer failed: ${isLoftError(e) ? e.code : (e as Error).message}`);
         this.#changed(room);
@@ -425,10 +436,12 @@ export class RoomsEngine implements RoomsApi {
   }
 
   #up(room: Room, m: Member, session: Session): void {
-    if (this.#stopped || !this.#rooms.has(room.idHex) || !m.present) {
+    if (this.#stopped || !this.#rooms.has(room.idHex)) {
       session.close("not-in-room");
       return;
     }
+    // Proven by the binding: a member of this room, present (it reached us through the rendezvous).
+    m.present = true;
     const old = m.session;
     m.session = session;
     m.refused = false;

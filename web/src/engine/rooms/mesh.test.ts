@@ -11,7 +11,7 @@ import type { RoomsApi } from "./api.ts";
 
 describe("rooms engine (Node, real signaling, in-memory links)", () => {
   let signaling: RunningSignaling;
-  const h = new EngineHarness(() => ({ signalingUrl: signaling.url, config: { log: () => {} }));
+  const h = new EngineHarness(() => ({ signalingUrl: signaling.url, config: { log: () => {} } }));
 
   beforeAll(async () => {
     signaling = await startSignaling();

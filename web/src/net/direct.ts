@@ -141,6 +141,10 @@ export class DirectTransport implements LiveTransport {
       // We gave up before the channel opened: tell the peer instead of letting it wait.
       if (!opened && !info.reason.startsWith("bye-") && info.reason !== "transport-closed")
         this.#bye(attempt.peer, attempt.conn, "cancelled");
+      // A room member whose handshake found another room binding (docs/protocol/rooms.md §4):
+      // say so at once rather than leave the other side to its handshake timeout.
+      else if (opened && room && info.reason === "LOFT_ERR_DECRYPT")
+        this.#bye(attempt.peer, attempt.conn, "refused");
     });
     return link;
   }

@@ -63,7 +63,7 @@ export function createSignalingMetrics(registry: Registry): SignalingMetrics {
     }),
     rateLimited: new Counter({
       name: "loft_signaling_rate_limited_total",
-      help: "Messages or upgrades refused by a rate limit, by scope (connection, source, upgrade, cpu)",
+      help: "Messages or upgrades refused by a rate limit, by scope (connection, source, upgrade, cpu, room)",
       labelNames: ["scope"],
       registers,
     }),

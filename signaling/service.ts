@@ -58,6 +58,7 @@ import {
 import { createSignalingMetrics } from "./metrics.ts";
 import { IdentityCache, registerSignatureValid } from "./register-check.ts";
 import { PeerRegistry, type Registration } from "./registry.ts";
+import { RoomTable } from "./rooms.ts";
 
 export interface SignalingDeps {
   /** Prometheus registry the service's metrics are registered in (the host's). */
@@ -76,6 +77,8 @@ export interface SignalingStats {
   sources: number;
   /** Envelope nonces remembered, over all connections. */
   envelopeNonces: number;
+  /** Room rendezvous with anyone present (docs/protocol/rooms.md §2). */
+  rooms: number;
 }
 
 export interface SignalingService extends HostedService {
@@ -108,6 +111,10 @@ interface Conn {
   /** When set (SUBSCRIBE `only_watched`), the identities that may see this registration. */
   visibleTo: Set<string> | undefined;
   violations: number;
+  /** Room hashes (hex) this connection is present in, as its registered identity (signaling/rooms.ts). */
+  rooms: Set<string>;
+  /** ROOM_JOINs this connection may still send now. */
+  joinBucket: TokenBucket;
   closed: boolean;
   onClosed: (() => void) | undefined;
 }
@@ -163,6 +170,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
   const identities = new IdentityCache(config.identityCacheSize);
   const nonceBudget = new EnvelopeNonceBudget(config.envelopeNonceBytes);
   const proxies = trustedProxies(config.trustProxy);
+  const rooms = new RoomTable<Conn>(config);
   const registry = new PeerRegistry<Conn>(now(), (subscriber, key) => refresh(subscriber, toHex(key), key));
   let nextConnId = 1;
   let closing = false;
@@ -244,7 +252,20 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     if (conn.envelopeNonces) nonceBudget.release(conn.envelopeNonces);
     conn.envelopeNonces = undefined;
     conn.source.registrations--;
+    leaveRooms(conn, reg.keyHex);
     return reg;
+  }
+
+  /** `conn` (registered as `keyHex`) is no longer present in any room: the others are told. */
+  function leaveRooms(conn: Conn, keyHex: string): void {
+    for (const room of [...conn.rooms]) leaveRoom(conn, keyHex, room);
+  }
+
+  function leaveRoom(conn: Conn, keyHex: string, room: string): void {
+    const key = fromHex(keyHex) as Uint8Array<ArrayBuffer>;
+    const roomBytes = fromHex(room) as Uint8Array<ArrayBuffer>;
+    for (const other of rooms.leave(room, keyHex, conn))
+      send(other.conn, { t: "ROOM_PRESENCE", room: roomBytes, key, present: false });
   }
 
   function onExpired(reg: Registration<Conn>): void {
@@ -438,11 +459,48 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         conn.envelopeNonces?.add(nonceHex, t, t + 2 * skewMs);
         const target = registry.get(toHex(e.to));
         // One that does not show itself to the sender is offline to it, not "refusing".
-        if (!target || target.conn.closed || !visible(target, conn))
+        if (!target || target.conn.closed || !(visible(target, conn) || rooms.together(target.conn, conn)))
           return fail(conn, msg.id, "PEER_OFFLINE", "the recipient is not online here");
         send(target.conn, { t: "SIGNAL", envelope: e });
         metrics.envelopesForwarded.inc({ kind: e.kind });
         return send(conn, { t: "SIGNAL_ACK", id: msg.id });
+      }
+      case "ROOM_JOIN": {
+        const reg = conn.reg;
+        if (!reg) return fail(conn, msg.id, "NOT_REGISTERED", "REGISTER before joining a room");
+        if (!conn.joinBucket.take(1, now())) {
+          metrics.rateLimited.inc({ scope: "room" });
+          return fail(conn, msg.id, "RATE_LIMITED", "too many room joins; slow down");
+        }
+        const room = toHex(msg.room);
+        const joined = rooms.join(room, reg.keyHex, reg.key as Uint8Array<ArrayBuffer>, conn, msg.max);
+        if (!joined.ok)
+          return joined.code === "ROOM_FULL"
+            ? fail(conn, msg.id, "ROOM_FULL", "the room has as many members as it accepts")
+            : fail(
+                conn,
+                msg.id,
+                "TOO_MANY_ROOMS",
+                "this connection or server is in as many rooms as it may be",
+              );
+        if (joined.fresh)
+          for (const other of joined.others)
+            send(other.conn, {
+              t: "ROOM_PRESENCE",
+              room: msg.room,
+              key: reg.key as Uint8Array<ArrayBuffer>,
+              present: true,
+            });
+        return send(conn, {
+          t: "ROOM_MEMBERS",
+          id: msg.id,
+          room: msg.room,
+          members: joined.others.map((p) => p.key),
+        });
+      }
+      case "ROOM_LEAVE": {
+        if (conn.reg) leaveRoom(conn, conn.reg.keyHex, toHex(msg.room));
+        return send(conn, { t: "ROOM_LEAVE_RESPONSE", id: msg.id });
       }
       case "SUBSCRIBE": {
         const next = new Map<string, Uint8Array<ArrayBuffer>>();
@@ -542,6 +600,8 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       shown: new Map(),
       visibleTo: undefined,
       violations: 0,
+      rooms: new Set(),
+      joinBucket: new TokenBucket(config.roomJoinRate, 5 * config.roomJoinRate, now()),
       closed: false,
       onClosed: undefined,
     };
@@ -687,6 +747,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         identities: identities.size,
         sources: sources.size,
         envelopeNonces: nonceBudget.entries,
+        rooms: rooms.size,
       };
     },
 

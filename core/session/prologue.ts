@@ -12,6 +12,11 @@
  *   lp("loft/session/v1") ‖ lp(link kind, ASCII) ‖ lp(initiator's version header) ‖
  *   lp(responder's version header)
  * Both sides put the initiator's header first, whichever of them they sent.
+ *
+ * A session can be bound to a shared secret the two sides must both hold (a room's binding,
+ * docs/protocol/rooms.md §4): then a fifth field `lp(binding)` follows. A side that holds another
+ * binding (or none) computes another handshake hash, so the first encrypted handshake field fails
+ * to decrypt on the other side: neither party learns anything the other protects with it.
  */
 import { utf8 } from "../bytes.ts";
 
@@ -42,7 +47,10 @@ export function sessionPrologue(
   kind: LinkKind,
   initiatorVersionHeader: Uint8Array,
   responderVersionHeader: Uint8Array,
+  binding?: Uint8Array,
 ): Uint8Array {
   if (!LINK_KINDS.includes(kind)) throw new RangeError(`unknown link kind ${JSON.stringify(kind)}`);
-  return lengthPrefixed([utf8(PROLOGUE_LABEL), utf8(kind), initiatorVersionHeader, responderVersionHeader]);
+  if (binding !== undefined && binding.length === 0) throw new RangeError("an empty session binding");
+  const fields = [utf8(PROLOGUE_LABEL), utf8(kind), initiatorVersionHeader, responderVersionHeader];
+  return lengthPrefixed(binding === undefined ? fields : [...fields, binding]);
 }

@@ -87,6 +87,11 @@ export interface SessionOptions {
   entropy?: NoiseEntropy;
   /** The primitives of the handshake and the transport (core/crypto/provider.ts); noble by default. */
   crypto?: CryptoProvider;
+  /**
+   * A secret both sides must hold, bound into the prologue (prologue.ts; a room's binding,
+   * docs/protocol/rooms.md §4). A peer with another one fails the handshake (LOFT_ERR_DECRYPT).
+   */
+  binding?: Uint8Array;
   /** Version header codec (tests); SREMP 1.0 otherwise (no suite negotiation then). */
   versionCodec?: VersionCodec;
   /**
@@ -185,6 +190,7 @@ export async function establishSession(options: SessionOptions): Promise<Session
       options.kind,
       initiator ? ourHeader : theirHeader,
       initiator ? theirHeader : ourHeader,
+      options.binding,
     );
     // 2. Noise handshake, in the chosen suite (its name ends the protocol name).
     const handshake = await HandshakeState.create({

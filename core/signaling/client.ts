@@ -22,7 +22,7 @@ import { equalBytes, toHex } from "../bytes.ts";
 import { decodeVersionHeader, encodeVersionHeader, SIGNALING_VERSION } from "../codec/version.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
 import type { CryptoProvider } from "../crypto/provider.ts";
-import type { LoftError } from "../errors.ts";
+import { isLoftError, type LoftError, type LoftErrorCode } from "../errors.ts";
 import { decodeIdentity, type Identity, type UserIdentity } from "../identity/identity.ts";
 import {
   CLOSE,
@@ -63,6 +63,14 @@ export interface WebSocketLike {
 export type WebSocketFactory = (url: string) => WebSocketLike;
 
 const OPEN = 1;
+/** Join failures that leave the room to be joined again after the next REGISTER. */
+const RETRIED_JOIN: ReadonlySet<LoftErrorCode> = new Set([
+  "LOFT_ERR_SIGNALING_UNREACHABLE",
+  "LOFT_ERR_SIGNALING_CLOSED",
+  "LOFT_ERR_SIGNALING_TIMEOUT",
+  "LOFT_ERR_SIGNALING_NOT_REGISTERED",
+  "LOFT_ERR_SIGNALING_RATE_LIMITED",
+] satisfies LoftErrorCode[]);
 
 // ---- events ----------------------------------------------------------------------------------------
 
@@ -79,6 +87,10 @@ export type SignalingEvent =
   | { type: "rejected"; reason: RejectReason; from: Uint8Array }
   | { type: "presence"; key: Uint8Array; online: boolean }
   | { type: "registered"; expiresAt: number }
+  /** Someone joined (`present`) or left a room rendezvous we are in (docs/protocol/rooms.md §2). */
+  | { type: "room-presence"; room: Uint8Array; key: Uint8Array; present: boolean }
+  /** After a reconnect: we are present in `room` again, with these others there. */
+  | { type: "room-members"; room: Uint8Array; members: Uint8Array[] }
   | { type: "error"; error: LoftError };
 
 export type SignalingListener = (event: SignalingEvent) => void;
@@ -174,6 +186,8 @@ export class SignalingClient {
   #renewTimer: unknown;
   #goingAwayDelay: number | undefined;
   #watched: Uint8Array[] = [];
+  /** Room rendezvous we are in (hex hash → [hash, max]); joined again after each REGISTER. */
+  readonly #rooms = new Map<string, { room: Uint8Array; max: number }>();
   #registered = false;
   #stopped = false;
   #helloDone = false;
@@ -346,6 +360,46 @@ export class SignalingClient {
     return this.#sendSubscribe();
   }
 
+  /**
+   * Be present in the room rendezvous `room` (a 32-byte hash; docs/protocol/rooms.md §2) and learn
+   * who else is; kept across reconnects (joined again after each REGISTER, with a `room-members`
+   * event). Rejects with ROOM_FULL when `max` (or the server's cap) would be passed.
+   */
+  async joinRoom(room: Uint8Array, max: number): Promise<Uint8Array[]> {
+    const hex = toHex(room);
+    this.#rooms.set(hex, { room: room.slice(), max });
+    try {
+      return await this.#sendJoin(room, max);
+    } catch (e) {
+      // A refusal (full, too many) is final; a dropped connection is retried after the next REGISTER.
+      if (isLoftError(e) && !RETRIED_JOIN.has(e.code)) this.#rooms.delete(hex);
+      throw e;
+    }
+  }
+
+  /** Leave a room rendezvous (the others are told); nothing happens if we were not in it. */
+  async leaveRoom(room: Uint8Array): Promise<void> {
+    this.#rooms.delete(toHex(room));
+    if (!this.#helloDone) return;
+    const reply = await this.#request({ t: "ROOM_LEAVE", room: room as Uint8Array<ArrayBuffer> });
+    if (reply.t !== "ROOM_LEAVE_RESPONSE") throw this.#unexpected(reply);
+  }
+
+  async #sendJoin(room: Uint8Array, max: number): Promise<Uint8Array[]> {
+    const reply = await this.#request({ t: "ROOM_JOIN", room: room as Uint8Array<ArrayBuffer>, max });
+    if (reply.t !== "ROOM_MEMBERS") throw this.#unexpected(reply);
+    return reply.members.filter((k) => !equalBytes(k, this.#key));
+  }
+
+  /** After a REGISTER on a new connection: be present in our rooms again. */
+  #rejoinRooms(): void {
+    for (const { room, max } of this.#rooms.values())
+      this.#sendJoin(room, max).then(
+        (members) => this.#emit({ type: "room-members", room, members }),
+        (e: LoftError) => this.#emit({ type: "error", error: e }),
+      );
+  }
+
   /** Drop the registration but keep the connection (e.g. the user went invisible). */
   async unregister(): Promise<void> {
     this.#registered = false;
@@ -370,7 +424,10 @@ export class SignalingClient {
     });
     const reply = await this.#request(req, id);
     if (reply.t !== "REGISTER_RESPONSE" || !reply.success) throw this.#unexpected(reply);
+    const fresh = !this.#registered;
     this.#registered = true;
+    // A new registration (a new connection, or after one expired) is in no room yet.
+    if (fresh) this.#rejoinRooms();
     this.#scheduleRenewal(reply.renewal_interval);
     this.#emit({ type: "registered", expiresAt: reply.expires_at });
     this.#setState("registered");
@@ -624,6 +681,9 @@ export class SignalingClient {
       case "GOING_AWAY":
         this.#goingAwayDelay = m.reconnect_after_ms;
         this.#attempt = 0;
+        return;
+      case "ROOM_PRESENCE":
+        this.#emit({ type: "room-presence", room: m.room, key: m.key, present: m.present });
         return;
       case "CHALLENGE":
         this.#challenge = m.challenge.slice();

@@ -40,6 +40,10 @@ export const SIGNALING = {
   MAX_PAYLOAD_BYTES: 60_000,
   /** Keys in one SUBSCRIBE (and entries in one PRESENCE): 1024 × 35 bytes fits one frame. */
   MAX_KEYS_PER_SUBSCRIBE: 1_024,
+  /** A room rendezvous is named by a SHA-256 of the room id (docs/protocol/rooms.md §2). */
+  ROOM_HASH_BYTES: 32,
+  /** Hard ceiling of a room's member cap whatever a client asks (the server may lower it). */
+  MAX_ROOM_MEMBERS: 255,
 } as const;
 
 /** Stable error codes carried by ERROR replies (docs/protocol/signaling.md, Error codes). */
@@ -65,6 +69,8 @@ export const SIGNALING_ERROR_CODES = [
   "TOO_MANY_SUBSCRIPTIONS",
   "LIST_ALL_DISABLED",
   "INTERNAL",
+  "ROOM_FULL",
+  "TOO_MANY_ROOMS",
 ] as const;
 export type SignalingErrorCode = (typeof SIGNALING_ERROR_CODES)[number];
 
@@ -144,6 +150,27 @@ const GOING_AWAY = defineMessage(messageSchema("GOING_AWAY", { reconnect_after_m
  * on another connection, after a restart, or at another server.
  */
 const CHALLENGE = defineMessage(messageSchema("CHALLENGE", { challenge: nonce }));
+// Room rendezvous (docs/protocol/rooms.md §2): members of a room meet under a hash of its id; the
+// server never sees the id or the secret, only who is present under which hash.
+const roomHash = bytesSchema(SIGNALING.ROOM_HASH_BYTES);
+const ROOM_JOIN = defineMessage(
+  messageSchema("ROOM_JOIN", {
+    room: roomHash,
+    /** The most members the joiner accepts in this room, itself included (2..255). */
+    max: v.pipe(uintSchema(SIGNALING.MAX_ROOM_MEMBERS), v.minValue(2)),
+  }),
+);
+const ROOM_LEAVE = defineMessage(messageSchema("ROOM_LEAVE", { room: roomHash }));
+const ROOM_MEMBERS = defineMessage(
+  messageSchema("ROOM_MEMBERS", {
+    room: roomHash,
+    members: v.pipe(v.array(key), v.maxLength(SIGNALING.MAX_ROOM_MEMBERS)),
+  }),
+);
+const ROOM_LEAVE_RESPONSE = defineMessage(messageSchema("ROOM_LEAVE_RESPONSE", {}));
+const ROOM_PRESENCE = defineMessage(
+  messageSchema("ROOM_PRESENCE", { room: roomHash, key, present: v.boolean() }),
+);
 /** Frames a client sends after its VERSION_HEADER. */
 export const CLIENT_MESSAGES = [
   REGISTER_REQUEST,
@@ -152,6 +179,8 @@ export const CLIENT_MESSAGES = [
   LIST_SERVERS_REQUEST,
   SIGNAL,
   SUBSCRIBE,
+  ROOM_JOIN,
+  ROOM_LEAVE,
 ] as const;
 /** Frames a server sends after its VERSION_HEADER. */
 export const SERVER_MESSAGES = [
@@ -165,6 +194,9 @@ export const SERVER_MESSAGES = [
   REGISTRATION_ENDED,
   GOING_AWAY,
   CHALLENGE,
+  ROOM_MEMBERS,
+  ROOM_LEAVE_RESPONSE,
+  ROOM_PRESENCE,
   ERROR,
 ] as const;
 

@@ -27,6 +27,8 @@ const TAGS = [
   "VERSION_HEADER",
   "ERROR",
   "PRESENCE",
+  "ROOM_JOIN",
+  "ROOM_LEAVE",
 ];
 const FIELDS = [
   "id",
@@ -41,6 +43,8 @@ const FIELDS = [
   "keys",
   "endpoint",
   "audience",
+  "room",
+  "max",
 ];
 
 /**
@@ -71,6 +75,8 @@ async function templates(challenge: Uint8Array, audience: string): Promise<Uint8
     { t: "LIST_SERVERS_REQUEST", id: 4 },
     { t: "SUBSCRIBE", id: 5, keys: [a, b] },
     { t: "UNREGISTER", id: 6 },
+    { t: "ROOM_JOIN", id: 8, room: new Uint8Array(32).fill(1), max: 8 },
+    { t: "ROOM_LEAVE", id: 9, room: new Uint8Array(32).fill(1) },
     {
       t: "SIGNAL",
       id: 7,

@@ -273,7 +273,7 @@ export class Hub {
       this.endpoints.set(hex, deps);
       return {
         path: "direct",
-        dial: (peer) => {
+        dial: (peer, options) => {
           const mine = new TestLink(this.blockDirect);
           const theirs = new TestLink(this.blockDirect);
           mine.peer = theirs;
@@ -285,6 +285,7 @@ export class Hub {
             this.offers++;
             const offer: IncomingOffer = {
               from: key,
+              ...(options?.room ? { room: options.room } : {}),
               accept: () => theirs,
               refuse: (r) => mine.close(`bye-${r}`),
             };

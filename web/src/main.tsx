@@ -6,6 +6,7 @@
 import { createEffect, createRoot } from "solid-js";
 import { render } from "solid-js/web";
 import { AppModel } from "./app/model.ts";
+import { roomsOf } from "./app/rooms.ts";
 import { startProxy } from "./proxy/start.ts";
 import { LoftStorage } from "./storage/storage.ts";
 import { registerServiceWorker } from "./sw-client.ts";
@@ -16,6 +17,14 @@ import "./styles.css";
 function takeLinkFromHash(): string | undefined {
   if (!/^#c=/.test(location.hash)) return undefined;
   const text = location.href;
+  history.replaceState(history.state, "", location.pathname + location.search);
+  return text;
+}
+
+/** Take a room link (`#room=…&k=…&h=…`, docs/protocol/rooms.md §1) out of the address bar. */
+function takeRoomFromHash(): string | undefined {
+  if (!/^#room=/.test(location.hash)) return undefined;
+  const text = location.hash;
   history.replaceState(history.state, "", location.pathname + location.search);
   return text;
 }
@@ -33,6 +42,14 @@ async function main() {
   const app = createRoot(() => new AppModel(storage));
   startProxy(app); // answers the Service Worker's /peer/… requests (docs/protocol/proxy.md)
   let pendingLink = takeLinkFromHash();
+  let pendingRoom = takeRoomFromHash();
+  const joinRoom = (text: string) =>
+    roomsOf(app)
+      .join(text)
+      .then(
+        (room) => app.go({ name: "room", room: room.id }),
+        (e: Error) => app.setNotice(e.message),
+      );
   app.attachHistory();
   createRoot(() => app.attachPage());
   createRoot(() =>
@@ -44,7 +61,24 @@ async function main() {
       }
     }),
   );
+  // A room link waits for the engine (rooms live there): `service` changes once it runs.
+  createRoot(() =>
+    createEffect(() => {
+      app.service();
+      if (app.phase() === "ready" && pendingRoom && app.engine?.rooms) {
+        const text = pendingRoom;
+        pendingRoom = undefined;
+        void joinRoom(text);
+      }
+    }),
+  );
   window.addEventListener("hashchange", () => {
+    const room = takeRoomFromHash();
+    if (room) {
+      if (app.phase() === "ready" && app.engine?.rooms) void joinRoom(room);
+      else pendingRoom = room;
+      return;
+    }
     const text = takeLinkFromHash();
     if (!text) return;
     if (app.phase() === "ready") app.go({ name: "add", text });

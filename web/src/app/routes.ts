@@ -9,6 +9,8 @@
  *   /chat/<id>             the conversation
  *   /settings              settings
  *   /share                 files shared to Loft from the system: pick the contact (sw/share-target.ts)
+ *   /rooms/new             a new room: its link, QR code, copy (docs/protocol/rooms.md)
+ *   /room/<room id>        a room: members and chat (`<room id>` 32 lowercase hex)
  *
  * `<id>` is a ContactId (64 lowercase hex). Contact links keep using the `#c=` fragment, which
  * never reaches a server (main.tsx). The host and the Service Worker serve index.html for any
@@ -24,7 +26,9 @@ export type Route =
   | { name: "safety"; id: ContactId }
   | { name: "chat"; id: ContactId }
   | { name: "settings" }
-  | { name: "share" };
+  | { name: "share" }
+  | { name: "new-room" }
+  | { name: "room"; room: string };
 
 const CONTACT_ID = /^[0-9a-f]{64}$/;
 
@@ -47,6 +51,10 @@ export function routePath(route: Route): string {
       return "/settings";
     case "share":
       return "/share";
+    case "new-room":
+      return "/rooms/new";
+    case "room":
+      return `/room/${route.room}`;
   }
 }
 
@@ -58,6 +66,9 @@ export function parseRoute(pathname: string): Route | undefined {
   if (path === "/add") return { name: "add" };
   if (path === "/settings") return { name: "settings" };
   if (path === "/share") return { name: "share" };
+  if (path === "/rooms/new") return { name: "new-room" };
+  const room = /^\/room\/([0-9a-fA-F]{32})$/.exec(path);
+  if (room) return { name: "room", room: room[1]!.toLowerCase() };
   const m = /^\/(contact|chat)\/([^/]+)(\/safety)?$/.exec(path);
   if (!m) return undefined;
   const id = m[2]!.toLowerCase();

@@ -46,6 +46,7 @@ import type { Identity, Trust, UserIdentity } from "../identity.ts";
 import type { FileTransfer } from "./files/store.ts";
 
 export type { FileState, FileTransfer } from "./files/store.ts";
+import type { RoomsApi } from "./rooms/api.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Identifiers and records shared with storage
@@ -461,6 +462,11 @@ export interface ChatEngine {
   listFiles(contactId: ContactId): Promise<FileTransfer[]>;
   /** A received file whose hash matched (or one being sent), to download or preview. */
   fileBlob(key: string): Promise<Blob | undefined>;
+  /**
+   * Rooms (web/src/engine/rooms/mesh.ts; docs/protocol/rooms.md): absent when this tab does not
+   * run the engine (offline engine), since a room is nothing but live member links.
+   */
+  readonly rooms?: RoomsApi;
 }
 
 /** One change to a contact record (`ChatEngine.changeContact`). */

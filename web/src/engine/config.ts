@@ -87,6 +87,8 @@ export interface EngineConfig {
   fileStore?: FileStore;
   /** Largest file sent or accepted, in bytes (files/transfers.ts `DEFAULT_MAX_FILE_BYTES`). */
   maxFileBytes?: number;
+  /** Members a room may have, this device included (rooms/mesh.ts; default DEFAULT_ROOM_MEMBER_CAP). */
+  roomMemberCap?: number;
 }
 
 /**

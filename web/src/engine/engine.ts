@@ -54,6 +54,7 @@ import { contactLinkRefs, setupAddress } from "./first-contact.ts";
 import { Links } from "./link/links.ts";
 import { newOutgoing, refusalFor, SendLines, sendableContact } from "./outgoing.ts";
 import { watchKeys } from "./presence.ts";
+import { DEFAULT_ROOM_MEMBER_CAP, RoomsEngine } from "./rooms/mesh.ts";
 
 export { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
 
@@ -65,6 +66,8 @@ export class Engine implements ChatEngine {
   readonly #links: Links;
   /** File transfers (files/transfers.ts; docs/protocol/files.md). */
   readonly #files: FileTransfers;
+  /** Rooms: meshes of member links over the same signaling and transport (rooms/mesh.ts). */
+  readonly rooms: RoomsEngine | undefined;
 
   constructor(
     options: EngineStartOptions,
@@ -108,6 +111,18 @@ export class Engine implements ChatEngine {
       ...(maxFileBytes ? { maxFileBytes } : {}),
     });
     this.#ctx.files = this.#files;
+    const cfg = this.#ctx.cfg;
+    this.rooms = cfg.offline
+      ? undefined
+      : new RoomsEngine({
+          user: options.user,
+          storage: options.storage,
+          ...(cfg.crypto ? { crypto: cfg.crypto } : {}),
+          memberCap: cfg.roomMemberCap ?? DEFAULT_ROOM_MEMBER_CAP,
+          handshakeTimeoutMs: cfg.handshakeTimeoutMs,
+          log: cfg.log,
+          now: () => stamp(this.#ctx),
+        });
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -158,9 +173,10 @@ export class Engine implements ChatEngine {
       iceServers: settings.iceServers ?? [],
       ...(settings.iceTransportPolicy ? { iceTransportPolicy: settings.iceTransportPolicy } : {}),
       openTimeoutMs: this.#ctx.cfg.openTimeoutMs,
-      onOffer: (offer) => void this.#links.onOffer(offer),
+      onOffer: (offer) => (offer.room ? this.rooms?.onOffer(offer) : void this.#links.onOffer(offer)),
       onError: (e) => this.#ctx.cfg.log(e.message),
     });
+    this.rooms?.attach(signaling, this.#ctx.direct);
     if (this.#ctx.pool && ownRelay && this.#ctx.cfg.relayTransport)
       this.#ctx.relayLive = this.#ctx.cfg.relayTransport({
         signaling,
@@ -183,6 +199,7 @@ export class Engine implements ChatEngine {
     await this.#lines.idle();
     this.#ctx.stopped = true;
     this.#links.stop();
+    this.rooms?.stop();
     clearTimeout(this.#ctx.addressTimer);
     this.#ctx.direct?.close();
     this.#ctx.relayLive?.close();

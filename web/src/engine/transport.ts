@@ -30,8 +30,11 @@ export interface DialedLink extends Link {
 
 export interface LiveTransport {
   readonly path: LinkPath;
-  /** Start a link to the contact with this identity key (the engine runs Noise over it). */
-  dial(peerIdentityKey: Uint8Array): DialedLink;
+  /**
+   * Start a link to the contact with this identity key (the engine runs Noise over it); with
+   * `room`, a link to a member of that room (its hash rides in the offer, docs/protocol/rooms.md §3).
+   */
+  dial(peerIdentityKey: Uint8Array, options?: { room?: Uint8Array }): DialedLink;
   close(): void;
 }
 
@@ -43,6 +46,8 @@ export interface IncomingOffer {
   readonly from: Uint8Array;
   /** Which transport the link runs over (`direct` when absent); the Noise prologue binds it. */
   readonly path?: LinkPath;
+  /** Set when the dialer wants a room member's link (its room hash), not a contact's. */
+  readonly room?: Uint8Array;
   accept(): DialedLink;
   refuse(reason: RefuseReason): void;
 }

@@ -39,6 +39,8 @@ export const FRAME = {
   PONG: 0x04,
   FILE_CHUNK: FILE_FRAME.CHUNK,
   FILE_ACK: FILE_FRAME.ACK,
+  /** A room app message on a room member's session (rooms/wire.ts; docs/protocol/rooms.md §5). */
+  ROOM: 0x40,
 } as const;
 export const RATCHET_ID_BYTES = 16;
 export const PING_BYTES = 8;

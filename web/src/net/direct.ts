@@ -109,23 +109,23 @@ export class DirectTransport implements LiveTransport {
   }
 
   /** Start a connection to `peer`: returns the initiating link (state `connecting`). */
-  dial(peer: Uint8Array): WebRtcLink {
+  dial(peer: Uint8Array, options: { room?: Uint8Array } = {}): WebRtcLink {
     const conn = crypto.getRandomValues(new Uint8Array(CONN_ID_BYTES));
-    return this.#start(peer, conn, true);
+    return this.#start(peer, conn, true, options.room);
   }
 
   #key(peer: Uint8Array, conn: Uint8Array): string {
     return `${toHex(peer)}/${toHex(conn)}`;
   }
 
-  #start(peer: Uint8Array, conn: Uint8Array, initiator: boolean): WebRtcLink {
+  #start(peer: Uint8Array, conn: Uint8Array, initiator: boolean, room?: Uint8Array): WebRtcLink {
     const key = this.#key(peer, conn);
     const link: WebRtcLink = new WebRtcLink({
       initiator,
       iceServers: this.iceServers,
       ...(this.#o.iceTransportPolicy ? { iceTransportPolicy: this.#o.iceTransportPolicy } : {}),
       ...(this.#o.openTimeoutMs === undefined ? {} : { openTimeoutMs: this.#o.openTimeoutMs }),
-      onSignal: (s) => this.#send(link, peer, conn, s),
+      onSignal: (s) => this.#send(link, peer, conn, s, room),
     });
     const attempt: Attempt = { link, peer: peer.slice(), conn: conn.slice() };
     this.#attempts.set(key, attempt);
@@ -141,14 +141,18 @@ export class DirectTransport implements LiveTransport {
       // We gave up before the channel opened: tell the peer instead of letting it wait.
       if (!opened && !info.reason.startsWith("bye-") && info.reason !== "transport-closed")
         this.#bye(attempt.peer, attempt.conn, "cancelled");
+      // A room member whose handshake found another room binding (docs/protocol/rooms.md §4):
+      // say so at once rather than leave the other side to its handshake timeout.
+      else if (opened && room && info.reason === "LOFT_ERR_DECRYPT")
+        this.#bye(attempt.peer, attempt.conn, "refused");
     });
     return link;
   }
 
-  #send(link: WebRtcLink, peer: Uint8Array, conn: Uint8Array, s: SimplePeerSignal): void {
+  #send(link: WebRtcLink, peer: Uint8Array, conn: Uint8Array, s: SimplePeerSignal, room?: Uint8Array): void {
     let payload: SignalPayload;
     if ((s.type === "offer" || s.type === "answer") && typeof s.sdp === "string")
-      payload = { kind: s.type, conn, sdp: s.sdp };
+      payload = { kind: s.type, conn, sdp: s.sdp, ...(s.type === "offer" && room ? { room } : {}) };
     else if (s.candidate && typeof s.candidate.candidate === "string")
       payload = {
         kind: "ice",
@@ -190,6 +194,7 @@ export class DirectTransport implements LiveTransport {
         this.#o.onOffer({
           from,
           conn,
+          ...(p.room ? { room: p.room.slice() } : {}),
           accept: () => {
             if (decided) throw new Error("offer already decided");
             decided = true;

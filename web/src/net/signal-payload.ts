@@ -4,7 +4,8 @@
  * signs it as part of the envelope); the receiving engine decodes it here, bounded and validated,
  * before anything reaches RTCPeerConnection:
  *
- *   offer / answer := { c: bin(8), sdp: str }
+ *   offer / answer := { c: bin(8), sdp: str, rm?: bin(32) }   (`rm`, offers only: the room hash
+ *                     the link is for — a room member's link, docs/protocol/rooms.md §3)
  *   ice            := { c: bin(8), cand: str, mid?: str, idx?: uint }
  *   bye            := { c: bin(8), r: "refused" | "glare" | "cancelled" | "busy" }
  *   relay offer    := { c: bin(8), rs: bin(24), ru: str }   (kind "offer": a live link through the
@@ -30,7 +31,12 @@ export const BYE_REASONS = ["refused", "glare", "cancelled", "busy"] as const;
 export type ByeReason = (typeof BYE_REASONS)[number];
 
 const connId = bytesSchema(CONN_ID_BYTES);
-const descriptionSchema = v.strictObject({ c: connId, sdp: v.pipe(v.string(), v.maxLength(MAX_SDP_CHARS)) });
+export const ROOM_TAG_BYTES = 32;
+const descriptionSchema = v.strictObject({
+  c: connId,
+  sdp: v.pipe(v.string(), v.maxLength(MAX_SDP_CHARS)),
+  rm: v.optional(bytesSchema(ROOM_TAG_BYTES)),
+});
 const iceSchema = v.strictObject({
   c: connId,
   cand: v.pipe(v.string(), v.maxLength(MAX_CANDIDATE_CHARS)),
@@ -50,7 +56,7 @@ const relayAnswerSchema = v.strictObject({ c: connId, rs: bytesSchema(RELAY_QUEU
 const LIMITS = { maxBytes: 16_384, maxStrLength: MAX_SDP_CHARS, maxMapLength: 4, maxArrayLength: 0 };
 
 export type SignalPayload =
-  | { kind: "offer" | "answer"; conn: Uint8Array; sdp: string }
+  | { kind: "offer" | "answer"; conn: Uint8Array; sdp: string; room?: Uint8Array }
   | { kind: "ice"; conn: Uint8Array; candidate: string; mid?: string; index?: number }
   | { kind: "bye"; conn: Uint8Array; reason: ByeReason }
   | { kind: "relay-offer"; conn: Uint8Array; url: string; sid: Uint8Array }
@@ -65,7 +71,7 @@ export function encodeSignalPayload(p: SignalPayload): Uint8Array {
   switch (p.kind) {
     case "offer":
     case "answer":
-      return encodeCanonical({ c: p.conn, sdp: p.sdp });
+      return encodeCanonical({ c: p.conn, sdp: p.sdp, ...(p.room ? { rm: p.room } : {}) });
     case "ice":
       return encodeCanonical({ c: p.conn, cand: p.candidate, mid: p.mid, idx: p.index });
     case "bye":
@@ -90,7 +96,11 @@ function decodeAny(kind: SignalKind, bytes: Uint8Array): Result<SignalPayload> {
     case "offer":
     case "answer": {
       const r = decodeWith(bytes, descriptionSchema, LIMITS);
-      if (r.ok) return { ok: true, value: { kind, conn: r.value.c, sdp: r.value.sdp } };
+      if (r.ok) {
+        if (r.value.rm && kind !== "offer") return err("LOFT_ERR_SCHEMA", "only an offer names a room");
+        const room = r.value.rm ? { room: r.value.rm } : {};
+        return { ok: true, value: { kind, conn: r.value.c, sdp: r.value.sdp, ...room } };
+      }
       if (kind === "offer") {
         const o = decodeWith(bytes, relayOfferSchema, LIMITS);
         if (o.ok)

@@ -11,6 +11,7 @@ import { Chat } from "./Chat.tsx";
 import { ContactScreen, SafetyScreen } from "./Contact.tsx";
 import { AddContact, Home, MyLink } from "./Home.tsx";
 import { Onboarding, Unlock } from "./Onboarding.tsx";
+import { NewRoom, RoomScreen } from "./Room.tsx";
 import { Settings } from "./Settings.tsx";
 import { Share } from "./Share.tsx";
 
@@ -75,6 +76,12 @@ export function App(props: { app: AppModel; fatal?: string }) {
             </Match>
             <Match when={r().name === "settings"}>
               <Settings app={app} />
+            </Match>
+            <Match when={r().name === "new-room"}>
+              <NewRoom app={app} />
+            </Match>
+            <Match when={r().name === "room" && r()} keyed>
+              {(route) => <RoomScreen app={app} id={(route as { room: string }).room} />}
             </Match>
           </Switch>
         </Match>

@@ -8,6 +8,7 @@ import type { IdentityChangeKind } from "../engine/api.ts";
 import { type ContactLink, makeContactLink, parseContactLink } from "../identity.ts";
 import { TRUST_LABEL, timeLabel } from "./format.ts";
 import { Qr } from "./Qr.tsx";
+import { RoomsOnHome } from "./Room.tsx";
 
 export function Home(props: { app: AppModel }) {
   const app = props.app;
@@ -59,6 +60,7 @@ export function Home(props: { app: AppModel }) {
           <For each={contacts()}>{(c) => <ContactItem app={app} view={c} />}</For>
         </ul>
       </Show>
+      <RoomsOnHome app={app} />
     </main>
   );
 }

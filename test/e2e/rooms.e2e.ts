@@ -1,0 +1,164 @@
+/**
+ * Rooms through the UI in real Chromium (docs/protocol/rooms.md; `npm run build` first, then
+ * `node scripts/e2e.mjs test/e2e/rooms.e2e.ts`): Ann makes a room, Bea joins from the link, they
+ * chat at typing speed (every message in order, delivered to each member); Cat joins late and is
+ * connected to everyone present; someone with the room id but a wrong secret is refused and the
+ * members see the refused attempt; a reload keeps the history; Back works; unread counts on Home;
+ * a member who leaves disappears for the others. axe on each new screen.
+ *
+ * Four browser contexts share one Chromium; every wait is on a condition, never a duration.
+ */
+import type { BrowserContext, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectNoAxeViolations } from "../support/axe.ts";
+import type { LoftProcess } from "../support/loft-process.ts";
+import { byId, createIdentity } from "../support/loft-ui.ts";
+import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
+
+const id = byId;
+const T = 60_000;
+
+/** Members shown connected on a room screen. */
+const online = (page: Page) => page.locator("[data-testid=room-member][data-state=online]");
+const texts = (page: Page, direction: "in" | "out") =>
+  page
+    .locator(`[data-testid=room-message][data-direction=${direction}] [data-testid=room-message-text]`)
+    .allTextContents();
+
+async function typeAndSend(page: Page, text: string): Promise<void> {
+  const input = id(page, "composer-input");
+  await input.pressSequentially(text);
+  await input.press("Enter");
+}
+
+describe("rooms: a mesh of pairwise E2EE links", () => {
+  let env: TwoBrowsers;
+  let loft: LoftProcess;
+  let cat: BrowserContext;
+  let mal: BrowserContext;
+  let a: Page;
+  let b: Page;
+  let c: Page;
+  let m: Page;
+  let link = "";
+  let roomId = "";
+
+  beforeAll(async () => {
+    env = await startTwoBrowsers();
+    ({ loft, a, b } = env);
+    cat = await env.browser.newContext();
+    mal = await env.browser.newContext();
+    c = await cat.newPage();
+    m = await mal.newPage();
+    env.watch("cat", c);
+    env.watch("mal", m);
+    for (const p of [a, b, c, m]) p.on("dialog", (d) => void d.accept());
+    await Promise.all([
+      createIdentity(a, loft.url, "Ann"),
+      createIdentity(b, loft.url, "Bea"),
+      createIdentity(c, loft.url, "Cat"),
+      createIdentity(m, loft.url, "Mal"),
+    ]);
+  }, 120_000);
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it("Ann makes a room: its link, QR code and copy button; the room screen opens", async () => {
+    await id(a, "nav-new-room").click();
+    await id(a, "room-link-qr").waitFor({ timeout: T });
+    link = await id(a, "room-link").inputValue();
+    expect(link).toMatch(
+      new RegExp(`^${loft.url.replace(/\/$/, "")}/#room=[\\w-]{22}&k=[\\w-]{43}&h=[\\w-]{43}$`),
+    );
+    await expectNoAxeViolations(a, "new room");
+    await id(a, "open-room").click();
+    await id(a, "room-screen").waitFor();
+    roomId = (await id(a, "room-screen").getAttribute("data-room-id")) ?? "";
+    expect(roomId).toMatch(/^[0-9a-f]{32}$/);
+    // The secret stays in the fragment: the address bar shows only the room's path.
+    expect(new URL(a.url()).hash).toBe("");
+  });
+
+  it("Bea joins from the link; they chat at typing speed, in order, delivered to each member", async () => {
+    await b.goto(link);
+    await id(b, "room-screen").waitFor({ timeout: T });
+    expect(new URL(b.url()).pathname).toBe(`/room/${roomId}`);
+    expect(new URL(b.url()).hash).toBe("");
+    await expect.poll(() => online(a).count(), { timeout: T }).toBe(1);
+    await expect.poll(() => online(b).count(), { timeout: T }).toBe(1);
+    await expect.poll(() => id(b, "room-member").textContent(), { timeout: T }).toContain("Ann");
+    const burst = Array.from({ length: 6 }, (_, i) => `ann ${i + 1}`);
+    for (const t of burst) await typeAndSend(a, t);
+    await typeAndSend(b, "hi from bea");
+    await expect.poll(() => texts(b, "in"), { timeout: T }).toEqual(burst);
+    await expect.poll(() => texts(a, "in"), { timeout: T }).toEqual(["hi from bea"]);
+    await expect
+      .poll(() => a.locator("[data-testid=room-message][data-direction=out][data-state=delivered]").count(), {
+        timeout: T,
+      })
+      .toBe(burst.length);
+    await expectNoAxeViolations(b, "room");
+  });
+
+  it("Cat joins late and connects to everyone present; a message reaches both others", async () => {
+    await c.goto(link);
+    await id(c, "room-screen").waitFor({ timeout: T });
+    await expect.poll(() => online(c).count(), { timeout: T }).toBe(2);
+    await expect.poll(() => online(a).count(), { timeout: T }).toBe(2);
+    await expect.poll(() => online(b).count(), { timeout: T }).toBe(2);
+    // A late joiner gets what is said from now on, not the history before it came.
+    expect(await texts(c, "in")).toEqual([]);
+    await typeAndSend(c, "cat here");
+    await expect.poll(() => texts(a, "in"), { timeout: T }).toContain("cat here");
+    await expect.poll(() => texts(b, "in"), { timeout: T }).toContain("cat here");
+    await expect
+      .poll(() => c.locator("[data-testid=room-message][data-state=delivered]").count(), { timeout: T })
+      .toBe(1);
+    expect(await c.locator("[data-testid=room-message-state]").textContent()).toBe("Delivered to all 2");
+  });
+
+  it("someone with the room id but another secret is refused; members see the attempt, it reads nothing", async () => {
+    const wrong = link.replace(/&k=([\w-])/, (_, ch: string) => `&k=${ch === "A" ? "B" : "A"}`);
+    expect(wrong).not.toBe(link);
+    await m.goto(wrong);
+    await id(m, "room-screen").waitFor({ timeout: T });
+    await id(a, "room-refused-attempt").first().waitFor({ timeout: T });
+    await id(b, "room-refused-attempt").first().waitFor({ timeout: T });
+    await id(m, "room-refused-us").waitFor({ timeout: T });
+    await typeAndSend(a, "not for mal");
+    await expect.poll(() => texts(b, "in"), { timeout: T }).toContain("not for mal");
+    expect(await texts(m, "in")).toEqual([]);
+    expect(await online(m).count()).toBe(0);
+    // Mal is never counted as connected by the members.
+    expect(await online(a).count()).toBe(2);
+    await m.close();
+  });
+
+  it("a reload keeps the history; Back goes Home, where the room shows its unread count", async () => {
+    await b.reload();
+    await id(b, "room-screen").waitFor({ timeout: T });
+    await expect.poll(() => texts(b, "in"), { timeout: T }).toContain("ann 6");
+    expect(await texts(b, "out")).toEqual(["hi from bea"]);
+    await expect.poll(() => online(b).count(), { timeout: T }).toBe(2);
+    await id(b, "back").click();
+    await id(b, "home").waitFor();
+    await expectNoAxeViolations(b, "home with rooms");
+    await typeAndSend(a, "while bea is away");
+    const item = b.locator(`[data-testid=room-item][data-room-id="${roomId}"]`);
+    await expect.poll(() => item.getAttribute("data-unread"), { timeout: T }).toBe("1");
+    await item.click();
+    await id(b, "room-screen").waitFor();
+    await b.goBack();
+    await id(b, "home").waitFor();
+    await expect.poll(() => item.getAttribute("data-unread"), { timeout: T }).toBe("0");
+  });
+
+  it("a member who leaves is gone for the others", async () => {
+    await id(c, "leave-room").click();
+    await id(c, "home").waitFor({ timeout: T });
+    expect(await c.locator("[data-testid=room-item]").count()).toBe(0);
+    await expect.poll(() => online(a).count(), { timeout: T }).toBe(1);
+    await expect.poll(() => a.locator("[data-testid=room-member]").count(), { timeout: T }).toBe(1);
+  });
+});

@@ -1,0 +1,141 @@
+/**
+ * Rooms for the screens (docs/user-guide.md "Rooms"): signals over the engine's rooms
+ * (web/src/engine/rooms/api.ts), re-read on each room event, attached again whenever the engine
+ * restarts. Screens call these functions; errors thrown are written for people.
+ */
+import { type Accessor, createEffect, createRoot, createSignal } from "solid-js";
+import type { RoomMessageView, RoomsApi, RoomView } from "../engine/rooms/api.ts";
+import type { AppModel } from "./model.ts";
+
+const ELSEWHERE =
+  "Rooms run in the tab where Loft is connected. Use that tab, or close it and reload this one.";
+/** How long a screen's request waits for the engine to start. */
+const READY_WAIT_MS = 120_000;
+
+export class RoomsModel {
+  readonly #app: AppModel;
+  readonly rooms: Accessor<RoomView[]>;
+  readonly #setRooms: (v: RoomView[]) => void;
+  /** Bumped on every room event: screens reading one room's messages track it. */
+  readonly version: Accessor<number>;
+  readonly #setVersion: (f: (n: number) => number) => void;
+  #api: RoomsApi | undefined;
+  #off: (() => void) | undefined;
+  readonly #waiters = new Set<(api: RoomsApi | undefined) => void>();
+
+  constructor(app: AppModel) {
+    this.#app = app;
+    [this.rooms, this.#setRooms] = createSignal<RoomView[]>([]);
+    [this.version, this.#setVersion] = createSignal(0);
+    // `service` is set each time an engine starts: the moment to (re)attach.
+    createEffect(() => {
+      app.service();
+      app.phase();
+      this.#attach(app.engine?.rooms);
+    });
+  }
+
+  /** Whether rooms work in this tab (they need the engine this tab runs). */
+  available(): boolean {
+    return this.#api !== undefined;
+  }
+
+  room(id: string): RoomView | undefined {
+    this.version();
+    return this.#api?.room(id);
+  }
+
+  messages(id: string): RoomMessageView[] {
+    this.version();
+    return this.#api?.messages(id) ?? [];
+  }
+
+  /** The full link of a room, on this app's origin. */
+  linkOf(room: RoomView): string {
+    return `${location.origin}/#${room.fragment}`;
+  }
+
+  async create(): Promise<RoomView> {
+    return (await this.#ready()).create();
+  }
+
+  async join(linkText: string): Promise<RoomView> {
+    return (await this.#ready()).join(linkText);
+  }
+
+  /** The rooms API once the engine runs (it may still be starting when a screen asks). */
+  #ready(): Promise<RoomsApi> {
+    if (this.#api) return Promise.resolve(this.#api);
+    if (this.#app.engine) return Promise.reject(new Error(ELSEWHERE));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters.delete(waiter);
+        reject(new Error("Loft is still starting. Try again in a moment."));
+      }, READY_WAIT_MS);
+      const waiter = (api: RoomsApi | undefined) => {
+        clearTimeout(timer);
+        if (api) resolve(api);
+        else reject(new Error(ELSEWHERE));
+      };
+      this.#waiters.add(waiter);
+    });
+  }
+
+  async leave(id: string): Promise<void> {
+    await this.#need().leave(id);
+  }
+
+  /** Returns an error to show, or undefined once handed over. */
+  send(id: string, text: string): string | undefined {
+    try {
+      this.#need().send(id, text);
+      return undefined;
+    } catch (e) {
+      return (e as Error).message;
+    }
+  }
+
+  markRead(id: string): void {
+    this.#api?.markRead(id);
+  }
+
+  #need(): RoomsApi {
+    if (!this.#api)
+      throw new Error(this.#app.engine ? ELSEWHERE : "Loft is still starting. Try again in a moment.");
+    return this.#api;
+  }
+
+  #attach(api: RoomsApi | undefined): void {
+    // An engine is up (a real one with rooms, or the offline one without): waiting screens learn which.
+    if (api || this.#app.engine) {
+      for (const w of this.#waiters) w(api);
+      this.#waiters.clear();
+    }
+    if (api === this.#api) return;
+    this.#off?.();
+    this.#off = undefined;
+    this.#api = api;
+    if (api) {
+      this.#off = api.subscribe(() => this.#refresh());
+      void api.load().then(() => this.#refresh());
+    }
+    this.#refresh();
+  }
+
+  #refresh(): void {
+    this.#setRooms(this.#api?.list() ?? []);
+    this.#setVersion((n) => n + 1);
+  }
+}
+
+const models = new WeakMap<AppModel, RoomsModel>();
+
+/** The one RoomsModel of an app. */
+export function roomsOf(app: AppModel): RoomsModel {
+  let m = models.get(app);
+  if (!m) {
+    m = createRoot(() => new RoomsModel(app));
+    models.set(app, m);
+  }
+  return m;
+}

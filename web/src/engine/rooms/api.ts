@@ -1,0 +1,64 @@
+/**
+ * What the UI sees of rooms (web/src/engine/rooms/mesh.ts implements it; docs/protocol/rooms.md).
+ * Views are plain data; `subscribe` says when to read them again.
+ */
+
+export type MemberState = "connecting" | "online" | "refused";
+
+export interface RoomMemberView {
+  key: string;
+  name: string | undefined;
+  state: MemberState;
+}
+
+export type RoomStatus = "joining" | "in" | "full" | "offline" | "refused";
+
+export interface RoomView {
+  /** The room id, hex: the room's name in the app (routes, storage). */
+  id: string;
+  /** `room=…&k=…&h=…` — the link's fragment (the UI puts it after its own origin). */
+  fragment: string;
+  host: boolean;
+  status: RoomStatus;
+  members: RoomMemberView[];
+  /** Attempts by someone without the room secret, refused (newest last, at most 20). */
+  refused: { key: string; at: number }[];
+  unread: number;
+  /** Text of the newest message, for Home. */
+  last: string | undefined;
+}
+
+export type RoomMessageState = "sent" | "delivered" | "received" | "alone";
+
+export interface RoomMessageView {
+  id: string;
+  /** Sender's identity key (hex); undefined for ours. */
+  from: string | undefined;
+  name: string | undefined;
+  at: number;
+  text: string;
+  state: RoomMessageState;
+  /** Ours: how many of the members it was for have it. */
+  delivered: number;
+  recipients: number;
+}
+
+export type RoomEvent = { type: "room-changed"; roomId: string } | { type: "rooms-changed" };
+
+export interface RoomsApi {
+  /** Read the rooms we are in from storage (the UI can list them before the network is up). */
+  load(): Promise<void>;
+  list(): RoomView[];
+  room(id: string): RoomView | undefined;
+  messages(id: string): RoomMessageView[];
+  /** A new room with us as its host. */
+  create(): Promise<RoomView>;
+  /** Join from a room link or its fragment; throws an Error written for people on a bad link. */
+  join(linkText: string): Promise<RoomView>;
+  /** Leave for good: the others are told, the history on this device is deleted. */
+  leave(id: string): Promise<void>;
+  markRead(id: string): void;
+  /** Throws an Error written for people (empty, too long, not in the room). */
+  send(id: string, text: string): RoomMessageView;
+  subscribe(listener: (e: RoomEvent) => void): () => void;
+}

@@ -1,0 +1,135 @@
+/**
+ * The rooms engine in Node (docs/protocol/rooms.md): real signaling (room rendezvous), real Noise
+ * XXhfs sessions with the room binding, the engine's own transport seam with in-memory links
+ * (test/support/engine.ts Hub). Joining, a late joiner, fan-out with per-member delivery, a wrong
+ * secret refused on both sides, the member cap, leaving, and the history surviving a restart.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { type RunningSignaling, startSignaling } from "../../../../signaling/testing.ts";
+import { EngineHarness, type EngineNode, until } from "../../../../test/support/engine.ts";
+import type { RoomsApi } from "./api.ts";
+
+describe("rooms engine (Node, real signaling, in-memory links)", () => {
+  let signaling: RunningSignaling;
+  const h = new EngineHarness(() => ({ signalingUrl: signaling.url, config: { log: () => {} } }));
+
+  beforeAll(async () => {
+    signaling = await startSignaling();
+  });
+  afterAll(async () => {
+    await signaling?.close();
+  });
+  afterEach(async () => {
+    await h.stopAll();
+  });
+
+  const rooms = (n: EngineNode): RoomsApi => {
+    if (!n.engine.rooms) throw new Error("no rooms");
+    return n.engine.rooms;
+  };
+  const started = async (name: string, cap?: number) => {
+    const n = h.node(name, undefined, undefined, undefined, cap ? { roomMemberCap: cap } : {});
+    await n.engine.start();
+    await until(() => n.engine.serviceStatus().signaling === "connected", `${name} registered`);
+    return n;
+  };
+  const online = (n: EngineNode, id: string) =>
+    rooms(n)
+      .room(id)
+      ?.members.filter((m) => m.state === "online").length ?? 0;
+  const texts = (n: EngineNode, id: string) =>
+    rooms(n)
+      .messages(id)
+      .filter((m) => m.from !== undefined)
+      .map((m) => m.text);
+
+  it("members meet, a late joiner connects to everyone, messages fan out and are delivered per member", async () => {
+    const [a, b, c] = [await started("ann"), await started("bea"), await started("cat")];
+    const room = await rooms(a).create();
+    const link = room.fragment;
+    await rooms(b).join(link);
+    await until(() => online(a, room.id) === 1 && online(b, room.id) === 1, "ann and bea linked");
+    const sent = rooms(a).send(room.id, "one");
+    rooms(a).send(room.id, "two");
+    await until(() => texts(b, room.id).length === 2, "bea has both");
+    expect(texts(b, room.id)).toEqual(["one", "two"]);
+    expect(rooms(b).messages(room.id)[0]?.name).toBe("ann");
+    await until(
+      () =>
+        rooms(a)
+          .messages(room.id)
+          .every((m) => m.state === "delivered"),
+      "delivered to bea",
+    );
+    expect(sent.recipients).toBe(1);
+
+    await rooms(c).join(link);
+    await until(() => [a, b, c].every((n) => online(n, room.id) === 2), "full mesh of three");
+    expect(texts(c, room.id)).toEqual([]); // history from before it came is not sent
+    rooms(c).send(room.id, "cat here");
+    await until(
+      () => texts(a, room.id).includes("cat here") && texts(b, room.id).includes("cat here"),
+      "both got it",
+    );
+    await until(() => rooms(c).messages(room.id)[0]?.state === "delivered", "delivered to both");
+    expect(rooms(c).messages(room.id)[0]).toMatchObject({ delivered: 2, recipients: 2 });
+    // Unread counts on Home: bea has not read cat's message.
+    expect(rooms(b).room(room.id)?.unread).toBeGreaterThan(0);
+    rooms(b).markRead(room.id);
+    expect(rooms(b).room(room.id)?.unread).toBe(0);
+
+    // Leaving: the others see the member go.
+    await rooms(c).leave(room.id);
+    await until(() => rooms(a).room(room.id)?.members.length === 1, "ann sees cat gone");
+    expect(rooms(c).list()).toEqual([]);
+  });
+
+  it("a wrong secret is refused: the member records the attempt, the stranger is told, reads nothing", async () => {
+    const [a, m] = [await started("ann"), await started("mal")];
+    const room = await rooms(a).create();
+    const wrong = room.fragment.replace(/&k=(.)/, (_, ch: string) => `&k=${ch === "A" ? "B" : "A"}`);
+    const theirs = await rooms(m).join(wrong);
+    expect(theirs.id).toBe(room.id); // the same id, so the same rendezvous
+    await until(() => (rooms(a).room(room.id)?.refused.length ?? 0) === 1, "ann saw a refused attempt");
+    await until(() => rooms(m).room(room.id)?.status === "refused", "mal told it was refused");
+    expect(rooms(a).room(room.id)?.members).toEqual([]); // not listed as a member
+    rooms(a).send(room.id, "secret plans");
+    expect(rooms(a).messages(room.id)[0]?.state).toBe("alone");
+    expect(texts(m, room.id)).toEqual([]);
+  });
+
+  it("the member cap: a joiner past it is told the room is full", async () => {
+    const [a, b, c] = [await started("ann", 2), await started("bea", 2), await started("cat", 2)];
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await until(() => online(a, room.id) === 1, "two in");
+    await rooms(c).join(room.fragment);
+    await until(() => rooms(c).room(room.id)?.status === "full", "cat told the room is full");
+    expect(online(a, room.id)).toBe(1);
+  });
+
+  it("the history and the rooms survive a restart (sealed in the engine's secrets)", async () => {
+    const [a, b] = [await started("ann"), await started("bea")];
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await until(() => online(a, room.id) === 1 && online(b, room.id) === 1, "linked");
+    rooms(a).send(room.id, "keep me");
+    await until(() => texts(b, room.id).includes("keep me"), "bea has it");
+    await until(() => rooms(a).messages(room.id)[0]?.state === "delivered", "delivered");
+    await b.engine.stop();
+    const again = h.node("bea", b.user, b.storage);
+    await rooms(again).load();
+    expect(texts(again, room.id)).toEqual(["keep me"]);
+    expect(rooms(again).room(room.id)?.fragment).toBe(room.fragment);
+    // Back online, it is in the room again and linked to ann.
+    await again.engine.start();
+    await until(() => online(again, room.id) === 1 && online(a, room.id) === 1, "linked again");
+  });
+
+  it("a bad link is refused with words, and nothing is stored", async () => {
+    const a = await started("ann");
+    await expect(rooms(a).join("#room=abc&k=def")).rejects.toThrow(/not a room link/);
+    expect(rooms(a).list()).toEqual([]);
+    expect(() => rooms(a).send("00".repeat(16), "x")).toThrow(/not in this room/);
+  });
+});

@@ -1,0 +1,102 @@
+/**
+ * Rooms at rest (docs/protocol/rooms.md §7): the rooms this device is in and each room's history,
+ * sealed like every engine secret (EngineStorage `saveSecret`: the vault's AES-GCM key, under the
+ * passphrase when there is one). No new IndexedDB store, so no schema step:
+ *
+ *   secret "rooms"             canonical MessagePack [RoomRecord, ...]
+ *   secret "room-log/<id hex>" canonical MessagePack [LogEntry, ...] (the newest MAX_LOG kept)
+ *
+ * Writes of one name are serialized and coalesced: a burst of messages costs a few writes, and
+ * the last state always lands.
+ */
+import * as v from "valibot";
+import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../../core/codec/codec.ts";
+import type { EngineStorage } from "../api.ts";
+
+export const MAX_LOG = 2_000;
+
+const recordSchema = v.strictObject({
+  id: bytesSchema(16),
+  k: bytesSchema(32),
+  h: bytesSchema(32),
+  /** The host's private room key (the creator only). */
+  hk: v.optional(bytesSchema(32)),
+  joinedAt: uintSchema(),
+  /** Entries of the log read so far (the unread count is what follows). */
+  read: uintSchema(),
+});
+export type RoomRecord = v.InferOutput<typeof recordSchema>;
+
+const entrySchema = v.strictObject({
+  id: v.string(),
+  /** Sender's identity key (hex); absent for our own messages. */
+  from: v.optional(v.string()),
+  name: v.optional(v.string()),
+  at: uintSchema(),
+  text: v.string(),
+  /** Ours: the members it was for (hex keys), and those who confirmed it. */
+  to: v.optional(v.array(v.string())),
+  got: v.optional(v.array(v.string())),
+});
+export type LogEntry = v.InferOutput<typeof entrySchema>;
+
+const LIMITS = { maxBytes: 64 * 1024 * 1024, maxArrayLength: 1 << 20, maxMapLength: 16 };
+
+type Secrets = Pick<EngineStorage, "loadSecret" | "saveSecret" | "deleteSecret">;
+
+export class RoomStore {
+  readonly #s: Secrets;
+  readonly #writes = new Map<string, { chain: Promise<void>; queued: boolean; value: () => unknown }>();
+
+  constructor(storage: Secrets) {
+    this.#s = storage;
+  }
+
+  async rooms(): Promise<RoomRecord[]> {
+    const bytes = await this.#s.loadSecret("rooms");
+    if (!bytes) return [];
+    const r = decodeWith(bytes, v.array(recordSchema), LIMITS);
+    return r.ok ? r.value : [];
+  }
+
+  saveRooms(rooms: readonly RoomRecord[]): Promise<void> {
+    return this.#write("rooms", () => rooms);
+  }
+
+  async log(idHex: string): Promise<LogEntry[]> {
+    const bytes = await this.#s.loadSecret(`room-log/${idHex}`);
+    if (!bytes) return [];
+    const r = decodeWith(bytes, v.array(entrySchema), LIMITS);
+    return r.ok ? r.value : [];
+  }
+
+  /** Store the log as `current()` returns it when the write runs (the newest MAX_LOG entries). */
+  saveLog(idHex: string, current: () => readonly LogEntry[]): Promise<void> {
+    return this.#write(`room-log/${idHex}`, () => current().slice(-MAX_LOG));
+  }
+
+  async forget(idHex: string): Promise<void> {
+    await this.#s.deleteSecret(`room-log/${idHex}`);
+  }
+
+  /** One write per name at a time; writes asked meanwhile collapse into one with the latest value. */
+  #write(name: string, value: () => unknown): Promise<void> {
+    let w = this.#writes.get(name);
+    if (!w) {
+      w = { chain: Promise.resolve(), queued: false, value };
+      this.#writes.set(name, w);
+    }
+    w.value = value;
+    if (w.queued) return w.chain;
+    w.queued = true;
+    const entry = w;
+    // A failed write (no space left) must not stop the later ones: each starts after the last settled.
+    entry.chain = entry.chain
+      .catch(() => undefined)
+      .then(() => {
+        entry.queued = false;
+        return this.#s.saveSecret(name, encodeCanonical(entry.value()));
+      });
+    return entry.chain;
+  }
+}

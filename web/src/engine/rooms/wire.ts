@@ -1,0 +1,74 @@
+/**
+ * What travels on a room member link (docs/protocol/rooms.md §5): one Noise session per pair of
+ * members (core/session, bound to the room, §4), each session message one frame:
+ *
+ *   0x40 ROOM ‖ padToBucket(canonical MessagePack app message)   (FRAME.ROOM, web/src/engine/wire.ts)
+ *
+ * App messages (`t` prefixed `room.`):
+ *   { t: "room.hi",   name: str 1..40 }                    first frame each way: the display name
+ *   { t: "room.msg",  id: str(22), at: uint, text: str }   a chat message (id = the sender's)
+ *   { t: "room.rcpt", ids: [str(22), ...] ≤ 64 }           the receiver stored these messages
+ *   { t: "room.bye" }                                      leaving the room on purpose
+ *
+ * Everything decoded is bounded and validated; anything else is a typed error and the frame is
+ * dropped (the session stays: one bad frame is not a reason to lose the member).
+ */
+import * as v from "valibot";
+import { equalBytes } from "../../../../core/bytes.ts";
+import { decodeWith, encodeCanonical, uintSchema } from "../../../../core/codec/codec.ts";
+import { padToBucket, unpadBucket } from "../../../../core/codec/padding.ts";
+import { err, ok, type Result } from "../../../../core/errors.ts";
+import { MAX_TEXT_CHARS } from "../outgoing.ts";
+import { FRAME, MAX_RECEIPT_IDS } from "../wire.ts";
+
+/** Session frame type of room app messages (the rooms range 0x40–0x47 of FRAME). */
+export const ROOM_FRAME = FRAME.ROOM;
+export const MAX_NAME_CHARS = 40;
+const ID = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{22}$/));
+
+const schema = v.variant("t", [
+  v.strictObject({
+    t: v.literal("room.hi"),
+    name: v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_NAME_CHARS)),
+  }),
+  v.strictObject({
+    t: v.literal("room.msg"),
+    id: ID,
+    at: uintSchema(),
+    text: v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_TEXT_CHARS)),
+  }),
+  v.strictObject({
+    t: v.literal("room.rcpt"),
+    ids: v.pipe(v.array(ID), v.minLength(1), v.maxLength(MAX_RECEIPT_IDS)),
+  }),
+  v.strictObject({ t: v.literal("room.bye") }),
+]);
+
+export type RoomMessage = v.InferOutput<typeof schema>;
+
+const LIMITS = {
+  maxBytes: 4 * MAX_TEXT_CHARS + 256,
+  maxStrLength: 4 * MAX_TEXT_CHARS,
+  maxArrayLength: MAX_RECEIPT_IDS,
+  maxMapLength: 4,
+  maxBinLength: 0,
+};
+
+export function encodeRoomFrame(m: RoomMessage): Uint8Array {
+  const body = padToBucket(encodeCanonical(m));
+  const out = new Uint8Array(1 + body.length);
+  out[0] = ROOM_FRAME;
+  out.set(body, 1);
+  return out;
+}
+
+export function decodeRoomFrame(frame: Uint8Array): Result<RoomMessage> {
+  if (frame.length < 2 || frame[0] !== ROOM_FRAME) return err("LOFT_ERR_UNKNOWN_TYPE", "not a room frame");
+  const body = unpadBucket(frame.subarray(1));
+  if (!body.ok) return body;
+  const decoded = decodeWith(body.value, schema, LIMITS);
+  if (!decoded.ok) return decoded;
+  if (!equalBytes(encodeCanonical(decoded.value), body.value))
+    return err("LOFT_ERR_MALFORMED", "room message is not canonical MessagePack");
+  return ok(decoded.value);
+}

@@ -1,0 +1,350 @@
+/**
+ * Rooms (docs/user-guide.md "Rooms"): the list on Home with unread counts, "New room" (its link
+ * as text, QR code and a copy button), and a room's screen — who is here and connected, refused
+ * attempts, the chat with per-member delivery, Leave. Screens read app/rooms.ts and never touch
+ * the engine or storage.
+ */
+import { createEffect, createResource, createSignal, For, onCleanup, Show } from "solid-js";
+import type { AppModel } from "../app/model.ts";
+import { roomsOf } from "../app/rooms.ts";
+import type { RoomMessageView, RoomView } from "../engine/rooms/api.ts";
+import { Composer } from "./chat/Composer.tsx";
+import { Qr } from "./Qr.tsx";
+
+/** ← Back (Home.tsx has the same; imported from there it would make Home ↔ Room a cycle). */
+function Back(props: { app: AppModel }) {
+  return (
+    <button type="button" class="back" data-testid="back" onClick={() => props.app.back()}>
+      ← Back
+    </button>
+  );
+}
+
+/** A room's name in the app: its id is random, so the first 8 hex digits tell rooms apart. */
+export const roomLabel = (r: Pick<RoomView, "id">) => `Room ${r.id.slice(0, 8)}`;
+
+const short = (key: string) => `${key.slice(0, 4)}…${key.slice(-4)}`;
+
+/** The rooms block on Home: each room with its unread count, and "New room". */
+export function RoomsOnHome(props: { app: AppModel }) {
+  const rooms = roomsOf(props.app);
+  return (
+    <section class="rooms-home" aria-labelledby="rooms-heading">
+      <div class="row spread">
+        <h2 id="rooms-heading">Rooms</h2>
+        <button type="button" data-testid="nav-new-room" onClick={() => props.app.go({ name: "new-room" })}>
+          New room
+        </button>
+      </div>
+      <Show
+        when={rooms.rooms().length > 0}
+        fallback={
+          <p class="empty" data-testid="empty-rooms">
+            No rooms yet. Start one, or open a room link someone sent you.
+          </p>
+        }
+      >
+        <ul class="contacts" data-testid="room-list" aria-label="Rooms">
+          <For each={rooms.rooms()}>
+            {(r) => (
+              <li>
+                <button
+                  type="button"
+                  class={`contact ${r.unread > 0 ? "unread" : ""}`}
+                  data-testid="room-item"
+                  data-room-id={r.id}
+                  data-unread={r.unread}
+                  onClick={() => props.app.go({ name: "room", room: r.id })}
+                >
+                  <span
+                    class={`dot ${r.members.some((m) => m.state === "online") ? "online" : "offline"}`}
+                    aria-hidden="true"
+                  />
+                  <span class="name">{roomLabel(r)}</span>
+                  <span class="preview">
+                    <Show when={r.last} fallback={<span class="muted">No messages yet</span>}>
+                      {(t) => t()}
+                    </Show>
+                  </span>
+                  <Show when={r.unread > 0}>
+                    <span class="badge" data-testid="room-unread">
+                      {r.unread > 99 ? "99+" : r.unread}
+                      <span class="sr-only"> unread</span>
+                    </span>
+                  </Show>
+                  <span class="presence">{presentLabel(r)}</span>
+                </button>
+              </li>
+            )}
+          </For>
+        </ul>
+      </Show>
+    </section>
+  );
+}
+
+function presentLabel(r: RoomView): string {
+  const n = r.members.length;
+  return n === 0 ? "Nobody else here" : n === 1 ? "1 other member here" : `${n} other members here`;
+}
+
+/** Copy a link, saying so; where copying is not allowed, the person is told to copy it by hand. */
+function useCopy(app: AppModel, text: () => string) {
+  const [copied, setCopied] = createSignal(false);
+  const copy = async () => {
+    try {
+      await navigator.clipboard.writeText(text());
+      setCopied(true);
+    } catch {
+      app.setNotice("Copying is not allowed here: select the link and copy it yourself.");
+    }
+  };
+  return { copied, copy };
+}
+
+/** "New room": makes the room, shows its link (text, QR, copy) and opens it. */
+export function NewRoom(props: { app: AppModel }) {
+  const app = props.app;
+  const rooms = roomsOf(app);
+  const [room] = createResource(async () => rooms.create());
+  const link = () => {
+    const r = room();
+    return r ? rooms.linkOf(r) : "";
+  };
+  const { copied, copy } = useCopy(app, link);
+  return (
+    <main class="screen" data-testid="new-room-screen">
+      <div class="bar">
+        <Back app={app} />
+        <h1>New room</h1>
+      </div>
+      <Show when={room.error}>
+        <p class="card warning" role="alert" data-testid="new-room-error">
+          {(room.error as Error).message}
+        </p>
+      </Show>
+      <Show when={room()}>
+        {(r) => (
+          <div class="card center">
+            <p>
+              Everyone who opens this link joins the room. The secret in it never reaches a server: share it
+              only with the people you want in the room.
+            </p>
+            <Qr text={link()} label="QR code of the room link" testid="room-link-qr" />
+            <label for="room-link-text" class="sr-only">
+              Room link
+            </label>
+            <textarea
+              id="room-link-text"
+              class="link"
+              data-testid="room-link"
+              readOnly
+              rows={4}
+              value={link()}
+            />
+            <div class="row">
+              <button type="button" class="primary" data-testid="copy-room-link" onClick={copy}>
+                {copied() ? "Copied" : "Copy link"}
+              </button>
+              <button
+                type="button"
+                data-testid="open-room"
+                onClick={() => app.go({ name: "room", room: r().id }, { replace: true })}
+              >
+                Open the room
+              </button>
+            </div>
+          </div>
+        )}
+      </Show>
+    </main>
+  );
+}
+
+/** One room: members, refused attempts, the chat, Leave. */
+export function RoomScreen(props: { app: AppModel; id: string }) {
+  const app = props.app;
+  const rooms = roomsOf(app);
+  const room = () => rooms.room(props.id);
+  const messages = () => rooms.messages(props.id);
+  const [error, setError] = createSignal<string>();
+  const [showLink, setShowLink] = createSignal(false);
+  const link = () => {
+    const r = room();
+    return r ? rooms.linkOf(r) : "";
+  };
+  const { copied, copy } = useCopy(app, link);
+  let list!: HTMLOListElement;
+
+  // Reading the room marks it read, and keeps the newest message in view.
+  createEffect(() => {
+    const n = messages().length;
+    if (room() && app.pageVisible()) rooms.markRead(props.id);
+    if (n > 0) queueMicrotask(() => list?.lastElementChild?.scrollIntoView({ block: "end" }));
+  });
+  const onVisible = () => rooms.markRead(props.id);
+  window.addEventListener("focus", onVisible);
+  onCleanup(() => window.removeEventListener("focus", onVisible));
+
+  const leave = async () => {
+    if (!confirm("Leave this room? Its history on this device is deleted.")) return;
+    try {
+      await rooms.leave(props.id);
+      app.go({ name: "home" }, { replace: true });
+    } catch (e) {
+      setError((e as Error).message);
+    }
+  };
+
+  return (
+    <main class="screen chat room" data-testid="room-screen" data-room-id={props.id}>
+      <div class="bar">
+        <Back app={app} />
+        <div class="who">
+          <h1 data-testid="room-title">{room() ? roomLabel(room()!) : "Room"}</h1>
+          <span class="muted" data-testid="room-status" data-status={room()?.status}>
+            {statusLabel(room())}
+          </span>
+        </div>
+        <div class="actions">
+          <button
+            type="button"
+            data-testid="room-show-link"
+            aria-expanded={showLink()}
+            onClick={() => setShowLink(!showLink())}
+          >
+            Invite
+          </button>
+          <button type="button" data-testid="leave-room" onClick={leave}>
+            Leave
+          </button>
+        </div>
+      </div>
+      <Show when={!room()}>
+        <p class="card warning" role="alert" data-testid="room-missing">
+          {rooms.available()
+            ? "You are not in this room on this device (you may have left it)."
+            : "Rooms run in the tab where Loft is connected."}
+        </p>
+      </Show>
+      <Show when={room()}>
+        {(r) => (
+          <>
+            <Show when={showLink()}>
+              <div class="card center" data-testid="room-invite">
+                <Qr text={link()} label="QR code of the room link" />
+                <label for="room-invite-text" class="sr-only">
+                  Room link
+                </label>
+                <textarea id="room-invite-text" class="link" readOnly rows={4} value={link()} />
+                <button type="button" class="primary" onClick={copy}>
+                  {copied() ? "Copied" : "Copy link"}
+                </button>
+              </div>
+            </Show>
+            <Show when={r().status === "full"}>
+              <p class="card warning" role="alert" data-testid="room-full">
+                This room is full: it has as many members as a room can have. Try again when someone leaves.
+              </p>
+            </Show>
+            <Show when={r().status === "refused"}>
+              <p class="card warning" role="alert" data-testid="room-refused-us">
+                The members of this room did not let you in: this link's secret is not the room's. Ask for the
+                link again.
+              </p>
+            </Show>
+            <section aria-labelledby="members-heading" class="members">
+              <h2 id="members-heading" class="sr-only">
+                Members
+              </h2>
+              <ul data-testid="room-members" aria-label="Members here">
+                <li class="member me">You</li>
+                <For each={r().members}>
+                  {(m) => (
+                    <li class="member" data-testid="room-member" data-key={m.key} data-state={m.state}>
+                      <span class={`dot ${m.state === "online" ? "online" : "offline"}`} aria-hidden="true" />
+                      {m.name ?? short(m.key)}
+                      <span class="sr-only">{m.state === "online" ? " (connected)" : " (connecting)"}</span>
+                    </li>
+                  )}
+                </For>
+              </ul>
+            </section>
+            <For each={r().refused.slice(-3)}>
+              {(x) => (
+                <p class="status" role="status" data-testid="room-refused-attempt">
+                  Someone without this room's secret ({short(x.key)}) tried to join and was refused.
+                </p>
+              )}
+            </For>
+          </>
+        )}
+      </Show>
+      <div role="log" aria-label="Room messages">
+        <ol class="messages" data-testid="room-messages" ref={list}>
+          <For each={messages()}>{(m) => <RoomBubble m={m} />}</For>
+        </ol>
+      </div>
+      <Show when={error()}>
+        <p class="error" role="alert">
+          {error()}
+        </p>
+      </Show>
+      <Composer
+        disabled={!room()}
+        onSend={(text) => rooms.send(props.id, text)}
+        error={undefined}
+        onClearError={() => setError(undefined)}
+      />
+    </main>
+  );
+}
+
+function RoomBubble(props: { m: RoomMessageView }) {
+  const m = () => props.m;
+  const ours = () => m().from === undefined;
+  return (
+    <li
+      class={`bubble ${ours() ? "out" : "in"}`}
+      data-testid="room-message"
+      data-direction={ours() ? "out" : "in"}
+      data-state={m().state}
+    >
+      <Show when={!ours()}>
+        <span class="sender" data-testid="room-message-sender">
+          {m().name ?? short(m().from ?? "")}
+        </span>
+      </Show>
+      <span class="text" data-testid="room-message-text">
+        {m().text}
+      </span>
+      <Show when={ours()}>
+        <span class="meta muted" data-testid="room-message-state">
+          {m().state === "alone"
+            ? "Nobody else was here"
+            : m().state === "delivered"
+              ? m().recipients === 1
+                ? "Delivered"
+                : `Delivered to all ${m().recipients}`
+              : `Delivered to ${m().delivered} of ${m().recipients}`}
+        </span>
+      </Show>
+    </li>
+  );
+}
+
+function statusLabel(r: RoomView | undefined): string {
+  if (!r) return "";
+  switch (r.status) {
+    case "joining":
+      return "Joining…";
+    case "in":
+      return presentLabel(r);
+    case "full":
+      return "Room is full";
+    case "offline":
+      return "Not connected — waiting for the network";
+    case "refused":
+      return "Refused";
+  }
+}

@@ -43,6 +43,7 @@
  * Nothing in this file runs except the tiny `EngineRefusal` error class.
  */
 import type { Identity, Trust, UserIdentity } from "../identity.ts";
+import type { CallControls, CallEndKind, CallView } from "./calls/types.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Identifiers and records shared with storage
@@ -78,6 +79,18 @@ export interface StoredMessage {
   failure?: EngineError;
   /** Peer's id for this message (incoming), for de-duplication and delivery receipts. */
   remoteId?: string;
+  /**
+   * Set on a history entry that records a call rather than a message (calls/history.ts): local
+   * only, never sent. `text` holds its summary in words ("Missed voice call").
+   */
+  call?: CallRecord;
+}
+
+/** A call in the history: how it went and, once answered, how long it lasted. */
+export interface CallRecord {
+  video: boolean;
+  outcome: CallEndKind;
+  durationMs?: number;
 }
 
 /**
@@ -359,7 +372,9 @@ export type EngineEvent =
   | { type: "contact-changed"; contactId: ContactId }
   | { type: "service"; status: ServiceStatus }
   /** An error not tied to one message (e.g. the signaling server went away). */
-  | { type: "error"; contactId?: ContactId; error: EngineError };
+  | { type: "error"; contactId?: ContactId; error: EngineError }
+  /** A call started, rang, connected, changed its media or ended (calls/; docs/protocol/calls.md). */
+  | { type: "call"; call: CallView };
 
 export type EngineListener = (event: EngineEvent) => void;
 
@@ -438,6 +453,9 @@ export interface ChatEngine {
 
   /** Subscribe to events; returns the unsubscribe function (use it in Solid's `onCleanup`). */
   subscribe(listener: EngineListener): () => void;
+
+  /** One-to-one voice and video calls (web/src/engine/calls/); absent where media is unavailable. */
+  readonly calls?: CallControls;
 }
 
 /** One change to a contact record (`ChatEngine.changeContact`). */

@@ -25,6 +25,7 @@ import type {
   ServiceStatus,
   StoredMessage,
 } from "./api.ts";
+import type { CallSignal } from "./calls/wire.ts";
 import type { EngineConfig } from "./config.ts";
 import type { EngineCloseReason } from "./errors.ts";
 import { type AddressQueue, PieceBuffer, type RxQueue, type TxQueue } from "./mailbox.ts";
@@ -171,6 +172,8 @@ export interface EngineContext {
   /** Consecutive BUSY refusals of our REGISTER (reset once registered; presence.ts). */
   registerBusy: number;
   lastStamp: number;
+  /** Where `call.*` signals from a live session go (calls/calls.ts); set by the engine. */
+  calls?: { receive(peer: Peer, m: CallSignal): void };
 }
 
 /** Largest message reassembled from mailbox pieces (a 16 000-character text is about 66 KB). */

@@ -47,6 +47,7 @@ import type {
   Presence,
   ServiceStatus,
 } from "./api.ts";
+import { Calls } from "./calls/calls.ts";
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
 import { type EngineContext, emit, type Peer, setService, stamp } from "./context.ts";
 import { contactLinkRefs, setupAddress } from "./first-contact.ts";
@@ -62,6 +63,8 @@ export class Engine implements ChatEngine {
   readonly #lines = new SendLines();
   /** Every contact's link controller and the inbound dispatch (link/links.ts). */
   readonly #links: Links;
+  /** One-to-one calls (calls/calls.ts; docs/protocol/calls.md). */
+  readonly calls: Calls;
 
   constructor(
     options: EngineStartOptions,
@@ -99,6 +102,8 @@ export class Engine implements ChatEngine {
       lastStamp: 0,
     };
     this.#links = new Links(this.#ctx, (contactId) => this.contactChanged(contactId));
+    this.calls = new Calls(this.#ctx, (contactId) => this.connect(contactId));
+    this.#ctx.calls = this.calls;
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -170,6 +175,7 @@ export class Engine implements ChatEngine {
     if (this.#ctx.stopped) return;
     // Messages already handed over are stored (and stay in the outbox) before we go.
     await this.#lines.idle();
+    this.calls.stop();
     this.#ctx.stopped = true;
     this.#links.stop();
     clearTimeout(this.#ctx.addressTimer);

@@ -17,12 +17,15 @@
  *                                                      sender auth key (docs/protocol/mailbox.md)
  *   { t: "intro", i: bin, u: str, s: bin(24), k: bin(32) } first contact: our signed identity and our
  *                                                      mailbox for the peer (docs/protocol/mailbox.md)
+ *   { t: "call.*", c: bin(16), ... }                   a one-to-one call's signals (calls/wire.ts;
+ *                                                      docs/protocol/calls.md)
  */
 import * as v from "valibot";
 import { equalBytes } from "../../../core/bytes.ts";
 import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/codec/codec.ts";
 import { padToBucket, unpadBucket } from "../../../core/codec/padding.ts";
 import { err, ok, type Result } from "../../../core/errors.ts";
+import { CALL_SCHEMAS } from "./calls/wire.ts";
 // Longest text in one message: one source for the wire and the UI (outgoing.ts).
 import { MAX_TEXT_CHARS } from "./outgoing.ts";
 
@@ -132,6 +135,7 @@ const appSchema = v.variant("t", [
     s: bytesSchema(QUEUE_ID_BYTES),
     k: bytesSchema(32),
   }),
+  ...CALL_SCHEMAS,
 ]);
 
 export type AppMessage = v.InferOutput<typeof appSchema>;

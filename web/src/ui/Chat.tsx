@@ -19,6 +19,7 @@ import {
 import type { AppModel } from "../app/model.ts";
 import type { HandedOver, MessageId, StoredMessage } from "../engine/api.ts";
 import { refusalFor } from "../engine/outgoing.ts";
+import { CallButtons } from "./call/CallButtons.tsx";
 import { Composer, type ComposerHandle } from "./chat/Composer.tsx";
 import { followBottom, isAtBottom, keepPosition, scrollToBottom, scrollTop } from "./chat/follow.ts";
 import { MessageList } from "./chat/MessageList.tsx";
@@ -204,6 +205,7 @@ export function Chat(props: { app: AppModel; id: string }) {
               </p>
             </Show>
           </div>
+          <CallButtons app={app} id={props.id} name={name()} blocked={!!blocked()} />
         </div>
         <Show when={status().notice}>
           {(e) => (

@@ -147,7 +147,8 @@ export class Calls implements CallControls {
     const usable = () =>
       peer.live !== undefined && peer.live.session.state !== "closed" && ratchetCanSend(peer);
     if (usable()) return true;
-    if (!peer.online && this.#ctx.signaling?.state === "registered") return false;
+    // Without signaling, or with the contact offline, no session can come up now.
+    if (!peer.online || this.#ctx.signaling?.state !== "registered") return false;
     this.#connect(peer.id);
     const until = Date.now() + SESSION_WAIT_MS;
     // Bounded in time: the session comes up, or the call says the contact is offline.

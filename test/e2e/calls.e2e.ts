@@ -227,7 +227,11 @@ describe("one-to-one calls", () => {
 
   it("an offer whose SDP names another DTLS certificate than the session's is refused: clear words, no media", async () => {
     await a.evaluate(() => {
-      const proto = RTCPeerConnection.prototype;
+      // The getter lives on the browser's own prototype, below the recording subclass.
+      let proto: object | null = RTCPeerConnection.prototype;
+      while (proto && !Object.getOwnPropertyDescriptor(proto, "localDescription"))
+        proto = Object.getPrototypeOf(proto);
+      if (!proto) throw new Error("no localDescription");
       const desc = Object.getOwnPropertyDescriptor(proto, "localDescription");
       if (!desc?.get) throw new Error("no localDescription getter");
       const real = desc.get;

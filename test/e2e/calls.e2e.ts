@@ -17,6 +17,7 @@
  * Her `fp`, sent inside the session, stays the real one; Bob's app must refuse before any media
  * connection exists.
  */
+import { execFileSync } from "node:child_process";
 import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
@@ -25,6 +26,17 @@ import { startTurn, TURN_PASSWORD, TURN_USER, type TurnServer } from "../support
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 const id = byId;
+const TEST_ADDR = process.env.LOFT_TEST_ADDR ?? "198.18.0.1";
+const ip = (...args: string[]) => execFileSync("ip", args, { stdio: "pipe" });
+/** The test address and route back, as the next test (and test file) expects them. */
+function restoreNetwork(): void {
+  try {
+    ip("addr", "add", `${TEST_ADDR}/24`, "dev", "loft0");
+  } catch {}
+  try {
+    ip("route", "replace", "default", "dev", "loft0");
+  } catch {}
+}
 
 /** Records every RTCPeerConnection of the page (and whether it ever reached "connected"). */
 const RECORD_PCS = `(() => {
@@ -137,6 +149,7 @@ describe("one-to-one calls", () => {
     ({ a, b } = env);
   });
   afterAll(async () => {
+    restoreNetwork();
     await env?.close();
   });
 
@@ -269,6 +282,38 @@ describe("one-to-one calls", () => {
     await a.reload(); // Alice's page without the rewriting
     await openChat(a, bobId);
     await waitForPresence(a, /^online/);
+  });
+
+  it("a network drop mid-call shows Reconnecting on both sides; an ICE restart brings the media back", async () => {
+    await id(a, "call-voice").click();
+    await id(b, "call-accept").click({ timeout: 45_000 });
+    await waitForPhase(a, "active");
+    await waitForPhase(b, "active");
+    await risesAbove(b, (s) => s.audioIn, 0);
+
+    // The media's only path (the test address) disappears; nothing tells the pages.
+    ip("addr", "del", `${TEST_ADDR}/24`, "dev", "loft0");
+    try {
+      await waitForPhase(a, "reconnecting");
+      await waitForPhase(b, "reconnecting");
+      expect(await id(a, "call-status").textContent()).toMatch(/^Reconnecting/);
+      // The caller restarts ICE while the path is still gone (sent through the chat session).
+      await expect
+        .poll(() => env.logs.some((l) => l.includes("alice: [loft engine] call: ICE restart")), {
+          timeout: 30_000,
+        })
+        .toBe(true);
+    } finally {
+      restoreNetwork();
+    }
+    await waitForPhase(a, "active");
+    await waitForPhase(b, "active");
+    const after = (await mediaStats(b)).audioIn;
+    await risesAbove(b, (s) => s.audioIn, after);
+    await id(a, "call-hangup").click();
+    expect(await endedKind(b)).toBe("hangup");
+    await closeEnded(a);
+    await closeEnded(b);
   });
 
   it("calling a contact who is offline says so at once", async () => {

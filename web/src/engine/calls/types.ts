@@ -2,7 +2,8 @@
  * What the UI sees of calls (web/src/engine/api.ts `ChatEngine.calls`; docs/protocol/calls.md):
  * one call at a time, its phase and media state as `CallView` in `call` events, and the controls.
  */
-import type { ContactId } from "../api.ts";
+/** api.ts `ContactId` (lowercase hex of the identity key); api.ts imports this file. */
+type ContactId = string;
 
 /**
  * calling → ringing → connecting → active ⇄ reconnecting → ended (the caller);

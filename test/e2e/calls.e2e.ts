@@ -284,6 +284,29 @@ describe("one-to-one calls", () => {
     await waitForPresence(a, /^online/);
   });
 
+  it("a callee whose microphone permission is denied: both sides are told in words", async () => {
+    // Bob's browser refuses the microphone, as after "Block" on the permission prompt.
+    await b.evaluate(() => {
+      navigator.mediaDevices.getUserMedia = () =>
+        Promise.reject(new DOMException("Permission denied", "NotAllowedError"));
+    });
+    await id(a, "call-voice").click();
+    await id(b, "call-accept").click({ timeout: 45_000 });
+    expect(await endedKind(b)).toBe("permission");
+    expect(await id(b, "call-ended-text").textContent()).toMatch(
+      /^Loft isn't allowed to use your microphone. Allow it for this site in your browser's settings/,
+    );
+    expect(await endedKind(a)).toBe("unavailable");
+    expect(await id(a, "call-ended-text").textContent()).toBe(
+      "Bob can't take the call: their microphone isn't available.",
+    );
+    await closeEnded(a);
+    await closeEnded(b);
+    await b.reload(); // Bob's page with its real getUserMedia again
+    await openChat(b, aliceId);
+    await waitForPresence(b, /^online/);
+  });
+
   it("a network drop mid-call shows Reconnecting on both sides; an ICE restart brings the media back", async () => {
     await id(a, "call-voice").click();
     await id(b, "call-accept").click({ timeout: 45_000 });

@@ -33,6 +33,9 @@ const controls = (app: AppModel): CallControls | undefined => app.engine?.calls;
 /** Why calling is not possible right now, or undefined when it is. */
 export function cannotCall(app: AppModel): string | undefined {
   if (!app.engine) return "Loft is still starting. Try again in a moment.";
+  // Another tab runs the engine, or it could not start: calls can't ring from here.
+  const problem = app.engineProblem();
+  if (problem) return `Calls can't start here: ${problem}`;
   if (!controls(app) || typeof RTCPeerConnection === "undefined")
     return "Calls are not available in this tab (Loft runs in another tab, or this browser has no WebRTC).";
   return undefined;

@@ -307,6 +307,8 @@ export class Engine implements ChatEngine {
   /** Act on the stored contact: its controller re-reads it, or forgets it when it is gone. */
   async #reread(contactId: ContactId): Promise<void> {
     const c = await this.#ctx.storage.getContact(contactId);
+    // A call with a contact that is now blocked, pending or gone ends with it (calls.md §1).
+    if (!c || refusalFor(c)) this.calls.endFor(contactId);
     if (c) this.#links.for(c).changed(c);
     else {
       this.#links.forget(contactId);

@@ -602,6 +602,15 @@ export class Calls implements CallControls {
     this.#finish(c, answered ? "hangup" : "cancelled", answered ? "hangup" : "cancel");
   }
 
+  /** The contact was blocked, is waiting on an identity decision, or was deleted: the call ends. */
+  endFor(contactId: ContactId): void {
+    const c = this.#live();
+    if (c?.view.contactId !== contactId) return;
+    const tell =
+      c.view.connectedAt !== undefined ? "hangup" : c.view.direction === "in" ? "decline" : "cancel";
+    this.#finish(c, "blocked", tell);
+  }
+
   /** The engine stops: the call ends as a hang-up. */
   stop(): void {
     const c = this.#live();

@@ -91,6 +91,21 @@ function mediaStats(page: Page): Promise<MediaStats> {
   });
 }
 
+/** The label of the track the call's media connection sends for `kind` ("" when none). */
+function senderLabel(page: Page, kind: "audio" | "video"): Promise<string> {
+  return page.evaluate((kind) => {
+    type Pc = RTCPeerConnection & { __media: boolean };
+    const pcs = ((globalThis as unknown as { __loftPcs?: Pc[] }).__loftPcs ?? []).filter(
+      (pc) => pc.__media && pc.connectionState !== "closed",
+    );
+    const sender = pcs
+      .at(-1)
+      ?.getTransceivers()
+      .find((t) => t.receiver.track.kind === kind)?.sender;
+    return sender?.track?.label ?? "";
+  }, kind);
+}
+
 /** Wait until `pick` of the page's stats exceeds `than` (bounded by the poll's timeout). */
 async function risesAbove(page: Page, pick: (s: MediaStats) => number, than: number): Promise<number> {
   let seen = 0;
@@ -153,7 +168,7 @@ describe("one-to-one calls", () => {
     await env?.close();
   });
 
-  it("A calls B with video: both receive media, mute stops A's audio packets, hang-up ends both sides", async () => {
+  it("A calls B with video: both receive media, mute stops A's audio packets, screen sharing and a microphone switch keep media flowing, hang-up ends both sides", async () => {
     [aliceId, bobId] = await startChatting(a, b, env.loft.url);
     await waitForPresence(b, /^online/);
     await id(a, "call-video").click();
@@ -192,6 +207,21 @@ describe("one-to-one calls", () => {
     await id(a, "call-mute").click();
     await id(b, "call-remote-muted").waitFor({ state: "detached" });
     await risesAbove(b, (s) => s.audioIn, receivedMuted);
+
+    // Screen sharing replaces Alice's camera on the same sender; Bob keeps decoding frames.
+    await id(a, "call-share").click();
+    await expect.poll(() => id(a, "call-share").getAttribute("aria-pressed")).toBe("true");
+    await expect.poll(() => senderLabel(a, "video")).toMatch(/^screen/);
+    frames = await risesAbove(b, (s) => s.framesDecoded, (await mediaStats(b)).framesDecoded + 10);
+    await id(a, "call-share").click();
+    await expect.poll(() => senderLabel(a, "video")).toBe("fake_device_0");
+
+    // Another microphone, mid-call: the audio sender switches, Bob keeps receiving audio.
+    await a.locator(".call-devices summary").click();
+    await expect.poll(() => id(a, "call-mic-select").locator("option").count()).toBeGreaterThan(1);
+    await id(a, "call-mic-select").selectOption({ label: "Fake Audio Input 1" });
+    await expect.poll(() => senderLabel(a, "audio")).toBe("Fake Audio Input 1");
+    await risesAbove(b, (s) => s.audioIn, (await mediaStats(b)).audioIn);
 
     // Bob hangs up: both sides end, both media connections close, both histories say so.
     await id(b, "call-hangup").click();

@@ -24,16 +24,12 @@ import { CSP_REPORT_PATH } from "./csp-reports.ts";
  */
 export const PERMISSIONS_POLICY = [
   "accelerometer=()",
-  "autoplay=()",
-  "camera=()",
-  "display-capture=()",
   "encrypted-media=()",
   "fullscreen=()",
   "geolocation=()",
   "gyroscope=()",
   "hid=()",
   "magnetometer=()",
-  "microphone=()",
   "midi=()",
   "payment=()",
   "picture-in-picture=()",
@@ -43,6 +39,12 @@ export const PERMISSIONS_POLICY = [
   "usb=()",
   "xr-spatial-tracking=()",
   "clipboard-write=(self)",
+  // Calls (docs/protocol/calls.md): microphone, camera, screen sharing, and the contact's voice
+  // playing without a click on the <video> first.
+  "autoplay=(self)",
+  "camera=(self)",
+  "display-capture=(self)",
+  "microphone=(self)",
 ].join(", ");
 
 /** `connect-src` sources beyond `'self'` when the operator names none. */

@@ -111,7 +111,9 @@ describe("the app under its Content-Security-Policy", () => {
     expect(csp).toContain("frame-ancestors 'none'");
     expect(csp).not.toMatch(/unsafe-inline|unsafe-eval/);
     expect(csp).toContain("report-uri /csp-report");
-    expect(res?.headers()["permissions-policy"]).toContain("camera=()");
+    // Calls use the camera and microphone on this origin only; what nothing uses stays off.
+    expect(res?.headers()["permissions-policy"]).toContain("camera=(self)");
+    expect(res?.headers()["permissions-policy"]).toContain("geolocation=()");
   });
 
   it("identities, links, a chat both ways and Settings work with zero violations", async () => {

@@ -46,6 +46,8 @@ import type { Identity, Trust, UserIdentity } from "../identity.ts";
 import type { FileTransfer } from "./files/store.ts";
 
 export type { FileState, FileTransfer } from "./files/store.ts";
+
+import type { CallControls, CallEndKind, CallView } from "./calls/types.ts";
 import type { RoomsApi } from "./rooms/api.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -82,6 +84,18 @@ export interface StoredMessage {
   failure?: EngineError;
   /** Peer's id for this message (incoming), for de-duplication and delivery receipts. */
   remoteId?: string;
+  /**
+   * Set on a history entry that records a call rather than a message (calls/history.ts): local
+   * only, never sent. `text` holds its summary in words ("Missed voice call").
+   */
+  call?: CallRecord;
+}
+
+/** A call in the history: how it went and, once answered, how long it lasted. */
+export interface CallRecord {
+  video: boolean;
+  outcome: CallEndKind;
+  durationMs?: number;
 }
 
 /**
@@ -365,7 +379,9 @@ export type EngineEvent =
   /** An error not tied to one message (e.g. the signaling server went away). */
   | { type: "error"; contactId?: ContactId; error: EngineError }
   /** A file transfer changed (state or progress), already stored (docs/protocol/files.md). */
-  | { type: "file"; transfer: FileTransfer };
+  | { type: "file"; transfer: FileTransfer }
+  /** A call started, rang, connected, changed its media or ended (calls/; docs/protocol/calls.md). */
+  | { type: "call"; call: CallView };
 
 export type EngineListener = (event: EngineEvent) => void;
 
@@ -467,6 +483,8 @@ export interface ChatEngine {
    * run the engine (offline engine), since a room is nothing but live member links.
    */
   readonly rooms?: RoomsApi;
+  /** One-to-one voice and video calls (web/src/engine/calls/); absent where media is unavailable. */
+  readonly calls?: CallControls;
 }
 
 /** One change to a contact record (`ChatEngine.changeContact`). */

@@ -27,6 +27,7 @@ import type {
   ServiceStatus,
   StoredMessage,
 } from "./api.ts";
+import type { CallSignal } from "./calls/wire.ts";
 import type { EngineConfig } from "./config.ts";
 import type { EngineCloseReason } from "./errors.ts";
 import type { FileAppMessage } from "./files/wire.ts";
@@ -190,6 +191,8 @@ export interface EngineContext {
   lastStamp: number;
   /** File transfers (set by the engine; absent in engines built without them). */
   files?: FileLane;
+  /** Where `call.*` signals from a live session go (calls/calls.ts); set by the engine. */
+  calls?: { receive(peer: Peer, m: CallSignal): void };
 }
 
 /** Largest message reassembled from mailbox pieces (a 16 000-character text is about 66 KB). */

@@ -47,6 +47,7 @@ import type {
   Presence,
   ServiceStatus,
 } from "./api.ts";
+import { Calls } from "./calls/calls.ts";
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
 import { cryptoOf, type EngineContext, emit, type Peer, providerOf, setService, stamp } from "./context.ts";
 import { FileTransfers } from "./files/transfers.ts";
@@ -68,6 +69,8 @@ export class Engine implements ChatEngine {
   readonly #files: FileTransfers;
   /** Rooms: meshes of member links over the same signaling and transport (rooms/mesh.ts). */
   readonly rooms: RoomsEngine | undefined;
+  /** One-to-one calls (calls/calls.ts; docs/protocol/calls.md). */
+  readonly calls: Calls;
 
   constructor(
     options: EngineStartOptions,
@@ -123,6 +126,8 @@ export class Engine implements ChatEngine {
           log: cfg.log,
           now: () => stamp(this.#ctx),
         });
+    this.calls = new Calls(this.#ctx, (contactId) => this.connect(contactId));
+    this.#ctx.calls = this.calls;
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -197,6 +202,7 @@ export class Engine implements ChatEngine {
     if (this.#ctx.stopped) return;
     // Messages already handed over are stored (and stay in the outbox) before we go.
     await this.#lines.idle();
+    this.calls.stop();
     this.#ctx.stopped = true;
     this.#links.stop();
     this.rooms?.stop();
@@ -330,6 +336,8 @@ export class Engine implements ChatEngine {
   /** Act on the stored contact: its controller re-reads it, or forgets it when it is gone. */
   async #reread(contactId: ContactId): Promise<void> {
     const c = await this.#ctx.storage.getContact(contactId);
+    // A call with a contact that is now blocked, pending or gone ends with it (calls.md §1).
+    if (!c || refusalFor(c)) this.calls.endFor(contactId);
     if (c) this.#links.for(c).changed(c);
     else {
       this.#links.forget(contactId);

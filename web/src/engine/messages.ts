@@ -9,6 +9,7 @@ import { wipe } from "../../../core/bytes.ts";
 import { canSend, expireSkippedKeys, ratchetDecrypt } from "../../../core/ratchet/index.ts";
 import { randomId } from "../lib/base64url.ts";
 import type { StoredMessage } from "./api.ts";
+import { isCallSignal } from "./calls/wire.ts";
 import {
   cryptoOf,
   type EngineContext,
@@ -34,7 +35,7 @@ import { decodeAppMessage, MAX_RECEIPT_IDS } from "./wire.ts";
  */
 export type MessagesContext = Pick<
   EngineContext,
-  "cfg" | "stopped" | "signaling" | "pool" | "storage" | "listeners" | "lastStamp" | "files"
+  "cfg" | "stopped" | "signaling" | "pool" | "storage" | "listeners" | "lastStamp" | "files" | "calls"
 >;
 
 /** A message was queued: send it live, or dial and let the mailbox take it if no session comes. */
@@ -94,7 +95,10 @@ export async function receive(
   }
   const m = app.value;
   if (isFileAppMessage(m)) await ctx.files?.onMessage(peer, m);
-  else if (m.t === "msg") {
+  // A call's signals only mean something live; one read later from the mailbox is stale.
+  else if (isCallSignal(m)) {
+    if (live) ctx.calls?.receive(peer, m);
+  } else if (m.t === "msg") {
     const dup = await ctx.storage.findIncoming(peer.id, m.id);
     if (!dup) {
       const stored: StoredMessage = {

@@ -20,12 +20,15 @@
  *   { t: "file.offer" | "file.accept" | "file.decline" | "file.cancel" | "file.done", … }
  *                                                      file transfer (docs/protocol/files.md; the
  *                                                      chunks are session frames 0x10 and 0x11)
+ *   { t: "call.*", c: bin(16), ... }                   a one-to-one call's signals (calls/wire.ts;
+ *                                                      docs/protocol/calls.md)
  */
 import * as v from "valibot";
 import { equalBytes } from "../../../core/bytes.ts";
 import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/codec/codec.ts";
 import { padToBucket, unpadBucket } from "../../../core/codec/padding.ts";
 import { err, ok, type Result } from "../../../core/errors.ts";
+import { CALL_SCHEMAS } from "./calls/wire.ts";
 // File transfer: its session frames (0x10–0x17) and `file.*` messages (docs/protocol/files.md).
 import { FILE_APP_MAX_FIELDS, FILE_FRAME, fileAppSchemas } from "./files/wire.ts";
 // Longest text in one message: one source for the wire and the UI (outgoing.ts).
@@ -147,6 +150,7 @@ const appSchema = v.variant("t", [
     k: bytesSchema(32),
   }),
   ...fileAppSchemas,
+  ...CALL_SCHEMAS,
 ]);
 
 export type AppMessage = v.InferOutput<typeof appSchema>;

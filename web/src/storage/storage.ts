@@ -91,6 +91,7 @@ interface MessageSecret {
   text: string;
   sentAt?: number;
   failure?: EngineError;
+  call?: StoredMessage["call"];
 }
 
 /** Meta key set once every contact and message has been sealed (`#sealLegacyRecords`). */
@@ -228,6 +229,7 @@ export class LoftStorage implements EngineStorage {
     const secret: MessageSecret = { direction: m.direction, text: m.text };
     if (m.sentAt !== undefined) secret.sentAt = m.sentAt;
     if (m.failure) secret.failure = m.failure;
+    if (m.call) secret.call = m.call;
     const plain = encode(secret, { ignoreUndefined: true });
     const sealed = await vault.seal(`message/${m.id}`, plain);
     plain.fill(0);

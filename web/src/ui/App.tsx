@@ -9,6 +9,7 @@ import { routePath } from "../app/routes.ts";
 import { UpdateBanner } from "../update/UpdateBanner.tsx";
 import { Chat } from "./Chat.tsx";
 import { ContactScreen, SafetyScreen } from "./Contact.tsx";
+import { CallScreen } from "./call/CallScreen.tsx";
 import { AddContact, Home, MyLink } from "./Home.tsx";
 import { Onboarding, Unlock } from "./Onboarding.tsx";
 import { NewRoom, RoomScreen } from "./Room.tsx";
@@ -52,6 +53,7 @@ export function App(props: { app: AppModel; fatal?: string }) {
           <Unlock app={app} />
         </Match>
         <Match when={app.phase() === "ready"}>
+          <CallScreen app={app} />
           <Switch>
             <Match when={r().name === "home"}>
               <Home app={app} />

@@ -20,6 +20,7 @@ import { sendFiles } from "../app/files.ts";
 import type { AppModel } from "../app/model.ts";
 import type { HandedOver, MessageId, StoredMessage } from "../engine/api.ts";
 import { refusalFor } from "../engine/outgoing.ts";
+import { CallButtons } from "./call/CallButtons.tsx";
 import { Composer, type ComposerHandle } from "./chat/Composer.tsx";
 import { Files } from "./chat/Files.tsx";
 import { followBottom, isAtBottom, keepPosition, scrollToBottom, scrollTop } from "./chat/follow.ts";
@@ -239,6 +240,7 @@ export function Chat(props: { app: AppModel; id: string }) {
               </p>
             </Show>
           </div>
+          <CallButtons app={app} id={props.id} name={name()} blocked={!!blocked()} />
         </div>
         <Show when={status().notice}>
           {(e) => (

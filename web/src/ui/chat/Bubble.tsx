@@ -19,11 +19,12 @@ export function Bubble(props: { m: Entry; contactOnline: () => boolean; onRetry:
     // biome-ignore lint/a11y/useSemanticElements: a listitem inside a chunk <div> (MessageList.tsx), not an <li>
     <div
       role="listitem"
-      class={`msg ${props.m.direction}`}
+      class={`msg ${props.m.direction}${props.m.call ? " call" : ""}`}
       data-testid="message"
       data-direction={props.m.direction}
       data-state={props.m.stored ? props.m.state : "sending"}
       data-id={props.m.id}
+      data-call={props.m.call?.outcome}
     >
       <p class="text" data-testid="message-text">
         <For each={parts()}>
@@ -51,7 +52,8 @@ export function Bubble(props: { m: Entry; contactOnline: () => boolean; onRetry:
       </Show>
       <p class="meta">
         <time datetime={new Date(props.m.at).toISOString()}>{clockLabel(props.m.at)}</time>
-        <Show when={out()}>
+        {/* A call in the history has no delivery state (calls/words.ts says how it went). */}
+        <Show when={out() && !props.m.call}>
           {" · "}
           <span data-testid="message-state">
             {outgoingStateLabel(props.m.state, props.m.stored, props.contactOnline())}

@@ -1,0 +1,449 @@
+/**
+ * One-to-one calls in real Chromium through the real server (`npm run build` first;
+ * `node scripts/e2e.mjs test/e2e/calls.e2e.ts`), docs/protocol/calls.md.
+ *
+ * Chromium runs with `--use-fake-device-for-media-stream` (a synthetic camera and a beeping
+ * microphone) and `--use-fake-ui-for-media-stream` (permission prompts granted). An init script
+ * only *observes*: it keeps a list of the page's RTCPeerConnections so the test can read
+ * `getStats()` of the call's media connection (the one with transceivers; the chat's data channel
+ * has none) and whether it ever connected. Media is proven by counters that rise — inbound-rtp
+ * audio packets and decoded video frames — and muting by outbound audio packets that stop while
+ * video frames keep arriving; sync points are conditions, never durations.
+ *
+ * The refused call: the call's SDP never passes through signaling (it is inside the ratchet
+ * session), so the rewriting attacker is modelled where an SDP can still be changed — in Alice's
+ * page, between her browser's media stack and what leaves it: her offer's `a=fingerprint` is
+ * replaced by another certificate's, as a man in the middle must do to terminate the DTLS himself.
+ * Her `fp`, sent inside the session, stays the real one; Bob's app must refuse before any media
+ * connection exists.
+ */
+import { execFileSync } from "node:child_process";
+import type { BrowserContext, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectNoAxeViolations } from "../support/axe.ts";
+import { byId, introduce, openChat, startChatting, waitForPresence } from "../support/loft-ui.ts";
+import { startTurn, TURN_PASSWORD, TURN_USER, type TurnServer } from "../support/turn-server.ts";
+import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
+
+const id = byId;
+const TEST_ADDR = process.env.LOFT_TEST_ADDR ?? "198.18.0.1";
+const ip = (...args: string[]) => execFileSync("ip", args, { stdio: "pipe" });
+/** The test address and route back, as the next test (and test file) expects them. */
+function restoreNetwork(): void {
+  try {
+    ip("addr", "add", `${TEST_ADDR}/24`, "dev", "loft0");
+  } catch {}
+  try {
+    ip("route", "replace", "default", "dev", "loft0");
+  } catch {}
+}
+
+/** Records every RTCPeerConnection of the page (and whether it ever reached "connected"). */
+const RECORD_PCS = `(() => {
+  const Orig = globalThis.RTCPeerConnection;
+  if (!Orig) return;
+  const pcs = [];
+  globalThis.__loftPcs = pcs;
+  globalThis.RTCPeerConnection = class extends Orig {
+    constructor(...args) {
+      super(...args);
+      // The call's media connection brings its own certificate (calls.md §3); the chat's does not.
+      this.__media = Boolean(args[0] && args[0].certificates);
+      this.__everConnected = false;
+      this.addEventListener("connectionstatechange", () => {
+        if (this.connectionState === "connected") this.__everConnected = true;
+      });
+      pcs.push(this);
+    }
+  };
+})();`;
+
+interface MediaStats {
+  /** Media connections (with transceivers) created so far in the page. */
+  connections: number;
+  everConnected: number;
+  audioIn: number;
+  audioOut: number;
+  videoOut: number;
+  framesDecoded: number;
+}
+
+/** Counters of the page's latest media connection (zeros when it is closed or absent). */
+function mediaStats(page: Page): Promise<MediaStats> {
+  return page.evaluate(async () => {
+    type Pc = RTCPeerConnection & { __media: boolean; __everConnected: boolean };
+    const media = ((globalThis as unknown as { __loftPcs?: Pc[] }).__loftPcs ?? []).filter(
+      (pc) => pc.__media,
+    );
+    const out = { connections: 0, everConnected: 0, audioIn: 0, audioOut: 0, videoOut: 0, framesDecoded: 0 };
+    out.connections = media.length;
+    out.everConnected = media.filter((pc) => pc.__everConnected).length;
+    const last = [...media].reverse().find((pc) => pc.connectionState !== "closed");
+    if (!last) return out;
+    const report = await last.getStats();
+    report.forEach((s: Record<string, unknown>) => {
+      if (s.type === "inbound-rtp" && s.kind === "audio") out.audioIn += Number(s.packetsReceived ?? 0);
+      if (s.type === "inbound-rtp" && s.kind === "video") out.framesDecoded += Number(s.framesDecoded ?? 0);
+      if (s.type === "outbound-rtp" && s.kind === "audio") out.audioOut += Number(s.packetsSent ?? 0);
+      if (s.type === "outbound-rtp" && s.kind === "video") out.videoOut += Number(s.packetsSent ?? 0);
+    });
+    return out;
+  });
+}
+
+/** The label of the track the call's media connection sends for `kind` ("" when none). */
+function senderLabel(page: Page, kind: "audio" | "video"): Promise<string> {
+  return page.evaluate((kind) => {
+    type Pc = RTCPeerConnection & { __media: boolean };
+    const pcs = ((globalThis as unknown as { __loftPcs?: Pc[] }).__loftPcs ?? []).filter(
+      (pc) => pc.__media && pc.connectionState !== "closed",
+    );
+    const sender = pcs
+      .at(-1)
+      ?.getTransceivers()
+      .find((t) => t.receiver.track.kind === kind)?.sender;
+    return sender?.track?.label ?? "";
+  }, kind);
+}
+
+/** Wait until `pick` of the page's stats exceeds `than` (bounded by the poll's timeout). */
+async function risesAbove(page: Page, pick: (s: MediaStats) => number, than: number): Promise<number> {
+  let seen = 0;
+  await expect
+    .poll(
+      async () => {
+        seen = pick(await mediaStats(page));
+        return seen;
+      },
+      { timeout: 30_000 },
+    )
+    .toBeGreaterThan(than);
+  return seen;
+}
+
+const phase = (page: Page) => id(page, "call-screen").getAttribute("data-phase");
+
+async function waitForPhase(page: Page, p: string): Promise<void> {
+  await expect.poll(() => phase(page).catch(() => null), { timeout: 45_000 }).toBe(p);
+}
+
+async function endedKind(page: Page): Promise<string | null> {
+  await id(page, "call-ended").waitFor({ timeout: 45_000 });
+  return id(page, "call-ended").getAttribute("data-kind");
+}
+
+/** The call entries of the open chat: `outcome direction text`. */
+function callHistory(page: Page): Promise<string[]> {
+  return page
+    .locator("[data-testid=message][data-call]")
+    .evaluateAll((els) =>
+      els.map(
+        (e) =>
+          `${e.getAttribute("data-call")} ${e.getAttribute("data-direction")} ${e.querySelector("[data-testid=message-text]")?.textContent}`,
+      ),
+    );
+}
+
+async function closeEnded(page: Page): Promise<void> {
+  await id(page, "call-close").click();
+  await id(page, "call-ended").waitFor({ state: "detached" });
+}
+
+describe("one-to-one calls", () => {
+  let env: TwoBrowsers;
+  let a: Page;
+  let b: Page;
+  let aliceId: string;
+  let bobId: string;
+
+  beforeAll(async () => {
+    env = await startTwoBrowsers({
+      initScript: RECORD_PCS,
+      chromiumArgs: ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
+    });
+    ({ a, b } = env);
+  });
+  afterAll(async () => {
+    restoreNetwork();
+    await env?.close();
+  });
+
+  it("A calls B with video: both receive media, mute stops A's audio packets, screen sharing and a microphone switch keep media flowing, hang-up ends both sides", async () => {
+    [aliceId, bobId] = await startChatting(a, b, env.loft.url);
+    await waitForPresence(b, /^online/);
+    await id(a, "call-video").click();
+    await id(b, "call-incoming").waitFor({ timeout: 45_000 });
+    expect(await id(b, "call-incoming").textContent()).toContain("Alice is calling");
+    await waitForPhase(a, "ringing");
+    await expectNoAxeViolations(b, "incoming call");
+    await id(b, "call-accept-video").click();
+
+    await waitForPhase(a, "active");
+    await waitForPhase(b, "active");
+    await expectNoAxeViolations(a, "in-call");
+
+    // Both sides receive audio packets and decode video frames, rising.
+    for (const page of [a, b]) {
+      const first = await mediaStats(page);
+      await risesAbove(page, (s) => s.audioIn, first.audioIn);
+      await risesAbove(page, (s) => s.framesDecoded, first.framesDecoded);
+    }
+    expect((await mediaStats(a)).everConnected).toBe(1);
+    expect((await mediaStats(b)).everConnected).toBe(1);
+
+    // Alice mutes: Bob is told, and no audio packet leaves her page while video keeps flowing.
+    await id(a, "call-mute").click();
+    expect(await id(a, "call-mute").getAttribute("aria-pressed")).toBe("true");
+    await id(b, "call-remote-muted").waitFor();
+    // Let what was in flight arrive: 15 more frames at Bob, then the counters must stand still
+    // while another 30 frames arrive (about a second; audio would be ~50 packets).
+    let frames = await risesAbove(b, (s) => s.framesDecoded, (await mediaStats(b)).framesDecoded + 15);
+    const sentMuted = (await mediaStats(a)).audioOut;
+    const receivedMuted = (await mediaStats(b)).audioIn;
+    frames = await risesAbove(b, (s) => s.framesDecoded, frames + 30);
+    expect((await mediaStats(a)).audioOut).toBe(sentMuted);
+    expect((await mediaStats(b)).audioIn).toBe(receivedMuted);
+    // Unmuted, audio flows again.
+    await id(a, "call-mute").click();
+    await id(b, "call-remote-muted").waitFor({ state: "detached" });
+    await risesAbove(b, (s) => s.audioIn, receivedMuted);
+
+    // Screen sharing replaces Alice's camera on the same sender; Bob keeps decoding frames.
+    await id(a, "call-share").click();
+    await expect.poll(() => id(a, "call-share").getAttribute("aria-pressed")).toBe("true");
+    await expect.poll(() => senderLabel(a, "video")).toMatch(/^screen/);
+    frames = await risesAbove(b, (s) => s.framesDecoded, (await mediaStats(b)).framesDecoded + 10);
+    await id(a, "call-share").click();
+    await expect.poll(() => senderLabel(a, "video")).toBe("fake_device_0");
+
+    // Another microphone, mid-call: the audio sender switches, Bob keeps receiving audio.
+    await a.locator(".call-devices summary").click();
+    await expect.poll(() => id(a, "call-mic-select").locator("option").count()).toBeGreaterThan(1);
+    await id(a, "call-mic-select").selectOption({ label: "Fake Audio Input 1" });
+    await expect.poll(() => senderLabel(a, "audio")).toBe("Fake Audio Input 1");
+    await risesAbove(b, (s) => s.audioIn, (await mediaStats(b)).audioIn);
+
+    // Bob hangs up: both sides end, both media connections close, both histories say so.
+    await id(b, "call-hangup").click();
+    expect(await endedKind(b)).toBe("hangup");
+    expect(await endedKind(a)).toBe("hangup");
+    expect(await id(a, "call-ended-text").textContent()).toBe("Call ended.");
+    await expect.poll(async () => (await mediaStats(a)).framesDecoded).toBe(0);
+    await expect.poll(async () => (await mediaStats(b)).framesDecoded).toBe(0);
+    await expect
+      .poll(() => callHistory(a))
+      .toEqual([expect.stringMatching(/^hangup out Video call · \d+:\d\d$/)]);
+    await expect
+      .poll(() => callHistory(b))
+      .toEqual([expect.stringMatching(/^hangup in Video call · \d+:\d\d$/)]);
+    await closeEnded(a);
+    await closeEnded(b);
+  });
+
+  it("a call nobody answers is a missed call in the callee's history; a declined call says so", async () => {
+    await id(a, "call-voice").click();
+    await id(b, "call-incoming").waitFor({ timeout: 45_000 });
+    await waitForPhase(a, "ringing");
+    await expectNoAxeViolations(a, "outgoing call");
+    await id(a, "call-hangup").click(); // Alice gives up before Bob answers
+    expect(await endedKind(a)).toBe("cancelled");
+    expect(await endedKind(b)).toBe("missed");
+    expect(await id(b, "call-ended-text").textContent()).toBe("Missed call from Alice.");
+    await expectNoAxeViolations(b, "call ended");
+    await expect.poll(() => callHistory(b)).toContain("missed in Missed voice call");
+    await expect.poll(() => callHistory(a)).toContain("cancelled out Cancelled voice call");
+    await closeEnded(a);
+    await closeEnded(b);
+
+    await id(a, "call-voice").click();
+    await id(b, "call-incoming").waitFor({ timeout: 45_000 });
+    await id(b, "call-decline").click();
+    expect(await endedKind(a)).toBe("declined");
+    expect(await id(a, "call-ended-text").textContent()).toBe("Bob declined the call.");
+    await expect.poll(() => callHistory(b)).toContain("declined in Declined voice call");
+    await closeEnded(a);
+    await closeEnded(b);
+    // None of these calls made a media connection that connected.
+    expect((await mediaStats(a)).everConnected).toBe(1);
+    expect((await mediaStats(b)).everConnected).toBe(1);
+  });
+
+  it("an offer whose SDP names another DTLS certificate than the session's is refused: clear words, no media", async () => {
+    await a.evaluate(() => {
+      // The getter lives on the browser's own prototype, below the recording subclass.
+      let proto: object | null = RTCPeerConnection.prototype;
+      while (proto && !Object.getOwnPropertyDescriptor(proto, "localDescription"))
+        proto = Object.getPrototypeOf(proto);
+      if (!proto) throw new Error("no localDescription");
+      const desc = Object.getOwnPropertyDescriptor(proto, "localDescription");
+      if (!desc?.get) throw new Error("no localDescription getter");
+      const real = desc.get;
+      Object.defineProperty(proto, "localDescription", {
+        configurable: true,
+        get(this: RTCPeerConnection) {
+          const d = real.call(this) as RTCSessionDescription | null;
+          // The chat's data channel is left alone: only the call's media connection is attacked.
+          if (!d || !(this as unknown as { __media?: boolean }).__media) return d;
+          const sdp = d.sdp.replace(
+            /a=fingerprint:(\S+) ([0-9A-F:]+)/g,
+            (_m, alg: string, hex: string) =>
+              `a=fingerprint:${alg} ${hex.replace(/[0-9A-F]/g, (ch) => ((Number.parseInt(ch, 16) + 1) % 16).toString(16).toUpperCase())}`,
+          );
+          return { type: d.type, sdp, toJSON: () => ({ type: d.type, sdp }) };
+        },
+      });
+    });
+    const before = await mediaStats(b);
+    await id(a, "call-voice").click();
+    expect(await endedKind(b)).toBe("fingerprint");
+    expect(await id(b, "call-ended-text").textContent()).toMatch(
+      /^Call refused: the media connection did not present the key Alice sent inside your encrypted chat/,
+    );
+    expect(await endedKind(a)).toBe("refused");
+    expect(await id(a, "call-ended-text").textContent()).toMatch(/^Bob's app refused the call/);
+    // Bob never even made a media connection; Alice's never connected.
+    expect((await mediaStats(b)).connections).toBe(before.connections);
+    expect((await mediaStats(a)).everConnected).toBe(1);
+    await expect
+      .poll(() => callHistory(b))
+      .toContain("fingerprint in Voice call refused: the media key did not match");
+    await closeEnded(a);
+    await closeEnded(b);
+    await a.reload(); // Alice's page without the rewriting
+    await openChat(a, bobId);
+    await waitForPresence(a, /^online/);
+  });
+
+  it("a callee whose microphone permission is denied: both sides are told in words", async () => {
+    // Bob's browser refuses the microphone, as after "Block" on the permission prompt.
+    await b.evaluate(() => {
+      navigator.mediaDevices.getUserMedia = () =>
+        Promise.reject(new DOMException("Permission denied", "NotAllowedError"));
+    });
+    await id(a, "call-voice").click();
+    await id(b, "call-accept").click({ timeout: 45_000 });
+    expect(await endedKind(b)).toBe("permission");
+    expect(await id(b, "call-ended-text").textContent()).toMatch(
+      /^Loft isn't allowed to use your microphone. Allow it for this site in your browser's settings/,
+    );
+    expect(await endedKind(a)).toBe("unavailable");
+    expect(await id(a, "call-ended-text").textContent()).toBe(
+      "Bob can't take the call: their microphone isn't available.",
+    );
+    await closeEnded(a);
+    await closeEnded(b);
+    await b.reload(); // Bob's page with its real getUserMedia again
+    await openChat(b, aliceId);
+    await waitForPresence(b, /^online/);
+  });
+
+  it("a network drop mid-call shows Reconnecting on both sides; an ICE restart brings the media back", async () => {
+    await id(a, "call-voice").click();
+    await id(b, "call-accept").click({ timeout: 45_000 });
+    await waitForPhase(a, "active");
+    await waitForPhase(b, "active");
+    await risesAbove(b, (s) => s.audioIn, 0);
+
+    // The media's only path (the test address) disappears; nothing tells the pages.
+    ip("addr", "del", `${TEST_ADDR}/24`, "dev", "loft0");
+    try {
+      await waitForPhase(a, "reconnecting");
+      await waitForPhase(b, "reconnecting");
+      expect(await id(a, "call-status").textContent()).toMatch(/^Reconnecting/);
+      // The caller restarts ICE while the path is still gone (sent through the chat session).
+      await expect
+        .poll(() => env.logs.some((l) => l.includes("alice: [loft engine] call: ICE restart")), {
+          timeout: 30_000,
+        })
+        .toBe(true);
+    } finally {
+      restoreNetwork();
+    }
+    await waitForPhase(a, "active");
+    await waitForPhase(b, "active");
+    const after = (await mediaStats(b)).audioIn;
+    await risesAbove(b, (s) => s.audioIn, after);
+    await id(a, "call-hangup").click();
+    expect(await endedKind(b)).toBe("hangup");
+    await closeEnded(a);
+    await closeEnded(b);
+  });
+
+  it("calling a contact who is offline says so at once", async () => {
+    await b.goto("about:blank");
+    await waitForPresence(a, /^offline/);
+    await id(a, "call-voice").click();
+    expect(await endedKind(a)).toBe("offline");
+    expect(await id(a, "call-ended-text").textContent()).toMatch(/^Bob is offline, so the call can't ring/);
+    await closeEnded(a);
+    await b.goto(env.loft.url);
+    await openChat(b, aliceId);
+  });
+});
+
+describe("a call through a TURN relay only", () => {
+  let turn: TurnServer;
+  let env: TwoBrowsers;
+  const contexts: BrowserContext[] = [];
+
+  beforeAll(async () => {
+    turn = await startTurn();
+    env = await startTwoBrowsers({
+      initScript: RECORD_PCS,
+      chromiumArgs: ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
+    });
+  });
+  afterAll(async () => {
+    for (const c of contexts) await c.close().catch(() => {});
+    await env?.close(`--- coturn ---\n${turn?.output()}`);
+    await turn?.stop();
+  });
+
+  it("relay/relay candidates only, media flows both ways", async () => {
+    const { a, b } = env;
+    const [aliceId, bobId] = await introduce(a, b, env.loft.url, ["Alice", "Bob"], async (page) => {
+      await id(page, "nav-settings").click();
+      await id(page, "ice-servers").fill(`${turn.url} ${TURN_USER} ${TURN_PASSWORD}`);
+      await id(page, "ice-relay-only").check();
+      await id(page, "save-endpoints").click();
+      await expect.poll(() => id(page, "endpoints-result").textContent()).toContain("Saved");
+      await page.reload();
+      await id(page, "back").click();
+    });
+    await openChat(a, bobId);
+    await openChat(b, aliceId);
+    await waitForPresence(a, /^online/);
+    await waitForPresence(b, /^online/);
+
+    await id(a, "call-voice").click();
+    await id(b, "call-accept").click({ timeout: 45_000 });
+    await waitForPhase(a, "active");
+    await waitForPhase(b, "active");
+    for (const page of [a, b]) await risesAbove(page, (s) => s.audioIn, 0);
+
+    // The media's selected candidate pair is TURN relay on both ends, on both sides.
+    for (const page of [a, b]) {
+      const pair = await page.evaluate(async () => {
+        type Pc = RTCPeerConnection & { __media: boolean };
+        const pcs = ((globalThis as unknown as { __loftPcs?: Pc[] }).__loftPcs ?? []).filter(
+          (pc) => pc.__media && pc.connectionState !== "closed",
+        );
+        const pc = pcs.at(-1);
+        if (!pc) return "no media connection";
+        const stats: Record<string, unknown>[] = [];
+        (await pc.getStats()).forEach((s: Record<string, unknown>) => {
+          stats.push(s);
+        });
+        const transport = stats.find((s) => s.type === "transport");
+        const selected = stats.find((s) => s.id === transport?.selectedCandidatePairId);
+        const local = stats.find((s) => s.id === selected?.localCandidateId);
+        const remote = stats.find((s) => s.id === selected?.remoteCandidateId);
+        return `${local?.candidateType}/${remote?.candidateType}`;
+      });
+      expect(pair).toBe("relay/relay");
+    }
+    await expect.poll(() => turn.output()).toMatch(/incoming packet CREATE_PERMISSION processed, success/);
+    await id(a, "call-hangup").click();
+    expect(await endedKind(b)).toBe("hangup");
+  });
+});

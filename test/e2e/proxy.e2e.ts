@@ -8,12 +8,23 @@
  *   runs, every file's bytes are identical, a Range request (a video seek) gets exactly its bytes;
  * - traversal and non-shared paths are refused, strangers get "not a contact", no window gets
  *   "open Loft", and those pages pass axe;
+ * - the shared site runs on the content origin (`peer.<host>`), not the app's: its script can
+ *   read neither the app's IndexedDB, localStorage, caches nor cookies, and cannot reach the
+ *   app's Service Worker; one contact's page cannot load another's content; `/peer/…` on the app's
+ *   origin goes to the content origin, and an app reached by IP address refuses to show it;
  * - it starts offline after one visit (the app from the precache, the share from OPFS);
  * - a second build served: the banner shows the new build hash and nothing changes until the
  *   person accepts; a build whose files don't match the hash it announced is refused, and says so.
  *
  * The server serves a private copy of web/dist (`--static-dir`) so the test can publish new builds.
+ * The app is opened as `loft.example.com:<port>` and its content origin is
+ * `peer.loft.example.com:<port>`: two origins of one site, as a deployment has them (Chromium maps
+ * both names to the server's loopback address and treats them as secure contexts). They must be
+ * one site: across sites, the browser partitions the bridge frame's Service Worker away from a
+ * top-level tab of the content origin (docs/decisions.md).
  */
+const APP_HOST = "loft.example.com";
+
 import { createHash } from "node:crypto";
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -77,13 +88,21 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
   let page: Page;
   let me: string;
   let preview: Page;
+  /** The app's origin and its content origin (host/content-origin.ts). */
+  let app: string;
+  let content: string;
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "loft-proxy-"));
     siteDir = await mkdtemp(join(tmpdir(), "loft-site-"));
     await cp(DIST, dir, { recursive: true });
     loft = await startLoft({ args: ["--static-dir", dir] });
-    browser = await launchChromium();
+    app = `http://${APP_HOST}:${loft.port}`;
+    content = `http://peer.${APP_HOST}:${loft.port}`;
+    browser = await launchChromium([
+      `--host-resolver-rules=MAP *.example.com 127.0.0.1`,
+      `--unsafely-treat-insecure-origin-as-secure=${app},${content}`,
+    ]);
     context = await browser.newContext();
     page = await context.newPage();
   });
@@ -95,8 +114,10 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
   });
 
   it("shares a folder into OPFS and opens the preview in a new tab: it renders, scripts run, bytes identical", async () => {
-    await createIdentity(page, loft.url, "Dana");
+    await createIdentity(page, app, "Dana");
     await page.waitForFunction(() => navigator.serviceWorker.controller !== null);
+    // The content origin's worker is active (the bridge frame says so): shared pages are answered.
+    await page.waitForFunction(() => document.documentElement.dataset.contentOrigin === "ready");
     // A real video: two seconds of a canvas recorded by MediaRecorder in the same browser.
     const webm = await page.evaluate(async () => {
       const canvas = document.createElement("canvas");
@@ -127,7 +148,7 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
     }
     await writeFile(join(folder, ".secret"), "hidden files are not shared");
 
-    await page.goto(`${loft.url}/settings`);
+    await page.goto(`${app}/settings`);
     await byId(page, "share-folder-input").setInputFiles(folder);
     await expect
       .poll(() => byId(page, "share-status").textContent())
@@ -143,6 +164,7 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
 
     [preview] = await Promise.all([context.waitForEvent("page"), byId(page, "share-preview").click()]);
     await preview.waitForLoadState();
+    expect(new URL(preview.url()).origin).toBe(content);
     await preview.locator("#data", { hasText: "scripts run and fetch JSON" }).waitFor();
     expect(await preview.title()).toBe("Dana's site");
     expect(await preview.locator("h1").evaluate((h) => getComputedStyle(h).color)).toBe("rgb(11, 92, 173)");
@@ -239,7 +261,8 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
       "%2e%2e%2fx",
     ])
       expect(statuses[p], p).toEqual([404, "not_shared"]);
-    expect(statuses.stranger).toEqual([403, "not_a_contact"]);
+    // Another contact's content, fetched by this contact's page: refused before it leaves the SW.
+    expect(statuses.stranger).toEqual([403, "other_contact"]);
     await page.getByText(/^Requests \(/).click();
     await expect.poll(() => byId(page, "access-log").textContent()).toContain("refused (not shared)");
     expect(await byId(page, "access-log").textContent()).toContain("GET / · served 200");
@@ -247,16 +270,16 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
 
   it("shows clear error pages that pass axe: nothing shared, not a contact, no Loft window open", async () => {
     const errPage = await context.newPage();
-    await errPage.goto(`${loft.url}/peer/${me}/missing.html`);
+    await errPage.goto(`${content}/peer/${me}/missing.html`);
     expect(await errPage.locator("h1").textContent()).toBe("Nothing shared at this address");
     await expectNoAxeViolations(errPage, "proxy error: not shared");
-    await errPage.goto(`${loft.url}/peer/${"e".repeat(64)}/`);
+    await errPage.goto(`${content}/peer/${"e".repeat(64)}/`);
     expect(await errPage.locator("h1").textContent()).toBe("Not one of your contacts");
     await expectNoAxeViolations(errPage, "proxy error: not a contact");
     // With the app window gone, nobody can carry the request.
     const appUrl = page.url();
     await page.close();
-    await errPage.goto(`${loft.url}/peer/${me}/index.html`);
+    await errPage.goto(`${content}/peer/${me}/index.html`);
     expect(await errPage.locator("h1").textContent()).toBe("Open Loft to reach this");
     await expectNoAxeViolations(errPage, "proxy error: no window");
     await errPage.close();
@@ -265,10 +288,88 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
     await byId(page, "share-section").waitFor();
   });
 
+  it("runs the shared site on its own origin: its script reaches none of the app's storage, cookies or worker", async () => {
+    // What the app holds on its origin: its IndexedDB (identity, contacts), a cookie, localStorage.
+    await context.addCookies([{ name: "loft-probe", value: "app-secret", url: app }]);
+    const appSide = await page.evaluate(async () => {
+      localStorage.setItem("loft-probe", "app-secret");
+      return {
+        databases: (await indexedDB.databases()).map((d) => d.name),
+        caches: await caches.keys(),
+        cookie: document.cookie,
+      };
+    });
+    expect(appSide.databases.length).toBeGreaterThan(0);
+    expect(appSide.caches.some((c) => c.startsWith("loft-shell-"))).toBe(true);
+    expect(appSide.cookie).toContain("loft-probe=app-secret");
+    // The same questions, asked by the shared page's script.
+    const shared = await preview.evaluate(async () => {
+      const registrations = await navigator.serviceWorker.getRegistrations();
+      return {
+        origin: location.origin,
+        databases: (await indexedDB.databases()).map((d) => d.name),
+        caches: await caches.keys(),
+        cookie: document.cookie,
+        local: localStorage.getItem("loft-probe"),
+        workers: registrations.map((r) => new URL(r.active?.scriptURL ?? "about:blank").pathname),
+        controller: new URL(navigator.serviceWorker.controller?.scriptURL ?? "about:blank").pathname,
+      };
+    });
+    expect(shared.origin).toBe(content);
+    expect(shared.databases.filter((d) => appSide.databases.includes(d))).toEqual([]);
+    expect(shared.caches.filter((c) => c.startsWith("loft-shell-"))).toEqual([]);
+    expect(shared.cookie).not.toContain("loft-probe");
+    expect(shared.local).toBeNull();
+    // The app's Service Worker (sw.js: builds, updates) is not even visible: only the content one.
+    expect(shared.workers).toEqual(["/peer-sw.js"]);
+    expect(shared.controller).toBe("/peer-sw.js");
+    // Nor can it frame or read the app: a fetch of the app's page is refused (CSP, then CORS).
+    const read = await preview.evaluate(async (url) => {
+      try {
+        return `read ${(await (await fetch(url)).text()).length} bytes`;
+      } catch (e) {
+        return `refused: ${(e as Error).name}`;
+      }
+    }, `${app}/`);
+    expect(read).toMatch(/^refused/);
+    // A page it opens at another contact's address is cut off from it (COOP noopener-allow-popups):
+    // same-origin as it is, it gets no handle to read that page through.
+    const popup = await preview.evaluate(async (id) => {
+      const w = window.open(`/peer/${id}/index.html`);
+      for (let i = 0; i < 200 && w && !w.closed; i++) {
+        try {
+          if (w.location.pathname.startsWith("/peer/")) return "readable";
+        } catch {
+          return "cut off";
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return w === null || w.closed ? "cut off" : "still open after 10 s";
+    }, "e".repeat(64));
+    expect(popup).toBe("cut off");
+  });
+
+  it("sends /peer/… on the app's origin to the content origin, and refuses to show it on an IP address", async () => {
+    const moved = await context.newPage();
+    await moved.goto(`${app}/peer/${me}/index.html`);
+    await moved.locator("#data", { hasText: "scripts run and fetch JSON" }).waitFor();
+    expect(new URL(moved.url()).origin).toBe(content);
+    await moved.close();
+    // The app at 127.0.0.1 (another origin, a fresh worker): no `peer.` subdomain, so no content.
+    const ip = await context.newPage();
+    await ip.goto(loft.url);
+    await ip.waitForFunction(() => navigator.serviceWorker.controller !== null);
+    await ip.goto(`${loft.url}/peer/${me}/index.html`);
+    expect(await ip.locator("h1").textContent()).toBe("Shared pages need Loft's content address");
+    await expectNoAxeViolations(ip, "proxy error: no content origin");
+    await ip.close();
+  });
+
   it("starts offline after one visit: the app from the precache, the shared site from OPFS", async () => {
     await loft.stop();
     await page.reload();
     await byId(page, "share-section").waitFor();
+    await page.waitForFunction(() => document.documentElement.dataset.contentOrigin === "ready");
     await preview.reload();
     await preview.locator("#data", { hasText: "scripts run and fetch JSON" }).waitFor();
     const health = await page.evaluate(() =>

@@ -1,7 +1,7 @@
 /**
- * The window side of the E2EE fetch proxy (docs/protocol/proxy.md §Service Worker): the Service
- * Worker hands each `/peer/<contact>/…` request to a Loft window over a MessagePort; this module
- * takes it, sends it through the proxy client of that contact's session, and streams the answer
+ * The window side of the E2EE fetch proxy (docs/protocol/proxy.md §Service Worker): the content
+ * origin's Service Worker hands each `/peer/<contact>/…` request to a Loft window over a
+ * MessagePort, through the bridge page this window frames (./bridge.ts); this module takes it, sends it through the proxy client of that contact's session, and streams the answer
  * back one chunk per pull.
  *
  * Which session carries it:
@@ -17,10 +17,11 @@ import type { BodyReader } from "../../../core/proxy/body.ts";
 import { bytesBody } from "../../../core/proxy/body.ts";
 import { type ProxyClient, ProxyResetError, type ProxyResponse } from "../../../core/proxy/client.ts";
 import { connectProxy } from "../../../core/proxy/pair.ts";
-import { isPortRequest, type PortPull, type PortReply, type PortRequest } from "../../../core/proxy/port.ts";
+import type { PortPull, PortReply, PortRequest } from "../../../core/proxy/port.ts";
 import { TokenBucket } from "../../../core/proxy/rate-limit.ts";
 import type { AccessRecord } from "../../../core/proxy/server.ts";
 import { shareHandler } from "../../../core/proxy/share.ts";
+import { mountBridge } from "./bridge.ts";
 import { asShares, listShares, OpfsFileSource, type StoredShare } from "./opfs-shares.ts";
 
 /** How long a started body may go without a pull from the Service Worker before it is reset. */
@@ -62,13 +63,11 @@ export function startProxyHost(deps: ProxyHostDeps): { reloadShares: () => Promi
     return pair.client;
   };
 
-  navigator.serviceWorker?.addEventListener("message", (e: MessageEvent) => {
-    if (!isPortRequest(e.data) || !e.ports[0]) return;
-    const port = e.ports[0];
+  mountBridge((req, port) => {
     const me = deps.me();
     if (!me) return port.postMessage({ type: "declined" } satisfies PortReply);
     port.postMessage({ type: "accepted" } satisfies PortReply);
-    void loaded.then(() => carry(e.data as PortRequest, port, me));
+    void loaded.then(() => carry(req, port, me));
   });
 
   const carry = async (req: PortRequest, port: MessagePort, me: string) => {

@@ -7,6 +7,7 @@
  *   0x02 RATCHET  one Double Ratchet message (core/ratchet/message.ts layout)
  *   0x03 PING     8 bytes, echoed in a PONG
  *   0x04 PONG     the PING's 8 bytes
+ *   0x20 PROXY    one E2EE fetch proxy message: channel byte ‖ proxy frame (docs/protocol/proxy.md)
  *
  * Application messages — the plaintext of a RATCHET frame, canonical MessagePack padded to a
  * power-of-two bucket (core/codec/padding.ts, ISO/IEC 7816-4) before encryption:
@@ -27,7 +28,7 @@ import { err, ok, type Result } from "../../../core/errors.ts";
 import { MAX_TEXT_CHARS } from "./outgoing.ts";
 
 export const CHAT_PROTOCOL_VERSION = 1;
-export const FRAME = { HELLO: 0x01, RATCHET: 0x02, PING: 0x03, PONG: 0x04 } as const;
+export const FRAME = { HELLO: 0x01, RATCHET: 0x02, PING: 0x03, PONG: 0x04, PROXY: 0x20 } as const;
 export const RATCHET_ID_BYTES = 16;
 export const PING_BYTES = 8;
 /** Receipts acknowledge at most this many ids per message. */
@@ -58,7 +59,8 @@ export type SessionFrame =
   | { type: "hello"; hello: Hello }
   | { type: "ratchet"; message: Uint8Array }
   | { type: "ping"; nonce: Uint8Array }
-  | { type: "pong"; nonce: Uint8Array };
+  | { type: "pong"; nonce: Uint8Array }
+  | { type: "proxy"; message: Uint8Array };
 
 function framed(type: number, body: Uint8Array): Uint8Array {
   const out = new Uint8Array(1 + body.length);
@@ -74,6 +76,7 @@ export function encodeHello(h: Hello): Uint8Array {
 export const encodeRatchetFrame = (message: Uint8Array): Uint8Array => framed(FRAME.RATCHET, message);
 export const encodePing = (nonce: Uint8Array): Uint8Array => framed(FRAME.PING, nonce);
 export const encodePong = (nonce: Uint8Array): Uint8Array => framed(FRAME.PONG, nonce);
+export const encodeProxyFrame = (message: Uint8Array): Uint8Array => framed(FRAME.PROXY, message);
 
 export function decodeSessionFrame(bytes: Uint8Array): Result<SessionFrame> {
   if (bytes.length === 0) return err("LOFT_ERR_MALFORMED", "empty session frame");
@@ -99,6 +102,9 @@ export function decodeSessionFrame(bytes: Uint8Array): Result<SessionFrame> {
     case FRAME.PONG:
       if (body.length !== PING_BYTES) return err("LOFT_ERR_MALFORMED", "ping/pong carries 8 bytes");
       return ok({ type: bytes[0] === FRAME.PING ? "ping" : "pong", nonce: body });
+    case FRAME.PROXY:
+      // Checked by the proxy endpoint (core/proxy/endpoint.ts): empty or malformed closes the session.
+      return ok({ type: "proxy", message: body });
     default:
       return err("LOFT_ERR_UNKNOWN_TYPE", `unknown session frame type ${bytes[0]}`);
   }

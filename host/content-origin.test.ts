@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createHost, type Host } from "./host.ts";
-import { request } from "./http-testing.ts";
+import { rawExchange, request } from "./http-testing.ts";
 import { createLogger } from "./log.ts";
 
 let host: Host;
@@ -32,6 +32,14 @@ beforeAll(async () => {
     staticDir: dir,
     registry: new Registry(),
     log: createLogger("content-origin-test", "silent"),
+  });
+  // A service on /signal that answers every upgrade 418, to see which requests reach it.
+  host.mount({
+    name: "probe",
+    path: "/signal",
+    handleUpgrade: (_req, socket) => socket.end("HTTP/1.1 418 I'm a teapot\r\nConnection: close\r\n\r\n"),
+    health: () => ({}),
+    close: async () => undefined,
   });
   port = await host.listen();
 });
@@ -60,6 +68,15 @@ describe("content origin", () => {
     expect(open.status).toBe(503);
     expect(open.body.toString()).toContain("Open Loft to reach this");
     expect((await get("/peer-sw.js", "peer.loft.example", "POST")).status).toBe(404);
+    // No WebSocket service either: a contact's page cannot reach signaling or the relay as the app.
+    const upgrade = (hostHeader: string) =>
+      rawExchange(
+        port,
+        `GET /signal HTTP/1.1\r\nHost: ${hostHeader}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+      );
+    expect(await upgrade("loft.example")).toMatch(/^HTTP\/1\.1 418/);
+    expect(await upgrade("peer.loft.example")).toMatch(/^HTTP\/1\.1 404/);
   });
 
   it("lets the app frame its content origin, and keeps every other frame out", async () => {

@@ -225,7 +225,9 @@ export function createHost(options: HostOptions): Host {
     socket.on("error", () => socket.destroy());
     try {
       const path = parseTarget(req.url)?.pathname;
-      const service = path === undefined ? undefined : services.find((s) => path === s.path);
+      // No service on the content origin: contacts' pages run there (host/content-origin.ts).
+      const service =
+        path === undefined || isContentOrigin(req) ? undefined : services.find((s) => path === s.path);
       if (!service) {
         const status = path === undefined ? 400 : 404;
         socket.end(rawResponse(status, STATUS_TEXT[status]!, baseHeaders));

@@ -8,10 +8,10 @@
  * - `/peer/<me>/…` — the person's own shares: a proxy client joined to a proxy server in this
  *   page (core/proxy/pair.ts), serving the shares from OPFS through the same share handler,
  *   rules, rate limit and access log that serve contacts. This is the "Share a folder" preview.
- * - `/peer/<contact>/…` — the proxy client over that contact's session: the engine keeps a
- *   `ProxyEndpoint` (core/proxy/endpoint.ts) per session and provides its `client` through
- *   `remote` (the one seam left; until the engine carries proxy frames, `remote` returns nothing
- *   and the page says the contact is offline).
+ * - `/peer/<contact>/…` — the proxy client over that contact's live session: the engine keeps a
+ *   `ProxyEndpoint` (core/proxy/endpoint.ts) per session (web/src/engine/proxy-link.ts) and
+ *   provides its `client` through `remote`; no live session: "Your contact is offline".
+ * And the other way: `serving` answers contacts' requests from the same shares.
  */
 import type { BodyReader } from "../../../core/proxy/body.ts";
 import { bytesBody } from "../../../core/proxy/body.ts";
@@ -21,6 +21,7 @@ import type { PortPull, PortReply, PortRequest } from "../../../core/proxy/port.
 import { TokenBucket } from "../../../core/proxy/rate-limit.ts";
 import type { AccessRecord } from "../../../core/proxy/server.ts";
 import { shareHandler } from "../../../core/proxy/share.ts";
+import type { ProxyServing } from "../engine/api.ts";
 import { mountBridge } from "./bridge.ts";
 import { asShares, listShares, OpfsFileSource, type StoredShare } from "./opfs-shares.ts";
 
@@ -37,7 +38,13 @@ export interface ProxyHostDeps {
   log: (record: AccessRecord) => void;
 }
 
-export function startProxyHost(deps: ProxyHostDeps): { reloadShares: () => Promise<void> } {
+export interface ProxyHost {
+  reloadShares: () => Promise<void>;
+  /** What serves this device's shares to contacts over their sessions (the engine's `serveProxy`). */
+  serving: ProxyServing;
+}
+
+export function startProxyHost(deps: ProxyHostDeps): ProxyHost {
   let shares: StoredShare[] = [];
   const reloadShares = async () => {
     shares = await listShares();
@@ -61,6 +68,20 @@ export function startProxyHost(deps: ProxyHostDeps): { reloadShares: () => Promi
     });
     local = { me, client: pair.client };
     return pair.client;
+  };
+
+  // Contacts reach the same shares over their sessions: the same rules, one rate limit per
+  // contact (the bucket is keyed by contact id), the same access log.
+  const serving: ProxyServing = {
+    handler: (request) => {
+      const me = deps.me();
+      if (!me) return Promise.resolve({ refuse: "not_shared", reason: "Loft is locked" });
+      return loaded.then(() =>
+        shareHandler({ shares: () => asShares(shares, me), isContact: deps.isContact }, source)(request),
+      );
+    },
+    limiter,
+    log: deps.log,
   };
 
   mountBridge((req, port) => {
@@ -152,5 +173,5 @@ export function startProxyHost(deps: ProxyHostDeps): { reloadShares: () => Promi
     };
   };
 
-  return { reloadShares };
+  return { reloadShares, serving };
 }

@@ -36,8 +36,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { byId, createIdentity } from "../support/loft-ui.ts";
+import { byId, createIdentity, introduce, openChat, waitForPresence } from "../support/loft-ui.ts";
 import { publishBuild as publish, servedBuildHash } from "../support/publish-build.ts";
+import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 const DIST = fileURLToPath(new URL("../../web/dist", import.meta.url));
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
@@ -61,6 +62,30 @@ function png2x2(): Buffer {
   ]);
 }
 const PNG = png2x2();
+
+/** A real video: two seconds of a canvas recorded by MediaRecorder in the browser. */
+async function recordWebm(page: Page): Promise<number[]> {
+  return page.evaluate(async () => {
+    const canvas = document.createElement("canvas");
+    canvas.width = 64;
+    canvas.height = 48;
+    const ctx = canvas.getContext("2d")!;
+    const stream = canvas.captureStream(15);
+    const rec = new MediaRecorder(stream, { mimeType: "video/webm" });
+    const parts: Blob[] = [];
+    rec.ondataavailable = (e) => parts.push(e.data);
+    const stopped = new Promise((r) => (rec.onstop = r));
+    rec.start(200);
+    for (let i = 0; i < 30; i++) {
+      ctx.fillStyle = `hsl(${i * 12}, 80%, 50%)`;
+      ctx.fillRect(0, 0, 64, 48);
+      await new Promise((r) => setTimeout(r, 66));
+    }
+    rec.stop();
+    await stopped;
+    return [...new Uint8Array(await new Blob(parts).arrayBuffer())];
+  });
+}
 
 const SITE: Record<string, string | Buffer> = {
   "index.html": `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Dana's site</title>
@@ -118,27 +143,7 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
     await page.waitForFunction(() => navigator.serviceWorker.controller !== null);
     // The content origin's worker is active (the bridge frame says so): shared pages are answered.
     await page.waitForFunction(() => document.documentElement.dataset.contentOrigin === "ready");
-    // A real video: two seconds of a canvas recorded by MediaRecorder in the same browser.
-    const webm = await page.evaluate(async () => {
-      const canvas = document.createElement("canvas");
-      canvas.width = 64;
-      canvas.height = 48;
-      const ctx = canvas.getContext("2d")!;
-      const stream = canvas.captureStream(15);
-      const rec = new MediaRecorder(stream, { mimeType: "video/webm" });
-      const parts: Blob[] = [];
-      rec.ondataavailable = (e) => parts.push(e.data);
-      const stopped = new Promise((r) => (rec.onstop = r));
-      rec.start(200);
-      for (let i = 0; i < 30; i++) {
-        ctx.fillStyle = `hsl(${i * 12}, 80%, 50%)`;
-        ctx.fillRect(0, 0, 64, 48);
-        await new Promise((r) => setTimeout(r, 66));
-      }
-      rec.stop();
-      await stopped;
-      return [...new Uint8Array(await new Blob(parts).arrayBuffer())];
-    });
+    const webm = await recordWebm(page);
     SITE["clip.webm"] = Buffer.from(webm);
     expect(SITE["clip.webm"].length).toBeGreaterThan(1000);
     const folder = join(siteDir, "dana-site");
@@ -458,5 +463,106 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
     expect(await byId(page, "update-banner").count()).toBe(0);
     await page.reload();
     expect(await byId(page, "build-hash").getAttribute("data-hash")).toBe(running);
+  });
+});
+
+describe("E2EE fetch proxy: a contact's shared folder, over the live session between two browsers", () => {
+  let tb: TwoBrowsers;
+  let siteDir: string;
+  let app: string;
+  let content: string;
+  let bobId: string;
+  let site: Page;
+  let clip: Buffer;
+
+  beforeAll(async () => {
+    siteDir = await mkdtemp(join(tmpdir(), "loft-contact-site-"));
+    tb = await startTwoBrowsers({
+      chromiumArgs: (loft) => [
+        "--host-resolver-rules=MAP *.example.com 127.0.0.1",
+        `--unsafely-treat-insecure-origin-as-secure=http://${APP_HOST}:${loft.port},http://peer.${APP_HOST}:${loft.port}`,
+      ],
+    });
+    app = `http://${APP_HOST}:${tb.loft.port}`;
+    content = `http://peer.${APP_HOST}:${tb.loft.port}`;
+  });
+  afterAll(async () => {
+    await tb?.close();
+    if (siteDir) await rm(siteDir, { recursive: true, force: true });
+  });
+
+  it("Bob shares a folder with Alice; Alice opens it: page, script, image, video with a Range seek", async () => {
+    const [, bId] = await introduce(tb.a, tb.b, app);
+    bobId = bId;
+    // Bob shares his site and ticks Alice.
+    clip = Buffer.from(await recordWebm(tb.b));
+    const folder = join(siteDir, "bob-site");
+    const files: Record<string, string | Buffer> = { ...SITE, "clip.webm": clip };
+    for (const [name, body] of Object.entries(files)) {
+      await mkdir(join(folder, name, ".."), { recursive: true });
+      await writeFile(join(folder, name), body);
+    }
+    await tb.b.goto(`${app}/settings`);
+    await byId(tb.b, "share-folder-input").setInputFiles(folder);
+    await expect.poll(() => byId(tb.b, "share-status").textContent()).toContain("Shared “bob-site”");
+    await byId(tb.b, "share-item").getByLabel("Alice").check();
+    // Alice chats with Bob: their live session carries the proxy too.
+    await openChat(tb.a, bobId);
+    await waitForPresence(tb.a, /^online/);
+    await tb.a.waitForFunction(() => document.documentElement.dataset.contentOrigin === "ready");
+
+    site = await tb.alice.newPage();
+    await site.goto(`${content}/peer/${bobId}/index.html`);
+    await site.locator("#data", { hasText: "scripts run and fetch JSON" }).waitFor();
+    expect(await site.title()).toBe("Dana's site");
+    expect(await site.locator("h1").evaluate((h) => getComputedStyle(h).color)).toBe("rgb(11, 92, 173)");
+    await site.waitForFunction(
+      () => (document.getElementById("logo") as HTMLImageElement).naturalWidth === 2,
+    );
+    await site.waitForFunction(() => (document.getElementById("clip") as HTMLVideoElement).readyState >= 1);
+    const got = await site.evaluate(async () => {
+      const r = await fetch("clip.webm", { headers: { Range: "bytes=1000-1499" } });
+      const img = await (await fetch("img/logo.png")).arrayBuffer();
+      return {
+        status: r.status,
+        range: r.headers.get("content-range"),
+        bytes: [...new Uint8Array(await r.arrayBuffer())],
+        img: [...new Uint8Array(img)],
+      };
+    });
+    expect(got.status).toBe(206);
+    expect(got.range).toBe(`bytes 1000-1499/${clip.length}`);
+    expect(Buffer.from(got.bytes).equals(clip.subarray(1000, 1500))).toBe(true);
+    expect(Buffer.from(got.img).equals(PNG)).toBe(true);
+    await site.evaluate(() => {
+      (document.getElementById("clip") as HTMLVideoElement).currentTime = 1;
+    });
+    await site.waitForFunction(() => !(document.getElementById("clip") as HTMLVideoElement).seeking);
+    // Bob sees who asked for what.
+    await tb.b.getByText(/^Requests \(/).click();
+    await expect
+      .poll(() => byId(tb.b, "access-log").textContent())
+      .toContain("Alice · GET /index.html · served 200");
+  });
+
+  it("refuses what Bob did not share with Alice, and traversal", async () => {
+    const statuses = await site.evaluate(async (id) => {
+      const out: Record<string, [number, string | null]> = {};
+      for (const p of [".secret", "nothing.html", "..%2f..%2fsw.js"]) {
+        const r = await fetch(`/peer/${id}/${p}`);
+        out[p] = [r.status, r.headers.get("x-loft-proxy-error")];
+      }
+      return out;
+    }, bobId);
+    for (const p of [".secret", "nothing.html", "..%2f..%2fsw.js"])
+      expect(statuses[p], p).toEqual([404, "not_shared"]);
+  });
+
+  it("Bob gone: Alice gets the styled 'Your contact is offline' page", async () => {
+    await tb.b.close();
+    await waitForPresence(tb.a, /^offline/);
+    await site.reload();
+    expect(await site.locator("h1").textContent()).toBe("Your contact is offline");
+    await expectNoAxeViolations(site, "proxy error: contact offline");
   });
 });

@@ -26,7 +26,7 @@
 const APP_HOST = "loft.example.com";
 
 import { createHash } from "node:crypto";
-import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -37,6 +37,7 @@ import { expectNoAxeViolations } from "../support/axe.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import { byId, createIdentity, introduce, openChat, waitForPresence } from "../support/loft-ui.ts";
+import { NO_DIRECT_PATH } from "../support/no-direct-path.ts";
 import { publishBuild as publish, servedBuildHash } from "../support/publish-build.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
@@ -466,6 +467,32 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
   });
 });
 
+/**
+ * Bob shares `folder` and ticks Alice; Alice opens their chat and waits for `presence` (their live
+ * session carries the proxy too) and for her content origin's worker.
+ */
+async function shareWithAlice(
+  tb: TwoBrowsers,
+  app: string,
+  folder: string,
+  bobId: string,
+  presence: RegExp | string,
+): Promise<void> {
+  await tb.b.goto(`${app}/settings`);
+  await byId(tb.b, "share-folder-input").setInputFiles(folder);
+  await expect.poll(() => byId(tb.b, "share-status").textContent()).toMatch(/^Shared “/);
+  await byId(tb.b, "share-item").getByLabel("Alice").check();
+  await openChat(tb.a, bobId);
+  await waitForPresence(tb.a, presence);
+  await tb.a.waitForFunction(() => document.documentElement.dataset.contentOrigin === "ready");
+}
+
+/** Chromium flags for the two same-site names of the app and its content origin. */
+const contentOriginFlags = (loft: LoftProcess) => [
+  "--host-resolver-rules=MAP *.example.com 127.0.0.1",
+  `--unsafely-treat-insecure-origin-as-secure=http://${APP_HOST}:${loft.port},http://peer.${APP_HOST}:${loft.port}`,
+];
+
 describe("E2EE fetch proxy: a contact's shared folder, over the live session between two browsers", () => {
   let tb: TwoBrowsers;
   let siteDir: string;
@@ -477,12 +504,7 @@ describe("E2EE fetch proxy: a contact's shared folder, over the live session bet
 
   beforeAll(async () => {
     siteDir = await mkdtemp(join(tmpdir(), "loft-contact-site-"));
-    tb = await startTwoBrowsers({
-      chromiumArgs: (loft) => [
-        "--host-resolver-rules=MAP *.example.com 127.0.0.1",
-        `--unsafely-treat-insecure-origin-as-secure=http://${APP_HOST}:${loft.port},http://peer.${APP_HOST}:${loft.port}`,
-      ],
-    });
+    tb = await startTwoBrowsers({ chromiumArgs: contentOriginFlags });
     app = `http://${APP_HOST}:${tb.loft.port}`;
     content = `http://peer.${APP_HOST}:${tb.loft.port}`;
   });
@@ -502,14 +524,7 @@ describe("E2EE fetch proxy: a contact's shared folder, over the live session bet
       await mkdir(join(folder, name, ".."), { recursive: true });
       await writeFile(join(folder, name), body);
     }
-    await tb.b.goto(`${app}/settings`);
-    await byId(tb.b, "share-folder-input").setInputFiles(folder);
-    await expect.poll(() => byId(tb.b, "share-status").textContent()).toContain("Shared “bob-site”");
-    await byId(tb.b, "share-item").getByLabel("Alice").check();
-    // Alice chats with Bob: their live session carries the proxy too.
-    await openChat(tb.a, bobId);
-    await waitForPresence(tb.a, /^online/);
-    await tb.a.waitForFunction(() => document.documentElement.dataset.contentOrigin === "ready");
+    await shareWithAlice(tb, app, folder, bobId, /^online/);
 
     site = await tb.alice.newPage();
     await site.goto(`${content}/peer/${bobId}/index.html`);
@@ -566,3 +581,52 @@ describe("E2EE fetch proxy: a contact's shared folder, over the live session bet
     await expectNoAxeViolations(site, "proxy error: contact offline");
   });
 });
+
+describe("E2EE fetch proxy: a contact's shared folder through the relay (no direct path)", () => {
+  let tb: TwoBrowsers;
+  let siteDir: string;
+
+  beforeAll(async () => {
+    siteDir = await mkdtemp(join(tmpdir(), "loft-relay-site-"));
+    tb = await startTwoBrowsers({ initScript: NO_DIRECT_PATH, chromiumArgs: contentOriginFlags });
+  });
+  afterAll(async () => {
+    await tb?.close();
+    if (siteDir) await rm(siteDir, { recursive: true, force: true });
+  });
+
+  it("serves Bob's site to Alice over the relay link; the relay's store holds none of it in the clear", async () => {
+    const app = `http://${APP_HOST}:${tb.loft.port}`;
+    const content = `http://peer.${APP_HOST}:${tb.loft.port}`;
+    const [, bobId] = await introduce(tb.a, tb.b, app);
+    const folder = join(siteDir, "bob-site");
+    for (const [name, body] of Object.entries(SITE)) {
+      await mkdir(join(folder, name, ".."), { recursive: true });
+      await writeFile(join(folder, name), body);
+    }
+    await shareWithAlice(tb, app, folder, bobId, "online · via relay");
+    const site = await tb.alice.newPage();
+    await site.goto(`${content}/peer/${bobId}/index.html`);
+    await site.locator("#data", { hasText: "scripts run and fetch JSON" }).waitFor();
+    const big = SITE["big.bin"] as Buffer;
+    const got = await site.evaluate(async () => {
+      const r = await fetch("big.bin", { headers: { Range: "bytes=1000000-1000499" } });
+      return { status: r.status, bytes: [...new Uint8Array(await r.arrayBuffer())] };
+    });
+    expect(got.status).toBe(206);
+    expect(Buffer.from(got.bytes).equals(big.subarray(1_000_000, 1_000_500))).toBe(true);
+    // Every byte crossed the relay; none of the site is readable in what it stored.
+    const stored = await readTree(tb.dataDir);
+    expect(stored.length).toBeGreaterThan(0);
+    for (const marker of ["scripts run and fetch JSON", "Hello from Dana", "text/html"])
+      expect(stored.indexOf(Buffer.from(marker)), marker).toBe(-1);
+  });
+});
+
+/** Every file under `dir`, concatenated. */
+async function readTree(dir: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true }))
+    if (entry.isFile()) parts.push(await readFile(join(entry.parentPath, entry.name)));
+  return Buffer.concat(parts);
+}

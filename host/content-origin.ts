@@ -65,7 +65,9 @@ function contentPolicy(appHost: string): string {
 const OPEN_LOFT = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Open Loft to reach this</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"></head><body><main>
 <h1>Open Loft to reach this</h1><p>This address shows what one of your contacts shares, end to end
-encrypted. Open Loft in this browser, then open this address again.</p></main></body></html>`;
+encrypted. Open Loft in this browser, then open this address again.</p><p>If Loft is open and you
+still see this page, this server's name cannot have a content address (its operator's guide says
+why: the name must be under a public domain).</p></main></body></html>`;
 
 /** Answer a request for the content origin. */
 export async function serveContentOrigin(

@@ -50,12 +50,13 @@ export const CONTACT_ID = /^[0-9a-f]{64}$/;
 
 /**
  * Whether an app reached at `hostname` has a content origin, `peer.<host>` (docs/protocol/proxy.md
- * §Isolation). An IP address has no subdomain. `localhost` has one, but `peer.localhost` is
- * another site to the browser, which then partitions the bridge frame's Service Worker away from
- * a tab of that origin: the content could not be answered.
+ * §Isolation). An IP address has no subdomain. `localhost` (and `x.localhost`) has one, but
+ * `peer.localhost` is another site to the browser, which then partitions the bridge frame's
+ * Service Worker away from a tab of that origin: the content could not be answered. (So is any
+ * name under a suffix the browser does not know, such as `.lan`: docs/operations.md.)
  */
 export function hasContentOrigin(hostname: string): boolean {
-  return !/^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-f:.]+\]|localhost)$/i.test(hostname);
+  return !/^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-f:.]+\]|(.+\.)?localhost)$/i.test(hostname);
 }
 
 export function isPortRequest(d: unknown): d is PortRequest {

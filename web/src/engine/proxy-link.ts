@@ -21,7 +21,10 @@ import { encodeProxyFrame } from "./wire.ts";
 const serving = new WeakMap<EngineContext, ProxyServing>();
 const endpoints = new WeakMap<Live, ProxyEndpoint>();
 
-const NOTHING_SHARED: ProxyHandler = async () => ({ refuse: "not_shared", reason: "nothing shared" });
+const NOTHING_SHARED: ProxyHandler = async (request) => {
+  request.body.cancel("nothing shared");
+  return { refuse: "not_shared", reason: "nothing shared" };
+};
 
 export function serveProxy(ctx: EngineContext, s: ProxyServing | undefined): void {
   if (s) serving.set(ctx, s);

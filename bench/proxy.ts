@@ -12,11 +12,14 @@
  * bench/harness.ts `alternate`; `proxy_vs_direct` is the median per-round ratio), and p50/p99
  * latency of a 1 KiB file fetched alone, proxy and direct alternating request by request
  * (`p50_overhead_ms` = proxied p50 − direct p50). Everything targets 127.0.0.1.
+ * `--node-crypto`: the engines seal with the node:crypto AEAD backend (host/crypto-node.ts)
+ * instead of the default (noble).
  */
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { BodyReader } from "../core/proxy/body.ts";
 import { TokenBucket } from "../core/proxy/rate-limit.ts";
+import { createNodeCryptoProvider } from "../host/crypto-node.ts";
 import { httpOriginHandler } from "../host/proxy-origin.ts";
 import { startSignaling } from "../signaling/testing.ts";
 import { EngineHarness, until } from "../test/support/engine.ts";
@@ -47,7 +50,11 @@ async function main(): Promise<void> {
   await new Promise<void>((r) => origin.listen(0, "127.0.0.1", r));
   const base = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
   const signaling = await startSignaling();
-  const h = new EngineHarness(() => ({ signalingUrl: signaling.url, config: { log: () => {} } }));
+  const crypto = process.argv.includes("--node-crypto") ? await createNodeCryptoProvider() : undefined;
+  const h = new EngineHarness(() => ({
+    signalingUrl: signaling.url,
+    config: { log: () => {}, ...(crypto ? { crypto } : {}) },
+  }));
   try {
     const [alice, bob] = await h.pair();
     await until(() => h.online(alice, bob) && h.online(bob, alice), "both online");
@@ -132,6 +139,7 @@ async function main(): Promise<void> {
       ],
       {
         bench: "proxy",
+        crypto: crypto ? "node" : "default",
         size_bytes: SIZE,
         proxy: { mb_per_s: p.perSecond, p50_ms: percentile(lp, 50), p99_ms: percentile(lp, 99) },
         direct: { mb_per_s: d.perSecond, p50_ms: percentile(ld, 50), p99_ms: percentile(ld, 99) },

@@ -6,6 +6,7 @@ export default defineConfig({
   test: {
     include: [
       "core/**/*.test.ts",
+      "cli/**/*.test.ts",
       "device/**/*.test.ts",
       "signaling/**/*.test.ts",
       "relay-ws/**/*.test.ts",

@@ -157,7 +157,7 @@ async function closeEnded(page: Page): Promise<void> {
 async function main(): Promise<void> {
   const env = await startTwoBrowsers({
     initScript: RECORD_PCS,
-    chromiumArgs: ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
+    chromiumArgs: () => ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
   });
   try {
     const { a, b } = env;

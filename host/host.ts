@@ -12,6 +12,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Duplex } from "node:stream";
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import { NO_TRUSTED_PROXIES, sourceOf, type TrustedProxies } from "./client-source.ts";
+import { appPolicy, isContentOrigin, serveContentOrigin } from "./content-origin.ts";
 import { cspReports } from "./csp-reports.ts";
 import type { Logger } from "./log.ts";
 import { bearerAllowed, cachedRender, type MetricsListenerOptions } from "./metrics.ts";
@@ -175,6 +176,14 @@ export function createHost(options: HostOptions): Host {
       res.writeHead(400, { "content-type": "text/plain" }).end("bad request\n");
       return;
     }
+    // Contacts' content has an origin of its own (host/content-origin.ts); the app may frame it.
+    if (isContentOrigin(req)) {
+      await serveContentOrigin(req, res, url.pathname, options.staticDir, {
+        sourceMaps: options.serveSourceMaps ?? false,
+      });
+      return;
+    }
+    res.setHeader("content-security-policy", appPolicy(req, baseHeaders["content-security-policy"]!));
     if (url.pathname === "/health" && isRead(req)) {
       sendJson(req, res, metrics === "public" ? detailedHealth() : { status: "ok" });
       return;
@@ -222,7 +231,9 @@ export function createHost(options: HostOptions): Host {
     socket.on("error", () => socket.destroy());
     try {
       const path = parseTarget(req.url)?.pathname;
-      const service = path === undefined ? undefined : services.find((s) => path === s.path);
+      // No service on the content origin: contacts' pages run there (host/content-origin.ts).
+      const service =
+        path === undefined || isContentOrigin(req) ? undefined : services.find((s) => path === s.path);
       if (!service) {
         const status = path === undefined ? 400 : 404;
         socket.end(rawResponse(status, STATUS_TEXT[status]!, baseHeaders));

@@ -25,11 +25,14 @@ export interface IntegrityEntry {
   integrity: string;
 }
 
-/** What the Service Worker precaches: the whole built shell except itself and source maps. */
+/**
+ * What the Service Worker precaches: the whole built shell except itself, source maps and the
+ * content origin's files (served on `peer.<host>` only; docs/protocol/proxy.md §Isolation).
+ */
 export const precacheGlobs = (outDir: string) => ({
   globDirectory: outDir,
   globPatterns: ["**/*.{html,js,css,svg,png,ico,webmanifest,woff2}"],
-  globIgnores: ["sw.js", "**/*.map"],
+  globIgnores: ["sw.js", "**/*.map", "peer-sw.js", "peer-bridge.html", "peer-bridge.js"],
 });
 
 /** A workbox manifestTransform adding `integrity: sha256-…` to every entry, from the file's bytes. */

@@ -8,15 +8,19 @@
  *   accepts (SKIP_WAITING) does it check its cached files again and activate — or refuse and say
  *   so (`loft-update-refused`). On activate, caches of other versions are swept;
  * - offline start: navigations get the precached index.html;
- * - /peer/...: the E2EE fetch proxy (./peer-proxy.ts), answered through a Loft window;
- * - POST /share: files shared to Loft from the operating system (./share-target.ts);
+ * - /peer/...: contacts' content is never shown on this origin: sent to the content origin
+ *   (`peer.<this host>`, whose own Service Worker, ./peer-origin.ts, runs the E2EE fetch proxy;
+ *   docs/protocol/proxy.md §Isolation);
+  if (url.pathname === SHARE_PATH && event.request.method === "POST")
+    return event.respondWith(receiveShare(event.request));
  * - notification clicks (web/src/app/notifications.ts): focus an open Loft window and tell it
  *   which screen to open, or open a new window at that screen.
  */
 import { PrecacheController, PrecacheRoute } from "workbox-precaching";
 import { NavigationRoute, Router } from "workbox-routing";
+import { hasContentOrigin } from "../core/proxy/port.ts";
 import { checkCachedFiles, checkManifest } from "./build-integrity.ts";
-import { handlePeerRequest } from "./peer-proxy.ts";
+import { errorPage } from "./peer-errors.ts";
 import { receiveShare, SHARE_PATH } from "./share-target.ts";
 
 declare const self: ServiceWorkerGlobalScope;
@@ -90,12 +94,18 @@ self.addEventListener("fetch", (event) => {
   const url = new URL(event.request.url);
   if (url.origin !== self.location.origin) return;
   if (url.pathname === "/peer" || url.pathname.startsWith("/peer/"))
-    return event.respondWith(handlePeerRequest(event));
+    return event.respondWith(toContentOrigin(url));
   if (url.pathname === SHARE_PATH && event.request.method === "POST")
     return event.respondWith(receiveShare(event.request));
   const handled = router.handleRequest({ event, request: event.request });
   if (handled) event.respondWith(handled);
 });
+
+/** `/peer/…` on the app's origin: the same address on the content origin, or a page saying why not. */
+async function toContentOrigin(url: URL): Promise<Response> {
+  if (!hasContentOrigin(url.hostname)) return errorPage("no_content_origin");
+  return Response.redirect(`${url.protocol}//peer.${url.host}${url.pathname}${url.search}`, 302);
+}
 
 /** Paths a notification may open: Home or one chat (anything else opens Home). */
 const NOTIFICATION_PATH = /^\/(chat\/[0-9a-f]{64})?$/;

@@ -73,6 +73,16 @@ const PAGES: Record<PageErrorCode, PageText> = {
     title: "Request cancelled",
     text: "This request was stopped before it finished.",
   },
+  no_content_origin: {
+    status: 503,
+    title: "Shared pages need Loft's content address",
+    text: "Loft shows what contacts share on an address of its own (peer. in front of Loft's), so that their pages can never read your Loft. This Loft is reached by an IP address or as localhost, which have none: open Loft by its name.",
+  },
+  other_contact: {
+    status: 403,
+    title: "One contact's page can't load another's",
+    text: "This page belongs to one contact and tried to load what another contact shares with you. Loft doesn't let one contact's page read another's.",
+  },
   bad_request: {
     status: 400,
     title: "Not an address Loft can open",
@@ -89,14 +99,17 @@ body{margin:0;font:16px/1.5 system-ui,sans-serif;background:var(--bg);color:var(
 main{max-width:34rem;margin:12vh auto;padding:1.5rem 1.75rem;background:var(--card);border-radius:12px;box-shadow:0 1px 3px #0002}
 h1{font-size:1.35rem;margin:0 0 .5rem}p{margin:.5rem 0}.code{color:var(--muted);font-size:.875rem}a{color:var(--accent)}`;
 
-/** The error page for `code` (the reason from the serving side is shown as plain text, escaped). */
-export function errorPage(code: PageErrorCode, detail?: string): Response {
+/**
+ * The error page for `code` (the reason from the serving side is shown as plain text, escaped);
+ * `home` is the app's address (the content origin's own `/` is not Loft).
+ */
+export function errorPage(code: PageErrorCode, detail?: string, home = "/"): Response {
   const page = PAGES[code];
   const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>${escapeHtml(page.title)} · Loft</title><style>${STYLE}</style></head>
 <body><main data-loft-error="${code}"><h1>${escapeHtml(page.title)}</h1><p>${escapeHtml(page.text)}</p>
 ${detail ? `<p class="code">Details: ${escapeHtml(detail.slice(0, 200))}</p>` : ""}<p class="code">Error ${page.status} · ${code.replace(/_/g, " ")}</p>
-<p><a href="/">Open Loft</a></p></main></body></html>`;
+<p><a href="${escapeHtml(home)}">Open Loft</a></p></main></body></html>`;
   return new Response(html, {
     status: page.status === 499 ? 400 : page.status,
     headers: {
@@ -104,6 +117,8 @@ ${detail ? `<p class="code">Details: ${escapeHtml(detail.slice(0, 200))}</p>` : 
       "cache-control": "no-store",
       "x-content-type-options": "nosniff",
       "x-loft-proxy-error": code,
+      // Shown on the content origin too: a page that opened it keeps no handle on it.
+      "cross-origin-opener-policy": "noopener-allow-popups",
       // No script at all; the inline style is the page's only style.
       "content-security-policy":
         "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'",

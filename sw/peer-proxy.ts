@@ -1,10 +1,12 @@
 /**
- * The E2EE fetch proxy's Service Worker end (docs/protocol/proxy.md §Service Worker): every
- * request under `/peer/<contact>/<path>` — fetch(), <img>, <video>, <iframe>, a navigation in a
- * new tab — is answered by that contact through a Loft window. The SW cannot hold the session,
- * so it opens a MessageChannel to a Loft window, sends the request head, and streams the answer
- * into a Response whose body is a ReadableStream pulled chunk by chunk (backpressure: nothing
- * is fetched faster than the page reads). The page dropping the request cancels it end to end.
+ * The E2EE fetch proxy's Service Worker end (docs/protocol/proxy.md §Service Worker). It runs on
+ * the content origin (`peer.<app host>`, sw/peer-origin.ts), never on the app's: every request
+ * under `/peer/<contact>/<path>` — fetch(), <img>, <video>, <iframe>, a navigation in a new tab —
+ * is answered by that contact through a Loft window. The SW cannot hold the session, so it opens
+ * a MessageChannel, hands one end to the bridge page (`/peer-bridge.html`) that a Loft window
+ * frames, which passes it to that window; the SW sends the request head, and streams the answer
+ * into a Response whose body is a ReadableStream pulled chunk by chunk (backpressure: nothing is
+ * fetched faster than the page reads). The page dropping the request cancels it end to end.
  * When it cannot be answered, the person gets a clear page (./peer-errors.ts), never the network.
  */
 import {
@@ -32,17 +34,20 @@ const HEAD_MS = 35_000;
 /** Chunks queued in the SW ahead of the page (each ≤ 16 KiB). */
 const QUEUED_CHUNKS = 4;
 
-/** Paths of Loft windows that cannot carry requests: shared pages and server endpoints. */
-const NOT_APP = /^\/(peer|health|metrics|signal|relay)(\/|$)/;
+/** The bridge page a Loft window frames on this origin (public/peer-bridge.html). */
+const BRIDGE_PATH = "/peer-bridge.html";
+/** The app's address, for the error pages' "Open Loft" link (this origin is `peer.` + the app's). */
+const APP_HOME = `${self.location.protocol}//${self.location.host.replace(/^peer\./, "")}/`;
 
 /**
  * Headers every proxied response gets, whatever the contact sent. The shared page runs on the
- * app's origin (docs/protocol/proxy.md §Isolation), so it may load only what it shares
- * and is kept from framing, plugins and form posts elsewhere.
+ * content origin, apart from the app (docs/protocol/proxy.md §Isolation); it may load only what
+ * this origin serves and is kept from framing, plugins and form posts elsewhere.
  */
 const PROXY_HEADERS: [string, string][] = [
   ["x-content-type-options", "nosniff"],
   ["referrer-policy", "no-referrer"],
+  ["cross-origin-opener-policy", "noopener-allow-popups"],
   [
     "content-security-policy",
     "default-src 'self' data: blob:; script-src 'self'; style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'",
@@ -53,16 +58,24 @@ export async function handlePeerRequest(event: FetchEvent): Promise<Response> {
   const request = event.request;
   const url = new URL(request.url);
   const m = /^\/peer\/([^/]*)(\/.*)?$/.exec(url.pathname);
-  if (!m || !CONTACT_ID.test(m[1]!)) return errorPage("bad_request");
+  if (!m || !CONTACT_ID.test(m[1]!)) return errorPage("bad_request", undefined, APP_HOME);
   if (m[2] === undefined) return Response.redirect(`${url.origin}/peer/${m[1]}/${url.search}`, 302);
   const method = request.method as ProxyMethod;
-  if (!METHODS.includes(method)) return errorPage("bad_request", `method ${method}`);
+  if (!METHODS.includes(method)) return errorPage("bad_request", `method ${method}`, APP_HOME);
+  // All contacts' pages share this origin: a page of one contact may not load another's content
+  // (it could read it, being same-origin) — no fetch, subresource or frame. A top-level
+  // navigation stays allowed: the new page starts its own browsing context group (COOP
+  // `noopener-allow-popups`, PROXY_HEADERS), so the page that opened it keeps no handle on it.
+  if (request.mode !== "navigate" || request.destination !== "document") {
+    const from = await requester(event);
+    if (from !== undefined && from !== m[1]) return errorPage("other_contact", undefined, APP_HOME);
+  }
   let body: Uint8Array | undefined;
   if (method !== "GET" && method !== "HEAD") {
     const length = Number(request.headers.get("content-length") ?? 0);
-    if (length > MAX_PORT_BODY) return errorPage("too_large");
+    if (length > MAX_PORT_BODY) return errorPage("too_large", undefined, APP_HOME);
     body = await readBounded(request);
-    if (!body) return errorPage("too_large");
+    if (!body) return errorPage("too_large", undefined, APP_HOME);
   }
   const message: PortRequest = {
     type: "loft-proxy",
@@ -73,8 +86,20 @@ export async function handlePeerRequest(event: FetchEvent): Promise<Response> {
     ...(body ? { body } : {}),
   };
   const port = await sendToWindow(message);
-  if (!port) return errorPage("no_window");
+  if (!port) return errorPage("no_window", undefined, APP_HOME);
   return answer(port, method, request.signal);
+}
+
+/**
+ * Whose page made this request: the contact id in the requesting client's `/peer/<id>/` path,
+ * `""` for a client elsewhere on this origin (the bridge page: it never fetches content), or
+ * undefined for a navigation (no client) or a client that is gone.
+ */
+async function requester(event: FetchEvent): Promise<string | undefined> {
+  if (!event.clientId) return undefined;
+  const client = await self.clients.get(event.clientId);
+  if (!client) return undefined;
+  return /^\/peer\/([0-9a-f]{64})\//.exec(new URL(client.url).pathname)?.[1] ?? "";
 }
 
 async function readBounded(request: Request): Promise<Uint8Array | undefined> {
@@ -101,10 +126,13 @@ async function readBounded(request: Request): Promise<Uint8Array | undefined> {
   return out;
 }
 
-/** A port to a Loft window that accepted the request, trying focused and visible windows first. */
+/**
+ * A port to a Loft window that accepted the request, trying focused and visible windows first:
+ * each is reached through the bridge page it frames, which passes the port on to it.
+ */
 async function sendToWindow(message: PortRequest): Promise<MessagePort | undefined> {
   const windows = (await self.clients.matchAll({ type: "window", includeUncontrolled: true }))
-    .filter((c) => !NOT_APP.test(new URL(c.url).pathname))
+    .filter((c) => new URL(c.url).pathname === BRIDGE_PATH)
     .sort((a, b) => rank(b) - rank(a));
   for (const client of windows) {
     const channel = new MessageChannel();
@@ -136,7 +164,7 @@ function answer(port: MessagePort, method: string, signal: AbortSignal): Promise
       clearTimeout(timer);
       port.postMessage({ type: "cancel", reason: code });
       port.close();
-      resolve(errorPage(code, detail));
+      resolve(errorPage(code, detail, APP_HOME));
     };
     port.onmessage = (e: MessageEvent<PortReply>) => onReply(e.data);
     onReply = (reply) => {

@@ -11,6 +11,7 @@ import {
   SOURCE_HASH_PLACEHOLDER,
   sealServiceWorker,
 } from "../scripts/build-hash.ts";
+import { BRIDGE_HTML, BRIDGE_JS } from "../sw/peer-bridge.ts";
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const outDir = here("dist");
@@ -65,6 +66,29 @@ function serviceWorker(): Plugin {
           },
         },
       });
+      // The content origin's Service Worker and bridge page (docs/protocol/proxy.md §Isolation):
+      // served on `peer.<host>` only, never precached by the app's worker (written after its manifest).
+      await build({
+        configFile: false,
+        logLevel: "warn",
+        define: { "process.env.NODE_ENV": JSON.stringify("production") },
+        build: {
+          outDir,
+          emptyOutDir: false,
+          target: "es2022",
+          minify: true,
+          sourcemap: false,
+          copyPublicDir: false,
+          lib: {
+            entry: here("../sw/peer-origin.ts"),
+            formats: ["iife"],
+            name: "loftContentWorker",
+            fileName: () => "peer-sw.js",
+          },
+        },
+      });
+      writeFileSync(`${outDir}/peer-bridge.html`, BRIDGE_HTML);
+      writeFileSync(`${outDir}/peer-bridge.js`, BRIDGE_JS);
       const { count, size, warnings } = await injectManifest({
         ...precacheGlobs,
         swSrc: `${outDir}/sw.js`,

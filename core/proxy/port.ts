@@ -8,10 +8,17 @@
  */
 import type { Headers, ProxyMethod, ResetCode } from "./frames.ts";
 
-/** Why the SW could not even ask: no Loft window open to carry the request. */
-export type PageErrorCode = ResetCode | "no_window" | "bad_request";
+/**
+ * Why the SW could not even ask: no Loft window open to carry the request, a bad address, no
+ * content origin to show contacts' content on (the app is reached by IP address), or a page of one
+ * contact loading another contact's content (docs/protocol/proxy.md §Isolation).
+ */
+export type PageErrorCode = ResetCode | "no_window" | "bad_request" | "no_content_origin" | "other_contact";
 
-/** SW → window, on `navigator.serviceWorker`, with the request's port transferred. */
+/**
+ * Content origin's SW → the bridge page it frames in a Loft window → that window (a
+ * `postMessage` to the app's origin), with the request's port transferred.
+ */
 export interface PortRequest {
   type: "loft-proxy";
   contact: string;
@@ -40,6 +47,17 @@ export type PortPull = { type: "pull" } | { type: "cancel"; reason: string };
 export const MAX_PORT_BODY = 1024 * 1024;
 
 export const CONTACT_ID = /^[0-9a-f]{64}$/;
+
+/**
+ * Whether an app reached at `hostname` has a content origin, `peer.<host>` (docs/protocol/proxy.md
+ * §Isolation). An IP address has no subdomain. `localhost` (and `x.localhost`) has one, but
+ * `peer.localhost` is another site to the browser, which then partitions the bridge frame's
+ * Service Worker away from a tab of that origin: the content could not be answered. (So is any
+ * name under a suffix the browser does not know, such as `.lan`: docs/operations.md.)
+ */
+export function hasContentOrigin(hostname: string): boolean {
+  return !/^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-f:.]+\]|(.+\.)?localhost)$/i.test(hostname);
+}
 
 export function isPortRequest(d: unknown): d is PortRequest {
   const r = d as PortRequest | null;

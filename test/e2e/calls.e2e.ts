@@ -159,7 +159,7 @@ describe("one-to-one calls", () => {
   beforeAll(async () => {
     env = await startTwoBrowsers({
       initScript: RECORD_PCS,
-      chromiumArgs: ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
+      chromiumArgs: () => ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
     });
     ({ a, b } = env);
   });
@@ -390,7 +390,7 @@ describe("a call through a TURN relay only", () => {
     turn = await startTurn();
     env = await startTwoBrowsers({
       initScript: RECORD_PCS,
-      chromiumArgs: ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
+      chromiumArgs: () => ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
     });
   });
   afterAll(async () => {

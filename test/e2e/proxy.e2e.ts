@@ -8,14 +8,25 @@
  *   runs, every file's bytes are identical, a Range request (a video seek) gets exactly its bytes;
  * - traversal and non-shared paths are refused, strangers get "not a contact", no window gets
  *   "open Loft", and those pages pass axe;
+ * - the shared site runs on the content origin (`peer.<host>`), not the app's: its script can
+ *   read neither the app's IndexedDB, localStorage, caches nor cookies, and cannot reach the
+ *   app's Service Worker; one contact's page cannot load another's content; `/peer/…` on the app's
+ *   origin goes to the content origin, and an app reached by IP address refuses to show it;
  * - it starts offline after one visit (the app from the precache, the share from OPFS);
  * - a second build served: the banner shows the new build hash and nothing changes until the
  *   person accepts; a build whose files don't match the hash it announced is refused, and says so.
  *
  * The server serves a private copy of web/dist (`--static-dir`) so the test can publish new builds.
+ * The app is opened as `loft.example.com:<port>` and its content origin is
+ * `peer.loft.example.com:<port>`: two origins of one site, as a deployment has them (Chromium maps
+ * both names to the server's loopback address and treats them as secure contexts). They must be
+ * one site: across sites, the browser partitions the bridge frame's Service Worker away from a
+ * top-level tab of the content origin (docs/decisions.md).
  */
+const APP_HOST = "loft.example.com";
+
 import { createHash } from "node:crypto";
-import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -25,8 +36,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { byId, createIdentity } from "../support/loft-ui.ts";
+import { byId, createIdentity, introduce, openChat, waitForPresence } from "../support/loft-ui.ts";
+import { NO_DIRECT_PATH } from "../support/no-direct-path.ts";
 import { publishBuild as publish, servedBuildHash } from "../support/publish-build.ts";
+import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
 const DIST = fileURLToPath(new URL("../../web/dist", import.meta.url));
 const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
@@ -50,6 +63,30 @@ function png2x2(): Buffer {
   ]);
 }
 const PNG = png2x2();
+
+/** A real video: two seconds of a canvas recorded by MediaRecorder in the browser. */
+async function recordWebm(page: Page): Promise<number[]> {
+  return page.evaluate(async () => {
+    const canvas = document.createElement("canvas");
+    canvas.width = 64;
+    canvas.height = 48;
+    const ctx = canvas.getContext("2d")!;
+    const stream = canvas.captureStream(15);
+    const rec = new MediaRecorder(stream, { mimeType: "video/webm" });
+    const parts: Blob[] = [];
+    rec.ondataavailable = (e) => parts.push(e.data);
+    const stopped = new Promise((r) => (rec.onstop = r));
+    rec.start(200);
+    for (let i = 0; i < 30; i++) {
+      ctx.fillStyle = `hsl(${i * 12}, 80%, 50%)`;
+      ctx.fillRect(0, 0, 64, 48);
+      await new Promise((r) => setTimeout(r, 66));
+    }
+    rec.stop();
+    await stopped;
+    return [...new Uint8Array(await new Blob(parts).arrayBuffer())];
+  });
+}
 
 const SITE: Record<string, string | Buffer> = {
   "index.html": `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Dana's site</title>
@@ -77,13 +114,21 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
   let page: Page;
   let me: string;
   let preview: Page;
+  /** The app's origin and its content origin (host/content-origin.ts). */
+  let app: string;
+  let content: string;
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "loft-proxy-"));
     siteDir = await mkdtemp(join(tmpdir(), "loft-site-"));
     await cp(DIST, dir, { recursive: true });
     loft = await startLoft({ args: ["--static-dir", dir] });
-    browser = await launchChromium();
+    app = `http://${APP_HOST}:${loft.port}`;
+    content = `http://peer.${APP_HOST}:${loft.port}`;
+    browser = await launchChromium([
+      `--host-resolver-rules=MAP *.example.com 127.0.0.1`,
+      `--unsafely-treat-insecure-origin-as-secure=${app},${content}`,
+    ]);
     context = await browser.newContext();
     page = await context.newPage();
   });
@@ -95,29 +140,11 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
   });
 
   it("shares a folder into OPFS and opens the preview in a new tab: it renders, scripts run, bytes identical", async () => {
-    await createIdentity(page, loft.url, "Dana");
+    await createIdentity(page, app, "Dana");
     await page.waitForFunction(() => navigator.serviceWorker.controller !== null);
-    // A real video: two seconds of a canvas recorded by MediaRecorder in the same browser.
-    const webm = await page.evaluate(async () => {
-      const canvas = document.createElement("canvas");
-      canvas.width = 64;
-      canvas.height = 48;
-      const ctx = canvas.getContext("2d")!;
-      const stream = canvas.captureStream(15);
-      const rec = new MediaRecorder(stream, { mimeType: "video/webm" });
-      const parts: Blob[] = [];
-      rec.ondataavailable = (e) => parts.push(e.data);
-      const stopped = new Promise((r) => (rec.onstop = r));
-      rec.start(200);
-      for (let i = 0; i < 30; i++) {
-        ctx.fillStyle = `hsl(${i * 12}, 80%, 50%)`;
-        ctx.fillRect(0, 0, 64, 48);
-        await new Promise((r) => setTimeout(r, 66));
-      }
-      rec.stop();
-      await stopped;
-      return [...new Uint8Array(await new Blob(parts).arrayBuffer())];
-    });
+    // The content origin's worker is active (the bridge frame says so): shared pages are answered.
+    await page.waitForFunction(() => document.documentElement.dataset.contentOrigin === "ready");
+    const webm = await recordWebm(page);
     SITE["clip.webm"] = Buffer.from(webm);
     expect(SITE["clip.webm"].length).toBeGreaterThan(1000);
     const folder = join(siteDir, "dana-site");
@@ -127,7 +154,7 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
     }
     await writeFile(join(folder, ".secret"), "hidden files are not shared");
 
-    await page.goto(`${loft.url}/settings`);
+    await page.goto(`${app}/settings`);
     await byId(page, "share-folder-input").setInputFiles(folder);
     await expect
       .poll(() => byId(page, "share-status").textContent())
@@ -143,6 +170,7 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
 
     [preview] = await Promise.all([context.waitForEvent("page"), byId(page, "share-preview").click()]);
     await preview.waitForLoadState();
+    expect(new URL(preview.url()).origin).toBe(content);
     await preview.locator("#data", { hasText: "scripts run and fetch JSON" }).waitFor();
     expect(await preview.title()).toBe("Dana's site");
     expect(await preview.locator("h1").evaluate((h) => getComputedStyle(h).color)).toBe("rgb(11, 92, 173)");
@@ -239,7 +267,8 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
       "%2e%2e%2fx",
     ])
       expect(statuses[p], p).toEqual([404, "not_shared"]);
-    expect(statuses.stranger).toEqual([403, "not_a_contact"]);
+    // Another contact's content, fetched by this contact's page: refused before it leaves the SW.
+    expect(statuses.stranger).toEqual([403, "other_contact"]);
     await page.getByText(/^Requests \(/).click();
     await expect.poll(() => byId(page, "access-log").textContent()).toContain("refused (not shared)");
     expect(await byId(page, "access-log").textContent()).toContain("GET / · served 200");
@@ -247,16 +276,16 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
 
   it("shows clear error pages that pass axe: nothing shared, not a contact, no Loft window open", async () => {
     const errPage = await context.newPage();
-    await errPage.goto(`${loft.url}/peer/${me}/missing.html`);
+    await errPage.goto(`${content}/peer/${me}/missing.html`);
     expect(await errPage.locator("h1").textContent()).toBe("Nothing shared at this address");
     await expectNoAxeViolations(errPage, "proxy error: not shared");
-    await errPage.goto(`${loft.url}/peer/${"e".repeat(64)}/`);
+    await errPage.goto(`${content}/peer/${"e".repeat(64)}/`);
     expect(await errPage.locator("h1").textContent()).toBe("Not one of your contacts");
     await expectNoAxeViolations(errPage, "proxy error: not a contact");
     // With the app window gone, nobody can carry the request.
     const appUrl = page.url();
     await page.close();
-    await errPage.goto(`${loft.url}/peer/${me}/index.html`);
+    await errPage.goto(`${content}/peer/${me}/index.html`);
     expect(await errPage.locator("h1").textContent()).toBe("Open Loft to reach this");
     await expectNoAxeViolations(errPage, "proxy error: no window");
     await errPage.close();
@@ -265,10 +294,88 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
     await byId(page, "share-section").waitFor();
   });
 
+  it("runs the shared site on its own origin: its script reaches none of the app's storage, cookies or worker", async () => {
+    // What the app holds on its origin: its IndexedDB (identity, contacts), a cookie, localStorage.
+    await context.addCookies([{ name: "loft-probe", value: "app-secret", url: app }]);
+    const appSide = await page.evaluate(async () => {
+      localStorage.setItem("loft-probe", "app-secret");
+      return {
+        databases: (await indexedDB.databases()).map((d) => d.name),
+        caches: await caches.keys(),
+        cookie: document.cookie,
+      };
+    });
+    expect(appSide.databases.length).toBeGreaterThan(0);
+    expect(appSide.caches.some((c) => c.startsWith("loft-shell-"))).toBe(true);
+    expect(appSide.cookie).toContain("loft-probe=app-secret");
+    // The same questions, asked by the shared page's script.
+    const shared = await preview.evaluate(async () => {
+      const registrations = await navigator.serviceWorker.getRegistrations();
+      return {
+        origin: location.origin,
+        databases: (await indexedDB.databases()).map((d) => d.name),
+        caches: await caches.keys(),
+        cookie: document.cookie,
+        local: localStorage.getItem("loft-probe"),
+        workers: registrations.map((r) => new URL(r.active?.scriptURL ?? "about:blank").pathname),
+        controller: new URL(navigator.serviceWorker.controller?.scriptURL ?? "about:blank").pathname,
+      };
+    });
+    expect(shared.origin).toBe(content);
+    expect(shared.databases.filter((d) => appSide.databases.includes(d))).toEqual([]);
+    expect(shared.caches.filter((c) => c.startsWith("loft-shell-"))).toEqual([]);
+    expect(shared.cookie).not.toContain("loft-probe");
+    expect(shared.local).toBeNull();
+    // The app's Service Worker (sw.js: builds, updates) is not even visible: only the content one.
+    expect(shared.workers).toEqual(["/peer-sw.js"]);
+    expect(shared.controller).toBe("/peer-sw.js");
+    // Nor can it frame or read the app: a fetch of the app's page is refused (CSP, then CORS).
+    const read = await preview.evaluate(async (url) => {
+      try {
+        return `read ${(await (await fetch(url)).text()).length} bytes`;
+      } catch (e) {
+        return `refused: ${(e as Error).name}`;
+      }
+    }, `${app}/`);
+    expect(read).toMatch(/^refused/);
+    // A page it opens at another contact's address is cut off from it (COOP noopener-allow-popups):
+    // same-origin as it is, it gets no handle to read that page through.
+    const popup = await preview.evaluate(async (id) => {
+      const w = window.open(`/peer/${id}/index.html`);
+      for (let i = 0; i < 200 && w && !w.closed; i++) {
+        try {
+          if (w.location.pathname.startsWith("/peer/")) return "readable";
+        } catch {
+          return "cut off";
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return w === null || w.closed ? "cut off" : "still open after 10 s";
+    }, "e".repeat(64));
+    expect(popup).toBe("cut off");
+  });
+
+  it("sends /peer/… on the app's origin to the content origin, and refuses to show it on an IP address", async () => {
+    const moved = await context.newPage();
+    await moved.goto(`${app}/peer/${me}/index.html`);
+    await moved.locator("#data", { hasText: "scripts run and fetch JSON" }).waitFor();
+    expect(new URL(moved.url()).origin).toBe(content);
+    await moved.close();
+    // The app at 127.0.0.1 (another origin, a fresh worker): no `peer.` subdomain, so no content.
+    const ip = await context.newPage();
+    await ip.goto(loft.url);
+    await ip.waitForFunction(() => navigator.serviceWorker.controller !== null);
+    await ip.goto(`${loft.url}/peer/${me}/index.html`);
+    expect(await ip.locator("h1").textContent()).toBe("Shared pages need Loft's content address");
+    await expectNoAxeViolations(ip, "proxy error: no content origin");
+    await ip.close();
+  });
+
   it("starts offline after one visit: the app from the precache, the shared site from OPFS", async () => {
     await loft.stop();
     await page.reload();
     await byId(page, "share-section").waitFor();
+    await page.waitForFunction(() => document.documentElement.dataset.contentOrigin === "ready");
     await preview.reload();
     await preview.locator("#data", { hasText: "scripts run and fetch JSON" }).waitFor();
     const health = await page.evaluate(() =>
@@ -359,3 +466,167 @@ describe("E2EE fetch proxy: a shared folder previewed through the Service Worker
     expect(await byId(page, "build-hash").getAttribute("data-hash")).toBe(running);
   });
 });
+
+/**
+ * Bob shares `folder` and ticks Alice; Alice opens their chat and waits for `presence` (their live
+ * session carries the proxy too) and for her content origin's worker.
+ */
+async function shareWithAlice(
+  tb: TwoBrowsers,
+  app: string,
+  folder: string,
+  bobId: string,
+  presence: RegExp | string,
+): Promise<void> {
+  await tb.b.goto(`${app}/settings`);
+  await byId(tb.b, "share-folder-input").setInputFiles(folder);
+  await expect.poll(() => byId(tb.b, "share-status").textContent()).toMatch(/^Shared “/);
+  await byId(tb.b, "share-item").getByLabel("Alice").check();
+  await openChat(tb.a, bobId);
+  await waitForPresence(tb.a, presence);
+  await tb.a.waitForFunction(() => document.documentElement.dataset.contentOrigin === "ready");
+}
+
+/** Chromium flags for the two same-site names of the app and its content origin. */
+const contentOriginFlags = (loft: LoftProcess) => [
+  "--host-resolver-rules=MAP *.example.com 127.0.0.1",
+  `--unsafely-treat-insecure-origin-as-secure=http://${APP_HOST}:${loft.port},http://peer.${APP_HOST}:${loft.port}`,
+];
+
+describe("E2EE fetch proxy: a contact's shared folder, over the live session between two browsers", () => {
+  let tb: TwoBrowsers;
+  let siteDir: string;
+  let app: string;
+  let content: string;
+  let bobId: string;
+  let site: Page;
+  let clip: Buffer;
+
+  beforeAll(async () => {
+    siteDir = await mkdtemp(join(tmpdir(), "loft-contact-site-"));
+    tb = await startTwoBrowsers({ chromiumArgs: contentOriginFlags });
+    app = `http://${APP_HOST}:${tb.loft.port}`;
+    content = `http://peer.${APP_HOST}:${tb.loft.port}`;
+  });
+  afterAll(async () => {
+    await tb?.close();
+    if (siteDir) await rm(siteDir, { recursive: true, force: true });
+  });
+
+  it("Bob shares a folder with Alice; Alice opens it: page, script, image, video with a Range seek", async () => {
+    const [, bId] = await introduce(tb.a, tb.b, app);
+    bobId = bId;
+    // Bob shares his site and ticks Alice.
+    clip = Buffer.from(await recordWebm(tb.b));
+    const folder = join(siteDir, "bob-site");
+    const files: Record<string, string | Buffer> = { ...SITE, "clip.webm": clip };
+    for (const [name, body] of Object.entries(files)) {
+      await mkdir(join(folder, name, ".."), { recursive: true });
+      await writeFile(join(folder, name), body);
+    }
+    await shareWithAlice(tb, app, folder, bobId, /^online/);
+
+    site = await tb.alice.newPage();
+    await site.goto(`${content}/peer/${bobId}/index.html`);
+    await site.locator("#data", { hasText: "scripts run and fetch JSON" }).waitFor();
+    expect(await site.title()).toBe("Dana's site");
+    expect(await site.locator("h1").evaluate((h) => getComputedStyle(h).color)).toBe("rgb(11, 92, 173)");
+    await site.waitForFunction(
+      () => (document.getElementById("logo") as HTMLImageElement).naturalWidth === 2,
+    );
+    await site.waitForFunction(() => (document.getElementById("clip") as HTMLVideoElement).readyState >= 1);
+    const got = await site.evaluate(async () => {
+      const r = await fetch("clip.webm", { headers: { Range: "bytes=1000-1499" } });
+      const img = await (await fetch("img/logo.png")).arrayBuffer();
+      return {
+        status: r.status,
+        range: r.headers.get("content-range"),
+        bytes: [...new Uint8Array(await r.arrayBuffer())],
+        img: [...new Uint8Array(img)],
+      };
+    });
+    expect(got.status).toBe(206);
+    expect(got.range).toBe(`bytes 1000-1499/${clip.length}`);
+    expect(Buffer.from(got.bytes).equals(clip.subarray(1000, 1500))).toBe(true);
+    expect(Buffer.from(got.img).equals(PNG)).toBe(true);
+    await site.evaluate(() => {
+      (document.getElementById("clip") as HTMLVideoElement).currentTime = 1;
+    });
+    await site.waitForFunction(() => !(document.getElementById("clip") as HTMLVideoElement).seeking);
+    // Bob sees who asked for what.
+    await tb.b.getByText(/^Requests \(/).click();
+    await expect
+      .poll(() => byId(tb.b, "access-log").textContent())
+      .toContain("Alice · GET /index.html · served 200");
+  });
+
+  it("refuses what Bob did not share with Alice, and traversal", async () => {
+    const statuses = await site.evaluate(async (id) => {
+      const out: Record<string, [number, string | null]> = {};
+      for (const p of [".secret", "nothing.html", "..%2f..%2fsw.js"]) {
+        const r = await fetch(`/peer/${id}/${p}`);
+        out[p] = [r.status, r.headers.get("x-loft-proxy-error")];
+      }
+      return out;
+    }, bobId);
+    for (const p of [".secret", "nothing.html", "..%2f..%2fsw.js"])
+      expect(statuses[p], p).toEqual([404, "not_shared"]);
+  });
+
+  it("Bob gone: Alice gets the styled 'Your contact is offline' page", async () => {
+    await tb.b.close();
+    await waitForPresence(tb.a, /^offline/);
+    await site.reload();
+    expect(await site.locator("h1").textContent()).toBe("Your contact is offline");
+    await expectNoAxeViolations(site, "proxy error: contact offline");
+  });
+});
+
+describe("E2EE fetch proxy: a contact's shared folder through the relay (no direct path)", () => {
+  let tb: TwoBrowsers;
+  let siteDir: string;
+
+  beforeAll(async () => {
+    siteDir = await mkdtemp(join(tmpdir(), "loft-relay-site-"));
+    tb = await startTwoBrowsers({ initScript: NO_DIRECT_PATH, chromiumArgs: contentOriginFlags });
+  });
+  afterAll(async () => {
+    await tb?.close();
+    if (siteDir) await rm(siteDir, { recursive: true, force: true });
+  });
+
+  it("serves Bob's site to Alice over the relay link; the relay's store holds none of it in the clear", async () => {
+    const app = `http://${APP_HOST}:${tb.loft.port}`;
+    const content = `http://peer.${APP_HOST}:${tb.loft.port}`;
+    const [, bobId] = await introduce(tb.a, tb.b, app);
+    const folder = join(siteDir, "bob-site");
+    for (const [name, body] of Object.entries(SITE)) {
+      await mkdir(join(folder, name, ".."), { recursive: true });
+      await writeFile(join(folder, name), body);
+    }
+    await shareWithAlice(tb, app, folder, bobId, "online · via relay");
+    const site = await tb.alice.newPage();
+    await site.goto(`${content}/peer/${bobId}/index.html`);
+    await site.locator("#data", { hasText: "scripts run and fetch JSON" }).waitFor();
+    const big = SITE["big.bin"] as Buffer;
+    const got = await site.evaluate(async () => {
+      const r = await fetch("big.bin", { headers: { Range: "bytes=1000000-1000499" } });
+      return { status: r.status, bytes: [...new Uint8Array(await r.arrayBuffer())] };
+    });
+    expect(got.status).toBe(206);
+    expect(Buffer.from(got.bytes).equals(big.subarray(1_000_000, 1_000_500))).toBe(true);
+    // Every byte crossed the relay; none of the site is readable in what it stored.
+    const stored = await readTree(tb.dataDir);
+    expect(stored.length).toBeGreaterThan(0);
+    for (const marker of ["scripts run and fetch JSON", "Hello from Dana", "text/html"])
+      expect(stored.indexOf(Buffer.from(marker)), marker).toBe(-1);
+  });
+});
+
+/** Every file under `dir`, concatenated. */
+async function readTree(dir: string): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true }))
+    if (entry.isFile()) parts.push(await readFile(join(entry.parentPath, entry.name)));
+  return Buffer.concat(parts);
+}

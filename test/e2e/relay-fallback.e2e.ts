@@ -21,20 +21,8 @@ import {
   waitForPresence,
   waitForState,
 } from "../support/loft-ui.ts";
+import { NO_DIRECT_PATH } from "../support/no-direct-path.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
-
-/** Runs in every page before the app: RTCPeerConnection never learns a remote candidate. */
-const NO_DIRECT_PATH = `(() => {
-  const proto = window.RTCPeerConnection && window.RTCPeerConnection.prototype;
-  if (!proto) return;
-  proto.addIceCandidate = function () { return Promise.resolve(); };
-  const setRemote = proto.setRemoteDescription;
-  proto.setRemoteDescription = function (desc, ...rest) {
-    if (desc && typeof desc.sdp === "string")
-      desc = { type: desc.type, sdp: desc.sdp.split("\\r\\n").filter((l) => !l.startsWith("a=candidate")).join("\\r\\n") };
-    return setRemote.call(this, desc, ...rest);
-  };
-})();`;
 
 describe("live chat through the relay when no direct path comes up", () => {
   let env: TwoBrowsers;

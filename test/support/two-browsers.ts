@@ -32,14 +32,14 @@ export interface TwoBrowsersOptions {
   initScript?: string;
   /** More server flags. */
   loftArgs?: string[];
-  /** More Chromium flags (e.g. fake media devices for calls). */
-  chromiumArgs?: string[];
+  /** More Chromium flags, given the started server (its port). */
+  chromiumArgs?: (loft: LoftProcess) => string[];
 }
 
 export async function startTwoBrowsers(options: TwoBrowsersOptions = {}): Promise<TwoBrowsers> {
   const dataDir = mkdtempSync(join(tmpdir(), "loft-e2e-"));
   const loft = await startLoft({ args: ["--relay-data-dir", dataDir, ...(options.loftArgs ?? [])] });
-  const browser = await launchChromium(options.chromiumArgs);
+  const browser = await launchChromium(options.chromiumArgs?.(loft));
   const alice = await browser.newContext();
   const bob = await browser.newContext();
   if (options.initScript) {

@@ -100,6 +100,8 @@ export class AppModel {
   readonly notificationOfferDismissed: Accessor<boolean>;
   readonly #setNotificationOfferDismissed: (d: boolean) => void;
   engine: ChatEngine | undefined;
+  /** Called with each engine the app starts (web/src/proxy/start.ts: what serves shares to contacts). */
+  readonly engineStarted = new Set<(engine: ChatEngine) => void>();
   #unsubscribe: (() => void) | undefined;
   /** The engine being started: the screens are usable before it is up (`#contactEngine` waits). */
   #engineStarting: Promise<void> | undefined;
@@ -307,6 +309,7 @@ export class AppModel {
           problem: "Loft is open in another tab or window; chat runs there. Messages you write here wait.",
         };
     this.engine = loaded.engine;
+    for (const started of this.engineStarted) started(loaded.engine);
     this.#setEngineProblem(loaded.problem);
     this.#setService(loaded.engine.serviceStatus());
     this.#unsubscribe = loaded.engine.subscribe((e) => this.#onEvent(e));

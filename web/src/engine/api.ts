@@ -42,6 +42,9 @@
  *
  * Nothing in this file runs except the tiny `EngineRefusal` error class.
  */
+import type { ProxyClient } from "../../../core/proxy/client.ts";
+import type { TokenBucket } from "../../../core/proxy/rate-limit.ts";
+import type { AccessRecord, ProxyHandler } from "../../../core/proxy/server.ts";
 import type { Identity, Trust, UserIdentity } from "../identity.ts";
 import type { FileTransfer } from "./files/store.ts";
 
@@ -485,6 +488,22 @@ export interface ChatEngine {
   readonly rooms?: RoomsApi;
   /** One-to-one voice and video calls (web/src/engine/calls/); absent where media is unavailable. */
   readonly calls?: CallControls;
+  /**
+   * The E2EE fetch proxy's requesting side over the contact's live session (proxy-link.ts), or
+   * undefined when there is none (the contact is offline).
+   */
+  proxyClient?(contactId: ContactId): ProxyClient | undefined;
+  /** What serves this device's shares to contacts over their sessions (undefined: nothing). */
+  serveProxy?(serving: ProxyServing | undefined): void;
+}
+
+/** What serves this device's shares to contacts (web/src/proxy/start.ts sets it; proxy-link.ts). */
+export interface ProxyServing {
+  handler: ProxyHandler;
+  /** Per-contact request rate limit (keyed by contact id: it outlives sessions). */
+  limiter: TokenBucket;
+  /** Every request served or refused, for the owner. */
+  log: (record: AccessRecord) => void;
 }
 
 /** One change to a contact record (`ChatEngine.changeContact`). */

@@ -35,6 +35,7 @@
  */
 
 import { toHex } from "../../../core/bytes.ts";
+import type { ProxyClient } from "../../../core/proxy/client.ts";
 import { SignalingClient } from "../../../core/signaling/client.ts";
 import type {
   ChatEngine,
@@ -45,6 +46,7 @@ import type {
   HandedOver,
   MessageId,
   Presence,
+  ProxyServing,
   ServiceStatus,
 } from "./api.ts";
 import { Calls } from "./calls/calls.ts";
@@ -55,6 +57,7 @@ import { contactLinkRefs, setupAddress } from "./first-contact.ts";
 import { Links } from "./link/links.ts";
 import { newOutgoing, refusalFor, SendLines, sendableContact } from "./outgoing.ts";
 import { watchKeys } from "./presence.ts";
+import { proxyClientOf, serveProxy } from "./proxy-link.ts";
 import { DEFAULT_ROOM_MEMBER_CAP, RoomsEngine } from "./rooms/mesh.ts";
 
 export { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
@@ -368,5 +371,13 @@ export class Engine implements ChatEngine {
   }
   fileBlob(key: string): Promise<Blob | undefined> {
     return this.#files.blob(key);
+  }
+
+  proxyClient(contactId: ContactId): ProxyClient | undefined {
+    return proxyClientOf(this.#ctx, this.#ctx.peers.get(contactId));
+  }
+
+  serveProxy(serving: ProxyServing | undefined): void {
+    serveProxy(this.#ctx, serving);
   }
 }

@@ -204,7 +204,12 @@ export async function heartbeat(ctx: SessionContext, live: Live): Promise<void> 
 export async function readFrame(
   live: Live,
   bytes: Uint8Array,
-): Promise<{ kind: "ratchet"; message: Uint8Array } | { kind: "next" } | { kind: "stop" }> {
+): Promise<
+  | { kind: "ratchet"; message: Uint8Array }
+  | { kind: "proxy"; message: Uint8Array }
+  | { kind: "next" }
+  | { kind: "stop" }
+> {
   live.lastInbound = Date.now();
   const { session } = live;
   const frame = decodeSessionFrame(bytes);
@@ -220,6 +225,7 @@ export async function readFrame(
       // closed meanwhile
     }
   } else if (f.type === "ratchet") return { kind: "ratchet", message: f.message };
+  else if (f.type === "proxy") return { kind: "proxy", message: f.message };
   else if (f.type === "hello") {
     session.close("LOFT_ERR_MALFORMED", "a second HELLO");
     return { kind: "stop" };

@@ -7,6 +7,7 @@
  *   0x02 RATCHET  one Double Ratchet message (core/ratchet/message.ts layout)
  *   0x03 PING     8 bytes, echoed in a PONG
  *   0x04 PONG     the PING's 8 bytes
+ *   0x20 PROXY    one E2EE fetch proxy message: channel byte ‖ proxy frame (docs/protocol/proxy.md)
  *
  * Application messages — the plaintext of a RATCHET frame, canonical MessagePack padded to a
  * power-of-two bucket (core/codec/padding.ts, ISO/IEC 7816-4) before encryption:
@@ -44,6 +45,8 @@ export const FRAME = {
   FILE_ACK: FILE_FRAME.ACK,
   /** A room app message on a room member's session (rooms/wire.ts; docs/protocol/rooms.md §5). */
   ROOM: 0x40,
+  /** The E2EE fetch proxy's frames on a contact's session (proxy-link.ts; docs/protocol/proxy.md). */
+  PROXY: 0x20,
 } as const;
 export const RATCHET_ID_BYTES = 16;
 export const PING_BYTES = 8;
@@ -75,7 +78,8 @@ export type SessionFrame =
   | { type: "hello"; hello: Hello }
   | { type: "ratchet"; message: Uint8Array }
   | { type: "ping"; nonce: Uint8Array }
-  | { type: "pong"; nonce: Uint8Array };
+  | { type: "pong"; nonce: Uint8Array }
+  | { type: "proxy"; message: Uint8Array };
 
 function framed(type: number, body: Uint8Array): Uint8Array {
   const out = new Uint8Array(1 + body.length);
@@ -91,6 +95,7 @@ export function encodeHello(h: Hello): Uint8Array {
 export const encodeRatchetFrame = (message: Uint8Array): Uint8Array => framed(FRAME.RATCHET, message);
 export const encodePing = (nonce: Uint8Array): Uint8Array => framed(FRAME.PING, nonce);
 export const encodePong = (nonce: Uint8Array): Uint8Array => framed(FRAME.PONG, nonce);
+export const encodeProxyFrame = (message: Uint8Array): Uint8Array => framed(FRAME.PROXY, message);
 
 export function decodeSessionFrame(bytes: Uint8Array): Result<SessionFrame> {
   if (bytes.length === 0) return err("LOFT_ERR_MALFORMED", "empty session frame");
@@ -116,6 +121,9 @@ export function decodeSessionFrame(bytes: Uint8Array): Result<SessionFrame> {
     case FRAME.PONG:
       if (body.length !== PING_BYTES) return err("LOFT_ERR_MALFORMED", "ping/pong carries 8 bytes");
       return ok({ type: bytes[0] === FRAME.PING ? "ping" : "pong", nonce: body });
+    case FRAME.PROXY:
+      // Checked by the proxy endpoint (core/proxy/endpoint.ts): empty or malformed closes the session.
+      return ok({ type: "proxy", message: body });
     default:
       return err("LOFT_ERR_UNKNOWN_TYPE", `unknown session frame type ${bytes[0]}`);
   }

@@ -7,6 +7,7 @@ import { createResource, createSignal, For, Show } from "solid-js";
 import type { AppModel } from "../app/model.ts";
 import { contactIdOf } from "../identity.ts";
 import { accessLog } from "./access-log.ts";
+import { contentUrl } from "./bridge.ts";
 import { listShares, type StoredShare, setShareContacts, shareFolder, stopSharing } from "./opfs-shares.ts";
 import { reloadProxyShares } from "./start.ts";
 
@@ -82,7 +83,12 @@ export function ShareFolder(props: { app: AppModel }) {
           <div data-testid="share-item">
             <p>
               “{share.name}” — {share.files} files, {kib(share.bytes)} —{" "}
-              <a href={`/peer/${me()}/`} target="_blank" rel="noopener" data-testid="share-preview">
+              <a
+                href={contentUrl(me() ?? "") ?? `/peer/${me()}/`}
+                target="_blank"
+                rel="noopener"
+                data-testid="share-preview"
+              >
                 Open preview
               </a>
             </p>

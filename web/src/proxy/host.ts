@@ -1,26 +1,28 @@
 /**
- * The window side of the E2EE fetch proxy (docs/protocol/proxy.md §Service Worker): the Service
- * Worker hands each `/peer/<contact>/…` request to a Loft window over a MessagePort; this module
- * takes it, sends it through the proxy client of that contact's session, and streams the answer
+ * The window side of the E2EE fetch proxy (docs/protocol/proxy.md §Service Worker): the content
+ * origin's Service Worker hands each `/peer/<contact>/…` request to a Loft window over a
+ * MessagePort, through the bridge page this window frames (./bridge.ts); this module takes it, sends it through the proxy client of that contact's session, and streams the answer
  * back one chunk per pull.
  *
  * Which session carries it:
  * - `/peer/<me>/…` — the person's own shares: a proxy client joined to a proxy server in this
  *   page (core/proxy/pair.ts), serving the shares from OPFS through the same share handler,
  *   rules, rate limit and access log that serve contacts. This is the "Share a folder" preview.
- * - `/peer/<contact>/…` — the proxy client over that contact's session: the engine keeps a
- *   `ProxyEndpoint` (core/proxy/endpoint.ts) per session and provides its `client` through
- *   `remote` (the one seam left; until the engine carries proxy frames, `remote` returns nothing
- *   and the page says the contact is offline).
+ * - `/peer/<contact>/…` — the proxy client over that contact's live session: the engine keeps a
+ *   `ProxyEndpoint` (core/proxy/endpoint.ts) per session (web/src/engine/proxy-link.ts) and
+ *   provides its `client` through `remote`; no live session: "Your contact is offline".
+ * And the other way: `serving` answers contacts' requests from the same shares.
  */
 import type { BodyReader } from "../../../core/proxy/body.ts";
 import { bytesBody } from "../../../core/proxy/body.ts";
 import { type ProxyClient, ProxyResetError, type ProxyResponse } from "../../../core/proxy/client.ts";
 import { connectProxy } from "../../../core/proxy/pair.ts";
-import { isPortRequest, type PortPull, type PortReply, type PortRequest } from "../../../core/proxy/port.ts";
+import type { PortPull, PortReply, PortRequest } from "../../../core/proxy/port.ts";
 import { TokenBucket } from "../../../core/proxy/rate-limit.ts";
 import type { AccessRecord } from "../../../core/proxy/server.ts";
 import { shareHandler } from "../../../core/proxy/share.ts";
+import type { ProxyServing } from "../engine/api.ts";
+import { mountBridge } from "./bridge.ts";
 import { asShares, listShares, OpfsFileSource, type StoredShare } from "./opfs-shares.ts";
 
 /** How long a started body may go without a pull from the Service Worker before it is reset. */
@@ -36,7 +38,13 @@ export interface ProxyHostDeps {
   log: (record: AccessRecord) => void;
 }
 
-export function startProxyHost(deps: ProxyHostDeps): { reloadShares: () => Promise<void> } {
+export interface ProxyHost {
+  reloadShares: () => Promise<void>;
+  /** What serves this device's shares to contacts over their sessions (the engine's `serveProxy`). */
+  serving: ProxyServing;
+}
+
+export function startProxyHost(deps: ProxyHostDeps): ProxyHost {
   let shares: StoredShare[] = [];
   const reloadShares = async () => {
     shares = await listShares();
@@ -62,13 +70,25 @@ export function startProxyHost(deps: ProxyHostDeps): { reloadShares: () => Promi
     return pair.client;
   };
 
-  navigator.serviceWorker?.addEventListener("message", (e: MessageEvent) => {
-    if (!isPortRequest(e.data) || !e.ports[0]) return;
-    const port = e.ports[0];
+  // Contacts reach the same shares over their sessions: the same rules, one rate limit per
+  // contact (the bucket is keyed by contact id), the same access log.
+  const serving: ProxyServing = {
+    handler: (request) => {
+      const me = deps.me();
+      if (!me) return Promise.resolve({ refuse: "not_shared", reason: "Loft is locked" });
+      return loaded.then(() =>
+        shareHandler({ shares: () => asShares(shares, me), isContact: deps.isContact }, source)(request),
+      );
+    },
+    limiter,
+    log: deps.log,
+  };
+
+  mountBridge((req, port) => {
     const me = deps.me();
     if (!me) return port.postMessage({ type: "declined" } satisfies PortReply);
     port.postMessage({ type: "accepted" } satisfies PortReply);
-    void loaded.then(() => carry(e.data as PortRequest, port, me));
+    void loaded.then(() => carry(req, port, me));
   });
 
   const carry = async (req: PortRequest, port: MessagePort, me: string) => {
@@ -153,5 +173,5 @@ export function startProxyHost(deps: ProxyHostDeps): { reloadShares: () => Promi
     };
   };
 
-  return { reloadShares };
+  return { reloadShares, serving };
 }

@@ -44,6 +44,7 @@ import { afterQueued, flushLive, receive, sendReceipts } from "../messages.ts";
 import { cancel, type FollowUp, type Outcome, presence } from "../outcome.ts";
 import { refusalFor } from "../outgoing.ts";
 import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
+import { receiveProxy } from "../proxy-link.ts";
 import { announce, ensureRx, forgetMailbox } from "../queues.ts";
 import { freshRatchetKeyPair } from "../ratchet-store.ts";
 import { allowMailbox, flushMailbox, receiveMailbox } from "../relay-mailbox.ts";
@@ -494,6 +495,7 @@ export class LinkController {
       }
       const frame = await readFrame(live, bytes);
       if (frame.kind === "stop") return;
+      if (frame.kind === "proxy") receiveProxy(ctx, peer, live, frame.message); // ../proxy-link.ts
       if (frame.kind === "ratchet")
         await serial(peer, async () => this.apply(await receive(ctx, peer, live, frame.message))).catch(
           (e) => {

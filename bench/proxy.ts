@@ -1,0 +1,158 @@
+/**
+ * `npm run bench:proxy [-- --json] [--quick] [--size 1048576]`
+ *
+ * The E2EE fetch proxy next to fetching the same files from the same local HTTP server directly,
+ * same process, same run. The proxied path is the real one minus the browser: two engines
+ * (web/src/engine, real signaling, real Noise XXhfs sessions over the harness's in-memory links
+ * standing in for the data channel), Alice's `proxyClient(bob)` → PROXY session frames → Bob's
+ * proxy server → `httpOriginHandler` (host/proxy-origin.ts, what `loft expose` serves) → the
+ * origin, and back with credit flow control. The direct path is `fetch()` of the same URL.
+ *
+ * Figures: throughput of one `--size` body at a time (MB/s; subjects alternate in slices,
+ * bench/harness.ts `alternate`; `proxy_vs_direct` is the median per-round ratio), and p50/p99
+ * latency of a 1 KiB file fetched alone, proxy and direct alternating request by request
+ * (`p50_overhead_ms` = proxied p50 − direct p50). Everything targets 127.0.0.1.
+ * `--node-crypto`: the engines seal with the node:crypto AEAD backend (host/crypto-node.ts)
+ * instead of the default (noble).
+ */
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { BodyReader } from "../core/proxy/body.ts";
+import { TokenBucket } from "../core/proxy/rate-limit.ts";
+import { createNodeCryptoProvider } from "../host/crypto-node.ts";
+import { httpOriginHandler } from "../host/proxy-origin.ts";
+import { startSignaling } from "../signaling/testing.ts";
+import { EngineHarness, until } from "../test/support/engine.ts";
+import { alternate, log, QUICK, rateOf, report, sliceRatio, sliceRatioRange } from "./harness.ts";
+import { numberFlag, percentile } from "./relay-cli.ts";
+
+const SIZE = numberFlag("size", 1024 * 1024);
+const LATENCY_REQUESTS = QUICK ? 40 : 300;
+const big = Uint8Array.from({ length: SIZE }, (_, i) => (i * 31 + 7) & 0xff);
+const small = new Uint8Array(1024).fill(0x61);
+
+async function drain(body: BodyReader): Promise<number> {
+  let n = 0;
+  for (;;) {
+    const c = await body.read();
+    if (c === null) return n;
+    n += c.length;
+  }
+}
+
+async function main(): Promise<void> {
+  const origin = createServer((req, res) => {
+    const body = req.url === "/big" ? big : req.url === "/small" ? small : undefined;
+    if (!body) return void res.writeHead(404).end();
+    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": body.length });
+    res.end(body);
+  });
+  await new Promise<void>((r) => origin.listen(0, "127.0.0.1", r));
+  const base = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
+  const signaling = await startSignaling();
+  const crypto = process.argv.includes("--node-crypto") ? await createNodeCryptoProvider() : undefined;
+  const h = new EngineHarness(() => ({
+    signalingUrl: signaling.url,
+    config: { log: () => {}, ...(crypto ? { crypto } : {}) },
+  }));
+  try {
+    const [alice, bob] = await h.pair();
+    await until(() => h.online(alice, bob) && h.online(bob, alice), "both online");
+    bob.engine.serveProxy({
+      handler: httpOriginHandler({
+        origin: base,
+        contacts: new Set([alice.id]),
+        isContact: (id) => id === alice.id,
+      }),
+      limiter: new TokenBucket(1e9, 1e9),
+      log: () => {},
+    });
+    const client = () => {
+      const c = alice.engine.proxyClient(bob.id);
+      if (!c) throw new Error("the session to Bob closed");
+      return c;
+    };
+    const proxied = async (path: string) => {
+      const res = await client().request({ method: "GET", path, headers: [] });
+      if (res.status !== 200) throw new Error(`proxied ${path}: ${res.status}`);
+      return drain(res.body);
+    };
+    const direct = async (path: string) => {
+      const res = await fetch(`${base}${path}`);
+      if (res.status !== 200) throw new Error(`direct ${path}: ${res.status}`);
+      return (await res.arrayBuffer()).byteLength;
+    };
+    if ((await proxied("/big")) !== SIZE || (await direct("/big")) !== SIZE) throw new Error("wrong size");
+
+    log(`throughput: one ${SIZE} B body at a time`);
+    const rates = await alternate([
+      { name: "proxy", run: async () => (await proxied("/big")) / 1e6 },
+      { name: "direct", run: async () => (await direct("/big")) / 1e6 },
+    ]);
+    const p = rateOf(rates, "proxy");
+    const d = rateOf(rates, "direct");
+
+    log(`latency: ${LATENCY_REQUESTS} requests of 1 KiB each way, alternating`);
+    const lp: number[] = [];
+    const ld: number[] = [];
+    for (let i = 0; i < LATENCY_REQUESTS; i++) {
+      for (const [fn, into] of (i % 2 === 0
+        ? [
+            [proxied, lp],
+            [direct, ld],
+          ]
+        : [
+            [direct, ld],
+            [proxied, lp],
+          ]) as [typeof proxied, number[]][]) {
+        const t = performance.now();
+        await fn("/small");
+        into.push(performance.now() - t);
+      }
+    }
+    lp.sort((a, b) => a - b);
+    ld.sort((a, b) => a - b);
+    const ratio = sliceRatio(p, d);
+    report(
+      "bench:proxy — E2EE fetch proxy (engine, Noise session) vs direct HTTP, same origin, same run",
+      [
+        {
+          name: `throughput, ${(SIZE / 1024).toFixed(0)} KiB bodies`,
+          value: p.perSecond,
+          unit: "MB/s",
+          baseline: { name: "direct", value: d.perSecond },
+          ratio,
+          ratioRange: sliceRatioRange(p, d),
+        },
+        {
+          name: "latency p50, 1 KiB",
+          value: percentile(lp, 50),
+          unit: "ms",
+          baseline: { name: "direct", value: percentile(ld, 50) },
+        },
+        {
+          name: "latency p99, 1 KiB",
+          value: percentile(lp, 99),
+          unit: "ms",
+          baseline: { name: "direct", value: percentile(ld, 99) },
+        },
+      ],
+      {
+        bench: "proxy",
+        crypto: crypto ? "node" : "default",
+        size_bytes: SIZE,
+        proxy: { mb_per_s: p.perSecond, p50_ms: percentile(lp, 50), p99_ms: percentile(lp, 99) },
+        direct: { mb_per_s: d.perSecond, p50_ms: percentile(ld, 50), p99_ms: percentile(ld, 99) },
+        proxy_vs_direct: ratio,
+        proxy_vs_direct_range: sliceRatioRange(p, d),
+        p50_overhead_ms: percentile(lp, 50) - percentile(ld, 50),
+      },
+    );
+  } finally {
+    await h.stopAll();
+    await signaling.close();
+    origin.close();
+  }
+}
+
+await main();

@@ -1,0 +1,225 @@
+/**
+ * The E2EE fetch proxy over a contact's live session (proxy-link.ts; docs/protocol/proxy.md
+ * §Carrying frames over a session): two engines, real signaling, real Noise sessions over the
+ * harness's in-memory links, and the real proxy multiplexers and share handler on both ends.
+ * Bob shares files; Alice requests them through `proxyClient(bob)` — bytes, Range, per-share
+ * access, the per-contact rate limit, the owner's access log, backpressure across the session, and
+ * a protocol violation or a session's end failing what is open.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createUserIdentity } from "../../../core/identity/identity.ts";
+import type { BodyReader } from "../../../core/proxy/body.ts";
+import { ProxyResetError } from "../../../core/proxy/client.ts";
+import { TokenBucket } from "../../../core/proxy/rate-limit.ts";
+import type { AccessRecord } from "../../../core/proxy/server.ts";
+import { MemoryFileSource, type Share, shareHandler } from "../../../core/proxy/share.ts";
+import { establishSession, type Session } from "../../../core/session/index.ts";
+import { type RunningSignaling, startSignaling } from "../../../signaling/testing.ts";
+import { EngineHarness, type EngineNode, TestLink, until } from "../../../test/support/engine.ts";
+import type { EngineContext, Peer } from "./context.ts";
+import type { EngineConfig } from "./engine.ts";
+import { receiveProxy } from "./proxy-link.ts";
+import { newLive } from "./session.ts";
+import { decodeSessionFrame, encodeProxyFrame, FRAME } from "./wire.ts";
+
+const FAST: Partial<EngineConfig> = {
+  heartbeatIntervalMs: 100,
+  heartbeatTimeoutMs: 600,
+  backoffInitialMs: 50,
+  backoffMaxMs: 300,
+  glareDelayMs: 50,
+  log: () => {},
+};
+
+const text = (s: string) => new TextEncoder().encode(s);
+/** Byte equality without a per-element deep compare (megabytes). */
+const same = (x: Uint8Array, y: Uint8Array) => Buffer.from(x).equals(Buffer.from(y));
+const bytesOf = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + 7) & 0xff);
+
+async function readAll(body: BodyReader): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  for (let i = 0; i < 100_000; i++) {
+    const c = await body.read();
+    if (c === null) break;
+    parts.push(c.slice());
+  }
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+const get = (path: string, headers: [string, string][] = []) => ({ method: "GET" as const, path, headers });
+
+describe("the fetch proxy over a contact's live session (engines, real signaling, real Noise)", () => {
+  let signaling: RunningSignaling;
+  const h = new EngineHarness(() => ({ signalingUrl: signaling.url, config: FAST }));
+
+  beforeAll(async () => {
+    signaling = await startSignaling();
+  });
+  afterAll(async () => {
+    await signaling?.close();
+  });
+  afterEach(async () => {
+    await h.stopAll();
+  });
+
+  /** Bob shares a site with Alice (and a private folder with nobody); Alice is online with him. */
+  async function sharing(limiter = new TokenBucket(200, 100)) {
+    const [a, b] = await h.pair();
+    await until(() => h.online(a, b) && h.online(b, a), "both online");
+    const source = new MemoryFileSource();
+    const big = bytesOf(2_000_000);
+    source.put("site", ["index.html"], text("<h1>Bob's site</h1>"));
+    source.put("site", ["clip.webm"], big);
+    source.put("private", ["notes.txt"], text("not for Alice"));
+    const shares: Share[] = [
+      { mount: [], root: "site", contacts: new Set([a.id]) },
+      { mount: ["private"], root: "private", contacts: new Set<string>() },
+    ];
+    const log: AccessRecord[] = [];
+    b.engine.serveProxy({
+      handler: shareHandler({ shares: () => shares, isContact: (id) => id === a.id }, source),
+      limiter,
+      log: (r) => log.push(r),
+    });
+    return { a, b, source, big, log };
+  }
+
+  const clientOf = (from: EngineNode, to: EngineNode) => {
+    const c = from.engine.proxyClient(to.id);
+    if (!c) throw new Error("no live session");
+    return c;
+  };
+
+  it("serves a contact's share end to end: bytes, a Range seek, refusals, and the owner's log", async () => {
+    const { a, b, big, log } = await sharing();
+    const client = clientOf(a, b);
+    const page = await client.request(get("/index.html"));
+    expect(page.status).toBe(200);
+    expect(page.headers).toContainEqual(["content-type", "text/html; charset=utf-8"]);
+    expect(new TextDecoder().decode(await readAll(page.body))).toBe("<h1>Bob's site</h1>");
+    // A video seek: exactly the bytes asked for.
+    const seek = await client.request(get("/clip.webm", [["range", "bytes=1000000-1000499"]]));
+    expect(seek.status).toBe(206);
+    expect(seek.headers).toContainEqual(["content-range", `bytes 1000000-1000499/${big.length}`]);
+    expect(same(await readAll(seek.body), big.subarray(1_000_000, 1_000_500))).toBe(true);
+    // The whole 2 MB body, several windows, arrives intact.
+    const whole = await client.request(get("/clip.webm"));
+    expect(same(await readAll(whole.body), big)).toBe(true);
+    // Not shared with Alice, traversal, nothing there: one answer, and nothing else learned.
+    for (const path of ["/private/notes.txt", "/%2e%2e/private/notes.txt", "/nothing.html"])
+      await expect(client.request(get(path)), path).rejects.toMatchObject({ code: "not_shared" });
+    await until(() => log.length === 6, "six access records");
+    expect(log.every((r) => r.peer === a.id)).toBe(true);
+    expect(log.filter((r) => r.outcome === "served").map((r) => r.path)).toEqual([
+      "/index.html",
+      "/clip.webm",
+      "/clip.webm",
+    ]);
+    expect(log.filter((r) => r.outcome === "refused")).toHaveLength(3);
+    // Both ways on one session: Bob asks Alice, who serves nothing.
+    await expect(clientOf(b, a).request(get("/"))).rejects.toMatchObject({ code: "not_shared" });
+    // The chat still works alongside.
+    const m = await a.engine.send(b.id, "still chatting");
+    await until(() => h.stateOf(a, m) === "delivered", "delivered");
+  });
+
+  it("a slow reader holds the serving side back across the session: at most one window read ahead", async () => {
+    const { a, b, source } = await sharing();
+    const res = await clientOf(a, b).request(get("/clip.webm"));
+    const first = await res.body.read();
+    expect(first).not.toBeNull();
+    const body = res.body as unknown as { buffered: number };
+    // The 256 KiB window fills, then nothing more is read from Bob's source while Alice reads nothing.
+    await until(() => first!.length + body.buffered >= 256 * 1024, "window full");
+    const reads = source.reads;
+    expect(reads * 64 * 1024).toBeLessThanOrEqual(256 * 1024 + 2 * 64 * 1024);
+    const m = await a.engine.send(b.id, "a round trip on the same session");
+    await until(() => h.stateOf(a, m) === "delivered", "delivered");
+    expect(source.reads).toBe(reads);
+    expect(first!.length + (await readAll(res.body)).length).toBe(2_000_000);
+  });
+
+  it("rate-limits per contact, across sessions", async () => {
+    const { a, b, log } = await sharing(new TokenBucket(3, 0.001));
+    for (let i = 0; i < 3; i++) await readAll((await clientOf(a, b).request(get("/index.html"))).body);
+    await expect(clientOf(a, b).request(get("/index.html"))).rejects.toMatchObject({ code: "rate_limited" });
+    await until(() => log.at(-1)?.refused === "rate_limited", "logged");
+  });
+
+  it("nothing served until the app says what: a contact's request is refused not_shared", async () => {
+    const [a, b] = await h.pair();
+    await until(() => h.online(a, b) && h.online(b, a), "both online");
+    const err = await clientOf(a, b)
+      .request(get("/index.html"))
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ProxyResetError);
+    expect((err as ProxyResetError).code).toBe("not_shared");
+  });
+
+  it("the session's end fails what is open, and an offline contact has no client", async () => {
+    const { a, b } = await sharing();
+    const res = await clientOf(a, b).request(get("/clip.webm"));
+    await res.body.read();
+    a.engine.disconnect(b.id);
+    await expect(readAll(res.body)).rejects.toThrow();
+    await until(() => a.engine.proxyClient(b.id) === undefined, "no client once the session is gone");
+  });
+});
+
+describe("PROXY session frames (wire.ts 0x20) and what a bad one does", () => {
+  async function sessionPair(): Promise<[Session, Session]> {
+    const alice = createUserIdentity({ username: "alice", now: Date.now() });
+    const bob = createUserIdentity({ username: "bob", now: Date.now() });
+    const a = new TestLink();
+    const b = new TestLink();
+    a.peer = b;
+    b.peer = a;
+    return Promise.all([
+      establishSession({
+        link: a,
+        role: "initiator",
+        kind: "direct",
+        self: alice,
+        expectedIdentityKey: bob.identity.verified.identity_key,
+      }),
+      establishSession({
+        link: b,
+        role: "responder",
+        kind: "direct",
+        self: bob,
+        expectedIdentityKey: alice.identity.verified.identity_key,
+      }),
+    ]);
+  }
+
+  it("decodes a PROXY frame to its message, whatever it holds (the endpoint judges it)", () => {
+    const framed = encodeProxyFrame(Uint8Array.of(0, 1, 2));
+    expect(framed[0]).toBe(FRAME.PROXY);
+    expect(decodeSessionFrame(framed)).toEqual({
+      ok: true,
+      value: { type: "proxy", message: Uint8Array.of(0, 1, 2) },
+    });
+  });
+
+  it("an empty message, an unknown channel or a bad frame closes the session with its code", async () => {
+    for (const [message, code] of [
+      [new Uint8Array(0), "LOFT_ERR_MALFORMED"],
+      [Uint8Array.of(7, 1, 1, 0, 0, 0, 1), "LOFT_ERR_UNKNOWN_TYPE"],
+      // DATA for a request never opened: out of order.
+      [Uint8Array.of(1, 1, 3, 0, 0, 0, 9, 0xaa), "LOFT_ERR_SCHEMA"],
+    ] as const) {
+      const [mine, theirs] = await sessionPair();
+      const live = newLive(mine, "direct");
+      receiveProxy({} as EngineContext, { id: "b".repeat(64) } as Peer, live, message);
+      expect(mine.state).toBe("closed");
+      expect((await mine.closed).reason).toBe(code);
+      theirs.close("stopped");
+    }
+  });
+});

@@ -1,0 +1,68 @@
+/**
+ * The E2EE fetch proxy over a contact's live session (docs/protocol/proxy.md §Carrying frames over
+ * a session): one `ProxyEndpoint` per live session — its requesting side is what this device uses
+ * to open `/peer/<contact>/…`, its serving side answers the contact from this device's shares.
+ * Each proxy message travels in one PROXY session frame (wire.ts, 0x20), straight on the Noise
+ * session: the transport already gives it confidentiality, integrity, order and replay
+ * protection, and bodies are flow-controlled by the proxy's own credit (nothing is read ahead of
+ * the window the other side granted), so a slow reader holds the source back end to end.
+ *
+ * The engine knows nothing of shares: the app sets what serves them (`serveProxy`). Until it does,
+ * every request from a contact is refused `not_shared`.
+ */
+
+import type { ProxyClient } from "../../../core/proxy/client.ts";
+import { ProxyEndpoint } from "../../../core/proxy/endpoint.ts";
+import type { ProxyHandler } from "../../../core/proxy/server.ts";
+import type { ProxyServing } from "./api.ts";
+import type { EngineContext, Live, Peer } from "./context.ts";
+import { encodeProxyFrame } from "./wire.ts";
+
+const serving = new WeakMap<EngineContext, ProxyServing>();
+const endpoints = new WeakMap<Live, ProxyEndpoint>();
+
+const NOTHING_SHARED: ProxyHandler = async (request) => {
+  request.body.cancel("nothing shared");
+  return { refuse: "not_shared", reason: "nothing shared" };
+};
+
+export function serveProxy(ctx: EngineContext, s: ProxyServing | undefined): void {
+  if (s) serving.set(ctx, s);
+  else serving.delete(ctx);
+}
+
+/** The session's endpoint, made on first use; it ends (both directions) when the session closes. */
+function endpointOf(ctx: EngineContext, peer: Peer, live: Live): ProxyEndpoint {
+  let endpoint = endpoints.get(live);
+  if (endpoint) return endpoint;
+  const s = serving.get(ctx);
+  endpoint = new ProxyEndpoint(
+    (message) => {
+      if (live.session.state !== "closed") live.session.send(encodeProxyFrame(message));
+    },
+    {
+      peer: peer.id,
+      // Looked up per request: shares and contacts change while a session lasts.
+      handler: (request) => (serving.get(ctx)?.handler ?? NOTHING_SHARED)(request),
+      ...(s ? { limiter: s.limiter } : {}),
+      log: (record) => serving.get(ctx)?.log(record),
+    },
+  );
+  endpoints.set(live, endpoint);
+  const ep = endpoint;
+  void live.session.closed.then(() => ep.close());
+  return endpoint;
+}
+
+/** The requesting side over the contact's live session, or undefined when there is none. */
+export function proxyClientOf(ctx: EngineContext, peer: Peer | undefined): ProxyClient | undefined {
+  const live = peer?.live;
+  if (!peer || !live || live.session.state === "closed") return undefined;
+  return endpointOf(ctx, peer, live).client;
+}
+
+/** One PROXY frame from the live session; a protocol violation closes the session. */
+export function receiveProxy(ctx: EngineContext, peer: Peer, live: Live, message: Uint8Array): void {
+  const r = endpointOf(ctx, peer, live).receive(message);
+  if (!r.ok) live.session.close(r.error.code, r.error.message);
+}

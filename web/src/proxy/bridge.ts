@@ -1,0 +1,43 @@
+/**
+ * The app's end of the content-origin bridge (docs/protocol/proxy.md §Isolation): contacts'
+ * content is shown on `peer.<this host>`, never on the app's origin, and that origin's Service
+ * Worker reaches this window through a hidden frame of its bridge page (sw/peer-bridge.ts).
+ * Only messages from that frame's window and origin are taken, and only well-formed requests.
+ */
+import { hasContentOrigin, isPortRequest, type PortRequest } from "../../../core/proxy/port.ts";
+
+/** The content origin for this app, or undefined when it has none (reached by an IP address, localhost). */
+export function contentOrigin(loc: Location = location): string | undefined {
+  if (!hasContentOrigin(loc.hostname)) return undefined;
+  return `${loc.protocol}//peer.${loc.host}`;
+}
+
+/** Where `/peer/<contact>/<path>` is shown: on the content origin, or undefined when there is none. */
+export function contentUrl(contact: string, path = "/"): string | undefined {
+  const origin = contentOrigin();
+  return origin === undefined ? undefined : `${origin}/peer/${contact}${path}`;
+}
+
+/**
+ * Frame the bridge page and hand each request it passes on to `onRequest` with its port.
+ * `document.documentElement.dataset.contentOrigin` says "ready" once the content origin's Service
+ * Worker is active (a shared page opened from then on is answered), "failed" if it could not start.
+ */
+export function mountBridge(onRequest: (req: PortRequest, port: MessagePort) => void): void {
+  const origin = contentOrigin();
+  if (origin === undefined) return;
+  const frame = document.createElement("iframe");
+  frame.src = `${origin}/peer-bridge.html`;
+  frame.title = "Loft content bridge";
+  frame.hidden = true;
+  frame.tabIndex = -1;
+  frame.setAttribute("aria-hidden", "true");
+  window.addEventListener("message", (e: MessageEvent) => {
+    if (e.origin !== origin || e.source !== frame.contentWindow) return;
+    const data = e.data as { type?: unknown } | null;
+    if (data?.type === "loft-bridge-ready" || data?.type === "loft-bridge-failed")
+      document.documentElement.dataset.contentOrigin = data.type === "loft-bridge-ready" ? "ready" : "failed";
+    else if (isPortRequest(data) && e.ports[0]) onRequest(data, e.ports[0]);
+  });
+  document.body.append(frame);
+}

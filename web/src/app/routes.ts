@@ -8,6 +8,8 @@
  *   /contact/<id>/safety   the safety code with that contact
  *   /chat/<id>             the conversation
  *   /settings              settings
+ *   /pair-device           pair a device over a USB cable (docs/device.md)
+ *   /device/<id>           a paired device: telemetry and console while attached
  *
  * `<id>` is a ContactId (64 lowercase hex). Contact links keep using the `#c=` fragment, which
  * never reaches a server (main.tsx). The host and the Service Worker serve index.html for any
@@ -22,7 +24,9 @@ export type Route =
   | { name: "contact"; id: ContactId }
   | { name: "safety"; id: ContactId }
   | { name: "chat"; id: ContactId }
-  | { name: "settings" };
+  | { name: "settings" }
+  | { name: "pair-device" }
+  | { name: "device"; id: ContactId };
 
 const CONTACT_ID = /^[0-9a-f]{64}$/;
 
@@ -43,6 +47,10 @@ export function routePath(route: Route): string {
       return `/chat/${route.id}`;
     case "settings":
       return "/settings";
+    case "pair-device":
+      return "/pair-device";
+    case "device":
+      return `/device/${route.id}`;
   }
 }
 
@@ -53,6 +61,9 @@ export function parseRoute(pathname: string): Route | undefined {
   if (path === "/my-link") return { name: "my-link" };
   if (path === "/add") return { name: "add" };
   if (path === "/settings") return { name: "settings" };
+  if (path === "/pair-device") return { name: "pair-device" };
+  const device = /^\/device\/([0-9a-fA-F]{64})$/.exec(path);
+  if (device) return { name: "device", id: device[1]!.toLowerCase() };
   const m = /^\/(contact|chat)\/([^/]+)(\/safety)?$/.exec(path);
   if (!m) return undefined;
   const id = m[2]!.toLowerCase();

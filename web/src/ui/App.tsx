@@ -9,8 +9,10 @@ import { routePath } from "../app/routes.ts";
 import { UpdateBanner } from "../update/UpdateBanner.tsx";
 import { Chat } from "./Chat.tsx";
 import { ContactScreen, SafetyScreen } from "./Contact.tsx";
+import { DeviceScreen } from "./DeviceScreen.tsx";
 import { AddContact, Home, MyLink } from "./Home.tsx";
 import { Onboarding, Unlock } from "./Onboarding.tsx";
+import { PairDevice } from "./PairDevice.tsx";
 import { Settings } from "./Settings.tsx";
 
 export function App(props: { app: AppModel; fatal?: string }) {
@@ -22,7 +24,7 @@ export function App(props: { app: AppModel; fatal?: string }) {
     on([app.phase, () => routePath(r())], () => {
       const from = previous;
       previous = routePath(r());
-      const id = from?.match(/^\/(?:chat|contact)\/([0-9a-f]{64})/)?.[1];
+      const id = from?.match(/^\/(?:chat|contact|device)\/([0-9a-f]{64})/)?.[1];
       queueMicrotask(() => focusScreen(r().name === "home" && id ? `[data-contact-id="${id}"]` : undefined));
     }),
   );
@@ -71,6 +73,12 @@ export function App(props: { app: AppModel; fatal?: string }) {
             </Match>
             <Match when={r().name === "settings"}>
               <Settings app={app} />
+            </Match>
+            <Match when={r().name === "pair-device"}>
+              <PairDevice app={app} />
+            </Match>
+            <Match when={r().name === "device" && r()} keyed>
+              {(route) => <DeviceScreen app={app} id={(route as { id: string }).id} />}
             </Match>
           </Switch>
         </Match>

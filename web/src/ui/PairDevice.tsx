@@ -89,6 +89,7 @@ export function PairDevice(props: { app: AppModel }) {
       setStep("done");
     } catch (e) {
       if (leaving) return;
+      answer = undefined;
       setCode(undefined);
       setProblem(e instanceof DeviceProblemError ? e.problem : describeDeviceError(e));
     }

@@ -9,8 +9,10 @@
  * `npm run build` first; `node scripts/e2e.mjs test/e2e/device.e2e.ts`.
  */
 import { readFileSync } from "node:fs";
+import { createServer, type Server, type Socket } from "node:net";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Deframer, encodeFrame } from "../../core/device/frame.ts";
 import { Emulator, tempDir } from "../../device/test-support.ts";
 import { expectNoAxeViolations } from "../support/axe.ts";
 import { launchChromium } from "../support/browser.ts";
@@ -96,7 +98,7 @@ describe("pairing a device over Web Serial", () => {
     await id(page, "pair-connect").click();
     await id(page, "pair-code").waitFor();
     const firstCode = (await emu.next("code")).code as string;
-    expect((await id(page, "pair-code").innerText()).replace(/\s/g, "")).toContain(firstCode);
+    expect(((await id(page, "pair-code").textContent()) ?? "").replace(/\s/g, "")).toContain(firstCode);
     expect(bridge.baudRates.at(-1)).toBe(230400);
     await expectNoAxeViolations(page, "compare code");
     await id(page, "pair-code-differ").click();
@@ -113,7 +115,7 @@ describe("pairing a device over Web Serial", () => {
     await id(page, "pair-code").waitFor();
     await expect.poll(() => emu.events.filter((e) => e.event === "code").length).toBe(codesBefore + 1);
     const code = emu.events.filter((e) => e.event === "code").at(-1)!.code as string;
-    expect((await id(page, "pair-code").innerText()).replace(/\s/g, "")).toContain(code);
+    expect(((await id(page, "pair-code").textContent()) ?? "").replace(/\s/g, "")).toContain(code);
     expect(await id(page, "pair-protocol").getAttribute("data-protocol")).toBe("XXhfs");
     await id(page, "pair-code-match").click();
     await id(page, "pair-done").waitFor();
@@ -177,6 +179,39 @@ describe("pairing a device over Web Serial", () => {
     await id(page, "pair-code-match").click();
     await id(page, "pair-done").waitFor();
     await emu.next("paired");
+  });
+
+  it("firmware of another device protocol version is named as such", async () => {
+    // A device that answers every owner HELLO with a HELLO of protocol version 2 (docs/device.md §3).
+    const held: Socket[] = [];
+    const other: Server = createServer((socket) => {
+      held.push(socket);
+      const deframer = new Deframer();
+      socket.on("data", (chunk: Buffer) => {
+        for (const e of deframer.push(new Uint8Array(chunk))) {
+          if (!e.ok || e.frame.type !== 0x01) continue;
+          const payload = e.frame.payload.slice();
+          payload[4] = 2; // version
+          payload[5] = 2; // role: device
+          socket.write(encodeFrame({ type: 0x01, seq: 0, payload }));
+        }
+      });
+    });
+    cleanups.push(() => {
+      for (const s of held) s.destroy();
+      return new Promise((r) => other.close(r));
+    });
+    await new Promise<void>((r) => other.listen(0, "127.0.0.1", r));
+    bridge.emulatorPort = (other.address() as { port: number }).port;
+    await openPairScreen();
+    const open = bridge.openCables; // the device paired above is still attached
+    await id(page, "pair-connect").click();
+    await expect.poll(errorKind).toBe("wrong-version");
+    expect(await id(page, "pair-error").textContent()).toContain(
+      "another version of the Loft device protocol",
+    );
+    // The port is let go of (closed), not left open.
+    await expect.poll(() => bridge.openCables).toBe(open);
   });
 
   it("a browser without Web Serial gets a plain explanation", async () => {

@@ -142,6 +142,11 @@ describe("pairing a device over Web Serial", () => {
     await id(page, "device-command").fill("telemetry");
     await id(page, "device-run").click();
     await expect.poll(() => id(page, "device-console").textContent()).toMatch(/#\d+ at /);
+    // A command the app does not know runs on the device, inside the session (cmd → out).
+    await id(page, "device-command").fill("info");
+    await id(page, "device-run").click();
+    await expect.poll(() => id(page, "device-console").textContent()).toMatch(/wifi\s+workshop/);
+    expect(await id(page, "device-console").textContent()).not.toContain("solder and flux");
   });
 
   it("a cable pulled from an attached device says so; reattaching needs no code; Home lists the device", async () => {

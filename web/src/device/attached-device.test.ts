@@ -74,7 +74,7 @@ describe("pairOverSerial / attachOverSerial", () => {
     const self = await ownerIdentity();
     const steps: PairStep[] = [];
     const serial = tcpSerialPort(port);
-    const { device, info } = await pairOverSerial({
+    const { device, info: paired } = await pairOverSerial({
       port: serial,
       baudRate: 115200,
       self,
@@ -87,6 +87,15 @@ describe("pairOverSerial / attachOverSerial", () => {
     await emu.next("paired");
     const reading = await new Promise((r) => device.onTelemetry(r));
     expect(reading).toMatchObject({ r: expect.any(Object) });
+    // The console runs on the device, inside the session: provisioning arrived, no secret comes back.
+    const info = await device.command("info");
+    expect(info.ok).toBe(true);
+    expect(info.m).toMatch(/wifi\s+lab/);
+    expect(info.m).not.toContain("secret words");
+    expect(await device.command("led on")).toEqual({ ok: true, m: "led on" });
+    expect(await device.command("led")).toEqual({ ok: true, m: "led on" });
+    expect((await device.command("selfdestruct")).ok).toBe(false);
+    expect(await device.command("x".repeat(129))).toMatchObject({ ok: false });
     device.close();
     expect(await device.ended).toBeUndefined();
 
@@ -94,8 +103,8 @@ describe("pairOverSerial / attachOverSerial", () => {
       port: tcpSerialPort(port),
       baudRate: 115200,
       self,
-      deviceIdentityKey: info.device.verified.identity_key,
-      pinnedProtocol: info.protocol,
+      deviceIdentityKey: paired.device.verified.identity_key,
+      pinnedProtocol: paired.protocol,
     });
     expect(emu.events.filter((e) => e.event === "code")).toHaveLength(1);
     await new Promise((r) => again.onTelemetry(r));

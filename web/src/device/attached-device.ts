@@ -6,10 +6,12 @@
  * screens (ui/PairDevice.tsx, ui/DeviceScreen.tsx) drive it, and Node tests run it against the
  * emulator.
  */
+
+import { utf8 } from "../../../core/bytes.ts";
 import { OwnerEndpoint, type SerialConnection } from "../../../core/device/endpoint.ts";
 import { expectDeviceMessage, sendDeviceMessage } from "../../../core/device/exchange.ts";
 import { CAP_WIFI } from "../../../core/device/hello.ts";
-import type { Provision } from "../../../core/device/messages.ts";
+import { MAX_COMMAND_BYTES, type Provision } from "../../../core/device/messages.ts";
 import { type PairingInfo, pairDevice, reconnectDevice } from "../../../core/device/owner.ts";
 import type { UserIdentity } from "../../../core/identity/identity.ts";
 import type { Session } from "../../../core/session/session.ts";
@@ -50,6 +52,9 @@ export class AttachedDevice {
   /** Resolves when the connection ends, with what ended it (undefined: closed by us). */
   readonly ended: Promise<DeviceProblem | undefined>;
   #closedByUs = false;
+  /** Console commands waiting for the device's `out`, by id. */
+  readonly #commands = new Map<number, (a: { ok: boolean; m: string }) => void>();
+  #nextCommand = 1;
 
   constructor(session: Session, connection: SerialConnection, port: WebSerialBytePort) {
     this.session = session;
@@ -61,8 +66,12 @@ export class AttachedDevice {
   async #read(): Promise<DeviceProblem | undefined> {
     try {
       for (;;) {
-        const m = await expectDeviceMessage(this.session, ["telemetry", "reset-done"], 2 ** 31 - 1);
+        const m = await expectDeviceMessage(this.session, ["telemetry", "reset-done", "out"], 2 ** 31 - 1);
         if (m.t === "reset-done") return undefined;
+        if (m.t === "out") {
+          this.#commands.get(m.id)?.({ ok: m.ok, m: m.m });
+          continue;
+        }
         const reading = { n: m.n, at: m.at, r: m.r };
         this.recent.push(reading);
         if (this.recent.length > 50) this.recent.shift();
@@ -72,8 +81,33 @@ export class AttachedDevice {
       if (this.#closedByUs) return undefined;
       return describeDeviceError(e);
     } finally {
+      for (const answer of this.#commands.values()) answer({ ok: false, m: "the device went away" });
       this.#port.close();
     }
+  }
+
+  /**
+   * Run a console command on the device (`cmd` → `out`, docs/device.md §7). Resolves with its
+   * answer; `ok: false` with a reason when the device does not answer within `timeoutMs`.
+   */
+  command(line: string, timeoutMs = 10_000): Promise<{ ok: boolean; m: string }> {
+    const c = line.trim();
+    if (c === "" || utf8(c).length > MAX_COMMAND_BYTES)
+      return Promise.resolve({ ok: false, m: `a command is 1 to ${MAX_COMMAND_BYTES} bytes` });
+    if (this.session.state === "closed")
+      return Promise.resolve({ ok: false, m: "the device is not attached" });
+    const id = this.#nextCommand;
+    this.#nextCommand = (this.#nextCommand + 1) >>> 0;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => answer({ ok: false, m: "the device did not answer" }), timeoutMs);
+      const answer = (a: { ok: boolean; m: string }) => {
+        clearTimeout(timer);
+        this.#commands.delete(id);
+        resolve(a);
+      };
+      this.#commands.set(id, answer);
+      sendDeviceMessage(this.session, { t: "cmd", id, c });
+    });
   }
 
   onTelemetry(listener: (r: TelemetryReading) => void): () => void {

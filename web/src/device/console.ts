@@ -1,23 +1,28 @@
 /**
- * The device screen's command console (docs/device.md §12, docs/user-guide.md): a few typed
- * commands over the attached device's session. Output is plain text lines; nothing secret is
+ * The device screen's command console (docs/device.md §12, docs/user-guide.md): a few commands
+ * the app answers from the attached session; every other line runs on the device (`cmd`). Output is plain text lines; nothing secret is
  * printed (no keys, no Wi-Fi passphrase).
  */
 import { CAP_CONFIRM_INPUT, CAP_TELEMETRY, CAP_WIFI, CAP_XXHFS } from "../../../core/device/hello.ts";
 import type { AttachedDevice } from "./attached-device.ts";
 
 export const CONSOLE_HELP = [
-  "help            this list",
-  "status          the connection: protocol, HELLO, link counters",
-  "telemetry       the latest readings",
-  "detach          let go of the device (it stays paired)",
-  "reset confirm   factory reset: the device forgets you and makes a new identity",
+  "in the app:",
+  "help              this list, then the device's own",
+  "status            the connection: protocol, HELLO, link counters",
+  "telemetry         the latest readings",
+  "detach            let go of the device (it stays paired)",
+  "reset confirm     factory reset: the device forgets you and makes a new identity",
+  "anything else runs on the device:",
 ];
 
 export interface ConsoleResult {
   lines: string[];
-  /** The command asks the screen to let go of the device, or to reset it. */
-  action?: "detach" | "reset";
+  /**
+   * What the screen does next: let go of the device, reset it, or run the line on the device
+   * (`cmd`, docs/device.md §7) and print its answer.
+   */
+  action?: "detach" | "reset" | "device";
 }
 
 const capNames = (caps: number) =>
@@ -37,7 +42,7 @@ export function runConsoleCommand(device: AttachedDevice, line: string): Console
     case "":
       return { lines: [] };
     case "help":
-      return { lines: CONSOLE_HELP };
+      return { lines: CONSOLE_HELP, action: "device" };
     case "status": {
       const d = device.connection.device;
       const s = device.connection.link.stats;
@@ -67,6 +72,6 @@ export function runConsoleCommand(device: AttachedDevice, line: string): Console
         return { lines: ["factory reset wipes the device's pairing and identity: type `reset confirm`"] };
       return { lines: ["factory reset sent"], action: "reset" };
     default:
-      return { lines: [`unknown command "${command.slice(0, 32)}": type help`] };
+      return { lines: [], action: "device" };
   }
 }

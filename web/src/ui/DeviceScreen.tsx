@@ -72,6 +72,10 @@ export function DeviceScreen(props: { app: AppModel; id: string }) {
     if (!device) return;
     const result = runConsoleCommand(device, line);
     print([`> ${line.slice(0, 200)}`, ...result.lines]);
+    if (result.action === "device") {
+      const answer = await device.command(line);
+      print(answer.ok ? answer.m.split("\n") : [`! ${answer.m}`]);
+    }
     if (result.action === "detach") detach(props.id);
     if (result.action === "reset") {
       await device.factoryReset();

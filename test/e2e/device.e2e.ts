@@ -149,7 +149,7 @@ describe("pairing a device over Web Serial", () => {
     expect(await id(page, "device-console").textContent()).not.toContain("solder and flux");
   });
 
-  it("a cable pulled from an attached device says so; reattaching needs no code; Home lists the device", async () => {
+  it("a cable pulled from an attached device says so; reattaching needs no code; Home lists the device; forgetting it", async () => {
     // Continues on the device paired above (the emulator is still the last one started).
     const deviceId = new URL(page.url()).pathname.split("/").at(-1)!;
     bridge.pullCable();
@@ -162,10 +162,25 @@ describe("pairing a device over Web Serial", () => {
     await id(page, "telemetry").waitFor();
     expect(await id(page, "device-error").count()).toBe(0);
 
+    // A reload lets go of the port (as Chromium does); Home lists the device among the contacts.
+    const attachedCables = bridge.openCables;
     await page.goto(loft.url);
+    await expect.poll(() => bridge.openCables).toBe(attachedCables - 1);
     const item = page.locator(`[data-testid=contact-item][data-contact-id="${deviceId}"]`);
     await item.click();
     await id(page, "device-screen").waitFor();
+    expect(await id(page, "device-attached").getAttribute("data-attached")).toBe("no");
+
+    // Forgetting an attached device lets go of the cable and removes the contact.
+    await id(page, "device-attach").click();
+    await expect.poll(() => id(page, "device-attached").getAttribute("data-attached")).toBe("yes");
+    const open = bridge.openCables;
+    await id(page, "forget-device").click();
+    await expectNoAxeViolations(page, "forget device");
+    await id(page, "confirm-forget-device").click();
+    await id(page, "home").waitFor();
+    await expect.poll(() => item.count()).toBe(0);
+    await expect.poll(() => bridge.openCables).toBe(open - 1);
   });
 
   it("a cable pulled mid-pairing leaves the device unpaired and pairing resumes from the start", async () => {

@@ -8,11 +8,12 @@
  * NetworkError, as Chromium reports an unplugged device).
  */
 import { connect, type Socket } from "node:net";
-import type { BrowserContext } from "playwright-core";
+import type { BrowserContext, Page } from "playwright-core";
 
 type Choice = "port" | "cancel";
 
 interface Cable {
+  page: Page;
   socket: Socket;
   chunks: Buffer[];
   waiting: ((r: string | { end: string }) => void) | undefined;
@@ -32,8 +33,19 @@ export class SerialBridge {
 
   /** Install the bindings and the init script in `context` (before its pages load). */
   async install(context: BrowserContext): Promise<void> {
+    // A page that loads a new document or closes lets go of its ports, as Chromium does.
+    context.on("page", (page) => {
+      const release = () => {
+        for (const c of this.#cables.values()) if (c.page === page) c.socket.destroy();
+      };
+      // (Not framenavigated: it also fires for the app's own history.pushState route changes.)
+      page.on("domcontentloaded", release);
+      page.on("close", release);
+    });
     await context.exposeBinding("__loftSerialChoose", () => this.choice);
-    await context.exposeBinding("__loftSerialOpen", (_s, baudRate: number) => this.#open(baudRate));
+    await context.exposeBinding("__loftSerialOpen", (source, baudRate: number) =>
+      this.#open(source.page, baudRate),
+    );
     await context.exposeBinding("__loftSerialWrite", (_s, id: number, b64: string) => {
       const cable = this.#cables.get(id);
       if (!cable || cable.ended) return false;
@@ -47,7 +59,7 @@ export class SerialBridge {
     await context.addInitScript({ content: PAGE_SHIM });
   }
 
-  async #open(baudRate: number): Promise<number | { error: string }> {
+  async #open(page: Page, baudRate: number): Promise<number | { error: string }> {
     if (this.busy) return { error: "NetworkError" };
     const socket = connect({ host: "127.0.0.1", port: this.emulatorPort });
     await new Promise<void>((resolve, reject) => {
@@ -56,7 +68,7 @@ export class SerialBridge {
     });
     this.baudRates.push(baudRate);
     const id = this.#next++;
-    const cable: Cable = { socket, chunks: [], waiting: undefined, ended: undefined };
+    const cable: Cable = { page, socket, chunks: [], waiting: undefined, ended: undefined };
     socket.on("data", (b: Buffer) => {
       if (cable.waiting) {
         const w = cable.waiting;

@@ -84,6 +84,12 @@ export function DeviceScreen(props: { app: AppModel; id: string }) {
   };
 
   const ended = () => problem() ?? deviceDetachReason(props.id);
+  const [forgetting, setForgetting] = createSignal(false);
+  const forget = async () => {
+    detach(props.id);
+    await app.deleteContact(props.id);
+    app.go({ name: "home" }, { replace: true });
+  };
 
   return (
     <main class="screen device" data-testid="device-screen">
@@ -203,6 +209,41 @@ export function DeviceScreen(props: { app: AppModel; id: string }) {
             </form>
           </section>
         </Show>
+
+        <section class="card" aria-labelledby="forget-title">
+          <h2 id="forget-title">Forget this device</h2>
+          <p class="help">
+            Removes it from your contacts on this browser. The device keeps its pairing until it is
+            factory-reset (console: <code>reset confirm</code> while attached).
+          </p>
+          <Show
+            when={forgetting()}
+            fallback={
+              <button
+                type="button"
+                class="danger"
+                data-testid="forget-device"
+                onClick={() => setForgetting(true)}
+              >
+                Forget this device
+              </button>
+            }
+          >
+            <div class="row" role="alertdialog" aria-label="Confirm forgetting the device">
+              <button
+                type="button"
+                class="danger"
+                data-testid="confirm-forget-device"
+                onClick={() => void forget()}
+              >
+                Forget it
+              </button>
+              <button type="button" onClick={() => setForgetting(false)}>
+                Keep it
+              </button>
+            </div>
+          </Show>
+        </section>
       </Show>
     </main>
   );

@@ -31,6 +31,8 @@ export interface PairingInfo {
   protocol: "XXhfs" | "XX";
   protocolName: string;
   deviceName: string;
+  /** The device's HELLO capabilities (CAP_*): with CAP_CONFIRM_INPUT it waits for its button too. */
+  deviceCaps: number;
   device: Identity;
 }
 
@@ -107,6 +109,7 @@ export async function pairDevice(o: PairOptions): Promise<PairedDevice> {
       protocol,
       protocolName: session.protocolName,
       deviceName: connection.device.name,
+      deviceCaps: connection.device.caps,
       device,
     };
     o.onStep?.("code");

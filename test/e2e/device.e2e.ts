@@ -103,6 +103,9 @@ describe("pairing a device over Web Serial", () => {
     await expectNoAxeViolations(page, "compare code");
     await id(page, "pair-code-differ").click();
     await expect.poll(errorKind).toBe("code-mismatch");
+    // The emulator has no button (no CONFIRM_INPUT): the technician is told to factory-reset it.
+    expect(await id(page, "pair-error").textContent()).toContain("factory-reset it before pairing again");
+    expect(await id(page, "pair-press-button").count()).toBe(0);
     expect(await page.locator("[data-step=code]").getAttribute("data-state")).toBe("failed");
     expect(emu.events.some((e) => e.event === "paired")).toBe(false);
     expect(JSON.parse(readFileSync(stateFile, "utf8")).owner).toBeUndefined();

@@ -7,6 +7,7 @@
  * "Try again", which starts over from HELLO with a new code.
  */
 import { createSignal, For, Match, onCleanup, Show, Switch } from "solid-js";
+import { CAP_CONFIRM_INPUT } from "../../../core/device/hello.ts";
 import type { PairingInfo } from "../../../core/device/owner.ts";
 import { deviceContactRecord, keepAttached } from "../app/devices.ts";
 import type { AppModel } from "../app/model.ts";
@@ -55,6 +56,7 @@ export function PairDevice(props: { app: AppModel }) {
     setCode(undefined);
     setPairedId(undefined);
     setStep("connect");
+    let shown: PairingInfo | undefined;
     try {
       const port = await choosePort(serial);
       const wifi = ssid().trim() === "" ? undefined : { ssid: ssid().trim(), psk: psk() };
@@ -68,6 +70,7 @@ export function PairDevice(props: { app: AppModel }) {
         confirmCode: (info) =>
           new Promise<boolean>((resolve) => {
             if (leaving) return resolve(false);
+            shown = info;
             setCode(info);
             answer = (same) => {
               answer = undefined;
@@ -91,7 +94,12 @@ export function PairDevice(props: { app: AppModel }) {
       if (leaving) return;
       answer = undefined;
       setCode(undefined);
-      setProblem(e instanceof DeviceProblemError ? e.problem : describeDeviceError(e));
+      const p = e instanceof DeviceProblemError ? e.problem : describeDeviceError(e);
+      // A device without a button took `confirm` from whoever it had the session with: if that was
+      // a man in the middle, it is paired to them now (docs/device.md §6). Say to reset it.
+      if (p.kind === "code-mismatch" && shown !== undefined && !(shown.deviceCaps & CAP_CONFIRM_INPUT))
+        p.message += " This device has no button to confirm on: factory-reset it before pairing again.";
+      setProblem(p);
     }
   };
 
@@ -215,6 +223,9 @@ export function PairDevice(props: { app: AppModel }) {
                 </span>
                 <span class="sr-only">{info.code.split("").join(" ")}</span>
               </p>
+              <Show when={info.deviceCaps & CAP_CONFIRM_INPUT}>
+                <p data-testid="pair-press-button">If they match, also press the button on the device.</p>
+              </Show>
               <p class="help" data-testid="pair-protocol" data-protocol={info.protocol}>
                 Encryption: {PROTOCOL_LABEL[info.protocol]}.
               </p>

@@ -69,17 +69,30 @@ async function emulator() {
 }
 
 describe("pairOverSerial / attachOverSerial", () => {
-  it("walks every step, provisions after the code, streams telemetry, reattaches without a code", async () => {
+  it("different codes provision nothing; then every step, provisioning after the code, telemetry, console, reattaching without a code", async () => {
     const { emu, port } = await emulator();
     const self = await ownerIdentity();
+    const mismatch = await pairOverSerial({
+      port: tcpSerialPort(port),
+      baudRate: 115200,
+      self,
+      confirmCode: async () => {
+        await emu.next("code"); // the device showed its code (so the next one is the next pairing's)
+        return false;
+      },
+    }).catch((e: unknown) => describeDeviceError(e));
+    expect(mismatch).toMatchObject({ kind: "code-mismatch", resumable: true });
+    expect(emu.events.some((e) => e.event === "paired")).toBe(false);
+
     const steps: PairStep[] = [];
+    const from = emu.events.length;
     const serial = tcpSerialPort(port);
     const { device, info: paired } = await pairOverSerial({
       port: serial,
       baudRate: 115200,
       self,
       onStep: (s) => steps.push(s),
-      confirmCode: async (i) => (await emu.next("code")).code === i.code,
+      confirmCode: async (i) => (await emu.next("code", from)).code === i.code,
       provision: { wifi: { ssid: "lab", psk: "secret words" } },
     });
     expect(steps).toEqual(["connect", "hello", "handshake", "code", "provision", "done"]);
@@ -106,7 +119,7 @@ describe("pairOverSerial / attachOverSerial", () => {
       deviceIdentityKey: paired.device.verified.identity_key,
       pinnedProtocol: paired.protocol,
     });
-    expect(emu.events.filter((e) => e.event === "code")).toHaveLength(1);
+    expect(emu.events.filter((e) => e.event === "code")).toHaveLength(2); // the refused one and the paired one
     await new Promise((r) => again.onTelemetry(r));
     again.close();
 
@@ -121,17 +134,8 @@ describe("pairOverSerial / attachOverSerial", () => {
     ).rejects.toMatchObject({ kind: "other-owner" });
   });
 
-  it("different codes provision nothing; a silent port times out; a busy port says so", async () => {
-    const { emu, port } = await emulator();
+  it("a silent port times out; a busy port says so", async () => {
     const self = await ownerIdentity();
-    const mismatch = await pairOverSerial({
-      port: tcpSerialPort(port),
-      baudRate: 115200,
-      self,
-      confirmCode: async () => false,
-    }).catch((e: unknown) => describeDeviceError(e));
-    expect(mismatch).toMatchObject({ kind: "code-mismatch", resumable: true });
-    expect(emu.events.some((e) => e.event === "paired")).toBe(false);
 
     const held: Socket[] = [];
     const silent: Server = createServer((s) => void held.push(s));
@@ -151,7 +155,7 @@ describe("pairOverSerial / attachOverSerial", () => {
     expect(timeout).toMatchObject({ kind: "timeout", resumable: true });
 
     const busy = await pairOverSerial({
-      port: tcpSerialPort(port, false),
+      port: tcpSerialPort(1, false),
       baudRate: 115200,
       self,
       confirmCode: async () => true,

@@ -204,6 +204,30 @@ describe("pairing a device over Web Serial", () => {
     await emu.next("paired");
   });
 
+  it("a byte changed on the cable (with a correct CRC) breaks the session: refused, nothing provisioned", async () => {
+    const { emu, stateFile } = await emulator();
+    // The device's third whole message is its pairing commitment (version header, Noise message 2,
+    // commit): an attacker flips one byte of it and fixes the CRC.
+    let messages = 0;
+    bridge.tapFromDevice = (frame) => {
+      if (frame.type !== 0x03 || ++messages !== 3) return frame;
+      const payload = frame.payload.slice();
+      payload[payload.length - 1]! ^= 0x01;
+      return { ...frame, payload };
+    };
+    try {
+      await openPairScreen();
+      await id(page, "pair-connect").click();
+      await expect.poll(errorKind).toBe("tampered");
+    } finally {
+      bridge.tapFromDevice = undefined;
+    }
+    expect(await id(page, "pair-error-detail").textContent()).toContain("LOFT_ERR_DECRYPT");
+    expect(await id(page, "pair-code").count()).toBe(0);
+    expect(emu.events.some((e) => e.event === "paired")).toBe(false);
+    expect(JSON.parse(readFileSync(stateFile, "utf8")).owner).toBeUndefined();
+  });
+
   it("firmware of another device protocol version is named as such", async () => {
     // A device that answers every owner HELLO with a HELLO of protocol version 2 (docs/device.md §3).
     const held: Socket[] = [];

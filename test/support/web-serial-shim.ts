@@ -9,6 +9,7 @@
  */
 import { connect, type Socket } from "node:net";
 import type { BrowserContext, Page } from "playwright-core";
+import { Deframer, encodeFrame, type Frame } from "../../core/device/frame.ts";
 
 type Choice = "port" | "cancel";
 
@@ -28,6 +29,11 @@ export class SerialBridge {
   busy = false;
   /** Baud rates the page opened ports at (the screen's selection reaches `open`). */
   readonly baudRates: number[] = [];
+  /**
+   * A man in the middle on the device → page wire: each whole frame goes through it and is
+   * re-encoded (a correct CRC: not line noise). Undefined: bytes pass untouched.
+   */
+  tapFromDevice: ((frame: Frame) => Frame) | undefined;
   readonly #cables = new Map<number, Cable>();
   #next = 1;
 
@@ -69,7 +75,17 @@ export class SerialBridge {
     this.baudRates.push(baudRate);
     const id = this.#next++;
     const cable: Cable = { page, socket, chunks: [], waiting: undefined, ended: undefined };
-    socket.on("data", (b: Buffer) => {
+    const deframer = this.tapFromDevice ? new Deframer() : undefined;
+    const tap = this.tapFromDevice;
+    socket.on("data", (raw: Buffer) => {
+      let b = raw;
+      if (deframer && tap) {
+        const frames = deframer
+          .push(new Uint8Array(raw))
+          .flatMap((e) => (e.ok ? [encodeFrame(tap(e.frame))] : []));
+        if (frames.length === 0) return;
+        b = Buffer.concat(frames);
+      }
       if (cable.waiting) {
         const w = cable.waiting;
         cable.waiting = undefined;

@@ -179,7 +179,8 @@ describe("describeDeviceError", () => {
         new LoftError("LOFT_ERR_HANDSHAKE_IDENTITY", "pairing codes differ: not provisioned"),
         "code-mismatch",
       ],
-      [new LoftError("LOFT_ERR_DECRYPT", "tampered"), "failed"],
+      [new LoftError("LOFT_ERR_DECRYPT", "tampered"), "tampered"],
+      [new LoftError("LOFT_ERR_HANDSHAKE_STATE", "out of turn"), "failed"],
       [new DeviceProblemError("no-port"), "no-port"],
       [new Error("weird"), "failed"],
     ];

@@ -19,6 +19,7 @@ export type DeviceProblemKind =
   | "other-owner"
   | "not-a-device"
   | "wrong-device"
+  | "tampered"
   | "failed";
 
 export interface DeviceProblem {
@@ -49,6 +50,8 @@ const MESSAGES: Record<DeviceProblemKind, string> = {
     "This device is paired to another owner. Factory-reset it (hold its button at boot), then pair again.",
   "not-a-device": "What answered on this port is not a Loft device identity. Nothing was provisioned.",
   "wrong-device": "This is not the device you paired: it answered with another identity.",
+  tampered:
+    "The encrypted session broke: data on the cable was changed (a faulty cable or adapter, or someone tampering with it). Nothing was provisioned. Try again; if it happens again, use another cable.",
   failed: "Pairing failed. Nothing was provisioned. Try again.",
 };
 
@@ -91,6 +94,8 @@ export function describeDeviceError(e: unknown): DeviceProblem {
         return deviceProblem("timeout", detail);
       case "LOFT_ERR_BAD_IDENTITY":
         return deviceProblem("not-a-device", detail);
+      case "LOFT_ERR_DECRYPT":
+        return deviceProblem("tampered", detail);
       case "LOFT_ERR_NOISE_KEY_MISMATCH":
         return deviceProblem("wrong-device", detail);
       case "LOFT_ERR_HANDSHAKE_IDENTITY":

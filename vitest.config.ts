@@ -22,5 +22,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: "forks",
+    // Vitest's default in run mode is one worker less than the cores: a single worker on the
+    // 2-core CI machine. Most files wait on sockets and timers, so two workers keep both cores busy.
+    maxWorkers: 2,
   },
 });

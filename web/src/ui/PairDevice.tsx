@@ -175,6 +175,11 @@ export function PairDevice(props: { app: AppModel }) {
           </button>
         </form>
 
+        <p class="sr-only" role="status" data-testid="pair-step-status">
+          {step() && !problem()
+            ? `Step ${PAIR_STEPS.indexOf(step()!) + 1} of ${PAIR_STEPS.length}: ${STEP_LABEL[step()!]}`
+            : ""}
+        </p>
         <Show when={step()}>
           <ol class="stepper" aria-label="Pairing progress" data-testid="pair-steps">
             <For each={PAIR_STEPS}>

@@ -20,6 +20,9 @@ import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import { createIdentity, byId as id } from "../support/loft-ui.ts";
 import { SerialBridge } from "../support/web-serial-shim.ts";
 
+/** Wait for a condition, bounded (30 s: handshakes on a loaded 2-core machine), polled every 50 ms. */
+const poll = <T>(f: () => T | Promise<T>) => expect.poll(f, { timeout: 30_000, interval: 50 });
+
 describe("pairing a device over Web Serial", () => {
   let loft: LoftProcess;
   let browser: Browser;
@@ -90,7 +93,7 @@ describe("pairing a device over Web Serial", () => {
     bridge.choice = "port";
     bridge.busy = true;
     await id(page, "pair-connect").click();
-    await expect.poll(errorKind).toBe("port-busy");
+    await poll(errorKind).toBe("port-busy");
     bridge.busy = false;
 
     // The technician says the codes differ: the device gets nothing and stays unpaired.
@@ -100,9 +103,13 @@ describe("pairing a device over Web Serial", () => {
     const firstCode = (await emu.next("code")).code as string;
     expect(((await id(page, "pair-code").textContent()) ?? "").replace(/\s/g, "")).toContain(firstCode);
     expect(bridge.baudRates.at(-1)).toBe(230400);
+    // The question has the keyboard focus, not the confirming button.
+    expect(await page.evaluate(() => document.activeElement?.getAttribute("data-testid"))).toBe(
+      "pair-code-card",
+    );
     await expectNoAxeViolations(page, "compare code");
     await id(page, "pair-code-differ").click();
-    await expect.poll(errorKind).toBe("code-mismatch");
+    await poll(errorKind).toBe("code-mismatch");
     // The emulator has no button (no CONFIRM_INPUT): the technician is told to factory-reset it.
     expect(await id(page, "pair-error").textContent()).toContain("factory-reset it before pairing again");
     expect(await id(page, "pair-press-button").count()).toBe(0);
@@ -116,7 +123,7 @@ describe("pairing a device over Web Serial", () => {
     await id(page, "pair-psk").fill("solder and flux");
     await id(page, "pair-connect").click();
     await id(page, "pair-code").waitFor();
-    await expect.poll(() => emu.events.filter((e) => e.event === "code").length).toBe(codesBefore + 1);
+    await poll(() => emu.events.filter((e) => e.event === "code").length).toBe(codesBefore + 1);
     const code = emu.events.filter((e) => e.event === "code").at(-1)!.code as string;
     expect(((await id(page, "pair-code").textContent()) ?? "").replace(/\s/g, "")).toContain(code);
     expect(await id(page, "pair-protocol").getAttribute("data-protocol")).toBe("XXhfs");
@@ -142,14 +149,14 @@ describe("pairing a device over Web Serial", () => {
     await expectNoAxeViolations(page, "device");
     await id(page, "device-command").fill("status");
     await id(page, "device-run").click();
-    await expect.poll(() => id(page, "device-console").textContent()).toContain("XXhfs");
+    await poll(() => id(page, "device-console").textContent()).toContain("XXhfs");
     await id(page, "device-command").fill("telemetry");
     await id(page, "device-run").click();
-    await expect.poll(() => id(page, "device-console").textContent()).toMatch(/#\d+ at /);
+    await poll(() => id(page, "device-console").textContent()).toMatch(/#\d+ at /);
     // A command the app does not know runs on the device, inside the session (cmd → out).
     await id(page, "device-command").fill("info");
     await id(page, "device-run").click();
-    await expect.poll(() => id(page, "device-console").textContent()).toMatch(/wifi\s+workshop/);
+    await poll(() => id(page, "device-console").textContent()).toMatch(/wifi\s+workshop/);
     expect(await id(page, "device-console").textContent()).not.toContain("solder and flux");
   });
 
@@ -157,19 +164,19 @@ describe("pairing a device over Web Serial", () => {
     // Continues on the device paired above (the emulator is still the last one started).
     const deviceId = new URL(page.url()).pathname.split("/").at(-1)!;
     bridge.pullCable();
-    await expect.poll(() => id(page, "device-attached").getAttribute("data-attached")).toBe("no");
+    await poll(() => id(page, "device-attached").getAttribute("data-attached")).toBe("no");
     expect(await id(page, "device-error").getAttribute("data-kind")).toBe("cable-pulled");
     await expectNoAxeViolations(page, "device detached");
 
     await id(page, "device-attach").click();
-    await expect.poll(() => id(page, "device-attached").getAttribute("data-attached")).toBe("yes");
+    await poll(() => id(page, "device-attached").getAttribute("data-attached")).toBe("yes");
     await id(page, "telemetry").waitFor();
     expect(await id(page, "device-error").count()).toBe(0);
 
     // A reload lets go of the port (as Chromium does); Home lists the device among the contacts.
     const attachedCables = bridge.openCables;
     await page.goto(loft.url);
-    await expect.poll(() => bridge.openCables).toBe(attachedCables - 1);
+    await poll(() => bridge.openCables).toBe(attachedCables - 1);
     const item = page.locator(`[data-testid=contact-item][data-contact-id="${deviceId}"]`);
     await item.click();
     await id(page, "device-screen").waitFor();
@@ -177,14 +184,14 @@ describe("pairing a device over Web Serial", () => {
 
     // Forgetting an attached device lets go of the cable and removes the contact.
     await id(page, "device-attach").click();
-    await expect.poll(() => id(page, "device-attached").getAttribute("data-attached")).toBe("yes");
+    await poll(() => id(page, "device-attached").getAttribute("data-attached")).toBe("yes");
     const open = bridge.openCables;
     await id(page, "forget-device").click();
     await expectNoAxeViolations(page, "forget device");
     await id(page, "confirm-forget-device").click();
     await id(page, "home").waitFor();
-    await expect.poll(() => item.count()).toBe(0);
-    await expect.poll(() => bridge.openCables).toBe(open - 1);
+    await poll(() => item.count()).toBe(0);
+    await poll(() => bridge.openCables).toBe(open - 1);
   });
 
   it("a cable pulled mid-pairing leaves the device unpaired and pairing resumes from the start", async () => {
@@ -193,7 +200,7 @@ describe("pairing a device over Web Serial", () => {
     await id(page, "pair-connect").click();
     await id(page, "pair-code").waitFor();
     bridge.pullCable();
-    await expect.poll(errorKind).toBe("cable-pulled");
+    await poll(errorKind).toBe("cable-pulled");
     expect(emu.events.some((e) => e.event === "paired")).toBe(false);
     expect(await id(page, "pair-connect").textContent()).toContain("Try again");
     await expectNoAxeViolations(page, "pairing error");
@@ -219,7 +226,7 @@ describe("pairing a device over Web Serial", () => {
     try {
       await openPairScreen();
       await id(page, "pair-connect").click();
-      await expect.poll(errorKind).toBe("tampered");
+      await poll(errorKind).toBe("tampered");
     } finally {
       bridge.tapFromDevice = undefined;
     }
@@ -254,12 +261,12 @@ describe("pairing a device over Web Serial", () => {
     await openPairScreen();
     const open = bridge.openCables; // the device paired above is still attached
     await id(page, "pair-connect").click();
-    await expect.poll(errorKind).toBe("wrong-version");
+    await poll(errorKind).toBe("wrong-version");
     expect(await id(page, "pair-error").textContent()).toContain(
       "another version of the Loft device protocol",
     );
     // The port is let go of (closed), not left open.
-    await expect.poll(() => bridge.openCables).toBe(open);
+    await poll(() => bridge.openCables).toBe(open);
   });
 
   it("a browser without Web Serial gets a plain explanation", async () => {

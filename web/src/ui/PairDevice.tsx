@@ -216,6 +216,9 @@ export function PairDevice(props: { app: AppModel }) {
               role="alertdialog"
               aria-labelledby="pair-code-title"
               data-testid="pair-code-card"
+              tabindex="-1"
+              // The question takes the focus (not "Same code": a stray Enter must not confirm).
+              ref={(el) => queueMicrotask(() => el.focus())}
             >
               <h2 id="pair-code-title">Compare the code</h2>
               <p>

@@ -29,6 +29,7 @@ import {
   type UserIdentity,
 } from "../core/identity/identity.ts";
 import { establishSession, type Session } from "../core/session/session.ts";
+import { runDeviceCommand } from "./commands.ts";
 
 /** What a device keeps across reboots (in flash on hardware, a file in the emulator). */
 export interface DeviceState {
@@ -82,9 +83,12 @@ export class DeviceAgent {
   #state!: DeviceState;
   #self!: UserIdentity;
   #session: Session | undefined;
+  readonly #startedAt: number;
+  readonly #led = { on: false };
 
   private constructor(o: AgentOptions) {
     this.#o = o;
+    this.#startedAt = (o.now ?? Date.now)();
   }
 
   /** Load the state, or make a fresh identity (is_machine_account) and save it. */
@@ -230,7 +234,17 @@ export class DeviceAgent {
           }, period);
     try {
       for (;;) {
-        const m = await expectDeviceMessage(session, ["reset"], 2 ** 31 - 1);
+        const m = await expectDeviceMessage(session, ["reset", "cmd"], 2 ** 31 - 1);
+        if (m.t === "cmd") {
+          const out = runDeviceCommand(m.c, {
+            state: this.#state,
+            telemetry: this.#o.telemetry,
+            uptimeMs: (this.#o.now ?? Date.now)() - this.#startedAt,
+            led: this.#led,
+          });
+          sendDeviceMessage(session, { t: "out", id: m.id, ...out });
+          continue;
+        }
         if (m.t === "reset") {
           await this.factoryReset();
           sendDeviceMessage(session, { t: "reset-done" });

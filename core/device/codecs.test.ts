@@ -151,9 +151,33 @@ describe("device messages", () => {
     expect(!big.ok && big.error.code).toBe("LOFT_ERR_FRAME_TOO_LARGE");
   });
 
+  it("console messages: cmd and out round-trip; an empty or overlong command, an overlong answer are LOFT_ERR_SCHEMA", () => {
+    for (const m of [
+      { t: "cmd", id: 1, c: "led on" },
+      { t: "cmd", id: 0xffffffff, c: "é".repeat(64) },
+      { t: "out", id: 7, ok: true, m: "" },
+      { t: "out", id: 7, ok: false, m: "x".repeat(1024) },
+    ] as const) {
+      const r = decodeDeviceMessage(encodeDeviceMessage(m));
+      expect(r.ok && r.value).toEqual(m);
+    }
+    for (const bad of [
+      { t: "cmd", id: 1, c: "" },
+      { t: "cmd", id: 1, c: "x".repeat(129) },
+      { t: "cmd", id: -1, c: "help" },
+      { t: "out", id: 1, ok: "yes", m: "" },
+      { t: "out", id: 1, ok: true, m: "x".repeat(1025) },
+    ]) {
+      const r = decodeDeviceMessage(encodeCanonical(bad));
+      expect(!r.ok && r.error.code).toBe("LOFT_ERR_SCHEMA");
+    }
+  });
+
   it("decodes arbitrary and mutated bytes to a value or a typed error", () => {
     const seeds = [
       encodeDeviceMessage({ t: "telemetry", n: 3, at: 1_700_000_000_000, r: { "temp.c": 21.5 } }),
+      encodeDeviceMessage({ t: "cmd", id: 3, c: "led on" }),
+      encodeDeviceMessage({ t: "out", id: 3, ok: true, m: "led on" }),
       encodeDeviceMessage({
         t: "provision",
         owner: new Uint8Array(40).fill(1),

@@ -34,5 +34,8 @@ describe("docs/device.md quotes the real bytes", () => {
   it("the message examples", () => {
     const text = readFileSync(PAGE, "utf8").replace(/\s+/g, "");
     expect(text).toContain(Buffer.from(encodeDeviceMessage({ t: "confirm" })).toString("hex"));
+    expect(text).toContain(
+      Buffer.from(encodeDeviceMessage({ t: "cmd", id: 1, c: "led on" })).toString("hex"),
+    );
   });
 });

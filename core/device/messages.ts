@@ -1,6 +1,6 @@
 /**
  * Messages inside the encrypted device session (docs/device.md §5–§7): pairing (commit / nonce /
- * reveal / confirm), provisioning, factory reset, telemetry. Each is one application message of
+ * reveal / confirm), provisioning, factory reset, telemetry, console commands. Each is one application message of
  * the session, canonical MessagePack with a type tag `t` (docs/design.md, "Wire format"); a
  * non-canonical encoding is LOFT_ERR_MALFORMED, a wrong shape LOFT_ERR_SCHEMA, an unknown `t`
  * LOFT_ERR_UNKNOWN_TYPE.
@@ -22,6 +22,10 @@ import { PAIRING_NONCE_BYTES } from "./pairing-code.ts";
 export const MAX_DEVICE_MESSAGE_BYTES = 4096;
 export const MAX_RELAY_URL_LENGTH = 256;
 export const MAX_TELEMETRY_READINGS = 16;
+/** A console command line, owner → device (docs/device.md §7). */
+export const MAX_COMMAND_BYTES = 128;
+/** A console answer, device → owner. */
+export const MAX_COMMAND_OUTPUT_BYTES = 1024;
 
 const nonce = bytesSchema(PAIRING_NONCE_BYTES);
 const shortText = (maxBytes: number, minBytes = 0) =>
@@ -69,6 +73,12 @@ export const deviceMessageSchema = v.variant("t", [
     ),
   }),
   v.strictObject({ t: v.literal("refused"), code: shortText(64, 1), m: shortText(256) }),
+  v.strictObject({
+    t: v.literal("out"),
+    id: uintSchema(0xffffffff),
+    ok: v.boolean(),
+    m: shortText(MAX_COMMAND_OUTPUT_BYTES),
+  }),
   // owner → device
   v.strictObject({ t: v.literal("nonce"), n: nonce }),
   v.strictObject({ t: v.literal("confirm") }),
@@ -81,6 +91,7 @@ export const deviceMessageSchema = v.variant("t", [
     wifi: v.optional(wifiSchema),
   }),
   v.strictObject({ t: v.literal("reset") }),
+  v.strictObject({ t: v.literal("cmd"), id: uintSchema(0xffffffff), c: shortText(MAX_COMMAND_BYTES, 1) }),
 ]);
 
 export type DeviceMessage = v.InferOutput<typeof deviceMessageSchema>;
@@ -100,6 +111,8 @@ const TYPES = new Set<string>([
   "abort",
   "provision",
   "reset",
+  "cmd",
+  "out",
 ]);
 
 export function encodeDeviceMessage(m: DeviceMessage): Uint8Array {

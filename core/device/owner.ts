@@ -31,6 +31,8 @@ export interface PairingInfo {
   protocol: "XXhfs" | "XX";
   protocolName: string;
   deviceName: string;
+  /** The device's HELLO capabilities (CAP_*): with CAP_CONFIRM_INPUT it waits for its button too. */
+  deviceCaps: number;
   device: Identity;
 }
 
@@ -107,10 +109,20 @@ export async function pairDevice(o: PairOptions): Promise<PairedDevice> {
       protocol,
       protocolName: session.protocolName,
       deviceName: connection.device.name,
+      deviceCaps: connection.device.caps,
       device,
     };
     o.onStep?.("code");
-    if (!(await o.confirmCode(info))) {
+    // The technician may take minutes; a cable pulled meanwhile ends pairing now, not after
+    // they answer (docs/device.md §8: "cable pulled mid-way").
+    const ended = session.closed.then((c): never => {
+      throw new LoftError(
+        "LOFT_ERR_LINK_CLOSED",
+        `the device went away while the code was shown: ${c.detail ?? c.reason}`,
+      );
+    });
+    ended.catch(() => {}); // after pairing, the session closing is no failure
+    if (!(await Promise.race([o.confirmCode(info), ended]))) {
       sendDeviceMessage(session, { t: "abort", m: "the technician saw different codes" });
       throw new LoftError(
         "LOFT_ERR_HANDSHAKE_IDENTITY",

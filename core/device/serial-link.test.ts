@@ -175,6 +175,17 @@ describe("SerialLink", () => {
     expect(() => ownerConn.link.send(msg(65536, 0))).toThrow(/LOFT_ERR_FRAME_TOO_LARGE/);
   });
 
+  it("an empty non-final DATA closes the link with LOFT_ERR_MALFORMED (a hostile device cannot grow the reassembly)", async () => {
+    const { owner, ownerConn } = await connected();
+    // Empty fragments add nothing to the byte count checked against maxMessage, so each one kept
+    // would cost memory for nothing: 10 000 of them in order, as a hostile device would send.
+    for (let seq = 0; seq < 10_000 && ownerConn.link.state !== "closed"; seq++)
+      owner.receiveBytes(encodeFrame({ type: FRAME_DATA, seq, payload: new Uint8Array(0) }));
+    expect(ownerConn.link.state).toBe("closed");
+    expect(await ownerConn.link.closed).toMatchObject({ reason: "LOFT_ERR_MALFORMED" });
+    expect(ownerConn.link.stats.framesReceived).toBe(1);
+  });
+
   it("a pulled cable closes both links with LOFT_ERR_LINK_CLOSED; an unanswered link times out", async () => {
     const a = await connected();
     a.pull();

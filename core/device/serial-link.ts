@@ -271,6 +271,13 @@ export class SerialLink extends QueueLink {
       else this.stats.outOfOrder++;
       return;
     }
+    if (frame.type === FRAME_DATA && frame.payload.length === 0) {
+      // A sender never cuts an empty fragment before the last one (§4). Empty fragments do not
+      // count against maxMessage, so keeping them would let a hostile peer grow the reassembly
+      // without bound: the link closes instead.
+      this.close("LOFT_ERR_MALFORMED", "an empty DATA fragment before DATA_END");
+      return;
+    }
     this.#expected = (this.#expected + 1) % SEQ_MOD;
     this.#partBytes += frame.payload.length;
     if (this.#partBytes > this.#maxMessage) {

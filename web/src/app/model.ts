@@ -600,6 +600,12 @@ export class AppModel {
     return show;
   }
 
+  /** A device paired over a cable (app/devices.ts builds the record): added as a trusted contact. */
+  async addDeviceContact(contact: ContactRecord): Promise<void> {
+    await (await this.#contactEngine()).changeContact(contact.id, { kind: "add", contact });
+    await this.refreshContacts();
+  }
+
   async deleteContact(id: ContactId): Promise<void> {
     await (await this.#contactEngine()).changeContact(id, { kind: "delete" });
     await this.refreshContacts();

@@ -15,6 +15,8 @@ describe("routes: screens as URL paths", () => {
       { name: "contact", id: ID },
       { name: "safety", id: ID },
       { name: "chat", id: ID },
+      { name: "pair-device" },
+      { name: "device", id: ID },
     ];
     for (const r of routes) expect(parseRoute(routePath(r))).toEqual(r);
     expect(routePath({ name: "chat", id: ID })).toBe(`/chat/${ID}`);
@@ -24,6 +26,7 @@ describe("routes: screens as URL paths", () => {
   it("accepts a trailing slash and upper-case hex, and /index.html as home", () => {
     expect(parseRoute(`/chat/${ID.toUpperCase()}/`)).toEqual({ name: "chat", id: ID });
     expect(parseRoute("/settings/")).toEqual({ name: "settings" });
+    expect(parseRoute(`/device/${ID.toUpperCase()}/`)).toEqual({ name: "device", id: ID });
     expect(parseRoute("/index.html")).toEqual({ name: "home" });
   });
 
@@ -39,6 +42,10 @@ describe("routes: screens as URL paths", () => {
       `/contact/${ID}/safety/x`,
       "/settings/x",
       "/health",
+      "/device",
+      `/device/${ID}/x`,
+      "/device/xyz",
+      "/pair-device/x",
     ])
       expect(parseRoute(p), p).toBeUndefined();
   });

@@ -11,6 +11,8 @@
  *   /share                 files shared to Loft from the system: pick the contact (sw/share-target.ts)
  *   /rooms/new             a new room: its link, QR code, copy (docs/protocol/rooms.md)
  *   /room/<room id>        a room: members and chat (`<room id>` 32 lowercase hex)
+ *   /pair-device           pair a device over a USB cable (docs/device.md)
+ *   /device/<id>           a paired device: telemetry and console while attached
  *
  * `<id>` is a ContactId (64 lowercase hex). Contact links keep using the `#c=` fragment, which
  * never reaches a server (main.tsx). The host and the Service Worker serve index.html for any
@@ -28,7 +30,9 @@ export type Route =
   | { name: "settings" }
   | { name: "share" }
   | { name: "new-room" }
-  | { name: "room"; room: string };
+  | { name: "room"; room: string }
+  | { name: "pair-device" }
+  | { name: "device"; id: ContactId };
 
 const CONTACT_ID = /^[0-9a-f]{64}$/;
 
@@ -55,6 +59,10 @@ export function routePath(route: Route): string {
       return "/rooms/new";
     case "room":
       return `/room/${route.room}`;
+    case "pair-device":
+      return "/pair-device";
+    case "device":
+      return `/device/${route.id}`;
   }
 }
 
@@ -69,6 +77,9 @@ export function parseRoute(pathname: string): Route | undefined {
   if (path === "/rooms/new") return { name: "new-room" };
   const room = /^\/room\/([0-9a-fA-F]{32})$/.exec(path);
   if (room) return { name: "room", room: room[1]!.toLowerCase() };
+  if (path === "/pair-device") return { name: "pair-device" };
+  const device = /^\/device\/([0-9a-fA-F]{64})$/.exec(path);
+  if (device) return { name: "device", id: device[1]!.toLowerCase() };
   const m = /^\/(contact|chat)\/([^/]+)(\/safety)?$/.exec(path);
   if (!m) return undefined;
   const id = m[2]!.toLowerCase();

@@ -161,6 +161,23 @@ export interface ContactRecord {
    * open and visible). Written by the UI only (`LoftStorage.markRead`); the engine ignores it.
    */
   readAt?: number;
+  /**
+   * Set on a device paired over a cable (kind: device, docs/device.md §7): what the PWA needs to
+   * reconnect without a code. Written by the UI's device module; the engine does not dial devices.
+   */
+  device?: DeviceContactInfo;
+}
+
+/** A paired device (docs/device.md §7): its HELLO name, the protocol pinned at pairing, when. */
+export interface DeviceContactInfo {
+  kind: "device";
+  /** The name the device announced in its HELLO (≤ 32 bytes). */
+  name: string;
+  /** Pinned at pairing: a HELLO offering less later is refused (downgrade). */
+  protocol: "XXhfs" | "XX";
+  /** HELLO capability bits (docs/device.md §3). */
+  caps: number;
+  pairedAt: number;
 }
 
 /** From the contact link (core/identity/contact-link.ts `ContactLink`). */

@@ -30,6 +30,7 @@ import type {
   ContactEndpoints,
   ContactId,
   ContactRecord,
+  DeviceContactInfo,
   EngineError,
   EngineSettings,
   EngineStorage,
@@ -83,6 +84,7 @@ interface ContactSecret {
   username: string;
   pending?: PendingIdentityChange;
   endpoints?: ContactEndpoints;
+  device?: DeviceContactInfo;
 }
 
 /** The sealed part of a message record. */
@@ -163,6 +165,7 @@ export class LoftStorage implements EngineStorage {
     const secret: ContactSecret = { identity: c.identity, username: c.username };
     if (c.pending) secret.pending = c.pending;
     if (c.endpoints) secret.endpoints = c.endpoints;
+    if (c.device) secret.device = c.device;
     const plain = encode(secret, { ignoreUndefined: true });
     const sealed = await vault.seal(`contact/${c.id}`, plain);
     plain.fill(0);

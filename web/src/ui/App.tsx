@@ -10,8 +10,10 @@ import { UpdateBanner } from "../update/UpdateBanner.tsx";
 import { Chat } from "./Chat.tsx";
 import { ContactScreen, SafetyScreen } from "./Contact.tsx";
 import { CallScreen } from "./call/CallScreen.tsx";
+import { DeviceScreen } from "./DeviceScreen.tsx";
 import { AddContact, Home, MyLink } from "./Home.tsx";
 import { Onboarding, Unlock } from "./Onboarding.tsx";
+import { PairDevice } from "./PairDevice.tsx";
 import { NewRoom, RoomScreen } from "./Room.tsx";
 import { Settings } from "./Settings.tsx";
 import { Share } from "./Share.tsx";
@@ -25,7 +27,7 @@ export function App(props: { app: AppModel; fatal?: string }) {
     on([app.phase, () => routePath(r())], () => {
       const from = previous;
       previous = routePath(r());
-      const id = from?.match(/^\/(?:chat|contact)\/([0-9a-f]{64})/)?.[1];
+      const id = from?.match(/^\/(?:chat|contact|device)\/([0-9a-f]{64})/)?.[1];
       queueMicrotask(() => focusScreen(r().name === "home" && id ? `[data-contact-id="${id}"]` : undefined));
     }),
   );
@@ -84,6 +86,12 @@ export function App(props: { app: AppModel; fatal?: string }) {
             </Match>
             <Match when={r().name === "room" && r()} keyed>
               {(route) => <RoomScreen app={app} id={(route as { room: string }).room} />}
+            </Match>
+            <Match when={r().name === "pair-device"}>
+              <PairDevice app={app} />
+            </Match>
+            <Match when={r().name === "device" && r()} keyed>
+              {(route) => <DeviceScreen app={app} id={(route as { id: string }).id} />}
             </Match>
           </Switch>
         </Match>

@@ -36,6 +36,9 @@ export function Home(props: { app: AppModel }) {
           <button type="button" data-testid="nav-add-contact" onClick={() => app.go({ name: "add" })}>
             Add contact
           </button>
+          <button type="button" data-testid="nav-pair-device" onClick={() => app.go({ name: "pair-device" })}>
+            Pair a device
+          </button>
           <button type="button" data-testid="nav-settings" onClick={() => app.go({ name: "settings" })}>
             Settings
           </button>
@@ -84,9 +87,11 @@ function ContactItem(props: { app: AppModel; view: ContactView }) {
         data-unread={unread()}
         onClick={() =>
           app.go(
-            c().record.pending || c().record.trust === "rejected"
-              ? { name: "contact", id: c().record.id }
-              : { name: "chat", id: c().record.id },
+            c().record.device
+              ? { name: "device", id: c().record.id }
+              : c().record.pending || c().record.trust === "rejected"
+                ? { name: "contact", id: c().record.id }
+                : { name: "chat", id: c().record.id },
           )
         }
       >
@@ -100,7 +105,12 @@ function ContactItem(props: { app: AppModel; view: ContactView }) {
           )}
         </Show>
         <span class="preview" data-testid="contact-preview">
-          <Show when={last()} fallback={<span class="muted">No messages yet</span>}>
+          <Show
+            when={last()}
+            fallback={
+              <span class="muted">{c().record.device ? "Device paired over USB" : "No messages yet"}</span>
+            }
+          >
             {(m) => (
               <>
                 <Show when={m().direction === "out"}>

@@ -1,0 +1,193 @@
+/**
+ * The PWA's device controller (attached-device.ts) against the real emulator process over TCP,
+ * through a `SerialPort`-shaped object: every stepper step in order, provisioning only after the
+ * code, telemetry, reattaching without a code and refusing another device's identity, a silent
+ * port timing out, a port that does not open. And each failure in plain words (problems.ts).
+ */
+import { connect, createServer, type Server, type Socket } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { LoftError } from "../../../core/errors.ts";
+import { Emulator, ownerIdentity, tempDir } from "../../../device/test-support.ts";
+import { attachOverSerial, type PairStep, pairOverSerial } from "./attached-device.ts";
+import { DeviceProblemError, describeDeviceError } from "./problems.ts";
+import type { SerialPortLike } from "./web-serial.ts";
+
+const cleanups: (() => Promise<unknown> | unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+/** A closed SerialPort whose `open` connects to `tcpPort` (or fails like a busy port). */
+function tcpSerialPort(tcpPort: number, opens = true): SerialPortLike & { opened: number[] } {
+  let socket: Socket | undefined;
+  let readable: ReadableStream<Uint8Array> | null = null;
+  let writable: WritableStream<Uint8Array> | null = null;
+  const opened: number[] = [];
+  return {
+    opened,
+    get readable() {
+      return readable;
+    },
+    get writable() {
+      return writable;
+    },
+    async open({ baudRate }) {
+      if (!opens) throw Object.assign(new Error("Failed to open serial port."), { name: "NetworkError" });
+      opened.push(baudRate);
+      const s = connect({ host: "127.0.0.1", port: tcpPort });
+      socket = s;
+      cleanups.push(() => s.destroy());
+      await new Promise<void>((r) => s.once("connect", () => r()));
+      readable = new ReadableStream({
+        start(c) {
+          s.on("data", (b: Buffer) => c.enqueue(new Uint8Array(b)));
+          s.on("close", () => {
+            try {
+              c.error(Object.assign(new Error("lost"), { name: "NetworkError" }));
+            } catch {}
+          });
+        },
+      });
+      writable = new WritableStream({
+        write(chunk) {
+          s.write(chunk);
+        },
+      });
+    },
+    async close() {
+      socket?.destroy();
+      readable = null;
+    },
+  };
+}
+
+async function emulator() {
+  const t = tempDir();
+  const emu = new Emulator(["--tcp", "0", "--state", `${t.dir}/device.json`, "--telemetry-ms", "50"]);
+  cleanups.push(t.cleanup, () => emu.stop());
+  return { emu, port: (await emu.next("listening")).tcp as number };
+}
+
+describe("pairOverSerial / attachOverSerial", () => {
+  it("different codes provision nothing; then every step, provisioning after the code, telemetry, console, reattaching without a code", async () => {
+    const { emu, port } = await emulator();
+    const self = await ownerIdentity();
+    const mismatch = await pairOverSerial({
+      port: tcpSerialPort(port),
+      baudRate: 115200,
+      self,
+      confirmCode: async () => {
+        await emu.next("code"); // the device showed its code (so the next one is the next pairing's)
+        return false;
+      },
+    }).catch((e: unknown) => describeDeviceError(e));
+    expect(mismatch).toMatchObject({ kind: "code-mismatch", resumable: true });
+    expect(emu.events.some((e) => e.event === "paired")).toBe(false);
+
+    const steps: PairStep[] = [];
+    const from = emu.events.length;
+    const serial = tcpSerialPort(port);
+    const { device, info: paired } = await pairOverSerial({
+      port: serial,
+      baudRate: 115200,
+      self,
+      onStep: (s) => steps.push(s),
+      confirmCode: async (i) => (await emu.next("code", from)).code === i.code,
+      provision: { wifi: { ssid: "lab", psk: "secret words" } },
+    });
+    expect(steps).toEqual(["connect", "hello", "handshake", "code", "provision", "done"]);
+    expect(serial.opened).toEqual([115200]);
+    await emu.next("paired");
+    const reading = await new Promise((r) => device.onTelemetry(r));
+    expect(reading).toMatchObject({ r: expect.any(Object) });
+    // The console runs on the device, inside the session: provisioning arrived, no secret comes back.
+    const info = await device.command("info");
+    expect(info.ok).toBe(true);
+    expect(info.m).toMatch(/wifi\s+lab/);
+    expect(info.m).not.toContain("secret words");
+    expect(await device.command("led on")).toEqual({ ok: true, m: "led on" });
+    expect(await device.command("led")).toEqual({ ok: true, m: "led on" });
+    expect((await device.command("selfdestruct")).ok).toBe(false);
+    expect(await device.command("x".repeat(129))).toMatchObject({ ok: false });
+    device.close();
+    expect(await device.ended).toBeUndefined();
+
+    const again = await attachOverSerial({
+      port: tcpSerialPort(port),
+      baudRate: 115200,
+      self,
+      deviceIdentityKey: paired.device.verified.identity_key,
+      pinnedProtocol: paired.protocol,
+    });
+    expect(emu.events.filter((e) => e.event === "code")).toHaveLength(2); // the refused one and the paired one
+    await new Promise((r) => again.onTelemetry(r));
+    again.close();
+
+    // Another owner is refused by the device: "paired to another owner".
+    await expect(
+      pairOverSerial({
+        port: tcpSerialPort(port),
+        baudRate: 115200,
+        self: await ownerIdentity(9, "intruder"),
+        confirmCode: async () => true,
+      }).catch((e: unknown) => Promise.reject(describeDeviceError(e))),
+    ).rejects.toMatchObject({ kind: "other-owner" });
+  });
+
+  it("a silent port times out; a busy port says so", async () => {
+    const self = await ownerIdentity();
+
+    const held: Socket[] = [];
+    const silent: Server = createServer((s) => void held.push(s));
+    cleanups.push(() => {
+      for (const s of held) s.destroy();
+      return new Promise((r) => silent.close(r));
+    });
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    const timeout = await pairOverSerial({
+      port: tcpSerialPort((silent.address() as { port: number }).port),
+      baudRate: 9600,
+      self,
+      helloRetryMs: 20,
+      helloAttempts: 3,
+      confirmCode: async () => true,
+    }).catch((e: unknown) => describeDeviceError(e));
+    expect(timeout).toMatchObject({ kind: "timeout", resumable: true });
+
+    const busy = await pairOverSerial({
+      port: tcpSerialPort(1, false),
+      baudRate: 115200,
+      self,
+      confirmCode: async () => true,
+    }).catch((e: unknown) => describeDeviceError(e));
+    expect(busy).toMatchObject({ kind: "port-busy" });
+  });
+});
+
+describe("describeDeviceError", () => {
+  it("names each failure in plain words, without the raw code in the message", () => {
+    const cases: [unknown, string][] = [
+      [new LoftError("LOFT_ERR_UNSUPPORTED_VERSION", "device protocol 2"), "wrong-version"],
+      [new LoftError("LOFT_ERR_LINK_CLOSED", "cable"), "cable-pulled"],
+      [new LoftError("LOFT_ERR_TIMEOUT", "no device answered"), "timeout"],
+      [new LoftError("LOFT_ERR_BAD_IDENTITY", "not a device"), "not-a-device"],
+      [
+        new LoftError("LOFT_ERR_HANDSHAKE_IDENTITY", "the device is paired to another owner: reset"),
+        "other-owner",
+      ],
+      [
+        new LoftError("LOFT_ERR_HANDSHAKE_IDENTITY", "pairing codes differ: not provisioned"),
+        "code-mismatch",
+      ],
+      [new LoftError("LOFT_ERR_DECRYPT", "tampered"), "tampered"],
+      [new LoftError("LOFT_ERR_HANDSHAKE_STATE", "out of turn"), "failed"],
+      [new DeviceProblemError("no-port"), "no-port"],
+      [new Error("weird"), "failed"],
+    ];
+    for (const [e, kind] of cases) {
+      const p = describeDeviceError(e);
+      expect(p.kind).toBe(kind);
+      expect(p.message).not.toMatch(/LOFT_ERR/);
+    }
+  });
+});

@@ -3,7 +3,7 @@
  * Serial. The technician picks the port and baud rate (and Wi-Fi for a device that takes it),
  * follows the stepper connect → hello → handshake → compare code → provision → done, and
  * compares the 6-digit code with the device's before anything secret is sent. Every failure is
- * said in plain words (device/problems.ts); those that leave nothing provisioned offer
+ * said in plain words (web/src/device/problems.ts); those that leave nothing provisioned offer
  * "Try again", which starts over from HELLO with a new code.
  */
 import { createSignal, For, Match, onCleanup, Show, Switch } from "solid-js";

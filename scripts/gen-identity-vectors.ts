@@ -6,7 +6,6 @@
  *   npx tsx scripts/gen-identity-vectors.ts          # rewrite the files
  *   npx tsx scripts/gen-identity-vectors.ts --check  # exit 1 if a file is stale
  */
-import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { toHex } from "../core/bytes.ts";
@@ -33,6 +32,7 @@ import {
   signStoreMessage,
 } from "../core/wire/signed.ts";
 import { srempCodec } from "../core/wire/sremp.ts";
+import { isScript, writeOrCheck } from "./vector-files.ts";
 
 const T0 = 1_700_000_000_000; // 2023-11-14T22:13:20Z
 const seed = (byte: number) => new Uint8Array(32).fill(byte);
@@ -269,27 +269,10 @@ export function serialise(value: unknown): string {
   return `${JSON.stringify(value, null, 2)}\n`;
 }
 
-async function main(): Promise<void> {
-  const check = process.argv.includes("--check");
-  let stale = false;
-  for (const [file, value] of Object.entries(await buildIdentityVectors())) {
-    const path = join(VECTORS_DIR, file);
-    const text = serialise(value);
-    if (check) {
-      let current = "";
-      try {
-        current = readFileSync(path, "utf8");
-      } catch {}
-      if (current !== text) {
-        stale = true;
-        console.error(`stale: ${path}`);
-      }
-    } else {
-      writeFileSync(path, text);
-      console.log(`wrote ${path}`);
-    }
-  }
-  if (stale) process.exit(1);
-}
-
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) await main();
+if (isScript(import.meta.url))
+  writeOrCheck(
+    Object.entries(await buildIdentityVectors()).map(([file, value]) => [
+      join(VECTORS_DIR, file),
+      serialise(value),
+    ]),
+  );

@@ -16,7 +16,6 @@
  *   npx tsx scripts/gen-noise-vectors.ts          # rewrite the file
  *   npx tsx scripts/gen-noise-vectors.ts --check  # exit 1 if the committed file differs
  */
-import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { blake2s } from "@noble/hashes/blake2.js";
 import { fromHex, toHex, utf8 } from "../core/bytes.ts";
@@ -24,6 +23,7 @@ import { HandshakeState } from "../core/noise/handshake-state.ts";
 import { type HandshakePattern, XX_HFS, XX_HFS_AESGCM } from "../core/noise/patterns.ts";
 import { keyPairFromPrivate, type NoiseEntropy } from "../core/noise/primitives.ts";
 import type { NoiseTransport } from "../core/noise/transport.ts";
+import { isScript, writeOrCheck } from "./vector-files.ts";
 
 export const HFS_VECTOR_FILE = fileURLToPath(
   new URL("../docs/vectors/noise-xxhfs-mlkem768.json", import.meta.url),
@@ -165,21 +165,8 @@ export async function buildHfsVectorFile(pattern: HandshakePattern = XX_HFS): Pr
   return `${JSON.stringify(file, null, 2)}\n`;
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  let stale = false;
-  for (const [file, pattern] of [
-    [HFS_VECTOR_FILE, XX_HFS],
-    [HFS_AESGCM_VECTOR_FILE, XX_HFS_AESGCM],
-  ] as const) {
-    const text = await buildHfsVectorFile(pattern);
-    if (process.argv.includes("--check")) {
-      const same = readFileSync(file, "utf8") === text;
-      console.log(same ? `${file} up to date` : `${file} differs from what the seeds generate`);
-      stale ||= !same;
-    } else {
-      writeFileSync(file, text);
-      console.log(`wrote ${file}`);
-    }
-  }
-  process.exit(stale ? 1 : 0);
-}
+if (isScript(import.meta.url))
+  writeOrCheck([
+    [HFS_VECTOR_FILE, await buildHfsVectorFile(XX_HFS)],
+    [HFS_AESGCM_VECTOR_FILE, await buildHfsVectorFile(XX_HFS_AESGCM)],
+  ]);

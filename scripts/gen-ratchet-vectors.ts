@@ -18,7 +18,6 @@
  *   npx tsx scripts/gen-ratchet-vectors.ts          # rewrite both files
  *   npx tsx scripts/gen-ratchet-vectors.ts --check  # exit 1 if a committed file differs
  */
-import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { chacha20poly1305, rngChacha20 } from "@noble/ciphers/chacha.js";
 import { x25519 } from "@noble/curves/ed25519.js";
@@ -54,6 +53,7 @@ import {
   serializeRatchet,
   splitBootstrapSecret,
 } from "../core/ratchet/index.ts";
+import { isScript, writeOrCheck } from "./vector-files.ts";
 
 export const RATCHET_VECTOR_FILE = fileURLToPath(new URL("../docs/vectors/ratchet-v1.json", import.meta.url));
 export const PQXDH_VECTOR_FILE = fileURLToPath(new URL("../docs/vectors/pqxdh-v1.json", import.meta.url));
@@ -633,27 +633,8 @@ export async function buildPqxdhVectorFile(): Promise<string> {
   return `${JSON.stringify(file, null, 2)}\n`;
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const outputs: [string, string][] = [
+if (isScript(import.meta.url))
+  writeOrCheck([
     [RATCHET_VECTOR_FILE, await buildRatchetVectorFile()],
     [PQXDH_VECTOR_FILE, await buildPqxdhVectorFile()],
-  ];
-  if (process.argv.includes("--check")) {
-    let same = true;
-    for (const [path, text] of outputs) {
-      let committed = "";
-      try {
-        committed = readFileSync(path, "utf8");
-      } catch {}
-      if (committed !== text) {
-        console.error(`${path} differs from what the generator produces`);
-        same = false;
-      }
-    }
-    process.exit(same ? 0 : 1);
-  }
-  for (const [path, text] of outputs) {
-    writeFileSync(path, text);
-    console.log(`wrote ${path}`);
-  }
-}
+  ]);

@@ -17,7 +17,6 @@
  *   npx tsx scripts/gen-relay-auth-vectors.ts --check  # exit 1 if the committed file differs
  */
 import { createHash } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { x25519 } from "@noble/curves/ed25519.js";
 import { encodeVersionHeader } from "../core/codec/version.ts";
@@ -37,6 +36,7 @@ import {
   encodeServerFrame,
   RELAY_VERSION_AUTHENTICATOR,
 } from "../core/relay/protocol.ts";
+import { isScript, writeOrCheck } from "./vector-files.ts";
 
 export const RELAY_AUTH_VECTOR_FILE = fileURLToPath(
   new URL("../docs/vectors/relay-auth-v1.1.json", import.meta.url),
@@ -102,13 +102,5 @@ export async function buildRelayAuthVectors(): Promise<unknown> {
   };
 }
 
-const isMain = process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1];
-if (isMain) {
-  const json = `${JSON.stringify(await buildRelayAuthVectors(), null, 2)}\n`;
-  if (process.argv.includes("--check")) {
-    if (readFileSync(RELAY_AUTH_VECTOR_FILE, "utf8") !== json) {
-      console.error(`${RELAY_AUTH_VECTOR_FILE} differs from what the generator produces`);
-      process.exit(1);
-    }
-  } else writeFileSync(RELAY_AUTH_VECTOR_FILE, json);
-}
+if (isScript(import.meta.url))
+  writeOrCheck([[RELAY_AUTH_VECTOR_FILE, `${JSON.stringify(await buildRelayAuthVectors(), null, 2)}\n`]]);

@@ -14,11 +14,11 @@
  *   npx tsx scripts/gen-relay-store-vectors.ts --check  # exit 1 if the committed file differs
  */
 import { createHash } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { BLOCK_SIZE, OTK_BLOCK_SIZE, padBlock } from "../core/relay/protocol.ts";
 import { bucketSize, sealBlob, wrapDataKey } from "../relay-ws/store/at-rest.ts";
 import { encodeSlot, keyringKek } from "../relay-ws/store/keyring.ts";
+import { isScript, writeOrCheck } from "./vector-files.ts";
 
 export const RELAY_AT_REST_VECTOR_FILE = fileURLToPath(
   new URL("../docs/vectors/relay-at-rest-v1.json", import.meta.url),
@@ -100,13 +100,5 @@ export function buildRelayAtRestVectors(): unknown {
   };
 }
 
-const isMain = process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1];
-if (isMain) {
-  const json = `${JSON.stringify(buildRelayAtRestVectors(), null, 2)}\n`;
-  if (process.argv.includes("--check")) {
-    if (readFileSync(RELAY_AT_REST_VECTOR_FILE, "utf8") !== json) {
-      console.error(`${RELAY_AT_REST_VECTOR_FILE} differs from what the generator produces`);
-      process.exit(1);
-    }
-  } else writeFileSync(RELAY_AT_REST_VECTOR_FILE, json);
-}
+if (isScript(import.meta.url))
+  writeOrCheck([[RELAY_AT_REST_VECTOR_FILE, `${JSON.stringify(buildRelayAtRestVectors(), null, 2)}\n`]]);

@@ -6,7 +6,8 @@
  *
  * Every primitive comes from the crypto provider the caller passes (core/crypto/provider.ts;
  * noble by default); this file only adapts them to the shapes Noise names (`DH`, `ENCRYPT`,
- * `DECRYPT`, `REKEY`, `HASH`, `HKDF`, `GENERATE_KEM_*`, `KEM`). All of them are async, like the
+ * `DECRYPT`, `REKEY`, `HASH`, `HKDF`, `GENERATE_KEM_*`, `KEM`); what differs between the cipher
+ * suites (the AEAD, its nonce encoding, the hash) is in suite.ts. All of them are async, like the
  * provider (docs/decisions.md, "Cryptography: one async provider, carried explicitly").
  */
 import { abytes } from "../bytes.ts";
@@ -63,18 +64,7 @@ export function dh(crypto: CryptoProvider, privateKey: Uint8Array, publicKey: Ui
   return crypto.x25519.sharedSecret(privateKey, publicKey);
 }
 
-/** Noise §12.3: 96-bit nonce = 32 zero bits ‖ 64-bit little-endian n. Written into `out`. */
-export function writeNonce(out: Uint8Array, lo: number, hi: number): void {
-  out[4] = lo & 0xff;
-  out[5] = (lo >>> 8) & 0xff;
-  out[6] = (lo >>> 16) & 0xff;
-  out[7] = lo >>> 24;
-  out[8] = hi & 0xff;
-  out[9] = (hi >>> 8) & 0xff;
-  out[10] = (hi >>> 16) & 0xff;
-  out[11] = hi >>> 24;
-}
-
+/** The nonce of n = 2^64-1: all ones, so the same bytes in either suite's byte order (suite.ts). */
 const MAX_NONCE = new Uint8Array([0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
 const EMPTY = new Uint8Array(0);
 

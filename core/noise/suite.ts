@@ -49,7 +49,7 @@ function bigEndianNonce(out: Uint8Array, lo: number, hi: number): void {
   out[11] = lo & 0xff;
 }
 
-/** Noise §12.3 ChaChaPoly (RFC 8439) and §12.8 BLAKE2s. */
+/** Noise §12.3 ChaChaPoly (RFC 8439) and §12.7 BLAKE2s. */
 export const CHACHAPOLY_BLAKE2S: NoiseSuite = Object.freeze({
   name: "ChaChaPoly_BLAKE2s",
   aead: (crypto: CryptoProvider) => crypto.chacha20poly1305,

@@ -1,7 +1,7 @@
 /**
  * Noise Protocol Framework rev 34, §5.2 processing rules: the `SymmetricState` object (`ck`, `h`
- * and a CipherState), with BLAKE2s (§12.7) and HKDF over HMAC-BLAKE2s (§4.3), from the crypto
- * provider the handshake carries. https://noiseprotocol.org/noise.html#the-symmetricstate-object
+ * and a CipherState), with the suite's hash and HKDF over its HMAC (§4.3; BLAKE2s §12.7 or
+ * SHA-256 §12.5, suite.ts), from the crypto provider the handshake carries. https://noiseprotocol.org/noise.html#the-symmetricstate-object
  *
  * Our one extension, `exportSecret(label)` (see transport.ts), derives from the final `ck` at
  * `finish()`, before `ck` is wiped; nothing here changes the spec's own functions. Every function

@@ -10,7 +10,7 @@
  *   exportSecret(label) = HMAC-BLAKE2s(HMAC-BLAKE2s(ck, h ‖ UTF-8(label)), 0x01)
  *
  * i.e. the first output of Noise's HKDF (§4.3) with the final `ck` as chaining key and
- * `h ‖ label` as input key material. Split() uses a zero-length input, so the exported secret is
+ * `h ‖ label` as input key material (so HMAC-SHA256 under `AESGCM_SHA256`: the suite's HMAC). Split() uses a zero-length input, so the exported secret is
  * independent of both transport keys; binding `h` ties it to the whole transcript (prologue,
  * every public key and payload). Labels are non-empty; different labels give independent secrets.
  *

@@ -5,28 +5,10 @@
  * initiator never reveals its identity (message 3 is never sent).
  */
 import { describe, expect, it } from "vitest";
-import { isLoftError, type LoftErrorCode } from "../errors.ts";
-import { createUserIdentity } from "../identity/identity.ts";
 import { memoryLinkPair } from "../link/memory-link.ts";
 import { sessionPrologue } from "./prologue.ts";
 import { establishSession } from "./session.ts";
-
-const alice = createUserIdentity({
-  username: "alice",
-  now: 1_700_000_000_000,
-  seed: new Uint8Array(32).fill(1),
-});
-const bob = createUserIdentity({ username: "bob", now: 1_700_000_000_000, seed: new Uint8Array(32).fill(2) });
-
-async function codeOf(p: Promise<unknown>): Promise<LoftErrorCode | "resolved"> {
-  try {
-    await p;
-    return "resolved";
-  } catch (e) {
-    if (!isLoftError(e)) throw e;
-    return e.code;
-  }
-}
+import { alice, bob, codeOf } from "./testing.ts";
 
 function pair(a: Uint8Array | undefined, b: Uint8Array | undefined) {
   const [la, lb] = memoryLinkPair();

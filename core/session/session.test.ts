@@ -9,7 +9,6 @@ import { createNodeCryptoProvider } from "../../host/crypto-node.ts";
 import { equalBytes, utf8 } from "../bytes.ts";
 import { decodeVersionHeader, encodeVersionHeader } from "../codec/version.ts";
 import { createWebCryptoProvider } from "../crypto/webcrypto.ts";
-import { isLoftError, type LoftErrorCode } from "../errors.ts";
 import { createUserIdentity, type UserIdentity } from "../identity/identity.ts";
 import type { Link } from "../link/link.ts";
 import { memoryLinkPair } from "../link/memory-link.ts";
@@ -20,10 +19,9 @@ import { MAX_DATA_PAYLOAD } from "./frames.ts";
 import { encodeHandshakePayload } from "./payload.ts";
 import { type LinkKind, sessionPrologue } from "./prologue.ts";
 import { establishSession, type Session, type SessionOptions } from "./session.ts";
+import { alice, bob, codeOf } from "./testing.ts";
 
 const seed = (n: number) => new Uint8Array(32).fill(n);
-const alice = createUserIdentity({ username: "alice", now: 1_700_000_000_000, seed: seed(1) });
-const bob = createUserIdentity({ username: "bob", now: 1_700_000_000_000, seed: seed(2) });
 const mallory = createUserIdentity({ username: "mallory", now: 1_700_000_000_000, seed: seed(3) });
 
 type Extra = Partial<Omit<SessionOptions, "link" | "role" | "self">>;
@@ -33,17 +31,6 @@ function connect(a: Extra = {}, b: Extra = {}, ids: [UserIdentity, UserIdentity]
   const initiator = establishSession({ link: la, role: "initiator", kind: "direct", self: ids[0], ...a });
   const responder = establishSession({ link: lb, role: "responder", kind: "direct", self: ids[1], ...b });
   return { la, lb, initiator, responder };
-}
-
-/** The code a rejected establishment carries. */
-async function codeOf(p: Promise<unknown>): Promise<LoftErrorCode | "resolved"> {
-  try {
-    await p;
-    return "resolved";
-  } catch (e) {
-    if (!isLoftError(e)) throw e;
-    return e.code;
-  }
 }
 
 describe("establishSession: success", () => {

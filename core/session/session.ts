@@ -300,10 +300,7 @@ async function negotiateHeaders(
         "LOFT_ERR_UNSUPPORTED_VERSION",
         "the peer does not negotiate Noise suites (SREMP 1.0 without noise_suites): dial it again without an offer",
       );
-    const accepted = suitesOf(theirs);
-    const suite = ours.find((n) => accepted.includes(n));
-    if (suite === undefined) fail("LOFT_ERR_UNSUPPORTED_VERSION", "no Noise suite both sides accept");
-    return { ourHeader, theirHeader, suite };
+    return { ourHeader, theirHeader, suite: agreedSuite(ours, suitesOf(theirs)) };
   }
   const theirHeader = await next(link);
   const theirs = must(decodeVersionHeader(theirHeader));
@@ -312,9 +309,14 @@ async function negotiateHeaders(
     theirs.noise_suites === undefined ? CURRENT_VERSION : { ...CURRENT_VERSION, noise_suites: [...ours] },
   );
   link.send(ourHeader);
-  const suite = suitesOf(theirs).find((n) => ours.includes(n));
+  return { ourHeader, theirHeader, suite: agreedSuite(suitesOf(theirs), ours) };
+}
+
+/** The initiator's first choice that the responder accepts: both sides compute the same one. */
+function agreedSuite(initiator: readonly SuiteName[], responder: readonly SuiteName[]): SuiteName {
+  const suite = initiator.find((n) => responder.includes(n));
   if (suite === undefined) fail("LOFT_ERR_UNSUPPORTED_VERSION", "no Noise suite both sides accept");
-  return { ourHeader, theirHeader, suite };
+  return suite;
 }
 
 interface SessionParts {

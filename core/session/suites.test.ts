@@ -10,15 +10,12 @@ import { createNodeCryptoProvider } from "../../host/crypto-node.ts";
 import { utf8 } from "../bytes.ts";
 import { CURRENT_VERSION, decodeVersionHeader, encodeVersionHeader } from "../codec/version.ts";
 import { createWebCryptoProvider } from "../crypto/webcrypto.ts";
-import { err, isLoftError, type LoftErrorCode } from "../errors.ts";
-import { createUserIdentity } from "../identity/identity.ts";
+import { err } from "../errors.ts";
 import type { Link } from "../link/link.ts";
 import { memoryLinkPair } from "../link/memory-link.ts";
 import { establishSession, type Session, type SessionOptions } from "./session.ts";
+import { alice, bob, codeOf } from "./testing.ts";
 
-const seed = (n: number) => new Uint8Array(32).fill(n);
-const alice = createUserIdentity({ username: "alice", now: 1_700_000_000_000, seed: seed(1) });
-const bob = createUserIdentity({ username: "bob", now: 1_700_000_000_000, seed: seed(2) });
 const V1_0 = encodeVersionHeader();
 const OFFER = ["AESGCM_SHA256", "ChaChaPoly_BLAKE2s"] as const;
 
@@ -75,16 +72,6 @@ function pipe(from: Link, to: Link, rewrite: (m: Uint8Array, i: number) => Uint8
       to.send(rewrite(m, i));
     }
   })();
-}
-
-async function codeOf(p: Promise<unknown>): Promise<LoftErrorCode | "resolved"> {
-  try {
-    await p;
-    return "resolved";
-  } catch (e) {
-    if (!isLoftError(e)) throw e;
-    return e.code;
-  }
 }
 
 async function talk(a: Session, b: Session): Promise<void> {

@@ -103,6 +103,16 @@ export function fieldSwapArb(examples: readonly Record<string, unknown>[]): fc.A
 }
 
 /** The decoder returned a value or a LoftError whose code is one of `allowed`; it did not throw. */
+export function expectTyped<T>(run: () => Result<T>, allowed: readonly LoftErrorCode[]): Result<T> {
+  let r: Result<T>;
+  try {
+    r = run();
+  } catch (e) {
+    throw threw(e);
+  }
+  return typed(r, allowed);
+}
+
 /** `expectTyped` for an async decoder (one that verifies signatures through the crypto provider). */
 export async function expectTypedAsync<T>(
   run: () => Promise<Result<T>>,
@@ -112,22 +122,14 @@ export async function expectTypedAsync<T>(
   try {
     r = await run();
   } catch (e) {
-    throw new Error(`decoder threw instead of returning a typed error: ${String(e)}`);
+    throw threw(e);
   }
-  if (!r.ok) {
-    expect(r.error).toBeInstanceOf(LoftError);
-    expect(allowed).toContain(r.error.code);
-  }
-  return r;
+  return typed(r, allowed);
 }
 
-export function expectTyped<T>(run: () => Result<T>, allowed: readonly LoftErrorCode[]): Result<T> {
-  let r: Result<T>;
-  try {
-    r = run();
-  } catch (e) {
-    throw new Error(`decoder threw instead of returning a typed error: ${String(e)}`);
-  }
+const threw = (e: unknown) => new Error(`decoder threw instead of returning a typed error: ${String(e)}`);
+
+function typed<T>(r: Result<T>, allowed: readonly LoftErrorCode[]): Result<T> {
   if (!r.ok) {
     expect(r.error).toBeInstanceOf(LoftError);
     expect(allowed).toContain(r.error.code);

@@ -24,6 +24,7 @@ import {
   decodeServerFrame,
   encodeClientFrame,
   encodeCommand,
+  type ServerFrame,
 } from "../../core/relay/protocol.ts";
 import { connectRelay, RawSocket, startTestRelay, type TestRelay } from "../../relay-ws/testing.ts";
 import { FUZZ_RUNS } from "../support/fuzz.ts";
@@ -56,6 +57,25 @@ interface Real {
   sid: Uint8Array;
   rk: Uint8Array;
   sk: Uint8Array;
+}
+
+/**
+ * A real queue, secured by a sender key, so structured commands reach real state; `request` sends
+ * one command authorized by a key (signed under 1.0, authenticated under 1.1).
+ */
+async function securedQueue(
+  request: (command: Command, key: Uint8Array) => Promise<ServerFrame>,
+): Promise<Real> {
+  const rk = newAuthKeyPair();
+  const sk = newAuthKeyPair();
+  const ids = await request(
+    { k: "NEW", i: 1, rk: rk.publicKey, dk: newDhKeyPair().publicKey, sub: false },
+    rk.secretKey,
+  );
+  if (ids.k !== "IDS") throw new Error("no queue");
+  const real: Real = { rid: ids.r, sid: ids.s, rk: rk.secretKey, sk: sk.secretKey };
+  expect((await request({ k: "SKEY", i: 2, q: real.sid, sk: sk.publicKey }, sk.secretKey)).k).toBe("OK");
+  return real;
 }
 
 /** A structured command: real or random ids, right, wrong or no signature. */
@@ -104,17 +124,8 @@ function commandArb(real: Real): fc.Arbitrary<{ cmd: Command; key: "r" | "s" | "
 
 describe("relay server under fuzz", () => {
   it(`answers ${FUZZ_RUNS} random frames with typed errors and stays healthy`, async () => {
-    // A real queue, secured, so structured commands reach real state.
     let s = await RawSocket.open(relay.url);
-    const rk = newAuthKeyPair();
-    const sk = newAuthKeyPair();
-    const ids = await s.request(
-      { k: "NEW", i: 1, rk: rk.publicKey, dk: newDhKeyPair().publicKey, sub: false },
-      rk.secretKey,
-    );
-    if (ids.k !== "IDS") throw new Error("no queue");
-    const real: Real = { rid: ids.r, sid: ids.s, rk: rk.secretKey, sk: sk.secretKey };
-    expect((await s.request({ k: "SKEY", i: 2, q: real.sid, sk: sk.publicKey }, sk.secretKey)).k).toBe("OK");
+    const real = await securedQueue((command, key) => s.request(command, key));
 
     const samples = [
       ...commands(real, s.sessionId),
@@ -220,17 +231,7 @@ describe("relay server under fuzz", () => {
 
   it(`protocol 1.1: ${FUZZ_RUNS / 10} commands with right, wrong, replayed, reordered and 1.0 authorizations`, async () => {
     const s = await RawSocket.open(relay.url, true, {}, "authenticator");
-    const rk = newAuthKeyPair();
-    const sk = newAuthKeyPair();
-    const ids = await s.authRequest(
-      { k: "NEW", i: 1, rk: rk.publicKey, dk: newDhKeyPair().publicKey, sub: false },
-      rk.secretKey,
-    );
-    if (ids.k !== "IDS") throw new Error("no queue");
-    const real: Real = { rid: ids.r, sid: ids.s, rk: rk.secretKey, sk: sk.secretKey };
-    expect((await s.authRequest({ k: "SKEY", i: 2, q: real.sid, sk: sk.publicKey }, sk.secretKey)).k).toBe(
-      "OK",
-    );
+    const real = await securedQueue((command, key) => s.authRequest(command, key));
     const keyOf = async (secret: Uint8Array) => {
       const k = await deriveAuthKey(
         nobleCrypto,

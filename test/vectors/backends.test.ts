@@ -29,18 +29,6 @@ const NOISE_FILES = [
   "docs/vectors/noise-xxhfs-mlkem768-aesgcm.json",
 ];
 
-interface IdentityVector {
-  name: string;
-  private_identity_key: string;
-  identity_key: string;
-  private_noise_key: string;
-  noise_key: string;
-  signed_bytes: string;
-  signature: string;
-  /** The encoded Identity. */
-  identity: string;
-}
-
 const identityFiles = (): IdentityVectorFiles => ({
   identities: read("docs/vectors/identity-vectors.json"),
   requests: read("docs/vectors/identity-signed-requests.json"),
@@ -77,10 +65,7 @@ describe.each(backends)("vector files through the %s backend", (_name, make) => 
 
   it("docs/vectors/identity-vectors.json: keys and signatures", async () => {
     const crypto = await make();
-    const file = read("docs/vectors/identity-vectors.json") as {
-      identities: IdentityVector[];
-      updates: IdentityVector[];
-    };
+    const file = read("docs/vectors/identity-vectors.json") as IdentityVectorFiles["identities"];
     const all = [...file.identities, ...file.updates];
     expect(all.length).toBeGreaterThanOrEqual(2);
     for (const v of all) {

@@ -25,6 +25,7 @@ import {
 import {
   acceptableKdf,
   type KdfParams,
+  kdfOf,
   openWithPassphrase,
   type PassphraseBlob,
   sealWithPassphrase,
@@ -53,10 +54,6 @@ const secretsSchema = v.strictObject({
 /** What the seal binds: the format and the KDF's parameters (a file with them altered won't open). */
 const aadOf = (kdf: KdfParams) =>
   new TextEncoder().encode(`${KIND}/v${IDENTITY_FILE_VERSION}/${JSON.stringify(kdf)}`);
-const kdfOfBlob = (b: PassphraseBlob): KdfParams => {
-  const { salt: _s, iv: _i, ct: _c, ...kdf } = b;
-  return kdf as KdfParams;
-};
 
 /** Create a new identity for `username` in `path` (refuses to replace an existing file). */
 export async function createIdentityFile(
@@ -72,14 +69,13 @@ export async function createIdentityFile(
   });
   const blob = await sealWithPassphrase(passphrase, plain, aadOf);
   wipe(plain);
-  const { salt, iv, ct, ...kdf } = blob;
   const text = JSON.stringify({
     v: IDENTITY_FILE_VERSION,
     kind: KIND,
-    ...kdf,
-    salt: toBase64url(salt),
-    iv: toBase64url(iv),
-    ct: toBase64url(ct),
+    ...kdfOf(blob),
+    salt: toBase64url(blob.salt),
+    iv: toBase64url(blob.iv),
+    ct: toBase64url(blob.ct),
   });
   try {
     await writeFile(path, `${text}\n`, { mode: 0o600, flag: "wx" });
@@ -107,7 +103,7 @@ export async function openIdentityFile(path: string, passphrase: string): Promis
   const blob = parseFile(text);
   let plain: Uint8Array;
   try {
-    plain = await openWithPassphrase(passphrase, blob, aadOf(kdfOfBlob(blob)));
+    plain = await openWithPassphrase(passphrase, blob, aadOf(kdfOf(blob)));
   } catch {
     throw new IdentityFileError("wrong_passphrase", "the passphrase does not open this identity file");
   }
@@ -144,5 +140,5 @@ function parseFile(text: string): PassphraseBlob {
     if (!b?.ok) throw new IdentityFileError("malformed", `identity file: bad ${name}`);
     return b.value;
   };
-  return { ...(kdf as KdfParams), salt: bytes(salt, "salt"), iv: bytes(iv, "iv"), ct: bytes(ct, "ct") };
+  return { ...kdfOf(kdf), salt: bytes(salt, "salt"), iv: bytes(iv, "iv"), ct: bytes(ct, "ct") };
 }

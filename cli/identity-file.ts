@@ -34,11 +34,14 @@ import {
 export const IDENTITY_FILE_VERSION = 1;
 const KIND = "loft-identity";
 
-/** The file is missing, not an identity file, or does not open: a clear word for each. */
+/**
+ * The file is missing, not an identity file, does not open, or the system refused to read or
+ * write it (permissions, a directory, no such folder): a clear word for each.
+ */
 export class IdentityFileError extends Error {
   override name = "IdentityFileError";
   constructor(
-    readonly code: "missing" | "malformed" | "wrong_passphrase" | "exists",
+    readonly code: "missing" | "malformed" | "wrong_passphrase" | "exists" | "io",
     message: string,
   ) {
     super(message);
@@ -82,7 +85,7 @@ export async function createIdentityFile(
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "EEXIST")
       throw new IdentityFileError("exists", `${path} already holds an identity`);
-    throw e;
+    throw new IdentityFileError("io", `cannot write ${path}: ${(e as Error).message}`);
   }
   return user;
 }
@@ -98,7 +101,7 @@ export async function openIdentityFile(path: string, passphrase: string): Promis
         "missing",
         `no identity file at ${path}: create one with \`loft id --name <name>\``,
       );
-    throw e;
+    throw new IdentityFileError("io", `cannot read ${path}: ${(e as Error).message}`);
   }
   const blob = parseFile(text);
   let plain: Uint8Array;

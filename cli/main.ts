@@ -1,5 +1,4 @@
 #!/usr/bin/env -S npx tsx
-import { toHex } from "../core/bytes.ts";
 /**
  * `loft` — Loft on the command line (docs/user-guide.md "The command line"). This first part:
  *
@@ -10,6 +9,7 @@ import { toHex } from "../core/bytes.ts";
  * environment variable LOFT_PASSPHRASE (or the one `--passphrase-env VAR` names). `send`,
  * `listen` and `expose` (a headless engine) are not written yet: they say so and exit 2.
  */
+import { toHex } from "../core/bytes.ts";
 import { contactLinkUrl } from "../core/identity/contact-link.ts";
 import { createIdentityFile, IdentityFileError, openIdentityFile } from "./identity-file.ts";
 

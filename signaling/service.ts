@@ -252,19 +252,19 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     if (conn.envelopeNonces) nonceBudget.release(conn.envelopeNonces);
     conn.envelopeNonces = undefined;
     conn.source.registrations--;
-    leaveRooms(conn, reg.keyHex);
+    leaveRooms(conn, reg);
     return reg;
   }
 
-  /** `conn` (registered as `keyHex`) is no longer present in any room: the others are told. */
-  function leaveRooms(conn: Conn, keyHex: string): void {
-    for (const room of [...conn.rooms]) leaveRoom(conn, keyHex, room);
+  /** `conn` (registered as `reg`) is no longer present in any room: the others are told. */
+  function leaveRooms(conn: Conn, reg: Registration<Conn>): void {
+    for (const room of [...conn.rooms]) leaveRoom(conn, reg, room);
   }
 
-  function leaveRoom(conn: Conn, keyHex: string, room: string): void {
-    const key = fromHex(keyHex) as Uint8Array<ArrayBuffer>;
+  function leaveRoom(conn: Conn, reg: Registration<Conn>, room: string): void {
+    const key = reg.key as Uint8Array<ArrayBuffer>;
     const roomBytes = fromHex(room) as Uint8Array<ArrayBuffer>;
-    for (const other of rooms.leave(room, keyHex, conn))
+    for (const other of rooms.leave(room, reg.keyHex, conn))
       send(other.conn, { t: "ROOM_PRESENCE", room: roomBytes, key, present: false });
   }
 
@@ -499,7 +499,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         });
       }
       case "ROOM_LEAVE": {
-        if (conn.reg) leaveRoom(conn, conn.reg.keyHex, toHex(msg.room));
+        if (conn.reg) leaveRoom(conn, conn.reg, toHex(msg.room));
         return send(conn, { t: "ROOM_LEAVE_RESPONSE", id: msg.id });
       }
       case "SUBSCRIBE": {

@@ -60,6 +60,12 @@ import { IdentityCache, registerSignatureValid } from "./register-check.ts";
 import { PeerRegistry, type Registration } from "./registry.ts";
 import { RoomTable } from "./rooms.ts";
 
+/** What a refused ROOM_JOIN says (signaling/rooms.ts decides which). */
+const ROOM_REFUSALS = {
+  ROOM_FULL: "the room has as many members as it accepts",
+  TOO_MANY_ROOMS: "this connection or server is in as many rooms as it may be",
+} as const;
+
 export interface SignalingDeps {
   /** Prometheus registry the service's metrics are registered in (the host's). */
   registry: Registry;
@@ -474,15 +480,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         }
         const room = toHex(msg.room);
         const joined = rooms.join(room, reg.keyHex, reg.key as Uint8Array<ArrayBuffer>, conn, msg.max);
-        if (!joined.ok)
-          return joined.code === "ROOM_FULL"
-            ? fail(conn, msg.id, "ROOM_FULL", "the room has as many members as it accepts")
-            : fail(
-                conn,
-                msg.id,
-                "TOO_MANY_ROOMS",
-                "this connection or server is in as many rooms as it may be",
-              );
+        if (!joined.ok) return fail(conn, msg.id, joined.code, ROOM_REFUSALS[joined.code]);
         if (joined.fresh)
           for (const other of joined.others)
             send(other.conn, {

@@ -9,7 +9,7 @@
  * "iv": b64url, "ct": b64url }`; the plaintext is canonical MessagePack
  * `{ i: encoded Identity, k: Ed25519 seed (32), n: X25519 secret (32) }`.
  */
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile, stat, writeFile } from "node:fs/promises";
 import * as v from "valibot";
 import { wipe } from "../core/bytes.ts";
 import { fromBase64url, toBase64url } from "../core/codec/base64url.ts";
@@ -64,6 +64,9 @@ export async function createIdentityFile(
   username: string,
   passphrase: string,
 ): Promise<UserIdentity> {
+  // Refused before the key derivation's second of work; `wx` below still refuses one made meanwhile.
+  if ((await stat(path).catch(() => undefined))?.isFile())
+    throw new IdentityFileError("exists", `${path} already holds an identity`);
   const user = createUserIdentity({ username, now: Date.now() });
   const plain = encodeCanonical({
     i: encodeIdentity(user.identity),

@@ -1,6 +1,6 @@
 /**
- * What the relay benchmarks (bench/relay.ts, bench/smp.ts) share besides bench/harness.ts: their
- * `--name value` flags and the latency percentile they report.
+ * What the relay and proxy benchmarks (bench/relay.ts, bench/smp.ts, bench/proxy.ts) share
+ * besides bench/harness.ts: their `--name value` flags and the latency percentile they report.
  */
 
 const argv = process.argv.slice(2);

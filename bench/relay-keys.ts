@@ -12,14 +12,7 @@
  *     `authenticator_vs_verify`; and the once-per-queue-per-connection key agreement.
  * `--json`: the last line is one JSON object; `--quick`: short runs (smoke test only).
  */
-import {
-  createPrivateKey,
-  createPublicKey,
-  generateKeyPairSync,
-  randomBytes,
-  sign,
-  verify,
-} from "node:crypto";
+import { createPublicKey, generateKeyPairSync, randomBytes, sign, verify } from "node:crypto";
 import { nobleCrypto } from "../core/crypto/noble.ts";
 import {
   authenticateCommand,
@@ -30,7 +23,7 @@ import {
   newDhKeyPair,
 } from "../core/relay/crypto.ts";
 import { authInput, encodeCommand } from "../core/relay/protocol.ts";
-import { ed25519PublicKey } from "../host/node-ed25519.ts";
+import { ed25519PublicKey, ed25519Signer } from "../host/node-ed25519.ts";
 import { AuthenticatorStats, ConnectionAuthenticator } from "../relay-ws/authenticator.ts";
 import { queueDh } from "../relay-ws/queue-dh.ts";
 import { measure, report } from "./harness.ts";
@@ -84,15 +77,7 @@ if (!agreed.ok) throw agreed.error;
 const tag = await authenticateCommand(nobleCrypto, agreed.value, sendT);
 if (!conn.check("q", sender.publicKey, sendT, tag)) throw new Error("authenticator does not check");
 const senderKey = ed25519PublicKey(authPublicKey(sender.secretKey))!;
-const sendSig = sign(
-  null,
-  authInput(session, sendT),
-  createPrivateKey({
-    key: Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), sender.secretKey]),
-    format: "der",
-    type: "pkcs8",
-  }),
-);
+const sendSig = ed25519Signer(sender.secretKey)(authInput(session, sendT));
 const sendVerifies = measure(() => {
   for (let i = 0; i < 100; i++) verify(null, authInput(session, sendT), senderKey, sendSig);
   return 100;

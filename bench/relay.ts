@@ -12,8 +12,7 @@
  * with node:crypto, so the numbers measure the relay, not noble in the bench process. The "relay"
  * subject's clients speak protocol 1.1 (an HMAC authenticator per command); the "signed" subject
  * runs the same relay process with 1.0 clients (an Ed25519 signature per command), for the
- * before/after in one run. Every loop is
- * bounded; everything targets 127.0.0.1 only.
+ * before/after in one run. Every loop is bounded; everything targets 127.0.0.1 only.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { createHmac, randomBytes } from "node:crypto";

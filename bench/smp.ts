@@ -23,7 +23,7 @@ import { RelayClient } from "../core/relay/client.ts";
 import { WebSocketLink } from "../core/relay/ws-link.ts";
 import { boxBeforeNm, cmd, openMsg, parseIds, SmpTestClient } from "../test/smp/client.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
-import { alternate, log, median, QUICK, report, sliceRatio, sliceRatioRange } from "./harness.ts";
+import { alternate, log, median, QUICK, rateOf, report, sliceRatio, sliceRatioRange } from "./harness.ts";
 import { numberFlag, percentile } from "./relay-cli.ts";
 
 const BATCH = numberFlag("batch", 32);
@@ -153,8 +153,8 @@ async function main() {
     );
     smp.close();
     ws.close();
-    const s = rates.get("smp")!;
-    const w = rates.get("ws")!;
+    const s = rateOf(rates, "smp");
+    const w = rateOf(rates, "ws");
     const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
     const ls = sorted(smpLat);
     const lw = sorted(wsLat);

@@ -9,7 +9,7 @@
  * "iv": b64url, "ct": b64url }`; the plaintext is canonical MessagePack
  * `{ i: encoded Identity, k: Ed25519 seed (32), n: X25519 secret (32) }`.
  */
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile, stat, writeFile } from "node:fs/promises";
 import * as v from "valibot";
 import { wipe } from "../core/bytes.ts";
 import { fromBase64url, toBase64url } from "../core/codec/base64url.ts";
@@ -25,6 +25,7 @@ import {
 import {
   acceptableKdf,
   type KdfParams,
+  kdfOf,
   openWithPassphrase,
   type PassphraseBlob,
   sealWithPassphrase,
@@ -33,11 +34,14 @@ import {
 export const IDENTITY_FILE_VERSION = 1;
 const KIND = "loft-identity";
 
-/** The file is missing, not an identity file, or does not open: a clear word for each. */
+/**
+ * The file is missing, not an identity file, does not open, or the system refused to read or
+ * write it (permissions, a directory, no such folder): a clear word for each.
+ */
 export class IdentityFileError extends Error {
   override name = "IdentityFileError";
   constructor(
-    readonly code: "missing" | "malformed" | "wrong_passphrase" | "exists",
+    readonly code: "missing" | "malformed" | "wrong_passphrase" | "exists" | "io",
     message: string,
   ) {
     super(message);
@@ -53,10 +57,6 @@ const secretsSchema = v.strictObject({
 /** What the seal binds: the format and the KDF's parameters (a file with them altered won't open). */
 const aadOf = (kdf: KdfParams) =>
   new TextEncoder().encode(`${KIND}/v${IDENTITY_FILE_VERSION}/${JSON.stringify(kdf)}`);
-const kdfOfBlob = (b: PassphraseBlob): KdfParams => {
-  const { salt: _s, iv: _i, ct: _c, ...kdf } = b;
-  return kdf as KdfParams;
-};
 
 /** Create a new identity for `username` in `path` (refuses to replace an existing file). */
 export async function createIdentityFile(
@@ -64,6 +64,9 @@ export async function createIdentityFile(
   username: string,
   passphrase: string,
 ): Promise<UserIdentity> {
+  // Refused before the key derivation's second of work; `wx` below still refuses one made meanwhile.
+  if ((await stat(path).catch(() => undefined))?.isFile())
+    throw new IdentityFileError("exists", `${path} already holds an identity`);
   const user = createUserIdentity({ username, now: Date.now() });
   const plain = encodeCanonical({
     i: encodeIdentity(user.identity),
@@ -72,21 +75,20 @@ export async function createIdentityFile(
   });
   const blob = await sealWithPassphrase(passphrase, plain, aadOf);
   wipe(plain);
-  const { salt, iv, ct, ...kdf } = blob;
   const text = JSON.stringify({
     v: IDENTITY_FILE_VERSION,
     kind: KIND,
-    ...kdf,
-    salt: toBase64url(salt),
-    iv: toBase64url(iv),
-    ct: toBase64url(ct),
+    ...kdfOf(blob),
+    salt: toBase64url(blob.salt),
+    iv: toBase64url(blob.iv),
+    ct: toBase64url(blob.ct),
   });
   try {
     await writeFile(path, `${text}\n`, { mode: 0o600, flag: "wx" });
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "EEXIST")
       throw new IdentityFileError("exists", `${path} already holds an identity`);
-    throw e;
+    throw new IdentityFileError("io", `cannot write ${path}: ${(e as Error).message}`);
   }
   return user;
 }
@@ -102,12 +104,12 @@ export async function openIdentityFile(path: string, passphrase: string): Promis
         "missing",
         `no identity file at ${path}: create one with \`loft id --name <name>\``,
       );
-    throw e;
+    throw new IdentityFileError("io", `cannot read ${path}: ${(e as Error).message}`);
   }
   const blob = parseFile(text);
   let plain: Uint8Array;
   try {
-    plain = await openWithPassphrase(passphrase, blob, aadOf(kdfOfBlob(blob)));
+    plain = await openWithPassphrase(passphrase, blob, aadOf(kdfOf(blob)));
   } catch {
     throw new IdentityFileError("wrong_passphrase", "the passphrase does not open this identity file");
   }
@@ -144,5 +146,5 @@ function parseFile(text: string): PassphraseBlob {
     if (!b?.ok) throw new IdentityFileError("malformed", `identity file: bad ${name}`);
     return b.value;
   };
-  return { ...(kdf as KdfParams), salt: bytes(salt, "salt"), iv: bytes(iv, "iv"), ct: bytes(ct, "ct") };
+  return { ...kdfOf(kdf), salt: bytes(salt, "salt"), iv: bytes(iv, "iv"), ct: bytes(ct, "ct") };
 }

@@ -1,5 +1,4 @@
 #!/usr/bin/env -S npx tsx
-import { toHex } from "../core/bytes.ts";
 /**
  * `loft` — Loft on the command line (docs/user-guide.md "The command line"). This first part:
  *
@@ -10,6 +9,7 @@ import { toHex } from "../core/bytes.ts";
  * environment variable LOFT_PASSPHRASE (or the one `--passphrase-env VAR` names). `send`,
  * `listen` and `expose` (a headless engine) are not written yet: they say so and exit 2.
  */
+import { toHex } from "../core/bytes.ts";
 import { contactLinkUrl } from "../core/identity/contact-link.ts";
 import { createIdentityFile, IdentityFileError, openIdentityFile } from "./identity-file.ts";
 
@@ -17,9 +17,13 @@ const USAGE = `usage: loft id [--identity FILE] [--name NAME]
        loft link --server https://loft.example [--identity FILE]
 passphrase: in $LOFT_PASSPHRASE, or the variable --passphrase-env names`;
 
+/** The value after `--name`, undefined when the flag is absent; a flag with no value is a usage error. */
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : undefined;
+  if (i < 0) return undefined;
+  const value = args[i + 1];
+  if (value === undefined || value.startsWith("--")) throw new UsageError(`--${name} needs a value`);
+  return value;
 }
 
 function passphrase(args: string[]): string {

@@ -6,7 +6,8 @@
  *
  * The Content-Security-Policy is the one the built app satisfies with no violation
  * (test/e2e/csp.e2e.ts): scripts and styles only from this origin (no inline script, no eval),
- * nothing framed and no framing, no plugins, no `<base>`, no form posts. `connect-src` is `'self'`
+ * nothing framed but the content origin (host/content-origin.ts adds its `frame-src`) and no
+ * framing, no plugins, no `<base>`, no form posts. `connect-src` is `'self'`
  * plus the operator's list (`--csp-connect-src`): by default any `wss:`/`ws:` server, because a
  * contact's link may name a relay on another host and users may choose other servers in Settings.
  * Violations are reported to `/csp-report` and counted (host/csp-reports.ts).
@@ -19,8 +20,9 @@ import { CSP_REPORT_PATH } from "./csp-reports.ts";
  * Features the app does not use are switched off for the page and anything it could embed;
  * copying the contact link stays on for this origin only. Sharing it (`navigator.share`) needs no
  * entry: `web-share` defaults to this origin, and Chromium on desktop Linux rejects the name as
- * unknown, noisily. A feature that arrives later (Web Serial pairing, calls) turns its entry to
- * `(self)` with the feature. Only names Chromium knows: an unknown one is a console error.
+ * unknown, noisily. Features the app uses are `(self)`: Web Serial (pairing a device) and, for
+ * calls, autoplay, camera, display capture and the microphone. Only names Chromium knows: an
+ * unknown one is a console error.
  */
 export const PERMISSIONS_POLICY = [
   "accelerometer=()",

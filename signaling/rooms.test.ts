@@ -30,12 +30,13 @@ async function client(name: string) {
   return { c, key: user.identity.verified.identity_key, events };
 }
 
-async function until(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (check()) return;
+/** Wait on a condition (a push, a count), bounded well below the test timeout, not by a tick count. */
+async function until(check: () => boolean, what: string, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 async function codeOf(p: Promise<unknown>): Promise<string> {

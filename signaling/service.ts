@@ -60,6 +60,12 @@ import { IdentityCache, registerSignatureValid } from "./register-check.ts";
 import { PeerRegistry, type Registration } from "./registry.ts";
 import { RoomTable } from "./rooms.ts";
 
+/** What a refused ROOM_JOIN says (signaling/rooms.ts decides which). */
+const ROOM_REFUSALS = {
+  ROOM_FULL: "the room has as many members as it accepts",
+  TOO_MANY_ROOMS: "this connection or server is in as many rooms as it may be",
+} as const;
+
 export interface SignalingDeps {
   /** Prometheus registry the service's metrics are registered in (the host's). */
   registry: Registry;
@@ -252,19 +258,19 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     if (conn.envelopeNonces) nonceBudget.release(conn.envelopeNonces);
     conn.envelopeNonces = undefined;
     conn.source.registrations--;
-    leaveRooms(conn, reg.keyHex);
+    leaveRooms(conn, reg);
     return reg;
   }
 
-  /** `conn` (registered as `keyHex`) is no longer present in any room: the others are told. */
-  function leaveRooms(conn: Conn, keyHex: string): void {
-    for (const room of [...conn.rooms]) leaveRoom(conn, keyHex, room);
+  /** `conn` (registered as `reg`) is no longer present in any room: the others are told. */
+  function leaveRooms(conn: Conn, reg: Registration<Conn>): void {
+    for (const room of [...conn.rooms]) leaveRoom(conn, reg, room);
   }
 
-  function leaveRoom(conn: Conn, keyHex: string, room: string): void {
-    const key = fromHex(keyHex) as Uint8Array<ArrayBuffer>;
+  function leaveRoom(conn: Conn, reg: Registration<Conn>, room: string): void {
+    const key = reg.key as Uint8Array<ArrayBuffer>;
     const roomBytes = fromHex(room) as Uint8Array<ArrayBuffer>;
-    for (const other of rooms.leave(room, keyHex, conn))
+    for (const other of rooms.leave(room, reg.keyHex, conn))
       send(other.conn, { t: "ROOM_PRESENCE", room: roomBytes, key, present: false });
   }
 
@@ -474,15 +480,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         }
         const room = toHex(msg.room);
         const joined = rooms.join(room, reg.keyHex, reg.key as Uint8Array<ArrayBuffer>, conn, msg.max);
-        if (!joined.ok)
-          return joined.code === "ROOM_FULL"
-            ? fail(conn, msg.id, "ROOM_FULL", "the room has as many members as it accepts")
-            : fail(
-                conn,
-                msg.id,
-                "TOO_MANY_ROOMS",
-                "this connection or server is in as many rooms as it may be",
-              );
+        if (!joined.ok) return fail(conn, msg.id, joined.code, ROOM_REFUSALS[joined.code]);
         if (joined.fresh)
           for (const other of joined.others)
             send(other.conn, {
@@ -499,7 +497,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         });
       }
       case "ROOM_LEAVE": {
-        if (conn.reg) leaveRoom(conn, conn.reg.keyHex, toHex(msg.room));
+        if (conn.reg) leaveRoom(conn, conn.reg, toHex(msg.room));
         return send(conn, { t: "ROOM_LEAVE_RESPONSE", id: msg.id });
       }
       case "SUBSCRIBE": {

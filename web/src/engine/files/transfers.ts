@@ -13,10 +13,8 @@
  */
 import { sha256 } from "@noble/hashes/sha2.js";
 import { equalBytes, wipe } from "../../../../core/bytes.ts";
-import { nobleCrypto } from "../../../../core/crypto/noble.ts";
-import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
 import { type ContactId, EngineRefusal } from "../api.ts";
-import { type EngineContext, emit, type Live, type Peer, serial } from "../context.ts";
+import { type EngineContext, emit, type Live, type Peer, providerOf, serial } from "../context.ts";
 import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
 import { type FileStore, type FileTransfer, MemoryFileStore, transferKey } from "./store.ts";
 import {
@@ -108,10 +106,6 @@ export class FileTransfers {
     this.#maxBytes = Math.min(options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES, MAX_FILE_BYTES);
   }
 
-  get #crypto(): CryptoProvider {
-    return this.#ctx.cfg.crypto ?? nobleCrypto;
-  }
-
   /** Load stored transfers once; what was moving when the page went away is settled here. */
   #load(): Promise<void> {
     this.#loaded ??= (async () => {
@@ -176,7 +170,11 @@ export class FileTransfers {
       speed: 0,
       at: Date.now(),
     };
-    const o: Outgoing = { ...moving(t, this.#crypto.randomBytes(FILE_KEY_BYTES)), blob, generation: 0 };
+    const o: Outgoing = {
+      ...moving(t, providerOf(this.#ctx).randomBytes(FILE_KEY_BYTES)),
+      blob,
+      generation: 0,
+    };
     this.#out.set(t.key, o);
     await this.#save(t);
     try {
@@ -404,7 +402,7 @@ export class FileTransfers {
       await this.#failIncoming(peer, i, `A piece of ${i.t.name} arrived malformed; the file was discarded.`);
       return;
     }
-    const plain = await openChunk(this.#crypto, i.key, chunk);
+    const plain = await openChunk(providerOf(this.#ctx), i.key, chunk);
     if (!plain.ok) {
       await this.#failIncoming(
         peer,
@@ -530,7 +528,7 @@ export class FileTransfers {
     const sealed = await this.#store.getChunk(t.key, index);
     if (!sealed) return undefined;
     const header = { id: t.id, index, total: chunkCount(t.size), chunkSize: SEALED_CHUNK_BYTES };
-    const plain = await openChunk(this.#crypto, key, { header, sealed });
+    const plain = await openChunk(providerOf(this.#ctx), key, { header, sealed });
     return plain.ok ? (plain.value as Uint8Array<ArrayBuffer>) : undefined;
   }
 
@@ -562,7 +560,7 @@ export class FileTransfers {
           await o.blob.slice(start, start + chunkPlainBytes(o.t.size, index)).arrayBuffer(),
         );
         const frame = await sealChunk(
-          this.#crypto,
+          providerOf(this.#ctx),
           o.key,
           { id: o.t.id, index, total, chunkSize: SEALED_CHUNK_BYTES },
           plain,
@@ -661,7 +659,7 @@ export class FileTransfers {
 
   #freshId(contactId: ContactId): number {
     for (;;) {
-      const [a = 0, b = 0, c = 0, d = 0] = this.#crypto.randomBytes(4);
+      const [a = 0, b = 0, c = 0, d = 0] = providerOf(this.#ctx).randomBytes(4);
       const id = ((a << 24) | (b << 16) | (c << 8) | d) >>> 0;
       if (id !== 0 && !this.#all.has(transferKey(contactId, "out", id))) return id;
     }

@@ -217,9 +217,7 @@ export class FileTransfers {
     if (t.direction === "out") {
       const o = this.#out.get(key);
       await this.#settle(t, "cancelled");
-      o?.wake?.();
-      if (o) wipe(o.key);
-      this.#out.delete(key);
+      if (o) this.#forgetOutgoing(o);
     } else {
       const i = this.#in.get(key);
       if (i) await this.#dropIncoming(i, "cancelled");

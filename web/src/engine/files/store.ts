@@ -69,7 +69,7 @@ export interface FileStore {
   listTransfers(contactId?: ContactId): Promise<FileTransfer[]>;
   putChunk(key: string, index: number, sealed: Uint8Array): Promise<void>;
   getChunk(key: string, index: number): Promise<Uint8Array | undefined>;
-  /** Delete a transfer's chunks (and, with `record`, the transfer itself). */
+  /** Delete a transfer's chunks (`deleteTransfer`: its chunks and its record). */
   deleteChunks(key: string): Promise<void>;
   deleteTransfer(key: string): Promise<void>;
 }

@@ -301,6 +301,16 @@ export class Hub {
   }
 }
 
+/** Engine timings for tests on in-memory links: a dead link is noticed, and redialled, in well under a second. */
+export const FAST_ENGINE: Partial<EngineConfig> = {
+  heartbeatIntervalMs: 100,
+  heartbeatTimeoutMs: 600,
+  backoffInitialMs: 50,
+  backoffMaxMs: 300,
+  glareDelayMs: 50,
+  log: () => {},
+};
+
 export async function until(
   cond: () => boolean | Promise<boolean>,
   what: string,

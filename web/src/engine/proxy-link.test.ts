@@ -15,21 +15,17 @@ import type { AccessRecord } from "../../../core/proxy/server.ts";
 import { MemoryFileSource, type Share, shareHandler } from "../../../core/proxy/share.ts";
 import { establishSession, type Session } from "../../../core/session/index.ts";
 import { type RunningSignaling, startSignaling } from "../../../signaling/testing.ts";
-import { EngineHarness, type EngineNode, TestLink, until } from "../../../test/support/engine.ts";
+import {
+  EngineHarness,
+  type EngineNode,
+  FAST_ENGINE,
+  TestLink,
+  until,
+} from "../../../test/support/engine.ts";
 import type { EngineContext, Peer } from "./context.ts";
-import type { EngineConfig } from "./engine.ts";
 import { receiveProxy } from "./proxy-link.ts";
 import { newLive } from "./session.ts";
 import { decodeSessionFrame, encodeProxyFrame, FRAME } from "./wire.ts";
-
-const FAST: Partial<EngineConfig> = {
-  heartbeatIntervalMs: 100,
-  heartbeatTimeoutMs: 600,
-  backoffInitialMs: 50,
-  backoffMaxMs: 300,
-  glareDelayMs: 50,
-  log: () => {},
-};
 
 const text = (s: string) => new TextEncoder().encode(s);
 /** Byte equality without a per-element deep compare (megabytes). */
@@ -56,7 +52,7 @@ const get = (path: string, headers: [string, string][] = []) => ({ method: "GET"
 
 describe("the fetch proxy over a contact's live session (engines, real signaling, real Noise)", () => {
   let signaling: RunningSignaling;
-  const h = new EngineHarness(() => ({ signalingUrl: signaling.url, config: FAST }));
+  const h = new EngineHarness(() => ({ signalingUrl: signaling.url, config: FAST_ENGINE }));
 
   beforeAll(async () => {
     signaling = await startSignaling();

@@ -11,18 +11,14 @@ import { toHex } from "../../../../core/bytes.ts";
 import { nobleCrypto } from "../../../../core/crypto/noble.ts";
 import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
 import { type RunningSignaling, startSignaling } from "../../../../signaling/testing.ts";
-import { EngineHarness, type EngineNode, until } from "../../../../test/support/engine.ts";
+import { EngineHarness, type EngineNode, FAST_ENGINE, until } from "../../../../test/support/engine.ts";
 import type { EngineRefusal, FileTransfer } from "../api.ts";
 import type { EngineConfig } from "../engine.ts";
 import { MemoryFileStore } from "./store.ts";
 import { FILE_CHUNK_BYTES } from "./wire.ts";
 
 const FAST: Partial<EngineConfig> = {
-  heartbeatIntervalMs: 100,
-  heartbeatTimeoutMs: 600,
-  backoffInitialMs: 50,
-  backoffMaxMs: 300,
-  glareDelayMs: 50,
+  ...FAST_ENGINE,
   log: process.env.FILES_DEBUG ? (m) => console.log(m) : () => {},
 };
 

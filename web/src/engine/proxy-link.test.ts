@@ -7,19 +7,17 @@
  * a protocol violation or a session's end failing what is open.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { createUserIdentity } from "../../../core/identity/identity.ts";
 import type { BodyReader } from "../../../core/proxy/body.ts";
 import { ProxyResetError } from "../../../core/proxy/client.ts";
 import { TokenBucket } from "../../../core/proxy/rate-limit.ts";
 import type { AccessRecord } from "../../../core/proxy/server.ts";
 import { MemoryFileSource, type Share, shareHandler } from "../../../core/proxy/share.ts";
-import { establishSession, type Session } from "../../../core/session/index.ts";
 import { type RunningSignaling, startSignaling } from "../../../signaling/testing.ts";
 import {
   EngineHarness,
   type EngineNode,
   FAST_ENGINE,
-  TestLink,
+  sessionPair,
   until,
 } from "../../../test/support/engine.ts";
 import type { EngineContext, Peer } from "./context.ts";
@@ -169,31 +167,6 @@ describe("the fetch proxy over a contact's live session (engines, real signaling
 });
 
 describe("PROXY session frames (wire.ts 0x20) and what a bad one does", () => {
-  async function sessionPair(): Promise<[Session, Session]> {
-    const alice = createUserIdentity({ username: "alice", now: Date.now() });
-    const bob = createUserIdentity({ username: "bob", now: Date.now() });
-    const a = new TestLink();
-    const b = new TestLink();
-    a.peer = b;
-    b.peer = a;
-    return Promise.all([
-      establishSession({
-        link: a,
-        role: "initiator",
-        kind: "direct",
-        self: alice,
-        expectedIdentityKey: bob.identity.verified.identity_key,
-      }),
-      establishSession({
-        link: b,
-        role: "responder",
-        kind: "direct",
-        self: bob,
-        expectedIdentityKey: alice.identity.verified.identity_key,
-      }),
-    ]);
-  }
-
   it("decodes a PROXY frame to its message, whatever it holds (the endpoint judges it)", () => {
     const framed = encodeProxyFrame(Uint8Array.of(0, 1, 2));
     expect(framed[0]).toBe(FRAME.PROXY);

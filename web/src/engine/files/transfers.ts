@@ -79,12 +79,6 @@ interface Incoming extends Moving {
 /** What the transfers read of the engine. */
 export type FilesContext = Pick<EngineContext, "cfg" | "storage" | "listeners" | "peers" | "stopped">;
 
-export interface FilesOptions {
-  store?: FileStore;
-  /** Largest file sent or accepted (bytes, at most `MAX_FILE_BYTES`). */
-  maxFileBytes?: number;
-}
-
 /** The default size limit (docs/protocol/files.md §7); `EngineConfig.maxFileBytes` changes it. */
 export const DEFAULT_MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024;
 
@@ -100,10 +94,11 @@ export class FileTransfers {
   readonly #unsent = new Map<ContactId, FileAppMessage[]>();
   #loaded: Promise<void> | undefined;
 
-  constructor(ctx: FilesContext, options: FilesOptions = {}) {
+  /** The store and the size limit come from the engine's configuration (`fileStore`, `maxFileBytes`). */
+  constructor(ctx: FilesContext) {
     this.#ctx = ctx;
-    this.#store = options.store ?? new MemoryFileStore();
-    this.#maxBytes = Math.min(options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES, MAX_FILE_BYTES);
+    this.#store = ctx.cfg.fileStore ?? new MemoryFileStore();
+    this.#maxBytes = Math.min(ctx.cfg.maxFileBytes || DEFAULT_MAX_FILE_BYTES, MAX_FILE_BYTES);
   }
 
   /** Load stored transfers once; what was moving when the page went away is settled here. */

@@ -119,7 +119,7 @@ export class Engine implements ChatEngine {
       : new RoomsEngine({
           user: options.user,
           storage: options.storage,
-          ...(cfg.crypto ? { crypto: cfg.crypto } : {}),
+          ...cryptoOf(this.#ctx),
           memberCap: cfg.roomMemberCap ?? DEFAULT_ROOM_MEMBER_CAP,
           handshakeTimeoutMs: cfg.handshakeTimeoutMs,
           log: cfg.log,

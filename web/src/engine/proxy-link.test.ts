@@ -7,7 +7,7 @@
  * a protocol violation or a session's end failing what is open.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { BodyReader } from "../../../core/proxy/body.ts";
+import { readAll } from "../../../core/proxy/body.ts";
 import { ProxyResetError } from "../../../core/proxy/client.ts";
 import { TokenBucket } from "../../../core/proxy/rate-limit.ts";
 import type { AccessRecord } from "../../../core/proxy/server.ts";
@@ -29,22 +29,6 @@ const text = (s: string) => new TextEncoder().encode(s);
 /** Byte equality without a per-element deep compare (megabytes). */
 const same = (x: Uint8Array, y: Uint8Array) => Buffer.from(x).equals(Buffer.from(y));
 const bytesOf = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + 7) & 0xff);
-
-async function readAll(body: BodyReader): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  for (let i = 0; i < 100_000; i++) {
-    const c = await body.read();
-    if (c === null) break;
-    parts.push(c.slice());
-  }
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 const get = (path: string, headers: [string, string][] = []) => ({ method: "GET" as const, path, headers });
 

@@ -11,6 +11,7 @@ import { createUserIdentity, encodeIdentity, type UserIdentity } from "../../cor
 import type { LinkCloseInfo } from "../../core/link/link.ts";
 import { QueueLink } from "../../core/link/queue-link.ts";
 import type { WebSocketLike as RelayWebSocketLike } from "../../core/relay/ws-link.ts";
+import { establishSession, type Session } from "../../core/session/index.ts";
 import { wsFactory } from "../../signaling/testing.ts";
 import type {
   ContactEndpoints,
@@ -301,6 +302,16 @@ export class Hub {
   }
 }
 
+/** Engine timings for tests on in-memory links: a dead link is noticed, and redialled, in well under a second. */
+export const FAST_ENGINE: Partial<EngineConfig> = {
+  heartbeatIntervalMs: 100,
+  heartbeatTimeoutMs: 600,
+  backoffInitialMs: 50,
+  backoffMaxMs: 300,
+  glareDelayMs: 50,
+  log: () => {},
+};
+
 export async function until(
   cond: () => boolean | Promise<boolean>,
   what: string,
@@ -319,6 +330,32 @@ export const relaySocket = (url: string, localAddress?: string) =>
     perMessageDeflate: false,
     ...(localAddress ? { localAddress } : {}),
   }) as unknown as RelayWebSocketLike;
+
+/** Alice's and Bob's Noise XXhfs sessions over a pair of in-memory links (no engine). */
+export function sessionPair(): Promise<[Session, Session]> {
+  const alice = createUserIdentity({ username: "alice", now: Date.now() });
+  const bob = createUserIdentity({ username: "bob", now: Date.now() });
+  const a = new TestLink();
+  const b = new TestLink();
+  a.peer = b;
+  b.peer = a;
+  return Promise.all([
+    establishSession({
+      link: a,
+      role: "initiator",
+      kind: "direct",
+      self: alice,
+      expectedIdentityKey: bob.identity.verified.identity_key,
+    }),
+    establishSession({
+      link: b,
+      role: "responder",
+      kind: "direct",
+      self: bob,
+      expectedIdentityKey: alice.identity.verified.identity_key,
+    }),
+  ]);
+}
 
 /** One engine under test, with what it emitted and logged. */
 export interface EngineNode {

@@ -13,26 +13,17 @@ import { type RunningSignaling, startSignaling, wsFactory } from "../../../signa
 import {
   EngineHarness,
   type EngineNode,
+  FAST_ENGINE,
   Hub,
   MemoryStorage,
   SlowStorage,
   until,
 } from "../../../test/support/engine.ts";
 import type { MessageId } from "./api.ts";
-import type { EngineConfig } from "./engine.ts";
-
-const FAST: Partial<EngineConfig> = {
-  heartbeatIntervalMs: 100,
-  heartbeatTimeoutMs: 600,
-  backoffInitialMs: 50,
-  backoffMaxMs: 300,
-  glareDelayMs: 50,
-  log: () => {},
-};
 
 describe("chat engine (Node, real signaling, in-memory links)", () => {
   let signaling: RunningSignaling;
-  const h = new EngineHarness(() => ({ signalingUrl: signaling.url, config: FAST }));
+  const h = new EngineHarness(() => ({ signalingUrl: signaling.url, config: FAST_ENGINE }));
   const node = (name: string, user?: UserIdentity, storage?: MemoryStorage) => h.node(name, user, storage);
   const online = (n: EngineNode, peer: EngineNode) => h.online(n, peer);
   const stateOf = (n: EngineNode, id: MessageId) => h.stateOf(n, id);

@@ -111,11 +111,7 @@ export class Engine implements ChatEngine {
       lastStamp: 0,
     };
     this.#links = new Links(this.#ctx, (contactId) => this.contactChanged(contactId));
-    const { fileStore, maxFileBytes } = this.#ctx.cfg;
-    this.#files = new FileTransfers(this.#ctx, {
-      ...(fileStore ? { store: fileStore } : {}),
-      ...(maxFileBytes ? { maxFileBytes } : {}),
-    });
+    this.#files = new FileTransfers(this.#ctx);
     this.#ctx.files = this.#files;
     const cfg = this.#ctx.cfg;
     this.rooms = cfg.offline
@@ -123,7 +119,7 @@ export class Engine implements ChatEngine {
       : new RoomsEngine({
           user: options.user,
           storage: options.storage,
-          ...(cfg.crypto ? { crypto: cfg.crypto } : {}),
+          ...cryptoOf(this.#ctx),
           memberCap: cfg.roomMemberCap ?? DEFAULT_ROOM_MEMBER_CAP,
           handshakeTimeoutMs: cfg.handshakeTimeoutMs,
           log: cfg.log,

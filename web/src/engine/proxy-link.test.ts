@@ -7,56 +7,34 @@
  * a protocol violation or a session's end failing what is open.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { createUserIdentity } from "../../../core/identity/identity.ts";
-import type { BodyReader } from "../../../core/proxy/body.ts";
+import { readAll } from "../../../core/proxy/body.ts";
 import { ProxyResetError } from "../../../core/proxy/client.ts";
 import { TokenBucket } from "../../../core/proxy/rate-limit.ts";
 import type { AccessRecord } from "../../../core/proxy/server.ts";
 import { MemoryFileSource, type Share, shareHandler } from "../../../core/proxy/share.ts";
-import { establishSession, type Session } from "../../../core/session/index.ts";
 import { type RunningSignaling, startSignaling } from "../../../signaling/testing.ts";
-import { EngineHarness, type EngineNode, TestLink, until } from "../../../test/support/engine.ts";
+import {
+  EngineHarness,
+  type EngineNode,
+  FAST_ENGINE,
+  sessionPair,
+  until,
+} from "../../../test/support/engine.ts";
 import type { EngineContext, Peer } from "./context.ts";
-import type { EngineConfig } from "./engine.ts";
 import { receiveProxy } from "./proxy-link.ts";
 import { newLive } from "./session.ts";
 import { decodeSessionFrame, encodeProxyFrame, FRAME } from "./wire.ts";
-
-const FAST: Partial<EngineConfig> = {
-  heartbeatIntervalMs: 100,
-  heartbeatTimeoutMs: 600,
-  backoffInitialMs: 50,
-  backoffMaxMs: 300,
-  glareDelayMs: 50,
-  log: () => {},
-};
 
 const text = (s: string) => new TextEncoder().encode(s);
 /** Byte equality without a per-element deep compare (megabytes). */
 const same = (x: Uint8Array, y: Uint8Array) => Buffer.from(x).equals(Buffer.from(y));
 const bytesOf = (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + 7) & 0xff);
 
-async function readAll(body: BodyReader): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  for (let i = 0; i < 100_000; i++) {
-    const c = await body.read();
-    if (c === null) break;
-    parts.push(c.slice());
-  }
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 const get = (path: string, headers: [string, string][] = []) => ({ method: "GET" as const, path, headers });
 
 describe("the fetch proxy over a contact's live session (engines, real signaling, real Noise)", () => {
   let signaling: RunningSignaling;
-  const h = new EngineHarness(() => ({ signalingUrl: signaling.url, config: FAST }));
+  const h = new EngineHarness(() => ({ signalingUrl: signaling.url, config: FAST_ENGINE }));
 
   beforeAll(async () => {
     signaling = await startSignaling();
@@ -173,31 +151,6 @@ describe("the fetch proxy over a contact's live session (engines, real signaling
 });
 
 describe("PROXY session frames (wire.ts 0x20) and what a bad one does", () => {
-  async function sessionPair(): Promise<[Session, Session]> {
-    const alice = createUserIdentity({ username: "alice", now: Date.now() });
-    const bob = createUserIdentity({ username: "bob", now: Date.now() });
-    const a = new TestLink();
-    const b = new TestLink();
-    a.peer = b;
-    b.peer = a;
-    return Promise.all([
-      establishSession({
-        link: a,
-        role: "initiator",
-        kind: "direct",
-        self: alice,
-        expectedIdentityKey: bob.identity.verified.identity_key,
-      }),
-      establishSession({
-        link: b,
-        role: "responder",
-        kind: "direct",
-        self: bob,
-        expectedIdentityKey: alice.identity.verified.identity_key,
-      }),
-    ]);
-  }
-
   it("decodes a PROXY frame to its message, whatever it holds (the endpoint judges it)", () => {
     const framed = encodeProxyFrame(Uint8Array.of(0, 1, 2));
     expect(framed[0]).toBe(FRAME.PROXY);

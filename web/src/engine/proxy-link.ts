@@ -33,10 +33,10 @@ export function serveProxy(ctx: EngineContext, s: ProxyServing | undefined): voi
 
 /** The session's endpoint, made on first use; it ends (both directions) when the session closes. */
 function endpointOf(ctx: EngineContext, peer: Peer, live: Live): ProxyEndpoint {
-  let endpoint = endpoints.get(live);
-  if (endpoint) return endpoint;
+  const known = endpoints.get(live);
+  if (known) return known;
   const s = serving.get(ctx);
-  endpoint = new ProxyEndpoint(
+  const endpoint = new ProxyEndpoint(
     (message) => {
       if (live.session.state !== "closed") live.session.send(encodeProxyFrame(message));
     },
@@ -49,8 +49,7 @@ function endpointOf(ctx: EngineContext, peer: Peer, live: Live): ProxyEndpoint {
     },
   );
   endpoints.set(live, endpoint);
-  const ep = endpoint;
-  void live.session.closed.then(() => ep.close());
+  void live.session.closed.then(() => endpoint.close());
   return endpoint;
 }
 

@@ -19,6 +19,7 @@ import { type RunningSignaling, startSignaling } from "../../../signaling/testin
 import {
   EngineHarness,
   type EngineNode,
+  FAST_ENGINE,
   Hub,
   MemoryStorage,
   relaySocket,
@@ -34,18 +35,13 @@ import { SECRET } from "./mailbox.ts";
 import { decodePrekeyState, encodePrekeyState } from "./prekeys.ts";
 
 const FAST: Partial<EngineConfig> = {
-  heartbeatIntervalMs: 100,
-  heartbeatTimeoutMs: 600,
-  backoffInitialMs: 50,
-  backoffMaxMs: 300,
-  glareDelayMs: 50,
+  ...FAST_ENGINE,
   mailboxDelayMs: 200,
   relayBackoffInitialMs: 50,
   relayBackoffMaxMs: 300,
   relayTimeoutMs: 2_000,
   relayFallbackMs: 300,
   relayTransport: (deps) => new RelayLiveTransport(deps),
-  log: () => {},
 };
 
 describe("chat engine with relay mailboxes (Node, real relay and signaling)", () => {

@@ -6,9 +6,8 @@
  * Noise XXhfs sessions over in-memory links; only `send` is wrapped to resolve later or reject.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { createUserIdentity } from "../../../core/identity/identity.ts";
-import { establishSession, type Session } from "../../../core/session/index.ts";
-import { TestLink } from "../../../test/support/engine.ts";
+import type { Session } from "../../../core/session/index.ts";
+import { sessionPair as newSessionPair } from "../../../test/support/engine.ts";
 import { DEFAULT_ENGINE_CONFIG } from "./config.ts";
 import type { EngineContext } from "./context.ts";
 import { heartbeat, newLive, readFrame } from "./session.ts";
@@ -19,29 +18,9 @@ afterEach(() => {
   for (const s of open.splice(0)) s.close("stopped");
 });
 
+/** A session pair (test/support/engine.ts), closed after the test. */
 async function sessionPair(): Promise<[Session, Session]> {
-  const alice = createUserIdentity({ username: "alice", now: Date.now() });
-  const bob = createUserIdentity({ username: "bob", now: Date.now() });
-  const a = new TestLink();
-  const b = new TestLink();
-  a.peer = b;
-  b.peer = a;
-  const pair = await Promise.all([
-    establishSession({
-      link: a,
-      role: "initiator",
-      kind: "direct",
-      self: alice,
-      expectedIdentityKey: bob.identity.verified.identity_key,
-    }),
-    establishSession({
-      link: b,
-      role: "responder",
-      kind: "direct",
-      self: bob,
-      expectedIdentityKey: alice.identity.verified.identity_key,
-    }),
-  ]);
+  const pair = await newSessionPair();
   open.push(...pair);
   return pair;
 }

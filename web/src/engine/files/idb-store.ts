@@ -11,7 +11,7 @@ import type { FileStore, FileTransfer } from "./store.ts";
 export const FILES_DB_NAME = "loft-files";
 
 interface FilesSchema extends DBSchema {
-  transfers: { key: string; value: FileTransfer; indexes: { contactId: string } };
+  transfers: { key: string; value: FileTransfer };
   chunks: { key: [string, number]; value: Uint8Array };
 }
 
@@ -21,8 +21,7 @@ export class IdbFileStore implements FileStore {
   constructor(name = FILES_DB_NAME) {
     this.#db = openDB<FilesSchema>(name, 1, {
       upgrade(db) {
-        const transfers = db.createObjectStore("transfers", { keyPath: "key" });
-        transfers.createIndex("contactId", "contactId");
+        db.createObjectStore("transfers", { keyPath: "key" });
         db.createObjectStore("chunks");
       },
     });
@@ -32,11 +31,8 @@ export class IdbFileStore implements FileStore {
     await (await this.#db).put("transfers", t);
   }
 
-  async listTransfers(contactId?: string): Promise<FileTransfer[]> {
-    const db = await this.#db;
-    const all = contactId
-      ? await db.getAllFromIndex("transfers", "contactId", contactId)
-      : await db.getAll("transfers");
+  async listTransfers(): Promise<FileTransfer[]> {
+    const all = await (await this.#db).getAll("transfers");
     return all.sort((a, b) => a.at - b.at);
   }
 

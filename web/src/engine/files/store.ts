@@ -66,10 +66,11 @@ export const transferKey = (contactId: ContactId, direction: FileDirection, id: 
 
 export interface FileStore {
   putTransfer(t: FileTransfer): Promise<void>;
-  listTransfers(contactId?: ContactId): Promise<FileTransfer[]>;
+  /** Every transfer, oldest first (the engine loads them once). */
+  listTransfers(): Promise<FileTransfer[]>;
   putChunk(key: string, index: number, sealed: Uint8Array): Promise<void>;
   getChunk(key: string, index: number): Promise<Uint8Array | undefined>;
-  /** Delete a transfer's chunks (and, with `record`, the transfer itself). */
+  /** Delete a transfer's chunks (`deleteTransfer`: its chunks and its record). */
   deleteChunks(key: string): Promise<void>;
   deleteTransfer(key: string): Promise<void>;
 }
@@ -81,11 +82,8 @@ export class MemoryFileStore implements FileStore {
   async putTransfer(t: FileTransfer): Promise<void> {
     this.#transfers.set(t.key, structuredClone(t));
   }
-  async listTransfers(contactId?: ContactId): Promise<FileTransfer[]> {
-    return [...this.#transfers.values()]
-      .filter((t) => contactId === undefined || t.contactId === contactId)
-      .sort((a, b) => a.at - b.at)
-      .map((t) => structuredClone(t));
+  async listTransfers(): Promise<FileTransfer[]> {
+    return [...this.#transfers.values()].sort((a, b) => a.at - b.at).map((t) => structuredClone(t));
   }
   async putChunk(key: string, index: number, sealed: Uint8Array): Promise<void> {
     this.#chunks.set(`${key}#${index}`, sealed.slice());

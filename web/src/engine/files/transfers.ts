@@ -13,10 +13,8 @@
  */
 import { sha256 } from "@noble/hashes/sha2.js";
 import { equalBytes, wipe } from "../../../../core/bytes.ts";
-import { nobleCrypto } from "../../../../core/crypto/noble.ts";
-import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
 import { type ContactId, EngineRefusal } from "../api.ts";
-import { type EngineContext, emit, type Live, type Peer, serial } from "../context.ts";
+import { type EngineContext, emit, type Live, type Peer, providerOf, serial } from "../context.ts";
 import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
 import { type FileStore, type FileTransfer, MemoryFileStore, transferKey } from "./store.ts";
 import {
@@ -81,12 +79,6 @@ interface Incoming extends Moving {
 /** What the transfers read of the engine. */
 export type FilesContext = Pick<EngineContext, "cfg" | "storage" | "listeners" | "peers" | "stopped">;
 
-export interface FilesOptions {
-  store?: FileStore;
-  /** Largest file sent or accepted (bytes, at most `MAX_FILE_BYTES`). */
-  maxFileBytes?: number;
-}
-
 /** The default size limit (docs/protocol/files.md §7); `EngineConfig.maxFileBytes` changes it. */
 export const DEFAULT_MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024;
 
@@ -102,14 +94,11 @@ export class FileTransfers {
   readonly #unsent = new Map<ContactId, FileAppMessage[]>();
   #loaded: Promise<void> | undefined;
 
-  constructor(ctx: FilesContext, options: FilesOptions = {}) {
+  /** The store and the size limit come from the engine's configuration (`fileStore`, `maxFileBytes`). */
+  constructor(ctx: FilesContext) {
     this.#ctx = ctx;
-    this.#store = options.store ?? new MemoryFileStore();
-    this.#maxBytes = Math.min(options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES, MAX_FILE_BYTES);
-  }
-
-  get #crypto(): CryptoProvider {
-    return this.#ctx.cfg.crypto ?? nobleCrypto;
+    this.#store = ctx.cfg.fileStore ?? new MemoryFileStore();
+    this.#maxBytes = Math.min(ctx.cfg.maxFileBytes || DEFAULT_MAX_FILE_BYTES, MAX_FILE_BYTES);
   }
 
   /** Load stored transfers once; what was moving when the page went away is settled here. */
@@ -176,7 +165,11 @@ export class FileTransfers {
       speed: 0,
       at: Date.now(),
     };
-    const o: Outgoing = { ...moving(t, this.#crypto.randomBytes(FILE_KEY_BYTES)), blob, generation: 0 };
+    const o: Outgoing = {
+      ...moving(t, providerOf(this.#ctx).randomBytes(FILE_KEY_BYTES)),
+      blob,
+      generation: 0,
+    };
     this.#out.set(t.key, o);
     await this.#save(t);
     try {
@@ -219,9 +212,7 @@ export class FileTransfers {
     if (t.direction === "out") {
       const o = this.#out.get(key);
       await this.#settle(t, "cancelled");
-      o?.wake?.();
-      if (o) wipe(o.key);
-      this.#out.delete(key);
+      if (o) this.#forgetOutgoing(o);
     } else {
       const i = this.#in.get(key);
       if (i) await this.#dropIncoming(i, "cancelled");
@@ -404,7 +395,7 @@ export class FileTransfers {
       await this.#failIncoming(peer, i, `A piece of ${i.t.name} arrived malformed; the file was discarded.`);
       return;
     }
-    const plain = await openChunk(this.#crypto, i.key, chunk);
+    const plain = await openChunk(providerOf(this.#ctx), i.key, chunk);
     if (!plain.ok) {
       await this.#failIncoming(
         peer,
@@ -530,7 +521,7 @@ export class FileTransfers {
     const sealed = await this.#store.getChunk(t.key, index);
     if (!sealed) return undefined;
     const header = { id: t.id, index, total: chunkCount(t.size), chunkSize: SEALED_CHUNK_BYTES };
-    const plain = await openChunk(this.#crypto, key, { header, sealed });
+    const plain = await openChunk(providerOf(this.#ctx), key, { header, sealed });
     return plain.ok ? (plain.value as Uint8Array<ArrayBuffer>) : undefined;
   }
 
@@ -562,7 +553,7 @@ export class FileTransfers {
           await o.blob.slice(start, start + chunkPlainBytes(o.t.size, index)).arrayBuffer(),
         );
         const frame = await sealChunk(
-          this.#crypto,
+          providerOf(this.#ctx),
           o.key,
           { id: o.t.id, index, total, chunkSize: SEALED_CHUNK_BYTES },
           plain,
@@ -661,7 +652,7 @@ export class FileTransfers {
 
   #freshId(contactId: ContactId): number {
     for (;;) {
-      const [a = 0, b = 0, c = 0, d = 0] = this.#crypto.randomBytes(4);
+      const [a = 0, b = 0, c = 0, d = 0] = providerOf(this.#ctx).randomBytes(4);
       const id = ((a << 24) | (b << 16) | (c << 8) | d) >>> 0;
       if (id !== 0 && !this.#all.has(transferKey(contactId, "out", id))) return id;
     }

@@ -457,8 +457,7 @@ export class LinkController {
       throw new Refused("superseded");
     }
     const live = newLive(session, path);
-    const link = attempt.link;
-    if (link.drain) live.drain = () => link.drain?.() ?? Promise.resolve();
+    if (attempt.link.drain) live.drain = attempt.link.drain.bind(attempt.link);
     this.#goLive(live);
     this.apply(sessionUp(ctx, peer, path));
     ctx.cfg.log(`session ${session.role} ${peer.id.slice(0, 8)} open`);

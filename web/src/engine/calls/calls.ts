@@ -118,8 +118,7 @@ export class Calls implements CallControls {
     const peer = this.#ctx.peers.get(contactId);
     const id = crypto.getRandomValues(new Uint8Array(CALL_ID_BYTES));
     const c = this.#newCall(id, contactId, peer, "out", video, "calling");
-    if (!peer) return this.#finish(c, "blocked", undefined);
-    if (peer.blocked || peer.request) return this.#finish(c, "blocked", undefined);
+    if (!peer || peer.blocked || peer.request) return this.#finish(c, "blocked", undefined);
     if (!(await this.#sessionUp(c))) return this.#finish(c, "offline", undefined);
     try {
       await this.#openMedia(c, video);

@@ -19,7 +19,7 @@
  */
 import { execFileSync } from "node:child_process";
 import type { BrowserContext, Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
 import { byId, introduce, openChat, startChatting, waitForPresence } from "../support/loft-ui.ts";
 import { startTurn, TURN_PASSWORD, TURN_USER, type TurnServer } from "../support/turn-server.ts";
@@ -166,6 +166,21 @@ describe("one-to-one calls", () => {
   afterAll(async () => {
     restoreNetwork();
     await env?.close();
+  });
+  // The tests share two pages and run in order: one that fails must not leave its call, its
+  // patched page or a missing address to the next (one failure, not a cascade of click timeouts).
+  afterEach(async ({ task }) => {
+    if (task.result?.state !== "fail" || !aliceId || !bobId) return;
+    restoreNetwork();
+    for (const [page, other] of [
+      [a, bobId],
+      [b, aliceId],
+    ] as const) {
+      await page.goto(env.loft.url);
+      await openChat(page, other);
+    }
+    await waitForPresence(a, /^online/);
+    await waitForPresence(b, /^online/);
   });
 
   it("A calls B with video: both receive media, mute stops A's audio packets, screen sharing and a microphone switch keep media flowing, hang-up ends both sides", async () => {

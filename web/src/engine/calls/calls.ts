@@ -49,6 +49,8 @@ interface ActiveCall {
   view: CallView;
   /** Their DTLS fingerprint, from the session. */
   theirFp?: Bytes;
+  /** Ours: the SHA-256 fingerprint of this call's certificate (the same for every offer of it). */
+  ourFp?: Bytes;
   /** The offer waiting for the user's answer (callee). */
   offer?: { sdp: string; fp: Bytes };
   pc?: RTCPeerConnection;
@@ -116,8 +118,7 @@ export class Calls implements CallControls {
     const peer = this.#ctx.peers.get(contactId);
     const id = crypto.getRandomValues(new Uint8Array(CALL_ID_BYTES));
     const c = this.#newCall(id, contactId, peer, "out", video, "calling");
-    if (!peer) return this.#finish(c, "blocked", undefined);
-    if (peer.blocked || peer.request) return this.#finish(c, "blocked", undefined);
+    if (!peer || peer.blocked || peer.request) return this.#finish(c, "blocked", undefined);
     if (!(await this.#sessionUp(c))) return this.#finish(c, "offline", undefined);
     try {
       await this.#openMedia(c, video);
@@ -300,7 +301,7 @@ export class Calls implements CallControls {
     await this.#flushCandidates(c);
     const answer = await c.pc.createAnswer();
     await c.pc.setLocalDescription(answer);
-    const fp = this.#ourFp(c);
+    const fp = c.ourFp;
     if (fp) await this.#send(c, { t: "call.answer", c: c.id, sdp: c.pc.localDescription?.sdp ?? "", fp });
   }
 
@@ -319,12 +320,6 @@ export class Calls implements CallControls {
 
   // ---- the media connection ------------------------------------------------------------------
 
-  #ourCerts = new WeakMap<ActiveCall, Bytes>();
-
-  #ourFp(c: ActiveCall): Bytes | undefined {
-    return this.#ourCerts.get(c);
-  }
-
   /** A fresh certificate and the RTCPeerConnection using it; returns our fingerprint. */
   async #connection(c: ActiveCall): Promise<Bytes> {
     const cert = await RTCPeerConnection.generateCertificate({
@@ -337,7 +332,7 @@ export class Calls implements CallControls {
       .map((f) => parseFingerprintHex(f.value ?? ""))
       .find((b) => b !== undefined);
     if (!fp) throw new Error("the browser gave no SHA-256 certificate fingerprint");
-    this.#ourCerts.set(c, fp);
+    c.ourFp = fp;
     const settings = await this.#ctx.storage.getSettings();
     const pc = new RTCPeerConnection({
       iceServers: settings.iceServers ?? [],
@@ -438,7 +433,7 @@ export class Calls implements CallControls {
 
   async #restartIce(c: ActiveCall): Promise<void> {
     const pc = c.pc;
-    const fp = this.#ourFp(c);
+    const fp = c.ourFp;
     if (!pc || !fp) return;
     if (pc.signalingState !== "stable") await pc.setLocalDescription({ type: "rollback" }).catch(() => {});
     const offer = await pc.createOffer({ iceRestart: true });

@@ -187,7 +187,7 @@ export class RoomsEngine implements RoomsApi {
     await this.load();
     const hostKey = crypto.getRandomValues(new Uint8Array(32));
     const link = newRoomLink(ed25519.getPublicKey(hostKey));
-    const room = this.#roomOf({
+    return this.#add({
       id: link.id.slice(),
       k: link.secret.slice(),
       h: link.host.slice(),
@@ -195,9 +195,6 @@ export class RoomsEngine implements RoomsApi {
       joinedAt: this.#d.now(),
       read: 0,
     });
-    await this.#saveRooms();
-    void this.#enter(room);
-    return this.#view(room);
   }
 
   /** Join from a link (or its fragment); joining a room we are in just returns it. */
@@ -220,13 +217,18 @@ export class RoomsEngine implements RoomsApi {
       return this.#view(existing);
     }
     const l = parsed.value;
-    const room = this.#roomOf({
+    return this.#add({
       id: l.id.slice(),
       k: l.secret.slice(),
       h: l.host.slice(),
       joinedAt: this.#d.now(),
       read: 0,
     });
+  }
+
+  /** A room just created or joined: kept, stored, and entered in the background. */
+  async #add(record: RoomRecord): Promise<RoomView> {
+    const room = this.#roomOf(record);
     await this.#saveRooms();
     void this.#enter(room);
     return this.#view(room);

@@ -10,6 +10,7 @@ import { createStore, reconcile } from "solid-js/store";
 import { acceptFile, cancelFile, declineFile, fileBlob, listFiles, previewable } from "../../app/files.ts";
 import type { AppModel } from "../../app/model.ts";
 import type { FileTransfer } from "../../engine/api.ts";
+import { saveFile } from "../save-file.ts";
 
 export function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -98,16 +99,7 @@ export function Files(props: {
       props.onError(`${t.name} is no longer on this device.`);
       return;
     }
-    const url = URL.createObjectURL(blob);
-    const a = document.createElement("a");
-    a.href = url;
-    a.download = t.name;
-    a.rel = "noopener";
-    document.body.append(a);
-    a.click();
-    a.remove();
-    // The download has its own copy once started.
-    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    saveFile(blob, t.name);
   }
 
   const act = (p: Promise<void>) => p.catch((x: unknown) => props.onError((x as Error).message));

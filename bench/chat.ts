@@ -51,6 +51,7 @@ import { LoftStorage } from ${repoModule("web/src/storage/storage.ts")};
 import { createChatEngineWith } from ${repoModule("web/src/chat-engine.ts")};
 import { createUserIdentity, encodeIdentity, decodeIdentity } from ${repoModule("core/identity/identity.ts")};
 import { toHex } from ${repoModule("core/bytes.ts")};
+import { pageCrypto } from ${repoModule("web/src/crypto.ts")};
 import { WebRtcLink } from ${repoModule("web/src/net/webrtc-link.ts")};
 import { establishSession } from ${repoModule("core/session/index.ts")};
 import { bootstrapChatRatchet, freshRatchetKeyPair, RATCHET_KEY_EXTENSION } from ${repoModule("web/src/engine/ratchet-store.ts")};
@@ -84,7 +85,7 @@ window.loftBench = {
   },
   async addContact(identity) {
     const bytes = new Uint8Array(identity);
-    const decoded = await decodeIdentity(bytes);
+    const decoded = await decodeIdentity(pageCrypto, bytes);
     if (!decoded.ok) throw new Error("bad identity");
     const id = toHex(decoded.value.verified.identity_key);
     s.acceptedAt = performance.now();

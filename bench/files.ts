@@ -46,6 +46,7 @@ import { LoftStorage } from ${repoModule("web/src/storage/storage.ts")};
 import { createChatEngineWith } from ${repoModule("web/src/chat-engine.ts")};
 import { createUserIdentity, encodeIdentity, decodeIdentity } from ${repoModule("core/identity/identity.ts")};
 import { toHex } from ${repoModule("core/bytes.ts")};
+import { pageCrypto } from ${repoModule("web/src/crypto.ts")};
 import { WebRtcLink } from ${repoModule("web/src/net/webrtc-link.ts")};
 
 const s = { links: [], named: {}, files: new Map(), peakHeap: 0 };
@@ -79,7 +80,7 @@ window.loftBench = {
   },
   async addContact(identity) {
     const bytes = new Uint8Array(identity);
-    const decoded = await decodeIdentity(bytes);
+    const decoded = await decodeIdentity(pageCrypto, bytes);
     if (!decoded.ok) throw new Error("bad identity");
     const id = toHex(decoded.value.verified.identity_key);
     await s.storage.putContact({ id, identity: bytes, username: decoded.value.verified.username,

@@ -69,9 +69,13 @@ export function Files(props: {
 
   const ordered = () => Object.values(files).sort((a, b) => a.at - b.at);
 
+  /** Keys whose preview is read or being read: each file is read from storage once. */
+  const previewing = new Set<string>();
   async function preview(t: FileTransfer) {
-    if (t.direction !== "in" || t.state !== "done" || !previewable(t) || previews()[t.key]) return;
+    if (t.direction !== "in" || t.state !== "done" || !previewable(t) || previewing.has(t.key)) return;
+    previewing.add(t.key);
     const blob = await fileBlob(props.app, t.key);
+    if (!blob) previewing.delete(t.key); // not there (yet): a later event tries again
     if (!blob || disposed) return;
     const url = URL.createObjectURL(blob);
     urls.push(url);

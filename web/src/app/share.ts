@@ -33,9 +33,12 @@ export async function forgetShared(): Promise<void> {
   if ("caches" in globalThis) await caches.delete(SHARE_CACHE);
 }
 
-/** Contacts a file can go to (not blocked, no pending change, no open request). */
+/**
+ * Contacts a file can go to: people (a device paired over USB takes no files) not blocked, with
+ * no pending change and no open request.
+ */
 export function shareTargets(app: AppModel): ContactView[] {
-  return app.contacts().filter((c) => !refusalFor(c.record));
+  return app.contacts().filter((c) => !c.record.device && !refusalFor(c.record));
 }
 
 /**

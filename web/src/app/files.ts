@@ -26,7 +26,7 @@ const THUMB_MAX_BYTES = 16 * 1024;
  * A small WebP preview of an image, made here on the sender (docs/protocol/files.md §1, `thumb`),
  * so the contact sees what it is before accepting; undefined for anything else or on failure.
  */
-export async function thumbnailOf(f: Blob): Promise<Uint8Array | undefined> {
+async function thumbnailOf(f: Blob): Promise<Uint8Array | undefined> {
   if (!PREVIEWABLE.test(f.type)) return undefined;
   if (typeof createImageBitmap !== "function" || typeof OffscreenCanvas === "undefined") return undefined;
   try {
@@ -101,7 +101,7 @@ export async function fileBlob(app: AppModel, key: string): Promise<Blob | undef
   return app.engine?.fileBlob(key);
 }
 
-export function fileProblem(x: unknown): string {
+function fileProblem(x: unknown): string {
   return x instanceof EngineRefusal ? x.reason.message : problemText(x, "send");
 }
 

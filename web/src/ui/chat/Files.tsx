@@ -26,7 +26,7 @@ function formatEta(s: number): string {
 }
 
 /** What the row says about where the transfer is. */
-export function fileStatus(t: FileTransfer, name: string): string {
+function fileStatus(t: FileTransfer, name: string): string {
   const moving = `${formatBytes(t.done)} of ${formatBytes(t.size)}`;
   switch (t.state) {
     case "hashing":

@@ -20,7 +20,6 @@
 import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Page } from "playwright-core";
 import { launchChromium } from "../test/support/browser.ts";
 import { startLoft } from "../test/support/loft-process.ts";
 import {
@@ -33,7 +32,7 @@ import {
   type Subject,
   sliceRatio,
 } from "./harness.ts";
-import { buildPage, repoModule, servePage } from "./page-bundle.ts";
+import { buildPage, callPage, repoModule, servePage } from "./page-bundle.ts";
 import { measureRegistrations } from "./signaling-registrations.ts";
 
 const QUICK = process.argv.includes("--quick");
@@ -51,6 +50,7 @@ import { LoftStorage } from ${repoModule("web/src/storage/storage.ts")};
 import { createChatEngineWith } from ${repoModule("web/src/chat-engine.ts")};
 import { createUserIdentity, encodeIdentity, decodeIdentity } from ${repoModule("core/identity/identity.ts")};
 import { toHex } from ${repoModule("core/bytes.ts")};
+import { pageCrypto } from ${repoModule("web/src/crypto.ts")};
 import { WebRtcLink } from ${repoModule("web/src/net/webrtc-link.ts")};
 import { establishSession } from ${repoModule("core/session/index.ts")};
 import { bootstrapChatRatchet, freshRatchetKeyPair, RATCHET_KEY_EXTENSION } from ${repoModule("web/src/engine/ratchet-store.ts")};
@@ -84,7 +84,7 @@ window.loftBench = {
   },
   async addContact(identity) {
     const bytes = new Uint8Array(identity);
-    const decoded = await decodeIdentity(bytes);
+    const decoded = await decodeIdentity(pageCrypto, bytes);
     if (!decoded.ok) throw new Error("bad identity");
     const id = toHex(decoded.value.verified.identity_key);
     s.acceptedAt = performance.now();
@@ -176,13 +176,6 @@ window.loftBench = {
 };
 `;
 
-type Bench = Record<string, (...args: never[]) => unknown>;
-const call = <T>(page: Page, fn: string, ...args: unknown[]): Promise<T> =>
-  page.evaluate(
-    ([f, a]) => (window as unknown as { loftBench: Bench }).loftBench[f as string]!(...(a as never[])) as T,
-    [fn, args] as const,
-  );
-
 async function main() {
   const outDir = join(tmpdir(), `loft-bench-chat-${process.pid}`);
   log("building the bench page…");
@@ -196,8 +189,8 @@ async function main() {
     const ctxB = await browser.newContext();
     const a = await ctxA.newPage();
     const b = await ctxB.newPage();
-    await a.exposeFunction("loftRelay", (name: string, json: string) => call(b, "signal", name, json));
-    await b.exposeFunction("loftRelay", (name: string, json: string) => call(a, "signal", name, json));
+    await a.exposeFunction("loftRelay", (name: string, json: string) => callPage(b, "signal", name, json));
+    await b.exposeFunction("loftRelay", (name: string, json: string) => callPage(a, "signal", name, json));
     await a.goto(site.url);
     await b.goto(site.url);
     await a.waitForFunction(() => "loftBench" in window);
@@ -208,44 +201,44 @@ async function main() {
     let alice: { identity: number[]; id: string } | undefined;
     let bob: { identity: number[]; id: string } | undefined;
     for (let i = 0; i < FIRST_MESSAGE_RUNS; i++) {
-      alice = await call(a, "init", `alice${i}`, signalingUrl);
-      bob = await call(b, "init", `bob${i}`, signalingUrl);
-      await call(a, "startEngine");
-      await call(b, "startEngine");
+      alice = await callPage(a, "init", `alice${i}`, signalingUrl);
+      bob = await callPage(b, "init", `bob${i}`, signalingUrl);
+      await callPage(a, "startEngine");
+      await callPage(b, "startEngine");
       // Bob already has Alice and writes first; Alice's device refuses him until she accepts.
-      const aliceAtBob = await call<string>(b, "addContact", alice!.identity);
-      await call(b, "send", aliceAtBob, "hello from Bob");
-      await call(a, "addContact", bob!.identity);
-      const ms = await call<number>(a, "firstMessageMs");
+      const aliceAtBob = await callPage<string>(b, "addContact", alice!.identity);
+      await callPage(b, "send", aliceAtBob, "hello from Bob");
+      await callPage(a, "addContact", bob!.identity);
+      const ms = await callPage<number>(a, "firstMessageMs");
       firsts.push(ms);
       log(`  first message, run ${i + 1}: ${ms.toFixed(0)} ms`);
     }
 
     // whole-engine message rate on the last pair (stored, persisted, receipted)
-    const engineMs = await call<number>(b, "engineBurst", alice!.id, ENGINE_MESSAGES);
+    const engineMs = await callPage<number>(b, "engineBurst", alice!.id, ENGINE_MESSAGES);
     const engineRate = ENGINE_MESSAGES / (engineMs / 1000);
     log(`  engine: ${ENGINE_MESSAGES} messages delivered in ${engineMs.toFixed(0)} ms`);
-    await call(a, "stopEngine");
-    await call(b, "stopEngine");
+    await callPage(a, "stopEngine");
+    await callPage(b, "stopEngine");
 
     // (b) raw vs E2EE over two data channels between the same pages, open at the same time;
     // batches alternate (raw E2EE, E2EE raw, …: harness.ts `alternate`) so both paths share the
     // machine's load, after one untimed warm-up batch each (JIT, SCTP congestion window). A
     // batch is timed inside the sending page (first send → the receiver's "done").
     const open = async (name: string) => {
-      await call(a, "newLink", name, true);
-      await call(b, "newLink", name, false);
-      await Promise.all([call(a, "linkOpen", name), call(b, "linkOpen", name)]);
+      await callPage(a, "newLink", name, true);
+      await callPage(b, "newLink", name, false);
+      await Promise.all([callPage(a, "linkOpen", name), callPage(b, "linkOpen", name)]);
     };
     await open("raw");
     await open("e2ee");
-    await Promise.all([call(a, "e2eeSession", true), call(b, "e2eeSession", false)]);
+    await Promise.all([callPage(a, "e2eeSession", true), callPage(b, "e2eeSession", false)]);
     const path = (name: string, send: string, receive: string): Subject => ({
       name,
       run: async () => {
         const [ms] = await Promise.all([
-          call<number>(a, send, PAYLOADS, PAYLOAD_BYTES),
-          call(b, receive, PAYLOADS),
+          callPage<number>(a, send, PAYLOADS, PAYLOAD_BYTES),
+          callPage(b, receive, PAYLOADS),
         ]);
         log(`  ${name} batch: ${((PAYLOADS * PAYLOAD_BYTES) / 1e3 / ms).toFixed(1)} MB/s`);
         return { ops: PAYLOADS, seconds: ms / 1000 };
@@ -254,8 +247,8 @@ async function main() {
     const raw = path("raw", "rawSend", "rawReceive");
     const e2ee = path("E2EE", "e2eeSend", "e2eeReceive");
     const paths = await alternate([raw, e2ee], { rounds: REPEATS, sliceSeconds: 0, warmupSeconds: 0 });
-    await call(a, "closeLinks");
-    await call(b, "closeLinks");
+    await callPage(a, "closeLinks");
+    await callPage(b, "closeLinks");
     // Medians of the batches (single batches on a shared 2-core machine vary a lot), and the
     // median of the per-round ratios.
     const mbPerSecond = (r: SliceRate) => (median(r.slices) * PAYLOAD_BYTES) / 1e6;

@@ -21,7 +21,6 @@
 import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Page } from "playwright-core";
 import { launchChromium } from "../test/support/browser.ts";
 import { startLoft } from "../test/support/loft-process.ts";
 import {
@@ -34,7 +33,7 @@ import {
   type Subject,
   sliceRatio,
 } from "./harness.ts";
-import { buildPage, repoModule, servePage } from "./page-bundle.ts";
+import { buildPage, callPage, repoModule, servePage } from "./page-bundle.ts";
 
 const QUICK = process.argv.includes("--quick");
 const FILE_MIB = Number(process.env.LOFT_BENCH_FILE_MIB ?? (QUICK ? 16 : 100));
@@ -46,6 +45,7 @@ import { LoftStorage } from ${repoModule("web/src/storage/storage.ts")};
 import { createChatEngineWith } from ${repoModule("web/src/chat-engine.ts")};
 import { createUserIdentity, encodeIdentity, decodeIdentity } from ${repoModule("core/identity/identity.ts")};
 import { toHex } from ${repoModule("core/bytes.ts")};
+import { pageCrypto } from ${repoModule("web/src/crypto.ts")};
 import { WebRtcLink } from ${repoModule("web/src/net/webrtc-link.ts")};
 
 const s = { links: [], named: {}, files: new Map(), peakHeap: 0 };
@@ -79,7 +79,7 @@ window.loftBench = {
   },
   async addContact(identity) {
     const bytes = new Uint8Array(identity);
-    const decoded = await decodeIdentity(bytes);
+    const decoded = await decodeIdentity(pageCrypto, bytes);
     if (!decoded.ok) throw new Error("bad identity");
     const id = toHex(decoded.value.verified.identity_key);
     await s.storage.putContact({ id, identity: bytes, username: decoded.value.verified.username,
@@ -142,13 +142,6 @@ window.loftBench = {
 };
 `;
 
-type Bench = Record<string, (...args: never[]) => unknown>;
-const call = <T>(page: Page, fn: string, ...args: unknown[]): Promise<T> =>
-  page.evaluate(
-    ([f, a]) => (window as unknown as { loftBench: Bench }).loftBench[f as string]!(...(a as never[])) as T,
-    [fn, args] as const,
-  );
-
 async function main() {
   const outDir = join(tmpdir(), `loft-bench-files-${process.pid}`);
   log("building the bench page…");
@@ -161,26 +154,26 @@ async function main() {
   try {
     const a = await (await browser.newContext()).newPage();
     const b = await (await browser.newContext()).newPage();
-    await a.exposeFunction("loftRelay", (name: string, json: string) => call(b, "signal", name, json));
-    await b.exposeFunction("loftRelay", (name: string, json: string) => call(a, "signal", name, json));
+    await a.exposeFunction("loftRelay", (name: string, json: string) => callPage(b, "signal", name, json));
+    await b.exposeFunction("loftRelay", (name: string, json: string) => callPage(a, "signal", name, json));
     for (const p of [a, b]) {
       await p.goto(site.url);
       await p.waitForFunction(() => "loftBench" in window);
     }
-    const alice = await call<{ identity: number[] }>(a, "init", "alice", signalingUrl);
-    const bob = await call<{ identity: number[] }>(b, "init", "bob", signalingUrl);
-    await call(b, "addContact", alice.identity);
-    await call(a, "addContact", bob.identity);
-    await call(a, "online");
-    await call(a, "makeFile", FILE_MIB);
-    await call(a, "newLink", "raw", true);
-    await call(b, "newLink", "raw", false);
-    await Promise.all([call(a, "linkOpen", "raw"), call(b, "linkOpen", "raw")]);
+    const alice = await callPage<{ identity: number[] }>(a, "init", "alice", signalingUrl);
+    const bob = await callPage<{ identity: number[] }>(b, "init", "bob", signalingUrl);
+    await callPage(b, "addContact", alice.identity);
+    await callPage(a, "addContact", bob.identity);
+    await callPage(a, "online");
+    await callPage(a, "makeFile", FILE_MIB);
+    await callPage(a, "newLink", "raw", true);
+    await callPage(b, "newLink", "raw", false);
+    await Promise.all([callPage(a, "linkOpen", "raw"), callPage(b, "linkOpen", "raw")]);
 
     const files: Subject = {
       name: "files",
       run: async () => {
-        const [, ms] = await Promise.all([call(a, "sendFile"), call<number>(b, "receiveFile")]);
+        const [, ms] = await Promise.all([callPage(a, "sendFile"), callPage<number>(b, "receiveFile")]);
         log(
           `  file round: ${FILE_MIB} MiB in ${ms.toFixed(0)} ms, ${(bytes / 1e6 / (ms / 1000)).toFixed(1)} MB/s`,
         );
@@ -191,8 +184,8 @@ async function main() {
       name: "raw",
       run: async () => {
         const [ms] = await Promise.all([
-          call<number>(a, "rawSend", bytes, RAW_MESSAGE),
-          call(b, "rawReceive", bytes),
+          callPage<number>(a, "rawSend", bytes, RAW_MESSAGE),
+          callPage(b, "rawReceive", bytes),
         ]);
         log(
           `  raw round: ${FILE_MIB} MiB in ${ms.toFixed(0)} ms, ${(bytes / 1e6 / (ms / 1000)).toFixed(1)} MB/s`,
@@ -205,11 +198,11 @@ async function main() {
     const rawRate = mbs(rateOf(rates, raw.name));
     const fileRate = mbs(rateOf(rates, files.name));
     const ratio = sliceRatio(rateOf(rates, files.name), rateOf(rates, raw.name));
-    const peak = await call<number>(b, "peakHeapMib");
-    await call(a, "closeLinks");
-    await call(b, "closeLinks");
-    await call(a, "stop");
-    await call(b, "stop");
+    const peak = await callPage<number>(b, "peakHeapMib");
+    await callPage(a, "closeLinks");
+    await callPage(b, "closeLinks");
+    await callPage(a, "stop");
+    await callPage(b, "stop");
     const chromium = browser.version();
     report(
       `bench:files (Chromium ${chromium}, ${FILE_MIB} MiB)`,

@@ -1,5 +1,5 @@
 /**
- * The page of the browser benches (bench:chat, bench:kdf): a bundle that Vite builds from a source
+ * The page of the browser benches (bench:chat, bench:files, bench:kdf): a bundle that Vite builds from a source
  * text importing the real modules (a virtual entry; nothing mocked), served from 127.0.0.1 on a
  * free port behind a bare HTML page that loads it.
  */
@@ -8,6 +8,7 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { Page } from "playwright-core";
 import { build, type Plugin } from "vite";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -40,6 +41,15 @@ export async function buildPage(source: string, outDir: string): Promise<void> {
     },
   });
 }
+
+type Bench = Record<string, (...args: never[]) => unknown>;
+
+/** Calls `window.loftBench[fn](...args)` in the page (the API a bench page source defines). */
+export const callPage = <T>(page: Page, fn: string, ...args: unknown[]): Promise<T> =>
+  page.evaluate(
+    ([f, a]) => (window as unknown as { loftBench: Bench }).loftBench[f as string]!(...(a as never[])) as T,
+    [fn, args] as const,
+  );
 
 /** Serves the page and the files of `dir` (the bundle and any chunk of it). */
 export async function servePage(dir: string): Promise<{ url: string; close: () => void }> {

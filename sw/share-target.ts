@@ -8,7 +8,7 @@
 export const SHARE_PATH = "/share";
 export const SHARE_CACHE = "loft-share";
 /** At most this many files per share (the rest are dropped). */
-export const MAX_SHARED_FILES = 32;
+const MAX_SHARED_FILES = 32;
 
 export async function receiveShare(request: Request): Promise<Response> {
   let form: FormData;

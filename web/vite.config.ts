@@ -25,6 +25,24 @@ const sourcemap = process.env.LOFT_SOURCEMAP === "1";
 /** What the Service Worker precaches, each entry with its SHA-256 (scripts/build-hash.ts). */
 const precacheGlobs = { ...globsFor(outDir), manifestTransforms: [integrityTransform(outDir)] };
 
+/** A worker script (one classic IIFE, minified, no source map) built from `entry` into dist/`file`. */
+async function buildWorker(entry: string, name: string, file: string, define: Record<string, string> = {}) {
+  await build({
+    configFile: false,
+    logLevel: "warn",
+    define: { ...define, "process.env.NODE_ENV": JSON.stringify("production") },
+    build: {
+      outDir,
+      emptyOutDir: false,
+      target: "es2022",
+      minify: true,
+      sourcemap: false,
+      copyPublicDir: false,
+      lib: { entry: here(entry), formats: ["iife"], name, fileName: () => file },
+    },
+  });
+}
+
 /**
  * After the app build, build sw/index.ts into dist/sw.js (a second Vite build, one classic
  * script) and inject the precache manifest with workbox-build. The build hash — a SHA-256 of that
@@ -43,50 +61,13 @@ function serviceWorker(): Plugin {
     async closeBundle() {
       const { manifestEntries } = await getManifest(precacheGlobs);
       // Both hashes are placeholders until the file is complete (scripts/build-hash.ts).
-      await build({
-        configFile: false,
-        logLevel: "warn",
-        define: {
-          __SW_VERSION__: JSON.stringify(BUILD_HASH_PLACEHOLDER),
-          __SW_SOURCE__: JSON.stringify(SOURCE_HASH_PLACEHOLDER),
-          "process.env.NODE_ENV": JSON.stringify("production"),
-        },
-        build: {
-          outDir,
-          emptyOutDir: false,
-          target: "es2022",
-          minify: true,
-          sourcemap: false,
-          copyPublicDir: false,
-          lib: {
-            entry: here("../sw/index.ts"),
-            formats: ["iife"],
-            name: "loftServiceWorker",
-            fileName: () => "sw.js",
-          },
-        },
+      await buildWorker("../sw/index.ts", "loftServiceWorker", "sw.js", {
+        __SW_VERSION__: JSON.stringify(BUILD_HASH_PLACEHOLDER),
+        __SW_SOURCE__: JSON.stringify(SOURCE_HASH_PLACEHOLDER),
       });
       // The content origin's Service Worker and bridge page (docs/protocol/proxy.md §Isolation):
       // served on `peer.<host>` only, never precached by the app's worker (written after its manifest).
-      await build({
-        configFile: false,
-        logLevel: "warn",
-        define: { "process.env.NODE_ENV": JSON.stringify("production") },
-        build: {
-          outDir,
-          emptyOutDir: false,
-          target: "es2022",
-          minify: true,
-          sourcemap: false,
-          copyPublicDir: false,
-          lib: {
-            entry: here("../sw/peer-origin.ts"),
-            formats: ["iife"],
-            name: "loftContentWorker",
-            fileName: () => "peer-sw.js",
-          },
-        },
-      });
+      await buildWorker("../sw/peer-origin.ts", "loftContentWorker", "peer-sw.js");
       writeFileSync(`${outDir}/peer-bridge.html`, BRIDGE_HTML);
       writeFileSync(`${outDir}/peer-bridge.js`, BRIDGE_JS);
       const { count, size, warnings } = await injectManifest({

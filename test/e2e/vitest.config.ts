@@ -2,15 +2,43 @@ import { defineConfig } from "vitest/config";
 
 // Browser tests: run only through `npm run test:e2e` (scripts/e2e.mjs), which creates the private
 // network namespace first. Each file drives its own Chromium and servers.
+
+/**
+ * Files that change the namespace every file shares: they take the test address away (the direct
+ * path dies: network-drop, a call's reconnect, a file's resume) or throttle it on `lo` (files).
+ * Beside them another file's direct path would die or crawl mid-test; they run after the others,
+ * one at a time.
+ */
+const CHANGES_NETWORK = ["test/e2e/calls.e2e.ts", "test/e2e/files.e2e.ts", "test/e2e/network-drop.e2e.ts"];
+
 export default defineConfig({
   test: {
-    include: ["test/e2e/**/*.e2e.ts"],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: "forks",
-    // Two files at a time on the 2-core CI machine: each drives its own Chromium and servers on
-    // ephemeral loopback ports, offline is per browser context, and most of a browser test is
-    // waiting on the other page, so two keep both cores busy.
-    maxWorkers: 2,
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: "shared-network",
+          include: ["test/e2e/**/*.e2e.ts"],
+          exclude: CHANGES_NETWORK,
+          // Two files at a time on the 2-core CI machine: each drives its own Chromium and servers
+          // on ephemeral loopback ports, offline is per browser context, and most of a browser test
+          // is waiting on the other page, so two keep both cores busy.
+          maxWorkers: 2,
+          sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: "changes-network",
+          include: CHANGES_NETWORK,
+          maxWorkers: 1,
+          sequence: { groupOrder: 1 },
+        },
+      },
+    ],
   },
 });

@@ -3,7 +3,7 @@
  * (`#c=…`, never sent to any server), ties the screens to the URL and history (app/navigation.ts)
  * and renders the app.
  */
-import { createEffect, createRoot } from "solid-js";
+import { createEffect, createRoot, createSignal } from "solid-js";
 import { render } from "solid-js/web";
 import { AppModel } from "./app/model.ts";
 import { roomsOf } from "./app/rooms.ts";
@@ -41,8 +41,9 @@ async function main() {
   }
   const app = createRoot(() => new AppModel(storage));
   startProxy(app); // answers the Service Worker's /peer/… requests (docs/protocol/proxy.md)
-  let pendingLink = takeLinkFromHash();
-  let pendingRoom = takeRoomFromHash();
+  // Links taken from the address bar wait here until the app (and, for a room, the engine) is ready.
+  const [pendingLink, setPendingLink] = createSignal(takeLinkFromHash());
+  const [pendingRoom, setPendingRoom] = createSignal(takeRoomFromHash());
   const joinRoom = (text: string) =>
     roomsOf(app)
       .join(text)
@@ -54,9 +55,9 @@ async function main() {
   createRoot(() => app.attachPage());
   createRoot(() =>
     createEffect(() => {
-      if (app.phase() === "ready" && pendingLink) {
-        const text = pendingLink;
-        pendingLink = undefined;
+      const text = pendingLink();
+      if (text && app.phase() === "ready") {
+        setPendingLink(undefined);
         app.go({ name: "add", text });
       }
     }),
@@ -65,24 +66,20 @@ async function main() {
   createRoot(() =>
     createEffect(() => {
       app.service();
-      if (app.phase() === "ready" && pendingRoom && app.engine?.rooms) {
-        const text = pendingRoom;
-        pendingRoom = undefined;
+      const text = pendingRoom();
+      if (text && app.phase() === "ready" && app.engine?.rooms) {
+        setPendingRoom(undefined);
         void joinRoom(text);
       }
     }),
   );
   window.addEventListener("hashchange", () => {
     const room = takeRoomFromHash();
-    if (room) {
-      if (app.phase() === "ready" && app.engine?.rooms) void joinRoom(room);
-      else pendingRoom = room;
-      return;
+    if (room) setPendingRoom(room);
+    else {
+      const text = takeLinkFromHash();
+      if (text) setPendingLink(text);
     }
-    const text = takeLinkFromHash();
-    if (!text) return;
-    if (app.phase() === "ready") app.go({ name: "add", text });
-    else pendingLink = text;
   });
   // A notification was clicked (sw/index.ts): open the screen it names.
   navigator.serviceWorker?.addEventListener("message", (e: MessageEvent) => {

@@ -14,6 +14,9 @@ function engineOf(app: AppModel) {
   return engine;
 }
 
+/** Image types given a thumbnail when sent and shown inline once received (never SVG: it can carry script). */
+const PREVIEWABLE = /^image\/(png|jpeg|gif|webp|avif|bmp)$/;
+
 /** Longest side of the preview sent ahead of an image (CSS pixels). */
 const THUMB_PX = 160;
 /** The engine's limit for a preview (web/src/engine/files/wire.ts `MAX_THUMB_BYTES`). */
@@ -23,8 +26,8 @@ const THUMB_MAX_BYTES = 16 * 1024;
  * A small WebP preview of an image, made here on the sender (docs/protocol/files.md §1, `thumb`),
  * so the contact sees what it is before accepting; undefined for anything else or on failure.
  */
-export async function thumbnailOf(f: Blob): Promise<Uint8Array | undefined> {
-  if (!/^image\/(png|jpeg|gif|webp|avif|bmp)$/.test(f.type)) return undefined;
+async function thumbnailOf(f: Blob): Promise<Uint8Array | undefined> {
+  if (!PREVIEWABLE.test(f.type)) return undefined;
   if (typeof createImageBitmap !== "function" || typeof OffscreenCanvas === "undefined") return undefined;
   try {
     const bmp = await createImageBitmap(f);
@@ -98,11 +101,11 @@ export async function fileBlob(app: AppModel, key: string): Promise<Blob | undef
   return app.engine?.fileBlob(key);
 }
 
-export function fileProblem(x: unknown): string {
+function fileProblem(x: unknown): string {
   return x instanceof EngineRefusal ? x.reason.message : problemText(x, "send");
 }
 
-/** Whether the browser may show this type inline as an image (never SVG: it can carry script). */
+/** Whether the browser may show this type inline as an image. */
 export function previewable(t: FileTransfer): boolean {
-  return /^image\/(png|jpeg|gif|webp|avif|bmp)$/.test(t.type);
+  return PREVIEWABLE.test(t.type);
 }

@@ -33,23 +33,34 @@ export async function forgetShared(): Promise<void> {
   if ("caches" in globalThis) await caches.delete(SHARE_CACHE);
 }
 
-/** Contacts a file can go to (not blocked, no pending change, no open request). */
+/**
+ * Contacts a file can go to: people (a device paired over USB takes no files) not blocked, with
+ * no pending change and no open request.
+ */
 export function shareTargets(app: AppModel): ContactView[] {
-  return app.contacts().filter((c) => !refusalFor(c.record));
+  return app.contacts().filter((c) => !c.record.device && !refusalFor(c.record));
 }
 
 /**
- * Connect to the contact, wait (bounded) until it is online, send the files; resolves with a
- * problem in words, or undefined once they are offered (then the shared files are forgotten).
+ * Connect to the contact, wait (bounded) until it is online, send the files (each is hashed
+ * first: a large one takes a while); `say` hears each step in words. Resolves with a problem in
+ * words, or undefined once they are offered (then the shared files are forgotten).
  */
 export async function sendShared(
   app: AppModel,
   contactId: string,
   files: File[],
+  say: (step: string) => void = () => {},
 ): Promise<string | undefined> {
   const name = app.contact(contactId)?.record.username ?? "The contact";
+  say(`Connecting to ${name}…`);
   if (!(await whenOnline(app, contactId, CONNECT_WAIT_MS)))
     return `${name} is not online. Files go directly between your devices; the shared files stay here until you try again.`;
+  say(
+    files.length === 1
+      ? `Offering ${files[0]!.name} to ${name}…`
+      : `Offering ${files.length} files to ${name}…`,
+  );
   const problem = await sendFiles(app, contactId, files);
   if (!problem) await forgetShared();
   return problem;

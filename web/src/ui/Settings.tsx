@@ -30,6 +30,7 @@ import { formatIceServers, hasTurnServer, parseIceServers } from "./ice-servers.
 import { usernameProblem } from "./Onboarding.tsx";
 import { backupFileFields, newPassphraseFields } from "./PassphraseFields.tsx";
 import { PassphraseStrength } from "./PassphraseStrength.tsx";
+import { saveFile } from "./save-file.ts";
 
 function Section(props: { title: string; children: JSX.Element; testid?: string }) {
   return (
@@ -180,12 +181,10 @@ export function Settings(props: { app: AppModel }) {
     setBusy(true);
     try {
       const text = await makeBackup(app, backupPass.value);
-      const url = URL.createObjectURL(new Blob([text], { type: "application/json" }));
-      const a = document.createElement("a");
-      a.href = url;
-      a.download = `loft-backup-${new Date().toISOString().slice(0, 10)}.loft`;
-      a.click();
-      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+      saveFile(
+        new Blob([text], { type: "application/json" }),
+        `loft-backup-${new Date().toISOString().slice(0, 10)}.loft`,
+      );
       backupPass.value = "";
       setNewBackupPass("");
       setBackupResult({ ok: true, text: "Backup saved. Keep the file and its passphrase apart." });

@@ -14,11 +14,10 @@ export function Share(props: { app: AppModel }) {
   const [busy, setBusy] = createSignal<string>();
   const [problem, setProblem] = createSignal<string>();
 
-  async function pick(id: string, name: string) {
+  async function pick(id: string) {
     const f = files() ?? [];
     setProblem(undefined);
-    setBusy(`Connecting to ${name}…`);
-    const p = await sendShared(app, id, f);
+    const p = await sendShared(app, id, f, setBusy);
     setBusy(undefined);
     if (p) setProblem(p);
     else app.go({ name: "chat", id });
@@ -50,7 +49,7 @@ export function Share(props: { app: AppModel }) {
                   data-testid="share-to"
                   data-contact-id={c.record.id}
                   disabled={busy() !== undefined}
-                  onClick={() => void pick(c.record.id, c.record.username)}
+                  onClick={() => void pick(c.record.id)}
                 >
                   {c.record.username}
                   <span class="sub"> · {app.presenceOf(c.record.id).status}</span>

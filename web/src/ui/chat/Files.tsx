@@ -10,6 +10,7 @@ import { createStore, reconcile } from "solid-js/store";
 import { acceptFile, cancelFile, declineFile, fileBlob, listFiles, previewable } from "../../app/files.ts";
 import type { AppModel } from "../../app/model.ts";
 import type { FileTransfer } from "../../engine/api.ts";
+import { saveFile } from "../save-file.ts";
 
 export function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -25,7 +26,7 @@ function formatEta(s: number): string {
 }
 
 /** What the row says about where the transfer is. */
-export function fileStatus(t: FileTransfer, name: string): string {
+function fileStatus(t: FileTransfer, name: string): string {
   const moving = `${formatBytes(t.done)} of ${formatBytes(t.size)}`;
   switch (t.state) {
     case "hashing":
@@ -68,9 +69,13 @@ export function Files(props: {
 
   const ordered = () => Object.values(files).sort((a, b) => a.at - b.at);
 
+  /** Keys whose preview is read or being read: each file is read from storage once. */
+  const previewing = new Set<string>();
   async function preview(t: FileTransfer) {
-    if (t.direction !== "in" || t.state !== "done" || !previewable(t) || previews()[t.key]) return;
+    if (t.direction !== "in" || t.state !== "done" || !previewable(t) || previewing.has(t.key)) return;
+    previewing.add(t.key);
     const blob = await fileBlob(props.app, t.key);
+    if (!blob) previewing.delete(t.key); // not there (yet): a later event tries again
     if (!blob || disposed) return;
     const url = URL.createObjectURL(blob);
     urls.push(url);
@@ -98,16 +103,7 @@ export function Files(props: {
       props.onError(`${t.name} is no longer on this device.`);
       return;
     }
-    const url = URL.createObjectURL(blob);
-    const a = document.createElement("a");
-    a.href = url;
-    a.download = t.name;
-    a.rel = "noopener";
-    document.body.append(a);
-    a.click();
-    a.remove();
-    // The download has its own copy once started.
-    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    saveFile(blob, t.name);
   }
 
   const act = (p: Promise<void>) => p.catch((x: unknown) => props.onError((x as Error).message));

@@ -11,8 +11,8 @@
  * - /peer/...: contacts' content is never shown on this origin: sent to the content origin
  *   (`peer.<this host>`, whose own Service Worker, ./peer-origin.ts, runs the E2EE fetch proxy;
  *   docs/protocol/proxy.md §Isolation);
-  if (url.pathname === SHARE_PATH && event.request.method === "POST")
-    return event.respondWith(receiveShare(event.request));
+ * - POST /share: the Web Share Target (./share-target.ts) keeps the shared files and redirects to
+ *   the /share screen;
  * - notification clicks (web/src/app/notifications.ts): focus an open Loft window and tell it
  *   which screen to open, or open a new window at that screen.
  */

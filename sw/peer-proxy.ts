@@ -34,7 +34,7 @@ const HEAD_MS = 35_000;
 /** Chunks queued in the SW ahead of the page (each ≤ 16 KiB). */
 const QUEUED_CHUNKS = 4;
 
-/** The bridge page a Loft window frames on this origin (public/peer-bridge.html). */
+/** The bridge page a Loft window frames on this origin (./peer-bridge.ts). */
 const BRIDGE_PATH = "/peer-bridge.html";
 /** The app's address, for the error pages' "Open Loft" link (this origin is `peer.` + the app's). */
 const APP_HOME = `${self.location.protocol}//${self.location.host.replace(/^peer\./, "")}/`;

@@ -30,6 +30,34 @@ const PROTOCOL_LABEL = {
   XX: "classical X25519 only (the device cannot afford ML-KEM)",
 };
 
+/** The baud rate to open the port at (both device screens); `id` names the field and its test id. */
+export function BaudRateField(props: {
+  id: string;
+  value: number;
+  onChange: (baudRate: number) => void;
+  disabled?: boolean;
+}) {
+  return (
+    <>
+      <label for={props.id}>Baud rate</label>
+      <select
+        id={props.id}
+        data-testid={props.id}
+        disabled={props.disabled}
+        onChange={(e) => props.onChange(Number(e.currentTarget.value))}
+      >
+        <For each={BAUD_RATES}>
+          {(b) => (
+            <option value={b} selected={b === props.value}>
+              {b.toLocaleString("en")}
+            </option>
+          )}
+        </For>
+      </select>
+    </>
+  );
+}
+
 export function PairDevice(props: { app: AppModel }) {
   const app = props.app;
   const serial = webSerial();
@@ -130,21 +158,7 @@ export function PairDevice(props: { app: AppModel }) {
             void start();
           }}
         >
-          <label for="pair-baud">Baud rate</label>
-          <select
-            id="pair-baud"
-            data-testid="pair-baud"
-            disabled={running()}
-            onChange={(e) => setBaud(Number(e.currentTarget.value))}
-          >
-            <For each={BAUD_RATES}>
-              {(b) => (
-                <option value={b} selected={b === baud()}>
-                  {b.toLocaleString("en")}
-                </option>
-              )}
-            </For>
-          </select>
+          <BaudRateField id="pair-baud" value={baud()} onChange={setBaud} disabled={running()} />
           <fieldset class="choices">
             <legend>Wi-Fi for the device (optional)</legend>
             <p class="help">Sent only inside the encrypted session, after you confirmed the code.</p>

@@ -12,7 +12,7 @@ import type { PairingInfo } from "../../../core/device/owner.ts";
 import { deviceContactRecord, keepAttached } from "../app/devices.ts";
 import type { AppModel } from "../app/model.ts";
 import { PAIR_STEPS, type PairStep, pairOverSerial } from "../device/attached-device.ts";
-import { type DeviceProblem, DeviceProblemError, describeDeviceError } from "../device/problems.ts";
+import { type DeviceProblem, describeDeviceError, deviceProblem } from "../device/problems.ts";
 import { BAUD_RATES, choosePort, DEFAULT_BAUD_RATE, webSerial } from "../device/web-serial.ts";
 import { Back } from "./Home.tsx";
 
@@ -122,7 +122,7 @@ export function PairDevice(props: { app: AppModel }) {
       if (leaving) return;
       answer = undefined;
       setCode(undefined);
-      const p = e instanceof DeviceProblemError ? e.problem : describeDeviceError(e);
+      const p = describeDeviceError(e);
       // A device without a button took `confirm` from whoever it had the session with: if that was
       // a man in the middle, it is paired to them now (docs/device.md §6). Say to reset it.
       if (p.kind === "code-mismatch" && shown !== undefined && !(shown.deviceCaps & CAP_CONFIRM_INPUT))
@@ -139,7 +139,7 @@ export function PairDevice(props: { app: AppModel }) {
         when={serial}
         fallback={
           <section class="card" data-testid="no-web-serial">
-            <p>{describeDeviceError(new DeviceProblemError("no-serial")).message}</p>
+            <p>{deviceProblem("no-serial").message}</p>
             <p class="help">
               Pairing talks to the device over its USB cable, end to end encrypted, and needs the browser's
               Web Serial API. Your contacts and chats work in this browser as usual.

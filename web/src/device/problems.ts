@@ -5,7 +5,7 @@
  * failures leave nothing provisioned and are retried from the start (a new HELLO, new nonces,
  * a new code).
  */
-import { isLoftError } from "../../../core/errors.ts";
+import { isLoftError, type LoftErrorCode } from "../../../core/errors.ts";
 
 export type DeviceProblemKind =
   | "no-serial"
@@ -80,31 +80,25 @@ export class DeviceProblemError extends Error {
   }
 }
 
+/** The kind each LoftError code is (LOFT_ERR_HANDSHAKE_IDENTITY is told apart by its message). */
+const BY_CODE: Partial<Record<LoftErrorCode, DeviceProblemKind>> = {
+  LOFT_ERR_UNSUPPORTED_VERSION: "wrong-version",
+  LOFT_ERR_LINK_CLOSED: "cable-pulled",
+  LOFT_ERR_TIMEOUT: "timeout",
+  LOFT_ERR_BAD_IDENTITY: "not-a-device",
+  LOFT_ERR_DECRYPT: "tampered",
+  LOFT_ERR_NOISE_KEY_MISMATCH: "wrong-device",
+};
+
 /** Any failure of pairing or reattaching as a DeviceProblem. */
 export function describeDeviceError(e: unknown): DeviceProblem {
   if (e instanceof DeviceProblemError) return e.problem;
   if (isLoftError(e)) {
     const detail = `${e.code}: ${e.message}`;
-    switch (e.code) {
-      case "LOFT_ERR_UNSUPPORTED_VERSION":
-        return deviceProblem("wrong-version", detail);
-      case "LOFT_ERR_LINK_CLOSED":
-        return deviceProblem("cable-pulled", detail);
-      case "LOFT_ERR_TIMEOUT":
-        return deviceProblem("timeout", detail);
-      case "LOFT_ERR_BAD_IDENTITY":
-        return deviceProblem("not-a-device", detail);
-      case "LOFT_ERR_DECRYPT":
-        return deviceProblem("tampered", detail);
-      case "LOFT_ERR_NOISE_KEY_MISMATCH":
-        return deviceProblem("wrong-device", detail);
-      case "LOFT_ERR_HANDSHAKE_IDENTITY":
-        if (/another owner/.test(e.message)) return deviceProblem("other-owner", detail);
-        if (/codes differ/.test(e.message)) return deviceProblem("code-mismatch", detail);
-        return deviceProblem("wrong-device", detail);
-      default:
-        return deviceProblem("failed", detail);
-    }
+    if (e.code !== "LOFT_ERR_HANDSHAKE_IDENTITY") return deviceProblem(BY_CODE[e.code] ?? "failed", detail);
+    if (/another owner/.test(e.message)) return deviceProblem("other-owner", detail);
+    if (/codes differ/.test(e.message)) return deviceProblem("code-mismatch", detail);
+    return deviceProblem("wrong-device", detail);
   }
   return deviceProblem("failed", e instanceof Error ? e.message : undefined);
 }

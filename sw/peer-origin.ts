@@ -5,6 +5,7 @@
  * shares this origin with it — so it takes over at once when a new one is served; the app's own
  * Service Worker (./index.ts), which guards the app's code, keeps the honest-update rules.
  */
+import { contentOriginPolicy } from "../core/proxy/port.ts";
 import { BRIDGE_HTML, BRIDGE_JS } from "./peer-bridge.ts";
 import { handlePeerRequest } from "./peer-proxy.ts";
 
@@ -36,7 +37,7 @@ function bridgeFile(text: string, type: string): Response {
       "cache-control": "no-store",
       "x-content-type-options": "nosniff",
       "referrer-policy": "no-referrer",
-      "content-security-policy": `default-src 'none'; script-src 'self'; worker-src 'self'; frame-ancestors ${app}; base-uri 'none'; form-action 'none'`,
+      "content-security-policy": contentOriginPolicy(app),
     },
   });
 }

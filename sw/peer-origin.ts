@@ -7,7 +7,7 @@
  */
 import { contentOriginPolicy } from "../core/proxy/port.ts";
 import { BRIDGE_HTML, BRIDGE_JS } from "./peer-bridge.ts";
-import { handlePeerRequest } from "./peer-proxy.ts";
+import { APP_HOST, handlePeerRequest } from "./peer-proxy.ts";
 
 declare const self: ServiceWorkerGlobalScope;
 
@@ -30,14 +30,13 @@ self.addEventListener("fetch", (event) => {
 
 /** The bridge's files, with the headers the host gives them (host/content-origin.ts). */
 function bridgeFile(text: string, type: string): Response {
-  const app = self.location.host.replace(/^peer\./, "");
   return new Response(text, {
     headers: {
       "content-type": `${type}; charset=utf-8`,
       "cache-control": "no-store",
       "x-content-type-options": "nosniff",
       "referrer-policy": "no-referrer",
-      "content-security-policy": contentOriginPolicy(app),
+      "content-security-policy": contentOriginPolicy(APP_HOST),
     },
   });
 }

@@ -13,7 +13,7 @@
  * bridge page may be framed by the app's origin only (`frame-ancestors`).
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { contentOriginPolicy } from "../core/proxy/port.ts";
+import { contentOriginPolicy, isPeerPath } from "../core/proxy/port.ts";
 import { type StaticOptions, serveStatic } from "./static.ts";
 
 /** The label in front of the app's host that names its content origin. */
@@ -72,7 +72,7 @@ export async function serveContentOrigin(
     await serveStatic(staticDir, pathname, req, res, options);
     return;
   }
-  if (read && (pathname === "/peer" || pathname.startsWith("/peer/"))) {
+  if (read && isPeerPath(pathname)) {
     res.writeHead(503, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" });
     res.end(req.method === "HEAD" ? undefined : OPEN_LOFT);
     return;

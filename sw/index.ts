@@ -18,7 +18,7 @@
  */
 import { PrecacheController, PrecacheRoute } from "workbox-precaching";
 import { NavigationRoute, Router } from "workbox-routing";
-import { hasContentOrigin } from "../core/proxy/port.ts";
+import { hasContentOrigin, isPeerPath } from "../core/proxy/port.ts";
 import { checkCachedFiles, checkManifest } from "./build-integrity.ts";
 import { errorPage } from "./peer-errors.ts";
 import { receiveShare, SHARE_PATH } from "./share-target.ts";
@@ -93,8 +93,7 @@ self.addEventListener("message", (event) => {
 self.addEventListener("fetch", (event) => {
   const url = new URL(event.request.url);
   if (url.origin !== self.location.origin) return;
-  if (url.pathname === "/peer" || url.pathname.startsWith("/peer/"))
-    return event.respondWith(toContentOrigin(url));
+  if (isPeerPath(url.pathname)) return event.respondWith(toContentOrigin(url));
   if (url.pathname === SHARE_PATH && event.request.method === "POST")
     return event.respondWith(receiveShare(event.request));
   const handled = router.handleRequest({ event, request: event.request });

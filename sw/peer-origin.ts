@@ -5,7 +5,7 @@
  * shares this origin with it — so it takes over at once when a new one is served; the app's own
  * Service Worker (./index.ts), which guards the app's code, keeps the honest-update rules.
  */
-import { contentOriginPolicy } from "../core/proxy/port.ts";
+import { contentOriginPolicy, isPeerPath } from "../core/proxy/port.ts";
 import { BRIDGE_HTML, BRIDGE_JS } from "./peer-bridge.ts";
 import { APP_HOST, handlePeerRequest } from "./peer-proxy.ts";
 
@@ -22,8 +22,7 @@ self.addEventListener("activate", (event) => {
 self.addEventListener("fetch", (event) => {
   const url = new URL(event.request.url);
   if (url.origin !== self.location.origin) return;
-  if (url.pathname === "/peer" || url.pathname.startsWith("/peer/"))
-    event.respondWith(handlePeerRequest(event));
+  if (isPeerPath(url.pathname)) event.respondWith(handlePeerRequest(event));
   else if (url.pathname === "/peer-bridge.html") event.respondWith(bridgeFile(BRIDGE_HTML, "text/html"));
   else if (url.pathname === "/peer-bridge.js") event.respondWith(bridgeFile(BRIDGE_JS, "text/javascript"));
 });

@@ -48,6 +48,10 @@ export const MAX_PORT_BODY = 1024 * 1024;
 
 export const CONTACT_ID = /^[0-9a-f]{64}$/;
 
+/** Whether `pathname` is contacts' content, `/peer` or under `/peer/` (docs/protocol/proxy.md). */
+export const isPeerPath = (pathname: string): boolean =>
+  pathname === "/peer" || pathname.startsWith("/peer/");
+
 /**
  * Whether an app reached at `hostname` has a content origin, `peer.<host>` (docs/protocol/proxy.md
  * §Isolation). An IP address has no subdomain. `localhost` (and `x.localhost`) has one, but

@@ -164,6 +164,7 @@ describe("pairing a device over Web Serial", () => {
     bridge.pullCable();
     await poll(() => id(page, "device-attached").getAttribute("data-attached")).toBe("no");
     expect(await id(page, "device-error").getAttribute("data-kind")).toBe("cable-pulled");
+    expect(await id(page, "device-error").textContent()).toContain("Attach over USB");
     await expectNoAxeViolations(page, "device detached");
 
     await id(page, "device-attach").click();

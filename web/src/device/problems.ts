@@ -55,6 +55,17 @@ const MESSAGES: Record<DeviceProblemKind, string> = {
   failed: "Pairing failed. Nothing was provisioned. Try again.",
 };
 
+/**
+ * The device screen's words where pairing's would be wrong: attaching a paired device, or its
+ * connection ending, provisions nothing and has no "Try again" (its button is "Attach over USB").
+ */
+const ATTACHED_MESSAGES: Partial<Record<DeviceProblemKind, string>> = {
+  "cable-pulled": "The device was disconnected. Plug it back in and press Attach over USB.",
+  tampered:
+    "The encrypted session broke: data on the cable was changed (a faulty cable or adapter, or someone tampering with it). Attach again; if it happens again, use another cable.",
+  failed: "The connection to the device failed. Press Attach over USB to try again.",
+};
+
 const RESUMABLE = new Set<DeviceProblemKind>([
   "no-port",
   "port-busy",
@@ -90,8 +101,17 @@ const BY_CODE: Partial<Record<LoftErrorCode, DeviceProblemKind>> = {
   LOFT_ERR_NOISE_KEY_MISMATCH: "wrong-device",
 };
 
-/** Any failure of pairing or reattaching as a DeviceProblem. */
-export function describeDeviceError(e: unknown): DeviceProblem {
+/**
+ * Any failure of pairing, or (`during: "attached"`, the device screen) of attaching a paired device
+ * or of its connection, as a DeviceProblem.
+ */
+export function describeDeviceError(e: unknown, during: "pairing" | "attached" = "pairing"): DeviceProblem {
+  const p = describe(e);
+  const message = during === "attached" ? ATTACHED_MESSAGES[p.kind] : undefined;
+  return message === undefined ? p : { ...p, message };
+}
+
+function describe(e: unknown): DeviceProblem {
   if (e instanceof DeviceProblemError) return e.problem;
   if (isLoftError(e)) {
     const detail = `${e.code}: ${e.message}`;

@@ -58,7 +58,7 @@ export function DeviceScreen(props: { app: AppModel; id: string }) {
       });
       keepAttached(props.id, device);
     } catch (e) {
-      setProblem(describeDeviceError(e));
+      setProblem(describeDeviceError(e, "attached"));
     } finally {
       setAttaching(false);
     }

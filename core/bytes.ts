@@ -56,3 +56,11 @@ const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
 export const utf8 = (s: string): Uint8Array => utf8Encoder.encode(s);
 /** Strict UTF-8 decode: invalid sequences throw (callers turn that into a typed error). */
 export const fromUtf8 = (b: Uint8Array): string => utf8Decoder.decode(b);
+
+/** UTF-8 of `s`, cut to at most `max` bytes on a character boundary. */
+export function cutUtf8(s: string, max: number): Uint8Array {
+  const bytes = utf8(s);
+  let end = Math.min(bytes.length, max);
+  while (end < bytes.length && (bytes[end]! & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end);
+}

@@ -4,7 +4,7 @@
  * implements the same few; unknown commands answer `ok: false`. Output never carries secrets
  * (no seed, no Wi-Fi passphrase, no queue keys).
  */
-import { utf8 } from "../core/bytes.ts";
+import { cutUtf8, fromUtf8 } from "../core/bytes.ts";
 import { MAX_COMMAND_OUTPUT_BYTES } from "../core/device/messages.ts";
 import type { DeviceState, TelemetrySource } from "./agent.ts";
 
@@ -27,16 +27,7 @@ export const DEVICE_COMMANDS = [
 /** Run one command line; the answer fits an `out` message (≤ MAX_COMMAND_OUTPUT_BYTES, cut on a character). */
 export function runDeviceCommand(line: string, ctx: CommandContext): { ok: boolean; m: string } {
   const out = run(line, ctx);
-  if (utf8(out.m).length <= MAX_COMMAND_OUTPUT_BYTES) return out;
-  let m = "";
-  let bytes = 0;
-  for (const ch of out.m) {
-    const n = utf8(ch).length;
-    if (bytes + n > MAX_COMMAND_OUTPUT_BYTES) break;
-    m += ch;
-    bytes += n;
-  }
-  return { ok: out.ok, m };
+  return { ok: out.ok, m: fromUtf8(cutUtf8(out.m, MAX_COMMAND_OUTPUT_BYTES)) };
 }
 
 function run(line: string, ctx: CommandContext): { ok: boolean; m: string } {

@@ -13,6 +13,7 @@
  * bridge page may be framed by the app's origin only (`frame-ancestors`).
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { contentOriginPolicy, isPeerPath } from "../core/proxy/port.ts";
 import { type StaticOptions, serveStatic } from "./static.ts";
 
 /** The label in front of the app's host that names its content origin. */
@@ -48,20 +49,6 @@ export function appPolicy(req: IncomingMessage, csp: string): string {
   return host === undefined ? csp : `${csp}; frame-src ${CONTENT_LABEL}${host}`;
 }
 
-/** The content origin's CSP: its own scripts and workers only; framed by the app's origin only. */
-function contentPolicy(appHost: string): string {
-  return [
-    "default-src 'none'",
-    "script-src 'self'",
-    "worker-src 'self'",
-    "connect-src 'self'",
-    `frame-ancestors ${appHost}`,
-    "object-src 'none'",
-    "base-uri 'none'",
-    "form-action 'none'",
-  ].join("; ");
-}
-
 const OPEN_LOFT = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Open Loft to reach this</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"></head><body><main>
 <h1>Open Loft to reach this</h1><p>This address shows what one of your contacts shares, end to end
@@ -78,14 +65,14 @@ export async function serveContentOrigin(
   options: StaticOptions,
 ): Promise<void> {
   const appHost = namedHost(req)!.slice(CONTENT_LABEL.length);
-  res.setHeader("content-security-policy", contentPolicy(appHost));
+  res.setHeader("content-security-policy", contentOriginPolicy(appHost));
   res.removeHeader("x-frame-options");
   const read = req.method === "GET" || req.method === "HEAD";
   if (read && staticDir && CONTENT_FILES.has(pathname)) {
     await serveStatic(staticDir, pathname, req, res, options);
     return;
   }
-  if (read && (pathname === "/peer" || pathname.startsWith("/peer/"))) {
+  if (read && isPeerPath(pathname)) {
     res.writeHead(503, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" });
     res.end(req.method === "HEAD" ? undefined : OPEN_LOFT);
     return;

@@ -11,14 +11,14 @@
  * - /peer/...: contacts' content is never shown on this origin: sent to the content origin
  *   (`peer.<this host>`, whose own Service Worker, ./peer-origin.ts, runs the E2EE fetch proxy;
  *   docs/protocol/proxy.md §Isolation);
-  if (url.pathname === SHARE_PATH && event.request.method === "POST")
-    return event.respondWith(receiveShare(event.request));
+ * - POST /share: the Web Share Target (./share-target.ts) keeps the shared files and redirects to
+ *   the /share screen;
  * - notification clicks (web/src/app/notifications.ts): focus an open Loft window and tell it
  *   which screen to open, or open a new window at that screen.
  */
 import { PrecacheController, PrecacheRoute } from "workbox-precaching";
 import { NavigationRoute, Router } from "workbox-routing";
-import { hasContentOrigin } from "../core/proxy/port.ts";
+import { hasContentOrigin, isPeerPath } from "../core/proxy/port.ts";
 import { checkCachedFiles, checkManifest } from "./build-integrity.ts";
 import { errorPage } from "./peer-errors.ts";
 import { receiveShare, SHARE_PATH } from "./share-target.ts";
@@ -93,8 +93,7 @@ self.addEventListener("message", (event) => {
 self.addEventListener("fetch", (event) => {
   const url = new URL(event.request.url);
   if (url.origin !== self.location.origin) return;
-  if (url.pathname === "/peer" || url.pathname.startsWith("/peer/"))
-    return event.respondWith(toContentOrigin(url));
+  if (isPeerPath(url.pathname)) return event.respondWith(toContentOrigin(url));
   if (url.pathname === SHARE_PATH && event.request.method === "POST")
     return event.respondWith(receiveShare(event.request));
   const handled = router.handleRequest({ event, request: event.request });

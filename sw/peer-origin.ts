@@ -5,8 +5,9 @@
  * shares this origin with it — so it takes over at once when a new one is served; the app's own
  * Service Worker (./index.ts), which guards the app's code, keeps the honest-update rules.
  */
+import { contentOriginPolicy, isPeerPath } from "../core/proxy/port.ts";
 import { BRIDGE_HTML, BRIDGE_JS } from "./peer-bridge.ts";
-import { handlePeerRequest } from "./peer-proxy.ts";
+import { APP_HOST, handlePeerRequest } from "./peer-proxy.ts";
 
 declare const self: ServiceWorkerGlobalScope;
 
@@ -21,22 +22,20 @@ self.addEventListener("activate", (event) => {
 self.addEventListener("fetch", (event) => {
   const url = new URL(event.request.url);
   if (url.origin !== self.location.origin) return;
-  if (url.pathname === "/peer" || url.pathname.startsWith("/peer/"))
-    event.respondWith(handlePeerRequest(event));
+  if (isPeerPath(url.pathname)) event.respondWith(handlePeerRequest(event));
   else if (url.pathname === "/peer-bridge.html") event.respondWith(bridgeFile(BRIDGE_HTML, "text/html"));
   else if (url.pathname === "/peer-bridge.js") event.respondWith(bridgeFile(BRIDGE_JS, "text/javascript"));
 });
 
 /** The bridge's files, with the headers the host gives them (host/content-origin.ts). */
 function bridgeFile(text: string, type: string): Response {
-  const app = self.location.host.replace(/^peer\./, "");
   return new Response(text, {
     headers: {
       "content-type": `${type}; charset=utf-8`,
       "cache-control": "no-store",
       "x-content-type-options": "nosniff",
       "referrer-policy": "no-referrer",
-      "content-security-policy": `default-src 'none'; script-src 'self'; worker-src 'self'; frame-ancestors ${app}; base-uri 'none'; form-action 'none'`,
+      "content-security-policy": contentOriginPolicy(APP_HOST),
     },
   });
 }

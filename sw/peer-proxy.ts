@@ -34,10 +34,12 @@ const HEAD_MS = 35_000;
 /** Chunks queued in the SW ahead of the page (each ≤ 16 KiB). */
 const QUEUED_CHUNKS = 4;
 
-/** The bridge page a Loft window frames on this origin (public/peer-bridge.html). */
+/** The bridge page a Loft window frames on this origin (./peer-bridge.ts). */
 const BRIDGE_PATH = "/peer-bridge.html";
-/** The app's address, for the error pages' "Open Loft" link (this origin is `peer.` + the app's). */
-const APP_HOME = `${self.location.protocol}//${self.location.host.replace(/^peer\./, "")}/`;
+/** The app's host: this origin is `peer.` + the app's. */
+export const APP_HOST = self.location.host.replace(/^peer\./, "");
+/** The app's address, for the error pages' "Open Loft" link. */
+const APP_HOME = `${self.location.protocol}//${APP_HOST}/`;
 
 /**
  * Headers every proxied response gets, whatever the contact sent. The shared page runs on the

@@ -19,7 +19,7 @@
  * trailing bytes, a header outside the allowlist, a path or head over its limit — is a typed
  * `LoftError` and nothing else. Stream rules (ids, credit, order) live in ./streams.ts.
  */
-import { fromUtf8, utf8 } from "../bytes.ts";
+import { cutUtf8, fromUtf8, utf8 } from "../bytes.ts";
 import { err, type LoftErrorCode, ok, type Result } from "../errors.ts";
 
 export const PROXY_VERSION = 1;
@@ -246,14 +246,6 @@ function checkWindow(window: number): void {
 function checkHead(bytes: Uint8Array): Uint8Array {
   if (bytes.length > MAX_HEAD_BYTES) throw new RangeError("proxy: head too large");
   return bytes;
-}
-
-/** UTF-8 of `s`, cut to at most `max` bytes on a character boundary. */
-function cutUtf8(s: string, max: number): Uint8Array {
-  const bytes = utf8(s);
-  let end = Math.min(bytes.length, max);
-  while (end < bytes.length && (bytes[end]! & 0xc0) === 0x80) end--;
-  return bytes.subarray(0, end);
 }
 
 // --- decoding --------------------------------------------------------------------------------------

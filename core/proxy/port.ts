@@ -48,6 +48,10 @@ export const MAX_PORT_BODY = 1024 * 1024;
 
 export const CONTACT_ID = /^[0-9a-f]{64}$/;
 
+/** Whether `pathname` is contacts' content, `/peer` or under `/peer/` (docs/protocol/proxy.md). */
+export const isPeerPath = (pathname: string): boolean =>
+  pathname === "/peer" || pathname.startsWith("/peer/");
+
 /**
  * Whether an app reached at `hostname` has a content origin, `peer.<host>` (docs/protocol/proxy.md
  * §Isolation). An IP address has no subdomain. `localhost` (and `x.localhost`) has one, but
@@ -57,6 +61,24 @@ export const CONTACT_ID = /^[0-9a-f]{64}$/;
  */
 export function hasContentOrigin(hostname: string): boolean {
   return !/^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-f:.]+\]|(.+\.)?localhost)$/i.test(hostname);
+}
+
+/**
+ * The CSP of what the content origin serves itself (the bridge page and script, its worker, the
+ * "Open Loft" page), from the host (host/content-origin.ts) or from the content origin's worker
+ * (sw/peer-origin.ts): its own scripts and worker only; framed by the app's origin only.
+ */
+export function contentOriginPolicy(appHost: string): string {
+  return [
+    "default-src 'none'",
+    "script-src 'self'",
+    "worker-src 'self'",
+    "connect-src 'self'",
+    `frame-ancestors ${appHost}`,
+    "object-src 'none'",
+    "base-uri 'none'",
+    "form-action 'none'",
+  ].join("; ");
 }
 
 export function isPortRequest(d: unknown): d is PortRequest {

@@ -143,9 +143,7 @@ describe("pairing a device over Web Serial", () => {
     expect(await id(page, "device-name").textContent()).toBe("bench esp32");
     expect(await id(page, "device-attached").getAttribute("data-attached")).toBe("yes");
     const n0 = Number(await id(page, "telemetry").getAttribute("data-n"));
-    await expect
-      .poll(async () => Number(await id(page, "telemetry").getAttribute("data-n")))
-      .toBeGreaterThan(n0);
+    await poll(async () => Number(await id(page, "telemetry").getAttribute("data-n"))).toBeGreaterThan(n0);
     await expectNoAxeViolations(page, "device");
     await id(page, "device-command").fill("status");
     await id(page, "device-run").click();
@@ -166,6 +164,7 @@ describe("pairing a device over Web Serial", () => {
     bridge.pullCable();
     await poll(() => id(page, "device-attached").getAttribute("data-attached")).toBe("no");
     expect(await id(page, "device-error").getAttribute("data-kind")).toBe("cable-pulled");
+    expect(await id(page, "device-error").textContent()).toContain("Attach over USB");
     await expectNoAxeViolations(page, "device detached");
 
     await id(page, "device-attach").click();

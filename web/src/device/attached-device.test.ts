@@ -190,4 +190,12 @@ describe("describeDeviceError", () => {
       expect(p.message).not.toMatch(/LOFT_ERR/);
     }
   });
+
+  it("on the device screen, a pulled cable says to attach again, not that pairing failed", () => {
+    const p = describeDeviceError(new LoftError("LOFT_ERR_LINK_CLOSED", "cable"), "attached");
+    expect(p).toMatchObject({ kind: "cable-pulled", resumable: true });
+    expect(p.message).toContain("Attach over USB");
+    expect(p.message).not.toMatch(/pair|provision/i);
+    expect(describeDeviceError(new DeviceProblemError("no-port"), "attached").kind).toBe("no-port");
+  });
 });

@@ -79,7 +79,7 @@ export class AttachedDevice {
       }
     } catch (e) {
       if (this.#closedByUs) return undefined;
-      return describeDeviceError(e);
+      return describeDeviceError(e, "attached");
     } finally {
       for (const answer of this.#commands.values()) answer({ ok: false, m: "the device went away" });
       this.#port.close();

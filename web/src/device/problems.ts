@@ -5,7 +5,7 @@
  * failures leave nothing provisioned and are retried from the start (a new HELLO, new nonces,
  * a new code).
  */
-import { isLoftError } from "../../../core/errors.ts";
+import { isLoftError, type LoftErrorCode } from "../../../core/errors.ts";
 
 export type DeviceProblemKind =
   | "no-serial"
@@ -55,6 +55,17 @@ const MESSAGES: Record<DeviceProblemKind, string> = {
   failed: "Pairing failed. Nothing was provisioned. Try again.",
 };
 
+/**
+ * The device screen's words where pairing's would be wrong: attaching a paired device, or its
+ * connection ending, provisions nothing and has no "Try again" (its button is "Attach over USB").
+ */
+const ATTACHED_MESSAGES: Partial<Record<DeviceProblemKind, string>> = {
+  "cable-pulled": "The device was disconnected. Plug it back in and press Attach over USB.",
+  tampered:
+    "The encrypted session broke: data on the cable was changed (a faulty cable or adapter, or someone tampering with it). Attach again; if it happens again, use another cable.",
+  failed: "The connection to the device failed. Press Attach over USB to try again.",
+};
+
 const RESUMABLE = new Set<DeviceProblemKind>([
   "no-port",
   "port-busy",
@@ -80,31 +91,34 @@ export class DeviceProblemError extends Error {
   }
 }
 
-/** Any failure of pairing or reattaching as a DeviceProblem. */
-export function describeDeviceError(e: unknown): DeviceProblem {
+/** The kind each LoftError code is (LOFT_ERR_HANDSHAKE_IDENTITY is told apart by its message). */
+const BY_CODE: Partial<Record<LoftErrorCode, DeviceProblemKind>> = {
+  LOFT_ERR_UNSUPPORTED_VERSION: "wrong-version",
+  LOFT_ERR_LINK_CLOSED: "cable-pulled",
+  LOFT_ERR_TIMEOUT: "timeout",
+  LOFT_ERR_BAD_IDENTITY: "not-a-device",
+  LOFT_ERR_DECRYPT: "tampered",
+  LOFT_ERR_NOISE_KEY_MISMATCH: "wrong-device",
+};
+
+/**
+ * Any failure of pairing, or (`during: "attached"`, the device screen) of attaching a paired device
+ * or of its connection, as a DeviceProblem.
+ */
+export function describeDeviceError(e: unknown, during: "pairing" | "attached" = "pairing"): DeviceProblem {
+  const p = describe(e);
+  const message = during === "attached" ? ATTACHED_MESSAGES[p.kind] : undefined;
+  return message === undefined ? p : { ...p, message };
+}
+
+function describe(e: unknown): DeviceProblem {
   if (e instanceof DeviceProblemError) return e.problem;
   if (isLoftError(e)) {
     const detail = `${e.code}: ${e.message}`;
-    switch (e.code) {
-      case "LOFT_ERR_UNSUPPORTED_VERSION":
-        return deviceProblem("wrong-version", detail);
-      case "LOFT_ERR_LINK_CLOSED":
-        return deviceProblem("cable-pulled", detail);
-      case "LOFT_ERR_TIMEOUT":
-        return deviceProblem("timeout", detail);
-      case "LOFT_ERR_BAD_IDENTITY":
-        return deviceProblem("not-a-device", detail);
-      case "LOFT_ERR_DECRYPT":
-        return deviceProblem("tampered", detail);
-      case "LOFT_ERR_NOISE_KEY_MISMATCH":
-        return deviceProblem("wrong-device", detail);
-      case "LOFT_ERR_HANDSHAKE_IDENTITY":
-        if (/another owner/.test(e.message)) return deviceProblem("other-owner", detail);
-        if (/codes differ/.test(e.message)) return deviceProblem("code-mismatch", detail);
-        return deviceProblem("wrong-device", detail);
-      default:
-        return deviceProblem("failed", detail);
-    }
+    if (e.code !== "LOFT_ERR_HANDSHAKE_IDENTITY") return deviceProblem(BY_CODE[e.code] ?? "failed", detail);
+    if (/another owner/.test(e.message)) return deviceProblem("other-owner", detail);
+    if (/codes differ/.test(e.message)) return deviceProblem("code-mismatch", detail);
+    return deviceProblem("wrong-device", detail);
   }
   return deviceProblem("failed", e instanceof Error ? e.message : undefined);
 }

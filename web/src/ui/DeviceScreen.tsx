@@ -10,9 +10,10 @@ import type { AppModel } from "../app/model.ts";
 import { attachOverSerial, type TelemetryReading } from "../device/attached-device.ts";
 import { runConsoleCommand } from "../device/console.ts";
 import { type DeviceProblem, describeDeviceError } from "../device/problems.ts";
-import { BAUD_RATES, choosePort, DEFAULT_BAUD_RATE, webSerial } from "../device/web-serial.ts";
+import { choosePort, DEFAULT_BAUD_RATE, webSerial } from "../device/web-serial.ts";
 import { timeLabel } from "./format.ts";
 import { Back } from "./Home.tsx";
+import { BaudRateField } from "./PairDevice.tsx";
 
 const MAX_CONSOLE_LINES = 200;
 
@@ -57,7 +58,7 @@ export function DeviceScreen(props: { app: AppModel; id: string }) {
       });
       keepAttached(props.id, device);
     } catch (e) {
-      setProblem(describeDeviceError(e));
+      setProblem(describeDeviceError(e, "attached"));
     } finally {
       setAttaching(false);
     }
@@ -137,16 +138,7 @@ export function DeviceScreen(props: { app: AppModel; id: string }) {
                   void attach();
                 }}
               >
-                <label for="device-baud">Baud rate</label>
-                <select id="device-baud" onChange={(e) => setBaud(Number(e.currentTarget.value))}>
-                  <For each={BAUD_RATES}>
-                    {(b) => (
-                      <option value={b} selected={b === baud()}>
-                        {b.toLocaleString("en")}
-                      </option>
-                    )}
-                  </For>
-                </select>
+                <BaudRateField id="device-baud" value={baud()} onChange={setBaud} />
                 <button type="submit" data-testid="device-attach" disabled={attaching()}>
                   {attaching() ? "Attaching…" : "Attach over USB"}
                 </button>

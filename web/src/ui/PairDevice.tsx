@@ -12,7 +12,7 @@ import type { PairingInfo } from "../../../core/device/owner.ts";
 import { deviceContactRecord, keepAttached } from "../app/devices.ts";
 import type { AppModel } from "../app/model.ts";
 import { PAIR_STEPS, type PairStep, pairOverSerial } from "../device/attached-device.ts";
-import { type DeviceProblem, DeviceProblemError, describeDeviceError } from "../device/problems.ts";
+import { type DeviceProblem, describeDeviceError, deviceProblem } from "../device/problems.ts";
 import { BAUD_RATES, choosePort, DEFAULT_BAUD_RATE, webSerial } from "../device/web-serial.ts";
 import { Back } from "./Home.tsx";
 
@@ -29,6 +29,34 @@ const PROTOCOL_LABEL = {
   XXhfs: "post-quantum hybrid (X25519 + ML-KEM-768)",
   XX: "classical X25519 only (the device cannot afford ML-KEM)",
 };
+
+/** The baud rate to open the port at (both device screens); `id` names the field and its test id. */
+export function BaudRateField(props: {
+  id: string;
+  value: number;
+  onChange: (baudRate: number) => void;
+  disabled?: boolean;
+}) {
+  return (
+    <>
+      <label for={props.id}>Baud rate</label>
+      <select
+        id={props.id}
+        data-testid={props.id}
+        disabled={props.disabled}
+        onChange={(e) => props.onChange(Number(e.currentTarget.value))}
+      >
+        <For each={BAUD_RATES}>
+          {(b) => (
+            <option value={b} selected={b === props.value}>
+              {b.toLocaleString("en")}
+            </option>
+          )}
+        </For>
+      </select>
+    </>
+  );
+}
 
 export function PairDevice(props: { app: AppModel }) {
   const app = props.app;
@@ -94,7 +122,7 @@ export function PairDevice(props: { app: AppModel }) {
       if (leaving) return;
       answer = undefined;
       setCode(undefined);
-      const p = e instanceof DeviceProblemError ? e.problem : describeDeviceError(e);
+      const p = describeDeviceError(e);
       // A device without a button took `confirm` from whoever it had the session with: if that was
       // a man in the middle, it is paired to them now (docs/device.md §6). Say to reset it.
       if (p.kind === "code-mismatch" && shown !== undefined && !(shown.deviceCaps & CAP_CONFIRM_INPUT))
@@ -111,7 +139,7 @@ export function PairDevice(props: { app: AppModel }) {
         when={serial}
         fallback={
           <section class="card" data-testid="no-web-serial">
-            <p>{describeDeviceError(new DeviceProblemError("no-serial")).message}</p>
+            <p>{deviceProblem("no-serial").message}</p>
             <p class="help">
               Pairing talks to the device over its USB cable, end to end encrypted, and needs the browser's
               Web Serial API. Your contacts and chats work in this browser as usual.
@@ -130,21 +158,7 @@ export function PairDevice(props: { app: AppModel }) {
             void start();
           }}
         >
-          <label for="pair-baud">Baud rate</label>
-          <select
-            id="pair-baud"
-            data-testid="pair-baud"
-            disabled={running()}
-            onChange={(e) => setBaud(Number(e.currentTarget.value))}
-          >
-            <For each={BAUD_RATES}>
-              {(b) => (
-                <option value={b} selected={b === baud()}>
-                  {b.toLocaleString("en")}
-                </option>
-              )}
-            </For>
-          </select>
+          <BaudRateField id="pair-baud" value={baud()} onChange={setBaud} disabled={running()} />
           <fieldset class="choices">
             <legend>Wi-Fi for the device (optional)</legend>
             <p class="help">Sent only inside the encrypted session, after you confirmed the code.</p>

@@ -26,5 +26,8 @@ export default defineConfig({
     // Vitest's default in run mode is one worker less than the cores: a single worker on the
     // 2-core CI machine. Most files wait on sockets and timers, so two workers keep both cores busy.
     maxWorkers: 2,
+    // expect.poll's default 1 s is a wall-clock bound a loaded machine can miss; waits are bounded
+    // by this instead, never used to assert speed.
+    expect: { poll: { timeout: 30_000 } },
   },
 });

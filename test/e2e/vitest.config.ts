@@ -16,6 +16,9 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: "forks",
+    // expect.poll gives up after 1 s by default: a page on a loaded 2-core machine can take longer
+    // to show what it will show. Bounded like every other wait in these files, never a speed check.
+    expect: { poll: { timeout: 30_000 } },
     projects: [
       {
         extends: true,

@@ -333,11 +333,29 @@ describe("onboarding, contacts and trust in the PWA", () => {
     // Bob has accepted offers by now (net/seen-offers.ts); deleting the identity forgets them.
     await b.evaluate(() => localStorage.setItem("loft.signal.seen-offers.feedfacefeedface", "[]"));
     expect((await seenOffers()).length).toBeGreaterThan(0);
+    // What the device keeps beside the main database: files (names, previews), shared folders.
+    const leftovers = () =>
+      b.evaluate(async () => {
+        const dbs = (await indexedDB.databases()).map((d) => d.name).filter((n) => n === "loft-files");
+        const opfs: string[] = [];
+        for await (const name of (await navigator.storage.getDirectory()).keys()) opfs.push(name);
+        return [...dbs, ...opfs.filter((n) => n === "loft-shares")];
+      });
+    await b.evaluate(async () => {
+      await new Promise((ok, no) => {
+        const r = indexedDB.open("loft-files");
+        r.onsuccess = () => ok(r.result.close());
+        r.onerror = () => no(r.error);
+      });
+      await (await navigator.storage.getDirectory()).getDirectoryHandle("loft-shares", { create: true });
+    });
+    expect(await leftovers()).toEqual(["loft-files", "loft-shares"]);
     await id(b, "nav-settings").click();
     await id(b, "delete-identity").click();
     await id(b, "confirm-delete").click();
     await id(b, "onboarding").waitFor();
     expect(await seenOffers()).toEqual([]);
+    expect(await leftovers()).toEqual([]);
     await b.reload();
     await id(b, "onboarding").waitFor();
   });

@@ -38,6 +38,7 @@ import {
 import { createOfflineEngine } from "../offline-engine.ts";
 import type { BackupBundle, LoftStorage } from "../storage/storage.ts";
 import { Activity } from "./activity.ts";
+import { forgetDeviceFiles } from "./device-files.ts";
 import { Navigation } from "./navigation.ts";
 import {
   closeNotifications,
@@ -652,5 +653,6 @@ export class AppModel {
     this.#releaseEngineLock?.();
     this.#releaseEngineLock = undefined;
     await this.storage.destroy();
+    await forgetDeviceFiles();
   }
 }

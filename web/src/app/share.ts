@@ -5,10 +5,10 @@
  * Worker's (not imported: sw/ and web/ are separate builds).
  */
 import { refusalFor } from "../engine/outgoing.ts";
+import { SHARE_CACHE } from "../lib/device-stores.ts";
 import { sendFiles, whenOnline } from "./files.ts";
 import type { AppModel, ContactView } from "./model.ts";
 
-const SHARE_CACHE = "loft-share";
 /** How long the screen waits for the picked contact to come online. */
 const CONNECT_WAIT_MS = 20_000;
 

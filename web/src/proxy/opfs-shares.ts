@@ -8,8 +8,9 @@
  */
 import type { BodyReader } from "../../../core/proxy/body.ts";
 import type { FileInfo, FileSource, Share } from "../../../core/proxy/share.ts";
+import { SHARES_DIR } from "../lib/device-stores.ts";
 
-const TOP = "loft-shares";
+const TOP = SHARES_DIR;
 const INDEX = "shares.json";
 const SLICE = 64 * 1024;
 
@@ -23,8 +24,9 @@ export interface StoredShare {
   bytes: number;
 }
 
-async function top(): Promise<FileSystemDirectoryHandle> {
-  return (await navigator.storage.getDirectory()).getDirectoryHandle(TOP, { create: true });
+/** The shares' folder; made only by a write, so reading never brings it back after Delete identity. */
+async function top(create = false): Promise<FileSystemDirectoryHandle> {
+  return (await navigator.storage.getDirectory()).getDirectoryHandle(TOP, { create });
 }
 
 async function fileAt(root: string, path: string[]): Promise<File | null> {
@@ -76,7 +78,7 @@ export async function listShares(): Promise<StoredShare[]> {
 }
 
 async function saveIndex(list: StoredShare[]): Promise<void> {
-  const w = await (await (await top()).getFileHandle(INDEX, { create: true })).createWritable();
+  const w = await (await (await top(true)).getFileHandle(INDEX, { create: true })).createWritable();
   await w.write(JSON.stringify(list));
   await w.close();
 }
@@ -94,7 +96,7 @@ export async function shareFolder(
   contacts: string[],
 ): Promise<{ share: StoredShare; skipped: string[] }> {
   const root = `share-${crypto.randomUUID()}`;
-  const dir = await (await top()).getDirectoryHandle(root, { create: true });
+  const dir = await (await top(true)).getDirectoryHandle(root, { create: true });
   const skipped: string[] = [];
   let name = "folder";
   let count = 0;
@@ -133,7 +135,9 @@ export async function stopSharing(root: string): Promise<void> {
 }
 
 async function removeRoot(root: string): Promise<void> {
-  await (await top()).removeEntry(root, { recursive: true }).catch(() => undefined);
+  await top()
+    .then((t) => t.removeEntry(root, { recursive: true }))
+    .catch(() => undefined);
 }
 
 /** The shares as the proxy's share handler takes them; the owner can always read their own. */

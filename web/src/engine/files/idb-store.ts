@@ -6,9 +6,8 @@
  * under the per-transfer key — keyed by [transfer key, chunk index].
  */
 import { type DBSchema, type IDBPDatabase, openDB } from "idb";
+import { FILES_DB_NAME } from "../../lib/device-stores.ts";
 import type { FileStore, FileTransfer } from "./store.ts";
-
-export const FILES_DB_NAME = "loft-files";
 
 interface FilesSchema extends DBSchema {
   transfers: { key: string; value: FileTransfer };
@@ -19,12 +18,18 @@ export class IdbFileStore implements FileStore {
   readonly #db: Promise<IDBPDatabase<FilesSchema>>;
 
   constructor(name = FILES_DB_NAME) {
-    this.#db = openDB<FilesSchema>(name, 1, {
+    const db = openDB<FilesSchema>(name, 1, {
       upgrade(db) {
         db.createObjectStore("transfers", { keyPath: "key" });
         db.createObjectStore("chunks");
       },
+      // Give way to a deletion (Delete identity) or a newer version in another tab, as
+      // storage/db.ts does: an open connection would hold the deletion forever.
+      blocking() {
+        void db.then((d) => d.close());
+      },
     });
+    this.#db = db;
   }
 
   async putTransfer(t: FileTransfer): Promise<void> {

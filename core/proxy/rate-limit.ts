@@ -4,7 +4,13 @@
  * The table is bounded: past `maxKeys` contacts, the one idle longest is forgotten (a full bucket
  * is what it would have anyway after idling).
  */
-export class TokenBucket {
+/** What the serving side asks before each request (a TokenBucket, or one looked up per request). */
+export interface RequestLimiter {
+  /** Take one request for `key` at `nowMs`; false: refuse it (`rate_limited`). */
+  take(key: string, nowMs: number): boolean;
+}
+
+export class TokenBucket implements RequestLimiter {
   readonly #buckets = new Map<string, { tokens: number; at: number }>();
   constructor(
     readonly capacity = 60,

@@ -17,7 +17,7 @@ import {
   RESPONSE_HEADERS,
   type ResetCode,
 } from "./frames.ts";
-import type { TokenBucket } from "./rate-limit.ts";
+import type { RequestLimiter } from "./rate-limit.ts";
 
 export interface ServedRequest extends ProxyRequestHead {
   /** The contact asking (a session's authenticated peer; "me" for the owner's own preview). */
@@ -46,7 +46,7 @@ export interface ProxyServerOptions {
   peer: string;
   send: (frame: Uint8Array) => void;
   handler: ProxyHandler;
-  limiter?: TokenBucket;
+  limiter?: RequestLimiter;
   log?: (record: AccessRecord) => void;
   now?: () => number;
   /** Requests open at once from this peer; more are refused with `too_many_requests` (default 16). */
@@ -63,7 +63,7 @@ interface Stream {
 }
 
 export class ProxyServer {
-  readonly #o: Required<Omit<ProxyServerOptions, "limiter">> & { limiter: TokenBucket | undefined };
+  readonly #o: Required<Omit<ProxyServerOptions, "limiter">> & { limiter: RequestLimiter | undefined };
   readonly #streams = new Map<number, Stream>();
   #highest = 0;
   #failed: LoftError | undefined;

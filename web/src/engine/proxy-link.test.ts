@@ -47,9 +47,13 @@ describe("the fetch proxy over a contact's live session (engines, real signaling
   });
 
   /** Bob shares a site with Alice (and a private folder with nobody); Alice is online with him. */
-  async function sharing(limiter = new TokenBucket(200, 100)) {
+  async function sharing(
+    limiter = new TokenBucket(200, 100),
+    before?: (a: EngineNode, b: EngineNode) => Promise<void>,
+  ) {
     const [a, b] = await h.pair();
     await until(() => h.online(a, b) && h.online(b, a), "both online");
+    await before?.(a, b);
     const source = new MemoryFileSource();
     const big = bytesOf(2_000_000);
     source.put("site", ["index.html"], text("<h1>Bob's site</h1>"));
@@ -125,6 +129,16 @@ describe("the fetch proxy over a contact's live session (engines, real signaling
 
   it("rate-limits per contact, across sessions", async () => {
     const { a, b, log } = await sharing(new TokenBucket(3, 0.001));
+    for (let i = 0; i < 3; i++) await readAll((await clientOf(a, b).request(get("/index.html"))).body);
+    await expect(clientOf(a, b).request(get("/index.html"))).rejects.toMatchObject({ code: "rate_limited" });
+    await until(() => log.at(-1)?.refused === "rate_limited", "logged");
+  });
+
+  it("the rate limit holds on a session whose first request came before the app served anything", async () => {
+    const refusedFirst = async (a: EngineNode, b: EngineNode) => {
+      await expect(clientOf(a, b).request(get("/index.html"))).rejects.toMatchObject({ code: "not_shared" });
+    };
+    const { a, b, log } = await sharing(new TokenBucket(3, 0.001), refusedFirst);
     for (let i = 0; i < 3; i++) await readAll((await clientOf(a, b).request(get("/index.html"))).body);
     await expect(clientOf(a, b).request(get("/index.html"))).rejects.toMatchObject({ code: "rate_limited" });
     await until(() => log.at(-1)?.refused === "rate_limited", "logged");

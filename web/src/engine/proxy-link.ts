@@ -35,7 +35,6 @@ export function serveProxy(ctx: EngineContext, s: ProxyServing | undefined): voi
 function endpointOf(ctx: EngineContext, peer: Peer, live: Live): ProxyEndpoint {
   const known = endpoints.get(live);
   if (known) return known;
-  const s = serving.get(ctx);
   const endpoint = new ProxyEndpoint(
     (message) => {
       if (live.session.state !== "closed") live.session.send(encodeProxyFrame(message));
@@ -44,7 +43,7 @@ function endpointOf(ctx: EngineContext, peer: Peer, live: Live): ProxyEndpoint {
       peer: peer.id,
       // Looked up per request: shares and contacts change while a session lasts.
       handler: (request) => (serving.get(ctx)?.handler ?? NOTHING_SHARED)(request),
-      ...(s ? { limiter: s.limiter } : {}),
+      limiter: { take: (key, at) => serving.get(ctx)?.limiter.take(key, at) ?? true },
       log: (record) => serving.get(ctx)?.log(record),
     },
   );

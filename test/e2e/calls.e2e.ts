@@ -124,7 +124,16 @@ async function risesAbove(page: Page, pick: (s: MediaStats) => number, than: num
 const phase = (page: Page) => id(page, "call-screen").getAttribute("data-phase");
 
 async function waitForPhase(page: Page, p: string): Promise<void> {
-  await expect.poll(() => phase(page).catch(() => null), { timeout: 45_000 }).toBe(p);
+  // On failure, say what the page shows instead (an ended call's kind and words), so a failure in
+  // a loaded CI run can be told apart from a slow one.
+  const shown = async () => {
+    const ended = id(page, "call-ended");
+    if (!(await ended.isVisible().catch(() => false))) return "no call screen and no ended notice";
+    return `ended: ${await ended.getAttribute("data-kind")} — ${await id(page, "call-ended-text").textContent()}`;
+  };
+  await expect
+    .poll(async () => (await phase(page).catch(() => null)) ?? (await shown()), { timeout: 45_000 })
+    .toBe(p);
 }
 
 async function endedKind(page: Page): Promise<string | null> {

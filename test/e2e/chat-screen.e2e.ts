@@ -206,7 +206,9 @@ describe("the conversation screen never loses a word", () => {
     const text =
       'see https://example.org/a?b=1, javascript:alert(1) <b>bold</b> <img src=x onerror="alert(1)"> mailto:alice@example.org';
     await sendText(a, text);
-    const bubble = incoming(b, "see https://example.org");
+    const bubble = b.locator("[data-testid=message][data-direction=in]", {
+      hasText: "see https://example.org",
+    });
     await bubble.waitFor();
     expect(await bubble.getByTestId("message-text").textContent()).toBe(text);
     const anchors = await bubble.locator("a").evaluateAll((els) =>
@@ -239,7 +241,7 @@ describe("the conversation screen never loses a word", () => {
     const long = Array.from({ length: 300 }, (_, i) => `word${i}`).join(" ");
     await byId(a, "composer-input").fill(long);
     await byId(a, "send-button").click();
-    const bubble = incoming(b, "word0 word1");
+    const bubble = b.locator("[data-testid=message][data-direction=in]", { hasText: "word0 word1" });
     await bubble.waitFor();
     const textOf = () => bubble.getByTestId("message-text").textContent();
     expect((await textOf())!.length).toBeLessThan(long.length);

@@ -133,15 +133,29 @@ export async function sendText(page: Page, text: string): Promise<void> {
   await expect.poll(() => byId(page, "composer-input").inputValue()).toBe("");
 }
 
+/**
+ * A message whose text is exactly `text`: a substring match would also find "during-2" inside
+ * "during-2" + the time "11:20 PM", or "burst 1" inside "burst 10".
+ */
+const messageWithText = (page: Page, selector: string, text: string) =>
+  page.locator(selector, {
+    has: page.locator("[data-testid=message-text]", {
+      hasText: new RegExp(`^\\s*${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s*$`),
+    }),
+  });
+
 export const outgoing = (page: Page, text: string) =>
-  page.locator("[data-testid=message][data-direction=out]", { hasText: text });
+  messageWithText(page, "[data-testid=message][data-direction=out]", text);
+
 export const incoming = (page: Page, text: string) =>
-  page.locator("[data-testid=message][data-direction=in]", { hasText: text });
+  messageWithText(page, "[data-testid=message][data-direction=in]", text);
 
 export async function waitForState(page: Page, text: string, state: string, timeout = 60_000): Promise<void> {
-  await page
-    .locator(`[data-testid=message][data-direction=out][data-state=${state}]`, { hasText: text })
-    .waitFor({ timeout });
+  await messageWithText(page, `[data-testid=message][data-direction=out][data-state=${state}]`, text).waitFor(
+    {
+      timeout,
+    },
+  );
 }
 
 export async function waitForPresence(page: Page, label: string | RegExp, timeout = 60_000): Promise<void> {

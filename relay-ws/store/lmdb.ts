@@ -38,6 +38,7 @@ import {
   wrapDataKey,
 } from "./at-rest.ts";
 import { commitCause, guardLmdbCommitRejections, isNoSpaceError, StoreError } from "./errors.ts";
+import { HotBlocks } from "./hot-blocks.ts";
 import { KEYRING_FILE, Keyring } from "./keyring.ts";
 import type {
   AppendResult,
@@ -77,6 +78,8 @@ const FREE_DISK_CHECK_MS = 1_000;
 const REWRAP_CHUNK = 512;
 /** Idle queues deleted per GC run (the rest go at the next). */
 const IDLE_PER_GC = 1_000;
+/** Default memory for blocks awaiting their first delivery (hot-blocks.ts). */
+export const DEFAULT_HOT_BLOCK_BYTES = 16 * 1024 * 1024;
 
 const u64 = (n: number): Buffer => {
   const b = Buffer.alloc(8);
@@ -96,8 +99,21 @@ const MAX_U64 = Buffer.alloc(8, 0xff);
 /** A write: a put/remove, or a function run inside the transaction (it reads what came before). */
 type WriteOp = [Database<Buffer, Buffer>, Buffer, Buffer | undefined] | (() => void);
 
+/** A change of a queue's persisted state (`seqs`), applied to what is committed before it. */
+interface StateDelta {
+  bytes: number;
+  nextSeq?: number | undefined;
+  nextOtk?: number | undefined;
+  day?: number | undefined;
+}
+
 interface Batch {
   ops: WriteOp[];
+  /**
+   * The state change of each queue (rid, latin1) in this batch: the messages of one queue in one
+   * commit update its `seqs` record once, not once each (docs/decisions.md (Relay), "Group commit").
+   */
+  deltas: Map<string, StateDelta>;
   done: Promise<void>;
   resolve: () => void;
   reject: (e: unknown) => void;
@@ -155,6 +171,11 @@ export interface LmdbStoreOptions {
   keySource?: (length: number) => Buffer;
   /** Told when the disk refuses a commit (then at most once per back-off period), for the log. */
   onNoSpace?: (cause: unknown) => void;
+  /**
+   * Memory for padded blocks kept from SEND to their first delivery, so a pushed message is not
+   * read back and opened (hot-blocks.ts; default 16 MiB, 0: none).
+   */
+  hotBlockBytes?: number;
 }
 
 export class LmdbStore implements RelayStore {
@@ -193,6 +214,8 @@ export class LmdbStore implements RelayStore {
   readonly #listeners: ((recipientId: Uint8Array) => void)[] = [];
   /** Delivery counts written but maybe not committed yet (rid‖seq hex → count). */
   readonly #deliveryCounts = new Map<string, number>();
+  /** Blocks of committed messages not delivered yet (hot-blocks.ts). */
+  readonly #hot: HotBlocks;
   #closed = false;
 
   readonly #overlapping: boolean;
@@ -222,6 +245,7 @@ export class LmdbStore implements RelayStore {
     this.#minFree = options.minFreeDiskBytes ?? 0;
     this.#idleMs = options.idleQueueMs ?? 0;
     this.#onNoSpace = options.onNoSpace;
+    this.#hot = new HotBlocks(options.hotBlockBytes ?? DEFAULT_HOT_BLOCK_BYTES);
     guardLmdbCommitRejections();
     this.#root = open({
       path: options.path,
@@ -365,7 +389,7 @@ export class LmdbStore implements RelayStore {
         reject = rej;
       });
       done.catch(() => {});
-      this.#forming = { ops: [], done, resolve, reject };
+      this.#forming = { ops: [], deltas: new Map(), done, resolve, reject };
       this.#lastDone = done;
       if (!this.#inflight) queueMicrotask(() => this.#flush());
     }
@@ -482,13 +506,31 @@ export class LmdbStore implements RelayStore {
   /** Enqueue a change of the persisted queue state, applied to what is committed before it. */
   #stateDelta(
     rid: Buffer,
-    d: { bytes?: number; nextSeq?: number; nextOtk?: number; day?: number },
+    change: { bytes?: number; nextSeq?: number; nextOtk?: number; day?: number },
   ): Promise<void> {
-    return this.#enqueue(() => {
+    // Merged into this batch's change of the queue when it has one: the merged change runs at the
+    // earlier one's place, which no write in between depends on (only this function and the
+    // queue's deletion touch `seqs`, and a deletion after it removes the record either way).
+    const id = rid.toString("latin1");
+    const pending = this.#forming?.deltas.get(id);
+    if (pending && this.#forming) {
+      pending.bytes += change.bytes ?? 0;
+      if (change.nextSeq !== undefined) pending.nextSeq = Math.max(pending.nextSeq ?? 0, change.nextSeq);
+      if (change.nextOtk !== undefined) pending.nextOtk = Math.max(pending.nextOtk ?? 0, change.nextOtk);
+      if (change.day !== undefined) pending.day = change.day;
+      return this.#forming.done;
+    }
+    const d: StateDelta = {
+      bytes: change.bytes ?? 0,
+      nextSeq: change.nextSeq,
+      nextOtk: change.nextOtk,
+      day: change.day,
+    };
+    const done = this.#enqueue(() => {
       const raw = this.#seqs.get(rid);
       if (!raw && !this.#queues.doesExist(rid)) return;
       const st = raw ? decodeState(raw) : { nextSeq: 0, nextOtk: 0, bytes: 0, activeDay: 0 };
-      st.bytes = Math.max(0, st.bytes + (d.bytes ?? 0));
+      st.bytes = Math.max(0, st.bytes + d.bytes);
       if (d.nextSeq !== undefined) st.nextSeq = Math.max(st.nextSeq, d.nextSeq);
       if (d.nextOtk !== undefined) st.nextOtk = Math.max(st.nextOtk, d.nextOtk);
       if (d.day !== undefined && d.day !== st.activeDay) {
@@ -498,6 +540,8 @@ export class LmdbStore implements RelayStore {
       }
       this.#seqs.put(rid, encodeState(st));
     });
+    this.#forming?.deltas.set(id, d);
+    return done;
   }
 
   /** Record activity on a queue (at most one write per queue per day). */
@@ -674,6 +718,7 @@ export class LmdbStore implements RelayStore {
         value: Buffer.from(e.value),
       }))) {
         this.#expiry.remove(cat(u64(readU64(value, 32)), Buffer.of(EXP_MSG), key));
+        this.#hot.drop(key);
         this.#msgs.remove(key);
         this.#deliveries.remove(key);
         removeKey(cat(Buffer.of(TAG_MSG), key));
@@ -762,7 +807,8 @@ export class LmdbStore implements RelayStore {
     const keyKey = cat(Buffer.of(TAG_MSG), recKey);
     const block = padBlock(m.body, bucket);
     const { sealed, keyRecord, epoch } = this.#seal(block, keyKey);
-    block.fill(0);
+    // Kept for the first delivery (read only once the commit below makes the message visible).
+    if (!this.#hot.put(recKey, Buffer.from(block.buffer, block.byteOffset, block.byteLength))) block.fill(0);
     const header = cat(Buffer.from(m.msgId), u64(m.timestamp), u64(m.expiresAt));
     this.#put(this.#msgs, recKey, cat(header, sealed));
     this.#putKey(keyKey, keyRecord, epoch);
@@ -778,6 +824,7 @@ export class LmdbStore implements RelayStore {
     } catch (e) {
       st.count--;
       this.#release(st, cost);
+      this.#hot.drop(recKey);
       if (isNoSpaceError(e)) return "full";
       throw e;
     } finally {
@@ -819,6 +866,14 @@ export class LmdbStore implements RelayStore {
 
   #read(recipientId: Uint8Array, seq: number, blockSize: number): Uint8Array | undefined {
     const recKey = cat(Buffer.from(recipientId), u64(seq));
+    const hot = this.#hot.take(recKey);
+    if (hot) {
+      if (blockSize === 0 || hot.length === blockSize) return hot;
+      const block = Buffer.alloc(blockSize);
+      hot.copy(block, 0, 0, Math.min(hot.length, blockSize));
+      hot.fill(0);
+      return block;
+    }
     const rec = this.#msgs.get(recKey);
     if (!rec) return undefined;
     return this.#open(rec.subarray(MSG_HEADER), cat(Buffer.of(TAG_MSG), recKey), blockSize);
@@ -875,6 +930,7 @@ export class LmdbStore implements RelayStore {
     const cost = rec.length + KEY_COST;
     const expiresAt = readU64(rec, 32);
     this.#deleting.add(hex);
+    this.#hot.drop(recKey);
     const st = this.#loadState(rid);
     try {
       this.#del(this.#msgs, recKey);
@@ -1149,6 +1205,7 @@ export class LmdbStore implements RelayStore {
     await this.#gcChain;
     await this.#durable().catch(() => {});
     await this.#root.close();
+    this.#hot.clear();
     for (const k of this.#rcvKeys.values()) k.fill(0);
     this.#rcvKeys.clear();
     this.#keyring.close();

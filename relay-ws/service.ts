@@ -18,6 +18,7 @@ import { BundleCache } from "./bundle-cache.ts";
 import type { RelayConfig } from "./config.ts";
 import { RelayConnection } from "./connection.ts";
 import type { ConnectionHandle, RelayContext, Subscription } from "./context.ts";
+import { boundFramesPerTurn } from "./frame-turns.ts";
 import { createRelayMetrics } from "./metrics.ts";
 import { OutputBudget } from "./output-budget.ts";
 import { PrekeyBudget, SourceTable } from "./source-limits.ts";
@@ -352,6 +353,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
           ws.close(1001, "going away");
           return;
         }
+        boundFramesPerTurn(ws);
         connections.add(new RelayConnection(ctx, ws, source));
       });
     },

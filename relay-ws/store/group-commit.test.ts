@@ -112,6 +112,29 @@ describe("relay store group commit", () => {
     });
   }
 
+  it("a message expires through its send record (no expiry entry of its own); ACKed ones leave nothing for GC", async () => {
+    let now = Date.UTC(2031, 0, 1);
+    const store = openStore({ path: tempDir(), masterKey: randomBytes(32), clock: () => now });
+    const q = randomQueue();
+    await store.createQueue(q);
+    for (let i = 0; i < 5; i++)
+      expect(await store.append(q.recipientId, newMessage(utf8(`e-${i}`), now, HOUR), 100)).toBe("ok");
+    const [first, second] = await drain(store, q.recipientId);
+    expect(
+      await Promise.all([
+        store.ack(q.recipientId, first!.seq, first!.msgId),
+        store.ack(q.recipientId, second!.seq, second!.msgId),
+      ]),
+    ).toEqual([true, true]);
+    expect(await store.gc(now)).toMatchObject({ expiredMessages: 0, expiredSendIds: 0 });
+    now += HOUR + 1;
+    // Three messages left, five send ids: every one expires, each message once.
+    expect(await store.gc(now)).toMatchObject({ expiredMessages: 3, expiredSendIds: 5 });
+    expect(store.stats().messages).toBe(0);
+    expect(store.queueBytes(q.recipientId)).toBe(0);
+    expect(await store.gc(now + HOUR)).toMatchObject({ expiredMessages: 0, expiredSendIds: 0 });
+  });
+
   it("SIGKILL with appends and ACKs of four queues in every commit: nothing durable lost, no ACKed message back, bytes match", async () => {
     const dir = tempDir();
     const masterKey = randomBytes(32);

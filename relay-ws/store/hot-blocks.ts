@@ -6,14 +6,30 @@
  * blocks"). The disk still holds every message sealed (docs/protocol/relay.md §At rest); this is
  * the same plaintext the relay held while sealing it, kept a little longer and bounded in bytes.
  *
+ * With each block goes its message's header (id, timestamp, expiry), so the push that follows a
+ * commit finds the next message without a range read (lmdb.ts `next`). Blocks go in only once
+ * their message is committed: nothing here is ever delivered before it is durable.
+ *
  * A block leaves the cache when it is taken (its first delivery: the caller owns and wipes it),
  * when its message is deleted, or when the cache is over its byte budget (oldest first); a block
  * that leaves other than by `take` is zeroed.
  */
+/** The header of a message whose block is kept. */
+export interface HotHeader {
+  msgId: Uint8Array;
+  timestamp: number;
+  expiresAt: number;
+}
+
+interface Entry {
+  block: Buffer;
+  header: HotHeader | undefined;
+}
+
 export class HotBlocks {
   readonly #maxBytes: number;
   /** Record key (rid ‖ seq, latin1) → block; Map order is insertion order, the eviction order. */
-  readonly #blocks = new Map<string, Buffer>();
+  readonly #blocks = new Map<string, Entry>();
   #bytes = 0;
 
   /** `maxBytes` 0 keeps nothing. */
@@ -30,7 +46,7 @@ export class HotBlocks {
   }
 
   /** Keep `block` (now owned by the cache) for the message at `recKey`; false if it does not fit. */
-  put(recKey: Buffer, block: Buffer): boolean {
+  put(recKey: Buffer, block: Buffer, header?: HotHeader): boolean {
     if (block.length > this.#maxBytes) return false;
     const id = recKey.toString("latin1");
     this.drop(recKey);
@@ -39,7 +55,7 @@ export class HotBlocks {
       if (oldest === undefined) break;
       this.#evict(oldest);
     }
-    this.#blocks.set(id, block);
+    this.#blocks.set(id, { block, header });
     this.#bytes += block.length;
     return true;
   }
@@ -47,11 +63,16 @@ export class HotBlocks {
   /** The block of `recKey`, handed over (the caller wipes it), or undefined. */
   take(recKey: Buffer): Buffer | undefined {
     const id = recKey.toString("latin1");
-    const block = this.#blocks.get(id);
-    if (!block) return undefined;
+    const entry = this.#blocks.get(id);
+    if (!entry) return undefined;
     this.#blocks.delete(id);
-    this.#bytes -= block.length;
-    return block;
+    this.#bytes -= entry.block.length;
+    return entry.block;
+  }
+
+  /** The header kept with the block of `recKey` (the block stays), or undefined. */
+  header(recKey: Buffer): HotHeader | undefined {
+    return this.#blocks.get(recKey.toString("latin1"))?.header;
   }
 
   /** Forget and zero the block of `recKey`, if kept. */
@@ -65,10 +86,10 @@ export class HotBlocks {
   }
 
   #evict(id: string): void {
-    const block = this.#blocks.get(id);
-    if (!block) return;
+    const entry = this.#blocks.get(id);
+    if (!entry) return;
     this.#blocks.delete(id);
-    this.#bytes -= block.length;
-    block.fill(0);
+    this.#bytes -= entry.block.length;
+    entry.block.fill(0);
   }
 }

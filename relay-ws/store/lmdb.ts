@@ -807,8 +807,6 @@ export class LmdbStore implements RelayStore {
     const keyKey = cat(Buffer.of(TAG_MSG), recKey);
     const block = padBlock(m.body, bucket);
     const { sealed, keyRecord, epoch } = this.#seal(block, keyKey);
-    // Kept for the first delivery (read only once the commit below makes the message visible).
-    if (!this.#hot.put(recKey, Buffer.from(block.buffer, block.byteOffset, block.byteLength))) block.fill(0);
     const header = cat(Buffer.from(m.msgId), u64(m.timestamp), u64(m.expiresAt));
     this.#put(this.#msgs, recKey, cat(header, sealed));
     this.#putKey(keyKey, keyRecord, epoch);
@@ -826,12 +824,22 @@ export class LmdbStore implements RelayStore {
     } catch (e) {
       st.count--;
       this.#release(st, cost);
-      this.#hot.drop(recKey);
+      block.fill(0);
       if (isNoSpaceError(e)) return "full";
       throw e;
     } finally {
       this.#pendingSends.delete(sendHex);
     }
+    // Durable now: kept for its first delivery, unless a deletion already began.
+    const kept =
+      !this.#deleting.has(toHex(recKey)) &&
+      !this.#deletingQueues.has(toHex(rid)) &&
+      this.#hot.put(recKey, Buffer.from(block.buffer, block.byteOffset, block.byteLength), {
+        msgId: new Uint8Array(m.msgId),
+        timestamp: m.timestamp,
+        expiresAt: m.expiresAt,
+      });
+    if (!kept) block.fill(0);
     for (const l of this.#listeners) l(rid);
     return "ok";
   }
@@ -840,6 +848,17 @@ export class LmdbStore implements RelayStore {
     const rid = Buffer.from(recipientId);
     if (afterSeq < 0 && this.#queues.doesExist(rid)) this.#touch(rid, this.#loadState(rid));
     const start = afterSeq < 0 ? cat(rid, u64(0)) : cat(rid, u64(afterSeq + 1));
+    // Seqs of a queue are consecutive: a kept message right after the cursor is the next one.
+    const hot = afterSeq < 0 ? undefined : this.#hot.header(start);
+    if (hot && this.#msgs.doesExist(start))
+      return {
+        seq: afterSeq + 1,
+        msgId: new Uint8Array(hot.msgId),
+        timestamp: hot.timestamp,
+        expiresAt: hot.expiresAt,
+        // A kept block was never read, so never delivered: a count can only be one in memory.
+        deliveries: this.#deliveryCounts.get(toHex(start)) ?? 0,
+      };
     for (const key of this.#msgs.getKeys({ start, end: cat(rid, MAX_U64), limit: 1 }) as Iterable<Buffer>) {
       // The header only, read in place (getBinaryFast: valid until the next read, so copied now).
       const value = this.#msgs.getBinaryFast(key);

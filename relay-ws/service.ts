@@ -17,7 +17,7 @@ import { BundleCache } from "./bundle-cache.ts";
 import type { RelayConfig } from "./config.ts";
 import { RelayConnection } from "./connection.ts";
 import type { ConnectionHandle, RelayContext, Subscription } from "./context.ts";
-import { boundFramesPerTurn } from "./frame-turns.ts";
+import { boundFramesPerTurn, TurnBudget } from "./frame-turns.ts";
 import { toHex } from "./hex.ts";
 import { createRelayMetrics } from "./metrics.ts";
 import { OutputBudget } from "./output-budget.ts";
@@ -232,6 +232,8 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     if (sub) ctx.pump(sub);
   });
 
+  // Frames per event-loop turn, shared by all connections (frame-turns.ts).
+  const turnBudget = new TurnBudget();
   const wss = new WebSocketServer({
     noServer: true,
     // Frames up to maxFrameBytes get a typed error when oversized for their kind; beyond twice the
@@ -353,7 +355,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
           ws.close(1001, "going away");
           return;
         }
-        boundFramesPerTurn(ws);
+        boundFramesPerTurn(ws, turnBudget);
         connections.add(new RelayConnection(ctx, ws, source));
       });
     },

@@ -19,7 +19,7 @@ import { createHmac, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { cpus, release, tmpdir, totalmem } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import WebSocket from "ws";
 import { encodeVersionHeader } from "../core/codec/version.ts";
 import type { CryptoProvider } from "../core/crypto/provider.ts";
@@ -59,6 +59,11 @@ const PROFILE_DIR = stringFlag("profile");
 /** Which subjects besides the relay: `relay,signed,nosync,mosquitto` (default all). */
 const SUBJECTS = (stringFlag("subjects") ?? "relay,signed,nosync,mosquitto").split(",");
 const ROUNDS = numberFlag("rounds", 2);
+/**
+ * Another checkout of Loft (a directory with relay-ws/main.ts and node_modules) whose relay runs
+ * as the subject "baseline", same flags, alternating with the others: before/after in one run.
+ */
+const BASELINE_DIR = stringFlag("baseline");
 /** More flags for the relay processes, e.g. `--relay-args "--relay-verify-threads 2"`. */
 const EXTRA_RELAY_ARGS = (stringFlag("relay-args") ?? "").split(" ").filter((a) => a !== "");
 const OUTSTANDING = numberFlag("outstanding", 32);
@@ -508,6 +513,8 @@ async function main() {
   const noSyncDir = mkdtempSync(join(tmpdir(), "loft-bench-relay-nosync-"));
   let relay: LoftProcess | undefined;
   let relayNoSync: LoftProcess | undefined;
+  let relayBaseline: LoftProcess | undefined;
+  const baselineDataDir = BASELINE_DIR ? mkdtempSync(join(tmpdir(), "loft-bench-relay-base-")) : undefined;
   let mosq: { port: number; child: ChildProcess; dir: string } | undefined;
   try {
     relay = await startLoft({
@@ -540,6 +547,19 @@ async function main() {
       const pid = relayNoSync.child.pid!;
       subjects.push({
         name: "nosync",
+        pid,
+        run: (n = N, o = OUTSTANDING) => withCpu(pid, n * MESSAGES, () => runRelay(url, n, o)),
+      });
+    }
+    if (BASELINE_DIR && baselineDataDir) {
+      relayBaseline = await startLoft({
+        entry: join(resolve(BASELINE_DIR), "relay-ws/main.ts"),
+        args: ["--relay-data-dir", baselineDataDir, ...RELAY_ARGS],
+      });
+      const url = `ws://127.0.0.1:${relayBaseline.port}/relay`;
+      const pid = relayBaseline.child.pid!;
+      subjects.push({
+        name: "baseline",
         pid,
         run: (n = N, o = OUTSTANDING) => withCpu(pid, n * MESSAGES, () => runRelay(url, n, o)),
       });
@@ -579,6 +599,7 @@ async function main() {
     const m = best("mosquitto");
     const ns = best("nosync");
     const sg = best("signed");
+    const base = best("baseline");
     // Unloaded latency (one pair, one message at a time): what a live link through the relay sees.
     const rLive = await fsync.run(1, 1);
     const mLive = await mosquitto?.run(1, 1);
@@ -600,6 +621,7 @@ async function main() {
     row("loft relay (LMDB, fsync)", r);
     row("loft relay, 1.0 signatures", sg);
     row("loft relay, no fsync", ns);
+    row("baseline relay (--baseline)", base);
     row("mosquitto (QoS 1)", m);
     row("loft relay, 1 in flight", rLive);
     row("mosquitto, 1 in flight", mLive);
@@ -610,6 +632,10 @@ async function main() {
       if (sg)
         say(`relay with 1.0 signatures / mosquitto: ${(sg.msgsPerSecond / m.msgsPerSecond).toFixed(2)}×`);
     }
+    if (base)
+      say(
+        `relay / baseline: ${(r.msgsPerSecond / base.msgsPerSecond).toFixed(2)}× throughput, ${(base.serverCpuUs / r.serverCpuUs).toFixed(2)}× less server CPU per message`,
+      );
     if (idle)
       say(
         `idle relay WebSockets held: ${idle.held} of ${IDLE}, ${idle.rssPerConnKib.toFixed(1)} KiB RSS each`,
@@ -633,6 +659,11 @@ async function main() {
           relay_authenticator_vs_signed: sg ? r.msgsPerSecond / sg.msgsPerSecond : null,
           relay_nosync_vs_mosquitto: m && ns ? ns.msgsPerSecond / m.msgsPerSecond : null,
           relay_nosync_msgs_per_s: ns?.msgsPerSecond ?? null,
+          relay_vs_baseline: base ? r.msgsPerSecond / base.msgsPerSecond : null,
+          relay_cpu_vs_baseline: base ? base.serverCpuUs / r.serverCpuUs : null,
+          baseline_msgs_per_s: base?.msgsPerSecond ?? null,
+          baseline_p99_ms: base?.p99 ?? null,
+          baseline_cpu_us_per_msg: base?.serverCpuUs ?? null,
           mosquitto_msgs_per_s: m?.msgsPerSecond ?? null,
           mosquitto_p50_ms: m?.p50 ?? null,
           mosquitto_p99_ms: m?.p99 ?? null,
@@ -658,6 +689,8 @@ async function main() {
   } finally {
     await relay?.stop("SIGTERM");
     await relayNoSync?.stop("SIGTERM");
+    await relayBaseline?.stop("SIGTERM");
+    if (baselineDataDir) rmSync(baselineDataDir, { recursive: true, force: true });
     rmSync(noSyncDir, { recursive: true, force: true });
     mosq?.child.kill("SIGTERM");
     rmSync(dataDir, { recursive: true, force: true });

@@ -25,9 +25,9 @@ import {
   hkdfSync,
   timingSafeEqual,
 } from "node:crypto";
-import { toHex } from "../core/bytes.ts";
 import { authDhPublic, authKeyInfo } from "../core/relay/crypto.ts";
 import { AUTHENTICATOR_LENGTH, KEY_LENGTH } from "../core/relay/protocol.ts";
+import { toHex } from "./hex.ts";
 
 /** Relay-wide: the dummy key and the work counters (for tests and /health). */
 export class AuthenticatorStats {

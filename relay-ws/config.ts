@@ -92,6 +92,13 @@ export const relayOptions = {
     parse: byteSize,
     help: "refuse new messages (FULL) while the data dir's filesystem has less free space (0: never)",
   },
+  hotBlockBytes: {
+    flag: "relay-hot-blocks",
+    env: "LOFT_RELAY_HOT_BLOCKS",
+    default: 16 * 1024 ** 2,
+    parse: byteSize,
+    help: "memory for messages kept from SEND until their first delivery, so a pushed message is not read back from disk and decrypted (suffix K, M, G; 0: none)",
+  },
   queueIdleDays: {
     flag: "relay-queue-idle-days",
     env: "LOFT_RELAY_QUEUE_IDLE_DAYS",

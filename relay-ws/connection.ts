@@ -13,7 +13,7 @@
 import { randomBytes } from "node:crypto";
 import type { Duplex } from "node:stream";
 import type { WebSocket } from "ws";
-import { equalBytes, toHex } from "../core/bytes.ts";
+import { equalBytes } from "../core/bytes.ts";
 import { decodeVersionHeader, encodeVersionHeader, type VersionHeader } from "../core/codec/version.ts";
 import type { WireErrorCode } from "../core/relay/errors.ts";
 import {
@@ -40,6 +40,7 @@ import {
   stillDeliverable,
   takeHandedOut,
 } from "./context.ts";
+import { toHex } from "./hex.ts";
 import { sealDeliveryParts } from "./node-crypto.ts";
 import { PUSH_HIGH_WATER } from "./output-budget.ts";
 import { queueDh } from "./queue-dh.ts";

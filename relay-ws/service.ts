@@ -8,7 +8,6 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Registry } from "prom-client";
 import { type WebSocket, WebSocketServer } from "ws";
-import { toHex } from "../core/bytes.ts";
 import { sourceOf, trustedProxies } from "../host/client-source.ts";
 import type { HostedService } from "../host/host.ts";
 import type { Logger } from "../host/log.ts";
@@ -18,6 +17,8 @@ import { BundleCache } from "./bundle-cache.ts";
 import type { RelayConfig } from "./config.ts";
 import { RelayConnection } from "./connection.ts";
 import type { ConnectionHandle, RelayContext, Subscription } from "./context.ts";
+import { boundFramesPerTurn, TurnBudget } from "./frame-turns.ts";
+import { toHex } from "./hex.ts";
 import { createRelayMetrics } from "./metrics.ts";
 import { OutputBudget } from "./output-budget.ts";
 import { PrekeyBudget, SourceTable } from "./source-limits.ts";
@@ -231,6 +232,8 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     if (sub) ctx.pump(sub);
   });
 
+  // Frames per event-loop turn, shared by all connections (frame-turns.ts).
+  const turnBudget = new TurnBudget();
   const wss = new WebSocketServer({
     noServer: true,
     // Frames up to maxFrameBytes get a typed error when oversized for their kind; beyond twice the
@@ -352,6 +355,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
           ws.close(1001, "going away");
           return;
         }
+        boundFramesPerTurn(ws, turnBudget);
         connections.add(new RelayConnection(ctx, ws, source));
       });
     },

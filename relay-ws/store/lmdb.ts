@@ -23,9 +23,9 @@ import { existsSync, statfsSync } from "node:fs";
 import { join } from "node:path";
 import { decode } from "@msgpack/msgpack";
 import { type Database, open, type RootDatabase } from "lmdb";
-import { toHex } from "../../core/bytes.ts";
 import { encodeCanonical } from "../../core/codec/codec.ts";
 import { BLOCK_SIZE, OTK_BLOCK_SIZE, padBlock } from "../../core/relay/protocol.ts";
+import { toHex } from "../hex.ts";
 import { AT_REST_KEY_LENGTH } from "../node-crypto.ts";
 import { pooledRandomBytes } from "../random-pool.ts";
 import {
@@ -38,6 +38,7 @@ import {
   wrapDataKey,
 } from "./at-rest.ts";
 import { commitCause, guardLmdbCommitRejections, isNoSpaceError, StoreError } from "./errors.ts";
+import { HotBlocks } from "./hot-blocks.ts";
 import { KEYRING_FILE, Keyring } from "./keyring.ts";
 import type {
   AppendResult,
@@ -77,6 +78,8 @@ const FREE_DISK_CHECK_MS = 1_000;
 const REWRAP_CHUNK = 512;
 /** Idle queues deleted per GC run (the rest go at the next). */
 const IDLE_PER_GC = 1_000;
+/** Default memory for blocks awaiting their first delivery (hot-blocks.ts). */
+export const DEFAULT_HOT_BLOCK_BYTES = 16 * 1024 * 1024;
 
 const u64 = (n: number): Buffer => {
   const b = Buffer.alloc(8);
@@ -96,8 +99,21 @@ const MAX_U64 = Buffer.alloc(8, 0xff);
 /** A write: a put/remove, or a function run inside the transaction (it reads what came before). */
 type WriteOp = [Database<Buffer, Buffer>, Buffer, Buffer | undefined] | (() => void);
 
+/** A change of a queue's persisted state (`seqs`), applied to what is committed before it. */
+interface StateDelta {
+  bytes: number;
+  nextSeq?: number | undefined;
+  nextOtk?: number | undefined;
+  day?: number | undefined;
+}
+
 interface Batch {
   ops: WriteOp[];
+  /**
+   * The state change of each queue (rid, latin1) in this batch: the messages of one queue in one
+   * commit update its `seqs` record once, not once each (docs/decisions.md (Relay), "Group commit").
+   */
+  deltas: Map<string, StateDelta>;
   done: Promise<void>;
   resolve: () => void;
   reject: (e: unknown) => void;
@@ -155,6 +171,11 @@ export interface LmdbStoreOptions {
   keySource?: (length: number) => Buffer;
   /** Told when the disk refuses a commit (then at most once per back-off period), for the log. */
   onNoSpace?: (cause: unknown) => void;
+  /**
+   * Memory for padded blocks kept from SEND to their first delivery, so a pushed message is not
+   * read back and opened (hot-blocks.ts; default 16 MiB, 0: none).
+   */
+  hotBlockBytes?: number;
 }
 
 export class LmdbStore implements RelayStore {
@@ -193,6 +214,8 @@ export class LmdbStore implements RelayStore {
   readonly #listeners: ((recipientId: Uint8Array) => void)[] = [];
   /** Delivery counts written but maybe not committed yet (rid‖seq hex → count). */
   readonly #deliveryCounts = new Map<string, number>();
+  /** Blocks of committed messages not delivered yet (hot-blocks.ts). */
+  readonly #hot: HotBlocks;
   #closed = false;
 
   readonly #overlapping: boolean;
@@ -222,6 +245,7 @@ export class LmdbStore implements RelayStore {
     this.#minFree = options.minFreeDiskBytes ?? 0;
     this.#idleMs = options.idleQueueMs ?? 0;
     this.#onNoSpace = options.onNoSpace;
+    this.#hot = new HotBlocks(options.hotBlockBytes ?? DEFAULT_HOT_BLOCK_BYTES);
     guardLmdbCommitRejections();
     this.#root = open({
       path: options.path,
@@ -365,7 +389,7 @@ export class LmdbStore implements RelayStore {
         reject = rej;
       });
       done.catch(() => {});
-      this.#forming = { ops: [], done, resolve, reject };
+      this.#forming = { ops: [], deltas: new Map(), done, resolve, reject };
       this.#lastDone = done;
       if (!this.#inflight) queueMicrotask(() => this.#flush());
     }
@@ -482,13 +506,31 @@ export class LmdbStore implements RelayStore {
   /** Enqueue a change of the persisted queue state, applied to what is committed before it. */
   #stateDelta(
     rid: Buffer,
-    d: { bytes?: number; nextSeq?: number; nextOtk?: number; day?: number },
+    change: { bytes?: number; nextSeq?: number; nextOtk?: number; day?: number },
   ): Promise<void> {
-    return this.#enqueue(() => {
+    // Merged into this batch's change of the queue when it has one: the merged change runs at the
+    // earlier one's place, which no write in between depends on (only this function and the
+    // queue's deletion touch `seqs`, and a deletion after it removes the record either way).
+    const id = rid.toString("latin1");
+    const pending = this.#forming?.deltas.get(id);
+    if (pending && this.#forming) {
+      pending.bytes += change.bytes ?? 0;
+      if (change.nextSeq !== undefined) pending.nextSeq = Math.max(pending.nextSeq ?? 0, change.nextSeq);
+      if (change.nextOtk !== undefined) pending.nextOtk = Math.max(pending.nextOtk ?? 0, change.nextOtk);
+      if (change.day !== undefined) pending.day = change.day;
+      return this.#forming.done;
+    }
+    const d: StateDelta = {
+      bytes: change.bytes ?? 0,
+      nextSeq: change.nextSeq,
+      nextOtk: change.nextOtk,
+      day: change.day,
+    };
+    const done = this.#enqueue(() => {
       const raw = this.#seqs.get(rid);
       if (!raw && !this.#queues.doesExist(rid)) return;
       const st = raw ? decodeState(raw) : { nextSeq: 0, nextOtk: 0, bytes: 0, activeDay: 0 };
-      st.bytes = Math.max(0, st.bytes + (d.bytes ?? 0));
+      st.bytes = Math.max(0, st.bytes + d.bytes);
       if (d.nextSeq !== undefined) st.nextSeq = Math.max(st.nextSeq, d.nextSeq);
       if (d.nextOtk !== undefined) st.nextOtk = Math.max(st.nextOtk, d.nextOtk);
       if (d.day !== undefined && d.day !== st.activeDay) {
@@ -498,6 +540,8 @@ export class LmdbStore implements RelayStore {
       }
       this.#seqs.put(rid, encodeState(st));
     });
+    this.#forming?.deltas.set(id, d);
+    return done;
   }
 
   /** Record activity on a queue (at most one write per queue per day). */
@@ -674,6 +718,7 @@ export class LmdbStore implements RelayStore {
         value: Buffer.from(e.value),
       }))) {
         this.#expiry.remove(cat(u64(readU64(value, 32)), Buffer.of(EXP_MSG), key));
+        this.#hot.drop(key);
         this.#msgs.remove(key);
         this.#deliveries.remove(key);
         removeKey(cat(Buffer.of(TAG_MSG), key));
@@ -762,7 +807,6 @@ export class LmdbStore implements RelayStore {
     const keyKey = cat(Buffer.of(TAG_MSG), recKey);
     const block = padBlock(m.body, bucket);
     const { sealed, keyRecord, epoch } = this.#seal(block, keyKey);
-    block.fill(0);
     const header = cat(Buffer.from(m.msgId), u64(m.timestamp), u64(m.expiresAt));
     this.#put(this.#msgs, recKey, cat(header, sealed));
     this.#putKey(keyKey, keyRecord, epoch);
@@ -770,19 +814,32 @@ export class LmdbStore implements RelayStore {
     const day = st.activeDay === today ? undefined : today;
     st.activeDay = today;
     this.#stateDelta(rid, { bytes: cost, nextSeq: seq + 1, ...(day === undefined ? {} : { day }) });
-    this.#put(this.#sends, sendKey, u64(m.expiresAt));
-    this.#put(this.#expiry, cat(u64(m.expiresAt), Buffer.of(EXP_SEND), sendKey), EMPTY);
-    const committed = this.#put(this.#expiry, cat(u64(m.expiresAt), Buffer.of(EXP_MSG), recKey), EMPTY);
+    // The send record names the message (u64 expiry ‖ u64 seq): its expiry entry expires both, so
+    // a message needs no expiry entry of its own (two writes less per message: docs/decisions.md
+    // (Relay), "Group commit").
+    this.#put(this.#sends, sendKey, cat(u64(m.expiresAt), u64(seq)));
+    const committed = this.#put(this.#expiry, cat(u64(m.expiresAt), Buffer.of(EXP_SEND), sendKey), EMPTY);
     try {
       await this.#durable(committed);
     } catch (e) {
       st.count--;
       this.#release(st, cost);
+      block.fill(0);
       if (isNoSpaceError(e)) return "full";
       throw e;
     } finally {
       this.#pendingSends.delete(sendHex);
     }
+    // Durable now: kept for its first delivery, unless a deletion already began.
+    const kept =
+      !this.#deleting.has(toHex(recKey)) &&
+      !this.#deletingQueues.has(toHex(rid)) &&
+      this.#hot.put(recKey, Buffer.from(block.buffer, block.byteOffset, block.byteLength), {
+        msgId: new Uint8Array(m.msgId),
+        timestamp: m.timestamp,
+        expiresAt: m.expiresAt,
+      });
+    if (!kept) block.fill(0);
     for (const l of this.#listeners) l(rid);
     return "ok";
   }
@@ -791,6 +848,17 @@ export class LmdbStore implements RelayStore {
     const rid = Buffer.from(recipientId);
     if (afterSeq < 0 && this.#queues.doesExist(rid)) this.#touch(rid, this.#loadState(rid));
     const start = afterSeq < 0 ? cat(rid, u64(0)) : cat(rid, u64(afterSeq + 1));
+    // Seqs of a queue are consecutive: a kept message right after the cursor is the next one.
+    const hot = afterSeq < 0 ? undefined : this.#hot.header(start);
+    if (hot && this.#msgs.doesExist(start))
+      return {
+        seq: afterSeq + 1,
+        msgId: new Uint8Array(hot.msgId),
+        timestamp: hot.timestamp,
+        expiresAt: hot.expiresAt,
+        // A kept block was never read, so never delivered: a count can only be one in memory.
+        deliveries: this.#deliveryCounts.get(toHex(start)) ?? 0,
+      };
     for (const key of this.#msgs.getKeys({ start, end: cat(rid, MAX_U64), limit: 1 }) as Iterable<Buffer>) {
       // The header only, read in place (getBinaryFast: valid until the next read, so copied now).
       const value = this.#msgs.getBinaryFast(key);
@@ -819,6 +887,14 @@ export class LmdbStore implements RelayStore {
 
   #read(recipientId: Uint8Array, seq: number, blockSize: number): Uint8Array | undefined {
     const recKey = cat(Buffer.from(recipientId), u64(seq));
+    const hot = this.#hot.take(recKey);
+    if (hot) {
+      if (blockSize === 0 || hot.length === blockSize) return hot;
+      const block = Buffer.alloc(blockSize);
+      hot.copy(block, 0, 0, Math.min(hot.length, blockSize));
+      hot.fill(0);
+      return block;
+    }
     const rec = this.#msgs.get(recKey);
     if (!rec) return undefined;
     return this.#open(rec.subarray(MSG_HEADER), cat(Buffer.of(TAG_MSG), recKey), blockSize);
@@ -873,13 +949,16 @@ export class LmdbStore implements RelayStore {
     const rec = this.#msgs.getBinaryFast(recKey);
     if (!rec) return false;
     const cost = rec.length + KEY_COST;
-    const expiresAt = readU64(rec, 32);
     this.#deleting.add(hex);
+    this.#hot.drop(recKey);
     const st = this.#loadState(rid);
     try {
       this.#del(this.#msgs, recKey);
-      this.#del(this.#deliveries, recKey);
-      this.#del(this.#expiry, cat(u64(expiresAt), Buffer.of(EXP_MSG), recKey));
+      // Most messages never had a failed delivery: a read instead of a write for them. A message
+      // stored before send records named it keeps an `m` expiry entry, which GC drops once due.
+      this.#enqueue(() => {
+        if (this.#deliveries.doesExist(recKey)) this.#deliveries.remove(recKey);
+      });
       this.#delKey(cat(Buffer.of(TAG_MSG), recKey));
       await this.#durable(this.#stateDelta(rid, { bytes: -cost }));
       this.#deliveryCounts.delete(hex);
@@ -1032,7 +1111,16 @@ export class LmdbStore implements RelayStore {
         else deletions.push(this.#deleteMessage(rid, seq));
       } else {
         if (tag === EXP_SEND) {
-          this.#del(this.#sends, Buffer.from(key.subarray(9)));
+          const sendKey = Buffer.from(key.subarray(9));
+          const record = this.#sends.get(sendKey);
+          // u64 expiry ‖ u64 seq: the message sent with this id expires with it (8 bytes: stored
+          // before send records named their message, which then has an `m` entry of its own).
+          if (record?.length === 16 && sendKey.length === 24 + 16) {
+            const rid = Buffer.from(sendKey.subarray(0, 24));
+            const seq = readU64(record, 8);
+            if (this.#msgs.doesExist(cat(rid, u64(seq)))) deletions.push(this.#deleteMessage(rid, seq));
+          }
+          this.#del(this.#sends, sendKey);
           result.expiredSendIds++;
         }
         this.#del(this.#expiry, Buffer.from(key));
@@ -1149,6 +1237,7 @@ export class LmdbStore implements RelayStore {
     await this.#gcChain;
     await this.#durable().catch(() => {});
     await this.#root.close();
+    this.#hot.clear();
     for (const k of this.#rcvKeys.values()) k.fill(0);
     this.#rcvKeys.clear();
     this.#keyring.close();

@@ -175,6 +175,7 @@ export function openRelayStore(
       quotaBytes: config.storeQuotaBytes,
       minFreeDiskBytes: config.minFreeDiskBytes,
       idleQueueMs: config.queueIdleDays * 86_400_000,
+      hotBlockBytes: config.hotBlockBytes,
       onNoSpace: (cause) =>
         deps.log.warn(
           { code: (cause as { code?: unknown } | undefined)?.code },

@@ -1,0 +1,86 @@
+/**
+ * How many frames of one connection the relay handles per event-loop turn. ws either emits every
+ * frame of a read chunk at once (`allowSynchronousEvents: true`: a client writing hundreds of
+ * frames holds the loop while they are all handled) or defers each frame to its own turn (`false`:
+ * fair, but every frame then pays a turn of its own — a `setImmediate`, a microtask drain and, for
+ * its answer, a `writev` of its own; ~40 % of the relay's event loop was turn overhead,
+ * bench/README-relay.md).
+ *
+ * Here the connections share a budget of frames per turn: each gets `budget / connections active
+ * in the turn` (at least one) before it yields. A few busy connections batch (their answers of one
+ * turn leave in one `writev`: connection.ts corks per turn); with as many busy connections as the
+ * budget or more, each gets one frame per turn, exactly as before — so a frame waits behind at most
+ * max(budget, busy connections) others, never more than with one frame per connection per turn
+ * (a flood from hundreds of connections does not make an innocent client wait longer).
+ *
+ * Uses ws's Receiver flag `_allowSynchronousEvents`, which it reads per frame (ws 8.x
+ * lib/receiver.js); if a ws version lacks it, every frame keeps its own turn (the server option).
+ */
+import type { WebSocket } from "ws";
+
+/** Frames handled per event-loop turn, all connections together (relay default). */
+export const FRAMES_PER_TURN = 64;
+
+interface ReceiverFlag {
+  _allowSynchronousEvents?: boolean;
+}
+
+/** One budget per relay service: the turn's counters, and the connections that yielded in it. */
+export class TurnBudget {
+  readonly #budget: number;
+  /** Increments at every turn (where a setImmediate scheduled in the previous one has run). */
+  turn = 0;
+  /** Connections that handled a frame in this turn and in the previous one. */
+  #active = 0;
+  #lastActive = 0;
+  #scheduled = false;
+  #yielded: ReceiverFlag[] = [];
+
+  constructor(budget = FRAMES_PER_TURN) {
+    this.#budget = Math.max(1, Math.floor(budget));
+  }
+
+  /** A connection handles its first frame of this turn. */
+  enter(): void {
+    this.#active++;
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      this.#lastActive = this.#active;
+      this.#active = 0;
+      this.turn++;
+      for (const r of this.#yielded) r._allowSynchronousEvents = true;
+      this.#yielded = [];
+    });
+  }
+
+  /** Frames one connection may handle in this turn. */
+  get share(): number {
+    return Math.max(1, Math.floor(this.#budget / Math.max(1, this.#active, this.#lastActive)));
+  }
+
+  /** `receiver` used its share: its next frame waits for the next turn. */
+  yieldTurn(receiver: ReceiverFlag): void {
+    receiver._allowSynchronousEvents = false;
+    this.#yielded.push(receiver);
+  }
+}
+
+/** Let `ws` hand over up to its share of `budget` per turn (call before its first frame). */
+export function boundFramesPerTurn(ws: WebSocket, budget: TurnBudget): void {
+  const receiver = (ws as unknown as { _receiver?: ReceiverFlag })._receiver;
+  if (!receiver || typeof receiver._allowSynchronousEvents !== "boolean") return;
+  receiver._allowSynchronousEvents = true;
+  let turn = -1;
+  let handled = 0;
+  // Registered first, so it counts each frame before the connection handles it.
+  ws.prependListener("message", () => {
+    if (turn !== budget.turn) {
+      turn = budget.turn;
+      handled = 0;
+      budget.enter();
+    }
+    if (++handled >= budget.share) budget.yieldTurn(receiver);
+  });
+}

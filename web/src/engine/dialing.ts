@@ -28,7 +28,7 @@ import type { DialedLink, IncomingOffer } from "./transport.ts";
 /** What dialing reads of the engine: timings, the transports and signaling, who we are, the listeners it tells. */
 export type DialingContext = Pick<
   EngineContext,
-  "cfg" | "stopped" | "signaling" | "direct" | "relayLive" | "selfId" | "user" | "listeners"
+  "cfg" | "stopped" | "signaling" | "direct" | "relayLive" | "selfId" | "user" | "listeners" | "storage"
 >;
 
 /** Whether to dial now, after the glare delay, or not at all. */
@@ -114,12 +114,23 @@ export async function handshake(
       ...suites,
       ...cryptoOf(ctx),
     });
-    learnSuites(peer, session);
+    if (learnSuites(peer, session)) storeSuiteMark(ctx, peer);
     return session;
   } catch (e) {
-    forgetSuitesOnRefusal(peer, e, suites.suites !== undefined);
+    if (forgetSuitesOnRefusal(peer, e, suites.suites !== undefined)) storeSuiteMark(ctx, peer);
     throw e;
   }
+}
+
+/**
+ * Keep the suite mark with the contact (sealed), so the first dial after a reload offers AES-GCM
+ * as well. Not awaited: the session must not wait for a storage write; a failed write only means
+ * one more ChaChaPoly session after the next reload.
+ */
+function storeSuiteMark(ctx: DialingContext, peer: Peer): void {
+  ctx.storage.setAnswersSuiteOffers(peer.id, peer.answersSuiteOffers === true).catch((e: unknown) => {
+    ctx.cfg.log(`noise suites: the contact's mark was not stored: ${(e as Error).name}`);
+  });
 }
 
 /**

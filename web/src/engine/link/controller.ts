@@ -41,6 +41,7 @@ import { describeFailure } from "../errors.ts";
 import { isFileFrame } from "../files/wire.ts";
 import { afterAccept } from "../first-contact.ts";
 import { afterQueued, flushLive, receive, sendReceipts } from "../messages.ts";
+import { suiteOfSession } from "../noise-suites.ts";
 import { cancel, type FollowUp, type Outcome, presence } from "../outcome.ts";
 import { refusalFor } from "../outgoing.ts";
 import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
@@ -162,9 +163,11 @@ export class LinkController {
   ): void {
     const { peer } = this;
     const prev = peer.presence;
+    const suite = status === "online" && peer.live ? suiteOfSession(peer.live.session) : undefined;
     if (
       prev.status === status &&
       prev.path === path &&
+      prev.suite === suite &&
       prev.lastError?.kind === lastError?.kind &&
       prev.lastError?.message === lastError?.message &&
       (prev.directUnavailable ?? false) === directUnavailable
@@ -176,6 +179,7 @@ export class LinkController {
       ...(path ? { path } : {}),
       ...(lastError ? { lastError } : {}),
       ...(directUnavailable ? { directUnavailable } : {}),
+      ...(suite ? { suite } : {}),
     };
     emit(this.#ctx, { type: "presence", contactId: peer.id, presence: peer.presence });
   }

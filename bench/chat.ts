@@ -338,7 +338,7 @@ async function main() {
     await open("e2ee");
     await open("noble");
     const sessionUp = async (name: string) => {
-      const [ia, ib] = await Promise.all([
+      const [ia] = await Promise.all([
         callPage<{ ms: number; protocol: string }>(a, "e2eeSession", name, true),
         callPage<{ ms: number; protocol: string }>(b, "e2eeSession", name, false),
       ]);

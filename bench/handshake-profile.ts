@@ -4,13 +4,15 @@
  * call of the provider is timed (a wrapper around the backend, nothing else changes) over many
  * complete handshakes (bench/loft-subjects.ts `handshake`, both sides in this process, empty
  * payloads, run one after the other so no two calls overlap). Per primitive: ms per handshake and
- * its share of the handshake's time; "state machine" is what no primitive accounts for (Noise's
+ * its share of the handshake's time (and the calls made); "state machine" is what no primitive accounts for (Noise's
  * own JavaScript, codecs, promise hops). Backends and patterns alternate round by round, so the
  * machine's load falls on all of them alike.
  *
- * `--json`: the last line is one JSON object; `--quick`: fewer handshakes. Method and figures:
+ * `--json`: the last line is one JSON object; `--quick`: fewer handshakes; `--chromium`: the
+ * WebCrypto comparison again inside headless Chromium (`inChromium`). Method and figures:
  * bench/README.md ("bench:handshake-profile").
  */
+
 import { nobleCrypto } from "../core/crypto/noble.ts";
 import type { CryptoProvider } from "../core/crypto/provider.ts";
 import { createWebCryptoProvider } from "../core/crypto/webcrypto.ts";
@@ -19,52 +21,10 @@ import { XX, XX_AESGCM, XX_HFS, XX_HFS_AESGCM } from "../core/noise/index.ts";
 import { createNodeCryptoProvider } from "../host/crypto-node.ts";
 import { JSON_OUTPUT, log, machine, QUICK } from "./harness.ts";
 import { handshake } from "./loft-subjects.ts";
+import { type Spent, timed } from "./timed-provider.ts";
 
 const ROUNDS = QUICK ? 3 : 8;
 const PER_ROUND = QUICK ? 10 : 40;
-
-/** Time spent inside each primitive (ms), summed over every call made through the wrapper. */
-type Spent = Map<string, number>;
-
-/**
- * `base` with every async primitive timed into `spent` under "<primitive>.<function>" (the
- * objects are copied, never changed; `randomBytes` is synchronous and cheap, left alone).
- */
-function timed(base: CryptoProvider, spent: Spent): CryptoProvider {
-  const wrapFn =
-    <A extends unknown[], R>(name: string, fn: (...args: A) => Promise<R>) =>
-    async (...args: A): Promise<R> => {
-      const t0 = performance.now();
-      try {
-        return await fn(...args);
-      } finally {
-        spent.set(name, (spent.get(name) ?? 0) + performance.now() - t0);
-      }
-    };
-  const wrapObject = <T extends object>(prefix: string, o: T): T => {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(o))
-      out[k] = typeof v === "function" ? wrapFn(`${prefix}.${k}`, v.bind(o)) : v;
-    return out as T;
-  };
-  return {
-    name: base.name,
-    backends: base.backends,
-    randomBytes: (n) => base.randomBytes(n),
-    x25519: wrapObject("x25519", base.x25519),
-    ed25519: wrapObject("ed25519", base.ed25519),
-    chacha20poly1305: wrapObject("chacha20poly1305", base.chacha20poly1305),
-    xchacha20poly1305: wrapObject("xchacha20poly1305", base.xchacha20poly1305),
-    aes256gcm: wrapObject("aes256gcm", base.aes256gcm),
-    sha256: wrapFn("sha256", base.sha256),
-    sha512: wrapFn("sha512", base.sha512),
-    blake2s: wrapFn("blake2s", base.blake2s),
-    hmacSha256: wrapFn("hmacSha256", base.hmacSha256),
-    hmacBlake2s: wrapFn("hmacBlake2s", base.hmacBlake2s),
-    hkdfSha256: wrapFn("hkdfSha256", base.hkdfSha256),
-    mlkem768: wrapObject("mlkem768", base.mlkem768),
-  };
-}
 
 interface Profile {
   /** Whole handshakes measured. */
@@ -99,7 +59,7 @@ const cases: Case[] = [];
 for (const [backend, base] of providers)
   for (const [pattern, p] of patterns) {
     // The browser's pair is AES-GCM on WebCrypto; noble and node:crypto run ChaChaPoly.
-    if (pattern.endsWith("AESGCM") !== (backend === "webcrypto")) continue;
+    if (pattern.endsWith("AESGCM") !== backend.startsWith("webcrypto")) continue;
     const spent: Spent = new Map();
     cases.push({
       key: `${pattern}_${backend}`,
@@ -124,17 +84,84 @@ for (let round = 0; round < ROUNDS; round++) {
 }
 
 const round2 = (x: number) => Math.round(x * 100) / 100;
-const profiles: Record<string, Profile> = {};
-for (const c of cases) {
+
+/** Per handshake: the whole, each primitive, and what no primitive accounts for. */
+function profileOf(total: number, handshakes: number, spent: Spent): Profile {
   const parts: Record<string, number> = {};
   let attributed = 0;
-  for (const [name, ms] of [...c.spent].sort((a, b) => b[1] - a[1])) {
-    parts[name] = round2(ms / c.handshakes);
+  for (const [name, ms] of [...spent].sort((a, b) => b[1] - a[1])) {
+    parts[name] = round2(ms / handshakes);
     attributed += ms;
   }
-  parts["state machine"] = round2((c.total - attributed) / c.handshakes);
-  profiles[c.key] = { handshakes: c.handshakes, ms: round2(c.total / c.handshakes), parts };
+  parts["state machine"] = round2((total - attributed) / handshakes);
+  return { handshakes, ms: round2(total / handshakes), parts };
 }
+
+const profiles: Record<string, Profile> = {};
+for (const c of cases) profiles[c.key] = profileOf(c.total, c.handshakes, c.spent);
+
+/**
+ * `--chromium`: the profile again inside headless Chromium, where the WebCrypto provider is the
+ * PWA's: XX and XXhfs+ML-KEM-768 with the AES-GCM suite on WebCrypto, and XXhfs on noble (the
+ * path before issue #10), rounds alternating. A page bundled from the real modules (and
+ * bench/timed-provider.ts), served on loopback.
+ */
+async function inChromium(): Promise<Record<string, Profile>> {
+  const { buildPage, callPage, repoModule, servePage } = await import("./page-bundle.ts");
+  const { launchChromium } = await import("../test/support/browser.ts");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const { rm } = await import("node:fs/promises");
+  const source = `
+import { handshake } from ${repoModule("bench/loft-subjects.ts")};
+import { timed } from ${repoModule("bench/timed-provider.ts")};
+import { XX_AESGCM, XX_HFS_AESGCM, XX_HFS } from ${repoModule("core/noise/index.ts")};
+import { nobleCrypto } from ${repoModule("core/crypto/noble.ts")};
+import { createWebCryptoProvider } from ${repoModule("core/crypto/webcrypto.ts")};
+window.loftBench = {
+  async run(rounds, perRound) {
+    const web = await createWebCryptoProvider();
+    const cases = [["XX_AESGCM_webcrypto", XX_AESGCM, web], ["XXhfs_AESGCM_webcrypto", XX_HFS_AESGCM, web],
+      ["XXhfs_noble", XX_HFS, nobleCrypto]].map(([key, pattern, base]) => {
+      const spent = new Map();
+      return { key, pattern, crypto: timed(base, spent), spent, total: 0, handshakes: 0 };
+    });
+    for (const c of cases) await handshake(c.pattern, c.crypto);
+    for (const c of cases) c.spent.clear();
+    for (let r = 0; r < rounds; r++)
+      for (const c of r % 2 ? [...cases].reverse() : cases) {
+        const t = performance.now();
+        for (let i = 0; i < perRound; i++) await handshake(c.pattern, c.crypto);
+        c.total += performance.now() - t;
+        c.handshakes += perRound;
+      }
+    return cases.map((c) => ({ key: c.key, total: c.total, handshakes: c.handshakes, spent: [...c.spent] }));
+  },
+};`;
+  const outDir = join(tmpdir(), `loft-bench-hs-${process.pid}`);
+  await buildPage(source, outDir);
+  const site = await servePage(outDir);
+  const browser = await launchChromium();
+  try {
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(site.url);
+    await page.waitForFunction(() => "loftBench" in window);
+    const r = await callPage<{ key: string; total: number; handshakes: number; spent: [string, number][] }[]>(
+      page,
+      "run",
+      ROUNDS,
+      QUICK ? 5 : 20,
+    );
+    const out: Record<string, Profile> = {};
+    for (const c of r) out[`${c.key}_chromium`] = profileOf(c.total, c.handshakes, new Map(c.spent));
+    return out;
+  } finally {
+    await browser.close();
+    site.close();
+    await rm(outDir, { recursive: true, force: true });
+  }
+}
+if (process.argv.includes("--chromium")) Object.assign(profiles, await inChromium());
 
 if (!JSON_OUTPUT)
   for (const [key, p] of Object.entries(profiles)) {
@@ -144,6 +171,7 @@ if (!JSON_OUTPUT)
         `  ${name.padEnd(28)} ${ms.toFixed(2).padStart(7)} ms  ${((100 * ms) / p.ms).toFixed(0).padStart(3)} %`,
       );
   }
+
 const share = (key: string, prefix: string) => {
   const p = profiles[key]!;
   const ms = Object.entries(p.parts)
@@ -159,6 +187,18 @@ console.log(
     x25519_share_xxhfs_webcrypto: share("XXhfs_AESGCM_webcrypto", "x25519"),
     mlkem_share_xxhfs_node: share("XXhfs_node", "mlkem768"),
     x25519_share_xxhfs_node: share("XXhfs_node", "x25519"),
+    ...(profiles.XXhfs_AESGCM_webcrypto_chromium
+      ? {
+          mlkem_share_xxhfs_chromium: share("XXhfs_AESGCM_webcrypto_chromium", "mlkem768"),
+          x25519_share_xxhfs_chromium: share("XXhfs_AESGCM_webcrypto_chromium", "x25519"),
+          xxhfs_vs_xx_chromium: round2(
+            profiles.XX_AESGCM_webcrypto_chromium!.ms / profiles.XXhfs_AESGCM_webcrypto_chromium!.ms,
+          ),
+          xxhfs_webcrypto_vs_noble_chromium: round2(
+            profiles.XXhfs_noble_chromium!.ms / profiles.XXhfs_AESGCM_webcrypto_chromium!.ms,
+          ),
+        }
+      : {}),
     xxhfs_vs_xx_webcrypto: round2(profiles.XX_AESGCM_webcrypto!.ms / profiles.XXhfs_AESGCM_webcrypto!.ms),
     xxhfs_vs_xx_node: round2(profiles.XX_node!.ms / profiles.XXhfs_node!.ms),
     machine: machine(),

@@ -6,6 +6,7 @@
  * (link/controller.ts) holds the attempt and runs the dial; this module decides and returns
  * outcomes, and imports no other step.
  */
+import { type PreparedEphemerals, prepareEphemerals } from "../../../core/noise/index.ts";
 import { establishSession, type Session } from "../../../core/session/index.ts";
 import type { ContactRecord, EngineError, LinkPath } from "./api.ts";
 import {
@@ -99,6 +100,7 @@ export async function handshake(
   link: DialedLink,
   path: LinkPath,
   ratchetKey?: Uint8Array,
+  prepared?: PreparedEphemerals,
 ): Promise<Session> {
   const role = ratchetKey ? "responder" : "initiator";
   const suites = offeredSuites(providerOf(ctx), peer, role);
@@ -113,6 +115,7 @@ export async function handshake(
       handshakeTimeoutMs: ctx.cfg.handshakeTimeoutMs,
       ...suites,
       ...cryptoOf(ctx),
+      ...(prepared ? { prepared } : {}),
     });
     if (learnSuites(peer, session)) storeSuiteMark(ctx, peer);
     return session;
@@ -131,6 +134,20 @@ function storeSuiteMark(ctx: DialingContext, peer: Peer): void {
   ctx.storage.setAnswersSuiteOffers(peer.id, peer.answersSuiteOffers === true).catch((e: unknown) => {
     ctx.cfg.log(`noise suites: the contact's mark was not stored: ${(e as Error).name}`);
   });
+}
+
+/**
+ * The dialler's ephemeral X25519 and ML-KEM-768 key pairs, made while the link opens (ICE, DTLS,
+ * SCTP take several times longer): they do not depend on the peer, and ML-KEM key generation is
+ * the largest single part of the initiator's handshake in a browser (docs/decisions.md, "The
+ * client's data path and handshake, measured"). After a macrotask, so that the dial's own first
+ * steps go first. Undefined if making them failed (the handshake then makes its own). The caller
+ * wipes what the handshake did not take (`wipeEphemerals`).
+ */
+export function prepareDialKeys(ctx: DialingContext): Promise<PreparedEphemerals | undefined> {
+  return new Promise<void>((resolve) => setTimeout(resolve, 0))
+    .then(() => prepareEphemerals(providerOf(ctx)))
+    .catch(() => undefined);
 }
 
 /**

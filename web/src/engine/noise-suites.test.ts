@@ -2,7 +2,8 @@
  * The engine's suite choice (noise-suites.ts) through the real `handshake` of dialing.ts over
  * memory links: the first session with a contact is ChaChaPoly and teaches both sides that the
  * other answers offers; the next dial runs AES-GCM when the provider has it natively; an offer a
- * peer refuses (one from before suites) clears the mark and the next dial is plain again. And
+ * peer refuses (one from before suites) clears the mark and the next dial is plain again; the
+ * dialler's ephemeral keys made while the link opens are what the handshake uses. And
  * through whole engines (real signaling, in-memory links): the mark is stored with the contact,
  * so the first session after a restart (a reload) runs AES-GCM.
  */
@@ -18,7 +19,7 @@ import { establishSession, type Session } from "../../../core/session/index.ts";
 import { type RunningSignaling, startSignaling } from "../../../signaling/testing.ts";
 import { EngineHarness, type EngineNode, FAST_ENGINE, until } from "../../../test/support/engine.ts";
 import type { Peer } from "./context.ts";
-import { type DialingContext, handshake } from "./dialing.ts";
+import { type DialingContext, handshake, prepareDialKeys } from "./dialing.ts";
 import { SUITES_EXTENSION } from "./noise-suites.ts";
 import { RATCHET_KEY_EXTENSION } from "./ratchet-store.ts";
 import type { DialedLink } from "./transport.ts";
@@ -75,6 +76,24 @@ describe("the engine's Noise suite choice", () => {
     expect(new TextDecoder().decode(await b2.receive())).toBe("over AES-GCM");
     a2.close();
     b2.close();
+  });
+
+  it("the dialler's ephemeral keys made while the link opens are taken by the handshake, once", async () => {
+    const web = await createWebCryptoProvider();
+    const ctx = ctxOf(alice, web);
+    const prepared = await prepareDialKeys(ctx);
+    expect(prepared?.e?.publicKey.length).toBe(32);
+    expect(prepared?.e1?.publicKey.length).toBe(1184);
+    const [la, lb] = memoryLinkPair();
+    const [a, b] = await Promise.all([
+      handshake(ctx, peerOf(bob), la as unknown as DialedLink, "direct", undefined, prepared),
+      handshake(ctxOf(bob, web), peerOf(alice), lb as unknown as DialedLink, "direct", RATCHET_KEY),
+    ]);
+    expect(prepared).toEqual({ e: undefined, e1: undefined });
+    a.send(new TextEncoder().encode("with prepared keys"));
+    expect(new TextDecoder().decode(await b.receive())).toBe("with prepared keys");
+    a.close();
+    b.close();
   });
 
   it("no offer when AES-GCM would be pure JavaScript (noble), even to a contact that answers", async () => {

@@ -20,6 +20,7 @@
 import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Page } from "playwright-core";
 import { launchChromium } from "../test/support/browser.ts";
 import { startLoft } from "../test/support/loft-process.ts";
 import {
@@ -42,13 +43,24 @@ const PAYLOADS = QUICK ? 200 : 500;
 const REPEATS = Number(process.env.LOFT_BENCH_REPEATS ?? (QUICK ? 2 : 5));
 const ENGINE_MESSAGES = QUICK ? 50 : 300;
 const REGISTRATIONS = QUICK ? 300 : 2_000;
+/** `--profile`: one more batch of each E2EE path under the Chromium CPU profiler, both pages. */
+const PROFILE = process.argv.includes("--profile");
+
+interface FirstMessage {
+  ms: number;
+  connecting: number | null;
+  online: number | null;
+  suite?: string;
+  /** The engine's log lines after the contact was accepted, "ms line" (`--profile` prints them). */
+  logs: string[];
+}
 
 // ---- the page side (plain JS, bundled by Vite from the real modules) ----------------------------
 
 const PAGE_SOURCE = `
 import { LoftStorage } from ${repoModule("web/src/storage/storage.ts")};
 import { createChatEngineWith } from ${repoModule("web/src/chat-engine.ts")};
-import { createUserIdentity, encodeIdentity, decodeIdentity } from ${repoModule("core/identity/identity.ts")};
+import { createUserIdentityWith, encodeIdentity, decodeIdentity } from ${repoModule("core/identity/identity.ts")};
 import { toHex } from ${repoModule("core/bytes.ts")};
 import { pageCrypto } from ${repoModule("web/src/crypto.ts")};
 import { WebRtcLink } from ${repoModule("web/src/net/webrtc-link.ts")};
@@ -57,7 +69,7 @@ import { bootstrapChatRatchet, freshRatchetKeyPair, RATCHET_KEY_EXTENSION } from
 import { ratchetEncrypt, ratchetDecrypt } from ${repoModule("core/ratchet/index.ts")};
 import { encodeRatchetFrame, decodeSessionFrame } from ${repoModule("web/src/engine/wire.ts")};
 
-const s = { links: [], named: {} };
+const s = { links: [], named: {}, sessions: {} };
 const until = (cond) => new Promise((resolve) => {
   const tick = () => (cond() ? resolve() : setTimeout(tick, 2));
   tick();
@@ -65,17 +77,25 @@ const until = (cond) => new Promise((resolve) => {
 
 window.loftBench = {
   async init(name, signalingUrl) {
-    s.user = await createUserIdentity({ username: name, now: Date.now() });
+    s.user = await createUserIdentityWith(pageCrypto, { username: name, now: Date.now() });
     s.storage = await LoftStorage.open("bench-" + name);
     await s.storage.setSettingsRecord({ signalingUrl });
-    s.events = { firstMessageAt: undefined, delivered: 0, service: "" };
+    s.events = { firstMessageAt: undefined, connectingAt: undefined, onlineAt: undefined, suite: undefined, delivered: 0, service: "" };
     return { identity: Array.from(encodeIdentity(s.user.identity)), id: toHex(s.user.identity.verified.identity_key) };
   },
   async startEngine() {
     if (s.engine) await s.engine.stop();
-    s.engine = createChatEngineWith({ user: s.user, storage: s.storage }, { log: () => {} });
+    s.logs = [];
+    s.engine = createChatEngineWith({ user: s.user, storage: s.storage },
+      { log: (m) => s.logs.length < 200 && s.logs.push([performance.now(), m]) });
     s.engine.subscribe((e) => {
       if (e.type === "message" && s.events.firstMessageAt === undefined) s.events.firstMessageAt = performance.now();
+      if (e.type === "presence" && e.presence.status === "connecting" && s.events.connectingAt === undefined)
+        s.events.connectingAt = performance.now();
+      if (e.type === "presence" && e.presence.status === "online" && s.events.onlineAt === undefined) {
+        s.events.onlineAt = performance.now();
+        s.events.suite = e.presence.suite;
+      }
       if (e.type === "message-state" && e.state === "delivered") s.events.delivered++;
       if (e.type === "service") s.events.service = e.status.signaling;
     });
@@ -96,7 +116,10 @@ window.loftBench = {
   async send(contactId, text) { return s.engine.send(contactId, text); },
   async firstMessageMs() {
     await until(() => s.events.firstMessageAt !== undefined);
-    return s.events.firstMessageAt - s.acceptedAt;
+    const at = (t) => (t === undefined ? null : t - s.acceptedAt);
+    return { ms: s.events.firstMessageAt - s.acceptedAt, connecting: at(s.events.connectingAt),
+      online: at(s.events.onlineAt), suite: s.events.suite,
+      logs: s.logs.filter(([t]) => t >= s.acceptedAt).map(([t, m]) => Math.round(t - s.acceptedAt) + " " + m) };
   },
   online(contactId) { return s.engine.presence(contactId).status === "online"; },
   async engineBurst(contactId, n) {
@@ -131,50 +154,126 @@ window.loftBench = {
     for (let i = 0; i < n; i++) await link.receive();
     link.send(new Uint8Array([1]));
   },
-  async e2eeSession(initiator) {
-    const link = s.named.e2ee;
+  // name "e2ee": what the engine runs (the page's provider: WebCrypto where native; the AES-GCM
+  // Noise suite offered, as to a contact known to answer offers); name "noble": the path before
+  // issue #10 (noble for everything, ChaChaPoly_BLAKE2s), kept as a same-run reference.
+  // Returns the handshake's ms (over the already open data channel) and the protocol name.
+  async e2eeSession(name, initiator) {
+    const link = s.named[name];
+    const engine = name === "e2ee";
+    const opts = engine ? { crypto: pageCrypto } : {};
+    const start = performance.now();
+    let session;
+    let r;
     if (initiator) {
-      s.session = await establishSession({ link, role: "initiator", kind: "direct", self: s.user });
-      const r = await bootstrapChatRatchet(s.session, s.user.identity.verified.identity_key, undefined);
-      if (!r.ok) throw r.error;
-      s.ratchet = r.value.state;
+      session = await establishSession({ link, role: "initiator", kind: "direct", self: s.user, ...opts,
+        ...(engine ? { suites: ["AESGCM_SHA256", "ChaChaPoly_BLAKE2s"] } : {}) });
+      r = await bootstrapChatRatchet(session, s.user.identity.verified.identity_key, undefined, opts.crypto);
     } else {
-      const kp = await freshRatchetKeyPair();
-      s.session = await establishSession({ link, role: "responder", kind: "direct", self: s.user,
+      const kp = await freshRatchetKeyPair(opts.crypto);
+      session = await establishSession({ link, role: "responder", kind: "direct", self: s.user, ...opts,
         extensions: { [RATCHET_KEY_EXTENSION]: kp.publicKey } });
-      const r = await bootstrapChatRatchet(s.session, s.user.identity.verified.identity_key, kp);
-      if (!r.ok) throw r.error;
-      s.ratchet = r.value.state;
+      r = await bootstrapChatRatchet(session, s.user.identity.verified.identity_key, kp, opts.crypto);
     }
+    if (!r.ok) throw r.error;
+    s.sessions[name] = { session, ratchet: r.value.state, opts };
+    return { ms: performance.now() - start, protocol: session.protocolName };
   },
-  async e2eeSend(n, size) {
-    const link = s.named.e2ee;
-    const session = s.session;
+  // One Double Ratchet message per payload inside a Noise transport frame (a chat message's path).
+  async e2eeSend(name, n, size) {
+    const link = s.named[name];
+    const e = s.sessions[name];
     const payload = crypto.getRandomValues(new Uint8Array(size));
     const start = performance.now();
     for (let i = 0; i < n; i++) {
-      const { state, message } = await ratchetEncrypt(s.ratchet, payload, Date.now());
-      s.ratchet = state;
-      session.send(encodeRatchetFrame(message));
+      const { state, message } = await ratchetEncrypt(e.ratchet, payload, Date.now(), e.opts);
+      e.ratchet = state;
+      e.session.send(encodeRatchetFrame(message));
+      await link.drain();
+    }
+    await e.session.receive(); // "done"
+    return performance.now() - start;
+  },
+  async e2eeReceive(name, n) {
+    const e = s.sessions[name];
+    for (let i = 0; i < n; i++) {
+      const f = decodeSessionFrame(await e.session.receive());
+      if (!f.ok || f.value.type !== "ratchet") throw new Error("unexpected frame");
+      const r = await ratchetDecrypt(e.ratchet, f.value.message, Date.now(), e.opts);
+      if (!r.ok) throw r.error;
+      e.ratchet = r.value.state;
+    }
+    e.session.send(new Uint8Array([1]));
+  },
+  // Bulk keyed once per stream: each payload is one Noise transport frame only, one AEAD pass per
+  // byte (how proxy bodies travel; issue #10's "carried by the transport only").
+  async streamSend(name, n, size) {
+    const link = s.named[name];
+    const session = s.sessions[name].session;
+    const payload = crypto.getRandomValues(new Uint8Array(size));
+    const start = performance.now();
+    for (let i = 0; i < n; i++) {
+      session.send(payload);
       await link.drain();
     }
     await session.receive(); // "done"
     return performance.now() - start;
   },
-  async e2eeReceive(n) {
-    const session = s.session;
-    for (let i = 0; i < n; i++) {
-      const f = decodeSessionFrame(await session.receive());
-      if (!f.ok || f.value.type !== "ratchet") throw new Error("unexpected frame");
-      const r = await ratchetDecrypt(s.ratchet, f.value.message, Date.now());
-      if (!r.ok) throw r.error;
-      s.ratchet = r.value.state;
-    }
+  async streamReceive(name, n) {
+    const session = s.sessions[name].session;
+    for (let i = 0; i < n; i++) await session.receive();
     session.send(new Uint8Array([1]));
   },
-  closeLinks() { for (const l of s.links) l.close("bench-done"); s.links = []; s.named = {}; s.session = undefined; },
+  closeLinks() { for (const l of s.links) l.close("bench-done"); s.links = []; s.named = {}; s.sessions = {}; },
 };
 `;
+
+/**
+ * One batch of each subject with the V8 CPU profiler running in both pages (Chrome DevTools
+ * Protocol `Profiler`, 100 µs sampling): the functions with the most self time, per page, as a
+ * share of that page's samples (idle excluded) — where the time of a path goes.
+ */
+async function profileBatches(a: Page, b: Page, subjects: Subject[]): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  const sessions = [await a.context().newCDPSession(a), await b.context().newCDPSession(b)];
+  for (const cdp of sessions) {
+    await cdp.send("Profiler.enable");
+    await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
+  }
+  for (const subject of subjects) {
+    for (const cdp of sessions) await cdp.send("Profiler.start");
+    await subject.run();
+    const [pa, pb] = await Promise.all(sessions.map((cdp) => cdp.send("Profiler.stop")));
+    out[subject.name] = { sender: topSelf(pa!.profile), receiver: topSelf(pb!.profile) };
+    log(`  profile ${subject.name}: sender ${JSON.stringify(out[subject.name])}`);
+  }
+  for (const cdp of sessions) await cdp.detach();
+  return out;
+}
+
+interface CpuProfile {
+  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
+  samples?: number[];
+}
+
+/** The 10 functions with the most samples (self time), as % of the non-idle samples. */
+function topSelf(profile: CpuProfile): { fn: string; pct: number }[] {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n.callFrame]));
+  const counts = new Map<string, number>();
+  let busy = 0;
+  for (const id of profile.samples ?? []) {
+    const f = byId.get(id);
+    if (!f || f.functionName === "(idle)" || f.functionName === "(program)") continue;
+    busy++;
+    const file = f.url.split("/").pop()?.split("?")[0] ?? "";
+    const key = `${f.functionName || "(anonymous)"} ${file}:${f.lineNumber + 1}`;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return [...counts]
+    .sort((x, y) => y[1] - x[1])
+    .slice(0, 10)
+    .map(([fn, n]) => ({ fn, pct: Math.round((1000 * n) / Math.max(1, busy)) / 10 }));
+}
 
 async function main() {
   const outDir = join(tmpdir(), `loft-bench-chat-${process.pid}`);
@@ -198,6 +297,7 @@ async function main() {
 
     // (a) accepting a contact link → first decrypted message
     const firsts: number[] = [];
+    const phases: FirstMessage[] = [];
     let alice: { identity: number[]; id: string } | undefined;
     let bob: { identity: number[]; id: string } | undefined;
     for (let i = 0; i < FIRST_MESSAGE_RUNS; i++) {
@@ -209,9 +309,13 @@ async function main() {
       const aliceAtBob = await callPage<string>(b, "addContact", alice!.identity);
       await callPage(b, "send", aliceAtBob, "hello from Bob");
       await callPage(a, "addContact", bob!.identity);
-      const ms = await callPage<number>(a, "firstMessageMs");
-      firsts.push(ms);
-      log(`  first message, run ${i + 1}: ${ms.toFixed(0)} ms`);
+      const first = await callPage<FirstMessage>(a, "firstMessageMs");
+      firsts.push(first.ms);
+      phases.push(first);
+      if (PROFILE) for (const line of first.logs) log(`    ${line}`);
+      log(
+        `  first message, run ${i + 1}: ${first.ms.toFixed(0)} ms (connecting at ${first.connecting?.toFixed(0)}, online at ${first.online?.toFixed(0)}, ${first.suite})`,
+      );
     }
 
     // whole-engine message rate on the last pair (stored, persisted, receipted)
@@ -232,21 +336,47 @@ async function main() {
     };
     await open("raw");
     await open("e2ee");
-    await Promise.all([callPage(a, "e2eeSession", true), callPage(b, "e2eeSession", false)]);
-    const path = (name: string, send: string, receive: string): Subject => ({
+    await open("noble");
+    const sessionUp = async (name: string) => {
+      const [ia] = await Promise.all([
+        callPage<{ ms: number; protocol: string }>(a, "e2eeSession", name, true),
+        callPage<{ ms: number; protocol: string }>(b, "e2eeSession", name, false),
+      ]);
+      log(`  ${name} session: ${ia.protocol}, handshake + ratchet ${ia.ms.toFixed(0)} ms`);
+      return { ms: ia.ms, protocol: ia.protocol };
+    };
+    // The handshake alone over an open data channel, the engine's configuration: a few, median.
+    const handshakes: number[] = [];
+    for (let i = 0; i < (QUICK ? 1 : 3); i++) {
+      if (i > 0) {
+        await callPage(a, "closeLinks");
+        await callPage(b, "closeLinks");
+        await open("raw");
+        await open("e2ee");
+        await open("noble");
+      }
+      handshakes.push((await sessionUp("e2ee")).ms);
+    }
+    await sessionUp("noble");
+    const path = (name: string, send: string, receive: string, link?: string): Subject => ({
       name,
       run: async () => {
+        const pre = link === undefined ? [] : [link];
         const [ms] = await Promise.all([
-          callPage<number>(a, send, PAYLOADS, PAYLOAD_BYTES),
-          callPage(b, receive, PAYLOADS),
+          callPage<number>(a, send, ...pre, PAYLOADS, PAYLOAD_BYTES),
+          callPage(b, receive, ...pre, PAYLOADS),
         ]);
         log(`  ${name} batch: ${((PAYLOADS * PAYLOAD_BYTES) / 1e3 / ms).toFixed(1)} MB/s`);
         return { ops: PAYLOADS, seconds: ms / 1000 };
       },
     });
     const raw = path("raw", "rawSend", "rawReceive");
-    const e2ee = path("E2EE", "e2eeSend", "e2eeReceive");
-    const paths = await alternate([raw, e2ee], { rounds: REPEATS, sliceSeconds: 0, warmupSeconds: 0 });
+    const e2ee = path("E2EE", "e2eeSend", "e2eeReceive", "e2ee");
+    const stream = path("stream", "streamSend", "streamReceive", "e2ee");
+    const noble = path("E2EE noble", "e2eeSend", "e2eeReceive", "noble");
+    const subjects = [raw, e2ee, stream, noble];
+    const paths = await alternate(subjects, { rounds: REPEATS, sliceSeconds: 0, warmupSeconds: 0 });
+    const profiles = PROFILE ? await profileBatches(a, b, [e2ee, stream]) : undefined;
     await callPage(a, "closeLinks");
     await callPage(b, "closeLinks");
     // Medians of the batches (single batches on a shared 2-core machine vary a lot), and the
@@ -255,6 +385,11 @@ async function main() {
     const rawRate = mbPerSecond(rateOf(paths, raw.name));
     const e2eeRate = mbPerSecond(rateOf(paths, e2ee.name));
     const e2eeVsRaw = sliceRatio(rateOf(paths, e2ee.name), rateOf(paths, raw.name));
+    const streamRate = mbPerSecond(rateOf(paths, stream.name));
+    const streamVsRaw = sliceRatio(rateOf(paths, stream.name), rateOf(paths, raw.name));
+    const nobleRate = mbPerSecond(rateOf(paths, noble.name));
+    const nobleVsRaw = sliceRatio(rateOf(paths, noble.name), rateOf(paths, raw.name));
+    const e2eeVsNoble = sliceRatio(rateOf(paths, e2ee.name), rateOf(paths, noble.name));
 
     // (c) signaling registrations and memory per registered peer
     log(`  registering ${REGISTRATIONS} peers on a fresh signaling process…`);
@@ -267,11 +402,30 @@ async function main() {
       [
         { name: "contact link accepted → first decrypted message", value: firstMs, unit: "ms" },
         {
-          name: "E2EE over data channel, 16 KiB (Noise + ratchet)",
+          name: "E2EE over data channel, 16 KiB (Noise AES-GCM + ratchet, page provider)",
           value: e2eeRate,
           unit: "MB/s",
           baseline: { name: "raw data channel", value: rawRate },
           ratio: e2eeVsRaw,
+        },
+        {
+          name: "stream over data channel, 16 KiB (Noise AES-GCM frames only)",
+          value: streamRate,
+          unit: "MB/s",
+          baseline: { name: "raw data channel", value: rawRate },
+          ratio: streamVsRaw,
+        },
+        {
+          name: "E2EE before issue #10 (noble, ChaChaPoly + ratchet)",
+          value: nobleRate,
+          unit: "MB/s",
+          baseline: { name: "raw data channel", value: rawRate },
+          ratio: nobleVsRaw,
+        },
+        {
+          name: "XXhfs handshake + ratchet bootstrap over an open channel",
+          value: median(handshakes),
+          unit: "ms",
         },
         { name: "engine: chat messages stored+receipted", value: engineRate, unit: "msg/s" },
         { name: "signaling: registrations held", value: reg.peers, unit: "peers" },
@@ -284,6 +438,19 @@ async function main() {
         e2ee_mb_s: Math.round(e2eeRate * 10) / 10,
         raw_mb_s: Math.round(rawRate * 10) / 10,
         e2ee_vs_raw: Math.round(e2eeVsRaw * 1000) / 1000,
+        stream_mb_s: Math.round(streamRate * 10) / 10,
+        stream_vs_raw: Math.round(streamVsRaw * 1000) / 1000,
+        e2ee_noble_mb_s: Math.round(nobleRate * 10) / 10,
+        e2ee_noble_vs_raw: Math.round(nobleVsRaw * 1000) / 1000,
+        e2ee_vs_noble: Math.round(e2eeVsNoble * 1000) / 1000,
+        handshake_ms: Math.round(median(handshakes)),
+        first_message_phases_ms: phases.map((p) => ({
+          connecting: p.connecting === null ? null : Math.round(p.connecting),
+          online: p.online === null ? null : Math.round(p.online),
+          message: Math.round(p.ms),
+        })),
+        first_message_suites: [...new Set(phases.map((p) => p.suite ?? "?"))],
+        ...(profiles ? { profiles } : {}),
         engine_msgs_per_s: Math.round(engineRate),
         signaling_registrations: reg.peers,
         signaling_rss_per_peer_kib: reg.rss_per_peer_kib,

@@ -8,7 +8,12 @@ import { nobleCrypto } from "../core/crypto/noble.ts";
 import type { CryptoProvider } from "../core/crypto/provider.ts";
 import { createUserIdentity } from "../core/identity/identity.ts";
 import { memoryLinkPair } from "../core/link/memory-link.ts";
-import { generateKeyPair, HandshakeState, type NoiseTransport } from "../core/noise/index.ts";
+import {
+  generateKeyPair,
+  HandshakeState,
+  type NoiseTransport,
+  type PreparedEphemerals,
+} from "../core/noise/index.ts";
 import type { HandshakePattern } from "../core/noise/patterns.ts";
 import {
   generateRatchetKeyPair,
@@ -39,12 +44,14 @@ const responderStatic = await generateKeyPair();
 export async function handshake(
   pattern: HandshakePattern,
   crypto: CryptoProvider = nobleCrypto,
+  prepared?: PreparedEphemerals,
 ): Promise<[NoiseTransport, NoiseTransport]> {
   const prologue = new Uint8Array([1]);
   const i = await HandshakeState.create({
     pattern,
     role: "initiator",
     prologue,
+    ...(prepared ? { prepared } : {}),
     staticKeyPair: initiatorStatic,
     crypto,
   });

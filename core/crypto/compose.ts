@@ -79,6 +79,10 @@ export function deferredProvider(name: string, ready: Promise<CryptoProvider>): 
     nonceLength,
     seal: call((p) => pick(p).seal),
     open: call((p) => pick(p).open),
+    withKey: async (key) => {
+      const a = pick(await get());
+      return a.withKey ? a.withKey(key) : undefined;
+    },
   });
   return {
     name,

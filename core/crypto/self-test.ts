@@ -25,10 +25,19 @@ async function aeadAgrees(candidate: Aead, reference: Aead): Promise<boolean> {
   const nonce = fill(reference.nonceLength, 2);
   nonce[nonce.length - 1] = 0xff; // both halves of a 64-bit counter set
   const ad = fill(12, 3);
+  // The key imported once (Aead.withKey) must give the same bytes and refusals as per call.
+  const keyed = candidate.withKey ? await candidate.withKey(key) : undefined;
   for (const length of [0, 1, 64, 1000]) {
     const plaintext = fill(length, 4 + length);
     const want = await reference.seal(key, nonce, ad, plaintext);
     if (!same(await candidate.seal(key, nonce, ad, plaintext), want)) return false;
+    if (keyed) {
+      if (!same(await keyed.seal(nonce, ad, plaintext), want)) return false;
+      if (!same(await keyed.open(nonce, ad, want), plaintext)) return false;
+      const forgedKeyed = want.slice();
+      forgedKeyed[0]! ^= 1;
+      if ((await keyed.open(nonce, ad, forgedKeyed)) !== undefined) return false;
+    }
     // In place: the plaintext is the prefix of the output buffer.
     const buffer = new Uint8Array(length + 16);
     buffer.set(plaintext);

@@ -93,29 +93,65 @@ function place(result: ArrayBuffer, output: Uint8Array | undefined, length: numb
 }
 
 function webAead(subtle: SubtleLike, name: string, nonceLength: number): Aead {
+  const params = (nonce: Uint8Array, ad: Uint8Array) => {
+    abytes(nonce, nonceLength, "nonce");
+    return { name, iv: nonce, additionalData: ad, tagLength: 128 };
+  };
+  const sealWith = async (
+    k: unknown,
+    nonce: Uint8Array,
+    ad: Uint8Array,
+    plaintext: Uint8Array,
+    output?: Uint8Array,
+  ) => place(await subtle.encrypt(params(nonce, ad), k, plaintext), output, plaintext.length + TAG_LENGTH);
+  const openWith = async (
+    k: unknown,
+    nonce: Uint8Array,
+    ad: Uint8Array,
+    ciphertext: Uint8Array,
+    output?: Uint8Array,
+  ) => {
+    const p = params(nonce, ad);
+    if (ciphertext.length < TAG_LENGTH) return undefined;
+    let plain: ArrayBuffer;
+    try {
+      plain = await subtle.decrypt(p, k, ciphertext);
+    } catch {
+      return undefined;
+    }
+    return place(plain, output, ciphertext.length - TAG_LENGTH);
+  };
   return {
     nonceLength,
     async seal(key, nonce, ad, plaintext, output) {
       abytes(nonce, nonceLength, "nonce");
-      const k = await subtle.importKey("raw", key, name, false, ["encrypt"]);
-      const sealed = await subtle.encrypt(
-        { name, iv: nonce, additionalData: ad, tagLength: 128 },
-        k,
+      return sealWith(
+        await subtle.importKey("raw", key, name, false, ["encrypt"]),
+        nonce,
+        ad,
         plaintext,
+        output,
       );
-      return place(sealed, output, plaintext.length + TAG_LENGTH);
     },
     async open(key, nonce, ad, ciphertext, output) {
       abytes(nonce, nonceLength, "nonce");
       if (ciphertext.length < TAG_LENGTH) return undefined;
-      const k = await subtle.importKey("raw", key, name, false, ["decrypt"]);
-      let plain: ArrayBuffer;
-      try {
-        plain = await subtle.decrypt({ name, iv: nonce, additionalData: ad, tagLength: 128 }, k, ciphertext);
-      } catch {
-        return undefined;
-      }
-      return place(plain, output, ciphertext.length - TAG_LENGTH);
+      return openWith(
+        await subtle.importKey("raw", key, name, false, ["decrypt"]),
+        nonce,
+        ad,
+        ciphertext,
+        output,
+      );
+    },
+    // One non-extractable CryptoKey for a key's lifetime (a Noise CipherState's k): no import per message.
+    async withKey(key) {
+      abytes(key, 32, "key");
+      const k = await subtle.importKey("raw", key, name, false, ["encrypt", "decrypt"]);
+      return {
+        seal: (nonce, ad, plaintext, output) => sealWith(k, nonce, ad, plaintext, output),
+        open: (nonce, ad, ciphertext, output) => openWith(k, nonce, ad, ciphertext, output),
+      };
     },
   };
 }

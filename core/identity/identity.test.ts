@@ -1,11 +1,15 @@
 import { Encoder } from "@msgpack/msgpack";
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import { describe, expect, it } from "vitest";
+import { createNodeCryptoProvider } from "../../host/crypto-node.ts";
 import { concatBytes, equalBytes, fromHex, utf8 } from "../bytes.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
+import type { CryptoProvider } from "../crypto/provider.ts";
+import { createWebCryptoProvider } from "../crypto/webcrypto.ts";
 import { LoftError } from "../errors.ts";
 import {
   createUserIdentity,
+  createUserIdentityWith,
   decodeIdentity,
   encodeIdentity,
   encodeIdentityVerifiedData,
@@ -17,6 +21,7 @@ import {
   signWithIdentity,
   tryCreateUserIdentity,
   updateIdentity,
+  updateIdentityWith,
   verifyIdentity,
   verifyIdentitySignature,
 } from "./identity.ts";
@@ -355,5 +360,60 @@ describe("size bound", () => {
     if (atLimit.ok)
       expect((await decodeIdentity(nobleCrypto, encodeIdentity(atLimit.value.identity))).ok).toBe(true);
     expect(codeOf(make(exact + 1))).toBe("LOFT_ERR_FRAME_TOO_LARGE");
+  });
+});
+
+describe("identity creation on a provider (createUserIdentityWith, updateIdentityWith)", () => {
+  const backends: [string, () => Promise<CryptoProvider>][] = [
+    ["noble", async () => nobleCrypto],
+    ["webcrypto", () => createWebCryptoProvider()],
+    ["node", () => createNodeCryptoProvider()],
+  ];
+  const seed = new Uint8Array(32).map((_, i) => i * 7 + 1);
+  const now = 1_700_000_000_000;
+
+  it.each(backends)(
+    "%s: the same bytes as the synchronous noble path, seeded and updated",
+    async (_, make) => {
+      const crypto = await make();
+      const options = {
+        username: "Zoë",
+        now,
+        seed,
+        flags: { prefers_async: true },
+        extensions: { profile_picture: utf8("p") },
+      };
+      const made = await createUserIdentityWith(crypto, options);
+      expect(made).toEqual(createUserIdentity(options));
+      const changes = { username: "zoe2", noiseSeed: new Uint8Array(32).fill(3), extensions: null };
+      expect(await updateIdentityWith(crypto, made, changes, now + 1)).toEqual(
+        updateIdentity(made, changes, now + 1),
+      );
+    },
+  );
+
+  it.each(backends)("%s: a fresh identity verifies, with keys that belong to it", async (_, make) => {
+    const crypto = await make();
+    const user = await createUserIdentityWith(crypto, { username: "fresh", now });
+    expect((await decodeIdentity(nobleCrypto, encodeIdentity(user.identity))).ok).toBe(true);
+    expect(user.identity.verified.identity_key).toEqual(ed25519.getPublicKey(user.privateIdentityKey));
+    expect(user.identity.verified.noise_key).toEqual(x25519.getPublicKey(user.privateNoiseKey));
+    const rotated = await updateIdentityWith(crypto, user, { rotateNoiseKey: true }, now + 1);
+    expect(rotated.privateNoiseKey).not.toEqual(user.privateNoiseKey);
+    expect(rotated.identity.verified.noise_key).toEqual(x25519.getPublicKey(rotated.privateNoiseKey));
+    expect((await decodeIdentity(nobleCrypto, encodeIdentity(rotated.identity))).ok).toBe(true);
+  });
+
+  it.each(backends)("%s: bad input is refused as by the synchronous path", async (_, make) => {
+    const crypto = await make();
+    await expect(createUserIdentityWith(crypto, { username: "", now })).rejects.toMatchObject({
+      code: "LOFT_ERR_BAD_IDENTITY",
+    });
+    await expect(createUserIdentityWith(crypto, { username: "a", now: -1 })).rejects.toThrow(RangeError);
+    const other = createUserIdentity({ username: "other", now, seed: new Uint8Array(32).fill(9) });
+    const mismatched = { ...other, privateIdentityKey: new Uint8Array(32).fill(4) };
+    await expect(updateIdentityWith(crypto, mismatched, { username: "x" }, now + 1)).rejects.toThrow(
+      /does not match/,
+    );
   });
 });

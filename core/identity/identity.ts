@@ -23,7 +23,7 @@ import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { randomBytes } from "@noble/hashes/utils.js";
 import * as v from "valibot";
-import { abytes, equalBytes, utf8 } from "../bytes.ts";
+import { abytes, equalBytes, utf8, wipe } from "../bytes.ts";
 import { decodeRaw, encodeCanonical, uintSchema, validate } from "../codec/codec.ts";
 import { binSchema } from "../codec/envelope.ts";
 import type { CryptoProvider } from "../crypto/provider.ts";
@@ -365,10 +365,24 @@ function normalisedExtensions(ext: IdentityExtensions | undefined): IdentityExte
  */
 function sign(data: IdentityVerifiedData, privateIdentityKey: Uint8Array): Identity {
   const payload = encodeIdentityVerifiedData(data);
-  const identity: Identity = {
-    verified: data,
-    signature: signWithContextNoble(privateIdentityKey, SIGNATURE_CONTEXTS.identity, payload),
-  };
+  return sizedIdentity(data, signWithContextNoble(privateIdentityKey, SIGNATURE_CONTEXTS.identity, payload));
+}
+
+/** `sign` on a provider (native Ed25519 where the platform has it); the same bytes. */
+async function signWith(
+  crypto: CryptoProvider,
+  data: IdentityVerifiedData,
+  privateIdentityKey: Uint8Array,
+): Promise<Identity> {
+  const payload = encodeIdentityVerifiedData(data);
+  return sizedIdentity(
+    data,
+    await signWithContext(crypto, privateIdentityKey, SIGNATURE_CONTEXTS.identity, payload),
+  );
+}
+
+function sizedIdentity(data: IdentityVerifiedData, signature: Uint8Array): Identity {
+  const identity: Identity = { verified: data, signature };
   if (encodeIdentity(identity).length > MAX_IDENTITY_BYTES)
     throw new LoftError("LOFT_ERR_FRAME_TOO_LARGE", `identity exceeds ${MAX_IDENTITY_BYTES} bytes`);
   return identity;
@@ -391,27 +405,79 @@ export interface CreateUserIdentityOptions {
  * `tryCreateUserIdentity`.
  */
 export function createUserIdentity(options: CreateUserIdentityOptions): UserIdentity {
+  const { username, secrets } = newIdentityInputs(options, randomBytes);
+  const data = newIdentityData(
+    options,
+    username,
+    ed25519.getPublicKey(secrets.identity),
+    x25519.getPublicKey(secrets.noise),
+  );
+  return {
+    identity: sign(data, secrets.identity),
+    privateIdentityKey: secrets.identity,
+    privateNoiseKey: secrets.noise,
+  };
+}
+
+/**
+ * `createUserIdentity` on `crypto` (docs/decisions.md, "Identity creation on the provider"): the
+ * private keys from the provider's CSPRNG (or derived from `seed` as before), the public keys and
+ * the signature from the provider — native X25519 and Ed25519 where the platform has them
+ * (WebCrypto in a browser), so creating an identity does not load noble's curve tables. The same
+ * bytes as `createUserIdentity` for the same seed and time on every backend (Ed25519 signatures
+ * are deterministic, RFC 8032 §5.1.6; checked by identity.test.ts on each backend).
+ */
+export async function createUserIdentityWith(
+  crypto: CryptoProvider,
+  options: CreateUserIdentityOptions,
+): Promise<UserIdentity> {
+  const { username, secrets } = newIdentityInputs(options, (n) => crypto.randomBytes(n));
+  try {
+    const [identityKey, noiseKey] = await Promise.all([
+      crypto.ed25519.publicKey(secrets.identity),
+      crypto.x25519.publicKey(secrets.noise),
+    ]);
+    const data = newIdentityData(options, username, identityKey, noiseKey);
+    return {
+      identity: await signWith(crypto, data, secrets.identity),
+      privateIdentityKey: secrets.identity,
+      privateNoiseKey: secrets.noise,
+    };
+  } catch (e) {
+    wipe(secrets.identity);
+    wipe(secrets.noise);
+    throw e;
+  }
+}
+
+function newIdentityInputs(
+  options: CreateUserIdentityOptions,
+  random: (length: number) => Uint8Array,
+): { username: string; secrets: { identity: Uint8Array; noise: Uint8Array } } {
   assertTime(options.now);
   const username = checkedUsername(options.username);
   const secrets =
-    options.seed !== undefined
-      ? deriveSecrets(options.seed)
-      : { identity: randomBytes(32), noise: randomBytes(32) };
+    options.seed !== undefined ? deriveSecrets(options.seed) : { identity: random(32), noise: random(32) };
+  return { username, secrets };
+}
+
+function newIdentityData(
+  options: CreateUserIdentityOptions,
+  username: string,
+  identityKey: Uint8Array,
+  noiseKey: Uint8Array,
+): IdentityVerifiedData {
   const data: IdentityVerifiedData = {
     username,
-    identity_key: ed25519.getPublicKey(secrets.identity),
-    noise_key: x25519.getPublicKey(secrets.noise),
+    identity_key: identityKey,
+    noise_key: noiseKey,
     flags: { ...DEFAULT_FLAGS, ...options.flags },
     version: 1,
     created: options.now,
   };
   const extensions = normalisedExtensions(options.extensions);
   if (extensions !== undefined) data.extensions = extensions;
-  return {
-    identity: sign(data, secrets.identity),
-    privateIdentityKey: secrets.identity,
-    privateNoiseKey: secrets.noise,
-  };
+  return data;
 }
 
 /** `createUserIdentity` with bad user input as a Result instead of a throw. */
@@ -441,19 +507,64 @@ export interface IdentityChanges {
  * once no session uses it (`wipe(old.privateNoiseKey)`).
  */
 export function updateIdentity(user: UserIdentity, changes: IdentityChanges, now: number): UserIdentity {
+  const prev = checkedUpdate(user, now);
+  if (!equalBytes(ed25519.getPublicKey(user.privateIdentityKey), prev.identity_key))
+    throw new RangeError("privateIdentityKey does not match identity_key");
+  const privateNoiseKey = updatedNoiseKey(user, changes, randomBytes);
+  const data = updatedData(prev, changes, x25519.getPublicKey(privateNoiseKey), now);
+  return {
+    identity: sign(data, user.privateIdentityKey),
+    privateIdentityKey: user.privateIdentityKey,
+    privateNoiseKey,
+  };
+}
+
+/** `updateIdentity` on `crypto` (see `createUserIdentityWith`): the same bytes, native where it can. */
+export async function updateIdentityWith(
+  crypto: CryptoProvider,
+  user: UserIdentity,
+  changes: IdentityChanges,
+  now: number,
+): Promise<UserIdentity> {
+  const prev = checkedUpdate(user, now);
+  if (!equalBytes(await crypto.ed25519.publicKey(user.privateIdentityKey), prev.identity_key))
+    throw new RangeError("privateIdentityKey does not match identity_key");
+  const privateNoiseKey = updatedNoiseKey(user, changes, (n) => crypto.randomBytes(n));
+  const data = updatedData(prev, changes, await crypto.x25519.publicKey(privateNoiseKey), now);
+  return {
+    identity: await signWith(crypto, data, user.privateIdentityKey),
+    privateIdentityKey: user.privateIdentityKey,
+    privateNoiseKey,
+  };
+}
+
+function checkedUpdate(user: UserIdentity, now: number): IdentityVerifiedData {
   assertTime(now);
   abytes(user.privateIdentityKey, 32, "privateIdentityKey");
   const prev = user.identity.verified;
   if (prev.version >= MAX_VERSION) throw new RangeError("identity version exhausted");
-  if (!equalBytes(ed25519.getPublicKey(user.privateIdentityKey), prev.identity_key))
-    throw new RangeError("privateIdentityKey does not match identity_key");
-  let privateNoiseKey = user.privateNoiseKey;
-  if (changes.noiseSeed !== undefined) privateNoiseKey = deriveNoiseSecret(changes.noiseSeed);
-  else if (changes.rotateNoiseKey) privateNoiseKey = randomBytes(32);
+  return prev;
+}
+
+function updatedNoiseKey(
+  user: UserIdentity,
+  changes: IdentityChanges,
+  random: (length: number) => Uint8Array,
+): Uint8Array {
+  if (changes.noiseSeed !== undefined) return deriveNoiseSecret(changes.noiseSeed);
+  return changes.rotateNoiseKey ? random(32) : user.privateNoiseKey;
+}
+
+function updatedData(
+  prev: IdentityVerifiedData,
+  changes: IdentityChanges,
+  noiseKey: Uint8Array,
+  now: number,
+): IdentityVerifiedData {
   const data: IdentityVerifiedData = {
     username: changes.username !== undefined ? checkedUsername(changes.username) : prev.username,
     identity_key: prev.identity_key.slice(),
-    noise_key: x25519.getPublicKey(privateNoiseKey),
+    noise_key: noiseKey,
     flags: { ...prev.flags, ...changes.flags },
     version: prev.version + 1,
     created: now,
@@ -463,11 +574,7 @@ export function updateIdentity(user: UserIdentity, changes: IdentityChanges, now
       ? undefined
       : normalisedExtensions(changes.extensions !== undefined ? changes.extensions : prev.extensions);
   if (extensions !== undefined) data.extensions = extensions;
-  return {
-    identity: sign(data, user.privateIdentityKey),
-    privateIdentityKey: user.privateIdentityKey,
-    privateNoiseKey,
-  };
+  return data;
 }
 
 // --- application signatures ---------------------------------------------------------------------

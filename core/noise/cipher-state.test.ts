@@ -13,8 +13,10 @@ import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
 import { utf8 } from "../bytes.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
 import type { Aead } from "../crypto/provider.ts";
+import { platformWebCrypto, type SubtleLike, webCryptoParts } from "../crypto/webcrypto.ts";
 import { CipherState } from "./cipher-state.ts";
 import { hkdf } from "./primitives.ts";
+import { AESGCM_SHA256 } from "./suite.ts";
 import { SymmetricState } from "./symmetric-state.ts";
 
 const key = Uint8Array.from({ length: 32 }, (_, i) => i + 1);
@@ -275,5 +277,120 @@ describe("CipherState under concurrency (async AEAD)", () => {
     cs.wipe();
     for (const r of [await first, await second])
       expect(!r.ok && r.error.code).toBe("LOFT_ERR_HANDSHAKE_STATE");
+  });
+});
+
+describe("CipherState with k imported once (Aead.withKey: WebCrypto AES-GCM)", () => {
+  const runs = Math.max(50, Math.floor(FUZZ_RUNS / 100));
+  const web = platformWebCrypto()!;
+
+  /** The real WebCrypto provider, counting `importKey` calls and holding operations back by `delays`. */
+  async function countingAes(delays: () => number = () => 0): Promise<{ aead: Aead; imports: () => number }> {
+    let imports = 0;
+    const hold = () => new Promise<void>((resolve) => setTimeout(resolve, delays()));
+    const subtle: SubtleLike = {
+      ...web.subtle,
+      importKey: (...args: Parameters<SubtleLike["importKey"]>) => {
+        imports++;
+        return web.subtle.importKey(...args);
+      },
+      encrypt: async (...args: Parameters<SubtleLike["encrypt"]>) => {
+        const data = args[2].slice();
+        await hold();
+        return web.subtle.encrypt(args[0], args[1], data);
+      },
+      decrypt: async (...args: Parameters<SubtleLike["decrypt"]>) => {
+        const data = args[2].slice();
+        await hold();
+        return web.subtle.decrypt(args[0], args[1], data);
+      },
+      exportKey: (...args: Parameters<SubtleLike["exportKey"]>) => web.subtle.exportKey(...args),
+      sign: (...args: Parameters<SubtleLike["sign"]>) => web.subtle.sign(...args),
+      verify: (...args: Parameters<SubtleLike["verify"]>) => web.subtle.verify(...args),
+      digest: (...args: Parameters<SubtleLike["digest"]>) => web.subtle.digest(...args),
+      deriveBits: (...args: Parameters<SubtleLike["deriveBits"]>) => web.subtle.deriveBits(...args),
+    };
+    const aead = webCryptoParts({ subtle, getRandomValues: (a) => web.getRandomValues(a) }).aes256gcm!;
+    expect(aead.withKey).toBeDefined();
+    return { aead, imports: () => imports };
+  }
+  const aesState = (aead: Aead) => new CipherState(key, aead, AESGCM_SHA256.writeNonce);
+
+  it("imports k once for many messages, and once more after a rekey; the bytes are noble's", async () => {
+    const { aead, imports } = await countingAes();
+    const cs = aesState(aead);
+    const reference = aesState(nobleCrypto.aes256gcm);
+    for (let i = 0; i < 20; i++) {
+      const [a, b] = [await cs.encryptWithAd(ad, plaintext), await reference.encryptWithAd(ad, plaintext)];
+      expect(a.ok && a.value).toEqual(b.ok && b.value);
+    }
+    expect(imports()).toBe(1);
+    await cs.rekey();
+    await reference.rekey();
+    for (let i = 0; i < 5; i++) {
+      const [a, b] = [await cs.encryptWithAd(ad, plaintext), await reference.encryptWithAd(ad, plaintext)];
+      expect(a.ok && a.value).toEqual(b.ok && b.value);
+    }
+    expect(imports()).toBe(3); // the rekey's own seal, then the new k once
+    const receiver = aesState((await countingAes()).aead);
+    const sealed = await reference.encryptWithAd(ad, plaintext); // nonce 25 under the rekeyed key
+    receiver.setNonce(25n);
+    await receiver.rekey();
+    const opened = await receiver.decryptWithAd(ad, sealed.ok ? sealed.value : new Uint8Array(0));
+    expect(opened.ok && opened.value).toEqual(plaintext);
+  });
+
+  it("concurrent encrypts and rekeys through the imported key: nonces and keys in call order (property)", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.oneof(fc.constant("rekey" as const), fc.uint8Array({ maxLength: 24 })), {
+          minLength: 1,
+          maxLength: 12,
+        }),
+        fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 8 }),
+        async (ops, delays) => {
+          let d = 0;
+          const cs = aesState((await countingAes(() => delays[d++ % delays.length]!)).aead);
+          const started: Promise<unknown>[] = [];
+          for (const op of ops) started.push(op === "rekey" ? cs.rekey() : cs.encryptWithAd(ad, op));
+          const results = await Promise.all(started);
+          const reference = aesState(nobleCrypto.aes256gcm);
+          for (const [i, op] of ops.entries()) {
+            if (op === "rekey") {
+              await reference.rekey();
+              continue;
+            }
+            const [r, want] = [
+              results[i] as { ok: boolean; value: Uint8Array },
+              await reference.encryptWithAd(ad, op),
+            ];
+            expect(r.ok && r.value).toEqual(want.ok && want.value);
+          }
+          expect(cs.nonce).toBe(reference.nonce);
+        },
+      ),
+      { numRuns: runs },
+    );
+  }, 120_000);
+
+  it("a forged message fails and leaves n; a wipe in flight fails the queued work, never plaintext", async () => {
+    const { aead } = await countingAes(() => 2);
+    const sender = aesState(nobleCrypto.aes256gcm);
+    const sealed = await sender.encryptWithAd(ad, plaintext);
+    if (!sealed.ok) throw sealed.error;
+    const forged = sealed.value.slice();
+    forged[0]! ^= 1;
+    const receiver = aesState(aead);
+    const f = await receiver.decryptWithAd(ad, forged);
+    expect(!f.ok && f.error.code).toBe("LOFT_ERR_DECRYPT");
+    expect(receiver.nonce).toBe(0n);
+    const r = await receiver.decryptWithAd(ad, sealed.value);
+    expect(r.ok && r.value).toEqual(plaintext);
+    const cs = aesState(aead);
+    const first = cs.encryptWithAd(ad, plaintext);
+    const second = cs.encryptWithAd(ad, plaintext);
+    cs.wipe();
+    for (const x of [await first, await second])
+      expect(!x.ok && x.error.code).toBe("LOFT_ERR_HANDSHAKE_STATE");
   });
 });

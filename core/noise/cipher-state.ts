@@ -15,13 +15,16 @@
  *   rekey applies exactly to the operations called after it, and decrypts complete in order;
  * - a decrypt that fails authentication leaves `n` unchanged (§5.1);
  * - each AEAD call gets its own copy of `k`, wiped when it returns, so `wipe()` or a rekey never
- *   changes key bytes under a call in flight.
+ *   changes key bytes under a call in flight;
+ * - where the AEAD offers it (`Aead.withKey`: WebCrypto), `k` is imported once, on first use, into
+ *   a non-extractable key that InitializeKey, Rekey and `wipe()` drop: no import per message. A
+ *   call in flight keeps the key object it started with, so the rule above holds.
  * A CipherState carries one direction (Noise §5.2 Split): don't mix encrypts and decrypts on one
  * instance concurrently.
  */
 import { abytes } from "../bytes.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
-import type { Aead } from "../crypto/provider.ts";
+import type { Aead, KeyedAead } from "../crypto/provider.ts";
 import { err, ok, type Result } from "../errors.ts";
 import { KEYLEN, rekey, TAGLEN } from "./primitives.ts";
 import { CHACHAPOLY_BLAKE2S, type NoiseSuite } from "./suite.ts";
@@ -38,6 +41,8 @@ export class CipherState {
   readonly #aead: Aead;
   /** The suite's nonce encoding (Noise §12.3 little-endian for ChaChaPoly, §12.4 big-endian for AESGCM). */
   readonly #writeNonce: NoiseSuite["writeNonce"];
+  /** `k` imported once (`Aead.withKey`), made by the first operation that needs it. */
+  #keyed: Promise<KeyedAead | undefined> | undefined;
   /** The tail of this instance's queue of AEAD work (resolves, never rejects). */
   #tail: Promise<unknown> = Promise.resolve();
 
@@ -61,6 +66,7 @@ export class CipherState {
     this.#k?.fill(0);
     if (key !== undefined) abytes(key, KEYLEN, "cipher key");
     this.#k = key?.slice();
+    this.#keyed = undefined;
     this.#lo = 0;
     this.#hi = 0;
   }
@@ -107,6 +113,24 @@ export class CipherState {
   }
 
   /**
+   * `k` imported once, when the AEAD can (`withKey`); undefined otherwise, or when the import
+   * failed (then every call imports, as without `withKey`). Called from queued work only, so a
+   * rekey queued before has already replaced `k`.
+   */
+  #keyedAead(): Promise<KeyedAead | undefined> {
+    if (this.#aead.withKey === undefined) return Promise.resolve(undefined);
+    if (this.#keyed === undefined) {
+      const k = this.#keyCopy();
+      if (k === undefined) return Promise.resolve(undefined);
+      this.#keyed = this.#aead
+        .withKey(k)
+        .catch(() => undefined)
+        .finally(() => k.fill(0));
+    }
+    return this.#keyed;
+  }
+
+  /**
    * Noise §5.1 `EncryptWithAd(ad, plaintext)`: `ENCRYPT(k, n++, ad, plaintext)`, or the plaintext
    * itself while `k` is empty. `n` is taken (and incremented) synchronously, at the call.
    * `output` (optional, `plaintext.length + 16` bytes; `plaintext` may be its prefix) lets callers
@@ -121,6 +145,9 @@ export class CipherState {
     this.#writeNonce(nonce, this.#lo, this.#hi);
     this.#increment();
     return this.#enqueue(async () => {
+      const keyed = await this.#keyedAead();
+      if (this.#wiped) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
+      if (keyed) return ok(await keyed.seal(nonce, ad, plaintext, output));
       const k = this.#keyCopy();
       if (k === undefined) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
       try {
@@ -143,15 +170,19 @@ export class CipherState {
     return this.#enqueue(async () => {
       if (this.#exhausted()) return err("LOFT_ERR_NONCE_EXHAUSTED", "nonce 2^64-1 is reserved (Noise §5.1)");
       if (ciphertext.length < TAGLEN) return err("LOFT_ERR_DECRYPT", "ciphertext shorter than the tag");
-      const k = this.#keyCopy();
-      if (k === undefined) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
+      const keyed = await this.#keyedAead();
+      const k = keyed ? undefined : this.#keyCopy();
+      if (this.#wiped || (!keyed && k === undefined))
+        return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
       const nonce = new Uint8Array(12);
       this.#writeNonce(nonce, this.#lo, this.#hi);
       let plaintext: Uint8Array | undefined;
       try {
-        plaintext = await this.#aead.open(k, nonce, ad, ciphertext, output);
+        plaintext = keyed
+          ? await keyed.open(nonce, ad, ciphertext, output)
+          : await this.#aead.open(k!, nonce, ad, ciphertext, output);
       } finally {
-        k.fill(0);
+        k?.fill(0);
       }
       if (plaintext === undefined) return err("LOFT_ERR_DECRYPT", "authentication failed");
       if (this.#wiped) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
@@ -173,6 +204,7 @@ export class CipherState {
       k.fill(0);
       if (this.#k !== undefined && !this.#wiped) this.#k.set(next);
       next.fill(0);
+      this.#keyed = undefined; // the next operation imports the new k
     });
   }
 
@@ -184,6 +216,7 @@ export class CipherState {
     this.#wiped = true;
     this.#k?.fill(0);
     this.#k = undefined;
+    this.#keyed = undefined;
     this.#lo = 0;
     this.#hi = 0;
   }

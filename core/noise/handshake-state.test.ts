@@ -5,7 +5,13 @@
  */
 import { describe, expect, it } from "vitest";
 import { equalBytes, utf8 } from "../bytes.ts";
-import { HandshakeState } from "./handshake-state.ts";
+import { nobleCrypto } from "../crypto/noble.ts";
+import {
+  HandshakeState,
+  type PreparedEphemerals,
+  prepareEphemerals,
+  wipeEphemerals,
+} from "./handshake-state.ts";
 import { type HandshakePattern, XX, XX_HFS } from "./patterns.ts";
 import { generateKeyPair, type KeyPair } from "./primitives.ts";
 
@@ -232,5 +238,56 @@ describe("HandshakeState steps are async and one at a time", () => {
     expect(initiator.handshakeHash).toEqual(new Uint8Array(32));
     const fin = await initiator.finish();
     expect(fin.ok).toBe(false);
+  });
+});
+
+describe("ephemeral keys prepared ahead of time (HandshakeConfig.prepared)", () => {
+  async function run(prepared: PreparedEphemerals) {
+    const si = await generateKeyPair();
+    const sr = await generateKeyPair();
+    const initiator = await HandshakeState.create({
+      pattern: XX_HFS,
+      role: "initiator",
+      prologue,
+      staticKeyPair: si,
+      prepared,
+    });
+    const responder = await HandshakeState.create({
+      pattern: XX_HFS,
+      role: "responder",
+      prologue,
+      staticKeyPair: sr,
+    });
+    const m1 = must(await initiator.writeMessage());
+    must(await responder.readMessage(m1));
+    must(await initiator.readMessage(must(await responder.writeMessage())));
+    must(await responder.readMessage(must(await initiator.writeMessage())));
+    const [ti, tr] = [must(await initiator.finish()), must(await responder.finish())];
+    const sealed = must(await ti.send.encryptWithAd(new Uint8Array(0), utf8("hello")));
+    expect(must(await tr.receive.decryptWithAd(new Uint8Array(0), sealed))).toEqual(utf8("hello"));
+    return m1;
+  }
+
+  it("the first message carries the prepared e and e1; they are taken once, then fresh keys", async () => {
+    const prepared = await prepareEphemerals(nobleCrypto);
+    const e = prepared.e!.publicKey.slice();
+    const e1 = prepared.e1!.publicKey.slice();
+    const m1 = await run(prepared);
+    expect(m1.subarray(0, 32)).toEqual(e);
+    expect(m1.length).toBe(32 + e1.length); // e1 in clear: no key yet at message 1 (HFS §4)
+    expect(m1.subarray(32)).toEqual(e1);
+    expect(prepared).toEqual({ e: undefined, e1: undefined });
+    // The same (emptied) object again: the handshake makes its own keys, never the used ones.
+    const again = await run(prepared);
+    expect(again.subarray(0, 32)).not.toEqual(e);
+    expect(again.subarray(32)).not.toEqual(e1);
+  });
+
+  it("wipeEphemerals zeroes what no handshake took", async () => {
+    const prepared = await prepareEphemerals(nobleCrypto);
+    const [priv, kemSecret] = [prepared.e!.privateKey, prepared.e1!.secretKey];
+    wipeEphemerals(prepared);
+    expect(priv.every((b) => b === 0) && kemSecret.every((b) => b === 0)).toBe(true);
+    expect(prepared).toEqual({ e: undefined, e1: undefined });
   });
 });

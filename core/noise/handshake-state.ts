@@ -62,11 +62,55 @@ export interface HandshakeConfig {
   psk?: Uint8Array;
   /** Randomness for `e`, `e1` and `ekem1`; fixed bytes for vectors, the provider's CSPRNG otherwise. */
   entropy?: NoiseEntropy;
+  /**
+   * Ephemeral key pairs generated ahead of time (`prepareEphemerals`), e.g. while the link opens:
+   * the `e` and `e1` tokens take them instead of generating their own. Taken at most once: the
+   * handshake empties the object's fields as it takes them, so a second handshake given the same
+   * object generates fresh keys, and the handshake's wipe covers them from then on.
+   */
+  prepared?: PreparedEphemerals;
   /** The primitives (core/crypto/provider.ts); noble when absent. */
   crypto?: CryptoProvider;
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** Ephemeral key pairs made before a handshake (`HandshakeConfig.prepared`), each used at most once. */
+export interface PreparedEphemerals {
+  e?: KeyPair;
+  e1?: KemKeyPair;
+}
+
+/**
+ * `e` (and `e1` when `kem`) generated now from `crypto`'s CSPRNG: the initiator's ephemeral keys
+ * do not depend on the peer, so a dialler can make them while ICE and DTLS run instead of on the
+ * handshake's critical path (docs/decisions.md, "The client's data path and handshake, measured").
+ * Wipe what no handshake took with `wipeEphemerals`.
+ */
+export async function prepareEphemerals(crypto: CryptoProvider, kem = true): Promise<PreparedEphemerals> {
+  const entropy = providerEntropy(crypto);
+  const secret = entropy.ephemeralPrivateKey();
+  const seed = kem ? entropy.kemKeySeed() : undefined;
+  try {
+    const [e, e1] = await Promise.all([
+      keyPairFromPrivate(secret, crypto),
+      seed ? kemKeyPairFromSeed(crypto, seed) : undefined,
+    ]);
+    return e1 ? { e, e1 } : { e };
+  } finally {
+    secret.fill(0);
+    seed?.fill(0);
+  }
+}
+
+/** Wipe and drop whatever of `prepared` no handshake took. */
+export function wipeEphemerals(prepared: PreparedEphemerals | undefined): void {
+  if (!prepared) return;
+  prepared.e?.privateKey.fill(0);
+  prepared.e1?.secretKey.fill(0);
+  prepared.e = undefined;
+  prepared.e1 = undefined;
+}
 
 export class HandshakeState {
   readonly pattern: HandshakePattern;
@@ -86,6 +130,8 @@ export class HandshakeState {
   /** HFS §4: our KEM key pair (`e1`, initiator) and the peer's KEM public key (responder). */
   #e1: KemKeyPair | undefined;
   #re1: Uint8Array | undefined;
+  /** `HandshakeConfig.prepared`: taken field by field by the `e` and `e1` tokens. */
+  readonly #prepared: PreparedEphemerals | undefined;
 
   /**
    * Noise §5.3 `Initialize(handshake_pattern, initiator, prologue, s, e, rs, re)`: InitializeSymmetric
@@ -114,6 +160,7 @@ export class HandshakeState {
       publicKey: config.staticKeyPair.publicKey.slice(),
     };
     this.#psk = config.psk?.slice();
+    this.#prepared = config.prepared;
     // XX has no pre-messages (§7.5), so nothing else is hashed here.
     this.#status = config.role === "initiator" ? "write" : "read";
   }
@@ -298,9 +345,16 @@ export class HandshakeState {
     switch (token) {
       case "e": {
         // §5.3: e = GENERATE_KEYPAIR(); append e.public_key; MixHash(e.public_key).
-        const secret = this.#entropy.ephemeralPrivateKey();
-        this.#e = await keyPairFromPrivate(secret, this.#crypto);
-        secret.fill(0);
+        const prepared = this.#prepared?.e;
+        if (prepared) {
+          this.#prepared!.e = undefined; // used once
+          abytes(prepared.publicKey, DHLEN, "prepared ephemeral public key");
+          this.#e = prepared;
+        } else {
+          const secret = this.#entropy.ephemeralPrivateKey();
+          this.#e = await keyPairFromPrivate(secret, this.#crypto);
+          secret.fill(0);
+        }
         out.push(this.#e.publicKey);
         await sym.mixHash(this.#e.publicKey);
         if (this.pattern.psk) await sym.mixKey(this.#e.publicKey); // §9.2
@@ -310,9 +364,15 @@ export class HandshakeState {
         return this.#appendEncrypted(await sym.encryptAndHash(this.#s.publicKey), out);
       case "e1": {
         // HFS §4: e1 = GENERATE_KEM_KEYPAIR(); public key sent like a static key (EncryptAndHash).
-        const seed = this.#entropy.kemKeySeed();
-        this.#e1 = await kemKeyPairFromSeed(this.#crypto, seed);
-        seed.fill(0);
+        const prepared = this.#prepared?.e1;
+        if (prepared) {
+          this.#prepared!.e1 = undefined; // used once
+          this.#e1 = prepared;
+        } else {
+          const seed = this.#entropy.kemKeySeed();
+          this.#e1 = await kemKeyPairFromSeed(this.#crypto, seed);
+          seed.fill(0);
+        }
         return this.#appendEncrypted(await sym.encryptAndHash(this.#e1.publicKey), out);
       }
       case "ekem1": {

@@ -9,6 +9,9 @@ export {
   type HandshakeRole,
   HandshakeState,
   type HandshakeStatus,
+  type PreparedEphemerals,
+  prepareEphemerals,
+  wipeEphemerals,
 } from "./handshake-state.ts";
 export {
   type HandshakePattern,

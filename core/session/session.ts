@@ -35,7 +35,7 @@ import { err, isLoftError, LoftError, type LoftErrorCode, type Result } from "..
 import type { Identity, UserIdentity } from "../identity/identity.ts";
 import type { Link, LinkCloseInfo } from "../link/link.ts";
 import { QueueLink } from "../link/queue-link.ts";
-import { HandshakeState } from "../noise/handshake-state.ts";
+import { HandshakeState, type PreparedEphemerals } from "../noise/handshake-state.ts";
 import { withSuite, XX, XX_HFS } from "../noise/patterns.ts";
 import { type NoiseEntropy, TAGLEN } from "../noise/primitives.ts";
 import { SUITE_NAMES, type SuiteName, suiteByName } from "../noise/suite.ts";
@@ -102,6 +102,11 @@ export interface SessionOptions {
    * (default: every suite, AES-GCM first) and the initiator's first choice both accept wins.
    */
   suites?: readonly SuiteName[];
+  /**
+   * Ephemeral keys made ahead of time (core/noise `prepareEphemerals`, e.g. while the link
+   * opened): the handshake takes them, once, instead of generating its own on the critical path.
+   */
+  prepared?: PreparedEphemerals;
   /**
    * Labels whose `exportSecret` the handshake derives when it finishes (the chaining key is wiped
    * then; docs/protocol/session.md §6). Default: `SESSION_EXPORT_LABELS`.
@@ -200,6 +205,7 @@ export async function establishSession(options: SessionOptions): Promise<Session
       staticKeyPair: { privateKey: self.privateNoiseKey, publicKey: ourNoiseKey },
       crypto,
       ...(options.entropy ? { entropy: options.entropy } : {}),
+      ...(options.prepared ? { prepared: options.prepared } : {}),
     });
     hs = handshake;
     if (aborted) handshake.abort();

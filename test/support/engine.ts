@@ -75,6 +75,10 @@ export class MemoryStorage implements EngineStorage {
   async putContact(c: ContactRecord) {
     this.contacts.set(c.id, structuredClone(c));
   }
+  async setAnswersSuiteOffers(id: ContactId, answers: boolean) {
+    const c = this.contacts.get(id);
+    if (c) c.answersSuiteOffers = answers;
+  }
   async setEndpoints(id: ContactId, endpoints: ContactEndpoints) {
     const c = this.contacts.get(id);
     if (c) c.endpoints = structuredClone(endpoints);

@@ -11,11 +11,12 @@ import {
   parseContactLinkUrl,
 } from "../../core/identity/contact-link.ts";
 import {
-  createUserIdentity,
+  createUserIdentityWith,
   decodeIdentity,
   encodeIdentity,
   type Identity,
   type UserIdentity,
+  updateIdentityWith,
 } from "../../core/identity/identity.ts";
 import {
   safetyCode as coreSafetyCode,
@@ -47,9 +48,22 @@ export function contactIdOf(identity: Identity): string {
   return toHex(identity.verified.identity_key);
 }
 
-/** A fresh identity for `username` (already validated), created in this browser. */
-export function newUserIdentity(username: string, now = Date.now()): UserIdentity {
-  return createUserIdentity({ username, now });
+/**
+ * A fresh identity for `username` (already validated), created in this browser with the page's
+ * provider: native Ed25519 and X25519 where the browser has them (docs/decisions.md, "Identity
+ * creation on the provider").
+ */
+export function newUserIdentity(username: string, now = Date.now()): Promise<UserIdentity> {
+  return createUserIdentityWith(pageCrypto, { username, now });
+}
+
+/** A new version of our identity with another username (SREMP: version + 1, a new signature). */
+export function renamedUserIdentity(
+  user: UserIdentity,
+  username: string,
+  now = Date.now(),
+): Promise<UserIdentity> {
+  return updateIdentityWith(pageCrypto, user, { username }, now);
 }
 
 // --- TOFU (core/identity/tofu.ts) ----------------------------------------------------------------

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import type { ContactRecord, Presence } from "../engine/api.ts";
-import { contactStatus, presenceLabel } from "./contact-status.ts";
+import { contactStatus, encryptionLabel, presenceLabel } from "./contact-status.ts";
 import type { ContactView } from "./model.ts";
 
 const offline: Presence = { status: "offline", since: 0 };
@@ -88,5 +88,20 @@ describe("contact status", () => {
     };
     expect(contactStatus(view({ pending }), offline, false).label).toBe("offline");
     expect(contactStatus(undefined, offline, false)).toEqual({ label: "offline" });
+  });
+});
+
+describe("encryption label (contact screen)", () => {
+  it("names the live session's cipher, and nothing without a session", () => {
+    const online = (suite?: string): Presence => ({
+      status: "online",
+      path: "direct",
+      since: 1,
+      ...(suite ? { suite } : {}),
+    });
+    expect(encryptionLabel(online("AESGCM_SHA256"))).toMatch(/ML-KEM-768, AES-256-GCM$/);
+    expect(encryptionLabel(online("ChaChaPoly_BLAKE2s"))).toMatch(/ChaCha20-Poly1305$/);
+    expect(encryptionLabel(online())).toBeUndefined();
+    expect(encryptionLabel({ status: "connecting", since: 1, suite: "AESGCM_SHA256" })).toBeUndefined();
   });
 });

@@ -21,6 +21,21 @@ export function presenceLabel(p: Presence): string {
   return "offline";
 }
 
+/**
+ * The live session's encryption in words, for the contact screen (docs/protocol/noise.md,
+ * "Cipher suites"); undefined when no session runs.
+ */
+export function encryptionLabel(p: Presence): string | undefined {
+  if (p.status !== "online" || p.suite === undefined) return undefined;
+  const cipher =
+    p.suite === "AESGCM_SHA256"
+      ? "AES-256-GCM"
+      : p.suite === "ChaChaPoly_BLAKE2s"
+        ? "ChaCha20-Poly1305"
+        : p.suite;
+  return `end-to-end encrypted: Noise with X25519 + ML-KEM-768, ${cipher}`;
+}
+
 export interface ContactStatus {
   /** The short label ("online · direct", "offline", "waiting to be accepted", …). */
   label: string;

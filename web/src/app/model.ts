@@ -9,7 +9,6 @@
 import { type Accessor, batch, createEffect, createSignal } from "solid-js";
 import { createStore, reconcile } from "solid-js/store";
 import { toHex } from "../../../core/bytes.ts";
-import { updateIdentity } from "../../../core/identity/identity.ts";
 import { pageCrypto } from "../crypto.ts";
 import type {
   ChatEngine,
@@ -31,6 +30,7 @@ import {
   type Identity,
   type KnownContact,
   newUserIdentity,
+  renamedUserIdentity,
   type TofuOutcome,
   tofuDecide,
   type UserIdentity,
@@ -216,7 +216,7 @@ export class AppModel {
    * the passphrase layer is set first, so the private keys are never stored without it.
    */
   async createIdentity(username: string, passphrase?: string): Promise<void> {
-    const user = newUserIdentity(username);
+    const user = await newUserIdentity(username);
     if (passphrase) await this.storage.setPassphrase(passphrase);
     await this.storage.saveSelf({
       identity: encodeIdentity(user.identity),
@@ -634,7 +634,7 @@ export class AppModel {
   async changeUsername(username: string): Promise<void> {
     const u = this.user();
     if (!u) return;
-    const next = updateIdentity(u, { username }, Date.now());
+    const next = await renamedUserIdentity(u, username);
     const self = await this.storage.getSelfPublic();
     await this.storage.saveSelf({
       identity: encodeIdentity(next.identity),

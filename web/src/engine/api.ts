@@ -166,6 +166,12 @@ export interface ContactRecord {
    * reconnect without a code. Written by the UI's device module; the engine does not dial devices.
    */
   device?: DeviceContactInfo;
+  /**
+   * The contact answers a Noise suite offer (it sent `noise.suites` in a session): our dials to it
+   * offer AES-GCM first (engine/noise-suites.ts). Learned and written by the engine
+   * (`setAnswersSuiteOffers`), sealed with the contact, so a reload keeps it.
+   */
+  answersSuiteOffers?: boolean;
 }
 
 /** A paired device (docs/device.md §7): its HELLO name, the protocol pinned at pairing, when. */
@@ -258,6 +264,8 @@ export interface EngineStorage {
   updateContactIdentity(id: ContactId, identity: Uint8Array, username: string): Promise<void>;
   /** Store a contact the user added (from a link), replacing a record with the same id. */
   putContact(contact: ContactRecord): Promise<void>;
+  /** Whether the contact answers Noise suite offers (`ContactRecord.answersSuiteOffers`). */
+  setAnswersSuiteOffers(id: ContactId, answers: boolean): Promise<void>;
   /** The endpoints from the contact's link. */
   setEndpoints(id: ContactId, endpoints: ContactEndpoints): Promise<void>;
   /** The user accepted a first-contact request: `request` goes, the contact stays Unknown. */
@@ -362,6 +370,11 @@ export interface Presence {
    * failed: retries continue quietly with a long backoff instead of flashing "connecting…".
    */
   directUnavailable?: boolean;
+  /**
+   * Set when `status === "online"`: the live session's Noise cipher suite (docs/protocol/noise.md,
+   * "Cipher suites"), e.g. "AESGCM_SHA256".
+   */
+  suite?: string;
 }
 
 /** Connection to our own infrastructure (signaling + relay), shown as one status line. */

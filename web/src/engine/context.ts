@@ -258,6 +258,8 @@ export function peerFor(ctx: Pick<EngineContext, "peers">, c: ContactRecord): Pe
       flushAgain: false,
       mailboxAt: Number.POSITIVE_INFINITY,
       request: c.request !== undefined,
+      // Stored with the contact, so the first dial after a reload offers AES-GCM too.
+      ...(c.answersSuiteOffers === true ? { answersSuiteOffers: true } : {}),
       ...addressRefOf(c),
       relayFailures: 0,
       upgradeFailures: 0,

@@ -6,6 +6,7 @@
  * (link/controller.ts) holds the attempt and runs the dial; this module decides and returns
  * outcomes, and imports no other step.
  */
+import { type PreparedEphemerals, prepareEphemerals } from "../../../core/noise/index.ts";
 import { establishSession, type Session } from "../../../core/session/index.ts";
 import type { ContactRecord, EngineError, LinkPath } from "./api.ts";
 import {
@@ -28,7 +29,7 @@ import type { DialedLink, IncomingOffer } from "./transport.ts";
 /** What dialing reads of the engine: timings, the transports and signaling, who we are, the listeners it tells. */
 export type DialingContext = Pick<
   EngineContext,
-  "cfg" | "stopped" | "signaling" | "direct" | "relayLive" | "selfId" | "user" | "listeners"
+  "cfg" | "stopped" | "signaling" | "direct" | "relayLive" | "selfId" | "user" | "listeners" | "storage"
 >;
 
 /** Whether to dial now, after the glare delay, or not at all. */
@@ -99,6 +100,7 @@ export async function handshake(
   link: DialedLink,
   path: LinkPath,
   ratchetKey?: Uint8Array,
+  prepared?: PreparedEphemerals,
 ): Promise<Session> {
   const role = ratchetKey ? "responder" : "initiator";
   const suites = offeredSuites(providerOf(ctx), peer, role);
@@ -113,13 +115,39 @@ export async function handshake(
       handshakeTimeoutMs: ctx.cfg.handshakeTimeoutMs,
       ...suites,
       ...cryptoOf(ctx),
+      ...(prepared ? { prepared } : {}),
     });
-    learnSuites(peer, session);
+    if (learnSuites(peer, session)) storeSuiteMark(ctx, peer);
     return session;
   } catch (e) {
-    forgetSuitesOnRefusal(peer, e, suites.suites !== undefined);
+    if (forgetSuitesOnRefusal(peer, e, suites.suites !== undefined)) storeSuiteMark(ctx, peer);
     throw e;
   }
+}
+
+/**
+ * Keep the suite mark with the contact (sealed), so the first dial after a reload offers AES-GCM
+ * as well. Not awaited: the session must not wait for a storage write; a failed write only means
+ * one more ChaChaPoly session after the next reload.
+ */
+function storeSuiteMark(ctx: DialingContext, peer: Peer): void {
+  ctx.storage.setAnswersSuiteOffers(peer.id, peer.answersSuiteOffers === true).catch((e: unknown) => {
+    ctx.cfg.log(`noise suites: the contact's mark was not stored: ${(e as Error).name}`);
+  });
+}
+
+/**
+ * The dialler's ephemeral X25519 and ML-KEM-768 key pairs, made while the link opens (ICE, DTLS,
+ * SCTP take several times longer): they do not depend on the peer, and ML-KEM key generation is
+ * the largest single part of the initiator's handshake in a browser (docs/decisions.md, "The
+ * client's data path and handshake, measured"). After a macrotask, so that the dial's own first
+ * steps go first. Undefined if making them failed (the handshake then makes its own). The caller
+ * wipes what the handshake did not take (`wipeEphemerals`).
+ */
+export function prepareDialKeys(ctx: DialingContext): Promise<PreparedEphemerals | undefined> {
+  return new Promise<void>((resolve) => setTimeout(resolve, 0))
+    .then(() => prepareEphemerals(providerOf(ctx)))
+    .catch(() => undefined);
 }
 
 /**

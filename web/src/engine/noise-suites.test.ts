@@ -2,9 +2,12 @@
  * The engine's suite choice (noise-suites.ts) through the real `handshake` of dialing.ts over
  * memory links: the first session with a contact is ChaChaPoly and teaches both sides that the
  * other answers offers; the next dial runs AES-GCM when the provider has it natively; an offer a
- * peer refuses (one from before suites) clears the mark and the next dial is plain again.
+ * peer refuses (one from before suites) clears the mark and the next dial is plain again; the
+ * dialler's ephemeral keys made while the link opens are what the handshake uses. And
+ * through whole engines (real signaling, in-memory links): the mark is stored with the contact,
+ * so the first session after a restart (a reload) runs AES-GCM.
  */
-import { describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { decodeVersionHeader, encodeVersionHeader } from "../../../core/codec/version.ts";
 import { nobleCrypto } from "../../../core/crypto/noble.ts";
 import type { CryptoProvider } from "../../../core/crypto/provider.ts";
@@ -13,8 +16,10 @@ import { err, isLoftError } from "../../../core/errors.ts";
 import { createUserIdentity, type UserIdentity } from "../../../core/identity/identity.ts";
 import { memoryLinkPair } from "../../../core/link/memory-link.ts";
 import { establishSession, type Session } from "../../../core/session/index.ts";
+import { type RunningSignaling, startSignaling } from "../../../signaling/testing.ts";
+import { EngineHarness, type EngineNode, FAST_ENGINE, until } from "../../../test/support/engine.ts";
 import type { Peer } from "./context.ts";
-import { type DialingContext, handshake } from "./dialing.ts";
+import { type DialingContext, handshake, prepareDialKeys } from "./dialing.ts";
 import { SUITES_EXTENSION } from "./noise-suites.ts";
 import { RATCHET_KEY_EXTENSION } from "./ratchet-store.ts";
 import type { DialedLink } from "./transport.ts";
@@ -25,7 +30,12 @@ const bob = createUserIdentity({ username: "bob", now, seed: new Uint8Array(32).
 const RATCHET_KEY = new Uint8Array(32).fill(9);
 
 function ctxOf(user: UserIdentity, crypto: CryptoProvider): DialingContext {
-  return { cfg: { handshakeTimeoutMs: 10_000, crypto }, user } as unknown as DialingContext;
+  const storage = { setAnswersSuiteOffers: async () => {} };
+  return {
+    cfg: { handshakeTimeoutMs: 10_000, crypto, log: () => {} },
+    user,
+    storage,
+  } as unknown as DialingContext;
 }
 function peerOf(user: UserIdentity): Peer {
   return { key: user.identity.verified.identity_key } as unknown as Peer;
@@ -66,6 +76,24 @@ describe("the engine's Noise suite choice", () => {
     expect(new TextDecoder().decode(await b2.receive())).toBe("over AES-GCM");
     a2.close();
     b2.close();
+  });
+
+  it("the dialler's ephemeral keys made while the link opens are taken by the handshake, once", async () => {
+    const web = await createWebCryptoProvider();
+    const ctx = ctxOf(alice, web);
+    const prepared = await prepareDialKeys(ctx);
+    expect(prepared?.e?.publicKey.length).toBe(32);
+    expect(prepared?.e1?.publicKey.length).toBe(1184);
+    const [la, lb] = memoryLinkPair();
+    const [a, b] = await Promise.all([
+      handshake(ctx, peerOf(bob), la as unknown as DialedLink, "direct", undefined, prepared),
+      handshake(ctxOf(bob, web), peerOf(alice), lb as unknown as DialedLink, "direct", RATCHET_KEY),
+    ]);
+    expect(prepared).toEqual({ e: undefined, e1: undefined });
+    a.send(new TextEncoder().encode("with prepared keys"));
+    expect(new TextDecoder().decode(await b.receive())).toBe("with prepared keys");
+    a.close();
+    b.close();
   });
 
   it("no offer when AES-GCM would be pure JavaScript (noble), even to a contact that answers", async () => {
@@ -114,5 +142,48 @@ describe("the engine's Noise suite choice", () => {
     expect(aliceSeesOldBob.answersSuiteOffers).toBe(false);
     a.close();
     b.close();
+  });
+});
+
+describe("the suite mark, stored with the contact (engines, real signaling)", () => {
+  let signaling: RunningSignaling;
+  let web: CryptoProvider;
+  const h = new EngineHarness(() => ({
+    signalingUrl: signaling.url,
+    config: { ...FAST_ENGINE, crypto: web },
+  }));
+  beforeAll(async () => {
+    signaling = await startSignaling();
+    web = await createWebCryptoProvider();
+  });
+  afterAll(async () => {
+    await signaling?.close();
+  });
+  afterEach(async () => {
+    await h.stopAll();
+  });
+
+  const suiteOf = (n: EngineNode, peer: EngineNode) => n.engine.presence(peer.id).suite;
+
+  it("the first session after a restart (a reload) runs AES-GCM: the mark survives in storage", async () => {
+    const [a, b] = await h.pair();
+    // Nothing known yet: the first session is plain, and teaches both sides.
+    expect(suiteOf(a, b)).toBe("ChaChaPoly_BLAKE2s");
+    await until(
+      () =>
+        a.storage.contacts.get(b.id)?.answersSuiteOffers === true &&
+        b.storage.contacts.get(a.id)?.answersSuiteOffers === true,
+      "both marks stored",
+    );
+    await a.engine.stop();
+    await b.engine.stop();
+    const a2 = h.node("alice", a.user, a.storage);
+    const b2 = h.node("bob", b.user, b.storage);
+    await a2.engine.start();
+    await b2.engine.start();
+    await until(() => h.online(a2, b2) && h.online(b2, a2), "online again after the restart");
+    expect([suiteOf(a2, b2), suiteOf(b2, a2)]).toEqual(["AESGCM_SHA256", "AESGCM_SHA256"]);
+    const m = await a2.engine.send(b2.id, "over AES-GCM after a reload");
+    await until(() => h.stateOf(a2, m) === "delivered", "delivered");
   });
 });

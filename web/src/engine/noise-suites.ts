@@ -6,8 +6,9 @@
  *
  * - every session we open, in either role, carries the handshake extension `noise.suites` (the
  *   suites we accept, comma-separated ASCII): a peer that sends it answers offers;
- * - a contact seen sending it is marked on its `Peer` (this page's lifetime), and our next dial
- *   to it offers AES-GCM first when our provider runs AES-GCM natively;
+ * - a contact seen sending it is marked on its `Peer` and, sealed with the contact, in storage
+ *   (`ContactRecord.answersSuiteOffers`), and our next dial to it — also the first one after a
+ *   reload — offers AES-GCM first when our provider runs AES-GCM natively;
  * - an offer the contact refuses (`LOFT_ERR_UNSUPPORTED_VERSION`) clears the mark, so the next
  *   dial is a plain one.
  *
@@ -47,13 +48,26 @@ export function offeredSuites(
   return { suites: AES_FIRST };
 }
 
-/** After a session: remember whether the contact answers offers. */
-export function learnSuites(peer: SuitePeer, session: Session): void {
-  peer.answersSuiteOffers = Object.hasOwn(session.remoteExtensions, SUITES_EXTENSION);
+/** After a session: remember whether the contact answers offers. True when the mark changed (store it). */
+export function learnSuites(peer: SuitePeer, session: Session): boolean {
+  const answers = Object.hasOwn(session.remoteExtensions, SUITES_EXTENSION);
+  const changed = (peer.answersSuiteOffers ?? false) !== answers;
+  peer.answersSuiteOffers = answers;
+  return changed;
 }
 
-/** After a failed handshake: an offer refused means dial plainly next time. */
-export function forgetSuitesOnRefusal(peer: SuitePeer, error: unknown, offered: boolean): void {
-  if (offered && isLoftError(error) && error.code === "LOFT_ERR_UNSUPPORTED_VERSION")
-    peer.answersSuiteOffers = false;
+/**
+ * After a failed handshake: an offer refused means dial plainly next time. True when the mark
+ * changed (store it).
+ */
+export function forgetSuitesOnRefusal(peer: SuitePeer, error: unknown, offered: boolean): boolean {
+  if (!offered || !isLoftError(error) || error.code !== "LOFT_ERR_UNSUPPORTED_VERSION") return false;
+  const changed = peer.answersSuiteOffers !== false;
+  peer.answersSuiteOffers = false;
+  return changed;
+}
+
+/** The suite a session runs ("AESGCM_SHA256", …), from its protocol name. */
+export function suiteOfSession(session: Pick<Session, "protocolName">): SuiteName | undefined {
+  return SUITE_NAMES.find((name) => session.protocolName.endsWith(`_${name}`));
 }

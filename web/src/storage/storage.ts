@@ -85,6 +85,7 @@ interface ContactSecret {
   pending?: PendingIdentityChange;
   endpoints?: ContactEndpoints;
   device?: DeviceContactInfo;
+  answersSuiteOffers?: boolean;
 }
 
 /** The sealed part of a message record. */
@@ -166,6 +167,7 @@ export class LoftStorage implements EngineStorage {
     if (c.pending) secret.pending = c.pending;
     if (c.endpoints) secret.endpoints = c.endpoints;
     if (c.device) secret.device = c.device;
+    if (c.answersSuiteOffers !== undefined) secret.answersSuiteOffers = c.answersSuiteOffers;
     const plain = encode(secret, { ignoreUndefined: true });
     const sealed = await vault.seal(`contact/${c.id}`, plain);
     plain.fill(0);
@@ -582,6 +584,13 @@ export class LoftStorage implements EngineStorage {
     await this.#updateContact(id, (c) => {
       c.identity = identity;
       c.username = username;
+    });
+  }
+
+  /** Sealed like the rest of what the engine learned about the contact (its endpoints, identity). */
+  async setAnswersSuiteOffers(id: ContactId, answers: boolean): Promise<void> {
+    await this.#updateContact(id, (c) => {
+      c.answersSuiteOffers = answers;
     });
   }
 

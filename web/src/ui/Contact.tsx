@@ -3,7 +3,7 @@
  * code screen, verify / block / delete.
  */
 import { createSignal, For, Match, Show, Switch } from "solid-js";
-import { statusOf } from "../app/contact-status.ts";
+import { encryptionLabel, statusOf } from "../app/contact-status.ts";
 import type { AppModel, ContactView } from "../app/model.ts";
 import type { IdentityChangeKind } from "../engine/api.ts";
 import { safetyCode } from "../identity.ts";
@@ -122,6 +122,17 @@ export function ContactScreen(props: { app: AppModel; id: string }) {
               </span>{" "}
               · <span data-testid="contact-presence">{statusOf(app, v().record.id).label}</span>
             </p>
+            <Show when={encryptionLabel(app.presenceOf(v().record.id))}>
+              {(label) => (
+                <p
+                  class="muted"
+                  data-testid="contact-encryption"
+                  data-suite={app.presenceOf(v().record.id).suite}
+                >
+                  {label()}
+                </p>
+              )}
+            </Show>
             <Show when={v().record.pending}>
               <PendingWarning app={app} view={v()} />
             </Show>

@@ -9,6 +9,7 @@
  * ratchet runs on the contact's task chain (`serial`), one inbound frame at a time, in order.
  */
 import { wipe } from "../../../../core/bytes.ts";
+import { wipeEphemerals } from "../../../../core/noise/index.ts";
 import type { RelayMessage } from "../../../../core/relay/client.ts";
 import type { Session } from "../../../../core/session/index.ts";
 import type { ContactRecord, EngineError, LinkPath, MessageId, Presence } from "../api.ts";
@@ -34,6 +35,7 @@ import {
   offerDecision,
   openedWithin,
   planUpgrade,
+  prepareDialKeys,
   retryLater,
   upgradeDue,
 } from "../dialing.ts";
@@ -41,6 +43,7 @@ import { describeFailure } from "../errors.ts";
 import { isFileFrame } from "../files/wire.ts";
 import { afterAccept } from "../first-contact.ts";
 import { afterQueued, flushLive, receive, sendReceipts } from "../messages.ts";
+import { suiteOfSession } from "../noise-suites.ts";
 import { cancel, type FollowUp, type Outcome, presence } from "../outcome.ts";
 import { refusalFor } from "../outgoing.ts";
 import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
@@ -162,9 +165,11 @@ export class LinkController {
   ): void {
     const { peer } = this;
     const prev = peer.presence;
+    const suite = status === "online" && peer.live ? suiteOfSession(peer.live.session) : undefined;
     if (
       prev.status === status &&
       prev.path === path &&
+      prev.suite === suite &&
       prev.lastError?.kind === lastError?.kind &&
       prev.lastError?.message === lastError?.message &&
       (prev.directUnavailable ?? false) === directUnavailable
@@ -176,6 +181,7 @@ export class LinkController {
       ...(path ? { path } : {}),
       ...(lastError ? { lastError } : {}),
       ...(directUnavailable ? { directUnavailable } : {}),
+      ...(suite ? { suite } : {}),
     };
     emit(this.#ctx, { type: "presence", contactId: peer.id, presence: peer.presence });
   }
@@ -332,6 +338,7 @@ export class LinkController {
     const { peer } = this;
     if (!mayDialDirect(ctx, peer, upgrade) || !ctx.direct) return;
     const link = ctx.direct.dial(peer.key);
+    const prepared = prepareDialKeys(ctx); // while the link opens
     const attempt: Attempt = { link, direction: "out", path: "direct", startedAt: Date.now() };
     this.#begin(attempt, "dial");
     // Once the path counts as unavailable, retries run quietly under that label.
@@ -351,7 +358,7 @@ export class LinkController {
         await this.#dialRelay();
         return;
       }
-      const session = await handshake(ctx, peer, link, "direct");
+      const session = await handshake(ctx, peer, link, "direct", undefined, await prepared);
       await this.#runSession(attempt, session, undefined, "direct");
     } catch (e) {
       await this.#attemptFailed(attempt, e);
@@ -359,6 +366,8 @@ export class LinkController {
         peer.upgradeFailures++;
         this.apply(planUpgrade(ctx, peer));
       }
+    } finally {
+      void prepared.then(wipeEphemerals); // what the handshake did not take
     }
   }
 

@@ -18,7 +18,7 @@
  * frames read one at a time per session.
  */
 import { ed25519 } from "@noble/curves/ed25519.js";
-import { equalBytes, fromHex, toHex } from "../../../../core/bytes.ts";
+import { equalBytes, fromHex, toHex, wipe } from "../../../../core/bytes.ts";
 import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
 import { isLoftError } from "../../../../core/errors.ts";
 import type { UserIdentity } from "../../../../core/identity/identity.ts";
@@ -39,6 +39,20 @@ import type {
   RoomView,
 } from "./api.ts";
 import {
+  type Handover,
+  listed,
+  MAX_HANDOVERS,
+  MAX_REMOVED,
+  type RoomState,
+  secretCommitment,
+  signHandover,
+  signState,
+  supersedes,
+  type VerifiedState,
+  verifyHandover,
+  verifyState,
+} from "./host.ts";
+import {
   newRoomLink,
   parseRoomLink,
   type RoomLink,
@@ -54,6 +68,8 @@ export const DEFAULT_ROOM_MEMBER_CAP = 8;
 /** Dials of one member after a failure, while it stays present. */
 const DIAL_RETRIES = 4;
 const RETRY_BASE_MS = 1_000;
+/** How long a removed member's link stays open for the state telling it so to leave. */
+const CLOSE_GRACE_MS = 1_500;
 
 export interface RoomsDeps {
   user: UserIdentity;
@@ -75,6 +91,10 @@ interface Member {
   refused: boolean;
   failures: number;
   timer: ReturnType<typeof setTimeout> | undefined;
+  /** Its member room key (from its room.hi): what the host role is handed over to. */
+  rk: Uint8Array | undefined;
+  /** Dial it with the previous epoch's binding: a listed member that missed the last rotation. */
+  legacy: boolean;
 }
 
 interface Room {
@@ -82,7 +102,15 @@ interface Room {
   readonly link: RoomLink;
   readonly idHex: string;
   readonly hash: Uint8Array;
-  readonly binding: Uint8Array;
+  /** Of the current secret; and of the one before, for listed members who missed a rotation (§8). */
+  binding: Uint8Array;
+  prevBinding: Uint8Array | undefined;
+  /** The newest verified host-signed state (undefined: none yet, the link's host and secret). */
+  state: VerifiedState | undefined;
+  /** A secret handed to us before the state that commits to it. */
+  pendingKey: { e: number; k: Uint8Array } | undefined;
+  /** We handed the host role over and wait for the new host's state: we sign nothing meanwhile. */
+  handingOver: boolean;
   readonly members: Map<string, Member>;
   readonly refused: { key: string; at: number }[];
   log: LogEntry[];
@@ -192,6 +220,7 @@ export class RoomsEngine implements RoomsApi {
       k: link.secret.slice(),
       h: link.host.slice(),
       hk: hostKey,
+      mk: hostKey.slice(),
       joinedAt: this.#d.now(),
       read: 0,
     });
@@ -212,6 +241,7 @@ export class RoomsEngine implements RoomsApi {
         throw new Error(
           "You are in this room already, from a different link. Leave it first to use this one.",
         );
+      if (existing.record.gone) throw new Error("The host removed you from this room.");
       if (existing.status === "full" || existing.status === "offline" || existing.status === "refused")
         void this.#enter(existing);
       return this.#view(existing);
@@ -221,6 +251,7 @@ export class RoomsEngine implements RoomsApi {
       id: l.id.slice(),
       k: l.secret.slice(),
       h: l.host.slice(),
+      mk: crypto.getRandomValues(new Uint8Array(32)),
       joinedAt: this.#d.now(),
       read: 0,
     });
@@ -264,6 +295,7 @@ export class RoomsEngine implements RoomsApi {
   send(id: string, text: string): RoomMessageView {
     const room = this.#rooms.get(id);
     if (!room) throw new Error("You are not in this room.");
+    if (room.record.gone) throw new Error("The host removed you from this room.");
     if (text.trim().length === 0) throw new Error("Type a message first.");
     if (text.length > MAX_TEXT_CHARS) throw new Error(`A message has at most ${MAX_TEXT_CHARS} characters.`);
     const to = [...room.members.values()].filter((m) => m.present && !m.refused).map((m) => m.hex);
@@ -281,11 +313,222 @@ export class RoomsEngine implements RoomsApi {
     return this.messages(id).at(-1)!;
   }
 
+  // ---- the host (docs/protocol/rooms.md §8) ---------------------------------------------------------
+
+  /**
+   * The host removes a member: a new signed state lists it as removed and commits to a new room
+   * secret, which goes only to the remaining members, inside their sessions. Members close its
+   * links and refuse it; the old link admits nobody any more.
+   */
+  async remove(id: string, memberKey: string): Promise<void> {
+    const room = this.#rooms.get(id);
+    if (!room) throw new Error("You are not in this room.");
+    if (!this.#isHost(room)) throw new Error("Only the room's host can remove members.");
+    if (!/^[0-9a-f]{64}$/.test(memberKey) || memberKey === this.#selfHex)
+      throw new Error("Choose a member of this room to remove.");
+    const key = fromHex(memberKey);
+    if ((room.state?.state.x.length ?? 0) >= MAX_REMOVED)
+      throw new Error(`A room can remove at most ${MAX_REMOVED} members. Make a new room instead.`);
+    const e = (room.record.e ?? 0) + 1;
+    const secret = crypto.getRandomValues(new Uint8Array(32));
+    this.#sign(room, (s) => ({
+      ...s,
+      e,
+      c: secretCommitment(room.link.id, e, secret),
+      m: s.m.filter((k) => !equalBytes(k, key)),
+      x: [...s.x, key],
+    }));
+    this.#rotate(room, e, secret);
+    await this.#saveRooms();
+  }
+
+  /**
+   * The host hands its role to a connected member: a hand-over signed with the host key names the
+   * member's room key; the member then signs the next state with it (host.ts). Until that state
+   * arrives we sign nothing, so two hosts never sign the same version.
+   */
+  async handOver(id: string, memberKey: string): Promise<void> {
+    const room = this.#rooms.get(id);
+    if (!room) throw new Error("You are not in this room.");
+    if (!this.#isHost(room)) throw new Error("Only the room's host can hand the role over.");
+    const m = room.members.get(memberKey);
+    if (!m?.session || !m.rk || this.#removed(room, m.key))
+      throw new Error("That member must be connected to take the host role.");
+    if ((room.state?.chain.length ?? 0) >= MAX_HANDOVERS)
+      throw new Error(`A room's host role can change hands at most ${MAX_HANDOVERS} times.`);
+    if (!room.state) this.#sign(room, (s) => s);
+    const chain = room.state?.chain ?? [];
+    const ho = signHandover(room.link.id, chain.length, m.rk, this.#memberKey(room));
+    room.handingOver = true;
+    this.#sendTo(m, { t: "room.host", k: ho.k.slice(), sig: ho.sig.slice() });
+    this.#changed(room);
+  }
+
+  /** Mark a member verified (its safety code compared, as for contacts) or not. */
+  verify(id: string, memberKey: string, verified: boolean): void {
+    const room = this.#rooms.get(id);
+    if (!room) throw new Error("You are not in this room.");
+    const rest = (room.record.vf ?? []).filter((k) => k !== memberKey);
+    room.record.vf = verified && /^[0-9a-f]{64}$/.test(memberKey) ? [...rest, memberKey] : rest;
+    void this.#saveRooms();
+    this.#changed(room);
+  }
+
+  /** Whether the host's state lists `key` as a member (or it is the host). */
+  #listed(room: Room, key: Uint8Array): boolean {
+    const st = room.state?.state;
+    return st !== undefined && !listed(st.x, key) && (listed(st.m, key) || equalBytes(st.hid, key));
+  }
+
+  /** Whether the host's state lists `key` as removed. */
+  #removed(room: Room, key: Uint8Array): boolean {
+    return room.state !== undefined && listed(room.state.state.x, key);
+  }
+
+  /** The host key now: the last one handed over to, or the link's `h`. */
+  #hostKey(room: Room): Uint8Array {
+    return room.state?.state.host ?? room.link.host;
+  }
+
+  #isHost(room: Room): boolean {
+    return (
+      !room.handingOver &&
+      !room.record.gone &&
+      equalBytes(ed25519.getPublicKey(this.#memberKey(room)), this.#hostKey(room))
+    );
+  }
+
+  #memberKey(room: Room): Uint8Array {
+    room.record.mk ??= crypto.getRandomValues(new Uint8Array(32));
+    return room.record.mk;
+  }
+
+  /** The state as it is (or the implicit one before the first: the link's host and secret). */
+  #currentState(room: Room): RoomState {
+    if (room.state) return room.state.state;
+    const e = room.record.e ?? 0;
+    return {
+      c: secretCommitment(room.link.id, e, room.link.secret),
+      e,
+      hid: this.#d.user.identity.verified.identity_key,
+      host: this.#hostKey(room),
+      id: room.link.id,
+      m: [],
+      v: 0,
+      x: [],
+    };
+  }
+
+  /** As host: sign the next version of the state and give it to every member. */
+  #sign(room: Room, change: (s: RoomState) => RoomState, chain?: Handover[]): void {
+    const current = this.#currentState(room);
+    const next = change({ ...current, v: current.v + 1 });
+    this.#adopt(room, signState(next, this.#memberKey(room), chain ?? room.state?.chain ?? []));
+  }
+
+  /** A state a member sent: taken if it verifies from the link and supersedes ours. */
+  #onState(room: Room, bytes: Uint8Array): void {
+    const verified = verifyState(bytes, room.link.id, room.link.host);
+    if (!verified.ok) {
+      this.#d.log(`refused a room state: ${verified.error.code}`);
+      return;
+    }
+    if (!supersedes(verified.value, room.state)) return;
+    this.#adopt(room, verified.value);
+  }
+
+  /** Take a verified state: enforce its removals, pass it on to every member we have a link to. */
+  #adopt(room: Room, next: VerifiedState): void {
+    room.state = next;
+    room.record.st = next.bytes.slice();
+    if (!equalBytes(ed25519.getPublicKey(this.#memberKey(room)), next.state.host)) room.handingOver = false;
+    // Every member relays a state it takes once: it reaches members the host has no link to.
+    for (const m of room.members.values()) this.#sendTo(m, { t: "room.state", s: next.bytes.slice() });
+    if (listed(next.state.x, this.#d.user.identity.verified.identity_key)) {
+      room.record.gone = true;
+      for (const m of room.members.values()) this.#later(m, "removed");
+      void this.#signaling?.leaveRoom(room.hash).catch(() => undefined);
+    } else
+      for (const m of room.members.values())
+        if (listed(next.state.x, m.key)) {
+          m.present = false;
+          this.#later(m, "removed");
+        }
+    const pending = room.pendingKey;
+    if (pending && pending.e === next.state.e) this.#onKey(room, pending.e, pending.k);
+    void this.#saveRooms();
+    this.#changed(room);
+  }
+
+  /** A secret handed to us: taken when the state commits to it, held while that state is on its way. */
+  #onKey(room: Room, e: number, k: Uint8Array): void {
+    if (e <= (room.record.e ?? 0) || room.record.gone) return;
+    const st = room.state?.state;
+    if (st && st.e === e) {
+      if (!equalBytes(secretCommitment(room.link.id, e, k), st.c)) {
+        this.#d.log("refused a room secret the host's state does not commit to");
+        return;
+      }
+      room.pendingKey = undefined;
+      this.#rotate(room, e, k.slice());
+      void this.#saveRooms();
+    } else if (!st || st.e < e) room.pendingKey = { e, k: k.slice() };
+  }
+
+  /** Use the secret of epoch `e` from now on; keep the one before for listed members who missed it. */
+  #rotate(room: Room, e: number, secret: Uint8Array): void {
+    wipe(room.record.pk);
+    room.record.pk = room.record.k;
+    room.record.k = secret.slice();
+    room.record.e = e;
+    room.link.secret = secret;
+    room.prevBinding = room.binding;
+    room.binding = roomBinding(room.link);
+    // Only to members the state does not remove, inside their sessions.
+    for (const m of room.members.values())
+      if (!this.#removed(room, m.key)) this.#sendTo(m, { t: "room.key", e, k: secret.slice() });
+    this.#changed(room);
+  }
+
+  /** Close a member's link once what was just sent on it has had time to leave. */
+  #later(m: Member, reason: string): void {
+    const s = m.session;
+    if (!s) return;
+    m.session = undefined;
+    setTimeout(() => s.close(reason), CLOSE_GRACE_MS);
+  }
+
+  #onHandover(room: Room, from: Member, ho: Handover): void {
+    const chain = room.state?.chain ?? [];
+    const hid = room.state?.state.hid;
+    if (
+      !room.state ||
+      !hid ||
+      !equalBytes(hid, from.key) ||
+      !equalBytes(ho.k, ed25519.getPublicKey(this.#memberKey(room))) ||
+      !verifyHandover(room.link.id, chain.length, ho, this.#hostKey(room))
+    ) {
+      this.#d.log("refused a room hand-over");
+      return;
+    }
+    this.#sign(
+      room,
+      (s) => ({
+        ...s,
+        host: ho.k,
+        hid: this.#d.user.identity.verified.identity_key,
+        // The former host stays a listed member; the host is not listed as one.
+        m: [...s.m.filter((k) => !equalBytes(k, this.#d.user.identity.verified.identity_key)), from.key],
+      }),
+      [...chain, ho],
+    );
+  }
+
   // ---- rendezvous ------------------------------------------------------------------------------------
 
   async #enter(room: Room): Promise<void> {
     const s = this.#signaling;
-    if (!s || this.#stopped) return;
+    if (!s || this.#stopped || room.record.gone) return;
     room.status = "joining";
     this.#changed(room);
     try {
@@ -306,7 +549,7 @@ export class RoomsEngine implements RoomsApi {
     for (const key of keys) {
       const m = this.#member(room, key);
       m.present = true;
-      if (dial && !m.session) this.#dial(room, m);
+      if (dial && !m.session && !this.#removed(room, m.key)) this.#dial(room, m);
     }
     room.status = this.#refusedEverywhere(room) ? "refused" : "in";
     this.#changed(room);
@@ -332,6 +575,9 @@ export class RoomsEngine implements RoomsApi {
         m.present = true;
         m.refused = false;
         m.failures = 0;
+        m.legacy = false;
+        // A removed member is dialed too: its handshake fails on the binding (it never got the
+        // new secret), so it is told at once that the room does not let it in.
         this.#dial(room, m);
       } else this.#gone(m);
       this.#changed(room);
@@ -347,7 +593,8 @@ export class RoomsEngine implements RoomsApi {
 
   #dial(room: Room, m: Member): void {
     const transport = this.#transport;
-    if (!transport || m.dialing || this.#stopped) return;
+    if (!transport || m.dialing || this.#stopped || room.record.gone) return;
+    const binding = m.legacy && room.prevBinding ? room.prevBinding : room.binding;
     clearTimeout(m.timer);
     m.dialing = true;
     this.#changed(room);
@@ -361,7 +608,7 @@ export class RoomsEngine implements RoomsApi {
           kind: "direct",
           self: this.#d.user,
           expectedIdentityKey: m.key,
-          binding: room.binding,
+          binding,
           handshakeTimeoutMs: this.#d.handshakeTimeoutMs,
           ...(this.#d.crypto ? { crypto: this.#d.crypto } : {}),
         });
@@ -371,7 +618,15 @@ export class RoomsEngine implements RoomsApi {
         m.dialing = false;
         link.close("room-dial-failed");
         if (isLoftError(e) && e.code === "LOFT_ERR_DECRYPT") {
+          // A member the host listed may have missed the last rotation (offline then): it holds the
+          // secret before, and gets the current one inside the session (§8). Anyone else: refused.
+          if (!m.legacy && room.prevBinding && this.#listed(room, m.key)) {
+            m.legacy = true;
+            this.#dial(room, m);
+            return;
+          }
           // Their message 2 did not decrypt under our binding: they do not hold the room secret.
+          m.legacy = false;
           this.#refusedAttempt(room, m);
           return;
         }
@@ -392,7 +647,13 @@ export class RoomsEngine implements RoomsApi {
    */
   onOffer(offer: IncomingOffer): void {
     const room = offer.room ? this.#byHash(offer.room) : undefined;
-    if (!room || this.#stopped || !(room.status === "in" || room.status === "joining")) {
+    if (
+      !room ||
+      this.#stopped ||
+      room.record.gone ||
+      !(room.status === "in" || room.status === "joining") ||
+      this.#removed(room, offer.from)
+    ) {
       offer.refuse("refused");
       return;
     }
@@ -438,7 +699,7 @@ export class RoomsEngine implements RoomsApi {
   }
 
   #up(room: Room, m: Member, session: Session): void {
-    if (this.#stopped || !this.#rooms.has(room.idHex)) {
+    if (this.#stopped || !this.#rooms.has(room.idHex) || room.record.gone || this.#removed(room, m.key)) {
       session.close("not-in-room");
       return;
     }
@@ -448,9 +709,20 @@ export class RoomsEngine implements RoomsApi {
     m.session = session;
     m.refused = false;
     m.failures = 0;
+    m.legacy = false;
     if (room.status === "refused") room.status = "in";
     old?.close("replaced");
-    this.#sendTo(m, { t: "room.hi", name: this.#d.user.identity.verified.username.slice(0, 40) || "?" });
+    this.#sendTo(m, {
+      t: "room.hi",
+      name: this.#d.user.identity.verified.username.slice(0, 40) || "?",
+      rk: ed25519.getPublicKey(this.#memberKey(room)),
+    });
+    // What the host signed, and the current secret (a listed member may have come in on the one
+    // before: §8); the host lists a member it has not listed yet.
+    if (room.state) this.#sendTo(m, { t: "room.state", s: room.state.bytes.slice() });
+    if ((room.record.e ?? 0) > 0) this.#sendTo(m, { t: "room.key", e: room.record.e ?? 0, k: room.record.k });
+    if (this.#isHost(room) && !(room.state && listed(room.state.state.m, m.key)))
+      this.#sign(room, (s) => ({ ...s, m: [...s.m, m.key] }));
     // What we sent for this member and it has not confirmed (it dropped and came back).
     for (const e of room.log)
       if (e.from === undefined && e.to?.includes(m.hex) && !e.got?.includes(m.hex))
@@ -480,14 +752,26 @@ export class RoomsEngine implements RoomsApi {
     }
   }
 
-  /** One message from a member; false when the link is to end (a bye). */
+  /** One message from a member; false when the link is to end (a bye, a removal). */
   #receive(room: Room, m: Member, msg: RoomMessage): boolean {
+    if (this.#removed(room, m.key)) return false;
     switch (msg.t) {
       case "room.hi":
         m.name = msg.name;
+        m.rk = msg.rk;
         this.#changed(room);
         return true;
+      case "room.state":
+        this.#onState(room, msg.s);
+        return !this.#removed(room, m.key) && !room.record.gone;
+      case "room.key":
+        this.#onKey(room, msg.e, msg.k);
+        return true;
+      case "room.host":
+        this.#onHandover(room, m, { k: msg.k, sig: msg.sig });
+        return true;
       case "room.msg": {
+        if (room.record.gone) return false;
         if (!room.log.some((e) => e.from === m.hex && e.id === msg.id)) {
           room.log.push({ id: msg.id, from: m.hex, name: m.name, at: msg.at, text: msg.text });
           void this.#saveLog(room);
@@ -512,6 +796,9 @@ export class RoomsEngine implements RoomsApi {
       }
       case "room.bye":
         this.#gone(m);
+        // Leaving is anyone's right: the host stops listing who left (its old secret stays with it).
+        if (this.#isHost(room) && room.state && listed(room.state.state.m, m.key))
+          this.#sign(room, (s) => ({ ...s, m: s.m.filter((k) => !equalBytes(k, m.key)) }));
         this.#changed(room);
         return false;
     }
@@ -538,13 +825,19 @@ export class RoomsEngine implements RoomsApi {
   // ---- bookkeeping ---------------------------------------------------------------------------------
 
   #roomOf(record: RoomRecord): Room {
+    record.mk ??= record.hk?.slice() ?? crypto.getRandomValues(new Uint8Array(32));
     const link = { id: record.id, secret: record.k, host: record.h };
+    const verified = record.st ? verifyState(record.st, record.id, record.h) : undefined;
     const room: Room = {
       record,
       link,
       idHex: toHex(record.id),
       hash: roomHash(record.id),
       binding: roomBinding(link),
+      prevBinding: record.pk ? roomBinding({ ...link, secret: record.pk }) : undefined,
+      state: verified?.ok ? verified.value : undefined,
+      pendingKey: undefined,
+      handingOver: false,
       members: new Map(),
       refused: [],
       log: [],
@@ -569,6 +862,8 @@ export class RoomsEngine implements RoomsApi {
         refused: false,
         failures: 0,
         timer: undefined,
+        rk: undefined,
+        legacy: false,
       };
       room.members.set(hex, m);
     }
@@ -581,21 +876,25 @@ export class RoomsEngine implements RoomsApi {
   }
 
   #view(r: Room): RoomView {
+    const hostId = r.state ? toHex(r.state.state.hid) : undefined;
     const members: RoomMemberView[] = [...r.members.values()]
-      // Someone refused (no room secret) is not a member: shown as a refused attempt instead.
-      .filter((m) => m.present && !r.refused.some((x) => x.key === m.hex))
+      // Someone refused (no room secret) or removed by the host is not a member.
+      .filter((m) => m.present && !r.refused.some((x) => x.key === m.hex) && !this.#removed(r, m.key))
       .map((m) => ({
         key: m.hex,
         name: m.name,
         state: m.session ? "online" : m.refused ? "refused" : "connecting",
+        host: m.hex === hostId,
+        verified: r.record.vf?.includes(m.hex) ?? false,
+        canBeHost: m.rk !== undefined && m.session !== undefined,
       }));
     let unread = 0;
     for (let i = r.record.read; i < r.log.length; i++) if (r.log[i]?.from !== undefined) unread++;
     return {
       id: r.idHex,
       fragment: roomFragment(r.link),
-      host: r.record.hk !== undefined,
-      status: r.status,
+      host: this.#isHost(r),
+      status: r.record.gone ? "removed" : r.status,
       members,
       refused: [...r.refused],
       unread,

@@ -220,6 +220,40 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     ).toEqual([keyOf(b)]);
   });
 
+  it("a listed member who was away gets what was said meanwhile when it is back, in order", async () => {
+    const [a, b, c] = [await started("ann"), await started("bea"), await started("cat")];
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await rooms(c).join(room.fragment);
+    await until(() => [a, b, c].every((n) => online(n, room.id) === 2), "full mesh of three");
+    await until(
+      () =>
+        rooms(b)
+          .room(room.id)
+          ?.members.some((m) => m.host) === true,
+      "the host listed them",
+    );
+    await c.engine.stop();
+    await until(() => online(a, room.id) === 1 && online(b, room.id) === 1, "cat away");
+    rooms(a).send(room.id, "while cat was away 1");
+    rooms(b).send(room.id, "while cat was away 2");
+    rooms(a).send(room.id, "while cat was away 3");
+    await until(() => texts(b, room.id).includes("while cat was away 3"), "bea has them");
+    const ours = () =>
+      rooms(a)
+        .messages(room.id)
+        .filter((m) => m.from === undefined);
+    expect(ours().at(-1)).toMatchObject({ state: "sent", delivered: 1, recipients: 2 });
+    const again = h.node("cat", c.user, c.storage);
+    await again.engine.start();
+    await until(() => texts(again, room.id).length === 3, "cat got what it missed");
+    expect(texts(again, room.id).filter((t) => t.endsWith("1") || t.endsWith("3"))).toEqual([
+      "while cat was away 1",
+      "while cat was away 3",
+    ]);
+    await until(() => ours().every((m) => m.state === "delivered"), "delivered to both");
+  });
+
   it("verify: a member marked verified stays so across a restart", async () => {
     const [a, b] = [await started("ann"), await started("bea")];
     const room = await rooms(a).create();

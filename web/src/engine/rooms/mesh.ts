@@ -298,8 +298,18 @@ export class RoomsEngine implements RoomsApi {
     if (room.record.gone) throw new Error("The host removed you from this room.");
     if (text.trim().length === 0) throw new Error("Type a message first.");
     if (text.length > MAX_TEXT_CHARS) throw new Error(`A message has at most ${MAX_TEXT_CHARS} characters.`);
-    const to = [...room.members.values()].filter((m) => m.present && !m.refused).map((m) => m.hex);
-    const entry: LogEntry = { id: randomId(), at: this.#d.now(), text, to, got: [] };
+    // For the members present, and those the host lists who are away: each gets it when its link is
+    // back (§6), in the order sent.
+    const to = new Set(
+      [...room.members.values()]
+        .filter((m) => m.present && !m.refused && !this.#removed(room, m.key))
+        .map((m) => m.hex),
+    );
+    for (const key of room.state?.state.m ?? []) {
+      const hex = toHex(key);
+      if (hex !== this.#selfHex && !this.#removed(room, key)) to.add(hex);
+    }
+    const entry: LogEntry = { id: randomId(), at: this.#d.now(), text, to: [...to], got: [] };
     room.log.push(entry);
     room.record.read = room.log.length;
     room.sending = room.sending.then(() => {

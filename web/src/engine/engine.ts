@@ -122,6 +122,7 @@ export class Engine implements ChatEngine {
           ...cryptoOf(this.#ctx),
           memberCap: cfg.roomMemberCap ?? DEFAULT_ROOM_MEMBER_CAP,
           handshakeTimeoutMs: cfg.handshakeTimeoutMs,
+          relayFallbackMs: cfg.relayFallbackMs,
           log: cfg.log,
           now: () => stamp(this.#ctx),
         });
@@ -186,10 +187,11 @@ export class Engine implements ChatEngine {
         signaling,
         iceServers: [],
         openTimeoutMs: this.#ctx.cfg.openTimeoutMs,
-        onOffer: (offer) => void this.#links.onOffer(offer),
+        onOffer: (offer) => (offer.room ? this.rooms?.onOffer(offer) : void this.#links.onOffer(offer)),
         onError: (e) => this.#ctx.cfg.log(e.message),
         relay: { pool: this.#ctx.pool, url: ownRelay },
       });
+    this.rooms?.useRelay(this.#ctx.relayLive);
     signaling.on((e) => this.#links.onSignaling(e));
     void signaling.subscribe(watchKeys(this.#ctx));
     setService(this.#ctx, { signaling: "connecting" });

@@ -20,12 +20,13 @@
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { equalBytes, fromHex, toHex, wipe } from "../../../../core/bytes.ts";
 import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
-import { isLoftError } from "../../../../core/errors.ts";
+import { isLoftError, LoftError } from "../../../../core/errors.ts";
 import type { UserIdentity } from "../../../../core/identity/identity.ts";
 import { establishSession, type Session } from "../../../../core/session/index.ts";
 import type { SignalingClient, SignalingEvent } from "../../../../core/signaling/client.ts";
 import { randomId } from "../../lib/base64url.ts";
 import type { EngineStorage } from "../api.ts";
+import { openedWithin } from "../dialing.ts";
 import { MAX_TEXT_CHARS } from "../outgoing.ts";
 import type { IncomingOffer, LiveTransport } from "../transport.ts";
 import { MAX_RECEIPT_IDS } from "../wire.ts";
@@ -77,6 +78,8 @@ export interface RoomsDeps {
   crypto?: CryptoProvider;
   memberCap: number;
   handshakeTimeoutMs: number;
+  /** How long a direct dial may take to open before the relay is tried (when we have one). */
+  relayFallbackMs?: number;
   log: (message: string) => void;
   now: () => number;
 }
@@ -95,6 +98,8 @@ interface Member {
   rk: Uint8Array | undefined;
   /** Dial it with the previous epoch's binding: a listed member that missed the last rotation. */
   legacy: boolean;
+  /** The next dial goes through the relay: the direct one before it did not open. */
+  viaRelay: boolean;
 }
 
 interface Room {
@@ -127,6 +132,9 @@ export class RoomsEngine implements RoomsApi {
   readonly #selfHex: string;
   #signaling: SignalingClient | undefined;
   #transport: LiveTransport | undefined;
+  /** The live relay transport, when we have a relay: members reach each other through it when
+   *  no direct path opens (§3). */
+  #relay: LiveTransport | undefined;
   #loaded: Promise<void> | undefined;
   #stopped = false;
 
@@ -158,6 +166,11 @@ export class RoomsEngine implements RoomsApi {
     void this.load().then(() => {
       for (const room of this.#rooms.values()) void this.#enter(room);
     });
+  }
+
+  /** The engine's live relay transport (undefined without a relay). */
+  useRelay(relay: LiveTransport | undefined): void {
+    this.#relay = relay;
   }
 
   stop(): void {
@@ -555,7 +568,10 @@ export class RoomsEngine implements RoomsApi {
   /** We are in the room with `keys` there (they dial us: we are the newcomer). */
   #present(room: Room, keys: Uint8Array[], dial: boolean): void {
     const now = new Set(keys.map(toHex));
-    for (const m of room.members.values()) if (!now.has(m.hex) && m.present) this.#gone(m);
+    // A member being dialed or linked came in by a presence push, which can overtake the answer
+    // to our own join (both in flight at once): that answer is not news of its departure.
+    for (const m of room.members.values())
+      if (!now.has(m.hex) && m.present && !m.dialing && !m.session) this.#gone(m);
     for (const key of keys) {
       const m = this.#member(room, key);
       m.present = true;
@@ -602,8 +618,10 @@ export class RoomsEngine implements RoomsApi {
   // ---- member links --------------------------------------------------------------------------------
 
   #dial(room: Room, m: Member): void {
-    const transport = this.#transport;
+    const relay = m.viaRelay ? this.#relay : undefined;
+    const transport = relay ?? this.#transport;
     if (!transport || m.dialing || this.#stopped || room.record.gone) return;
+    const kind = relay ? "relay" : "direct";
     const binding = m.legacy && room.prevBinding ? room.prevBinding : room.binding;
     clearTimeout(m.timer);
     m.dialing = true;
@@ -611,11 +629,13 @@ export class RoomsEngine implements RoomsApi {
     const link = transport.dial(m.key, { room: room.hash });
     void (async () => {
       try {
-        await link.opened;
+        const wait = !relay && this.#relay ? (this.#d.relayFallbackMs ?? 4_000) : undefined;
+        if (!(await openedWithin(link, wait)))
+          throw new LoftError("LOFT_ERR_TIMEOUT", "no direct path opened");
         const session = await establishSession({
           link,
           role: "initiator",
-          kind: "direct",
+          kind,
           self: this.#d.user,
           expectedIdentityKey: m.key,
           binding,
@@ -641,6 +661,14 @@ export class RoomsEngine implements RoomsApi {
           return;
         }
         this.#d.log(`room dial failed: ${isLoftError(e) ? e.code : (e as Error).message}`);
+        // No direct path (it did not open): through the relay at once, if we have one; after a
+        // failed relay attempt, direct again (with backoff) — a path may have opened meanwhile.
+        if (!relay && this.#relay && m.present && !this.#stopped && !m.viaRelay) {
+          m.viaRelay = true;
+          this.#dial(room, m);
+          return;
+        }
+        m.viaRelay = false;
         if (m.present && !this.#stopped && ++m.failures <= DIAL_RETRIES) {
           const delay = RETRY_BASE_MS * 2 ** (m.failures - 1) * (0.5 + Math.random() / 2);
           m.timer = setTimeout(() => this.#dial(room, m), delay);
@@ -677,7 +705,7 @@ export class RoomsEngine implements RoomsApi {
         const session = await establishSession({
           link,
           role: "responder",
-          kind: "direct",
+          kind: offer.path === "relay" ? "relay" : "direct",
           self: this.#d.user,
           expectedIdentityKey: m.key,
           binding: room.binding,
@@ -874,6 +902,7 @@ export class RoomsEngine implements RoomsApi {
         timer: undefined,
         rk: undefined,
         legacy: false,
+        viaRelay: false,
       };
       room.members.set(hex, m);
     }

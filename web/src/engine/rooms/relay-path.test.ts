@@ -1,0 +1,85 @@
+/**
+ * Rooms through the relay (docs/protocol/rooms.md §3): when no direct path opens between two
+ * members (the in-memory direct links refuse to open), the dialing member reaches the newcomer
+ * through the live relay transport — a real relay (relay-ws/testing.ts), real signaling, the
+ * room hash in the relay offer, the same room binding in a Noise session of link kind "relay".
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { startTestRelay, type TestRelay } from "../../../../relay-ws/testing.ts";
+import { type RunningSignaling, startSignaling } from "../../../../signaling/testing.ts";
+import { EngineHarness, type EngineNode, until } from "../../../../test/support/engine.ts";
+import { RelayLiveTransport } from "../../net/relay-live.ts";
+import type { RoomsApi } from "./api.ts";
+
+describe("rooms through the relay when no direct path opens (Node, real relay and signaling)", () => {
+  let signaling: RunningSignaling;
+  let relay: TestRelay;
+  const h = new EngineHarness(() => ({
+    signalingUrl: signaling.url,
+    relayUrl: relay.url,
+    config: {
+      relayFallbackMs: 500,
+      relayBackoffInitialMs: 50,
+      relayBackoffMaxMs: 300,
+      relayTimeoutMs: 2_000,
+      log: () => {},
+      relayTransport: (deps) => new RelayLiveTransport(deps),
+    },
+  }));
+
+  beforeAll(async () => {
+    [signaling, relay] = await Promise.all([startSignaling(), startTestRelay()]);
+  });
+  afterAll(async () => {
+    await Promise.all([signaling?.close(), relay?.close()]);
+  });
+  afterEach(async () => {
+    await h.stopAll();
+  });
+
+  const rooms = (n: EngineNode): RoomsApi => {
+    if (!n.engine.rooms) throw new Error("no rooms");
+    return n.engine.rooms;
+  };
+  const started = async (name: string) => {
+    const n = h.node(name);
+    await n.engine.start();
+    await until(() => n.engine.serviceStatus().signaling === "connected", `${name} registered`);
+    return n;
+  };
+  const online = (n: EngineNode, id: string) =>
+    rooms(n)
+      .room(id)
+      ?.members.filter((m) => m.state === "online").length ?? 0;
+
+  it("members with no direct path meet and chat through the relay; a wrong secret is still refused", async () => {
+    h.hub.blockDirect = true;
+    const [a, b, m] = [await started("ann"), await started("bea"), await started("mal")];
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await until(
+      () => online(a, room.id) === 1 && online(b, room.id) === 1,
+      "linked through the relay",
+      20_000,
+    );
+    expect(h.hub.offers).toBeGreaterThan(0); // a direct attempt came first, and did not open
+    rooms(a).send(room.id, "via the relay");
+    await until(
+      () =>
+        rooms(b)
+          .messages(room.id)
+          .some((x) => x.text === "via the relay"),
+      "bea has it",
+    );
+    await until(() => rooms(a).messages(room.id)[0]?.state === "delivered", "delivered");
+
+    const wrong = room.fragment.replace(/&k=(.)/, (_, ch: string) => `&k=${ch === "A" ? "B" : "A"}`);
+    await rooms(m).join(wrong);
+    await until(
+      () => (rooms(a).room(room.id)?.refused.length ?? 0) === 1,
+      "ann saw a refused attempt",
+      20_000,
+    );
+    expect(online(a, room.id)).toBe(1);
+  });
+});

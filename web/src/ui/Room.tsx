@@ -233,7 +233,7 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
       <Show when={room()}>
         {(r) => (
           <>
-            <Show when={showLink()}>
+            <Show when={showLink() && r().status !== "removed"}>
               <div class="card center" data-testid="room-invite">
                 <Qr text={link()} label="QR code of the room link" />
                 <label for="room-invite-text" class="sr-only">

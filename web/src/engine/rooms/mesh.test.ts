@@ -173,6 +173,11 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     await until(() => rooms(c).room(room.id)?.status === "refused", "the old link admits cat no more");
     expect(online(a, room.id)).toBe(1);
     expect(texts(c, room.id)).toEqual([]);
+
+    // The host leaves: the role goes to Bea first, so the room keeps a host.
+    await rooms(a).leave(room.id);
+    await until(() => rooms(b).room(room.id)?.host === true, "bea is host after ann left");
+    await until(() => rooms(b).room(room.id)?.members.length === 0, "ann gone");
   });
 
   it("hand-over: the new host signs, everyone takes it; the former host can no longer remove; a listed member offline during a removal catches up", async () => {

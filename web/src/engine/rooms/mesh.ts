@@ -282,6 +282,12 @@ export class RoomsEngine implements RoomsApi {
   async leave(id: string): Promise<void> {
     const room = this.#rooms.get(id);
     if (!room) return;
+    // A host who leaves hands the role to a connected member first, so the room keeps a host
+    // (the hand-over arrives before the bye on that member's session).
+    if (this.#isHost(room)) {
+      const heir = [...room.members.values()].find((m) => m.session && m.rk && !this.#removed(room, m.key));
+      if (heir && (room.state?.chain.length ?? 0) < MAX_HANDOVERS) await this.handOver(id, heir.hex);
+    }
     for (const m of room.members.values()) {
       this.#sendTo(m, { t: "room.bye" });
       this.#drop(m, "left");

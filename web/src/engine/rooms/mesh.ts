@@ -71,6 +71,8 @@ const DIAL_RETRIES = 4;
 const RETRY_BASE_MS = 1_000;
 /** How long a removed member's link stays open for the state telling it so to leave. */
 const CLOSE_GRACE_MS = 1_500;
+/** Secrets held while the state committing to them is on its way. */
+const MAX_PENDING_KEYS = 8;
 
 export interface RoomsDeps {
   user: UserIdentity;
@@ -112,8 +114,9 @@ interface Room {
   prevBinding: Uint8Array | undefined;
   /** The newest verified host-signed state (undefined: none yet, the link's host and secret). */
   state: VerifiedState | undefined;
-  /** A secret handed to us before the state that commits to it. */
-  pendingKey: { e: number; k: Uint8Array } | undefined;
+  /** Secrets handed to us before the state that commits to them (a few: one member's wrong one
+   *  must not push out the right one). */
+  pendingKeys: { e: number; k: Uint8Array }[];
   /** We handed the host role over and wait for the new host's state: we sign nothing meanwhile. */
   handingOver: boolean;
   readonly members: Map<string, Member>;
@@ -483,8 +486,9 @@ export class RoomsEngine implements RoomsApi {
           m.present = false;
           this.#later(m, "removed");
         }
-    const pending = room.pendingKey;
-    if (pending && pending.e === next.state.e) this.#onKey(room, pending.e, pending.k);
+    const pending = room.pendingKeys.splice(0);
+    for (const p of pending) if (p.e === next.state.e) this.#onKey(room, p.e, p.k);
+    for (const p of pending) wipe(p.k);
     void this.#saveRooms();
     this.#changed(room);
   }
@@ -498,10 +502,10 @@ export class RoomsEngine implements RoomsApi {
         this.#d.log("refused a room secret the host's state does not commit to");
         return;
       }
-      room.pendingKey = undefined;
       this.#rotate(room, e, k.slice());
       void this.#saveRooms();
-    } else if (!st || st.e < e) room.pendingKey = { e, k: k.slice() };
+    } else if ((!st || st.e < e) && room.pendingKeys.length < MAX_PENDING_KEYS)
+      room.pendingKeys.push({ e, k: k.slice() });
   }
 
   /** Use the secret of epoch `e` from now on; keep the one before for listed members who missed it. */
@@ -880,7 +884,7 @@ export class RoomsEngine implements RoomsApi {
       binding: roomBinding(link),
       prevBinding: record.pk ? roomBinding({ ...link, secret: record.pk }) : undefined,
       state: verified?.ok ? verified.value : undefined,
-      pendingKey: undefined,
+      pendingKeys: [],
       handingOver: false,
       members: new Map(),
       refused: [],

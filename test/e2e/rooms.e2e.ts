@@ -3,7 +3,8 @@
  * `node scripts/e2e.mjs test/e2e/rooms.e2e.ts`): Ann makes a room, Bea joins from the link, they
  * chat at typing speed (every message in order, delivered to each member); Cat joins late and is
  * connected to everyone present; someone with the room id but a wrong secret is refused and the
- * members see the refused attempt; a reload keeps the history; Back works; unread counts on Home;
+ * members see the refused attempt; a member away while another writes gets it when back; a reload
+ * keeps the history; Back works; unread counts on Home;
  * safety codes match per member and one is marked verified; the host hands the role over and the
  * new host removes a member (told so; the old link admits it no more, the room's link changes);
  * a member who leaves disappears for the others. axe on each new screen.
@@ -137,7 +138,18 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     await m.close();
   });
 
-  it("a reload keeps the history; Back goes Home, where the room shows its unread count", async () => {
+  it("Bea is away while Ann writes, and gets it when she is back; a reload keeps the history; Back goes Home, where the room shows its unread count", async () => {
+    await b.goto("about:blank");
+    await expect.poll(() => online(a).count(), { timeout: T }).toBe(1);
+    await typeAndSend(a, "while bea was away");
+    const lastState = a
+      .locator("[data-testid=room-message][data-direction=out] [data-testid=room-message-state]")
+      .last();
+    await expect.poll(() => lastState.textContent(), { timeout: T }).toBe("Delivered to 1 of 2");
+    await b.goto(`${loft.url.replace(/\/$/, "")}/room/${roomId}`);
+    await id(b, "room-screen").waitFor({ timeout: T });
+    await expect.poll(() => texts(b, "in"), { timeout: T }).toContain("while bea was away");
+    await expect.poll(() => lastState.textContent(), { timeout: T }).toBe("Delivered to all 2");
     await b.reload();
     await id(b, "room-screen").waitFor({ timeout: T });
     await expect.poll(() => texts(b, "in"), { timeout: T }).toContain("ann 6");

@@ -148,7 +148,8 @@ export class Engine implements ChatEngine {
         backoffInitialMs: this.#ctx.cfg.relayBackoffInitialMs,
         backoffMaxMs: this.#ctx.cfg.relayBackoffMaxMs,
         window: 16,
-        onMessage: (url, m) => this.#links.onRelayMessage(url, m),
+        onMessage: (url, m) =>
+          void (this.rooms?.onRelayMessage(url, m) || this.#links.onRelayMessage(url, m)),
         onState: (url, state, error) => this.#links.onRelayState(url, state, error),
         log: this.#ctx.cfg.log,
         ...cryptoOf(this.#ctx),
@@ -156,6 +157,7 @@ export class Engine implements ChatEngine {
       setService(this.#ctx, { relay: "connecting" });
       this.#ctx.pool.keep(ownRelay);
       await this.#links.loadMailboxes();
+      await this.rooms?.useMailboxes(this.#ctx.pool, ownRelay);
       this.#ctx.addressReady = setupAddress(this.#ctx);
     }
     if (!settings.signalingUrl) {

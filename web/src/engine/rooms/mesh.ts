@@ -22,13 +22,16 @@ import { equalBytes, fromHex, toHex, wipe } from "../../../../core/bytes.ts";
 import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
 import { isLoftError, LoftError } from "../../../../core/errors.ts";
 import type { UserIdentity } from "../../../../core/identity/identity.ts";
+import type { RatchetKeyPair } from "../../../../core/ratchet/index.ts";
+import type { RelayMessage } from "../../../../core/relay/client.ts";
 import { establishSession, type Session } from "../../../../core/session/index.ts";
 import type { SignalingClient, SignalingEvent } from "../../../../core/signaling/client.ts";
 import { randomId } from "../../lib/base64url.ts";
 import type { EngineStorage } from "../api.ts";
 import { openedWithin } from "../dialing.ts";
 import { MAX_TEXT_CHARS } from "../outgoing.ts";
-import type { IncomingOffer, LiveTransport } from "../transport.ts";
+import { freshRatchetKeyPair, RATCHET_KEY_EXTENSION } from "../ratchet-store.ts";
+import type { IncomingOffer, LiveTransport, RelayConnections } from "../transport.ts";
 import { MAX_RECEIPT_IDS } from "../wire.ts";
 import type {
   RoomEvent,
@@ -53,6 +56,7 @@ import {
   verifyHandover,
   verifyState,
 } from "./host.ts";
+import { RoomMailboxes } from "./mailbox.ts";
 import {
   newRoomLink,
   parseRoomLink,
@@ -102,6 +106,8 @@ interface Member {
   legacy: boolean;
   /** The next dial goes through the relay: the direct one before it did not open. */
   viaRelay: boolean;
+  /** As responder of its current session: the ratchet key we offered (rooms/mailbox.ts). */
+  ratchetKey: RatchetKeyPair | undefined;
 }
 
 interface Room {
@@ -133,6 +139,7 @@ export class RoomsEngine implements RoomsApi {
   readonly #rooms = new Map<string, Room>();
   readonly #listeners = new Set<(e: RoomEvent) => void>();
   readonly #selfHex: string;
+  readonly #mail: RoomMailboxes;
   #signaling: SignalingClient | undefined;
   #transport: LiveTransport | undefined;
   /** The live relay transport, when we have a relay: members reach each other through it when
@@ -145,6 +152,13 @@ export class RoomsEngine implements RoomsApi {
     this.#d = deps;
     this.#store = new RoomStore(deps.storage);
     this.#selfHex = toHex(deps.user.identity.verified.identity_key);
+    this.#mail = new RoomMailboxes({
+      storage: deps.storage,
+      ...(deps.crypto ? { crypto: deps.crypto } : {}),
+      selfKey: deps.user.identity.verified.identity_key,
+      log: deps.log,
+      onFrame: (room, member, frame) => this.#mailFrame(room, member, frame),
+    });
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -297,6 +311,7 @@ export class RoomsEngine implements RoomsApi {
     }
     this.#rooms.delete(id);
     await this.#signaling?.leaveRoom(room.hash).catch(() => undefined);
+    await this.#mail.forgetRoom(id).catch(() => undefined);
     await this.#saveRooms();
     await this.#store.forget(id);
     this.#emit({ type: "rooms-changed" });
@@ -327,7 +342,8 @@ export class RoomsEngine implements RoomsApi {
         .filter((m) => m.present && !m.refused && !this.#removed(room, m.key))
         .map((m) => m.hex),
     );
-    for (const key of room.state?.state.m ?? []) {
+    const st = room.state?.state;
+    for (const key of st ? [...st.m, st.hid] : []) {
       const hex = toHex(key);
       if (hex !== this.#selfHex && !this.#removed(room, key)) to.add(hex);
     }
@@ -336,13 +352,69 @@ export class RoomsEngine implements RoomsApi {
     room.record.read = room.log.length;
     room.sending = room.sending.then(() => {
       void this.#saveLog(room);
+      const msg: RoomMessage = { t: "room.msg", id: entry.id, at: entry.at, text };
       for (const hex of to) {
         const m = room.members.get(hex);
-        if (m) this.#sendTo(m, { t: "room.msg", id: entry.id, at: entry.at, text });
+        if (m?.session) this.#sendTo(m, msg);
+        // Away: into its mailbox (it also gets it live when both are here again, §6).
+        else void this.#mail.deposit(room.idHex, hex, encodeRoomFrame(msg)).catch(() => undefined);
       }
     });
     this.#emit({ type: "room-changed", roomId: id });
     return this.messages(id).at(-1)!;
+  }
+
+  // ---- mailboxes for members who are away (rooms/mailbox.ts; docs/protocol/rooms.md §9) -------
+
+  /** The engine's relay connections and our relay: room mailboxes work from now on. */
+  async useMailboxes(pool: RelayConnections, url: string): Promise<void> {
+    await this.load();
+    await this.#mail
+      .attach(pool, url)
+      .catch((e: unknown) => this.#d.log(`room mailboxes: ${(e as Error).message}`));
+  }
+
+  /** A relay push: true if it was for one of our room queues. */
+  onRelayMessage(url: string, m: RelayMessage): boolean {
+    return this.#mail.onRelayMessage(url, m);
+  }
+
+  /** A member session is up: say which pair ratchet we hold (its answer decides: #onRatchetSync). */
+  async #pairUp(room: Room, m: Member, session: Session): Promise<void> {
+    if (!this.#mail.available) return;
+    const ri = await this.#mail.ratchetId(room.idHex, m.hex);
+    if (m.session === session) this.#sendTo(m, { t: "room.rs", ...(ri ? { ri: ri.slice() } : {}) });
+  }
+
+  async #onRatchetSync(room: Room, m: Member, theirs: Uint8Array | undefined): Promise<void> {
+    const session = m.session;
+    if (!session || !this.#mail.available) return;
+    const ours = session.role === "responder" ? m.ratchetKey : undefined;
+    const started = await this.#mail.sync(room.idHex, m.hex, theirs, session, ours);
+    if (started) {
+      // The initiator's first sealed frame: with it the responder's ratchet can send too.
+      const d = await this.#mail.seal(room.idHex, m.hex, encodeRoomFrame({ t: "room.rs" }));
+      if (d && m.session === session) this.#sendTo(m, { t: "room.dr", d: d.slice() });
+    }
+    const rx = await this.#mail.receivingQueue(room.idHex, m.hex);
+    if (rx && m.session === session)
+      this.#sendTo(m, {
+        t: "room.mbox",
+        u: rx.url,
+        s: rx.queue.senderId.slice(),
+        k: rx.senderSecret.slice(),
+      });
+  }
+
+  /** A frame a member left in our mailbox (or sealed live): only its chat messages count. */
+  #mailFrame(roomHex: string, memberHex: string, frame: Uint8Array): void {
+    const room = this.#rooms.get(roomHex);
+    if (!room || room.record.gone) return;
+    const decoded = decodeRoomFrame(frame);
+    if (!decoded.ok || decoded.value.t !== "room.msg") return;
+    const m = this.#member(room, fromHex(memberHex));
+    if (this.#removed(room, m.key)) return;
+    this.#receive(room, m, decoded.value);
   }
 
   // ---- the host (docs/protocol/rooms.md §8) ---------------------------------------------------------
@@ -712,6 +784,8 @@ export class RoomsEngine implements RoomsApi {
       try {
         await link.opened;
         opened = true;
+        // In case this session starts the pair's ratchet (rooms/mailbox.ts): the responder's key.
+        const ratchetKey = await freshRatchetKeyPair(this.#d.crypto);
         const session = await establishSession({
           link,
           role: "responder",
@@ -720,8 +794,10 @@ export class RoomsEngine implements RoomsApi {
           expectedIdentityKey: m.key,
           binding: room.binding,
           handshakeTimeoutMs: this.#d.handshakeTimeoutMs,
+          extensions: { [RATCHET_KEY_EXTENSION]: ratchetKey.publicKey },
           ...(this.#d.crypto ? { crypto: this.#d.crypto } : {}),
         });
+        m.ratchetKey = ratchetKey;
         this.#up(room, m, session);
       } catch (e) {
         link.close("room-answer-failed");
@@ -771,6 +847,7 @@ export class RoomsEngine implements RoomsApi {
     if ((room.record.e ?? 0) > 0) this.#sendTo(m, { t: "room.key", e: room.record.e ?? 0, k: room.record.k });
     if (this.#isHost(room) && !(room.state && listed(room.state.state.m, m.key)))
       this.#sign(room, (s) => ({ ...s, m: [...s.m, m.key] }));
+    void this.#pairUp(room, m, session);
     // What we sent for this member and it has not confirmed (it dropped and came back).
     for (const e of room.log)
       if (e.from === undefined && e.to?.includes(m.hex) && !e.got?.includes(m.hex))
@@ -818,10 +895,21 @@ export class RoomsEngine implements RoomsApi {
       case "room.host":
         this.#onHandover(room, m, { k: msg.k, sig: msg.sig });
         return true;
+      case "room.rs":
+        void this.#onRatchetSync(room, m, msg.ri);
+        return true;
+      case "room.dr":
+        void this.#mail.open(room.idHex, m.hex, msg.d).catch(() => undefined);
+        return true;
+      case "room.mbox":
+        void this.#mail.announced(room.idHex, m.hex, msg).catch(() => undefined);
+        return true;
       case "room.msg": {
         if (room.record.gone) return false;
         if (!room.log.some((e) => e.from === m.hex && e.id === msg.id)) {
-          room.log.push({ id: msg.id, from: m.hex, name: m.name, at: msg.at, text: msg.text });
+          // From a mailbox, before any room.hi of this run: the name it had last.
+          const name = m.name ?? room.log.findLast((e) => e.from === m.hex)?.name;
+          room.log.push({ id: msg.id, from: m.hex, name, at: msg.at, text: msg.text });
           void this.#saveLog(room);
           this.#changed(room);
         }
@@ -913,6 +1001,7 @@ export class RoomsEngine implements RoomsApi {
         rk: undefined,
         legacy: false,
         viaRelay: false,
+        ratchetKey: undefined,
       };
       room.members.set(hex, m);
     }

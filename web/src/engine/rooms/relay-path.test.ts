@@ -47,6 +47,11 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     await until(() => n.engine.serviceStatus().signaling === "connected", `${name} registered`);
     return n;
   };
+  const texts = (n: EngineNode, id: string) =>
+    rooms(n)
+      .messages(id)
+      .filter((m) => m.from !== undefined)
+      .map((m) => m.text);
   const online = (n: EngineNode, id: string) =>
     rooms(n)
       .room(id)
@@ -81,5 +86,33 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
       20_000,
     );
     expect(online(a, room.id)).toBe(1);
+  });
+
+  it("a member away gets what was said through its relay mailbox, in order", async () => {
+    h.hub.blockDirect = false;
+    const [a, b] = [await started("ann"), await started("bea")];
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await until(() => online(a, room.id) === 1 && online(b, room.id) === 1, "linked");
+    // Inside their session each hands the other its mailbox (and they share a pair ratchet).
+    await until(
+      () =>
+        a.storage.secrets.has(`room-tx/${room.id}/${b.id}`) &&
+        b.storage.secrets.has(`room-tx/${room.id}/${a.id}`),
+      "mailboxes exchanged",
+    );
+    await b.engine.stop();
+    await until(() => online(a, room.id) === 0, "bea away");
+    const sent = ["away 1", "away 2", "away 3"];
+    for (const t of sent) rooms(a).send(room.id, t);
+    // Bea is back without signaling: no member can reach her live, only her mailbox brings them.
+    const again = h.node("bea", b.user, b.storage, "");
+    await again.engine.start();
+    await until(() => texts(again, room.id).length === 3, "bea read her mailbox");
+    expect(texts(again, room.id)).toEqual(sent);
+    // And the other way (Bea answered the session that started their ratchet: hers sends too).
+    rooms(again).send(room.id, "bea, from her mailbox side");
+    await until(() => texts(a, room.id).includes("bea, from her mailbox side"), "ann read her mailbox");
+    expect(a.logs.some((l) => l.includes("room mailbox send failed"))).toBe(false);
   });
 });

@@ -406,12 +406,12 @@ export class RoomsEngine implements RoomsApi {
       });
   }
 
-  /** A frame a member left in our mailbox (or sealed live): only its chat messages count. */
+  /** A frame a member left in our mailbox (or sealed live): only chat messages and receipts count. */
   #mailFrame(roomHex: string, memberHex: string, frame: Uint8Array): void {
     const room = this.#rooms.get(roomHex);
     if (!room || room.record.gone) return;
     const decoded = decodeRoomFrame(frame);
-    if (!decoded.ok || decoded.value.t !== "room.msg") return;
+    if (!decoded.ok || (decoded.value.t !== "room.msg" && decoded.value.t !== "room.rcpt")) return;
     const m = this.#member(room, fromHex(memberHex));
     if (this.#removed(room, m.key)) return;
     this.#receive(room, m, decoded.value);
@@ -913,7 +913,10 @@ export class RoomsEngine implements RoomsApi {
           void this.#saveLog(room);
           this.#changed(room);
         }
-        this.#sendTo(m, { t: "room.rcpt", ids: [msg.id] });
+        const rcpt: RoomMessage = { t: "room.rcpt", ids: [msg.id] };
+        if (m.session) this.#sendTo(m, rcpt);
+        // Read from our mailbox with the writer away: the receipt goes into its mailbox.
+        else void this.#mail.deposit(room.idHex, m.hex, encodeRoomFrame(rcpt)).catch(() => undefined);
         return true;
       }
       case "room.rcpt": {

@@ -113,6 +113,13 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     // And the other way (Bea answered the session that started their ratchet: hers sends too).
     rooms(again).send(room.id, "bea, from her mailbox side");
     await until(() => texts(a, room.id).includes("bea, from her mailbox side"), "ann read her mailbox");
+    // Receipts travel the same way: each side sees its messages delivered.
+    const ours = (n: EngineNode) =>
+      rooms(n)
+        .messages(room.id)
+        .filter((x) => x.from === undefined);
+    await until(() => ours(a).every((x) => x.state === "delivered"), "ann's delivered");
+    await until(() => ours(again).every((x) => x.state === "delivered"), "bea's delivered");
     expect(a.logs.some((l) => l.includes("room mailbox send failed"))).toBe(false);
   });
 });

@@ -250,9 +250,18 @@ export class RoomMailboxes {
   }
 
   /** The room is left: forget every pair of it, and delete its queues at the relay. */
-  async forgetRoom(room: string): Promise<void> {
+  forgetRoom(room: string): Promise<void> {
+    return this.#forget((k) => k.startsWith(`${room}/`));
+  }
+
+  /** A member was removed: its queue for us goes, with the pair's ratchet and records. */
+  forgetPair(room: string, member: string): Promise<void> {
+    return this.#forget((k) => k === `${room}/${member}`);
+  }
+
+  async #forget(which: (key: string) => boolean): Promise<void> {
     const list = await this.#pairList();
-    for (const key of list.filter((k) => k.startsWith(`${room}/`))) {
+    for (const key of list.filter(which)) {
       const p = this.#pairs.get(key);
       if (p?.rx) {
         this.#pool?.unsubscribe(p.rx.url, p.rx.queue.recipientId);
@@ -261,11 +270,11 @@ export class RoomMailboxes {
         await client?.deleteQueue(p.rx.queue).catch(() => undefined);
       }
       this.#pairs.delete(key);
-      const [, member] = key.split("/");
+      const [room = "", member = ""] = key.split("/");
       for (const kind of ["dr", "rx", "tx"])
-        await this.#d.storage.deleteSecret(name(kind, { room, member: member ?? "" })).catch(() => undefined);
+        await this.#d.storage.deleteSecret(name(kind, { room, member })).catch(() => undefined);
     }
-    await this.#d.storage.saveSecret(PAIRS, encodeCanonical(list.filter((k) => !k.startsWith(`${room}/`))));
+    await this.#d.storage.saveSecret(PAIRS, encodeCanonical(list.filter((k) => !which(k))));
   }
 
   // ---- inside a pair's chain ------------------------------------------------------------------

@@ -551,12 +551,14 @@ export class RoomsEngine implements RoomsApi {
     if (listed(next.state.x, this.#d.user.identity.verified.identity_key)) {
       room.record.gone = true;
       for (const m of room.members.values()) this.#later(m, "removed");
+      void this.#mail.forgetRoom(room.idHex).catch(() => undefined);
       void this.#signaling?.leaveRoom(room.hash).catch(() => undefined);
     } else
       for (const m of room.members.values())
         if (listed(next.state.x, m.key)) {
           m.present = false;
           this.#later(m, "removed");
+          void this.#mail.forgetPair(room.idHex, m.hex).catch(() => undefined);
         }
     const pending = room.pendingKeys.splice(0);
     for (const p of pending) if (p.e === next.state.e) this.#onKey(room, p.e, p.k);

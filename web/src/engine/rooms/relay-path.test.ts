@@ -21,7 +21,7 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
       relayFallbackMs: 500,
       relayBackoffInitialMs: 50,
       relayBackoffMaxMs: 300,
-      relayTimeoutMs: 2_000,
+      relayTimeoutMs: 10_000,
       log: () => {},
       relayTransport: (deps) => new RelayLiveTransport(deps),
     },

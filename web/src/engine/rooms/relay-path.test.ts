@@ -65,7 +65,7 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     await until(
       () => online(a, room.id) === 1 && online(b, room.id) === 1,
       "linked through the relay",
-      20_000,
+      30_000,
     );
     expect(h.hub.offers).toBeGreaterThan(0); // a direct attempt came first, and did not open
     rooms(a).send(room.id, "via the relay");
@@ -83,7 +83,7 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     await until(
       () => (rooms(a).room(room.id)?.refused.length ?? 0) === 1,
       "ann saw a refused attempt",
-      20_000,
+      30_000,
     );
     expect(online(a, room.id)).toBe(1);
   });

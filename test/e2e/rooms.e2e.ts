@@ -3,7 +3,10 @@
  * `node scripts/e2e.mjs test/e2e/rooms.e2e.ts`): Ann makes a room, Bea joins from the link, they
  * chat at typing speed (every message in order, delivered to each member); Cat joins late and is
  * connected to everyone present; someone with the room id but a wrong secret is refused and the
- * members see the refused attempt; a reload keeps the history; Back works; unread counts on Home;
+ * members see the refused attempt; a member away while another writes gets it when back; a reload
+ * keeps the history; Back works; unread counts on Home;
+ * safety codes match per member and one is marked verified; the host hands the role over and the
+ * new host removes a member (told so; the old link admits it no more, the room's link changes);
  * a member who leaves disappears for the others. axe on each new screen.
  *
  * Four browser contexts share one Chromium; every wait is on a condition, never a duration.
@@ -135,7 +138,18 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     await m.close();
   });
 
-  it("a reload keeps the history; Back goes Home, where the room shows its unread count", async () => {
+  it("Bea is away while Ann writes, and gets it when she is back; a reload keeps the history; Back goes Home, where the room shows its unread count", async () => {
+    await b.goto("about:blank");
+    await expect.poll(() => online(a).count(), { timeout: T }).toBe(1);
+    await typeAndSend(a, "while bea was away");
+    const lastState = a
+      .locator("[data-testid=room-message][data-direction=out] [data-testid=room-message-state]")
+      .last();
+    await expect.poll(() => lastState.textContent(), { timeout: T }).toBe("Delivered to 1 of 2");
+    await b.goto(`${loft.url.replace(/\/$/, "")}/room/${roomId}`);
+    await id(b, "room-screen").waitFor({ timeout: T });
+    await expect.poll(() => texts(b, "in"), { timeout: T }).toContain("while bea was away");
+    await expect.poll(() => lastState.textContent(), { timeout: T }).toBe("Delivered to all 2");
     await b.reload();
     await id(b, "room-screen").waitFor({ timeout: T });
     await expect.poll(() => texts(b, "in"), { timeout: T }).toContain("ann 6");
@@ -154,11 +168,53 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     await expect.poll(() => item.getAttribute("data-unread"), { timeout: T }).toBe("0");
   });
 
-  it("a member who leaves is gone for the others", async () => {
+  it("safety codes match per member; the host hands over to Bea, who removes Cat: Cat is told, the old link admits it no more", async () => {
+    const member = (p: Page, name: string) => p.locator("[data-testid=room-member]", { hasText: name });
+    await b.locator(`[data-testid=room-item][data-room-id="${roomId}"]`).click();
+    await id(b, "room-screen").waitFor();
+    // The same digits on both sides, then Ann marks Bea verified.
+    await member(a, "Bea").getByTestId("room-member-open").click();
+    await member(b, "Ann").getByTestId("room-member-open").click();
+    const digits = await id(a, "room-safety-code").getAttribute("data-digits");
+    expect(digits).toMatch(/^\d{60}$/);
+    expect(await id(b, "room-safety-code").getAttribute("data-digits")).toBe(digits);
+    await expectNoAxeViolations(a, "room member");
+    await id(a, "room-mark-verified").click();
+    await expect.poll(() => member(a, "Bea").getAttribute("data-verified")).toBe("true");
+    // Ann (host) hands the role to Bea; everyone sees Bea as host.
+    expect(await id(a, "room-me").getAttribute("data-host")).toBe("true");
+    await expect.poll(() => id(a, "room-make-host").isEnabled(), { timeout: T }).toBe(true);
+    await id(a, "room-make-host").click();
+    await expect.poll(() => id(b, "room-me").getAttribute("data-host"), { timeout: T }).toBe("true");
+    await expect.poll(() => member(c, "Bea").getAttribute("data-host"), { timeout: T }).toBe("true");
+    expect(await id(a, "room-me").getAttribute("data-host")).toBe("false");
+    // Bea removes Cat.
+    await member(b, "Ann").getByTestId("room-member-open").click(); // close Ann's panel
+    await member(b, "Cat").getByTestId("room-member-open").click();
+    await id(b, "room-remove-member").click();
+    await id(c, "room-removed-us").waitFor({ timeout: T });
+    await expect.poll(() => a.locator("[data-testid=room-member]").count(), { timeout: T }).toBe(1);
+    await expect.poll(() => online(b).count(), { timeout: T }).toBe(1);
+    await typeAndSend(a, "after cat");
+    await expect.poll(() => texts(b, "in"), { timeout: T }).toContain("after cat");
+    expect(await texts(c, "in")).not.toContain("after cat");
+    // The room has a new link now; the one Cat has lets it in no more.
+    await id(a, "room-show-link").click();
+    const fresh = await a.locator("[data-testid=room-invite] textarea").inputValue();
+    expect(fresh).not.toBe(link);
+    expect(fresh.split("&k=")[0]).toBe(link.split("&k=")[0]);
     await id(c, "leave-room").click();
     await id(c, "home").waitFor({ timeout: T });
-    expect(await c.locator("[data-testid=room-item]").count()).toBe(0);
-    await expect.poll(() => online(a).count(), { timeout: T }).toBe(1);
-    await expect.poll(() => a.locator("[data-testid=room-member]").count(), { timeout: T }).toBe(1);
+    await c.goto(link);
+    await id(c, "room-refused-us").waitFor({ timeout: T });
+    expect(await online(a).count()).toBe(1);
+  });
+
+  it("a member who leaves is gone for the others", async () => {
+    await id(a, "leave-room").click();
+    await id(a, "home").waitFor({ timeout: T });
+    expect(await a.locator("[data-testid=room-item]").count()).toBe(0);
+    await expect.poll(() => online(b).count(), { timeout: T }).toBe(0);
+    await expect.poll(() => b.locator("[data-testid=room-member]").count(), { timeout: T }).toBe(0);
   });
 });

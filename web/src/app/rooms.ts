@@ -99,6 +99,21 @@ export class RoomsModel {
     this.#api?.markRead(id);
   }
 
+  /** Host only: remove a member (the room secret changes; its link no longer admits it). */
+  async remove(id: string, memberKey: string): Promise<void> {
+    await this.#need().remove(id, memberKey);
+  }
+
+  /** Host only: hand the host role to a connected member. */
+  async handOver(id: string, memberKey: string): Promise<void> {
+    await this.#need().handOver(id, memberKey);
+  }
+
+  /** Mark a member verified after comparing safety codes. */
+  verify(id: string, memberKey: string, verified: boolean): void {
+    this.#need().verify(id, memberKey, verified);
+  }
+
   #need(): RoomsApi {
     if (!this.#api)
       throw new Error(this.#app.engine ? ELSEWHERE : "Loft is still starting. Try again in a moment.");

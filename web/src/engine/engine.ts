@@ -122,6 +122,7 @@ export class Engine implements ChatEngine {
           ...cryptoOf(this.#ctx),
           memberCap: cfg.roomMemberCap ?? DEFAULT_ROOM_MEMBER_CAP,
           handshakeTimeoutMs: cfg.handshakeTimeoutMs,
+          relayFallbackMs: cfg.relayFallbackMs,
           log: cfg.log,
           now: () => stamp(this.#ctx),
         });
@@ -147,7 +148,8 @@ export class Engine implements ChatEngine {
         backoffInitialMs: this.#ctx.cfg.relayBackoffInitialMs,
         backoffMaxMs: this.#ctx.cfg.relayBackoffMaxMs,
         window: 16,
-        onMessage: (url, m) => this.#links.onRelayMessage(url, m),
+        onMessage: (url, m) =>
+          void (this.rooms?.onRelayMessage(url, m) || this.#links.onRelayMessage(url, m)),
         onState: (url, state, error) => this.#links.onRelayState(url, state, error),
         log: this.#ctx.cfg.log,
         ...cryptoOf(this.#ctx),
@@ -155,6 +157,7 @@ export class Engine implements ChatEngine {
       setService(this.#ctx, { relay: "connecting" });
       this.#ctx.pool.keep(ownRelay);
       await this.#links.loadMailboxes();
+      await this.rooms?.useMailboxes(this.#ctx.pool, ownRelay);
       this.#ctx.addressReady = setupAddress(this.#ctx);
     }
     if (!settings.signalingUrl) {
@@ -186,10 +189,11 @@ export class Engine implements ChatEngine {
         signaling,
         iceServers: [],
         openTimeoutMs: this.#ctx.cfg.openTimeoutMs,
-        onOffer: (offer) => void this.#links.onOffer(offer),
+        onOffer: (offer) => (offer.room ? this.rooms?.onOffer(offer) : void this.#links.onOffer(offer)),
         onError: (e) => this.#ctx.cfg.log(e.message),
         relay: { pool: this.#ctx.pool, url: ownRelay },
       });
+    this.rooms?.useRelay(this.#ctx.relayLive);
     signaling.on((e) => this.#links.onSignaling(e));
     void signaling.subscribe(watchKeys(this.#ctx));
     setService(this.#ctx, { signaling: "connecting" });

@@ -153,7 +153,8 @@ export class RelayLiveTransport implements LiveTransport {
     this.#attempts.clear();
   }
 
-  dial(peer: Uint8Array): RelayDialLink {
+  dial(peer: Uint8Array, options?: { room?: Uint8Array }): RelayDialLink {
+    const room = options?.room?.slice();
     const conn = crypto.getRandomValues(new Uint8Array(CONN_ID_BYTES));
     const link = new RelayDialLink();
     const a: Attempt = { link, peer: peer.slice(), conn, answered: false };
@@ -171,7 +172,13 @@ export class RelayLiveTransport implements LiveTransport {
       a.client = client;
       a.own = own;
       if (link.state === "closed") return this.#dropQueue(client, own);
-      await this.#send(peer, { kind: "relay-offer", conn, url: this.#url, sid: own.senderId });
+      await this.#send(peer, {
+        kind: "relay-offer",
+        conn,
+        url: this.#url,
+        sid: own.senderId,
+        ...(room ? { room } : {}),
+      });
     })().catch((e: unknown) => link.close(...reasonOf(e)));
     return link;
   }
@@ -195,7 +202,7 @@ export class RelayLiveTransport implements LiveTransport {
     const key = `${toHex(e.from)}/${toHex(p.conn)}`;
     switch (p.kind) {
       case "relay-offer":
-        this.#offered(e.from.slice(), p.conn.slice(), p.url, p.sid.slice());
+        this.#offered(e.from.slice(), p.conn.slice(), p.url, p.sid.slice(), p.room?.slice());
         return;
       case "relay-answer": {
         const a = this.#attempts.get(key);
@@ -222,11 +229,12 @@ export class RelayLiveTransport implements LiveTransport {
     }
   }
 
-  #offered(from: Uint8Array, conn: Uint8Array, url: string, sid: Uint8Array): void {
+  #offered(from: Uint8Array, conn: Uint8Array, url: string, sid: Uint8Array, room?: Uint8Array): void {
     let decided = false;
     this.#onOffer({
       from,
       path: "relay",
+      ...(room ? { room } : {}),
       accept: () => {
         if (decided) throw new Error("offer already decided");
         decided = true;

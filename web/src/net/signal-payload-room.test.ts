@@ -30,6 +30,31 @@ describe("room offers", () => {
   });
 });
 
+describe("room relay offers", () => {
+  const sid = new Uint8Array(24).fill(3);
+  it("a relay offer carries `rm` (canonical, keys in order) and decodes to the same room", () => {
+    const bytes = encodeSignalPayload({ kind: "relay-offer", conn, url: "wss://r.example/relay", sid, room });
+    expect(bytes).toEqual(encodeCanonical({ c: conn, rm: room, rs: sid, ru: "wss://r.example/relay" }));
+    const r = decodeSignalPayload("offer", bytes);
+    expect(r.ok && r.value.kind === "relay-offer" && [...(r.value.room ?? [])]).toEqual([...room]);
+    const plain = decodeSignalPayload(
+      "offer",
+      encodeSignalPayload({ kind: "relay-offer", conn, url: "wss://r.example/relay", sid }),
+    );
+    expect(plain.ok && plain.value.kind === "relay-offer" && plain.value.room).toBeUndefined();
+  });
+
+  it("refuses an `rm` of another length in a relay offer", () => {
+    const short = encodeCanonical({
+      c: conn,
+      rm: room.subarray(0, 31),
+      rs: sid,
+      ru: "wss://r.example/relay",
+    });
+    expect(decodeSignalPayload("offer", short).ok).toBe(false);
+  });
+});
+
 describe("room routes", () => {
   it("/rooms/new and /room/<32 hex> round trip; other forms are not routes", () => {
     expect(parseRoute("/rooms/new")).toEqual({ name: "new-room" });

@@ -8,8 +8,9 @@
  *                     the link is for — a room member's link, docs/protocol/rooms.md §3)
  *   ice            := { c: bin(8), cand: str, mid?: str, idx?: uint }
  *   bye            := { c: bin(8), r: "refused" | "glare" | "cancelled" | "busy" }
- *   relay offer    := { c: bin(8), rs: bin(24), ru: str }   (kind "offer": a live link through the
- *                     relay at `ru`; `rs` is the sender id of the dialer's receiving queue there)
+ *   relay offer    := { c: bin(8), rm?: bin(32), rs: bin(24), ru: str }   (kind "offer": a live link
+ *                     through the relay at `ru`; `rs` is the sender id of the dialer's receiving queue
+ *                     there; `rm` as for a direct offer, docs/protocol/rooms.md §3)
  *   relay answer   := { c: bin(8), rs: bin(24) }            (kind "answer": the answerer's queue on
  *                     the same relay; each side secures the other's queue with its own key, SKEY)
  *
@@ -48,6 +49,7 @@ export const RELAY_QUEUE_ID_BYTES = 24;
 export const MAX_RELAY_URL_CHARS = 256;
 const relayOfferSchema = v.strictObject({
   c: connId,
+  rm: v.optional(bytesSchema(ROOM_TAG_BYTES)),
   rs: bytesSchema(RELAY_QUEUE_ID_BYTES),
   ru: v.pipe(v.string(), v.maxLength(MAX_RELAY_URL_CHARS), v.regex(/^wss?:\/\/[^\s]+$/)),
 });
@@ -59,7 +61,7 @@ export type SignalPayload =
   | { kind: "offer" | "answer"; conn: Uint8Array; sdp: string; room?: Uint8Array }
   | { kind: "ice"; conn: Uint8Array; candidate: string; mid?: string; index?: number }
   | { kind: "bye"; conn: Uint8Array; reason: ByeReason }
-  | { kind: "relay-offer"; conn: Uint8Array; url: string; sid: Uint8Array }
+  | { kind: "relay-offer"; conn: Uint8Array; url: string; sid: Uint8Array; room?: Uint8Array }
   | { kind: "relay-answer"; conn: Uint8Array; sid: Uint8Array };
 
 /** The signaling envelope kind that carries a payload. */
@@ -77,7 +79,7 @@ export function encodeSignalPayload(p: SignalPayload): Uint8Array {
     case "bye":
       return encodeCanonical({ c: p.conn, r: p.reason });
     case "relay-offer":
-      return encodeCanonical({ c: p.conn, rs: p.sid, ru: p.url });
+      return encodeCanonical({ c: p.conn, ...(p.room ? { rm: p.room } : {}), rs: p.sid, ru: p.url });
     case "relay-answer":
       return encodeCanonical({ c: p.conn, rs: p.sid });
   }
@@ -106,7 +108,13 @@ function decodeAny(kind: SignalKind, bytes: Uint8Array): Result<SignalPayload> {
         if (o.ok)
           return {
             ok: true,
-            value: { kind: "relay-offer", conn: o.value.c, url: o.value.ru, sid: o.value.rs },
+            value: {
+              kind: "relay-offer",
+              conn: o.value.c,
+              url: o.value.ru,
+              sid: o.value.rs,
+              ...(o.value.rm ? { room: o.value.rm } : {}),
+            },
           };
       } else {
         const a = decodeWith(bytes, relayAnswerSchema, LIMITS);

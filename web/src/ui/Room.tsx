@@ -5,9 +5,11 @@
  * the engine or storage.
  */
 import { createEffect, createResource, createSignal, For, onCleanup, Show } from "solid-js";
+import { fromHex } from "../../../core/bytes.ts";
 import type { AppModel } from "../app/model.ts";
 import { roomsOf } from "../app/rooms.ts";
-import type { RoomMessageView, RoomView } from "../engine/rooms/api.ts";
+import type { RoomMemberView, RoomMessageView, RoomView } from "../engine/rooms/api.ts";
+import { safetyCode } from "../identity.ts";
 import { Composer } from "./chat/Composer.tsx";
 import { Qr } from "./Qr.tsx";
 
@@ -169,6 +171,7 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
   const messages = () => rooms.messages(props.id);
   const [error, setError] = createSignal<string>();
   const [showLink, setShowLink] = createSignal(false);
+  const [openMember, setOpenMember] = createSignal<string>();
   const link = () => {
     const r = room();
     return r ? rooms.linkOf(r) : "";
@@ -230,7 +233,7 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
       <Show when={room()}>
         {(r) => (
           <>
-            <Show when={showLink()}>
+            <Show when={showLink() && r().status !== "removed"}>
               <div class="card center" data-testid="room-invite">
                 <Qr text={link()} label="QR code of the room link" />
                 <label for="room-invite-text" class="sr-only">
@@ -247,6 +250,12 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                 This room is full: it has as many members as a room can have. Try again when someone leaves.
               </p>
             </Show>
+            <Show when={r().status === "removed"}>
+              <p class="card warning" role="alert" data-testid="room-removed-us">
+                The host removed you from this room. You no longer get its messages, and its link no longer
+                lets you in. Leave it to delete its history from this device.
+              </p>
+            </Show>
             <Show when={r().status === "refused"}>
               <p class="card warning" role="alert" data-testid="room-refused-us">
                 The members of this room did not let you in: this link's secret is not the room's. Ask for the
@@ -258,18 +267,64 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                 Members
               </h2>
               <ul data-testid="room-members" aria-label="Members here">
-                <li class="member me">You</li>
+                <li class="member me" data-testid="room-me" data-host={r().host}>
+                  You
+                  <Show when={r().host}>
+                    <span class="badge" data-testid="room-host-badge">
+                      host
+                    </span>
+                  </Show>
+                </li>
                 <For each={r().members}>
                   {(m) => (
-                    <li class="member" data-testid="room-member" data-key={m.key} data-state={m.state}>
-                      <span class={`dot ${m.state === "online" ? "online" : "offline"}`} aria-hidden="true" />
-                      {m.name ?? short(m.key)}
-                      <span class="sr-only">{m.state === "online" ? " (connected)" : " (connecting)"}</span>
+                    <li
+                      class="member"
+                      data-testid="room-member"
+                      data-key={m.key}
+                      data-state={m.state}
+                      data-host={m.host}
+                      data-verified={m.verified}
+                    >
+                      <button
+                        type="button"
+                        class="link-button"
+                        data-testid="room-member-open"
+                        aria-expanded={openMember() === m.key}
+                        onClick={() => setOpenMember(openMember() === m.key ? undefined : m.key)}
+                      >
+                        <span
+                          class={`dot ${m.state === "online" ? "online" : "offline"}`}
+                          aria-hidden="true"
+                        />
+                        {m.name ?? short(m.key)}
+                        <span class="sr-only">{m.state === "online" ? " (connected)" : " (connecting)"}</span>
+                      </button>
+                      <Show when={m.host}>
+                        <span class="badge" data-testid="room-host-badge">
+                          host
+                        </span>
+                      </Show>
+                      <Show when={m.verified}>
+                        <span class="ok" title="Verified">
+                          ✓<span class="sr-only"> verified</span>
+                        </span>
+                      </Show>
                     </li>
                   )}
                 </For>
               </ul>
             </section>
+            <Show when={r().members.find((m) => m.key === openMember())}>
+              {(m) => (
+                <MemberPanel
+                  app={app}
+                  room={r()}
+                  member={m()}
+                  onError={setError}
+                  onClose={() => setOpenMember(undefined)}
+                />
+              )}
+            </Show>
             <For each={r().refused.slice(-3)}>
               {(x) => (
                 <p class="status" role="status" data-testid="room-refused-attempt">
@@ -291,7 +346,7 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
         </p>
       </Show>
       <Composer
-        disabled={!room()}
+        disabled={!room() || room()?.status === "removed"}
         onSend={(text) => rooms.send(props.id, text)}
         error={undefined}
         onClearError={() => setError(undefined)}
@@ -346,5 +401,101 @@ function statusLabel(r: RoomView | undefined): string {
       return "Not connected — waiting for the network";
     case "refused":
       return "Refused";
+    case "removed":
+      return "Removed by the host";
   }
+}
+
+/**
+ * One member: the safety code with it (same digits and flow as for a contact, Contact.tsx), the
+ * verified mark, and for the host: Remove, Make host.
+ */
+function MemberPanel(props: {
+  app: AppModel;
+  room: RoomView;
+  member: RoomMemberView;
+  onError: (message: string | undefined) => void;
+  onClose: () => void;
+}) {
+  const rooms = roomsOf(props.app);
+  const name = () => props.member.name ?? short(props.member.key);
+  const code = () => {
+    const u = props.app.user();
+    return u ? safetyCode(u.identity.verified.identity_key, fromHex(props.member.key)) : undefined;
+  };
+  const act = async (what: () => Promise<void>) => {
+    props.onError(undefined);
+    try {
+      await what();
+    } catch (e) {
+      props.onError((e as Error).message);
+    }
+  };
+  return (
+    <section class="card" data-testid="room-member-panel" aria-labelledby="room-member-heading">
+      <h2 id="room-member-heading">{name()}</h2>
+      <Show when={code()}>
+        {(c) => (
+          <>
+            <p>
+              Compare these digits with {name()}, in person or on a call you trust. If every group matches on
+              both screens, nobody is in the middle.
+            </p>
+            <p class="safety" data-testid="room-safety-code" data-digits={c().digits}>
+              <For each={c().groups}>{(g) => <span>{g}</span>}</For>
+            </p>
+            <Qr text={c().qr} label={`QR code of the safety code with ${name()}`} />
+          </>
+        )}
+      </Show>
+      <div class="row">
+        <Show
+          when={!props.member.verified}
+          fallback={
+            <p class="ok" data-testid="room-member-verified">
+              ✓ You verified {name()}.
+            </p>
+          }
+        >
+          <button
+            type="button"
+            class="primary"
+            data-testid="room-mark-verified"
+            onClick={() => rooms.verify(props.room.id, props.member.key, true)}
+          >
+            The codes match — mark as verified
+          </button>
+        </Show>
+        <Show when={props.room.host}>
+          <button
+            type="button"
+            data-testid="room-make-host"
+            disabled={!props.member.canBeHost}
+            onClick={() =>
+              confirm(`Make ${name()} the host of this room? You can no longer remove members.`) &&
+              void act(() => rooms.handOver(props.room.id, props.member.key))
+            }
+          >
+            Make host
+          </button>
+          <button
+            type="button"
+            class="danger"
+            data-testid="room-remove-member"
+            onClick={() =>
+              confirm(
+                `Remove ${name()} from this room? The room gets a new link; the old one stops working.`,
+              ) &&
+              void act(async () => {
+                await rooms.remove(props.room.id, props.member.key);
+                props.onClose();
+              })
+            }
+          >
+            Remove from room
+          </button>
+        </Show>
+      </div>
+    </section>
+  );
 }

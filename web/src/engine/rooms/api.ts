@@ -9,15 +9,23 @@ export interface RoomMemberView {
   key: string;
   name: string | undefined;
   state: MemberState;
+  /** This member holds the room's host role (its signed state says so). */
+  host: boolean;
+  /** We compared safety codes with this member and marked it verified. */
+  verified: boolean;
+  /** The host role can be handed to it now (connected, its room key known). */
+  canBeHost: boolean;
 }
 
-export type RoomStatus = "joining" | "in" | "full" | "offline" | "refused";
+/** `removed`: the host removed us; the room stays on the device, read-only, until we leave it. */
+export type RoomStatus = "joining" | "in" | "full" | "offline" | "refused" | "removed";
 
 export interface RoomView {
   /** The room id, hex: the room's name in the app (routes, storage). */
   id: string;
   /** `room=…&k=…&h=…` — the link's fragment (the UI puts it after its own origin). */
   fragment: string;
+  /** We hold the room's host role (we made the room, or it was handed to us). */
   host: boolean;
   status: RoomStatus;
   members: RoomMemberView[];
@@ -61,4 +69,10 @@ export interface RoomsApi {
   /** Throws an Error written for people (empty, too long, not in the room). */
   send(id: string, text: string): RoomMessageView;
   subscribe(listener: (e: RoomEvent) => void): () => void;
+  /** Host only: remove a member (its links are refused, the room secret changes). Throws for people. */
+  remove(id: string, memberKey: string): Promise<void>;
+  /** Host only: hand the host role to a connected member (`canBeHost`). Throws for people. */
+  handOver(id: string, memberKey: string): Promise<void>;
+  /** Mark a member verified after comparing safety codes (or take the mark back). */
+  verify(id: string, memberKey: string, verified: boolean): void;
 }

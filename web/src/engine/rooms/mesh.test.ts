@@ -5,6 +5,7 @@
  * secret refused on both sides, the member cap, leaving, and the history surviving a restart.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { toHex } from "../../../../core/bytes.ts";
 import { type RunningSignaling, startSignaling } from "../../../../signaling/testing.ts";
 import { EngineHarness, type EngineNode, until } from "../../../../test/support/engine.ts";
 import type { RoomsApi } from "./api.ts";
@@ -124,6 +125,153 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     // Back online, it is in the room again and linked to ann.
     await again.engine.start();
     await until(() => online(again, room.id) === 1 && online(a, room.id) === 1, "linked again");
+  });
+
+  const keyOf = (n: EngineNode) => toHex(n.user.identity.verified.identity_key);
+
+  it("the host removes a member: its links closed and refused, the secret rotated, the old link admits it no more", async () => {
+    const [a, b, c] = [await started("ann"), await started("bea"), await started("cat")];
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await rooms(c).join(room.fragment);
+    await until(() => [a, b, c].every((n) => online(n, room.id) === 2), "full mesh of three");
+    expect(rooms(a).room(room.id)?.host).toBe(true);
+    expect(rooms(b).room(room.id)?.host).toBe(false);
+    await until(
+      () =>
+        rooms(b)
+          .room(room.id)
+          ?.members.find((m) => m.key === keyOf(a))?.host === true,
+      "bea sees ann host",
+    );
+    // Only the host removes.
+    await expect(rooms(b).remove(room.id, keyOf(c))).rejects.toThrow(/Only the room's host/);
+
+    await rooms(a).remove(room.id, keyOf(c));
+    await until(() => rooms(c).room(room.id)?.status === "removed", "cat told it was removed");
+    await until(() => rooms(b).room(room.id)?.members.length === 1, "bea no longer lists cat");
+    expect(
+      rooms(a)
+        .room(room.id)
+        ?.members.map((m) => m.key),
+    ).toEqual([keyOf(b)]);
+    // The new secret reached bea, inside her session: her link is the host's new one.
+    await until(
+      () => rooms(b).room(room.id)?.fragment === rooms(a).room(room.id)?.fragment,
+      "bea has the new secret",
+    );
+    expect(rooms(a).room(room.id)?.fragment).not.toBe(room.fragment);
+    expect(rooms(c).room(room.id)?.fragment).toBe(room.fragment); // cat never gets it
+    rooms(a).send(room.id, "without cat");
+    await until(() => texts(b, room.id).includes("without cat"), "bea has it");
+    expect(texts(c, room.id)).not.toContain("without cat");
+    expect(() => rooms(c).send(room.id, "still here?")).toThrow(/removed you/);
+
+    // Cat leaves and comes back with the old link: refused by everyone.
+    await rooms(c).leave(room.id);
+    await rooms(c).join(room.fragment);
+    await until(() => rooms(c).room(room.id)?.status === "refused", "the old link admits cat no more");
+    expect(online(a, room.id)).toBe(1);
+    expect(texts(c, room.id)).toEqual([]);
+
+    // The host leaves: the role goes to Bea first, so the room keeps a host.
+    await rooms(a).leave(room.id);
+    await until(() => rooms(b).room(room.id)?.host === true, "bea is host after ann left");
+    await until(() => rooms(b).room(room.id)?.members.length === 0, "ann gone");
+  });
+
+  it("hand-over: the new host signs, everyone takes it; the former host can no longer remove; a listed member offline during a removal catches up", async () => {
+    const [a, b, c] = [await started("ann"), await started("bea"), await started("cat")];
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await rooms(c).join(room.fragment);
+    await until(() => [a, b, c].every((n) => online(n, room.id) === 2), "full mesh of three");
+    await until(
+      () =>
+        rooms(a)
+          .room(room.id)
+          ?.members.every((m) => m.canBeHost) === true,
+      "room keys known",
+    );
+    await rooms(a).handOver(room.id, keyOf(b));
+    await until(() => rooms(b).room(room.id)?.host === true, "bea is host");
+    await until(
+      () =>
+        rooms(c)
+          .room(room.id)
+          ?.members.find((m) => m.key === keyOf(b))?.host === true,
+      "cat sees bea host",
+    );
+    expect(rooms(a).room(room.id)?.host).toBe(false);
+    await expect(rooms(a).remove(room.id, keyOf(c))).rejects.toThrow(/Only the room's host/);
+
+    // Bea removes Cat while Ann is away: Ann, listed, comes back on the old secret, is let in on it
+    // and is given the new one inside her session.
+    await a.engine.stop();
+    await until(() => online(b, room.id) === 1, "ann gone");
+    await rooms(b).remove(room.id, keyOf(c));
+    await until(() => rooms(c).room(room.id)?.status === "removed", "cat removed");
+    const again = h.node("ann", a.user, a.storage);
+    await again.engine.start();
+    await until(() => online(again, room.id) === 1 && online(b, room.id) === 1, "ann back, linked to bea");
+    await until(
+      () => rooms(again).room(room.id)?.fragment === rooms(b).room(room.id)?.fragment,
+      "ann got the new secret",
+    );
+    expect(
+      rooms(again)
+        .room(room.id)
+        ?.members.map((m) => m.key),
+    ).toEqual([keyOf(b)]);
+  });
+
+  it("a listed member who was away gets what was said meanwhile when it is back, in order", async () => {
+    const [a, b, c] = [await started("ann"), await started("bea"), await started("cat")];
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await rooms(c).join(room.fragment);
+    await until(() => [a, b, c].every((n) => online(n, room.id) === 2), "full mesh of three");
+    await until(
+      () =>
+        rooms(b)
+          .room(room.id)
+          ?.members.some((m) => m.host) === true,
+      "the host listed them",
+    );
+    await c.engine.stop();
+    await until(() => online(a, room.id) === 1 && online(b, room.id) === 1, "cat away");
+    rooms(a).send(room.id, "while cat was away 1");
+    rooms(b).send(room.id, "while cat was away 2");
+    rooms(a).send(room.id, "while cat was away 3");
+    await until(() => texts(b, room.id).includes("while cat was away 3"), "bea has them");
+    const ours = () =>
+      rooms(a)
+        .messages(room.id)
+        .filter((m) => m.from === undefined);
+    expect(ours().at(-1)).toMatchObject({ state: "sent", delivered: 1, recipients: 2 });
+    const again = h.node("cat", c.user, c.storage);
+    await again.engine.start();
+    await until(() => texts(again, room.id).length === 3, "cat got what it missed");
+    expect(texts(again, room.id).filter((t) => t.endsWith("1") || t.endsWith("3"))).toEqual([
+      "while cat was away 1",
+      "while cat was away 3",
+    ]);
+    await until(() => ours().every((m) => m.state === "delivered"), "delivered to both");
+  });
+
+  it("verify: a member marked verified stays so across a restart", async () => {
+    const [a, b] = [await started("ann"), await started("bea")];
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await until(() => online(a, room.id) === 1, "linked");
+    rooms(a).verify(room.id, keyOf(b), true);
+    expect(rooms(a).room(room.id)?.members[0]?.verified).toBe(true);
+    expect(rooms(b).room(room.id)?.members[0]?.verified).toBe(false);
+    await a.engine.stop();
+    const again = h.node("ann", a.user, a.storage);
+    await again.engine.start();
+    await until(() => online(again, room.id) === 1, "linked again");
+    expect(rooms(again).room(room.id)?.members[0]?.verified).toBe(true);
   });
 
   it("a bad link is refused with words, and nothing is stored", async () => {

@@ -18,16 +18,20 @@
  * frames read one at a time per session.
  */
 import { ed25519 } from "@noble/curves/ed25519.js";
-import { equalBytes, fromHex, toHex } from "../../../../core/bytes.ts";
+import { equalBytes, fromHex, toHex, wipe } from "../../../../core/bytes.ts";
 import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
-import { isLoftError } from "../../../../core/errors.ts";
+import { isLoftError, LoftError } from "../../../../core/errors.ts";
 import type { UserIdentity } from "../../../../core/identity/identity.ts";
+import type { RatchetKeyPair } from "../../../../core/ratchet/index.ts";
+import type { RelayMessage } from "../../../../core/relay/client.ts";
 import { establishSession, type Session } from "../../../../core/session/index.ts";
 import type { SignalingClient, SignalingEvent } from "../../../../core/signaling/client.ts";
 import { randomId } from "../../lib/base64url.ts";
 import type { EngineStorage } from "../api.ts";
+import { openedWithin } from "../dialing.ts";
 import { MAX_TEXT_CHARS } from "../outgoing.ts";
-import type { IncomingOffer, LiveTransport } from "../transport.ts";
+import { freshRatchetKeyPair, RATCHET_KEY_EXTENSION } from "../ratchet-store.ts";
+import type { IncomingOffer, LiveTransport, RelayConnections } from "../transport.ts";
 import { MAX_RECEIPT_IDS } from "../wire.ts";
 import type {
   RoomEvent,
@@ -38,6 +42,21 @@ import type {
   RoomsApi,
   RoomView,
 } from "./api.ts";
+import {
+  type Handover,
+  listed,
+  MAX_HANDOVERS,
+  MAX_REMOVED,
+  type RoomState,
+  secretCommitment,
+  signHandover,
+  signState,
+  supersedes,
+  type VerifiedState,
+  verifyHandover,
+  verifyState,
+} from "./host.ts";
+import { RoomMailboxes } from "./mailbox.ts";
 import {
   newRoomLink,
   parseRoomLink,
@@ -54,6 +73,10 @@ export const DEFAULT_ROOM_MEMBER_CAP = 8;
 /** Dials of one member after a failure, while it stays present. */
 const DIAL_RETRIES = 4;
 const RETRY_BASE_MS = 1_000;
+/** How long a removed member's link stays open for the state telling it so to leave. */
+const CLOSE_GRACE_MS = 1_500;
+/** Secrets held while the state committing to them is on its way. */
+const MAX_PENDING_KEYS = 8;
 
 export interface RoomsDeps {
   user: UserIdentity;
@@ -61,6 +84,8 @@ export interface RoomsDeps {
   crypto?: CryptoProvider;
   memberCap: number;
   handshakeTimeoutMs: number;
+  /** How long a direct dial may take to open before the relay is tried (when we have one). */
+  relayFallbackMs?: number;
   log: (message: string) => void;
   now: () => number;
 }
@@ -75,6 +100,14 @@ interface Member {
   refused: boolean;
   failures: number;
   timer: ReturnType<typeof setTimeout> | undefined;
+  /** Its member room key (from its room.hi): what the host role is handed over to. */
+  rk: Uint8Array | undefined;
+  /** Dial it with the previous epoch's binding: a listed member that missed the last rotation. */
+  legacy: boolean;
+  /** The next dial goes through the relay: the direct one before it did not open. */
+  viaRelay: boolean;
+  /** As responder of its current session: the ratchet key we offered (rooms/mailbox.ts). */
+  ratchetKey: RatchetKeyPair | undefined;
 }
 
 interface Room {
@@ -82,7 +115,16 @@ interface Room {
   readonly link: RoomLink;
   readonly idHex: string;
   readonly hash: Uint8Array;
-  readonly binding: Uint8Array;
+  /** Of the current secret; and of the one before, for listed members who missed a rotation (§8). */
+  binding: Uint8Array;
+  prevBinding: Uint8Array | undefined;
+  /** The newest verified host-signed state (undefined: none yet, the link's host and secret). */
+  state: VerifiedState | undefined;
+  /** Secrets handed to us before the state that commits to them (a few: one member's wrong one
+   *  must not push out the right one). */
+  pendingKeys: { e: number; k: Uint8Array }[];
+  /** We handed the host role over and wait for the new host's state: we sign nothing meanwhile. */
+  handingOver: boolean;
   readonly members: Map<string, Member>;
   readonly refused: { key: string; at: number }[];
   log: LogEntry[];
@@ -97,8 +139,12 @@ export class RoomsEngine implements RoomsApi {
   readonly #rooms = new Map<string, Room>();
   readonly #listeners = new Set<(e: RoomEvent) => void>();
   readonly #selfHex: string;
+  readonly #mail: RoomMailboxes;
   #signaling: SignalingClient | undefined;
   #transport: LiveTransport | undefined;
+  /** The live relay transport, when we have a relay: members reach each other through it when
+   *  no direct path opens (§3). */
+  #relay: LiveTransport | undefined;
   #loaded: Promise<void> | undefined;
   #stopped = false;
 
@@ -106,6 +152,13 @@ export class RoomsEngine implements RoomsApi {
     this.#d = deps;
     this.#store = new RoomStore(deps.storage);
     this.#selfHex = toHex(deps.user.identity.verified.identity_key);
+    this.#mail = new RoomMailboxes({
+      storage: deps.storage,
+      ...(deps.crypto ? { crypto: deps.crypto } : {}),
+      selfKey: deps.user.identity.verified.identity_key,
+      log: deps.log,
+      onFrame: (room, member, frame) => this.#mailFrame(room, member, frame),
+    });
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -130,6 +183,11 @@ export class RoomsEngine implements RoomsApi {
     void this.load().then(() => {
       for (const room of this.#rooms.values()) void this.#enter(room);
     });
+  }
+
+  /** The engine's live relay transport (undefined without a relay). */
+  useRelay(relay: LiveTransport | undefined): void {
+    this.#relay = relay;
   }
 
   stop(): void {
@@ -192,6 +250,7 @@ export class RoomsEngine implements RoomsApi {
       k: link.secret.slice(),
       h: link.host.slice(),
       hk: hostKey,
+      mk: hostKey.slice(),
       joinedAt: this.#d.now(),
       read: 0,
     });
@@ -212,6 +271,7 @@ export class RoomsEngine implements RoomsApi {
         throw new Error(
           "You are in this room already, from a different link. Leave it first to use this one.",
         );
+      if (existing.record.gone) throw new Error("The host removed you from this room.");
       if (existing.status === "full" || existing.status === "offline" || existing.status === "refused")
         void this.#enter(existing);
       return this.#view(existing);
@@ -221,6 +281,7 @@ export class RoomsEngine implements RoomsApi {
       id: l.id.slice(),
       k: l.secret.slice(),
       h: l.host.slice(),
+      mk: crypto.getRandomValues(new Uint8Array(32)),
       joinedAt: this.#d.now(),
       read: 0,
     });
@@ -238,12 +299,19 @@ export class RoomsEngine implements RoomsApi {
   async leave(id: string): Promise<void> {
     const room = this.#rooms.get(id);
     if (!room) return;
+    // A host who leaves hands the role to a connected member first, so the room keeps a host
+    // (the hand-over arrives before the bye on that member's session).
+    if (this.#isHost(room)) {
+      const heir = [...room.members.values()].find((m) => m.session && m.rk && !this.#removed(room, m.key));
+      if (heir && (room.state?.chain.length ?? 0) < MAX_HANDOVERS) await this.handOver(id, heir.hex);
+    }
     for (const m of room.members.values()) {
       this.#sendTo(m, { t: "room.bye" });
       this.#drop(m, "left");
     }
     this.#rooms.delete(id);
     await this.#signaling?.leaveRoom(room.hash).catch(() => undefined);
+    await this.#mail.forgetRoom(id).catch(() => undefined);
     await this.#saveRooms();
     await this.#store.forget(id);
     this.#emit({ type: "rooms-changed" });
@@ -264,28 +332,310 @@ export class RoomsEngine implements RoomsApi {
   send(id: string, text: string): RoomMessageView {
     const room = this.#rooms.get(id);
     if (!room) throw new Error("You are not in this room.");
+    if (room.record.gone) throw new Error("The host removed you from this room.");
     if (text.trim().length === 0) throw new Error("Type a message first.");
     if (text.length > MAX_TEXT_CHARS) throw new Error(`A message has at most ${MAX_TEXT_CHARS} characters.`);
-    const to = [...room.members.values()].filter((m) => m.present && !m.refused).map((m) => m.hex);
-    const entry: LogEntry = { id: randomId(), at: this.#d.now(), text, to, got: [] };
+    // For the members present, and those the host lists who are away: each gets it when its link is
+    // back (§6), in the order sent.
+    const to = new Set(
+      [...room.members.values()]
+        .filter((m) => m.present && !m.refused && !this.#removed(room, m.key))
+        .map((m) => m.hex),
+    );
+    const st = room.state?.state;
+    for (const key of st ? [...st.m, st.hid] : []) {
+      const hex = toHex(key);
+      if (hex !== this.#selfHex && !this.#removed(room, key)) to.add(hex);
+    }
+    const entry: LogEntry = { id: randomId(), at: this.#d.now(), text, to: [...to], got: [] };
     room.log.push(entry);
     room.record.read = room.log.length;
     room.sending = room.sending.then(() => {
       void this.#saveLog(room);
+      const msg: RoomMessage = { t: "room.msg", id: entry.id, at: entry.at, text };
       for (const hex of to) {
         const m = room.members.get(hex);
-        if (m) this.#sendTo(m, { t: "room.msg", id: entry.id, at: entry.at, text });
+        if (m?.session) this.#sendTo(m, msg);
+        // Away: into its mailbox (it also gets it live when both are here again, §6).
+        else void this.#mail.deposit(room.idHex, hex, encodeRoomFrame(msg)).catch(() => undefined);
       }
     });
     this.#emit({ type: "room-changed", roomId: id });
     return this.messages(id).at(-1)!;
   }
 
+  // ---- mailboxes for members who are away (rooms/mailbox.ts; docs/protocol/rooms.md §9) -------
+
+  /** The engine's relay connections and our relay: room mailboxes work from now on. */
+  async useMailboxes(pool: RelayConnections, url: string): Promise<void> {
+    await this.load();
+    await this.#mail
+      .attach(pool, url)
+      .catch((e: unknown) => this.#d.log(`room mailboxes: ${(e as Error).message}`));
+  }
+
+  /** A relay push: true if it was for one of our room queues. */
+  onRelayMessage(url: string, m: RelayMessage): boolean {
+    return this.#mail.onRelayMessage(url, m);
+  }
+
+  /** A member session is up: say which pair ratchet we hold (its answer decides: #onRatchetSync). */
+  async #pairUp(room: Room, m: Member, session: Session): Promise<void> {
+    if (!this.#mail.available) return;
+    const ri = await this.#mail.ratchetId(room.idHex, m.hex);
+    if (m.session === session) this.#sendTo(m, { t: "room.rs", ...(ri ? { ri: ri.slice() } : {}) });
+  }
+
+  async #onRatchetSync(room: Room, m: Member, theirs: Uint8Array | undefined): Promise<void> {
+    const session = m.session;
+    if (!session || !this.#mail.available) return;
+    const ours = session.role === "responder" ? m.ratchetKey : undefined;
+    const started = await this.#mail.sync(room.idHex, m.hex, theirs, session, ours);
+    if (started) {
+      // The initiator's first sealed frame: with it the responder's ratchet can send too.
+      const d = await this.#mail.seal(room.idHex, m.hex, encodeRoomFrame({ t: "room.rs" }));
+      if (d && m.session === session) this.#sendTo(m, { t: "room.dr", d: d.slice() });
+    }
+    const rx = await this.#mail.receivingQueue(room.idHex, m.hex);
+    if (rx && m.session === session)
+      this.#sendTo(m, {
+        t: "room.mbox",
+        u: rx.url,
+        s: rx.queue.senderId.slice(),
+        k: rx.senderSecret.slice(),
+      });
+  }
+
+  /** A frame a member left in our mailbox (or sealed live): only chat messages and receipts count. */
+  #mailFrame(roomHex: string, memberHex: string, frame: Uint8Array): void {
+    const room = this.#rooms.get(roomHex);
+    if (!room || room.record.gone) return;
+    const decoded = decodeRoomFrame(frame);
+    if (!decoded.ok || (decoded.value.t !== "room.msg" && decoded.value.t !== "room.rcpt")) return;
+    const m = this.#member(room, fromHex(memberHex));
+    if (this.#removed(room, m.key)) return;
+    this.#receive(room, m, decoded.value);
+  }
+
+  // ---- the host (docs/protocol/rooms.md §8) ---------------------------------------------------------
+
+  /**
+   * The host removes a member: a new signed state lists it as removed and commits to a new room
+   * secret, which goes only to the remaining members, inside their sessions. Members close its
+   * links and refuse it; the old link admits nobody any more.
+   */
+  async remove(id: string, memberKey: string): Promise<void> {
+    const room = this.#rooms.get(id);
+    if (!room) throw new Error("You are not in this room.");
+    if (!this.#isHost(room)) throw new Error("Only the room's host can remove members.");
+    if (!/^[0-9a-f]{64}$/.test(memberKey) || memberKey === this.#selfHex)
+      throw new Error("Choose a member of this room to remove.");
+    const key = fromHex(memberKey);
+    if ((room.state?.state.x.length ?? 0) >= MAX_REMOVED)
+      throw new Error(`A room can remove at most ${MAX_REMOVED} members. Make a new room instead.`);
+    const e = (room.record.e ?? 0) + 1;
+    const secret = crypto.getRandomValues(new Uint8Array(32));
+    this.#sign(room, (s) => ({
+      ...s,
+      e,
+      c: secretCommitment(room.link.id, e, secret),
+      m: s.m.filter((k) => !equalBytes(k, key)),
+      x: [...s.x, key],
+    }));
+    this.#rotate(room, e, secret);
+    await this.#saveRooms();
+  }
+
+  /**
+   * The host hands its role to a connected member: a hand-over signed with the host key names the
+   * member's room key; the member then signs the next state with it (host.ts). Until that state
+   * arrives we sign nothing, so two hosts never sign the same version.
+   */
+  async handOver(id: string, memberKey: string): Promise<void> {
+    const room = this.#rooms.get(id);
+    if (!room) throw new Error("You are not in this room.");
+    if (!this.#isHost(room)) throw new Error("Only the room's host can hand the role over.");
+    const m = room.members.get(memberKey);
+    if (!m?.session || !m.rk || this.#removed(room, m.key))
+      throw new Error("That member must be connected to take the host role.");
+    if ((room.state?.chain.length ?? 0) >= MAX_HANDOVERS)
+      throw new Error(`A room's host role can change hands at most ${MAX_HANDOVERS} times.`);
+    if (!room.state) this.#sign(room, (s) => s);
+    const chain = room.state?.chain ?? [];
+    const ho = signHandover(room.link.id, chain.length, m.rk, this.#memberKey(room));
+    room.handingOver = true;
+    this.#sendTo(m, { t: "room.host", k: ho.k.slice(), sig: ho.sig.slice() });
+    this.#changed(room);
+  }
+
+  /** Mark a member verified (its safety code compared, as for contacts) or not. */
+  verify(id: string, memberKey: string, verified: boolean): void {
+    const room = this.#rooms.get(id);
+    if (!room) throw new Error("You are not in this room.");
+    const rest = (room.record.vf ?? []).filter((k) => k !== memberKey);
+    room.record.vf = verified && /^[0-9a-f]{64}$/.test(memberKey) ? [...rest, memberKey] : rest;
+    void this.#saveRooms();
+    this.#changed(room);
+  }
+
+  /** Whether the host's state lists `key` as a member (or it is the host). */
+  #listed(room: Room, key: Uint8Array): boolean {
+    const st = room.state?.state;
+    return st !== undefined && !listed(st.x, key) && (listed(st.m, key) || equalBytes(st.hid, key));
+  }
+
+  /** Whether the host's state lists `key` as removed. */
+  #removed(room: Room, key: Uint8Array): boolean {
+    return room.state !== undefined && listed(room.state.state.x, key);
+  }
+
+  /** The host key now: the last one handed over to, or the link's `h`. */
+  #hostKey(room: Room): Uint8Array {
+    return room.state?.state.host ?? room.link.host;
+  }
+
+  #isHost(room: Room): boolean {
+    return (
+      !room.handingOver &&
+      !room.record.gone &&
+      equalBytes(ed25519.getPublicKey(this.#memberKey(room)), this.#hostKey(room))
+    );
+  }
+
+  #memberKey(room: Room): Uint8Array {
+    room.record.mk ??= crypto.getRandomValues(new Uint8Array(32));
+    return room.record.mk;
+  }
+
+  /** The state as it is (or the implicit one before the first: the link's host and secret). */
+  #currentState(room: Room): RoomState {
+    if (room.state) return room.state.state;
+    const e = room.record.e ?? 0;
+    return {
+      c: secretCommitment(room.link.id, e, room.link.secret),
+      e,
+      hid: this.#d.user.identity.verified.identity_key,
+      host: this.#hostKey(room),
+      id: room.link.id,
+      m: [],
+      v: 0,
+      x: [],
+    };
+  }
+
+  /** As host: sign the next version of the state and give it to every member. */
+  #sign(room: Room, change: (s: RoomState) => RoomState, chain?: Handover[]): void {
+    const current = this.#currentState(room);
+    const next = change({ ...current, v: current.v + 1 });
+    this.#adopt(room, signState(next, this.#memberKey(room), chain ?? room.state?.chain ?? []));
+  }
+
+  /** A state a member sent: taken if it verifies from the link and supersedes ours. */
+  #onState(room: Room, bytes: Uint8Array): void {
+    const verified = verifyState(bytes, room.link.id, room.link.host);
+    if (!verified.ok) {
+      this.#d.log(`refused a room state: ${verified.error.code}`);
+      return;
+    }
+    if (!supersedes(verified.value, room.state)) return;
+    this.#adopt(room, verified.value);
+  }
+
+  /** Take a verified state: enforce its removals, pass it on to every member we have a link to. */
+  #adopt(room: Room, next: VerifiedState): void {
+    room.state = next;
+    room.record.st = next.bytes.slice();
+    if (!equalBytes(ed25519.getPublicKey(this.#memberKey(room)), next.state.host)) room.handingOver = false;
+    // Every member relays a state it takes once: it reaches members the host has no link to.
+    for (const m of room.members.values()) this.#sendTo(m, { t: "room.state", s: next.bytes.slice() });
+    if (listed(next.state.x, this.#d.user.identity.verified.identity_key)) {
+      room.record.gone = true;
+      for (const m of room.members.values()) this.#later(m, "removed");
+      void this.#mail.forgetRoom(room.idHex).catch(() => undefined);
+      void this.#signaling?.leaveRoom(room.hash).catch(() => undefined);
+    } else
+      for (const m of room.members.values())
+        if (listed(next.state.x, m.key)) {
+          m.present = false;
+          this.#later(m, "removed");
+          void this.#mail.forgetPair(room.idHex, m.hex).catch(() => undefined);
+        }
+    const pending = room.pendingKeys.splice(0);
+    for (const p of pending) if (p.e === next.state.e) this.#onKey(room, p.e, p.k);
+    for (const p of pending) wipe(p.k);
+    void this.#saveRooms();
+    this.#changed(room);
+  }
+
+  /** A secret handed to us: taken when the state commits to it, held while that state is on its way. */
+  #onKey(room: Room, e: number, k: Uint8Array): void {
+    if (e <= (room.record.e ?? 0) || room.record.gone) return;
+    const st = room.state?.state;
+    if (st && st.e === e) {
+      if (!equalBytes(secretCommitment(room.link.id, e, k), st.c)) {
+        this.#d.log("refused a room secret the host's state does not commit to");
+        return;
+      }
+      this.#rotate(room, e, k.slice());
+      void this.#saveRooms();
+    } else if ((!st || st.e < e) && room.pendingKeys.length < MAX_PENDING_KEYS)
+      room.pendingKeys.push({ e, k: k.slice() });
+  }
+
+  /** Use the secret of epoch `e` from now on; keep the one before for listed members who missed it. */
+  #rotate(room: Room, e: number, secret: Uint8Array): void {
+    wipe(room.record.pk);
+    room.record.pk = room.record.k;
+    room.record.k = secret.slice();
+    room.record.e = e;
+    room.link.secret = secret;
+    room.prevBinding = room.binding;
+    room.binding = roomBinding(room.link);
+    // Only to members the state does not remove, inside their sessions.
+    for (const m of room.members.values())
+      if (!this.#removed(room, m.key)) this.#sendTo(m, { t: "room.key", e, k: secret.slice() });
+    this.#changed(room);
+  }
+
+  /** Close a member's link once what was just sent on it has had time to leave. */
+  #later(m: Member, reason: string): void {
+    const s = m.session;
+    if (!s) return;
+    m.session = undefined;
+    setTimeout(() => s.close(reason), CLOSE_GRACE_MS);
+  }
+
+  #onHandover(room: Room, from: Member, ho: Handover): void {
+    const chain = room.state?.chain ?? [];
+    const hid = room.state?.state.hid;
+    if (
+      !room.state ||
+      !hid ||
+      !equalBytes(hid, from.key) ||
+      !equalBytes(ho.k, ed25519.getPublicKey(this.#memberKey(room))) ||
+      !verifyHandover(room.link.id, chain.length, ho, this.#hostKey(room))
+    ) {
+      this.#d.log("refused a room hand-over");
+      return;
+    }
+    this.#sign(
+      room,
+      (s) => ({
+        ...s,
+        host: ho.k,
+        hid: this.#d.user.identity.verified.identity_key,
+        // The former host stays a listed member; the host is not listed as one.
+        m: [...s.m.filter((k) => !equalBytes(k, this.#d.user.identity.verified.identity_key)), from.key],
+      }),
+      [...chain, ho],
+    );
+  }
+
   // ---- rendezvous ------------------------------------------------------------------------------------
 
   async #enter(room: Room): Promise<void> {
     const s = this.#signaling;
-    if (!s || this.#stopped) return;
+    if (!s || this.#stopped || room.record.gone) return;
     room.status = "joining";
     this.#changed(room);
     try {
@@ -302,11 +652,14 @@ export class RoomsEngine implements RoomsApi {
   /** We are in the room with `keys` there (they dial us: we are the newcomer). */
   #present(room: Room, keys: Uint8Array[], dial: boolean): void {
     const now = new Set(keys.map(toHex));
-    for (const m of room.members.values()) if (!now.has(m.hex) && m.present) this.#gone(m);
+    // A member being dialed or linked came in by a presence push, which can overtake the answer
+    // to our own join (both in flight at once): that answer is not news of its departure.
+    for (const m of room.members.values())
+      if (!now.has(m.hex) && m.present && !m.dialing && !m.session) this.#gone(m);
     for (const key of keys) {
       const m = this.#member(room, key);
       m.present = true;
-      if (dial && !m.session) this.#dial(room, m);
+      if (dial && !m.session && !this.#removed(room, m.key)) this.#dial(room, m);
     }
     room.status = this.#refusedEverywhere(room) ? "refused" : "in";
     this.#changed(room);
@@ -332,6 +685,9 @@ export class RoomsEngine implements RoomsApi {
         m.present = true;
         m.refused = false;
         m.failures = 0;
+        m.legacy = false;
+        // A removed member is dialed too: its handshake fails on the binding (it never got the
+        // new secret), so it is told at once that the room does not let it in.
         this.#dial(room, m);
       } else this.#gone(m);
       this.#changed(room);
@@ -346,22 +702,27 @@ export class RoomsEngine implements RoomsApi {
   // ---- member links --------------------------------------------------------------------------------
 
   #dial(room: Room, m: Member): void {
-    const transport = this.#transport;
-    if (!transport || m.dialing || this.#stopped) return;
+    const relay = m.viaRelay ? this.#relay : undefined;
+    const transport = relay ?? this.#transport;
+    if (!transport || m.dialing || this.#stopped || room.record.gone) return;
+    const kind = relay ? "relay" : "direct";
+    const binding = m.legacy && room.prevBinding ? room.prevBinding : room.binding;
     clearTimeout(m.timer);
     m.dialing = true;
     this.#changed(room);
     const link = transport.dial(m.key, { room: room.hash });
     void (async () => {
       try {
-        await link.opened;
+        const wait = !relay && this.#relay ? (this.#d.relayFallbackMs ?? 4_000) : undefined;
+        if (!(await openedWithin(link, wait)))
+          throw new LoftError("LOFT_ERR_TIMEOUT", "no direct path opened");
         const session = await establishSession({
           link,
           role: "initiator",
-          kind: "direct",
+          kind,
           self: this.#d.user,
           expectedIdentityKey: m.key,
-          binding: room.binding,
+          binding,
           handshakeTimeoutMs: this.#d.handshakeTimeoutMs,
           ...(this.#d.crypto ? { crypto: this.#d.crypto } : {}),
         });
@@ -371,11 +732,27 @@ export class RoomsEngine implements RoomsApi {
         m.dialing = false;
         link.close("room-dial-failed");
         if (isLoftError(e) && e.code === "LOFT_ERR_DECRYPT") {
+          // A member the host listed may have missed the last rotation (offline then): it holds the
+          // secret before, and gets the current one inside the session (§8). Anyone else: refused.
+          if (!m.legacy && room.prevBinding && this.#listed(room, m.key)) {
+            m.legacy = true;
+            this.#dial(room, m);
+            return;
+          }
           // Their message 2 did not decrypt under our binding: they do not hold the room secret.
+          m.legacy = false;
           this.#refusedAttempt(room, m);
           return;
         }
         this.#d.log(`room dial failed: ${isLoftError(e) ? e.code : (e as Error).message}`);
+        // No direct path (it did not open): through the relay at once, if we have one; after a
+        // failed relay attempt, direct again (with backoff) — a path may have opened meanwhile.
+        if (!relay && this.#relay && m.present && !this.#stopped && !m.viaRelay) {
+          m.viaRelay = true;
+          this.#dial(room, m);
+          return;
+        }
+        m.viaRelay = false;
         if (m.present && !this.#stopped && ++m.failures <= DIAL_RETRIES) {
           const delay = RETRY_BASE_MS * 2 ** (m.failures - 1) * (0.5 + Math.random() / 2);
           m.timer = setTimeout(() => this.#dial(room, m), delay);
@@ -392,7 +769,13 @@ export class RoomsEngine implements RoomsApi {
    */
   onOffer(offer: IncomingOffer): void {
     const room = offer.room ? this.#byHash(offer.room) : undefined;
-    if (!room || this.#stopped || !(room.status === "in" || room.status === "joining")) {
+    if (
+      !room ||
+      this.#stopped ||
+      room.record.gone ||
+      !(room.status === "in" || room.status === "joining") ||
+      this.#removed(room, offer.from)
+    ) {
       offer.refuse("refused");
       return;
     }
@@ -403,16 +786,20 @@ export class RoomsEngine implements RoomsApi {
       try {
         await link.opened;
         opened = true;
+        // In case this session starts the pair's ratchet (rooms/mailbox.ts): the responder's key.
+        const ratchetKey = await freshRatchetKeyPair(this.#d.crypto);
         const session = await establishSession({
           link,
           role: "responder",
-          kind: "direct",
+          kind: offer.path === "relay" ? "relay" : "direct",
           self: this.#d.user,
           expectedIdentityKey: m.key,
           binding: room.binding,
           handshakeTimeoutMs: this.#d.handshakeTimeoutMs,
+          extensions: { [RATCHET_KEY_EXTENSION]: ratchetKey.publicKey },
           ...(this.#d.crypto ? { crypto: this.#d.crypto } : {}),
         });
+        m.ratchetKey = ratchetKey;
         this.#up(room, m, session);
       } catch (e) {
         link.close("room-answer-failed");
@@ -438,7 +825,7 @@ export class RoomsEngine implements RoomsApi {
   }
 
   #up(room: Room, m: Member, session: Session): void {
-    if (this.#stopped || !this.#rooms.has(room.idHex)) {
+    if (this.#stopped || !this.#rooms.has(room.idHex) || room.record.gone || this.#removed(room, m.key)) {
       session.close("not-in-room");
       return;
     }
@@ -448,9 +835,21 @@ export class RoomsEngine implements RoomsApi {
     m.session = session;
     m.refused = false;
     m.failures = 0;
+    m.legacy = false;
     if (room.status === "refused") room.status = "in";
     old?.close("replaced");
-    this.#sendTo(m, { t: "room.hi", name: this.#d.user.identity.verified.username.slice(0, 40) || "?" });
+    this.#sendTo(m, {
+      t: "room.hi",
+      name: this.#d.user.identity.verified.username.slice(0, 40) || "?",
+      rk: ed25519.getPublicKey(this.#memberKey(room)),
+    });
+    // What the host signed, and the current secret (a listed member may have come in on the one
+    // before: §8); the host lists a member it has not listed yet.
+    if (room.state) this.#sendTo(m, { t: "room.state", s: room.state.bytes.slice() });
+    if ((room.record.e ?? 0) > 0) this.#sendTo(m, { t: "room.key", e: room.record.e ?? 0, k: room.record.k });
+    if (this.#isHost(room) && !(room.state && listed(room.state.state.m, m.key)))
+      this.#sign(room, (s) => ({ ...s, m: [...s.m, m.key] }));
+    void this.#pairUp(room, m, session);
     // What we sent for this member and it has not confirmed (it dropped and came back).
     for (const e of room.log)
       if (e.from === undefined && e.to?.includes(m.hex) && !e.got?.includes(m.hex))
@@ -480,20 +879,46 @@ export class RoomsEngine implements RoomsApi {
     }
   }
 
-  /** One message from a member; false when the link is to end (a bye). */
+  /** One message from a member; false when the link is to end (a bye, a removal). */
   #receive(room: Room, m: Member, msg: RoomMessage): boolean {
+    if (this.#removed(room, m.key)) return false;
     switch (msg.t) {
       case "room.hi":
         m.name = msg.name;
+        m.rk = msg.rk;
         this.#changed(room);
         return true;
+      case "room.state":
+        this.#onState(room, msg.s);
+        return !this.#removed(room, m.key) && !room.record.gone;
+      case "room.key":
+        this.#onKey(room, msg.e, msg.k);
+        return true;
+      case "room.host":
+        this.#onHandover(room, m, { k: msg.k, sig: msg.sig });
+        return true;
+      case "room.rs":
+        void this.#onRatchetSync(room, m, msg.ri);
+        return true;
+      case "room.dr":
+        void this.#mail.open(room.idHex, m.hex, msg.d).catch(() => undefined);
+        return true;
+      case "room.mbox":
+        void this.#mail.announced(room.idHex, m.hex, msg).catch(() => undefined);
+        return true;
       case "room.msg": {
+        if (room.record.gone) return false;
         if (!room.log.some((e) => e.from === m.hex && e.id === msg.id)) {
-          room.log.push({ id: msg.id, from: m.hex, name: m.name, at: msg.at, text: msg.text });
+          // From a mailbox, before any room.hi of this run: the name it had last.
+          const name = m.name ?? room.log.findLast((e) => e.from === m.hex)?.name;
+          room.log.push({ id: msg.id, from: m.hex, name, at: msg.at, text: msg.text });
           void this.#saveLog(room);
           this.#changed(room);
         }
-        this.#sendTo(m, { t: "room.rcpt", ids: [msg.id] });
+        const rcpt: RoomMessage = { t: "room.rcpt", ids: [msg.id] };
+        if (m.session) this.#sendTo(m, rcpt);
+        // Read from our mailbox with the writer away: the receipt goes into its mailbox.
+        else void this.#mail.deposit(room.idHex, m.hex, encodeRoomFrame(rcpt)).catch(() => undefined);
         return true;
       }
       case "room.rcpt": {
@@ -512,6 +937,9 @@ export class RoomsEngine implements RoomsApi {
       }
       case "room.bye":
         this.#gone(m);
+        // Leaving is anyone's right: the host stops listing who left (its old secret stays with it).
+        if (this.#isHost(room) && room.state && listed(room.state.state.m, m.key))
+          this.#sign(room, (s) => ({ ...s, m: s.m.filter((k) => !equalBytes(k, m.key)) }));
         this.#changed(room);
         return false;
     }
@@ -538,13 +966,19 @@ export class RoomsEngine implements RoomsApi {
   // ---- bookkeeping ---------------------------------------------------------------------------------
 
   #roomOf(record: RoomRecord): Room {
+    record.mk ??= record.hk?.slice() ?? crypto.getRandomValues(new Uint8Array(32));
     const link = { id: record.id, secret: record.k, host: record.h };
+    const verified = record.st ? verifyState(record.st, record.id, record.h) : undefined;
     const room: Room = {
       record,
       link,
       idHex: toHex(record.id),
       hash: roomHash(record.id),
       binding: roomBinding(link),
+      prevBinding: record.pk ? roomBinding({ ...link, secret: record.pk }) : undefined,
+      state: verified?.ok ? verified.value : undefined,
+      pendingKeys: [],
+      handingOver: false,
       members: new Map(),
       refused: [],
       log: [],
@@ -569,6 +1003,10 @@ export class RoomsEngine implements RoomsApi {
         refused: false,
         failures: 0,
         timer: undefined,
+        rk: undefined,
+        legacy: false,
+        viaRelay: false,
+        ratchetKey: undefined,
       };
       room.members.set(hex, m);
     }
@@ -581,21 +1019,25 @@ export class RoomsEngine implements RoomsApi {
   }
 
   #view(r: Room): RoomView {
+    const hostId = r.state ? toHex(r.state.state.hid) : undefined;
     const members: RoomMemberView[] = [...r.members.values()]
-      // Someone refused (no room secret) is not a member: shown as a refused attempt instead.
-      .filter((m) => m.present && !r.refused.some((x) => x.key === m.hex))
+      // Someone refused (no room secret) or removed by the host is not a member.
+      .filter((m) => m.present && !r.refused.some((x) => x.key === m.hex) && !this.#removed(r, m.key))
       .map((m) => ({
         key: m.hex,
         name: m.name,
         state: m.session ? "online" : m.refused ? "refused" : "connecting",
+        host: m.hex === hostId,
+        verified: r.record.vf?.includes(m.hex) ?? false,
+        canBeHost: m.rk !== undefined && m.session !== undefined,
       }));
     let unread = 0;
     for (let i = r.record.read; i < r.log.length; i++) if (r.log[i]?.from !== undefined) unread++;
     return {
       id: r.idHex,
       fragment: roomFragment(r.link),
-      host: r.record.hk !== undefined,
-      status: r.status,
+      host: this.#isHost(r),
+      status: r.record.gone ? "removed" : r.status,
       members,
       refused: [...r.refused],
       unread,

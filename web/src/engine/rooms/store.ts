@@ -24,6 +24,17 @@ const recordSchema = v.strictObject({
   joinedAt: uintSchema(),
   /** Entries of the log read so far (the unread count is what follows). */
   read: uintSchema(),
+  /** Our member room key (Ed25519 private): what the host role can be handed over to (§8). */
+  mk: v.optional(bytesSchema(32)),
+  /** The newest host-signed room state we verified (host.ts). */
+  st: v.optional(bytesSchema(1, 16 * 1024)),
+  /** The epoch of `k` (0, absent, for the link's secret) and the secret before it (§8). */
+  e: v.optional(uintSchema(0xffff_ffff)),
+  pk: v.optional(bytesSchema(32)),
+  /** Members whose safety code we compared and marked verified (identity keys, hex). */
+  vf: v.optional(v.array(v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/)))),
+  /** The host removed us: the room stays, read-only, until we leave it. */
+  gone: v.optional(v.boolean()),
 });
 export type RoomRecord = v.InferOutput<typeof recordSchema>;
 

@@ -19,6 +19,19 @@ describe("room frames", () => {
     { t: "room.msg", id: ID, at: 1_700_000_000_000, text: "hello room" },
     { t: "room.rcpt", ids: [ID, ID.replace(/A$/, "B")] },
     { t: "room.bye" },
+    { t: "room.hi", name: "Bea", rk: new Uint8Array(32).fill(7) },
+    { t: "room.state", s: new Uint8Array(300).fill(1) },
+    { t: "room.key", e: 3, k: new Uint8Array(32).fill(2) },
+    { t: "room.host", k: new Uint8Array(32).fill(3), sig: new Uint8Array(64).fill(4) },
+    { t: "room.rs" },
+    { t: "room.rs", ri: new Uint8Array(16).fill(5) },
+    { t: "room.dr", d: new Uint8Array(200).fill(6) },
+    {
+      t: "room.mbox",
+      u: "wss://r.example/relay",
+      s: new Uint8Array(24).fill(1),
+      k: new Uint8Array(32).fill(2),
+    },
   ])("round trip: %o", (m) => {
     const frame = encodeRoomFrame(m);
     expect(frame[0]).toBe(ROOM_FRAME);
@@ -44,6 +57,20 @@ describe("room frames", () => {
     ["short id", encodeRaw({ t: "room.rcpt", ids: ["abc"] })],
     ["too many receipts", encodeRaw({ t: "room.rcpt", ids: Array(65).fill(ID) })],
     ["name too long", encodeRaw({ t: "room.hi", name: "n".repeat(41) })],
+    ["room key of 31 bytes", encodeRaw({ t: "room.hi", name: "n", rk: new Uint8Array(31) })],
+    ["state over the limit", encodeRaw({ t: "room.state", s: new Uint8Array(16 * 1024 + 1) })],
+    ["secret of 16 bytes", encodeRaw({ t: "room.key", e: 1, k: new Uint8Array(16) })],
+    ["hand-over without signature", encodeRaw({ t: "room.host", k: new Uint8Array(32) })],
+    ["ratchet id of 15 bytes", encodeRaw({ t: "room.rs", ri: new Uint8Array(15) })],
+    ["sealed frame over the limit", encodeRaw({ t: "room.dr", d: new Uint8Array(2049) })],
+    [
+      "mailbox with an http URL",
+      encodeRaw({ t: "room.mbox", u: "https://r.example", s: new Uint8Array(24), k: new Uint8Array(32) }),
+    ],
+    [
+      "mailbox with a short sender id",
+      encodeRaw({ t: "room.mbox", u: "wss://r", s: new Uint8Array(23), k: new Uint8Array(32) }),
+    ],
     [
       "not canonical (keys unsorted)",
       rawBody(

@@ -5,31 +5,42 @@
  *   0x40 ROOM ‖ padToBucket(canonical MessagePack app message)   (FRAME.ROOM, web/src/engine/wire.ts)
  *
  * App messages (`t` prefixed `room.`):
- *   { t: "room.hi",   name: str 1..40 }                    first frame each way: the display name
+ *   { t: "room.hi",   name: str 1..40, rk?: bin(32) }      first frame each way: display name, room key
  *   { t: "room.msg",  id: str(22), at: uint, text: str }   a chat message (id = the sender's)
  *   { t: "room.rcpt", ids: [str(22), ...] ≤ 64 }           the receiver stored these messages
  *   { t: "room.bye" }                                      leaving the room on purpose
+ *   { t: "room.state", s: bin }                            the newest host-signed room state (host.ts)
+ *   { t: "room.key", e: uint, k: bin(32) }                 the room secret of epoch e, after a rotation
+ *   { t: "room.host", k: bin(32), sig: bin(64) }           the host hands its role to the receiver
+ *   { t: "room.rs", ri?: bin(16) }                         our pair ratchet's id (rooms/mailbox.ts)
+ *   { t: "room.dr", d: bin ≤ 2048 }                        a frame sealed with the pair ratchet
+ *   { t: "room.mbox", u: str, s: bin(24), k: bin(32) }     our receiving queue for the receiver
  *
  * Everything decoded is bounded and validated; anything else is a typed error and the frame is
  * dropped (the session stays: one bad frame is not a reason to lose the member).
  */
 import * as v from "valibot";
 import { equalBytes } from "../../../../core/bytes.ts";
-import { decodeWith, encodeCanonical, uintSchema } from "../../../../core/codec/codec.ts";
+import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../../core/codec/codec.ts";
 import { padToBucket, unpadBucket } from "../../../../core/codec/padding.ts";
 import { err, ok, type Result } from "../../../../core/errors.ts";
 import { MAX_TEXT_CHARS } from "../outgoing.ts";
 import { FRAME, MAX_RECEIPT_IDS } from "../wire.ts";
+import { MAX_STATE_BYTES } from "./host.ts";
 
 /** Session frame type of room app messages (the rooms range 0x40–0x47 of FRAME). */
 export const ROOM_FRAME = FRAME.ROOM;
 export const MAX_NAME_CHARS = 40;
+/** A `room.dr` carries one small sealed frame (the pair ratchet's first message). */
+export const MAX_SEALED_SYNC = 2048;
 const ID = v.pipe(v.string(), v.regex(/^[A-Za-z0-9_-]{22}$/));
 
 const schema = v.variant("t", [
   v.strictObject({
     t: v.literal("room.hi"),
     name: v.pipe(v.string(), v.minLength(1), v.maxLength(MAX_NAME_CHARS)),
+    /** The sender's member room key (Ed25519 public): what the host role is handed over to (§8). */
+    rk: v.optional(bytesSchema(32)),
   }),
   v.strictObject({
     t: v.literal("room.msg"),
@@ -42,6 +53,23 @@ const schema = v.variant("t", [
     ids: v.pipe(v.array(ID), v.minLength(1), v.maxLength(MAX_RECEIPT_IDS)),
   }),
   v.strictObject({ t: v.literal("room.bye") }),
+  /** The newest host-signed room state the sender holds (host.ts; verified by the receiver). */
+  v.strictObject({ t: v.literal("room.state"), s: bytesSchema(1, MAX_STATE_BYTES) }),
+  /** The room secret of epoch `e` (checked against the state's commitment). */
+  v.strictObject({ t: v.literal("room.key"), e: uintSchema(0xffff_ffff), k: bytesSchema(32) }),
+  /** Our pair ratchet's id with the receiver, if we hold one (mailbox.ts; compared like HELLO). */
+  v.strictObject({ t: v.literal("room.rs"), ri: v.optional(bytesSchema(16)) }),
+  /** A room frame sealed with the pair ratchet (the initiator's first, so both ends can send). */
+  v.strictObject({ t: v.literal("room.dr"), d: bytesSchema(1, MAX_SEALED_SYNC) }),
+  /** Leave messages for me here (our receiving queue for the receiver; mailbox.md `mbox`). */
+  v.strictObject({
+    t: v.literal("room.mbox"),
+    u: v.pipe(v.string(), v.maxLength(256), v.regex(/^wss?:\/\/\S+$/)),
+    s: bytesSchema(24),
+    k: bytesSchema(32),
+  }),
+  /** The host hands its role to the receiver's member room key `k` (host.ts, hand-over). */
+  v.strictObject({ t: v.literal("room.host"), k: bytesSchema(32), sig: bytesSchema(64) }),
 ]);
 
 export type RoomMessage = v.InferOutput<typeof schema>;
@@ -51,7 +79,7 @@ const LIMITS = {
   maxStrLength: 4 * MAX_TEXT_CHARS,
   maxArrayLength: MAX_RECEIPT_IDS,
   maxMapLength: 4,
-  maxBinLength: 0,
+  maxBinLength: MAX_STATE_BYTES,
 };
 
 export function encodeRoomFrame(m: RoomMessage): Uint8Array {

@@ -1,0 +1,386 @@
+/**
+ * Room messages for members who are away, through their relay mailboxes (docs/protocol/rooms.md
+ * §9), as for contacts (docs/protocol/mailbox.md): per pair of members (room, member)
+ *
+ *   a Double Ratchet   bootstrapped from the pair's member session (ratchet-store.ts: the
+ *                      responder's ratchet key in the handshake payload, `exportSecret`), kept
+ *                      across sessions while both ends hold the same one (`room.rs` compares ids,
+ *                      as HELLO does for contacts); the initiator's first sealed frame (`room.dr`
+ *                      over the live session) lets the responder's ratchet send too
+ *   a receiving queue  on our relay, secured with a sender key we make and hand over inside the
+ *                      session (`room.mbox {u, s, k}`, the `mbox` fields)
+ *   deposits           a room frame sealed with the pair's ratchet, cut into mailbox bodies
+ *                      (mailbox.ts `ratchetBodies`), SENT into the member's queue
+ *
+ * Stored sealed through EngineStorage secrets: `room-dr/<room>/<member>` (the ratchet),
+ * `room-rx/…`, `room-tx/…` (queues), and `room-pairs` (which pairs have a receiving queue).
+ * Everything for one pair runs in order on one chain (the ratchet state is read and written there).
+ */
+import * as v from "valibot";
+import { equalBytes, toHex, wipe } from "../../../../core/bytes.ts";
+import { decodeWith, encodeCanonical } from "../../../../core/codec/codec.ts";
+import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
+import { isLoftError } from "../../../../core/errors.ts";
+import {
+  canSend,
+  type RatchetKeyPair,
+  ratchetDecrypt,
+  ratchetEncrypt,
+} from "../../../../core/ratchet/index.ts";
+import type { RelayMessage } from "../../../../core/relay/client.ts";
+import { newAuthKeyPair } from "../../../../core/relay/crypto.ts";
+import type { Session } from "../../../../core/session/index.ts";
+import type { EngineStorage } from "../api.ts";
+import {
+  decodeMailboxBody,
+  decodeRx,
+  decodeTx,
+  encodeRx,
+  encodeTx,
+  PieceBuffer,
+  type RxQueue,
+  ratchetBodies,
+  type TxQueue,
+} from "../mailbox.ts";
+import {
+  bootstrapChatRatchet,
+  type ChatRatchet,
+  decodeChatRatchet,
+  encodeChatRatchet,
+} from "../ratchet-store.ts";
+import type { RelayConnections } from "../transport.ts";
+
+/** The largest room message a mailbox reassembles (a 16 000-character message is ~66 KB). */
+const MAX_MAILBOX_MESSAGE = 256 * 1024;
+const PAIRS = "room-pairs";
+
+type Secrets = Pick<EngineStorage, "loadSecret" | "saveSecret" | "deleteSecret">;
+
+export interface RoomMailboxDeps {
+  storage: Secrets;
+  crypto?: CryptoProvider;
+  selfKey: Uint8Array;
+  log: (message: string) => void;
+  /** A room frame read from a member's mailbox (or a `room.dr` frame), in order per pair. */
+  onFrame: (roomHex: string, memberHex: string, frame: Uint8Array) => void;
+}
+
+interface Pair {
+  readonly room: string;
+  readonly member: string;
+  ratchet: ChatRatchet | undefined;
+  rx: RxQueue | undefined;
+  tx: TxQueue | undefined;
+  loaded: Promise<void> | undefined;
+  chain: Promise<void>;
+  readonly pieces: PieceBuffer;
+}
+
+const name = (kind: string, p: Pick<Pair, "room" | "member">) => `room-${kind}/${p.room}/${p.member}`;
+
+export class RoomMailboxes {
+  readonly #d: RoomMailboxDeps;
+  readonly #pairs = new Map<string, Pair>();
+  readonly #byRecipient = new Map<string, Pair>();
+  #pool: RelayConnections | undefined;
+  #url: string | undefined;
+
+  constructor(deps: RoomMailboxDeps) {
+    this.#d = deps;
+  }
+
+  /** The engine's relay connections and our own relay: subscribe every stored receiving queue. */
+  async attach(pool: RelayConnections, url: string): Promise<void> {
+    this.#pool = pool;
+    this.#url = url;
+    for (const key of await this.#pairList()) {
+      const [room, member] = key.split("/");
+      if (!room || !member) continue;
+      const p = this.#pair(room, member);
+      await this.#load(p);
+      if (p.rx) pool.subscribe(p.rx.url, p.rx.queue);
+    }
+  }
+
+  get available(): boolean {
+    return this.#pool !== undefined;
+  }
+
+  /** Our ratchet id with this member, for `room.rs` (undefined: none stored). */
+  async ratchetId(room: string, member: string): Promise<Uint8Array | undefined> {
+    const p = this.#pair(room, member);
+    await this.#load(p);
+    return p.ratchet?.id.slice();
+  }
+
+  /**
+   * Their `room.rs`: keep our ratchet if both hold the same, else start one from this session.
+   * Returns whether we started one as the session's initiator (we then send the first `room.dr`).
+   */
+  sync(
+    room: string,
+    member: string,
+    theirs: Uint8Array | undefined,
+    session: Session,
+    ours: RatchetKeyPair | undefined,
+  ): Promise<boolean> {
+    const p = this.#pair(room, member);
+    return this.#run(p, async () => {
+      await this.#load(p);
+      if (p.ratchet && theirs && equalBytes(p.ratchet.id, theirs)) return false;
+      const fresh = await bootstrapChatRatchet(session, this.#d.selfKey, ours, this.#d.crypto);
+      if (!fresh.ok) {
+        this.#d.log(`room ratchet not started: ${fresh.error.code}`);
+        return false;
+      }
+      await this.#saveRatchet(p, fresh.value);
+      return session.role === "initiator";
+    });
+  }
+
+  /** Seal a room frame with the pair's ratchet (undefined if it cannot send yet). */
+  seal(room: string, member: string, frame: Uint8Array): Promise<Uint8Array | undefined> {
+    const p = this.#pair(room, member);
+    return this.#run(p, () => this.#seal(p, frame));
+  }
+
+  /** A `room.dr` from the live session: open it and hand the frame on. */
+  open(room: string, member: string, sealed: Uint8Array): Promise<void> {
+    const p = this.#pair(room, member);
+    return this.#run(p, async () => {
+      const frame = await this.#open(p, sealed);
+      if (frame) this.#d.onFrame(room, member, frame);
+    });
+  }
+
+  /** Our receiving queue for this member (made and stored once), for `room.mbox`. */
+  receivingQueue(room: string, member: string): Promise<RxQueue | undefined> {
+    const p = this.#pair(room, member);
+    return this.#run(p, async () => {
+      await this.#load(p);
+      if (p.rx) return p.rx;
+      const pool = this.#pool;
+      const url = this.#url;
+      if (!pool || !url) return undefined;
+      try {
+        const client = await pool.client(url);
+        const queue = await client.createQueue({ subscribe: false });
+        const sender = newAuthKeyPair();
+        await client.secureQueue(queue, sender.publicKey);
+        const rx: RxQueue = { url, queue, senderSecret: sender.secretKey };
+        await this.#d.storage.saveSecret(name("rx", p), encodeRx(rx));
+        const list = await this.#pairList();
+        if (!list.includes(`${room}/${member}`))
+          await this.#d.storage.saveSecret(PAIRS, encodeCanonical([...list, `${room}/${member}`]));
+        p.rx = rx;
+        this.#byRecipient.set(toHex(queue.recipientId), p);
+        pool.subscribe(url, queue);
+        return rx;
+      } catch (e) {
+        this.#d.log(`room mailbox not created: ${isLoftError(e) ? e.code : (e as Error).message}`);
+        return undefined;
+      }
+    });
+  }
+
+  /** The member's queue for us (`room.mbox`). */
+  announced(room: string, member: string, m: { u: string; s: Uint8Array; k: Uint8Array }): Promise<void> {
+    const p = this.#pair(room, member);
+    return this.#run(p, async () => {
+      if (!/^wss?:\/\//.test(m.u)) return;
+      const tx: TxQueue = { url: m.u, queue: { senderId: m.s.slice(), senderAuthSecret: m.k.slice() } };
+      await this.#d.storage.saveSecret(name("tx", p), encodeTx(tx));
+      p.tx = tx;
+    });
+  }
+
+  /** Whether we can leave messages for this member (its queue known, our ratchet can send). */
+  async canDeposit(room: string, member: string): Promise<boolean> {
+    const p = this.#pair(room, member);
+    await this.#load(p);
+    return (
+      this.#pool !== undefined && p.tx !== undefined && p.ratchet !== undefined && canSend(p.ratchet.state)
+    );
+  }
+
+  /** Seal `frame` for the member and SEND it into its queue; false if it could not go. */
+  deposit(room: string, member: string, frame: Uint8Array): Promise<boolean> {
+    const p = this.#pair(room, member);
+    return this.#run(p, async () => {
+      await this.#load(p);
+      const pool = this.#pool;
+      const tx = p.tx;
+      if (!pool || !tx) return false;
+      const sealed = await this.#seal(p, frame);
+      if (!sealed) return false;
+      try {
+        const client = await pool.client(tx.url);
+        for (const body of ratchetBodies(sealed)) {
+          const sendId = crypto.getRandomValues(new Uint8Array(16));
+          await client.send(tx.queue, body, { sendId });
+        }
+        return true;
+      } catch (e) {
+        this.#d.log(`room mailbox send failed: ${isLoftError(e) ? e.code : (e as Error).message}`);
+        return false;
+      }
+    });
+  }
+
+  /** A relay push: ours if it is for a room queue (then read in order and acknowledged). */
+  onRelayMessage(url: string, m: RelayMessage): boolean {
+    const p = this.#byRecipient.get(toHex(m.recipientId));
+    if (!p?.rx) return false;
+    const rx = p.rx;
+    void this.#run(p, async () => {
+      const item = decodeMailboxBody(m.body);
+      if (!item.ok || item.value.type !== "ratchet") {
+        await this.#pool?.ack(url, rx.queue, m.msgId);
+        return;
+      }
+      const done = p.pieces.add(m.msgId, item.value.part, item.value.last);
+      if (!done) return;
+      if (done.message) {
+        const frame = await this.#open(p, done.message);
+        if (frame) this.#d.onFrame(p.room, p.member, frame);
+      }
+      for (const id of done.ids) await this.#pool?.ack(url, rx.queue, id);
+    });
+    return true;
+  }
+
+  /** The room is left: forget every pair of it, and delete its queues at the relay. */
+  forgetRoom(room: string): Promise<void> {
+    return this.#forget((k) => k.startsWith(`${room}/`));
+  }
+
+  /** A member was removed: its queue for us goes, with the pair's ratchet and records. */
+  forgetPair(room: string, member: string): Promise<void> {
+    return this.#forget((k) => k === `${room}/${member}`);
+  }
+
+  async #forget(which: (key: string) => boolean): Promise<void> {
+    const list = await this.#pairList();
+    for (const key of list.filter(which)) {
+      const p = this.#pairs.get(key);
+      if (p?.rx) {
+        this.#pool?.unsubscribe(p.rx.url, p.rx.queue.recipientId);
+        this.#byRecipient.delete(toHex(p.rx.queue.recipientId));
+        const client = await this.#pool?.client(p.rx.url).catch(() => undefined);
+        await client?.deleteQueue(p.rx.queue).catch(() => undefined);
+      }
+      this.#pairs.delete(key);
+      const [room = "", member = ""] = key.split("/");
+      for (const kind of ["dr", "rx", "tx"])
+        await this.#d.storage.deleteSecret(name(kind, { room, member })).catch(() => undefined);
+    }
+    await this.#d.storage.saveSecret(PAIRS, encodeCanonical(list.filter((k) => !which(k))));
+  }
+
+  // ---- inside a pair's chain ------------------------------------------------------------------
+
+  async #seal(p: Pair, frame: Uint8Array): Promise<Uint8Array | undefined> {
+    await this.#load(p);
+    const r = p.ratchet;
+    if (!r || !canSend(r.state)) return undefined;
+    const { state, message } = await ratchetEncrypt(r.state, frame, Date.now(), this.#opts());
+    // Stored before the ciphertext leaves: a crash never reuses a chain key (Signal DR §3.5).
+    await this.#saveRatchet(p, { id: r.id, state });
+    return message;
+  }
+
+  async #open(p: Pair, sealed: Uint8Array): Promise<Uint8Array | undefined> {
+    await this.#load(p);
+    const r = p.ratchet;
+    if (!r) return undefined;
+    const opened = await ratchetDecrypt(r.state, sealed, Date.now(), this.#opts());
+    if (!opened.ok) {
+      this.#d.log(`dropped a room mailbox message: ${opened.error.code}`);
+      return undefined;
+    }
+    await this.#saveRatchet(p, { id: r.id, state: opened.value.state });
+    return opened.value.plaintext;
+  }
+
+  async #saveRatchet(p: Pair, r: ChatRatchet): Promise<void> {
+    p.ratchet = r;
+    const blob = encodeChatRatchet(r);
+    try {
+      await this.#d.storage.saveSecret(name("dr", p), blob);
+    } finally {
+      wipe(blob);
+    }
+  }
+
+  #opts(): { crypto?: CryptoProvider } {
+    return this.#d.crypto ? { crypto: this.#d.crypto } : {};
+  }
+
+  // ---- bookkeeping -----------------------------------------------------------------------------
+
+  #pair(room: string, member: string): Pair {
+    const key = `${room}/${member}`;
+    let p = this.#pairs.get(key);
+    if (!p) {
+      p = {
+        room,
+        member,
+        ratchet: undefined,
+        rx: undefined,
+        tx: undefined,
+        loaded: undefined,
+        chain: Promise.resolve(),
+        pieces: new PieceBuffer(MAX_MAILBOX_MESSAGE),
+      };
+      this.#pairs.set(key, p);
+    }
+    return p;
+  }
+
+  #load(p: Pair): Promise<void> {
+    p.loaded ??= (async () => {
+      const dr = await this.#d.storage.loadSecret(name("dr", p));
+      if (dr) {
+        const r = decodeChatRatchet(dr);
+        wipe(dr);
+        if (r.ok) p.ratchet = r.value;
+      }
+      const rx = await this.#d.storage.loadSecret(name("rx", p));
+      if (rx) {
+        const r = decodeRx(rx);
+        wipe(rx);
+        if (r.ok) {
+          p.rx = r.value;
+          this.#byRecipient.set(toHex(r.value.queue.recipientId), p);
+        }
+      }
+      const tx = await this.#d.storage.loadSecret(name("tx", p));
+      if (tx) {
+        const r = decodeTx(tx);
+        wipe(tx);
+        if (r.ok) p.tx = r.value;
+      }
+    })();
+    return p.loaded;
+  }
+
+  async #pairList(): Promise<string[]> {
+    const bytes = await this.#d.storage.loadSecret(PAIRS);
+    if (!bytes) return [];
+    const r = decodeWith(bytes, v.array(v.pipe(v.string(), v.maxLength(200))), {
+      maxBytes: 1 << 20,
+      maxArrayLength: 1 << 14,
+    });
+    return r.ok ? r.value : [];
+  }
+
+  /** Run `f` after everything before it for this pair (a failure does not stop the chain). */
+  #run<T>(p: Pair, f: () => Promise<T>): Promise<T> {
+    const next = p.chain.then(f);
+    p.chain = next.then(
+      () => undefined,
+      () => undefined,
+    );
+    return next;
+  }
+}

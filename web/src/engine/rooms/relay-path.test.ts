@@ -1,0 +1,125 @@
+/**
+ * Rooms through the relay (docs/protocol/rooms.md §3): when no direct path opens between two
+ * members (the in-memory direct links refuse to open), the dialing member reaches the newcomer
+ * through the live relay transport — a real relay (relay-ws/testing.ts), real signaling, the
+ * room hash in the relay offer, the same room binding in a Noise session of link kind "relay".
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { startTestRelay, type TestRelay } from "../../../../relay-ws/testing.ts";
+import { type RunningSignaling, startSignaling } from "../../../../signaling/testing.ts";
+import { EngineHarness, type EngineNode, until } from "../../../../test/support/engine.ts";
+import { RelayLiveTransport } from "../../net/relay-live.ts";
+import type { RoomsApi } from "./api.ts";
+
+describe("rooms through the relay when no direct path opens (Node, real relay and signaling)", () => {
+  let signaling: RunningSignaling;
+  let relay: TestRelay;
+  const h = new EngineHarness(() => ({
+    signalingUrl: signaling.url,
+    relayUrl: relay.url,
+    config: {
+      relayFallbackMs: 500,
+      relayBackoffInitialMs: 50,
+      relayBackoffMaxMs: 300,
+      relayTimeoutMs: 10_000,
+      log: () => {},
+      relayTransport: (deps) => new RelayLiveTransport(deps),
+    },
+  }));
+
+  beforeAll(async () => {
+    [signaling, relay] = await Promise.all([startSignaling(), startTestRelay()]);
+  });
+  afterAll(async () => {
+    await Promise.all([signaling?.close(), relay?.close()]);
+  });
+  afterEach(async () => {
+    await h.stopAll();
+  });
+
+  const rooms = (n: EngineNode): RoomsApi => {
+    if (!n.engine.rooms) throw new Error("no rooms");
+    return n.engine.rooms;
+  };
+  const started = async (name: string) => {
+    const n = h.node(name);
+    await n.engine.start();
+    await until(() => n.engine.serviceStatus().signaling === "connected", `${name} registered`);
+    return n;
+  };
+  const texts = (n: EngineNode, id: string) =>
+    rooms(n)
+      .messages(id)
+      .filter((m) => m.from !== undefined)
+      .map((m) => m.text);
+  const online = (n: EngineNode, id: string) =>
+    rooms(n)
+      .room(id)
+      ?.members.filter((m) => m.state === "online").length ?? 0;
+
+  it("members with no direct path meet and chat through the relay; a wrong secret is still refused", async () => {
+    h.hub.blockDirect = true;
+    const [a, b, m] = [await started("ann"), await started("bea"), await started("mal")];
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await until(
+      () => online(a, room.id) === 1 && online(b, room.id) === 1,
+      "linked through the relay",
+      30_000,
+    );
+    expect(h.hub.offers).toBeGreaterThan(0); // a direct attempt came first, and did not open
+    rooms(a).send(room.id, "via the relay");
+    await until(
+      () =>
+        rooms(b)
+          .messages(room.id)
+          .some((x) => x.text === "via the relay"),
+      "bea has it",
+    );
+    await until(() => rooms(a).messages(room.id)[0]?.state === "delivered", "delivered");
+
+    const wrong = room.fragment.replace(/&k=(.)/, (_, ch: string) => `&k=${ch === "A" ? "B" : "A"}`);
+    await rooms(m).join(wrong);
+    await until(
+      () => (rooms(a).room(room.id)?.refused.length ?? 0) === 1,
+      "ann saw a refused attempt",
+      30_000,
+    );
+    expect(online(a, room.id)).toBe(1);
+  });
+
+  it("a member away gets what was said through its relay mailbox, in order", async () => {
+    h.hub.blockDirect = false;
+    const [a, b] = [await started("ann"), await started("bea")];
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await until(() => online(a, room.id) === 1 && online(b, room.id) === 1, "linked");
+    // Inside their session each hands the other its mailbox (and they share a pair ratchet).
+    await until(
+      () =>
+        a.storage.secrets.has(`room-tx/${room.id}/${b.id}`) &&
+        b.storage.secrets.has(`room-tx/${room.id}/${a.id}`),
+      "mailboxes exchanged",
+    );
+    await b.engine.stop();
+    await until(() => online(a, room.id) === 0, "bea away");
+    const sent = ["away 1", "away 2", "away 3"];
+    for (const t of sent) rooms(a).send(room.id, t);
+    // Bea is back without signaling: no member can reach her live, only her mailbox brings them.
+    const again = h.node("bea", b.user, b.storage, "");
+    await again.engine.start();
+    await until(() => texts(again, room.id).length === 3, "bea read her mailbox");
+    expect(texts(again, room.id)).toEqual(sent);
+    // And the other way (Bea answered the session that started their ratchet: hers sends too).
+    rooms(again).send(room.id, "bea, from her mailbox side");
+    await until(() => texts(a, room.id).includes("bea, from her mailbox side"), "ann read her mailbox");
+    // Receipts travel the same way: each side sees its messages delivered.
+    const ours = (n: EngineNode) =>
+      rooms(n)
+        .messages(room.id)
+        .filter((x) => x.from === undefined);
+    await until(() => ours(a).every((x) => x.state === "delivered"), "ann's delivered");
+    await until(() => ours(again).every((x) => x.state === "delivered"), "bea's delivered");
+    expect(a.logs.some((l) => l.includes("room mailbox send failed"))).toBe(false);
+  });
+});

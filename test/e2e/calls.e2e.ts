@@ -264,7 +264,44 @@ describe("one-to-one calls", () => {
     await closeEnded(b);
   });
 
+  it("an offer lost with its session goes again on the next one: the call still rings and connects", async () => {
+    const before = { a: await mediaStats(a), b: await mediaStats(b) };
+    // From now on Alice's chat link swallows what she sends and, once the call's offer (the first
+    // frame of kilobytes; pings and candidates are tens of bytes) is swallowed, its connection is
+    // torn down under her: Bob redials, and his new session replaces the one the offer was lost
+    // with (as when a newer session replaces one with frames in flight).
+    await a.evaluate(() => {
+      type Pc = RTCPeerConnection & { __media: boolean };
+      const proto = RTCDataChannel.prototype;
+      const send = proto.send;
+      proto.send = function (this: RTCDataChannel, data: unknown) {
+        const d = data as { byteLength?: number; size?: number; length?: number };
+        if ((d.byteLength ?? d.size ?? d.length ?? 0) < 2048) return;
+        proto.send = send;
+        const pcs = (globalThis as unknown as { __loftPcs?: Pc[] }).__loftPcs ?? [];
+        for (const pc of pcs) if (!pc.__media && pc.connectionState !== "closed") pc.close();
+      } as typeof send;
+    });
+    await id(a, "call-voice").click();
+    await id(b, "call-incoming").waitFor({ timeout: 45_000 });
+    expect(
+      env.logs.some((l) => l.includes("alice: [loft engine] call: signals sent again on a new session")),
+    ).toBe(true);
+    await id(b, "call-accept").click();
+    await waitForPhase(a, "active");
+    await waitForPhase(b, "active");
+    await risesAbove(b, (s) => s.audioIn, 0);
+    await risesAbove(a, (s) => s.audioIn, 0);
+    expect((await mediaStats(a)).everConnected).toBe(before.a.everConnected + 1);
+    expect((await mediaStats(b)).everConnected).toBe(before.b.everConnected + 1);
+    await id(a, "call-hangup").click();
+    expect(await endedKind(b)).toBe("hangup");
+    await closeEnded(a);
+    await closeEnded(b);
+  });
+
   it("a call nobody answers is a missed call in the callee's history; a declined call says so", async () => {
+    const before = { a: await mediaStats(a), b: await mediaStats(b) };
     await id(a, "call-voice").click();
     await id(b, "call-incoming").waitFor({ timeout: 45_000 });
     await waitForPhase(a, "ringing");
@@ -288,8 +325,8 @@ describe("one-to-one calls", () => {
     await closeEnded(a);
     await closeEnded(b);
     // None of these calls made a media connection that connected.
-    expect((await mediaStats(a)).everConnected).toBe(1);
-    expect((await mediaStats(b)).everConnected).toBe(1);
+    expect((await mediaStats(a)).everConnected).toBe(before.a.everConnected);
+    expect((await mediaStats(b)).everConnected).toBe(before.b.everConnected);
   });
 
   it("an offer whose SDP names another DTLS certificate than the session's is refused: clear words, no media", async () => {
@@ -318,6 +355,7 @@ describe("one-to-one calls", () => {
       });
     });
     const before = await mediaStats(b);
+    const beforeA = await mediaStats(a);
     await id(a, "call-voice").click();
     expect(await endedKind(b)).toBe("fingerprint");
     expect(await id(b, "call-ended-text").textContent()).toMatch(
@@ -327,7 +365,7 @@ describe("one-to-one calls", () => {
     expect(await id(a, "call-ended-text").textContent()).toMatch(/^Bob's app refused the call/);
     // Bob never even made a media connection; Alice's never connected.
     expect((await mediaStats(b)).connections).toBe(before.connections);
-    expect((await mediaStats(a)).everConnected).toBe(1);
+    expect((await mediaStats(a)).everConnected).toBe(beforeA.everConnected);
     await expect
       .poll(() => callHistory(b))
       .toContain("fingerprint in Voice call refused: the media key did not match");

@@ -21,7 +21,14 @@ import { execFileSync } from "node:child_process";
 import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
-import { byId, introduce, openChat, startChatting, waitForPresence } from "../support/loft-ui.ts";
+import {
+  byId,
+  createIdentity,
+  introduce,
+  openChat,
+  startChatting,
+  waitForPresence,
+} from "../support/loft-ui.ts";
 import { startTurn, TURN_PASSWORD, TURN_USER, type TurnServer } from "../support/turn-server.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
@@ -151,6 +158,25 @@ function callHistory(page: Page): Promise<string[]> {
           `${e.getAttribute("data-call")} ${e.getAttribute("data-direction")} ${e.querySelector("[data-testid=message-text]")?.textContent}`,
       ),
     );
+}
+
+/** Inbound audio packets of each connected media connection of the page (a room call's mesh). */
+function meshAudioIn(page: Page): Promise<number[]> {
+  return page.evaluate(async () => {
+    type Pc = RTCPeerConnection & { __media: boolean };
+    const pcs = ((globalThis as unknown as { __loftPcs?: Pc[] }).__loftPcs ?? []).filter(
+      (pc) => pc.__media && pc.connectionState === "connected",
+    );
+    const out: number[] = [];
+    for (const pc of pcs) {
+      let n = 0;
+      (await pc.getStats()).forEach((s: Record<string, unknown>) => {
+        if (s.type === "inbound-rtp" && s.kind === "audio") n += Number(s.packetsReceived ?? 0);
+      });
+      out.push(n);
+    }
+    return out;
+  });
 }
 
 async function closeEnded(page: Page): Promise<void> {
@@ -440,6 +466,73 @@ describe("one-to-one calls", () => {
     await closeEnded(a);
     await b.goto(env.loft.url);
     await openChat(b, aliceId);
+  });
+
+  it("a room call among three members: everyone receives everyone, mute shows on the others, leaving ends the mesh", async () => {
+    // Cat and Dan: two more members who are nobody's contacts (Alice's page is shared).
+    const contexts = [await env.browser.newContext(), await env.browser.newContext()];
+    try {
+      const [b, c] = await Promise.all(
+        contexts.map(async (ctx, i) => {
+          await ctx.addInitScript(RECORD_PCS);
+          const p = await ctx.newPage();
+          env.watch(i ? "dan" : "cat", p);
+          await createIdentity(p, env.loft.url, i ? "Dan" : "Cat");
+          return p;
+        }),
+      );
+      if (!b || !c) throw new Error("no pages");
+      await a.goto(env.loft.url);
+      await id(a, "nav-new-room").click();
+      const link = await id(a, "room-link").inputValue({ timeout: 45_000 });
+      await id(a, "open-room").click();
+      for (const p of [b, c]) await p.goto(link);
+      const pages = [a, b, c];
+      const online = (p: Page) => p.locator("[data-testid=room-member][data-state=online]").count();
+      for (const [i, p] of pages.entries())
+        await expect
+          .poll(async () => `${await online(p)} ${p.url()}`, { timeout: 45_000, message: `page ${i}` })
+          .toMatch(/^2 /);
+
+      // Ann starts the call; the others see it going and join.
+      await id(a, "room-call-join").click();
+      for (const p of [b, c]) {
+        await expect.poll(() => id(p, "room-call-join").textContent()).toBe("Join the call (1 in it)");
+      }
+      await id(b, "room-call-join").click();
+      await expect.poll(() => id(c, "room-call-join").textContent()).toBe("Join the call (2 in it)");
+      await id(c, "room-call-join").click();
+      const connected = (p: Page) => p.locator("[data-testid=room-call-member][data-connected=true]").count();
+      for (const p of pages) await expect.poll(() => connected(p), { timeout: 45_000 }).toBe(2);
+
+      // Everyone receives everyone: on each page, two connected media connections, each with
+      // inbound audio packets rising.
+      for (const p of pages) {
+        const first = await meshAudioIn(p);
+        expect(first).toHaveLength(2);
+        await expect
+          .poll(async () => {
+            const now = await meshAudioIn(p);
+            return now.length === 2 && now.every((n, i) => n > (first[i] ?? 0));
+          })
+          .toBe(true);
+      }
+
+      // Alice mutes: the others see it on her entry.
+      await id(a, "room-call-mute").click();
+      const aliceOn = (p: Page) => p.locator("[data-testid=room-call-member][data-mic=false]").count();
+      for (const p of [b, c]) await expect.poll(() => aliceOn(p)).toBe(1);
+      await expectNoAxeViolations(b, "room call");
+
+      // Cat leaves: the others' meshes shrink to one connection; Cat's closes.
+      await id(c, "room-call-leave").click();
+      for (const p of [a, b]) await expect.poll(() => connected(p)).toBe(1);
+      await expect.poll(async () => (await meshAudioIn(c)).length).toBe(0);
+      for (const p of [a, b]) await id(p, "room-call-leave").click();
+      await expect.poll(async () => (await meshAudioIn(a)).length).toBe(0);
+    } finally {
+      for (const ctx of contexts) await ctx.close();
+    }
   });
 });
 

@@ -8,6 +8,7 @@ import { createEffect, createResource, createSignal, For, onCleanup, Show } from
 import type { AppModel } from "../app/model.ts";
 import { roomsOf } from "../app/rooms.ts";
 import type { RoomMessageView, RoomView } from "../engine/rooms/api.ts";
+import { RoomCallPanel } from "./call/RoomCallPanel.tsx";
 import { Composer } from "./chat/Composer.tsx";
 import { Qr } from "./Qr.tsx";
 
@@ -270,6 +271,11 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                 </For>
               </ul>
             </section>
+            <RoomCallPanel
+              app={app}
+              roomId={props.id}
+              nameOf={(k) => r().members.find((m) => m.key === k)?.name ?? short(k)}
+            />
             <For each={r().refused.slice(-3)}>
               {(x) => (
                 <p class="status" role="status" data-testid="room-refused-attempt">

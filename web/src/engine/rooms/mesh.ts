@@ -55,6 +55,17 @@ export const DEFAULT_ROOM_MEMBER_CAP = 8;
 const DIAL_RETRIES = 4;
 const RETRY_BASE_MS = 1_000;
 
+/**
+ * Another feature's frames on the member sessions (room calls: calls/room-call.ts, frames
+ * 0x30–0x37): the mesh hands them over and says when a member's session comes up or goes.
+ */
+export interface RoomFrameLane {
+  /** True when the frame is the lane's (it is then not read as a room message). */
+  onFrame(roomId: string, member: string, frame: Uint8Array): boolean;
+  memberUp(roomId: string, member: string): void;
+  memberDown(roomId: string, member: string): void;
+}
+
 export interface RoomsDeps {
   user: UserIdentity;
   storage: Pick<EngineStorage, "loadSecret" | "saveSecret" | "deleteSecret">;
@@ -101,6 +112,8 @@ export class RoomsEngine implements RoomsApi {
   #transport: LiveTransport | undefined;
   #loaded: Promise<void> | undefined;
   #stopped = false;
+  /** Room calls (set by the engine). */
+  lane: RoomFrameLane | undefined;
 
   constructor(deps: RoomsDeps) {
     this.#d = deps;
@@ -457,6 +470,19 @@ export class RoomsEngine implements RoomsApi {
         this.#sendTo(m, { t: "room.msg", id: e.id, at: e.at, text: e.text });
     this.#changed(room);
     void this.#read(room, m, session);
+    this.lane?.memberUp(room.idHex, m.hex);
+  }
+
+  /** A frame of another feature (RoomFrameLane) to a member; false when its link is down. */
+  sendFrame(roomId: string, member: string, frame: Uint8Array): boolean {
+    const s = this.#rooms.get(roomId)?.members.get(member)?.session;
+    if (!s || s.state === "closed") return false;
+    try {
+      s.send(frame);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   async #read(room: Room, m: Member, session: Session): Promise<void> {
@@ -467,6 +493,7 @@ export class RoomsEngine implements RoomsApi {
       } catch {
         break;
       }
+      if (this.lane?.onFrame(room.idHex, m.hex, bytes)) continue;
       const decoded = decodeRoomFrame(bytes);
       if (!decoded.ok) {
         this.#d.log(`dropped a room frame: ${decoded.error.code}`);
@@ -478,6 +505,7 @@ export class RoomsEngine implements RoomsApi {
       m.session = undefined;
       this.#changed(room);
     }
+    if (!m.session) this.lane?.memberDown(room.idHex, m.hex);
   }
 
   /** One message from a member; false when the link is to end (a bye). */

@@ -26,9 +26,10 @@ import type { RoomCallControls, RoomCallView } from "./types.ts";
 import { endMessage } from "./words.ts";
 
 /**
- * The most people in one room call. Measured (bench/README.md, "Calls"): on a 2-core machine one
- * page of a 6-member mesh voice call (5 up- and 5 downstreams) stays well within a core; beyond
- * that every extra member adds one more encode and upload per member.
+ * The most people in one room call. Provisional: `npm run bench:calls -- --room` measures the
+ * 3- and 6-member meshes (bench/README.md), but its run in this session could not finish on the
+ * shared 2-core machine (load average ~40); 6 is the mesh size the issue names. Each member
+ * beyond adds one more upload and one more connection on every device.
  */
 export const ROOM_CALL_LIMIT = 6;
 /** How often the active speaker is worked out (inbound audio levels, getStats). */

@@ -326,6 +326,41 @@ describe("one-to-one calls", () => {
     await closeEnded(b);
   });
 
+  it("a call ringing while the callee's page is in the background shows a notification, gone once it stops ringing", async () => {
+    await env.bob.grantPermissions(["notifications"], { origin: env.loft.url });
+    const callNotices = (page: Page) =>
+      page.evaluate(async () => {
+        const reg = await navigator.serviceWorker.getRegistration("/");
+        return ((await reg?.getNotifications()) ?? [])
+          .filter((n) => n.tag.startsWith("call:"))
+          .map((n) => ({ title: n.title, body: n.body, tag: n.tag }));
+      });
+    const front = await env.bob.newPage();
+    const cdp = await env.bob.newCDPSession(b);
+    try {
+      // Bob's Loft page is open but another of his tabs is in front.
+      await front.goto(`${env.loft.url}/health`);
+      await cdp.send("Emulation.setFocusEmulationEnabled", { enabled: false });
+      await b.bringToFront();
+      await front.bringToFront();
+      await expect.poll(() => b.evaluate(() => document.hasFocus())).toBe(false);
+      await id(a, "call-voice").click();
+      await expect
+        .poll(() => callNotices(front), { timeout: 45_000 })
+        .toEqual([{ title: "Alice", body: "Incoming voice call", tag: `call:${aliceId}` }]);
+      await id(a, "call-hangup").click();
+      expect(await endedKind(a)).toBe("cancelled");
+      await expect.poll(() => callNotices(front)).toEqual([]);
+    } finally {
+      await cdp.detach().catch(() => {});
+      await front.close();
+    }
+    await b.bringToFront();
+    expect(await endedKind(b)).toBe("missed");
+    await closeEnded(a);
+    await closeEnded(b);
+  });
+
   it("a call nobody answers is a missed call in the callee's history; a declined call says so", async () => {
     const before = { a: await mediaStats(a), b: await mediaStats(b) };
     await id(a, "call-voice").click();

@@ -15,7 +15,12 @@ import { randomId } from "../../lib/base64url.ts";
 import type { ContactId, StoredMessage } from "../api.ts";
 import { type EngineContext, emit, type Peer, serial, stamp } from "../context.ts";
 import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
-import { certificateFingerprint, parseFingerprintHex, sdpMatchesFingerprint } from "./fingerprint.ts";
+import {
+  certificateFingerprint,
+  parseFingerprintHex,
+  remoteCertificates,
+  sdpMatchesFingerprint,
+} from "./fingerprint.ts";
 import { MediaRefused, openCamera, openLocalMedia, openMicrophone } from "./media.ts";
 import type { CallControls, CallDevice, CallEndKind, CallView } from "./types.ts";
 import { CALL_ID_BYTES, type CallEndReason, type CallSignal } from "./wire.ts";
@@ -453,11 +458,8 @@ export class Calls implements CallControls {
    * fingerprint, which we compared with the session's before applying it.
    */
   async #dtlsPeerMatches(c: ActiveCall): Promise<boolean> {
-    const transport = c.pc?.getSenders().find((s) => s.transport)?.transport as
-      | (RTCDtlsTransport & { getRemoteCertificates?: () => ArrayBuffer[] })
-      | null
-      | undefined;
-    const certs = transport?.getRemoteCertificates?.();
+    if (!c.pc) return false;
+    const certs = await remoteCertificates(c.pc);
     if (!certs) return true;
     const [first] = certs;
     if (!first || !c.theirFp) return false;

@@ -14,7 +14,12 @@
 import { equalBytes, toHex } from "../../../../core/bytes.ts";
 import type { EngineStorage } from "../api.ts";
 import type { RoomFrameLane } from "../rooms/mesh.ts";
-import { certificateFingerprint, parseFingerprintHex, sdpMatchesFingerprint } from "./fingerprint.ts";
+import {
+  certificateFingerprint,
+  parseFingerprintHex,
+  remoteCertificates,
+  sdpMatchesFingerprint,
+} from "./fingerprint.ts";
 import { MediaRefused, openLocalMedia } from "./media.ts";
 import {
   decodeRoomCallFrame,
@@ -67,6 +72,12 @@ interface MemberLink {
   level: number;
   /** How many connections to this member came before this one (retries, bounded). */
   tries: number;
+  /**
+   * Rejects once the connection is closed: a closed RTCPeerConnection never settles what was
+   * asked of it, so every step on it races this, or the member's signals would wait forever.
+   */
+  gone: Promise<never>;
+  abandon: () => void;
 }
 
 interface RoomCallState {
@@ -273,7 +284,10 @@ export class RoomCalls implements RoomCallControls, RoomFrameLane {
           if (l.pending.length < MAX_PENDING_CANDIDATES) l.pending.push(init);
           return;
         }
-        await l.pc.addIceCandidate(init).catch(() => {});
+        await on(
+          l,
+          l.pc.addIceCandidate(init).catch(() => {}),
+        );
         return;
       }
     }
@@ -293,9 +307,9 @@ export class RoomCalls implements RoomCallControls, RoomFrameLane {
       direction: "sendrecv",
       streams: s.local ? [s.local] : [],
     }).sender;
-    if (!s.micOn) await l.sender.replaceTrack(null);
-    const offer = await l.pc.createOffer();
-    await l.pc.setLocalDescription(offer);
+    if (!s.micOn) await on(l, l.sender.replaceTrack(null));
+    const offer = await on(l, l.pc.createOffer());
+    await on(l, l.pc.setLocalDescription(offer));
     this.#send(s, member, { t: "call.room.offer", sdp: l.pc.localDescription?.sdp ?? "", fp: l.ourFp });
   }
 
@@ -310,16 +324,16 @@ export class RoomCalls implements RoomCallControls, RoomFrameLane {
     }
     const l = await this.#connection(s, member);
     l.theirFp = m.fp;
-    await l.pc.setRemoteDescription({ type: "offer", sdp: m.sdp });
+    await on(l, l.pc.setRemoteDescription({ type: "offer", sdp: m.sdp }));
     const [audio] = l.pc.getTransceivers();
     if (audio) {
       audio.direction = "sendrecv";
-      await audio.sender.replaceTrack(s.micOn ? (s.mic ?? null) : null);
+      await on(l, audio.sender.replaceTrack(s.micOn ? (s.mic ?? null) : null));
       if (s.local) audio.sender.setStreams?.(s.local);
       l.sender = audio.sender;
     }
-    const answer = await l.pc.createAnswer();
-    await l.pc.setLocalDescription(answer);
+    const answer = await on(l, l.pc.createAnswer());
+    await on(l, l.pc.setLocalDescription(answer));
     await this.#flush(l);
     this.#send(s, member, { t: "call.room.answer", sdp: l.pc.localDescription?.sdp ?? "", fp: l.ourFp });
   }
@@ -333,12 +347,16 @@ export class RoomCalls implements RoomCallControls, RoomFrameLane {
       return this.#changed(s);
     }
     l.theirFp = m.fp;
-    await l.pc.setRemoteDescription({ type: "answer", sdp: m.sdp });
+    await on(l, l.pc.setRemoteDescription({ type: "answer", sdp: m.sdp }));
     await this.#flush(l);
   }
 
   async #flush(l: MemberLink): Promise<void> {
-    for (const init of l.pending.splice(0)) await l.pc.addIceCandidate(init).catch(() => {});
+    for (const init of l.pending.splice(0))
+      await on(
+        l,
+        l.pc.addIceCandidate(init).catch(() => {}),
+      );
   }
 
   /** A fresh certificate and the member's connection using it (replacing an older one). */
@@ -362,6 +380,11 @@ export class RoomCalls implements RoomCallControls, RoomFrameLane {
       bundlePolicy: "max-bundle",
       rtcpMuxPolicy: "require",
     });
+    let abandon = () => {};
+    const gone = new Promise<never>((_, reject) => {
+      abandon = () => reject(new Error("the member's connection was closed"));
+    });
+    gone.catch(() => {});
     const l: MemberLink = {
       pc,
       ourFp,
@@ -370,6 +393,8 @@ export class RoomCalls implements RoomCallControls, RoomFrameLane {
       verified: false,
       level: 0,
       tries: 0,
+      gone,
+      abandon,
     };
     s.links.set(member, l);
     pc.onicecandidate = (e) => {
@@ -398,7 +423,9 @@ export class RoomCalls implements RoomCallControls, RoomFrameLane {
         await this.#offer(s, member, l.tries + 1);
     };
     if (l.pc.connectionState === "connected" && !l.verified) {
-      if (!(await this.#dtlsPeerMatches(l))) {
+      const matches = await this.#dtlsPeerMatches(l);
+      if (s.links.get(member) !== l) return; // replaced or closed meanwhile
+      if (!matches) {
         this.#d.log(
           `room call: ${member.slice(0, 8)}'s DTLS certificate is not the one sent in the room link`,
         );
@@ -418,11 +445,7 @@ export class RoomCalls implements RoomCallControls, RoomFrameLane {
 
   /** The certificate the DTLS peer presented hashes to the fingerprint it sent (calls.md §3). */
   async #dtlsPeerMatches(l: MemberLink): Promise<boolean> {
-    const transport = l.pc.getSenders().find((x) => x.transport)?.transport as
-      | (RTCDtlsTransport & { getRemoteCertificates?: () => ArrayBuffer[] })
-      | null
-      | undefined;
-    const certs = transport?.getRemoteCertificates?.();
+    const certs = await remoteCertificates(l.pc);
     if (!certs) return true;
     const [first] = certs;
     if (!first || !l.theirFp) return false;
@@ -436,6 +459,7 @@ export class RoomCalls implements RoomCallControls, RoomFrameLane {
     const l = s.links.get(member);
     if (!l) return;
     s.links.delete(member);
+    l.abandon();
     l.pc.onicecandidate = null;
     l.pc.ontrack = null;
     l.pc.onconnectionstatechange = null;
@@ -486,4 +510,9 @@ export class RoomCalls implements RoomCallControls, RoomFrameLane {
     if (!this.#d.rooms.sendFrame(s.roomId, member, encodeRoomCallFrame(m)))
       this.#d.log(`room call: ${m.t} to ${member.slice(0, 8)} not sent (no link)`);
   }
+}
+
+/** A step on the member's connection, given up once the connection is closed (`MemberLink.gone`). */
+function on<T>(l: MemberLink, step: Promise<T>): Promise<T> {
+  return Promise.race([step, l.gone]);
 }

@@ -492,13 +492,44 @@ describe("one-to-one calls", () => {
     await closeEnded(b);
   });
 
+  it("a voice note: recorded from the microphone, sent as an encrypted file, played inline with its duration", async () => {
+    await id(a, "voice-note").click();
+    await id(a, "voice-recorder").waitFor();
+    // At least a second of the fake microphone's beeps (the recorder shows its own time).
+    await expect.poll(() => id(a, "voice-recorder").textContent()).toMatch(/Recording… 0:0[1-9]/);
+    await id(a, "voice-note-send").click();
+    const bobsNote = b.locator("[data-testid=file][data-direction=in]").filter({ hasText: /^.*Voice note/ });
+    await bobsNote.getByTestId("file-accept").click({ timeout: 45_000 });
+    const player = bobsNote.getByTestId("voice-note-player");
+    await player.waitFor({ timeout: 45_000 });
+    expect(await bobsNote.getByTestId("file-name").textContent()).toMatch(
+      /^Voice note 0:0[1-9]\.(webm|ogg|m4a)$/,
+    );
+    expect(await player.getByTestId("voice-note-duration").textContent()).toMatch(/^0:0[1-9]$/);
+    // The received recording is real audio the browser plays: its time runs past half a second.
+    const audio = player.locator("audio");
+    await audio.evaluate((el: HTMLAudioElement) => {
+      el.muted = true;
+      void el.play();
+    });
+    await expect
+      .poll(() => audio.evaluate((el: HTMLAudioElement) => (el.error ? -1 : el.currentTime)))
+      .toBeGreaterThan(0.5);
+    await expectNoAxeViolations(b, "voice note");
+  });
+
   it("calling a contact who is offline says so at once", async () => {
     await b.goto("about:blank");
     await waitForPresence(a, /^offline/);
     await id(a, "call-voice").click();
     expect(await endedKind(a)).toBe("offline");
     expect(await id(a, "call-ended-text").textContent()).toMatch(/^Bob is offline, so the call can't ring/);
-    await closeEnded(a);
+    // Instead of the call, a voice note: the recorder opens in Bob's chat.
+    await id(a, "call-voice-note").click();
+    await id(a, "call-ended").waitFor({ state: "detached" });
+    await id(a, "voice-recorder").waitFor();
+    await id(a, "voice-note-cancel").click();
+    await id(a, "voice-note").waitFor();
     await b.goto(env.loft.url);
     await openChat(b, aliceId);
   });

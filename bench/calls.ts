@@ -15,10 +15,15 @@
  *      baseline: the same two pages in a bare voice RTCPeerConnection call; and, for scale, the
  *      two pages idle in their chat.
  *
- * Room calls (3- and 6-member meshes) are a later part of issue #16. Figures: bench/README.md.
+ *  (c) `--room`: room voice calls (a full mesh, docs/protocol/calls.md §7). Six members in one
+ *      room; CPU of the whole browser while 3, then 6 of them are in the room's call, per member
+ *      in the call (÷ n), next to the baseline of the same six pages in the room with no call.
+ *      This sets `ROOM_CALL_LIMIT` (web/src/engine/calls/room-call.ts).
+ *
+ * Figures: bench/README.md.
  */
 import type { CDPSession, Page } from "playwright-core";
-import { byId, introduce, openChat } from "../test/support/loft-ui.ts";
+import { byId, createIdentity, introduce, openChat } from "../test/support/loft-ui.ts";
 import { startTwoBrowsers } from "../test/support/two-browsers.ts";
 import { log, median, QUICK, report } from "./harness.ts";
 
@@ -242,4 +247,83 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+/** (c) Room voice calls: a 3- and a 6-member mesh against the same pages idle in the room. */
+async function roomMain(): Promise<void> {
+  const env = await startTwoBrowsers({
+    initScript: RECORD_PCS,
+    chromiumArgs: () => ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
+  });
+  try {
+    const names = ["Ann", "Bea", "Cat", "Dan", "Eve", "Fay"];
+    const pages: Page[] = [env.a, env.b];
+    for (let i = 2; i < names.length; i++) {
+      const ctx = await env.browser.newContext();
+      await ctx.addInitScript(RECORD_PCS);
+      pages.push(await ctx.newPage());
+    }
+    for (const [i, p] of pages.entries()) await createIdentity(p, env.loft.url, names[i] ?? "X");
+    const [host, ...rest] = pages;
+    if (!host) throw new Error("no pages");
+    await byId(host, "nav-new-room").click();
+    const link = await byId(host, "room-link").inputValue({ timeout: 60_000 });
+    await byId(host, "open-room").click();
+    for (const p of rest) await p.goto(link);
+    const online = (p: Page) => p.locator("[data-testid=room-member][data-state=online]").count();
+    for (const p of pages)
+      for (let i = 0; (await online(p)) < pages.length - 1; i++) {
+        if (i > 600) throw new Error("the room's members did not all connect within 60 s");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    log("six members connected in the room");
+    const cdp = await env.browser.newBrowserCDPSession();
+    const idle = await browserCores(cdp, CPU_WINDOW_MS);
+
+    const mesh = async (n: number): Promise<number> => {
+      const inCall = pages.slice(0, n);
+      for (const p of inCall) await byId(p, "room-call-join").click();
+      const connected = (p: Page) => p.locator("[data-testid=room-call-member][data-connected=true]").count();
+      for (const p of inCall)
+        for (let i = 0; (await connected(p)) < n - 1; i++) {
+          if (i > 600) throw new Error(`the ${n}-member mesh did not connect within 60 s`);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      const cores = await browserCores(cdp, CPU_WINDOW_MS);
+      for (const p of inCall) await byId(p, "room-call-leave").click();
+      log(`${n}-member mesh: ${cores.toFixed(2)} cores (idle ${idle.toFixed(2)})`);
+      return cores;
+    };
+    const three = await mesh(3);
+    const six = await mesh(6);
+    report(
+      "bench:calls --room — room voice calls (full mesh), six Chromium pages in one room, fake microphones",
+      [
+        {
+          name: "CPU, 3-member mesh voice call (whole browser)",
+          value: three,
+          unit: "cores",
+          baseline: { name: "the six pages in the room, no call", value: idle },
+        },
+        {
+          name: "CPU, 6-member mesh voice call (whole browser)",
+          value: six,
+          unit: "cores",
+          baseline: { name: "the six pages in the room, no call", value: idle },
+        },
+        { name: "CPU per member in a 3-member call, above idle", value: (three - idle) / 3, unit: "cores" },
+        { name: "CPU per member in a 6-member call, above idle", value: (six - idle) / 6, unit: "cores" },
+      ],
+      {
+        cpu_room_idle_cores: idle,
+        cpu_mesh3_cores: three,
+        cpu_mesh6_cores: six,
+        cpu_mesh3_per_member_cores: (three - idle) / 3,
+        cpu_mesh6_per_member_cores: (six - idle) / 6,
+        cpu_mesh6_vs_mesh3: (six - idle) / Math.max(three - idle, 1e-6),
+      },
+    );
+  } finally {
+    await env.close();
+  }
+}
+
+await (process.argv.includes("--room") ? roomMain() : main());

@@ -59,6 +59,7 @@ export function contentSecurityPolicy(connectSources: readonly string[]): string
     "script-src 'self'",
     "style-src 'self'",
     "img-src 'self' blob:", // blob: for received images shown inline (docs/protocol/files.md)
+    "media-src blob:", // voice notes played inline from their decrypted file (docs/protocol/calls.md)
     "font-src 'self'",
     "manifest-src 'self'",
     "worker-src 'self'",

@@ -21,7 +21,14 @@ import { execFileSync } from "node:child_process";
 import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
-import { byId, introduce, openChat, startChatting, waitForPresence } from "../support/loft-ui.ts";
+import {
+  byId,
+  createIdentity,
+  introduce,
+  openChat,
+  startChatting,
+  waitForPresence,
+} from "../support/loft-ui.ts";
 import { startTurn, TURN_PASSWORD, TURN_USER, type TurnServer } from "../support/turn-server.ts";
 import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
 
@@ -153,6 +160,25 @@ function callHistory(page: Page): Promise<string[]> {
     );
 }
 
+/** Inbound audio packets of each connected media connection of the page (a room call's mesh). */
+function meshAudioIn(page: Page): Promise<number[]> {
+  return page.evaluate(async () => {
+    type Pc = RTCPeerConnection & { __media: boolean };
+    const pcs = ((globalThis as unknown as { __loftPcs?: Pc[] }).__loftPcs ?? []).filter(
+      (pc) => pc.__media && pc.connectionState === "connected",
+    );
+    const out: number[] = [];
+    for (const pc of pcs) {
+      let n = 0;
+      (await pc.getStats()).forEach((s: Record<string, unknown>) => {
+        if (s.type === "inbound-rtp" && s.kind === "audio") n += Number(s.packetsReceived ?? 0);
+      });
+      out.push(n);
+    }
+    return out;
+  });
+}
+
 async function closeEnded(page: Page): Promise<void> {
   await id(page, "call-close").click();
   await id(page, "call-ended").waitFor({ state: "detached" });
@@ -264,7 +290,79 @@ describe("one-to-one calls", () => {
     await closeEnded(b);
   });
 
+  it("an offer lost with its session goes again on the next one: the call still rings and connects", async () => {
+    const before = { a: await mediaStats(a), b: await mediaStats(b) };
+    // From now on Alice's chat link swallows what she sends and, once the call's offer (the first
+    // frame of kilobytes; pings and candidates are tens of bytes) is swallowed, its connection is
+    // torn down under her: Bob redials, and his new session replaces the one the offer was lost
+    // with (as when a newer session replaces one with frames in flight).
+    await a.evaluate(() => {
+      type Pc = RTCPeerConnection & { __media: boolean };
+      const proto = RTCDataChannel.prototype;
+      const send = proto.send;
+      proto.send = function (this: RTCDataChannel, data: unknown) {
+        const d = data as { byteLength?: number; size?: number; length?: number };
+        if ((d.byteLength ?? d.size ?? d.length ?? 0) < 2048) return;
+        proto.send = send;
+        const pcs = (globalThis as unknown as { __loftPcs?: Pc[] }).__loftPcs ?? [];
+        for (const pc of pcs) if (!pc.__media && pc.connectionState !== "closed") pc.close();
+      } as typeof send;
+    });
+    await id(a, "call-voice").click();
+    await id(b, "call-incoming").waitFor({ timeout: 45_000 });
+    expect(
+      env.logs.some((l) => l.includes("alice: [loft engine] call: signals sent again on a new session")),
+    ).toBe(true);
+    await id(b, "call-accept").click();
+    await waitForPhase(a, "active");
+    await waitForPhase(b, "active");
+    await risesAbove(b, (s) => s.audioIn, 0);
+    await risesAbove(a, (s) => s.audioIn, 0);
+    expect((await mediaStats(a)).everConnected).toBe(before.a.everConnected + 1);
+    expect((await mediaStats(b)).everConnected).toBe(before.b.everConnected + 1);
+    await id(a, "call-hangup").click();
+    expect(await endedKind(b)).toBe("hangup");
+    await closeEnded(a);
+    await closeEnded(b);
+  });
+
+  it("a call ringing while the callee's page is in the background shows a notification, gone once it stops ringing", async () => {
+    await env.bob.grantPermissions(["notifications"], { origin: env.loft.url });
+    const callNotices = (page: Page) =>
+      page.evaluate(async () => {
+        const reg = await navigator.serviceWorker.getRegistration("/");
+        return ((await reg?.getNotifications()) ?? [])
+          .filter((n) => n.tag.startsWith("call:"))
+          .map((n) => ({ title: n.title, body: n.body, tag: n.tag }));
+      });
+    const front = await env.bob.newPage();
+    const cdp = await env.bob.newCDPSession(b);
+    try {
+      // Bob's Loft page is open but another of his tabs is in front.
+      await front.goto(`${env.loft.url}/health`);
+      await cdp.send("Emulation.setFocusEmulationEnabled", { enabled: false });
+      await b.bringToFront();
+      await front.bringToFront();
+      await expect.poll(() => b.evaluate(() => document.hasFocus())).toBe(false);
+      await id(a, "call-voice").click();
+      await expect
+        .poll(() => callNotices(front), { timeout: 45_000 })
+        .toEqual([{ title: "Alice", body: "Incoming voice call", tag: `call:${aliceId}` }]);
+      await id(a, "call-hangup").click();
+      expect(await endedKind(a)).toBe("cancelled");
+      await expect.poll(() => callNotices(front)).toEqual([]);
+    } finally {
+      await cdp.detach().catch(() => {});
+      await front.close();
+    }
+    await b.bringToFront();
+    expect(await endedKind(b)).toBe("missed");
+    await closeEnded(a);
+    await closeEnded(b);
+  });
+
   it("a call nobody answers is a missed call in the callee's history; a declined call says so", async () => {
+    const before = { a: await mediaStats(a), b: await mediaStats(b) };
     await id(a, "call-voice").click();
     await id(b, "call-incoming").waitFor({ timeout: 45_000 });
     await waitForPhase(a, "ringing");
@@ -288,8 +386,8 @@ describe("one-to-one calls", () => {
     await closeEnded(a);
     await closeEnded(b);
     // None of these calls made a media connection that connected.
-    expect((await mediaStats(a)).everConnected).toBe(1);
-    expect((await mediaStats(b)).everConnected).toBe(1);
+    expect((await mediaStats(a)).everConnected).toBe(before.a.everConnected);
+    expect((await mediaStats(b)).everConnected).toBe(before.b.everConnected);
   });
 
   it("an offer whose SDP names another DTLS certificate than the session's is refused: clear words, no media", async () => {
@@ -318,6 +416,7 @@ describe("one-to-one calls", () => {
       });
     });
     const before = await mediaStats(b);
+    const beforeA = await mediaStats(a);
     await id(a, "call-voice").click();
     expect(await endedKind(b)).toBe("fingerprint");
     expect(await id(b, "call-ended-text").textContent()).toMatch(
@@ -327,7 +426,7 @@ describe("one-to-one calls", () => {
     expect(await id(a, "call-ended-text").textContent()).toMatch(/^Bob's app refused the call/);
     // Bob never even made a media connection; Alice's never connected.
     expect((await mediaStats(b)).connections).toBe(before.connections);
-    expect((await mediaStats(a)).everConnected).toBe(1);
+    expect((await mediaStats(a)).everConnected).toBe(beforeA.everConnected);
     await expect
       .poll(() => callHistory(b))
       .toContain("fingerprint in Voice call refused: the media key did not match");
@@ -393,15 +492,113 @@ describe("one-to-one calls", () => {
     await closeEnded(b);
   });
 
+  it("a voice note: recorded from the microphone, sent as an encrypted file, played inline with its duration", async () => {
+    await id(a, "voice-note").click();
+    await id(a, "voice-recorder").waitFor();
+    // At least a second of the fake microphone's beeps (the recorder shows its own time).
+    await expect.poll(() => id(a, "voice-recorder").textContent()).toMatch(/Recording… 0:0[1-9]/);
+    await id(a, "voice-note-send").click();
+    const bobsNote = b.locator("[data-testid=file][data-direction=in]").filter({ hasText: /^.*Voice note/ });
+    await bobsNote.getByTestId("file-accept").click({ timeout: 45_000 });
+    const player = bobsNote.getByTestId("voice-note-player");
+    await player.waitFor({ timeout: 45_000 });
+    expect(await bobsNote.getByTestId("file-name").textContent()).toMatch(
+      /^Voice note 0:0[1-9]\.(webm|ogg|m4a)$/,
+    );
+    expect(await player.getByTestId("voice-note-duration").textContent()).toMatch(/^0:0[1-9]$/);
+    // The received recording is real audio the browser plays: its time runs past half a second.
+    const audio = player.locator("audio");
+    await audio.evaluate((el: HTMLAudioElement) => {
+      el.muted = true;
+      void el.play();
+    });
+    await expect
+      .poll(() => audio.evaluate((el: HTMLAudioElement) => (el.error ? -1 : el.currentTime)))
+      .toBeGreaterThan(0.5);
+    await expectNoAxeViolations(b, "voice note");
+  });
+
   it("calling a contact who is offline says so at once", async () => {
     await b.goto("about:blank");
     await waitForPresence(a, /^offline/);
     await id(a, "call-voice").click();
     expect(await endedKind(a)).toBe("offline");
     expect(await id(a, "call-ended-text").textContent()).toMatch(/^Bob is offline, so the call can't ring/);
-    await closeEnded(a);
+    // Instead of the call, a voice note: the recorder opens in Bob's chat.
+    await id(a, "call-voice-note").click();
+    await id(a, "call-ended").waitFor({ state: "detached" });
+    await id(a, "voice-recorder").waitFor();
+    await id(a, "voice-note-cancel").click();
+    await id(a, "voice-note").waitFor();
     await b.goto(env.loft.url);
     await openChat(b, aliceId);
+  });
+
+  it("a room call among three members: everyone receives everyone, mute shows on the others, leaving ends the mesh", async () => {
+    // Cat and Dan: two more members who are nobody's contacts (Alice's page is shared).
+    const contexts = [await env.browser.newContext(), await env.browser.newContext()];
+    try {
+      const [b, c] = await Promise.all(
+        contexts.map(async (ctx, i) => {
+          await ctx.addInitScript(RECORD_PCS);
+          const p = await ctx.newPage();
+          env.watch(i ? "dan" : "cat", p);
+          await createIdentity(p, env.loft.url, i ? "Dan" : "Cat");
+          return p;
+        }),
+      );
+      if (!b || !c) throw new Error("no pages");
+      await a.goto(env.loft.url);
+      await id(a, "nav-new-room").click();
+      const link = await id(a, "room-link").inputValue({ timeout: 45_000 });
+      await id(a, "open-room").click();
+      for (const p of [b, c]) await p.goto(link);
+      const pages = [a, b, c];
+      const online = (p: Page) => p.locator("[data-testid=room-member][data-state=online]").count();
+      for (const [i, p] of pages.entries())
+        await expect
+          .poll(async () => `${await online(p)} ${p.url()}`, { timeout: 45_000, message: `page ${i}` })
+          .toMatch(/^2 /);
+
+      // Ann starts the call; the others see it going and join.
+      await id(a, "room-call-join").click();
+      for (const p of [b, c]) {
+        await expect.poll(() => id(p, "room-call-join").textContent()).toBe("Join the call (1 in it)");
+      }
+      await id(b, "room-call-join").click();
+      await expect.poll(() => id(c, "room-call-join").textContent()).toBe("Join the call (2 in it)");
+      await id(c, "room-call-join").click();
+      const connected = (p: Page) => p.locator("[data-testid=room-call-member][data-connected=true]").count();
+      for (const p of pages) await expect.poll(() => connected(p), { timeout: 45_000 }).toBe(2);
+
+      // Everyone receives everyone: on each page, two connected media connections, each with
+      // inbound audio packets rising.
+      for (const p of pages) {
+        const first = await meshAudioIn(p);
+        expect(first).toHaveLength(2);
+        await expect
+          .poll(async () => {
+            const now = await meshAudioIn(p);
+            return now.length === 2 && now.every((n, i) => n > (first[i] ?? 0));
+          })
+          .toBe(true);
+      }
+
+      // Alice mutes: the others see it on her entry.
+      await id(a, "room-call-mute").click();
+      const aliceOn = (p: Page) => p.locator("[data-testid=room-call-member][data-mic=false]").count();
+      for (const p of [b, c]) await expect.poll(() => aliceOn(p)).toBe(1);
+      await expectNoAxeViolations(b, "room call");
+
+      // Cat leaves: the others' meshes shrink to one connection; Cat's closes.
+      await id(c, "room-call-leave").click();
+      for (const p of [a, b]) await expect.poll(() => connected(p)).toBe(1);
+      await expect.poll(async () => (await meshAudioIn(c)).length).toBe(0);
+      for (const p of [a, b]) await id(p, "room-call-leave").click();
+      await expect.poll(async () => (await meshAudioIn(a)).length).toBe(0);
+    } finally {
+      for (const ctx of contexts) await ctx.close();
+    }
   });
 });
 

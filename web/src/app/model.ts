@@ -21,6 +21,7 @@ import type {
   Presence,
   ServiceStatus,
 } from "../engine/api.ts";
+import type { CallView } from "../engine/calls/types.ts";
 import { loadEngine } from "../engine-loader.ts";
 import {
   type ContactLink,
@@ -41,6 +42,8 @@ import { Activity } from "./activity.ts";
 import { forgetDeviceFiles } from "./device-files.ts";
 import { Navigation } from "./navigation.ts";
 import {
+  callNotificationContent,
+  closeCallNotifications,
   closeNotifications,
   type NotificationMode,
   notificationContent,
@@ -159,6 +162,27 @@ export class AppModel {
       };
       void (n > 0 ? badge.setAppBadge?.(n) : badge.clearAppBadge?.())?.catch(() => undefined);
     });
+  }
+
+  /** The incoming call whose notification is shown, and when it was (the close waits for it). */
+  #ringing: { id: string; shown: Promise<unknown> } | undefined;
+
+  /** A call ringing while the page is in the background is notified; the notice goes when it stops ringing. */
+  #callNotice(call: CallView): void {
+    if (call.direction === "in" && call.phase === "incoming") {
+      if (this.#ringing?.id === call.id || typeof document === "undefined" || !pageInBackground()) return;
+      const name = this.contact(call.contactId)?.record.username ?? "Your contact";
+      const content = callNotificationContent(
+        this.notificationMode(),
+        { id: call.contactId, name },
+        call.video,
+      );
+      if (content) this.#ringing = { id: call.id, shown: showNotification(content).catch(() => undefined) };
+    } else if (this.#ringing?.id === call.id) {
+      const { shown } = this.#ringing;
+      this.#ringing = undefined;
+      void shown.then(() => closeCallNotifications(call.contactId)).catch(() => undefined);
+    }
   }
 
   /** A notification for a message the person can't be seeing (notifications.ts). */
@@ -349,6 +373,9 @@ export class AppModel {
         break;
       case "message-state":
         void this.activity.outgoing(e.contactId, e.id, e.state);
+        break;
+      case "call":
+        this.#callNotice(e.call);
         break;
       case "identity-change":
       case "contact-updated":

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { notificationContent } from "./notifications.ts";
+import { callNotificationContent, notificationContent } from "./notifications.ts";
 
 const bob = { id: "ab".repeat(32), name: "Bob", request: false };
 
@@ -24,5 +24,22 @@ describe("notification content follows the setting", () => {
     const n = notificationContent("on", { ...bob, request: true }, "buy my stuff")!;
     expect(n.body).not.toContain("buy");
     expect(n.path).toBe("/");
+  });
+});
+
+describe("an incoming call's notification follows the setting", () => {
+  const from = { id: "ab".repeat(32), name: "Alice" };
+  it("says who calls and how, one per contact, opening their chat", () => {
+    expect(callNotificationContent("on", from, true)).toEqual({
+      title: "Alice",
+      body: "Incoming video call",
+      tag: `call:${from.id}`,
+      path: `/chat/${from.id}`,
+    });
+    expect(callNotificationContent("on", from, false)?.body).toBe("Incoming voice call");
+  });
+  it("says only that someone calls when private, and nothing when off", () => {
+    expect(callNotificationContent("private", from, true)?.body).toBe("Incoming call");
+    expect(callNotificationContent("off", from, false)).toBeUndefined();
   });
 });

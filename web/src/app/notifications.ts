@@ -47,6 +47,29 @@ export function notificationContent(
   return { title: from.name, body, tag: `chat:${from.id}`, path: `/chat/${from.id}` };
 }
 
+/**
+ * What to show for a call ringing while the page is in the background (docs/protocol/calls.md):
+ * who calls and how ("private" keeps the kind of call too: it says no more than the name).
+ * One per contact (`call:<id>`), closed once the call stops ringing; a click opens their chat,
+ * where the call screen is.
+ */
+export function callNotificationContent(
+  mode: NotificationMode,
+  from: { id: ContactId; name: string },
+  video: boolean,
+): NotificationContent | undefined {
+  if (mode === "off") return undefined;
+  const body = mode === "private" ? "Incoming call" : video ? "Incoming video call" : "Incoming voice call";
+  return { title: from.name, body, tag: `call:${from.id}`, path: `/chat/${from.id}` };
+}
+
+/** Close the ringing call's notification (answered, declined, or no longer ringing). */
+export async function closeCallNotifications(contactId: ContactId): Promise<void> {
+  if (notificationPermission() !== "granted") return;
+  const reg = await navigator.serviceWorker.getRegistration();
+  for (const n of (await reg?.getNotifications({ tag: `call:${contactId}` })) ?? []) n.close();
+}
+
 /** The browser's permission, or "unsupported" without the Notifications API or Service Workers. */
 export function notificationPermission(): NotificationPermission | "unsupported" {
   if (typeof Notification === "undefined" || !("serviceWorker" in navigator)) return "unsupported";

@@ -50,7 +50,7 @@ import type { FileTransfer } from "./files/store.ts";
 
 export type { FileState, FileTransfer } from "./files/store.ts";
 
-import type { CallControls, CallEndKind, CallView } from "./calls/types.ts";
+import type { CallControls, CallEndKind, CallView, RoomCallControls } from "./calls/types.ts";
 import type { RoomsApi } from "./rooms/api.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -518,6 +518,8 @@ export interface ChatEngine {
   readonly rooms?: RoomsApi;
   /** One-to-one voice and video calls (web/src/engine/calls/); absent where media is unavailable. */
   readonly calls?: CallControls;
+  /** Voice calls in rooms (web/src/engine/calls/room-call.ts); absent where rooms are. */
+  readonly roomCalls?: RoomCallControls;
   /**
    * The E2EE fetch proxy's requesting side over the contact's live session (proxy-link.ts), or
    * undefined when there is none (the contact is offline).

@@ -192,7 +192,11 @@ export interface EngineContext {
   /** File transfers (set by the engine; absent in engines built without them). */
   files?: FileLane;
   /** Where `call.*` signals from a live session go (calls/calls.ts); set by the engine. */
-  calls?: { receive(peer: Peer, m: CallSignal): void };
+  calls?: {
+    receive(peer: Peer, m: CallSignal): void;
+    /** A new live session with the contact: a call's signals the old one may have lost go again. */
+    sessionUp(peer: Peer): void;
+  };
 }
 
 /** Largest message reassembled from mailbox pieces (a 16 000-character text is about 66 KB). */

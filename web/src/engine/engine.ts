@@ -50,6 +50,7 @@ import type {
   ServiceStatus,
 } from "./api.ts";
 import { Calls } from "./calls/calls.ts";
+import { RoomCalls } from "./calls/room-call.ts";
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
 import { cryptoOf, type EngineContext, emit, type Peer, providerOf, setService, stamp } from "./context.ts";
 import { FileTransfers } from "./files/transfers.ts";
@@ -74,6 +75,8 @@ export class Engine implements ChatEngine {
   readonly rooms: RoomsEngine | undefined;
   /** One-to-one calls (calls/calls.ts; docs/protocol/calls.md). */
   readonly calls: Calls;
+  /** Voice calls in rooms (calls/room-call.ts; docs/protocol/calls.md §7). */
+  readonly roomCalls: RoomCalls | undefined;
 
   constructor(
     options: EngineStartOptions,
@@ -128,6 +131,11 @@ export class Engine implements ChatEngine {
         });
     this.calls = new Calls(this.#ctx, (contactId) => this.connect(contactId));
     this.#ctx.calls = this.calls;
+    const rooms = this.rooms;
+    this.roomCalls = rooms
+      ? new RoomCalls({ rooms, selfHex: toHex(selfKey), storage: options.storage, log: cfg.log })
+      : undefined;
+    if (rooms) rooms.lane = this.roomCalls;
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -206,6 +214,7 @@ export class Engine implements ChatEngine {
     // Messages already handed over are stored (and stay in the outbox) before we go.
     await this.#lines.idle();
     this.calls.stop();
+    this.roomCalls?.stop();
     this.#ctx.stopped = true;
     this.#links.stop();
     this.rooms?.stop();

@@ -10,6 +10,7 @@ import type { AppModel } from "../app/model.ts";
 import { roomsOf } from "../app/rooms.ts";
 import type { RoomMemberView, RoomMessageView, RoomView } from "../engine/rooms/api.ts";
 import { safetyCode } from "../identity.ts";
+import { RoomCallPanel } from "./call/RoomCallPanel.tsx";
 import { Composer } from "./chat/Composer.tsx";
 import { Qr } from "./Qr.tsx";
 
@@ -325,6 +326,11 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                 />
               )}
             </Show>
+            <RoomCallPanel
+              app={app}
+              roomId={props.id}
+              nameOf={(k) => r().members.find((m) => m.key === k)?.name ?? short(k)}
+            />
             <For each={r().refused.slice(-3)}>
               {(x) => (
                 <p class="status" role="status" data-testid="room-refused-attempt">

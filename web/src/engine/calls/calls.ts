@@ -15,7 +15,12 @@ import { randomId } from "../../lib/base64url.ts";
 import type { ContactId, StoredMessage } from "../api.ts";
 import { type EngineContext, emit, type Peer, serial, stamp } from "../context.ts";
 import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
-import { certificateFingerprint, parseFingerprintHex, sdpMatchesFingerprint } from "./fingerprint.ts";
+import {
+  certificateFingerprint,
+  parseFingerprintHex,
+  remoteCertificates,
+  sdpMatchesFingerprint,
+} from "./fingerprint.ts";
 import { MediaRefused, openCamera, openLocalMedia, openMicrophone } from "./media.ts";
 import type { CallControls, CallDevice, CallEndKind, CallView } from "./types.ts";
 import { CALL_ID_BYTES, type CallEndReason, type CallSignal } from "./wire.ts";
@@ -35,6 +40,12 @@ const RESTART_EVERY_MS = 4_000;
 const RECONNECT_GIVE_UP_MS = 30_000;
 /** Early ICE candidates kept per call before its remote description is set. */
 const MAX_PENDING_CANDIDATES = 64;
+/** Our own candidates kept per call, to send again on a new session (one ICE generation). */
+const MAX_RESEND_CANDIDATES = 64;
+/** An answered call whose media is not up after this long ends as failed (lost signals, no path). */
+const CONNECT_TIMEOUT_MS = 45_000;
+/** Ended calls remembered, so that a late copy of their offer does not ring again. */
+const MAX_ENDED_CALLS = 32;
 
 export type CallsContext = Pick<
   EngineContext,
@@ -68,6 +79,12 @@ interface ActiveCall {
   devices: { audioinput?: string; videoinput?: string };
   /** The post-connection fingerprint check passed. */
   verified: boolean;
+  /**
+   * What a replaced or dropped session may have lost, sent again on the contact's next live
+   * session (`sessionUp`, calls.md §5): our latest offer or answer and this ICE generation's
+   * candidates. Signals are not queued like messages: a copy that does arrive twice is harmless.
+   */
+  resend: { offer?: CallSignal; answer?: CallSignal; ice: CallSignal[] };
 }
 
 export class Calls implements CallControls {
@@ -75,6 +92,8 @@ export class Calls implements CallControls {
   readonly #connect: (contactId: ContactId) => void;
   #call: ActiveCall | undefined;
   #inbox: Promise<unknown> = Promise.resolve();
+  /** Ended calls (hex id → what we told the contact), newest last: a late offer is answered, not rung. */
+  readonly #ended = new Map<string, CallEndReason>();
 
   constructor(ctx: CallsContext, connect: (contactId: ContactId) => void) {
     this.#ctx = ctx;
@@ -135,11 +154,15 @@ export class Calls implements CallControls {
     const offer = await c.pc!.createOffer();
     await c.pc!.setLocalDescription(offer);
     const sdp = c.pc!.localDescription?.sdp ?? offer.sdp ?? "";
-    if (!(await this.#send(c, { t: "call.offer", c: id, v: video, sdp, fp })))
-      return this.#finish(c, "offline", undefined);
+    const signal: CallSignal = { t: "call.offer", c: id, v: video, sdp, fp };
+    c.resend.offer = signal;
     this.#timer(c, RING_TIMEOUT_MS, () => {
       if (c.view.phase === "calling" || c.view.phase === "ringing") this.#finish(c, "no-answer", "timeout");
     });
+    if (await this.#send(c, signal)) return;
+    // The session went away under us (replaced, dropped): the offer goes on the next one.
+    if (!(await this.#sessionUp(c))) return this.#finish(c, "offline", undefined);
+    if (this.#call === c && c.view.phase === "calling") await this.#send(c, signal);
   }
 
   /** A live session to the contact, dialing if needed (the call's signals need it). */
@@ -185,8 +208,15 @@ export class Calls implements CallControls {
     const ours = c !== undefined && c.peer === peer && equalBytes(c.id, m.c);
     if (m.t === "call.offer") {
       if (ours) return this.#restartOffer(c, m);
+      const told = this.#ended.get(toHex(m.c));
+      if (told) {
+        // A copy of an ended call's offer (sent again on a new session): say again how it ended.
+        await this.#sendTo(peer, { t: "call.end", c: m.c, r: told });
+        return;
+      }
       if (c) {
         // Busy: say so, and keep a trace of who tried.
+        this.#remember(m.c, "busy");
         await this.#sendTo(peer, { t: "call.end", c: m.c, r: "busy" });
         await this.#record(peer.id, "in", "missed", m.v);
         return;
@@ -212,6 +242,7 @@ export class Calls implements CallControls {
 
   async #incoming(peer: Peer, m: Extract<CallSignal, { t: "call.offer" }>): Promise<void> {
     if (peer.blocked || peer.request) {
+      this.#remember(m.c, "decline");
       await this.#sendTo(peer, { t: "call.end", c: m.c, r: "decline" });
       return;
     }
@@ -245,6 +276,7 @@ export class Calls implements CallControls {
   async #accept(c: ActiveCall, video: boolean): Promise<void> {
     const offer = c.offer!;
     this.#changed(c, { phase: "connecting" });
+    this.#connectTimer(c);
     try {
       await this.#openMedia(c, video);
     } catch (e) {
@@ -271,8 +303,10 @@ export class Calls implements CallControls {
     await this.#flushCandidates(c);
     const sdp = c.pc!.localDescription?.sdp ?? answer.sdp ?? "";
     c.offer = undefined;
-    if (!(await this.#send(c, { t: "call.answer", c: c.id, sdp, fp }))) this.#finish(c, "failed", undefined);
-    else await this.#sendMediaState(c);
+    const signal: CallSignal = { t: "call.answer", c: c.id, sdp, fp };
+    c.resend.answer = signal;
+    // Not sent now (the session is being replaced): it goes again on the next one (`sessionUp`).
+    if (await this.#send(c, signal)) await this.#sendMediaState(c);
   }
 
   async #answered(c: ActiveCall, m: Extract<CallSignal, { t: "call.answer" }>): Promise<void> {
@@ -287,22 +321,58 @@ export class Calls implements CallControls {
     c.theirFp = m.fp;
     await c.pc.setRemoteDescription({ type: "answer", sdp: m.sdp });
     await this.#flushCandidates(c);
-    if (c.view.phase === "calling" || c.view.phase === "ringing") this.#changed(c, { phase: "connecting" });
+    if (c.view.phase === "calling" || c.view.phase === "ringing") {
+      this.#changed(c, { phase: "connecting" });
+      this.#connectTimer(c);
+    }
     await this.#sendMediaState(c);
   }
 
   /** An offer for the call in progress: the caller restarts ICE (calls.md §5). */
   async #restartOffer(c: ActiveCall, m: Extract<CallSignal, { t: "call.offer" }>): Promise<void> {
-    if (c.view.direction !== "in" || !c.pc || !c.theirFp) return;
+    if (c.view.direction !== "in" || !c.theirFp) return;
     // The certificate never changes within a call: a new one is a new party.
     if (!equalBytes(c.theirFp, m.fp) || !sdpMatchesFingerprint(m.sdp, m.fp).ok)
       return this.#finish(c, "fingerprint", "refused");
+    // A copy of the offer we hold or already answered (sent again on a new session): our
+    // answer may be what was lost, so it goes again; the offer is not applied twice.
+    if (!c.pc || c.pc.remoteDescription?.sdp === m.sdp) {
+      if (c.resend.answer) await this.#send(c, c.resend.answer);
+      return;
+    }
     await c.pc.setRemoteDescription({ type: "offer", sdp: m.sdp });
     await this.#flushCandidates(c);
     const answer = await c.pc.createAnswer();
+    c.resend.ice = []; // a new ICE generation: the old candidates are of no use
     await c.pc.setLocalDescription(answer);
     const fp = c.ourFp;
-    if (fp) await this.#send(c, { t: "call.answer", c: c.id, sdp: c.pc.localDescription?.sdp ?? "", fp });
+    if (!fp) return;
+    c.resend.answer = { t: "call.answer", c: c.id, sdp: c.pc.localDescription?.sdp ?? "", fp };
+    await this.#send(c, c.resend.answer);
+  }
+
+  /**
+   * A new live session with the contact (link/controller.ts): signals sent on the old one may
+   * be lost with it — it was replaced by a newer one, or dropped — so what the call still needs
+   * goes again: the caller's pending offer, the callee's ring or answer, our candidates while the
+   * media is not up, and our media state. The receiving side ignores what it already has.
+   */
+  sessionUp(peer: Peer): void {
+    const c = this.#live();
+    if (!c || c.peer !== peer) return;
+    void this.#resend(c).catch((e) => this.#log(`resend failed: ${(e as Error).message}`));
+  }
+
+  async #resend(c: ActiveCall): Promise<void> {
+    const { offer, answer } = c.resend;
+    if (c.view.direction === "out" && offer && c.pc?.signalingState === "have-local-offer")
+      await this.#send(c, offer);
+    if (c.view.direction === "in" && c.view.phase === "incoming")
+      await this.#send(c, { t: "call.ring", c: c.id });
+    if (c.view.direction === "in" && answer && !c.verified) await this.#send(c, answer);
+    if (c.view.phase !== "active") for (const ice of c.resend.ice) await this.#send(c, ice);
+    if (c.pc && (offer || answer)) await this.#sendMediaState(c);
+    this.#log(`signals sent again on a new session ${c.peer.id.slice(0, 8)}`);
   }
 
   async #candidate(c: ActiveCall, init: RTCIceCandidateInit): Promise<void> {
@@ -346,13 +416,15 @@ export class Calls implements CallControls {
     pc.onicecandidate = (e) => {
       const cand = e.candidate;
       if (!cand?.candidate) return;
-      void this.#send(c, {
+      const signal: CallSignal = {
         t: "call.ice",
         c: c.id,
         cand: cand.candidate,
         mid: cand.sdpMid ?? "",
         ml: cand.sdpMLineIndex ?? 0,
-      });
+      };
+      if (c.resend.ice.length < MAX_RESEND_CANDIDATES) c.resend.ice.push(signal);
+      void this.#send(c, signal);
     };
     pc.ontrack = (e) => {
       if (!c.remote?.getTracks().includes(e.track)) c.remote?.addTrack(e.track);
@@ -386,11 +458,8 @@ export class Calls implements CallControls {
    * fingerprint, which we compared with the session's before applying it.
    */
   async #dtlsPeerMatches(c: ActiveCall): Promise<boolean> {
-    const transport = c.pc?.getSenders().find((s) => s.transport)?.transport as
-      | (RTCDtlsTransport & { getRemoteCertificates?: () => ArrayBuffer[] })
-      | null
-      | undefined;
-    const certs = transport?.getRemoteCertificates?.();
+    if (!c.pc) return false;
+    const certs = await remoteCertificates(c.pc);
     if (!certs) return true;
     const [first] = certs;
     if (!first || !c.theirFp) return false;
@@ -437,15 +506,11 @@ export class Calls implements CallControls {
     if (!pc || !fp) return;
     if (pc.signalingState !== "stable") await pc.setLocalDescription({ type: "rollback" }).catch(() => {});
     const offer = await pc.createOffer({ iceRestart: true });
+    c.resend.ice = []; // a new ICE generation: the old candidates are of no use
     await pc.setLocalDescription(offer);
     this.#log(`ICE restart ${c.peer.id.slice(0, 8)}`);
-    await this.#send(c, {
-      t: "call.offer",
-      c: c.id,
-      v: c.view.video,
-      sdp: pc.localDescription?.sdp ?? "",
-      fp,
-    });
+    c.resend.offer = { t: "call.offer", c: c.id, v: c.view.video, sdp: pc.localDescription?.sdp ?? "", fp };
+    await this.#send(c, c.resend.offer);
   }
 
   // ---- media controls ------------------------------------------------------------------------
@@ -617,6 +682,8 @@ export class Calls implements CallControls {
   #finish(c: ActiveCall, kind: CallEndKind, tell: CallEndReason | undefined): void {
     if (c.view.phase === "ended") return;
     const durationMs = c.view.connectedAt !== undefined ? Date.now() - c.view.connectedAt : undefined;
+    // A late copy of this call's offer is answered with how it ended (the caller may have missed it).
+    this.#remember(c.id, tell ?? (kind === "missed" ? "timeout" : "failed"));
     if (tell) void this.#send(c, { t: "call.end", c: c.id, r: tell });
     this.#stopMedia(c);
     const name = c.peer?.name ?? "This contact";
@@ -700,10 +767,28 @@ export class Calls implements CallControls {
       timers: new Set(),
       devices: {},
       verified: false,
+      resend: { ice: [] },
     };
     this.#call = c;
     this.#changed(c);
     return c;
+  }
+
+  /** Bounded "connecting": signals lost for good, or no path the media could take. */
+  #connectTimer(c: ActiveCall): void {
+    this.#timer(c, CONNECT_TIMEOUT_MS, () => {
+      if (c.view.phase === "connecting") this.#finish(c, "failed", "failed");
+    });
+  }
+
+  #remember(id: Bytes, told: CallEndReason): void {
+    const key = toHex(id);
+    this.#ended.delete(key);
+    this.#ended.set(key, told);
+    for (const old of this.#ended.keys()) {
+      if (this.#ended.size <= MAX_ENDED_CALLS) break;
+      this.#ended.delete(old);
+    }
   }
 
   #timer(c: ActiveCall, ms: number, run: () => void): void {

@@ -64,3 +64,35 @@ export async function certificateFingerprint(
 ): Promise<Uint8Array> {
   return new Uint8Array(await subtle.digest("SHA-256", der));
 }
+
+type DtlsWithCertificates = RTCDtlsTransport & { getRemoteCertificates?: () => ArrayBuffer[] };
+
+/**
+ * The DER certificates the connection's DTLS peer presented, or undefined where the browser does
+ * not expose them (`getRemoteCertificates` is Chromium's). "connected" can be reported a moment
+ * before the DTLS transport has them: an empty list is read again, every 50 ms for at most
+ * `waitMs` (bounded in count and time), before it counts as no certificate.
+ */
+export async function remoteCertificates(
+  pc: RTCPeerConnection,
+  waitMs = 5_000,
+): Promise<ArrayBuffer[] | undefined> {
+  const transport = [
+    ...pc.getSenders().map((s) => s.transport),
+    ...pc.getReceivers().map((r) => r.transport),
+  ].find((t) => t) as DtlsWithCertificates | null | undefined;
+  if (!transport?.getRemoteCertificates) return undefined;
+  const until = Date.now() + waitMs;
+  for (let i = 0; i < Math.ceil(waitMs / 50); i++) {
+    const certs = transport.getRemoteCertificates();
+    if (
+      certs.length > 0 ||
+      Date.now() > until ||
+      transport.state === "failed" ||
+      transport.state === "closed"
+    )
+      return certs;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return transport.getRemoteCertificates();
+}

@@ -87,3 +87,43 @@ export interface CallControls {
   /** The media to show: ours (preview) and the contact's. */
   streams(): { local?: MediaStream; remote?: MediaStream };
 }
+
+/** One other member in a room's call (docs/protocol/calls.md §7). */
+export interface RoomCallMemberView {
+  /** The member's identity key, hex (the room's member list has its name). */
+  key: string;
+  /** What the member last said of its microphone (`call.room.in`). */
+  micOn: boolean;
+  /** The media connection with this member is up and its DTLS fingerprint checked. */
+  connected: boolean;
+  /** The loudest voice in the call right now (active speaker). */
+  speaking: boolean;
+}
+
+/** A room's voice call as this device sees it. */
+export interface RoomCallView {
+  roomId: string;
+  /** We are in the call. */
+  joined: boolean;
+  micOn: boolean;
+  /** We are the active speaker. */
+  speaking: boolean;
+  /** The others in the call (present members who said they are in it), in key order. */
+  members: RoomCallMemberView[];
+  /** The most people a room call holds (a full mesh: everyone sends to everyone). */
+  limit: number;
+  /** Why joining did not work, or a problem that does not end the call, in words. */
+  note?: string;
+}
+
+export interface RoomCallControls {
+  view(roomId: string): RoomCallView;
+  /** Join (or start) the room's voice call; problems arrive as `note` (never throws). */
+  join(roomId: string): void;
+  leave(roomId: string): void;
+  setMic(roomId: string, on: boolean): void;
+  /** The members' audio, to play. */
+  streams(roomId: string): { key: string; stream: MediaStream }[];
+  /** Called with a room id whenever that room's call view changes. */
+  subscribe(listener: (roomId: string) => void): () => void;
+}

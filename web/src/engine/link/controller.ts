@@ -480,6 +480,7 @@ export class LinkController {
       await serial(peer, () => sendApp(ctx, peer, live, { t: "sync" })).catch(() => {});
     this.apply(sessionRunning(peer));
     ctx.files?.sessionUp(peer, live);
+    ctx.calls?.sessionUp(peer);
   }
 
   /** Frames from the live session, one at a time and in order. */

@@ -78,6 +78,17 @@ const CLOSE_GRACE_MS = 1_500;
 /** Secrets held while the state committing to them is on its way. */
 const MAX_PENDING_KEYS = 8;
 
+/**
+ * Another feature's frames on the member sessions (room calls: calls/room-call.ts, frames
+ * 0x30–0x37): the mesh hands them over and says when a member's session comes up or goes.
+ */
+export interface RoomFrameLane {
+  /** True when the frame is the lane's (it is then not read as a room message). */
+  onFrame(roomId: string, member: string, frame: Uint8Array): boolean;
+  memberUp(roomId: string, member: string): void;
+  memberDown(roomId: string, member: string): void;
+}
+
 export interface RoomsDeps {
   user: UserIdentity;
   storage: Pick<EngineStorage, "loadSecret" | "saveSecret" | "deleteSecret">;
@@ -147,6 +158,8 @@ export class RoomsEngine implements RoomsApi {
   #relay: LiveTransport | undefined;
   #loaded: Promise<void> | undefined;
   #stopped = false;
+  /** Room calls (set by the engine). */
+  lane: RoomFrameLane | undefined;
 
   constructor(deps: RoomsDeps) {
     this.#d = deps;
@@ -856,6 +869,19 @@ export class RoomsEngine implements RoomsApi {
         this.#sendTo(m, { t: "room.msg", id: e.id, at: e.at, text: e.text });
     this.#changed(room);
     void this.#read(room, m, session);
+    this.lane?.memberUp(room.idHex, m.hex);
+  }
+
+  /** A frame of another feature (RoomFrameLane) to a member; false when its link is down. */
+  sendFrame(roomId: string, member: string, frame: Uint8Array): boolean {
+    const s = this.#rooms.get(roomId)?.members.get(member)?.session;
+    if (!s || s.state === "closed") return false;
+    try {
+      s.send(frame);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   async #read(room: Room, m: Member, session: Session): Promise<void> {
@@ -866,6 +892,7 @@ export class RoomsEngine implements RoomsApi {
       } catch {
         break;
       }
+      if (this.lane?.onFrame(room.idHex, m.hex, bytes)) continue;
       const decoded = decodeRoomFrame(bytes);
       if (!decoded.ok) {
         this.#d.log(`dropped a room frame: ${decoded.error.code}`);
@@ -877,6 +904,7 @@ export class RoomsEngine implements RoomsApi {
       m.session = undefined;
       this.#changed(room);
     }
+    if (!m.session) this.lane?.memberDown(room.idHex, m.hex);
   }
 
   /** One message from a member; false when the link is to end (a bye, a removal). */

@@ -6,6 +6,7 @@
 import { createSignal, Show } from "solid-js";
 import { cannotCall, startCall } from "../../app/calls.ts";
 import type { AppModel } from "../../app/model.ts";
+import { VoiceNoteButton } from "./VoiceNote.tsx";
 
 export function CallButtons(props: { app: AppModel; id: string; name: string; blocked: boolean }) {
   const [problem, setProblem] = createSignal<string>();
@@ -36,6 +37,7 @@ export function CallButtons(props: { app: AppModel; id: string; name: string; bl
       >
         🎥
       </button>
+      <VoiceNoteButton app={props.app} id={props.id} name={props.name} />
       <Show when={problem()}>
         <span class="call-problem" role="alert" data-testid="call-problem">
           {problem()}

@@ -19,6 +19,7 @@ import {
   useCallDevice,
 } from "../../app/calls.ts";
 import type { AppModel } from "../../app/model.ts";
+import { offerVoiceNote } from "../../app/voice-notes.ts";
 import type { CallDevice, CallView } from "../../engine/calls/types.ts";
 import { durationLabel } from "../../engine/calls/words.ts";
 
@@ -266,6 +267,19 @@ function Ended(props: { app: AppModel; call: CallView; name: string; onClose: ()
   return (
     <div class="call-ended card" role="alert" data-testid="call-ended" data-kind={props.call.ended?.kind}>
       <span data-testid="call-ended-text">{props.call.ended?.message ?? "Call ended."}</span>{" "}
+      <Show when={["busy", "offline", "no-answer", "unavailable"].includes(props.call.ended?.kind ?? "")}>
+        <button
+          type="button"
+          class="primary"
+          data-testid="call-voice-note"
+          onClick={() => {
+            offerVoiceNote(props.call.contactId);
+            props.onClose();
+          }}
+        >
+          Send a voice note
+        </button>{" "}
+      </Show>
       <button type="button" class="link" ref={close} data-testid="call-close" onClick={props.onClose}>
         Close
       </button>

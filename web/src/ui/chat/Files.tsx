@@ -9,7 +9,9 @@ import { createSignal, For, onCleanup, onMount, Show } from "solid-js";
 import { createStore, reconcile } from "solid-js/store";
 import { acceptFile, cancelFile, declineFile, fileBlob, listFiles, previewable } from "../../app/files.ts";
 import type { AppModel } from "../../app/model.ts";
+import { voiceNoteDuration } from "../../app/voice-notes.ts";
 import type { FileTransfer } from "../../engine/api.ts";
+import { VoiceNotePlayer } from "../call/VoiceNote.tsx";
 import { saveFile } from "../save-file.ts";
 
 export function formatBytes(n: number): string {
@@ -161,6 +163,9 @@ export function Files(props: {
                       data-testid="file-preview"
                     />
                   )}
+                </Show>
+                <Show when={t.state === "done" && voiceNoteDuration(t.name) && t.type.startsWith("audio/")}>
+                  <VoiceNotePlayer app={props.app} fileKey={t.key} name={t.name} from={props.name()} />
                 </Show>
                 <Show when={MOVING.has(t.state) && t.state !== "offered" && t.state !== "hashing"}>
                   <progress

@@ -21,6 +21,7 @@
 import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Page } from "playwright-core";
 import { launchChromium } from "../test/support/browser.ts";
 import { startLoft } from "../test/support/loft-process.ts";
 import {
@@ -39,6 +40,8 @@ const QUICK = process.argv.includes("--quick");
 const FILE_MIB = Number(process.env.LOFT_BENCH_FILE_MIB ?? (QUICK ? 16 : 100));
 const ROUNDS = Number(process.env.LOFT_BENCH_REPEATS ?? (QUICK ? 1 : 3));
 const RAW_MESSAGE = 64 * 1024;
+/** `LOFT_BENCH_PROFILE=1`: log where each page spent its CPU during the file rounds (CDP Profiler). */
+const PROFILE = process.env.LOFT_BENCH_PROFILE === "1";
 
 const PAGE_SOURCE = `
 import { LoftStorage } from ${repoModule("web/src/storage/storage.ts")};
@@ -173,7 +176,10 @@ async function main() {
     const files: Subject = {
       name: "files",
       run: async () => {
+        const profiling = PROFILE ? await Promise.all([startProfile(a), startProfile(b)]) : [];
         const [, ms] = await Promise.all([callPage(a, "sendFile"), callPage<number>(b, "receiveFile")]);
+        for (const [who, p] of profiling.entries())
+          log(`  ${who === 0 ? "sender" : "receiver"} CPU:\n${await p()}`);
         log(
           `  file round: ${FILE_MIB} MiB in ${ms.toFixed(0)} ms, ${(bytes / 1e6 / (ms / 1000)).toFixed(1)} MB/s`,
         );
@@ -233,6 +239,41 @@ async function main() {
     site.close();
     await rm(outDir, { recursive: true, force: true });
   }
+}
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+}
+
+/** Start the page's CPU profiler; the returned function stops it and sums self time per function. */
+async function startProfile(page: Page): Promise<() => Promise<string>> {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("Profiler.enable");
+  await cdp.send("Profiler.setSamplingInterval", { interval: 500 });
+  await cdp.send("Profiler.start");
+  return async () => {
+    const { profile } = (await cdp.send("Profiler.stop")) as unknown as {
+      profile: { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
+    };
+    const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+    const self = new Map<string, number>();
+    let total = 0;
+    profile.samples.forEach((id, i) => {
+      const n = byId.get(id);
+      const us = profile.timeDeltas[i] ?? 0;
+      total += us;
+      if (!n) return;
+      const f = n.callFrame;
+      const name = `${f.functionName || "(anon)"} ${f.url.split("/").pop()}:${f.lineNumber + 1}`;
+      self.set(name, (self.get(name) ?? 0) + us);
+    });
+    return [...self.entries()]
+      .sort((x, y) => y[1] - x[1])
+      .slice(0, 25)
+      .map(([name, us]) => `    ${((100 * us) / total).toFixed(1).padStart(5)}%  ${name}`)
+      .join("\n");
+  };
 }
 
 main().catch((e) => {

@@ -41,8 +41,10 @@ export class IdbFileStore implements FileStore {
     return all.sort((a, b) => a.at - b.at);
   }
 
-  async putChunk(key: string, index: number, sealed: Uint8Array): Promise<void> {
-    await (await this.#db).put("chunks", sealed, [key, index]);
+  async putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void> {
+    // One transaction for the batch: a transaction's commit, not the bytes, is what costs.
+    const tx = (await this.#db).transaction("chunks", "readwrite");
+    await Promise.all([...sealed.map((c, n) => tx.store.put(c, [key, first + n])), tx.done]);
   }
 
   async getChunk(key: string, index: number): Promise<Uint8Array | undefined> {

@@ -68,7 +68,8 @@ export interface FileStore {
   putTransfer(t: FileTransfer): Promise<void>;
   /** Every transfer, oldest first (the engine loads them once). */
   listTransfers(): Promise<FileTransfer[]>;
-  putChunk(key: string, index: number, sealed: Uint8Array): Promise<void>;
+  /** Store chunks `first`, `first + 1`, … at once (one transaction where the store has them). */
+  putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void>;
   getChunk(key: string, index: number): Promise<Uint8Array | undefined>;
   /** Delete a transfer's chunks (`deleteTransfer`: its chunks and its record). */
   deleteChunks(key: string): Promise<void>;
@@ -85,8 +86,8 @@ export class MemoryFileStore implements FileStore {
   async listTransfers(): Promise<FileTransfer[]> {
     return [...this.#transfers.values()].sort((a, b) => a.at - b.at).map((t) => structuredClone(t));
   }
-  async putChunk(key: string, index: number, sealed: Uint8Array): Promise<void> {
-    this.#chunks.set(`${key}#${index}`, sealed.slice());
+  async putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void> {
+    for (const [n, c] of sealed.entries()) this.#chunks.set(`${key}#${first + n}`, c.slice());
   }
   async getChunk(key: string, index: number): Promise<Uint8Array | undefined> {
     return this.#chunks.get(`${key}#${index}`)?.slice();

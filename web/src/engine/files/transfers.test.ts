@@ -15,7 +15,7 @@ import { EngineHarness, type EngineNode, FAST_ENGINE, until } from "../../../../
 import type { EngineRefusal, FileTransfer } from "../api.ts";
 import type { EngineConfig } from "../engine.ts";
 import { MemoryFileStore } from "./store.ts";
-import { FILE_CHUNK_BYTES } from "./wire.ts";
+import { FILE_CHUNK_BYTES, fileHash } from "./wire.ts";
 
 const FAST: Partial<EngineConfig> = {
   ...FAST_ENGINE,
@@ -108,6 +108,23 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     expect(await b.engine.listFiles(a.id)).toEqual([]);
     expect(await b.engine.fileBlob(keys.in)).toBeUndefined();
     expect([...b.storage.secrets.keys()].some((k) => k.startsWith("file/"))).toBe(false);
+  });
+
+  it("hashing a file before the offer reports how far it got; the offer then carries the file hash", async () => {
+    const [a, b] = await h.pair();
+    const blob = randomFile(40 * FILE_CHUNK_BYTES + 7, 9); // 2.5 blocks of 16 chunks
+    const keys = await offerAndAccept(a, b, blob);
+    const hashing = a.events.flatMap((e) =>
+      e.type === "file" && e.transfer.key === keys.out && e.transfer.state === "hashing"
+        ? [e.transfer.done]
+        : [],
+    );
+    expect(hashing.some((done) => done > 0 && done < blob.size)).toBe(true);
+    await until(() => stateOf(b, keys.in) === "done", "received");
+    const data = new Uint8Array(await blob.arrayBuffer());
+    expect(toHex(files(b).get(keys.in)?.hash ?? new Uint8Array())).toBe(
+      toHex(await fileHash(nobleCrypto, data)),
+    );
   });
 
   it("an empty file goes as one empty chunk", async () => {

@@ -11,7 +11,6 @@
  * messages step (a `file.*` message, inside the contact's `serial` chain); the engine facade
  * calls the user actions. Everything one transfer does runs in order on that transfer.
  */
-import { sha256 } from "@noble/hashes/sha2.js";
 import { equalBytes, wipe } from "../../../../core/bytes.ts";
 import { type ContactId, EngineRefusal } from "../api.ts";
 import { type EngineContext, emit, type Live, type Peer, providerOf, serial } from "../context.ts";
@@ -27,6 +26,7 @@ import {
   FILE_CHUNK_BYTES,
   FILE_KEY_BYTES,
   type FileAppMessage,
+  FileHasher,
   type FileOffer,
   MAX_FILE_BYTES,
   MAX_FILE_NAME_CHARS,
@@ -37,16 +37,19 @@ import {
   sealChunk,
 } from "./wire.ts";
 
-/** Chunks the sender may have beyond the receiver's last ACK (≈ 2 MiB in flight). */
-export const WINDOW_CHUNKS = 32;
+/** Chunks the sender may have beyond the receiver's last ACK (≈ 4 MiB in flight). */
+export const WINDOW_CHUNKS = 64;
+/**
+ * Chunks read from the file at once (one `Blob.slice` read of ≈ 1 MiB), sealed concurrently; the
+ * next block is read and sealed while this one is sent.
+ */
+export const READ_BLOCK_CHUNKS = 16;
 /** Offers from one contact that may wait on the user or run at once; more are declined "busy". */
 export const MAX_OPEN_INCOMING = 16;
 /** Progress events at most this often per transfer (state changes always). */
 const PROGRESS_EVERY_MS = 100;
 /** A received file is reassembled into its Blob this many bytes at a time. */
 const BLOB_BATCH_BYTES = 8 * 1024 * 1024;
-/** Bytes read from the file per step while hashing. */
-const HASH_SLICE_BYTES = 4 * 1024 * 1024;
 
 const FINAL = new Set(["done", "failed", "declined", "cancelled"]);
 const secretName = (key: string) => `file/${key}`;
@@ -69,11 +72,20 @@ interface Outgoing extends Moving {
 }
 
 interface Incoming extends Moving {
-  hasher?: ReturnType<typeof sha256.create>;
-  /** Chunks opened and hashed (the next index taken); `t.next` counts those stored. */
+  hasher?: FileHasher;
+  /** Chunks opened (the next index taken); `t.next` counts those stored. */
   taken: number;
-  /** Chunks are stored one at a time, in order, while the next ones are opened. */
+  /** Opened chunks waiting to be stored: the next store takes them all in one transaction. */
+  pending: Taken[];
+  /** Stores run one at a time, in order, while the next chunks are opened. */
   chain: Promise<void>;
+}
+
+/** A chunk opened by the receiver: its sealed bytes to store, its plaintext digest under way. */
+interface Taken {
+  index: number;
+  sealed: Uint8Array;
+  digest: Promise<Uint8Array>;
 }
 
 /** What the transfers read of the engine. */
@@ -122,7 +134,7 @@ export class FileTransfers {
           }
           t.state = "waiting";
           t.speed = 0;
-          this.#in.set(t.key, { ...moving(t, key), taken: t.next, chain: Promise.resolve() });
+          this.#in.set(t.key, incoming(t, key, t.next));
         }
       }
     })();
@@ -173,7 +185,7 @@ export class FileTransfers {
     this.#out.set(t.key, o);
     await this.#save(t);
     try {
-      t.hash = await hashBlob(blob);
+      t.hash = await this.#hashBlob(o);
     } catch {
       await this.#settle(t, "failed", "The file could not be read.");
       return { ...t };
@@ -362,7 +374,7 @@ export class FileTransfers {
       at: Date.now(),
     };
     await this.#ctx.storage.saveSecret(secretName(key), m.key);
-    this.#in.set(key, { ...moving(t, m.key.slice()), taken: 0, chain: Promise.resolve() });
+    this.#in.set(key, incoming(t, m.key.slice(), 0));
     await this.#save(t);
   }
 
@@ -410,33 +422,22 @@ export class FileTransfers {
       wipe(plain.value);
       return;
     }
-    i.hasher ??= sha256.create();
-    i.hasher.update(plain.value);
-    wipe(plain.value);
+    i.hasher ??= new FileHasher();
     i.taken++;
-    // Stored (and acknowledged) behind the opening of the next chunks, in order.
-    const index = chunk.header.index;
-    const sealed = chunk.sealed.slice();
+    // The plaintext's digest runs natively while the chunk waits to be stored (sealed, as it
+    // arrived); stores are batched: what arrived while one transaction ran goes in the next.
+    const digesting = FileHasher.chunkDigest(providerOf(this.#ctx), plain.value);
+    void digesting.then(
+      () => wipe(plain.value),
+      () => wipe(plain.value),
+    );
+    i.pending.push({ index: chunk.header.index, sealed: chunk.sealed.slice(), digest: digesting });
     const last = i.taken === chunkCount(i.t.size);
     i.chain = i.chain
-      .then(async () => {
-        if (this.#in.get(i.t.key) !== i) return;
-        await this.#store.putChunk(i.t.key, index, sealed);
-        if (this.#in.get(i.t.key) !== i) {
-          await this.#store.deleteChunks(i.t.key); // dropped meanwhile: nothing of it stays
-          return;
-        }
-        i.t.next = index + 1;
-        i.t.done = Math.min(i.t.size, i.t.next * FILE_CHUNK_BYTES);
-        if (live.session.state !== "closed")
-          live.session.send(encodeAckFrame({ id: i.t.id, next: i.t.next }));
-        if (last) return;
-        // The resume point survives a reload; writing it every 16 chunks (≈ 1 MiB) is enough.
-        if (i.t.next % 16 === 0) await this.#store.putTransfer(i.t);
-        this.#progress(i);
-      })
+      .then(() => this.#storeTaken(live, i))
       .catch(async (e: unknown) => {
         this.#ctx.cfg.log(`files: storing a chunk failed: ${(e as Error).name}`);
+        i.pending.length = 0;
         if (this.#in.get(i.t.key) === i)
           await this.#failIncoming(peer, i, `${i.t.name} could not be stored on this device (is it full?).`);
       });
@@ -456,6 +457,31 @@ export class FileTransfers {
         `${i.t.name} arrived damaged (its hash did not match); discarded.`,
       );
     this.#later(peer, { t: "file.done", id: i.t.id, ok: good });
+  }
+
+  /** Store the chunks opened since the last store, in one transaction, then acknowledge them. */
+  async #storeTaken(live: Live, i: Incoming): Promise<void> {
+    const batch = i.pending.splice(0);
+    const first = batch[0];
+    if (!first || this.#in.get(i.t.key) !== i || !i.hasher) return;
+    for (const c of batch) i.hasher.add(await c.digest);
+    await this.#store.putChunks(
+      i.t.key,
+      first.index,
+      batch.map((c) => c.sealed),
+    );
+    if (this.#in.get(i.t.key) !== i) {
+      await this.#store.deleteChunks(i.t.key); // dropped meanwhile: nothing of it stays
+      return;
+    }
+    const before = i.t.next;
+    i.t.next = first.index + batch.length;
+    i.t.done = Math.min(i.t.size, i.t.next * FILE_CHUNK_BYTES);
+    if (live.session.state !== "closed") live.session.send(encodeAckFrame({ id: i.t.id, next: i.t.next }));
+    if (i.t.next === chunkCount(i.t.size)) return;
+    // The resume point survives a reload; writing it every 16 chunks (≈ 1 MiB) is enough.
+    if (Math.floor(i.t.next / 16) !== Math.floor(before / 16)) await this.#store.putTransfer(i.t);
+    this.#progress(i);
   }
 
   /** A new live session with the contact: held messages go, accepted incoming transfers resume. */
@@ -493,14 +519,14 @@ export class FileTransfers {
     if (this.#in.get(i.t.key) !== i) return;
     if (!i.hasher && i.t.next > 0) {
       // After a reload the running hash is gone: hash what is stored again.
-      const h = sha256.create();
+      const h = new FileHasher();
       for (let index = 0; index < i.t.next; index++) {
         const plain = await this.#openStored(i.t, i.key, index);
         if (!plain) {
           i.t.next = index;
           break;
         }
-        h.update(plain);
+        h.add(await FileHasher.chunkDigest(providerOf(this.#ctx), plain));
         wipe(plain);
       }
       i.hasher = h;
@@ -541,29 +567,24 @@ export class FileTransfers {
     const running = () =>
       o.generation === generation && o.t.state === "sending" && live.session.state !== "closed";
     void (async () => {
-      for (let index = from; index < total && running(); ) {
-        if (index - o.t.next >= WINDOW_CHUNKS) {
-          await new Promise<void>((resolve) => {
-            o.wake = resolve;
-          });
-          continue;
+      let ahead: Promise<Uint8Array[]> | undefined = this.#sealBlock(o, from, total);
+      for (let first = from; ahead && running(); first += READ_BLOCK_CHUNKS) {
+        const frames: Uint8Array[] = await ahead;
+        const nextFirst: number = first + frames.length;
+        // Read and seal the next block while this one goes out.
+        ahead = nextFirst < total && running() ? this.#sealBlock(o, nextFirst, total) : undefined;
+        ahead?.catch(() => {}); // observed when awaited
+        for (const [n, frame] of frames.entries()) {
+          const index = first + n;
+          while (index - o.t.next >= WINDOW_CHUNKS && running())
+            await new Promise<void>((resolve) => {
+              o.wake = resolve;
+            });
+          // The window bounds what is in flight; the data channel's own buffer is honoured too.
+          await live.drain?.();
+          if (!running()) return;
+          live.session.send(frame);
         }
-        const start = index * FILE_CHUNK_BYTES;
-        const plain = new Uint8Array(
-          await o.blob.slice(start, start + chunkPlainBytes(o.t.size, index)).arrayBuffer(),
-        );
-        const frame = await sealChunk(
-          providerOf(this.#ctx),
-          o.key,
-          { id: o.t.id, index, total, chunkSize: SEALED_CHUNK_BYTES },
-          plain,
-        );
-        wipe(plain);
-        // The window bounds what is in flight; the data channel's own buffer is honoured too.
-        await live.drain?.();
-        if (!running()) return;
-        live.session.send(frame);
-        index++;
       }
     })().catch(async (e) => {
       this.#ctx.cfg.log(`files: sending stopped: ${(e as Error).name}`);
@@ -574,6 +595,58 @@ export class FileTransfers {
       if (peer) this.#later(peer, { t: "file.cancel", id: o.t.id, own: true });
       this.#forgetOutgoing(o);
     });
+  }
+
+  /** Read chunks `first`… (up to `READ_BLOCK_CHUNKS`) in one slice and seal them concurrently. */
+  async #sealBlock(o: Outgoing, first: number, total: number): Promise<Uint8Array[]> {
+    const count = Math.min(READ_BLOCK_CHUNKS, total - first);
+    const start = first * FILE_CHUNK_BYTES;
+    const block = new Uint8Array(await o.blob.slice(start, start + count * FILE_CHUNK_BYTES).arrayBuffer());
+    try {
+      return await Promise.all(
+        Array.from({ length: count }, (_, n) => {
+          const index = first + n;
+          const at = n * FILE_CHUNK_BYTES;
+          const plain = block.subarray(at, at + chunkPlainBytes(o.t.size, index));
+          if (plain.length !== chunkPlainBytes(o.t.size, index)) throw new Error("the file got shorter");
+          const header = { id: o.t.id, index, total, chunkSize: SEALED_CHUNK_BYTES };
+          return sealChunk(providerOf(this.#ctx), o.key, header, plain);
+        }),
+      );
+    } finally {
+      wipe(block);
+    }
+  }
+
+  /**
+   * The file hash (wire.ts `FileHasher`), read ≈ 1 MiB at a time with the chunks' digests running
+   * concurrently; progress events say how far it got (a large file takes a moment).
+   */
+  async #hashBlob(o: Outgoing): Promise<Uint8Array> {
+    const { t, blob } = o;
+    const h = new FileHasher();
+    const total = chunkCount(t.size);
+    const blockBytes = READ_BLOCK_CHUNKS * FILE_CHUNK_BYTES;
+    for (let first = 0; first < total && t.state === "hashing"; first += READ_BLOCK_CHUNKS) {
+      const start = first * FILE_CHUNK_BYTES;
+      const block = new Uint8Array(await blob.slice(start, start + blockBytes).arrayBuffer());
+      const count = Math.min(READ_BLOCK_CHUNKS, total - first);
+      const digests = await Promise.all(
+        Array.from({ length: count }, (_, n) =>
+          FileHasher.chunkDigest(
+            providerOf(this.#ctx),
+            block.subarray(n * FILE_CHUNK_BYTES, n * FILE_CHUNK_BYTES + chunkPlainBytes(t.size, first + n)),
+          ),
+        ),
+      );
+      wipe(block);
+      for (const d of digests) h.add(d);
+      t.done = Math.min(t.size, (first + count) * FILE_CHUNK_BYTES);
+      this.#progress(o);
+    }
+    t.done = 0;
+    restartSpeed(o);
+    return h.digest();
   }
 
   async #failIncoming(peer: Peer, i: Incoming, reason: string): Promise<void> {
@@ -675,6 +748,10 @@ function offerOf(o: Outgoing): FileOffer {
   };
 }
 
+function incoming(t: FileTransfer, key: Uint8Array, taken: number): Incoming {
+  return { ...moving(t, key), taken, pending: [], chain: Promise.resolve() };
+}
+
 function moving(t: FileTransfer, key: Uint8Array): Moving {
   return { t, key, lastEmit: 0, sampleAt: Date.now(), sampleBytes: t.done };
 }
@@ -704,12 +781,4 @@ export function cleanName(name: string): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: removing them is the point
   const clean = base.replace(/[\u0000-\u001f\u007f]/g, "").trim();
   return (clean.length > 0 ? clean : "file").slice(0, MAX_FILE_NAME_CHARS);
-}
-
-/** SHA-256 of a Blob, read in slices (the file is never whole in memory). */
-async function hashBlob(blob: Blob): Promise<Uint8Array> {
-  const h = sha256.create();
-  for (let at = 0; at < blob.size; at += HASH_SLICE_BYTES)
-    h.update(new Uint8Array(await blob.slice(at, at + HASH_SLICE_BYTES).arrayBuffer()));
-  return h.digest();
 }

@@ -30,7 +30,8 @@ function fileStatus(t: FileTransfer, name: string): string {
   const moving = `${formatBytes(t.done)} of ${formatBytes(t.size)}`;
   switch (t.state) {
     case "hashing":
-      return "Preparing…";
+      // Hashing a large file before the offer takes a moment: say how far it got.
+      return t.done > 0 ? `Preparing… ${Math.floor((100 * t.done) / Math.max(1, t.size))}%` : "Preparing…";
     case "offered":
       return t.direction === "out" ? `Waiting for ${name} to accept` : `${name} wants to send you this file`;
     case "sending":

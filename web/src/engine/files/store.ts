@@ -3,7 +3,8 @@
  * through `FileStore`; the browser's is IndexedDB (idb-store.ts), tests and engines without one
  * use `MemoryFileStore`. Received chunks are stored as they arrived — AES-256-GCM ciphertext under
  * the per-transfer key — and the key itself goes to the engine's sealed secrets
- * (EngineStorage.saveSecret), so the store never holds a file's plaintext.
+ * (EngineStorage.saveSecret), so the store never holds a file's plaintext. Transfer records reach
+ * the store sealed (sealed-records.ts): no name, type, size, hash or preview in clear.
  */
 
 /** The contact's id (api.ts `ContactId`; not imported, so api.ts can name these types). */
@@ -64,10 +65,18 @@ export interface FileTransfer {
 export const transferKey = (contactId: ContactId, direction: FileDirection, id: number): string =>
   `${contactId}/${direction}/${id}`;
 
+/** A transfer record as stored: its key and time in clear, the rest sealed (sealed-records.ts). */
+export interface FileRecord {
+  key: string;
+  at: number;
+  /** iv (12 bytes) ‖ AES-256-GCM(records key, the transfer as MessagePack). */
+  sealed: Uint8Array;
+}
+
 export interface FileStore {
-  putTransfer(t: FileTransfer): Promise<void>;
-  /** Every transfer, oldest first (the engine loads them once). */
-  listTransfers(): Promise<FileTransfer[]>;
+  putRecord(r: FileRecord): Promise<void>;
+  /** Every record; a record an earlier version wrote in clear comes back as it is. */
+  listRecords(): Promise<(FileRecord | FileTransfer)[]>;
   /** Store chunks `first`, `first + 1`, … at once (one transaction where the store has them). */
   putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void>;
   getChunk(key: string, index: number): Promise<Uint8Array | undefined>;
@@ -77,14 +86,18 @@ export interface FileStore {
 }
 
 export class MemoryFileStore implements FileStore {
-  readonly #transfers = new Map<string, FileTransfer>();
+  readonly #records = new Map<string, FileRecord | FileTransfer>();
   readonly #chunks = new Map<string, Uint8Array>();
 
-  async putTransfer(t: FileTransfer): Promise<void> {
-    this.#transfers.set(t.key, structuredClone(t));
+  async putRecord(r: FileRecord): Promise<void> {
+    this.#records.set(r.key, structuredClone(r));
   }
-  async listTransfers(): Promise<FileTransfer[]> {
-    return [...this.#transfers.values()].sort((a, b) => a.at - b.at).map((t) => structuredClone(t));
+  async listRecords(): Promise<(FileRecord | FileTransfer)[]> {
+    return [...this.#records.values()].map((r) => structuredClone(r));
+  }
+  /** Tests: what is stored, as stored. */
+  get records(): ReadonlyMap<string, FileRecord | FileTransfer> {
+    return this.#records;
   }
   async putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void> {
     for (const [n, c] of sealed.entries()) this.#chunks.set(`${key}#${first + n}`, c.slice());
@@ -97,6 +110,6 @@ export class MemoryFileStore implements FileStore {
   }
   async deleteTransfer(key: string): Promise<void> {
     await this.deleteChunks(key);
-    this.#transfers.delete(key);
+    this.#records.delete(key);
   }
 }

@@ -14,7 +14,7 @@ import { type RunningSignaling, startSignaling } from "../../../../signaling/tes
 import { EngineHarness, type EngineNode, FAST_ENGINE, until } from "../../../../test/support/engine.ts";
 import type { EngineRefusal, FileTransfer } from "../api.ts";
 import type { EngineConfig } from "../engine.ts";
-import { MemoryFileStore } from "./store.ts";
+import { type FileRecord, MemoryFileStore } from "./store.ts";
 import { FILE_CHUNK_BYTES, fileHash } from "./wire.ts";
 
 const FAST: Partial<EngineConfig> = {
@@ -272,9 +272,18 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
       (t) => t.next > 40,
       () => void b.engine.stop(),
     );
-    const keys = await offerAndAccept(a, b, blob);
+    const keys = await offerAndAccept(a, b, blob, "reload-secret-name.bin");
     await stopped;
     await until(() => stateOf(a, keys.out) === "waiting", "sender waits");
+    // A record an earlier version wrote in clear: read, then sealed on load.
+    const legacy: FileTransfer = {
+      ...structuredClone(files(b).get(keys.in)!),
+      key: `${a.id}/in/77`,
+      id: 77,
+      name: "legacy-clear-name.txt",
+      state: "declined",
+    };
+    await sb.putRecord(legacy as unknown as FileRecord);
     const again = h.node("bob", b.user, b.storage, undefined, { fileStore: sb });
     await again.engine.start();
     await until(
@@ -286,6 +295,15 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     // It resumed: the new engine never asked for the file from its first chunk.
     const firstNext = again.events.find((e) => e.type === "file" && e.transfer.key === keys.in);
     expect(firstNext?.type === "file" && firstNext.transfer.next).toBeGreaterThan(0);
+    // The file store holds no name in clear: every record is sealed, the legacy one too.
+    expect((await again.engine.listFiles(a.id)).map((t) => t.name).sort()).toEqual([
+      "legacy-clear-name.txt",
+      "reload-secret-name.bin",
+    ]);
+    const stored = JSON.stringify([...sb.records.values()].map((r) => [r, "sealed" in r]));
+    expect(stored).not.toContain("secret-name");
+    expect(stored).not.toContain("legacy-clear");
+    expect([...sb.records.values()].every((r) => "sealed" in r)).toBe(true);
   });
 
   it("the sender's page reloads mid-transfer: it fails there, and the receiver is told", async () => {

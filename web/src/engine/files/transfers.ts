@@ -15,7 +15,8 @@ import { equalBytes, wipe } from "../../../../core/bytes.ts";
 import { type ContactId, EngineRefusal } from "../api.ts";
 import { type EngineContext, emit, type Live, type Peer, providerOf, serial } from "../context.ts";
 import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
-import { type FileStore, type FileTransfer, MemoryFileStore, transferKey } from "./store.ts";
+import { SealedFileStore } from "./sealed-records.ts";
+import { type FileTransfer, MemoryFileStore, transferKey } from "./store.ts";
 import {
   type ChunkExpectation,
   checkChunk,
@@ -96,7 +97,7 @@ export const DEFAULT_MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024;
 
 export class FileTransfers {
   readonly #ctx: FilesContext;
-  readonly #store: FileStore;
+  readonly #store: SealedFileStore;
   readonly #maxBytes: number;
   readonly #out = new Map<string, Outgoing>();
   readonly #in = new Map<string, Incoming>();
@@ -109,15 +110,24 @@ export class FileTransfers {
   /** The store and the size limit come from the engine's configuration (`fileStore`, `maxFileBytes`). */
   constructor(ctx: FilesContext) {
     this.#ctx = ctx;
-    this.#store = ctx.cfg.fileStore ?? new MemoryFileStore();
+    this.#store = new SealedFileStore(
+      ctx.cfg.fileStore ?? new MemoryFileStore(),
+      providerOf(ctx),
+      ctx.storage,
+    );
     this.#maxBytes = Math.min(ctx.cfg.maxFileBytes || DEFAULT_MAX_FILE_BYTES, MAX_FILE_BYTES);
   }
 
   /** Load stored transfers once; what was moving when the page went away is settled here. */
   #load(): Promise<void> {
     this.#loaded ??= (async () => {
-      for (const t of await this.#store.listTransfers()) {
+      const { transfers, clear, unreadable } = await this.#store.listTransfers();
+      if (unreadable > 0)
+        this.#ctx.cfg.log(`files: skipped ${unreadable} transfer record(s) that do not open`);
+      for (const t of transfers) {
         this.#all.set(t.key, t);
+        // Written in clear by an earlier version: sealed now (the rest below may write it again).
+        if (clear.has(t.key)) await this.#store.putTransfer(t);
         if (FINAL.has(t.state)) continue;
         if (t.direction === "out") {
           // The file itself is gone with the page that picked it.

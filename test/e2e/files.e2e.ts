@@ -59,6 +59,51 @@ async function attach(page: Page, name: string, bytes: Uint8Array, mimeType = "a
   await byId(page, "attach-input").setInputFiles({ name, mimeType, buffer: Buffer.from(bytes) });
 }
 
+/**
+ * Everything in the page's `loft-files` IndexedDB (records and chunks, every key and value) as
+ * one string: strings as they are, byte arrays as Latin-1 and UTF-16LE (so a name stored in any
+ * of the usual encodings shows up).
+ */
+async function filesDatabaseText(page: Page): Promise<{ records: number; text: string }> {
+  return page.evaluate(async () => {
+    const db = await new Promise<IDBDatabase>((resolve, reject) => {
+      const r = indexedDB.open("loft-files");
+      r.onsuccess = () => resolve(r.result);
+      r.onerror = () => reject(r.error);
+    });
+    const parts: string[] = [];
+    const visit = (v: unknown): void => {
+      if (typeof v === "string") parts.push(v);
+      else if (v instanceof Uint8Array || v instanceof ArrayBuffer) {
+        const u8 = v instanceof ArrayBuffer ? new Uint8Array(v) : v;
+        let latin1 = "";
+        for (const c of u8) latin1 += String.fromCharCode(c);
+        parts.push(latin1, new TextDecoder("utf-16le").decode(u8.subarray(0, u8.length & ~1)));
+      } else if (Array.isArray(v)) v.forEach(visit);
+      else if (v && typeof v === "object") {
+        for (const [k, x] of Object.entries(v)) {
+          parts.push(k);
+          visit(x);
+        }
+      }
+    };
+    let records = 0;
+    for (const name of Array.from(db.objectStoreNames)) {
+      const store = db.transaction(name).objectStore(name);
+      const [keys, values] = await Promise.all(
+        [store.getAllKeys(), store.getAll()].map(
+          (r) => new Promise<unknown[]>((resolve) => (r.onsuccess = () => resolve(r.result))),
+        ),
+      );
+      if (name === "transfers") records += values?.length ?? 0;
+      visit(keys);
+      visit(values);
+    }
+    db.close();
+    return { records, text: parts.join("\n") };
+  });
+}
+
 /** Download a received file through its Download button; its bytes. */
 async function download(page: Page, name: string): Promise<Uint8Array> {
   const [d] = await Promise.all([
@@ -117,6 +162,14 @@ describe("files between two browsers", () => {
     await row(a, "notes.bin", "done").waitFor({ timeout: 60_000 });
     await row(b, "notes.bin", "done").waitFor({ timeout: 30_000 });
     expect(sha(await download(a, "notes.bin"))).toBe(sha(toAlice));
+
+    // Nothing of the files is in clear in either page's `loft-files` database: no name, no type.
+    for (const page of [a, b]) {
+      const stored = await filesDatabaseText(page);
+      expect(stored.records).toBeGreaterThanOrEqual(2);
+      for (const secret of ["holiday", "notes.bin", "octet-stream"])
+        expect(stored.text).not.toContain(secret);
+    }
   });
 
   it("a declined offer and a cancelled one end on both sides", { timeout: 120_000 }, async () => {

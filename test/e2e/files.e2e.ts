@@ -4,7 +4,8 @@
  * the chat screen: a few MiB attached with the button go both ways, the receiver accepts, the
  * transfer reaches "done" on both sides and the downloaded file has the sender's SHA-256; an offer
  * declined by the receiver and one cancelled by the sender end on both sides; a pasted image is
- * offered with the sender's preview and shown inline once received (CSP `img-src blob:`); the screen has no axe violations with
+ * offered with the sender's preview and shown inline once received (CSP `img-src blob:`); neither
+ * page's `loft-files` database holds a file's name or type in clear; the screen has no axe violations with
  * transfers on it. Mid-transfer cancel and resume after a cut link are in
  * web/src/engine/files/transfers.test.ts (loopback moves MiBs faster than a page can click).
  */
@@ -168,7 +169,7 @@ describe("files between two browsers", () => {
       const stored = await filesDatabaseText(page);
       expect(stored.records).toBeGreaterThanOrEqual(2);
       for (const secret of ["holiday", "notes.bin", "octet-stream"])
-        expect(stored.text).not.toContain(secret);
+        expect(stored.text.includes(secret), `"${secret}" in clear in loft-files`).toBe(false);
     }
   });
 

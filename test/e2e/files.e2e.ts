@@ -153,6 +153,16 @@ describe("files between two browsers", () => {
     await row(b, "holiday.bin", "done").waitFor({ timeout: 60_000 });
     await row(a, "holiday.bin", "done").waitFor({ timeout: 30_000 });
     expect(sha(await download(b, "holiday.bin"))).toBe(sha(toBob));
+    // It was saved streamed: written into the origin-private file system, downloaded from there.
+    expect(
+      await b.evaluate(async () => {
+        const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle("loft-saving");
+        const sizes: number[] = [];
+        for await (const h of (dir as unknown as { values(): AsyncIterable<FileSystemFileHandle> }).values())
+          sizes.push((await h.getFile()).size);
+        return sizes;
+      }),
+    ).toEqual([toBob.length]);
     await expect
       .poll(() => row(b, "holiday.bin").getByTestId("file-status").textContent())
       .toMatch(/checked/);

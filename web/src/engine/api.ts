@@ -498,6 +498,8 @@ export interface ChatEngine {
   listFiles(contactId: ContactId): Promise<FileTransfer[]>;
   /** A received file whose hash matched (or one being sent), to download or preview. */
   fileBlob(key: string): Promise<Blob | undefined>;
+  /** A received file whose hash matched, read one chunk at a time (a streamed save to disk). */
+  fileStream(key: string): Promise<ReadableStream<Uint8Array> | undefined>;
   /**
    * Rooms (web/src/engine/rooms/mesh.ts; docs/protocol/rooms.md): absent when this tab does not
    * run the engine (offline engine), since a room is nothing but live member links.

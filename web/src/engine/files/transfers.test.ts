@@ -92,6 +92,19 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     await until(() => stateOf(a, keys.out) === "done" && stateOf(b, keys.in) === "done", "a→b done");
     const got = await b.engine.fileBlob(keys.in);
     expect(got && (await hashOf(got))).toBe(await hashOf(ab));
+    // The streamed read (a save to disk) gives the same bytes, one chunk per pull.
+    const stream = await b.engine.fileStream(keys.in);
+    if (!stream) throw new Error("no stream");
+    const pieces: Uint8Array<ArrayBuffer>[] = [];
+    for (const reader = stream.getReader(); ; ) {
+      const r = await reader.read();
+      if (r.done) break;
+      expect(r.value.length).toBeLessThanOrEqual(FILE_CHUNK_BYTES);
+      pieces.push(r.value as Uint8Array<ArrayBuffer>);
+    }
+    expect(pieces).toHaveLength(6);
+    expect(await hashOf(new Blob(pieces))).toBe(await hashOf(ab));
+    expect(await a.engine.fileStream(keys.out)).toBeUndefined(); // only received files
 
     const ba = randomFile(3 * FILE_CHUNK_BYTES, 2); // an exact multiple of the chunk size
     const back = await offerAndAccept(b, a, ba);

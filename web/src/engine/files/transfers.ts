@@ -294,6 +294,40 @@ export class FileTransfers {
     }
   }
 
+  /**
+   * A received file (hash matched) as a stream of its plaintext, opened one chunk at a time as the
+   * reader pulls: saving it to disk (ui/save-file.ts) never holds the whole file in memory.
+   */
+  async stream(key: string): Promise<ReadableStream<Uint8Array> | undefined> {
+    await this.#load();
+    const t = this.#all.get(key);
+    if (t?.direction !== "in" || t.state !== "done") return undefined;
+    const k = await this.#ctx.storage.loadSecret(secretName(key));
+    if (!k) return undefined;
+    const total = chunkCount(t.size);
+    let index = 0;
+    return new ReadableStream<Uint8Array>(
+      {
+        pull: async (controller) => {
+          if (index >= total) {
+            wipe(k);
+            controller.close();
+            return;
+          }
+          const plain = await this.#openStored(t, k, index++);
+          if (!plain) {
+            wipe(k);
+            controller.error(new Error(`${t.name} is no longer complete on this device.`));
+            return;
+          }
+          if (plain.length > 0) controller.enqueue(plain);
+        },
+        cancel: () => wipe(k),
+      },
+      { highWaterMark: 1 },
+    );
+  }
+
   // ---- what the contact does -----------------------------------------------------------------
 
   /** A `file.*` message from the contact (inside its serial chain: replies are queued, not awaited). */

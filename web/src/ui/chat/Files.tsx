@@ -7,10 +7,18 @@
  */
 import { createSignal, For, onCleanup, onMount, Show } from "solid-js";
 import { createStore, reconcile } from "solid-js/store";
-import { acceptFile, cancelFile, declineFile, fileBlob, listFiles, previewable } from "../../app/files.ts";
+import {
+  acceptFile,
+  cancelFile,
+  declineFile,
+  fileBlob,
+  fileStream,
+  listFiles,
+  previewable,
+} from "../../app/files.ts";
 import type { AppModel } from "../../app/model.ts";
 import type { FileTransfer } from "../../engine/api.ts";
-import { saveFile } from "../save-file.ts";
+import { saveStreamed } from "../save-file.ts";
 
 export function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -99,12 +107,14 @@ export function Files(props: {
   }
 
   async function download(t: FileTransfer) {
-    const blob = await fileBlob(props.app, t.key);
-    if (!blob) {
-      props.onError(`${t.name} is no longer on this device.`);
-      return;
-    }
-    saveFile(blob, t.name);
+    const stream = await fileStream(props.app, t.key);
+    const saved =
+      stream &&
+      (await saveStreamed(t.name, stream, () => fileBlob(props.app, t.key)).catch((e: unknown) => {
+        props.onError(`${t.name} could not be saved: ${(e as Error).message}`);
+        return true;
+      }));
+    if (!saved) props.onError(`${t.name} is no longer on this device.`);
   }
 
   const act = (p: Promise<void>) => p.catch((x: unknown) => props.onError((x as Error).message));

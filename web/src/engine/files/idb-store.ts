@@ -52,6 +52,11 @@ export class IdbFileStore implements FileStore {
     return (await this.#db).get("chunks", [key, index]);
   }
 
+  async getChunks(key: string, first: number, count: number): Promise<Uint8Array[]> {
+    const range = IDBKeyRange.bound([key, first], [key, first + count - 1]);
+    return (await this.#db).getAll("chunks", range);
+  }
+
   async deleteChunks(key: string): Promise<void> {
     await (await this.#db).delete("chunks", IDBKeyRange.bound([key, 0], [key, Number.MAX_SAFE_INTEGER]));
   }

@@ -88,6 +88,9 @@ export class SealedFileStore {
   getChunk(key: string, index: number): Promise<Uint8Array | undefined> {
     return this.#store.getChunk(key, index);
   }
+  getChunks(key: string, first: number, count: number): Promise<Uint8Array[]> {
+    return this.#store.getChunks(key, first, count);
+  }
   deleteChunks(key: string): Promise<void> {
     return this.#store.deleteChunks(key);
   }

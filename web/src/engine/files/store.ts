@@ -80,6 +80,8 @@ export interface FileStore {
   /** Store chunks `first`, `first + 1`, … at once (one transaction where the store has them). */
   putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void>;
   getChunk(key: string, index: number): Promise<Uint8Array | undefined>;
+  /** Chunks `first` … `first + count − 1` as far as they are stored, in order (one read). */
+  getChunks(key: string, first: number, count: number): Promise<Uint8Array[]>;
   /** Delete a transfer's chunks (`deleteTransfer`: its chunks and its record). */
   deleteChunks(key: string): Promise<void>;
   deleteTransfer(key: string): Promise<void>;
@@ -104,6 +106,15 @@ export class MemoryFileStore implements FileStore {
   }
   async getChunk(key: string, index: number): Promise<Uint8Array | undefined> {
     return this.#chunks.get(`${key}#${index}`)?.slice();
+  }
+  async getChunks(key: string, first: number, count: number): Promise<Uint8Array[]> {
+    const out: Uint8Array[] = [];
+    for (let index = first; index < first + count; index++) {
+      const c = this.#chunks.get(`${key}#${index}`);
+      if (!c) break;
+      out.push(c.slice());
+    }
+    return out;
   }
   async deleteChunks(key: string): Promise<void> {
     for (const k of [...this.#chunks.keys()]) if (k.startsWith(`${key}#`)) this.#chunks.delete(k);

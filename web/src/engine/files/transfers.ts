@@ -24,6 +24,7 @@ import {
   chunkPlainBytes,
   decodeFileFrame,
   encodeAckFrame,
+  encodeChunkFrame,
   FILE_CHUNK_BYTES,
   FILE_KEY_BYTES,
   type FileAppMessage,
@@ -35,7 +36,7 @@ import {
   MAX_THUMB_BYTES,
   openChunk,
   SEALED_CHUNK_BYTES,
-  sealChunk,
+  sealChunkBytes,
 } from "./wire.ts";
 
 /** Chunks the sender may have beyond the receiver's last ACK (≈ 4 MiB in flight). */
@@ -65,7 +66,8 @@ interface Moving {
 }
 
 interface Outgoing extends Moving {
-  blob: Blob;
+  /** The file picked in this page (gone after a reload: the sealed copy in the store serves). */
+  blob?: Blob;
   /** Bumped on every (re)start of the chunk pump: an older pump stops. */
   generation: number;
   /** The pump waits here for an ACK (or a stop). */
@@ -130,12 +132,24 @@ export class FileTransfers {
         if (clear.has(t.key)) await this.#store.putTransfer(t);
         if (FINAL.has(t.state)) continue;
         if (t.direction === "out") {
-          // The file itself is gone with the page that picked it.
-          await this.#settle(
-            t,
-            "failed",
-            "The page was reloaded before the file was delivered. Send it again.",
-          );
+          // The sealed copy made before the offer is in the store: the transfer goes on from
+          // there — unless the page went away while that copy was being made.
+          const key =
+            t.state === "hashing" ? undefined : await this.#ctx.storage.loadSecret(secretName(t.key));
+          const o: Outgoing = { ...moving(t, key ?? new Uint8Array(FILE_KEY_BYTES)), generation: 0 };
+          if (!key) {
+            this.#out.set(t.key, o);
+            await this.#settle(
+              t,
+              "failed",
+              "The page was reloaded before the file was ready. Send it again.",
+            );
+            this.#forgetOutgoing(o);
+            continue;
+          }
+          if (t.state !== "offered") t.state = "waiting";
+          t.speed = 0;
+          this.#out.set(t.key, o);
         } else if (t.state !== "offered") {
           const key = await this.#ctx.storage.loadSecret(secretName(t.key));
           if (!key) {
@@ -158,7 +172,10 @@ export class FileTransfers {
     return [...this.#all.values()].filter((t) => t.contactId === contactId).map((t) => ({ ...t }));
   }
 
-  /** Hash the file, then offer it over the live session. Refuses when the contact is not online. */
+  /**
+   * Prepare the file — hash it and keep a sealed copy (so a reload of this page does not lose the
+   * transfer) — then offer it over the live session. Refuses when the contact is not online.
+   */
   async send(contactId: ContactId, blob: Blob, name: string, thumb?: Uint8Array): Promise<FileTransfer> {
     await this.#load();
     const peer = this.#ctx.peers.get(contactId);
@@ -195,12 +212,20 @@ export class FileTransfers {
     this.#out.set(t.key, o);
     await this.#save(t);
     try {
-      t.hash = await this.#hashBlob(o);
-    } catch {
-      await this.#settle(t, "failed", "The file could not be read.");
+      await this.#ctx.storage.saveSecret(secretName(t.key), o.key);
+      t.hash = await this.#prepare(o, blob);
+    } catch (e) {
+      this.#ctx.cfg.log(`files: preparing a file failed: ${(e as Error).name}`);
+      if (t.state === "hashing") {
+        await this.#settle(t, "failed", "The file could not be read, or this device has no room for it.");
+        this.#forgetOutgoing(o);
+      }
       return { ...t };
     }
-    if (t.state !== "hashing") return { ...t }; // cancelled meanwhile
+    if (t.state !== "hashing") {
+      await this.#store.deleteChunks(t.key); // cancelled meanwhile: a block stored since goes too
+      return { ...t };
+    }
     t.state = "offered";
     await this.#save(t);
     await this.#tell(peer, offerOf(o));
@@ -257,7 +282,7 @@ export class FileTransfers {
       this.#in.delete(t.key);
       this.#all.delete(t.key);
       await this.#store.deleteTransfer(t.key);
-      if (t.direction === "in") await this.#ctx.storage.deleteSecret(secretName(t.key));
+      await this.#ctx.storage.deleteSecret(secretName(t.key));
     }
     this.#unsent.delete(contactId);
   }
@@ -266,7 +291,7 @@ export class FileTransfers {
   async blob(key: string): Promise<Blob | undefined> {
     await this.#load();
     const o = this.#out.get(key);
-    if (o) return o.blob;
+    if (o?.blob) return o.blob;
     const t = this.#all.get(key);
     if (t?.direction !== "in" || t.state !== "done") return undefined;
     const k = await this.#ctx.storage.loadSecret(secretName(key));
@@ -611,12 +636,12 @@ export class FileTransfers {
     const running = () =>
       o.generation === generation && o.t.state === "sending" && live.session.state !== "closed";
     void (async () => {
-      let ahead: Promise<Uint8Array[]> | undefined = this.#sealBlock(o, from, total);
+      let ahead: Promise<Uint8Array[]> | undefined = this.#readBlock(o, from, total);
       for (let first = from; ahead && running(); first += READ_BLOCK_CHUNKS) {
         const frames: Uint8Array[] = await ahead;
         const nextFirst: number = first + frames.length;
-        // Read and seal the next block while this one goes out.
-        ahead = nextFirst < total && running() ? this.#sealBlock(o, nextFirst, total) : undefined;
+        // Read the next block while this one goes out.
+        ahead = nextFirst < total && running() ? this.#readBlock(o, nextFirst, total) : undefined;
         ahead?.catch(() => {}); // observed when awaited
         for (const [n, frame] of frames.entries()) {
           const index = first + n;
@@ -634,40 +659,35 @@ export class FileTransfers {
       this.#ctx.cfg.log(`files: sending stopped: ${(e as Error).name}`);
       if (o.generation !== generation || FINAL.has(o.t.state)) return;
       if (live.session.state === "closed") return; // resumes on the next session
-      await this.#settle(o.t, "failed", "The file could not be read any more (moved or changed?).");
+      await this.#settle(o.t, "failed", "The file's copy on this device could not be read any more.");
       const peer = this.#ctx.peers.get(o.t.contactId);
       if (peer) this.#later(peer, { t: "file.cancel", id: o.t.id, own: true });
       this.#forgetOutgoing(o);
     });
   }
 
-  /** Read chunks `first`… (up to `READ_BLOCK_CHUNKS`) in one slice and seal them concurrently. */
-  async #sealBlock(o: Outgoing, first: number, total: number): Promise<Uint8Array[]> {
+  /** The sealed chunks `first`… (up to `READ_BLOCK_CHUNKS`) from the store, as FILE_CHUNK frames. */
+  async #readBlock(o: Outgoing, first: number, total: number): Promise<Uint8Array[]> {
     const count = Math.min(READ_BLOCK_CHUNKS, total - first);
-    const start = first * FILE_CHUNK_BYTES;
-    const block = new Uint8Array(await o.blob.slice(start, start + count * FILE_CHUNK_BYTES).arrayBuffer());
-    try {
-      return await Promise.all(
-        Array.from({ length: count }, (_, n) => {
-          const index = first + n;
-          const at = n * FILE_CHUNK_BYTES;
-          const plain = block.subarray(at, at + chunkPlainBytes(o.t.size, index));
-          if (plain.length !== chunkPlainBytes(o.t.size, index)) throw new Error("the file got shorter");
-          const header = { id: o.t.id, index, total, chunkSize: SEALED_CHUNK_BYTES };
-          return sealChunk(providerOf(this.#ctx), o.key, header, plain);
-        }),
-      );
-    } finally {
-      wipe(block);
-    }
+    const sealed = await this.#store.getChunks(o.t.key, first, count);
+    if (sealed.length !== count) throw new Error("the sealed copy is incomplete");
+    return sealed.map((s, n) =>
+      encodeChunkFrame({
+        header: { id: o.t.id, index: first + n, total, chunkSize: SEALED_CHUNK_BYTES },
+        sealed: s,
+      }),
+    );
   }
 
   /**
-   * The file hash (wire.ts `FileHasher`), read ≈ 1 MiB at a time with the chunks' digests running
-   * concurrently; progress events say how far it got (a large file takes a moment).
+   * Before the offer, read the file once ≈ 1 MiB at a time: each chunk is sealed under the
+   * per-transfer key and stored (the sealed copy the chunks are sent from, which survives a
+   * reload), and its plaintext digest goes into the file hash (wire.ts `FileHasher`), all of a
+   * block concurrently; progress events say how far it got (a large file takes a moment).
    */
-  async #hashBlob(o: Outgoing): Promise<Uint8Array> {
-    const { t, blob } = o;
+  async #prepare(o: Outgoing, blob: Blob): Promise<Uint8Array> {
+    const { t } = o;
+    const crypto = providerOf(this.#ctx);
     const h = new FileHasher();
     const total = chunkCount(t.size);
     const blockBytes = READ_BLOCK_CHUNKS * FILE_CHUNK_BYTES;
@@ -675,16 +695,30 @@ export class FileTransfers {
       const start = first * FILE_CHUNK_BYTES;
       const block = new Uint8Array(await blob.slice(start, start + blockBytes).arrayBuffer());
       const count = Math.min(READ_BLOCK_CHUNKS, total - first);
-      const digests = await Promise.all(
-        Array.from({ length: count }, (_, n) =>
-          FileHasher.chunkDigest(
-            providerOf(this.#ctx),
-            block.subarray(n * FILE_CHUNK_BYTES, n * FILE_CHUNK_BYTES + chunkPlainBytes(t.size, first + n)),
+      try {
+        const plains = Array.from({ length: count }, (_, n) => {
+          const plain = block.subarray(n * FILE_CHUNK_BYTES, (n + 1) * FILE_CHUNK_BYTES);
+          if (plain.length !== chunkPlainBytes(t.size, first + n)) throw new Error("the file changed size");
+          return plain;
+        });
+        const [digests, sealed] = await Promise.all([
+          Promise.all(plains.map((p) => FileHasher.chunkDigest(crypto, p))),
+          Promise.all(
+            plains.map((p, n) =>
+              sealChunkBytes(
+                crypto,
+                o.key,
+                { id: t.id, index: first + n, total, chunkSize: SEALED_CHUNK_BYTES },
+                p,
+              ),
+            ),
           ),
-        ),
-      );
-      wipe(block);
-      for (const d of digests) h.add(d);
+        ]);
+        for (const d of digests) h.add(d);
+        await this.#store.putChunks(t.key, first, sealed);
+      } finally {
+        wipe(block);
+      }
       t.done = Math.min(t.size, (first + count) * FILE_CHUNK_BYTES);
       this.#progress(o);
     }
@@ -713,10 +747,16 @@ export class FileTransfers {
     await this.#settle(i.t, state, reason);
   }
 
+  /** An outgoing transfer ended: its sealed copy and key go. */
   #forgetOutgoing(o: Outgoing): void {
     o.wake?.();
     wipe(o.key);
     this.#out.delete(o.t.key);
+    const key = o.t.key;
+    void (async () => {
+      await this.#store.deleteChunks(key);
+      await this.#ctx.storage.deleteSecret(secretName(key));
+    })().catch((e) => this.#ctx.cfg.log(`files: deleting a sent file's copy failed: ${(e as Error).name}`));
   }
 
   async #settle(t: FileTransfer, state: FileTransfer["state"], reason?: string): Promise<void> {

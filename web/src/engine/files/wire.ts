@@ -258,8 +258,17 @@ export async function sealChunk(
   header: FileChunkHeader,
   plaintext: Uint8Array,
 ): Promise<Uint8Array> {
-  const sealed = await crypto.aes256gcm.seal(key, chunkNonce(header.index), chunkAad(header), plaintext);
-  return encodeChunkFrame({ header, sealed });
+  return encodeChunkFrame({ header, sealed: await sealChunkBytes(crypto, key, header, plaintext) });
+}
+
+/** Seal one chunk's plaintext: the frame's `sealed` part (ciphertext ‖ tag), as kept at rest. */
+export function sealChunkBytes(
+  crypto: CryptoProvider,
+  key: Uint8Array,
+  header: FileChunkHeader,
+  plaintext: Uint8Array,
+): Promise<Uint8Array> {
+  return crypto.aes256gcm.seal(key, chunkNonce(header.index), chunkAad(header), plaintext);
 }
 
 /** Open one chunk; `LOFT_ERR_DECRYPT` when it was changed, moved or sealed under another key. */

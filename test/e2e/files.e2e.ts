@@ -5,7 +5,8 @@
  * transfer reaches "done" on both sides and the downloaded file has the sender's SHA-256; an offer
  * declined by the receiver and one cancelled by the sender end on both sides; a pasted image is
  * offered with the sender's preview and shown inline once received (CSP `img-src blob:`); neither
- * page's `loft-files` database holds a file's name or type in clear; the screen has no axe violations with
+ * page's `loft-files` database holds a file's name or type in clear; a download is saved streamed
+ * through OPFS; the sender's page reloads mid-transfer and the transfer resumes; the screen has no axe violations with
  * transfers on it. Mid-transfer cancel and resume after a cut link are in
  * web/src/engine/files/transfers.test.ts (loopback moves MiBs faster than a page can click).
  */
@@ -311,5 +312,27 @@ describe("files between two browsers", () => {
       unthrottle();
     }
     expect(sha(await download(b, "resumed.bin"))).toBe(sha(file));
+  });
+
+  it("the sender reloads its page mid-transfer; it resumes from its sealed copy", {
+    timeout: 240_000,
+  }, async () => {
+    await chatting();
+    throttleDirect();
+    const file = new Uint8Array(randomBytes(6 * 1024 * 1024));
+    try {
+      await attach(a, "reloaded.bin", file);
+      await row(b, "reloaded.bin", "offered").getByTestId("file-accept").click();
+      await expect
+        .poll(() => received(b, "reloaded.bin"), { timeout: 60_000, interval: 100 })
+        .toBeGreaterThan(256 * 1024);
+      await a.reload(); // the page that picked the file is gone
+      await byId(a, "chat").waitFor({ timeout: 30_000 });
+      await row(b, "reloaded.bin", "done").waitFor({ timeout: 180_000 });
+      await row(a, "reloaded.bin", "done").waitFor({ timeout: 30_000 });
+    } finally {
+      unthrottle();
+    }
+    expect(sha(await download(b, "reloaded.bin"))).toBe(sha(file));
   });
 });

@@ -4,16 +4,19 @@
  * docs/protocol/files.md):
  *
  *  - files: a `FILE_MIB` MiB file sent by Alice's engine to Bob's over their live session —
- *    hashed, offered inside the ratchet, accepted, every chunk sealed with AES-256-GCM under the
- *    per-transfer key and again by the Noise session, stored sealed in IndexedDB, acknowledged,
- *    the SHA-256 checked at the end. Timed from the accept to Bob's `done` (what a person waits
- *    for once they said yes).
+ *    prepared (file hash; every chunk sealed with AES-256-GCM under the per-transfer key into
+ *    Alice's sealed copy), offered inside the ratchet, accepted, sent from the copy and sealed
+ *    again by the Noise session, stored sealed in IndexedDB, acknowledged, the file hash checked
+ *    at the end. Timed from the accept to Bob's `done` (what a person waits for once they said
+ *    yes). Measured on the first session (ChaChaPoly Noise suite), then again after a reconnect,
+ *    whose session offers the AES-GCM suite (`files_aesgcm_vs_raw`).
  *  - baseline: the same number of bytes in 64 KiB messages over a raw data channel between the
  *    same two pages (WebRtcLink, the `drain()` flow control bench:chat uses), no encryption above
  *    DTLS, nothing stored.
  *  Rounds alternate (raw files, files raw, …); `files_vs_raw` is the median of the per-round
  *  ratios. `receiver_peak_mib`: the highest `performance.memory.usedJSHeapSize` of Bob's page
- *  sampled every 50 ms during the file rounds.
+ *  sampled every 50 ms during the file rounds. `LOFT_BENCH_PROFILE=1` logs each page's CPU profile
+ *  per file round (self time per function; not with `--json`).
  *
  * The pages run a bench bundle built here with Vite from the real modules (web/src/engine,
  * web/src/net, web/src/storage, core/); nothing is mocked. Figures: bench/README.md, "bench:files".

@@ -482,10 +482,11 @@ export interface ChatEngine {
   subscribe(listener: EngineListener): () => void;
 
   /**
-   * Send a file to a contact (docs/protocol/files.md): hashed, offered inside the ratchet, sent
-   * over the live session once the contact accepts; progress comes as `file` events. Rejects
-   * with `EngineRefusal` when the contact is not connected (files go device to device) or the
-   * file is over the size limit. `thumb`: a small WebP preview of an image (≤ 16 KiB), sent
+   * Send a file to a contact (docs/protocol/files.md): prepared (hash, sealed copy), offered
+   * inside the ratchet, sent over the live session once the contact accepts; progress comes as
+   * `file` events. To a contact not connected the transfer is `queued`: offered on its next
+   * session (files go device to device). Rejects with `EngineRefusal` when the file is over the
+   * size limit or the contact is blocked or unknown. `thumb`: a small WebP preview of an image (≤ 16 KiB), sent
    * ahead in the offer.
    */
   sendFile(contactId: ContactId, file: Blob, name: string, thumb?: Uint8Array): Promise<FileTransfer>;

@@ -14,7 +14,8 @@ export type FileDirection = "in" | "out";
 
 /**
  *  offered   in: waiting for the user to accept; out: waiting for the contact to accept
- *  hashing   out: reading the file once to hash it before the offer
+ *  hashing   out: reading the file once (hash, sealed copy) before the offer
+ *  queued    out: prepared; the offer goes on the contact's next session (it was not connected)
  *  sending / receiving   chunks flow
  *  waiting   the link dropped: resumes from the last stored chunk on the next session
  *  done      in: hash checked, stored; out: the contact confirmed the hash
@@ -24,6 +25,7 @@ export type FileDirection = "in" | "out";
 export type FileState =
   | "hashing"
   | "offered"
+  | "queued"
   | "sending"
   | "receiving"
   | "waiting"

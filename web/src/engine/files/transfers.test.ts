@@ -252,16 +252,28 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     expect(await b.engine.fileBlob(keys.in)).toBeUndefined();
   });
 
-  it("refuses clearly: contact not connected, file over the limit", async () => {
-    extra = { maxFileBytes: 1000 };
+  it("a file over the limit is refused; to a contact not connected it is queued, offered on the next session", async () => {
+    extra = { maxFileBytes: 3 * FILE_CHUNK_BYTES };
     const [a, b] = await h.pair();
-    await expect(a.engine.sendFile(b.id, randomFile(1001, 7), "big.bin")).rejects.toMatchObject({
-      reason: { kind: "message-refused" },
-    });
+    const e = (await a.engine
+      .sendFile(b.id, randomFile(3 * FILE_CHUNK_BYTES + 1, 7), "big.bin")
+      .catch((x) => x)) as EngineRefusal;
+    expect(e.reason).toMatchObject({ kind: "message-refused" });
+    expect(e.reason.message).toMatch(/files up to/);
     a.engine.disconnect(b.id);
     await until(() => a.engine.presence(b.id).status !== "online", "offline");
-    const e = (await a.engine.sendFile(b.id, randomFile(10, 8), "x").catch((x) => x)) as EngineRefusal;
-    expect(e.reason.message).toMatch(/not connected/);
+    const blob = randomFile(2 * FILE_CHUNK_BYTES + 3, 8);
+    const queued = await a.engine.sendFile(b.id, blob, "later.bin");
+    expect(queued.state).toBe("queued");
+    expect(incoming(b)).toEqual([]); // nothing reached Bob
+    a.engine.connect(b.id);
+    await until(() => incoming(b).some((t) => t.state === "offered"), "offered on the next session");
+    expect(stateOf(a, queued.key)).toBe("offered");
+    const offered = incoming(b)[0]!;
+    await b.engine.acceptFile(offered.key);
+    await until(() => stateOf(a, queued.key) === "done" && stateOf(b, offered.key) === "done", "delivered");
+    const got = await b.engine.fileBlob(offered.key);
+    expect(got && (await hashOf(got))).toBe(await hashOf(blob));
   });
 
   /** Alice and Bob as in `pair`, each engine with its own file store (kept across a restart). */

@@ -147,7 +147,7 @@ export class FileTransfers {
             this.#forgetOutgoing(o);
             continue;
           }
-          if (t.state !== "offered") t.state = "waiting";
+          if (t.state !== "offered" && t.state !== "queued") t.state = "waiting";
           t.speed = 0;
           this.#out.set(t.key, o);
         } else if (t.state !== "offered") {
@@ -183,10 +183,6 @@ export class FileTransfers {
     if (blob.size > this.#maxBytes)
       throw refusal(`This file is ${mib(blob.size)}; files up to ${mib(this.#maxBytes)} can be sent.`);
     if (!peer || peer.blocked) throw refusal(`Files cannot be sent to ${who}.`);
-    if (!liveOf(peer) || !ratchetCanSend(peer))
-      throw refusal(
-        `${who} is not connected. Files go directly between your devices: send it when ${who} is online.`,
-      );
     const id = this.#freshId(contactId);
     const t: FileTransfer = {
       key: transferKey(contactId, "out", id),
@@ -224,6 +220,13 @@ export class FileTransfers {
     }
     if (t.state !== "hashing") {
       await this.#store.deleteChunks(t.key); // cancelled meanwhile: a block stored since goes too
+      return { ...t };
+    }
+    if (!liveOf(peer) || !ratchetCanSend(peer)) {
+      // Files go device to device: the offer waits for the contact's next session (sessionUp),
+      // across reloads of this page too (the sealed copy and the record are stored).
+      t.state = "queued";
+      await this.#save(t);
       return { ...t };
     }
     t.state = "offered";
@@ -559,7 +562,13 @@ export class FileTransfers {
       await this.#load();
       for (const m of this.#unsent.get(peer.id)?.splice(0) ?? []) this.#later(peer, m);
       for (const o of this.#out.values())
-        if (o.t.contactId === peer.id && o.t.state === "offered") this.#later(peer, offerOf(o));
+        if (o.t.contactId === peer.id && (o.t.state === "offered" || o.t.state === "queued")) {
+          if (o.t.state === "queued") {
+            o.t.state = "offered";
+            await this.#save(o.t);
+          }
+          this.#later(peer, offerOf(o));
+        }
       for (const i of this.#in.values())
         if (i.t.contactId === peer.id && (i.t.state === "waiting" || i.t.state === "receiving"))
           await this.#resumeIncoming(peer, i);

@@ -40,6 +40,8 @@ function fileStatus(t: FileTransfer, name: string): string {
     case "hashing":
       // Hashing a large file before the offer takes a moment: say how far it got.
       return t.done > 0 ? `Preparing… ${Math.floor((100 * t.done) / Math.max(1, t.size))}%` : "Preparing…";
+    case "queued":
+      return `Will be offered when ${name} is online`;
     case "offered":
       return t.direction === "out" ? `Waiting for ${name} to accept` : `${name} wants to send you this file`;
     case "sending":
@@ -63,7 +65,7 @@ function fileStatus(t: FileTransfer, name: string): string {
   }
 }
 
-const MOVING = new Set(["hashing", "offered", "sending", "receiving", "waiting"]);
+const MOVING = new Set(["hashing", "queued", "offered", "sending", "receiving", "waiting"]);
 
 export function Files(props: {
   app: AppModel;
@@ -173,7 +175,7 @@ export function Files(props: {
                     />
                   )}
                 </Show>
-                <Show when={MOVING.has(t.state) && t.state !== "offered" && t.state !== "hashing"}>
+                <Show when={MOVING.has(t.state) && !["offered", "hashing", "queued"].includes(t.state)}>
                   <progress
                     max={t.size || 1}
                     value={t.done}

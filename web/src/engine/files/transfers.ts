@@ -4,8 +4,9 @@
  * FILE_CHUNK session frames over the live Noise session, sealed once with the per-transfer key,
  * flow-controlled by the receiver's FILE_ACKs (a window of `WINDOW_CHUNKS` chunks, which also
  * bounds what waits in the data channel's buffer), and resumed from the last stored chunk when a
- * new session comes up. The receiver hashes as it stores and offers the file only when the
- * SHA-256 matches the offer's.
+ * new session comes up. The sender prepares the file once before the offer (the file hash and a
+ * copy sealed under the per-transfer key, which the chunks are sent from and which outlives a
+ * reload); the receiver hashes as it stores and offers the file only when the file hash matches.
  *
  * Called by the link controller (a frame of the files range, a new live session) and by the
  * messages step (a `file.*` message, inside the contact's `serial` chain); the engine facade
@@ -42,8 +43,9 @@ import {
 /** Chunks the sender may have beyond the receiver's last ACK (≈ 4 MiB in flight). */
 export const WINDOW_CHUNKS = 64;
 /**
- * Chunks read from the file at once (one `Blob.slice` read of ≈ 1 MiB), sealed concurrently; the
- * next block is read and sealed while this one is sent.
+ * Chunks handled at once (≈ 1 MiB): one `Blob.slice` read while preparing, sealed and digested
+ * concurrently and stored in one transaction; one store read while sending, the next block read
+ * while this one goes out.
  */
 export const READ_BLOCK_CHUNKS = 16;
 /** Offers from one contact that may wait on the user or run at once; more are declined "busy". */
@@ -174,7 +176,8 @@ export class FileTransfers {
 
   /**
    * Prepare the file — hash it and keep a sealed copy (so a reload of this page does not lose the
-   * transfer) — then offer it over the live session. Refuses when the contact is not online.
+   * transfer) — then offer it over the live session, or leave it `queued` for the contact's next
+   * session when it is not connected. Refuses a file over the limit, or a blocked or unknown contact.
    */
   async send(contactId: ContactId, blob: Blob, name: string, thumb?: Uint8Array): Promise<FileTransfer> {
     await this.#load();

@@ -37,6 +37,7 @@ import {
   MAX_THUMB_BYTES,
   openChunk,
   SEALED_CHUNK_BYTES,
+  sealChunk,
   sealChunkBytes,
 } from "./wire.ts";
 
@@ -678,9 +679,16 @@ export class FileTransfers {
     });
   }
 
-  /** The sealed chunks `first`… (up to `READ_BLOCK_CHUNKS`) from the store, as FILE_CHUNK frames. */
+  /**
+   * Chunks `first`… (up to `READ_BLOCK_CHUNKS`) as FILE_CHUNK frames: read from the `File` and
+   * sealed again (the same bytes as the copy: same key, nonce, AAD and plaintext — a browser
+   * refuses to read a `File` changed on disk since it was picked) while the page that picked
+   * it lives — a native AES-GCM pass is cheaper than a database read that competes with the
+   * receiving side's writes — and from the sealed copy after a reload.
+   */
   async #readBlock(o: Outgoing, first: number, total: number): Promise<Uint8Array[]> {
     const count = Math.min(READ_BLOCK_CHUNKS, total - first);
+    if (o.blob) return this.#sealFromBlob(o, o.blob, first, count, total);
     const sealed = await this.#store.getChunks(o.t.key, first, count);
     if (sealed.length !== count) throw new Error("the sealed copy is incomplete");
     return sealed.map((s, n) =>
@@ -689,6 +697,30 @@ export class FileTransfers {
         sealed: s,
       }),
     );
+  }
+
+  async #sealFromBlob(
+    o: Outgoing,
+    blob: Blob,
+    first: number,
+    count: number,
+    total: number,
+  ): Promise<Uint8Array[]> {
+    const start = first * FILE_CHUNK_BYTES;
+    const block = new Uint8Array(await blob.slice(start, start + count * FILE_CHUNK_BYTES).arrayBuffer());
+    try {
+      return await Promise.all(
+        Array.from({ length: count }, (_, n) => {
+          const index = first + n;
+          const plain = block.subarray(n * FILE_CHUNK_BYTES, (n + 1) * FILE_CHUNK_BYTES);
+          if (plain.length !== chunkPlainBytes(o.t.size, index)) throw new Error("the file changed size");
+          const header = { id: o.t.id, index, total, chunkSize: SEALED_CHUNK_BYTES };
+          return sealChunk(providerOf(this.#ctx), o.key, header, plain);
+        }),
+      );
+    } finally {
+      wipe(block);
+    }
   }
 
   /**

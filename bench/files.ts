@@ -5,8 +5,8 @@
  *
  *  - files: a `FILE_MIB` MiB file sent by Alice's engine to Bob's over their live session —
  *    prepared (file hash; every chunk sealed with AES-256-GCM under the per-transfer key into
- *    Alice's sealed copy), offered inside the ratchet, accepted, sent from the copy and sealed
- *    again by the Noise session, stored sealed in IndexedDB, acknowledged, the file hash checked
+ *    Alice's sealed copy), offered inside the ratchet, accepted, read and sealed again (the
+ *    copy's bytes) and sealed by the Noise session, stored sealed in IndexedDB, acknowledged, the file hash checked
  *    at the end. Timed from the accept to Bob's `done` (what a person waits for once they said
  *    yes). Measured on the first session (ChaChaPoly Noise suite), then again after a reconnect,
  *    whose session offers the AES-GCM suite (`files_aesgcm_vs_raw`).

@@ -4,16 +4,19 @@
  * docs/protocol/files.md):
  *
  *  - files: a `FILE_MIB` MiB file sent by Alice's engine to Bob's over their live session —
- *    hashed, offered inside the ratchet, accepted, every chunk sealed with AES-256-GCM under the
- *    per-transfer key and again by the Noise session, stored sealed in IndexedDB, acknowledged,
- *    the SHA-256 checked at the end. Timed from the accept to Bob's `done` (what a person waits
- *    for once they said yes).
+ *    prepared (file hash; every chunk sealed with AES-256-GCM under the per-transfer key into
+ *    Alice's sealed copy), offered inside the ratchet, accepted, read and sealed again (the
+ *    copy's bytes) and sealed by the Noise session, stored sealed in IndexedDB, acknowledged, the file hash checked
+ *    at the end. Timed from the accept to Bob's `done` (what a person waits for once they said
+ *    yes). Measured on the first session (ChaChaPoly Noise suite), then again after a reconnect,
+ *    whose session offers the AES-GCM suite (`files_aesgcm_vs_raw`).
  *  - baseline: the same number of bytes in 64 KiB messages over a raw data channel between the
  *    same two pages (WebRtcLink, the `drain()` flow control bench:chat uses), no encryption above
  *    DTLS, nothing stored.
  *  Rounds alternate (raw files, files raw, …); `files_vs_raw` is the median of the per-round
  *  ratios. `receiver_peak_mib`: the highest `performance.memory.usedJSHeapSize` of Bob's page
- *  sampled every 50 ms during the file rounds.
+ *  sampled every 50 ms during the file rounds. `LOFT_BENCH_PROFILE=1` logs each page's CPU profile
+ *  per file round (self time per function; not with `--json`).
  *
  * The pages run a bench bundle built here with Vite from the real modules (web/src/engine,
  * web/src/net, web/src/storage, core/); nothing is mocked. Figures: bench/README.md, "bench:files".
@@ -21,6 +24,7 @@
 import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Page } from "playwright-core";
 import { launchChromium } from "../test/support/browser.ts";
 import { startLoft } from "../test/support/loft-process.ts";
 import {
@@ -39,6 +43,8 @@ const QUICK = process.argv.includes("--quick");
 const FILE_MIB = Number(process.env.LOFT_BENCH_FILE_MIB ?? (QUICK ? 16 : 100));
 const ROUNDS = Number(process.env.LOFT_BENCH_REPEATS ?? (QUICK ? 1 : 3));
 const RAW_MESSAGE = 64 * 1024;
+/** `LOFT_BENCH_PROFILE=1`: log where each page spent its CPU during the file rounds (CDP Profiler). */
+const PROFILE = process.env.LOFT_BENCH_PROFILE === "1";
 
 const PAGE_SOURCE = `
 import { LoftStorage } from ${repoModule("web/src/storage/storage.ts")};
@@ -87,6 +93,12 @@ window.loftBench = {
     s.engine.contactChanged(id);
     s.peer = id;
     return id;
+  },
+  async reconnect() {
+    s.engine.disconnect(s.peer);
+    await until(() => s.engine.presence(s.peer).status !== "online");
+    s.engine.connect(s.peer);
+    await until(() => s.engine.presence(s.peer).status === "online");
   },
   async online() {
     s.engine.connect(s.peer);
@@ -170,16 +182,20 @@ async function main() {
     await callPage(b, "newLink", "raw", false);
     await Promise.all([callPage(a, "linkOpen", "raw"), callPage(b, "linkOpen", "raw")]);
 
-    const files: Subject = {
-      name: "files",
+    const filesSubject = (name: string): Subject => ({
+      name,
       run: async () => {
+        const profiling = PROFILE ? await Promise.all([startProfile(a), startProfile(b)]) : [];
         const [, ms] = await Promise.all([callPage(a, "sendFile"), callPage<number>(b, "receiveFile")]);
+        for (const [who, p] of profiling.entries())
+          log(`  ${who === 0 ? "sender" : "receiver"} CPU:\n${await p()}`);
         log(
           `  file round: ${FILE_MIB} MiB in ${ms.toFixed(0)} ms, ${(bytes / 1e6 / (ms / 1000)).toFixed(1)} MB/s`,
         );
         return { ops: bytes, seconds: ms / 1000 };
       },
-    };
+    });
+    const files = filesSubject("files");
     const raw: Subject = {
       name: "raw",
       run: async () => {
@@ -198,6 +214,15 @@ async function main() {
     const rawRate = mbs(rateOf(rates, raw.name));
     const fileRate = mbs(rateOf(rates, files.name));
     const ratio = sliceRatio(rateOf(rates, files.name), rateOf(rates, raw.name));
+    // A new session with a contact seen before negotiates the AES-GCM Noise suite (native
+    // WebCrypto; engine/noise-suites.ts): the same rounds again over it.
+    log("reconnecting: the next session offers AESGCM_SHA256…");
+    await callPage(a, "reconnect");
+    const filesAes = filesSubject("files-aesgcm");
+    const ratesAes = await alternate([raw, filesAes], { rounds: ROUNDS, sliceSeconds: 0, warmupSeconds: 0 });
+    const rawRateAes = mbs(rateOf(ratesAes, raw.name));
+    const fileRateAes = mbs(rateOf(ratesAes, filesAes.name));
+    const ratioAes = sliceRatio(rateOf(ratesAes, filesAes.name), rateOf(ratesAes, raw.name));
     const peak = await callPage<number>(b, "peakHeapMib");
     await callPage(a, "closeLinks");
     await callPage(b, "closeLinks");
@@ -214,6 +239,13 @@ async function main() {
           baseline: { name: "raw data channel, 64 KiB messages", value: rawRate },
           ratio,
         },
+        {
+          name: `file transfer, ${FILE_MIB} MiB, next session (AES-GCM Noise suite)`,
+          value: fileRateAes,
+          unit: "MB/s",
+          baseline: { name: "raw data channel, 64 KiB messages", value: rawRateAes },
+          ratio: ratioAes,
+        },
         { name: "receiving page: peak JS heap during the file rounds", value: peak, unit: "MiB" },
       ],
       {
@@ -222,6 +254,8 @@ async function main() {
         files_mb_s: Math.round(fileRate * 10) / 10,
         raw_mb_s: Math.round(rawRate * 10) / 10,
         files_vs_raw: Math.round(ratio * 1000) / 1000,
+        files_aesgcm_mb_s: Math.round(fileRateAes * 10) / 10,
+        files_aesgcm_vs_raw: Math.round(ratioAes * 1000) / 1000,
         receiver_peak_mib: Math.round(peak),
         rounds: ROUNDS,
         chromium,
@@ -233,6 +267,41 @@ async function main() {
     site.close();
     await rm(outDir, { recursive: true, force: true });
   }
+}
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+}
+
+/** Start the page's CPU profiler; the returned function stops it and sums self time per function. */
+async function startProfile(page: Page): Promise<() => Promise<string>> {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("Profiler.enable");
+  await cdp.send("Profiler.setSamplingInterval", { interval: 500 });
+  await cdp.send("Profiler.start");
+  return async () => {
+    const { profile } = (await cdp.send("Profiler.stop")) as unknown as {
+      profile: { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
+    };
+    const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+    const self = new Map<string, number>();
+    let total = 0;
+    profile.samples.forEach((id, i) => {
+      const n = byId.get(id);
+      const us = profile.timeDeltas[i] ?? 0;
+      total += us;
+      if (!n) return;
+      const f = n.callFrame;
+      const name = `${f.functionName || "(anon)"} ${f.url.split("/").pop()}:${f.lineNumber + 1}`;
+      self.set(name, (self.get(name) ?? 0) + us);
+    });
+    return [...self.entries()]
+      .sort((x, y) => y[1] - x[1])
+      .slice(0, 25)
+      .map(([name, us]) => `    ${((100 * us) / total).toFixed(1).padStart(5)}%  ${name}`)
+      .join("\n");
+  };
 }
 
 main().catch((e) => {

@@ -4,7 +4,9 @@
  * the chat screen: a few MiB attached with the button go both ways, the receiver accepts, the
  * transfer reaches "done" on both sides and the downloaded file has the sender's SHA-256; an offer
  * declined by the receiver and one cancelled by the sender end on both sides; a pasted image is
- * offered with the sender's preview and shown inline once received (CSP `img-src blob:`); the screen has no axe violations with
+ * offered with the sender's preview and shown inline once received (CSP `img-src blob:`); neither
+ * page's `loft-files` database holds a file's name or type in clear; a download is saved streamed
+ * through OPFS; the sender's page reloads mid-transfer and the transfer resumes; the screen has no axe violations with
  * transfers on it. Mid-transfer cancel and resume after a cut link are in
  * web/src/engine/files/transfers.test.ts (loopback moves MiBs faster than a page can click).
  */
@@ -59,6 +61,51 @@ async function attach(page: Page, name: string, bytes: Uint8Array, mimeType = "a
   await byId(page, "attach-input").setInputFiles({ name, mimeType, buffer: Buffer.from(bytes) });
 }
 
+/**
+ * Everything in the page's `loft-files` IndexedDB (records and chunks, every key and value) as
+ * one string: strings as they are, byte arrays as Latin-1 and UTF-16LE (so a name stored in any
+ * of the usual encodings shows up).
+ */
+async function filesDatabaseText(page: Page): Promise<{ records: number; text: string }> {
+  return page.evaluate(async () => {
+    const db = await new Promise<IDBDatabase>((resolve, reject) => {
+      const r = indexedDB.open("loft-files");
+      r.onsuccess = () => resolve(r.result);
+      r.onerror = () => reject(r.error);
+    });
+    const parts: string[] = [];
+    const visit = (v: unknown): void => {
+      if (typeof v === "string") parts.push(v);
+      else if (v instanceof Uint8Array || v instanceof ArrayBuffer) {
+        const u8 = v instanceof ArrayBuffer ? new Uint8Array(v) : v;
+        let latin1 = "";
+        for (const c of u8) latin1 += String.fromCharCode(c);
+        parts.push(latin1, new TextDecoder("utf-16le").decode(u8.subarray(0, u8.length & ~1)));
+      } else if (Array.isArray(v)) v.forEach(visit);
+      else if (v && typeof v === "object") {
+        for (const [k, x] of Object.entries(v)) {
+          parts.push(k);
+          visit(x);
+        }
+      }
+    };
+    let records = 0;
+    for (const name of Array.from(db.objectStoreNames)) {
+      const store = db.transaction(name).objectStore(name);
+      const [keys, values] = await Promise.all(
+        [store.getAllKeys(), store.getAll()].map(
+          (r) => new Promise<unknown[]>((resolve) => (r.onsuccess = () => resolve(r.result))),
+        ),
+      );
+      if (name === "transfers") records += values?.length ?? 0;
+      visit(keys);
+      visit(values);
+    }
+    db.close();
+    return { records, text: parts.join("\n") };
+  });
+}
+
 /** Download a received file through its Download button; its bytes. */
 async function download(page: Page, name: string): Promise<Uint8Array> {
   const [d] = await Promise.all([
@@ -107,6 +154,16 @@ describe("files between two browsers", () => {
     await row(b, "holiday.bin", "done").waitFor({ timeout: 60_000 });
     await row(a, "holiday.bin", "done").waitFor({ timeout: 30_000 });
     expect(sha(await download(b, "holiday.bin"))).toBe(sha(toBob));
+    // It was saved streamed: written into the origin-private file system, downloaded from there.
+    expect(
+      await b.evaluate(async () => {
+        const dir = await (await navigator.storage.getDirectory()).getDirectoryHandle("loft-saving");
+        const sizes: number[] = [];
+        for await (const h of (dir as unknown as { values(): AsyncIterable<FileSystemFileHandle> }).values())
+          sizes.push((await h.getFile()).size);
+        return sizes;
+      }),
+    ).toEqual([toBob.length]);
     await expect
       .poll(() => row(b, "holiday.bin").getByTestId("file-status").textContent())
       .toMatch(/checked/);
@@ -117,6 +174,14 @@ describe("files between two browsers", () => {
     await row(a, "notes.bin", "done").waitFor({ timeout: 60_000 });
     await row(b, "notes.bin", "done").waitFor({ timeout: 30_000 });
     expect(sha(await download(a, "notes.bin"))).toBe(sha(toAlice));
+
+    // Nothing of the files is in clear in either page's `loft-files` database: no name, no type.
+    for (const page of [a, b]) {
+      const stored = await filesDatabaseText(page);
+      expect(stored.records).toBeGreaterThanOrEqual(2);
+      for (const secret of ["holiday", "notes.bin", "octet-stream"])
+        expect(stored.text.includes(secret), `"${secret}" in clear in loft-files`).toBe(false);
+    }
   });
 
   it("a declined offer and a cancelled one end on both sides", { timeout: 120_000 }, async () => {
@@ -247,5 +312,27 @@ describe("files between two browsers", () => {
       unthrottle();
     }
     expect(sha(await download(b, "resumed.bin"))).toBe(sha(file));
+  });
+
+  it("the sender reloads its page mid-transfer; it resumes from its sealed copy", {
+    timeout: 240_000,
+  }, async () => {
+    await chatting();
+    throttleDirect();
+    const file = new Uint8Array(randomBytes(6 * 1024 * 1024));
+    try {
+      await attach(a, "reloaded.bin", file);
+      await row(b, "reloaded.bin", "offered").getByTestId("file-accept").click();
+      await expect
+        .poll(() => received(b, "reloaded.bin"), { timeout: 60_000, interval: 100 })
+        .toBeGreaterThan(256 * 1024);
+      await a.reload(); // the page that picked the file is gone
+      await byId(a, "chat").waitFor({ timeout: 30_000 });
+      await row(b, "reloaded.bin", "done").waitFor({ timeout: 180_000 });
+      await row(a, "reloaded.bin", "done").waitFor({ timeout: 30_000 });
+    } finally {
+      unthrottle();
+    }
+    expect(sha(await download(b, "reloaded.bin"))).toBe(sha(file));
   });
 });

@@ -339,7 +339,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
         const dbs = (await indexedDB.databases()).map((d) => d.name).filter((n) => n === "loft-files");
         const opfs: string[] = [];
         for await (const name of (await navigator.storage.getDirectory()).keys()) opfs.push(name);
-        return [...dbs, ...opfs.filter((n) => n === "loft-shares")];
+        return [...dbs, ...opfs.filter((n) => n === "loft-shares" || n === "loft-saving").sort()];
       });
     await b.evaluate(async () => {
       await new Promise((ok, no) => {
@@ -348,8 +348,9 @@ describe("onboarding, contacts and trust in the PWA", () => {
         r.onerror = () => no(r.error);
       });
       await (await navigator.storage.getDirectory()).getDirectoryHandle("loft-shares", { create: true });
+      await (await navigator.storage.getDirectory()).getDirectoryHandle("loft-saving", { create: true });
     });
-    expect(await leftovers()).toEqual(["loft-files", "loft-shares"]);
+    expect(await leftovers()).toEqual(["loft-files", "loft-saving", "loft-shares"]);
     await id(b, "nav-settings").click();
     await id(b, "delete-identity").click();
     await id(b, "confirm-delete").click();

@@ -97,6 +97,13 @@ export async function listFiles(app: AppModel, contactId: string): Promise<FileT
 }
 
 /** The bytes of a received file whose hash matched (or of one being sent). */
+export async function fileStream(
+  app: AppModel,
+  key: string,
+): Promise<ReadableStream<Uint8Array> | undefined> {
+  return app.engine?.fileStream(key);
+}
+
 export async function fileBlob(app: AppModel, key: string): Promise<Blob | undefined> {
   return app.engine?.fileBlob(key);
 }

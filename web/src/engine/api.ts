@@ -495,10 +495,11 @@ export interface ChatEngine {
   subscribe(listener: EngineListener): () => void;
 
   /**
-   * Send a file to a contact (docs/protocol/files.md): hashed, offered inside the ratchet, sent
-   * over the live session once the contact accepts; progress comes as `file` events. Rejects
-   * with `EngineRefusal` when the contact is not connected (files go device to device) or the
-   * file is over the size limit. `thumb`: a small WebP preview of an image (≤ 16 KiB), sent
+   * Send a file to a contact (docs/protocol/files.md): prepared (hash, sealed copy), offered
+   * inside the ratchet, sent over the live session once the contact accepts; progress comes as
+   * `file` events. To a contact not connected the transfer is `queued`: offered on its next
+   * session (files go device to device). Rejects with `EngineRefusal` when the file is over the
+   * size limit or the contact is blocked or unknown. `thumb`: a small WebP preview of an image (≤ 16 KiB), sent
    * ahead in the offer.
    */
   sendFile(contactId: ContactId, file: Blob, name: string, thumb?: Uint8Array): Promise<FileTransfer>;
@@ -511,6 +512,8 @@ export interface ChatEngine {
   listFiles(contactId: ContactId): Promise<FileTransfer[]>;
   /** A received file whose hash matched (or one being sent), to download or preview. */
   fileBlob(key: string): Promise<Blob | undefined>;
+  /** A received file whose hash matched, read one chunk at a time (a streamed save to disk). */
+  fileStream(key: string): Promise<ReadableStream<Uint8Array> | undefined>;
   /**
    * Rooms (web/src/engine/rooms/mesh.ts; docs/protocol/rooms.md): absent when this tab does not
    * run the engine (offline engine), since a room is nothing but live member links.

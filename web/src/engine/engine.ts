@@ -381,6 +381,9 @@ export class Engine implements ChatEngine {
   fileBlob(key: string): Promise<Blob | undefined> {
     return this.#files.blob(key);
   }
+  fileStream(key: string): Promise<ReadableStream<Uint8Array> | undefined> {
+    return this.#files.stream(key);
+  }
 
   proxyClient(contactId: ContactId): ProxyClient | undefined {
     return proxyClientOf(this.#ctx, this.#ctx.peers.get(contactId));

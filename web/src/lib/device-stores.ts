@@ -7,5 +7,7 @@
 export const FILES_DB_NAME = "loft-files";
 /** Shared folders in the origin-private file system (proxy/opfs-shares.ts). */
 export const SHARES_DIR = "loft-shares";
+/** Received files being saved: written here streamed, downloaded from here, then deleted (ui/save-file.ts). */
+export const SAVING_DIR = "loft-saving";
 /** Files shared to Loft from the system, waiting for a contact to be picked (app/share.ts). */
 export const SHARE_CACHE = "loft-share";

@@ -1,3 +1,5 @@
+import { SAVING_DIR } from "../lib/device-stores.ts";
+
 /** Save bytes made in the page as a file in the person's downloads (a backup, a received file). */
 export function saveFile(blob: Blob, name: string): void {
   const url = URL.createObjectURL(blob);
@@ -10,4 +12,55 @@ export function saveFile(blob: Blob, name: string): void {
   a.remove();
   // The download has its own copy once started.
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+/**
+ * Save a received file streamed (docs/protocol/files.md §6): its plaintext is written chunk by
+ * chunk into a file of the origin-private file system (`SAVING_DIR`), which the browser keeps on
+ * disk, and that file is downloaded; the page never holds the whole file. The copy there is
+ * deleted once the download has its own (and any left behind by a closed tab on the next save).
+ * Without OPFS, `fallback` gives the file as one Blob.
+ */
+export async function saveStreamed(
+  name: string,
+  stream: ReadableStream<Uint8Array>,
+  fallback: () => Promise<Blob | undefined>,
+): Promise<boolean> {
+  const dir = await savingDir();
+  if (!dir) {
+    await stream.cancel();
+    const blob = await fallback();
+    if (blob) saveFile(blob, name);
+    return blob !== undefined;
+  }
+  const entry = `${Date.now()}-${crypto.randomUUID()}`;
+  const handle = await dir.getFileHandle(entry, { create: true });
+  try {
+    const writable = await handle.createWritable();
+    await stream.pipeTo(writable);
+  } catch (e) {
+    await dir.removeEntry(entry).catch(() => undefined);
+    throw e;
+  }
+  saveFile(await handle.getFile(), name);
+  // The download reads the file while it starts; a minute later it has its own copy.
+  setTimeout(() => void dir.removeEntry(entry).catch(() => undefined), 60_000);
+  return true;
+}
+
+/** The saving folder, emptied of what earlier saves left behind (older than a minute). */
+async function savingDir(): Promise<FileSystemDirectoryHandle | undefined> {
+  if (!navigator.storage?.getDirectory) return undefined;
+  try {
+    const root = await navigator.storage.getDirectory();
+    const dir = await root.getDirectoryHandle(SAVING_DIR, { create: true });
+    if (!("createWritable" in FileSystemFileHandle.prototype)) return undefined;
+    for await (const old of (dir as unknown as { keys(): AsyncIterable<string> }).keys()) {
+      const at = Number(old.split("-")[0]);
+      if (!(at > Date.now() - 60_000)) await dir.removeEntry(old).catch(() => undefined);
+    }
+    return dir;
+  } catch {
+    return undefined;
+  }
 }

@@ -1,16 +1,18 @@
 /**
  * The browser's `FileStore` (store.ts; docs/protocol/files.md §6): the `loft-files` IndexedDB
  * database, apart from the `loft` one (web/src/storage/db.ts) so file chunks never weigh on the
- * chat's transactions. `transfers` holds the records (no secrets: the key is in the engine's
- * sealed secrets), `chunks` the received chunks exactly as they arrived — AES-256-GCM ciphertext
- * under the per-transfer key — keyed by [transfer key, chunk index].
+ * chat's transactions. `transfers` holds the records, sealed (sealed-records.ts: key and time in
+ * clear; the per-transfer key is in the engine's sealed secrets), `chunks` the received chunks
+ * exactly as they arrived — AES-256-GCM ciphertext under the per-transfer key — keyed by
+ * [transfer key, chunk index].
  */
 import { type DBSchema, type IDBPDatabase, openDB } from "idb";
 import { FILES_DB_NAME } from "../../lib/device-stores.ts";
-import type { FileStore, FileTransfer } from "./store.ts";
+import type { FileRecord, FileStore, FileTransfer } from "./store.ts";
 
 interface FilesSchema extends DBSchema {
-  transfers: { key: string; value: FileTransfer };
+  /** Sealed records; records an earlier version wrote in clear until they are sealed on load. */
+  transfers: { key: string; value: FileRecord | FileTransfer };
   chunks: { key: [string, number]; value: Uint8Array };
 }
 
@@ -32,21 +34,27 @@ export class IdbFileStore implements FileStore {
     this.#db = db;
   }
 
-  async putTransfer(t: FileTransfer): Promise<void> {
-    await (await this.#db).put("transfers", t);
+  async putRecord(r: FileRecord): Promise<void> {
+    await (await this.#db).put("transfers", r);
   }
 
-  async listTransfers(): Promise<FileTransfer[]> {
-    const all = await (await this.#db).getAll("transfers");
-    return all.sort((a, b) => a.at - b.at);
+  async listRecords(): Promise<(FileRecord | FileTransfer)[]> {
+    return (await this.#db).getAll("transfers");
   }
 
-  async putChunk(key: string, index: number, sealed: Uint8Array): Promise<void> {
-    await (await this.#db).put("chunks", sealed, [key, index]);
+  async putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void> {
+    // One transaction for the batch: a transaction's commit, not the bytes, is what costs.
+    const tx = (await this.#db).transaction("chunks", "readwrite");
+    await Promise.all([...sealed.map((c, n) => tx.store.put(c, [key, first + n])), tx.done]);
   }
 
   async getChunk(key: string, index: number): Promise<Uint8Array | undefined> {
     return (await this.#db).get("chunks", [key, index]);
+  }
+
+  async getChunks(key: string, first: number, count: number): Promise<Uint8Array[]> {
+    const range = IDBKeyRange.bound([key, first], [key, first + count - 1]);
+    return (await this.#db).getAll("chunks", range);
   }
 
   async deleteChunks(key: string): Promise<void> {

@@ -3,7 +3,8 @@
  * through `FileStore`; the browser's is IndexedDB (idb-store.ts), tests and engines without one
  * use `MemoryFileStore`. Received chunks are stored as they arrived — AES-256-GCM ciphertext under
  * the per-transfer key — and the key itself goes to the engine's sealed secrets
- * (EngineStorage.saveSecret), so the store never holds a file's plaintext.
+ * (EngineStorage.saveSecret), so the store never holds a file's plaintext. Transfer records reach
+ * the store sealed (sealed-records.ts): no name, type, size, hash or preview in clear.
  */
 
 /** The contact's id (api.ts `ContactId`; not imported, so api.ts can name these types). */
@@ -13,7 +14,8 @@ export type FileDirection = "in" | "out";
 
 /**
  *  offered   in: waiting for the user to accept; out: waiting for the contact to accept
- *  hashing   out: reading the file once to hash it before the offer
+ *  hashing   out: reading the file once (hash, sealed copy) before the offer
+ *  queued    out: prepared; the offer goes on the contact's next session (it was not connected)
  *  sending / receiving   chunks flow
  *  waiting   the link dropped: resumes from the last stored chunk on the next session
  *  done      in: hash checked, stored; out: the contact confirmed the hash
@@ -23,6 +25,7 @@ export type FileDirection = "in" | "out";
 export type FileState =
   | "hashing"
   | "offered"
+  | "queued"
   | "sending"
   | "receiving"
   | "waiting"
@@ -64,38 +67,62 @@ export interface FileTransfer {
 export const transferKey = (contactId: ContactId, direction: FileDirection, id: number): string =>
   `${contactId}/${direction}/${id}`;
 
+/** A transfer record as stored: its key and time in clear, the rest sealed (sealed-records.ts). */
+export interface FileRecord {
+  key: string;
+  at: number;
+  /** iv (12 bytes) ‖ AES-256-GCM(records key, the transfer as MessagePack). */
+  sealed: Uint8Array;
+}
+
 export interface FileStore {
-  putTransfer(t: FileTransfer): Promise<void>;
-  /** Every transfer, oldest first (the engine loads them once). */
-  listTransfers(): Promise<FileTransfer[]>;
-  putChunk(key: string, index: number, sealed: Uint8Array): Promise<void>;
+  putRecord(r: FileRecord): Promise<void>;
+  /** Every record; a record an earlier version wrote in clear comes back as it is. */
+  listRecords(): Promise<(FileRecord | FileTransfer)[]>;
+  /** Store chunks `first`, `first + 1`, … at once (one transaction where the store has them). */
+  putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void>;
   getChunk(key: string, index: number): Promise<Uint8Array | undefined>;
+  /** Chunks `first` … `first + count − 1` as far as they are stored, in order (one read). */
+  getChunks(key: string, first: number, count: number): Promise<Uint8Array[]>;
   /** Delete a transfer's chunks (`deleteTransfer`: its chunks and its record). */
   deleteChunks(key: string): Promise<void>;
   deleteTransfer(key: string): Promise<void>;
 }
 
 export class MemoryFileStore implements FileStore {
-  readonly #transfers = new Map<string, FileTransfer>();
+  readonly #records = new Map<string, FileRecord | FileTransfer>();
   readonly #chunks = new Map<string, Uint8Array>();
 
-  async putTransfer(t: FileTransfer): Promise<void> {
-    this.#transfers.set(t.key, structuredClone(t));
+  async putRecord(r: FileRecord): Promise<void> {
+    this.#records.set(r.key, structuredClone(r));
   }
-  async listTransfers(): Promise<FileTransfer[]> {
-    return [...this.#transfers.values()].sort((a, b) => a.at - b.at).map((t) => structuredClone(t));
+  async listRecords(): Promise<(FileRecord | FileTransfer)[]> {
+    return [...this.#records.values()].map((r) => structuredClone(r));
   }
-  async putChunk(key: string, index: number, sealed: Uint8Array): Promise<void> {
-    this.#chunks.set(`${key}#${index}`, sealed.slice());
+  /** Tests: what is stored, as stored. */
+  get records(): ReadonlyMap<string, FileRecord | FileTransfer> {
+    return this.#records;
+  }
+  async putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void> {
+    for (const [n, c] of sealed.entries()) this.#chunks.set(`${key}#${first + n}`, c.slice());
   }
   async getChunk(key: string, index: number): Promise<Uint8Array | undefined> {
     return this.#chunks.get(`${key}#${index}`)?.slice();
+  }
+  async getChunks(key: string, first: number, count: number): Promise<Uint8Array[]> {
+    const out: Uint8Array[] = [];
+    for (let index = first; index < first + count; index++) {
+      const c = this.#chunks.get(`${key}#${index}`);
+      if (!c) break;
+      out.push(c.slice());
+    }
+    return out;
   }
   async deleteChunks(key: string): Promise<void> {
     for (const k of [...this.#chunks.keys()]) if (k.startsWith(`${key}#`)) this.#chunks.delete(k);
   }
   async deleteTransfer(key: string): Promise<void> {
     await this.deleteChunks(key);
-    this.#transfers.delete(key);
+    this.#records.delete(key);
   }
 }

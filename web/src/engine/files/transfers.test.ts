@@ -14,8 +14,8 @@ import { type RunningSignaling, startSignaling } from "../../../../signaling/tes
 import { EngineHarness, type EngineNode, FAST_ENGINE, until } from "../../../../test/support/engine.ts";
 import type { EngineRefusal, FileTransfer } from "../api.ts";
 import type { EngineConfig } from "../engine.ts";
-import { MemoryFileStore } from "./store.ts";
-import { FILE_CHUNK_BYTES } from "./wire.ts";
+import { type FileRecord, MemoryFileStore } from "./store.ts";
+import { FILE_CHUNK_BYTES, fileHash } from "./wire.ts";
 
 const FAST: Partial<EngineConfig> = {
   ...FAST_ENGINE,
@@ -92,6 +92,19 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     await until(() => stateOf(a, keys.out) === "done" && stateOf(b, keys.in) === "done", "a→b done");
     const got = await b.engine.fileBlob(keys.in);
     expect(got && (await hashOf(got))).toBe(await hashOf(ab));
+    // The streamed read (a save to disk) gives the same bytes, one chunk per pull.
+    const stream = await b.engine.fileStream(keys.in);
+    if (!stream) throw new Error("no stream");
+    const pieces: Uint8Array<ArrayBuffer>[] = [];
+    for (const reader = stream.getReader(); ; ) {
+      const r = await reader.read();
+      if (r.done) break;
+      expect(r.value.length).toBeLessThanOrEqual(FILE_CHUNK_BYTES);
+      pieces.push(r.value as Uint8Array<ArrayBuffer>);
+    }
+    expect(pieces).toHaveLength(6);
+    expect(await hashOf(new Blob(pieces))).toBe(await hashOf(ab));
+    expect(await a.engine.fileStream(keys.out)).toBeUndefined(); // only received files
 
     const ba = randomFile(3 * FILE_CHUNK_BYTES, 2); // an exact multiple of the chunk size
     const back = await offerAndAccept(b, a, ba);
@@ -108,6 +121,23 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     expect(await b.engine.listFiles(a.id)).toEqual([]);
     expect(await b.engine.fileBlob(keys.in)).toBeUndefined();
     expect([...b.storage.secrets.keys()].some((k) => k.startsWith("file/"))).toBe(false);
+  });
+
+  it("hashing a file before the offer reports how far it got; the offer then carries the file hash", async () => {
+    const [a, b] = await h.pair();
+    const blob = randomFile(40 * FILE_CHUNK_BYTES + 7, 9); // 2.5 blocks of 16 chunks
+    const keys = await offerAndAccept(a, b, blob);
+    const hashing = a.events.flatMap((e) =>
+      e.type === "file" && e.transfer.key === keys.out && e.transfer.state === "hashing"
+        ? [e.transfer.done]
+        : [],
+    );
+    expect(hashing.some((done) => done > 0 && done < blob.size)).toBe(true);
+    await until(() => stateOf(b, keys.in) === "done", "received");
+    const data = new Uint8Array(await blob.arrayBuffer());
+    expect(toHex(files(b).get(keys.in)?.hash ?? new Uint8Array())).toBe(
+      toHex(await fileHash(nobleCrypto, data)),
+    );
   });
 
   it("an empty file goes as one empty chunk", async () => {
@@ -222,16 +252,28 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     expect(await b.engine.fileBlob(keys.in)).toBeUndefined();
   });
 
-  it("refuses clearly: contact not connected, file over the limit", async () => {
-    extra = { maxFileBytes: 1000 };
+  it("a file over the limit is refused; to a contact not connected it is queued, offered on the next session", async () => {
+    extra = { maxFileBytes: 3 * FILE_CHUNK_BYTES };
     const [a, b] = await h.pair();
-    await expect(a.engine.sendFile(b.id, randomFile(1001, 7), "big.bin")).rejects.toMatchObject({
-      reason: { kind: "message-refused" },
-    });
+    const e = (await a.engine
+      .sendFile(b.id, randomFile(3 * FILE_CHUNK_BYTES + 1, 7), "big.bin")
+      .catch((x) => x)) as EngineRefusal;
+    expect(e.reason).toMatchObject({ kind: "message-refused" });
+    expect(e.reason.message).toMatch(/files up to/);
     a.engine.disconnect(b.id);
     await until(() => a.engine.presence(b.id).status !== "online", "offline");
-    const e = (await a.engine.sendFile(b.id, randomFile(10, 8), "x").catch((x) => x)) as EngineRefusal;
-    expect(e.reason.message).toMatch(/not connected/);
+    const blob = randomFile(2 * FILE_CHUNK_BYTES + 3, 8);
+    const queued = await a.engine.sendFile(b.id, blob, "later.bin");
+    expect(queued.state).toBe("queued");
+    expect(incoming(b)).toEqual([]); // nothing reached Bob
+    a.engine.connect(b.id);
+    await until(() => incoming(b).some((t) => t.state === "offered"), "offered on the next session");
+    expect(stateOf(a, queued.key)).toBe("offered");
+    const offered = incoming(b)[0]!;
+    await b.engine.acceptFile(offered.key);
+    await until(() => stateOf(a, queued.key) === "done" && stateOf(b, offered.key) === "done", "delivered");
+    const got = await b.engine.fileBlob(offered.key);
+    expect(got && (await hashOf(got))).toBe(await hashOf(blob));
   });
 
   /** Alice and Bob as in `pair`, each engine with its own file store (kept across a restart). */
@@ -255,9 +297,18 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
       (t) => t.next > 40,
       () => void b.engine.stop(),
     );
-    const keys = await offerAndAccept(a, b, blob);
+    const keys = await offerAndAccept(a, b, blob, "reload-secret-name.bin");
     await stopped;
     await until(() => stateOf(a, keys.out) === "waiting", "sender waits");
+    // A record an earlier version wrote in clear: read, then sealed on load.
+    const legacy: FileTransfer = {
+      ...structuredClone(files(b).get(keys.in)!),
+      key: `${a.id}/in/77`,
+      id: 77,
+      name: "legacy-clear-name.txt",
+      state: "declined",
+    };
+    await sb.putRecord(legacy as unknown as FileRecord);
     const again = h.node("bob", b.user, b.storage, undefined, { fileStore: sb });
     await again.engine.start();
     await until(
@@ -269,22 +320,47 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     // It resumed: the new engine never asked for the file from its first chunk.
     const firstNext = again.events.find((e) => e.type === "file" && e.transfer.key === keys.in);
     expect(firstNext?.type === "file" && firstNext.transfer.next).toBeGreaterThan(0);
+    // The file store holds no name in clear: every record is sealed, the legacy one too.
+    expect((await again.engine.listFiles(a.id)).map((t) => t.name).sort()).toEqual([
+      "legacy-clear-name.txt",
+      "reload-secret-name.bin",
+    ]);
+    const stored = JSON.stringify([...sb.records.values()].map((r) => [r, "sealed" in r]));
+    expect(stored).not.toContain("secret-name");
+    expect(stored).not.toContain("legacy-clear");
+    expect([...sb.records.values()].every((r) => "sealed" in r)).toBe(true);
   });
 
-  it("the sender's page reloads mid-transfer: it fails there, and the receiver is told", async () => {
+  it("the sender's page reloads mid-transfer: it resumes from its sealed copy, and the hash matches", async () => {
     const [a, b, sa] = await pairWithStores();
+    const blob = randomFile(100 * FILE_CHUNK_BYTES + 5, 10);
     const stopped = onFile(
       b,
       (t) => t.next > 10,
       () => void a.engine.stop(),
     );
-    const keys = await offerAndAccept(a, b, randomFile(100 * FILE_CHUNK_BYTES, 10));
+    const keys = await offerAndAccept(a, b, blob, "sender-reload.bin");
     await stopped;
     await until(() => stateOf(b, keys.in) === "waiting", "receiver waits");
     const again = h.node("alice", a.user, a.storage, undefined, { fileStore: sa });
     await again.engine.start();
-    await until(() => stateOf(b, keys.in) === "cancelled", "receiver told");
-    expect((await again.engine.listFiles(b.id)).map((t) => t.state)).toEqual(["failed"]);
-    expect(await b.engine.fileBlob(keys.in)).toBeUndefined();
+    await until(
+      () => stateOf(again, keys.out) === "done" && stateOf(b, keys.in) === "done",
+      "done after the sender's reload",
+    );
+    const got = await b.engine.fileBlob(keys.in);
+    expect(got && (await hashOf(got))).toBe(await hashOf(blob));
+    // It resumed: the new engine sent from where the receiver was, not from the first chunk.
+    const resumed = again.events.find(
+      (e) => e.type === "file" && e.transfer.key === keys.out && e.transfer.state === "sending",
+    );
+    expect(resumed?.type === "file" && resumed.transfer.next).toBeGreaterThan(0);
+    // Delivered: the sealed copy and its key are gone from the sender's device.
+    await until(
+      async () =>
+        (await sa.getChunks(keys.out, 0, 1)).length === 0 &&
+        !(await a.storage.loadSecret(`file/${keys.out}`)),
+      "sender's copy deleted",
+    );
   });
 });

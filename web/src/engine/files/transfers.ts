@@ -4,19 +4,20 @@
  * FILE_CHUNK session frames over the live Noise session, sealed once with the per-transfer key,
  * flow-controlled by the receiver's FILE_ACKs (a window of `WINDOW_CHUNKS` chunks, which also
  * bounds what waits in the data channel's buffer), and resumed from the last stored chunk when a
- * new session comes up. The receiver hashes as it stores and offers the file only when the
- * SHA-256 matches the offer's.
+ * new session comes up. The sender prepares the file once before the offer (the file hash and a
+ * copy sealed under the per-transfer key, which the chunks are sent from and which outlives a
+ * reload); the receiver hashes as it stores and offers the file only when the file hash matches.
  *
  * Called by the link controller (a frame of the files range, a new live session) and by the
  * messages step (a `file.*` message, inside the contact's `serial` chain); the engine facade
  * calls the user actions. Everything one transfer does runs in order on that transfer.
  */
-import { sha256 } from "@noble/hashes/sha2.js";
 import { equalBytes, wipe } from "../../../../core/bytes.ts";
 import { type ContactId, EngineRefusal } from "../api.ts";
 import { type EngineContext, emit, type Live, type Peer, providerOf, serial } from "../context.ts";
 import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
-import { type FileStore, type FileTransfer, MemoryFileStore, transferKey } from "./store.ts";
+import { SealedFileStore } from "./sealed-records.ts";
+import { type FileTransfer, MemoryFileStore, transferKey } from "./store.ts";
 import {
   type ChunkExpectation,
   checkChunk,
@@ -24,9 +25,11 @@ import {
   chunkPlainBytes,
   decodeFileFrame,
   encodeAckFrame,
+  encodeChunkFrame,
   FILE_CHUNK_BYTES,
   FILE_KEY_BYTES,
   type FileAppMessage,
+  FileHasher,
   type FileOffer,
   MAX_FILE_BYTES,
   MAX_FILE_NAME_CHARS,
@@ -35,18 +38,23 @@ import {
   openChunk,
   SEALED_CHUNK_BYTES,
   sealChunk,
+  sealChunkBytes,
 } from "./wire.ts";
 
-/** Chunks the sender may have beyond the receiver's last ACK (≈ 2 MiB in flight). */
-export const WINDOW_CHUNKS = 32;
+/** Chunks the sender may have beyond the receiver's last ACK (≈ 4 MiB in flight). */
+export const WINDOW_CHUNKS = 64;
+/**
+ * Chunks handled at once (≈ 1 MiB): one `Blob.slice` read while preparing, sealed and digested
+ * concurrently and stored in one transaction; one store read while sending, the next block read
+ * while this one goes out.
+ */
+export const READ_BLOCK_CHUNKS = 16;
 /** Offers from one contact that may wait on the user or run at once; more are declined "busy". */
 export const MAX_OPEN_INCOMING = 16;
 /** Progress events at most this often per transfer (state changes always). */
 const PROGRESS_EVERY_MS = 100;
 /** A received file is reassembled into its Blob this many bytes at a time. */
 const BLOB_BATCH_BYTES = 8 * 1024 * 1024;
-/** Bytes read from the file per step while hashing. */
-const HASH_SLICE_BYTES = 4 * 1024 * 1024;
 
 const FINAL = new Set(["done", "failed", "declined", "cancelled"]);
 const secretName = (key: string) => `file/${key}`;
@@ -61,7 +69,8 @@ interface Moving {
 }
 
 interface Outgoing extends Moving {
-  blob: Blob;
+  /** The file picked in this page (gone after a reload: the sealed copy in the store serves). */
+  blob?: Blob;
   /** Bumped on every (re)start of the chunk pump: an older pump stops. */
   generation: number;
   /** The pump waits here for an ACK (or a stop). */
@@ -69,11 +78,20 @@ interface Outgoing extends Moving {
 }
 
 interface Incoming extends Moving {
-  hasher?: ReturnType<typeof sha256.create>;
-  /** Chunks opened and hashed (the next index taken); `t.next` counts those stored. */
+  hasher?: FileHasher;
+  /** Chunks opened (the next index taken); `t.next` counts those stored. */
   taken: number;
-  /** Chunks are stored one at a time, in order, while the next ones are opened. */
+  /** Opened chunks waiting to be stored: the next store takes them all in one transaction. */
+  pending: Taken[];
+  /** Stores run one at a time, in order, while the next chunks are opened. */
   chain: Promise<void>;
+}
+
+/** A chunk opened by the receiver: its sealed bytes to store, its plaintext digest under way. */
+interface Taken {
+  index: number;
+  sealed: Uint8Array;
+  digest: Promise<Uint8Array>;
 }
 
 /** What the transfers read of the engine. */
@@ -84,7 +102,7 @@ export const DEFAULT_MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024;
 
 export class FileTransfers {
   readonly #ctx: FilesContext;
-  readonly #store: FileStore;
+  readonly #store: SealedFileStore;
   readonly #maxBytes: number;
   readonly #out = new Map<string, Outgoing>();
   readonly #in = new Map<string, Incoming>();
@@ -97,23 +115,44 @@ export class FileTransfers {
   /** The store and the size limit come from the engine's configuration (`fileStore`, `maxFileBytes`). */
   constructor(ctx: FilesContext) {
     this.#ctx = ctx;
-    this.#store = ctx.cfg.fileStore ?? new MemoryFileStore();
+    this.#store = new SealedFileStore(
+      ctx.cfg.fileStore ?? new MemoryFileStore(),
+      providerOf(ctx),
+      ctx.storage,
+    );
     this.#maxBytes = Math.min(ctx.cfg.maxFileBytes || DEFAULT_MAX_FILE_BYTES, MAX_FILE_BYTES);
   }
 
   /** Load stored transfers once; what was moving when the page went away is settled here. */
   #load(): Promise<void> {
     this.#loaded ??= (async () => {
-      for (const t of await this.#store.listTransfers()) {
+      const { transfers, clear, unreadable } = await this.#store.listTransfers();
+      if (unreadable > 0)
+        this.#ctx.cfg.log(`files: skipped ${unreadable} transfer record(s) that do not open`);
+      for (const t of transfers) {
         this.#all.set(t.key, t);
+        // Written in clear by an earlier version: sealed now (the rest below may write it again).
+        if (clear.has(t.key)) await this.#store.putTransfer(t);
         if (FINAL.has(t.state)) continue;
         if (t.direction === "out") {
-          // The file itself is gone with the page that picked it.
-          await this.#settle(
-            t,
-            "failed",
-            "The page was reloaded before the file was delivered. Send it again.",
-          );
+          // The sealed copy made before the offer is in the store: the transfer goes on from
+          // there — unless the page went away while that copy was being made.
+          const key =
+            t.state === "hashing" ? undefined : await this.#ctx.storage.loadSecret(secretName(t.key));
+          const o: Outgoing = { ...moving(t, key ?? new Uint8Array(FILE_KEY_BYTES)), generation: 0 };
+          if (!key) {
+            this.#out.set(t.key, o);
+            await this.#settle(
+              t,
+              "failed",
+              "The page was reloaded before the file was ready. Send it again.",
+            );
+            this.#forgetOutgoing(o);
+            continue;
+          }
+          if (t.state !== "offered" && t.state !== "queued") t.state = "waiting";
+          t.speed = 0;
+          this.#out.set(t.key, o);
         } else if (t.state !== "offered") {
           const key = await this.#ctx.storage.loadSecret(secretName(t.key));
           if (!key) {
@@ -122,7 +161,7 @@ export class FileTransfers {
           }
           t.state = "waiting";
           t.speed = 0;
-          this.#in.set(t.key, { ...moving(t, key), taken: t.next, chain: Promise.resolve() });
+          this.#in.set(t.key, incoming(t, key, t.next));
         }
       }
     })();
@@ -136,7 +175,11 @@ export class FileTransfers {
     return [...this.#all.values()].filter((t) => t.contactId === contactId).map((t) => ({ ...t }));
   }
 
-  /** Hash the file, then offer it over the live session. Refuses when the contact is not online. */
+  /**
+   * Prepare the file — hash it and keep a sealed copy (so a reload of this page does not lose the
+   * transfer) — then offer it over the live session, or leave it `queued` for the contact's next
+   * session when it is not connected. Refuses a file over the limit, or a blocked or unknown contact.
+   */
   async send(contactId: ContactId, blob: Blob, name: string, thumb?: Uint8Array): Promise<FileTransfer> {
     await this.#load();
     const peer = this.#ctx.peers.get(contactId);
@@ -144,10 +187,6 @@ export class FileTransfers {
     if (blob.size > this.#maxBytes)
       throw refusal(`This file is ${mib(blob.size)}; files up to ${mib(this.#maxBytes)} can be sent.`);
     if (!peer || peer.blocked) throw refusal(`Files cannot be sent to ${who}.`);
-    if (!liveOf(peer) || !ratchetCanSend(peer))
-      throw refusal(
-        `${who} is not connected. Files go directly between your devices: send it when ${who} is online.`,
-      );
     const id = this.#freshId(contactId);
     const t: FileTransfer = {
       key: transferKey(contactId, "out", id),
@@ -173,12 +212,27 @@ export class FileTransfers {
     this.#out.set(t.key, o);
     await this.#save(t);
     try {
-      t.hash = await hashBlob(blob);
-    } catch {
-      await this.#settle(t, "failed", "The file could not be read.");
+      await this.#ctx.storage.saveSecret(secretName(t.key), o.key);
+      t.hash = await this.#prepare(o, blob);
+    } catch (e) {
+      this.#ctx.cfg.log(`files: preparing a file failed: ${(e as Error).name}`);
+      if (t.state === "hashing") {
+        await this.#settle(t, "failed", "The file could not be read, or this device has no room for it.");
+        this.#forgetOutgoing(o);
+      }
       return { ...t };
     }
-    if (t.state !== "hashing") return { ...t }; // cancelled meanwhile
+    if (t.state !== "hashing") {
+      await this.#store.deleteChunks(t.key); // cancelled meanwhile: a block stored since goes too
+      return { ...t };
+    }
+    if (!liveOf(peer) || !ratchetCanSend(peer)) {
+      // Files go device to device: the offer waits for the contact's next session (sessionUp),
+      // across reloads of this page too (the sealed copy and the record are stored).
+      t.state = "queued";
+      await this.#save(t);
+      return { ...t };
+    }
     t.state = "offered";
     await this.#save(t);
     await this.#tell(peer, offerOf(o));
@@ -235,7 +289,7 @@ export class FileTransfers {
       this.#in.delete(t.key);
       this.#all.delete(t.key);
       await this.#store.deleteTransfer(t.key);
-      if (t.direction === "in") await this.#ctx.storage.deleteSecret(secretName(t.key));
+      await this.#ctx.storage.deleteSecret(secretName(t.key));
     }
     this.#unsent.delete(contactId);
   }
@@ -244,7 +298,7 @@ export class FileTransfers {
   async blob(key: string): Promise<Blob | undefined> {
     await this.#load();
     const o = this.#out.get(key);
-    if (o) return o.blob;
+    if (o?.blob) return o.blob;
     const t = this.#all.get(key);
     if (t?.direction !== "in" || t.state !== "done") return undefined;
     const k = await this.#ctx.storage.loadSecret(secretName(key));
@@ -270,6 +324,40 @@ export class FileTransfers {
     } finally {
       wipe(k);
     }
+  }
+
+  /**
+   * A received file (hash matched) as a stream of its plaintext, opened one chunk at a time as the
+   * reader pulls: saving it to disk (ui/save-file.ts) never holds the whole file in memory.
+   */
+  async stream(key: string): Promise<ReadableStream<Uint8Array> | undefined> {
+    await this.#load();
+    const t = this.#all.get(key);
+    if (t?.direction !== "in" || t.state !== "done") return undefined;
+    const k = await this.#ctx.storage.loadSecret(secretName(key));
+    if (!k) return undefined;
+    const total = chunkCount(t.size);
+    let index = 0;
+    return new ReadableStream<Uint8Array>(
+      {
+        pull: async (controller) => {
+          if (index >= total) {
+            wipe(k);
+            controller.close();
+            return;
+          }
+          const plain = await this.#openStored(t, k, index++);
+          if (!plain) {
+            wipe(k);
+            controller.error(new Error(`${t.name} is no longer complete on this device.`));
+            return;
+          }
+          if (plain.length > 0) controller.enqueue(plain);
+        },
+        cancel: () => wipe(k),
+      },
+      { highWaterMark: 1 },
+    );
   }
 
   // ---- what the contact does -----------------------------------------------------------------
@@ -362,7 +450,7 @@ export class FileTransfers {
       at: Date.now(),
     };
     await this.#ctx.storage.saveSecret(secretName(key), m.key);
-    this.#in.set(key, { ...moving(t, m.key.slice()), taken: 0, chain: Promise.resolve() });
+    this.#in.set(key, incoming(t, m.key.slice(), 0));
     await this.#save(t);
   }
 
@@ -410,33 +498,22 @@ export class FileTransfers {
       wipe(plain.value);
       return;
     }
-    i.hasher ??= sha256.create();
-    i.hasher.update(plain.value);
-    wipe(plain.value);
+    i.hasher ??= new FileHasher();
     i.taken++;
-    // Stored (and acknowledged) behind the opening of the next chunks, in order.
-    const index = chunk.header.index;
-    const sealed = chunk.sealed.slice();
+    // The plaintext's digest runs natively while the chunk waits to be stored (sealed, as it
+    // arrived); stores are batched: what arrived while one transaction ran goes in the next.
+    const digesting = FileHasher.chunkDigest(providerOf(this.#ctx), plain.value);
+    void digesting.then(
+      () => wipe(plain.value),
+      () => wipe(plain.value),
+    );
+    i.pending.push({ index: chunk.header.index, sealed: chunk.sealed.slice(), digest: digesting });
     const last = i.taken === chunkCount(i.t.size);
     i.chain = i.chain
-      .then(async () => {
-        if (this.#in.get(i.t.key) !== i) return;
-        await this.#store.putChunk(i.t.key, index, sealed);
-        if (this.#in.get(i.t.key) !== i) {
-          await this.#store.deleteChunks(i.t.key); // dropped meanwhile: nothing of it stays
-          return;
-        }
-        i.t.next = index + 1;
-        i.t.done = Math.min(i.t.size, i.t.next * FILE_CHUNK_BYTES);
-        if (live.session.state !== "closed")
-          live.session.send(encodeAckFrame({ id: i.t.id, next: i.t.next }));
-        if (last) return;
-        // The resume point survives a reload; writing it every 16 chunks (≈ 1 MiB) is enough.
-        if (i.t.next % 16 === 0) await this.#store.putTransfer(i.t);
-        this.#progress(i);
-      })
+      .then(() => this.#storeTaken(live, i))
       .catch(async (e: unknown) => {
         this.#ctx.cfg.log(`files: storing a chunk failed: ${(e as Error).name}`);
+        i.pending.length = 0;
         if (this.#in.get(i.t.key) === i)
           await this.#failIncoming(peer, i, `${i.t.name} could not be stored on this device (is it full?).`);
       });
@@ -458,13 +535,44 @@ export class FileTransfers {
     this.#later(peer, { t: "file.done", id: i.t.id, ok: good });
   }
 
+  /** Store the chunks opened since the last store, in one transaction, then acknowledge them. */
+  async #storeTaken(live: Live, i: Incoming): Promise<void> {
+    const batch = i.pending.splice(0);
+    const first = batch[0];
+    if (!first || this.#in.get(i.t.key) !== i || !i.hasher) return;
+    for (const c of batch) i.hasher.add(await c.digest);
+    await this.#store.putChunks(
+      i.t.key,
+      first.index,
+      batch.map((c) => c.sealed),
+    );
+    if (this.#in.get(i.t.key) !== i) {
+      await this.#store.deleteChunks(i.t.key); // dropped meanwhile: nothing of it stays
+      return;
+    }
+    const before = i.t.next;
+    i.t.next = first.index + batch.length;
+    i.t.done = Math.min(i.t.size, i.t.next * FILE_CHUNK_BYTES);
+    if (live.session.state !== "closed") live.session.send(encodeAckFrame({ id: i.t.id, next: i.t.next }));
+    if (i.t.next === chunkCount(i.t.size)) return;
+    // The resume point survives a reload; writing it every 16 chunks (≈ 1 MiB) is enough.
+    if (Math.floor(i.t.next / 16) !== Math.floor(before / 16)) await this.#store.putTransfer(i.t);
+    this.#progress(i);
+  }
+
   /** A new live session with the contact: held messages go, accepted incoming transfers resume. */
   sessionUp(peer: Peer, live: Live): void {
     void (async () => {
       await this.#load();
       for (const m of this.#unsent.get(peer.id)?.splice(0) ?? []) this.#later(peer, m);
       for (const o of this.#out.values())
-        if (o.t.contactId === peer.id && o.t.state === "offered") this.#later(peer, offerOf(o));
+        if (o.t.contactId === peer.id && (o.t.state === "offered" || o.t.state === "queued")) {
+          if (o.t.state === "queued") {
+            o.t.state = "offered";
+            await this.#save(o.t);
+          }
+          this.#later(peer, offerOf(o));
+        }
       for (const i of this.#in.values())
         if (i.t.contactId === peer.id && (i.t.state === "waiting" || i.t.state === "receiving"))
           await this.#resumeIncoming(peer, i);
@@ -493,14 +601,14 @@ export class FileTransfers {
     if (this.#in.get(i.t.key) !== i) return;
     if (!i.hasher && i.t.next > 0) {
       // After a reload the running hash is gone: hash what is stored again.
-      const h = sha256.create();
+      const h = new FileHasher();
       for (let index = 0; index < i.t.next; index++) {
         const plain = await this.#openStored(i.t, i.key, index);
         if (!plain) {
           i.t.next = index;
           break;
         }
-        h.update(plain);
+        h.add(await FileHasher.chunkDigest(providerOf(this.#ctx), plain));
         wipe(plain);
       }
       i.hasher = h;
@@ -541,39 +649,126 @@ export class FileTransfers {
     const running = () =>
       o.generation === generation && o.t.state === "sending" && live.session.state !== "closed";
     void (async () => {
-      for (let index = from; index < total && running(); ) {
-        if (index - o.t.next >= WINDOW_CHUNKS) {
-          await new Promise<void>((resolve) => {
-            o.wake = resolve;
-          });
-          continue;
+      let ahead: Promise<Uint8Array[]> | undefined = this.#readBlock(o, from, total);
+      for (let first = from; ahead && running(); first += READ_BLOCK_CHUNKS) {
+        const frames: Uint8Array[] = await ahead;
+        const nextFirst: number = first + frames.length;
+        // Read the next block while this one goes out.
+        ahead = nextFirst < total && running() ? this.#readBlock(o, nextFirst, total) : undefined;
+        ahead?.catch(() => {}); // observed when awaited
+        for (const [n, frame] of frames.entries()) {
+          const index = first + n;
+          while (index - o.t.next >= WINDOW_CHUNKS && running())
+            await new Promise<void>((resolve) => {
+              o.wake = resolve;
+            });
+          // The window bounds what is in flight; the data channel's own buffer is honoured too.
+          await live.drain?.();
+          if (!running()) return;
+          live.session.send(frame);
         }
-        const start = index * FILE_CHUNK_BYTES;
-        const plain = new Uint8Array(
-          await o.blob.slice(start, start + chunkPlainBytes(o.t.size, index)).arrayBuffer(),
-        );
-        const frame = await sealChunk(
-          providerOf(this.#ctx),
-          o.key,
-          { id: o.t.id, index, total, chunkSize: SEALED_CHUNK_BYTES },
-          plain,
-        );
-        wipe(plain);
-        // The window bounds what is in flight; the data channel's own buffer is honoured too.
-        await live.drain?.();
-        if (!running()) return;
-        live.session.send(frame);
-        index++;
       }
     })().catch(async (e) => {
       this.#ctx.cfg.log(`files: sending stopped: ${(e as Error).name}`);
       if (o.generation !== generation || FINAL.has(o.t.state)) return;
       if (live.session.state === "closed") return; // resumes on the next session
-      await this.#settle(o.t, "failed", "The file could not be read any more (moved or changed?).");
+      await this.#settle(o.t, "failed", "The file's copy on this device could not be read any more.");
       const peer = this.#ctx.peers.get(o.t.contactId);
       if (peer) this.#later(peer, { t: "file.cancel", id: o.t.id, own: true });
       this.#forgetOutgoing(o);
     });
+  }
+
+  /**
+   * Chunks `first`… (up to `READ_BLOCK_CHUNKS`) as FILE_CHUNK frames: read from the `File` and
+   * sealed again (the same bytes as the copy: same key, nonce, AAD and plaintext — a browser
+   * refuses to read a `File` changed on disk since it was picked) while the page that picked
+   * it lives — a native AES-GCM pass is cheaper than a database read that competes with the
+   * receiving side's writes — and from the sealed copy after a reload.
+   */
+  async #readBlock(o: Outgoing, first: number, total: number): Promise<Uint8Array[]> {
+    const count = Math.min(READ_BLOCK_CHUNKS, total - first);
+    if (o.blob) return this.#sealFromBlob(o, o.blob, first, count, total);
+    const sealed = await this.#store.getChunks(o.t.key, first, count);
+    if (sealed.length !== count) throw new Error("the sealed copy is incomplete");
+    return sealed.map((s, n) =>
+      encodeChunkFrame({
+        header: { id: o.t.id, index: first + n, total, chunkSize: SEALED_CHUNK_BYTES },
+        sealed: s,
+      }),
+    );
+  }
+
+  async #sealFromBlob(
+    o: Outgoing,
+    blob: Blob,
+    first: number,
+    count: number,
+    total: number,
+  ): Promise<Uint8Array[]> {
+    const start = first * FILE_CHUNK_BYTES;
+    const block = new Uint8Array(await blob.slice(start, start + count * FILE_CHUNK_BYTES).arrayBuffer());
+    try {
+      return await Promise.all(
+        Array.from({ length: count }, (_, n) => {
+          const index = first + n;
+          const plain = block.subarray(n * FILE_CHUNK_BYTES, (n + 1) * FILE_CHUNK_BYTES);
+          if (plain.length !== chunkPlainBytes(o.t.size, index)) throw new Error("the file changed size");
+          const header = { id: o.t.id, index, total, chunkSize: SEALED_CHUNK_BYTES };
+          return sealChunk(providerOf(this.#ctx), o.key, header, plain);
+        }),
+      );
+    } finally {
+      wipe(block);
+    }
+  }
+
+  /**
+   * Before the offer, read the file once ≈ 1 MiB at a time: each chunk is sealed under the
+   * per-transfer key and stored (the sealed copy the chunks are sent from, which survives a
+   * reload), and its plaintext digest goes into the file hash (wire.ts `FileHasher`), all of a
+   * block concurrently; progress events say how far it got (a large file takes a moment).
+   */
+  async #prepare(o: Outgoing, blob: Blob): Promise<Uint8Array> {
+    const { t } = o;
+    const crypto = providerOf(this.#ctx);
+    const h = new FileHasher();
+    const total = chunkCount(t.size);
+    const blockBytes = READ_BLOCK_CHUNKS * FILE_CHUNK_BYTES;
+    for (let first = 0; first < total && t.state === "hashing"; first += READ_BLOCK_CHUNKS) {
+      const start = first * FILE_CHUNK_BYTES;
+      const block = new Uint8Array(await blob.slice(start, start + blockBytes).arrayBuffer());
+      const count = Math.min(READ_BLOCK_CHUNKS, total - first);
+      try {
+        const plains = Array.from({ length: count }, (_, n) => {
+          const plain = block.subarray(n * FILE_CHUNK_BYTES, (n + 1) * FILE_CHUNK_BYTES);
+          if (plain.length !== chunkPlainBytes(t.size, first + n)) throw new Error("the file changed size");
+          return plain;
+        });
+        const [digests, sealed] = await Promise.all([
+          Promise.all(plains.map((p) => FileHasher.chunkDigest(crypto, p))),
+          Promise.all(
+            plains.map((p, n) =>
+              sealChunkBytes(
+                crypto,
+                o.key,
+                { id: t.id, index: first + n, total, chunkSize: SEALED_CHUNK_BYTES },
+                p,
+              ),
+            ),
+          ),
+        ]);
+        for (const d of digests) h.add(d);
+        await this.#store.putChunks(t.key, first, sealed);
+      } finally {
+        wipe(block);
+      }
+      t.done = Math.min(t.size, (first + count) * FILE_CHUNK_BYTES);
+      this.#progress(o);
+    }
+    t.done = 0;
+    restartSpeed(o);
+    return h.digest();
   }
 
   async #failIncoming(peer: Peer, i: Incoming, reason: string): Promise<void> {
@@ -596,10 +791,16 @@ export class FileTransfers {
     await this.#settle(i.t, state, reason);
   }
 
+  /** An outgoing transfer ended: its sealed copy and key go. */
   #forgetOutgoing(o: Outgoing): void {
     o.wake?.();
     wipe(o.key);
     this.#out.delete(o.t.key);
+    const key = o.t.key;
+    void (async () => {
+      await this.#store.deleteChunks(key);
+      await this.#ctx.storage.deleteSecret(secretName(key));
+    })().catch((e) => this.#ctx.cfg.log(`files: deleting a sent file's copy failed: ${(e as Error).name}`));
   }
 
   async #settle(t: FileTransfer, state: FileTransfer["state"], reason?: string): Promise<void> {
@@ -675,6 +876,10 @@ function offerOf(o: Outgoing): FileOffer {
   };
 }
 
+function incoming(t: FileTransfer, key: Uint8Array, taken: number): Incoming {
+  return { ...moving(t, key), taken, pending: [], chain: Promise.resolve() };
+}
+
 function moving(t: FileTransfer, key: Uint8Array): Moving {
   return { t, key, lastEmit: 0, sampleAt: Date.now(), sampleBytes: t.done };
 }
@@ -704,12 +909,4 @@ export function cleanName(name: string): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: removing them is the point
   const clean = base.replace(/[\u0000-\u001f\u007f]/g, "").trim();
   return (clean.length > 0 ? clean : "file").slice(0, MAX_FILE_NAME_CHARS);
-}
-
-/** SHA-256 of a Blob, read in slices (the file is never whole in memory). */
-async function hashBlob(blob: Blob): Promise<Uint8Array> {
-  const h = sha256.create();
-  for (let at = 0; at < blob.size; at += HASH_SLICE_BYTES)
-    h.update(new Uint8Array(await blob.slice(at, at + HASH_SLICE_BYTES).arrayBuffer()));
-  return h.digest();
 }

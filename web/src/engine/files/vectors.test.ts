@@ -4,14 +4,24 @@
  * header and opens under the vector key to its plaintext; every invalid frame gives its code;
  * scripts/gen-file-vectors.ts regenerates the file byte for byte.
  */
+
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { encodeCanonical } from "../../../../core/codec/codec.ts";
 import { padToBucket } from "../../../../core/codec/padding.ts";
 import { nobleCrypto } from "../../../../core/crypto/noble.ts";
-import { buildFileVectors, FILE_VECTOR_FILE } from "../../../../scripts/gen-file-vectors.ts";
+import { buildFileVectors, FILE_VECTOR_FILE, HASHED_FILES } from "../../../../scripts/gen-file-vectors.ts";
 import { decodeAppMessage } from "../wire.ts";
-import { chunkAad, chunkNonce, decodeFileFrame, encodeAckFrame, openChunk } from "./wire.ts";
+import {
+  chunkAad,
+  chunkNonce,
+  decodeFileFrame,
+  encodeAckFrame,
+  FILE_CHUNK_BYTES,
+  fileHash,
+  openChunk,
+} from "./wire.ts";
 
 interface Vectors {
   key: string;
@@ -24,6 +34,7 @@ interface Vectors {
     aad: string;
     frame: string;
   }[];
+  hashes: { label: string; size: number; hash: string }[];
   acks: { label: string; ack: { id: number; next: number }; frame: string }[];
   invalid: { label: string; bytes: string; code: string }[];
 }
@@ -64,6 +75,24 @@ describe("file vectors (docs/vectors/files-v1.json)", () => {
       expect(hex(encodeAckFrame(v.ack))).toBe(v.frame);
       expect(decodeFileFrame(fromHex(v.frame))).toEqual({ ok: true, value: { type: "ack", ack: v.ack } });
     }
+  });
+
+  it("each file hash is SHA-256 over the label and the chunks' SHA-256 (node:crypto as the oracle)", async () => {
+    expect(committed.hashes.map((h) => h.label)).toEqual(HASHED_FILES.map((f) => f.label));
+    for (const [n, v] of committed.hashes.entries()) {
+      const file = HASHED_FILES[n]!.file;
+      const outer = createHash("sha256").update("loft/file-hash/v1");
+      for (let at = 0; at === 0 || at < file.length; at += FILE_CHUNK_BYTES)
+        outer.update(
+          createHash("sha256")
+            .update(file.subarray(at, at + FILE_CHUNK_BYTES))
+            .digest(),
+        );
+      expect(outer.digest("hex"), v.label).toBe(v.hash);
+      expect(hex(await fileHash(nobleCrypto, file)), v.label).toBe(v.hash);
+    }
+    const hello = committed.messages.find((m) => m.message.name === "hello.txt");
+    expect(hello?.message.hash).toBe(committed.hashes[0]!.hash);
   });
 
   it("refuses each invalid frame with its code", () => {

@@ -9,6 +9,7 @@
  * Pure: no I/O, no engine state. The AEAD comes from the CryptoProvider (core/crypto/provider.ts),
  * native AES-GCM where WebCrypto has it.
  */
+import { sha256 } from "@noble/hashes/sha2.js";
 import * as v from "valibot";
 import { utf8 } from "../../../../core/bytes.ts";
 import { bytesSchema, uintSchema } from "../../../../core/codec/codec.ts";
@@ -37,6 +38,8 @@ export const MAX_FILE_TYPE_CHARS = 127;
 export const MAX_THUMB_BYTES = 16 * 1024;
 /** Domain separation of the chunk AAD (docs/protocol/files.md §3). */
 const AAD_LABEL = utf8("loft/file/v1");
+/** Domain separation of the file hash (docs/protocol/files.md §1). */
+const HASH_LABEL = utf8("loft/file-hash/v1");
 
 /** Chunks a file of `size` bytes is cut into (an empty file is one empty chunk). */
 export function chunkCount(size: number): number {
@@ -46,6 +49,47 @@ export function chunkCount(size: number): number {
 /** Plaintext bytes of chunk `index` of a file of `size` bytes. */
 export function chunkPlainBytes(size: number, index: number): number {
   return Math.max(0, Math.min(FILE_CHUNK_BYTES, size - index * FILE_CHUNK_BYTES));
+}
+
+/**
+ * The file hash the offer carries (docs/protocol/files.md §1): SHA-256 over "loft/file-hash/v1"
+ * and the SHA-256 of every plaintext chunk in order. Each chunk's digest is native (WebCrypto
+ * through the CryptoProvider) and can run while the next chunk is read or opened; only 32 bytes
+ * per chunk go through the running JavaScript hash, so hashing is no longer the hot path.
+ */
+export class FileHasher {
+  readonly #outer = sha256.create().update(HASH_LABEL);
+  #chunks = 0;
+
+  /** Start the digest of one chunk's plaintext (the provider copies it before this resolves). */
+  static chunkDigest(crypto: CryptoProvider, plaintext: Uint8Array): Promise<Uint8Array> {
+    return crypto.sha256(plaintext);
+  }
+
+  /** Add the next chunk's digest, in chunk order. */
+  add(chunkDigest: Uint8Array): void {
+    if (chunkDigest.length !== FILE_HASH_BYTES) throw new Error("a chunk digest is 32 bytes");
+    this.#outer.update(chunkDigest);
+    this.#chunks++;
+  }
+
+  get chunks(): number {
+    return this.#chunks;
+  }
+
+  digest(): Uint8Array {
+    return this.#outer.digest();
+  }
+}
+
+/** The file hash of a whole file held in memory (vectors and tests; the engine streams). */
+export async function fileHash(crypto: CryptoProvider, file: Uint8Array): Promise<Uint8Array> {
+  const h = new FileHasher();
+  for (let index = 0; index < chunkCount(file.length); index++) {
+    const at = index * FILE_CHUNK_BYTES;
+    h.add(await FileHasher.chunkDigest(crypto, file.subarray(at, at + chunkPlainBytes(file.length, index))));
+  }
+  return h.digest();
 }
 
 // ---- application messages (inside the ratchet) ------------------------------------------------
@@ -214,8 +258,17 @@ export async function sealChunk(
   header: FileChunkHeader,
   plaintext: Uint8Array,
 ): Promise<Uint8Array> {
-  const sealed = await crypto.aes256gcm.seal(key, chunkNonce(header.index), chunkAad(header), plaintext);
-  return encodeChunkFrame({ header, sealed });
+  return encodeChunkFrame({ header, sealed: await sealChunkBytes(crypto, key, header, plaintext) });
+}
+
+/** Seal one chunk's plaintext: the frame's `sealed` part (ciphertext ‖ tag), as kept at rest. */
+export function sealChunkBytes(
+  crypto: CryptoProvider,
+  key: Uint8Array,
+  header: FileChunkHeader,
+  plaintext: Uint8Array,
+): Promise<Uint8Array> {
+  return crypto.aes256gcm.seal(key, chunkNonce(header.index), chunkAad(header), plaintext);
 }
 
 /** Open one chunk; `LOFT_ERR_DECRYPT` when it was changed, moved or sealed under another key. */

@@ -7,12 +7,20 @@
  */
 import { createSignal, For, onCleanup, onMount, Show } from "solid-js";
 import { createStore, reconcile } from "solid-js/store";
-import { acceptFile, cancelFile, declineFile, fileBlob, listFiles, previewable } from "../../app/files.ts";
+import {
+  acceptFile,
+  cancelFile,
+  declineFile,
+  fileBlob,
+  fileStream,
+  listFiles,
+  previewable,
+} from "../../app/files.ts";
 import type { AppModel } from "../../app/model.ts";
 import { voiceNoteDuration } from "../../app/voice-notes.ts";
 import type { FileTransfer } from "../../engine/api.ts";
 import { VoiceNotePlayer } from "../call/VoiceNote.tsx";
-import { saveFile } from "../save-file.ts";
+import { saveStreamed } from "../save-file.ts";
 
 export function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`;
@@ -32,7 +40,10 @@ function fileStatus(t: FileTransfer, name: string): string {
   const moving = `${formatBytes(t.done)} of ${formatBytes(t.size)}`;
   switch (t.state) {
     case "hashing":
-      return "Preparing…";
+      // Hashing a large file before the offer takes a moment: say how far it got.
+      return t.done > 0 ? `Preparing… ${Math.floor((100 * t.done) / Math.max(1, t.size))}%` : "Preparing…";
+    case "queued":
+      return `Will be offered when ${name} is online`;
     case "offered":
       return t.direction === "out" ? `Waiting for ${name} to accept` : `${name} wants to send you this file`;
     case "sending":
@@ -56,7 +67,7 @@ function fileStatus(t: FileTransfer, name: string): string {
   }
 }
 
-const MOVING = new Set(["hashing", "offered", "sending", "receiving", "waiting"]);
+const MOVING = new Set(["hashing", "queued", "offered", "sending", "receiving", "waiting"]);
 
 export function Files(props: {
   app: AppModel;
@@ -100,12 +111,14 @@ export function Files(props: {
   }
 
   async function download(t: FileTransfer) {
-    const blob = await fileBlob(props.app, t.key);
-    if (!blob) {
-      props.onError(`${t.name} is no longer on this device.`);
-      return;
-    }
-    saveFile(blob, t.name);
+    const stream = await fileStream(props.app, t.key);
+    const saved =
+      stream &&
+      (await saveStreamed(t.name, stream, () => fileBlob(props.app, t.key)).catch((e: unknown) => {
+        props.onError(`${t.name} could not be saved: ${(e as Error).message}`);
+        return true;
+      }));
+    if (!saved) props.onError(`${t.name} is no longer on this device.`);
   }
 
   const act = (p: Promise<void>) => p.catch((x: unknown) => props.onError((x as Error).message));
@@ -167,7 +180,7 @@ export function Files(props: {
                 <Show when={t.state === "done" && voiceNoteDuration(t.name) && t.type.startsWith("audio/")}>
                   <VoiceNotePlayer app={props.app} fileKey={t.key} name={t.name} from={props.name()} />
                 </Show>
-                <Show when={MOVING.has(t.state) && t.state !== "offered" && t.state !== "hashing"}>
+                <Show when={MOVING.has(t.state) && !["offered", "hashing", "queued"].includes(t.state)}>
                   <progress
                     max={t.size || 1}
                     value={t.done}

@@ -1,0 +1,154 @@
+/**
+ * Transfer records sealed at rest (docs/protocol/files.md §6): what a transfer says about the file
+ * — its name, size, type, hash, the sender's preview, the state and reason — is sealed with
+ * AES-256-GCM before it reaches the file store, as the chat's messages are sealed by the vault
+ * (web/src/storage/storage.ts). Only what the store needs to list and delete stays clear: the
+ * record's key (`<contact>/<direction>/<id>`; the contact id is clear in the chat's own database
+ * too) and its time.
+ *
+ * The records key is one random 32-byte engine secret (`files/records-key`), so it is sealed by
+ * the vault like the per-transfer keys and re-sealed with them on a passphrase change: the file
+ * store never needs re-sealing. AAD = "loft/file-record/v1" ‖ the record's key, so a sealed record
+ * cannot be moved to another transfer. Records an earlier version wrote in clear are read as they
+ * are and sealed on load (`FileTransfers` writes them back through `putTransfer`).
+ */
+import { decode, encode } from "@msgpack/msgpack";
+import { utf8, wipe } from "../../../../core/bytes.ts";
+import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
+import type { FileRecord, FileStore, FileTransfer } from "./store.ts";
+
+/** The engine secret holding the records key. */
+export const RECORDS_KEY_SECRET = "files/records-key";
+const AAD_LABEL = "loft/file-record/v1";
+const IV_BYTES = 12;
+
+/** Where the records key lives (the engine's sealed secrets, `EngineStorage`). */
+export interface RecordKeySecrets {
+  loadSecret(name: string): Promise<Uint8Array | undefined>;
+  saveSecret(name: string, value: Uint8Array): Promise<void>;
+}
+
+/** A record that is in the store as an earlier version wrote it: every field in clear. */
+export const isClearRecord = (r: FileRecord | FileTransfer): r is FileTransfer => !("sealed" in r);
+
+/**
+ * The transfers as the engine reads and writes them, sealed on the way to `store` and opened on
+ * the way back; chunks pass through (they are sealed already, under the per-transfer key).
+ */
+export class SealedFileStore {
+  readonly #store: FileStore;
+  readonly #crypto: CryptoProvider;
+  readonly #secrets: RecordKeySecrets;
+  #key: Promise<Uint8Array> | undefined;
+  /** Writes of one record run in call order (sealing is async; an older state must not win). */
+  readonly #writes = new Map<string, Promise<void>>();
+
+  constructor(store: FileStore, crypto: CryptoProvider, secrets: RecordKeySecrets) {
+    this.#store = store;
+    this.#crypto = crypto;
+    this.#secrets = secrets;
+  }
+
+  /** Seal and store a copy of `t` as it is now. */
+  putTransfer(t: FileTransfer): Promise<void> {
+    const snapshot = structuredClone(t);
+    const before = this.#writes.get(t.key) ?? Promise.resolve();
+    const write = before.catch(() => {}).then(async () => this.#store.putRecord(await this.#seal(snapshot)));
+    this.#writes.set(t.key, write);
+    void write.finally(() => {
+      if (this.#writes.get(t.key) === write) this.#writes.delete(t.key);
+    });
+    return write;
+  }
+
+  /**
+   * Every transfer, oldest first, and which of them were stored in clear (to be sealed now). A
+   * record that does not open (damaged, or from a records key since lost) is skipped and counted.
+   */
+  async listTransfers(): Promise<{ transfers: FileTransfer[]; clear: Set<string>; unreadable: number }> {
+    const transfers: FileTransfer[] = [];
+    const clear = new Set<string>();
+    let unreadable = 0;
+    for (const r of await this.#store.listRecords()) {
+      if (isClearRecord(r)) {
+        transfers.push(r);
+        clear.add(r.key);
+        continue;
+      }
+      const t = await this.#open(r);
+      if (t) transfers.push(t);
+      else unreadable++;
+    }
+    return { transfers: transfers.sort((a, b) => a.at - b.at), clear, unreadable };
+  }
+
+  putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void> {
+    return this.#store.putChunks(key, first, sealed);
+  }
+  getChunk(key: string, index: number): Promise<Uint8Array | undefined> {
+    return this.#store.getChunk(key, index);
+  }
+  getChunks(key: string, first: number, count: number): Promise<Uint8Array[]> {
+    return this.#store.getChunks(key, first, count);
+  }
+  deleteChunks(key: string): Promise<void> {
+    return this.#store.deleteChunks(key);
+  }
+  async deleteTransfer(key: string): Promise<void> {
+    await this.#writes.get(key)?.catch(() => {}); // a write under way must not bring it back
+    await this.#store.deleteTransfer(key);
+  }
+
+  async #seal(t: FileTransfer): Promise<FileRecord> {
+    const key = await this.#recordsKey();
+    const iv = this.#crypto.randomBytes(IV_BYTES);
+    const plain = encode(t, { ignoreUndefined: true });
+    try {
+      const ct = await this.#crypto.aes256gcm.seal(key, iv, aad(t.key), plain);
+      const sealed = new Uint8Array(IV_BYTES + ct.length);
+      sealed.set(iv);
+      sealed.set(ct, IV_BYTES);
+      return { key: t.key, at: t.at, sealed };
+    } finally {
+      wipe(plain);
+    }
+  }
+
+  async #open(r: FileRecord): Promise<FileTransfer | undefined> {
+    if (!(r.sealed instanceof Uint8Array) || r.sealed.length < IV_BYTES + 16) return undefined;
+    const key = await this.#recordsKey();
+    const plain = await this.#crypto.aes256gcm
+      .open(key, r.sealed.subarray(0, IV_BYTES), aad(r.key), r.sealed.subarray(IV_BYTES))
+      .catch(() => undefined);
+    if (!plain) return undefined;
+    try {
+      // decode() returns byte fields as views into `plain`: clone them out before wiping it.
+      const t = structuredClone(decode(plain)) as FileTransfer;
+      return t.key === r.key ? t : undefined;
+    } catch {
+      return undefined;
+    } finally {
+      wipe(plain);
+    }
+  }
+
+  /** The records key: loaded once, made on first use. */
+  #recordsKey(): Promise<Uint8Array> {
+    this.#key ??= (async () => {
+      const stored = await this.#secrets.loadSecret(RECORDS_KEY_SECRET);
+      if (stored?.length === 32) return stored;
+      const fresh = this.#crypto.randomBytes(32);
+      await this.#secrets.saveSecret(RECORDS_KEY_SECRET, fresh);
+      return fresh;
+    })();
+    // A failed load is tried again on the next call.
+    this.#key.catch(() => {
+      this.#key = undefined;
+    });
+    return this.#key;
+  }
+}
+
+function aad(recordKey: string): Uint8Array {
+  return utf8(`${AAD_LABEL}${recordKey}`);
+}

@@ -32,6 +32,7 @@ import { contactIdOf, type KnownContact, tofuDecide } from "../web/src/identity.
 import { RelayLiveTransport } from "../web/src/net/relay-live.ts";
 import { createRelayPool } from "../web/src/net/relay-pool.ts";
 import { noDirectTransport } from "./no-direct.ts";
+import type { Lookup } from "./resolve.ts";
 import type { StateFile } from "./state-file.ts";
 
 /** A day: "try direct again" never finds a path in Node, so it is tried as rarely as a timer allows. */
@@ -50,9 +51,9 @@ export interface PeerOptions {
   /** A provider to use instead of node:crypto's (tests share one). */
   crypto?: CryptoProvider;
   log?: (line: string) => void;
+  /** How host names are resolved (resolve.ts `fixedLookup`); absent: the system's resolver. */
+  lookup?: Lookup;
 }
-
-const socket = (url: string) => new WebSocket(url, { perMessageDeflate: false });
 
 /** The signaling and relay URLs of a Loft server (`https://host` → `wss://host/signal`, `/relay`). */
 export function settingsForServer(server: string): EngineSettings {
@@ -97,6 +98,10 @@ export class HeadlessPeer {
   static async create(options: PeerOptions): Promise<HeadlessPeer> {
     const crypto = options.crypto ?? (await createNodeCryptoProvider());
     const log = options.log ?? (() => {});
+    const lookup = options.lookup;
+    // No compression, as in the browser (ciphertext does not compress; it only costs CPU).
+    const socket = (url: string) =>
+      new WebSocket(url, { perMessageDeflate: false, ...(lookup ? { lookup } : {}) });
     const config: Partial<EngineConfig> & Pick<EngineConfig, "transport" | "relayConnections"> = {
       crypto,
       transport: noDirectTransport,

@@ -3,7 +3,7 @@
  * `loft` — Loft on the command line, a headless peer (docs/user-guide.md "The command line"):
  *
  *   loft id [--name NAME] [--server URL]       create (with --name) or open the identity; print its id
- *   loft link [--server URL]                   print this identity's contact link
+ *   loft link [--server URL] [--timeout S]     print this identity's contact link
  *   loft accept <link | contact>               add a contact from its link, or accept a contact request
  *   loft contacts [--json]                     list contacts
  *   loft send <contact> <text> [--wait delivered] [--timeout SECONDS]
@@ -18,7 +18,6 @@
 import { toHex } from "../core/bytes.ts";
 import type { UserIdentity } from "../core/identity/identity.ts";
 import { EngineRefusal } from "../web/src/engine/api.ts";
-import { passphraseStrength } from "../web/src/storage/passphrase-strength.ts";
 import { exposeOrigin } from "./expose.ts";
 import { createIdentityFile, IdentityFileError, openIdentityFile } from "./identity-file.ts";
 import { contactLine, messageLine, requestLine } from "./output.ts";
@@ -27,7 +26,7 @@ import { fixedLookup, parseResolve } from "./resolve.ts";
 import { StateFile, StateFileError, stateKeyOf } from "./state-file.ts";
 
 const USAGE = `usage: loft id [--name NAME] [--server https://loft.example]
-       loft link [--server https://loft.example]
+       loft link [--server https://loft.example] [--timeout SECONDS]
        loft accept <contact link | contact>
        loft contacts [--json]
        loft send <contact> <text> [--wait delivered] [--timeout SECONDS]
@@ -83,12 +82,8 @@ async function openState(args: Args, name?: string): Promise<{ user: UserIdentit
   const file = args.flags.get("identity") ?? "loft-identity.json";
   const pass = passphrase(args);
   let user: UserIdentity;
-  if (name !== undefined) {
-    const strength = passphraseStrength(pass);
-    if (strength.score === 0)
-      throw new UsageError(`the passphrase is too weak to seal an identity (${strength.advice})`);
-    user = await createIdentityFile(file, name, pass);
-  } else user = await openIdentityFile(file, pass);
+  if (name !== undefined) user = await createIdentityFile(file, name, pass);
+  else user = await openIdentityFile(file, pass);
   const storage = await StateFile.open(`${file}.state`, stateKeyOf(user.privateIdentityKey));
   await storage.lock();
   const server = args.flags.get("server");
@@ -96,10 +91,18 @@ async function openState(args: Args, name?: string): Promise<{ user: UserIdentit
   return { user, storage };
 }
 
-async function withPeer<T>(args: Args, f: (peer: HeadlessPeer) => Promise<T>, network = true): Promise<T> {
+/**
+ * Run `f` with the peer; `network`: "start" connects it first, "later" leaves that to `f` (which
+ * checks what it was asked before connecting, with `connect`), "none" never connects.
+ */
+async function withPeer<T>(
+  args: Args,
+  f: (peer: HeadlessPeer) => Promise<T>,
+  network: "start" | "later" | "none" = "start",
+): Promise<T> {
   const { user, storage } = await openState(args);
   try {
-    if (network && !(await storage.getSettings()).signalingUrl)
+    if (network !== "none" && !(await storage.getSettings()).signalingUrl)
       throw new UsageError("no server set: add --server https://loft.example (remembered for next time)");
     const log = process.env.LOFT_DEBUG ? (m: string) => console.error(`[engine] ${m}`) : undefined;
     const resolve = process.env.LOFT_RESOLVE;
@@ -110,7 +113,7 @@ async function withPeer<T>(args: Args, f: (peer: HeadlessPeer) => Promise<T>, ne
       ...(log ? { log } : {}),
       ...(lookup ? { lookup } : {}),
     });
-    if (network) await peer.start();
+    if (network === "start") await peer.start();
     try {
       return await f(peer);
     } finally {
@@ -119,6 +122,13 @@ async function withPeer<T>(args: Args, f: (peer: HeadlessPeer) => Promise<T>, ne
   } finally {
     await storage.close();
   }
+}
+
+/** `--timeout` in seconds (1…86 400), or `fallback`. */
+function seconds(args: Args, fallback: number): number {
+  const s = Number(args.flags.get("timeout") ?? fallback);
+  if (!(s >= 1 && s <= 86_400)) throw new UsageError("--timeout takes 1 to 86400 seconds");
+  return s;
 }
 
 /** Resolves on SIGINT or SIGTERM (the process then stops its engine and exits 0). */
@@ -141,7 +151,12 @@ async function run(argv: string[]): Promise<number> {
     }
     case "link":
       return withPeer(args, async (peer) => {
-        console.log(await peer.link());
+        const link = await peer.link(seconds(args, 10) * 1000);
+        if (!link.refs)
+          console.error(
+            "loft: the relay did not answer in time: this link has no contact address (someone who opens it can write to you only while you are online)",
+          );
+        console.log(link.url);
         return 0;
       });
     case "accept": {
@@ -160,7 +175,7 @@ async function run(argv: string[]): Promise<number> {
           }
           return 0;
         },
-        false,
+        "none",
       );
     }
     case "contacts":
@@ -170,7 +185,7 @@ async function run(argv: string[]): Promise<number> {
           for (const c of await peer.storage.listContacts()) console.log(contactLine(c, json));
           return 0;
         },
-        false,
+        "none",
       );
     case "send": {
       const [who, ...words] = rest;
@@ -178,20 +193,25 @@ async function run(argv: string[]): Promise<number> {
       if (!who || !text) throw new UsageError("loft send <contact> <text>");
       const wait = args.flags.get("wait") ?? "left";
       if (wait !== "left" && wait !== "delivered") throw new UsageError("--wait takes delivered");
-      const seconds = Number(args.flags.get("timeout") ?? "60");
-      if (!(seconds > 0 && seconds <= 86_400)) throw new UsageError("--timeout takes 1 to 86400 seconds");
-      return withPeer(args, async (peer) => {
-        const r = await peer.send(who, text, wait, seconds * 1000);
-        const line = {
-          type: "sent",
-          id: r.id,
-          to: r.contact.id,
-          state: r.state,
-          ...(r.reason ? { reason: r.reason } : {}),
-        };
-        console.log(json ? JSON.stringify(line) : `${r.state}${r.reason ? `: ${r.reason}` : ""}`);
-        return r.state === "failed" ? 1 : r.state === "queued" || r.state === "sending" ? 3 : 0;
-      });
+      const timeout = seconds(args, 60);
+      return withPeer(
+        args,
+        async (peer) => {
+          await peer.contact(who); // an unknown contact is said before connecting
+          await peer.start();
+          const r = await peer.send(who, text, wait, timeout * 1000);
+          const line = {
+            type: "sent",
+            id: r.id,
+            to: r.contact.id,
+            state: r.state,
+            ...(r.reason ? { reason: r.reason } : {}),
+          };
+          console.log(json ? JSON.stringify(line) : `${r.state}${r.reason ? `: ${r.reason}` : ""}`);
+          return r.state === "failed" ? 1 : r.state === "queued" || r.state === "sending" ? 3 : 0;
+        },
+        "later",
+      );
     }
     case "listen":
       return withPeer(args, async (peer) => {
@@ -220,16 +240,21 @@ async function run(argv: string[]): Promise<number> {
       const to = args.flags.get("to");
       if (!origin || rest.length > 1 || !to)
         throw new UsageError("loft expose http://127.0.0.1:PORT --to <contact>");
-      return withPeer(args, async (peer) => {
-        const contacts = await Promise.all(to.split(",").map((w) => peer.contact(w.trim())));
-        const stopExposing = exposeOrigin(peer, origin, contacts, json);
-        console.error(
-          `loft: exposing ${origin} to ${contacts.map((c) => c.username).join(", ")} at /peer/${peer.id}/ (Ctrl-C to stop)`,
-        );
-        await terminated();
-        stopExposing();
-        return 0;
-      });
+      return withPeer(
+        args,
+        async (peer) => {
+          const contacts = await Promise.all(to.split(",").map((w) => peer.contact(w.trim())));
+          const stopExposing = exposeOrigin(peer, origin, contacts, json);
+          await peer.start();
+          console.error(
+            `loft: exposing ${origin} to ${contacts.map((c) => c.username).join(", ")} at /peer/${peer.id}/ (Ctrl-C to stop)`,
+          );
+          await terminated();
+          stopExposing();
+          return 0;
+        },
+        "later",
+      );
     }
     default:
       console.error(USAGE);

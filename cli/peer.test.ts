@@ -89,13 +89,14 @@ describe("headless peers, Node to Node, through the relay", () => {
     let alice = await open(aliceUser, "alice.state");
     let bob = await open(bobUser, "bob.state");
 
-    const bobLink = await bob.peer.link();
+    const { url: bobLink, refs } = await bob.peer.link();
+    expect(refs).toBe(true);
     expect(bobLink).toContain("#c=");
     const added = await alice.peer.acceptLink(bobLink);
     expect(added).toMatchObject({ id: bob.peer.id, name: "bob-bot", added: true });
     // Accepting the same link again changes nothing; its own link is refused.
     expect((await alice.peer.acceptLink(bobLink)).added).toBe(false);
-    await expect(alice.peer.acceptLink(await alice.peer.link())).rejects.toThrow(PeerError);
+    await expect(alice.peer.acceptLink((await alice.peer.link()).url)).rejects.toThrow(PeerError);
 
     // Bob does not know Alice: her first message is a contact request through his relay address.
     const first = await alice.peer.send("bob-bot", "hello from alice");

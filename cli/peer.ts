@@ -271,13 +271,21 @@ export class HeadlessPeer {
 
   /**
    * This identity's contact link for its server, with the engine's references (the contact
-   * address at the relay, so a stranger's first message can reach us) once the engine has them.
+   * address at the relay, so a stranger's first message can reach us) once the engine has them,
+   * waiting at most `waitMs` for them.
    */
-  async link(): Promise<string> {
+  async link(waitMs = 10_000): Promise<{ url: string; refs: boolean }> {
     const settings = await this.storage.getSettings();
     const origin = originOf(settings);
     if (!origin) throw new PeerError("no server set: run with --server https://loft.example");
-    const refs = await this.engine.contactLinkRefs().catch(() => undefined);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const refs = await Promise.race([
+      this.engine.contactLinkRefs().catch(() => undefined),
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), waitMs);
+      }),
+    ]);
+    clearTimeout(timer);
     const r = contactLinkUrl(origin, {
       identity: this.user.identity,
       signaling: [settings.signalingUrl],
@@ -285,6 +293,6 @@ export class HeadlessPeer {
       ...(refs ? { refs } : {}),
     });
     if (!r.ok) throw new PeerError(r.error.message);
-    return r.value;
+    return { url: r.value, refs: refs !== undefined };
   }
 }

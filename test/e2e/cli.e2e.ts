@@ -181,6 +181,7 @@ describe("loft, the headless peer, with a browser contact", () => {
     expect(accepted.code, accepted.err).toBe(0);
     aliceId = accepted.out.split(/\s+/)[1]!;
     const link = await run(["link"]);
+    expect(link.err).toBe("");
     expect(link.code, link.err).toBe(0);
     expect(await addByLink(a, link.out.trim())).toBe(cliId);
 

@@ -36,15 +36,31 @@ export function exposeOrigin(
     throw new PeerError(`expose takes an origin without a path, like http://127.0.0.1:8080 (got ${origin})`);
   const allowed = new Set(contacts.map((c) => c.id));
   const names = new Map(contacts.map((c) => [c.id, c.username]));
+  // Who is a contact now (accepted, not blocked): a contact not named is told "not shared", anyone
+  // else "not a contact" — kept current as contacts change while it runs.
+  const current = new Set<string>();
+  const reread = async () => {
+    const all = await peer.storage.listContacts();
+    current.clear();
+    for (const c of all) if (!c.request && !c.pending && c.trust !== "rejected") current.add(c.id);
+  };
+  void reread();
+  const off = peer.subscribe((e) => {
+    if (e.type === "contact-added" || e.type === "contact-changed" || e.type === "contact-updated")
+      void reread();
+  });
   const handler = httpOriginHandler({
     origin: url.origin,
     contacts: allowed,
-    isContact: (id) => allowed.has(id),
+    isContact: (id) => current.has(id),
   });
   peer.engine.serveProxy({
     handler,
     limiter: new TokenBucket(RATE, BURST),
     log: (record) => print(accessLine(record, names.get(record.peer), json)),
   });
-  return () => peer.engine.serveProxy(undefined);
+  return () => {
+    off();
+    peer.engine.serveProxy(undefined);
+  };
 }

@@ -5,18 +5,25 @@
  * restarted from their files carrying on with the same ratchets. The state file refuses a second
  * process, another identity's key and a damaged file, each with a clear error.
  */
+import { randomBytes } from "node:crypto";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nobleCrypto } from "../core/crypto/noble.ts";
 import { createUserIdentity, type UserIdentity } from "../core/identity/identity.ts";
+import { bytesBody, readAll } from "../core/proxy/body.ts";
 import { startTestRelay, type TestRelay } from "../relay-ws/testing.ts";
 import { type RunningSignaling, startSignaling } from "../signaling/testing.ts";
 import { until } from "../test/support/engine.ts";
 import type { EngineEvent, StoredMessage } from "../web/src/engine/api.ts";
 import type { EngineConfig } from "../web/src/engine/engine.ts";
+import { exposeOrigin } from "./expose.ts";
+import { printable } from "./output.ts";
 import { HeadlessPeer, PeerError } from "./peer.ts";
+import { fixedLookup, parseResolve } from "./resolve.ts";
 import { StateFile, StateFileError, stateKeyOf } from "./state-file.ts";
 
 const FAST: Partial<EngineConfig> = {
@@ -137,6 +144,79 @@ describe("headless peers, Node to Node, through the relay", () => {
     await stop(bob);
   });
 
+  it("expose: a contact it names gets the local service through the relay session; another contact is refused", async () => {
+    const origin = createServer((req, res) => {
+      if (req.url === "/hello")
+        return void res.writeHead(200, { "content-type": "text/plain" }).end("hi there");
+      if (req.method === "POST") return void req.pipe(res);
+      res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => origin.listen(0, "127.0.0.1", resolve));
+    const users = ["dora", "erin", "finn"].map((n) => createUserIdentity({ username: n, now: Date.now() }));
+    const [dora, erin, finn] = await Promise.all(users.map((u, i) => open(u, `expose-${i}.state`)));
+    try {
+      // Dora knows Erin and Finn, and they know her (links both ways: no requests).
+      for (const other of [erin!, finn!]) {
+        await dora!.peer.acceptLink((await other.peer.link()).url);
+        await other.peer.acceptLink((await dora!.peer.link()).url);
+      }
+      const access: string[] = [];
+      const stop = exposeOrigin(
+        dora!.peer,
+        `http://127.0.0.1:${(origin.address() as AddressInfo).port}`,
+        [await dora!.peer.contact("erin")],
+        true,
+        (line) => access.push(line),
+      );
+      const clientOf = async (r: Running) => {
+        r.peer.engine.connect(dora!.peer.id);
+        await until(() => r.peer.engine.proxyClient(dora!.peer.id) !== undefined, "a live session with dora");
+        expect(r.peer.engine.presence(dora!.peer.id).path).toBe("relay");
+        return r.peer.engine.proxyClient(dora!.peer.id)!;
+      };
+      const erinClient = await clientOf(erin!);
+      const res = await erinClient.request({ method: "GET", path: "/hello", headers: [] });
+      expect(res.status).toBe(200);
+      expect(new TextDecoder().decode(await readAll(res.body))).toBe("hi there");
+      const upload = randomBytes(300 * 1024);
+      const echoed = await erinClient.request(
+        { method: "POST", path: "/echo", headers: [] },
+        bytesBody(upload),
+      );
+      expect(Buffer.from(await readAll(echoed.body)).equals(Buffer.from(upload))).toBe(true);
+      // Traversal never reaches the origin.
+      await expect(
+        erinClient.request({ method: "GET", path: "/../etc/passwd", headers: [] }),
+      ).rejects.toThrow();
+
+      const finnClient = await clientOf(finn!);
+      await expect(finnClient.request({ method: "GET", path: "/hello", headers: [] })).rejects.toMatchObject({
+        code: "not_shared",
+      });
+      const lines = access.map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(lines).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({ type: "access", name: "erin", path: "/hello", status: 200 }),
+          expect.objectContaining({ type: "access", name: "erin", method: "POST", status: 200 }),
+          expect.objectContaining({
+            type: "access",
+            peer: finn!.peer.id,
+            outcome: "refused",
+            refused: "not_shared",
+          }),
+        ]),
+      );
+      // Stopped: Erin is refused too.
+      stop();
+      await expect(erinClient.request({ method: "GET", path: "/hello", headers: [] })).rejects.toMatchObject({
+        code: "not_shared",
+      });
+    } finally {
+      for (const r of [dora, erin, finn]) if (r) await stop(r);
+      origin.close();
+    }
+  });
+
   it("the state file: one process, its own identity, not damaged", async () => {
     const user = createUserIdentity({ username: "carol-bot", now: Date.now() });
     const key = stateKeyOf(user.privateIdentityKey);
@@ -165,5 +245,31 @@ describe("headless peers, Node to Node, through the relay", () => {
     await expect(StateFile.open(path, key)).rejects.toBeInstanceOf(StateFileError);
     await writeFile(path, "not a state file");
     await expect(StateFile.open(path, key)).rejects.toMatchObject({ code: "malformed" });
+  });
+});
+
+describe("the CLI's small parts", () => {
+  it("prints a contact's text without control characters that could rewrite the terminal", () => {
+    expect(printable("hi\u001b[2J\u0007 there\nnext\u009b")).toBe("hi\\u{1b}[2J\\u{7} there\\nnext\\u{9b}");
+    expect(printable("plain ünïcode ✓")).toBe("plain ünïcode ✓");
+  });
+
+  it("LOFT_RESOLVE: fixed names answer with their address, anything malformed is refused", async () => {
+    const map = parseResolve("loft.example=127.0.0.1, Other.Example=::1");
+    expect([...map]).toEqual([
+      ["loft.example", "127.0.0.1"],
+      ["other.example", "::1"],
+    ]);
+    for (const bad of ["loft.example", "loft.example=not-an-ip", "a=1.2.3.4=5", "=1.2.3.4"])
+      expect(() => parseResolve(bad), bad).toThrow(TypeError);
+    const lookup = fixedLookup(map);
+    const one = await new Promise((resolve) =>
+      lookup("LOFT.example", {}, (e, address, family) => resolve({ e, address, family })),
+    );
+    expect(one).toEqual({ e: null, address: "127.0.0.1", family: 4 });
+    const all = await new Promise((resolve) =>
+      lookup("other.example", { all: true }, (_e, address) => resolve(address)),
+    );
+    expect(all).toEqual([{ address: "::1", family: 6 }]);
   });
 });

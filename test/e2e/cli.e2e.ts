@@ -6,8 +6,9 @@
  *   ways; `loft listen --json` prints Alice's message as a JSON line and Alice sees it delivered,
  *   the chat live through the relay (a Node peer has no direct path); `loft send` reaches Alice;
  * - `loft expose http://127.0.0.1:PORT --to Alice` serves a test HTTP server to Alice: she opens
- *   `/peer/<the CLI's id>/index.html` in a tab — it renders, its script fetches JSON, a 1 MiB file
- *   and a POSTed body come back byte for byte — and the CLI prints each request for its owner.
+ *   `/peer/<the CLI's id>/index.html` in a tab — it renders, its script fetches JSON, a file
+ *   and a 1.5 MiB POSTed body (streamed by the Service Worker, which once refused more than 1 MiB)
+ *   come back byte for byte — and the CLI prints each request for its owner.
  *
  * The app is opened as `loft.example.com:<port>` with its content origin `peer.loft.example.com`
  * (as in proxy.e2e.ts); the CLI reaches the same names with LOFT_RESOLVE (cli/resolve.ts).
@@ -60,7 +61,7 @@ describe("loft, the headless peer, with a browser contact", () => {
   let origin: Server;
   let cliId: string;
   let aliceId: string;
-  const big = randomBytes(1024 * 1024);
+  const big = randomBytes(256 * 1024);
   const running: Running[] = [];
 
   const env = () => ({
@@ -213,24 +214,24 @@ describe("loft, the headless peer, with a browser contact", () => {
     await site.goto(`${content}/peer/${cliId}/index.html`);
     await site.locator("#data", { hasText: "served by loft expose" }).waitFor({ timeout: 60_000 });
     expect(await site.title()).toBe("Bot's service");
-    const posted = randomBytes(200 * 1024);
-    const got = await site.evaluate(
-      async (body) => {
-        const hex = async (b: ArrayBuffer) =>
-          [...new Uint8Array(await crypto.subtle.digest("SHA-256", b))]
-            .map((x) => x.toString(16).padStart(2, "0"))
-            .join("");
-        const bigFile = await (await fetch("big.bin")).arrayBuffer();
-        const echo = await fetch("echo", { method: "POST", body: new Uint8Array(body) });
-        const missing = await fetch("nothing-here");
-        return {
-          big: await hex(bigFile),
-          echo: await hex(await echo.arrayBuffer()),
-          missing: missing.status,
-        };
-      },
-      [...posted],
-    );
+    // 1.5 MiB: over the 1 MiB the Service Worker once read whole (MAX_PORT_BODY); streamed now.
+    const postedSize = 1.5 * 1024 * 1024;
+    const posted = Uint8Array.from({ length: postedSize }, (_, i) => (i * 31 + 7) & 0xff);
+    const got = await site.evaluate(async (size) => {
+      const body = Uint8Array.from({ length: size }, (_, i) => (i * 31 + 7) & 0xff);
+      const hex = async (b: ArrayBuffer) =>
+        [...new Uint8Array(await crypto.subtle.digest("SHA-256", b))]
+          .map((x) => x.toString(16).padStart(2, "0"))
+          .join("");
+      const bigFile = await (await fetch("big.bin")).arrayBuffer();
+      const echo = await fetch("echo", { method: "POST", body });
+      const missing = await fetch("nothing-here");
+      return {
+        big: await hex(bigFile),
+        echo: await hex(await echo.arrayBuffer()),
+        missing: missing.status,
+      };
+    }, postedSize);
     expect(got).toEqual({ big: sha256(big), echo: sha256(posted), missing: 404 });
     // The owner sees every request, served or not.
     const paths = () =>

@@ -13,7 +13,9 @@
  * latency of a 1 KiB file fetched alone, proxy and direct alternating request by request
  * (`p50_overhead_ms` = proxied p50 − direct p50). Everything targets 127.0.0.1.
  * `--node-crypto`: the engines seal with the node:crypto AEAD backend (host/crypto-node.ts)
- * instead of the default (noble).
+ * instead of the default (noble). `--relay`: no direct link opens (the harness's hub blocks it),
+ * so the session runs on the live relay link through a real relay (relay-ws/testing.ts, LMDB,
+ * WebSockets on 127.0.0.1): the path `loft expose` always takes (cli/no-direct.ts).
  */
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -21,12 +23,15 @@ import type { BodyReader } from "../core/proxy/body.ts";
 import { TokenBucket } from "../core/proxy/rate-limit.ts";
 import { createNodeCryptoProvider } from "../host/crypto-node.ts";
 import { httpOriginHandler } from "../host/proxy-origin.ts";
+import { startTestRelay, type TestRelay } from "../relay-ws/testing.ts";
 import { startSignaling } from "../signaling/testing.ts";
 import { EngineHarness, until } from "../test/support/engine.ts";
+import { RelayLiveTransport } from "../web/src/net/relay-live.ts";
 import { alternate, log, QUICK, rateOf, report, sliceRatio, sliceRatioRange } from "./harness.ts";
 import { numberFlag, percentile } from "./relay-cli.ts";
 
 const SIZE = numberFlag("size", 1024 * 1024);
+const RELAY = process.argv.includes("--relay");
 const LATENCY_REQUESTS = QUICK ? 40 : 300;
 const big = Uint8Array.from({ length: SIZE }, (_, i) => (i * 31 + 7) & 0xff);
 const small = new Uint8Array(1024).fill(0x61);
@@ -47,16 +52,29 @@ async function main(): Promise<void> {
     res.writeHead(200, { "content-type": "application/octet-stream", "content-length": body.length });
     res.end(body);
   });
+  // Longer than any pause in the run: a keep-alive socket the server closes while undici reuses it
+  // is an ECONNRESET (Node's 5 s default races the slower proxied rounds).
+  origin.keepAliveTimeout = 120_000;
   await new Promise<void>((r) => origin.listen(0, "127.0.0.1", r));
   const base = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
   const signaling = await startSignaling();
   const crypto = process.argv.includes("--node-crypto") ? await createNodeCryptoProvider() : undefined;
+  // `--relay-unlimited`: the relay without its per-connection command rate (what the path costs, not the policy).
+  const relay: TestRelay | undefined = RELAY
+    ? await startTestRelay(process.argv.includes("--relay-unlimited") ? { ratePerSecond: 0 } : {})
+    : undefined;
   const h = new EngineHarness(() => ({
     signalingUrl: signaling.url,
-    config: { log: () => {}, ...(crypto ? { crypto } : {}) },
+    ...(relay ? { relayUrl: relay.url } : {}),
+    config: {
+      log: () => {},
+      ...(crypto ? { crypto } : {}),
+      ...(relay ? { relayTransport: (deps) => new RelayLiveTransport(deps), relayFallbackMs: 200 } : {}),
+    },
   }));
   try {
-    const [alice, bob] = await h.pair();
+    const [alice, bob] = await h.pair(RELAY);
+    if (RELAY && alice.engine.presence(bob.id).path !== "relay") throw new Error("not on the relay path");
     await until(() => h.online(alice, bob) && h.online(bob, alice), "both online");
     bob.engine.serveProxy({
       handler: httpOriginHandler({
@@ -114,7 +132,7 @@ async function main(): Promise<void> {
     ld.sort((a, b) => a - b);
     const ratio = sliceRatio(p, d);
     report(
-      "bench:proxy — E2EE fetch proxy (engine, Noise session) vs direct HTTP, same origin, same run",
+      `bench:proxy — E2EE fetch proxy (engine, Noise session${RELAY ? ", live relay link" : ""}) vs direct HTTP, same origin, same run`,
       [
         {
           name: `throughput, ${(SIZE / 1024).toFixed(0)} KiB bodies`,
@@ -139,6 +157,7 @@ async function main(): Promise<void> {
       ],
       {
         bench: "proxy",
+        path: RELAY ? "relay" : "in-memory link",
         crypto: crypto ? "node" : "default",
         size_bytes: SIZE,
         proxy: { mb_per_s: p.perSecond, p50_ms: percentile(lp, 50), p99_ms: percentile(lp, 99) },
@@ -150,6 +169,7 @@ async function main(): Promise<void> {
     );
   } finally {
     await h.stopAll();
+    await relay?.close();
     await signaling.close();
     origin.close();
   }

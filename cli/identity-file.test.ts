@@ -13,10 +13,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { toHex } from "../core/bytes.ts";
 import { nobleCrypto } from "../core/crypto/noble.ts";
 import { parseContactLinkUrl } from "../core/identity/contact-link.ts";
-import { IdentityFileError, openIdentityFile } from "./identity-file.ts";
+import { createIdentityFile, IdentityFileError, openIdentityFile } from "./identity-file.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const PASS = "correct horse battery staple";
+const PASS = "seven unrelated words make a passphrase";
 
 function loft(args: string[], env: Record<string, string> = { LOFT_PASSPHRASE: PASS }) {
   return new Promise<{ code: number; out: string; err: string }>((resolve) => {
@@ -61,7 +61,15 @@ describe("loft id / loft link (the CLI's sealed identity file)", () => {
   });
 
   it("prints a contact link the app reads back to this identity and this server", async () => {
-    const r = await loft(["link", "--identity", file, "--server", "https://loft.example.com"]);
+    // No server answers there: the link comes without a contact address, and says so.
+    const r = await loft(
+      ["link", "--identity", file, "--server", "https://loft.example.com", "--timeout", "1"],
+      {
+        LOFT_PASSPHRASE: PASS,
+        LOFT_RESOLVE: "loft.example.com=127.0.0.1",
+      },
+    );
+    expect(r.err).toContain("no contact address");
     expect(r.code).toBe(0);
     const link = await parseContactLinkUrl(nobleCrypto, r.out.trim());
     expect(link.ok).toBe(true);
@@ -100,9 +108,27 @@ describe("loft id / loft link (the CLI's sealed identity file)", () => {
     }
   });
 
-  it("says which commands are not there yet", async () => {
-    const r = await loft(["expose", "http://127.0.0.1:8000", "--to", "x"]);
-    expect(r.code).toBe(2);
-    expect(r.err).toContain("not available yet");
+  it("refuses a weak passphrase for a new identity, and says why", async () => {
+    const weak = join(dir, "weak.json");
+    const r = await loft(["id", "--identity", weak, "--name", "weak"], { LOFT_PASSPHRASE: "password1" });
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("too weak");
+    for (const pass of ["qwerty12", "aaaaaaaaaaaaaaaa", "letmein"])
+      await expect(createIdentityFile(weak, "weak", pass), pass).rejects.toMatchObject({
+        code: "weak_passphrase",
+      });
+    await expect(stat(weak)).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
+  it("says what is wrong with a command: unknown contact, missing arguments, unknown options", async () => {
+    const unknown = await loft(["send", "nobody", "hi", "--identity", file]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.err).toContain('no contact "nobody"');
+    const noTo = await loft(["expose", "http://127.0.0.1:8000", "--identity", file]);
+    expect(noTo.code).toBe(1);
+    expect(noTo.err).toContain("--to");
+    const option = await loft(["listen", "--jsn"]);
+    expect(option.code).toBe(1);
+    expect(option.err).toContain("unknown option --jsn");
   });
 });

@@ -22,6 +22,7 @@ import {
   MAX_IDENTITY_BYTES,
   type UserIdentity,
 } from "../core/identity/identity.ts";
+import { passphraseStrength } from "../web/src/storage/passphrase-strength.ts";
 import {
   acceptableKdf,
   type KdfParams,
@@ -41,7 +42,7 @@ const KIND = "loft-identity";
 export class IdentityFileError extends Error {
   override name = "IdentityFileError";
   constructor(
-    readonly code: "missing" | "malformed" | "wrong_passphrase" | "exists" | "io",
+    readonly code: "missing" | "malformed" | "wrong_passphrase" | "weak_passphrase" | "exists" | "io",
     message: string,
   ) {
     super(message);
@@ -64,6 +65,13 @@ export async function createIdentityFile(
   username: string,
   passphrase: string,
 ): Promise<UserIdentity> {
+  // The app's rule for new passphrases (web/src/storage/passphrase-strength.ts): "too weak" is refused.
+  const strength = passphraseStrength(passphrase);
+  if (strength.score === 0)
+    throw new IdentityFileError(
+      "weak_passphrase",
+      `the passphrase is too weak to seal an identity: ${strength.advice}`,
+    );
   // Refused before the key derivation's second of work; `wx` below still refuses one made meanwhile.
   if ((await stat(path).catch(() => undefined))?.isFile())
     throw new IdentityFileError("exists", `${path} already holds an identity`);

@@ -16,13 +16,7 @@ import {
   type ProxyMethod,
   REQUEST_HEADERS,
 } from "../core/proxy/frames.ts";
-import {
-  CONTACT_ID,
-  MAX_PORT_BODY,
-  type PageErrorCode,
-  type PortReply,
-  type PortRequest,
-} from "../core/proxy/port.ts";
+import { CONTACT_ID, type PageErrorCode, type PortReply, type PortRequest } from "../core/proxy/port.ts";
 import { errorPage } from "./peer-errors.ts";
 
 declare const self: ServiceWorkerGlobalScope;
@@ -72,24 +66,44 @@ export async function handlePeerRequest(event: FetchEvent): Promise<Response> {
     const from = await requester(event);
     if (from !== undefined && from !== m[1]) return errorPage("other_contact", undefined, APP_HOME);
   }
-  let body: Uint8Array | undefined;
-  if (method !== "GET" && method !== "HEAD") {
-    const length = Number(request.headers.get("content-length") ?? 0);
-    if (length > MAX_PORT_BODY) return errorPage("too_large", undefined, APP_HOME);
-    body = await readBounded(request);
-    if (!body) return errorPage("too_large", undefined, APP_HOME);
-  }
+  // A request body is streamed to the window as it asks for it (PortRequest `upload`): never read
+  // whole here; the serving side's credit paces the page's upload, and it bounds the size.
+  const upload = method !== "GET" && method !== "HEAD" ? request.body : null;
   const message: PortRequest = {
     type: "loft-proxy",
     contact: m[1]!,
     method,
     path: `${m[2]}${url.search}`,
     headers: allowHeaders(request.headers, REQUEST_HEADERS),
-    ...(body ? { body } : {}),
+    ...(upload ? { upload: true as const } : {}),
   };
   const port = await sendToWindow(message);
-  if (!port) return errorPage("no_window", undefined, APP_HOME);
-  return answer(port, method, request.signal);
+  if (!port) {
+    void upload?.cancel().catch(() => undefined);
+    return errorPage("no_window", undefined, APP_HOME);
+  }
+  return answer(port, method, request.signal, upload ? uploader(port, upload) : undefined);
+}
+
+/** Answers the window's `upload-pull`s with the request body, one piece each. */
+function uploader(port: MessagePort, body: ReadableStream<Uint8Array>): () => void {
+  const reader = body.getReader();
+  let reading = Promise.resolve();
+  return () => {
+    // One read at a time, in order, however the pulls arrive.
+    reading = reading.then(async () => {
+      try {
+        const { done, value } = await reader.read();
+        if (done) port.postMessage({ type: "upload-end" });
+        else {
+          const bytes = value.slice();
+          port.postMessage({ type: "upload-chunk", bytes }, [bytes.buffer]);
+        }
+      } catch {
+        port.postMessage({ type: "cancel", reason: "the page's request body failed" });
+      }
+    });
+  };
 }
 
 /**
@@ -102,30 +116,6 @@ async function requester(event: FetchEvent): Promise<string | undefined> {
   const client = await self.clients.get(event.clientId);
   if (!client) return undefined;
   return /^\/peer\/([0-9a-f]{64})\//.exec(new URL(client.url).pathname)?.[1] ?? "";
-}
-
-async function readBounded(request: Request): Promise<Uint8Array | undefined> {
-  const reader = request.body?.getReader();
-  if (!reader) return new Uint8Array(0);
-  const parts: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.length;
-    if (total > MAX_PORT_BODY) {
-      void reader.cancel();
-      return undefined;
-    }
-    parts.push(value);
-  }
-  const out = new Uint8Array(total);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /**
@@ -155,7 +145,12 @@ async function sendToWindow(message: PortRequest): Promise<MessagePort | undefin
 const rank = (c: WindowClient) => (c.focused ? 2 : 0) + (c.visibilityState === "visible" ? 1 : 0);
 
 /** The Response: status and headers from the head, the body pulled from the port as the page reads. */
-function answer(port: MessagePort, method: string, signal: AbortSignal): Promise<Response> {
+function answer(
+  port: MessagePort,
+  method: string,
+  signal: AbortSignal,
+  uploadPull?: () => void,
+): Promise<Response> {
   return new Promise<Response>((resolve) => {
     let onReply: (reply: PortReply) => void;
     let finished = false;
@@ -168,7 +163,10 @@ function answer(port: MessagePort, method: string, signal: AbortSignal): Promise
       port.close();
       resolve(errorPage(code, detail, APP_HOME));
     };
-    port.onmessage = (e: MessageEvent<PortReply>) => onReply(e.data);
+    port.onmessage = (e: MessageEvent<PortReply>) => {
+      if (e.data?.type === "upload-pull") uploadPull?.();
+      else onReply(e.data);
+    };
     onReply = (reply) => {
       if (reply.type === "refused") return fail(reply.code, reply.reason);
       if (reply.type !== "head") return;

@@ -151,17 +151,22 @@ export class InboundBody implements BodyReader {
 
 /**
  * The sending end of one body: reads `source` only while credit is left, cuts what it reads into
- * chunks of at most MAX_CHUNK and the credit left, and sends each; `end` once the source is done.
+ * chunks of at most `maxChunk` (MAX_CHUNK unless the carrier wants smaller: a relay piece) and the
+ * credit left, and sends each; `end` once the source is done.
  */
 export class OutboundBody {
   #credit: number;
   #waiter: (() => void) | undefined;
   #stopped = false;
   readonly #source: BodyReader;
+  readonly #maxChunk: number;
 
-  constructor(source: BodyReader, credit: number) {
+  constructor(source: BodyReader, credit: number, maxChunk = MAX_CHUNK) {
+    if (!Number.isSafeInteger(maxChunk) || maxChunk < 1 || maxChunk > MAX_CHUNK)
+      throw new RangeError(`maxChunk must be 1…${MAX_CHUNK}`);
     this.#source = source;
     this.#credit = credit;
+    this.#maxChunk = maxChunk;
   }
 
   addCredit(bytes: number): boolean {
@@ -203,7 +208,7 @@ export class OutboundBody {
         }
         if (pending.length === 0) continue;
       }
-      const n = Math.min(pending.length, this.#credit, MAX_CHUNK);
+      const n = Math.min(pending.length, this.#credit, this.#maxChunk);
       this.#credit -= n;
       data(pending.subarray(0, n));
       pending = pending.subarray(n);

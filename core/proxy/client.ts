@@ -50,6 +50,8 @@ export interface ProxyClientOptions {
   maxConcurrent?: number;
   /** Time to wait for the response head before resetting with `timeout` (default 30 s). */
   headTimeoutMs?: number;
+  /** Largest DATA body of a request body (default MAX_CHUNK; smaller to fit a carrier's unit). */
+  maxChunk?: number;
 }
 
 interface Stream {
@@ -66,6 +68,7 @@ export class ProxyClient {
   readonly #window: number;
   readonly #maxConcurrent: number;
   readonly #headTimeoutMs: number;
+  readonly #maxChunk: number | undefined;
   readonly #streams = new Map<number, Stream>();
   readonly #queue: (() => void)[] = [];
   #nextId = 1;
@@ -76,6 +79,7 @@ export class ProxyClient {
     this.#window = Math.min(options.window ?? 256 * 1024, MAX_WINDOW);
     this.#maxConcurrent = options.maxConcurrent ?? 16;
     this.#headTimeoutMs = options.headTimeoutMs ?? 30_000;
+    this.#maxChunk = options.maxChunk;
   }
 
   get open(): number {
@@ -110,7 +114,7 @@ export class ProxyClient {
         path: head.path,
         headers: head.headers,
       });
-      const upload = new OutboundBody(body ?? emptyBody(), REQUEST_BODY_WINDOW);
+      const upload = new OutboundBody(body ?? emptyBody(), REQUEST_BODY_WINDOW, this.#maxChunk);
       stream.upload = upload;
       upload
         .pump(

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { hasContentOrigin } from "./port.ts";
+import { hasContentOrigin, isPortRequest } from "./port.ts";
 
 describe("hasContentOrigin", () => {
   it("is true for a name, false for an IP address or localhost (no same-site peer. subdomain)", () => {
@@ -15,5 +15,18 @@ describe("hasContentOrigin", () => {
       "app.localhost",
     ])
       expect(hasContentOrigin(h), h).toBe(false);
+  });
+});
+
+describe("isPortRequest", () => {
+  const base = { type: "loft-proxy", contact: "a".repeat(64), method: "POST", path: "/echo", headers: [] };
+  it("takes a request with no body, a whole body, or a streamed upload — never both", () => {
+    expect(isPortRequest(base)).toBe(true);
+    expect(isPortRequest({ ...base, body: new Uint8Array(3) })).toBe(true);
+    expect(isPortRequest({ ...base, upload: true })).toBe(true);
+    expect(isPortRequest({ ...base, upload: true, body: new Uint8Array(3) })).toBe(false);
+    expect(isPortRequest({ ...base, upload: "yes" })).toBe(false);
+    expect(isPortRequest({ ...base, contact: "A".repeat(64) })).toBe(false);
+    expect(isPortRequest({ ...base, path: "echo" })).toBe(false);
   });
 });

@@ -27,6 +27,12 @@ export interface PortRequest {
   headers: Headers;
   /** A request body, already bounded by the SW (MAX_PORT_BODY). */
   body?: Uint8Array;
+  /**
+   * The request body follows on the port, streamed: one `upload-chunk` (or `upload-end`) from the
+   * SW per `upload-pull` from the window, so the serving side's credit paces the page's upload and
+   * nothing holds the whole body (the serving side bounds its size: `too_large`).
+   */
+  upload?: true;
 }
 
 /** Window → SW on the port. */
@@ -38,10 +44,18 @@ export type PortReply =
   | { type: "refused"; code: ResetCode; reason: string }
   | { type: "chunk"; bytes: Uint8Array }
   | { type: "end" }
-  | { type: "error"; code: ResetCode; reason: string };
+  | { type: "error"; code: ResetCode; reason: string }
+  /** The next piece of the request body, please (`upload: true`). */
+  | { type: "upload-pull" };
 
 /** SW → window on the port. */
-export type PortPull = { type: "pull" } | { type: "cancel"; reason: string };
+export type PortPull =
+  | { type: "pull" }
+  | { type: "cancel"; reason: string }
+  /** A piece of the streamed request body, answering one `upload-pull`. */
+  | { type: "upload-chunk"; bytes: Uint8Array }
+  /** The request body is complete. */
+  | { type: "upload-end" };
 
 /** Largest request body the SW forwards (shares take none; an exposed service's forms and uploads). */
 export const MAX_PORT_BODY = 1024 * 1024;
@@ -94,6 +108,7 @@ export function isPortRequest(d: unknown): d is PortRequest {
     r.path.startsWith("/") &&
     Array.isArray(r.headers) &&
     r.headers.every((h) => Array.isArray(h) && typeof h[0] === "string" && typeof h[1] === "string") &&
-    (r.body === undefined || r.body instanceof Uint8Array)
+    (r.body === undefined || r.body instanceof Uint8Array) &&
+    (r.upload === undefined || (r.upload === true && r.body === undefined))
   );
 }

@@ -12,6 +12,7 @@ import {
   allowHeaders,
   decodeFrame,
   encodeFrame,
+  MAX_CHUNK,
   type ProxyFrame,
   REQUEST_BODY_WINDOW,
   RESPONSE_HEADERS,
@@ -51,6 +52,8 @@ export interface ProxyServerOptions {
   now?: () => number;
   /** Requests open at once from this peer; more are refused with `too_many_requests` (default 16). */
   maxConcurrent?: number;
+  /** Largest DATA body this side sends (default MAX_CHUNK; smaller to fit a carrier's unit). */
+  maxChunk?: number;
 }
 
 interface Stream {
@@ -71,6 +74,7 @@ export class ProxyServer {
   constructor(options: ProxyServerOptions) {
     this.#o = {
       maxConcurrent: 16,
+      maxChunk: MAX_CHUNK,
       log: () => undefined,
       now: () => Date.now(),
       limiter: undefined,
@@ -198,6 +202,7 @@ export class ProxyServer {
     const download = new OutboundBody(
       head ? { read: async () => null, cancel: () => undefined } : result.body,
       stream.credit,
+      this.#o.maxChunk,
     );
     stream.download = download;
     download

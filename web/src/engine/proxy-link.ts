@@ -11,10 +11,13 @@
  * every request from a contact is refused `not_shared`.
  */
 
+import { TAGLEN } from "../../../core/noise/primitives.ts";
 import type { ProxyClient } from "../../../core/proxy/client.ts";
 import { ProxyEndpoint } from "../../../core/proxy/endpoint.ts";
+import { MAX_CHUNK } from "../../../core/proxy/frames.ts";
 import type { ProxyHandler } from "../../../core/proxy/server.ts";
-import type { ProxyServing } from "./api.ts";
+import { MAX_BODY } from "../../../core/relay/protocol.ts";
+import type { LinkPath, ProxyServing } from "./api.ts";
 import type { EngineContext, Live, Peer } from "./context.ts";
 import { encodeProxyFrame } from "./wire.ts";
 
@@ -26,6 +29,25 @@ const NOTHING_SHARED: ProxyHandler = async (request) => {
   return { refuse: "not_shared", reason: "nothing shared" };
 };
 
+/**
+ * What one DATA frame adds around its body on the link: the session frame's type byte and AEAD
+ * tag (core/session/frames.ts, Noise), the PROXY type byte (wire.ts), the channel byte
+ * (core/proxy/endpoint.ts) and the proxy frame head (version, type, request id: 6 bytes).
+ */
+const DATA_OVERHEAD = 1 + TAGLEN + 1 + 1 + 6;
+/**
+ * The live relay link sends each link message as pieces of `MAX_BODY - 1` bytes (core/relay/
+ * live-link.ts: a flags byte, then the piece), one SEND per piece and one in flight: a 16 KiB DATA
+ * would cost two SENDs, the second for a 25-byte tail, halving what the relay's per-connection
+ * command rate lets through. So on the relay a body's DATA is cut to fill exactly one piece.
+ */
+export const RELAY_DATA_CHUNK = MAX_BODY - 1 - DATA_OVERHEAD;
+
+/** The largest DATA body to send on a session over `path` (docs/protocol/proxy.md, "Flow control"). */
+export function proxyChunkFor(path: LinkPath): number {
+  return path === "relay" ? Math.min(RELAY_DATA_CHUNK, MAX_CHUNK) : MAX_CHUNK;
+}
+
 export function serveProxy(ctx: EngineContext, s: ProxyServing | undefined): void {
   if (s) serving.set(ctx, s);
   else serving.delete(ctx);
@@ -35,17 +57,20 @@ export function serveProxy(ctx: EngineContext, s: ProxyServing | undefined): voi
 function endpointOf(ctx: EngineContext, peer: Peer, live: Live): ProxyEndpoint {
   const known = endpoints.get(live);
   if (known) return known;
+  const maxChunk = proxyChunkFor(live.path);
   const endpoint = new ProxyEndpoint(
     (message) => {
       if (live.session.state !== "closed") live.session.send(encodeProxyFrame(message));
     },
     {
       peer: peer.id,
+      maxChunk,
       // Looked up per request: shares and contacts change while a session lasts.
       handler: (request) => (serving.get(ctx)?.handler ?? NOTHING_SHARED)(request),
       limiter: { take: (key, at) => serving.get(ctx)?.limiter.take(key, at) ?? true },
       log: (record) => serving.get(ctx)?.log(record),
     },
+    { maxChunk },
   );
   endpoints.set(live, endpoint);
   void live.session.closed.then(() => endpoint.close());

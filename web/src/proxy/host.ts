@@ -116,17 +116,22 @@ export function startProxyHost(deps: ProxyHostDeps): ProxyHost {
     // request is reset after IDLE_MS without a pull, so it cannot hold a slot of the session.
     let idle = setTimeout(() => stop("idle"), IDLE_MS);
     port.addEventListener("close", () => stop("port closed")); // where MessagePort close events exist
+    const upload = req.upload ? portUpload(port) : undefined;
     port.onmessage = (m: MessageEvent<PortPull>) => {
       clearTimeout(idle);
-      if (m.data?.type === "cancel") return stop(m.data.reason);
+      if (m.data?.type === "cancel") {
+        upload?.fail(m.data.reason);
+        return stop(m.data.reason);
+      }
       idle = setTimeout(() => stop("idle"), IDLE_MS);
       if (m.data?.type === "pull") void pull();
+      else if (m.data?.type === "upload-chunk" || m.data?.type === "upload-end") upload?.arrived(m.data);
     };
     let res: ProxyResponse;
     try {
       res = await client.request(
         { method: req.method, path: req.path, headers: req.headers },
-        req.body ? bytesBody(req.body) : undefined,
+        upload?.body ?? (req.body ? bytesBody(req.body) : undefined),
         abort.signal,
       );
     } catch (e) {
@@ -174,4 +179,47 @@ export function startProxyHost(deps: ProxyHostDeps): ProxyHost {
   };
 
   return { reloadShares, serving };
+}
+
+/**
+ * A streamed request body (PortRequest `upload`): each `read` asks the Service Worker for one
+ * piece (`upload-pull`) and waits for it, so the proxy client reads the page's upload only as its
+ * credit allows — nothing buffers the whole body.
+ */
+function portUpload(port: MessagePort): {
+  body: BodyReader;
+  arrived: (m: Extract<PortPull, { type: "upload-chunk" | "upload-end" }>) => void;
+  fail: (reason: string) => void;
+} {
+  let waiting: { resolve: (b: Uint8Array | null) => void; reject: (e: Error) => void } | undefined;
+  let ended = false;
+  let failed: Error | undefined;
+  return {
+    body: {
+      read: () => {
+        if (failed) return Promise.reject(failed);
+        if (ended) return Promise.resolve(null);
+        return new Promise<Uint8Array | null>((resolve, reject) => {
+          waiting = { resolve, reject };
+          port.postMessage({ type: "upload-pull" } satisfies PortReply);
+        });
+      },
+      cancel: () => {
+        ended = true;
+        waiting?.resolve(null);
+        waiting = undefined;
+      },
+    },
+    arrived: (m) => {
+      const w = waiting;
+      waiting = undefined;
+      if (m.type === "upload-end") ended = true;
+      w?.resolve(m.type === "upload-chunk" ? m.bytes : null);
+    },
+    fail: (reason) => {
+      failed = new Error(reason);
+      waiting?.reject(failed);
+      waiting = undefined;
+    },
+  };
 }

@@ -1,0 +1,81 @@
+/**
+ * How large the proxy's DATA frames are on each path (proxy-link.ts `proxyChunkFor`;
+ * docs/protocol/proxy.md §Carrying frames over a session): on the live relay link every PROXY
+ * session message of a body, sealed in its Noise frame, fits ONE relay piece (core/relay/
+ * live-link.ts cuts link messages into `MAX_BODY - 1`-byte pieces, one SEND each, one in flight),
+ * so a body never costs a second SEND per chunk for a 30-byte tail; on a direct link the full
+ * 16 KiB DATA is kept. A real Noise session pair carries the frames; the serving side is the
+ * engine's (serveProxy, receiveProxy).
+ */
+import { describe, expect, it } from "vitest";
+import { TAGLEN } from "../../../core/noise/primitives.ts";
+import { bytesBody } from "../../../core/proxy/body.ts";
+import { decodeFrame, encodeFrame, MAX_CHUNK } from "../../../core/proxy/frames.ts";
+import { TokenBucket } from "../../../core/proxy/rate-limit.ts";
+import { MAX_BODY } from "../../../core/relay/protocol.ts";
+import { sessionPair } from "../../../test/support/engine.ts";
+import type { LinkPath } from "./api.ts";
+import type { EngineContext, Peer } from "./context.ts";
+import { receiveProxy, serveProxy } from "./proxy-link.ts";
+import { newLive } from "./session.ts";
+import { decodeSessionFrame } from "./wire.ts";
+
+/** The bytes a session message takes on the link: the session frame's type byte and the AEAD tag. */
+const onTheLink = (message: Uint8Array) => 1 + message.length + TAGLEN;
+const RELAY_PIECE = MAX_BODY - 1;
+
+async function servedChunks(path: LinkPath, size: number): Promise<{ sizes: number[]; bytes: number }> {
+  const [mine, theirs] = await sessionPair();
+  const ctx = {} as EngineContext;
+  const body = Uint8Array.from({ length: size }, (_, i) => i & 0xff);
+  serveProxy(ctx, {
+    handler: async (request) => {
+      request.body.cancel("no body");
+      return { status: 200, headers: [["content-type", "application/octet-stream"]], body: bytesBody(body) };
+    },
+    limiter: new TokenBucket(1000, 1000),
+    log: () => {},
+  });
+  const live = newLive(mine, path);
+  const peer = { id: "b".repeat(64) } as Peer;
+  const request = encodeFrame({
+    type: "request",
+    id: 1,
+    method: "GET",
+    window: 1024 * 1024,
+    path: "/big",
+    headers: [],
+  });
+  receiveProxy(ctx, peer, live, Uint8Array.of(0x00, ...request));
+  const sizes: number[] = [];
+  let bytes = 0;
+  for (let i = 0; i < 1000; i++) {
+    const message = await theirs.receive();
+    const session = decodeSessionFrame(message);
+    if (!session.ok || session.value.type !== "proxy") throw new Error("not a PROXY frame");
+    sizes.push(onTheLink(message));
+    const frame = decodeFrame(session.value.message.subarray(1));
+    if (!frame.ok) throw frame.error;
+    if (frame.value.type === "data") bytes += frame.value.bytes.length;
+    if (frame.value.type === "end") break;
+  }
+  mine.close("stopped");
+  theirs.close("stopped");
+  return { sizes, bytes };
+}
+
+describe("proxy DATA sizes per path", () => {
+  it("on the relay, every PROXY message of a 512 KiB body fits one relay piece", async () => {
+    const { sizes, bytes } = await servedChunks("relay", 512 * 1024);
+    expect(bytes).toBe(512 * 1024);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(RELAY_PIECE);
+    // …and uses it: all but the last DATA fill the piece exactly.
+    expect(sizes.filter((s) => s === RELAY_PIECE).length).toBe(Math.floor((512 * 1024) / (RELAY_PIECE - 25)));
+  });
+
+  it("on a direct link, DATA keeps the protocol's full 16 KiB", async () => {
+    const { sizes, bytes } = await servedChunks("direct", 256 * 1024);
+    expect(bytes).toBe(256 * 1024);
+    expect(Math.max(...sizes)).toBe(onTheLink(new Uint8Array(2 + 6 + MAX_CHUNK)));
+  });
+});

@@ -66,7 +66,6 @@ export async function pairDevice(o: PairOptions): Promise<PairedDevice> {
     kind: "serial",
     self: o.self,
     protocol,
-    exportLabels: [],
     ...(o.handshakeTimeoutMs === undefined ? {} : { handshakeTimeoutMs: o.handshakeTimeoutMs }),
   });
   const ownerNonce = randomBytes(PAIRING_NONCE_BYTES);
@@ -174,7 +173,6 @@ export async function reconnectDevice(o: ReconnectOptions): Promise<Session> {
     self: o.self,
     protocol,
     expectedIdentityKey: o.deviceIdentityKey,
-    exportLabels: [],
   });
   await expectDeviceMessage(session, ["ready"], o.stepTimeoutMs ?? 10_000);
   if (!equalBytes(session.remoteIdentity.verified.identity_key, o.deviceIdentityKey))

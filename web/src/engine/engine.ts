@@ -52,6 +52,7 @@ import type {
 import { Calls } from "./calls/calls.ts";
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
 import { cryptoOf, type EngineContext, emit, type Peer, providerOf, setService, stamp } from "./context.ts";
+import { DeviceRelay } from "./devices.ts";
 import { FileTransfers } from "./files/transfers.ts";
 import { contactLinkRefs, setupAddress } from "./first-contact.ts";
 import { Links } from "./link/links.ts";
@@ -74,6 +75,8 @@ export class Engine implements ChatEngine {
   readonly rooms: RoomsEngine | undefined;
   /** One-to-one calls (calls/calls.ts; docs/protocol/calls.md). */
   readonly calls: Calls;
+  /** Paired devices through the relay (devices.ts; docs/device.md §13). */
+  readonly devices: DeviceRelay;
 
   constructor(
     options: EngineStartOptions,
@@ -127,6 +130,7 @@ export class Engine implements ChatEngine {
         });
     this.calls = new Calls(this.#ctx, (contactId) => this.connect(contactId));
     this.#ctx.calls = this.calls;
+    this.devices = new DeviceRelay(this.#ctx);
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -320,6 +324,7 @@ export class Engine implements ChatEngine {
         case "delete":
           this.disconnect(contactId);
           await this.#files.forget(contactId);
+          await this.devices.forget(contactId);
           await storage.deleteContact(contactId);
           break;
       }

@@ -294,6 +294,7 @@ export class DeviceAgent {
         }
         if (m.t === "relay-in") {
           await this.fromOwner(m.b, "cable");
+          if (session.state === "open") sendDeviceMessage(session, { t: "relay-took" });
           continue;
         }
         if (m.t === "reset") {

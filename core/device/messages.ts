@@ -103,6 +103,8 @@ export const deviceMessageSchema = v.variant("t", [
   v.strictObject({ t: v.literal("linked"), k: bytesSchema(32) }),
   /** A ratchet message for the owner's mailbox: the attached browser deposits it (the bridge). */
   v.strictObject({ t: v.literal("relay-out"), b: bridged }),
+  /** A `relay-in` was read (its ratchet state stored, or it was dropped): the owner may ACK it. */
+  v.strictObject({ t: v.literal("relay-took") }),
   // owner → device
   v.strictObject({ t: v.literal("nonce"), n: nonce }),
   v.strictObject({ t: v.literal("confirm") }),
@@ -146,6 +148,7 @@ const TYPES = new Set<string>([
   "linked",
   "relay-in",
   "relay-out",
+  "relay-took",
 ]);
 
 export function encodeDeviceMessage(m: DeviceMessage): Uint8Array {

@@ -4,61 +4,24 @@
  * code, telemetry, reattaching without a code and refusing another device's identity, a silent
  * port timing out, a port that does not open. And each failure in plain words (problems.ts).
  */
-import { connect, createServer, type Server, type Socket } from "node:net";
+import { createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { LoftError } from "../../../core/errors.ts";
 import { Emulator, ownerIdentity, tempDir } from "../../../device/test-support.ts";
+import { tcpSerialPort as tcpSerialPortOf } from "../../../test/support/tcp-serial-port.ts";
 import { attachOverSerial, type PairStep, pairOverSerial } from "./attached-device.ts";
 import { DeviceProblemError, describeDeviceError } from "./problems.ts";
-import type { SerialPortLike } from "./web-serial.ts";
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-/** A closed SerialPort whose `open` connects to `tcpPort` (or fails like a busy port). */
-function tcpSerialPort(tcpPort: number, opens = true): SerialPortLike & { opened: number[] } {
-  let socket: Socket | undefined;
-  let readable: ReadableStream<Uint8Array> | null = null;
-  let writable: WritableStream<Uint8Array> | null = null;
-  const opened: number[] = [];
-  return {
-    opened,
-    get readable() {
-      return readable;
-    },
-    get writable() {
-      return writable;
-    },
-    async open({ baudRate }) {
-      if (!opens) throw Object.assign(new Error("Failed to open serial port."), { name: "NetworkError" });
-      opened.push(baudRate);
-      const s = connect({ host: "127.0.0.1", port: tcpPort });
-      socket = s;
-      cleanups.push(() => s.destroy());
-      await new Promise<void>((r) => s.once("connect", () => r()));
-      readable = new ReadableStream({
-        start(c) {
-          s.on("data", (b: Buffer) => c.enqueue(new Uint8Array(b)));
-          s.on("close", () => {
-            try {
-              c.error(Object.assign(new Error("lost"), { name: "NetworkError" }));
-            } catch {}
-          });
-        },
-      });
-      writable = new WritableStream({
-        write(chunk) {
-          s.write(chunk);
-        },
-      });
-    },
-    async close() {
-      socket?.destroy();
-      readable = null;
-    },
-  };
+/** A SerialPort over TCP to the emulator, closed after the test. */
+function tcpSerialPort(tcpPort: number, opens = true) {
+  const port = tcpSerialPortOf(tcpPort, opens);
+  cleanups.push(() => port.destroy());
+  return port;
 }
 
 async function emulator() {

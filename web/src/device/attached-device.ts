@@ -59,6 +59,8 @@ export class AttachedDevice {
   #relayOut: ((message: Uint8Array) => void) | undefined;
   readonly #heldRelayOut: Uint8Array[] = [];
   #linked: ((key: Uint8Array) => void) | undefined;
+  /** `relay-in`s the device has not answered yet, oldest first. */
+  readonly #took: ((took: boolean) => void)[] = [];
 
   constructor(session: Session, connection: SerialConnection, port: WebSerialBytePort) {
     this.session = session;
@@ -72,12 +74,16 @@ export class AttachedDevice {
       for (;;) {
         const m = await expectDeviceMessage(
           this.session,
-          ["telemetry", "reset-done", "out", "linked", "relay-out"],
+          ["telemetry", "reset-done", "out", "linked", "relay-out", "relay-took"],
           2 ** 31 - 1,
         );
         if (m.t === "reset-done") return undefined;
         if (m.t === "linked") {
           this.#linked?.(m.k);
+          continue;
+        }
+        if (m.t === "relay-took") {
+          this.#took[0]?.(true);
           continue;
         }
         if (m.t === "relay-out") {
@@ -158,9 +164,25 @@ export class AttachedDevice {
     });
   }
 
-  /** Hand the device a ratchet message from its queue at the relay (`relay-in`, the bridge). */
-  relayIn(message: Uint8Array): void {
-    sendDeviceMessage(this.session, { t: "relay-in", b: new Uint8Array(message) });
+  /**
+   * Hand the device a ratchet message from its queue at the relay (`relay-in`, the bridge).
+   * Resolves true once the device said it read it (`relay-took`: its ratchet state is stored),
+   * false when the connection ends or `timeoutMs` passes first.
+   */
+  relayIn(message: Uint8Array, timeoutMs = 10_000): Promise<boolean> {
+    if (this.session.state === "closed") return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => settle(false), timeoutMs);
+      const settle = (took: boolean) => {
+        clearTimeout(timer);
+        const i = this.#took.indexOf(settle);
+        if (i >= 0) this.#took.splice(i, 1);
+        resolve(took);
+      };
+      this.#took.push(settle);
+      void this.ended.then(() => settle(false));
+      sendDeviceMessage(this.session, { t: "relay-in", b: new Uint8Array(message) });
+    });
   }
 
   onTelemetry(listener: (r: TelemetryReading) => void): () => void {

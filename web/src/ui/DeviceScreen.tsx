@@ -257,7 +257,14 @@ export function DeviceScreen(props: { app: AppModel; id: string }) {
         </section>
         <section class="card" aria-labelledby="console-title">
           <h2 id="console-title">Console</h2>
-          <pre class="console" data-testid="device-console" aria-live="polite">
+          <pre
+            class="console"
+            data-testid="device-console"
+            role="log"
+            aria-live="polite"
+            aria-label="Console output"
+            tabindex={0}
+          >
             {lines().join("\n")}
           </pre>
           <form class="row" onSubmit={run}>

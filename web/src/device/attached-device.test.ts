@@ -97,6 +97,64 @@ describe("pairOverSerial / attachOverSerial", () => {
     ).rejects.toMatchObject({ kind: "other-owner" });
   });
 
+  it("attaching a device that is not ours any more says why in words: paired to another owner, reset, already paired", async () => {
+    const { emu, port } = await emulator();
+    const owner = await ownerIdentity(3, "owner");
+    const { device, info } = await pairOverSerial({
+      port: tcpSerialPort(port),
+      baudRate: 115200,
+      self: owner,
+      confirmCode: async (i) => (await emu.next("code")).code === i.code,
+    });
+    device.close();
+    await device.ended;
+    const deviceKey = info.device.verified.identity_key;
+    const attachAs = (self: typeof owner) =>
+      attachOverSerial({
+        port: tcpSerialPort(port),
+        baudRate: 115200,
+        self,
+        deviceIdentityKey: deviceKey,
+        pinnedProtocol: info.protocol,
+      }).then(
+        (d) => {
+          d.close();
+          return undefined;
+        },
+        (e: unknown) => describeDeviceError(e, "attached"),
+      );
+
+    // Someone else who knows the device's key attaches: the device refuses them at message 3.
+    const stranger = await attachAs(await ownerIdentity(9, "stranger"));
+    expect(stranger).toMatchObject({ kind: "other-owner", resumable: false });
+    expect(stranger!.message).toMatch(/paired to another owner/);
+    expect(stranger!.message).toMatch(/factory.reset/i);
+
+    // Pairing it again as its own owner: it is already paired with us.
+    const again = await pairOverSerial({
+      port: tcpSerialPort(port),
+      baudRate: 115200,
+      self: owner,
+      confirmCode: async () => true,
+    }).catch((e: unknown) => describeDeviceError(e));
+    expect(again).toMatchObject({ kind: "already-paired", resumable: false });
+
+    // Factory-reset: a new identity, unpaired. The owner's attach names that, not a stranger.
+    const attached = await attachOverSerial({
+      port: tcpSerialPort(port),
+      baudRate: 115200,
+      self: owner,
+      deviceIdentityKey: deviceKey,
+      pinnedProtocol: info.protocol,
+    });
+    await attached.factoryReset();
+    await emu.next("reset");
+    const reset = await attachAs(owner);
+    expect(reset).toMatchObject({ kind: "device-reset", resumable: false });
+    expect(reset!.message).toMatch(/factory.reset/);
+    expect(reset!.message).toMatch(/Pair a device/);
+  });
+
   it("a silent port times out; a busy port says so", async () => {
     const self = await ownerIdentity();
 
@@ -144,6 +202,14 @@ describe("describeDeviceError", () => {
       ],
       [new LoftError("LOFT_ERR_DECRYPT", "tampered"), "tampered"],
       [new LoftError("LOFT_ERR_HANDSHAKE_STATE", "out of turn"), "failed"],
+      [
+        new LoftError("LOFT_ERR_HANDSHAKE_STATE", "already paired to this identity: reconnect"),
+        "already-paired",
+      ],
+      [
+        new LoftError("LOFT_ERR_HANDSHAKE_IDENTITY", "not paired: the device was factory-reset"),
+        "device-reset",
+      ],
       [new DeviceProblemError("no-port"), "no-port"],
       [new Error("weird"), "failed"],
     ];

@@ -240,7 +240,10 @@ describe("pairing a device over Web Serial", () => {
     // The owner opens Loft again: what the device sent meanwhile comes from the relay mailbox.
     page = await context.newPage();
     await page.goto(loft.url);
-    await page.locator(`[data-testid=contact-item][data-contact-id="${deviceId}"]`).click();
+    const item = page.locator(`[data-testid=contact-item][data-contact-id="${deviceId}"]`);
+    // Home says what a device is, not a person's presence ("offline").
+    await poll(() => item.getByTestId("contact-presence").textContent()).toBe("reachable through your relay");
+    await item.click();
     await id(page, "device-screen").waitFor();
     expect(await id(page, "device-attached").getAttribute("data-attached")).toBe("no");
     await poll(() => id(page, "telemetry").getAttribute("data-via")).toBe("relay");

@@ -156,3 +156,13 @@ export async function bridgeAttached(
     set({ state: "failed", message: `Not linked to the relay: ${message}` });
   }
 }
+
+/**
+ * What Home says of a device where a person's presence would be (a device is never "online" on
+ * signaling): attached here, reachable through the relay, or only over the cable (reactive for
+ * attaching; `relayLinked` from the engine, docs/device.md §13).
+ */
+export function deviceStatusLabel(id: ContactId, relayLinked: boolean): { label: string; attached: boolean } {
+  if (attachedDevice(id)) return { label: "attached over USB", attached: true };
+  return { label: relayLinked ? "reachable through your relay" : "paired over USB", attached: false };
+}

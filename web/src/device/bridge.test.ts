@@ -130,6 +130,8 @@ describe("a paired device through the relay (Node: real relay, engine and emulat
 
     // Queued at the relay: the device has no way to read it yet.
     await owner.engine.devices.command(id, 42, "info");
+    // Read (not taken) now, to replay it on the cable below.
+    const queued = (await owner.engine.devices.nextForDevice(id))!.message;
     const from = emu.events.length;
     const again = await attachOverSerial({
       port: port(tcp),
@@ -157,6 +159,14 @@ describe("a paired device through the relay (Node: real relay, engine and emulat
     expect(seen.some((e) => e.event === "to-owner" && e.t === "dev.out" && e.via === "cable")).toBe(true);
     // Taken from the device's queue: the next attach hands nothing down again.
     expect(await owner.engine.devices.nextForDevice(id)).toBeUndefined();
+    // A replayed message and one that is not a ratchet message are read and dropped: the device
+    // answers relay-took (so a bridge never stalls on them) and runs nothing.
+    const commands = () => emu.events.filter((e) => e.event === "from-owner").length;
+    const before = commands();
+    expect(await again.relayIn(queued)).toBe(true);
+    expect(await again.relayIn(new Uint8Array(200).fill(0x5a))).toBe(true);
+    expect(await again.command("led")).toEqual({ ok: true, m: "led off" }); // still serving
+    expect(commands()).toBe(before);
     again.close();
   });
 });

@@ -84,7 +84,13 @@ export interface BridgeState {
 
 const [relayedMap, setRelayedMap] = createSignal<ReadonlyMap<ContactId, RelayedReading>>(new Map());
 const [bridgeMap, setBridgeMap] = createSignal<ReadonlyMap<ContactId, BridgeState>>(new Map());
-const answerListeners = new Set<(id: ContactId, out: Extract<DeviceAppMessage, { t: "dev.out" }>) => void>();
+type RelayedAnswer = Extract<DeviceAppMessage, { t: "dev.out" }>;
+const answerListeners = new Map<ContactId, Set<(out: RelayedAnswer) => void>>();
+/** Commands sent through the relay that have no answer yet, per device. */
+const awaitingAnswer = new Map<ContactId, Set<number>>();
+/** Answers that came while no device screen listened (shown when one opens), at most 20 per device. */
+const unshownAnswers = new Map<ContactId, RelayedAnswer[]>();
+const MAX_UNSHOWN_ANSWERS = 20;
 
 /** The latest reading the device sent through the relay (reactive). */
 export function relayedReading(id: ContactId): RelayedReading | undefined {
@@ -99,15 +105,31 @@ export function bridgeState(id: ContactId): BridgeState | undefined {
 export function noteDeviceMessage(id: ContactId, m: DeviceAppMessage): void {
   if (m.t === "dev.telemetry")
     setRelayedMap((map) => new Map(map).set(id, { n: m.n, at: m.at, r: m.r, receivedAt: Date.now() }));
-  else if (m.t === "dev.out") for (const l of answerListeners) l(id, m);
+  else if (m.t === "dev.out") {
+    // Only answers to our own commands: anything else is not for the console.
+    if (!awaitingAnswer.get(id)?.delete(m.id)) return;
+    const listeners = answerListeners.get(id);
+    if (listeners?.size) for (const l of listeners) l(m);
+    else {
+      const held = unshownAnswers.get(id) ?? [];
+      held.push(m);
+      unshownAnswers.set(id, held.slice(-MAX_UNSHOWN_ANSWERS));
+    }
+  }
 }
 
-/** Console answers that come through the relay (`dev.out`), for the device screen. */
-export function onRelayedAnswer(
-  listener: (id: ContactId, out: Extract<DeviceAppMessage, { t: "dev.out" }>) => void,
-): () => void {
-  answerListeners.add(listener);
-  return () => answerListeners.delete(listener);
+/**
+ * Answers to console commands sent through the relay (`dev.out`), for the device screen: those
+ * that came while no screen listened first, then each as it comes.
+ */
+export function onRelayedAnswer(id: ContactId, listener: (out: RelayedAnswer) => void): () => void {
+  const set = answerListeners.get(id) ?? new Set();
+  answerListeners.set(id, set);
+  set.add(listener);
+  const held = unshownAnswers.get(id) ?? [];
+  unshownAnswers.delete(id);
+  for (const out of held) listener(out);
+  return () => set.delete(listener);
 }
 
 /** Ids of console commands sent through the relay: distinct from the cable's small ones. */
@@ -121,7 +143,15 @@ export async function commandThroughRelay(
 ): Promise<number> {
   const n = nextRelayedCommand;
   nextRelayedCommand = nextRelayedCommand >= 0xffff_fffe ? 0x8000_0000 : nextRelayedCommand + 1;
-  await relay.command(id, n, line);
+  const waiting = awaitingAnswer.get(id) ?? new Set<number>();
+  awaitingAnswer.set(id, waiting);
+  waiting.add(n);
+  try {
+    await relay.command(id, n, line);
+  } catch (e) {
+    waiting.delete(n);
+    throw e;
+  }
   return n;
 }
 

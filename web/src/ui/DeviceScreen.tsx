@@ -77,13 +77,11 @@ export function DeviceScreen(props: { app: AppModel; id: string }) {
   };
 
   const print = (out: string[]) => setLines((l) => [...l, ...out].slice(-MAX_CONSOLE_LINES));
-  /** Commands sent through the relay from this screen, waiting for the device's answer. */
-  const relayed = new Set<number>();
+  // Answers to commands sent through the relay (also those that came while this screen was closed).
   onCleanup(
-    onRelayedAnswer((id, out) => {
-      if (id !== props.id || !relayed.delete(out.id)) return;
-      print([`(through the relay, #${out.id})`, ...(out.ok ? out.m.split("\n") : [`! ${out.m}`])]);
-    }),
+    onRelayedAnswer(props.id, (out) =>
+      print([`(through the relay, #${out.id})`, ...(out.ok ? out.m.split("\n") : [`! ${out.m}`])]),
+    ),
   );
   const linked = () => {
     bridgeState(props.id); // re-read once the bridge links the device
@@ -116,7 +114,6 @@ export function DeviceScreen(props: { app: AppModel; id: string }) {
     }
     try {
       const n = await commandThroughRelay(relay, props.id, line.trim());
-      relayed.add(n);
       print([`sent through your relay (#${n}); the device answers when it next reads its queue`]);
     } catch (err) {
       print([`! ${(err as Error).message}`]);

@@ -176,8 +176,9 @@ export async function bridgeAttached(
     const r = await bridgeDevice({ device, relay, contactId: id, selfIdentityKey });
     set({
       state: "bridged",
-      message:
-        r.delivered > 0
+      message: r.fetchFailed
+        ? "Linked to your relay; what waits there for the device could not be fetched now (it stays there)."
+        : r.delivered > 0
           ? `Linked to your relay; ${r.delivered} waiting message${r.delivered === 1 ? "" : "s"} handed to the device.`
           : "Linked to your relay: the device reaches you through it when it is not attached.",
     });

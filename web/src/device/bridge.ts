@@ -32,6 +32,8 @@ export interface BridgeReport {
   linked: boolean;
   /** Messages from the device's queue handed over the cable. */
   delivered: number;
+  /** Why the waiting messages could not all be fetched now (they stay at the relay). */
+  fetchFailed?: string;
 }
 
 /** Most messages handed down per attach (the rest wait for the next one). */
@@ -73,12 +75,17 @@ export async function bridgeDevice(o: BridgeOptions): Promise<BridgeReport> {
     linked = true;
   }
   let delivered = 0;
-  while (delivered < MAX_DOWN && o.device.session.state !== "closed") {
-    const next = await o.relay.nextForDevice(o.contactId);
-    if (!next) break;
-    if (!(await o.device.relayIn(next.message, DELIVERY_TIMEOUT_MS))) break; // it stays at the relay
-    await next.taken();
-    delivered++;
+  try {
+    while (delivered < MAX_DOWN && o.device.session.state !== "closed") {
+      const next = await o.relay.nextForDevice(o.contactId);
+      if (!next) break;
+      if (!(await o.device.relayIn(next.message, DELIVERY_TIMEOUT_MS))) break; // it stays at the relay
+      await next.taken();
+      delivered++;
+    }
+  } catch (e) {
+    // The relay went away mid-way: what is left stays there for the next attach (or its Wi-Fi).
+    return { linked, delivered, fetchFailed: e instanceof Error ? e.message : String(e) };
   }
   return { linked, delivered };
 }

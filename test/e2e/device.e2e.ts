@@ -254,9 +254,9 @@ describe("pairing a device over Web Serial", () => {
     await id(page, "device-run").click();
     await poll(() => id(page, "device-console").textContent()).toContain("sent through your relay");
     await poll(() => id(page, "device-console").textContent()).toMatch(/through the relay, #\d+\)\s*led on/);
-    expect(emu.events.some((e) => e.event === "from-owner" && e.t === "dev.cmd" && e.via === "uplink")).toBe(
-      true,
-    );
+    await poll(() =>
+      emu.events.some((e) => e.event === "from-owner" && e.t === "dev.cmd" && e.via === "uplink"),
+    ).toBe(true);
   });
 
   it("a byte changed on the cable (with a correct CRC) breaks the session: refused, nothing provisioned", async () => {

@@ -100,9 +100,11 @@ describe("a paired device through the relay (Node: real relay, engine and emulat
     );
     const t = deviceEvents(owner, id).find((e) => e.message.t === "dev.telemetry")!.message;
     expect(t).toMatchObject({ t: "dev.telemetry", r: expect.any(Object) });
-    expect(
-      emu.events.some((e) => e.event === "to-owner" && e.t === "dev.telemetry" && e.via === "uplink"),
-    ).toBe(true);
+    // The emulator's own account of it (its stdout may trail the relay).
+    await until(
+      () => emu.events.some((e) => e.event === "to-owner" && e.t === "dev.telemetry" && e.via === "uplink"),
+      "the device says it sent telemetry through its uplink",
+    );
 
     await owner.engine.devices.command(id, 7, "led on");
     await until(
@@ -112,11 +114,15 @@ describe("a paired device through the relay (Node: real relay, engine and emulat
     );
     const out = deviceEvents(owner, id).find((e) => e.message.t === "dev.out")!.message;
     expect(out).toEqual({ t: "dev.out", id: 7, ok: true, m: "led on" });
-    expect(emu.events.some((e) => e.event === "from-owner" && e.t === "dev.cmd" && e.via === "uplink")).toBe(
-      true,
+    await until(
+      () => emu.events.some((e) => e.event === "from-owner" && e.t === "dev.cmd" && e.via === "uplink"),
+      "the device read the command from its uplink",
     );
-    // Nothing a device sends is taken for a chat message, and the device is never dialled.
+    // Nothing a device sends is taken for a chat message, and the device is never dialled; chat
+    // text to a device is refused (it reads none), nothing stored.
     expect(owner.storage.texts(id, "in")).toEqual([]);
+    await expect(owner.engine.send(id, "hello device")).rejects.toThrow(/is a device/);
+    expect(owner.storage.texts(id, "out")).toEqual([]);
     expect(owner.engine.presence(id).status).toBe("offline");
   });
 
@@ -154,9 +160,9 @@ describe("a paired device through the relay (Node: real relay, engine and emulat
     );
     const out = deviceEvents(owner, id).find((e) => e.message.t === "dev.out")!.message;
     expect(out).toMatchObject({ t: "dev.out", id: 42, ok: true, m: expect.stringMatching(/relay\s+ws:/) });
-    const seen = emu.events.slice(from);
-    expect(seen.some((e) => e.event === "from-owner" && e.t === "dev.cmd" && e.via === "cable")).toBe(true);
-    expect(seen.some((e) => e.event === "to-owner" && e.t === "dev.out" && e.via === "cable")).toBe(true);
+    const seen = (event: string, t: string) =>
+      emu.events.slice(from).some((e) => e.event === event && e.t === t && e.via === "cable");
+    await until(() => seen("from-owner", "dev.cmd") && seen("to-owner", "dev.out"), "both ways on the cable");
     // Taken from the device's queue: the next attach hands nothing down again.
     expect(await owner.engine.devices.nextForDevice(id)).toBeUndefined();
     // A replayed message and one that is not a ratchet message are read and dropped: the device

@@ -43,7 +43,7 @@ function run(line: string, ctx: CommandContext): { ok: boolean; m: string } {
           `identity  ${ctx.state.username}`,
           `paired    ${ctx.state.owner ? `yes (${ctx.state.protocol})` : "no"}`,
           `wifi      ${p?.wifi ? p.wifi.ssid : "not set"}`,
-          `relay     ${p?.queue ? p.queue.u : "not set"}`,
+          `relay     ${ctx.state.relay ? ctx.state.relay.queue.u : "not linked"}`,
           `uptime    ${Math.floor(ctx.uptimeMs / 1000)} s`,
         ].join("\n"),
       };

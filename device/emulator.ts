@@ -8,16 +8,19 @@
  *
  * Options: --state FILE (default ./loft-device.json), --name TEXT (HELLO name), --username TEXT,
  * --no-pq (announce no ML-KEM: plain XX), --telemetry-ms N, --factory-reset (wipe the state
- * before starting), --json (one JSON object per line on stdout, for tests and tools).
+ * before starting), --no-relay (no Wi-Fi: reach the relay only through an attached browser),
+ * --json (one JSON object per line on stdout, for tests and tools).
  */
 import { createServer, type Socket } from "node:net";
 import { parseArgs } from "node:util";
 import { SerialPort } from "serialport";
 import { DeviceEndpoint } from "../core/device/endpoint.ts";
 import { CAP_XXHFS } from "../core/device/hello.ts";
+import { createNodeCryptoProvider } from "../host/crypto-node.ts";
 import { DEFAULT_DEVICE_CAPS, DeviceAgent } from "./agent.ts";
 import { fileStore } from "./file-store.ts";
 import { nodeStreamPort } from "./node-port.ts";
+import { RelayUplink } from "./relay-uplink.ts";
 import { fakeTelemetry } from "./telemetry.ts";
 
 const { values } = parseArgs({
@@ -32,6 +35,7 @@ const { values } = parseArgs({
     "no-pq": { type: "boolean", default: false },
     "telemetry-ms": { type: "string", default: "1000" },
     "factory-reset": { type: "boolean", default: false },
+    "no-relay": { type: "boolean", default: false },
     json: { type: "boolean", default: false },
   },
 });
@@ -48,9 +52,29 @@ async function main(): Promise<void> {
   }
   const caps = values["no-pq"] ? DEFAULT_DEVICE_CAPS & ~CAP_XXHFS : DEFAULT_DEVICE_CAPS;
   const store = fileStore(values.state);
-  const agent = await DeviceAgent.start({
+  const crypto = await createNodeCryptoProvider();
+  let uplink: RelayUplink | undefined;
+  // The device's own relay connection (Wi-Fi), with the settings of the last `link`.
+  const connectRelay = () => {
+    uplink?.stop();
+    uplink = undefined;
+    agent.useUplink(undefined);
+    const relay = agent.relay;
+    if (!relay || values["no-relay"]) return;
+    uplink = new RelayUplink({
+      queue: relay.queue,
+      mbox: relay.mbox,
+      crypto,
+      receive: (m) => agent.fromOwner(m, "uplink"),
+      log: (line) => say("relay", { state: line }, line),
+    });
+    agent.useUplink(uplink);
+    uplink.start();
+  };
+  const agent: DeviceAgent = await DeviceAgent.start({
     store,
     caps,
+    crypto,
     username: values.username,
     telemetry: fakeTelemetry(),
     telemetryMs: Number(values["telemetry-ms"]),
@@ -62,11 +86,24 @@ async function main(): Promise<void> {
           `PAIRING CODE  ${code.slice(0, 3)} ${code.slice(3)}   (${protocol === "XXhfs" ? "post-quantum hybrid" : "classical X25519 only"})`,
         ),
       paired: (owner) => say("paired", { owner }, `paired with ${owner}`),
-      reset: () => say("reset", {}, "factory reset: owner and credentials forgotten, new identity"),
+      reset: () => {
+        connectRelay();
+        say("reset", {}, "factory reset: owner and credentials forgotten, new identity");
+      },
+      linked: (url) => {
+        say("linked", { relay: url }, `linked to the owner through ${url}`);
+        connectRelay();
+      },
+      fromOwner: (t, via) => say("from-owner", { t, via }, `from the owner (${via}): ${t}`),
+      toOwner: (t, via) => {
+        if (values.json || t !== "dev.telemetry") say("to-owner", { t, via }, `to the owner (${via}): ${t}`);
+      },
       ended: (reason) => say("ended", { reason }, `connection ended: ${reason}`),
     },
   });
   if (values["factory-reset"]) await agent.factoryReset();
+  connectRelay();
+  agent.startDetachedTelemetry();
   const serveOn = (port: ReturnType<typeof nodeStreamPort>) => {
     const endpoint = new DeviceEndpoint(
       port,

@@ -14,6 +14,8 @@ interface StateFile {
   owner?: string;
   protocol?: "XXhfs" | "XX";
   provision?: unknown;
+  /** Relay settings and the ratchet with the owner (docs/device.md §13); bytes as { $hex }. */
+  relay?: unknown;
 }
 
 function revive(_key: string, value: unknown): unknown {
@@ -43,6 +45,7 @@ export function fileStore(path: string): DeviceStore {
       if (f.owner !== undefined) state.owner = fromHex(f.owner);
       if (f.protocol !== undefined) state.protocol = f.protocol;
       if (f.provision !== undefined) state.provision = f.provision as DeviceState["provision"];
+      if (f.relay !== undefined) state.relay = f.relay as DeviceState["relay"];
       return state;
     },
     async save(state) {
@@ -54,6 +57,7 @@ export function fileStore(path: string): DeviceStore {
         ...(state.owner ? { owner: toHex(state.owner) } : {}),
         ...(state.protocol ? { protocol: state.protocol } : {}),
         ...(state.provision ? { provision: state.provision } : {}),
+        ...(state.relay ? { relay: state.relay } : {}),
       };
       const tmp = `${path}.tmp`;
       const fd = openSync(tmp, "w", 0o600);

@@ -190,6 +190,21 @@ describe("device messages", () => {
           sk: new Uint8Array(32),
         },
       }),
+      // Through the relay (docs/device.md §13).
+      encodeDeviceMessage({
+        t: "link",
+        q: {
+          u: "wss://r.example/relay",
+          r: new Uint8Array(24),
+          s: new Uint8Array(24).fill(1),
+          a: new Uint8Array(32).fill(2),
+          k: new Uint8Array(32).fill(3),
+        },
+        m: { u: "wss://r.example/relay", s: new Uint8Array(24).fill(4), k: new Uint8Array(32).fill(5) },
+      }),
+      encodeDeviceMessage({ t: "linked", k: new Uint8Array(32).fill(6) }),
+      encodeDeviceMessage({ t: "relay-in", b: new Uint8Array(300).fill(7) }),
+      encodeDeviceMessage({ t: "relay-took" }),
     ];
     fc.assert(
       fc.property(

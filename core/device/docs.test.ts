@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import type { buildDeviceVectors } from "../../scripts/gen-device-vectors.ts";
 import { DEVICE_VECTORS_FILE } from "../../scripts/gen-device-vectors.ts";
+import { encodeCanonical } from "../codec/codec.ts";
 import { encodeDeviceMessage } from "./messages.ts";
 
 const PAGE = new URL("../../docs/device.md", import.meta.url);
@@ -12,7 +13,7 @@ function checkedBlocks(): string {
   const blocks: string[] = [];
   const re = /<!-- checked by core\/device\/docs\.test\.ts -->\s*```[a-z]*\n([\s\S]*?)```/g;
   for (let m = re.exec(text); m !== null; m = re.exec(text)) blocks.push(m[1]!);
-  expect(blocks.length).toBe(3);
+  expect(blocks.length).toBe(4);
   return blocks.join("\n").replace(/\s+/g, "");
 }
 
@@ -37,5 +38,12 @@ describe("docs/device.md quotes the real bytes", () => {
     expect(text).toContain(
       Buffer.from(encodeDeviceMessage({ t: "cmd", id: 1, c: "led on" })).toString("hex"),
     );
+    // Through the relay (§13).
+    const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+    expect(text).toContain(hex(encodeDeviceMessage({ t: "relay-took" })));
+    expect(text).toContain(hex(encodeDeviceMessage({ t: "relay-in", b: new Uint8Array(4).fill(9) })));
+    expect(text).toContain(hex(encodeCanonical({ t: "dev.cmd", id: 1, c: "led on" })));
+    const linked = hex(encodeDeviceMessage({ t: "linked", k: new Uint8Array(32).fill(7) }));
+    expect(text).toContain(`${linked.slice(0, 10)}07…07${linked.slice(-18)}`);
   });
 });

@@ -26,6 +26,12 @@ export const MAX_TELEMETRY_READINGS = 16;
 export const MAX_COMMAND_BYTES = 128;
 /** A console answer, device → owner. */
 export const MAX_COMMAND_OUTPUT_BYTES = 1024;
+/**
+ * Largest Double Ratchet message carried across the cable by the bridge (`relay-in`, `relay-out`,
+ * docs/device.md §13): a `dev.*` application message pads to at most 2048 bytes (a 1024-byte
+ * console answer), plus the ratchet's header and tag; it leaves room in a 4096-byte device message.
+ */
+export const MAX_BRIDGED_BYTES = 3072;
 
 const nonce = bytesSchema(PAIRING_NONCE_BYTES);
 const shortText = (maxBytes: number, minBytes = 0) =>
@@ -54,6 +60,20 @@ const queueSchema = v.strictObject({
 /** Where the device leaves messages for its owner (mailbox.md §1, the `mbox` announcement). */
 const ownerMailboxSchema = v.strictObject({ u: relayUrl, s: bytesSchema(24), k: bytesSchema(32) });
 
+/**
+ * The device's relay settings (`link`, docs/device.md §13): its own receiving queue at the owner's
+ * relay, as the recipient (mailbox.md §1: recipient id, sender id, recipient auth secret, the
+ * server→recipient key), and the owner's queue for it, as a sender (`mbox`).
+ */
+const linkQueueSchema = v.strictObject({
+  u: relayUrl,
+  r: bytesSchema(24),
+  s: bytesSchema(24),
+  a: bytesSchema(32),
+  k: bytesSchema(32),
+});
+const bridged = bytesSchema(1, MAX_BRIDGED_BYTES);
+
 const wifiSchema = v.strictObject({ ssid: shortText(32, 1), psk: shortText(63) });
 
 export const deviceMessageSchema = v.variant("t", [
@@ -79,6 +99,12 @@ export const deviceMessageSchema = v.variant("t", [
     ok: v.boolean(),
     m: shortText(MAX_COMMAND_OUTPUT_BYTES),
   }),
+  /** The device's ratchet public key: it is the ratchet's responder (Bob), docs/device.md §13. */
+  v.strictObject({ t: v.literal("linked"), k: bytesSchema(32) }),
+  /** A ratchet message for the owner's mailbox: the attached browser deposits it (the bridge). */
+  v.strictObject({ t: v.literal("relay-out"), b: bridged }),
+  /** A `relay-in` was read (its ratchet state stored, or it was dropped): the owner may ACK it. */
+  v.strictObject({ t: v.literal("relay-took") }),
   // owner → device
   v.strictObject({ t: v.literal("nonce"), n: nonce }),
   v.strictObject({ t: v.literal("confirm") }),
@@ -92,11 +118,16 @@ export const deviceMessageSchema = v.variant("t", [
   }),
   v.strictObject({ t: v.literal("reset") }),
   v.strictObject({ t: v.literal("cmd"), id: uintSchema(0xffffffff), c: shortText(MAX_COMMAND_BYTES, 1) }),
+  /** Relay settings; the device answers `linked` and starts a new ratchet with the owner. */
+  v.strictObject({ t: v.literal("link"), q: linkQueueSchema, m: ownerMailboxSchema }),
+  /** A ratchet message the owner's relay held for the device, handed down the cable (the bridge). */
+  v.strictObject({ t: v.literal("relay-in"), b: bridged }),
 ]);
 
 export type DeviceMessage = v.InferOutput<typeof deviceMessageSchema>;
 export type DeviceMessageType = DeviceMessage["t"];
 export type Provision = Extract<DeviceMessage, { t: "provision" }>;
+export type DeviceLink = Extract<DeviceMessage, { t: "link" }>;
 
 const TYPES = new Set<string>([
   "commit",
@@ -113,6 +144,11 @@ const TYPES = new Set<string>([
   "reset",
   "cmd",
   "out",
+  "link",
+  "linked",
+  "relay-in",
+  "relay-out",
+  "relay-took",
 ]);
 
 export function encodeDeviceMessage(m: DeviceMessage): Uint8Array {

@@ -66,7 +66,6 @@ export async function pairDevice(o: PairOptions): Promise<PairedDevice> {
     kind: "serial",
     self: o.self,
     protocol,
-    exportLabels: [],
     ...(o.handshakeTimeoutMs === undefined ? {} : { handshakeTimeoutMs: o.handshakeTimeoutMs }),
   });
   const ownerNonce = randomBytes(PAIRING_NONCE_BYTES);
@@ -167,6 +166,7 @@ export async function reconnectDevice(o: ReconnectOptions): Promise<Session> {
       `the device offers ${protocol}, it was paired with ${o.pinnedProtocol}`,
     );
   }
+  const paired = o.connection.device.state === STATE_PAIRED;
   const session = await establishSession({
     link: o.connection.link,
     role: "initiator",
@@ -174,9 +174,34 @@ export async function reconnectDevice(o: ReconnectOptions): Promise<Session> {
     self: o.self,
     protocol,
     expectedIdentityKey: o.deviceIdentityKey,
-    exportLabels: [],
+  }).catch((e: unknown): never => {
+    // Another identity answered (docs/device.md §7): a device paired to someone else, or this
+    // device after a factory reset (a new identity) — its HELLO says which.
+    if (
+      isLoftError(e) &&
+      (e.code === "LOFT_ERR_HANDSHAKE_IDENTITY" || e.code === "LOFT_ERR_NOISE_KEY_MISMATCH")
+    )
+      throw new LoftError(
+        "LOFT_ERR_HANDSHAKE_IDENTITY",
+        paired
+          ? "another identity answered: the device on this port is paired to another owner"
+          : "another identity answered and it is not paired: the device was factory-reset (a new identity) or is another device",
+      );
+    throw e;
   });
-  await expectDeviceMessage(session, ["ready"], o.stepTimeoutMs ?? 10_000);
+  await expectDeviceMessage(session, ["ready"], o.stepTimeoutMs ?? 10_000).catch((e: unknown): never => {
+    // The device closed the link refusing our identity at message 3: it has another owner.
+    if (
+      isLoftError(e) &&
+      e.code === "LOFT_ERR_LINK_CLOSED" &&
+      e.message.includes("LOFT_ERR_HANDSHAKE_IDENTITY")
+    )
+      throw new LoftError(
+        "LOFT_ERR_HANDSHAKE_IDENTITY",
+        "the device refused this identity: it is paired to another owner; factory-reset it to pair again",
+      );
+    throw e;
+  });
   if (!equalBytes(session.remoteIdentity.verified.identity_key, o.deviceIdentityKey))
     throw new LoftError("LOFT_ERR_HANDSHAKE_IDENTITY", "unexpected device");
   return session;

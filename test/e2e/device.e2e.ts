@@ -29,6 +29,8 @@ describe("pairing a device over Web Serial", () => {
   let context: BrowserContext;
   let page: Page;
   const bridge = new SerialBridge();
+  /** The emulator of the pairing resumed after a pulled cable (the relay test continues on it). */
+  let resumed: Emulator | undefined;
   const cleanups: (() => unknown)[] = [];
 
   /** A fresh emulator (new identity, unpaired) the shim's port connects to. */
@@ -209,6 +211,52 @@ describe("pairing a device over Web Serial", () => {
     await id(page, "pair-code-match").click();
     await id(page, "pair-done").waitFor();
     await emu.next("paired");
+    resumed = emu;
+  });
+
+  it("paired and linked, the page closes: the device then talks to its owner through the relay", async () => {
+    // Continues on the device paired above: pairing linked it to the owner's relay over the cable.
+    const emu = resumed!;
+    await poll(() => id(page, "device-bridge").getAttribute("data-state")).toBe("bridged");
+    await emu.next("linked");
+    await poll(() => emu.events.some((e) => e.event === "relay" && e.state === "relay connected")).toBe(true);
+    await id(page, "open-device").click();
+    await id(page, "device-screen").waitFor();
+    const deviceId = new URL(page.url()).pathname.split("/").at(-1)!;
+    expect(await id(page, "device-relay").getAttribute("data-linked")).toBe("yes");
+
+    // The page closes (the cable goes with it); the device keeps sending, now through the relay.
+    const cables = bridge.openCables;
+    const sent = emu.events.length;
+    await page.close();
+    await poll(() => bridge.openCables).toBe(cables - 1);
+    await emu.next("ended", sent);
+    await poll(() =>
+      emu.events
+        .slice(sent)
+        .some((e) => e.event === "to-owner" && e.t === "dev.telemetry" && e.via === "uplink"),
+    ).toBe(true);
+
+    // The owner opens Loft again: what the device sent meanwhile comes from the relay mailbox.
+    page = await context.newPage();
+    await page.goto(loft.url);
+    const item = page.locator(`[data-testid=contact-item][data-contact-id="${deviceId}"]`);
+    // Home says what a device is, not a person's presence ("offline").
+    await poll(() => item.getByTestId("contact-presence").textContent()).toBe("reachable through your relay");
+    await item.click();
+    await id(page, "device-screen").waitFor();
+    expect(await id(page, "device-attached").getAttribute("data-attached")).toBe("no");
+    await poll(() => id(page, "telemetry").getAttribute("data-via")).toBe("relay");
+    await expectNoAxeViolations(page, "device through the relay");
+
+    // A console line goes to the device's queue at the relay; its answer comes back the same way.
+    await id(page, "device-command").fill("led on");
+    await id(page, "device-run").click();
+    await poll(() => id(page, "device-console").textContent()).toContain("sent through your relay");
+    await poll(() => id(page, "device-console").textContent()).toMatch(/through the relay, #\d+\)\s*led on/);
+    await poll(() =>
+      emu.events.some((e) => e.event === "from-owner" && e.t === "dev.cmd" && e.via === "uplink"),
+    ).toBe(true);
   });
 
   it("a byte changed on the cable (with a correct CRC) breaks the session: refused, nothing provisioned", async () => {

@@ -16,6 +16,7 @@ import type {
   ContactEndpoints,
   ContactId,
   ContactRecord,
+  DeviceRelayApi,
   EngineEvent,
   PendingIdentityChange,
   Presence,
@@ -40,6 +41,7 @@ import { createOfflineEngine } from "../offline-engine.ts";
 import type { BackupBundle, LoftStorage } from "../storage/storage.ts";
 import { Activity } from "./activity.ts";
 import { forgetDeviceFiles } from "./device-files.ts";
+import { noteDeviceMessage } from "./devices.ts";
 import { Navigation } from "./navigation.ts";
 import {
   callNotificationContent,
@@ -390,6 +392,9 @@ export class AppModel {
       case "error":
         this.setNotice(e.error.message);
         break;
+      case "device":
+        noteDeviceMessage(e.contactId, e.message);
+        break;
       case "file": {
         // An offer waits on the person: say so unless its chat is on screen (Files.tsx shows it).
         const t = e.transfer;
@@ -632,6 +637,11 @@ export class AppModel {
   async addDeviceContact(contact: ContactRecord): Promise<void> {
     await (await this.#contactEngine()).changeContact(contact.id, { kind: "add", contact });
     await this.refreshContacts();
+  }
+
+  /** Paired devices through the relay (docs/device.md §13), while the engine runs with a relay. */
+  deviceRelay(): DeviceRelayApi | undefined {
+    return this.engine?.devices;
   }
 
   async deleteContact(id: ContactId): Promise<void> {

@@ -4,61 +4,24 @@
  * code, telemetry, reattaching without a code and refusing another device's identity, a silent
  * port timing out, a port that does not open. And each failure in plain words (problems.ts).
  */
-import { connect, createServer, type Server, type Socket } from "node:net";
+import { createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { LoftError } from "../../../core/errors.ts";
 import { Emulator, ownerIdentity, tempDir } from "../../../device/test-support.ts";
+import { tcpSerialPort as tcpSerialPortOf } from "../../../test/support/tcp-serial-port.ts";
 import { attachOverSerial, type PairStep, pairOverSerial } from "./attached-device.ts";
 import { DeviceProblemError, describeDeviceError } from "./problems.ts";
-import type { SerialPortLike } from "./web-serial.ts";
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-/** A closed SerialPort whose `open` connects to `tcpPort` (or fails like a busy port). */
-function tcpSerialPort(tcpPort: number, opens = true): SerialPortLike & { opened: number[] } {
-  let socket: Socket | undefined;
-  let readable: ReadableStream<Uint8Array> | null = null;
-  let writable: WritableStream<Uint8Array> | null = null;
-  const opened: number[] = [];
-  return {
-    opened,
-    get readable() {
-      return readable;
-    },
-    get writable() {
-      return writable;
-    },
-    async open({ baudRate }) {
-      if (!opens) throw Object.assign(new Error("Failed to open serial port."), { name: "NetworkError" });
-      opened.push(baudRate);
-      const s = connect({ host: "127.0.0.1", port: tcpPort });
-      socket = s;
-      cleanups.push(() => s.destroy());
-      await new Promise<void>((r) => s.once("connect", () => r()));
-      readable = new ReadableStream({
-        start(c) {
-          s.on("data", (b: Buffer) => c.enqueue(new Uint8Array(b)));
-          s.on("close", () => {
-            try {
-              c.error(Object.assign(new Error("lost"), { name: "NetworkError" }));
-            } catch {}
-          });
-        },
-      });
-      writable = new WritableStream({
-        write(chunk) {
-          s.write(chunk);
-        },
-      });
-    },
-    async close() {
-      socket?.destroy();
-      readable = null;
-    },
-  };
+/** A SerialPort over TCP to the emulator, closed after the test. */
+function tcpSerialPort(tcpPort: number, opens = true) {
+  const port = tcpSerialPortOf(tcpPort, opens);
+  cleanups.push(() => port.destroy());
+  return port;
 }
 
 async function emulator() {
@@ -134,6 +97,64 @@ describe("pairOverSerial / attachOverSerial", () => {
     ).rejects.toMatchObject({ kind: "other-owner" });
   });
 
+  it("attaching a device that is not ours any more says why in words: paired to another owner, reset, already paired", async () => {
+    const { emu, port } = await emulator();
+    const owner = await ownerIdentity(3, "owner");
+    const { device, info } = await pairOverSerial({
+      port: tcpSerialPort(port),
+      baudRate: 115200,
+      self: owner,
+      confirmCode: async (i) => (await emu.next("code")).code === i.code,
+    });
+    device.close();
+    await device.ended;
+    const deviceKey = info.device.verified.identity_key;
+    const attachAs = (self: typeof owner) =>
+      attachOverSerial({
+        port: tcpSerialPort(port),
+        baudRate: 115200,
+        self,
+        deviceIdentityKey: deviceKey,
+        pinnedProtocol: info.protocol,
+      }).then(
+        (d) => {
+          d.close();
+          return undefined;
+        },
+        (e: unknown) => describeDeviceError(e, "attached"),
+      );
+
+    // Someone else who knows the device's key attaches: the device refuses them at message 3.
+    const stranger = await attachAs(await ownerIdentity(9, "stranger"));
+    expect(stranger).toMatchObject({ kind: "other-owner", resumable: false });
+    expect(stranger!.message).toMatch(/paired to another owner/);
+    expect(stranger!.message).toMatch(/factory.reset/i);
+
+    // Pairing it again as its own owner: it is already paired with us.
+    const again = await pairOverSerial({
+      port: tcpSerialPort(port),
+      baudRate: 115200,
+      self: owner,
+      confirmCode: async () => true,
+    }).catch((e: unknown) => describeDeviceError(e));
+    expect(again).toMatchObject({ kind: "already-paired", resumable: false });
+
+    // Factory-reset: a new identity, unpaired. The owner's attach names that, not a stranger.
+    const attached = await attachOverSerial({
+      port: tcpSerialPort(port),
+      baudRate: 115200,
+      self: owner,
+      deviceIdentityKey: deviceKey,
+      pinnedProtocol: info.protocol,
+    });
+    await attached.factoryReset();
+    await emu.next("reset");
+    const reset = await attachAs(owner);
+    expect(reset).toMatchObject({ kind: "device-reset", resumable: false });
+    expect(reset!.message).toMatch(/factory.reset/);
+    expect(reset!.message).toMatch(/Pair a device/);
+  });
+
   it("a silent port times out; a busy port says so", async () => {
     const self = await ownerIdentity();
 
@@ -181,6 +202,14 @@ describe("describeDeviceError", () => {
       ],
       [new LoftError("LOFT_ERR_DECRYPT", "tampered"), "tampered"],
       [new LoftError("LOFT_ERR_HANDSHAKE_STATE", "out of turn"), "failed"],
+      [
+        new LoftError("LOFT_ERR_HANDSHAKE_STATE", "already paired to this identity: reconnect"),
+        "already-paired",
+      ],
+      [
+        new LoftError("LOFT_ERR_HANDSHAKE_IDENTITY", "not paired: the device was factory-reset"),
+        "device-reset",
+      ],
       [new DeviceProblemError("no-port"), "no-port"],
       [new Error("weird"), "failed"],
     ];

@@ -11,7 +11,7 @@ import { utf8 } from "../../../core/bytes.ts";
 import { OwnerEndpoint, type SerialConnection } from "../../../core/device/endpoint.ts";
 import { expectDeviceMessage, sendDeviceMessage } from "../../../core/device/exchange.ts";
 import { CAP_WIFI } from "../../../core/device/hello.ts";
-import { MAX_COMMAND_BYTES, type Provision } from "../../../core/device/messages.ts";
+import { type DeviceLink, MAX_COMMAND_BYTES, type Provision } from "../../../core/device/messages.ts";
 import { type PairingInfo, pairDevice, reconnectDevice } from "../../../core/device/owner.ts";
 import type { UserIdentity } from "../../../core/identity/identity.ts";
 import type { Session } from "../../../core/session/session.ts";
@@ -55,6 +55,12 @@ export class AttachedDevice {
   /** Console commands waiting for the device's `out`, by id. */
   readonly #commands = new Map<number, (a: { ok: boolean; m: string }) => void>();
   #nextCommand = 1;
+  /** The bridge (bridge.ts): where `relay-out` goes; held here until it is set (at most 32). */
+  #relayOut: ((message: Uint8Array) => void) | undefined;
+  readonly #heldRelayOut: Uint8Array[] = [];
+  #linked: ((key: Uint8Array) => void) | undefined;
+  /** `relay-in`s the device has not answered yet, oldest first. */
+  readonly #took: ((took: boolean) => void)[] = [];
 
   constructor(session: Session, connection: SerialConnection, port: WebSerialBytePort) {
     this.session = session;
@@ -66,8 +72,25 @@ export class AttachedDevice {
   async #read(): Promise<DeviceProblem | undefined> {
     try {
       for (;;) {
-        const m = await expectDeviceMessage(this.session, ["telemetry", "reset-done", "out"], 2 ** 31 - 1);
+        const m = await expectDeviceMessage(
+          this.session,
+          ["telemetry", "reset-done", "out", "linked", "relay-out", "relay-took"],
+          2 ** 31 - 1,
+        );
         if (m.t === "reset-done") return undefined;
+        if (m.t === "linked") {
+          this.#linked?.(m.k);
+          continue;
+        }
+        if (m.t === "relay-took") {
+          this.#took[0]?.(true);
+          continue;
+        }
+        if (m.t === "relay-out") {
+          if (this.#relayOut) this.#relayOut(m.b);
+          else if (this.#heldRelayOut.length < 32) this.#heldRelayOut.push(m.b);
+          continue;
+        }
         if (m.t === "out") {
           this.#commands.get(m.id)?.({ ok: m.ok, m: m.m });
           continue;
@@ -107,6 +130,58 @@ export class AttachedDevice {
       };
       this.#commands.set(id, answer);
       sendDeviceMessage(this.session, { t: "cmd", id, c });
+    });
+  }
+
+  /** Where the device's `relay-out` messages go (the bridge, bridge.ts); held ones go at once. */
+  onRelayOut(handler: (message: Uint8Array) => void): void {
+    this.#relayOut = handler;
+    for (const m of this.#heldRelayOut.splice(0)) handler(m);
+  }
+
+  /**
+   * Send `link` (docs/device.md §13) and resolve with the device's ratchet key from `linked`;
+   * rejects when the device does not answer within `timeoutMs` or the connection ends.
+   */
+  link(settings: DeviceLink, timeoutMs = 10_000): Promise<Uint8Array> {
+    if (this.session.state === "closed")
+      return Promise.reject(new DeviceProblemError("cable-pulled", "the device is not attached"));
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#linked = undefined;
+        reject(new DeviceProblemError("timeout", "the device did not answer the relay settings"));
+      }, timeoutMs);
+      this.#linked = (key) => {
+        clearTimeout(timer);
+        this.#linked = undefined;
+        resolve(key);
+      };
+      void this.ended.then(() => {
+        clearTimeout(timer);
+        reject(new DeviceProblemError("cable-pulled", "the device went away"));
+      });
+      sendDeviceMessage(this.session, settings);
+    });
+  }
+
+  /**
+   * Hand the device a ratchet message from its queue at the relay (`relay-in`, the bridge).
+   * Resolves true once the device said it read it (`relay-took`: its ratchet state is stored),
+   * false when the connection ends or `timeoutMs` passes first.
+   */
+  relayIn(message: Uint8Array, timeoutMs = 10_000): Promise<boolean> {
+    if (this.session.state === "closed") return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => settle(false), timeoutMs);
+      const settle = (took: boolean) => {
+        clearTimeout(timer);
+        const i = this.#took.indexOf(settle);
+        if (i >= 0) this.#took.splice(i, 1);
+        resolve(took);
+      };
+      this.#took.push(settle);
+      void this.ended.then(() => settle(false));
+      sendDeviceMessage(this.session, { t: "relay-in", b: new Uint8Array(message) });
     });
   }
 

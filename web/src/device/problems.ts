@@ -17,6 +17,8 @@ export type DeviceProblemKind =
   | "cable-pulled"
   | "timeout"
   | "other-owner"
+  | "device-reset"
+  | "already-paired"
   | "not-a-device"
   | "wrong-device"
   | "tampered"
@@ -48,6 +50,10 @@ const MESSAGES: Record<DeviceProblemKind, string> = {
     "The device did not answer in time. Check the baud rate, that the device runs Loft firmware, and the cable, then try again.",
   "other-owner":
     "This device is paired to another owner. Factory-reset it (hold its button at boot), then pair again.",
+  "device-reset":
+    "The device on this port is not paired any more: a factory reset gave it a new identity (or it is another device). Pair it again with Pair a device; this old entry can then be forgotten.",
+  "already-paired":
+    "This device is already paired with you. Open it from your contacts and press Attach over USB.",
   "not-a-device": "What answered on this port is not a Loft device identity. Nothing was provisioned.",
   "wrong-device": "This is not the device you paired: it answered with another identity.",
   tampered:
@@ -60,6 +66,8 @@ const MESSAGES: Record<DeviceProblemKind, string> = {
  * connection ending, provisions nothing and has no "Try again" (its button is "Attach over USB").
  */
 const ATTACHED_MESSAGES: Partial<Record<DeviceProblemKind, string>> = {
+  "other-owner":
+    "The device on this port is paired to another owner, not to you. It can be paired again only after a factory reset (hold its button at boot); then pair it with Pair a device.",
   "cable-pulled": "The device was disconnected. Plug it back in and press Attach over USB.",
   tampered:
     "The encrypted session broke: data on the cable was changed (a faulty cable or adapter, or someone tampering with it). Attach again; if it happens again, use another cable.",
@@ -115,8 +123,11 @@ function describe(e: unknown): DeviceProblem {
   if (e instanceof DeviceProblemError) return e.problem;
   if (isLoftError(e)) {
     const detail = `${e.code}: ${e.message}`;
+    if (e.code === "LOFT_ERR_HANDSHAKE_STATE" && /already paired/.test(e.message))
+      return deviceProblem("already-paired", detail);
     if (e.code !== "LOFT_ERR_HANDSHAKE_IDENTITY") return deviceProblem(BY_CODE[e.code] ?? "failed", detail);
     if (/another owner/.test(e.message)) return deviceProblem("other-owner", detail);
+    if (/factory-reset/.test(e.message)) return deviceProblem("device-reset", detail);
     if (/codes differ/.test(e.message)) return deviceProblem("code-mismatch", detail);
     return deviceProblem("wrong-device", detail);
   }

@@ -42,6 +42,8 @@
  *
  * Nothing in this file runs except the tiny `EngineRefusal` error class.
  */
+import type { DeviceLink } from "../../../core/device/messages.ts";
+import type { DeviceAppMessage, DeviceRatchet } from "../../../core/device/relay.ts";
 import type { ProxyClient } from "../../../core/proxy/client.ts";
 import type { TokenBucket } from "../../../core/proxy/rate-limit.ts";
 import type { AccessRecord, ProxyHandler } from "../../../core/proxy/server.ts";
@@ -414,7 +416,12 @@ export type EngineEvent =
   /** A file transfer changed (state or progress), already stored (docs/protocol/files.md). */
   | { type: "file"; transfer: FileTransfer }
   /** A call started, rang, connected, changed its media or ended (calls/; docs/protocol/calls.md). */
-  | { type: "call"; call: CallView };
+  | { type: "call"; call: CallView }
+  /**
+   * A paired device's message through the relay (telemetry, a console answer; docs/device.md
+   * §13): read from our mailbox for it, not stored by the engine.
+   */
+  | { type: "device"; contactId: ContactId; message: DeviceAppMessage };
 
 export type EngineListener = (event: EngineEvent) => void;
 
@@ -530,6 +537,29 @@ export interface ChatEngine {
   proxyClient?(contactId: ContactId): ProxyClient | undefined;
   /** What serves this device's shares to contacts over their sessions (undefined: nothing). */
   serveProxy?(serving: ProxyServing | undefined): void;
+  /** Paired devices through the relay (devices.ts; docs/device.md §13); absent without a relay. */
+  readonly devices?: DeviceRelayApi;
+}
+
+/**
+ * What the device screens need from the engine to reach a paired device through the relay
+ * (web/src/engine/devices.ts; docs/device.md §13). Refusals are `EngineRefusal`s in plain words.
+ */
+export interface DeviceRelayApi {
+  /** The device's queue (created now at our relay) and our queue for it: the `link` message. */
+  prepareLink(contactId: ContactId): Promise<DeviceLink>;
+  /** The device answered `linked`: keep the ratchet; returns our first message for `relay-in`. */
+  completeLink(contactId: ContactId, ratchet: DeviceRatchet): Promise<Uint8Array>;
+  /** The device has a queue at our relay and a ratchet with us. */
+  isLinked(contactId: ContactId): boolean;
+  /** A console line into the device's queue; the answer comes as a `device` event (`dev.out`). */
+  command(contactId: ContactId, id: number, line: string): Promise<void>;
+  /** The bridge: a ratchet message the device handed over the cable, into our mailbox for it. */
+  deposit(contactId: ContactId, message: Uint8Array): Promise<void>;
+  /** The bridge: the oldest message waiting for the device; call `taken` once it is on the cable. */
+  nextForDevice(
+    contactId: ContactId,
+  ): Promise<{ message: Uint8Array; taken: () => Promise<void> } | undefined>;
 }
 
 /** What serves this device's shares to contacts (web/src/proxy/start.ts sets it; proxy-link.ts). */

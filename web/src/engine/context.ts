@@ -131,6 +131,11 @@ export interface Peer {
   request: boolean;
   /** The contact's device refused our connection (we are not its contact yet). */
   refusedUs?: boolean;
+  /**
+   * A device paired over a cable (ContactRecord.device; docs/device.md §13): it joins no
+   * signaling and takes no direct link, so it is neither watched nor dialled; the relay reaches it.
+   */
+  device?: boolean;
 }
 
 /** A step refused to go on; `reason` closes the link and is looked up in errors.ts's table. */
@@ -269,6 +274,7 @@ export function peerFor(ctx: Pick<EngineContext, "peers">, c: ContactRecord): Pe
       upgradeFailures: 0,
       pieces: new PieceBuffer(MAX_MAILBOX_MESSAGE),
       receipts: new Set(),
+      ...(c.device ? { device: true } : {}),
     };
     ctx.peers.set(c.id, p);
   }

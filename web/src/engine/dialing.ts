@@ -35,7 +35,7 @@ export type DialingContext = Pick<
 /** Whether to dial now, after the glare delay, or not at all. */
 export function dialDecision(ctx: DialingContext, peer: Peer, why: DialReason): Outcome[] {
   if (ctx.stopped || !ctx.direct || ctx.signaling?.state !== "registered") return [];
-  if (peer.live || peer.attempt || peer.manualOff || peer.blocked || !peer.online) return [];
+  if (peer.live || peer.attempt || peer.manualOff || peer.blocked || !peer.online || peer.device) return [];
   // Glare avoidance: when a contact comes online both ends learn it at once; the lower key
   // dials first, the higher one only if nothing arrived meanwhile.
   const delay =

@@ -53,6 +53,7 @@ import { Calls } from "./calls/calls.ts";
 import { RoomCalls } from "./calls/room-call.ts";
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
 import { cryptoOf, type EngineContext, emit, type Peer, providerOf, setService, stamp } from "./context.ts";
+import { DeviceRelay } from "./devices.ts";
 import { FileTransfers } from "./files/transfers.ts";
 import { contactLinkRefs, setupAddress } from "./first-contact.ts";
 import { Links } from "./link/links.ts";
@@ -77,6 +78,8 @@ export class Engine implements ChatEngine {
   readonly calls: Calls;
   /** Voice calls in rooms (calls/room-call.ts; docs/protocol/calls.md §7). */
   readonly roomCalls: RoomCalls | undefined;
+  /** Paired devices through the relay (devices.ts; docs/device.md §13). */
+  readonly devices: DeviceRelay;
 
   constructor(
     options: EngineStartOptions,
@@ -136,6 +139,7 @@ export class Engine implements ChatEngine {
       ? new RoomCalls({ rooms, selfHex: toHex(selfKey), storage: options.storage, log: cfg.log })
       : undefined;
     if (rooms) rooms.lane = this.roomCalls;
+    this.devices = new DeviceRelay(this.#ctx);
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -333,6 +337,7 @@ export class Engine implements ChatEngine {
         case "delete":
           this.disconnect(contactId);
           await this.#files.forget(contactId);
+          await this.devices.forget(contactId);
           await storage.deleteContact(contactId);
           break;
       }

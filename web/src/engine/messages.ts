@@ -6,6 +6,7 @@
  * imports no other step. The outbox into the mailbox is relay-mailbox.ts `flushMailbox`.
  */
 import { wipe } from "../../../core/bytes.ts";
+import { isDeviceAppMessage } from "../../../core/device/relay.ts";
 import { canSend, expireSkippedKeys, ratchetDecrypt } from "../../../core/ratchet/index.ts";
 import { randomId } from "../lib/base64url.ts";
 import type { StoredMessage } from "./api.ts";
@@ -95,6 +96,10 @@ export async function receive(
   }
   const m = app.value;
   if (isFileAppMessage(m)) await ctx.files?.onMessage(peer, m);
+  // A paired device's telemetry and console answers (docs/device.md §13): for its screen.
+  else if (isDeviceAppMessage(m)) {
+    if (peer.device && m.t !== "dev.cmd") emit(ctx, { type: "device", contactId: peer.id, message: m });
+  }
   // A call's signals only mean something live; one read later from the mailbox is stale.
   else if (isCallSignal(m)) {
     if (live) ctx.calls?.receive(peer, m);

@@ -61,6 +61,12 @@ export async function sendableContact(
   if (!c) throw new EngineRefusal(CONTACT_GONE);
   const refusal = refusalFor(c);
   if (refusal) throw new EngineRefusal(refusal);
+  // A paired device reads no chat messages (docs/device.md §13): it would hold them forever.
+  if (c.device)
+    throw new EngineRefusal({
+      kind: "message-refused",
+      message: `${c.username} is a device: it reads no chat messages. Use the console on its screen.`,
+    });
   return c;
 }
 

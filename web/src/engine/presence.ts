@@ -23,7 +23,7 @@ export type PeerOutcomes = { peer: Peer; outcomes: Outcome[] }[];
 
 /** Also who may see us (SUBSCRIBE `only_watched`): accepted contacts, never open requests. */
 export function watchKeys(ctx: PresenceContext): Uint8Array[] {
-  return [...ctx.peers.values()].filter((p) => !p.rejected && !p.request).map((p) => p.key);
+  return [...ctx.peers.values()].filter((p) => !p.rejected && !p.request && !p.device).map((p) => p.key);
 }
 
 export function onSignaling(ctx: PresenceContext, e: SignalingEvent): PeerOutcomes {

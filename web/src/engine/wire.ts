@@ -23,11 +23,15 @@
  *                                                      chunks are session frames 0x10 and 0x11)
  *   { t: "call.*", c: bin(16), ... }                   a one-to-one call's signals (calls/wire.ts;
  *                                                      docs/protocol/calls.md)
+ *   { t: "dev.telemetry" | "dev.cmd" | "dev.out", … } a paired device and its owner through the relay
+ *                                                      (core/device/relay.ts; docs/device.md §13)
  */
 import * as v from "valibot";
 import { equalBytes } from "../../../core/bytes.ts";
 import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/codec/codec.ts";
 import { padToBucket, unpadBucket } from "../../../core/codec/padding.ts";
+// A paired device's messages through the relay (`dev.*`, docs/device.md §13).
+import { DEVICE_APP_MAX_FIELDS, DEVICE_APP_SCHEMAS } from "../../../core/device/relay.ts";
 import { err, ok, type Result } from "../../../core/errors.ts";
 import { CALL_SCHEMAS } from "./calls/wire.ts";
 // File transfer: its session frames (0x10–0x17) and `file.*` messages (docs/protocol/files.md).
@@ -159,6 +163,7 @@ const appSchema = v.variant("t", [
   }),
   ...fileAppSchemas,
   ...CALL_SCHEMAS,
+  ...DEVICE_APP_SCHEMAS,
 ]);
 
 export type AppMessage = v.InferOutput<typeof appSchema>;
@@ -167,7 +172,7 @@ const APP_LIMITS = {
   maxBytes: 4 * MAX_TEXT_CHARS + 256,
   maxStrLength: 4 * MAX_TEXT_CHARS,
   maxArrayLength: MAX_RECEIPT_IDS,
-  maxMapLength: Math.max(5, FILE_APP_MAX_FIELDS),
+  maxMapLength: Math.max(5, FILE_APP_MAX_FIELDS, DEVICE_APP_MAX_FIELDS),
 } as const;
 
 /** Canonical MessagePack, padded to a power-of-two bucket (≥ 256 bytes). */

@@ -2,10 +2,21 @@
  * A paired device as a contact (docs/device.md §12, docs/user-guide.md): what it is, whether it
  * is attached to this browser's cable, live telemetry and a small command console while it is.
  * Attaching reconnects without a code (the device's identity key and protocol were pinned at
- * pairing).
+ * pairing) and bridges the device to the relay. Not attached, the screen shows what the device
+ * sent through the relay and runs console lines through it (docs/device.md §13).
  */
 import { createEffect, createSignal, For, on, onCleanup, Show } from "solid-js";
-import { attachedDevice, detach, deviceDetachReason, keepAttached } from "../app/devices.ts";
+import {
+  attachedDevice,
+  bridgeAttached,
+  bridgeState,
+  commandThroughRelay,
+  detach,
+  deviceDetachReason,
+  keepAttached,
+  onRelayedAnswer,
+  relayedReading,
+} from "../app/devices.ts";
 import type { AppModel } from "../app/model.ts";
 import { attachOverSerial, type TelemetryReading } from "../device/attached-device.ts";
 import { runConsoleCommand } from "../device/console.ts";
@@ -57,6 +68,7 @@ export function DeviceScreen(props: { app: AppModel; id: string }) {
         pinnedProtocol: d.protocol,
       });
       keepAttached(props.id, device);
+      void bridgeAttached(app.deviceRelay(), me.identity.verified.identity_key, props.id, device);
     } catch (e) {
       setProblem(describeDeviceError(e, "attached"));
     } finally {
@@ -65,12 +77,54 @@ export function DeviceScreen(props: { app: AppModel; id: string }) {
   };
 
   const print = (out: string[]) => setLines((l) => [...l, ...out].slice(-MAX_CONSOLE_LINES));
+  // Answers to commands sent through the relay (also those that came while this screen was closed).
+  onCleanup(
+    onRelayedAnswer(props.id, (out) =>
+      print([`(through the relay, #${out.id})`, ...(out.ok ? out.m.split("\n") : [`! ${out.m}`])]),
+    ),
+  );
+  const linked = () => {
+    bridgeState(props.id); // re-read once the bridge links the device
+    return app.deviceRelay()?.isLinked(props.id) === true;
+  };
+  /** Not attached: a line runs on the device through the relay (docs/device.md §13). */
+  const runThroughRelay = async (line: string) => {
+    const [word = ""] = line.trim().split(/\s+/);
+    print([`> ${line.slice(0, 200)}`]);
+    const name = word.toLowerCase();
+    if (name === "") return;
+    if (name === "status" || name === "detach" || name === "reset") {
+      print(["the device is not attached: attach it over USB for this command"]);
+      return;
+    }
+    if (name === "telemetry") {
+      const r = relayedReading(props.id);
+      print(
+        r
+          ? Object.entries(r.r).map(([k, v]) => `${k.padEnd(16)}${v}`)
+          : ["no telemetry through the relay yet"],
+      );
+      return;
+    }
+    const any = app.deviceRelay();
+    const relay = any?.isLinked(props.id) ? any : undefined;
+    if (!relay) {
+      print(["the device is not attached and not linked to your relay: attach it over USB once"]);
+      return;
+    }
+    try {
+      const n = await commandThroughRelay(relay, props.id, line.trim());
+      print([`sent through your relay (#${n}); the device answers when it next reads its queue`]);
+    } catch (err) {
+      print([`! ${(err as Error).message}`]);
+    }
+  };
   const run = async (e: Event) => {
     e.preventDefault();
     const device = attached();
     const line = command();
     setCommand("");
-    if (!device) return;
+    if (!device) return runThroughRelay(line);
     const result = runConsoleCommand(device, line);
     print([`> ${line.slice(0, 200)}`, ...result.lines]);
     if (result.action === "device") {
@@ -85,6 +139,13 @@ export function DeviceScreen(props: { app: AppModel; id: string }) {
   };
 
   const ended = () => problem() ?? deviceDetachReason(props.id);
+  /** Attached: the cable's latest reading; otherwise the latest one that came through the relay. */
+  const shown = (): (TelemetryReading & { via: "cable" | "relay" }) | undefined => {
+    const live = attached() ? reading() : undefined;
+    if (live) return { ...live, via: "cable" };
+    const r = relayedReading(props.id);
+    return r && !attached() ? { ...r, via: "relay" } : undefined;
+  };
   const [forgetting, setForgetting] = createSignal(false);
   const forget = async () => {
     detach(props.id);
@@ -110,6 +171,13 @@ export function DeviceScreen(props: { app: AppModel; id: string }) {
           <dd data-testid="device-attached" data-attached={attached() ? "yes" : "no"}>
             {attached() ? "attached to this browser" : "not attached"}
           </dd>
+          <dt>Relay</dt>
+          <dd data-testid="device-relay" data-linked={linked() ? "yes" : "no"}>
+            {(attached() && bridgeState(props.id)?.message) ||
+              (linked()
+                ? "linked: it reaches you through your relay when it is not attached"
+                : "not linked yet: attach it over USB once to link it")}
+          </dd>
         </dl>
 
         <Show when={ended()} keyed>
@@ -120,87 +188,101 @@ export function DeviceScreen(props: { app: AppModel; id: string }) {
           )}
         </Show>
 
-        <Show
-          when={attached()}
-          fallback={
-            <Show
-              when={serial}
-              fallback={
-                <p class="help" data-testid="no-web-serial">
-                  This browser has no Web Serial: attach the device from Chrome or Edge on a computer.
-                </p>
-              }
+        <Show when={!attached()}>
+          <Show
+            when={serial}
+            fallback={
+              <p class="help" data-testid="no-web-serial">
+                This browser has no Web Serial: attach the device from Chrome or Edge on a computer.
+              </p>
+            }
+          >
+            <form
+              class="card"
+              onSubmit={(e) => {
+                e.preventDefault();
+                void attach();
+              }}
             >
-              <form
-                class="card"
-                onSubmit={(e) => {
-                  e.preventDefault();
-                  void attach();
-                }}
-              >
-                <BaudRateField id="device-baud" value={baud()} onChange={setBaud} />
-                <button type="submit" data-testid="device-attach" disabled={attaching()}>
-                  {attaching() ? "Attaching…" : "Attach over USB"}
-                </button>
-              </form>
-            </Show>
-          }
-        >
-          <section class="card" aria-labelledby="telemetry-title">
-            <h2 id="telemetry-title">Telemetry</h2>
-            <Show
-              when={reading()}
-              keyed
-              fallback={<p class="help">Waiting for the device's first reading…</p>}
-            >
-              {(r) => (
-                <table class="telemetry" data-testid="telemetry" data-n={r.n}>
-                  <caption class="sr-only">Latest readings, number {r.n}</caption>
-                  <thead>
-                    <tr>
-                      <th scope="col">Reading</th>
-                      <th scope="col">Value</th>
-                    </tr>
-                  </thead>
-                  <tbody>
-                    <For each={Object.entries(r.r)}>
-                      {([name, value]) => (
-                        <tr data-reading={name}>
-                          <th scope="row">{name}</th>
-                          <td>{Number.isInteger(value) ? value : value.toFixed(2)}</td>
-                        </tr>
-                      )}
-                    </For>
-                  </tbody>
-                </table>
-              )}
-            </Show>
-          </section>
-          <section class="card" aria-labelledby="console-title">
-            <h2 id="console-title">Console</h2>
-            <pre class="console" data-testid="device-console" aria-live="polite">
-              {lines().join("\n")}
-            </pre>
-            <form class="row" onSubmit={run}>
-              <label for="device-command" class="sr-only">
-                Command
-              </label>
-              <input
-                id="device-command"
-                data-testid="device-command"
-                autocomplete="off"
-                spellcheck={false}
-                placeholder="help"
-                maxLength={200}
-                value={command()}
-                onInput={(e) => setCommand(e.currentTarget.value)}
-              />
-              <button type="submit" data-testid="device-run">
-                Run
+              <BaudRateField id="device-baud" value={baud()} onChange={setBaud} />
+              <button type="submit" data-testid="device-attach" disabled={attaching()}>
+                {attaching() ? "Attaching…" : "Attach over USB"}
               </button>
             </form>
-          </section>
+          </Show>
         </Show>
+
+        <section class="card" aria-labelledby="telemetry-title">
+          <h2 id="telemetry-title">Telemetry</h2>
+          <Show
+            when={shown()}
+            keyed
+            fallback={
+              <p class="help">
+                {attached()
+                  ? "Waiting for the device's first reading…"
+                  : "No reading yet: attach the device, or wait for it to send one through your relay."}
+              </p>
+            }
+          >
+            {(r) => (
+              <table class="telemetry" data-testid="telemetry" data-n={r.n} data-via={r.via}>
+                <caption class={r.via === "cable" ? "sr-only" : "help"}>
+                  {r.via === "cable"
+                    ? `Latest readings, number ${r.n}`
+                    : `Through your relay, sent ${timeLabel(r.at)} (reading ${r.n})`}
+                </caption>
+                <thead>
+                  <tr>
+                    <th scope="col">Reading</th>
+                    <th scope="col">Value</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  <For each={Object.entries(r.r)}>
+                    {([name, value]) => (
+                      <tr data-reading={name}>
+                        <th scope="row">{name}</th>
+                        <td>{Number.isInteger(value) ? value : value.toFixed(2)}</td>
+                      </tr>
+                    )}
+                  </For>
+                </tbody>
+              </table>
+            )}
+          </Show>
+        </section>
+        <section class="card" aria-labelledby="console-title">
+          <h2 id="console-title">Console</h2>
+          <pre
+            class="console"
+            data-testid="device-console"
+            role="log"
+            aria-live="polite"
+            aria-label="Console output"
+            tabindex={0}
+          >
+            {lines().join("\n")}
+          </pre>
+          <form class="row" onSubmit={run}>
+            <label for="device-command" class="sr-only">
+              Command
+            </label>
+            <input
+              id="device-command"
+              data-testid="device-command"
+              autocomplete="off"
+              spellcheck={false}
+              placeholder="help"
+              maxLength={200}
+              value={command()}
+              onInput={(e) => setCommand(e.currentTarget.value)}
+            />
+            <button type="submit" data-testid="device-run">
+              Run
+            </button>
+          </form>
+        </section>
 
         <section class="card" aria-labelledby="forget-title">
           <h2 id="forget-title">Forget this device</h2>

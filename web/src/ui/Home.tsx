@@ -1,6 +1,8 @@
 /** Home: contacts with presence and trust, and the ways to add one or share your own link. */
+
 import { createResource, createSignal, For, Show } from "solid-js";
 import { statusOf } from "../app/contact-status.ts";
+import { deviceStatusLabel } from "../app/devices.ts";
 import type { AppModel, ContactView } from "../app/model.ts";
 import { myLinkParts } from "../app/my-link.ts";
 import { notificationPermission, requestNotificationPermission } from "../app/notifications.ts";
@@ -73,6 +75,12 @@ function ContactItem(props: { app: AppModel; view: ContactView }) {
   const app = props.app;
   const c = () => props.view;
   const p = () => app.presenceOf(c().record.id);
+  // A device is not a person: no signaling presence, but attached / through the relay (devices.ts).
+  const deviceStatus = () =>
+    // Read again once the relay's state changes (the engine has loaded the device's queue by then).
+    app.service().relay && c().record.device
+      ? deviceStatusLabel(c().record.id, app.deviceRelay()?.isLinked(c().record.id) === true)
+      : undefined;
   const activity = () => app.activity.byContact[c().record.id];
   const unread = () => activity()?.unread ?? 0;
   const last = () => activity()?.last;
@@ -95,7 +103,10 @@ function ContactItem(props: { app: AppModel; view: ContactView }) {
           )
         }
       >
-        <span class={`dot ${p().status}`} aria-hidden="true" />
+        <span
+          class={`dot ${deviceStatus()?.attached ? "online" : deviceStatus() ? "offline" : p().status}`}
+          aria-hidden="true"
+        />
         <span class="name">{c().record.username}</span>
         <Show when={last()}>
           {(m) => (
@@ -128,7 +139,7 @@ function ContactItem(props: { app: AppModel; view: ContactView }) {
           </span>
         </Show>
         <span class="presence" data-testid="contact-presence">
-          {statusOf(app, c().record.id).label}
+          {deviceStatus()?.label ?? statusOf(app, c().record.id).label}
         </span>
         <span
           class={`trust ${c().record.trust}`}

@@ -9,7 +9,7 @@
 import { createSignal, For, Match, onCleanup, Show, Switch } from "solid-js";
 import { CAP_CONFIRM_INPUT } from "../../../core/device/hello.ts";
 import type { PairingInfo } from "../../../core/device/owner.ts";
-import { deviceContactRecord, keepAttached } from "../app/devices.ts";
+import { bridgeAttached, bridgeState, deviceContactRecord, keepAttached } from "../app/devices.ts";
 import type { AppModel } from "../app/model.ts";
 import { PAIR_STEPS, type PairStep, pairOverSerial } from "../device/attached-device.ts";
 import { type DeviceProblem, describeDeviceError, deviceProblem } from "../device/problems.ts";
@@ -115,6 +115,7 @@ export function PairDevice(props: { app: AppModel }) {
       const record = deviceContactRecord(result.info, result.device.connection.device.caps, Date.now());
       await app.addDeviceContact(record);
       keepAttached(record.id, result.device);
+      void bridgeAttached(app.deviceRelay(), me.identity.verified.identity_key, record.id, result.device);
       setPsk("");
       setPairedId(record.id);
       setStep("done");
@@ -288,6 +289,13 @@ export function PairDevice(props: { app: AppModel }) {
             {(id) => (
               <section class="card" role="status" data-testid="pair-done">
                 <p>The device is paired and now one of your contacts.</p>
+                <Show when={bridgeState(id)} keyed>
+                  {(b) => (
+                    <p data-testid="device-bridge" data-state={b.state}>
+                      {b.message}
+                    </p>
+                  )}
+                </Show>
                 <button
                   type="button"
                   data-testid="open-device"

@@ -1,0 +1,347 @@
+/**
+ * A client-side SMP session (docs/protocol/smp.md, "The bridge"; simplexmq
+ * `protocol/simplex-messaging.md`): the handshake, commands built and signed here, answers
+ * matched by correlation id, pushed `MSG`s opened with the queue's crypto_box key. It runs in the
+ * browser over the relay's bridge (bridge-link.ts) — every queue key and message key stays in
+ * this object; what leaves it is what an SMP server sees. Pure and isomorphic: it speaks to a
+ * `BlockSink` and is fed blocks by whoever carries them.
+ */
+import { ed25519, x25519 } from "@noble/curves/ed25519.js";
+import { sha256 } from "@noble/hashes/sha2.js";
+import { randomBytes } from "@noble/hashes/utils.js";
+import { equalBytes, wipe } from "../bytes.ts";
+import {
+  encodeCommand,
+  encodeError,
+  parseResponse,
+  type SmpCommand,
+  type SmpError,
+  type SmpResponse,
+} from "./commands.ts";
+import { boxKey, cbNonce, secretboxOpen } from "./crypto.ts";
+import { Reader, unpad } from "./encoding.ts";
+import { decodeSpki } from "./keys.ts";
+import {
+  authorizedPart,
+  decodeBatch,
+  decodeBlock,
+  decodeServerHello,
+  decodeTransmission,
+  encodeBatches,
+  encodeBlock,
+  encodeClientHello,
+  encodeTransmission,
+  SMP_MAX_MESSAGE_LENGTH,
+  SMP_VERSION_MAX,
+  SMP_VERSION_MIN,
+} from "./transport.ts";
+
+export type SmpClientErrorCode =
+  /** The bridge refused or ended the connection (`bridgeError` says why). */
+  | "BRIDGE"
+  /** No SMP version in common, or a hello that does not parse. */
+  | "VERSION"
+  /** The server's hello names another identity than the address's fingerprint. */
+  | "IDENTITY"
+  /** The server answered `ERR` (`smpError`). */
+  | "SMP"
+  /** A block or an answer that does not parse. */
+  | "MALFORMED"
+  | "TIMEOUT"
+  | "CLOSED";
+
+export class SmpClientError extends Error {
+  override name = "SmpClientError";
+  constructor(
+    readonly code: SmpClientErrorCode,
+    message: string,
+    readonly detail?: { smpError?: SmpError; bridgeError?: string },
+  ) {
+    super(message);
+  }
+}
+
+/** Where the session's blocks go (the bridge link, a TLS socket in Node). */
+export interface BlockSink {
+  send(block: Uint8Array): void;
+  close(): void;
+}
+
+/** A queue this client created: its ids and the secrets that never leave the client. */
+export interface SmpQueue {
+  rcvId: Uint8Array;
+  sndId: Uint8Array;
+  /** Ed25519 secret of the recipient key (signs KEY, SUB, ACK, GET, OFF, DEL). */
+  rcvAuthSecret: Uint8Array;
+  /** crypto_box key of the server→recipient layer (HSalsa20 of X25519(rcvDh, srvDh)). */
+  rcvBoxKey: Uint8Array;
+}
+
+export interface SmpMessage {
+  msgId: Uint8Array;
+  /** Seconds since the epoch, as the server stamped it. */
+  timestamp: number;
+  notification: boolean;
+  body: Uint8Array;
+}
+
+export type SmpPush =
+  | { tag: "MSG"; rcvId: Uint8Array; message: SmpMessage }
+  | { tag: "END"; rcvId: Uint8Array }
+  /** A MSG that did not open with the queue's key (not the server's, or corrupted). */
+  | { tag: "UNREADABLE"; rcvId: Uint8Array };
+
+export interface SmpClientOptions {
+  /** How long an answer may take before the command fails with TIMEOUT (default 30 s). */
+  timeoutMs?: number;
+}
+
+const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+
+/** One SMP connection after the handshake. */
+export class SmpClient {
+  readonly #sink: BlockSink;
+  readonly #pending = new Map<
+    string,
+    { resolve: (r: SmpResponse) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> }
+  >();
+  readonly #queues = new Map<string, Uint8Array>();
+  readonly #listeners = new Set<(p: SmpPush) => void>();
+  readonly #timeoutMs: number;
+  #closed: SmpClientError | undefined;
+
+  private constructor(
+    sink: BlockSink,
+    readonly version: number,
+    readonly sessionId: Uint8Array,
+    options: SmpClientOptions,
+  ) {
+    this.#sink = sink;
+    this.#timeoutMs = options.timeoutMs ?? 30_000;
+  }
+
+  /**
+   * Answer the server's hello (its first block): agree the highest version both serve, check the
+   * identity the hello carries (v7: the CA certificate of its chain hashes to `fingerprint`), and
+   * send the client hello naming `fingerprint`.
+   */
+  static handshake(
+    sink: BlockSink,
+    helloBlock: Uint8Array,
+    fingerprint: Uint8Array,
+    options: SmpClientOptions = {},
+  ): SmpClient {
+    const content = decodeBlock(helloBlock);
+    const hello = content ? decodeServerHello(content) : undefined;
+    if (!hello) throw new SmpClientError("VERSION", "the server hello does not parse");
+    const version = Math.min(hello.versions.max, SMP_VERSION_MAX);
+    if (version < hello.versions.min || version < SMP_VERSION_MIN)
+      throw new SmpClientError(
+        "VERSION",
+        `no SMP version in common: server ${hello.versions.min}–${hello.versions.max}, client ${SMP_VERSION_MIN}–${SMP_VERSION_MAX}`,
+      );
+    if (hello.auth) {
+      const ca = hello.auth.certChain[1];
+      if (!ca || !equalBytes(sha256(ca), fingerprint))
+        throw new SmpClientError(
+          "IDENTITY",
+          "the hello's CA certificate does not match the address's fingerprint",
+        );
+    }
+    const block = encodeBlock(encodeClientHello({ version, keyHash: fingerprint }));
+    sink.send(block!);
+    return new SmpClient(sink, version, hello.sessionId.slice(), options);
+  }
+
+  get closed(): boolean {
+    return this.#closed !== undefined;
+  }
+
+  /** Pushes (MSG, END) for queues this client reads. */
+  onPush(listener: (p: SmpPush) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** A block from the server. A malformed one closes the session (the transport is not trusted to resync). */
+  receive(block: Uint8Array): void {
+    if (this.#closed) return;
+    const ts = decodeBatch(block);
+    if (!ts) {
+      this.fail(new SmpClientError("MALFORMED", "the server sent a malformed block"));
+      return;
+    }
+    for (const t of ts) {
+      const raw = decodeTransmission(t, this.version, this.sessionId);
+      const response = raw ? parseResponse(raw.command) : undefined;
+      if (
+        !raw ||
+        !response ||
+        raw.authorization.length !== 0 ||
+        (raw.sessionId && !equalBytes(raw.sessionId, this.sessionId))
+      ) {
+        this.fail(new SmpClientError("MALFORMED", "the server sent a malformed transmission"));
+        return;
+      }
+      const waiting = raw.corrId.length ? this.#pending.get(hex(raw.corrId)) : undefined;
+      if (waiting) {
+        this.#pending.delete(hex(raw.corrId));
+        clearTimeout(waiting.timer);
+        waiting.resolve(response);
+      } else this.#push(raw.entityId, response);
+    }
+  }
+
+  #push(entityId: Uint8Array, r: SmpResponse): void {
+    let push: SmpPush | undefined;
+    if (r.tag === "END") push = { tag: "END", rcvId: entityId.slice() };
+    else if (r.tag === "MSG") {
+      const key = this.#queues.get(hex(entityId));
+      const message = key ? openMessage(key, r.msgId, r.body) : undefined;
+      push = message
+        ? { tag: "MSG", rcvId: entityId.slice(), message }
+        : { tag: "UNREADABLE", rcvId: entityId.slice() };
+    }
+    if (push) for (const l of this.#listeners) l(push);
+  }
+
+  /** The carrier ended (or a protocol failure): every waiting command fails with `error`. */
+  fail(error: SmpClientError): void {
+    if (this.#closed) return;
+    this.#closed = error;
+    for (const p of this.#pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(error);
+    }
+    this.#pending.clear();
+    for (const k of this.#queues.values()) wipe(k);
+    this.#queues.clear();
+    this.#sink.close();
+  }
+
+  close(): void {
+    this.fail(new SmpClientError("CLOSED", "closed by this client"));
+  }
+
+  /** Send one command and wait for its answer; `ERR` rejects with code SMP. */
+  async command(entityId: Uint8Array, command: SmpCommand, signWith?: Uint8Array): Promise<SmpResponse> {
+    if (this.#closed) throw this.#closed;
+    const corrId = randomBytes(24);
+    const { forAuth, toSend } = authorizedPart(
+      this.version,
+      this.sessionId,
+      corrId,
+      entityId,
+      encodeCommand(command),
+    );
+    const authorization = signWith ? ed25519.sign(forAuth, signWith) : new Uint8Array(0);
+    const { blocks, tooLarge } = encodeBatches([encodeTransmission(authorization, toSend)]);
+    if (tooLarge.length)
+      throw new SmpClientError("SMP", "the command does not fit a block", {
+        smpError: { type: "LARGE_MSG" },
+      });
+    const answer = new Promise<SmpResponse>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(hex(corrId));
+        reject(new SmpClientError("TIMEOUT", `no answer to ${command.tag}`));
+      }, this.#timeoutMs);
+      this.#pending.set(hex(corrId), { resolve, reject, timer });
+    });
+    for (const b of blocks) this.#sink.send(b);
+    const r = await answer;
+    if (r.tag === "ERR")
+      throw new SmpClientError("SMP", `${command.tag}: ERR ${encodeError(r.error)}`, { smpError: r.error });
+    return r;
+  }
+
+  async #expect(entityId: Uint8Array, command: SmpCommand, tag: SmpResponse["tag"], signWith?: Uint8Array) {
+    const r = await this.command(entityId, command, signWith);
+    if (r.tag !== tag) throw new SmpClientError("MALFORMED", `${command.tag} answered ${r.tag}`);
+    return r;
+  }
+
+  async ping(): Promise<void> {
+    await this.#expect(new Uint8Array(0), { tag: "PING" }, "PONG");
+  }
+
+  /**
+   * NEW: a queue whose recipient key (Ed25519) and DH key (X25519) are made here; `subscribe`
+   * subscribes this connection at once (`S`), as SUB would.
+   */
+  async createQueue(subscribe = true): Promise<SmpQueue> {
+    const rcvAuthSecret = ed25519.utils.randomSecretKey();
+    const rcvDhSecret = x25519.utils.randomSecretKey();
+    try {
+      const r = await this.#expect(
+        new Uint8Array(0),
+        {
+          tag: "NEW",
+          rcvAuthKey: { alg: "ed25519", raw: ed25519.getPublicKey(rcvAuthSecret) },
+          rcvDhKey: { alg: "x25519", raw: x25519.getPublicKey(rcvDhSecret) },
+          subscribe,
+        },
+        "IDS",
+        rcvAuthSecret,
+      );
+      if (r.tag !== "IDS") throw new SmpClientError("MALFORMED", "NEW answered without ids");
+      const srvDh = decodeSpki(r.srvDhKey);
+      const rcvBoxKey = srvDh?.alg === "x25519" ? boxKey(srvDh.raw, rcvDhSecret) : undefined;
+      if (!rcvBoxKey) throw new SmpClientError("MALFORMED", "IDS carries no usable server DH key");
+      const q: SmpQueue = { rcvId: r.rcvId.slice(), sndId: r.sndId.slice(), rcvAuthSecret, rcvBoxKey };
+      this.#queues.set(hex(q.rcvId), rcvBoxKey);
+      return q;
+    } finally {
+      wipe(rcvDhSecret);
+    }
+  }
+
+  /** Read pushes of a queue made elsewhere (its keys restored) on this connection. */
+  adopt(q: SmpQueue): void {
+    this.#queues.set(hex(q.rcvId), q.rcvBoxKey);
+  }
+
+  /** KEY: only the holder of `senderKey`'s secret may SEND from now on. */
+  async secure(q: SmpQueue, senderKey: Uint8Array): Promise<void> {
+    await this.#expect(
+      q.rcvId,
+      { tag: "KEY", senderKey: { alg: "ed25519", raw: senderKey } },
+      "OK",
+      q.rcvAuthSecret,
+    );
+  }
+
+  /** SEND to a sender id, signed when the queue is secured (`senderSecret`). */
+  async send(sndId: Uint8Array, body: Uint8Array, senderSecret?: Uint8Array): Promise<void> {
+    if (body.length > SMP_MAX_MESSAGE_LENGTH)
+      throw new SmpClientError("SMP", `body of ${body.length} bytes`, { smpError: { type: "LARGE_MSG" } });
+    await this.#expect(sndId, { tag: "SEND", notification: false, body }, "OK", senderSecret);
+  }
+
+  async subscribe(q: SmpQueue): Promise<void> {
+    this.adopt(q);
+    await this.#expect(q.rcvId, { tag: "SUB" }, "OK", q.rcvAuthSecret);
+  }
+
+  async ack(q: SmpQueue, msgId: Uint8Array): Promise<void> {
+    await this.#expect(q.rcvId, { tag: "ACK", msgId }, "OK", q.rcvAuthSecret);
+  }
+
+  async deleteQueue(q: SmpQueue): Promise<void> {
+    await this.#expect(q.rcvId, { tag: "DEL" }, "OK", q.rcvAuthSecret);
+    this.#queues.delete(hex(q.rcvId));
+  }
+}
+
+/** Open a delivered MSG body: crypto_box(rcvBoxKey, nonce = msgId) → padded RcvMsgBody. */
+export function openMessage(key: Uint8Array, msgId: Uint8Array, sealed: Uint8Array): SmpMessage | undefined {
+  const opened = secretboxOpen(key, cbNonce(msgId), sealed);
+  const plain = opened ? unpad(opened) : undefined;
+  if (!plain) return undefined;
+  const r = new Reader(plain);
+  const ts = r.take(8);
+  const flag = r.byte();
+  if (!ts || (flag !== 0x54 && flag !== 0x46) || !r.expect(0x20)) return undefined;
+  const view = new DataView(ts.buffer, ts.byteOffset, 8);
+  const timestamp = Number(view.getBigInt64(0));
+  return { msgId: msgId.slice(), timestamp, notification: flag === 0x54, body: r.tail().slice() };
+}

@@ -1,0 +1,213 @@
+/**
+ * Property tests of the bridge's client side (docs/protocol/smp.md, "The bridge"): the frame and
+ * address decoders take any input and return a value or undefined, never throw, and round-trip;
+ * the client session fed any block or hello fails with a typed SmpClientError, never anything else.
+ */
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
+import {
+  formatSmpQueueAddress,
+  formatSmpServerAddress,
+  parseSmpQueueAddress,
+  parseSmpServerAddress,
+} from "./address.ts";
+import {
+  BRIDGE_ERRORS,
+  type BridgeErrorName,
+  decodeBridgeFrame,
+  encodeBridgeFrame,
+} from "./bridge-frames.ts";
+import { SmpClient, SmpClientError } from "./client.ts";
+import { encodeBlock, encodeServerHello, SMP_BLOCK_SIZE } from "./transport.ts";
+
+const label = fc.stringMatching(/^[a-z0-9](?:[a-z0-9-]{0,8}[a-z0-9])?$/);
+const hostArb = fc.oneof(
+  fc.array(label, { minLength: 1, maxLength: 4 }).map((l) => l.join(".")),
+  fc.ipV4(),
+  fc.ipV6(),
+);
+/** Strings made of what addresses are made of, so that the parsers get past their first checks. */
+const _addressish = fc
+  .array(
+    fc.constantFrom(
+      ..."smp:/@[]#?&=.-_0123456789abcdefABCDEF".split(""),
+      "smp://",
+      "#/?v=",
+      "&dh=",
+      "MCowBQYDK2VuAyEA",
+    ),
+    {
+      maxLength: 60,
+    },
+  )
+  .map((parts) => parts.join(""));
+const serverArb = fc.record({
+  fingerprint: fc.uint8Array({ minLength: 32, maxLength: 32 }),
+  host: hostArb.map((h) => h.toLowerCase()),
+  port: fc.integer({ min: 1, max: 65535 }),
+});
+
+describe("bridge frames", () => {
+  it("decode any bytes without throwing; what decodes re-encodes to the same bytes", () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 700 }),
+          fc
+            .tuple(fc.integer({ min: 0, max: 5 }), fc.uint8Array({ maxLength: 300 }))
+            .map(([k, b]) => Uint8Array.of(k, ...b)),
+        ),
+        (bytes) => {
+          const f = decodeBridgeFrame(bytes);
+          if (f) expect(encodeBridgeFrame(f)).toEqual(bytes);
+        },
+      ),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
+  it("round-trip every kind", () => {
+    const block = new Uint8Array(SMP_BLOCK_SIZE).fill(0x23);
+    for (const f of [
+      { kind: "OPEN", address: "smp://abc@host:5223" },
+      { kind: "BLOCK", block },
+      { kind: "READY", tls: "TLSv1.3" },
+      ...Object.keys(BRIDGE_ERRORS).map((e) => ({
+        kind: "ERROR",
+        error: e as BridgeErrorName,
+        detail: "why",
+      })),
+    ] as const)
+      expect(decodeBridgeFrame(encodeBridgeFrame(f))).toEqual(f);
+    expect(decodeBridgeFrame(Uint8Array.of(2, ...new Uint8Array(100)))).toBeUndefined();
+    expect(decodeBridgeFrame(Uint8Array.of(4, 99))).toBeUndefined();
+  });
+});
+
+describe("SMP addresses", () => {
+  it("server and queue addresses round-trip", () => {
+    fc.assert(
+      fc.property(
+        serverArb,
+        fc.uint8Array({ minLength: 1, maxLength: 32 }),
+        fc.uint8Array({ minLength: 32, maxLength: 32 }),
+        fc.integer({ min: 1, max: 20 }),
+        (server, senderId, dhKey, min) => {
+          expect(parseSmpServerAddress(formatSmpServerAddress(server))).toEqual(server);
+          const q = { server, senderId, dhKey, versions: { min, max: min + 1 } };
+          expect(parseSmpQueueAddress(formatSmpQueueAddress(q))).toEqual(q);
+        },
+      ),
+      { numRuns: FUZZ_RUNS / 10 },
+    );
+  });
+
+  it("any string parses or is undefined, never throws", () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.string({ maxLength: 200 }),
+          fc.string({ maxLength: 200 }).map((s) => `smp://${s}`),
+          fc.webUrl(),
+        ),
+        (s) => {
+          parseSmpServerAddress(s);
+          parseSmpQueueAddress(s);
+        },
+      ),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
+  it("refuses near misses", () => {
+    const fp = "Q34zM9LmX6yrN3gaWOOW17B4u3cZaV9oGSA-asve0wc=";
+    expect(parseSmpServerAddress(`smp://${fp}@relay.example:5223`)?.host).toBe("relay.example");
+    expect(parseSmpServerAddress(`smp://${fp}@[::1]:5223`)?.host).toBe("::1");
+    for (const bad of [
+      `smp://${fp}@relay.example:0`,
+      `smp://${fp}@relay.example:65536`,
+      `smp://${fp.slice(4)}@relay.example`,
+      `smp://${fp}@relay_example`,
+      `smp://${fp}@a:1:2`,
+      `smp://${fp}@`,
+      `smps://${fp}@relay.example`,
+      `smp://${fp}@relay.example/q`,
+    ])
+      expect(parseSmpServerAddress(bad), bad).toBeUndefined();
+  });
+});
+
+describe("SMP client session", () => {
+  const fingerprint = new Uint8Array(32).fill(9);
+  const sink = () => ({
+    sent: [] as Uint8Array[],
+    closed: false,
+    send(b: Uint8Array) {
+      this.sent.push(b);
+    },
+    close() {
+      this.closed = true;
+    },
+  });
+
+  it("a hello of no common version or another identity is a typed error", () => {
+    const hello = (min: number, max: number) =>
+      encodeBlock(encodeServerHello({ versions: { min, max }, sessionId: new Uint8Array(32) }))!;
+    expect(() => SmpClient.handshake(sink(), hello(8, 9), fingerprint)).toThrow(SmpClientError);
+    expect(() => SmpClient.handshake(sink(), hello(1, 5), fingerprint)).toThrow(SmpClientError);
+    const s = sink();
+    const c = SmpClient.handshake(s, hello(6, 9), fingerprint);
+    expect(c.version).toBe(7);
+    expect(s.sent).toHaveLength(1);
+    const other = encodeBlock(
+      encodeServerHello({
+        versions: { min: 6, max: 7 },
+        sessionId: new Uint8Array(32),
+        auth: { certChain: [new Uint8Array(10), new Uint8Array(10)], signedKey: new Uint8Array(10) },
+      }),
+    )!;
+    try {
+      SmpClient.handshake(sink(), other, fingerprint);
+      expect.unreachable();
+    } catch (e) {
+      expect((e as SmpClientError).code).toBe("IDENTITY");
+    }
+  });
+
+  it("any hello block: a session or an SmpClientError", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 400 }), (content) => {
+        const block = encodeBlock(content) ?? new Uint8Array(SMP_BLOCK_SIZE);
+        try {
+          SmpClient.handshake(sink(), block, fingerprint);
+        } catch (e) {
+          expect(e).toBeInstanceOf(SmpClientError);
+        }
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
+  it("any server block: handled or the session fails with MALFORMED; waiting commands are rejected, never left hanging", async () => {
+    const hello = encodeBlock(
+      encodeServerHello({ versions: { min: 6, max: 7 }, sessionId: new Uint8Array(32).fill(1) }),
+    )!;
+    let failed = 0;
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 400 }), (content) => {
+        const c = SmpClient.handshake(sink(), hello, fingerprint);
+        c.receive(encodeBlock(content) ?? new Uint8Array(SMP_BLOCK_SIZE));
+        if (c.closed) failed++;
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+    expect(failed).toBeGreaterThan(0);
+    const s = sink();
+    const c = SmpClient.handshake(s, hello, fingerprint);
+    const ping = c.ping();
+    c.receive(new Uint8Array(10));
+    await expect(ping).rejects.toMatchObject({ code: "MALFORMED" });
+    expect(s.closed).toBe(true);
+  });
+});

@@ -15,6 +15,7 @@ import {
 import {
   BRIDGE_ERRORS,
   type BridgeErrorName,
+  type BridgeFrame,
   decodeBridgeFrame,
   encodeBridgeFrame,
 } from "./bridge-frames.ts";
@@ -69,17 +70,17 @@ describe("bridge frames", () => {
 
   it("round-trip every kind", () => {
     const block = new Uint8Array(SMP_BLOCK_SIZE).fill(0x23);
-    for (const f of [
+    const frames: BridgeFrame[] = [
       { kind: "OPEN", address: "smp://abc@host:5223" },
       { kind: "BLOCK", block },
       { kind: "READY", tls: "TLSv1.3" },
       ...Object.keys(BRIDGE_ERRORS).map((e) => ({
-        kind: "ERROR",
+        kind: "ERROR" as const,
         error: e as BridgeErrorName,
         detail: "why",
       })),
-    ] as const)
-      expect(decodeBridgeFrame(encodeBridgeFrame(f))).toEqual(f);
+    ];
+    for (const f of frames) expect(decodeBridgeFrame(encodeBridgeFrame(f))).toEqual(f);
     expect(decodeBridgeFrame(Uint8Array.of(2, ...new Uint8Array(100)))).toBeUndefined();
     expect(decodeBridgeFrame(Uint8Array.of(4, 99))).toBeUndefined();
   });

@@ -31,7 +31,7 @@ window.loftSmp = {
     client.onPush((p) => {
       if (p.tag !== "MSG") return;
       received.push(new TextDecoder().decode(p.message.body));
-      void client.ack(queue, p.message.msgId);
+      client.ack(queue, p.message.msgId).catch(() => {});
     });
     return { tls: r.tls, version: client.version };
   },

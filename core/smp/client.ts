@@ -109,6 +109,7 @@ export class SmpClient {
   readonly #listeners = new Set<(p: SmpPush) => void>();
   readonly #timeoutMs: number;
   #closed: SmpClientError | undefined;
+  #outbox: Uint8Array[] = [];
 
   private constructor(
     sink: BlockSink,
@@ -235,8 +236,8 @@ export class SmpClient {
       encodeCommand(command),
     );
     const authorization = signWith ? ed25519.sign(forAuth, signWith) : new Uint8Array(0);
-    const { blocks, tooLarge } = encodeBatches([encodeTransmission(authorization, toSend)]);
-    if (tooLarge.length)
+    const transmission = encodeTransmission(authorization, toSend);
+    if (encodeBatches([transmission]).tooLarge.length)
       throw new SmpClientError("SMP", "the command does not fit a block", {
         smpError: { type: "LARGE_MSG" },
       });
@@ -247,11 +248,26 @@ export class SmpClient {
       }, this.#timeoutMs);
       this.#pending.set(hex(corrId), { resolve, reject, timer });
     });
-    for (const b of blocks) this.#sink.send(b);
+    this.#enqueue(transmission);
     const r = await answer;
     if (r.tag === "ERR")
       throw new SmpClientError("SMP", `${command.tag}: ERR ${encodeError(r.error)}`, { smpError: r.error });
     return r;
+  }
+
+  /**
+   * Commands issued in the same turn share blocks (SMP batches up to 255 transmissions in one
+   * block): 32 pipelined SENDs cross the bridge as a few blocks, not 32.
+   */
+  #enqueue(transmission: Uint8Array): void {
+    this.#outbox.push(transmission);
+    if (this.#outbox.length > 1) return;
+    queueMicrotask(() => {
+      const batch = this.#outbox;
+      this.#outbox = [];
+      if (this.#closed) return;
+      for (const b of encodeBatches(batch).blocks) this.#sink.send(b);
+    });
   }
 
   async #expect(entityId: Uint8Array, command: SmpCommand, tag: SmpResponse["tag"], signWith?: Uint8Array) {

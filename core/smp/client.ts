@@ -304,7 +304,8 @@ export class SmpClient {
       const rcvBoxKey = srvDh?.alg === "x25519" ? boxKey(srvDh.raw, rcvDhSecret) : undefined;
       if (!rcvBoxKey) throw new SmpClientError("MALFORMED", "IDS carries no usable server DH key");
       const q: SmpQueue = { rcvId: r.rcvId.slice(), sndId: r.sndId.slice(), rcvAuthSecret, rcvBoxKey };
-      this.#queues.set(hex(q.rcvId), rcvBoxKey);
+      // The session keeps its own copy: it wipes it on close, and the caller's queue outlives it.
+      this.#queues.set(hex(q.rcvId), rcvBoxKey.slice());
       return q;
     } finally {
       wipe(rcvDhSecret);
@@ -313,7 +314,8 @@ export class SmpClient {
 
   /** Read pushes of a queue made elsewhere (its keys restored) on this connection. */
   adopt(q: SmpQueue): void {
-    this.#queues.set(hex(q.rcvId), q.rcvBoxKey);
+    this.#queues.get(hex(q.rcvId))?.fill(0);
+    this.#queues.set(hex(q.rcvId), q.rcvBoxKey.slice());
   }
 
   /** KEY: only the holder of `senderKey`'s secret may SEND from now on. */
@@ -344,6 +346,7 @@ export class SmpClient {
 
   async deleteQueue(q: SmpQueue): Promise<void> {
     await this.#expect(q.rcvId, { tag: "DEL" }, "OK", q.rcvAuthSecret);
+    this.#queues.get(hex(q.rcvId))?.fill(0);
     this.#queues.delete(hex(q.rcvId));
   }
 }

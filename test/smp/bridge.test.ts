@@ -92,4 +92,24 @@ describe("SMP bridge", () => {
     sender.close();
     client.close();
   });
+
+  it("a queue outlives its connection: closed, reconnected through the bridge, subscribed again, its messages still open", async () => {
+    const first = (
+      await connectSmpBridge(bridge.url, server.address, { webSocket: recordingWebSocket().factory })
+    ).client;
+    const q = await first.createQueue(false);
+    first.close();
+    const sender = await SmpTestClient.connect(server.address, { connectHost: "127.0.0.1" });
+    expect((await sender.command(q.sndId, cmd.send(utf8("while away")))).tag).toBe("OK");
+    sender.close();
+    const again = (
+      await connectSmpBridge(bridge.url, server.address, { webSocket: recordingWebSocket().factory })
+    ).client;
+    const got = nextPush(again.onPush.bind(again), (p) => p.tag !== "END");
+    await again.subscribe(q);
+    const p = await got;
+    expect(p.tag).toBe("MSG");
+    if (p.tag === "MSG") expect(p.message.body).toEqual(utf8("while away"));
+    again.close();
+  });
 });

@@ -42,6 +42,8 @@ export class BridgeTunnel {
   #timer: NodeJS.Timeout | undefined;
   #buffer: Buffer = Buffer.alloc(0);
   #fingerprint: Uint8Array | undefined;
+  /** The server reads slowly: the browser's socket is paused until TLS drains. */
+  #draining = false;
 
   constructor(options: TunnelOptions) {
     this.#o = options;
@@ -101,9 +103,13 @@ export class BridgeTunnel {
     if (this.#phase === "open" && frame?.kind === "BLOCK") {
       const tls = this.#tls!;
       // A server that reads slowly stops the browser's side: ws stops reading its socket.
-      if (!tls.write(frame.block)) {
+      if (!tls.write(frame.block) && !this.#draining) {
+        this.#draining = true;
         this.#o.ws.pause();
-        tls.once("drain", () => this.#o.ws.resume());
+        tls.once("drain", () => {
+          this.#draining = false;
+          this.#o.ws.resume();
+        });
       }
       return;
     }

@@ -158,6 +158,11 @@ describe("SMP bridge refusals", () => {
     const open = encodeBridgeFrame({ kind: "OPEN", address: server.address });
     const r = await raw(bridge.url, [open, new Uint8Array([2, 0, 1])]);
     expect(errorOf(r)).toBe("MALFORMED");
+    // OPEN replayed: the first one is being served.
+    expect(errorOf(await raw(bridge.url, [open, open]))).toBe("MALFORMED");
+    // Oversized: beyond one block, ws closes the socket (1009) before reading it.
+    const huge = await raw(bridge.url, [open, new Uint8Array(16_386).fill(2)]);
+    expect(huge.code).toBe(1009);
   });
 
   it("any first frame gets an ERROR and the bridge keeps serving (fuzzed)", async () => {

@@ -122,8 +122,6 @@ beforeAll(async () => {
       // Loopback is refused unless listed by name: only the tapped listener is.
       "--smp-bridge-allow",
       `localhost:${tapPort}`,
-      "--smp-bridge-max-per-source",
-      "2",
     ],
     env: { LOG_LEVEL: "debug" },
   });

@@ -93,6 +93,30 @@ describe("SMP bridge", () => {
     client.close();
   });
 
+  it("at v6 (session id in every transmission) too", async () => {
+    const v6 = await startSmpTestServer({}, { versions: { min: 6, max: 6 } });
+    try {
+      const { client } = await connectSmpBridge(bridge.url, v6.address, {
+        webSocket: recordingWebSocket().factory,
+      });
+      expect(client.version).toBe(6);
+      const q = await client.createQueue(true);
+      const got = nextPush(client.onPush.bind(client), (p) => p.tag === "MSG");
+      const sender = await SmpTestClient.connect(v6.address, { connectHost: "127.0.0.1" });
+      expect(sender.version).toBe(6);
+      expect((await sender.command(q.sndId, cmd.send(utf8("at version 6")))).tag).toBe("OK");
+      sender.close();
+      const p = await got;
+      if (p.tag !== "MSG") throw new Error("not a MSG");
+      expect(p.message.body).toEqual(utf8("at version 6"));
+      await client.ack(q, p.message.msgId);
+      await client.deleteQueue(q);
+      client.close();
+    } finally {
+      await v6.close();
+    }
+  });
+
   it("a queue outlives its connection: closed, reconnected through the bridge, subscribed again, its messages still open", async () => {
     const first = (
       await connectSmpBridge(bridge.url, server.address, { webSocket: recordingWebSocket().factory })

@@ -151,6 +151,41 @@ describe("SMP bridge refusals", () => {
     }
   });
 
+  it("the server going away ends the session with CLOSED, the relay going away with GOING_AWAY; waiting commands are rejected", async () => {
+    const ending = await startSmpTestServer();
+    const leaving = await startTestBridge();
+    try {
+      const a = (await connectSmpBridge(bridge.url, ending.address, { webSocket })).client;
+      const b = (await connectSmpBridge(leaving.url, server.address, { webSocket })).client;
+      const failures = [a, b].map(
+        (c) =>
+          new Promise<string>((resolve, reject) => {
+            let tries = 0;
+            const poll = () => {
+              if (c.closed) resolve("closed");
+              else if (++tries > 500) reject(new Error("the session did not end"));
+              else setTimeout(poll, 20);
+            };
+            poll();
+          }),
+      );
+      await ending.close();
+      await leaving.close();
+      await Promise.all(failures);
+      const reasons = await Promise.all(
+        [a, b].map((c) =>
+          c.ping().then(
+            () => "pinged",
+            (e: SmpClientError) => e.detail?.bridgeError ?? e.code,
+          ),
+        ),
+      );
+      expect(reasons).toEqual(["CLOSED", "GOING_AWAY"]);
+    } finally {
+      await leaving.close();
+    }
+  });
+
   it("frames out of order or of the wrong size: MALFORMED", async () => {
     const block = encodeBridgeFrame({ kind: "BLOCK", block: new Uint8Array(16_384) });
     expect(errorOf(await raw(bridge.url, [block]))).toBe("MALFORMED");

@@ -6,7 +6,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
-import { equalBytes } from "../bytes.ts";
+import { equalBytes, toHex } from "../bytes.ts";
 import {
   formatSmpQueueAddress,
   formatSmpServerAddress,
@@ -84,6 +84,32 @@ describe("bridge frames", () => {
     for (const f of frames) expect(decodeBridgeFrame(encodeBridgeFrame(f))).toEqual(f);
     expect(decodeBridgeFrame(Uint8Array.of(2, ...new Uint8Array(100)))).toBeUndefined();
     expect(decodeBridgeFrame(Uint8Array.of(4, 99))).toBeUndefined();
+  });
+});
+
+describe("the vectors in docs/protocol/smp.md", () => {
+  const address = "smp://Q34zM9LmX6yrN3gaWOOW17B4u3cZaV9oGSA-asve0wc=@relay.example:5223";
+  it("bridge frames", () => {
+    expect(toHex(encodeBridgeFrame({ kind: "OPEN", address }))).toBe(
+      "01736d703a2f2f5133347a4d394c6d583679724e336761574f4f57313742347533635a6156396f4753412d617376653077633d4072656c61792e6578616d706c653a35323233",
+    );
+    expect(toHex(encodeBridgeFrame({ kind: "READY", tls: "TLSv1.3" }))).toBe("03544c5376312e33");
+    expect(toHex(encodeBridgeFrame({ kind: "ERROR", error: "FINGERPRINT", detail: "" }))).toBe("0406");
+    expect(toHex(encodeBridgeFrame({ kind: "ERROR", error: "LIMIT", detail: "at most 8 per user" }))).toBe(
+      "04046174206d6f73742038207065722075736572",
+    );
+  });
+  it("a queue address", () => {
+    const q = {
+      server: parseSmpServerAddress(address)!,
+      senderId: new Uint8Array(24).fill(0x11),
+      versions: { min: 6, max: 7 },
+      dhKey: new Uint8Array(32).fill(0x22),
+    };
+    const text =
+      "smp://Q34zM9LmX6yrN3gaWOOW17B4u3cZaV9oGSA-asve0wc=@relay.example:5223/ERERERERERERERERERERERERERERERER#/?v=6-7&dh=MCowBQYDK2VuAyEAIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiI=";
+    expect(formatSmpQueueAddress(q)).toBe(text);
+    expect(parseSmpQueueAddress(text)).toEqual(q);
   });
 });
 

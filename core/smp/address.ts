@@ -34,8 +34,13 @@ export interface SmpQueueAddress {
   dhKey: Uint8Array;
 }
 
-const HOST_NAME =
-  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const LABEL = /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$/;
+
+/** RFC 1123 host name, checked label by label (linear: the relay parses addresses pages send). */
+function isHostName(host: string): boolean {
+  if (host.length < 1 || host.length > 253) return false;
+  return host.split(".").every((label) => label.length <= 63 && LABEL.test(label));
+}
 const IPV6 = /^[0-9A-Fa-f:.]{2,45}$/;
 
 function parseHostPort(s: string): { host: string; port: number } | undefined {
@@ -54,7 +59,7 @@ function parseHostPort(s: string): { host: string; port: number } | undefined {
     if (parts.length > 2) return undefined;
     host = parts[0]!;
     portText = parts[1];
-    if (!HOST_NAME.test(host)) return undefined;
+    if (!isHostName(host)) return undefined;
   }
   let port = SMP_DEFAULT_PORT;
   if (portText !== undefined) {

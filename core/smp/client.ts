@@ -18,10 +18,11 @@ import {
   type SmpError,
   type SmpResponse,
 } from "./commands.ts";
-import { boxKey, cbNonce, secretboxOpen } from "./crypto.ts";
+import { boxKey, cbAuthenticate, cbNonce, secretboxOpen } from "./crypto.ts";
 import { Reader, unpad } from "./encoding.ts";
 import { decodeSpki } from "./keys.ts";
 import {
+  AUTH_CMDS_VERSION,
   authorizedPart,
   decodeBatch,
   decodeBlock,
@@ -61,6 +62,9 @@ export class SmpClientError extends Error {
   }
 }
 
+/** How a command is authorized: an Ed25519 secret signs; `{ x25519 }` makes a v7 authenticator. */
+export type CommandAuth = Uint8Array | { x25519: Uint8Array };
+
 /** Where the session's blocks go (the bridge link, a TLS socket in Node). */
 export interface BlockSink {
   send(block: Uint8Array): void;
@@ -71,8 +75,14 @@ export interface BlockSink {
 export interface SmpQueue {
   rcvId: Uint8Array;
   sndId: Uint8Array;
-  /** Ed25519 secret of the recipient key (signs KEY, SUB, ACK, GET, OFF, DEL). */
+  /** Secret of the recipient key (authorizes KEY, SUB, ACK, GET, OFF, DEL). */
   rcvAuthSecret: Uint8Array;
+  /**
+   * `ed25519`: commands are signed (readable over the WebSocket mailbox too). `x25519` (v7):
+   * commands carry crypto_box authenticators with the server's session key — deniable, as SMP
+   * v7 intends, and SMP-only (docs/protocol/smp.md, "Keys in the shared store").
+   */
+  rcvAuthAlg: "ed25519" | "x25519";
   /** crypto_box key of the server→recipient layer (HSalsa20 of X25519(rcvDh, srvDh)). */
   rcvBoxKey: Uint8Array;
 }
@@ -115,6 +125,8 @@ export class SmpClient {
     sink: BlockSink,
     readonly version: number,
     readonly sessionId: Uint8Array,
+    /** v7: the server's X25519 session key from its hello, signed by its online certificate. */
+    readonly serverSessionKey: Uint8Array | undefined,
     options: SmpClientOptions,
   ) {
     this.#sink = sink;
@@ -141,17 +153,30 @@ export class SmpClient {
         "VERSION",
         `no SMP version in common: server ${hello.versions.min}–${hello.versions.max}, client ${SMP_VERSION_MIN}–${SMP_VERSION_MAX}`,
       );
+    let serverSessionKey: Uint8Array | undefined;
     if (hello.auth) {
-      const ca = hello.auth.certChain[1];
-      if (!ca || !equalBytes(sha256(ca), fingerprint))
+      const [online, ca] = hello.auth.certChain;
+      if (!online || !ca || !equalBytes(sha256(ca), fingerprint))
         throw new SmpClientError(
           "IDENTITY",
           "the hello's CA certificate does not match the address's fingerprint",
         );
+      serverSessionKey = verifiedSessionKey(online, ca, hello.auth.signedKey);
+      if (!serverSessionKey)
+        throw new SmpClientError(
+          "IDENTITY",
+          "the hello's session key is not signed by the server's certificates",
+        );
     }
     const block = encodeBlock(encodeClientHello({ version, keyHash: fingerprint }));
     sink.send(block!);
-    return new SmpClient(sink, version, hello.sessionId.slice(), options);
+    return new SmpClient(
+      sink,
+      version,
+      hello.sessionId.slice(),
+      version >= AUTH_CMDS_VERSION ? serverSessionKey : undefined,
+      options,
+    );
   }
 
   get closed(): boolean {
@@ -225,7 +250,7 @@ export class SmpClient {
   }
 
   /** Send one command and wait for its answer; `ERR` rejects with code SMP. */
-  async command(entityId: Uint8Array, command: SmpCommand, signWith?: Uint8Array): Promise<SmpResponse> {
+  async command(entityId: Uint8Array, command: SmpCommand, signWith?: CommandAuth): Promise<SmpResponse> {
     if (this.#closed) throw this.#closed;
     const corrId = randomBytes(24);
     const { forAuth, toSend } = authorizedPart(
@@ -235,7 +260,7 @@ export class SmpClient {
       entityId,
       encodeCommand(command),
     );
-    const authorization = signWith ? ed25519.sign(forAuth, signWith) : new Uint8Array(0);
+    const authorization = this.#authorize(signWith, corrId, forAuth);
     const transmission = encodeTransmission(authorization, toSend);
     if (encodeBatches([transmission]).tooLarge.length)
       throw new SmpClientError("SMP", "the command does not fit a block", {
@@ -270,7 +295,21 @@ export class SmpClient {
     });
   }
 
-  async #expect(entityId: Uint8Array, command: SmpCommand, tag: SmpResponse["tag"], signWith?: Uint8Array) {
+  #authorize(auth: CommandAuth | undefined, corrId: Uint8Array, forAuth: Uint8Array): Uint8Array {
+    if (!auth) return new Uint8Array(0);
+    if (auth instanceof Uint8Array) return ed25519.sign(forAuth, auth);
+    if (!this.serverSessionKey)
+      throw new SmpClientError("VERSION", "X25519 authenticators need SMP v7 and the server's session key");
+    const key = boxKey(this.serverSessionKey, auth.x25519);
+    if (!key) throw new SmpClientError("MALFORMED", "the server's session key is not usable");
+    try {
+      return cbAuthenticate(key, corrId, forAuth);
+    } finally {
+      wipe(key);
+    }
+  }
+
+  async #expect(entityId: Uint8Array, command: SmpCommand, tag: SmpResponse["tag"], signWith?: CommandAuth) {
     const r = await this.command(entityId, command, signWith);
     if (r.tag !== tag) throw new SmpClientError("MALFORMED", `${command.tag} answered ${r.tag}`);
     return r;
@@ -284,26 +323,38 @@ export class SmpClient {
    * NEW: a queue whose recipient key (Ed25519) and DH key (X25519) are made here; `subscribe`
    * subscribes this connection at once (`S`), as SUB would.
    */
-  async createQueue(subscribe = true): Promise<SmpQueue> {
-    const rcvAuthSecret = ed25519.utils.randomSecretKey();
+  async createQueue(subscribe = true, auth: SmpQueue["rcvAuthAlg"] = "ed25519"): Promise<SmpQueue> {
+    if (auth === "x25519" && !this.serverSessionKey)
+      throw new SmpClientError("VERSION", "X25519 recipient keys need SMP v7");
+    const rcvAuthSecret =
+      auth === "x25519" ? x25519.utils.randomSecretKey() : ed25519.utils.randomSecretKey();
     const rcvDhSecret = x25519.utils.randomSecretKey();
     try {
       const r = await this.#expect(
         new Uint8Array(0),
         {
           tag: "NEW",
-          rcvAuthKey: { alg: "ed25519", raw: ed25519.getPublicKey(rcvAuthSecret) },
+          rcvAuthKey:
+            auth === "x25519"
+              ? { alg: "x25519", raw: x25519.getPublicKey(rcvAuthSecret) }
+              : { alg: "ed25519", raw: ed25519.getPublicKey(rcvAuthSecret) },
           rcvDhKey: { alg: "x25519", raw: x25519.getPublicKey(rcvDhSecret) },
           subscribe,
         },
         "IDS",
-        rcvAuthSecret,
+        auth === "x25519" ? { x25519: rcvAuthSecret } : rcvAuthSecret,
       );
       if (r.tag !== "IDS") throw new SmpClientError("MALFORMED", "NEW answered without ids");
       const srvDh = decodeSpki(r.srvDhKey);
       const rcvBoxKey = srvDh?.alg === "x25519" ? boxKey(srvDh.raw, rcvDhSecret) : undefined;
       if (!rcvBoxKey) throw new SmpClientError("MALFORMED", "IDS carries no usable server DH key");
-      const q: SmpQueue = { rcvId: r.rcvId.slice(), sndId: r.sndId.slice(), rcvAuthSecret, rcvBoxKey };
+      const q: SmpQueue = {
+        rcvId: r.rcvId.slice(),
+        sndId: r.sndId.slice(),
+        rcvAuthSecret,
+        rcvAuthAlg: auth,
+        rcvBoxKey,
+      };
       // The session keeps its own copy: it wipes it on close, and the caller's queue outlives it.
       this.#queues.set(hex(q.rcvId), rcvBoxKey.slice());
       return q;
@@ -324,7 +375,7 @@ export class SmpClient {
       q.rcvId,
       { tag: "KEY", senderKey: { alg: "ed25519", raw: senderKey } },
       "OK",
-      q.rcvAuthSecret,
+      recipientAuth(q),
     );
   }
 
@@ -337,18 +388,114 @@ export class SmpClient {
 
   async subscribe(q: SmpQueue): Promise<void> {
     this.adopt(q);
-    await this.#expect(q.rcvId, { tag: "SUB" }, "OK", q.rcvAuthSecret);
+    await this.#expect(q.rcvId, { tag: "SUB" }, "OK", recipientAuth(q));
   }
 
   async ack(q: SmpQueue, msgId: Uint8Array): Promise<void> {
-    await this.#expect(q.rcvId, { tag: "ACK", msgId }, "OK", q.rcvAuthSecret);
+    await this.#expect(q.rcvId, { tag: "ACK", msgId }, "OK", recipientAuth(q));
   }
 
   async deleteQueue(q: SmpQueue): Promise<void> {
-    await this.#expect(q.rcvId, { tag: "DEL" }, "OK", q.rcvAuthSecret);
+    await this.#expect(q.rcvId, { tag: "DEL" }, "OK", recipientAuth(q));
     this.#queues.get(hex(q.rcvId))?.fill(0);
     this.#queues.delete(hex(q.rcvId));
   }
+}
+
+function recipientAuth(q: SmpQueue): CommandAuth {
+  return q.rcvAuthAlg === "x25519" ? { x25519: q.rcvAuthSecret } : q.rcvAuthSecret;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The v7 hello's signed session key (docs/protocol/smp.md, "Blocks and the handshake"): the
+// online certificate signs the key, the CA signs the online certificate. Ed25519 certificates
+// only (what the reference makes and this listener serves); anything else is refused.
+
+const ED25519_SPKI_PREFIX = Uint8Array.of(
+  0x30,
+  0x2a,
+  0x30,
+  0x05,
+  0x06,
+  0x03,
+  0x2b,
+  0x65,
+  0x70,
+  0x03,
+  0x21,
+  0x00,
+);
+const X25519_SPKI_PREFIX = Uint8Array.of(
+  0x30,
+  0x2a,
+  0x30,
+  0x05,
+  0x06,
+  0x03,
+  0x2b,
+  0x65,
+  0x6e,
+  0x03,
+  0x21,
+  0x00,
+);
+const SIGNATURE_TAIL = Uint8Array.of(0x03, 0x41, 0x00);
+
+/** A DER TLV's header and content lengths at `at`; undefined past the end or for a long form over 3 bytes. */
+function tlv(der: Uint8Array, at: number): { header: number; length: number } | undefined {
+  const first = der[at + 1];
+  if (first === undefined) return undefined;
+  if (first < 0x80) return { header: 2, length: first };
+  const n = first & 0x7f;
+  if (n === 0 || n > 3 || at + 2 + n > der.length) return undefined;
+  let length = 0;
+  for (let i = 0; i < n; i++) length = length * 256 + der[at + 2 + i]!;
+  return { header: 2 + n, length };
+}
+
+/** The raw Ed25519 key of a certificate's subject (the one Ed25519 SPKI in it). */
+function ed25519KeyOf(cert: Uint8Array): Uint8Array | undefined {
+  for (let i = 0; i + 44 <= cert.length; i++)
+    if (equalBytes(cert.subarray(i, i + 12), ED25519_SPKI_PREFIX)) return cert.subarray(i + 12, i + 44);
+  return undefined;
+}
+
+/** SEQUENCE { signed, AlgorithmIdentifier, BIT STRING (64-byte Ed25519 signature) } → its parts. */
+function signedParts(der: Uint8Array): { signed: Uint8Array; signature: Uint8Array } | undefined {
+  const outer = tlv(der, 0);
+  if (der[0] !== 0x30 || !outer || outer.header + outer.length !== der.length || der.length < 67)
+    return undefined;
+  const inner = tlv(der, outer.header);
+  if (!inner || outer.header + inner.header + inner.length > der.length - 67) return undefined;
+  const signed = der.subarray(outer.header, outer.header + inner.header + inner.length);
+  if (!equalBytes(der.subarray(der.length - 67, der.length - 64), SIGNATURE_TAIL)) return undefined;
+  return { signed, signature: der.subarray(der.length - 64) };
+}
+
+function verifies(signature: Uint8Array, message: Uint8Array, key: Uint8Array): boolean {
+  try {
+    return ed25519.verify(signature, message, key);
+  } catch {
+    return false;
+  }
+}
+
+/** The server's X25519 session key, if the CA signed the online certificate and that signed the key. */
+export function verifiedSessionKey(
+  online: Uint8Array,
+  ca: Uint8Array,
+  signedKey: Uint8Array,
+): Uint8Array | undefined {
+  const caKey = ed25519KeyOf(ca);
+  const onlineKey = ed25519KeyOf(online);
+  const cert = signedParts(online);
+  const key = signedParts(signedKey);
+  if (!caKey || !onlineKey || !cert || !key) return undefined;
+  if (!verifies(cert.signature, cert.signed, caKey) || !verifies(key.signature, key.signed, onlineKey))
+    return undefined;
+  if (key.signed.length !== 44 || !equalBytes(key.signed.subarray(0, 12), X25519_SPKI_PREFIX))
+    return undefined;
+  return key.signed.slice(12);
 }
 
 /** Open a delivered MSG body: crypto_box(rcvBoxKey, nonce = msgId) → padded RcvMsgBody. */

@@ -3,17 +3,23 @@
  * bridge"): each bad request gets its ERROR code and the bridge keeps serving; any first frame
  * (fuzzed) gets an ERROR, never a crash.
  */
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { x25519 } from "@noble/curves/ed25519.js";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { parseSmpServerAddress } from "../../core/smp/address.ts";
 import { type BridgeFrame, decodeBridgeFrame, encodeBridgeFrame } from "../../core/smp/bridge-frames.ts";
 import { connectSmpBridge } from "../../core/smp/bridge-link.ts";
-import { SmpClientError } from "../../core/smp/client.ts";
+import { SmpClientError, verifiedSessionKey } from "../../core/smp/client.ts";
 import { base64url } from "../../core/smp/encoding.ts";
+import { encodeSpki } from "../../core/smp/keys.ts";
 import { parsePatterns } from "../../smp/bridge/config.ts";
 import { DestinationPolicy, isNonPublicAddress } from "../../smp/bridge/policy.ts";
+import { loadOrCreateCredentials, signedPublicKey } from "../../smp/server/certs.ts";
 import { startTestBridge, type TestBridge } from "./bridge-testing.ts";
 import { type SmpTestServer, startSmpTestServer } from "./testing.ts";
 
@@ -285,5 +291,31 @@ describe("destination policy", () => {
   it("server addresses parse exactly", () => {
     expect(parseSmpServerAddress(server.address)?.port).toBe(server.smp.port);
     expect(parseSmpServerAddress(server.address.replace(/:\d+$/, ""))?.port).toBe(5223);
+  });
+});
+
+describe("the v7 hello's signed session key, as the page checks it", () => {
+  it("verifies with the listener's real certificates; any flipped byte, a swapped certificate or another key fails", () => {
+    const dir = mkdtempSync(join(tmpdir(), "loft-smp-certs-"));
+    try {
+      const creds = loadOrCreateCredentials(dir, "localhost");
+      const other = loadOrCreateCredentials(join(dir, "other"), "localhost");
+      const [online, ca] = creds.chainDer as [Uint8Array, Uint8Array];
+      const session = x25519.getPublicKey(x25519.utils.randomSecretKey());
+      const signed = signedPublicKey(encodeSpki({ alg: "x25519", raw: session }), creds.onlineKey);
+      expect(verifiedSessionKey(online, ca, signed)).toEqual(session);
+      for (const at of [0, 13, 30, signed.length - 1]) {
+        const bad = signed.slice();
+        bad[at]! ^= 1;
+        expect(verifiedSessionKey(online, ca, bad), `byte ${at}`).toBeUndefined();
+      }
+      const badCert = online.slice();
+      badCert[online.length - 10]! ^= 1;
+      expect(verifiedSessionKey(badCert, ca, signed)).toBeUndefined();
+      expect(verifiedSessionKey(online, other.chainDer[1]!, signed)).toBeUndefined();
+      expect(verifiedSessionKey(other.chainDer[0]!, other.chainDer[1]!, signed)).toBeUndefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

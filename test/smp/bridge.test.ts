@@ -6,8 +6,10 @@
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { utf8 } from "../../core/bytes.ts";
+import { decodeBridgeFrame } from "../../core/smp/bridge-frames.ts";
 import { connectSmpBridge } from "../../core/smp/bridge-link.ts";
 import type { SmpPush } from "../../core/smp/client.ts";
+import { decodeBatch } from "../../core/smp/transport.ts";
 import { contains, recordingWebSocket, startTestBridge, type TestBridge } from "./bridge-testing.ts";
 import { cmd, SmpTestClient } from "./client.ts";
 import { type SmpTestServer, startSmpTestServer } from "./testing.ts";
@@ -91,6 +93,30 @@ describe("SMP bridge", () => {
     }
     sender.close();
     client.close();
+  });
+
+  it("at v7 a queue with an X25519 recipient key: its commands carry 80-byte crypto_box authenticators with the server's session key, no signatures", async () => {
+    const rec = recordingWebSocket();
+    const { client } = await connectSmpBridge(bridge.url, server.address, { webSocket: rec.factory });
+    expect(client.serverSessionKey).toHaveLength(32);
+    const q = await client.createQueue(true, "x25519");
+    const got = nextPush(client.onPush.bind(client), (p) => p.tag === "MSG");
+    const sender = await SmpTestClient.connect(server.address, { connectHost: "127.0.0.1" });
+    expect((await sender.command(q.sndId, cmd.send(utf8("deniably read")))).tag).toBe("OK");
+    sender.close();
+    const p = await got;
+    if (p.tag !== "MSG") throw new Error("not a MSG");
+    expect(p.message.body).toEqual(utf8("deniably read"));
+    await client.ack(q, p.message.msgId);
+    await client.deleteQueue(q);
+    client.close();
+    // NEW, ACK and DEL as the page sent them: every authorization is 80 bytes.
+    const lengths = rec.sent
+      .map((f) => decodeBridgeFrame(f))
+      .flatMap((f) => (f?.kind === "BLOCK" ? (decodeBatch(f.block) ?? []) : []))
+      .map((t) => t[0]!)
+      .filter((n) => n > 0);
+    expect(lengths).toEqual([80, 80, 80]);
   });
 
   it("at v6 (session id in every transmission) too", async () => {

@@ -10,7 +10,11 @@
  * load of the moment falls on both. Figures: messages/s SEND→MSG (with the ACK) and the p50/p99
  * latency from SEND to MSG, and `smp_vs_ws` (SMP msg/s ÷ WebSocket msg/s, median of the rounds).
  *
- * Same discipline on both paths: one message in flight to the receiver (SMP delivers one at a
+ * The bridged path (docs/protocol/smp.md, "The bridge") runs in the same rounds: core/smp's client,
+ * as a page runs it, over the same relay's `/smp-bridge` WebSocket, which carries its blocks to the
+ * SMP listener over TLS — the browser's way to SMP. Figures `bridged_vs_ws` and `bridged_vs_smp`.
+ *
+ * Same discipline on every path: one message in flight to the receiver (SMP delivers one at a
  * time until it is acknowledged; the WebSocket receiver subscribes with window 1). Both clients do
  * their crypto with noble in this process. Everything targets 127.0.0.1.
  */
@@ -21,6 +25,8 @@ import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import WebSocket from "ws";
 import { RelayClient } from "../core/relay/client.ts";
 import { WebSocketLink } from "../core/relay/ws-link.ts";
+import { connectSmpBridge } from "../core/smp/bridge-link.ts";
+import type { SmpMessage } from "../core/smp/client.ts";
 import { boxBeforeNm, cmd, openMsg, parseIds, SmpTestClient } from "../test/smp/client.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 import { alternate, log, median, QUICK, rateOf, report, sliceRatio, sliceRatioRange } from "./harness.ts";
@@ -64,6 +70,43 @@ async function smpPath(address: string, latencies: number[]) {
         if (ack.tag !== "OK") throw new Error(`SMP ACK: ${ack.tag}`);
       }
       for (const s of await sends) if (s.tag !== "OK") throw new Error(`SMP SEND: ${s.tag}`);
+      return BATCH;
+    },
+    close() {
+      rcv.close();
+      snd.close();
+    },
+  };
+}
+
+async function bridgedPath(bridgeUrl: string, address: string, latencies: number[]) {
+  const webSocket = (u: string) => new WebSocket(u, { perMessageDeflate: false }) as never;
+  const rcv = (await connectSmpBridge(bridgeUrl, address, { webSocket, timeoutMs: TIMEOUT_MS })).client;
+  const snd = (await connectSmpBridge(bridgeUrl, address, { webSocket, timeoutMs: TIMEOUT_MS })).client;
+  const q = await rcv.createQueue(true);
+  const waiting: ((m: SmpMessage) => void)[] = [];
+  const inbox: SmpMessage[] = [];
+  rcv.onPush((p) => {
+    if (p.tag !== "MSG") return;
+    const w = waiting.shift();
+    if (w) w(p.message);
+    else inbox.push(p.message);
+  });
+  const next = () =>
+    new Promise<SmpMessage>((resolve) => {
+      const m = inbox.shift();
+      if (m) resolve(m);
+      else waiting.push(resolve);
+    });
+  return {
+    async run(): Promise<number> {
+      const sends = Promise.all(Array.from({ length: BATCH }, () => snd.send(q.sndId, stamped())));
+      for (let i = 0; i < BATCH; i++) {
+        const m = await next();
+        latencies.push(performance.now() - sentAt(m.body));
+        await rcv.ack(q, m.msgId);
+      }
+      await sends;
       return BATCH;
     },
     close() {
@@ -129,6 +172,9 @@ async function main() {
         "localhost",
         "--relay-rate",
         "0",
+        // The bridge reaches the listener on loopback.
+        "--smp-bridge-private",
+        "true",
       ],
     });
     let address: string | undefined;
@@ -141,26 +187,32 @@ async function main() {
     if (!address) throw new Error("the relay did not log its SMP address");
     const smpLat: number[] = [];
     const wsLat: number[] = [];
+    const bridgedLat: number[] = [];
     const smp = await smpPath(address, smpLat);
+    const bridged = await bridgedPath(`ws://127.0.0.1:${proc.port}/smp-bridge`, address, bridgedLat);
     const ws = await wsPath(`ws://127.0.0.1:${proc.port}/relay`, wsLat);
     log(`bench:smp: batches of ${BATCH} × ${SIZE} B, one message in flight to the receiver`);
     const rates = await alternate(
       [
         { name: "smp", run: () => smp.run() },
         { name: "ws", run: () => ws.run() },
+        { name: "bridged", run: () => bridged.run() },
       ],
       { sliceSeconds: 0, ...(QUICK ? { rounds: 2 } : { rounds: 12 }) },
     );
     smp.close();
     ws.close();
+    bridged.close();
     const s = rateOf(rates, "smp");
     const w = rateOf(rates, "ws");
+    const b = rateOf(rates, "bridged");
     const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
     const ls = sorted(smpLat);
     const lw = sorted(wsLat);
+    const lb = sorted(bridgedLat);
     const ratio = sliceRatio(s, w);
     report(
-      "bench:smp — SMP SEND→MSG next to the WebSocket path, same relay, same run",
+      "bench:smp — SMP SEND→MSG, direct and bridged, next to the WebSocket path, same relay, same run",
       [
         {
           name: "SMP SEND→MSG (+ACK), msg/s",
@@ -182,6 +234,20 @@ async function main() {
           unit: "ms",
           baseline: { name: "WebSocket", value: percentile(lw, 99) },
         },
+        {
+          name: "bridged SMP SEND→MSG (+ACK), msg/s",
+          value: median(b.slices),
+          unit: "msg/s",
+          baseline: { name: "WebSocket", value: median(w.slices) },
+          ratio: sliceRatio(b, w),
+          ratioRange: sliceRatioRange(b, w),
+        },
+        {
+          name: "bridged SMP latency p99",
+          value: percentile(lb, 99),
+          unit: "ms",
+          baseline: { name: "WebSocket", value: percentile(lw, 99) },
+        },
       ],
       {
         bench: "smp",
@@ -189,8 +255,12 @@ async function main() {
         size: SIZE,
         smp: { msg_per_s: median(s.slices), p50_ms: percentile(ls, 50), p99_ms: percentile(ls, 99) },
         ws: { msg_per_s: median(w.slices), p50_ms: percentile(lw, 50), p99_ms: percentile(lw, 99) },
+        bridged: { msg_per_s: median(b.slices), p50_ms: percentile(lb, 50), p99_ms: percentile(lb, 99) },
         smp_vs_ws: ratio,
         smp_vs_ws_range: sliceRatioRange(s, w),
+        bridged_vs_ws: sliceRatio(b, w),
+        bridged_vs_ws_range: sliceRatioRange(b, w),
+        bridged_vs_smp: sliceRatio(b, s),
       },
     );
   } catch (e) {

@@ -60,7 +60,7 @@ describe("public /health and the metrics listener", () => {
       crypto: Record<string, string>;
     };
     expect(health.status).toBe("ok");
-    expect(Object.keys(health.services).sort()).toEqual(["relay", "signaling"]);
+    expect(Object.keys(health.services).sort()).toEqual(["relay", "signaling", "smp-bridge"]);
     // The crypto backend table: every primitive named, native where node:crypto has it.
     expect(Object.keys(health.crypto).sort()).toEqual([...PRIMITIVES].sort());
     for (const p of ["x25519", "ed25519", "chacha20poly1305", "aes256gcm", "sha256", "hkdfSha256"])

@@ -12,6 +12,8 @@ import { closeOnSignals, createHost, createRegistry } from "../host/host.ts";
 import { createLogger } from "../host/log.ts";
 import { metricsOptions } from "../host/metrics.ts";
 import { exitOnStartupError, metricsListener, warnIfMetricsExposed } from "../host/standalone.ts";
+import { smpBridgeOptions } from "../smp/bridge/config.ts";
+import { createSmpBridgeService } from "../smp/bridge/service.ts";
 import { smpOptions } from "../smp/server/config.ts";
 import { startSmpListener } from "../smp/server/listener.ts";
 import { relayOptions } from "./config.ts";
@@ -23,6 +25,7 @@ const options = {
   ...metricsOptions,
   ...relayOptions,
   ...smpOptions,
+  ...smpBridgeOptions,
 };
 
 async function main() {
@@ -40,6 +43,12 @@ async function main() {
     smpHost,
     smpAddressHost,
     smpDir,
+    smpBridge,
+    smpBridgeAllow,
+    smpBridgeDeny,
+    smpBridgePrivate,
+    smpBridgeMaxPerSource,
+    smpBridgeMaxConnections,
     ...relayConfig
   } = readConfig(options);
   const metrics = { metricsPort, metricsHost, metricsToken };
@@ -56,6 +65,26 @@ async function main() {
   });
   const relay = createRelayService(relayConfig, { registry, log });
   hostServer.mount(relay);
+  // Browsers' SMP connections to SMP servers (docs/operations.md, "SMP bridge").
+  if (smpBridge)
+    hostServer.mount(
+      createSmpBridgeService(
+        {
+          smpBridge,
+          smpBridgeAllow,
+          smpBridgeDeny,
+          smpBridgePrivate,
+          smpBridgeMaxPerSource,
+          smpBridgeMaxConnections,
+        },
+        {
+          registry,
+          log,
+          trusted: trustedProxies(relayConfig.trustProxy),
+          allowedOrigins: relayConfig.allowedOrigins,
+        },
+      ),
+    );
   const bound = await hostServer.listen();
   // SMP over TLS on its own port, into the same queues (docs/operations.md, "SMP listener").
   if (smpPort !== "off")

@@ -16,6 +16,8 @@ import { type RelayConfig, relayOptions } from "../relay-ws/config.ts";
 import { createRelayService } from "../relay-ws/service.ts";
 import { signalingConfigFrom, signalingOptions } from "../signaling/config.ts";
 import { createSignalingService } from "../signaling/service.ts";
+import { smpBridgeOptions } from "../smp/bridge/config.ts";
+import { createSmpBridgeService } from "../smp/bridge/service.ts";
 import { smpOptions } from "../smp/server/config.ts";
 import { startSmpListener } from "../smp/server/listener.ts";
 
@@ -50,6 +52,7 @@ const options = {
   // (--relay-* vs --signal-*), so they are read under a prefix and unwrapped below.
   ...prefixed("relay.", relayOptions),
   ...smpOptions,
+  ...smpBridgeOptions,
 };
 
 async function main() {
@@ -83,6 +86,16 @@ async function main() {
   host.mount(createSignalingService(signaling, { registry, log }));
   const relayService = createRelayService(relay, { registry, log });
   host.mount(relayService);
+  // Browsers' SMP connections to SMP servers (docs/operations.md, "SMP bridge").
+  if (config.smpBridge)
+    host.mount(
+      createSmpBridgeService(config, {
+        registry,
+        log,
+        trusted: trustedProxies(config.trustProxy),
+        allowedOrigins: relay.allowedOrigins,
+      }),
+    );
   const port = await host.listen();
   // The SMP-over-TLS listener on its own port, into the same queues (docs/operations.md, "SMP listener").
   if (config.smpPort !== "off")

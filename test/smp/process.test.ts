@@ -10,6 +10,9 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+import { connectSmpBridge } from "../../core/smp/bridge-link.ts";
+import { upgradeStatus } from "../../relay-ws/testing.ts";
 import { type LoftProcess, LoftStartError, startLoft } from "../support/loft-process.ts";
 import { cmd, SmpTestClient } from "./client.ts";
 
@@ -58,18 +61,32 @@ describe("SMP listener in the entry points", () => {
     }
   });
 
-  it("npm run relay --smp-port: the certificates survive a restart, and so does the address's fingerprint", async () => {
+  it("npm run relay --smp-port: the certificates survive a restart, and so does the address's fingerprint; the SMP bridge is served unless turned off", async () => {
     const addresses: string[] = [];
     for (let i = 0; i < 2; i++) {
       const proc = await startLoft({
         entry: "relay-ws/main.ts",
-        args: ["--relay-data-dir", dataDir, ...smpArgs],
+        // First start: the bridge may reach loopback (its own listener); second: no bridge.
+        args: [
+          "--relay-data-dir",
+          dataDir,
+          ...smpArgs,
+          ...(i === 0 ? ["--smp-bridge-private", "true"] : ["--smp-bridge", "false"]),
+        ],
       });
       try {
         addresses.push(await loggedAddress(proc));
         const c = await SmpTestClient.connect(addresses[i]!, { connectHost: "127.0.0.1" });
         expect((await c.command(new Uint8Array(0), cmd.ping())).tag).toBe("PONG");
         c.close();
+        const bridgeUrl = `ws://127.0.0.1:${proc.port}/smp-bridge`;
+        if (i === 0) {
+          const { client } = await connectSmpBridge(bridgeUrl, addresses[i]!, {
+            webSocket: (u) => new WebSocket(u) as never,
+          });
+          await client.ping();
+          client.close();
+        } else expect(await upgradeStatus(bridgeUrl)).toBe(404);
         expect(await proc.stop("SIGTERM")).toBe(0);
       } finally {
         await proc.stop("SIGKILL");

@@ -1,0 +1,100 @@
+/**
+ * The browser's end of the relay's SMP bridge (docs/protocol/smp.md, "The bridge"): open a
+ * WebSocket to the relay's `/smp` path, ask for an `smp://` server in OPEN, wait for READY and the
+ * server hello, and hand an `SmpClient` the blocks both ways. Written against the structural
+ * WebSocket interface of core/relay/ws-link.ts, so the browser's WebSocket and Node's `ws` both fit.
+ */
+import type { WebSocketLike } from "../relay/ws-link.ts";
+import { parseSmpServerAddress } from "./address.ts";
+import { decodeBridgeFrame, describeBridgeError, encodeBridgeFrame } from "./bridge-frames.ts";
+import { SmpClient, SmpClientError, type SmpClientOptions } from "./client.ts";
+
+export interface BridgeConnectOptions extends SmpClientOptions {
+  /** Makes the WebSocket (the browser: `(url) => new WebSocket(url)`). */
+  webSocket: (url: string) => WebSocketLike;
+  /** How long the bridge and the server get to be ready (default 30 s). */
+  connectTimeoutMs?: number;
+}
+
+export interface BridgedSmp {
+  client: SmpClient;
+  /** The TLS version the relay reached the server with. */
+  tls: string;
+}
+
+/** `bridgeUrl` is the relay's bridge endpoint (`wss://relay.example/smp`). */
+export function connectSmpBridge(
+  bridgeUrl: string,
+  serverAddress: string,
+  options: BridgeConnectOptions,
+): Promise<BridgedSmp> {
+  const address = parseSmpServerAddress(serverAddress);
+  if (!address)
+    return Promise.reject(
+      new SmpClientError("BRIDGE", "not an smp:// server address", { bridgeError: "BAD_ADDRESS" }),
+    );
+  const ws = options.webSocket(bridgeUrl);
+  ws.binaryType = "arraybuffer";
+  return new Promise((resolve, reject) => {
+    let tls: string | undefined;
+    let client: SmpClient | undefined;
+    let settled = false;
+    const sink = {
+      send: (block: Uint8Array) => ws.send(encodeBridgeFrame({ kind: "BLOCK", block })),
+      close: () => {
+        try {
+          ws.close(1000, "done");
+        } catch {
+          // already closing
+        }
+      },
+    };
+    const fail = (e: SmpClientError) => {
+      clearTimeout(timer);
+      if (client) client.fail(e);
+      else if (!settled) {
+        settled = true;
+        reject(e);
+        sink.close();
+      }
+    };
+    const timer = setTimeout(
+      () => fail(new SmpClientError("TIMEOUT", "the bridge did not connect in time")),
+      options.connectTimeoutMs ?? 30_000,
+    );
+    ws.addEventListener("open", () => ws.send(encodeBridgeFrame({ kind: "OPEN", address: serverAddress })));
+    ws.addEventListener("message", (event: { data: unknown }) => {
+      const data = event.data instanceof ArrayBuffer ? new Uint8Array(event.data) : event.data;
+      const frame = data instanceof Uint8Array ? decodeBridgeFrame(data) : undefined;
+      if (!frame) return fail(new SmpClientError("MALFORMED", "the bridge sent a malformed frame"));
+      if (frame.kind === "ERROR")
+        return fail(
+          new SmpClientError(
+            "BRIDGE",
+            `${describeBridgeError(frame.error)}${frame.detail ? `: ${frame.detail}` : ""}`,
+            {
+              bridgeError: frame.error,
+            },
+          ),
+        );
+      if (frame.kind === "READY" && tls === undefined && !client) {
+        tls = frame.tls;
+        return;
+      }
+      if (frame.kind !== "BLOCK" || tls === undefined)
+        return fail(new SmpClientError("MALFORMED", `the bridge sent ${frame.kind} out of order`));
+      if (client) return client.receive(frame.block);
+      try {
+        client = SmpClient.handshake(sink, frame.block, address.fingerprint, options);
+      } catch (e) {
+        return fail(e as SmpClientError);
+      }
+      clearTimeout(timer);
+      settled = true;
+      resolve({ client, tls });
+    });
+    ws.addEventListener("close", (event: { code?: number; reason?: string }) =>
+      fail(new SmpClientError("CLOSED", `the bridge closed the connection (${event.code ?? 1006})`)),
+    );
+  });
+}

@@ -1,0 +1,141 @@
+/**
+ * The SMP bridge as a HostedService (host/host.ts) at `/smp-bridge` (docs/protocol/smp.md, "The
+ * bridge"; docs/operations.md, "SMP bridge"): browsers reach SMP servers — another Loft
+ * instance's listener, a SimpleX server, a GoRelay box — through their relay. Admission: this
+ * origin's pages and `--allowed-origins` (a page elsewhere must not spend its visitors' budget
+ * here), `--smp-bridge-max-per-source` connections per client address (the relay has no accounts:
+ * a user is an address, as in every other budget) and `--smp-bridge-max-connections` in all,
+ * then the destination policy (policy.ts) for each OPEN. Nothing about a destination or a client
+ * address is logged; /health and /metrics count connections by outcome.
+ */
+import type { IncomingMessage } from "node:http";
+import type { Duplex } from "node:stream";
+import { Counter, Gauge, type Registry } from "prom-client";
+import { WebSocketServer } from "ws";
+import { encodeBridgeFrame } from "../../core/smp/bridge-frames.ts";
+import { sourceOf, type TrustedProxies } from "../../host/client-source.ts";
+import type { HostedService } from "../../host/host.ts";
+import type { Logger } from "../../host/log.ts";
+import { originAllowed } from "../../host/origin.ts";
+import type { SmpBridgeConfig } from "./config.ts";
+import { DestinationPolicy, type Resolver } from "./policy.ts";
+import { BridgeTunnel, type TunnelResult } from "./tunnel.ts";
+
+export const SMP_BRIDGE_PATH = "/smp-bridge";
+/** OPEN frame, then the server's address, then the TLS handshake: each must come this soon. */
+const DEFAULT_TIMEOUT_MS = 10_000;
+/** A browser sends blocks (16 385-byte frames) and one OPEN: nothing bigger. */
+const MAX_FRAME = 16_385;
+
+export interface SmpBridgeDeps {
+  registry: Registry;
+  log: Logger;
+  trusted: TrustedProxies;
+  allowedOrigins: readonly string[];
+  /** DNS, injectable for the policy tests. */
+  resolve?: Resolver;
+  timeoutMs?: number;
+}
+
+export interface SmpBridgeService extends HostedService {
+  readonly connectionCount: number;
+}
+
+export function createSmpBridgeService(config: SmpBridgeConfig, deps: SmpBridgeDeps): SmpBridgeService {
+  const log = deps.log.child({ service: "smp-bridge" });
+  const policy = new DestinationPolicy(config, deps.resolve);
+  const perSource = new Map<string, number>();
+  const tunnels = new Set<BridgeTunnel>();
+  const outcomes = new Map<string, number>();
+  let closing = false;
+  const results = new Counter({
+    name: "loft_smp_bridge_connections_total",
+    help: "Bridged SMP connections by outcome (ok: the server closed or the browser left after the handshake; otherwise the bridge error)",
+    labelNames: ["result"],
+    registers: [deps.registry],
+  });
+  new Gauge({
+    name: "loft_smp_bridge_open",
+    help: "Bridged SMP connections open now",
+    registers: [deps.registry],
+    collect() {
+      this.set(tunnels.size);
+    },
+  });
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: MAX_FRAME,
+    perMessageDeflate: false,
+    clientTracking: false,
+  });
+
+  const count = (result: string) => {
+    results.inc({ result });
+    outcomes.set(result, (outcomes.get(result) ?? 0) + 1);
+  };
+
+  return {
+    name: "smp-bridge",
+    path: SMP_BRIDGE_PATH,
+    get connectionCount() {
+      return tunnels.size;
+    },
+    handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer) {
+      if (closing || !originAllowed(req, deps.allowedOrigins)) {
+        count(closing ? "closing" : "origin");
+        socket.end(
+          `HTTP/1.1 ${closing ? "503 Service Unavailable" : "403 Forbidden"}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`,
+        );
+        return;
+      }
+      const source = sourceOf(req, deps.trusted);
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        // Over a limit, the browser gets a reason (a refused upgrade tells a page nothing).
+        const held = perSource.get(source) ?? 0;
+        if (held >= config.smpBridgeMaxPerSource || tunnels.size >= config.smpBridgeMaxConnections) {
+          count("LIMIT");
+          ws.send(
+            encodeBridgeFrame({
+              kind: "ERROR",
+              error: "LIMIT",
+              detail:
+                held >= config.smpBridgeMaxPerSource
+                  ? `at most ${config.smpBridgeMaxPerSource} per user`
+                  : "the bridge is full",
+            }),
+          );
+          ws.close(1008, "LIMIT");
+          return;
+        }
+        perSource.set(source, held + 1);
+        const started = performance.now();
+        const tunnel = new BridgeTunnel({
+          ws,
+          policy,
+          timeoutMs: deps.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+          onEnd: (result: TunnelResult, opened: boolean) => {
+            tunnels.delete(tunnel);
+            const left = (perSource.get(source) ?? 1) - 1;
+            if (left > 0) perSource.set(source, left);
+            else perSource.delete(source);
+            const r = opened && (result === "CLOSED" || result === "client_closed") ? "ok" : result;
+            count(r);
+            log.debug(
+              { result: r, seconds: Math.round((performance.now() - started) / 1000) },
+              "smp bridge connection ended",
+            );
+          },
+        });
+        tunnels.add(tunnel);
+      });
+    },
+    health() {
+      return { connections: tunnels.size, outcomes: Object.fromEntries(outcomes) };
+    },
+    async close() {
+      closing = true;
+      for (const t of [...tunnels]) t.goAway();
+      wss.close();
+    },
+  };
+}

@@ -14,6 +14,7 @@ import { equalBytes, toHex } from "../../../../core/bytes.ts";
 import { randomId } from "../../lib/base64url.ts";
 import type { ContactId, StoredMessage } from "../api.ts";
 import { type EngineContext, emit, type Peer, serial, stamp } from "../context.ts";
+import { iceServersFor } from "../ice-servers.ts";
 import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
 import { certificateFingerprint, parseFingerprintHex, sdpMatchesFingerprint } from "./fingerprint.ts";
 import { MediaRefused, openCamera, openLocalMedia, openMicrophone } from "./media.ts";
@@ -38,7 +39,7 @@ const MAX_PENDING_CANDIDATES = 64;
 
 export type CallsContext = Pick<
   EngineContext,
-  "cfg" | "storage" | "listeners" | "peers" | "lastStamp" | "stopped" | "signaling"
+  "cfg" | "storage" | "listeners" | "peers" | "lastStamp" | "stopped" | "signaling" | "serverIce"
 >;
 
 type Bytes = Uint8Array<ArrayBuffer>;
@@ -335,7 +336,7 @@ export class Calls implements CallControls {
     c.ourFp = fp;
     const settings = await this.#ctx.storage.getSettings();
     const pc = new RTCPeerConnection({
-      iceServers: settings.iceServers ?? [],
+      iceServers: iceServersFor(this.#ctx, settings),
       ...(settings.iceTransportPolicy ? { iceTransportPolicy: settings.iceTransportPolicy } : {}),
       certificates: [cert],
       bundlePolicy: "max-bundle",

@@ -5,6 +5,7 @@
  */
 import * as v from "valibot";
 import { serverUrlSchema } from "../core/codec/server-url.ts";
+import { SIGNALING } from "../core/wire/signaling.ts";
 import { MAX_SERVERS } from "../core/wire/sremp.ts";
 import { trustProxyOption } from "../host/client-source.ts";
 import { bool, ConfigError, int, list, type OptionSpec, readConfig, str } from "../host/config.ts";
@@ -258,6 +259,27 @@ export const signalingOptions = {
     "LOFT_SIGNAL_CROSS_ORIGIN_PAGES",
     "users pick this server in another deployment's Settings",
   ),
+  turnUrls: spec({
+    flag: "turn-url",
+    env: "LOFT_TURN_URLS",
+    default: [] as string[],
+    parse: list,
+    help: "comma-separated STUN/TURN URLs handed to registered clients (turn:host:3478?transport=udp,turns:host:5349,stun:host:3478); TURN URLs need --turn-secret",
+  }),
+  turnSecret: spec({
+    flag: "turn-secret",
+    env: "LOFT_TURN_SECRET",
+    default: "",
+    parse: str,
+    help: "the secret shared with the TURN server (coturn use-auth-secret + static-auth-secret); prefer the environment variable, which ps does not show",
+  }),
+  turnTtlSeconds: spec({
+    flag: "turn-ttl",
+    env: "LOFT_TURN_TTL",
+    default: 86_400,
+    parse: int(600, 7 * 86_400),
+    help: "lifetime of the TURN credentials handed out (seconds); clients get new ones at half of it",
+  }),
   shutdownGraceMs: spec({
     flag: "signal-shutdown-grace-ms",
     env: "LOFT_SIGNAL_SHUTDOWN_GRACE_MS",
@@ -297,6 +319,17 @@ export function checkSignalingConfig(c: SignalingConfig): void {
     if (!u || !["ws:", "wss:", "http:", "https:"].includes(u.protocol))
       throw new ConfigError(`--signal-audience: "${a}" is not a ws(s):// or http(s):// URL`);
   }
+  for (const u of c.turnUrls)
+    if (!/^(stun|stuns|turn|turns):[^\s]{1,500}$/.test(u))
+      throw new ConfigError(`--turn-url: "${u}" is not a stun:, stuns:, turn: or turns: URL`);
+  if (c.turnUrls.length > SIGNALING.MAX_ICE_URLS)
+    throw new ConfigError(`--turn-url: at most ${SIGNALING.MAX_ICE_URLS} URLs`);
+  if (c.turnUrls.some((u) => /^turns?:/.test(u)) && !c.turnSecret)
+    throw new ConfigError(
+      "--turn-url names a TURN server: give its shared secret with --turn-secret (or LOFT_TURN_SECRET)",
+    );
+  if (c.turnSecret && !c.turnUrls.some((u) => /^turns?:/.test(u)))
+    throw new ConfigError("--turn-secret needs at least one turn: or turns: URL in --turn-url");
   const servers = v.safeParse(v.pipe(v.array(serverUrlSchema), v.maxLength(MAX_SERVERS)), c.servers);
   if (!servers.success)
     throw new ConfigError("--signal-servers: expected at most 64 ws://, wss://, http:// or https:// URLs");

@@ -59,6 +59,7 @@ import { createSignalingMetrics } from "./metrics.ts";
 import { IdentityCache, registerSignatureValid } from "./register-check.ts";
 import { PeerRegistry, type Registration } from "./registry.ts";
 import { RoomTable } from "./rooms.ts";
+import { issueIceServers, needsIceRenewal, turnTag } from "./turn-credentials.ts";
 
 /** What a refused ROOM_JOIN says (signaling/rooms.ts decides which). */
 const ROOM_REFUSALS = {
@@ -121,6 +122,10 @@ interface Conn {
   rooms: Set<string>;
   /** ROOM_JOINs this connection may still send now. */
   joinBucket: TokenBucket;
+  /** Random tag of this connection's TURN usernames (signaling/turn-credentials.ts). */
+  readonly turnTag: string;
+  /** When the ICE servers last pushed to this connection expire; undefined: none pushed yet. */
+  iceUntil: number | undefined;
   closed: boolean;
   onClosed: (() => void) | undefined;
 }
@@ -178,6 +183,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
   const proxies = trustedProxies(config.trustProxy);
   const rooms = new RoomTable<Conn>(config);
   const registry = new PeerRegistry<Conn>(now(), (subscriber, key) => refresh(subscriber, toHex(key), key));
+  const turn = { urls: config.turnUrls, secret: config.turnSecret, ttlSeconds: config.turnTtlSeconds };
   let nextConnId = 1;
   let closing = false;
   let closePromise: Promise<void> | undefined;
@@ -387,6 +393,20 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     };
     if (req.id !== undefined) response.id = req.id;
     send(conn, response);
+    pushIceServers(conn, t);
+  }
+
+  /**
+   * After a REGISTER (first or renewal): the operator's STUN/TURN servers with fresh TURN
+   * credentials, when the connection holds none or half their lifetime has passed. Renewals come
+   * every ≤ 150 s and credentials live ≥ 600 s, so a registered client never holds expired ones.
+   */
+  function pushIceServers(conn: Conn, t: number) {
+    if (!needsIceRenewal(turn, conn.iceUntil, t)) return;
+    const issued = issueIceServers(turn, conn.turnTag, t);
+    if (!issued) return;
+    conn.iceUntil = issued.expiresAt;
+    send(conn, { t: "ICE_SERVERS", servers: issued.servers, expires_at: issued.expiresAt });
   }
 
   function onMessage(conn: Conn, msg: ClientMessage) {
@@ -600,6 +620,8 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       violations: 0,
       rooms: new Set(),
       joinBucket: new TokenBucket(config.roomJoinRate, 5 * config.roomJoinRate, now()),
+      turnTag: turnTag(),
+      iceUntil: undefined,
       closed: false,
       onClosed: undefined,
     };

@@ -28,6 +28,7 @@ import {
   CLOSE,
   type ClientMessage,
   clientCodec,
+  type IceServerEntry,
   type ServerMessage,
   SIGNALING,
   type SignalEnvelope,
@@ -91,6 +92,11 @@ export type SignalingEvent =
   | { type: "room-presence"; room: Uint8Array; key: Uint8Array; present: boolean }
   /** After a reconnect: we are present in `room` again, with these others there. */
   | { type: "room-members"; room: Uint8Array; members: Uint8Array[] }
+  /**
+   * STUN/TURN servers the operator hands registered clients (ICE_SERVERS), with time-limited TURN
+   * credentials valid until `expiresAt` (ms); a later push replaces them.
+   */
+  | { type: "ice-servers"; servers: IceServerEntry[]; expiresAt: number }
   | { type: "error"; error: LoftError };
 
 export type SignalingListener = (event: SignalingEvent) => void;
@@ -684,6 +690,9 @@ export class SignalingClient {
         return;
       case "ROOM_PRESENCE":
         this.#emit({ type: "room-presence", room: m.room, key: m.key, present: m.present });
+        return;
+      case "ICE_SERVERS":
+        this.#emit({ type: "ice-servers", servers: m.servers, expiresAt: m.expires_at });
         return;
       case "CHALLENGE":
         this.#challenge = m.challenge.slice();

@@ -44,6 +44,11 @@ export const SIGNALING = {
   ROOM_HASH_BYTES: 32,
   /** Hard ceiling of a room's member cap whatever a client asks (the server may lower it). */
   MAX_ROOM_MEMBERS: 255,
+  /** ICE_SERVERS: servers in one push, URLs per server, characters per URL / username / credential. */
+  MAX_ICE_SERVERS: 8,
+  MAX_ICE_URLS: 8,
+  MAX_ICE_URL_CHARS: 512,
+  MAX_ICE_CREDENTIAL_CHARS: 256,
 } as const;
 
 /** Stable error codes carried by ERROR replies (docs/protocol/signaling.md, Error codes). */
@@ -171,6 +176,31 @@ const ROOM_LEAVE_RESPONSE = defineMessage(messageSchema("ROOM_LEAVE_RESPONSE", {
 const ROOM_PRESENCE = defineMessage(
   messageSchema("ROOM_PRESENCE", { room: roomHash, key, present: v.boolean() }),
 );
+/**
+ * Pushed after a REGISTER is accepted when the operator configured STUN/TURN servers, and again
+ * before the credentials reach half their lifetime (docs/protocol/signaling.md, "ICE_SERVERS"):
+ * TURN credentials in coturn's REST scheme (`username` = expiry ":" tag, `credential` =
+ * base64 HMAC-SHA1 of the username under the secret shared with the TURN server), valid until
+ * `expires_at` (ms). The client adds them to its own servers for new connections and forgets them
+ * after `expires_at`.
+ */
+const iceText = (max: number) => v.pipe(v.string(), v.minLength(1), v.maxLength(max));
+const iceServerSchema = v.strictObject({
+  urls: v.pipe(
+    v.array(v.pipe(iceText(SIGNALING.MAX_ICE_URL_CHARS), v.regex(/^(stun|stuns|turn|turns):/))),
+    v.minLength(1),
+    v.maxLength(SIGNALING.MAX_ICE_URLS),
+  ),
+  username: v.optional(iceText(SIGNALING.MAX_ICE_CREDENTIAL_CHARS)),
+  credential: v.optional(iceText(SIGNALING.MAX_ICE_CREDENTIAL_CHARS)),
+});
+export type IceServerEntry = v.InferOutput<typeof iceServerSchema>;
+const ICE_SERVERS = defineMessage(
+  messageSchema("ICE_SERVERS", {
+    servers: v.pipe(v.array(iceServerSchema), v.maxLength(SIGNALING.MAX_ICE_SERVERS)),
+    expires_at: u64,
+  }),
+);
 /** Frames a client sends after its VERSION_HEADER. */
 export const CLIENT_MESSAGES = [
   REGISTER_REQUEST,
@@ -197,6 +227,7 @@ export const SERVER_MESSAGES = [
   ROOM_MEMBERS,
   ROOM_LEAVE_RESPONSE,
   ROOM_PRESENCE,
+  ICE_SERVERS,
   ERROR,
 ] as const;
 

@@ -20,6 +20,13 @@
  * the selected ICE candidate pair: it must be relay/relay, never a host candidate, and coturn's
  * log must show the allocations.
  *
+ * The second suite runs coturn in its REST-API mode (`--use-auth-secret --static-auth-secret`)
+ * and the server with `--turn-url` + `--turn-secret`: nobody types a TURN server; the signaling
+ * server pushes each registered browser time-limited credentials (ICE_SERVERS), Settings says the
+ * site provides a TURN relay and lets "TURN relays only" be ticked with the field empty, and the
+ * chat runs relay/relay with usernames of the form `<expiry>:<tag>` in coturn's log. Neither the
+ * page's storage nor anything it logged holds the shared secret.
+ *
  * Sync points are conditions (DOM text, state attributes, console lines), never durations.
  */
 import type { Page } from "playwright-core";
@@ -28,6 +35,7 @@ import type { LoftProcess } from "../support/loft-process.ts";
 import {
   byId,
   incoming,
+  inLoftDb,
   introduce,
   openChat,
   sendText,
@@ -108,5 +116,77 @@ describe("direct chat through a TURN relay only", () => {
     // coturn saw the allocations and the permissions for the other side's relayed address.
     await expect.poll(() => turn.output()).toMatch(/user <u>: incoming packet ALLOCATE processed, success/);
     await expect.poll(() => turn.output()).toMatch(/incoming packet CREATE_PERMISSION processed, success/);
+  });
+});
+
+/** Both pages: relay-only with the Settings field empty, since the site's server provides TURN. */
+async function useServerTurnOnly(page: Page): Promise<void> {
+  await page.goto(new URL(page.url()).origin);
+  await id(page, "nav-settings").click();
+  await id(page, "server-turn").waitFor();
+  await id(page, "ice-servers").fill("");
+  await id(page, "ice-relay-only").check();
+  await id(page, "save-endpoints").click();
+  await expect.poll(() => id(page, "endpoints-result").textContent()).toContain("Saved");
+  await page.reload();
+  expect(await id(page, "ice-relay-only").isChecked()).toBe(true);
+  await id(page, "back").click();
+}
+
+describe("TURN credentials handed out by the server (coturn REST API)", () => {
+  const secret = `turn-secret-${Math.random().toString(36).slice(2)}-shared`;
+  let turn: TurnServer;
+  let env: TwoBrowsers;
+  let a: Page;
+  let b: Page;
+  let logs: string[];
+
+  beforeAll(async () => {
+    turn = await startTurn({ authSecret: secret });
+    env = await startTwoBrowsers({
+      loftArgs: ["--turn-url", turn.url],
+      loftEnv: { LOFT_TURN_SECRET: secret },
+    });
+    ({ a, b, logs } = env);
+  });
+  afterAll(async () => {
+    await env?.close(`--- coturn ---\n${turn?.output()}`);
+    await turn?.stop();
+  });
+
+  it("relay-only without a TURN server typed in: the chat runs relay/relay on short-lived credentials", async () => {
+    const [aliceId, bobId] = await introduce(a, b, env.loft.url, ["Alice", "Bob"], useServerTurnOnly);
+    await openChat(a, bobId);
+    await openChat(b, aliceId);
+    await waitForPresence(a, "online · direct");
+    await sendText(a, "hello over a server-issued TURN");
+    await incoming(b, "hello over a server-issued TURN").waitFor();
+    await waitForState(a, "hello over a server-issued TURN", "delivered");
+
+    for (const who of ["alice", "bob"])
+      await expect
+        .poll(() =>
+          logs.filter((l) => l.includes(` ${who}: `) && / path [0-9a-f]{8}: relay\/relay udp/.test(l)),
+        )
+        .not.toHaveLength(0);
+    expect(logs.filter((l) => / path [0-9a-f]{8}: /.test(l) && !/relay\/relay/.test(l))).toEqual([]);
+    // coturn accepted REST usernames (expiry:tag), a day ahead by default, never a static user.
+    await expect
+      .poll(() => turn.output())
+      .toMatch(/user <\d{10}:[A-Za-z0-9_-]{12}>: incoming packet ALLOCATE processed, success/);
+    const expiry = Number(/user <(\d{10}):/.exec(turn.output())![1]);
+    expect(expiry * 1000).toBeGreaterThan(Date.now() + 23 * 3600_000);
+    // The secret itself never reached a page: not in what it logged, not in its storage.
+    expect(logs.join("\n")).not.toContain(secret);
+    for (const page of [a, b]) {
+      const stored = await inLoftDb(page, async ({ db, req }) => {
+        const out: unknown[] = [];
+        for (const name of Array.from(db.objectStoreNames))
+          out.push(await req(db.transaction(name).objectStore(name).getAll()));
+        return JSON.stringify(out);
+      });
+      expect(stored).not.toContain(secret);
+      expect(stored).not.toContain("turn:");
+    }
   });
 });

@@ -2,7 +2,9 @@
  * Debian's coturn (`turnserver`, package `coturn`) started by a browser test inside the test
  * network namespace (docs/design.md, "Testing": "TURN paths use Debian's `coturn`"). One address (the namespace's
  * 198.18.0.1) serves as listener and relay address; plain UDP/TCP only (no TLS/DTLS, no CLI),
- * static long-term credentials, a temp pid file and user database, everything logged to stdout.
+ * static long-term credentials (or, with `authSecret`, coturn's REST-API scheme: `--use-auth-secret
+ * --static-auth-secret`, the credentials the signaling server hands out), a temp pid file and user
+ * database, everything logged to stdout.
  * Ready once it answers a STUN Binding request (RFC 8489 §6), not after a delay.
  */
 import { type ChildProcess, spawn } from "node:child_process";
@@ -66,7 +68,17 @@ function stunBinding(host: string, port: number, ms: number): Promise<boolean> {
   });
 }
 
-export async function startTurn(host = process.env.LOFT_TEST_ADDR ?? "198.18.0.1"): Promise<TurnServer> {
+export interface TurnOptions {
+  host?: string;
+  /** Time-limited credentials only (coturn REST API): the secret shared with Loft's --turn-secret. */
+  authSecret?: string;
+}
+
+export async function startTurn(options: TurnOptions = {}): Promise<TurnServer> {
+  const host = options.host ?? process.env.LOFT_TEST_ADDR ?? "198.18.0.1";
+  const credentials = options.authSecret
+    ? ["--use-auth-secret", "--static-auth-secret", options.authSecret]
+    : ["--lt-cred-mech", "--user", `${TURN_USER}:${TURN_PASSWORD}`];
   const port = await freePort(host);
   const dir = mkdtempSync(join(tmpdir(), "loft-turn-"));
   const child: ChildProcess = spawn(
@@ -79,9 +91,7 @@ export async function startTurn(host = process.env.LOFT_TEST_ADDR ?? "198.18.0.1
       host,
       "--listening-port",
       String(port),
-      "--lt-cred-mech",
-      "--user",
-      `${TURN_USER}:${TURN_PASSWORD}`,
+      ...credentials,
       "--realm",
       TURN_REALM,
       "--no-tls",

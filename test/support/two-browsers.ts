@@ -32,13 +32,18 @@ export interface TwoBrowsersOptions {
   initScript?: string;
   /** More server flags. */
   loftArgs?: string[];
+  /** More server environment variables (secrets, which a flag would show in `ps`). */
+  loftEnv?: Record<string, string>;
   /** More Chromium flags, given the started server (its port). */
   chromiumArgs?: (loft: LoftProcess) => string[];
 }
 
 export async function startTwoBrowsers(options: TwoBrowsersOptions = {}): Promise<TwoBrowsers> {
   const dataDir = mkdtempSync(join(tmpdir(), "loft-e2e-"));
-  const loft = await startLoft({ args: ["--relay-data-dir", dataDir, ...(options.loftArgs ?? [])] });
+  const loft = await startLoft({
+    args: ["--relay-data-dir", dataDir, ...(options.loftArgs ?? [])],
+    ...(options.loftEnv ? { env: options.loftEnv } : {}),
+  });
   const browser = await launchChromium(options.chromiumArgs?.(loft));
   const alice = await browser.newContext();
   const bob = await browser.newContext();

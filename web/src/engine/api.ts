@@ -383,6 +383,11 @@ export interface Presence {
 export interface ServiceStatus {
   signaling: "connecting" | "connected" | "unreachable" | "disabled";
   relay: "connecting" | "connected" | "unreachable" | "disabled";
+  /**
+   * The signaling server hands out time-limited TURN credentials (ICE_SERVERS): direct links may
+   * use its TURN relay, and "TURN relays only" works without a TURN server in Settings.
+   */
+  serverTurn?: boolean;
 }
 
 export type EngineEvent =

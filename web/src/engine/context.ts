@@ -20,6 +20,7 @@ import type {
   EngineListener,
   EngineStartOptions,
   EngineStorage,
+  IceServerConfig,
   LinkPath,
   MessageId,
   MessageState,
@@ -196,6 +197,8 @@ export interface EngineContext {
   lastStamp: number;
   /** File transfers (set by the engine; absent in engines built without them). */
   files?: FileLane;
+  /** STUN/TURN servers the signaling server pushed (ice-servers.ts); absent until it does. */
+  serverIce?: { servers: IceServerConfig[]; expiresAt: number };
   /** Where `call.*` signals from a live session go (calls/calls.ts); set by the engine. */
   calls?: {
     receive(peer: Peer, m: CallSignal): void;
@@ -240,7 +243,12 @@ export function setService(
   change: Partial<ServiceStatus>,
 ): void {
   const next = { ...ctx.service, ...change };
-  if (next.signaling === ctx.service.signaling && next.relay === ctx.service.relay) return;
+  if (
+    next.signaling === ctx.service.signaling &&
+    next.relay === ctx.service.relay &&
+    next.serverTurn === ctx.service.serverTurn
+  )
+    return;
   ctx.service = next;
   emit(ctx, { type: "service", status: { ...next } });
 }

@@ -56,6 +56,7 @@ import { cryptoOf, type EngineContext, emit, type Peer, providerOf, setService, 
 import { DeviceRelay } from "./devices.ts";
 import { FileTransfers } from "./files/transfers.ts";
 import { contactLinkRefs, setupAddress } from "./first-contact.ts";
+import { acceptServerIceServers, iceServersFor } from "./ice-servers.ts";
 import { Links } from "./link/links.ts";
 import { newOutgoing, refusalFor, SendLines, sendableContact } from "./outgoing.ts";
 import { watchKeys } from "./presence.ts";
@@ -189,7 +190,7 @@ export class Engine implements ChatEngine {
     this.#ctx.signaling = signaling;
     this.#ctx.direct = this.#ctx.cfg.transport({
       signaling,
-      iceServers: settings.iceServers ?? [],
+      iceServers: () => iceServersFor(this.#ctx, settings),
       ...(settings.iceTransportPolicy ? { iceTransportPolicy: settings.iceTransportPolicy } : {}),
       openTimeoutMs: this.#ctx.cfg.openTimeoutMs,
       onOffer: (offer) => (offer.room ? this.rooms?.onOffer(offer) : void this.#links.onOffer(offer)),
@@ -199,7 +200,7 @@ export class Engine implements ChatEngine {
     if (this.#ctx.pool && ownRelay && this.#ctx.cfg.relayTransport)
       this.#ctx.relayLive = this.#ctx.cfg.relayTransport({
         signaling,
-        iceServers: [],
+        iceServers: () => [],
         openTimeoutMs: this.#ctx.cfg.openTimeoutMs,
         onOffer: (offer) => (offer.room ? this.rooms?.onOffer(offer) : void this.#links.onOffer(offer)),
         onError: (e) => this.#ctx.cfg.log(e.message),
@@ -207,6 +208,9 @@ export class Engine implements ChatEngine {
       });
     this.rooms?.useRelay(this.#ctx.relayLive);
     signaling.on((e) => this.#links.onSignaling(e));
+    signaling.on((e) => {
+      if (e.type === "ice-servers") acceptServerIceServers(this.#ctx, e.servers, e.expiresAt);
+    });
     void signaling.subscribe(watchKeys(this.#ctx));
     setService(this.#ctx, { signaling: "connecting" });
     // Resolves once registered; failures arrive as events and the client retries with backoff.

@@ -54,7 +54,11 @@ export interface IncomingOffer {
 
 export interface TransportDeps {
   signaling: SignalingClient;
-  iceServers: IceServerConfig[];
+  /**
+   * STUN/TURN servers for each new link: the user's (Settings) and those the signaling server
+   * handed out with time-limited TURN credentials (ICE_SERVERS), read when a link starts.
+   */
+  iceServers: () => IceServerConfig[];
   /** `"relay"`: direct links gather TURN relay candidates only (EngineSettings). */
   iceTransportPolicy?: IceTransportPolicy;
   openTimeoutMs: number;

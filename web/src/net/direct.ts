@@ -67,7 +67,8 @@ export interface IncomingOffer extends EngineIncomingOffer {
 
 export interface DirectTransportOptions {
   signaling: SignalingClient;
-  iceServers?: IceServerConfig[];
+  /** Read when each link starts, so TURN credentials renewed by the server apply to new links. */
+  iceServers?: () => IceServerConfig[];
   /** `"relay"`: TURN relay candidates only (EngineSettings.iceTransportPolicy). */
   iceTransportPolicy?: IceTransportPolicy;
   openTimeoutMs?: number;
@@ -89,11 +90,9 @@ export class DirectTransport implements LiveTransport {
   /** Candidates that arrived for an offer the engine has not decided on yet. */
   readonly #early = new Map<string, SimplePeerSignal[]>();
   readonly #off: () => void;
-  iceServers: IceServerConfig[];
 
   constructor(options: DirectTransportOptions) {
     this.#o = options;
-    this.iceServers = options.iceServers ?? [];
     this.#off = options.signaling.on((event) => {
       if (event.type === "signal") this.#onEnvelope(event.envelope);
       else if (event.type === "rejected" && event.reason === "bad-signature") this.#onForged(event.from);
@@ -122,7 +121,7 @@ export class DirectTransport implements LiveTransport {
     const key = this.#key(peer, conn);
     const link: WebRtcLink = new WebRtcLink({
       initiator,
-      iceServers: this.iceServers,
+      iceServers: this.#o.iceServers?.() ?? [],
       ...(this.#o.iceTransportPolicy ? { iceTransportPolicy: this.#o.iceTransportPolicy } : {}),
       ...(this.#o.openTimeoutMs === undefined ? {} : { openTimeoutMs: this.#o.openTimeoutMs }),
       onSignal: (s) => this.#send(link, peer, conn, s, room),

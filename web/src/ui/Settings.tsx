@@ -91,11 +91,13 @@ export function Settings(props: { app: AppModel }) {
   let iceInput!: HTMLTextAreaElement;
   let relayOnlyInput!: HTMLInputElement;
   const NEEDS_TURN = "Relay-only needs a TURN server: add a turn: line above first.";
-  /** Refuse to tick "TURN relays only" while the servers field names no TURN server. */
+  /** The signaling server hands out TURN credentials (ICE_SERVERS): its relay counts as one. */
+  const serverTurn = () => props.app.service().serverTurn === true;
+  /** Refuse to tick "TURN relays only" while neither the field nor the server gives a TURN server. */
   const checkRelayOnly = () => {
     if (!relayOnlyInput.checked) return;
     const ice = parseIceServers(iceInput.value);
-    if ("servers" in ice && hasTurnServer(ice.servers)) return;
+    if (serverTurn() || ("servers" in ice && hasTurnServer(ice.servers))) return;
     relayOnlyInput.checked = false;
     setEndpointResult({ ok: false, text: NEEDS_TURN });
   };
@@ -117,7 +119,8 @@ export function Settings(props: { app: AppModel }) {
         text: `Not a STUN/TURN server line: "${ice.bad}". Write stun:host:port, or turn:host:port user password.`,
       });
     const relayOnly = relayOnlyInput.checked;
-    if (relayOnly && !hasTurnServer(ice.servers)) return setEndpointResult({ ok: false, text: NEEDS_TURN });
+    if (relayOnly && !serverTurn() && !hasTurnServer(ice.servers))
+      return setEndpointResult({ ok: false, text: NEEDS_TURN });
     // Only the server fields change (an empty field means the default); other settings stay.
     try {
       await saveServers(app, {
@@ -278,6 +281,12 @@ export function Settings(props: { app: AppModel }) {
               Empty: direct connections use only this network's own addresses and nothing is sent to a third
               party. Add a STUN server to cross home routers, a TURN server for networks that block them.
             </p>
+            <Show when={serverTurn()}>
+              <p class="help" data-testid="server-turn">
+                This site also provides a TURN relay: its passwords are short-lived and renewed for you, and
+                are used besides the servers above.
+              </p>
+            </Show>
             <label class="check" for="ice-relay-only">
               <input
                 id="ice-relay-only"

@@ -14,6 +14,7 @@ import { equalBytes, toHex } from "../../../../core/bytes.ts";
 import { randomId } from "../../lib/base64url.ts";
 import type { ContactId, StoredMessage } from "../api.ts";
 import { type EngineContext, emit, type Peer, serial, stamp } from "../context.ts";
+import { iceServersFor } from "../ice-servers.ts";
 import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
 import {
   certificateFingerprint,
@@ -49,7 +50,7 @@ const MAX_ENDED_CALLS = 32;
 
 export type CallsContext = Pick<
   EngineContext,
-  "cfg" | "storage" | "listeners" | "peers" | "lastStamp" | "stopped" | "signaling"
+  "cfg" | "storage" | "listeners" | "peers" | "lastStamp" | "stopped" | "signaling" | "serverIce"
 >;
 
 type Bytes = Uint8Array<ArrayBuffer>;
@@ -405,7 +406,7 @@ export class Calls implements CallControls {
     c.ourFp = fp;
     const settings = await this.#ctx.storage.getSettings();
     const pc = new RTCPeerConnection({
-      iceServers: settings.iceServers ?? [],
+      iceServers: iceServersFor(this.#ctx, settings),
       ...(settings.iceTransportPolicy ? { iceTransportPolicy: settings.iceTransportPolicy } : {}),
       certificates: [cert],
       bundlePolicy: "max-bundle",

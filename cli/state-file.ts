@@ -325,6 +325,11 @@ export class StateFile implements EngineStorage {
       c.trust = trust;
     });
   }
+  async setAnswersSuiteOffers(id: ContactId, answers: boolean): Promise<void> {
+    await this.#change(id, (c) => {
+      c.answersSuiteOffers = answers;
+    });
+  }
   async clearPending(id: ContactId): Promise<void> {
     await this.#change(id, (c) => {
       delete c.pending;

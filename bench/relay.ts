@@ -507,6 +507,17 @@ interface Subject {
   run: (pairs?: number, outstanding?: number) => Promise<RunResult>;
 }
 
+/** A relay process as a subject: `run(n, o)` sends through its `/relay` (n pairs, o in flight each), its CPU measured. */
+function relaySubject(name: string, relay: LoftProcess, auth?: RelayAuthMode): Subject {
+  const url = `ws://127.0.0.1:${relay.port}/relay`;
+  const pid = relay.child.pid!;
+  return {
+    name,
+    pid,
+    run: (n = N, o = OUTSTANDING) => withCpu(pid, n * MESSAGES, () => runRelay(url, n, o, auth)),
+  };
+}
+
 async function main() {
   selfCheck();
   const dataDir = mkdtempSync(join(tmpdir(), "loft-bench-relay-"));
@@ -522,47 +533,23 @@ async function main() {
       args: ["--relay-data-dir", dataDir, ...RELAY_ARGS],
       ...(PROFILE_DIR ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`] } : {}),
     });
-    const relayUrl = `ws://127.0.0.1:${relay.port}/relay`;
     const subjects: Subject[] = [];
-    const relayPid = relay.child.pid!;
-    const fsync: Subject = {
-      name: "relay",
-      pid: relayPid,
-      run: (n = N, o = OUTSTANDING) => withCpu(relayPid, n * MESSAGES, () => runRelay(relayUrl, n, o)),
-    };
+    const fsync = relaySubject("relay", relay);
     subjects.push(fsync);
-    if (SUBJECTS.includes("signed"))
-      subjects.push({
-        name: "signed",
-        pid: relayPid,
-        run: (n = N, o = OUTSTANDING) =>
-          withCpu(relayPid, n * MESSAGES, () => runRelay(relayUrl, n, o, "signature")),
-      });
+    if (SUBJECTS.includes("signed")) subjects.push(relaySubject("signed", relay, "signature"));
     if (SUBJECTS.includes("nosync")) {
       relayNoSync = await startLoft({
         entry: "relay-ws/main.ts",
         args: ["--relay-data-dir", noSyncDir, "--relay-sync", "false", ...RELAY_ARGS],
       });
-      const url = `ws://127.0.0.1:${relayNoSync.port}/relay`;
-      const pid = relayNoSync.child.pid!;
-      subjects.push({
-        name: "nosync",
-        pid,
-        run: (n = N, o = OUTSTANDING) => withCpu(pid, n * MESSAGES, () => runRelay(url, n, o)),
-      });
+      subjects.push(relaySubject("nosync", relayNoSync));
     }
     if (BASELINE_DIR && baselineDataDir) {
       relayBaseline = await startLoft({
         entry: join(resolve(BASELINE_DIR), "relay-ws/main.ts"),
         args: ["--relay-data-dir", baselineDataDir, ...RELAY_ARGS],
       });
-      const url = `ws://127.0.0.1:${relayBaseline.port}/relay`;
-      const pid = relayBaseline.child.pid!;
-      subjects.push({
-        name: "baseline",
-        pid,
-        run: (n = N, o = OUTSTANDING) => withCpu(pid, n * MESSAGES, () => runRelay(url, n, o)),
-      });
+      subjects.push(relaySubject("baseline", relayBaseline));
     }
     let mosquitto: Subject | undefined;
     if (SUBJECTS.includes("mosquitto")) {
@@ -603,7 +590,7 @@ async function main() {
     // Unloaded latency (one pair, one message at a time): what a live link through the relay sees.
     const rLive = await fsync.run(1, 1);
     const mLive = await mosquitto?.run(1, 1);
-    const idle = IDLE > 0 ? await idleRelay(relayUrl, relayPid) : undefined;
+    const idle = IDLE > 0 ? await idleRelay(`ws://127.0.0.1:${relay.port}/relay`, fsync.pid) : undefined;
     const mosqIdle =
       IDLE > 0 && mosq ? await idleMosquitto(mosq.port, mosq.child.pid!, Math.min(IDLE, 2000)) : undefined;
 

@@ -19,7 +19,7 @@
 import type { WebSocket } from "ws";
 
 /** Frames handled per event-loop turn, all connections together (relay default). */
-export const FRAMES_PER_TURN = 64;
+const FRAMES_PER_TURN = 64;
 
 interface ReceiverFlag {
   _allowSynchronousEvents?: boolean;

@@ -33,6 +33,7 @@ async function main() {
     console.log(`loft relay — WebSocket mailbox relay\n\n${describeOptions(options)}`);
     return;
   }
+  const config = readConfig(options);
   const {
     port,
     host,
@@ -50,7 +51,7 @@ async function main() {
     smpBridgeMaxPerSource,
     smpBridgeMaxConnections,
     ...relayConfig
-  } = readConfig(options);
+  } = config;
   const metrics = { metricsPort, metricsHost, metricsToken };
   const log = createLogger("relay");
   const registry = createRegistry();
@@ -68,22 +69,12 @@ async function main() {
   // Browsers' SMP connections to SMP servers (docs/operations.md, "SMP bridge").
   if (smpBridge)
     hostServer.mount(
-      createSmpBridgeService(
-        {
-          smpBridge,
-          smpBridgeAllow,
-          smpBridgeDeny,
-          smpBridgePrivate,
-          smpBridgeMaxPerSource,
-          smpBridgeMaxConnections,
-        },
-        {
-          registry,
-          log,
-          trusted: trustedProxies(relayConfig.trustProxy),
-          allowedOrigins: relayConfig.allowedOrigins,
-        },
-      ),
+      createSmpBridgeService(config, {
+        registry,
+        log,
+        trusted: trustedProxies(relayConfig.trustProxy),
+        allowedOrigins: relayConfig.allowedOrigins,
+      }),
     );
   const bound = await hostServer.listen();
   // SMP over TLS on its own port, into the same queues (docs/operations.md, "SMP listener").

@@ -232,7 +232,8 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     if (sub) ctx.pump(sub);
   });
 
-  // Frames per event-loop turn, shared by all connections (frame-turns.ts).
+  // Frames per event-loop turn, shared by all connections (frame-turns.ts): each accepted socket
+  // gets its share of it through boundFramesPerTurn.
   const turnBudget = new TurnBudget();
   const wss = new WebSocketServer({
     noServer: true,
@@ -241,10 +242,11 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     maxPayload: config.maxFrameBytes * 2,
     perMessageDeflate: false,
     clientTracking: false,
-    // One message per connection per event-loop turn: a connection that delivers a chunk of
-    // hundreds of frames at once cannot hold the loop while they are all handled — every other
-    // connection gets a frame in between (an innocent client's PING waits for one frame of each
-    // busy connection, not for all of them).
+    // A connection that delivers a chunk of hundreds of frames at once cannot hold the loop while
+    // they are all handled: boundFramesPerTurn lets it handle its share of the turn budget, then
+    // waits for the next turn, so an innocent client's PING waits for at most max(budget, busy
+    // connections) frames, not for all of them. This option is where that falls back to when ws
+    // lacks the per-receiver flag: one message per connection per turn.
     allowSynchronousEvents: false,
   });
 

@@ -16,8 +16,8 @@
  * A check that succeeds may skip the parse (cached key): only the key's holder can produce it.
  */
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
-import { toHex } from "../core/bytes.ts";
 import { ed25519PublicKey, ed25519Verify } from "../host/node-ed25519.ts";
+import { toHex } from "./hex.ts";
 import type { VerifyPool } from "./verify-pool.ts";
 
 /**

@@ -10,6 +10,7 @@ import { MAX_SERVERS } from "../core/wire/sremp.ts";
 import { trustProxyOption } from "../host/client-source.ts";
 import { bool, ConfigError, int, list, type OptionSpec, readConfig, str } from "../host/config.ts";
 import { allowedOriginsOption, crossOriginPagesOption } from "../host/origin.ts";
+import { isTurnUrl } from "./turn-credentials.ts";
 
 const spec = <T>(s: OptionSpec<T>): OptionSpec<T> => s;
 
@@ -324,11 +325,11 @@ export function checkSignalingConfig(c: SignalingConfig): void {
       throw new ConfigError(`--turn-url: "${u}" is not a stun:, stuns:, turn: or turns: URL`);
   if (c.turnUrls.length > SIGNALING.MAX_ICE_URLS)
     throw new ConfigError(`--turn-url: at most ${SIGNALING.MAX_ICE_URLS} URLs`);
-  if (c.turnUrls.some((u) => /^turns?:/.test(u)) && !c.turnSecret)
+  if (c.turnUrls.some(isTurnUrl) && !c.turnSecret)
     throw new ConfigError(
       "--turn-url names a TURN server: give its shared secret with --turn-secret (or LOFT_TURN_SECRET)",
     );
-  if (c.turnSecret && !c.turnUrls.some((u) => /^turns?:/.test(u)))
+  if (c.turnSecret && !c.turnUrls.some(isTurnUrl))
     throw new ConfigError("--turn-secret needs at least one turn: or turns: URL in --turn-url");
   const servers = v.safeParse(v.pipe(v.array(serverUrlSchema), v.maxLength(MAX_SERVERS)), c.servers);
   if (!servers.success)

@@ -399,7 +399,8 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
   /**
    * After a REGISTER (first or renewal): the operator's STUN/TURN servers with fresh TURN
    * credentials, when the connection holds none or half their lifetime has passed. Renewals come
-   * every ≤ 150 s and credentials live ≥ 600 s, so a registered client never holds expired ones.
+   * at half the granted TTL (≤ ttlMaxSeconds / 2: 150 s by default) and credentials live ≥ 600 s,
+   * so while --turn-ttl exceeds --signal-ttl-max a registered client never holds expired ones.
    */
   function pushIceServers(conn: Conn, t: number) {
     if (!needsIceRenewal(turn, conn.iceUntil, t)) return;

@@ -26,6 +26,9 @@ export interface IssuedIceServers {
   expiresAt: number;
 }
 
+/** Whether `url` names a TURN server (`turn:`/`turns:`), which needs credentials; else STUN. */
+export const isTurnUrl = (url: string): boolean => /^turns?:/.test(url);
+
 /** A tag for one connection's TURN usernames: 9 random bytes, base64url (12 characters). */
 export function turnTag(): string {
   return randomBytes(9).toString("base64url");
@@ -48,7 +51,7 @@ export function issueIceServers(
   if (config.urls.length === 0) return undefined;
   const expirySeconds = Math.floor(nowMs / 1000) + config.ttlSeconds;
   const stun = config.urls.filter((u) => /^stuns?:/.test(u));
-  const turn = config.urls.filter((u) => /^turns?:/.test(u));
+  const turn = config.urls.filter(isTurnUrl);
   const servers: IceServerEntry[] = [];
   if (stun.length > 0) servers.push({ urls: stun });
   if (turn.length > 0 && config.secret) {

@@ -176,14 +176,6 @@ const ROOM_LEAVE_RESPONSE = defineMessage(messageSchema("ROOM_LEAVE_RESPONSE", {
 const ROOM_PRESENCE = defineMessage(
   messageSchema("ROOM_PRESENCE", { room: roomHash, key, present: v.boolean() }),
 );
-/**
- * Pushed after a REGISTER is accepted when the operator configured STUN/TURN servers, and again
- * before the credentials reach half their lifetime (docs/protocol/signaling.md, "ICE_SERVERS"):
- * TURN credentials in coturn's REST scheme (`username` = expiry ":" tag, `credential` =
- * base64 HMAC-SHA1 of the username under the secret shared with the TURN server), valid until
- * `expires_at` (ms). The client adds them to its own servers for new connections and forgets them
- * after `expires_at`.
- */
 const iceText = (max: number) => v.pipe(v.string(), v.minLength(1), v.maxLength(max));
 const iceServerSchema = v.strictObject({
   urls: v.pipe(
@@ -195,6 +187,15 @@ const iceServerSchema = v.strictObject({
   credential: v.optional(iceText(SIGNALING.MAX_ICE_CREDENTIAL_CHARS)),
 });
 export type IceServerEntry = v.InferOutput<typeof iceServerSchema>;
+/**
+ * Pushed after a REGISTER is accepted when the operator configured STUN/TURN servers, and again
+ * after a renewal once half the credentials' lifetime has passed (docs/protocol/signaling.md,
+ * "ICE_SERVERS"):
+ * TURN credentials in coturn's REST scheme (`username` = expiry ":" tag, `credential` =
+ * base64 HMAC-SHA1 of the username under the secret shared with the TURN server), valid until
+ * `expires_at` (ms). The client adds them to its own servers for new connections and forgets them
+ * after `expires_at`.
+ */
 const ICE_SERVERS = defineMessage(
   messageSchema("ICE_SERVERS", {
     servers: v.pipe(v.array(iceServerSchema), v.maxLength(SIGNALING.MAX_ICE_SERVERS)),

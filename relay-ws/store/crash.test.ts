@@ -4,16 +4,14 @@
  * middle. Reopened: every durable append not acknowledged reads back (its key was never destroyed
  * under it), and no acknowledged message comes back.
  */
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { LmdbStore } from "./lmdb.ts";
+import { killWorkerWhen } from "./testing.ts";
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const dirs: string[] = [];
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
@@ -24,49 +22,21 @@ describe("relay store crash safety with epoch keys", () => {
     const dir = mkdtempSync(join(tmpdir(), "loft-relay-crash-"));
     dirs.push(dir);
     const masterKey = randomBytes(32);
-    const child = spawn(
-      process.execPath,
-      ["--import", "tsx", "relay-ws/store/crash-worker.ts", dir, masterKey.toString("hex")],
-      { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] },
-    );
     let rid = "";
     const appended = new Map<number, string>();
     const acked = new Set<number>();
     let destroyed = 0;
-    let buffered = "";
-    let errors = "";
-    child.stderr.on("data", (c: Buffer) => {
-      errors += c.toString();
-    });
-    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-    let lineCount = 0;
-    const ready = new Promise<void>((resolve, reject) => {
-      child.stdout.on("data", (chunk: Buffer) => {
-        buffered += chunk.toString();
-        const lines = buffered.split("\n");
-        buffered = lines.pop() ?? "";
-        for (const line of lines) {
-          // Bounded: a worker that never reaches the kill point fails the test instead of running on.
-          if (++lineCount > 500_000) reject(new Error("worker never reached the kill point"));
-          const [kind, a, b] = line.split(" ");
-          if (kind === "Q") rid = a!;
-          else if (kind === "A") appended.set(Number(a), b!);
-          else if (kind === "K") acked.add(Number(a));
-          else if (kind === "D") destroyed += Number(a);
-        }
-        if (appended.size >= 400 && destroyed >= 5 && acked.size >= 20) {
-          child.kill("SIGKILL");
-          resolve();
-        }
-      });
-      void exited.then(() => reject(new Error(`worker exited early:\n${errors}`)));
-    });
-    try {
-      await ready;
-    } finally {
-      child.kill("SIGKILL");
-      await exited;
-    }
+    await killWorkerWhen(
+      "crash-worker",
+      [dir, masterKey.toString("hex")],
+      ([kind, a, b]) => {
+        if (kind === "Q") rid = a!;
+        else if (kind === "A") appended.set(Number(a), b!);
+        else if (kind === "K") acked.add(Number(a));
+        else if (kind === "D") destroyed += Number(a);
+      },
+      () => appended.size >= 400 && destroyed >= 5 && acked.size >= 20,
+    );
     expect(rid).toHaveLength(48);
 
     const store = new LmdbStore({ path: dir, masterKey });

@@ -5,17 +5,14 @@
  * commits one by one: per-queue bytes and sequence numbers across restarts and a SIGKILL, every
  * message delivered in order, exactly once.
  */
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { LmdbStore, type LmdbStoreOptions } from "./lmdb.ts";
-import { newMessage, randomQueue } from "./testing.ts";
+import { killWorkerWhen, newMessage, randomQueue } from "./testing.ts";
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const HOUR = 3_600_000;
 /** What one message with a body ≤ 254 bytes costs its queue: header, 256-byte sealed bucket, key record. */
 const SMALL_COST = 40 + 12 + 256 + 16 + 64;
@@ -138,46 +135,19 @@ describe("relay store group commit", () => {
   it("SIGKILL with appends and ACKs of four queues in every commit: nothing durable lost, no ACKed message back, bytes match", async () => {
     const dir = tempDir();
     const masterKey = randomBytes(32);
-    const child = spawn(
-      process.execPath,
-      ["--import", "tsx", "relay-ws/store/group-commit-worker.ts", dir, masterKey.toString("hex"), "4"],
-      { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] },
-    );
     const rids = new Map<number, string>();
     const appended = new Map<string, string>(); // "q seq" → body
     const acked = new Set<string>();
-    let buffered = "";
-    let errors = "";
-    child.stderr.on("data", (c: Buffer) => {
-      errors += c.toString();
-    });
-    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-    let lineCount = 0;
-    const ready = new Promise<void>((resolve, reject) => {
-      child.stdout.on("data", (chunk: Buffer) => {
-        buffered += chunk.toString();
-        const lines = buffered.split("\n");
-        buffered = lines.pop() ?? "";
-        for (const line of lines) {
-          if (++lineCount > 500_000) reject(new Error("worker never reached the kill point"));
-          const [kind, q, a, b] = line.split(" ");
-          if (kind === "Q") rids.set(Number(q), a!);
-          else if (kind === "A") appended.set(`${q} ${a}`, b!);
-          else if (kind === "K") acked.add(`${q} ${a}`);
-        }
-        if (appended.size >= 600 && acked.size >= 100) {
-          child.kill("SIGKILL");
-          resolve();
-        }
-      });
-      void exited.then(() => reject(new Error(`worker exited early:\n${errors}`)));
-    });
-    try {
-      await ready;
-    } finally {
-      child.kill("SIGKILL");
-      await exited;
-    }
+    await killWorkerWhen(
+      "group-commit-worker",
+      [dir, masterKey.toString("hex"), "4"],
+      ([kind, q, a, b]) => {
+        if (kind === "Q") rids.set(Number(q), a!);
+        else if (kind === "A") appended.set(`${q} ${a}`, b!);
+        else if (kind === "K") acked.add(`${q} ${a}`);
+      },
+      () => appended.size >= 600 && acked.size >= 100,
+    );
     expect(rids.size).toBe(4);
 
     const store = openStore({ path: dir, masterKey });

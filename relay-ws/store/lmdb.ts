@@ -79,7 +79,7 @@ const REWRAP_CHUNK = 512;
 /** Idle queues deleted per GC run (the rest go at the next). */
 const IDLE_PER_GC = 1_000;
 /** Default memory for blocks awaiting their first delivery (hot-blocks.ts). */
-export const DEFAULT_HOT_BLOCK_BYTES = 16 * 1024 * 1024;
+const DEFAULT_HOT_BLOCK_BYTES = 16 * 1024 * 1024;
 
 const u64 = (n: number): Buffer => {
   const b = Buffer.alloc(8);

@@ -67,6 +67,17 @@ async function useTurnOnly(page: Page, turn: TurnServer): Promise<void> {
   await id(page, "back").click();
 }
 
+/** Both pages logged a selected candidate pair relay/relay over UDP, and no page any other pair. */
+async function expectRelayPathsOnly(logs: string[]): Promise<void> {
+  for (const who of ["alice", "bob"])
+    await expect
+      .poll(() =>
+        logs.filter((l) => l.includes(` ${who}: `) && / path [0-9a-f]{8}: relay\/relay udp/.test(l)),
+      )
+      .not.toHaveLength(0);
+  expect(logs.filter((l) => / path [0-9a-f]{8}: /.test(l) && !/relay\/relay/.test(l))).toEqual([]);
+}
+
 describe("direct chat through a TURN relay only", () => {
   let turn: TurnServer;
   let env: TwoBrowsers;
@@ -105,13 +116,7 @@ describe("direct chat through a TURN relay only", () => {
     expect(await id(b, "chat-presence").textContent()).toBe("online · direct");
 
     // The selected candidate pair is TURN on both ends, on both sides; never a host candidate.
-    for (const who of ["alice", "bob"])
-      await expect
-        .poll(() =>
-          logs.filter((l) => l.includes(` ${who}: `) && / path [0-9a-f]{8}: relay\/relay udp/.test(l)),
-        )
-        .not.toHaveLength(0);
-    expect(logs.filter((l) => / path [0-9a-f]{8}: /.test(l) && !/relay\/relay/.test(l))).toEqual([]);
+    await expectRelayPathsOnly(logs);
 
     // coturn saw the allocations and the permissions for the other side's relayed address.
     await expect.poll(() => turn.output()).toMatch(/user <u>: incoming packet ALLOCATE processed, success/);
@@ -163,13 +168,7 @@ describe("TURN credentials handed out by the server (coturn REST API)", () => {
     await incoming(b, "hello over a server-issued TURN").waitFor();
     await waitForState(a, "hello over a server-issued TURN", "delivered");
 
-    for (const who of ["alice", "bob"])
-      await expect
-        .poll(() =>
-          logs.filter((l) => l.includes(` ${who}: `) && / path [0-9a-f]{8}: relay\/relay udp/.test(l)),
-        )
-        .not.toHaveLength(0);
-    expect(logs.filter((l) => / path [0-9a-f]{8}: /.test(l) && !/relay\/relay/.test(l))).toEqual([]);
+    await expectRelayPathsOnly(logs);
     // coturn accepted REST usernames (expiry:tag), a day ahead by default, never a static user.
     await expect
       .poll(() => turn.output())

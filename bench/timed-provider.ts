@@ -26,7 +26,7 @@ export function timed(base: CryptoProvider, spent: Spent): CryptoProvider {
   const wrapObject = <T extends object>(prefix: string, o: T): T => {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(o))
-      out[k] = typeof v === "function" ? wrapFn(`${prefix}.${k}`, v.bind(o)) : v;
+      if (k !== "withKey") out[k] = typeof v === "function" ? wrapFn(`${prefix}.${k}`, v.bind(o)) : v;
     if (typeof (o as { withKey?: unknown }).withKey === "function") {
       // The key imported once: its seal/open are timed under the AEAD's name too.
       const withKey = wrapFn(

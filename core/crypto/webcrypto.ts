@@ -93,29 +93,37 @@ function place(result: ArrayBuffer, output: Uint8Array | undefined, length: numb
 }
 
 function webAead(subtle: SubtleLike, name: string, nonceLength: number): Aead {
-  const params = (nonce: Uint8Array, ad: Uint8Array) => {
-    abytes(nonce, nonceLength, "nonce");
-    return { name, iv: nonce, additionalData: ad, tagLength: 128 };
-  };
+  const params = (nonce: Uint8Array, ad: Uint8Array) => ({
+    name,
+    iv: nonce,
+    additionalData: ad,
+    tagLength: 128,
+  });
+  // `key` gives the CryptoKey after the checks: imported per call, or the one `withKey` imported.
   const sealWith = async (
-    k: unknown,
+    key: () => unknown,
     nonce: Uint8Array,
     ad: Uint8Array,
     plaintext: Uint8Array,
     output?: Uint8Array,
-  ) => place(await subtle.encrypt(params(nonce, ad), k, plaintext), output, plaintext.length + TAG_LENGTH);
+  ) => {
+    abytes(nonce, nonceLength, "nonce");
+    const sealed = await subtle.encrypt(params(nonce, ad), await key(), plaintext);
+    return place(sealed, output, plaintext.length + TAG_LENGTH);
+  };
   const openWith = async (
-    k: unknown,
+    key: () => unknown,
     nonce: Uint8Array,
     ad: Uint8Array,
     ciphertext: Uint8Array,
     output?: Uint8Array,
   ) => {
-    const p = params(nonce, ad);
+    abytes(nonce, nonceLength, "nonce");
     if (ciphertext.length < TAG_LENGTH) return undefined;
+    const k = await key();
     let plain: ArrayBuffer;
     try {
-      plain = await subtle.decrypt(p, k, ciphertext);
+      plain = await subtle.decrypt(params(nonce, ad), k, ciphertext);
     } catch {
       return undefined;
     }
@@ -123,34 +131,17 @@ function webAead(subtle: SubtleLike, name: string, nonceLength: number): Aead {
   };
   return {
     nonceLength,
-    async seal(key, nonce, ad, plaintext, output) {
-      abytes(nonce, nonceLength, "nonce");
-      return sealWith(
-        await subtle.importKey("raw", key, name, false, ["encrypt"]),
-        nonce,
-        ad,
-        plaintext,
-        output,
-      );
-    },
-    async open(key, nonce, ad, ciphertext, output) {
-      abytes(nonce, nonceLength, "nonce");
-      if (ciphertext.length < TAG_LENGTH) return undefined;
-      return openWith(
-        await subtle.importKey("raw", key, name, false, ["decrypt"]),
-        nonce,
-        ad,
-        ciphertext,
-        output,
-      );
-    },
+    seal: (key, nonce, ad, plaintext, output) =>
+      sealWith(() => subtle.importKey("raw", key, name, false, ["encrypt"]), nonce, ad, plaintext, output),
+    open: (key, nonce, ad, ciphertext, output) =>
+      openWith(() => subtle.importKey("raw", key, name, false, ["decrypt"]), nonce, ad, ciphertext, output),
     // One non-extractable CryptoKey for a key's lifetime (a Noise CipherState's k): no import per message.
     async withKey(key) {
       abytes(key, 32, "key");
       const k = await subtle.importKey("raw", key, name, false, ["encrypt", "decrypt"]);
       return {
-        seal: (nonce, ad, plaintext, output) => sealWith(k, nonce, ad, plaintext, output),
-        open: (nonce, ad, ciphertext, output) => openWith(k, nonce, ad, ciphertext, output),
+        seal: (nonce, ad, plaintext, output) => sealWith(() => k, nonce, ad, plaintext, output),
+        open: (nonce, ad, ciphertext, output) => openWith(() => k, nonce, ad, ciphertext, output),
       };
     },
   };

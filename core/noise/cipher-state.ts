@@ -131,6 +131,30 @@ export class CipherState {
   }
 
   /**
+   * The AEAD for one `seal` or `open` with the current `k` (undefined once wiped): the imported
+   * key when there is one, else a copy of `k` taken now and wiped when that one call returns.
+   */
+  async #aeadForOneCall(): Promise<KeyedAead | undefined> {
+    const keyed = await this.#keyedAead();
+    if (this.#wiped) return undefined;
+    if (keyed) return keyed;
+    const k = this.#keyCopy();
+    if (k === undefined) return undefined;
+    const aead = this.#aead;
+    const once = async <T>(call: () => Promise<T>): Promise<T> => {
+      try {
+        return await call();
+      } finally {
+        k.fill(0);
+      }
+    };
+    return {
+      seal: (nonce, ad, plaintext, output) => once(() => aead.seal(k, nonce, ad, plaintext, output)),
+      open: (nonce, ad, ciphertext, output) => once(() => aead.open(k, nonce, ad, ciphertext, output)),
+    };
+  }
+
+  /**
    * Noise §5.1 `EncryptWithAd(ad, plaintext)`: `ENCRYPT(k, n++, ad, plaintext)`, or the plaintext
    * itself while `k` is empty. `n` is taken (and incremented) synchronously, at the call.
    * `output` (optional, `plaintext.length + 16` bytes; `plaintext` may be its prefix) lets callers
@@ -145,16 +169,9 @@ export class CipherState {
     this.#writeNonce(nonce, this.#lo, this.#hi);
     this.#increment();
     return this.#enqueue(async () => {
-      const keyed = await this.#keyedAead();
-      if (this.#wiped) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
-      if (keyed) return ok(await keyed.seal(nonce, ad, plaintext, output));
-      const k = this.#keyCopy();
-      if (k === undefined) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
-      try {
-        return ok(await this.#aead.seal(k, nonce, ad, plaintext, output));
-      } finally {
-        k.fill(0);
-      }
+      const aead = await this.#aeadForOneCall();
+      if (aead === undefined) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
+      return ok(await aead.seal(nonce, ad, plaintext, output));
     });
   }
 
@@ -170,20 +187,11 @@ export class CipherState {
     return this.#enqueue(async () => {
       if (this.#exhausted()) return err("LOFT_ERR_NONCE_EXHAUSTED", "nonce 2^64-1 is reserved (Noise §5.1)");
       if (ciphertext.length < TAGLEN) return err("LOFT_ERR_DECRYPT", "ciphertext shorter than the tag");
-      const keyed = await this.#keyedAead();
-      const k = keyed ? undefined : this.#keyCopy();
-      if (this.#wiped || (!keyed && k === undefined))
-        return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
+      const aead = await this.#aeadForOneCall();
+      if (aead === undefined) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
       const nonce = new Uint8Array(12);
       this.#writeNonce(nonce, this.#lo, this.#hi);
-      let plaintext: Uint8Array | undefined;
-      try {
-        plaintext = keyed
-          ? await keyed.open(nonce, ad, ciphertext, output)
-          : await this.#aead.open(k!, nonce, ad, ciphertext, output);
-      } finally {
-        k?.fill(0);
-      }
+      const plaintext = await aead.open(nonce, ad, ciphertext, output);
       if (plaintext === undefined) return err("LOFT_ERR_DECRYPT", "authentication failed");
       if (this.#wiped) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
       this.#increment();

@@ -17,7 +17,12 @@ import { generateKeyPair, type KeyPair } from "./primitives.ts";
 
 const prologue = utf8("loft test prologue");
 
-async function pair(pattern: HandshakePattern, initiatorPrologue = prologue, responderPrologue = prologue) {
+async function pair(
+  pattern: HandshakePattern,
+  initiatorPrologue = prologue,
+  responderPrologue = prologue,
+  prepared?: PreparedEphemerals,
+) {
   const si = await generateKeyPair();
   const sr = await generateKeyPair();
   return {
@@ -28,6 +33,7 @@ async function pair(pattern: HandshakePattern, initiatorPrologue = prologue, res
       role: "initiator",
       prologue: initiatorPrologue,
       staticKeyPair: si,
+      ...(prepared ? { prepared } : {}),
     }),
     responder: await HandshakeState.create({
       pattern,
@@ -243,21 +249,7 @@ describe("HandshakeState steps are async and one at a time", () => {
 
 describe("ephemeral keys prepared ahead of time (HandshakeConfig.prepared)", () => {
   async function run(prepared: PreparedEphemerals) {
-    const si = await generateKeyPair();
-    const sr = await generateKeyPair();
-    const initiator = await HandshakeState.create({
-      pattern: XX_HFS,
-      role: "initiator",
-      prologue,
-      staticKeyPair: si,
-      prepared,
-    });
-    const responder = await HandshakeState.create({
-      pattern: XX_HFS,
-      role: "responder",
-      prologue,
-      staticKeyPair: sr,
-    });
+    const { initiator, responder } = await pair(XX_HFS, prologue, prologue, prepared);
     const m1 = must(await initiator.writeMessage());
     must(await responder.readMessage(m1));
     must(await initiator.readMessage(must(await responder.writeMessage())));

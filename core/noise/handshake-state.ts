@@ -82,24 +82,21 @@ export interface PreparedEphemerals {
 }
 
 /**
- * `e` (and `e1` when `kem`) generated now from `crypto`'s CSPRNG: the initiator's ephemeral keys
- * do not depend on the peer, so a dialler can make them while ICE and DTLS run instead of on the
- * handshake's critical path (docs/decisions.md, "The client's data path and handshake, measured").
- * Wipe what no handshake took with `wipeEphemerals`.
+ * `e` and `e1` generated now from `crypto`'s CSPRNG: the initiator's ephemeral keys do not depend
+ * on the peer, so a dialler can make them while ICE and DTLS run instead of on the handshake's
+ * critical path (docs/decisions.md, "The client's data path and handshake, measured"). Wipe what
+ * no handshake took with `wipeEphemerals`.
  */
-export async function prepareEphemerals(crypto: CryptoProvider, kem = true): Promise<PreparedEphemerals> {
+export async function prepareEphemerals(crypto: CryptoProvider): Promise<PreparedEphemerals> {
   const entropy = providerEntropy(crypto);
   const secret = entropy.ephemeralPrivateKey();
-  const seed = kem ? entropy.kemKeySeed() : undefined;
+  const seed = entropy.kemKeySeed();
   try {
-    const [e, e1] = await Promise.all([
-      keyPairFromPrivate(secret, crypto),
-      seed ? kemKeyPairFromSeed(crypto, seed) : undefined,
-    ]);
-    return e1 ? { e, e1 } : { e };
+    const [e, e1] = await Promise.all([keyPairFromPrivate(secret, crypto), kemKeyPairFromSeed(crypto, seed)]);
+    return { e, e1 };
   } finally {
     secret.fill(0);
-    seed?.fill(0);
+    seed.fill(0);
   }
 }
 

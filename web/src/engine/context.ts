@@ -242,13 +242,9 @@ export function setService(
   ctx: Pick<EngineContext, "service" | "listeners">,
   change: Partial<ServiceStatus>,
 ): void {
+  // Unchanged unless a field given differs (every field, so a new one needs no line here).
+  if ((Object.keys(change) as (keyof ServiceStatus)[]).every((k) => change[k] === ctx.service[k])) return;
   const next = { ...ctx.service, ...change };
-  if (
-    next.signaling === ctx.service.signaling &&
-    next.relay === ctx.service.relay &&
-    next.serverTurn === ctx.service.serverTurn
-  )
-    return;
   ctx.service = next;
   emit(ctx, { type: "service", status: { ...next } });
 }

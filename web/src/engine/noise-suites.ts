@@ -66,8 +66,3 @@ export function forgetSuitesOnRefusal(peer: SuitePeer, error: unknown, offered: 
   peer.answersSuiteOffers = false;
   return changed;
 }
-
-/** The suite a session runs ("AESGCM_SHA256", …), from its protocol name. */
-export function suiteOfSession(session: Pick<Session, "protocolName">): SuiteName | undefined {
-  return SUITE_NAMES.find((name) => session.protocolName.endsWith(`_${name}`));
-}

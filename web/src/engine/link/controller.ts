@@ -9,7 +9,7 @@
  * ratchet runs on the contact's task chain (`serial`), one inbound frame at a time, in order.
  */
 import { wipe } from "../../../../core/bytes.ts";
-import { wipeEphemerals } from "../../../../core/noise/index.ts";
+import { suiteOf, wipeEphemerals } from "../../../../core/noise/index.ts";
 import type { RelayMessage } from "../../../../core/relay/client.ts";
 import type { Session } from "../../../../core/session/index.ts";
 import type { ContactRecord, EngineError, LinkPath, MessageId, Presence } from "../api.ts";
@@ -43,7 +43,6 @@ import { describeFailure } from "../errors.ts";
 import { isFileFrame } from "../files/wire.ts";
 import { afterAccept } from "../first-contact.ts";
 import { afterQueued, flushLive, receive, sendReceipts } from "../messages.ts";
-import { suiteOfSession } from "../noise-suites.ts";
 import { cancel, type FollowUp, type Outcome, presence } from "../outcome.ts";
 import { refusalFor } from "../outgoing.ts";
 import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
@@ -165,7 +164,8 @@ export class LinkController {
   ): void {
     const { peer } = this;
     const prev = peer.presence;
-    const suite = status === "online" && peer.live ? suiteOfSession(peer.live.session) : undefined;
+    const suite =
+      status === "online" && peer.live ? suiteOf(peer.live.session.protocolName)?.name : undefined;
     if (
       prev.status === status &&
       prev.path === path &&

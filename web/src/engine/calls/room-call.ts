@@ -23,7 +23,7 @@ import {
   type RoomCallSignal,
 } from "./room-wire.ts";
 import type { RoomCallControls, RoomCallView } from "./types.ts";
-import { endMessage } from "./words.ts";
+import { mediaProblem } from "./words.ts";
 
 /**
  * The most people in one room call, from `npm run bench:calls -- --room` (bench/README.md): one
@@ -169,7 +169,7 @@ export class RoomCalls implements RoomCallControls, RoomFrameLane {
       s.local = media.stream;
       s.mic = media.audio;
     } catch (e) {
-      s.note = endMessage(e instanceof MediaRefused ? e.kind : "no-device", "", false);
+      s.note = mediaProblem(e instanceof MediaRefused ? e.kind : "no-device", false, "join again");
       return this.#changed(s);
     }
     s.joined = true;

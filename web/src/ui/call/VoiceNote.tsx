@@ -15,7 +15,7 @@ import {
   voiceNoteFor,
 } from "../../app/voice-notes.ts";
 import { mediaFailure } from "../../engine/calls/media.ts";
-import { durationLabel, endMessage } from "../../engine/calls/words.ts";
+import { durationLabel, mediaProblem } from "../../engine/calls/words.ts";
 
 export function VoiceNoteButton(props: { app: AppModel; id: string; name: string }) {
   const [rec, setRec] = createSignal<Recording>();
@@ -33,7 +33,7 @@ export function VoiceNoteButton(props: { app: AppModel; id: string; name: string
       setRec(await startRecording(() => void send()));
       setNow(Date.now());
     } catch (e) {
-      setProblem(endMessage(mediaFailure(e).kind, props.name, false));
+      setProblem(mediaProblem(mediaFailure(e).kind, false, "record again"));
     }
   };
   const send = async () => {

@@ -878,14 +878,8 @@ export class RoomsEngine implements RoomsApi {
 
   /** A frame of another feature (RoomFrameLane) to a member; false when its link is down. */
   sendFrame(roomId: string, member: string, frame: Uint8Array): boolean {
-    const s = this.#rooms.get(roomId)?.members.get(member)?.session;
-    if (!s || s.state === "closed") return false;
-    try {
-      s.send(frame);
-      return true;
-    } catch {
-      return false;
-    }
+    const m = this.#rooms.get(roomId)?.members.get(member);
+    return m !== undefined && this.#sendBytes(m, () => frame);
   }
 
   async #read(room: Room, m: Member, session: Session): Promise<void> {
@@ -978,12 +972,19 @@ export class RoomsEngine implements RoomsApi {
   }
 
   #sendTo(m: Member, msg: RoomMessage): void {
+    // Not sent (closed meanwhile): what was not confirmed is sent again when the member's link is back.
+    this.#sendBytes(m, () => encodeRoomFrame(msg));
+  }
+
+  /** A frame (made only when there is a live session) on the member's session; false if not sent. */
+  #sendBytes(m: Member, frame: () => Uint8Array): boolean {
     const s = m.session;
-    if (!s || s.state === "closed") return;
+    if (!s || s.state === "closed") return false;
     try {
-      s.send(encodeRoomFrame(msg));
+      s.send(frame());
+      return true;
     } catch {
-      // closed meanwhile: what was not confirmed is sent again when the member's link is back
+      return false;
     }
   }
 

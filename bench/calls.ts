@@ -22,7 +22,7 @@
  *
  * Figures: bench/README.md.
  */
-import type { CDPSession, Page } from "playwright-core";
+import type { CDPSession, Locator, Page } from "playwright-core";
 import { byId, createIdentity, introduce, openChat } from "../test/support/loft-ui.ts";
 import { startTwoBrowsers } from "../test/support/two-browsers.ts";
 import { log, median, QUICK, report } from "./harness.ts";
@@ -247,6 +247,16 @@ async function main(): Promise<void> {
   }
 }
 
+/** Wait until `items` has at least `n` elements (60 s at most, then `what` as the error). */
+async function atLeast(items: Locator, n: number, what: string): Promise<void> {
+  await items
+    .nth(n - 1)
+    .waitFor({ state: "attached", timeout: 60_000 })
+    .catch(() => {
+      throw new Error(what);
+    });
+}
+
 /** (c) Room voice calls: a 3- and a 6-member mesh against the same pages idle in the room. */
 async function roomMain(): Promise<void> {
   const env = await startTwoBrowsers({
@@ -268,12 +278,12 @@ async function roomMain(): Promise<void> {
     const link = await byId(host, "room-link").inputValue({ timeout: 60_000 });
     await byId(host, "open-room").click();
     for (const p of rest) await p.goto(link);
-    const online = (p: Page) => p.locator("[data-testid=room-member][data-state=online]").count();
     for (const p of pages)
-      for (let i = 0; (await online(p)) < pages.length - 1; i++) {
-        if (i > 600) throw new Error("the room's members did not all connect within 60 s");
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await atLeast(
+        p.locator("[data-testid=room-member][data-state=online]"),
+        pages.length - 1,
+        "the room's members did not all connect within 60 s",
+      );
     log("six members connected in the room");
     const cdp = await env.browser.newBrowserCDPSession();
     const idle = await browserCores(cdp, CPU_WINDOW_MS);
@@ -281,12 +291,12 @@ async function roomMain(): Promise<void> {
     const mesh = async (n: number): Promise<number> => {
       const inCall = pages.slice(0, n);
       for (const p of inCall) await byId(p, "room-call-join").click();
-      const connected = (p: Page) => p.locator("[data-testid=room-call-member][data-connected=true]").count();
       for (const p of inCall)
-        for (let i = 0; (await connected(p)) < n - 1; i++) {
-          if (i > 600) throw new Error(`the ${n}-member mesh did not connect within 60 s`);
-          await new Promise((r) => setTimeout(r, 100));
-        }
+        await atLeast(
+          p.locator("[data-testid=room-call-member][data-connected=true]"),
+          n - 1,
+          `the ${n}-member mesh did not connect within 60 s`,
+        );
       const cores = await browserCores(cdp, CPU_WINDOW_MS);
       for (const p of inCall) await byId(p, "room-call-leave").click();
       log(`${n}-member mesh: ${cores.toFixed(2)} cores (idle ${idle.toFixed(2)})`);

@@ -310,9 +310,13 @@ describe("one-to-one calls", () => {
     });
     await id(a, "call-voice").click();
     await id(b, "call-incoming").waitFor({ timeout: 45_000 });
-    expect(
-      env.logs.some((l) => l.includes("alice: [loft engine] call: signals sent again on a new session")),
-    ).toBe(true);
+    // Alice logs the re-send once all of it went (candidates, media state): after the offer that
+    // rings Bob, so waited for, not read at once.
+    await expect
+      .poll(() =>
+        env.logs.some((l) => l.includes("alice: [loft engine] call: signals sent again on a new session")),
+      )
+      .toBe(true);
     await id(b, "call-accept").click();
     await waitForPhase(a, "active");
     await waitForPhase(b, "active");

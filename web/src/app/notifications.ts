@@ -64,10 +64,8 @@ export function callNotificationContent(
 }
 
 /** Close the ringing call's notification (answered, declined, or no longer ringing). */
-export async function closeCallNotifications(contactId: ContactId): Promise<void> {
-  if (notificationPermission() !== "granted") return;
-  const reg = await navigator.serviceWorker.getRegistration();
-  for (const n of (await reg?.getNotifications({ tag: `call:${contactId}` })) ?? []) n.close();
+export function closeCallNotifications(contactId: ContactId): Promise<void> {
+  return closeTagged(`call:${contactId}`);
 }
 
 /** The browser's permission, or "unsupported" without the Notifications API or Service Workers. */
@@ -103,8 +101,13 @@ export async function showNotification(content: NotificationContent): Promise<vo
 }
 
 /** Close what is shown for a conversation once it is read. */
-export async function closeNotifications(contactId: ContactId): Promise<void> {
+export function closeNotifications(contactId: ContactId): Promise<void> {
+  return closeTagged(`chat:${contactId}`);
+}
+
+/** Close every shown notification with this tag. */
+async function closeTagged(tag: string): Promise<void> {
   if (notificationPermission() !== "granted") return;
   const reg = await navigator.serviceWorker.getRegistration();
-  for (const n of (await reg?.getNotifications({ tag: `chat:${contactId}` })) ?? []) n.close();
+  for (const n of (await reg?.getNotifications({ tag })) ?? []) n.close();
 }

@@ -44,7 +44,14 @@ export async function startRecording(onLimit: () => void): Promise<Recording> {
   const type = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/mp4"].find((t) =>
     MediaRecorder.isTypeSupported(t),
   );
-  const recorder = new MediaRecorder(stream, type ? { mimeType: type } : {});
+  let recorder: MediaRecorder;
+  try {
+    recorder = new MediaRecorder(stream, type ? { mimeType: type } : {});
+  } catch (e) {
+    // No recorder after all: the microphone is not left on.
+    for (const t of stream.getTracks()) t.stop();
+    throw e;
+  }
   const chunks: Blob[] = [];
   recorder.ondataavailable = (e) => {
     if (e.data.size > 0) chunks.push(e.data);

@@ -16,12 +16,7 @@ import type { ContactId, StoredMessage } from "../api.ts";
 import { type EngineContext, emit, type Peer, serial, stamp } from "../context.ts";
 import { iceServersFor } from "../ice-servers.ts";
 import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
-import {
-  certificateFingerprint,
-  parseFingerprintHex,
-  remoteCertificates,
-  sdpMatchesFingerprint,
-} from "./fingerprint.ts";
+import { dtlsPeerMatches, newDtlsCertificate, sdpMatchesFingerprint } from "./fingerprint.ts";
 import { MediaRefused, openCamera, openLocalMedia, openMicrophone } from "./media.ts";
 import type { CallControls, CallDevice, CallEndKind, CallView } from "./types.ts";
 import { CALL_ID_BYTES, type CallEndReason, type CallSignal } from "./wire.ts";
@@ -393,16 +388,7 @@ export class Calls implements CallControls {
 
   /** A fresh certificate and the RTCPeerConnection using it; returns our fingerprint. */
   async #connection(c: ActiveCall): Promise<Bytes> {
-    const cert = await RTCPeerConnection.generateCertificate({
-      name: "ECDSA",
-      namedCurve: "P-256",
-    } as EcKeyGenParams);
-    const fp = cert
-      .getFingerprints()
-      .filter((f) => f.algorithm?.toLowerCase() === "sha-256")
-      .map((f) => parseFingerprintHex(f.value ?? ""))
-      .find((b) => b !== undefined);
-    if (!fp) throw new Error("the browser gave no SHA-256 certificate fingerprint");
+    const { cert, fp } = await newDtlsCertificate();
     c.ourFp = fp;
     const settings = await this.#ctx.storage.getSettings();
     const pc = new RTCPeerConnection({
@@ -441,7 +427,7 @@ export class Calls implements CallControls {
     if (!pc || this.#call !== c || c.view.phase === "ended") return;
     if (pc.connectionState === "connected") {
       if (!c.verified) {
-        const ok = await this.#dtlsPeerMatches(c);
+        const ok = await dtlsPeerMatches(pc, c.theirFp);
         if (!ok) return this.#finish(c, "fingerprint", "refused");
         c.verified = true;
         this.#log(`media ${c.peer.id.slice(0, 8)} connected, DTLS fingerprint verified`);
@@ -451,20 +437,6 @@ export class Calls implements CallControls {
       if (!c.verified) return this.#finish(c, "failed", "failed");
       this.#reconnecting(c, true);
     }
-  }
-
-  /**
-   * The certificate the DTLS peer presented hashes to the fingerprint sent in the session
-   * (calls.md §3). Browsers without `getRemoteCertificates` rely on their own check of the SDP
-   * fingerprint, which we compared with the session's before applying it.
-   */
-  async #dtlsPeerMatches(c: ActiveCall): Promise<boolean> {
-    if (!c.pc) return false;
-    const certs = await remoteCertificates(c.pc);
-    if (!certs) return true;
-    const [first] = certs;
-    if (!first || !c.theirFp) return false;
-    return equalBytes(await certificateFingerprint(first), c.theirFp);
   }
 
   #iceState(c: ActiveCall): void {

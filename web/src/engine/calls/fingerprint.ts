@@ -2,9 +2,10 @@
  * DTLS certificate fingerprints of a call's media connection (docs/protocol/calls.md §3): the
  * SHA-256 fingerprint each side sends inside the ratchet session (`fp`), read from SDP
  * `a=fingerprint` lines (RFC 8122 §5: hash name, then the digest as colon-separated uppercase hex)
- * and from the certificate the DTLS peer actually presented. Pure functions, no DOM.
+ * and from the certificate the DTLS peer actually presented. The SDP functions are pure; the
+ * certificate ones (`newDtlsCertificate`, `remoteCertificates`, `dtlsPeerMatches`) use WebRTC.
  */
-import { equalBytes } from "../../../../core/bytes.ts";
+import { equalBytes, toHex } from "../../../../core/bytes.ts";
 import { err, ok, type Result } from "../../../../core/errors.ts";
 import { FINGERPRINT_BYTES } from "./wire.ts";
 
@@ -73,10 +74,7 @@ type DtlsWithCertificates = RTCDtlsTransport & { getRemoteCertificates?: () => A
  * before the DTLS transport has them: an empty list is read again, every 50 ms for at most
  * `waitMs` (bounded in count and time), before it counts as no certificate.
  */
-export async function remoteCertificates(
-  pc: RTCPeerConnection,
-  waitMs = 5_000,
-): Promise<ArrayBuffer[] | undefined> {
+async function remoteCertificates(pc: RTCPeerConnection, waitMs = 5_000): Promise<ArrayBuffer[] | undefined> {
   const transport = [
     ...pc.getSenders().map((s) => s.transport),
     ...pc.getReceivers().map((r) => r.transport),
@@ -95,4 +93,40 @@ export async function remoteCertificates(
     await new Promise((r) => setTimeout(r, 50));
   }
   return transport.getRemoteCertificates();
+}
+
+/** A fresh ECDSA P-256 DTLS certificate for one media connection, and its SHA-256 fingerprint. */
+export async function newDtlsCertificate(): Promise<{ cert: RTCCertificate; fp: Uint8Array<ArrayBuffer> }> {
+  const cert = await RTCPeerConnection.generateCertificate({
+    name: "ECDSA",
+    namedCurve: "P-256",
+  } as EcKeyGenParams);
+  const fp = cert
+    .getFingerprints()
+    .filter((f) => f.algorithm?.toLowerCase() === "sha-256")
+    .map((f) => parseFingerprintHex(f.value ?? ""))
+    .find((b) => b !== undefined);
+  if (!fp) throw new Error("the browser gave no SHA-256 certificate fingerprint");
+  return { cert, fp };
+}
+
+/**
+ * The certificate the connection's DTLS peer presented hashes to `expected`, the fingerprint sent
+ * in the session (calls.md §3). Browsers without `getRemoteCertificates` rely on their own check
+ * of the SDP fingerprint, which was compared with the session's before it was applied. `log` hears
+ * what was presented instead, on a mismatch.
+ */
+export async function dtlsPeerMatches(
+  pc: RTCPeerConnection,
+  expected: Uint8Array | undefined,
+  log?: (message: string) => void,
+): Promise<boolean> {
+  const certs = await remoteCertificates(pc);
+  if (!certs) return true;
+  const [first] = certs;
+  if (!first || !expected) return false;
+  const got = await certificateFingerprint(first);
+  if (equalBytes(got, expected)) return true;
+  log?.(`DTLS peer ${toHex(got).slice(0, 16)}…, sent ${toHex(expected).slice(0, 16)}…`);
+  return false;
 }

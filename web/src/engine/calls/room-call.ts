@@ -11,15 +11,10 @@
  * holds at most `ROOM_CALL_LIMIT` people (bench/calls.ts `--room`; docs/decisions.md says what
  * takes it further: an SFU with SFrame).
  */
-import { equalBytes, toHex } from "../../../../core/bytes.ts";
+import { toHex } from "../../../../core/bytes.ts";
 import type { EngineStorage } from "../api.ts";
 import type { RoomFrameLane } from "../rooms/mesh.ts";
-import {
-  certificateFingerprint,
-  parseFingerprintHex,
-  remoteCertificates,
-  sdpMatchesFingerprint,
-} from "./fingerprint.ts";
+import { dtlsPeerMatches, newDtlsCertificate, sdpMatchesFingerprint } from "./fingerprint.ts";
 import { MediaRefused, openLocalMedia } from "./media.ts";
 import {
   decodeRoomCallFrame,
@@ -28,7 +23,7 @@ import {
   type RoomCallSignal,
 } from "./room-wire.ts";
 import type { RoomCallControls, RoomCallView } from "./types.ts";
-import { endMessage } from "./words.ts";
+import { mediaProblem } from "./words.ts";
 
 /**
  * The most people in one room call, from `npm run bench:calls -- --room` (bench/README.md): one
@@ -174,7 +169,7 @@ export class RoomCalls implements RoomCallControls, RoomFrameLane {
       s.local = media.stream;
       s.mic = media.audio;
     } catch (e) {
-      s.note = endMessage(e instanceof MediaRefused ? e.kind : "no-device", "", false);
+      s.note = mediaProblem(e instanceof MediaRefused ? e.kind : "no-device", false, "join again");
       return this.#changed(s);
     }
     s.joined = true;
@@ -363,16 +358,7 @@ export class RoomCalls implements RoomCallControls, RoomFrameLane {
   /** A fresh certificate and the member's connection using it (replacing an older one). */
   async #connection(s: RoomCallState, member: string): Promise<MemberLink> {
     this.#close(s, member);
-    const cert = await RTCPeerConnection.generateCertificate({
-      name: "ECDSA",
-      namedCurve: "P-256",
-    } as EcKeyGenParams);
-    const ourFp = cert
-      .getFingerprints()
-      .filter((f) => f.algorithm?.toLowerCase() === "sha-256")
-      .map((f) => parseFingerprintHex(f.value ?? ""))
-      .find((b) => b !== undefined);
-    if (!ourFp) throw new Error("the browser gave no SHA-256 certificate fingerprint");
+    const { cert, fp: ourFp } = await newDtlsCertificate();
     const settings = await this.#d.storage.getSettings();
     const pc = new RTCPeerConnection({
       iceServers: settings.iceServers ?? [],
@@ -424,7 +410,7 @@ export class RoomCalls implements RoomCallControls, RoomFrameLane {
         await this.#offer(s, member, l.tries + 1);
     };
     if (l.pc.connectionState === "connected" && !l.verified) {
-      const matches = await this.#dtlsPeerMatches(l);
+      const matches = await dtlsPeerMatches(l.pc, l.theirFp, (m) => this.#d.log(`room call: ${m}`));
       if (s.links.get(member) !== l) return; // replaced or closed meanwhile
       if (!matches) {
         this.#d.log(
@@ -442,18 +428,6 @@ export class RoomCalls implements RoomCallControls, RoomFrameLane {
       this.#changed(s);
       await retry();
     }
-  }
-
-  /** The certificate the DTLS peer presented hashes to the fingerprint it sent (calls.md §3). */
-  async #dtlsPeerMatches(l: MemberLink): Promise<boolean> {
-    const certs = await remoteCertificates(l.pc);
-    if (!certs) return true;
-    const [first] = certs;
-    if (!first || !l.theirFp) return false;
-    const got = await certificateFingerprint(first);
-    if (equalBytes(got, l.theirFp)) return true;
-    this.#d.log(`room call: DTLS peer ${toHex(got).slice(0, 16)}…, sent ${toHex(l.theirFp).slice(0, 16)}…`);
-    return false;
   }
 
   #close(s: RoomCallState, member: string): void {

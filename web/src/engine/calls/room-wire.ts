@@ -15,10 +15,9 @@
  * padding) is a typed error and the frame is dropped; the member session stays.
  */
 import * as v from "valibot";
-import { equalBytes } from "../../../../core/bytes.ts";
-import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../../core/codec/codec.ts";
-import { padToBucket, unpadBucket } from "../../../../core/codec/padding.ts";
-import { err, ok, type Result } from "../../../../core/errors.ts";
+import { bytesSchema, uintSchema } from "../../../../core/codec/codec.ts";
+import type { Result } from "../../../../core/errors.ts";
+import { decodeTypedFrame, encodeTypedFrame } from "../rooms/wire.ts";
 import { FINGERPRINT_BYTES, MAX_CANDIDATE_CHARS, MAX_SDP_CHARS } from "./wire.ts";
 
 /** Session frame type of room call messages (the calls range 0x30–0x37 of FRAME, ../wire.ts). */
@@ -56,21 +55,9 @@ export function isRoomCallFrame(frame: Uint8Array): boolean {
 }
 
 export function encodeRoomCallFrame(m: RoomCallSignal): Uint8Array {
-  const body = padToBucket(encodeCanonical(m));
-  const out = new Uint8Array(1 + body.length);
-  out[0] = ROOM_CALL_FRAME;
-  out.set(body, 1);
-  return out;
+  return encodeTypedFrame(ROOM_CALL_FRAME, m);
 }
 
 export function decodeRoomCallFrame(frame: Uint8Array): Result<RoomCallSignal> {
-  if (frame.length < 2 || frame[0] !== ROOM_CALL_FRAME)
-    return err("LOFT_ERR_UNKNOWN_TYPE", "not a room call frame");
-  const body = unpadBucket(frame.subarray(1));
-  if (!body.ok) return body;
-  const decoded = decodeWith(body.value, schema, LIMITS);
-  if (!decoded.ok) return decoded;
-  if (!equalBytes(encodeCanonical(decoded.value), body.value))
-    return err("LOFT_ERR_MALFORMED", "room call message is not canonical MessagePack");
-  return ok(decoded.value);
+  return decodeTypedFrame(frame, ROOM_CALL_FRAME, schema, LIMITS, "room call");
 }

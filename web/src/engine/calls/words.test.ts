@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import type { CallEndKind } from "./types.ts";
-import { durationLabel, endMessage, historyText } from "./words.ts";
+import { durationLabel, endMessage, historyText, mediaProblem } from "./words.ts";
 
 const KINDS: CallEndKind[] = [
   "hangup",
@@ -45,6 +45,9 @@ describe("call words", () => {
     }
     expect(endMessage("permission", "Bob", true)).toContain("microphone or camera");
     expect(endMessage("permission", "Bob", false)).not.toContain("camera");
+    expect(endMessage("device-busy", "Bob", false)).toBe(mediaProblem("device-busy", false));
+    // A voice note or a room call says what to try again in its own words.
+    expect(mediaProblem("permission", false, "record again")).toMatch(/, then record again\.$/);
   });
 
   it("durations read as m:ss or h:mm:ss", () => {

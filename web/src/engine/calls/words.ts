@@ -4,9 +4,28 @@
  */
 import type { CallEndKind } from "./types.ts";
 
+/**
+ * Why the microphone (or camera, for `video`) could not be had, and what to do: `again` is what
+ * to try once it is fixed ("call again" on the call screen, "join again", "record again").
+ */
+export function mediaProblem(
+  kind: "permission" | "no-device" | "device-busy",
+  video: boolean,
+  again = "call again",
+): string {
+  const device = video ? "microphone or camera" : "microphone";
+  switch (kind) {
+    case "permission":
+      return `Loft isn't allowed to use your ${device}. Allow it for this site in your browser's settings, then ${again}.`;
+    case "no-device":
+      return `No microphone found. Connect one, then ${again}.`;
+    case "device-busy":
+      return `Your ${device} is in use by another app. Close it, then ${again}.`;
+  }
+}
+
 /** Why the call ended, for the call screen; `name` is the contact's name. */
 export function endMessage(kind: CallEndKind, name: string, video: boolean): string {
-  const device = video ? "microphone or camera" : "microphone";
   switch (kind) {
     case "hangup":
       return "Call ended.";
@@ -25,11 +44,9 @@ export function endMessage(kind: CallEndKind, name: string, video: boolean): str
     case "blocked":
       return `You can't call ${name} now: open their contact to see why.`;
     case "permission":
-      return `Loft isn't allowed to use your ${device}. Allow it for this site in your browser's settings, then call again.`;
     case "no-device":
-      return "No microphone found. Connect one, then call again.";
     case "device-busy":
-      return `Your ${device} is in use by another app. Close it, then call again.`;
+      return mediaProblem(kind, video);
     case "unavailable":
       return `${name} can't take the call: their microphone isn't available.`;
     case "fingerprint":

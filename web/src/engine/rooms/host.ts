@@ -25,7 +25,7 @@
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import * as v from "valibot";
-import { concatBytes, equalBytes, utf8 } from "../../../../core/bytes.ts";
+import { concatBytes, equalBytes, toHex, utf8 } from "../../../../core/bytes.ts";
 import {
   bytesSchema,
   decodeWith,
@@ -112,8 +112,7 @@ const handoverMessage = (id: Uint8Array, index: number, to: Uint8Array) =>
 
 /** The state's lists in one order (bytewise), so equal states encode equally. */
 function sorted(keys: readonly Uint8Array[]): Uint8Array[] {
-  const hex = (k: Uint8Array) => Array.from(k, (b) => b.toString(16).padStart(2, "0")).join("");
-  return [...new Map(keys.map((k) => [hex(k), k])).entries()]
+  return [...new Map(keys.map((k) => [toHex(k), k])).entries()]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([, k]) => k);
 }
@@ -160,7 +159,7 @@ export function verifyState(bytes: Uint8Array, id: Uint8Array, h: Uint8Array): R
   if (!equalBytes(state.id, id)) return err("LOFT_ERR_SCHEMA", "room state of another room");
   let key = h;
   for (const [i, ho] of outer.value.ho.entries()) {
-    if (!safeVerify(ho.sig, handoverMessage(id, i, ho.k), key))
+    if (!verifyHandover(id, i, ho, key))
       return err("LOFT_ERR_BAD_SIGNATURE", `room hand-over ${i} is not signed by the host before it`);
     key = ho.k;
   }

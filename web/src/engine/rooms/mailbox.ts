@@ -20,7 +20,7 @@ import * as v from "valibot";
 import { equalBytes, toHex, wipe } from "../../../../core/bytes.ts";
 import { decodeWith, encodeCanonical } from "../../../../core/codec/codec.ts";
 import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
-import { isLoftError } from "../../../../core/errors.ts";
+import { isLoftError, type Result } from "../../../../core/errors.ts";
 import {
   canSend,
   type RatchetKeyPair,
@@ -339,29 +339,26 @@ export class RoomMailboxes {
 
   #load(p: Pair): Promise<void> {
     p.loaded ??= (async () => {
-      const dr = await this.#d.storage.loadSecret(name("dr", p));
-      if (dr) {
-        const r = decodeChatRatchet(dr);
-        wipe(dr);
-        if (r.ok) p.ratchet = r.value;
-      }
-      const rx = await this.#d.storage.loadSecret(name("rx", p));
+      const ratchet = await this.#loadOne(p, "dr", decodeChatRatchet);
+      if (ratchet) p.ratchet = ratchet;
+      const rx = await this.#loadOne(p, "rx", decodeRx);
       if (rx) {
-        const r = decodeRx(rx);
-        wipe(rx);
-        if (r.ok) {
-          p.rx = r.value;
-          this.#byRecipient.set(toHex(r.value.queue.recipientId), p);
-        }
+        p.rx = rx;
+        this.#byRecipient.set(toHex(rx.queue.recipientId), p);
       }
-      const tx = await this.#d.storage.loadSecret(name("tx", p));
-      if (tx) {
-        const r = decodeTx(tx);
-        wipe(tx);
-        if (r.ok) p.tx = r.value;
-      }
+      const tx = await this.#loadOne(p, "tx", decodeTx);
+      if (tx) p.tx = tx;
     })();
     return p.loaded;
+  }
+
+  /** One of the pair's stored records, decoded (undefined: none, or unreadable); the bytes wiped. */
+  async #loadOne<T>(p: Pair, kind: string, decode: (bytes: Uint8Array) => Result<T>): Promise<T | undefined> {
+    const bytes = await this.#d.storage.loadSecret(name(kind, p));
+    if (!bytes) return undefined;
+    const r = decode(bytes);
+    wipe(bytes);
+    return r.ok ? r.value : undefined;
   }
 
   async #pairList(): Promise<string[]> {

@@ -136,6 +136,8 @@ interface Room {
   pendingKeys: { e: number; k: Uint8Array }[];
   /** We handed the host role over and wait for the new host's state: we sign nothing meanwhile. */
   handingOver: boolean;
+  /** Our member room key's public half, worked out once (`#memberPub`). */
+  memberPub: Uint8Array | undefined;
   readonly members: Map<string, Member>;
   readonly refused: { key: string; at: number }[];
   log: LogEntry[];
@@ -508,16 +510,18 @@ export class RoomsEngine implements RoomsApi {
   }
 
   #isHost(room: Room): boolean {
-    return (
-      !room.handingOver &&
-      !room.record.gone &&
-      equalBytes(ed25519.getPublicKey(this.#memberKey(room)), this.#hostKey(room))
-    );
+    return !room.handingOver && !room.record.gone && equalBytes(this.#memberPub(room), this.#hostKey(room));
   }
 
   #memberKey(room: Room): Uint8Array {
     room.record.mk ??= crypto.getRandomValues(new Uint8Array(32));
     return room.record.mk;
+  }
+
+  /** Its public half: read on every view (`#isHost`), so derived once, not per call. */
+  #memberPub(room: Room): Uint8Array {
+    room.memberPub ??= ed25519.getPublicKey(this.#memberKey(room));
+    return room.memberPub;
   }
 
   /** The state as it is (or the implicit one before the first: the link's host and secret). */
@@ -558,7 +562,7 @@ export class RoomsEngine implements RoomsApi {
   #adopt(room: Room, next: VerifiedState): void {
     room.state = next;
     room.record.st = next.bytes.slice();
-    if (!equalBytes(ed25519.getPublicKey(this.#memberKey(room)), next.state.host)) room.handingOver = false;
+    if (!equalBytes(this.#memberPub(room), next.state.host)) room.handingOver = false;
     // Every member relays a state it takes once: it reaches members the host has no link to.
     for (const m of room.members.values()) this.#sendTo(m, { t: "room.state", s: next.bytes.slice() });
     if (listed(next.state.x, this.#d.user.identity.verified.identity_key)) {
@@ -625,7 +629,7 @@ export class RoomsEngine implements RoomsApi {
       !room.state ||
       !hid ||
       !equalBytes(hid, from.key) ||
-      !equalBytes(ho.k, ed25519.getPublicKey(this.#memberKey(room))) ||
+      !equalBytes(ho.k, this.#memberPub(room)) ||
       !verifyHandover(room.link.id, chain.length, ho, this.#hostKey(room))
     ) {
       this.#d.log("refused a room hand-over");
@@ -854,7 +858,7 @@ export class RoomsEngine implements RoomsApi {
     this.#sendTo(m, {
       t: "room.hi",
       name: this.#d.user.identity.verified.username.slice(0, 40) || "?",
-      rk: ed25519.getPublicKey(this.#memberKey(room)),
+      rk: this.#memberPub(room).slice(),
     });
     // What the host signed, and the current secret (a listed member may have come in on the one
     // before: §8); the host lists a member it has not listed yet.
@@ -874,14 +878,8 @@ export class RoomsEngine implements RoomsApi {
 
   /** A frame of another feature (RoomFrameLane) to a member; false when its link is down. */
   sendFrame(roomId: string, member: string, frame: Uint8Array): boolean {
-    const s = this.#rooms.get(roomId)?.members.get(member)?.session;
-    if (!s || s.state === "closed") return false;
-    try {
-      s.send(frame);
-      return true;
-    } catch {
-      return false;
-    }
+    const m = this.#rooms.get(roomId)?.members.get(member);
+    return m !== undefined && this.#sendBytes(m, () => frame);
   }
 
   async #read(room: Room, m: Member, session: Session): Promise<void> {
@@ -974,12 +972,19 @@ export class RoomsEngine implements RoomsApi {
   }
 
   #sendTo(m: Member, msg: RoomMessage): void {
+    // Not sent (closed meanwhile): what was not confirmed is sent again when the member's link is back.
+    this.#sendBytes(m, () => encodeRoomFrame(msg));
+  }
+
+  /** A frame (made only when there is a live session) on the member's session; false if not sent. */
+  #sendBytes(m: Member, frame: () => Uint8Array): boolean {
     const s = m.session;
-    if (!s || s.state === "closed") return;
+    if (!s || s.state === "closed") return false;
     try {
-      s.send(encodeRoomFrame(msg));
+      s.send(frame());
+      return true;
     } catch {
-      // closed meanwhile: what was not confirmed is sent again when the member's link is back
+      return false;
     }
   }
 
@@ -1007,6 +1012,7 @@ export class RoomsEngine implements RoomsApi {
       state: verified?.ok ? verified.value : undefined,
       pendingKeys: [],
       handingOver: false,
+      memberPub: undefined,
       members: new Map(),
       refused: [],
       log: [],

@@ -21,7 +21,13 @@
  */
 import * as v from "valibot";
 import { equalBytes } from "../../../../core/bytes.ts";
-import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../../core/codec/codec.ts";
+import {
+  bytesSchema,
+  type DecodeLimits,
+  decodeWith,
+  encodeCanonical,
+  uintSchema,
+} from "../../../../core/codec/codec.ts";
 import { padToBucket, unpadBucket } from "../../../../core/codec/padding.ts";
 import { err, ok, type Result } from "../../../../core/errors.ts";
 import { MAX_TEXT_CHARS } from "../outgoing.ts";
@@ -83,20 +89,39 @@ const LIMITS = {
 };
 
 export function encodeRoomFrame(m: RoomMessage): Uint8Array {
+  return encodeTypedFrame(ROOM_FRAME, m);
+}
+
+export function decodeRoomFrame(frame: Uint8Array): Result<RoomMessage> {
+  return decodeTypedFrame(frame, ROOM_FRAME, schema, LIMITS, "room");
+}
+
+/**
+ * `type ‖ padToBucket(canonical MessagePack)`: one frame on a member session, as room messages
+ * and room call signals (calls/room-wire.ts) are sent.
+ */
+export function encodeTypedFrame(type: number, m: unknown): Uint8Array {
   const body = padToBucket(encodeCanonical(m));
   const out = new Uint8Array(1 + body.length);
-  out[0] = ROOM_FRAME;
+  out[0] = type;
   out.set(body, 1);
   return out;
 }
 
-export function decodeRoomFrame(frame: Uint8Array): Result<RoomMessage> {
-  if (frame.length < 2 || frame[0] !== ROOM_FRAME) return err("LOFT_ERR_UNKNOWN_TYPE", "not a room frame");
+/** The strict reading of `encodeTypedFrame`: its type, valid padding, the schema, canonical bytes. */
+export function decodeTypedFrame<S extends v.GenericSchema>(
+  frame: Uint8Array,
+  type: number,
+  messageSchema: S,
+  limits: DecodeLimits,
+  what: string,
+): Result<v.InferOutput<S>> {
+  if (frame.length < 2 || frame[0] !== type) return err("LOFT_ERR_UNKNOWN_TYPE", `not a ${what} frame`);
   const body = unpadBucket(frame.subarray(1));
   if (!body.ok) return body;
-  const decoded = decodeWith(body.value, schema, LIMITS);
+  const decoded = decodeWith(body.value, messageSchema, limits);
   if (!decoded.ok) return decoded;
   if (!equalBytes(encodeCanonical(decoded.value), body.value))
-    return err("LOFT_ERR_MALFORMED", "room message is not canonical MessagePack");
+    return err("LOFT_ERR_MALFORMED", `${what} message is not canonical MessagePack`);
   return ok(decoded.value);
 }

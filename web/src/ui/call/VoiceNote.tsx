@@ -15,14 +15,16 @@ import {
   voiceNoteFor,
 } from "../../app/voice-notes.ts";
 import { mediaFailure } from "../../engine/calls/media.ts";
-import { durationLabel, endMessage } from "../../engine/calls/words.ts";
+import { durationLabel, mediaProblem } from "../../engine/calls/words.ts";
 
 export function VoiceNoteButton(props: { app: AppModel; id: string; name: string }) {
   const [rec, setRec] = createSignal<Recording>();
   const [now, setNow] = createSignal(Date.now());
   const [problem, setProblem] = createSignal<string>();
   const tick = setInterval(() => rec() && setNow(Date.now()), 500);
+  let disposed = false;
   onCleanup(() => {
+    disposed = true;
     clearInterval(tick);
     rec()?.cancel();
   });
@@ -30,10 +32,14 @@ export function VoiceNoteButton(props: { app: AppModel; id: string; name: string
   const start = async () => {
     setProblem(undefined);
     try {
-      setRec(await startRecording(() => void send()));
+      const r = await startRecording(() => void send());
+      // The chat closed while the browser asked for the microphone, or a second click started
+      // another: nothing records unseen.
+      if (disposed || rec()) return r.cancel();
+      setRec(r);
       setNow(Date.now());
     } catch (e) {
-      setProblem(endMessage(mediaFailure(e).kind, props.name, false));
+      setProblem(mediaProblem(mediaFailure(e).kind, false, "record again"));
     }
   };
   const send = async () => {

@@ -29,6 +29,7 @@ import {
   FILE_CHUNK_BYTES,
   FILE_KEY_BYTES,
   type FileAppMessage,
+  type FileChunkHeader,
   FileHasher,
   type FileOffer,
   MAX_FILE_BYTES,
@@ -628,8 +629,7 @@ export class FileTransfers {
   ): Promise<Uint8Array<ArrayBuffer> | undefined> {
     const sealed = await this.#store.getChunk(t.key, index);
     if (!sealed) return undefined;
-    const header = { id: t.id, index, total: chunkCount(t.size), chunkSize: SEALED_CHUNK_BYTES };
-    const plain = await openChunk(providerOf(this.#ctx), key, { header, sealed });
+    const plain = await openChunk(providerOf(this.#ctx), key, { header: chunkHeader(t, index), sealed });
     return plain.ok ? (plain.value as Uint8Array<ArrayBuffer>) : undefined;
   }
 
@@ -688,39 +688,15 @@ export class FileTransfers {
    */
   async #readBlock(o: Outgoing, first: number, total: number): Promise<Uint8Array[]> {
     const count = Math.min(READ_BLOCK_CHUNKS, total - first);
-    if (o.blob) return this.#sealFromBlob(o, o.blob, first, count, total);
+    if (o.blob)
+      return readPlainBlock(o.blob, o.t.size, first, count, (plains) =>
+        Promise.all(
+          plains.map((p, n) => sealChunk(providerOf(this.#ctx), o.key, chunkHeader(o.t, first + n), p)),
+        ),
+      );
     const sealed = await this.#store.getChunks(o.t.key, first, count);
     if (sealed.length !== count) throw new Error("the sealed copy is incomplete");
-    return sealed.map((s, n) =>
-      encodeChunkFrame({
-        header: { id: o.t.id, index: first + n, total, chunkSize: SEALED_CHUNK_BYTES },
-        sealed: s,
-      }),
-    );
-  }
-
-  async #sealFromBlob(
-    o: Outgoing,
-    blob: Blob,
-    first: number,
-    count: number,
-    total: number,
-  ): Promise<Uint8Array[]> {
-    const start = first * FILE_CHUNK_BYTES;
-    const block = new Uint8Array(await blob.slice(start, start + count * FILE_CHUNK_BYTES).arrayBuffer());
-    try {
-      return await Promise.all(
-        Array.from({ length: count }, (_, n) => {
-          const index = first + n;
-          const plain = block.subarray(n * FILE_CHUNK_BYTES, (n + 1) * FILE_CHUNK_BYTES);
-          if (plain.length !== chunkPlainBytes(o.t.size, index)) throw new Error("the file changed size");
-          const header = { id: o.t.id, index, total, chunkSize: SEALED_CHUNK_BYTES };
-          return sealChunk(providerOf(this.#ctx), o.key, header, plain);
-        }),
-      );
-    } finally {
-      wipe(block);
-    }
+    return sealed.map((s, n) => encodeChunkFrame({ header: chunkHeader(o.t, first + n), sealed: s }));
   }
 
   /**
@@ -734,35 +710,16 @@ export class FileTransfers {
     const crypto = providerOf(this.#ctx);
     const h = new FileHasher();
     const total = chunkCount(t.size);
-    const blockBytes = READ_BLOCK_CHUNKS * FILE_CHUNK_BYTES;
     for (let first = 0; first < total && t.state === "hashing"; first += READ_BLOCK_CHUNKS) {
-      const start = first * FILE_CHUNK_BYTES;
-      const block = new Uint8Array(await blob.slice(start, start + blockBytes).arrayBuffer());
       const count = Math.min(READ_BLOCK_CHUNKS, total - first);
-      try {
-        const plains = Array.from({ length: count }, (_, n) => {
-          const plain = block.subarray(n * FILE_CHUNK_BYTES, (n + 1) * FILE_CHUNK_BYTES);
-          if (plain.length !== chunkPlainBytes(t.size, first + n)) throw new Error("the file changed size");
-          return plain;
-        });
+      await readPlainBlock(blob, t.size, first, count, async (plains) => {
         const [digests, sealed] = await Promise.all([
           Promise.all(plains.map((p) => FileHasher.chunkDigest(crypto, p))),
-          Promise.all(
-            plains.map((p, n) =>
-              sealChunkBytes(
-                crypto,
-                o.key,
-                { id: t.id, index: first + n, total, chunkSize: SEALED_CHUNK_BYTES },
-                p,
-              ),
-            ),
-          ),
+          Promise.all(plains.map((p, n) => sealChunkBytes(crypto, o.key, chunkHeader(t, first + n), p))),
         ]);
         for (const d of digests) h.add(d);
         await this.#store.putChunks(t.key, first, sealed);
-      } finally {
-        wipe(block);
-      }
+      });
       t.done = Math.min(t.size, (first + count) * FILE_CHUNK_BYTES);
       this.#progress(o);
     }
@@ -874,6 +831,37 @@ function offerOf(o: Outgoing): FileOffer {
     key: bytes(o.key),
     ...(t.thumb ? { thumb: bytes(t.thumb) } : {}),
   };
+}
+
+/** The header of chunk `index` of `t` (the same on the sender's copy, the wire and the receiver's store). */
+function chunkHeader(t: FileTransfer, index: number): FileChunkHeader {
+  return { id: t.id, index, total: chunkCount(t.size), chunkSize: SEALED_CHUNK_BYTES };
+}
+
+/**
+ * Chunks `first` … `first + count − 1` of the file as one `Blob.slice` read, handed to `use` as
+ * each chunk's plaintext (views into that one buffer, wiped once `use` has resolved). A file
+ * whose size changed since it was picked throws.
+ */
+async function readPlainBlock<T>(
+  blob: Blob,
+  size: number,
+  first: number,
+  count: number,
+  use: (plains: Uint8Array[]) => Promise<T>,
+): Promise<T> {
+  const start = first * FILE_CHUNK_BYTES;
+  const block = new Uint8Array(await blob.slice(start, start + count * FILE_CHUNK_BYTES).arrayBuffer());
+  try {
+    const plains = Array.from({ length: count }, (_, n) => {
+      const plain = block.subarray(n * FILE_CHUNK_BYTES, (n + 1) * FILE_CHUNK_BYTES);
+      if (plain.length !== chunkPlainBytes(size, first + n)) throw new Error("the file changed size");
+      return plain;
+    });
+    return await use(plains);
+  } finally {
+    wipe(block);
+  }
 }
 
 function incoming(t: FileTransfer, key: Uint8Array, taken: number): Incoming {

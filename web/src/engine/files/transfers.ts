@@ -300,10 +300,9 @@ export class FileTransfers {
     await this.#load();
     const o = this.#out.get(key);
     if (o?.blob) return o.blob;
-    const t = this.#all.get(key);
-    if (t?.direction !== "in" || t.state !== "done") return undefined;
-    const k = await this.#ctx.storage.loadSecret(secretName(key));
-    if (!k) return undefined;
+    const received = await this.#received(key);
+    if (!received) return undefined;
+    const { t, k } = received;
     try {
       // Built in batches of ≈ 8 MiB: the page never holds the whole file as arrays (the browser
       // keeps a large Blob's bytes in its own storage, on disk when it must).
@@ -332,11 +331,9 @@ export class FileTransfers {
    * reader pulls: saving it to disk (ui/save-file.ts) never holds the whole file in memory.
    */
   async stream(key: string): Promise<ReadableStream<Uint8Array> | undefined> {
-    await this.#load();
-    const t = this.#all.get(key);
-    if (t?.direction !== "in" || t.state !== "done") return undefined;
-    const k = await this.#ctx.storage.loadSecret(secretName(key));
-    if (!k) return undefined;
+    const received = await this.#received(key);
+    if (!received) return undefined;
+    const { t, k } = received;
     const total = chunkCount(t.size);
     let index = 0;
     return new ReadableStream<Uint8Array>(
@@ -359,6 +356,15 @@ export class FileTransfers {
       },
       { highWaterMark: 1 },
     );
+  }
+
+  /** A received file whose hash matched, with its per-transfer key (the caller wipes it). */
+  async #received(key: string): Promise<{ t: FileTransfer; k: Uint8Array } | undefined> {
+    await this.#load();
+    const t = this.#all.get(key);
+    if (t?.direction !== "in" || t.state !== "done") return undefined;
+    const k = await this.#ctx.storage.loadSecret(secretName(key));
+    return k && { t, k };
   }
 
   // ---- what the contact does -----------------------------------------------------------------

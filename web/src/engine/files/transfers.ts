@@ -140,20 +140,18 @@ export class FileTransfers {
           // there — unless the page went away while that copy was being made.
           const key =
             t.state === "hashing" ? undefined : await this.#ctx.storage.loadSecret(secretName(t.key));
-          const o: Outgoing = { ...moving(t, key ?? new Uint8Array(FILE_KEY_BYTES)), generation: 0 };
           if (!key) {
-            this.#out.set(t.key, o);
             await this.#settle(
               t,
               "failed",
               "The page was reloaded before the file was ready. Send it again.",
             );
-            this.#forgetOutgoing(o);
+            this.#forgetSentCopy(t.key);
             continue;
           }
           if (t.state !== "offered" && t.state !== "queued") t.state = "waiting";
           t.speed = 0;
-          this.#out.set(t.key, o);
+          this.#out.set(t.key, { ...moving(t, key), generation: 0 });
         } else if (t.state !== "offered") {
           const key = await this.#ctx.storage.loadSecret(secretName(t.key));
           if (!key) {
@@ -759,7 +757,11 @@ export class FileTransfers {
     o.wake?.();
     wipe(o.key);
     this.#out.delete(o.t.key);
-    const key = o.t.key;
+    this.#forgetSentCopy(o.t.key);
+  }
+
+  /** Delete an outgoing transfer's sealed copy and its key, in the background (a failure is logged). */
+  #forgetSentCopy(key: string): void {
     void (async () => {
       await this.#store.deleteChunks(key);
       await this.#ctx.storage.deleteSecret(secretName(key));

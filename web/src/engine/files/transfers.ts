@@ -49,7 +49,7 @@ export const WINDOW_CHUNKS = 64;
  * concurrently and stored in one transaction; one store read while sending, the next block read
  * while this one goes out.
  */
-export const READ_BLOCK_CHUNKS = 16;
+const READ_BLOCK_CHUNKS = 16;
 /** Offers from one contact that may wait on the user or run at once; more are declined "busy". */
 export const MAX_OPEN_INCOMING = 16;
 /** Progress events at most this often per transfer (state changes always). */

@@ -67,7 +67,10 @@ function fileStatus(t: FileTransfer, name: string): string {
   }
 }
 
-const MOVING = new Set(["hashing", "queued", "offered", "sending", "receiving", "waiting"]);
+/** Chunks flow (or wait to): the progress bar shows. */
+const FLOWING = new Set(["sending", "receiving", "waiting"]);
+/** Not ended yet: it can be cancelled. */
+const MOVING = new Set(["hashing", "queued", "offered", ...FLOWING]);
 
 export function Files(props: {
   app: AppModel;
@@ -189,7 +192,7 @@ export function Files(props: {
                 <Show when={t.state === "done" && voiceNoteDuration(t.name) && t.type.startsWith("audio/")}>
                   <VoiceNotePlayer app={props.app} fileKey={t.key} name={t.name} from={props.name()} />
                 </Show>
-                <Show when={MOVING.has(t.state) && !["offered", "hashing", "queued"].includes(t.state)}>
+                <Show when={FLOWING.has(t.state)}>
                   <progress
                     max={t.size || 1}
                     value={t.done}

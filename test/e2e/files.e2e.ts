@@ -273,12 +273,14 @@ describe("files between two browsers", () => {
     await chatting();
     throttleDirect();
     try {
-      await underway(a, b, "first.bin", new Uint8Array(randomBytes(4 * 1024 * 1024)));
+      // 16 MiB (≈ 8 s at 2 MB/s): the sender's cancel travels behind what is already in flight —
+      // up to the 64-chunk window (≈ 4 MiB) — so a smaller file could be all there before it.
+      await underway(a, b, "first.bin", new Uint8Array(randomBytes(16 * 1024 * 1024)));
       await row(a, "first.bin", "sending").getByTestId("file-cancel").click();
       await row(b, "first.bin", "cancelled").waitFor({ timeout: 30_000 });
       await row(a, "first.bin", "cancelled").waitFor();
 
-      await underway(a, b, "second.bin", new Uint8Array(randomBytes(4 * 1024 * 1024)));
+      await underway(a, b, "second.bin", new Uint8Array(randomBytes(16 * 1024 * 1024)));
       await row(b, "second.bin", "receiving").getByTestId("file-cancel").click();
       await row(a, "second.bin", "cancelled").waitFor({ timeout: 30_000 });
       await row(b, "second.bin", "cancelled").waitFor();

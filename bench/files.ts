@@ -16,7 +16,7 @@
  *  Rounds alternate (raw files, files raw, …); `files_vs_raw` is the median of the per-round
  *  ratios. `receiver_peak_mib`: the highest `performance.memory.usedJSHeapSize` of Bob's page
  *  sampled every 50 ms during the file rounds. `LOFT_BENCH_PROFILE=1` logs each page's CPU profile
- *  per file round (self time per function; not with `--json`).
+ *  per file round (self time per function, bench/cpu-profile.ts; not with `--json`).
  *
  * The pages run a bench bundle built here with Vite from the real modules (web/src/engine,
  * web/src/net, web/src/storage, core/); nothing is mocked. Figures: bench/README.md, "bench:files".
@@ -24,9 +24,9 @@
 import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Page } from "playwright-core";
 import { launchChromium } from "../test/support/browser.ts";
 import { startLoft } from "../test/support/loft-process.ts";
+import { startProfile } from "./cpu-profile.ts";
 import {
   alternate,
   log,
@@ -187,8 +187,10 @@ async function main() {
       run: async () => {
         const profiling = PROFILE ? await Promise.all([startProfile(a), startProfile(b)]) : [];
         const [, ms] = await Promise.all([callPage(a, "sendFile"), callPage<number>(b, "receiveFile")]);
-        for (const [who, p] of profiling.entries())
-          log(`  ${who === 0 ? "sender" : "receiver"} CPU:\n${await p()}`);
+        for (const [who, p] of profiling.entries()) {
+          const lines = (await p()).map(({ fn, pct }) => `    ${pct.toFixed(1).padStart(5)}%  ${fn}`);
+          log(`  ${who === 0 ? "sender" : "receiver"} CPU:\n${lines.join("\n")}`);
+        }
         log(
           `  file round: ${FILE_MIB} MiB in ${ms.toFixed(0)} ms, ${(bytes / 1e6 / (ms / 1000)).toFixed(1)} MB/s`,
         );
@@ -267,41 +269,6 @@ async function main() {
     site.close();
     await rm(outDir, { recursive: true, force: true });
   }
-}
-
-interface ProfileNode {
-  id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
-}
-
-/** Start the page's CPU profiler; the returned function stops it and sums self time per function. */
-async function startProfile(page: Page): Promise<() => Promise<string>> {
-  const cdp = await page.context().newCDPSession(page);
-  await cdp.send("Profiler.enable");
-  await cdp.send("Profiler.setSamplingInterval", { interval: 500 });
-  await cdp.send("Profiler.start");
-  return async () => {
-    const { profile } = (await cdp.send("Profiler.stop")) as unknown as {
-      profile: { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] };
-    };
-    const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-    const self = new Map<string, number>();
-    let total = 0;
-    profile.samples.forEach((id, i) => {
-      const n = byId.get(id);
-      const us = profile.timeDeltas[i] ?? 0;
-      total += us;
-      if (!n) return;
-      const f = n.callFrame;
-      const name = `${f.functionName || "(anon)"} ${f.url.split("/").pop()}:${f.lineNumber + 1}`;
-      self.set(name, (self.get(name) ?? 0) + us);
-    });
-    return [...self.entries()]
-      .sort((x, y) => y[1] - x[1])
-      .slice(0, 25)
-      .map(([name, us]) => `    ${((100 * us) / total).toFixed(1).padStart(5)}%  ${name}`)
-      .join("\n");
-  };
 }
 
 main().catch((e) => {

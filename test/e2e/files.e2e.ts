@@ -6,9 +6,10 @@
  * declined by the receiver and one cancelled by the sender end on both sides; a pasted image is
  * offered with the sender's preview and shown inline once received (CSP `img-src blob:`); neither
  * page's `loft-files` database holds a file's name or type in clear; a download is saved streamed
- * through OPFS; the sender's page reloads mid-transfer and the transfer resumes; the screen has no axe violations with
- * transfers on it. Mid-transfer cancel and resume after a cut link are in
- * web/src/engine/files/transfers.test.ts (loopback moves MiBs faster than a page can click).
+ * through OPFS; Share → Loft; with the direct path throttled (`tc`, so "mid-transfer" lasts
+ * seconds), a cancel mid-transfer on either side, a network drop that pauses and resumes, and a
+ * reload of the sender's page that the transfer resumes after; the screen has no axe violations
+ * with transfers on it.
  */
 import { execFileSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
@@ -48,6 +49,16 @@ const received = (page: Page, name: string) =>
     .getByTestId("file-progress")
     .evaluate((p: HTMLProgressElement) => p.value)
     .catch(() => 0);
+
+/**
+ * Alice attaches `file` as `name` and Bob accepts it; resolves once Bob's progress bar shows more
+ * than `moreThan` bytes (polled often: with the direct path throttled, mid-transfer lasts seconds).
+ */
+async function underway(a: Page, b: Page, name: string, file: Uint8Array, moreThan = 0): Promise<void> {
+  await attach(a, name, file);
+  await row(b, name, "offered").getByTestId("file-accept").click();
+  await expect.poll(() => received(b, name), { timeout: 60_000, interval: 100 }).toBeGreaterThan(moreThan);
+}
 
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
@@ -262,20 +273,14 @@ describe("files between two browsers", () => {
     await chatting();
     throttleDirect();
     try {
-      await attach(a, "first.bin", new Uint8Array(randomBytes(4 * 1024 * 1024)));
-      await row(b, "first.bin", "offered").getByTestId("file-accept").click();
-      await expect
-        .poll(() => received(b, "first.bin"), { timeout: 60_000, interval: 100 })
-        .toBeGreaterThan(0);
+      // 16 MiB (≈ 8 s at 2 MB/s): the sender's cancel travels behind what is already in flight —
+      // up to the 64-chunk window (≈ 4 MiB) — so a smaller file could be all there before it.
+      await underway(a, b, "first.bin", new Uint8Array(randomBytes(16 * 1024 * 1024)));
       await row(a, "first.bin", "sending").getByTestId("file-cancel").click();
       await row(b, "first.bin", "cancelled").waitFor({ timeout: 30_000 });
       await row(a, "first.bin", "cancelled").waitFor();
 
-      await attach(a, "second.bin", new Uint8Array(randomBytes(4 * 1024 * 1024)));
-      await row(b, "second.bin", "offered").getByTestId("file-accept").click();
-      await expect
-        .poll(() => received(b, "second.bin"), { timeout: 60_000, interval: 100 })
-        .toBeGreaterThan(0);
+      await underway(a, b, "second.bin", new Uint8Array(randomBytes(16 * 1024 * 1024)));
       await row(b, "second.bin", "receiving").getByTestId("file-cancel").click();
       await row(a, "second.bin", "cancelled").waitFor({ timeout: 30_000 });
       await row(b, "second.bin", "cancelled").waitFor();
@@ -291,12 +296,8 @@ describe("files between two browsers", () => {
     throttleDirect();
     const file = new Uint8Array(randomBytes(8 * 1024 * 1024));
     try {
-      await attach(a, "resumed.bin", file);
-      await row(b, "resumed.bin", "offered").getByTestId("file-accept").click();
-      // Polled often: the drop must come while most of the file is still to come (≈ 4 s at 2 MB/s).
-      await expect
-        .poll(() => received(b, "resumed.bin"), { timeout: 60_000, interval: 100 })
-        .toBeGreaterThan(256 * 1024);
+      // The drop must come while most of the file is still to come (≈ 4 s at 2 MB/s).
+      await underway(a, b, "resumed.bin", file, 256 * 1024);
       // The direct path disappears; nothing tells the pages (as in network-drop.e2e.ts).
       run("ip", "addr", "del", `${TEST_ADDR}/24`, "dev", "loft0");
       await row(b, "resumed.bin", "waiting").waitFor({ timeout: 90_000 });
@@ -321,11 +322,7 @@ describe("files between two browsers", () => {
     throttleDirect();
     const file = new Uint8Array(randomBytes(6 * 1024 * 1024));
     try {
-      await attach(a, "reloaded.bin", file);
-      await row(b, "reloaded.bin", "offered").getByTestId("file-accept").click();
-      await expect
-        .poll(() => received(b, "reloaded.bin"), { timeout: 60_000, interval: 100 })
-        .toBeGreaterThan(256 * 1024);
+      await underway(a, b, "reloaded.bin", file, 256 * 1024);
       await a.reload(); // the page that picked the file is gone
       await byId(a, "chat").waitFor({ timeout: 30_000 });
       await row(b, "reloaded.bin", "done").waitFor({ timeout: 180_000 });

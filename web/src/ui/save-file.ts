@@ -52,9 +52,9 @@ export async function saveStreamed(
 async function savingDir(): Promise<FileSystemDirectoryHandle | undefined> {
   if (!navigator.storage?.getDirectory) return undefined;
   try {
+    if (!("createWritable" in FileSystemFileHandle.prototype)) return undefined; // no folder made then
     const root = await navigator.storage.getDirectory();
     const dir = await root.getDirectoryHandle(SAVING_DIR, { create: true });
-    if (!("createWritable" in FileSystemFileHandle.prototype)) return undefined;
     for await (const old of (dir as unknown as { keys(): AsyncIterable<string> }).keys()) {
       const at = Number(old.split("-")[0]);
       if (!(at > Date.now() - 60_000)) await dir.removeEntry(old).catch(() => undefined);

@@ -29,7 +29,7 @@ export interface RecordKeySecrets {
 }
 
 /** A record that is in the store as an earlier version wrote it: every field in clear. */
-export const isClearRecord = (r: FileRecord | FileTransfer): r is FileTransfer => !("sealed" in r);
+const isClearRecord = (r: FileRecord | FileTransfer): r is FileTransfer => !("sealed" in r);
 
 /**
  * The transfers as the engine reads and writes them, sealed on the way to `store` and opened on

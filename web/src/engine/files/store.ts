@@ -82,7 +82,10 @@ export interface FileStore {
   /** Store chunks `first`, `first + 1`, … at once (one transaction where the store has them). */
   putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void>;
   getChunk(key: string, index: number): Promise<Uint8Array | undefined>;
-  /** Chunks `first` … `first + count − 1` as far as they are stored, in order (one read). */
+  /**
+   * Those of chunks `first` … `first + count − 1` that are stored, in index order (one read): fewer
+   * than `count` when any is missing.
+   */
   getChunks(key: string, first: number, count: number): Promise<Uint8Array[]>;
   /** Delete a transfer's chunks (`deleteTransfer`: its chunks and its record). */
   deleteChunks(key: string): Promise<void>;
@@ -113,8 +116,7 @@ export class MemoryFileStore implements FileStore {
     const out: Uint8Array[] = [];
     for (let index = first; index < first + count; index++) {
       const c = this.#chunks.get(`${key}#${index}`);
-      if (!c) break;
-      out.push(c.slice());
+      if (c) out.push(c.slice()); // as an IndexedDB range read: a missing chunk is skipped
     }
     return out;
   }

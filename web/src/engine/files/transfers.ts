@@ -29,6 +29,7 @@ import {
   FILE_CHUNK_BYTES,
   FILE_KEY_BYTES,
   type FileAppMessage,
+  type FileChunkHeader,
   FileHasher,
   type FileOffer,
   MAX_FILE_BYTES,
@@ -48,7 +49,7 @@ export const WINDOW_CHUNKS = 64;
  * concurrently and stored in one transaction; one store read while sending, the next block read
  * while this one goes out.
  */
-export const READ_BLOCK_CHUNKS = 16;
+const READ_BLOCK_CHUNKS = 16;
 /** Offers from one contact that may wait on the user or run at once; more are declined "busy". */
 export const MAX_OPEN_INCOMING = 16;
 /** Progress events at most this often per transfer (state changes always). */
@@ -139,20 +140,18 @@ export class FileTransfers {
           // there — unless the page went away while that copy was being made.
           const key =
             t.state === "hashing" ? undefined : await this.#ctx.storage.loadSecret(secretName(t.key));
-          const o: Outgoing = { ...moving(t, key ?? new Uint8Array(FILE_KEY_BYTES)), generation: 0 };
           if (!key) {
-            this.#out.set(t.key, o);
             await this.#settle(
               t,
               "failed",
               "The page was reloaded before the file was ready. Send it again.",
             );
-            this.#forgetOutgoing(o);
+            this.#forgetSentCopy(t.key);
             continue;
           }
           if (t.state !== "offered" && t.state !== "queued") t.state = "waiting";
           t.speed = 0;
-          this.#out.set(t.key, o);
+          this.#out.set(t.key, { ...moving(t, key), generation: 0 });
         } else if (t.state !== "offered") {
           const key = await this.#ctx.storage.loadSecret(secretName(t.key));
           if (!key) {
@@ -299,10 +298,9 @@ export class FileTransfers {
     await this.#load();
     const o = this.#out.get(key);
     if (o?.blob) return o.blob;
-    const t = this.#all.get(key);
-    if (t?.direction !== "in" || t.state !== "done") return undefined;
-    const k = await this.#ctx.storage.loadSecret(secretName(key));
-    if (!k) return undefined;
+    const received = await this.#received(key);
+    if (!received) return undefined;
+    const { t, k } = received;
     try {
       // Built in batches of ≈ 8 MiB: the page never holds the whole file as arrays (the browser
       // keeps a large Blob's bytes in its own storage, on disk when it must).
@@ -331,11 +329,9 @@ export class FileTransfers {
    * reader pulls: saving it to disk (ui/save-file.ts) never holds the whole file in memory.
    */
   async stream(key: string): Promise<ReadableStream<Uint8Array> | undefined> {
-    await this.#load();
-    const t = this.#all.get(key);
-    if (t?.direction !== "in" || t.state !== "done") return undefined;
-    const k = await this.#ctx.storage.loadSecret(secretName(key));
-    if (!k) return undefined;
+    const received = await this.#received(key);
+    if (!received) return undefined;
+    const { t, k } = received;
     const total = chunkCount(t.size);
     let index = 0;
     return new ReadableStream<Uint8Array>(
@@ -358,6 +354,15 @@ export class FileTransfers {
       },
       { highWaterMark: 1 },
     );
+  }
+
+  /** A received file whose hash matched, with its per-transfer key (the caller wipes it). */
+  async #received(key: string): Promise<{ t: FileTransfer; k: Uint8Array } | undefined> {
+    await this.#load();
+    const t = this.#all.get(key);
+    if (t?.direction !== "in" || t.state !== "done") return undefined;
+    const k = await this.#ctx.storage.loadSecret(secretName(key));
+    return k && { t, k };
   }
 
   // ---- what the contact does -----------------------------------------------------------------
@@ -628,8 +633,7 @@ export class FileTransfers {
   ): Promise<Uint8Array<ArrayBuffer> | undefined> {
     const sealed = await this.#store.getChunk(t.key, index);
     if (!sealed) return undefined;
-    const header = { id: t.id, index, total: chunkCount(t.size), chunkSize: SEALED_CHUNK_BYTES };
-    const plain = await openChunk(providerOf(this.#ctx), key, { header, sealed });
+    const plain = await openChunk(providerOf(this.#ctx), key, { header: chunkHeader(t, index), sealed });
     return plain.ok ? (plain.value as Uint8Array<ArrayBuffer>) : undefined;
   }
 
@@ -688,39 +692,15 @@ export class FileTransfers {
    */
   async #readBlock(o: Outgoing, first: number, total: number): Promise<Uint8Array[]> {
     const count = Math.min(READ_BLOCK_CHUNKS, total - first);
-    if (o.blob) return this.#sealFromBlob(o, o.blob, first, count, total);
+    if (o.blob)
+      return readPlainBlock(o.blob, o.t.size, first, count, (plains) =>
+        Promise.all(
+          plains.map((p, n) => sealChunk(providerOf(this.#ctx), o.key, chunkHeader(o.t, first + n), p)),
+        ),
+      );
     const sealed = await this.#store.getChunks(o.t.key, first, count);
     if (sealed.length !== count) throw new Error("the sealed copy is incomplete");
-    return sealed.map((s, n) =>
-      encodeChunkFrame({
-        header: { id: o.t.id, index: first + n, total, chunkSize: SEALED_CHUNK_BYTES },
-        sealed: s,
-      }),
-    );
-  }
-
-  async #sealFromBlob(
-    o: Outgoing,
-    blob: Blob,
-    first: number,
-    count: number,
-    total: number,
-  ): Promise<Uint8Array[]> {
-    const start = first * FILE_CHUNK_BYTES;
-    const block = new Uint8Array(await blob.slice(start, start + count * FILE_CHUNK_BYTES).arrayBuffer());
-    try {
-      return await Promise.all(
-        Array.from({ length: count }, (_, n) => {
-          const index = first + n;
-          const plain = block.subarray(n * FILE_CHUNK_BYTES, (n + 1) * FILE_CHUNK_BYTES);
-          if (plain.length !== chunkPlainBytes(o.t.size, index)) throw new Error("the file changed size");
-          const header = { id: o.t.id, index, total, chunkSize: SEALED_CHUNK_BYTES };
-          return sealChunk(providerOf(this.#ctx), o.key, header, plain);
-        }),
-      );
-    } finally {
-      wipe(block);
-    }
+    return sealed.map((s, n) => encodeChunkFrame({ header: chunkHeader(o.t, first + n), sealed: s }));
   }
 
   /**
@@ -734,35 +714,16 @@ export class FileTransfers {
     const crypto = providerOf(this.#ctx);
     const h = new FileHasher();
     const total = chunkCount(t.size);
-    const blockBytes = READ_BLOCK_CHUNKS * FILE_CHUNK_BYTES;
     for (let first = 0; first < total && t.state === "hashing"; first += READ_BLOCK_CHUNKS) {
-      const start = first * FILE_CHUNK_BYTES;
-      const block = new Uint8Array(await blob.slice(start, start + blockBytes).arrayBuffer());
       const count = Math.min(READ_BLOCK_CHUNKS, total - first);
-      try {
-        const plains = Array.from({ length: count }, (_, n) => {
-          const plain = block.subarray(n * FILE_CHUNK_BYTES, (n + 1) * FILE_CHUNK_BYTES);
-          if (plain.length !== chunkPlainBytes(t.size, first + n)) throw new Error("the file changed size");
-          return plain;
-        });
+      await readPlainBlock(blob, t.size, first, count, async (plains) => {
         const [digests, sealed] = await Promise.all([
           Promise.all(plains.map((p) => FileHasher.chunkDigest(crypto, p))),
-          Promise.all(
-            plains.map((p, n) =>
-              sealChunkBytes(
-                crypto,
-                o.key,
-                { id: t.id, index: first + n, total, chunkSize: SEALED_CHUNK_BYTES },
-                p,
-              ),
-            ),
-          ),
+          Promise.all(plains.map((p, n) => sealChunkBytes(crypto, o.key, chunkHeader(t, first + n), p))),
         ]);
         for (const d of digests) h.add(d);
         await this.#store.putChunks(t.key, first, sealed);
-      } finally {
-        wipe(block);
-      }
+      });
       t.done = Math.min(t.size, (first + count) * FILE_CHUNK_BYTES);
       this.#progress(o);
     }
@@ -796,7 +757,11 @@ export class FileTransfers {
     o.wake?.();
     wipe(o.key);
     this.#out.delete(o.t.key);
-    const key = o.t.key;
+    this.#forgetSentCopy(o.t.key);
+  }
+
+  /** Delete an outgoing transfer's sealed copy and its key, in the background (a failure is logged). */
+  #forgetSentCopy(key: string): void {
     void (async () => {
       await this.#store.deleteChunks(key);
       await this.#ctx.storage.deleteSecret(secretName(key));
@@ -874,6 +839,37 @@ function offerOf(o: Outgoing): FileOffer {
     key: bytes(o.key),
     ...(t.thumb ? { thumb: bytes(t.thumb) } : {}),
   };
+}
+
+/** The header of chunk `index` of `t` (the same on the sender's copy, the wire and the receiver's store). */
+function chunkHeader(t: FileTransfer, index: number): FileChunkHeader {
+  return { id: t.id, index, total: chunkCount(t.size), chunkSize: SEALED_CHUNK_BYTES };
+}
+
+/**
+ * Chunks `first` … `first + count − 1` of the file as one `Blob.slice` read, handed to `use` as
+ * each chunk's plaintext (views into that one buffer, wiped once `use` has resolved). A file
+ * whose size changed since it was picked throws.
+ */
+async function readPlainBlock<T>(
+  blob: Blob,
+  size: number,
+  first: number,
+  count: number,
+  use: (plains: Uint8Array[]) => Promise<T>,
+): Promise<T> {
+  const start = first * FILE_CHUNK_BYTES;
+  const block = new Uint8Array(await blob.slice(start, start + count * FILE_CHUNK_BYTES).arrayBuffer());
+  try {
+    const plains = Array.from({ length: count }, (_, n) => {
+      const plain = block.subarray(n * FILE_CHUNK_BYTES, (n + 1) * FILE_CHUNK_BYTES);
+      if (plain.length !== chunkPlainBytes(size, first + n)) throw new Error("the file changed size");
+      return plain;
+    });
+    return await use(plains);
+  } finally {
+    wipe(block);
+  }
 }
 
 function incoming(t: FileTransfer, key: Uint8Array, taken: number): Incoming {

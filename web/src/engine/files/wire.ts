@@ -59,7 +59,6 @@ export function chunkPlainBytes(size: number, index: number): number {
  */
 export class FileHasher {
   readonly #outer = sha256.create().update(HASH_LABEL);
-  #chunks = 0;
 
   /** Start the digest of one chunk's plaintext (the provider copies it before this resolves). */
   static chunkDigest(crypto: CryptoProvider, plaintext: Uint8Array): Promise<Uint8Array> {
@@ -70,11 +69,6 @@ export class FileHasher {
   add(chunkDigest: Uint8Array): void {
     if (chunkDigest.length !== FILE_HASH_BYTES) throw new Error("a chunk digest is 32 bytes");
     this.#outer.update(chunkDigest);
-    this.#chunks++;
-  }
-
-  get chunks(): number {
-    return this.#chunks;
   }
 
   digest(): Uint8Array {

@@ -67,7 +67,10 @@ function fileStatus(t: FileTransfer, name: string): string {
   }
 }
 
-const MOVING = new Set(["hashing", "queued", "offered", "sending", "receiving", "waiting"]);
+/** Chunks flow (or wait to): the progress bar shows. */
+const FLOWING = new Set(["sending", "receiving", "waiting"]);
+/** Not ended yet: it can be cancelled. */
+const MOVING = new Set(["hashing", "queued", "offered", ...FLOWING]);
 
 export function Files(props: {
   app: AppModel;
@@ -110,15 +113,24 @@ export function Files(props: {
     void preview(t);
   }
 
+  /** Files being written to disk for a download: a large one takes a while, and is saved once. */
+  const [saving, setSaving] = createSignal<ReadonlySet<string>>(new Set());
   async function download(t: FileTransfer) {
-    const stream = await fileStream(props.app, t.key);
-    const saved =
-      stream &&
-      (await saveStreamed(t.name, stream, () => fileBlob(props.app, t.key)).catch((e: unknown) => {
-        props.onError(`${t.name} could not be saved: ${(e as Error).message}`);
-        return true;
-      }));
-    if (!saved) props.onError(`${t.name} is no longer on this device.`);
+    if (saving().has(t.key)) return;
+    setSaving((s) => new Set(s).add(t.key));
+    try {
+      const stream = await fileStream(props.app, t.key);
+      if (!stream || !(await saveStreamed(t.name, stream, () => fileBlob(props.app, t.key))))
+        props.onError(`${t.name} is no longer on this device.`);
+    } catch (e) {
+      props.onError(`${t.name} could not be saved: ${(e as Error).message}`);
+    } finally {
+      setSaving((s) => {
+        const rest = new Set(s);
+        rest.delete(t.key);
+        return rest;
+      });
+    }
   }
 
   const act = (p: Promise<void>) => p.catch((x: unknown) => props.onError((x as Error).message));
@@ -180,7 +192,7 @@ export function Files(props: {
                 <Show when={t.state === "done" && voiceNoteDuration(t.name) && t.type.startsWith("audio/")}>
                   <VoiceNotePlayer app={props.app} fileKey={t.key} name={t.name} from={props.name()} />
                 </Show>
-                <Show when={MOVING.has(t.state) && !["offered", "hashing", "queued"].includes(t.state)}>
+                <Show when={FLOWING.has(t.state)}>
                   <progress
                     max={t.size || 1}
                     value={t.done}
@@ -223,8 +235,13 @@ export function Files(props: {
                     </button>
                   </Show>
                   <Show when={t.direction === "in" && t.state === "done"}>
-                    <button type="button" data-testid="file-download" onClick={() => void download(t)}>
-                      Download <span class="sr-only">{t.name}</span>
+                    <button
+                      type="button"
+                      data-testid="file-download"
+                      disabled={saving().has(t.key)}
+                      onClick={() => void download(t)}
+                    >
+                      {saving().has(t.key) ? "Saving…" : "Download"} <span class="sr-only">{t.name}</span>
                     </button>
                   </Show>
                 </div>

@@ -214,7 +214,7 @@ describe("loft, the headless peer, with a browser contact", () => {
     await site.goto(`${content}/peer/${cliId}/index.html`);
     await site.locator("#data", { hasText: "served by loft expose" }).waitFor({ timeout: 60_000 });
     expect(await site.title()).toBe("Bot's service");
-    // 1.5 MiB: over the 1 MiB the Service Worker once read whole (MAX_PORT_BODY); streamed now.
+    // 1.5 MiB: over the 1 MiB the Service Worker once read whole; streamed now.
     const postedSize = 1.5 * 1024 * 1024;
     const posted = Uint8Array.from({ length: postedSize }, (_, i) => (i * 31 + 7) & 0xff);
     const got = await site.evaluate(async (size) => {

@@ -181,7 +181,8 @@ describe("loft, the headless peer, with a browser contact", () => {
     const accepted = await run(["accept", aliceLink]);
     expect(accepted.code, accepted.err).toBe(0);
     aliceId = accepted.out.split(/\s+/)[1]!;
-    const link = await run(["link"]);
+    // The link waits for the relay's contact address (no warning on stderr): up to 60 s on a loaded machine.
+    const link = await run(["link", "--timeout", "60"]);
     expect(link.err).toBe("");
     expect(link.code, link.err).toBe(0);
     expect(await addByLink(a, link.out.trim())).toBe(cliId);
@@ -239,7 +240,7 @@ describe("loft, the headless peer, with a browser contact", () => {
         .filter((l) => l.type === "access")
         .map((l) => `${l.method} ${l.path} ${l.status}`);
     await expect
-      .poll(paths)
+      .poll(paths, { timeout: 30_000 })
       .toEqual(
         expect.arrayContaining([
           "GET /index.html 200",

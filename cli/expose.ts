@@ -6,15 +6,11 @@
  * `not_shared`; each contact has its own request rate limit (a token bucket keyed by contact id,
  * so it outlives sessions); every request, served or refused, is printed for the owner.
  */
-import { TokenBucket } from "../core/proxy/rate-limit.ts";
+import { contactRequestLimit } from "../core/proxy/rate-limit.ts";
 import { httpOriginHandler } from "../host/proxy-origin.ts";
 import type { ContactRecord } from "../web/src/engine/api.ts";
 import { accessLine } from "./output.ts";
 import { type HeadlessPeer, PeerError } from "./peer.ts";
-
-/** Requests per second per contact, and the burst (a page with its images, scripts and styles). */
-const RATE = 200;
-const BURST = 100;
 
 /** Start serving; returns what stops it (requests then are refused `not_shared`). */
 export function exposeOrigin(
@@ -56,7 +52,7 @@ export function exposeOrigin(
   });
   peer.engine.serveProxy({
     handler,
-    limiter: new TokenBucket(RATE, BURST),
+    limiter: contactRequestLimit(),
     log: (record) => print(accessLine(record, names.get(record.peer), json)),
   });
   return () => {

@@ -96,7 +96,8 @@ describe("headless peers, Node to Node, through the relay", () => {
     let alice = await open(aliceUser, "alice.state");
     let bob = await open(bobUser, "bob.state");
 
-    const { url: bobLink, refs } = await bob.peer.link();
+    // Waits for the relay's contact address, which a loaded machine may take longer than the default 10 s to give.
+    const { url: bobLink, refs } = await bob.peer.link(60_000);
     expect(refs).toBe(true);
     expect(bobLink).toContain("#c=");
     const added = await alice.peer.acceptLink(bobLink);

@@ -397,26 +397,25 @@ export class StateFile implements EngineStorage {
     return this.#sessions.get(id)?.slice();
   }
   async saveSession(id: ContactId, state: Uint8Array): Promise<void> {
-    this.#sessions.get(id)?.fill(0);
-    this.#sessions.set(id, state.slice());
-    await this.#persist();
+    await this.#setBytes(this.#sessions, id, state);
   }
   async deleteSession(id: ContactId): Promise<void> {
-    this.#sessions.get(id)?.fill(0);
-    if (!this.#sessions.delete(id)) return;
-    await this.#persist();
+    await this.#setBytes(this.#sessions, id, undefined);
   }
   async loadSecret(name: string): Promise<Uint8Array | undefined> {
     return this.#secrets.get(name)?.slice();
   }
   async saveSecret(name: string, value: Uint8Array): Promise<void> {
-    this.#secrets.get(name)?.fill(0);
-    this.#secrets.set(name, value.slice());
-    await this.#persist();
+    await this.#setBytes(this.#secrets, name, value);
   }
   async deleteSecret(name: string): Promise<void> {
-    this.#secrets.get(name)?.fill(0);
-    if (!this.#secrets.delete(name)) return;
+    await this.#setBytes(this.#secrets, name, undefined);
+  }
+  /** Replace (a copy of `value`) or drop a session or secret, wiping the old bytes; persisted if it changed. */
+  async #setBytes(map: Map<string, Uint8Array>, key: string, value: Uint8Array | undefined): Promise<void> {
+    map.get(key)?.fill(0);
+    if (value) map.set(key, value.slice());
+    else if (!map.delete(key)) return;
     await this.#persist();
   }
 }

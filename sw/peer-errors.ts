@@ -36,7 +36,7 @@ const PAGES: Record<PageErrorCode, PageText> = {
   too_large: {
     status: 413,
     title: "Request too large",
-    text: "What this page tried to send is larger than Loft carries in one request (1 MiB).",
+    text: "What this page tried to send is larger than your contact's Loft accepts in one request. Try something smaller.",
   },
   timeout: {
     status: 504,

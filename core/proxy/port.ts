@@ -25,7 +25,10 @@ export interface PortRequest {
   method: ProxyMethod;
   path: string;
   headers: Headers;
-  /** A request body, already bounded by the SW (MAX_PORT_BODY). */
+  /**
+   * A whole request body, as Service Workers before streamed uploads (`upload`) sent it; still
+   * accepted from one that has not updated yet.
+   */
   body?: Uint8Array;
   /**
    * The request body follows on the port, streamed: one `upload-chunk` (or `upload-end`) from the
@@ -56,9 +59,6 @@ export type PortPull =
   | { type: "upload-chunk"; bytes: Uint8Array }
   /** The request body is complete. */
   | { type: "upload-end" };
-
-/** Largest request body the SW forwards (shares take none; an exposed service's forms and uploads). */
-export const MAX_PORT_BODY = 1024 * 1024;
 
 export const CONTACT_ID = /^[0-9a-f]{64}$/;
 

@@ -36,3 +36,12 @@ export class TokenBucket implements RequestLimiter {
     return true;
   }
 }
+
+/**
+ * The bucket a serving peer keeps for its contacts (the PWA's shares, `loft expose`;
+ * docs/protocol/proxy.md): 200 requests at once — a page with its images, scripts and styles —
+ * refilled at 100 per second.
+ */
+export function contactRequestLimit(): TokenBucket {
+  return new TokenBucket(200, 100);
+}

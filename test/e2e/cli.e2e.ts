@@ -181,7 +181,8 @@ describe("loft, the headless peer, with a browser contact", () => {
     const accepted = await run(["accept", aliceLink]);
     expect(accepted.code, accepted.err).toBe(0);
     aliceId = accepted.out.split(/\s+/)[1]!;
-    const link = await run(["link"]);
+    // The link waits for the relay's contact address (no warning on stderr): up to 60 s on a loaded machine.
+    const link = await run(["link", "--timeout", "60"]);
     expect(link.err).toBe("");
     expect(link.code, link.err).toBe(0);
     expect(await addByLink(a, link.out.trim())).toBe(cliId);
@@ -214,7 +215,7 @@ describe("loft, the headless peer, with a browser contact", () => {
     await site.goto(`${content}/peer/${cliId}/index.html`);
     await site.locator("#data", { hasText: "served by loft expose" }).waitFor({ timeout: 60_000 });
     expect(await site.title()).toBe("Bot's service");
-    // 1.5 MiB: over the 1 MiB the Service Worker once read whole (MAX_PORT_BODY); streamed now.
+    // 1.5 MiB: over the 1 MiB the Service Worker once read whole; streamed now.
     const postedSize = 1.5 * 1024 * 1024;
     const posted = Uint8Array.from({ length: postedSize }, (_, i) => (i * 31 + 7) & 0xff);
     const got = await site.evaluate(async (size) => {
@@ -239,7 +240,7 @@ describe("loft, the headless peer, with a browser contact", () => {
         .filter((l) => l.type === "access")
         .map((l) => `${l.method} ${l.path} ${l.status}`);
     await expect
-      .poll(paths)
+      .poll(paths, { timeout: 30_000 })
       .toEqual(
         expect.arrayContaining([
           "GET /index.html 200",

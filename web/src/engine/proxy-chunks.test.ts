@@ -3,7 +3,7 @@
  * docs/protocol/proxy.md §Carrying frames over a session): on the live relay link every PROXY
  * session message of a body, sealed in its Noise frame, fits ONE relay piece (core/relay/
  * live-link.ts cuts link messages into `MAX_BODY - 1`-byte pieces, one SEND each, one in flight),
- * so a body never costs a second SEND per chunk for a 30-byte tail; on a direct link the full
+ * so a body never costs a second SEND per chunk for a 28-byte tail; on a direct link the full
  * 16 KiB DATA is kept. A real Noise session pair carries the frames; the serving side is the
  * engine's (serveProxy, receiveProxy).
  */

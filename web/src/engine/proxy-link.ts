@@ -38,7 +38,7 @@ const DATA_OVERHEAD = 1 + TAGLEN + 1 + 1 + 6;
 /**
  * The live relay link sends each link message as pieces of `MAX_BODY - 1` bytes (core/relay/
  * live-link.ts: a flags byte, then the piece), one SEND per piece and one in flight: a 16 KiB DATA
- * would cost two SENDs, the second for a 25-byte tail, halving what the relay's per-connection
+ * would cost two SENDs, the second for a 28-byte tail, halving what the relay's per-connection
  * command rate lets through. So on the relay a body's DATA is cut to fill exactly one piece.
  */
 export const RELAY_DATA_CHUNK = MAX_BODY - 1 - DATA_OVERHEAD;

@@ -18,7 +18,7 @@ import { bytesBody } from "../../../core/proxy/body.ts";
 import { type ProxyClient, ProxyResetError, type ProxyResponse } from "../../../core/proxy/client.ts";
 import { connectProxy } from "../../../core/proxy/pair.ts";
 import type { PortPull, PortReply, PortRequest } from "../../../core/proxy/port.ts";
-import { TokenBucket } from "../../../core/proxy/rate-limit.ts";
+import { contactRequestLimit } from "../../../core/proxy/rate-limit.ts";
 import type { AccessRecord } from "../../../core/proxy/server.ts";
 import { shareHandler } from "../../../core/proxy/share.ts";
 import type { ProxyServing } from "../engine/api.ts";
@@ -52,7 +52,7 @@ export function startProxyHost(deps: ProxyHostDeps): ProxyHost {
   const loaded = reloadShares();
   let local: { me: string; client: ProxyClient } | undefined;
   const source = new OpfsFileSource();
-  const limiter = new TokenBucket(200, 100);
+  const limiter = contactRequestLimit();
 
   const localClient = (me: string): ProxyClient => {
     if (local?.me === me) return local.client;

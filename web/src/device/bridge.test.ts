@@ -16,7 +16,8 @@ import { startTestRelay, type TestRelay } from "../../../relay-ws/testing.ts";
 import { EngineHarness, type EngineNode, FAST_ENGINE, until } from "../../../test/support/engine.ts";
 import { tcpSerialPort } from "../../../test/support/tcp-serial-port.ts";
 import { deviceContactRecord } from "../app/devices.ts";
-import type { EngineEvent } from "../engine/api.ts";
+import type { DeviceRelayApi, EngineEvent } from "../engine/api.ts";
+import type { AttachedDevice } from "./attached-device.ts";
 import { attachOverSerial, pairOverSerial } from "./attached-device.ts";
 import { bridgeDevice } from "./bridge.ts";
 
@@ -174,5 +175,38 @@ describe("a paired device through the relay (Node: real relay, engine and emulat
     expect(await again.command("led")).toEqual({ ok: true, m: "led off" }); // still serving
     expect(commands()).toBe(before);
     again.close();
+  });
+});
+
+describe("bridgeDevice, upward (fakes)", () => {
+  it("a relay-out the relay refused is logged and the ones after it are still deposited, in order", async () => {
+    let relayOut: (message: Uint8Array) => void = () => {};
+    const device = {
+      session: { state: "closed" },
+      onRelayOut: (h: (message: Uint8Array) => void) => {
+        relayOut = h;
+      },
+    } as unknown as AttachedDevice;
+    const deposited: number[] = [];
+    const relay = {
+      isLinked: () => true,
+      deposit: async (_id: string, m: Uint8Array) => {
+        if (m[0] === 1) throw new Error("relay down");
+        deposited.push(m[0]!);
+      },
+    } as unknown as DeviceRelayApi;
+    const log: string[] = [];
+    const report = await bridgeDevice({
+      device,
+      relay,
+      contactId: "d",
+      selfIdentityKey: new Uint8Array(32),
+      log: (l) => log.push(l),
+    });
+    expect(report).toEqual({ linked: false, delivered: 0 });
+    for (const n of [1, 2, 3]) relayOut(Uint8Array.of(n));
+    await until(() => deposited.length === 2, "deposits");
+    expect(deposited).toEqual([2, 3]);
+    expect(log).toEqual(["a device message did not reach the relay: relay down"]);
   });
 });

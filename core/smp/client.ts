@@ -20,7 +20,7 @@ import {
 } from "./commands.ts";
 import { boxKey, cbAuthenticate, cbNonce, secretboxOpen } from "./crypto.ts";
 import { Reader, unpad } from "./encoding.ts";
-import { decodeSpki } from "./keys.ts";
+import { decodeSpki, SPKI_PREFIX } from "./keys.ts";
 import {
   AUTH_CMDS_VERSION,
   authorizedPart,
@@ -411,34 +411,6 @@ function recipientAuth(q: SmpQueue): CommandAuth {
 // online certificate signs the key, the CA signs the online certificate. Ed25519 certificates
 // only (what the reference makes and this listener serves); anything else is refused.
 
-const ED25519_SPKI_PREFIX = Uint8Array.of(
-  0x30,
-  0x2a,
-  0x30,
-  0x05,
-  0x06,
-  0x03,
-  0x2b,
-  0x65,
-  0x70,
-  0x03,
-  0x21,
-  0x00,
-);
-const X25519_SPKI_PREFIX = Uint8Array.of(
-  0x30,
-  0x2a,
-  0x30,
-  0x05,
-  0x06,
-  0x03,
-  0x2b,
-  0x65,
-  0x6e,
-  0x03,
-  0x21,
-  0x00,
-);
 const SIGNATURE_TAIL = Uint8Array.of(0x03, 0x41, 0x00);
 
 /** A DER TLV's header and content lengths at `at`; undefined past the end or for a long form over 3 bytes. */
@@ -455,8 +427,9 @@ function tlv(der: Uint8Array, at: number): { header: number; length: number } | 
 
 /** The raw Ed25519 key of a certificate's subject (the one Ed25519 SPKI in it). */
 function ed25519KeyOf(cert: Uint8Array): Uint8Array | undefined {
+  const prefix = SPKI_PREFIX.ed25519;
   for (let i = 0; i + 44 <= cert.length; i++)
-    if (equalBytes(cert.subarray(i, i + 12), ED25519_SPKI_PREFIX)) return cert.subarray(i + 12, i + 44);
+    if (equalBytes(cert.subarray(i, i + 12), prefix)) return cert.subarray(i + 12, i + 44);
   return undefined;
 }
 
@@ -493,9 +466,8 @@ export function verifiedSessionKey(
   if (!caKey || !onlineKey || !cert || !key) return undefined;
   if (!verifies(cert.signature, cert.signed, caKey) || !verifies(key.signature, key.signed, onlineKey))
     return undefined;
-  if (key.signed.length !== 44 || !equalBytes(key.signed.subarray(0, 12), X25519_SPKI_PREFIX))
-    return undefined;
-  return key.signed.slice(12);
+  const sessionKey = decodeSpki(key.signed);
+  return sessionKey?.alg === "x25519" ? sessionKey.raw : undefined;
 }
 
 /** Open a delivered MSG body: crypto_box(rcvBoxKey, nonce = msgId) → padded RcvMsgBody. */

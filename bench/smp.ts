@@ -173,6 +173,11 @@ async function main() {
         "localhost",
         "--relay-rate",
         "0",
+        // One process measures from one address: no per-source limits (as bench/relay.ts).
+        "--relay-source-rate",
+        "0",
+        "--relay-source-store-rate",
+        "0",
         // The bridge reaches the listener on loopback.
         "--smp-bridge-private",
         "true",

@@ -11,7 +11,7 @@
  *    (`relay-out`) into the owner's mailbox.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { Emulator, tempDir } from "../../../device/test-support.ts";
+import { type Emulator, emulatorOnTcp } from "../../../device/test-support.ts";
 import { startTestRelay, type TestRelay } from "../../../relay-ws/testing.ts";
 import { EngineHarness, type EngineNode, FAST_ENGINE, until } from "../../../test/support/engine.ts";
 import { tcpSerialPort } from "../../../test/support/tcp-serial-port.ts";
@@ -39,20 +39,7 @@ describe("a paired device through the relay (Node: real relay, engine and emulat
     await h.stopAll();
   });
 
-  async function emulator(...extra: string[]) {
-    const t = tempDir();
-    const emu = new Emulator([
-      "--tcp",
-      "0",
-      "--state",
-      `${t.dir}/device.json`,
-      "--telemetry-ms",
-      "100",
-      ...extra,
-    ]);
-    cleanups.push(t.cleanup, () => emu.stop());
-    return { emu, port: (await emu.next("listening")).tcp as number };
-  }
+  const emulator = (...extra: string[]) => emulatorOnTcp(cleanups, ["--telemetry-ms", "100", ...extra]);
 
   function port(tcp: number) {
     const p = tcpSerialPort(tcp);

@@ -9,7 +9,7 @@
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { randomBytes } from "@noble/hashes/utils.js";
-import { equalBytes, wipe } from "../bytes.ts";
+import { equalBytes, toHex, wipe } from "../bytes.ts";
 import {
   encodeCommand,
   encodeError,
@@ -105,8 +105,6 @@ export interface SmpClientOptions {
   /** How long an answer may take before the command fails with TIMEOUT (default 30 s). */
   timeoutMs?: number;
 }
-
-const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 
 /** One SMP connection after the handshake. */
 export class SmpClient {
@@ -209,9 +207,9 @@ export class SmpClient {
         this.fail(new SmpClientError("MALFORMED", "the server sent a malformed transmission"));
         return;
       }
-      const waiting = raw.corrId.length ? this.#pending.get(hex(raw.corrId)) : undefined;
+      const waiting = raw.corrId.length ? this.#pending.get(toHex(raw.corrId)) : undefined;
       if (waiting) {
-        this.#pending.delete(hex(raw.corrId));
+        this.#pending.delete(toHex(raw.corrId));
         clearTimeout(waiting.timer);
         waiting.resolve(response);
       } else this.#push(raw.entityId, response);
@@ -222,7 +220,7 @@ export class SmpClient {
     let push: SmpPush | undefined;
     if (r.tag === "END") push = { tag: "END", rcvId: entityId.slice() };
     else if (r.tag === "MSG") {
-      const key = this.#queues.get(hex(entityId));
+      const key = this.#queues.get(toHex(entityId));
       const message = key ? openMessage(key, r.msgId, r.body) : undefined;
       push = message
         ? { tag: "MSG", rcvId: entityId.slice(), message }
@@ -268,10 +266,10 @@ export class SmpClient {
       });
     const answer = new Promise<SmpResponse>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.#pending.delete(hex(corrId));
+        this.#pending.delete(toHex(corrId));
         reject(new SmpClientError("TIMEOUT", `no answer to ${command.tag}`));
       }, this.#timeoutMs);
-      this.#pending.set(hex(corrId), { resolve, reject, timer });
+      this.#pending.set(toHex(corrId), { resolve, reject, timer });
     });
     this.#enqueue(transmission);
     const r = await answer;
@@ -356,7 +354,7 @@ export class SmpClient {
         rcvBoxKey,
       };
       // The session keeps its own copy: it wipes it on close, and the caller's queue outlives it.
-      this.#queues.set(hex(q.rcvId), rcvBoxKey.slice());
+      this.#queues.set(toHex(q.rcvId), rcvBoxKey.slice());
       return q;
     } finally {
       wipe(rcvDhSecret);
@@ -365,8 +363,8 @@ export class SmpClient {
 
   /** Read pushes of a queue made elsewhere (its keys restored) on this connection. */
   adopt(q: SmpQueue): void {
-    this.#queues.get(hex(q.rcvId))?.fill(0);
-    this.#queues.set(hex(q.rcvId), q.rcvBoxKey.slice());
+    this.#queues.get(toHex(q.rcvId))?.fill(0);
+    this.#queues.set(toHex(q.rcvId), q.rcvBoxKey.slice());
   }
 
   /** KEY: only the holder of `senderKey`'s secret may SEND from now on. */
@@ -397,8 +395,8 @@ export class SmpClient {
 
   async deleteQueue(q: SmpQueue): Promise<void> {
     await this.#expect(q.rcvId, { tag: "DEL" }, "OK", recipientAuth(q));
-    this.#queues.get(hex(q.rcvId))?.fill(0);
-    this.#queues.delete(hex(q.rcvId));
+    this.#queues.get(toHex(q.rcvId))?.fill(0);
+    this.#queues.delete(toHex(q.rcvId));
   }
 }
 

@@ -44,8 +44,8 @@ import {
 } from "./messages.ts";
 
 /** Same label and length as the chat ratchet id (web/src/engine/ratchet-store.ts). */
-export const DEVICE_RATCHET_ID_LABEL = "loft/chat/ratchet-id/v1";
-export const DEVICE_RATCHET_ID_BYTES = 16;
+const DEVICE_RATCHET_ID_LABEL = "loft/chat/ratchet-id/v1";
+const DEVICE_RATCHET_ID_BYTES = 16;
 
 /** A ratchet between a device and its owner, and its id (equal on both sides). */
 export interface DeviceRatchet {

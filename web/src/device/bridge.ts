@@ -42,7 +42,7 @@ const MAX_DOWN = 256;
 const DELIVERY_TIMEOUT_MS = 10_000;
 
 /** Start the ratchet with the device through this cable and hand it our first message. */
-export async function linkDevice(o: BridgeOptions): Promise<void> {
+async function linkDevice(o: BridgeOptions): Promise<void> {
   const settings = await o.relay.prepareLink(o.contactId);
   const deviceKey = await o.device.link(settings);
   const ratchet = await startDeviceRatchet(o.device.session, o.selfIdentityKey, {

@@ -28,6 +28,7 @@ import { WebSocketLink } from "../core/relay/ws-link.ts";
 import { connectSmpBridge } from "../core/smp/bridge-link.ts";
 import type { SmpMessage } from "../core/smp/client.ts";
 import { boxBeforeNm, cmd, openMsg, parseIds, SmpTestClient } from "../test/smp/client.ts";
+import { loggedSmpAddress } from "../test/smp/logged-address.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 import { alternate, log, median, QUICK, rateOf, report, sliceRatio, sliceRatioRange } from "./harness.ts";
 import { numberFlag, percentile } from "./relay-cli.ts";
@@ -172,19 +173,17 @@ async function main() {
         "localhost",
         "--relay-rate",
         "0",
+        // One process measures from one address: no per-source limits (as bench/relay.ts).
+        "--relay-source-rate",
+        "0",
+        "--relay-source-store-rate",
+        "0",
         // The bridge reaches the listener on loopback.
         "--smp-bridge-private",
         "true",
       ],
     });
-    let address: string | undefined;
-    for (let i = 0; i < 200 && !address; i++) {
-      for (const line of proc.output().split("\n"))
-        if (line.includes('"smp listening"'))
-          address = (JSON.parse(line) as { smpAddress: string }).smpAddress;
-      if (!address) await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    if (!address) throw new Error("the relay did not log its SMP address");
+    const address = await loggedSmpAddress(proc);
     const smpLat: number[] = [];
     const wsLat: number[] = [];
     const bridgedLat: number[] = [];

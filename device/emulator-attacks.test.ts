@@ -9,27 +9,15 @@ import { encodeFrame, FRAME_DATA, FRAME_DATA_END, FRAME_HELLO, type Frame } from
 import { CAP_XXHFS, STATE_PAIRED, STATE_UNPAIRED } from "../core/device/hello.ts";
 import { decodeDeviceMessage, encodeDeviceMessage } from "../core/device/messages.ts";
 import { pairDevice, reconnectDevice } from "../core/device/owner.ts";
-import { Emulator, ownerIdentity, ownerOverTcp, tamperProxy, tempDir } from "./test-support.ts";
+import { type Emulator, emulatorOnTcp, ownerIdentity, ownerOverTcp, tamperProxy } from "./test-support.ts";
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function emulator(args: string[] = []): Promise<{ emu: Emulator; port: number }> {
-  const t = tempDir();
-  const emu = new Emulator([
-    "--tcp",
-    "0",
-    "--state",
-    `${t.dir}/device.json`,
-    "--telemetry-ms",
-    "100000",
-    ...args,
-  ]);
-  cleanups.push(t.cleanup, () => emu.stop());
-  const listening = await emu.next("listening");
-  return { emu, port: listening.tcp as number };
+function emulator(args: string[] = []): Promise<{ emu: Emulator; port: number }> {
+  return emulatorOnTcp(cleanups, ["--telemetry-ms", "100000", ...args]);
 }
 
 async function connectTo(port: number) {

@@ -2,24 +2,16 @@ import { afterEach, describe, expect, it } from "vitest";
 import { STATE_PAIRED } from "../core/device/hello.ts";
 import { decodeDeviceMessage } from "../core/device/messages.ts";
 import { pairDevice, reconnectDevice } from "../core/device/owner.ts";
-import { Emulator, ownerIdentity, ownerOverTcp, tempDir } from "./test-support.ts";
+import { emulatorOnTcp, ownerIdentity, ownerOverTcp } from "./test-support.ts";
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function emulatorOnTcp(args: string[] = []): Promise<{ emu: Emulator; port: number; dir: string }> {
-  const t = tempDir();
-  const emu = new Emulator(["--tcp", "0", "--state", `${t.dir}/device.json`, ...args]);
-  cleanups.push(t.cleanup, () => emu.stop());
-  const listening = await emu.next("listening");
-  return { emu, port: listening.tcp as number, dir: t.dir };
-}
-
 describe("device emulator over TCP", () => {
   it("pairs: the codes match, provisioning arrives, telemetry flows, reconnect needs no code", async () => {
-    const { emu, port } = await emulatorOnTcp(["--telemetry-ms", "50"]);
+    const { emu, port } = await emulatorOnTcp(cleanups, ["--telemetry-ms", "50"]);
     const owner = ownerOverTcp(port);
     const { endpoint, port: p } = await owner;
     cleanups.push(() => p.close());
@@ -73,7 +65,7 @@ describe("device emulator over TCP", () => {
 
 describe("device emulator HELLO state", () => {
   it("a new connection right after pairing (the old one still open) is answered with state = paired", async () => {
-    const { emu, port } = await emulatorOnTcp();
+    const { emu, port } = await emulatorOnTcp(cleanups);
     const { endpoint, port: p } = await ownerOverTcp(port);
     cleanups.push(() => p.close());
     const first = await endpoint.connect();

@@ -5,7 +5,7 @@
  * mailbox's (web/src/engine/mailbox.ts: one ratchet message per padded 16 382-byte body), so the
  * owner's engine reads them like any contact's.
  *
- * Reconnects with exponential backoff (250 ms doubling to 10 s) while started; a message that
+ * Reconnects with exponential backoff (500 ms doubling to 10 s) while started; a message that
  * can't go now rejects (the caller decides: telemetry is dropped, nothing is kept in clear).
  */
 import { randomBytes } from "@noble/hashes/utils.js";

@@ -83,6 +83,21 @@ export class Emulator {
   }
 }
 
+/**
+ * An emulator on a loopback TCP port (`--tcp 0`) with a state file of its own; `cleanups` gets
+ * its stop and the directory's removal (run them in reverse order). Resolves once it listens.
+ */
+export async function emulatorOnTcp(
+  cleanups: (() => unknown)[],
+  args: string[] = [],
+): Promise<{ emu: Emulator; port: number; dir: string }> {
+  const t = tempDir();
+  const emu = new Emulator(["--tcp", "0", "--state", `${t.dir}/device.json`, ...args]);
+  cleanups.push(t.cleanup, () => emu.stop());
+  const listening = await emu.next("listening");
+  return { emu, port: listening.tcp as number, dir: t.dir };
+}
+
 export function tempDir(): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), "loft-device-"));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };

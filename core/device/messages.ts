@@ -34,7 +34,8 @@ export const MAX_COMMAND_OUTPUT_BYTES = 1024;
 export const MAX_BRIDGED_BYTES = 3072;
 
 const nonce = bytesSchema(PAIRING_NONCE_BYTES);
-const shortText = (maxBytes: number, minBytes = 0) =>
+/** A string of `minBytes`…`maxBytes` UTF-8 bytes. */
+export const shortText = (maxBytes: number, minBytes = 0) =>
   v.pipe(
     v.string(),
     v.check((s) => {
@@ -47,6 +48,11 @@ const relayUrl = v.pipe(
   v.regex(/^wss?:\/\//, "expected a ws: or wss: URL"),
 );
 const readingName = /^[a-z0-9][a-z0-9._-]{0,31}$/;
+/** A telemetry message's readings, name → value (`telemetry` here, `dev.telemetry` through the relay). */
+export const telemetryReadings = v.pipe(
+  v.record(v.pipe(v.string(), v.regex(readingName)), v.number()),
+  v.check((r) => Object.keys(r).length <= MAX_TELEMETRY_READINGS, "too many readings"),
+);
 
 /** The device's own receiving queue at the relay (docs/protocol/mailbox.md §1, the `rx` record). */
 const queueSchema = v.strictObject({
@@ -87,10 +93,7 @@ export const deviceMessageSchema = v.variant("t", [
     t: v.literal("telemetry"),
     n: uintSchema(0xffffffff),
     at: uintSchema(),
-    r: v.pipe(
-      v.record(v.pipe(v.string(), v.regex(readingName)), v.number()),
-      v.check((r) => Object.keys(r).length <= MAX_TELEMETRY_READINGS, "too many readings"),
-    ),
+    r: telemetryReadings,
   }),
   v.strictObject({ t: v.literal("refused"), code: shortText(64, 1), m: shortText(256) }),
   v.strictObject({

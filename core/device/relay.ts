@@ -22,7 +22,7 @@
  * No DOM, no Node built-in.
  */
 import * as v from "valibot";
-import { utf8, wipe } from "../bytes.ts";
+import { wipe } from "../bytes.ts";
 import { decodeRaw, encodeCanonical, requireCanonical, uintSchema, validate } from "../codec/codec.ts";
 import { padToBucket, unpadBucket } from "../codec/padding.ts";
 import type { CryptoProvider } from "../crypto/provider.ts";
@@ -35,11 +35,17 @@ import {
   ratchetFromHandshake,
 } from "../ratchet/index.ts";
 import type { Session } from "../session/session.ts";
-import { MAX_COMMAND_BYTES, MAX_COMMAND_OUTPUT_BYTES, MAX_TELEMETRY_READINGS } from "./messages.ts";
+import {
+  MAX_COMMAND_BYTES,
+  MAX_COMMAND_OUTPUT_BYTES,
+  MAX_TELEMETRY_READINGS,
+  shortText,
+  telemetryReadings,
+} from "./messages.ts";
 
 /** Same label and length as the chat ratchet id (web/src/engine/ratchet-store.ts). */
-export const DEVICE_RATCHET_ID_LABEL = "loft/chat/ratchet-id/v1";
-export const DEVICE_RATCHET_ID_BYTES = 16;
+const DEVICE_RATCHET_ID_LABEL = "loft/chat/ratchet-id/v1";
+const DEVICE_RATCHET_ID_BYTES = 16;
 
 /** A ratchet between a device and its owner, and its id (equal on both sides). */
 export interface DeviceRatchet {
@@ -97,26 +103,13 @@ export async function startDeviceRatchet(
 
 // ---- dev.* application messages ----------------------------------------------------------------
 
-const readingName = /^[a-z0-9][a-z0-9._-]{0,31}$/;
-const shortText = (maxBytes: number, minBytes = 0) =>
-  v.pipe(
-    v.string(),
-    v.check((s) => {
-      const n = utf8(s).length;
-      return n >= minBytes && n <= maxBytes;
-    }, `expected ${minBytes}..${maxBytes} UTF-8 bytes`),
-  );
-
 /** The `dev.*` members of the chat application-message union (web/src/engine/wire.ts). */
 export const DEVICE_APP_SCHEMAS = [
   v.strictObject({
     t: v.literal("dev.telemetry"),
     n: uintSchema(0xffffffff),
     at: uintSchema(),
-    r: v.pipe(
-      v.record(v.pipe(v.string(), v.regex(readingName)), v.number()),
-      v.check((r) => Object.keys(r).length <= MAX_TELEMETRY_READINGS, "too many readings"),
-    ),
+    r: telemetryReadings,
   }),
   v.strictObject({ t: v.literal("dev.cmd"), id: uintSchema(0xffffffff), c: shortText(MAX_COMMAND_BYTES, 1) }),
   v.strictObject({

@@ -13,7 +13,7 @@
  * identity, then the server hello as the first BLOCK. Decoders take any bytes and return a frame
  * or undefined; they never throw.
  */
-import { cutUtf8, utf8 } from "../bytes.ts";
+import { concatBytes, cutUtf8, fromUtf8, utf8 } from "../bytes.ts";
 import { SMP_ADDRESS_MAX } from "./address.ts";
 import { SMP_BLOCK_SIZE } from "./transport.ts";
 
@@ -73,14 +73,7 @@ export function encodeBridgeFrame(f: BridgeFrame): Uint8Array {
 }
 
 function withKind(kind: number, ...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(1 + parts.reduce((n, p) => n + p.length, 0));
-  out[0] = kind;
-  let at = 1;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(Uint8Array.of(kind), ...parts);
 }
 
 const PRINTABLE = /^[\x21-\x7e]*$/;
@@ -88,7 +81,7 @@ const PRINTABLE = /^[\x21-\x7e]*$/;
 function text(bytes: Uint8Array, max: number): string | undefined {
   if (bytes.length > max) return undefined;
   try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    return fromUtf8(bytes);
   } catch {
     return undefined;
   }

@@ -1,6 +1,6 @@
 /**
  * The browser's end of the relay's SMP bridge (docs/protocol/smp.md, "The bridge"): open a
- * WebSocket to the relay's `/smp` path, ask for an `smp://` server in OPEN, wait for READY and the
+ * WebSocket to the relay's `/smp-bridge` path, ask for an `smp://` server in OPEN, wait for READY and the
  * server hello, and hand an `SmpClient` the blocks both ways. Written against the structural
  * WebSocket interface of core/relay/ws-link.ts, so the browser's WebSocket and Node's `ws` both fit.
  */
@@ -22,7 +22,7 @@ export interface BridgedSmp {
   tls: string;
 }
 
-/** `bridgeUrl` is the relay's bridge endpoint (`wss://relay.example/smp`). */
+/** `bridgeUrl` is the relay's bridge endpoint (`wss://relay.example/smp-bridge`). */
 export function connectSmpBridge(
   bridgeUrl: string,
   serverAddress: string,

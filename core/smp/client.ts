@@ -9,7 +9,7 @@
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { randomBytes } from "@noble/hashes/utils.js";
-import { equalBytes, wipe } from "../bytes.ts";
+import { equalBytes, toHex, wipe } from "../bytes.ts";
 import {
   encodeCommand,
   encodeError,
@@ -20,7 +20,7 @@ import {
 } from "./commands.ts";
 import { boxKey, cbAuthenticate, cbNonce, secretboxOpen } from "./crypto.ts";
 import { Reader, unpad } from "./encoding.ts";
-import { decodeSpki } from "./keys.ts";
+import { decodeSpki, SPKI_PREFIX } from "./keys.ts";
 import {
   AUTH_CMDS_VERSION,
   authorizedPart,
@@ -105,8 +105,6 @@ export interface SmpClientOptions {
   /** How long an answer may take before the command fails with TIMEOUT (default 30 s). */
   timeoutMs?: number;
 }
-
-const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 
 /** One SMP connection after the handshake. */
 export class SmpClient {
@@ -209,9 +207,9 @@ export class SmpClient {
         this.fail(new SmpClientError("MALFORMED", "the server sent a malformed transmission"));
         return;
       }
-      const waiting = raw.corrId.length ? this.#pending.get(hex(raw.corrId)) : undefined;
+      const waiting = raw.corrId.length ? this.#pending.get(toHex(raw.corrId)) : undefined;
       if (waiting) {
-        this.#pending.delete(hex(raw.corrId));
+        this.#pending.delete(toHex(raw.corrId));
         clearTimeout(waiting.timer);
         waiting.resolve(response);
       } else this.#push(raw.entityId, response);
@@ -222,7 +220,7 @@ export class SmpClient {
     let push: SmpPush | undefined;
     if (r.tag === "END") push = { tag: "END", rcvId: entityId.slice() };
     else if (r.tag === "MSG") {
-      const key = this.#queues.get(hex(entityId));
+      const key = this.#queues.get(toHex(entityId));
       const message = key ? openMessage(key, r.msgId, r.body) : undefined;
       push = message
         ? { tag: "MSG", rcvId: entityId.slice(), message }
@@ -268,10 +266,10 @@ export class SmpClient {
       });
     const answer = new Promise<SmpResponse>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.#pending.delete(hex(corrId));
+        this.#pending.delete(toHex(corrId));
         reject(new SmpClientError("TIMEOUT", `no answer to ${command.tag}`));
       }, this.#timeoutMs);
-      this.#pending.set(hex(corrId), { resolve, reject, timer });
+      this.#pending.set(toHex(corrId), { resolve, reject, timer });
     });
     this.#enqueue(transmission);
     const r = await answer;
@@ -356,7 +354,7 @@ export class SmpClient {
         rcvBoxKey,
       };
       // The session keeps its own copy: it wipes it on close, and the caller's queue outlives it.
-      this.#queues.set(hex(q.rcvId), rcvBoxKey.slice());
+      this.#queues.set(toHex(q.rcvId), rcvBoxKey.slice());
       return q;
     } finally {
       wipe(rcvDhSecret);
@@ -365,8 +363,8 @@ export class SmpClient {
 
   /** Read pushes of a queue made elsewhere (its keys restored) on this connection. */
   adopt(q: SmpQueue): void {
-    this.#queues.get(hex(q.rcvId))?.fill(0);
-    this.#queues.set(hex(q.rcvId), q.rcvBoxKey.slice());
+    this.#queues.get(toHex(q.rcvId))?.fill(0);
+    this.#queues.set(toHex(q.rcvId), q.rcvBoxKey.slice());
   }
 
   /** KEY: only the holder of `senderKey`'s secret may SEND from now on. */
@@ -397,8 +395,8 @@ export class SmpClient {
 
   async deleteQueue(q: SmpQueue): Promise<void> {
     await this.#expect(q.rcvId, { tag: "DEL" }, "OK", recipientAuth(q));
-    this.#queues.get(hex(q.rcvId))?.fill(0);
-    this.#queues.delete(hex(q.rcvId));
+    this.#queues.get(toHex(q.rcvId))?.fill(0);
+    this.#queues.delete(toHex(q.rcvId));
   }
 }
 
@@ -411,34 +409,6 @@ function recipientAuth(q: SmpQueue): CommandAuth {
 // online certificate signs the key, the CA signs the online certificate. Ed25519 certificates
 // only (what the reference makes and this listener serves); anything else is refused.
 
-const ED25519_SPKI_PREFIX = Uint8Array.of(
-  0x30,
-  0x2a,
-  0x30,
-  0x05,
-  0x06,
-  0x03,
-  0x2b,
-  0x65,
-  0x70,
-  0x03,
-  0x21,
-  0x00,
-);
-const X25519_SPKI_PREFIX = Uint8Array.of(
-  0x30,
-  0x2a,
-  0x30,
-  0x05,
-  0x06,
-  0x03,
-  0x2b,
-  0x65,
-  0x6e,
-  0x03,
-  0x21,
-  0x00,
-);
 const SIGNATURE_TAIL = Uint8Array.of(0x03, 0x41, 0x00);
 
 /** A DER TLV's header and content lengths at `at`; undefined past the end or for a long form over 3 bytes. */
@@ -455,8 +425,9 @@ function tlv(der: Uint8Array, at: number): { header: number; length: number } | 
 
 /** The raw Ed25519 key of a certificate's subject (the one Ed25519 SPKI in it). */
 function ed25519KeyOf(cert: Uint8Array): Uint8Array | undefined {
+  const prefix = SPKI_PREFIX.ed25519;
   for (let i = 0; i + 44 <= cert.length; i++)
-    if (equalBytes(cert.subarray(i, i + 12), ED25519_SPKI_PREFIX)) return cert.subarray(i + 12, i + 44);
+    if (equalBytes(cert.subarray(i, i + 12), prefix)) return cert.subarray(i + 12, i + 44);
   return undefined;
 }
 
@@ -493,9 +464,8 @@ export function verifiedSessionKey(
   if (!caKey || !onlineKey || !cert || !key) return undefined;
   if (!verifies(cert.signature, cert.signed, caKey) || !verifies(key.signature, key.signed, onlineKey))
     return undefined;
-  if (key.signed.length !== 44 || !equalBytes(key.signed.subarray(0, 12), X25519_SPKI_PREFIX))
-    return undefined;
-  return key.signed.slice(12);
+  const sessionKey = decodeSpki(key.signed);
+  return sessionKey?.alg === "x25519" ? sessionKey.raw : undefined;
 }
 
 /** Open a delivered MSG body: crypto_box(rcvBoxKey, nonce = msgId) → padded RcvMsgBody. */

@@ -7,6 +7,7 @@
  * (SMP `SEND` signed, docs/protocol/smp.md "Keys in the shared store"). Pure: the conversions
  * change names, never keys.
  */
+import { toHex } from "../bytes.ts";
 import type { SmpQueueAddress, SmpServerAddress } from "./address.ts";
 import { SMP_VERSION_MAX, SMP_VERSION_MIN } from "./transport.ts";
 
@@ -62,5 +63,5 @@ export function writeRouteOfSmpQueue(
 
 /** The key `writeRouteOfSmpQueue` looks a server up by. */
 export function relayKeyOfSmpServer(server: SmpServerAddress): string {
-  return `${server.host}:${server.port}/${Array.from(server.fingerprint, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+  return `${server.host}:${server.port}/${toHex(server.fingerprint)}`;
 }

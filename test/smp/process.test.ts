@@ -13,26 +13,14 @@ import { afterAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { connectSmpBridge } from "../../core/smp/bridge-link.ts";
 import { upgradeStatus } from "../../relay-ws/testing.ts";
-import { type LoftProcess, LoftStartError, startLoft } from "../support/loft-process.ts";
+import { LoftStartError, startLoft } from "../support/loft-process.ts";
 import { cmd, SmpTestClient } from "./client.ts";
+import { loggedSmpAddress } from "./logged-address.ts";
 
 const dataDir = mkdtempSync(join(tmpdir(), "loft-smp-process-"));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
 const smpArgs = ["--smp-port", "0", "--smp-host", "127.0.0.1", "--smp-address-host", "localhost"];
-
-/** The address the process logged with "smp listening", waited for in bounded tries. */
-async function loggedAddress(proc: LoftProcess): Promise<string> {
-  for (let i = 0; i < 200; i++) {
-    for (const line of proc.output().split("\n")) {
-      if (!line.startsWith("{")) continue;
-      const rec = JSON.parse(line) as { msg?: string; smpAddress?: string };
-      if (rec.msg === "smp listening" && rec.smpAddress) return rec.smpAddress;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`no "smp listening" in:\n${proc.output()}`);
-}
 
 const fingerprintOf = (address: string) => address.slice("smp://".length, address.indexOf("@"));
 
@@ -44,7 +32,7 @@ describe("SMP listener in the entry points", () => {
       args: ["--serve-static", "false", "--relay-data-dir", dir, ...smpArgs],
     });
     try {
-      const address = await loggedAddress(proc);
+      const address = await loggedSmpAddress(proc);
       expect(address).toMatch(/^smp:\/\/[A-Za-z0-9_-]{43}=@localhost:\d+$/);
       const health = (await (await fetch(`${proc.metricsUrl}/health`)).json()) as {
         services: { relay: { smp: { address: string; versions: string } } };
@@ -75,7 +63,7 @@ describe("SMP listener in the entry points", () => {
         ],
       });
       try {
-        addresses.push(await loggedAddress(proc));
+        addresses.push(await loggedSmpAddress(proc));
         const c = await SmpTestClient.connect(addresses[i]!, { connectHost: "127.0.0.1" });
         expect((await c.command(new Uint8Array(0), cmd.ping())).tag).toBe("PONG");
         c.close();

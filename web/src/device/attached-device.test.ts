@@ -7,7 +7,7 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { LoftError } from "../../../core/errors.ts";
-import { Emulator, ownerIdentity, tempDir } from "../../../device/test-support.ts";
+import { emulatorOnTcp, ownerIdentity } from "../../../device/test-support.ts";
 import { tcpSerialPort as tcpSerialPortOf } from "../../../test/support/tcp-serial-port.ts";
 import { attachOverSerial, type PairStep, pairOverSerial } from "./attached-device.ts";
 import { DeviceProblemError, describeDeviceError } from "./problems.ts";
@@ -24,12 +24,7 @@ function tcpSerialPort(tcpPort: number, opens = true) {
   return port;
 }
 
-async function emulator() {
-  const t = tempDir();
-  const emu = new Emulator(["--tcp", "0", "--state", `${t.dir}/device.json`, "--telemetry-ms", "50"]);
-  cleanups.push(t.cleanup, () => emu.stop());
-  return { emu, port: (await emu.next("listening")).tcp as number };
-}
+const emulator = () => emulatorOnTcp(cleanups, ["--telemetry-ms", "50"]);
 
 describe("pairOverSerial / attachOverSerial", () => {
   it("different codes provision nothing; then every step, provisioning after the code, telemetry, console, reattaching without a code", async () => {

@@ -11,12 +11,13 @@
  *    (`relay-out`) into the owner's mailbox.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { Emulator, tempDir } from "../../../device/test-support.ts";
+import { type Emulator, emulatorOnTcp } from "../../../device/test-support.ts";
 import { startTestRelay, type TestRelay } from "../../../relay-ws/testing.ts";
 import { EngineHarness, type EngineNode, FAST_ENGINE, until } from "../../../test/support/engine.ts";
 import { tcpSerialPort } from "../../../test/support/tcp-serial-port.ts";
 import { deviceContactRecord } from "../app/devices.ts";
-import type { EngineEvent } from "../engine/api.ts";
+import type { DeviceRelayApi, EngineEvent } from "../engine/api.ts";
+import type { AttachedDevice } from "./attached-device.ts";
 import { attachOverSerial, pairOverSerial } from "./attached-device.ts";
 import { bridgeDevice } from "./bridge.ts";
 
@@ -38,20 +39,7 @@ describe("a paired device through the relay (Node: real relay, engine and emulat
     await h.stopAll();
   });
 
-  async function emulator(...extra: string[]) {
-    const t = tempDir();
-    const emu = new Emulator([
-      "--tcp",
-      "0",
-      "--state",
-      `${t.dir}/device.json`,
-      "--telemetry-ms",
-      "100",
-      ...extra,
-    ]);
-    cleanups.push(t.cleanup, () => emu.stop());
-    return { emu, port: (await emu.next("listening")).tcp as number };
-  }
+  const emulator = (...extra: string[]) => emulatorOnTcp(cleanups, ["--telemetry-ms", "100", ...extra]);
 
   function port(tcp: number) {
     const p = tcpSerialPort(tcp);
@@ -174,5 +162,38 @@ describe("a paired device through the relay (Node: real relay, engine and emulat
     expect(await again.command("led")).toEqual({ ok: true, m: "led off" }); // still serving
     expect(commands()).toBe(before);
     again.close();
+  });
+});
+
+describe("bridgeDevice, upward (fakes)", () => {
+  it("a relay-out the relay refused is logged and the ones after it are still deposited, in order", async () => {
+    let relayOut: (message: Uint8Array) => void = () => {};
+    const device = {
+      session: { state: "closed" },
+      onRelayOut: (h: (message: Uint8Array) => void) => {
+        relayOut = h;
+      },
+    } as unknown as AttachedDevice;
+    const deposited: number[] = [];
+    const relay = {
+      isLinked: () => true,
+      deposit: async (_id: string, m: Uint8Array) => {
+        if (m[0] === 1) throw new Error("relay down");
+        deposited.push(m[0]!);
+      },
+    } as unknown as DeviceRelayApi;
+    const log: string[] = [];
+    const report = await bridgeDevice({
+      device,
+      relay,
+      contactId: "d",
+      selfIdentityKey: new Uint8Array(32),
+      log: (l) => log.push(l),
+    });
+    expect(report).toEqual({ linked: false, delivered: 0 });
+    for (const n of [1, 2, 3]) relayOut(Uint8Array.of(n));
+    await until(() => deposited.length === 2, "deposits");
+    expect(deposited).toEqual([2, 3]);
+    expect(log).toEqual(["a device message did not reach the relay: relay down"]);
   });
 });

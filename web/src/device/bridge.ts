@@ -42,7 +42,7 @@ const MAX_DOWN = 256;
 const DELIVERY_TIMEOUT_MS = 10_000;
 
 /** Start the ratchet with the device through this cable and hand it our first message. */
-export async function linkDevice(o: BridgeOptions): Promise<void> {
+async function linkDevice(o: BridgeOptions): Promise<void> {
   const settings = await o.relay.prepareLink(o.contactId);
   const deviceKey = await o.device.link(settings);
   const ratchet = await startDeviceRatchet(o.device.session, o.selfIdentityKey, {
@@ -61,13 +61,14 @@ export async function linkDevice(o: BridgeOptions): Promise<void> {
  * away); the upward direction lasts as long as the attachment.
  */
 export async function bridgeDevice(o: BridgeOptions): Promise<BridgeReport> {
-  let up: Promise<unknown> = Promise.resolve();
+  // One deposit at a time, in order; a failed one is logged and does not hold back the next.
+  let up: Promise<void> = Promise.resolve();
   o.device.onRelayOut((message) => {
-    up = up.then(
-      () => o.relay.deposit(o.contactId, message),
-      () => undefined,
+    up = up.then(() =>
+      o.relay
+        .deposit(o.contactId, message)
+        .catch((e: unknown) => o.log?.(`a device message did not reach the relay: ${(e as Error).message}`)),
     );
-    up.catch((e: unknown) => o.log?.(`a device message did not reach the relay: ${(e as Error).message}`));
   });
   let linked = false;
   if (!o.relay.isLinked(o.contactId)) {

@@ -78,11 +78,7 @@ export class DeviceRelay implements DeviceRelayApi {
     peer.tx = tx;
     peer.deposit = undefined;
     // A queue of an earlier link goes: nothing reads it any more.
-    if (old)
-      void ctx.pool.client(old.url).then(
-        (c) => c.deleteQueue(old.queue).catch(() => {}),
-        () => {},
-      );
+    if (old) void this.#deleteQueue(old);
     return {
       t: "link",
       q: {
@@ -164,10 +160,14 @@ export class DeviceRelay implements DeviceRelayApi {
   async forget(contactId: ContactId): Promise<void> {
     const q = await this.#deviceQueue(contactId);
     await this.#ctx.storage.deleteSecret(deviceQueueSecret(contactId)).catch(() => {});
-    if (q)
-      await this.#ctx.pool?.client(q.url).then(
-        (c) => c.deleteQueue(q.queue).catch(() => {}),
-        () => {},
-      );
+    if (q) await this.#deleteQueue(q);
+  }
+
+  /** Delete a device queue at the relay; a relay out of reach keeps it (nothing reads it). */
+  async #deleteQueue(q: AddressQueue): Promise<void> {
+    await this.#ctx.pool
+      ?.client(q.url)
+      .then((c) => c.deleteQueue(q.queue))
+      .catch(() => {});
   }
 }

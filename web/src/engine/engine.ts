@@ -137,7 +137,13 @@ export class Engine implements ChatEngine {
     this.#ctx.calls = this.calls;
     const rooms = this.rooms;
     this.roomCalls = rooms
-      ? new RoomCalls({ rooms, selfHex: toHex(selfKey), storage: options.storage, log: cfg.log })
+      ? new RoomCalls({
+          rooms,
+          selfHex: toHex(selfKey),
+          storage: options.storage,
+          ice: this.#ctx,
+          log: cfg.log,
+        })
       : undefined;
     if (rooms) rooms.lane = this.roomCalls;
     this.devices = new DeviceRelay(this.#ctx);

@@ -8,8 +8,10 @@ import type { IceServerEntry } from "../../../core/wire/signaling.ts";
 import type { EngineSettings, IceServerConfig } from "./api.ts";
 import { type EngineContext, setService } from "./context.ts";
 
-const isTurn = (s: IceServerConfig) =>
-  (Array.isArray(s.urls) ? s.urls : [s.urls]).some((u) => /^turns?:/.test(u));
+/** Whether any server is a TURN server (`turn:`/`turns:`): relay-only needs one. */
+export function hasTurnServer(servers: IceServerConfig[]): boolean {
+  return servers.some((s) => (Array.isArray(s.urls) ? s.urls : [s.urls]).some((u) => /^turns?:/.test(u)));
+}
 
 /** The servers for a connection starting now. */
 export function iceServersFor(
@@ -30,5 +32,5 @@ export function acceptServerIceServers(
 ): void {
   const copied = servers.map((s) => ({ ...s, urls: [...s.urls] }));
   ctx.serverIce = { servers: copied, expiresAt };
-  setService(ctx, { serverTurn: copied.some(isTurn) });
+  setService(ctx, { serverTurn: hasTurnServer(copied) });
 }

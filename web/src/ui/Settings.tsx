@@ -21,12 +21,13 @@ import {
   saveUsername,
   changePassphrase as storePassphrase,
 } from "../app/settings.ts";
+import { hasTurnServer } from "../engine/ice-servers.ts";
 import { ShareFolder } from "../proxy/ShareFolder.tsx";
 import { MIN_BACKUP_PASSPHRASE, passphraseProblem } from "../storage/backup.ts";
 import { BuildHash } from "../update/BuildHash.tsx";
 import { CryptoBackends } from "./CryptoBackends.tsx";
 import { Back } from "./Home.tsx";
-import { formatIceServers, hasTurnServer, parseIceServers } from "./ice-servers.ts";
+import { formatIceServers, parseIceServers } from "./ice-servers.ts";
 import { usernameProblem } from "./Onboarding.tsx";
 import { backupFileFields, newPassphraseFields } from "./PassphraseFields.tsx";
 import { PassphraseStrength } from "./PassphraseStrength.tsx";

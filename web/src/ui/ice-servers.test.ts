@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { formatIceServers, hasTurnServer, parseIceServers } from "./ice-servers.ts";
+import { hasTurnServer } from "../engine/ice-servers.ts";
+import { formatIceServers, parseIceServers } from "./ice-servers.ts";
 
 describe("ICE servers field", () => {
   it("reads STUN and TURN lines and writes them back", () => {

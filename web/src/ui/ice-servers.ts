@@ -19,11 +19,6 @@ export function parseIceServers(text: string): { servers: IceServerConfig[] } | 
   return { servers };
 }
 
-/** Whether any server is a TURN server (`turn:`/`turns:`): relay-only needs one. */
-export function hasTurnServer(servers: IceServerConfig[]): boolean {
-  return servers.some((s) => (Array.isArray(s.urls) ? s.urls : [s.urls]).some((u) => /^turns?:/.test(u)));
-}
-
 export function formatIceServers(servers: IceServerConfig[] | undefined): string {
   return (servers ?? [])
     .map((s) =>

@@ -13,6 +13,8 @@
  */
 import { toHex } from "../../../../core/bytes.ts";
 import type { EngineStorage } from "../api.ts";
+import type { EngineContext } from "../context.ts";
+import { iceServersFor } from "../ice-servers.ts";
 import type { RoomFrameLane } from "../rooms/mesh.ts";
 import { dtlsPeerMatches, newDtlsCertificate, sdpMatchesFingerprint } from "./fingerprint.ts";
 import { MediaRefused, openLocalMedia } from "./media.ts";
@@ -54,6 +56,8 @@ export interface RoomCallDeps {
   rooms: RoomCallRooms;
   selfHex: string;
   storage: Pick<EngineStorage, "getSettings">;
+  /** Where the STUN/TURN servers the signaling server pushed are kept (ice-servers.ts). */
+  ice: Pick<EngineContext, "serverIce">;
   log: (message: string) => void;
 }
 
@@ -361,7 +365,7 @@ export class RoomCalls implements RoomCallControls, RoomFrameLane {
     const { cert, fp: ourFp } = await newDtlsCertificate();
     const settings = await this.#d.storage.getSettings();
     const pc = new RTCPeerConnection({
-      iceServers: settings.iceServers ?? [],
+      iceServers: iceServersFor(this.#d.ice, settings),
       ...(settings.iceTransportPolicy ? { iceTransportPolicy: settings.iceTransportPolicy } : {}),
       certificates: [cert],
       bundlePolicy: "max-bundle",

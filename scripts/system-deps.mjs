@@ -2,7 +2,7 @@
 // browser tests, python3-dissononce as the independent Noise implementation, socat for serial
 // emulation, gcc, libc6-dev and libsodium-dev for the device protocol's C reference and C Noise peer, coturn for relay-only WebRTC paths, nginx and openssl to run the documented reverse
 // proxy example against the real server and systemd-analyze to check the unit, both in
-// server/proxy-example.test.ts). Runs apt only as root and only for what is missing; otherwise it
+// server/proxy-example.test.ts, and redis-server for the scale-out mode). Runs apt only as root and only for what is missing; otherwise it
 // explains what to install and exits non-zero.
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -25,6 +25,8 @@ const NEEDS = [
   { pkg: "nginx", present: () => existsSync("/usr/sbin/nginx") },
   { pkg: "openssl", present: () => existsSync("/usr/bin/openssl") },
   { pkg: "systemd", present: () => existsSync("/usr/bin/systemd-analyze") },
+  // Scale-out mode (--redis): test/support/redis-server.ts starts Debian's redis-server on loopback.
+  { pkg: "redis-server", present: () => existsSync("/usr/bin/redis-server") },
 ];
 
 export function ensureSystemDeps(extra = []) {

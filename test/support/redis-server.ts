@@ -1,0 +1,156 @@
+/**
+ * Debian's `redis-server` (package `redis-server`) started by a test on a loopback port, for the
+ * scale-out mode (`--redis URL`, docs/operations.md "Scale-out on Redis"). Durable as the relay
+ * requires: AOF on with `appendfsync always`, so an OK the relay gave after a Redis write survives
+ * `kill -9` of Redis (docs/design.md, relay semantics: OK only after the durable commit). No RDB
+ * snapshots, no protected mode (loopback only), its own temp directory, everything logged to a
+ * buffer a failing test can print.
+ * Ready once it answers PING, not after a delay.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { createConnection, createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export interface RedisServer {
+  readonly host: string;
+  readonly port: number;
+  /** `redis://host:port` — what `--redis` / `LOFT_REDIS_URL` take. */
+  readonly url: string;
+  /** The data directory (the AOF lives here); kept across restart(), removed by stop(). */
+  readonly dir: string;
+  /** Everything redis-server logged so far. */
+  output(): string;
+  /** SIGKILL, as a crash: nothing flushed beyond what `appendfsync always` already wrote. */
+  kill(): Promise<void>;
+  /** Starts it again on the same port and directory (after kill() or by itself after a crash). */
+  restart(): Promise<void>;
+  /** SIGTERM, waits for the exit, removes the data directory. */
+  stop(): Promise<void>;
+}
+
+export interface RedisOptions {
+  host?: string;
+  /** A fixed port (restart() reuses it anyway); default: a free one. */
+  port?: number;
+  /** Extra `redis-server` arguments, e.g. `["--replicaof", "127.0.0.1", "6380"]`. */
+  args?: string[];
+}
+
+/** `/usr/bin/redis-server` on Debian; else from PATH (or `LOFT_REDIS_SERVER`). */
+export function redisServerPath(): string {
+  if (process.env.LOFT_REDIS_SERVER) return process.env.LOFT_REDIS_SERVER;
+  for (const p of ["/usr/bin/redis-server", "/usr/sbin/redis-server"]) if (existsSync(p)) return p;
+  return "redis-server";
+}
+
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, host, () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** One RESP `PING`; true when `+PONG` comes back within `ms`. */
+function ping(host: string, port: number, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host, port });
+    let got = "";
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), ms);
+    socket.on("connect", () => socket.write("*1\r\n$4\r\nPING\r\n"));
+    socket.on("data", (d) => {
+      got += d.toString("latin1");
+      if (got.includes("\r\n")) done(got.startsWith("+PONG"));
+    });
+    socket.on("error", () => done(false));
+  });
+}
+
+export async function startRedis(options: RedisOptions = {}): Promise<RedisServer> {
+  const host = options.host ?? "127.0.0.1";
+  const port = options.port ?? (await freePort(host));
+  const dir = mkdtempSync(join(tmpdir(), "loft-redis-"));
+  let log = "";
+  let child: ChildProcess | undefined;
+  let exited: Promise<void> = Promise.resolve();
+
+  const launch = async () => {
+    const args = [
+      "--bind",
+      host,
+      "--port",
+      String(port),
+      "--dir",
+      dir,
+      "--appendonly",
+      "yes",
+      "--appendfsync",
+      "always",
+      "--save",
+      "",
+      "--protected-mode",
+      "no",
+      "--daemonize",
+      "no",
+      "--logfile",
+      "",
+      ...(options.args ?? []),
+    ];
+    const proc = spawn(redisServerPath(), args, { stdio: ["ignore", "pipe", "pipe"] });
+    child = proc;
+    proc.stdout?.on("data", (d) => {
+      log += d.toString();
+    });
+    proc.stderr?.on("data", (d) => {
+      log += d.toString();
+    });
+    exited = new Promise((resolve) => proc.once("exit", () => resolve()));
+    const spawnError = new Promise<never>((_, reject) => proc.once("error", reject));
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      if (proc.exitCode !== null) throw new Error(`redis-server exited (${proc.exitCode}):\n${log}`);
+      const ok = await Promise.race([ping(host, port, 500), spawnError]);
+      if (ok) return;
+      if (Date.now() > deadline) {
+        proc.kill("SIGKILL");
+        throw new Error(`redis-server did not answer PING on ${host}:${port} within 20 s:\n${log}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+
+  const signal = async (sig: NodeJS.Signals) => {
+    if (child && child.exitCode === null && child.signalCode === null) {
+      child.kill(sig);
+      await exited;
+    }
+  };
+
+  await launch();
+  return {
+    host,
+    port,
+    url: `redis://${host}:${port}`,
+    dir,
+    output: () => log,
+    kill: () => signal("SIGKILL"),
+    restart: async () => {
+      await signal("SIGKILL");
+      await launch();
+    },
+    stop: async () => {
+      await signal("SIGTERM");
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,25 @@
+import Redis from "ioredis";
+import { afterAll, describe, expect, it } from "vitest";
+import { type RedisServer, startRedis } from "../support/redis-server.js";
+
+// The test support itself: a write acknowledged under `appendfsync always` survives SIGKILL.
+describe("test/support/redis-server", () => {
+  let redis: RedisServer | undefined;
+  afterAll(async () => {
+    await redis?.stop();
+  });
+
+  it("starts Debian's redis-server, and an acknowledged write survives kill -9 and restart", async () => {
+    redis = await startRedis();
+    const client = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    await client.connect();
+    expect(await client.set("k", "v")).toBe("OK");
+    client.disconnect();
+    await redis.kill();
+    await redis.restart();
+    const again = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    await again.connect();
+    expect(await again.get("k")).toBe("v");
+    again.disconnect();
+  });
+});

@@ -218,6 +218,32 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     expect(h.hub.links.length).toBe(links);
   });
 
+  it("a dial still connecting when the contact reloads gives way to the offer of their new page", async () => {
+    h.hub = new Hub();
+    // Alice holds the lower key: her dial is the one the glare rule keeps (chat.md §1).
+    let alice = createUserIdentity({ username: "alice", now: Date.now() });
+    let bob = createUserIdentity({ username: "bob", now: Date.now() });
+    const keyOf = (u: UserIdentity) => Buffer.from(u.identity.verified.identity_key).toString("hex");
+    if (keyOf(alice) > keyOf(bob)) [alice, bob] = [bob, alice];
+    // Only the presence change can end Alice's doomed dial: no stale-dial rule, no open timeout.
+    const slow = { staleDialMs: 120_000, openTimeoutMs: 120_000 };
+    h.hub.blockDirect = true; // the first dial never connects (Bob's page is about to go)
+    const a = h.node("alice", alice, undefined, undefined, slow);
+    const b = h.node("bob", bob, undefined, undefined, slow);
+    a.storage.addUser(b.user);
+    b.storage.addUser(a.user);
+    await a.engine.start();
+    await b.engine.start();
+    await until(() => a.logs.some((l) => l.startsWith(`dial ${b.id.slice(0, 8)}`)), "Alice dials");
+    for (const l of h.hub.links) l.cut = true; // Bob reloads: his page vanishes, no close arrives…
+    await b.engine.stop(); // …and his signaling connection ends
+    h.hub.blockDirect = false;
+    const b2 = h.node("bob", bob, b.storage, undefined, slow); // …and his new page comes up
+    await b2.engine.start();
+    await until(() => online(a, b2) && online(b2, a), "online with Bob's new page");
+    expect(a.logs.join("\n")).toContain("ended: presence-offline");
+  });
+
   it("after a restart (a reload) keeps the ratchet, the history and the outbox; duplicates are dropped", async () => {
     const [a, b] = await pair();
     const m1 = await a.engine.send(b.id, "before restart");

@@ -1,6 +1,6 @@
 /**
  * Debian's `redis-server` (package `redis-server`) started by a test on a loopback port, for the
- * scale-out mode (`--redis URL`, docs/operations.md "Scale-out on Redis"). Durable as the relay
+ * scale-out mode (`--redis URL`). Durable as the relay
  * requires: AOF on with `appendfsync always`, so an OK the relay gave after a Redis write survives
  * `kill -9` of Redis (docs/design.md, relay semantics: OK only after the durable commit). No RDB
  * snapshots, no protected mode (loopback only), its own temp directory, everything logged to a

@@ -30,10 +30,14 @@ import {
   type KeyPair,
   newAuthKeyPair,
   newDhKeyPair,
+  openFromRelay,
+  sealForRecipient,
 } from "../core/relay/crypto.ts";
 import {
   authInput,
   type Command,
+  deliveryBucket,
+  padBlock,
   RELAY_VERSION_AUTHENTICATOR,
   RELAY_VERSION_BUCKETED,
   RELAY_VERSION_SIGNATURE,
@@ -73,6 +77,11 @@ const OUTSTANDING = numberFlag("outstanding", 32);
 const IDLE_AUTH: RelayAuthMode = stringFlag("idle-auth") === "signature" ? "signature" : "authenticator";
 /** How a bench client opens: 1.0 signatures, 1.1 authenticators, or 1.2 (authenticators, bucketed deliveries). */
 type ClientMode = RelayAuthMode | "bucket";
+/**
+ * `--delivery bucket`: the "relay" subject's clients speak 1.2 too (for a profile of the 1.2 path
+ * alone, `--subjects relay --delivery bucket --profile DIR`); default 1.1, 16 KiB blocks.
+ */
+const RELAY_CLIENTS: ClientMode = stringFlag("delivery") === "bucket" ? "bucket" : "authenticator";
 const WINDOW = 64;
 const TIMEOUT_MS = 120_000;
 
@@ -327,6 +336,30 @@ async function runRelay(
   };
 }
 
+/**
+ * What a recipient pays per delivery in a browser: core's `openFromRelay` (noble XChaCha20-Poly1305,
+ * the PWA's path) on one SIZE-byte message, as the 16 KiB block of 1.1 and as the bucket of 1.2;
+ * the two alternate in slices of 50, 8 slices each, medians of the per-slice µs.
+ */
+function recipientOpen(): { blockUs: number; bucketUs: number } {
+  const key = new Uint8Array(randomBytes(32));
+  const id = new Uint8Array(randomBytes(24));
+  const body = new Uint8Array(randomBytes(Math.min(SIZE, 16_382)));
+  const forms = {
+    block: sealForRecipient(key, id, 1, padBlock(body)),
+    bucket: sealForRecipient(key, id, 1, padBlock(body, deliveryBucket(body.length))),
+  };
+  const slices: Record<"block" | "bucket", number[]> = { block: [], bucket: [] };
+  for (let k = 0; k < 16; k++) {
+    const form = k % 2 === 0 ? "block" : "bucket";
+    const t = performance.now();
+    for (let j = 0; j < 50; j++) if (!openFromRelay(key, id, forms[form], form).ok) throw new Error("open");
+    slices[form].push(((performance.now() - t) * 1000) / 50);
+  }
+  const median = (xs: number[]) => xs.sort((a, b) => a - b)[xs.length >> 1]!;
+  return { blockUs: median(slices.block), bucketUs: median(slices.bucket) };
+}
+
 async function idleRelay(url: string, pid: number): Promise<{ held: number; rssPerConnKib: number }> {
   const before = rssKib(pid);
   const conns: BenchConn[] = [];
@@ -544,7 +577,7 @@ async function main() {
       ...(PROFILE_DIR ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`] } : {}),
     });
     const subjects: Subject[] = [];
-    const fsync = relaySubject("relay", relay);
+    const fsync = relaySubject("relay", relay, RELAY_CLIENTS);
     subjects.push(fsync);
     if (SUBJECTS.includes("bucketed")) subjects.push(relaySubject("bucketed", relay, "bucket"));
     if (SUBJECTS.includes("signed")) subjects.push(relaySubject("signed", relay, "signature"));
@@ -602,6 +635,7 @@ async function main() {
     // Unloaded latency (one pair, one message at a time): what a live link through the relay sees.
     const rLive = await fsync.run(1, 1);
     const mLive = await mosquitto?.run(1, 1);
+    const opens = recipientOpen();
     const idle = IDLE > 0 ? await idleRelay(`ws://127.0.0.1:${relay.port}/relay`, fsync.pid) : undefined;
     const mosqIdle =
       IDLE > 0 && mosq ? await idleMosquitto(mosq.port, mosq.child.pid!, Math.min(IDLE, 2000)) : undefined;
@@ -636,6 +670,9 @@ async function main() {
       if (sg)
         say(`relay with 1.0 signatures / mosquitto: ${(sg.msgsPerSecond / m.msgsPerSecond).toFixed(2)}×`);
     }
+    say(
+      `recipient opening one ${SIZE}-byte message (core, noble: the browser's path): ${opens.blockUs.toFixed(0)} µs as a 1.1 block, ${opens.bucketUs.toFixed(0)} µs as a 1.2 bucket (${(opens.blockUs / opens.bucketUs).toFixed(1)}×)`,
+    );
     if (base)
       say(
         `relay / baseline: ${(r.msgsPerSecond / base.msgsPerSecond).toFixed(2)}× throughput, ${(base.serverCpuUs / r.serverCpuUs).toFixed(2)}× less server CPU per message`,
@@ -668,6 +705,9 @@ async function main() {
           relay_bucketed_cpu_us_per_msg: bk?.serverCpuUs ?? null,
           relay_bucketed_client_cpu_us_per_msg: bk?.clientCpuUs ?? null,
           relay_bucketed_vs_blocks: bk ? bk.msgsPerSecond / r.msgsPerSecond : null,
+          recipient_open_block_us: opens.blockUs,
+          recipient_open_bucket_us: opens.bucketUs,
+          recipient_open_block_vs_bucket: opens.blockUs / opens.bucketUs,
           relay_nosync_vs_mosquitto: m && ns ? ns.msgsPerSecond / m.msgsPerSecond : null,
           relay_nosync_msgs_per_s: ns?.msgsPerSecond ?? null,
           relay_vs_baseline: base ? r.msgsPerSecond / base.msgsPerSecond : null,

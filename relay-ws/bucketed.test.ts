@@ -51,7 +51,7 @@ describe("bucketed deliveries (1.2) on a real relay", () => {
     await relay.close();
   });
 
-  it("pushes each body in its own bucket to a 1.2 client, in order, and the same bodies as blocks over GET to 1.1", async () => {
+  it("delivers each body in its own bucket to a 1.2 client (GET and pushes), in order, and as a block to 1.1", async () => {
     const { client: v12, ws } = await connectRelayOver(relay.url, { delivery: "bucket" });
     const lengths = msgLengths(ws);
     const got: Uint8Array[] = [];
@@ -69,6 +69,11 @@ describe("bucketed deliveries (1.2) on a real relay", () => {
       await v11.ack(q, first!.msgId);
       expect(v11Lengths).toEqual([RCV_CIPHERTEXT_LENGTH]);
       v11.close();
+      // The next one by GET on 1.2, bucketed too.
+      const second = await v12.get(q);
+      expect(second?.body).toEqual(bodies[1]);
+      await v12.ack(q, second!.msgId);
+      got.push(second!.body);
       // The rest through a 1.2 subscription, pushed.
       const all = new Promise<void>((resolve) => {
         v12.onQueueMessage(q.recipientId, (m) => {

@@ -254,27 +254,53 @@ export class RoomMailboxes {
     return this.#forget((k) => k.startsWith(`${room}/`));
   }
 
-  /** A member was removed: its queue for us goes, with the pair's ratchet and records. */
+  /**
+   * A member left (`room.bye`) or was removed: its queue for us goes at the relay, with the pair's
+   * ratchet and records (docs/protocol/rooms.md §9), so departed members never hold queues.
+   */
   forgetPair(room: string, member: string): Promise<void> {
     return this.#forget((k) => k === `${room}/${member}`);
   }
 
-  async #forget(which: (key: string) => boolean): Promise<void> {
+  /** Forget several members of a room at once (the removed ones of a state). */
+  forgetPairs(room: string, members: readonly string[]): Promise<void> {
+    const keys = new Set(members.map((m) => `${room}/${m}`));
+    return this.#forget((k) => keys.has(k));
+  }
+
+  /** One forget at a time: each reads and rewrites the pair list. */
+  #forgetting: Promise<void> = Promise.resolve();
+
+  #forget(which: (key: string) => boolean): Promise<void> {
+    const next = this.#forgetting.then(() => this.#forgetNow(which));
+    this.#forgetting = next.catch(() => undefined);
+    return next;
+  }
+
+  async #forgetNow(which: (key: string) => boolean): Promise<void> {
     const list = await this.#pairList();
-    for (const key of list.filter(which)) {
-      const p = this.#pairs.get(key);
-      if (p?.rx) {
-        this.#pool?.unsubscribe(p.rx.url, p.rx.queue.recipientId);
-        this.#byRecipient.delete(toHex(p.rx.queue.recipientId));
-        const client = await this.#pool?.client(p.rx.url).catch(() => undefined);
-        await client?.deleteQueue(p.rx.queue).catch(() => undefined);
-      }
-      this.#pairs.delete(key);
+    // Listed pairs (with a receiving queue) and pairs used this run (a ratchet, their queue).
+    const gone = [...new Set([...list, ...this.#pairs.keys()])].filter(which);
+    for (const key of gone) {
       const [room = "", member = ""] = key.split("/");
-      for (const kind of ["dr", "rx", "tx"])
-        await this.#d.storage.deleteSecret(name(kind, { room, member })).catch(() => undefined);
+      const p = this.#pair(room, member);
+      // After whatever the pair is doing (a deposit, a read), and with its records loaded: a pair
+      // not used since the start still has its queue at the relay.
+      await this.#run(p, async () => {
+        await this.#load(p);
+        if (p.rx) {
+          this.#pool?.unsubscribe(p.rx.url, p.rx.queue.recipientId);
+          this.#byRecipient.delete(toHex(p.rx.queue.recipientId));
+          const client = await this.#pool?.client(p.rx.url).catch(() => undefined);
+          await client?.deleteQueue(p.rx.queue).catch(() => undefined);
+        }
+        for (const kind of ["dr", "rx", "tx"])
+          await this.#d.storage.deleteSecret(name(kind, p)).catch(() => undefined);
+      });
+      this.#pairs.delete(key);
     }
-    await this.#d.storage.saveSecret(PAIRS, encodeCanonical(list.filter((k) => !which(k))));
+    if (list.some(which))
+      await this.#d.storage.saveSecret(PAIRS, encodeCanonical(list.filter((k) => !which(k))));
   }
 
   // ---- inside a pair's chain ------------------------------------------------------------------

@@ -225,6 +225,90 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     ).toEqual([keyOf(b)]);
   });
 
+  it("a listed member away during two removals catches up, whether it comes back last or first", async () => {
+    const [a, b, c, d] = [
+      await started("ann"),
+      await started("bea"),
+      await started("cat"),
+      await started("dan"),
+    ];
+    const room = await rooms(a).create();
+    for (const n of [b, c, d]) await rooms(n).join(room.fragment);
+    await until(() => [a, b, c, d].every((n) => online(n, room.id) === 3), "full mesh of four");
+    await until(
+      () =>
+        [b, c, d].every(
+          (n) =>
+            rooms(n)
+              .room(room.id)
+              ?.members.some((m) => m.host) === true,
+        ),
+      "the host listed them",
+    );
+    // Bea is away while Ann removes Cat, then Dan: two rotations she did not see.
+    await b.engine.stop();
+    await until(() => online(a, room.id) === 2, "bea away");
+    await rooms(a).remove(room.id, keyOf(c));
+    await until(() => rooms(c).room(room.id)?.status === "removed", "cat removed");
+    await rooms(a).remove(room.id, keyOf(d));
+    await until(() => rooms(d).room(room.id)?.status === "removed", "dan removed");
+    // She comes back last (Ann dials her): Ann tries her older secrets, newest first.
+    const b2 = h.node("bea", b.user, b.storage);
+    await b2.engine.start();
+    await until(() => online(b2, room.id) === 1 && online(a, room.id) === 1, "bea back, linked to ann");
+    await until(
+      () => rooms(b2).room(room.id)?.fragment === rooms(a).room(room.id)?.fragment,
+      "bea has the newest secret",
+    );
+    expect(
+      rooms(b2)
+        .room(room.id)
+        ?.members.map((m) => m.key),
+    ).toEqual([keyOf(a)]);
+    rooms(a).send(room.id, "caught up");
+    await until(() => texts(b2, room.id).includes("caught up"), "bea reads on");
+
+    // Now Bea misses two more removals and comes back *first*: Ann, arriving after her, is dialed
+    // by Bea on her old secret, closes it, and dials her back on the older ones.
+    const [e, f] = [await started("eve"), await started("fay")];
+    const link = rooms(a).room(room.id)?.fragment ?? "";
+    await rooms(e).join(link);
+    await rooms(f).join(link);
+    await until(() => online(a, room.id) === 3 && online(b2, room.id) === 3, "five... four in");
+    await until(
+      () =>
+        [e, f].every(
+          (n) =>
+            rooms(n)
+              .room(room.id)
+              ?.members.some((m) => m.host) === true,
+        ),
+      "listed",
+    );
+    await b2.engine.stop();
+    await until(() => online(a, room.id) === 2, "bea away again");
+    await rooms(a).remove(room.id, keyOf(e));
+    await rooms(a).remove(room.id, keyOf(f));
+    await until(() => online(a, room.id) === 0, "eve and fay gone");
+    await a.engine.stop();
+    const b3 = h.node("bea", b.user, b.storage);
+    await b3.engine.start();
+    await until(() => rooms(b3).room(room.id)?.status === "in", "bea in, alone");
+    const a2 = h.node("ann", a.user, a.storage);
+    await a2.engine.start();
+    await until(() => online(b3, room.id) === 1 && online(a2, room.id) === 1, "linked again", 30_000);
+    await until(
+      () => rooms(b3).room(room.id)?.fragment === rooms(a2).room(room.id)?.fragment,
+      "bea has the newest secret again",
+    );
+    expect(
+      rooms(b3)
+        .room(room.id)
+        ?.members.map((m) => m.key),
+    ).toEqual([keyOf(a)]);
+    expect(rooms(b3).room(room.id)?.refused).toEqual([]);
+  });
+
   it("a listed member who was away gets what was said meanwhile when it is back, in order", async () => {
     const [a, b, c] = [await started("ann"), await started("bea"), await started("cat")];
     const room = await rooms(a).create();

@@ -75,6 +75,8 @@ const DIAL_RETRIES = 4;
 const RETRY_BASE_MS = 1_000;
 /** How long a removed member's link stays open for the state telling it so to leave. */
 const CLOSE_GRACE_MS = 1_500;
+/** Older room secrets kept for listed members who missed rotations (§8): this many removals back. */
+const MAX_OLD_SECRETS = 8;
 /** Secrets held while the state committing to them is on its way. */
 const MAX_PENDING_KEYS = 8;
 
@@ -113,8 +115,12 @@ interface Member {
   timer: ReturnType<typeof setTimeout> | undefined;
   /** Its member room key (from its room.hi): what the host role is handed over to. */
   rk: Uint8Array | undefined;
-  /** Dial it with the previous epoch's binding: a listed member that missed the last rotation. */
-  legacy: boolean;
+  /** Dial it with an older epoch's binding (`Room.oldBindings[legacy - 1]`; 0: the current one): a
+   *  listed member that missed rotations (§8). */
+  legacy: number;
+  /** We dialed it back once after it closed our answer although our state lists it: it may hold an
+   *  older secret than ours (§8, "catch-up"). Reset when it arrives again. */
+  dialedBack: boolean;
   /** The next dial goes through the relay: the direct one before it did not open. */
   viaRelay: boolean;
   /** As responder of its current session: the ratchet key we offered (rooms/mailbox.ts). */
@@ -126,9 +132,10 @@ interface Room {
   readonly link: RoomLink;
   readonly idHex: string;
   readonly hash: Uint8Array;
-  /** Of the current secret; and of the one before, for listed members who missed a rotation (§8). */
+  /** Of the current secret; and of the older ones (newest first: `pk`, then `ok`), for listed members
+   *  who missed rotations (§8). */
   binding: Uint8Array;
-  prevBinding: Uint8Array | undefined;
+  oldBindings: Uint8Array[];
   /** The newest verified host-signed state (undefined: none yet, the link's host and secret). */
   state: VerifiedState | undefined;
   /** Secrets handed to us before the state that commits to them (a few: one member's wrong one
@@ -570,13 +577,21 @@ export class RoomsEngine implements RoomsApi {
       for (const m of room.members.values()) this.#later(m, "removed");
       void this.#mail.forgetRoom(room.idHex).catch(() => undefined);
       void this.#signaling?.leaveRoom(room.hash).catch(() => undefined);
-    } else
+    } else {
       for (const m of room.members.values())
         if (listed(next.state.x, m.key)) {
           m.present = false;
           this.#later(m, "removed");
-          void this.#mail.forgetPair(room.idHex, m.hex).catch(() => undefined);
         }
+      // Every removed member's pair goes (its queue at our relay too), also of members not met this
+      // run: a member away during the removal learns it from this state (§9).
+      void this.#mail
+        .forgetPairs(
+          room.idHex,
+          next.state.x.map((k) => toHex(k)),
+        )
+        .catch(() => undefined);
+    }
     const pending = room.pendingKeys.splice(0);
     for (const p of pending) if (p.e === next.state.e) this.#onKey(room, p.e, p.k);
     for (const p of pending) wipe(p.k);
@@ -601,12 +616,14 @@ export class RoomsEngine implements RoomsApi {
 
   /** Use the secret of epoch `e` from now on; keep the one before for listed members who missed it. */
   #rotate(room: Room, e: number, secret: Uint8Array): void {
-    wipe(room.record.pk);
+    // The older secrets stay (a bounded few) for listed members who were away meanwhile (§8).
+    if (room.record.pk) room.record.ok = [room.record.pk, ...(room.record.ok ?? [])];
+    for (const old of room.record.ok?.splice(MAX_OLD_SECRETS - 1) ?? []) wipe(old);
     room.record.pk = room.record.k;
     room.record.k = secret.slice();
     room.record.e = e;
     room.link.secret = secret;
-    room.prevBinding = room.binding;
+    room.oldBindings = [room.binding, ...room.oldBindings].slice(0, MAX_OLD_SECRETS);
     room.binding = roomBinding(room.link);
     // Only to members the state does not remove, inside their sessions.
     for (const m of room.members.values())
@@ -702,7 +719,8 @@ export class RoomsEngine implements RoomsApi {
         m.present = true;
         m.refused = false;
         m.failures = 0;
-        m.legacy = false;
+        m.legacy = 0;
+        m.dialedBack = false;
         // A removed member is dialed too: its handshake fails on the binding (it never got the
         // new secret), so it is told at once that the room does not let it in.
         this.#dial(room, m);
@@ -723,7 +741,7 @@ export class RoomsEngine implements RoomsApi {
     const transport = relay ?? this.#transport;
     if (!transport || m.dialing || this.#stopped || room.record.gone) return;
     const kind = relay ? "relay" : "direct";
-    const binding = m.legacy && room.prevBinding ? room.prevBinding : room.binding;
+    const binding = (m.legacy > 0 && room.oldBindings[m.legacy - 1]) || room.binding;
     clearTimeout(m.timer);
     m.dialing = true;
     this.#changed(room);
@@ -749,15 +767,16 @@ export class RoomsEngine implements RoomsApi {
         m.dialing = false;
         link.close("room-dial-failed");
         if (isLoftError(e) && e.code === "LOFT_ERR_DECRYPT") {
-          // A member the host listed may have missed the last rotation (offline then): it holds the
-          // secret before, and gets the current one inside the session (§8). Anyone else: refused.
-          if (!m.legacy && room.prevBinding && this.#listed(room, m.key)) {
-            m.legacy = true;
+          // A member the host listed may have missed rotations (offline then): it holds an older
+          // secret, tried newest first, and gets the current one inside the session (§8). Anyone
+          // else, or a listed member older than every secret we keep: refused.
+          if (m.legacy < room.oldBindings.length && this.#listed(room, m.key)) {
+            m.legacy++;
             this.#dial(room, m);
             return;
           }
           // Their message 2 did not decrypt under our binding: they do not hold the room secret.
-          m.legacy = false;
+          m.legacy = 0;
           this.#refusedAttempt(room, m);
           return;
         }
@@ -826,7 +845,13 @@ export class RoomsEngine implements RoomsApi {
         if (ended && opened) {
           m.refused = true;
           m.present = true;
-          if (this.#refusedEverywhere(room)) room.status = "refused";
+          // A member our state lists closed on our binding: it may be the one behind, holding an
+          // older secret (it was here first, so it dialed). Dial it back once: as the dialer we try
+          // our older bindings and hand it the current secret inside the session (§8, catch-up).
+          if (this.#listed(room, m.key) && !m.dialedBack && !m.dialing && !m.session) {
+            m.dialedBack = true;
+            this.#dial(room, m);
+          } else if (this.#refusedEverywhere(room)) room.status = "refused";
         }
         this.#d.log(`room answer failed: ${isLoftError(e) ? e.code : (e as Error).message}`);
         this.#changed(room);
@@ -852,7 +877,11 @@ export class RoomsEngine implements RoomsApi {
     m.session = session;
     m.refused = false;
     m.failures = 0;
-    m.legacy = false;
+    m.legacy = 0;
+    // Proven a member: an attempt of its we refused before (it held a newer secret than ours,
+    // §8) no longer counts.
+    for (let i = room.refused.length - 1; i >= 0; i--)
+      if (room.refused[i]?.key === m.hex) room.refused.splice(i, 1);
     if (room.status === "refused") room.status = "in";
     old?.close("replaced");
     this.#sendTo(m, {
@@ -963,6 +992,8 @@ export class RoomsEngine implements RoomsApi {
       }
       case "room.bye":
         this.#gone(m);
+        // It left for good: its pair ratchet and our queue for it go (it deleted its own, §9).
+        void this.#mail.forgetPair(room.idHex, m.hex).catch(() => undefined);
         // Leaving is anyone's right: the host stops listing who left (its old secret stays with it).
         if (this.#isHost(room) && room.state && listed(room.state.state.m, m.key))
           this.#sign(room, (s) => ({ ...s, m: s.m.filter((k) => !equalBytes(k, m.key)) }));
@@ -1008,7 +1039,10 @@ export class RoomsEngine implements RoomsApi {
       idHex: toHex(record.id),
       hash: roomHash(record.id),
       binding: roomBinding(link),
-      prevBinding: record.pk ? roomBinding({ ...link, secret: record.pk }) : undefined,
+      oldBindings: [record.pk, ...(record.ok ?? [])]
+        .filter((k) => k !== undefined)
+        .slice(0, MAX_OLD_SECRETS)
+        .map((secret) => roomBinding({ ...link, secret })),
       state: verified?.ok ? verified.value : undefined,
       pendingKeys: [],
       handingOver: false,
@@ -1038,7 +1072,8 @@ export class RoomsEngine implements RoomsApi {
         failures: 0,
         timer: undefined,
         rk: undefined,
-        legacy: false,
+        legacy: 0,
+        dialedBack: false,
         viaRelay: false,
         ratchetKey: undefined,
       };

@@ -122,4 +122,41 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     await until(() => ours(again).every((x) => x.state === "delivered"), "bea's delivered");
     expect(a.logs.some((l) => l.includes("room mailbox send failed"))).toBe(false);
   });
+
+  it("a member who leaves takes its pair queues with it, on both sides (no queue left for the departed)", async () => {
+    h.hub.blockDirect = false;
+    const [a, b, c] = [await started("ann"), await started("bea"), await started("cat")];
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await rooms(c).join(room.fragment);
+    await until(() => [a, b, c].every((n) => online(n, room.id) === 2), "full mesh of three");
+    const pairs = [
+      [a, b],
+      [a, c],
+      [b, a],
+      [b, c],
+      [c, a],
+      [c, b],
+    ] as const;
+    await until(
+      () => pairs.every(([x, y]) => x.storage.secrets.has(`room-tx/${room.id}/${y.id}`)),
+      "mailboxes exchanged",
+    );
+    const queues = () => relay.service.store.stats().queues;
+    const before = queues();
+    await rooms(c).leave(room.id);
+    // Cat deleted its two receiving queues; Ann and Bea delete theirs for Cat on its bye.
+    await until(() => queues() === before - 4, "the four queues of Cat's pairs deleted at the relay");
+    for (const [x, y] of [
+      [a, c],
+      [b, c],
+    ] as const) {
+      await until(
+        () => ["dr", "rx", "tx"].every((k) => !x.storage.secrets.has(`room-${k}/${room.id}/${y.id}`)),
+        "the pair's records forgotten",
+      );
+      expect(x.storage.secrets.has(`room-tx/${room.id}/${x === a ? b.id : a.id}`)).toBe(true);
+    }
+    expect([...c.storage.secrets.keys()].filter((k) => k.includes(room.id))).toEqual([]);
+  });
 });

@@ -31,6 +31,9 @@ const recordSchema = v.strictObject({
   /** The epoch of `k` (0, absent, for the link's secret) and the secret before it (§8). */
   e: v.optional(uintSchema(0xffff_ffff)),
   pk: v.optional(bytesSchema(32)),
+  /** Older secrets still (newest first, at most 7): listed members away during several removals
+   *  come back on one of them (§8). */
+  ok: v.optional(v.pipe(v.array(bytesSchema(32)), v.maxLength(7))),
   /** Members whose safety code we compared and marked verified (identity keys, hex). */
   vf: v.optional(v.array(v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/)))),
   /** The host removed us: the room stays, read-only, until we leave it. */

@@ -21,6 +21,9 @@ export interface RoomMemberView {
 export type RoomStatus = "joining" | "in" | "full" | "offline" | "refused" | "removed";
 
 export interface RoomView {
+  /** Someone else holds the host role and is not connected now: the room works, removals and
+   *  hand-overs wait until the host is back (docs/protocol/rooms.md §8, "Host away"). */
+  hostAway: boolean;
   /** The room id, hex: the room's name in the app (routes, storage). */
   id: string;
   /** `room=…&k=…&h=…` — the link's fragment (the UI puts it after its own origin). */
@@ -38,6 +41,19 @@ export interface RoomView {
 
 export type RoomMessageState = "sent" | "delivered" | "received" | "alone";
 
+/**
+ * Ours, per member it was for: `sending` (not yet with the member or its relay mailbox: it goes
+ * live when both are here, or into the mailbox once the relay takes it — retried after relay
+ * errors), `relayed` (its relay mailbox stored it), `delivered` (the member confirmed it).
+ */
+export type RoomRecipientState = "sending" | "relayed" | "delivered";
+
+export interface RoomRecipientView {
+  key: string;
+  name: string | undefined;
+  state: RoomRecipientState;
+}
+
 export interface RoomMessageView {
   id: string;
   /** Sender's identity key (hex); undefined for ours. */
@@ -49,6 +65,10 @@ export interface RoomMessageView {
   /** Ours: how many of the members it was for have it. */
   delivered: number;
   recipients: number;
+  /** Ours: how many of the members not yet confirmed have it waiting in their relay mailbox. */
+  relayed: number;
+  /** Ours: each member it was for, and where its copy is. */
+  to: RoomRecipientView[];
 }
 
 export type RoomEvent = { type: "room-changed"; roomId: string } | { type: "rooms-changed" };

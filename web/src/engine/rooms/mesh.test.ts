@@ -343,6 +343,27 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     await until(() => ours().every((m) => m.state === "delivered"), "delivered to both");
   });
 
+  it("host away: the others still chat, the room says so, removals wait for the host", async () => {
+    const [a, b, c] = [await started("ann"), await started("bea"), await started("cat")];
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await rooms(c).join(room.fragment);
+    await until(() => [a, b, c].every((n) => online(n, room.id) === 2), "full mesh of three");
+    await until(() => rooms(b).room(room.id)?.hostAway === false, "bea linked to the host");
+    expect(rooms(a).room(room.id)?.hostAway).toBe(false); // the host itself
+    await a.engine.stop();
+    await until(() => rooms(b).room(room.id)?.hostAway === true, "bea sees the host away");
+    await until(() => rooms(c).room(room.id)?.hostAway === true, "cat sees the host away");
+    rooms(b).send(room.id, "without the host");
+    await until(() => texts(c, room.id).includes("without the host"), "cat has it");
+    await expect(rooms(b).remove(room.id, keyOf(c))).rejects.toThrow(/Only the room's host/);
+    const again = h.node("ann", a.user, a.storage);
+    await again.engine.start();
+    await until(() => rooms(b).room(room.id)?.hostAway === false, "the host is back");
+    // What was said while it was away reaches the host too (it is listed: §6).
+    await until(() => texts(again, room.id).includes("without the host"), "ann has it");
+  });
+
   it("verify: a member marked verified stays so across a restart", async () => {
     const [a, b] = [await started("ann"), await started("bea")];
     const room = await rooms(a).create();

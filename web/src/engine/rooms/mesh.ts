@@ -75,6 +75,9 @@ const DIAL_RETRIES = 4;
 const RETRY_BASE_MS = 1_000;
 /** How long a removed member's link stays open for the state telling it so to leave. */
 const CLOSE_GRACE_MS = 1_500;
+/** Mailbox deposits after a relay error: tried again after 1 s, 2 s, 4 s … at most a minute apart. */
+const MAIL_RETRY_BASE_MS = 1_000;
+const MAIL_RETRY_MAX_MS = 60_000;
 /** Older room secrets kept for listed members who missed rotations (§8): this many removals back. */
 const MAX_OLD_SECRETS = 8;
 /** Secrets held while the state committing to them is on its way. */
@@ -151,6 +154,13 @@ interface Room {
   status: RoomStatus;
   /** Outgoing sends of this room, in hand-over order. */
   sending: Promise<void>;
+  /** The mailbox pass (#flushMail): running, asked again meanwhile, its retry after relay errors. */
+  flushing: boolean;
+  flushAgain: boolean;
+  /** Receipts for messages read from our mailbox whose writer is away, by writer: for its mailbox. */
+  readonly receipts: Map<string, Set<string>>;
+  mailTimer: ReturnType<typeof setTimeout> | undefined;
+  mailFailures: number;
 }
 
 export class RoomsEngine implements RoomsApi {
@@ -214,6 +224,7 @@ export class RoomsEngine implements RoomsApi {
 
   stop(): void {
     this.#stopped = true;
+    for (const room of this.#rooms.values()) clearTimeout(room.mailTimer);
     for (const room of this.#rooms.values()) for (const m of room.members.values()) this.#drop(m, "stopped");
   }
 
@@ -239,6 +250,7 @@ export class RoomsEngine implements RoomsApi {
     return r.log.map((e) => {
       const to = e.to ?? [];
       const got = e.got ?? [];
+      const relayed = e.rl ?? [];
       const state: RoomMessageState =
         e.from !== undefined
           ? "received"
@@ -256,6 +268,12 @@ export class RoomsEngine implements RoomsApi {
         state,
         delivered: got.length,
         recipients: to.length,
+        relayed: to.filter((k) => relayed.includes(k) && !got.includes(k)).length,
+        to: to.map((key) => ({
+          key,
+          name: r.members.get(key)?.name ?? r.log.findLast((x) => x.from === key)?.name,
+          state: got.includes(key) ? "delivered" : relayed.includes(key) ? "relayed" : "sending",
+        })),
       };
     });
   }
@@ -332,6 +350,7 @@ export class RoomsEngine implements RoomsApi {
       this.#drop(m, "left");
     }
     this.#rooms.delete(id);
+    clearTimeout(room.mailTimer);
     await this.#signaling?.leaveRoom(room.hash).catch(() => undefined);
     await this.#mail.forgetRoom(id).catch(() => undefined);
     await this.#saveRooms();
@@ -378,9 +397,9 @@ export class RoomsEngine implements RoomsApi {
       for (const hex of to) {
         const m = room.members.get(hex);
         if (m?.session) this.#sendTo(m, msg);
-        // Away: into its mailbox (it also gets it live when both are here again, §6).
-        else void this.#mail.deposit(room.idHex, hex, encodeRoomFrame(msg)).catch(() => undefined);
       }
+      // Away: into its mailbox (it also gets it live when both are here again, §6).
+      this.#flushMail(room);
     });
     this.#emit({ type: "room-changed", roomId: id });
     return this.messages(id).at(-1)!;
@@ -394,11 +413,92 @@ export class RoomsEngine implements RoomsApi {
     await this.#mail
       .attach(pool, url)
       .catch((e: unknown) => this.#d.log(`room mailboxes: ${(e as Error).message}`));
+    // What was written before a reload, or while the relay was unreachable, and is not there yet.
+    for (const room of this.#rooms.values()) this.#flushMail(room);
   }
 
   /** A relay push: true if it was for one of our room queues. */
   onRelayMessage(url: string, m: RelayMessage): boolean {
     return this.#mail.onRelayMessage(url, m);
+  }
+
+  /**
+   * What we wrote for members who are away (no live session) and that neither they nor their relay
+   * mailbox have yet, into their mailboxes, in order per member (§9). A member whose message could
+   * not go stops there (the order holds); after a relay error the whole pass is tried again with
+   * backoff (MAIL_RETRY_*), as the 1:1 outbox does (relay-mailbox.ts). One pass at a time per room.
+   */
+  #flushMail(room: Room): void {
+    if (!this.#mail.available || this.#stopped || room.record.gone) return;
+    if (room.flushing) {
+      room.flushAgain = true;
+      return;
+    }
+    room.flushing = true;
+    void (async () => {
+      try {
+        do {
+          room.flushAgain = false;
+          await this.#flushMailOnce(room);
+        } while (room.flushAgain && !this.#stopped && this.#rooms.has(room.idHex));
+      } catch (e) {
+        this.#d.log(`room mailbox flush: ${(e as Error).message}`);
+      } finally {
+        room.flushing = false;
+      }
+    })();
+  }
+
+  async #flushMailOnce(room: Room): Promise<void> {
+    let failed = false;
+    let changed = false;
+    const stopped = new Set<string>();
+    for (const [hex, ids] of [...room.receipts]) {
+      const m = room.members.get(hex);
+      if (m?.session) {
+        room.receipts.delete(hex); // it will send again live what it has no receipt for
+        continue;
+      }
+      let result = "sent";
+      while (ids.size > 0 && result === "sent") {
+        const batch = [...ids].slice(0, MAX_RECEIPT_IDS);
+        result = await this.#mail.deposit(room.idHex, hex, encodeRoomFrame({ t: "room.rcpt", ids: batch }));
+        if (result === "sent") for (const id of batch) ids.delete(id);
+      }
+      // Kept for the retry after a relay error; with nowhere to leave them, dropped: the writer
+      // sends again live what it has no receipt for, and we confirm then.
+      if (result === "failed") failed = true;
+      else room.receipts.delete(hex);
+    }
+    for (const e of [...room.log]) {
+      if (e.from !== undefined || !e.to) continue;
+      for (const hex of e.to) {
+        if (stopped.has(hex) || e.got?.includes(hex) || e.rl?.includes(hex)) continue;
+        if (room.members.get(hex)?.session || this.#removed(room, fromHex(hex))) continue;
+        if (this.#stopped || !this.#rooms.has(room.idHex) || room.record.gone) return;
+        const msg: RoomMessage = { t: "room.msg", id: e.id, at: e.at, text: e.text };
+        const r = await this.#mail.deposit(room.idHex, hex, encodeRoomFrame(msg), e.id);
+        if (r === "sent") {
+          e.rl = [...(e.rl ?? []), hex];
+          changed = true;
+        } else {
+          stopped.add(hex);
+          failed ||= r === "failed";
+        }
+      }
+    }
+    if (changed) {
+      void this.#saveLog(room);
+      this.#changed(room);
+    }
+    clearTimeout(room.mailTimer);
+    room.mailTimer = undefined;
+    if (!failed) {
+      room.mailFailures = 0;
+      return;
+    }
+    const delay = Math.min(MAIL_RETRY_MAX_MS, MAIL_RETRY_BASE_MS * 2 ** room.mailFailures++);
+    room.mailTimer = setTimeout(() => this.#flushMail(room), delay * (0.5 + Math.random() / 2));
   }
 
   /** A member session is up: say which pair ratchet we hold (its answer decides: #onRatchetSync). */
@@ -931,7 +1031,11 @@ export class RoomsEngine implements RoomsApi {
       m.session = undefined;
       this.#changed(room);
     }
-    if (!m.session) this.lane?.memberDown(room.idHex, m.hex);
+    if (!m.session) {
+      this.lane?.memberDown(room.idHex, m.hex);
+      // What it had not confirmed when its link went: into its mailbox (§9).
+      this.#flushMail(room);
+    }
   }
 
   /** One message from a member; false when the link is to end (a bye, a removal). */
@@ -972,11 +1076,18 @@ export class RoomsEngine implements RoomsApi {
         }
         const rcpt: RoomMessage = { t: "room.rcpt", ids: [msg.id] };
         if (m.session) this.#sendTo(m, rcpt);
-        // Read from our mailbox with the writer away: the receipt goes into its mailbox.
-        else void this.#mail.deposit(room.idHex, m.hex, encodeRoomFrame(rcpt)).catch(() => undefined);
+        // Read from our mailbox with the writer away: the receipt goes into its mailbox, with the
+        // others read meanwhile in one `room.rcpt` (retried after a relay error, #flushMail).
+        else {
+          const ids = room.receipts.get(m.hex) ?? new Set<string>();
+          ids.add(msg.id);
+          room.receipts.set(m.hex, ids);
+          this.#flushMail(room);
+        }
         return true;
       }
       case "room.rcpt": {
+        // (A member whose link is down may still confirm through our mailbox: §9.)
         const ids = new Set(msg.ids.slice(0, MAX_RECEIPT_IDS));
         let changed = false;
         for (const e of room.log)
@@ -1052,6 +1163,11 @@ export class RoomsEngine implements RoomsApi {
       log: [],
       status: "offline",
       sending: Promise.resolve(),
+      flushing: false,
+      flushAgain: false,
+      receipts: new Map(),
+      mailTimer: undefined,
+      mailFailures: 0,
     };
     this.#rooms.set(room.idHex, room);
     return room;
@@ -1102,10 +1218,17 @@ export class RoomsEngine implements RoomsApi {
       }));
     let unread = 0;
     for (let i = r.record.read; i < r.log.length; i++) if (r.log[i]?.from !== undefined) unread++;
+    const host = this.#isHost(r);
     return {
       id: r.idHex,
       fragment: roomFragment(r.link),
-      host: this.#isHost(r),
+      host,
+      // A host we know of (its signed state names it) with no live link to us; or none met yet.
+      hostAway:
+        !host &&
+        !r.handingOver &&
+        r.status === "in" &&
+        !(hostId !== undefined && r.members.get(hostId)?.session !== undefined),
       status: r.record.gone ? "removed" : r.status,
       members,
       refused: [...r.refused],

@@ -7,7 +7,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startTestRelay, type TestRelay } from "../../../../relay-ws/testing.ts";
 import { type RunningSignaling, startSignaling } from "../../../../signaling/testing.ts";
-import { EngineHarness, type EngineNode, until } from "../../../../test/support/engine.ts";
+import { EngineHarness, type EngineNode, MemoryStorage, until } from "../../../../test/support/engine.ts";
 import { RelayLiveTransport } from "../../net/relay-live.ts";
 import type { RoomsApi } from "./api.ts";
 
@@ -158,5 +158,47 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
       expect(x.storage.secrets.has(`room-tx/${room.id}/${x === a ? b.id : a.id}`)).toBe(true);
     }
     expect([...c.storage.secrets.keys()].filter((k) => k.includes(room.id))).toEqual([]);
+  });
+
+  it("a deposit the relay refuses is tried again: per member sending → sent to relay → delivered, in order", async () => {
+    // A real relay that lets our address store about four mailbox bodies a second after a burst of
+    // two: a burst of messages for an away member meets real refusals, then the rest goes later.
+    const busy = await startTestRelay({ sourceStoreRate: 4 * 16_640, sourceStoreBurst: 2 * 16_640 });
+    try {
+      const on = (name: string) => h.node(name, undefined, new MemoryStorage(signaling.url, [busy.url]));
+      const [a, b] = [on("ann"), on("bea")];
+      await Promise.all([a.engine.start(), b.engine.start()]);
+      const room = await rooms(a).create();
+      await rooms(b).join(room.fragment);
+      await until(
+        () =>
+          a.storage.secrets.has(`room-tx/${room.id}/${b.id}`) &&
+          b.storage.secrets.has(`room-tx/${room.id}/${a.id}`),
+        "mailboxes exchanged",
+      );
+      await b.engine.stop();
+      await until(() => online(a, room.id) === 0, "bea away");
+      const sent = ["r1", "r2", "r3", "r4"];
+      for (const t of sent) rooms(a).send(room.id, t);
+      const stateOf = (text: string) =>
+        rooms(a)
+          .messages(room.id)
+          .find((x) => x.text === text)
+          ?.to.find((t) => t.key === b.id)?.state;
+      // Each starts "sending"; some meet a refusal (logged) and are retried until the relay has all.
+      expect(stateOf("r4")).toBe("sending");
+      await until(() => a.logs.some((l) => l.includes("room mailbox send failed")), "the relay refused one");
+      await until(() => sent.every((t) => stateOf(t) === "relayed"), "all sent to relay", 30_000);
+      expect(rooms(a).messages(room.id).at(-1)).toMatchObject({ state: "sent", relayed: 1, delivered: 0 });
+      // Bea back without signaling: only her mailbox brings them, every one, in order.
+      const again = h.node("bea", b.user, b.storage, "");
+      await again.engine.start();
+      await until(() => texts(again, room.id).length === sent.length, "bea read her mailbox", 30_000);
+      expect(texts(again, room.id)).toEqual(sent);
+      await until(() => sent.every((t) => stateOf(t) === "delivered"), "delivered", 30_000);
+    } finally {
+      await h.stopAll();
+      await busy.close();
+    }
   });
 });

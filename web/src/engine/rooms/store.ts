@@ -51,6 +51,8 @@ const entrySchema = v.strictObject({
   /** Ours: the members it was for (hex keys), and those who confirmed it. */
   to: v.optional(v.array(v.string())),
   got: v.optional(v.array(v.string())),
+  /** Ours: the members whose copy their relay mailbox stored (docs/protocol/rooms.md §9). */
+  rl: v.optional(v.array(v.string())),
 });
 export type LogEntry = v.InferOutput<typeof entrySchema>;
 

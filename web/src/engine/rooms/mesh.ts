@@ -452,6 +452,7 @@ export class RoomsEngine implements RoomsApi {
   async #flushMailOnce(room: Room): Promise<void> {
     let failed = false;
     let changed = false;
+    let progress = false;
     const stopped = new Set<string>();
     for (const [hex, ids] of [...room.receipts]) {
       const m = room.members.get(hex);
@@ -463,7 +464,10 @@ export class RoomsEngine implements RoomsApi {
       while (ids.size > 0 && result === "sent") {
         const batch = [...ids].slice(0, MAX_RECEIPT_IDS);
         result = await this.#mail.deposit(room.idHex, hex, encodeRoomFrame({ t: "room.rcpt", ids: batch }));
-        if (result === "sent") for (const id of batch) ids.delete(id);
+        if (result === "sent") {
+          for (const id of batch) ids.delete(id);
+          progress = true;
+        }
       }
       // Kept for the retry after a relay error; with nowhere to leave them, dropped: the writer
       // sends again live what it has no receipt for, and we confirm then.
@@ -493,10 +497,9 @@ export class RoomsEngine implements RoomsApi {
     }
     clearTimeout(room.mailTimer);
     room.mailTimer = undefined;
-    if (!failed) {
-      room.mailFailures = 0;
-      return;
-    }
+    // Progress (a relay that rations us takes some each time) starts the backoff over.
+    if (!failed || changed || progress) room.mailFailures = 0;
+    if (!failed) return;
     const delay = Math.min(MAIL_RETRY_MAX_MS, MAIL_RETRY_BASE_MS * 2 ** room.mailFailures++);
     room.mailTimer = setTimeout(() => this.#flushMail(room), delay * (0.5 + Math.random() / 2));
   }

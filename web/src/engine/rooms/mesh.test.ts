@@ -97,6 +97,10 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     rooms(a).send(room.id, "secret plans");
     expect(rooms(a).messages(room.id)[0]?.state).toBe("alone");
     expect(texts(m, room.id)).toEqual([]);
+    // Given the right link afterwards, the refused one joins with it (same room, same host).
+    await rooms(m).join(room.fragment);
+    await until(() => online(a, room.id) === 1 && online(m, room.id) === 1, "mal in with the right link");
+    expect(rooms(m).room(room.id)).toMatchObject({ status: "in", fragment: room.fragment, refused: [] });
   });
 
   it("the member cap: a joiner past it is told the room is full", async () => {

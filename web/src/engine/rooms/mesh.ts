@@ -304,6 +304,26 @@ export class RoomsEngine implements RoomsApi {
     const idHex = toHex(parsed.value.id);
     const existing = this.#rooms.get(idHex);
     if (existing) {
+      // Refused on the secret we hold (a wrong link, or one more than MAX_OLD_SECRETS removals
+      // behind, §8): a link of the same room and host replaces it; the handshakes decide again.
+      if (
+        existing.status === "refused" &&
+        !existing.record.gone &&
+        equalBytes(existing.link.host, parsed.value.host) &&
+        !equalBytes(existing.link.secret, parsed.value.secret)
+      ) {
+        this.#takeSecret(existing, parsed.value.secret.slice());
+        for (const m of existing.members.values()) {
+          m.refused = false;
+          m.failures = 0;
+        }
+        existing.refused.length = 0;
+        await this.#saveRooms();
+        // Out of the rendezvous and in again: the members present see a newcomer and dial (§3).
+        await this.#signaling?.leaveRoom(existing.hash).catch(() => undefined);
+        void this.#enter(existing);
+        return this.#view(existing);
+      }
       if (
         !equalBytes(existing.link.secret, parsed.value.secret) ||
         !equalBytes(existing.link.host, parsed.value.host)
@@ -719,19 +739,24 @@ export class RoomsEngine implements RoomsApi {
 
   /** Use the secret of epoch `e` from now on; keep the one before for listed members who missed it. */
   #rotate(room: Room, e: number, secret: Uint8Array): void {
-    // The older secrets stay (a bounded few) for listed members who were away meanwhile (§8).
-    if (room.record.pk) room.record.ok = [room.record.pk, ...(room.record.ok ?? [])];
-    for (const old of room.record.ok?.splice(MAX_OLD_SECRETS - 1) ?? []) wipe(old);
-    room.record.pk = room.record.k;
-    room.record.k = secret.slice();
+    this.#takeSecret(room, secret);
     room.record.e = e;
-    room.link.secret = secret;
-    room.oldBindings = [room.binding, ...room.oldBindings].slice(0, MAX_OLD_SECRETS);
-    room.binding = roomBinding(room.link);
     // Only to members the state does not remove, inside their sessions.
     for (const m of room.members.values())
       if (!this.#removed(room, m.key)) this.#sendTo(m, { t: "room.key", e, k: secret.slice() });
     this.#changed(room);
+  }
+
+  /** `secret` becomes the room's; the older ones stay (a bounded few) for listed members who were
+   *  away meanwhile (§8). */
+  #takeSecret(room: Room, secret: Uint8Array): void {
+    if (room.record.pk) room.record.ok = [room.record.pk, ...(room.record.ok ?? [])];
+    for (const old of room.record.ok?.splice(MAX_OLD_SECRETS - 1) ?? []) wipe(old);
+    room.record.pk = room.record.k;
+    room.record.k = secret.slice();
+    room.link.secret = secret;
+    room.oldBindings = [room.binding, ...room.oldBindings].slice(0, MAX_OLD_SECRETS);
+    room.binding = roomBinding(room.link);
   }
 
   /** Close a member's link once what was just sent on it has had time to leave. */

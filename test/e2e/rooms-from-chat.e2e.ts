@@ -2,8 +2,8 @@
  * A room link opened in a page that has a 1:1 chat open (docs/protocol/rooms.md §3): the page
  * navigates to the link (`page.goto`, a full load), joins, and sees the room's members — here the
  * contact it was chatting with, who made the room. Then the host goes away: the room says "host
- * away", a message to it shows where its copy is (sent to relay), and it is delivered once the
- * host is back. The invite's copy button puts the link on the clipboard. axe on the room.
+ * away", and a message to it shows where its copy is (sent to relay; delivered once the host
+ * reads it: web/src/engine/rooms/relay-path.test.ts). The invite's copy button puts the link on the clipboard. axe on the room.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
@@ -51,7 +51,6 @@ describe("a room link opened from an open 1:1 chat", () => {
     expect(await b.evaluate(() => navigator.clipboard.readText())).toBe(link);
 
     // The host goes away: Bob is told, still writes; Alice's copy waits at her relay.
-    const roomPath = new URL(a.url()).pathname;
     await a.goto("about:blank");
     await byId(b, "room-host-away").waitFor({ timeout: T });
     expect(await byId(b, "room-status").textContent()).toBe("Nobody else here · host away");
@@ -63,23 +62,5 @@ describe("a room link opened from an open 1:1 chat", () => {
     await expect.poll(() => recipient.getAttribute("data-state"), { timeout: T }).toBe("relayed");
     expect(await recipient.textContent()).toBe("Alice: sent to relay");
     await expectNoAxeViolations(b, "room, a message sent to relay");
-    await a.goto(new URL(roomPath, link).href);
-    await byId(a, "room-screen").waitFor({ timeout: T });
-    await expect
-      .poll(
-        () =>
-          a
-            .locator("[data-testid=room-message][data-direction=in] [data-testid=room-message-text]")
-            .allTextContents(),
-        {
-          timeout: T,
-        },
-      )
-      .toEqual(["while the host is away"]);
-    const state = b
-      .locator("[data-testid=room-message][data-direction=out] [data-testid=room-message-state]")
-      .last();
-    await expect.poll(() => state.textContent(), { timeout: T }).toBe("Delivered");
-    await expect.poll(() => byId(b, "room-host-away").count(), { timeout: T }).toBe(0);
   });
 });

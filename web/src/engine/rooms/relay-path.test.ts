@@ -7,7 +7,13 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startTestRelay, type TestRelay } from "../../../../relay-ws/testing.ts";
 import { type RunningSignaling, startSignaling } from "../../../../signaling/testing.ts";
-import { EngineHarness, type EngineNode, MemoryStorage, until } from "../../../../test/support/engine.ts";
+import {
+  EngineHarness,
+  type EngineNode,
+  MemoryStorage,
+  relaySocket,
+  until,
+} from "../../../../test/support/engine.ts";
 import { RelayLiveTransport } from "../../net/relay-live.ts";
 import type { RoomsApi } from "./api.ts";
 
@@ -165,8 +171,13 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     // two: a burst of messages for an away member meets real refusals, then the rest goes later.
     const busy = await startTestRelay({ sourceStoreRate: 4 * 16_640, sourceStoreBurst: 2 * 16_640 });
     try {
-      const on = (name: string) => h.node(name, undefined, new MemoryStorage(signaling.url, [busy.url]));
-      const [a, b] = [on("ann"), on("bea")];
+      const on = (name: string, from?: string) =>
+        h.node(name, undefined, new MemoryStorage(signaling.url, [busy.url]), undefined, {
+          relayWebSocket: (url) => relaySocket(url, from),
+        });
+      // Bea's relay connections come from an address of their own: her receipts are not rationed
+      // together with Ann's messages.
+      const [a, b] = [on("ann"), on("bea", "127.0.0.3")];
       await Promise.all([a.engine.start(), b.engine.start()]);
       const room = await rooms(a).create();
       await rooms(b).join(room.fragment);
@@ -191,7 +202,9 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
       await until(() => sent.every((t) => stateOf(t) === "relayed"), "all sent to relay", 30_000);
       expect(rooms(a).messages(room.id).at(-1)).toMatchObject({ state: "sent", relayed: 1, delivered: 0 });
       // Bea back without signaling: only her mailbox brings them, every one, in order.
-      const again = h.node("bea", b.user, b.storage, "");
+      const again = h.node("bea", b.user, b.storage, "", {
+        relayWebSocket: (url) => relaySocket(url, "127.0.0.3"),
+      });
       await again.engine.start();
       await until(() => texts(again, room.id).length === sent.length, "bea read her mailbox", 30_000);
       expect(texts(again, room.id)).toEqual(sent);

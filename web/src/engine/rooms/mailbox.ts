@@ -256,6 +256,14 @@ export class RoomMailboxes {
         return "sent";
       } catch (e) {
         this.#d.log(`room mailbox send failed: ${isLoftError(e) ? e.code : (e as Error).message}`);
+        if (isLoftError(e) && e.code === "LOFT_ERR_RELAY_AUTH") {
+          // The member's queue is gone (it left while we were away) or no longer takes our key:
+          // nowhere to leave messages until it announces a queue again (as for contacts, queues.ts).
+          p.tx = undefined;
+          p.deposits.clear();
+          await this.#d.storage.deleteSecret(name("tx", p)).catch(() => undefined);
+          return "no-route";
+        }
         return "failed";
       }
     });

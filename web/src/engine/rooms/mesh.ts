@@ -78,6 +78,8 @@ const CLOSE_GRACE_MS = 1_500;
 /** Mailbox deposits after a relay error: tried again after 1 s, 2 s, 4 s … at most a minute apart. */
 const MAIL_RETRY_BASE_MS = 1_000;
 const MAIL_RETRY_MAX_MS = 60_000;
+/** Receipts waiting for an away writer's mailbox, per writer. */
+const MAX_PENDING_RECEIPTS = 1_024;
 /** Older room secrets kept for listed members who missed rotations (§8): this many removals back. */
 const MAX_OLD_SECRETS = 8;
 /** Secrets held while the state committing to them is on its way. */
@@ -1108,6 +1110,8 @@ export class RoomsEngine implements RoomsApi {
         // others read meanwhile in one `room.rcpt` (retried after a relay error, #flushMail).
         else {
           const ids = room.receipts.get(m.hex) ?? new Set<string>();
+          // Bounded: past it the oldest are dropped (the writer sends those again live, §6).
+          if (ids.size >= MAX_PENDING_RECEIPTS) ids.delete(ids.values().next().value ?? "");
           ids.add(msg.id);
           room.receipts.set(m.hex, ids);
           this.#flushMail(room);

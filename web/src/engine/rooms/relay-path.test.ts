@@ -166,6 +166,30 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     expect([...c.storage.secrets.keys()].filter((k) => k.includes(room.id))).toEqual([]);
   });
 
+  it("a member that left while we were away: its deleted queue ends the deposits for it, no endless retry", async () => {
+    h.hub.blockDirect = false;
+    const [a, b] = [await started("ann"), await started("bea")];
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await until(
+      () =>
+        a.storage.secrets.has(`room-tx/${room.id}/${b.id}`) &&
+        b.storage.secrets.has(`room-tx/${room.id}/${a.id}`),
+      "mailboxes exchanged",
+    );
+    await a.engine.stop();
+    await rooms(b).leave(room.id); // Ann never hears the bye; Bea's queues are deleted at the relay
+    const again = h.node("ann", a.user, a.storage);
+    await again.engine.start();
+    await until(() => rooms(again).room(room.id)?.status === "in", "ann back");
+    rooms(again).send(room.id, "anyone?");
+    await until(() => !again.storage.secrets.has(`room-tx/${room.id}/${b.id}`), "bea's queue forgotten");
+    expect(
+      again.logs.filter((l) => l.includes("room mailbox send failed: LOFT_ERR_RELAY_AUTH")),
+    ).toHaveLength(1);
+    expect(rooms(again).messages(room.id)[0]?.to).toMatchObject([{ key: b.id, state: "sending" }]);
+  });
+
   it("a deposit the relay refuses is tried again: per member sending → sent to relay → delivered, in order", async () => {
     // A real relay that lets our address store about four mailbox bodies a second after a burst of
     // two: a burst of messages for an away member meets real refusals, then the rest goes later.

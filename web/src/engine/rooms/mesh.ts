@@ -249,6 +249,10 @@ export class RoomsEngine implements RoomsApi {
   messages(id: string): RoomMessageView[] {
     const r = this.#rooms.get(id);
     if (!r) return [];
+    // Each member's name: as it said in its room.hi, or as its newest message here had it (one pass).
+    const names = new Map<string, string | undefined>();
+    for (const e of r.log) if (e.from !== undefined && e.name !== undefined) names.set(e.from, e.name);
+    for (const m of r.members.values()) if (m.name !== undefined) names.set(m.hex, m.name);
     return r.log.map((e) => {
       const to = e.to ?? [];
       const got = e.got ?? [];
@@ -273,7 +277,7 @@ export class RoomsEngine implements RoomsApi {
         relayed: to.filter((k) => relayed.includes(k) && !got.includes(k)).length,
         to: to.map((key) => ({
           key,
-          name: r.members.get(key)?.name ?? r.log.findLast((x) => x.from === key)?.name,
+          name: names.get(key),
           state: got.includes(key) ? "delivered" : relayed.includes(key) ? "relayed" : "sending",
         })),
       };

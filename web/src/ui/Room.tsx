@@ -265,8 +265,18 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
             </Show>
             <Show when={r().status === "refused"}>
               <p class="card warning" role="alert" data-testid="room-refused-us">
-                The members of this room did not let you in: this link's secret is not the room's. Ask for the
-                link again.
+                <Show
+                  when={r().wasMember}
+                  fallback={
+                    <>
+                      The members of this room did not let you in: this link's secret is not the room's. Ask
+                      for the link again.
+                    </>
+                  }
+                >
+                  The room's link changed while you were away (the host removed people), more often than this
+                  device can catch up on. Ask a member for the room's new link and open it here.
+                </Show>
               </p>
             </Show>
             <section aria-labelledby="members-heading" class="members">

@@ -28,6 +28,9 @@ export interface RoomView {
   id: string;
   /** `room=…&k=…&h=…` — the link's fragment (the UI puts it after its own origin). */
   fragment: string;
+  /** The newest host-signed member list we hold lists us: refused now, we were a member and the
+   *  room's secret moved on further than we can catch up (docs/protocol/rooms.md §8). */
+  wasMember: boolean;
   /** We hold the room's host role (we made the room, or it was handed to us). */
   host: boolean;
   status: RoomStatus;

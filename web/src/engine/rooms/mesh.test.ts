@@ -313,6 +313,31 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     expect(rooms(b3).room(room.id)?.refused).toEqual([]);
   });
 
+  it("a member away during more removals than it keeps secrets for is told to ask for the new link, and gets in with it", async () => {
+    const [a, b] = [await started("ann"), await started("bea")];
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await until(
+      () =>
+        rooms(b)
+          .room(room.id)
+          ?.members.some((m) => m.host) === true,
+      "bea listed",
+    );
+    await b.engine.stop();
+    await until(() => online(a, room.id) === 0, "bea away");
+    // Nine rotations (keys of nobody present: the host may remove anyone it names).
+    for (let i = 0; i < 9; i++)
+      await rooms(a).remove(room.id, (i + 1).toString(16).padStart(2, "0").repeat(32));
+    const again = h.node("bea", b.user, b.storage);
+    await again.engine.start();
+    await until(() => rooms(again).room(room.id)?.status === "refused", "bea refused", 30_000);
+    expect(rooms(again).room(room.id)?.wasMember).toBe(true);
+    await rooms(again).join(rooms(a).room(room.id)?.fragment ?? "");
+    await until(() => online(again, room.id) === 1 && online(a, room.id) === 1, "bea in with the new link");
+    expect(rooms(again).room(room.id)?.fragment).toBe(rooms(a).room(room.id)?.fragment);
+  });
+
   it("a listed member who was away gets what was said meanwhile when it is back, in order", async () => {
     const [a, b, c] = [await started("ann"), await started("bea"), await started("cat")];
     const room = await rooms(a).create();

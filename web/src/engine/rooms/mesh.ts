@@ -912,6 +912,9 @@ export class RoomsEngine implements RoomsApi {
           // Their message 2 did not decrypt under our binding: they do not hold the room secret.
           m.legacy = 0;
           this.#refusedAttempt(room, m);
+          // Our dial back (after it closed our answer) failed too: we are the one behind, further
+          // than our older secrets reach — refused, and told to ask for the new link (§8).
+          if (m.dialedBack && this.#refusedEverywhere(room)) room.status = "refused";
           return;
         }
         this.#d.log(`room dial failed: ${isLoftError(e) ? e.code : (e as Error).message}`);
@@ -1259,6 +1262,8 @@ export class RoomsEngine implements RoomsApi {
       id: r.idHex,
       fragment: roomFragment(r.link),
       host,
+      wasMember:
+        r.state !== undefined && listed(r.state.state.m, this.#d.user.identity.verified.identity_key),
       // A host we know of (its signed state names it) with no live link to us; or none met yet.
       hostAway:
         !host &&

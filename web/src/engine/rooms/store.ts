@@ -60,6 +60,18 @@ const LIMITS = { maxBytes: 64 * 1024 * 1024, maxArrayLength: 1 << 20, maxMapLeng
 
 type Secrets = Pick<EngineStorage, "loadSecret" | "saveSecret" | "deleteSecret">;
 
+/** The stored room records; anything malformed or oversized reads as none (never a throw). */
+export function decodeRooms(bytes: Uint8Array): RoomRecord[] {
+  const r = decodeWith(bytes, v.array(recordSchema), LIMITS);
+  return r.ok ? r.value : [];
+}
+
+/** A stored room history; anything malformed or oversized reads as none (never a throw). */
+export function decodeLog(bytes: Uint8Array): LogEntry[] {
+  const r = decodeWith(bytes, v.array(entrySchema), LIMITS);
+  return r.ok ? r.value : [];
+}
+
 export class RoomStore {
   readonly #s: Secrets;
   readonly #writes = new Map<string, { chain: Promise<void>; queued: boolean; value: () => unknown }>();
@@ -70,9 +82,7 @@ export class RoomStore {
 
   async rooms(): Promise<RoomRecord[]> {
     const bytes = await this.#s.loadSecret("rooms");
-    if (!bytes) return [];
-    const r = decodeWith(bytes, v.array(recordSchema), LIMITS);
-    return r.ok ? r.value : [];
+    return bytes ? decodeRooms(bytes) : [];
   }
 
   saveRooms(rooms: readonly RoomRecord[]): Promise<void> {
@@ -81,9 +91,7 @@ export class RoomStore {
 
   async log(idHex: string): Promise<LogEntry[]> {
     const bytes = await this.#s.loadSecret(`room-log/${idHex}`);
-    if (!bytes) return [];
-    const r = decodeWith(bytes, v.array(entrySchema), LIMITS);
-    return r.ok ? r.value : [];
+    return bytes ? decodeLog(bytes) : [];
   }
 
   /** Store the log as `current()` returns it when the write runs (the newest MAX_LOG entries). */

@@ -5,10 +5,10 @@
  */
 import { createResource, Show } from "solid-js";
 import type { AppModel } from "../app/model.ts";
-import { forgetShared, sharedFiles } from "../app/share.ts";
+import { forgetShared, sharedNames } from "../app/share.ts";
 
 export function SharedWaiting(props: { app: AppModel }) {
-  const [files, { mutate }] = createResource(sharedFiles);
+  const [files, { mutate }] = createResource(sharedNames);
   const n = () => files()?.length ?? 0;
   return (
     <Show when={n() > 0}>
@@ -16,7 +16,7 @@ export function SharedWaiting(props: { app: AppModel }) {
         <h2 id="shared-waiting-heading">Shared with Loft, not sent yet</h2>
         <p data-testid="shared-waiting-text">
           {n() === 1
-            ? `${files()?.[0]?.name ?? "A file"} is waiting to be sent.`
+            ? `${files()?.[0] ?? "A file"} is waiting to be sent.`
             : `${n()} files are waiting to be sent.`}
         </p>
         <div class="row">

@@ -11,6 +11,7 @@ import { type ContactLink, makeContactLink, parseContactLink } from "../identity
 import { TRUST_LABEL, timeLabel } from "./format.ts";
 import { Qr } from "./Qr.tsx";
 import { RoomsOnHome } from "./Room.tsx";
+import { SharedWaiting } from "./SharedWaiting.tsx";
 
 export function Home(props: { app: AppModel }) {
   const app = props.app;
@@ -52,6 +53,7 @@ export function Home(props: { app: AppModel }) {
         </p>
       </Show>
       <NotificationOffer app={app} />
+      <SharedWaiting app={app} />
       <Requests app={app} />
       <Show
         when={contacts().length > 0}

@@ -241,10 +241,16 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                   Room link
                 </label>
                 <textarea id="room-invite-text" class="link" readOnly rows={4} value={link()} />
-                <button type="button" class="primary" onClick={copy}>
+                <button type="button" class="primary" data-testid="copy-invite-link" onClick={copy}>
                   {copied() ? "Copied" : "Copy link"}
                 </button>
               </div>
+            </Show>
+            <Show when={r().hostAway}>
+              <p class="status" role="status" data-testid="room-host-away">
+                The host is away. You can still chat here; removing members and handing over the host role
+                wait until the host is back.
+              </p>
             </Show>
             <Show when={r().status === "full"}>
               <p class="card warning" role="alert" data-testid="room-full">
@@ -259,8 +265,18 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
             </Show>
             <Show when={r().status === "refused"}>
               <p class="card warning" role="alert" data-testid="room-refused-us">
-                The members of this room did not let you in: this link's secret is not the room's. Ask for the
-                link again.
+                <Show
+                  when={r().wasMember}
+                  fallback={
+                    <>
+                      The members of this room did not let you in: this link's secret is not the room's. Ask
+                      for the link again.
+                    </>
+                  }
+                >
+                  The room's link changed while you were away (the host removed people), more often than this
+                  device can catch up on. Ask a member for the room's new link and open it here.
+                </Show>
               </p>
             </Show>
             <section aria-labelledby="members-heading" class="members">
@@ -389,10 +405,28 @@ function RoomBubble(props: { m: RoomMessageView }) {
                 : `Delivered to all ${m().recipients}`
               : `Delivered to ${m().delivered} of ${m().recipients}`}
         </span>
+        {/* Until everyone has it: where each member's copy is (docs/user-guide.md "Rooms"). */}
+        <Show when={m().state === "sent"}>
+          <ul class="recipients muted" data-testid="room-message-recipients" aria-label="Where each copy is">
+            <For each={m().to}>
+              {(t) => (
+                <li data-testid="room-message-recipient" data-key={t.key} data-state={t.state}>
+                  {`${t.name ?? short(t.key)}: ${RECIPIENT_STATE[t.state]}`}
+                </li>
+              )}
+            </For>
+          </ul>
+        </Show>
       </Show>
     </li>
   );
 }
+
+const RECIPIENT_STATE = {
+  sending: "sending",
+  relayed: "sent to relay",
+  delivered: "delivered",
+} as const;
 
 function statusLabel(r: RoomView | undefined): string {
   if (!r) return "";
@@ -400,7 +434,7 @@ function statusLabel(r: RoomView | undefined): string {
     case "joining":
       return "Joining…";
     case "in":
-      return presentLabel(r);
+      return r.hostAway ? `${presentLabel(r)} · host away` : presentLabel(r);
     case "full":
       return "Room is full";
     case "offline":

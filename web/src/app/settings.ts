@@ -14,8 +14,14 @@ import { attempt } from "./problems.ts";
 /** The server fields as stored (absent: this site's own servers, `defaultServers`). */
 export type ServerSettings = Pick<
   SettingsRecord,
-  "signalingUrl" | "relayUrls" | "iceServers" | "iceTransportPolicy"
+  "signalingUrl" | "signalingUrls" | "relayUrls" | "iceServers" | "iceTransportPolicy"
 >;
+
+/** The signaling servers as stored, in order (a record from before lists only `signalingUrl`). */
+export function storedSignalingUrls(s: ServerSettings | undefined): string[] {
+  if (s?.signalingUrls?.length) return s.signalingUrls;
+  return s?.signalingUrl ? [s.signalingUrl] : [];
+}
 
 /** The servers this site provides, used where a field is left empty. */
 export function defaultServers(): EngineSettings {
@@ -33,7 +39,8 @@ export function loadServerSettings(app: AppModel): Promise<ServerSettings> {
 export async function saveServers(
   app: AppModel,
   servers: {
-    signalingUrl: string;
+    /** In order; the first is also stored as `signalingUrl` (what earlier versions read). */
+    signalingUrls: string[];
     relayUrls: string[];
     iceServers: IceServerConfig[];
     iceTransportPolicy?: IceTransportPolicy;
@@ -41,7 +48,8 @@ export async function saveServers(
 ): Promise<void> {
   await attempt("save the servers", () =>
     app.storage.updateSettingsRecord({
-      signalingUrl: servers.signalingUrl || undefined,
+      signalingUrl: servers.signalingUrls[0] || undefined,
+      signalingUrls: servers.signalingUrls.length > 1 ? servers.signalingUrls : undefined,
       relayUrls: servers.relayUrls.length ? servers.relayUrls : undefined,
       iceServers: servers.iceServers.length ? servers.iceServers : undefined,
       iceTransportPolicy: servers.iceTransportPolicy === "relay" ? "relay" : undefined,

@@ -19,6 +19,7 @@ import {
   saveNotificationMode,
   saveServers,
   saveUsername,
+  storedSignalingUrls,
   changePassphrase as storePassphrase,
 } from "../app/settings.ts";
 import { hasTurnServer } from "../engine/ice-servers.ts";
@@ -87,7 +88,7 @@ export function Settings(props: { app: AppModel }) {
 
   // endpoints
   const [endpointResult, setEndpointResult] = createSignal<Result>();
-  let signalingInput!: HTMLInputElement;
+  let signalingInput!: HTMLTextAreaElement;
   let relayInput!: HTMLTextAreaElement;
   let iceInput!: HTMLTextAreaElement;
   let relayOnlyInput!: HTMLInputElement;
@@ -104,13 +105,18 @@ export function Settings(props: { app: AppModel }) {
   };
   const saveEndpoints = async (e: Event) => {
     e.preventDefault();
-    const signalingUrl = signalingInput.value.trim();
-    const relayUrls = relayInput.value
-      .split(/[\s,]+/)
-      .map((s) => s.trim())
-      .filter(Boolean);
-    if (signalingUrl && !validWsUrl(signalingUrl))
-      return setEndpointResult({ ok: false, text: "The signaling address must start with ws:// or wss://." });
+    const lines = (field: HTMLTextAreaElement) =>
+      field.value
+        .split(/[\s,]+/)
+        .map((s) => s.trim())
+        .filter(Boolean);
+    const signalingUrls = lines(signalingInput);
+    const relayUrls = lines(relayInput);
+    if (!signalingUrls.every(validWsUrl))
+      return setEndpointResult({
+        ok: false,
+        text: "Each signaling address must start with ws:// or wss://.",
+      });
     if (!relayUrls.every(validWsUrl))
       return setEndpointResult({ ok: false, text: "Each relay address must start with ws:// or wss://." });
     const ice = parseIceServers(iceInput.value);
@@ -125,7 +131,7 @@ export function Settings(props: { app: AppModel }) {
     // Only the server fields change (an empty field means the default); other settings stay.
     try {
       await saveServers(app, {
-        signalingUrl,
+        signalingUrls,
         relayUrls,
         iceServers: ice.servers,
         ...(relayOnly ? { iceTransportPolicy: "relay" as const } : {}),
@@ -247,12 +253,13 @@ export function Settings(props: { app: AppModel }) {
       <Section title="Servers">
         <Show when={record.state === "ready"}>
           <form onSubmit={saveEndpoints}>
-            <label for="signaling-url">Signaling server</label>
-            <input
+            <label for="signaling-url">Signaling servers (one per line)</label>
+            <textarea
               id="signaling-url"
+              rows={2}
               data-testid="signaling-url"
               ref={signalingInput}
-              value={record()?.signalingUrl ?? ""}
+              value={storedSignalingUrls(record()).join("\n")}
               placeholder={defaults.signalingUrl}
             />
             <label for="relay-urls">Relays (one per line)</label>
@@ -265,9 +272,10 @@ export function Settings(props: { app: AppModel }) {
               placeholder={defaults.relayUrls.join("\n")}
             />
             <p class="help">
-              Leave empty to use this site's own servers. The first relay keeps your mailbox (messages sent to
-              you while you are offline) and your contact address; it is also used when no direct connection
-              can be made.
+              Leave empty to use this site's own servers. Several signaling servers: the app uses the first
+              one that answers and moves to the next when it stops answering. Several relays: your mailboxes
+              (where contacts leave messages while you are offline) are spread across them, and when one is
+              down new ones go to another; your contact address is on the first one that answers.
             </p>
             <label for="ice-servers">STUN / TURN servers (one per line)</label>
             <textarea

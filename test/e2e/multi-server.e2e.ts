@@ -72,7 +72,7 @@ describe("several signaling servers and relays, one of them killed", () => {
     await byId(page, "relay-urls").fill(`${ws(loftB)}/relay\n${ws(loftA)}/relay`);
     await byId(page, "save-endpoints").click();
     await expect.poll(() => byId(page, "endpoints-result").textContent()).toContain("Saved");
-    await expectNoAxeViolations(page, "Settings (several servers)");
+    if (page === a) await expectNoAxeViolations(page, "Settings (several servers)");
     await page.goto(loftA.url);
     await byId(page, "home").waitFor();
   };
@@ -99,8 +99,9 @@ describe("several signaling servers and relays, one of them killed", () => {
     await incoming(a, "through A").waitFor();
     await waitForState(b, "through A", "delivered");
 
-    // Bob goes away; Alice's message has only his mailbox, on the dead relay.
-    await b.close();
+    // Bob goes away (leaving the page closes his links at once); Alice's message has only his
+    // mailbox, on the dead relay.
+    await b.goto("about:blank");
     await waitForPresence(a, "offline");
     await sendText(a, "while B is down");
     await expect
@@ -110,8 +111,6 @@ describe("several signaling servers and relays, one of them killed", () => {
     await waitForState(a, "while B is down", "queued");
 
     // Bob comes back (signaling through A): the waiting message reaches him once, live.
-    b = await bob.newPage();
-    watch("bob", b);
     await b.goto(loftA.url);
     await openChat(b, aliceId);
     await incoming(b, "while B is down").waitFor({ timeout: 30_000 });

@@ -19,6 +19,7 @@ import {
   saveNotificationMode,
   saveServers,
   saveUsername,
+  serverListProblem,
   storedSignalingUrls,
   changePassphrase as storePassphrase,
 } from "../app/settings.ts";
@@ -55,15 +56,6 @@ function Outcome(props: { value: { ok: boolean; text: string } | undefined; test
 }
 
 type Result = { ok: boolean; text: string } | undefined;
-
-const validWsUrl = (s: string) => {
-  try {
-    const u = new URL(s);
-    return u.protocol === "ws:" || u.protocol === "wss:";
-  } catch {
-    return false;
-  }
-};
 
 export function Settings(props: { app: AppModel }) {
   const app = props.app;
@@ -105,20 +97,20 @@ export function Settings(props: { app: AppModel }) {
   };
   const saveEndpoints = async (e: Event) => {
     e.preventDefault();
-    const lines = (field: HTMLTextAreaElement) =>
-      field.value
-        .split(/[\s,]+/)
-        .map((s) => s.trim())
-        .filter(Boolean);
+    // One per line (or separated by spaces or commas), each once, in the order typed.
+    const lines = (field: HTMLTextAreaElement) => [
+      ...new Set(
+        field.value
+          .split(/[\s,]+/)
+          .map((s) => s.trim())
+          .filter(Boolean),
+      ),
+    ];
     const signalingUrls = lines(signalingInput);
     const relayUrls = lines(relayInput);
-    if (!signalingUrls.every(validWsUrl))
-      return setEndpointResult({
-        ok: false,
-        text: "Each signaling address must start with ws:// or wss://.",
-      });
-    if (!relayUrls.every(validWsUrl))
-      return setEndpointResult({ ok: false, text: "Each relay address must start with ws:// or wss://." });
+    const listProblem =
+      serverListProblem("signaling", signalingUrls) ?? serverListProblem("relay", relayUrls);
+    if (listProblem) return setEndpointResult({ ok: false, text: listProblem });
     const ice = parseIceServers(iceInput.value);
     if ("bad" in ice)
       return setEndpointResult({

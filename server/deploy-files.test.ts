@@ -178,6 +178,13 @@ describe("deploy/Dockerfile", () => {
     expect(DOCKERFILE).toMatch(/cp -a node_modules\/tsx node_modules\/esbuild/);
     const ignore = read(".dockerignore").split("\n");
     for (const p of ["node_modules", "web/dist", ".git", ".data"]) expect(ignore).toContain(p);
+    // The compose file's secrets stay out of the build context (and of git).
+    const gitignore = read(".gitignore").split("\n");
+    for (const p of ["deploy/loft.env", "deploy/relay-master.key"]) {
+      expect(ignore).toContain(p);
+      expect(gitignore).toContain(p);
+      expect(COMPOSE).toContain(p.replace("deploy/", ""));
+    }
   });
 });
 

@@ -27,6 +27,7 @@ import {
   waitForPresence,
   waitForState,
 } from "../support/loft-ui.ts";
+import { freePort } from "../support/nginx.ts";
 
 const ws = (loft: LoftProcess) => loft.url.replace(/^http/, "ws");
 
@@ -44,12 +45,19 @@ describe("several signaling servers and relays, one of them killed", () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "loft-e2e-multi-"));
-    loftA = await startLoft({ args: ["--relay-data-dir", join(dir, "a"), "--relay-conn-rate", "0"] });
-    // B serves no page of its own here: it lets the app served by A connect (docs/operations.md).
-    loftB = await startLoft({
-      args: ["--relay-data-dir", join(dir, "b"), "--relay-conn-rate", "0", "--allowed-origins", loftA.url],
-    });
-    browser = await launchChromium();
+    // Both processes and the browser start at once; B lets the app served by A connect
+    // (--allowed-origins, docs/operations.md "Scaling out"), so A's port is chosen first.
+    const portA = await freePort();
+    [loftA, loftB, browser] = await Promise.all([
+      startLoft({ port: portA, args: ["--relay-data-dir", join(dir, "a"), "--relay-conn-rate", "0"] }),
+      startLoft({
+        args: ["--relay-data-dir", join(dir, "b"), "--relay-conn-rate", "0"].concat([
+          "--allowed-origins",
+          `http://127.0.0.1:${portA}`,
+        ]),
+      }),
+      launchChromium(),
+    ]);
     alice = await browser.newContext();
     bob = await browser.newContext();
     a = await alice.newPage();

@@ -119,6 +119,7 @@ export function onPresence(
     outcomes.push(cancel("retry"));
     if (!peer.live && !peer.attempt) outcomes.push(presence("offline"));
     if (!peer.live) outcomes.push(follow({ step: "allow-mailbox", delayMs: 0 }));
+    else if (was) outcomes.push(follow({ step: "probe" }));
   }
   return [{ peer, outcomes }];
 }

@@ -19,8 +19,8 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { request } from "../host/http-testing.ts";
+import { freePort } from "../test/support/free-port.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
-import { freePort } from "../test/support/nginx.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const read = (path: string) => readFileSync(join(ROOT, path), "utf8");

@@ -15,6 +15,7 @@ import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
 import { launchChromium } from "../support/browser.ts";
+import { freePort } from "../support/free-port.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
 import {
   byId,
@@ -27,7 +28,6 @@ import {
   waitForPresence,
   waitForState,
 } from "../support/loft-ui.ts";
-import { freePort } from "../support/nginx.ts";
 
 const ws = (loft: LoftProcess) => loft.url.replace(/^http/, "ws");
 

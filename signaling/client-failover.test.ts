@@ -6,6 +6,7 @@
  */
 import { createServer, type Server } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
+import { WebSocketServer } from "ws";
 import type { LoftError } from "../core/errors.ts";
 import { SignalingClient, type SignalingEvent } from "../core/signaling/client.ts";
 import { makeUser, type RunningSignaling, startSignaling, wsFactory } from "./testing.ts";
@@ -100,6 +101,39 @@ describe("signaling client with several servers", () => {
     const a = await server(portA);
     await until(() => c.state === "registered", "registered once A is up");
     expect(c.url).toBe(a.url);
+  });
+
+  it("a server that takes the connection and says nothing counts as down: the next one is used", async () => {
+    // A WebSocket server that accepts and never sends its VERSION_HEADER (a hung instance).
+    const silent = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+    await new Promise<void>((resolve) => silent.once("listening", () => resolve()));
+    cleanup.push(
+      () =>
+        new Promise<void>((resolve) => {
+          for (const c of silent.clients) c.terminate();
+          silent.close(() => resolve());
+        }),
+    );
+    const silentUrl = `ws://127.0.0.1:${(silent.address() as { port: number }).port}/signal`;
+    const up = await server();
+    const c = new SignalingClient({
+      url: silentUrl,
+      fallbackUrls: [up.url],
+      user: makeUser(),
+      connect: wsFactory(),
+      reconnect: { initialMs: 10, maxMs: 50 },
+      requestTimeoutMs: 300,
+    });
+    cleanup.push(() => c.close());
+    const errors: LoftError[] = [];
+    c.on((e) => {
+      if (e.type === "error") errors.push(e.error);
+    });
+    await c.start();
+    expect(c.url).toBe(up.url);
+    expect(errors).toEqual([]);
+    // The silent server's connection was given up, not left open.
+    await until(() => [...silent.clients].every((ws) => ws.readyState !== ws.OPEN), "silent socket closed");
   });
 
   it("repeats and empty fallbacks are ignored: one server is one server", async () => {

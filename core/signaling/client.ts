@@ -204,6 +204,8 @@ export class SignalingClient {
   #nextId = 1;
   #attempt = 0;
   #retryTimer: unknown;
+  /** Until the server's VERSION_HEADER: a server that accepts and then says nothing is down. */
+  #helloTimer: unknown;
   #renewTimer: unknown;
   #goingAwayDelay: number | undefined;
   #watched: Uint8Array[] = [];
@@ -303,6 +305,7 @@ export class SignalingClient {
     this.#stopped = true;
     clearTimeout(this.#retryTimer);
     clearTimeout(this.#renewTimer);
+    clearTimeout(this.#helloTimer);
     const ws = this.#ws;
     this.#ws = undefined;
     if (ws) {
@@ -585,6 +588,19 @@ export class SignalingClient {
       return;
     }
     this.#ws = ws;
+    // A server that takes the connection but never opens with its VERSION_HEADER (hung, or a
+    // black hole on the way) counts as unreachable after a request timeout, so the next server
+    // of the service is tried (signaling.md, "Several servers").
+    clearTimeout(this.#helloTimer);
+    this.#helloTimer = setTimeout(() => {
+      if (this.#ws !== ws || this.#helloDone) return;
+      this.#ws = undefined;
+      this.#detach(ws);
+      try {
+        ws.close(CLOSE.NORMAL, "no VERSION_HEADER");
+      } catch {}
+      this.#onDrop(signalingError("UNREACHABLE", "the signaling server did not answer"));
+    }, this.#o.requestTimeoutMs);
     ws.binaryType = "arraybuffer";
     ws.onopen = () => {
       if (this.#ws !== ws) return;
@@ -632,6 +648,7 @@ export class SignalingClient {
 
   #onDrop(error: LoftError): void {
     clearTimeout(this.#renewTimer);
+    clearTimeout(this.#helloTimer);
     this.#registered = false;
     this.#helloDone = false;
     this.#challenge = undefined;
@@ -689,6 +706,7 @@ export class SignalingClient {
         this.#protocolFailure(ws, code, "the server did not open with a signaling 1.1 VERSION_HEADER");
         return;
       }
+      clearTimeout(this.#helloTimer);
       this.#helloDone = true;
       this.#everConnected = true;
       this.#failedInRound = 0;

@@ -198,7 +198,15 @@ export interface ContactEndpoints {
 
 /** User settings the engine needs. URLs are absolute (`ws:`/`wss:`). */
 export interface EngineSettings {
+  /** Our first signaling server ("" for none: no signaling, mailboxes only). */
   signalingUrl: string;
+  /**
+   * Every signaling server of ours, in order, when there are several (the first is
+   * `signalingUrl`): instances of one service; the engine is on the first that answers and falls
+   * back to the next (docs/protocol/signaling.md, "Several servers").
+   */
+  signalingUrls?: string[];
+  /** Our relays, in order: new mailboxes spread across them (docs/protocol/mailbox.md §1). */
   relayUrls: string[];
   /**
    * STUN/TURN servers for direct (WebRTC) links, shaped like `RTCIceServer`. Absent or empty by

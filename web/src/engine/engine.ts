@@ -36,12 +36,15 @@
 
 import { toHex } from "../../../core/bytes.ts";
 import type { ProxyClient } from "../../../core/proxy/client.ts";
+import { distinctUrls } from "../../../core/relay/choice.ts";
 import { SignalingClient } from "../../../core/signaling/client.ts";
 import type {
   ChatEngine,
   ContactChange,
   ContactId,
+  ContactRecord,
   EngineListener,
+  EngineSettings,
   EngineStartOptions,
   HandedOver,
   MessageId,
@@ -64,6 +67,25 @@ import { proxyClientOf, serveProxy } from "./proxy-link.ts";
 import { DEFAULT_ROOM_MEMBER_CAP, RoomsEngine } from "./rooms/mesh.ts";
 
 export { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
+
+/**
+ * The signaling servers to use, in order (docs/protocol/signaling.md, "Several servers"): ours
+ * from Settings, then those our accepted contacts' links list, so that with every server of ours
+ * down we still meet contacts on theirs. Empty when the user turned signaling off (no server of
+ * their own): a contact's link never turns it on.
+ */
+export function signalingServers(
+  settings: Pick<EngineSettings, "signalingUrl" | "signalingUrls">,
+  contacts: readonly Pick<ContactRecord, "endpoints" | "trust" | "request">[],
+): string[] {
+  const own = distinctUrls(settings.signalingUrls?.length ? settings.signalingUrls : [settings.signalingUrl]);
+  if (own.length === 0) return [];
+  const listed = contacts
+    .filter((c) => c.trust !== "rejected" && c.request === undefined)
+    .flatMap((c) => c.endpoints?.signaling ?? [])
+    .filter((u) => /^wss?:\/\/\S+$/.test(u));
+  return distinctUrls([...own, ...listed]);
+}
 
 export class Engine implements ChatEngine {
   readonly #ctx: EngineContext;
@@ -156,9 +178,10 @@ export class Engine implements ChatEngine {
     this.#ctx.started = true;
     const settings = await this.#ctx.storage.getSettings();
     this.#ctx.signalingUrl = settings.signalingUrl;
-    for (const c of await this.#ctx.storage.listContacts()) this.#links.for(c);
+    const contacts = await this.#ctx.storage.listContacts();
+    for (const c of contacts) this.#links.for(c);
     if (this.#ctx.cfg.offline) return;
-    this.#ctx.relayUrls = (settings.relayUrls ?? []).filter((u) => u.length > 0);
+    this.#ctx.relayUrls = distinctUrls(settings.relayUrls ?? []);
     const ownRelay = this.#ctx.relayUrls[0];
     if (ownRelay) {
       this.#ctx.pool = this.#ctx.cfg.relayConnections({
@@ -174,19 +197,23 @@ export class Engine implements ChatEngine {
         ...cryptoOf(this.#ctx),
       });
       setService(this.#ctx, { relay: "connecting" });
-      this.#ctx.pool.keep(ownRelay);
+      // Every relay of ours stays connected: new mailboxes spread across them and go to another
+      // one when one is down (queues.ts ensureRx; mailbox.md §1, "Several relays").
+      for (const url of this.#ctx.relayUrls) this.#ctx.pool.keep(url);
       await this.#links.loadMailboxes();
       await this.rooms?.useMailboxes(this.#ctx.pool, ownRelay);
       this.#ctx.addressReady = setupAddress(this.#ctx);
     }
-    if (!settings.signalingUrl) {
+    const signalingUrls = signalingServers(settings, contacts);
+    if (!signalingUrls[0]) {
       setService(this.#ctx, { signaling: "disabled" });
       this.#links.mailboxOnly();
       return;
     }
     const seenOffers = this.#ctx.cfg.seenOffers?.(this.#ctx.selfId);
     const signaling = new SignalingClient({
-      url: settings.signalingUrl,
+      url: signalingUrls[0],
+      fallbackUrls: signalingUrls.slice(1),
       user: this.#ctx.user,
       connect: this.#ctx.cfg.webSocket,
       presence: "watched", // only accepted contacts see us (docs/protocol/signaling.md, "Contacts only")
@@ -210,7 +237,7 @@ export class Engine implements ChatEngine {
         openTimeoutMs: this.#ctx.cfg.openTimeoutMs,
         onOffer: (offer) => (offer.room ? this.rooms?.onOffer(offer) : void this.#links.onOffer(offer)),
         onError: (e) => this.#ctx.cfg.log(e.message),
-        relay: { pool: this.#ctx.pool, url: ownRelay },
+        relay: { pool: this.#ctx.pool, url: ownRelay, urls: this.#ctx.relayUrls },
       });
     this.rooms?.useRelay(this.#ctx.relayLive);
     signaling.on((e) => this.#links.onSignaling(e));

@@ -8,6 +8,7 @@
 import { randomBytes } from "@noble/hashes/utils.js";
 import { equalBytes, toHex, wipe } from "../../../core/bytes.ts";
 import { isLoftError, type LoftError } from "../../../core/errors.ts";
+import { relayOrder } from "../../../core/relay/choice.ts";
 import { newAuthKeyPair } from "../../../core/relay/crypto.ts";
 import { isTemporaryRefusal } from "../../../core/relay/errors.ts";
 import { SEND_ID_LENGTH } from "../../../core/relay/protocol.ts";
@@ -74,35 +75,66 @@ function useRx(ctx: EngineContext, peer: Peer, rx: RxQueue): void {
   ctx.pool?.subscribe(rx.url, rx.queue);
 }
 
-/** Our receiving queue for this contact: NEW on our relay, secured with a sender key we hand over. */
+/**
+ * Our receiving queue for this contact: NEW on one of our relays, secured with a sender key we hand
+ * over. The relay is the reachable one holding the fewest of our mailboxes (core/relay/choice.ts;
+ * mailbox.md §1, "Several relays"); when it fails, the next one is tried, so one relay down never
+ * stops a new contact from getting a mailbox.
+ */
 export function ensureRx(ctx: EngineContext, peer: Peer): Promise<RxQueue | undefined> {
   if (peer.rx) return Promise.resolve(peer.rx);
   const pool = ctx.pool;
-  const url = ctx.relayUrls[0];
-  if (!pool || !url || peer.rejected || ctx.stopped) return Promise.resolve(undefined);
+  if (!pool || ctx.relayUrls.length === 0 || peer.rejected || ctx.stopped) return Promise.resolve(undefined);
   peer.rxCreating ??= (async () => {
     try {
-      const client = await pool.client(url);
-      const queue = await client.createQueue({ subscribe: false });
-      const sender = newAuthKeyPair();
-      await client.secureQueue(queue, sender.publicKey);
-      const rx: RxQueue = { url, queue, senderSecret: sender.secretKey };
-      if (ctx.peers.get(peer.id) !== peer) {
-        client.deleteQueue(queue).catch(() => {});
-        return undefined;
+      const order = relayOrder(
+        ctx.relayUrls,
+        (url) => mailboxesOn(ctx, url),
+        (url) => pool.isDown(url),
+      );
+      let last: unknown;
+      for (const url of order) {
+        if (ctx.stopped) return undefined;
+        try {
+          return await createRx(ctx, peer, url);
+        } catch (e) {
+          last = e;
+          ctx.cfg.log(
+            `mailbox for ${peer.id.slice(0, 8)} not created at ${url}: ${(e as LoftError).code ?? e}`,
+          );
+        }
       }
-      await ctx.storage.saveSecret(SECRET.rx(peer.id), encodeRx(rx));
-      useRx(ctx, peer, rx);
-      ctx.cfg.log(`mailbox for ${peer.id.slice(0, 8)} created`);
-      return rx;
-    } catch (e) {
-      ctx.cfg.log(`mailbox for ${peer.id.slice(0, 8)} not created: ${(e as LoftError).code ?? e}`);
+      ctx.cfg.log(`mailbox for ${peer.id.slice(0, 8)} not created: ${(last as LoftError)?.code ?? last}`);
       return undefined;
     } finally {
       peer.rxCreating = undefined;
     }
   })();
   return peer.rxCreating;
+}
+
+/** How many of our mailboxes live on `url` (what spreads new ones). */
+function mailboxesOn(ctx: Pick<EngineContext, "peers">, url: string): number {
+  let n = 0;
+  for (const p of ctx.peers.values()) if (p.rx?.url === url) n++;
+  return n;
+}
+
+async function createRx(ctx: EngineContext, peer: Peer, url: string): Promise<RxQueue | undefined> {
+  const pool = ctx.pool!;
+  const client = await pool.client(url);
+  const queue = await client.createQueue({ subscribe: false });
+  const sender = newAuthKeyPair();
+  await client.secureQueue(queue, sender.publicKey);
+  const rx: RxQueue = { url, queue, senderSecret: sender.secretKey };
+  if (ctx.peers.get(peer.id) !== peer) {
+    client.deleteQueue(queue).catch(() => {});
+    return undefined;
+  }
+  await ctx.storage.saveSecret(SECRET.rx(peer.id), encodeRx(rx));
+  useRx(ctx, peer, rx);
+  ctx.cfg.log(`mailbox for ${peer.id.slice(0, 8)} created at ${url}`);
+  return rx;
 }
 
 /** The contact was deleted: delete our queue at the relay and both records. */

@@ -181,13 +181,19 @@ export function relayStateChanged(
       }
       if (resetPieces || outcomes.length > 0) peers.push({ peer: p, outcomes, resetPieces });
     }
-  if (url !== ctx.relayUrls[0]) return { peers, setupAddress: false };
+  // The service status is about our relays together (mailbox.md §1, "Several relays"): up while
+  // any of them is, unreachable (said once) only when every one has failed.
+  if (!ctx.relayUrls.includes(url)) return { peers, setupAddress: false };
+  const others = ctx.relayUrls.filter((u) => u !== url);
   let setupAddress = false;
   if (state === "connected") {
     ctx.relayDown = false;
     setService(ctx, { relay: "connected" });
-    setupAddress = !ctx.address || ctx.prekeys?.bundleSpk === 0;
-  } else if (state === "connecting") {
+    // No contact address yet (its relay was down: another one takes it), or its bundle unpublished.
+    setupAddress = !ctx.address || (ctx.address.url === url && ctx.prekeys?.bundleSpk === 0);
+  } else if (others.some((u) => ctx.pool?.isUp(u))) {
+    ctx.cfg.log(`relay ${url} ${state}; another of our relays is up`);
+  } else if (state === "connecting" || !others.every((u) => ctx.pool?.isDown(u))) {
     if (ctx.service.relay !== "unreachable") setService(ctx, { relay: "connecting" });
   } else {
     setService(ctx, { relay: "unreachable" });

@@ -64,8 +64,11 @@ export interface TransportDeps {
   openTimeoutMs: number;
   onOffer: (offer: IncomingOffer) => void;
   onError: (error: Error) => void;
-  /** For the live relay transport: the engine's relay connections and our own relay. */
-  relay?: { pool: RelayConnections; url: string };
+  /**
+   * For the live relay transport: the engine's relay connections and our own relay (`url`), or
+   * all of our relays in the user's order (`urls`: the first not known down is used).
+   */
+  relay?: { pool: RelayConnections; url: string; urls?: readonly string[] };
 }
 
 export type RelayConnState = "connecting" | "connected" | "unreachable";
@@ -95,6 +98,11 @@ export interface RelayConnections {
   keep(url: string): void;
   /** True when a connection to `url` is open right now. */
   isUp(url: string): boolean;
+  /**
+   * True when the last attempt to reach `url` failed (or its connection dropped) and it has not
+   * come back since: new queues go to another relay first (core/relay/choice.ts).
+   */
+  isDown(url: string): boolean;
   /** The open client for `url`, connecting if needed; rejects with a `LoftError`. */
   client(url: string): Promise<RelayClient>;
   /** Keep `queue` subscribed on `url`, again after every reconnect. */

@@ -67,6 +67,12 @@ export class RelayPool implements RelayConnections {
     return c !== undefined && !c.closed;
   }
 
+  /** The last attempt to reach `url` failed and no connection is open now. */
+  isDown(url: string): boolean {
+    const c = this.#conns.get(url);
+    return c !== undefined && c.lastError !== undefined && !this.isUp(url);
+  }
+
   /** The open client for `url`, connecting if needed. */
   client(url: string): Promise<RelayClient> {
     if (this.#closed) return Promise.reject(new LoftError("LOFT_ERR_LINK_CLOSED", "stopped"));

@@ -30,6 +30,8 @@ export interface SelfRecord {
 /** Overrides of the defaults; absent means "this page's origin". */
 export interface SettingsRecord {
   signalingUrl?: string;
+  /** Every signaling server, in order, when there are several (`signalingUrl` is the first). */
+  signalingUrls?: string[];
   relayUrls?: string[];
   /** STUN/TURN servers for direct links; absent: none (host candidates only). */
   iceServers?: IceServerConfig[];

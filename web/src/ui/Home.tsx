@@ -308,7 +308,7 @@ export function MyLink(props: { app: AppModel }) {
     if (!u || !p) return "";
     const l: ContactLink = {
       identity: u.identity,
-      signaling: [p.settings.signalingUrl],
+      signaling: p.settings.signalingUrls ?? [p.settings.signalingUrl],
       relay: p.settings.relayUrls,
     };
     if (p.refs && Object.keys(p.refs).length > 0) l.refs = p.refs;

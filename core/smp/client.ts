@@ -120,6 +120,11 @@ export class SmpClient {
   readonly #timeoutMs: number;
   readonly #password: Uint8Array | undefined;
   #closed: SmpClientError | undefined;
+  #ended!: (why: SmpClientError) => void;
+  /** Resolves once the session has ended (the carrier closed, a protocol failure, `close`), with why. */
+  readonly done: Promise<SmpClientError> = new Promise((resolve) => {
+    this.#ended = resolve;
+  });
   #outbox: Uint8Array[] = [];
 
   private constructor(
@@ -245,6 +250,7 @@ export class SmpClient {
     for (const k of this.#queues.values()) wipe(k);
     this.#queues.clear();
     this.#sink.close();
+    this.#ended(error);
   }
 
   close(): void {

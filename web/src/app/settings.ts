@@ -14,7 +14,7 @@ import { attempt } from "./problems.ts";
 /** The server fields as stored (absent: this site's own servers, `defaultServers`). */
 export type ServerSettings = Pick<
   SettingsRecord,
-  "signalingUrl" | "relayUrls" | "iceServers" | "iceTransportPolicy"
+  "signalingUrl" | "relayUrls" | "iceServers" | "iceTransportPolicy" | "mailboxServer"
 >;
 
 /** The servers this site provides, used where a field is left empty. */
@@ -37,6 +37,8 @@ export async function saveServers(
     relayUrls: string[];
     iceServers: IceServerConfig[];
     iceTransportPolicy?: IceTransportPolicy;
+    /** An `smp://` server address; empty: the first relay keeps the mailboxes. */
+    mailboxServer?: string;
   },
 ): Promise<void> {
   await attempt("save the servers", () =>
@@ -45,6 +47,7 @@ export async function saveServers(
       relayUrls: servers.relayUrls.length ? servers.relayUrls : undefined,
       iceServers: servers.iceServers.length ? servers.iceServers : undefined,
       iceTransportPolicy: servers.iceTransportPolicy === "relay" ? "relay" : undefined,
+      mailboxServer: servers.mailboxServer || undefined,
     }),
   );
 }

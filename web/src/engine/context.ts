@@ -175,6 +175,11 @@ export interface EngineContext {
   pool: RelayConnections | undefined;
   /** Our relays, the first one for new queues (EngineSettings.relayUrls). */
   relayUrls: string[];
+  /**
+   * Where our new per-contact receiving queues go when not on our relay: an `smp://` server
+   * address, perhaps with its password (EngineSettings.mailboxServer).
+   */
+  mailboxServer?: string;
   /** Our receiving queues: recipient id (hex) → contact. */
   readonly rids: Map<string, ContactId>;
   relayDown: boolean;

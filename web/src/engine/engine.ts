@@ -159,6 +159,7 @@ export class Engine implements ChatEngine {
     for (const c of await this.#ctx.storage.listContacts()) this.#links.for(c);
     if (this.#ctx.cfg.offline) return;
     this.#ctx.relayUrls = (settings.relayUrls ?? []).filter((u) => u.length > 0);
+    if (settings.mailboxServer) this.#ctx.mailboxServer = settings.mailboxServer;
     const ownRelay = this.#ctx.relayUrls[0];
     if (ownRelay) {
       this.#ctx.pool = this.#ctx.cfg.relayConnections({
@@ -172,6 +173,7 @@ export class Engine implements ChatEngine {
         onState: (url, state, error) => this.#links.onRelayState(url, state, error),
         log: this.#ctx.cfg.log,
         ...cryptoOf(this.#ctx),
+        ...smpBridgeOf(ownRelay),
       });
       setService(this.#ctx, { relay: "connecting" });
       this.#ctx.pool.keep(ownRelay);
@@ -406,5 +408,18 @@ export class Engine implements ChatEngine {
 
   serveProxy(serving: ProxyServing | undefined): void {
     serveProxy(this.#ctx, serving);
+  }
+}
+
+/**
+ * Our relay's SMP bridge, beside its `/relay` (docs/protocol/smp.md, "The bridge"): the same
+ * origin and path with its last segment `smp-bridge` (`wss://r.example/relay` →
+ * `wss://r.example/smp-bridge`).
+ */
+function smpBridgeOf(ownRelay: string): { smpBridgeUrl?: string } {
+  try {
+    return { smpBridgeUrl: new URL("smp-bridge", ownRelay).href };
+  } catch {
+    return {};
   }
 }

@@ -26,6 +26,9 @@ import {
   decodeTx,
   encodeRx,
   encodeTx,
+  isMailboxUrl,
+  mailboxBodySize,
+  mailboxName,
   type RxQueue,
   ratchetBodies,
   SECRET,
@@ -74,15 +77,21 @@ function useRx(ctx: EngineContext, peer: Peer, rx: RxQueue): void {
   ctx.pool?.subscribe(rx.url, rx.queue);
 }
 
-/** Our receiving queue for this contact: NEW on our relay, secured with a sender key we hand over. */
+/**
+ * Our receiving queue for this contact: NEW on our mailbox server — our relay, or the `smp://`
+ * server Settings name (docs/protocol/mailbox.md §1, "Mailboxes on SMP servers"; a paired
+ * device's stays on the relay, which it reads) — secured with a sender key we hand over.
+ */
 export function ensureRx(ctx: EngineContext, peer: Peer): Promise<RxQueue | undefined> {
   if (peer.rx) return Promise.resolve(peer.rx);
   const pool = ctx.pool;
-  const url = ctx.relayUrls[0];
-  if (!pool || !url || peer.rejected || ctx.stopped) return Promise.resolve(undefined);
+  const server = (!peer.device && ctx.mailboxServer) || ctx.relayUrls[0];
+  if (!pool || !server || peer.rejected || ctx.stopped) return Promise.resolve(undefined);
+  // Records and announcements name an SMP server without its password (only NEW needs it).
+  const url = mailboxName(server);
   peer.rxCreating ??= (async () => {
     try {
-      const client = await pool.client(url);
+      const client = await pool.mailbox(server);
       const queue = await client.createQueue({ subscribe: false });
       const sender = newAuthKeyPair();
       await client.secureQueue(queue, sender.publicKey);
@@ -114,7 +123,7 @@ export async function forgetMailbox(ctx: EngineContext, peer: Peer): Promise<voi
     ctx.rids.delete(toHex(rx.queue.recipientId));
     ctx.pool?.unsubscribe(rx.url, rx.queue.recipientId);
     await ctx.pool
-      ?.client(rx.url)
+      ?.mailbox(rx.url)
       .then((c) => c.deleteQueue(rx.queue))
       .catch(() => {});
   }
@@ -148,8 +157,8 @@ export async function onAnnounce(
   peer: Peer,
   m: { u: string; s: Uint8Array; k: Uint8Array },
 ): Promise<void> {
-  if (!/^wss?:\/\//.test(m.u)) {
-    ctx.cfg.log("ignored a mailbox announcement with a non-WebSocket URL");
+  if (!isMailboxUrl(m.u)) {
+    ctx.cfg.log("ignored a mailbox announcement with neither a WebSocket URL nor an smp:// server");
     return;
   }
   const old = peer.tx;
@@ -198,7 +207,7 @@ export async function sendDeposit(
   if (!pool) return false;
   const { url, queue } = d.target;
   try {
-    const client = await pool.client(url);
+    const client = await pool.mailbox(url);
     for (; d.next < d.bodies.length; d.next++) {
       const b = d.bodies[d.next]!;
       try {
@@ -271,5 +280,6 @@ export async function sendByMailbox(
   const sealed = await serial(peer, () => seal(ctx, peer, message));
   if (!sealed) return false;
   const target = { url: tx.url, queue: tx.queue };
-  return sendDeposit(ctx, peer, newDeposit("", "tx", target, ratchetBodies(sealed)), out);
+  const bodies = ratchetBodies(sealed, mailboxBodySize(tx.url));
+  return sendDeposit(ctx, peer, newDeposit("", "tx", target, bodies), out);
 }

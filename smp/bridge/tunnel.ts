@@ -84,6 +84,12 @@ export class BridgeTunnel {
     this.#phase = "done";
     clearTimeout(this.#timer);
     this.#tls?.destroy();
+    // A socket paused for a server that read slowly is read again: the closing handshake needs
+    // the browser's answer, and no "drain" comes from a destroyed TLS connection.
+    if (this.#draining) {
+      this.#draining = false;
+      this.#o.ws.resume();
+    }
     if (this.#o.ws.readyState === this.#o.ws.OPEN) this.#o.ws.close(1000, "done");
     this.#o.onEnd(result, opened);
   }

@@ -23,7 +23,7 @@ import {
 import type { DestinationPolicy } from "./policy.ts";
 
 /** Frames queued to the browser before the bridge stops reading the server. */
-const WS_HIGH_WATER = 64 * (SMP_BLOCK_SIZE + 1);
+export const WS_HIGH_WATER = 64 * (SMP_BLOCK_SIZE + 1);
 
 export type TunnelResult = "ok" | BridgeErrorName | "client_closed";
 
@@ -92,6 +92,18 @@ export class BridgeTunnel {
     }
     if (this.#o.ws.readyState === this.#o.ws.OPEN) this.#o.ws.close(1000, "done");
     this.#o.onEnd(result, opened);
+  }
+
+  /**
+   * What this tunnel holds for the browser: bytes queued on its WebSocket plus a partial block
+   * read from the server. Bounded by WS_HIGH_WATER and one TLS read (docs/protocol/smp.md, "The
+   * bridge"); `paused`: the server is not being read until the browser catches up.
+   */
+  get held(): { bytes: number; paused: boolean } {
+    return {
+      bytes: this.#o.ws.bufferedAmount + this.#buffer.length,
+      paused: this.#tls?.isPaused() ?? false,
+    };
   }
 
   /** The relay is shutting down. */

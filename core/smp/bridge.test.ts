@@ -33,7 +33,7 @@ const hostArb = fc.oneof(
 const addressish = fc
   .array(
     fc.constantFrom(
-      ..."smp:/@[]#?&=.-_0123456789abcdefABCDEF".split(""),
+      ..."smp:/@[]#?&=.,-_0123456789abcdefABCDEF".split(""),
       "smp://",
       "#/?v=",
       "&dh=",

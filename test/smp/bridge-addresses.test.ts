@@ -7,6 +7,7 @@
  * works as before.
  */
 import { createServer } from "node:net";
+import { ed25519, x25519 } from "@noble/curves/ed25519.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fromUtf8, utf8 } from "../../core/bytes.ts";
 import { formatSmpServerAddress, parseSmpServerAddress, smpHosts } from "../../core/smp/address.ts";
@@ -16,6 +17,7 @@ import { SmpClientError, type SmpPush } from "../../core/smp/client.ts";
 import { parsePatterns } from "../../smp/bridge/config.ts";
 import { smpAddress } from "../../smp/server/certs.ts";
 import { recordingWebSocket, startTestBridge, type TestBridge } from "./bridge-testing.ts";
+import { cmd, SmpTestClient, text } from "./client.ts";
 import { type SmpTestServer, startSmpTestServer } from "./testing.ts";
 
 const PASSWORD = "s3cret-for-NEW";
@@ -164,6 +166,44 @@ describe("a server password (SMP basic auth) for NEW", () => {
     const open = rec.sent.map((b) => decodeBridgeFrame(b)).find((f) => f?.kind === "OPEN");
     expect(open?.kind === "OPEN" && open.address).toBe(guarded.address);
     for (const c of [client, sender, wrong]) c.close();
+  });
+
+  it("the spec-written client: NEW with `A` and the password creates, without it or with another is ERR AUTH", async () => {
+    const c = await SmpTestClient.connect(guarded.address, { connectHost: "127.0.0.1" });
+    try {
+      const attempt = async (password?: string) => {
+        const rcvAuth = ed25519.utils.randomSecretKey();
+        const dh = x25519.getPublicKey(x25519.utils.randomSecretKey());
+        const r = await c.command(
+          new Uint8Array(0),
+          cmd.new(ed25519.getPublicKey(rcvAuth), dh, false, "ed25519", password),
+          { ed25519: rcvAuth },
+        );
+        return r.tag === "IDS" ? "IDS" : text(r);
+      };
+      expect(await attempt(PASSWORD)).toBe("IDS");
+      expect(await attempt()).toBe("ERR AUTH");
+      expect(await attempt("not-it")).toBe("ERR AUTH");
+      expect(await attempt(`${PASSWORD}x`)).toBe("ERR AUTH");
+    } finally {
+      c.close();
+    }
+    // A listener without a password takes NEW with or without one.
+    const open = await SmpTestClient.connect(server.address, { connectHost: "127.0.0.1" });
+    try {
+      for (const password of [undefined, "anything"]) {
+        const rcvAuth = ed25519.utils.randomSecretKey();
+        const dh = x25519.getPublicKey(x25519.utils.randomSecretKey());
+        const r = await open.command(
+          new Uint8Array(0),
+          cmd.new(ed25519.getPublicKey(rcvAuth), dh, false, "ed25519", password),
+          { ed25519: rcvAuth },
+        );
+        expect(r.tag).toBe("IDS");
+      }
+    } finally {
+      open.close();
+    }
   });
 
   it("the bridge refuses an OPEN that carries a password (BAD_ADDRESS)", async () => {

@@ -23,6 +23,11 @@ import { connectSmpBridge } from "../../../core/smp/bridge-link.ts";
 import { type SmpClient, SmpClientError, type SmpQueue } from "../../../core/smp/client.ts";
 import type { MailboxClient, RelayConnState } from "../engine/transport.ts";
 
+/** A session holding subscriptions PINGs this often (SMP "Keep-alive command"; proxies drop idle sockets). */
+export const SMP_KEEPALIVE_MS = 30_000;
+/** SMP queue ids as the engine's records keep them (docs/protocol/mailbox.md §1). */
+const QUEUE_ID_BYTES = 24;
+
 export interface SmpMailboxOptions {
   /** Our relay's `/smp-bridge` URL. */
   bridgeUrl: string | undefined;
@@ -217,7 +222,17 @@ export class SmpMailboxes {
       else this.#o.log("smp mailbox: a message that does not open with the queue's key");
     });
     // The session ends when the bridge or the server closes: resubscribe after a backoff.
+    // Keep-alive while the session holds subscriptions; an unanswered PING ends the session,
+    // which reconnects and subscribes again.
+    const keepAlive = setInterval(() => {
+      if (c.subs.size === 0) return;
+      client.ping().catch((e) => {
+        if (e instanceof SmpClientError && e.code === "TIMEOUT")
+          client.fail(new SmpClientError("TIMEOUT", "no answer to PING"));
+      });
+    }, SMP_KEEPALIVE_MS);
     void client.done.then((ended) => {
+      clearInterval(keepAlive);
       if (c.client !== client) return;
       c.client = undefined;
       if (this.#closed) return;

@@ -15,7 +15,7 @@ import { attempt } from "./problems.ts";
 /** The server fields as stored (absent: this site's own servers, `defaultServers`). */
 export type ServerSettings = Pick<
   SettingsRecord,
-  "signalingUrl" | "signalingUrls" | "relayUrls" | "iceServers" | "iceTransportPolicy"
+  "signalingUrl" | "signalingUrls" | "relayUrls" | "iceServers" | "iceTransportPolicy" | "mailboxServer"
 >;
 
 /** The signaling servers as stored, in order (a record from before lists only `signalingUrl`). */
@@ -67,6 +67,8 @@ export async function saveServers(
     relayUrls: string[];
     iceServers: IceServerConfig[];
     iceTransportPolicy?: IceTransportPolicy;
+    /** An `smp://` server address; empty: the first relay keeps the mailboxes. */
+    mailboxServer?: string;
   },
 ): Promise<void> {
   await attempt("save the servers", () =>
@@ -76,6 +78,7 @@ export async function saveServers(
       relayUrls: servers.relayUrls.length ? servers.relayUrls : undefined,
       iceServers: servers.iceServers.length ? servers.iceServers : undefined,
       iceTransportPolicy: servers.iceTransportPolicy === "relay" ? "relay" : undefined,
+      mailboxServer: servers.mailboxServer || undefined,
     }),
   );
 }

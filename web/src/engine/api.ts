@@ -220,6 +220,12 @@ export interface EngineSettings {
    * (only the TURN server's); it needs a TURN server in `iceServers`. Absent means `"all"`.
    */
   iceTransportPolicy?: IceTransportPolicy;
+  /**
+   * Our mailbox server, when it is not our relay: an `smp://<fingerprint>[:password]@host[:port]`
+   * SMP server reached through our relay's bridge (docs/protocol/mailbox.md §1, "Mailboxes on SMP
+   * servers"). New receiving queues for contacts go there; absent: on `relayUrls[0]`.
+   */
+  mailboxServer?: string;
 }
 
 /** Which ICE candidates direct links may use (`RTCIceTransportPolicy`). */

@@ -178,6 +178,11 @@ export interface EngineContext {
    * the contact address on the first reachable one (core/relay/choice.ts).
    */
   relayUrls: string[];
+  /**
+   * Where our new per-contact receiving queues go when not on our relay: an `smp://` server
+   * address, perhaps with its password (EngineSettings.mailboxServer).
+   */
+  mailboxServer?: string;
   /** Our receiving queues: recipient id (hex) → contact. */
   readonly rids: Map<string, ContactId>;
   /** Every one of our relays is down (the error was said once; relay-mailbox.ts). */

@@ -182,6 +182,7 @@ export class Engine implements ChatEngine {
     for (const c of contacts) this.#links.for(c);
     if (this.#ctx.cfg.offline) return;
     this.#ctx.relayUrls = distinctUrls(settings.relayUrls ?? []);
+    if (settings.mailboxServer) this.#ctx.mailboxServer = settings.mailboxServer;
     const ownRelay = this.#ctx.relayUrls[0];
     if (ownRelay) {
       this.#ctx.pool = this.#ctx.cfg.relayConnections({
@@ -195,6 +196,7 @@ export class Engine implements ChatEngine {
         onState: (url, state, error) => this.#links.onRelayState(url, state, error),
         log: this.#ctx.cfg.log,
         ...cryptoOf(this.#ctx),
+        ...smpBridgeOf(ownRelay),
       });
       setService(this.#ctx, { relay: "connecting" });
       // Every relay of ours stays connected: new mailboxes spread across them and go to another
@@ -433,5 +435,18 @@ export class Engine implements ChatEngine {
 
   serveProxy(serving: ProxyServing | undefined): void {
     serveProxy(this.#ctx, serving);
+  }
+}
+
+/**
+ * Our relay's SMP bridge, beside its `/relay` (docs/protocol/smp.md, "The bridge"): the same
+ * origin and path with its last segment `smp-bridge` (`wss://r.example/relay` →
+ * `wss://r.example/smp-bridge`).
+ */
+function smpBridgeOf(ownRelay: string): { smpBridgeUrl?: string } {
+  try {
+    return { smpBridgeUrl: new URL("smp-bridge", ownRelay).href };
+  } catch {
+    return {};
   }
 }

@@ -37,6 +37,7 @@ import {
   decodeMailboxBody,
   encodeAddress,
   encodeTx,
+  isMailboxUrl,
   SECRET,
   type TxQueue,
 } from "./mailbox.ts";
@@ -293,7 +294,7 @@ export async function onIntroBody(
   const peer = peerFor(ctx, c);
   peer.request = c.request !== undefined;
   peer.blocked = refusalFor(c) !== undefined;
-  if (/^wss?:\/\//.test(intro.u)) {
+  if (isMailboxUrl(intro.u)) {
     const tx: TxQueue = {
       url: intro.u,
       queue: { senderId: intro.s.slice(), senderAuthSecret: intro.k.slice() },

@@ -27,6 +27,9 @@ import {
   decodeTx,
   encodeRx,
   encodeTx,
+  isMailboxUrl,
+  mailboxBodySize,
+  mailboxName,
   type RxQueue,
   ratchetBodies,
   SECRET,
@@ -76,31 +79,35 @@ function useRx(ctx: EngineContext, peer: Peer, rx: RxQueue): void {
 }
 
 /**
- * Our receiving queue for this contact: NEW on one of our relays, secured with a sender key we hand
- * over. The relay is the reachable one holding the fewest of our mailboxes (core/relay/choice.ts;
- * mailbox.md §1, "Several relays"); when it fails, the next one is tried, so one relay down never
- * stops a new contact from getting a mailbox.
+ * Our receiving queue for this contact: NEW on our mailbox server, secured with a sender key we
+ * hand over. The server is the `smp://` one Settings name when there is one (docs/protocol/mailbox.md
+ * §1, "Mailboxes on SMP servers"; a paired device's stays on a relay, which it reads), else the
+ * reachable relay holding the fewest of our mailboxes (core/relay/choice.ts; mailbox.md §1,
+ * "Several relays"); when one fails, the next is tried (our relays after the SMP server), so one
+ * server down never stops a new contact from getting a mailbox.
  */
 export function ensureRx(ctx: EngineContext, peer: Peer): Promise<RxQueue | undefined> {
   if (peer.rx) return Promise.resolve(peer.rx);
   const pool = ctx.pool;
-  if (!pool || ctx.relayUrls.length === 0 || peer.rejected || ctx.stopped) return Promise.resolve(undefined);
+  const smp = !peer.device ? ctx.mailboxServer : undefined;
+  if (!pool || (!smp && ctx.relayUrls.length === 0) || peer.rejected || ctx.stopped)
+    return Promise.resolve(undefined);
   peer.rxCreating ??= (async () => {
     try {
-      const order = relayOrder(
+      const relays = relayOrder(
         ctx.relayUrls,
         (url) => mailboxesOn(ctx, url),
         (url) => pool.isDown(url),
       );
       let last: unknown;
-      for (const url of order) {
+      for (const server of smp ? [smp, ...relays] : relays) {
         if (ctx.stopped) return undefined;
         try {
-          return await createRx(ctx, peer, url);
+          return await createRx(ctx, peer, server);
         } catch (e) {
           last = e;
           ctx.cfg.log(
-            `mailbox for ${peer.id.slice(0, 8)} not created at ${url}: ${(e as LoftError).code ?? e}`,
+            `mailbox for ${peer.id.slice(0, 8)} not created at ${mailboxName(server)}: ${(e as LoftError).code ?? e}`,
           );
         }
       }
@@ -120,9 +127,12 @@ function mailboxesOn(ctx: Pick<EngineContext, "peers">, url: string): number {
   return n;
 }
 
-async function createRx(ctx: EngineContext, peer: Peer, url: string): Promise<RxQueue | undefined> {
+/** NEW + KEY on `server` (a relay URL, or an `smp://` address that may carry its password). */
+async function createRx(ctx: EngineContext, peer: Peer, server: string): Promise<RxQueue | undefined> {
   const pool = ctx.pool!;
-  const client = await pool.client(url);
+  // Records and announcements name an SMP server without its password (only NEW needs it).
+  const url = mailboxName(server);
+  const client = await pool.mailbox(server);
   const queue = await client.createQueue({ subscribe: false });
   const sender = newAuthKeyPair();
   await client.secureQueue(queue, sender.publicKey);
@@ -146,7 +156,7 @@ export async function forgetMailbox(ctx: EngineContext, peer: Peer): Promise<voi
     ctx.rids.delete(toHex(rx.queue.recipientId));
     ctx.pool?.unsubscribe(rx.url, rx.queue.recipientId);
     await ctx.pool
-      ?.client(rx.url)
+      ?.mailbox(rx.url)
       .then((c) => c.deleteQueue(rx.queue))
       .catch(() => {});
   }
@@ -180,8 +190,8 @@ export async function onAnnounce(
   peer: Peer,
   m: { u: string; s: Uint8Array; k: Uint8Array },
 ): Promise<void> {
-  if (!/^wss?:\/\//.test(m.u)) {
-    ctx.cfg.log("ignored a mailbox announcement with a non-WebSocket URL");
+  if (!isMailboxUrl(m.u)) {
+    ctx.cfg.log("ignored a mailbox announcement with neither a WebSocket URL nor an smp:// server");
     return;
   }
   const old = peer.tx;
@@ -230,7 +240,7 @@ export async function sendDeposit(
   if (!pool) return false;
   const { url, queue } = d.target;
   try {
-    const client = await pool.client(url);
+    const client = await pool.mailbox(url);
     for (; d.next < d.bodies.length; d.next++) {
       const b = d.bodies[d.next]!;
       try {
@@ -303,5 +313,6 @@ export async function sendByMailbox(
   const sealed = await serial(peer, () => seal(ctx, peer, message));
   if (!sealed) return false;
   const target = { url: tx.url, queue: tx.queue };
-  return sendDeposit(ctx, peer, newDeposit("", "tx", target, ratchetBodies(sealed)), out);
+  const bodies = ratchetBodies(sealed, mailboxBodySize(tx.url));
+  return sendDeposit(ctx, peer, newDeposit("", "tx", target, bodies), out);
 }

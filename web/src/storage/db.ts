@@ -37,6 +37,8 @@ export interface SettingsRecord {
   iceServers?: IceServerConfig[];
   /** "relay": direct links use TURN relay candidates only; absent: all candidates. */
   iceTransportPolicy?: IceTransportPolicy;
+  /** An `smp://` server for our mailboxes (EngineSettings.mailboxServer); absent: the first relay. */
+  mailboxServer?: string;
   /**
    * Message notifications (web/src/app/notifications.ts): "on" (name and text), "private" (the
    * name only, never the text), "off". Absent: "on" — shown only once the browser permission is

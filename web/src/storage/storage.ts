@@ -473,6 +473,7 @@ export class LoftStorage implements EngineStorage {
       relayUrls: s.relayUrls && s.relayUrls.length > 0 ? s.relayUrls : d.relayUrls,
       ...(s.iceServers && s.iceServers.length > 0 ? { iceServers: s.iceServers } : {}),
       ...(s.iceTransportPolicy === "relay" ? { iceTransportPolicy: "relay" as const } : {}),
+      ...(s.mailboxServer ? { mailboxServer: s.mailboxServer } : {}),
     };
   }
 

@@ -3,6 +3,7 @@
  * delete identity.
  */
 import { createResource, createSignal, type JSX, Show } from "solid-js";
+import { parseSmpServerAddress } from "../../../core/smp/address.ts";
 import { exportBackup as makeBackup, restoreBackup } from "../app/backup.ts";
 import type { AppModel } from "../app/model.ts";
 import {
@@ -84,6 +85,7 @@ export function Settings(props: { app: AppModel }) {
   let relayInput!: HTMLTextAreaElement;
   let iceInput!: HTMLTextAreaElement;
   let relayOnlyInput!: HTMLInputElement;
+  let mailboxInput!: HTMLInputElement;
   const NEEDS_TURN = "Relay-only needs a TURN server: add a turn: line above first.";
   /** The signaling server hands out TURN credentials (ICE_SERVERS): its relay counts as one. */
   const serverTurn = () => props.app.service().serverTurn === true;
@@ -117,6 +119,12 @@ export function Settings(props: { app: AppModel }) {
         ok: false,
         text: `Not a STUN/TURN server line: "${ice.bad}". Write stun:host:port, or turn:host:port user password.`,
       });
+    const mailboxServer = mailboxInput.value.trim();
+    if (mailboxServer && !parseSmpServerAddress(mailboxServer))
+      return setEndpointResult({
+        ok: false,
+        text: "The mailbox server must be an SMP server address: smp://fingerprint@host:port (a password goes after the fingerprint: smp://fingerprint:password@host).",
+      });
     const relayOnly = relayOnlyInput.checked;
     if (relayOnly && !serverTurn() && !hasTurnServer(ice.servers))
       return setEndpointResult({ ok: false, text: NEEDS_TURN });
@@ -126,6 +134,7 @@ export function Settings(props: { app: AppModel }) {
         signalingUrls,
         relayUrls,
         iceServers: ice.servers,
+        mailboxServer,
         ...(relayOnly ? { iceTransportPolicy: "relay" as const } : {}),
       });
     } catch (x) {
@@ -268,6 +277,22 @@ export function Settings(props: { app: AppModel }) {
               one that answers and moves to the next when it stops answering. Several relays: your mailboxes
               (where contacts leave messages while you are offline) are spread across them, and when one is
               down new ones go to another; your contact address is on the first one that answers.
+            </p>
+            <label for="mailbox-server">Mailbox server</label>
+            <input
+              id="mailbox-server"
+              data-testid="mailbox-server"
+              ref={mailboxInput}
+              value={record()?.mailboxServer ?? ""}
+              placeholder="smp://fingerprint@host:5223"
+              aria-describedby="mailbox-server-help"
+              spellcheck={false}
+              autocomplete="off"
+            />
+            <p class="help" id="mailbox-server-help">
+              Empty: your mailboxes stay on the first relay. An SMP server address (smp://…, from a SimpleX
+              server or another Loft relay) keeps the mailboxes of contacts you add from now on there; this
+              site's relay carries the connection to it and never sees what is in it.
             </p>
             <label for="ice-servers">STUN / TURN servers (one per line)</label>
             <textarea

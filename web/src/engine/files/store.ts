@@ -40,6 +40,13 @@ export interface FileTransfer {
   key: string;
   contactId: ContactId;
   direction: FileDirection;
+  /** A room member's transfer: the room (id hex) and the member (identity key hex); §8. */
+  room?: string;
+  member?: string;
+  /** The member's name when the transfer began (shown while it is away). */
+  memberName?: string;
+  /** Out, to a room: where the one sealed copy (and key) shared by its members' transfers is. */
+  copy?: string;
   /** The sender's transfer id (docs/protocol/files.md §1). */
   id: number;
   name: string;

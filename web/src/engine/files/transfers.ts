@@ -72,6 +72,11 @@ interface Moving {
 interface Outgoing extends Moving {
   /** The file picked in this page (gone after a reload: the sealed copy in the store serves). */
   blob?: Blob;
+  /**
+   * Where the sealed copy and the per-transfer key are kept: the transfer's own key for a contact;
+   * for a room, one copy for all its members' transfers (`roomCopyKey`), deleted with the last.
+   */
+  copy: string;
   /** Bumped on every (re)start of the chunk pump: an older pump stops. */
   generation: number;
   /** The pump waits here for an ACK (or a stop). */
@@ -98,6 +103,40 @@ interface Taken {
 /** What the transfers read of the engine. */
 export type FilesContext = Pick<EngineContext, "cfg" | "storage" | "listeners" | "peers" | "stopped">;
 
+/**
+ * The other end of a transfer: a contact (its Double Ratchet carries the `file.*` messages, its
+ * live session the frames), or one member of a room (its member session carries both:
+ * docs/protocol/files.md §8). Transfers are keyed by `id`, so each member of a room has its own.
+ */
+export interface FilePeer {
+  /** `FileTransfer.contactId`: the contact's id, or `roomPeerId(room, member)`. */
+  readonly id: string;
+  readonly name: string;
+  /** Room members: the room (id hex) and the member (identity key hex). */
+  readonly room?: { room: string; member: string };
+  /** The live session the chunks go on (possibly closed: see `liveOf`); the same object per session. */
+  live(): FileLive | undefined;
+  /** Whether an offer can go now (a live session, and for a contact a ratchet that can send). */
+  ready(): boolean;
+  /** Send a control message now; false when it cannot go (it is then held for the next session). */
+  tell(m: FileAppMessage): Promise<boolean>;
+  /** Files can no longer be sent (a blocked contact). */
+  readonly blocked?: boolean;
+}
+
+/** What the transfers use of a live session. */
+export type FileLive = Pick<Live, "session" | "drain">;
+
+/** Room members as transfer ends (files/room-files.ts); set by the engine when it has rooms. */
+export interface RoomFilePeers {
+  peer(room: string, member: string): FilePeer | undefined;
+}
+
+/** `FileTransfer.contactId` of a room member's transfers (`:` never occurs in a contact id). */
+export const roomPeerId = (room: string, member: string): string => `room:${room}:${member}`;
+/** Where a room file's one sealed copy and key are kept (never a transfer's key: no member). */
+const roomCopyKey = (room: string, id: number): string => `room:${room}/out/${id}`;
+
 /** The default size limit (docs/protocol/files.md §7); `EngineConfig.maxFileBytes` changes it. */
 export const DEFAULT_MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024;
 
@@ -112,6 +151,14 @@ export class FileTransfers {
   /** Control messages that found no live session: sent on the contact's next one. */
   readonly #unsent = new Map<ContactId, FileAppMessage[]>();
   #loaded: Promise<void> | undefined;
+  /**
+   * Blocks of FILE_CHUNK frames read from a room file's sealed copy, shared by its members' pumps:
+   * the transfer id, key and chunks are the same for every member, so the frames are too, and
+   * members in step read each block once.
+   */
+  readonly #blocks = new Map<string, Promise<Uint8Array[]>>();
+  /** Room members as transfer ends (set by the engine when it runs rooms). */
+  rooms: RoomFilePeers | undefined;
 
   /** The store and the size limit come from the engine's configuration (`fileStore`, `maxFileBytes`). */
   constructor(ctx: FilesContext) {
@@ -138,20 +185,21 @@ export class FileTransfers {
         if (t.direction === "out") {
           // The sealed copy made before the offer is in the store: the transfer goes on from
           // there — unless the page went away while that copy was being made.
+          const copy = t.copy ?? t.key;
           const key =
-            t.state === "hashing" ? undefined : await this.#ctx.storage.loadSecret(secretName(t.key));
+            t.state === "hashing" ? undefined : await this.#ctx.storage.loadSecret(secretName(copy));
           if (!key) {
             await this.#settle(
               t,
               "failed",
               "The page was reloaded before the file was ready. Send it again.",
             );
-            this.#forgetSentCopy(t.key);
+            this.#forgetSentCopy(copy);
             continue;
           }
           if (t.state !== "offered" && t.state !== "queued") t.state = "waiting";
           t.speed = 0;
-          this.#out.set(t.key, { ...moving(t, key), generation: 0 });
+          this.#out.set(t.key, { ...moving(t, key), generation: 0, copy });
         } else if (t.state !== "offered") {
           const key = await this.#ctx.storage.loadSecret(secretName(t.key));
           if (!key) {
@@ -174,6 +222,12 @@ export class FileTransfers {
     return [...this.#all.values()].filter((t) => t.contactId === contactId).map((t) => ({ ...t }));
   }
 
+  /** Every transfer with members of the room, both ways. */
+  async listRoom(room: string): Promise<FileTransfer[]> {
+    await this.#load();
+    return [...this.#all.values()].filter((t) => t.room === room).map((t) => ({ ...t }));
+  }
+
   /**
    * Prepare the file — hash it and keep a sealed copy (so a reload of this page does not lose the
    * transfer) — then offer it over the live session, or leave it `queued` for the contact's next
@@ -183,59 +237,106 @@ export class FileTransfers {
     await this.#load();
     const peer = this.#ctx.peers.get(contactId);
     const who = peer?.name ?? "The contact";
+    this.#checkSize(blob);
+    if (!peer || peer.blocked) throw refusal(`Files cannot be sent to ${who}.`);
+    const [t] = await this.#sendTo([this.#contact(peer)], blob, name, thumb);
+    return t as FileTransfer;
+  }
+
+  /**
+   * Send one file to members of a room (docs/protocol/files.md §8): the file is read, hashed and
+   * sealed once — one transfer id, key and sealed copy for all — and each member gets its own
+   * transfer (offer, progress, cancel) over its member session; a member who is away gets the
+   * offer when its session is back (`queued`).
+   */
+  async sendToRoom(
+    room: string,
+    members: readonly string[],
+    blob: Blob,
+    name: string,
+    thumb?: Uint8Array,
+  ): Promise<FileTransfer[]> {
+    await this.#load();
+    this.#checkSize(blob);
+    const peers = members.flatMap((m) => this.rooms?.peer(room, m) ?? []);
+    if (peers.length === 0) throw refusal("Nobody else is in this room yet: there is no one to send it to.");
+    return this.#sendTo(peers, blob, name, thumb, room);
+  }
+
+  #checkSize(blob: Blob): void {
     if (blob.size > this.#maxBytes)
       throw refusal(`This file is ${mib(blob.size)}; files up to ${mib(this.#maxBytes)} can be sent.`);
-    if (!peer || peer.blocked) throw refusal(`Files cannot be sent to ${who}.`);
-    const id = this.#freshId(contactId);
-    const t: FileTransfer = {
-      key: transferKey(contactId, "out", id),
-      contactId,
-      direction: "out",
-      id,
-      name: cleanName(name),
-      size: blob.size,
-      type: blob.type.slice(0, MAX_FILE_TYPE_CHARS),
-      hash: new Uint8Array(32),
-      ...(thumb && thumb.length > 0 && thumb.length <= MAX_THUMB_BYTES ? { thumb: thumb.slice() } : {}),
-      state: "hashing",
-      next: 0,
-      done: 0,
-      speed: 0,
-      at: Date.now(),
-    };
-    const o: Outgoing = {
-      ...moving(t, providerOf(this.#ctx).randomBytes(FILE_KEY_BYTES)),
-      blob,
-      generation: 0,
-    };
-    this.#out.set(t.key, o);
-    await this.#save(t);
+  }
+
+  /** One file to one or more ends, prepared once (one key, one id, one sealed copy). */
+  async #sendTo(
+    peers: FilePeer[],
+    blob: Blob,
+    name: string,
+    thumb: Uint8Array | undefined,
+    room?: string,
+  ): Promise<FileTransfer[]> {
+    const id = this.#freshId(peers.map((p) => p.id));
+    const key = providerOf(this.#ctx).randomBytes(FILE_KEY_BYTES);
+    const group = peers.map((peer): Outgoing => {
+      const t: FileTransfer = {
+        key: transferKey(peer.id, "out", id),
+        contactId: peer.id,
+        ...(peer.room ? { room: peer.room.room, member: peer.room.member, memberName: peer.name } : {}),
+        ...(room !== undefined ? { copy: roomCopyKey(room, id) } : {}),
+        direction: "out",
+        id,
+        name: cleanName(name),
+        size: blob.size,
+        type: blob.type.slice(0, MAX_FILE_TYPE_CHARS),
+        hash: new Uint8Array(32),
+        ...(thumb && thumb.length > 0 && thumb.length <= MAX_THUMB_BYTES ? { thumb: thumb.slice() } : {}),
+        state: "hashing",
+        next: 0,
+        done: 0,
+        speed: 0,
+        at: Date.now(),
+      };
+      return { ...moving(t, key.slice()), blob, generation: 0, copy: t.copy ?? t.key };
+    });
+    wipe(key);
+    const first = group[0];
+    if (!first) return [];
+    for (const o of group) {
+      this.#out.set(o.t.key, o);
+      await this.#save(o.t);
+    }
+    const hashing = () => group.filter((o) => o.t.state === "hashing");
     try {
-      await this.#ctx.storage.saveSecret(secretName(t.key), o.key);
-      t.hash = await this.#prepare(o, blob);
+      await this.#ctx.storage.saveSecret(secretName(first.copy), first.key);
+      const hash = await this.#prepare(group, blob);
+      for (const o of group) o.t.hash = hash.slice();
     } catch (e) {
       this.#ctx.cfg.log(`files: preparing a file failed: ${(e as Error).name}`);
-      if (t.state === "hashing") {
-        await this.#settle(t, "failed", "The file could not be read, or this device has no room for it.");
+      for (const o of hashing()) {
+        await this.#settle(o.t, "failed", "The file could not be read, or this device has no room for it.");
         this.#forgetOutgoing(o);
       }
-      return { ...t };
+      return group.map((o) => ({ ...o.t }));
     }
-    if (t.state !== "hashing") {
-      await this.#store.deleteChunks(t.key); // cancelled meanwhile: a block stored since goes too
-      return { ...t };
+    if (hashing().length === 0) {
+      await this.#store.deleteChunks(first.copy); // cancelled meanwhile: a block stored since goes too
+      return group.map((o) => ({ ...o.t }));
     }
-    if (!liveOf(peer) || !ratchetCanSend(peer)) {
-      // Files go device to device: the offer waits for the contact's next session (sessionUp),
-      // across reloads of this page too (the sealed copy and the record are stored).
-      t.state = "queued";
-      await this.#save(t);
-      return { ...t };
+    for (const o of hashing()) {
+      const peer = peers.find((p) => p.id === o.t.contactId);
+      if (!peer?.ready()) {
+        // Files go device to device: the offer waits for the contact's next session (`up`),
+        // across reloads of this page too (the sealed copy and the record are stored).
+        o.t.state = "queued";
+        await this.#save(o.t);
+        continue;
+      }
+      o.t.state = "offered";
+      await this.#save(o.t);
+      await this.#tell(peer, offerOf(o));
     }
-    t.state = "offered";
-    await this.#save(t);
-    await this.#tell(peer, offerOf(o));
-    return { ...t };
+    return group.map((o) => ({ ...o.t }));
   }
 
   async accept(key: string): Promise<void> {
@@ -244,7 +345,7 @@ export class FileTransfers {
     if (i?.t.state !== "offered") return;
     i.t.state = "waiting";
     await this.#save(i.t);
-    const peer = this.#ctx.peers.get(i.t.contactId);
+    const peer = this.#peerOf(i.t);
     if (peer && liveOf(peer)) await this.#resumeIncoming(peer, i);
   }
 
@@ -253,7 +354,7 @@ export class FileTransfers {
     const i = this.#in.get(key);
     if (i?.t.state !== "offered") return;
     await this.#dropIncoming(i, "declined");
-    const peer = this.#ctx.peers.get(i.t.contactId);
+    const peer = this.#peerOf(i.t);
     if (peer) await this.#tell(peer, { t: "file.decline", id: i.t.id, r: "declined" });
   }
 
@@ -261,7 +362,7 @@ export class FileTransfers {
     await this.#load();
     const t = this.#all.get(key);
     if (!t || FINAL.has(t.state)) return;
-    const peer = this.#ctx.peers.get(t.contactId);
+    const peer = this.#peerOf(t);
     if (t.direction === "out") {
       const o = this.#out.get(key);
       await this.#settle(t, "cancelled");
@@ -275,9 +376,19 @@ export class FileTransfers {
 
   /** The contact was deleted: its transfers stop, their records, chunks and keys go. */
   async forget(contactId: ContactId): Promise<void> {
+    await this.#forgetWhere((t) => t.contactId === contactId);
+    this.#unsent.delete(contactId);
+  }
+
+  /** We left the room: its transfers stop, their records, chunks and keys go. */
+  async forgetRoom(room: string): Promise<void> {
+    await this.#forgetWhere((t) => t.room === room);
+  }
+
+  async #forgetWhere(which: (t: FileTransfer) => boolean): Promise<void> {
     await this.#load();
     for (const t of [...this.#all.values()]) {
-      if (t.contactId !== contactId) continue;
+      if (!which(t)) continue;
       const o = this.#out.get(t.key);
       if (o) {
         t.state = "cancelled";
@@ -289,8 +400,8 @@ export class FileTransfers {
       this.#all.delete(t.key);
       await this.#store.deleteTransfer(t.key);
       await this.#ctx.storage.deleteSecret(secretName(t.key));
+      this.#unsent.delete(t.contactId);
     }
-    this.#unsent.delete(contactId);
   }
 
   /** The file's bytes: a received file after its hash matched, or one we are sending. */
@@ -368,7 +479,12 @@ export class FileTransfers {
   // ---- what the contact does -----------------------------------------------------------------
 
   /** A `file.*` message from the contact (inside its serial chain: replies are queued, not awaited). */
-  async onMessage(peer: Peer, m: FileAppMessage): Promise<void> {
+  onMessage(peer: Peer, m: FileAppMessage): Promise<void> {
+    return this.message(this.#contact(peer), m);
+  }
+
+  /** A `file.*` message from a contact or a room member, in the order it came. */
+  async message(peer: FilePeer, m: FileAppMessage): Promise<void> {
     await this.#load();
     switch (m.t) {
       case "file.offer":
@@ -429,7 +545,7 @@ export class FileTransfers {
     }
   }
 
-  async #onOffer(peer: Peer, m: FileOffer): Promise<void> {
+  async #onOffer(peer: FilePeer, m: FileOffer): Promise<void> {
     const key = transferKey(peer.id, "in", m.id);
     if (this.#all.has(key)) return; // a repeated offer (sent again on a new session)
     const open = [...this.#in.values()].filter((i) => i.t.contactId === peer.id).length;
@@ -441,6 +557,7 @@ export class FileTransfers {
     const t: FileTransfer = {
       key,
       contactId: peer.id,
+      ...(peer.room ? { room: peer.room.room, member: peer.room.member, memberName: peer.name } : {}),
       direction: "in",
       id: m.id,
       name: cleanName(m.name),
@@ -460,7 +577,12 @@ export class FileTransfers {
   }
 
   /** A frame of the files range from the live session (read loop: one at a time, in order). */
-  async onFrame(peer: Peer, live: Live, bytes: Uint8Array): Promise<void> {
+  onFrame(peer: Peer, live: Live, bytes: Uint8Array): Promise<void> {
+    return this.frame(this.#contact(peer), live, bytes);
+  }
+
+  /** A FILE_CHUNK or FILE_ACK from a contact's or a member's live session, one at a time, in order. */
+  async frame(peer: FilePeer, live: FileLive, bytes: Uint8Array): Promise<void> {
     await this.#load();
     const frame = decodeFileFrame(bytes);
     if (!frame.ok) {
@@ -541,7 +663,7 @@ export class FileTransfers {
   }
 
   /** Store the chunks opened since the last store, in one transaction, then acknowledge them. */
-  async #storeTaken(live: Live, i: Incoming): Promise<void> {
+  async #storeTaken(live: FileLive, i: Incoming): Promise<void> {
     const batch = i.pending.splice(0);
     const first = batch[0];
     if (!first || this.#in.get(i.t.key) !== i || !i.hasher) return;
@@ -567,6 +689,11 @@ export class FileTransfers {
 
   /** A new live session with the contact: held messages go, accepted incoming transfers resume. */
   sessionUp(peer: Peer, live: Live): void {
+    this.up(this.#contact(peer), live);
+  }
+
+  /** A new live session with a contact or a room member: held messages go, transfers resume. */
+  up(peer: FilePeer, live: FileLive): void {
     void (async () => {
       await this.#load();
       for (const m of this.#unsent.get(peer.id)?.splice(0) ?? []) this.#later(peer, m);
@@ -586,8 +713,9 @@ export class FileTransfers {
   }
 
   /** The session ended: moving transfers wait for the next one. */
-  #paused(peer: Peer, live: Live): void {
-    if (peer.live && peer.live !== live) return;
+  #paused(peer: FilePeer, live: FileLive): void {
+    const current = peer.live();
+    if (current && current !== live) return;
     for (const m of [...this.#out.values(), ...this.#in.values()]) {
       if (m.t.contactId !== peer.id || (m.t.state !== "sending" && m.t.state !== "receiving")) continue;
       m.t.state = "waiting";
@@ -601,7 +729,7 @@ export class FileTransfers {
   // ---- the moving parts ----------------------------------------------------------------------
 
   /** Ask for the rest of an accepted file: chunks from `next` on (docs/protocol/files.md §5). */
-  async #resumeIncoming(peer: Peer, i: Incoming): Promise<void> {
+  async #resumeIncoming(peer: FilePeer, i: Incoming): Promise<void> {
     await i.chain; // what was taken is stored: the hash and `next` agree
     if (this.#in.get(i.t.key) !== i) return;
     if (!i.hasher && i.t.next > 0) {
@@ -641,7 +769,7 @@ export class FileTransfers {
    * Send chunks from `from` while the receiver's ACKs leave room in the window; a newer pump (a
    * resume), a closed session or a final state stops it.
    */
-  #pump(o: Outgoing, live: Live, from: number): void {
+  #pump(o: Outgoing, live: FileLive, from: number): void {
     const generation = ++o.generation;
     o.wake?.();
     o.t.state = "sending";
@@ -677,7 +805,7 @@ export class FileTransfers {
       if (o.generation !== generation || FINAL.has(o.t.state)) return;
       if (live.session.state === "closed") return; // resumes on the next session
       await this.#settle(o.t, "failed", "The file's copy on this device could not be read any more.");
-      const peer = this.#ctx.peers.get(o.t.contactId);
+      const peer = this.#peerOf(o.t);
       if (peer) this.#later(peer, { t: "file.cancel", id: o.t.id, own: true });
       this.#forgetOutgoing(o);
     });
@@ -692,13 +820,31 @@ export class FileTransfers {
    */
   async #readBlock(o: Outgoing, first: number, total: number): Promise<Uint8Array[]> {
     const count = Math.min(READ_BLOCK_CHUNKS, total - first);
-    if (o.blob)
+    if (o.blob && o.copy === o.t.key)
       return readPlainBlock(o.blob, o.t.size, first, count, (plains) =>
         Promise.all(
           plains.map((p, n) => sealChunk(providerOf(this.#ctx), o.key, chunkHeader(o.t, first + n), p)),
         ),
       );
-    const sealed = await this.#store.getChunks(o.t.key, first, count);
+    if (o.copy === o.t.key) return this.#readCopy(o, first, count);
+    // A room file: members in step share each block (at most SHARED_BLOCKS kept).
+    const at = `${o.copy}#${first}`;
+    let block = this.#blocks.get(at);
+    if (!block) {
+      block = this.#readCopy(o, first, count);
+      this.#blocks.set(at, block);
+      block.catch(() => this.#blocks.delete(at));
+      for (const k of this.#blocks.keys()) {
+        if (this.#blocks.size <= SHARED_BLOCKS) break;
+        this.#blocks.delete(k);
+      }
+    }
+    return block;
+  }
+
+  /** Chunks `first`… from the sealed copy, as FILE_CHUNK frames. */
+  async #readCopy(o: Outgoing, first: number, count: number): Promise<Uint8Array[]> {
+    const sealed = await this.#store.getChunks(o.copy, first, count);
     if (sealed.length !== count) throw new Error("the sealed copy is incomplete");
     return sealed.map((s, n) => encodeChunkFrame({ header: chunkHeader(o.t, first + n), sealed: s }));
   }
@@ -707,14 +853,19 @@ export class FileTransfers {
    * Before the offer, read the file once ≈ 1 MiB at a time: each chunk is sealed under the
    * per-transfer key and stored (the sealed copy the chunks are sent from, which survives a
    * reload), and its plaintext digest goes into the file hash (wire.ts `FileHasher`), all of a
-   * block concurrently; progress events say how far it got (a large file takes a moment).
+   * block concurrently; progress events say how far it got (a large file takes a moment). A room
+   * file is prepared once for all its members (`group` shares the id, key and copy); it stops
+   * when every member's transfer was cancelled.
    */
-  async #prepare(o: Outgoing, blob: Blob): Promise<Uint8Array> {
+  async #prepare(group: Outgoing[], blob: Blob): Promise<Uint8Array> {
+    const [o] = group;
+    if (!o) throw new Error("nobody to send to");
     const { t } = o;
     const crypto = providerOf(this.#ctx);
     const h = new FileHasher();
     const total = chunkCount(t.size);
-    for (let first = 0; first < total && t.state === "hashing"; first += READ_BLOCK_CHUNKS) {
+    const hashing = () => group.filter((g) => g.t.state === "hashing");
+    for (let first = 0; first < total && hashing().length > 0; first += READ_BLOCK_CHUNKS) {
       const count = Math.min(READ_BLOCK_CHUNKS, total - first);
       await readPlainBlock(blob, t.size, first, count, async (plains) => {
         const [digests, sealed] = await Promise.all([
@@ -722,17 +873,21 @@ export class FileTransfers {
           Promise.all(plains.map((p, n) => sealChunkBytes(crypto, o.key, chunkHeader(t, first + n), p))),
         ]);
         for (const d of digests) h.add(d);
-        await this.#store.putChunks(t.key, first, sealed);
+        await this.#store.putChunks(o.copy, first, sealed);
       });
-      t.done = Math.min(t.size, (first + count) * FILE_CHUNK_BYTES);
-      this.#progress(o);
+      for (const g of hashing()) {
+        g.t.done = Math.min(t.size, (first + count) * FILE_CHUNK_BYTES);
+        this.#progress(g);
+      }
     }
-    t.done = 0;
-    restartSpeed(o);
+    for (const g of group) {
+      g.t.done = 0;
+      restartSpeed(g);
+    }
     return h.digest();
   }
 
-  async #failIncoming(peer: Peer, i: Incoming, reason: string): Promise<void> {
+  async #failIncoming(peer: FilePeer, i: Incoming, reason: string): Promise<void> {
     await this.#dropIncoming(i, "failed", reason);
     this.#later(peer, { t: "file.cancel", id: i.t.id, own: false });
     emit(this.#ctx, { type: "error", contactId: peer.id, error: { kind: "internal", message: reason } });
@@ -752,12 +907,14 @@ export class FileTransfers {
     await this.#settle(i.t, state, reason);
   }
 
-  /** An outgoing transfer ended: its sealed copy and key go. */
+  /** An outgoing transfer ended: its sealed copy and key go (a room file's with its last member's). */
   #forgetOutgoing(o: Outgoing): void {
     o.wake?.();
     wipe(o.key);
     this.#out.delete(o.t.key);
-    this.#forgetSentCopy(o.t.key);
+    for (const other of this.#out.values()) if (other.copy === o.copy) return;
+    for (const k of [...this.#blocks.keys()]) if (k.startsWith(`${o.copy}#`)) this.#blocks.delete(k);
+    this.#forgetSentCopy(o.copy);
   }
 
   /** Delete an outgoing transfer's sealed copy and its key, in the background (a failure is logged). */
@@ -798,30 +955,52 @@ export class FileTransfers {
     emit(this.#ctx, { type: "file", transfer: { ...m.t } });
   }
 
-  /** Send a control message on the contact's serial chain; held for the next session if none. */
-  #later(peer: Peer, m: FileAppMessage): void {
+  /** Send a control message (in order, for a contact on its serial chain); held for the next session if none. */
+  #later(peer: FilePeer, m: FileAppMessage): void {
     void this.#tell(peer, m);
   }
 
-  async #tell(peer: Peer, m: FileAppMessage): Promise<void> {
-    const sent = await serial(peer, async () => {
-      const live = liveOf(peer);
-      if (!live || !ratchetCanSend(peer)) return false;
-      await sendApp(this.#ctx, peer, live, m);
-      return true;
-    }).catch(() => false);
+  async #tell(peer: FilePeer, m: FileAppMessage): Promise<void> {
+    const sent = await peer.tell(m).catch(() => false);
     if (sent) return;
     const held = this.#unsent.get(peer.id) ?? [];
     held.push(m);
     this.#unsent.set(peer.id, held);
   }
 
-  #freshId(contactId: ContactId): number {
+  /** A transfer id unused with every one of `ends` (a room file has one id for all its members). */
+  #freshId(ends: string[]): number {
     for (;;) {
       const [a = 0, b = 0, c = 0, d = 0] = providerOf(this.#ctx).randomBytes(4);
       const id = ((a << 24) | (b << 16) | (c << 8) | d) >>> 0;
-      if (id !== 0 && !this.#all.has(transferKey(contactId, "out", id))) return id;
+      if (id !== 0 && !ends.some((e) => this.#all.has(transferKey(e, "out", id)))) return id;
     }
+  }
+
+  /** The other end of a stored transfer, if it is still there. */
+  #peerOf(t: FileTransfer): FilePeer | undefined {
+    if (t.room !== undefined && t.member !== undefined) return this.rooms?.peer(t.room, t.member);
+    const peer = this.#ctx.peers.get(t.contactId);
+    return peer && this.#contact(peer);
+  }
+
+  /** A contact as a transfer end: `file.*` inside its ratchet, on its serial chain. */
+  #contact(peer: Peer): FilePeer {
+    const ctx = this.#ctx;
+    return {
+      id: peer.id,
+      name: peer.name,
+      blocked: peer.blocked,
+      live: () => peer.live,
+      ready: () => liveOf({ live: () => peer.live }) !== undefined && ratchetCanSend(peer),
+      tell: (m) =>
+        serial(peer, async () => {
+          const live = peer.live;
+          if (!live || live.session.state === "closed" || !ratchetCanSend(peer)) return false;
+          await sendApp(ctx, peer, live, m);
+          return true;
+        }),
+    };
   }
 }
 
@@ -887,9 +1066,13 @@ function restartSpeed(m: Moving): void {
   delete m.t.eta;
 }
 
-function liveOf(peer: Peer): Live | undefined {
-  return peer.live && peer.live.session.state !== "closed" ? peer.live : undefined;
+function liveOf(peer: Pick<FilePeer, "live">): FileLive | undefined {
+  const live = peer.live();
+  return live && live.session.state !== "closed" ? live : undefined;
 }
+
+/** Blocks of a room file's frames kept for its members' pumps (≈ 1 MiB each). */
+const SHARED_BLOCKS = 8;
 
 function refusal(message: string): EngineRefusal {
   return new EngineRefusal({ kind: "message-refused", message });

@@ -16,8 +16,12 @@ import { bytesSchema, uintSchema } from "../../../../core/codec/codec.ts";
 import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
 import { err, ok, type Result } from "../../../../core/errors.ts";
 
-/** Session frame types of the files range (0x10–0x17 in web/src/engine/wire.ts `FRAME`). */
-export const FILE_FRAME = { CHUNK: 0x10, ACK: 0x11 } as const;
+/**
+ * Session frame types of the files range (0x10–0x17 in web/src/engine/wire.ts `FRAME`). FILE_MSG
+ * carries a `file.*` message on a room member session only (files/room-files.ts; a contact's go
+ * inside its ratchet): `decodeFileFrame` refuses it like the unassigned types.
+ */
+export const FILE_FRAME = { CHUNK: 0x10, ACK: 0x11, MSG: 0x12 } as const;
 
 /** Plaintext bytes per chunk: a sealed chunk frame stays one Noise DATA frame (≤ 65518 bytes). */
 export const FILE_CHUNK_BYTES = 65_024;

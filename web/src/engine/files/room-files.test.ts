@@ -46,6 +46,7 @@ describe("FILE_MSG frames (member sessions)", () => {
     { t: "file.decline", id: 2, r: "busy" },
     { t: "file.cancel", id: 3, own: true },
     { t: "file.done", id: 4, ok: false },
+    { t: "file.part", id: 5, i: 2, s: 8, n: 9, d: new Uint8Array(8127).fill(1) },
   ])("round trip: %o", (m) => {
     const frame = encodeFileMsgFrame(m);
     expect(frame[0]).toBe(FILE_FRAME.MSG);
@@ -95,6 +96,10 @@ describe("FILE_MSG frames (member sessions)", () => {
     ],
     ["an empty name", raw({ t: "file.offer", id: 1, name: "", size: 1, type: "", hash: KEY, key: KEY })],
     ["chunk index past u16", raw({ t: "file.accept", id: 1, from: 65_536 })],
+    ["a part slice past the last", raw({ t: "file.part", id: 1, i: 0, s: 9, n: 9, d: new Uint8Array(1) })],
+    ["a part of no slices", raw({ t: "file.part", id: 1, i: 0, s: 0, n: 0, d: new Uint8Array(1) })],
+    ["an empty part", raw({ t: "file.part", id: 1, i: 0, s: 0, n: 1, d: new Uint8Array(0) })],
+    ["a part over 8 127 bytes", raw({ t: "file.part", id: 1, i: 0, s: 0, n: 1, d: new Uint8Array(8128) })],
   ])("refused: %s", (_, frame) => {
     const r = decodeFileMsgFrame(frame);
     expect(r.ok).toBe(false);

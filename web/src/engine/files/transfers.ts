@@ -16,6 +16,7 @@ import { equalBytes, wipe } from "../../../../core/bytes.ts";
 import { type ContactId, EngineRefusal } from "../api.ts";
 import { type EngineContext, emit, type Live, type Peer, providerOf, serial } from "../context.ts";
 import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
+import { sendByMailbox } from "../queues.ts";
 import { SealedFileStore } from "./sealed-records.ts";
 import { type FileTransfer, MemoryFileStore, transferKey } from "./store.ts";
 import {
@@ -29,13 +30,18 @@ import {
   FILE_CHUNK_BYTES,
   FILE_KEY_BYTES,
   type FileAppMessage,
+  type FileChunkFrame,
   type FileChunkHeader,
   FileHasher,
   type FileOffer,
+  type FilePart,
+  MAILBOX_PART_BYTES,
+  MAX_CHUNK_PARTS,
   MAX_FILE_BYTES,
   MAX_FILE_NAME_CHARS,
   MAX_FILE_TYPE_CHARS,
   MAX_THUMB_BYTES,
+  mailboxParts,
   openChunk,
   SEALED_CHUNK_BYTES,
   sealChunk,
@@ -91,6 +97,8 @@ interface Incoming extends Moving {
   pending: Taken[];
   /** Stores run one at a time, in order, while the next chunks are opened. */
   chain: Promise<void>;
+  /** Slices of the chunk coming through the relay mailbox (§9), until it is whole. */
+  parts?: { index: number; n: number; got: Uint8Array[] };
 }
 
 /** A chunk opened by the receiver: its sealed bytes to store, its plaintext digest under way. */
@@ -101,7 +109,30 @@ interface Taken {
 }
 
 /** What the transfers read of the engine. */
-export type FilesContext = Pick<EngineContext, "cfg" | "storage" | "listeners" | "peers" | "stopped">;
+export type FilesContext = Pick<
+  EngineContext,
+  "cfg" | "storage" | "listeners" | "peers" | "stopped" | "pool"
+>;
+
+/**
+ * Mailbox bodies of the contact's queue left for other messages while a file is in it (the file
+ * may take the relay's per-queue quota less these): chat sent meanwhile still fits.
+ */
+const MAILBOX_RESERVE = 32;
+/**
+ * The largest file a receiver takes from its mailbox without an accept (§9): the sender sizes
+ * what it deposits by the relay's quota (default 128 bodies: ≈ 0.7 MiB); this bounds what a
+ * contact can put on this device unasked, whatever a relay allows.
+ */
+export const MAX_MAILBOX_FILE_BYTES = 16 * 1024 * 1024;
+
+/** A contact's relay mailbox for a file (§9). */
+export interface FileMailbox {
+  /** Mailbox bodies a file may take now (the relay's queue quota less `MAILBOX_RESERVE`). */
+  bodies: number;
+  /** Seal one message with the contact's ratchet and SEND it into its mailbox; false if it did not go. */
+  deposit(m: FileAppMessage): Promise<boolean>;
+}
 
 /**
  * The other end of a transfer: a contact (its Double Ratchet carries the `file.*` messages, its
@@ -122,6 +153,8 @@ export interface FilePeer {
   tell(m: FileAppMessage): Promise<boolean>;
   /** Files can no longer be sent (a blocked contact). */
   readonly blocked?: boolean;
+  /** A contact with no live session whose relay mailbox we know (§9); undefined otherwise. */
+  mailbox?(): Promise<FileMailbox | undefined>;
 }
 
 /** What the transfers use of a live session. */
@@ -197,7 +230,11 @@ export class FileTransfers {
             this.#forgetSentCopy(copy);
             continue;
           }
-          if (t.state !== "offered" && t.state !== "queued") t.state = "waiting";
+          // A mailbox deposit cut short goes on live (the receiver drops what it has as replays);
+          // one completed waits for the receiver's answer.
+          if (t.state === "relaying") t.state = "queued";
+          else if (t.state !== "offered" && t.state !== "queued" && t.state !== "relayed")
+            t.state = "waiting";
           t.speed = 0;
           this.#out.set(t.key, { ...moving(t, key), generation: 0, copy });
         } else if (t.state !== "offered") {
@@ -326,8 +363,10 @@ export class FileTransfers {
     for (const o of hashing()) {
       const peer = peers.find((p) => p.id === o.t.contactId);
       if (!peer?.ready()) {
-        // Files go device to device: the offer waits for the contact's next session (`up`),
-        // across reloads of this page too (the sealed copy and the record are stored).
+        // Through the contact's relay mailbox when it fits (§9); else the offer waits for the
+        // contact's next session (`up`), across reloads of this page too (the sealed copy and the
+        // record are stored).
+        if (peer && (await this.#viaMailbox(peer, o))) continue;
         o.t.state = "queued";
         await this.#save(o.t);
         continue;
@@ -530,6 +569,8 @@ export class FileTransfers {
         }
         return;
       }
+      case "file.part":
+        return this.#part(peer, m);
       case "file.done": {
         const o = this.#out.get(transferKey(peer.id, "out", m.id));
         if (!o || FINAL.has(o.t.state)) return;
@@ -603,6 +644,47 @@ export class FileTransfers {
     const i = this.#in.get(transferKey(peer.id, "in", chunk.header.id));
     // A late chunk of a transfer cancelled, declined or finished meanwhile.
     if (i?.t.state !== "receiving") return;
+    await this.#take(peer, i, chunk, live);
+  }
+
+  /**
+   * A slice of a sealed chunk from the relay mailbox (§9): a file small enough for the mailbox
+   * is taken like a message, without an accept; its slices are put together and the chunk goes
+   * the way of a live one (`#take`). A slice out of order is dropped (the live path resumes from
+   * `next`); the relay's copy is acknowledged once the chunk is stored.
+   */
+  async #part(peer: FilePeer, m: FilePart): Promise<void> {
+    const i = this.#in.get(transferKey(peer.id, "in", m.id));
+    if (!i || FINAL.has(i.t.state) || i.t.size > MAX_MAILBOX_FILE_BYTES || m.i < i.taken) return;
+    const p = i.parts;
+    if (m.s === 0) i.parts = { index: m.i, n: m.n, got: [m.d] };
+    else if (p?.index === m.i && p.n === m.n && p.got.length === m.s) p.got.push(m.d);
+    else {
+      i.parts = undefined;
+      return;
+    }
+    const whole = i.parts;
+    if (!whole || whole.got.length < whole.n) return;
+    i.parts = undefined;
+    if (i.t.state !== "receiving") {
+      await this.#rehash(i);
+      if (this.#in.get(i.t.key) !== i) return;
+      i.t.state = "receiving";
+      restartSpeed(i);
+      await this.#save(i.t);
+    }
+    const sealed = new Uint8Array(whole.got.reduce((n, d) => n + d.length, 0));
+    let at = 0;
+    for (const d of whole.got) {
+      sealed.set(d, at);
+      at += d.length;
+    }
+    await this.#take(peer, i, { header: chunkHeader(i.t, m.i), sealed }, undefined);
+    await i.chain; // stored before the relay's copy is acknowledged
+  }
+
+  /** Take the next chunk of an accepted transfer (docs/protocol/files.md §4), live or from the mailbox. */
+  async #take(peer: FilePeer, i: Incoming, chunk: FileChunkFrame, live: FileLive | undefined): Promise<void> {
     const expect: ChunkExpectation = { id: i.t.id, size: i.t.size, next: i.taken };
     const checked = checkChunk(expect, chunk);
     if (!checked.ok) {
@@ -663,7 +745,7 @@ export class FileTransfers {
   }
 
   /** Store the chunks opened since the last store, in one transaction, then acknowledge them. */
-  async #storeTaken(live: FileLive, i: Incoming): Promise<void> {
+  async #storeTaken(live: FileLive | undefined, i: Incoming): Promise<void> {
     const batch = i.pending.splice(0);
     const first = batch[0];
     if (!first || this.#in.get(i.t.key) !== i || !i.hasher) return;
@@ -680,7 +762,8 @@ export class FileTransfers {
     const before = i.t.next;
     i.t.next = first.index + batch.length;
     i.t.done = Math.min(i.t.size, i.t.next * FILE_CHUNK_BYTES);
-    if (live.session.state !== "closed") live.session.send(encodeAckFrame({ id: i.t.id, next: i.t.next }));
+    if (live && live.session.state !== "closed")
+      live.session.send(encodeAckFrame({ id: i.t.id, next: i.t.next }));
     if (i.t.next === chunkCount(i.t.size)) return;
     // The resume point survives a reload; writing it every 16 chunks (≈ 1 MiB) is enough.
     if (Math.floor(i.t.next / 16) !== Math.floor(before / 16)) await this.#store.putTransfer(i.t);
@@ -701,6 +784,7 @@ export class FileTransfers {
         if (o.t.contactId === peer.id && (o.t.state === "offered" || o.t.state === "queued")) {
           if (o.t.state === "queued") {
             o.t.state = "offered";
+            delete o.t.reason; // why it waited (the mailbox: §9) is over
             await this.#save(o.t);
           }
           this.#later(peer, offerOf(o));
@@ -732,26 +816,30 @@ export class FileTransfers {
   async #resumeIncoming(peer: FilePeer, i: Incoming): Promise<void> {
     await i.chain; // what was taken is stored: the hash and `next` agree
     if (this.#in.get(i.t.key) !== i) return;
-    if (!i.hasher && i.t.next > 0) {
-      // After a reload the running hash is gone: hash what is stored again.
-      const h = new FileHasher();
-      for (let index = 0; index < i.t.next; index++) {
-        const plain = await this.#openStored(i.t, i.key, index);
-        if (!plain) {
-          i.t.next = index;
-          break;
-        }
-        h.add(await FileHasher.chunkDigest(providerOf(this.#ctx), plain));
-        wipe(plain);
-      }
-      i.hasher = h;
-      i.t.done = Math.min(i.t.size, i.t.next * FILE_CHUNK_BYTES);
-    }
+    await this.#rehash(i);
     i.taken = i.t.next;
     i.t.state = "receiving";
     restartSpeed(i);
     await this.#save(i.t);
     this.#later(peer, { t: "file.accept", id: i.t.id, from: i.t.next });
+  }
+
+  /** After a reload the running hash is gone: hash what is stored again. */
+  async #rehash(i: Incoming): Promise<void> {
+    if (i.hasher || i.t.next === 0) return;
+    const h = new FileHasher();
+    for (let index = 0; index < i.t.next; index++) {
+      const plain = await this.#openStored(i.t, i.key, index);
+      if (!plain) {
+        i.t.next = index;
+        break;
+      }
+      h.add(await FileHasher.chunkDigest(providerOf(this.#ctx), plain));
+      wipe(plain);
+    }
+    i.hasher = h;
+    i.taken = i.t.next;
+    i.t.done = Math.min(i.t.size, i.t.next * FILE_CHUNK_BYTES);
   }
 
   async #openStored(
@@ -887,6 +975,65 @@ export class FileTransfers {
     return h.digest();
   }
 
+  /**
+   * To a contact with no live session: the offer and every chunk, in slices, into its relay
+   * mailbox (docs/protocol/files.md §9) when the file fits what the relay's queue quota leaves;
+   * false (the caller queues it for the next session) when there is no mailbox or it does not fit
+   * — then the record says why.
+   */
+  async #viaMailbox(peer: FilePeer, o: Outgoing): Promise<boolean> {
+    const mb = await peer.mailbox?.().catch(() => undefined);
+    if (!mb) return false;
+    const need = 1 + mailboxParts(o.t.size);
+    if (need > mb.bodies || o.t.size > MAX_MAILBOX_FILE_BYTES) {
+      const fits = Math.max(0, Math.min(MAX_MAILBOX_FILE_BYTES, mailboxCapacity(mb.bodies - 1)));
+      o.t.reason = `Too large for ${peer.name}'s relay mailbox (up to ${mib(fits)} at a time): it will be offered when ${peer.name} is online.`;
+      return false;
+    }
+    o.t.state = "relaying";
+    o.t.next = 0;
+    o.t.done = 0;
+    restartSpeed(o);
+    await this.#save(o.t);
+    void this.#deposit(peer, o, mb).catch((e) =>
+      this.#ctx.cfg.log(`files: mailbox deposit: ${(e as Error).name}`),
+    );
+    return true;
+  }
+
+  /** The deposit itself: in order, from the sealed copy; a failed SEND falls back to the next session. */
+  async #deposit(peer: FilePeer, o: Outgoing, mb: FileMailbox): Promise<void> {
+    const moving = () => o.t.state === "relaying" && this.#out.get(o.t.key) === o;
+    const fallBack = async () => {
+      if (!moving()) return;
+      o.t.state = "queued";
+      o.t.reason = `${peer.name}'s relay mailbox did not take the file: it will be offered when ${peer.name} is online.`;
+      await this.#save(o.t);
+    };
+    if (!(await mb.deposit(offerOf(o)))) return fallBack();
+    const total = chunkCount(o.t.size);
+    for (let index = 0; index < total; index++) {
+      if (!moving()) return;
+      const [sealed] = await this.#store.getChunks(o.copy, index, 1);
+      if (!sealed) return fallBack();
+      const n = Math.ceil(sealed.length / MAILBOX_PART_BYTES);
+      for (let s = 0; s < n; s++) {
+        const d = sealed.slice(s * MAILBOX_PART_BYTES, (s + 1) * MAILBOX_PART_BYTES);
+        if (!moving()) return;
+        if (!(await mb.deposit({ t: "file.part", id: o.t.id, i: index, s, n, d }))) return fallBack();
+      }
+      o.t.next = index + 1;
+      o.t.done = Math.min(o.t.size, o.t.next * FILE_CHUNK_BYTES);
+      this.#progress(o);
+    }
+    if (!moving()) return;
+    // All in the mailbox: done once the contact's device says the hash matched (`file.done`).
+    o.t.state = "relayed";
+    o.t.speed = 0;
+    delete o.t.eta;
+    await this.#save(o.t);
+  }
+
   async #failIncoming(peer: FilePeer, i: Incoming, reason: string): Promise<void> {
     await this.#dropIncoming(i, "failed", reason);
     this.#later(peer, { t: "file.cancel", id: i.t.id, own: false });
@@ -993,13 +1140,31 @@ export class FileTransfers {
       blocked: peer.blocked,
       live: () => peer.live,
       ready: () => liveOf({ live: () => peer.live }) !== undefined && ratchetCanSend(peer),
-      tell: (m) =>
-        serial(peer, async () => {
+      tell: async (m) => {
+        const sent = await serial(peer, async () => {
           const live = peer.live;
           if (!live || live.session.state === "closed" || !ratchetCanSend(peer)) return false;
           await sendApp(ctx, peer, live, m);
           return true;
-        }),
+        });
+        // How a transfer ended reaches a contact who is away through its mailbox (§9), so the
+        // sender of a mailbox file learns it arrived; the rest waits for the next session.
+        if (sent || (m.t !== "file.done" && m.t !== "file.cancel")) return sent;
+        return (await this.#mailboxOf(peer))?.deposit(m) ?? false;
+      },
+      mailbox: () => this.#mailboxOf(peer),
+    };
+  }
+
+  /** The contact's relay mailbox, when it has no live session and announced one (§9). */
+  async #mailboxOf(peer: Peer): Promise<FileMailbox | undefined> {
+    const { pool } = this.#ctx;
+    const tx = peer.tx;
+    if (!pool || !tx || peer.blocked || (peer.live && peer.live.session.state !== "closed")) return undefined;
+    const client = await pool.client(tx.url);
+    return {
+      bodies: client.hello.queueQuota - MAILBOX_RESERVE,
+      deposit: (m) => sendByMailbox(this.#ctx, peer, m, []),
     };
   }
 }
@@ -1064,6 +1229,13 @@ function restartSpeed(m: Moving): void {
   m.sampleBytes = m.t.done;
   m.t.speed = 0;
   delete m.t.eta;
+}
+
+/** The largest file whose offer and parts fit `bodies` mailbox bodies (§9). */
+function mailboxCapacity(bodies: number): number {
+  let size = Math.max(0, Math.floor(bodies / MAX_CHUNK_PARTS) * FILE_CHUNK_BYTES);
+  while (mailboxParts(size + 1024) <= bodies) size += 1024;
+  return size;
 }
 
 function liveOf(peer: Pick<FilePeer, "live">): FileLive | undefined {

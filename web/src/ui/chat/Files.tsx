@@ -44,7 +44,11 @@ function fileStatus(t: FileTransfer, name: string): string {
       // Hashing a large file before the offer takes a moment: say how far it got.
       return t.done > 0 ? `Preparing… ${Math.floor((100 * t.done) / Math.max(1, t.size))}%` : "Preparing…";
     case "queued":
-      return `Will be offered when ${name} is online`;
+      return t.reason ?? `Will be offered when ${name} is online`;
+    case "relaying":
+      return `Into ${name}'s relay mailbox · ${moving}`;
+    case "relayed":
+      return `In ${name}'s relay mailbox: ${name} gets it when online`;
     case "offered":
       return t.direction === "out" ? `Waiting for ${name} to accept` : `${name} wants to send you this file`;
     case "sending":
@@ -69,9 +73,9 @@ function fileStatus(t: FileTransfer, name: string): string {
 }
 
 /** Chunks flow (or wait to): the progress bar shows. */
-const FLOWING = new Set(["sending", "receiving", "waiting"]);
+const FLOWING = new Set(["sending", "receiving", "waiting", "relaying"]);
 /** Not ended yet: it can be cancelled. */
-const MOVING = new Set(["hashing", "queued", "offered", ...FLOWING]);
+const MOVING = new Set(["hashing", "queued", "offered", "relayed", ...FLOWING]);
 
 /**
  * `contactId`: the files of one chat; or `roomId`: the files with the members of one room, each

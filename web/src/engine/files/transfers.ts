@@ -20,8 +20,10 @@ import { sendByMailbox } from "../queues.ts";
 import { SealedFileStore } from "./sealed-records.ts";
 import { type FileTransfer, MemoryFileStore, transferKey } from "./store.ts";
 import {
+  type ChunkCipher,
   type ChunkExpectation,
   checkChunk,
+  chunkCipher,
   chunkCount,
   chunkPlainBytes,
   decodeFileFrame,
@@ -44,8 +46,6 @@ import {
   mailboxParts,
   openChunk,
   SEALED_CHUNK_BYTES,
-  sealChunk,
-  sealChunkBytes,
 } from "./wire.ts";
 
 /** Chunks the sender may have beyond the receiver's last ACK (≈ 4 MiB in flight). */
@@ -69,6 +69,8 @@ const secretName = (key: string) => `file/${key}`;
 interface Moving {
   t: FileTransfer;
   key: Uint8Array;
+  /** The chunk AEAD under `key`, imported once (`#cipher`). */
+  cipher?: Promise<ChunkCipher>;
   lastEmit: number;
   /** Speed: bytes and time at the last sample. */
   sampleAt: number;
@@ -692,7 +694,7 @@ export class FileTransfers {
       await this.#failIncoming(peer, i, `A piece of ${i.t.name} arrived malformed; the file was discarded.`);
       return;
     }
-    const plain = await openChunk(providerOf(this.#ctx), i.key, chunk);
+    const plain = await (await this.#cipher(i)).open(chunk);
     if (!plain.ok) {
       await this.#failIncoming(
         peer,
@@ -908,12 +910,17 @@ export class FileTransfers {
    */
   async #readBlock(o: Outgoing, first: number, total: number): Promise<Uint8Array[]> {
     const count = Math.min(READ_BLOCK_CHUNKS, total - first);
-    if (o.blob && o.copy === o.t.key)
+    if (o.blob && o.copy === o.t.key) {
+      const cipher = await this.#cipher(o);
       return readPlainBlock(o.blob, o.t.size, first, count, (plains) =>
         Promise.all(
-          plains.map((p, n) => sealChunk(providerOf(this.#ctx), o.key, chunkHeader(o.t, first + n), p)),
+          plains.map(async (p, n) => {
+            const header = chunkHeader(o.t, first + n);
+            return encodeChunkFrame({ header, sealed: await cipher.seal(header, p) });
+          }),
         ),
       );
+    }
     if (o.copy === o.t.key) return this.#readCopy(o, first, count);
     // A room file: members in step share each block (at most SHARED_BLOCKS kept).
     const at = `${o.copy}#${first}`;
@@ -953,12 +960,13 @@ export class FileTransfers {
     const h = new FileHasher();
     const total = chunkCount(t.size);
     const hashing = () => group.filter((g) => g.t.state === "hashing");
+    const cipher = await this.#cipher(o);
     for (let first = 0; first < total && hashing().length > 0; first += READ_BLOCK_CHUNKS) {
       const count = Math.min(READ_BLOCK_CHUNKS, total - first);
       await readPlainBlock(blob, t.size, first, count, async (plains) => {
         const [digests, sealed] = await Promise.all([
           Promise.all(plains.map((p) => FileHasher.chunkDigest(crypto, p))),
-          Promise.all(plains.map((p, n) => sealChunkBytes(crypto, o.key, chunkHeader(t, first + n), p))),
+          Promise.all(plains.map((p, n) => cipher.seal(chunkHeader(t, first + n), p))),
         ]);
         for (const d of digests) h.add(d);
         await this.#store.putChunks(o.copy, first, sealed);
@@ -1049,6 +1057,7 @@ export class FileTransfers {
     this.#in.delete(i.t.key);
     i.hasher = undefined;
     wipe(i.key);
+    i.cipher = undefined;
     await this.#store.deleteChunks(i.t.key);
     await this.#ctx.storage.deleteSecret(secretName(i.t.key));
     await this.#settle(i.t, state, reason);
@@ -1058,6 +1067,7 @@ export class FileTransfers {
   #forgetOutgoing(o: Outgoing): void {
     o.wake?.();
     wipe(o.key);
+    o.cipher = undefined;
     this.#out.delete(o.t.key);
     for (const other of this.#out.values()) if (other.copy === o.copy) return;
     for (const k of [...this.#blocks.keys()]) if (k.startsWith(`${o.copy}#`)) this.#blocks.delete(k);
@@ -1085,6 +1095,12 @@ export class FileTransfers {
     this.#all.set(t.key, t);
     await this.#store.putTransfer(t);
     emit(this.#ctx, { type: "file", transfer: { ...t } });
+  }
+
+  /** The moving transfer's chunk AEAD, its key imported once. */
+  #cipher(m: Moving): Promise<ChunkCipher> {
+    m.cipher ??= chunkCipher(providerOf(this.#ctx), m.key);
+    return m.cipher;
   }
 
   #progress(m: Moving): void {

@@ -2,7 +2,8 @@
  * Files through the relay mailbox (docs/protocol/files.md §9), two engines in Node with a real
  * relay and signaling: a file to a contact who is offline goes into its mailbox in `file.part`
  * slices within the relay's quota, and the contact, back without signaling (only the mailbox can
- * bring it), gets it whole with the hash checked while the sender learns it arrived; a file too
+ * bring it), gets it whole with the hash checked while the sender learns it arrived, and a long
+ * message sent meanwhile arrives too (deposits to one contact do not interleave); a file too
  * large for the quota says so and waits for the next session, where it goes live; a receiver
  * back online reads its mailbox while the live session resumes from the chunks it stored, each
  * chunk taken once. The slice size comes from the
@@ -97,7 +98,11 @@ describe("files through the relay mailbox (Node, real relay and signaling)", () 
     const data = bytesOf(5 * FILE_CHUNK_BYTES + 777, 11);
     const sent = await a.engine.sendFile(b.id, new Blob([data]), "notes.bin");
     expect(sent.state).toBe("relaying");
+    // A long message (several mailbox pieces) while the parts go in: its pieces stay together.
+    const long = "ü".repeat(16_000);
+    const m = await a.engine.send(b.id, long);
     await until(() => stateOf(a, sent.key) === "relayed", "all in bob's mailbox", 20_000);
+    await until(() => h.stateOf(a, m) === "relayed", "the message too", 20_000);
     // Bob comes back without signaling: only the mailbox can bring the file.
     const b2 = h.node("bob", b.user, b.storage, "");
     await b2.engine.start();
@@ -105,6 +110,7 @@ describe("files through the relay mailbox (Node, real relay and signaling)", () 
     const [got] = incoming(b2);
     const blob = await b2.engine.fileBlob(got!.key);
     expect(toHex(new Uint8Array(await blob!.arrayBuffer()))).toBe(toHex(data));
+    await until(() => b.storage.texts(a.id, "in").includes(long), "bob read the message", 20_000);
     // `file.done` came back through Alice's mailbox.
     await until(() => stateOf(a, sent.key) === "done", "alice sees it delivered", 20_000);
   });

@@ -782,8 +782,11 @@ export class FileTransfers {
     void (async () => {
       await this.#load();
       for (const m of this.#unsent.get(peer.id)?.splice(0) ?? []) this.#later(peer, m);
+      // Offered again (a receiver that has it ignores the repeat); a file left in the mailbox
+      // too (`relayed`): a receiver whose relay dropped it (TTL) gets the offer live (§9).
+      const again = new Set(["offered", "queued", "relayed"]);
       for (const o of this.#out.values())
-        if (o.t.contactId === peer.id && (o.t.state === "offered" || o.t.state === "queued")) {
+        if (o.t.contactId === peer.id && again.has(o.t.state)) {
           if (o.t.state === "queued") {
             o.t.state = "offered";
             delete o.t.reason; // why it waited (the mailbox: §9) is over

@@ -536,6 +536,15 @@ export interface ChatEngine {
   cancelFile(key: string): Promise<void>;
   /** The contact's transfers, oldest first. */
   listFiles(contactId: ContactId): Promise<FileTransfer[]>;
+  /**
+   * Send a file to everyone in a room (docs/protocol/files.md §8): read and sealed once, then one
+   * transfer per member over its member session (each with its own progress and cancel); a
+   * member who is away is offered it when back. Rejects with `EngineRefusal` when nobody else is
+   * in the room or the file is over the size limit.
+   */
+  sendFileToRoom(roomId: string, file: Blob, name: string, thumb?: Uint8Array): Promise<FileTransfer[]>;
+  /** Transfers with the members of a room, both ways. */
+  listRoomFiles(roomId: string): Promise<FileTransfer[]>;
   /** A received file whose hash matched (or one being sent), to download or preview. */
   fileBlob(key: string): Promise<Blob | undefined>;
   /** A received file whose hash matched, read one chunk at a time (a streamed save to disk). */

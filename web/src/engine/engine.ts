@@ -57,6 +57,7 @@ import { RoomCalls } from "./calls/room-call.ts";
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
 import { cryptoOf, type EngineContext, emit, type Peer, providerOf, setService, stamp } from "./context.ts";
 import { DeviceRelay } from "./devices.ts";
+import { RoomFiles } from "./files/room-files.ts";
 import { FileTransfers } from "./files/transfers.ts";
 import { contactLinkRefs, setupAddress } from "./first-contact.ts";
 import { acceptServerIceServers, iceServersFor } from "./ice-servers.ts";
@@ -64,7 +65,7 @@ import { Links } from "./link/links.ts";
 import { newOutgoing, refusalFor, SendLines, sendableContact } from "./outgoing.ts";
 import { watchKeys } from "./presence.ts";
 import { proxyClientOf, serveProxy } from "./proxy-link.ts";
-import { DEFAULT_ROOM_MEMBER_CAP, RoomsEngine } from "./rooms/mesh.ts";
+import { DEFAULT_ROOM_MEMBER_CAP, type RoomFrameLane, RoomsEngine } from "./rooms/mesh.ts";
 
 export { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
 
@@ -167,7 +168,8 @@ export class Engine implements ChatEngine {
           log: cfg.log,
         })
       : undefined;
-    if (rooms) rooms.lane = this.roomCalls;
+    if (rooms && this.roomCalls)
+      rooms.lane = bothLanes(this.roomCalls, new RoomFiles(this.#files, rooms, cfg.log));
     this.devices = new DeviceRelay(this.#ctx);
   }
 
@@ -422,6 +424,13 @@ export class Engine implements ChatEngine {
   listFiles(contactId: ContactId) {
     return this.#files.list(contactId);
   }
+  sendFileToRoom(roomId: string, file: Blob, name: string, thumb?: Uint8Array) {
+    const members = this.rooms?.recipients(roomId) ?? [];
+    return this.#files.sendToRoom(roomId, members, file, name, thumb);
+  }
+  listRoomFiles(roomId: string) {
+    return this.#files.listRoom(roomId);
+  }
   fileBlob(key: string): Promise<Blob | undefined> {
     return this.#files.blob(key);
   }
@@ -449,4 +458,19 @@ function smpBridgeOf(ownRelay: string): { smpBridgeUrl?: string } {
   } catch {
     return {};
   }
+}
+
+/** Room calls and room files on the member sessions: each takes the frames of its own range. */
+function bothLanes(a: RoomFrameLane, b: RoomFrameLane): RoomFrameLane {
+  return {
+    onFrame: (roomId, member, frame) => a.onFrame(roomId, member, frame) || b.onFrame(roomId, member, frame),
+    memberUp: (roomId, member) => {
+      a.memberUp(roomId, member);
+      b.memberUp(roomId, member);
+    },
+    memberDown: (roomId, member) => {
+      a.memberDown(roomId, member);
+      b.memberDown(roomId, member);
+    },
+  };
 }

@@ -230,12 +230,21 @@ export function newDeposit(
  * DUPLICATE ("already stored"), so nothing is stored twice. On failure: the presence says why and
  * a `mailbox` timer retries the flush with backoff (outcomes added to `out`).
  */
-export async function sendDeposit(
-  ctx: DepositContext,
-  peer: Peer,
-  d: Deposit,
-  out: Outcome[],
-): Promise<boolean> {
+export function sendDeposit(ctx: DepositContext, peer: Peer, d: Deposit, out: Outcome[]): Promise<boolean> {
+  // One deposit at a time per contact: the pieces of one message must be contiguous on the queue
+  // (docs/protocol/mailbox.md §2: pieces carry no sequence numbers), and deposits also start outside the link
+  // controller (a file's parts, files/transfers.ts; a device command, devices.ts).
+  const run = (depositChains.get(peer) ?? Promise.resolve()).then(() => depositNow(ctx, peer, d, out));
+  depositChains.set(
+    peer,
+    run.catch(() => undefined),
+  );
+  return run;
+}
+
+const depositChains = new WeakMap<Peer, Promise<unknown>>();
+
+async function depositNow(ctx: DepositContext, peer: Peer, d: Deposit, out: Outcome[]): Promise<boolean> {
   const pool = ctx.pool;
   if (!pool) return false;
   const { url, queue } = d.target;

@@ -6,12 +6,15 @@
  */
 import { createEffect, createResource, createSignal, For, onCleanup, Show } from "solid-js";
 import { fromHex } from "../../../core/bytes.ts";
+import { sendFilesToRoom } from "../app/files.ts";
 import type { AppModel } from "../app/model.ts";
 import { roomsOf } from "../app/rooms.ts";
+import type { FileTransfer } from "../engine/api.ts";
 import type { RoomMemberView, RoomMessageView, RoomView } from "../engine/rooms/api.ts";
 import { safetyCode } from "../identity.ts";
 import { RoomCallPanel } from "./call/RoomCallPanel.tsx";
 import { Composer } from "./chat/Composer.tsx";
+import { Files } from "./chat/Files.tsx";
 import { Qr } from "./Qr.tsx";
 
 /** ← Back (Home.tsx has the same; imported from there it would make Home ↔ Room a cycle). */
@@ -190,6 +193,27 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
   window.addEventListener("focus", onVisible);
   onCleanup(() => window.removeEventListener("focus", onVisible));
 
+  // Files to everyone here (docs/protocol/files.md §8): the button, a drop on the room, a pasted image.
+  const canSend = () => room() !== undefined && room()?.status !== "removed";
+  const attach = (files: readonly File[]) => {
+    if (files.length === 0 || !canSend()) return;
+    void sendFilesToRoom(app, props.id, files).then((problem) => setError(problem));
+  };
+  const [dropping, setDropping] = createSignal(false);
+  let picker!: HTMLInputElement;
+  const onPaste = (e: ClipboardEvent) => {
+    const files = [...(e.clipboardData?.files ?? [])];
+    if (files.length === 0) return;
+    e.preventDefault();
+    attach(files);
+  };
+  window.addEventListener("paste", onPaste);
+  onCleanup(() => window.removeEventListener("paste", onPaste));
+  const memberName = (t: FileTransfer | undefined) =>
+    t?.member === undefined
+      ? ""
+      : (room()?.members.find((m) => m.key === t.member)?.name ?? t.memberName ?? short(t.member));
+
   const leave = async () => {
     if (!confirm("Leave this room? Its history on this device is deleted.")) return;
     try {
@@ -201,7 +225,24 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
   };
 
   return (
-    <main class="screen chat room" data-testid="room-screen" data-room-id={props.id}>
+    <main
+      class="screen chat room"
+      classList={{ dropping: dropping() }}
+      data-testid="room-screen"
+      data-room-id={props.id}
+      onDragOver={(e) => {
+        if (!e.dataTransfer?.types.includes("Files")) return;
+        e.preventDefault();
+        setDropping(true);
+      }}
+      onDragLeave={() => setDropping(false)}
+      onDrop={(e) => {
+        if (!e.dataTransfer?.files.length) return;
+        e.preventDefault();
+        setDropping(false);
+        attach([...e.dataTransfer.files]);
+      }}
+    >
       <div class="bar">
         <Back app={app} />
         <div class="who">
@@ -362,11 +403,46 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
           <For each={messages()}>{(m) => <RoomBubble m={m} />}</For>
         </ol>
       </div>
+      <Show when={room()}>
+        {(r) => (
+          <Files
+            app={app}
+            roomId={props.id}
+            name={memberName}
+            label={`Files in ${roomLabel(r())}`}
+            onError={setError}
+          />
+        )}
+      </Show>
       <Show when={error()}>
-        <p class="error" role="alert">
+        <p class="error" role="alert" data-testid="room-error">
           {error()}
         </p>
       </Show>
+      <div class="attach">
+        <input
+          type="file"
+          multiple
+          class="sr-only"
+          tabIndex={-1}
+          aria-hidden="true"
+          data-testid="attach-input"
+          ref={picker}
+          onChange={(e) => {
+            attach([...(e.currentTarget.files ?? [])]);
+            e.currentTarget.value = "";
+          }}
+        />
+        <button
+          type="button"
+          data-testid="attach-button"
+          disabled={!canSend()}
+          onClick={() => picker.click()}
+          title="Send a file to everyone here (or drop one on the room, or paste an image)"
+        >
+          Attach file
+        </button>
+      </div>
       <Composer
         disabled={!room() || room()?.status === "removed"}
         onSend={(text) => rooms.send(props.id, text)}

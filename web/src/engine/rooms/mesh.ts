@@ -130,6 +130,8 @@ interface Member {
   viaRelay: boolean;
   /** As responder of its current session: the ratchet key we offered (rooms/mailbox.ts). */
   ratchetKey: RatchetKeyPair | undefined;
+  /** Waits while the current session's link has a full send buffer (bulk frames: files). */
+  drain: (() => Promise<void>) | undefined;
 }
 
 interface Room {
@@ -402,18 +404,7 @@ export class RoomsEngine implements RoomsApi {
     if (room.record.gone) throw new Error("The host removed you from this room.");
     if (text.trim().length === 0) throw new Error("Type a message first.");
     if (text.length > MAX_TEXT_CHARS) throw new Error(`A message has at most ${MAX_TEXT_CHARS} characters.`);
-    // For the members present, and those the host lists who are away: each gets it when its link is
-    // back (§6), in the order sent.
-    const to = new Set(
-      [...room.members.values()]
-        .filter((m) => m.present && !m.refused && !this.#removed(room, m.key))
-        .map((m) => m.hex),
-    );
-    const st = room.state?.state;
-    for (const key of st ? [...st.m, st.hid] : []) {
-      const hex = toHex(key);
-      if (hex !== this.#selfHex && !this.#removed(room, key)) to.add(hex);
-    }
+    const to = this.#recipients(room);
     const entry: LogEntry = { id: randomId(), at: this.#d.now(), text, to: [...to], got: [] };
     room.log.push(entry);
     room.record.read = room.log.length;
@@ -429,6 +420,46 @@ export class RoomsEngine implements RoomsApi {
     });
     this.#emit({ type: "room-changed", roomId: id });
     return this.messages(id).at(-1)!;
+  }
+
+  /**
+   * Who a message (or a file: files/room-files.ts) is for: the members present, and those the host
+   * lists who are away — each gets it when its link is back (§6), in the order sent.
+   */
+  #recipients(room: Room): Set<string> {
+    const to = new Set(
+      [...room.members.values()]
+        .filter((m) => m.present && !m.refused && !this.#removed(room, m.key))
+        .map((m) => m.hex),
+    );
+    const st = room.state?.state;
+    for (const key of st ? [...st.m, st.hid] : []) {
+      const hex = toHex(key);
+      if (hex !== this.#selfHex && !this.#removed(room, key)) to.add(hex);
+    }
+    return to;
+  }
+
+  /** The members a file sent now goes to (`#recipients`); none when we are not (or no longer) in. */
+  recipients(roomId: string): string[] {
+    const room = this.#rooms.get(roomId);
+    return room && !room.record.gone ? [...this.#recipients(room)] : [];
+  }
+
+  /** A member's name as it said in its room.hi (or as it last wrote), if known. */
+  memberName(roomId: string, member: string): string | undefined {
+    const room = this.#rooms.get(roomId);
+    return room?.members.get(member)?.name ?? room?.log.findLast((e) => e.from === member)?.name;
+  }
+
+  /** A member's live session, for another feature's bulk frames (files/room-files.ts). */
+  memberSession(
+    roomId: string,
+    member: string,
+  ): { session: Session; drain?: () => Promise<void> } | undefined {
+    const m = this.#rooms.get(roomId)?.members.get(member);
+    if (!m?.session || m.session.state === "closed") return undefined;
+    return { session: m.session, ...(m.drain ? { drain: m.drain } : {}) };
   }
 
   // ---- mailboxes for members who are away (rooms/mailbox.ts; docs/protocol/rooms.md §9) -------
@@ -896,7 +927,7 @@ export class RoomsEngine implements RoomsApi {
           ...(this.#d.crypto ? { crypto: this.#d.crypto } : {}),
         });
         m.dialing = false;
-        this.#up(room, m, session);
+        this.#up(room, m, session, link.drain?.bind(link));
       } catch (e) {
         m.dialing = false;
         link.close("room-dial-failed");
@@ -973,7 +1004,7 @@ export class RoomsEngine implements RoomsApi {
           ...(this.#d.crypto ? { crypto: this.#d.crypto } : {}),
         });
         m.ratchetKey = ratchetKey;
-        this.#up(room, m, session);
+        this.#up(room, m, session, link.drain?.bind(link));
       } catch (e) {
         link.close("room-answer-failed");
         // As the newcomer we are the responder: a member who closes on our message 2 is one whose
@@ -1003,7 +1034,7 @@ export class RoomsEngine implements RoomsApi {
     this.#changed(room);
   }
 
-  #up(room: Room, m: Member, session: Session): void {
+  #up(room: Room, m: Member, session: Session, drain?: () => Promise<void>): void {
     if (this.#stopped || !this.#rooms.has(room.idHex) || room.record.gone || this.#removed(room, m.key)) {
       session.close("not-in-room");
       return;
@@ -1012,6 +1043,7 @@ export class RoomsEngine implements RoomsApi {
     m.present = true;
     const old = m.session;
     m.session = session;
+    m.drain = drain;
     m.refused = false;
     m.failures = 0;
     m.legacy = 0;
@@ -1231,6 +1263,7 @@ export class RoomsEngine implements RoomsApi {
         dialedBack: false,
         viaRelay: false,
         ratchetKey: undefined,
+        drain: undefined,
       };
       room.members.set(hex, m);
     }

@@ -33,9 +33,11 @@ const TOP = [
   "device",
 ];
 /** A path under one of the top-level folders, not the tail of a longer path, URL or package name. */
-const REPO_PATH = new RegExp(`(?<![\\w.@/:-])(?:${TOP.join("|")})/[\\w./*-]*`, "g");
+const REPO_PATH = new RegExp(`(?<![\\w.@/:-])(?:${TOP.join("|")})/[\\w./*@-]*`, "g");
 /** Build output, named in docs but not in the repository until `npm run build`. */
 const GENERATED = new Set(["web/dist"]);
+/** Secrets an operator creates beside the deploy files, never committed (.gitignore). */
+const OPERATOR_SECRETS = new Set(["deploy/loft.env", "deploy/relay-master.key"]);
 /** Prose that looks like a path: "the signaling/rendezvous service", "signaling/relay URLs". */
 const PROSE = new Set(["signaling/rendezvous", "signaling/relay", "smp/1"]);
 /** A bare file name with an extension we keep in the repository. */
@@ -92,7 +94,7 @@ function dangling(): string[] {
   for (const { file, text, markdown } of texts) {
     for (const m of text.matchAll(REPO_PATH)) {
       const p = trimTail(m[0]);
-      if (GENERATED.has(p) || PROSE.has(p)) continue;
+      if (GENERATED.has(p) || PROSE.has(p) || OPERATOR_SECRETS.has(p)) continue;
       if (!(p.includes("*") ? matchesSome(p) : existsSync(join(ROOT, p)))) bad.push(`${file}: ${p}`);
     }
     for (const m of text.matchAll(FILE_NAME)) {

@@ -34,6 +34,11 @@ export interface HostedService {
   handleHttp?(req: IncomingMessage, res: ServerResponse): boolean;
   /** Figures for /health; must not contain identities, IPs or content. */
   health(): Record<string, unknown>;
+  /**
+   * Why the service cannot serve now (e.g. "redis unreachable"), or undefined when it can: /health
+   * then answers 503 with the reason, so a load balancer sends clients to another instance.
+   */
+  unavailable?(): string | undefined;
   /** Stop accepting, close sockets with a going-away code, flush stores. */
   close(): Promise<void>;
 }
@@ -135,18 +140,29 @@ export function createHost(options: HostOptions): Host {
   const server = createServer(withHeaders("public", handleRequest));
   const metricsServer = separate ? createServer(withHeaders("metrics", handleMetricsRequest)) : undefined;
 
+  /** The services that cannot serve now, with why (docs/operations.md, "Health"). */
+  function unavailable(): Record<string, string> | undefined {
+    const reasons = services.flatMap((s) => {
+      const why = s.unavailable?.();
+      return why === undefined ? [] : [[s.name, why] as const];
+    });
+    return reasons.length > 0 ? Object.fromEntries(reasons) : undefined;
+  }
+
   function detailedHealth() {
+    const reasons = unavailable();
     return {
-      status: "ok",
+      status: reasons ? "unavailable" : "ok",
+      ...(reasons ? { unavailable: reasons } : {}),
       uptime_s: Math.round((Date.now() - started) / 1000),
       ...(options.cryptoBackends ? { crypto: { ...options.cryptoBackends } } : {}),
       services: Object.fromEntries(services.map((s) => [s.name, s.health()])),
     };
   }
 
-  function sendJson(req: IncomingMessage, res: ServerResponse, body: unknown): void {
+  function sendJson(req: IncomingMessage, res: ServerResponse, body: unknown, status = 200): void {
     const text = JSON.stringify(body);
-    res.writeHead(200, {
+    res.writeHead(status, {
       "content-type": "application/json",
       "content-length": Buffer.byteLength(text),
       "cache-control": "no-store",
@@ -185,7 +201,14 @@ export function createHost(options: HostOptions): Host {
     }
     res.setHeader("content-security-policy", appPolicy(req, baseHeaders["content-security-policy"]!));
     if (url.pathname === "/health" && isRead(req)) {
-      sendJson(req, res, metrics === "public" ? detailedHealth() : { status: "ok" });
+      const reasons = unavailable();
+      const body =
+        metrics === "public"
+          ? detailedHealth()
+          : reasons
+            ? { status: "unavailable", unavailable: reasons }
+            : { status: "ok" };
+      sendJson(req, res, body, reasons ? 503 : 200);
       return;
     }
     if (url.pathname === "/metrics" && isRead(req) && metrics === "public") {
@@ -211,8 +234,10 @@ export function createHost(options: HostOptions): Host {
       return;
     }
     if (path === "/metrics" && isRead(req)) await sendMetrics(req, res);
-    else if (path === "/health" && isRead(req)) sendJson(req, res, detailedHealth());
-    else notFound(res);
+    else if (path === "/health" && isRead(req)) {
+      const body = detailedHealth();
+      sendJson(req, res, body, body.status === "ok" ? 200 : 503);
+    } else notFound(res);
   }
 
   function trackSource(req: IncomingMessage, socket: Duplex): void {

@@ -737,10 +737,13 @@ export class SignalingClient {
       (e: LoftError) => {
         this.#emit({ type: "error", error: e });
         this.#rejectReady(e);
-        // A busy server (rate or verification budget of our network address) asks us to come
-        // back shortly: try again on this connection after a jittered pause.
+        // A busy server (rate or verification budget of our network address) or one that cannot
+        // reach its shared state (Redis; docs/protocol/signaling.md, "Several instances") asks us
+        // to come back shortly: try again on this connection after a jittered pause.
         if (
-          (e.code === "LOFT_ERR_SIGNALING_BUSY" || e.code === "LOFT_ERR_SIGNALING_RATE_LIMITED") &&
+          (e.code === "LOFT_ERR_SIGNALING_BUSY" ||
+            e.code === "LOFT_ERR_SIGNALING_RATE_LIMITED" ||
+            e.code === "LOFT_ERR_SIGNALING_UNAVAILABLE") &&
           this.#o.register
         )
           this.#retryTimer = setTimeout(

@@ -150,13 +150,12 @@ describe("signaling on Redis: faults", () => {
 
   beforeAll(async () => {
     redis = await startRedis();
-    for (let i = 0; i < 2; i++)
-      procs.push(
-        await startLoft({
-          entry: "signaling/main.ts",
-          args: ["--redis", redis.url, "--signal-redis-dead-after-ms", "1000"],
-        }),
-      );
+    const start = () =>
+      startLoft({
+        entry: "signaling/main.ts",
+        args: ["--redis", redis.url, "--signal-redis-dead-after-ms", "1000"],
+      });
+    procs.push(...(await Promise.all([start(), start()])));
   });
   afterAll(async () => {
     for (const c of clients) c.close();

@@ -8,8 +8,9 @@
  *
  * Instance channel `loft:sig:i:<instance>` carries, to the instance holding a connection:
  *  - `SIGNAL {c, frame}`: hand `frame` (an encoded server SIGNAL frame) to connection `c`;
- *  - `REPLACED {c, key}`: the registration of `key` on connection `c` moved to another
- *    connection (REGISTRATION_ENDED "replaced");
+ *  - `REPLACED {c, key, q}`: the registration of `key` on connection `c` moved to another
+ *    connection (REGISTRATION_ENDED "replaced") by the change numbered `q` — ignored by a
+ *    connection whose own REGISTER came later (latest wins, as on one instance);
  *  - `ROOM {c: [..], room, key, present}`: ROOM_PRESENCE for those connections;
  *  - `ROOM_MOVED {c, room}`: `c`'s identity joined `room` from another connection, so `c` is no
  *    longer present there.
@@ -31,7 +32,7 @@ const MAX_ROOM_CONNS = 255;
 
 const instanceMessageSchema = v.variant("t", [
   v.strictObject({ t: v.literal("SIGNAL"), c: connId, frame: binSchema(1, MAX_FRAME) }),
-  v.strictObject({ t: v.literal("REPLACED"), c: connId, key: key32 }),
+  v.strictObject({ t: v.literal("REPLACED"), c: connId, key: key32, q: uintSchema() }),
   v.strictObject({
     t: v.literal("ROOM"),
     c: v.pipe(v.array(connId), v.minLength(1), v.maxLength(MAX_ROOM_CONNS)),

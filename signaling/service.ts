@@ -141,6 +141,8 @@ interface Conn {
   /** A request of this connection is waiting for Redis; later ones wait in `backlog` (in order). */
   busy: boolean;
   backlog: ClientMessage[];
+  /** With --redis: the change number of this connection's last accepted REGISTER. */
+  sharedQ: number;
 }
 
 /** Room kept for the LOOKUP_RESPONSE envelope around its PeerInfo list. */
@@ -398,7 +400,8 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         return;
       }
       case "REPLACED": {
-        if (!conn?.reg || conn.reg.keyHex !== toHex(m.key)) return;
+        // A move older than this connection's own latest REGISTER is stale: that REGISTER won.
+        if (!conn?.reg || conn.reg.keyHex !== toHex(m.key) || m.q < conn.sharedQ) return;
         const reg = unbind(conn, true);
         if (reg) registry.remove(reg);
         updateGauges();
@@ -448,7 +451,12 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
           onlyIfFree: true,
         });
         if (reply.status === "TAKEN") {
-          onInstanceMessage({ t: "REPLACED", c: conn.id, key: reg.key as Uint8Array<ArrayBuffer> });
+          onInstanceMessage({
+            t: "REPLACED",
+            c: conn.id,
+            key: reg.key as Uint8Array<ArrayBuffer>,
+            q: Number.MAX_SAFE_INTEGER,
+          });
           continue;
         }
         for (const room of conn.rooms) {
@@ -635,7 +643,9 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     }
     const previous = reply.previous;
     if (previous && previous.inst !== shared!.inst)
-      track(shared!.send(previous.inst, { t: "REPLACED", c: previous.conn, key: registration.key }));
+      track(
+        shared!.send(previous.inst, { t: "REPLACED", c: previous.conn, key: registration.key, q: reply.q }),
+      );
     if (movesHere) {
       conn.reg = registration;
       conn.source.registrations++;
@@ -643,6 +653,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       refreshViewer(conn);
     }
     conn.publicKey = publicKey;
+    conn.sharedQ = reply.q;
     const renewed = previous !== undefined && previous.inst === shared!.inst && previous.conn === conn.id;
     metrics.registersTotal.inc({
       outcome: previous === undefined ? "new" : renewed ? "renewed" : "replaced",
@@ -1075,6 +1086,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       onClosed: undefined,
       busy: false,
       backlog: [],
+      sharedQ: 0,
     };
     conns.add(conn);
     connsById.set(conn.id, conn);

@@ -30,7 +30,7 @@ const hex = (c: string) => c.repeat(64);
 
 const valid: InstanceMessage[] = [
   { t: "SIGNAL", c: 1, frame: bytes(200) },
-  { t: "REPLACED", c: 42, key: bytes(32, 1) },
+  { t: "REPLACED", c: 42, key: bytes(32, 1), q: 77 },
   { t: "ROOM", c: [1, 2, 3], room: bytes(32, 2), key: bytes(32, 3), present: true },
   { t: "ROOM_MOVED", c: 9, room: bytes(32, 4) },
 ];
@@ -75,7 +75,9 @@ describe("signaling cluster decoders", () => {
   it("refuses the wrong shape, an unknown type, a non-canonical form and an oversized frame", () => {
     expect(decodeInstanceMessage(encodeCanonical({ t: "SIGNAL", c: 1 })).ok).toBe(false);
     expect(decodeInstanceMessage(encodeCanonical({ t: "NOPE", c: 1 })).ok).toBe(false);
-    expect(decodeInstanceMessage(encodeCanonical({ t: "REPLACED", c: -1, key: bytes(32) })).ok).toBe(false);
+    expect(decodeInstanceMessage(encodeCanonical({ t: "REPLACED", c: -1, key: bytes(32), q: 1 })).ok).toBe(
+      false,
+    );
     expect(
       decodeInstanceMessage(
         encodeCanonical({ t: "ROOM", c: [], room: bytes(32), key: bytes(32), present: true }),
@@ -85,8 +87,15 @@ describe("signaling cluster decoders", () => {
       false,
     );
     // The same map with its keys out of order is not canonical.
-    const unsorted = new Uint8Array([0x82, 0xa1, 0x74, 0xa8, ...b("REPLACED"), 0xa1, 0x63, 0x01]);
-    expect(decodeInstanceMessage(unsorted).ok).toBe(false);
+    const unsorted = new Uint8Array([
+      0x84,
+      ...[0xa1, ...b("t"), 0xa8, ...b("REPLACED")],
+      ...[0xa1, ...b("c"), 42],
+      ...[0xa3, ...b("key"), 0xc4, 32, ...bytes(32, 1)],
+      ...[0xa1, ...b("q"), 77],
+    ]);
+    const decodedUnsorted = decodeInstanceMessage(unsorted);
+    expect(!decodedUnsorted.ok && decodedUnsorted.error.message).toMatch(/canonical/);
     expect(decodePresenceEvent(encodeInstanceMessage(valid[0]!)).ok).toBe(false);
   });
 

@@ -292,6 +292,13 @@ export const signalingOptions = {
     parse: int(500, 600_000),
     help: "with --redis: an instance silent in Redis this long is taken for dead; the others remove its registrations and tell their watchers (instances heartbeat every fifth of it)",
   }),
+  sourceSecret: spec({
+    flag: "signal-source-secret",
+    env: "LOFT_SIGNAL_SOURCE_SECRET",
+    default: "",
+    parse: str,
+    help: "with --redis: the secret (the same on every instance) under which source addresses are hashed for the per-source limits shared in Redis; empty: derived from the Redis URL — set it when that URL has no password",
+  }),
   shutdownGraceMs: spec({
     flag: "signal-shutdown-grace-ms",
     env: "LOFT_SIGNAL_SHUTDOWN_GRACE_MS",

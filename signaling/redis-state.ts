@@ -421,6 +421,18 @@ export class SharedSignaling {
     });
   }
 
+  /** INCRBY each key by its count (expiring after `ttlMs`) in one pipeline; the totals, in order. */
+  async incr(batch: readonly { key: string; n: number }[], ttlMs: number): Promise<number[]> {
+    if (this.#cmd.status !== "ready") throw new SharedStateUnavailable("redis unreachable");
+    const p = this.#cmd.pipeline();
+    for (const { key, n } of batch) p.incrby(key, n).pexpire(key, ttlMs);
+    const replies = (await p.exec()) ?? [];
+    return batch.map((_, i) => {
+      const [error, value] = replies[2 * i] ?? [new Error("no reply"), undefined];
+      return error || typeof value !== "number" ? 0 : value;
+    });
+  }
+
   // ---- envelopes -----------------------------------------------------------------------------------
 
   /**

@@ -7,6 +7,7 @@
  * elsewhere; Redis going away answers UNAVAILABLE and 503 on /health, and its return recovers by
  * itself. Waits are conditions with bounds, never durations.
  */
+import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { equalBytes, toHex } from "../core/bytes.ts";
 import { nobleCrypto } from "../core/crypto/noble.ts";
@@ -143,6 +144,44 @@ describe("signaling on Redis, three instances", () => {
   });
 });
 
+describe("signaling on Redis: per-source limits over all instances", () => {
+  let redis: RedisServer;
+  const servers: RunningSignaling[] = [];
+  const clients: RawClient[] = [];
+  beforeAll(async () => {
+    redis = await startRedis();
+    // A pinned clock: one one-second window for the whole test, and local buckets that never refill.
+    const now = () => 1_700_000_000_500;
+    const limits = { redis: redis.url, sourceRate: 10, sourceBurst: 20, connRate: 1_000, connBurst: 1_000 };
+    for (let i = 0; i < 2; i++) servers.push(await startSignaling(limits, 0, now));
+  });
+  afterAll(async () => {
+    for (const c of clients) c.close();
+    await Promise.all(servers.map((s) => s.close()));
+    await redis?.stop();
+  });
+
+  it("a source that spent its burst on instance A is refused on instance B before B's own burst", async () => {
+    const [a, b] = servers as [RunningSignaling, RunningSignaling];
+    const onA = await RawClient.hello(a.url);
+    const onB = await RawClient.hello(b.url);
+    clients.push(onA, onB);
+    // 1 header + 15 requests on A: within A's own burst of 20.
+    for (let id = 1; id <= 15; id++)
+      expect((await onA.request({ t: "LIST_SERVERS_REQUEST", id })).t).toBe("LIST_SERVERS_RESPONSE");
+    // On B (1 header so far) the source has 19 left locally; over both it has 4, counted within a flush.
+    let served = 0;
+    await expect
+      .poll(async () => {
+        const r = await onB.request({ t: "LIST_SERVERS_REQUEST", id: 100 + served });
+        if (r.t === "LIST_SERVERS_RESPONSE") served++;
+        return r.t === "ERROR" && r.code;
+      })
+      .toBe("RATE_LIMITED");
+    expect(served).toBeLessThan(15);
+  });
+});
+
 describe("signaling on Redis: faults", () => {
   let redis: RedisServer;
   const procs: LoftProcess[] = [];
@@ -221,5 +260,28 @@ describe("signaling on Redis: faults", () => {
       })
       .toBe(1);
     expect(b.child.exitCode).toBeNull();
+
+    // Redis loses everything (a restart without its files): the instance notices at its next
+    // heartbeat and puts its live registrations back; a watcher finds Grace again.
+    const admin = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+    try {
+      await admin.connect();
+      await admin.flushall();
+    } finally {
+      admin.disconnect();
+    }
+    let lookups = 10;
+    await expect
+      .poll(async () => {
+        const r = await watcher.request({
+          t: "LOOKUP_REQUEST",
+          id: lookups++,
+          target_identity: keyOf(grace),
+          list_all: false,
+        });
+        return r.t === "LOOKUP_RESPONSE" && r.peers.length;
+      })
+      .toBe(1);
+    expect(b.output()).toMatch(/"msg":"this instance had been reaped; registering its connections again"/);
   });
 });

@@ -58,10 +58,11 @@ import {
   VERIFY_COST_MS,
 } from "./limits.ts";
 import { createSignalingMetrics } from "./metrics.ts";
-import { SharedSignaling, SharedStateUnavailable } from "./redis-state.ts";
+import { PREFIX, SharedSignaling, SharedStateUnavailable } from "./redis-state.ts";
 import { IdentityCache, registerSignatureValid } from "./register-check.ts";
 import { PeerRegistry, type Registration } from "./registry.ts";
 import { RoomTable } from "./rooms.ts";
+import { SharedSourceLimits, sourceTagKey } from "./shared-limits.ts";
 import { issueIceServers, needsIceRenewal, turnTag } from "./turn-credentials.ts";
 
 /** What a refused ROOM_JOIN says (signaling/rooms.ts decides which). */
@@ -215,6 +216,19 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         { log, deadAfterMs: config.redisDeadAfterMs, heartbeatMs: Math.ceil(config.redisDeadAfterMs / 5) },
       )
     : undefined;
+  // Per-source spending counted over all instances (signaling/shared-limits.ts), beside the
+  // local token buckets.
+  const sharedLimits =
+    shared && config.redis
+      ? new SharedSourceLimits(
+          sourceTagKey(config.sourceSecret, config.redis),
+          { m: config.sourceBurst, u: config.upgradeBurst, c: config.sourceCpuBurstMs * 1000 },
+          (batch, ttlMs) => shared.incr(batch, ttlMs),
+          PREFIX,
+        )
+      : undefined;
+  const limitsFlush = sharedLimits ? setInterval(() => void sharedLimits.flush(), 250) : undefined;
+  limitsFlush?.unref();
   const connsById = new Map<number, Conn>();
   /** Removals Redis did not take (it was down); tried again when it is back. */
   const orphans = new Map<string, number>();
@@ -496,13 +510,15 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     conn: Conn,
     work: () => { value: T; costMs: number },
   ): { ran: false } | { ran: true; value: T } {
-    if (conn.source.cpu.overdrawn(0, now())) {
+    const src = conn.source.key;
+    if (conn.source.cpu.overdrawn(0, now()) || (src !== undefined && sharedLimits?.over(src, "c", now()))) {
       metrics.rateLimited.inc({ scope: "cpu" });
       return { ran: false };
     }
     const started = performance.now();
     const { value, costMs } = work();
     conn.source.cpu.charge(costMs, now());
+    if (src !== undefined) sharedLimits?.spend(src, "c", Math.ceil(costMs * 1000), now());
     // The metric is what it really took (wall time), for operators; the budget is not.
     metrics.verifySeconds.inc((performance.now() - started) / 1000);
     return { ran: true, value };
@@ -1008,11 +1024,13 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     conn.alive = true;
     if (!isBinary) return closeConn(conn, CLOSE.UNSUPPORTED_DATA, "binary frames only");
     const t = now();
+    const src = conn.source.key;
     const scope = !conn.bucket.take(1, t)
       ? "connection"
-      : !conn.source.messages.take(1, t)
+      : !conn.source.messages.take(1, t) || (src !== undefined && sharedLimits?.over(src, "m", t))
         ? "source"
         : undefined;
+    if (!scope && src !== undefined) sharedLimits?.spend(src, "m", 1, t);
     if (scope) {
       metrics.rateLimited.inc({ scope });
       if (++conn.violations > config.maxViolations) return closeConn(conn, CLOSE.RATE_LIMIT, "rate limit");
@@ -1168,6 +1186,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     const t = now();
     registry.sweep(t, onExpired);
     sources.sweep(t);
+    sharedLimits?.sweep(t);
     updateGauges();
   }, config.sweepMs);
   sweeper.unref();
@@ -1198,13 +1217,15 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       }
       const t = now();
       const source = pageSourceKey(sourceOf(req, proxies), ownPage);
-      const verdict = sources.admit(source, t);
+      const verdict = sharedLimits?.over(source, "u", t) ? "rate" : sources.admit(source, t);
       if (verdict !== "ok") {
         metrics.upgradesRefused.inc({ reason: verdict === "rate" ? "rate" : "source_connections" });
         if (verdict === "rate") metrics.rateLimited.inc({ scope: "upgrade" });
         return refuseUpgrade(socket, 429, "Too Many Requests");
       }
       const state = sources.get(source, t);
+      state.key = source;
+      sharedLimits?.spend(source, "u", 1, t);
       let upgraded = false;
       // Release the admission if the handshake fails before the callback (bad headers, reset).
       socket.once("close", () => {
@@ -1252,6 +1273,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       closing = true;
       clearInterval(heartbeat);
       clearInterval(sweeper);
+      clearInterval(limitsFlush);
       const open = [...conns];
       log.info({ connections: open.length, registrations: registry.size }, "signaling shutting down");
       const closed = open.map(

@@ -35,8 +35,8 @@ export interface HostedService {
   /** Figures for /health; must not contain identities, IPs or content. */
   health(): Record<string, unknown>;
   /**
-   * Why the service cannot serve now (e.g. "redis unreachable"), or undefined when it can: /health
-   * then answers 503 with the reason, so a load balancer sends clients to another instance.
+   * Undefined while the service can serve; otherwise why not (its shared store is unreachable):
+   * both /health answers turn 503 with the reason (docs/operations.md, "Redis unreachable").
    */
   unavailable?(): string | undefined;
   /** Stop accepting, close sockets with a going-away code, flush stores. */
@@ -140,20 +140,16 @@ export function createHost(options: HostOptions): Host {
   const server = createServer(withHeaders("public", handleRequest));
   const metricsServer = separate ? createServer(withHeaders("metrics", handleMetricsRequest)) : undefined;
 
-  /** The services that cannot serve now, with why (docs/operations.md, "Health"). */
-  function unavailable(): Record<string, string> | undefined {
-    const reasons = services.flatMap((s) => {
-      const why = s.unavailable?.();
-      return why === undefined ? [] : [[s.name, why] as const];
-    });
-    return reasons.length > 0 ? Object.fromEntries(reasons) : undefined;
+  /** The reasons services give for not serving now (empty: healthy). */
+  function unavailableReasons(): string[] {
+    return services.map((s) => s.unavailable?.()).filter((r): r is string => r !== undefined);
   }
 
   function detailedHealth() {
-    const reasons = unavailable();
+    const down = unavailableReasons();
     return {
-      status: reasons ? "unavailable" : "ok",
-      ...(reasons ? { unavailable: reasons } : {}),
+      status: down.length === 0 ? "ok" : "unavailable",
+      ...(down.length === 0 ? {} : { reasons: down }),
       uptime_s: Math.round((Date.now() - started) / 1000),
       ...(options.cryptoBackends ? { crypto: { ...options.cryptoBackends } } : {}),
       services: Object.fromEntries(services.map((s) => [s.name, s.health()])),
@@ -201,14 +197,17 @@ export function createHost(options: HostOptions): Host {
     }
     res.setHeader("content-security-policy", appPolicy(req, baseHeaders["content-security-policy"]!));
     if (url.pathname === "/health" && isRead(req)) {
-      const reasons = unavailable();
-      const body =
+      const down = unavailableReasons();
+      sendJson(
+        req,
+        res,
         metrics === "public"
           ? detailedHealth()
-          : reasons
-            ? { status: "unavailable", unavailable: reasons }
-            : { status: "ok" };
-      sendJson(req, res, body, reasons ? 503 : 200);
+          : down.length === 0
+            ? { status: "ok" }
+            : { status: "unavailable", reasons: down },
+        down.length === 0 ? 200 : 503,
+      );
       return;
     }
     if (url.pathname === "/metrics" && isRead(req) && metrics === "public") {
@@ -234,10 +233,9 @@ export function createHost(options: HostOptions): Host {
       return;
     }
     if (path === "/metrics" && isRead(req)) await sendMetrics(req, res);
-    else if (path === "/health" && isRead(req)) {
-      const body = detailedHealth();
-      sendJson(req, res, body, body.status === "ok" ? 200 : 503);
-    } else notFound(res);
+    else if (path === "/health" && isRead(req))
+      sendJson(req, res, detailedHealth(), unavailableReasons().length === 0 ? 200 : 503);
+    else notFound(res);
   }
 
   function trackSource(req: IncomingMessage, socket: Duplex): void {

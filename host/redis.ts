@@ -1,82 +1,154 @@
 /**
- * The scale-out flag shared by every entry point (docs/operations.md, "Scale-out on Redis"):
- * `--redis URL` / `LOFT_REDIS_URL` turns an instance into one of N stateless instances sharing
- * their state through one Redis. Declared once here so that `server/main.ts`, `signaling/main.ts`
- * and `relay-ws/main.ts` read the same flag the same way; the empty default means "no Redis": the
- * in-process state (signaling) and the embedded store (relay), as on one box.
+ * Scale-out on Redis (docs/operations.md, "Scale-out on Redis"): the one `--redis URL` /
+ * `LOFT_REDIS_URL` option every entry point reads (server/main.ts, relay-ws/main.ts,
+ * signaling/main.ts), and the one way a service connects to that Redis. Empty (the default): no
+ * Redis, each service keeps its state in process and the relay uses its embedded LMDB store.
  *
- * `openRedis` makes the ioredis connection every service uses the same way: it never queues a
- * command while disconnected (a request fails at once, so a client gets a clear error rather than
- * a hang), bounds every command in time, and reconnects by itself with a capped backoff.
+ * Connection policy (docs/operations.md, "What OK means on Redis"): commands are never queued while
+ * Redis is unreachable and never re-sent after a reconnect — a command either got its reply on the
+ * connection it was sent on, or failed with `RedisUnavailableError`. A write that Redis may have
+ * executed without us seeing the reply is therefore never answered OK; the client retries it (the
+ * relay's send ids make a retried SEND a DUPLICATE, never a second copy).
  */
-import { Redis } from "ioredis";
+import { Redis, type RedisOptions } from "ioredis";
 import { ConfigError, type OptionSpec } from "./config.ts";
-import type { Logger } from "./log.ts";
 
-/** `redis://[user:password@]host[:port][/db]` or `rediss://` (TLS); "" = no Redis. */
-export function parseRedisUrl(raw: string): string {
+/** `redis://[user:password@]host[:port][/db]` or `rediss://` (TLS); empty: off. */
+export function redisUrl(raw: string): string {
   const text = raw.trim();
   if (text === "") return "";
   let url: URL;
   try {
     url = new URL(text);
   } catch {
-    throw new ConfigError(`expected a redis:// or rediss:// URL, got "${redactRedisUrl(text)}"`);
+    throw new ConfigError(`expected a redis:// or rediss:// URL, got "${raw}"`);
   }
   if (url.protocol !== "redis:" && url.protocol !== "rediss:")
-    throw new ConfigError(`expected a redis:// or rediss:// URL, got a ${url.protocol} URL`);
-  if (url.hostname === "") throw new ConfigError("the Redis URL names no host");
-  if (url.pathname !== "" && url.pathname !== "/" && !/^\/\d{1,2}$/.test(url.pathname))
-    throw new ConfigError("the Redis URL's path must be a database number, e.g. /0");
+    throw new ConfigError(`expected a redis:// or rediss:// URL, got "${url.protocol}//…"`);
+  if (url.hostname === "") throw new ConfigError("the Redis URL has no host");
+  const db = url.pathname.replace(/^\//, "");
+  if (db !== "" && !/^\d{1,2}$/.test(db))
+    throw new ConfigError(`the Redis URL's database must be a number, got "${db}"`);
   return text;
 }
 
-/** The URL without its password, for logs and errors. */
-export function redactRedisUrl(text: string): string {
-  return text.replace(/\/\/([^:@/]*):[^@/]*@/, "//$1:***@");
-}
-
-export const redisOption: OptionSpec<string> = {
-  flag: "redis",
-  env: "LOFT_REDIS_URL",
-  default: "",
-  parse: parseRedisUrl,
-  help: "Redis URL (redis://host:6379/0): share state with other instances through it (docs/operations.md, Scale-out on Redis); empty: this process alone",
+/** The shared option: one spec, spread into each entry point's options. */
+export const redisOption = {
+  redis: {
+    flag: "redis",
+    env: "LOFT_REDIS_URL",
+    default: "",
+    parse: redisUrl,
+    help: "redis://host:port of the Redis shared by several Loft instances (scale-out); empty: one instance, state in process and the embedded store",
+  } satisfies OptionSpec<string>,
 };
 
-export interface RedisOpenOptions {
-  /** What the connection is for, in its client name and logs (e.g. "signaling", "signaling-sub"). */
-  role: string;
-  log: Logger;
-  /** Longest a command may take before it fails (ms). */
-  commandTimeoutMs?: number;
+/** A command that could not reach Redis (down, restarting, timed out, connection lost). */
+export class RedisUnavailableError extends Error {
+  override name = "RedisUnavailableError";
+  readonly code = "LOFT_ERR_REDIS_UNAVAILABLE";
+  constructor(
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`Redis unavailable: ${reason}`, options);
+  }
+}
+
+/** Redis answered that it is out of memory (`maxmemory` reached): a refusal, not an outage. */
+export function isRedisOom(e: unknown): boolean {
+  const message = (e as { message?: unknown } | undefined)?.message;
+  return typeof message === "string" && message.startsWith("OOM ");
+}
+
+/** Whether `e` is a failure to reach Redis rather than an answer from it (ReplyError). */
+export function isRedisConnectionError(e: unknown): boolean {
+  if (e instanceof RedisUnavailableError) return true;
+  const err = e as { name?: unknown; message?: unknown; code?: unknown } | undefined;
+  if (err?.name === "ReplyError") {
+    // LOADING (replaying the AOF after a restart), READONLY (a replica not promoted yet),
+    // MASTERDOWN, TRYAGAIN: Redis is there but cannot serve us now.
+    return (
+      typeof err.message === "string" &&
+      /^(LOADING|READONLY|MASTERDOWN|TRYAGAIN|BUSY|NOREPLICAS)/.test(err.message)
+    );
+  }
+  return true;
 }
 
 /**
- * One ioredis connection to `url`. Commands fail at once while it is down (no offline queue) and
- * after `commandTimeoutMs` when Redis hangs; it reconnects forever, 100 ms doubling to 2 s.
- * Errors are logged once per outage (ioredis emits one per reconnect attempt), without the URL's
- * password.
+ * A failure's first line, short, without addresses (Redis's own included): it goes to logs and to
+ * the detailed /health, which never show an address (docs/operations.md, "Logs").
  */
-export function openRedis(url: string, options: RedisOpenOptions): Redis {
-  const redis = new Redis(url, {
-    connectionName: `loft-${options.role}`,
+export function redisReason(message: string): string {
+  return message
+    .split("\n")[0]!
+    .slice(0, 120)
+    .replace(/\[?[0-9a-f.:]*[.:][0-9a-f.:]+\]?(:\d+)?/gi, "<redis>");
+}
+
+/** Wrap a failure of a Redis call: connection problems become RedisUnavailableError. */
+export function redisFailure(e: unknown): unknown {
+  if (e instanceof RedisUnavailableError || !isRedisConnectionError(e)) return e;
+  const message = (e as { message?: unknown } | undefined)?.message;
+  return new RedisUnavailableError(
+    typeof message === "string" ? message.split("\n")[0]!.slice(0, 120) : "error",
+    {
+      cause: e,
+    },
+  );
+}
+
+export interface RedisConnectOptions {
+  /** Shown in `CLIENT LIST` (e.g. "loft-relay"); never an address or an identity. */
+  name: string;
+  /** Milliseconds a command may wait for its reply before it fails as unavailable (default 10 s). */
+  commandTimeoutMs?: number;
+  /** Told on each change: "ready" or the reason it is not. */
+  onStatus?: (status: "ready" | "down", reason: string) => void;
+}
+
+/**
+ * An ioredis connection with the policy above: no offline queue, no resend of unanswered commands,
+ * reconnection forever with a capped back-off (recovery by itself once Redis is back).
+ */
+export function connectRedis(url: string, options: RedisConnectOptions): Redis {
+  const redisOptions: RedisOptions = {
+    connectionName: options.name,
     enableOfflineQueue: false,
+    autoResendUnfulfilledCommands: false,
     maxRetriesPerRequest: 0,
-    commandTimeout: options.commandTimeoutMs ?? 2_000,
-    connectTimeout: 2_000,
-    retryStrategy: (times) => Math.min(2_000, 100 * 2 ** Math.min(times, 5)),
-    lazyConnect: false,
-  });
-  let down = false;
-  redis.on("error", (e: Error & { code?: string }) => {
-    if (down) return;
-    down = true;
-    options.log.warn({ role: options.role, code: e.code, err: e.message }, "redis unreachable");
-  });
-  redis.on("ready", () => {
-    if (down) options.log.info({ role: options.role }, "redis reachable again");
-    down = false;
-  });
+    commandTimeout: options.commandTimeoutMs ?? 10_000,
+    connectTimeout: 5_000,
+    lazyConnect: true,
+    // Forever, at most 1 s apart: the instance keeps serving what does not need Redis and comes
+    // back by itself (docs/operations.md, "Redis unreachable").
+    retryStrategy: (times) => Math.min(50 * times, 1_000),
+    reconnectOnError: (e) => /^(READONLY|LOADING)/.test(e.message),
+  };
+  const redis = new Redis(url, redisOptions);
+  let last: string | undefined;
+  const tell = (status: "ready" | "down", reason: string) => {
+    const key = `${status}:${reason}`;
+    if (key === last) return;
+    last = key;
+    options.onStatus?.(status, reason);
+  };
+  redis.on("ready", () => tell("ready", ""));
+  // The reason goes to logs and the detailed /health: without addresses (Redis's own included).
+  redis.on("error", (e: Error) => tell("down", redisReason(e.message)));
+  redis.on("close", () => tell("down", "connection closed"));
+  redis.on("end", () => tell("down", "connection ended"));
   return redis;
+}
+
+/** Redact the password of a Redis URL for logs. */
+export function redactRedisUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return "redis://…";
+  }
 }

@@ -83,8 +83,7 @@ async function main() {
     trustedProxies: trustedProxies(config.trustProxy),
     cryptoBackends: crypto.backends,
   });
-  const signalingService = createSignalingService(signaling, { registry, log });
-  host.mount(signalingService);
+  host.mount(createSignalingService(signaling, { registry, log }));
   const relayService = createRelayService(relay, { registry, log });
   host.mount(relayService);
   // Browsers' SMP connections to SMP servers (docs/operations.md, "SMP bridge").
@@ -98,8 +97,6 @@ async function main() {
       }),
     );
   const port = await host.listen();
-  if (signaling.redis && !(await signalingService.ready(5_000)))
-    log.warn({}, "redis not reachable yet; signaling answers UNAVAILABLE until it is");
   // The SMP-over-TLS listener on its own port, into the same queues (docs/operations.md, "SMP listener").
   if (config.smpPort !== "off")
     await startSmpListener(relayService, { ...config, smpPort: config.smpPort, dataDir: relay.dataDir }, log);

@@ -284,7 +284,7 @@ export const signalingOptions = {
   }),
   // The one --redis flag every service reads (host/redis.ts); here: share registrations,
   // presence, nonces and rooms with the other instances (docs/operations.md, "Scale-out on Redis").
-  redis: redisOption,
+  ...redisOption,
   redisDeadAfterMs: spec({
     flag: "signal-redis-dead-after-ms",
     env: "LOFT_SIGNAL_REDIS_DEAD_AFTER_MS",

@@ -36,7 +36,7 @@ import type { Redis } from "ioredis";
 import { fromHex, toHex } from "../core/bytes.ts";
 import type { Result } from "../core/errors.ts";
 import type { Logger } from "../host/log.ts";
-import { openRedis } from "../host/redis.ts";
+import { connectRedis } from "../host/redis.ts";
 import {
   decodeInstanceMessage,
   decodePresenceEvent,
@@ -267,8 +267,22 @@ export class SharedSignaling {
     this.#log = options.log;
     this.#events = events;
     this.#deadAfterMs = options.deadAfterMs ?? 10_000;
-    this.#cmd = openRedis(url, { role: "signaling", log: options.log });
-    this.#sub = openRedis(url, { role: "signaling-sub", log: options.log });
+    // Two connections (a subscribed one can run nothing else), with host/redis.ts's policy: no
+    // offline queue, no resent commands, reconnection by itself. Each outage is logged once.
+    const open = (name: string) => {
+      const redis = connectRedis(url, {
+        name,
+        commandTimeoutMs: 2_000,
+        onStatus: (status, reason) =>
+          status === "ready"
+            ? options.log.info({ connection: name }, "redis reachable")
+            : options.log.warn({ connection: name, reason }, "redis unreachable"),
+      });
+      redis.connect().catch(() => {});
+      return redis;
+    };
+    this.#cmd = open("loft-signaling");
+    this.#sub = open("loft-signaling-sub");
     for (const [name, lua] of Object.entries(SCRIPTS)) this.#cmd.defineCommand(name, { lua });
     this.#channels.add(this.#instanceChannel(this.inst));
     this.#sub.on("messageBuffer", (channel: Buffer, message: Buffer) => this.#onMessage(channel, message));

@@ -625,8 +625,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     publicKey: KeyObject,
     refuse: (code: SignalingErrorCode, message: string) => void,
   ): Promise<void> {
-    const movesHere = conn.reg === undefined;
-    if (movesHere && conn.source.registrations >= config.maxRegistrationsPerSource)
+    if (conn.reg === undefined && conn.source.registrations >= config.maxRegistrationsPerSource)
       return refuse("SOURCE_LIMIT", "too many registrations from this network address");
     const ttl = Math.min(config.ttlMaxSeconds, Math.max(config.ttlMinSeconds, req.ttl_seconds));
     const expiresAt = t + ttl * 1000;
@@ -646,6 +645,9 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     if (reply.status !== "OK") return refuse("INTERNAL", "internal error");
     // Closed while Redis answered: nobody is there to hold it.
     if (conn.closed) return track(sharedRemove(keyHex, conn.id));
+    // Judged now, not before Redis answered: a move elsewhere may have unbound a renewing
+    // connection meanwhile, and this later REGISTER wins it back.
+    const movesHere = conn.reg === undefined;
     const { registration, replaced } = registry.upsert(fromHex(keyHex), {
       identity: req.identity.slice(),
       version,

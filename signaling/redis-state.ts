@@ -239,6 +239,8 @@ export interface SharedEvents {
   roomGone(room: string, keyHex: string, others: RoomPeer[]): void;
   /** This instance's registrations may be missing from Redis (it was reaped, or Redis came back). */
   resync(): void;
+  /** This instance reaped a silent one. */
+  reaped(): void;
 }
 
 const hexOf = (b: Buffer) => b.toString("latin1");
@@ -715,6 +717,7 @@ export class SharedSignaling {
         if (others.ok) this.#events.roomGone(a!, b!, others.value);
       }
     }
+    this.#events.reaped();
     this.#log.info({ registrations }, "reaped a silent signaling instance");
   }
 }

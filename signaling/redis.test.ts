@@ -13,6 +13,7 @@ import { equalBytes, toHex } from "../core/bytes.ts";
 import { nobleCrypto } from "../core/crypto/noble.ts";
 import { type ClientMessage, type ServerMessage, signEnvelope } from "../core/wire/signaling.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
+import { metricValue } from "../test/support/metrics.ts";
 import { type RedisServer, startRedis } from "../test/support/redis-server.ts";
 import { makeUser, RawClient, type RunningSignaling, registerOn, startSignaling } from "./testing.ts";
 
@@ -216,6 +217,9 @@ describe("signaling on Redis: faults", () => {
     const off = graceOnB.until("PRESENCE", presence(frank, false));
     await a.stop("SIGKILL");
     await off; // reaped by B after 1 s of silence
+    const metrics = await (await fetch(`${b.metricsUrl}/metrics`)).text();
+    expect(metricValue(metrics, "loft_signaling_instances_reaped_total")).toBe(1);
+    expect(metricValue(metrics, "loft_signaling_redis_up")).toBe(1);
     const back = graceOnB.until("PRESENCE", presence(frank, true));
     clients.push(await online(url(b), frank));
     await back;

@@ -57,7 +57,7 @@ import {
   SourceTable,
   VERIFY_COST_MS,
 } from "./limits.ts";
-import { createSignalingMetrics } from "./metrics.ts";
+import { createSharedMetrics, createSignalingMetrics } from "./metrics.ts";
 import { PREFIX, SharedSignaling, SharedStateUnavailable } from "./redis-state.ts";
 import { IdentityCache, registerSignatureValid } from "./register-check.ts";
 import { PeerRegistry, type Registration } from "./registry.ts";
@@ -212,6 +212,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
           },
           roomGone: (room, keyHex, others) => pushRoomPresence(others, fromHex(room), fromHex(keyHex), false),
           resync: () => void resync(),
+          reaped: () => sharedMetrics?.instancesReaped.inc(),
         },
         { log, deadAfterMs: config.redisDeadAfterMs, heartbeatMs: Math.ceil(config.redisDeadAfterMs / 5) },
       )
@@ -229,6 +230,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       : undefined;
   const limitsFlush = sharedLimits ? setInterval(() => void sharedLimits.flush(), 250) : undefined;
   limitsFlush?.unref();
+  const sharedMetrics = shared ? createSharedMetrics(deps.registry, () => shared.available()) : undefined;
   const connsById = new Map<number, Conn>();
   /** Removals Redis did not take (it was down); tried again when it is back. */
   const orphans = new Map<string, number>();

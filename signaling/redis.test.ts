@@ -11,11 +11,19 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { equalBytes, toHex } from "../core/bytes.ts";
 import { nobleCrypto } from "../core/crypto/noble.ts";
+import { SignalingClient } from "../core/signaling/client.ts";
 import { type ClientMessage, type ServerMessage, signEnvelope } from "../core/wire/signaling.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 import { metricValue } from "../test/support/metrics.ts";
 import { type RedisServer, startRedis } from "../test/support/redis-server.ts";
-import { makeUser, RawClient, type RunningSignaling, registerOn, startSignaling } from "./testing.ts";
+import {
+  makeUser,
+  RawClient,
+  type RunningSignaling,
+  registerOn,
+  startSignaling,
+  wsFactory,
+} from "./testing.ts";
 
 type User = ReturnType<typeof makeUser>;
 const keyOf = (u: User) => u.identity.verified.identity_key as Uint8Array<ArrayBuffer>;
@@ -187,6 +195,7 @@ describe("signaling on Redis: faults", () => {
   let redis: RedisServer;
   const procs: LoftProcess[] = [];
   const clients: RawClient[] = [];
+  const signalingClients: SignalingClient[] = [];
 
   beforeAll(async () => {
     redis = await startRedis();
@@ -199,6 +208,7 @@ describe("signaling on Redis: faults", () => {
   });
   afterAll(async () => {
     for (const c of clients) c.close();
+    for (const c of signalingClients) c.close();
     await Promise.all(procs.map((p) => p.stop("SIGKILL")));
     await redis?.stop();
   });
@@ -241,6 +251,16 @@ describe("signaling on Redis: faults", () => {
     clients.push(c);
     const refused = await c.request(await registerOn(c, heidi, { id: 1 }));
     expect(refused.t === "ERROR" && refused.code).toBe("UNAVAILABLE");
+    // The core client (the PWA's) is told so, and tries again by itself on the same connection.
+    const ivan = new SignalingClient({
+      url: url(b),
+      user: makeUser("ivan"),
+      connect: wsFactory(),
+      presence: "watched",
+      reconnect: { initialMs: 50, maxMs: 200 },
+    });
+    signalingClients.push(ivan);
+    await expect(ivan.start()).rejects.toMatchObject({ code: "LOFT_ERR_SIGNALING_UNAVAILABLE" });
 
     await redis.restart();
     await expect.poll(async () => (await health()).status, { timeout: 15_000 }).toBe(200);
@@ -248,6 +268,7 @@ describe("signaling on Redis: faults", () => {
     // new registration is seen by a watcher through Redis again.
     const ok = await c.request(await registerOn(c, heidi, { id: 2, timestamp: Date.now() + 1 }));
     expect(ok.t).toBe("REGISTER_RESPONSE");
+    await expect.poll(() => ivan.state, { timeout: 15_000 }).toBe("registered");
     const watcher = await RawClient.hello(url(b));
     clients.push(watcher);
     const grace = makeUser("grace-2");

@@ -967,6 +967,12 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
   ): Promise<void> {
     const added = [...next.keys()].filter((k) => !conn.watching.has(k));
     const removed = [...conn.watching].filter((k) => !next.has(k));
+    // Who may see this connection's registration is its own setting, in force at once even if
+    // Redis fails below: a REGISTER that follows is never public by accident (it is written to
+    // Redis with it; a registration already there gets it below, or at the resync after an outage).
+    const visibleTo = onlyWatched ? new Set(next.keys()) : undefined;
+    const changed = !sameVisibility(visibleTo, conn.visibleTo);
+    conn.visibleTo = visibleTo;
     // Subscribed to the added keys' changes and their states read before anything is answered.
     await shared!.watch(added, []);
     if (conn.closed) return shared!.unwatch(added);
@@ -974,9 +980,6 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     shared!.unwatch(removed);
     conn.watching = new Set(next.keys());
     for (const keyHex of conn.shown.keys()) if (!next.has(keyHex)) conn.shown.delete(keyHex);
-    const visibleTo = onlyWatched ? new Set(next.keys()) : undefined;
-    const changed = !sameVisibility(visibleTo, conn.visibleTo);
-    conn.visibleTo = visibleTo;
     if (changed && conn.reg) await shared!.setVisibility(conn.reg.keyHex, conn.id, visibleTo);
     const states = [...next].map(([keyHex, key]) => {
       const online = shownOnline(conn, keyHex);

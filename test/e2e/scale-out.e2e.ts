@@ -8,6 +8,7 @@
  *
  * Sync points are conditions (a message in the DOM, a state attribute, a metric), never durations.
  */
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -51,11 +52,17 @@ describe("three Loft instances on one Redis", () => {
 
   beforeAll(async () => {
     redis = await startRedis();
+    // One relay master key for all three (what an operator gives instances sharing one relay
+    // store; docs/operations-relay.md), so the same command serves when the relay is on Redis too.
+    const masterKey = randomBytes(32).toString("hex");
     loft = await Promise.all(
       [0, 1, 2].map(() => {
         const dir = mkdtempSync(join(tmpdir(), "loft-scale-"));
         dirs.push(dir);
-        return startLoft({ args: ["--relay-data-dir", dir, "--redis", redis.url] });
+        return startLoft({
+          args: ["--relay-data-dir", dir, "--redis", redis.url],
+          env: { LOFT_RELAY_MASTER_KEY: masterKey },
+        });
       }),
     );
     browser = await launchChromium();

@@ -4,6 +4,8 @@ import { defineConfig } from "vitest/config";
 // `npm run test:e2e`, inside the network namespace the runner creates (see scripts/e2e.mjs).
 export default defineConfig({
   test: {
+    // The default output, plus the files still running after two minutes (a hang names itself).
+    reporters: ["default", "./test/support/slow-file-reporter.ts"],
     include: [
       "core/**/*.test.ts",
       "cli/**/*.test.ts",

@@ -12,6 +12,7 @@ import {
   encodeClientFrame,
   encodeCommand,
   encodeServerFrame,
+  isDeliveryLength,
   RCV_CIPHERTEXT_LENGTH,
   type ServerFrame,
 } from "../core/relay/protocol.ts";
@@ -86,9 +87,16 @@ export function decodeHot(b: Uint8Array): ServerFrame {
     if (i >= 0 && at + 5 === b.length && b[at + 1] === 0x6b && b[at + 2] === 0xa2 && b[at + 3] === 0x4f)
       return { k: "OK", i };
   }
-  if ((b[0] === 0x84 || b[0] === 0x85) && b[3] === 0xc5 && b.length > 6 + RCV_CIPHERTEXT_LENGTH + 30) {
-    const body = b.subarray(6, 6 + RCV_CIPHERTEXT_LENGTH);
-    let at = 6 + RCV_CIPHERTEXT_LENGTH;
+  // MSG: `b` is the 16 KiB block (1.0, 1.1) or a bucket (1.2), a bin16 either way.
+  const length = (b[4]! << 8) | b[5]!;
+  if (
+    (b[0] === 0x84 || b[0] === 0x85) &&
+    b[3] === 0xc5 &&
+    isDeliveryLength(length) &&
+    b.length > 6 + length + 30
+  ) {
+    const body = b.subarray(6, 6 + length);
+    let at = 6 + length;
     let i: number | undefined;
     if (b[0] === 0x85) [i, at] = readUint(b, at + 2);
     const m = b.subarray(at + 10, at + 34);
@@ -120,6 +128,8 @@ export function selfCheck(): void {
       { k: "OK", i },
       { k: "MSG", q, m, b: new Uint8Array(RCV_CIPHERTEXT_LENGTH).fill(8) },
       { k: "MSG", i, q, m, b: new Uint8Array(RCV_CIPHERTEXT_LENGTH).fill(8) },
+      { k: "MSG", q, m, b: new Uint8Array(24 + 2048).fill(8) },
+      { k: "MSG", i, q, m, b: new Uint8Array(24 + 256).fill(8) },
     ] as ServerFrame[]) {
       const bytes = encodeServerFrame(f);
       const back = encodeServerFrame(decodeHot(bytes));

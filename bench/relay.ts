@@ -10,9 +10,10 @@
  *
  * The relay clients here speak the real protocol (core/relay encoders) but authorize and decrypt
  * with node:crypto, so the numbers measure the relay, not noble in the bench process. The "relay"
- * subject's clients speak protocol 1.1 (an HMAC authenticator per command); the "signed" subject
- * runs the same relay process with 1.0 clients (an Ed25519 signature per command), for the
- * before/after in one run. Every loop is bounded; everything targets 127.0.0.1 only.
+ * subject's clients speak protocol 1.1 (an HMAC authenticator per command, every delivery one 16 KiB
+ * block); the "bucketed" subject runs the same relay process with 1.2 clients (deliveries padded
+ * to the body's size bucket, docs/protocol/relay.md §Padding) and the "signed" subject with 1.0
+ * clients (an Ed25519 signature per command), for the before/after in one run. Every loop is bounded; everything targets 127.0.0.1 only.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { createHmac, randomBytes } from "node:crypto";
@@ -29,11 +30,16 @@ import {
   type KeyPair,
   newAuthKeyPair,
   newDhKeyPair,
+  openFromRelay,
+  sealForRecipient,
 } from "../core/relay/crypto.ts";
 import {
   authInput,
   type Command,
+  deliveryBucket,
+  padBlock,
   RELAY_VERSION_AUTHENTICATOR,
+  RELAY_VERSION_BUCKETED,
   RELAY_VERSION_SIGNATURE,
   type RelayAuthMode,
   type ServerFrame,
@@ -56,8 +62,8 @@ const SIZE = Math.max(16, numberFlag("size", 1024));
 const IDLE = numberFlag("idle", 5000);
 /** Write a V8 CPU profile of the (fsync) relay process into this directory (`node --cpu-prof`). */
 const PROFILE_DIR = stringFlag("profile");
-/** Which subjects besides the relay: `relay,signed,nosync,mosquitto` (default all). */
-const SUBJECTS = (stringFlag("subjects") ?? "relay,signed,nosync,mosquitto").split(",");
+/** Which subjects besides the relay: `relay,bucketed,signed,nosync,mosquitto` (default all). */
+const SUBJECTS = (stringFlag("subjects") ?? "relay,bucketed,signed,nosync,mosquitto").split(",");
 const ROUNDS = numberFlag("rounds", 2);
 /**
  * Another checkout of Loft (a directory with relay-ws/main.ts and node_modules) whose relay runs
@@ -69,6 +75,13 @@ const EXTRA_RELAY_ARGS = (stringFlag("relay-args") ?? "").split(" ").filter((a) 
 const OUTSTANDING = numberFlag("outstanding", 32);
 /** Which opening the idle connections make: `authenticator` (1.1, default) or `signature` (1.0). */
 const IDLE_AUTH: RelayAuthMode = stringFlag("idle-auth") === "signature" ? "signature" : "authenticator";
+/** How a bench client opens: 1.0 signatures, 1.1 authenticators, or 1.2 (authenticators, bucketed deliveries). */
+type ClientMode = RelayAuthMode | "bucket";
+/**
+ * `--delivery bucket`: the "relay" subject's clients speak 1.2 too (for a profile of the 1.2 path
+ * alone, `--subjects relay --delivery bucket --profile DIR`); default 1.1, 16 KiB blocks.
+ */
+const RELAY_CLIENTS: ClientMode = stringFlag("delivery") === "bucket" ? "bucket" : "authenticator";
 const WINDOW = 64;
 const TIMEOUT_MS = 120_000;
 
@@ -167,7 +180,7 @@ class BenchConn {
 
   constructor(
     url: string,
-    readonly auth: RelayAuthMode,
+    readonly auth: ClientMode,
   ) {
     this.ws = new WebSocket(url, { perMessageDeflate: false });
     let ready!: () => void;
@@ -178,7 +191,13 @@ class BenchConn {
     });
     this.ws.on("open", () =>
       this.ws.send(
-        encodeVersionHeader(auth === "authenticator" ? RELAY_VERSION_AUTHENTICATOR : RELAY_VERSION_SIGNATURE),
+        encodeVersionHeader(
+          auth === "signature"
+            ? RELAY_VERSION_SIGNATURE
+            : auth === "bucket"
+              ? RELAY_VERSION_BUCKETED
+              : RELAY_VERSION_AUTHENTICATOR,
+        ),
       ),
     );
     this.ws.on("error", (e) => failed(e));
@@ -236,7 +255,7 @@ async function runRelay(
   url: string,
   pairsCount = N,
   outstanding = OUTSTANDING,
-  auth: RelayAuthMode = "authenticator",
+  auth: ClientMode = "authenticator",
 ): Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs">> {
   const latencies: number[] = [];
   const pairs = await Promise.all(
@@ -315,6 +334,30 @@ async function runRelay(
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
   };
+}
+
+/**
+ * What a recipient pays per delivery in a browser: core's `openFromRelay` (noble XChaCha20-Poly1305,
+ * the PWA's path) on one SIZE-byte message, as the 16 KiB block of 1.1 and as the bucket of 1.2;
+ * the two alternate in slices of 50, 8 slices each, medians of the per-slice µs.
+ */
+function recipientOpen(): { blockUs: number; bucketUs: number } {
+  const key = new Uint8Array(randomBytes(32));
+  const id = new Uint8Array(randomBytes(24));
+  const body = new Uint8Array(randomBytes(Math.min(SIZE, 16_382)));
+  const forms = {
+    block: sealForRecipient(key, id, 1, padBlock(body)),
+    bucket: sealForRecipient(key, id, 1, padBlock(body, deliveryBucket(body.length))),
+  };
+  const slices: Record<"block" | "bucket", number[]> = { block: [], bucket: [] };
+  for (let k = 0; k < 16; k++) {
+    const form = k % 2 === 0 ? "block" : "bucket";
+    const t = performance.now();
+    for (let j = 0; j < 50; j++) if (!openFromRelay(key, id, forms[form], form).ok) throw new Error("open");
+    slices[form].push(((performance.now() - t) * 1000) / 50);
+  }
+  const median = (xs: number[]) => xs.sort((a, b) => a - b)[xs.length >> 1]!;
+  return { blockUs: median(slices.block), bucketUs: median(slices.bucket) };
 }
 
 async function idleRelay(url: string, pid: number): Promise<{ held: number; rssPerConnKib: number }> {
@@ -508,7 +551,7 @@ interface Subject {
 }
 
 /** A relay process as a subject: `run(n, o)` sends through its `/relay` (n pairs, o in flight each), its CPU measured. */
-function relaySubject(name: string, relay: LoftProcess, auth?: RelayAuthMode): Subject {
+function relaySubject(name: string, relay: LoftProcess, auth?: ClientMode): Subject {
   const url = `ws://127.0.0.1:${relay.port}/relay`;
   const pid = relay.child.pid!;
   return {
@@ -534,8 +577,9 @@ async function main() {
       ...(PROFILE_DIR ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`] } : {}),
     });
     const subjects: Subject[] = [];
-    const fsync = relaySubject("relay", relay);
+    const fsync = relaySubject("relay", relay, RELAY_CLIENTS);
     subjects.push(fsync);
+    if (SUBJECTS.includes("bucketed")) subjects.push(relaySubject("bucketed", relay, "bucket"));
     if (SUBJECTS.includes("signed")) subjects.push(relaySubject("signed", relay, "signature"));
     if (SUBJECTS.includes("nosync")) {
       relayNoSync = await startLoft({
@@ -586,10 +630,12 @@ async function main() {
     const m = best("mosquitto");
     const ns = best("nosync");
     const sg = best("signed");
+    const bk = best("bucketed");
     const base = best("baseline");
     // Unloaded latency (one pair, one message at a time): what a live link through the relay sees.
     const rLive = await fsync.run(1, 1);
     const mLive = await mosquitto?.run(1, 1);
+    const opens = recipientOpen();
     const idle = IDLE > 0 ? await idleRelay(`ws://127.0.0.1:${relay.port}/relay`, fsync.pid) : undefined;
     const mosqIdle =
       IDLE > 0 && mosq ? await idleMosquitto(mosq.port, mosq.child.pid!, Math.min(IDLE, 2000)) : undefined;
@@ -606,6 +652,7 @@ async function main() {
       `${"".padEnd(26)} ${"msgs/s".padStart(8)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)} ${"server µs/m".padStart(11)} ${"client µs/m".padStart(11)}`,
     );
     row("loft relay (LMDB, fsync)", r);
+    row("loft relay, 1.2 buckets", bk);
     row("loft relay, 1.0 signatures", sg);
     row("loft relay, no fsync", ns);
     row("baseline relay (--baseline)", base);
@@ -615,10 +662,17 @@ async function main() {
     if (m) {
       say(`relay / mosquitto throughput: ${(r.msgsPerSecond / m.msgsPerSecond).toFixed(2)}×`);
       say(`relay p99 / mosquitto p99: ${(r.p99 / m.p99).toFixed(1)}×`);
+      if (bk)
+        say(
+          `relay with 1.2 bucketed deliveries / mosquitto: ${(bk.msgsPerSecond / m.msgsPerSecond).toFixed(2)}× throughput, p99 ${(bk.p99 / m.p99).toFixed(1)}×`,
+        );
       if (ns) say(`relay without fsync / mosquitto: ${(ns.msgsPerSecond / m.msgsPerSecond).toFixed(2)}×`);
       if (sg)
         say(`relay with 1.0 signatures / mosquitto: ${(sg.msgsPerSecond / m.msgsPerSecond).toFixed(2)}×`);
     }
+    say(
+      `recipient opening one ${SIZE}-byte message (core, noble: the browser's path): ${opens.blockUs.toFixed(0)} µs as a 1.1 block, ${opens.bucketUs.toFixed(0)} µs as a 1.2 bucket (${(opens.blockUs / opens.bucketUs).toFixed(1)}×)`,
+    );
     if (base)
       say(
         `relay / baseline: ${(r.msgsPerSecond / base.msgsPerSecond).toFixed(2)}× throughput, ${(base.serverCpuUs / r.serverCpuUs).toFixed(2)}× less server CPU per message`,
@@ -644,6 +698,16 @@ async function main() {
           relay_signed_msgs_per_s: sg?.msgsPerSecond ?? null,
           relay_signed_cpu_us_per_msg: sg?.serverCpuUs ?? null,
           relay_authenticator_vs_signed: sg ? r.msgsPerSecond / sg.msgsPerSecond : null,
+          relay_bucketed_vs_mosquitto: m && bk ? bk.msgsPerSecond / m.msgsPerSecond : null,
+          relay_bucketed_p99_vs_mosquitto: m && bk ? bk.p99 / m.p99 : null,
+          relay_bucketed_msgs_per_s: bk?.msgsPerSecond ?? null,
+          relay_bucketed_p99_ms: bk?.p99 ?? null,
+          relay_bucketed_cpu_us_per_msg: bk?.serverCpuUs ?? null,
+          relay_bucketed_client_cpu_us_per_msg: bk?.clientCpuUs ?? null,
+          relay_bucketed_vs_blocks: bk ? bk.msgsPerSecond / r.msgsPerSecond : null,
+          recipient_open_block_us: opens.blockUs,
+          recipient_open_bucket_us: opens.bucketUs,
+          recipient_open_block_vs_bucket: opens.blockUs / opens.bucketUs,
           relay_nosync_vs_mosquitto: m && ns ? ns.msgsPerSecond / m.msgsPerSecond : null,
           relay_nosync_msgs_per_s: ns?.msgsPerSecond ?? null,
           relay_vs_baseline: base ? r.msgsPerSecond / base.msgsPerSecond : null,

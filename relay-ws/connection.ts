@@ -27,6 +27,7 @@ import {
   encodeServerFrame,
   ID_LENGTH,
   RELAY_VERSION_AUTHENTICATOR,
+  RELAY_VERSION_BUCKETED,
   RELAY_VERSION_SIGNATURE,
   SESSION_ID_LENGTH,
   type ServerFrame,
@@ -122,6 +123,11 @@ export class RelayConnection implements ConnectionHandle {
    * keys agreed per queue on this connection (authenticator.ts). Undefined under 1.0: signatures.
    */
   #auth: ConnectionAuthenticator | undefined;
+  /**
+   * Protocol 1.2: deliveries carry the body's size bucket, not the 16 KiB block
+   * (docs/protocol/relay.md §Padding).
+   */
+  #padding: "block" | "bucket" = "block";
 
   constructor(ctx: RelayContext, ws: WebSocket, source: RelaySource) {
     this.#ctx = ctx;
@@ -330,9 +336,10 @@ export class RelayConnection implements ConnectionHandle {
         return;
       }
       this.#state = "ready";
-      this.#ctx.metrics.openings.inc({ version: version === RELAY_VERSION_AUTHENTICATOR ? "1.1" : "1.0" });
+      this.#ctx.metrics.openings.inc({ version: `${version.version_major}.${version.version_minor}` });
       const c = this.#ctx.config;
-      if (version === RELAY_VERSION_AUTHENTICATOR)
+      if (version === RELAY_VERSION_BUCKETED) this.#padding = "bucket";
+      if (version !== RELAY_VERSION_SIGNATURE)
         this.#auth = new ConnectionAuthenticator(
           this.sessionId,
           this.#ctx.authStats,
@@ -779,7 +786,7 @@ export class RelayConnection implements ConnectionHandle {
     const block = await ctx.store.readBucket(rid, m.seq);
     if (!block || this.#state === "closed") return false;
     void ctx.store.markDelivered(rid, m.seq);
-    const b = sealDeliveryParts(rcvKey, m.msgId, m.timestamp, block);
+    const b = sealDeliveryParts(rcvKey, m.msgId, m.timestamp, block, this.#padding);
     block.fill(0);
     ctx.metrics.deliveries.inc();
     this.#send(encodeMsg(rid, m.msgId, b, corr));
@@ -791,9 +798,13 @@ export class RelayConnection implements ConnectionHandle {
   }
 }
 
-/** The client's version header: 1.0 (signatures) or 1.1 (authenticators); undefined otherwise. */
+/**
+ * The client's version header: 1.0 (signatures), 1.1 (authenticators) or 1.2 (authenticators,
+ * bucketed deliveries); undefined otherwise.
+ */
 function clientVersion(bytes: Uint8Array): VersionHeader | undefined {
   if (decodeVersionHeader(bytes, RELAY_VERSION_AUTHENTICATOR).ok) return RELAY_VERSION_AUTHENTICATOR;
+  if (decodeVersionHeader(bytes, RELAY_VERSION_BUCKETED).ok) return RELAY_VERSION_BUCKETED;
   if (decodeVersionHeader(bytes, RELAY_VERSION_SIGNATURE).ok) return RELAY_VERSION_SIGNATURE;
   return undefined;
 }

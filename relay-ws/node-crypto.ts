@@ -13,7 +13,7 @@
 
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import { hchacha } from "@noble/ciphers/chacha.js";
-import { BLOCK_SIZE, RCV_PLAINTEXT_LENGTH } from "../core/relay/protocol.ts";
+import { BLOCK_SIZE, deliveryBucket, RCV_PLAINTEXT_LENGTH } from "../core/relay/protocol.ts";
 
 // ---------------------------------------------------------------------------------------------
 // At rest: AES-256-GCM, one fresh key per blob
@@ -128,20 +128,37 @@ export function sealDelivery(
 const ZERO_FILL = new Uint8Array(BLOCK_SIZE);
 
 /**
- * The same ciphertext, in pieces, from a body padded only to its at-rest bucket (≤ BLOCK_SIZE):
- * the zeros up to BLOCK_SIZE are fed from a shared buffer instead of being allocated and copied
- * per delivery.
+ * The same ciphertext, in pieces, from a body padded only to its at-rest bucket (≤ BLOCK_SIZE).
+ * `padding` "block" (protocol 1.0, 1.1): the zeros up to BLOCK_SIZE are fed from a shared buffer
+ * instead of being allocated and copied per delivery. "bucket" (1.2, docs/protocol/relay.md
+ * §Padding): the body's own bucket is sealed, nothing more.
  */
 export function sealDeliveryParts(
   rcvKey: Uint8Array,
   msgId: Uint8Array,
   timestampSeconds: number,
   bucket: Uint8Array,
+  padding: "block" | "bucket" = "block",
 ): Buffer[] {
-  if (bucket.length > BLOCK_SIZE) throw new RangeError("sealDelivery: block size");
+  if (bucket.length > BLOCK_SIZE || bucket.length < 2) throw new RangeError("sealDelivery: block size");
   const ts = Buffer.alloc(8);
   ts.writeBigUInt64BE(BigInt(Math.max(0, Math.floor(timestampSeconds))));
+  if (padding === "bucket") return xchachaSealParts(rcvKey, msgId, [ts, ownBucket(bucket)]);
   const parts = [ts, bucket];
   if (bucket.length < BLOCK_SIZE) parts.push(ZERO_FILL.subarray(0, BLOCK_SIZE - bucket.length));
   return xchachaSealParts(rcvKey, msgId, parts);
+}
+
+/**
+ * A padded block cut (or, never in practice, extended) to its body's delivery bucket: a store
+ * written before buckets, or one with another bucket rule, may hold a larger block; the wire of
+ * 1.2 has exactly one form per body (`deliveryBucket`). The bytes past the body are zeros either way.
+ */
+function ownBucket(block: Uint8Array): Uint8Array {
+  const size = deliveryBucket((block[0]! << 8) | block[1]!);
+  if (block.length === size) return block;
+  if (block.length > size) return block.subarray(0, size);
+  const out = Buffer.alloc(size);
+  out.set(block);
+  return out;
 }

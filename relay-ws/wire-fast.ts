@@ -17,8 +17,8 @@ import type { ClientFrame, Command } from "../core/relay/protocol.ts";
 import {
   AUTHENTICATOR_LENGTH,
   ID_LENGTH,
+  isDeliveryLength,
   MAX_BODY,
-  RCV_CIPHERTEXT_LENGTH,
   SEND_ID_LENGTH,
   SIGNATURE_LENGTH,
 } from "../core/relay/protocol.ts";
@@ -215,7 +215,7 @@ export function encodeMsg(
   const pieces = b instanceof Uint8Array ? [b] : b;
   let length = 0;
   for (const p of pieces) length += p.length;
-  if (length !== RCV_CIPHERTEXT_LENGTH || m.length !== ID_LENGTH || q.length !== ID_LENGTH)
+  if (!isDeliveryLength(length) || m.length !== ID_LENGTH || q.length !== ID_LENGTH)
     throw new RangeError("encodeMsg: field lengths");
   const corr = i === undefined ? [] : [FIXSTR_1, K_I, ...uintBytes(i)];
   const head = [i === undefined ? 0x84 : 0x85, FIXSTR_1, K_B, BIN16, length >>> 8, length & 0xff];

@@ -609,8 +609,11 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       renewal_interval: Math.max(1, Math.floor(ttl / 2)),
     };
     if (req.id !== undefined) response.id = req.id;
-    send(conn, response);
+    // The credentials go first: a client dials as soon as it learns it is registered, and a
+    // connection made before they arrived would have no TURN server (no path at all when the
+    // user chose relay-only).
     pushIceServers(conn, t);
+    send(conn, response);
   }
 
   /**

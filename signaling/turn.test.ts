@@ -8,7 +8,14 @@ import { afterEach, describe, expect, it } from "vitest";
 import { SignalingClient, type SignalingEvent } from "../core/signaling/client.ts";
 import { ConfigError } from "../host/config.ts";
 import { checkSignalingConfig, defaultSignalingConfig } from "./config.ts";
-import { makeUser, type RunningSignaling, startSignaling, wsFactory } from "./testing.ts";
+import {
+  makeUser,
+  RawClient,
+  type RunningSignaling,
+  registerOn,
+  startSignaling,
+  wsFactory,
+} from "./testing.ts";
 import { issueIceServers, needsIceRenewal, turnPassword } from "./turn-credentials.ts";
 
 type IceEvent = Extract<SignalingEvent, { type: "ice-servers" }>;
@@ -54,8 +61,10 @@ describe("coturn REST credentials", () => {
 describe("ICE_SERVERS pushed to registered clients", () => {
   let server: RunningSignaling | undefined;
   const clients: SignalingClient[] = [];
+  const raws: RawClient[] = [];
   afterEach(async () => {
     for (const c of clients.splice(0)) c.close();
+    for (const r of raws.splice(0)) r.close();
     await server?.close();
     server = undefined;
   });
@@ -103,6 +112,18 @@ describe("ICE_SERVERS pushed to registered clients", () => {
     const second = got[1]!;
     expect(second.expiresAt).toBeGreaterThan(first.expiresAt);
     expect(second.servers[0]!.username!.endsWith(`:${tag}`)).toBe(true);
+  });
+
+  it("sends the credentials before the REGISTER response: a client's first dial already has TURN", async () => {
+    // A browser handles each WebSocket message as its own task and dials the moment it reads
+    // REGISTER_RESPONSE; credentials that came after it would miss that first connection.
+    server = await startSignaling({ turnUrls: ["turn:198.18.0.1:3478?transport=udp"], turnSecret: "shared" });
+    const raw = await RawClient.hello(server.url);
+    raws.push(raw);
+    raw.send(await registerOn(raw, makeUser("carol"), { id: 1 }));
+    const first = await raw.next();
+    const second = await raw.next();
+    expect([first.t, second.t]).toEqual(["ICE_SERVERS", "REGISTER_RESPONSE"]);
   });
 
   it("pushes nothing when the operator configured no servers", async () => {

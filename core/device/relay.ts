@@ -22,18 +22,11 @@
  * No DOM, no Node built-in.
  */
 import * as v from "valibot";
-import { wipe } from "../bytes.ts";
 import { decodeRaw, encodeCanonical, requireCanonical, uintSchema, validate } from "../codec/codec.ts";
 import { padToBucket, unpadBucket } from "../codec/padding.ts";
 import type { CryptoProvider } from "../crypto/provider.ts";
-import { err, ok, type Result } from "../errors.ts";
-import {
-  RATCHET_EXPORT_LABEL,
-  type RatchetKeyPair,
-  type RatchetState,
-  ratchetAssociatedData,
-  ratchetFromHandshake,
-} from "../ratchet/index.ts";
+import { err, type Result } from "../errors.ts";
+import { type RatchetKeyPair, ratchetFromSession, type SessionRatchet } from "../ratchet/index.ts";
 import type { Session } from "../session/session.ts";
 import {
   MAX_COMMAND_BYTES,
@@ -43,62 +36,22 @@ import {
   telemetryReadings,
 } from "./messages.ts";
 
-/** Same label and length as the chat ratchet id (web/src/engine/ratchet-store.ts). */
-const DEVICE_RATCHET_ID_LABEL = "loft/chat/ratchet-id/v1";
-const DEVICE_RATCHET_ID_BYTES = 16;
-
 /** A ratchet between a device and its owner, and its id (equal on both sides). */
-export interface DeviceRatchet {
-  id: Uint8Array;
-  state: RatchetState;
-}
-
-function ratchetId(session: Session): Uint8Array {
-  const full = session.exportSecret(DEVICE_RATCHET_ID_LABEL);
-  const id = full.slice(0, DEVICE_RATCHET_ID_BYTES);
-  wipe(full);
-  return id;
-}
+export type DeviceRatchet = SessionRatchet;
 
 /**
- * Start the device ratchet from the serial session. The owner (initiator) passes the device's
- * `linked` key; the device (responder) passes the key pair whose public half it sent.
+ * Start the device ratchet from the serial session, as a chat contact's starts
+ * (core/ratchet/from-session.ts). The owner (initiator) passes the device's `linked` key; the
+ * device (responder) passes the key pair whose public half it sent.
  */
-export async function startDeviceRatchet(
+export function startDeviceRatchet(
   session: Session,
   selfIdentityKey: Uint8Array,
   peer: { deviceRatchetPublic: Uint8Array } | { ratchetKeyPair: RatchetKeyPair },
   crypto?: CryptoProvider,
 ): Promise<Result<DeviceRatchet>> {
-  const peerKey = session.remoteIdentity.verified.identity_key;
-  const owner = session.role === "initiator";
-  const ad = owner
-    ? ratchetAssociatedData(selfIdentityKey, peerKey)
-    : ratchetAssociatedData(peerKey, selfIdentityKey);
-  const exported = session.exportSecret(RATCHET_EXPORT_LABEL);
-  try {
-    const common = { exported, ad, ...(crypto ? { crypto } : {}) };
-    let state: Result<RatchetState>;
-    if ("deviceRatchetPublic" in peer) {
-      if (!owner) throw new Error("startDeviceRatchet: only the owner starts from the device's key");
-      state = await ratchetFromHandshake({
-        role: "initiator",
-        responderRatchetPublic: peer.deviceRatchetPublic,
-        ...common,
-      });
-    } else {
-      if (owner) throw new Error("startDeviceRatchet: only the device starts from its key pair");
-      state = await ratchetFromHandshake({
-        role: "responder",
-        ratchetKeyPair: peer.ratchetKeyPair,
-        ...common,
-      });
-    }
-    if (!state.ok) return state;
-    return ok({ id: ratchetId(session), state: state.value });
-  } finally {
-    wipe(exported);
-  }
+  const key = "deviceRatchetPublic" in peer ? { responderRatchetPublic: peer.deviceRatchetPublic } : peer;
+  return ratchetFromSession(session, selfIdentityKey, key, crypto);
 }
 
 // ---- dev.* application messages ----------------------------------------------------------------

@@ -8,6 +8,14 @@ export {
   ratchetAssociatedData,
   ratchetFromHandshake,
 } from "./bootstrap.ts";
+export {
+  RATCHET_ID_BYTES,
+  RATCHET_ID_LABEL,
+  type RatchetPeerKey,
+  ratchetFromSession,
+  ratchetIdOf,
+  type SessionRatchet,
+} from "./from-session.ts";
 export { type BootstrapKeys, kdfChain, kdfRoot, splitBootstrapSecret } from "./kdf.ts";
 export {
   ENCRYPTED_HEADER_LEN,

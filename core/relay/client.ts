@@ -42,8 +42,10 @@ import {
   encodeCommand,
   MAX_BODY,
   RELAY_VERSION_AUTHENTICATOR,
+  RELAY_VERSION_BUCKETED,
   RELAY_VERSION_SIGNATURE,
   type RelayAuthMode,
+  type RelayDeliveryPadding,
   SEND_ID_LENGTH,
   type ServerFrame,
   type ServerFrameOf,
@@ -96,6 +98,13 @@ export interface RelayClientOptions {
    * command — what clients before 1.1 do; relays serve both).
    */
   auth?: RelayAuthMode;
+  /**
+   * How deliveries are padded: "block" (default; every message one 16 KiB block, so its size is
+   * hidden on the relay→recipient side) or "bucket" (SREMP 1.2, authenticators only: the body's
+   * size bucket, 256 B to 16 KiB — up to 64× fewer bytes to receive and decrypt; the relay must
+   * serve 1.2). docs/protocol/relay.md §Versions, docs/decisions.md (Relay), "Bucketed deliveries".
+   */
+  delivery?: RelayDeliveryPadding;
   /** Primitives for the authenticators (default: noble; the app passes its provider). */
   crypto?: CryptoProvider;
   /** Reject a request with LOFT_ERR_TIMEOUT after this long (default 30 s; 0 disables). */
@@ -154,9 +163,17 @@ export class RelayClient {
    */
   static async connect(link: Link, options: RelayClientOptions = {}): Promise<RelayClient> {
     const mode = options.auth ?? "authenticator";
+    if (options.delivery === "bucket" && mode !== "authenticator")
+      throw new RangeError("bucketed deliveries (SREMP 1.2) need authenticators");
     try {
       link.send(
-        encodeVersionHeader(mode === "authenticator" ? RELAY_VERSION_AUTHENTICATOR : RELAY_VERSION_SIGNATURE),
+        encodeVersionHeader(
+          mode === "signature"
+            ? RELAY_VERSION_SIGNATURE
+            : options.delivery === "bucket"
+              ? RELAY_VERSION_BUCKETED
+              : RELAY_VERSION_AUTHENTICATOR,
+        ),
       );
     } catch (e) {
       throw linkClosed((e as Error).message);
@@ -289,7 +306,7 @@ export class RelayClient {
       queue.recipientAuthSecret,
     );
     if (reply.k === "OK") return undefined;
-    const opened = openFromRelay(queue.rcvKey, reply.m, reply.b);
+    const opened = openFromRelay(queue.rcvKey, reply.m, reply.b, this.#options.delivery);
     if (!opened.ok) throw opened.error;
     return toMessage(reply.q, reply.m, opened.value);
   }
@@ -527,7 +544,7 @@ export class RelayClient {
       );
       return;
     }
-    const opened = openFromRelay(rcvKey, f.m, f.b);
+    const opened = openFromRelay(rcvKey, f.m, f.b, this.#options.delivery);
     if (!opened.ok) {
       this.#options.onError?.(opened.error);
       return;

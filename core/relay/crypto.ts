@@ -23,11 +23,12 @@ import { err, ok, type Result } from "../errors.ts";
 import {
   AUTH_KEY_INFO,
   authInput,
-  BLOCK_SIZE,
+  deliveryBucket,
   ID_LENGTH,
+  isDeliveryLength,
   KEY_LENGTH,
   RCV_CIPHERTEXT_LENGTH,
-  RCV_PLAINTEXT_LENGTH,
+  type RelayDeliveryPadding,
   SESSION_ID_LENGTH,
   unpadBlock,
 } from "./protocol.ts";
@@ -79,10 +80,13 @@ export function deriveRcvKey(
   return ok(key);
 }
 
-/** `u64be(seconds) ‖ block`: the server→recipient plaintext. */
+/**
+ * `u64be(seconds) ‖ block`: the server→recipient plaintext. `block` is the 16 KiB block (1.0, 1.1)
+ * or, under 1.2, the body padded to its bucket (docs/protocol/relay.md §Padding).
+ */
 export function rcvPlaintext(timestampSeconds: number, block: Uint8Array): Uint8Array {
-  abytes(block, BLOCK_SIZE, "block");
-  const out = new Uint8Array(RCV_PLAINTEXT_LENGTH);
+  if (!isDeliveryLength(8 + block.length + 16)) throw new RangeError(`block of ${block.length} bytes`);
+  const out = new Uint8Array(8 + block.length);
   const view = new DataView(out.buffer);
   view.setBigUint64(0, BigInt(Math.max(0, Math.floor(timestampSeconds))), false);
   out.set(block, 8);
@@ -110,15 +114,21 @@ export interface OpenedMessage {
   body: Uint8Array;
 }
 
-/** Recipient side: decrypt and unpad one delivered message. */
+/**
+ * Recipient side: decrypt and unpad one delivered message. `padding` is what the connection's
+ * version says (docs/protocol/relay.md §Versions): "block" (1.0, 1.1) takes only 16 KiB blocks;
+ * "bucket" (1.2) only the body's own bucket (`deliveryBucket`), so a delivery has one valid form.
+ */
 export function openFromRelay(
   rcvKey: Uint8Array,
   msgId: Uint8Array,
   ciphertext: Uint8Array,
+  padding: RelayDeliveryPadding = "block",
 ): Result<OpenedMessage> {
   abytes(rcvKey, KEY_LENGTH, "rcvKey");
   if (msgId.length !== ID_LENGTH) return err("LOFT_ERR_DECRYPT", "message id length");
-  if (ciphertext.length !== RCV_CIPHERTEXT_LENGTH) return err("LOFT_ERR_DECRYPT", "ciphertext length");
+  if (!isDeliveryLength(ciphertext.length, padding === "bucket"))
+    return err("LOFT_ERR_DECRYPT", "ciphertext length");
   let plain: Uint8Array;
   try {
     plain = xchacha20poly1305(rcvKey, msgId).decrypt(ciphertext);
@@ -127,9 +137,13 @@ export function openFromRelay(
   }
   const view = new DataView(plain.buffer, plain.byteOffset, plain.byteLength);
   const timestamp = Number(view.getBigUint64(0, false));
-  const body = unpadBlock(plain.subarray(8));
+  const block = plain.subarray(8);
+  const body = unpadBlock(block, block.length);
   wipe(plain);
   if (!body.ok) return body;
+  // 1.2: the bucket is the body's own, never a larger one (one valid form per delivery).
+  if (padding === "bucket" && block.length !== deliveryBucket(body.value.length))
+    return err("LOFT_ERR_PADDING", `a ${body.value.length}-byte body in a ${block.length}-byte bucket`);
   return ok({ timestamp, body: body.value });
 }
 

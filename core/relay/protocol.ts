@@ -57,6 +57,31 @@ export const AUTHENTICATOR_LENGTH = 32;
 export const RCV_PLAINTEXT_LENGTH = 8 + BLOCK_SIZE;
 /** …and its XChaCha20-Poly1305 ciphertext (16-byte tag). */
 export const RCV_CIPHERTEXT_LENGTH = RCV_PLAINTEXT_LENGTH + 16;
+/**
+ * Protocol 1.2 delivers a body padded only to its size bucket (docs/protocol/relay.md §Padding):
+ * `bucket = min(BLOCK_SIZE, max(MIN_DELIVERY_BUCKET, 2^⌈log2(len + 2)⌉))`, the at-rest bucket.
+ */
+export const MIN_DELIVERY_BUCKET = 256;
+
+/** The delivery bucket of a body of `length` bytes (protocol 1.2; docs/protocol/relay.md §Padding). */
+export function deliveryBucket(length: number): number {
+  let size = MIN_DELIVERY_BUCKET;
+  while (size < length + PAD_HEADER && size < BLOCK_SIZE) size *= 2;
+  return size;
+}
+
+/**
+ * Whether `n` is the length of a server→recipient ciphertext: `8 + bucket + 16` with `bucket` a
+ * power of two from MIN_DELIVERY_BUCKET to BLOCK_SIZE under 1.2, exactly RCV_CIPHERTEXT_LENGTH
+ * under 1.0/1.1 (`bucketed` false; undefined: either).
+ */
+export function isDeliveryLength(n: number, bucketed?: boolean): boolean {
+  // A body of more than 8190 bytes fills the whole block under either rule.
+  if (n === RCV_CIPHERTEXT_LENGTH) return true;
+  if (bucketed === false) return false;
+  const bucket = n - 8 - 16;
+  return bucket >= MIN_DELIVERY_BUCKET && bucket < BLOCK_SIZE && (bucket & (bucket - 1)) === 0;
+}
 /** Largest prekey bundle blob (padded to one BLOCK_SIZE block at rest). */
 export const MAX_BUNDLE = BLOCK_SIZE - PAD_HEADER;
 /** Block size one-time prekeys are padded to at rest, and the largest one. */
@@ -87,7 +112,18 @@ export const RELAY_VERSION_AUTHENTICATOR: Readonly<VersionHeader> = Object.freez
   version_major: 1,
   version_minor: 1,
 });
+/**
+ * SREMP 1.2: authorized as 1.1, and every delivered message padded to its size bucket instead of
+ * the 16 KiB block (docs/protocol/relay.md §Versions, §Padding).
+ */
+export const RELAY_VERSION_BUCKETED: Readonly<VersionHeader> = Object.freeze({
+  protocol_name: CURRENT_VERSION.protocol_name,
+  version_major: 1,
+  version_minor: 2,
+});
 export type RelayAuthMode = "signature" | "authenticator";
+/** How deliveries are padded: one 16 KiB block each (1.0, 1.1) or the body's size bucket (1.2). */
+export type RelayDeliveryPadding = "block" | "bucket";
 
 /** HKDF info prefix of the per-connection, per-queue authentication key (protocol 1.1). */
 export const AUTH_KEY_INFO = utf8("loft-relay/1.1 auth");
@@ -292,7 +328,11 @@ export const serverFrameSchema = v.variant("k", [
     i: v.optional(corr),
     q: id,
     m: id,
-    b: bytesSchema(RCV_CIPHERTEXT_LENGTH),
+    /** 16 408 bytes (1.0, 1.1) or 24 + a bucket of 256..8192 (1.2): `isDeliveryLength`. */
+    b: v.pipe(
+      bytesSchema(8 + MIN_DELIVERY_BUCKET + 16, RCV_CIPHERTEXT_LENGTH),
+      v.check((b) => isDeliveryLength(b.length), "expected a delivery length"),
+    ),
   }),
   /** The subscription of `q` moved to another connection or the queue was deleted. */
   v.strictObject({ k: v.literal("END"), q: id }),

@@ -117,7 +117,7 @@ export interface SessionOptions {
 /**
  * What the chat layer exports from every session: the Double Ratchet bootstrap secret
  * (core/ratchet/bootstrap.ts `RATCHET_EXPORT_LABEL`) and the ratchet id
- * (web/src/engine/ratchet-store.ts `RATCHET_ID_LABEL`).
+ * (core/ratchet/from-session.ts `RATCHET_ID_LABEL`).
  */
 export const SESSION_EXPORT_LABELS: readonly string[] = ["loft/ratchet/v1", "loft/chat/ratchet-id/v1"];
 

@@ -13,6 +13,8 @@ const CHANGES_NETWORK = ["test/e2e/calls.e2e.ts", "test/e2e/files.e2e.ts", "test
 
 export default defineConfig({
   test: {
+    // The default output, plus the files still running after two minutes (a hang names itself).
+    reporters: ["default", "./test/support/slow-file-reporter.ts"],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: "forks",

@@ -6,9 +6,10 @@
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createConnection, createServer } from "node:net";
+import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "./free-port.ts";
 
 export const NGINX = "/usr/sbin/nginx";
 
@@ -40,19 +41,6 @@ export function selfSignedCert(): TlsFiles {
     { stdio: "ignore" },
   );
   return { dir, cert, key, pem: readFileSync(cert, "utf8") };
-}
-
-/** A TCP port that was free a moment ago on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const addr = s.address();
-      const port = typeof addr === "object" && addr ? addr.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 export interface RunningNginx {
@@ -144,3 +132,5 @@ export async function startNginx(site: string, waitPort: number): Promise<Runnin
   await stop();
   throw new Error(`nginx did not start:\n${log}`);
 }
+
+export { freePort };

@@ -1,6 +1,6 @@
 /**
  * Debian's `redis-server` (package `redis-server`) started by a test on a loopback port, for the
- * scale-out mode (`--redis URL`, docs/operations.md "Scale-out on Redis"). Durable as the relay
+ * scale-out mode (`--redis URL`). Durable as the relay
  * requires: AOF on with `appendfsync always`, so an OK the relay gave after a Redis write survives
  * `kill -9` of Redis (docs/design.md, relay semantics: OK only after the durable commit). No RDB
  * snapshots, no protected mode (loopback only), its own temp directory, everything logged to a
@@ -9,9 +9,10 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { createConnection, createServer } from "node:net";
+import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "./free-port.ts";
 
 export interface RedisServer {
   readonly host: string;
@@ -43,17 +44,6 @@ export function redisServerPath(): string {
   if (process.env.LOFT_REDIS_SERVER) return process.env.LOFT_REDIS_SERVER;
   for (const p of ["/usr/bin/redis-server", "/usr/sbin/redis-server"]) if (existsSync(p)) return p;
   return "redis-server";
-}
-
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, host, () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** One RESP `PING`; true when `+PONG` comes back within `ms`. */

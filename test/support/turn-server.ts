@@ -11,9 +11,9 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createSocket } from "node:dgram";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "./free-port.ts";
 
 export const TURN_USER = "u";
 export const TURN_PASSWORD = "p";
@@ -34,18 +34,6 @@ function turnserverPath(): string {
   if (process.env.LOFT_TURNSERVER) return process.env.LOFT_TURNSERVER;
   for (const p of ["/usr/bin/turnserver", "/usr/sbin/turnserver"]) if (existsSync(p)) return p;
   return "turnserver";
-}
-
-/** A TCP port free on `host` (coturn listens on TCP and UDP with the same number). */
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, host, () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** One STUN Binding request; resolves true if a matching response arrives before `ms`. */

@@ -1,6 +1,6 @@
 import Redis from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
-import { type RedisServer, startRedis } from "../support/redis-server.js";
+import { type RedisServer, startRedis } from "../support/redis-server.ts";
 
 // The test support itself: a write acknowledged under `appendfsync always` survives SIGKILL.
 describe("test/support/redis-server", () => {

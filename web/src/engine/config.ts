@@ -16,6 +16,13 @@ export interface EngineConfig {
   heartbeatIntervalMs: number;
   /** A session with nothing received for this long is dead: closed and replaced. */
   heartbeatTimeoutMs: number;
+  /**
+   * Signaling said the contact went offline while a session is live: a PING goes out at once, and
+   * the session is dead if nothing comes back within this (chat.md §6) — a closed tab shows as
+   * offline in seconds, not after the heartbeat timeout, while a link that outlived the contact's
+   * signaling connection (the server restarted, say) answers and stays.
+   */
+  presenceProbeMs: number;
   handshakeTimeoutMs: number;
   helloTimeoutMs: number;
   /** ICE + DTLS + data channel open. */
@@ -98,6 +105,7 @@ export interface EngineConfig {
 export const DEFAULT_ENGINE_CONFIG: Omit<EngineConfig, "transport" | "relayConnections"> = {
   heartbeatIntervalMs: 5_000,
   heartbeatTimeoutMs: 15_000,
+  presenceProbeMs: 3_000,
   handshakeTimeoutMs: 10_000,
   helloTimeoutMs: 10_000,
   openTimeoutMs: 20_000,

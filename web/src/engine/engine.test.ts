@@ -7,8 +7,9 @@
  * test/e2e/chat.e2e.ts and test/e2e/tamper.e2e.ts.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
 import { createUserIdentity, type UserIdentity, updateIdentity } from "../../../core/identity/identity.ts";
-import { SignalingClient } from "../../../core/signaling/client.ts";
+import { SignalingClient, type WebSocketLike } from "../../../core/signaling/client.ts";
 import { type RunningSignaling, startSignaling, wsFactory } from "../../../signaling/testing.ts";
 import {
   EngineHarness,
@@ -163,6 +164,84 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
       (e) => e.type === "presence" && e.presence.lastError?.message.includes("stopped responding"),
     );
     expect(closed).toBeDefined();
+  });
+
+  /** Heartbeats too slow to notice anything within a test: only the presence probe can (chat.md §6). */
+  const PROBE_ONLY = { heartbeatIntervalMs: 60_000, heartbeatTimeoutMs: 120_000, presenceProbeMs: 150 };
+
+  it("signaling says the contact left while the link is silently dead: offline at the probe, not the heartbeat timeout", async () => {
+    h.hub = new Hub();
+    const a = h.node("alice", undefined, undefined, undefined, PROBE_ONLY);
+    const b = h.node("bob", undefined, undefined, undefined, PROBE_ONLY);
+    a.storage.addUser(b.user);
+    b.storage.addUser(a.user);
+    await a.engine.start();
+    await b.engine.start();
+    await until(() => online(a, b) && online(b, a), "both online");
+    for (const l of h.hub.links) l.cut = true; // Bob's tab dies: nobody sees the link close
+    await b.engine.stop(); // …but the signaling server sees his WebSocket go
+    await until(() => a.engine.presence(b.id).status === "offline", "Alice sees Bob offline");
+    expect(a.logs.join("\n")).toContain("went offline and the live session stopped answering");
+    // Said as what happened, not as a fault being repaired ("stopped responding. Reconnecting…").
+    expect(a.engine.presence(b.id).lastError?.message).toMatch(/^bob went offline\.$/);
+  });
+
+  it("a link that outlives the contact's signaling connection answers the probe and stays", async () => {
+    h.hub = new Hub();
+    const bobSockets: WebSocket[] = [];
+    const a = h.node("alice", undefined, undefined, undefined, PROBE_ONLY);
+    const b = h.node("bob", undefined, undefined, undefined, {
+      ...PROBE_ONLY,
+      webSocket: (url) => {
+        const ws = new WebSocket(url);
+        bobSockets.push(ws);
+        return ws as unknown as WebSocketLike;
+      },
+    });
+    a.storage.addUser(b.user);
+    b.storage.addUser(a.user);
+    await a.engine.start();
+    await b.engine.start();
+    await until(() => online(a, b) && online(b, a), "both online");
+    const links = h.hub.links.length;
+    bobSockets.at(-1)?.terminate(); // only Bob's signaling connection drops (a server restart, say)
+    await until(
+      () => bobSockets.length > 1 && bobSockets.at(-1)?.readyState === WebSocket.OPEN,
+      "Bob re-registers",
+    );
+    // Well past the probe window: the PING was answered over the same link, which stays.
+    await new Promise((r) => setTimeout(r, PROBE_ONLY.presenceProbeMs * 4));
+    expect(a.logs.join("\n")).not.toContain("stopped answering");
+    expect(online(a, b)).toBe(true);
+    const m = await a.engine.send(b.id, "still direct");
+    await until(() => stateOf(a, m) === "delivered", "delivered");
+    expect(h.hub.links.length).toBe(links);
+  });
+
+  it("a dial still connecting when the contact reloads gives way to the offer of their new page", async () => {
+    h.hub = new Hub();
+    // Alice holds the lower key: her dial is the one the glare rule keeps (chat.md §1).
+    let alice = createUserIdentity({ username: "alice", now: Date.now() });
+    let bob = createUserIdentity({ username: "bob", now: Date.now() });
+    const keyOf = (u: UserIdentity) => Buffer.from(u.identity.verified.identity_key).toString("hex");
+    if (keyOf(alice) > keyOf(bob)) [alice, bob] = [bob, alice];
+    // Only the presence change can end Alice's doomed dial: no stale-dial rule, no open timeout.
+    const slow = { staleDialMs: 120_000, openTimeoutMs: 120_000 };
+    h.hub.blockDirect = true; // the first dial never connects (Bob's page is about to go)
+    const a = h.node("alice", alice, undefined, undefined, slow);
+    const b = h.node("bob", bob, undefined, undefined, slow);
+    a.storage.addUser(b.user);
+    b.storage.addUser(a.user);
+    await a.engine.start();
+    await b.engine.start();
+    await until(() => a.logs.some((l) => l.startsWith(`dial ${b.id.slice(0, 8)}`)), "Alice dials");
+    for (const l of h.hub.links) l.cut = true; // Bob reloads: his page vanishes, no close arrives…
+    await b.engine.stop(); // …and his signaling connection ends
+    h.hub.blockDirect = false;
+    const b2 = h.node("bob", bob, b.storage, undefined, slow); // …and his new page comes up
+    await b2.engine.start();
+    await until(() => online(a, b2) && online(b2, a), "online with Bob's new page");
+    expect(a.logs.join("\n")).toContain("ended: presence-offline");
   });
 
   it("after a restart (a reload) keeps the ratchet, the history and the outbox; duplicates are dropped", async () => {

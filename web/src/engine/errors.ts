@@ -175,6 +175,8 @@ export const CLOSE_REASONS = {
     message: `The connection to ${name} stopped responding. Reconnecting…`,
   })),
   "remote-closed": row(wentOffline),
+  // Signaling said the contact left and the live session did not answer the probe (chat.md §6).
+  "presence-offline": row(wentOffline),
   LOFT_ERR_LINK_CLOSED: row(wentOffline),
 
   // ---- verification: who answered is not who we asked for, or the bytes were altered

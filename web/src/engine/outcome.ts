@@ -33,7 +33,14 @@ export type FollowUp =
   /** Announce our mailbox on the live session (relay-mailbox.ts `announce`). */
   | { step: "announce" }
   /** Heartbeat tick of the live session. */
-  | { step: "heartbeat" };
+  | { step: "heartbeat" }
+  /**
+   * Signaling says the contact went offline while a live session is up: PING now, and close the
+   * session if nothing arrives within `presenceProbeMs` (chat.md §6).
+   */
+  | { step: "probe" }
+  /** The probe's time is up: nothing received since `since` (ms) closes the live session. */
+  | { step: "probe-due"; since: number };
 
 export type Outcome =
   /** What the person sees (chat.md §7). */

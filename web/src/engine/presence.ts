@@ -106,8 +106,15 @@ export function onPresence(
     outcomes.push(follow({ step: "maybe-dial", why }));
   } else if (!online) {
     outcomes.push(cancel("retry"));
+    // A direct dial still connecting cannot finish once the page that would answer it is gone
+    // (a reload, a closed tab): end it now, or it would win the glare rule against the offer of
+    // the contact's next page and hold the chat until its open timeout (chat.md §1).
+    const mine = peer.attempt;
+    if (mine?.direction === "out" && mine.path === "direct" && mine.link.state === "connecting")
+      mine.link.close("presence-offline", "signaling says the contact went offline");
     if (!peer.live && !peer.attempt) outcomes.push(presence("offline"));
     if (!peer.live) outcomes.push(follow({ step: "allow-mailbox", delayMs: 0 }));
+    else if (was) outcomes.push(follow({ step: "probe" }));
   }
   return [{ peer, outcomes }];
 }

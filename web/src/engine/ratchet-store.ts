@@ -21,25 +21,22 @@ import { err, ok, type Result } from "../../../core/errors.ts";
 import {
   deserializeRatchet,
   generateRatchetKeyPair,
-  RATCHET_EXPORT_LABEL,
   type RatchetKeyPair,
-  type RatchetState,
-  ratchetAssociatedData,
-  ratchetFromHandshake,
+  ratchetFromSession,
+  type SessionRatchet,
   serializeRatchet,
 } from "../../../core/ratchet/index.ts";
 import type { Session } from "../../../core/session/index.ts";
 import { RATCHET_ID_BYTES } from "./wire.ts";
 
+export { RATCHET_ID_LABEL, ratchetIdOf } from "../../../core/ratchet/index.ts";
+
 /** Handshake-payload extension carrying the responder's ratchet public key (32 bytes). */
 export const RATCHET_KEY_EXTENSION = "ratchet-key";
-export const RATCHET_ID_LABEL = "loft/chat/ratchet-id/v1";
 const STORED_VERSION = 1;
 
-export interface ChatRatchet {
-  id: Uint8Array;
-  state: RatchetState;
-}
+/** A contact's ratchet and its id (core/ratchet/from-session.ts). */
+export type ChatRatchet = SessionRatchet;
 
 const storedSchema = v.strictObject({
   v: uintSchema(0xffff),
@@ -70,45 +67,22 @@ export function freshRatchetKeyPair(crypto?: CryptoProvider): Promise<RatchetKey
   return generateRatchetKeyPair(undefined, crypto);
 }
 
-/** The ratchet id both ends of `session` derive (16 bytes). */
-export function ratchetIdOf(session: Session): Uint8Array {
-  const full = session.exportSecret(RATCHET_ID_LABEL);
-  const id = full.slice(0, RATCHET_ID_BYTES);
-  wipe(full);
-  return id;
-}
-
 /**
  * Start a new ratchet from this session. `ours` is the responder's advertised key pair (the
  * responder's side only); the initiator reads the responder's key from the handshake extensions.
  */
-export async function bootstrapChatRatchet(
+export function bootstrapChatRatchet(
   session: Session,
   selfIdentityKey: Uint8Array,
   ours: RatchetKeyPair | undefined,
   crypto?: CryptoProvider,
 ): Promise<Result<ChatRatchet>> {
-  const peerKey = session.remoteIdentity.verified.identity_key;
-  const initiator = session.role === "initiator";
-  const ad = initiator
-    ? ratchetAssociatedData(selfIdentityKey, peerKey)
-    : ratchetAssociatedData(peerKey, selfIdentityKey);
-  const exported = session.exportSecret(RATCHET_EXPORT_LABEL);
-  try {
-    const common = { exported, ad, ...(crypto ? { crypto } : {}) };
-    let state: Result<RatchetState>;
-    if (initiator) {
-      const theirs = session.remoteExtensions[RATCHET_KEY_EXTENSION];
-      if (theirs?.length !== 32)
-        return err("LOFT_ERR_MALFORMED", "the responder sent no ratchet key in its handshake");
-      state = await ratchetFromHandshake({ role: "initiator", responderRatchetPublic: theirs, ...common });
-    } else {
-      if (!ours) throw new Error("bootstrapChatRatchet: the responder needs its advertised key pair");
-      state = await ratchetFromHandshake({ role: "responder", ratchetKeyPair: ours, ...common });
-    }
-    if (!state.ok) return state;
-    return ok({ id: ratchetIdOf(session), state: state.value });
-  } finally {
-    wipe(exported);
+  if (session.role === "initiator") {
+    const theirs = session.remoteExtensions[RATCHET_KEY_EXTENSION];
+    if (theirs?.length !== 32)
+      return Promise.resolve(err("LOFT_ERR_MALFORMED", "the responder sent no ratchet key in its handshake"));
+    return ratchetFromSession(session, selfIdentityKey, { responderRatchetPublic: theirs }, crypto);
   }
+  if (!ours) throw new Error("bootstrapChatRatchet: the responder needs its advertised key pair");
+  return ratchetFromSession(session, selfIdentityKey, { ratchetKeyPair: ours }, crypto);
 }

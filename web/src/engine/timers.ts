@@ -9,9 +9,10 @@
  * `retry`: the next dial (backoff or the glare delay, chat.md §1, §6); `mailbox`: the outbox may
  * go to the mailbox, or a deposit is retried (mailbox.md §3); `receipt`: batched receipts for
  * mailbox messages; `upgrade`: on the relay path, try direct again (mailbox.md §6); `heartbeat`:
- * the live session's PING interval (chat.md §6).
+ * the live session's PING interval (chat.md §6); `probe`: the answer a live session owes once
+ * signaling said the contact went offline (chat.md §6).
  */
-export const TIMER_NAMES = ["retry", "mailbox", "receipt", "upgrade", "heartbeat"] as const;
+export const TIMER_NAMES = ["retry", "mailbox", "receipt", "upgrade", "heartbeat", "probe"] as const;
 
 export type TimerName = (typeof TIMER_NAMES)[number];
 

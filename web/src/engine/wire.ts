@@ -26,6 +26,7 @@
  *   { t: "dev.telemetry" | "dev.cmd" | "dev.out", … } a paired device and its owner through the relay
  *                                                      (core/device/relay.ts; docs/device.md §13)
  */
+
 import * as v from "valibot";
 import { equalBytes } from "../../../core/bytes.ts";
 import { bytesSchema, decodeWith, encodeCanonical, uintSchema } from "../../../core/codec/codec.ts";
@@ -33,6 +34,7 @@ import { padToBucket, unpadBucket } from "../../../core/codec/padding.ts";
 // A paired device's messages through the relay (`dev.*`, docs/device.md §13).
 import { DEVICE_APP_MAX_FIELDS, DEVICE_APP_SCHEMAS } from "../../../core/device/relay.ts";
 import { err, ok, type Result } from "../../../core/errors.ts";
+import { RATCHET_ID_BYTES } from "../../../core/ratchet/index.ts";
 import { CALL_SCHEMAS } from "./calls/wire.ts";
 // File transfer: its session frames (0x10–0x17) and `file.*` messages (docs/protocol/files.md).
 import { FILE_APP_MAX_FIELDS, FILE_FRAME, fileAppSchemas } from "./files/wire.ts";
@@ -52,7 +54,8 @@ export const FRAME = {
   /** The E2EE fetch proxy's frames on a contact's session (proxy-link.ts; docs/protocol/proxy.md). */
   PROXY: 0x20,
 } as const;
-export const RATCHET_ID_BYTES = 16;
+/** The ratchet id of a session (core/ratchet/from-session.ts). */
+export { RATCHET_ID_BYTES };
 export const PING_BYTES = 8;
 /** Receipts acknowledge at most this many ids per message. */
 export const MAX_RECEIPT_IDS = 64;

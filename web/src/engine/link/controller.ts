@@ -43,7 +43,7 @@ import { describeFailure } from "../errors.ts";
 import { isFileFrame } from "../files/wire.ts";
 import { afterAccept } from "../first-contact.ts";
 import { afterQueued, flushLive, receive, sendReceipts } from "../messages.ts";
-import { cancel, type FollowUp, type Outcome, presence } from "../outcome.ts";
+import { cancel, type FollowUp, type Outcome, presence, schedule } from "../outcome.ts";
 import { refusalFor } from "../outgoing.ts";
 import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
 import { receiveProxy } from "../proxy-link.ts";
@@ -146,6 +146,18 @@ export class LinkController {
         return;
       case "heartbeat":
         if (peer.live) void heartbeat(ctx, peer.live);
+        return;
+      case "probe":
+        if (!peer.live) return;
+        this.apply([schedule("probe", ctx.cfg.presenceProbeMs, { step: "probe-due", since: Date.now() })]);
+        void heartbeat(ctx, peer.live);
+        return;
+      case "probe-due":
+        if (peer.live && peer.live.lastInbound < f.since)
+          peer.live.session.close(
+            "presence-offline",
+            "the contact went offline and the live session stopped answering",
+          );
         return;
       default: {
         // A follow-up added to outcome.ts without a case here fails the typecheck.

@@ -689,8 +689,9 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       renewal_interval: Math.max(1, Math.floor(ttl / 2)),
     };
     if (req.id !== undefined) response.id = req.id;
-    send(conn, response);
+    // The credentials first, as in onRegister: the client dials as soon as it reads the response.
     pushIceServers(conn, t);
+    send(conn, response);
   }
 
   /**

@@ -11,6 +11,7 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { equalBytes, toHex } from "../core/bytes.ts";
 import { nobleCrypto } from "../core/crypto/noble.ts";
+import { updateIdentity } from "../core/identity/identity.ts";
 import { SignalingClient } from "../core/signaling/client.ts";
 import { type ClientMessage, type ServerMessage, signEnvelope } from "../core/wire/signaling.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
@@ -119,6 +120,13 @@ describe("signaling on Redis, three instances", () => {
     await aliceOff;
     const offline = await bobOnC.request(await signal(bob, alice, 6));
     expect(offline.t === "ERROR" && offline.code).toBe("PEER_OFFLINE");
+
+    // A newer identity version registered on A: the older one is refused on B.
+    const newer = updateIdentity(alice, { username: "alice2" }, Date.now());
+    clients.push(await online(a.url, newer));
+    const older = track(await RawClient.hello(b.url));
+    const stale = await older.request(await registerOn(older, alice, { id: 1 }));
+    expect(stale.t === "ERROR" && stale.code).toBe("STALE_IDENTITY");
   });
 
   it("contacts-only visibility and room presence hold across instances", async () => {
@@ -222,11 +230,23 @@ describe("signaling on Redis: faults", () => {
     const graceOnB = await online(url(b), grace, [frank]);
     clients.push(graceOnB);
     const on = graceOnB.until("PRESENCE", presence(frank, true));
-    await online(url(a), frank);
+    const frankOnA = await online(url(a), frank);
     await on;
-    const off = graceOnB.until("PRESENCE", presence(frank, false));
+    // Both in one room, from different instances.
+    const room = crypto.getRandomValues(new Uint8Array(32)) as Uint8Array<ArrayBuffer>;
+    expect((await graceOnB.request({ t: "ROOM_JOIN", id: 20, room, max: 8 })).t).toBe("ROOM_MEMBERS");
+    const joined = await frankOnA.request({ t: "ROOM_JOIN", id: 21, room, max: 8 });
+    expect(joined.t === "ROOM_MEMBERS" && joined.members.length).toBe(1);
     await a.stop("SIGKILL");
-    await off; // reaped by B after 1 s of silence
+    // Reaped by B after 1 s of silence: Grace is told Frank went offline and left the room (in
+    // whichever order the two pushes come).
+    let offline = false;
+    let left = false;
+    while (!offline || !left) {
+      const m = await graceOnB.next();
+      if (m.t === "PRESENCE" && presence(frank, false)(m)) offline = true;
+      if (m.t === "ROOM_PRESENCE" && !m.present && equalBytes(m.key, keyOf(frank))) left = true;
+    }
     const metrics = await (await fetch(`${b.metricsUrl}/metrics`)).text();
     expect(metricValue(metrics, "loft_signaling_instances_reaped_total")).toBe(1);
     expect(metricValue(metrics, "loft_signaling_redis_up")).toBe(1);

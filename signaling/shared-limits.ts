@@ -14,7 +14,8 @@
  * buckets apply.
  *
  * No address reaches Redis: a source is named by HMAC-SHA256 under the instances' shared source
- * secret, truncated to 16 bytes (`tag`), in keys that live two seconds.
+ * secret, truncated to 16 bytes (`tag`), in keys that live five seconds (the window and slack
+ * for a slow flush).
  */
 import { createHmac, hkdfSync } from "node:crypto";
 

@@ -98,7 +98,7 @@ export class SharedSourceLimits {
     try {
       const totals = await this.#incr(
         batch.map((p) => ({ key: `${this.#prefix}s:${this.tag(p.source)}:${p.kind}:${p.second}`, n: p.n })),
-        2_000,
+        5_000,
       );
       batch.forEach((p, i) => {
         const total = totals[i];

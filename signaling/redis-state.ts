@@ -378,7 +378,12 @@ export class SharedSignaling {
     const parsed = this.#parsed(parseRegisterReply(reply));
     if (
       parsed.status === "OK" &&
-      (parsed.previous === undefined || parsed.previous.inst !== this.inst || parsed.previous.conn !== r.conn)
+      // Watchers are told of a new or moved registration, and of every one put back by a resync
+      // (its visibility may have changed while Redis could not be told).
+      (r.onlyIfFree ||
+        parsed.previous === undefined ||
+        parsed.previous.inst !== this.inst ||
+        parsed.previous.conn !== r.conn)
     )
       await this.#publishPresence(k, parsed.q);
     return parsed;

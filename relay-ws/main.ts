@@ -43,6 +43,7 @@ async function main() {
     smpPort,
     smpHost,
     smpAddressHost,
+    smpPassword,
     smpDir,
     smpBridge,
     smpBridgeAllow,
@@ -81,7 +82,7 @@ async function main() {
   if (smpPort !== "off")
     await startSmpListener(
       relay,
-      { smpPort, smpHost, smpAddressHost, smpDir, dataDir: relayConfig.dataDir },
+      { smpPort, smpHost, smpAddressHost, smpPassword, smpDir, dataDir: relayConfig.dataDir },
       log,
     );
   const boundMetrics = hostServer.metricsPort();

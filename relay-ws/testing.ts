@@ -60,7 +60,13 @@ export function masterKeyFor(dataDir: string): Buffer {
 
 export async function startTestRelay(
   overrides: Partial<RelayConfig> = {},
-  options: { clock?: () => number; dataDir?: string; store?: (dataDir: string) => RelayStore } = {},
+  options: {
+    clock?: () => number;
+    dataDir?: string;
+    store?: (dataDir: string) => RelayStore;
+    /** Listen on this port (a relay started again where its clients look for it); default: any. */
+    port?: number;
+  } = {},
 ): Promise<TestRelay> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "loft-relay-"));
   const keyDir = mkdtempSync(join(tmpdir(), "loft-relay-key-"));
@@ -84,7 +90,7 @@ export async function startTestRelay(
   // In-process tests read /metrics and the detailed /health on the relay's own port; every real
   // entry point serves them on a separate listener (relay-ws/main.ts, server/main.ts).
   const host = createHost({
-    port: 0,
+    port: options.port ?? 0,
     host: "127.0.0.1",
     staticDir: undefined,
     registry,

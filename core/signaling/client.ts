@@ -115,6 +115,13 @@ export interface LookupResult {
 export interface SignalingClientOptions {
   /** `ws:`/`wss:` URL of the service, e.g. "wss://loft.example/signal". */
   url: string;
+  /**
+   * Further URLs of the same service (instances sharing state, or servers a contact listed),
+   * tried in order when the current one cannot be reached (docs/protocol/signaling.md, "Several
+   * servers"): the client is on one server at a time, the first reachable, and falls back to the
+   * next one at once; only when none of them answers does it back off and start again from `url`.
+   */
+  fallbackUrls?: string[];
   user: UserIdentity;
   connect: WebSocketFactory;
   /** TTL asked for in REGISTER (the server clamps it); default 120 s. */
@@ -122,8 +129,8 @@ export interface SignalingClientOptions {
   /** Register automatically on every (re)connect; default true. */
   register?: boolean;
   /**
-   * REGISTER `audience`: the server this registration is for. Default: `url` (what the server
-   * accepts unless its operator configured other public URLs).
+   * REGISTER `audience`: the server this registration is for. Default: the URL connected to
+   * (what the server accepts unless its operator configured other public URLs).
    */
   audience?: string;
   /** Per-request timeout; default 10 s. */
@@ -173,9 +180,17 @@ const MAX_SEEN_NONCES = 4_096;
 const MAX_SEEN_OFFERS = 256;
 
 export class SignalingClient {
-  readonly #o: Required<Omit<SignalingClientOptions, "reconnect" | "seenOffers">> & {
+  readonly #o: Required<
+    Omit<SignalingClientOptions, "reconnect" | "seenOffers" | "audience" | "fallbackUrls">
+  > & {
     reconnect: { initialMs: number; maxMs: number } | false;
+    audience: string | undefined;
   };
+  /** `url` then `fallbackUrls`, without repeats; `#at` is the one in use. */
+  readonly #urls: string[];
+  #at = 0;
+  /** Servers that failed in a row since the last one answered (a round ends at `#urls.length`). */
+  #failedInRound = 0;
   readonly #key: Uint8Array;
   readonly #listeners = new Set<SignalingListener>();
   readonly #pending = new Map<number, Pending>();
@@ -189,6 +204,8 @@ export class SignalingClient {
   #nextId = 1;
   #attempt = 0;
   #retryTimer: unknown;
+  /** Until the server's VERSION_HEADER: a server that accepts and then says nothing is down. */
+  #helloTimer: unknown;
   #renewTimer: unknown;
   #goingAwayDelay: number | undefined;
   #watched: Uint8Array[] = [];
@@ -214,7 +231,7 @@ export class SignalingClient {
       connect: options.connect,
       ttlSeconds: options.ttlSeconds ?? 120,
       register: options.register ?? true,
-      audience: options.audience ?? options.url,
+      audience: options.audience,
       requestTimeoutMs: options.requestTimeoutMs ?? 10_000,
       reconnect:
         options.reconnect === false
@@ -225,6 +242,8 @@ export class SignalingClient {
       presence: options.presence ?? "public",
       crypto: options.crypto ?? nobleCrypto,
     };
+    this.#urls = [options.url];
+    for (const u of options.fallbackUrls ?? []) if (u && !this.#urls.includes(u)) this.#urls.push(u);
     this.#key = options.user.identity.verified.identity_key;
     this.#offerStore = options.seenOffers;
     if (this.#offerStore) {
@@ -247,6 +266,11 @@ export class SignalingClient {
     return this.#state;
   }
 
+  /** The server in use (or being tried): `url` or one of `fallbackUrls`. */
+  get url(): string {
+    return this.#urls[this.#at]!;
+  }
+
   /** Our identity key (the contact id). */
   get identityKey(): Uint8Array {
     return this.#key;
@@ -259,8 +283,8 @@ export class SignalingClient {
 
   /**
    * Connect (and register unless `register: false`). Resolves once ready; rejects with
-   * UNREACHABLE if the first attempt fails — the client keeps retrying in the background unless
-   * reconnecting is disabled or `close()` is called.
+   * UNREACHABLE if the first attempt (every server of the service, in order) fails — the client
+   * keeps retrying in the background unless reconnecting is disabled or `close()` is called.
    */
   start(): Promise<void> {
     if (this.#stopped) return Promise.reject(signalingError("CLOSED", "client closed"));
@@ -281,6 +305,7 @@ export class SignalingClient {
     this.#stopped = true;
     clearTimeout(this.#retryTimer);
     clearTimeout(this.#renewTimer);
+    clearTimeout(this.#helloTimer);
     const ws = this.#ws;
     this.#ws = undefined;
     if (ws) {
@@ -426,7 +451,7 @@ export class SignalingClient {
       timestamp,
       nonce: challenge,
       id,
-      audience: this.#o.audience,
+      audience: this.#o.audience ?? this.url,
     });
     const reply = await this.#request(req, id);
     if (reply.t !== "REGISTER_RESPONSE" || !reply.success) throw this.#unexpected(reply);
@@ -557,12 +582,25 @@ export class SignalingClient {
     this.#challenge = undefined;
     let ws: WebSocketLike;
     try {
-      ws = this.#o.connect(this.#o.url);
+      ws = this.#o.connect(this.url);
     } catch (e) {
       this.#onDrop(signalingError("UNREACHABLE", (e as Error).message ?? "cannot connect"));
       return;
     }
     this.#ws = ws;
+    // A server that takes the connection but never opens with its VERSION_HEADER (hung, or a
+    // black hole on the way) counts as unreachable after a request timeout, so the next server
+    // of the service is tried (signaling.md, "Several servers").
+    clearTimeout(this.#helloTimer);
+    this.#helloTimer = setTimeout(() => {
+      if (this.#ws !== ws || this.#helloDone) return;
+      this.#ws = undefined;
+      this.#detach(ws);
+      try {
+        ws.close(CLOSE.NORMAL, "no VERSION_HEADER");
+      } catch {}
+      this.#onDrop(signalingError("UNREACHABLE", "the signaling server did not answer"));
+    }, this.#o.requestTimeoutMs);
     ws.binaryType = "arraybuffer";
     ws.onopen = () => {
       if (this.#ws !== ws) return;
@@ -610,11 +648,13 @@ export class SignalingClient {
 
   #onDrop(error: LoftError): void {
     clearTimeout(this.#renewTimer);
+    clearTimeout(this.#helloTimer);
     this.#registered = false;
     this.#helloDone = false;
     this.#challenge = undefined;
     for (const w of this.#challengeWaiters.splice(0)) w.reject(error);
     this.#failAll(error);
+    if (this.#failOver(error)) return;
     this.#rejectReady(error);
     this.#emit({ type: "error", error });
     if (this.#stopped) return;
@@ -633,6 +673,28 @@ export class SignalingClient {
     this.#retryTimer = setTimeout(() => this.#open(), delay);
   }
 
+  /**
+   * This server could not be reached (or speaks another version): with another server of the
+   * service still untried in this round, go to it at once — no error event, `ready()` still
+   * pending, as one attempt that took longer (signaling.md, "Several servers"). A round that
+   * failed everywhere ends here: back to the first server, and the caller backs off.
+   */
+  #failOver(error: LoftError): boolean {
+    if (this.#urls.length < 2 || this.#stopped || this.#o.reconnect === false) return false;
+    if (error.code !== "LOFT_ERR_SIGNALING_UNREACHABLE" && error.code !== "LOFT_ERR_UNSUPPORTED_VERSION")
+      return false;
+    this.#failedInRound++;
+    if (this.#failedInRound >= this.#urls.length) {
+      this.#failedInRound = 0;
+      this.#at = 0;
+      return false;
+    }
+    this.#at = (this.#at + 1) % this.#urls.length;
+    this.#setState(this.#everConnected ? "reconnecting" : "connecting");
+    this.#retryTimer = setTimeout(() => this.#open(), 0);
+    return true;
+  }
+
   #onFrame(ws: WebSocketLike, bytes: Uint8Array): void {
     if (!this.#helloDone) {
       const header = decodeVersionHeader(bytes, SIGNALING_VERSION);
@@ -644,8 +706,10 @@ export class SignalingClient {
         this.#protocolFailure(ws, code, "the server did not open with a signaling 1.1 VERSION_HEADER");
         return;
       }
+      clearTimeout(this.#helloTimer);
       this.#helloDone = true;
       this.#everConnected = true;
+      this.#failedInRound = 0;
       this.#setState("connected");
       this.#afterHello();
       return;

@@ -2,8 +2,13 @@
  * SMP server addresses and queue addresses (simplexmq `protocol/simplex-messaging.md`, "SMP server
  * URI" and "SMP queue URI"; docs/protocol/smp.md, "Addresses"):
  *
- *   server = "smp://" base64url(CA fingerprint, 32 bytes) "@" host [":" port]      ; port 5223
+ *   server = "smp://" base64url(CA fingerprint, 32 bytes) [":" password] "@" host *("," host) [":" port]
  *   queue  = server "/" base64url(sender id) "#/?v=" min["-"max] "&dh=" base64url(X25519 SPKI)
+ *
+ * Several hosts name one server (a public name and an onion address, as SimpleX servers publish
+ * them): one port for all, tried in order. The password (SMP basic auth, simplexmq
+ * `rfcs/done/2022-11-11-smp-basic-auth.md`) only authorizes NEW; a queue address never carries
+ * one. IPv6 hosts are bracketed (`[2001:db8::1]`), so that the port stays unambiguous.
  *
  * Pure and isomorphic: the browser parses what a person pastes, the bridge parses what a browser
  * asks for. Every parser returns undefined for anything that is not exactly such an address.
@@ -16,12 +21,34 @@ export const SMP_DEFAULT_PORT = 5223;
 /** Longest address accepted (a DNS name is at most 253 characters). */
 export const SMP_ADDRESS_MAX = 512;
 
+/** Most hosts one address names. */
+export const SMP_MAX_HOSTS = 8;
+
 export interface SmpServerAddress {
   /** SHA-256 of the server's offline CA certificate (the server identity). */
   fingerprint: Uint8Array;
-  /** A DNS name, an IPv4 address, or an IPv6 address without brackets. */
+  /** The first of `hosts`: a DNS name, an IPv4 address, or an IPv6 address without brackets. */
   host: string;
+  /** Every host, in the order they are tried (`hosts[0] === host`); absent means `[host]`. */
+  hosts?: string[];
   port: number;
+  /**
+   * The server's password for NEW (SMP basic auth), printable ASCII without space, `@`, `:`, `/`;
+   * 1–255 bytes (a `shortString` in NEW). Only in an address a person configures for creating
+   * queues; never sent to a bridge, never in a queue address.
+   */
+  password?: string;
+}
+
+/** The hosts of an address, in order. */
+export function smpHosts(a: SmpServerAddress): string[] {
+  return a.hosts && a.hosts.length > 0 ? a.hosts : [a.host];
+}
+
+const PASSWORD = /^[!-~]{1,255}$/;
+/** A password as the address grammar takes it (what the reference's BasicAuth parser accepts). */
+export function isSmpPassword(s: string): boolean {
+  return PASSWORD.test(s) && !/[@:/]/.test(s);
 }
 
 export interface SmpQueueAddress {
@@ -43,23 +70,31 @@ function isHostName(host: string): boolean {
 }
 const IPV6 = /^[0-9A-Fa-f:.]{2,45}$/;
 
-function parseHostPort(s: string): { host: string; port: number } | undefined {
-  let host: string;
-  let portText: string | undefined;
+function parseHost(s: string): string | undefined {
   if (s.startsWith("[")) {
-    const end = s.indexOf("]");
-    if (end < 0) return undefined;
-    host = s.slice(1, end);
-    if (!IPV6.test(host) || !host.includes(":")) return undefined;
-    const rest = s.slice(end + 1);
-    if (rest !== "" && !rest.startsWith(":")) return undefined;
-    portText = rest ? rest.slice(1) : undefined;
-  } else {
-    const parts = s.split(":");
-    if (parts.length > 2) return undefined;
-    host = parts[0]!;
-    portText = parts[1];
-    if (!isHostName(host)) return undefined;
+    if (!s.endsWith("]")) return undefined;
+    const host = s.slice(1, -1);
+    return IPV6.test(host) && host.includes(":") ? host.toLowerCase() : undefined;
+  }
+  return isHostName(s) ? s.toLowerCase() : undefined;
+}
+
+/** `host *("," host) [":" port]`; a bracketed IPv6 host may hold colons, nothing else may. */
+function parseHostsPort(s: string): { hosts: string[]; port: number } | undefined {
+  let portText: string | undefined;
+  let hostsText = s;
+  const lastColon = s.lastIndexOf(":");
+  if (lastColon >= 0 && lastColon > s.lastIndexOf("]")) {
+    portText = s.slice(lastColon + 1);
+    hostsText = s.slice(0, lastColon);
+  }
+  const parts = hostsText.split(",");
+  if (parts.length > SMP_MAX_HOSTS) return undefined;
+  const hosts: string[] = [];
+  for (const part of parts) {
+    const host = parseHost(part);
+    if (!host) return undefined;
+    hosts.push(host);
   }
   let port = SMP_DEFAULT_PORT;
   if (portText !== undefined) {
@@ -67,24 +102,47 @@ function parseHostPort(s: string): { host: string; port: number } | undefined {
     port = Number(portText);
     if (port < 1 || port > 65535) return undefined;
   }
-  return { host: host.toLowerCase(), port };
+  return { hosts, port };
 }
 
-/** `smp://<fingerprint>@host[:port]`; undefined for anything else (a queue address included). */
+/**
+ * `smp://<fingerprint>[:password]@host[,host…][:port]`; undefined for anything else (a queue
+ * address included).
+ */
 export function parseSmpServerAddress(address: string): SmpServerAddress | undefined {
   if (address.length > SMP_ADDRESS_MAX || !address.startsWith("smp://")) return undefined;
   const rest = address.slice(6);
   const at = rest.indexOf("@");
   if (at < 0) return undefined;
-  const fingerprint = fromBase64url(rest.slice(0, at));
+  const userinfo = rest.slice(0, at);
+  const colon = userinfo.indexOf(":");
+  const fingerprint = fromBase64url(colon < 0 ? userinfo : userinfo.slice(0, colon));
   if (fingerprint?.length !== 32) return undefined;
-  const hp = parseHostPort(rest.slice(at + 1));
-  return hp ? { fingerprint, ...hp } : undefined;
+  const password = colon < 0 ? undefined : userinfo.slice(colon + 1);
+  if (password !== undefined && !isSmpPassword(password)) return undefined;
+  const hp = parseHostsPort(rest.slice(at + 1));
+  if (!hp) return undefined;
+  return {
+    fingerprint,
+    host: hp.hosts[0]!,
+    ...(hp.hosts.length > 1 ? { hosts: hp.hosts } : {}),
+    port: hp.port,
+    ...(password !== undefined ? { password } : {}),
+  };
+}
+
+/** The address without its password: what goes to a bridge, into a queue address, into logs. */
+export function withoutPassword(a: SmpServerAddress): SmpServerAddress {
+  const { password: _, ...rest } = a;
+  return rest;
 }
 
 export function formatSmpServerAddress(a: SmpServerAddress): string {
-  const host = a.host.includes(":") ? `[${a.host}]` : a.host;
-  return `smp://${base64url(a.fingerprint)}@${host}:${a.port}`;
+  const hosts = smpHosts(a)
+    .map((h) => (h.includes(":") ? `[${h}]` : h))
+    .join(",");
+  const password = a.password === undefined ? "" : `:${a.password}`;
+  return `smp://${base64url(a.fingerprint)}${password}@${hosts}:${a.port}`;
 }
 
 /** A queue address as a SimpleX-protocol client shares it; undefined unless it is exactly one. */
@@ -94,6 +152,8 @@ export function parseSmpQueueAddress(address: string): SmpQueueAddress | undefin
   const hash = address.indexOf("#/?");
   if (slash < 0 || hash < slash) return undefined;
   const server = parseSmpServerAddress(address.slice(0, slash));
+  // A queue address is shared with senders: it never carries the server's password.
+  if (server?.password !== undefined) return undefined;
   const senderId = fromBase64url(address.slice(slash + 1, hash));
   if (!server || !senderId || senderId.length === 0 || senderId.length > 255) return undefined;
   const params = new Map<string, string>();
@@ -115,5 +175,5 @@ export function parseSmpQueueAddress(address: string): SmpQueueAddress | undefin
 export function formatSmpQueueAddress(q: SmpQueueAddress): string {
   const v = q.versions.min === q.versions.max ? `${q.versions.min}` : `${q.versions.min}-${q.versions.max}`;
   const dh = base64url(encodeSpki({ alg: "x25519", raw: q.dhKey }));
-  return `${formatSmpServerAddress(q.server)}/${base64url(q.senderId)}#/?v=${v}&dh=${dh}`;
+  return `${formatSmpServerAddress(withoutPassword(q.server))}/${base64url(q.senderId)}#/?v=${v}&dh=${dh}`;
 }

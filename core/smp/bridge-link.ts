@@ -5,7 +5,7 @@
  * WebSocket interface of core/relay/ws-link.ts, so the browser's WebSocket and Node's `ws` both fit.
  */
 import type { WebSocketLike } from "../relay/ws-link.ts";
-import { parseSmpServerAddress } from "./address.ts";
+import { formatSmpServerAddress, parseSmpServerAddress, withoutPassword } from "./address.ts";
 import { decodeBridgeFrame, describeBridgeError, encodeBridgeFrame } from "./bridge-frames.ts";
 import { SmpClient, SmpClientError, type SmpClientOptions } from "./client.ts";
 
@@ -22,7 +22,11 @@ export interface BridgedSmp {
   tls: string;
 }
 
-/** `bridgeUrl` is the relay's bridge endpoint (`wss://relay.example/smp-bridge`). */
+/**
+ * `bridgeUrl` is the relay's bridge endpoint (`wss://relay.example/smp-bridge`). A password in
+ * `serverAddress` stays in the browser: OPEN names the server without it, and the client puts it
+ * into NEW (SMP basic auth; docs/protocol/smp.md, "Addresses").
+ */
 export function connectSmpBridge(
   bridgeUrl: string,
   serverAddress: string,
@@ -33,6 +37,11 @@ export function connectSmpBridge(
     return Promise.reject(
       new SmpClientError("BRIDGE", "not an smp:// server address", { bridgeError: "BAD_ADDRESS" }),
     );
+  const open = formatSmpServerAddress(withoutPassword(address));
+  const clientOptions: SmpClientOptions = {
+    ...options,
+    ...(address.password !== undefined ? { password: new TextEncoder().encode(address.password) } : {}),
+  };
   const ws = options.webSocket(bridgeUrl);
   ws.binaryType = "arraybuffer";
   return new Promise((resolve, reject) => {
@@ -62,7 +71,7 @@ export function connectSmpBridge(
       () => fail(new SmpClientError("TIMEOUT", "the bridge did not connect in time")),
       options.connectTimeoutMs ?? 30_000,
     );
-    ws.addEventListener("open", () => ws.send(encodeBridgeFrame({ kind: "OPEN", address: serverAddress })));
+    ws.addEventListener("open", () => ws.send(encodeBridgeFrame({ kind: "OPEN", address: open })));
     ws.addEventListener("message", (event: { data: unknown }) => {
       const data = event.data instanceof ArrayBuffer ? new Uint8Array(event.data) : event.data;
       const frame = data instanceof Uint8Array ? decodeBridgeFrame(data) : undefined;
@@ -85,7 +94,7 @@ export function connectSmpBridge(
         return fail(new SmpClientError("MALFORMED", `the bridge sent ${frame.kind} out of order`));
       if (client) return client.receive(frame.block);
       try {
-        client = SmpClient.handshake(sink, frame.block, address.fingerprint, options);
+        client = SmpClient.handshake(sink, frame.block, address.fingerprint, clientOptions);
       } catch (e) {
         return fail(e as SmpClientError);
       }

@@ -12,6 +12,7 @@ import {
   formatSmpServerAddress,
   parseSmpQueueAddress,
   parseSmpServerAddress,
+  smpHosts,
 } from "./address.ts";
 import {
   BRIDGE_ERRORS,
@@ -32,7 +33,7 @@ const hostArb = fc.oneof(
 const addressish = fc
   .array(
     fc.constantFrom(
-      ..."smp:/@[]#?&=.-_0123456789abcdefABCDEF".split(""),
+      ..."smp:/@[]#?&=.,-_0123456789abcdefABCDEF".split(""),
       "smp://",
       "#/?v=",
       "&dh=",
@@ -43,11 +44,26 @@ const addressish = fc
     },
   )
   .map((parts) => parts.join(""));
-const serverArb = fc.record({
-  fingerprint: fc.uint8Array({ minLength: 32, maxLength: 32 }),
-  host: hostArb.map((h) => h.toLowerCase()),
-  port: fc.integer({ min: 1, max: 65535 }),
-});
+const passwordArb = fc
+  .array(fc.integer({ min: 0x21, max: 0x7e }), { minLength: 1, maxLength: 40 })
+  .map((cs) => String.fromCharCode(...cs).replace(/[@:/]/g, "x"));
+/** One host or several (tried in order), with a password or not. */
+const serverArb = fc
+  .record({
+    fingerprint: fc.uint8Array({ minLength: 32, maxLength: 32 }),
+    hosts: fc.array(
+      hostArb.map((h) => h.toLowerCase()),
+      { minLength: 1, maxLength: 4 },
+    ),
+    port: fc.integer({ min: 1, max: 65535 }),
+    password: fc.option(passwordArb, { nil: undefined }),
+  })
+  .map(({ hosts, password, ...rest }) => ({
+    ...rest,
+    host: hosts[0]!,
+    ...(hosts.length > 1 ? { hosts } : {}),
+    ...(password !== undefined ? { password } : {}),
+  }));
 
 describe("bridge frames", () => {
   it("decode any bytes without throwing; what decodes re-encodes to the same bytes", () => {
@@ -127,15 +143,22 @@ describe("SMP addresses", () => {
             !back ||
             formatSmpServerAddress(back) !== text ||
             back.host !== server.host ||
+            smpHosts(back).join(" ") !== smpHosts(server).join(" ") ||
+            back.password !== server.password ||
             back.port !== server.port ||
             !equalBytes(back.fingerprint, server.fingerprint)
           )
             throw new Error(`server address does not round-trip: ${text}`);
+          // IPv6 hosts are bracketed, everything else is not.
+          for (const h of smpHosts(server))
+            if (text.includes(`[${h}]`) !== h.includes(":")) throw new Error(`${h} in ${text}`);
           const q = { server, senderId, dhKey, versions: { min, max: min + 1 } };
           const qText = formatSmpQueueAddress(q);
           const qBack = parseSmpQueueAddress(qText);
+          // A queue address never carries the password.
           if (
             !qBack ||
+            qBack.server.password !== undefined ||
             formatSmpQueueAddress(qBack) !== qText ||
             !equalBytes(qBack.senderId, senderId) ||
             !equalBytes(qBack.dhKey, dhKey)
@@ -168,6 +191,13 @@ describe("SMP addresses", () => {
     const fp = "Q34zM9LmX6yrN3gaWOOW17B4u3cZaV9oGSA-asve0wc=";
     expect(parseSmpServerAddress(`smp://${fp}@relay.example:5223`)?.host).toBe("relay.example");
     expect(parseSmpServerAddress(`smp://${fp}@[::1]:5223`)?.host).toBe("::1");
+    expect(parseSmpServerAddress(`smp://${fp}:pw@a.example,[2001:db8::1],b.onion:5224`)).toMatchObject({
+      host: "a.example",
+      hosts: ["a.example", "2001:db8::1", "b.onion"],
+      port: 5224,
+      password: "pw",
+    });
+    expect(parseSmpServerAddress(`smp://${fp}@[2001:db8::1]`)?.port).toBe(5223);
     for (const bad of [
       `smp://${fp}@relay.example:0`,
       `smp://${fp}@relay.example:65536`,
@@ -177,8 +207,22 @@ describe("SMP addresses", () => {
       `smp://${fp}@`,
       `smps://${fp}@relay.example`,
       `smp://${fp}@relay.example/q`,
+      `smp://${fp}@a.example,,b.example`,
+      `smp://${fp}@a.example,`,
+      `smp://${fp}@2001:db8::1`,
+      `smp://${fp}@[2001:db8::1`,
+      `smp://${fp}@a.example:1,b.example:2`,
+      `smp://${fp}@${Array(9).fill("h.example").join(",")}`,
+      `smp://${fp}:@relay.example`,
+      `smp://${fp}:pass word@relay.example`,
+      `smp://${fp}:a:b@relay.example`,
+      `smp://${fp}:${"p".repeat(256)}@relay.example`,
     ])
       expect(parseSmpServerAddress(bad), bad).toBeUndefined();
+    // A queue address is shared with senders: a password in it is refused.
+    const queue = `/ERERERERERERERERERERERERERERERER#/?v=6-7&dh=MCowBQYDK2VuAyEAIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiI=`;
+    expect(parseSmpQueueAddress(`smp://${fp}@relay.example:5223${queue}`)).toBeDefined();
+    expect(parseSmpQueueAddress(`smp://${fp}:pw@relay.example:5223${queue}`)).toBeUndefined();
   });
 });
 

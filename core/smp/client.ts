@@ -104,6 +104,8 @@ export type SmpPush =
 export interface SmpClientOptions {
   /** How long an answer may take before the command fails with TIMEOUT (default 30 s). */
   timeoutMs?: number;
+  /** The server's password for NEW (SMP basic auth, from the address's `fp:password@`). */
+  password?: Uint8Array;
 }
 
 /** One SMP connection after the handshake. */
@@ -116,7 +118,13 @@ export class SmpClient {
   readonly #queues = new Map<string, Uint8Array>();
   readonly #listeners = new Set<(p: SmpPush) => void>();
   readonly #timeoutMs: number;
+  readonly #password: Uint8Array | undefined;
   #closed: SmpClientError | undefined;
+  #ended!: (why: SmpClientError) => void;
+  /** Resolves once the session has ended (the carrier closed, a protocol failure, `close`), with why. */
+  readonly done: Promise<SmpClientError> = new Promise((resolve) => {
+    this.#ended = resolve;
+  });
   #outbox: Uint8Array[] = [];
 
   private constructor(
@@ -129,6 +137,7 @@ export class SmpClient {
   ) {
     this.#sink = sink;
     this.#timeoutMs = options.timeoutMs ?? 30_000;
+    this.#password = options.password?.slice();
   }
 
   /**
@@ -241,6 +250,7 @@ export class SmpClient {
     for (const k of this.#queues.values()) wipe(k);
     this.#queues.clear();
     this.#sink.close();
+    this.#ended(error);
   }
 
   close(): void {
@@ -337,6 +347,8 @@ export class SmpClient {
               ? { alg: "x25519", raw: x25519.getPublicKey(rcvAuthSecret) }
               : { alg: "ed25519", raw: ed25519.getPublicKey(rcvAuthSecret) },
           rcvDhKey: { alg: "x25519", raw: x25519.getPublicKey(rcvDhSecret) },
+          // SMP basic auth: the server's password, only ever in NEW.
+          ...(this.#password ? { basicAuth: this.#password } : {}),
           subscribe,
         },
         "IDS",

@@ -130,7 +130,16 @@ export function createSmpBridgeService(config: SmpBridgeConfig, deps: SmpBridgeD
       });
     },
     health() {
-      return { connections: tunnels.size, outcomes: Object.fromEntries(outcomes) };
+      let heldBytes = 0;
+      let paused = 0;
+      for (const t of tunnels) {
+        const h = t.held;
+        heldBytes += h.bytes;
+        if (h.paused) paused++;
+      }
+      // heldBytes: what the bridge holds for slow browsers (at most WS_HIGH_WATER and one TLS
+      // read per connection); paused: connections whose server is not read until the browser catches up.
+      return { connections: tunnels.size, heldBytes, paused, outcomes: Object.fromEntries(outcomes) };
     },
     async close() {
       closing = true;

@@ -10,7 +10,7 @@
 import { createHash, timingSafeEqual, X509Certificate } from "node:crypto";
 import { connect, type TLSSocket } from "node:tls";
 import type { WebSocket } from "ws";
-import { parseSmpServerAddress } from "../../core/smp/address.ts";
+import { parseSmpServerAddress, smpHosts } from "../../core/smp/address.ts";
 import { type BridgeErrorName, decodeBridgeFrame, encodeBridgeFrame } from "../../core/smp/bridge-frames.ts";
 import {
   decodeServerHello,
@@ -23,7 +23,7 @@ import {
 import type { DestinationPolicy } from "./policy.ts";
 
 /** Frames queued to the browser before the bridge stops reading the server. */
-const WS_HIGH_WATER = 64 * (SMP_BLOCK_SIZE + 1);
+export const WS_HIGH_WATER = 64 * (SMP_BLOCK_SIZE + 1);
 
 export type TunnelResult = "ok" | BridgeErrorName | "client_closed";
 
@@ -84,8 +84,26 @@ export class BridgeTunnel {
     this.#phase = "done";
     clearTimeout(this.#timer);
     this.#tls?.destroy();
+    // A socket paused for a server that read slowly is read again: the closing handshake needs
+    // the browser's answer, and no "drain" comes from a destroyed TLS connection.
+    if (this.#draining) {
+      this.#draining = false;
+      this.#o.ws.resume();
+    }
     if (this.#o.ws.readyState === this.#o.ws.OPEN) this.#o.ws.close(1000, "done");
     this.#o.onEnd(result, opened);
+  }
+
+  /**
+   * What this tunnel holds for the browser: bytes queued on its WebSocket plus a partial block
+   * read from the server. Bounded by WS_HIGH_WATER and one TLS read (docs/protocol/smp.md, "The
+   * bridge"); `paused`: the server is not being read until the browser catches up.
+   */
+  get held(): { bytes: number; paused: boolean } {
+    return {
+      bytes: this.#o.ws.bufferedAmount + this.#buffer.length,
+      paused: this.#tls?.isPaused() ?? false,
+    };
   }
 
   /** The relay is shutting down. */
@@ -118,31 +136,73 @@ export class BridgeTunnel {
 
   async #open(text: string): Promise<void> {
     const address = parseSmpServerAddress(text);
-    if (!address) return this.#fail("BAD_ADDRESS", "expected smp://<fingerprint>@host[:port]");
+    if (!address) return this.#fail("BAD_ADDRESS", "expected smp://<fingerprint>@host[,host…][:port]");
+    // SMP basic auth is for the server, inside NEW: the browser never names it to the bridge.
+    if (address.password !== undefined)
+      return this.#fail("BAD_ADDRESS", "the server's password stays in the browser");
     this.#fingerprint = address.fingerprint;
-    const admission = await this.#o.policy.admit(address.host, address.port);
-    if (this.#phase !== "connecting") return;
-    if (!admission.ok) return this.#fail(admission.reason, admission.detail);
-    this.#arm();
-    const tls = connect({
-      host: admission.address,
-      port: address.port,
-      ...(address.host === admission.address ? {} : { servername: address.host }),
-      ALPNProtocols: [SMP_ALPN],
-      minVersion: "TLSv1.2" as const,
-      // The server proves itself by its CA fingerprint (checked below), not by a public CA.
-      rejectUnauthorized: false,
-    });
-    this.#tls = tls;
-    tls.setNoDelay(true);
-    tls.once("secureConnect", () => this.#secured(tls));
-    tls.on("data", (chunk: Buffer) => this.#fromServer(chunk));
-    tls.on("error", () => {
-      if (this.#phase === "connecting") this.#fail("UNREACHABLE", "connection or TLS handshake failed");
-    });
-    tls.on("close", () => {
-      if (this.#phase === "connecting") this.#fail("UNREACHABLE", "connection or TLS handshake failed");
-      else this.#fail("CLOSED", "");
+    // Several hosts name one server (docs/protocol/smp.md, "Addresses"): tried in order, each
+    // with its own policy check and timeout; the first TLS connection up is the one checked.
+    let failure: { reason: "DENIED" | "UNREACHABLE"; detail: string } | undefined;
+    for (const host of smpHosts(address)) {
+      this.#arm(); // the name's resolution
+      const admission = await this.#o.policy.admit(host, address.port);
+      if (this.#phase !== "connecting") return;
+      if (!admission.ok) {
+        if (!failure || admission.reason === "UNREACHABLE") failure = admission;
+        continue;
+      }
+      clearTimeout(this.#timer); // #connect times itself, per host
+      const tls = await this.#connect(host, admission.address, address.port);
+      if (this.#phase !== "connecting") {
+        tls?.destroy();
+        return;
+      }
+      if (tls) {
+        this.#arm();
+        return this.#secured(tls);
+      }
+      failure = { reason: "UNREACHABLE", detail: "connection or TLS handshake failed" };
+    }
+    this.#fail(failure?.reason ?? "UNREACHABLE", failure?.detail ?? "no host to try");
+  }
+
+  /** One TLS connection to one host's checked address; undefined when it fails or times out. */
+  #connect(host: string, ip: string, port: number): Promise<TLSSocket | undefined> {
+    return new Promise((resolve) => {
+      const tls = connect({
+        host: ip,
+        port,
+        ...(host === ip ? {} : { servername: host }),
+        ALPNProtocols: [SMP_ALPN],
+        minVersion: "TLSv1.2" as const,
+        // The server proves itself by its CA fingerprint (checked in #secured), not by a public CA.
+        rejectUnauthorized: false,
+      });
+      this.#buffer = Buffer.alloc(0);
+      let settled = false;
+      const settle = (ok: boolean) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (ok) resolve(tls);
+        else {
+          tls.destroy();
+          resolve(undefined);
+        }
+      };
+      const timer = setTimeout(() => settle(false), this.#o.timeoutMs);
+      this.#tls = tls;
+      tls.setNoDelay(true);
+      tls.once("secureConnect", () => settle(true));
+      tls.on("data", (chunk: Buffer) => {
+        if (this.#tls === tls) this.#fromServer(chunk);
+      });
+      tls.on("error", () => settle(false));
+      tls.on("close", () => {
+        if (!settled) return settle(false);
+        if (this.#tls === tls && this.#phase !== "connecting") this.#fail("CLOSED", "");
+      });
     });
   }
 

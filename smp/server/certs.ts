@@ -19,7 +19,7 @@ import {
 } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { base64url } from "../../core/smp/encoding.ts";
+import { formatSmpServerAddress } from "../../core/smp/address.ts";
 import {
   bitString,
   boolean,
@@ -177,7 +177,20 @@ export function loadOrCreateCredentials(
   };
 }
 
-/** `smp://<base64url CA fingerprint>@host:port` (SMP spec, "SMP server URI"). */
-export function smpAddress(fingerprint: Uint8Array, host: string, port: number): string {
-  return `smp://${base64url(fingerprint)}@${host}:${port}`;
+/**
+ * `smp://<base64url CA fingerprint>@host[,host…]:port` (SMP spec, "SMP server URI";
+ * docs/protocol/smp.md, "Addresses"): `hosts` is `--smp-address-host`, one name or several
+ * separated by commas (a public name and an onion address); IPv6 hosts are bracketed.
+ */
+export function smpAddress(fingerprint: Uint8Array, hosts: string, port: number): string {
+  const list = hosts
+    .split(",")
+    .map((h) => h.trim().replace(/^\[(.*)\]$/, "$1"))
+    .filter((h) => h.length > 0);
+  return formatSmpServerAddress({
+    fingerprint,
+    host: list[0] ?? "localhost",
+    ...(list.length > 1 ? { hosts: list } : {}),
+    port,
+  });
 }

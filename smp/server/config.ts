@@ -3,6 +3,7 @@
  * through host/config.ts, read by `npm start` (server/main.ts) and `npm run relay` (relay-ws/main.ts).
  * Off unless `--smp-port` is given (0: any free port, as `--port`).
  */
+import { isSmpPassword } from "../../core/smp/address.ts";
 import { int, str } from "../../host/config.ts";
 
 const portOrOff = (raw: string): number | "off" => (raw === "off" ? "off" : int(0, 65535)(raw));
@@ -29,6 +30,17 @@ export const smpOptions = {
     parse: str,
     help: "host name clients reach the SMP listener at, for its smp:// address and certificate (default: this machine's host name)",
   },
+  smpPassword: {
+    flag: "smp-password",
+    env: "LOFT_SMP_PASSWORD",
+    default: "",
+    parse: (raw: string): string => {
+      if (raw !== "" && !isSmpPassword(raw))
+        throw new Error("printable ASCII, 1–255 characters, no space, '@', ':' or '/'");
+      return raw;
+    },
+    help: "password SMP clients must give in NEW to create queues (SMP basic auth: smp://<fingerprint>:<password>@host); empty: anyone may create",
+  },
   smpDir: {
     flag: "smp-dir",
     env: "LOFT_SMP_DIR",
@@ -42,5 +54,7 @@ export interface SmpConfig {
   smpPort: number | "off";
   smpHost: string;
   smpAddressHost: string;
+  /** Required in NEW when set (SMP basic auth); other commands never need it. */
+  smpPassword?: string;
   smpDir: string;
 }

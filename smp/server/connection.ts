@@ -10,7 +10,7 @@
  * command budget is applied as backpressure — the listener stops reading until it refills — and a
  * spent storage budget answers QUOTA (nothing stored, retry later).
  */
-import { randomBytes } from "node:crypto";
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import type { TLSSocket } from "node:tls";
 import { x25519 } from "@noble/curves/ed25519.js";
 import { toHex, wipe } from "../../core/bytes.ts";
@@ -91,6 +91,8 @@ export interface SmpConnectionOptions {
   versions: VersionRange;
   /** A dummy X25519 key for equal work on failed authenticator checks. */
   dummyX25519: Uint8Array;
+  /** SMP basic auth: NEW must carry exactly this password (absent: NEW needs none). */
+  password?: Uint8Array;
   onClosed: (conn: SmpConnection) => void;
 }
 
@@ -442,6 +444,10 @@ export class SmpConnection implements ConnectionHandle {
 
   async #new(c: InFlightCommand, cmd: Extract<SmpCommand, { tag: "NEW" }>): Promise<void> {
     if (!this.#verified(cmd.rcvAuthKey, c.t)) throw new Refused(AUTH);
+    // SMP basic auth (simplexmq rfcs/done/2022-11-11-smp-basic-auth.md): a server with a create
+    // password refuses NEW without it as AUTH, after the signature check, in constant time.
+    const password = this.#opts.password;
+    if (password && !(cmd.basicAuth && equalPassword(cmd.basicAuth, password))) throw new Refused(AUTH);
     if (cmd.rcvDhKey.alg !== "x25519") throw new Refused(cmdError("SYNTAX"));
     if (this.#queues.size >= this.#ctx.config.maxQueuesPerConnection) throw new Refused(AUTH);
     this.#reserveStorage(STORED_QUEUE_BYTES);
@@ -678,4 +684,8 @@ function equalFingerprint(a: Uint8Array, b: Uint8Array): boolean {
   let d = 0;
   for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
   return d === 0;
+}
+
+function equalPassword(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
 }

@@ -116,6 +116,7 @@ export async function startSmpListener(
       credentials,
       versions,
       dummyX25519,
+      ...(options.smpPassword ? { password: new TextEncoder().encode(options.smpPassword) } : {}),
       onClosed: (c) => connections.delete(c),
     });
     connections.add(conn);

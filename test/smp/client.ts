@@ -469,17 +469,22 @@ async function readBlock(socket: TLSSocket): Promise<Uint8Array> {
 
 export const cmd = {
   ping: () => bytes("PING"),
-  /** NEW rcvAuthKey rcvDhKey subscribeMode ("S" subscribe now, "C" create only). */
+  /**
+   * NEW rcvAuthKey rcvDhKey ["A" basicAuth] subscribeMode ("S" subscribe now, "C" create only);
+   * `basicAuth` is the server password (simplexmq rfcs/done/2022-11-11-smp-basic-auth.md).
+   */
   new: (
     rcvAuth: Uint8Array,
     rcvDh: Uint8Array,
     subscribe = false,
     authKeyType: "ed25519" | "x25519" | "ed448" = "ed25519",
+    basicAuth?: string,
   ) =>
     bytes(
       "NEW ",
       short({ ed25519: spkiEd25519, x25519: spkiX25519, ed448: spkiEd448 }[authKeyType](rcvAuth)),
       short(spkiX25519(rcvDh)),
+      basicAuth === undefined ? "" : bytes("A", short(bytes(basicAuth))),
       subscribe ? "S" : "C",
     ),
   key: (senderKey: Uint8Array) => bytes("KEY ", short(spkiEd25519(senderKey))),

@@ -17,7 +17,13 @@ export interface SmpTestServer {
 
 export async function startSmpTestServer(
   overrides: Partial<RelayConfig> = {},
-  options: { dataDir?: string; clock?: () => number; versions?: { min: number; max: number } } = {},
+  options: {
+    dataDir?: string;
+    clock?: () => number;
+    versions?: { min: number; max: number };
+    /** SMP basic auth for NEW (`--smp-password`). */
+    password?: string;
+  } = {},
 ): Promise<SmpTestServer> {
   const relay = await startTestRelay(overrides, {
     ...(options.dataDir ? { dataDir: options.dataDir } : {}),
@@ -32,6 +38,7 @@ export async function startSmpTestServer(
       smpDir: "",
       dataDir: relay.dataDir,
       ...(options.versions ? { versions: options.versions } : {}),
+      ...(options.password ? { smpPassword: options.password } : {}),
     },
     createLogger("smp-test", process.env.LOG_LEVEL ?? "warn"),
   );

@@ -82,6 +82,25 @@ export async function sendFiles(
   return undefined;
 }
 
+/**
+ * Send each file to everyone in the room (docs/protocol/files.md §8); resolves with the first
+ * refusal in words, if any.
+ */
+export async function sendFilesToRoom(
+  app: AppModel,
+  roomId: string,
+  files: readonly File[],
+): Promise<string | undefined> {
+  for (const f of files) {
+    try {
+      await engineOf(app).sendFileToRoom(roomId, f, f.name || pastedName(f), await thumbnailOf(f));
+    } catch (x) {
+      return fileProblem(x);
+    }
+  }
+  return undefined;
+}
+
 /** A pasted image has no name of its own. */
 function pastedName(f: File): string {
   const ext = f.type.startsWith("image/") ? `.${f.type.slice(6).replace(/[^a-z0-9]/g, "") || "img"}` : "";
@@ -94,6 +113,10 @@ export const cancelFile = (app: AppModel, key: string) => engineOf(app).cancelFi
 
 export async function listFiles(app: AppModel, contactId: string): Promise<FileTransfer[]> {
   return app.engine ? app.engine.listFiles(contactId) : [];
+}
+
+export async function listRoomFiles(app: AppModel, roomId: string): Promise<FileTransfer[]> {
+  return app.engine ? app.engine.listRoomFiles(roomId) : [];
 }
 
 /** The bytes of a received file whose hash matched (or of one being sent). */

@@ -65,6 +65,7 @@ export class RoomsModel {
 
   /** The rooms API once the engine runs (it may still be starting when a screen asks). */
   #ready(): Promise<RoomsApi> {
+    this.#catchUp();
     if (this.#api) return Promise.resolve(this.#api);
     if (this.#app.engine) return Promise.reject(new Error(ELSEWHERE));
     return new Promise((resolve, reject) => {
@@ -115,9 +116,20 @@ export class RoomsModel {
   }
 
   #need(): RoomsApi {
+    this.#catchUp();
     if (!this.#api)
       throw new Error(this.#app.engine ? ELSEWHERE : "Loft is still starting. Try again in a moment.");
     return this.#api;
+  }
+
+  /**
+   * The engine may run before this model's effect first ran: a model made inside another effect
+   * (main.tsx joining a room link on a fresh page load) has its own effect queued until that one
+   * ends, and a request made meanwhile would be told rooms run elsewhere. Attach at once instead.
+   */
+  #catchUp(): void {
+    const api = this.#app.engine?.rooms;
+    if (!this.#api && api) this.#attach(api);
   }
 
   #attach(api: RoomsApi | undefined): void {

@@ -4,6 +4,7 @@
  * for the person (problems.ts), and leaves what was stored as it was when it fails, so the
  * screen can keep what the person typed and say why.
  */
+import { MAX_LINK_URL_CHARS, MAX_LINK_URLS } from "../../../core/identity/contact-link.ts";
 import type { EngineSettings, IceServerConfig, IceTransportPolicy } from "../engine/api.ts";
 import type { SettingsRecord } from "../storage/db.ts";
 import { defaultSettings } from "../storage/storage.ts";
@@ -14,8 +15,36 @@ import { attempt } from "./problems.ts";
 /** The server fields as stored (absent: this site's own servers, `defaultServers`). */
 export type ServerSettings = Pick<
   SettingsRecord,
-  "signalingUrl" | "relayUrls" | "iceServers" | "iceTransportPolicy"
+  "signalingUrl" | "signalingUrls" | "relayUrls" | "iceServers" | "iceTransportPolicy" | "mailboxServer"
 >;
+
+/** The signaling servers as stored, in order (a record from before lists only `signalingUrl`). */
+export function storedSignalingUrls(s: ServerSettings | undefined): string[] {
+  if (s?.signalingUrls?.length) return s.signalingUrls;
+  return s?.signalingUrl ? [s.signalingUrl] : [];
+}
+
+/**
+ * Why a list of servers typed in Settings can't be saved, in words for the person, or undefined:
+ * each must be a ws:/wss: URL, and a contact link carries at most MAX_LINK_URLS of each kind of
+ * at most MAX_LINK_URL_CHARS characters (core/identity/contact-link.ts), so more could not be shared.
+ */
+export function serverListProblem(kind: "signaling" | "relay", urls: readonly string[]): string | undefined {
+  const what = kind === "signaling" ? "signaling" : "relay";
+  for (const u of urls) {
+    let ws = false;
+    try {
+      const p = new URL(u).protocol;
+      ws = p === "ws:" || p === "wss:";
+    } catch {}
+    if (!ws) return `Each ${what} address must start with ws:// or wss://.`;
+    if (u.length > MAX_LINK_URL_CHARS)
+      return `A ${what} address can have at most ${MAX_LINK_URL_CHARS} characters.`;
+  }
+  if (new Set(urls).size > MAX_LINK_URLS)
+    return `At most ${MAX_LINK_URLS} ${what === "signaling" ? "signaling servers" : "relays"}: your contact link carries no more.`;
+  return undefined;
+}
 
 /** The servers this site provides, used where a field is left empty. */
 export function defaultServers(): EngineSettings {
@@ -33,18 +62,23 @@ export function loadServerSettings(app: AppModel): Promise<ServerSettings> {
 export async function saveServers(
   app: AppModel,
   servers: {
-    signalingUrl: string;
+    /** In order; the first is also stored as `signalingUrl` (what earlier versions read). */
+    signalingUrls: string[];
     relayUrls: string[];
     iceServers: IceServerConfig[];
     iceTransportPolicy?: IceTransportPolicy;
+    /** An `smp://` server address; empty: the first relay keeps the mailboxes. */
+    mailboxServer?: string;
   },
 ): Promise<void> {
   await attempt("save the servers", () =>
     app.storage.updateSettingsRecord({
-      signalingUrl: servers.signalingUrl || undefined,
+      signalingUrl: servers.signalingUrls[0] || undefined,
+      signalingUrls: servers.signalingUrls.length > 1 ? servers.signalingUrls : undefined,
       relayUrls: servers.relayUrls.length ? servers.relayUrls : undefined,
       iceServers: servers.iceServers.length ? servers.iceServers : undefined,
       iceTransportPolicy: servers.iceTransportPolicy === "relay" ? "relay" : undefined,
+      mailboxServer: servers.mailboxServer || undefined,
     }),
   );
 }

@@ -27,6 +27,27 @@ export async function sharedFiles(): Promise<File[]> {
   return files;
 }
 
+/** The names of the files waiting in the share cache, without reading them (Home's offer). */
+export async function sharedNames(): Promise<string[]> {
+  if (!("caches" in globalThis) || !(await caches.has(SHARE_CACHE))) return [];
+  const cache = await caches.open(SHARE_CACHE);
+  const names: string[] = [];
+  for (const req of [...(await cache.keys())].sort((a, b) => index(a) - index(b))) {
+    const res = await cache.match(req);
+    if (res) names.push(safeName(res.headers.get("x-loft-name")));
+  }
+  return names;
+}
+
+/** The name the Service Worker stored (percent-encoded); one it could not have written reads as a default. */
+function safeName(header: string | null): string {
+  try {
+    return decodeURIComponent(header ?? "") || "shared file";
+  } catch {
+    return "shared file";
+  }
+}
+
 const index = (r: Request) => Number(new URL(r.url).pathname.split("/").pop() ?? 0);
 
 export async function forgetShared(): Promise<void> {

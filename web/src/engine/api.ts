@@ -198,7 +198,15 @@ export interface ContactEndpoints {
 
 /** User settings the engine needs. URLs are absolute (`ws:`/`wss:`). */
 export interface EngineSettings {
+  /** Our first signaling server ("" for none: no signaling, mailboxes only). */
   signalingUrl: string;
+  /**
+   * Every signaling server of ours, in order, when there are several (the first is
+   * `signalingUrl`): instances of one service; the engine is on the first that answers and falls
+   * back to the next (docs/protocol/signaling.md, "Several servers").
+   */
+  signalingUrls?: string[];
+  /** Our relays, in order: new mailboxes spread across them (docs/protocol/mailbox.md §1). */
   relayUrls: string[];
   /**
    * STUN/TURN servers for direct (WebRTC) links, shaped like `RTCIceServer`. Absent or empty by
@@ -212,6 +220,12 @@ export interface EngineSettings {
    * (only the TURN server's); it needs a TURN server in `iceServers`. Absent means `"all"`.
    */
   iceTransportPolicy?: IceTransportPolicy;
+  /**
+   * Our mailbox server, when it is not our relay: an `smp://<fingerprint>[:password]@host[:port]`
+   * SMP server reached through our relay's bridge (docs/protocol/mailbox.md §1, "Mailboxes on SMP
+   * servers"). New receiving queues for contacts go there; absent: on `relayUrls[0]`.
+   */
+  mailboxServer?: string;
 }
 
 /** Which ICE candidates direct links may use (`RTCIceTransportPolicy`). */
@@ -522,6 +536,15 @@ export interface ChatEngine {
   cancelFile(key: string): Promise<void>;
   /** The contact's transfers, oldest first. */
   listFiles(contactId: ContactId): Promise<FileTransfer[]>;
+  /**
+   * Send a file to everyone in a room (docs/protocol/files.md §8): read and sealed once, then one
+   * transfer per member over its member session (each with its own progress and cancel); a
+   * member who is away is offered it when back. Rejects with `EngineRefusal` when nobody else is
+   * in the room or the file is over the size limit.
+   */
+  sendFileToRoom(roomId: string, file: Blob, name: string, thumb?: Uint8Array): Promise<FileTransfer[]>;
+  /** Transfers with the members of a room, both ways. */
+  listRoomFiles(roomId: string): Promise<FileTransfer[]>;
   /** A received file whose hash matched (or one being sent), to download or preview. */
   fileBlob(key: string): Promise<Blob | undefined>;
   /** A received file whose hash matched, read one chunk at a time (a streamed save to disk). */

@@ -173,10 +173,19 @@ export interface EngineContext {
   direct: LiveTransport | undefined;
   relayLive: LiveTransport | undefined;
   pool: RelayConnections | undefined;
-  /** Our relays, the first one for new queues (EngineSettings.relayUrls). */
+  /**
+   * Our relays in the user's order (EngineSettings.relayUrls): new mailboxes spread across them,
+   * the contact address on the first reachable one (core/relay/choice.ts).
+   */
   relayUrls: string[];
+  /**
+   * Where our new per-contact receiving queues go when not on our relay: an `smp://` server
+   * address, perhaps with its password (EngineSettings.mailboxServer).
+   */
+  mailboxServer?: string;
   /** Our receiving queues: recipient id (hex) → contact. */
   readonly rids: Map<string, ContactId>;
+  /** Every one of our relays is down (the error was said once; relay-mailbox.ts). */
   relayDown: boolean;
   /** Our prekey store and contact-address queue (offline first contact). */
   prekeys: PrekeyState | undefined;

@@ -22,6 +22,7 @@
 import { randomBytes } from "@noble/hashes/utils.js";
 import type { DeviceLink } from "../../../core/device/messages.ts";
 import type { DeviceRatchet } from "../../../core/device/relay.ts";
+import { preferredOrder } from "../../../core/relay/choice.ts";
 import { newAuthKeyPair } from "../../../core/relay/crypto.ts";
 import { SEND_ID_LENGTH } from "../../../core/relay/protocol.ts";
 import { type ContactId, type DeviceRelayApi, EngineRefusal } from "./api.ts";
@@ -62,7 +63,8 @@ export class DeviceRelay implements DeviceRelayApi {
   async prepareLink(contactId: ContactId): Promise<DeviceLink> {
     const ctx = this.#ctx;
     const peer = this.#device(contactId);
-    const url = ctx.relayUrls[0];
+    // The first of our relays not known to be down (core/relay/choice.ts).
+    const url = ctx.pool && preferredOrder(ctx.relayUrls, (u) => ctx.pool!.isDown(u))[0];
     if (!ctx.pool || !url) throw refuse("No relay is set: the device can reach you only over the cable.");
     const rx = await ensureRx(ctx, peer);
     if (!rx)

@@ -36,12 +36,15 @@
 
 import { toHex } from "../../../core/bytes.ts";
 import type { ProxyClient } from "../../../core/proxy/client.ts";
+import { distinctUrls } from "../../../core/relay/choice.ts";
 import { SignalingClient } from "../../../core/signaling/client.ts";
 import type {
   ChatEngine,
   ContactChange,
   ContactId,
+  ContactRecord,
   EngineListener,
+  EngineSettings,
   EngineStartOptions,
   HandedOver,
   MessageId,
@@ -54,6 +57,7 @@ import { RoomCalls } from "./calls/room-call.ts";
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
 import { cryptoOf, type EngineContext, emit, type Peer, providerOf, setService, stamp } from "./context.ts";
 import { DeviceRelay } from "./devices.ts";
+import { RoomFiles } from "./files/room-files.ts";
 import { FileTransfers } from "./files/transfers.ts";
 import { contactLinkRefs, setupAddress } from "./first-contact.ts";
 import { acceptServerIceServers, iceServersFor } from "./ice-servers.ts";
@@ -61,9 +65,28 @@ import { Links } from "./link/links.ts";
 import { newOutgoing, refusalFor, SendLines, sendableContact } from "./outgoing.ts";
 import { watchKeys } from "./presence.ts";
 import { proxyClientOf, serveProxy } from "./proxy-link.ts";
-import { DEFAULT_ROOM_MEMBER_CAP, RoomsEngine } from "./rooms/mesh.ts";
+import { DEFAULT_ROOM_MEMBER_CAP, type RoomFrameLane, RoomsEngine } from "./rooms/mesh.ts";
 
 export { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
+
+/**
+ * The signaling servers to use, in order (docs/protocol/signaling.md, "Several servers"): ours
+ * from Settings, then those our accepted contacts' links list, so that with every server of ours
+ * down we still meet contacts on theirs. Empty when the user turned signaling off (no server of
+ * their own): a contact's link never turns it on.
+ */
+export function signalingServers(
+  settings: Pick<EngineSettings, "signalingUrl" | "signalingUrls">,
+  contacts: readonly Pick<ContactRecord, "endpoints" | "trust" | "request">[],
+): string[] {
+  const own = distinctUrls(settings.signalingUrls?.length ? settings.signalingUrls : [settings.signalingUrl]);
+  if (own.length === 0) return [];
+  const listed = contacts
+    .filter((c) => c.trust !== "rejected" && c.request === undefined)
+    .flatMap((c) => c.endpoints?.signaling ?? [])
+    .filter((u) => /^wss?:\/\/\S+$/.test(u));
+  return distinctUrls([...own, ...listed]);
+}
 
 export class Engine implements ChatEngine {
   readonly #ctx: EngineContext;
@@ -145,7 +168,8 @@ export class Engine implements ChatEngine {
           log: cfg.log,
         })
       : undefined;
-    if (rooms) rooms.lane = this.roomCalls;
+    if (rooms && this.roomCalls)
+      rooms.lane = bothLanes(this.roomCalls, new RoomFiles(this.#files, rooms, cfg.log));
     this.devices = new DeviceRelay(this.#ctx);
   }
 
@@ -156,9 +180,11 @@ export class Engine implements ChatEngine {
     this.#ctx.started = true;
     const settings = await this.#ctx.storage.getSettings();
     this.#ctx.signalingUrl = settings.signalingUrl;
-    for (const c of await this.#ctx.storage.listContacts()) this.#links.for(c);
+    const contacts = await this.#ctx.storage.listContacts();
+    for (const c of contacts) this.#links.for(c);
     if (this.#ctx.cfg.offline) return;
-    this.#ctx.relayUrls = (settings.relayUrls ?? []).filter((u) => u.length > 0);
+    this.#ctx.relayUrls = distinctUrls(settings.relayUrls ?? []);
+    if (settings.mailboxServer) this.#ctx.mailboxServer = settings.mailboxServer;
     const ownRelay = this.#ctx.relayUrls[0];
     if (ownRelay) {
       this.#ctx.pool = this.#ctx.cfg.relayConnections({
@@ -172,21 +198,26 @@ export class Engine implements ChatEngine {
         onState: (url, state, error) => this.#links.onRelayState(url, state, error),
         log: this.#ctx.cfg.log,
         ...cryptoOf(this.#ctx),
+        ...smpBridgeOf(ownRelay),
       });
       setService(this.#ctx, { relay: "connecting" });
-      this.#ctx.pool.keep(ownRelay);
+      // Every relay of ours stays connected: new mailboxes spread across them and go to another
+      // one when one is down (queues.ts ensureRx; mailbox.md §1, "Several relays").
+      for (const url of this.#ctx.relayUrls) this.#ctx.pool.keep(url);
       await this.#links.loadMailboxes();
       await this.rooms?.useMailboxes(this.#ctx.pool, ownRelay);
       this.#ctx.addressReady = setupAddress(this.#ctx);
     }
-    if (!settings.signalingUrl) {
+    const signalingUrls = signalingServers(settings, contacts);
+    if (!signalingUrls[0]) {
       setService(this.#ctx, { signaling: "disabled" });
       this.#links.mailboxOnly();
       return;
     }
     const seenOffers = this.#ctx.cfg.seenOffers?.(this.#ctx.selfId);
     const signaling = new SignalingClient({
-      url: settings.signalingUrl,
+      url: signalingUrls[0],
+      fallbackUrls: signalingUrls.slice(1),
       user: this.#ctx.user,
       connect: this.#ctx.cfg.webSocket,
       presence: "watched", // only accepted contacts see us (docs/protocol/signaling.md, "Contacts only")
@@ -210,7 +241,7 @@ export class Engine implements ChatEngine {
         openTimeoutMs: this.#ctx.cfg.openTimeoutMs,
         onOffer: (offer) => (offer.room ? this.rooms?.onOffer(offer) : void this.#links.onOffer(offer)),
         onError: (e) => this.#ctx.cfg.log(e.message),
-        relay: { pool: this.#ctx.pool, url: ownRelay },
+        relay: { pool: this.#ctx.pool, url: ownRelay, urls: this.#ctx.relayUrls },
       });
     this.rooms?.useRelay(this.#ctx.relayLive);
     signaling.on((e) => this.#links.onSignaling(e));
@@ -393,6 +424,13 @@ export class Engine implements ChatEngine {
   listFiles(contactId: ContactId) {
     return this.#files.list(contactId);
   }
+  sendFileToRoom(roomId: string, file: Blob, name: string, thumb?: Uint8Array) {
+    const members = this.rooms?.recipients(roomId) ?? [];
+    return this.#files.sendToRoom(roomId, members, file, name, thumb);
+  }
+  listRoomFiles(roomId: string) {
+    return this.#files.listRoom(roomId);
+  }
   fileBlob(key: string): Promise<Blob | undefined> {
     return this.#files.blob(key);
   }
@@ -407,4 +445,32 @@ export class Engine implements ChatEngine {
   serveProxy(serving: ProxyServing | undefined): void {
     serveProxy(this.#ctx, serving);
   }
+}
+
+/**
+ * Our relay's SMP bridge, beside its `/relay` (docs/protocol/smp.md, "The bridge"): the same
+ * origin and path with its last segment `smp-bridge` (`wss://r.example/relay` →
+ * `wss://r.example/smp-bridge`).
+ */
+function smpBridgeOf(ownRelay: string): { smpBridgeUrl?: string } {
+  try {
+    return { smpBridgeUrl: new URL("smp-bridge", ownRelay).href };
+  } catch {
+    return {};
+  }
+}
+
+/** Room calls and room files on the member sessions: each takes the frames of its own range. */
+function bothLanes(a: RoomFrameLane, b: RoomFrameLane): RoomFrameLane {
+  return {
+    onFrame: (roomId, member, frame) => a.onFrame(roomId, member, frame) || b.onFrame(roomId, member, frame),
+    memberUp: (roomId, member) => {
+      a.memberUp(roomId, member);
+      b.memberUp(roomId, member);
+    },
+    memberDown: (roomId, member) => {
+      a.memberDown(roomId, member);
+      b.memberDown(roomId, member);
+    },
+  };
 }

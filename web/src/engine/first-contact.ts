@@ -17,6 +17,7 @@ import {
   rotateSignedPrekeys,
   signedPrekeyRotationDue,
 } from "../../../core/prekey/index.ts";
+import { preferredOrder } from "../../../core/relay/choice.ts";
 import type { RelayMessage } from "../../../core/relay/client.ts";
 import type { ContactId } from "./api.ts";
 import {
@@ -36,6 +37,7 @@ import {
   decodeMailboxBody,
   encodeAddress,
   encodeTx,
+  isMailboxUrl,
   SECRET,
   type TxQueue,
 } from "./mailbox.ts";
@@ -71,8 +73,7 @@ export function scheduleAddressSetup(ctx: EngineContext, delayMs: number): void 
 export function setupAddress(ctx: EngineContext): Promise<void> {
   return addressSerial(ctx, async () => {
     const pool = ctx.pool;
-    const url = ctx.relayUrls[0];
-    if (!pool || !url || ctx.stopped) return;
+    if (!pool || ctx.relayUrls.length === 0 || ctx.stopped) return;
     const secret = ctx.user.privateIdentityKey;
     const now = Date.now();
     try {
@@ -120,9 +121,21 @@ export function setupAddress(ctx: EngineContext): Promise<void> {
         let address = blob ? decodeAddress(blob) : undefined;
         if (blob) wipe(blob);
         if (!address?.ok) {
-          const client = await pool.client(url);
-          const queue = await client.createQueue({ subscribe: false });
-          address = { ok: true, value: { url, queue } };
+          // On the first relay the user listed, or the next reachable one when it is down
+          // (core/relay/choice.ts; mailbox.md §1, "Several relays"): the address is in our link.
+          let created: AddressQueue | undefined;
+          let last: unknown;
+          for (const url of preferredOrder(ctx.relayUrls, (u) => pool.isDown(u))) {
+            try {
+              const client = await pool.client(url);
+              created = { url, queue: await client.createQueue({ subscribe: false }) };
+              break;
+            } catch (e) {
+              last = e;
+            }
+          }
+          if (!created) throw last;
+          address = { ok: true, value: created };
           await ctx.storage.saveSecret(SECRET.address, encodeAddress(address.value));
         }
         ctx.address = address.value;
@@ -281,7 +294,7 @@ export async function onIntroBody(
   const peer = peerFor(ctx, c);
   peer.request = c.request !== undefined;
   peer.blocked = refusalFor(c) !== undefined;
-  if (/^wss?:\/\//.test(intro.u)) {
+  if (isMailboxUrl(intro.u)) {
     const tx: TxQueue = {
       url: intro.u,
       queue: { senderId: intro.s.slice(), senderAuthSecret: intro.k.slice() },

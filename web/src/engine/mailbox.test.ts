@@ -25,7 +25,11 @@ import {
   encodeRx,
   encodeTx,
   introBody,
+  isMailboxUrl,
+  MAILBOX_BODY,
   MAX_PART,
+  mailboxBodySize,
+  mailboxName,
   PieceBuffer,
   ratchetBodies,
 } from "./mailbox.ts";
@@ -221,5 +225,51 @@ describe("prekey publication", () => {
     const back = decodePrekeyState(encodePrekeyState(state));
     expect(back.ok && back.value.published).toBe(last);
     expect(back.ok && back.value.store.oneTimePrekeys.length).toBe(state.store.oneTimePrekeys.length);
+  });
+});
+
+describe("mailbox bodies per transport (docs/protocol/mailbox.md §2)", () => {
+  const fp = "Q34zM9LmX6yrN3gaWOOW17B4u3cZaV9oGSA-asve0wc=";
+  const smp = `smp://${fp}@relay.example:5223`;
+
+  it("one constant per transport: a relay's largest body, SMP's largest message", () => {
+    expect(MAILBOX_BODY).toEqual({ relay: MAX_BODY, smp: 16_088 });
+    expect(mailboxBodySize("wss://r.example/relay")).toBe(16_382);
+    expect(mailboxBodySize(smp)).toBe(16_088);
+  });
+
+  for (const [transport, size] of Object.entries(MAILBOX_BODY))
+    it(`${transport}: a message of exactly one part fits one body; one byte more takes two`, () => {
+      const maxPart = size - 2;
+      const one = ratchetBodies(new Uint8Array(maxPart).fill(7), size);
+      expect(one.map((b) => [b.length, b[0]])).toEqual([[size, 0x01]]);
+      const two = ratchetBodies(new Uint8Array(maxPart + 1).fill(7), size);
+      expect(two.map((b) => [b.length, b[0]])).toEqual([
+        [size, 0x02],
+        [size, 0x03],
+      ]);
+      const parts = two.map((b) => decodeMailboxBody(b, size));
+      expect(parts.map((p) => p.ok && p.value.type === "ratchet" && p.value.part.length)).toEqual([
+        maxPart,
+        1,
+      ]);
+      // A body is read at its own transport's size only.
+      const other = size === MAILBOX_BODY.relay ? MAILBOX_BODY.smp : MAILBOX_BODY.relay;
+      expect(decodeMailboxBody(one[0]!, other)).toMatchObject({
+        ok: false,
+        error: { code: "LOFT_ERR_PADDING" },
+      });
+    });
+
+  it("announcements name a relay URL or an smp:// server without its password", () => {
+    expect(isMailboxUrl("wss://r.example/relay")).toBe(true);
+    expect(isMailboxUrl(smp)).toBe(true);
+    expect(isMailboxUrl(`smp://${fp}:pw@relay.example:5223`)).toBe(false);
+    expect(isMailboxUrl(`${smp}/ERERERERERERERERERERERERERERERER#/?v=6-7&dh=x`)).toBe(false);
+    expect(isMailboxUrl("https://r.example/relay")).toBe(false);
+    expect(mailboxName(`smp://${fp}:pw@relay.example,b.onion:5223`)).toBe(
+      `smp://${fp}@relay.example,b.onion:5223`,
+    );
+    expect(mailboxName("wss://r.example/relay")).toBe("wss://r.example/relay");
   });
 });

@@ -3,10 +3,12 @@
  * mailbox"): what goes into a relay SEND body, and the queue records the engine keeps (sealed at
  * rest through `EngineStorage.saveSecret`).
  *
- * Mailbox body — every SEND body is exactly MAX_BODY (16382) bytes, so SENDs look alike on the
- * wire (the relay pads what it delivers; this pads what it receives):
+ * Mailbox body — every SEND body has its transport's size, so SENDs look alike on the wire (the
+ * relay pads what it delivers; this pads what it receives): 16382 bytes into a relay queue
+ * (MAX_BODY), 16088 into an SMP queue (SMP_MAX_MESSAGE_LENGTH, the largest SEND an SMP server
+ * takes; docs/protocol/mailbox.md §2):
  *
- *   body := type(1) ‖ part ‖ 0x80 ‖ 0x00 …            (ISO/IEC 7816-4 padding to 16382 bytes)
+ *   body := type(1) ‖ part ‖ 0x80 ‖ 0x00 …            (ISO/IEC 7816-4 padding to the body size)
  *   type 0x01  RATCHET      one whole Double Ratchet message (the RATCHET frame's body)
  *   type 0x02  RATCHET_MORE a piece of one; more pieces follow on the same queue
  *   type 0x03  RATCHET_END  the last piece
@@ -33,10 +35,43 @@ import {
 import { err, ok, type Result } from "../../../core/errors.ts";
 import type { RecipientQueue, SenderQueue } from "../../../core/relay/client.ts";
 import { MAX_BODY } from "../../../core/relay/protocol.ts";
+import { formatSmpServerAddress, parseSmpServerAddress, withoutPassword } from "../../../core/smp/address.ts";
+import { SMP_MAX_MESSAGE_LENGTH } from "../../../core/smp/transport.ts";
 
 export const MAILBOX = { RATCHET: 0x01, RATCHET_MORE: 0x02, RATCHET_END: 0x03, INTRO: 0x11 } as const;
-/** The largest part one body carries: type byte and padding marker take two bytes. */
+/**
+ * The body size of each transport, one constant each (docs/protocol/mailbox.md §2): a Loft
+ * relay's largest SEND body, and SMP's largest message (docs/protocol/smp.md, "Commands").
+ */
+export const MAILBOX_BODY = { relay: MAX_BODY, smp: SMP_MAX_MESSAGE_LENGTH } as const;
+/** The largest part one relay body carries: type byte and padding marker take two bytes. */
 export const MAX_PART = MAX_BODY - 2;
+
+/** True for a mailbox on an SMP server (its `u` is an `smp://` server address). */
+export function isSmpMailbox(url: string): boolean {
+  return url.startsWith("smp://");
+}
+
+/** The SEND body size of the mailbox at `url`. */
+export function mailboxBodySize(url: string): number {
+  return isSmpMailbox(url) ? MAILBOX_BODY.smp : MAILBOX_BODY.relay;
+}
+
+/** How records and announcements name a mailbox server: an SMP address loses its password. */
+export function mailboxName(url: string): string {
+  const smp = isSmpMailbox(url) ? parseSmpServerAddress(url) : undefined;
+  return smp ? formatSmpServerAddress(withoutPassword(smp)) : url;
+}
+
+/**
+ * What an `mbox` or `intro` announcement's `u` may be: a relay's `ws:`/`wss:` URL, or an SMP
+ * server address without a password (docs/protocol/mailbox.md §1).
+ */
+export function isMailboxUrl(u: string): boolean {
+  if (/^wss?:\/\/\S+$/.test(u)) return true;
+  const smp = parseSmpServerAddress(u);
+  return smp !== undefined && smp.password === undefined;
+}
 export const QUEUE_ID_BYTES = 24;
 const MARKER = 0x80;
 const RECORD_VERSION = 1;
@@ -45,34 +80,39 @@ export type MailboxItem =
   | { type: "ratchet"; part: Uint8Array; last: boolean }
   | { type: "intro"; message: Uint8Array };
 
-function body(type: number, part: Uint8Array): Uint8Array {
-  if (part.length > MAX_PART) throw new RangeError(`mailbox part of ${part.length} bytes`);
-  const out = new Uint8Array(MAX_BODY);
+function body(type: number, part: Uint8Array, size: number): Uint8Array {
+  if (part.length > size - 2) throw new RangeError(`mailbox part of ${part.length} bytes`);
+  const out = new Uint8Array(size);
   out[0] = type;
   out.set(part, 1);
   out[1 + part.length] = MARKER;
   return out;
 }
 
-/** The SEND bodies that carry one ratchet message (one, or several pieces). */
-export function ratchetBodies(message: Uint8Array): Uint8Array[] {
-  if (message.length <= MAX_PART) return [body(MAILBOX.RATCHET, message)];
+/**
+ * The SEND bodies that carry one ratchet message (one, or several pieces) into a mailbox whose
+ * bodies are `size` bytes (`mailboxBodySize`; a relay's by default).
+ */
+export function ratchetBodies(message: Uint8Array, size: number = MAILBOX_BODY.relay): Uint8Array[] {
+  const maxPart = size - 2;
+  if (message.length <= maxPart) return [body(MAILBOX.RATCHET, message, size)];
   const out: Uint8Array[] = [];
-  for (let at = 0; at < message.length; at += MAX_PART) {
-    const last = at + MAX_PART >= message.length;
-    out.push(body(last ? MAILBOX.RATCHET_END : MAILBOX.RATCHET_MORE, message.subarray(at, at + MAX_PART)));
+  for (let at = 0; at < message.length; at += maxPart) {
+    const last = at + maxPart >= message.length;
+    const part = message.subarray(at, at + maxPart);
+    out.push(body(last ? MAILBOX.RATCHET_END : MAILBOX.RATCHET_MORE, part, size));
   }
   return out;
 }
 
-/** The SEND body of a first-contact initial message; it must fit one body. */
+/** The SEND body of a first-contact initial message (a relay's contact address); it must fit one body. */
 export function introBody(initialMessage: Uint8Array): Uint8Array {
-  return body(MAILBOX.INTRO, initialMessage);
+  return body(MAILBOX.INTRO, initialMessage, MAILBOX_BODY.relay);
 }
 
-/** Decode a delivered mailbox body (after the relay layer is removed). */
-export function decodeMailboxBody(bytes: Uint8Array): Result<MailboxItem> {
-  if (bytes.length !== MAX_BODY) return err("LOFT_ERR_PADDING", `mailbox body of ${bytes.length} bytes`);
+/** Decode a delivered mailbox body of `size` bytes (after the relay or SMP layer is removed). */
+export function decodeMailboxBody(bytes: Uint8Array, size: number = MAILBOX_BODY.relay): Result<MailboxItem> {
+  if (bytes.length !== size) return err("LOFT_ERR_PADDING", `mailbox body of ${bytes.length} bytes`);
   let i = bytes.length - 1;
   while (i > 0 && bytes[i] === 0) i--;
   if (i < 1 || bytes[i] !== MARKER) return err("LOFT_ERR_PADDING", "no 0x80 padding marker");

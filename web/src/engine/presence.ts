@@ -15,7 +15,15 @@ import { cancel, type DialReason, follow, type Outcome, presence } from "./outco
 /** What the presence step reads and updates: the contacts watched, the service status, what signaling said so far. */
 export type PresenceContext = Pick<
   EngineContext,
-  "cfg" | "stopped" | "peers" | "service" | "signalingUrl" | "everRegistered" | "registerBusy" | "listeners"
+  | "cfg"
+  | "stopped"
+  | "peers"
+  | "service"
+  | "signaling"
+  | "signalingUrl"
+  | "everRegistered"
+  | "registerBusy"
+  | "listeners"
 >;
 
 /** Outcomes for some contacts. */
@@ -66,7 +74,10 @@ function signalingDown(ctx: PresenceContext, message: string): PeerOutcomes {
       outcomes: [follow({ step: "allow-mailbox", delayMs: ctx.cfg.mailboxDelayMs })],
     }));
   if (wasUp)
-    emit(ctx, { type: "error", error: { kind: "signaling-unreachable", url: ctx.signalingUrl, message } });
+    emit(ctx, {
+      type: "error",
+      error: { kind: "signaling-unreachable", url: ctx.signaling?.url ?? ctx.signalingUrl, message },
+    });
   return out;
 }
 

@@ -8,6 +8,7 @@
 import { randomBytes } from "@noble/hashes/utils.js";
 import { equalBytes, toHex, wipe } from "../../../core/bytes.ts";
 import { isLoftError, type LoftError } from "../../../core/errors.ts";
+import { relayOrder } from "../../../core/relay/choice.ts";
 import { newAuthKeyPair } from "../../../core/relay/crypto.ts";
 import { isTemporaryRefusal } from "../../../core/relay/errors.ts";
 import { SEND_ID_LENGTH } from "../../../core/relay/protocol.ts";
@@ -26,6 +27,9 @@ import {
   decodeTx,
   encodeRx,
   encodeTx,
+  isMailboxUrl,
+  mailboxBodySize,
+  mailboxName,
   type RxQueue,
   ratchetBodies,
   SECRET,
@@ -74,35 +78,73 @@ function useRx(ctx: EngineContext, peer: Peer, rx: RxQueue): void {
   ctx.pool?.subscribe(rx.url, rx.queue);
 }
 
-/** Our receiving queue for this contact: NEW on our relay, secured with a sender key we hand over. */
+/**
+ * Our receiving queue for this contact: NEW on our mailbox server, secured with a sender key we
+ * hand over. The server is the `smp://` one Settings name when there is one (docs/protocol/mailbox.md
+ * §1, "Mailboxes on SMP servers"; a paired device's stays on a relay, which it reads), else the
+ * reachable relay holding the fewest of our mailboxes (core/relay/choice.ts; mailbox.md §1,
+ * "Several relays"); when one fails, the next is tried (our relays after the SMP server), so one
+ * server down never stops a new contact from getting a mailbox.
+ */
 export function ensureRx(ctx: EngineContext, peer: Peer): Promise<RxQueue | undefined> {
   if (peer.rx) return Promise.resolve(peer.rx);
   const pool = ctx.pool;
-  const url = ctx.relayUrls[0];
-  if (!pool || !url || peer.rejected || ctx.stopped) return Promise.resolve(undefined);
+  const smp = !peer.device ? ctx.mailboxServer : undefined;
+  if (!pool || (!smp && ctx.relayUrls.length === 0) || peer.rejected || ctx.stopped)
+    return Promise.resolve(undefined);
   peer.rxCreating ??= (async () => {
     try {
-      const client = await pool.client(url);
-      const queue = await client.createQueue({ subscribe: false });
-      const sender = newAuthKeyPair();
-      await client.secureQueue(queue, sender.publicKey);
-      const rx: RxQueue = { url, queue, senderSecret: sender.secretKey };
-      if (ctx.peers.get(peer.id) !== peer) {
-        client.deleteQueue(queue).catch(() => {});
-        return undefined;
+      const relays = relayOrder(
+        ctx.relayUrls,
+        (url) => mailboxesOn(ctx, url),
+        (url) => pool.isDown(url),
+      );
+      let last: unknown;
+      for (const server of smp ? [smp, ...relays] : relays) {
+        if (ctx.stopped) return undefined;
+        try {
+          return await createRx(ctx, peer, server);
+        } catch (e) {
+          last = e;
+          ctx.cfg.log(
+            `mailbox for ${peer.id.slice(0, 8)} not created at ${mailboxName(server)}: ${(e as LoftError).code ?? e}`,
+          );
+        }
       }
-      await ctx.storage.saveSecret(SECRET.rx(peer.id), encodeRx(rx));
-      useRx(ctx, peer, rx);
-      ctx.cfg.log(`mailbox for ${peer.id.slice(0, 8)} created`);
-      return rx;
-    } catch (e) {
-      ctx.cfg.log(`mailbox for ${peer.id.slice(0, 8)} not created: ${(e as LoftError).code ?? e}`);
+      ctx.cfg.log(`mailbox for ${peer.id.slice(0, 8)} not created: ${(last as LoftError)?.code ?? last}`);
       return undefined;
     } finally {
       peer.rxCreating = undefined;
     }
   })();
   return peer.rxCreating;
+}
+
+/** How many of our mailboxes live on `url` (what spreads new ones). */
+function mailboxesOn(ctx: Pick<EngineContext, "peers">, url: string): number {
+  let n = 0;
+  for (const p of ctx.peers.values()) if (p.rx?.url === url) n++;
+  return n;
+}
+
+/** NEW + KEY on `server` (a relay URL, or an `smp://` address that may carry its password). */
+async function createRx(ctx: EngineContext, peer: Peer, server: string): Promise<RxQueue | undefined> {
+  const pool = ctx.pool!;
+  // Records and announcements name an SMP server without its password (only NEW needs it).
+  const url = mailboxName(server);
+  const client = await pool.mailbox(server);
+  const queue = await client.createQueue({ subscribe: false });
+  const sender = newAuthKeyPair();
+  await client.secureQueue(queue, sender.publicKey);
+  const rx: RxQueue = { url, queue, senderSecret: sender.secretKey };
+  if (ctx.peers.get(peer.id) !== peer) {
+    client.deleteQueue(queue).catch(() => {});
+    return undefined;
+  }
+  await ctx.storage.saveSecret(SECRET.rx(peer.id), encodeRx(rx));
+  useRx(ctx, peer, rx);
+  ctx.cfg.log(`mailbox for ${peer.id.slice(0, 8)} created at ${url}`);
+  return rx;
 }
 
 /** The contact was deleted: delete our queue at the relay and both records. */
@@ -114,7 +156,7 @@ export async function forgetMailbox(ctx: EngineContext, peer: Peer): Promise<voi
     ctx.rids.delete(toHex(rx.queue.recipientId));
     ctx.pool?.unsubscribe(rx.url, rx.queue.recipientId);
     await ctx.pool
-      ?.client(rx.url)
+      ?.mailbox(rx.url)
       .then((c) => c.deleteQueue(rx.queue))
       .catch(() => {});
   }
@@ -148,8 +190,8 @@ export async function onAnnounce(
   peer: Peer,
   m: { u: string; s: Uint8Array; k: Uint8Array },
 ): Promise<void> {
-  if (!/^wss?:\/\//.test(m.u)) {
-    ctx.cfg.log("ignored a mailbox announcement with a non-WebSocket URL");
+  if (!isMailboxUrl(m.u)) {
+    ctx.cfg.log("ignored a mailbox announcement with neither a WebSocket URL nor an smp:// server");
     return;
   }
   const old = peer.tx;
@@ -188,17 +230,26 @@ export function newDeposit(
  * DUPLICATE ("already stored"), so nothing is stored twice. On failure: the presence says why and
  * a `mailbox` timer retries the flush with backoff (outcomes added to `out`).
  */
-export async function sendDeposit(
-  ctx: DepositContext,
-  peer: Peer,
-  d: Deposit,
-  out: Outcome[],
-): Promise<boolean> {
+export function sendDeposit(ctx: DepositContext, peer: Peer, d: Deposit, out: Outcome[]): Promise<boolean> {
+  // One deposit at a time per contact: the pieces of one message must be contiguous on the queue
+  // (docs/protocol/mailbox.md §2: pieces carry no sequence numbers), and deposits also start outside the link
+  // controller (a file's parts, files/transfers.ts; a device command, devices.ts).
+  const run = (depositChains.get(peer) ?? Promise.resolve()).then(() => depositNow(ctx, peer, d, out));
+  depositChains.set(
+    peer,
+    run.catch(() => undefined),
+  );
+  return run;
+}
+
+const depositChains = new WeakMap<Peer, Promise<unknown>>();
+
+async function depositNow(ctx: DepositContext, peer: Peer, d: Deposit, out: Outcome[]): Promise<boolean> {
   const pool = ctx.pool;
   if (!pool) return false;
   const { url, queue } = d.target;
   try {
-    const client = await pool.client(url);
+    const client = await pool.mailbox(url);
     for (; d.next < d.bodies.length; d.next++) {
       const b = d.bodies[d.next]!;
       try {
@@ -271,5 +322,6 @@ export async function sendByMailbox(
   const sealed = await serial(peer, () => seal(ctx, peer, message));
   if (!sealed) return false;
   const target = { url: tx.url, queue: tx.queue };
-  return sendDeposit(ctx, peer, newDeposit("", "tx", target, ratchetBodies(sealed)), out);
+  const bodies = ratchetBodies(sealed, mailboxBodySize(tx.url));
+  return sendDeposit(ctx, peer, newDeposit("", "tx", target, bodies), out);
 }

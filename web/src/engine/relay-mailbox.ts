@@ -23,7 +23,14 @@ import {
 } from "./context.ts";
 import { relayUnreachable } from "./errors.ts";
 import { readyIntro } from "./intro.ts";
-import { decodeMailboxBody, introBody, MAX_PART, ratchetBodies } from "./mailbox.ts";
+import {
+  decodeMailboxBody,
+  introBody,
+  isSmpMailbox,
+  MAX_PART,
+  mailboxBodySize,
+  ratchetBodies,
+} from "./mailbox.ts";
 import { follow, type Outcome, schedule } from "./outcome.ts";
 import { loadRatchet, seal } from "./peer-ratchet.ts";
 import { newDeposit, sendDeposit } from "./queues.ts";
@@ -104,7 +111,7 @@ async function depositMessage(
       return false;
     }
     let bodies: Uint8Array[];
-    if (route === "tx" || !intro) bodies = ratchetBodies(sealed);
+    if (route === "tx" || !intro) bodies = ratchetBodies(sealed, mailboxBodySize(target.url));
     else {
       // Until the first reply, every message carries the initial header (docs/protocol/prekeys.md).
       const wrapped = encodeInitialMessage(intro.header, sealed);
@@ -148,12 +155,19 @@ export function receiveMailbox(ctx: EngineContext, peer: Peer, m: RelayMessage):
   if (!rx || !equalBytes(rx.queue.recipientId, m.recipientId)) return { kind: "keep" };
   if (peer.rejected) return { kind: "ack", ids: [m.msgId] }; // blocked: dropped unread
   if (peer.blocked) return { kind: "keep" }; // an identity decision is pending: it stays on the relay
-  const item = decodeMailboxBody(m.body);
+  const item = decodeMailboxBody(m.body, mailboxBodySize(rx.url));
   if (!item.ok || item.value.type !== "ratchet") {
     ctx.cfg.log(`dropped a mailbox body: ${item.ok ? item.value.type : item.error.code}`);
     return { kind: "ack", ids: [m.msgId] };
   }
   const done = peer.pieces.add(m.msgId, item.value.part, item.value.last);
+  if (isSmpMailbox(rx.url)) {
+    // An SMP server delivers the next message only after the ACK of this one (SMP "Subscribe
+    // to queue"; docs/protocol/smp.md, "Commands"): each piece is acknowledged as it comes and
+    // kept here until the last (docs/protocol/mailbox.md §4).
+    if (!done) return { kind: "ack", ids: [m.msgId] };
+    return { kind: "ack", ids: [m.msgId], ...(done.message ? { message: done.message } : {}) };
+  }
   if (!done) return { kind: "keep" };
   return { kind: "ack", ids: done.ids, ...(done.message ? { message: done.message } : {}) };
 }
@@ -181,13 +195,19 @@ export function relayStateChanged(
       }
       if (resetPieces || outcomes.length > 0) peers.push({ peer: p, outcomes, resetPieces });
     }
-  if (url !== ctx.relayUrls[0]) return { peers, setupAddress: false };
+  // The service status is about our relays together (mailbox.md §1, "Several relays"): up while
+  // any of them is, unreachable (said once) only when every one has failed.
+  if (!ctx.relayUrls.includes(url)) return { peers, setupAddress: false };
+  const others = ctx.relayUrls.filter((u) => u !== url);
   let setupAddress = false;
   if (state === "connected") {
     ctx.relayDown = false;
     setService(ctx, { relay: "connected" });
-    setupAddress = !ctx.address || ctx.prekeys?.bundleSpk === 0;
-  } else if (state === "connecting") {
+    // No contact address yet (its relay was down: another one takes it), or its bundle unpublished.
+    setupAddress = !ctx.address || (ctx.address.url === url && ctx.prekeys?.bundleSpk === 0);
+  } else if (others.some((u) => ctx.pool?.isUp(u))) {
+    ctx.cfg.log(`relay ${url} ${state}; another of our relays is up`);
+  } else if (state === "connecting" || !others.every((u) => ctx.pool?.isDown(u))) {
     if (ctx.service.relay !== "unreachable") setService(ctx, { relay: "connecting" });
   } else {
     setService(ctx, { relay: "unreachable" });

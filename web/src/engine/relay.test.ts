@@ -287,12 +287,13 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       const pool = createRelayPool(options);
       return new Proxy(pool, {
         get(target, key) {
-          if (key !== "client") {
+          // Mailbox queues are made through `mailbox` (relay or SMP), prekeys through `client`.
+          if (key !== "client" && key !== "mailbox") {
             const v = Reflect.get(target, key, target);
             return typeof v === "function" ? v.bind(target) : v;
           }
           return async (url: string) => {
-            const client = await target.client(url);
+            const client = await (key === "client" ? target.client(url) : target.mailbox(url));
             return new Proxy(client, {
               get(c, k) {
                 const v = Reflect.get(c, k, c);

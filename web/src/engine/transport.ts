@@ -14,7 +14,7 @@
 import type { CryptoProvider } from "../../../core/crypto/provider.ts";
 import type { LoftError } from "../../../core/errors.ts";
 import type { Link } from "../../../core/link/link.ts";
-import type { RecipientQueue, RelayClient, RelayMessage } from "../../../core/relay/client.ts";
+import type { RecipientQueue, RelayClient, RelayMessage, SenderQueue } from "../../../core/relay/client.ts";
 import type { WebSocketLike as RelayWebSocketLike } from "../../../core/relay/ws-link.ts";
 import type { SignalingClient } from "../../../core/signaling/client.ts";
 import type { IceServerConfig, IceTransportPolicy, LinkPath } from "./api.ts";
@@ -64,8 +64,11 @@ export interface TransportDeps {
   openTimeoutMs: number;
   onOffer: (offer: IncomingOffer) => void;
   onError: (error: Error) => void;
-  /** For the live relay transport: the engine's relay connections and our own relay. */
-  relay?: { pool: RelayConnections; url: string };
+  /**
+   * For the live relay transport: the engine's relay connections and our own relay (`url`), or
+   * all of our relays in the user's order (`urls`: the first not known down is used).
+   */
+  relay?: { pool: RelayConnections; url: string; urls?: readonly string[] };
 }
 
 export type RelayConnState = "connecting" | "connected" | "unreachable";
@@ -83,6 +86,25 @@ export interface RelayConnectionsOptions {
   log: (message: string) => void;
   /** The engine's crypto provider: relay command authenticators (protocol 1.1) run on it. */
   crypto?: CryptoProvider;
+  /**
+   * Our relay's SMP bridge (`wss://…/smp-bridge`), through which mailboxes on `smp://` servers
+   * are reached (docs/protocol/smp.md, "The bridge"). Absent: `smp://` mailboxes are unreachable.
+   */
+  smpBridgeUrl?: string;
+}
+
+/**
+ * What a mailbox needs of a server connection, whichever protocol carries it: a Loft relay
+ * (`ws:`/`wss:` URL, core/relay `RelayClient`) or an SMP server through our relay's bridge
+ * (`smp://` address, web/src/net/smp-mailbox.ts; docs/protocol/mailbox.md §1). Failures are
+ * `LoftError`s with the relay's codes (`LOFT_ERR_RELAY_AUTH`, `…_QUOTA`, …) either way.
+ */
+export interface MailboxClient {
+  createQueue(options?: { subscribe?: boolean }): Promise<RecipientQueue>;
+  secureQueue(queue: RecipientQueue, senderAuthPublic: Uint8Array): Promise<void>;
+  /** `sendId` makes a retry idempotent on a relay; SMP has none (the receiver drops duplicates). */
+  send(queue: SenderQueue, body: Uint8Array, options?: { sendId?: Uint8Array }): Promise<void>;
+  deleteQueue(queue: RecipientQueue): Promise<void>;
 }
 
 /**
@@ -95,8 +117,18 @@ export interface RelayConnections {
   keep(url: string): void;
   /** True when a connection to `url` is open right now. */
   isUp(url: string): boolean;
+  /**
+   * True when the last attempt to reach `url` failed (or its connection dropped) and it has not
+   * come back since: new queues go to another relay first (core/relay/choice.ts).
+   */
+  isDown(url: string): boolean;
   /** The open client for `url`, connecting if needed; rejects with a `LoftError`. */
   client(url: string): Promise<RelayClient>;
+  /**
+   * A mailbox connection to `url`: a relay (as `client`) or an `smp://` server through the bridge
+   * (an address with a password keeps it for NEW; the connection is named without it).
+   */
+  mailbox(url: string): Promise<MailboxClient>;
   /** Keep `queue` subscribed on `url`, again after every reconnect. */
   subscribe(url: string, queue: RecipientQueue): void;
   unsubscribe(url: string, recipientId: Uint8Array): void;

@@ -49,6 +49,8 @@ export const FRAME = {
   PONG: 0x04,
   FILE_CHUNK: FILE_FRAME.CHUNK,
   FILE_ACK: FILE_FRAME.ACK,
+  /** A `file.*` message on a room member's session (files/room-files.ts; docs/protocol/files.md §8). */
+  FILE_MSG: FILE_FRAME.MSG,
   /** A room app message on a room member's session (rooms/wire.ts; docs/protocol/rooms.md §5). */
   ROOM: 0x40,
   /** The E2EE fetch proxy's frames on a contact's session (proxy-link.ts; docs/protocol/proxy.md). */

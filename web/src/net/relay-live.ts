@@ -25,6 +25,7 @@ import { toHex } from "../../../core/bytes.ts";
 import { LoftError } from "../../../core/errors.ts";
 import type { Link, LinkCloseInfo } from "../../../core/link/link.ts";
 import { QueueLink } from "../../../core/link/queue-link.ts";
+import { preferredOrder } from "../../../core/relay/choice.ts";
 import type { RecipientQueue, RelayClient, SenderQueue } from "../../../core/relay/client.ts";
 import { newAuthKeyPair } from "../../../core/relay/crypto.ts";
 import { RelayLink, retryTemporary } from "../../../core/relay/live-link.ts";
@@ -131,7 +132,8 @@ export class RelayLiveTransport implements LiveTransport {
   readonly path = "relay" as const;
   readonly #signaling: SignalingClient;
   readonly #pool: RelayConnections;
-  readonly #url: string;
+  /** Our relays, in the user's order: a live link's queue goes on the first not known down. */
+  readonly #urls: readonly string[];
   readonly #onOffer: (offer: IncomingOffer) => void;
   readonly #attempts = new Map<string, Attempt>();
   readonly #off: () => void;
@@ -140,7 +142,7 @@ export class RelayLiveTransport implements LiveTransport {
     if (!deps.relay) throw new Error("RelayLiveTransport needs the engine's relay pool");
     this.#signaling = deps.signaling;
     this.#pool = deps.relay.pool;
-    this.#url = deps.relay.url;
+    this.#urls = deps.relay.urls?.length ? deps.relay.urls : [deps.relay.url];
     this.#onOffer = deps.onOffer;
     this.#off = deps.signaling.on((event) => {
       if (event.type === "signal") this.#onEnvelope(event.envelope);
@@ -166,8 +168,11 @@ export class RelayLiveTransport implements LiveTransport {
       if (!link.isOpen && !info.reason.startsWith("bye-") && info.reason !== "transport-closed")
         this.#bye(a.peer, conn, "cancelled");
     });
+    // The first of our relays not known to be down (core/relay/choice.ts): one down relay does
+    // not stop live links through the others.
+    const url = preferredOrder(this.#urls, (u) => this.#pool.isDown(u))[0] ?? this.#urls[0]!;
     void (async () => {
-      const client = await this.#pool.client(this.#url);
+      const client = await this.#pool.client(url);
       const own = await retryTemporary(() => client.createQueue({ subscribe: false }));
       a.client = client;
       a.own = own;
@@ -175,7 +180,7 @@ export class RelayLiveTransport implements LiveTransport {
       await this.#send(peer, {
         kind: "relay-offer",
         conn,
-        url: this.#url,
+        url,
         sid: own.senderId,
         ...(room ? { room } : {}),
       });

@@ -12,16 +12,20 @@
  * - Pushed messages reach `onMessage(url, message)`; the engine acknowledges with `ack` once it
  *   has stored what the message carried. An ACK that can't be sent is simply lost: the relay
  *   redelivers the message on the next subscription, and the engine drops the duplicate.
+ * - `smp://` URLs are mailboxes on SMP servers (docs/protocol/mailbox.md §1): handed to
+ *   smp-mailbox.ts, which reaches them through our relay's bridge with the same calls.
  */
 import { toHex } from "../../../core/bytes.ts";
 import { isLoftError, LoftError } from "../../../core/errors.ts";
 import { type RecipientQueue, RelayClient } from "../../../core/relay/client.ts";
 import { WebSocketLink } from "../../../core/relay/ws-link.ts";
 import type {
+  MailboxClient,
   RelayConnections,
   RelayConnectionsFactory,
   RelayConnectionsOptions,
 } from "../engine/transport.ts";
+import { SmpMailboxes } from "./smp-mailbox.ts";
 
 interface Conn {
   readonly url: string;
@@ -39,10 +43,31 @@ interface Conn {
 export class RelayPool implements RelayConnections {
   readonly #o: RelayConnectionsOptions;
   readonly #conns = new Map<string, Conn>();
+  readonly #smp: SmpMailboxes;
   #closed = false;
 
   constructor(options: RelayConnectionsOptions) {
     this.#o = options;
+    this.#smp = new SmpMailboxes({
+      bridgeUrl: options.smpBridgeUrl,
+      webSocket: options.webSocket,
+      timeoutMs: options.timeoutMs,
+      backoffInitialMs: options.backoffInitialMs,
+      backoffMaxMs: options.backoffMaxMs,
+      onMessage: options.onMessage,
+      onState: options.onState,
+      log: options.log,
+    });
+  }
+
+  /** A mailbox connection: the relay's client, or an SMP server's session through the bridge. */
+  mailbox(url: string): Promise<MailboxClient> {
+    if (!isSmp(url)) return this.client(url);
+    try {
+      return Promise.resolve(this.#smp.conn(url));
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   #conn(url: string): Conn {
@@ -63,8 +88,15 @@ export class RelayPool implements RelayConnections {
 
   /** True when a connection to `url` is open right now. */
   isUp(url: string): boolean {
+    if (isSmp(url)) return this.#smp.isUp(url);
     const c = this.#conns.get(url)?.client;
     return c !== undefined && !c.closed;
+  }
+
+  /** The last attempt to reach `url` failed and no connection is open now. */
+  isDown(url: string): boolean {
+    const c = this.#conns.get(url);
+    return c !== undefined && c.lastError !== undefined && !this.isUp(url);
   }
 
   /** The open client for `url`, connecting if needed. */
@@ -137,6 +169,10 @@ export class RelayPool implements RelayConnections {
 
   /** Keep `queue` subscribed on `url` (now and after every reconnect). */
   subscribe(url: string, queue: RecipientQueue): void {
+    if (isSmp(url)) {
+      this.#smp.subscribe(url, queue);
+      return;
+    }
     const c = this.#conn(url);
     const key = toHex(queue.recipientId);
     c.subs.set(key, queue);
@@ -148,11 +184,16 @@ export class RelayPool implements RelayConnections {
 
   /** Stop resubscribing `recipientId` (messages already pushed may still arrive). */
   unsubscribe(url: string, recipientId: Uint8Array): void {
+    if (isSmp(url)) {
+      this.#smp.unsubscribe(url, recipientId);
+      return;
+    }
     this.#conns.get(url)?.subs.delete(toHex(recipientId));
   }
 
   /** ACK on the current connection; lost if it is down (the relay redelivers later). */
   async ack(url: string, queue: RecipientQueue, msgId: Uint8Array): Promise<void> {
+    if (isSmp(url)) return this.#smp.ack(url, queue, msgId);
     const client = this.#conns.get(url)?.client;
     if (!client || client.closed) return;
     await client.ack(queue, msgId).catch((e: LoftError) => this.#o.log(`relay ACK: ${e.code}`));
@@ -160,6 +201,7 @@ export class RelayPool implements RelayConnections {
 
   close(): void {
     this.#closed = true;
+    this.#smp.close();
     for (const c of this.#conns.values()) {
       clearTimeout(c.timer);
       c.client?.close();
@@ -167,6 +209,8 @@ export class RelayPool implements RelayConnections {
     }
   }
 }
+
+const isSmp = (url: string) => url.startsWith("smp://");
 
 /** The engine's `relayConnections` (EngineConfig) in the browser. */
 export const createRelayPool: RelayConnectionsFactory = (options) => new RelayPool(options);

@@ -30,11 +30,15 @@ export interface SelfRecord {
 /** Overrides of the defaults; absent means "this page's origin". */
 export interface SettingsRecord {
   signalingUrl?: string;
+  /** Every signaling server, in order, when there are several (`signalingUrl` is the first). */
+  signalingUrls?: string[];
   relayUrls?: string[];
   /** STUN/TURN servers for direct links; absent: none (host candidates only). */
   iceServers?: IceServerConfig[];
   /** "relay": direct links use TURN relay candidates only; absent: all candidates. */
   iceTransportPolicy?: IceTransportPolicy;
+  /** An `smp://` server for our mailboxes (EngineSettings.mailboxServer); absent: the first relay. */
+  mailboxServer?: string;
   /**
    * Message notifications (web/src/app/notifications.ts): "on" (name and text), "private" (the
    * name only, never the text), "off". Absent: "on" — shown only once the browser permission is

@@ -466,11 +466,14 @@ export class LoftStorage implements EngineStorage {
   async getSettings(): Promise<EngineSettings> {
     const s = await this.getSettingsRecord();
     const d = defaultSettings();
+    const signalingUrls = s.signalingUrls?.length ? s.signalingUrls : undefined;
     return {
-      signalingUrl: s.signalingUrl || d.signalingUrl,
+      signalingUrl: signalingUrls?.[0] || s.signalingUrl || d.signalingUrl,
+      ...(signalingUrls && signalingUrls.length > 1 ? { signalingUrls } : {}),
       relayUrls: s.relayUrls && s.relayUrls.length > 0 ? s.relayUrls : d.relayUrls,
       ...(s.iceServers && s.iceServers.length > 0 ? { iceServers: s.iceServers } : {}),
       ...(s.iceTransportPolicy === "relay" ? { iceTransportPolicy: "relay" as const } : {}),
+      ...(s.mailboxServer ? { mailboxServer: s.mailboxServer } : {}),
     };
   }
 

@@ -11,6 +11,7 @@ import { type ContactLink, makeContactLink, parseContactLink } from "../identity
 import { TRUST_LABEL, timeLabel } from "./format.ts";
 import { Qr } from "./Qr.tsx";
 import { RoomsOnHome } from "./Room.tsx";
+import { SharedWaiting } from "./SharedWaiting.tsx";
 
 export function Home(props: { app: AppModel }) {
   const app = props.app;
@@ -52,6 +53,7 @@ export function Home(props: { app: AppModel }) {
         </p>
       </Show>
       <NotificationOffer app={app} />
+      <SharedWaiting app={app} />
       <Requests app={app} />
       <Show
         when={contacts().length > 0}
@@ -306,7 +308,7 @@ export function MyLink(props: { app: AppModel }) {
     if (!u || !p) return "";
     const l: ContactLink = {
       identity: u.identity,
-      signaling: [p.settings.signalingUrl],
+      signaling: p.settings.signalingUrls ?? [p.settings.signalingUrl],
       relay: p.settings.relayUrls,
     };
     if (p.refs && Object.keys(p.refs).length > 0) l.refs = p.refs;

@@ -6,12 +6,15 @@
  */
 import { createEffect, createResource, createSignal, For, onCleanup, Show } from "solid-js";
 import { fromHex } from "../../../core/bytes.ts";
+import { sendFilesToRoom } from "../app/files.ts";
 import type { AppModel } from "../app/model.ts";
 import { roomsOf } from "../app/rooms.ts";
+import type { FileTransfer } from "../engine/api.ts";
 import type { RoomMemberView, RoomMessageView, RoomView } from "../engine/rooms/api.ts";
 import { safetyCode } from "../identity.ts";
 import { RoomCallPanel } from "./call/RoomCallPanel.tsx";
 import { Composer } from "./chat/Composer.tsx";
+import { Files } from "./chat/Files.tsx";
 import { Qr } from "./Qr.tsx";
 
 /** ← Back (Home.tsx has the same; imported from there it would make Home ↔ Room a cycle). */
@@ -190,6 +193,27 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
   window.addEventListener("focus", onVisible);
   onCleanup(() => window.removeEventListener("focus", onVisible));
 
+  // Files to everyone here (docs/protocol/files.md §8): the button, a drop on the room, a pasted image.
+  const canSend = () => room() !== undefined && room()?.status !== "removed";
+  const attach = (files: readonly File[]) => {
+    if (files.length === 0 || !canSend()) return;
+    void sendFilesToRoom(app, props.id, files).then((problem) => setError(problem));
+  };
+  const [dropping, setDropping] = createSignal(false);
+  let picker!: HTMLInputElement;
+  const onPaste = (e: ClipboardEvent) => {
+    const files = [...(e.clipboardData?.files ?? [])];
+    if (files.length === 0) return;
+    e.preventDefault();
+    attach(files);
+  };
+  window.addEventListener("paste", onPaste);
+  onCleanup(() => window.removeEventListener("paste", onPaste));
+  const memberName = (t: FileTransfer | undefined) =>
+    t?.member === undefined
+      ? ""
+      : (room()?.members.find((m) => m.key === t.member)?.name ?? t.memberName ?? short(t.member));
+
   const leave = async () => {
     if (!confirm("Leave this room? Its history on this device is deleted.")) return;
     try {
@@ -201,7 +225,24 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
   };
 
   return (
-    <main class="screen chat room" data-testid="room-screen" data-room-id={props.id}>
+    <main
+      class="screen chat room"
+      classList={{ dropping: dropping() }}
+      data-testid="room-screen"
+      data-room-id={props.id}
+      onDragOver={(e) => {
+        if (!e.dataTransfer?.types.includes("Files")) return;
+        e.preventDefault();
+        setDropping(true);
+      }}
+      onDragLeave={() => setDropping(false)}
+      onDrop={(e) => {
+        if (!e.dataTransfer?.files.length) return;
+        e.preventDefault();
+        setDropping(false);
+        attach([...e.dataTransfer.files]);
+      }}
+    >
       <div class="bar">
         <Back app={app} />
         <div class="who">
@@ -241,10 +282,16 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                   Room link
                 </label>
                 <textarea id="room-invite-text" class="link" readOnly rows={4} value={link()} />
-                <button type="button" class="primary" onClick={copy}>
+                <button type="button" class="primary" data-testid="copy-invite-link" onClick={copy}>
                   {copied() ? "Copied" : "Copy link"}
                 </button>
               </div>
+            </Show>
+            <Show when={r().hostAway}>
+              <p class="status" role="status" data-testid="room-host-away">
+                The host is away. You can still chat here; removing members and handing over the host role
+                wait until the host is back.
+              </p>
             </Show>
             <Show when={r().status === "full"}>
               <p class="card warning" role="alert" data-testid="room-full">
@@ -259,8 +306,18 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
             </Show>
             <Show when={r().status === "refused"}>
               <p class="card warning" role="alert" data-testid="room-refused-us">
-                The members of this room did not let you in: this link's secret is not the room's. Ask for the
-                link again.
+                <Show
+                  when={r().wasMember}
+                  fallback={
+                    <>
+                      The members of this room did not let you in: this link's secret is not the room's. Ask
+                      for the link again.
+                    </>
+                  }
+                >
+                  The room's link changed while you were away (the host removed people), more often than this
+                  device can catch up on. Ask a member for the room's new link and open it here.
+                </Show>
               </p>
             </Show>
             <section aria-labelledby="members-heading" class="members">
@@ -346,11 +403,46 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
           <For each={messages()}>{(m) => <RoomBubble m={m} />}</For>
         </ol>
       </div>
+      <Show when={room()}>
+        {(r) => (
+          <Files
+            app={app}
+            roomId={props.id}
+            name={memberName}
+            label={`Files in ${roomLabel(r())}`}
+            onError={setError}
+          />
+        )}
+      </Show>
       <Show when={error()}>
-        <p class="error" role="alert">
+        <p class="error" role="alert" data-testid="room-error">
           {error()}
         </p>
       </Show>
+      <div class="attach">
+        <input
+          type="file"
+          multiple
+          class="sr-only"
+          tabIndex={-1}
+          aria-hidden="true"
+          data-testid="attach-input"
+          ref={picker}
+          onChange={(e) => {
+            attach([...(e.currentTarget.files ?? [])]);
+            e.currentTarget.value = "";
+          }}
+        />
+        <button
+          type="button"
+          data-testid="attach-button"
+          disabled={!canSend()}
+          onClick={() => picker.click()}
+          title="Send a file to everyone here (or drop one on the room, or paste an image)"
+        >
+          Attach file
+        </button>
+      </div>
       <Composer
         disabled={!room() || room()?.status === "removed"}
         onSend={(text) => rooms.send(props.id, text)}
@@ -389,10 +481,28 @@ function RoomBubble(props: { m: RoomMessageView }) {
                 : `Delivered to all ${m().recipients}`
               : `Delivered to ${m().delivered} of ${m().recipients}`}
         </span>
+        {/* Until everyone has it: where each member's copy is (docs/user-guide.md "Rooms"). */}
+        <Show when={m().state === "sent"}>
+          <ul class="recipients muted" data-testid="room-message-recipients" aria-label="Where each copy is">
+            <For each={m().to}>
+              {(t) => (
+                <li data-testid="room-message-recipient" data-key={t.key} data-state={t.state}>
+                  {`${t.name ?? short(t.key)}: ${RECIPIENT_STATE[t.state]}`}
+                </li>
+              )}
+            </For>
+          </ul>
+        </Show>
       </Show>
     </li>
   );
 }
+
+const RECIPIENT_STATE = {
+  sending: "sending",
+  relayed: "sent to relay",
+  delivered: "delivered",
+} as const;
 
 function statusLabel(r: RoomView | undefined): string {
   if (!r) return "";
@@ -400,7 +510,7 @@ function statusLabel(r: RoomView | undefined): string {
     case "joining":
       return "Joining…";
     case "in":
-      return presentLabel(r);
+      return r.hostAway ? `${presentLabel(r)} · host away` : presentLabel(r);
     case "full":
       return "Room is full";
     case "offline":

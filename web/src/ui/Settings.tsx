@@ -3,6 +3,7 @@
  * delete identity.
  */
 import { createResource, createSignal, type JSX, Show } from "solid-js";
+import { parseSmpServerAddress } from "../../../core/smp/address.ts";
 import { exportBackup as makeBackup, restoreBackup } from "../app/backup.ts";
 import type { AppModel } from "../app/model.ts";
 import {
@@ -19,6 +20,8 @@ import {
   saveNotificationMode,
   saveServers,
   saveUsername,
+  serverListProblem,
+  storedSignalingUrls,
   changePassphrase as storePassphrase,
 } from "../app/settings.ts";
 import { hasTurnServer } from "../engine/ice-servers.ts";
@@ -55,15 +58,6 @@ function Outcome(props: { value: { ok: boolean; text: string } | undefined; test
 
 type Result = { ok: boolean; text: string } | undefined;
 
-const validWsUrl = (s: string) => {
-  try {
-    const u = new URL(s);
-    return u.protocol === "ws:" || u.protocol === "wss:";
-  } catch {
-    return false;
-  }
-};
-
 export function Settings(props: { app: AppModel }) {
   const app = props.app;
   const [record, { refetch }] = createResource(() => loadServerSettings(app));
@@ -87,10 +81,11 @@ export function Settings(props: { app: AppModel }) {
 
   // endpoints
   const [endpointResult, setEndpointResult] = createSignal<Result>();
-  let signalingInput!: HTMLInputElement;
+  let signalingInput!: HTMLTextAreaElement;
   let relayInput!: HTMLTextAreaElement;
   let iceInput!: HTMLTextAreaElement;
   let relayOnlyInput!: HTMLInputElement;
+  let mailboxInput!: HTMLInputElement;
   const NEEDS_TURN = "Relay-only needs a TURN server: add a turn: line above first.";
   /** The signaling server hands out TURN credentials (ICE_SERVERS): its relay counts as one. */
   const serverTurn = () => props.app.service().serverTurn === true;
@@ -104,20 +99,31 @@ export function Settings(props: { app: AppModel }) {
   };
   const saveEndpoints = async (e: Event) => {
     e.preventDefault();
-    const signalingUrl = signalingInput.value.trim();
-    const relayUrls = relayInput.value
-      .split(/[\s,]+/)
-      .map((s) => s.trim())
-      .filter(Boolean);
-    if (signalingUrl && !validWsUrl(signalingUrl))
-      return setEndpointResult({ ok: false, text: "The signaling address must start with ws:// or wss://." });
-    if (!relayUrls.every(validWsUrl))
-      return setEndpointResult({ ok: false, text: "Each relay address must start with ws:// or wss://." });
+    // One per line (or separated by spaces or commas), each once, in the order typed.
+    const lines = (field: HTMLTextAreaElement) => [
+      ...new Set(
+        field.value
+          .split(/[\s,]+/)
+          .map((s) => s.trim())
+          .filter(Boolean),
+      ),
+    ];
+    const signalingUrls = lines(signalingInput);
+    const relayUrls = lines(relayInput);
+    const listProblem =
+      serverListProblem("signaling", signalingUrls) ?? serverListProblem("relay", relayUrls);
+    if (listProblem) return setEndpointResult({ ok: false, text: listProblem });
     const ice = parseIceServers(iceInput.value);
     if ("bad" in ice)
       return setEndpointResult({
         ok: false,
         text: `Not a STUN/TURN server line: "${ice.bad}". Write stun:host:port, or turn:host:port user password.`,
+      });
+    const mailboxServer = mailboxInput.value.trim();
+    if (mailboxServer && !parseSmpServerAddress(mailboxServer))
+      return setEndpointResult({
+        ok: false,
+        text: "The mailbox server must be an SMP server address: smp://fingerprint@host:port (a password goes after the fingerprint: smp://fingerprint:password@host).",
       });
     const relayOnly = relayOnlyInput.checked;
     if (relayOnly && !serverTurn() && !hasTurnServer(ice.servers))
@@ -125,9 +131,10 @@ export function Settings(props: { app: AppModel }) {
     // Only the server fields change (an empty field means the default); other settings stay.
     try {
       await saveServers(app, {
-        signalingUrl,
+        signalingUrls,
         relayUrls,
         iceServers: ice.servers,
+        mailboxServer,
         ...(relayOnly ? { iceTransportPolicy: "relay" as const } : {}),
       });
     } catch (x) {
@@ -247,12 +254,13 @@ export function Settings(props: { app: AppModel }) {
       <Section title="Servers">
         <Show when={record.state === "ready"}>
           <form onSubmit={saveEndpoints}>
-            <label for="signaling-url">Signaling server</label>
-            <input
+            <label for="signaling-url">Signaling servers (one per line)</label>
+            <textarea
               id="signaling-url"
+              rows={2}
               data-testid="signaling-url"
               ref={signalingInput}
-              value={record()?.signalingUrl ?? ""}
+              value={storedSignalingUrls(record()).join("\n")}
               placeholder={defaults.signalingUrl}
             />
             <label for="relay-urls">Relays (one per line)</label>
@@ -265,9 +273,26 @@ export function Settings(props: { app: AppModel }) {
               placeholder={defaults.relayUrls.join("\n")}
             />
             <p class="help">
-              Leave empty to use this site's own servers. The first relay keeps your mailbox (messages sent to
-              you while you are offline) and your contact address; it is also used when no direct connection
-              can be made.
+              Leave empty to use this site's own servers. Several signaling servers: the app uses the first
+              one that answers and moves to the next when it stops answering. Several relays: your mailboxes
+              (where contacts leave messages while you are offline) are spread across them, and when one is
+              down new ones go to another; your contact address is on the first one that answers.
+            </p>
+            <label for="mailbox-server">Mailbox server</label>
+            <input
+              id="mailbox-server"
+              data-testid="mailbox-server"
+              ref={mailboxInput}
+              value={record()?.mailboxServer ?? ""}
+              placeholder="smp://fingerprint@host:5223"
+              aria-describedby="mailbox-server-help"
+              spellcheck={false}
+              autocomplete="off"
+            />
+            <p class="help" id="mailbox-server-help">
+              Empty: your mailboxes stay on the first relay. An SMP server address (smp://…, from a SimpleX
+              server or another Loft relay) keeps the mailboxes of contacts you add from now on there; this
+              site's relay carries the connection to it and never sees what is in it.
             </p>
             <label for="ice-servers">STUN / TURN servers (one per line)</label>
             <textarea

@@ -16,6 +16,8 @@ export type FileDirection = "in" | "out";
  *  offered   in: waiting for the user to accept; out: waiting for the contact to accept
  *  hashing   out: reading the file once (hash, sealed copy) before the offer
  *  queued    out: prepared; the offer goes on the contact's next session (it was not connected)
+ *  relaying  out: going into the contact's relay mailbox, offer and chunks (§9)
+ *  relayed   out: all in the contact's mailbox; done when its device says the hash matched
  *  sending / receiving   chunks flow
  *  waiting   the link dropped: resumes from the last stored chunk on the next session
  *  done      in: hash checked, stored; out: the contact confirmed the hash
@@ -26,6 +28,8 @@ export type FileState =
   | "hashing"
   | "offered"
   | "queued"
+  | "relaying"
+  | "relayed"
   | "sending"
   | "receiving"
   | "waiting"
@@ -40,6 +44,13 @@ export interface FileTransfer {
   key: string;
   contactId: ContactId;
   direction: FileDirection;
+  /** A room member's transfer: the room (id hex) and the member (identity key hex); §8. */
+  room?: string;
+  member?: string;
+  /** The member's name when the transfer began (shown while it is away). */
+  memberName?: string;
+  /** Out, to a room: where the one sealed copy (and key) shared by its members' transfers is. */
+  copy?: string;
   /** The sender's transfer id (docs/protocol/files.md §1). */
   id: number;
   name: string;

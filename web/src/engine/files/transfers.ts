@@ -16,11 +16,14 @@ import { equalBytes, wipe } from "../../../../core/bytes.ts";
 import { type ContactId, EngineRefusal } from "../api.ts";
 import { type EngineContext, emit, type Live, type Peer, providerOf, serial } from "../context.ts";
 import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
+import { sendByMailbox } from "../queues.ts";
 import { SealedFileStore } from "./sealed-records.ts";
 import { type FileTransfer, MemoryFileStore, transferKey } from "./store.ts";
 import {
+  type ChunkCipher,
   type ChunkExpectation,
   checkChunk,
+  chunkCipher,
   chunkCount,
   chunkPlainBytes,
   decodeFileFrame,
@@ -29,17 +32,20 @@ import {
   FILE_CHUNK_BYTES,
   FILE_KEY_BYTES,
   type FileAppMessage,
+  type FileChunkFrame,
   type FileChunkHeader,
   FileHasher,
   type FileOffer,
+  type FilePart,
+  MAILBOX_PART_BYTES,
+  MAX_CHUNK_PARTS,
   MAX_FILE_BYTES,
   MAX_FILE_NAME_CHARS,
   MAX_FILE_TYPE_CHARS,
   MAX_THUMB_BYTES,
+  mailboxParts,
   openChunk,
   SEALED_CHUNK_BYTES,
-  sealChunk,
-  sealChunkBytes,
 } from "./wire.ts";
 
 /** Chunks the sender may have beyond the receiver's last ACK (≈ 4 MiB in flight). */
@@ -63,6 +69,8 @@ const secretName = (key: string) => `file/${key}`;
 interface Moving {
   t: FileTransfer;
   key: Uint8Array;
+  /** The chunk AEAD under `key`, imported once (`#cipher`). */
+  cipher?: Promise<ChunkCipher>;
   lastEmit: number;
   /** Speed: bytes and time at the last sample. */
   sampleAt: number;
@@ -72,6 +80,11 @@ interface Moving {
 interface Outgoing extends Moving {
   /** The file picked in this page (gone after a reload: the sealed copy in the store serves). */
   blob?: Blob;
+  /**
+   * Where the sealed copy and the per-transfer key are kept: the transfer's own key for a contact;
+   * for a room, one copy for all its members' transfers (`roomCopyKey`), deleted with the last.
+   */
+  copy: string;
   /** Bumped on every (re)start of the chunk pump: an older pump stops. */
   generation: number;
   /** The pump waits here for an ACK (or a stop). */
@@ -86,6 +99,8 @@ interface Incoming extends Moving {
   pending: Taken[];
   /** Stores run one at a time, in order, while the next chunks are opened. */
   chain: Promise<void>;
+  /** Slices of the chunk coming through the relay mailbox (§9), until it is whole. */
+  parts?: { index: number; n: number; got: Uint8Array[] };
 }
 
 /** A chunk opened by the receiver: its sealed bytes to store, its plaintext digest under way. */
@@ -96,7 +111,66 @@ interface Taken {
 }
 
 /** What the transfers read of the engine. */
-export type FilesContext = Pick<EngineContext, "cfg" | "storage" | "listeners" | "peers" | "stopped">;
+export type FilesContext = Pick<
+  EngineContext,
+  "cfg" | "storage" | "listeners" | "peers" | "stopped" | "pool"
+>;
+
+/**
+ * Mailbox bodies of the contact's queue left for other messages while a file is in it (the file
+ * may take the relay's per-queue quota less these): chat sent meanwhile still fits.
+ */
+const MAILBOX_RESERVE = 32;
+/**
+ * The largest file a receiver takes from its mailbox without an accept (§9): the sender sizes
+ * what it deposits by the relay's quota (default 128 bodies: ≈ 0.7 MiB); this bounds what a
+ * contact can put on this device unasked, whatever a relay allows.
+ */
+export const MAX_MAILBOX_FILE_BYTES = 16 * 1024 * 1024;
+
+/** A contact's relay mailbox for a file (§9). */
+export interface FileMailbox {
+  /** Mailbox bodies a file may take now (the relay's queue quota less `MAILBOX_RESERVE`). */
+  bodies: number;
+  /** Seal one message with the contact's ratchet and SEND it into its mailbox; false if it did not go. */
+  deposit(m: FileAppMessage): Promise<boolean>;
+}
+
+/**
+ * The other end of a transfer: a contact (its Double Ratchet carries the `file.*` messages, its
+ * live session the frames), or one member of a room (its member session carries both:
+ * docs/protocol/files.md §8). Transfers are keyed by `id`, so each member of a room has its own.
+ */
+export interface FilePeer {
+  /** `FileTransfer.contactId`: the contact's id, or `roomPeerId(room, member)`. */
+  readonly id: string;
+  readonly name: string;
+  /** Room members: the room (id hex) and the member (identity key hex). */
+  readonly room?: { room: string; member: string };
+  /** The live session the chunks go on (possibly closed: see `liveOf`); the same object per session. */
+  live(): FileLive | undefined;
+  /** Whether an offer can go now (a live session, and for a contact a ratchet that can send). */
+  ready(): boolean;
+  /** Send a control message now; false when it cannot go (it is then held for the next session). */
+  tell(m: FileAppMessage): Promise<boolean>;
+  /** Files can no longer be sent (a blocked contact). */
+  readonly blocked?: boolean;
+  /** A contact with no live session whose relay mailbox we know (§9); undefined otherwise. */
+  mailbox?(): Promise<FileMailbox | undefined>;
+}
+
+/** What the transfers use of a live session. */
+export type FileLive = Pick<Live, "session" | "drain">;
+
+/** Room members as transfer ends (files/room-files.ts); set by the engine when it has rooms. */
+export interface RoomFilePeers {
+  peer(room: string, member: string): FilePeer | undefined;
+}
+
+/** `FileTransfer.contactId` of a room member's transfers (`:` never occurs in a contact id). */
+export const roomPeerId = (room: string, member: string): string => `room:${room}:${member}`;
+/** Where a room file's one sealed copy and key are kept (never a transfer's key: no member). */
+const roomCopyKey = (room: string, id: number): string => `room:${room}/out/${id}`;
 
 /** The default size limit (docs/protocol/files.md §7); `EngineConfig.maxFileBytes` changes it. */
 export const DEFAULT_MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024;
@@ -112,6 +186,14 @@ export class FileTransfers {
   /** Control messages that found no live session: sent on the contact's next one. */
   readonly #unsent = new Map<ContactId, FileAppMessage[]>();
   #loaded: Promise<void> | undefined;
+  /**
+   * Blocks of FILE_CHUNK frames read from a room file's sealed copy, shared by its members' pumps:
+   * the transfer id, key and chunks are the same for every member, so the frames are too, and
+   * members in step read each block once.
+   */
+  readonly #blocks = new Map<string, Promise<Uint8Array[]>>();
+  /** Room members as transfer ends (set by the engine when it runs rooms). */
+  rooms: RoomFilePeers | undefined;
 
   /** The store and the size limit come from the engine's configuration (`fileStore`, `maxFileBytes`). */
   constructor(ctx: FilesContext) {
@@ -138,20 +220,25 @@ export class FileTransfers {
         if (t.direction === "out") {
           // The sealed copy made before the offer is in the store: the transfer goes on from
           // there — unless the page went away while that copy was being made.
+          const copy = t.copy ?? t.key;
           const key =
-            t.state === "hashing" ? undefined : await this.#ctx.storage.loadSecret(secretName(t.key));
+            t.state === "hashing" ? undefined : await this.#ctx.storage.loadSecret(secretName(copy));
           if (!key) {
             await this.#settle(
               t,
               "failed",
               "The page was reloaded before the file was ready. Send it again.",
             );
-            this.#forgetSentCopy(t.key);
+            this.#forgetSentCopy(copy);
             continue;
           }
-          if (t.state !== "offered" && t.state !== "queued") t.state = "waiting";
+          // A mailbox deposit cut short goes on live (the receiver drops what it has as replays);
+          // one completed waits for the receiver's answer.
+          if (t.state === "relaying") t.state = "queued";
+          else if (t.state !== "offered" && t.state !== "queued" && t.state !== "relayed")
+            t.state = "waiting";
           t.speed = 0;
-          this.#out.set(t.key, { ...moving(t, key), generation: 0 });
+          this.#out.set(t.key, { ...moving(t, key), generation: 0, copy });
         } else if (t.state !== "offered") {
           const key = await this.#ctx.storage.loadSecret(secretName(t.key));
           if (!key) {
@@ -174,6 +261,12 @@ export class FileTransfers {
     return [...this.#all.values()].filter((t) => t.contactId === contactId).map((t) => ({ ...t }));
   }
 
+  /** Every transfer with members of the room, both ways. */
+  async listRoom(room: string): Promise<FileTransfer[]> {
+    await this.#load();
+    return [...this.#all.values()].filter((t) => t.room === room).map((t) => ({ ...t }));
+  }
+
   /**
    * Prepare the file — hash it and keep a sealed copy (so a reload of this page does not lose the
    * transfer) — then offer it over the live session, or leave it `queued` for the contact's next
@@ -183,59 +276,108 @@ export class FileTransfers {
     await this.#load();
     const peer = this.#ctx.peers.get(contactId);
     const who = peer?.name ?? "The contact";
+    this.#checkSize(blob);
+    if (!peer || peer.blocked) throw refusal(`Files cannot be sent to ${who}.`);
+    const [t] = await this.#sendTo([this.#contact(peer)], blob, name, thumb);
+    return t as FileTransfer;
+  }
+
+  /**
+   * Send one file to members of a room (docs/protocol/files.md §8): the file is read, hashed and
+   * sealed once — one transfer id, key and sealed copy for all — and each member gets its own
+   * transfer (offer, progress, cancel) over its member session; a member who is away gets the
+   * offer when its session is back (`queued`).
+   */
+  async sendToRoom(
+    room: string,
+    members: readonly string[],
+    blob: Blob,
+    name: string,
+    thumb?: Uint8Array,
+  ): Promise<FileTransfer[]> {
+    await this.#load();
+    this.#checkSize(blob);
+    const peers = members.flatMap((m) => this.rooms?.peer(room, m) ?? []);
+    if (peers.length === 0) throw refusal("Nobody else is in this room yet: there is no one to send it to.");
+    return this.#sendTo(peers, blob, name, thumb, room);
+  }
+
+  #checkSize(blob: Blob): void {
     if (blob.size > this.#maxBytes)
       throw refusal(`This file is ${mib(blob.size)}; files up to ${mib(this.#maxBytes)} can be sent.`);
-    if (!peer || peer.blocked) throw refusal(`Files cannot be sent to ${who}.`);
-    const id = this.#freshId(contactId);
-    const t: FileTransfer = {
-      key: transferKey(contactId, "out", id),
-      contactId,
-      direction: "out",
-      id,
-      name: cleanName(name),
-      size: blob.size,
-      type: blob.type.slice(0, MAX_FILE_TYPE_CHARS),
-      hash: new Uint8Array(32),
-      ...(thumb && thumb.length > 0 && thumb.length <= MAX_THUMB_BYTES ? { thumb: thumb.slice() } : {}),
-      state: "hashing",
-      next: 0,
-      done: 0,
-      speed: 0,
-      at: Date.now(),
-    };
-    const o: Outgoing = {
-      ...moving(t, providerOf(this.#ctx).randomBytes(FILE_KEY_BYTES)),
-      blob,
-      generation: 0,
-    };
-    this.#out.set(t.key, o);
-    await this.#save(t);
+  }
+
+  /** One file to one or more ends, prepared once (one key, one id, one sealed copy). */
+  async #sendTo(
+    peers: FilePeer[],
+    blob: Blob,
+    name: string,
+    thumb: Uint8Array | undefined,
+    room?: string,
+  ): Promise<FileTransfer[]> {
+    const id = this.#freshId(peers.map((p) => p.id));
+    const key = providerOf(this.#ctx).randomBytes(FILE_KEY_BYTES);
+    const group = peers.map((peer): Outgoing => {
+      const t: FileTransfer = {
+        key: transferKey(peer.id, "out", id),
+        contactId: peer.id,
+        ...(peer.room ? { room: peer.room.room, member: peer.room.member, memberName: peer.name } : {}),
+        ...(room !== undefined ? { copy: roomCopyKey(room, id) } : {}),
+        direction: "out",
+        id,
+        name: cleanName(name),
+        size: blob.size,
+        type: blob.type.slice(0, MAX_FILE_TYPE_CHARS),
+        hash: new Uint8Array(32),
+        ...(thumb && thumb.length > 0 && thumb.length <= MAX_THUMB_BYTES ? { thumb: thumb.slice() } : {}),
+        state: "hashing",
+        next: 0,
+        done: 0,
+        speed: 0,
+        at: Date.now(),
+      };
+      return { ...moving(t, key.slice()), blob, generation: 0, copy: t.copy ?? t.key };
+    });
+    wipe(key);
+    const first = group[0];
+    if (!first) return [];
+    for (const o of group) {
+      this.#out.set(o.t.key, o);
+      await this.#save(o.t);
+    }
+    const hashing = () => group.filter((o) => o.t.state === "hashing");
     try {
-      await this.#ctx.storage.saveSecret(secretName(t.key), o.key);
-      t.hash = await this.#prepare(o, blob);
+      await this.#ctx.storage.saveSecret(secretName(first.copy), first.key);
+      const hash = await this.#prepare(group, blob);
+      for (const o of group) o.t.hash = hash.slice();
     } catch (e) {
       this.#ctx.cfg.log(`files: preparing a file failed: ${(e as Error).name}`);
-      if (t.state === "hashing") {
-        await this.#settle(t, "failed", "The file could not be read, or this device has no room for it.");
+      for (const o of hashing()) {
+        await this.#settle(o.t, "failed", "The file could not be read, or this device has no room for it.");
         this.#forgetOutgoing(o);
       }
-      return { ...t };
+      return group.map((o) => ({ ...o.t }));
     }
-    if (t.state !== "hashing") {
-      await this.#store.deleteChunks(t.key); // cancelled meanwhile: a block stored since goes too
-      return { ...t };
+    if (hashing().length === 0) {
+      await this.#store.deleteChunks(first.copy); // cancelled meanwhile: a block stored since goes too
+      return group.map((o) => ({ ...o.t }));
     }
-    if (!liveOf(peer) || !ratchetCanSend(peer)) {
-      // Files go device to device: the offer waits for the contact's next session (sessionUp),
-      // across reloads of this page too (the sealed copy and the record are stored).
-      t.state = "queued";
-      await this.#save(t);
-      return { ...t };
+    for (const o of hashing()) {
+      const peer = peers.find((p) => p.id === o.t.contactId);
+      if (!peer?.ready()) {
+        // Through the contact's relay mailbox when it fits (§9); else the offer waits for the
+        // contact's next session (`up`), across reloads of this page too (the sealed copy and the
+        // record are stored).
+        if (peer && (await this.#viaMailbox(peer, o))) continue;
+        o.t.state = "queued";
+        await this.#save(o.t);
+        continue;
+      }
+      o.t.state = "offered";
+      await this.#save(o.t);
+      await this.#tell(peer, offerOf(o));
     }
-    t.state = "offered";
-    await this.#save(t);
-    await this.#tell(peer, offerOf(o));
-    return { ...t };
+    return group.map((o) => ({ ...o.t }));
   }
 
   async accept(key: string): Promise<void> {
@@ -244,7 +386,7 @@ export class FileTransfers {
     if (i?.t.state !== "offered") return;
     i.t.state = "waiting";
     await this.#save(i.t);
-    const peer = this.#ctx.peers.get(i.t.contactId);
+    const peer = this.#peerOf(i.t);
     if (peer && liveOf(peer)) await this.#resumeIncoming(peer, i);
   }
 
@@ -253,7 +395,7 @@ export class FileTransfers {
     const i = this.#in.get(key);
     if (i?.t.state !== "offered") return;
     await this.#dropIncoming(i, "declined");
-    const peer = this.#ctx.peers.get(i.t.contactId);
+    const peer = this.#peerOf(i.t);
     if (peer) await this.#tell(peer, { t: "file.decline", id: i.t.id, r: "declined" });
   }
 
@@ -261,7 +403,7 @@ export class FileTransfers {
     await this.#load();
     const t = this.#all.get(key);
     if (!t || FINAL.has(t.state)) return;
-    const peer = this.#ctx.peers.get(t.contactId);
+    const peer = this.#peerOf(t);
     if (t.direction === "out") {
       const o = this.#out.get(key);
       await this.#settle(t, "cancelled");
@@ -275,9 +417,19 @@ export class FileTransfers {
 
   /** The contact was deleted: its transfers stop, their records, chunks and keys go. */
   async forget(contactId: ContactId): Promise<void> {
+    await this.#forgetWhere((t) => t.contactId === contactId);
+    this.#unsent.delete(contactId);
+  }
+
+  /** We left the room: its transfers stop, their records, chunks and keys go. */
+  async forgetRoom(room: string): Promise<void> {
+    await this.#forgetWhere((t) => t.room === room);
+  }
+
+  async #forgetWhere(which: (t: FileTransfer) => boolean): Promise<void> {
     await this.#load();
     for (const t of [...this.#all.values()]) {
-      if (t.contactId !== contactId) continue;
+      if (!which(t)) continue;
       const o = this.#out.get(t.key);
       if (o) {
         t.state = "cancelled";
@@ -289,8 +441,8 @@ export class FileTransfers {
       this.#all.delete(t.key);
       await this.#store.deleteTransfer(t.key);
       await this.#ctx.storage.deleteSecret(secretName(t.key));
+      this.#unsent.delete(t.contactId);
     }
-    this.#unsent.delete(contactId);
   }
 
   /** The file's bytes: a received file after its hash matched, or one we are sending. */
@@ -368,7 +520,12 @@ export class FileTransfers {
   // ---- what the contact does -----------------------------------------------------------------
 
   /** A `file.*` message from the contact (inside its serial chain: replies are queued, not awaited). */
-  async onMessage(peer: Peer, m: FileAppMessage): Promise<void> {
+  onMessage(peer: Peer, m: FileAppMessage): Promise<void> {
+    return this.message(this.#contact(peer), m);
+  }
+
+  /** A `file.*` message from a contact or a room member, in the order it came. */
+  async message(peer: FilePeer, m: FileAppMessage): Promise<void> {
     await this.#load();
     switch (m.t) {
       case "file.offer":
@@ -414,6 +571,8 @@ export class FileTransfers {
         }
         return;
       }
+      case "file.part":
+        return this.#part(peer, m);
       case "file.done": {
         const o = this.#out.get(transferKey(peer.id, "out", m.id));
         if (!o || FINAL.has(o.t.state)) return;
@@ -429,7 +588,7 @@ export class FileTransfers {
     }
   }
 
-  async #onOffer(peer: Peer, m: FileOffer): Promise<void> {
+  async #onOffer(peer: FilePeer, m: FileOffer): Promise<void> {
     const key = transferKey(peer.id, "in", m.id);
     if (this.#all.has(key)) return; // a repeated offer (sent again on a new session)
     const open = [...this.#in.values()].filter((i) => i.t.contactId === peer.id).length;
@@ -441,6 +600,7 @@ export class FileTransfers {
     const t: FileTransfer = {
       key,
       contactId: peer.id,
+      ...(peer.room ? { room: peer.room.room, member: peer.room.member, memberName: peer.name } : {}),
       direction: "in",
       id: m.id,
       name: cleanName(m.name),
@@ -460,7 +620,12 @@ export class FileTransfers {
   }
 
   /** A frame of the files range from the live session (read loop: one at a time, in order). */
-  async onFrame(peer: Peer, live: Live, bytes: Uint8Array): Promise<void> {
+  onFrame(peer: Peer, live: Live, bytes: Uint8Array): Promise<void> {
+    return this.frame(this.#contact(peer), live, bytes);
+  }
+
+  /** A FILE_CHUNK or FILE_ACK from a contact's or a member's live session, one at a time, in order. */
+  async frame(peer: FilePeer, live: FileLive, bytes: Uint8Array): Promise<void> {
     await this.#load();
     const frame = decodeFileFrame(bytes);
     if (!frame.ok) {
@@ -481,6 +646,47 @@ export class FileTransfers {
     const i = this.#in.get(transferKey(peer.id, "in", chunk.header.id));
     // A late chunk of a transfer cancelled, declined or finished meanwhile.
     if (i?.t.state !== "receiving") return;
+    await this.#take(peer, i, chunk, live);
+  }
+
+  /**
+   * A slice of a sealed chunk from the relay mailbox (§9): a file small enough for the mailbox
+   * is taken like a message, without an accept; its slices are put together and the chunk goes
+   * the way of a live one (`#take`). A slice out of order is dropped (the live path resumes from
+   * `next`); the relay's copy is acknowledged once the chunk is stored.
+   */
+  async #part(peer: FilePeer, m: FilePart): Promise<void> {
+    const i = this.#in.get(transferKey(peer.id, "in", m.id));
+    if (!i || FINAL.has(i.t.state) || i.t.size > MAX_MAILBOX_FILE_BYTES || m.i < i.taken) return;
+    const p = i.parts;
+    if (m.s === 0) i.parts = { index: m.i, n: m.n, got: [m.d] };
+    else if (p?.index === m.i && p.n === m.n && p.got.length === m.s) p.got.push(m.d);
+    else {
+      i.parts = undefined;
+      return;
+    }
+    const whole = i.parts;
+    if (!whole || whole.got.length < whole.n) return;
+    i.parts = undefined;
+    if (i.t.state !== "receiving") {
+      await this.#rehash(i);
+      if (this.#in.get(i.t.key) !== i) return;
+      i.t.state = "receiving";
+      restartSpeed(i);
+      await this.#save(i.t);
+    }
+    const sealed = new Uint8Array(whole.got.reduce((n, d) => n + d.length, 0));
+    let at = 0;
+    for (const d of whole.got) {
+      sealed.set(d, at);
+      at += d.length;
+    }
+    await this.#take(peer, i, { header: chunkHeader(i.t, m.i), sealed }, undefined);
+    await i.chain; // stored before the relay's copy is acknowledged
+  }
+
+  /** Take the next chunk of an accepted transfer (docs/protocol/files.md §4), live or from the mailbox. */
+  async #take(peer: FilePeer, i: Incoming, chunk: FileChunkFrame, live: FileLive | undefined): Promise<void> {
     const expect: ChunkExpectation = { id: i.t.id, size: i.t.size, next: i.taken };
     const checked = checkChunk(expect, chunk);
     if (!checked.ok) {
@@ -488,7 +694,7 @@ export class FileTransfers {
       await this.#failIncoming(peer, i, `A piece of ${i.t.name} arrived malformed; the file was discarded.`);
       return;
     }
-    const plain = await openChunk(providerOf(this.#ctx), i.key, chunk);
+    const plain = await (await this.#cipher(i)).open(chunk);
     if (!plain.ok) {
       await this.#failIncoming(
         peer,
@@ -541,7 +747,7 @@ export class FileTransfers {
   }
 
   /** Store the chunks opened since the last store, in one transaction, then acknowledge them. */
-  async #storeTaken(live: Live, i: Incoming): Promise<void> {
+  async #storeTaken(live: FileLive | undefined, i: Incoming): Promise<void> {
     const batch = i.pending.splice(0);
     const first = batch[0];
     if (!first || this.#in.get(i.t.key) !== i || !i.hasher) return;
@@ -558,7 +764,8 @@ export class FileTransfers {
     const before = i.t.next;
     i.t.next = first.index + batch.length;
     i.t.done = Math.min(i.t.size, i.t.next * FILE_CHUNK_BYTES);
-    if (live.session.state !== "closed") live.session.send(encodeAckFrame({ id: i.t.id, next: i.t.next }));
+    if (live && live.session.state !== "closed")
+      live.session.send(encodeAckFrame({ id: i.t.id, next: i.t.next }));
     if (i.t.next === chunkCount(i.t.size)) return;
     // The resume point survives a reload; writing it every 16 chunks (≈ 1 MiB) is enough.
     if (Math.floor(i.t.next / 16) !== Math.floor(before / 16)) await this.#store.putTransfer(i.t);
@@ -567,13 +774,22 @@ export class FileTransfers {
 
   /** A new live session with the contact: held messages go, accepted incoming transfers resume. */
   sessionUp(peer: Peer, live: Live): void {
+    this.up(this.#contact(peer), live);
+  }
+
+  /** A new live session with a contact or a room member: held messages go, transfers resume. */
+  up(peer: FilePeer, live: FileLive): void {
     void (async () => {
       await this.#load();
       for (const m of this.#unsent.get(peer.id)?.splice(0) ?? []) this.#later(peer, m);
+      // Offered again (a receiver that has it ignores the repeat); a file left in the mailbox
+      // too (`relayed`): a receiver whose relay dropped it (TTL) gets the offer live (§9).
+      const again = new Set(["offered", "queued", "relayed"]);
       for (const o of this.#out.values())
-        if (o.t.contactId === peer.id && (o.t.state === "offered" || o.t.state === "queued")) {
+        if (o.t.contactId === peer.id && again.has(o.t.state)) {
           if (o.t.state === "queued") {
             o.t.state = "offered";
+            delete o.t.reason; // why it waited (the mailbox: §9) is over
             await this.#save(o.t);
           }
           this.#later(peer, offerOf(o));
@@ -586,8 +802,9 @@ export class FileTransfers {
   }
 
   /** The session ended: moving transfers wait for the next one. */
-  #paused(peer: Peer, live: Live): void {
-    if (peer.live && peer.live !== live) return;
+  #paused(peer: FilePeer, live: FileLive): void {
+    const current = peer.live();
+    if (current && current !== live) return;
     for (const m of [...this.#out.values(), ...this.#in.values()]) {
       if (m.t.contactId !== peer.id || (m.t.state !== "sending" && m.t.state !== "receiving")) continue;
       m.t.state = "waiting";
@@ -601,29 +818,33 @@ export class FileTransfers {
   // ---- the moving parts ----------------------------------------------------------------------
 
   /** Ask for the rest of an accepted file: chunks from `next` on (docs/protocol/files.md §5). */
-  async #resumeIncoming(peer: Peer, i: Incoming): Promise<void> {
+  async #resumeIncoming(peer: FilePeer, i: Incoming): Promise<void> {
     await i.chain; // what was taken is stored: the hash and `next` agree
     if (this.#in.get(i.t.key) !== i) return;
-    if (!i.hasher && i.t.next > 0) {
-      // After a reload the running hash is gone: hash what is stored again.
-      const h = new FileHasher();
-      for (let index = 0; index < i.t.next; index++) {
-        const plain = await this.#openStored(i.t, i.key, index);
-        if (!plain) {
-          i.t.next = index;
-          break;
-        }
-        h.add(await FileHasher.chunkDigest(providerOf(this.#ctx), plain));
-        wipe(plain);
-      }
-      i.hasher = h;
-      i.t.done = Math.min(i.t.size, i.t.next * FILE_CHUNK_BYTES);
-    }
+    await this.#rehash(i);
     i.taken = i.t.next;
     i.t.state = "receiving";
     restartSpeed(i);
     await this.#save(i.t);
     this.#later(peer, { t: "file.accept", id: i.t.id, from: i.t.next });
+  }
+
+  /** After a reload the running hash is gone: hash what is stored again. */
+  async #rehash(i: Incoming): Promise<void> {
+    if (i.hasher || i.t.next === 0) return;
+    const h = new FileHasher();
+    for (let index = 0; index < i.t.next; index++) {
+      const plain = await this.#openStored(i.t, i.key, index);
+      if (!plain) {
+        i.t.next = index;
+        break;
+      }
+      h.add(await FileHasher.chunkDigest(providerOf(this.#ctx), plain));
+      wipe(plain);
+    }
+    i.hasher = h;
+    i.taken = i.t.next;
+    i.t.done = Math.min(i.t.size, i.t.next * FILE_CHUNK_BYTES);
   }
 
   async #openStored(
@@ -641,7 +862,7 @@ export class FileTransfers {
    * Send chunks from `from` while the receiver's ACKs leave room in the window; a newer pump (a
    * resume), a closed session or a final state stops it.
    */
-  #pump(o: Outgoing, live: Live, from: number): void {
+  #pump(o: Outgoing, live: FileLive, from: number): void {
     const generation = ++o.generation;
     o.wake?.();
     o.t.state = "sending";
@@ -677,7 +898,7 @@ export class FileTransfers {
       if (o.generation !== generation || FINAL.has(o.t.state)) return;
       if (live.session.state === "closed") return; // resumes on the next session
       await this.#settle(o.t, "failed", "The file's copy on this device could not be read any more.");
-      const peer = this.#ctx.peers.get(o.t.contactId);
+      const peer = this.#peerOf(o.t);
       if (peer) this.#later(peer, { t: "file.cancel", id: o.t.id, own: true });
       this.#forgetOutgoing(o);
     });
@@ -692,13 +913,36 @@ export class FileTransfers {
    */
   async #readBlock(o: Outgoing, first: number, total: number): Promise<Uint8Array[]> {
     const count = Math.min(READ_BLOCK_CHUNKS, total - first);
-    if (o.blob)
+    if (o.blob && o.copy === o.t.key) {
+      const cipher = await this.#cipher(o);
       return readPlainBlock(o.blob, o.t.size, first, count, (plains) =>
         Promise.all(
-          plains.map((p, n) => sealChunk(providerOf(this.#ctx), o.key, chunkHeader(o.t, first + n), p)),
+          plains.map(async (p, n) => {
+            const header = chunkHeader(o.t, first + n);
+            return encodeChunkFrame({ header, sealed: await cipher.seal(header, p) });
+          }),
         ),
       );
-    const sealed = await this.#store.getChunks(o.t.key, first, count);
+    }
+    if (o.copy === o.t.key) return this.#readCopy(o, first, count);
+    // A room file: members in step share each block (at most SHARED_BLOCKS kept).
+    const at = `${o.copy}#${first}`;
+    let block = this.#blocks.get(at);
+    if (!block) {
+      block = this.#readCopy(o, first, count);
+      this.#blocks.set(at, block);
+      block.catch(() => this.#blocks.delete(at));
+      for (const k of this.#blocks.keys()) {
+        if (this.#blocks.size <= SHARED_BLOCKS) break;
+        this.#blocks.delete(k);
+      }
+    }
+    return block;
+  }
+
+  /** Chunks `first`… from the sealed copy, as FILE_CHUNK frames. */
+  async #readCopy(o: Outgoing, first: number, count: number): Promise<Uint8Array[]> {
+    const sealed = await this.#store.getChunks(o.copy, first, count);
     if (sealed.length !== count) throw new Error("the sealed copy is incomplete");
     return sealed.map((s, n) => encodeChunkFrame({ header: chunkHeader(o.t, first + n), sealed: s }));
   }
@@ -707,32 +951,101 @@ export class FileTransfers {
    * Before the offer, read the file once ≈ 1 MiB at a time: each chunk is sealed under the
    * per-transfer key and stored (the sealed copy the chunks are sent from, which survives a
    * reload), and its plaintext digest goes into the file hash (wire.ts `FileHasher`), all of a
-   * block concurrently; progress events say how far it got (a large file takes a moment).
+   * block concurrently; progress events say how far it got (a large file takes a moment). A room
+   * file is prepared once for all its members (`group` shares the id, key and copy); it stops
+   * when every member's transfer was cancelled.
    */
-  async #prepare(o: Outgoing, blob: Blob): Promise<Uint8Array> {
+  async #prepare(group: Outgoing[], blob: Blob): Promise<Uint8Array> {
+    const [o] = group;
+    if (!o) throw new Error("nobody to send to");
     const { t } = o;
     const crypto = providerOf(this.#ctx);
     const h = new FileHasher();
     const total = chunkCount(t.size);
-    for (let first = 0; first < total && t.state === "hashing"; first += READ_BLOCK_CHUNKS) {
+    const hashing = () => group.filter((g) => g.t.state === "hashing");
+    const cipher = await this.#cipher(o);
+    for (let first = 0; first < total && hashing().length > 0; first += READ_BLOCK_CHUNKS) {
       const count = Math.min(READ_BLOCK_CHUNKS, total - first);
       await readPlainBlock(blob, t.size, first, count, async (plains) => {
         const [digests, sealed] = await Promise.all([
           Promise.all(plains.map((p) => FileHasher.chunkDigest(crypto, p))),
-          Promise.all(plains.map((p, n) => sealChunkBytes(crypto, o.key, chunkHeader(t, first + n), p))),
+          Promise.all(plains.map((p, n) => cipher.seal(chunkHeader(t, first + n), p))),
         ]);
         for (const d of digests) h.add(d);
-        await this.#store.putChunks(t.key, first, sealed);
+        await this.#store.putChunks(o.copy, first, sealed);
       });
-      t.done = Math.min(t.size, (first + count) * FILE_CHUNK_BYTES);
-      this.#progress(o);
+      for (const g of hashing()) {
+        g.t.done = Math.min(t.size, (first + count) * FILE_CHUNK_BYTES);
+        this.#progress(g);
+      }
     }
-    t.done = 0;
-    restartSpeed(o);
+    for (const g of group) {
+      g.t.done = 0;
+      restartSpeed(g);
+    }
     return h.digest();
   }
 
-  async #failIncoming(peer: Peer, i: Incoming, reason: string): Promise<void> {
+  /**
+   * To a contact with no live session: the offer and every chunk, in slices, into its relay
+   * mailbox (docs/protocol/files.md §9) when the file fits what the relay's queue quota leaves;
+   * false (the caller queues it for the next session) when there is no mailbox or it does not fit
+   * — then the record says why.
+   */
+  async #viaMailbox(peer: FilePeer, o: Outgoing): Promise<boolean> {
+    const mb = await peer.mailbox?.().catch(() => undefined);
+    if (!mb) return false;
+    const need = 1 + mailboxParts(o.t.size);
+    if (need > mb.bodies || o.t.size > MAX_MAILBOX_FILE_BYTES) {
+      const fits = Math.max(0, Math.min(MAX_MAILBOX_FILE_BYTES, mailboxCapacity(mb.bodies - 1)));
+      o.t.reason = `Too large for ${peer.name}'s relay mailbox (up to ${mib(fits)} at a time): it will be offered when ${peer.name} is online.`;
+      return false;
+    }
+    o.t.state = "relaying";
+    o.t.next = 0;
+    o.t.done = 0;
+    restartSpeed(o);
+    await this.#save(o.t);
+    void this.#deposit(peer, o, mb).catch((e) =>
+      this.#ctx.cfg.log(`files: mailbox deposit: ${(e as Error).name}`),
+    );
+    return true;
+  }
+
+  /** The deposit itself: in order, from the sealed copy; a failed SEND falls back to the next session. */
+  async #deposit(peer: FilePeer, o: Outgoing, mb: FileMailbox): Promise<void> {
+    const moving = () => o.t.state === "relaying" && this.#out.get(o.t.key) === o;
+    const fallBack = async () => {
+      if (!moving()) return;
+      o.t.state = "queued";
+      o.t.reason = `${peer.name}'s relay mailbox did not take the file: it will be offered when ${peer.name} is online.`;
+      await this.#save(o.t);
+    };
+    if (!(await mb.deposit(offerOf(o)))) return fallBack();
+    const total = chunkCount(o.t.size);
+    for (let index = 0; index < total; index++) {
+      if (!moving()) return;
+      const [sealed] = await this.#store.getChunks(o.copy, index, 1);
+      if (!sealed) return fallBack();
+      const n = Math.ceil(sealed.length / MAILBOX_PART_BYTES);
+      for (let s = 0; s < n; s++) {
+        const d = sealed.slice(s * MAILBOX_PART_BYTES, (s + 1) * MAILBOX_PART_BYTES);
+        if (!moving()) return;
+        if (!(await mb.deposit({ t: "file.part", id: o.t.id, i: index, s, n, d }))) return fallBack();
+      }
+      o.t.next = index + 1;
+      o.t.done = Math.min(o.t.size, o.t.next * FILE_CHUNK_BYTES);
+      this.#progress(o);
+    }
+    if (!moving()) return;
+    // All in the mailbox: done once the contact's device says the hash matched (`file.done`).
+    o.t.state = "relayed";
+    o.t.speed = 0;
+    delete o.t.eta;
+    await this.#save(o.t);
+  }
+
+  async #failIncoming(peer: FilePeer, i: Incoming, reason: string): Promise<void> {
     await this.#dropIncoming(i, "failed", reason);
     this.#later(peer, { t: "file.cancel", id: i.t.id, own: false });
     emit(this.#ctx, { type: "error", contactId: peer.id, error: { kind: "internal", message: reason } });
@@ -747,17 +1060,21 @@ export class FileTransfers {
     this.#in.delete(i.t.key);
     i.hasher = undefined;
     wipe(i.key);
+    i.cipher = undefined;
     await this.#store.deleteChunks(i.t.key);
     await this.#ctx.storage.deleteSecret(secretName(i.t.key));
     await this.#settle(i.t, state, reason);
   }
 
-  /** An outgoing transfer ended: its sealed copy and key go. */
+  /** An outgoing transfer ended: its sealed copy and key go (a room file's with its last member's). */
   #forgetOutgoing(o: Outgoing): void {
     o.wake?.();
     wipe(o.key);
+    o.cipher = undefined;
     this.#out.delete(o.t.key);
-    this.#forgetSentCopy(o.t.key);
+    for (const other of this.#out.values()) if (other.copy === o.copy) return;
+    for (const k of [...this.#blocks.keys()]) if (k.startsWith(`${o.copy}#`)) this.#blocks.delete(k);
+    this.#forgetSentCopy(o.copy);
   }
 
   /** Delete an outgoing transfer's sealed copy and its key, in the background (a failure is logged). */
@@ -783,6 +1100,12 @@ export class FileTransfers {
     emit(this.#ctx, { type: "file", transfer: { ...t } });
   }
 
+  /** The moving transfer's chunk AEAD, its key imported once. */
+  #cipher(m: Moving): Promise<ChunkCipher> {
+    m.cipher ??= chunkCipher(providerOf(this.#ctx), m.key);
+    return m.cipher;
+  }
+
   #progress(m: Moving): void {
     const now = Date.now();
     const dt = now - m.sampleAt;
@@ -798,30 +1121,70 @@ export class FileTransfers {
     emit(this.#ctx, { type: "file", transfer: { ...m.t } });
   }
 
-  /** Send a control message on the contact's serial chain; held for the next session if none. */
-  #later(peer: Peer, m: FileAppMessage): void {
+  /** Send a control message (in order, for a contact on its serial chain); held for the next session if none. */
+  #later(peer: FilePeer, m: FileAppMessage): void {
     void this.#tell(peer, m);
   }
 
-  async #tell(peer: Peer, m: FileAppMessage): Promise<void> {
-    const sent = await serial(peer, async () => {
-      const live = liveOf(peer);
-      if (!live || !ratchetCanSend(peer)) return false;
-      await sendApp(this.#ctx, peer, live, m);
-      return true;
-    }).catch(() => false);
+  async #tell(peer: FilePeer, m: FileAppMessage): Promise<void> {
+    const sent = await peer.tell(m).catch(() => false);
     if (sent) return;
     const held = this.#unsent.get(peer.id) ?? [];
     held.push(m);
     this.#unsent.set(peer.id, held);
   }
 
-  #freshId(contactId: ContactId): number {
+  /** A transfer id unused with every one of `ends` (a room file has one id for all its members). */
+  #freshId(ends: string[]): number {
     for (;;) {
       const [a = 0, b = 0, c = 0, d = 0] = providerOf(this.#ctx).randomBytes(4);
       const id = ((a << 24) | (b << 16) | (c << 8) | d) >>> 0;
-      if (id !== 0 && !this.#all.has(transferKey(contactId, "out", id))) return id;
+      if (id !== 0 && !ends.some((e) => this.#all.has(transferKey(e, "out", id)))) return id;
     }
+  }
+
+  /** The other end of a stored transfer, if it is still there. */
+  #peerOf(t: FileTransfer): FilePeer | undefined {
+    if (t.room !== undefined && t.member !== undefined) return this.rooms?.peer(t.room, t.member);
+    const peer = this.#ctx.peers.get(t.contactId);
+    return peer && this.#contact(peer);
+  }
+
+  /** A contact as a transfer end: `file.*` inside its ratchet, on its serial chain. */
+  #contact(peer: Peer): FilePeer {
+    const ctx = this.#ctx;
+    return {
+      id: peer.id,
+      name: peer.name,
+      blocked: peer.blocked,
+      live: () => peer.live,
+      ready: () => liveOf({ live: () => peer.live }) !== undefined && ratchetCanSend(peer),
+      tell: async (m) => {
+        const sent = await serial(peer, async () => {
+          const live = peer.live;
+          if (!live || live.session.state === "closed" || !ratchetCanSend(peer)) return false;
+          await sendApp(ctx, peer, live, m);
+          return true;
+        });
+        // How a transfer ended reaches a contact who is away through its mailbox (§9), so the
+        // sender of a mailbox file learns it arrived; the rest waits for the next session.
+        if (sent || (m.t !== "file.done" && m.t !== "file.cancel")) return sent;
+        return (await this.#mailboxOf(peer))?.deposit(m) ?? false;
+      },
+      mailbox: () => this.#mailboxOf(peer),
+    };
+  }
+
+  /** The contact's relay mailbox, when it has no live session and announced one (§9). */
+  async #mailboxOf(peer: Peer): Promise<FileMailbox | undefined> {
+    const { pool } = this.#ctx;
+    const tx = peer.tx;
+    if (!pool || !tx || peer.blocked || (peer.live && peer.live.session.state !== "closed")) return undefined;
+    const client = await pool.client(tx.url);
+    return {
+      bodies: client.hello.queueQuota - MAILBOX_RESERVE,
+      deposit: (m) => sendByMailbox(this.#ctx, peer, m, []),
+    };
   }
 }
 
@@ -887,9 +1250,20 @@ function restartSpeed(m: Moving): void {
   delete m.t.eta;
 }
 
-function liveOf(peer: Peer): Live | undefined {
-  return peer.live && peer.live.session.state !== "closed" ? peer.live : undefined;
+/** The largest file whose offer and parts fit `bodies` mailbox bodies (§9). */
+function mailboxCapacity(bodies: number): number {
+  let size = Math.max(0, Math.floor(bodies / MAX_CHUNK_PARTS) * FILE_CHUNK_BYTES);
+  while (mailboxParts(size + 1024) <= bodies) size += 1024;
+  return size;
 }
+
+function liveOf(peer: Pick<FilePeer, "live">): FileLive | undefined {
+  const live = peer.live();
+  return live && live.session.state !== "closed" ? live : undefined;
+}
+
+/** Blocks of a room file's frames kept for its members' pumps (≈ 1 MiB each). */
+const SHARED_BLOCKS = 8;
 
 function refusal(message: string): EngineRefusal {
   return new EngineRefusal({ kind: "message-refused", message });

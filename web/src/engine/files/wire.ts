@@ -15,9 +15,15 @@ import { utf8 } from "../../../../core/bytes.ts";
 import { bytesSchema, uintSchema } from "../../../../core/codec/codec.ts";
 import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
 import { err, ok, type Result } from "../../../../core/errors.ts";
+import { MIN_MESSAGE_LEN } from "../../../../core/ratchet/message.ts";
+import { MAX_PART } from "../mailbox.ts";
 
-/** Session frame types of the files range (0x10–0x17 in web/src/engine/wire.ts `FRAME`). */
-export const FILE_FRAME = { CHUNK: 0x10, ACK: 0x11 } as const;
+/**
+ * Session frame types of the files range (0x10–0x17 in web/src/engine/wire.ts `FRAME`). FILE_MSG
+ * carries a `file.*` message on a room member session only (files/room-files.ts; a contact's go
+ * inside its ratchet): `decodeFileFrame` refuses it like the unassigned types.
+ */
+export const FILE_FRAME = { CHUNK: 0x10, ACK: 0x11, MSG: 0x12 } as const;
 
 /** Plaintext bytes per chunk: a sealed chunk frame stays one Noise DATA frame (≤ 65518 bytes). */
 export const FILE_CHUNK_BYTES = 65_024;
@@ -36,6 +42,28 @@ export const MAX_FILE_NAME_CHARS = 255;
 export const MAX_FILE_TYPE_CHARS = 127;
 /** A preview the sender made of an image (WebP), sent ahead in the offer. */
 export const MAX_THUMB_BYTES = 16 * 1024;
+/**
+ * Through the relay mailbox (docs/protocol/files.md §9) a sealed chunk goes in `file.part`
+ * messages, each one ratchet message in one mailbox body: the largest bucket whose ratchet
+ * message (97 bytes more: core/ratchet/message.ts) fits one body part (mailbox.ts `MAX_PART`,
+ * from the relay's body cap) — 8 192 bytes — less the padding marker and the part's own fields.
+ */
+const MAILBOX_BUCKET = 2 ** Math.floor(Math.log2(MAX_PART - MIN_MESSAGE_LEN));
+/** MessagePack of a `file.part` without its bytes: at most 47 bytes (`t`, `id`, `i`, `s`, `n`, `d`'s header). */
+const PART_FIELDS_BYTES = 64;
+/** Bytes of a sealed chunk one `file.part` carries. */
+export const MAILBOX_PART_BYTES = MAILBOX_BUCKET - 1 - PART_FIELDS_BYTES;
+/** A sealed chunk is at most this many parts. */
+export const MAX_CHUNK_PARTS = Math.ceil(SEALED_CHUNK_BYTES / MAILBOX_PART_BYTES);
+/** Parts (one mailbox body each) a file of `size` bytes takes. */
+export function mailboxParts(size: number): number {
+  const full = Math.floor(size / FILE_CHUNK_BYTES);
+  const last = chunkPlainBytes(size, full);
+  return (
+    full * MAX_CHUNK_PARTS +
+    (full < chunkCount(size) ? Math.ceil((last + AEAD_TAG_BYTES) / MAILBOX_PART_BYTES) : 0)
+  );
+}
 /** Domain separation of the chunk AAD (docs/protocol/files.md §3). */
 const AAD_LABEL = utf8("loft/file/v1");
 /** Domain separation of the file hash (docs/protocol/files.md §1). */
@@ -111,6 +139,15 @@ export const fileAppSchemas = [
   v.strictObject({ t: v.literal("file.decline"), id: transferId, r: v.picklist(FILE_DECLINE_REASONS) }),
   v.strictObject({ t: v.literal("file.cancel"), id: transferId, own: v.boolean() }),
   v.strictObject({ t: v.literal("file.done"), id: transferId, ok: v.boolean() }),
+  /** Slice `s` of `n` of sealed chunk `i`, through the relay mailbox (§9). */
+  v.strictObject({
+    t: v.literal("file.part"),
+    id: transferId,
+    i: chunkIndex,
+    s: uintSchema(MAX_CHUNK_PARTS - 1),
+    n: v.pipe(uintSchema(MAX_CHUNK_PARTS), v.minValue(1)),
+    d: bytesSchema(1, MAILBOX_PART_BYTES),
+  }),
 ] as const;
 
 /** Field count of the largest `file.*` message (the application decoder's map limit). */
@@ -122,7 +159,9 @@ export type FileAppMessage =
   | v.InferOutput<(typeof fileAppSchemas)[1]>
   | v.InferOutput<(typeof fileAppSchemas)[2]>
   | v.InferOutput<(typeof fileAppSchemas)[3]>
-  | v.InferOutput<(typeof fileAppSchemas)[4]>;
+  | v.InferOutput<(typeof fileAppSchemas)[4]>
+  | FilePart;
+export type FilePart = v.InferOutput<(typeof fileAppSchemas)[5]>;
 
 export function isFileAppMessage(m: { t: string }): m is FileAppMessage {
   return m.t.startsWith("file.");
@@ -278,6 +317,37 @@ export async function openChunk(
     chunk.sealed,
   );
   return plain ? ok(plain) : err("LOFT_ERR_DECRYPT", "a file chunk failed its integrity check");
+}
+
+/** The chunk AEAD under one per-transfer key (§3), for every chunk of the transfer. */
+export interface ChunkCipher {
+  /** The sealed bytes of one chunk (ciphertext ‖ tag), as `sealChunkBytes`. */
+  seal(header: FileChunkHeader, plaintext: Uint8Array): Promise<Uint8Array>;
+  /** As `openChunk`. */
+  open(chunk: FileChunkFrame): Promise<Result<Uint8Array>>;
+}
+
+/**
+ * The chunk AEAD with `key` imported once where the provider gains from it (`Aead.withKey`:
+ * WebCrypto's `importKey` per chunk was a visible share of both pages' time in bench:files);
+ * otherwise each call passes `key` (kept by reference: wiping it ends the cipher too).
+ */
+export async function chunkCipher(crypto: CryptoProvider, key: Uint8Array): Promise<ChunkCipher> {
+  const keyed = await crypto.aes256gcm.withKey?.(key);
+  const seal = (h: FileChunkHeader, p: Uint8Array) =>
+    keyed
+      ? keyed.seal(chunkNonce(h.index), chunkAad(h), p)
+      : crypto.aes256gcm.seal(key, chunkNonce(h.index), chunkAad(h), p);
+  return {
+    seal,
+    async open(chunk) {
+      const { header, sealed } = chunk;
+      const plain = keyed
+        ? await keyed.open(chunkNonce(header.index), chunkAad(header), sealed)
+        : await crypto.aes256gcm.open(key, chunkNonce(header.index), chunkAad(header), sealed);
+      return plain ? ok(plain) : err("LOFT_ERR_DECRYPT", "a file chunk failed its integrity check");
+    },
+  };
 }
 
 // ---- the receiver's rule for the next chunk ---------------------------------------------------

@@ -21,10 +21,16 @@ export interface RoomMemberView {
 export type RoomStatus = "joining" | "in" | "full" | "offline" | "refused" | "removed";
 
 export interface RoomView {
+  /** Someone else holds the host role and is not connected now: the room works, removals and
+   *  hand-overs wait until the host is back (docs/protocol/rooms.md §8, "Host away"). */
+  hostAway: boolean;
   /** The room id, hex: the room's name in the app (routes, storage). */
   id: string;
   /** `room=…&k=…&h=…` — the link's fragment (the UI puts it after its own origin). */
   fragment: string;
+  /** The newest host-signed member list we hold lists us: refused now, we were a member and the
+   *  room's secret moved on further than we can catch up (docs/protocol/rooms.md §8). */
+  wasMember: boolean;
   /** We hold the room's host role (we made the room, or it was handed to us). */
   host: boolean;
   status: RoomStatus;
@@ -38,6 +44,19 @@ export interface RoomView {
 
 export type RoomMessageState = "sent" | "delivered" | "received" | "alone";
 
+/**
+ * Ours, per member it was for: `sending` (not yet with the member or its relay mailbox: it goes
+ * live when both are here, or into the mailbox once the relay takes it — retried after relay
+ * errors), `relayed` (its relay mailbox stored it), `delivered` (the member confirmed it).
+ */
+export type RoomRecipientState = "sending" | "relayed" | "delivered";
+
+export interface RoomRecipientView {
+  key: string;
+  name: string | undefined;
+  state: RoomRecipientState;
+}
+
 export interface RoomMessageView {
   id: string;
   /** Sender's identity key (hex); undefined for ours. */
@@ -49,6 +68,10 @@ export interface RoomMessageView {
   /** Ours: how many of the members it was for have it. */
   delivered: number;
   recipients: number;
+  /** Ours: how many of the members not yet confirmed have it waiting in their relay mailbox. */
+  relayed: number;
+  /** Ours: each member it was for, and where its copy is. */
+  to: RoomRecipientView[];
 }
 
 export type RoomEvent = { type: "room-changed"; roomId: string } | { type: "rooms-changed" };

@@ -74,7 +74,13 @@ interface Pair {
   loaded: Promise<void> | undefined;
   chain: Promise<void>;
   readonly pieces: PieceBuffer;
+  /** Messages sealed and partly sent (a relay error): retried with the same pieces and send ids. */
+  readonly deposits: Map<string, { bodies: { body: Uint8Array; sendId: Uint8Array }[]; next: number }>;
 }
+
+export type DepositResult = "sent" | "no-route" | "failed";
+/** Half-sent messages kept per pair for their retry. */
+const MAX_PENDING_DEPOSITS = 64;
 
 const name = (kind: string, p: Pick<Pair, "room" | "member">) => `room-${kind}/${p.room}/${p.member}`;
 
@@ -203,26 +209,62 @@ export class RoomMailboxes {
     );
   }
 
-  /** Seal `frame` for the member and SEND it into its queue; false if it could not go. */
-  deposit(room: string, member: string, frame: Uint8Array): Promise<boolean> {
+  /**
+   * Seal `frame` for the member and SEND it into its queue. `sent`: the relay stored every piece;
+   * `no-route`: nowhere to leave it (no queue of the member's known, or no ratchet that can send);
+   * `failed`: the relay or the way to it failed — try again later with the same `key`: the pieces
+   * sealed once are sent again with the same send ids, so a piece the relay stored before an
+   * answer was lost is not stored twice (`LOFT_ERR_RELAY_DUPLICATE`, docs/protocol/relay.md) and
+   * the ratchet moves on once per message.
+   */
+  deposit(room: string, member: string, frame: Uint8Array, key?: string): Promise<DepositResult> {
     const p = this.#pair(room, member);
     return this.#run(p, async () => {
       await this.#load(p);
       const pool = this.#pool;
       const tx = p.tx;
-      if (!pool || !tx) return false;
-      const sealed = await this.#seal(p, frame);
-      if (!sealed) return false;
+      if (!pool || !tx) return "no-route";
+      let d = key === undefined ? undefined : p.deposits.get(key);
+      if (!d) {
+        const sealed = await this.#seal(p, frame);
+        if (!sealed) return "no-route";
+        d = {
+          bodies: ratchetBodies(sealed).map((body) => ({
+            body,
+            sendId: crypto.getRandomValues(new Uint8Array(16)),
+          })),
+          next: 0,
+        };
+        if (key !== undefined) {
+          // Bounded: the oldest half-sent message is resealed if it ever comes back.
+          if (p.deposits.size >= MAX_PENDING_DEPOSITS)
+            p.deposits.delete(p.deposits.keys().next().value ?? "");
+          p.deposits.set(key, d);
+        }
+      }
       try {
         const client = await pool.client(tx.url);
-        for (const body of ratchetBodies(sealed)) {
-          const sendId = crypto.getRandomValues(new Uint8Array(16));
-          await client.send(tx.queue, body, { sendId });
+        for (; d.next < d.bodies.length; d.next++) {
+          const b = d.bodies[d.next]!;
+          try {
+            await client.send(tx.queue, b.body, { sendId: b.sendId });
+          } catch (e) {
+            if (!(isLoftError(e) && e.code === "LOFT_ERR_RELAY_DUPLICATE")) throw e;
+          }
         }
-        return true;
+        if (key !== undefined) p.deposits.delete(key);
+        return "sent";
       } catch (e) {
         this.#d.log(`room mailbox send failed: ${isLoftError(e) ? e.code : (e as Error).message}`);
-        return false;
+        if (isLoftError(e) && e.code === "LOFT_ERR_RELAY_AUTH") {
+          // The member's queue is gone (it left while we were away) or no longer takes our key:
+          // nowhere to leave messages until it announces a queue again (as for contacts, queues.ts).
+          p.tx = undefined;
+          p.deposits.clear();
+          await this.#d.storage.deleteSecret(name("tx", p)).catch(() => undefined);
+          return "no-route";
+        }
+        return "failed";
       }
     });
   }
@@ -254,27 +296,53 @@ export class RoomMailboxes {
     return this.#forget((k) => k.startsWith(`${room}/`));
   }
 
-  /** A member was removed: its queue for us goes, with the pair's ratchet and records. */
+  /**
+   * A member left (`room.bye`) or was removed: its queue for us goes at the relay, with the pair's
+   * ratchet and records (docs/protocol/rooms.md §9), so departed members never hold queues.
+   */
   forgetPair(room: string, member: string): Promise<void> {
     return this.#forget((k) => k === `${room}/${member}`);
   }
 
-  async #forget(which: (key: string) => boolean): Promise<void> {
+  /** Forget several members of a room at once (the removed ones of a state). */
+  forgetPairs(room: string, members: readonly string[]): Promise<void> {
+    const keys = new Set(members.map((m) => `${room}/${m}`));
+    return this.#forget((k) => keys.has(k));
+  }
+
+  /** One forget at a time: each reads and rewrites the pair list. */
+  #forgetting: Promise<void> = Promise.resolve();
+
+  #forget(which: (key: string) => boolean): Promise<void> {
+    const next = this.#forgetting.then(() => this.#forgetNow(which));
+    this.#forgetting = next.catch(() => undefined);
+    return next;
+  }
+
+  async #forgetNow(which: (key: string) => boolean): Promise<void> {
     const list = await this.#pairList();
-    for (const key of list.filter(which)) {
-      const p = this.#pairs.get(key);
-      if (p?.rx) {
-        this.#pool?.unsubscribe(p.rx.url, p.rx.queue.recipientId);
-        this.#byRecipient.delete(toHex(p.rx.queue.recipientId));
-        const client = await this.#pool?.client(p.rx.url).catch(() => undefined);
-        await client?.deleteQueue(p.rx.queue).catch(() => undefined);
-      }
-      this.#pairs.delete(key);
+    // Listed pairs (with a receiving queue) and pairs used this run (a ratchet, their queue).
+    const gone = [...new Set([...list, ...this.#pairs.keys()])].filter(which);
+    for (const key of gone) {
       const [room = "", member = ""] = key.split("/");
-      for (const kind of ["dr", "rx", "tx"])
-        await this.#d.storage.deleteSecret(name(kind, { room, member })).catch(() => undefined);
+      const p = this.#pair(room, member);
+      // After whatever the pair is doing (a deposit, a read), and with its records loaded: a pair
+      // not used since the start still has its queue at the relay.
+      await this.#run(p, async () => {
+        await this.#load(p);
+        if (p.rx) {
+          this.#pool?.unsubscribe(p.rx.url, p.rx.queue.recipientId);
+          this.#byRecipient.delete(toHex(p.rx.queue.recipientId));
+          const client = await this.#pool?.client(p.rx.url).catch(() => undefined);
+          await client?.deleteQueue(p.rx.queue).catch(() => undefined);
+        }
+        for (const kind of ["dr", "rx", "tx"])
+          await this.#d.storage.deleteSecret(name(kind, p)).catch(() => undefined);
+      });
+      this.#pairs.delete(key);
     }
-    await this.#d.storage.saveSecret(PAIRS, encodeCanonical(list.filter((k) => !which(k))));
+    if (list.some(which))
+      await this.#d.storage.saveSecret(PAIRS, encodeCanonical(list.filter((k) => !which(k))));
   }
 
   // ---- inside a pair's chain ------------------------------------------------------------------
@@ -331,6 +399,7 @@ export class RoomMailboxes {
         loaded: undefined,
         chain: Promise.resolve(),
         pieces: new PieceBuffer(MAX_MAILBOX_MESSAGE),
+        deposits: new Map(),
       };
       this.#pairs.set(key, p);
     }

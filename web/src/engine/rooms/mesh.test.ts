@@ -97,6 +97,10 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     rooms(a).send(room.id, "secret plans");
     expect(rooms(a).messages(room.id)[0]?.state).toBe("alone");
     expect(texts(m, room.id)).toEqual([]);
+    // Given the right link afterwards, the refused one joins with it (same room, same host).
+    await rooms(m).join(room.fragment);
+    await until(() => online(a, room.id) === 1 && online(m, room.id) === 1, "mal in with the right link");
+    expect(rooms(m).room(room.id)).toMatchObject({ status: "in", fragment: room.fragment, refused: [] });
   });
 
   it("the member cap: a joiner past it is told the room is full", async () => {
@@ -225,6 +229,90 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     ).toEqual([keyOf(b)]);
   });
 
+  it("a listed member away during two removals catches up, whether it comes back last or first", async () => {
+    const [a, b] = [await started("ann"), await started("bea")];
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await until(
+      () =>
+        rooms(b)
+          .room(room.id)
+          ?.members.some((m) => m.host) === true,
+      "the host listed bea",
+    );
+    // Two rotations Bea does not see (the host may remove anyone it names: keys of nobody here).
+    const removeTwo = async (from: number) => {
+      for (const i of [from, from + 1])
+        await rooms(a).remove(room.id, i.toString(16).padStart(2, "0").repeat(32));
+    };
+    await b.engine.stop();
+    await until(() => online(a, room.id) === 0, "bea away");
+    await removeTwo(1);
+    // She comes back last (Ann dials her): Ann tries her older secrets, newest first.
+    const b2 = h.node("bea", b.user, b.storage);
+    await b2.engine.start();
+    await until(() => online(b2, room.id) === 1 && online(a, room.id) === 1, "bea back, linked to ann");
+    await until(
+      () => rooms(b2).room(room.id)?.fragment === rooms(a).room(room.id)?.fragment,
+      "bea has the newest secret",
+    );
+    expect(
+      rooms(b2)
+        .room(room.id)
+        ?.members.map((m) => m.key),
+    ).toEqual([keyOf(a)]);
+    rooms(a).send(room.id, "caught up");
+    await until(() => texts(b2, room.id).includes("caught up"), "bea reads on");
+
+    // Now she misses two more and comes back *first*: Ann, arriving after her, is dialed by Bea
+    // on her old secret, closes it, and dials her back on the older ones.
+    await b2.engine.stop();
+    await until(() => online(a, room.id) === 0, "bea away again");
+    await removeTwo(3);
+    await a.engine.stop();
+    const b3 = h.node("bea", b.user, b.storage);
+    await b3.engine.start();
+    await until(() => rooms(b3).room(room.id)?.status === "in", "bea in, alone");
+    const a2 = h.node("ann", a.user, a.storage);
+    await a2.engine.start();
+    await until(() => online(b3, room.id) === 1 && online(a2, room.id) === 1, "linked again", 30_000);
+    await until(
+      () => rooms(b3).room(room.id)?.fragment === rooms(a2).room(room.id)?.fragment,
+      "bea has the newest secret again",
+    );
+    expect(
+      rooms(b3)
+        .room(room.id)
+        ?.members.map((m) => m.key),
+    ).toEqual([keyOf(a)]);
+    expect(rooms(b3).room(room.id)?.refused).toEqual([]);
+  });
+
+  it("a member away during more removals than it keeps secrets for is told to ask for the new link, and gets in with it", async () => {
+    const [a, b] = [await started("ann"), await started("bea")];
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await until(
+      () =>
+        rooms(b)
+          .room(room.id)
+          ?.members.some((m) => m.host) === true,
+      "bea listed",
+    );
+    await b.engine.stop();
+    await until(() => online(a, room.id) === 0, "bea away");
+    // Nine rotations (keys of nobody present: the host may remove anyone it names).
+    for (let i = 0; i < 9; i++)
+      await rooms(a).remove(room.id, (i + 1).toString(16).padStart(2, "0").repeat(32));
+    const again = h.node("bea", b.user, b.storage);
+    await again.engine.start();
+    await until(() => rooms(again).room(room.id)?.status === "refused", "bea refused", 30_000);
+    expect(rooms(again).room(room.id)?.wasMember).toBe(true);
+    await rooms(again).join(rooms(a).room(room.id)?.fragment ?? "");
+    await until(() => online(again, room.id) === 1 && online(a, room.id) === 1, "bea in with the new link");
+    expect(rooms(again).room(room.id)?.fragment).toBe(rooms(a).room(room.id)?.fragment);
+  });
+
   it("a listed member who was away gets what was said meanwhile when it is back, in order", async () => {
     const [a, b, c] = [await started("ann"), await started("bea"), await started("cat")];
     const room = await rooms(a).create();
@@ -257,6 +345,27 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
       "while cat was away 3",
     ]);
     await until(() => ours().every((m) => m.state === "delivered"), "delivered to both");
+  });
+
+  it("host away: the others still chat, the room says so, removals wait for the host", async () => {
+    const [a, b, c] = [await started("ann"), await started("bea"), await started("cat")];
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await rooms(c).join(room.fragment);
+    await until(() => [a, b, c].every((n) => online(n, room.id) === 2), "full mesh of three");
+    await until(() => rooms(b).room(room.id)?.hostAway === false, "bea linked to the host");
+    expect(rooms(a).room(room.id)?.hostAway).toBe(false); // the host itself
+    await a.engine.stop();
+    await until(() => rooms(b).room(room.id)?.hostAway === true, "bea sees the host away");
+    await until(() => rooms(c).room(room.id)?.hostAway === true, "cat sees the host away");
+    rooms(b).send(room.id, "without the host");
+    await until(() => texts(c, room.id).includes("without the host"), "cat has it");
+    await expect(rooms(b).remove(room.id, keyOf(c))).rejects.toThrow(/Only the room's host/);
+    const again = h.node("ann", a.user, a.storage);
+    await again.engine.start();
+    await until(() => rooms(b).room(room.id)?.hostAway === false, "the host is back");
+    // What was said while it was away reaches the host too (it is listed: §6).
+    await until(() => texts(again, room.id).includes("without the host"), "ann has it");
   });
 
   it("verify: a member marked verified stays so across a restart", async () => {

@@ -75,6 +75,13 @@ const DIAL_RETRIES = 4;
 const RETRY_BASE_MS = 1_000;
 /** How long a removed member's link stays open for the state telling it so to leave. */
 const CLOSE_GRACE_MS = 1_500;
+/** Mailbox deposits after a relay error: tried again after 1 s, 2 s, 4 s … at most a minute apart. */
+const MAIL_RETRY_BASE_MS = 1_000;
+const MAIL_RETRY_MAX_MS = 60_000;
+/** Receipts waiting for an away writer's mailbox, per writer. */
+const MAX_PENDING_RECEIPTS = 1_024;
+/** Older room secrets kept for listed members who missed rotations (§8): this many removals back. */
+const MAX_OLD_SECRETS = 8;
 /** Secrets held while the state committing to them is on its way. */
 const MAX_PENDING_KEYS = 8;
 
@@ -113,12 +120,18 @@ interface Member {
   timer: ReturnType<typeof setTimeout> | undefined;
   /** Its member room key (from its room.hi): what the host role is handed over to. */
   rk: Uint8Array | undefined;
-  /** Dial it with the previous epoch's binding: a listed member that missed the last rotation. */
-  legacy: boolean;
+  /** Dial it with an older epoch's binding (`Room.oldBindings[legacy - 1]`; 0: the current one): a
+   *  listed member that missed rotations (§8). */
+  legacy: number;
+  /** We dialed it back once after it closed our answer although our state lists it: it may hold an
+   *  older secret than ours (§8, "catch-up"). Reset when it arrives again. */
+  dialedBack: boolean;
   /** The next dial goes through the relay: the direct one before it did not open. */
   viaRelay: boolean;
   /** As responder of its current session: the ratchet key we offered (rooms/mailbox.ts). */
   ratchetKey: RatchetKeyPair | undefined;
+  /** Waits while the current session's link has a full send buffer (bulk frames: files). */
+  drain: (() => Promise<void>) | undefined;
 }
 
 interface Room {
@@ -126,9 +139,10 @@ interface Room {
   readonly link: RoomLink;
   readonly idHex: string;
   readonly hash: Uint8Array;
-  /** Of the current secret; and of the one before, for listed members who missed a rotation (§8). */
+  /** Of the current secret; and of the older ones (newest first: `pk`, then `ok`), for listed members
+   *  who missed rotations (§8). */
   binding: Uint8Array;
-  prevBinding: Uint8Array | undefined;
+  oldBindings: Uint8Array[];
   /** The newest verified host-signed state (undefined: none yet, the link's host and secret). */
   state: VerifiedState | undefined;
   /** Secrets handed to us before the state that commits to them (a few: one member's wrong one
@@ -144,6 +158,13 @@ interface Room {
   status: RoomStatus;
   /** Outgoing sends of this room, in hand-over order. */
   sending: Promise<void>;
+  /** The mailbox pass (#flushMail): running, asked again meanwhile, its retry after relay errors. */
+  flushing: boolean;
+  flushAgain: boolean;
+  /** Receipts for messages read from our mailbox whose writer is away, by writer: for its mailbox. */
+  readonly receipts: Map<string, Set<string>>;
+  mailTimer: ReturnType<typeof setTimeout> | undefined;
+  mailFailures: number;
 }
 
 export class RoomsEngine implements RoomsApi {
@@ -207,6 +228,7 @@ export class RoomsEngine implements RoomsApi {
 
   stop(): void {
     this.#stopped = true;
+    for (const room of this.#rooms.values()) clearTimeout(room.mailTimer);
     for (const room of this.#rooms.values()) for (const m of room.members.values()) this.#drop(m, "stopped");
   }
 
@@ -229,9 +251,14 @@ export class RoomsEngine implements RoomsApi {
   messages(id: string): RoomMessageView[] {
     const r = this.#rooms.get(id);
     if (!r) return [];
+    // Each member's name: as it said in its room.hi, or as its newest message here had it (one pass).
+    const names = new Map<string, string | undefined>();
+    for (const e of r.log) if (e.from !== undefined && e.name !== undefined) names.set(e.from, e.name);
+    for (const m of r.members.values()) if (m.name !== undefined) names.set(m.hex, m.name);
     return r.log.map((e) => {
       const to = e.to ?? [];
       const got = e.got ?? [];
+      const relayed = e.rl ?? [];
       const state: RoomMessageState =
         e.from !== undefined
           ? "received"
@@ -249,6 +276,12 @@ export class RoomsEngine implements RoomsApi {
         state,
         delivered: got.length,
         recipients: to.length,
+        relayed: to.filter((k) => relayed.includes(k) && !got.includes(k)).length,
+        to: to.map((key) => ({
+          key,
+          name: names.get(key),
+          state: got.includes(key) ? "delivered" : relayed.includes(key) ? "relayed" : "sending",
+        })),
       };
     });
   }
@@ -279,6 +312,26 @@ export class RoomsEngine implements RoomsApi {
     const idHex = toHex(parsed.value.id);
     const existing = this.#rooms.get(idHex);
     if (existing) {
+      // Refused on the secret we hold (a wrong link, or one more than MAX_OLD_SECRETS removals
+      // behind, §8): a link of the same room and host replaces it; the handshakes decide again.
+      if (
+        existing.status === "refused" &&
+        !existing.record.gone &&
+        equalBytes(existing.link.host, parsed.value.host) &&
+        !equalBytes(existing.link.secret, parsed.value.secret)
+      ) {
+        this.#takeSecret(existing, parsed.value.secret.slice());
+        for (const m of existing.members.values()) {
+          m.refused = false;
+          m.failures = 0;
+        }
+        existing.refused.length = 0;
+        await this.#saveRooms();
+        // Out of the rendezvous and in again: the members present see a newcomer and dial (§3).
+        await this.#signaling?.leaveRoom(existing.hash).catch(() => undefined);
+        void this.#enter(existing);
+        return this.#view(existing);
+      }
       if (
         !equalBytes(existing.link.secret, parsed.value.secret) ||
         !equalBytes(existing.link.host, parsed.value.host)
@@ -325,6 +378,7 @@ export class RoomsEngine implements RoomsApi {
       this.#drop(m, "left");
     }
     this.#rooms.delete(id);
+    clearTimeout(room.mailTimer);
     await this.#signaling?.leaveRoom(room.hash).catch(() => undefined);
     await this.#mail.forgetRoom(id).catch(() => undefined);
     await this.#saveRooms();
@@ -350,8 +404,29 @@ export class RoomsEngine implements RoomsApi {
     if (room.record.gone) throw new Error("The host removed you from this room.");
     if (text.trim().length === 0) throw new Error("Type a message first.");
     if (text.length > MAX_TEXT_CHARS) throw new Error(`A message has at most ${MAX_TEXT_CHARS} characters.`);
-    // For the members present, and those the host lists who are away: each gets it when its link is
-    // back (§6), in the order sent.
+    const to = this.#recipients(room);
+    const entry: LogEntry = { id: randomId(), at: this.#d.now(), text, to: [...to], got: [] };
+    room.log.push(entry);
+    room.record.read = room.log.length;
+    room.sending = room.sending.then(() => {
+      void this.#saveLog(room);
+      const msg: RoomMessage = { t: "room.msg", id: entry.id, at: entry.at, text };
+      for (const hex of to) {
+        const m = room.members.get(hex);
+        if (m?.session) this.#sendTo(m, msg);
+      }
+      // Away: into its mailbox (it also gets it live when both are here again, §6).
+      this.#flushMail(room);
+    });
+    this.#emit({ type: "room-changed", roomId: id });
+    return this.messages(id).at(-1)!;
+  }
+
+  /**
+   * Who a message (or a file: files/room-files.ts) is for: the members present, and those the host
+   * lists who are away — each gets it when its link is back (§6), in the order sent.
+   */
+  #recipients(room: Room): Set<string> {
     const to = new Set(
       [...room.members.values()]
         .filter((m) => m.present && !m.refused && !this.#removed(room, m.key))
@@ -362,21 +437,29 @@ export class RoomsEngine implements RoomsApi {
       const hex = toHex(key);
       if (hex !== this.#selfHex && !this.#removed(room, key)) to.add(hex);
     }
-    const entry: LogEntry = { id: randomId(), at: this.#d.now(), text, to: [...to], got: [] };
-    room.log.push(entry);
-    room.record.read = room.log.length;
-    room.sending = room.sending.then(() => {
-      void this.#saveLog(room);
-      const msg: RoomMessage = { t: "room.msg", id: entry.id, at: entry.at, text };
-      for (const hex of to) {
-        const m = room.members.get(hex);
-        if (m?.session) this.#sendTo(m, msg);
-        // Away: into its mailbox (it also gets it live when both are here again, §6).
-        else void this.#mail.deposit(room.idHex, hex, encodeRoomFrame(msg)).catch(() => undefined);
-      }
-    });
-    this.#emit({ type: "room-changed", roomId: id });
-    return this.messages(id).at(-1)!;
+    return to;
+  }
+
+  /** The members a file sent now goes to (`#recipients`); none when we are not (or no longer) in. */
+  recipients(roomId: string): string[] {
+    const room = this.#rooms.get(roomId);
+    return room && !room.record.gone ? [...this.#recipients(room)] : [];
+  }
+
+  /** A member's name as it said in its room.hi (or as it last wrote), if known. */
+  memberName(roomId: string, member: string): string | undefined {
+    const room = this.#rooms.get(roomId);
+    return room?.members.get(member)?.name ?? room?.log.findLast((e) => e.from === member)?.name;
+  }
+
+  /** A member's live session, for another feature's bulk frames (files/room-files.ts). */
+  memberSession(
+    roomId: string,
+    member: string,
+  ): { session: Session; drain?: () => Promise<void> } | undefined {
+    const m = this.#rooms.get(roomId)?.members.get(member);
+    if (!m?.session || m.session.state === "closed") return undefined;
+    return { session: m.session, ...(m.drain ? { drain: m.drain } : {}) };
   }
 
   // ---- mailboxes for members who are away (rooms/mailbox.ts; docs/protocol/rooms.md §9) -------
@@ -387,11 +470,95 @@ export class RoomsEngine implements RoomsApi {
     await this.#mail
       .attach(pool, url)
       .catch((e: unknown) => this.#d.log(`room mailboxes: ${(e as Error).message}`));
+    // What was written before a reload, or while the relay was unreachable, and is not there yet.
+    for (const room of this.#rooms.values()) this.#flushMail(room);
   }
 
   /** A relay push: true if it was for one of our room queues. */
   onRelayMessage(url: string, m: RelayMessage): boolean {
     return this.#mail.onRelayMessage(url, m);
+  }
+
+  /**
+   * What we wrote for members who are away (no live session) and that neither they nor their relay
+   * mailbox have yet, into their mailboxes, in order per member (§9). A member whose message could
+   * not go stops there (the order holds); after a relay error the whole pass is tried again with
+   * backoff (MAIL_RETRY_*), as the 1:1 outbox does (relay-mailbox.ts). One pass at a time per room.
+   */
+  #flushMail(room: Room): void {
+    if (!this.#mail.available || this.#stopped || room.record.gone) return;
+    if (room.flushing) {
+      room.flushAgain = true;
+      return;
+    }
+    room.flushing = true;
+    void (async () => {
+      try {
+        do {
+          room.flushAgain = false;
+          await this.#flushMailOnce(room);
+        } while (room.flushAgain && !this.#stopped && this.#rooms.has(room.idHex));
+      } catch (e) {
+        this.#d.log(`room mailbox flush: ${(e as Error).message}`);
+      } finally {
+        room.flushing = false;
+      }
+    })();
+  }
+
+  async #flushMailOnce(room: Room): Promise<void> {
+    let failed = false;
+    let changed = false;
+    let progress = false;
+    const stopped = new Set<string>();
+    for (const [hex, ids] of [...room.receipts]) {
+      const m = room.members.get(hex);
+      if (m?.session) {
+        room.receipts.delete(hex); // it will send again live what it has no receipt for
+        continue;
+      }
+      let result = "sent";
+      while (ids.size > 0 && result === "sent") {
+        const batch = [...ids].slice(0, MAX_RECEIPT_IDS);
+        result = await this.#mail.deposit(room.idHex, hex, encodeRoomFrame({ t: "room.rcpt", ids: batch }));
+        if (result === "sent") {
+          for (const id of batch) ids.delete(id);
+          progress = true;
+        }
+      }
+      // Kept for the retry after a relay error; with nowhere to leave them, dropped: the writer
+      // sends again live what it has no receipt for, and we confirm then.
+      if (result === "failed") failed = true;
+      else room.receipts.delete(hex);
+    }
+    for (const e of [...room.log]) {
+      if (e.from !== undefined || !e.to) continue;
+      for (const hex of e.to) {
+        if (stopped.has(hex) || e.got?.includes(hex) || e.rl?.includes(hex)) continue;
+        if (room.members.get(hex)?.session || this.#removed(room, fromHex(hex))) continue;
+        if (this.#stopped || !this.#rooms.has(room.idHex) || room.record.gone) return;
+        const msg: RoomMessage = { t: "room.msg", id: e.id, at: e.at, text: e.text };
+        const r = await this.#mail.deposit(room.idHex, hex, encodeRoomFrame(msg), e.id);
+        if (r === "sent") {
+          e.rl = [...(e.rl ?? []), hex];
+          changed = true;
+        } else {
+          stopped.add(hex);
+          failed ||= r === "failed";
+        }
+      }
+    }
+    if (changed) {
+      void this.#saveLog(room);
+      this.#changed(room);
+    }
+    clearTimeout(room.mailTimer);
+    room.mailTimer = undefined;
+    // Progress (a relay that rations us takes some each time) starts the backoff over.
+    if (!failed || changed || progress) room.mailFailures = 0;
+    if (!failed) return;
+    const delay = Math.min(MAIL_RETRY_MAX_MS, MAIL_RETRY_BASE_MS * 2 ** room.mailFailures++);
+    room.mailTimer = setTimeout(() => this.#flushMail(room), delay * (0.5 + Math.random() / 2));
   }
 
   /** A member session is up: say which pair ratchet we hold (its answer decides: #onRatchetSync). */
@@ -570,13 +737,21 @@ export class RoomsEngine implements RoomsApi {
       for (const m of room.members.values()) this.#later(m, "removed");
       void this.#mail.forgetRoom(room.idHex).catch(() => undefined);
       void this.#signaling?.leaveRoom(room.hash).catch(() => undefined);
-    } else
+    } else {
       for (const m of room.members.values())
         if (listed(next.state.x, m.key)) {
           m.present = false;
           this.#later(m, "removed");
-          void this.#mail.forgetPair(room.idHex, m.hex).catch(() => undefined);
         }
+      // Every removed member's pair goes (its queue at our relay too), also of members not met this
+      // run: a member away during the removal learns it from this state (§9).
+      void this.#mail
+        .forgetPairs(
+          room.idHex,
+          next.state.x.map((k) => toHex(k)),
+        )
+        .catch(() => undefined);
+    }
     const pending = room.pendingKeys.splice(0);
     for (const p of pending) if (p.e === next.state.e) this.#onKey(room, p.e, p.k);
     for (const p of pending) wipe(p.k);
@@ -601,17 +776,24 @@ export class RoomsEngine implements RoomsApi {
 
   /** Use the secret of epoch `e` from now on; keep the one before for listed members who missed it. */
   #rotate(room: Room, e: number, secret: Uint8Array): void {
-    wipe(room.record.pk);
-    room.record.pk = room.record.k;
-    room.record.k = secret.slice();
+    this.#takeSecret(room, secret);
     room.record.e = e;
-    room.link.secret = secret;
-    room.prevBinding = room.binding;
-    room.binding = roomBinding(room.link);
     // Only to members the state does not remove, inside their sessions.
     for (const m of room.members.values())
       if (!this.#removed(room, m.key)) this.#sendTo(m, { t: "room.key", e, k: secret.slice() });
     this.#changed(room);
+  }
+
+  /** `secret` becomes the room's; the older ones stay (a bounded few) for listed members who were
+   *  away meanwhile (§8). */
+  #takeSecret(room: Room, secret: Uint8Array): void {
+    if (room.record.pk) room.record.ok = [room.record.pk, ...(room.record.ok ?? [])];
+    for (const old of room.record.ok?.splice(MAX_OLD_SECRETS - 1) ?? []) wipe(old);
+    room.record.pk = room.record.k;
+    room.record.k = secret.slice();
+    room.link.secret = secret;
+    room.oldBindings = [room.binding, ...room.oldBindings].slice(0, MAX_OLD_SECRETS);
+    room.binding = roomBinding(room.link);
   }
 
   /** Close a member's link once what was just sent on it has had time to leave. */
@@ -702,7 +884,8 @@ export class RoomsEngine implements RoomsApi {
         m.present = true;
         m.refused = false;
         m.failures = 0;
-        m.legacy = false;
+        m.legacy = 0;
+        m.dialedBack = false;
         // A removed member is dialed too: its handshake fails on the binding (it never got the
         // new secret), so it is told at once that the room does not let it in.
         this.#dial(room, m);
@@ -723,7 +906,7 @@ export class RoomsEngine implements RoomsApi {
     const transport = relay ?? this.#transport;
     if (!transport || m.dialing || this.#stopped || room.record.gone) return;
     const kind = relay ? "relay" : "direct";
-    const binding = m.legacy && room.prevBinding ? room.prevBinding : room.binding;
+    const binding = (m.legacy > 0 && room.oldBindings[m.legacy - 1]) || room.binding;
     clearTimeout(m.timer);
     m.dialing = true;
     this.#changed(room);
@@ -744,21 +927,25 @@ export class RoomsEngine implements RoomsApi {
           ...(this.#d.crypto ? { crypto: this.#d.crypto } : {}),
         });
         m.dialing = false;
-        this.#up(room, m, session);
+        this.#up(room, m, session, link.drain?.bind(link));
       } catch (e) {
         m.dialing = false;
         link.close("room-dial-failed");
         if (isLoftError(e) && e.code === "LOFT_ERR_DECRYPT") {
-          // A member the host listed may have missed the last rotation (offline then): it holds the
-          // secret before, and gets the current one inside the session (§8). Anyone else: refused.
-          if (!m.legacy && room.prevBinding && this.#listed(room, m.key)) {
-            m.legacy = true;
+          // A member the host listed may have missed rotations (offline then): it holds an older
+          // secret, tried newest first, and gets the current one inside the session (§8). Anyone
+          // else, or a listed member older than every secret we keep: refused.
+          if (m.legacy < room.oldBindings.length && this.#listed(room, m.key)) {
+            m.legacy++;
             this.#dial(room, m);
             return;
           }
           // Their message 2 did not decrypt under our binding: they do not hold the room secret.
-          m.legacy = false;
+          m.legacy = 0;
           this.#refusedAttempt(room, m);
+          // Our dial back (after it closed our answer) failed too: we are the one behind, further
+          // than our older secrets reach — refused, and told to ask for the new link (§8).
+          if (m.dialedBack && this.#refusedEverywhere(room)) room.status = "refused";
           return;
         }
         this.#d.log(`room dial failed: ${isLoftError(e) ? e.code : (e as Error).message}`);
@@ -817,7 +1004,7 @@ export class RoomsEngine implements RoomsApi {
           ...(this.#d.crypto ? { crypto: this.#d.crypto } : {}),
         });
         m.ratchetKey = ratchetKey;
-        this.#up(room, m, session);
+        this.#up(room, m, session, link.drain?.bind(link));
       } catch (e) {
         link.close("room-answer-failed");
         // As the newcomer we are the responder: a member who closes on our message 2 is one whose
@@ -826,7 +1013,13 @@ export class RoomsEngine implements RoomsApi {
         if (ended && opened) {
           m.refused = true;
           m.present = true;
-          if (this.#refusedEverywhere(room)) room.status = "refused";
+          // A member our state lists closed on our binding: it may be the one behind, holding an
+          // older secret (it was here first, so it dialed). Dial it back once: as the dialer we try
+          // our older bindings and hand it the current secret inside the session (§8, catch-up).
+          if (this.#listed(room, m.key) && !m.dialedBack && !m.dialing && !m.session) {
+            m.dialedBack = true;
+            this.#dial(room, m);
+          } else if (this.#refusedEverywhere(room)) room.status = "refused";
         }
         this.#d.log(`room answer failed: ${isLoftError(e) ? e.code : (e as Error).message}`);
         this.#changed(room);
@@ -841,7 +1034,7 @@ export class RoomsEngine implements RoomsApi {
     this.#changed(room);
   }
 
-  #up(room: Room, m: Member, session: Session): void {
+  #up(room: Room, m: Member, session: Session, drain?: () => Promise<void>): void {
     if (this.#stopped || !this.#rooms.has(room.idHex) || room.record.gone || this.#removed(room, m.key)) {
       session.close("not-in-room");
       return;
@@ -850,9 +1043,14 @@ export class RoomsEngine implements RoomsApi {
     m.present = true;
     const old = m.session;
     m.session = session;
+    m.drain = drain;
     m.refused = false;
     m.failures = 0;
-    m.legacy = false;
+    m.legacy = 0;
+    // Proven a member: an attempt of its we refused before (it held a newer secret than ours,
+    // §8) no longer counts.
+    for (let i = room.refused.length - 1; i >= 0; i--)
+      if (room.refused[i]?.key === m.hex) room.refused.splice(i, 1);
     if (room.status === "refused") room.status = "in";
     old?.close("replaced");
     this.#sendTo(m, {
@@ -902,7 +1100,11 @@ export class RoomsEngine implements RoomsApi {
       m.session = undefined;
       this.#changed(room);
     }
-    if (!m.session) this.lane?.memberDown(room.idHex, m.hex);
+    if (!m.session) {
+      this.lane?.memberDown(room.idHex, m.hex);
+      // What it had not confirmed when its link went: into its mailbox (§9).
+      this.#flushMail(room);
+    }
   }
 
   /** One message from a member; false when the link is to end (a bye, a removal). */
@@ -943,11 +1145,20 @@ export class RoomsEngine implements RoomsApi {
         }
         const rcpt: RoomMessage = { t: "room.rcpt", ids: [msg.id] };
         if (m.session) this.#sendTo(m, rcpt);
-        // Read from our mailbox with the writer away: the receipt goes into its mailbox.
-        else void this.#mail.deposit(room.idHex, m.hex, encodeRoomFrame(rcpt)).catch(() => undefined);
+        // Read from our mailbox with the writer away: the receipt goes into its mailbox, with the
+        // others read meanwhile in one `room.rcpt` (retried after a relay error, #flushMail).
+        else {
+          const ids = room.receipts.get(m.hex) ?? new Set<string>();
+          // Bounded: past it the oldest are dropped (the writer sends those again live, §6).
+          if (ids.size >= MAX_PENDING_RECEIPTS) ids.delete(ids.values().next().value ?? "");
+          ids.add(msg.id);
+          room.receipts.set(m.hex, ids);
+          this.#flushMail(room);
+        }
         return true;
       }
       case "room.rcpt": {
+        // (A member whose link is down may still confirm through our mailbox: §9.)
         const ids = new Set(msg.ids.slice(0, MAX_RECEIPT_IDS));
         let changed = false;
         for (const e of room.log)
@@ -963,6 +1174,8 @@ export class RoomsEngine implements RoomsApi {
       }
       case "room.bye":
         this.#gone(m);
+        // It left for good: its pair ratchet and our queue for it go (it deleted its own, §9).
+        void this.#mail.forgetPair(room.idHex, m.hex).catch(() => undefined);
         // Leaving is anyone's right: the host stops listing who left (its old secret stays with it).
         if (this.#isHost(room) && room.state && listed(room.state.state.m, m.key))
           this.#sign(room, (s) => ({ ...s, m: s.m.filter((k) => !equalBytes(k, m.key)) }));
@@ -1008,7 +1221,10 @@ export class RoomsEngine implements RoomsApi {
       idHex: toHex(record.id),
       hash: roomHash(record.id),
       binding: roomBinding(link),
-      prevBinding: record.pk ? roomBinding({ ...link, secret: record.pk }) : undefined,
+      oldBindings: [record.pk, ...(record.ok ?? [])]
+        .filter((k) => k !== undefined)
+        .slice(0, MAX_OLD_SECRETS)
+        .map((secret) => roomBinding({ ...link, secret })),
       state: verified?.ok ? verified.value : undefined,
       pendingKeys: [],
       handingOver: false,
@@ -1018,6 +1234,11 @@ export class RoomsEngine implements RoomsApi {
       log: [],
       status: "offline",
       sending: Promise.resolve(),
+      flushing: false,
+      flushAgain: false,
+      receipts: new Map(),
+      mailTimer: undefined,
+      mailFailures: 0,
     };
     this.#rooms.set(room.idHex, room);
     return room;
@@ -1038,9 +1259,11 @@ export class RoomsEngine implements RoomsApi {
         failures: 0,
         timer: undefined,
         rk: undefined,
-        legacy: false,
+        legacy: 0,
+        dialedBack: false,
         viaRelay: false,
         ratchetKey: undefined,
+        drain: undefined,
       };
       room.members.set(hex, m);
     }
@@ -1067,10 +1290,19 @@ export class RoomsEngine implements RoomsApi {
       }));
     let unread = 0;
     for (let i = r.record.read; i < r.log.length; i++) if (r.log[i]?.from !== undefined) unread++;
+    const host = this.#isHost(r);
     return {
       id: r.idHex,
       fragment: roomFragment(r.link),
-      host: this.#isHost(r),
+      host,
+      wasMember:
+        r.state !== undefined && listed(r.state.state.m, this.#d.user.identity.verified.identity_key),
+      // A host we know of (its signed state names it) with no live link to us; or none met yet.
+      hostAway:
+        !host &&
+        !r.handingOver &&
+        r.status === "in" &&
+        !(hostId !== undefined && r.members.get(hostId)?.session !== undefined),
       status: r.record.gone ? "removed" : r.status,
       members,
       refused: [...r.refused],

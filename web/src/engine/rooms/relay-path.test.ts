@@ -7,7 +7,13 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { startTestRelay, type TestRelay } from "../../../../relay-ws/testing.ts";
 import { type RunningSignaling, startSignaling } from "../../../../signaling/testing.ts";
-import { EngineHarness, type EngineNode, until } from "../../../../test/support/engine.ts";
+import {
+  EngineHarness,
+  type EngineNode,
+  MemoryStorage,
+  relaySocket,
+  until,
+} from "../../../../test/support/engine.ts";
 import { RelayLiveTransport } from "../../net/relay-live.ts";
 import type { RoomsApi } from "./api.ts";
 
@@ -121,5 +127,115 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     await until(() => ours(a).every((x) => x.state === "delivered"), "ann's delivered");
     await until(() => ours(again).every((x) => x.state === "delivered"), "bea's delivered");
     expect(a.logs.some((l) => l.includes("room mailbox send failed"))).toBe(false);
+  });
+
+  it("a member who leaves takes its pair queues with it, on both sides (no queue left for the departed)", async () => {
+    h.hub.blockDirect = false;
+    const [a, b, c] = [await started("ann"), await started("bea"), await started("cat")];
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await rooms(c).join(room.fragment);
+    await until(() => [a, b, c].every((n) => online(n, room.id) === 2), "full mesh of three");
+    const pairs = [
+      [a, b],
+      [a, c],
+      [b, a],
+      [b, c],
+      [c, a],
+      [c, b],
+    ] as const;
+    await until(
+      () => pairs.every(([x, y]) => x.storage.secrets.has(`room-tx/${room.id}/${y.id}`)),
+      "mailboxes exchanged",
+    );
+    const queues = () => relay.service.store.stats().queues;
+    const before = queues();
+    await rooms(c).leave(room.id);
+    // Cat deleted its two receiving queues; Ann and Bea delete theirs for Cat on its bye.
+    await until(() => queues() === before - 4, "the four queues of Cat's pairs deleted at the relay");
+    for (const [x, y] of [
+      [a, c],
+      [b, c],
+    ] as const) {
+      await until(
+        () => ["dr", "rx", "tx"].every((k) => !x.storage.secrets.has(`room-${k}/${room.id}/${y.id}`)),
+        "the pair's records forgotten",
+      );
+      expect(x.storage.secrets.has(`room-tx/${room.id}/${x === a ? b.id : a.id}`)).toBe(true);
+    }
+    expect([...c.storage.secrets.keys()].filter((k) => k.includes(room.id))).toEqual([]);
+  });
+
+  it("a member that left while we were away: its deleted queue ends the deposits for it, no endless retry", async () => {
+    h.hub.blockDirect = false;
+    const [a, b] = [await started("ann"), await started("bea")];
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await until(
+      () =>
+        a.storage.secrets.has(`room-tx/${room.id}/${b.id}`) &&
+        b.storage.secrets.has(`room-tx/${room.id}/${a.id}`),
+      "mailboxes exchanged",
+    );
+    await a.engine.stop();
+    await rooms(b).leave(room.id); // Ann never hears the bye; Bea's queues are deleted at the relay
+    const again = h.node("ann", a.user, a.storage);
+    await again.engine.start();
+    await until(() => rooms(again).room(room.id)?.status === "in", "ann back");
+    rooms(again).send(room.id, "anyone?");
+    await until(() => !again.storage.secrets.has(`room-tx/${room.id}/${b.id}`), "bea's queue forgotten");
+    expect(
+      again.logs.filter((l) => l.includes("room mailbox send failed: LOFT_ERR_RELAY_AUTH")),
+    ).toHaveLength(1);
+    expect(rooms(again).messages(room.id)[0]?.to).toMatchObject([{ key: b.id, state: "sending" }]);
+  });
+
+  it("a deposit the relay refuses is tried again: per member sending → sent to relay → delivered, in order", async () => {
+    // A real relay that lets our address store about four mailbox bodies a second after a burst of
+    // two: a burst of messages for an away member meets real refusals, then the rest goes later.
+    const busy = await startTestRelay({ sourceStoreRate: 4 * 16_640, sourceStoreBurst: 2 * 16_640 });
+    try {
+      const on = (name: string, from?: string) =>
+        h.node(name, undefined, new MemoryStorage(signaling.url, [busy.url]), undefined, {
+          relayWebSocket: (url) => relaySocket(url, from),
+        });
+      // Bea's relay connections come from an address of their own: her receipts are not rationed
+      // together with Ann's messages.
+      const [a, b] = [on("ann"), on("bea", "127.0.0.3")];
+      await Promise.all([a.engine.start(), b.engine.start()]);
+      const room = await rooms(a).create();
+      await rooms(b).join(room.fragment);
+      await until(
+        () =>
+          a.storage.secrets.has(`room-tx/${room.id}/${b.id}`) &&
+          b.storage.secrets.has(`room-tx/${room.id}/${a.id}`),
+        "mailboxes exchanged",
+      );
+      await b.engine.stop();
+      await until(() => online(a, room.id) === 0, "bea away");
+      const sent = ["r1", "r2", "r3", "r4", "r5", "r6"];
+      for (const t of sent) rooms(a).send(room.id, t);
+      const stateOf = (text: string) =>
+        rooms(a)
+          .messages(room.id)
+          .find((x) => x.text === text)
+          ?.to.find((t) => t.key === b.id)?.state;
+      // Each starts "sending"; some meet a refusal (logged) and are retried until the relay has all.
+      expect(stateOf("r6")).toBe("sending");
+      await until(() => a.logs.some((l) => l.includes("room mailbox send failed")), "the relay refused one");
+      await until(() => sent.every((t) => stateOf(t) === "relayed"), "all sent to relay", 30_000);
+      expect(rooms(a).messages(room.id).at(-1)).toMatchObject({ state: "sent", relayed: 1, delivered: 0 });
+      // Bea back without signaling: only her mailbox brings them, every one, in order.
+      const again = h.node("bea", b.user, b.storage, "", {
+        relayWebSocket: (url) => relaySocket(url, "127.0.0.3"),
+      });
+      await again.engine.start();
+      await until(() => texts(again, room.id).length === sent.length, "bea read her mailbox", 30_000);
+      expect(texts(again, room.id)).toEqual(sent);
+      await until(() => sent.every((t) => stateOf(t) === "delivered"), "delivered", 30_000);
+    } finally {
+      await h.stopAll();
+      await busy.close();
+    }
   });
 });

@@ -31,6 +31,9 @@ const recordSchema = v.strictObject({
   /** The epoch of `k` (0, absent, for the link's secret) and the secret before it (§8). */
   e: v.optional(uintSchema(0xffff_ffff)),
   pk: v.optional(bytesSchema(32)),
+  /** Older secrets still (newest first, at most 7): listed members away during several removals
+   *  come back on one of them (§8). */
+  ok: v.optional(v.pipe(v.array(bytesSchema(32)), v.maxLength(7))),
   /** Members whose safety code we compared and marked verified (identity keys, hex). */
   vf: v.optional(v.array(v.pipe(v.string(), v.regex(/^[0-9a-f]{64}$/)))),
   /** The host removed us: the room stays, read-only, until we leave it. */
@@ -48,12 +51,26 @@ const entrySchema = v.strictObject({
   /** Ours: the members it was for (hex keys), and those who confirmed it. */
   to: v.optional(v.array(v.string())),
   got: v.optional(v.array(v.string())),
+  /** Ours: the members whose copy their relay mailbox stored (docs/protocol/rooms.md §9). */
+  rl: v.optional(v.array(v.string())),
 });
 export type LogEntry = v.InferOutput<typeof entrySchema>;
 
 const LIMITS = { maxBytes: 64 * 1024 * 1024, maxArrayLength: 1 << 20, maxMapLength: 16 };
 
 type Secrets = Pick<EngineStorage, "loadSecret" | "saveSecret" | "deleteSecret">;
+
+/** The stored room records; anything malformed or oversized reads as none (never a throw). */
+export function decodeRooms(bytes: Uint8Array): RoomRecord[] {
+  const r = decodeWith(bytes, v.array(recordSchema), LIMITS);
+  return r.ok ? r.value : [];
+}
+
+/** A stored room history; anything malformed or oversized reads as none (never a throw). */
+export function decodeLog(bytes: Uint8Array): LogEntry[] {
+  const r = decodeWith(bytes, v.array(entrySchema), LIMITS);
+  return r.ok ? r.value : [];
+}
 
 export class RoomStore {
   readonly #s: Secrets;
@@ -65,9 +82,7 @@ export class RoomStore {
 
   async rooms(): Promise<RoomRecord[]> {
     const bytes = await this.#s.loadSecret("rooms");
-    if (!bytes) return [];
-    const r = decodeWith(bytes, v.array(recordSchema), LIMITS);
-    return r.ok ? r.value : [];
+    return bytes ? decodeRooms(bytes) : [];
   }
 
   saveRooms(rooms: readonly RoomRecord[]): Promise<void> {
@@ -76,9 +91,7 @@ export class RoomStore {
 
   async log(idHex: string): Promise<LogEntry[]> {
     const bytes = await this.#s.loadSecret(`room-log/${idHex}`);
-    if (!bytes) return [];
-    const r = decodeWith(bytes, v.array(entrySchema), LIMITS);
-    return r.ok ? r.value : [];
+    return bytes ? decodeLog(bytes) : [];
   }
 
   /** Store the log as `current()` returns it when the write runs (the newest MAX_LOG entries). */

@@ -14,6 +14,7 @@ import {
   fileBlob,
   fileStream,
   listFiles,
+  listRoomFiles,
   previewable,
 } from "../../app/files.ts";
 import type { AppModel } from "../../app/model.ts";
@@ -43,7 +44,11 @@ function fileStatus(t: FileTransfer, name: string): string {
       // Hashing a large file before the offer takes a moment: say how far it got.
       return t.done > 0 ? `Preparing… ${Math.floor((100 * t.done) / Math.max(1, t.size))}%` : "Preparing…";
     case "queued":
-      return `Will be offered when ${name} is online`;
+      return t.reason ?? `Will be offered when ${name} is online`;
+    case "relaying":
+      return `Into ${name}'s relay mailbox · ${moving}`;
+    case "relayed":
+      return `In ${name}'s relay mailbox: ${name} gets it when online`;
     case "offered":
       return t.direction === "out" ? `Waiting for ${name} to accept` : `${name} wants to send you this file`;
     case "sending":
@@ -68,16 +73,31 @@ function fileStatus(t: FileTransfer, name: string): string {
 }
 
 /** Chunks flow (or wait to): the progress bar shows. */
-const FLOWING = new Set(["sending", "receiving", "waiting"]);
+const FLOWING = new Set(["sending", "receiving", "waiting", "relaying"]);
 /** Not ended yet: it can be cancelled. */
-const MOVING = new Set(["hashing", "queued", "offered", ...FLOWING]);
+const MOVING = new Set(["hashing", "queued", "offered", "relayed", ...FLOWING]);
 
+/**
+ * `contactId`: the files of one chat; or `roomId`: the files with the members of one room, each
+ * row naming its member (`name(t)`).
+ */
 export function Files(props: {
   app: AppModel;
-  contactId: string;
-  name: () => string;
+  contactId?: string;
+  roomId?: string;
+  /** The other end's name: the contact's, or the row's member in a room. */
+  name: (t?: FileTransfer) => string;
+  /** The list's accessible name. */
+  label?: string;
   onError: (e: string) => void;
 }) {
+  /** A row's name for buttons read aloud: in a room the same file has a row per member. */
+  const rowName = (t: FileTransfer) =>
+    props.roomId === undefined
+      ? t.name
+      : `${t.name} ${t.direction === "out" ? "to" : "from"} ${props.name(t)}`;
+  const mine = (t: FileTransfer) =>
+    props.roomId !== undefined ? t.room === props.roomId : t.contactId === props.contactId;
   const [files, setFiles] = createStore<Record<string, FileTransfer>>({});
   const [previews, setPreviews] = createSignal<Record<string, string>>({});
   const urls: string[] = [];
@@ -137,9 +157,13 @@ export function Files(props: {
 
   onMount(() => {
     const off = props.app.onEvent((e) => {
-      if (e.type === "file" && e.transfer.contactId === props.contactId) put(e.transfer);
+      if (e.type === "file" && mine(e.transfer)) put(e.transfer);
     });
-    void listFiles(props.app, props.contactId).then((all) => {
+    const listing =
+      props.roomId !== undefined
+        ? listRoomFiles(props.app, props.roomId)
+        : listFiles(props.app, props.contactId ?? "");
+    void listing.then((all) => {
       if (!disposed) for (const t of all) if (!files[t.key]) put(t);
     });
     onCleanup(() => {
@@ -151,7 +175,7 @@ export function Files(props: {
 
   return (
     <Show when={ordered().length > 0}>
-      <section class="files" aria-label={`Files with ${props.name()}`} data-testid="files">
+      <section class="files" aria-label={props.label ?? `Files with ${props.name()}`} data-testid="files">
         <ul>
           <For each={ordered()}>
             {(t) => (
@@ -168,6 +192,11 @@ export function Files(props: {
                   <span class="file-name" data-testid="file-name">
                     {t.name}
                   </span>
+                  <Show when={props.roomId !== undefined}>
+                    <span class="file-peer" data-testid="file-peer">
+                      {t.direction === "out" ? "to" : "from"} {props.name(t)}
+                    </span>
+                  </Show>
                 </div>
                 <Show when={!previews()[t.key] && thumbs()[t.key]}>
                   {(src) => (
@@ -184,13 +213,13 @@ export function Files(props: {
                     <img
                       class="file-preview"
                       src={src()}
-                      alt={`${t.name}, from ${props.name()}`}
+                      alt={`${t.name}, from ${props.name(t)}`}
                       data-testid="file-preview"
                     />
                   )}
                 </Show>
                 <Show when={t.state === "done" && voiceNoteDuration(t.name) && t.type.startsWith("audio/")}>
-                  <VoiceNotePlayer app={props.app} fileKey={t.key} name={t.name} from={props.name()} />
+                  <VoiceNotePlayer app={props.app} fileKey={t.key} name={t.name} from={props.name(t)} />
                 </Show>
                 <Show when={FLOWING.has(t.state)}>
                   <progress
@@ -205,7 +234,7 @@ export function Files(props: {
                   data-testid="file-status"
                   role={t.state === "failed" ? "alert" : undefined}
                 >
-                  {fileStatus(t, props.name())}
+                  {fileStatus(t, props.name(t))}
                 </p>
                 <div class="file-actions">
                   <Show when={t.direction === "in" && t.state === "offered"}>
@@ -215,14 +244,14 @@ export function Files(props: {
                       data-testid="file-accept"
                       onClick={() => act(acceptFile(props.app, t.key))}
                     >
-                      Accept <span class="sr-only">{t.name}</span>
+                      Accept <span class="sr-only">{rowName(t)}</span>
                     </button>
                     <button
                       type="button"
                       data-testid="file-decline"
                       onClick={() => act(declineFile(props.app, t.key))}
                     >
-                      Decline <span class="sr-only">{t.name}</span>
+                      Decline <span class="sr-only">{rowName(t)}</span>
                     </button>
                   </Show>
                   <Show when={MOVING.has(t.state) && !(t.direction === "in" && t.state === "offered")}>
@@ -231,7 +260,7 @@ export function Files(props: {
                       data-testid="file-cancel"
                       onClick={() => act(cancelFile(props.app, t.key))}
                     >
-                      Cancel <span class="sr-only">{t.name}</span>
+                      Cancel <span class="sr-only">{rowName(t)}</span>
                     </button>
                   </Show>
                   <Show when={t.direction === "in" && t.state === "done"}>
@@ -241,7 +270,7 @@ export function Files(props: {
                       disabled={saving().has(t.key)}
                       onClick={() => void download(t)}
                     >
-                      {saving().has(t.key) ? "Saving…" : "Download"} <span class="sr-only">{t.name}</span>
+                      {saving().has(t.key) ? "Saving…" : "Download"} <span class="sr-only">{rowName(t)}</span>
                     </button>
                   </Show>
                 </div>

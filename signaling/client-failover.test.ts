@@ -1,0 +1,153 @@
+/**
+ * Several signaling servers (docs/protocol/signaling.md, "Several servers"): the client is on the
+ * first one that answers, falls back to the next at once when one is down — before registering
+ * and after a drop — and says "unreachable" only when none of them answers. Real services on
+ * loopback, real WebSockets.
+ */
+import { createServer, type Server } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { WebSocketServer } from "ws";
+import type { LoftError } from "../core/errors.ts";
+import { SignalingClient, type SignalingEvent } from "../core/signaling/client.ts";
+import { makeUser, type RunningSignaling, startSignaling, wsFactory } from "./testing.ts";
+
+/** A loopback port nothing listens on (it was just free). */
+async function deadPort(): Promise<number> {
+  const probe: Server = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", () => resolve()));
+  const port = (probe.address() as { port: number }).port;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
+async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe("signaling client with several servers", () => {
+  const cleanup: (() => unknown)[] = [];
+  afterEach(async () => {
+    for (const f of cleanup.splice(0).reverse()) await f();
+  });
+  const server = async (port = 0): Promise<RunningSignaling> => {
+    // Clients come back within 50 ms of a GOING_AWAY (the default spreads them over seconds).
+    const s = await startSignaling({ reconnectSpreadMs: 50 }, port);
+    cleanup.push(() => s.close());
+    return s;
+  };
+  const client = (url: string, fallbackUrls: string[], user = makeUser()) => {
+    const c = new SignalingClient({
+      url,
+      fallbackUrls,
+      user,
+      connect: wsFactory(),
+      reconnect: { initialMs: 10, maxMs: 50 },
+      requestTimeoutMs: 2_000,
+    });
+    const events: SignalingEvent[] = [];
+    c.on((e) => events.push(e));
+    cleanup.push(() => c.close());
+    return { c, events, user };
+  };
+
+  it("registers on the first server that answers, with no error for the one that is down", async () => {
+    const dead = `ws://127.0.0.1:${await deadPort()}/signal`;
+    const up = await server();
+    const { c, events } = client(dead, [up.url]);
+    await c.start();
+    expect(c.state).toBe("registered");
+    expect(c.url).toBe(up.url);
+    expect(events.filter((e) => e.type === "error")).toEqual([]);
+    // The registration is real: a second client on that server finds it online.
+    const other = client(up.url, []);
+    await other.c.start();
+    const seen = await other.c.lookup(c.identityKey);
+    expect(seen.online).toBe(true);
+  });
+
+  it("moves to the next server when the one it was on goes away, and is reachable there", async () => {
+    const a = await server();
+    const b = await server();
+    const alice = client(a.url, [b.url]);
+    await alice.c.start();
+    expect(alice.c.url).toBe(a.url);
+    // Bob is on B only: he reaches Alice once she has moved there.
+    const bob = client(b.url, []);
+    await bob.c.start();
+    await a.close();
+    await until(() => alice.c.state === "registered" && alice.c.url === b.url, "alice on B");
+    const got = new Promise<Uint8Array>((resolve) =>
+      alice.c.on((e) => {
+        if (e.type === "signal") resolve(e.envelope.payload);
+      }),
+    );
+    await bob.c.signal(alice.c.identityKey, "offer", new Uint8Array([1, 2, 3]));
+    expect(await got).toEqual(new Uint8Array([1, 2, 3]));
+  });
+
+  it("says unreachable once every server failed, goes on trying, and comes back on the first", async () => {
+    const portA = await deadPort();
+    const portB = await deadPort();
+    const urlA = `ws://127.0.0.1:${portA}/signal`;
+    const { c, events } = client(urlA, [`ws://127.0.0.1:${portB}/signal`]);
+    const err = (await c.start().catch((e) => e)) as LoftError;
+    expect(err.code).toBe("LOFT_ERR_SIGNALING_UNREACHABLE");
+    // One error for the round of both servers, not one per server.
+    expect(events.filter((e) => e.type === "error").length).toBe(1);
+    const a = await server(portA);
+    await until(() => c.state === "registered", "registered once A is up");
+    expect(c.url).toBe(a.url);
+  });
+
+  it("a server that takes the connection and says nothing counts as down: the next one is used", async () => {
+    // A WebSocket server that accepts and never sends its VERSION_HEADER (a hung instance).
+    const silent = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+    await new Promise<void>((resolve) => silent.once("listening", () => resolve()));
+    cleanup.push(
+      () =>
+        new Promise<void>((resolve) => {
+          for (const c of silent.clients) c.terminate();
+          silent.close(() => resolve());
+        }),
+    );
+    const silentUrl = `ws://127.0.0.1:${(silent.address() as { port: number }).port}/signal`;
+    const up = await server();
+    const c = new SignalingClient({
+      url: silentUrl,
+      fallbackUrls: [up.url],
+      user: makeUser(),
+      connect: wsFactory(),
+      reconnect: { initialMs: 10, maxMs: 50 },
+      requestTimeoutMs: 300,
+    });
+    cleanup.push(() => c.close());
+    const errors: LoftError[] = [];
+    c.on((e) => {
+      if (e.type === "error") errors.push(e.error);
+    });
+    await c.start();
+    expect(c.url).toBe(up.url);
+    expect(errors).toEqual([]);
+    // The silent server's connection was given up, not left open.
+    await until(() => [...silent.clients].every((ws) => ws.readyState !== ws.OPEN), "silent socket closed");
+  });
+
+  it("repeats and empty fallbacks are ignored: one server is one server", async () => {
+    const up = await server();
+    const { c, events } = client(up.url, [up.url, ""]);
+    await c.start();
+    await up.close();
+    const err = await new Promise<LoftError>((resolve) =>
+      c.on((e) => {
+        if (e.type === "error") resolve(e.error);
+      }),
+    );
+    expect(["LOFT_ERR_SIGNALING_CLOSED", "LOFT_ERR_SIGNALING_UNREACHABLE"]).toContain(err.code);
+    expect(c.url).toBe(up.url);
+    expect(events.some((e) => e.type === "registered")).toBe(true);
+  });
+});

@@ -1,0 +1,157 @@
+/**
+ * Files through the relay mailbox (docs/protocol/files.md §9), two engines in Node with a real
+ * relay and signaling: a file to a contact who is offline goes into its mailbox in `file.part`
+ * slices within the relay's quota, and the contact, back without signaling (only the mailbox can
+ * bring it), gets it whole with the hash checked while the sender learns it arrived, and a long
+ * message sent meanwhile arrives too (deposits to one contact do not interleave); a file too
+ * large for the quota says so and waits for the next session, where it goes live; a receiver
+ * back online reads its mailbox while the live session resumes from the chunks it stored, each
+ * chunk taken once. The slice size comes from the
+ * relay's body cap: a full part is one ratchet message in one mailbox body.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { toHex } from "../../../../core/bytes.ts";
+import { startTestRelay, type TestRelay } from "../../../../relay-ws/testing.ts";
+import { type RunningSignaling, startSignaling } from "../../../../signaling/testing.ts";
+import { EngineHarness, type EngineNode, FAST_ENGINE, until } from "../../../../test/support/engine.ts";
+import type { FileTransfer } from "../api.ts";
+import type { EngineConfig } from "../engine.ts";
+import { MAX_PART, ratchetBodies } from "../mailbox.ts";
+import { encodeAppMessage } from "../wire.ts";
+import {
+  FILE_CHUNK_BYTES,
+  MAILBOX_PART_BYTES,
+  MAX_CHUNK_PARTS,
+  mailboxParts,
+  SEALED_CHUNK_BYTES,
+} from "./wire.ts";
+
+const FAST: Partial<EngineConfig> = {
+  ...FAST_ENGINE,
+  mailboxDelayMs: 200,
+  relayBackoffInitialMs: 50,
+  relayBackoffMaxMs: 300,
+  relayTimeoutMs: 2_000,
+  log: process.env.FILES_DEBUG ? (m) => console.log(m) : () => {},
+};
+
+function bytesOf(n: number, seed: number): Uint8Array<ArrayBuffer> {
+  const data = new Uint8Array(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    data[i] = x & 0xff;
+  }
+  return data;
+}
+
+function files(n: EngineNode): Map<string, FileTransfer> {
+  const out = new Map<string, FileTransfer>();
+  for (const e of n.events) if (e.type === "file") out.set(e.transfer.key, e.transfer);
+  return out;
+}
+const incoming = (n: EngineNode) => [...files(n).values()].filter((t) => t.direction === "in");
+const stateOf = (n: EngineNode, key: string) => files(n).get(key)?.state;
+
+describe("file.part sizes", () => {
+  it("a full part, as a padded app message sealed by the ratchet (97 bytes more), fits one mailbox body", () => {
+    const m = encodeAppMessage({
+      t: "file.part",
+      id: 0xffffffff,
+      i: 0xffff,
+      s: MAX_CHUNK_PARTS - 1,
+      n: MAX_CHUNK_PARTS,
+      d: new Uint8Array(MAILBOX_PART_BYTES),
+    });
+    expect(m.length + 97).toBeLessThanOrEqual(MAX_PART);
+    expect(ratchetBodies(new Uint8Array(m.length + 97))).toHaveLength(1);
+    expect(MAX_CHUNK_PARTS).toBe(Math.ceil(SEALED_CHUNK_BYTES / MAILBOX_PART_BYTES));
+    expect(mailboxParts(0)).toBe(1);
+    expect(mailboxParts(FILE_CHUNK_BYTES)).toBe(MAX_CHUNK_PARTS);
+    expect(mailboxParts(FILE_CHUNK_BYTES + 1)).toBe(MAX_CHUNK_PARTS + 1);
+  });
+});
+
+describe("files through the relay mailbox (Node, real relay and signaling)", () => {
+  let signaling: RunningSignaling;
+  let relay: TestRelay;
+  const h = new EngineHarness(() => ({ signalingUrl: signaling.url, relayUrl: relay.url, config: FAST }));
+
+  beforeAll(async () => {
+    signaling = await startSignaling();
+    relay = await startTestRelay();
+  });
+  afterAll(async () => {
+    await relay?.close();
+    await signaling?.close();
+  });
+  afterEach(async () => {
+    await h.stopAll();
+  });
+
+  it("a file to an offline contact goes through its mailbox and arrives whole; the sender learns it", async () => {
+    const [a, b] = await h.pair();
+    await b.engine.stop();
+    await until(() => !h.online(a, b), "bob offline");
+    const data = bytesOf(5 * FILE_CHUNK_BYTES + 777, 11);
+    const sent = await a.engine.sendFile(b.id, new Blob([data]), "notes.bin");
+    expect(sent.state).toBe("relaying");
+    // A long message (several mailbox pieces) while the parts go in: its pieces stay together.
+    const long = "ü".repeat(16_000);
+    const m = await a.engine.send(b.id, long);
+    await until(() => stateOf(a, sent.key) === "relayed", "all in bob's mailbox", 20_000);
+    await until(() => h.stateOf(a, m) === "relayed", "the message too", 20_000);
+    // Bob comes back without signaling: only the mailbox can bring the file.
+    const b2 = h.node("bob", b.user, b.storage, "");
+    await b2.engine.start();
+    await until(() => incoming(b2).some((t) => t.state === "done"), "bob has it", 20_000);
+    const [got] = incoming(b2);
+    const blob = await b2.engine.fileBlob(got!.key);
+    expect(toHex(new Uint8Array(await blob!.arrayBuffer()))).toBe(toHex(data));
+    await until(() => b.storage.texts(a.id, "in").includes(long), "bob read the message", 20_000);
+    // `file.done` came back through Alice's mailbox.
+    await until(() => stateOf(a, sent.key) === "done", "alice sees it delivered", 20_000);
+  });
+
+  it("back online, the receiver gets it from its mailbox and the live session at once, each chunk taken once", async () => {
+    const [a, b] = await h.pair();
+    await b.engine.stop();
+    await until(() => !h.online(a, b), "bob offline");
+    const data = bytesOf(6 * FILE_CHUNK_BYTES + 5, 13);
+    const sent = await a.engine.sendFile(b.id, new Blob([data]), "both.bin");
+    await until(() => stateOf(a, sent.key) === "relayed", "all in bob's mailbox", 20_000);
+    const b2 = h.node("bob", b.user, b.storage); // with signaling: a live session comes up too
+    await b2.engine.start();
+    await until(() => incoming(b2).some((t) => t.state === "done"), "bob has it", 20_000);
+    const [got] = incoming(b2);
+    const blob = await b2.engine.fileBlob(got!.key);
+    expect(toHex(new Uint8Array(await blob!.arrayBuffer()))).toBe(toHex(data));
+    await until(() => stateOf(a, sent.key) === "done", "alice sees it delivered", 20_000);
+    expect(b2.events.some((e) => e.type === "file" && e.transfer.state === "failed")).toBe(false);
+  });
+
+  it("a file too large for the mailbox says so and goes live on the next session", async () => {
+    const [a, b] = await h.pair();
+    await b.engine.stop();
+    await until(() => !h.online(a, b), "bob offline");
+    const data = bytesOf(20 * FILE_CHUNK_BYTES, 12); // 20 chunks: 180 bodies, over 128 − 32
+    const sent = await a.engine.sendFile(b.id, new Blob([data]), "big.bin");
+    expect(sent.state).toBe("queued");
+    expect(sent.reason).toMatch(
+      /^Too large for bob's relay mailbox \(up to 0\.\d MiB at a time\): it will be offered when bob is online\.$/,
+    );
+    const b2 = h.node("bob", b.user, b.storage);
+    await b2.engine.start();
+    await until(() => incoming(b2).some((t) => t.state === "offered"), "offered live", 20_000);
+    const [offer] = incoming(b2);
+    await b2.engine.acceptFile(offer!.key);
+    await until(
+      () => stateOf(a, sent.key) === "done" && stateOf(b2, offer!.key) === "done",
+      "done live",
+      20_000,
+    );
+    expect(files(a).get(sent.key)?.reason).toBeUndefined();
+  });
+});

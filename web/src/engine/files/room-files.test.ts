@@ -1,0 +1,282 @@
+/**
+ * Files to a room (docs/protocol/files.md §8). The FILE_MSG codec: round trips, a byte-exact
+ * vector, malformed, oversized and non-canonical frames refused with typed errors (fuzzed). Then
+ * three engines in Node (real signaling and Noise, in-memory links: test/support/engine.ts): one
+ * file sent to a room is read once and reaches both members with the right bytes, each member's
+ * transfer its own (one cancels, the other still gets it); a member away gets the offer when it
+ * is back; a room with nobody else in it is refused in words.
+ */
+import fc from "fast-check";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { toHex } from "../../../../core/bytes.ts";
+import { encodeCanonical } from "../../../../core/codec/codec.ts";
+import { padToBucket } from "../../../../core/codec/padding.ts";
+import { type RunningSignaling, startSignaling } from "../../../../signaling/testing.ts";
+import { EngineHarness, type EngineNode, FAST_ENGINE, until } from "../../../../test/support/engine.ts";
+import { FUZZ_RUNS } from "../../../../test/support/fuzz.ts";
+import type { FileTransfer } from "../api.ts";
+import type { RoomsApi } from "../rooms/api.ts";
+import { decodeFileMsgFrame, encodeFileMsgFrame } from "./room-files.ts";
+import { FILE_CHUNK_BYTES, FILE_FRAME, type FileAppMessage } from "./wire.ts";
+
+const KEY = new Uint8Array(32).map((_, i) => i);
+
+describe("FILE_MSG frames (member sessions)", () => {
+  it.each<FileAppMessage>([
+    {
+      t: "file.offer",
+      id: 0x01020304,
+      name: "hello.txt",
+      size: 10,
+      type: "text/plain",
+      hash: new Uint8Array(32).fill(9),
+      key: KEY,
+    },
+    {
+      t: "file.offer",
+      id: 7,
+      name: "p.png",
+      size: 1,
+      type: "image/png",
+      hash: new Uint8Array(32),
+      key: KEY,
+      thumb: new Uint8Array(16 * 1024).fill(3),
+    },
+    { t: "file.accept", id: 1, from: 65_535 },
+    { t: "file.decline", id: 2, r: "busy" },
+    { t: "file.cancel", id: 3, own: true },
+    { t: "file.done", id: 4, ok: false },
+    { t: "file.part", id: 5, i: 2, s: 8, n: 9, d: new Uint8Array(8127).fill(1) },
+  ])("round trip: %o", (m) => {
+    const frame = encodeFileMsgFrame(m);
+    expect(frame[0]).toBe(FILE_FRAME.MSG);
+    expect((frame.length - 1) % 256).toBe(0);
+    expect(decodeFileMsgFrame(frame)).toEqual({ ok: true, value: m });
+  });
+
+  it("vector: file.accept {id 0x01020304, from 3} is 0x12 ‖ the map of files.md §1 ‖ 0x80 ‖ zeros", () => {
+    const frame = encodeFileMsgFrame({ t: "file.accept", id: 0x01020304, from: 3 });
+    expect(frame.length).toBe(257);
+    expect(toHex(frame.subarray(0, 31))).toBe(
+      "1283a466726f6d03a26964ce01020304a174ab66696c652e61636365707480",
+    );
+    expect(frame.subarray(31).every((b) => b === 0)).toBe(true);
+  });
+
+  const raw = (m: unknown) => {
+    const body = padToBucket(encodeCanonical(m));
+    const out = new Uint8Array(1 + body.length);
+    out[0] = FILE_FRAME.MSG;
+    out.set(body, 1);
+    return out;
+  };
+  it.each([
+    ["another frame type", new Uint8Array([FILE_FRAME.CHUNK, 0x80])],
+    ["empty", new Uint8Array(0)],
+    ["bad padding", new Uint8Array([FILE_FRAME.MSG, 1, 2, 3])],
+    ["a room message", raw({ t: "room.bye" })],
+    ["transfer id 0", raw({ t: "file.cancel", id: 0, own: true })],
+    ["extra field", raw({ t: "file.done", id: 1, ok: true, x: 1 })],
+    [
+      "a key of 31 bytes",
+      raw({ t: "file.offer", id: 1, name: "a", size: 1, type: "", hash: KEY, key: KEY.subarray(1) }),
+    ],
+    [
+      "a preview over 16 KiB",
+      raw({
+        t: "file.offer",
+        id: 1,
+        name: "a",
+        size: 1,
+        type: "",
+        hash: KEY,
+        key: KEY,
+        thumb: new Uint8Array(16 * 1024 + 1),
+      }),
+    ],
+    ["an empty name", raw({ t: "file.offer", id: 1, name: "", size: 1, type: "", hash: KEY, key: KEY })],
+    ["chunk index past u16", raw({ t: "file.accept", id: 1, from: 65_536 })],
+    ["a part slice past the last", raw({ t: "file.part", id: 1, i: 0, s: 9, n: 9, d: new Uint8Array(1) })],
+    ["a part of no slices", raw({ t: "file.part", id: 1, i: 0, s: 0, n: 0, d: new Uint8Array(1) })],
+    ["an empty part", raw({ t: "file.part", id: 1, i: 0, s: 0, n: 1, d: new Uint8Array(0) })],
+    ["a part over 8 127 bytes", raw({ t: "file.part", id: 1, i: 0, s: 0, n: 1, d: new Uint8Array(8128) })],
+  ])("refused: %s", (_, frame) => {
+    const r = decodeFileMsgFrame(frame);
+    expect(r.ok).toBe(false);
+  });
+
+  it("refused: not canonical (keys out of order)", () => {
+    const m = new Map<string, unknown>([
+      ["t", "file.done"],
+      ["id", 1],
+      ["ok", true],
+    ]);
+    const r = decodeFileMsgFrame(raw(m));
+    expect(r.ok).toBe(false);
+  });
+
+  it("fuzz: random and mutated frames never throw, and anything accepted re-encodes to itself", () => {
+    const base = encodeFileMsgFrame({ t: "file.accept", id: 9, from: 2 });
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 600 }),
+          fc
+            .array(fc.tuple(fc.nat(base.length - 1), fc.integer({ min: 0, max: 255 })), { maxLength: 8 })
+            .map((edits) => {
+              const f = base.slice();
+              for (const [at, b] of edits) f[at] = b;
+              return f;
+            }),
+          fc.nat(base.length).map((n) => base.subarray(0, n)),
+          fc.uint8Array({ maxLength: 40 }).map((tail) => {
+            const f = new Uint8Array(base.length + tail.length);
+            f.set(base);
+            f.set(tail, base.length);
+            return f;
+          }),
+        ),
+        (frame) => {
+          const r = decodeFileMsgFrame(frame);
+          if (r.ok) expect(encodeFileMsgFrame(r.value)).toEqual(frame);
+          else expect(r.error.code).toMatch(/^LOFT_ERR_/);
+        },
+      ),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+});
+
+/** A Blob that counts the reads of its bytes (each `slice` is read once by the engine). */
+class CountedBlob extends Blob {
+  slices = 0;
+  override slice(start?: number, end?: number, type?: string): Blob {
+    this.slices++;
+    return super.slice(start, end, type);
+  }
+}
+
+function randomBytes(n: number, seed: number): Uint8Array<ArrayBuffer> {
+  const data = new Uint8Array(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    data[i] = x & 0xff;
+  }
+  return data;
+}
+
+function files(n: EngineNode): Map<string, FileTransfer> {
+  const out = new Map<string, FileTransfer>();
+  for (const e of n.events) if (e.type === "file") out.set(e.transfer.key, e.transfer);
+  return out;
+}
+const transfers = (n: EngineNode, dir: "in" | "out") =>
+  [...files(n).values()].filter((t) => t.direction === dir);
+
+describe("files to a room (Node engines, real signaling and Noise, in-memory links)", () => {
+  let signaling: RunningSignaling;
+  const h = new EngineHarness(() => ({
+    signalingUrl: signaling.url,
+    config: { ...FAST_ENGINE, log: () => {} },
+  }));
+
+  beforeAll(async () => {
+    signaling = await startSignaling();
+  });
+  afterAll(async () => {
+    await signaling?.close();
+  });
+  afterEach(async () => {
+    await h.stopAll();
+  });
+
+  const rooms = (n: EngineNode): RoomsApi => {
+    if (!n.engine.rooms) throw new Error("no rooms");
+    return n.engine.rooms;
+  };
+  const started = async (name: string) => {
+    const n = h.node(name);
+    await n.engine.start();
+    await until(() => n.engine.serviceStatus().signaling === "connected", `${name} registered`);
+    return n;
+  };
+  const online = (n: EngineNode, id: string) =>
+    rooms(n)
+      .room(id)
+      ?.members.filter((m) => m.state === "online").length ?? 0;
+
+  async function roomOfThree() {
+    const [a, b, c] = [await started("ann"), await started("bea"), await started("cat")];
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await rooms(c).join(room.fragment);
+    await until(() => [a, b, c].every((n) => online(n, room.id) === 2), "full mesh of three");
+    return { a, b, c, room: room.id };
+  }
+
+  it("one file, read once, reaches every member with the right bytes; a member's cancel stops only its own", async () => {
+    const { a, b, c, room } = await roomOfThree();
+    const bytes = randomBytes(20 * FILE_CHUNK_BYTES + 5, 3);
+    const blob = new CountedBlob([bytes], { type: "application/octet-stream" });
+    const sent = await a.engine.sendFileToRoom(room, blob, "plan.bin");
+    expect(sent).toHaveLength(2);
+    expect(new Set(sent.map((t) => t.id)).size).toBe(1); // one transfer id for the room
+    expect(sent.every((t) => t.room === room && t.state === "offered")).toBe(true);
+    await until(
+      () =>
+        transfers(b, "in").some((t) => t.state === "offered") &&
+        transfers(c, "in").some((t) => t.state === "offered"),
+      "both offered",
+    );
+    const [forB] = transfers(b, "in");
+    const [forC] = transfers(c, "in");
+    expect(forB?.memberName).toBe("ann");
+    await b.engine.acceptFile(forB!.key);
+    await c.engine.acceptFile(forC!.key);
+    await until(() => transfers(c, "in")[0]?.state === "receiving", "cat receiving");
+    await c.engine.cancelFile(forC!.key);
+    await until(() => transfers(b, "in")[0]?.state === "done", "bea got it");
+    const got = new Uint8Array(await (await b.engine.fileBlob(forB!.key))!.arrayBuffer());
+    expect(toHex(got)).toBe(toHex(bytes));
+    const out = transfers(a, "out");
+    await until(
+      () => transfers(a, "out").every((t) => t.state === "done" || t.state === "cancelled"),
+      "ann sees both ends",
+    );
+    expect(Object.fromEntries(transfers(a, "out").map((t) => [t.member, t.state]))).toEqual({
+      [toHex(b.user.identity.verified.identity_key)]: "done",
+      [toHex(c.user.identity.verified.identity_key)]: "cancelled",
+    });
+    expect(out).toHaveLength(2);
+    // Read once: 21 chunks are 2 slices of up to 16 chunks, whatever the number of members.
+    expect(blob.slices).toBe(2);
+    expect(await a.engine.listRoomFiles(room)).toHaveLength(2);
+  });
+
+  it("a member away is offered the file when back; a refused send says why", async () => {
+    const { a, b, c, room } = await roomOfThree();
+    await c.engine.stop();
+    await until(() => online(a, room) === 1, "cat gone");
+    const bytes = randomBytes(3 * FILE_CHUNK_BYTES, 5);
+    const sent = await a.engine.sendFileToRoom(room, new Blob([bytes]), "later.bin");
+    const catKey = toHex(c.user.identity.verified.identity_key);
+    expect(sent.find((t) => t.member === catKey)?.state).toBe("queued");
+    const c2 = h.node("cat", c.user, c.storage);
+    await c2.engine.start();
+    await until(() => transfers(c2, "in").some((t) => t.state === "offered"), "offered when back", 30_000);
+    const [offer] = transfers(c2, "in");
+    await c2.engine.acceptFile(offer!.key);
+    await until(() => transfers(c2, "in")[0]?.state === "done", "cat got it", 30_000);
+    const got = new Uint8Array(await (await c2.engine.fileBlob(offer!.key))!.arrayBuffer());
+    expect(toHex(got)).toBe(toHex(bytes));
+    // An empty room: nobody to send to, said in words.
+    await rooms(b).leave(room);
+    const lone = await rooms(b).create();
+    await expect(b.engine.sendFileToRoom(lone.id, new Blob([bytes]), "x.bin")).rejects.toMatchObject({
+      reason: { message: "Nobody else is in this room yet: there is no one to send it to." },
+    });
+  });
+});

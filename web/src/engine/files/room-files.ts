@@ -1,0 +1,144 @@
+/**
+ * Files to a room (docs/protocol/files.md §8): each member of the room is a transfer end of its
+ * own (files/transfers.ts `FilePeer`), reached over its member session (docs/protocol/rooms.md
+ * §3): the bytes as FILE_CHUNK / FILE_ACK frames, exactly as on a contact's session, and the
+ * `file.*` messages — which a contact's ratchet carries — as FILE_MSG frames (0x12) on the member
+ * session, Noise-encrypted like every room frame:
+ *
+ *   FILE_MSG  12 ‖ padToBucket(canonical MessagePack file.* message)      member sessions only
+ *
+ * The rooms engine hands frames of the files range to this lane (rooms/mesh.ts `RoomFrameLane`)
+ * and says when a member's session comes up; the frames of one member are handled one at a
+ * time, in the order they came, as a contact's read loop does.
+ */
+
+import * as v from "valibot";
+import type { Result } from "../../../../core/errors.ts";
+import type { Session } from "../../../../core/session/index.ts";
+import type { RoomEvent } from "../rooms/api.ts";
+import type { RoomFrameLane } from "../rooms/mesh.ts";
+import { decodeTypedFrame, encodeTypedFrame } from "../rooms/wire.ts";
+import type { FileLive, FilePeer, FileTransfers, RoomFilePeers } from "./transfers.ts";
+import { roomPeerId } from "./transfers.ts";
+import {
+  FILE_APP_MAX_FIELDS,
+  FILE_FRAME,
+  type FileAppMessage,
+  fileAppSchemas,
+  isFileFrame,
+  MAX_THUMB_BYTES,
+} from "./wire.ts";
+
+/** What this lane uses of the rooms engine (rooms/mesh.ts). */
+export interface RoomLinks {
+  sendFrame(roomId: string, member: string, frame: Uint8Array): boolean;
+  memberSession(
+    roomId: string,
+    member: string,
+  ): { session: Session; drain?: () => Promise<void> } | undefined;
+  memberName(roomId: string, member: string): string | undefined;
+  list(): { id: string }[];
+  subscribe(listener: (e: RoomEvent) => void): () => void;
+}
+
+const fileMessageSchema = v.variant("t", [...fileAppSchemas]);
+
+/** Decoding bounds of a FILE_MSG: the offer is the largest (a preview of up to 16 KiB). */
+const LIMITS = {
+  maxBytes: MAX_THUMB_BYTES + 1024,
+  maxStrLength: 1024,
+  maxArrayLength: 0,
+  maxMapLength: FILE_APP_MAX_FIELDS,
+  maxBinLength: MAX_THUMB_BYTES,
+};
+
+/** A `file.*` message as a member-session frame. */
+export function encodeFileMsgFrame(m: FileAppMessage): Uint8Array {
+  return encodeTypedFrame(FILE_FRAME.MSG, m);
+}
+
+/** The strict reading of a FILE_MSG: valid padding, a `file.*` message, canonical bytes. */
+export function decodeFileMsgFrame(frame: Uint8Array): Result<FileAppMessage> {
+  return decodeTypedFrame(frame, FILE_FRAME.MSG, fileMessageSchema, LIMITS, "file message");
+}
+
+export class RoomFiles implements RoomFrameLane, RoomFilePeers {
+  readonly #files: FileTransfers;
+  readonly #rooms: RoomLinks;
+  readonly #log: (message: string) => void;
+  /** Frames of one member, handled in order. */
+  readonly #chains = new Map<string, Promise<void>>();
+  /** One `FileLive` per member session, so the transfers can tell sessions apart. */
+  readonly #lives = new WeakMap<Session, FileLive>();
+
+  constructor(files: FileTransfers, rooms: RoomLinks, log: (message: string) => void) {
+    this.#files = files;
+    this.#rooms = rooms;
+    this.#log = log;
+    files.rooms = this;
+    // Leaving a room deletes its transfers with it (its history goes too: rooms.md §6). Only a
+    // room seen here and then gone: the list is empty until the rooms engine has loaded.
+    let known = new Set<string>();
+    rooms.subscribe((e) => {
+      if (e.type !== "rooms-changed") return;
+      const now = new Set(rooms.list().map((r) => r.id));
+      for (const id of known) if (!now.has(id)) void this.#files.forgetRoom(id).catch(() => undefined);
+      known = now;
+    });
+  }
+
+  peer(room: string, member: string): FilePeer {
+    const rooms = this.#rooms;
+    return {
+      id: roomPeerId(room, member),
+      name: rooms.memberName(room, member) ?? `${member.slice(0, 4)}…${member.slice(-4)}`,
+      room: { room, member },
+      live: () => this.#live(room, member),
+      ready: () => this.#live(room, member) !== undefined,
+      tell: async (m) => rooms.sendFrame(room, member, encodeFileMsgFrame(m)),
+    };
+  }
+
+  #live(room: string, member: string): FileLive | undefined {
+    const s = this.#rooms.memberSession(room, member);
+    if (!s) return undefined;
+    let live = this.#lives.get(s.session);
+    if (!live) {
+      live = { session: s.session, ...(s.drain ? { drain: s.drain } : {}) };
+      this.#lives.set(s.session, live);
+    }
+    return live;
+  }
+
+  onFrame(roomId: string, member: string, frame: Uint8Array): boolean {
+    if (!isFileFrame(frame)) return false;
+    const live = this.#live(roomId, member);
+    if (!live) return true;
+    const peer = this.peer(roomId, member);
+    const at = roomPeerId(roomId, member);
+    const run = async () => {
+      if (frame[0] !== FILE_FRAME.MSG) return this.#files.frame(peer, live, frame);
+      const m = decodeFileMsgFrame(frame);
+      // As for any room frame: a bad one is dropped, the session stays (rooms.md §5).
+      if (!m.ok) this.#log(`dropped a file message: ${m.error.code}`);
+      else await this.#files.message(peer, m.value);
+    };
+    const next = (this.#chains.get(at) ?? Promise.resolve())
+      .then(run)
+      .catch((e: unknown) => this.#log(`room file frame: ${(e as Error).message}`));
+    this.#chains.set(at, next);
+    void next.then(() => {
+      if (this.#chains.get(at) === next) this.#chains.delete(at);
+    });
+    return true;
+  }
+
+  memberUp(roomId: string, member: string): void {
+    const live = this.#live(roomId, member);
+    if (live) this.#files.up(this.peer(roomId, member), live);
+  }
+
+  memberDown(): void {
+    // The session's end pauses the member's transfers (transfers.ts `up` watches it).
+  }
+}

@@ -1,0 +1,173 @@
+/**
+ * The engine with several relays and several signaling servers (docs/protocol/mailbox.md §1,
+ * "Several relays"; docs/protocol/signaling.md, "Several servers"), in Node against real relays
+ * (relay-ws/testing.ts) and real signaling: new mailboxes spread across the relays, go to another
+ * one when one is down, a send to a contact whose relay is down says so and goes once it is back,
+ * and the engine registers on the first signaling server that answers. The browser version is
+ * test/e2e/multi-server.e2e.ts.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { startTestRelay, type TestRelay } from "../../../relay-ws/testing.ts";
+import { type RunningSignaling, startSignaling } from "../../../signaling/testing.ts";
+import {
+  EngineHarness,
+  type EngineNode,
+  FAST_ENGINE,
+  MemoryStorage,
+  until,
+} from "../../../test/support/engine.ts";
+import type { ContactRecord } from "./api.ts";
+import { type EngineConfig, signalingServers } from "./engine.ts";
+import { decodeRx, SECRET } from "./mailbox.ts";
+
+const FAST: Partial<EngineConfig> = {
+  ...FAST_ENGINE,
+  mailboxDelayMs: 200,
+  relayBackoffInitialMs: 50,
+  relayBackoffMaxMs: 300,
+  relayTimeoutMs: 2_000,
+};
+
+async function deadPort(): Promise<number> {
+  const probe: Server = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", () => resolve()));
+  const port = (probe.address() as { port: number }).port;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
+/** Where `n` keeps its mailbox for `contact` (the relay URL), if it made one. */
+function mailboxUrl(n: EngineNode, contact: EngineNode): string | undefined {
+  const bytes = n.storage.secrets.get(SECRET.rx(contact.id));
+  const r = bytes && decodeRx(bytes);
+  return r?.ok ? r.value.url : undefined;
+}
+
+describe("signalingServers (pure)", () => {
+  const contact = (signaling: string[], extra: Partial<ContactRecord> = {}) =>
+    ({ trust: "trusted", endpoints: { signaling, relay: [] }, ...extra }) as ContactRecord;
+  it("ours first in order, then contacts' without repeats; nothing when we have none", () => {
+    const own = { signalingUrl: "ws://a/signal", signalingUrls: ["ws://a/signal", "ws://b/signal"] };
+    expect(
+      signalingServers(own, [contact(["ws://b/signal", "ws://c/signal"]), contact(["ws://c/signal"])]),
+    ).toEqual(["ws://a/signal", "ws://b/signal", "ws://c/signal"]);
+    expect(signalingServers({ signalingUrl: "ws://a/signal" }, [])).toEqual(["ws://a/signal"]);
+    expect(signalingServers({ signalingUrl: "" }, [contact(["ws://c/signal"])])).toEqual([]);
+  });
+  it("skips rejected contacts, contact requests and anything that is not a WebSocket URL", () => {
+    const own = { signalingUrl: "ws://a/signal" };
+    expect(
+      signalingServers(own, [
+        contact(["ws://r/signal"], { trust: "rejected" }),
+        contact(["ws://q/signal"], { request: { at: 1 } }),
+        contact(["https://x/signal", "ws://has space", "javascript:alert(1)", ""]),
+      ]),
+    ).toEqual(["ws://a/signal"]);
+  });
+});
+
+describe("chat engine with several relays and signaling servers (Node, real servers)", () => {
+  let signaling: RunningSignaling;
+  let r1: TestRelay;
+  let r2: TestRelay;
+  let r1Dir: string;
+  const h = new EngineHarness(() => ({ signalingUrl: signaling.url, relayUrl: r1.url, config: FAST }));
+  const node = (name: string, relays: string[], signalingUrls = [signaling.url]) => {
+    const storage = new MemoryStorage(signalingUrls[0]!, relays);
+    if (signalingUrls.length > 1) storage.settings.signalingUrls = signalingUrls;
+    return h.node(name, undefined, storage, undefined);
+  };
+  const meet = async (a: EngineNode, b: EngineNode) => {
+    a.storage.addUser(b.user);
+    b.storage.addUser(a.user);
+  };
+
+  beforeAll(async () => {
+    signaling = await startSignaling({ reconnectSpreadMs: 50 });
+    r1Dir = mkdtempSync(join(tmpdir(), "loft-multi-r1-"));
+    r1 = await startTestRelay({}, { dataDir: r1Dir });
+    r2 = await startTestRelay();
+  });
+  afterAll(async () => {
+    await r1?.close();
+    await r2?.close();
+    await signaling?.close();
+    rmSync(r1Dir, { recursive: true, force: true });
+  });
+  afterEach(async () => {
+    await h.stopAll();
+  });
+
+  it("spreads new mailboxes across the relays, and puts them on another one while one is down", async () => {
+    const a = node("alice", [r1.url, r2.url]);
+    const contacts = ["bob", "carol", "dave", "erin"].map((n) => node(n, [r1.url]));
+    for (const c of contacts) await meet(a, c);
+    await a.engine.start();
+    await until(() => contacts.every((c) => mailboxUrl(a, c)), "alice's mailboxes made", 10_000);
+    const urls = contacts.map((c) => mailboxUrl(a, c)!);
+    expect(urls.filter((u) => u === r1.url)).toHaveLength(2);
+    expect(urls.filter((u) => u === r2.url)).toHaveLength(2);
+    await a.engine.stop();
+
+    // The first relay is down: a new contact's mailbox goes to the second one, and the service
+    // says "connected" (one relay of two is up), not "unreachable".
+    await r1.close(true);
+    const f = node("frank", [r1.url, r2.url]);
+    const george = node("george", [r2.url]);
+    await meet(f, george);
+    await f.engine.start();
+    await until(() => mailboxUrl(f, george) !== undefined, "frank's mailbox made", 10_000);
+    expect(mailboxUrl(f, george)).toBe(r2.url);
+    await until(() => f.engine.serviceStatus().relay === "connected", "relay service up");
+    expect(f.events.some((e) => e.type === "error" && e.error.kind === "relay-unreachable")).toBe(false);
+    r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
+  });
+
+  it("a send to a contact whose relay is down says so, waits, and goes once that relay is back", async () => {
+    const a = node("alice", [r2.url]);
+    const b = node("bob", [r1.url, r2.url]);
+    await meet(a, b);
+    await a.engine.start();
+    await b.engine.start();
+    await until(() => h.online(a, b) && h.online(b, a), "both online");
+    await until(() => h.knowsMailboxOf(a, b), "alice knows bob's mailbox");
+    expect(mailboxUrl(b, a)).toBe(r1.url);
+    await b.engine.stop();
+    await until(() => !h.online(a, b), "bob offline");
+
+    await r1.close(true);
+    const id = await a.engine.send(b.id, "waits for bob's relay");
+    await until(() => a.engine.presence(b.id).lastError?.kind === "relay-unreachable", "said so", 10_000);
+    const said = a.engine.presence(b.id).lastError!;
+    expect(said.message).toMatch(/relay can't be reached/);
+    expect(said.kind === "relay-unreachable" && said.url).toBe(r1.url);
+    expect(h.stateOf(a, id)).toBe("queued");
+    // Alice's own relay is fine: her service is not "unreachable".
+    expect(a.engine.serviceStatus().relay).toBe("connected");
+
+    r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
+    await until(() => h.stateOf(a, id) === "relayed", "relayed once the relay is back", 15_000);
+    const b2 = h.node("bob", b.user, b.storage, "");
+    await b2.engine.start();
+    await until(() => b.storage.texts(a.id, "in").includes("waits for bob's relay"), "bob read it", 15_000);
+    expect(b.storage.texts(a.id, "in").filter((t) => t === "waits for bob's relay")).toHaveLength(1);
+  });
+
+  it("registers on the first signaling server that answers; contacts meet there", async () => {
+    const dead = `ws://127.0.0.1:${await deadPort()}/signal`;
+    const a = node("alice", [r2.url], [dead, signaling.url]);
+    const b = node("bob", [r2.url], [dead, signaling.url]);
+    await meet(a, b);
+    await a.engine.start();
+    await b.engine.start();
+    await until(() => h.online(a, b) && h.online(b, a), "both online through the second server", 10_000);
+    expect(a.engine.serviceStatus().signaling).toBe("connected");
+    expect(a.events.some((e) => e.type === "error" && e.error.kind === "signaling-unreachable")).toBe(false);
+    const id = await a.engine.send(b.id, "over the second server");
+    await until(() => h.stateOf(a, id) === "delivered", "delivered");
+  });
+});

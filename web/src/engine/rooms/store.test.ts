@@ -1,0 +1,78 @@
+/**
+ * Rooms at rest (docs/protocol/rooms.md §7): the records and history read back as written,
+ * including the older secrets `ok` (§8) and the relay-stored marks `rl` (§9); anything malformed
+ * or oversized reads as nothing (never a throw, never a partial record); fuzzed.
+ */
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { encodeCanonical } from "../../../../core/codec/codec.ts";
+import { mutate, mutationArb } from "../../../../test/fuzz/mutations.ts";
+import { FUZZ_RUNS } from "../../../../test/support/fuzz.ts";
+import { decodeLog, decodeRooms, type LogEntry, type RoomRecord, RoomStore } from "./store.ts";
+
+class Secrets {
+  readonly map = new Map<string, Uint8Array>();
+  async loadSecret(name: string) {
+    return this.map.get(name)?.slice();
+  }
+  async saveSecret(name: string, value: Uint8Array) {
+    this.map.set(name, value.slice());
+  }
+  async deleteSecret(name: string) {
+    this.map.delete(name);
+  }
+}
+
+const bytes = (n: number, fill: number) => new Uint8Array(n).fill(fill);
+const record = (ok: NonNullable<RoomRecord["ok"]>): RoomRecord => ({
+  id: bytes(16, 1),
+  k: bytes(32, 2),
+  h: bytes(32, 3),
+  joinedAt: 5,
+  read: 0,
+  e: 3,
+  pk: bytes(32, 4),
+  ok,
+});
+
+describe("rooms store", () => {
+  it("keeps the older secrets and the relay-stored marks", async () => {
+    const s = new Secrets();
+    const store = new RoomStore(s);
+    const older = [bytes(32, 5), bytes(32, 6)];
+    await store.saveRooms([record(older)]);
+    expect((await store.rooms())[0]?.ok).toEqual(older);
+    const entry: LogEntry = { id: "a".repeat(22), at: 1, text: "hi", to: ["b"], got: [], rl: ["b"] };
+    await store.saveLog("00", () => [entry]);
+    expect(await store.log("00")).toEqual([entry]);
+  });
+
+  it("refuses more than 7 older secrets, or one of the wrong size: nothing read, nothing thrown", async () => {
+    const s = new Secrets();
+    const store = new RoomStore(s);
+    s.map.set("rooms", encodeCanonical([record(Array.from({ length: 8 }, (_, i) => bytes(32, i)))]));
+    expect(await store.rooms()).toEqual([]);
+    s.map.set("rooms", encodeCanonical([record([bytes(31, 1)])]));
+    expect(await store.rooms()).toEqual([]);
+    s.map.set("room-log/00", encodeCanonical([{ id: "x", at: 1, text: "t", rl: [7] }]));
+    expect(await store.log("00")).toEqual([]);
+  });
+
+  it("fuzz: random bytes and mutated records never throw; what reads back is a list", () => {
+    const valid = [
+      encodeCanonical([record([bytes(32, 5), bytes(32, 6)])]),
+      encodeCanonical([{ id: "a".repeat(22), at: 1, text: "hi", to: ["b"], got: [], rl: ["b"] }]),
+    ];
+    const input = fc.oneof(
+      fc.uint8Array({ maxLength: 512 }),
+      fc.tuple(fc.constantFrom(...valid), mutationArb).map(([b, m]) => mutate(b, m, valid)),
+    );
+    fc.assert(
+      fc.property(input, (b) => {
+        expect(Array.isArray(decodeRooms(b))).toBe(true);
+        expect(Array.isArray(decodeLog(b))).toBe(true);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+});

@@ -325,9 +325,9 @@ export class SharedSignaling {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#timer);
-    // Leave at once rather than waiting to be reaped: our registrations are removed by the
-    // service before this (graceful close), so only the instance entry remains.
-    if (this.available()) await this.#cmd.zrem(`${PREFIX}inst`, this.inst).catch(() => {});
+    // Leave at once rather than waiting to be reaped: reap ourselves — whatever registrations and
+    // room presence the closing connections did not remove yet go now, and their watchers are told.
+    if (this.available()) await this.#reap(this.inst).catch(() => {});
     this.#cmd.disconnect();
     this.#sub.disconnect();
   }
@@ -722,6 +722,7 @@ export class SharedSignaling {
         if (others.ok) this.#events.roomGone(a!, b!, others.value);
       }
     }
+    if (dead === this.inst) return;
     this.#events.reaped();
     this.#log.info({ registrations }, "reaped a silent signaling instance");
   }

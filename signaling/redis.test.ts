@@ -161,6 +161,39 @@ describe("signaling on Redis, three instances", () => {
   });
 });
 
+describe("signaling on Redis: a graceful stop", () => {
+  it("an instance stopping takes its registrations out of Redis at once, and watchers elsewhere see them offline", async () => {
+    const redis = await startRedis();
+    const a = await startSignaling({ redis: redis.url });
+    const b = await startSignaling({ redis: redis.url });
+    const clients: RawClient[] = [];
+    try {
+      const judy = makeUser("judy");
+      const ken = makeUser("ken");
+      const kenOnA = await online(a.url, ken, [judy]);
+      clients.push(kenOnA);
+      const on = kenOnA.until("PRESENCE", presence(judy, true));
+      clients.push(await online(b.url, judy));
+      await on;
+      const off = kenOnA.until("PRESENCE", presence(judy, false));
+      await b.close();
+      await off;
+      // Nothing of B is left for a reaper: its instance entry and registrations are gone.
+      const admin = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+      try {
+        expect(await admin.zcard("loft:sig:inst")).toBe(1);
+        expect(await admin.zcard("loft:sig:all")).toBe(1);
+      } finally {
+        admin.disconnect();
+      }
+    } finally {
+      for (const c of clients) c.close();
+      await a.close();
+      await redis.stop();
+    }
+  });
+});
+
 describe("signaling on Redis: per-source limits over all instances", () => {
   let redis: RedisServer;
   const servers: RunningSignaling[] = [];

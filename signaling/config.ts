@@ -10,6 +10,7 @@ import { MAX_SERVERS } from "../core/wire/sremp.ts";
 import { trustProxyOption } from "../host/client-source.ts";
 import { bool, ConfigError, int, list, type OptionSpec, readConfig, str } from "../host/config.ts";
 import { allowedOriginsOption, crossOriginPagesOption } from "../host/origin.ts";
+import { redisOption } from "../host/redis.ts";
 import { isTurnUrl } from "./turn-credentials.ts";
 
 const spec = <T>(s: OptionSpec<T>): OptionSpec<T> => s;
@@ -280,6 +281,23 @@ export const signalingOptions = {
     default: 86_400,
     parse: int(600, 7 * 86_400),
     help: "lifetime of the TURN credentials handed out (seconds); clients get new ones at half of it",
+  }),
+  // The one --redis flag every service reads (host/redis.ts); here: share registrations,
+  // presence, nonces and rooms with the other instances (docs/operations.md, "Scale-out on Redis").
+  ...redisOption,
+  redisDeadAfterMs: spec({
+    flag: "signal-redis-dead-after-ms",
+    env: "LOFT_SIGNAL_REDIS_DEAD_AFTER_MS",
+    default: 10_000,
+    parse: int(500, 600_000),
+    help: "with --redis: an instance silent in Redis this long is taken for dead; the others remove its registrations and tell their watchers (instances heartbeat every fifth of it)",
+  }),
+  sourceSecret: spec({
+    flag: "signal-source-secret",
+    env: "LOFT_SIGNAL_SOURCE_SECRET",
+    default: "",
+    parse: str,
+    help: "with --redis: the secret (the same on every instance) under which source addresses are hashed for the per-source limits shared in Redis; empty: derived from the Redis URL — set it when that URL has no password",
   }),
   shutdownGraceMs: spec({
     flag: "signal-shutdown-grace-ms",

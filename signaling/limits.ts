@@ -24,6 +24,8 @@ export interface SourceLimits {
 
 /** What the service tracks per source address, while it has connections or non-full buckets. */
 export interface SourceState extends SourceEntry {
+  /** The source's key (host/client-source.ts), for the limits shared through Redis (memory only). */
+  key: string | undefined;
   registrations: number;
   messages: TokenBucket;
   /**
@@ -43,6 +45,7 @@ export class SourceTable extends SharedSourceTable<SourceState, SourceLimits> {
   protected create(now: number): SourceState {
     const l = this.limits;
     return {
+      key: undefined,
       connections: 0,
       registrations: 0,
       messages: new TokenBucket(l.sourceRate, l.sourceBurst, now),

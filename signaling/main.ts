@@ -40,8 +40,13 @@ async function main() {
     metrics: metricsListener(metrics),
     trustedProxies: trustedProxies(config.trustProxy),
   });
-  host.mount(createSignalingService(config, { registry, log }));
+  const signaling = createSignalingService(config, { registry, log });
+  host.mount(signaling);
   const listening = await host.listen();
+  // With --redis, say plainly when it is not there yet (requests answer UNAVAILABLE meanwhile,
+  // /health is 503; the instance connects by itself once Redis answers).
+  if (config.redis && !(await signaling.ready(5_000)))
+    log.warn({}, "redis not reachable yet; signaling answers UNAVAILABLE until it is");
   const boundMetrics = host.metricsPort();
   warnIfMetricsExposed(log, metrics, boundMetrics);
   log.info({ port: listening, metricsPort: boundMetrics, path: "/signal" }, "signaling listening");

@@ -96,3 +96,23 @@ export function createSignalingMetrics(registry: Registry): SignalingMetrics {
     }),
   };
 }
+
+/** With --redis only (docs/operations-signaling.md, Metrics): Redis reachability and reaped instances. */
+export function createSharedMetrics(registry: Registry, up: () => boolean): { instancesReaped: Counter } {
+  const registers = [registry];
+  new Gauge({
+    name: "loft_signaling_redis_up",
+    help: "1 while this instance reaches Redis (--redis), else 0",
+    registers,
+    collect() {
+      this.set(up() ? 1 : 0);
+    },
+  });
+  return {
+    instancesReaped: new Counter({
+      name: "loft_signaling_instances_reaped_total",
+      help: "Silent signaling instances this one reaped (their registrations removed)",
+      registers,
+    }),
+  };
+}

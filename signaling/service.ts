@@ -26,6 +26,7 @@ import type { Registry } from "prom-client";
 import { type WebSocket, WebSocketServer } from "ws";
 import { equalBytes, fromHex, toHex } from "../core/bytes.ts";
 import { decodeVersionHeader, encodeVersionHeader, SIGNALING_VERSION } from "../core/codec/version.ts";
+import { MAX_IDENTITY_BYTES } from "../core/identity/identity.ts";
 import { signedBytes } from "../core/identity/signature.ts";
 import { signalingWireFor } from "../core/signaling/errors.ts";
 import {
@@ -47,6 +48,7 @@ import { ed25519Verify } from "../host/node-ed25519.ts";
 import { originAllowed, pageSourceKey } from "../host/origin.ts";
 import { TokenBucket } from "../host/token-bucket.ts";
 import { audienceAccepted } from "./audience.ts";
+import type { InstanceMessage, RoomPeer } from "./cluster-wire.ts";
 import type { SignalingConfig } from "./config.ts";
 import {
   EnvelopeNonceBudget,
@@ -55,10 +57,12 @@ import {
   SourceTable,
   VERIFY_COST_MS,
 } from "./limits.ts";
-import { createSignalingMetrics } from "./metrics.ts";
+import { createSharedMetrics, createSignalingMetrics } from "./metrics.ts";
+import { PREFIX, SharedSignaling, SharedStateUnavailable } from "./redis-state.ts";
 import { IdentityCache, registerSignatureValid } from "./register-check.ts";
 import { PeerRegistry, type Registration } from "./registry.ts";
 import { RoomTable } from "./rooms.ts";
+import { SharedSourceLimits, sourceTagKey } from "./shared-limits.ts";
 import { issueIceServers, needsIceRenewal, turnTag } from "./turn-credentials.ts";
 
 /** What a refused ROOM_JOIN says (signaling/rooms.ts decides which). */
@@ -74,6 +78,11 @@ export interface SignalingDeps {
   /** Clock in ms since epoch (tests may pin it); defaults to Date.now. */
   now?: () => number;
 }
+
+/** A refusal while Redis cannot be used (docs/operations.md, "Scale-out on Redis", failures). */
+const UNAVAILABLE_MESSAGE = "the server cannot reach its shared state (Redis) right now; retry shortly";
+/** Requests one connection may have waiting behind one that waits for Redis; more are refused. */
+const MAX_BACKLOG = 64;
 
 export interface SignalingStats {
   connections: number;
@@ -91,6 +100,8 @@ export interface SignalingStats {
 export interface SignalingService extends HostedService {
   /** Figures for tests and measurements (no identities, no addresses). */
   stats(): SignalingStats;
+  /** With --redis: resolves true once Redis is reachable (false after `ms`); true without it. */
+  ready(ms: number): Promise<boolean>;
 }
 
 interface Conn {
@@ -128,6 +139,11 @@ interface Conn {
   iceUntil: number | undefined;
   closed: boolean;
   onClosed: (() => void) | undefined;
+  /** A request of this connection is waiting for Redis; later ones wait in `backlog` (in order). */
+  busy: boolean;
+  backlog: ClientMessage[];
+  /** With --redis: the change number of this connection's last accepted REGISTER. */
+  sharedQ: number;
 }
 
 /** Room kept for the LOOKUP_RESPONSE envelope around its PeerInfo list. */
@@ -182,7 +198,47 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
   const nonceBudget = new EnvelopeNonceBudget(config.envelopeNonceBytes);
   const proxies = trustedProxies(config.trustProxy);
   const rooms = new RoomTable<Conn>(config);
-  const registry = new PeerRegistry<Conn>(now(), (subscriber, key) => refresh(subscriber, toHex(key), key));
+  // With --redis, registrations, presence, envelope nonces and room presence are shared through
+  // Redis (signaling/redis-state.ts) and this process holds only its own connections' share; the
+  // local registry then keeps this instance's registrations (their expiry, their connections) and
+  // presence pushes come from Redis's change events, not from the local registry.
+  const shared = config.redis
+    ? new SharedSignaling(
+        config.redis,
+        {
+          message: (m) => onInstanceMessage(m),
+          presence: (keyHex, key) => {
+            for (const viewer of registry.watchersOf(keyHex)) refresh(viewer, keyHex, key);
+          },
+          roomGone: (room, keyHex, others) => pushRoomPresence(others, fromHex(room), fromHex(keyHex), false),
+          resync: () => void resync(),
+          reaped: () => sharedMetrics?.instancesReaped.inc(),
+        },
+        { log, deadAfterMs: config.redisDeadAfterMs, heartbeatMs: Math.ceil(config.redisDeadAfterMs / 5) },
+      )
+    : undefined;
+  // Per-source spending counted over all instances (signaling/shared-limits.ts), beside the
+  // local token buckets.
+  const sharedLimits =
+    shared && config.redis
+      ? new SharedSourceLimits(
+          sourceTagKey(config.sourceSecret, config.redis),
+          { m: config.sourceBurst, u: config.upgradeBurst, c: config.sourceCpuBurstMs * 1000 },
+          (batch, ttlMs) => shared.incr(batch, ttlMs),
+          PREFIX,
+        )
+      : undefined;
+  const limitsFlush = sharedLimits ? setInterval(() => void sharedLimits.flush(), 250) : undefined;
+  limitsFlush?.unref();
+  const sharedMetrics = shared ? createSharedMetrics(deps.registry, () => shared.available()) : undefined;
+  const connsById = new Map<number, Conn>();
+  /** Removals Redis did not take (it was down); tried again when it is back. */
+  const orphans = new Map<string, number>();
+  /** Redis work started by a connection's close, awaited by close(). */
+  const inFlight = new Set<Promise<unknown>>();
+  const registry = new PeerRegistry<Conn>(now(), (subscriber, key) => {
+    if (!shared) refresh(subscriber, toHex(key), key);
+  });
   const turn = { urls: config.turnUrls, secret: config.turnSecret, ttlSeconds: config.turnTtlSeconds };
   let nextConnId = 1;
   let closing = false;
@@ -203,6 +259,14 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
   }
 
   function shownOnline(viewer: Conn, keyHex: string): boolean {
+    if (shared) {
+      // The watched key's state as Redis last told this instance (every watched key has one).
+      const state = shared.state(keyHex);
+      if (!state?.online) return false;
+      return (
+        state.visibleTo === undefined || (viewer.reg !== undefined && state.visibleTo.has(viewer.reg.keyHex))
+      );
+    }
     const r = registry.get(keyHex);
     return r !== undefined && !r.conn.closed && visible(r, viewer);
   }
@@ -218,6 +282,10 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
 
   /** `conn`'s own view changed (it registered or unregistered): re-check what it watches. */
   function refreshViewer(conn: Conn): void {
+    if (shared) {
+      for (const keyHex of conn.watching) refresh(conn, keyHex, fromHex(keyHex));
+      return;
+    }
     for (const keyHex of conn.watching) {
       const r = registry.get(keyHex);
       if (r) refresh(conn, keyHex, r.key);
@@ -227,6 +295,8 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
 
   /** Who may see `reg` changed: re-check everyone watching it. */
   function refreshWatchers(reg: Registration<Conn>): void {
+    // Shared: Redis's change event reaches every instance's watchers, this one's included.
+    if (shared) return;
     for (const viewer of registry.watchersOf(reg.keyHex)) refresh(viewer, reg.keyHex, reg.key);
   }
 
@@ -255,7 +325,11 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
 
   // ---- registration bookkeeping --------------------------------------------------------------
 
-  function unbind(conn: Conn): Registration<Conn> | undefined {
+  /**
+   * `conn` is no longer registered. Shared: its registration leaves Redis too unless `moved`
+   * (another connection, maybe on another instance, holds it now).
+   */
+  function unbind(conn: Conn, moved = false): Registration<Conn> | undefined {
     const reg = conn.reg;
     if (!reg) return undefined;
     conn.reg = undefined;
@@ -265,7 +339,24 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     conn.envelopeNonces = undefined;
     conn.source.registrations--;
     leaveRooms(conn, reg);
+    if (shared && !moved) track(sharedRemove(reg.keyHex, conn.id));
     return reg;
+  }
+
+  /** Remove a registration from Redis; one Redis cannot take now is remembered for later. */
+  async function sharedRemove(keyHex: string, connId: number): Promise<void> {
+    try {
+      await shared!.remove(keyHex, connId);
+      if (orphans.get(keyHex) === connId) orphans.delete(keyHex);
+    } catch {
+      orphans.set(keyHex, connId);
+    }
+  }
+
+  function track(p: Promise<unknown>): void {
+    const safe = p.catch((e) => log.warn({ err: (e as Error).message }, "shared state update failed"));
+    inFlight.add(safe);
+    void safe.finally(() => inFlight.delete(safe));
   }
 
   /** `conn` (registered as `reg`) is no longer present in any room: the others are told. */
@@ -276,8 +367,131 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
   function leaveRoom(conn: Conn, reg: Registration<Conn>, room: string): void {
     const key = reg.key as Uint8Array<ArrayBuffer>;
     const roomBytes = fromHex(room) as Uint8Array<ArrayBuffer>;
+    if (shared) {
+      conn.rooms.delete(room);
+      track(
+        shared.roomLeave(room, reg.keyHex, conn.id).then((others) => {
+          if (others) pushRoomPresence(others, roomBytes, key, false);
+        }),
+      );
+      return;
+    }
     for (const other of rooms.leave(room, reg.keyHex, conn))
       send(other.conn, { t: "ROOM_PRESENCE", room: roomBytes, key, present: false });
+  }
+
+  /** ROOM_PRESENCE to room members wherever they are connected: here directly, elsewhere by Redis. */
+  function pushRoomPresence(
+    others: readonly RoomPeer[],
+    room: Uint8Array,
+    key: Uint8Array,
+    present: boolean,
+  ): void {
+    const byInstance = new Map<string, number[]>();
+    for (const o of others) {
+      const list = byInstance.get(o.owner.inst) ?? [];
+      list.push(o.owner.conn);
+      byInstance.set(o.owner.inst, list);
+    }
+    const roomBytes = room as Uint8Array<ArrayBuffer>;
+    const keyBytes = key as Uint8Array<ArrayBuffer>;
+    for (const [inst, c] of byInstance) {
+      const m: InstanceMessage = { t: "ROOM", c, room: roomBytes, key: keyBytes, present };
+      if (inst === shared?.inst) onInstanceMessage(m);
+      else track(shared!.send(inst, m));
+    }
+  }
+
+  /** What another instance (or this one's reaper) tells a connection held here. */
+  function onInstanceMessage(m: InstanceMessage) {
+    const conn = connsById.get(typeof m.c === "number" ? m.c : -1);
+    switch (m.t) {
+      case "SIGNAL": {
+        // Untrusted bytes from Redis: forwarded only if they are a SIGNAL to this connection's identity.
+        const frame = serverCodec.decode(m.frame);
+        if (!conn?.reg || !frame.ok || frame.value.t !== "SIGNAL") return;
+        if (toHex(frame.value.envelope.to) !== conn.reg.keyHex) return;
+        send(conn, frame.value);
+        metrics.envelopesForwarded.inc({ kind: frame.value.envelope.kind });
+        return;
+      }
+      case "REPLACED": {
+        // A move older than this connection's own latest REGISTER is stale: that REGISTER won.
+        if (!conn?.reg || conn.reg.keyHex !== toHex(m.key) || m.q < conn.sharedQ) return;
+        const reg = unbind(conn, true);
+        if (reg) registry.remove(reg);
+        updateGauges();
+        return send(conn, { t: "REGISTRATION_ENDED", reason: "replaced" });
+      }
+      case "ROOM_MOVED":
+        conn?.rooms.delete(toHex(m.room));
+        return;
+      case "ROOM": {
+        const room = toHex(m.room);
+        for (const c of m.c) {
+          const member = connsById.get(c);
+          if (member?.reg && member.rooms.has(room))
+            send(member, {
+              t: "ROOM_PRESENCE",
+              room: m.room as Uint8Array<ArrayBuffer>,
+              key: m.key as Uint8Array<ArrayBuffer>,
+              present: m.present,
+            });
+        }
+        return;
+      }
+    }
+  }
+
+  /**
+   * Redis lost this instance's registrations (it reaped us while we were cut off, or it came back
+   * empty): put back every live one that no other connection took meanwhile, with its rooms, and
+   * retry the removals it missed.
+   */
+  async function resync(): Promise<void> {
+    if (!shared) return;
+    for (const [keyHex, connId] of [...orphans]) await sharedRemove(keyHex, connId);
+    for (const conn of conns) {
+      const reg = conn.reg;
+      if (!reg || conn.closed) continue;
+      try {
+        const reply = await shared.register({
+          keyHex: reg.keyHex,
+          conn: conn.id,
+          version: reg.version,
+          identity: reg.identity,
+          now: reg.lastSeen,
+          expiresAt: reg.expiresAt,
+          maxRegistrations: config.maxRegistrations,
+          visibleTo: conn.visibleTo,
+          onlyIfFree: true,
+        });
+        if (reply.status === "TAKEN") {
+          onInstanceMessage({
+            t: "REPLACED",
+            c: conn.id,
+            key: reg.key as Uint8Array<ArrayBuffer>,
+            q: Number.MAX_SAFE_INTEGER,
+          });
+          continue;
+        }
+        for (const room of conn.rooms) {
+          const joined = await shared.roomJoin({
+            room,
+            keyHex: reg.keyHex,
+            conn: conn.id,
+            max: config.maxRoomMembers,
+            maxMembers: config.maxRoomMembers,
+            maxRooms: config.maxRooms,
+          });
+          if (joined.status === "OK" && joined.fresh)
+            pushRoomPresence(joined.others, fromHex(room), reg.key, true);
+        }
+      } catch (e) {
+        log.warn({ err: (e as Error).message }, "resync stopped; Redis unreachable again");
+        return;
+      }
+    }
   }
 
   function onExpired(reg: Registration<Conn>): void {
@@ -298,13 +512,15 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     conn: Conn,
     work: () => { value: T; costMs: number },
   ): { ran: false } | { ran: true; value: T } {
-    if (conn.source.cpu.overdrawn(0, now())) {
+    const src = conn.source.key;
+    if (conn.source.cpu.overdrawn(0, now()) || (src !== undefined && sharedLimits?.over(src, "c", now()))) {
       metrics.rateLimited.inc({ scope: "cpu" });
       return { ran: false };
     }
     const started = performance.now();
     const { value, costMs } = work();
     conn.source.cpu.charge(costMs, now());
+    if (src !== undefined) sharedLimits?.spend(src, "c", Math.ceil(costMs * 1000), now());
     // The metric is what it really took (wall time), for operators; the budget is not.
     metrics.verifySeconds.inc((performance.now() - started) / 1000);
     return { ran: true, value };
@@ -352,6 +568,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     const keyHex = toHex(key);
     if (conn.reg && conn.reg.keyHex !== keyHex)
       return refuse("ALREADY_REGISTERED", "this connection is bound to another identity");
+    if (shared) return registerShared(conn, req, t, keyHex, version, publicKey, refuse);
     const existing = registry.get(keyHex);
     if (existing && existing.version > version)
       return refuse("STALE_IDENTITY", "a higher identity version is registered");
@@ -400,6 +617,84 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
   }
 
   /**
+   * REGISTER's last steps with --redis: the identity-version, total-capacity and move checks are
+   * made in Redis, atomically with the write (signaling/redis-state.ts `register`); the
+   * connection it moved from, here or on another instance, is told "replaced".
+   */
+  async function registerShared(
+    conn: Conn,
+    req: RegisterRequest,
+    t: number,
+    keyHex: string,
+    version: number,
+    publicKey: KeyObject,
+    refuse: (code: SignalingErrorCode, message: string) => void,
+  ): Promise<void> {
+    if (conn.reg === undefined && conn.source.registrations >= config.maxRegistrationsPerSource)
+      return refuse("SOURCE_LIMIT", "too many registrations from this network address");
+    const ttl = Math.min(config.ttlMaxSeconds, Math.max(config.ttlMinSeconds, req.ttl_seconds));
+    const expiresAt = t + ttl * 1000;
+    const reply = await shared!.register({
+      keyHex,
+      conn: conn.id,
+      version,
+      identity: req.identity,
+      now: t,
+      expiresAt,
+      maxRegistrations: config.maxRegistrations,
+      visibleTo: conn.visibleTo,
+    });
+    if (reply.status === "STALE") return refuse("STALE_IDENTITY", "a higher identity version is registered");
+    if (reply.status === "FULL")
+      return refuse("REGISTRY_FULL", "the server holds its maximum number of registrations");
+    if (reply.status !== "OK") return refuse("INTERNAL", "internal error");
+    // Closed while Redis answered: nobody is there to hold it.
+    if (conn.closed) return track(sharedRemove(keyHex, conn.id));
+    // Judged now, not before Redis answered: a move elsewhere may have unbound a renewing
+    // connection meanwhile, and this later REGISTER wins it back.
+    const movesHere = conn.reg === undefined;
+    const { registration, replaced } = registry.upsert(fromHex(keyHex), {
+      identity: req.identity.slice(),
+      version,
+      conn,
+      now: t,
+      expiresAt,
+    });
+    if (replaced) {
+      if (replaced.reg === registration) unbind(replaced, true);
+      send(replaced, { t: "REGISTRATION_ENDED", reason: "replaced" });
+    }
+    const previous = reply.previous;
+    if (previous && previous.inst !== shared!.inst)
+      track(
+        shared!.send(previous.inst, { t: "REPLACED", c: previous.conn, key: registration.key, q: reply.q }),
+      );
+    if (movesHere) {
+      conn.reg = registration;
+      conn.source.registrations++;
+      conn.envelopeNonces = new RecentNonces(ENVELOPE_NONCES_PER_SENDER, nonceBudget);
+      refreshViewer(conn);
+    }
+    conn.publicKey = publicKey;
+    conn.sharedQ = reply.q;
+    const renewed = previous !== undefined && previous.inst === shared!.inst && previous.conn === conn.id;
+    metrics.registersTotal.inc({
+      outcome: previous === undefined ? "new" : renewed ? "renewed" : "replaced",
+    });
+    updateGauges();
+    const response: ServerMessage = {
+      t: "REGISTER_RESPONSE",
+      success: true,
+      expires_at: expiresAt,
+      renewal_interval: Math.max(1, Math.floor(ttl / 2)),
+    };
+    if (req.id !== undefined) response.id = req.id;
+    // The credentials first, as in onRegister: the client dials as soon as it reads the response.
+    pushIceServers(conn, t);
+    send(conn, response);
+  }
+
+  /**
    * After a REGISTER (first or renewal): the operator's STUN/TURN servers with fresh TURN
    * credentials, when the connection holds none or half their lifetime has passed. Renewals come
    * at half the granted TTL (≤ ttlMaxSeconds / 2: 150 s by default) and credentials live ≥ 600 s,
@@ -418,12 +713,26 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       case "REGISTER_REQUEST":
         return onRegister(conn, msg);
       case "UNREGISTER": {
+        if (shared && conn.reg) {
+          // The reply says it is gone everywhere, so this one waits for Redis.
+          const reg = unbind(conn, true)!;
+          registry.remove(reg);
+          updateGauges();
+          return shared.remove(reg.keyHex, conn.id).then(
+            () => send(conn, { t: "UNREGISTER_RESPONSE", id: msg.id }),
+            (e: unknown) => {
+              orphans.set(reg.keyHex, conn.id);
+              throw e;
+            },
+          );
+        }
         const reg = unbind(conn);
         if (reg) registry.remove(reg);
         updateGauges();
         return send(conn, { t: "UNREGISTER_RESPONSE", id: msg.id });
       }
       case "LOOKUP_REQUEST": {
+        if (shared) return lookupShared(conn, msg);
         const t = now();
         let regs: Registration<Conn>[] = [];
         if (msg.target_identity) {
@@ -487,6 +796,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         if (!checked.value)
           return fail(conn, msg.id, "BAD_SIGNATURE", "envelope signature does not verify under `from`");
         conn.envelopeNonces?.add(nonceHex, t, t + 2 * skewMs);
+        if (shared) return signalShared(conn, msg.id, e, nonceHex);
         const target = registry.get(toHex(e.to));
         // One that does not show itself to the sender is offline to it, not "refusing".
         if (!target || target.conn.closed || !(visible(target, conn) || rooms.together(target.conn, conn)))
@@ -503,6 +813,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
           return fail(conn, msg.id, "RATE_LIMITED", "too many room joins; slow down");
         }
         const room = toHex(msg.room);
+        if (shared) return roomJoinShared(conn, reg, msg.id, msg.room, room, msg.max);
         const joined = rooms.join(room, reg.keyHex, reg.key as Uint8Array<ArrayBuffer>, conn, msg.max);
         if (!joined.ok) return fail(conn, msg.id, joined.code, ROOM_REFUSALS[joined.code]);
         if (joined.fresh)
@@ -529,6 +840,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         for (const k of msg.keys) next.set(toHex(k), k);
         if (next.size > config.maxSubscriptions)
           return fail(conn, msg.id, "TOO_MANY_SUBSCRIPTIONS", `at most ${config.maxSubscriptions} keys`);
+        if (shared) return subscribeShared(conn, msg.id, next, msg.only_watched === true);
         registry.watch(conn, conn.watching, next);
         conn.watching = new Set(next.keys());
         for (const keyHex of conn.shown.keys()) if (!next.has(keyHex)) conn.shown.delete(keyHex);
@@ -547,16 +859,189 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     }
   }
 
+  // ---- the same requests with --redis (signaling/redis-state.ts) ------------------------------
+
+  async function lookupShared(
+    conn: Conn,
+    msg: Extract<ClientMessage, { t: "LOOKUP_REQUEST" }>,
+  ): Promise<void> {
+    if (!msg.target_identity && !config.listAll)
+      return fail(conn, msg.id, "LIST_ALL_DISABLED", "this server does not list peers");
+    const rows = await shared!.lookup(
+      msg.target_identity ? toHex(msg.target_identity) : undefined,
+      conn.reg?.keyHex,
+      config.listAllMax,
+      MAX_IDENTITY_BYTES,
+    );
+    const t = now();
+    const peers: PeerInfo[] = [];
+    let bytes = 64;
+    for (const r of rows) {
+      bytes += r.identity.length + 96;
+      if (bytes > LOOKUP_BUDGET_BYTES) break;
+      const lastSeen = Math.min(r.lastSeen, t);
+      const info: PeerInfo = {
+        identity: r.identity,
+        last_seen: lastSeen - (lastSeen % LAST_SEEN_GRANULARITY_MS),
+        online: true,
+      };
+      if (endpoint) info.endpoint = endpoint;
+      peers.push(info);
+    }
+    send(conn, { t: "LOOKUP_RESPONSE", id: msg.id, peers });
+  }
+
+  /**
+   * SIGNAL's last steps with --redis: the nonce is checked and used in Redis (a nonce used on
+   * another instance is a REPLAY here), the recipient found wherever it is connected, and the
+   * envelope handed to its instance. SIGNAL_ACK then means "handed to the recipient's instance".
+   */
+  async function signalShared(conn: Conn, id: number | undefined, e: SignalEnvelope, nonceHex: string) {
+    const fromHex = conn.reg!.keyHex;
+    const toHexKey = toHex(e.to);
+    const reply = await shared!.signal({
+      fromHex,
+      toHex: toHexKey,
+      nonceHex,
+      ttlMs: 2 * skewMs,
+      conn: conn.id,
+      rooms: conn.rooms,
+    });
+    if (reply.status === "REPLAY") return fail(conn, id, "REPLAY", "this envelope nonce was already used");
+    const offline = () => fail(conn, id, "PEER_OFFLINE", "the recipient is not online here");
+    if (reply.status !== "OK") return offline();
+    if (reply.to.inst === shared!.inst) {
+      const target = connsById.get(reply.to.conn);
+      if (!target || target.closed || target.reg?.keyHex !== toHexKey) return offline();
+      send(target, { t: "SIGNAL", envelope: e });
+      metrics.envelopesForwarded.inc({ kind: e.kind });
+    } else {
+      const frame = serverCodec.encode({ t: "SIGNAL", envelope: e }) as Uint8Array<ArrayBuffer>;
+      if (!(await shared!.send(reply.to.inst, { t: "SIGNAL", c: reply.to.conn, frame }))) return offline();
+    }
+    send(conn, { t: "SIGNAL_ACK", id });
+  }
+
+  async function roomJoinShared(
+    conn: Conn,
+    reg: Registration<Conn>,
+    id: number | undefined,
+    roomBytes: Uint8Array<ArrayBuffer>,
+    room: string,
+    max: number,
+  ): Promise<void> {
+    const wasIn = conn.rooms.has(room);
+    if (!wasIn && conn.rooms.size >= config.maxRoomsPerConnection)
+      return fail(conn, id, "TOO_MANY_ROOMS", ROOM_REFUSALS.TOO_MANY_ROOMS);
+    // Counted as present before Redis answers, so pushes for the room already reach it.
+    conn.rooms.add(room);
+    let joined: Awaited<ReturnType<SharedSignaling["roomJoin"]>>;
+    try {
+      joined = await shared!.roomJoin({
+        room,
+        keyHex: reg.keyHex,
+        conn: conn.id,
+        max,
+        maxMembers: config.maxRoomMembers,
+        maxRooms: config.maxRooms,
+      });
+    } catch (e) {
+      if (!wasIn) conn.rooms.delete(room);
+      throw e;
+    }
+    if (joined.status !== "OK") {
+      if (!wasIn) conn.rooms.delete(room);
+      return fail(conn, id, joined.status, ROOM_REFUSALS[joined.status]);
+    }
+    // Closed or unregistered meanwhile: it is not present after all.
+    if (conn.reg !== reg) return track(shared!.roomLeave(room, reg.keyHex, conn.id));
+    const previous = joined.previous;
+    if (previous && previous.inst === shared!.inst) connsById.get(previous.conn)?.rooms.delete(room);
+    else if (previous)
+      track(shared!.send(previous.inst, { t: "ROOM_MOVED", c: previous.conn, room: roomBytes }));
+    if (joined.fresh) pushRoomPresence(joined.others, roomBytes, reg.key, true);
+    send(conn, { t: "ROOM_MEMBERS", id, room: roomBytes, members: joined.others.map((p) => p.key) });
+  }
+
+  async function subscribeShared(
+    conn: Conn,
+    id: number | undefined,
+    next: Map<string, Uint8Array<ArrayBuffer>>,
+    onlyWatched: boolean,
+  ): Promise<void> {
+    const added = [...next.keys()].filter((k) => !conn.watching.has(k));
+    const removed = [...conn.watching].filter((k) => !next.has(k));
+    // Who may see this connection's registration is its own setting, in force at once even if
+    // Redis fails below: a REGISTER that follows is never public by accident (it is written to
+    // Redis with it; a registration already there gets it below, or at the resync after an outage).
+    const visibleTo = onlyWatched ? new Set(next.keys()) : undefined;
+    const changed = !sameVisibility(visibleTo, conn.visibleTo);
+    conn.visibleTo = visibleTo;
+    // Subscribed to the added keys' changes and their states read before anything is answered.
+    await shared!.watch(added, []);
+    if (conn.closed) return shared!.unwatch(added);
+    registry.watch(conn, conn.watching, next);
+    shared!.unwatch(removed);
+    conn.watching = new Set(next.keys());
+    for (const keyHex of conn.shown.keys()) if (!next.has(keyHex)) conn.shown.delete(keyHex);
+    if (changed && conn.reg) await shared!.setVisibility(conn.reg.keyHex, conn.id, visibleTo);
+    const states = [...next].map(([keyHex, key]) => {
+      const online = shownOnline(conn, keyHex);
+      conn.shown.set(keyHex, online);
+      return { key, online };
+    });
+    updateGauges();
+    send(conn, { t: "PRESENCE", id, peers: states });
+  }
+
+  /**
+   * Requests of one connection are handled in order. Without Redis each is handled at once; with
+   * it, one that waits for Redis holds the later ones in a bounded backlog (a SUBSCRIBE
+   * `only_watched` must be in force before the REGISTER that follows it; docs/protocol/signaling.md).
+   */
+  function dispatch(conn: Conn, msg: ClientMessage) {
+    if (conn.busy) {
+      if (conn.backlog.length >= MAX_BACKLOG) return fail(conn, msg.id, "RATE_LIMITED", "slow down");
+      conn.backlog.push(msg);
+      return;
+    }
+    let pending: unknown;
+    try {
+      pending = onMessage(conn, msg);
+    } catch (e) {
+      return failed(conn, msg, e);
+    }
+    if (!(pending instanceof Promise)) return;
+    conn.busy = true;
+    pending
+      .catch((e: unknown) => failed(conn, msg, e))
+      .finally(() => {
+        conn.busy = false;
+        while (!conn.busy && conn.backlog.length > 0 && !conn.closed) dispatch(conn, conn.backlog.shift()!);
+      });
+  }
+
+  function failed(conn: Conn, msg: ClientMessage, e: unknown) {
+    if (e instanceof SharedStateUnavailable) {
+      return fail(conn, msg.id, "UNAVAILABLE", UNAVAILABLE_MESSAGE);
+    }
+    // A bug must not take the process down; the peer gets a typed reply, the log a stack.
+    log.error({ err: e, conn: conn.id }, "signaling handler failed");
+    fail(conn, msg.id, "INTERNAL", "internal error");
+  }
+
   function onFrame(conn: Conn, data: Buffer, isBinary: boolean) {
     if (conn.closed) return;
     conn.alive = true;
     if (!isBinary) return closeConn(conn, CLOSE.UNSUPPORTED_DATA, "binary frames only");
     const t = now();
+    const src = conn.source.key;
     const scope = !conn.bucket.take(1, t)
       ? "connection"
-      : !conn.source.messages.take(1, t)
+      : !conn.source.messages.take(1, t) || (src !== undefined && sharedLimits?.over(src, "m", t))
         ? "source"
         : undefined;
+    if (!scope && src !== undefined) sharedLimits?.spend(src, "m", 1, t);
     if (scope) {
       metrics.rateLimited.inc({ scope });
       if (++conn.violations > config.maxViolations) return closeConn(conn, CLOSE.RATE_LIMIT, "rate limit");
@@ -589,7 +1074,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         signalingWireFor(decoded.error.code),
         decoded.error.message.slice(0, 200),
       );
-    onMessage(conn, decoded.value);
+    dispatch(conn, decoded.value);
   }
 
   function envelopeValid(conn: Conn, e: SignalEnvelope): boolean {
@@ -628,8 +1113,12 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       iceUntil: undefined,
       closed: false,
       onClosed: undefined,
+      busy: false,
+      backlog: [],
+      sharedQ: 0,
     };
     conns.add(conn);
+    connsById.set(conn.id, conn);
     metrics.connectionsTotal.inc();
     updateGauges();
     conn.helloTimer = setTimeout(
@@ -672,8 +1161,11 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       const reg = unbind(conn);
       if (reg) registry.remove(reg);
       registry.unwatchAll(conn, conn.watching);
+      shared?.unwatch(conn.watching);
       conn.watching.clear();
+      conn.backlog = [];
       conns.delete(conn);
+      connsById.delete(conn.id);
       sources.release(conn.source);
       metrics.closes.inc({ code: String(code) });
       updateGauges();
@@ -705,6 +1197,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     const t = now();
     registry.sweep(t, onExpired);
     sources.sweep(t);
+    sharedLimits?.sweep(t);
     updateGauges();
   }, config.sweepMs);
   sweeper.unref();
@@ -735,13 +1228,15 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       }
       const t = now();
       const source = pageSourceKey(sourceOf(req, proxies), ownPage);
-      const verdict = sources.admit(source, t);
+      const verdict = sharedLimits?.over(source, "u", t) ? "rate" : sources.admit(source, t);
       if (verdict !== "ok") {
         metrics.upgradesRefused.inc({ reason: verdict === "rate" ? "rate" : "source_connections" });
         if (verdict === "rate") metrics.rateLimited.inc({ scope: "upgrade" });
         return refuseUpgrade(socket, 429, "Too Many Requests");
       }
       const state = sources.get(source, t);
+      state.key = source;
+      sharedLimits?.spend(source, "u", 1, t);
       let upgraded = false;
       // Release the admission if the handshake fails before the callback (bad headers, reset).
       socket.once("close", () => {
@@ -755,12 +1250,21 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
 
     health() {
       return {
+        ...shared?.health(),
         accepting: !closing,
         connections: conns.size,
         registrations: registry.size,
         presence_subscriptions: registry.subscriptions,
         list_all: config.listAll,
       };
+    },
+
+    ready(ms) {
+      return shared ? shared.ready(ms) : Promise.resolve(true);
+    },
+
+    unavailable() {
+      return shared && !shared.available() ? "redis unreachable" : undefined;
     },
 
     stats() {
@@ -780,6 +1284,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       closing = true;
       clearInterval(heartbeat);
       clearInterval(sweeper);
+      clearInterval(limitsFlush);
       const open = [...conns];
       log.info({ connections: open.length, registrations: registry.size }, "signaling shutting down");
       const closed = open.map(
@@ -805,6 +1310,12 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         clearTimeout(timer);
         for (const conn of conns) conn.ws.terminate();
         await new Promise<void>((resolve) => wss.close(() => resolve()));
+        // The closed connections' registrations leave Redis before we do (bounded: each
+        // command times out), so other instances see them offline now rather than when reaped.
+        if (shared) {
+          await Promise.all(inFlight);
+          await shared.close();
+        }
       })();
       return closePromise;
     },

@@ -38,6 +38,10 @@ export async function startSignaling(
   const service = createSignalingService(config, now ? { registry, log, now } : { registry, log });
   host.mount(service);
   const bound = await host.listen();
+  if (config.redis && !(await service.ready(10_000))) {
+    await host.close();
+    throw new Error("signaling could not reach Redis within 10 s");
+  }
   return {
     url: `ws://127.0.0.1:${bound}/signal`,
     port: bound,

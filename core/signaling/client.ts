@@ -787,11 +787,18 @@ export class SignalingClient {
     if (this.#o.register) tasks.push(this.register());
     else this.#resolveReady();
     // "watched" presence is set by a SUBSCRIBE, even an empty one (then nobody sees us).
+    let subscribed = true;
     if (this.#watched.length > 0 || this.#o.presence === "watched")
       tasks.push(
-        this.#sendSubscribe().then((states) => {
-          for (const s of states) this.#emit({ type: "presence", key: s.key, online: s.online });
-        }),
+        this.#sendSubscribe().then(
+          (states) => {
+            for (const s of states) this.#emit({ type: "presence", key: s.key, online: s.online });
+          },
+          (e: unknown) => {
+            subscribed = false;
+            throw e;
+          },
+        ),
       );
     const ws = this.#ws;
     Promise.all(tasks).then(
@@ -801,15 +808,20 @@ export class SignalingClient {
       (e: LoftError) => {
         this.#emit({ type: "error", error: e });
         this.#rejectReady(e);
-        // A busy server (rate or verification budget of our network address) asks us to come
-        // back shortly: try again on this connection after a jittered pause.
+        // A busy server (rate or verification budget of our network address) or one that cannot
+        // reach its shared state (Redis; docs/protocol/signaling.md, "Several instances") asks us
+        // to come back shortly: try again on this connection after a jittered pause.
+        // Both halves are tried again (a REGISTER that went through is then a renewal), so a
+        // SUBSCRIBE refused while the REGISTER passed is not left unsent.
         if (
-          (e.code === "LOFT_ERR_SIGNALING_BUSY" || e.code === "LOFT_ERR_SIGNALING_RATE_LIMITED") &&
-          this.#o.register
+          (e.code === "LOFT_ERR_SIGNALING_BUSY" ||
+            e.code === "LOFT_ERR_SIGNALING_RATE_LIMITED" ||
+            e.code === "LOFT_ERR_SIGNALING_UNAVAILABLE") &&
+          (this.#o.register || !subscribed)
         )
           this.#retryTimer = setTimeout(
             () => {
-              if (this.#ws === ws && this.#helloDone && !this.#registered && !this.#stopped)
+              if (this.#ws === ws && this.#helloDone && !this.#stopped && (!this.#registered || !subscribed))
                 this.#afterHello();
             },
             1_000 + Math.floor(Math.random() * 4_000),

@@ -76,6 +76,7 @@ export const SIGNALING_ERROR_CODES = [
   "INTERNAL",
   "ROOM_FULL",
   "TOO_MANY_ROOMS",
+  "UNAVAILABLE",
 ] as const;
 export type SignalingErrorCode = (typeof SIGNALING_ERROR_CODES)[number];
 

@@ -187,6 +187,7 @@ describe("signaling failures in words (the PWA's one place for them)", () => {
     expect(registerRefusalMessage("LOFT_ERR_SIGNALING_STALE_TIMESTAMP")).toMatch(/clock is off/);
     expect(registerRefusalMessage("LOFT_ERR_SIGNALING_BUSY", 2)).toBeUndefined();
     expect(registerRefusalMessage("LOFT_ERR_SIGNALING_BUSY", 3)).toMatch(/too busy/);
+    expect(registerRefusalMessage("LOFT_ERR_SIGNALING_UNAVAILABLE")).toMatch(/trouble with its database/);
     expect(registerRefusalMessage("LOFT_ERR_SIGNALING_UNRECOGNIZED")).toBeUndefined();
   });
 

@@ -314,6 +314,8 @@ export function registerRefusalMessage(code: LoftErrorCode, busyInARow = 0): str
       return "The signaling server refused to sign you in: its sign-in check did not match this connection (a proxy in between may be changing it). Reconnecting…";
     case "LOFT_ERR_SIGNALING_STALE_TIMESTAMP":
       return "The signaling server refused to sign you in because this device's clock is off by more than two minutes. Check the date and time.";
+    case "LOFT_ERR_SIGNALING_UNAVAILABLE":
+      return "The signaling server is having trouble with its database, so you can't be signed in right now. Retrying…";
     case "LOFT_ERR_SIGNALING_BUSY":
       return busyInARow >= BUSY_TOLD_AFTER
         ? "The signaling server is too busy to sign you in right now. Retrying…"

@@ -1,0 +1,114 @@
+/**
+ * Scale-out on Redis (docs/operations.md, "Scale-out on Redis"; issue #13's browser test): three
+ * real Loft instances (`server/main.ts --redis`, each with its own embedded relay store) and one
+ * Debian redis-server started here. Alice's browser uses instance A, Bob's instance B: they add
+ * each other by link and chat over a direct data channel, so every offer, answer and ICE candidate
+ * crossed from one instance to the other through Redis — each instance forwarded envelopes only
+ * the other's client had sent. Instance C holds nobody and still says Redis is fine.
+ *
+ * Sync points are conditions (a message in the DOM, a state attribute, a metric), never durations.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { launchChromium } from "../support/browser.ts";
+import { type LoftProcess, startLoft } from "../support/loft-process.ts";
+import {
+  addByLink,
+  byId,
+  createIdentity,
+  incoming,
+  myLink,
+  openChat,
+  sendText,
+  waitForState,
+} from "../support/loft-ui.ts";
+import { fetchMetric } from "../support/metrics.ts";
+import { type RedisServer, startRedis } from "../support/redis-server.ts";
+
+const metrics = (p: LoftProcess) => {
+  if (!p.metricsUrl) throw new Error("no metrics listener");
+  return p.metricsUrl;
+};
+
+async function health(p: LoftProcess) {
+  const r = await fetch(`${metrics(p)}/health`);
+  return (await r.json()) as {
+    status: string;
+    services: { signaling: { redis: string; registrations: number } };
+  };
+}
+
+describe("three Loft instances on one Redis", () => {
+  let redis: RedisServer;
+  let loft: LoftProcess[] = [];
+  const dirs: string[] = [];
+  let browser: Browser;
+  let a: Page;
+  let b: Page;
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    // One relay master key for all three (what an operator gives instances sharing one relay
+    // store; docs/operations-relay.md), so the same command serves when the relay is on Redis too.
+    const masterKey = randomBytes(32).toString("hex");
+    loft = await Promise.all(
+      [0, 1, 2].map(() => {
+        const dir = mkdtempSync(join(tmpdir(), "loft-scale-"));
+        dirs.push(dir);
+        return startLoft({
+          args: ["--relay-data-dir", dir, "--redis", redis.url],
+          env: { LOFT_RELAY_MASTER_KEY: masterKey },
+        });
+      }),
+    );
+    browser = await launchChromium();
+    a = await (await browser.newContext()).newPage();
+    b = await (await browser.newContext()).newPage();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await Promise.all(loft.map((p) => p.stop()));
+    await redis?.stop();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  it("two browsers on different instances chat directly, signaled through Redis", async () => {
+    const [onA, onB, onC] = loft as [LoftProcess, LoftProcess, LoftProcess];
+    await createIdentity(a, onA.url, "Alice");
+    await createIdentity(b, onB.url, "Bob");
+    // A link opens the app of the server it names; each opens it in the app of their own instance.
+    const on = (p: LoftProcess, link: string) => p.url + link.slice(new URL(link).origin.length);
+    const aliceId = await addByLink(b, on(onB, await myLink(a)));
+    const bobId = await addByLink(a, on(onA, await myLink(b)));
+    await openChat(a, bobId);
+    await openChat(b, aliceId);
+    for (const page of [a, b])
+      await expect.poll(() => byId(page, "chat-presence").textContent()).toBe("online · direct");
+
+    await sendText(a, "hello Bob, from instance A");
+    await incoming(b, "hello Bob, from instance A").waitFor();
+    await waitForState(a, "hello Bob, from instance A", "delivered");
+    await sendText(b, "hi Alice, from instance B");
+    await incoming(a, "hi Alice, from instance B").waitFor();
+    await waitForState(b, "hi Alice, from instance B", "delivered");
+
+    // Each instance holds one of them, and each forwarded envelopes to its own client that the
+    // other instance's client had sent (an instance counts what it hands to its sockets).
+    expect((await health(onA)).services.signaling.registrations).toBe(1);
+    expect((await health(onB)).services.signaling.registrations).toBe(1);
+    const forwarded = async (p: LoftProcess) => {
+      let n = 0;
+      for (const kind of ["offer", "answer", "ice"])
+        n += await fetchMetric(metrics(p), "loft_signaling_envelopes_forwarded_total", `kind="${kind}"`);
+      return n;
+    };
+    expect(await forwarded(onA)).toBeGreaterThan(0);
+    expect(await forwarded(onB)).toBeGreaterThan(0);
+    const c = await health(onC);
+    expect(c.services.signaling).toMatchObject({ redis: "ok", registrations: 0 });
+  });
+});

@@ -21,6 +21,7 @@ import type { AppModel } from "../app/model.ts";
 import type { HandedOver, MessageId, StoredMessage } from "../engine/api.ts";
 import { refusalFor } from "../engine/outgoing.ts";
 import { CallButtons } from "./call/CallButtons.tsx";
+import { AttachFile } from "./chat/AttachFile.tsx";
 import { Composer, type ComposerHandle } from "./chat/Composer.tsx";
 import { Files } from "./chat/Files.tsx";
 import { followBottom, isAtBottom, keepPosition, scrollToBottom, scrollTop } from "./chat/follow.ts";
@@ -157,7 +158,6 @@ export function Chat(props: { app: AppModel; id: string }) {
     void sendFiles(app, props.id, files).then((problem) => setError(problem));
   };
   const [dropping, setDropping] = createSignal(false);
-  let picker!: HTMLInputElement;
 
   const retry = (id: MessageId) => {
     retryMessage(app, id).catch((x: unknown) => setError(sendProblem(x)));
@@ -292,30 +292,11 @@ export function Chat(props: { app: AppModel; id: string }) {
             </button>
           </p>
         </Show>
-        <div class="attach">
-          <input
-            type="file"
-            multiple
-            class="sr-only"
-            tabIndex={-1}
-            aria-hidden="true"
-            data-testid="attach-input"
-            ref={picker}
-            onChange={(e) => {
-              attach([...(e.currentTarget.files ?? [])]);
-              e.currentTarget.value = "";
-            }}
-          />
-          <button
-            type="button"
-            data-testid="attach-button"
-            disabled={!!blocked()}
-            onClick={() => picker.click()}
-            title="Send a file (or drop one on the chat, or paste an image)"
-          >
-            Attach file
-          </button>
-        </div>
+        <AttachFile
+          disabled={!!blocked()}
+          title="Send a file (or drop one on the chat, or paste an image)"
+          onFiles={attach}
+        />
         <Composer
           disabled={!!blocked()}
           onSend={send}

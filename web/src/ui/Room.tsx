@@ -13,6 +13,7 @@ import type { FileTransfer } from "../engine/api.ts";
 import type { RoomMemberView, RoomMessageView, RoomView } from "../engine/rooms/api.ts";
 import { safetyCode } from "../identity.ts";
 import { RoomCallPanel } from "./call/RoomCallPanel.tsx";
+import { AttachFile } from "./chat/AttachFile.tsx";
 import { Composer } from "./chat/Composer.tsx";
 import { Files } from "./chat/Files.tsx";
 import { Qr } from "./Qr.tsx";
@@ -200,7 +201,6 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
     void sendFilesToRoom(app, props.id, files).then((problem) => setError(problem));
   };
   const [dropping, setDropping] = createSignal(false);
-  let picker!: HTMLInputElement;
   const onPaste = (e: ClipboardEvent) => {
     const files = [...(e.clipboardData?.files ?? [])];
     if (files.length === 0) return;
@@ -419,30 +419,11 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
           {error()}
         </p>
       </Show>
-      <div class="attach">
-        <input
-          type="file"
-          multiple
-          class="sr-only"
-          tabIndex={-1}
-          aria-hidden="true"
-          data-testid="attach-input"
-          ref={picker}
-          onChange={(e) => {
-            attach([...(e.currentTarget.files ?? [])]);
-            e.currentTarget.value = "";
-          }}
-        />
-        <button
-          type="button"
-          data-testid="attach-button"
-          disabled={!canSend()}
-          onClick={() => picker.click()}
-          title="Send a file to everyone here (or drop one on the room, or paste an image)"
-        >
-          Attach file
-        </button>
-      </div>
+      <AttachFile
+        disabled={!canSend()}
+        title="Send a file to everyone here (or drop one on the room, or paste an image)"
+        onFiles={attach}
+      />
       <Composer
         disabled={!room() || room()?.status === "removed"}
         onSend={(text) => rooms.send(props.id, text)}

@@ -63,6 +63,8 @@ describe("loft, the headless peer, with a browser contact", () => {
   let aliceId: string;
   const big = randomBytes(256 * 1024);
   const running: Running[] = [];
+  /** Alice's console: her engine's log lines (web/src/engine/config.ts `log`). */
+  const aliceLog: string[] = [];
 
   const env = () => ({
     PATH: process.env.PATH ?? "",
@@ -125,6 +127,7 @@ describe("loft, the headless peer, with a browser contact", () => {
     ]);
     context = await browser.newContext();
     a = await context.newPage();
+    a.on("console", (m) => aliceLog.push(m.text()));
     // The service `loft expose` makes reachable: a page whose script fetches JSON, a large file, an echo.
     origin = createServer((req, res) => {
       if (req.url === "/index.html") {
@@ -173,14 +176,20 @@ describe("loft, the headless peer, with a browser contact", () => {
     await createIdentity(a, app, "Alice");
     const aliceLink = await myLink(a, true);
 
-    const made = await run(["id", "--name", "cli-bot", "--server", app]);
-    expect(made.code, made.err).toBe(0);
-    cliId = made.out.split(/\s+/)[0]!;
-    expect(cliId).toMatch(/^[0-9a-f]{64}$/);
-
-    const accepted = await run(["accept", aliceLink]);
-    expect(accepted.code, accepted.err).toBe(0);
-    aliceId = accepted.out.split(/\s+/)[1]!;
+    // The bot's id above Alice's, so that Alice dials first when both come online (the lower key
+    // does, docs/protocol/chat.md §1 "Glare") and her direct offer meets the bot's `no-direct`.
+    for (let tries = 0; ; tries++) {
+      const made = await run(["id", "--name", "cli-bot", "--server", app]);
+      expect(made.code, made.err).toBe(0);
+      cliId = made.out.split(/\s+/)[0]!;
+      expect(cliId).toMatch(/^[0-9a-f]{64}$/);
+      const accepted = await run(["accept", aliceLink]);
+      expect(accepted.code, accepted.err).toBe(0);
+      aliceId = accepted.out.split(/\s+/)[1]!;
+      if (cliId > aliceId || tries === 9) break;
+      for (const f of ["bot.json", "bot.json.state"]) await rm(join(cliDir, f), { force: true });
+    }
+    expect(cliId > aliceId).toBe(true);
     // The link waits for the relay's contact address (no warning on stderr): up to 60 s on a loaded machine.
     const link = await run(["link", "--timeout", "60"]);
     expect(link.err).toBe("");
@@ -194,8 +203,13 @@ describe("loft, the headless peer, with a browser contact", () => {
       .poll(() => jsonLines(listen).find((l) => l.type === "message"), { timeout: 60_000 })
       .toMatchObject({ type: "message", from: aliceId, name: "Alice", text: "hello from the browser" });
     await waitForState(a, "hello from the browser", "delivered");
-    // Live through the relay: a Node peer has no WebRTC.
+    // Live through the relay: a Node peer has no WebRTC. Alice's direct offer was answered at once
+    // with `bye` `no-direct` (cli/no-direct.ts), so she went to the relay on that answer, not on her
+    // fallback timer running out.
     await waitForPresence(a, /^online/);
+    const fallbacks = () => aliceLog.filter((l) => l.includes(`no direct channel to ${cliId.slice(0, 8)}`));
+    expect(fallbacks()).toContainEqual(expect.stringContaining("(bye-no-direct): going through the relay"));
+    expect(fallbacks().filter((l) => l.includes("(not open in time)"))).toEqual([]);
     expect(await stop(listen)).toBe(0);
 
     const sent = await run(["send", "Alice", "hello from the command line", "--json"]);

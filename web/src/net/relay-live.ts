@@ -27,7 +27,7 @@ import type { Link, LinkCloseInfo } from "../../../core/link/link.ts";
 import { QueueLink } from "../../../core/link/queue-link.ts";
 import type { RecipientQueue, RelayClient, SenderQueue } from "../../../core/relay/client.ts";
 import { newAuthKeyPair } from "../../../core/relay/crypto.ts";
-import { RelayLink, retryTemporary } from "../../../core/relay/live-link.ts";
+import { RelayLink, type RelayLinkOptions, retryTemporary } from "../../../core/relay/live-link.ts";
 import type { SignalingClient } from "../../../core/signaling/client.ts";
 import type { SignalEnvelope } from "../../../core/wire/signaling.ts";
 import type {
@@ -136,7 +136,11 @@ export class RelayLiveTransport implements LiveTransport {
   readonly #attempts = new Map<string, Attempt>();
   readonly #off: () => void;
 
-  constructor(deps: TransportDeps) {
+  /** Options for each RelayLink (core/relay/live-link.ts); a benchmark sets the send window. */
+  readonly #linkOptions: RelayLinkOptions;
+
+  constructor(deps: TransportDeps, linkOptions: RelayLinkOptions = {}) {
+    this.#linkOptions = linkOptions;
     if (!deps.relay) throw new Error("RelayLiveTransport needs the engine's relay pool");
     this.#signaling = deps.signaling;
     this.#pool = deps.relay.pool;
@@ -222,7 +226,7 @@ export class RelayLiveTransport implements LiveTransport {
   async #connect(a: Attempt, client: RelayClient, own: RecipientQueue, sid: Uint8Array): Promise<void> {
     try {
       const theirs = await secure(client, sid);
-      const relayLink = await RelayLink.open(client, own, theirs);
+      const relayLink = await RelayLink.open(client, own, theirs, this.#linkOptions);
       a.link.attach(relayLink);
     } catch (e) {
       a.link.close(...reasonOf(e));
@@ -248,7 +252,7 @@ export class RelayLiveTransport implements LiveTransport {
           own = await retryTemporary(() => c.createQueue({ subscribe: false }));
           if (link.state === "closed") return this.#dropQueue(client, own);
           const theirs = await secure(c, sid);
-          const relayLink = await RelayLink.open(client, own, theirs);
+          const relayLink = await RelayLink.open(client, own, theirs, this.#linkOptions);
           // Subscribed before answering: the dialer's first handshake message finds us listening.
           link.attach(relayLink);
           await this.#send(from, { kind: "relay-answer", conn, sid: own.senderId });

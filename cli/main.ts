@@ -12,8 +12,9 @@
  *
  * The identity file (default `./loft-identity.json`) is sealed with the passphrase in the
  * environment variable LOFT_PASSPHRASE (or the one `--passphrase-env VAR` names); the peer's state
- * (contacts, ratchets, mailbox keys, the outbox) lives next to it in `<identity file>.state`,
- * sealed under a key derived from the identity (state-file.ts). One process per identity.
+ * (contacts, ratchets, mailbox keys, the outbox) lives next to it in `<identity file>.state` and its
+ * append-only `.state.log`, sealed under a key derived from the identity (state-file.ts). One
+ * process per identity.
  */
 import { toHex } from "../core/bytes.ts";
 import type { UserIdentity } from "../core/identity/identity.ts";

@@ -229,7 +229,7 @@ export class StateFile implements EngineStorage {
 
   /**
    * What `open` does with the two files' bytes (either absent): the state they hold, or a
-   * StateFileError. Nothing is written until a change is made (fuzzed: test/fuzz/cli-state.test.ts).
+   * StateFileError. Nothing is written until a change is made (fuzzed: test/fuzz/cli-inputs.test.ts).
    */
   static fromBytes(path: string, key: Uint8Array, snapshot?: Uint8Array, log?: Uint8Array): StateFile {
     const s = new StateFile(path, key);

@@ -1,5 +1,6 @@
 /**
- * The CLI's state files as input (cli/state-file.ts: the sealed snapshot and the append-only
+ * The CLI's inputs: `loft send`'s hand-over requests (cli/duplex.ts `parseSendRequest`: only a
+ * reason or a well-formed request, never an exception), and the CLI's state files as input (cli/state-file.ts: the sealed snapshot and the append-only
  * sealed log): garbage, mutated, truncated and extended logs and snapshots (FUZZ_RUNS each). Only
  * a StateFileError may come out — never another exception — and a log that opens yields no more
  * than what was written: each message it holds is one that was put.
@@ -9,7 +10,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { MAX_LINE_BYTES, parseSendRequest } from "../../cli/duplex.ts";
 import { StateFile, StateFileError } from "../../cli/state-file.ts";
+import { utf8 } from "../../core/bytes.ts";
 import { FUZZ_RUNS } from "../support/fuzz.ts";
 import { mutate, mutationArb } from "./mutations.ts";
 
@@ -87,5 +90,51 @@ describe("CLI state files under fuzz", () => {
       ),
       { numRuns: FUZZ_RUNS },
     );
+  });
+});
+
+describe("loft send's hand-over requests under fuzz", () => {
+  const valid = { type: "send", to: "Alice", text: "hi", wait: "left", timeout: 60, mac: "ab".repeat(32) };
+  it(`garbage, mutated and wrong-typed requests: a reason or a request whose fields are in bounds (${FUZZ_RUNS} cases)`, () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.string({ maxLength: 300 }),
+          fc.json({ maxDepth: 2 }),
+          mutationArb.map((m) =>
+            new TextDecoder().decode(
+              mutate(new TextEncoder().encode(JSON.stringify(valid)), m, [utf8("{}")]),
+            ),
+          ),
+          fc
+            .record({
+              type: fc.oneof(fc.constant("send"), fc.string()),
+              to: fc.oneof(fc.string({ maxLength: 300 }), fc.integer()),
+              text: fc.oneof(fc.string({ maxLength: 50 }), fc.constant("")),
+              wait: fc.oneof(fc.constantFrom("left", "delivered"), fc.string()),
+              timeout: fc.oneof(fc.integer({ min: -5, max: 100_000 }), fc.double()),
+              mac: fc.oneof(fc.constant(valid.mac), fc.string()),
+            })
+            .map((r) => JSON.stringify(r)),
+        ),
+        (line) => {
+          expect(Buffer.byteLength(line)).toBeLessThan(MAX_LINE_BYTES);
+          const r = parseSendRequest(line);
+          if (!r.ok) {
+            expect(typeof r.error).toBe("string");
+            return;
+          }
+          expect(r.request.to.length).toBeGreaterThan(0);
+          expect(r.request.to).not.toMatch(/[\n\r]/);
+          expect(["left", "delivered"]).toContain(r.request.wait);
+          expect(
+            Number.isInteger(r.request.timeout) && r.request.timeout >= 1 && r.request.timeout <= 86_400,
+          ).toBe(true);
+          expect(r.mac).toMatch(/^[0-9a-f]{64}$/);
+        },
+      ),
+      { numRuns: FUZZ_RUNS },
+    );
+    expect(parseSendRequest(JSON.stringify(valid))).toMatchObject({ ok: true });
   });
 });

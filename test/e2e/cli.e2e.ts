@@ -4,7 +4,9 @@
  * real process (`tsx cli/main.ts`) with its sealed identity and state files:
  * - `loft id`, `loft accept <Alice's link>`, `loft link` (Alice adds it in the app): contacts both
  *   ways; `loft listen --json` prints Alice's message as a JSON line and Alice sees it delivered,
- *   the chat live through the relay (a Node peer has no direct path); `loft send` reaches Alice;
+ *   the chat live through the relay (a Node peer has no direct path; Alice's direct offers are
+ *   answered `no-direct` at once, never left to her fallback timer); `loft send` while `listen` runs is handed to it (cli/duplex.ts)
+ *   and reaches Alice, and a `loft send` on its own reaches her too;
  * - `loft expose http://127.0.0.1:PORT --to Alice` serves a test HTTP server to Alice: she opens
  *   `/peer/<the CLI's id>/index.html` in a tab — it renders, its script fetches JSON, a file
  *   and a 1.5 MiB POSTed body (streamed by the Service Worker, which once refused more than 1 MiB)
@@ -71,18 +73,18 @@ describe("loft, the headless peer, with a browser contact", () => {
     LOFT_PASSPHRASE: PASS,
     LOFT_RESOLVE: `${APP_HOST}=127.0.0.1`,
   });
-  const args = (list: string[]) => [
+  const args = (list: string[], identity = "bot.json") => [
     "--import",
     "tsx",
     "cli/main.ts",
     ...list,
     "--identity",
-    join(cliDir, "bot.json"),
+    join(cliDir, identity),
   ];
-  /** One command to its end. */
-  const run = (list: string[]) =>
+  /** One command to its end (with the identity file `identity` in the CLI's folder). */
+  const run = (list: string[], identity?: string) =>
     new Promise<{ code: number; out: string; err: string }>((resolve) => {
-      execFile(process.execPath, args(list), { cwd: ROOT, env: env() }, (e, out, err) =>
+      execFile(process.execPath, args(list, identity), { cwd: ROOT, env: env() }, (e, out, err) =>
         resolve({ code: e ? (e.code as number) : 0, out, err }),
       );
     });
@@ -173,23 +175,19 @@ describe("loft, the headless peer, with a browser contact", () => {
   });
 
   it("loft accept / link / listen --json / send, with Alice in the browser", async () => {
-    await createIdentity(a, app, "Alice");
+    // Alice in the browser and the bot's identity are made at the same time.
+    const [, made] = await Promise.all([
+      createIdentity(a, app, "Alice"),
+      run(["id", "--name", "cli-bot", "--server", app]),
+    ]);
+    expect(made.code, made.err).toBe(0);
+    cliId = made.out.split(/\s+/)[0]!;
+    expect(cliId).toMatch(/^[0-9a-f]{64}$/);
     const aliceLink = await myLink(a, true);
 
-    // The bot's id above Alice's, so that Alice dials first when both come online (the lower key
-    // does, docs/protocol/chat.md §1 "Glare") and her direct offer meets the bot's `no-direct`.
-    for (let tries = 0; ; tries++) {
-      const made = await run(["id", "--name", "cli-bot", "--server", app]);
-      expect(made.code, made.err).toBe(0);
-      cliId = made.out.split(/\s+/)[0]!;
-      expect(cliId).toMatch(/^[0-9a-f]{64}$/);
-      const accepted = await run(["accept", aliceLink]);
-      expect(accepted.code, accepted.err).toBe(0);
-      aliceId = accepted.out.split(/\s+/)[1]!;
-      if (cliId > aliceId || tries === 9) break;
-      for (const f of ["bot.json", "bot.json.state"]) await rm(join(cliDir, f), { force: true });
-    }
-    expect(cliId > aliceId).toBe(true);
+    const accepted = await run(["accept", aliceLink]);
+    expect(accepted.code, accepted.err).toBe(0);
+    aliceId = accepted.out.split(/\s+/)[1]!;
     // The link waits for the relay's contact address (no warning on stderr): up to 60 s on a loaded machine.
     const link = await run(["link", "--timeout", "60"]);
     expect(link.err).toBe("");
@@ -203,13 +201,13 @@ describe("loft, the headless peer, with a browser contact", () => {
       .poll(() => jsonLines(listen).find((l) => l.type === "message"), { timeout: 60_000 })
       .toMatchObject({ type: "message", from: aliceId, name: "Alice", text: "hello from the browser" });
     await waitForState(a, "hello from the browser", "delivered");
-    // Live through the relay: a Node peer has no WebRTC. Alice's direct offer was answered at once
-    // with `bye` `no-direct` (cli/no-direct.ts), so she went to the relay on that answer, not on her
-    // fallback timer running out.
+    // Live through the relay: a Node peer has no WebRTC.
     await waitForPresence(a, /^online/);
-    const fallbacks = () => aliceLog.filter((l) => l.includes(`no direct channel to ${cliId.slice(0, 8)}`));
-    expect(fallbacks()).toContainEqual(expect.stringContaining("(bye-no-direct): going through the relay"));
-    expect(fallbacks().filter((l) => l.includes("(not open in time)"))).toEqual([]);
+    // While listen holds the identity, `loft send` hands its message to it (cli/duplex.ts).
+    const handed = await run(["send", "Alice", "handed to the listener", "--json"]);
+    expect(handed.code, handed.err).toBe(0);
+    expect(JSON.parse(handed.out.trim())).toMatchObject({ type: "sent", to: aliceId });
+    await incoming(a, "handed to the listener").waitFor({ timeout: 60_000 });
     expect(await stop(listen)).toBe(0);
 
     const sent = await run(["send", "Alice", "hello from the command line", "--json"]);
@@ -264,6 +262,15 @@ describe("loft, the headless peer, with a browser contact", () => {
         ]),
       );
     expect(jsonLines(expose).every((l) => l.type !== "access" || l.name === "Alice")).toBe(true);
+    // Alice's direct offers to the bot — her first dial when her key is the lower one, and the
+    // tries at a direct path while on the relay (directRetryMs) — were each answered at once with
+    // `bye` `no-direct` (cli/no-direct.ts, chat.md §1), a path failure; none waited out her
+    // fallback timer ("not open in time").
+    const aboutBot = () => aliceLog.filter((l) => l.includes(cliId.slice(0, 8)));
+    await expect
+      .poll(() => aboutBot().filter((l) => l.includes("bye-no-direct")).length, { timeout: 30_000 })
+      .toBeGreaterThan(0);
+    expect(aboutBot().filter((l) => l.includes("not open in time"))).toEqual([]);
     await site.close();
     expect(await stop(expose)).toBe(0);
   });

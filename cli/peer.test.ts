@@ -13,13 +13,20 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nobleCrypto } from "../core/crypto/noble.ts";
-import { createUserIdentity, type UserIdentity } from "../core/identity/identity.ts";
+import { createUserIdentity, encodeIdentity, type UserIdentity } from "../core/identity/identity.ts";
 import { bytesBody, readAll } from "../core/proxy/body.ts";
+import { SignalingClient } from "../core/signaling/client.ts";
 import { startTestRelay, type TestRelay } from "../relay-ws/testing.ts";
-import { type RunningSignaling, startSignaling } from "../signaling/testing.ts";
+import { type RunningSignaling, startSignaling, wsFactory } from "../signaling/testing.ts";
 import { until } from "../test/support/engine.ts";
 import type { EngineEvent, StoredMessage } from "../web/src/engine/api.ts";
 import type { EngineConfig } from "../web/src/engine/engine.ts";
+import { contactIdOf } from "../web/src/identity.ts";
+import {
+  decodeSignalPayload,
+  encodeSignalPayload,
+  type SignalPayload,
+} from "../web/src/net/signal-payload.ts";
 import { handOver, macOf, sendKeyOf, serveSends, socketPathOf } from "./duplex.ts";
 import { exposeOrigin } from "./expose.ts";
 import { printable } from "./output.ts";
@@ -300,6 +307,60 @@ describe("headless peers, Node to Node, through the relay", () => {
       await stop(b);
     }
     await expect(stat(path)).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
+  it("a contact's direct (WebRTC) offer gets bye no-direct at once, on the offer's connection id", async () => {
+    const botUser = createUserIdentity({ username: "nodirect-bot", now: Date.now() });
+    const bot = await open(botUser, "nodirect.state");
+    // A browser's signaling client, as its direct transport uses it (web/src/net/direct.ts).
+    const browserUser = createUserIdentity({ username: "browser", now: Date.now() });
+    const browser = new SignalingClient({
+      url: signaling.url,
+      user: browserUser,
+      connect: wsFactory(),
+      crypto: nobleCrypto,
+      reconnect: false,
+    });
+    const byes: SignalPayload[] = [];
+    browser.on((e) => {
+      if (e.type !== "signal" || e.envelope.kind !== "bye") return;
+      const p = decodeSignalPayload("bye", e.envelope.payload);
+      if (p.ok) byes.push(p.value);
+    });
+    // The browser is the bot's contact (the bot registers for its contacts only).
+    const now = Date.now();
+    await bot.peer.engine.changeContact(contactIdOf(browserUser.identity), {
+      kind: "add",
+      contact: {
+        id: contactIdOf(browserUser.identity),
+        identity: encodeIdentity(browserUser.identity),
+        username: "browser",
+        trust: "unknown",
+        firstSeen: now,
+        lastSeen: now,
+        endpoints: { signaling: [signaling.url], relay: [relay.url] },
+      },
+    });
+    try {
+      await browser.start();
+      const botKey = botUser.identity.verified.identity_key;
+      const conn = randomBytes(8);
+      const offer = encodeSignalPayload({ kind: "offer", conn, sdp: "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n" });
+      // Until the bot's registration is open to its new contact (PEER_OFFLINE before that).
+      await until(
+        () =>
+          browser.signal(botKey, "offer", offer).then(
+            () => true,
+            () => false,
+          ),
+        "the offer reaches the bot",
+      );
+      await until(() => byes.length > 0, "the bot's bye");
+      expect(byes).toEqual([{ kind: "bye", conn: new Uint8Array(conn), reason: "no-direct" }]);
+    } finally {
+      browser.close();
+      await stop(bot);
+    }
   });
 
   it("the state file: one process, its own identity, not damaged", async () => {

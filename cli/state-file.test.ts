@@ -153,7 +153,7 @@ describe("the state file: snapshot and append-only log", () => {
     const path = join(dir, "killed.state");
     const key = randomBytes(32);
     let acknowledged = -1;
-    for (const stopAfter of [7, 31, 58]) {
+    for (const stopAfter of [9, 45]) {
       const child: ChildProcess = spawn(
         process.execPath,
         ["--import", "tsx", WRITER, path, key.toString("hex")],

@@ -81,6 +81,7 @@ interface Outgoing {
   inFlight: boolean;
   /** The temporary refusal its last try got, until it is stored. */
   refused?: string;
+  seq: number;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -260,7 +261,7 @@ export class RelayLink extends QueueLink {
     body[0] = flags | FLAG_SEQ;
     new DataView(body.buffer).setUint32(1, this.#nextSeq++);
     body.set(piece, 1 + SEQ_BYTES);
-    this.#outbox.push({ body, sendId: randomBytes(SEND_ID_LENGTH), inFlight: false });
+    this.#outbox.push({ body, sendId: randomBytes(SEND_ID_LENGTH), inFlight: false, seq: this.#nextSeq - 1 });
     this.#queuedBytes += body.length;
     this.#launch();
   }
@@ -271,8 +272,11 @@ export class RelayLink extends QueueLink {
    */
   #launch(): void {
     if (this.#pause !== undefined || this.#broken || this.#client.closed) return;
+    // Only pieces within a window of the oldest one not stored: however often a piece is refused
+    // while later ones are stored, the receiver never holds more than a window ahead of it.
+    const limit = (this.#outbox[0]?.seq ?? 0) + this.#window;
     for (const next of this.#outbox) {
-      if (this.#inFlight >= this.#window) return;
+      if (this.#inFlight >= this.#window || next.seq >= limit) return;
       if (next.inFlight) continue;
       next.inFlight = true;
       this.#inFlight++;

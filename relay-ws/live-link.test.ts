@@ -271,6 +271,21 @@ describe("live link under the relay's per-source rations", () => {
       b.close();
     }));
 
+  it("both ways at once on rationed sources: an ACK refused for rate is tried again, so delivery never stalls", async () =>
+    // Each side SENDs and ACKs on one budget (15 units each): its ACKs are refused too. An ACK
+    // dropped instead of retried left the relay's SUB window full for good (the link went silent).
+    onRationedPair(
+      { sourceCostRate: 600, sourceCostBurst: 200 },
+      async ({ a, b }, tight) => {
+        await Promise.all([sendAndCheckInOrder(a, b, 24), sendAndCheckInOrder(b, a, 24)]);
+        expect(await sendsAnswered(tight, "SOURCE_RATE", "ACK")).toBeGreaterThan(0);
+        expect([a.state, b.state]).toEqual(["open", "open"]);
+        a.close();
+        b.close();
+      },
+      { window: 2 },
+    ));
+
   it("a local close while pieces wait for the ration still delivers them, then the close", async () =>
     // Three short pieces at once, then one per second: the eight must wait for the ration.
     onRationedPair({ sourceStoreRate: PIECE, sourceStoreBurst: FOUR_PIECES }, async ({ a, b }, tight) => {

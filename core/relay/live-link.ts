@@ -12,7 +12,8 @@
  * a time spent a disk flush per piece (docs/decisions.md, "A live link through the relay…").
  * A piece refused for rate and sent again may be stored after later ones; the receiver hands
  * pieces on in sequence order, holding at most MAX_REORDER ahead of a missing one. Each received
- * piece is acknowledged at once (the bytes are handed to the consumer or held for order).
+ * piece is acknowledged at once (the bytes are handed to the consumer or held for order), an ACK
+ * refused for rate tried again like a SEND.
  *
  * A temporary refusal (`RATE`, `SOURCE_RATE`, `STORE_RATE`: the relay rations per connection and
  * per source address, docs/operations-relay.md §Limits) is not an end: the same piece is sent
@@ -349,7 +350,14 @@ export class RelayLink extends QueueLink {
   }
 
   #onPiece(m: RelayMessage): void {
-    this.#client.ack(this.#own, m.msgId).catch(() => {});
+    // The relay pushes at most a SUB window of unacknowledged pieces: an ACK refused for rate and
+    // dropped would stall the link for good once a window of them is lost, so it is retried like
+    // a SEND (docs/protocol/relay.md §Live links, step 4); a link that cannot acknowledge within
+    // the bounds closes with the refusal's code. Other failures (the piece is gone) change nothing.
+    retryTemporary(() => this.#client.ack(this.#own, m.msgId), this.#retry).catch((e: unknown) => {
+      if (isLoftError(e) && isTemporaryRefusal(e.code) && this.state !== "closed")
+        this.close(e.code, "the relay kept refusing acknowledgements");
+    });
     if (this.state === "closed") return;
     const r = this.#order.take(m.body);
     if (!r.ok) {

@@ -9,7 +9,8 @@
  * MAX_BODY bytes: `flags(1) ‖ seq(4) ‖ piece`, flag bit 0 = last piece of a message, bit 1 = the
  * sender closed the link, bit 2 = numbered (a big-endian u32 from 0 follows). Up to `sendWindow`
  * SENDs (default 8) are in flight: the relay answers each only after a durable commit, so one at
- * a time spent a disk flush per piece (docs/decisions.md, "A live link through the relay…").
+ * a time spent a disk flush per piece (docs/decisions.md, "A live link through the relay has one
+ * SEND in flight and outwaits rate refusals", its update).
  * A piece refused for rate and sent again may be stored after later ones; the receiver hands
  * pieces on in sequence order, holding at most MAX_REORDER ahead of a missing one. Each received
  * piece is acknowledged at once (the bytes are handed to the consumer or held for order), an ACK

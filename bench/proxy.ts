@@ -15,12 +15,16 @@
  * `--node-crypto`: the engines seal with the node:crypto AEAD backend (host/crypto-node.ts)
  * instead of the default (noble). `--relay`: no direct link opens (the harness's hub blocks it),
  * so the session runs on the live relay link through a real relay (relay-ws/testing.ts, LMDB,
- * WebSockets on 127.0.0.1): the path `loft expose` always takes (cli/no-direct.ts).
+ * WebSockets on 127.0.0.1): the path `loft expose` always takes (cli/no-direct.ts). With
+ * `--relay`, a second pair of engines whose live relay links keep one SEND in flight (the link
+ * before it pipelined, `sendWindow: 1`) runs in the same alternation: `pipelined_vs_single` is
+ * the relay link's send window (DEFAULT_SEND_WINDOW) against one at a time, same relay, same run.
  */
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { BodyReader } from "../core/proxy/body.ts";
 import { TokenBucket } from "../core/proxy/rate-limit.ts";
+import { DEFAULT_SEND_WINDOW } from "../core/relay/live-link.ts";
 import { createNodeCryptoProvider } from "../host/crypto-node.ts";
 import { httpOriginHandler } from "../host/proxy-origin.ts";
 import { startTestRelay, type TestRelay } from "../relay-ws/testing.ts";
@@ -63,16 +67,24 @@ async function main(): Promise<void> {
   const relay: TestRelay | undefined = RELAY
     ? await startTestRelay(process.argv.includes("--relay-unlimited") ? { ratePerSecond: 0 } : {})
     : undefined;
-  const h = new EngineHarness(() => ({
-    signalingUrl: signaling.url,
-    ...(relay ? { relayUrl: relay.url } : {}),
-    config: {
-      log: () => {},
-      ...(crypto ? { crypto } : {}),
-      ...(relay ? { relayTransport: (deps) => new RelayLiveTransport(deps), relayFallbackMs: 200 } : {}),
-    },
-  }));
-  try {
+  // Nodes 1 and 2 (the first pair) use the link's default send window; 3 and 4 one SEND at a time.
+  let made = 0;
+  const h = new EngineHarness(() => {
+    const sendWindow = made++ < 2 ? DEFAULT_SEND_WINDOW : 1;
+    return {
+      signalingUrl: signaling.url,
+      ...(relay ? { relayUrl: relay.url } : {}),
+      config: {
+        log: () => {},
+        ...(crypto ? { crypto } : {}),
+        ...(relay
+          ? { relayTransport: (deps) => new RelayLiveTransport(deps, { sendWindow }), relayFallbackMs: 200 }
+          : {}),
+      },
+    };
+  });
+  /** A pair whose Bob serves the origin to Alice; `proxied(path)` fetches through it. */
+  const servingPair = async () => {
     const [alice, bob] = await h.pair(RELAY);
     if (RELAY && alice.engine.presence(bob.id).path !== "relay") throw new Error("not on the relay path");
     await until(() => h.online(alice, bob) && h.online(bob, alice), "both online");
@@ -85,30 +97,34 @@ async function main(): Promise<void> {
       limiter: new TokenBucket(1e9, 1e9),
       log: () => {},
     });
-    const client = () => {
+    return async (path: string) => {
       const c = alice.engine.proxyClient(bob.id);
       if (!c) throw new Error("the session to Bob closed");
-      return c;
-    };
-    const proxied = async (path: string) => {
-      const res = await client().request({ method: "GET", path, headers: [] });
+      const res = await c.request({ method: "GET", path, headers: [] });
       if (res.status !== 200) throw new Error(`proxied ${path}: ${res.status}`);
       return drain(res.body);
     };
+  };
+  try {
+    const proxied = await servingPair();
+    const single = RELAY ? await servingPair() : undefined;
     const direct = async (path: string) => {
       const res = await fetch(`${base}${path}`);
       if (res.status !== 200) throw new Error(`direct ${path}: ${res.status}`);
       return (await res.arrayBuffer()).byteLength;
     };
     if ((await proxied("/big")) !== SIZE || (await direct("/big")) !== SIZE) throw new Error("wrong size");
+    if (single && (await single("/big")) !== SIZE) throw new Error("wrong size");
 
     log(`throughput: one ${SIZE} B body at a time`);
     const rates = await alternate([
       { name: "proxy", run: async () => (await proxied("/big")) / 1e6 },
       { name: "direct", run: async () => (await direct("/big")) / 1e6 },
+      ...(single ? [{ name: "single", run: async () => (await single("/big")) / 1e6 }] : []),
     ]);
     const p = rateOf(rates, "proxy");
     const d = rateOf(rates, "direct");
+    const one = single ? rateOf(rates, "single") : undefined;
 
     log(`latency: ${LATENCY_REQUESTS} requests of 1 KiB each way, alternating`);
     const lp: number[] = [];
@@ -142,6 +158,18 @@ async function main(): Promise<void> {
           ratio,
           ratioRange: sliceRatioRange(p, d),
         },
+        ...(one
+          ? [
+              {
+                name: `relay link, ${DEFAULT_SEND_WINDOW} SENDs in flight`,
+                value: p.perSecond,
+                unit: "MB/s",
+                baseline: { name: "one SEND in flight", value: one.perSecond },
+                ratio: sliceRatio(p, one),
+                ratioRange: sliceRatioRange(p, one),
+              },
+            ]
+          : []),
         {
           name: "latency p50, 1 KiB",
           value: percentile(lp, 50),
@@ -165,6 +193,14 @@ async function main(): Promise<void> {
         proxy_vs_direct: ratio,
         proxy_vs_direct_range: sliceRatioRange(p, d),
         p50_overhead_ms: percentile(lp, 50) - percentile(ld, 50),
+        ...(one
+          ? {
+              send_window: DEFAULT_SEND_WINDOW,
+              single: { mb_per_s: one.perSecond },
+              pipelined_vs_single: sliceRatio(p, one),
+              pipelined_vs_single_range: sliceRatioRange(p, one),
+            }
+          : {}),
       },
     );
   } finally {

@@ -7,17 +7,20 @@
  *   loft accept <link | contact>               add a contact from its link, or accept a contact request
  *   loft contacts [--json]                     list contacts
  *   loft send <contact> <text> [--wait delivered] [--timeout SECONDS]
+ *                                              (while `listen`/`expose` runs: handed to it, duplex.ts)
  *   loft listen [--json] [--accept-requests]   print messages as they arrive, until SIGINT/SIGTERM
  *   loft expose http://127.0.0.1:PORT --to <contact>[,<contact>…] [--json]
  *
  * The identity file (default `./loft-identity.json`) is sealed with the passphrase in the
  * environment variable LOFT_PASSPHRASE (or the one `--passphrase-env VAR` names); the peer's state
- * (contacts, ratchets, mailbox keys, the outbox) lives next to it in `<identity file>.state`,
- * sealed under a key derived from the identity (state-file.ts). One process per identity.
+ * (contacts, ratchets, mailbox keys, the outbox) lives next to it in `<identity file>.state` and its
+ * append-only `.state.log`, sealed under a key derived from the identity (state-file.ts). One
+ * process per identity.
  */
 import { toHex } from "../core/bytes.ts";
 import type { UserIdentity } from "../core/identity/identity.ts";
 import { EngineRefusal } from "../web/src/engine/api.ts";
+import { HandOverError, handOver, serveSends, socketPathOf } from "./duplex.ts";
 import { exposeOrigin } from "./expose.ts";
 import { createIdentityFile, IdentityFileError, openIdentityFile } from "./identity-file.ts";
 import { contactLine, messageLine, requestLine } from "./output.ts";
@@ -34,7 +37,8 @@ const USAGE = `usage: loft id [--name NAME] [--server https://loft.example]
        loft expose http://127.0.0.1:PORT --to <contact>[,<contact>…] [--json]
 options: --identity FILE (default ./loft-identity.json), --passphrase-env VAR
 passphrase: in $LOFT_PASSPHRASE, or the variable --passphrase-env names
-a contact is named by its id, a unique id prefix (8+ hex digits) or its unique name`;
+a contact is named by its id, a unique id prefix (8+ hex digits) or its unique name
+while listen or expose runs, send hands its message to it (a 0600 socket next to the state file)`;
 
 /** Flags that take a value; every other `--x` is a switch. */
 const VALUED = new Set(["identity", "name", "server", "passphrase-env", "wait", "timeout", "to"]);
@@ -77,13 +81,19 @@ function passphrase(args: Args): string {
   return value;
 }
 
+const identityFile = (args: Args) => args.flags.get("identity") ?? "loft-identity.json";
+
 /** The identity, its state (locked for this process) and the server setting, for a command. */
-async function openState(args: Args, name?: string): Promise<{ user: UserIdentity; storage: StateFile }> {
-  const file = args.flags.get("identity") ?? "loft-identity.json";
-  const pass = passphrase(args);
+async function openState(
+  args: Args,
+  name?: string,
+  opened?: UserIdentity,
+): Promise<{ user: UserIdentity; storage: StateFile }> {
+  const file = identityFile(args);
   let user: UserIdentity;
-  if (name !== undefined) user = await createIdentityFile(file, name, pass);
-  else user = await openIdentityFile(file, pass);
+  if (opened) user = opened;
+  else if (name !== undefined) user = await createIdentityFile(file, name, passphrase(args));
+  else user = await openIdentityFile(file, passphrase(args));
   const storage = await StateFile.open(`${file}.state`, stateKeyOf(user.privateIdentityKey));
   await storage.lock();
   const server = args.flags.get("server");
@@ -99,8 +109,9 @@ async function withPeer<T>(
   args: Args,
   f: (peer: HeadlessPeer) => Promise<T>,
   network: "start" | "later" | "none" = "start",
+  opened?: UserIdentity,
 ): Promise<T> {
-  const { user, storage } = await openState(args);
+  const { user, storage } = await openState(args, undefined, opened);
   try {
     if (network !== "none" && !(await storage.getSettings()).signalingUrl)
       throw new UsageError("no server set: add --server https://loft.example (remembered for next time)");
@@ -129,6 +140,17 @@ function seconds(args: Args, fallback: number): number {
   const s = Number(args.flags.get("timeout") ?? fallback);
   if (!(s >= 1 && s <= 86_400)) throw new UsageError("--timeout takes 1 to 86400 seconds");
   return s;
+}
+
+/** Take `loft send`s for this identity on its state's socket while this process runs (duplex.ts). */
+async function takeSends(peer: HeadlessPeer): Promise<() => Promise<void>> {
+  try {
+    return await serveSends(peer, socketPathOf(peer.storage.path), stateKeyOf(peer.user.privateIdentityKey));
+  } catch (e) {
+    // (a path longer than a Unix socket's 107 bytes, a read-only folder): the peer runs on without it
+    console.error(`loft: \`loft send\` cannot hand messages to this process: ${(e as Error).message}`);
+    return async () => {};
+  }
 }
 
 /** Resolves on SIGINT or SIGTERM (the process then stops its engine and exits 0). */
@@ -194,24 +216,48 @@ async function run(argv: string[]): Promise<number> {
       const wait = args.flags.get("wait") ?? "left";
       if (wait !== "left" && wait !== "delivered") throw new UsageError("--wait takes delivered");
       const timeout = seconds(args, 60);
-      return withPeer(
-        args,
-        async (peer) => {
-          await peer.contact(who); // an unknown contact is said before connecting
-          await peer.start();
-          const r = await peer.send(who, text, wait, timeout * 1000);
-          const line = {
-            type: "sent",
-            id: r.id,
-            to: r.contact.id,
-            state: r.state,
-            ...(r.reason ? { reason: r.reason } : {}),
-          };
-          console.log(json ? JSON.stringify(line) : `${r.state}${r.reason ? `: ${r.reason}` : ""}`);
-          return r.state === "failed" ? 1 : r.state === "queued" || r.state === "sending" ? 3 : 0;
-        },
-        "later",
-      );
+      const report = (r: { id: string; to: string; state: string; reason?: string }) => {
+        const line = {
+          type: "sent",
+          id: r.id,
+          to: r.to,
+          state: r.state,
+          ...(r.reason ? { reason: r.reason } : {}),
+        };
+        console.log(json ? JSON.stringify(line) : `${r.state}${r.reason ? `: ${r.reason}` : ""}`);
+        return r.state === "failed" ? 1 : r.state === "queued" || r.state === "sending" ? 3 : 0;
+      };
+      const user = await openIdentityFile(identityFile(args), passphrase(args));
+      try {
+        return await withPeer(
+          args,
+          async (peer) => {
+            await peer.contact(who); // an unknown contact is said before connecting
+            await peer.start();
+            const r = await peer.send(who, text, wait, timeout * 1000);
+            return report({ ...r, to: r.contact.id });
+          },
+          "later",
+          user,
+        );
+      } catch (e) {
+        if (!(e instanceof StateFileError && e.code === "locked")) throw e;
+        // `loft listen` or `loft expose` holds this identity: hand the message to it (duplex.ts).
+        const statePath = `${identityFile(args)}.state`;
+        try {
+          return report(
+            await handOver(socketPathOf(statePath), stateKeyOf(user.privateIdentityKey), {
+              to: who,
+              text,
+              wait,
+              timeout,
+            }),
+          );
+        } catch (h) {
+          if (h instanceof HandOverError && h.code === "absent") throw e; // a process without the socket
+          throw h;
+        }
+      }
     }
     case "listen":
       return withPeer(args, async (peer) => {
@@ -231,8 +277,10 @@ async function run(argv: string[]): Promise<number> {
             void peer.storage.getContact(e.contactId).then((c) => c && names.set(c.id, c.username));
           }
         });
+        const stopSends = await takeSends(peer);
         console.error(`loft: listening as ${peer.id} (Ctrl-C to stop)`);
         await terminated();
+        await stopSends();
         return 0;
       });
     case "expose": {
@@ -246,11 +294,13 @@ async function run(argv: string[]): Promise<number> {
           const contacts = await Promise.all(to.split(",").map((w) => peer.contact(w.trim())));
           const stopExposing = exposeOrigin(peer, origin, contacts, json);
           await peer.start();
+          const stopSends = await takeSends(peer);
           console.error(
             `loft: exposing ${origin} to ${contacts.map((c) => c.username).join(", ")} at /peer/${peer.id}/ (Ctrl-C to stop)`,
           );
           await terminated();
           stopExposing();
+          await stopSends();
           return 0;
         },
         "later",
@@ -270,6 +320,7 @@ run(process.argv.slice(2)).then(
       e instanceof UsageError ||
       e instanceof PeerError ||
       e instanceof StateFileError ||
+      e instanceof HandOverError ||
       e instanceof EngineRefusal
     ) {
       console.error(`loft: ${(e as Error).message}`);

@@ -6,20 +6,28 @@
  * process, another identity's key and a damaged file, each with a clear error.
  */
 import { randomBytes } from "node:crypto";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nobleCrypto } from "../core/crypto/noble.ts";
-import { createUserIdentity, type UserIdentity } from "../core/identity/identity.ts";
+import { createUserIdentity, encodeIdentity, type UserIdentity } from "../core/identity/identity.ts";
 import { bytesBody, readAll } from "../core/proxy/body.ts";
+import { SignalingClient } from "../core/signaling/client.ts";
 import { startTestRelay, type TestRelay } from "../relay-ws/testing.ts";
-import { type RunningSignaling, startSignaling } from "../signaling/testing.ts";
+import { type RunningSignaling, startSignaling, wsFactory } from "../signaling/testing.ts";
 import { until } from "../test/support/engine.ts";
 import type { EngineEvent, StoredMessage } from "../web/src/engine/api.ts";
 import type { EngineConfig } from "../web/src/engine/engine.ts";
+import { contactIdOf } from "../web/src/identity.ts";
+import {
+  decodeSignalPayload,
+  encodeSignalPayload,
+  type SignalPayload,
+} from "../web/src/net/signal-payload.ts";
+import { handOver, macOf, sendKeyOf, serveSends, socketPathOf } from "./duplex.ts";
 import { exposeOrigin } from "./expose.ts";
 import { printable } from "./output.ts";
 import { HeadlessPeer, PeerError } from "./peer.ts";
@@ -215,6 +223,143 @@ describe("headless peers, Node to Node, through the relay", () => {
     } finally {
       for (const r of [dora, erin, finn]) if (r) await stop(r);
       origin.close();
+    }
+  });
+
+  it("loft send while the identity is in use: handed to the running peer over its 0600 socket, with proof of the identity", async () => {
+    const aUser = createUserIdentity({ username: "duplex-a", now: Date.now() });
+    const bUser = createUserIdentity({ username: "duplex-b", now: Date.now() });
+    const a = await open(aUser, "duplex-a.state");
+    const b = await open(bUser, "duplex-b.state");
+    await a.peer.acceptLink((await b.peer.link(60_000)).url);
+    const path = socketPathOf(a.peer.storage.path);
+    const key = stateKeyOf(aUser.privateIdentityKey);
+    // What `loft send` does while `loft listen` runs: the state is locked…
+    await expect((await StateFile.open(a.peer.storage.path, key)).lock()).rejects.toMatchObject({
+      code: "locked",
+    });
+    // …and nobody takes sends yet.
+    await expect(
+      handOver(path, key, { to: "duplex-b", text: "x", wait: "left", timeout: 5 }),
+    ).rejects.toMatchObject({
+      code: "absent",
+    });
+    const stopSends = await serveSends(a.peer, path, key);
+    /** One raw exchange: the hello, then `line` (built from the hello's nonce), then every answer line. */
+    const raw = (line: (nonce: string) => string) =>
+      new Promise<string[]>((resolve, reject) => {
+        const socket = connect(path);
+        let got = "";
+        let sent = false;
+        socket.setEncoding("utf8");
+        socket.on("data", (d: string) => {
+          got += d;
+          if (!sent && got.includes("\n")) {
+            sent = true;
+            socket.write(`${line(JSON.parse(got.split("\n")[0]!).nonce)}\n`);
+          }
+        });
+        socket.on("close", () => resolve(got.trim().split("\n").slice(1)));
+        socket.on("error", reject);
+      });
+    try {
+      expect((await stat(path)).mode & 0o777).toBe(0o600);
+      const r = await handOver(path, key, { to: "duplex-b", text: "handed over", wait: "left", timeout: 30 });
+      expect(r).toMatchObject({ type: "sent", to: b.peer.id });
+      expect(["sent", "relayed", "delivered"]).toContain(r.state);
+      await until(
+        () => b.received.some((m) => m.text === "handed over"),
+        "b receives the handed-over message",
+      );
+      // Sent by the running peer itself: its history and outbox have it.
+      expect(a.peer.storage.messages(b.peer.id).map((m) => m.text)).toContain("handed over");
+
+      // Another identity's key (a process that did not open this identity file): refused.
+      const other = stateKeyOf(
+        createUserIdentity({ username: "mallory", now: Date.now() }).privateIdentityKey,
+      );
+      await expect(
+        handOver(path, other, { to: "duplex-b", text: "forged", wait: "left", timeout: 5 }),
+      ).rejects.toThrow(/not sent by this identity/);
+      // The listener's own refusal words come back.
+      await expect(
+        handOver(path, key, { to: "nobody", text: "x", wait: "left", timeout: 5 }),
+      ).rejects.toThrow(/no contact "nobody"/);
+      // A request made for another connection's nonce (replayed): refused.
+      const request = { to: "duplex-b", text: "replayed", wait: "left" as const, timeout: 5 };
+      const replayed = JSON.stringify({
+        type: "send",
+        ...request,
+        mac: macOf(sendKeyOf(key), "00".repeat(16), request),
+      });
+      expect(await raw(() => replayed)).toEqual([expect.stringContaining("not sent by this identity")]);
+      // Malformed and oversized requests get an error line, not a crash.
+      expect(await raw(() => "{not json")).toEqual([expect.stringContaining("refused: not JSON")]);
+      expect(await raw(() => JSON.stringify({ type: "send", to: "duplex-b" }))).toEqual([
+        expect.stringContaining("missing fields"),
+      ]);
+      expect(await raw(() => "x".repeat(70_000))).toEqual([expect.stringContaining("a line over")]);
+      expect(b.received.map((m) => m.text)).not.toContain("forged");
+      expect(b.received.map((m) => m.text)).not.toContain("replayed");
+    } finally {
+      await stopSends();
+      await stop(a);
+      await stop(b);
+    }
+    await expect(stat(path)).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
+  it("a contact's direct (WebRTC) offer gets bye no-direct at once, on the offer's connection id", async () => {
+    const botUser = createUserIdentity({ username: "nodirect-bot", now: Date.now() });
+    const bot = await open(botUser, "nodirect.state");
+    // A browser's signaling client, as its direct transport uses it (web/src/net/direct.ts).
+    const browserUser = createUserIdentity({ username: "browser", now: Date.now() });
+    const browser = new SignalingClient({
+      url: signaling.url,
+      user: browserUser,
+      connect: wsFactory(),
+      crypto: nobleCrypto,
+      reconnect: false,
+    });
+    const byes: SignalPayload[] = [];
+    browser.on((e) => {
+      if (e.type !== "signal" || e.envelope.kind !== "bye") return;
+      const p = decodeSignalPayload("bye", e.envelope.payload);
+      if (p.ok) byes.push(p.value);
+    });
+    // The browser is the bot's contact (the bot registers for its contacts only).
+    const now = Date.now();
+    await bot.peer.engine.changeContact(contactIdOf(browserUser.identity), {
+      kind: "add",
+      contact: {
+        id: contactIdOf(browserUser.identity),
+        identity: encodeIdentity(browserUser.identity),
+        username: "browser",
+        trust: "unknown",
+        firstSeen: now,
+        lastSeen: now,
+        endpoints: { signaling: [signaling.url], relay: [relay.url] },
+      },
+    });
+    try {
+      await browser.start();
+      const botKey = botUser.identity.verified.identity_key;
+      const conn = randomBytes(8);
+      const offer = encodeSignalPayload({ kind: "offer", conn, sdp: "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n" });
+      // Until the bot's registration is open to its new contact (PEER_OFFLINE before that).
+      await until(
+        () =>
+          browser.signal(botKey, "offer", offer).then(
+            () => true,
+            () => false,
+          ),
+        "the offer reaches the bot",
+      );
+      await until(() => byes.length > 0, "the bot's bye");
+      expect(byes).toEqual([{ kind: "bye", conn: new Uint8Array(conn), reason: "no-direct" }]);
+    } finally {
+      browser.close();
+      await stop(bot);
     }
   });
 

@@ -11,7 +11,7 @@ import { utf8 } from "../core/bytes.ts";
 import type { Link } from "../core/link/link.ts";
 import { generateKeyPair, HandshakeState, XX_HFS } from "../core/noise/index.ts";
 import type { RecipientQueue, RelayClient, SenderQueue } from "../core/relay/client.ts";
-import { RelayLink, type RelayLinkOptions } from "../core/relay/live-link.ts";
+import { MAX_REORDER, RelayLink, type RelayLinkOptions } from "../core/relay/live-link.ts";
 import { MAX_BODY } from "../core/relay/protocol.ts";
 import type { RelayConfig } from "./config.ts";
 import { STORED_QUEUE_BYTES, storedMessageBytes } from "./source-limits.ts";
@@ -171,6 +171,75 @@ describe("live link over a queue pair", () => {
   });
 });
 
+/** A numbered piece as a sender puts it in the queue: `flags ‖ seq u32 ‖ piece` (relay.md §Live links). */
+function piece(seq: number, flags: number, bytes: Uint8Array): Uint8Array {
+  const body = new Uint8Array(5 + bytes.length);
+  body[0] = flags | 4;
+  new DataView(body.buffer).setUint32(1, seq);
+  body.set(bytes, 5);
+  return body;
+}
+
+describe("numbered pieces (several SENDs in flight)", () => {
+  /** `b` a RelayLink; raw SENDs from `ca` into its queue stand for a sender whose pieces were stored out of order. */
+  async function rawInto() {
+    const { ca, cb, qa, qb, toA, toB } = await queuePair(relay.url);
+    const b = await RelayLink.open(cb, qb, toA);
+    return { b, ca, cb, qa, toB, raw: (body: Uint8Array) => ca.send(toB, body) };
+  }
+
+  it("pieces stored out of order (a refused one retried after later ones) reach the consumer in order", async () => {
+    const { b, ca, cb, raw } = await rawInto();
+    // Message 1 = pieces 0 and 1; message 2 = piece 2. Stored 2, 1, 0.
+    await raw(piece(2, 1, utf8("second")));
+    await raw(piece(1, 1, utf8("-tail")));
+    await raw(piece(0, 0, utf8("first")));
+    expect(new TextDecoder().decode(await b.receive())).toBe("first-tail");
+    expect(new TextDecoder().decode(await b.receive())).toBe("second");
+    // A second copy of a piece already handed on changes nothing.
+    await raw(piece(1, 1, utf8("-tail")));
+    await raw(piece(3, 1, utf8("third")));
+    expect(new TextDecoder().decode(await b.receive())).toBe("third");
+    b.close();
+    ca.close();
+    cb.close();
+  });
+
+  it("a piece too far ahead of the next one closes the link (bounded reordering)", async () => {
+    const { b, ca, cb, raw } = await rawInto();
+    await raw(piece(MAX_REORDER, 1, utf8("far")));
+    expect((await b.closed).reason).toBe("LOFT_ERR_SCHEMA");
+    ca.close();
+    cb.close();
+  });
+
+  it("a numbered piece cut short (no room for its number) closes the link as malformed", async () => {
+    const { b, ca, cb, raw } = await rawInto();
+    await raw(new Uint8Array([5, 0, 0]));
+    expect((await b.closed).reason).toBe("LOFT_ERR_MALFORMED");
+    ca.close();
+    cb.close();
+  });
+
+  it("an unnumbered close marker (a sender whose sending failed) ends the link at once, pieces missing or not", async () => {
+    const { b, ca, cb, raw } = await rawInto();
+    await raw(piece(1, 1, utf8("never completed: piece 0 is missing")));
+    await raw(new Uint8Array([2]));
+    expect((await b.closed).reason).toBe("remote-closed");
+    ca.close();
+    cb.close();
+  });
+
+  it("a sender with several pieces in flight delivers a large burst in order, each piece once", async () => {
+    const { a, b, ca, cb } = await linkPair(relay.url, { sendWindow: 16 });
+    await sendAndCheckInOrder(a, b, 60);
+    a.close();
+    expect((await b.closed).reason).toBe("remote-closed");
+    ca.close();
+    cb.close();
+  });
+});
+
 /** What the relay charges a source for storing one short piece (relay-ws/source-limits.ts). */
 const PIECE = storedMessageBytes(0);
 /** A storage burst of a queue's records and just under four short pieces. */
@@ -201,6 +270,24 @@ describe("live link under the relay's per-source rations", () => {
       a.close();
       b.close();
     }));
+
+  it("both ways at once on rationed sources: an ACK refused for rate is tried again, so delivery never stalls", async () =>
+    // Each side SENDs and ACKs on one budget (15 units each): its ACKs are refused too. An ACK
+    // dropped instead of retried left the relay's SUB window full for good (the link went silent).
+    onRationedPair(
+      { sourceCostRate: 600, sourceCostBurst: 200 },
+      async ({ a, b }, tight) => {
+        await Promise.all([sendAndCheckInOrder(a, b, 24), sendAndCheckInOrder(b, a, 24)]);
+        // The sources were rationed (SENDs surely, ACKs when one met an empty budget).
+        const refused =
+          (await sendsAnswered(tight, "SOURCE_RATE", "ACK")) + (await sendsAnswered(tight, "SOURCE_RATE"));
+        expect(refused).toBeGreaterThan(0);
+        expect([a.state, b.state]).toEqual(["open", "open"]);
+        a.close();
+        b.close();
+      },
+      { window: 2 },
+    ));
 
   it("a local close while pieces wait for the ration still delivers them, then the close", async () =>
     // Three short pieces at once, then one per second: the eight must wait for the ration.

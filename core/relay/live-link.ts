@@ -6,11 +6,15 @@
  * channel; the relay only sees padded, re-encrypted blocks.
  *
  * Link messages (Noise frames up to 65535 bytes, or larger) are cut into relay bodies of at most
- * MAX_BODY bytes: `flags(1) ‖ piece`, flag bit 0 = last piece of a message, bit 1 = the sender
- * closed the link. Order is kept because one queue delivers in order and this link has one SEND
- * in flight at a time: the next piece leaves only once the relay stored the previous one, so a
- * refused piece can never be overtaken by a later one (there are no sequence numbers to reorder
- * by). Each received piece is acknowledged at once (the bytes are handed to the consumer).
+ * MAX_BODY bytes: `flags(1) ‖ seq(4) ‖ piece`, flag bit 0 = last piece of a message, bit 1 = the
+ * sender closed the link, bit 2 = numbered (a big-endian u32 from 0 follows). Up to `sendWindow`
+ * SENDs (default 8) are in flight: the relay answers each only after a durable commit, so one at
+ * a time spent a disk flush per piece (docs/decisions.md, "A live link through the relay has one
+ * SEND in flight and outwaits rate refusals", its update).
+ * A piece refused for rate and sent again may be stored after later ones; the receiver hands
+ * pieces on in sequence order, holding at most MAX_REORDER ahead of a missing one. Each received
+ * piece is acknowledged at once (the bytes are handed to the consumer or held for order), an ACK
+ * refused for rate tried again like a SEND.
  *
  * A temporary refusal (`RATE`, `SOURCE_RATE`, `STORE_RATE`: the relay rations per connection and
  * per source address, docs/operations-relay.md §Limits) is not an end: the same piece is sent
@@ -22,7 +26,7 @@
  * A local close sends what is still queued, then the close marker, under the same bounds.
  */
 import { randomBytes } from "@noble/hashes/utils.js";
-import { isLoftError, LoftError } from "../errors.ts";
+import { err, isLoftError, LoftError, type Result } from "../errors.ts";
 import type { LinkCloseInfo } from "../link/link.ts";
 import { QueueLink } from "../link/queue-link.ts";
 import type { RecipientQueue, RelayClient, RelayMessage, SenderQueue } from "./client.ts";
@@ -31,7 +35,15 @@ import { MAX_BODY, SEND_ID_LENGTH } from "./protocol.ts";
 
 const FLAG_LAST = 1;
 const FLAG_CLOSE = 2;
-const PIECE = MAX_BODY - 1;
+/** Set on every piece this version sends: a sequence number follows the flags byte. */
+const FLAG_SEQ = 4;
+const SEQ_BYTES = 4;
+/** Link-message bytes in one relay body: `flags(1) ‖ seq(4) ‖ piece` fills MAX_BODY. */
+export const RELAY_LINK_PIECE = MAX_BODY - 1 - SEQ_BYTES;
+/** Pieces in flight (sent, not yet answered) by default: the receiver reorders at most this many. */
+export const DEFAULT_SEND_WINDOW = 8;
+/** Most pieces a receiver holds ahead of a missing one (a sender's window is at most this). */
+export const MAX_REORDER = 64;
 
 export interface RelayLinkOptions {
   /** Largest reassembled message (default 1 MiB); a peer sending more closes the link. */
@@ -45,6 +57,11 @@ export interface RelayLinkOptions {
    * refusal in effect as reason) rather than holding unbounded memory while the relay refuses.
    */
   maxQueuedBytes?: number;
+  /**
+   * SENDs in flight at once (default 8, at most MAX_REORDER): each costs the relay a durable
+   * commit before its OK, so one at a time leaves the link waiting on the disk between pieces.
+   */
+  sendWindow?: number;
 }
 
 export interface RelaySendRetry {
@@ -62,6 +79,11 @@ interface Outgoing {
   body: Uint8Array;
   /** Kept across tries: a retry of a stored piece answers DUPLICATE, never stores it twice. */
   sendId: Uint8Array;
+  /** A SEND of it is waiting for the relay's answer. */
+  inFlight: boolean;
+  /** The temporary refusal its last try got, until it is stored. */
+  refused?: string;
+  seq: number;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -97,6 +119,59 @@ export async function retryTemporary<T>(
   }
 }
 
+/** One piece ready for the consumer: its flags and bytes. */
+export interface ReadyPiece {
+  flags: number;
+  piece: Uint8Array;
+}
+
+/**
+ * The receiving side's order (docs/protocol/relay.md §Live links): relay bodies in the order the
+ * queue delivers them in, pieces out in the order they were sent. Pure, so it is fuzzed alone
+ * (test/fuzz/relay-codecs.test.ts).
+ */
+export class PieceOrder {
+  #expected = 0;
+  readonly #ahead = new Map<number, Uint8Array>();
+
+  /** The pieces `body` makes ready, in order (none while one before it is missing), or why the link must close. */
+  take(body: Uint8Array): Result<ReadyPiece[]> {
+    if (body.length === 0) return { ok: true, value: [] };
+    const flags = body[0]!;
+    // Unnumbered (a sender before numbering, or the close marker of a sender whose sending
+    // failed): acted on as it comes, in queue order.
+    if (!(flags & FLAG_SEQ)) return { ok: true, value: [{ flags, piece: body.subarray(1) }] };
+    if (body.length < 1 + SEQ_BYTES)
+      return err("LOFT_ERR_MALFORMED", "a relay link piece without its sequence number");
+    const seq = new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(1);
+    // Behind: already handed on (send ids make this impossible; a second copy changes nothing).
+    if (seq < this.#expected) return { ok: true, value: [] };
+    if (seq - this.#expected >= MAX_REORDER)
+      return err("LOFT_ERR_SCHEMA", `a relay link piece ${seq - this.#expected} ahead of the next one`);
+    if (seq !== this.#expected) {
+      if (!this.#ahead.has(seq)) this.#ahead.set(seq, body);
+      return { ok: true, value: [] };
+    }
+    const ready: ReadyPiece[] = [];
+    for (let next: Uint8Array | undefined = body; next; ) {
+      ready.push({ flags: next[0]!, piece: next.subarray(1 + SEQ_BYTES) });
+      this.#ahead.delete(this.#expected);
+      this.#expected++;
+      next = this.#ahead.get(this.#expected);
+    }
+    return { ok: true, value: ready };
+  }
+
+  /** Pieces held ahead of a missing one. */
+  get held(): number {
+    return this.#ahead.size;
+  }
+
+  clear(): void {
+    this.#ahead.clear();
+  }
+}
+
 export class RelayLink extends QueueLink {
   readonly #client: RelayClient;
   readonly #own: RecipientQueue;
@@ -104,16 +179,24 @@ export class RelayLink extends QueueLink {
   readonly #max: number;
   readonly #retry: RelaySendRetry;
   readonly #maxQueued: number;
+  readonly #window: number;
   #queuedBytes = 0;
-  /** The temporary refusal the head piece is waiting out, if any. */
+  /** The temporary refusal being waited out, if any. */
   #refusal: string | undefined;
   #parts: Uint8Array[] = [];
   #size = 0;
-  /** Pieces not yet stored by the relay, oldest first; the head is the one in flight. */
+  /** Pieces not yet stored by the relay, in sequence order; up to `#window` of them in flight. */
   #outbox: Outgoing[] = [];
-  #pumping = false;
+  #inFlight = 0;
+  #nextSeq = 0;
+  /** After a temporary refusal: nothing is sent until this timer fires. */
+  #pause: ReturnType<typeof setTimeout> | undefined;
+  #refusals = 0;
+  #refusedSince: number | undefined;
   /** Sending failed for good (given up, or a permanent refusal): nothing more is queued. */
   #broken = false;
+  /** Receiving: pieces back in the order they were sent. */
+  readonly #order = new PieceOrder();
 
   private constructor(
     client: RelayClient,
@@ -128,10 +211,10 @@ export class RelayLink extends QueueLink {
     this.#max = options.maxMessageBytes ?? 1 << 20;
     this.#retry = { ...DEFAULT_SEND_RETRY, ...options.retry };
     this.#maxQueued = options.maxQueuedBytes ?? 4 << 20;
+    this.#window = Math.max(1, Math.min(MAX_REORDER, options.sendWindow ?? DEFAULT_SEND_WINDOW));
     client.onQueueMessage(own.recipientId, (m) => this.#onPiece(m));
     void client.done.then((e) => {
-      this.#outbox = [];
-      this.#queuedBytes = 0;
+      this.#drop();
       this.finish({ reason: e.code, detail: e.message }, false);
     });
   }
@@ -164,82 +247,140 @@ export class RelayLink extends QueueLink {
       this.#fail(this.#refusal ?? "LOFT_ERR_CHUNK_LIMIT", detail);
       throw new LoftError("LOFT_ERR_LINK_CLOSED", detail);
     }
-    for (let at = 0; at === 0 || at < message.length; at += PIECE) {
-      const piece = message.subarray(at, at + PIECE);
-      const body = new Uint8Array(piece.length + 1);
-      body[0] = at + PIECE >= message.length ? FLAG_LAST : 0;
-      body.set(piece, 1);
-      this.#enqueue(body);
+    for (let at = 0; at === 0 || at < message.length; at += RELAY_LINK_PIECE) {
+      const last = at + RELAY_LINK_PIECE >= message.length;
+      this.#enqueue(last ? FLAG_LAST : 0, message.subarray(at, at + RELAY_LINK_PIECE));
     }
   }
 
-  #enqueue(body: Uint8Array): void {
-    this.#outbox.push({ body, sendId: randomBytes(SEND_ID_LENGTH) });
+  /** Queue `flags ‖ seq ‖ piece` (docs/protocol/relay.md §Live links) and send what the window allows. */
+  #enqueue(flags: number, piece: Uint8Array): void {
+    if (this.#nextSeq > 0xffff_ffff) {
+      this.#fail("LOFT_ERR_CHUNK_LIMIT", "the relay link's sequence numbers are used up");
+      throw new LoftError("LOFT_ERR_LINK_CLOSED", "the relay link's sequence numbers are used up");
+    }
+    const body = new Uint8Array(1 + SEQ_BYTES + piece.length);
+    body[0] = flags | FLAG_SEQ;
+    new DataView(body.buffer).setUint32(1, this.#nextSeq++);
+    body.set(piece, 1 + SEQ_BYTES);
+    this.#outbox.push({ body, sendId: randomBytes(SEND_ID_LENGTH), inFlight: false, seq: this.#nextSeq - 1 });
     this.#queuedBytes += body.length;
-    if (!this.#pumping) void this.#pump();
+    this.#launch();
   }
 
-  /** Send the outbox in order, one SEND in flight, retrying temporary refusals within bounds. */
-  async #pump(): Promise<void> {
-    this.#pumping = true;
-    try {
-      let refusals = 0;
-      let refusedSince: number | undefined;
-      while (this.#outbox.length > 0 && !this.#client.closed) {
-        const next = this.#outbox[0]!;
-        const code = await this.#client.send(this.#peer, next.body, { sendId: next.sendId }).then(
-          () => undefined,
-          (e: unknown) => (isLoftError(e) ? e.code : "LOFT_ERR_LINK_CLOSED"),
-        );
-        // DUPLICATE: an earlier try of this very piece was stored (its answer was lost).
-        if (code === undefined || code === "LOFT_ERR_RELAY_DUPLICATE") {
-          this.#outbox.shift();
-          this.#queuedBytes -= next.body.length;
-          this.#refusal = undefined;
-          refusals = 0;
-          refusedSince = undefined;
-          continue;
-        }
-        if (!isTemporaryRefusal(code)) return this.#fail(code, "relay refused a piece");
-        this.#refusal = code;
-        const now = Date.now();
-        const since: number = refusedSince ?? now;
-        refusedSince = since;
-        const left = since + this.#retry.giveUpMs - now;
-        if (left <= 0) {
-          const seconds = Math.round(this.#retry.giveUpMs / 100) / 10;
-          return this.#fail(
-            code,
-            `the relay kept refusing for ${seconds} s (${this.#outbox.length} pieces unsent)`,
-          );
-        }
-        await sleep(Math.min(left, backoff(this.#retry, refusals)));
-        refusals++;
-      }
-    } finally {
-      this.#pumping = false;
+  /**
+   * Send the oldest pieces not in flight, up to the window. Pieces are numbered, so a refused one
+   * retried after later ones were stored still reaches the consumer in order (`#onPiece`).
+   */
+  #launch(): void {
+    if (this.#pause !== undefined || this.#broken || this.#client.closed) return;
+    // Only pieces within a window of the oldest one not stored: however often a piece is refused
+    // while later ones are stored, the receiver never holds more than a window ahead of it.
+    const limit = (this.#outbox[0]?.seq ?? 0) + this.#window;
+    for (const next of this.#outbox) {
+      if (this.#inFlight >= this.#window || next.seq >= limit) return;
+      if (next.inFlight) continue;
+      next.inFlight = true;
+      this.#inFlight++;
+      void this.#client.send(this.#peer, next.body, { sendId: next.sendId }).then(
+        () => this.#answered(next, undefined),
+        (e: unknown) => this.#answered(next, isLoftError(e) ? e.code : "LOFT_ERR_LINK_CLOSED"),
+      );
     }
+  }
+
+  /** The relay answered one SEND: stored, refused for now (wait, then again), or refused for good. */
+  #answered(piece: Outgoing, code: string | undefined): void {
+    piece.inFlight = false;
+    this.#inFlight--;
+    if (this.#broken) return;
+    // DUPLICATE: an earlier try of this very piece was stored (its answer was lost).
+    if (code === undefined || code === "LOFT_ERR_RELAY_DUPLICATE") {
+      const i = this.#outbox.indexOf(piece);
+      if (i >= 0) this.#outbox.splice(i, 1);
+      this.#queuedBytes -= piece.body.length;
+      // Stored: progress, so the give-up clock restarts; the refusal in effect (the reason a
+      // link that gives up closes with) is over only once no piece waits on one — an OK for a
+      // piece sent before a refusal can arrive after it.
+      this.#refusedSince = undefined;
+      if (!this.#outbox.some((o) => o.refused)) {
+        this.#refusal = undefined;
+        this.#refusals = 0;
+      }
+      this.#launch();
+      return;
+    }
+    if (!isTemporaryRefusal(code)) {
+      this.#fail(code, "relay refused a piece");
+      return;
+    }
+    piece.refused = code;
+    this.#refusal = code;
+    const now = Date.now();
+    const since: number = this.#refusedSince ?? now;
+    this.#refusedSince = since;
+    const left = since + this.#retry.giveUpMs - now;
+    if (left <= 0) {
+      const seconds = Math.round(this.#retry.giveUpMs / 100) / 10;
+      this.#fail(code, `the relay kept refusing for ${seconds} s (${this.#outbox.length} pieces unsent)`);
+      return;
+    }
+    // One pause for the whole window: the other pieces refused with it wait for the same timer.
+    if (this.#pause !== undefined) return;
+    this.#pause = setTimeout(
+      () => {
+        this.#pause = undefined;
+        this.#launch();
+      },
+      Math.min(left, backoff(this.#retry, this.#refusals++)),
+    );
+  }
+
+  /** Forget everything unsent (the connection ended, or sending failed for good). */
+  #drop(): void {
+    clearTimeout(this.#pause);
+    this.#pause = undefined;
+    this.#outbox = [];
+    this.#queuedBytes = 0;
   }
 
   #fail(code: string, detail: string): void {
     this.#broken = true;
-    this.#outbox = [];
-    this.#queuedBytes = 0;
+    this.#drop();
     this.close(code, detail);
   }
 
   #onPiece(m: RelayMessage): void {
-    this.#client.ack(this.#own, m.msgId).catch(() => {});
-    if (this.state === "closed" || m.body.length === 0) return;
-    const flags = m.body[0]!;
+    // The relay pushes at most a SUB window of unacknowledged pieces: an ACK refused for rate and
+    // dropped would stall the link for good once a window of them is lost, so it is retried like
+    // a SEND (docs/protocol/relay.md §Live links, step 4); a link that cannot acknowledge within
+    // the bounds closes with the refusal's code. Other failures (the piece is gone) change nothing.
+    retryTemporary(() => this.#client.ack(this.#own, m.msgId), this.#retry).catch((e: unknown) => {
+      if (isLoftError(e) && isTemporaryRefusal(e.code) && this.state !== "closed")
+        this.close(e.code, "the relay kept refusing acknowledgements");
+    });
+    if (this.state === "closed") return;
+    const r = this.#order.take(m.body);
+    if (!r.ok) {
+      this.close(r.error.code, r.error.message);
+      return;
+    }
+    for (const { flags, piece } of r.value) {
+      // (`state` is re-read: a piece taken can close the link.)
+      if ((this.state as string) === "closed") return;
+      this.#take(flags, piece);
+    }
+  }
+
+  /** One piece, in order: reassemble link messages; the close marker ends the link. */
+  #take(flags: number, piece: Uint8Array): void {
     if (flags & FLAG_CLOSE) {
       this.#client.onQueueMessage(this.#own.recipientId, undefined);
-      this.#outbox = [];
-      this.#queuedBytes = 0;
+      this.#drop();
+      this.#order.clear();
       this.finish({ reason: "remote-closed" }, false);
       return;
     }
-    const piece = m.body.subarray(1);
     this.#size += piece.length;
     if (this.#size > this.#max) {
       this.close("LOFT_ERR_CHUNK_LIMIT", "message exceeds the link's limit");
@@ -261,9 +402,11 @@ export class RelayLink extends QueueLink {
 
   protected teardown(_info: LinkCloseInfo): void {
     this.#client.onQueueMessage(this.#own.recipientId, undefined);
+    this.#order.clear();
     if (this.#client.closed) return;
-    // After the pieces still queued, in order; once sending failed, one best-effort try.
+    // After the pieces still queued, in order; once sending failed, one best-effort try without a
+    // sequence number, which the receiver acts on at once (earlier pieces may never come).
     if (this.#broken) this.#client.send(this.#peer, new Uint8Array([FLAG_CLOSE])).catch(() => {});
-    else this.#enqueue(new Uint8Array([FLAG_CLOSE]));
+    else this.#enqueue(FLAG_CLOSE, new Uint8Array(0));
   }
 }

@@ -4,7 +4,9 @@
  * real process (`tsx cli/main.ts`) with its sealed identity and state files:
  * - `loft id`, `loft accept <Alice's link>`, `loft link` (Alice adds it in the app): contacts both
  *   ways; `loft listen --json` prints Alice's message as a JSON line and Alice sees it delivered,
- *   the chat live through the relay (a Node peer has no direct path); `loft send` reaches Alice;
+ *   the chat live through the relay (a Node peer has no direct path; Alice's direct offers are
+ *   answered `no-direct` at once, never left to her fallback timer); `loft send` while `listen` runs is handed to it (cli/duplex.ts)
+ *   and reaches Alice, and a `loft send` on its own reaches her too;
  * - `loft expose http://127.0.0.1:PORT --to Alice` serves a test HTTP server to Alice: she opens
  *   `/peer/<the CLI's id>/index.html` in a tab — it renders, its script fetches JSON, a file
  *   and a 1.5 MiB POSTed body (streamed by the Service Worker, which once refused more than 1 MiB)
@@ -63,24 +65,26 @@ describe("loft, the headless peer, with a browser contact", () => {
   let aliceId: string;
   const big = randomBytes(256 * 1024);
   const running: Running[] = [];
+  /** Alice's console: her engine's log lines (web/src/engine/config.ts `log`). */
+  const aliceLog: string[] = [];
 
   const env = () => ({
     PATH: process.env.PATH ?? "",
     LOFT_PASSPHRASE: PASS,
     LOFT_RESOLVE: `${APP_HOST}=127.0.0.1`,
   });
-  const args = (list: string[]) => [
+  const args = (list: string[], identity = "bot.json") => [
     "--import",
     "tsx",
     "cli/main.ts",
     ...list,
     "--identity",
-    join(cliDir, "bot.json"),
+    join(cliDir, identity),
   ];
-  /** One command to its end. */
-  const run = (list: string[]) =>
+  /** One command to its end (with the identity file `identity` in the CLI's folder). */
+  const run = (list: string[], identity?: string) =>
     new Promise<{ code: number; out: string; err: string }>((resolve) => {
-      execFile(process.execPath, args(list), { cwd: ROOT, env: env() }, (e, out, err) =>
+      execFile(process.execPath, args(list, identity), { cwd: ROOT, env: env() }, (e, out, err) =>
         resolve({ code: e ? (e.code as number) : 0, out, err }),
       );
     });
@@ -125,6 +129,7 @@ describe("loft, the headless peer, with a browser contact", () => {
     ]);
     context = await browser.newContext();
     a = await context.newPage();
+    a.on("console", (m) => aliceLog.push(m.text()));
     // The service `loft expose` makes reachable: a page whose script fetches JSON, a large file, an echo.
     origin = createServer((req, res) => {
       if (req.url === "/index.html") {
@@ -170,13 +175,15 @@ describe("loft, the headless peer, with a browser contact", () => {
   });
 
   it("loft accept / link / listen --json / send, with Alice in the browser", async () => {
-    await createIdentity(a, app, "Alice");
-    const aliceLink = await myLink(a, true);
-
-    const made = await run(["id", "--name", "cli-bot", "--server", app]);
+    // Alice in the browser and the bot's identity are made at the same time.
+    const [, made] = await Promise.all([
+      createIdentity(a, app, "Alice"),
+      run(["id", "--name", "cli-bot", "--server", app]),
+    ]);
     expect(made.code, made.err).toBe(0);
     cliId = made.out.split(/\s+/)[0]!;
     expect(cliId).toMatch(/^[0-9a-f]{64}$/);
+    const aliceLink = await myLink(a, true);
 
     const accepted = await run(["accept", aliceLink]);
     expect(accepted.code, accepted.err).toBe(0);
@@ -196,6 +203,11 @@ describe("loft, the headless peer, with a browser contact", () => {
     await waitForState(a, "hello from the browser", "delivered");
     // Live through the relay: a Node peer has no WebRTC.
     await waitForPresence(a, /^online/);
+    // While listen holds the identity, `loft send` hands its message to it (cli/duplex.ts).
+    const handed = await run(["send", "Alice", "handed to the listener", "--json"]);
+    expect(handed.code, handed.err).toBe(0);
+    expect(JSON.parse(handed.out.trim())).toMatchObject({ type: "sent", to: aliceId });
+    await incoming(a, "handed to the listener").waitFor({ timeout: 60_000 });
     expect(await stop(listen)).toBe(0);
 
     const sent = await run(["send", "Alice", "hello from the command line", "--json"]);
@@ -250,6 +262,15 @@ describe("loft, the headless peer, with a browser contact", () => {
         ]),
       );
     expect(jsonLines(expose).every((l) => l.type !== "access" || l.name === "Alice")).toBe(true);
+    // Alice's direct offers to the bot — her first dial when her key is the lower one, and the
+    // tries at a direct path while on the relay (directRetryMs) — were each answered at once with
+    // `bye` `no-direct` (cli/no-direct.ts, chat.md §1), a path failure; none waited out her
+    // fallback timer ("not open in time").
+    const aboutBot = () => aliceLog.filter((l) => l.includes(cliId.slice(0, 8)));
+    await expect
+      .poll(() => aboutBot().filter((l) => l.includes("bye-no-direct")).length, { timeout: 30_000 })
+      .toBeGreaterThan(0);
+    expect(aboutBot().filter((l) => l.includes("not open in time"))).toEqual([]);
     await site.close();
     expect(await stop(expose)).toBe(0);
   });

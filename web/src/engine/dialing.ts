@@ -155,7 +155,12 @@ export function prepareDialKeys(ctx: DialingContext): Promise<PreparedEphemerals
  * or the path itself failed (ICE, open timeout): a case for the relay. Other failures (refused,
  * glare, peer offline, a forged signal) are thrown as they are.
  */
-export async function openedWithin(link: DialedLink, ms: number | undefined): Promise<boolean> {
+export async function openedWithin(
+  link: DialedLink,
+  ms: number | undefined,
+  /** Told why, when the result is false: the path's close reason, or "not open in time". */
+  why?: (reason: string) => void,
+): Promise<boolean> {
   if (ms === undefined) {
     await link.opened;
     return true;
@@ -172,9 +177,16 @@ export async function openedWithin(link: DialedLink, ms: number | undefined): Pr
   ]);
   clearTimeout(timer);
   if (r === "open") return true;
-  if (r === "late") return link.state === "open";
+  if (r === "late") {
+    if (link.state === "open") return true;
+    why?.("not open in time");
+    return false;
+  }
   const info = link.state === "closed" ? await link.closed : undefined;
-  if (info && closeRule(info.reason).pathFailure) return false;
+  if (info && closeRule(info.reason).pathFailure) {
+    why?.(info.reason);
+    return false;
+  }
   throw r.e;
 }
 

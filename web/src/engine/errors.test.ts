@@ -46,6 +46,7 @@ const PATH_FAILURE: CloseReason[] = [
   "ERR_ICE_CONNECTION_CLOSED",
   "ERR_CONNECTION_FAILURE",
   "ERR_WEBRTC_SUPPORT",
+  "bye-no-direct",
 ];
 
 const reasons = Object.keys(CLOSE_REASONS) as CloseReason[];

@@ -161,6 +161,9 @@ export const CLOSE_REASONS = {
     message: `${name}'s device gave up connecting. Retrying…`,
   })),
   "bye-busy": row(({ name }) => ({ kind: "peer-offline", message: `${name}'s device is busy. Retrying…` })),
+  // The peer has no direct transport (a headless peer, cli/no-direct.ts): a path failure, so the
+  // dial goes to the relay at once instead of waiting out relayFallbackMs (docs/protocol/chat.md §1).
+  "bye-no-direct": row(noDirectPath, { pathFailure: true }),
 
   // ---- the path: WebRTC (simple-peer's ERR_* codes) and the engine's timers
   "open-timeout": row(noDirectPath, { pathFailure: true }),

@@ -2,7 +2,8 @@
  * How large the proxy's DATA frames are on each path (proxy-link.ts `proxyChunkFor`;
  * docs/protocol/proxy.md §Carrying frames over a session): on the live relay link every PROXY
  * session message of a body, sealed in its Noise frame, fits ONE relay piece (core/relay/
- * live-link.ts cuts link messages into `MAX_BODY - 1`-byte pieces, one SEND each, one in flight),
+ * live-link.ts cuts link messages into `MAX_BODY - 5`-byte pieces after a flags byte and a u32
+ * sequence number, one SEND each),
  * so a body never costs a second SEND per chunk for a 28-byte tail; on a direct link the full
  * 16 KiB DATA is kept. A real Noise session pair carries the frames; the serving side is the
  * engine's (serveProxy, receiveProxy).
@@ -22,7 +23,8 @@ import { decodeSessionFrame } from "./wire.ts";
 
 /** The bytes a session message takes on the link: the session frame's type byte and the AEAD tag. */
 const onTheLink = (message: Uint8Array) => 1 + message.length + TAGLEN;
-const RELAY_PIECE = MAX_BODY - 1;
+/** docs/protocol/relay.md §Live links: `flags(1) ‖ seq(4) ‖ piece` in one relay body. */
+const RELAY_PIECE = MAX_BODY - 1 - 4;
 
 async function servedChunks(path: LinkPath, size: number): Promise<{ sizes: number[]; bytes: number }> {
   const [mine, theirs] = await sessionPair();

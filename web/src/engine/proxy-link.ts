@@ -16,7 +16,7 @@ import type { ProxyClient } from "../../../core/proxy/client.ts";
 import { ProxyEndpoint } from "../../../core/proxy/endpoint.ts";
 import { MAX_CHUNK } from "../../../core/proxy/frames.ts";
 import type { ProxyHandler } from "../../../core/proxy/server.ts";
-import { MAX_BODY } from "../../../core/relay/protocol.ts";
+import { RELAY_LINK_PIECE } from "../../../core/relay/live-link.ts";
 import type { LinkPath, ProxyServing } from "./api.ts";
 import type { EngineContext, Live, Peer } from "./context.ts";
 import { encodeProxyFrame } from "./wire.ts";
@@ -36,12 +36,13 @@ const NOTHING_SHARED: ProxyHandler = async (request) => {
  */
 const DATA_OVERHEAD = 1 + TAGLEN + 1 + 1 + 6;
 /**
- * The live relay link sends each link message as pieces of `MAX_BODY - 1` bytes (core/relay/
- * live-link.ts: a flags byte, then the piece), one SEND per piece and one in flight: a 16 KiB DATA
- * would cost two SENDs, the second for a 28-byte tail, halving what the relay's per-connection
- * command rate lets through. So on the relay a body's DATA is cut to fill exactly one piece.
+ * The live relay link sends each link message as pieces of `RELAY_LINK_PIECE` bytes (core/relay/
+ * live-link.ts: a flags byte and a sequence number, then the piece), one SEND per piece: a 16 KiB
+ * DATA would cost two SENDs, the second for a short tail padded to a whole block, halving what
+ * the relay's per-connection command rate lets through. So on the relay a body's DATA is cut to
+ * fill exactly one piece.
  */
-export const RELAY_DATA_CHUNK = MAX_BODY - 1 - DATA_OVERHEAD;
+export const RELAY_DATA_CHUNK = RELAY_LINK_PIECE - DATA_OVERHEAD;
 
 /** The largest DATA body to send on a session over `path` (docs/protocol/proxy.md, "Flow control"). */
 export function proxyChunkFor(path: LinkPath): number {

@@ -38,7 +38,7 @@ export interface LiveTransport {
   close(): void;
 }
 
-export type RefuseReason = "refused" | "glare" | "cancelled" | "busy";
+export type RefuseReason = "refused" | "glare" | "cancelled" | "busy" | "no-direct";
 
 /** A peer wants a link with us; the engine accepts or refuses (web/src/net/direct.ts). */
 export interface IncomingOffer {

@@ -28,7 +28,7 @@ import { QueueLink } from "../../../core/link/queue-link.ts";
 import { preferredOrder } from "../../../core/relay/choice.ts";
 import type { RecipientQueue, RelayClient, SenderQueue } from "../../../core/relay/client.ts";
 import { newAuthKeyPair } from "../../../core/relay/crypto.ts";
-import { RelayLink, retryTemporary } from "../../../core/relay/live-link.ts";
+import { RelayLink, type RelayLinkOptions, retryTemporary } from "../../../core/relay/live-link.ts";
 import type { SignalingClient } from "../../../core/signaling/client.ts";
 import type { SignalEnvelope } from "../../../core/wire/signaling.ts";
 import type {
@@ -138,7 +138,11 @@ export class RelayLiveTransport implements LiveTransport {
   readonly #attempts = new Map<string, Attempt>();
   readonly #off: () => void;
 
-  constructor(deps: TransportDeps) {
+  /** Options for each RelayLink (core/relay/live-link.ts); a benchmark sets the send window. */
+  readonly #linkOptions: RelayLinkOptions;
+
+  constructor(deps: TransportDeps, linkOptions: RelayLinkOptions = {}) {
+    this.#linkOptions = linkOptions;
     if (!deps.relay) throw new Error("RelayLiveTransport needs the engine's relay pool");
     this.#signaling = deps.signaling;
     this.#pool = deps.relay.pool;
@@ -227,7 +231,7 @@ export class RelayLiveTransport implements LiveTransport {
   async #connect(a: Attempt, client: RelayClient, own: RecipientQueue, sid: Uint8Array): Promise<void> {
     try {
       const theirs = await secure(client, sid);
-      const relayLink = await RelayLink.open(client, own, theirs);
+      const relayLink = await RelayLink.open(client, own, theirs, this.#linkOptions);
       a.link.attach(relayLink);
     } catch (e) {
       a.link.close(...reasonOf(e));
@@ -253,7 +257,7 @@ export class RelayLiveTransport implements LiveTransport {
           own = await retryTemporary(() => c.createQueue({ subscribe: false }));
           if (link.state === "closed") return this.#dropQueue(client, own);
           const theirs = await secure(c, sid);
-          const relayLink = await RelayLink.open(client, own, theirs);
+          const relayLink = await RelayLink.open(client, own, theirs, this.#linkOptions);
           // Subscribed before answering: the dialer's first handshake message finds us listening.
           link.attach(relayLink);
           await this.#send(from, { kind: "relay-answer", conn, sid: own.senderId });

@@ -7,7 +7,9 @@
  *   offer / answer := { c: bin(8), sdp: str, rm?: bin(32) }   (`rm`, offers only: the room hash
  *                     the link is for — a room member's link, docs/protocol/rooms.md §3)
  *   ice            := { c: bin(8), cand: str, mid?: str, idx?: uint }
- *   bye            := { c: bin(8), r: "refused" | "glare" | "cancelled" | "busy" }
+ *   bye            := { c: bin(8), r: "refused" | "glare" | "cancelled" | "busy" | "no-direct" }
+ *                     ("no-direct": this peer has no direct transport at all — a headless peer,
+ *                     cli/no-direct.ts — so the dialer goes to the relay at once)
  *   relay offer    := { c: bin(8), rm?: bin(32), rs: bin(24), ru: str }   (kind "offer": a live link
  *                     through the relay at `ru`; `rs` is the sender id of the dialer's receiving queue
  *                     there; `rm` as for a direct offer, docs/protocol/rooms.md §3)
@@ -28,7 +30,7 @@ export const CONN_ID_BYTES = 8;
 /** A data-channel-only SDP is about 600 bytes; 12 000 leaves room without letting it grow large. */
 export const MAX_SDP_CHARS = 12_000;
 export const MAX_CANDIDATE_CHARS = 1_024;
-export const BYE_REASONS = ["refused", "glare", "cancelled", "busy"] as const;
+export const BYE_REASONS = ["refused", "glare", "cancelled", "busy", "no-direct"] as const;
 export type ByeReason = (typeof BYE_REASONS)[number];
 
 const connId = bytesSchema(CONN_ID_BYTES);

@@ -358,13 +358,18 @@ export class LinkController {
     ctx.cfg.log(`dial ${peer.id.slice(0, 8)}${upgrade ? " (direct, while on the relay)" : ""}`);
     try {
       const fallback = !upgrade && ctx.relayLive !== undefined;
-      const opened = await openedWithin(link, fallback ? ctx.cfg.relayFallbackMs : undefined);
+      // `why`, for whoever reads the log: the path's own failure (e.g. `bye-no-direct` from a peer
+      // without a direct transport, chat.md §1) or no channel within relayFallbackMs.
+      let why = "";
+      const opened = await openedWithin(link, fallback ? ctx.cfg.relayFallbackMs : undefined, (r) => {
+        why = r;
+      });
       if (!opened) {
         if (peer.attempt !== attempt) {
           if (link.state !== "closed") link.close("superseded");
           return;
         }
-        ctx.cfg.log(`no direct channel to ${peer.id.slice(0, 8)}: going through the relay`);
+        ctx.cfg.log(`no direct channel to ${peer.id.slice(0, 8)} (${why}): going through the relay`);
         link.close("relay-fallback");
         this.#endAttempt(attempt, "fallback");
         await this.#dialRelay();

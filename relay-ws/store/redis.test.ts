@@ -1,0 +1,248 @@
+/**
+ * The Redis relay store (store/redis.ts) against Debian's redis-server on loopback (AOF,
+ * appendfsync always; test/support/redis-server.ts): the same semantics as the LMDB store —
+ * order, duplicates, quotas, suspension, crypto deletion, TTL, idle queues, epoch keys destroyed —
+ * shared by two store instances (two relay processes in production), nothing plaintext in Redis or
+ * its AOF, and acknowledged writes surviving a kill -9 of Redis.
+ */
+import { randomBytes } from "node:crypto";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type RedisServer, startRedis } from "../../test/support/redis-server.ts";
+import { RedisStore } from "./redis.ts";
+import { newMessage, randomQueue } from "./testing.ts";
+
+const MARKER = "LOFT-REDIS-PLAINTEXT-4c1d";
+let redis: RedisServer;
+const stores: RedisStore[] = [];
+const master = randomBytes(32);
+
+beforeAll(async () => {
+  redis = await startRedis();
+});
+afterAll(async () => {
+  for (const s of stores) await s.close();
+  await redis?.stop();
+});
+
+let prefixes = 0;
+async function open(
+  options: {
+    prefix?: string;
+    clock?: () => number;
+    quotaBytes?: number;
+    idleQueueMs?: number;
+    keyEpochMs?: number;
+  } = {},
+) {
+  const s = await RedisStore.open({
+    url: redis.url,
+    masterKey: master,
+    prefix: options.prefix ?? `t${prefixes++}:`,
+    ...options,
+  });
+  stores.push(s);
+  return s;
+}
+
+const text = (b: Uint8Array | undefined) =>
+  b ? new TextDecoder().decode(b.subarray(2, 2 + ((b[0]! << 8) | b[1]!))) : undefined;
+const enc = (s: string) => new TextEncoder().encode(s);
+
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const p = join(dir, name);
+    return statSync(p).isDirectory() ? filesUnder(p) : [p];
+  });
+}
+
+describe("Redis relay store", () => {
+  it("stores in order, refuses duplicates, quota, suspended and missing queues, and crypto-deletes on ACK", async () => {
+    const s = await open();
+    const q = randomQueue();
+    await s.createQueue(q);
+    const byR = await s.queueByRecipient(q.recipientId);
+    expect(Buffer.from(byR!.rcvKey)).toEqual(Buffer.from(q.rcvKey));
+    expect(Buffer.from((await s.queueBySender(q.senderId))!.recipientId)).toEqual(Buffer.from(q.recipientId));
+    expect(await s.queueBySender(q.recipientId)).toBeUndefined();
+    const now = Date.now();
+    const msgs = Array.from({ length: 5 }, (_, i) => newMessage(enc(`${MARKER}-${i}`), now, 60_000));
+    // Pipelined: the order of the calls is the order of the sequence numbers.
+    expect(await Promise.all(msgs.map((m) => s.append(q.recipientId, m, 5)))).toEqual(Array(5).fill("ok"));
+    expect(await s.append(q.recipientId, msgs[0]!, 5)).toBe("duplicate");
+    expect(await s.append(q.recipientId, newMessage(enc("x"), now, 60_000), 5)).toBe("quota");
+    expect(await s.append(randomQueue().recipientId, newMessage(enc("x"), now, 60_000), 5)).toBe("missing");
+    let cursor = -1;
+    for (let i = 0; i < 5; i++) {
+      const m = await s.next(q.recipientId, cursor);
+      expect(Buffer.from(m!.msgId)).toEqual(Buffer.from(msgs[i]!.msgId));
+      expect(text(await s.read(q.recipientId, m!.seq))).toBe(`${MARKER}-${i}`);
+      cursor = m!.seq;
+    }
+    expect(await s.next(q.recipientId, cursor)).toBeUndefined();
+    const first = await s.next(q.recipientId, -1);
+    expect(await s.ack(q.recipientId, first!.seq, randomBytes(24))).toBe(false);
+    expect(await s.ack(q.recipientId, first!.seq, first!.msgId)).toBe(true);
+    expect(await s.ack(q.recipientId, first!.seq, first!.msgId)).toBe(false);
+    expect(await s.read(q.recipientId, first!.seq)).toBeUndefined();
+    // A retry of an acknowledged message's send id is still a duplicate (the send id outlives it).
+    expect(await s.append(q.recipientId, msgs[0]!, 5)).toBe("duplicate");
+    expect(await s.secureQueue(q.recipientId, new Uint8Array(32).fill(1))).toBe("ok");
+    expect(await s.secureQueue(q.recipientId, new Uint8Array(32).fill(1))).toBe("ok");
+    expect(await s.secureQueue(q.recipientId, new Uint8Array(32).fill(2))).toBe("conflict");
+    expect(await s.suspendQueue(q.recipientId)).toBe(true);
+    expect(await s.append(q.recipientId, newMessage(enc("x"), now, 60_000), 50)).toBe("suspended");
+    // Stored messages stay deliverable after OFF.
+    expect((await s.next(q.recipientId, -1))?.seq).toBe(1);
+    expect(await s.deleteQueue(q.recipientId)).toBe(4);
+    expect(await s.queueByRecipient(q.recipientId)).toBeUndefined();
+    expect(await s.deleteQueue(q.recipientId)).toBe(0);
+  });
+
+  it("counts bytes against the global quota (FULL), and frees them on deletion", async () => {
+    const s = await open({ quotaBytes: 3_000 });
+    const q = randomQueue();
+    await s.createQueue(q);
+    const results: string[] = [];
+    for (let i = 0; i < 10; i++)
+      results.push(await s.append(q.recipientId, newMessage(enc("y".repeat(400)), Date.now(), 60_000), 100));
+    expect(results.slice(0, 2)).toEqual(["ok", "ok"]);
+    expect(results.at(-1)).toBe("full");
+    const m = await s.next(q.recipientId, -1);
+    await s.ack(q.recipientId, m!.seq, m!.msgId);
+    expect(await s.append(q.recipientId, newMessage(enc("z"), Date.now(), 60_000), 100)).toBe("ok");
+    await s.deleteQueue(q.recipientId);
+    await s.gc(Date.now());
+    expect(s.stats()).toMatchObject({ queues: 0, messages: 0, storedBytes: 0 });
+  });
+
+  it("prekeys: the bundle and one one-time prekey per take, limits, replace", async () => {
+    const s = await open();
+    const q = randomQueue();
+    await s.createQueue(q);
+    expect(
+      await s.setPrekeys(
+        q.recipientId,
+        { bundle: enc("bundle-1"), oneTime: [enc("otk-1"), enc("otk-2")], replaceOneTime: false },
+        3,
+      ),
+    ).toBe("ok");
+    expect(
+      await s.setPrekeys(q.recipientId, { oneTime: [enc("a"), enc("b")], replaceOneTime: false }, 3),
+    ).toBe("limit");
+    const t1 = await s.takePrekeys(q.recipientId);
+    expect(new TextDecoder().decode(t1!.bundle)).toBe("bundle-1");
+    expect(new TextDecoder().decode(t1!.oneTime)).toBe("otk-1");
+    expect(
+      await s.setPrekeys(
+        q.recipientId,
+        { bundle: enc("bundle-2"), oneTime: [enc("otk-3")], replaceOneTime: true },
+        3,
+      ),
+    ).toBe("ok");
+    const t2 = await s.takePrekeys(q.recipientId);
+    expect(new TextDecoder().decode(t2!.bundle)).toBe("bundle-2");
+    expect(new TextDecoder().decode(t2!.oneTime)).toBe("otk-3");
+    const t3 = await s.takePrekeys(q.recipientId);
+    expect(t3!.oneTime).toBeUndefined();
+    expect(await s.setPrekeys(randomQueue().recipientId, { oneTime: [], replaceOneTime: false }, 3)).toBe(
+      "missing",
+    );
+  });
+
+  it("two instances: a message appended on one reaches the other's listener; a claim ends the other's subscription", async () => {
+    const prefix = `shared${prefixes++}:`;
+    const a = await open({ prefix });
+    const b = await open({ prefix });
+    const q = randomQueue();
+    await a.createQueue(q);
+    const appended: string[] = [];
+    b.onAppend((rid) => appended.push(Buffer.from(rid).toString("hex")));
+    const ended: string[] = [];
+    a.hub.onEnd((_rid, token) => ended.push(token));
+    const tokenB = b.hub.newToken();
+    b.hub.claim(q.recipientId, tokenB);
+    expect(await a.append(q.recipientId, newMessage(enc("across"), Date.now(), 60_000), 10)).toBe("ok");
+    await expect.poll(() => appended).toEqual([Buffer.from(q.recipientId).toString("hex")]);
+    // B reads what A wrote (same keyring, same master key).
+    const m = await b.next(q.recipientId, -1);
+    expect(text(await b.read(q.recipientId, m!.seq))).toBe("across");
+    // A takes the subscription over: B is told to end its own (token B).
+    const endedB: string[] = [];
+    b.hub.onEnd((_rid, token) => endedB.push(token));
+    a.hub.claim(q.recipientId, a.hub.newToken());
+    await expect.poll(() => endedB).toEqual([tokenB]);
+    expect(ended).toEqual([]);
+    // Deleting the queue (on B) ends A's subscription.
+    await b.deleteQueue(q.recipientId);
+    await expect.poll(() => ended.length).toBe(1);
+  });
+
+  it("expires messages and send ids at their TTL, deletes idle queues, rotates and destroys epoch keys", async () => {
+    let now = Date.now();
+    const clock = () => now;
+    const s = await open({ clock, keyEpochMs: 3_600_000, idleQueueMs: 2 * 86_400_000 });
+    const q = randomQueue();
+    await s.createQueue(q);
+    const old = newMessage(enc("old"), now, 1_000);
+    expect(await s.append(q.recipientId, old, 10)).toBe("ok");
+    expect(await s.append(q.recipientId, newMessage(enc("new"), now, 10 * 3_600_000), 10)).toBe("ok");
+    now += 2_000;
+    const r1 = await s.gc(now);
+    expect(r1.expiredMessages).toBe(1);
+    expect(r1.expiredSendIds).toBe(1);
+    expect(await s.append(q.recipientId, old, 10)).toBe("ok"); // its send id expired with it
+    // Epochs: rotate hourly; the first epoch's keys are re-wrapped after two epochs and it is destroyed.
+    now += 3_600_000;
+    await s.gc(now);
+    expect(s.stats().keyEpochs).toBe(2);
+    now += 3 * 3_600_000;
+    const r3 = await s.gc(now);
+    expect(r3.rewrappedKeys).toBeGreaterThan(0);
+    expect(r3.destroyedEpochs).toBeGreaterThan(0);
+    const m = await s.next(q.recipientId, -1);
+    expect(text(await s.read(q.recipientId, m!.seq))).toBe("new");
+    expect((await s.queueByRecipient(q.recipientId))?.rcvKey).toBeDefined();
+    // Idle for more than two days: deleted.
+    now += 4 * 86_400_000;
+    expect((await s.gc(now)).idleQueues).toBe(1);
+    expect(await s.queueByRecipient(q.recipientId)).toBeUndefined();
+  });
+
+  it("holds no plaintext in Redis or its AOF; acknowledged writes survive kill -9 of Redis, and the store reconnects by itself", async () => {
+    const prefix = `crash${prefixes++}:`;
+    const s = await open({ prefix });
+    const q = randomQueue();
+    await s.createQueue(q);
+    const sent: string[] = [];
+    for (let i = 0; i < 20; i++) {
+      const body = `${MARKER}-${i}`;
+      if ((await s.append(q.recipientId, newMessage(enc(body), Date.now(), 60_000), 100)) === "ok")
+        sent.push(body);
+    }
+    await s.setPrekeys(
+      q.recipientId,
+      { bundle: enc(`${MARKER}-bundle`), oneTime: [enc(`${MARKER}-otk`)], replaceOneTime: false },
+      5,
+    );
+    for (const f of filesUnder(redis.dir)) expect(readFileSync(f).includes(Buffer.from(MARKER))).toBe(false);
+    await redis.kill();
+    // While Redis is down: a clear "unavailable", no hang, no crash.
+    await expect.poll(() => s.unavailable()).toBeDefined();
+    await expect(s.append(q.recipientId, newMessage(enc("down"), Date.now(), 60_000), 100)).rejects.toThrow(
+      /Redis unavailable/,
+    );
+    await redis.restart();
+    await expect.poll(() => s.unavailable(), { timeout: 30_000 }).toBeUndefined();
+    const got: string[] = [];
+    let cursor = -1;
+    for (;;) {
+      const m = await s.next(q.recipientId, cursor);
+      if (!m) break;
+      got.push(text(await s.read(q.recipientId, m.seq))!);
+      cursor = m.seq;
+    }
+    expect(got).toEqual(sent);
+  });
+});

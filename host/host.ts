@@ -34,6 +34,11 @@ export interface HostedService {
   handleHttp?(req: IncomingMessage, res: ServerResponse): boolean;
   /** Figures for /health; must not contain identities, IPs or content. */
   health(): Record<string, unknown>;
+  /**
+   * Undefined while the service can serve; otherwise why not (its shared store is unreachable):
+   * both /health answers turn 503 with the reason (docs/operations.md, "Redis unreachable").
+   */
+  unavailable?(): string | undefined;
   /** Stop accepting, close sockets with a going-away code, flush stores. */
   close(): Promise<void>;
 }
@@ -135,18 +140,25 @@ export function createHost(options: HostOptions): Host {
   const server = createServer(withHeaders("public", handleRequest));
   const metricsServer = separate ? createServer(withHeaders("metrics", handleMetricsRequest)) : undefined;
 
+  /** The reasons services give for not serving now (empty: healthy). */
+  function unavailableReasons(): string[] {
+    return services.map((s) => s.unavailable?.()).filter((r): r is string => r !== undefined);
+  }
+
   function detailedHealth() {
+    const down = unavailableReasons();
     return {
-      status: "ok",
+      status: down.length === 0 ? "ok" : "unavailable",
+      ...(down.length === 0 ? {} : { reasons: down }),
       uptime_s: Math.round((Date.now() - started) / 1000),
       ...(options.cryptoBackends ? { crypto: { ...options.cryptoBackends } } : {}),
       services: Object.fromEntries(services.map((s) => [s.name, s.health()])),
     };
   }
 
-  function sendJson(req: IncomingMessage, res: ServerResponse, body: unknown): void {
+  function sendJson(req: IncomingMessage, res: ServerResponse, body: unknown, status = 200): void {
     const text = JSON.stringify(body);
-    res.writeHead(200, {
+    res.writeHead(status, {
       "content-type": "application/json",
       "content-length": Buffer.byteLength(text),
       "cache-control": "no-store",
@@ -185,7 +197,17 @@ export function createHost(options: HostOptions): Host {
     }
     res.setHeader("content-security-policy", appPolicy(req, baseHeaders["content-security-policy"]!));
     if (url.pathname === "/health" && isRead(req)) {
-      sendJson(req, res, metrics === "public" ? detailedHealth() : { status: "ok" });
+      const down = unavailableReasons();
+      sendJson(
+        req,
+        res,
+        metrics === "public"
+          ? detailedHealth()
+          : down.length === 0
+            ? { status: "ok" }
+            : { status: "unavailable", reasons: down },
+        down.length === 0 ? 200 : 503,
+      );
       return;
     }
     if (url.pathname === "/metrics" && isRead(req) && metrics === "public") {
@@ -211,7 +233,8 @@ export function createHost(options: HostOptions): Host {
       return;
     }
     if (path === "/metrics" && isRead(req)) await sendMetrics(req, res);
-    else if (path === "/health" && isRead(req)) sendJson(req, res, detailedHealth());
+    else if (path === "/health" && isRead(req))
+      sendJson(req, res, detailedHealth(), unavailableReasons().length === 0 ? 200 : 503);
     else notFound(res);
   }
 

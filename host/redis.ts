@@ -76,6 +76,17 @@ export function isRedisConnectionError(e: unknown): boolean {
   return true;
 }
 
+/**
+ * A failure's first line, short, without addresses (Redis's own included): it goes to logs and to
+ * the detailed /health, which never show an address (docs/operations.md, "Logs").
+ */
+export function redisReason(message: string): string {
+  return message
+    .split("\n")[0]!
+    .slice(0, 120)
+    .replace(/\[?[0-9a-f.:]*[.:][0-9a-f.:]+\]?(:\d+)?/gi, "<redis>");
+}
+
 /** Wrap a failure of a Redis call: connection problems become RedisUnavailableError. */
 export function redisFailure(e: unknown): unknown {
   if (e instanceof RedisUnavailableError || !isRedisConnectionError(e)) return e;
@@ -124,7 +135,8 @@ export function connectRedis(url: string, options: RedisConnectOptions): Redis {
     options.onStatus?.(status, reason);
   };
   redis.on("ready", () => tell("ready", ""));
-  redis.on("error", (e: Error) => tell("down", e.message.split("\n")[0]!.slice(0, 120)));
+  // The reason goes to logs and the detailed /health: without addresses (Redis's own included).
+  redis.on("error", (e: Error) => tell("down", redisReason(e.message)));
   redis.on("close", () => tell("down", "connection closed"));
   redis.on("end", () => tell("down", "connection ended"));
   return redis;

@@ -31,6 +31,7 @@ import {
   SESSION_ID_LENGTH,
   type ServerFrame,
 } from "../core/relay/protocol.ts";
+import { RedisUnavailableError } from "../host/redis.ts";
 import { ConnectionAuthenticator } from "./authenticator.ts";
 import {
   type ConnectionHandle,
@@ -488,6 +489,9 @@ export class RelayConnection implements ConnectionHandle {
           if (e instanceof Refused) return this.#error(e.wire, command.i, command.k);
           // A commit the disk had no room for (ACK, DEL, …): nothing changed; the client retries.
           if (isNoSpaceError(e)) return this.#error("FULL", command.i, command.k);
+          // The shared store (Redis) is unreachable: not answered OK, so not done as far as the
+          // client knows; it retries (same send id) here or on another relay.
+          if (e instanceof RedisUnavailableError) return this.#error("UNAVAILABLE", command.i, command.k);
           this.#ctx.log.error({ err: e, command: command.k }, "relay command failed");
           this.#error("INTERNAL", command.i, command.k);
         },

@@ -44,6 +44,11 @@ export interface Subscription {
   pumping: boolean;
   again: boolean;
   active: boolean;
+  /**
+   * This subscription's name across relay instances (store hub, store/types.ts SubscriptionHub):
+   * an END from another instance names the subscription it ends. Unset without a hub.
+   */
+  token?: string;
 }
 
 /** The message a connection's last GET on a queue handed out (kept by rid hex until ACKed). */

@@ -46,9 +46,10 @@ export function decodeQueueReply(reply: unknown): QueueReply | undefined {
   const ridHex = text(rid);
   const sidHex = text(sid);
   if (!ridHex || !RID_HEX.test(ridHex) || !sidHex || !RID_HEX.test(sidHex)) return undefined;
-  if (!isBuf(rk) || rk.length === 0 || rk.length > 64) return undefined;
+  // Public keys: raw Ed25519 (32), or an SMP client's DER-encoded Ed25519 / Ed448 / X25519 key.
+  if (!isBuf(rk) || rk.length === 0 || rk.length > 256) return undefined;
   if (!isBuf(rcv) || rcv.length !== SEALED_RCV_LENGTH) return undefined;
-  if (sk !== null && (!isBuf(sk) || sk.length === 0 || sk.length > 64)) return undefined;
+  if (sk !== null && (!isBuf(sk) || sk.length === 0 || sk.length > 256)) return undefined;
   if (susp !== null && text(susp) !== "1") return undefined;
   if (!isBuf(kr) || kr.length !== KEY_RECORD_LENGTH) return undefined;
   return {

@@ -37,7 +37,7 @@ local function delMsg(rid, seq)
   delKey(rid, 'm'..seq)
   addBytes(rid, -(#rec + 64))
   redis.call('DECR', P..'nm')
-  return true
+  return #rec + 64
 end
 local function touch(rid, day)
   local q = P..'q:'..rid
@@ -167,21 +167,19 @@ return {rec, redis.call('HGET', P..'k:'..ARGV[2], 'm'..ARGV[3]) or ''}`),
 if redis.call('HEXISTS', P..'m:'..ARGV[2], ARGV[3]) == 1 then redis.call('HSET', P..'d:'..ARGV[2], ARGV[3], ARGV[4]) end
 return 1`),
   },
-  /** ARGV: P, rid, seq, msg id (24 bytes), day. → 1 | 0 */
+  /** ARGV: P, rid, seq, msg id (24 bytes), day. → bytes freed | 0 */
   ack: {
     lua: script(`
 local rid, seq = ARGV[2], ARGV[3]
 local rec = redis.call('HGET', P..'m:'..rid, seq)
 if not rec or string.sub(rec, 1, 24) ~= ARGV[4] then return 0 end
 if redis.call('EXISTS', P..'q:'..rid) == 1 then touch(rid, ARGV[5]) end
-delMsg(rid, seq)
-return 1`),
+return delMsg(rid, seq)`),
   },
-  /** ARGV: P, rid, seq. → 1 | 0 */
+  /** ARGV: P, rid, seq. → bytes freed | 0 */
   drop: {
     lua: script(`
-if delMsg(ARGV[2], ARGV[3]) then return 1 end
-return 0`),
+return delMsg(ARGV[2], ARGV[3]) or 0`),
   },
   /** ARGV: P, rid. → -1 (missing) | messages deleted. Ends the subscription wherever it is. */
   deleteQueue: {

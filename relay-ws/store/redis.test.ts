@@ -162,7 +162,7 @@ describe("Redis relay store", () => {
     const ended: string[] = [];
     a.hub.onEnd((_rid, token) => ended.push(token));
     const tokenB = b.hub.newToken();
-    b.hub.claim(q.recipientId, tokenB);
+    await b.claim(q.recipientId, tokenB);
     expect(await a.append(q.recipientId, newMessage(enc("across"), Date.now(), 60_000), 10)).toBe("ok");
     await expect.poll(() => appended).toEqual([Buffer.from(q.recipientId).toString("hex")]);
     // B reads what A wrote (same keyring, same master key).
@@ -171,7 +171,7 @@ describe("Redis relay store", () => {
     // A takes the subscription over: B is told to end its own (token B).
     const endedB: string[] = [];
     b.hub.onEnd((_rid, token) => endedB.push(token));
-    a.hub.claim(q.recipientId, a.hub.newToken());
+    await a.claim(q.recipientId, a.hub.newToken());
     await expect.poll(() => endedB).toEqual([tokenB]);
     expect(ended).toEqual([]);
     // Deleting the queue (on B) ends A's subscription.
@@ -244,5 +244,44 @@ describe("Redis relay store", () => {
       cursor = m.seq;
     }
     expect(got).toEqual(sent);
+  });
+});
+
+describe("Redis store: untrusted state in Redis", () => {
+  it("a forged, replayed or garbled message on an instance's channel ends nothing; damaged records read as missing", async () => {
+    const { Redis } = await import("ioredis");
+    const { connectRelay, startTestRelay } = await import("../testing.ts");
+    const prefix = `svc${prefixes++}:`;
+    const store = await RedisStore.open({ url: redis.url, masterKey: master, prefix });
+    const relay = await startTestRelay({}, { store: () => store });
+    const raw = new Redis(redis.url);
+    try {
+      const ended: string[] = [];
+      const got: string[] = [];
+      const alice = await connectRelay(relay.url, {
+        onEnd: (rid) => ended.push(Buffer.from(rid).toString("hex")),
+        onMessage: (m) => got.push(new TextDecoder().decode(m.body)),
+      });
+      const q = await alice.createQueue({ subscribe: true });
+      const ridHex = Buffer.from(q.recipientId).toString("hex");
+      const channel = `${prefix}ch:${store.instance}`;
+      // A wrong token (a replay of an older subscription's END, or a guess), garbage, an unknown queue.
+      for (const m of [`e${ridHex}${"0".repeat(16)}`, "garbage", `a${"zz".repeat(24)}`, `e${ridHex}`, ""])
+        await raw.publish(channel, m);
+      const bob = await connectRelay(relay.url);
+      const s = await bob.senderSecure({ senderId: q.senderId });
+      await bob.send(s, enc("still here"));
+      await expect.poll(() => got).toEqual(["still here"]);
+      expect(ended).toEqual([]);
+      // A damaged queue record (its sealed key truncated in Redis): refused as unknown, no crash.
+      await raw.hset(`${prefix}q:${ridHex}`, "rcv", "short");
+      expect(await store.queueByRecipient(q.recipientId)).toBeUndefined();
+      await expect(bob.send(s, enc("after damage"))).rejects.toThrow(/AUTH/);
+      alice.close();
+      bob.close();
+    } finally {
+      raw.disconnect();
+      await relay.close();
+    }
   });
 });

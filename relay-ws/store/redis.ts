@@ -252,9 +252,29 @@ export class RedisStore implements RelayStore, SubscriptionHub {
   }
 
   /** A write: the script, then (pipelined behind it) WAIT for replicas when configured. */
-  async #write(name: ScriptName, ...args: (string | Buffer | number)[]): Promise<unknown> {
-    const result = this.#run(name, ...args);
+  #write(name: ScriptName, ...args: (string | Buffer | number)[]): Promise<unknown> {
+    return this.#writeThen(name, undefined, ...args);
+  }
+
+  /**
+   * A write whose reply `counted` sees first, in reply order — the order Redis ran the scripts,
+   * the order the stats refresh's reply is applied in too (#refreshStats), so this instance's
+   * figures never count a change twice or miss one.
+   */
+  #writeThen(
+    name: ScriptName,
+    counted: ((reply: unknown) => void) | undefined,
+    ...args: (string | Buffer | number)[]
+  ): Promise<unknown> {
+    const result = this.#run(name, ...args).then((r) => {
+      counted?.(r);
+      return r;
+    });
     if (this.#waitReplicas === 0) return result;
+    return this.#waited(result);
+  }
+
+  async #waited(result: Promise<unknown>): Promise<unknown> {
     const acked = this.#redis.wait(this.#waitReplicas, this.#waitTimeoutMs).catch((e: unknown) => {
       throw redisFailure(e);
     });
@@ -378,8 +398,11 @@ export class RedisStore implements RelayStore, SubscriptionHub {
       const keyKey = Buffer.concat([Buffer.of(TAG_QUEUE), rid]);
       const { sealed, keyRecord, epoch } = this.#seal(q.rcvKey, keyKey);
       const text = String(
-        await this.#write(
+        await this.#writeThen(
           "create",
+          (r) => {
+            if (String(r) === "ok") this.#count(1, 0, 0);
+          },
           ridHex,
           toHex(q.senderId),
           Buffer.from(q.recipientKey),
@@ -440,7 +463,17 @@ export class RedisStore implements RelayStore, SubscriptionHub {
 
   async deleteQueue(recipientId: Uint8Array): Promise<number> {
     const hex = toHex(recipientId);
-    const n = Number(await this.#write("deleteQueue", hex));
+    const n = Number(
+      await this.#writeThen(
+        "deleteQueue",
+        (r) => {
+          if (Number(r) >= 0) this.#count(-1, -Number(r), 0);
+        },
+        hex,
+      ),
+    );
+    // Its bytes: counted in Redis, brought in by a refresh.
+    if (n >= 0) void this.#refreshStats().catch(() => {});
     this.#rcvKeys.delete(hex);
     for (const k of [...this.#deliveryCounts.keys()]) if (k.startsWith(hex)) this.#deliveryCounts.delete(k);
     return Math.max(0, n);
@@ -470,13 +503,17 @@ export class RedisStore implements RelayStore, SubscriptionHub {
       result = await this.#sealed(async () => {
         const { sealed, keyRecord, epoch } = this.#seal(block, keyKey);
         const record = Buffer.concat([header, sealed]);
-        const r = (await this.#write(
+        const cost = record.length + KEY_COST;
+        const r = (await this.#writeThen(
           "append",
+          (reply) => {
+            if (Array.isArray(reply) && String(reply[0]) === "ok") this.#count(0, 1, cost);
+          },
           ridHex,
           toHex(m.sendId),
           String(quota),
           String(this.#quotaBytes),
-          String(record.length + KEY_COST),
+          String(cost),
           record,
           keyRecord,
           String(epoch),
@@ -524,7 +561,11 @@ export class RedisStore implements RelayStore, SubscriptionHub {
     );
     if (r === undefined) return undefined;
     if (r === "damaged") throw new Error("next: damaged record in Redis");
-    const local = this.#deliveryCounts.get(`${ridHex}:${r.seq}`);
+    const key = `${ridHex}:${r.seq}`;
+    const local = this.#deliveryCounts.get(key);
+    // Failed deliveries counted before (by another instance, or before a restart): the next one
+    // counts on from there (markDelivered), as the LMDB store reads its persisted count.
+    if (r.deliveries > (local ?? 0)) this.#deliveryCounts.set(key, r.deliveries);
     return {
       seq: r.seq,
       msgId: new Uint8Array(r.msgId),
@@ -577,16 +618,23 @@ export class RedisStore implements RelayStore, SubscriptionHub {
 
   async ack(recipientId: Uint8Array, seq: number, msgId: Uint8Array): Promise<boolean> {
     const hex = toHex(recipientId);
-    const ok = (await this.#write("ack", hex, String(seq), Buffer.from(msgId), String(this.#today()))) === 1;
-    if (ok) this.#forgetMessage(recipientId, seq);
-    return ok;
+    const freed = Number(
+      await this.#writeThen("ack", this.#freed, hex, String(seq), Buffer.from(msgId), String(this.#today())),
+    );
+    if (freed > 0) this.#forgetMessage(recipientId, seq);
+    return freed > 0;
   }
 
   async drop(recipientId: Uint8Array, seq: number): Promise<boolean> {
-    const ok = (await this.#write("drop", toHex(recipientId), String(seq))) === 1;
-    if (ok) this.#forgetMessage(recipientId, seq);
-    return ok;
+    const freed = Number(await this.#writeThen("drop", this.#freed, toHex(recipientId), String(seq)));
+    if (freed > 0) this.#forgetMessage(recipientId, seq);
+    return freed > 0;
   }
+
+  readonly #freed = (reply: unknown): void => {
+    const freed = Number(reply);
+    if (freed > 0) this.#count(0, -1, -freed);
+  };
 
   #forgetMessage(recipientId: Uint8Array, seq: number): void {
     this.#deliveryCounts.delete(`${toHex(recipientId)}:${seq}`);
@@ -678,8 +726,12 @@ export class RedisStore implements RelayStore, SubscriptionHub {
     return randomBytes(8).toString("hex");
   }
 
-  claim(recipientId: Uint8Array, token: string): void {
-    void this.#run("claim", toHex(recipientId), this.#instance + token).catch(() => {});
+  /** Resolves once Redis ran the claim (the service does not wait: its pump is ordered after it). */
+  claim(recipientId: Uint8Array, token: string): Promise<void> {
+    return this.#run("claim", toHex(recipientId), this.#instance + token).then(
+      () => {},
+      () => {},
+    );
   }
 
   release(recipientId: Uint8Array, token: string): void {
@@ -829,21 +881,39 @@ export class RedisStore implements RelayStore, SubscriptionHub {
     return n;
   }
 
-  async #refreshStats(): Promise<void> {
-    const c = decodeCounts(await this.#run("stats"), 4);
-    if (!c) return;
-    this.#stats = {
-      queues: c[0]!,
-      messages: c[1]!,
-      bytes: c[2]!,
-      storedBytes: c[2]!,
-      quotaBytes: this.#quotaBytes,
-      keyEpochs: c[3]!,
-    };
+  /** The figures every instance shares, applied in reply order (see #writeThen). */
+  #refreshStats(): Promise<void> {
+    return this.#run("stats").then((reply) => {
+      const c = decodeCounts(reply, 4);
+      if (!c) return;
+      this.#stats = {
+        queues: c[0]!,
+        messages: c[1]!,
+        bytes: c[2]!,
+        storedBytes: c[2]!,
+        quotaBytes: this.#quotaBytes,
+        keyEpochs: c[3]!,
+      };
+    });
   }
 
   stats(): StoreStats {
     return this.#stats;
+  }
+
+  /**
+   * This instance's own changes, counted at once (the figures are refreshed from Redis every
+   * STATS_EVERY_MS, which brings in the other instances' changes).
+   */
+  #count(queues: number, messages: number, bytes: number): void {
+    const s = this.#stats;
+    this.#stats = {
+      ...s,
+      queues: Math.max(0, s.queues + queues),
+      messages: Math.max(0, s.messages + messages),
+      bytes: Math.max(0, s.bytes + bytes),
+      storedBytes: Math.max(0, s.storedBytes + bytes),
+    };
   }
 
   /** This instance's id (its pub/sub channel); for tests and logs. */

@@ -12,6 +12,7 @@ import {
   decodeEpochRefs,
   decodeHubMessage,
   decodeKeyringReply,
+  decodeNextBatch,
   decodeNextReply,
   decodeQueueReply,
   decodeReadReply,
@@ -35,6 +36,7 @@ const reply = fc.letrec((tie) => ({
 const decoders = [
   decodeQueueReply,
   decodeNextReply,
+  decodeNextBatch,
   decodeReadReply,
   decodeTakeReply,
   (r: unknown) => decodeCounts(r, 4),
@@ -109,12 +111,31 @@ describe("Redis store decoders", () => {
           id.copy(h);
           h.writeBigUInt64BE(BigInt(ts), 24);
           h.writeBigUInt64BE(BigInt(exp), 32);
-          const r = decodeNextReply([Buffer.from(String(seq)), h, Buffer.from(String(d))]);
-          expect(r).toEqual({ seq, msgId: id, timestamp: ts, expiresAt: exp, deliveries: d });
-          expect(decodeNextReply([Buffer.from(String(seq)), h.subarray(1), Buffer.from("0")])).toBe(
+          const sealed = Buffer.alloc(60, 7);
+          const kr = Buffer.alloc(64, 9);
+          const whole = [Buffer.from(String(seq)), Buffer.concat([h, sealed]), Buffer.from(String(d)), kr];
+          expect(decodeNextReply(whole)).toEqual({
+            seq,
+            msgId: id,
+            timestamp: ts,
+            expiresAt: exp,
+            deliveries: d,
+            sealed,
+            keyRecord: kr,
+          });
+          // Without a usable key record or blob: the header alone (the block is read separately).
+          const bare = decodeNextReply([
+            Buffer.from(String(seq)),
+            h,
+            Buffer.from(String(d)),
+            Buffer.alloc(0),
+          ]);
+          expect(bare).toMatchObject({ seq, sealed: undefined, keyRecord: undefined });
+          expect(decodeNextReply([Buffer.from(String(seq)), h.subarray(1), Buffer.from("0"), kr])).toBe(
             "damaged",
           );
-          expect(decodeNextReply([Buffer.from(`-${seq}`), h, Buffer.from("0")])).toBe("damaged");
+          expect(decodeNextReply([Buffer.from(`-${seq}`), h, Buffer.from("0"), kr])).toBe("damaged");
+          expect(decodeNextReply([Buffer.from(String(seq)), h, Buffer.from("0")])).toBe("damaged");
           expect(decodeNextReply(null)).toBeUndefined();
         },
       ),
@@ -138,6 +159,21 @@ describe("Redis store decoders", () => {
       }),
       { numRuns: runs },
     );
+  });
+
+  it("read-ahead batches: in strictly increasing order and whole, or refused (replayed or out-of-order entries)", () => {
+    const entry = (seq: number) => [
+      Buffer.from(String(seq)),
+      Buffer.alloc(100),
+      Buffer.from("0"),
+      Buffer.alloc(64),
+    ];
+    expect(decodeNextBatch([...entry(3), ...entry(5), ...entry(9)])).toHaveLength(3);
+    expect(decodeNextBatch([])).toEqual([]);
+    expect(decodeNextBatch(null)).toEqual([]);
+    expect(decodeNextBatch([...entry(5), ...entry(3)])).toBe("damaged");
+    expect(decodeNextBatch([...entry(5), ...entry(5)])).toBe("damaged");
+    expect(decodeNextBatch([...entry(5), ...entry(6).slice(0, 3)])).toBe("damaged");
   });
 
   it("prekeys, reads, keyring, epoch refs and counters: shapes and lengths are checked", () => {

@@ -69,28 +69,51 @@ export interface NextReply {
   timestamp: number;
   expiresAt: number;
   deliveries: number;
+  /** The sealed block and its key record, when they came whole (else read them separately). */
+  sealed: Buffer | undefined;
+  keyRecord: Buffer | undefined;
 }
 
-/** next: nil | {seq, header(40), deliveries}. */
+/** One message of a next reply: {seq, record (header ‖ sealed), deliveries, key record}. */
 export function decodeNextReply(reply: unknown): NextReply | undefined | "damaged" {
   if (reply === null || reply === undefined) return undefined;
-  if (!Array.isArray(reply) || reply.length !== 3) return "damaged";
-  const [s, h, d] = reply as unknown[];
+  if (!Array.isArray(reply) || reply.length !== 4) return "damaged";
+  const [s, rec, d, kr] = reply as unknown[];
   const seq = count(s);
   const deliveries = count(d);
-  if (seq === undefined || deliveries === undefined || !isBuf(h) || h.length !== MSG_HEADER_LENGTH)
+  if (seq === undefined || deliveries === undefined || !isBuf(rec) || rec.length < MSG_HEADER_LENGTH)
     return "damaged";
-  const timestamp = h.readBigUInt64BE(24);
-  const expiresAt = h.readBigUInt64BE(32);
+  const timestamp = rec.readBigUInt64BE(24);
+  const expiresAt = rec.readBigUInt64BE(32);
   if (timestamp > BigInt(Number.MAX_SAFE_INTEGER) || expiresAt > BigInt(Number.MAX_SAFE_INTEGER))
     return "damaged";
+  const whole = rec.length >= MSG_HEADER_LENGTH + MIN_SEALED && isBuf(kr) && kr.length === KEY_RECORD_LENGTH;
   return {
     seq,
-    msgId: Buffer.from(h.subarray(0, 24)),
+    msgId: Buffer.from(rec.subarray(0, 24)),
     timestamp: Number(timestamp),
     expiresAt: Number(expiresAt),
     deliveries,
+    sealed: whole ? rec.subarray(MSG_HEADER_LENGTH) : undefined,
+    keyRecord: whole ? (kr as Buffer) : undefined,
   };
+}
+
+/**
+ * The whole next reply: messages in strictly increasing seq order, or "damaged" (one bad entry,
+ * a count that is not a multiple of four, seqs out of order) — never a partial list.
+ */
+export function decodeNextBatch(reply: unknown): NextReply[] | "damaged" {
+  if (reply === null || reply === undefined) return [];
+  if (!Array.isArray(reply) || reply.length % 4 !== 0 || reply.length > 4 * 1024) return "damaged";
+  const out: NextReply[] = [];
+  for (let i = 0; i < reply.length; i += 4) {
+    const m = decodeNextReply(reply.slice(i, i + 4));
+    if (m === undefined || m === "damaged") return "damaged";
+    if (out.length > 0 && m.seq <= out[out.length - 1]!.seq) return "damaged";
+    out.push(m);
+  }
+  return out;
 }
 
 /** read: nil | {record (header ‖ sealed), key record}. */

@@ -274,9 +274,14 @@ describe("Redis store: untrusted state in Redis", () => {
       await expect.poll(() => got).toEqual(["still here"]);
       expect(ended).toEqual([]);
       // A damaged queue record (its sealed key truncated in Redis): refused as unknown, no crash.
-      await raw.hset(`${prefix}q:${ridHex}`, "rcv", "short");
-      expect(await store.queueByRecipient(q.recipientId)).toBeUndefined();
-      await expect(bob.send(s, enc("after damage"))).rejects.toThrow(/AUTH/);
+      const q2 = await alice.createQueue({ subscribe: false });
+      await raw.hset(`${prefix}q:${Buffer.from(q2.recipientId).toString("hex")}`, "rcv", "short");
+      expect(await store.queueByRecipient(q2.recipientId)).toBeUndefined();
+      await expect(bob.send({ senderId: q2.senderId }, enc("after damage"))).rejects.toThrow(/AUTH/);
+      // A secured queue this instance keeps in memory, deleted behind its back (another instance):
+      // SEND is refused all the same — the append script checks.
+      await raw.del(`${prefix}q:${ridHex}`);
+      await expect(bob.send(s, enc("after delete"))).rejects.toThrow(/AUTH/);
       alice.close();
       bob.close();
     } finally {

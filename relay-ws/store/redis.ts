@@ -44,11 +44,12 @@ import {
   decodeEpochRefs,
   decodeHubMessage,
   decodeKeyringReply,
-  decodeNextReply,
+  decodeNextBatch,
   decodeQueueReply,
   decodeReadReply,
   decodeTakeReply,
   MSG_HEADER_LENGTH,
+  type NextReply,
   type QueueReply,
 } from "./redis-codec.ts";
 import { SCRIPTS, type ScriptName } from "./redis-scripts.ts";
@@ -75,6 +76,14 @@ const EXPIRE_PER_RUN = 1_000;
 const IDLE_PER_GC = 1_000;
 const REWRAP_CHUNK = 512;
 const STATS_EVERY_MS = 2_000;
+const FETCHED_MAX = 10_000;
+const RECORD_CACHE_MAX = 50_000;
+/** Messages one `next` round trip reads ahead, how long they stay usable, queues kept at most. */
+const READ_AHEAD = 16;
+const AHEAD_TTL_MS = 2_000;
+const AHEAD_MAX = 10_000;
+/** How long a secured queue's record is kept: a queue deleted or suspended through another instance looks alive here at most this long (its writes are refused in Redis all the same). */
+const RECORD_TTL_MS = 10_000;
 const KEYRING_EVERY_MS = 60_000;
 /** Tries when a write meets an epoch another instance destroyed meanwhile (reload, reseal, retry). */
 const STALE_TRIES = 3;
@@ -124,6 +133,13 @@ export class RedisStore implements RelayStore, SubscriptionHub {
   readonly #resyncListeners: (() => void)[] = [];
   /** Delivery counts not persisted yet (rid hex ‖ ":" ‖ seq). */
   readonly #deliveryCounts = new Map<string, number>();
+  /** Sealed blocks `next` brought along, until their read (rid hex ‖ ":" ‖ seq; ciphertext only). */
+  readonly #fetched = new Map<string, { msgId: Buffer; sealed: Buffer; keyRecord: Buffer }>();
+  /** Messages read ahead per queue (rid hex): the cursor they were read after, and when. */
+  readonly #ahead = new Map<string, { from: number; at: number; items: NextReply[] }>();
+  /** Secured queue records by "r" ‖ rid hex and "s" ‖ sid hex (#lookup). */
+  readonly #records = new Map<string, { q: QueueRecord; at: number }>();
+  readonly #lookups = new Map<string, Promise<QueueRecord | undefined>>();
   /** Opened server→recipient keys by rid hex (immutable once the queue exists). */
   readonly #rcvKeys = new Map<string, Uint8Array>();
   #epochs: Epoch[] = [];
@@ -418,11 +434,55 @@ export class RedisStore implements RelayStore, SubscriptionHub {
   }
 
   queueByRecipient(recipientId: Uint8Array): Promise<QueueRecord | undefined> {
-    return this.#run("byRecipient", toHex(recipientId)).then((r) => this.#record(r));
+    return this.#lookup("r", toHex(recipientId));
   }
 
   queueBySender(senderId: Uint8Array): Promise<QueueRecord | undefined> {
-    return this.#run("bySender", toHex(senderId)).then((r) => this.#record(r));
+    return this.#lookup("s", toHex(senderId));
+  }
+
+  /**
+   * Every command looks its queue up (twice with verify threads): secured queues are kept for
+   * RECORD_TTL_MS. Only secured ones — their keys never change any more (a sender key is set
+   * once, store/types.ts), so a kept record never lets a SEND skip a signature; what can still
+   * change (suspended, deleted) is checked again by the write scripts themselves. Concurrent
+   * lookups of one id share one round trip and resolve in the order they were asked (the
+   * connection's ordering, connection.ts).
+   */
+  #lookup(by: "r" | "s", hex: string): Promise<QueueRecord | undefined> {
+    const id = by + hex;
+    const pending = this.#lookups.get(id);
+    if (pending) return pending;
+    const kept = this.#records.get(id);
+    if (kept && performance.now() - kept.at < RECORD_TTL_MS) return Promise.resolve(kept.q);
+    const p = this.#run(by === "r" ? "byRecipient" : "bySender", hex)
+      .then((r) => this.#record(r))
+      .then(
+        (q) => {
+          this.#lookups.delete(id);
+          if (q?.senderKey && !q.suspended) {
+            if (this.#records.size >= RECORD_CACHE_MAX) this.#records.clear();
+            const at = performance.now();
+            this.#records.set(`r${toHex(q.recipientId)}`, { q, at });
+            this.#records.set(`s${toHex(q.senderId)}`, { q, at });
+          }
+          return q;
+        },
+        (e: unknown) => {
+          this.#lookups.delete(id);
+          throw e;
+        },
+      );
+    this.#lookups.set(id, p);
+    return p;
+  }
+
+  /** Forget the kept record of a queue this instance changed. */
+  #forgetRecord(recipientId: Uint8Array): void {
+    const hex = toHex(recipientId);
+    const kept = this.#records.get(`r${hex}`);
+    this.#records.delete(`r${hex}`);
+    if (kept) this.#records.delete(`s${toHex(kept.q.senderId)}`);
   }
 
   async #record(reply: unknown): Promise<QueueRecord | undefined> {
@@ -458,11 +518,14 @@ export class RedisStore implements RelayStore, SubscriptionHub {
   }
 
   async suspendQueue(recipientId: Uint8Array): Promise<boolean> {
+    this.#forgetRecord(recipientId);
     return (await this.#write("suspend", toHex(recipientId))) === 1;
   }
 
   async deleteQueue(recipientId: Uint8Array): Promise<number> {
     const hex = toHex(recipientId);
+    this.#forgetRecord(recipientId);
+    this.#ahead.delete(hex);
     const n = Number(
       await this.#writeThen(
         "deleteQueue",
@@ -554,18 +617,56 @@ export class RedisStore implements RelayStore, SubscriptionHub {
     return b;
   }
 
+  /**
+   * The oldest message after `afterSeq`. A subscription's pump asks for one after the other: the
+   * script hands back up to READ_AHEAD at once, kept here briefly, so the pump's next questions
+   * need no round trip (each one waits for Redis's AOF fsync otherwise). What is kept was read
+   * with a cursor at or before `afterSeq`, so nothing in between is skipped; messages appended
+   * since come after the kept ones and are read when those are used up.
+   */
   async next(recipientId: Uint8Array, afterSeq: number): Promise<StoredMessageMeta | undefined> {
     const ridHex = toHex(recipientId);
-    const r = decodeNextReply(
-      await this.#run("next", ridHex, String(afterSeq), afterSeq < 0 ? String(this.#today()) : ""),
+    const ahead = this.#ahead.get(ridHex);
+    if (ahead && ahead.from <= afterSeq && performance.now() - ahead.at < AHEAD_TTL_MS) {
+      const i = ahead.items.findIndex((m) => m.seq > afterSeq);
+      if (i >= 0) {
+        const m = ahead.items[i]!;
+        ahead.items.splice(0, i + 1);
+        ahead.from = m.seq;
+        return this.#meta(ridHex, m);
+      }
+    }
+    this.#ahead.delete(ridHex);
+    const batch = decodeNextBatch(
+      await this.#run(
+        "next",
+        ridHex,
+        String(afterSeq),
+        afterSeq < 0 ? String(this.#today()) : "",
+        String(READ_AHEAD),
+      ),
     );
-    if (r === undefined) return undefined;
-    if (r === "damaged") throw new Error("next: damaged record in Redis");
+    if (batch === "damaged") throw new Error("next: damaged record in Redis");
+    const first = batch[0];
+    if (!first) return undefined;
+    if (batch.length > 1) {
+      if (this.#ahead.size >= AHEAD_MAX) this.#ahead.clear();
+      this.#ahead.set(ridHex, { from: first.seq, at: performance.now(), items: batch.slice(1) });
+    }
+    return this.#meta(ridHex, first);
+  }
+
+  #meta(ridHex: string, r: NextReply): StoredMessageMeta {
     const key = `${ridHex}:${r.seq}`;
     const local = this.#deliveryCounts.get(key);
     // Failed deliveries counted before (by another instance, or before a restart): the next one
     // counts on from there (markDelivered), as the LMDB store reads its persisted count.
     if (r.deliveries > (local ?? 0)) this.#deliveryCounts.set(key, r.deliveries);
+    // The sealed block came along: its delivery (readBucket, right after) needs no round trip.
+    if (r.sealed && r.keyRecord) {
+      if (this.#fetched.size >= FETCHED_MAX) this.#fetched.clear();
+      this.#fetched.set(key, { msgId: r.msgId, sealed: r.sealed, keyRecord: r.keyRecord });
+    }
     return {
       seq: r.seq,
       msgId: new Uint8Array(r.msgId),
@@ -586,7 +687,18 @@ export class RedisStore implements RelayStore, SubscriptionHub {
   async #read(recipientId: Uint8Array, seq: number, blockSize: number): Promise<Uint8Array | undefined> {
     const rid = Buffer.from(recipientId);
     const hot = this.#hot.take(this.#recKey(rid, seq));
-    const plain = hot ?? (await this.#readStored(rid, seq));
+    const key = `${toHex(rid)}:${seq}`;
+    const fetched = hot ? undefined : this.#fetched.get(key);
+    this.#fetched.delete(key);
+    const plain =
+      hot ??
+      (fetched
+        ? await this.#open(
+            fetched.sealed,
+            fetched.keyRecord,
+            Buffer.concat([Buffer.of(TAG_MSG), rid, fetched.msgId]),
+          )
+        : await this.#readStored(rid, seq));
     if (!plain || blockSize === 0 || plain.length === blockSize) return plain;
     const block = Buffer.alloc(blockSize);
     plain.copy(block, 0, 0, Math.min(plain.length, blockSize));
@@ -637,6 +749,9 @@ export class RedisStore implements RelayStore, SubscriptionHub {
   };
 
   #forgetMessage(recipientId: Uint8Array, seq: number): void {
+    this.#fetched.delete(`${toHex(recipientId)}:${seq}`);
+    const ahead = this.#ahead.get(toHex(recipientId));
+    if (ahead) ahead.items = ahead.items.filter((m) => m.seq !== seq);
     this.#deliveryCounts.delete(`${toHex(recipientId)}:${seq}`);
     this.#hot.drop(this.#recKey(Buffer.from(recipientId), seq));
   }

@@ -290,3 +290,57 @@ describe("Redis store: untrusted state in Redis", () => {
     }
   });
 });
+
+describe("Redis store: failover to a promoted replica", () => {
+  it("with --relay-redis-wait 1 every acknowledged write is on the replica: kill -9 the primary, REPLICAOF NO ONE, reopen there, nothing lost", async () => {
+    const { Redis } = await import("ioredis");
+    // No 5 s wait before the first full sync (Redis's default diskless sync delay).
+    const primary = await startRedis({ args: ["--repl-diskless-sync-delay", "0"] });
+    const replica = await startRedis({ args: ["--replicaof", primary.host, String(primary.port)] });
+    const admin = new Redis(replica.url);
+    try {
+      // The replica has synced once it reports the link up.
+      await expect
+        .poll(async () => /master_link_status:up/.test(await admin.info("replication")), { timeout: 30_000 })
+        .toBe(true);
+      const s = await RedisStore.open({
+        url: primary.url,
+        masterKey: master,
+        prefix: "fo:",
+        waitReplicas: 1,
+        waitTimeoutMs: 5_000,
+      });
+      const q = randomQueue();
+      await s.createQueue(q);
+      const sent: string[] = [];
+      for (let i = 0; i < 30; i++) {
+        const body = `failover-${i}`;
+        if ((await s.append(q.recipientId, newMessage(enc(body), Date.now(), 60_000), 100)) === "ok")
+          sent.push(body);
+      }
+      expect(sent).toHaveLength(30);
+      await primary.kill();
+      await s.close();
+      // Promotion, as Sentinel would do it; the relay is pointed at the new primary.
+      await admin.replicaof("NO", "ONE");
+      const promoted = await RedisStore.open({ url: replica.url, masterKey: master, prefix: "fo:" });
+      stores.push(promoted);
+      const got: string[] = [];
+      let cursor = -1;
+      for (;;) {
+        const m = await promoted.next(q.recipientId, cursor);
+        if (!m) break;
+        got.push(text(await promoted.read(q.recipientId, m.seq))!);
+        cursor = m.seq;
+      }
+      expect(got).toEqual(sent);
+      expect(
+        await promoted.append(q.recipientId, newMessage(enc("after failover"), Date.now(), 60_000), 100),
+      ).toBe("ok");
+    } finally {
+      admin.disconnect();
+      await replica.stop();
+      await primary.stop();
+    }
+  });
+});

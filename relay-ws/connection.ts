@@ -293,6 +293,11 @@ export class RelayConnection implements ConnectionHandle {
    */
   #chargeSource(cost: number): boolean {
     const now = performance.now();
+    // With --redis, the source's spending over all instances too (shared-limits.ts).
+    const tag = this.#source.sharedTag;
+    const shared = this.#ctx.shared;
+    if (tag && shared?.over(tag, "cost")) return false;
+    if (tag) shared?.spend(tag, "cost", cost);
     if (this.#source.commands.take(cost, now)) return true;
     if (!this.#source.commands.charge(COST.frame, now, SOURCE_DEBT))
       this.close(1008, "LOFT_ERR_RELAY_SOURCE_RATE");
@@ -301,7 +306,10 @@ export class RelayConnection implements ConnectionHandle {
 
   /** Reserve bytes of the source's storage budget for a write; STORE_RATE when spent. */
   #reserveStorage(bytes: number): void {
+    const tag = this.#source.sharedTag;
+    if (bytes > 0 && tag && this.#ctx.shared?.over(tag, "store")) throw new Refused("STORE_RATE");
     if (bytes > 0 && !this.#source.storage.take(bytes, performance.now())) throw new Refused("STORE_RATE");
+    if (tag) this.#ctx.shared?.spend(tag, "store", bytes);
   }
 
   /**

@@ -21,6 +21,7 @@ import { boundFramesPerTurn, TurnBudget } from "./frame-turns.ts";
 import { toHex } from "./hex.ts";
 import { createRelayMetrics } from "./metrics.ts";
 import { OutputBudget } from "./output-budget.ts";
+import { type SharedCounters, SharedSourceLimits } from "./shared-limits.ts";
 import { PrekeyBudget, SourceTable } from "./source-limits.ts";
 import { openRelayStore } from "./store/open.ts";
 import type { GcResult, RelayStore } from "./store/types.ts";
@@ -97,6 +98,16 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     deps.store ?? openRelayStore(config, { log, ...(deps.clock ? { clock: deps.clock } : {}) });
   const theStore = store;
   const hub = store.hub;
+  // Scale-out: what each source spends, summed over all instances in Redis (shared-limits.ts).
+  const counters = store as Partial<SharedCounters>;
+  const shared =
+    counters.sourceTag && counters.spendShared
+      ? new SharedSourceLimits(counters as SharedCounters, {
+          conn: config.connectionsPerSecondPerSource > 0 ? config.connectionsPerSecondPerSource * 3 : 0,
+          cost: config.sourceCostRate > 0 ? config.sourceCostBurst : 0,
+          store: config.sourceStoreRate > 0 ? config.sourceStoreBurst : 0,
+        })
+      : undefined;
   const connections = new Set<ConnectionHandle>();
   /** Every open socket, until its TCP close (a closing connection leaves `connections` at once). */
   const sockets = new Set<WebSocket>();
@@ -140,6 +151,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     output,
     prekeysPerQueue: new PrekeyBudget(config.prekeyQueuePerHour, config.prekeyQueueBurst),
     bundles: new BundleCache(BUNDLE_CACHE_BYTES),
+    shared,
     subscribe(conn, rid, rcvKey, window) {
       const hex = toHex(rid);
       const existing = subscriptions.get(hex);
@@ -360,12 +372,21 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
       }
       const now = performance.now();
       const key = pageSourceKey(sourceOf(req, trusted), ownPage);
+      const tag = shared?.tag(key);
+      if (tag && shared?.over(tag, "conn")) {
+        metrics.connectionsTotal.inc({ result: "rate_limited" });
+        return refuse(socket, "429 Too Many Requests");
+      }
       const verdict = sources.admit(key, now);
       if (verdict !== "ok") {
         metrics.connectionsTotal.inc({ result: verdict === "rate" ? "rate_limited" : "source_full" });
         return refuse(socket, "429 Too Many Requests");
       }
       const source = sources.get(key, now);
+      if (tag) {
+        source.sharedTag = tag;
+        shared?.spend(tag, "conn", 1);
+      }
       let admitted = true;
       const release = () => {
         if (admitted) sources.release(source);
@@ -418,6 +439,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
       closing = true;
       clearInterval(gcTimer);
       clearInterval(heartbeatTimer);
+      shared?.close();
       await Promise.all(companions.map((c) => c.close()));
       for (const c of [...connections]) c.close(1001, "going away", false);
       while (pending.size > 0) await Promise.allSettled([...pending]);

@@ -370,6 +370,20 @@ return 1`),
     lua: script(`
 return {redis.call('GET', P..'nq') or '0', redis.call('GET', P..'nm') or '0', redis.call('GET', P..'bytes') or '0', redis.call('SCARD', P..'epochs')}`),
   },
+  /**
+   * ARGV: P, second, then (tag, kind, n) per source: adds n to the source's counter of that second
+   * (kept 2 s). → the totals, in order.
+   */
+  spend: {
+    lua: script(`
+local out = {}
+for i = 3, #ARGV, 3 do
+  local key = P..'src:'..ARGV[i]..':'..ARGV[i + 1]..':'..ARGV[2]
+  out[#out + 1] = redis.call('INCRBY', key, tonumber(ARGV[i + 2]))
+  redis.call('PEXPIRE', key, 2000)
+end
+return out`),
+  },
   /** ARGV: P, rid, owner (instance ‖ token). Ends the previous owner's subscription on its instance. */
   claim: {
     lua: script(`

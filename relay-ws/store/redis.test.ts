@@ -344,3 +344,46 @@ describe("Redis store: failover to a promoted replica", () => {
     }
   });
 });
+
+describe("per-source budgets over all instances", () => {
+  it("a source spending under its burst on each instance but over it in total is refused on both, until the second ends; sources are keyed hashes", async () => {
+    const { SharedSourceLimits } = await import("../shared-limits.ts");
+    const prefix = `src${prefixes++}:`;
+    const a = await open({ prefix });
+    const b = await open({ prefix });
+    let now = 1_800_000_000_000;
+    const clock = () => now;
+    const bursts = { conn: 60, cost: 5_000, store: 64 * 1024 };
+    const onA = new SharedSourceLimits(a, bursts, clock);
+    const onB = new SharedSourceLimits(b, bursts, clock);
+    try {
+      // The same address names the same source on every instance (same master key), never in the clear.
+      const tag = onA.tag("203.0.113.7");
+      expect(onB.tag("203.0.113.7")).toBe(tag);
+      expect(tag).toMatch(/^[0-9a-f]{32}$/);
+      expect(onA.tag("203.0.113.8")).not.toBe(tag);
+      onA.spend(tag, "store", 40_000);
+      onB.spend(tag, "store", 40_000);
+      onB.spend(onB.tag("198.51.100.1"), "store", 1_000);
+      await onA.flush();
+      expect(onA.over(tag, "store")).toBe(false); // 40 000 so far
+      await onB.flush();
+      expect(onB.over(tag, "store")).toBe(true); // 80 000 > 65 536 over both
+      expect(onB.over(onB.tag("198.51.100.1"), "store")).toBe(false);
+      expect(onB.over(tag, "conn")).toBe(false);
+      onA.spend(tag, "store", 1);
+      await onA.flush();
+      expect(onA.over(tag, "store")).toBe(true);
+      // The next second starts afresh.
+      now += 1_000;
+      expect(onA.over(tag, "store")).toBe(false);
+      const raw = new (await import("ioredis")).Redis(redis.url);
+      const keys = await raw.keys(`${prefix}src:*`).finally(() => raw.disconnect());
+      expect(keys.length).toBeGreaterThan(0);
+      expect(keys.every((k) => !k.includes("203.0.113"))).toBe(true);
+    } finally {
+      onA.close();
+      onB.close();
+    }
+  });
+});

@@ -20,7 +20,9 @@
  *   address or identity is written: queue ids are random, keys are public keys.
  * - Crypto deletion on ACK: the message's record and key record go in the same script.
  */
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
+import { hkdf } from "@noble/hashes/hkdf.js";
+import { sha256 } from "@noble/hashes/sha2.js";
 import type { Redis } from "ioredis";
 import { BLOCK_SIZE, OTK_BLOCK_SIZE, padBlock } from "../../core/relay/protocol.ts";
 import { connectRedis, isRedisOom, RedisUnavailableError, redisFailure } from "../../host/redis.ts";
@@ -120,6 +122,8 @@ export class RedisStore implements RelayStore, SubscriptionHub {
   readonly #p: string;
   readonly #instance = randomBytes(16).toString("hex");
   readonly #master: Buffer;
+  /** Names sources in Redis (sourceTag): HKDF of the master key, info "source tag". */
+  readonly #sourceKey: Buffer;
   readonly #previous: Buffer | undefined;
   readonly #clock: () => number;
   readonly #epochMs: number;
@@ -155,6 +159,15 @@ export class RedisStore implements RelayStore, SubscriptionHub {
   private constructor(options: RedisStoreOptions) {
     this.#p = options.prefix ?? "loft:r:";
     this.#master = Buffer.from(options.masterKey);
+    this.#sourceKey = Buffer.from(
+      hkdf(
+        sha256,
+        options.masterKey,
+        new TextEncoder().encode("loft-relay/1 redis"),
+        new TextEncoder().encode("source tag"),
+        32,
+      ),
+    );
     this.#previous = options.previousMasterKey ? Buffer.from(options.previousMasterKey) : undefined;
     this.#clock = options.clock ?? Date.now;
     this.#epochMs = options.keyEpochMs ?? 3_600_000;
@@ -835,6 +848,24 @@ export class RedisStore implements RelayStore, SubscriptionHub {
   }
 
   // ------------------------------------------------------------------------------------------
+  // Per-source budgets across instances (relay-ws/shared-limits.ts)
+
+  /**
+   * A source's name in Redis: HMAC-SHA256 under a key derived from the master key (every instance
+   * has it; nobody without it can test guessed addresses against the names), 16 bytes hex.
+   */
+  sourceTag(sourceKey: string): string {
+    return createHmac("sha256", this.#sourceKey).update(sourceKey).digest("hex").slice(0, 32);
+  }
+
+  async spendShared(entries: { tag: string; kind: string; n: number }[], second: number): Promise<number[]> {
+    const args: string[] = [String(second)];
+    for (const e of entries) args.push(e.tag, e.kind, String(Math.ceil(e.n)));
+    const r = await this.#run("spend", ...args);
+    return Array.isArray(r) ? r.map((v) => (typeof v === "number" ? v : Number(v))) : [];
+  }
+
+  // ------------------------------------------------------------------------------------------
   // Subscriptions across instances (SubscriptionHub)
 
   newToken(): string {
@@ -1049,6 +1080,7 @@ export class RedisStore implements RelayStore, SubscriptionHub {
     this.#rcvKeys.clear();
     for (const e of this.#epochs) e.key.fill(0);
     this.#master.fill(0);
+    this.#sourceKey.fill(0);
     this.#previous?.fill(0);
   }
 }

@@ -294,11 +294,15 @@ export class RelayConnection implements ConnectionHandle {
   #chargeSource(cost: number): boolean {
     const now = performance.now();
     // With --redis, the source's spending over all instances too (shared-limits.ts).
+    // Over it there, the command is refused like one over the local budget (and the debt rule
+    // below still closes a source that ignores the refusals).
     const tag = this.#source.sharedTag;
     const shared = this.#ctx.shared;
-    if (tag && shared?.over(tag, "cost")) return false;
-    if (tag) shared?.spend(tag, "cost", cost);
-    if (this.#source.commands.take(cost, now)) return true;
+    const sharedOver = tag !== undefined && shared?.over(tag, "cost") === true;
+    if (!sharedOver && this.#source.commands.take(cost, now)) {
+      if (tag) shared?.spend(tag, "cost", cost);
+      return true;
+    }
     if (!this.#source.commands.charge(COST.frame, now, SOURCE_DEBT))
       this.close(1008, "LOFT_ERR_RELAY_SOURCE_RATE");
     return false;

@@ -159,14 +159,15 @@ describe("relay instances on one Redis", () => {
       for (const i of which) {
         if (stopAtKill && killedB) break;
         while (running.size >= 32) await Promise.race(running);
-        const p: Promise<void> = refusalCode(client.send(sender, utf8(bodies[i]!), { sendId: sendIds[i]! }), "ok").then(
-          (code) => {
-            running.delete(p);
-            outcome.push(code);
-            if (code === "ok" || code === "LOFT_ERR_RELAY_DUPLICATE") stored.add(i);
-            if (stored.size >= 120 && !killedB) killedB = b.stop("SIGKILL");
-          },
-        );
+        const p: Promise<void> = refusalCode(
+          client.send(sender, utf8(bodies[i]!), { sendId: sendIds[i]! }),
+          "ok",
+        ).then((code) => {
+          running.delete(p);
+          outcome.push(code);
+          if (code === "ok" || code === "LOFT_ERR_RELAY_DUPLICATE") stored.add(i);
+          if (stored.size >= 120 && !killedB) killedB = b.stop("SIGKILL");
+        });
         running.add(p);
       }
       await Promise.all(running);

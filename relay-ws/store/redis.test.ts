@@ -387,3 +387,39 @@ describe("per-source budgets over all instances", () => {
     }
   });
 });
+
+describe("Redis store: the at-rest formats of docs/protocol/relay.md §At rest, read raw", () => {
+  it("a message record in Redis opens with key-key 'm' ‖ rid ‖ msgId, its key record with the epoch key from the keyring slot", async () => {
+    const { Redis } = await import("ioredis");
+    const { decodeSlot } = await import("./keyring.ts");
+    const { openBlob, unwrapDataKey, epochOf } = await import("./at-rest.ts");
+    const prefix = `raw${prefixes++}:`;
+    const s = await open({ prefix });
+    const q = randomQueue();
+    await s.createQueue(q);
+    const m = newMessage(enc("by the book"), Date.now(), 60_000);
+    expect(await s.append(q.recipientId, m, 10)).toBe("ok");
+    const raw = new Redis(redis.url);
+    try {
+      const rid = Buffer.from(q.recipientId);
+      const ridHex = rid.toString("hex");
+      const record = (await raw.hgetBuffer(`${prefix}m:${ridHex}`, "0"))!;
+      const keyRecord = (await raw.hgetBuffer(`${prefix}k:${ridHex}`, "m0"))!;
+      const slot = (await raw.getBuffer(`${prefix}keyring`))!;
+      expect(record.subarray(0, 24)).toEqual(Buffer.from(m.msgId));
+      expect(record.readBigUInt64BE(32)).toBe(BigInt(m.expiresAt));
+      const ring = decodeSlot(master, slot)!;
+      const epoch = ring.epochs.find((e) => e.id === epochOf(keyRecord))!;
+      const keyKey = Buffer.concat([Buffer.of(0x6d), rid, Buffer.from(m.msgId)]);
+      const dataKey = unwrapDataKey(keyRecord, epoch.key, keyKey)!;
+      const block = openBlob(dataKey, record.subarray(40), keyKey)!;
+      expect(block.length).toBe(256);
+      expect(new TextDecoder().decode(block.subarray(2, 2 + block.readUInt16BE(0)))).toBe("by the book");
+      // The same blob under another message's name does not open (the AAD binds it to its id).
+      const other = Buffer.concat([Buffer.of(0x6d), rid, Buffer.alloc(24)]);
+      expect(unwrapDataKey(keyRecord, epoch.key, other)).toBeUndefined();
+    } finally {
+      raw.disconnect();
+    }
+  });
+});

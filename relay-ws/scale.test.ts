@@ -239,11 +239,15 @@ describe("relay instances on one Redis", () => {
     expect(JSON.stringify(detailed.body)).not.toMatch(/127\.0\.0\.1/);
     expect(await refusalCode(bob.send(sender, utf8("while down")), "ok")).toBe("LOFT_ERR_RELAY_UNAVAILABLE");
     expect(await upgradeStatus(wsUrl(a))).toBe(503);
+    const metric = async () =>
+      /^loft_relay_store_up (\d)$/m.exec(await (await fetch(`${b.metricsUrl}/metrics`)).text())?.[1];
+    expect(await metric()).toBe("0");
 
     await redis.restart();
     await expect.poll(async () => (await health(`${b.url}/health`)).status, { timeout: 30_000 }).toBe(200);
     await expect.poll(async () => (await health(`${a.url}/health`)).status, { timeout: 30_000 }).toBe(200);
     expect(await refusalCode(bob.send(sender, utf8("after")), "ok")).toBe("ok");
+    await expect.poll(metric).toBe("1");
     const again = await connect(a);
     const got: string[] = [];
     for (;;) {

@@ -126,6 +126,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     connections: () => connections.size,
     subscriptions: () => subscriptions.size,
     store: () => theStore.stats(),
+    storeAvailable: () => theStore.unavailable?.() === undefined,
     outputQueued: () => output.queued,
     keyCacheBytes: () => verifier.cacheBytes,
     authenticators: () => ({ agreements: authStats.agreements, checks: authStats.checks }),

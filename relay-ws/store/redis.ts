@@ -187,8 +187,11 @@ export class RedisStore implements RelayStore, SubscriptionHub {
     this.#redis = connectRedis(options.url, {
       name: "loft-relay",
       onStatus: (status, reason) => {
+        const changed = (status === "ready") !== (this.#down === undefined);
         this.#down = status === "ready" ? undefined : reason || "unreachable";
-        options.onStatus?.(status, reason);
+        // Passed on when the status changes only: while Redis stays down every reconnection
+        // attempt fails again (at most 1 s apart) and would otherwise fill the log.
+        if (changed) options.onStatus?.(status, reason);
       },
     });
     this.#sub = connectRedis(options.url, { name: "loft-relay-sub" });

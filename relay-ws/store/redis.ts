@@ -539,6 +539,11 @@ export class RedisStore implements RelayStore, SubscriptionHub {
   }
 
   async deleteQueue(recipientId: Uint8Array): Promise<number> {
+    return (await this.#deleteQueue(recipientId)) ?? 0;
+  }
+
+  /** Messages deleted with the queue, or undefined if it was not there. */
+  async #deleteQueue(recipientId: Uint8Array): Promise<number | undefined> {
     const hex = toHex(recipientId);
     this.#forgetRecord(recipientId);
     this.#ahead.delete(hex);
@@ -555,7 +560,7 @@ export class RedisStore implements RelayStore, SubscriptionHub {
     if (n >= 0) void this.#refreshStats().catch(() => {});
     this.#rcvKeys.delete(hex);
     for (const k of [...this.#deliveryCounts.keys()]) if (k.startsWith(hex)) this.#deliveryCounts.delete(k);
-    return Math.max(0, n);
+    return n >= 0 ? n : undefined;
   }
 
   queueBytes(_recipientId: Uint8Array): number {
@@ -937,8 +942,8 @@ export class RedisStore implements RelayStore, SubscriptionHub {
       for (const raw of Array.isArray(idle) ? idle : []) {
         const hex = Buffer.isBuffer(raw) ? raw.toString("latin1") : "";
         if (!/^[0-9a-f]{48}$/.test(hex)) continue;
-        await this.deleteQueue(Buffer.from(hex, "hex"));
-        result.idleQueues++;
+        // Counted only if it was still there (another instance's GC may have taken it first).
+        if (await this.#deleteQueue(Buffer.from(hex, "hex"))) result.idleQueues++;
       }
     }
     await this.#loadKeyring();

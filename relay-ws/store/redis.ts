@@ -943,7 +943,7 @@ export class RedisStore implements RelayStore, SubscriptionHub {
         const hex = Buffer.isBuffer(raw) ? raw.toString("latin1") : "";
         if (!/^[0-9a-f]{48}$/.test(hex)) continue;
         // Counted only if it was still there (another instance's GC may have taken it first).
-        if (await this.#deleteQueue(Buffer.from(hex, "hex"))) result.idleQueues++;
+        if ((await this.#deleteQueue(Buffer.from(hex, "hex"))) !== undefined) result.idleQueues++;
       }
     }
     await this.#loadKeyring();
@@ -1081,7 +1081,17 @@ export class RedisStore implements RelayStore, SubscriptionHub {
     this.#closed = true;
     for (const t of this.#timers) clearInterval(t);
     this.#sub.disconnect();
-    await this.#redis.quit().catch(() => this.#redis.disconnect());
+    // QUIT lets the replies in flight arrive; bounded, and skipped when Redis is not there.
+    if (this.#redis.status === "ready") {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.#redis.quit().catch(() => {}),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, 2_000);
+        }),
+      ]);
+      clearTimeout(timer);
+    }
     this.#redis.disconnect();
     this.#hot.clear();
     for (const k of this.#rcvKeys.values()) k.fill(0);

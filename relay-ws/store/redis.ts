@@ -78,6 +78,8 @@ const EXPIRE_PER_RUN = 1_000;
 const IDLE_PER_GC = 1_000;
 const REWRAP_CHUNK = 512;
 const STATS_EVERY_MS = 2_000;
+/** How long the start-up waits for Redis's persistence settings (CONFIG GET) before going on. */
+const CHECK_MS = 3_000;
 const FETCHED_MAX = 10_000;
 const RECORD_CACHE_MAX = 50_000;
 /** Messages one `next` round trip reads ahead, how long they stay usable, queues kept at most. */
@@ -219,7 +221,15 @@ export class RedisStore implements RelayStore, SubscriptionHub {
     const store = new RedisStore(options);
     try {
       await store.#connect(options.waitMs ?? 30_000);
-      await store.#checkDurability(options.onWeakDurability);
+      // Advisory only: never holds the start-up longer than CHECK_MS.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        store.#checkDurability(options.onWeakDurability),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, CHECK_MS);
+        }),
+      ]);
+      clearTimeout(timer);
       await store.#loadKeyring();
       await store.#refreshStats();
     } catch (e) {

@@ -53,6 +53,7 @@ export type LoftErrorCode =
   | "LOFT_ERR_RELAY_STORE_RATE"
   | "LOFT_ERR_RELAY_NO_BUNDLE"
   | "LOFT_ERR_RELAY_INTERNAL"
+  | "LOFT_ERR_RELAY_UNAVAILABLE"
   | "LOFT_ERR_RELAY_UNEXPECTED"
   // an ERR code this client does not know (a newer relay): `LoftError.wire` keeps it
   | "LOFT_ERR_RELAY_UNRECOGNIZED"

@@ -29,6 +29,12 @@ export function byteSize(raw: string): number {
   return n;
 }
 
+const redisPrefix = (raw: string): string => {
+  if (!/^[A-Za-z0-9:_.-]{1,32}$/.test(raw))
+    throw new ConfigError(`expected 1–32 characters of A–Z a–z 0–9 : _ . -, got "${raw}"`);
+  return raw;
+};
+
 const engine = (raw: string): "lmdb" => {
   if (raw !== "lmdb") throw new ConfigError(`unknown store engine "${raw}" (available: lmdb)`);
   return raw;
@@ -105,6 +111,28 @@ export const relayOptions = {
     default: 90,
     parse: int(0, 36_500),
     help: "days without SEND, SUB/GET, PKSET or ACK after which a queue is deleted (0: never)",
+  },
+  // --- Redis engine (--redis URL; docs/operations.md, "Scale-out on Redis") ---
+  redisWait: {
+    flag: "relay-redis-wait",
+    env: "LOFT_RELAY_REDIS_WAIT",
+    default: 0,
+    parse: int(0, 16),
+    help: "with --redis: replicas that must acknowledge each write (Redis WAIT) before the relay answers OK (0: the primary's AOF alone)",
+  },
+  redisWaitTimeoutMs: {
+    flag: "relay-redis-wait-timeout",
+    env: "LOFT_RELAY_REDIS_WAIT_TIMEOUT_MS",
+    default: 1_000,
+    parse: int(1, 60_000),
+    help: "with --relay-redis-wait: milliseconds to wait for the replicas; fewer in time: the write is answered UNAVAILABLE (the client retries)",
+  },
+  redisPrefix: {
+    flag: "relay-redis-prefix",
+    env: "LOFT_RELAY_REDIS_PREFIX",
+    default: "loft:r:",
+    parse: redisPrefix,
+    help: "with --redis: prefix of the relay's keys (several deployments can share one Redis)",
   },
   // --- end of store options ---
   ttlSeconds: {

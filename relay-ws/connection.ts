@@ -32,6 +32,7 @@ import {
   SESSION_ID_LENGTH,
   type ServerFrame,
 } from "../core/relay/protocol.ts";
+import { RedisUnavailableError } from "../host/redis.ts";
 import { ConnectionAuthenticator } from "./authenticator.ts";
 import {
   type ConnectionHandle,
@@ -298,7 +299,16 @@ export class RelayConnection implements ConnectionHandle {
    */
   #chargeSource(cost: number): boolean {
     const now = performance.now();
-    if (this.#source.commands.take(cost, now)) return true;
+    // With --redis, the source's spending over all instances too (shared-limits.ts).
+    // Over it there, the command is refused like one over the local budget (and the debt rule
+    // below still closes a source that ignores the refusals).
+    const tag = this.#source.sharedTag;
+    const shared = this.#ctx.shared;
+    const sharedOver = tag !== undefined && shared?.over(tag, "cost") === true;
+    if (!sharedOver && this.#source.commands.take(cost, now)) {
+      if (tag) shared?.spend(tag, "cost", cost);
+      return true;
+    }
     if (!this.#source.commands.charge(COST.frame, now, SOURCE_DEBT))
       this.close(1008, "LOFT_ERR_RELAY_SOURCE_RATE");
     return false;
@@ -306,7 +316,10 @@ export class RelayConnection implements ConnectionHandle {
 
   /** Reserve bytes of the source's storage budget for a write; STORE_RATE when spent. */
   #reserveStorage(bytes: number): void {
+    const tag = this.#source.sharedTag;
+    if (bytes > 0 && tag && this.#ctx.shared?.over(tag, "store")) throw new Refused("STORE_RATE");
     if (bytes > 0 && !this.#source.storage.take(bytes, performance.now())) throw new Refused("STORE_RATE");
+    if (tag) this.#ctx.shared?.spend(tag, "store", bytes);
   }
 
   /**
@@ -495,6 +508,9 @@ export class RelayConnection implements ConnectionHandle {
           if (e instanceof Refused) return this.#error(e.wire, command.i, command.k);
           // A commit the disk had no room for (ACK, DEL, …): nothing changed; the client retries.
           if (isNoSpaceError(e)) return this.#error("FULL", command.i, command.k);
+          // The shared store (Redis) is unreachable: not answered OK, so not done as far as the
+          // client knows; it retries (same send id) here or on another relay.
+          if (e instanceof RedisUnavailableError) return this.#error("UNAVAILABLE", command.i, command.k);
           this.#ctx.log.error({ err: e, command: command.k }, "relay command failed");
           this.#error("INTERNAL", command.i, command.k);
         },

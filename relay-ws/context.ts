@@ -11,6 +11,7 @@ import type { BundleCache } from "./bundle-cache.ts";
 import type { RelayConfig } from "./config.ts";
 import type { RelayMetrics } from "./metrics.ts";
 import type { OutputBudget } from "./output-budget.ts";
+import type { SharedSourceLimits } from "./shared-limits.ts";
 import type { PrekeyBudget } from "./source-limits.ts";
 import type { RelayStore, StoredMessageMeta } from "./store/types.ts";
 import type { SignatureVerifier } from "./verifier.ts";
@@ -44,6 +45,11 @@ export interface Subscription {
   pumping: boolean;
   again: boolean;
   active: boolean;
+  /**
+   * This subscription's name across relay instances (store hub, store/types.ts SubscriptionHub):
+   * an END from another instance names the subscription it ends. Unset without a hub.
+   */
+  token?: string;
 }
 
 /** The message a connection's last GET on a queue handed out (kept by rid hex until ACKed). */
@@ -96,6 +102,8 @@ export interface RelayContext {
   readonly prekeysPerQueue: PrekeyBudget;
   /** Bundles recently handed out, for bundle-only answers without a store write. */
   readonly bundles: BundleCache;
+  /** With --redis: per-source budgets over all instances (shared-limits.ts); else undefined. */
+  readonly shared?: SharedSourceLimits | undefined;
   subscribe(conn: ConnectionHandle, rid: Uint8Array, rcvKey: Uint8Array, window: number): void;
   unsubscribe(sub: Subscription): void;
   /** Drop the subscription of a queue (DEL); the owner is told END unless it is `by`. */

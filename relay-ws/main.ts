@@ -1,6 +1,7 @@
 /**
  * `npm run relay`: the relay alone — the WebSocket mailbox at `/relay` — configured by flags and
- * environment variables (relay-ws/config.ts; flags win). Like `npm start`, the public port's
+ * environment variables (relay-ws/config.ts; flags win). With `--redis URL` its queues live in
+ * that Redis, shared with the other instances (relay-ws/store/redis.ts). Like `npm start`, the public port's
  * `/health` says `{"status":"ok"}` only; `/metrics` and the detailed `/health` are on the metrics
  * listener (`--metrics-port`, default 9464 on 127.0.0.1; host/metrics.ts).
  * Logs "relay listening" with `port` and `metricsPort` once ready; SIGTERM/SIGINT close every
@@ -11,6 +12,7 @@ import { describeOptions, int, readConfig, str } from "../host/config.ts";
 import { closeOnSignals, createHost, createRegistry } from "../host/host.ts";
 import { createLogger } from "../host/log.ts";
 import { metricsOptions } from "../host/metrics.ts";
+import { redisOption } from "../host/redis.ts";
 import { exitOnStartupError, metricsListener, warnIfMetricsExposed } from "../host/standalone.ts";
 import { smpBridgeOptions } from "../smp/bridge/config.ts";
 import { createSmpBridgeService } from "../smp/bridge/service.ts";
@@ -18,11 +20,13 @@ import { smpOptions } from "../smp/server/config.ts";
 import { startSmpListener } from "../smp/server/listener.ts";
 import { relayOptions } from "./config.ts";
 import { createRelayService } from "./service.ts";
+import { openRedisRelayStore } from "./store/open.ts";
 
 const options = {
   port: { flag: "port", env: "PORT", default: 8081, parse: int(0, 65535), help: "TCP port to listen on" },
   host: { flag: "host", env: "HOST", default: "0.0.0.0", parse: str, help: "address to bind" },
   ...metricsOptions,
+  ...redisOption,
   ...relayOptions,
   ...smpOptions,
   ...smpBridgeOptions,
@@ -51,6 +55,7 @@ async function main() {
     smpBridgePrivate,
     smpBridgeMaxPerSource,
     smpBridgeMaxConnections,
+    redis,
     ...relayConfig
   } = config;
   const metrics = { metricsPort, metricsHost, metricsToken };
@@ -65,7 +70,9 @@ async function main() {
     metrics: metricsListener(metrics),
     trustedProxies: trustedProxies(relayConfig.trustProxy),
   });
-  const relay = createRelayService(relayConfig, { registry, log });
+  // --redis: one of several instances on one Redis (docs/operations.md, "Scale-out on Redis").
+  const store = redis ? await openRedisRelayStore(relayConfig, redis, { log }) : undefined;
+  const relay = createRelayService(relayConfig, { registry, log, ...(store ? { store } : {}) });
   hostServer.mount(relay);
   // Browsers' SMP connections to SMP servers (docs/operations.md, "SMP bridge").
   if (smpBridge)

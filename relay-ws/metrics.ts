@@ -28,6 +28,8 @@ export function createRelayMetrics(
     verifications: () => { thread: number; eventLoop: number; threadFailures: number };
     /** Protocol 1.1 key agreements and authenticator checks so far. */
     authenticators: () => { agreements: number; checks: number };
+    /** Whether the store can serve now (false: Redis unreachable, with --redis). */
+    storeAvailable?: () => boolean;
   },
 ): RelayMetrics {
   const registers = [registry];
@@ -68,6 +70,14 @@ export function createRelayMetrics(
     collect() {
       this.reset();
       this.inc(sources.verifications().threadFailures);
+    },
+  });
+  new Gauge({
+    name: "loft_relay_store_up",
+    help: "1 while the relay store can serve, 0 while it cannot (with --redis: Redis unreachable; alert on it)",
+    registers,
+    collect() {
+      this.set(sources.storeAvailable?.() === false ? 0 : 1);
     },
   });
   new Gauge({

@@ -21,6 +21,7 @@ import { boundFramesPerTurn, TurnBudget } from "./frame-turns.ts";
 import { toHex } from "./hex.ts";
 import { createRelayMetrics } from "./metrics.ts";
 import { OutputBudget } from "./output-budget.ts";
+import { type SharedCounters, SharedSourceLimits } from "./shared-limits.ts";
 import { PrekeyBudget, SourceTable } from "./source-limits.ts";
 import { openRelayStore } from "./store/open.ts";
 import type { GcResult, RelayStore } from "./store/types.ts";
@@ -93,8 +94,20 @@ const SHUTDOWN_GRACE_MS = 2_000;
 export function createRelayService(config: RelayConfig, deps: RelayServiceDeps): RelayService {
   const log = deps.log.child({ service: "relay" });
   const clock = deps.clock ?? Date.now;
-  const store = deps.store ?? openRelayStore(config, { log, ...(deps.clock ? { clock: deps.clock } : {}) });
+  const store: RelayStore =
+    deps.store ?? openRelayStore(config, { log, ...(deps.clock ? { clock: deps.clock } : {}) });
   const theStore = store;
+  const hub = store.hub;
+  // Scale-out: what each source spends, summed over all instances in Redis (shared-limits.ts).
+  const counters = store as Partial<SharedCounters>;
+  const shared =
+    counters.sourceTag && counters.spendShared
+      ? new SharedSourceLimits(counters as SharedCounters, {
+          conn: config.connectionsPerSecondPerSource > 0 ? config.connectionsPerSecondPerSource * 3 : 0,
+          cost: config.sourceCostRate > 0 ? config.sourceCostBurst : 0,
+          store: config.sourceStoreRate > 0 ? config.sourceStoreBurst : 0,
+        })
+      : undefined;
   const connections = new Set<ConnectionHandle>();
   /** Every open socket, until its TCP close (a closing connection leaves `connections` at once). */
   const sockets = new Set<WebSocket>();
@@ -113,6 +126,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     connections: () => connections.size,
     subscriptions: () => subscriptions.size,
     store: () => theStore.stats(),
+    storeAvailable: () => theStore.unavailable?.() === undefined,
     outputQueued: () => output.queued,
     keyCacheBytes: () => verifier.cacheBytes,
     authenticators: () => ({ agreements: authStats.agreements, checks: authStats.checks }),
@@ -138,6 +152,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     output,
     prekeysPerQueue: new PrekeyBudget(config.prekeyQueuePerHour, config.prekeyQueueBurst),
     bundles: new BundleCache(BUNDLE_CACHE_BYTES),
+    shared,
     subscribe(conn, rid, rcvKey, window) {
       const hex = toHex(rid);
       const existing = subscriptions.get(hex);
@@ -169,14 +184,21 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
         };
         subscriptions.set(hex, sub);
         conn.subs.set(hex, sub);
+        // Scale-out: this instance holds the queue now; one elsewhere is told to END its own.
+        if (hub) {
+          sub.token = hub.newToken();
+          hub.claim(rid, sub.token);
+        }
       }
       ctx.pump(sub);
     },
     unsubscribe(sub) {
+      const wasActive = sub.active;
       sub.active = false;
       theStore.releaseDeliveries(sub.rid, [...sub.inflight.values()]);
       sub.inflight.clear();
       if (subscriptions.get(sub.hex) === sub) subscriptions.delete(sub.hex);
+      if (hub && sub.token && wasActive) hub.release(sub.rid, sub.token);
     },
     endSubscription(hex, by) {
       const sub = subscriptions.get(hex);
@@ -230,6 +252,18 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
   theStore.onAppend((rid) => {
     const sub = subscriptions.get(toHex(rid));
     if (sub) ctx.pump(sub);
+  });
+  // Scale-out (docs/operations.md, "Scale-out on Redis"): a SUB on another instance, or a DEL
+  // there, ends the subscription held here — as between two connections of one instance.
+  hub?.onEnd((rid, token) => {
+    const sub = subscriptions.get(toHex(rid));
+    if (!sub || sub.token !== token) return;
+    sub.conn.sendFrame({ k: "END", q: sub.rid });
+    sub.conn.subs.delete(sub.hex);
+    ctx.unsubscribe(sub);
+  });
+  hub?.onResync(() => {
+    for (const sub of subscriptions.values()) ctx.pump(sub);
   });
 
   // Frames per event-loop turn, shared by all connections (frame-turns.ts): each accepted socket
@@ -318,6 +352,12 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
         metrics.connectionsTotal.inc({ result: "closing" });
         return refuse(socket, "503 Service Unavailable");
       }
+      // The shared store (Redis) is unreachable: the client, or the load balancer in front,
+      // tries another relay instead of opening a connection that can do nothing.
+      if (theStore.unavailable?.() !== undefined) {
+        metrics.connectionsTotal.inc({ result: "unavailable" });
+        return refuse(socket, "503 Service Unavailable");
+      }
       // A contact's app served from another origin deposits into our queues (docs/design.md,
       // Relay mailbox): such pages are accepted by default, but counted apart from this origin's
       // own pages, so a hostile page cannot spend its visitors' budget here (docs/decisions.md).
@@ -333,12 +373,21 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
       }
       const now = performance.now();
       const key = pageSourceKey(sourceOf(req, trusted), ownPage);
+      const tag = shared?.tag(key);
+      if (tag && shared?.over(tag, "conn")) {
+        metrics.connectionsTotal.inc({ result: "rate_limited" });
+        return refuse(socket, "429 Too Many Requests");
+      }
       const verdict = sources.admit(key, now);
       if (verdict !== "ok") {
         metrics.connectionsTotal.inc({ result: verdict === "rate" ? "rate_limited" : "source_full" });
         return refuse(socket, "429 Too Many Requests");
       }
       const source = sources.get(key, now);
+      if (tag) {
+        source.sharedTag = tag;
+        shared?.spend(tag, "conn", 1);
+      }
       let admitted = true;
       const release = () => {
         if (admitted) sources.release(source);
@@ -368,9 +417,16 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
       res.end("WebSocket only\n");
       return true;
     },
+    unavailable() {
+      const why = theStore.unavailable?.();
+      // The public /health shows this: no addresses (the detailed /health has the cause).
+      return why === undefined ? undefined : `relay store (${theStore.engine}) unavailable`;
+    },
     health() {
       const s = theStore.stats();
+      const down = theStore.unavailable?.();
       return {
+        ...(down === undefined ? {} : { status: "unavailable", reason: down }),
         connections: connections.size,
         subscriptions: subscriptions.size,
         queues: s.queues,
@@ -384,6 +440,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
       closing = true;
       clearInterval(gcTimer);
       clearInterval(heartbeatTimer);
+      shared?.close();
       await Promise.all(companions.map((c) => c.close()));
       for (const c of [...connections]) c.close(1001, "going away", false);
       while (pending.size > 0) await Promise.allSettled([...pending]);

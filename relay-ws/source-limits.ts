@@ -114,6 +114,8 @@ export interface RelaySource extends SourceEntry {
   readonly commands: TokenBucket;
   readonly storage: TokenBucket;
   readonly prekeys: TokenBucket;
+  /** With --redis: the source's keyed-hash name for the budgets shared by all instances (shared-limits.ts). */
+  sharedTag?: string;
 }
 
 type Limits = Pick<

@@ -2,7 +2,7 @@
  * Test and bench helpers: a real relay (host + service + LMDB in a temp dir) on 127.0.0.1:0, real
  * WebSocket clients, and a raw socket for sending hand-made frames. Nothing here is a mock.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -28,6 +28,7 @@ import { createHost, type Host } from "../host/host.ts";
 import { createLogger } from "../host/log.ts";
 import { defaultRelayConfig, type RelayConfig } from "./config.ts";
 import { createRelayService, type RelayService } from "./service.ts";
+import { RedisStore } from "./store/redis.ts";
 import type { RelayStore } from "./store/types.ts";
 
 export interface TestRelay {
@@ -87,6 +88,23 @@ export async function startTestRelay(
   });
   const registry = new Registry();
   const log = createLogger("relay-test", process.env.LOG_LEVEL ?? "warn");
+  // LOFT_TEST_RELAY_REDIS=redis://…: the same tests against the Redis engine (a fresh key prefix
+  // per relay), to check it keeps the embedded store's semantics (docs/operations.md).
+  const redisUrl = process.env.LOFT_TEST_RELAY_REDIS;
+  const redisStore =
+    redisUrl && !options.store
+      ? await RedisStore.open({
+          url: redisUrl,
+          masterKey: masterKeyFor(dataDir),
+          // One prefix per data dir: a restart on the same dir finds its queues again.
+          prefix: `test:${createHash("sha256").update(dataDir).digest("hex").slice(0, 12)}:`,
+          keyEpochMs: config.keyEpochSeconds * 1000,
+          quotaBytes: config.storeQuotaBytes,
+          idleQueueMs: config.queueIdleDays * 86_400_000,
+          hotBlockBytes: config.hotBlockBytes,
+          ...(options.clock ? { clock: options.clock } : {}),
+        })
+      : undefined;
   // In-process tests read /metrics and the detailed /health on the relay's own port; every real
   // entry point serves them on a separate listener (relay-ws/main.ts, server/main.ts).
   const host = createHost({
@@ -103,7 +121,7 @@ export async function startTestRelay(
       registry,
       log,
       ...(options.clock ? { clock: options.clock } : {}),
-      ...(options.store ? { store: options.store(dataDir) } : {}),
+      ...(options.store ? { store: options.store(dataDir) } : redisStore ? { store: redisStore } : {}),
     });
   } finally {
     rmSync(keyDir, { recursive: true, force: true }); // read once at start

@@ -10,10 +10,12 @@ import { createNodeCryptoProvider } from "../host/crypto-node.ts";
 import { closeOnSignals, createHost, createRegistry } from "../host/host.ts";
 import { createLogger } from "../host/log.ts";
 import { metricsOptions } from "../host/metrics.ts";
+import { redisOption } from "../host/redis.ts";
 import { cspConnectOption } from "../host/security-headers.ts";
 import { exitOnStartupError, metricsListener, warnIfMetricsExposed } from "../host/standalone.ts";
 import { type RelayConfig, relayOptions } from "../relay-ws/config.ts";
 import { createRelayService } from "../relay-ws/service.ts";
+import { openRedisRelayStore } from "../relay-ws/store/open.ts";
 import { signalingConfigFrom, signalingOptions } from "../signaling/config.ts";
 import { createSignalingService } from "../signaling/service.ts";
 import { smpBridgeOptions } from "../smp/bridge/config.ts";
@@ -47,6 +49,8 @@ const options = {
   },
   cspConnectSrc: cspConnectOption,
   ...metricsOptions,
+  // Scale-out: one flag for every service of the process (host/redis.ts).
+  ...redisOption,
   ...signalingOptions,
   // Relay option keys overlap signaling's (maxFrameBytes, maxConnections); their flags don't
   // (--relay-* vs --signal-*), so they are read under a prefix and unwrapped below.
@@ -84,7 +88,14 @@ async function main() {
     cryptoBackends: crypto.backends,
   });
   host.mount(createSignalingService(signaling, { registry, log }));
-  const relayService = createRelayService(relay, { registry, log });
+  // --redis: the relay's queues in that Redis, shared with the other instances (docs/operations.md,
+  // "Scale-out on Redis"); without it, the embedded LMDB store.
+  const relayStore = config.redis ? await openRedisRelayStore(relay, config.redis, { log }) : undefined;
+  const relayService = createRelayService(relay, {
+    registry,
+    log,
+    ...(relayStore ? { store: relayStore } : {}),
+  });
   host.mount(relayService);
   // Browsers' SMP connections to SMP servers (docs/operations.md, "SMP bridge").
   if (config.smpBridge)

@@ -16,7 +16,8 @@ import type { LoftErrorCode } from "../errors.ts";
  * storage is full (global quota or disk), retry later; NO_MSG — ACK for a
  * message not in flight here; PROHIBITED — not allowed in this state; DUPLICATE — a send id the
  * queue already accepted; LIMIT — a per-connection limit; RATE — token bucket empty; NO_BUNDLE —
- * no prekey bundle published; INTERNAL — store failure, retry; UNEXPECTED — a reply that does not
+ * no prekey bundle published; INTERNAL — store failure, retry; UNAVAILABLE —
+ * the relay's shared store (Redis, several instances) cannot be reached now, retry (or another relay); UNEXPECTED — a reply that does not
  * fit the command (client side); SOURCE_RATE — the command budget of the client's network
  * address (all its connections together) is spent; STORE_RATE — the storage budget of the
  * client's network address (bytes written per window) is spent.
@@ -40,6 +41,7 @@ export const WIRE_ERROR_CODES = [
   "STORE_RATE",
   "NO_BUNDLE",
   "INTERNAL",
+  "UNAVAILABLE",
   "LARGE",
   "MALFORMED",
   "SCHEMA",
@@ -61,6 +63,7 @@ const WIRE_TO_CODE: Record<WireErrorCode, RelayErrorCode> = {
   STORE_RATE: "LOFT_ERR_RELAY_STORE_RATE",
   NO_BUNDLE: "LOFT_ERR_RELAY_NO_BUNDLE",
   INTERNAL: "LOFT_ERR_RELAY_INTERNAL",
+  UNAVAILABLE: "LOFT_ERR_RELAY_UNAVAILABLE",
   LARGE: "LOFT_ERR_FRAME_TOO_LARGE",
   MALFORMED: "LOFT_ERR_MALFORMED",
   SCHEMA: "LOFT_ERR_SCHEMA",

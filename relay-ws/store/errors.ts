@@ -9,7 +9,8 @@ import { ConfigError } from "../../host/config.ts";
 export type StoreErrorCode =
   | "LOFT_ERR_RELAY_DATA_DIR"
   | "LOFT_ERR_RELAY_MASTER_KEY"
-  | "LOFT_ERR_RELAY_KEYRING";
+  | "LOFT_ERR_RELAY_KEYRING"
+  | "LOFT_ERR_RELAY_REDIS";
 
 export class StoreError extends ConfigError {
   override name = "StoreError";

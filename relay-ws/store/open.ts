@@ -24,6 +24,7 @@ import type { RelayConfig } from "../config.ts";
 import { StoreError } from "./errors.ts";
 import { MASTER_KEY_LENGTH } from "./keyring.ts";
 import { LmdbStore } from "./lmdb.ts";
+import { RedisStore } from "./redis.ts";
 
 /** The file a generated master key goes to when the operator gives none (development only). */
 export const GENERATED_KEY_FILE = "master.key";
@@ -105,7 +106,7 @@ export function loadMasterKeys(
     : undefined;
   if (config.masterKeyFile) {
     const key = readKeyFile(config.masterKeyFile, "--relay-master-key-file");
-    if (inside(dataDir, config.masterKeyFile))
+    if (dataDir !== "" && inside(dataDir, config.masterKeyFile))
       log.warn(
         "relay master key file is inside the data dir: a copy of the data dir decrypts everything stored; keep it on another disk",
       );
@@ -182,6 +183,73 @@ export function openRelayStore(
           "relay store: the disk refused a write; new messages get FULL until it has room again (what is stored is kept)",
         ),
       ...(deps.clock ? { clock: deps.clock } : {}),
+    });
+  } finally {
+    keys.key.fill(0);
+    keys.previous?.fill(0);
+  }
+}
+
+/**
+ * Open the Redis store (`--redis URL`; docs/operations.md, "Scale-out on Redis"). Every instance
+ * must hold the same master key, so one is never generated here: it comes from
+ * --relay-master-key-file or LOFT_RELAY_MASTER_KEY. Waits up to `waitMs` for Redis.
+ */
+export async function openRedisRelayStore(
+  config: RelayConfig,
+  url: string,
+  deps: {
+    log: Pick<Logger, "warn" | "info">;
+    clock?: () => number;
+    env?: Record<string, string | undefined>;
+    waitMs?: number;
+  },
+): Promise<RedisStore> {
+  const env = deps.env ?? process.env;
+  if (!config.masterKeyFile && env[MASTER_KEY_ENV] === undefined)
+    throw new StoreError(
+      "LOFT_ERR_RELAY_MASTER_KEY",
+      `--redis needs the master key every instance shares: --relay-master-key-file or ${MASTER_KEY_ENV}`,
+    );
+  // No data dir with Redis (""): nothing to keep the key apart from.
+  const keys = loadMasterKeys(config, "", deps.log, env);
+  deps.log.info(
+    {
+      engine: "redis",
+      // Not the URL: logs carry no address (docs/operations.md, "Logs").
+      redisTls: url.startsWith("rediss:"),
+      prefix: config.redisPrefix,
+      waitReplicas: config.redisWait,
+      masterKey: keys.source,
+      keyEpochSeconds: config.keyEpochSeconds,
+      quotaBytes: config.storeQuotaBytes,
+      queueIdleDays: config.queueIdleDays,
+    },
+    "relay store keys and limits",
+  );
+  try {
+    return await RedisStore.open({
+      url,
+      masterKey: keys.key,
+      previousMasterKey: keys.previous,
+      prefix: config.redisPrefix,
+      keyEpochMs: config.keyEpochSeconds * 1000,
+      quotaBytes: config.storeQuotaBytes,
+      idleQueueMs: config.queueIdleDays * 86_400_000,
+      waitReplicas: config.redisWait,
+      waitTimeoutMs: config.redisWaitTimeoutMs,
+      hotBlockBytes: config.hotBlockBytes,
+      ...(deps.waitMs === undefined ? {} : { waitMs: deps.waitMs }),
+      ...(deps.clock ? { clock: deps.clock } : {}),
+      onStatus: (status, reason) =>
+        status === "ready"
+          ? deps.log.info("relay store: Redis reachable")
+          : deps.log.warn(
+              { reason },
+              "relay store: Redis unreachable; commands answer UNAVAILABLE, /health 503, until it is back",
+            ),
+      onWeakDurability: (why) =>
+        deps.log.warn(`relay store: ${why} (docs/operations.md, "What OK means on Redis")`),
     });
   } finally {
     keys.key.fill(0);

@@ -134,4 +134,29 @@ export interface RelayStore {
   onAppend(listener: (recipientId: Uint8Array) => void): void;
   /** Wait for pending writes, then close. */
   close(): Promise<void>;
+  /**
+   * Engines shared by several relay instances (Redis): who holds each queue's subscription, so a
+   * SEND on one instance reaches a subscriber on another and a SUB ends the one elsewhere
+   * (docs/operations.md, "Scale-out on Redis"). Absent for the embedded store.
+   */
+  readonly hub?: SubscriptionHub;
+  /** Undefined while the engine can serve; otherwise why not (shown by /health with 503). */
+  unavailable?(): string | undefined;
+}
+
+/**
+ * Subscriptions across relay instances. Appends to a queue subscribed on another instance reach
+ * that instance's `onAppend` listeners; a claim ends the previous owner's subscription there.
+ */
+export interface SubscriptionHub {
+  /** This connection's subscription to `recipientId` (its `token`) is now the one. */
+  claim(recipientId: Uint8Array, token: string): void;
+  /** The subscription `token` ended here (if it is still the one, nobody holds the queue now). */
+  release(recipientId: Uint8Array, token: string): void;
+  /** Another instance took the queue, or it was deleted: end subscription `token` here. */
+  onEnd(listener: (recipientId: Uint8Array, token: string) => void): void;
+  /** Notifications may have been missed (the pub/sub link was down): look at every subscription. */
+  onResync(listener: () => void): void;
+  /** A fresh subscription token. */
+  newToken(): string;
 }

@@ -126,6 +126,7 @@ const RELAY_FAILURES: Record<RelayOnlyErrorCode, CloseRule> = {
   LOFT_ERR_RELAY_STORE_RATE: row(relayBusy),
   LOFT_ERR_RELAY_NO_BUNDLE: row(relayDown),
   LOFT_ERR_RELAY_INTERNAL: row(relayDown),
+  LOFT_ERR_RELAY_UNAVAILABLE: row(relayDown),
   LOFT_ERR_RELAY_UNEXPECTED: row(relayDown),
   LOFT_ERR_RELAY_UNRECOGNIZED: row(relayDown),
 };
@@ -258,7 +259,9 @@ export function relayUnreachable(url: string, name?: string, code?: string): Eng
       ? "the mailbox is full"
       : code === "LOFT_ERR_RELAY_FULL"
         ? "the relay is out of storage"
-        : "the relay can't be reached";
+        : code === "LOFT_ERR_RELAY_UNAVAILABLE"
+          ? "the relay is unavailable"
+          : "the relay can't be reached";
   return {
     kind: "relay-unreachable",
     url,

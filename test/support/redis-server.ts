@@ -27,7 +27,7 @@ export interface RedisServer {
   kill(): Promise<void>;
   /** Starts it again on the same port and directory (after kill() or by itself after a crash). */
   restart(): Promise<void>;
-  /** SIGTERM, waits for the exit, removes the data directory. */
+  /** SIGTERM (SIGKILL if it is still there 5 s later), waits for the exit, removes the data directory. */
   stop(): Promise<void>;
 }
 
@@ -119,10 +119,24 @@ export async function startRedis(options: RedisOptions = {}): Promise<RedisServe
     }
   };
 
+  // Redis may refuse a SIGTERM ("Writing initial AOF, can't exit": a replica right after its
+  // first sync) and then never exits on its own: after a grace period it gets SIGKILL, so a
+  // stop() is always bounded.
   const signal = async (sig: NodeJS.Signals) => {
     if (child && child.exitCode === null && child.signalCode === null) {
-      child.kill(sig);
-      await exited;
+      const proc = child;
+      proc.kill(sig);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        exited,
+        new Promise<void>((resolve) => {
+          timer = setTimeout(() => {
+            proc.kill("SIGKILL");
+            resolve(exited);
+          }, 5_000);
+        }),
+      ]);
+      clearTimeout(timer);
     }
   };
 

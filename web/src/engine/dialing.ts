@@ -20,7 +20,13 @@ import {
   Refused,
 } from "./context.ts";
 import { closeRule, describeFailure } from "./errors.ts";
-import { forgetSuitesOnRefusal, learnSuites, offeredSuites, suitesExtension } from "./noise-suites.ts";
+import {
+  forgetSuitesOnRefusal,
+  learnSuites,
+  offeredSuites,
+  SUITE_OFFER_REFUSED,
+  suitesExtension,
+} from "./noise-suites.ts";
 import { cancel, type DialReason, follow, type Outcome, presence, schedule } from "./outcome.ts";
 import { refusalFor } from "./outgoing.ts";
 import { RATCHET_KEY_EXTENSION } from "./ratchet-store.ts";
@@ -91,8 +97,9 @@ export function mayDialRelay(ctx: DialingContext, peer: Peer): boolean {
 }
 
 /**
- * Noise XXhfs over an open link, bound to the contact's identity key (chat.md §2), in AES-GCM when
- * the contact is known to answer a suite offer (noise-suites.ts).
+ * Noise XXhfs over an open link, bound to the contact's identity key (chat.md §2), offering AES-GCM
+ * unless the contact is known not to answer a suite offer (noise-suites.ts). An offer the contact
+ * refuses throws `Refused(SUITE_OFFER_REFUSED)`, which `attemptFailed` turns into a plain dial.
  */
 export async function handshake(
   ctx: DialingContext,
@@ -120,7 +127,11 @@ export async function handshake(
     if (learnSuites(peer, session)) storeSuiteMark(ctx, peer);
     return session;
   } catch (e) {
-    if (forgetSuitesOnRefusal(peer, e, suites.suites !== undefined)) storeSuiteMark(ctx, peer);
+    if (forgetSuitesOnRefusal(peer, e, suites.suites !== undefined)) {
+      storeSuiteMark(ctx, peer);
+      ctx.cfg.log(`${peer.id.slice(0, 8)} refused the Noise suite offer: dialling again without one`);
+      throw new Refused(SUITE_OFFER_REFUSED);
+    }
     throw e;
   }
 }
@@ -251,6 +262,9 @@ export async function attemptFailed(
   }
   if (attempt.link.state !== "closed") attempt.link.close(reason, detail);
   ctx.cfg.log(`attempt ${attempt.direction} ${peer.id.slice(0, 8)} ended: ${reason}`);
+  // A peer from before suites refused our offer (noise-suites.ts): not a failure — the same dial
+  // again at once, now without an offer (the mark is false, so this happens once per contact).
+  if (reason === SUITE_OFFER_REFUSED && !ctx.stopped) return [follow({ step: "maybe-dial", why: "retry" })];
   if (ctx.stopped || closeRule(reason).quiet) return [];
   const out: Outcome[] = [];
   if (reason === "bye-refused" && !peer.refusedUs) {

@@ -43,9 +43,12 @@ export function dialDecision(ctx: DialingContext, peer: Peer, why: DialReason): 
   if (ctx.stopped || !ctx.direct || ctx.signaling?.state !== "registered") return [];
   if (peer.live || peer.attempt || peer.manualOff || peer.blocked || !peer.online || peer.device) return [];
   // Glare avoidance: when a contact comes online both ends learn it at once; the lower key
-  // dials first, the higher one only if nothing arrived meanwhile.
-  const delay =
-    (why === "presence" || why === "registered") && ctx.selfId > peer.id ? ctx.cfg.glareDelayMs : 0;
+  // dials first, the higher one only if nothing arrived meanwhile. A contact change counts too
+  // (a request accepted, a contact unblocked, the answer to our resubscription): it makes us
+  // visible to the contact at the moment it makes the contact dialable for us, so both ends
+  // would dial together, and the loser's channel setup would be wasted (docs/protocol/chat.md §1).
+  const together = why === "presence" || why === "registered" || why === "changed";
+  const delay = together && ctx.selfId > peer.id ? ctx.cfg.glareDelayMs : 0;
   if (delay > 0) return [schedule("retry", delay, { step: "maybe-dial", why: "retry" })];
   return [cancel("retry"), follow({ step: "dial" })];
 }

@@ -267,7 +267,12 @@ export async function attemptFailed(
   ctx.cfg.log(`attempt ${attempt.direction} ${peer.id.slice(0, 8)} ended: ${reason}`);
   // A peer from before suites refused our offer (noise-suites.ts): not a failure — the same dial
   // again at once, now without an offer (the mark is false, so this happens once per contact).
-  if (reason === SUITE_OFFER_REFUSED && !ctx.stopped) return [follow({ step: "maybe-dial", why: "retry" })];
+  // If no dial may start now (the contact went offline meanwhile), the usual retry, quietly.
+  if (reason === SUITE_OFFER_REFUSED && !ctx.stopped) {
+    const again = dialDecision(ctx, peer, "retry");
+    if (again.length > 0) return again;
+    return [...retryLater(ctx, peer), ...(!peer.live && !peer.attempt ? [presence("offline")] : [])];
+  }
   if (ctx.stopped || closeRule(reason).quiet) return [];
   const out: Outcome[] = [];
   if (reason === "bye-refused" && !peer.refusedUs) {

@@ -37,7 +37,6 @@ import { buildPage, callPage, repoModule, servePage } from "./page-bundle.ts";
 import { measureRegistrations } from "./signaling-registrations.ts";
 
 const QUICK = process.argv.includes("--quick");
-const FIRST_MESSAGE_RUNS = QUICK ? 2 : 5;
 const PAYLOAD_BYTES = 16 * 1024;
 const PAYLOADS = QUICK ? 200 : 500;
 const REPEATS = Number(process.env.LOFT_BENCH_REPEATS ?? (QUICK ? 2 : 5));
@@ -45,14 +44,17 @@ const ENGINE_MESSAGES = QUICK ? 50 : 300;
 const REGISTRATIONS = QUICK ? 300 : 2_000;
 /** `--profile`: one more batch of each E2EE path under the Chromium CPU profiler, both pages. */
 const PROFILE = process.argv.includes("--profile");
+/** `--first-only`: only the first-message runs (`LOFT_BENCH_FIRST_RUNS` of them), no throughput. */
+const FIRST_ONLY = process.argv.includes("--first-only");
+const FIRST_MESSAGE_RUNS = Number(process.env.LOFT_BENCH_FIRST_RUNS ?? (QUICK ? 2 : 5));
 
 interface FirstMessage {
   ms: number;
   connecting: number | null;
   online: number | null;
   suite?: string;
-  /** The engine's log lines after the contact was accepted, "ms line" (`--profile` prints them). */
-  logs: string[];
+  /** When Alice accepted, ms since 1970 (both pages' logs are read from there). */
+  acceptedEpoch: number;
 }
 
 // ---- the page side (plain JS, bundled by Vite from the real modules) ----------------------------
@@ -87,7 +89,7 @@ window.loftBench = {
     if (s.engine) await s.engine.stop();
     s.logs = [];
     s.engine = createChatEngineWith({ user: s.user, storage: s.storage },
-      { log: (m) => s.logs.length < 200 && s.logs.push([performance.now(), m]) });
+      { log: (m) => s.logs.length < 400 && s.logs.push([performance.timeOrigin + performance.now(), m]) });
     s.engine.subscribe((e) => {
       if (e.type === "message" && s.events.firstMessageAt === undefined) s.events.firstMessageAt = performance.now();
       if (e.type === "presence" && e.presence.status === "connecting" && s.events.connectingAt === undefined)
@@ -108,6 +110,7 @@ window.loftBench = {
     if (!decoded.ok) throw new Error("bad identity");
     const id = toHex(decoded.value.verified.identity_key);
     s.acceptedAt = performance.now();
+    s.acceptedEpoch = performance.timeOrigin + s.acceptedAt;
     await s.storage.putContact({ id, identity: bytes, username: decoded.value.verified.username,
       trust: "unknown", firstSeen: Date.now(), lastSeen: Date.now() });
     s.engine.contactChanged(id);
@@ -118,8 +121,11 @@ window.loftBench = {
     await until(() => s.events.firstMessageAt !== undefined);
     const at = (t) => (t === undefined ? null : t - s.acceptedAt);
     return { ms: s.events.firstMessageAt - s.acceptedAt, connecting: at(s.events.connectingAt),
-      online: at(s.events.onlineAt), suite: s.events.suite,
-      logs: s.logs.filter(([t]) => t >= s.acceptedAt).map(([t, m]) => Math.round(t - s.acceptedAt) + " " + m) };
+      online: at(s.events.onlineAt), suite: s.events.suite, acceptedEpoch: s.acceptedEpoch };
+  },
+  // The engine's log lines since "epoch" (ms since 1970, shared by both pages' clocks): "ms line".
+  logsSince(epoch) {
+    return s.logs.filter(([t]) => t >= epoch).map(([t, m]) => (t - epoch).toFixed(1) + " " + m);
   },
   online(contactId) { return s.engine.presence(contactId).status === "online"; },
   async engineBurst(contactId, n) {
@@ -312,10 +318,37 @@ async function main() {
       const first = await callPage<FirstMessage>(a, "firstMessageMs");
       firsts.push(first.ms);
       phases.push(first);
-      if (PROFILE) for (const line of first.logs) log(`    ${line}`);
+      if (PROFILE) {
+        // Both engines' log lines from Alice's acceptance on, in time order ("A"/"B", ms).
+        const lines = [
+          ...(await callPage<string[]>(a, "logsSince", first.acceptedEpoch)).map((l) => `A ${l}`),
+          ...(await callPage<string[]>(b, "logsSince", first.acceptedEpoch)).map((l) => `B ${l}`),
+        ];
+        const ms = (l: string) => Number(l.split(" ")[1]);
+        for (const line of lines.sort((x, y) => ms(x) - ms(y))) log(`    ${line}`);
+      }
       log(
         `  first message, run ${i + 1}: ${first.ms.toFixed(0)} ms (connecting at ${first.connecting?.toFixed(0)}, online at ${first.online?.toFixed(0)}, ${first.suite})`,
       );
+    }
+    const phasesOf = () => ({
+      first_message_ms: Math.round(median(firsts)),
+      first_message_runs_ms: firsts.map((x) => Math.round(x)),
+      first_message_phases_ms: phases.map((p) => ({
+        connecting: p.connecting === null ? null : Math.round(p.connecting),
+        online: p.online === null ? null : Math.round(p.online),
+        message: Math.round(p.ms),
+      })),
+      first_message_suites: [...new Set(phases.map((p) => p.suite ?? "?"))],
+    });
+    if (FIRST_ONLY) {
+      const chromium = browser.version();
+      report(
+        `bench:chat --first-only (Chromium ${chromium})`,
+        [{ name: "contact link accepted → first decrypted message", value: median(firsts), unit: "ms" }],
+        { bench: "chat", ...phasesOf(), chromium },
+      );
+      return;
     }
 
     // whole-engine message rate on the last pair (stored, persisted, receipted)
@@ -433,8 +466,7 @@ async function main() {
       ],
       {
         bench: "chat",
-        first_message_ms: Math.round(firstMs),
-        first_message_runs_ms: firsts.map((x) => Math.round(x)),
+        ...phasesOf(),
         e2ee_mb_s: Math.round(e2eeRate * 10) / 10,
         raw_mb_s: Math.round(rawRate * 10) / 10,
         e2ee_vs_raw: Math.round(e2eeVsRaw * 1000) / 1000,
@@ -444,12 +476,6 @@ async function main() {
         e2ee_noble_vs_raw: Math.round(nobleVsRaw * 1000) / 1000,
         e2ee_vs_noble: Math.round(e2eeVsNoble * 1000) / 1000,
         handshake_ms: Math.round(median(handshakes)),
-        first_message_phases_ms: phases.map((p) => ({
-          connecting: p.connecting === null ? null : Math.round(p.connecting),
-          online: p.online === null ? null : Math.round(p.online),
-          message: Math.round(p.ms),
-        })),
-        first_message_suites: [...new Set(phases.map((p) => p.suite ?? "?"))],
         ...(profiles ? { profiles } : {}),
         engine_msgs_per_s: Math.round(engineRate),
         signaling_registrations: reg.peers,

@@ -169,9 +169,10 @@ export interface ContactRecord {
    */
   device?: DeviceContactInfo;
   /**
-   * The contact answers a Noise suite offer (it sent `noise.suites` in a session): our dials to it
-   * offer AES-GCM first (engine/noise-suites.ts). Learned and written by the engine
-   * (`setAnswersSuiteOffers`), sealed with the contact, so a reload keeps it.
+   * Whether the contact answers a Noise suite offer (engine/noise-suites.ts): `true` it sent
+   * `noise.suites` in a session, `false` it did not or refused an offer (our dials to it then
+   * offer nothing), absent not known yet (our dials offer AES-GCM first). Learned and written by
+   * the engine (`setAnswersSuiteOffers`), sealed with the contact, so a reload keeps it.
    */
   answersSuiteOffers?: boolean;
 }

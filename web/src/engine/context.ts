@@ -105,7 +105,7 @@ export interface Peer {
   /** Every timer of this contact (retry, mailbox, receipt, upgrade, heartbeat): set only by its link controller. */
   readonly timers: LinkTimers;
   failures: number;
-  /** The contact sent `noise.suites`: it answers a Noise suite offer (noise-suites.ts). */
+  /** Whether the contact answers a Noise suite offer (noise-suites.ts): undefined, not known yet (offered). */
   answersSuiteOffers?: boolean;
   /** Serializes every ratchet operation and the storage writes that go with it. */
   queue: Promise<unknown>;
@@ -280,8 +280,8 @@ export function peerFor(ctx: Pick<EngineContext, "peers">, c: ContactRecord): Pe
       flushAgain: false,
       mailboxAt: Number.POSITIVE_INFINITY,
       request: c.request !== undefined,
-      // Stored with the contact, so the first dial after a reload offers AES-GCM too.
-      ...(c.answersSuiteOffers === true ? { answersSuiteOffers: true } : {}),
+      // Stored with the contact (noise-suites.ts): false keeps a reload from offering again.
+      ...(c.answersSuiteOffers !== undefined ? { answersSuiteOffers: c.answersSuiteOffers } : {}),
       ...addressRefOf(c),
       relayFailures: 0,
       upgradeFailures: 0,

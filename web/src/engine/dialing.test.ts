@@ -10,7 +10,8 @@ import { type RunningSignaling, startSignaling, wsFactory } from "../../../signa
 import { Hub, MemoryStorage, until } from "../../../test/support/engine.ts";
 import { createRelayPool } from "../net/relay-pool.ts";
 import type { Presence } from "./api.ts";
-import { DIRECT_UNAVAILABLE_AFTER } from "./dialing.ts";
+import type { Peer } from "./context.ts";
+import { DIRECT_UNAVAILABLE_AFTER, type DialingContext, dialDecision } from "./dialing.ts";
 import { Engine } from "./engine.ts";
 
 /** Close links that have not opened after `ms` with "open-timeout", as WebRtcLink does. */
@@ -90,5 +91,37 @@ describe("a contact shown online whose direct path never opens", () => {
     expect(seen.filter((s) => s.status === "connecting").length).toBeLessThanOrEqual(
       2 * DIRECT_UNAVAILABLE_AFTER,
     );
+  });
+});
+
+describe("who dials when both ends learn of each other at once (chat.md §1)", () => {
+  const ctxAs = (selfId: string) =>
+    ({
+      cfg: { glareDelayMs: 1_000 },
+      stopped: false,
+      direct: {},
+      signaling: { state: "registered" },
+      selfId,
+    }) as unknown as DialingContext;
+  const peer = (id: string) => ({ id, online: true, failures: 0 }) as unknown as Peer;
+
+  it("a contact change (a request accepted, the answer to a resubscription) follows the glare rule", () => {
+    // Accepting a contact makes us visible to it at the moment it becomes dialable for us: both
+    // would dial together, so the higher key waits, as when a contact comes online.
+    for (const why of ["changed", "presence", "registered"] as const) {
+      expect(dialDecision(ctxAs("bb"), peer("aa"), why)).toEqual([
+        { kind: "schedule", timer: "retry", ms: 1_000, next: { step: "maybe-dial", why: "retry" } },
+      ]);
+      expect(dialDecision(ctxAs("aa"), peer("bb"), why)).toEqual([
+        { kind: "cancel", timer: "retry" },
+        { kind: "follow", next: { step: "dial" } },
+      ]);
+    }
+    // A send, a retry: at once, whichever key.
+    for (const why of ["send", "retry"] as const)
+      expect(dialDecision(ctxAs("bb"), peer("aa"), why)).toEqual([
+        { kind: "cancel", timer: "retry" },
+        { kind: "follow", next: { step: "dial" } },
+      ]);
   });
 });

@@ -20,7 +20,13 @@ import {
   Refused,
 } from "./context.ts";
 import { closeRule, describeFailure } from "./errors.ts";
-import { forgetSuitesOnRefusal, learnSuites, offeredSuites, suitesExtension } from "./noise-suites.ts";
+import {
+  forgetSuitesOnRefusal,
+  learnSuites,
+  offeredSuites,
+  SUITE_OFFER_REFUSED,
+  suitesExtension,
+} from "./noise-suites.ts";
 import { cancel, type DialReason, follow, type Outcome, presence, schedule } from "./outcome.ts";
 import { refusalFor } from "./outgoing.ts";
 import { RATCHET_KEY_EXTENSION } from "./ratchet-store.ts";
@@ -37,9 +43,12 @@ export function dialDecision(ctx: DialingContext, peer: Peer, why: DialReason): 
   if (ctx.stopped || !ctx.direct || ctx.signaling?.state !== "registered") return [];
   if (peer.live || peer.attempt || peer.manualOff || peer.blocked || !peer.online || peer.device) return [];
   // Glare avoidance: when a contact comes online both ends learn it at once; the lower key
-  // dials first, the higher one only if nothing arrived meanwhile.
-  const delay =
-    (why === "presence" || why === "registered") && ctx.selfId > peer.id ? ctx.cfg.glareDelayMs : 0;
+  // dials first, the higher one only if nothing arrived meanwhile. A contact change counts too
+  // (a request accepted, a contact unblocked, the answer to our resubscription): it makes us
+  // visible to the contact at the moment it makes the contact dialable for us, so both ends
+  // would dial together, and the loser's channel setup would be wasted (docs/protocol/chat.md §1).
+  const together = why === "presence" || why === "registered" || why === "changed";
+  const delay = together && ctx.selfId > peer.id ? ctx.cfg.glareDelayMs : 0;
   if (delay > 0) return [schedule("retry", delay, { step: "maybe-dial", why: "retry" })];
   return [cancel("retry"), follow({ step: "dial" })];
 }
@@ -91,8 +100,9 @@ export function mayDialRelay(ctx: DialingContext, peer: Peer): boolean {
 }
 
 /**
- * Noise XXhfs over an open link, bound to the contact's identity key (chat.md §2), in AES-GCM when
- * the contact is known to answer a suite offer (noise-suites.ts).
+ * Noise XXhfs over an open link, bound to the contact's identity key (chat.md §2), offering AES-GCM
+ * unless the contact is known not to answer a suite offer (noise-suites.ts). An offer the contact
+ * refuses throws `Refused(SUITE_OFFER_REFUSED)`, which `attemptFailed` turns into a plain dial.
  */
 export async function handshake(
   ctx: DialingContext,
@@ -120,7 +130,11 @@ export async function handshake(
     if (learnSuites(peer, session)) storeSuiteMark(ctx, peer);
     return session;
   } catch (e) {
-    if (forgetSuitesOnRefusal(peer, e, suites.suites !== undefined)) storeSuiteMark(ctx, peer);
+    if (forgetSuitesOnRefusal(peer, e, suites.suites !== undefined)) {
+      storeSuiteMark(ctx, peer);
+      ctx.cfg.log(`${peer.id.slice(0, 8)} refused the Noise suite offer: dialling again without one`);
+      throw new Refused(SUITE_OFFER_REFUSED);
+    }
     throw e;
   }
 }
@@ -263,6 +277,14 @@ export async function attemptFailed(
   }
   if (attempt.link.state !== "closed") attempt.link.close(reason, detail);
   ctx.cfg.log(`attempt ${attempt.direction} ${peer.id.slice(0, 8)} ended: ${reason}`);
+  // A peer from before suites refused our offer (noise-suites.ts): not a failure — the same dial
+  // again at once, now without an offer (the mark is false, so this happens once per contact).
+  // If no dial may start now (the contact went offline meanwhile), the usual retry, quietly.
+  if (reason === SUITE_OFFER_REFUSED && !ctx.stopped) {
+    const again = dialDecision(ctx, peer, "retry");
+    if (again.length > 0) return again;
+    return [...retryLater(ctx, peer), ...(!peer.live && !peer.attempt ? [presence("offline")] : [])];
+  }
   if (ctx.stopped || closeRule(reason).quiet) return [];
   const out: Outcome[] = [];
   if (reason === "bye-refused" && !peer.refusedUs) {

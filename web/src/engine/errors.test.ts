@@ -31,6 +31,7 @@ const QUIET: CloseReason[] = [
   "contact-blocked",
   "identity-change",
   "relay-fallback",
+  "suite-offer-refused",
 ];
 const PEER_ON_PURPOSE: CloseReason[] = [
   "stopped",

@@ -142,6 +142,8 @@ export const CLOSE_REASONS = {
   replaced: onPurpose,
   superseded: onPurpose,
   "glare-yield": quiet,
+  // the contact refused our Noise suite offer (a peer from before suites): dialled again plainly
+  "suite-offer-refused": quiet,
   "bye-glare": quiet,
   "transport-closed": quiet,
   // our direct attempt gave way to a live link through the relay

@@ -1,13 +1,17 @@
 /**
  * The engine's suite choice (noise-suites.ts) through the real `handshake` of dialing.ts over
- * memory links: the first session with a contact is ChaChaPoly and teaches both sides that the
- * other answers offers; the next dial runs AES-GCM when the provider has it natively; an offer a
- * peer refuses (one from before suites) clears the mark and the next dial is plain again; the
- * dialler's ephemeral keys made while the link opens are what the handshake uses. And
- * through whole engines (real signaling, in-memory links): the mark is stored with the contact,
- * so the first session after a restart (a reload) runs AES-GCM.
+ * memory links: the first session with a new contact already runs AES-GCM when the provider has
+ * it natively, and teaches both sides that the other answers offers; no offer when AES-GCM would
+ * be JavaScript; an offer a peer refuses (one from before suites) sets the mark to false, ends the
+ * attempt as `suite-offer-refused`, and the next dial is plain; a plain session without the
+ * extension marks the contact false too; the dialler's ephemeral keys made while the link opens
+ * are what the handshake uses. And through whole engines (real signaling, in-memory links): a
+ * fresh pair's first session is AES-GCM and the mark is stored with the contact, so the first
+ * session after a restart (a reload) runs AES-GCM too; a contact whose device refuses the offer
+ * is dialled again at once without one, and the message queued before is delivered, once.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { toHex } from "../../../core/bytes.ts";
 import { decodeVersionHeader, encodeVersionHeader } from "../../../core/codec/version.ts";
 import { nobleCrypto } from "../../../core/crypto/noble.ts";
 import type { CryptoProvider } from "../../../core/crypto/provider.ts";
@@ -17,10 +21,17 @@ import { createUserIdentity, type UserIdentity } from "../../../core/identity/id
 import { memoryLinkPair } from "../../../core/link/memory-link.ts";
 import { establishSession, type Session } from "../../../core/session/index.ts";
 import { type RunningSignaling, startSignaling } from "../../../signaling/testing.ts";
-import { EngineHarness, type EngineNode, FAST_ENGINE, until } from "../../../test/support/engine.ts";
-import type { Peer } from "./context.ts";
+import {
+  EngineHarness,
+  type EngineNode,
+  FAST_ENGINE,
+  Hub,
+  type TestLink,
+  until,
+} from "../../../test/support/engine.ts";
+import { type Peer, Refused } from "./context.ts";
 import { type DialingContext, handshake, prepareDialKeys } from "./dialing.ts";
-import { SUITES_EXTENSION } from "./noise-suites.ts";
+import { SUITE_OFFER_REFUSED, SUITES_EXTENSION } from "./noise-suites.ts";
 import { RATCHET_KEY_EXTENSION } from "./ratchet-store.ts";
 import type { DialedLink } from "./transport.ts";
 
@@ -38,7 +49,8 @@ function ctxOf(user: UserIdentity, crypto: CryptoProvider): DialingContext {
   } as unknown as DialingContext;
 }
 function peerOf(user: UserIdentity): Peer {
-  return { key: user.identity.verified.identity_key } as unknown as Peer;
+  const key = user.identity.verified.identity_key;
+  return { key, id: toHex(key) } as unknown as Peer;
 }
 
 /** Alice dials Bob, both through the engine's `handshake`. */
@@ -55,13 +67,17 @@ async function dial(
 }
 
 describe("the engine's Noise suite choice", () => {
-  it("first session ChaChaPoly and both learn; the next dial runs AES-GCM (native AES)", async () => {
+  it("the first session with a new contact runs AES-GCM (native AES); both learn the other answers", async () => {
     const web = await createWebCryptoProvider();
     expect(web.backends.aes256gcm).toBe("webcrypto");
     const aliceSeesBob = peerOf(bob);
     const bobSeesAlice = peerOf(alice);
+    expect(aliceSeesBob.answersSuiteOffers).toBeUndefined();
     const [a1, b1] = await dial(web, aliceSeesBob, bobSeesAlice);
-    expect(a1.protocolName).toBe("Noise_XXhfs_25519+MLKEM768_ChaChaPoly_BLAKE2s");
+    expect([a1.protocolName, b1.protocolName]).toEqual([
+      "Noise_XXhfs_25519+MLKEM768_AESGCM_SHA256",
+      "Noise_XXhfs_25519+MLKEM768_AESGCM_SHA256",
+    ]);
     expect(Object.keys(a1.remoteExtensions).sort()).toEqual([RATCHET_KEY_EXTENSION, SUITES_EXTENSION].sort());
     expect(aliceSeesBob.answersSuiteOffers).toBe(true);
     expect(bobSeesAlice.answersSuiteOffers).toBe(true);
@@ -104,9 +120,20 @@ describe("the engine's Noise suite choice", () => {
     b.close();
   });
 
-  it("a peer from before suites refuses the offer: the mark is cleared and the next dial works", async () => {
+  it("a contact known not to answer offers gets a plain dial", async () => {
     const web = await createWebCryptoProvider();
-    const aliceSeesOldBob = { ...peerOf(bob), answersSuiteOffers: true } as Peer;
+    const aliceSeesBob = { ...peerOf(bob), answersSuiteOffers: false } as Peer;
+    const [a, b] = await dial(web, aliceSeesBob, peerOf(alice));
+    expect(a.protocolName).toBe("Noise_XXhfs_25519+MLKEM768_ChaChaPoly_BLAKE2s");
+    // Bob sent the extension inside this session: the next dial offers again.
+    expect(aliceSeesBob.answersSuiteOffers).toBe(true);
+    a.close();
+    b.close();
+  });
+
+  it("a peer from before suites refuses the offer to a new contact: marked false, and the next dial works", async () => {
+    const web = await createWebCryptoProvider();
+    const aliceSeesOldBob = peerOf(bob);
     // Old Bob: the 1.0 header, a strict decoder that refuses unknown fields, no extension.
     const oldBob = (link: ReturnType<typeof memoryLinkPair>[1]) =>
       establishSession({
@@ -125,13 +152,14 @@ describe("the engine's Noise suite choice", () => {
       });
     const [la, lb] = memoryLinkPair();
     const refused = handshake(ctxOf(alice, web), aliceSeesOldBob, la as unknown as DialedLink, "direct");
-    const old = oldBob(lb);
-    const code = await refused.then(
+    const old = oldBob(lb).catch(() => undefined); // it fails too (LOFT_ERR_SCHEMA)
+    // The attempt ends as "suite-offer-refused" (the controller dials again at once, plainly).
+    const reason = await refused.then(
       () => "resolved",
-      (e: unknown) => (isLoftError(e) ? e.code : String(e)),
+      (e: unknown) => (e instanceof Refused ? e.reason : isLoftError(e) ? e.code : String(e)),
     );
-    expect(code).toBe("LOFT_ERR_UNSUPPORTED_VERSION");
-    await old.catch(() => undefined);
+    expect(reason).toBe(SUITE_OFFER_REFUSED);
+    await old;
     expect(aliceSeesOldBob.answersSuiteOffers).toBe(false);
     const [la2, lb2] = memoryLinkPair();
     const [a, b] = await Promise.all([
@@ -142,6 +170,18 @@ describe("the engine's Noise suite choice", () => {
     expect(aliceSeesOldBob.answersSuiteOffers).toBe(false);
     a.close();
     b.close();
+    // Old Bob dials Alice, who has not met him yet: the session has no extension, so she marks
+    // him false too (and her dials to him will not offer).
+    const bobAsSeenByAlice = peerOf(bob);
+    const [la3, lb3] = memoryLinkPair();
+    const [oldDial, aliceAnswers] = await Promise.all([
+      establishSession({ link: la3, role: "initiator", kind: "direct", self: bob }),
+      handshake(ctxOf(alice, web), bobAsSeenByAlice, lb3 as unknown as DialedLink, "direct", RATCHET_KEY),
+    ]);
+    expect(aliceAnswers.protocolName).toBe("Noise_XXhfs_25519+MLKEM768_ChaChaPoly_BLAKE2s");
+    expect(bobAsSeenByAlice.answersSuiteOffers).toBe(false);
+    oldDial.close();
+    aliceAnswers.close();
   });
 });
 
@@ -165,10 +205,10 @@ describe("the suite mark, stored with the contact (engines, real signaling)", ()
 
   const suiteOf = (n: EngineNode, peer: EngineNode) => n.engine.presence(peer.id).suite;
 
-  it("the first session after a restart (a reload) runs AES-GCM: the mark survives in storage", async () => {
+  it("a fresh pair's first session runs AES-GCM; the mark is stored, so it does after a restart too", async () => {
     const [a, b] = await h.pair();
-    // Nothing known yet: the first session is plain, and teaches both sides.
-    expect(suiteOf(a, b)).toBe("ChaChaPoly_BLAKE2s");
+    // Nothing known yet, and the dialler offers anyway: the first session is AES-GCM.
+    expect([suiteOf(a, b), suiteOf(b, a)]).toEqual(["AESGCM_SHA256", "AESGCM_SHA256"]);
     await until(
       () =>
         a.storage.contacts.get(b.id)?.answersSuiteOffers === true &&
@@ -185,5 +225,69 @@ describe("the suite mark, stored with the contact (engines, real signaling)", ()
     expect([suiteOf(a2, b2), suiteOf(b2, a2)]).toEqual(["AESGCM_SHA256", "AESGCM_SHA256"]);
     const m = await a2.engine.send(b2.id, "over AES-GCM after a reload");
     await until(() => h.stateOf(a2, m) === "delivered", "delivered");
+  });
+
+  it("a device that refuses the offer: dialled again at once without one; the queued message arrives once", async () => {
+    h.hub = new Hub();
+    // Alice dials: hers is the lower key (chat.md §1), and Bob's glare delay outlasts the test.
+    const [low, high] = [
+      createUserIdentity({ username: "x", now }),
+      createUserIdentity({ username: "y", now }),
+    ]
+      .map((u) => ({ u, id: toHex(u.identity.verified.identity_key) }))
+      .sort((x, y) => (x.id < y.id ? -1 : 1));
+    const a = h.node("alice", low!.u);
+    const b = h.node("bob", high!.u, undefined, undefined, { glareDelayMs: 60_000 });
+    a.storage.addUser(b.user);
+    b.storage.addUser(a.user);
+    // Bob's device answers like one from before suites (docs/protocol/session.md §2, "Old
+    // peers"): to a header with noise_suites it sends the 1.0 header and closes (its strict
+    // decoder refuses the field); a plain header goes through to Bob's engine. Bob's own dials
+    // would offer nothing (as an old peer's).
+    b.storage.contacts.get(a.id)!.answersSuiteOffers = false;
+    await b.engine.start();
+    let refusedOffers = 0;
+    const deps = h.hub.endpoints.get(b.id)!;
+    const onOffer = deps.onOffer;
+    deps.onOffer = (offer) =>
+      onOffer({
+        ...offer,
+        accept: () => {
+          const link = offer.accept() as TestLink;
+          const deliver = link.fromPeer.bind(link);
+          let first = true;
+          link.fromPeer = (m: Uint8Array) => {
+            const header = first ? decodeVersionHeader(m) : undefined;
+            first = false;
+            if (header?.ok && header.value.noise_suites) {
+              refusedOffers++;
+              link.send(encodeVersionHeader());
+              link.close("LOFT_ERR_SCHEMA");
+            } else deliver(m);
+          };
+          return link;
+        },
+      });
+    const marks: boolean[] = [];
+    const setMark = a.storage.setAnswersSuiteOffers.bind(a.storage);
+    a.storage.setAnswersSuiteOffers = (id, answers) => {
+      marks.push(answers);
+      return setMark(id, answers);
+    };
+    await a.engine.start();
+    const m = await a.engine.send(b.id, "queued before the offer was refused");
+    await until(() => h.stateOf(a, m) === "delivered", "delivered");
+    expect(refusedOffers).toBe(1);
+    expect(marks[0]).toBe(false); // stored at the refusal, before the plain session
+    expect(a.logs.filter((l) => l.includes("refused the Noise suite offer"))).toHaveLength(1);
+    expect(a.logs).toContain(`attempt out ${b.id.slice(0, 8)} ended: suite-offer-refused`);
+    expect(suiteOf(a, b)).toBe("ChaChaPoly_BLAKE2s");
+    // Not a failure to show: Alice never told the person about an error with Bob.
+    const shown = a.events.flatMap((e) =>
+      e.type === "presence" && e.contactId === b.id && e.presence.lastError ? [e.presence.lastError] : [],
+    );
+    expect(shown).toEqual([]);
+    const got = [...b.storage.messages.values()].filter((x) => x.direction === "in");
+    expect(got.map((x) => x.text)).toEqual(["queued before the offer was refused"]);
   });
 });

@@ -9,7 +9,7 @@
  * ratchet runs on the contact's task chain (`serial`), one inbound frame at a time, in order.
  */
 import { wipe } from "../../../../core/bytes.ts";
-import { suiteOf, wipeEphemerals } from "../../../../core/noise/index.ts";
+import { type PreparedEphemerals, suiteOf, wipeEphemerals } from "../../../../core/noise/index.ts";
 import type { RelayMessage } from "../../../../core/relay/client.ts";
 import type { Session } from "../../../../core/session/index.ts";
 import type { ContactRecord, EngineError, LinkPath, MessageId, Presence } from "../api.ts";
@@ -372,7 +372,8 @@ export class LinkController {
         ctx.cfg.log(`no direct channel to ${peer.id.slice(0, 8)} (${why}): going through the relay`);
         link.close("relay-fallback");
         this.#endAttempt(attempt, "fallback");
-        await this.#dialRelay();
+        // The keys made while the direct link tried to open serve the relay handshake instead.
+        await this.#dialRelay(await prepared);
         return;
       }
       const session = await handshake(ctx, peer, link, "direct", undefined, await prepared);
@@ -388,8 +389,12 @@ export class LinkController {
     }
   }
 
-  /** A live link through the relay (RelayLink over a queue pair), Noise with link kind "relay". */
-  async #dialRelay(): Promise<void> {
+  /**
+   * A live link through the relay (RelayLink over a queue pair), Noise with link kind "relay";
+   * `prepared`: the dialler's ephemeral keys a direct attempt made and did not use (the caller wipes
+   * what is left of them).
+   */
+  async #dialRelay(prepared?: PreparedEphemerals): Promise<void> {
     const ctx = this.#ctx;
     const { peer } = this;
     const relay = ctx.relayLive;
@@ -401,7 +406,7 @@ export class LinkController {
     ctx.cfg.log(`dial ${peer.id.slice(0, 8)} through the relay`);
     try {
       await timeout(link.opened, ctx.cfg.openTimeoutMs, "open-timeout");
-      const session = await handshake(ctx, peer, link, "relay");
+      const session = await handshake(ctx, peer, link, "relay", undefined, prepared);
       await this.#runSession(attempt, session, undefined, "relay");
     } catch (e) {
       await this.#attemptFailed(attempt, e);

@@ -19,8 +19,10 @@
  *    cut into 16 300-byte chunks, its own buffering), timed on Alice's page from the send to Bob's
  *    one-byte answer after his `data` event. `files_vs_peerjs` = files / peerjs (higher: Loft faster).
  *  Rounds alternate (raw files peerjs, peerjs files raw, …); each ratio is the median of the
- *  per-round ratios. `receiver_peak_mib`: the highest `performance.memory.usedJSHeapSize` of Bob's
- *  page sampled every 50 ms during the file rounds. `LOFT_BENCH_PROFILE=1` logs each page's CPU
+ *  per-round ratios. `receiver_peak_mib` (`peerjs_receiver_peak_mib`): the highest memory of Bob's
+ *  page — JS heap plus ArrayBuffer backing stores (CDP `Runtime.getHeapUsage`), sampled every
+ *  50 ms, garbage collected before each round — during the file (PeerJS) rounds. `raw_vs_peerjs`
+ *  is the ceiling of `files_vs_peerjs` on the machine. `LOFT_BENCH_PROFILE=1` logs each page's CPU
  *  profile per file round (self time per function, bench/cpu-profile.ts; not with `--json`).
  *
  *  - room fan-out: one `LOFT_BENCH_FAN_MIB` MiB file (8 by default) sent to a room of 2, then 4
@@ -29,7 +31,7 @@
  *    transfer `done` there (each member's `file.done` came back). Baseline: the room of 2.
  *
  * `--big` (`npm run bench:files -- --big [--json]`): one 1 GiB file (`LOFT_BENCH_FILE_MIB`), files
- * only, one round: `receiver_peak_mib` during it is the issue's "memory flat" figure (the heap of
+ * only, one round: `receiver_peak_mib` during it is the issue's "memory flat" figure (the memory of
  * the receiving page, which stores chunks sealed as they come and never holds the file).
  *
  * The pages run a bench bundle built here with Vite from the real modules (web/src/engine,
@@ -81,15 +83,7 @@ import { pageCrypto } from ${repoModule("web/src/crypto.ts")};
 import { WebRtcLink } from ${repoModule("web/src/net/webrtc-link.ts")};
 import { Peer } from "peerjs";
 
-const s = { links: [], named: {}, files: new Map(), peaks: {}, pjInbox: [], pjWaiter: undefined };
-/** Sample the page's JS heap every 50 ms into \`s.peaks[name]\` until the returned stop is called. */
-const sampleHeap = (name) => {
-  const timer = setInterval(() => {
-    const used = performance.memory?.usedJSHeapSize ?? 0;
-    if (used > (s.peaks[name] ?? 0)) s.peaks[name] = used;
-  }, 50);
-  return () => clearInterval(timer);
-};
+const s = { links: [], named: {}, files: new Map(), pjInbox: [], pjWaiter: undefined };
 const until = (cond, every = 2) => new Promise((resolve) => {
   const tick = () => (cond() ? resolve() : setTimeout(tick, every));
   tick();
@@ -176,12 +170,9 @@ window.loftBench = {
   },
   async receiveFile() {
     s.doneAt = undefined;
-    const stop = sampleHeap("files");
     await until(() => s.doneAt !== undefined);
-    stop();
     return s.doneAt - s.acceptedAt;
   },
-  peakHeapMib(name = "files") { return (s.peaks[name] ?? 0) / (1024 * 1024); },
 
   // PeerJS with its own server (\`peer\`), its defaults but for the ICE servers: none (the test
   // namespace reaches nothing outside, and neither should a bench).
@@ -203,9 +194,7 @@ window.loftBench = {
     return performance.now() - start;
   },
   async peerjsReceive(total) {
-    const stop = sampleHeap("peerjs");
     const d = await pjNext();
-    stop();
     const n = d?.byteLength ?? -1;
     if (n !== total) throw new Error("peerjs delivered " + n + " bytes, not " + total);
     s.pjConn.send(new Uint8Array([1]));
@@ -272,7 +261,7 @@ async function main() {
   const site = await servePage(outDir);
   const loft = await startLoft();
   const peerServer = await startPeerServer();
-  const browser = await launchChromium(["--enable-precise-memory-info"]);
+  const browser = await launchChromium();
   const signalingUrl = `ws://127.0.0.1:${loft.port}/signal`;
   const bytes = FILE_MIB * 1024 * 1024;
   const newPage = async (): Promise<Page> => {
@@ -297,16 +286,38 @@ async function main() {
     await callPage(a, "online");
     await callPage(a, "makeFile", FILE_MIB);
 
-    // Bob's heap is collected before each round: one subject's garbage (PeerJS leaves whole files
-    // of it) is not counted in the next one's peak.
+    // Bob's memory (CDP Runtime.getHeapUsage: the JS heap and the ArrayBuffers' backing stores,
+    // which the heap size alone leaves out) sampled every 50 ms per subject; collected before each
+    // round, so one subject's garbage (PeerJS leaves whole files of it) is not counted in another's.
     const bobCdp = await b.context().newCDPSession(b);
     const collect = () => bobCdp.send("HeapProfiler.collectGarbage");
+    const peaks = new Map<string, number>();
+    const sampled = async <T>(name: string, f: () => Promise<T>): Promise<T> => {
+      let on = true;
+      const sampler = (async () => {
+        while (on) {
+          const u = await bobCdp.send("Runtime.getHeapUsage");
+          const used = u.usedSize + (u.backingStorageSize ?? 0);
+          if (used > (peaks.get(name) ?? 0)) peaks.set(name, used);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      })();
+      try {
+        return await f();
+      } finally {
+        on = false;
+        await sampler;
+      }
+    };
+    const peakMib = (name: string) => (peaks.get(name) ?? 0) / (1024 * 1024);
     const filesSubject = (name: string): Subject => ({
       name,
       run: async () => {
         await collect();
         const profiling = PROFILE ? await Promise.all([startProfile(a), startProfile(b)]) : [];
-        const [, ms] = await Promise.all([callPage(a, "sendFile"), callPage<number>(b, "receiveFile")]);
+        const [, ms] = await sampled("files", () =>
+          Promise.all([callPage(a, "sendFile"), callPage<number>(b, "receiveFile")]),
+        );
         for (const [who, p] of profiling.entries()) {
           const lines = (await p()).map(({ fn, pct }) => `    ${pct.toFixed(1).padStart(5)}%  ${fn}`);
           log(`  ${who === 0 ? "sender" : "receiver"} CPU:\n${lines.join("\n")}`);
@@ -324,7 +335,7 @@ async function main() {
     if (BIG) {
       // The memory run: one large file, nothing else in the pages meanwhile.
       const rates = await alternate([files], { rounds: ROUNDS, sliceSeconds: 0, warmupSeconds: 0 });
-      const peak = await callPage<number>(b, "peakHeapMib");
+      const peak = peakMib("files");
       const fileRate = mbs(rateOf(rates, files.name));
       await callPage(a, "stop");
       await callPage(b, "stop");
@@ -332,7 +343,11 @@ async function main() {
         `bench:files --big (Chromium ${chromium}, ${FILE_MIB} MiB)`,
         [
           { name: `file transfer, ${FILE_MIB} MiB`, value: fileRate, unit: "MB/s" },
-          { name: `receiving page: peak JS heap while ${FILE_MIB} MiB arrive`, value: peak, unit: "MiB" },
+          {
+            name: `receiving page: peak JS heap + ArrayBuffers while ${FILE_MIB} MiB arrive`,
+            value: peak,
+            unit: "MiB",
+          },
         ],
         {
           bench: "files-big",
@@ -371,10 +386,9 @@ async function main() {
       name: "peerjs",
       run: async () => {
         await collect();
-        const [ms] = await Promise.all([
-          callPage<number>(a, "peerjsSend"),
-          callPage(b, "peerjsReceive", bytes),
-        ]);
+        const [ms] = await sampled("peerjs", () =>
+          Promise.all([callPage<number>(a, "peerjsSend"), callPage(b, "peerjsReceive", bytes)]),
+        );
         log(
           `  peerjs round: ${FILE_MIB} MiB in ${ms.toFixed(0)} ms, ${(bytes / 1e6 / (ms / 1000)).toFixed(1)} MB/s`,
         );
@@ -403,8 +417,8 @@ async function main() {
     const rawRateAes = mbs(rateOf(ratesAes, raw.name));
     const fileRateAes = mbs(rateOf(ratesAes, filesAes.name));
     const ratioAes = sliceRatio(rateOf(ratesAes, filesAes.name), rateOf(ratesAes, raw.name));
-    const peak = await callPage<number>(b, "peakHeapMib", "files");
-    const peerjsPeak = await callPage<number>(b, "peakHeapMib", "peerjs");
+    const peak = peakMib("files");
+    const peerjsPeak = peakMib("peerjs");
     await callPage(a, "closeLinks");
     await callPage(b, "closeLinks");
 
@@ -458,8 +472,16 @@ async function main() {
           baseline: { name: "raw data channel, 64 KiB messages", value: rawRateAes },
           ratio: ratioAes,
         },
-        { name: "receiving page: peak JS heap during the file rounds", value: peak, unit: "MiB" },
-        { name: "receiving page: peak JS heap during the PeerJS rounds", value: peerjsPeak, unit: "MiB" },
+        {
+          name: "receiving page: peak JS heap + ArrayBuffers during the file rounds",
+          value: peak,
+          unit: "MiB",
+        },
+        {
+          name: "receiving page: peak JS heap + ArrayBuffers during the PeerJS rounds",
+          value: peerjsPeak,
+          unit: "MiB",
+        },
         ...[...fanout].map(([size, ms]) => ({
           name: `room of ${size}: ${FAN_MIB} MiB file until every member has it`,
           value: ms,

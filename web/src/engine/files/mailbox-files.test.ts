@@ -23,10 +23,13 @@ import type { FileTransfer } from "../api.ts";
 import type { EngineConfig } from "../engine.ts";
 import { MAX_PART, ratchetBodies } from "../mailbox.ts";
 import type { RoomsApi } from "../rooms/api.ts";
+import type { RoomsEngine } from "../rooms/mesh.ts";
 import { encodeAppMessage } from "../wire.ts";
 import { encodeFileMsgFrame } from "./room-files.ts";
 import {
   FILE_CHUNK_BYTES,
+  FILE_FRAME,
+  type FilePart,
   MAILBOX_PART_BYTES,
   MAX_CHUNK_PARTS,
   mailboxParts,
@@ -226,5 +229,32 @@ describe("files through the relay mailbox (Node, real relay and signaling)", () 
     await until(() => stateOf(a, small!.key) === "done", "ann sees it delivered", 20_000);
     expect(stateOf(a, big!.key)).toBe("queued");
     expect(incoming(b2)).toHaveLength(1);
+
+    // What a member's mailbox may also bring, sealed by the pair ratchet like the rest: a FILE_MSG
+    // that does not decode, a part of the finished file again (replayed), a part of a transfer she
+    // never had, a slice out of order. Each is dropped; nothing changes, and what comes after
+    // (a room message) is still read, in order.
+    const mailbox = await (a.engine.rooms as RoomsEngine).memberMailbox(room.id, b.id);
+    if (!mailbox) throw new Error("no mailbox for bea");
+    const part = (m: Omit<FilePart, "t">) => encodeFileMsgFrame({ t: "file.part", ...m });
+    for (const frame of [
+      new Uint8Array([FILE_FRAME.MSG, 1, 2, 3]),
+      part({ id: got!.id, i: 0, s: 0, n: 1, d: new Uint8Array(16) }),
+      part({ id: 0x7fff_0001, i: 0, s: 0, n: 9, d: new Uint8Array(8) }),
+      part({ id: got!.id, i: 3, s: 4, n: 9, d: new Uint8Array(8) }),
+    ])
+      expect(await mailbox.deposit(frame)).toBe(true);
+    rooms(a).send(room.id, "after the odd ones");
+    await until(
+      () =>
+        rooms(b2)
+          .messages(room.id)
+          .some((m) => m.text === "after the odd ones"),
+      "bea read on",
+      20_000,
+    );
+    expect(incoming(b2)).toHaveLength(1);
+    expect(incoming(b2)[0]?.state).toBe("done");
+    expect(b2.events.some((e) => e.type === "file" && e.transfer.state === "failed")).toBe(false);
   });
 });

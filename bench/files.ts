@@ -13,18 +13,38 @@
  *  - baseline: the same number of bytes in 64 KiB messages over a raw data channel between the
  *    same two pages (WebRtcLink, the `drain()` flow control bench:chat uses), no encryption above
  *    DTLS, nothing stored.
- *  Rounds alternate (raw files, files raw, …); `files_vs_raw` is the median of the per-round
- *  ratios. `receiver_peak_mib`: the highest `performance.memory.usedJSHeapSize` of Bob's page
- *  sampled every 50 ms during the file rounds. `LOFT_BENCH_PROFILE=1` logs each page's CPU profile
- *  per file round (self time per function, bench/cpu-profile.ts; not with `--json`).
+ *  - peerjs: the same bytes sent with PeerJS (the `peerjs` npm package in the same two pages,
+ *    with its own `peer` server started here on loopback as the broker), with its defaults — one
+ *    `DataConnection.send` of the file's ArrayBuffer (its `binary` serialization: BinaryPack,
+ *    cut into 16 300-byte chunks, its own buffering), timed on Alice's page from the send to Bob's
+ *    one-byte answer after his `data` event. `files_vs_peerjs` = files / peerjs (higher: Loft faster).
+ *  Rounds alternate (raw files peerjs, peerjs files raw, …); each ratio is the median of the
+ *  per-round ratios. `receiver_peak_mib` (`peerjs_receiver_peak_mib`): the highest memory of Bob's
+ *  page — JS heap plus ArrayBuffer backing stores (CDP `Runtime.getHeapUsage`), sampled every
+ *  50 ms, garbage collected before each round — during the file (PeerJS) rounds. `raw_vs_peerjs`
+ *  is the ceiling of `files_vs_peerjs` on the machine. `LOFT_BENCH_PROFILE=1` logs each page's CPU
+ *  profile per file round (self time per function, bench/cpu-profile.ts; not with `--json`).
+ *
+ *  - room fan-out: one `LOFT_BENCH_FAN_MIB` MiB file (8 by default) sent to a room of 2, then 4
+ *    members (`LOFT_BENCH_ROOM_SIZES`, e.g. `2,4,8`), every member accepting at once: timed on the
+ *    sender's page from `sendFileToRoom` (the file read, hashed and sealed once) to every member's
+ *    transfer `done` there (each member's `file.done` came back). Baseline: the room of 2.
+ *
+ * `--big` (`npm run bench:files -- --big [--json]`): one 1 GiB file (`LOFT_BENCH_FILE_MIB`), files
+ * only, one round: `receiver_peak_mib` during it is the issue's "memory flat" figure (the memory of
+ * the receiving page, which stores chunks sealed as they come and never holds the file).
  *
  * The pages run a bench bundle built here with Vite from the real modules (web/src/engine,
  * web/src/net, web/src/storage, core/); nothing is mocked. Figures: bench/README.md, "bench:files".
  */
 import { rm } from "node:fs/promises";
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { launchChromium } from "../test/support/browser.ts";
+import { PeerServer } from "peer";
+import type { Page } from "playwright-core";
+import { launchChromium, launchPersistentChromium } from "../test/support/browser.ts";
 import { startLoft } from "../test/support/loft-process.ts";
 import { startProfile } from "./cpu-profile.ts";
 import {
@@ -40,8 +60,16 @@ import {
 import { buildPage, callPage, repoModule, servePage } from "./page-bundle.ts";
 
 const QUICK = process.argv.includes("--quick");
-const FILE_MIB = Number(process.env.LOFT_BENCH_FILE_MIB ?? (QUICK ? 16 : 100));
+/** The full memory run: a 1 GiB file, files only (the short form is the default run's peak). */
+const BIG = process.argv.includes("--big");
+const FILE_MIB = Number(process.env.LOFT_BENCH_FILE_MIB ?? (BIG ? 1024 : QUICK ? 16 : 100));
 const ROUNDS = Number(process.env.LOFT_BENCH_REPEATS ?? (QUICK ? 1 : 3));
+const FAN_MIB = Number(process.env.LOFT_BENCH_FAN_MIB ?? (QUICK ? 4 : 8));
+const ROOM_SIZES = (process.env.LOFT_BENCH_ROOM_SIZES ?? "2,4")
+  .split(",")
+  .map(Number)
+  .filter((n) => Number.isInteger(n) && n >= 2)
+  .sort((x, y) => x - y);
 const RAW_MESSAGE = 64 * 1024;
 /** `LOFT_BENCH_PROFILE=1`: log where each page spent its CPU during the file rounds (CDP Profiler). */
 const PROFILE = process.env.LOFT_BENCH_PROFILE === "1";
@@ -53,19 +81,54 @@ import { createUserIdentity, encodeIdentity, decodeIdentity } from ${repoModule(
 import { toHex } from ${repoModule("core/bytes.ts")};
 import { pageCrypto } from ${repoModule("web/src/crypto.ts")};
 import { WebRtcLink } from ${repoModule("web/src/net/webrtc-link.ts")};
+import { Peer } from "peerjs";
 
-const s = { links: [], named: {}, files: new Map(), peakHeap: 0 };
-const until = (cond) => new Promise((resolve) => {
-  const tick = () => (cond() ? resolve() : setTimeout(tick, 2));
+const s = { links: [], named: {}, files: new Map(), pjInbox: [], pjWaiter: undefined, logs: [] };
+const until = (cond, every = 2) => new Promise((resolve) => {
+  const tick = () => (cond() ? resolve() : setTimeout(tick, every));
   tick();
 });
+/** The next PeerJS \`data\` event (queued: it may come before it is asked for). */
+const pjNext = () => s.pjInbox.length > 0
+  ? Promise.resolve(s.pjInbox.shift())
+  : new Promise((resolve) => { s.pjWaiter = resolve; });
+const pjListen = (conn) => {
+  s.pjConn = conn;
+  conn.on("data", (d) => {
+    const w = s.pjWaiter;
+    s.pjWaiter = undefined;
+    if (w) w(d); else s.pjInbox.push(d);
+  });
+};
+
+/** \`mib\` MiB of random bytes, 64 MiB per Blob part (never the whole file as arrays: --big). */
+function randomBlob(mib) {
+  let blob = new Blob([], { type: "application/octet-stream" });
+  let parts = [];
+  const block = new Uint8Array(1024 * 1024);
+  for (let i = 0; i < mib; i++) {
+    for (let at = 0; at < block.length; at += 65536) crypto.getRandomValues(block.subarray(at, at + 65536));
+    parts.push(block.slice());
+    if (parts.length === 64) {
+      blob = new Blob([blob, ...parts], { type: blob.type });
+      parts = [];
+    }
+  }
+  return new Blob([blob, ...parts], { type: blob.type });
+}
 
 window.loftBench = {
   async init(name, signalingUrl) {
     s.user = await createUserIdentity({ username: name, now: Date.now() });
     s.storage = await LoftStorage.open("bench-" + name);
     await s.storage.setSettingsRecord({ signalingUrl });
-    s.engine = createChatEngineWith({ user: s.user, storage: s.storage }, { log: () => {} });
+    s.engine = createChatEngineWith({ user: s.user, storage: s.storage }, {
+      // The engine's log, kept short: said when a transfer fails.
+      log: (m) => {
+        s.logs.push(m);
+        if (s.logs.length > 20) s.logs.shift();
+      },
+    });
     s.service = "";
     s.engine.subscribe((e) => {
       if (e.type === "service") s.service = e.status.signaling;
@@ -77,6 +140,7 @@ window.loftBench = {
           void s.engine.acceptFile(e.transfer.key);
         }
         if (e.transfer.direction === "in" && e.transfer.state === "done") s.doneAt = performance.now();
+        if (e.transfer.direction === "in" && e.transfer.state === "failed") s.failed = e.transfer.reason;
       }
     });
     await s.engine.start();
@@ -104,30 +168,80 @@ window.loftBench = {
     s.engine.connect(s.peer);
     await until(() => s.engine.presence(s.peer).status === "online");
   },
-  makeFile(mib) {
-    const parts = [];
+  /** \`onDisk\`: written 1 MiB at a time into the origin-private file system and read back as a
+   *  \`File\` on disk, as a picked file is (--big: a 1 GiB Blob made in memory does not stay readable). */
+  async makeFile(mib, onDisk) {
+    if (!onDisk) {
+      s.file = randomBlob(mib);
+      return;
+    }
+    const root = await navigator.storage.getDirectory();
+    const handle = await root.getFileHandle("bench-source.bin", { create: true });
+    const writer = await handle.createWritable();
     const block = new Uint8Array(1024 * 1024);
     for (let i = 0; i < mib; i++) {
       for (let at = 0; at < block.length; at += 65536) crypto.getRandomValues(block.subarray(at, at + 65536));
-      parts.push(block.slice());
+      await writer.write(block);
     }
-    s.file = new Blob(parts, { type: "application/octet-stream" });
+    await writer.close();
+    s.file = await handle.getFile();
   },
   async sendFile() {
     const t = await s.engine.sendFile(s.peer, s.file, "bench.bin");
-    await until(() => s.files.get(t.key)?.state === "done");
+    const ended = () => ["done", "failed", "cancelled", "declined"].includes(s.files.get(t.key)?.state);
+    await until(ended);
+    const end = s.files.get(t.key);
+    if (end.state !== "done")
+      throw new Error("the file ended " + end.state + ": " + end.reason + "\\n" + s.logs.join("\\n"));
   },
   async receiveFile() {
     s.doneAt = undefined;
-    s.sampling = setInterval(() => {
-      const used = performance.memory?.usedJSHeapSize ?? 0;
-      if (used > s.peakHeap) s.peakHeap = used;
-    }, 50);
-    await until(() => s.doneAt !== undefined);
-    clearInterval(s.sampling);
+    s.failed = undefined;
+    await until(() => s.doneAt !== undefined || s.failed !== undefined);
+    if (s.failed !== undefined) throw new Error("receiving failed: " + s.failed + "\\n" + s.logs.join("\\n"));
     return s.doneAt - s.acceptedAt;
   },
-  peakHeapMib() { return s.peakHeap / (1024 * 1024); },
+
+  // PeerJS with its own server (\`peer\`), its defaults but for the ICE servers: none (the test
+  // namespace reaches nothing outside, and neither should a bench).
+  async peerjsOpen(me, port) {
+    s.pj = new Peer(me, { host: "127.0.0.1", port, path: "/", secure: false, debug: 0, config: { iceServers: [] } });
+    await new Promise((resolve, reject) => { s.pj.on("open", resolve); s.pj.on("error", reject); });
+    s.pj.on("connection", (conn) => pjListen(conn));
+  },
+  async peerjsConnect(other) {
+    const conn = s.pj.connect(other);
+    await new Promise((resolve, reject) => { conn.on("open", resolve); conn.on("error", reject); });
+    pjListen(conn);
+  },
+  async peerjsReady() { await until(() => s.pjConn?.open === true, 20); },
+  async peerjsSend() {
+    const start = performance.now();
+    s.pjConn.send(await s.file.arrayBuffer());
+    await pjNext(); // Bob's answer: he has it all
+    return performance.now() - start;
+  },
+  async peerjsReceive(total) {
+    const d = await pjNext();
+    const n = d?.byteLength ?? -1;
+    if (n !== total) throw new Error("peerjs delivered " + n + " bytes, not " + total);
+    s.pjConn.send(new Uint8Array([1]));
+  },
+  peerjsClose() { s.pj?.destroy(); },
+
+  // Rooms (engine.rooms): one room grown member by member; every member accepts files at once.
+  async roomCreate() { const r = await s.engine.rooms.create(); s.room = r.id; return r.fragment; },
+  async roomJoin(fragment) { const r = await s.engine.rooms.join(fragment); s.room = r.id; },
+  async roomReady(others) {
+    await until(() => (s.engine.rooms.room(s.room)?.members ?? []).filter((m) => m.state === "online").length >= others, 20);
+  },
+  async roomSend(mib) {
+    const blob = randomBlob(mib);
+    const start = performance.now();
+    const sent = await s.engine.sendFileToRoom(s.room, blob, "fan-out.bin");
+    await until(() => sent.every((t) => s.files.get(t.key)?.state === "done"));
+    return { ms: performance.now() - start, members: sent.length };
+  },
   async stop() { await s.engine?.stop(); },
 
   newLink(name, initiator) {
@@ -154,18 +268,47 @@ window.loftBench = {
 };
 `;
 
+/** PeerJS's own signaling server (the `peer` package) on loopback, on a free port. */
+async function startPeerServer(): Promise<{ port: number; close: () => void }> {
+  const server = await new Promise<Server>((resolve) => {
+    PeerServer({ host: "127.0.0.1", port: 0, path: "/" }, resolve);
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
 async function main() {
   const outDir = join(tmpdir(), `loft-bench-files-${process.pid}`);
   log("building the bench page…");
   await buildPage(PAGE_SOURCE, outDir);
   const site = await servePage(outDir);
   const loft = await startLoft();
-  const browser = await launchChromium(["--enable-precise-memory-info"]);
+  const peerServer = await startPeerServer();
+  const browser = await launchChromium();
   const signalingUrl = `ws://127.0.0.1:${loft.port}/signal`;
   const bytes = FILE_MIB * 1024 * 1024;
+  const newPage = async (): Promise<Page> => {
+    const p = await (await browser.newContext()).newPage();
+    await p.goto(site.url);
+    await p.waitForFunction(() => "loftBench" in window);
+    return p;
+  };
+  // --big: Alice and Bob each in a Chromium of their own with a profile on disk — a context of
+  // `browser` keeps IndexedDB and Blobs in memory (off the record), where 1 GiB sealed copy,
+  // 1 GiB of received chunks and the 1 GiB file do not fit the browser's blob memory.
+  const own = BIG
+    ? await Promise.all(
+        ["alice", "bob"].map((who) => launchPersistentChromium(join(outDir, `profile-${who}`))),
+      )
+    : [];
   try {
-    const a = await (await browser.newContext()).newPage();
-    const b = await (await browser.newContext()).newPage();
+    const a = own[0] ? await own[0].newPage() : await (await browser.newContext()).newPage();
+    const b = own[1] ? await own[1].newPage() : await (await browser.newContext()).newPage();
     await a.exposeFunction("loftRelay", (name: string, json: string) => callPage(b, "signal", name, json));
     await b.exposeFunction("loftRelay", (name: string, json: string) => callPage(a, "signal", name, json));
     for (const p of [a, b]) {
@@ -177,16 +320,40 @@ async function main() {
     await callPage(b, "addContact", alice.identity);
     await callPage(a, "addContact", bob.identity);
     await callPage(a, "online");
-    await callPage(a, "makeFile", FILE_MIB);
-    await callPage(a, "newLink", "raw", true);
-    await callPage(b, "newLink", "raw", false);
-    await Promise.all([callPage(a, "linkOpen", "raw"), callPage(b, "linkOpen", "raw")]);
+    await callPage(a, "makeFile", FILE_MIB, BIG);
 
+    // Bob's memory (CDP Runtime.getHeapUsage: the JS heap and the ArrayBuffers' backing stores,
+    // which the heap size alone leaves out) sampled every 50 ms per subject; collected before each
+    // round, so one subject's garbage (PeerJS leaves whole files of it) is not counted in another's.
+    const bobCdp = await b.context().newCDPSession(b);
+    const collect = () => bobCdp.send("HeapProfiler.collectGarbage");
+    const peaks = new Map<string, number>();
+    const sampled = async <T>(name: string, f: () => Promise<T>): Promise<T> => {
+      let on = true;
+      const sampler = (async () => {
+        while (on) {
+          const u = await bobCdp.send("Runtime.getHeapUsage");
+          const used = u.usedSize + (u.backingStorageSize ?? 0);
+          if (used > (peaks.get(name) ?? 0)) peaks.set(name, used);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      })();
+      try {
+        return await f();
+      } finally {
+        on = false;
+        await sampler;
+      }
+    };
+    const peakMib = (name: string) => (peaks.get(name) ?? 0) / (1024 * 1024);
     const filesSubject = (name: string): Subject => ({
       name,
       run: async () => {
+        await collect();
         const profiling = PROFILE ? await Promise.all([startProfile(a), startProfile(b)]) : [];
-        const [, ms] = await Promise.all([callPage(a, "sendFile"), callPage<number>(b, "receiveFile")]);
+        const [, ms] = await sampled("files", () =>
+          Promise.all([callPage(a, "sendFile"), callPage<number>(b, "receiveFile")]),
+        );
         for (const [who, p] of profiling.entries()) {
           const lines = (await p()).map(({ fn, pct }) => `    ${pct.toFixed(1).padStart(5)}%  ${fn}`);
           log(`  ${who === 0 ? "sender" : "receiver"} CPU:\n${lines.join("\n")}`);
@@ -198,6 +365,46 @@ async function main() {
       },
     });
     const files = filesSubject("files");
+    const mbs = (r: SliceRate) => median(r.slices) / 1e6;
+    const chromium = browser.version();
+
+    if (BIG) {
+      // The memory run: one large file (no warm-up round), nothing else in the pages meanwhile.
+      const once = (await files.run()) as { ops: number; seconds: number };
+      const peak = peakMib("files");
+      const fileRate = once.ops / once.seconds / 1e6;
+      await callPage(a, "stop");
+      await callPage(b, "stop");
+      report(
+        `bench:files --big (Chromium ${chromium}, ${FILE_MIB} MiB)`,
+        [
+          { name: `file transfer, ${FILE_MIB} MiB`, value: fileRate, unit: "MB/s" },
+          {
+            name: `receiving page: peak JS heap + ArrayBuffers while ${FILE_MIB} MiB arrive`,
+            value: peak,
+            unit: "MiB",
+          },
+        ],
+        {
+          bench: "files-big",
+          file_mib: FILE_MIB,
+          files_mb_s: Math.round(fileRate * 10) / 10,
+          receiver_peak_mib: Math.round(peak),
+          rounds: 1,
+          chromium,
+        },
+      );
+      return;
+    }
+
+    await callPage(a, "newLink", "raw", true);
+    await callPage(b, "newLink", "raw", false);
+    await Promise.all([callPage(a, "linkOpen", "raw"), callPage(b, "linkOpen", "raw")]);
+    await callPage(b, "peerjsOpen", "bob", peerServer.port);
+    await callPage(a, "peerjsOpen", "alice", peerServer.port);
+    await callPage(a, "peerjsConnect", "bob");
+    await callPage(b, "peerjsReady");
+
     const raw: Subject = {
       name: "raw",
       run: async () => {
@@ -211,11 +418,32 @@ async function main() {
         return { ops: bytes, seconds: ms / 1000 };
       },
     };
-    const rates = await alternate([raw, files], { rounds: ROUNDS, sliceSeconds: 0, warmupSeconds: 0 });
-    const mbs = (r: SliceRate) => median(r.slices) / 1e6;
+    const peerjs: Subject = {
+      name: "peerjs",
+      run: async () => {
+        await collect();
+        const [ms] = await sampled("peerjs", () =>
+          Promise.all([callPage<number>(a, "peerjsSend"), callPage(b, "peerjsReceive", bytes)]),
+        );
+        log(
+          `  peerjs round: ${FILE_MIB} MiB in ${ms.toFixed(0)} ms, ${(bytes / 1e6 / (ms / 1000)).toFixed(1)} MB/s`,
+        );
+        return { ops: bytes, seconds: ms / 1000 };
+      },
+    };
+    const rates = await alternate([raw, files, peerjs], {
+      rounds: ROUNDS,
+      sliceSeconds: 0,
+      warmupSeconds: 0,
+    });
     const rawRate = mbs(rateOf(rates, raw.name));
     const fileRate = mbs(rateOf(rates, files.name));
+    const peerjsRate = mbs(rateOf(rates, peerjs.name));
     const ratio = sliceRatio(rateOf(rates, files.name), rateOf(rates, raw.name));
+    const vsPeerjs = sliceRatio(rateOf(rates, files.name), rateOf(rates, peerjs.name));
+    const rawVsPeerjs = sliceRatio(rateOf(rates, raw.name), rateOf(rates, peerjs.name));
+    await callPage(a, "peerjsClose");
+    await callPage(b, "peerjsClose");
     // A new session with a contact seen before negotiates the AES-GCM Noise suite (native
     // WebCrypto; engine/noise-suites.ts): the same rounds again over it.
     log("reconnecting: the next session offers AESGCM_SHA256…");
@@ -225,12 +453,37 @@ async function main() {
     const rawRateAes = mbs(rateOf(ratesAes, raw.name));
     const fileRateAes = mbs(rateOf(ratesAes, filesAes.name));
     const ratioAes = sliceRatio(rateOf(ratesAes, filesAes.name), rateOf(ratesAes, raw.name));
-    const peak = await callPage<number>(b, "peakHeapMib");
+    const peak = peakMib("files");
+    const peerjsPeak = peakMib("peerjs");
     await callPage(a, "closeLinks");
     await callPage(b, "closeLinks");
-    await callPage(a, "stop");
-    await callPage(b, "stop");
-    const chromium = browser.version();
+
+    // Room fan-out: one room, grown to each size in turn; the median of ROUNDS files per size.
+    log(`room fan-out: ${FAN_MIB} MiB to rooms of ${ROOM_SIZES.join(", ")}…`);
+    const fanout = new Map<number, number>();
+    const members: Page[] = [a];
+    const fragment = await callPage<string>(a, "roomCreate");
+    for (const size of ROOM_SIZES) {
+      while (members.length < size) {
+        // Bob first (his page is up), then a new page per member.
+        const p = members.length === 1 ? b : await newPage();
+        if (p !== b) await callPage(p, "init", `member${members.length}`, signalingUrl);
+        await callPage(p, "roomJoin", fragment);
+        members.push(p);
+      }
+      await callPage(a, "roomReady", size - 1);
+      const times: number[] = [];
+      for (let round = 0; round < ROUNDS; round++) {
+        const r = await callPage<{ ms: number; members: number }>(a, "roomSend", FAN_MIB);
+        if (r.members !== size - 1) throw new Error(`room of ${size}: sent to ${r.members} members`);
+        log(`  room of ${size}: ${FAN_MIB} MiB to ${r.members} members in ${r.ms.toFixed(0)} ms`);
+        times.push(r.ms);
+      }
+      fanout.set(size, median(times));
+    }
+    for (const p of members) await callPage(p, "stop");
+    const [smallest = 2] = ROOM_SIZES;
+    const base = fanout.get(smallest) ?? 0;
     report(
       `bench:files (Chromium ${chromium}, ${FILE_MIB} MiB)`,
       [
@@ -242,13 +495,37 @@ async function main() {
           ratio,
         },
         {
+          name: `file transfer, ${FILE_MIB} MiB, against PeerJS (its defaults, its own server)`,
+          value: fileRate,
+          unit: "MB/s",
+          baseline: { name: "PeerJS DataConnection.send of the file", value: peerjsRate },
+          ratio: vsPeerjs,
+        },
+        {
           name: `file transfer, ${FILE_MIB} MiB, next session (AES-GCM Noise suite)`,
           value: fileRateAes,
           unit: "MB/s",
           baseline: { name: "raw data channel, 64 KiB messages", value: rawRateAes },
           ratio: ratioAes,
         },
-        { name: "receiving page: peak JS heap during the file rounds", value: peak, unit: "MiB" },
+        {
+          name: "receiving page: peak JS heap + ArrayBuffers during the file rounds",
+          value: peak,
+          unit: "MiB",
+        },
+        {
+          name: "receiving page: peak JS heap + ArrayBuffers during the PeerJS rounds",
+          value: peerjsPeak,
+          unit: "MiB",
+        },
+        ...[...fanout].map(([size, ms]) => ({
+          name: `room of ${size}: ${FAN_MIB} MiB file until every member has it`,
+          value: ms,
+          unit: "ms",
+          ...(size !== smallest
+            ? { baseline: { name: `room of ${smallest}`, value: base }, ratio: ms / base }
+            : {}),
+        })),
       ],
       {
         bench: "files",
@@ -256,22 +533,35 @@ async function main() {
         files_mb_s: Math.round(fileRate * 10) / 10,
         raw_mb_s: Math.round(rawRate * 10) / 10,
         files_vs_raw: Math.round(ratio * 1000) / 1000,
+        peerjs_mb_s: Math.round(peerjsRate * 10) / 10,
+        files_vs_peerjs: Math.round(vsPeerjs * 1000) / 1000,
+        // The ceiling of files_vs_peerjs on this machine: the bare channel against PeerJS.
+        raw_vs_peerjs: Math.round(rawVsPeerjs * 1000) / 1000,
         files_aesgcm_mb_s: Math.round(fileRateAes * 10) / 10,
         files_aesgcm_vs_raw: Math.round(ratioAes * 1000) / 1000,
         receiver_peak_mib: Math.round(peak),
+        peerjs_receiver_peak_mib: Math.round(peerjsPeak),
+        fan_mib: FAN_MIB,
+        ...Object.fromEntries([...fanout].map(([size, ms]) => [`room_${size}_ms`, Math.round(ms)])),
         rounds: ROUNDS,
         chromium,
       },
     );
   } finally {
+    for (const c of own) await c.close();
     await browser.close();
     await loft.stop();
+    peerServer.close();
     site.close();
     await rm(outDir, { recursive: true, force: true });
   }
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+main().then(
+  // The PeerJS server keeps interval timers of its own (expiry, heartbeats): the bench is over.
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

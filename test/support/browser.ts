@@ -3,25 +3,30 @@
  * WebRTC work inside the test network namespace (docs/design.md, "Testing") and keep Chromium from
  * reaching out to the internet at start.
  */
-import { type Browser, chromium } from "playwright-core";
+import { type Browser, type BrowserContext, chromium } from "playwright-core";
 
 export const CHROMIUM_PATH = process.env.LOFT_CHROMIUM ?? "/usr/bin/chromium";
 
+const ARGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-dev-shm-usage",
+  "--disable-features=WebRtcHideLocalIpsWithMdns",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
 export function launchChromium(extraArgs: string[] = []): Promise<Browser> {
-  return chromium.launch({
-    executablePath: CHROMIUM_PATH,
-    headless: true,
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-dev-shm-usage",
-      "--disable-features=WebRtcHideLocalIpsWithMdns",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      ...extraArgs,
-    ],
-  });
+  return chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: [...ARGS, ...extraArgs] });
+}
+
+/**
+ * A Chromium of its own with a profile on disk in `dir` (storage on disk, as on a device: a
+ * `newContext()` keeps IndexedDB and Blobs in memory, off the record — bench:files `--big`).
+ */
+export function launchPersistentChromium(dir: string): Promise<BrowserContext> {
+  return chromium.launchPersistentContext(dir, { executablePath: CHROMIUM_PATH, headless: true, args: ARGS });
 }

@@ -464,6 +464,8 @@ function smpBridgeOf(ownRelay: string): { smpBridgeUrl?: string } {
 function bothLanes(a: RoomFrameLane, b: RoomFrameLane): RoomFrameLane {
   return {
     onFrame: (roomId, member, frame) => a.onFrame(roomId, member, frame) || b.onFrame(roomId, member, frame),
+    onMailFrame: (roomId, member, frame) =>
+      a.onMailFrame?.(roomId, member, frame) ?? b.onMailFrame?.(roomId, member, frame),
     memberUp: (roomId, member) => {
       a.memberUp(roomId, member);
       b.memberUp(roomId, member);

@@ -8,6 +8,11 @@
  * back online reads its mailbox while the live session resumes from the chunks it stored, each
  * chunk taken once. The slice size comes from the
  * relay's body cap: a full part is one ratchet message in one mailbox body.
+ *
+ * Rooms too (files.md §9 through rooms.md §9): a member who is away gets a room file through the
+ * relay mailbox it handed the sender inside their member session, the `file.*` messages as
+ * FILE_MSG frames sealed with the pair's ratchet; back without signaling it has the file whole
+ * and the sender sees it delivered, while a file over the quota says so and waits for its session.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { toHex } from "../../../../core/bytes.ts";
@@ -17,9 +22,14 @@ import { EngineHarness, type EngineNode, FAST_ENGINE, until } from "../../../../
 import type { FileTransfer } from "../api.ts";
 import type { EngineConfig } from "../engine.ts";
 import { MAX_PART, ratchetBodies } from "../mailbox.ts";
+import type { RoomsApi } from "../rooms/api.ts";
+import type { RoomsEngine } from "../rooms/mesh.ts";
 import { encodeAppMessage } from "../wire.ts";
+import { encodeFileMsgFrame } from "./room-files.ts";
 import {
   FILE_CHUNK_BYTES,
+  FILE_FRAME,
+  type FilePart,
   MAILBOX_PART_BYTES,
   MAX_CHUNK_PARTS,
   mailboxParts,
@@ -67,6 +77,16 @@ describe("file.part sizes", () => {
     });
     expect(m.length + 97).toBeLessThanOrEqual(MAX_PART);
     expect(ratchetBodies(new Uint8Array(m.length + 97))).toHaveLength(1);
+    // The same part as a room's FILE_MSG frame, sealed by the pair ratchet: one body too.
+    const frame = encodeFileMsgFrame({
+      t: "file.part",
+      id: 0xffffffff,
+      i: 0xffff,
+      s: MAX_CHUNK_PARTS - 1,
+      n: MAX_CHUNK_PARTS,
+      d: new Uint8Array(MAILBOX_PART_BYTES),
+    });
+    expect(frame.length + 97).toBeLessThanOrEqual(MAX_PART);
     expect(MAX_CHUNK_PARTS).toBe(Math.ceil(SEALED_CHUNK_BYTES / MAILBOX_PART_BYTES));
     expect(mailboxParts(0)).toBe(1);
     expect(mailboxParts(FILE_CHUNK_BYTES)).toBe(MAX_CHUNK_PARTS);
@@ -153,5 +173,88 @@ describe("files through the relay mailbox (Node, real relay and signaling)", () 
       20_000,
     );
     expect(files(a).get(sent.key)?.reason).toBeUndefined();
+  });
+
+  it("a room member away gets a room file through its relay mailbox; one too large says so", async () => {
+    const rooms = (n: EngineNode): RoomsApi => {
+      if (!n.engine.rooms) throw new Error("no rooms");
+      return n.engine.rooms;
+    };
+    const online = (n: EngineNode, id: string) =>
+      rooms(n)
+        .room(id)
+        ?.members.filter((m) => m.state === "online").length ?? 0;
+    const started = async (name: string) => {
+      const n = h.node(name);
+      await n.engine.start();
+      await until(() => n.engine.serviceStatus().signaling === "connected", `${name} registered`);
+      return n;
+    };
+    const [a, b] = [await started("ann"), await started("bea")];
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await until(() => online(a, room.id) === 1 && online(b, room.id) === 1, "linked");
+    // Inside their session each hands the other its mailbox (and they share a pair ratchet).
+    await until(
+      () =>
+        a.storage.secrets.has(`room-tx/${room.id}/${b.id}`) &&
+        b.storage.secrets.has(`room-tx/${room.id}/${a.id}`),
+      "mailboxes exchanged",
+    );
+    await b.engine.stop();
+    await until(() => online(a, room.id) === 0, "bea away");
+    const data = bytesOf(4 * FILE_CHUNK_BYTES + 99, 21);
+    const [small] = await a.engine.sendFileToRoom(room.id, new Blob([data]), "minutes.bin");
+    expect(small?.state).toBe("relaying");
+    expect(small?.member).toBe(b.id);
+    const [big] = await a.engine.sendFileToRoom(
+      room.id,
+      new Blob([bytesOf(20 * FILE_CHUNK_BYTES, 22)]),
+      "slides.bin",
+    );
+    expect(big?.state).toBe("queued");
+    expect(big?.reason).toMatch(
+      /^Too large for bea's relay mailbox \(up to 0\.\d MiB at a time\): it will be offered when bea is online\.$/,
+    );
+    await until(() => stateOf(a, small!.key) === "relayed", "all in bea's mailbox", 20_000);
+    // Bea comes back without signaling: no member can reach her live, only her mailbox brings it.
+    const b2 = h.node("bea", b.user, b.storage, "");
+    await b2.engine.start();
+    await until(() => incoming(b2).some((t) => t.state === "done"), "bea has it", 20_000);
+    const [got] = incoming(b2);
+    expect(got).toMatchObject({ room: room.id, member: a.id, name: "minutes.bin" });
+    const blob = await b2.engine.fileBlob(got!.key);
+    expect(toHex(new Uint8Array(await blob!.arrayBuffer()))).toBe(toHex(data));
+    // `file.done` came back through Ann's mailbox for Bea; the large one still waits for a session.
+    await until(() => stateOf(a, small!.key) === "done", "ann sees it delivered", 20_000);
+    expect(stateOf(a, big!.key)).toBe("queued");
+    expect(incoming(b2)).toHaveLength(1);
+
+    // What a member's mailbox may also bring, sealed by the pair ratchet like the rest: a FILE_MSG
+    // that does not decode, a part of the finished file again (replayed), a part of a transfer she
+    // never had, a slice out of order. Each is dropped; nothing changes, and what comes after
+    // (a room message) is still read, in order.
+    const mailbox = await (a.engine.rooms as RoomsEngine).memberMailbox(room.id, b.id);
+    if (!mailbox) throw new Error("no mailbox for bea");
+    const part = (m: Omit<FilePart, "t">) => encodeFileMsgFrame({ t: "file.part", ...m });
+    for (const frame of [
+      new Uint8Array([FILE_FRAME.MSG, 1, 2, 3]),
+      part({ id: got!.id, i: 0, s: 0, n: 1, d: new Uint8Array(16) }),
+      part({ id: 0x7fff_0001, i: 0, s: 0, n: 9, d: new Uint8Array(8) }),
+      part({ id: got!.id, i: 3, s: 4, n: 9, d: new Uint8Array(8) }),
+    ])
+      expect(await mailbox.deposit(frame)).toBe(true);
+    rooms(a).send(room.id, "after the odd ones");
+    await until(
+      () =>
+        rooms(b2)
+          .messages(room.id)
+          .some((m) => m.text === "after the odd ones"),
+      "bea read on",
+      20_000,
+    );
+    expect(incoming(b2)).toHaveLength(1);
+    expect(incoming(b2)[0]?.state).toBe("done");
+    expect(b2.events.some((e) => e.type === "file" && e.transfer.state === "failed")).toBe(false);
   });
 });

@@ -10,6 +10,11 @@
  * The rooms engine hands frames of the files range to this lane (rooms/mesh.ts `RoomFrameLane`)
  * and says when a member's session comes up; the frames of one member are handled one at a
  * time, in the order they came, as a contact's read loop does.
+ *
+ * To a member who is away, a file that fits goes into its relay mailbox (docs/protocol/files.md
+ * §9, as to a contact): the `file.offer` and `file.part` messages as FILE_MSG frames, each sealed
+ * with the pair's Double Ratchet and deposited by the rooms engine (rooms/mailbox.ts,
+ * docs/protocol/rooms.md §9); the member reads them from its mailbox into the same transfer code.
  */
 
 import * as v from "valibot";
@@ -18,8 +23,8 @@ import type { Session } from "../../../../core/session/index.ts";
 import type { RoomEvent } from "../rooms/api.ts";
 import type { RoomFrameLane } from "../rooms/mesh.ts";
 import { decodeTypedFrame, encodeTypedFrame } from "../rooms/wire.ts";
-import type { FileLive, FilePeer, FileTransfers, RoomFilePeers } from "./transfers.ts";
-import { roomPeerId } from "./transfers.ts";
+import type { FileLive, FileMailbox, FilePeer, FileTransfers, RoomFilePeers } from "./transfers.ts";
+import { MAILBOX_RESERVE, roomPeerId } from "./transfers.ts";
 import {
   FILE_APP_MAX_FIELDS,
   FILE_FRAME,
@@ -37,6 +42,11 @@ export interface RoomLinks {
     member: string,
   ): { session: Session; drain?: () => Promise<void> } | undefined;
   memberName(roomId: string, member: string): string | undefined;
+  /** The relay mailbox of a member who is away (rooms.md §9): its relay's quota and a deposit. */
+  memberMailbox(
+    roomId: string,
+    member: string,
+  ): Promise<{ quota: number; deposit: (frame: Uint8Array) => Promise<boolean> } | undefined>;
   list(): { id: string }[];
   subscribe(listener: (e: RoomEvent) => void): () => void;
 }
@@ -95,8 +105,27 @@ export class RoomFiles implements RoomFrameLane, RoomFilePeers {
       room: { room, member },
       live: () => this.#live(room, member),
       ready: () => this.#live(room, member) !== undefined,
-      tell: async (m) => rooms.sendFrame(room, member, encodeFileMsgFrame(m)),
+      tell: async (m) => {
+        const frame = encodeFileMsgFrame(m);
+        if (rooms.sendFrame(room, member, frame)) return true;
+        // How a transfer ended reaches a member who is away through its mailbox (§9), so the
+        // sender of a mailbox file learns it arrived; the rest waits for the next session.
+        if (m.t !== "file.done" && m.t !== "file.cancel") return false;
+        return (await this.#mailbox(room, member))?.deposit(m) ?? false;
+      },
+      mailbox: () => this.#mailbox(room, member),
     };
+  }
+
+  /** The member's relay mailbox when it is away (files.md §9): what a file may take, and a deposit. */
+  async #mailbox(room: string, member: string): Promise<FileMailbox | undefined> {
+    const mb = await this.#rooms.memberMailbox(room, member);
+    return (
+      mb && {
+        bodies: mb.quota - MAILBOX_RESERVE,
+        deposit: (m) => mb.deposit(encodeFileMsgFrame(m)),
+      }
+    );
   }
 
   #live(room: string, member: string): FileLive | undefined {
@@ -115,22 +144,42 @@ export class RoomFiles implements RoomFrameLane, RoomFilePeers {
     const live = this.#live(roomId, member);
     if (!live) return true;
     const peer = this.peer(roomId, member);
-    const at = roomPeerId(roomId, member);
-    const run = async () => {
+    void this.#inOrder(roomId, member, async () => {
       if (frame[0] !== FILE_FRAME.MSG) return this.#files.frame(peer, live, frame);
-      const m = decodeFileMsgFrame(frame);
-      // As for any room frame: a bad one is dropped, the session stays (rooms.md §5).
-      if (!m.ok) this.#log(`dropped a file message: ${m.error.code}`);
-      else await this.#files.message(peer, m.value);
-    };
+      await this.#message(peer, frame);
+    });
+    return true;
+  }
+
+  /**
+   * A frame from the member's relay mailbox (files.md §9): a FILE_MSG only (a mailbox carries the
+   * chunks as `file.part` messages, never as FILE_CHUNK frames), in order with the member's live
+   * frames; resolves once handled (a chunk stored), before the relay's copy is acknowledged.
+   */
+  onMailFrame(roomId: string, member: string, frame: Uint8Array): Promise<void> | undefined {
+    if (frame[0] !== FILE_FRAME.MSG) return undefined;
+    const peer = this.peer(roomId, member);
+    return this.#inOrder(roomId, member, () => this.#message(peer, frame));
+  }
+
+  async #message(peer: FilePeer, frame: Uint8Array): Promise<void> {
+    const m = decodeFileMsgFrame(frame);
+    // As for any room frame: a bad one is dropped, the session stays (rooms.md §5).
+    if (!m.ok) this.#log(`dropped a file message: ${m.error.code}`);
+    else await this.#files.message(peer, m.value);
+  }
+
+  /** Run `f` after the member's earlier frames (a failure is logged; the chain goes on). */
+  #inOrder(roomId: string, member: string, f: () => Promise<void>): Promise<void> {
+    const at = roomPeerId(roomId, member);
     const next = (this.#chains.get(at) ?? Promise.resolve())
-      .then(run)
+      .then(f)
       .catch((e: unknown) => this.#log(`room file frame: ${(e as Error).message}`));
     this.#chains.set(at, next);
     void next.then(() => {
       if (this.#chains.get(at) === next) this.#chains.delete(at);
     });
-    return true;
+    return next;
   }
 
   memberUp(roomId: string, member: string): void {

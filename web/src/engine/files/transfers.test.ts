@@ -46,6 +46,43 @@ function onFile(n: EngineNode, when: (t: FileTransfer) => boolean, act: () => vo
   });
 }
 
+/**
+ * A file of `size` bytes made on demand from each byte's offset: no byte exists until a slice of it
+ * is read, so a 2 GiB file costs nothing — and reading it whole throws. Records every slice read.
+ */
+class GeneratedFile extends Blob {
+  readonly #size: number;
+  readonly reads: number[] = [];
+  constructor(size: number) {
+    super([], { type: "application/octet-stream" });
+    this.#size = size;
+  }
+  override get size(): number {
+    return this.#size;
+  }
+  override slice(start = 0, end = this.#size): Blob {
+    const from = Math.min(Math.max(0, start), this.#size);
+    const to = Math.min(Math.max(from, end), this.#size);
+    this.reads.push(to - from);
+    return new Blob([GeneratedFile.bytes(from, to)]);
+  }
+  override arrayBuffer(): Promise<ArrayBuffer> {
+    throw new Error("the whole file was read at once");
+  }
+  override stream(): never {
+    throw new Error("the whole file was read at once");
+  }
+  override text(): Promise<string> {
+    throw new Error("the whole file was read at once");
+  }
+  /** Bytes `from` … `to − 1` of any generated file. */
+  static bytes(from: number, to: number): Uint8Array<ArrayBuffer> {
+    const out = new Uint8Array(to - from);
+    for (let i = 0; i < out.length; i++) out[i] = (Math.imul(from + i, 2654435761) >>> 24) & 0xff;
+    return out;
+  }
+}
+
 const hashOf = async (b: Blob) => toHex(sha256(new Uint8Array(await b.arrayBuffer())));
 
 /** The last `file` event a node saw for each transfer key. */
@@ -362,5 +399,48 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
         !(await a.storage.loadSecret(`file/${keys.out}`)),
       "sender's copy deleted",
     );
+  });
+
+  // docs/protocol/files.md §5–§6: the sender reads the `File` ≈ 1 MiB at a time (16 chunks), the
+  // receiver stores each chunk sealed as it comes and a save pulls one chunk at a time — what
+  // either holds is bounded by the window and the block, whatever the file's size.
+  const BLOCK = 16 * FILE_CHUNK_BYTES;
+
+  it("a 2 GiB file is taken and read in slices of at most 16 chunks, never whole; a generated one streams through", async () => {
+    const [a, b] = await h.pair();
+    const file = new GeneratedFile(2 * 1024 * 1024 * 1024); // the default limit (files.md §7)
+    // Cancelled once preparing it has read a few blocks: the rest would only repeat them.
+    const off = a.engine.subscribe((e) => {
+      if (e.type === "file" && e.transfer.state === "hashing" && e.transfer.done >= 2 * BLOCK) {
+        off();
+        void a.engine.cancelFile(e.transfer.key);
+      }
+    });
+    const sent = await a.engine.sendFile(b.id, file, "disk.img");
+    expect(sent.size).toBe(2 ** 31);
+    expect(stateOf(a, sent.key)).toBe("cancelled");
+    expect(file.reads.length).toBeGreaterThanOrEqual(2);
+    expect(Math.max(...file.reads)).toBe(BLOCK);
+    expect(file.reads.reduce((n, r) => n + r, 0)).toBeLessThan(file.size);
+    expect(incoming(b)).toEqual([]); // never offered
+
+    // One that goes through: never read whole, saved one chunk per pull.
+    const size = 16 * FILE_CHUNK_BYTES + 11; // a block and a bit
+    const small = new GeneratedFile(size);
+    const keys = await offerAndAccept(a, b, small, "generated.bin");
+    await until(() => stateOf(b, keys.in) === "done" && stateOf(a, keys.out) === "done", "done");
+    // Read once to prepare (hash, sealed copy) and once to send: 2 blocks each, none larger.
+    expect(small.reads).toEqual([BLOCK, 11, BLOCK, 11]);
+    const stream = await b.engine.fileStream(keys.in);
+    if (!stream) throw new Error("no stream");
+    let at = 0;
+    for (const reader = stream.getReader(); ; ) {
+      const r = await reader.read();
+      if (r.done) break;
+      expect(r.value.length).toBeLessThanOrEqual(FILE_CHUNK_BYTES);
+      expect(toHex(r.value)).toBe(toHex(GeneratedFile.bytes(at, at + r.value.length)));
+      at += r.value.length;
+    }
+    expect(at).toBe(size);
   });
 });

@@ -120,7 +120,7 @@ export type FilesContext = Pick<
  * Mailbox bodies of the contact's queue left for other messages while a file is in it (the file
  * may take the relay's per-queue quota less these): chat sent meanwhile still fits.
  */
-const MAILBOX_RESERVE = 32;
+export const MAILBOX_RESERVE = 32;
 /**
  * The largest file a receiver takes from its mailbox without an accept (§9): the sender sizes
  * what it deposits by the relay's quota (default 128 bodies: ≈ 0.7 MiB); this bounds what a

@@ -61,8 +61,12 @@ export interface RoomMailboxDeps {
   crypto?: CryptoProvider;
   selfKey: Uint8Array;
   log: (message: string) => void;
-  /** A room frame read from a member's mailbox (or a `room.dr` frame), in order per pair. */
-  onFrame: (roomHex: string, memberHex: string, frame: Uint8Array) => void;
+  /**
+   * A room frame read from a member's mailbox (or a `room.dr` frame), in order per pair. A promise
+   * is awaited before the relay's copy is acknowledged (a file's chunk is stored first:
+   * docs/protocol/files.md §9); it must not wait on this pair's deposits (they run after it).
+   */
+  onFrame: (roomHex: string, memberHex: string, frame: Uint8Array) => void | Promise<void>;
 }
 
 interface Pair {
@@ -155,7 +159,7 @@ export class RoomMailboxes {
     const p = this.#pair(room, member);
     return this.#run(p, async () => {
       const frame = await this.#open(p, sealed);
-      if (frame) this.#d.onFrame(room, member, frame);
+      if (frame) await this.#d.onFrame(room, member, frame);
     });
   }
 
@@ -207,6 +211,21 @@ export class RoomMailboxes {
     return (
       this.#pool !== undefined && p.tx !== undefined && p.ratchet !== undefined && canSend(p.ratchet.state)
     );
+  }
+
+  /**
+   * The queue quota (messages) of the relay that holds the member's queue for us (its HELLO `qq`),
+   * when we can leave messages there: what a file deposited there may take (docs/protocol/files.md §9).
+   */
+  async quota(room: string, member: string): Promise<number | undefined> {
+    if (!(await this.canDeposit(room, member))) return undefined;
+    const tx = this.#pair(room, member).tx;
+    if (!tx || !this.#pool) return undefined;
+    try {
+      return (await this.#pool.client(tx.url)).hello.queueQuota;
+    } catch {
+      return undefined; // its relay is unreachable now: the file waits for the member's session
+    }
   }
 
   /**
@@ -284,7 +303,7 @@ export class RoomMailboxes {
       if (!done) return;
       if (done.message) {
         const frame = await this.#open(p, done.message);
-        if (frame) this.#d.onFrame(p.room, p.member, frame);
+        if (frame) await this.#d.onFrame(p.room, p.member, frame);
       }
       for (const id of done.ids) await this.#pool?.ack(url, rx.queue, id);
     });

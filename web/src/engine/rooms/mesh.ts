@@ -92,6 +92,11 @@ const MAX_PENDING_KEYS = 8;
 export interface RoomFrameLane {
   /** True when the frame is the lane's (it is then not read as a room message). */
   onFrame(roomId: string, member: string, frame: Uint8Array): boolean;
+  /**
+   * A frame a member left in our relay mailbox (§9): a promise when it is the lane's (awaited
+   * before the relay's copy is acknowledged), undefined when not (it is read as a room message).
+   */
+  onMailFrame?(roomId: string, member: string, frame: Uint8Array): Promise<void> | undefined;
   memberUp(roomId: string, member: string): void;
   memberDown(roomId: string, member: string): void;
 }
@@ -462,6 +467,29 @@ export class RoomsEngine implements RoomsApi {
     return { session: m.session, ...(m.drain ? { drain: m.drain } : {}) };
   }
 
+  /**
+   * The relay mailbox of a member who is away (no live session), for another feature's frames
+   * (files/room-files.ts: a file through the mailbox, docs/protocol/files.md §9): its relay's queue
+   * quota and a deposit of one frame sealed with the pair ratchet (true: the relay stored it).
+   * Undefined when the member is here, removed, or we cannot leave messages for it (§9).
+   */
+  async memberMailbox(
+    roomId: string,
+    member: string,
+  ): Promise<{ quota: number; deposit: (frame: Uint8Array) => Promise<boolean> } | undefined> {
+    const room = this.#rooms.get(roomId);
+    if (!room || room.record.gone || !/^[0-9a-f]{64}$/.test(member) || this.#removed(room, fromHex(member)))
+      return undefined;
+    const s = room.members.get(member)?.session;
+    if (s && s.state !== "closed") return undefined;
+    const quota = await this.#mail.quota(roomId, member);
+    if (quota === undefined) return undefined;
+    return {
+      quota,
+      deposit: async (frame) => (await this.#mail.deposit(roomId, member, frame)) === "sent",
+    };
+  }
+
   // ---- mailboxes for members who are away (rooms/mailbox.ts; docs/protocol/rooms.md §9) -------
 
   /** The engine's relay connections and our relay: room mailboxes work from now on. */
@@ -588,15 +616,19 @@ export class RoomsEngine implements RoomsApi {
       });
   }
 
-  /** A frame a member left in our mailbox (or sealed live): only chat messages and receipts count. */
-  #mailFrame(roomHex: string, memberHex: string, frame: Uint8Array): void {
+  /**
+   * A frame a member left in our mailbox (or sealed live): chat messages and receipts, and the
+   * lane's frames (a file's `file.*` messages, docs/protocol/files.md §9), whose promise is awaited
+   * before the relay's copy is acknowledged.
+   */
+  #mailFrame(roomHex: string, memberHex: string, frame: Uint8Array): Promise<void> | undefined {
     const room = this.#rooms.get(roomHex);
-    if (!room || room.record.gone) return;
+    if (!room || room.record.gone || this.#removed(room, fromHex(memberHex))) return;
+    const lane = this.lane?.onMailFrame?.(roomHex, memberHex, frame);
+    if (lane) return lane;
     const decoded = decodeRoomFrame(frame);
     if (!decoded.ok || (decoded.value.t !== "room.msg" && decoded.value.t !== "room.rcpt")) return;
-    const m = this.#member(room, fromHex(memberHex));
-    if (this.#removed(room, m.key)) return;
-    this.#receive(room, m, decoded.value);
+    this.#receive(room, this.#member(room, fromHex(memberHex)), decoded.value);
   }
 
   // ---- the host (docs/protocol/rooms.md §8) ---------------------------------------------------------

@@ -18,6 +18,7 @@
 import { toHex } from "../../../core/bytes.ts";
 import { isLoftError, LoftError } from "../../../core/errors.ts";
 import { type RecipientQueue, RelayClient } from "../../../core/relay/client.ts";
+import { retryTemporary } from "../../../core/relay/live-link.ts";
 import { WebSocketLink } from "../../../core/relay/ws-link.ts";
 import type {
   MailboxClient,
@@ -191,12 +192,20 @@ export class RelayPool implements RelayConnections {
     this.#conns.get(url)?.subs.delete(toHex(recipientId));
   }
 
-  /** ACK on the current connection; lost if it is down (the relay redelivers later). */
+  /**
+   * ACK on the current connection; lost if it is down (the relay redelivers later). An ACK
+   * refused for rate is tried again with backoff (core/relay/live-link.ts `retryTemporary`): the
+   * relay pushes at most a SUB window of unacknowledged messages, so dropped ones would stall the
+   * queue until the next reconnection — a backlog read after a day offline is exactly when the
+   * connection's command rate runs out (docs/protocol/relay.md §Limits).
+   */
   async ack(url: string, queue: RecipientQueue, msgId: Uint8Array): Promise<void> {
     if (isSmp(url)) return this.#smp.ack(url, queue, msgId);
     const client = this.#conns.get(url)?.client;
     if (!client || client.closed) return;
-    await client.ack(queue, msgId).catch((e: LoftError) => this.#o.log(`relay ACK: ${e.code}`));
+    await retryTemporary(() => client.ack(queue, msgId)).catch((e: LoftError) =>
+      this.#o.log(`relay ACK: ${e.code}`),
+    );
   }
 
   close(): void {

@@ -5,7 +5,7 @@
  * more to that queue until the next reconnection.
  */
 import { randomBytes } from "@noble/hashes/utils.js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { newAuthKeyPair } from "../../../core/relay/crypto.ts";
 import { retryTemporary } from "../../../core/relay/live-link.ts";
 import { connectRelay, startTestRelay, type TestRelay } from "../../../relay-ws/testing.ts";

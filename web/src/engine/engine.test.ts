@@ -189,7 +189,8 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
   it("a link that outlives the contact's signaling connection answers the probe and stays", async () => {
     h.hub = new Hub();
     const bobSockets: WebSocket[] = [];
-    const a = h.node("alice", undefined, undefined, undefined, PROBE_ONLY);
+    // A window a loaded machine's PING round trip fits in: this test is about the answer.
+    const a = h.node("alice", undefined, undefined, undefined, { ...PROBE_ONLY, presenceProbeMs: 3_000 });
     const b = h.node("bob", undefined, undefined, undefined, {
       ...PROBE_ONLY,
       webSocket: (url) => {
@@ -209,8 +210,8 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
       () => bobSockets.length > 1 && bobSockets.at(-1)?.readyState === WebSocket.OPEN,
       "Bob re-registers",
     );
-    // Well past the probe window: the PING was answered over the same link, which stays.
-    await new Promise((r) => setTimeout(r, PROBE_ONLY.presenceProbeMs * 4));
+    // The probe's time came and the PING had been answered over the same link, which stays.
+    await until(() => a.logs.some((l) => l.includes("the live session answered")), "the probe answered");
     expect(a.logs.join("\n")).not.toContain("stopped answering");
     expect(online(a, b)).toBe(true);
     const m = await a.engine.send(b.id, "still direct");

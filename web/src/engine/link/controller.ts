@@ -153,11 +153,13 @@ export class LinkController {
         void heartbeat(ctx, peer.live);
         return;
       case "probe-due":
-        if (peer.live && peer.live.lastInbound < f.since)
+        if (!peer.live) return;
+        if (peer.live.lastInbound < f.since)
           peer.live.session.close(
             "presence-offline",
             "the contact went offline and the live session stopped answering",
           );
+        else ctx.cfg.log(`presence probe ${peer.id.slice(0, 8)}: the live session answered`);
         return;
       default: {
         // A follow-up added to outcome.ts without a case here fails the typecheck.

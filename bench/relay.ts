@@ -16,40 +16,24 @@
  * clients (an Ed25519 signature per command), for the before/after in one run. Every loop is bounded; everything targets 127.0.0.1 only.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { createHmac, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
-import WebSocket from "ws";
-import { encodeVersionHeader } from "../core/codec/version.ts";
-import type { CryptoProvider } from "../core/crypto/provider.ts";
 import {
-  deriveAuthKey,
   deriveRcvKey,
-  type KeyPair,
   newAuthKeyPair,
   newDhKeyPair,
   openFromRelay,
   sealForRecipient,
 } from "../core/relay/crypto.ts";
-import {
-  authInput,
-  type Command,
-  deliveryBucket,
-  padBlock,
-  RELAY_VERSION_AUTHENTICATOR,
-  RELAY_VERSION_BUCKETED,
-  RELAY_VERSION_SIGNATURE,
-  type RelayAuthMode,
-  type ServerFrame,
-} from "../core/relay/protocol.ts";
-import { createNodeCryptoProvider } from "../host/crypto-node.ts";
-import { ed25519Signer } from "../host/node-ed25519.ts";
+import { deliveryBucket, padBlock, type RelayAuthMode } from "../core/relay/protocol.ts";
 import { xchachaOpen } from "../relay-ws/node-crypto.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 import { numberFlag, percentile, stringFlag } from "./relay-cli.ts";
-import { decodeHot, encodeFrame, encodeHot, selfCheck } from "./relay-wire.ts";
+import { BenchConn, type ClientMode, expectOk } from "./relay-conn.ts";
+import { selfCheck } from "./relay-wire.ts";
 
 // ------------------------------------------------------------------------------------------------
 // options
@@ -76,7 +60,6 @@ const OUTSTANDING = numberFlag("outstanding", 32);
 /** Which opening the idle connections make: `authenticator` (1.1, default) or `signature` (1.0). */
 const IDLE_AUTH: RelayAuthMode = stringFlag("idle-auth") === "signature" ? "signature" : "authenticator";
 /** How a bench client opens: 1.0 signatures, 1.1 authenticators, or 1.2 (authenticators, bucketed deliveries). */
-type ClientMode = RelayAuthMode | "bucket";
 /**
  * `--delivery bucket`: the "relay" subject's clients speak 1.2 too (for a profile of the 1.2 path
  * alone, `--subjects relay --delivery bucket --profile DIR`); default 1.1, 16 KiB blocks.
@@ -162,94 +145,6 @@ async function withCpu(
 
 // ------------------------------------------------------------------------------------------------
 // relay side
-
-/** The authorization of one encoded command (`t`) by one queue key on one connection. */
-type Authorizer = (t: Uint8Array) => Uint8Array;
-
-let nodeCrypto: CryptoProvider | undefined;
-
-class BenchConn {
-  readonly ws: WebSocket;
-  sessionId: Uint8Array = new Uint8Array(32);
-  connectionKey: Uint8Array | undefined;
-  readonly #pending = new Map<number, (f: ServerFrame) => void>();
-  #next = 1;
-  #stage = 0;
-  onPush: ((f: ServerFrame) => void) | undefined;
-  readonly ready: Promise<void>;
-
-  constructor(
-    url: string,
-    readonly auth: ClientMode,
-  ) {
-    this.ws = new WebSocket(url, { perMessageDeflate: false });
-    let ready!: () => void;
-    let failed!: (e: Error) => void;
-    this.ready = new Promise((resolve, reject) => {
-      ready = resolve;
-      failed = reject;
-    });
-    this.ws.on("open", () =>
-      this.ws.send(
-        encodeVersionHeader(
-          auth === "signature"
-            ? RELAY_VERSION_SIGNATURE
-            : auth === "bucket"
-              ? RELAY_VERSION_BUCKETED
-              : RELAY_VERSION_AUTHENTICATOR,
-        ),
-      ),
-    );
-    this.ws.on("error", (e) => failed(e));
-    this.ws.on("message", (data: Buffer) => {
-      if (this.#stage === 0) {
-        this.#stage = 1; // the relay's version header
-        return;
-      }
-      const f = decodeHot(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-      if (f.k === "HELLO") {
-        this.sessionId = f.s;
-        this.connectionKey = f.x;
-        ready();
-      } else if ("i" in f && f.i !== undefined && this.#pending.has(f.i)) {
-        const r = this.#pending.get(f.i)!;
-        this.#pending.delete(f.i);
-        r(f);
-      } else this.onPush?.(f);
-    });
-  }
-
-  /** How `key` authorizes commands on this connection: a signature (1.0) or an HMAC (1.1). */
-  async authorizer(key: KeyPair): Promise<Authorizer> {
-    if (this.auth === "signature") {
-      const sign = ed25519Signer(key.secretKey);
-      return (t) => sign(authInput(this.sessionId, t));
-    }
-    nodeCrypto ??= await createNodeCryptoProvider();
-    const agreed = await deriveAuthKey(
-      nodeCrypto,
-      key.secretKey,
-      key.publicKey,
-      this.connectionKey!,
-      this.sessionId,
-    );
-    if (!agreed.ok) throw agreed.error;
-    return (t) => createHmac("sha256", agreed.value).update(t).digest();
-  }
-
-  request(cmd: Command, authorize?: Authorizer): Promise<ServerFrame> {
-    const i = this.#next++;
-    const t = encodeHot({ ...cmd, i } as Command);
-    this.ws.send(encodeFrame(t, authorize?.(t)));
-    return new Promise((resolve) => this.#pending.set(i, resolve));
-  }
-}
-
-async function expectOk(p: Promise<ServerFrame>, what: string): Promise<ServerFrame> {
-  const f = await p;
-  if (f.k === "ERR") throw new Error(`${what}: ${f.e}`);
-  return f;
-}
 
 async function runRelay(
   url: string,

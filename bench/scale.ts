@@ -19,26 +19,17 @@
  * held across the 3 instances from several loopback source addresses (127.0.0.2…), RSS per
  * connection over all instances (`idle_ws_rss_kib`).
  */
-import { createHmac, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
-import WebSocket from "ws";
-import { encodeVersionHeader } from "../core/codec/version.ts";
-import {
-  deriveAuthKey,
-  deriveRcvKey,
-  type KeyPair,
-  newAuthKeyPair,
-  newDhKeyPair,
-} from "../core/relay/crypto.ts";
-import { type Command, RELAY_VERSION_AUTHENTICATOR, type ServerFrame } from "../core/relay/protocol.ts";
-import { createNodeCryptoProvider } from "../host/crypto-node.ts";
+import { deriveRcvKey, newAuthKeyPair, newDhKeyPair } from "../core/relay/crypto.ts";
 import { xchachaOpen } from "../relay-ws/node-crypto.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 import { type RedisServer, startRedis } from "../test/support/redis-server.ts";
 import { numberFlag, percentile } from "./relay-cli.ts";
-import { decodeHot, encodeFrame, encodeHot, selfCheck } from "./relay-wire.ts";
+import { BenchConn, expectOk } from "./relay-conn.ts";
+import { selfCheck } from "./relay-wire.ts";
 
 const argv = process.argv.slice(2);
 const JSON_OUT = argv.includes("--json");
@@ -53,7 +44,6 @@ const TIMEOUT_MS = 180_000;
 
 const now = () => performance.timeOrigin + performance.now();
 const say = (s: string) => (JSON_OUT ? process.stderr.write(`${s}\n`) : console.log(s));
-const crypto = await createNodeCryptoProvider();
 
 function deadline<T>(p: Promise<T>, what: string): Promise<T> {
   return Promise.race([
@@ -75,64 +65,6 @@ function rssKib(pid: number): number {
   return m ? Number(m[1]) : Number.NaN;
 }
 
-type Authorizer = (t: Uint8Array) => Uint8Array;
-
-/** One relay WebSocket speaking 1.1 with hot-frame codecs (as bench/relay.ts's BenchConn). */
-class Conn {
-  readonly ws: WebSocket;
-  sessionId: Uint8Array = new Uint8Array(32);
-  connectionKey: Uint8Array | undefined;
-  readonly #pending = new Map<number, (f: ServerFrame) => void>();
-  #next = 1;
-  #stage = 0;
-  onPush: ((f: ServerFrame) => void) | undefined;
-  readonly ready: Promise<void>;
-
-  constructor(url: string, localAddress?: string) {
-    this.ws = new WebSocket(url, { perMessageDeflate: false, ...(localAddress ? { localAddress } : {}) });
-    let ok!: () => void;
-    let fail!: (e: Error) => void;
-    this.ready = new Promise((resolve, reject) => {
-      ok = resolve;
-      fail = reject;
-    });
-    this.ws.on("open", () => this.ws.send(encodeVersionHeader(RELAY_VERSION_AUTHENTICATOR)));
-    this.ws.on("error", (e) => fail(e));
-    this.ws.on("message", (data: Buffer) => {
-      if (this.#stage++ === 0) return;
-      const f = decodeHot(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-      if (f.k === "HELLO") {
-        this.sessionId = f.s;
-        this.connectionKey = f.x;
-        ok();
-      } else if ("i" in f && f.i !== undefined && this.#pending.has(f.i)) {
-        const r = this.#pending.get(f.i)!;
-        this.#pending.delete(f.i);
-        r(f);
-      } else this.onPush?.(f);
-    });
-  }
-
-  async authorizer(key: KeyPair): Promise<Authorizer> {
-    const k = await deriveAuthKey(crypto, key.secretKey, key.publicKey, this.connectionKey!, this.sessionId);
-    if (!k.ok) throw k.error;
-    return (t) => createHmac("sha256", k.value).update(t).digest();
-  }
-
-  request(cmd: Command, authorize?: Authorizer): Promise<ServerFrame> {
-    const i = this.#next++;
-    const t = encodeHot({ ...cmd, i } as Command);
-    this.ws.send(encodeFrame(t, authorize?.(t)));
-    return new Promise((resolve) => this.#pending.set(i, resolve));
-  }
-}
-
-async function ok(p: Promise<ServerFrame>, what: string): Promise<ServerFrame> {
-  const f = await p;
-  if (f.k === "ERR") throw new Error(`${what}: ${f.e}`);
-  return f;
-}
-
 interface Result {
   msgsPerSecond: number;
   p50: number;
@@ -147,22 +79,22 @@ async function run(urls: string[], pids: number[]): Promise<Result> {
   const k = urls.length;
   const pairs = await Promise.all(
     Array.from({ length: PAIRS }, async (_, i) => {
-      const rx = new Conn(urls[(i + 1) % k]!);
-      const tx = new Conn(urls[i % k]!);
+      const rx = new BenchConn(urls[(i + 1) % k]!, "authenticator");
+      const tx = new BenchConn(urls[i % k]!, "authenticator");
       await Promise.all([rx.ready, tx.ready]);
       const rk = newAuthKeyPair();
       const sk = newAuthKeyPair();
       const dh = newDhKeyPair();
       const rAuth = await rx.authorizer(rk);
       const sAuth = await tx.authorizer(sk);
-      const ids = await ok(
+      const ids = await expectOk(
         rx.request({ k: "NEW", i: 0, rk: rk.publicKey, dk: dh.publicKey, sub: false }, rAuth),
         "NEW",
       );
       if (ids.k !== "IDS") throw new Error("NEW");
       const rcv = deriveRcvKey(dh.secretKey, ids.d, ids.r);
       if (!rcv.ok) throw rcv.error;
-      await ok(tx.request({ k: "SKEY", i: 0, q: ids.s, sk: sk.publicKey }, sAuth), "SKEY");
+      await expectOk(tx.request({ k: "SKEY", i: 0, q: ids.s, sk: sk.publicKey }, sAuth), "SKEY");
       return { rx, tx, rid: ids.r, sid: ids.s, rAuth, sAuth, rcvKey: rcv.value };
     }),
   );
@@ -183,7 +115,7 @@ async function run(urls: string[], pids: number[]): Promise<Result> {
             if (++received === MESSAGES) resolve();
           };
         });
-        await ok(p.rx.request({ k: "SUB", i: 0, q: p.rid, w: WINDOW }, p.rAuth), "SUB");
+        await expectOk(p.rx.request({ k: "SUB", i: 0, q: p.rid, w: WINDOW }, p.rAuth), "SUB");
         let sent = 0;
         let inFlight = 0;
         await new Promise<void>((resolve, reject) => {
@@ -228,12 +160,17 @@ async function run(urls: string[], pids: number[]): Promise<Result> {
 /** IDLE WebSockets spread over the instances, from 127.0.0.2… (a few hundred per source address). */
 async function idle(urls: string[], pids: number[]): Promise<{ held: number; rssKib: number }> {
   const before = pids.reduce((s, pid) => s + rssKib(pid), 0);
-  const conns: Conn[] = [];
+  const conns: BenchConn[] = [];
   try {
     for (let at = 0; at < IDLE; at += 200) {
       const batch = Array.from(
         { length: Math.min(200, IDLE - at) },
-        (_, j) => new Conn(urls[(at + j) % urls.length]!, `127.0.0.${2 + Math.floor((at + j) / 200)}`),
+        (_, j) =>
+          new BenchConn(
+            urls[(at + j) % urls.length]!,
+            "authenticator",
+            `127.0.0.${2 + Math.floor((at + j) / 200)}`,
+          ),
       );
       const settled = await Promise.allSettled(batch.map((c) => deadline(c.ready, "idle connection")));
       batch.forEach((c, i) => {

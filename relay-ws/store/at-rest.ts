@@ -14,6 +14,11 @@ export const MIN_BUCKET = 256;
 /** A key record: u32 epoch ‖ iv(12) ‖ wrapped data key(32) ‖ tag(16). */
 export const KEY_RECORD_LENGTH = 4 + AT_REST_IV_LENGTH + AT_REST_KEY_LENGTH + 16;
 const WRAP_AAD = Buffer.from("loft-relay/1 dk", "latin1");
+/** Key-record tags, the first byte of a blob's key-key: which kind of blob a key belongs to (every store seals the same). */
+export const TAG_MSG = 0x6d; // 'm'
+export const TAG_BUNDLE = 0x62; // 'b'
+export const TAG_OTK = 0x6f; // 'o'
+export const TAG_QUEUE = 0x71; // 'q': a queue's server→recipient key
 
 /** The at-rest size of a body of `length` bytes in a block of at most `max` (docs/decisions.md). */
 export function bucketSize(length: number, max: number): number {

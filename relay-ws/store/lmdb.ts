@@ -34,6 +34,10 @@ import {
   KEY_RECORD_LENGTH,
   openBlob,
   sealBlob,
+  TAG_BUNDLE,
+  TAG_MSG,
+  TAG_OTK,
+  TAG_QUEUE,
   unwrapDataKey,
   wrapDataKey,
 } from "./at-rest.ts";
@@ -51,11 +55,6 @@ import type {
   StoreStats,
 } from "./types.ts";
 
-/** Key-record tags: which kind of blob a key belongs to. */
-const TAG_MSG = 0x6d; // 'm'
-const TAG_BUNDLE = 0x62; // 'b'
-const TAG_OTK = 0x6f; // 'o'
-const TAG_QUEUE = 0x71; // 'q': a queue's server→recipient key
 /** Opened server→recipient keys kept in memory (cleared when full, like the relay's key cache). */
 const RCV_CACHE_MAX = 100_000;
 /** Decoded queue records (and sender → recipient ids) kept in memory; cleared when full. */

@@ -35,6 +35,10 @@ import {
   KEY_RECORD_LENGTH,
   openBlob,
   sealBlob,
+  TAG_BUNDLE,
+  TAG_MSG,
+  TAG_OTK,
+  TAG_QUEUE,
   unwrapDataKey,
   wrapDataKey,
 } from "./at-rest.ts";
@@ -67,10 +71,6 @@ import type {
   SubscriptionHub,
 } from "./types.ts";
 
-const TAG_MSG = 0x6d; // 'm'
-const TAG_BUNDLE = 0x62; // 'b'
-const TAG_OTK = 0x6f; // 'o'
-const TAG_QUEUE = 0x71; // 'q'
 const KEY_COST = KEY_RECORD_LENGTH;
 const DAY_MS = 86_400_000;
 const RCV_CACHE_MAX = 100_000;

@@ -243,7 +243,8 @@ export interface SharedEvents {
   reaped(): void;
 }
 
-const hexOf = (b: Buffer) => b.toString("latin1");
+/** A bulk-string reply as text (Redis answers buffers: status words, numbers, ids). */
+const asText = (b: Buffer) => b.toString("latin1");
 
 export class SharedSignaling {
   /** This instance's id: 8 random bytes, hex (a restart is a new instance). */
@@ -372,7 +373,7 @@ export class SharedSignaling {
       Array.isArray(reply) &&
       reply.length === 1 &&
       Buffer.isBuffer(reply[0]) &&
-      hexOf(reply[0]) === "TAKEN"
+      asText(reply[0]) === "TAKEN"
     )
       return { status: "TAKEN" };
     const parsed = this.#parsed(parseRegisterReply(reply));
@@ -518,7 +519,12 @@ export class SharedSignaling {
       [`${PREFIX}m:${room}`, `${PREFIX}rooms`, `${PREFIX}rr:${keyHex}`],
       [room, keyHex, ownerText(this.owner(conn))],
     );
-    if (!Array.isArray(reply) || reply.length === 0 || !Buffer.isBuffer(reply[0]) || hexOf(reply[0]) !== "OK")
+    if (
+      !Array.isArray(reply) ||
+      reply.length === 0 ||
+      !Buffer.isBuffer(reply[0]) ||
+      asText(reply[0]) !== "OK"
+    )
       return undefined;
     return this.#parsed(parseRoomPeers(reply.slice(1), 255));
   }
@@ -688,7 +694,7 @@ export class SharedSignaling {
       return;
     }
     if (!Array.isArray(reply) || reply.length < 1 || reply.length > 17) return;
-    const added = reply[0] instanceof Uint8Array && hexOf(Buffer.from(reply[0])) === "1";
+    const added = reply[0] instanceof Uint8Array && asText(Buffer.from(reply[0])) === "1";
     // Our entry was gone: another instance reaped us while we were cut off. Put things back.
     if (added && this.#beats > 0) {
       this.#log.warn({}, "this instance had been reaped; registering its connections again");
@@ -696,7 +702,7 @@ export class SharedSignaling {
     }
     this.#beats++;
     for (const d of reply.slice(1)) {
-      const dead = Buffer.isBuffer(d) ? hexOf(d) : "";
+      const dead = Buffer.isBuffer(d) ? asText(d) : "";
       if (/^[0-9a-f]{16}$/.test(dead)) await this.#reap(dead).catch(() => {});
     }
   }
@@ -710,7 +716,7 @@ export class SharedSignaling {
     if (!Array.isArray(reply) || reply.length % 3 !== 0) return;
     let registrations = 0;
     for (let i = 0; i < reply.length; i += 3) {
-      const [kind, a, b] = reply.slice(i, i + 3).map((x) => (Buffer.isBuffer(x) ? hexOf(x) : ""));
+      const [kind, a, b] = reply.slice(i, i + 3).map((x) => (Buffer.isBuffer(x) ? asText(x) : ""));
       if (!/^[0-9a-f]{64}$/.test(a!)) continue;
       if (kind === "P" && /^[0-9]{1,16}$/.test(b!)) {
         registrations++;
@@ -730,6 +736,6 @@ export class SharedSignaling {
 
 function okNumber(reply: unknown): number | undefined {
   if (!Array.isArray(reply) || reply.length !== 2) return undefined;
-  const [s, q] = reply.map((x) => (Buffer.isBuffer(x) ? hexOf(x) : ""));
+  const [s, q] = reply.map((x) => (Buffer.isBuffer(x) ? asText(x) : ""));
   return s === "OK" && /^[0-9]{1,16}$/.test(q!) ? Number(q) : undefined;
 }

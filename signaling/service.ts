@@ -602,6 +602,15 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     conn.publicKey = publicKey;
     metrics.registersTotal.inc({ outcome: fresh ? "new" : replaced ? "replaced" : "renewed" });
     updateGauges();
+    sendRegistered(conn, req, t, expiresAt, ttl);
+  }
+
+  /**
+   * REGISTER's success (local or shared): the credentials go first: a client dials as soon as it
+   * learns it is registered, and a connection made before they arrived would have no TURN server
+   * (no path at all when the user chose relay-only).
+   */
+  function sendRegistered(conn: Conn, req: RegisterRequest, t: number, expiresAt: number, ttl: number): void {
     const response: ServerMessage = {
       t: "REGISTER_RESPONSE",
       success: true,
@@ -609,9 +618,6 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       renewal_interval: Math.max(1, Math.floor(ttl / 2)),
     };
     if (req.id !== undefined) response.id = req.id;
-    // The credentials go first: a client dials as soon as it learns it is registered, and a
-    // connection made before they arrived would have no TURN server (no path at all when the
-    // user chose relay-only).
     pushIceServers(conn, t);
     send(conn, response);
   }
@@ -682,16 +688,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       outcome: previous === undefined ? "new" : renewed ? "renewed" : "replaced",
     });
     updateGauges();
-    const response: ServerMessage = {
-      t: "REGISTER_RESPONSE",
-      success: true,
-      expires_at: expiresAt,
-      renewal_interval: Math.max(1, Math.floor(ttl / 2)),
-    };
-    if (req.id !== undefined) response.id = req.id;
-    // The credentials first, as in onRegister: the client dials as soon as it reads the response.
-    pushIceServers(conn, t);
-    send(conn, response);
+    sendRegistered(conn, req, t, expiresAt, ttl);
   }
 
   /**

@@ -46,7 +46,7 @@ export class SharedSourceLimits {
   readonly #prefix: string;
   /** source → tag (memory only, like the source table). */
   readonly #tags = new Map<string, string>();
-  /** `${kind}|${source}` → [window second, pending count]. */
+  /** `${kind}|${source}` → its count not yet sent to Redis, with the window second it belongs to. */
   readonly #pending = new Map<string, { source: string; kind: SpendKind; second: number; n: number }>();
   /** `${kind}|${source}` → the window second it is over its cap in. */
   readonly #over = new Map<string, number>();

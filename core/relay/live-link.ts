@@ -88,6 +88,15 @@ interface Outgoing {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/**
+ * The pause before reconnecting a pooled relay/SMP connection after `failures` failures: exponential
+ * backoff with full jitter, never under 200 ms.
+ */
+export function reconnectDelay(failures: number, initialMs: number, maxMs: number): number {
+  const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(failures, 16));
+  return Math.floor(Math.random() * ceiling) + 200;
+}
+
 /** The pause before try `refusals + 1`: doubling up to the cap, half fixed and half random. */
 function backoff(retry: RelaySendRetry, refusals: number): number {
   const cap = Math.min(retry.maxDelayMs, retry.firstDelayMs * 2 ** Math.min(refusals, 30));

@@ -18,7 +18,7 @@
 import { toHex } from "../../../core/bytes.ts";
 import { isLoftError, LoftError } from "../../../core/errors.ts";
 import { type RecipientQueue, RelayClient } from "../../../core/relay/client.ts";
-import { retryTemporary } from "../../../core/relay/live-link.ts";
+import { reconnectDelay, retryTemporary } from "../../../core/relay/live-link.ts";
 import { WebSocketLink } from "../../../core/relay/ws-link.ts";
 import type {
   MailboxClient,
@@ -158,8 +158,7 @@ export class RelayPool implements RelayConnections {
   }
 
   #scheduleReconnect(c: Conn): void {
-    const ceiling = Math.min(this.#o.backoffMaxMs, this.#o.backoffInitialMs * 2 ** Math.min(c.failures, 16));
-    const delay = Math.floor(Math.random() * ceiling) + 200;
+    const delay = reconnectDelay(c.failures, this.#o.backoffInitialMs, this.#o.backoffMaxMs);
     c.retryAt = Date.now() + delay;
     if (this.#closed || (!c.keep && c.subs.size === 0)) return;
     clearTimeout(c.timer);

@@ -12,6 +12,7 @@
 import { toHex } from "../../../core/bytes.ts";
 import { LoftError, type LoftErrorCode } from "../../../core/errors.ts";
 import type { RecipientQueue, RelayMessage, SenderQueue } from "../../../core/relay/client.ts";
+import { reconnectDelay } from "../../../core/relay/live-link.ts";
 import type { WebSocketLike } from "../../../core/relay/ws-link.ts";
 import {
   formatSmpServerAddress,
@@ -250,8 +251,7 @@ export class SmpMailboxes {
   }
 
   #scheduleReconnect(c: SmpServerConn): void {
-    const ceiling = Math.min(this.#o.backoffMaxMs, this.#o.backoffInitialMs * 2 ** Math.min(c.failures, 16));
-    const delay = Math.floor(Math.random() * ceiling) + 200;
+    const delay = reconnectDelay(c.failures, this.#o.backoffInitialMs, this.#o.backoffMaxMs);
     c.retryAt = Date.now() + delay;
     if (this.#closed || c.subs.size === 0) return;
     clearTimeout(c.timer);

@@ -19,7 +19,7 @@ import { toHex } from "../../../../core/bytes.ts";
 import { startTestRelay, type TestRelay } from "../../../../relay-ws/testing.ts";
 import { type RunningSignaling, startSignaling } from "../../../../signaling/testing.ts";
 import { EngineHarness, type EngineNode, FAST_ENGINE, until } from "../../../../test/support/engine.ts";
-import type { FileTransfer } from "../api.ts";
+import { fileTransfers, seededBytes } from "../../../../test/support/files.ts";
 import type { EngineConfig } from "../engine.ts";
 import { MAX_PART, ratchetBodies } from "../mailbox.ts";
 import type { RoomsApi } from "../rooms/api.ts";
@@ -45,25 +45,8 @@ const FAST: Partial<EngineConfig> = {
   log: process.env.FILES_DEBUG ? (m) => console.log(m) : () => {},
 };
 
-function bytesOf(n: number, seed: number): Uint8Array<ArrayBuffer> {
-  const data = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    data[i] = x & 0xff;
-  }
-  return data;
-}
-
-function files(n: EngineNode): Map<string, FileTransfer> {
-  const out = new Map<string, FileTransfer>();
-  for (const e of n.events) if (e.type === "file") out.set(e.transfer.key, e.transfer);
-  return out;
-}
-const incoming = (n: EngineNode) => [...files(n).values()].filter((t) => t.direction === "in");
-const stateOf = (n: EngineNode, key: string) => files(n).get(key)?.state;
+const incoming = (n: EngineNode) => [...fileTransfers(n).values()].filter((t) => t.direction === "in");
+const stateOf = (n: EngineNode, key: string) => fileTransfers(n).get(key)?.state;
 
 describe("file.part sizes", () => {
   it("a full part, as a padded app message sealed by the ratchet (97 bytes more), fits one mailbox body", () => {
@@ -115,7 +98,7 @@ describe("files through the relay mailbox (Node, real relay and signaling)", () 
     const [a, b] = await h.pair();
     await b.engine.stop();
     await until(() => !h.online(a, b), "bob offline");
-    const data = bytesOf(5 * FILE_CHUNK_BYTES + 777, 11);
+    const data = seededBytes(5 * FILE_CHUNK_BYTES + 777, 11);
     const sent = await a.engine.sendFile(b.id, new Blob([data]), "notes.bin");
     expect(sent.state).toBe("relaying");
     // A long message (several mailbox pieces) while the parts go in: its pieces stay together.
@@ -139,7 +122,7 @@ describe("files through the relay mailbox (Node, real relay and signaling)", () 
     const [a, b] = await h.pair();
     await b.engine.stop();
     await until(() => !h.online(a, b), "bob offline");
-    const data = bytesOf(6 * FILE_CHUNK_BYTES + 5, 13);
+    const data = seededBytes(6 * FILE_CHUNK_BYTES + 5, 13);
     const sent = await a.engine.sendFile(b.id, new Blob([data]), "both.bin");
     await until(() => stateOf(a, sent.key) === "relayed", "all in bob's mailbox", 20_000);
     const b2 = h.node("bob", b.user, b.storage); // with signaling: a live session comes up too
@@ -156,7 +139,7 @@ describe("files through the relay mailbox (Node, real relay and signaling)", () 
     const [a, b] = await h.pair();
     await b.engine.stop();
     await until(() => !h.online(a, b), "bob offline");
-    const data = bytesOf(20 * FILE_CHUNK_BYTES, 12); // 20 chunks: 180 bodies, over 128 − 32
+    const data = seededBytes(20 * FILE_CHUNK_BYTES, 12); // 20 chunks: 180 bodies, over 128 − 32
     const sent = await a.engine.sendFile(b.id, new Blob([data]), "big.bin");
     expect(sent.state).toBe("queued");
     expect(sent.reason).toMatch(
@@ -172,7 +155,7 @@ describe("files through the relay mailbox (Node, real relay and signaling)", () 
       "done live",
       20_000,
     );
-    expect(files(a).get(sent.key)?.reason).toBeUndefined();
+    expect(fileTransfers(a).get(sent.key)?.reason).toBeUndefined();
   });
 
   it("a room member away gets a room file through its relay mailbox; one too large says so", async () => {
@@ -203,13 +186,13 @@ describe("files through the relay mailbox (Node, real relay and signaling)", () 
     );
     await b.engine.stop();
     await until(() => online(a, room.id) === 0, "bea away");
-    const data = bytesOf(4 * FILE_CHUNK_BYTES + 99, 21);
+    const data = seededBytes(4 * FILE_CHUNK_BYTES + 99, 21);
     const [small] = await a.engine.sendFileToRoom(room.id, new Blob([data]), "minutes.bin");
     expect(small?.state).toBe("relaying");
     expect(small?.member).toBe(b.id);
     const [big] = await a.engine.sendFileToRoom(
       room.id,
-      new Blob([bytesOf(20 * FILE_CHUNK_BYTES, 22)]),
+      new Blob([seededBytes(20 * FILE_CHUNK_BYTES, 22)]),
       "slides.bin",
     );
     expect(big?.state).toBe("queued");

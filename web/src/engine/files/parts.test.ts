@@ -9,6 +9,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { nobleCrypto } from "../../../../core/crypto/noble.ts";
 import { MemoryStorage } from "../../../../test/support/engine.ts";
+import { seededBytes } from "../../../../test/support/files.ts";
 import { FUZZ_RUNS } from "../../../../test/support/fuzz.ts";
 import type { EngineEvent } from "../api.ts";
 import type { EngineConfig } from "../engine.ts";
@@ -27,18 +28,6 @@ import {
 
 const KEY = new Uint8Array(32).map((_, i) => i + 1);
 const ID = 0x0a0b0c0d;
-
-function bytesOf(n: number, seed: number): Uint8Array {
-  const data = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    data[i] = x & 0xff;
-  }
-  return data;
-}
 
 /** The offer and the parts a sender deposits for `data` (as transfers.ts `#deposit` cuts them). */
 async function senderSide(data: Uint8Array, size = data.length) {
@@ -107,7 +96,7 @@ function receiver() {
 
 describe("file.part: the receiver's rule", () => {
   it("parts in order give the file, hash checked, without an accept; file.done goes back", async () => {
-    const data = bytesOf(2 * FILE_CHUNK_BYTES + 100, 1);
+    const data = seededBytes(2 * FILE_CHUNK_BYTES + 100, 1);
     const { offer, parts } = await senderSide(data);
     const r = receiver();
     await r.files.message(r.peer, offer);
@@ -121,7 +110,7 @@ describe("file.part: the receiver's rule", () => {
   });
 
   it("a slice out of order is dropped and its chunk waits; repeats and stored chunks are not taken twice", async () => {
-    const data = bytesOf(2 * FILE_CHUNK_BYTES, 2);
+    const data = seededBytes(2 * FILE_CHUNK_BYTES, 2);
     const { offer, parts } = await senderSide(data);
     const r = receiver();
     await r.files.message(r.peer, offer);
@@ -137,7 +126,7 @@ describe("file.part: the receiver's rule", () => {
   });
 
   it("a changed slice fails the chunk's integrity check: the file is discarded and the sender told", async () => {
-    const data = bytesOf(FILE_CHUNK_BYTES + 10, 3);
+    const data = seededBytes(FILE_CHUNK_BYTES + 10, 3);
     const { offer, parts } = await senderSide(data);
     const r = receiver();
     await r.files.message(r.peer, offer);
@@ -149,7 +138,7 @@ describe("file.part: the receiver's rule", () => {
   });
 
   it("parts of a file above the mailbox bound are not taken: it waits for an accept", async () => {
-    const data = bytesOf(FILE_CHUNK_BYTES, 4);
+    const data = seededBytes(FILE_CHUNK_BYTES, 4);
     const big = MAX_MAILBOX_FILE_BYTES + 1;
     const { offer, parts } = await senderSide(data, big);
     const r = receiver();
@@ -159,7 +148,7 @@ describe("file.part: the receiver's rule", () => {
   });
 
   it("fuzz: any sequence of parts, mutated or not, never throws and never ends done with other bytes", async () => {
-    const data = bytesOf(FILE_CHUNK_BYTES + 5, 5);
+    const data = seededBytes(FILE_CHUNK_BYTES + 5, 5);
     const { offer, parts } = await senderSide(data);
     await fc.assert(
       fc.asyncProperty(

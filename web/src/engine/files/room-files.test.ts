@@ -13,8 +13,8 @@ import { encodeCanonical } from "../../../../core/codec/codec.ts";
 import { padToBucket } from "../../../../core/codec/padding.ts";
 import { type RunningSignaling, startSignaling } from "../../../../signaling/testing.ts";
 import { EngineHarness, type EngineNode, FAST_ENGINE, until } from "../../../../test/support/engine.ts";
+import { fileTransfers, seededBytes } from "../../../../test/support/files.ts";
 import { FUZZ_RUNS } from "../../../../test/support/fuzz.ts";
-import type { FileTransfer } from "../api.ts";
 import type { RoomsApi } from "../rooms/api.ts";
 import { decodeFileMsgFrame, encodeFileMsgFrame } from "./room-files.ts";
 import { FILE_CHUNK_BYTES, FILE_FRAME, type FileAppMessage } from "./wire.ts";
@@ -156,25 +156,8 @@ class CountedBlob extends Blob {
   }
 }
 
-function randomBytes(n: number, seed: number): Uint8Array<ArrayBuffer> {
-  const data = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    data[i] = x & 0xff;
-  }
-  return data;
-}
-
-function files(n: EngineNode): Map<string, FileTransfer> {
-  const out = new Map<string, FileTransfer>();
-  for (const e of n.events) if (e.type === "file") out.set(e.transfer.key, e.transfer);
-  return out;
-}
 const transfers = (n: EngineNode, dir: "in" | "out") =>
-  [...files(n).values()].filter((t) => t.direction === dir);
+  [...fileTransfers(n).values()].filter((t) => t.direction === dir);
 
 describe("files to a room (Node engines, real signaling and Noise, in-memory links)", () => {
   let signaling: RunningSignaling;
@@ -219,7 +202,7 @@ describe("files to a room (Node engines, real signaling and Noise, in-memory lin
 
   it("one file, read once, reaches every member with the right bytes; a member's cancel stops only its own", async () => {
     const { a, b, c, room } = await roomOfThree();
-    const bytes = randomBytes(20 * FILE_CHUNK_BYTES + 5, 3);
+    const bytes = seededBytes(20 * FILE_CHUNK_BYTES + 5, 3);
     const blob = new CountedBlob([bytes], { type: "application/octet-stream" });
     const sent = await a.engine.sendFileToRoom(room, blob, "plan.bin");
     expect(sent).toHaveLength(2);
@@ -260,7 +243,7 @@ describe("files to a room (Node engines, real signaling and Noise, in-memory lin
     const { a, b, c, room } = await roomOfThree();
     await c.engine.stop();
     await until(() => online(a, room) === 1, "cat gone");
-    const bytes = randomBytes(3 * FILE_CHUNK_BYTES, 5);
+    const bytes = seededBytes(3 * FILE_CHUNK_BYTES, 5);
     const sent = await a.engine.sendFileToRoom(room, new Blob([bytes]), "later.bin");
     const catKey = toHex(c.user.identity.verified.identity_key);
     expect(sent.find((t) => t.member === catKey)?.state).toBe("queued");

@@ -12,6 +12,7 @@ import { nobleCrypto } from "../../../../core/crypto/noble.ts";
 import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
 import { type RunningSignaling, startSignaling } from "../../../../signaling/testing.ts";
 import { EngineHarness, type EngineNode, FAST_ENGINE, until } from "../../../../test/support/engine.ts";
+import { fileTransfers, seededBytes } from "../../../../test/support/files.ts";
 import type { EngineRefusal, FileTransfer } from "../api.ts";
 import type { EngineConfig } from "../engine.ts";
 import { type FileRecord, MemoryFileStore } from "./store.ts";
@@ -23,15 +24,7 @@ const FAST: Partial<EngineConfig> = {
 };
 
 function randomFile(bytes: number, seed: number): Blob {
-  const data = new Uint8Array(bytes);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < bytes; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    data[i] = x & 0xff;
-  }
-  return new Blob([data], { type: "application/octet-stream" });
+  return new Blob([seededBytes(bytes, seed)], { type: "application/octet-stream" });
 }
 
 /** Run `act` once, from inside the engine's own event, when `when` first holds for a `file` event. */
@@ -86,13 +79,8 @@ class GeneratedFile extends Blob {
 const hashOf = async (b: Blob) => toHex(sha256(new Uint8Array(await b.arrayBuffer())));
 
 /** The last `file` event a node saw for each transfer key. */
-function files(n: EngineNode): Map<string, FileTransfer> {
-  const out = new Map<string, FileTransfer>();
-  for (const e of n.events) if (e.type === "file") out.set(e.transfer.key, e.transfer);
-  return out;
-}
-const incoming = (n: EngineNode) => [...files(n).values()].filter((t) => t.direction === "in");
-const stateOf = (n: EngineNode, key: string) => files(n).get(key)?.state;
+const incoming = (n: EngineNode) => [...fileTransfers(n).values()].filter((t) => t.direction === "in");
+const stateOf = (n: EngineNode, key: string) => fileTransfers(n).get(key)?.state;
 
 describe("file transfer (Node engines, real signaling and Noise, in-memory links)", () => {
   let signaling: RunningSignaling;
@@ -172,7 +160,7 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     expect(hashing.some((done) => done > 0 && done < blob.size)).toBe(true);
     await until(() => stateOf(b, keys.in) === "done", "received");
     const data = new Uint8Array(await blob.arrayBuffer());
-    expect(toHex(files(b).get(keys.in)?.hash ?? new Uint8Array())).toBe(
+    expect(toHex(fileTransfers(b).get(keys.in)?.hash ?? new Uint8Array())).toBe(
       toHex(await fileHash(nobleCrypto, data)),
     );
   });
@@ -216,7 +204,7 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     const flowingAgain = onFile(
       b,
       (t) => t.state === "receiving" && t.done > 0,
-      (key = [...files(b).values()].find((t) => t.state === "receiving")?.key) =>
+      (key = [...fileTransfers(b).values()].find((t) => t.state === "receiving")?.key) =>
         void b.engine.cancelFile(key ?? ""),
     );
     const k2 = await offerAndAccept(a, b, big);
@@ -284,7 +272,7 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     const keys = await offerAndAccept(a, b, randomFile(6 * FILE_CHUNK_BYTES, 6));
     await until(() => stateOf(b, keys.in) === "failed", "receiver discards");
     await until(() => stateOf(a, keys.out) === "cancelled", "sender is told");
-    expect(files(b).get(keys.in)?.reason).toMatch(/integrity/);
+    expect(fileTransfers(b).get(keys.in)?.reason).toMatch(/integrity/);
     expect(b.events.some((e) => e.type === "error" && /integrity/.test(e.error.message))).toBe(true);
     expect(await b.engine.fileBlob(keys.in)).toBeUndefined();
   });
@@ -339,7 +327,7 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     await until(() => stateOf(a, keys.out) === "waiting", "sender waits");
     // A record an earlier version wrote in clear: read, then sealed on load.
     const legacy: FileTransfer = {
-      ...structuredClone(files(b).get(keys.in)!),
+      ...structuredClone(fileTransfers(b).get(keys.in)!),
       key: `${a.id}/in/77`,
       id: 77,
       name: "legacy-clear-name.txt",

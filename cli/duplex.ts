@@ -90,19 +90,29 @@ export function parseSendRequest(
   return { ok: true, request: { to: o.to, text: o.text, wait: o.wait, timeout: o.timeout }, mac: o.mac };
 }
 
-/** Read newline-terminated lines of at most MAX_LINE_BYTES from a socket. */
+/**
+ * Read newline-terminated lines of at most MAX_LINE_BYTES from a socket. After a longer one,
+ * `onTooLong` once and nothing more is kept or read out (the buffer would otherwise grow).
+ */
 function lines(socket: Socket, onLine: (line: string) => void, onTooLong: () => void): void {
   let buffered = "";
+  let over = false;
+  const tooLong = () => {
+    over = true;
+    buffered = "";
+    onTooLong();
+  };
   socket.setEncoding("utf8");
   socket.on("data", (chunk: string) => {
+    if (over) return;
     buffered += chunk;
     for (let nl = buffered.indexOf("\n"); nl >= 0; nl = buffered.indexOf("\n")) {
       const line = buffered.slice(0, nl);
       buffered = buffered.slice(nl + 1);
-      if (Buffer.byteLength(line) > MAX_LINE_BYTES) return onTooLong();
+      if (Buffer.byteLength(line) > MAX_LINE_BYTES) return tooLong();
       onLine(line);
     }
-    if (Buffer.byteLength(buffered) > MAX_LINE_BYTES) onTooLong();
+    if (Buffer.byteLength(buffered) > MAX_LINE_BYTES) tooLong();
   });
 }
 

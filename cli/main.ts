@@ -82,6 +82,8 @@ function passphrase(args: Args): string {
 }
 
 const identityFile = (args: Args) => args.flags.get("identity") ?? "loft-identity.json";
+/** The state file next to an identity file (state-file.ts); its send socket is duplex.ts `socketPathOf`. */
+const statePathOf = (identity: string) => `${identity}.state`;
 
 /** The identity, its state (locked for this process) and the server setting, for a command. */
 async function openState(
@@ -94,7 +96,7 @@ async function openState(
   if (opened) user = opened;
   else if (name !== undefined) user = await createIdentityFile(file, name, passphrase(args));
   else user = await openIdentityFile(file, passphrase(args));
-  const storage = await StateFile.open(`${file}.state`, stateKeyOf(user.privateIdentityKey));
+  const storage = await StateFile.open(statePathOf(file), stateKeyOf(user.privateIdentityKey));
   await storage.lock();
   const server = args.flags.get("server");
   if (server) await storage.setSettings({ ...(await storage.getSettings()), ...settingsForServer(server) });
@@ -243,15 +245,18 @@ async function run(argv: string[]): Promise<number> {
       } catch (e) {
         if (!(e instanceof StateFileError && e.code === "locked")) throw e;
         // `loft listen` or `loft expose` holds this identity: hand the message to it (duplex.ts).
-        const statePath = `${identityFile(args)}.state`;
         try {
           return report(
-            await handOver(socketPathOf(statePath), stateKeyOf(user.privateIdentityKey), {
-              to: who,
-              text,
-              wait,
-              timeout,
-            }),
+            await handOver(
+              socketPathOf(statePathOf(identityFile(args))),
+              stateKeyOf(user.privateIdentityKey),
+              {
+                to: who,
+                text,
+                wait,
+                timeout,
+              },
+            ),
           );
         } catch (h) {
           if (h instanceof HandOverError && h.code === "absent") throw e; // a process without the socket

@@ -78,7 +78,7 @@ export function isRedisConnectionError(e: unknown): boolean {
 
 /**
  * A failure's first line, short, without addresses (Redis's own included): it goes to logs and to
- * the detailed /health, which never show an address (docs/operations.md, "Logs").
+ * the detailed /health, which never show an address (docs/operations-relay.md, "Logs").
  */
 export function redisReason(message: string): string {
   return message

@@ -4,7 +4,7 @@
  * a multi-stage build, a non-root user, a HEALTHCHECK on the public /health of the port the
  * command listens on, the data volume under the relay's data dir, every folder server/main.ts
  * imports copied into the image; every flag and LOFT_* variable compose and the systemd template
- * pass is one `server/main.ts --help` lists (`--redis` once the Redis store is merged), the proxy
+ * pass is one `server/main.ts --help` lists, the proxy
  * balances over the instances' ports, Redis is durable. What can run does: the template unit
  * through `systemd-analyze verify`, the coturn configuration in Debian's coturn (it answers STUN),
  * and the alert rules against a real server's /metrics — every loft_* metric they name exists.
@@ -31,11 +31,6 @@ const TEMPLATE_UNIT = read("deploy/systemd/loft@.service");
 const ALERTS = read("deploy/prometheus/alerts.yml");
 const run = promisify(execFile);
 
-/**
- * Flags the parallel Redis work adds to server/main.ts (docs/operations.md, "Scaling out"): while
- * the server does not list it yet, deploy/ may already name it; once it does, it is checked.
- */
-const PENDING_FLAGS = new Set(["redis"]);
 /** Environment variables read outside the options table (host/log.ts). */
 const OTHER_ENV = new Set(["LOG_LEVEL"]);
 
@@ -110,9 +105,7 @@ function checkOptions(
   flags: Iterable<string>,
   env: Iterable<string>,
 ): void {
-  for (const f of flags)
-    if (!known.flags.has(f))
-      expect(PENDING_FLAGS.has(f), `--${f} is not an option of server/main.ts`).toBe(true);
+  for (const f of flags) expect(known.flags.has(f), `--${f} is not an option of server/main.ts`).toBe(true);
   for (const e of env)
     expect(known.env.has(e) || OTHER_ENV.has(e), `${e} is not read by server/main.ts`).toBe(true);
 }

@@ -3,7 +3,7 @@
  * keep across cables and relay mailboxes, started inside the serial session by `link` / `linked`,
  * and the application messages (`dev.*`) that travel inside it.
  *
- * Ratchet start (docs/protocol/ratchet.md, "Bootstrap"): the owner sends `link` (the relay
+ * Ratchet start (docs/protocol/ratchet.md, "Starting a session"): the owner sends `link` (the relay
  * settings); the device makes a fresh X25519 ratchet key pair and answers `linked` with its public
  * half. Both take `exportSecret("loft/ratchet/v1")` of the serial session and run
  * `ratchetFromHandshake` — the owner (the Noise initiator) as Alice, the device as Bob — with

@@ -7,7 +7,7 @@
  * three values Signal DR §4.4 initialisation takes — SK, shared_hka, shared_nhkb — with
  * `splitBootstrapSecret` (HKDF-SHA-256, info "LoftDoubleRatchet/v1/bootstrap"). The Noise responder
  * plays Bob with the ratchet key pair it advertised in its handshake payload; the initiator plays
- * Alice and must send the first ratchet message. See docs/protocol/ratchet.md, "Bootstrap".
+ * Alice and must send the first ratchet message. See docs/protocol/ratchet.md, "Starting a session".
  */
 
 import { abytes, concatBytes } from "../bytes.ts";

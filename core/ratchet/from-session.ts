@@ -1,7 +1,7 @@
 /**
  * A Double Ratchet started from a finished Noise session, with the id both ends derive for it —
  * the one path chat contacts (web/src/engine/ratchet-store.ts), room members and devices
- * (core/device/relay.ts) all take (docs/protocol/ratchet.md, "Bootstrap"). The Noise initiator
+ * (core/device/relay.ts) all take (docs/protocol/ratchet.md, "Starting a session"). The Noise initiator
  * plays Alice with the ratchet key the responder advertised in its handshake; the responder plays
  * Bob with that key pair. The associated data binds both identity keys, initiator first (X3DH §3.3).
  */

@@ -216,7 +216,7 @@ export async function openRedisRelayStore(
   deps.log.info(
     {
       engine: "redis",
-      // Not the URL: logs carry no address (docs/operations.md, "Logs").
+      // Not the URL: logs carry no address (docs/operations-relay.md, "Logs").
       redisTls: url.startsWith("rediss:"),
       prefix: config.redisPrefix,
       waitReplicas: config.redisWait,

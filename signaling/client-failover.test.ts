@@ -122,7 +122,8 @@ describe("signaling client with several servers", () => {
       user: makeUser(),
       connect: wsFactory(),
       reconnect: { initialMs: 10, maxMs: 50 },
-      requestTimeoutMs: 300,
+      // Also the REGISTER's bound on the working server: wide enough for a loaded CI machine.
+      requestTimeoutMs: 2_000,
     });
     cleanup.push(() => c.close());
     const errors: LoftError[] = [];

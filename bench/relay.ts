@@ -17,7 +17,7 @@
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
@@ -31,6 +31,7 @@ import {
 import { deliveryBucket, padBlock, type RelayAuthMode } from "../core/relay/protocol.ts";
 import { xchachaOpen } from "../relay-ws/node-crypto.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
+import { processCpuSeconds, rssKib } from "./proc-stats.ts";
 import { numberFlag, percentile, stringFlag } from "./relay-cli.ts";
 import { BenchConn, type ClientMode, expectOk } from "./relay-conn.ts";
 import { selfCheck } from "./relay-wire.ts";
@@ -74,11 +75,6 @@ const say = (s: string) => {
   else process.stderr.write(`${s}\n`);
 };
 
-function rssKib(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return m ? Number(m[1]) : Number.NaN;
-}
-
 function payload(): Uint8Array {
   const b = new Uint8Array(randomBytes(SIZE));
   new DataView(b.buffer).setFloat64(0, now());
@@ -117,13 +113,6 @@ interface RunResult {
 }
 
 /** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
-function processCpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-}
-const CLOCK_TICKS = Number(spawnSync("getconf", ["CLK_TCK"]).stdout?.toString().trim()) || 100;
 
 /** Time a run's CPU use on the server (by pid) and in this process. */
 async function withCpu(

@@ -19,14 +19,16 @@
  * held across the 3 instances from several loopback source addresses (127.0.0.2…), RSS per
  * connection over all instances (`idle_ws_rss_kib`).
  */
+
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { deriveRcvKey, newAuthKeyPair, newDhKeyPair } from "../core/relay/crypto.ts";
 import { xchachaOpen } from "../relay-ws/node-crypto.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 import { type RedisServer, startRedis } from "../test/support/redis-server.ts";
+import { processCpuSeconds, rssKib } from "./proc-stats.ts";
 import { numberFlag, percentile } from "./relay-cli.ts";
 import { BenchConn, expectOk } from "./relay-conn.ts";
 import { selfCheck } from "./relay-wire.ts";
@@ -52,17 +54,6 @@ function deadline<T>(p: Promise<T>, what: string): Promise<T> {
       setTimeout(() => reject(new Error(`${what} timed out`)), TIMEOUT_MS).unref(),
     ),
   ]);
-}
-
-const CLOCK_TICKS = 100;
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
-}
-function rssKib(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return m ? Number(m[1]) : Number.NaN;
 }
 
 interface Result {
@@ -98,7 +89,7 @@ async function run(urls: string[], pids: number[]): Promise<Result> {
       return { rx, tx, rid: ids.r, sid: ids.s, rAuth, sAuth, rcvKey: rcv.value };
     }),
   );
-  const cpu0 = pids.map(cpuSeconds);
+  const cpu0 = pids.map(processCpuSeconds);
   const start = now();
   await deadline(
     Promise.all(
@@ -143,7 +134,7 @@ async function run(urls: string[], pids: number[]): Promise<Result> {
     "run",
   );
   const seconds = (now() - start) / 1000;
-  const cpu = pids.reduce((sum, pid, i) => sum + cpuSeconds(pid) - cpu0[i]!, 0);
+  const cpu = pids.reduce((sum, pid, i) => sum + processCpuSeconds(pid) - cpu0[i]!, 0);
   for (const p of pairs) {
     p.rx.ws.close();
     p.tx.ws.close();

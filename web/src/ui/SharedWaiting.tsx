@@ -3,13 +3,22 @@
  * sent or discarded (app/share.ts). When the share arrived while Loft was locked, offline, or the
  * person left the /share screen before sending, Home offers them again: who gets them, or discard.
  */
-import { createResource, Show } from "solid-js";
+import { createResource, createSignal, Show } from "solid-js";
 import type { AppModel } from "../app/model.ts";
 import { forgetShared, sharedNames } from "../app/share.ts";
 
 export function SharedWaiting(props: { app: AppModel }) {
   const [files, { mutate }] = createResource(sharedNames);
   const n = () => files()?.length ?? 0;
+  const [problem, setProblem] = createSignal<string>();
+  const discard = () =>
+    forgetShared().then(
+      () => mutate([]),
+      (e: unknown) =>
+        setProblem(
+          `The shared files could not be discarded (${(e as Error)?.message ?? e}). They are still waiting; try again.`,
+        ),
+    );
   return (
     <Show when={n() > 0}>
       <section class="card" data-testid="shared-waiting" aria-labelledby="shared-waiting-heading">
@@ -28,14 +37,15 @@ export function SharedWaiting(props: { app: AppModel }) {
           >
             Choose who gets {n() === 1 ? "it" : "them"}
           </button>
-          <button
-            type="button"
-            data-testid="shared-waiting-discard"
-            onClick={() => void forgetShared().then(() => mutate([]))}
-          >
+          <button type="button" data-testid="shared-waiting-discard" onClick={() => void discard()}>
             Discard
           </button>
         </div>
+        <Show when={problem()}>
+          <p class="error" role="alert" data-testid="shared-waiting-error">
+            {problem()}
+          </p>
+        </Show>
       </section>
     </Show>
   );

@@ -359,10 +359,15 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
   it("the sender's page reloads mid-transfer: it resumes from its sealed copy, and the hash matches", async () => {
     const [a, b, sa] = await pairWithStores();
     const blob = randomFile(100 * FILE_CHUNK_BYTES + 5, 10);
+    // The page goes at once: its links die silently in the same tick (a stop alone could let the
+    // rest of the file through first on a loaded machine, and nothing would be left to resume).
     const stopped = onFile(
       b,
       (t) => t.next > 10,
-      () => void a.engine.stop(),
+      () => {
+        for (const l of h.hub.links) l.cut = true;
+        void a.engine.stop();
+      },
     );
     const keys = await offerAndAccept(a, b, blob, "sender-reload.bin");
     await stopped;

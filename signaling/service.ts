@@ -1214,6 +1214,14 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         metrics.upgradesRefused.inc({ reason: "capacity" });
         return refuseUpgrade(socket, 503, "Service Unavailable");
       }
+      // One rule for relay and signaling while Redis is unreachable (docs/operations.md, "Redis
+      // down: one rule"): no new WebSocket on an instance that can do nothing with it — the client
+      // goes to its next server at once, a load balancer to another instance. Connections already
+      // open stay, and their requests are answered UNAVAILABLE.
+      if (shared && !shared.available()) {
+        metrics.upgradesRefused.inc({ reason: "unavailable" });
+        return refuseUpgrade(socket, 503, "Service Unavailable");
+      }
       // Users may pick this server in another deployment's Settings, so pages of other origins
       // are accepted by default, but counted apart from this origin's own pages: a hostile page
       // cannot spend its visitors' budget here (docs/decisions.md, "The relay and signaling

@@ -118,9 +118,17 @@ export class RelayPool implements RelayConnections {
   async #open(c: Conn): Promise<RelayClient> {
     this.#o.onState(c.url, "connecting");
     let client: RelayClient;
+    let opened: RelayClient | undefined;
     try {
       const ws = this.#o.webSocket(c.url);
       client = await RelayClient.connect(new WebSocketLink(ws), {
+        // The instance lost its store (docs/operations.md, "Redis down: one rule"): leave it
+        // rather than send it more. The reconnection goes through the balancer to another instance
+        // (this one refuses new connections with 503 meanwhile); until one answers the relay is
+        // "unreachable" (isDown), so new mailboxes go to the next configured relay.
+        onUnavailable: () => {
+          if (opened && c.client === opened) this.#leave(c, opened);
+        },
         timeoutMs: this.#o.timeoutMs,
         ...(this.#o.crypto ? { crypto: this.#o.crypto } : {}),
         onMessage: (m) => this.#o.onMessage(c.url, m),
@@ -139,6 +147,7 @@ export class RelayPool implements RelayConnections {
       client.close();
       throw new LoftError("LOFT_ERR_LINK_CLOSED", "stopped");
     }
+    opened = client;
     c.client = client;
     c.failures = 0;
     c.lastError = undefined;
@@ -155,6 +164,17 @@ export class RelayPool implements RelayConnections {
     for (const q of c.subs.values())
       client.subscribe(q, this.#o.window).catch((e: LoftError) => this.#o.log(`relay SUB: ${e.code}`));
     return client;
+  }
+
+  #leave(c: Conn, client: RelayClient): void {
+    c.client = undefined;
+    c.failures++;
+    const why = new LoftError("LOFT_ERR_RELAY_UNAVAILABLE", "the relay cannot reach its store right now");
+    c.lastError = why;
+    this.#o.log("relay answered UNAVAILABLE: leaving this connection");
+    this.#o.onState(c.url, "unreachable", why);
+    client.close();
+    this.#scheduleReconnect(c);
   }
 
   #scheduleReconnect(c: Conn): void {

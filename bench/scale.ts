@@ -1,5 +1,5 @@
 /**
- * `npm run bench:scale [-- --json] [--pairs 6] [--messages 500] [--size 1024] [--rounds 2] [--idle 3000]`
+ * `npm run bench:scale [-- --json] [--pairs 6] [--messages 500] [--size 1024] [--rounds 2] [--idle 3000] [--idle-only]`
  *
  * Scale-out on Redis (docs/operations.md, "Scale-out on Redis"): relay store-and-forward
  * throughput with 1, 2 and 3 relay instances (relay-ws/main.ts processes with `--redis`) on one
@@ -16,8 +16,11 @@
  * `redis_1_vs_embedded` = 1 instance on Redis / embedded store; `scale_efficiency_k` =
  * (k-instance msgs/s) / (k × 1-instance msgs/s): 1.0 is linear scaling (on a machine with the
  * cores for it — on 2 cores the instances, Redis and the clients share them). Then idle WebSockets
- * held across the 3 instances from several loopback source addresses (127.0.0.2…), RSS per
- * connection over all instances (`idle_ws_rss_kib`).
+ * held across the 3 instances from several loopback source addresses (127.0.0.2…, 200 each), by
+ * child processes (bench/idle-holder.ts, 12 000 each, so that no process needs a higher
+ * `ulimit -n`): RSS growth per connection over all instances (`idle_ws_rss_kib`), against Node
+ * alone holding as many per process in the same run (bench/idle-floor.ts: bare `net` sockets,
+ * `http` + `ws` WebSockets; `idle_ws_vs_ws_floor`). `--idle-only` skips the throughput rounds.
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
@@ -167,6 +170,33 @@ interface IdleFigures {
   externalKib: number;
 }
 
+/**
+ * The baselines: Node alone holding as many connections as one instance did (bench/idle-floor.ts:
+ * bare `net` sockets; `http` + `ws` WebSockets), measured the same way, in the same run.
+ */
+async function idleFloor(variant: "net" | "ws", count: number): Promise<IdleFigures> {
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", fileURLToPath(new URL("./idle-floor.ts", import.meta.url)), variant],
+    { stdio: ["pipe", "pipe", "inherit"] },
+  );
+  try {
+    const port = await deadline(
+      new Promise<number>((resolve, reject) => {
+        child.stdout!.once("data", (d: Buffer) =>
+          resolve((JSON.parse(d.toString()) as { port: number }).port),
+        );
+        child.once("exit", (code) => reject(new Error(`idle floor exited (${code})`)));
+      }),
+      "idle floor",
+    );
+    return await idle([`ws://127.0.0.1:${port}/relay`], [child.pid!], [], count);
+  } finally {
+    child.stdin!.end();
+    child.kill();
+  }
+}
+
 /** The instances' V8 heap in use and external memory, from their metrics listeners (bytes). */
 async function heapFigures(metricsUrls: string[]): Promise<{ heap: number; external: number }> {
   let heap = 0;
@@ -184,7 +214,12 @@ async function heapFigures(metricsUrls: string[]): Promise<{ heap: number; exter
  * (bench/idle-holder.ts; PER_HOLDER each, so no process needs more file descriptors than
  * `ulimit -n` gives), PER_SOURCE per loopback source address.
  */
-async function idle(urls: string[], pids: number[], metricsUrls: string[]): Promise<IdleFigures> {
+async function idle(
+  urls: string[],
+  pids: number[],
+  metricsUrls: string[],
+  total = IDLE,
+): Promise<IdleFigures> {
   const targets = urls.map((u) => {
     const url = new URL(u);
     return { host: url.hostname, port: Number(url.port), path: url.pathname };
@@ -194,7 +229,7 @@ async function idle(urls: string[], pids: number[], metricsUrls: string[]): Prom
   const holders: ChildProcess[] = [];
   try {
     const counts: number[] = [];
-    for (let at = 0; at < IDLE; at += PER_HOLDER) counts.push(Math.min(PER_HOLDER, IDLE - at));
+    for (let at = 0; at < total; at += PER_HOLDER) counts.push(Math.min(PER_HOLDER, total - at));
     const results = await deadline(
       Promise.all(
         counts.map((count, h) => {
@@ -233,8 +268,9 @@ async function idle(urls: string[], pids: number[], metricsUrls: string[]): Prom
       "idle connections",
     );
     const held = results.reduce((s, r) => s + r.held, 0);
-    // Let the instances finish what the openings left (timers, buffers) before reading.
-    await new Promise((r) => setTimeout(r, 2000));
+    // Let the instances finish what the openings left (timers, buffers, the garbage collector's
+    // idle-time work) before reading.
+    await new Promise((r) => setTimeout(r, 5000));
     const after = pids.reduce((s, pid) => s + rssKib(pid), 0);
     const heapAfter = await heapFigures(metricsUrls);
     const per = (bytesOrKib: number, unit: number) => (held ? bytesOrKib / unit / held : Number.NaN);
@@ -378,6 +414,11 @@ async function main() {
     const throughput = IDLE_ONLY ? undefined : await runSubjects(subjects);
     const idleFigures =
       IDLE > 0 ? await idle(instances.map(url), instances.map(pid), instances.map(metricsOf)) : undefined;
+    const perInstance = Math.round(IDLE / instances.length);
+    const floors =
+      IDLE > 0
+        ? { net: await idleFloor("net", perInstance), ws: await idleFloor("ws", perInstance) }
+        : undefined;
     say("");
     if (throughput) reportThroughput(throughput);
     if (idleFigures)
@@ -385,6 +426,11 @@ async function main() {
         `idle WebSockets across 3 instances: ${idleFigures.held} of ${IDLE}, ${idleFigures.rssKib.toFixed(2)} KiB RSS each ` +
           `(V8 heap ${idleFigures.heapKib.toFixed(2)} KiB, external ${idleFigures.externalKib.toFixed(2)} KiB, ` +
           `the rest native: sockets, libuv, malloc)`,
+      );
+    if (idleFigures && floors)
+      say(
+        `  baselines, Node alone holding ${perInstance} in one process: bare net sockets ${floors.net.rssKib.toFixed(2)} KiB, ` +
+          `http + ws WebSockets ${floors.ws.rssKib.toFixed(2)} KiB; Loft / ws floor ${(idleFigures.rssKib / floors.ws.rssKib).toFixed(2)}`,
       );
     say(
       `machine: ${cpus()[0]?.model ?? "?"} × ${cpus().length}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${process.version}`,
@@ -397,6 +443,9 @@ async function main() {
           idle_ws_rss_kib: idleFigures?.rssKib ?? null,
           idle_ws_heap_kib: idleFigures?.heapKib ?? null,
           idle_ws_external_kib: idleFigures?.externalKib ?? null,
+          idle_floor_net_kib: floors?.net.rssKib ?? null,
+          idle_floor_ws_kib: floors?.ws.rssKib ?? null,
+          idle_ws_vs_ws_floor: idleFigures && floors ? idleFigures.rssKib / floors.ws.rssKib : null,
           pairs: PAIRS,
           messages: MESSAGES,
           size: SIZE,

@@ -15,7 +15,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { connect, type Socket } from "node:net";
-import { encodeVersionHeader } from "../core/codec/version.ts";
+import { encodeVersionHeader, SIGNALING_VERSION } from "../core/codec/version.ts";
 import { RELAY_VERSION_AUTHENTICATOR } from "../core/relay/protocol.ts";
 
 interface Plan {
@@ -25,6 +25,8 @@ interface Plan {
   firstSource: number;
   perSource: number;
   concurrency: number;
+  /** Whose opening: the relay's (default; its header, then HELLO) or signaling's (its header, then CHALLENGE). */
+  service?: "relay" | "signaling";
 }
 
 const plan = JSON.parse(process.argv[2] ?? "{}") as Plan;
@@ -41,10 +43,14 @@ function clientFrame(opcode: number, payload: Uint8Array): Buffer {
   return Buffer.concat([Buffer.from([0x80 | opcode, 0x80 | payload.length, 0, 0, 0, 0]), payload]);
 }
 
-const HEADER = clientFrame(0x2, encodeVersionHeader(RELAY_VERSION_AUTHENTICATOR));
+const HEADER = clientFrame(
+  0x2,
+  encodeVersionHeader(plan.service === "signaling" ? SIGNALING_VERSION : RELAY_VERSION_AUTHENTICATOR),
+);
 
 /**
- * Opens one connection; resolves once HELLO arrived (the second server frame after the 101).
+ * Opens one connection; resolves once the second server frame after the 101 arrived (the relay's
+ * HELLO, or signaling's CHALLENGE).
  * After that the socket only answers pings.
  */
 function open(target: Plan["targets"][number], localAddress: string): Promise<Socket> {

@@ -20,7 +20,8 @@
  * child processes (bench/idle-holder.ts, 12 000 each, so that no process needs a higher
  * `ulimit -n`): RSS growth per connection over all instances (`idle_ws_rss_kib`), against Node
  * alone holding as many per process in the same run (bench/idle-floor.ts: bare `net` sockets,
- * `http` + `ws` WebSockets; `idle_ws_vs_ws_floor`). `--idle-only` skips the throughput rounds.
+ * `http` + `ws` WebSockets; `idle_ws_vs_ws_floor`), and one signaling process holding as many
+ * (`idle_signaling_rss_kib`). `--idle-only` skips the throughput rounds.
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
@@ -197,6 +198,34 @@ async function idleFloor(variant: "net" | "ws", count: number): Promise<IdleFigu
   }
 }
 
+/** `count` idle connections to one signaling/main.ts process, its limits lifted for one machine. */
+async function idleSignaling(count: number): Promise<IdleFigures> {
+  const p = await startLoft({
+    entry: "signaling/main.ts",
+    args: [
+      "--signal-max-connections",
+      String(count + 1000),
+      "--signal-max-connections-per-source",
+      "100000",
+      "--signal-upgrade-rate",
+      "1000000",
+      "--signal-upgrade-burst",
+      "1000000",
+    ],
+  });
+  try {
+    return await idle(
+      [`ws://127.0.0.1:${p.port}/signal`],
+      [p.child.pid!],
+      [p.metricsUrl!],
+      count,
+      "signaling",
+    );
+  } finally {
+    await p.stop("SIGTERM");
+  }
+}
+
 /** The instances' V8 heap in use and external memory, from their metrics listeners (bytes). */
 async function heapFigures(metricsUrls: string[]): Promise<{ heap: number; external: number }> {
   let heap = 0;
@@ -219,6 +248,7 @@ async function idle(
   pids: number[],
   metricsUrls: string[],
   total = IDLE,
+  service: "relay" | "signaling" = "relay",
 ): Promise<IdleFigures> {
   const targets = urls.map((u) => {
     const url = new URL(u);
@@ -245,6 +275,7 @@ async function idle(
                 firstSource: (h * PER_HOLDER) / PER_SOURCE,
                 perSource: PER_SOURCE,
                 concurrency: 64,
+                service,
               }),
             ],
             { stdio: ["pipe", "pipe", "inherit"] },
@@ -415,6 +446,9 @@ async function main() {
     const idleFigures =
       IDLE > 0 ? await idle(instances.map(url), instances.map(pid), instances.map(metricsOf)) : undefined;
     const perInstance = Math.round(IDLE / instances.length);
+    // Signaling's idle connections too (a browser holds one beside its relay connections): one
+    // signaling/main.ts process holding as many as one relay instance did.
+    const signalingIdle = IDLE > 0 ? await idleSignaling(perInstance) : undefined;
     const floors =
       IDLE > 0
         ? { net: await idleFloor("net", perInstance), ws: await idleFloor("ws", perInstance) }
@@ -426,6 +460,10 @@ async function main() {
         `idle WebSockets across 3 instances: ${idleFigures.held} of ${IDLE}, ${idleFigures.rssKib.toFixed(2)} KiB RSS each ` +
           `(V8 heap ${idleFigures.heapKib.toFixed(2)} KiB, external ${idleFigures.externalKib.toFixed(2)} KiB, ` +
           `the rest native: sockets, libuv, malloc)`,
+      );
+    if (signalingIdle)
+      say(
+        `idle signaling WebSockets, one process: ${signalingIdle.held} of ${perInstance}, ${signalingIdle.rssKib.toFixed(2)} KiB RSS each (V8 heap ${signalingIdle.heapKib.toFixed(2)} KiB)`,
       );
     if (idleFigures && floors)
       say(
@@ -443,6 +481,7 @@ async function main() {
           idle_ws_rss_kib: idleFigures?.rssKib ?? null,
           idle_ws_heap_kib: idleFigures?.heapKib ?? null,
           idle_ws_external_kib: idleFigures?.externalKib ?? null,
+          idle_signaling_rss_kib: signalingIdle?.rssKib ?? null,
           idle_floor_net_kib: floors?.net.rssKib ?? null,
           idle_floor_ws_kib: floors?.ws.rssKib ?? null,
           idle_ws_vs_ws_floor: idleFigures && floors ? idleFigures.rssKib / floors.ws.rssKib : null,

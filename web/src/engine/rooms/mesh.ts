@@ -19,6 +19,7 @@
  */
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { equalBytes, fromHex, toHex, wipe } from "../../../../core/bytes.ts";
+import { nobleCrypto } from "../../../../core/crypto/noble.ts";
 import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
 import { isLoftError, LoftError } from "../../../../core/errors.ts";
 import type { UserIdentity } from "../../../../core/identity/identity.ts";
@@ -29,6 +30,13 @@ import type { SignalingClient, SignalingEvent } from "../../../../core/signaling
 import { randomId } from "../../lib/base64url.ts";
 import type { EngineStorage } from "../api.ts";
 import { openedWithin } from "../dialing.ts";
+import {
+  forgetSuitesOnRefusal,
+  learnSuites,
+  offeredSuites,
+  type SuitePeer,
+  suitesExtension,
+} from "../noise-suites.ts";
 import { MAX_TEXT_CHARS } from "../outgoing.ts";
 import { freshRatchetKeyPair, RATCHET_KEY_EXTENSION } from "../ratchet-store.ts";
 import type { IncomingOffer, LiveTransport, RelayConnections } from "../transport.ts";
@@ -113,7 +121,12 @@ export interface RoomsDeps {
   now: () => number;
 }
 
-interface Member {
+/**
+ * A member of a room. As a `SuitePeer` it carries what its sessions showed about Noise suite
+ * offers (noise-suites.ts): for this run only — a member is no contact, nothing of it is stored
+ * but its pair's mailbox records, so a member from before suites costs one refused offer per run.
+ */
+interface Member extends SuitePeer {
   readonly key: Uint8Array;
   readonly hex: string;
   name: string | undefined;
@@ -943,6 +956,9 @@ export class RoomsEngine implements RoomsApi {
     m.dialing = true;
     this.#changed(room);
     const link = transport.dial(m.key, { room: room.hash });
+    // AES-GCM offered as to a contact (noise-suites.ts; docs/decisions.md, "AES-GCM Noise suite,
+    // offered from the first dial"): unless this member refused an offer before.
+    const suites = offeredSuites(this.#d.crypto ?? nobleCrypto, m, "initiator");
     void (async () => {
       try {
         const wait = !relay && this.#relay ? (this.#d.relayFallbackMs ?? 4_000) : undefined;
@@ -956,13 +972,26 @@ export class RoomsEngine implements RoomsApi {
           expectedIdentityKey: m.key,
           binding,
           handshakeTimeoutMs: this.#d.handshakeTimeoutMs,
+          extensions: suitesExtension(),
+          ...suites,
           ...(this.#d.crypto ? { crypto: this.#d.crypto } : {}),
         });
+        learnSuites(m, session);
         m.dialing = false;
         this.#up(room, m, session, link.drain?.bind(link));
       } catch (e) {
         m.dialing = false;
         link.close("room-dial-failed");
+        // A member from before suites refused our offer (docs/protocol/session.md §2, "Answer"):
+        // not a failure — marked, and dialed again at once, plainly (as dialing.ts does for a
+        // contact). `forgetSuitesOnRefusal` is true once per member, so this never loops.
+        if (forgetSuitesOnRefusal(m, e, suites.suites !== undefined)) {
+          this.#d.log(
+            `room member ${m.hex.slice(0, 8)} refused the Noise suite offer: dialing again without one`,
+          );
+          this.#dial(room, m);
+          return;
+        }
         if (isLoftError(e) && e.code === "LOFT_ERR_DECRYPT") {
           // A member the host listed may have missed rotations (offline then): it holds an older
           // secret, tried newest first, and gets the current one inside the session (§8). Anyone
@@ -1032,9 +1061,10 @@ export class RoomsEngine implements RoomsApi {
           expectedIdentityKey: m.key,
           binding: room.binding,
           handshakeTimeoutMs: this.#d.handshakeTimeoutMs,
-          extensions: { [RATCHET_KEY_EXTENSION]: ratchetKey.publicKey },
+          extensions: { ...suitesExtension(), [RATCHET_KEY_EXTENSION]: ratchetKey.publicKey },
           ...(this.#d.crypto ? { crypto: this.#d.crypto } : {}),
         });
+        learnSuites(m, session);
         m.ratchetKey = ratchetKey;
         this.#up(room, m, session, link.drain?.bind(link));
       } catch (e) {

@@ -178,6 +178,8 @@ export interface EngineContext {
    * the contact address on the first reachable one (core/relay/choice.ts).
    */
   relayUrls: string[];
+  /** How many of our room queues a relay holds (rooms/mailbox.ts): new queues spread over all ours. */
+  roomQueuesOn?: (url: string) => number;
   /**
    * Where our new per-contact receiving queues go when not on our relay: an `smp://` server
    * address, perhaps with its password (EngineSettings.mailboxServer).

@@ -65,6 +65,7 @@ import { Links } from "./link/links.ts";
 import { newOutgoing, refusalFor, SendLines, sendableContact } from "./outgoing.ts";
 import { watchKeys } from "./presence.ts";
 import { proxyClientOf, serveProxy } from "./proxy-link.ts";
+import { contactQueuesOn } from "./queues.ts";
 import { DEFAULT_ROOM_MEMBER_CAP, type RoomFrameLane, RoomsEngine } from "./rooms/mesh.ts";
 
 export { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
@@ -205,7 +206,12 @@ export class Engine implements ChatEngine {
       // one when one is down (queues.ts ensureRx; mailbox.md §1, "Several relays").
       for (const url of this.#ctx.relayUrls) this.#ctx.pool.keep(url);
       await this.#links.loadMailboxes();
-      await this.rooms?.useMailboxes(this.#ctx.pool, ownRelay);
+      // Room queues spread over the same relays, counting our contacts' queues too (and back).
+      const rooms = this.rooms;
+      if (rooms) this.#ctx.roomQueuesOn = (url) => rooms.queuesOn(url);
+      await rooms?.useMailboxes(this.#ctx.pool, this.#ctx.relayUrls, (url) =>
+        contactQueuesOn(this.#ctx, url),
+      );
       this.#ctx.addressReady = setupAddress(this.#ctx);
     }
     const signalingUrls = signalingServers(settings, contacts);

@@ -127,6 +127,23 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
   });
 
+  it("room mailboxes spread across the relays as contacts' do", async () => {
+    const a = node("ann", [r1.url, r2.url]);
+    const others = ["bea", "cat"].map((n) => node(n, [r2.url]));
+    for (const n of [a, ...others]) await n.engine.start();
+    await until(() => [a, ...others].every((n) => n.engine.serviceStatus().signaling === "connected"), "up");
+    const room = await a.engine.rooms!.create();
+    for (const n of others) await n.engine.rooms!.join(room.fragment);
+    const roomRx = (n: EngineNode, m: EngineNode) => {
+      const bytes = n.storage.secrets.get(`room-rx/${room.id}/${m.id}`);
+      const r = bytes && decodeRx(bytes);
+      return r?.ok ? r.value.url : undefined;
+    };
+    await until(() => others.every((m) => roomRx(a, m) !== undefined), "ann's room mailboxes made", 10_000);
+    // One on each relay (the fewest of our queues first, ties in the configured order).
+    expect(others.map((m) => roomRx(a, m)).sort()).toEqual([r1.url, r2.url].sort());
+  });
+
   it("a send to a contact whose relay is down says so, waits, and goes once that relay is back", async () => {
     const a = node("alice", [r2.url]);
     const b = node("bob", [r1.url, r2.url]);

@@ -120,8 +120,13 @@ export function ensureRx(ctx: EngineContext, peer: Peer): Promise<RxQueue | unde
   return peer.rxCreating;
 }
 
-/** How many of our mailboxes live on `url` (what spreads new ones). */
-function mailboxesOn(ctx: Pick<EngineContext, "peers">, url: string): number {
+/** How many of our mailboxes live on `url` (what spreads new ones): contacts' and rooms'. */
+export function mailboxesOn(ctx: Pick<EngineContext, "peers" | "roomQueuesOn">, url: string): number {
+  return contactQueuesOn(ctx, url) + (ctx.roomQueuesOn?.(url) ?? 0);
+}
+
+/** How many of our contacts' receiving queues live on `url`. */
+export function contactQueuesOn(ctx: Pick<EngineContext, "peers">, url: string): number {
   let n = 0;
   for (const p of ctx.peers.values()) if (p.rx?.url === url) n++;
   return n;

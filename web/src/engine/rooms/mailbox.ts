@@ -7,8 +7,10 @@
  *                      across sessions while both ends hold the same one (`room.rs` compares ids,
  *                      as HELLO does for contacts); the initiator's first sealed frame (`room.dr`
  *                      over the live session) lets the responder's ratchet send too
- *   a receiving queue  on our relay, secured with a sender key we make and hand over inside the
- *                      session (`room.mbox {u, s, k}`, the `mbox` fields)
+ *   a receiving queue  on one of our relays — spread across them as contacts' queues are
+ *                      (core/relay/choice.ts; docs/protocol/mailbox.md §1, "Several relays") —,
+ *                      secured with a sender key we make and hand over inside the session
+ *                      (`room.mbox {u, s, k}`, the `mbox` fields)
  *   deposits           a room frame sealed with the pair's ratchet, cut into mailbox bodies
  *                      (mailbox.ts `ratchetBodies`), SENT into the member's queue
  *
@@ -27,6 +29,7 @@ import {
   ratchetDecrypt,
   ratchetEncrypt,
 } from "../../../../core/ratchet/index.ts";
+import { relayOrder } from "../../../../core/relay/choice.ts";
 import type { RelayMessage } from "../../../../core/relay/client.ts";
 import { newAuthKeyPair } from "../../../../core/relay/crypto.ts";
 import type { Session } from "../../../../core/session/index.ts";
@@ -93,16 +96,30 @@ export class RoomMailboxes {
   readonly #pairs = new Map<string, Pair>();
   readonly #byRecipient = new Map<string, Pair>();
   #pool: RelayConnections | undefined;
-  #url: string | undefined;
+  /** Our relays, in the user's order, and how many of our other queues (contacts') each holds. */
+  #urls: readonly string[] = [];
+  #otherQueues: (url: string) => number = () => 0;
+  /** Queues being made right now, per relay: pairs make theirs at once (a room of several members
+   *  joined), and each must see the others' choice to spread. */
+  readonly #making = new Map<string, number>();
 
   constructor(deps: RoomMailboxDeps) {
     this.#d = deps;
   }
 
-  /** The engine's relay connections and our own relay: subscribe every stored receiving queue. */
-  async attach(pool: RelayConnections, url: string): Promise<void> {
+  /**
+   * The engine's relay connections and our relays (the user's order): subscribe every stored
+   * receiving queue. `otherQueues(url)`: how many of our contacts' queues `url` holds, so that
+   * new room queues spread over all our queues together.
+   */
+  async attach(
+    pool: RelayConnections,
+    urls: readonly string[],
+    otherQueues: (url: string) => number = () => 0,
+  ): Promise<void> {
     this.#pool = pool;
-    this.#url = url;
+    this.#urls = urls;
+    this.#otherQueues = otherQueues;
     for (const key of await this.#pairList()) {
       const [room, member] = key.split("/");
       if (!room || !member) continue;
@@ -163,15 +180,38 @@ export class RoomMailboxes {
     });
   }
 
+  /** How many of our room queues `url` holds (pairs loaded: `attach` loads every stored one). */
+  queuesOn(url: string): number {
+    let n = this.#making.get(url) ?? 0;
+    for (const p of this.#pairs.values()) if (p.rx?.url === url) n++;
+    return n;
+  }
+
   /** Our receiving queue for this member (made and stored once), for `room.mbox`. */
   receivingQueue(room: string, member: string): Promise<RxQueue | undefined> {
     const p = this.#pair(room, member);
     return this.#run(p, async () => {
       await this.#load(p);
       if (p.rx) return p.rx;
-      const pool = this.#pool;
-      const url = this.#url;
-      if (!pool || !url) return undefined;
+      return this.#createRx(p);
+    });
+  }
+
+  /**
+   * A new receiving queue for the pair (inside its chain): on the reachable relay of ours holding
+   * the fewest of our queues, the next one at once when that fails (core/relay/choice.ts;
+   * docs/protocol/mailbox.md §1, "Several relays"); `avoid`: a relay not to use (a dead one).
+   */
+  async #createRx(p: Pair, avoid?: string): Promise<RxQueue | undefined> {
+    const pool = this.#pool;
+    if (!pool) return undefined;
+    const order = relayOrder(
+      this.#urls.filter((u) => u !== avoid),
+      (u) => this.queuesOn(u) + this.#otherQueues(u),
+      (u) => pool.isDown(u),
+    );
+    for (const url of order) {
+      this.#making.set(url, (this.#making.get(url) ?? 0) + 1);
       try {
         const client = await pool.client(url);
         const queue = await client.createQueue({ subscribe: false });
@@ -180,17 +220,19 @@ export class RoomMailboxes {
         const rx: RxQueue = { url, queue, senderSecret: sender.secretKey };
         await this.#d.storage.saveSecret(name("rx", p), encodeRx(rx));
         const list = await this.#pairList();
-        if (!list.includes(`${room}/${member}`))
-          await this.#d.storage.saveSecret(PAIRS, encodeCanonical([...list, `${room}/${member}`]));
+        if (!list.includes(`${p.room}/${p.member}`))
+          await this.#d.storage.saveSecret(PAIRS, encodeCanonical([...list, `${p.room}/${p.member}`]));
         p.rx = rx;
         this.#byRecipient.set(toHex(queue.recipientId), p);
         pool.subscribe(url, queue);
         return rx;
       } catch (e) {
-        this.#d.log(`room mailbox not created: ${isLoftError(e) ? e.code : (e as Error).message}`);
-        return undefined;
+        this.#d.log(`room mailbox not created at ${url}: ${isLoftError(e) ? e.code : (e as Error).message}`);
+      } finally {
+        this.#making.set(url, (this.#making.get(url) ?? 1) - 1);
       }
-    });
+    }
+    return undefined;
   }
 
   /** The member's queue for us (`room.mbox`). */

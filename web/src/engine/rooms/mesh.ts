@@ -505,14 +505,26 @@ export class RoomsEngine implements RoomsApi {
 
   // ---- mailboxes for members who are away (rooms/mailbox.ts; docs/protocol/rooms.md §9) -------
 
-  /** The engine's relay connections and our relay: room mailboxes work from now on. */
-  async useMailboxes(pool: RelayConnections, url: string): Promise<void> {
+  /**
+   * The engine's relay connections and our relays (the user's order; `otherQueues`: how many of
+   * our contacts' queues each holds): room mailboxes work from now on, spread over those relays.
+   */
+  async useMailboxes(
+    pool: RelayConnections,
+    urls: readonly string[],
+    otherQueues?: (url: string) => number,
+  ): Promise<void> {
     await this.load();
     await this.#mail
-      .attach(pool, url)
+      .attach(pool, urls, otherQueues)
       .catch((e: unknown) => this.#d.log(`room mailboxes: ${(e as Error).message}`));
     // What was written before a reload, or while the relay was unreachable, and is not there yet.
     for (const room of this.#rooms.values()) this.#flushMail(room);
+  }
+
+  /** How many of our room receiving queues `url` holds (new contacts' queues spread over both). */
+  queuesOn(url: string): number {
+    return this.#mail.queuesOn(url);
   }
 
   /** A relay push: true if it was for one of our room queues. */

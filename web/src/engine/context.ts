@@ -114,6 +114,12 @@ export interface Peer {
   /** Our receiving queue for this contact (created on our relay, announced to the contact). */
   rx?: RxQueue;
   rxCreating?: Promise<RxQueue | undefined>;
+  /**
+   * Our former receiving queue for this contact, on a relay we moved off because it was dead
+   * (queues.ts `moveRx`; docs/protocol/mailbox.md §1, "Moving off a dead relay"): still read
+   * until retired.
+   */
+  rxOld?: RxQueue;
   /** The contact's queue for us (from their announcement). */
   tx?: TxQueue;
   /** From this time on, the outbox may go to the contact's mailbox (Infinity: not now). */

@@ -22,7 +22,7 @@ import {
 } from "../../../test/support/engine.ts";
 import type { ContactRecord } from "./api.ts";
 import { type EngineConfig, signalingServers } from "./engine.ts";
-import { decodeRx, SECRET } from "./mailbox.ts";
+import { decodeRx, decodeTx, SECRET } from "./mailbox.ts";
 
 const FAST: Partial<EngineConfig> = {
   ...FAST_ENGINE,
@@ -172,6 +172,61 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     await b2.engine.start();
     await until(() => b.storage.texts(a.id, "in").includes("waits for bob's relay"), "bob read it", 15_000);
     expect(b.storage.texts(a.id, "in").filter((t) => t === "waits for bob's relay")).toHaveLength(1);
+  });
+
+  /** A relay dead after half a second unreachable (relay-health.ts); everything else as FAST. */
+  const DEAD_SOON: Partial<EngineConfig> = { ...FAST, relayDeadAfterMs: 500 };
+  const txUrl = (n: EngineNode, contactId: string) => {
+    const bytes = n.storage.secrets.get(SECRET.tx(contactId));
+    const r = bytes && decodeTx(bytes);
+    return r?.ok ? r.value.url : undefined;
+  };
+
+  it("a mailbox moves off a relay gone for good; the contact learns it from its own mailbox; an offline message arrives", async () => {
+    const a = h.node(
+      "alice",
+      undefined,
+      new MemoryStorage(signaling.url, [r1.url, r2.url]),
+      undefined,
+      DEAD_SOON,
+    );
+    const b = node("bob", [r2.url]);
+    await meet(a, b);
+    await a.engine.start();
+    await b.engine.start();
+    await until(() => h.knowsMailboxOf(a, b) && h.knowsMailboxOf(b, a), "mailboxes exchanged");
+    expect(mailboxUrl(a, b)).toBe(r1.url);
+    expect(txUrl(b, a.id)).toBe(r1.url);
+    await b.engine.stop();
+    await until(() => !h.online(a, b), "bob offline");
+    await r1.close(true); // for good (until the end of this test)
+    try {
+      // Unreachable past relayDeadAfterMs: Alice's queue for Bob moves to her other relay, the old
+      // one is kept (read while it lives), and Bob is told inside the ratchet, in his mailbox.
+      await until(() => mailboxUrl(a, b) === r2.url, "alice's mailbox moved", 10_000);
+      expect(a.storage.secrets.has(SECRET.rxOld(b.id))).toBe(true);
+      await until(
+        () => a.logs.some((l) => l.includes(`announced to ${b.id.slice(0, 8)} through its mailbox`)),
+        "the new address in bob's mailbox",
+        10_000,
+      );
+      await a.engine.stop();
+      // Bob back (Alice away, no signaling): his mailbox tells him; what he writes goes to the new queue.
+      const b2 = h.node("bob", b.user, b.storage, "", FAST);
+      await b2.engine.start();
+      await until(() => txUrl(b2, a.id) === r2.url, "bob took the new address", 10_000);
+      const id = await b2.engine.send(a.id, "after the move");
+      await until(() => h.stateOf(b2, id) === "relayed", "stored by alice's live relay", 10_000);
+      await b2.engine.stop();
+      // Alice back: the message is there; a body in the new queue retires the old one.
+      const a2 = h.node("alice", a.user, a.storage, "", DEAD_SOON);
+      await a2.engine.start();
+      await until(() => a.storage.texts(b.id, "in").includes("after the move"), "alice read it", 10_000);
+      await until(() => !a.storage.secrets.has(SECRET.rxOld(b.id)), "the old queue retired");
+      expect(mailboxUrl(a2, b)).toBe(r2.url);
+    } finally {
+      r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
+    }
   });
 
   it("registers on the first signaling server that answers; contacts meet there", async () => {

@@ -163,6 +163,9 @@ export class RelayPool implements RelayConnections {
     if (this.#closed || (!c.keep && c.subs.size === 0)) return;
     clearTimeout(c.timer);
     c.timer = setTimeout(() => {
+      // Due now: a timer may fire a millisecond before `retryAt` by Date.now(), and `client()`
+      // would then fail at once without a new timer — the reconnect loop would stop for good.
+      c.retryAt = 0;
       this.client(c.url).catch(() => {});
     }, delay);
   }

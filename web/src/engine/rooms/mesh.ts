@@ -30,6 +30,7 @@ import type { SignalingClient, SignalingEvent } from "../../../../core/signaling
 import { randomId } from "../../lib/base64url.ts";
 import type { EngineStorage } from "../api.ts";
 import { openedWithin } from "../dialing.ts";
+import type { RxQueue } from "../mailbox.ts";
 import {
   forgetSuitesOnRefusal,
   learnSuites,
@@ -86,6 +87,8 @@ const CLOSE_GRACE_MS = 1_500;
 /** Mailbox deposits after a relay error: tried again after 1 s, 2 s, 4 s … at most a minute apart. */
 const MAIL_RETRY_BASE_MS = 1_000;
 const MAIL_RETRY_MAX_MS = 60_000;
+/** Tries of one `room.mbox` after a move, through the member's mailbox, in one run. */
+const MAIL_ANNOUNCE_TRIES = 12;
 /** Receipts waiting for an away writer's mailbox, per writer. */
 const MAX_PENDING_RECEIPTS = 1_024;
 /** Older room secrets kept for listed members who missed rotations (§8): this many removals back. */
@@ -518,8 +521,51 @@ export class RoomsEngine implements RoomsApi {
     await this.#mail
       .attach(pool, urls, otherQueues)
       .catch((e: unknown) => this.#d.log(`room mailboxes: ${(e as Error).message}`));
+    // Moves off a dead relay whose old queue has not retired: told again (nothing says a
+    // `room.mbox` left in a mailbox was read; docs/protocol/mailbox.md §1, "Moving off a dead relay").
+    for (const moved of await this.#mail.unretired().catch(() => []))
+      void this.#announceMove(moved.room, moved.member, moved.rx);
     // What was written before a reload, or while the relay was unreachable, and is not there yet.
     for (const room of this.#rooms.values()) this.#flushMail(room);
+  }
+
+  /**
+   * `url`, one of our relays, is dead (relay-health.ts): our room queues on it move to another of
+   * our relays and each member is told the new one (docs/protocol/mailbox.md §1, "Moving off a dead
+   * relay"; docs/protocol/rooms.md §9).
+   */
+  async moveOff(url: string): Promise<void> {
+    for (const moved of await this.#mail.moveOff(url))
+      void this.#announceMove(moved.room, moved.member, moved.rx);
+  }
+
+  /**
+   * Tell a member our new queue (`room.mbox`, inside the pair's session or sealed with the pair
+   * ratchet into its mailbox): live, the old queue retires at once (the session is ordered and
+   * reliable); through its mailbox, retried with backoff after a relay error (then at the next
+   * start, or on the next session, which announces anyway: #pairUp).
+   */
+  async #announceMove(roomHex: string, memberHex: string, rx: RxQueue, tries = 0): Promise<void> {
+    const room = this.#rooms.get(roomHex);
+    if (!room || room.record.gone || this.#stopped) return;
+    const frame: RoomMessage = {
+      t: "room.mbox",
+      u: rx.url,
+      s: rx.queue.senderId.slice(),
+      k: rx.senderSecret.slice(),
+    };
+    const m = room.members.get(memberHex);
+    if (m && this.#sendBytes(m, () => encodeRoomFrame(frame))) {
+      await this.#mail.retireOld(roomHex, memberHex);
+      return;
+    }
+    const r = await this.#mail.deposit(roomHex, memberHex, encodeRoomFrame(frame));
+    if (r === "sent") this.#d.log(`room mailbox move told to ${memberHex.slice(0, 8)} through its mailbox`);
+    else if (r === "failed" && tries + 1 < MAIL_ANNOUNCE_TRIES)
+      setTimeout(
+        () => void this.#announceMove(roomHex, memberHex, rx, tries + 1),
+        Math.min(MAIL_RETRY_MAX_MS, MAIL_RETRY_BASE_MS * 2 ** tries) * (0.5 + Math.random() / 2),
+      );
   }
 
   /** How many of our room receiving queues `url` holds (new contacts' queues spread over both). */
@@ -632,13 +678,20 @@ export class RoomsEngine implements RoomsApi {
       if (d && m.session === session) this.#sendTo(m, { t: "room.dr", d: d.slice() });
     }
     const rx = await this.#mail.receivingQueue(room.idHex, m.hex);
-    if (rx && m.session === session)
-      this.#sendTo(m, {
-        t: "room.mbox",
-        u: rx.url,
-        s: rx.queue.senderId.slice(),
-        k: rx.senderSecret.slice(),
-      });
+    if (
+      rx &&
+      m.session === session &&
+      this.#sendBytes(m, () =>
+        encodeRoomFrame({
+          t: "room.mbox",
+          u: rx.url,
+          s: rx.queue.senderId.slice(),
+          k: rx.senderSecret.slice(),
+        }),
+      )
+    )
+      // It has our current queue now: one we moved off a dead relay retires (mailbox.md §1).
+      await this.#mail.retireOld(room.idHex, m.hex);
   }
 
   /**
@@ -652,7 +705,9 @@ export class RoomsEngine implements RoomsApi {
     const lane = this.lane?.onMailFrame?.(roomHex, memberHex, frame);
     if (lane) return lane;
     const decoded = decodeRoomFrame(frame);
-    if (!decoded.ok || (decoded.value.t !== "room.msg" && decoded.value.t !== "room.rcpt")) return;
+    // Chat, receipts, and a new queue of the member's after it moved off a dead relay (§9).
+    const t = decoded.ok ? decoded.value.t : undefined;
+    if (!decoded.ok || (t !== "room.msg" && t !== "room.rcpt" && t !== "room.mbox")) return;
     this.#receive(room, this.#member(room, fromHex(memberHex)), decoded.value);
   }
 
@@ -1206,7 +1261,11 @@ export class RoomsEngine implements RoomsApi {
         void this.#mail.open(room.idHex, m.hex, msg.d).catch(() => undefined);
         return true;
       case "room.mbox":
-        void this.#mail.announced(room.idHex, m.hex, msg).catch(() => undefined);
+        // What waited for want of a way to the member (its old queue was on a dead relay) can go.
+        void this.#mail
+          .announced(room.idHex, m.hex, msg)
+          .then(() => this.#flushMail(room))
+          .catch(() => undefined);
         return true;
       case "room.msg": {
         if (room.record.gone) return false;

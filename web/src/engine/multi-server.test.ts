@@ -229,6 +229,87 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     }
   });
 
+  it("with the contact online, the move is announced over the live session and the old queue retires at once", async () => {
+    const a = h.node(
+      "alice",
+      undefined,
+      new MemoryStorage(signaling.url, [r1.url, r2.url]),
+      undefined,
+      DEAD_SOON,
+    );
+    const b = node("bob", [r2.url]);
+    await meet(a, b);
+    await a.engine.start();
+    await b.engine.start();
+    await until(() => h.knowsMailboxOf(a, b) && h.knowsMailboxOf(b, a), "mailboxes exchanged");
+    expect(mailboxUrl(a, b)).toBe(r1.url);
+    await r1.close(true);
+    try {
+      await until(() => txUrl(b, a.id) === r2.url, "bob holds the new address", 10_000);
+      await until(() => !a.storage.secrets.has(SECRET.rxOld(b.id)), "the old queue retired");
+      expect(mailboxUrl(a, b)).toBe(r2.url);
+      expect(h.online(a, b)).toBe(true); // the live session carried it; nothing went down
+    } finally {
+      r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
+    }
+  });
+
+  it("a room member's mailbox moves off a relay gone for good too; what the member writes while we are away arrives", async () => {
+    const a = h.node(
+      "ann",
+      undefined,
+      new MemoryStorage(signaling.url, [r1.url, r2.url]),
+      undefined,
+      DEAD_SOON,
+    );
+    const b = node("bea", [r2.url]);
+    await a.engine.start();
+    await b.engine.start();
+    await until(() => b.engine.serviceStatus().signaling === "connected", "bea registered");
+    const room = await a.engine.rooms!.create();
+    await b.engine.rooms!.join(room.fragment);
+    const rec = (n: EngineNode, kind: string, m: EngineNode) =>
+      n.storage.secrets.get(`room-${kind}/${room.id}/${m.id}`);
+    const urlOf = (bytes: Uint8Array | undefined, decode: typeof decodeRx | typeof decodeTx) => {
+      const r = bytes && decode(bytes);
+      return r?.ok ? r.value.url : undefined;
+    };
+    await until(() => rec(a, "tx", b) !== undefined && rec(b, "tx", a) !== undefined, "mailboxes exchanged");
+    expect(urlOf(rec(a, "rx", b), decodeRx)).toBe(r1.url);
+    await b.engine.stop();
+    await r1.close(true);
+    try {
+      await until(() => urlOf(rec(a, "rx", b), decodeRx) === r2.url, "ann's room mailbox moved", 10_000);
+      expect(rec(a, "rxo", b)).toBeDefined();
+      await until(
+        () =>
+          a.logs.some((l) => l.includes(`room mailbox move told to ${b.id.slice(0, 8)} through its mailbox`)),
+        "the new address in bea's mailbox",
+        10_000,
+      );
+      await a.engine.stop();
+      // Bea back without signaling: her mailbox tells her; her message for Ann (the host, away) goes to the new queue.
+      const b2 = h.node("bea", b.user, b.storage, "", FAST);
+      await b2.engine.start();
+      await until(() => urlOf(rec(b, "tx", a), decodeTx) === r2.url, "bea took the new address", 10_000);
+      b2.engine.rooms!.send(room.id, "after the move");
+      const state = () =>
+        b2.engine.rooms!.messages(room.id).find((m) => m.text === "after the move")?.to[0]?.state;
+      await until(() => state() === "relayed", "stored by ann's live relay", 10_000);
+      await b2.engine.stop();
+      const a2 = h.node("ann", a.user, a.storage, "", DEAD_SOON);
+      await a2.engine.start();
+      await until(
+        () => a2.engine.rooms!.messages(room.id).some((m) => m.text === "after the move"),
+        "ann read it",
+        10_000,
+      );
+      await until(() => rec(a, "rxo", b) === undefined, "the old queue retired");
+    } finally {
+      r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
+    }
+  });
+
   it("registers on the first signaling server that answers; contacts meet there", async () => {
     const dead = `ws://127.0.0.1:${await deadPort()}/signal`;
     const a = node("alice", [r2.url], [dead, signaling.url]);

@@ -198,6 +198,7 @@ export class Engine implements ChatEngine {
       this.#health = new RelayHealth({
         storage: this.#ctx.storage,
         deadAfterMs: this.#ctx.cfg.relayDeadAfterMs,
+        tracked: () => this.#ctx.relayUrls,
         now: () => Date.now(),
         log: this.#ctx.cfg.log,
       });

@@ -15,6 +15,11 @@ import type { RelayConnState } from "./transport.ts";
 
 export interface RelayHealthDeps {
   storage: Pick<EngineStorage, "loadSecret" | "saveSecret">;
+  /**
+   * The relays judged: ours (Settings). The pool also reaches contacts' relays (their mailboxes),
+   * whose failures are not ours to judge and must not fill the record.
+   */
+  tracked: () => readonly string[];
   deadAfterMs: number;
   now: () => number;
   log: (message: string) => void;
@@ -38,6 +43,7 @@ export class RelayHealth {
    */
   onState(url: string, state: RelayConnState): Promise<boolean> {
     const next = this.#chain.then(async () => {
+      if (!this.#d.tracked().includes(url)) return false;
       await this.#load();
       const now = this.#d.now();
       if (state === "connected") {
@@ -69,8 +75,13 @@ export class RelayHealth {
       if (!bytes) return;
       const r = decodeRelayHealth(bytes);
       wipe(bytes);
-      if (r.ok) for (const [url, since] of r.value) this.#since.set(url, since);
-      else this.#d.log(`relay health record unreadable: ${r.error.code}`);
+      // Relays no longer ours (Settings changed) are dropped with the next write.
+      const tracked = this.#d.tracked();
+      if (!r.ok) {
+        this.#d.log(`relay health record unreadable: ${r.error.code}`);
+        return;
+      }
+      for (const [url, since] of r.value) if (tracked.includes(url)) this.#since.set(url, since);
     })();
     return this.#loaded;
   }

@@ -235,11 +235,11 @@ describe('the relay health record (docs/protocol/mailbox.md §1, "Moving off a d
         ["wss://s.example/relay", 7],
       ]),
     );
+    const typed = (r: ReturnType<typeof decodeRelayHealth>) => {
+      if (!r.ok && !r.error.code.startsWith("LOFT_ERR_")) throw new Error(`untyped: ${r.error.code}`);
+    };
     fc.assert(
-      fc.property(fc.uint8Array({ maxLength: 2048 }), (garbage) => {
-        const r = decodeRelayHealth(garbage);
-        if (!r.ok) expect(r.error.code).toMatch(/^LOFT_ERR_/);
-      }),
+      fc.property(fc.uint8Array({ maxLength: 512 }), (garbage) => typed(decodeRelayHealth(garbage))),
       { numRuns: FUZZ_RUNS },
     );
     fc.assert(
@@ -247,11 +247,12 @@ describe('the relay health record (docs/protocol/mailbox.md §1, "Moving off a d
         const b = base.slice();
         b[at] = byte;
         const r = decodeRelayHealth(b);
-        if (r.ok)
-          expect(encodeRelayHealth(r.value)).toEqual(b); // only canonical records pass
-        else expect(r.error.code).toMatch(/^LOFT_ERR_/);
+        typed(r);
+        // Only canonical records pass.
+        if (r.ok && hex(encodeRelayHealth(r.value)) !== hex(b))
+          throw new Error("a non-canonical record passed");
       }),
-      { numRuns: FUZZ_RUNS },
+      { numRuns: Math.min(FUZZ_RUNS, 4_000) },
     );
   });
 });

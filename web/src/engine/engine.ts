@@ -62,7 +62,7 @@ import { FileTransfers } from "./files/transfers.ts";
 import { contactLinkRefs, setupAddress } from "./first-contact.ts";
 import { acceptServerIceServers, iceServersFor } from "./ice-servers.ts";
 import { Links } from "./link/links.ts";
-import { moveOffRelay, resumeMoves } from "./mailbox-move.ts";
+import { moveOffRelay, queueGone, resumeMoves } from "./mailbox-move.ts";
 import type { Outcome } from "./outcome.ts";
 import { newOutgoing, refusalFor, SendLines, sendableContact } from "./outgoing.ts";
 import { watchKeys } from "./presence.ts";
@@ -213,6 +213,15 @@ export class Engine implements ChatEngine {
         onState: (url, state, error) => {
           this.#links.onRelayState(url, state, error);
           void this.#relayHealth(url, state);
+        },
+        // AUTH on SUB: the relay lost that queue of ours — its mailbox moves (mailbox.md §1).
+        onSubscribeError: (url, rid, error) => {
+          if (error.code !== "LOFT_ERR_RELAY_AUTH" || this.#ctx.stopped) return;
+          void queueGone(this.#ctx, url, rid, this.#applyTo)
+            .then((contact) => (contact ? undefined : this.rooms?.queueGone(url, rid)))
+            .catch((e: unknown) =>
+              this.#ctx.cfg.log(`moving a lost mailbox failed: ${(e as Error).message}`),
+            );
         },
         log: this.#ctx.cfg.log,
         ...cryptoOf(this.#ctx),

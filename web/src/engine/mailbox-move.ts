@@ -6,12 +6,13 @@
  * `mbox` message: over the live session if one is up (which also retires the old queue), else into
  * the contact's own mailbox, retried with backoff; and again at every start until the old queue
  * retires, since nothing says an announcement left in a mailbox was read. The old queue retires
- * once the contact writes into the new one (link/controller.ts `relayMessage`).
+ * once the contact writes into the new one (link/controller.ts `relayMessage`). A queue a live
+ * relay lost (AUTH on SUB: `queueGone`) moves the same way, at once, and its old one retires at once.
  */
-import { toHex } from "../../../core/bytes.ts";
+import { equalBytes, toHex } from "../../../core/bytes.ts";
 import { type EngineContext, type Peer, relayBackoff } from "./context.ts";
 import type { Outcome } from "./outcome.ts";
-import { announce, moveRx, sendByMailbox } from "./queues.ts";
+import { announce, moveRx, retireOldRx, sendByMailbox } from "./queues.ts";
 
 /** Hands a contact's outcomes to its link controller (link/links.ts). */
 export type ApplyOutcomes = (peer: Peer, outcomes: Outcome[]) => void;
@@ -28,6 +29,34 @@ export async function moveOffRelay(ctx: EngineContext, url: string, apply: Apply
   }
 }
 
+/**
+ * A relay refused to SUB one of our contacts' queues with AUTH: the queue is gone (the relay lost
+ * or deleted it), so it is as good as on a dead relay. A current queue moves (to another relay of
+ * ours first, this one last) and the old one retires at once — there is nothing left to read; an
+ * old queue already moved off just retires. Not a contact's queue: false (the rooms' perhaps).
+ */
+export async function queueGone(
+  ctx: EngineContext,
+  url: string,
+  recipientId: Uint8Array,
+  apply: ApplyOutcomes,
+): Promise<boolean> {
+  for (const peer of [...ctx.peers.values()]) {
+    if (peer.rxOld && equalBytes(peer.rxOld.queue.recipientId, recipientId)) {
+      await retireOldRx(ctx, peer);
+      return true;
+    }
+    if (!peer.rx || !equalBytes(peer.rx.queue.recipientId, recipientId)) continue;
+    ctx.cfg.log(`mailbox for ${peer.id.slice(0, 8)} is gone at ${url}: moving it`);
+    if (await moveRx(ctx, peer, url, true)) {
+      await retireOldRx(ctx, peer);
+      void announceMove(ctx, peer, apply);
+    }
+    return true;
+  }
+  return false;
+}
+
 /** At start: announcements of moves whose old queue has not retired yet go again. */
 export function resumeMoves(ctx: EngineContext, apply: ApplyOutcomes): void {
   for (const peer of ctx.peers.values()) if (peer.rxOld) void announceMove(ctx, peer, apply);
@@ -39,9 +68,10 @@ export async function announceMove(
   peer: Peer,
   apply: ApplyOutcomes,
   tries = 0,
+  rx = peer.rx,
 ): Promise<void> {
-  const rx = peer.rx;
-  if (ctx.stopped || !rx || !peer.rxOld || ctx.peers.get(peer.id) !== peer) return;
+  // Stops once the queue moved again (that move announces itself) or the contact went.
+  if (ctx.stopped || !rx || peer.rx !== rx || ctx.peers.get(peer.id) !== peer) return;
   // Nothing goes back to a contact request before the user accepts it (§5), nor to a blocked one.
   if (peer.request || peer.blocked || peer.rejected) return;
   if (peer.live) {
@@ -67,5 +97,5 @@ export async function announceMove(
     return;
   }
   if (!peer.tx || tries + 1 >= MAX_ANNOUNCE_TRIES) return;
-  setTimeout(() => void announceMove(ctx, peer, apply, tries + 1), relayBackoff(ctx, tries + 1));
+  setTimeout(() => void announceMove(ctx, peer, apply, tries + 1, rx), relayBackoff(ctx, tries + 1));
 }

@@ -254,6 +254,35 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     }
   });
 
+  it("a relay that lost our queue (AUTH on SUB) is as good as dead for it: the mailbox moves, the contact is told", async () => {
+    const a = node("alice", [r1.url, r2.url]);
+    const b = node("bob", [r2.url]);
+    await meet(a, b);
+    await a.engine.start();
+    await b.engine.start();
+    await until(() => h.knowsMailboxOf(a, b) && h.knowsMailboxOf(b, a), "mailboxes exchanged");
+    expect(mailboxUrl(a, b)).toBe(r1.url);
+    const before = b.storage.secrets.get(SECRET.tx(a.id))!;
+    // The relay comes back at the same address with an empty store: our queue is unknown there.
+    await r1.close(true);
+    const wiped = mkdtempSync(join(tmpdir(), "loft-multi-wiped-"));
+    try {
+      r1 = await startTestRelay({}, { dataDir: wiped, port: r1.port });
+      await until(() => mailboxUrl(a, b) === r2.url, "alice's lost mailbox moved", 10_000);
+      expect(a.logs.some((l) => l.includes(`mailbox for ${b.id.slice(0, 8)} is gone at ${r1.url}`))).toBe(
+        true,
+      );
+      // Told over the live session: Bob writes to the new queue from now on; nothing old is kept.
+      await until(() => txUrl(b, a.id) === r2.url, "bob holds the new address", 10_000);
+      expect(b.storage.secrets.get(SECRET.tx(a.id))).not.toEqual(before);
+      expect(a.storage.secrets.has(SECRET.rxOld(b.id))).toBe(false);
+    } finally {
+      await r1.close();
+      r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
+      rmSync(wiped, { recursive: true, force: true });
+    }
+  });
+
   it("a room member's mailbox moves off a relay gone for good too; what the member writes while we are away arrives", async () => {
     const a = h.node(
       "ann",

@@ -180,11 +180,17 @@ async function createRx(
 /**
  * Our receiving queue for this contact on a dead relay moves to a live one of ours
  * (docs/protocol/mailbox.md §1, "Moving off a dead relay"): a new queue where `ensureRx` would
- * put one, the dead relay excepted; the old one becomes `rxOld`, still read. The caller announces
- * the new one (mailbox-move.ts). False when nothing moved (not on that relay, no other relay, a
- * device's queue, every other relay failed).
+ * put one, the dead relay excepted; the old one becomes `rxOld`, still read. `gone`: the relay
+ * answers but lost the queue (AUTH on SUB) — it may take the new one too, after the others. The
+ * caller announces the new one (mailbox-move.ts). False when nothing moved (not on that relay, no
+ * other relay, a device's queue, every relay tried failed).
  */
-export async function moveRx(ctx: EngineContext, peer: Peer, deadUrl: string): Promise<boolean> {
+export async function moveRx(
+  ctx: EngineContext,
+  peer: Peer,
+  deadUrl: string,
+  gone = false,
+): Promise<boolean> {
   const old = peer.rx;
   const pool = ctx.pool;
   // A paired device reads its one queue itself (docs/device.md §13): it is not moved from here.
@@ -195,6 +201,7 @@ export async function moveRx(ctx: EngineContext, peer: Peer, deadUrl: string): P
     (url) => mailboxesOn(ctx, url),
     (url) => pool.isDown(url),
   );
+  if (gone && ctx.relayUrls.includes(deadUrl)) others.push(deadUrl);
   let moved = false;
   peer.rxCreating = (async () => {
     for (const server of others) {

@@ -153,7 +153,7 @@ export class RelayPool implements RelayConnections {
       this.#scheduleReconnect(c);
     });
     for (const q of c.subs.values())
-      client.subscribe(q, this.#o.window).catch((e: LoftError) => this.#o.log(`relay SUB: ${e.code}`));
+      client.subscribe(q, this.#o.window).catch((e: LoftError) => this.#subFailed(c.url, q, e));
     return client;
   }
 
@@ -170,6 +170,12 @@ export class RelayPool implements RelayConnections {
     }, delay);
   }
 
+  /** A SUB refused: logged, and told (`onSubscribeError`: an AUTH means the queue is gone). */
+  #subFailed(url: string, queue: RecipientQueue, e: LoftError): void {
+    this.#o.log(`relay SUB: ${e.code}`);
+    this.#o.onSubscribeError?.(url, queue.recipientId, e);
+  }
+
   /** Keep `queue` subscribed on `url` (now and after every reconnect). */
   subscribe(url: string, queue: RecipientQueue): void {
     if (isSmp(url)) {
@@ -181,7 +187,7 @@ export class RelayPool implements RelayConnections {
     c.subs.set(key, queue);
     const client = c.client;
     if (client && !client.closed)
-      client.subscribe(queue, this.#o.window).catch((e: LoftError) => this.#o.log(`relay SUB: ${e.code}`));
+      client.subscribe(queue, this.#o.window).catch((e: LoftError) => this.#subFailed(url, queue, e));
     else this.client(url).catch(() => {});
   }
 

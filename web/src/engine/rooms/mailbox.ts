@@ -227,6 +227,32 @@ export class RoomMailboxes {
     return moved;
   }
 
+  /**
+   * A relay refused to SUB one of our room queues with AUTH: the queue is gone. A current queue
+   * moves (another relay of ours first, this one last) and the old one retires at once — nothing
+   * is left to read; an old one already moved off just retires. Returns the pair that moved.
+   */
+  async queueGone(
+    url: string,
+    recipientId: Uint8Array,
+  ): Promise<{ room: string; member: string; rx: RxQueue } | undefined> {
+    const p = this.#byRecipient.get(toHex(recipientId));
+    if (!p) return undefined;
+    return this.#run(p, async () => {
+      if (p.rxOld && equalBytes(p.rxOld.queue.recipientId, recipientId)) {
+        await this.#retireOld(p);
+        return undefined;
+      }
+      const old = p.rx;
+      if (!old || !equalBytes(old.queue.recipientId, recipientId)) return undefined;
+      this.#d.log(`room mailbox ${p.room.slice(0, 8)}/${p.member.slice(0, 8)} is gone at ${url}: moving it`);
+      const rx = (await this.#createRx(p, url, old)) ?? (await this.#createRx(p, undefined, old));
+      if (!rx) return undefined;
+      await this.#retireOld(p);
+      return { room: p.room, member: p.member, rx };
+    });
+  }
+
   /** Pairs whose old queue has not retired yet, with their current queue: to announce again. */
   async unretired(): Promise<{ room: string; member: string; rx: RxQueue }[]> {
     const out: { room: string; member: string; rx: RxQueue }[] = [];

@@ -539,6 +539,12 @@ export class RoomsEngine implements RoomsApi {
       void this.#announceMove(moved.room, moved.member, moved.rx);
   }
 
+  /** A relay refused to SUB one of our room queues with AUTH (it is gone): it moves, the member is told. */
+  async queueGone(url: string, recipientId: Uint8Array): Promise<void> {
+    const moved = await this.#mail.queueGone(url, recipientId);
+    if (moved) void this.#announceMove(moved.room, moved.member, moved.rx);
+  }
+
   /**
    * Tell a member our new queue (`room.mbox`, inside the pair's session or sealed with the pair
    * ratchet into its mailbox): live, the old queue retires at once (the session is ordered and

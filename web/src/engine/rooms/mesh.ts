@@ -23,6 +23,7 @@ import { nobleCrypto } from "../../../../core/crypto/noble.ts";
 import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
 import { isLoftError, LoftError } from "../../../../core/errors.ts";
 import type { UserIdentity } from "../../../../core/identity/identity.ts";
+import { suiteOf } from "../../../../core/noise/suite.ts";
 import type { RatchetKeyPair } from "../../../../core/ratchet/index.ts";
 import type { RelayMessage } from "../../../../core/relay/client.ts";
 import { establishSession, type Session } from "../../../../core/session/index.ts";
@@ -1426,6 +1427,7 @@ export class RoomsEngine implements RoomsApi {
         host: m.hex === hostId,
         verified: r.record.vf?.includes(m.hex) ?? false,
         canBeHost: m.rk !== undefined && m.session !== undefined,
+        ...(m.session ? { suite: suiteOf(m.session.protocolName)?.name } : {}),
       }));
     let unread = 0;
     for (let i = r.record.read; i < r.log.length; i++) if (r.log[i]?.from !== undefined) unread++;

@@ -6,7 +6,6 @@
  * (link/controller.ts, link/links.ts); returns outcomes, imports no other step. The queues
  * themselves are queues.ts; a first contact's first message is intro.ts.
  */
-import { equalBytes } from "../../../core/bytes.ts";
 import type { LoftError } from "../../../core/errors.ts";
 import { encodeInitialMessage } from "../../../core/prekey/index.ts";
 import { canSend } from "../../../core/ratchet/index.ts";
@@ -33,7 +32,7 @@ import {
 } from "./mailbox.ts";
 import { follow, type Outcome, schedule } from "./outcome.ts";
 import { loadRatchet, seal } from "./peer-ratchet.ts";
-import { newDeposit, sendDeposit } from "./queues.ts";
+import { newDeposit, queueOf, sendDeposit } from "./queues.ts";
 import type { RelayConnState } from "./transport.ts";
 
 /**
@@ -151,8 +150,8 @@ export type MailboxBody =
 
 /** One body from our mailbox for this contact: reassembled from pieces, dropped or kept. */
 export function receiveMailbox(ctx: EngineContext, peer: Peer, m: RelayMessage): MailboxBody {
-  const rx = peer.rx;
-  if (!rx || !equalBytes(rx.queue.recipientId, m.recipientId)) return { kind: "keep" };
+  const rx = queueOf(peer, m.recipientId); // the current queue, or one moved off a dead relay
+  if (!rx) return { kind: "keep" };
   if (peer.rejected) return { kind: "ack", ids: [m.msgId] }; // blocked: dropped unread
   if (peer.blocked) return { kind: "keep" }; // an identity decision is pending: it stays on the relay
   const item = decodeMailboxBody(m.body, mailboxBodySize(rx.url));

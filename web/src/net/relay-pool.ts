@@ -153,7 +153,7 @@ export class RelayPool implements RelayConnections {
       this.#scheduleReconnect(c);
     });
     for (const q of c.subs.values())
-      client.subscribe(q, this.#o.window).catch((e: LoftError) => this.#o.log(`relay SUB: ${e.code}`));
+      client.subscribe(q, this.#o.window).catch((e: LoftError) => this.#subFailed(c.url, q, e));
     return client;
   }
 
@@ -163,8 +163,17 @@ export class RelayPool implements RelayConnections {
     if (this.#closed || (!c.keep && c.subs.size === 0)) return;
     clearTimeout(c.timer);
     c.timer = setTimeout(() => {
+      // Due now: a timer may fire a millisecond before `retryAt` by Date.now(), and `client()`
+      // would then fail at once without a new timer — the reconnect loop would stop for good.
+      c.retryAt = 0;
       this.client(c.url).catch(() => {});
     }, delay);
+  }
+
+  /** A SUB refused: logged, and told (`onSubscribeError`: an AUTH means the queue is gone). */
+  #subFailed(url: string, queue: RecipientQueue, e: LoftError): void {
+    this.#o.log(`relay SUB: ${e.code}`);
+    this.#o.onSubscribeError?.(url, queue.recipientId, e);
   }
 
   /** Keep `queue` subscribed on `url` (now and after every reconnect). */
@@ -178,7 +187,7 @@ export class RelayPool implements RelayConnections {
     c.subs.set(key, queue);
     const client = c.client;
     if (client && !client.closed)
-      client.subscribe(queue, this.#o.window).catch((e: LoftError) => this.#o.log(`relay SUB: ${e.code}`));
+      client.subscribe(queue, this.#o.window).catch((e: LoftError) => this.#subFailed(url, queue, e));
     else this.client(url).catch(() => {});
   }
 

@@ -47,7 +47,7 @@ import { cancel, type FollowUp, type Outcome, presence, schedule } from "../outc
 import { refusalFor } from "../outgoing.ts";
 import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
 import { receiveProxy } from "../proxy-link.ts";
-import { announce, ensureRx, forgetMailbox } from "../queues.ts";
+import { announce, ensureRx, forgetMailbox, queueOf, retireOldRx } from "../queues.ts";
 import { freshRatchetKeyPair } from "../ratchet-store.ts";
 import { allowMailbox, flushMailbox, receiveMailbox } from "../relay-mailbox.ts";
 import {
@@ -584,12 +584,15 @@ export class LinkController {
     const ctx = this.#ctx;
     const { peer } = this;
     void serial(peer, async () => {
-      const rx = peer.rx;
+      // Our queue for the contact, or the one we moved off a dead relay (queues.ts `moveRx`).
+      const rx = queueOf(peer, m.recipientId);
       if (!rx) return;
       const body = receiveMailbox(ctx, peer, m);
       if (body.kind === "keep") return;
       if (body.message) this.apply(await receive(ctx, peer, undefined, body.message));
       for (const msgId of body.ids) await ctx.pool?.ack(url, rx.queue, msgId);
+      // The contact wrote into the new queue: it has our new address, the old one retires.
+      if (rx === peer.rx && peer.rxOld) await retireOldRx(ctx, peer);
     }).catch((e) => ctx.cfg.log(`mailbox receive failed: ${(e as Error).message}`));
   }
 

@@ -2,12 +2,13 @@
  * The rooms engine in Node (docs/protocol/rooms.md): real signaling (room rendezvous), real Noise
  * XXhfs sessions with the room binding, the engine's own transport seam with in-memory links
  * (test/support/engine.ts Hub). Joining, a late joiner, fan-out with per-member delivery, a wrong
- * secret refused on both sides, the member cap, leaving, and the history surviving a restart.
+ * secret refused on both sides, the member cap, leaving, a message stored before it goes, and the
+ * history surviving a restart.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { toHex } from "../../../../core/bytes.ts";
 import { type RunningSignaling, startSignaling } from "../../../../signaling/testing.ts";
-import { EngineHarness, type EngineNode, until } from "../../../../test/support/engine.ts";
+import { EngineHarness, type EngineNode, MemoryStorage, until } from "../../../../test/support/engine.ts";
 import type { RoomsApi } from "./api.ts";
 
 describe("rooms engine (Node, real signaling, in-memory links)", () => {
@@ -129,6 +130,36 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     // Back online, it is in the room again and linked to ann.
     await again.engine.start();
     await until(() => online(again, room.id) === 1 && online(a, room.id) === 1, "linked again");
+  });
+
+  it("a message is stored before it goes: while its log write waits, nothing of it leaves", async () => {
+    // Ann's room-log writes wait on a gate. Bea's message to ann is receipted on the same ordered
+    // link: when bea sees it delivered, whatever ann had sent before the receipt has arrived.
+    let open: () => void = () => {};
+    let gate: Promise<void> | undefined;
+    class GatedLog extends MemoryStorage {
+      override async saveSecret(name: string, v: Uint8Array) {
+        if (gate && name.startsWith("room-log/")) await gate;
+        return super.saveSecret(name, v);
+      }
+    }
+    const a = h.node("ann", undefined, new GatedLog(signaling.url));
+    await a.engine.start();
+    const b = await started("bea");
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await until(() => online(a, room.id) === 1 && online(b, room.id) === 1, "linked");
+    gate = new Promise((r) => {
+      open = r;
+    });
+    rooms(a).send(room.id, "held");
+    rooms(b).send(room.id, "ping");
+    await until(() => rooms(b).messages(room.id)[0]?.state === "delivered", "ping receipted");
+    expect(texts(b, room.id)).toEqual([]);
+    open();
+    gate = undefined;
+    await until(() => texts(b, room.id).includes("held"), "sent once stored");
+    expect(texts(b, room.id)).toEqual(["held"]);
   });
 
   const keyOf = (n: EngineNode) => toHex(n.user.identity.verified.identity_key);

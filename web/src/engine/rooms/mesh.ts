@@ -402,6 +402,9 @@ export class RoomsEngine implements RoomsApi {
   /**
    * Send to everyone present: stored first (with the members it is for), then handed to each
    * member's session in order. A member whose link is down gets it when the link comes back.
+   * The log write is awaited inside the room's send chain before any frame goes (as the 1:1
+   * outbox, docs/design.md "The outbox is persisted before any event is emitted"): a crash in
+   * between never leaves members holding a message our own history lacks.
    */
   send(id: string, text: string): RoomMessageView {
     const room = this.#rooms.get(id);
@@ -413,8 +416,8 @@ export class RoomsEngine implements RoomsApi {
     const entry: LogEntry = { id: randomId(), at: this.#d.now(), text, to: [...to], got: [] };
     room.log.push(entry);
     room.record.read = room.log.length;
-    room.sending = room.sending.then(() => {
-      void this.#saveLog(room);
+    room.sending = room.sending.then(async () => {
+      await this.#saveLog(room);
       const msg: RoomMessage = { t: "room.msg", id: entry.id, at: entry.at, text };
       for (const hex of to) {
         const m = room.members.get(hex);

@@ -10,6 +10,7 @@ import { toHex } from "../../../../core/bytes.ts";
 import { type RunningSignaling, startSignaling } from "../../../../signaling/testing.ts";
 import { EngineHarness, type EngineNode, MemoryStorage, until } from "../../../../test/support/engine.ts";
 import type { RoomsApi } from "./api.ts";
+import { MAX_LOG, RoomStore } from "./store.ts";
 
 describe("rooms engine (Node, real signaling, in-memory links)", () => {
   let signaling: RunningSignaling;
@@ -114,7 +115,7 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     expect(online(a, room.id)).toBe(1);
   });
 
-  it("the history and the rooms survive a restart (sealed in the engine's secrets)", async () => {
+  it("the history and the rooms survive a restart (sealed in the engine's secrets); the newest MAX_LOG kept", async () => {
     const [a, b] = [await started("ann"), await started("bea")];
     const room = await rooms(a).create();
     await rooms(b).join(room.fragment);
@@ -130,6 +131,31 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     // Back online, it is in the room again and linked to ann.
     await again.engine.start();
     await until(() => online(again, room.id) === 1 && online(a, room.id) === 1, "linked again");
+
+    // A full history (MAX_LOG stored), then more: the oldest go, in memory as in storage, and the
+    // unread count never exceeds what the history holds.
+    await again.engine.stop();
+    await until(() => online(a, room.id) === 0, "bea gone");
+    const old = Array.from({ length: MAX_LOG }, (_, i) => `old ${i}`);
+    const ann = toHex(a.user.identity.verified.identity_key);
+    await new RoomStore(b.storage).saveLog(room.id, () =>
+      old.map((text, i) => ({ id: `o${i}`, from: ann, name: "ann", at: i, text })),
+    );
+    const full = h.node("bea", b.user, b.storage);
+    await rooms(full).load();
+    await full.engine.start();
+    await until(() => online(full, room.id) === 1 && online(a, room.id) === 1, "linked, history full");
+    const more = Array.from({ length: 100 }, (_, i) => `new ${i}`);
+    for (const t of more) rooms(a).send(room.id, t);
+    await until(() => texts(full, room.id).at(-1) === more.at(-1), "bea has them");
+    const kept = [...old, ...more].slice(-MAX_LOG);
+    expect(texts(full, room.id)).toEqual(kept);
+    expect(rooms(full).room(room.id)?.unread).toBeLessThanOrEqual(MAX_LOG);
+    await full.engine.stop();
+    const reloaded = h.node("bea", b.user, b.storage);
+    await rooms(reloaded).load();
+    expect(texts(reloaded, room.id)).toEqual(kept);
+    expect(rooms(reloaded).room(room.id)?.unread).toBeLessThanOrEqual(MAX_LOG);
   });
 
   it("a message is stored before it goes: while its log write waits, nothing of it leaves", async () => {

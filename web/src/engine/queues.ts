@@ -38,6 +38,7 @@ import {
 import { type Outcome, presence, schedule } from "./outcome.ts";
 import { ratchetCanSend, seal, sendApp } from "./peer-ratchet.ts";
 import { decodeIntro } from "./prekeys.ts";
+import type { MailboxClient } from "./transport.ts";
 import type { AppMessage } from "./wire.ts";
 
 /** What a deposit reads of the engine: the relay connections, storage, its log and listeners. */
@@ -359,20 +360,39 @@ export function sendDeposit(ctx: DepositContext, peer: Peer, d: Deposit, out: Ou
 
 const depositChains = new WeakMap<Peer, Promise<unknown>>();
 
+/**
+ * Per contact, a deposit of several pieces that failed once a SEND of it was tried: some of its
+ * pieces may be on the relay, and the receiver joins pieces until one marked last (mailbox.md §2),
+ * so nothing else goes into that queue before the rest of it. The next deposit into the same
+ * queue sends the rest first, with the same send ids (what the relay has answers DUPLICATE), and
+ * fails without sending anything of its own while that does not go through.
+ */
+const unfinished = new WeakMap<Peer, Deposit>();
+
+const sameQueue = (a: Deposit["target"], b: Deposit["target"]) =>
+  a.url === b.url && equalBytes(a.queue.senderId, b.queue.senderId);
+
+/** Send the rest of the contact's unfinished deposit, if any (a flush does it before the outbox). */
+export function finishDeposit(ctx: DepositContext, peer: Peer, out: Outcome[]): Promise<boolean> {
+  const held = unfinished.get(peer);
+  return held ? sendDeposit(ctx, peer, held, out) : Promise.resolve(true);
+}
+
 async function depositNow(ctx: DepositContext, peer: Peer, d: Deposit, out: Outcome[]): Promise<boolean> {
   const pool = ctx.pool;
   if (!pool) return false;
   const { url, queue } = d.target;
+  const held = unfinished.get(peer);
+  let tried: Deposit | undefined;
   try {
     const client = await pool.mailbox(url);
-    for (; d.next < d.bodies.length; d.next++) {
-      const b = d.bodies[d.next]!;
-      try {
-        await client.send(queue, b.body, { sendId: b.sendId });
-      } catch (e) {
-        if (!(isLoftError(e) && e.code === "LOFT_ERR_RELAY_DUPLICATE")) throw e;
-      }
+    if (held && held !== d && sameQueue(held.target, d.target)) {
+      await sendRest(client, held);
+      unfinished.delete(peer);
     }
+    tried = d;
+    await sendRest(client, d);
+    if (unfinished.get(peer) === d) unfinished.delete(peer);
     if (peer.relayFailures > 0) {
       peer.relayFailures = 0;
       if (peer.presence.lastError?.kind === "relay-unreachable")
@@ -382,6 +402,9 @@ async function depositNow(ctx: DepositContext, peer: Peer, d: Deposit, out: Outc
   } catch (e) {
     const code = isLoftError(e) ? e.code : "internal";
     ctx.cfg.log(`mailbox send to ${peer.id.slice(0, 8)} failed: ${code}`);
+    if (tried === d && d.bodies.length > 1) unfinished.set(peer, d);
+    const u = unfinished.get(peer);
+    if (code === "LOFT_ERR_RELAY_AUTH" && u && sameQueue(u.target, d.target)) unfinished.delete(peer); // gone
     if (code === "LOFT_ERR_RELAY_AUTH" && d.route === "intro") {
       out.push(
         presence(peer.presence.status, peer.presence.path, {
@@ -422,6 +445,18 @@ async function depositNow(ctx: DepositContext, peer: Peer, d: Deposit, out: Outc
     } else if (!peer.live) out.push(presence("offline", undefined, relayUnreachable(url, peer.name, code)));
     out.push(schedule("mailbox", relayBackoff(ctx, peer.relayFailures), { step: "flush" }));
     return false;
+  }
+}
+
+/** The bodies of `d` from `d.next` on, each with its send id (a retry gets DUPLICATE: stored). */
+async function sendRest(client: MailboxClient, d: Deposit): Promise<void> {
+  for (; d.next < d.bodies.length; d.next++) {
+    const b = d.bodies[d.next]!;
+    try {
+      await client.send(d.target.queue, b.body, { sendId: b.sendId });
+    } catch (e) {
+      if (!(isLoftError(e) && e.code === "LOFT_ERR_RELAY_DUPLICATE")) throw e;
+    }
   }
 }
 

@@ -75,7 +75,7 @@ import {
   roomFragment,
   roomHash,
 } from "./room-link.ts";
-import { type LogEntry, type RoomRecord, RoomStore } from "./store.ts";
+import { type LogEntry, MAX_LOG, type RoomRecord, RoomStore } from "./store.ts";
 import { decodeRoomFrame, encodeRoomFrame, type RoomMessage } from "./wire.ts";
 
 /** Default member cap of a room (the joiner included); docs/protocol/rooms.md §3 says why. */
@@ -419,6 +419,9 @@ export class RoomsEngine implements RoomsApi {
   /**
    * Send to everyone present: stored first (with the members it is for), then handed to each
    * member's session in order. A member whose link is down gets it when the link comes back.
+   * The log write is awaited inside the room's send chain before any frame goes (as the 1:1
+   * outbox, docs/design.md "The outbox is persisted before any event is emitted"): a crash in
+   * between never leaves members holding a message our own history lacks.
    */
   send(id: string, text: string): RoomMessageView {
     const room = this.#rooms.get(id);
@@ -428,10 +431,12 @@ export class RoomsEngine implements RoomsApi {
     if (text.length > MAX_TEXT_CHARS) throw new Error(`A message has at most ${MAX_TEXT_CHARS} characters.`);
     const to = this.#recipients(room);
     const entry: LogEntry = { id: randomId(), at: this.#d.now(), text, to: [...to], got: [] };
-    room.log.push(entry);
+    this.#append(room, entry);
     room.record.read = room.log.length;
-    room.sending = room.sending.then(() => {
-      void this.#saveLog(room);
+    // Asked now, so a burst's writes collapse into one (store.ts); awaited before the frames.
+    const stored = this.#saveLog(room);
+    room.sending = room.sending.then(async () => {
+      await stored;
       const msg: RoomMessage = { t: "room.msg", id: entry.id, at: entry.at, text };
       for (const hex of to) {
         const m = room.members.get(hex);
@@ -973,7 +978,7 @@ export class RoomsEngine implements RoomsApi {
     // A member being dialed or linked came in by a presence push, which can overtake the answer
     // to our own join (both in flight at once): that answer is not news of its departure.
     for (const m of room.members.values())
-      if (!now.has(m.hex) && m.present && !m.dialing && !m.session) this.#gone(m);
+      if (!now.has(m.hex) && m.present && !m.dialing && !m.session) this.#gone(room, m);
     for (const key of keys) {
       const m = this.#member(room, key);
       m.present = true;
@@ -1008,14 +1013,25 @@ export class RoomsEngine implements RoomsApi {
         // A removed member is dialed too: its handshake fails on the binding (it never got the
         // new secret), so it is told at once that the room does not let it in.
         this.#dial(room, m);
-      } else this.#gone(m);
+      } else this.#gone(room, m);
       this.#changed(room);
     }
   }
 
-  #gone(m: Member): void {
+  #gone(room: Room, m: Member): void {
     m.present = false;
     this.#drop(m, "left");
+    this.#prune(room, m);
+  }
+
+  /**
+   * A member that is not here, not linked, not being dialed and not listed by the host's state
+   * (§8) is forgotten: else every key that ever offered or passed through the rendezvous stayed
+   * in `room.members` for the whole run. It is made again if it comes back.
+   */
+  #prune(room: Room, m: Member): void {
+    if (m.present || m.session || m.dialing || this.#listed(room, m.key)) return;
+    if (room.members.get(m.hex) === m) room.members.delete(m.hex);
   }
 
   // ---- member links --------------------------------------------------------------------------------
@@ -1158,6 +1174,7 @@ export class RoomsEngine implements RoomsApi {
           } else if (this.#refusedEverywhere(room)) room.status = "refused";
         }
         this.#d.log(`room answer failed: ${isLoftError(e) ? e.code : (e as Error).message}`);
+        this.#prune(room, m);
         this.#changed(room);
       }
     })();
@@ -1279,7 +1296,7 @@ export class RoomsEngine implements RoomsApi {
         if (!room.log.some((e) => e.from === m.hex && e.id === msg.id)) {
           // From a mailbox, before any room.hi of this run: the name it had last.
           const name = m.name ?? room.log.findLast((e) => e.from === m.hex)?.name;
-          room.log.push({ id: msg.id, from: m.hex, name, at: msg.at, text: msg.text });
+          this.#append(room, { id: msg.id, from: m.hex, name, at: msg.at, text: msg.text });
           void this.#saveLog(room);
           this.#changed(room);
         }
@@ -1313,12 +1330,14 @@ export class RoomsEngine implements RoomsApi {
         return true;
       }
       case "room.bye":
-        this.#gone(m);
+        this.#gone(room, m);
         // It left for good: its pair ratchet and our queue for it go (it deleted its own, §9).
         void this.#mail.forgetPair(room.idHex, m.hex).catch(() => undefined);
         // Leaving is anyone's right: the host stops listing who left (its old secret stays with it).
-        if (this.#isHost(room) && room.state && listed(room.state.state.m, m.key))
+        if (this.#isHost(room) && room.state && listed(room.state.state.m, m.key)) {
           this.#sign(room, (s) => ({ ...s, m: s.m.filter((k) => !equalBytes(k, m.key)) }));
+          this.#prune(room, m);
+        }
         this.#changed(room);
         return false;
     }
@@ -1456,6 +1475,22 @@ export class RoomsEngine implements RoomsApi {
     return this.#store.saveRooms([...this.#rooms.values()].map((r) => r.record)).catch((e: unknown) => {
       this.#d.log(`could not store the rooms: ${(e as Error).message}`);
     });
+  }
+
+  /**
+   * Into the history, bounded in memory as on disk (store.ts MAX_LOG, rooms.md §7): the oldest
+   * entries go, and the read mark moves with them. Else a member sending new ids without end
+   * grew it for the whole run (and every arrival scanned it).
+   */
+  #append(room: Room, entry: LogEntry): void {
+    room.log.push(entry);
+    const over = room.log.length - MAX_LOG;
+    if (over <= 0) return;
+    room.log.splice(0, over);
+    const read = Math.max(0, room.record.read - over);
+    if (read === room.record.read) return;
+    room.record.read = read;
+    void this.#saveRooms();
   }
 
   #saveLog(room: Room): Promise<void> {

@@ -17,8 +17,9 @@
  */
 import { toHex } from "../../../core/bytes.ts";
 import { isLoftError, LoftError } from "../../../core/errors.ts";
+import { ackPacer } from "../../../core/relay/ack-pacer.ts";
 import { type RecipientQueue, RelayClient } from "../../../core/relay/client.ts";
-import { reconnectDelay, retryTemporary } from "../../../core/relay/live-link.ts";
+import { DEFAULT_SEND_RETRY, reconnectDelay } from "../../../core/relay/live-link.ts";
 import { WebSocketLink } from "../../../core/relay/ws-link.ts";
 import type {
   MailboxClient,
@@ -193,18 +194,20 @@ export class RelayPool implements RelayConnections {
 
   /**
    * ACK on the current connection; lost if it is down (the relay redelivers later). An ACK
-   * refused for rate is tried again with backoff (core/relay/live-link.ts `retryTemporary`): the
-   * relay pushes at most a SUB window of unacknowledged messages, so dropped ones would stall the
-   * queue until the next reconnection — a backlog read after a day offline is exactly when the
-   * connection's command rate runs out (docs/protocol/relay.md §Limits).
+   * refused for rate is tried again: the relay pushes at most a SUB window of unacknowledged
+   * messages, so dropped ones would stall the queue until the next reconnection — a backlog read
+   * after a day offline is exactly when the connection's command rate runs out
+   * (docs/protocol/relay.md §Limits). The retries go through the connection's one ACK pacer
+   * (core/relay/ack-pacer.ts, shared with the live links on it), not a timer per ACK: a window of
+   * retries at once ran the connection into the relay's rate debt, which closes it.
    */
   async ack(url: string, queue: RecipientQueue, msgId: Uint8Array): Promise<void> {
     if (isSmp(url)) return this.#smp.ack(url, queue, msgId);
     const client = this.#conns.get(url)?.client;
     if (!client || client.closed) return;
-    await retryTemporary(() => client.ack(queue, msgId)).catch((e: LoftError) =>
-      this.#o.log(`relay ACK: ${e.code}`),
-    );
+    await ackPacer(client, DEFAULT_SEND_RETRY)
+      .ack(queue, msgId)
+      .catch((e: LoftError) => this.#o.log(`relay ACK: ${e.code}`));
   }
 
   close(): void {

@@ -66,6 +66,17 @@ export async function loadMailboxes(ctx: EngineContext): Promise<void> {
     }
     const base = await ctx.storage.loadSecret(SECRET.base(p.id));
     if (base) ctx.bases.set(toHex(base), p.id);
+    // A queue we moved off a dead relay: read while it lives, until retired (§1, "Moving off").
+    const old = await ctx.storage.loadSecret(SECRET.rxOld(p.id));
+    if (old) {
+      const r = decodeRx(old);
+      wipe(old);
+      if (r.ok) {
+        p.rxOld = r.value;
+        ctx.rids.set(toHex(r.value.queue.recipientId), p.id);
+        ctx.pool?.subscribe(r.value.url, r.value.queue);
+      }
+    }
   }
   void (async () => {
     for (const p of [...ctx.peers.values()]) if (!p.rx && !p.rejected) await ensureRx(ctx, p);
@@ -120,15 +131,28 @@ export function ensureRx(ctx: EngineContext, peer: Peer): Promise<RxQueue | unde
   return peer.rxCreating;
 }
 
-/** How many of our mailboxes live on `url` (what spreads new ones). */
-function mailboxesOn(ctx: Pick<EngineContext, "peers">, url: string): number {
+/** How many of our mailboxes live on `url` (what spreads new ones): contacts' and rooms'. */
+export function mailboxesOn(ctx: Pick<EngineContext, "peers" | "roomQueuesOn">, url: string): number {
+  return contactQueuesOn(ctx, url) + (ctx.roomQueuesOn?.(url) ?? 0);
+}
+
+/** How many of our contacts' receiving queues live on `url`. */
+export function contactQueuesOn(ctx: Pick<EngineContext, "peers">, url: string): number {
   let n = 0;
   for (const p of ctx.peers.values()) if (p.rx?.url === url) n++;
   return n;
 }
 
-/** NEW + KEY on `server` (a relay URL, or an `smp://` address that may carry its password). */
-async function createRx(ctx: EngineContext, peer: Peer, server: string): Promise<RxQueue | undefined> {
+/**
+ * NEW + KEY on `server` (a relay URL, or an `smp://` address that may carry its password).
+ * `replacing`: the queue this one replaces (on a dead relay, `moveRx`), kept as `rxOld`.
+ */
+async function createRx(
+  ctx: EngineContext,
+  peer: Peer,
+  server: string,
+  replacing?: RxQueue,
+): Promise<RxQueue | undefined> {
   const pool = ctx.pool!;
   // Records and announcements name an SMP server without its password (only NEW needs it).
   const url = mailboxName(server);
@@ -137,9 +161,15 @@ async function createRx(ctx: EngineContext, peer: Peer, server: string): Promise
   const sender = newAuthKeyPair();
   await client.secureQueue(queue, sender.publicKey);
   const rx: RxQueue = { url, queue, senderSecret: sender.secretKey };
-  if (ctx.peers.get(peer.id) !== peer) {
+  if (ctx.peers.get(peer.id) !== peer || peer.rx !== replacing) {
     client.deleteQueue(queue).catch(() => {});
     return undefined;
+  }
+  if (replacing) {
+    // Moved twice before the first old one retired: that one goes now (best effort).
+    if (peer.rxOld) await retireOldRx(ctx, peer);
+    await ctx.storage.saveSecret(SECRET.rxOld(peer.id), encodeRx(replacing));
+    peer.rxOld = replacing; // stays in `rids` and subscribed: read while it lives
   }
   await ctx.storage.saveSecret(SECRET.rx(peer.id), encodeRx(rx));
   useRx(ctx, peer, rx);
@@ -147,8 +177,87 @@ async function createRx(ctx: EngineContext, peer: Peer, server: string): Promise
   return rx;
 }
 
+/**
+ * Our receiving queue for this contact on a dead relay moves to a live one of ours
+ * (docs/protocol/mailbox.md §1, "Moving off a dead relay"): a new queue where `ensureRx` would
+ * put one, the dead relay excepted; the old one becomes `rxOld`, still read. `gone`: the relay
+ * answers but lost the queue (AUTH on SUB) — it may take the new one too, after the others. The
+ * caller announces the new one (mailbox-move.ts). False when nothing moved (not on that relay, no
+ * other relay, a device's queue, every relay tried failed).
+ */
+export async function moveRx(
+  ctx: EngineContext,
+  peer: Peer,
+  deadUrl: string,
+  gone = false,
+): Promise<boolean> {
+  const old = peer.rx;
+  const pool = ctx.pool;
+  // A paired device reads its one queue itself (docs/device.md §13): it is not moved from here.
+  if (!pool || !old || old.url !== deadUrl || peer.device || peer.rejected || ctx.stopped) return false;
+  if (peer.rxCreating) return false; // a move (or a creation) is already under way
+  const others = relayOrder(
+    ctx.relayUrls.filter((u) => u !== deadUrl),
+    (url) => mailboxesOn(ctx, url),
+    (url) => pool.isDown(url),
+  );
+  if (gone && ctx.relayUrls.includes(deadUrl)) others.push(deadUrl);
+  let moved = false;
+  peer.rxCreating = (async () => {
+    for (const server of others) {
+      if (ctx.stopped) return undefined;
+      try {
+        const rx = await createRx(ctx, peer, server, old);
+        if (rx) moved = true;
+        return rx;
+      } catch (e) {
+        ctx.cfg.log(
+          `mailbox for ${peer.id.slice(0, 8)} not moved to ${server}: ${(e as LoftError).code ?? e}`,
+        );
+      }
+    }
+    return undefined;
+  })();
+  try {
+    await peer.rxCreating;
+  } finally {
+    peer.rxCreating = undefined;
+  }
+  if (moved) ctx.cfg.log(`mailbox for ${peer.id.slice(0, 8)} moved off ${deadUrl} to ${peer.rx?.url}`);
+  return moved;
+}
+
+/** Which of our queues for this contact `recipientId` names: the current one, or the old one. */
+export function queueOf(peer: Pick<Peer, "rx" | "rxOld">, recipientId: Uint8Array): RxQueue | undefined {
+  if (peer.rx && equalBytes(peer.rx.queue.recipientId, recipientId)) return peer.rx;
+  if (peer.rxOld && equalBytes(peer.rxOld.queue.recipientId, recipientId)) return peer.rxOld;
+  return undefined;
+}
+
+/**
+ * The contact has our new address (it wrote into the new queue, or took the announcement over a
+ * live session): the old queue is retired — unsubscribed, deleted at its relay if that answers
+ * (the relay's TTL drops it otherwise), its record forgotten. Whatever the contact had left there
+ * and we never read is still in its outbox, unreceipted, and goes again (mailbox.md §3).
+ */
+export async function retireOldRx(ctx: Pick<EngineContext, "cfg" | "pool" | "rids" | "storage">, peer: Peer) {
+  const old = peer.rxOld;
+  if (!old) return;
+  peer.rxOld = undefined;
+  ctx.rids.delete(toHex(old.queue.recipientId));
+  ctx.pool?.unsubscribe(old.url, old.queue.recipientId);
+  await ctx.storage.deleteSecret(SECRET.rxOld(peer.id)).catch(() => {});
+  ctx.cfg.log(`old mailbox for ${peer.id.slice(0, 8)} on ${old.url} retired`);
+  if (ctx.pool && !ctx.pool.isDown(old.url))
+    await ctx.pool
+      .mailbox(old.url)
+      .then((c) => c.deleteQueue(old.queue))
+      .catch(() => {});
+}
+
 /** The contact was deleted: delete our queue at the relay and both records. */
 export async function forgetMailbox(ctx: EngineContext, peer: Peer): Promise<void> {
+  await retireOldRx(ctx, peer);
   const rx = peer.rx;
   peer.rx = undefined;
   peer.tx = undefined;
@@ -172,16 +281,22 @@ export async function announce(ctx: EngineContext, peer: Peer, live: Live): Prom
   if (!rx || peer.live !== live || live.announced) return;
   if (!ratchetCanSend(peer)) return;
   live.announced = true;
-  await serial(peer, () =>
+  const sent = await serial(peer, () =>
     sendApp(ctx, peer, live, {
       t: "mbox",
       u: rx.url,
       s: new Uint8Array(rx.queue.senderId),
       k: new Uint8Array(rx.senderSecret),
     }),
-  ).catch(() => {
-    live.announced = false;
-  });
+  ).then(
+    () => true,
+    () => {
+      live.announced = false;
+      return false;
+    },
+  );
+  // The session is ordered and reliable: the contact now writes to the new queue only.
+  if (sent && peer.rxOld && peer.rx === rx) await retireOldRx(ctx, peer);
 }
 
 /** The contact's mailbox for us (inside serial). */

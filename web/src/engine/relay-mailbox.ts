@@ -6,7 +6,6 @@
  * (link/controller.ts, link/links.ts); returns outcomes, imports no other step. The queues
  * themselves are queues.ts; a first contact's first message is intro.ts.
  */
-import { equalBytes } from "../../../core/bytes.ts";
 import type { LoftError } from "../../../core/errors.ts";
 import { encodeInitialMessage } from "../../../core/prekey/index.ts";
 import { canSend } from "../../../core/ratchet/index.ts";
@@ -33,7 +32,7 @@ import {
 } from "./mailbox.ts";
 import { follow, type Outcome, schedule } from "./outcome.ts";
 import { loadRatchet, seal } from "./peer-ratchet.ts";
-import { newDeposit, sendDeposit } from "./queues.ts";
+import { newDeposit, queueOf, sendDeposit } from "./queues.ts";
 import type { RelayConnState } from "./transport.ts";
 
 /**
@@ -155,8 +154,8 @@ export type MailboxBody =
 
 /** One body from our mailbox for this contact: reassembled from pieces, dropped or kept. */
 export function receiveMailbox(ctx: EngineContext, peer: Peer, m: RelayMessage): MailboxBody {
-  const rx = peer.rx;
-  if (!rx || !equalBytes(rx.queue.recipientId, m.recipientId)) return { kind: "keep", why: "elsewhere" };
+  const rx = queueOf(peer, m.recipientId); // the current queue, or one moved off a dead relay
+  if (!rx) return { kind: "keep", why: "elsewhere" };
   if (peer.rejected) return { kind: "ack", ids: [m.msgId] }; // blocked: dropped unread
   // An identity decision is pending: it stays on the relay.
   if (peer.blocked) return { kind: "keep", why: "blocked" };
@@ -204,7 +203,8 @@ export function holdMailbox(
 export function rereadMailbox(ctx: Pick<EngineContext, "pool">, peer: Peer): void {
   peer.rxHeld = false;
   peer.pieces.reset();
-  if (peer.rx) ctx.pool?.subscribe(peer.rx.url, peer.rx.queue);
+  // Both queues while the contact may still write into the one we moved off (queues.ts `moveRx`).
+  for (const rx of [peer.rxOld, peer.rx]) if (rx) ctx.pool?.subscribe(rx.url, rx.queue);
 }
 
 /**

@@ -110,6 +110,9 @@ export class Reconnector<C extends { readonly closed: boolean; close(): void }, 
     if (this.#stopped || !this.#o.wanted(c)) return;
     clearTimeout(c.timer);
     c.timer = setTimeout(() => {
+      // Due now: a timer may fire a millisecond before `retryAt` by Date.now(), and `client()`
+      // would then fail at once without a new timer — the reconnect loop would stop for good.
+      c.retryAt = 0;
       this.client(c).catch(() => {});
     }, delay);
   }

@@ -123,7 +123,13 @@ export class RelayPool implements RelayConnections {
       this.#r.ended(c, client, why);
     });
     for (const q of c.subs.values())
-      client.subscribe(q, this.#o.window).catch((e: LoftError) => this.#o.log(`relay SUB: ${e.code}`));
+      client.subscribe(q, this.#o.window).catch((e: LoftError) => this.#subFailed(c.url, q, e));
+  }
+
+  /** A SUB refused: logged, and told (`onSubscribeError`: an AUTH means the queue is gone). */
+  #subFailed(url: string, queue: RecipientQueue, e: LoftError): void {
+    this.#o.log(`relay SUB: ${e.code}`);
+    this.#o.onSubscribeError?.(url, queue.recipientId, e);
   }
 
   /** Keep `queue` subscribed on `url` (now and after every reconnect). */
@@ -137,7 +143,7 @@ export class RelayPool implements RelayConnections {
     c.subs.set(key, queue);
     const client = c.client;
     if (client && !client.closed)
-      client.subscribe(queue, this.#o.window).catch((e: LoftError) => this.#o.log(`relay SUB: ${e.code}`));
+      client.subscribe(queue, this.#o.window).catch((e: LoftError) => this.#subFailed(url, queue, e));
     else this.client(url).catch(() => {});
   }
 

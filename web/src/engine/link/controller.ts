@@ -47,7 +47,7 @@ import { cancel, type FollowUp, type Outcome, presence, schedule } from "../outc
 import { refusalFor } from "../outgoing.ts";
 import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
 import { receiveProxy } from "../proxy-link.ts";
-import { announce, ensureRx, forgetMailbox } from "../queues.ts";
+import { announce, ensureRx, forgetMailbox, queueOf, retireOldRx } from "../queues.ts";
 import { freshRatchetKeyPair } from "../ratchet-store.ts";
 import { allowMailbox, flushMailbox, holdMailbox, receiveMailbox, rereadMailbox } from "../relay-mailbox.ts";
 import {
@@ -585,14 +585,15 @@ export class LinkController {
       // A body before this one was left on the relay: this one waits for the re-read that
       // brings that one first (relay-mailbox.ts `holdMailbox`; mailbox.md §4, "In order").
       if (peer.rxHeld) return;
-      const rx = peer.rx;
+      // Our queue for the contact, or the one we moved off a dead relay (queues.ts `moveRx`).
+      const rx = queueOf(peer, m.recipientId);
+      if (!rx) return;
       const body = receiveMailbox(ctx, peer, m);
       if (body.kind === "keep") {
         // Pieces wait for their last one; a body of a queue no longer ours has no later ones here.
         if (body.why === "blocked") this.apply(holdMailbox(ctx, peer, "blocked"));
         return;
       }
-      if (!rx) return;
       if (body.message) {
         try {
           this.apply(await receive(ctx, peer, undefined, body.message));
@@ -604,6 +605,8 @@ export class LinkController {
         }
       }
       for (const msgId of body.ids) await ctx.pool?.ack(url, rx.queue, msgId);
+      // The contact wrote into the new queue: it has our new address, the old one retires.
+      if (rx === peer.rx && peer.rxOld) await retireOldRx(ctx, peer);
     }).catch((e) => ctx.cfg.log(`mailbox receive failed: ${(e as Error).message}`));
   }
 

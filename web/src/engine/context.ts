@@ -127,6 +127,11 @@ export interface Peer {
   deposit?: Deposit;
   relayFailures: number;
   pieces: PieceBuffer;
+  /**
+   * A body of our mailbox was left on the relay (not readable now): the later ones wait for it,
+   * unread and unacknowledged, until a new SUB redelivers from it (mailbox.md §4, "In order").
+   */
+  rxHeld?: boolean;
   /** Receipts for messages that came through the mailbox, waiting to go back. */
   receipts: Set<string>;
   upgradeFailures: number;

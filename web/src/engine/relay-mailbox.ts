@@ -147,15 +147,20 @@ async function depositMessage(
 export type MailboxBody =
   /** Acknowledge these relay message ids; `message`: a whole ratchet message to read first. */
   | { kind: "ack"; ids: Uint8Array[]; message?: Uint8Array }
-  /** Leave it on the relay (an identity decision is pending; a piece of an unfinished message). */
-  | { kind: "keep" };
+  /**
+   * Leave it on the relay: `piece`, a piece of an unfinished message (acknowledged with the last
+   * one); `blocked`, an identity decision is pending; `elsewhere`, not our current queue for
+   * this contact.
+   */
+  | { kind: "keep"; why: "piece" | "blocked" | "elsewhere" };
 
 /** One body from our mailbox for this contact: reassembled from pieces, dropped or kept. */
 export function receiveMailbox(ctx: EngineContext, peer: Peer, m: RelayMessage): MailboxBody {
   const rx = queueOf(peer, m.recipientId); // the current queue, or one moved off a dead relay
-  if (!rx) return { kind: "keep" };
+  if (!rx) return { kind: "keep", why: "elsewhere" };
   if (peer.rejected) return { kind: "ack", ids: [m.msgId] }; // blocked: dropped unread
-  if (peer.blocked) return { kind: "keep" }; // an identity decision is pending: it stays on the relay
+  // An identity decision is pending: it stays on the relay.
+  if (peer.blocked) return { kind: "keep", why: "blocked" };
   const item = decodeMailboxBody(m.body, mailboxBodySize(rx.url));
   if (!item.ok || item.value.type !== "ratchet") {
     ctx.cfg.log(`dropped a mailbox body: ${item.ok ? item.value.type : item.error.code}`);
@@ -169,8 +174,39 @@ export function receiveMailbox(ctx: EngineContext, peer: Peer, m: RelayMessage):
     if (!done) return { kind: "ack", ids: [m.msgId] };
     return { kind: "ack", ids: [m.msgId], ...(done.message ? { message: done.message } : {}) };
   }
-  if (!done) return { kind: "keep" };
+  if (!done) return { kind: "keep", why: "piece" };
   return { kind: "ack", ids: done.ids, ...(done.message ? { message: done.message } : {}) };
+}
+
+/**
+ * A body of our mailbox for this contact was left on the relay unread (`why`; a failed read:
+ * "failed"): hold the bodies after it, unread and unacknowledged, until the mailbox is read again
+ * from it (`rereadMailbox`) — the relay redelivers unacknowledged bodies only on a new SUB
+ * (docs/protocol/relay.md §Commands), so the later ones read now would be shown before it
+ * (docs/protocol/mailbox.md §4, "In order"). Inside serial. While an identity decision is
+ * pending, the decision re-reads it (link/controller.ts `changed`); otherwise a timer does.
+ */
+export function holdMailbox(
+  ctx: Pick<EngineContext, "cfg">,
+  peer: Peer,
+  why: "blocked" | "failed",
+): Outcome[] {
+  if (!peer.rxHeld) ctx.cfg.log(`mailbox of ${peer.id.slice(0, 8)} held (${why}): read again from there`);
+  peer.rxHeld = true;
+  if (why === "blocked") return [];
+  return [schedule("reread", ctx.cfg.relayBackoffInitialMs, { step: "reread" }, true)];
+}
+
+/**
+ * Read our mailbox for this contact again from its first unacknowledged body: the pieces
+ * collected so far are dropped, and a new SUB makes the relay (or SMP server) deliver every
+ * unacknowledged body again, in queue order (docs/protocol/relay.md §Commands). Inside serial.
+ */
+export function rereadMailbox(ctx: Pick<EngineContext, "pool">, peer: Peer): void {
+  peer.rxHeld = false;
+  peer.pieces.reset();
+  // Both queues while the contact may still write into the one we moved off (queues.ts `moveRx`).
+  for (const rx of [peer.rxOld, peer.rx]) if (rx) ctx.pool?.subscribe(rx.url, rx.queue);
 }
 
 /**

@@ -103,11 +103,22 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       .map((e) => (e as { state: string }).state);
     expect(states).toEqual(["queued", "sending", "relayed"]);
 
-    // Bob comes back without signaling: only the mailbox can bring the messages.
+    // Bob comes back without signaling: only the mailbox can bring the messages. The first read
+    // of his ratchet fails once (a storage hiccup at page start): the first body is left on the
+    // relay, so the ones after it must wait for it instead of being read first — the relay
+    // redelivers it only on a new SUB (mailbox.md §4, "In order"; relay-fault.e2e showed #01 last).
+    const loadSession = b.storage.loadSession.bind(b.storage);
+    let hiccups = 1;
+    b.storage.loadSession = async (id) => {
+      if (hiccups-- > 0) throw new Error("storage hiccup");
+      return loadSession(id);
+    };
     const b2 = node("bob", b.user, b.storage, "");
     await b2.engine.start();
     await until(() => b.storage.texts(a.id, "in").length === 21, "bob read all", 20_000);
     expect(b.storage.texts(a.id, "in")).toEqual(["while online", ...texts]);
+    expect(b2.logs.some((l) => /mailbox of .* held \(failed\)/.test(l))).toBe(true);
+    b.storage.loadSession = loadSession;
     // Receipts come back through Alice's mailbox.
     await until(() => ids.every((id) => stateOf(a, id) === "delivered"), "all delivered", 20_000);
     expect(a.storage.outbox.size).toBe(0);

@@ -241,6 +241,8 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
   const connsById = new Map<number, Conn>();
   /** Removals Redis did not take (it was down); tried again when it is back. */
   const orphans = new Map<string, number>();
+  /** Room leaves Redis did not take, `<room>|<key>` → connection; tried again when it is back. */
+  const roomOrphans = new Map<string, number>();
   /** Redis work started by a connection's close, awaited by close(). */
   const inFlight = new Set<Promise<unknown>>();
   const registry = new PeerRegistry<Conn>(now(), (subscriber, key) => {
@@ -360,6 +362,23 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     }
   }
 
+  /** Leave a room in Redis; a leave Redis cannot take now is remembered for later (else a ghost member). */
+  async function sharedRoomLeave(
+    room: string,
+    keyHex: string,
+    connId: number,
+  ): Promise<RoomPeer[] | undefined> {
+    const id = `${room}|${keyHex}`;
+    try {
+      const others = await shared!.roomLeave(room, keyHex, connId);
+      if (roomOrphans.get(id) === connId) roomOrphans.delete(id);
+      return others;
+    } catch (e) {
+      roomOrphans.set(id, connId);
+      throw e;
+    }
+  }
+
   function track(p: Promise<unknown>): void {
     const safe = p.catch((e) => log.warn({ err: (e as Error).message }, "shared state update failed"));
     inFlight.add(safe);
@@ -377,7 +396,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     if (shared) {
       conn.rooms.delete(room);
       track(
-        shared.roomLeave(room, reg.keyHex, conn.id).then((others) => {
+        sharedRoomLeave(room, reg.keyHex, conn.id).then((others) => {
           if (others) pushRoomPresence(others, roomBytes, key, false);
         }),
       );
@@ -458,6 +477,21 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
   async function resync(): Promise<void> {
     if (!shared) return;
     for (const [keyHex, connId] of [...orphans]) await sharedRemove(keyHex, connId);
+    for (const [id, connId] of [...roomOrphans]) {
+      const [room = "", keyHex = ""] = id.split("|");
+      // Joined again on that connection since: present after all.
+      if (connsById.get(connId)?.rooms.has(room)) {
+        roomOrphans.delete(id);
+        continue;
+      }
+      try {
+        const others = await sharedRoomLeave(room, keyHex, connId);
+        if (others) pushRoomPresence(others, fromHex(room), fromHex(keyHex), false);
+      } catch (e) {
+        log.warn({ err: (e as Error).message }, "resync stopped; Redis unreachable again");
+        return;
+      }
+    }
     for (const conn of conns) {
       const reg = conn.reg;
       if (!reg || conn.closed) continue;
@@ -958,7 +992,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       return fail(conn, id, joined.status, ROOM_REFUSALS[joined.status]);
     }
     // Closed or unregistered meanwhile: it is not present after all.
-    if (conn.reg !== reg) return track(shared!.roomLeave(room, reg.keyHex, conn.id));
+    if (conn.reg !== reg) return track(sharedRoomLeave(room, reg.keyHex, conn.id));
     const previous = joined.previous;
     if (previous && previous.inst === shared!.inst) connsById.get(previous.conn)?.rooms.delete(room);
     else if (previous)

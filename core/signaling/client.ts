@@ -209,6 +209,11 @@ export class SignalingClient {
   #renewTimer: unknown;
   #goingAwayDelay: number | undefined;
   #watched: Uint8Array[] = [];
+  /** Frames read so far (their order), and the frame each SUBSCRIBE answer came in. */
+  #framesRead = 0;
+  readonly #answeredAt = new WeakMap<object, number>();
+  /** The last presence push per key (hex), with the frame it came in. */
+  readonly #pushed = new Map<string, { online: boolean; at: number }>();
   /** Room rendezvous we are in (hex hash → [hash, max]); joined again after each REGISTER. */
   readonly #rooms = new Map<string, { room: Uint8Array; max: number }>();
   #registered = false;
@@ -387,6 +392,8 @@ export class SignalingClient {
    */
   async subscribe(keys: Uint8Array[]): Promise<{ key: Uint8Array; online: boolean }[]> {
     this.#watched = keys.map((k) => k.slice());
+    const watched = new Set(keys.map((k) => toHex(k)));
+    for (const k of this.#pushed.keys()) if (!watched.has(k)) this.#pushed.delete(k);
     if (!this.#helloDone) return [];
     return this.#sendSubscribe();
   }
@@ -572,7 +579,16 @@ export class SignalingClient {
       ...(this.#o.presence === "watched" ? { only_watched: true } : {}),
     });
     if (reply.t !== "PRESENCE") throw this.#unexpected(reply);
-    return reply.peers;
+    // The answer is read in a later microtask than its frame: a push read in between is newer
+    // (the server computed the answer before sending it) and wins. Without this, an answer made
+    // before our REGISTER was verified ("offline": a watched-only contact does not show to an
+    // unregistered viewer) overwrote the push that followed the REGISTER ("online"), and the
+    // contact stayed offline here although it was online (docs/protocol/signaling.md, "SUBSCRIBE").
+    const at = this.#answeredAt.get(reply) ?? Number.POSITIVE_INFINITY;
+    return reply.peers.map((p) => {
+      const pushed = this.#pushed.get(toHex(p.key));
+      return pushed && pushed.at > at ? { key: p.key, online: pushed.online } : p;
+    });
   }
 
   #open(): void {
@@ -728,6 +744,7 @@ export class SignalingClient {
       return;
     }
     const m = decoded.value;
+    const at = ++this.#framesRead;
     switch (m.t) {
       case "SIGNAL":
         if (m.id === undefined) {
@@ -737,9 +754,14 @@ export class SignalingClient {
         break;
       case "PRESENCE":
         if (m.id === undefined) {
-          for (const p of m.peers) this.#emit({ type: "presence", key: p.key, online: p.online });
+          for (const p of m.peers) {
+            if (this.#watched.some((k) => equalBytes(k, p.key)))
+              this.#pushed.set(toHex(p.key), { online: p.online, at });
+            this.#emit({ type: "presence", key: p.key, online: p.online });
+          }
           return;
         }
+        this.#answeredAt.set(m, at);
         break;
       case "REGISTRATION_ENDED":
         clearTimeout(this.#renewTimer);

@@ -114,6 +114,12 @@ export interface Peer {
   /** Our receiving queue for this contact (created on our relay, announced to the contact). */
   rx?: RxQueue;
   rxCreating?: Promise<RxQueue | undefined>;
+  /**
+   * Our former receiving queue for this contact, on a relay we moved off because it was dead
+   * (queues.ts `moveRx`; docs/protocol/mailbox.md §1, "Moving off a dead relay"): still read
+   * until retired.
+   */
+  rxOld?: RxQueue;
   /** The contact's queue for us (from their announcement). */
   tx?: TxQueue;
   /** From this time on, the outbox may go to the contact's mailbox (Infinity: not now). */
@@ -121,6 +127,11 @@ export interface Peer {
   deposit?: Deposit;
   relayFailures: number;
   pieces: PieceBuffer;
+  /**
+   * A body of our mailbox was left on the relay (not readable now): the later ones wait for it,
+   * unread and unacknowledged, until a new SUB redelivers from it (mailbox.md §4, "In order").
+   */
+  rxHeld?: boolean;
   /** Receipts for messages that came through the mailbox, waiting to go back. */
   receipts: Set<string>;
   upgradeFailures: number;
@@ -178,6 +189,8 @@ export interface EngineContext {
    * the contact address on the first reachable one (core/relay/choice.ts).
    */
   relayUrls: string[];
+  /** How many of our room queues a relay holds (rooms/mailbox.ts): new queues spread over all ours. */
+  roomQueuesOn?: (url: string) => number;
   /**
    * Where our new per-contact receiving queues go when not on our relay: an `smp://` server
    * address, perhaps with its password (EngineSettings.mailboxServer).

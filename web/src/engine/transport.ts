@@ -83,6 +83,12 @@ export interface RelayConnectionsOptions {
   window: number;
   onMessage: (url: string, message: RelayMessage) => void;
   onState: (url: string, state: RelayConnState, error?: LoftError) => void;
+  /**
+   * A relay refused to SUB one of our queues. `LOFT_ERR_RELAY_AUTH` there means the queue is gone
+   * (the relay lost or deleted it): its mailbox moves (docs/protocol/mailbox.md §1, "Moving off a
+   * dead relay").
+   */
+  onSubscribeError?: (url: string, recipientId: Uint8Array, error: LoftError) => void;
   log: (message: string) => void;
   /** The engine's crypto provider: relay command authenticators (protocol 1.1) run on it. */
   crypto?: CryptoProvider;

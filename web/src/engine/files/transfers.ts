@@ -99,6 +99,8 @@ interface Incoming extends Moving {
   pending: Taken[];
   /** Stores run one at a time, in order, while the next chunks are opened. */
   chain: Promise<void>;
+  /** Takes run one at a time: the live and the mailbox path may bring one chunk at once (§9). */
+  takes: Promise<void>;
   /** Slices of the chunk coming through the relay mailbox (§9), until it is whole. */
   parts?: { index: number; n: number; got: Uint8Array[] };
 }
@@ -685,8 +687,24 @@ export class FileTransfers {
     await i.chain; // stored before the relay's copy is acknowledged
   }
 
-  /** Take the next chunk of an accepted transfer (docs/protocol/files.md §4), live or from the mailbox. */
-  async #take(peer: FilePeer, i: Incoming, chunk: FileChunkFrame, live: FileLive | undefined): Promise<void> {
+  /**
+   * Take the next chunk of an accepted transfer (docs/protocol/files.md §4), live or from the
+   * mailbox. The live read loop and the mailbox's serial chain feed one transfer at once, and the
+   * check and the increment in `#takeNow` straddle an await: one take at a time, so a chunk both
+   * paths bring is checked after the first copy counted and dropped as a replay (files.md §9).
+   */
+  #take(peer: FilePeer, i: Incoming, chunk: FileChunkFrame, live: FileLive | undefined): Promise<void> {
+    const turn = i.takes.then(() => this.#takeNow(peer, i, chunk, live));
+    i.takes = turn.catch(() => {});
+    return turn;
+  }
+
+  async #takeNow(
+    peer: FilePeer,
+    i: Incoming,
+    chunk: FileChunkFrame,
+    live: FileLive | undefined,
+  ): Promise<void> {
     const expect: ChunkExpectation = { id: i.t.id, size: i.t.size, next: i.taken };
     const checked = checkChunk(expect, chunk);
     if (!checked.ok) {
@@ -1236,7 +1254,7 @@ async function readPlainBlock<T>(
 }
 
 function incoming(t: FileTransfer, key: Uint8Array, taken: number): Incoming {
-  return { ...moving(t, key), taken, pending: [], chain: Promise.resolve() };
+  return { ...moving(t, key), taken, pending: [], chain: Promise.resolve(), takes: Promise.resolve() };
 }
 
 function moving(t: FileTransfer, key: Uint8Array): Moving {

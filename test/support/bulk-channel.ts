@@ -2,7 +2,8 @@
  * Two in-memory data channels joined end to end, standing in for the `loft-bulk` RTCDataChannel
  * pair in Node (web/src/net/bulk-lane.ts runs unchanged over them): ordered, reliable, messages
  * delivered in a later microtask as ArrayBuffers, `bufferedAmount` always 0. `cut` drops
- * everything from then on (the network vanished); `tamper` may change a message in transit.
+ * everything from then on (the network vanished); `tamper` may change, drop, repeat or hold back
+ * messages in transit.
  */
 import type { BulkChannelLike } from "../../web/src/net/bulk-lane.ts";
 
@@ -13,10 +14,10 @@ export class FakeBulkChannel extends EventTarget implements BulkChannelLike {
   binaryType: BinaryType = "arraybuffer";
   other: FakeBulkChannel | undefined;
   cut = false;
-  /** Messages sent on this end. */
-  sent = 0;
-  /** Sees (and may change or drop: return undefined) each message this end sends. */
-  tamper: ((m: Uint8Array) => Uint8Array | undefined) | undefined;
+  /** Frames (messages other than the lane's hello) sent on this end. */
+  frames = 0;
+  /** Sees each message this end sends and says what goes instead (none, itself, changed, more). */
+  tamper: ((m: Uint8Array) => Uint8Array[]) | undefined;
 
   open(): void {
     this.readyState = "open";
@@ -25,11 +26,10 @@ export class FakeBulkChannel extends EventTarget implements BulkChannelLike {
 
   send(data: Uint8Array<ArrayBuffer>): void {
     if (this.readyState !== "open") throw new Error("InvalidStateError: the channel is not open");
-    this.sent++;
+    if (data[0] !== 0) this.frames++;
     if (this.cut) return;
-    const copy = this.tamper ? this.tamper(data.slice()) : data.slice();
-    if (!copy) return;
-    queueMicrotask(() => this.other?.receive(copy));
+    const out = this.tamper ? this.tamper(data.slice()) : [data.slice()];
+    for (const m of out) queueMicrotask(() => this.other?.receive(m));
   }
 
   receive(m: Uint8Array): void {

@@ -7,6 +7,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { toHex } from "../../../core/bytes.ts";
 import { isLoftError } from "../../../core/errors.ts";
 import { fakeChannelPair } from "../../../test/support/bulk-channel.ts";
 import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
@@ -107,6 +108,8 @@ describe("bulk lane", () => {
       { numRuns: FUZZ_RUNS },
     );
     expect(classifyBulkMessage(Uint8Array.of(...BULK_HELLO, 0)).ok).toBe(false);
+    // The hello's bytes as docs/protocol/files.md §2 gives them.
+    expect(toHex(BULK_HELLO)).toBe("006c6f66742d62756c6b2f31");
     expect(classifyBulkMessage(new Uint8Array(0)).ok).toBe(false);
   });
 });

@@ -27,6 +27,8 @@ import { BULK_LABEL, BULK_STREAM_ID, BulkLane } from "./bulk-lane.ts";
 /** Above this many bytes queued in the data channel, `drain()` waits (simple-peer uses 64 KiB too). */
 export const DRAIN_THRESHOLD_BYTES = 1024 * 1024;
 export const DEFAULT_OPEN_TIMEOUT_MS = 20_000;
+/** How long a failed bulk lane waits for the link's own close before closing the link itself. */
+const BULK_FAILURE_GRACE_MS = 1_000;
 
 export interface WebRtcLinkOptions {
   initiator: boolean;
@@ -67,8 +69,15 @@ export class WebRtcLink extends QueueLink {
       this.#rejectOpened = reject;
     });
     this.opened.catch(() => {}); // observed through `closed` as well
-    // The lane lives and dies with the link (files.md §2): its failure closes the link.
-    this.bulk = new BulkLane({ onFailure: (info) => this.close(info.reason, info.detail) });
+    // The lane lives and dies with the link (files.md §2): its failure closes the link — after a
+    // moment, so that when the whole connection went (the peer closed it, ICE failed) the link
+    // closes with that reason, which the engine reads (web/src/engine/errors.ts), not the lane's.
+    this.bulk = new BulkLane({
+      onFailure: (info) => {
+        const timer = setTimeout(() => this.close(info.reason, info.detail), BULK_FAILURE_GRACE_MS);
+        void this.closed.then(() => clearTimeout(timer));
+      },
+    });
     this.#peer = new SimplePeer({
       initiator: options.initiator,
       trickle: true,

@@ -918,6 +918,9 @@ export class FileTransfers {
     // session; the same one for every pump of this transfer on this session (`Outgoing.via`).
     if (o.via?.live !== live) o.via = { live, lane: live.bulk?.ready ? live.bulk : undefined };
     const lane = o.via.lane;
+    this.#ctx.cfg.log(
+      `files: sending from chunk ${from} ${lane ? "on the bulk lane" : "inside the session"}`,
+    );
     const running = () =>
       o.generation === generation &&
       o.t.state === "sending" &&

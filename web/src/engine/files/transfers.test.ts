@@ -146,8 +146,17 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     await until(() => stateOf(b, back.out) === "done" && stateOf(a, back.in) === "done", "b→a done");
     const gotBack = await a.engine.fileBlob(back.in);
     expect(gotBack && (await hashOf(gotBack))).toBe(await hashOf(ba));
+    expect(onLane()).toBe(6 + 3);
+    // A new session has a new link and lane: the next file goes on that one.
+    a.engine.disconnect(b.id);
+    await until(() => a.engine.presence(b.id).status !== "online", "offline");
+    a.engine.connect(b.id);
+    await until(() => a.engine.presence(b.id).status === "online", "online again");
+    const again = await offerAndAccept(a, b, randomFile(2 * FILE_CHUNK_BYTES, 3));
+    await until(() => stateOf(a, again.out) === "done" && stateOf(b, again.in) === "done", "again done");
+    expect(onLane()).toBe(6 + 3 + 2);
     // Progress reached the whole size on both sides; the stored list says the same.
-    expect((await a.engine.listFiles(b.id)).map((t) => t.state)).toEqual(["done", "done"]);
+    expect((await a.engine.listFiles(b.id)).map((t) => t.state)).toEqual(["done", "done", "done"]);
     // The per-transfer key is a sealed secret of the receiver's storage, never in the file store.
     expect([...b.storage.secrets.keys()].some((k) => k.startsWith("file/"))).toBe(true);
 

@@ -36,6 +36,10 @@
  *    sender's page from `sendFileToRoom` (the file read, hashed and sealed once) to every member's
  *    transfer `done` there (each member's `file.done` came back). Baseline: the room of 2.
  *
+ * `--sizes` (`npm run bench:files -- --sizes [--json]`): the raw channel only, 64, 128 and 255 KiB
+ * messages, on a bulk lane (4 MiB low threshold) and a session channel (1 MiB), alternating —
+ * what message size and threshold the chunks should use.
+ *
  * `--big` (`npm run bench:files -- --big [--json]`): one 1 GiB file (`LOFT_BENCH_FILE_MIB`), files
  * only, one round: `receiver_peak_mib` during it is the issue's "memory flat" figure (the memory of
  * the receiving page, which stores chunks sealed as they come and never holds the file).
@@ -66,6 +70,8 @@ import {
 import { buildPage, callPage, repoModule, servePage } from "./page-bundle.ts";
 
 const QUICK = process.argv.includes("--quick");
+/** Raw channel MB/s by message size and low threshold only (which size the chunks should be). */
+const SIZES = process.argv.includes("--sizes");
 /** The full memory run: a 1 GiB file, files only (the short form is the default run's peak). */
 const BIG = process.argv.includes("--big");
 const FILE_MIB = Number(process.env.LOFT_BENCH_FILE_MIB ?? (BIG ? 1024 : QUICK ? 16 : 100));
@@ -268,7 +274,8 @@ window.loftBench = {
   /** \`onLane\`: on the raw link's bulk lane, else on its session channel (1 MiB low threshold). */
   async rawSend(total, size, onLane) {
     const link = onLane ? s.named.raw.bulk : s.named.raw;
-    const payload = crypto.getRandomValues(new Uint8Array(size));
+    const payload = new Uint8Array(size);
+    for (let at = 0; at < size; at += 65536) crypto.getRandomValues(payload.subarray(at, at + 65536));
     payload[0] = 0x10; // never a lane control message (00)
     const start = performance.now();
     for (let sent = 0; sent < total; sent += size) { link.send(payload); await link.drain(); }
@@ -442,6 +449,49 @@ async function main() {
     });
     const rawLane = rawSubject("raw", true);
     const rawSession = rawSubject("raw-session-channel", false);
+    if (SIZES) {
+      // 64, 128 and 255 KiB messages (Chromium's SCTP message limit is 256 KiB) on the lane
+      // (4 MiB low threshold) and on the session channel (1 MiB), alternating.
+      const sized = [64, 128, 255].flatMap((kib) =>
+        ([true, false] as const).map((onLane): Subject => {
+          const name = `raw_${kib}k_${onLane ? "lane" : "session"}`;
+          return {
+            name,
+            run: async () => {
+              const ms = (
+                await Promise.all([
+                  callPage<number>(a, "rawSend", bytes, kib * 1024, onLane),
+                  callPage(b, "rawReceive", bytes, onLane),
+                ])
+              )[0];
+              return { ops: bytes, seconds: ms / 1000 };
+            },
+          };
+        }),
+      );
+      const sizeRates = await alternate(sized, { rounds: ROUNDS, sliceSeconds: 0, warmupSeconds: 0 });
+      const base = sized[0] as Subject;
+      report(
+        `bench:files --sizes (Chromium ${chromium}, ${FILE_MIB} MiB)`,
+        sized.map((sub) => ({
+          name: sub.name,
+          value: mbs(rateOf(sizeRates, sub.name)),
+          unit: "MB/s",
+          baseline: { name: base.name, value: mbs(rateOf(sizeRates, base.name)) },
+          ratio: sliceRatio(rateOf(sizeRates, sub.name), rateOf(sizeRates, base.name)),
+        })),
+        {
+          bench: "files-sizes",
+          file_mib: FILE_MIB,
+          ...Object.fromEntries(
+            sized.map((sub) => [`${sub.name}_mb_s`, Math.round(mbs(rateOf(sizeRates, sub.name)) * 10) / 10]),
+          ),
+          rounds: ROUNDS,
+          chromium,
+        },
+      );
+      return;
+    }
     const peerjs: Subject = {
       name: "peerjs",
       run: async () => {

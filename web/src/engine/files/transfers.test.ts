@@ -194,13 +194,13 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     expect(h.hub.links.every((l) => l.bulk === undefined)).toBe(true);
   });
 
-  it("a bulk lane frame replayed is dropped; garbage naming no transfer is dropped; the file arrives whole", async () => {
+  it("a bulk lane frame replayed is dropped; garbage naming no transfer, or of another type, is dropped; the file arrives whole", async () => {
     const [a, b] = await h.pair();
     for (const l of h.hub.links)
       if (l.channel)
         l.channel.tamper = (m) =>
           chunkIndexOf(m) === 2
-            ? [m, m.slice(), Uint8Array.of(0x10, 0, 0)]
+            ? [m, m.slice(), Uint8Array.of(0x10, 0, 0), Uint8Array.of(0x20, ...m.subarray(1, 12))]
             : chunkIndexOf(m) === 3
               ? [m, m]
               : [m];
@@ -210,6 +210,8 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     const got = await b.engine.fileBlob(keys.in);
     expect(got && (await hashOf(got))).toBe(await hashOf(blob));
     expect(b.logs.some((l) => /dropped a bulk frame: LOFT_ERR_MALFORMED/.test(l))).toBe(true);
+    // A frame outside the files range (a proxy frame's type) is not the transfers' at all.
+    expect(b.logs).toContain("bulk lane: dropped a frame of type 32 (LOFT_ERR_UNKNOWN_TYPE)");
   });
 
   it("bulk lane frames out of order, or malformed for a transfer being received, end it; both sides are told", async () => {

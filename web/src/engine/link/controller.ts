@@ -560,11 +560,15 @@ export class LinkController {
       } catch {
         return;
       }
-      if (peer.live !== live || live.session.state === "closed" || !ctx.files) continue;
+      if (peer.live !== live || live.session.state === "closed") continue;
       live.lastInbound = Date.now();
-      await ctx.files
-        .onBulk(peer, live, bytes)
-        .catch((e) => ctx.cfg.log(`bulk frame: ${(e as Error).message}`));
+      // By the frame's type, as in #readLoop: the files range to the transfers (a later user of
+      // the lane adds its range here); any other type is dropped (files.md §2, rule 3).
+      if (isFileFrame(bytes) && ctx.files)
+        await ctx.files
+          .onBulk(peer, live, bytes)
+          .catch((e) => ctx.cfg.log(`bulk frame: ${(e as Error).message}`));
+      else ctx.cfg.log(`bulk lane: dropped a frame of type ${bytes[0]} (LOFT_ERR_UNKNOWN_TYPE)`);
     }
   }
 

@@ -43,7 +43,7 @@ import {
 } from "./prekeys.ts";
 import type { ChatRatchet } from "./ratchet-store.ts";
 import { LinkTimers } from "./timers.ts";
-import type { DialedLink, LiveTransport, RelayConnections } from "./transport.ts";
+import type { BulkLane, DialedLink, LiveTransport, RelayConnections } from "./transport.ts";
 
 export interface Live {
   session: Session;
@@ -57,6 +57,11 @@ export interface Live {
   pinging: boolean;
   /** Waits while the link's send buffer is full (bulk senders: files/transfers.ts). */
   drain?: () => Promise<void>;
+  /**
+   * The link's bulk lane, claimed for this session (direct links only): file chunks go on it
+   * instead of inside the session once the peer reads it (docs/protocol/files.md §2).
+   */
+  bulk?: BulkLane;
 }
 
 export interface Attempt {
@@ -72,6 +77,8 @@ export interface FileLane {
   onMessage(peer: Peer, message: FileAppMessage): Promise<void>;
   /** A session frame of the files range (0x10–0x17) from the live session, in order. */
   onFrame(peer: Peer, live: Live, bytes: Uint8Array): Promise<void>;
+  /** A frame from the live session's bulk lane, in order (docs/protocol/files.md §2). */
+  onBulk(peer: Peer, live: Live, bytes: Uint8Array): Promise<void>;
   /** A new live session with the contact: held messages go, transfers resume. */
   sessionUp(peer: Peer, live: Live): void;
 }

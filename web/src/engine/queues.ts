@@ -372,6 +372,9 @@ const unfinished = new WeakMap<Peer, Deposit>();
 const sameQueue = (a: Deposit["target"], b: Deposit["target"]) =>
   a.url === b.url && equalBytes(a.queue.senderId, b.queue.senderId);
 
+/** Whether the contact has a deposit cut short (finishDeposit has something to send). */
+export const hasUnfinishedDeposit = (peer: Peer): boolean => unfinished.has(peer);
+
 /** Send the rest of the contact's unfinished deposit, if any (a flush does it before the outbox). */
 export function finishDeposit(ctx: DepositContext, peer: Peer, out: Outcome[]): Promise<boolean> {
   const held = unfinished.get(peer);

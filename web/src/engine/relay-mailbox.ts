@@ -32,7 +32,7 @@ import {
 } from "./mailbox.ts";
 import { follow, type Outcome, schedule } from "./outcome.ts";
 import { loadRatchet, seal } from "./peer-ratchet.ts";
-import { finishDeposit, newDeposit, queueOf, sendDeposit } from "./queues.ts";
+import { finishDeposit, hasUnfinishedDeposit, newDeposit, queueOf, sendDeposit } from "./queues.ts";
 import type { RelayConnState } from "./transport.ts";
 
 /**
@@ -71,7 +71,9 @@ export async function mailboxRoute(ctx: EngineContext, peer: Peer): Promise<"tx"
 export async function flushMailbox(ctx: EngineContext, peer: Peer): Promise<Outcome[]> {
   const out: Outcome[] = [];
   // A deposit cut short (a receipt's, a file's) goes on first: queues.ts `finishDeposit`, mailbox.md §2.
-  if ((await mailboxRoute(ctx, peer)) && !(await finishDeposit(ctx, peer, out))) return out;
+  // Only then is the route looked up here: a flush with nothing held reads no state before the outbox.
+  if (hasUnfinishedDeposit(peer) && (await mailboxRoute(ctx, peer)) && !(await finishDeposit(ctx, peer, out)))
+    return out;
   for (const entry of await ctx.storage.listOutbox(peer.id)) {
     if (peer.blocked) return out;
     if (!(await mailboxRoute(ctx, peer))) return out;

@@ -60,7 +60,7 @@ import {
   sessionRunning,
   sessionUp,
 } from "../session.ts";
-import type { IncomingOffer } from "../transport.ts";
+import type { BulkLane, IncomingOffer } from "../transport.ts";
 import { allowed, type LinkEvent, type LinkState, linkStateOf } from "./state.ts";
 
 /** What a controller asks of the engine-wide links (links.ts). */
@@ -489,6 +489,13 @@ export class LinkController {
     }
     const live = newLive(session, path);
     if (attempt.link.drain) live.drain = attempt.link.drain.bind(attempt.link);
+    // The link's bulk lane is read for this session only (docs/protocol/files.md §2): claimed
+    // before the transfers resume, so our hello is on its way before any `file.accept`.
+    const bulk = ctx.files && attempt.link.bulk?.state !== "closed" ? attempt.link.bulk : undefined;
+    if (bulk) {
+      live.bulk = bulk;
+      bulk.claim();
+    }
     this.#goLive(live);
     this.apply(sessionUp(ctx, peer, path));
     ctx.cfg.log(`session ${session.role} ${peer.id.slice(0, 8)} open`);
@@ -498,6 +505,7 @@ export class LinkController {
     );
     void session.closed.then((info) => this.#sessionClosed(live, info.reason, info.detail));
     void this.#readLoop(live);
+    if (bulk) void this.#bulkLoop(live, bulk);
     if (!theirs.canSend && ratchetCanSend(peer))
       await serial(peer, () => sendApp(ctx, peer, live, { t: "sync" })).catch(() => {});
     this.apply(sessionRunning(peer));
@@ -533,6 +541,32 @@ export class LinkController {
             ctx.cfg.log(`receive failed: ${(e as Error).message}`);
           },
         );
+    }
+  }
+
+  /**
+   * Frames from the live session's bulk lane, one at a time and in order, to the transfers
+   * (docs/protocol/files.md §2): only while this session is the contact's live one.
+   */
+  async #bulkLoop(live: Live, bulk: BulkLane): Promise<void> {
+    const ctx = this.#ctx;
+    const { peer } = this;
+    for (;;) {
+      let bytes: Uint8Array;
+      try {
+        bytes = await bulk.receive();
+      } catch {
+        return;
+      }
+      if (peer.live !== live || live.session.state === "closed") continue;
+      live.lastInbound = Date.now();
+      // By the frame's type, as in #readLoop: the files range to the transfers (a later user of
+      // the lane adds its range here); any other type is dropped (files.md §2, rule 3).
+      if (isFileFrame(bytes) && ctx.files)
+        await ctx.files
+          .onBulk(peer, live, bytes)
+          .catch((e) => ctx.cfg.log(`bulk frame: ${(e as Error).message}`));
+      else ctx.cfg.log(`bulk lane: dropped a frame of type ${bytes[0]} (LOFT_ERR_UNKNOWN_TYPE)`);
     }
   }
 

@@ -62,8 +62,9 @@ const OUTSTANDING = numberFlag("outstanding", 32);
 const IDLE_AUTH: RelayAuthMode = stringFlag("idle-auth") === "signature" ? "signature" : "authenticator";
 /** How a bench client opens: 1.0 signatures, 1.1 authenticators, or 1.2 (authenticators, bucketed deliveries). */
 /**
- * `--delivery bucket`: the "relay" subject's clients speak 1.2 too (for a profile of the 1.2 path
- * alone, `--subjects relay --delivery bucket --profile DIR`); default 1.1, 16 KiB blocks.
+ * `--delivery bucket`: the "relay" subject's clients speak 1.2 too, and so do the "baseline"
+ * subject's (a before/after of the 1.2 path: `--delivery bucket --baseline DIR`; a profile of it
+ * alone: `--subjects relay --delivery bucket --profile DIR`); default 1.1, 16 KiB blocks.
  */
 const RELAY_CLIENTS: ClientMode = stringFlag("delivery") === "bucket" ? "bucket" : "authenticator";
 const WINDOW = 64;
@@ -477,7 +478,7 @@ async function main() {
         entry: join(resolve(BASELINE_DIR), "relay-ws/main.ts"),
         args: ["--relay-data-dir", baselineDataDir, ...RELAY_ARGS],
       });
-      subjects.push(relaySubject("baseline", relayBaseline));
+      subjects.push(relaySubject("baseline", relayBaseline, RELAY_CLIENTS));
     }
     let mosquitto: Subject | undefined;
     if (SUBJECTS.includes("mosquitto")) {

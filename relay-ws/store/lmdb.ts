@@ -65,6 +65,14 @@ const EXP_SEND = 0x73; // 's'
 
 const MSG_HEADER = 24 + 8 + 8; // msgId ‖ u64 timestamp ‖ u64 expiresAt
 const KEY_RECORD = KEY_RECORD_LENGTH;
+/**
+ * Where a message record's sealed blob begins: header ‖ key record ‖ sealed blob. The key record
+ * lives inside the message record (one LMDB record per message: docs/decisions.md (Relay), "One
+ * record per message"); stores written before kept it in `keys` and are migrated at open.
+ */
+const MSG_SEALED_AT = MSG_HEADER + KEY_RECORD;
+/** Message records re-keyed per transaction when an open migrates the previous layout. */
+const MIGRATE_CHUNK = 4096;
 /** Bytes a blob's key record adds to its queue's stored bytes. */
 const KEY_COST = KEY_RECORD;
 const LEGACY_KEY_RECORD = AT_REST_KEY_LENGTH;
@@ -92,6 +100,8 @@ const u32 = (n: number): Buffer => {
 };
 const readU64 = (b: Uint8Array, at: number): number =>
   Number(Buffer.from(b.buffer, b.byteOffset, b.byteLength).readBigUInt64BE(at));
+const readU32 = (b: Uint8Array, at: number): number =>
+  ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
 const cat = (...parts: Uint8Array[]): Buffer => Buffer.concat(parts);
 const MAX_U64 = Buffer.alloc(8, 0xff);
 
@@ -215,6 +225,13 @@ export class LmdbStore implements RelayStore {
   readonly #deliveryCounts = new Map<string, number>();
   /** Blocks of committed messages not delivered yet (hot-blocks.ts). */
   readonly #hot: HotBlocks;
+  /**
+   * Message records per epoch whose key record that epoch's key wraps: counted when a record is
+   * sealed (before its commit) and released once its deletion or re-wrap is durable, so an epoch
+   * is never destroyed while a committed — or about to be committed — message needs its key.
+   * Rebuilt from the records at open (messages have no `byepoch` entries: one record each).
+   */
+  readonly #msgEpochs = new Map<number, number>();
   #closed = false;
 
   readonly #overlapping: boolean;
@@ -293,7 +310,47 @@ export class LmdbStore implements RelayStore {
       throw e;
     }
     this.#migrate();
+    this.#migrateMessageKeys();
     for (const { value } of this.#seqs.getRange({})) this.#totalBytes += decodeState(value).bytes;
+    // The epoch of every message's key record (4 bytes each, read in place).
+    for (const key of this.#msgs.getKeys({}) as Iterable<Buffer>) {
+      const rec = this.#msgs.getBinaryFast(key);
+      if (rec && rec.length >= MSG_SEALED_AT) this.#countEpoch(readU32(rec, MSG_HEADER), 1);
+    }
+  }
+
+  #countEpoch(epoch: number, n: number): void {
+    const left = (this.#msgEpochs.get(epoch) ?? 0) + n;
+    if (left > 0) this.#msgEpochs.set(epoch, left);
+    else this.#msgEpochs.delete(epoch);
+  }
+
+  /**
+   * Messages stored before one record per message kept their key record in `keys` (tag `m`) with
+   * a `byepoch` entry: move each key record into its message record (header ‖ key record ‖ sealed
+   * blob) — the same bytes, so no crypto — and remove both. Once, at open, in chunks; a crash
+   * in the middle leaves moved and unmoved messages, and the next open moves the rest.
+   */
+  #migrateMessageKeys(): void {
+    const start = Buffer.of(TAG_MSG);
+    const end = Buffer.of(TAG_MSG + 1);
+    for (let round = 0; round < 1_000_000; round++) {
+      const chunk = [...this.#keys.getRange({ start, end, limit: MIGRATE_CHUNK })].map((e) => ({
+        keyKey: Buffer.from(e.key),
+        record: Buffer.from(e.value),
+      }));
+      if (chunk.length === 0) return;
+      this.#root.transactionSync(() => {
+        for (const { keyKey, record } of chunk) {
+          const recKey = keyKey.subarray(1);
+          const rec = this.#msgs.get(recKey);
+          if (rec && record.length === KEY_RECORD && rec.length > MSG_HEADER)
+            this.#msgs.put(recKey, cat(rec.subarray(0, MSG_HEADER), record, rec.subarray(MSG_HEADER)));
+          if (record.length === KEY_RECORD) this.#byEpoch.remove(cat(record.subarray(0, 4), keyKey));
+          this.#keys.remove(keyKey);
+        }
+      });
+    }
   }
 
   #hasWrappedKeys(): boolean {
@@ -355,7 +412,7 @@ export class LmdbStore implements RelayStore {
   #scanBytes(rid: Buffer): number {
     let n = 0;
     const range = { start: cat(rid, u64(0)), end: cat(rid, MAX_U64) };
-    for (const { value } of this.#msgs.getRange(range)) n += value.length + KEY_COST;
+    for (const { value } of this.#msgs.getRange(range)) n += value.length;
     for (const { value } of this.#otks.getRange(range)) n += value.length + KEY_COST;
     const b = this.#bundles.get(rid);
     if (b) n += b.length + KEY_COST;
@@ -472,6 +529,11 @@ export class LmdbStore implements RelayStore {
   #open(sealed: Buffer, keyKey: Buffer, blockSize: number): Buffer | undefined {
     const record = this.#keys.get(keyKey);
     if (!record) return undefined;
+    return this.#openWith(record, sealed, keyKey, blockSize);
+  }
+
+  /** #open with the key record given (a message's lives in its message record). */
+  #openWith(record: Buffer, sealed: Buffer, keyKey: Buffer, blockSize: number): Buffer | undefined {
     const dataKey = this.#unwrap(record, keyKey);
     if (!dataKey) return undefined;
     const plain = openBlob(dataKey, sealed, keyKey);
@@ -710,8 +772,11 @@ export class LmdbStore implements RelayStore {
       if (record.length === KEY_RECORD) this.#byEpoch.remove(cat(record.subarray(0, 4), keyKey));
       this.#keys.remove(keyKey);
     };
+    /** Epochs of the message records removed: released once the removal is durable. */
+    const epochs: number[] = [];
     const done = this.#enqueue(() => {
       removed = 0;
+      epochs.length = 0;
       for (const { key, value } of [...this.#msgs.getRange(range)].map((e) => ({
         key: Buffer.from(e.key),
         value: Buffer.from(e.value),
@@ -720,7 +785,7 @@ export class LmdbStore implements RelayStore {
         this.#hot.drop(key);
         this.#msgs.remove(key);
         this.#deliveries.remove(key);
-        removeKey(cat(Buffer.of(TAG_MSG), key));
+        if (value.length >= MSG_SEALED_AT) epochs.push(readU32(value, MSG_HEADER));
         removed++;
       }
       for (const key of [...this.#otks.getKeys(range)].map((k) => Buffer.from(k as Buffer))) {
@@ -754,6 +819,7 @@ export class LmdbStore implements RelayStore {
       this.#deletingQueues.delete(hex);
       this.#forget(rid, q.senderId);
     }
+    for (const e of epochs) this.#countEpoch(e, -1);
     this.#release(undefined, st.bytes);
     // Dropped, not wiped: a delivery in flight may still hold this buffer.
     this.#rcvKeys.delete(hex);
@@ -806,9 +872,15 @@ export class LmdbStore implements RelayStore {
     const keyKey = cat(Buffer.of(TAG_MSG), recKey);
     const block = padBlock(m.body, bucket);
     const { sealed, keyRecord, epoch } = this.#seal(block, keyKey);
-    const header = cat(Buffer.from(m.msgId), u64(m.timestamp), u64(m.expiresAt));
-    this.#put(this.#msgs, recKey, cat(header, sealed));
-    this.#putKey(keyKey, keyRecord, epoch);
+    // One record: header ‖ key record ‖ sealed blob (no `keys` or `byepoch` write per message).
+    const record = Buffer.allocUnsafe(MSG_SEALED_AT + sealed.length);
+    record.set(m.msgId, 0);
+    record.writeBigUInt64BE(BigInt(m.timestamp), 24);
+    record.writeBigUInt64BE(BigInt(m.expiresAt), 32);
+    keyRecord.copy(record, MSG_HEADER);
+    sealed.copy(record, MSG_SEALED_AT);
+    this.#countEpoch(epoch, 1);
+    this.#put(this.#msgs, recKey, record);
     const today = this.#today();
     const day = st.activeDay === today ? undefined : today;
     st.activeDay = today;
@@ -822,6 +894,7 @@ export class LmdbStore implements RelayStore {
       await this.#durable(committed);
     } catch (e) {
       st.count--;
+      this.#countEpoch(epoch, -1);
       this.#release(st, cost);
       block.fill(0);
       if (isNoSpaceError(e)) return "full";
@@ -895,8 +968,13 @@ export class LmdbStore implements RelayStore {
       return block;
     }
     const rec = this.#msgs.get(recKey);
-    if (!rec) return undefined;
-    return this.#open(rec.subarray(MSG_HEADER), cat(Buffer.of(TAG_MSG), recKey), blockSize);
+    if (!rec || rec.length < MSG_SEALED_AT) return undefined;
+    return this.#openWith(
+      rec.subarray(MSG_HEADER, MSG_SEALED_AT),
+      rec.subarray(MSG_SEALED_AT),
+      cat(Buffer.of(TAG_MSG), recKey),
+      blockSize,
+    );
   }
 
   async markDelivered(recipientId: Uint8Array, seq: number): Promise<number> {
@@ -947,19 +1025,25 @@ export class LmdbStore implements RelayStore {
     // In place: its length and expiry are read before any other read reuses the buffer.
     const rec = this.#msgs.getBinaryFast(recKey);
     if (!rec) return false;
-    const cost = rec.length + KEY_COST;
+    const cost = rec.length;
     this.#deleting.add(hex);
     this.#hot.drop(recKey);
     const st = this.#loadState(rid);
+    let epoch: number | undefined;
     try {
-      this.#del(this.#msgs, recKey);
-      // Most messages never had a failed delivery: a read instead of a write for them. A message
-      // stored before send records named it keeps an `m` expiry entry, which GC drops once due.
+      // One removal: the record holds the message's key record (a re-wrap before it in this
+      // commit may have changed its epoch, so it is read here). Most messages never had a failed
+      // delivery: a read instead of a write for them. A message stored before send records named
+      // it keeps an `m` expiry entry, which GC drops once due.
       this.#enqueue(() => {
+        const stored = this.#msgs.getBinaryFast(recKey);
+        if (!stored) return;
+        if (stored.length >= MSG_SEALED_AT) epoch = readU32(stored, MSG_HEADER);
+        this.#msgs.remove(recKey);
         if (this.#deliveries.doesExist(recKey)) this.#deliveries.remove(recKey);
       });
-      this.#delKey(cat(Buffer.of(TAG_MSG), recKey));
       await this.#durable(this.#stateDelta(rid, { bytes: -cost }));
+      if (epoch !== undefined) this.#countEpoch(epoch, -1);
       this.#deliveryCounts.delete(hex);
       st.count = Math.max(0, st.count - 1);
       this.#release(st, cost);
@@ -1170,7 +1254,7 @@ export class LmdbStore implements RelayStore {
       if (e.id === ring.current.id) continue;
       if (nowMs >= e.startMs + 2 * this.#epochMs) rewrapped += await this.#rewrapEpoch(e.id);
       const prefix = u32(e.id);
-      let holds = false;
+      let holds = (this.#msgEpochs.get(e.id) ?? 0) > 0;
       for (const _ of this.#byEpoch.getKeys({ start: prefix, end: u32(e.id + 1), limit: 1 })) holds = true;
       if (!holds) empty.push(e.id);
     }
@@ -1206,6 +1290,57 @@ export class LmdbStore implements RelayStore {
       }
       await this.#durable();
       n += chunk.length;
+    }
+    return n + (await this.#rewrapMessages(id));
+  }
+
+  /**
+   * Re-wrap the key records of epoch `id` held in message records (a scan of the message records:
+   * they have no `byepoch` entries; once per retiring epoch that still holds messages).
+   */
+  async #rewrapMessages(id: number): Promise<number> {
+    if ((this.#msgEpochs.get(id) ?? 0) === 0) return 0;
+    let n = 0;
+    let after: Buffer | undefined;
+    for (let round = 0; round < 1_000_000; round++) {
+      const chunk: Buffer[] = [];
+      let last: Buffer | undefined;
+      let scanned = 0;
+      for (const key of this.#msgs.getKeys(after ? { start: after } : {}) as Iterable<Buffer>) {
+        if (after && key.equals(after)) continue;
+        last = Buffer.from(key);
+        const rec = this.#msgs.getBinaryFast(key);
+        if (rec && rec.length >= MSG_SEALED_AT && readU32(rec, MSG_HEADER) === id) chunk.push(last);
+        if (++scanned >= REWRAP_CHUNK * 8 || chunk.length >= REWRAP_CHUNK) break;
+      }
+      if (!last) break;
+      after = last;
+      const moved: number[] = [];
+      for (const recKey of chunk) {
+        const keyKey = cat(Buffer.of(TAG_MSG), recKey);
+        this.#enqueue(() => {
+          const rec = this.#msgs.get(recKey);
+          if (!rec || rec.length < MSG_SEALED_AT || readU32(rec, MSG_HEADER) !== id) return;
+          const dataKey = this.#unwrap(Buffer.from(rec.subarray(MSG_HEADER, MSG_SEALED_AT)), keyKey);
+          if (!dataKey) return;
+          const cur = this.#keyring.current;
+          this.#wrap(cur.id, cur.key, dataKey, keyKey).copy(rec, MSG_HEADER);
+          dataKey.fill(0);
+          // Counted under the new epoch before the commit, released from the old one after it.
+          this.#countEpoch(cur.id, 1);
+          moved.push(cur.id);
+          this.#msgs.put(recKey, rec);
+        });
+      }
+      try {
+        await this.#durable();
+      } catch (e) {
+        for (const cur of moved) this.#countEpoch(cur, -1);
+        throw e;
+      }
+      this.#countEpoch(id, -moved.length);
+      n += moved.length;
+      if ((this.#msgEpochs.get(id) ?? 0) === 0) break;
     }
     return n;
   }

@@ -206,7 +206,7 @@ export class LmdbStore implements RelayStore {
   readonly #active: Database<Buffer, Buffer>;
   readonly #keyring: Keyring;
   readonly #state = new Map<string, QueueState>();
-  /** send ids accepted but not committed yet (rid‖sendId hex). */
+  /** send ids accepted but not committed yet (rid‖sendId, latin1). */
   readonly #pendingSends = new Set<string>();
   /** Decoded queue records by rid hex, as committed (#queueSync). */
   readonly #records = new Map<string, QueueRecord>();
@@ -232,6 +232,11 @@ export class LmdbStore implements RelayStore {
    * Rebuilt from the records at open (messages have no `byepoch` entries: one record each).
    */
   readonly #msgEpochs = new Map<number, number>();
+  /**
+   * Whether `deliveries` may hold a count: false while it is empty (a healthy relay's usual state:
+   * counts are written only for deliveries that end without ACK), so the hot path skips its reads.
+   */
+  #deliveriesStored: boolean;
   #closed = false;
 
   readonly #overlapping: boolean;
@@ -311,6 +316,8 @@ export class LmdbStore implements RelayStore {
     }
     this.#migrate();
     this.#migrateMessageKeys();
+    this.#deliveriesStored = false;
+    for (const _ of this.#deliveries.getKeys({ limit: 1 })) this.#deliveriesStored = true;
     for (const { value } of this.#seqs.getRange({})) this.#totalBytes += decodeState(value).bytes;
     // The epoch of every message's key record (4 bytes each, read in place).
     for (const key of this.#msgs.getKeys({}) as Iterable<Buffer>) {
@@ -689,8 +696,7 @@ export class LmdbStore implements RelayStore {
    * kept — as committed: each write to a record forgets it when enqueued and again once durable
    * (a read in between sees, and may keep, the committed record, as without the cache).
    */
-  #queueSync(rid: Buffer): QueueRecord | undefined {
-    const hex = rid.toString("hex");
+  #queueSync(rid: Buffer, hex = toHex(rid)): QueueRecord | undefined {
     const known = this.#records.get(hex);
     if (known) return known;
     const raw = this.#queues.get(rid);
@@ -830,8 +836,7 @@ export class LmdbStore implements RelayStore {
     return removed;
   }
 
-  #loadState(rid: Buffer): QueueState {
-    const hex = toHex(rid);
+  #loadState(rid: Buffer, hex = toHex(rid)): QueueState {
     let st = this.#state.get(hex);
     if (!st) {
       const persisted = decodeState(this.#seqs.get(rid));
@@ -853,13 +858,14 @@ export class LmdbStore implements RelayStore {
 
   async append(recipientId: Uint8Array, m: NewMessage, quota: number): Promise<AppendResult> {
     const rid = Buffer.from(recipientId);
-    const q = this.#queueSync(rid);
-    if (!q || this.#deletingQueues.has(toHex(rid))) return "missing";
+    const ridHex = toHex(rid);
+    const q = this.#queueSync(rid, ridHex);
+    if (!q || this.#deletingQueues.has(ridHex)) return "missing";
     if (q.suspended) return "suspended";
-    const st = this.#loadState(rid);
+    const st = this.#loadState(rid, ridHex);
     const sendKey = cat(rid, m.sendId);
-    const sendHex = toHex(sendKey);
-    if (this.#pendingSends.has(sendHex) || this.#sends.get(sendKey) !== undefined) return "duplicate";
+    const sendHex = sendKey.toString("latin1");
+    if (this.#pendingSends.has(sendHex) || this.#sends.doesExist(sendKey)) return "duplicate";
     if (st.count >= quota) return "quota";
     const bucket = bucketSize(m.body.length, BLOCK_SIZE);
     const cost = MSG_HEADER + 12 + bucket + 16 + KEY_COST;
@@ -904,8 +910,8 @@ export class LmdbStore implements RelayStore {
     }
     // Durable now: kept for its first delivery, unless a deletion already began.
     const kept =
-      !this.#deleting.has(toHex(recKey)) &&
-      !this.#deletingQueues.has(toHex(rid)) &&
+      !(this.#deleting.size > 0 && this.#deleting.has(toHex(recKey))) &&
+      !this.#deletingQueues.has(ridHex) &&
       this.#hot.put(recKey, Buffer.from(block.buffer, block.byteOffset, block.byteLength), {
         msgId: new Uint8Array(m.msgId),
         timestamp: m.timestamp,
@@ -921,15 +927,16 @@ export class LmdbStore implements RelayStore {
     if (afterSeq < 0 && this.#queues.doesExist(rid)) this.#touch(rid, this.#loadState(rid));
     const start = afterSeq < 0 ? cat(rid, u64(0)) : cat(rid, u64(afterSeq + 1));
     // Seqs of a queue are consecutive: a kept message right after the cursor is the next one.
+    // A kept block's message exists: deletions drop its block first (hot-blocks.ts).
     const hot = afterSeq < 0 ? undefined : this.#hot.header(start);
-    if (hot && this.#msgs.doesExist(start))
+    if (hot)
       return {
         seq: afterSeq + 1,
         msgId: new Uint8Array(hot.msgId),
         timestamp: hot.timestamp,
         expiresAt: hot.expiresAt,
         // A kept block was never read, so never delivered: a count can only be one in memory.
-        deliveries: this.#deliveryCounts.get(toHex(start)) ?? 0,
+        deliveries: this.#deliveryCounts.size > 0 ? (this.#deliveryCounts.get(toHex(start)) ?? 0) : 0,
       };
     for (const key of this.#msgs.getKeys({ start, end: cat(rid, MAX_U64), limit: 1 }) as Iterable<Buffer>) {
       // The header only, read in place (getBinaryFast: valid until the next read, so copied now).
@@ -943,7 +950,9 @@ export class LmdbStore implements RelayStore {
         deliveries: 0,
       };
       meta.deliveries =
-        this.#deliveryCounts.get(toHex(key)) ?? this.#deliveries.get(key)?.readUInt32BE(0) ?? 0;
+        (this.#deliveryCounts.size > 0 ? this.#deliveryCounts.get(toHex(key)) : undefined) ??
+        (this.#deliveriesStored ? this.#deliveries.get(key)?.readUInt32BE(0) : undefined) ??
+        0;
       return meta;
     }
     return undefined;
@@ -980,7 +989,10 @@ export class LmdbStore implements RelayStore {
   async markDelivered(recipientId: Uint8Array, seq: number): Promise<number> {
     const recKey = cat(Buffer.from(recipientId), u64(seq));
     const hex = toHex(recKey);
-    const n = (this.#deliveryCounts.get(hex) ?? this.#deliveries.get(recKey)?.readUInt32BE(0) ?? 0) + 1;
+    const n =
+      (this.#deliveryCounts.get(hex) ??
+        (this.#deliveriesStored ? this.#deliveries.get(recKey)?.readUInt32BE(0) : undefined) ??
+        0) + 1;
     if (this.#msgs.doesExist(recKey)) this.#deliveryCounts.set(hex, n);
     return n;
   }
@@ -993,6 +1005,7 @@ export class LmdbStore implements RelayStore {
       if (n === undefined || this.#deleting.has(hex) || !this.#msgs.doesExist(recKey)) continue;
       const b = Buffer.alloc(4);
       b.writeUInt32BE(n);
+      this.#deliveriesStored = true;
       // Only while the message is still there when the transaction runs (no orphan counts).
       void this.#enqueue(() => {
         if (this.#msgs.doesExist(recKey)) this.#deliveries.put(recKey, b);
@@ -1006,8 +1019,11 @@ export class LmdbStore implements RelayStore {
     // In place: only the id is compared, before any other read.
     const rec = this.#msgs.getBinaryFast(recKey);
     if (!rec?.subarray(0, 24).equals(msgId)) return false;
-    if (this.#queues.doesExist(rid)) this.#touch(rid, this.#loadState(rid));
-    return this.#deleteMessage(rid, seq);
+    const cost = rec.length;
+    const ridHex = toHex(rid);
+    const st = this.#state.get(ridHex) ?? (this.#queues.doesExist(rid) ? this.#loadState(rid) : undefined);
+    if (st) this.#touch(rid, st);
+    return this.#deleteMessage(rid, seq, { recKey, cost, st });
   }
 
   async drop(recipientId: Uint8Array, seq: number): Promise<boolean> {
@@ -1018,17 +1034,25 @@ export class LmdbStore implements RelayStore {
    * Remove a message's ciphertext, key record and indexes in one commit. Its data key, if a stale
    * page still holds it, is wrapped under an epoch key that GC destroys (#rotateKeys).
    */
-  async #deleteMessage(rid: Buffer, seq: number): Promise<boolean> {
-    const recKey = cat(rid, u64(seq));
+  async #deleteMessage(
+    rid: Buffer,
+    seq: number,
+    /** What `ack` read already: the record key, the record's length and the queue's state. */
+    known?: { recKey: Buffer; cost: number; st: QueueState | undefined },
+  ): Promise<boolean> {
+    const recKey = known?.recKey ?? cat(rid, u64(seq));
     const hex = toHex(recKey);
     if (this.#deleting.has(hex)) return false;
-    // In place: its length and expiry are read before any other read reuses the buffer.
-    const rec = this.#msgs.getBinaryFast(recKey);
-    if (!rec) return false;
-    const cost = rec.length;
+    let cost = known?.cost;
+    if (cost === undefined) {
+      // In place: its length is read before any other read reuses the buffer.
+      const rec = this.#msgs.getBinaryFast(recKey);
+      if (!rec) return false;
+      cost = rec.length;
+    }
     this.#deleting.add(hex);
     this.#hot.drop(recKey);
-    const st = this.#loadState(rid);
+    const st = known?.st ?? this.#loadState(rid);
     let epoch: number | undefined;
     try {
       // One removal: the record holds the message's key record (a re-wrap before it in this
@@ -1040,7 +1064,7 @@ export class LmdbStore implements RelayStore {
         if (!stored) return;
         if (stored.length >= MSG_SEALED_AT) epoch = readU32(stored, MSG_HEADER);
         this.#msgs.remove(recKey);
-        if (this.#deliveries.doesExist(recKey)) this.#deliveries.remove(recKey);
+        if (this.#deliveriesStored && this.#deliveries.doesExist(recKey)) this.#deliveries.remove(recKey);
       });
       await this.#durable(this.#stateDelta(rid, { bytes: -cost }));
       if (epoch !== undefined) this.#countEpoch(epoch, -1);

@@ -57,10 +57,16 @@ async function drain(
 }
 
 describe("relay store group commit", () => {
-  for (const hotBlockBytes of [0, 1024, undefined]) {
-    it(`appends and ACKs of several queues in the same commits keep order, bytes and seqs (hot blocks ${hotBlockBytes ?? "default"})`, async () => {
+  // Sealed on the event loop, and on a worker thread (seal-pool.ts): the same results.
+  for (const [hotBlockBytes, sealThreads] of [
+    [0, 0],
+    [1024, 0],
+    [undefined, 0],
+    [undefined, 1],
+  ] as const) {
+    it(`appends and ACKs of several queues in the same commits keep order, bytes and seqs (hot blocks ${hotBlockBytes ?? "default"}, seal threads ${sealThreads})`, async () => {
       const path = tempDir();
-      const options: LmdbStoreOptions = { path, masterKey: randomBytes(32), hotBlockBytes };
+      const options: LmdbStoreOptions = { path, masterKey: randomBytes(32), hotBlockBytes, sealThreads };
       let store = openStore(options);
       const queues = [randomQueue(), randomQueue(), randomQueue(), randomQueue()];
       await Promise.all(queues.map((q) => store.createQueue(q)));

@@ -355,31 +355,37 @@ describe("relay LMDB store", () => {
     await raw.close();
   });
 
-  it("DEL while SENDs are in flight leaves nothing behind (no orphan message, key or byte count)", async () => {
-    const path = tempDir();
-    const masterKey = randomBytes(32);
-    let store = openStore({ path, masterKey });
-    const q = queue();
-    const other = queue();
-    await store.createQueue(q);
-    await store.createQueue(other);
-    await store.append(other.recipientId, msg(utf8("stays"), Date.now()), 100);
-    const sends = Array.from({ length: 20 }, (_, i) =>
-      store.append(q.recipientId, msg(utf8(`m${i}`), Date.now()), 100),
-    );
-    const deleted = store.deleteQueue(q.recipientId);
-    const late = Array.from({ length: 5 }, (_, i) =>
-      store.append(q.recipientId, msg(utf8(`late${i}`), Date.now()), 100),
-    );
-    await Promise.all([...sends, deleted, ...late]);
-    expect(await Promise.all(late)).toEqual(Array(5).fill("missing"));
-    expect(await deleted).toBe(20);
-    store = await reopen(store, { path, masterKey });
-    expect(store.stats().messages).toBe(1);
-    expect(store.stats().storedBytes).toBe(store.queueBytes(other.recipientId));
-    expect(await store.read(q.recipientId, 0)).toBeUndefined();
-    expect(store.queueBytes(q.recipientId)).toBe(0);
-  });
+  for (const sealThreads of [0, 1])
+    it(`DEL while SENDs are in flight leaves nothing behind (no orphan message, key or byte count; seal threads ${sealThreads})`, async () => {
+      const path = tempDir();
+      const masterKey = randomBytes(32);
+      let store = openStore({ path, masterKey, sealThreads });
+      const q = queue();
+      const other = queue();
+      await store.createQueue(q);
+      await store.createQueue(other);
+      await store.append(other.recipientId, msg(utf8("stays"), Date.now()), 100);
+      const sends = Array.from({ length: 20 }, (_, i) =>
+        store.append(q.recipientId, msg(utf8(`m${i}`), Date.now()), 100),
+      );
+      const deleted = store.deleteQueue(q.recipientId);
+      const late = Array.from({ length: 5 }, (_, i) =>
+        store.append(q.recipientId, msg(utf8(`late${i}`), Date.now()), 100),
+      );
+      await Promise.all([...sends, deleted, ...late]);
+      expect(await Promise.all(late)).toEqual(Array(5).fill("missing"));
+      // Sealed inline, the 20 are written before the DEL's commit and deleted by it; sealed on a
+      // worker, a seal that comes back after the DEL began is refused ("missing"): never stored.
+      const sent = await Promise.all(sends);
+      expect(sent.every((r) => r === "ok" || r === "missing")).toBe(true);
+      if (sealThreads === 0) expect(sent).toEqual(Array(20).fill("ok"));
+      expect(await deleted).toBe(sent.filter((r) => r === "ok").length);
+      store = await reopen(store, { path, masterKey, sealThreads });
+      expect(store.stats().messages).toBe(1);
+      expect(store.stats().storedBytes).toBe(store.queueBytes(other.recipientId));
+      expect(await store.read(q.recipientId, 0)).toBeUndefined();
+      expect(store.queueBytes(q.recipientId)).toBe(0);
+    });
 
   it("concurrent prekey fetches never hand out the same one-time prekey", async () => {
     const store = openStore({ path: tempDir(), masterKey: randomBytes(32) });

@@ -26,7 +26,7 @@ import { type Database, open, type RootDatabase } from "lmdb";
 import { encodeCanonical } from "../../core/codec/codec.ts";
 import { BLOCK_SIZE, OTK_BLOCK_SIZE, padBlock } from "../../core/relay/protocol.ts";
 import { toHex } from "../hex.ts";
-import { AT_REST_KEY_LENGTH } from "../node-crypto.ts";
+import { AT_REST_IV_LENGTH, AT_REST_KEY_LENGTH } from "../node-crypto.ts";
 import { pooledRandomBytes } from "../random-pool.ts";
 import {
   bucketSize,
@@ -44,6 +44,7 @@ import {
 import { commitCause, guardLmdbCommitRejections, isNoSpaceError, StoreError } from "./errors.ts";
 import { HotBlocks } from "./hot-blocks.ts";
 import { KEYRING_FILE, Keyring } from "./keyring.ts";
+import { SealPool } from "./seal-pool.ts";
 import type {
   AppendResult,
   GcResult,
@@ -185,6 +186,11 @@ export interface LmdbStoreOptions {
    * read back and opened (hot-blocks.ts; default 16 MiB, 0: none).
    */
   hotBlockBytes?: number;
+  /**
+   * 1: messages are sealed at rest on a worker thread (seal-pool.ts), so a second core takes the
+   * AES-GCM work of each SEND; 0 (default): on the event loop.
+   */
+  sealThreads?: number;
 }
 
 export class LmdbStore implements RelayStore {
@@ -225,6 +231,8 @@ export class LmdbStore implements RelayStore {
   readonly #deliveryCounts = new Map<string, number>();
   /** Blocks of committed messages not delivered yet (hot-blocks.ts). */
   readonly #hot: HotBlocks;
+  /** Seals message blocks on a worker (`sealThreads`), or undefined: on the event loop. */
+  readonly #sealer: SealPool | undefined;
   /**
    * Message records per epoch whose key record that epoch's key wraps: counted when a record is
    * sealed (before its commit) and released once its deletion or re-wrap is durable, so an epoch
@@ -267,6 +275,7 @@ export class LmdbStore implements RelayStore {
     this.#idleMs = options.idleQueueMs ?? 0;
     this.#onNoSpace = options.onNoSpace;
     this.#hot = new HotBlocks(options.hotBlockBytes ?? DEFAULT_HOT_BLOCK_BYTES);
+    this.#sealer = (options.sealThreads ?? 0) > 0 ? new SealPool() : undefined;
     guardLmdbCommitRejections();
     this.#root = open({
       path: options.path,
@@ -877,7 +886,40 @@ export class LmdbStore implements RelayStore {
     const recKey = cat(rid, u64(seq));
     const keyKey = cat(Buffer.of(TAG_MSG), recKey);
     const block = padBlock(m.body, bucket);
-    const { sealed, keyRecord, epoch } = this.#seal(block, keyKey);
+    const { id: epoch, key: epochKey } = this.#keyring.current;
+    // Counted before the seal: the epoch is not destroyed while this record may still land.
+    this.#countEpoch(epoch, 1);
+    let sealed: Buffer;
+    let keyRecord: Buffer;
+    if (this.#sealer) {
+      // On the worker: every decision above was taken now, in arrival order; the writes below
+      // are enqueued when the seal comes back, in the same order (seal-pool.ts).
+      const dataKey = this.#keySource(AT_REST_KEY_LENGTH);
+      ({ sealed, keyRecord } = await this.#sealer.seal(
+        epoch,
+        epochKey,
+        dataKey,
+        keyKey,
+        block,
+        pooledRandomBytes(AT_REST_IV_LENGTH),
+        pooledRandomBytes(AT_REST_IV_LENGTH),
+      ));
+      // A DEL that began meanwhile removes what the queue holds when its commit runs: nothing
+      // may be written after it.
+      if (this.#deletingQueues.has(ridHex) || !this.#queueSync(rid, ridHex)) {
+        st.count--;
+        this.#countEpoch(epoch, -1);
+        this.#release(st, cost);
+        this.#pendingSends.delete(sendHex);
+        block.fill(0);
+        return "missing";
+      }
+    } else {
+      const dataKey = this.#keySource(AT_REST_KEY_LENGTH);
+      sealed = sealBlob(dataKey, block, keyKey);
+      keyRecord = wrapDataKey(epoch, epochKey, dataKey, keyKey);
+      dataKey.fill(0);
+    }
     // One record: header ‖ key record ‖ sealed blob (no `keys` or `byepoch` write per message).
     const record = Buffer.allocUnsafe(MSG_SEALED_AT + sealed.length);
     record.set(m.msgId, 0);
@@ -885,7 +927,6 @@ export class LmdbStore implements RelayStore {
     record.writeBigUInt64BE(BigInt(m.expiresAt), 32);
     keyRecord.copy(record, MSG_HEADER);
     sealed.copy(record, MSG_SEALED_AT);
-    this.#countEpoch(epoch, 1);
     this.#put(this.#msgs, recKey, record);
     const today = this.#today();
     const day = st.activeDay === today ? undefined : today;
@@ -1392,6 +1433,7 @@ export class LmdbStore implements RelayStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#sealer?.close();
     await this.#gcChain;
     await this.#durable().catch(() => {});
     await this.#root.close();

@@ -145,15 +145,20 @@ async function main() {
       );
     }
   }
+  // Other work on the machine only ever slows a slice down: the best slice of each subject is
+  // kept, by CPU per message and by rate separately.
   const best = (name: string) => {
     const all = runs.get(name);
     if (!all || all.length === 0) return undefined;
-    return all.reduce((a, b) => (b.cpuUs < a.cpuUs ? b : a));
+    return {
+      cpuUs: Math.min(...all.map((r) => r.cpuUs)),
+      msgsPerSecond: Math.max(...all.map((r) => r.msgsPerSecond)),
+    };
   };
   const mine = best("store")!;
   const base = best("baseline");
   say(
-    `store: ${mine.msgsPerSecond.toFixed(0)} msgs/s, ${mine.cpuUs.toFixed(1)} µs CPU per message (best slice)`,
+    `store: ${mine.msgsPerSecond.toFixed(0)} msgs/s, ${mine.cpuUs.toFixed(1)} µs CPU per message (best slices)`,
   );
   if (base) {
     say(`baseline: ${base.msgsPerSecond.toFixed(0)} msgs/s, ${base.cpuUs.toFixed(1)} µs CPU per message`);

@@ -106,6 +106,33 @@ const readU32 = (b: Uint8Array, at: number): number =>
 const cat = (...parts: Uint8Array[]): Buffer => Buffer.concat(parts);
 const MAX_U64 = Buffer.alloc(8, 0xff);
 
+/**
+ * The epoch of a message record's key record (docs/protocol/relay.md §At rest: header ‖ key
+ * record ‖ sealed blob); undefined if the record is too short to hold one.
+ */
+export function messageRecordEpoch(record: Uint8Array): number | undefined {
+  return record.length >= MSG_SEALED_AT ? readU32(record, MSG_HEADER) : undefined;
+}
+
+/**
+ * A message record's padded block, given its key-key (`'m' ‖ rid ‖ seq`) and the live epoch keys;
+ * undefined if the record is too short, its epoch key is destroyed, or it does not authenticate.
+ */
+export function openMessageRecord(
+  record: Uint8Array,
+  keyKey: Uint8Array,
+  epochKey: (epoch: number) => Uint8Array | undefined,
+): Buffer | undefined {
+  const epoch = messageRecordEpoch(record);
+  const key = epoch === undefined ? undefined : epochKey(epoch);
+  if (!key) return undefined;
+  const dataKey = unwrapDataKey(record.subarray(MSG_HEADER, MSG_SEALED_AT), key, keyKey);
+  if (!dataKey) return undefined;
+  const plain = openBlob(dataKey, record.subarray(MSG_SEALED_AT), keyKey);
+  dataKey.fill(0);
+  return plain;
+}
+
 /** A write: a put/remove, or a function run inside the transaction (it reads what came before). */
 type WriteOp = [Database<Buffer, Buffer>, Buffer, Buffer | undefined] | (() => void);
 
@@ -331,7 +358,8 @@ export class LmdbStore implements RelayStore {
     // The epoch of every message's key record (4 bytes each, read in place).
     for (const key of this.#msgs.getKeys({}) as Iterable<Buffer>) {
       const rec = this.#msgs.getBinaryFast(key);
-      if (rec && rec.length >= MSG_SEALED_AT) this.#countEpoch(readU32(rec, MSG_HEADER), 1);
+      const epoch = rec && messageRecordEpoch(rec);
+      if (epoch !== undefined) this.#countEpoch(epoch, 1);
     }
   }
 
@@ -554,11 +582,7 @@ export class LmdbStore implements RelayStore {
     if (!dataKey) return undefined;
     const plain = openBlob(dataKey, sealed, keyKey);
     dataKey.fill(0);
-    if (!plain || blockSize === 0 || plain.length === blockSize) return plain;
-    const block = Buffer.alloc(blockSize);
-    plain.copy(block, 0, 0, Math.min(plain.length, blockSize));
-    plain.fill(0);
-    return block;
+    return toBlockSize(plain, blockSize);
   }
 
   /** Enqueue a blob's key record and its epoch-index entry. */
@@ -800,7 +824,8 @@ export class LmdbStore implements RelayStore {
         this.#hot.drop(key);
         this.#msgs.remove(key);
         this.#deliveries.remove(key);
-        if (value.length >= MSG_SEALED_AT) epochs.push(readU32(value, MSG_HEADER));
+        const epoch = messageRecordEpoch(value);
+        if (epoch !== undefined) epochs.push(epoch);
         removed++;
       }
       for (const key of [...this.#otks.getKeys(range)].map((k) => Buffer.from(k as Buffer))) {
@@ -1018,11 +1043,10 @@ export class LmdbStore implements RelayStore {
       return block;
     }
     const rec = this.#msgs.get(recKey);
-    if (!rec || rec.length < MSG_SEALED_AT) return undefined;
-    return this.#openWith(
-      rec.subarray(MSG_HEADER, MSG_SEALED_AT),
-      rec.subarray(MSG_SEALED_AT),
-      cat(Buffer.of(TAG_MSG), recKey),
+    if (!rec) return undefined;
+    const keyKey = cat(Buffer.of(TAG_MSG), recKey);
+    return toBlockSize(
+      openMessageRecord(rec, keyKey, (e) => this.#keyring.key(e)),
       blockSize,
     );
   }
@@ -1103,7 +1127,7 @@ export class LmdbStore implements RelayStore {
       this.#enqueue(() => {
         const stored = this.#msgs.getBinaryFast(recKey);
         if (!stored) return;
-        if (stored.length >= MSG_SEALED_AT) epoch = readU32(stored, MSG_HEADER);
+        epoch = messageRecordEpoch(stored);
         this.#msgs.remove(recKey);
         if (this.#deliveriesStored && this.#deliveries.doesExist(recKey)) this.#deliveries.remove(recKey);
       });
@@ -1375,7 +1399,7 @@ export class LmdbStore implements RelayStore {
         if (after && key.equals(after)) continue;
         last = Buffer.from(key);
         const rec = this.#msgs.getBinaryFast(key);
-        if (rec && rec.length >= MSG_SEALED_AT && readU32(rec, MSG_HEADER) === id) chunk.push(last);
+        if (rec && messageRecordEpoch(rec) === id) chunk.push(last);
         if (++scanned >= REWRAP_CHUNK * 8 || chunk.length >= REWRAP_CHUNK) break;
       }
       if (!last) break;
@@ -1385,7 +1409,7 @@ export class LmdbStore implements RelayStore {
         const keyKey = cat(Buffer.of(TAG_MSG), recKey);
         this.#enqueue(() => {
           const rec = this.#msgs.get(recKey);
-          if (!rec || rec.length < MSG_SEALED_AT || readU32(rec, MSG_HEADER) !== id) return;
+          if (!rec || messageRecordEpoch(rec) !== id) return;
           const dataKey = this.#unwrap(Buffer.from(rec.subarray(MSG_HEADER, MSG_SEALED_AT)), keyKey);
           if (!dataKey) return;
           const cur = this.#keyring.current;
@@ -1495,4 +1519,13 @@ function decodeQueue(rid: Buffer, raw: Buffer): QueueRecord {
     senderKey: senderKey ?? undefined,
     suspended,
   };
+}
+
+/** A plaintext padded (or cut) to `blockSize` (0: as it is); the original is wiped when copied. */
+function toBlockSize(plain: Buffer | undefined, blockSize: number): Buffer | undefined {
+  if (!plain || blockSize === 0 || plain.length === blockSize) return plain;
+  const block = Buffer.alloc(blockSize);
+  plain.copy(block, 0, 0, Math.min(plain.length, blockSize));
+  plain.fill(0);
+  return block;
 }

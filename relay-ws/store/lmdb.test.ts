@@ -380,6 +380,8 @@ describe("relay LMDB store", () => {
       expect(sent.every((r) => r === "ok" || r === "missing")).toBe(true);
       if (sealThreads === 0) expect(sent).toEqual(Array(20).fill("ok"));
       expect(await deleted).toBe(sent.filter((r) => r === "ok").length);
+      // The byte budget in memory too: each refused SEND's reservation given back exactly once.
+      expect(store.stats().storedBytes).toBe(store.queueBytes(other.recipientId));
       store = await reopen(store, { path, masterKey, sealThreads });
       expect(store.stats().messages).toBe(1);
       expect(store.stats().storedBytes).toBe(store.queueBytes(other.recipientId));

@@ -934,7 +934,8 @@ export class LmdbStore implements RelayStore {
       if (this.#deletingQueues.has(ridHex) || !this.#queueSync(rid, ridHex)) {
         st.count--;
         this.#countEpoch(epoch, -1);
-        this.#release(st, cost);
+        // A DEL already done released every byte the queue held, this reservation included.
+        if (this.#state.get(ridHex) === st) this.#release(st, cost);
         this.#pendingSends.delete(sendHex);
         block.fill(0);
         return "missing";

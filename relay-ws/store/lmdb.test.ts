@@ -15,6 +15,7 @@ import { sealAtRest } from "../node-crypto.ts";
 import { bucketSize } from "./at-rest.ts";
 import { KEYRING_FILE, keyringEpochs, SLOT_SIZE } from "./keyring.ts";
 import { LmdbStore, type LmdbStoreOptions } from "./lmdb.ts";
+import { type Sealed, SealPool } from "./seal-pool.ts";
 import { newMessage, randomQueue as queue } from "./testing.ts";
 
 const HOUR = 3_600_000;
@@ -388,6 +389,40 @@ describe("relay LMDB store", () => {
       expect(await store.read(q.recipientId, 0)).toBeUndefined();
       expect(store.queueBytes(q.recipientId)).toBe(0);
     });
+
+  it("seal threads: SENDs whose seals come back after their queue's DEL finished are refused, their bytes given back once", async () => {
+    // A pool whose answers wait for a gate (in order, as the worker's do): the DEL commits first.
+    let open!: () => void;
+    const gate = new Promise<void>((r) => {
+      open = r;
+    });
+    class HeldPool extends SealPool {
+      override seal(...args: Parameters<SealPool["seal"]>): Promise<Sealed> {
+        return super.seal(...args).then(async (s) => {
+          await gate;
+          return s;
+        });
+      }
+    }
+    const path = tempDir();
+    const masterKey = randomBytes(32);
+    const store = openStore({ path, masterKey, sealPool: new HeldPool() });
+    const q = queue();
+    const other = queue();
+    await store.createQueue(q);
+    await store.createQueue(other);
+    const kept = store.append(other.recipientId, msg(utf8("stays"), Date.now()), 100);
+    const sends = Array.from({ length: 5 }, (_, i) =>
+      store.append(q.recipientId, msg(utf8(`m${i}`), Date.now()), 100),
+    );
+    expect(await store.deleteQueue(q.recipientId)).toBe(0);
+    open();
+    expect(await Promise.all(sends)).toEqual(Array(5).fill("missing"));
+    expect(await kept).toBe("ok");
+    expect(store.stats().storedBytes).toBe(store.queueBytes(other.recipientId));
+    expect(store.stats().storedBytes).toBeGreaterThan(0);
+    expect(store.stats().messages).toBe(1);
+  });
 
   it("concurrent prekey fetches never hand out the same one-time prekey", async () => {
     const store = openStore({ path: tempDir(), masterKey: randomBytes(32) });

@@ -218,6 +218,8 @@ export interface LmdbStoreOptions {
    * AES-GCM work of each SEND; 0 (default): on the event loop.
    */
   sealThreads?: number;
+  /** The pool to seal on (implies a worker; closed with the store): tests hold its answers back. */
+  sealPool?: SealPool;
 }
 
 export class LmdbStore implements RelayStore {
@@ -302,7 +304,7 @@ export class LmdbStore implements RelayStore {
     this.#idleMs = options.idleQueueMs ?? 0;
     this.#onNoSpace = options.onNoSpace;
     this.#hot = new HotBlocks(options.hotBlockBytes ?? DEFAULT_HOT_BLOCK_BYTES);
-    this.#sealer = (options.sealThreads ?? 0) > 0 ? new SealPool() : undefined;
+    this.#sealer = options.sealPool ?? ((options.sealThreads ?? 0) > 0 ? new SealPool() : undefined);
     guardLmdbCommitRejections();
     this.#root = open({
       path: options.path,

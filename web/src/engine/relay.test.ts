@@ -16,7 +16,7 @@ import {
   EARLY_ROTATION_SEEN,
 } from "../../../core/prekey/index.ts";
 import { storedMessageBytes } from "../../../relay-ws/source-limits.ts";
-import { connectRelay, startTestRelay, type TestRelay } from "../../../relay-ws/testing.ts";
+import { connectRelay, relayCounter, startTestRelay, type TestRelay } from "../../../relay-ws/testing.ts";
 import { type RunningSignaling, startSignaling } from "../../../signaling/testing.ts";
 import {
   EngineHarness,
@@ -317,7 +317,13 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
   });
 
   it("runs live through the relay when no direct channel opens: both ways, delivered, path relay", async () => {
+    const openings12 = () => relayCounter(relay, "loft_relay_openings_total", { version: "1.2" });
+    const before = await openings12();
     const [a, b] = await pair(true);
+    // Both engines' connections speak 1.2, so every live piece was delivered in its size bucket
+    // (a 1.2 client opens no other form; docs/decisions.md (Relay), "The app speaks relay
+    // protocol 1.2").
+    expect((await openings12()) - before).toBeGreaterThanOrEqual(2);
     expect(a.engine.presence(b.id).path).toBe("relay");
     expect(b.engine.presence(a.id).path).toBe("relay");
     const m1 = await a.engine.send(b.id, "through the relay");
@@ -329,6 +335,36 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     expect([...a.events, ...b.events].some((e) => e.type === "message-state" && e.state === "relayed")).toBe(
       false,
     );
+  });
+
+  it("a relay from before protocol 1.2: the engines fall back to 1.1, live link and mailbox work as before", async () => {
+    const current = relay;
+    const old = await startTestRelay({ bucketed: false });
+    relay = old; // the harness and `pair` read `relay.url`
+    try {
+      const [a, b] = await pair(true);
+      expect(a.engine.presence(b.id).path).toBe("relay");
+      const m1 = await a.engine.send(b.id, "live over 1.1");
+      await until(() => stateOf(a, m1) === "delivered", "live delivered");
+      await b.engine.stop();
+      await until(() => !online(a, b), "bob offline");
+      const m2 = await a.engine.send(b.id, "mailbox over 1.1");
+      await until(() => stateOf(a, m2) === "relayed", "relayed");
+      const b2 = node("bob", b.user, b.storage, "");
+      await b2.engine.start();
+      await until(() => b.storage.texts(a.id, "in").length === 2, "bob read it");
+      expect(b.storage.texts(a.id, "in")).toEqual(["live over 1.1", "mailbox over 1.1"]);
+      await until(() => stateOf(a, m2) === "delivered", "mailbox message delivered");
+      expect(await relayCounter(old, "loft_relay_openings_total", { version: "1.2" })).toBe(0);
+      expect(await relayCounter(old, "loft_relay_openings_total", { version: "1.1" })).toBeGreaterThanOrEqual(
+        3,
+      );
+      expect(a.logs).toContain("relay: protocol 1.2 refused (a relay from before it); speaking 1.1 to it");
+    } finally {
+      await h.stopAll();
+      relay = current;
+      await old.close();
+    }
   });
 
   it("switches to direct when a direct channel becomes possible", async () => {

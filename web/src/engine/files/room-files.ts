@@ -139,16 +139,22 @@ export class RoomFiles implements RoomFrameLane, RoomFilePeers {
     return live;
   }
 
-  onFrame(roomId: string, member: string, frame: Uint8Array): boolean {
+  /**
+   * A frame of the files range from the member's session: handled after its earlier frames; the
+   * promise resolves once it is (a chunk taken: files.md §4), and the member's read loop
+   * (rooms/mesh.ts `#read`) awaits it before reading on — as a contact's read loop awaits
+   * `onFrame` — so frames never pile up here: what waits for storage is bounded by the window
+   * (files.md §5), and what the member sends meanwhile waits in its link.
+   */
+  onFrame(roomId: string, member: string, frame: Uint8Array): boolean | Promise<void> {
     if (!isFileFrame(frame)) return false;
     const live = this.#live(roomId, member);
     if (!live) return true;
     const peer = this.peer(roomId, member);
-    void this.#inOrder(roomId, member, async () => {
+    return this.#inOrder(roomId, member, async () => {
       if (frame[0] !== FILE_FRAME.MSG) return this.#files.frame(peer, live, frame);
       await this.#message(peer, frame);
     });
-    return true;
   }
 
   /**

@@ -102,8 +102,12 @@ const MAX_PENDING_KEYS = 8;
  * 0x30–0x37): the mesh hands them over and says when a member's session comes up or goes.
  */
 export interface RoomFrameLane {
-  /** True when the frame is the lane's (it is then not read as a room message). */
-  onFrame(roomId: string, member: string, frame: Uint8Array): boolean;
+  /**
+   * Truthy when the frame is the lane's (it is then not read as a room message); a promise when
+   * the lane handles it later: the member's read loop awaits it before reading on (backpressure:
+   * docs/protocol/files.md §5).
+   */
+  onFrame(roomId: string, member: string, frame: Uint8Array): boolean | Promise<void>;
   /**
    * A frame a member left in our relay mailbox (§9): a promise when it is the lane's (awaited
    * before the relay's copy is acknowledged), undefined when not (it is read as a room message).
@@ -1241,7 +1245,11 @@ export class RoomsEngine implements RoomsApi {
       } catch {
         break;
       }
-      if (this.lane?.onFrame(room.idHex, m.hex, bytes)) continue;
+      const lane = this.lane?.onFrame(room.idHex, m.hex, bytes);
+      if (lane) {
+        if (lane !== true) await lane; // a file chunk: taken (or refused) before the next read
+        continue;
+      }
       const decoded = decodeRoomFrame(bytes);
       if (!decoded.ok) {
         this.#d.log(`dropped a room frame: ${decoded.error.code}`);

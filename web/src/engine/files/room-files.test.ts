@@ -224,6 +224,13 @@ describe("files to a room (Node engines, real signaling and Noise, in-memory lin
     await until(() => transfers(b, "in")[0]?.state === "done", "bea got it");
     const got = new Uint8Array(await (await b.engine.fileBlob(forB!.key))!.arrayBuffer());
     expect(toHex(got)).toBe(toHex(bytes));
+    // On the member links' bulk lanes, claimed for the member sessions (files.md §2, §8): Bea's
+    // 21 chunks at least (Cat's until its cancel), none inside the session.
+    expect(h.hub.links.reduce((n, l) => n + (l.channel?.frames ?? 0), 0)).toBeGreaterThanOrEqual(21);
+    expect(a.logs.filter((l) => l.startsWith("files: sending from chunk"))).toEqual(
+      expect.arrayContaining(["files: sending from chunk 0 on the bulk lane"]),
+    );
+    expect(a.logs).not.toContain("files: sending from chunk 0 inside the session");
     const out = transfers(a, "out");
     await until(
       () => transfers(a, "out").every((t) => t.state === "done" || t.state === "cancelled"),

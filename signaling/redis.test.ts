@@ -17,7 +17,7 @@ import { SignalingClient } from "../core/signaling/client.ts";
 import { type ClientMessage, type ServerMessage, signEnvelope } from "../core/wire/signaling.ts";
 import type { Logger } from "../host/log.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
-import { metricValue } from "../test/support/metrics.ts";
+import { fetchMetric, metricValue } from "../test/support/metrics.ts";
 import { type RedisServer, startRedis } from "../test/support/redis-server.ts";
 import { PREFIX, type SharedEvents, SharedSignaling } from "./redis-state.ts";
 import {
@@ -298,16 +298,21 @@ describe("signaling on Redis: faults", () => {
       return { status: r.status, body: (await r.json()) as { services: { signaling: { redis: string } } } };
     };
     expect((await health()).status).toBe(200);
+    // A connection opened before Redis goes stays open (docs/operations.md, "Redis down: one rule").
+    const heidi = makeUser("heidi");
+    const c = await RawClient.hello(url(b));
+    clients.push(c);
     await redis.kill();
     await expect.poll(async () => (await health()).status, { timeout: 15_000 }).toBe(503);
     expect((await health()).body.services.signaling.redis).toBe("unreachable");
     expect((await fetch(`${b.url}/health`)).status).toBe(503);
-    const heidi = makeUser("heidi");
-    const c = await RawClient.hello(url(b));
-    clients.push(c);
     const refused = await c.request(await registerOn(c, heidi, { id: 1 }));
     expect(refused.t === "ERROR" && refused.code).toBe("UNAVAILABLE");
-    // The core client (the PWA's) is told so, and tries again by itself on the same connection.
+    // A new one is refused before the handshake, as the relay does: the core client (the PWA's),
+    // with this one server only, says it cannot reach it and tries again by itself.
+    expect(
+      await fetchMetric(b.metricsUrl!, "loft_signaling_upgrades_refused_total", 'reason="unavailable"'),
+    ).toBe(0);
     const ivan = new SignalingClient({
       url: url(b),
       user: makeUser("ivan"),
@@ -316,7 +321,16 @@ describe("signaling on Redis: faults", () => {
       reconnect: { initialMs: 50, maxMs: 200 },
     });
     signalingClients.push(ivan);
-    await expect(ivan.start()).rejects.toMatchObject({ code: "LOFT_ERR_SIGNALING_UNAVAILABLE" });
+    await expect(ivan.start()).rejects.toMatchObject({ code: "LOFT_ERR_SIGNALING_UNREACHABLE" });
+    // (metrics are rendered at most once a second: poll)
+    await expect
+      .poll(
+        () => fetchMetric(b.metricsUrl!, "loft_signaling_upgrades_refused_total", 'reason="unavailable"'),
+        {
+          timeout: 10_000,
+        },
+      )
+      .toBeGreaterThan(0);
 
     await redis.restart();
     await expect.poll(async () => (await health()).status, { timeout: 15_000 }).toBe(200);

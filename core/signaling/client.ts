@@ -697,7 +697,11 @@ export class SignalingClient {
    */
   #failOver(error: LoftError): boolean {
     if (this.#urls.length < 2 || this.#stopped || this.#o.reconnect === false) return false;
-    if (error.code !== "LOFT_ERR_SIGNALING_UNREACHABLE" && error.code !== "LOFT_ERR_UNSUPPORTED_VERSION")
+    if (
+      error.code !== "LOFT_ERR_SIGNALING_UNREACHABLE" &&
+      error.code !== "LOFT_ERR_UNSUPPORTED_VERSION" &&
+      error.code !== "LOFT_ERR_SIGNALING_UNAVAILABLE"
+    )
       return false;
     this.#failedInRound++;
     if (this.#failedInRound >= this.#urls.length) {
@@ -793,8 +797,30 @@ export class SignalingClient {
     }
     const p = this.#pending.get(m.id);
     if (!p) return;
-    if (m.t === "ERROR") this.#settle(m.id, p, undefined, signalingErrorOfWire(m.code, m.message));
-    else this.#settle(m.id, p, m, undefined);
+    if (m.t !== "ERROR") {
+      this.#settle(m.id, p, m, undefined);
+      return;
+    }
+    const error = signalingErrorOfWire(m.code, m.message);
+    // This server cannot reach its shared state (Redis): with another server configured, leave it
+    // for the next one at once instead of asking it again (docs/operations.md, "Redis down: one
+    // rule"; signaling.md, "Several servers"). The request fails over with the connection.
+    if (m.code === "UNAVAILABLE" && this.#urls.length > 1 && this.#o.reconnect !== false) {
+      this.#abandon(ws, error);
+      return;
+    }
+    this.#settle(m.id, p, undefined, error);
+  }
+
+  /** Leave `ws` (still the connection in use) as if it had dropped with `error`. */
+  #abandon(ws: WebSocketLike, error: LoftError): void {
+    if (this.#ws !== ws) return;
+    this.#ws = undefined;
+    this.#detach(ws);
+    try {
+      ws.close(CLOSE.NORMAL, "server unavailable");
+    } catch {}
+    this.#onDrop(error);
   }
 
   #settle(id: number, p: Pending, value: ServerMessage | undefined, error: LoftError | undefined): void {
@@ -828,6 +854,9 @@ export class SignalingClient {
         this.#attempt = 0;
       },
       (e: LoftError) => {
+        // The connection was left meanwhile (dropped, or abandoned for the next server): what
+        // follows belongs to the next one.
+        if (this.#ws !== ws) return;
         this.#emit({ type: "error", error: e });
         this.#rejectReady(e);
         // A busy server (rate or verification budget of our network address) or one that cannot

@@ -54,6 +54,7 @@ export class RelayPool implements RelayConnections {
           onMessage: (m) => options.onMessage(c.url, m),
           onError: (e) => options.log(`relay: ${e.code} ${e.message}`),
           onEnd: (rid) => options.log(`relay: subscription of ${toHex(rid).slice(0, 8)} ended here`),
+          onUnavailable: () => this.#leave(c),
         }),
       asError: (e) => (isLoftError(e) ? e : new LoftError("LOFT_ERR_LINK_CLOSED", (e as Error).message)),
       opened: (c, client) => this.#opened(c, client),
@@ -124,6 +125,26 @@ export class RelayPool implements RelayConnections {
     });
     for (const q of c.subs.values())
       client.subscribe(q, this.#o.window).catch((e: LoftError) => this.#subFailed(c.url, q, e));
+  }
+
+  /**
+   * A command on `c`'s connection was answered UNAVAILABLE: that instance lost its store
+   * (docs/operations.md, "Redis down: one rule"). Leave it rather than send it more: the
+   * reconnection goes through the balancer to another instance (this one refuses new connections
+   * with 503 meanwhile), and until one answers the relay counts as down (`isDown`), so new
+   * mailboxes go to the next configured relay. The failure counts toward the backoff.
+   */
+  #leave(c: Conn): void {
+    const client = c.client;
+    if (!client || client.closed) return;
+    this.#o.log("relay answered UNAVAILABLE: leaving this connection");
+    c.failures++;
+    this.#r.ended(
+      c,
+      client,
+      new LoftError("LOFT_ERR_RELAY_UNAVAILABLE", "the relay cannot reach its store right now"),
+    );
+    client.close();
   }
 
   /** A SUB refused: logged, and told (`onSubscribeError`: an AUTH means the queue is gone). */

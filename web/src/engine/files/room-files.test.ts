@@ -11,12 +11,23 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { toHex } from "../../../../core/bytes.ts";
 import { encodeCanonical } from "../../../../core/codec/codec.ts";
 import { padToBucket } from "../../../../core/codec/padding.ts";
+import { nobleCrypto } from "../../../../core/crypto/noble.ts";
+import type { Session } from "../../../../core/session/index.ts";
 import { type RunningSignaling, startSignaling } from "../../../../signaling/testing.ts";
-import { EngineHarness, type EngineNode, FAST_ENGINE, until } from "../../../../test/support/engine.ts";
+import {
+  EngineHarness,
+  type EngineNode,
+  FAST_ENGINE,
+  MemoryStorage,
+  until,
+} from "../../../../test/support/engine.ts";
 import { fileTransfers, seededBytes } from "../../../../test/support/files.ts";
 import { FUZZ_RUNS } from "../../../../test/support/fuzz.ts";
+import type { EngineConfig } from "../engine.ts";
 import type { RoomsApi } from "../rooms/api.ts";
-import { decodeFileMsgFrame, encodeFileMsgFrame } from "./room-files.ts";
+import { decodeFileMsgFrame, encodeFileMsgFrame, RoomFiles, type RoomLinks } from "./room-files.ts";
+import { MemoryFileStore } from "./store.ts";
+import { type FilesContext, FileTransfers } from "./transfers.ts";
 import { FILE_CHUNK_BYTES, FILE_FRAME, type FileAppMessage } from "./wire.ts";
 
 const KEY = new Uint8Array(32).map((_, i) => i);
@@ -144,6 +155,48 @@ describe("FILE_MSG frames (member sessions)", () => {
       ),
       { numRuns: FUZZ_RUNS },
     );
+  });
+});
+
+describe("the files lane hands the member's read loop a promise (backpressure: files.md §5)", () => {
+  it("a frame of the files range resolves once it is handled, so rooms/mesh.ts `#read` awaits it", async () => {
+    const ctx = {
+      cfg: {
+        fileStore: new MemoryFileStore(),
+        crypto: nobleCrypto,
+        log: () => {},
+      } as unknown as EngineConfig,
+      storage: new MemoryStorage(""),
+      listeners: new Set(),
+      peers: new Map(),
+      stopped: false,
+      pool: undefined,
+    } as unknown as FilesContext;
+    const files = new FileTransfers(ctx);
+    const session = { state: "open", closed: new Promise(() => {}) } as unknown as Session;
+    const links: RoomLinks = {
+      sendFrame: () => true,
+      memberSession: () => ({ session }),
+      memberName: () => "Ann",
+      memberMailbox: async () => undefined,
+      list: () => [],
+      subscribe: () => () => {},
+    };
+    const lane = new RoomFiles(files, links, () => {});
+    const offer: FileAppMessage = {
+      t: "file.offer",
+      id: 9,
+      name: "a.bin",
+      size: 1,
+      type: "",
+      hash: new Uint8Array(32),
+      key: KEY,
+    };
+    expect(lane.onFrame("r00m", "a11ce", new Uint8Array([0x01, 0x80]))).toBe(false); // not the lane's
+    const handled = lane.onFrame("r00m", "a11ce", encodeFileMsgFrame(offer));
+    expect(handled).toBeInstanceOf(Promise);
+    await handled;
+    expect((await files.listRoom("r00m")).map((t) => [t.name, t.state])).toEqual([["a.bin", "offered"]]);
   });
 });
 

@@ -34,7 +34,7 @@ import type { MessageId } from "./api.ts";
 import type { Peer } from "./context.ts";
 import type { EngineConfig } from "./engine.ts";
 import { RELAY_BUSY_MESSAGE } from "./errors.ts";
-import { SECRET } from "./mailbox.ts";
+import { decodeRx, SECRET } from "./mailbox.ts";
 import type { Outcome } from "./outcome.ts";
 import { decodePrekeyState, encodePrekeyState } from "./prekeys.ts";
 import { type DepositContext, finishDeposit, newDeposit, sendDeposit } from "./queues.ts";
@@ -583,6 +583,47 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     } finally {
       globalThis.setTimeout = setTimer;
       globalThis.clearTimeout = clearTimer;
+    }
+  });
+
+  it("a contact deleted while its new mailbox is being stored: the queue goes at the relay, no secret or subscription stays", async () => {
+    // The write of the new queue's secret is held until Bob is deleted (one IndexedDB write wide,
+    // review finding #9): before, the queue was then subscribed and kept, its secret stored.
+    class HeldRx extends MemoryStorage {
+      hold: string | undefined;
+      readonly held: { name: string; value: Uint8Array; go: () => void }[] = [];
+      override async saveSecret(name: string, value: Uint8Array): Promise<void> {
+        if (name === this.hold) await new Promise<void>((go) => this.held.push({ name, value, go }));
+        return super.saveSecret(name, value);
+      }
+    }
+    const storage = new HeldRx(signaling.url, [relay.url]);
+    const a = node("alice", undefined, storage);
+    const bob = createUserIdentity({ username: "bob", now: Date.now() });
+    const bobId = storage.addUser(bob);
+    storage.hold = SECRET.rx(bobId);
+    await a.engine.start(); // Alice makes Bob's mailbox at start (he has none yet)
+    await until(() => storage.held.length > 0, "the new queue's secret is being written");
+    const rx = decodeRx(storage.held[0]!.value);
+    if (!rx.ok) throw new Error("not a queue record");
+    storage.contacts.delete(bobId);
+    a.engine.contactChanged(bobId);
+    for (const w of storage.held) w.go();
+    const owner = await connectRelay(relay.url);
+    try {
+      // Gone at the relay: its owner's key no longer reaches it.
+      await until(
+        () =>
+          owner.get(rx.value.queue).then(
+            () => false,
+            () => true,
+          ),
+        "the queue is deleted at the relay",
+      );
+      await until(() => !storage.secrets.has(SECRET.rx(bobId)), "no secret of it stays");
+      expect(a.logs.filter((l) => l.includes(`mailbox for ${bobId.slice(0, 8)} created`))).toEqual([]);
+    } finally {
+      owner.close();
     }
   });
 

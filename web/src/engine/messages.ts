@@ -119,8 +119,10 @@ export async function receive(
       await ctx.storage.putMessage(stored);
       emit(ctx, { type: "message", message: stored });
     }
-    if (live) await sendApp(ctx, peer, live, { t: "rcpt", ids: [m.id] }).catch(() => {});
-    else out.push(...queueReceipt(peer, m.id));
+    // Live, the receipt goes as soon as the messages already queued behind this one are read:
+    // a burst is acknowledged by a few `rcpt` messages of up to MAX_RECEIPT_IDS ids, each one
+    // ratchet message and one sealed state write on both ends, not one per message.
+    out.push(...queueReceipt(peer, m.id, live ? 0 : MAILBOX_RECEIPT_DELAY_MS));
   } else if (m.t === "mbox") {
     await onAnnounce(ctx, peer, m);
     // Receipts held back for want of a mailbox, and an outbox that had no route, can go now.
@@ -201,14 +203,30 @@ export async function flushLive(ctx: MessagesContext, peer: Peer, live: Live): P
   return [];
 }
 
-/** A receipt for a message that came through the mailbox; sent shortly, batched. */
-function queueReceipt(peer: Peer, id: string): Outcome[] {
+/** How long a receipt for a message read from the mailbox waits for others to share its `rcpt`. */
+const MAILBOX_RECEIPT_DELAY_MS = 50;
+
+/** A receipt to send shortly, batched with the others received meanwhile (`sendReceipts`). */
+function queueReceipt(peer: Peer, id: string, delayMs: number): Outcome[] {
   peer.receipts.add(id);
-  return [schedule("receipt", 50, { step: "receipts" }, true)];
+  return [schedule("receipt", delayMs, { step: "receipts" }, true)];
 }
+
+/** Peers whose receipts `sendReceipts` is sending now: that loop takes the ids added meanwhile. */
+const sendingReceipts = new WeakSet<Peer>();
 
 /** Receipts go live if a session is up, else into the contact's mailbox. */
 export async function sendReceipts(ctx: MessagesContext, peer: Peer): Promise<Outcome[]> {
+  if (sendingReceipts.has(peer)) return [];
+  sendingReceipts.add(peer);
+  try {
+    return await sendReceiptsNow(ctx, peer);
+  } finally {
+    sendingReceipts.delete(peer);
+  }
+}
+
+async function sendReceiptsNow(ctx: MessagesContext, peer: Peer): Promise<Outcome[]> {
   const out: Outcome[] = [];
   // A contact request, a blocked contact or a pending identity decision: nothing goes back.
   while (peer.receipts.size > 0 && !ctx.stopped && !peer.blocked) {

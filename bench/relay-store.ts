@@ -21,6 +21,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { randomQueue } from "../relay-ws/store/testing.ts";
 import { numberFlag, stringFlag } from "./relay-cli.ts";
 
 const JSON_OUT = process.argv.includes("--json");
@@ -64,14 +65,7 @@ async function slice(Lmdb: StoreClass): Promise<Slice> {
   const dir = mkdtempSync(join(tmpdir(), "loft-bench-relay-store-"));
   const store = new Lmdb({ path: dir, masterKey: randomBytes(32) });
   try {
-    const queues = Array.from({ length: QUEUES }, () => ({
-      recipientId: new Uint8Array(randomBytes(24)),
-      senderId: new Uint8Array(randomBytes(24)),
-      recipientKey: new Uint8Array(randomBytes(32)),
-      rcvKey: new Uint8Array(randomBytes(32)),
-      senderKey: undefined,
-      suspended: false,
-    }));
+    const queues = Array.from({ length: QUEUES }, randomQueue);
     for (const q of queues) await store.createQueue(q);
     const body = new Uint8Array(randomBytes(SIZE));
     const cursors = queues.map(() => -1);

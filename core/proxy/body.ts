@@ -5,7 +5,7 @@
  * requesting side, or anything in between — ever holds more than one window of a body, however
  * slow the consumer, however large the body.
  */
-import { MAX_CHUNK } from "./frames.ts";
+import { LEGACY_CHUNK, MAX_CHUNK } from "./frames.ts";
 
 /** Pull-based body: `read()` gives the next chunk or null at the end; `cancel()` stops it early. */
 export interface BodyReader {
@@ -151,8 +151,9 @@ export class InboundBody implements BodyReader {
 
 /**
  * The sending end of one body: reads `source` only while credit is left, cuts what it reads into
- * chunks of at most `maxChunk` (MAX_CHUNK unless the carrier wants smaller: a relay piece) and the
- * credit left, and sends each; `end` once the source is done.
+ * chunks of at most `maxChunk` (LEGACY_CHUNK by default; what the peer accepts up to MAX_CHUNK,
+ * less if the carrier wants smaller: a relay piece) and the credit left, and sends each; `end`
+ * once the source is done.
  */
 export class OutboundBody {
   #credit: number;
@@ -161,7 +162,7 @@ export class OutboundBody {
   readonly #source: BodyReader;
   readonly #maxChunk: number;
 
-  constructor(source: BodyReader, credit: number, maxChunk = MAX_CHUNK) {
+  constructor(source: BodyReader, credit: number, maxChunk = LEGACY_CHUNK) {
     if (!Number.isSafeInteger(maxChunk) || maxChunk < 1 || maxChunk > MAX_CHUNK)
       throw new RangeError(`maxChunk must be 1…${MAX_CHUNK}`);
     this.#source = source;

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { concatBytes } from "../bytes.ts";
 import { readAll } from "./body.ts";
 import { ProxyClient, ProxyResetError } from "./client.ts";
 import { decodeFrame, encodeFrame, MAX_CHUNK } from "./frames.ts";
@@ -206,7 +207,7 @@ describe("proxy over one session", () => {
     const server = new ProxyServer({
       peer: FRIEND,
       maxConcurrent: 2,
-      send: (f) => frames.push(f),
+      send: (f) => frames.push(concatBytes(...f)),
       handler: shareHandler(
         { shares: () => [{ mount: [], root: "s", contacts: new Set([FRIEND]) }], isContact: () => true },
         source,
@@ -232,7 +233,7 @@ describe("proxy protocol violations", () => {
     source.put("s", ["f"], bytesOf(100));
     const s = new ProxyServer({
       peer: FRIEND,
-      send: (f) => out.push(f),
+      send: (f) => out.push(concatBytes(...f)),
       handler: shareHandler(
         { shares: () => [{ mount: [], root: "s", contacts: new Set([FRIEND]) }], isContact: () => true },
         source,
@@ -287,11 +288,11 @@ describe("proxy protocol violations", () => {
 
   it("the client refuses a response for a request it never sent, a second head, and DATA past its window", async () => {
     const sent: Uint8Array[] = [];
-    let client = new ProxyClient((f) => sent.push(f), { window: 1000 });
+    let client = new ProxyClient((f) => sent.push(concatBytes(...f)), { window: 1000 });
     let r = client.receive(encodeFrame({ type: "response", id: 1, status: 200, headers: [] }));
     expect(r.ok || r.error.code).toBe("LOFT_ERR_SCHEMA");
 
-    client = new ProxyClient((f) => sent.push(f), { window: 1000 });
+    client = new ProxyClient((f) => sent.push(concatBytes(...f)), { window: 1000 });
     const pending = client.request(get("/f"));
     await until(() => sent.length > 0);
     expect(client.receive(encodeFrame({ type: "response", id: 1, status: 200, headers: [] })).ok).toBe(true);
@@ -319,7 +320,7 @@ describe("proxy protocol violations", () => {
 
   it("a request with no response head in time is reset with timeout", async () => {
     const sent: Uint8Array[] = [];
-    const client = new ProxyClient((f) => sent.push(f), { headTimeoutMs: 5 });
+    const client = new ProxyClient((f) => sent.push(concatBytes(...f)), { headTimeoutMs: 5 });
     await expect(client.request(get("/slow"))).rejects.toMatchObject({ code: "timeout" });
     const last = decodeFrame(sent.at(-1)!);
     expect(last.ok && last.value).toMatchObject({ type: "reset", code: "timeout" });

@@ -11,8 +11,9 @@ import type { ProxyRequestHead, ProxyResponse } from "./client.ts";
 import {
   allowHeaders,
   decodeFrame,
-  encodeFrame,
-  MAX_CHUNK,
+  encodeFrameParts,
+  type FrameParts,
+  LEGACY_CHUNK,
   type ProxyFrame,
   REQUEST_BODY_WINDOW,
   RESPONSE_HEADERS,
@@ -45,14 +46,18 @@ export interface AccessRecord {
 
 export interface ProxyServerOptions {
   peer: string;
-  send: (frame: Uint8Array) => void;
+  /** One frame per call, as the parts whose concatenation it is (frames.ts `encodeFrameParts`). */
+  send: (frame: FrameParts) => void;
   handler: ProxyHandler;
   limiter?: RequestLimiter;
   log?: (record: AccessRecord) => void;
   now?: () => number;
   /** Requests open at once from this peer; more are refused with `too_many_requests` (default 16). */
   maxConcurrent?: number;
-  /** Largest DATA body this side sends (default MAX_CHUNK; smaller to fit a carrier's unit). */
+  /**
+   * Largest DATA body this side sends (default LEGACY_CHUNK: what every peer accepts; up to
+   * MAX_CHUNK to a peer that announced it, smaller to fit a carrier's unit).
+   */
   maxChunk?: number;
 }
 
@@ -74,7 +79,7 @@ export class ProxyServer {
   constructor(options: ProxyServerOptions) {
     this.#o = {
       maxConcurrent: 16,
-      maxChunk: MAX_CHUNK,
+      maxChunk: LEGACY_CHUNK,
       log: () => undefined,
       now: () => Date.now(),
       limiter: undefined,
@@ -253,7 +258,7 @@ export class ProxyServer {
   #emit(frame: ProxyFrame): void {
     if (this.#failed && frame.type !== "reset") return;
     try {
-      this.#o.send(encodeFrame(frame));
+      this.#o.send(encodeFrameParts(frame));
     } catch {
       // The session is gone; its close() reaches us through the owner.
     }

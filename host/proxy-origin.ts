@@ -79,6 +79,8 @@ export function httpOriginHandler(options: OriginOptions): ProxyHandler {
         res.destroy();
         req.destroy();
       },
+      // What the socket already delivered: the sender may join it to a short tail (core/proxy/body.ts).
+      available: () => res.readableLength,
     };
     const pairs: [string, string][] = [];
     for (const [name, value] of Object.entries(res.headers))

@@ -9,6 +9,7 @@ import { err, LoftError, type LoftErrorCode, ok, type Result } from "../errors.t
 import { type BodyReader, emptyBody, InboundBody, OutboundBody } from "./body.ts";
 import {
   decodeFrame,
+  encodeDataParts,
   encodeFrameParts,
   type FrameParts,
   type Headers,
@@ -124,7 +125,7 @@ export class ProxyClient {
       stream.upload = upload;
       upload
         .pump(
-          (bytes) => this.#emit({ type: "data", id, bytes }),
+          (parts) => this.#emitData(id, parts),
           () => this.#emit({ type: "end", id }),
         )
         .catch((e: unknown) =>
@@ -218,8 +219,17 @@ export class ProxyClient {
 
   #emit(frame: ProxyFrame): void {
     if (this.#failed && frame.type !== "reset") return;
+    this.#sendFrame(encodeFrameParts(frame));
+  }
+
+  /** A DATA frame of the request body (its body as parts: OutboundBody). */
+  #emitData(id: number, body: Uint8Array[]): void {
+    if (!this.#failed) this.#sendFrame(encodeDataParts(id, body));
+  }
+
+  #sendFrame(parts: FrameParts): void {
     try {
-      this.#send(encodeFrameParts(frame));
+      this.#send(parts);
     } catch {
       // The session is gone; its close() reaches us through the owner.
     }

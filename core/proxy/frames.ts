@@ -257,8 +257,15 @@ export type FrameParts = readonly Uint8Array[];
 
 export function encodeFrameParts(frame: ProxyFrame): FrameParts {
   if (frame.type !== "data") return [encodeFrame(frame)];
-  if (frame.bytes.length < 1 || frame.bytes.length > MAX_CHUNK) throw new RangeError("proxy: chunk size");
-  return [prefix(T_DATA, frame.id, 0).done(), frame.bytes];
+  return encodeDataParts(frame.id, [frame.bytes]);
+}
+
+/** A DATA frame whose body is the concatenation of `body` (1…MAX_CHUNK bytes), as parts, uncopied. */
+export function encodeDataParts(id: number, body: readonly Uint8Array[]): FrameParts {
+  let size = 0;
+  for (const part of body) size += part.length;
+  if (size < 1 || size > MAX_CHUNK) throw new RangeError("proxy: chunk size");
+  return [prefix(T_DATA, id, 0).done(), ...body];
 }
 
 function checkWindow(window: number): void {

@@ -11,6 +11,7 @@ import type { ProxyRequestHead, ProxyResponse } from "./client.ts";
 import {
   allowHeaders,
   decodeFrame,
+  encodeDataParts,
   encodeFrameParts,
   type FrameParts,
   LEGACY_CHUNK,
@@ -212,9 +213,9 @@ export class ProxyServer {
     stream.download = download;
     download
       .pump(
-        (bytes) => {
-          record.bytes += bytes.length;
-          this.#emit({ type: "data", id, bytes });
+        (parts) => {
+          for (const part of parts) record.bytes += part.length;
+          if (!this.#failed) this.#sendFrame(encodeDataParts(id, parts));
         },
         () => {
           this.#emit({ type: "end", id });
@@ -257,8 +258,12 @@ export class ProxyServer {
 
   #emit(frame: ProxyFrame): void {
     if (this.#failed && frame.type !== "reset") return;
+    this.#sendFrame(encodeFrameParts(frame));
+  }
+
+  #sendFrame(parts: FrameParts): void {
     try {
-      this.#o.send(encodeFrameParts(frame));
+      this.#o.send(parts);
     } catch {
       // The session is gone; its close() reaches us through the owner.
     }

@@ -101,6 +101,11 @@ export class InboundBody implements BodyReader {
     return this.#ended;
   }
 
+  /** Nothing more will be read from it: cancelled, or ended with nothing left (`fail` changes nothing). */
+  get settled(): boolean {
+    return this.#cancelled || (this.#ended && this.#chunks.length === 0);
+  }
+
   /** Bytes held now, waiting for the consumer (never more than the window). */
   get buffered(): number {
     let n = 0;

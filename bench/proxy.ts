@@ -9,7 +9,8 @@
  * origin, and back with credit flow control. The direct path is `fetch()` of the same URL.
  *
  * Figures: throughput of one `--size` body at a time (MB/s; subjects alternate in slices,
- * bench/harness.ts `alternate`; `proxy_vs_direct` is the median per-round ratio), and p50/p99
+ * bench/harness.ts `alternate`; `proxy_vs_direct` is the median per-round ratio, and
+ * `proxy_vs_direct_cpu` the same per CPU-second of this process), and p50/p99
  * latency of a 1 KiB file fetched alone, proxy and direct alternating request by request
  * (`p50_overhead_ms` = proxied p50 − direct p50). Everything targets 127.0.0.1.
  * The engines use the node:crypto provider (host/crypto-node.ts), as `loft expose` does
@@ -194,6 +195,10 @@ async function main(): Promise<void> {
         direct: { mb_per_s: d.perSecond, p50_ms: percentile(ld, 50), p99_ms: percentile(ld, 99) },
         proxy_vs_direct: ratio,
         proxy_vs_direct_range: sliceRatioRange(p, d),
+        // The same per CPU-second of this process (bench/README.md, "Alternating slices"): what a
+        // proxied byte costs next to a direct one, less moved by other processes' load.
+        proxy_vs_direct_cpu: sliceRatio(p, d, "cpu"),
+        proxy_vs_direct_cpu_range: sliceRatioRange(p, d, "cpu"),
         p50_overhead_ms: percentile(lp, 50) - percentile(ld, 50),
         ...(one
           ? {

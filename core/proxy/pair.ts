@@ -6,6 +6,7 @@
 import { concatBytes } from "../bytes.ts";
 import type { Result } from "../errors.ts";
 import { ProxyClient, type ProxyClientOptions } from "./client.ts";
+import { MAX_CHUNK } from "./frames.ts";
 import { ProxyServer, type ProxyServerOptions } from "./server.ts";
 
 export interface ProxyPair {
@@ -33,12 +34,17 @@ export function connectProxy(
   };
   // Each frame is joined into its own bytes here: it is read a microtask later, and a DATA body
   // part is the sender's buffer.
-  const c: ProxyClient = new ProxyClient((parts) => {
-    const frame = concatBytes(...parts);
-    if (keep) sent.up.push(frame);
-    queueMicrotask(() => check(s.receive(frame)));
-  }, client);
+  const c: ProxyClient = new ProxyClient(
+    (parts) => {
+      const frame = concatBytes(...parts);
+      if (keep) sent.up.push(frame);
+      queueMicrotask(() => check(s.receive(frame)));
+    },
+    { maxChunk: MAX_CHUNK, ...client },
+  );
+  // Both sides are this code, so DATA may fill a session frame's worth (frames.ts MAX_CHUNK).
   const s: ProxyServer = new ProxyServer({
+    maxChunk: MAX_CHUNK,
     ...server,
     send: (parts) => {
       const frame = concatBytes(...parts);

@@ -163,8 +163,10 @@ class Writer {
   }
   u32(v: number): this {
     this.#grow(4);
-    new DataView(this.#buf.buffer).setUint32(this.#at, v);
-    this.#at += 4;
+    this.#buf[this.#at++] = v >>> 24;
+    this.#buf[this.#at++] = (v >>> 16) & 0xff;
+    this.#buf[this.#at++] = (v >>> 8) & 0xff;
+    this.#buf[this.#at++] = v & 0xff;
     return this;
   }
   bytes(b: Uint8Array): this {

@@ -31,7 +31,7 @@ import {
 import { deliveryBucket, padBlock, type RelayAuthMode } from "../core/relay/protocol.ts";
 import { xchachaOpen } from "../relay-ws/node-crypto.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
-import { processCpuSeconds, rssKib } from "./proc-stats.ts";
+import { processCpuSeconds, rssKib, threadCpuSeconds } from "./proc-stats.ts";
 import { numberFlag, percentile, stringFlag } from "./relay-cli.ts";
 import { BenchConn, type ClientMode, expectOk } from "./relay-conn.ts";
 import { selfCheck } from "./relay-wire.ts";
@@ -62,8 +62,9 @@ const OUTSTANDING = numberFlag("outstanding", 32);
 const IDLE_AUTH: RelayAuthMode = stringFlag("idle-auth") === "signature" ? "signature" : "authenticator";
 /** How a bench client opens: 1.0 signatures, 1.1 authenticators, or 1.2 (authenticators, bucketed deliveries). */
 /**
- * `--delivery bucket`: the "relay" subject's clients speak 1.2 too (for a profile of the 1.2 path
- * alone, `--subjects relay --delivery bucket --profile DIR`); default 1.1, 16 KiB blocks.
+ * `--delivery bucket`: the "relay" subject's clients speak 1.2 too, and so do the "baseline"
+ * subject's (a before/after of the 1.2 path: `--delivery bucket --baseline DIR`; a profile of it
+ * alone: `--subjects relay --delivery bucket --profile DIR`); default 1.1, 16 KiB blocks.
  */
 const RELAY_CLIENTS: ClientMode = stringFlag("delivery") === "bucket" ? "bucket" : "authenticator";
 const WINDOW = 64;
@@ -108,6 +109,8 @@ interface RunResult {
   p99: number;
   /** CPU the server process spent per message (user + system), µs. */
   serverCpuUs: number;
+  /** The server's main thread (the relay's event loop) alone, µs per message. */
+  loopCpuUs: number;
   /** CPU this bench process (the clients) spent per message, µs. */
   clientCpuUs: number;
 }
@@ -118,16 +121,19 @@ interface RunResult {
 async function withCpu(
   pid: number,
   messages: number,
-  run: () => Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs">>,
+  run: () => Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs">>,
 ): Promise<RunResult> {
   const server0 = processCpuSeconds(pid);
+  const loop0 = threadCpuSeconds(pid);
   const client0 = process.cpuUsage();
   const r = await run();
   const client = process.cpuUsage(client0);
   const server = processCpuSeconds(pid) - server0;
+  const loop = threadCpuSeconds(pid) - loop0;
   return {
     ...r,
     serverCpuUs: (server * 1e6) / messages,
+    loopCpuUs: (loop * 1e6) / messages,
     clientCpuUs: (client.user + client.system) / messages,
   };
 }
@@ -140,7 +146,7 @@ async function runRelay(
   pairsCount = N,
   outstanding = OUTSTANDING,
   auth: ClientMode = "authenticator",
-): Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs">> {
+): Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs">> {
   const latencies: number[] = [];
   const pairs = await Promise.all(
     Array.from({ length: pairsCount }, async () => {
@@ -315,7 +321,7 @@ async function runMosquitto(
   port: number,
   pairsCount = N,
   outstanding = OUTSTANDING,
-): Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs">> {
+): Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs">> {
   const mqtt = await loadMqtt();
   const url = `mqtt://127.0.0.1:${port}`;
   const latencies: number[] = [];
@@ -477,7 +483,7 @@ async function main() {
         entry: join(resolve(BASELINE_DIR), "relay-ws/main.ts"),
         args: ["--relay-data-dir", baselineDataDir, ...RELAY_ARGS],
       });
-      subjects.push(relaySubject("baseline", relayBaseline));
+      subjects.push(relaySubject("baseline", relayBaseline, RELAY_CLIENTS));
     }
     let mosquitto: Subject | undefined;
     if (SUBJECTS.includes("mosquitto")) {
@@ -504,7 +510,7 @@ async function main() {
         const r = await subject.run();
         runs.get(subject.name)!.push(r);
         say(
-          `  round ${round + 1} ${subject.name.padEnd(9)} ${r.msgsPerSecond.toFixed(0).padStart(6)} msgs/s  p99 ${r.p99.toFixed(1)} ms  server ${r.serverCpuUs.toFixed(0)} µs/msg  clients ${r.clientCpuUs.toFixed(0)} µs/msg`,
+          `  round ${round + 1} ${subject.name.padEnd(9)} ${r.msgsPerSecond.toFixed(0).padStart(6)} msgs/s  p99 ${r.p99.toFixed(1)} ms  server ${r.serverCpuUs.toFixed(0)} µs/msg (loop ${r.loopCpuUs.toFixed(0)})  clients ${r.clientCpuUs.toFixed(0)} µs/msg`,
         );
       }
     }
@@ -559,7 +565,7 @@ async function main() {
     );
     if (base)
       say(
-        `relay / baseline: ${(r.msgsPerSecond / base.msgsPerSecond).toFixed(2)}× throughput, ${(base.serverCpuUs / r.serverCpuUs).toFixed(2)}× less server CPU per message`,
+        `relay / baseline: ${(r.msgsPerSecond / base.msgsPerSecond).toFixed(2)}× throughput, ${(base.serverCpuUs / r.serverCpuUs).toFixed(2)}× less server CPU per message, ${(base.loopCpuUs / r.loopCpuUs).toFixed(2)}× less on its event loop`,
       );
     if (idle)
       say(
@@ -596,6 +602,9 @@ async function main() {
           relay_nosync_msgs_per_s: ns?.msgsPerSecond ?? null,
           relay_vs_baseline: base ? r.msgsPerSecond / base.msgsPerSecond : null,
           relay_cpu_vs_baseline: base ? base.serverCpuUs / r.serverCpuUs : null,
+          relay_loop_cpu_us_per_msg: r.loopCpuUs,
+          baseline_loop_cpu_us_per_msg: base?.loopCpuUs ?? null,
+          relay_loop_cpu_vs_baseline: base ? base.loopCpuUs / r.loopCpuUs : null,
           baseline_msgs_per_s: base?.msgsPerSecond ?? null,
           baseline_p99_ms: base?.p99 ?? null,
           baseline_cpu_us_per_msg: base?.serverCpuUs ?? null,

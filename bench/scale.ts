@@ -1,5 +1,5 @@
 /**
- * `npm run bench:scale [-- --json] [--pairs 6] [--messages 500] [--size 1024] [--rounds 2] [--idle 3000]`
+ * `npm run bench:scale [-- --json] [--pairs 6] [--messages 500] [--size 1024] [--rounds 2] [--idle 3000] [--idle-only]`
  *
  * Scale-out on Redis (docs/operations.md, "Scale-out on Redis"): relay store-and-forward
  * throughput with 1, 2 and 3 relay instances (relay-ws/main.ts processes with `--redis`) on one
@@ -16,17 +16,24 @@
  * `redis_1_vs_embedded` = 1 instance on Redis / embedded store; `scale_efficiency_k` =
  * (k-instance msgs/s) / (k × 1-instance msgs/s): 1.0 is linear scaling (on a machine with the
  * cores for it — on 2 cores the instances, Redis and the clients share them). Then idle WebSockets
- * held across the 3 instances from several loopback source addresses (127.0.0.2…), RSS per
- * connection over all instances (`idle_ws_rss_kib`).
+ * held across the 3 instances from several loopback source addresses (127.0.0.2…, 200 each), by
+ * child processes (bench/idle-holder.ts, 12 000 each, so that no process needs a higher
+ * `ulimit -n`): RSS growth per connection over all instances (`idle_ws_rss_kib`), against Node
+ * alone holding as many per process in the same run (bench/idle-floor.ts: bare `net` sockets,
+ * `http` + `ws` WebSockets; `idle_ws_vs_ws_floor`), and one signaling process holding as many
+ * (`idle_signaling_rss_kib`). `--idle-only` skips the throughput rounds.
  */
 
+import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { deriveRcvKey, newAuthKeyPair, newDhKeyPair } from "../core/relay/crypto.ts";
 import { xchachaOpen } from "../relay-ws/node-crypto.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
+import { metricValue } from "../test/support/metrics.ts";
 import { type RedisServer, startRedis } from "../test/support/redis-server.ts";
 import { processCpuSeconds, rssKib } from "./proc-stats.ts";
 import { numberFlag, percentile } from "./relay-cli.ts";
@@ -40,6 +47,8 @@ const MESSAGES = numberFlag("messages", 500);
 const SIZE = Math.max(16, numberFlag("size", 1024));
 const ROUNDS = numberFlag("rounds", 2);
 const IDLE = numberFlag("idle", 3000);
+/** Only the idle connections (no throughput rounds): `--idle-only`. */
+const IDLE_ONLY = argv.includes("--idle-only");
 const OUTSTANDING = numberFlag("outstanding", 16);
 const WINDOW = 32;
 const TIMEOUT_MS = 180_000;
@@ -148,34 +157,240 @@ async function run(urls: string[], pids: number[]): Promise<Result> {
   };
 }
 
-/** IDLE WebSockets spread over the instances, from 127.0.0.2… (a few hundred per source address). */
-async function idle(urls: string[], pids: number[]): Promise<{ held: number; rssKib: number }> {
-  const before = pids.reduce((s, pid) => s + rssKib(pid), 0);
-  const conns: BenchConn[] = [];
+/** Connections per holder process: under the usual `ulimit -n` (20 000 here) with room to spare. */
+const PER_HOLDER = 12_000;
+/** Connections per loopback source address (127.0.0.2, 127.0.0.3, …; bench/idle-holder.ts). */
+const PER_SOURCE = 200;
+
+interface IdleFigures {
+  held: number;
+  /** RSS growth of all instances, per held connection. */
+  rssKib: number;
+  /** Of which, per connection: V8 heap in use, and memory outside the heap (ArrayBuffers, …). */
+  heapKib: number;
+  externalKib: number;
+}
+
+/**
+ * The baselines: Node alone holding as many connections as one instance did (bench/idle-floor.ts:
+ * bare `net` sockets; `http` + `ws` WebSockets), measured the same way, in the same run.
+ */
+async function idleFloor(variant: "net" | "ws", count: number): Promise<IdleFigures> {
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", fileURLToPath(new URL("./idle-floor.ts", import.meta.url)), variant],
+    { stdio: ["pipe", "pipe", "inherit"] },
+  );
   try {
-    for (let at = 0; at < IDLE; at += 200) {
-      const batch = Array.from(
-        { length: Math.min(200, IDLE - at) },
-        (_, j) =>
-          new BenchConn(
-            urls[(at + j) % urls.length]!,
-            "authenticator",
-            `127.0.0.${2 + Math.floor((at + j) / 200)}`,
-          ),
-      );
-      const settled = await Promise.allSettled(batch.map((c) => deadline(c.ready, "idle connection")));
-      batch.forEach((c, i) => {
-        if (settled[i]!.status === "fulfilled") conns.push(c);
-        else c.ws.terminate();
-      });
-      if (settled.some((s) => s.status === "rejected")) break;
-    }
-    await new Promise((r) => setTimeout(r, 1000));
-    const after = pids.reduce((s, pid) => s + rssKib(pid), 0);
-    return { held: conns.length, rssKib: conns.length ? (after - before) / conns.length : Number.NaN };
+    const port = await deadline(
+      new Promise<number>((resolve, reject) => {
+        child.stdout!.once("data", (d: Buffer) =>
+          resolve((JSON.parse(d.toString()) as { port: number }).port),
+        );
+        child.once("exit", (code) => reject(new Error(`idle floor exited (${code})`)));
+      }),
+      "idle floor",
+    );
+    return await idle([`ws://127.0.0.1:${port}/relay`], [child.pid!], [], count);
   } finally {
-    for (const c of conns) c.ws.terminate();
+    child.stdin!.end();
+    child.kill();
   }
+}
+
+/** `count` idle connections to one signaling/main.ts process, its limits lifted for one machine. */
+async function idleSignaling(count: number): Promise<IdleFigures> {
+  const p = await startLoft({
+    entry: "signaling/main.ts",
+    args: [
+      "--signal-max-connections",
+      String(count + 1000),
+      "--signal-max-connections-per-source",
+      "100000",
+      "--signal-upgrade-rate",
+      "1000000",
+      "--signal-upgrade-burst",
+      "1000000",
+    ],
+  });
+  try {
+    return await idle(
+      [`ws://127.0.0.1:${p.port}/signal`],
+      [p.child.pid!],
+      [p.metricsUrl!],
+      count,
+      "signaling",
+    );
+  } finally {
+    await p.stop("SIGTERM");
+  }
+}
+
+/** The instances' V8 heap in use and external memory, from their metrics listeners (bytes). */
+async function heapFigures(metricsUrls: string[]): Promise<{ heap: number; external: number }> {
+  let heap = 0;
+  let external = 0;
+  for (const u of metricsUrls) {
+    const text = await (await fetch(`${u}/metrics`)).text();
+    heap += metricValue(text, "loft_nodejs_heap_size_used_bytes");
+    external += metricValue(text, "loft_nodejs_external_memory_bytes");
+  }
+  return { heap, external };
+}
+
+/**
+ * IDLE WebSockets spread over the instances, opened and held by child processes
+ * (bench/idle-holder.ts; PER_HOLDER each, so no process needs more file descriptors than
+ * `ulimit -n` gives), PER_SOURCE per loopback source address.
+ */
+async function idle(
+  urls: string[],
+  pids: number[],
+  metricsUrls: string[],
+  total = IDLE,
+  service: "relay" | "signaling" = "relay",
+): Promise<IdleFigures> {
+  const targets = urls.map((u) => {
+    const url = new URL(u);
+    return { host: url.hostname, port: Number(url.port), path: url.pathname };
+  });
+  const before = pids.reduce((s, pid) => s + rssKib(pid), 0);
+  const heapBefore = await heapFigures(metricsUrls);
+  const holders: ChildProcess[] = [];
+  try {
+    const counts: number[] = [];
+    for (let at = 0; at < total; at += PER_HOLDER) counts.push(Math.min(PER_HOLDER, total - at));
+    const results = await deadline(
+      Promise.all(
+        counts.map((count, h) => {
+          const child = spawn(
+            process.execPath,
+            [
+              "--import",
+              "tsx",
+              fileURLToPath(new URL("./idle-holder.ts", import.meta.url)),
+              JSON.stringify({
+                targets,
+                count,
+                firstSource: (h * PER_HOLDER) / PER_SOURCE,
+                perSource: PER_SOURCE,
+                concurrency: 64,
+                service,
+              }),
+            ],
+            { stdio: ["pipe", "pipe", "inherit"] },
+          );
+          holders.push(child);
+          return new Promise<{ held: number; failed: number }>((resolve, reject) => {
+            let pending = "";
+            child.stdout!.on("data", (chunk: Buffer) => {
+              pending += chunk.toString();
+              const lines = pending.split("\n");
+              pending = lines.pop() ?? "";
+              for (const line of lines) {
+                const r = JSON.parse(line) as { held: number; failed: number; done?: boolean };
+                if (r.done) resolve(r);
+              }
+            });
+            child.once("exit", (code) => reject(new Error(`idle holder exited (${code})`)));
+          });
+        }),
+      ),
+      "idle connections",
+    );
+    const held = results.reduce((s, r) => s + r.held, 0);
+    // Let the instances finish what the openings left (timers, buffers, the garbage collector's
+    // idle-time work) before reading.
+    await new Promise((r) => setTimeout(r, 5000));
+    const after = pids.reduce((s, pid) => s + rssKib(pid), 0);
+    const heapAfter = await heapFigures(metricsUrls);
+    const per = (bytesOrKib: number, unit: number) => (held ? bytesOrKib / unit / held : Number.NaN);
+    return {
+      held,
+      rssKib: per(after - before, 1),
+      heapKib: per(heapAfter.heap - heapBefore.heap, 1024),
+      externalKib: per(heapAfter.external - heapBefore.external, 1024),
+    };
+  } finally {
+    for (const h of holders) h.stdin?.end();
+    await Promise.all(
+      holders.map(
+        (h) =>
+          new Promise<void>((resolve) => {
+            if (h.exitCode !== null || h.signalCode !== null) return resolve();
+            const t = setTimeout(() => h.kill("SIGKILL"), 10_000);
+            h.once("exit", () => {
+              clearTimeout(t);
+              resolve();
+            });
+          }),
+      ),
+    );
+  }
+}
+
+type Subject = { name: string; run: () => Promise<Result> };
+type Throughput = { runs: Map<string, Result[]>; e: Result; r1: Result; r2: Result; r3: Result };
+
+/** Each round runs every subject once, the order rotated; the better round of each is kept. */
+async function runSubjects(subjects: Subject[]): Promise<Throughput> {
+  say(
+    `scale bench: ${PAIRS} senders → ${PAIRS} receivers, ${MESSAGES} messages each, ${SIZE} B, ${OUTSTANDING} in flight per sender, ${ROUNDS} rounds; Redis AOF appendfsync always`,
+  );
+  const runs = new Map<string, Result[]>(subjects.map((s) => [s.name, []]));
+  for (let round = 0; round < ROUNDS; round++)
+    for (let j = 0; j < subjects.length; j++) {
+      const s = subjects[(round + j) % subjects.length]!;
+      const r = await s.run();
+      runs.get(s.name)!.push(r);
+      say(
+        `  round ${round + 1} ${s.name.padEnd(9)} ${r.msgsPerSecond.toFixed(0).padStart(6)} msgs/s  p50 ${r.p50.toFixed(1)} ms  p99 ${r.p99.toFixed(1)} ms  servers ${r.serverCpuUs.toFixed(0)} µs/msg`,
+      );
+    }
+  const best = (name: string) =>
+    runs.get(name)!.reduce((a, b) => (b.msgsPerSecond > a.msgsPerSecond ? b : a));
+  return { runs, e: best("embedded"), r1: best("redis-1"), r2: best("redis-2"), r3: best("redis-3") };
+}
+
+function reportThroughput({ e, r1, r2, r3 }: Throughput): void {
+  say(
+    `${"".padEnd(30)} ${"msgs/s".padStart(8)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)} ${"servers µs/m".padStart(12)}`,
+  );
+  for (const [label, x] of [
+    ["embedded LMDB, 1 process", e],
+    ["Redis, 1 instance", r1],
+    ["Redis, 2 instances", r2],
+    ["Redis, 3 instances", r3],
+  ] as const)
+    say(
+      `${label.padEnd(30)} ${x.msgsPerSecond.toFixed(0).padStart(8)} ${x.p50.toFixed(2).padStart(8)} ${x.p99.toFixed(2).padStart(8)} ${x.serverCpuUs.toFixed(0).padStart(12)}`,
+    );
+  say(`redis-1 / embedded: ${(r1.msgsPerSecond / e.msgsPerSecond).toFixed(2)}×`);
+  say(
+    `scale_efficiency_2 = redis-2 / (2 × redis-1): ${(r2.msgsPerSecond / (2 * r1.msgsPerSecond)).toFixed(2)}`,
+  );
+  say(
+    `scale_efficiency_3 = redis-3 / (3 × redis-1): ${(r3.msgsPerSecond / (3 * r1.msgsPerSecond)).toFixed(2)}`,
+  );
+}
+
+function throughputJson({ runs, e, r1, r2, r3 }: Throughput) {
+  return {
+    embedded_msgs_per_s: e.msgsPerSecond,
+    redis_1_msgs_per_s: r1.msgsPerSecond,
+    redis_2_msgs_per_s: r2.msgsPerSecond,
+    redis_3_msgs_per_s: r3.msgsPerSecond,
+    redis_1_vs_embedded: r1.msgsPerSecond / e.msgsPerSecond,
+    scale_efficiency_2: r2.msgsPerSecond / (2 * r1.msgsPerSecond),
+    scale_efficiency_3: r3.msgsPerSecond / (3 * r1.msgsPerSecond),
+    embedded_p99_ms: e.p99,
+    redis_1_p99_ms: r1.p99,
+    redis_3_p99_ms: r3.p99,
+    embedded_cpu_us_per_msg: e.serverCpuUs,
+    redis_1_cpu_us_per_msg: r1.serverCpuUs,
+    redis_3_cpu_us_per_msg: r3.serverCpuUs,
+    rounds: Object.fromEntries([...runs].map(([k, v]) => [k, v.map((x) => Math.round(x.msgsPerSecond))])),
+  };
 }
 
 async function main() {
@@ -219,6 +434,7 @@ async function main() {
     procs.push(...instances);
     const url = (p: LoftProcess) => `ws://127.0.0.1:${p.port}/relay`;
     const pid = (p: LoftProcess) => p.child.pid!;
+    const metricsOf = (p: LoftProcess) => p.metricsUrl!;
     const subjects = [
       { name: "embedded", run: () => run([url(embedded)], [pid(embedded)]) },
       ...[1, 2, 3].map((k) => ({
@@ -226,47 +442,33 @@ async function main() {
         run: () => run(instances.slice(0, k).map(url), [...instances.slice(0, k).map(pid), redisPid]),
       })),
     ];
-    say(
-      `scale bench: ${PAIRS} senders → ${PAIRS} receivers, ${MESSAGES} messages each, ${SIZE} B, ${OUTSTANDING} in flight per sender, ${ROUNDS} rounds; Redis AOF appendfsync always`,
-    );
-    const runs = new Map<string, Result[]>(subjects.map((s) => [s.name, []]));
-    for (let round = 0; round < ROUNDS; round++)
-      for (let j = 0; j < subjects.length; j++) {
-        const s = subjects[(round + j) % subjects.length]!;
-        const r = await s.run();
-        runs.get(s.name)!.push(r);
-        say(
-          `  round ${round + 1} ${s.name.padEnd(9)} ${r.msgsPerSecond.toFixed(0).padStart(6)} msgs/s  p50 ${r.p50.toFixed(1)} ms  p99 ${r.p99.toFixed(1)} ms  servers ${r.serverCpuUs.toFixed(0)} µs/msg`,
-        );
-      }
-    const best = (name: string) =>
-      runs.get(name)!.reduce((a, b) => (b.msgsPerSecond > a.msgsPerSecond ? b : a));
-    const e = best("embedded");
-    const [r1, r2, r3] = [best("redis-1"), best("redis-2"), best("redis-3")];
-    const held = IDLE > 0 ? await idle(instances.map(url), instances.map(pid)) : undefined;
+    const throughput = IDLE_ONLY ? undefined : await runSubjects(subjects);
+    const idleFigures =
+      IDLE > 0 ? await idle(instances.map(url), instances.map(pid), instances.map(metricsOf)) : undefined;
+    const perInstance = Math.round(IDLE / instances.length);
+    // Signaling's idle connections too (a browser holds one beside its relay connections): one
+    // signaling/main.ts process holding as many as one relay instance did.
+    const signalingIdle = IDLE > 0 ? await idleSignaling(perInstance) : undefined;
+    const floors =
+      IDLE > 0
+        ? { net: await idleFloor("net", perInstance), ws: await idleFloor("ws", perInstance) }
+        : undefined;
     say("");
-    say(
-      `${"".padEnd(30)} ${"msgs/s".padStart(8)} ${"p50 ms".padStart(8)} ${"p99 ms".padStart(8)} ${"servers µs/m".padStart(12)}`,
-    );
-    for (const [label, x] of [
-      ["embedded LMDB, 1 process", e],
-      ["Redis, 1 instance", r1],
-      ["Redis, 2 instances", r2],
-      ["Redis, 3 instances", r3],
-    ] as const)
+    if (throughput) reportThroughput(throughput);
+    if (idleFigures)
       say(
-        `${label.padEnd(30)} ${x.msgsPerSecond.toFixed(0).padStart(8)} ${x.p50.toFixed(2).padStart(8)} ${x.p99.toFixed(2).padStart(8)} ${x.serverCpuUs.toFixed(0).padStart(12)}`,
+        `idle WebSockets across 3 instances: ${idleFigures.held} of ${IDLE}, ${idleFigures.rssKib.toFixed(2)} KiB RSS each ` +
+          `(V8 heap ${idleFigures.heapKib.toFixed(2)} KiB, external ${idleFigures.externalKib.toFixed(2)} KiB, ` +
+          `the rest native: sockets, libuv, malloc)`,
       );
-    say(`redis-1 / embedded: ${(r1.msgsPerSecond / e.msgsPerSecond).toFixed(2)}×`);
-    say(
-      `scale_efficiency_2 = redis-2 / (2 × redis-1): ${(r2.msgsPerSecond / (2 * r1.msgsPerSecond)).toFixed(2)}`,
-    );
-    say(
-      `scale_efficiency_3 = redis-3 / (3 × redis-1): ${(r3.msgsPerSecond / (3 * r1.msgsPerSecond)).toFixed(2)}`,
-    );
-    if (held)
+    if (signalingIdle)
       say(
-        `idle WebSockets across 3 instances: ${held.held} of ${IDLE}, ${held.rssKib.toFixed(1)} KiB RSS each`,
+        `idle signaling WebSockets, one process: ${signalingIdle.held} of ${perInstance}, ${signalingIdle.rssKib.toFixed(2)} KiB RSS each (V8 heap ${signalingIdle.heapKib.toFixed(2)} KiB)`,
+      );
+    if (idleFigures && floors)
+      say(
+        `  baselines, Node alone holding ${perInstance} in one process: bare net sockets ${floors.net.rssKib.toFixed(2)} KiB, ` +
+          `http + ws WebSockets ${floors.ws.rssKib.toFixed(2)} KiB; Loft / ws floor ${(idleFigures.rssKib / floors.ws.rssKib).toFixed(2)}`,
       );
     say(
       `machine: ${cpus()[0]?.model ?? "?"} × ${cpus().length}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${process.version}`,
@@ -274,24 +476,15 @@ async function main() {
     if (JSON_OUT)
       console.log(
         JSON.stringify({
-          embedded_msgs_per_s: e.msgsPerSecond,
-          redis_1_msgs_per_s: r1.msgsPerSecond,
-          redis_2_msgs_per_s: r2.msgsPerSecond,
-          redis_3_msgs_per_s: r3.msgsPerSecond,
-          redis_1_vs_embedded: r1.msgsPerSecond / e.msgsPerSecond,
-          scale_efficiency_2: r2.msgsPerSecond / (2 * r1.msgsPerSecond),
-          scale_efficiency_3: r3.msgsPerSecond / (3 * r1.msgsPerSecond),
-          embedded_p99_ms: e.p99,
-          redis_1_p99_ms: r1.p99,
-          redis_3_p99_ms: r3.p99,
-          embedded_cpu_us_per_msg: e.serverCpuUs,
-          redis_1_cpu_us_per_msg: r1.serverCpuUs,
-          redis_3_cpu_us_per_msg: r3.serverCpuUs,
-          idle_ws_held: held?.held ?? null,
-          idle_ws_rss_kib: held?.rssKib ?? null,
-          rounds: Object.fromEntries(
-            [...runs].map(([k, v]) => [k, v.map((x) => Math.round(x.msgsPerSecond))]),
-          ),
+          ...(throughput ? throughputJson(throughput) : {}),
+          idle_ws_held: idleFigures?.held ?? null,
+          idle_ws_rss_kib: idleFigures?.rssKib ?? null,
+          idle_ws_heap_kib: idleFigures?.heapKib ?? null,
+          idle_ws_external_kib: idleFigures?.externalKib ?? null,
+          idle_signaling_rss_kib: signalingIdle?.rssKib ?? null,
+          idle_floor_net_kib: floors?.net.rssKib ?? null,
+          idle_floor_ws_kib: floors?.ws.rssKib ?? null,
+          idle_ws_vs_ws_floor: idleFigures && floors ? idleFigures.rssKib / floors.ws.rssKib : null,
           pairs: PAIRS,
           messages: MESSAGES,
           size: SIZE,

@@ -81,6 +81,14 @@ export interface Host {
   close(): Promise<void>;
 }
 
+/** The per-source key of an upgraded socket, until it closes (loft_host_websocket_sources). */
+const SOURCE = Symbol("loft.source");
+type SourcedSocket = Duplex & { [SOURCE]?: string | undefined };
+
+function destroyOnError(this: Duplex): void {
+  this.destroy();
+}
+
 /** On shutdown, how long in-flight HTTP responses get before their connections are cut. */
 const HTTP_SHUTDOWN_GRACE_MS = 2_000;
 
@@ -238,20 +246,31 @@ export function createHost(options: HostOptions): Host {
     else notFound(res);
   }
 
-  function trackSource(req: IncomingMessage, socket: Duplex): void {
-    const source = sourceOf(req, trusted);
-    openPerSource.set(source, (openPerSource.get(source) ?? 0) + 1);
-    socket.once("close", () => {
-      const left = (openPerSource.get(source) ?? 1) - 1;
-      if (left <= 0) openPerSource.delete(source);
-      else openPerSource.set(source, left);
-    });
+  /**
+   * Per upgraded socket the host keeps one property (its source key) and adds two listeners, both
+   * shared functions: no closure per connection (idle WebSockets are counted in bytes,
+   * bench/README.md "bench:scale").
+   */
+  function onUpgradedSocketClose(this: SourcedSocket): void {
+    const source = this[SOURCE];
+    if (source === undefined) return;
+    this[SOURCE] = undefined;
+    const left = (openPerSource.get(source) ?? 1) - 1;
+    if (left <= 0) openPerSource.delete(source);
+    else openPerSource.set(source, left);
   }
 
-  server.on("upgrade", (req, socket: Duplex, head) => {
+  function trackSource(req: IncomingMessage, socket: SourcedSocket): void {
+    const source = sourceOf(req, trusted);
+    openPerSource.set(source, (openPerSource.get(source) ?? 0) + 1);
+    socket[SOURCE] = source;
+    socket.on("close", onUpgradedSocketClose);
+  }
+
+  server.on("upgrade", (req, socket: SourcedSocket, head) => {
     // Node removes its own error listener from an upgraded socket: without this one, a client that
     // resets the connection while we answer would raise an uncaught 'error' event.
-    socket.on("error", () => socket.destroy());
+    socket.on("error", destroyOnError);
     try {
       const path = parseTarget(req.url)?.pathname;
       // No service on the content origin: contacts' pages run there (host/content-origin.ts).

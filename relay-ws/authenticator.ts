@@ -57,33 +57,53 @@ export class ConnectionAuthenticator {
   /** The relay's X25519 public key for this connection (HELLO `x`). */
   readonly publicKey: Uint8Array;
   /**
-   * The private half as a JWK (`d`: 32 bytes in base64url), imported for each agreement: an
-   * OpenSSL key object kept per connection held ~4 KiB on every idle connection (bench:relay).
+   * The private half, 32 raw bytes, imported (as a JWK) for each agreement: an OpenSSL key object
+   * kept per connection held ~4 KiB on every idle connection (bench:relay). The two halves are
+   * slices of Node's shared small-buffer pool, not ArrayBuffers of their own, and no JWK strings
+   * are kept: idle WebSockets are counted in bytes (bench/README.md "bench:scale").
    */
-  readonly #privateJwk: { kty: "OKP"; crv: "X25519"; x: string; d: string };
+  readonly #privateKey: Buffer;
   readonly #sessionId: Uint8Array;
   readonly #stats: AuthenticatorStats;
   readonly #maxKeys: number;
-  /** Agreed keys by `slot:key` (the dummy's agreement stands in for a missing or refused key). */
-  readonly #keys = new Map<string, Agreed>();
+  /** Agreed keys by `slot:key` (the dummy's agreement stands in for a missing or refused key); made on first use. */
+  #keysMade: Map<string, Agreed> | undefined;
   /** The request id of the latest authenticated command (ids must grow; -1 before the first). */
   #lastId = -1;
 
   /** `privateKey` (32 bytes) only to reproduce docs/vectors/relay-auth-v1.1.json; else drawn fresh. */
   constructor(sessionId: Uint8Array, stats: AuthenticatorStats, maxKeys: number, privateKey?: Uint8Array) {
-    const pair = privateKey
-      ? createPrivateKey({
-          key: Buffer.concat([X25519_PKCS8_PREFIX, privateKey]),
-          format: "der",
-          type: "pkcs8",
-        })
-      : generateKeyPairSync("x25519").privateKey;
-    const jwk = pair.export({ format: "jwk" });
-    this.#privateJwk = { kty: "OKP", crv: "X25519", x: jwk.x ?? "", d: jwk.d ?? "" };
-    this.publicKey = new Uint8Array(Buffer.from(this.#privateJwk.x, "base64url"));
+    // Encoded keys, not KeyObjects: OpenSSL's key is freed before this returns, instead of
+    // waiting in native memory for the garbage collector (which does not see its size) — at a
+    // few hundred openings per second that wait showed in the relay's RSS (bench:scale).
+    const secret = Buffer.allocUnsafe(32);
+    const pub = Buffer.allocUnsafe(KEY_LENGTH);
+    if (privateKey) {
+      // X25519 takes any 32 bytes as a private key (RFC 7748 §5 clamps them).
+      secret.set(privateKey);
+      const der = Buffer.concat([X25519_PKCS8_PREFIX, secret]);
+      const jwk = createPrivateKey({ key: der, format: "der", type: "pkcs8" }).export({ format: "jwk" });
+      der.fill(0);
+      pub.set(Buffer.from(jwk.x ?? "", "base64url"));
+    } else {
+      const pair = generateKeyPairSync("x25519", {
+        publicKeyEncoding: { format: "der", type: "spki" },
+        privateKeyEncoding: { format: "der", type: "pkcs8" },
+      });
+      secret.set(pair.privateKey.subarray(X25519_PKCS8_PREFIX.length));
+      pair.privateKey.fill(0);
+      pub.set(pair.publicKey.subarray(pair.publicKey.length - KEY_LENGTH));
+    }
+    this.#privateKey = secret;
+    this.publicKey = pub;
     this.#sessionId = sessionId;
     this.#stats = stats;
     this.#maxKeys = Math.max(1, maxKeys);
+  }
+
+  get #keys(): Map<string, Agreed> {
+    this.#keysMade ??= new Map();
+    return this.#keysMade;
   }
 
   /**
@@ -152,7 +172,9 @@ export class ConnectionAuthenticator {
         key: { kty: "OKP", crv: "X25519", x: Buffer.from(u).toString("base64url") },
         format: "jwk",
       });
-      const ours = createPrivateKey({ key: this.#privateJwk, format: "jwk" });
+      const der = Buffer.concat([X25519_PKCS8_PREFIX, this.#privateKey]);
+      const ours = createPrivateKey({ key: der, format: "der", type: "pkcs8" });
+      der.fill(0);
       shared = diffieHellman({ privateKey: ours, publicKey: theirs });
     } catch {
       return undefined; // OpenSSL refuses an all-zero result (a low-order key)
@@ -167,10 +189,11 @@ export class ConnectionAuthenticator {
     return key;
   }
 
-  /** The connection ended: wipe the agreed keys (a JS string cannot be wiped, only dropped). */
+  /** The connection ended: wipe the private key and the agreed keys. */
   dispose(): void {
-    this.#privateJwk.d = "";
-    for (const a of this.#keys.values()) a.key.fill(0);
-    this.#keys.clear();
+    this.#privateKey.fill(0);
+    if (!this.#keysMade) return;
+    for (const a of this.#keysMade.values()) a.key.fill(0);
+    this.#keysMade.clear();
   }
 }

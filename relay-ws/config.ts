@@ -327,6 +327,13 @@ export const relayOptions = {
     parse: int(0, 64),
     help: "worker threads verifying command signatures (0: on the event loop); default one per CPU beyond the first, at most 4",
   },
+  sealThreads: {
+    flag: "relay-seal-threads",
+    env: "LOFT_RELAY_SEAL_THREADS",
+    default: 0,
+    parse: int(0, 1),
+    help: "1: seal stored messages at rest (AES-GCM) on a worker thread, so a second core takes that work; 0: on the event loop",
+  },
   keyCacheBytes: {
     flag: "relay-key-cache-bytes",
     env: "LOFT_RELAY_KEY_CACHE_BYTES",

@@ -10,9 +10,8 @@
  * asynchronous. Replies and pushed messages of one queue therefore leave in the order the commands
  * arrived (SMP §"Correlating responses with commands").
  */
-import { randomBytes } from "node:crypto";
 import type { Duplex } from "node:stream";
-import type { WebSocket } from "ws";
+import type { RawData, WebSocket } from "ws";
 import { equalBytes } from "../core/bytes.ts";
 import { decodeVersionHeader, encodeVersionHeader, type VersionHeader } from "../core/codec/version.ts";
 import type { WireErrorCode } from "../core/relay/errors.ts";
@@ -75,6 +74,10 @@ interface PreVerdict {
   good: boolean;
 }
 
+/** The socket's property naming its connection (for the shared listeners). */
+const CONNECTION = Symbol("loft.relayConnection");
+type Carrier = WebSocket & { [CONNECTION]?: RelayConnection };
+
 /** Commands a connection may have waiting for verification before its socket stops being read. */
 export const INBOX_LIMIT = 256;
 
@@ -88,17 +91,19 @@ export class RelayConnection implements ConnectionHandle {
   readonly #ctx: RelayContext;
   readonly #ws: WebSocket;
   readonly #source: RelaySource;
-  readonly sessionId = new Uint8Array(randomBytes(SESSION_ID_LENGTH));
+  // A slice of the shared pool, not an ArrayBuffer of its own (~250 bytes less per connection).
+  readonly sessionId: Uint8Array = pooledRandomBytes(SESSION_ID_LENGTH);
   #state: "opening" | "ready" | "closed" = "opening";
   #tokens: number;
   #refilledAt: number;
+  // The Maps and Sets below are made on first use: an idle connection holds none of them (each
+  // empty one cost ~180 bytes; idle WebSockets are counted in bytes, bench/README.md "bench:scale").
   /** Queues this connection created or subscribed (hex recipient ids), for the per-connection limit. */
-  readonly #queues = new Set<string>();
+  #queuesMade: Set<string> | undefined;
   /** Subscriptions this connection owns, by hex recipient id. */
-  readonly subs = new Map<string, Subscription>();
+  #subs: Map<string, Subscription> | undefined;
   /** Messages handed out by GET and not acknowledged, by hex recipient id. */
-  readonly #gets = new Map<string, HandedOut>();
-  readonly #openingTimer: NodeJS.Timeout;
+  #getsMade: Map<string, HandedOut> | undefined;
   #alive = true;
   /** NEWs past their limit check and not yet written: they hold a queue slot (no orphan queues). */
   #creating = 0;
@@ -114,11 +119,11 @@ export class RelayConnection implements ConnectionHandle {
    * Commands whose signature is being verified on a worker (verify-pool.ts), or that wait for an
    * earlier command's: they run in arrival order, whatever order the verdicts come back in.
    */
-  readonly #inbox: Inbound[] = [];
+  #inboxMade: Inbound[] | undefined;
   /** Reading from the socket stopped because the inbox is full; resumed when it drains. */
   #readPaused = false;
   /** Verdicts computed ahead for a frame (the check `#dispatch` is expected to make). */
-  readonly #preverdicts = new WeakMap<ClientFrame, PreVerdict>();
+  #preverdictsMade: WeakMap<ClientFrame, PreVerdict> | undefined;
   /**
    * Protocol 1.1 (the client's header said so): commands carry authenticators, checked here with
    * keys agreed per queue on this connection (authenticator.ts). Undefined under 1.0: signatures.
@@ -136,28 +141,78 @@ export class RelayConnection implements ConnectionHandle {
     this.#source = source;
     this.#tokens = ctx.config.rateBurst;
     this.#refilledAt = performance.now();
-    this.#openingTimer = setTimeout(
-      () => this.close(1002, "LOFT_ERR_TIMEOUT"),
-      ctx.config.openingTimeoutSeconds * 1000,
-    );
-    this.#openingTimer.unref();
-    ws.on("message", (data, isBinary) => this.#onFrame(toBytes(data), isBinary));
-    ws.on("close", () => {
-      this.#releaseOutput();
-      this.#onClosed();
-    });
-    ws.on("error", () => this.close(1011, "LOFT_ERR_LINK_CLOSED"));
-    ws.on("pong", () => {
-      this.#alive = true;
-    });
-    ws.on("ping", () => this.#onPing());
+    // The client has `--relay-opening-timeout` to send its version header (openingDue).
+    ctx.openings.add(this);
+    // Shared listeners (`this` is the socket, the connection its CONNECTION property): no closure
+    // per connection.
+    (ws as Carrier)[CONNECTION] = this;
+    ws.on("message", RelayConnection.#listeners.message);
+    ws.on("close", RelayConnection.#listeners.close);
+    ws.on("error", RelayConnection.#listeners.error);
+    ws.on("pong", RelayConnection.#listeners.pong);
+    ws.on("ping", RelayConnection.#listeners.ping);
     this.#send(encodeVersionHeader());
+  }
+
+  static readonly #listeners = {
+    message(this: Carrier, data: RawData, isBinary: boolean) {
+      const conn = this[CONNECTION];
+      if (conn) conn.#onFrame(toBytes(data), isBinary);
+    },
+    close(this: Carrier) {
+      const conn = this[CONNECTION];
+      if (!conn) return;
+      conn.#releaseOutput();
+      conn.#onClosed();
+    },
+    error(this: Carrier) {
+      this[CONNECTION]?.close(1011, "LOFT_ERR_LINK_CLOSED");
+    },
+    pong(this: Carrier) {
+      const conn = this[CONNECTION];
+      if (conn) conn.#alive = true;
+    },
+    ping(this: Carrier) {
+      const conn = this[CONNECTION];
+      if (conn) conn.#onPing();
+    },
+  };
+
+  get #queues(): Set<string> {
+    this.#queuesMade ??= new Set();
+    return this.#queuesMade;
+  }
+
+  /** Subscriptions this connection owns, by hex recipient id (made on first use). */
+  get subs(): Map<string, Subscription> {
+    this.#subs ??= new Map();
+    return this.#subs;
+  }
+
+  get #gets(): Map<string, HandedOut> {
+    this.#getsMade ??= new Map();
+    return this.#getsMade;
+  }
+
+  get #inbox(): Inbound[] {
+    this.#inboxMade ??= [];
+    return this.#inboxMade;
+  }
+
+  get #preverdicts(): WeakMap<ClientFrame, PreVerdict> {
+    this.#preverdictsMade ??= new WeakMap();
+    return this.#preverdictsMade;
+  }
+
+  /** The opening deadline passed (context `openings`): close unless the header came. */
+  openingDue(): void {
+    if (this.#state === "opening") this.close(1002, "LOFT_ERR_TIMEOUT");
   }
 
   /** In-flight (delivered, unacknowledged) messages across this connection's subscriptions and GETs. */
   get inFlight(): number {
-    let n = this.#gets.size;
-    for (const s of this.subs.values()) n += s.inflight.size;
+    let n = this.#getsMade?.size ?? 0;
+    if (this.#subs) for (const s of this.#subs.values()) n += s.inflight.size;
     return n;
   }
 
@@ -236,7 +291,7 @@ export class RelayConnection implements ConnectionHandle {
       !(this.#ctx.output.strained && this.#queued > 0)
     ) {
       this.#pushPaused = false;
-      for (const sub of this.subs.values()) this.#ctx.pump(sub);
+      if (this.#subs) for (const sub of this.#subs.values()) this.#ctx.pump(sub);
     }
   }
 
@@ -263,14 +318,17 @@ export class RelayConnection implements ConnectionHandle {
   #onClosed(): void {
     if (this.#state === "closed") return;
     this.#state = "closed";
-    clearTimeout(this.#openingTimer);
     this.#auth?.dispose();
     // Commands not started yet were never answered: the client retries them (same send id).
-    this.#inbox.length = 0;
-    for (const sub of this.subs.values()) this.#ctx.unsubscribe(sub);
-    this.subs.clear();
-    for (const g of this.#gets.values()) this.#ctx.store.releaseDeliveries(g.rid, [g.seq]);
-    this.#gets.clear();
+    if (this.#inboxMade) this.#inboxMade.length = 0;
+    if (this.#subs) {
+      for (const sub of this.#subs.values()) this.#ctx.unsubscribe(sub);
+      this.#subs.clear();
+    }
+    if (this.#getsMade) {
+      for (const g of this.#getsMade.values()) this.#ctx.store.releaseDeliveries(g.rid, [g.seq]);
+      this.#getsMade.clear();
+    }
     this.#ctx.connectionClosed(this);
   }
 
@@ -341,7 +399,6 @@ export class RelayConnection implements ConnectionHandle {
   #onFrame(bytes: Uint8Array, isBinary: boolean): void {
     if (this.#state === "closed") return;
     if (this.#state === "opening") {
-      clearTimeout(this.#openingTimer);
       const version = isBinary ? clientVersion(bytes) : undefined;
       if (!version) {
         this.#error("VERSION");
@@ -531,9 +588,9 @@ export class RelayConnection implements ConnectionHandle {
     signature: Uint8Array | undefined = frame.a,
   ): boolean {
     if (this.#auth) return this.#auth.check("q" in cmd ? toHex(cmd.q) : "", publicKey, frame.t, signature);
-    const pre = this.#preverdicts.get(frame);
+    const pre = this.#preverdictsMade?.get(frame);
     if (pre) {
-      this.#preverdicts.delete(frame);
+      this.#preverdictsMade?.delete(frame);
       if (
         pre.remember === remember &&
         pre.signature === signature &&

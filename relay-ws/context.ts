@@ -4,7 +4,9 @@
  * that service.ts (which creates connections) and connection.ts (which uses the context) both
  * depend on it instead of on each other (issue #9: no import cycles).
  */
+
 import type { ServerFrame } from "../core/relay/protocol.ts";
+import type { Deadlines } from "../host/deadlines.ts";
 import type { Logger } from "../host/log.ts";
 import type { AuthenticatorStats } from "./authenticator.ts";
 import type { BundleCache } from "./bundle-cache.ts";
@@ -100,6 +102,11 @@ export interface RelayContext {
   readonly output: OutputBudget;
   /** One-time prekeys handed out per queue (`--relay-prekey-queue-rate`). */
   readonly prekeysPerQueue: PrekeyBudget;
+  /**
+   * Connections still in their opening (version header), by deadline: one timer for all of them
+   * (host/deadlines.ts), not one per connection (`--relay-opening-timeout`).
+   */
+  readonly openings: Deadlines<{ openingDue(): void }>;
   /** Bundles recently handed out, for bundle-only answers without a store write. */
   readonly bundles: BundleCache;
   /** With --redis: per-source budgets over all instances (shared-limits.ts); else undefined. */

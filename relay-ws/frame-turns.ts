@@ -23,6 +23,9 @@ const FRAMES_PER_TURN = 64;
 
 interface ReceiverFlag {
   _allowSynchronousEvents?: boolean;
+  /** The budget's turn this receiver last handled a frame in, and how many it handled then. */
+  _loftTurn?: number;
+  _loftHandled?: number;
 }
 
 /** One budget per relay service: the turn's counters, and the connections that yielded in it. */
@@ -35,9 +38,26 @@ export class TurnBudget {
   #lastActive = 0;
   #scheduled = false;
   #yielded: ReceiverFlag[] = [];
+  /**
+   * One listener for every connection of this budget (`this` is the socket), its counters on the
+   * socket's receiver: no closure per connection (idle connections are counted in bytes,
+   * bench/README.md "bench:scale").
+   */
+  readonly listener: (this: WebSocket) => void;
 
   constructor(budget = FRAMES_PER_TURN) {
     this.#budget = Math.max(1, Math.floor(budget));
+    const self = this;
+    this.listener = function (this: WebSocket) {
+      const receiver = (this as unknown as { _receiver: ReceiverFlag })._receiver;
+      if (receiver._loftTurn !== self.turn) {
+        receiver._loftTurn = self.turn;
+        receiver._loftHandled = 0;
+        self.enter();
+      }
+      receiver._loftHandled = (receiver._loftHandled ?? 0) + 1;
+      if (receiver._loftHandled >= self.share) self.yieldTurn(receiver);
+    };
   }
 
   /** A connection handles its first frame of this turn. */
@@ -72,15 +92,8 @@ export function boundFramesPerTurn(ws: WebSocket, budget: TurnBudget): void {
   const receiver = (ws as unknown as { _receiver?: ReceiverFlag })._receiver;
   if (!receiver || typeof receiver._allowSynchronousEvents !== "boolean") return;
   receiver._allowSynchronousEvents = true;
-  let turn = -1;
-  let handled = 0;
+  receiver._loftTurn = -1;
+  receiver._loftHandled = 0;
   // Registered first, so it counts each frame before the connection handles it.
-  ws.prependListener("message", () => {
-    if (turn !== budget.turn) {
-      turn = budget.turn;
-      handled = 0;
-      budget.enter();
-    }
-    if (++handled >= budget.share) budget.yieldTurn(receiver);
-  });
+  ws.prependListener("message", budget.listener);
 }

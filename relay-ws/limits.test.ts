@@ -52,6 +52,20 @@ function track<T extends { close(): void }>(c: T): T {
 
 const errCode = (f: ServerFrame) => (f.k === "ERR" ? f.e : f.k);
 
+describe("the opening deadline (one timer for every opening connection, host/deadlines.ts)", () => {
+  it("closes a connection that never sends its version header, and not one that did", async () => {
+    const r = await start({ openingTimeoutSeconds: 1 });
+    const silent = track(await RawSocket.open(r.url, false));
+    const opened = track(await RawSocket.open(r.url, true, {}, "authenticator"));
+    await silent.closed;
+    expect(silent.closeCode).toBe(1002);
+    expect(silent.closeReason).toBe("LOFT_ERR_TIMEOUT");
+    // The one that opened outlives the deadline.
+    expect(opened.closeCode).toBeUndefined();
+    expect(r.service.connectionCount).toBe(1);
+  });
+});
+
 describe("connections per source (finding 1)", () => {
   it("defaults to 64, like signaling", () => {
     expect(defaultRelayConfig().maxConnectionsPerSource).toBe(64);

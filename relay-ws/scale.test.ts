@@ -18,11 +18,14 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
 import { utf8 } from "../core/bytes.ts";
 import type { LoftError } from "../core/errors.ts";
 import type { RecipientQueue, RelayClient, RelayMessage, SenderQueue } from "../core/relay/client.ts";
+import type { WebSocketLike } from "../core/relay/ws-link.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 import { type RedisServer, startRedis } from "../test/support/redis-server.ts";
+import { createRelayPool } from "../web/src/net/relay-pool.ts";
 import { connectRelay, refusalCode, upgradeStatus } from "./testing.ts";
 
 const MARKER = "LOFT-SCALE-PLAINTEXT-91be";
@@ -226,6 +229,20 @@ describe("relay instances on one Redis", () => {
       await bob.send(sender, utf8(`acked-${i}`));
       sent.push(`acked-${i}`);
     }
+    // The PWA's relay pool (web/src/net/relay-pool.ts) on instance B, keeping its connection up.
+    const states: string[] = [];
+    const pool = createRelayPool({
+      webSocket: (u) => new WebSocket(u) as unknown as WebSocketLike,
+      timeoutMs: 5_000,
+      backoffInitialMs: 50,
+      backoffMaxMs: 200,
+      window: 16,
+      onMessage: () => {},
+      onState: (_u, state, e) => states.push(e ? `${state}:${e.code}` : state),
+      log: () => {},
+    });
+    const carol = await pool.client(wsUrl(b));
+    pool.keep(wsUrl(b));
     await redis.kill();
     const health = async (url: string) => {
       const r = await fetch(url);
@@ -239,6 +256,16 @@ describe("relay instances on one Redis", () => {
     expect(JSON.stringify(detailed.body)).not.toMatch(/127\.0\.0\.1/);
     expect(await refusalCode(bob.send(sender, utf8("while down")), "ok")).toBe("LOFT_ERR_RELAY_UNAVAILABLE");
     expect(await upgradeStatus(wsUrl(a))).toBe(503);
+    // docs/operations.md, "Redis down: one rule": answered UNAVAILABLE, the pool leaves that
+    // connection at once (the app says the relay is unavailable) and, its reconnections refused
+    // with 503, counts the relay as down — so new mailboxes go to the next configured relay.
+    expect(await refusalCode(carol.createQueue({ subscribe: false }), "ok")).toBe(
+      "LOFT_ERR_RELAY_UNAVAILABLE",
+    );
+    expect(states).toContain("unreachable:LOFT_ERR_RELAY_UNAVAILABLE");
+    expect(carol.closed).toBeTruthy();
+    expect(pool.isUp(wsUrl(b))).toBe(false);
+    expect(pool.isDown(wsUrl(b))).toBe(true);
     const metric = async () =>
       /^loft_relay_store_up (\d)$/m.exec(await (await fetch(`${b.metricsUrl}/metrics`)).text())?.[1];
     expect(await metric()).toBe("0");
@@ -246,6 +273,9 @@ describe("relay instances on one Redis", () => {
     await redis.restart();
     await expect.poll(async () => (await health(`${b.url}/health`)).status, { timeout: 30_000 }).toBe(200);
     await expect.poll(async () => (await health(`${a.url}/health`)).status, { timeout: 30_000 }).toBe(200);
+    // The pool came back by itself once the instance serves again.
+    await expect.poll(() => pool.isUp(wsUrl(b)), { timeout: 30_000 }).toBe(true);
+    pool.close();
     expect(await refusalCode(bob.send(sender, utf8("after")), "ok")).toBe("ok");
     await expect.poll(metric).toBe("1");
     const again = await connect(a);

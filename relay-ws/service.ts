@@ -9,6 +9,7 @@ import type { Duplex } from "node:stream";
 import type { Registry } from "prom-client";
 import { type WebSocket, WebSocketServer } from "ws";
 import { sourceOf, trustedProxies } from "../host/client-source.ts";
+import { Deadlines } from "../host/deadlines.ts";
 import type { HostedService } from "../host/host.ts";
 import type { Logger } from "../host/log.ts";
 import { originAllowed, pageSourceKey } from "../host/origin.ts";
@@ -22,7 +23,7 @@ import { toHex } from "./hex.ts";
 import { createRelayMetrics } from "./metrics.ts";
 import { OutputBudget } from "./output-budget.ts";
 import { type SharedCounters, SharedSourceLimits } from "./shared-limits.ts";
-import { PrekeyBudget, SourceTable } from "./source-limits.ts";
+import { PrekeyBudget, type RelaySource, SourceTable } from "./source-limits.ts";
 import { openRelayStore } from "./store/open.ts";
 import type { GcResult, RelayStore } from "./store/types.ts";
 import { SignatureVerifier } from "./verifier.ts";
@@ -85,6 +86,11 @@ export interface RelayService extends HostedService {
 }
 
 const HEARTBEAT_MS = 30_000;
+
+/** What an accepted socket carries for its close listener: its source slot and its WebSocket. */
+const HELD_SOURCE = Symbol("loft.relaySource");
+const HELD_WS = Symbol("loft.relayWs");
+type HeldSocket = Duplex & { [HELD_SOURCE]?: RelaySource | undefined; [HELD_WS]?: WebSocket | undefined };
 /** Memory for bundles answered without a one-time prekey (bundle-cache.ts): ~1000 full bundles. */
 const BUNDLE_CACHE_BYTES = 16 << 20;
 
@@ -151,6 +157,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     authStats,
     output,
     prekeysPerQueue: new PrekeyBudget(config.prekeyQueuePerHour, config.prekeyQueueBurst),
+    openings: new Deadlines(config.openingTimeoutSeconds * 1000, (c) => c.openingDue()),
     bundles: new BundleCache(BUNDLE_CACHE_BYTES),
     shared,
     subscribe(conn, rid, rcvKey, window) {
@@ -306,6 +313,15 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
   }, HEARTBEAT_MS);
   heartbeatTimer.unref();
 
+  function onHeldSocketClose(this: HeldSocket): void {
+    const source = this[HELD_SOURCE];
+    if (source) sources.release(source);
+    const ws = this[HELD_WS];
+    if (ws) sockets.delete(ws);
+    this[HELD_SOURCE] = undefined;
+    this[HELD_WS] = undefined;
+  }
+
   function refuse(socket: Duplex, status: string): void {
     socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
   }
@@ -388,20 +404,15 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
         source.sharedTag = tag;
         shared?.spend(tag, "conn", 1);
       }
-      let admitted = true;
-      const release = () => {
-        if (admitted) sources.release(source);
-        admitted = false;
-      };
-      // A handshake that fails (bad headers, socket error) gives its slot back.
-      socket.once("close", release);
+      // The slot goes back when the TCP connection is gone, whether the handshake failed (bad
+      // headers, socket error) or the WebSocket lived: one shared listener, its state on the socket.
+      const held = socket as HeldSocket;
+      held[HELD_SOURCE] = source;
+      socket.on("close", onHeldSocketClose);
       wss.handleUpgrade(req, socket, head, (ws) => {
         metrics.connectionsTotal.inc({ result: "accepted" });
         sockets.add(ws);
-        ws.once("close", () => {
-          sockets.delete(ws);
-          release();
-        });
+        held[HELD_WS] = ws;
         if (closing) {
           ws.close(1001, "going away");
           return;
@@ -440,6 +451,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
       closing = true;
       clearInterval(gcTimer);
       clearInterval(heartbeatTimer);
+      ctx.openings.close();
       shared?.close();
       await Promise.all(companions.map((c) => c.close()));
       for (const c of [...connections]) c.close(1001, "going away", false);

@@ -71,9 +71,14 @@ describe("VerifyPool", () => {
 });
 
 describe("relay with verify threads", () => {
-  for (const threads of [0, 3]) {
-    it(`--relay-verify-threads ${threads}: pipelined signed SENDs are stored and pushed in send order; bad signatures get AUTH`, async () => {
-      const relay = await startTestRelay({ verifyThreads: threads, ratePerSecond: 0 });
+  // With threads, the messages are also sealed at rest on a worker (--relay-seal-threads 1,
+  // relay-ws/store/seal-pool.ts): the order holds through both.
+  for (const [threads, sealThreads] of [
+    [0, 0],
+    [3, 1],
+  ] as const) {
+    it(`--relay-verify-threads ${threads} --relay-seal-threads ${sealThreads}: pipelined signed SENDs are stored and pushed in send order; bad signatures get AUTH`, async () => {
+      const relay = await startTestRelay({ verifyThreads: threads, sealThreads, ratePerSecond: 0 });
       try {
         const got: RelayMessage[] = [];
         // Signatures (protocol 1.0): what the verify threads serve (1.1 authenticators run inline).

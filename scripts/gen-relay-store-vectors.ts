@@ -4,7 +4,9 @@
  *   docs/vectors/relay-at-rest-v1.json  the keyring key (HKDF), one keyring slot with two epochs,
  *                                       and three blobs (empty message, 300-byte message,
  *                                       one-time prekey) with their size bucket, sealed blob and
- *                                       key record, and a queue's sealed server→recipient key.
+ *                                       key record, a queue's sealed server→recipient key, and
+ *                                       the 300-byte message's whole LMDB message record
+ *                                       (header ‖ key record ‖ sealed blob).
  *
  * Every key and IV is SHA-256("loft/vectors/relay-at-rest/" ‖ label), truncated, and written into
  * the file. relay-ws/store/vectors.test.ts replays the committed file against the store's code and
@@ -64,6 +66,16 @@ export function buildRelayAtRestVectors(): unknown {
     };
   };
   const text = new TextEncoder().encode("x".repeat(300));
+  const blobs = [
+    blob("empty message", 0x6d, Buffer.concat([rid, u64(0)]), new Uint8Array(0), BLOCK_SIZE),
+    blob("300-byte message", 0x6d, Buffer.concat([rid, u64(1)]), text, BLOCK_SIZE),
+    blob("one-time prekey", 0x6f, Buffer.concat([rid, u64(7)]), det("otk", 32), OTK_BLOCK_SIZE),
+  ];
+  // One LMDB record per message: msgId ‖ u64 timestamp s ‖ u64 expiry ms ‖ key record ‖ sealed blob.
+  const msgId = det("msg id", 24);
+  const timestamp = 1_900_000_123;
+  const expiresAt = 1_900_086_523_000;
+  const message = blobs[1]!;
   // A queue's server→recipient key: sealed unpadded (key-key 0x71 ‖ rid).
   const rcvKeyKey = Buffer.concat([Buffer.of(0x71), rid]);
   const rcvKey = det("rcv key", 32);
@@ -82,11 +94,7 @@ export function buildRelayAtRestVectors(): unknown {
       slotUsed: used,
       slot: hex(slot.subarray(0, used)),
     },
-    blobs: [
-      blob("empty message", 0x6d, Buffer.concat([rid, u64(0)]), new Uint8Array(0), BLOCK_SIZE),
-      blob("300-byte message", 0x6d, Buffer.concat([rid, u64(1)]), text, BLOCK_SIZE),
-      blob("one-time prekey", 0x6f, Buffer.concat([rid, u64(7)]), det("otk", 32), OTK_BLOCK_SIZE),
-    ],
+    blobs,
     queueRcvKey: {
       keyKey: hex(rcvKeyKey),
       rcvKey: hex(rcvKey),
@@ -96,6 +104,22 @@ export function buildRelayAtRestVectors(): unknown {
       epoch: current.id,
       wrapIv: hex(rcvWrapIv),
       keyRecord: hex(wrapDataKey(current.id, current.key, rcvDataKey, rcvKeyKey, rcvWrapIv)),
+    },
+    messageRecord: {
+      blob: message.label,
+      recordKey: hex(Buffer.concat([rid, u64(1)])),
+      msgId: hex(msgId),
+      timestamp,
+      expiresAt,
+      record: hex(
+        Buffer.concat([
+          msgId,
+          u64(timestamp),
+          u64(expiresAt),
+          Buffer.from(message.keyRecord, "hex"),
+          Buffer.from(message.sealed, "hex"),
+        ]),
+      ),
     },
   };
 }

@@ -4,12 +4,44 @@
  * and after a drop — and says "unreachable" only when none of them answers. Real services on
  * loopback, real WebSockets.
  */
+import { request } from "node:http";
 import { createServer, type Server } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocketServer } from "ws";
 import type { LoftError } from "../core/errors.ts";
 import { SignalingClient, type SignalingEvent } from "../core/signaling/client.ts";
+import { startRedis } from "../test/support/redis-server.ts";
+import type { SignalingConfig } from "./config.ts";
 import { makeUser, type RunningSignaling, startSignaling, wsFactory } from "./testing.ts";
+
+/** The HTTP status a WebSocket upgrade to `url` is answered with (101 when accepted). */
+function upgradeStatus(url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url.replace(/^ws/, "http"));
+    const req = request({
+      host: u.hostname,
+      port: u.port,
+      path: u.pathname,
+      headers: {
+        connection: "Upgrade",
+        upgrade: "websocket",
+        "sec-websocket-version": "13",
+        "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+      },
+    });
+    req.on("upgrade", (_res, socket) => {
+      socket.destroy();
+      resolve(101);
+    });
+    req.on("response", (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on("error", reject);
+    req.setTimeout(5_000, () => req.destroy(new Error("upgrade timed out")));
+    req.end();
+  });
+}
 
 /** A loopback port nothing listens on (it was just free). */
 async function deadPort(): Promise<number> {
@@ -33,9 +65,9 @@ describe("signaling client with several servers", () => {
   afterEach(async () => {
     for (const f of cleanup.splice(0).reverse()) await f();
   });
-  const server = async (port = 0): Promise<RunningSignaling> => {
+  const server = async (port = 0, config: Partial<SignalingConfig> = {}): Promise<RunningSignaling> => {
     // Clients come back within 50 ms of a GOING_AWAY (the default spreads them over seconds).
-    const s = await startSignaling({ reconnectSpreadMs: 50 }, port);
+    const s = await startSignaling({ reconnectSpreadMs: 50, ...config }, port);
     cleanup.push(() => s.close());
     return s;
   };
@@ -135,6 +167,30 @@ describe("signaling client with several servers", () => {
     expect(errors).toEqual([]);
     // The silent server's connection was given up, not left open.
     await until(() => [...silent.clients].every((ws) => ws.readyState !== ws.OPEN), "silent socket closed");
+  });
+
+  it("Redis down on the server in use: UNAVAILABLE moves the client to the next server at once, and a new connection there is refused (503)", async () => {
+    // docs/operations.md, "Redis down: one rule": an instance that lost Redis refuses new
+    // WebSockets with 503 and answers UNAVAILABLE on open ones; the client goes to its next server.
+    const redis = await startRedis();
+    cleanup.push(() => redis.stop());
+    const a = await server(0, { redis: redis.url });
+    const b = await server();
+    const alice = client(a.url, [b.url]);
+    await alice.c.start();
+    expect(alice.c.url).toBe(a.url);
+    await redis.kill();
+    await until(() => a.service.unavailable?.() !== undefined, "A knows Redis is gone");
+    expect(await upgradeStatus(a.url)).toBe(503);
+    // Her next request there is answered UNAVAILABLE: she leaves A for B instead of asking A again.
+    await alice.c.register().catch(() => {});
+    await until(() => alice.c.state === "registered" && alice.c.url === b.url, "alice on B");
+    // Someone starting now goes past A (its upgrade refused) to B, with no error to show.
+    const bob = client(a.url, [b.url]);
+    await bob.c.start();
+    expect(bob.c.url).toBe(b.url);
+    expect(bob.events.filter((e) => e.type === "error")).toEqual([]);
+    expect((await bob.c.lookup(alice.c.identityKey)).online).toBe(true);
   });
 
   it("repeats and empty fallbacks are ignored: one server is one server", async () => {

@@ -15,6 +15,7 @@
  *  `n:<from>:<nonce>`         string  an envelope nonce already used                    2 × clock skew
  *  `m:<room hash>`            hash    identity key → owner present in the room          while anyone is
  *  `rr:<key>`                 set     room hashes an identity is present in             cleaned with them
+ *  `im:<instance>`            set     `<room>|<key>` presences an instance holds        the instance
  *  `rooms`                    set     room hashes with anyone present (the total cap)
  *  `seq`                      string  change counter for presence ordering
  *
@@ -104,8 +105,15 @@ if ARGV[2] == '1' and #ARGV > 2 then
 end
 return {'OK', tostring(q)}`,
   // KEYS: r, w, all, ir:<me>, seq. ARGV: keyHex, owner.
+  // A key whose `r:` Redis expired (past its expiry + grace) is nobody's: out of `all` and
+  // `ir:` too, or it counts towards FULL for good (as reap does for it).
   remove: `
-if redis.call('HGET', KEYS[1], 'o') ~= ARGV[2] then return {'GONE'} end
+local o = redis.call('HGET', KEYS[1], 'o')
+if not o then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('SREM', KEYS[4], ARGV[1])
+end
+if o ~= ARGV[2] then return {'GONE'} end
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('SREM', KEYS[4], ARGV[1])
@@ -149,9 +157,12 @@ if h[2] == '1' and redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 0 then
   if not together then return {'OFFLINE'} end
 end
 return {'OK', h[1]}`,
-  // KEYS: m:<room>, rooms, rr:<key>. ARGV: room, keyHex, owner, max, maxMembers, maxRooms.
+  // KEYS: m:<room>, rooms, rr:<key>, im:<me>. ARGV: room, keyHex, owner, max, maxMembers, maxRooms,
+  // prefix. Each presence is also listed under its instance (`im:`), so a dead instance's presences
+  // are reaped even when the key's registration moved elsewhere before (and `ir:` forgot it).
   roomJoin: `
 local mine = redis.call('HGET', KEYS[1], ARGV[2])
+local entry = ARGV[1] .. '|' .. ARGV[2]
 local function withOthers(out)
   local all = redis.call('HGETALL', KEYS[1])
   for i = 1, #all, 2 do
@@ -159,7 +170,10 @@ local function withOthers(out)
   end
   return out
 end
-if mine == ARGV[3] then return withOthers({'OK', '0', ''}) end
+if mine == ARGV[3] then
+  redis.call('SADD', KEYS[4], entry)
+  return withOthers({'OK', '0', ''})
+end
 local n = redis.call('HLEN', KEYS[1])
 if n == 0 and redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[6]) then return {'TOO_MANY_ROOMS'} end
 local present = n
@@ -168,12 +182,16 @@ if present + 1 > math.min(tonumber(ARGV[4]), tonumber(ARGV[5])) then return {'RO
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('SADD', KEYS[4], entry)
+local old = mine and string.match(mine, '^([0-9a-f]+):')
+if old and ARGV[7] .. 'im:' .. old ~= KEYS[4] then redis.call('SREM', ARGV[7] .. 'im:' .. old, entry) end
 return withOthers({'OK', '1', mine or ''})`,
-  // KEYS: m:<room>, rooms, rr:<key>. ARGV: room, keyHex, owner. → {} or {others…}
+  // KEYS: m:<room>, rooms, rr:<key>, im:<me>. ARGV: room, keyHex, owner. → {} or {others…}
   roomLeave: `
 if redis.call('HGET', KEYS[1], ARGV[2]) ~= ARGV[3] then return {'NO'} end
 redis.call('HDEL', KEYS[1], ARGV[2])
 redis.call('SREM', KEYS[3], ARGV[1])
+redis.call('SREM', KEYS[4], ARGV[1] .. '|' .. ARGV[2])
 local all = redis.call('HGETALL', KEYS[1])
 if #all == 0 then redis.call('SREM', KEYS[2], ARGV[1]) end
 local out = {'OK'}
@@ -189,11 +207,21 @@ for _, d in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(A
   if d ~= ARGV[1] then out[#out + 1] = d end
 end
 return out`,
-  // KEYS: inst, ir:<dead>, all, seq. ARGV: prefix, dead. → {'P', key, q | 'R', room, key}…
+  // KEYS: inst, ir:<dead>, all, seq, im:<dead>. ARGV: prefix, dead. → {'P', key, q | 'R', room, key}…
   reap: `
 if redis.call('ZREM', KEYS[1], ARGV[2]) == 0 then return {} end
 local mine = ARGV[2] .. ':'
 local out = {}
+local function leave(room, k)
+  local m = ARGV[1] .. 'm:' .. room
+  local ro = redis.call('HGET', m, k)
+  if ro and string.sub(ro, 1, #mine) == mine then
+    redis.call('HDEL', m, k)
+    redis.call('SREM', ARGV[1] .. 'rr:' .. k, room)
+    if redis.call('HLEN', m) == 0 then redis.call('SREM', ARGV[1] .. 'rooms', room) end
+    out[#out + 1] = 'R'; out[#out + 1] = room; out[#out + 1] = k
+  end
+end
 for _, k in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   local rk = ARGV[1] .. 'r:' .. k
   local o = redis.call('HGET', rk, 'o')
@@ -204,19 +232,13 @@ for _, k in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   elseif not o then
     redis.call('ZREM', KEYS[3], k)
   end
-  local rr = ARGV[1] .. 'rr:' .. k
-  for _, room in ipairs(redis.call('SMEMBERS', rr)) do
-    local m = ARGV[1] .. 'm:' .. room
-    local ro = redis.call('HGET', m, k)
-    if ro and string.sub(ro, 1, #mine) == mine then
-      redis.call('HDEL', m, k)
-      redis.call('SREM', rr, room)
-      if redis.call('HLEN', m) == 0 then redis.call('SREM', ARGV[1] .. 'rooms', room) end
-      out[#out + 1] = 'R'; out[#out + 1] = room; out[#out + 1] = k
-    end
-  end
+  for _, room in ipairs(redis.call('SMEMBERS', ARGV[1] .. 'rr:' .. k)) do leave(room, k) end
 end
-redis.call('DEL', KEYS[2])
+for _, e in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+  local room, k = string.match(e, '^([0-9a-f]+)|([0-9a-f]+)$')
+  if room then leave(room, k) end
+end
+redis.call('DEL', KEYS[2], KEYS[5])
 return out`,
 } as const;
 
@@ -499,7 +521,7 @@ export class SharedSignaling {
   }): Promise<RoomJoinReply> {
     const reply = await this.#run(
       "roomJoin",
-      [`${PREFIX}m:${j.room}`, `${PREFIX}rooms`, `${PREFIX}rr:${j.keyHex}`],
+      [`${PREFIX}m:${j.room}`, `${PREFIX}rooms`, `${PREFIX}rr:${j.keyHex}`, `${PREFIX}im:${this.inst}`],
       [
         j.room,
         j.keyHex,
@@ -507,6 +529,7 @@ export class SharedSignaling {
         String(j.max),
         String(j.maxMembers),
         String(j.maxRooms),
+        PREFIX,
       ],
     );
     return this.#parsed(parseRoomJoinReply(reply, 255));
@@ -516,7 +539,7 @@ export class SharedSignaling {
   async roomLeave(room: string, keyHex: string, conn: number): Promise<RoomPeer[] | undefined> {
     const reply = await this.#run(
       "roomLeave",
-      [`${PREFIX}m:${room}`, `${PREFIX}rooms`, `${PREFIX}rr:${keyHex}`],
+      [`${PREFIX}m:${room}`, `${PREFIX}rooms`, `${PREFIX}rr:${keyHex}`, `${PREFIX}im:${this.inst}`],
       [room, keyHex, ownerText(this.owner(conn))],
     );
     if (
@@ -710,7 +733,7 @@ export class SharedSignaling {
   async #reap(dead: string): Promise<void> {
     const reply = await this.#run(
       "reap",
-      [`${PREFIX}inst`, `${PREFIX}ir:${dead}`, `${PREFIX}all`, `${PREFIX}seq`],
+      [`${PREFIX}inst`, `${PREFIX}ir:${dead}`, `${PREFIX}all`, `${PREFIX}seq`, `${PREFIX}im:${dead}`],
       [PREFIX, dead],
     );
     if (!Array.isArray(reply) || reply.length % 3 !== 0) return;

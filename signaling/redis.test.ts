@@ -5,7 +5,8 @@
  * instances; a nonce used on one instance is a REPLAY on another; an instance killed with SIGKILL
  * is reaped and its peers' watchers see them offline, then online again once they reconnect
  * elsewhere; Redis going away answers UNAVAILABLE and 503 on /health, and its return recovers by
- * itself. Waits are conditions with bounds, never durations.
+ * itself; a dead instance, an expired registration or a room leave during an outage leaves no
+ * ghost behind. Waits are conditions with bounds, never durations.
  */
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -14,9 +15,11 @@ import { nobleCrypto } from "../core/crypto/noble.ts";
 import { updateIdentity } from "../core/identity/identity.ts";
 import { SignalingClient } from "../core/signaling/client.ts";
 import { type ClientMessage, type ServerMessage, signEnvelope } from "../core/wire/signaling.ts";
+import type { Logger } from "../host/log.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
-import { metricValue } from "../test/support/metrics.ts";
+import { fetchMetric, metricValue } from "../test/support/metrics.ts";
 import { type RedisServer, startRedis } from "../test/support/redis-server.ts";
+import { PREFIX, type SharedEvents, SharedSignaling } from "./redis-state.ts";
 import {
   makeUser,
   RawClient,
@@ -295,16 +298,21 @@ describe("signaling on Redis: faults", () => {
       return { status: r.status, body: (await r.json()) as { services: { signaling: { redis: string } } } };
     };
     expect((await health()).status).toBe(200);
+    // A connection opened before Redis goes stays open (docs/operations.md, "Redis down: one rule").
+    const heidi = makeUser("heidi");
+    const c = await RawClient.hello(url(b));
+    clients.push(c);
     await redis.kill();
     await expect.poll(async () => (await health()).status, { timeout: 15_000 }).toBe(503);
     expect((await health()).body.services.signaling.redis).toBe("unreachable");
     expect((await fetch(`${b.url}/health`)).status).toBe(503);
-    const heidi = makeUser("heidi");
-    const c = await RawClient.hello(url(b));
-    clients.push(c);
     const refused = await c.request(await registerOn(c, heidi, { id: 1 }));
     expect(refused.t === "ERROR" && refused.code).toBe("UNAVAILABLE");
-    // The core client (the PWA's) is told so, and tries again by itself on the same connection.
+    // A new one is refused before the handshake, as the relay does: the core client (the PWA's),
+    // with this one server only, says it cannot reach it and tries again by itself.
+    expect(
+      await fetchMetric(b.metricsUrl!, "loft_signaling_upgrades_refused_total", 'reason="unavailable"'),
+    ).toBe(0);
     const ivan = new SignalingClient({
       url: url(b),
       user: makeUser("ivan"),
@@ -313,7 +321,16 @@ describe("signaling on Redis: faults", () => {
       reconnect: { initialMs: 50, maxMs: 200 },
     });
     signalingClients.push(ivan);
-    await expect(ivan.start()).rejects.toMatchObject({ code: "LOFT_ERR_SIGNALING_UNAVAILABLE" });
+    await expect(ivan.start()).rejects.toMatchObject({ code: "LOFT_ERR_SIGNALING_UNREACHABLE" });
+    // (metrics are rendered at most once a second: poll)
+    await expect
+      .poll(
+        () => fetchMetric(b.metricsUrl!, "loft_signaling_upgrades_refused_total", 'reason="unavailable"'),
+        {
+          timeout: 10_000,
+        },
+      )
+      .toBeGreaterThan(0);
 
     await redis.restart();
     await expect.poll(async () => (await health()).status, { timeout: 15_000 }).toBe(200);
@@ -361,5 +378,113 @@ describe("signaling on Redis: faults", () => {
       })
       .toBe(1);
     expect(b.output()).toMatch(/"msg":"this instance had been reaped; registering its connections again"/);
+  });
+});
+
+describe("signaling on Redis: no ghosts", () => {
+  let redis: RedisServer;
+  let admin: Redis;
+  const shareds: SharedSignaling[] = [];
+  const quiet = { info() {}, warn() {}, debug() {}, error() {} } as unknown as Logger;
+  const events: SharedEvents = {
+    message() {},
+    presence() {},
+    roomGone() {},
+    resync() {},
+    reaped() {},
+  };
+  const instance = (heartbeatMs: number) => {
+    const s = new SharedSignaling(redis.url, events, { log: quiet, heartbeatMs, deadAfterMs: 600 });
+    shareds.push(s);
+    return s;
+  };
+  const reg = (keyHex: string, conn: number, expiresAt = Date.now() + 60_000, maxRegistrations = 100) => ({
+    keyHex,
+    conn,
+    version: 1,
+    identity: new Uint8Array(10),
+    now: Date.now(),
+    expiresAt,
+    maxRegistrations,
+    visibleTo: undefined,
+  });
+  const join = (keyHex: string, conn: number, room: string) => ({
+    room,
+    keyHex,
+    conn,
+    max: 8,
+    maxMembers: 8,
+    maxRooms: 100,
+  });
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    admin = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+  });
+  afterAll(async () => {
+    for (const s of shareds) await s.close();
+    admin?.disconnect();
+    await redis?.stop();
+  });
+
+  it("a dead instance's room presence is reaped even when its registration moved away first", async () => {
+    // A's last heartbeat was long ago (killed); K's browser failed over to B and registers there
+    // before B reaps A: `ir:A` no longer names K, yet K's presence in the room is A's.
+    const a = instance(1e9);
+    await expect.poll(() => a.available(), { timeout: 5_000 }).toBe(true);
+    const k = "a1".repeat(32);
+    const room = "b1".repeat(32);
+    await a.register(reg(k, 1));
+    expect((await a.roomJoin(join(k, 1, room))).status).toBe("OK");
+    await admin.zadd(`${PREFIX}inst`, Date.now(), a.inst);
+    const b = instance(100);
+    await expect.poll(() => b.available(), { timeout: 5_000 }).toBe(true);
+    expect((await b.register(reg(k, 7))).status).toBe("OK");
+    expect(await admin.hlen(`${PREFIX}m:${room}`)).toBe(1);
+    await admin.zadd(`${PREFIX}inst`, 1, a.inst); // silent for long: B reaps it at its next beat
+    await expect.poll(() => admin.zscore(`${PREFIX}inst`, a.inst), { timeout: 10_000 }).toBeNull();
+    expect(await admin.hgetall(`${PREFIX}m:${room}`)).toEqual({});
+    expect(await admin.sismember(`${PREFIX}rooms`, room)).toBe(0);
+    expect(await admin.exists(`${PREFIX}im:${a.inst}`)).toBe(0);
+    const c = "c1".repeat(32);
+    await b.register(reg(c, 8));
+    const joined = await b.roomJoin(join(c, 8, room));
+    expect(joined.status === "OK" && joined.others).toEqual([]);
+    // B's own presence is listed under B, and a leave takes it out again.
+    expect(await admin.smembers(`${PREFIX}im:${b.inst}`)).toEqual([`${room}|${c}`]);
+    await b.roomLeave(room, c, 8);
+    expect(await admin.exists(`${PREFIX}im:${b.inst}`)).toBe(0);
+  });
+
+  it("a removal after Redis expired the registration takes the key out of `all`: no ghost counts to FULL", async () => {
+    const a = instance(100);
+    expect(await a.ready(5_000)).toBe(true);
+    const before = await a.registrations();
+    const k = "a2".repeat(32);
+    // Its expiry (+ 30 s grace) passes while the removal waits (Redis was unreachable).
+    await a.register(reg(k, 1, Date.now() - 29_800));
+    await expect.poll(() => admin.exists(`${PREFIX}r:${k}`), { timeout: 5_000 }).toBe(0);
+    await a.remove(k, 1);
+    expect(await a.registrations()).toBe(before);
+    expect(await admin.sismember(`${PREFIX}ir:${a.inst}`, k)).toBe(0);
+    expect((await a.register(reg("a3".repeat(32), 2, undefined, before + 1))).status).toBe("OK");
+  });
+
+  it("a room leave Redis could not take is done once Redis is back: no ghost member", async () => {
+    const s = await startSignaling({ redis: redis.url, redisDeadAfterMs: 1_000 });
+    const c = await online(s.url, makeUser("judy"));
+    try {
+      const room = crypto.getRandomValues(new Uint8Array(32)) as Uint8Array<ArrayBuffer>;
+      expect((await c.request({ t: "ROOM_JOIN", id: 3, room, max: 8 })).t).toBe("ROOM_MEMBERS");
+      const members = () => admin.hlen(`${PREFIX}m:${toHex(room)}`).catch(() => -1);
+      expect(await members()).toBe(1);
+      await redis.kill();
+      expect((await c.request({ t: "ROOM_LEAVE", id: 4, room })).t).toBe("ROOM_LEAVE_RESPONSE");
+      await redis.restart();
+      await expect.poll(members, { timeout: 15_000 }).toBe(0);
+    } finally {
+      c.close();
+      await s.close();
+    }
   });
 });

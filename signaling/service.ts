@@ -20,7 +20,7 @@
  * Source addresses (host/client-source.ts, behind `--trust-proxy` proxies only) are map keys in
  * memory only (signaling/limits.ts).
  */
-import { type KeyObject, randomBytes } from "node:crypto";
+import { type KeyObject, randomFillSync } from "node:crypto";
 import type { Duplex } from "node:stream";
 import type { Registry } from "prom-client";
 import { type WebSocket, WebSocketServer } from "ws";
@@ -42,6 +42,7 @@ import {
 } from "../core/wire/signaling.ts";
 import type { DnsEndpoint, PeerInfo, RegisterRequest } from "../core/wire/sremp.ts";
 import { sourceOf, trustedProxies } from "../host/client-source.ts";
+import { Deadlines } from "../host/deadlines.ts";
 import type { HostedService } from "../host/host.ts";
 import type { Logger } from "../host/log.ts";
 import { ed25519Verify } from "../host/node-ed25519.ts";
@@ -104,6 +105,13 @@ export interface SignalingService extends HostedService {
   ready(ms: number): Promise<boolean>;
 }
 
+/** The socket's property naming its connection (for the shared listeners). */
+const CONN = Symbol("loft.signalingConn");
+type ConnSocket = WebSocket & { [CONN]?: Conn };
+/** An upgrade's source admission, on its socket until the handshake completes. */
+const ADMITTED = Symbol("loft.signalingAdmitted");
+type AdmittedSocket = Duplex & { [ADMITTED]?: SourceState | undefined };
+
 interface Conn {
   readonly id: number;
   readonly ws: WebSocket;
@@ -121,7 +129,6 @@ interface Conn {
   envelopeNonces: RecentNonces | undefined;
   alive: boolean;
   hello: boolean;
-  helloTimer: NodeJS.Timeout | undefined;
   reg: Registration<Conn> | undefined;
   watching: Set<string>;
   /** What this connection was last told about each watched key (online or not). */
@@ -234,6 +241,8 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
   const connsById = new Map<number, Conn>();
   /** Removals Redis did not take (it was down); tried again when it is back. */
   const orphans = new Map<string, number>();
+  /** Room leaves Redis did not take, `<room>|<key>` → connection; tried again when it is back. */
+  const roomOrphans = new Map<string, number>();
   /** Redis work started by a connection's close, awaited by close(). */
   const inFlight = new Set<Promise<unknown>>();
   const registry = new PeerRegistry<Conn>(now(), (subscriber, key) => {
@@ -353,6 +362,23 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     }
   }
 
+  /** Leave a room in Redis; a leave Redis cannot take now is remembered for later (else a ghost member). */
+  async function sharedRoomLeave(
+    room: string,
+    keyHex: string,
+    connId: number,
+  ): Promise<RoomPeer[] | undefined> {
+    const id = `${room}|${keyHex}`;
+    try {
+      const others = await shared!.roomLeave(room, keyHex, connId);
+      if (roomOrphans.get(id) === connId) roomOrphans.delete(id);
+      return others;
+    } catch (e) {
+      roomOrphans.set(id, connId);
+      throw e;
+    }
+  }
+
   function track(p: Promise<unknown>): void {
     const safe = p.catch((e) => log.warn({ err: (e as Error).message }, "shared state update failed"));
     inFlight.add(safe);
@@ -370,7 +396,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     if (shared) {
       conn.rooms.delete(room);
       track(
-        shared.roomLeave(room, reg.keyHex, conn.id).then((others) => {
+        sharedRoomLeave(room, reg.keyHex, conn.id).then((others) => {
           if (others) pushRoomPresence(others, roomBytes, key, false);
         }),
       );
@@ -451,6 +477,21 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
   async function resync(): Promise<void> {
     if (!shared) return;
     for (const [keyHex, connId] of [...orphans]) await sharedRemove(keyHex, connId);
+    for (const [id, connId] of [...roomOrphans]) {
+      const [room = "", keyHex = ""] = id.split("|");
+      // Joined again on that connection since: present after all.
+      if (connsById.get(connId)?.rooms.has(room)) {
+        roomOrphans.delete(id);
+        continue;
+      }
+      try {
+        const others = await sharedRoomLeave(room, keyHex, connId);
+        if (others) pushRoomPresence(others, fromHex(room), fromHex(keyHex), false);
+      } catch (e) {
+        log.warn({ err: (e as Error).message }, "resync stopped; Redis unreachable again");
+        return;
+      }
+    }
     for (const conn of conns) {
       const reg = conn.reg;
       if (!reg || conn.closed) continue;
@@ -951,7 +992,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       return fail(conn, id, joined.status, ROOM_REFUSALS[joined.status]);
     }
     // Closed or unregistered meanwhile: it is not present after all.
-    if (conn.reg !== reg) return track(shared!.roomLeave(room, reg.keyHex, conn.id));
+    if (conn.reg !== reg) return track(sharedRoomLeave(room, reg.keyHex, conn.id));
     const previous = joined.previous;
     if (previous && previous.inst === shared!.inst) connsById.get(previous.conn)?.rooms.delete(room);
     else if (previous)
@@ -1059,8 +1100,6 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
             )
           : closeConn(conn, CLOSE.VERSION_EXPECTED, "VERSION_HEADER expected first");
       conn.hello = true;
-      clearTimeout(conn.helloTimer);
-      conn.helloTimer = undefined;
       return;
     }
     const decoded = clientCodec.decode(data);
@@ -1085,6 +1124,76 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     );
   }
 
+  const openings = new Deadlines<Conn>(config.helloTimeoutMs, (conn) => {
+    if (!conn.hello && !conn.closed) closeConn(conn, CLOSE.HELLO_TIMEOUT, "no VERSION_HEADER");
+  });
+
+  function releaseUnupgraded(this: AdmittedSocket): void {
+    const state = this[ADMITTED];
+    this[ADMITTED] = undefined;
+    if (state) sources.release(state);
+  }
+
+  function onSocketMessage(this: ConnSocket, data: Buffer, isBinary: boolean): void {
+    const conn = this[CONN];
+    if (!conn) return;
+    try {
+      onFrame(conn, data, isBinary);
+    } catch (e) {
+      // A bug must not take the process down; the peer gets a typed reply, the log a stack.
+      log.error({ err: e, conn: conn.id }, "signaling handler failed");
+      fail(conn, undefined, "INTERNAL", "internal error");
+    }
+  }
+
+  function onSocketPong(this: ConnSocket): void {
+    const conn = this[CONN];
+    if (conn) conn.alive = true;
+  }
+
+  // ws answers each ping with a pong by itself: pings cost tokens like messages, and a client
+  // that pings without reading is dropped once its unread output passes the limit.
+  function onSocketPing(this: ConnSocket): void {
+    const conn = this[CONN];
+    if (!conn || conn.closed) return;
+    conn.alive = true;
+    if (this.bufferedAmount > maxBuffered) {
+      closeConn(conn, CLOSE.TRY_AGAIN_LATER, "slow consumer");
+      return;
+    }
+    const t = now();
+    const scope = !conn.bucket.take(1, t)
+      ? "connection"
+      : !conn.source.messages.take(1, t)
+        ? "source"
+        : undefined;
+    if (!scope) return;
+    metrics.rateLimited.inc({ scope });
+    if (++conn.violations > config.maxViolations) closeConn(conn, CLOSE.RATE_LIMIT, "rate limit");
+  }
+
+  function onSocketError(this: ConnSocket, e: Error): void {
+    log.debug({ conn: this[CONN]?.id, code: (e as { code?: string }).code }, "socket error");
+  }
+
+  function onSocketClose(this: ConnSocket, code: number): void {
+    const conn = this[CONN];
+    if (!conn) return;
+    conn.closed = true;
+    const reg = unbind(conn);
+    if (reg) registry.remove(reg);
+    registry.unwatchAll(conn, conn.watching);
+    shared?.unwatch(conn.watching);
+    conn.watching.clear();
+    conn.backlog = [];
+    conns.delete(conn);
+    connsById.delete(conn.id);
+    sources.release(conn.source);
+    metrics.closes.inc({ code: String(code) });
+    updateGauges();
+    conn.onClosed?.();
+  }
+
   function onConnection(ws: WebSocket, source: SourceState, host: string | undefined): void {
     const conn: Conn = {
       id: nextConnId++,
@@ -1092,13 +1201,15 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       source,
       bucket: new TokenBucket(config.connRate, config.connBurst, now()),
       host,
-      challenge: randomBytes(SIGNALING.NONCE_BYTES) as unknown as Uint8Array<ArrayBuffer>,
+      // A slice of Node's shared buffer pool, not an ArrayBuffer of its own (~250 bytes less).
+      challenge: randomFillSync(
+        Buffer.allocUnsafe(SIGNALING.NONCE_BYTES),
+      ) as unknown as Uint8Array<ArrayBuffer>,
       lastRegisterAt: 0,
       publicKey: undefined,
       envelopeNonces: undefined,
       alive: true,
       hello: false,
-      helloTimer: undefined,
       reg: undefined,
       watching: new Set(),
       shown: new Map(),
@@ -1118,56 +1229,16 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     connsById.set(conn.id, conn);
     metrics.connectionsTotal.inc();
     updateGauges();
-    conn.helloTimer = setTimeout(
-      () => closeConn(conn, CLOSE.HELLO_TIMEOUT, "no VERSION_HEADER"),
-      config.helloTimeoutMs,
-    );
-    conn.helloTimer.unref();
-    ws.on("message", (data: Buffer, isBinary: boolean) => {
-      try {
-        onFrame(conn, data, isBinary);
-      } catch (e) {
-        // A bug must not take the process down; the peer gets a typed reply, the log a stack.
-        log.error({ err: e, conn: conn.id }, "signaling handler failed");
-        fail(conn, undefined, "INTERNAL", "internal error");
-      }
-    });
-    ws.on("pong", () => {
-      conn.alive = true;
-    });
-    // ws answers each ping with a pong by itself: pings cost tokens like messages, and a client
-    // that pings without reading is dropped once its unread output passes the limit.
-    ws.on("ping", () => {
-      if (conn.closed) return;
-      conn.alive = true;
-      if (ws.bufferedAmount > maxBuffered) return closeConn(conn, CLOSE.TRY_AGAIN_LATER, "slow consumer");
-      const t = now();
-      const scope = !conn.bucket.take(1, t)
-        ? "connection"
-        : !conn.source.messages.take(1, t)
-          ? "source"
-          : undefined;
-      if (!scope) return;
-      metrics.rateLimited.inc({ scope });
-      if (++conn.violations > config.maxViolations) closeConn(conn, CLOSE.RATE_LIMIT, "rate limit");
-    });
-    ws.on("error", (e) => log.debug({ conn: conn.id, code: (e as { code?: string }).code }, "socket error"));
-    ws.on("close", (code: number) => {
-      conn.closed = true;
-      clearTimeout(conn.helloTimer);
-      const reg = unbind(conn);
-      if (reg) registry.remove(reg);
-      registry.unwatchAll(conn, conn.watching);
-      shared?.unwatch(conn.watching);
-      conn.watching.clear();
-      conn.backlog = [];
-      conns.delete(conn);
-      connsById.delete(conn.id);
-      sources.release(conn.source);
-      metrics.closes.inc({ code: String(code) });
-      updateGauges();
-      conn.onClosed?.();
-    });
+    // One timer for every connection still owing its VERSION_HEADER, and listeners shared by all
+    // connections (`this` is the socket, the connection its CONN property): no closure and no
+    // Timeout per connection (idle WebSockets are counted in bytes, bench/README.md "bench:scale").
+    openings.add(conn);
+    (ws as ConnSocket)[CONN] = conn;
+    ws.on("message", onSocketMessage);
+    ws.on("pong", onSocketPong);
+    ws.on("ping", onSocketPing);
+    ws.on("error", onSocketError);
+    ws.on("close", onSocketClose);
     if (ws.readyState === ws.OPEN) {
       ws.send(encodeVersionHeader(SIGNALING_VERSION));
       ws.send(serverCodec.encode({ t: "CHALLENGE", challenge: conn.challenge }));
@@ -1214,6 +1285,14 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         metrics.upgradesRefused.inc({ reason: "capacity" });
         return refuseUpgrade(socket, 503, "Service Unavailable");
       }
+      // One rule for relay and signaling while Redis is unreachable (docs/operations.md, "Redis
+      // down: one rule"): no new WebSocket on an instance that can do nothing with it — the client
+      // goes to its next server at once, a load balancer to another instance. Connections already
+      // open stay, and their requests are answered UNAVAILABLE.
+      if (shared && !shared.available()) {
+        metrics.upgradesRefused.inc({ reason: "unavailable" });
+        return refuseUpgrade(socket, 503, "Service Unavailable");
+      }
       // Users may pick this server in another deployment's Settings, so pages of other origins
       // are accepted by default, but counted apart from this origin's own pages: a hostile page
       // cannot spend its visitors' budget here (docs/decisions.md, "The relay and signaling
@@ -1234,13 +1313,14 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       const state = sources.get(source, t);
       state.key = source;
       sharedLimits?.spend(source, "u", 1, t);
-      let upgraded = false;
-      // Release the admission if the handshake fails before the callback (bad headers, reset).
-      socket.once("close", () => {
-        if (!upgraded) sources.release(state);
-      });
+      // Release the admission if the handshake fails before the callback (bad headers, reset):
+      // one shared listener, the admission on the socket until the WebSocket takes it over.
+      const admitted = socket as AdmittedSocket;
+      admitted[ADMITTED] = state;
+      socket.on("close", releaseUnupgraded);
       wss.handleUpgrade(req, socket, head, (ws) => {
-        upgraded = true;
+        admitted[ADMITTED] = undefined;
+        socket.removeListener("close", releaseUnupgraded);
         onConnection(ws, state, req.headers.host);
       });
     },
@@ -1280,6 +1360,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       if (closePromise) return closePromise;
       closing = true;
       clearInterval(heartbeat);
+      openings.close();
       clearInterval(sweeper);
       clearInterval(limitsFlush);
       const open = [...conns];

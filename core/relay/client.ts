@@ -115,6 +115,12 @@ export interface RelayClientOptions {
   onError?: (error: LoftError) => void;
   /** The subscription of a queue ended (another connection subscribed, or the queue was deleted). */
   onEnd?: (recipientId: Uint8Array) => void;
+  /**
+   * A command was answered UNAVAILABLE: this relay instance cannot reach its shared store (Redis)
+   * right now (docs/operations.md, "Redis down: one rule"). The command itself is rejected as
+   * usual; this lets the owner of the connection leave the instance.
+   */
+  onUnavailable?: () => void;
 }
 
 type Pending = {
@@ -424,8 +430,10 @@ export class RelayClient {
           : undefined;
       this.#pending.set(corr, {
         resolve: (f) => {
-          if (f.k === "ERR") reject(new LoftError(codeForWire(f.e), `${command.k} refused`, f.e));
-          else if (kinds.includes(f.k)) resolve(f as ServerFrameOf<K>);
+          if (f.k === "ERR") {
+            reject(new LoftError(codeForWire(f.e), `${command.k} refused`, f.e));
+            if (f.e === "UNAVAILABLE") this.#options.onUnavailable?.();
+          } else if (kinds.includes(f.k)) resolve(f as ServerFrameOf<K>);
           else reject(new LoftError("LOFT_ERR_RELAY_UNEXPECTED", `${command.k} answered with ${f.k}`));
         },
         reject,

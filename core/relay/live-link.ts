@@ -14,7 +14,7 @@
  * A piece refused for rate and sent again may be stored after later ones; the receiver hands
  * pieces on in sequence order, holding at most MAX_REORDER ahead of a missing one. Each received
  * piece is acknowledged at once (the bytes are handed to the consumer or held for order), an ACK
- * refused for rate tried again like a SEND.
+ * refused for rate tried again, paced with the connection's other ACKs (ack-pacer.ts).
  *
  * A temporary refusal (`RATE`, `SOURCE_RATE`, `STORE_RATE`: the relay rations per connection and
  * per source address, docs/operations-relay.md §Limits) is not an end: the same piece is sent
@@ -29,6 +29,7 @@ import { randomBytes } from "@noble/hashes/utils.js";
 import { err, isLoftError, LoftError, type Result } from "../errors.ts";
 import type { LinkCloseInfo } from "../link/link.ts";
 import { QueueLink } from "../link/queue-link.ts";
+import { ackPacer } from "./ack-pacer.ts";
 import type { RecipientQueue, RelayClient, RelayMessage, SenderQueue } from "./client.ts";
 import { isTemporaryRefusal } from "./errors.ts";
 import { MAX_BODY, SEND_ID_LENGTH } from "./protocol.ts";
@@ -362,12 +363,16 @@ export class RelayLink extends QueueLink {
   #onPiece(m: RelayMessage): void {
     // The relay pushes at most a SUB window of unacknowledged pieces: an ACK refused for rate and
     // dropped would stall the link for good once a window of them is lost, so it is retried like
-    // a SEND (docs/protocol/relay.md §Live links, step 4); a link that cannot acknowledge within
+    // a SEND (docs/protocol/relay.md §Live links, step 4), paced; a link that cannot acknowledge within
     // the bounds closes with the refusal's code. Other failures (the piece is gone) change nothing.
-    retryTemporary(() => this.#client.ack(this.#own, m.msgId), this.#retry).catch((e: unknown) => {
-      if (isLoftError(e) && isTemporaryRefusal(e.code) && this.state !== "closed")
-        this.close(e.code, "the relay kept refusing acknowledgements");
-    });
+    // One pacer per connection (ack-pacer.ts), shared with the mailbox and the other links on it:
+    // retries of their own would run the connection into the relay's rate debt together.
+    ackPacer(this.#client, this.#retry)
+      .ack(this.#own, m.msgId, this.#retry.giveUpMs)
+      .catch((e: unknown) => {
+        if (isLoftError(e) && isTemporaryRefusal(e.code) && this.state !== "closed")
+          this.close(e.code, "the relay kept refusing acknowledgements");
+      });
     if (this.state === "closed") return;
     const r = this.#order.take(m.body);
     if (!r.ok) {

@@ -209,6 +209,11 @@ export class SignalingClient {
   #renewTimer: unknown;
   #goingAwayDelay: number | undefined;
   #watched: Uint8Array[] = [];
+  /** Frames read so far (their order), and the frame each SUBSCRIBE answer came in. */
+  #framesRead = 0;
+  readonly #answeredAt = new WeakMap<object, number>();
+  /** The last presence push per key (hex), with the frame it came in. */
+  readonly #pushed = new Map<string, { online: boolean; at: number }>();
   /** Room rendezvous we are in (hex hash → [hash, max]); joined again after each REGISTER. */
   readonly #rooms = new Map<string, { room: Uint8Array; max: number }>();
   #registered = false;
@@ -387,6 +392,8 @@ export class SignalingClient {
    */
   async subscribe(keys: Uint8Array[]): Promise<{ key: Uint8Array; online: boolean }[]> {
     this.#watched = keys.map((k) => k.slice());
+    const watched = new Set(keys.map((k) => toHex(k)));
+    for (const k of this.#pushed.keys()) if (!watched.has(k)) this.#pushed.delete(k);
     if (!this.#helloDone) return [];
     return this.#sendSubscribe();
   }
@@ -572,7 +579,16 @@ export class SignalingClient {
       ...(this.#o.presence === "watched" ? { only_watched: true } : {}),
     });
     if (reply.t !== "PRESENCE") throw this.#unexpected(reply);
-    return reply.peers;
+    // The answer is read in a later microtask than its frame: a push read in between is newer
+    // (the server computed the answer before sending it) and wins. Without this, an answer made
+    // before our REGISTER was verified ("offline": a watched-only contact does not show to an
+    // unregistered viewer) overwrote the push that followed the REGISTER ("online"), and the
+    // contact stayed offline here although it was online (docs/protocol/signaling.md, "SUBSCRIBE").
+    const at = this.#answeredAt.get(reply) ?? Number.POSITIVE_INFINITY;
+    return reply.peers.map((p) => {
+      const pushed = this.#pushed.get(toHex(p.key));
+      return pushed && pushed.at > at ? { key: p.key, online: pushed.online } : p;
+    });
   }
 
   #open(): void {
@@ -681,7 +697,11 @@ export class SignalingClient {
    */
   #failOver(error: LoftError): boolean {
     if (this.#urls.length < 2 || this.#stopped || this.#o.reconnect === false) return false;
-    if (error.code !== "LOFT_ERR_SIGNALING_UNREACHABLE" && error.code !== "LOFT_ERR_UNSUPPORTED_VERSION")
+    if (
+      error.code !== "LOFT_ERR_SIGNALING_UNREACHABLE" &&
+      error.code !== "LOFT_ERR_UNSUPPORTED_VERSION" &&
+      error.code !== "LOFT_ERR_SIGNALING_UNAVAILABLE"
+    )
       return false;
     this.#failedInRound++;
     if (this.#failedInRound >= this.#urls.length) {
@@ -724,6 +744,7 @@ export class SignalingClient {
       return;
     }
     const m = decoded.value;
+    const at = ++this.#framesRead;
     switch (m.t) {
       case "SIGNAL":
         if (m.id === undefined) {
@@ -733,9 +754,14 @@ export class SignalingClient {
         break;
       case "PRESENCE":
         if (m.id === undefined) {
-          for (const p of m.peers) this.#emit({ type: "presence", key: p.key, online: p.online });
+          for (const p of m.peers) {
+            if (this.#watched.some((k) => equalBytes(k, p.key)))
+              this.#pushed.set(toHex(p.key), { online: p.online, at });
+            this.#emit({ type: "presence", key: p.key, online: p.online });
+          }
           return;
         }
+        this.#answeredAt.set(m, at);
         break;
       case "REGISTRATION_ENDED":
         clearTimeout(this.#renewTimer);
@@ -771,8 +797,30 @@ export class SignalingClient {
     }
     const p = this.#pending.get(m.id);
     if (!p) return;
-    if (m.t === "ERROR") this.#settle(m.id, p, undefined, signalingErrorOfWire(m.code, m.message));
-    else this.#settle(m.id, p, m, undefined);
+    if (m.t !== "ERROR") {
+      this.#settle(m.id, p, m, undefined);
+      return;
+    }
+    const error = signalingErrorOfWire(m.code, m.message);
+    // This server cannot reach its shared state (Redis): with another server configured, leave it
+    // for the next one at once instead of asking it again (docs/operations.md, "Redis down: one
+    // rule"; signaling.md, "Several servers"). The request fails over with the connection.
+    if (m.code === "UNAVAILABLE" && this.#urls.length > 1 && this.#o.reconnect !== false) {
+      this.#abandon(ws, error);
+      return;
+    }
+    this.#settle(m.id, p, undefined, error);
+  }
+
+  /** Leave `ws` (still the connection in use) as if it had dropped with `error`. */
+  #abandon(ws: WebSocketLike, error: LoftError): void {
+    if (this.#ws !== ws) return;
+    this.#ws = undefined;
+    this.#detach(ws);
+    try {
+      ws.close(CLOSE.NORMAL, "server unavailable");
+    } catch {}
+    this.#onDrop(error);
   }
 
   #settle(id: number, p: Pending, value: ServerMessage | undefined, error: LoftError | undefined): void {
@@ -806,6 +854,9 @@ export class SignalingClient {
         this.#attempt = 0;
       },
       (e: LoftError) => {
+        // The connection was left meanwhile (dropped, or abandoned for the next server): what
+        // follows belongs to the next one.
+        if (this.#ws !== ws) return;
         this.#emit({ type: "error", error: e });
         this.#rejectReady(e);
         // A busy server (rate or verification budget of our network address) or one that cannot

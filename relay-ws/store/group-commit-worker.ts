@@ -5,14 +5,18 @@
  *   Q <queue index> <rid hex>     a queue
  *   A <queue index> <seq> <body>  append resolved "ok" (durable)
  *   K <queue index> <seq>         ack resolved true (durable)
- * Usage: node --import tsx relay-ws/store/group-commit-worker.ts <data dir> <master key hex> <queues>
+ * Usage: node --import tsx relay-ws/store/group-commit-worker.ts <data dir> <master key hex> <queues> [seal threads]
  */
 import { LmdbStore } from "./lmdb.ts";
 import { newMessage, randomQueue } from "./testing.ts";
 
-const [dir, keyHex, queuesArg] = process.argv.slice(2);
+const [dir, keyHex, queuesArg, sealArg] = process.argv.slice(2);
 if (!dir || !keyHex) throw new Error("usage: group-commit-worker.ts <dir> <master key hex> <queues>");
-const store = new LmdbStore({ path: dir, masterKey: Buffer.from(keyHex, "hex") });
+const store = new LmdbStore({
+  path: dir,
+  masterKey: Buffer.from(keyHex, "hex"),
+  sealThreads: Number(sealArg ?? 0),
+});
 const out = (line: string) => process.stdout.write(`${line}\n`);
 const rids: Uint8Array[] = [];
 for (let q = 0; q < Math.max(1, Number(queuesArg ?? 4)); q++) {

@@ -57,10 +57,16 @@ async function drain(
 }
 
 describe("relay store group commit", () => {
-  for (const hotBlockBytes of [0, 1024, undefined]) {
-    it(`appends and ACKs of several queues in the same commits keep order, bytes and seqs (hot blocks ${hotBlockBytes ?? "default"})`, async () => {
+  // Sealed on the event loop, and on a worker thread (seal-pool.ts): the same results.
+  for (const [hotBlockBytes, sealThreads] of [
+    [0, 0],
+    [1024, 0],
+    [undefined, 0],
+    [undefined, 1],
+  ] as const) {
+    it(`appends and ACKs of several queues in the same commits keep order, bytes and seqs (hot blocks ${hotBlockBytes ?? "default"}, seal threads ${sealThreads})`, async () => {
       const path = tempDir();
-      const options: LmdbStoreOptions = { path, masterKey: randomBytes(32), hotBlockBytes };
+      const options: LmdbStoreOptions = { path, masterKey: randomBytes(32), hotBlockBytes, sealThreads };
       let store = openStore(options);
       const queues = [randomQueue(), randomQueue(), randomQueue(), randomQueue()];
       await Promise.all(queues.map((q) => store.createQueue(q)));
@@ -132,43 +138,44 @@ describe("relay store group commit", () => {
     expect(await store.gc(now + HOUR)).toMatchObject({ expiredMessages: 0, expiredSendIds: 0 });
   });
 
-  it("SIGKILL with appends and ACKs of four queues in every commit: nothing durable lost, no ACKed message back, bytes match", async () => {
-    const dir = tempDir();
-    const masterKey = randomBytes(32);
-    const rids = new Map<number, string>();
-    const appended = new Map<string, string>(); // "q seq" → body
-    const acked = new Set<string>();
-    await killWorkerWhen(
-      "group-commit-worker",
-      [dir, masterKey.toString("hex"), "4"],
-      ([kind, q, a, b]) => {
-        if (kind === "Q") rids.set(Number(q), a!);
-        else if (kind === "A") appended.set(`${q} ${a}`, b!);
-        else if (kind === "K") acked.add(`${q} ${a}`);
-      },
-      () => appended.size >= 600 && acked.size >= 100,
-    );
-    expect(rids.size).toBe(4);
+  for (const sealThreads of [0, 1])
+    it(`SIGKILL with appends and ACKs of four queues in every commit: nothing durable lost, no ACKed message back, bytes match (seal threads ${sealThreads})`, async () => {
+      const dir = tempDir();
+      const masterKey = randomBytes(32);
+      const rids = new Map<number, string>();
+      const appended = new Map<string, string>(); // "q seq" → body
+      const acked = new Set<string>();
+      await killWorkerWhen(
+        "group-commit-worker",
+        [dir, masterKey.toString("hex"), "4", String(sealThreads)],
+        ([kind, q, a, b]) => {
+          if (kind === "Q") rids.set(Number(q), a!);
+          else if (kind === "A") appended.set(`${q} ${a}`, b!);
+          else if (kind === "K") acked.add(`${q} ${a}`);
+        },
+        () => appended.size >= 600 && acked.size >= 100,
+      );
+      expect(rids.size).toBe(4);
 
-    const store = openStore({ path: dir, masterKey });
-    for (const [qi, ridHex] of rids) {
-      const rid = Buffer.from(ridHex, "hex");
-      const stored = await drain(store, rid);
-      const bySeq = new Map(stored.map((m) => [m.seq, m.body]));
-      expect(new Set(stored.map((m) => m.seq)).size).toBe(stored.length);
-      for (const [key, body] of appended) {
-        const [q, seq] = key.split(" ").map(Number) as [number, number];
-        if (q !== qi) continue;
-        if (acked.has(key)) expect(bySeq.has(seq), `${key} was ACKed but came back`).toBe(false);
-        // Not confirmed ACKed: an ACK in flight at the kill may have deleted it; if there, intact.
-        else if (bySeq.has(seq)) expect(bySeq.get(seq)).toBe(body);
+      const store = openStore({ path: dir, masterKey });
+      for (const [qi, ridHex] of rids) {
+        const rid = Buffer.from(ridHex, "hex");
+        const stored = await drain(store, rid);
+        const bySeq = new Map(stored.map((m) => [m.seq, m.body]));
+        expect(new Set(stored.map((m) => m.seq)).size).toBe(stored.length);
+        for (const [key, body] of appended) {
+          const [q, seq] = key.split(" ").map(Number) as [number, number];
+          if (q !== qi) continue;
+          if (acked.has(key)) expect(bySeq.has(seq), `${key} was ACKed but came back`).toBe(false);
+          // Not confirmed ACKed: an ACK in flight at the kill may have deleted it; if there, intact.
+          else if (bySeq.has(seq)) expect(bySeq.get(seq)).toBe(body);
+        }
+        // ACKs take the oldest one at a time: all durable appends but those ACKed or being ACKed remain.
+        const durable = [...appended.keys()].filter((k) => k.startsWith(`${qi} `) && !acked.has(k)).length;
+        expect(stored.length).toBeGreaterThanOrEqual(durable - 1);
+        // The persisted byte count agrees with the records that survived (merged state changes were
+        // committed with the records they describe).
+        expect(store.queueBytes(rid)).toBe(stored.length * SMALL_COST);
       }
-      // ACKs take the oldest one at a time: all durable appends but those ACKed or being ACKed remain.
-      const durable = [...appended.keys()].filter((k) => k.startsWith(`${qi} `) && !acked.has(k)).length;
-      expect(stored.length).toBeGreaterThanOrEqual(durable - 1);
-      // The persisted byte count agrees with the records that survived (merged state changes were
-      // committed with the records they describe).
-      expect(store.queueBytes(rid)).toBe(stored.length * SMALL_COST);
-    }
-  });
+    });
 });

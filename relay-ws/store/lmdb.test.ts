@@ -15,6 +15,7 @@ import { sealAtRest } from "../node-crypto.ts";
 import { bucketSize } from "./at-rest.ts";
 import { KEYRING_FILE, keyringEpochs, SLOT_SIZE } from "./keyring.ts";
 import { LmdbStore, type LmdbStoreOptions } from "./lmdb.ts";
+import { type Sealed, SealPool } from "./seal-pool.ts";
 import { newMessage, randomQueue as queue } from "./testing.ts";
 
 const HOUR = 3_600_000;
@@ -82,6 +83,38 @@ describe("relay LMDB store", () => {
     store = await reopen(store, options);
     expect(text(await store.read(q.recipientId, 0))).toBe("survivor");
     expect(await store.read(q.recipientId, acked!.seq)).toBeUndefined();
+  });
+
+  it("an epoch that wraps only message keys (no byepoch entry) lives while they do, counted again at open", async () => {
+    const path = tempDir();
+    const masterKey = randomBytes(32);
+    let now = Date.UTC(2031, 5, 1);
+    const options = { path, masterKey, clock: () => now, keyEpochMs: HOUR };
+    let store = openStore(options);
+    const q = queue();
+    await store.createQueue(q); // its rcv key: epoch 0
+    now += HOUR;
+    await store.gc(now); // epoch 1 begins
+    expect(await store.append(q.recipientId, msg(utf8("in epoch 1"), now, 7 * DAY), 10)).toBe("ok");
+    expect(await store.append(q.recipientId, msg(utf8("acked"), now, 7 * DAY), 10)).toBe("ok");
+    const acked = await store.next(q.recipientId, 0);
+    expect(await store.ack(q.recipientId, acked!.seq, acked!.msgId)).toBe(true);
+    store = await reopen(store, options);
+    now += HOUR; // epoch 2: epoch 0 (the rcv key) is re-wrapped and destroyed; epoch 1 holds one message record, nothing else
+    expect(await store.gc(now)).toMatchObject({ destroyedEpochs: 1, rewrappedKeys: 1 });
+    expect(keyringEpochs(path, masterKey)[0]).toEqual([1, 2]);
+    store = await reopen(store, options);
+    expect(text(await store.read(q.recipientId, 0))).toBe("in epoch 1");
+    now += HOUR; // epoch 3: epoch 1's message is re-wrapped (a scan of the records), then 1 is empty
+    expect(await store.gc(now)).toMatchObject({ destroyedEpochs: 1, rewrappedKeys: 1 });
+    expect(keyringEpochs(path, masterKey)[0]).toEqual([2, 3]);
+    store = await reopen(store, options);
+    expect(text(await store.read(q.recipientId, 0))).toBe("in epoch 1");
+    const m = await store.next(q.recipientId, -1);
+    expect(await store.ack(q.recipientId, m!.seq, m!.msgId)).toBe(true);
+    now += HOUR; // epoch 4: 3 wrapped only the ACKed message; 2 is re-wrapped
+    expect(await store.gc(now)).toMatchObject({ destroyedEpochs: 2, rewrappedKeys: 1 });
+    expect(keyringEpochs(path, masterKey)[0]).toEqual([4]);
   });
 
   it("the keyring survives a torn slot, refuses a wrong key, and rotates to a new master key", async () => {
@@ -259,38 +292,136 @@ describe("relay LMDB store", () => {
     await store.close();
     stores.splice(0);
     const raw = open({ path, noSubdir: false, maxDbs: 16, readOnly: true });
+    // One record per message: the wrapped key moved into the message record (header ‖ key
+    // record ‖ sealed blob); nothing of it is left in `keys` or `byepoch`.
     const keys = raw.openDB<Buffer, Buffer>("keys", { keyEncoding: "binary", encoding: "binary" });
-    expect(keys.get(keyKey)?.length).toBe(64);
+    expect(keys.get(keyKey)).toBeUndefined();
+    const byEpoch = raw.openDB<Buffer, Buffer>("byepoch", { keyEncoding: "binary", encoding: "binary" });
+    expect([...byEpoch.getKeys({})].some((k) => (k as Buffer).subarray(4).equals(keyKey))).toBe(false);
+    const msgs = raw.openDB<Buffer, Buffer>("msgs", { keyEncoding: "binary", encoding: "binary" });
+    const record = msgs.get(recKey)!;
+    expect(record.length).toBe(40 + 64 + sealed.length);
+    expect(record.subarray(0, 40)).toEqual(header);
+    expect(record.subarray(104)).toEqual(sealed);
     // The queue's server→recipient key is sealed now too; its raw bytes are gone from the record.
     const queues = raw.openDB<Buffer, Buffer>("queues", { keyEncoding: "binary", encoding: "binary" });
     expect(queues.get(rid)?.includes(Buffer.from(q.rcvKey))).toBe(false);
     await raw.close();
   });
 
-  it("DEL while SENDs are in flight leaves nothing behind (no orphan message, key or byte count)", async () => {
+  it("migrates messages whose key record was in `keys` (with a `byepoch` entry) into one record each", async () => {
     const path = tempDir();
     const masterKey = randomBytes(32);
     let store = openStore({ path, masterKey });
     const q = queue();
+    await store.createQueue(q);
+    for (const body of ["one", "two", "three"])
+      expect(await store.append(q.recipientId, msg(utf8(body), Date.now()), 10)).toBe("ok");
+    await store.close();
+    stores.splice(0);
+    // Rewrite them in the previous layout: header ‖ sealed blob, key record under 'm' ‖ rid ‖ seq.
+    const env = open({ path, noSubdir: false, maxDbs: 16 });
+    const db = (name: string) =>
+      env.openDB<Buffer, Buffer>(name, { keyEncoding: "binary", encoding: "binary", compression: false });
+    const before = [...db("msgs").getRange({})].map((e) => ({
+      key: Buffer.from(e.key),
+      value: Buffer.from(e.value),
+    }));
+    expect(before).toHaveLength(3);
+    await env.transaction(() => {
+      for (const { key, value } of before) {
+        const keyKey = Buffer.concat([Buffer.of(0x6d), key]);
+        db("msgs").put(key, Buffer.concat([value.subarray(0, 40), value.subarray(104)]));
+        db("keys").put(keyKey, value.subarray(40, 104));
+        db("byepoch").put(Buffer.concat([value.subarray(40, 44), keyKey]), Buffer.alloc(1));
+      }
+    });
+    await env.close();
+    store = openStore({ path, masterKey });
+    expect(
+      await Promise.all([0, 1, 2].map(async (seq) => text(await store.read(q.recipientId, seq)))),
+    ).toEqual(["one", "two", "three"]);
+    const m = await store.next(q.recipientId, -1);
+    expect(await store.ack(q.recipientId, m!.seq, m!.msgId)).toBe(true);
+    await store.close();
+    stores.splice(0);
+    const raw = open({ path, noSubdir: false, maxDbs: 16, readOnly: true });
+    const rawDb = (name: string) =>
+      raw.openDB<Buffer, Buffer>(name, { keyEncoding: "binary", encoding: "binary" });
+    expect([...rawDb("msgs").getRange({})].map((e) => e.value.length)).toEqual(
+      before.slice(1).map((e) => e.value.length),
+    );
+    expect([...rawDb("keys").getKeys({})].filter((k) => (k as Buffer)[0] === 0x6d)).toEqual([]);
+    expect([...rawDb("byepoch").getKeys({})].filter((k) => (k as Buffer)[4] === 0x6d)).toEqual([]);
+    await raw.close();
+  });
+
+  for (const sealThreads of [0, 1])
+    it(`DEL while SENDs are in flight leaves nothing behind (no orphan message, key or byte count; seal threads ${sealThreads})`, async () => {
+      const path = tempDir();
+      const masterKey = randomBytes(32);
+      let store = openStore({ path, masterKey, sealThreads });
+      const q = queue();
+      const other = queue();
+      await store.createQueue(q);
+      await store.createQueue(other);
+      await store.append(other.recipientId, msg(utf8("stays"), Date.now()), 100);
+      const sends = Array.from({ length: 20 }, (_, i) =>
+        store.append(q.recipientId, msg(utf8(`m${i}`), Date.now()), 100),
+      );
+      const deleted = store.deleteQueue(q.recipientId);
+      const late = Array.from({ length: 5 }, (_, i) =>
+        store.append(q.recipientId, msg(utf8(`late${i}`), Date.now()), 100),
+      );
+      await Promise.all([...sends, deleted, ...late]);
+      expect(await Promise.all(late)).toEqual(Array(5).fill("missing"));
+      // Sealed inline, the 20 are written before the DEL's commit and deleted by it; sealed on a
+      // worker, a seal that comes back after the DEL began is refused ("missing"): never stored.
+      const sent = await Promise.all(sends);
+      expect(sent.every((r) => r === "ok" || r === "missing")).toBe(true);
+      if (sealThreads === 0) expect(sent).toEqual(Array(20).fill("ok"));
+      expect(await deleted).toBe(sent.filter((r) => r === "ok").length);
+      // The byte budget in memory too: each refused SEND's reservation given back exactly once.
+      expect(store.stats().storedBytes).toBe(store.queueBytes(other.recipientId));
+      store = await reopen(store, { path, masterKey, sealThreads });
+      expect(store.stats().messages).toBe(1);
+      expect(store.stats().storedBytes).toBe(store.queueBytes(other.recipientId));
+      expect(await store.read(q.recipientId, 0)).toBeUndefined();
+      expect(store.queueBytes(q.recipientId)).toBe(0);
+    });
+
+  it("seal threads: SENDs whose seals come back after their queue's DEL finished are refused, their bytes given back once", async () => {
+    // A pool whose answers wait for a gate (in order, as the worker's do): the DEL commits first.
+    let open!: () => void;
+    const gate = new Promise<void>((r) => {
+      open = r;
+    });
+    class HeldPool extends SealPool {
+      override seal(...args: Parameters<SealPool["seal"]>): Promise<Sealed> {
+        return super.seal(...args).then(async (s) => {
+          await gate;
+          return s;
+        });
+      }
+    }
+    const path = tempDir();
+    const masterKey = randomBytes(32);
+    const store = openStore({ path, masterKey, sealPool: new HeldPool() });
+    const q = queue();
     const other = queue();
     await store.createQueue(q);
     await store.createQueue(other);
-    await store.append(other.recipientId, msg(utf8("stays"), Date.now()), 100);
-    const sends = Array.from({ length: 20 }, (_, i) =>
+    const kept = store.append(other.recipientId, msg(utf8("stays"), Date.now()), 100);
+    const sends = Array.from({ length: 5 }, (_, i) =>
       store.append(q.recipientId, msg(utf8(`m${i}`), Date.now()), 100),
     );
-    const deleted = store.deleteQueue(q.recipientId);
-    const late = Array.from({ length: 5 }, (_, i) =>
-      store.append(q.recipientId, msg(utf8(`late${i}`), Date.now()), 100),
-    );
-    await Promise.all([...sends, deleted, ...late]);
-    expect(await Promise.all(late)).toEqual(Array(5).fill("missing"));
-    expect(await deleted).toBe(20);
-    store = await reopen(store, { path, masterKey });
-    expect(store.stats().messages).toBe(1);
+    expect(await store.deleteQueue(q.recipientId)).toBe(0);
+    open();
+    expect(await Promise.all(sends)).toEqual(Array(5).fill("missing"));
+    expect(await kept).toBe("ok");
     expect(store.stats().storedBytes).toBe(store.queueBytes(other.recipientId));
-    expect(await store.read(q.recipientId, 0)).toBeUndefined();
-    expect(store.queueBytes(q.recipientId)).toBe(0);
+    expect(store.stats().storedBytes).toBeGreaterThan(0);
+    expect(store.stats().messages).toBe(1);
   });
 
   it("concurrent prekey fetches never hand out the same one-time prekey", async () => {

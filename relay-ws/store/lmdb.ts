@@ -26,7 +26,7 @@ import { type Database, open, type RootDatabase } from "lmdb";
 import { encodeCanonical } from "../../core/codec/codec.ts";
 import { BLOCK_SIZE, OTK_BLOCK_SIZE, padBlock } from "../../core/relay/protocol.ts";
 import { toHex } from "../hex.ts";
-import { AT_REST_KEY_LENGTH } from "../node-crypto.ts";
+import { AT_REST_IV_LENGTH, AT_REST_KEY_LENGTH } from "../node-crypto.ts";
 import { pooledRandomBytes } from "../random-pool.ts";
 import {
   bucketSize,
@@ -44,6 +44,7 @@ import {
 import { commitCause, guardLmdbCommitRejections, isNoSpaceError, StoreError } from "./errors.ts";
 import { HotBlocks } from "./hot-blocks.ts";
 import { KEYRING_FILE, Keyring } from "./keyring.ts";
+import { SealPool } from "./seal-pool.ts";
 import type {
   AppendResult,
   GcResult,
@@ -65,6 +66,14 @@ const EXP_SEND = 0x73; // 's'
 
 const MSG_HEADER = 24 + 8 + 8; // msgId ‖ u64 timestamp ‖ u64 expiresAt
 const KEY_RECORD = KEY_RECORD_LENGTH;
+/**
+ * Where a message record's sealed blob begins: header ‖ key record ‖ sealed blob. The key record
+ * lives inside the message record (one LMDB record per message: docs/decisions.md (Relay), "One
+ * record per message"); stores written before kept it in `keys` and are migrated at open.
+ */
+const MSG_SEALED_AT = MSG_HEADER + KEY_RECORD;
+/** Message records re-keyed per transaction when an open migrates the previous layout. */
+const MIGRATE_CHUNK = 4096;
 /** Bytes a blob's key record adds to its queue's stored bytes. */
 const KEY_COST = KEY_RECORD;
 const LEGACY_KEY_RECORD = AT_REST_KEY_LENGTH;
@@ -92,8 +101,37 @@ const u32 = (n: number): Buffer => {
 };
 const readU64 = (b: Uint8Array, at: number): number =>
   Number(Buffer.from(b.buffer, b.byteOffset, b.byteLength).readBigUInt64BE(at));
+const readU32 = (b: Uint8Array, at: number): number =>
+  ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
 const cat = (...parts: Uint8Array[]): Buffer => Buffer.concat(parts);
 const MAX_U64 = Buffer.alloc(8, 0xff);
+
+/**
+ * The epoch of a message record's key record (docs/protocol/relay.md §At rest: header ‖ key
+ * record ‖ sealed blob); undefined if the record is too short to hold one.
+ */
+export function messageRecordEpoch(record: Uint8Array): number | undefined {
+  return record.length >= MSG_SEALED_AT ? readU32(record, MSG_HEADER) : undefined;
+}
+
+/**
+ * A message record's padded block, given its key-key (`'m' ‖ rid ‖ seq`) and the live epoch keys;
+ * undefined if the record is too short, its epoch key is destroyed, or it does not authenticate.
+ */
+export function openMessageRecord(
+  record: Uint8Array,
+  keyKey: Uint8Array,
+  epochKey: (epoch: number) => Uint8Array | undefined,
+): Buffer | undefined {
+  const epoch = messageRecordEpoch(record);
+  const key = epoch === undefined ? undefined : epochKey(epoch);
+  if (!key) return undefined;
+  const dataKey = unwrapDataKey(record.subarray(MSG_HEADER, MSG_SEALED_AT), key, keyKey);
+  if (!dataKey) return undefined;
+  const plain = openBlob(dataKey, record.subarray(MSG_SEALED_AT), keyKey);
+  dataKey.fill(0);
+  return plain;
+}
 
 /** A write: a put/remove, or a function run inside the transaction (it reads what came before). */
 type WriteOp = [Database<Buffer, Buffer>, Buffer, Buffer | undefined] | (() => void);
@@ -175,6 +213,13 @@ export interface LmdbStoreOptions {
    * read back and opened (hot-blocks.ts; default 16 MiB, 0: none).
    */
   hotBlockBytes?: number;
+  /**
+   * 1: messages are sealed at rest on a worker thread (seal-pool.ts), so a second core takes the
+   * AES-GCM work of each SEND; 0 (default): on the event loop.
+   */
+  sealThreads?: number;
+  /** The pool to seal on (implies a worker; closed with the store): tests hold its answers back. */
+  sealPool?: SealPool;
 }
 
 export class LmdbStore implements RelayStore {
@@ -196,7 +241,7 @@ export class LmdbStore implements RelayStore {
   readonly #active: Database<Buffer, Buffer>;
   readonly #keyring: Keyring;
   readonly #state = new Map<string, QueueState>();
-  /** send ids accepted but not committed yet (rid‖sendId hex). */
+  /** send ids accepted but not committed yet (rid‖sendId, latin1). */
   readonly #pendingSends = new Set<string>();
   /** Decoded queue records by rid hex, as committed (#queueSync). */
   readonly #records = new Map<string, QueueRecord>();
@@ -215,6 +260,20 @@ export class LmdbStore implements RelayStore {
   readonly #deliveryCounts = new Map<string, number>();
   /** Blocks of committed messages not delivered yet (hot-blocks.ts). */
   readonly #hot: HotBlocks;
+  /** Seals message blocks on a worker (`sealThreads`), or undefined: on the event loop. */
+  readonly #sealer: SealPool | undefined;
+  /**
+   * Message records per epoch whose key record that epoch's key wraps: counted when a record is
+   * sealed (before its commit) and released once its deletion or re-wrap is durable, so an epoch
+   * is never destroyed while a committed — or about to be committed — message needs its key.
+   * Rebuilt from the records at open (messages have no `byepoch` entries: one record each).
+   */
+  readonly #msgEpochs = new Map<number, number>();
+  /**
+   * Whether `deliveries` may hold a count: false while it is empty (a healthy relay's usual state:
+   * counts are written only for deliveries that end without ACK), so the hot path skips its reads.
+   */
+  #deliveriesStored: boolean;
   #closed = false;
 
   readonly #overlapping: boolean;
@@ -245,6 +304,7 @@ export class LmdbStore implements RelayStore {
     this.#idleMs = options.idleQueueMs ?? 0;
     this.#onNoSpace = options.onNoSpace;
     this.#hot = new HotBlocks(options.hotBlockBytes ?? DEFAULT_HOT_BLOCK_BYTES);
+    this.#sealer = options.sealPool ?? ((options.sealThreads ?? 0) > 0 ? new SealPool() : undefined);
     guardLmdbCommitRejections();
     this.#root = open({
       path: options.path,
@@ -293,7 +353,50 @@ export class LmdbStore implements RelayStore {
       throw e;
     }
     this.#migrate();
+    this.#migrateMessageKeys();
+    this.#deliveriesStored = false;
+    for (const _ of this.#deliveries.getKeys({ limit: 1 })) this.#deliveriesStored = true;
     for (const { value } of this.#seqs.getRange({})) this.#totalBytes += decodeState(value).bytes;
+    // The epoch of every message's key record (4 bytes each, read in place).
+    for (const key of this.#msgs.getKeys({}) as Iterable<Buffer>) {
+      const rec = this.#msgs.getBinaryFast(key);
+      const epoch = rec && messageRecordEpoch(rec);
+      if (epoch !== undefined) this.#countEpoch(epoch, 1);
+    }
+  }
+
+  #countEpoch(epoch: number, n: number): void {
+    const left = (this.#msgEpochs.get(epoch) ?? 0) + n;
+    if (left > 0) this.#msgEpochs.set(epoch, left);
+    else this.#msgEpochs.delete(epoch);
+  }
+
+  /**
+   * Messages stored before one record per message kept their key record in `keys` (tag `m`) with
+   * a `byepoch` entry: move each key record into its message record (header ‖ key record ‖ sealed
+   * blob) — the same bytes, so no crypto — and remove both. Once, at open, in chunks; a crash
+   * in the middle leaves moved and unmoved messages, and the next open moves the rest.
+   */
+  #migrateMessageKeys(): void {
+    const start = Buffer.of(TAG_MSG);
+    const end = Buffer.of(TAG_MSG + 1);
+    for (let round = 0; round < 1_000_000; round++) {
+      const chunk = [...this.#keys.getRange({ start, end, limit: MIGRATE_CHUNK })].map((e) => ({
+        keyKey: Buffer.from(e.key),
+        record: Buffer.from(e.value),
+      }));
+      if (chunk.length === 0) return;
+      this.#root.transactionSync(() => {
+        for (const { keyKey, record } of chunk) {
+          const recKey = keyKey.subarray(1);
+          const rec = this.#msgs.get(recKey);
+          if (rec && record.length === KEY_RECORD && rec.length > MSG_HEADER)
+            this.#msgs.put(recKey, cat(rec.subarray(0, MSG_HEADER), record, rec.subarray(MSG_HEADER)));
+          if (record.length === KEY_RECORD) this.#byEpoch.remove(cat(record.subarray(0, 4), keyKey));
+          this.#keys.remove(keyKey);
+        }
+      });
+    }
   }
 
   #hasWrappedKeys(): boolean {
@@ -355,7 +458,7 @@ export class LmdbStore implements RelayStore {
   #scanBytes(rid: Buffer): number {
     let n = 0;
     const range = { start: cat(rid, u64(0)), end: cat(rid, MAX_U64) };
-    for (const { value } of this.#msgs.getRange(range)) n += value.length + KEY_COST;
+    for (const { value } of this.#msgs.getRange(range)) n += value.length;
     for (const { value } of this.#otks.getRange(range)) n += value.length + KEY_COST;
     const b = this.#bundles.get(rid);
     if (b) n += b.length + KEY_COST;
@@ -472,15 +575,16 @@ export class LmdbStore implements RelayStore {
   #open(sealed: Buffer, keyKey: Buffer, blockSize: number): Buffer | undefined {
     const record = this.#keys.get(keyKey);
     if (!record) return undefined;
+    return this.#openWith(record, sealed, keyKey, blockSize);
+  }
+
+  /** #open with the key record given (a message's lives in its message record). */
+  #openWith(record: Buffer, sealed: Buffer, keyKey: Buffer, blockSize: number): Buffer | undefined {
     const dataKey = this.#unwrap(record, keyKey);
     if (!dataKey) return undefined;
     const plain = openBlob(dataKey, sealed, keyKey);
     dataKey.fill(0);
-    if (!plain || blockSize === 0 || plain.length === blockSize) return plain;
-    const block = Buffer.alloc(blockSize);
-    plain.copy(block, 0, 0, Math.min(plain.length, blockSize));
-    plain.fill(0);
-    return block;
+    return toBlockSize(plain, blockSize);
   }
 
   /** Enqueue a blob's key record and its epoch-index entry. */
@@ -627,8 +731,7 @@ export class LmdbStore implements RelayStore {
    * kept — as committed: each write to a record forgets it when enqueued and again once durable
    * (a read in between sees, and may keep, the committed record, as without the cache).
    */
-  #queueSync(rid: Buffer): QueueRecord | undefined {
-    const hex = rid.toString("hex");
+  #queueSync(rid: Buffer, hex = toHex(rid)): QueueRecord | undefined {
     const known = this.#records.get(hex);
     if (known) return known;
     const raw = this.#queues.get(rid);
@@ -710,8 +813,11 @@ export class LmdbStore implements RelayStore {
       if (record.length === KEY_RECORD) this.#byEpoch.remove(cat(record.subarray(0, 4), keyKey));
       this.#keys.remove(keyKey);
     };
+    /** Epochs of the message records removed: released once the removal is durable. */
+    const epochs: number[] = [];
     const done = this.#enqueue(() => {
       removed = 0;
+      epochs.length = 0;
       for (const { key, value } of [...this.#msgs.getRange(range)].map((e) => ({
         key: Buffer.from(e.key),
         value: Buffer.from(e.value),
@@ -720,7 +826,8 @@ export class LmdbStore implements RelayStore {
         this.#hot.drop(key);
         this.#msgs.remove(key);
         this.#deliveries.remove(key);
-        removeKey(cat(Buffer.of(TAG_MSG), key));
+        const epoch = messageRecordEpoch(value);
+        if (epoch !== undefined) epochs.push(epoch);
         removed++;
       }
       for (const key of [...this.#otks.getKeys(range)].map((k) => Buffer.from(k as Buffer))) {
@@ -754,6 +861,7 @@ export class LmdbStore implements RelayStore {
       this.#deletingQueues.delete(hex);
       this.#forget(rid, q.senderId);
     }
+    for (const e of epochs) this.#countEpoch(e, -1);
     this.#release(undefined, st.bytes);
     // Dropped, not wiped: a delivery in flight may still hold this buffer.
     this.#rcvKeys.delete(hex);
@@ -764,8 +872,7 @@ export class LmdbStore implements RelayStore {
     return removed;
   }
 
-  #loadState(rid: Buffer): QueueState {
-    const hex = toHex(rid);
+  #loadState(rid: Buffer, hex = toHex(rid)): QueueState {
     let st = this.#state.get(hex);
     if (!st) {
       const persisted = decodeState(this.#seqs.get(rid));
@@ -787,13 +894,14 @@ export class LmdbStore implements RelayStore {
 
   async append(recipientId: Uint8Array, m: NewMessage, quota: number): Promise<AppendResult> {
     const rid = Buffer.from(recipientId);
-    const q = this.#queueSync(rid);
-    if (!q || this.#deletingQueues.has(toHex(rid))) return "missing";
+    const ridHex = toHex(rid);
+    const q = this.#queueSync(rid, ridHex);
+    if (!q || this.#deletingQueues.has(ridHex)) return "missing";
     if (q.suspended) return "suspended";
-    const st = this.#loadState(rid);
+    const st = this.#loadState(rid, ridHex);
     const sendKey = cat(rid, m.sendId);
-    const sendHex = toHex(sendKey);
-    if (this.#pendingSends.has(sendHex) || this.#sends.get(sendKey) !== undefined) return "duplicate";
+    const sendHex = sendKey.toString("latin1");
+    if (this.#pendingSends.has(sendHex) || this.#sends.doesExist(sendKey)) return "duplicate";
     if (st.count >= quota) return "quota";
     const bucket = bucketSize(m.body.length, BLOCK_SIZE);
     const cost = MSG_HEADER + 12 + bucket + 16 + KEY_COST;
@@ -805,10 +913,49 @@ export class LmdbStore implements RelayStore {
     const recKey = cat(rid, u64(seq));
     const keyKey = cat(Buffer.of(TAG_MSG), recKey);
     const block = padBlock(m.body, bucket);
-    const { sealed, keyRecord, epoch } = this.#seal(block, keyKey);
-    const header = cat(Buffer.from(m.msgId), u64(m.timestamp), u64(m.expiresAt));
-    this.#put(this.#msgs, recKey, cat(header, sealed));
-    this.#putKey(keyKey, keyRecord, epoch);
+    const { id: epoch, key: epochKey } = this.#keyring.current;
+    // Counted before the seal: the epoch is not destroyed while this record may still land.
+    this.#countEpoch(epoch, 1);
+    let sealed: Buffer;
+    let keyRecord: Buffer;
+    if (this.#sealer) {
+      // On the worker: every decision above was taken now, in arrival order; the writes below
+      // are enqueued when the seal comes back, in the same order (seal-pool.ts).
+      const dataKey = this.#keySource(AT_REST_KEY_LENGTH);
+      ({ sealed, keyRecord } = await this.#sealer.seal(
+        epoch,
+        epochKey,
+        dataKey,
+        keyKey,
+        block,
+        pooledRandomBytes(AT_REST_IV_LENGTH),
+        pooledRandomBytes(AT_REST_IV_LENGTH),
+      ));
+      // A DEL that began meanwhile removes what the queue holds when its commit runs: nothing
+      // may be written after it.
+      if (this.#deletingQueues.has(ridHex) || !this.#queueSync(rid, ridHex)) {
+        st.count--;
+        this.#countEpoch(epoch, -1);
+        // A DEL already done released every byte the queue held, this reservation included.
+        if (this.#state.get(ridHex) === st) this.#release(st, cost);
+        this.#pendingSends.delete(sendHex);
+        block.fill(0);
+        return "missing";
+      }
+    } else {
+      const dataKey = this.#keySource(AT_REST_KEY_LENGTH);
+      sealed = sealBlob(dataKey, block, keyKey);
+      keyRecord = wrapDataKey(epoch, epochKey, dataKey, keyKey);
+      dataKey.fill(0);
+    }
+    // One record: header ‖ key record ‖ sealed blob (no `keys` or `byepoch` write per message).
+    const record = Buffer.allocUnsafe(MSG_SEALED_AT + sealed.length);
+    record.set(m.msgId, 0);
+    record.writeBigUInt64BE(BigInt(m.timestamp), 24);
+    record.writeBigUInt64BE(BigInt(m.expiresAt), 32);
+    keyRecord.copy(record, MSG_HEADER);
+    sealed.copy(record, MSG_SEALED_AT);
+    this.#put(this.#msgs, recKey, record);
     const today = this.#today();
     const day = st.activeDay === today ? undefined : today;
     st.activeDay = today;
@@ -822,6 +969,7 @@ export class LmdbStore implements RelayStore {
       await this.#durable(committed);
     } catch (e) {
       st.count--;
+      this.#countEpoch(epoch, -1);
       this.#release(st, cost);
       block.fill(0);
       if (isNoSpaceError(e)) return "full";
@@ -831,8 +979,8 @@ export class LmdbStore implements RelayStore {
     }
     // Durable now: kept for its first delivery, unless a deletion already began.
     const kept =
-      !this.#deleting.has(toHex(recKey)) &&
-      !this.#deletingQueues.has(toHex(rid)) &&
+      !(this.#deleting.size > 0 && this.#deleting.has(toHex(recKey))) &&
+      !this.#deletingQueues.has(ridHex) &&
       this.#hot.put(recKey, Buffer.from(block.buffer, block.byteOffset, block.byteLength), {
         msgId: new Uint8Array(m.msgId),
         timestamp: m.timestamp,
@@ -848,15 +996,16 @@ export class LmdbStore implements RelayStore {
     if (afterSeq < 0 && this.#queues.doesExist(rid)) this.#touch(rid, this.#loadState(rid));
     const start = afterSeq < 0 ? cat(rid, u64(0)) : cat(rid, u64(afterSeq + 1));
     // Seqs of a queue are consecutive: a kept message right after the cursor is the next one.
+    // A kept block's message exists: deletions drop its block first (hot-blocks.ts).
     const hot = afterSeq < 0 ? undefined : this.#hot.header(start);
-    if (hot && this.#msgs.doesExist(start))
+    if (hot)
       return {
         seq: afterSeq + 1,
         msgId: new Uint8Array(hot.msgId),
         timestamp: hot.timestamp,
         expiresAt: hot.expiresAt,
         // A kept block was never read, so never delivered: a count can only be one in memory.
-        deliveries: this.#deliveryCounts.get(toHex(start)) ?? 0,
+        deliveries: this.#deliveryCounts.size > 0 ? (this.#deliveryCounts.get(toHex(start)) ?? 0) : 0,
       };
     for (const key of this.#msgs.getKeys({ start, end: cat(rid, MAX_U64), limit: 1 }) as Iterable<Buffer>) {
       // The header only, read in place (getBinaryFast: valid until the next read, so copied now).
@@ -870,7 +1019,9 @@ export class LmdbStore implements RelayStore {
         deliveries: 0,
       };
       meta.deliveries =
-        this.#deliveryCounts.get(toHex(key)) ?? this.#deliveries.get(key)?.readUInt32BE(0) ?? 0;
+        (this.#deliveryCounts.size > 0 ? this.#deliveryCounts.get(toHex(key)) : undefined) ??
+        (this.#deliveriesStored ? this.#deliveries.get(key)?.readUInt32BE(0) : undefined) ??
+        0;
       return meta;
     }
     return undefined;
@@ -896,13 +1047,20 @@ export class LmdbStore implements RelayStore {
     }
     const rec = this.#msgs.get(recKey);
     if (!rec) return undefined;
-    return this.#open(rec.subarray(MSG_HEADER), cat(Buffer.of(TAG_MSG), recKey), blockSize);
+    const keyKey = cat(Buffer.of(TAG_MSG), recKey);
+    return toBlockSize(
+      openMessageRecord(rec, keyKey, (e) => this.#keyring.key(e)),
+      blockSize,
+    );
   }
 
   async markDelivered(recipientId: Uint8Array, seq: number): Promise<number> {
     const recKey = cat(Buffer.from(recipientId), u64(seq));
     const hex = toHex(recKey);
-    const n = (this.#deliveryCounts.get(hex) ?? this.#deliveries.get(recKey)?.readUInt32BE(0) ?? 0) + 1;
+    const n =
+      (this.#deliveryCounts.get(hex) ??
+        (this.#deliveriesStored ? this.#deliveries.get(recKey)?.readUInt32BE(0) : undefined) ??
+        0) + 1;
     if (this.#msgs.doesExist(recKey)) this.#deliveryCounts.set(hex, n);
     return n;
   }
@@ -915,6 +1073,7 @@ export class LmdbStore implements RelayStore {
       if (n === undefined || this.#deleting.has(hex) || !this.#msgs.doesExist(recKey)) continue;
       const b = Buffer.alloc(4);
       b.writeUInt32BE(n);
+      this.#deliveriesStored = true;
       // Only while the message is still there when the transaction runs (no orphan counts).
       void this.#enqueue(() => {
         if (this.#msgs.doesExist(recKey)) this.#deliveries.put(recKey, b);
@@ -928,8 +1087,11 @@ export class LmdbStore implements RelayStore {
     // In place: only the id is compared, before any other read.
     const rec = this.#msgs.getBinaryFast(recKey);
     if (!rec?.subarray(0, 24).equals(msgId)) return false;
-    if (this.#queues.doesExist(rid)) this.#touch(rid, this.#loadState(rid));
-    return this.#deleteMessage(rid, seq);
+    const cost = rec.length;
+    const ridHex = toHex(rid);
+    const st = this.#state.get(ridHex) ?? (this.#queues.doesExist(rid) ? this.#loadState(rid) : undefined);
+    if (st) this.#touch(rid, st);
+    return this.#deleteMessage(rid, seq, { recKey, cost, st });
   }
 
   async drop(recipientId: Uint8Array, seq: number): Promise<boolean> {
@@ -940,26 +1102,40 @@ export class LmdbStore implements RelayStore {
    * Remove a message's ciphertext, key record and indexes in one commit. Its data key, if a stale
    * page still holds it, is wrapped under an epoch key that GC destroys (#rotateKeys).
    */
-  async #deleteMessage(rid: Buffer, seq: number): Promise<boolean> {
-    const recKey = cat(rid, u64(seq));
+  async #deleteMessage(
+    rid: Buffer,
+    seq: number,
+    /** What `ack` read already: the record key, the record's length and the queue's state. */
+    known?: { recKey: Buffer; cost: number; st: QueueState | undefined },
+  ): Promise<boolean> {
+    const recKey = known?.recKey ?? cat(rid, u64(seq));
     const hex = toHex(recKey);
     if (this.#deleting.has(hex)) return false;
-    // In place: its length and expiry are read before any other read reuses the buffer.
-    const rec = this.#msgs.getBinaryFast(recKey);
-    if (!rec) return false;
-    const cost = rec.length + KEY_COST;
+    let cost = known?.cost;
+    if (cost === undefined) {
+      // In place: its length is read before any other read reuses the buffer.
+      const rec = this.#msgs.getBinaryFast(recKey);
+      if (!rec) return false;
+      cost = rec.length;
+    }
     this.#deleting.add(hex);
     this.#hot.drop(recKey);
-    const st = this.#loadState(rid);
+    const st = known?.st ?? this.#loadState(rid);
+    let epoch: number | undefined;
     try {
-      this.#del(this.#msgs, recKey);
-      // Most messages never had a failed delivery: a read instead of a write for them. A message
-      // stored before send records named it keeps an `m` expiry entry, which GC drops once due.
+      // One removal: the record holds the message's key record (a re-wrap before it in this
+      // commit may have changed its epoch, so it is read here). Most messages never had a failed
+      // delivery: a read instead of a write for them. A message stored before send records named
+      // it keeps an `m` expiry entry, which GC drops once due.
       this.#enqueue(() => {
-        if (this.#deliveries.doesExist(recKey)) this.#deliveries.remove(recKey);
+        const stored = this.#msgs.getBinaryFast(recKey);
+        if (!stored) return;
+        epoch = messageRecordEpoch(stored);
+        this.#msgs.remove(recKey);
+        if (this.#deliveriesStored && this.#deliveries.doesExist(recKey)) this.#deliveries.remove(recKey);
       });
-      this.#delKey(cat(Buffer.of(TAG_MSG), recKey));
       await this.#durable(this.#stateDelta(rid, { bytes: -cost }));
+      if (epoch !== undefined) this.#countEpoch(epoch, -1);
       this.#deliveryCounts.delete(hex);
       st.count = Math.max(0, st.count - 1);
       this.#release(st, cost);
@@ -1170,7 +1346,7 @@ export class LmdbStore implements RelayStore {
       if (e.id === ring.current.id) continue;
       if (nowMs >= e.startMs + 2 * this.#epochMs) rewrapped += await this.#rewrapEpoch(e.id);
       const prefix = u32(e.id);
-      let holds = false;
+      let holds = (this.#msgEpochs.get(e.id) ?? 0) > 0;
       for (const _ of this.#byEpoch.getKeys({ start: prefix, end: u32(e.id + 1), limit: 1 })) holds = true;
       if (!holds) empty.push(e.id);
     }
@@ -1207,6 +1383,57 @@ export class LmdbStore implements RelayStore {
       await this.#durable();
       n += chunk.length;
     }
+    return n + (await this.#rewrapMessages(id));
+  }
+
+  /**
+   * Re-wrap the key records of epoch `id` held in message records (a scan of the message records:
+   * they have no `byepoch` entries; once per retiring epoch that still holds messages).
+   */
+  async #rewrapMessages(id: number): Promise<number> {
+    if ((this.#msgEpochs.get(id) ?? 0) === 0) return 0;
+    let n = 0;
+    let after: Buffer | undefined;
+    for (let round = 0; round < 1_000_000; round++) {
+      const chunk: Buffer[] = [];
+      let last: Buffer | undefined;
+      let scanned = 0;
+      for (const key of this.#msgs.getKeys(after ? { start: after } : {}) as Iterable<Buffer>) {
+        if (after && key.equals(after)) continue;
+        last = Buffer.from(key);
+        const rec = this.#msgs.getBinaryFast(key);
+        if (rec && messageRecordEpoch(rec) === id) chunk.push(last);
+        if (++scanned >= REWRAP_CHUNK * 8 || chunk.length >= REWRAP_CHUNK) break;
+      }
+      if (!last) break;
+      after = last;
+      const moved: number[] = [];
+      for (const recKey of chunk) {
+        const keyKey = cat(Buffer.of(TAG_MSG), recKey);
+        this.#enqueue(() => {
+          const rec = this.#msgs.get(recKey);
+          if (!rec || messageRecordEpoch(rec) !== id) return;
+          const dataKey = this.#unwrap(Buffer.from(rec.subarray(MSG_HEADER, MSG_SEALED_AT)), keyKey);
+          if (!dataKey) return;
+          const cur = this.#keyring.current;
+          this.#wrap(cur.id, cur.key, dataKey, keyKey).copy(rec, MSG_HEADER);
+          dataKey.fill(0);
+          // Counted under the new epoch before the commit, released from the old one after it.
+          this.#countEpoch(cur.id, 1);
+          moved.push(cur.id);
+          this.#msgs.put(recKey, rec);
+        });
+      }
+      try {
+        await this.#durable();
+      } catch (e) {
+        for (const cur of moved) this.#countEpoch(cur, -1);
+        throw e;
+      }
+      this.#countEpoch(id, -moved.length);
+      n += moved.length;
+      if ((this.#msgEpochs.get(id) ?? 0) === 0) break;
+    }
     return n;
   }
 
@@ -1233,6 +1460,7 @@ export class LmdbStore implements RelayStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#sealer?.close();
     await this.#gcChain;
     await this.#durable().catch(() => {});
     await this.#root.close();
@@ -1294,4 +1522,13 @@ function decodeQueue(rid: Buffer, raw: Buffer): QueueRecord {
     senderKey: senderKey ?? undefined,
     suspended,
   };
+}
+
+/** A plaintext padded (or cut) to `blockSize` (0: as it is); the original is wiped when copied. */
+function toBlockSize(plain: Buffer | undefined, blockSize: number): Buffer | undefined {
+  if (!plain || blockSize === 0 || plain.length === blockSize) return plain;
+  const block = Buffer.alloc(blockSize);
+  plain.copy(block, 0, 0, Math.min(plain.length, blockSize));
+  plain.fill(0);
+  return block;
 }

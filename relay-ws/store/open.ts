@@ -177,6 +177,7 @@ export function openRelayStore(
       minFreeDiskBytes: config.minFreeDiskBytes,
       idleQueueMs: config.queueIdleDays * 86_400_000,
       hotBlockBytes: config.hotBlockBytes,
+      sealThreads: config.sealThreads,
       onNoSpace: (cause) =>
         deps.log.warn(
           { code: (cause as { code?: unknown } | undefined)?.code },

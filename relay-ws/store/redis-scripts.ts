@@ -384,11 +384,16 @@ for i = 3, #ARGV, 3 do
 end
 return out`),
   },
-  /** ARGV: P, rid, owner (instance ‖ token). Ends the previous owner's subscription on its instance. */
+  /**
+   * ARGV: P, rid, owner (instance ‖ token), '1' to claim only if nobody else holds it (a re-claim
+   * after an outage, which must not take a queue subscribed elsewhere meanwhile). Ends the previous
+   * owner's subscription on its instance. → 1 | 0 (held by another).
+   */
   claim: {
     lua: script(`
 local key = P..'sub:'..ARGV[2]
 local old = redis.call('GET', key)
+if ARGV[4] == '1' and old and old ~= ARGV[3] then return 0 end
 redis.call('SET', key, ARGV[3])
 if old and old ~= ARGV[3] and string.sub(old, 1, 32) ~= string.sub(ARGV[3], 1, 32) then
   redis.call('PUBLISH', P..'ch:'..string.sub(old, 1, 32), 'e'..ARGV[2]..string.sub(old, 33))

@@ -3,11 +3,13 @@
  * appendfsync always; test/support/redis-server.ts): the same semantics as the LMDB store —
  * order, duplicates, quotas, suspension, crypto deletion, TTL, idle queues, epoch keys destroyed —
  * shared by two store instances (two relay processes in production), nothing plaintext in Redis or
- * its AOF, and acknowledged writes surviving a kill -9 of Redis.
+ * its AOF, acknowledged writes surviving a kill -9 of Redis (and subscriptions claimed again after
+ * it), and delivery counts not held for messages gone through another instance or expired.
  */
 import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RedisServer, startRedis } from "../../test/support/redis-server.ts";
 import { RedisStore } from "./redis.ts";
@@ -215,6 +217,18 @@ describe("Redis relay store", () => {
     const s = await open({ prefix });
     const q = randomQueue();
     await s.createQueue(q);
+    // Subscriptions held on `s` while another instance (`b`) writes: one claimed before the
+    // outage whose claim Redis comes back without, one claimed while Redis is down.
+    const b = await open({ prefix });
+    const [lost, late] = [randomQueue(), randomQueue()];
+    for (const x of [lost, late]) await b.createQueue(x);
+    const hex = (x: { recipientId: Uint8Array }) => Buffer.from(x.recipientId).toString("hex");
+    const woken = new Set<string>();
+    s.onAppend((rid) => woken.add(Buffer.from(rid).toString("hex")));
+    await s.claim(lost.recipientId, s.hub.newToken());
+    const admin = new Redis(redis.url, { maxRetriesPerRequest: 1 });
+    expect(await admin.del(`${prefix}sub:${hex(lost)}`)).toBe(1);
+    admin.disconnect();
     const sent: string[] = [];
     for (let i = 0; i < 20; i++) {
       const body = `${MARKER}-${i}`;
@@ -233,8 +247,18 @@ describe("Redis relay store", () => {
     await expect(s.append(q.recipientId, newMessage(enc("down"), Date.now(), 60_000), 100)).rejects.toThrow(
       /Redis unavailable/,
     );
+    await s.claim(late.recipientId, s.hub.newToken()); // fails: taken again once Redis is back
     await redis.restart();
     await expect.poll(() => s.unavailable(), { timeout: 30_000 }).toBeUndefined();
+    await expect.poll(() => b.unavailable(), { timeout: 30_000 }).toBeUndefined();
+    // Claimed again by the resync: appends through `b` wake `s` for both.
+    await expect
+      .poll(async () => {
+        for (const x of [lost, late])
+          await b.append(x.recipientId, newMessage(enc("wake"), Date.now(), 60_000), 100);
+        return [lost, late].map((x) => woken.has(hex(x)));
+      })
+      .toEqual([true, true]);
     const got: string[] = [];
     let cursor = -1;
     for (;;) {
@@ -244,6 +268,37 @@ describe("Redis relay store", () => {
       cursor = m.seq;
     }
     expect(got).toEqual(sent);
+  });
+});
+
+describe("Redis store: delivery counts", () => {
+  it("counts of messages ACKed through another instance or expired in Redis are not held for good", async () => {
+    const prefix = `counts${prefixes++}:`;
+    let now = Date.now();
+    const a = await open({ prefix, clock: () => now });
+    const b = await open({ prefix, clock: () => now });
+    const queues = Array.from({ length: 20 }, () => randomQueue());
+    for (const q of queues) {
+      await a.createQueue(q);
+      expect(await a.append(q.recipientId, newMessage(enc("m"), now, 1_000), 10)).toBe("ok");
+    }
+    // Delivered through A, then half ACKed through B, half expired by GC; A's subscriptions end.
+    const seqs: number[] = [];
+    for (const q of queues) {
+      const m = (await a.next(q.recipientId, -1))!;
+      await a.markDelivered(q.recipientId, m.seq);
+      seqs.push(m.seq);
+    }
+    for (const [i, q] of queues.entries())
+      if (i % 2 === 0) {
+        const m = (await b.next(q.recipientId, -1))!;
+        expect(await b.ack(q.recipientId, m.seq, m.msgId)).toBe(true);
+      }
+    now += 2_000;
+    expect((await a.gc(now)).expiredMessages).toBe(queues.length / 2);
+    expect(a.deliveryCountsHeldForTest()).toBe(queues.length);
+    for (const [i, q] of queues.entries()) a.releaseDeliveries(q.recipientId, [seqs[i]!]);
+    await expect.poll(() => a.deliveryCountsHeldForTest()).toBe(0);
   });
 });
 

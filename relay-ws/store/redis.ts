@@ -81,6 +81,12 @@ const STATS_EVERY_MS = 2_000;
 /** How long the start-up waits for Redis's persistence settings (CONFIG GET) before going on. */
 const CHECK_MS = 3_000;
 const FETCHED_MAX = 10_000;
+/**
+ * Delivery counts held at most: entries go once persisted (releaseDeliveries) or on ACK here; a
+ * message read but never delivered here leaves one, so the map is cleared past this (a count
+ * lost that way is read back from `d:<rid>` as last persisted: a message may get a few more tries).
+ */
+const DELIVERY_COUNTS_MAX = 100_000;
 const RECORD_CACHE_MAX = 50_000;
 /** Messages one `next` round trip reads ahead, how long they stay usable, queues kept at most. */
 const READ_AHEAD = 16;
@@ -139,6 +145,12 @@ export class RedisStore implements RelayStore, SubscriptionHub {
   readonly #resyncListeners: (() => void)[] = [];
   /** Delivery counts not persisted yet (rid hex ‖ ":" ‖ seq). */
   readonly #deliveryCounts = new Map<string, number>();
+  /**
+   * Subscriptions held here (rid hex → token), and whether Redis took their claim: after an
+   * outage they are claimed again (#reclaim), else appends through other instances wake nobody.
+   */
+  readonly #claims = new Map<string, { token: string; taken: boolean }>();
+  #commandReadyOnce = false;
   /** Sealed blocks `next` brought along, until their read (rid hex ‖ ":" ‖ seq; ciphertext only). */
   readonly #fetched = new Map<string, { msgId: Buffer; sealed: Buffer; keyRecord: Buffer }>();
   /** Messages read ahead per queue (rid hex): the cursor they were read after, and when. */
@@ -191,6 +203,8 @@ export class RedisStore implements RelayStore, SubscriptionHub {
       onStatus: (status, reason) => {
         const changed = (status === "ready") !== (this.#down === undefined);
         this.#down = status === "ready" ? undefined : reason || "unreachable";
+        if (status === "ready" && changed && this.#commandReadyOnce) this.#reclaim();
+        if (status === "ready") this.#commandReadyOnce = true;
         // Passed on when the status changes only: while Redis stays down every reconnection
         // attempt fails again (at most 1 s apart) and would otherwise fill the log.
         if (changed) options.onStatus?.(status, reason);
@@ -207,8 +221,11 @@ export class RedisStore implements RelayStore, SubscriptionHub {
     this.#sub.on("ready", () => {
       void this.#sub.subscribe(this.#channel).catch(() => {});
       // After a reconnect, notifications published meanwhile are lost: every subscription here
-      // looks at its queue again.
-      if (this.#subReadyOnce) for (const l of this.#resyncListeners) l();
+      // looks at its queue again, and claims it again (Redis may have come back without it).
+      if (this.#subReadyOnce) {
+        this.#reclaim();
+        for (const l of this.#resyncListeners) l();
+      }
       this.#subReadyOnce = true;
     });
   }
@@ -692,7 +709,7 @@ export class RedisStore implements RelayStore, SubscriptionHub {
     const local = this.#deliveryCounts.get(key);
     // Failed deliveries counted before (by another instance, or before a restart): the next one
     // counts on from there (markDelivered), as the LMDB store reads its persisted count.
-    if (r.deliveries > (local ?? 0)) this.#deliveryCounts.set(key, r.deliveries);
+    if (r.deliveries > (local ?? 0)) this.#countDelivery(key, r.deliveries);
     // The sealed block came along: its delivery (readBucket, right after) needs no round trip.
     if (r.sealed && r.keyRecord) {
       if (this.#fetched.size >= FETCHED_MAX) this.#fetched.clear();
@@ -746,17 +763,36 @@ export class RedisStore implements RelayStore, SubscriptionHub {
   async markDelivered(recipientId: Uint8Array, seq: number): Promise<number> {
     const key = `${toHex(recipientId)}:${seq}`;
     const n = (this.#deliveryCounts.get(key) ?? 0) + 1;
-    this.#deliveryCounts.set(key, n);
+    this.#countDelivery(key, n);
     return n;
+  }
+
+  #countDelivery(key: string, n: number): void {
+    if (this.#deliveryCounts.size >= DELIVERY_COUNTS_MAX && !this.#deliveryCounts.has(key))
+      this.#deliveryCounts.clear();
+    this.#deliveryCounts.set(key, n);
   }
 
   releaseDeliveries(recipientId: Uint8Array, seqs: number[]): void {
     const hex = toHex(recipientId);
     for (const seq of seqs) {
-      const n = this.#deliveryCounts.get(`${hex}:${seq}`);
+      const key = `${hex}:${seq}`;
+      const n = this.#deliveryCounts.get(key);
       if (n === undefined) continue;
-      void this.#run("deliveries", hex, String(seq), String(n)).catch(() => {});
+      // Once persisted, `#meta` reads the count back from `d:<rid>`: the entry goes (else it
+      // stayed for every message expired in Lua or ACKed through another instance).
+      void this.#run("deliveries", hex, String(seq), String(n)).then(
+        () => {
+          if (this.#deliveryCounts.get(key) === n) this.#deliveryCounts.delete(key);
+        },
+        () => {},
+      );
     }
+  }
+
+  /** Entries in the delivery-count map (tests: it does not grow without bound). */
+  deliveryCountsHeldForTest(): number {
+    return this.#deliveryCounts.size;
   }
 
   async ack(recipientId: Uint8Array, seq: number, msgId: Uint8Array): Promise<boolean> {
@@ -890,16 +926,41 @@ export class RedisStore implements RelayStore, SubscriptionHub {
     return randomBytes(8).toString("hex");
   }
 
-  /** Resolves once Redis ran the claim (the service does not wait: its pump is ordered after it). */
+  /**
+   * Resolves once Redis ran the claim (the service does not wait: its pump is ordered after it).
+   * A claim Redis did not take (it was unreachable) is made again when Redis is back (#reclaim).
+   */
   claim(recipientId: Uint8Array, token: string): Promise<void> {
-    return this.#run("claim", toHex(recipientId), this.#instance + token).then(
-      () => {},
+    const hex = toHex(recipientId);
+    const c = { token, taken: false };
+    this.#claims.set(hex, c);
+    return this.#run("claim", hex, this.#instance + token, "").then(
+      () => {
+        c.taken = true;
+      },
       () => {},
     );
   }
 
+  /**
+   * After an outage: a claim Redis never took is made now; one it took is made again only where
+   * nobody else holds the queue (Redis came back without it: a restart before the AOF had it, a
+   * failover to a replica that had not), so a SUB through another instance meanwhile keeps it.
+   */
+  #reclaim(): void {
+    for (const [hex, c] of this.#claims)
+      void this.#run("claim", hex, this.#instance + c.token, c.taken ? "1" : "").then(
+        () => {
+          c.taken = true;
+        },
+        () => {},
+      );
+  }
+
   release(recipientId: Uint8Array, token: string): void {
-    void this.#run("release", toHex(recipientId), this.#instance + token).catch(() => {});
+    const hex = toHex(recipientId);
+    if (this.#claims.get(hex)?.token === token) this.#claims.delete(hex);
+    void this.#run("release", hex, this.#instance + token).catch(() => {});
   }
 
   onEnd(listener: (recipientId: Uint8Array, token: string) => void): void {
@@ -915,7 +976,10 @@ export class RedisStore implements RelayStore, SubscriptionHub {
     if (!m) return;
     const rid = new Uint8Array(Buffer.from(m.ridHex, "hex"));
     if (m.kind === "append") for (const l of this.#listeners) l(rid);
-    else for (const l of this.#endListeners) l(rid, m.token);
+    else {
+      if (this.#claims.get(m.ridHex)?.token === m.token) this.#claims.delete(m.ridHex);
+      for (const l of this.#endListeners) l(rid, m.token);
+    }
   }
 
   // ------------------------------------------------------------------------------------------

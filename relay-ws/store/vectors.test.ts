@@ -12,6 +12,7 @@ import { describe, expect, it } from "vitest";
 import { buildRelayAtRestVectors, RELAY_AT_REST_VECTOR_FILE } from "../../scripts/gen-relay-store-vectors.ts";
 import { bucketSize, openBlob, unwrapDataKey } from "./at-rest.ts";
 import { decodeSlot, SLOT_SIZE } from "./keyring.ts";
+import { messageRecordEpoch, openMessageRecord } from "./lmdb.ts";
 
 interface Vectors {
   masterKey: string;
@@ -42,6 +43,14 @@ interface Vectors {
     sealed: string;
     epoch: number;
     keyRecord: string;
+  };
+  messageRecord: {
+    blob: string;
+    recordKey: string;
+    msgId: string;
+    timestamp: number;
+    expiresAt: number;
+    record: string;
   };
 }
 
@@ -122,5 +131,25 @@ describe("docs/vectors/relay-at-rest-v1.json", () => {
         Buffer.from(gcm(h(b.dataKey), sealed.subarray(0, 12), keyKey).decrypt(sealed.subarray(12))),
       ).toEqual(block);
     }
+  });
+
+  it("a message record: header ‖ key record ‖ sealed blob, opened by the store's decoder", () => {
+    const m = v.messageRecord;
+    const b = v.blobs.find((x) => x.label === m.blob)!;
+    const record = h(m.record);
+    expect(record.subarray(0, 24).toString("hex")).toBe(m.msgId);
+    expect(Number(record.readBigUInt64BE(24))).toBe(m.timestamp);
+    expect(Number(record.readBigUInt64BE(32))).toBe(m.expiresAt);
+    expect(record.subarray(40, 104).toString("hex")).toBe(b.keyRecord);
+    expect(record.subarray(104).toString("hex")).toBe(b.sealed);
+    expect(messageRecordEpoch(record)).toBe(b.epoch);
+    expect(b.keyKey).toBe(`6d${m.recordKey}`);
+    const epochKey = (id: number) => {
+      const e = v.keyring.epochs.find((x) => x.id === id);
+      return e ? h(e.key) : undefined;
+    };
+    const block = openMessageRecord(record, h(b.keyKey), epochKey)!;
+    expect(block).toHaveLength(b.bucket);
+    expect(block.subarray(2, 2 + h(b.body).length)).toEqual(h(b.body));
   });
 });

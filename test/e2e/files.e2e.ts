@@ -165,6 +165,10 @@ describe("files between two browsers", () => {
     await row(b, "holiday.bin", "done").waitFor({ timeout: 60_000 });
     await row(a, "holiday.bin", "done").waitFor({ timeout: 30_000 });
     expect(sha(await download(b, "holiday.bin"))).toBe(sha(toBob));
+    // The chunks went beside the Noise session, on the link's bulk lane (protocol/files.md §2).
+    expect(env.logs).toContainEqual(
+      expect.stringMatching(/ alice: \[loft engine\] files: sending from chunk 0 on the bulk lane$/),
+    );
     // It was saved streamed: written into the origin-private file system, downloaded from there.
     expect(
       await b.evaluate(async () => {

@@ -5,7 +5,8 @@
  * connected to everyone present; someone with the room id but a wrong secret is refused and the
  * members see the refused attempt; a member away while another writes gets it when back; a reload
  * keeps the history; Back works; unread counts on Home;
- * safety codes match per member and one is marked verified; the host hands the role over and the
+ * safety codes match per member and one is marked verified, and the member link's cipher (AES-GCM)
+ * is shown; the host hands the role over and the
  * new host removes a member (told so; the old link admits it no more, the room's link changes);
  * a member who leaves disappears for the others. axe on each new screen.
  *
@@ -178,6 +179,14 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     const digits = await id(a, "room-safety-code").getAttribute("data-digits");
     expect(digits).toMatch(/^\d{60}$/);
     expect(await id(b, "room-safety-code").getAttribute("data-digits")).toBe(digits);
+    // Their member link runs AES-GCM (native in the browser), offered by the dialing member as
+    // to a contact (docs/protocol/rooms.md §4), and the panel says so.
+    for (const p of [a, b]) {
+      await expect
+        .poll(() => id(p, "room-member-encryption").textContent(), { timeout: T })
+        .toBe("end-to-end encrypted: Noise with X25519 + ML-KEM-768, AES-256-GCM");
+      expect(await id(p, "room-member-encryption").getAttribute("data-suite")).toBe("AESGCM_SHA256");
+    }
     await expectNoAxeViolations(a, "room member");
     await id(a, "room-mark-verified").click();
     await expect.poll(() => member(a, "Bea").getAttribute("data-verified")).toBe("true");

@@ -21,12 +21,15 @@ import {
   byId,
   createIdentity,
   incoming,
+  incomingTexts,
   myLink,
   openChat,
   sendText,
+  waitForPresence,
   waitForState,
 } from "../support/loft-ui.ts";
 import { fetchMetric } from "../support/metrics.ts";
+import { NO_DIRECT_PATH } from "../support/no-direct-path.ts";
 import { type RedisServer, startRedis } from "../support/redis-server.ts";
 
 const metrics = (p: LoftProcess) => {
@@ -49,6 +52,8 @@ describe("three Loft instances on one Redis", () => {
   let browser: Browser;
   let a: Page;
   let b: Page;
+  let aliceId = "";
+  let bobId = "";
 
   beforeAll(async () => {
     redis = await startRedis();
@@ -82,8 +87,8 @@ describe("three Loft instances on one Redis", () => {
     await createIdentity(b, onB.url, "Bob");
     // A link opens the app of the server it names; each opens it in the app of their own instance.
     const on = (p: LoftProcess, link: string) => p.url + link.slice(new URL(link).origin.length);
-    const aliceId = await addByLink(b, on(onB, await myLink(a)));
-    const bobId = await addByLink(a, on(onA, await myLink(b)));
+    aliceId = await addByLink(b, on(onB, await myLink(a)));
+    bobId = await addByLink(a, on(onA, await myLink(b)));
     await openChat(a, bobId);
     await openChat(b, aliceId);
     for (const page of [a, b])
@@ -110,5 +115,42 @@ describe("three Loft instances on one Redis", () => {
     expect(await forwarded(onB)).toBeGreaterThan(0);
     const c = await health(onC);
     expect(c.services.signaling).toMatchObject({ redis: "ok", registrations: 0 });
+  });
+
+  it("the same two, with no direct path, chat through the relay across instances: none lost, none doubled", async () => {
+    const [onA, onB] = loft as [LoftProcess, LoftProcess, LoftProcess];
+    // From now on no ICE candidate reaches either peer connection (test/support/no-direct-path.ts),
+    // and both reload: their engines start again and can only meet through the relay.
+    for (const page of [a, b]) {
+      await page.context().addInitScript(NO_DIRECT_PATH);
+      await page.reload();
+    }
+    await openChat(a, bobId);
+    await openChat(b, aliceId);
+    for (const page of [a, b]) await waitForPresence(page, "online · via relay");
+
+    const sendsOn = async (p: LoftProcess) =>
+      fetchMetric(metrics(p), "loft_relay_commands_total", 'command="SEND",result="ok"');
+    const [sendsA, sendsB] = [await sendsOn(onA), await sendsOn(onB)];
+    const fromA = Array.from({ length: 6 }, (_, i) => `A to B through the relay #${i + 1}`);
+    const fromB = Array.from({ length: 6 }, (_, i) => `B to A through the relay #${i + 1}`);
+    // Interleaved, as two people typing: each side's messages cross while the other's do.
+    for (let i = 0; i < fromA.length; i++) {
+      await sendText(a, fromA[i]!);
+      await sendText(b, fromB[i]!);
+    }
+    await waitForState(a, fromA.at(-1)!, "delivered");
+    await waitForState(b, fromB.at(-1)!, "delivered");
+    for (const m of fromA) await waitForState(a, m, "delivered");
+    for (const m of fromB) await waitForState(b, m, "delivered");
+    // Every message exactly once on the other side, in the order sent (after the direct ones).
+    expect(await incomingTexts(b)).toEqual(["hello Bob, from instance A", ...fromA]);
+    expect(await incomingTexts(a)).toEqual(["hi Alice, from instance B", ...fromB]);
+    // The relay carried them: the instances' relays took SENDs meanwhile (metrics rendered at
+    // most once a second: polled).
+    await expect
+      .poll(async () => (await sendsOn(onA)) + (await sendsOn(onB)), { timeout: 10_000 })
+      .toBeGreaterThan(sendsA + sendsB);
+    for (const page of [a, b]) await waitForPresence(page, "online · via relay");
   });
 });

@@ -1,16 +1,19 @@
 /**
  * Property tests for what the relay store decodes from disk and configuration
- * (docs/protocol/relay.md §At rest, docs/operations-relay.md §Keys): keyring slots, master keys
- * and byte counts get garbage, damaged valid input, truncations and oversized input (FUZZ_RUNS
- * each). A slot decodes only when it is exactly one this master key sealed; nothing throws except
- * the typed configuration error of a bad byte count.
+ * (docs/protocol/relay.md §At rest, docs/operations-relay.md §Keys): keyring slots, message
+ * records (header ‖ key record ‖ sealed blob), master keys and byte counts get garbage, damaged
+ * valid input, truncations and oversized input (FUZZ_RUNS each). A slot decodes only when it is
+ * exactly one this master key sealed, a message record opens only to its own block; nothing throws
+ * except the typed configuration error of a bad byte count.
  */
 import { randomBytes } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { ConfigError } from "../../host/config.ts";
 import { byteSize } from "../../relay-ws/config.ts";
+import { sealBlob, wrapDataKey } from "../../relay-ws/store/at-rest.ts";
 import { decodeSlot, encodeSlot, MAX_EPOCHS, SLOT_SIZE } from "../../relay-ws/store/keyring.ts";
+import { messageRecordEpoch, openMessageRecord } from "../../relay-ws/store/lmdb.ts";
 import { parseMasterKey } from "../../relay-ws/store/open.ts";
 import { FUZZ_RUNS } from "../support/fuzz.ts";
 import { mutate, mutationArb } from "./mutations.ts";
@@ -22,7 +25,62 @@ const state = (n: number) => ({
 });
 const valid = [0, 1, 3, MAX_EPOCHS].map((n) => encodeSlot(master, state(n)));
 
+/** Message records as the LMDB store writes them, under epochs 3 and 9, and their blocks. */
+const epochKeys = new Map([
+  [3, randomBytes(32)],
+  [9, randomBytes(32)],
+]);
+const keyKeyOf = (seq: number) => Buffer.concat([Buffer.of(0x6d), Buffer.alloc(24, 1), Buffer.alloc(8, seq)]);
+const records = [0, 1, 2].map((seq) => {
+  const block = Buffer.concat([Buffer.of(0, 5), Buffer.from("hello"), Buffer.alloc(256 - 7)]);
+  block[2] = seq;
+  const dataKey = randomBytes(32);
+  const epoch = seq === 2 ? 9 : 3;
+  const keyKey = keyKeyOf(seq);
+  const header = Buffer.alloc(40, seq);
+  const record = Buffer.concat([
+    header,
+    wrapDataKey(epoch, epochKeys.get(epoch)!, dataKey, keyKey),
+    sealBlob(dataKey, block, keyKey),
+  ]);
+  return { seq, block, record, keyKey, epoch };
+});
+
 describe("relay store decoders", () => {
+  it("message records open to their block under their epoch; another key-key or a gone epoch opens nothing", () => {
+    for (const r of records) {
+      expect(messageRecordEpoch(r.record)).toBe(r.epoch);
+      expect(openMessageRecord(r.record, r.keyKey, (e) => epochKeys.get(e))?.equals(r.block)).toBe(true);
+      expect(openMessageRecord(r.record, keyKeyOf(r.seq + 1), (e) => epochKeys.get(e))).toBeUndefined();
+      expect(openMessageRecord(r.record, r.keyKey, () => undefined)).toBeUndefined();
+    }
+  });
+
+  it("a damaged, cut, grown or spliced message record opens to its own block or to nothing, and never throws", () => {
+    const pool = records.map((r) => r.record);
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: records.length - 1 }), mutationArb, (which, m) => {
+        const r = records[which]!;
+        const damaged = mutate(r.record, m, pool);
+        const epoch = messageRecordEpoch(damaged);
+        if (damaged.length < 104) expect(epoch).toBeUndefined();
+        const opened = openMessageRecord(damaged, r.keyKey, (e) => epochKeys.get(e));
+        // The header (id, times) is not sealed: only a change there, or none, still opens.
+        if (opened) expect(opened.equals(r.block)).toBe(true);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
+  it("garbage of any length is not a message record", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 0, maxLength: 600 }), (bytes) => {
+        expect(openMessageRecord(bytes, records[0]!.keyKey, (e) => epochKeys.get(e))).toBeUndefined();
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
   it("valid slots round-trip; a slot under another master key does not open", () => {
     for (const n of [0, 1, 3, MAX_EPOCHS]) {
       const s = state(n);

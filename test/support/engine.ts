@@ -35,7 +35,9 @@ import type {
   LiveTransport,
   TransportDeps,
 } from "../../web/src/engine/transport.ts";
+import { BulkLane } from "../../web/src/net/bulk-lane.ts";
 import { createRelayPool } from "../../web/src/net/relay-pool.ts";
+import { type FakeBulkChannel, fakeChannelPair } from "./bulk-channel.ts";
 
 export class MemoryStorage implements EngineStorage {
   settings: EngineSettings;
@@ -234,8 +236,12 @@ export class SlowStorage extends MemoryStorage {
 
 export class TestLink extends QueueLink implements DialedLink {
   peer: TestLink | undefined;
-  cut = false;
+  #cut = false;
   readonly opened: Promise<void>;
+  /** The bulk lane beside the session (web/src/net/bulk-lane.ts over in-memory channels: `joinBulk`). */
+  bulk: BulkLane | undefined;
+  /** This end's channel under `bulk`. */
+  channel: FakeBulkChannel | undefined;
   /** `neverOpens`: stands for a data channel whose ICE never connects (opened rejects on close). */
   constructor(neverOpens = false) {
     super(neverOpens ? "connecting" : "open");
@@ -245,6 +251,15 @@ export class TestLink extends QueueLink implements DialedLink {
         )
       : Promise.resolve();
     this.opened.catch(() => {});
+    void this.closed.then((info) => this.bulk?.close(info.reason));
+  }
+  /** The network vanished (both the session's channel and the bulk lane's): nobody sees a close. */
+  get cut(): boolean {
+    return this.#cut;
+  }
+  set cut(v: boolean) {
+    this.#cut = v;
+    if (this.channel) this.channel.cut = v;
   }
   protected transmit(m: Uint8Array): void {
     if (this.cut) return;
@@ -264,6 +279,20 @@ export class TestLink extends QueueLink implements DialedLink {
   }
 }
 
+/** Give two joined test links a bulk lane each, as a direct link's `loft-bulk` channel pair. */
+export function joinBulk(a: TestLink, b: TestLink): void {
+  const [ca, cb] = fakeChannelPair();
+  for (const [link, channel] of [
+    [a, ca],
+    [b, cb],
+  ] as const) {
+    const lane = new BulkLane({ onFailure: (info) => link.close(info.reason, info.detail) });
+    lane.attach(channel);
+    link.bulk = lane;
+    link.channel = channel;
+  }
+}
+
 /** Stands in for signaling-brokered WebRTC: offers go straight to the other engine's handler. */
 export class Hub {
   readonly endpoints = new Map<string, TransportDeps>();
@@ -271,6 +300,8 @@ export class Hub {
   offers = 0;
   /** No direct channel ever opens (offers still reach the peer, as with blocked UDP). */
   blockDirect = false;
+  /** Links with no bulk lane (a peer of an older version, or the relay: everything in the session). */
+  noBulk = false;
   factory(self: UserIdentity) {
     const key = self.identity.verified.identity_key;
     const hex = toHex(key);
@@ -283,6 +314,7 @@ export class Hub {
           const theirs = new TestLink(this.blockDirect);
           mine.peer = theirs;
           theirs.peer = mine;
+          if (!this.blockDirect && !this.noBulk) joinBulk(mine, theirs);
           this.links.push(mine, theirs);
           const target = this.endpoints.get(toHex(peer));
           queueMicrotask(() => {
@@ -462,11 +494,13 @@ export class EngineHarness {
 
   /**
    * Alice and Bob, each the other's contact, both started and online (directly unless
-   * `blockDirect`); with a relay, once both hold the other's mailbox.
+   * `blockDirect`); with a relay, once both hold the other's mailbox. `noBulk`: their links
+   * have no bulk lane (as to a peer of an older version).
    */
-  async pair(blockDirect = false): Promise<[EngineNode, EngineNode]> {
+  async pair(blockDirect = false, noBulk = false): Promise<[EngineNode, EngineNode]> {
     this.hub = new Hub();
     this.hub.blockDirect = blockDirect;
+    this.hub.noBulk = noBulk;
     const a = this.node("alice");
     const b = this.node("bob");
     a.storage.addUser(b.user);

@@ -27,12 +27,13 @@ export function presenceLabel(p: Presence): string {
  */
 export function encryptionLabel(p: Presence): string | undefined {
   if (p.status !== "online" || p.suite === undefined) return undefined;
+  return suiteLabel(p.suite);
+}
+
+/** A session's Noise suite in words (a contact's, or a room member's: Room.tsx). */
+export function suiteLabel(suite: string): string {
   const cipher =
-    p.suite === "AESGCM_SHA256"
-      ? "AES-256-GCM"
-      : p.suite === "ChaChaPoly_BLAKE2s"
-        ? "ChaCha20-Poly1305"
-        : p.suite;
+    suite === "AESGCM_SHA256" ? "AES-256-GCM" : suite === "ChaChaPoly_BLAKE2s" ? "ChaCha20-Poly1305" : suite;
   return `end-to-end encrypted: Noise with X25519 + ML-KEM-768, ${cipher}`;
 }
 

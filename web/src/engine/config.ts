@@ -72,6 +72,12 @@ export interface EngineConfig {
   relayBackoffInitialMs: number;
   relayBackoffMaxMs: number;
   /**
+   * One of our relays unreachable without a break for this long is dead: our mailboxes on it move
+   * to another of ours (relay-health.ts, mailbox-move.ts; docs/protocol/mailbox.md §1, "Moving off
+   * a dead relay").
+   */
+  relayDeadAfterMs: number;
+  /**
    * At most this many contact requests (first contacts from strangers) wait on the user; further
    * strangers' first contacts are dropped until the user accepts or declines some.
    */
@@ -120,6 +126,7 @@ export const DEFAULT_ENGINE_CONFIG: Omit<EngineConfig, "transport" | "relayConne
   relayTimeoutMs: 10_000,
   relayBackoffInitialMs: 1_000,
   relayBackoffMaxMs: 15_000,
+  relayDeadAfterMs: 48 * 3_600_000,
   maxContactRequests: 50,
   webSocket: (url) => new WebSocket(url) as unknown as WebSocketLike,
   relayWebSocket: (url) => new WebSocket(url) as unknown as RelayWebSocketLike,

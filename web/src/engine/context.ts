@@ -43,7 +43,7 @@ import {
 } from "./prekeys.ts";
 import type { ChatRatchet } from "./ratchet-store.ts";
 import { LinkTimers } from "./timers.ts";
-import type { DialedLink, LiveTransport, RelayConnections } from "./transport.ts";
+import type { BulkLane, DialedLink, LiveTransport, RelayConnections } from "./transport.ts";
 
 export interface Live {
   session: Session;
@@ -57,6 +57,11 @@ export interface Live {
   pinging: boolean;
   /** Waits while the link's send buffer is full (bulk senders: files/transfers.ts). */
   drain?: () => Promise<void>;
+  /**
+   * The link's bulk lane, claimed for this session (direct links only): file chunks go on it
+   * instead of inside the session once the peer reads it (docs/protocol/files.md §2).
+   */
+  bulk?: BulkLane;
 }
 
 export interface Attempt {
@@ -72,6 +77,8 @@ export interface FileLane {
   onMessage(peer: Peer, message: FileAppMessage): Promise<void>;
   /** A session frame of the files range (0x10–0x17) from the live session, in order. */
   onFrame(peer: Peer, live: Live, bytes: Uint8Array): Promise<void>;
+  /** A frame from the live session's bulk lane, in order (docs/protocol/files.md §2). */
+  onBulk(peer: Peer, live: Live, bytes: Uint8Array): Promise<void>;
   /** A new live session with the contact: held messages go, transfers resume. */
   sessionUp(peer: Peer, live: Live): void;
 }
@@ -114,6 +121,12 @@ export interface Peer {
   /** Our receiving queue for this contact (created on our relay, announced to the contact). */
   rx?: RxQueue;
   rxCreating?: Promise<RxQueue | undefined>;
+  /**
+   * Our former receiving queue for this contact, on a relay we moved off because it was dead
+   * (queues.ts `moveRx`; docs/protocol/mailbox.md §1, "Moving off a dead relay"): still read
+   * until retired.
+   */
+  rxOld?: RxQueue;
   /** The contact's queue for us (from their announcement). */
   tx?: TxQueue;
   /** From this time on, the outbox may go to the contact's mailbox (Infinity: not now). */
@@ -121,6 +134,11 @@ export interface Peer {
   deposit?: Deposit;
   relayFailures: number;
   pieces: PieceBuffer;
+  /**
+   * A body of our mailbox was left on the relay (not readable now): the later ones wait for it,
+   * unread and unacknowledged, until a new SUB redelivers from it (mailbox.md §4, "In order").
+   */
+  rxHeld?: boolean;
   /** Receipts for messages that came through the mailbox, waiting to go back. */
   receipts: Set<string>;
   upgradeFailures: number;
@@ -178,6 +196,8 @@ export interface EngineContext {
    * the contact address on the first reachable one (core/relay/choice.ts).
    */
   relayUrls: string[];
+  /** How many of our room queues a relay holds (rooms/mailbox.ts): new queues spread over all ours. */
+  roomQueuesOn?: (url: string) => number;
   /**
    * Where our new per-contact receiving queues go when not on our relay: an `smp://` server
    * address, perhaps with its password (EngineSettings.mailboxServer).

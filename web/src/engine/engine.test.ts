@@ -8,6 +8,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
+import { toHex } from "../../../core/bytes.ts";
 import { createUserIdentity, type UserIdentity, updateIdentity } from "../../../core/identity/identity.ts";
 import { SignalingClient, type WebSocketLike } from "../../../core/signaling/client.ts";
 import { type RunningSignaling, startSignaling, wsFactory } from "../../../signaling/testing.ts";
@@ -293,6 +294,39 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     const m = await a.engine.send(b.id, "after glare");
     await until(() => stateOf(a, m) === "delivered", "delivered");
     expect(b.storage.texts(a.id, "in")).toEqual(["after glare"]);
+  });
+
+  it("disconnect, then connect at once: a new session comes up, whichever key is the higher", async () => {
+    // Each engine's SUBSCRIBE goes out beside its REGISTER: answered before the REGISTER is
+    // verified, it says the watched-only contact is offline, and the push that follows the
+    // REGISTER says online. Read in that order's reverse (the answer a microtask late), the stale
+    // answer won: the engine believed the contact offline, so connect() after a disconnect dialed
+    // nothing and both ends stayed offline (core/signaling/client.ts `#sendSubscribe`).
+    const [low, high] = ["x", "y"]
+      .map((name) => createUserIdentity({ username: name, now: Date.now() }))
+      .sort((u, v) =>
+        toHex(u.identity.verified.identity_key) < toHex(v.identity.verified.identity_key) ? -1 : 1,
+      );
+    for (const [aliceUser, bobUser] of [
+      [high!, low!],
+      [low!, high!],
+    ] as const) {
+      h.hub = new Hub();
+      const a = node("alice", aliceUser);
+      const b = node("bob", bobUser);
+      a.storage.addUser(b.user);
+      b.storage.addUser(a.user);
+      await a.engine.start();
+      await b.engine.start();
+      await until(() => online(a, b) && online(b, a), "both online");
+      b.engine.disconnect(a.id);
+      expect(online(b, a)).toBe(false);
+      b.engine.connect(a.id);
+      await until(() => online(a, b) && online(b, a), "online again after connect()");
+      const m = await b.engine.send(a.id, "after a reconnect");
+      await until(() => stateOf(b, m) === "delivered", "delivered");
+      await h.stopAll();
+    }
   });
 
   it("a rotated noise key in the handshake is recorded as pending; nothing is sent until decided", async () => {

@@ -62,10 +62,15 @@ import { FileTransfers } from "./files/transfers.ts";
 import { contactLinkRefs, setupAddress } from "./first-contact.ts";
 import { acceptServerIceServers, iceServersFor } from "./ice-servers.ts";
 import { Links } from "./link/links.ts";
+import { moveOffRelay, queueGone, resumeMoves } from "./mailbox-move.ts";
+import type { Outcome } from "./outcome.ts";
 import { newOutgoing, refusalFor, SendLines, sendableContact } from "./outgoing.ts";
 import { watchKeys } from "./presence.ts";
 import { proxyClientOf, serveProxy } from "./proxy-link.ts";
+import { contactQueuesOn } from "./queues.ts";
+import { RelayHealth } from "./relay-health.ts";
 import { DEFAULT_ROOM_MEMBER_CAP, type RoomFrameLane, RoomsEngine } from "./rooms/mesh.ts";
+import type { RelayConnState } from "./transport.ts";
 
 export { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
 
@@ -94,6 +99,9 @@ export class Engine implements ChatEngine {
   readonly #lines = new SendLines();
   /** Every contact's link controller and the inbound dispatch (link/links.ts). */
   readonly #links: Links;
+  /** Which of our relays are dead (relay-health.ts), and the moves off them under way. */
+  #health: RelayHealth | undefined;
+  readonly #moving = new Set<string>();
   /** File transfers (files/transfers.ts; docs/protocol/files.md). */
   readonly #files: FileTransfers;
   /** Rooms: meshes of member links over the same signaling and transport (rooms/mesh.ts). */
@@ -187,6 +195,13 @@ export class Engine implements ChatEngine {
     if (settings.mailboxServer) this.#ctx.mailboxServer = settings.mailboxServer;
     const ownRelay = this.#ctx.relayUrls[0];
     if (ownRelay) {
+      this.#health = new RelayHealth({
+        storage: this.#ctx.storage,
+        deadAfterMs: this.#ctx.cfg.relayDeadAfterMs,
+        tracked: () => this.#ctx.relayUrls,
+        now: () => Date.now(),
+        log: this.#ctx.cfg.log,
+      });
       this.#ctx.pool = this.#ctx.cfg.relayConnections({
         webSocket: this.#ctx.cfg.relayWebSocket,
         timeoutMs: this.#ctx.cfg.relayTimeoutMs,
@@ -195,7 +210,19 @@ export class Engine implements ChatEngine {
         window: 16,
         onMessage: (url, m) =>
           void (this.rooms?.onRelayMessage(url, m) || this.#links.onRelayMessage(url, m)),
-        onState: (url, state, error) => this.#links.onRelayState(url, state, error),
+        onState: (url, state, error) => {
+          this.#links.onRelayState(url, state, error);
+          void this.#relayHealth(url, state);
+        },
+        // AUTH on SUB: the relay lost that queue of ours — its mailbox moves (mailbox.md §1).
+        onSubscribeError: (url, rid, error) => {
+          if (error.code !== "LOFT_ERR_RELAY_AUTH" || this.#ctx.stopped) return;
+          void queueGone(this.#ctx, url, rid, this.#applyTo)
+            .then((contact) => (contact ? undefined : this.rooms?.queueGone(url, rid)))
+            .catch((e: unknown) =>
+              this.#ctx.cfg.log(`moving a lost mailbox failed: ${(e as Error).message}`),
+            );
+        },
         log: this.#ctx.cfg.log,
         ...cryptoOf(this.#ctx),
         ...smpBridgeOf(ownRelay),
@@ -205,7 +232,13 @@ export class Engine implements ChatEngine {
       // one when one is down (queues.ts ensureRx; mailbox.md §1, "Several relays").
       for (const url of this.#ctx.relayUrls) this.#ctx.pool.keep(url);
       await this.#links.loadMailboxes();
-      await this.rooms?.useMailboxes(this.#ctx.pool, ownRelay);
+      resumeMoves(this.#ctx, this.#applyTo);
+      // Room queues spread over the same relays, counting our contacts' queues too (and back).
+      const rooms = this.rooms;
+      if (rooms) this.#ctx.roomQueuesOn = (url) => rooms.queuesOn(url);
+      await rooms?.useMailboxes(this.#ctx.pool, this.#ctx.relayUrls, (url) =>
+        contactQueuesOn(this.#ctx, url),
+      );
       this.#ctx.addressReady = setupAddress(this.#ctx);
     }
     const signalingUrls = signalingServers(settings, contacts);
@@ -252,6 +285,27 @@ export class Engine implements ChatEngine {
     setService(this.#ctx, { signaling: "connecting" });
     // Resolves once registered; failures arrive as events and the client retries with backoff.
     signaling.start().catch(() => {});
+  }
+
+  readonly #applyTo = (peer: Peer, outcomes: Outcome[]) => this.#links.of(peer).apply(outcomes);
+
+  /**
+   * A relay connection's state, for relay-health.ts: when one of our relays is dead, our mailboxes
+   * on it — contacts' and room members' — move to another of ours (docs/protocol/mailbox.md §1,
+   * "Moving off a dead relay"). Tried again at each later failure while something is left on it.
+   */
+  async #relayHealth(url: string, state: RelayConnState): Promise<void> {
+    const health = this.#health;
+    if (!health || !(await health.onState(url, state)) || this.#ctx.stopped || this.#moving.has(url)) return;
+    this.#moving.add(url);
+    try {
+      await moveOffRelay(this.#ctx, url, this.#applyTo);
+      await this.rooms?.moveOff(url);
+    } catch (e) {
+      this.#ctx.cfg.log(`moving mailboxes off ${url} failed: ${(e as Error).message}`);
+    } finally {
+      this.#moving.delete(url);
+    }
   }
 
   async stop(): Promise<void> {

@@ -20,13 +20,16 @@ import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
 import { encodeSignalPayload } from "../net/signal-payload.ts";
 import {
   decodeMailboxBody,
+  decodeRelayHealth,
   decodeRx,
   decodeTx,
+  encodeRelayHealth,
   encodeRx,
   encodeTx,
   introBody,
   isMailboxUrl,
   MAILBOX_BODY,
+  MAX_HEALTH_RELAYS,
   MAX_PART,
   mailboxBodySize,
   mailboxName,
@@ -165,6 +168,92 @@ describe("queue records and references", () => {
       { t: "intro" as const, i: new Uint8Array(200).fill(1), u: URL_, s: SID, k },
     ])
       expect(decodeAppMessage(encodeAppMessage(m))).toEqual({ ok: true, value: m });
+  });
+});
+
+describe('the relay health record (docs/protocol/mailbox.md §1, "Moving off a dead relay")', () => {
+  it("round-trips sorted by URL, matches the page's example, and refuses other forms with typed errors", () => {
+    const one = encodeRelayHealth(new Map([[URL_, 1_700_000_000_000]]));
+    expect(doc).toContain(hex(one));
+    const two = new Map([
+      ["wss://z.example/relay", 5],
+      [URL_, 1_700_000_000_000],
+    ]);
+    const back = decodeRelayHealth(encodeRelayHealth(two));
+    expect(back.ok && [...back.value]).toEqual([...two].sort((x, y) => (x[0] < y[0] ? -1 : 1)));
+    expect(decodeRelayHealth(encodeRelayHealth(new Map()))).toEqual({ ok: true, value: new Map() });
+    const code = (b: Uint8Array) => {
+      const r = decodeRelayHealth(b);
+      return r.ok ? "ok" : r.error.code;
+    };
+    // Unsorted, repeated, a negative or fractional time, an empty or long URL, an extra field.
+    expect(
+      code(
+        encodeCanonical({
+          v: 1,
+          d: [
+            ["wss://z", 1],
+            ["wss://a", 1],
+          ],
+        }),
+      ),
+    ).toBe("LOFT_ERR_SCHEMA");
+    expect(
+      code(
+        encodeCanonical({
+          v: 1,
+          d: [
+            ["wss://a", 1],
+            ["wss://a", 2],
+          ],
+        }),
+      ),
+    ).toBe("LOFT_ERR_SCHEMA");
+    expect(code(encodeCanonical({ v: 1, d: [["wss://a", -1]] }))).toBe("LOFT_ERR_SCHEMA");
+    expect(code(encodeCanonical({ v: 1, d: [["wss://a", 1.5]] }))).toBe("LOFT_ERR_SCHEMA");
+    expect(code(encodeCanonical({ v: 1, d: [["", 1]] }))).toBe("LOFT_ERR_SCHEMA");
+    expect(code(encodeCanonical({ v: 1, d: [["w".repeat(257), 1]] }))).not.toBe("ok");
+    expect(code(encodeCanonical({ v: 1, d: [], x: 1 }))).toBe("LOFT_ERR_MALFORMED");
+    expect(code(encodeCanonical({ v: 2, d: [] }))).toBe("LOFT_ERR_STATE_VERSION");
+    // Oversized: more relays than the record holds.
+    const many = Array.from({ length: MAX_HEALTH_RELAYS + 1 }, (_, i) => [
+      `wss://r${String(i).padStart(3, "0")}`,
+      i,
+    ]);
+    expect(code(encodeCanonical({ v: 1, d: many }))).not.toBe("ok");
+    // Not canonical: the same map with a non-minimal integer.
+    const loose = one.slice();
+    expect(code(Uint8Array.from([...loose.subarray(0, -1), 0xcc, 0x01]))).not.toBe("ok");
+    // Truncated at every length.
+    for (let i = 0; i < one.length; i++) expect(code(one.subarray(0, i))).not.toBe("ok");
+  });
+
+  it("fuzzed: garbage and mutated records give a typed error, never a throw", () => {
+    const base = encodeRelayHealth(
+      new Map([
+        [URL_, 1_700_000_000_000],
+        ["wss://s.example/relay", 7],
+      ]),
+    );
+    const typed = (r: ReturnType<typeof decodeRelayHealth>) => {
+      if (!r.ok && !r.error.code.startsWith("LOFT_ERR_")) throw new Error(`untyped: ${r.error.code}`);
+    };
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 512 }), (garbage) => typed(decodeRelayHealth(garbage))),
+      { numRuns: FUZZ_RUNS },
+    );
+    fc.assert(
+      fc.property(fc.nat(base.length - 1), fc.integer({ min: 0, max: 255 }), (at, byte) => {
+        const b = base.slice();
+        b[at] = byte;
+        const r = decodeRelayHealth(b);
+        typed(r);
+        // Only canonical records pass.
+        if (r.ok && hex(encodeRelayHealth(r.value)) !== hex(b))
+          throw new Error("a non-canonical record passed");
+      }),
+      { numRuns: Math.min(FUZZ_RUNS, 4_000) },
+    );
   });
 });
 

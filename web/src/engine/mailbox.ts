@@ -23,6 +23,10 @@
  *                              k: rcv key(32), sk: sender auth secret(32) handed to the contact }
  *   tx   (theirs, per contact){ v, u, s: sid(24), k: sender auth secret(32) }
  *   addr (ours, one)          { v, u, r, s, a, k } — the contact-address queue of the contact link
+ *   rx-old (ours, per contact) an rx record: the queue on a dead relay we moved off, read until
+ *                              retired (docs/protocol/mailbox.md §1, "Moving off a dead relay")
+ *   health (ours, one)        { v, d: [[relay URL, ms] …] sorted by URL } — since when each of our
+ *                              relays has been unreachable without a break (relay-health.ts)
  */
 import * as v from "valibot";
 import {
@@ -169,6 +173,41 @@ const rxSchema = v.strictObject({
 const txSchema = v.strictObject({ v: uintSchema(0xffff), u: url, s: qid, k: key32 });
 const addrSchema = v.strictObject({ v: uintSchema(0xffff), u: url, r: qid, s: qid, a: key32, k: key32 });
 
+/** Relays in the health record: our relays (Settings) and any we still hold an old queue on. */
+export const MAX_HEALTH_RELAYS = 64;
+const healthSchema = v.strictObject({
+  v: uintSchema(0xffff),
+  d: v.pipe(
+    v.array(v.strictTuple([url, uintSchema()])),
+    v.maxLength(MAX_HEALTH_RELAYS),
+    v.check((d) => d.every((e, i) => i === 0 || d[i - 1]![0] < e[0]), "relays not sorted, or repeated"),
+  ),
+});
+
+/**
+ * Since when (ms since the epoch) each relay has been unreachable without a break; a relay that
+ * answers is not in it (relay-health.ts; docs/protocol/mailbox.md §1, "Moving off a dead relay").
+ */
+export function encodeRelayHealth(downSince: ReadonlyMap<string, number>): Uint8Array {
+  const d = [...downSince].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  return encodeCanonical({ v: RECORD_VERSION, d });
+}
+
+export function decodeRelayHealth(bytes: Uint8Array): Result<Map<string, number>> {
+  const r = requireCanonical(
+    decodeVersioned(
+      bytes,
+      RECORD_VERSION,
+      healthSchema,
+      { maxBytes: 32 * 1024, maxStrLength: 256, maxMapLength: 2, maxArrayLength: MAX_HEALTH_RELAYS },
+      "relay health record",
+    ),
+    bytes,
+    "relay health record",
+  );
+  return r.ok ? ok(new Map(r.value.d)) : r;
+}
+
 function decodeRecord<S extends v.GenericSchema>(bytes: Uint8Array, schema: S): Result<v.InferOutput<S>> {
   return requireCanonical(
     decodeVersioned(bytes, RECORD_VERSION, schema, LIMITS, "mailbox record"),
@@ -236,6 +275,10 @@ export const SECRET = {
   intro: (contactId: string) => `relay/intro/${contactId}`,
   /** First contact we accepted (responder): the initiator's base key, to route repeats. */
   base: (contactId: string) => `relay/base/${contactId}`,
+  /** Our former receiving queue for the contact, on a dead relay (mailbox.md §1, "Moving off a dead relay"). */
+  rxOld: (contactId: string) => `relay/rx-old/${contactId}`,
+  /** Since when each of our relays has been unreachable (relay-health.ts). */
+  health: "relay/health",
 } as const;
 
 /** Reassembles the pieces of one queue's messages (pieces of one message are contiguous). */

@@ -22,7 +22,7 @@ import {
 } from "../../../test/support/engine.ts";
 import type { ContactRecord } from "./api.ts";
 import { type EngineConfig, signalingServers } from "./engine.ts";
-import { decodeRx, SECRET } from "./mailbox.ts";
+import { decodeRx, decodeTx, SECRET } from "./mailbox.ts";
 
 const FAST: Partial<EngineConfig> = {
   ...FAST_ENGINE,
@@ -127,6 +127,23 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
   });
 
+  it("room mailboxes spread across the relays as contacts' do", async () => {
+    const a = node("ann", [r1.url, r2.url]);
+    const others = ["bea", "cat"].map((n) => node(n, [r2.url]));
+    for (const n of [a, ...others]) await n.engine.start();
+    await until(() => [a, ...others].every((n) => n.engine.serviceStatus().signaling === "connected"), "up");
+    const room = await a.engine.rooms!.create();
+    for (const n of others) await n.engine.rooms!.join(room.fragment);
+    const roomRx = (n: EngineNode, m: EngineNode) => {
+      const bytes = n.storage.secrets.get(`room-rx/${room.id}/${m.id}`);
+      const r = bytes && decodeRx(bytes);
+      return r?.ok ? r.value.url : undefined;
+    };
+    await until(() => others.every((m) => roomRx(a, m) !== undefined), "ann's room mailboxes made", 10_000);
+    // One on each relay (the fewest of our queues first, ties in the configured order).
+    expect(others.map((m) => roomRx(a, m)).sort()).toEqual([r1.url, r2.url].sort());
+  });
+
   it("a send to a contact whose relay is down says so, waits, and goes once that relay is back", async () => {
     const a = node("alice", [r2.url]);
     const b = node("bob", [r1.url, r2.url]);
@@ -155,6 +172,171 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     await b2.engine.start();
     await until(() => b.storage.texts(a.id, "in").includes("waits for bob's relay"), "bob read it", 15_000);
     expect(b.storage.texts(a.id, "in").filter((t) => t === "waits for bob's relay")).toHaveLength(1);
+  });
+
+  /** A relay dead after half a second unreachable (relay-health.ts); everything else as FAST. */
+  const DEAD_SOON: Partial<EngineConfig> = { ...FAST, relayDeadAfterMs: 500 };
+  const txUrl = (n: EngineNode, contactId: string) => {
+    const bytes = n.storage.secrets.get(SECRET.tx(contactId));
+    const r = bytes && decodeTx(bytes);
+    return r?.ok ? r.value.url : undefined;
+  };
+
+  it("a mailbox moves off a relay gone for good; the contact learns it from its own mailbox; an offline message arrives", async () => {
+    const a = h.node(
+      "alice",
+      undefined,
+      new MemoryStorage(signaling.url, [r1.url, r2.url]),
+      undefined,
+      DEAD_SOON,
+    );
+    const b = node("bob", [r2.url]);
+    await meet(a, b);
+    await a.engine.start();
+    await b.engine.start();
+    await until(() => h.knowsMailboxOf(a, b) && h.knowsMailboxOf(b, a), "mailboxes exchanged");
+    expect(mailboxUrl(a, b)).toBe(r1.url);
+    expect(txUrl(b, a.id)).toBe(r1.url);
+    await b.engine.stop();
+    await until(() => !h.online(a, b), "bob offline");
+    await r1.close(true); // for good (until the end of this test)
+    try {
+      // Unreachable past relayDeadAfterMs: Alice's queue for Bob moves to her other relay, the old
+      // one is kept (read while it lives), and Bob is told inside the ratchet, in his mailbox.
+      await until(() => mailboxUrl(a, b) === r2.url, "alice's mailbox moved", 10_000);
+      expect(a.storage.secrets.has(SECRET.rxOld(b.id))).toBe(true);
+      await until(
+        () => a.logs.some((l) => l.includes(`announced to ${b.id.slice(0, 8)} through its mailbox`)),
+        "the new address in bob's mailbox",
+        10_000,
+      );
+      await a.engine.stop();
+      // Bob back (Alice away, no signaling): his mailbox tells him; what he writes goes to the new queue.
+      const b2 = h.node("bob", b.user, b.storage, "", FAST);
+      await b2.engine.start();
+      await until(() => txUrl(b2, a.id) === r2.url, "bob took the new address", 10_000);
+      const id = await b2.engine.send(a.id, "after the move");
+      await until(() => h.stateOf(b2, id) === "relayed", "stored by alice's live relay", 10_000);
+      await b2.engine.stop();
+      // Alice back: the message is there; a body in the new queue retires the old one.
+      const a2 = h.node("alice", a.user, a.storage, "", DEAD_SOON);
+      await a2.engine.start();
+      await until(() => a.storage.texts(b.id, "in").includes("after the move"), "alice read it", 10_000);
+      await until(() => !a.storage.secrets.has(SECRET.rxOld(b.id)), "the old queue retired");
+      expect(mailboxUrl(a2, b)).toBe(r2.url);
+    } finally {
+      r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
+    }
+  });
+
+  it("with the contact online, the move is announced over the live session and the old queue retires at once", async () => {
+    const a = h.node(
+      "alice",
+      undefined,
+      new MemoryStorage(signaling.url, [r1.url, r2.url]),
+      undefined,
+      DEAD_SOON,
+    );
+    const b = node("bob", [r2.url]);
+    await meet(a, b);
+    await a.engine.start();
+    await b.engine.start();
+    await until(() => h.knowsMailboxOf(a, b) && h.knowsMailboxOf(b, a), "mailboxes exchanged");
+    expect(mailboxUrl(a, b)).toBe(r1.url);
+    await r1.close(true);
+    try {
+      await until(() => txUrl(b, a.id) === r2.url, "bob holds the new address", 10_000);
+      await until(() => !a.storage.secrets.has(SECRET.rxOld(b.id)), "the old queue retired");
+      expect(mailboxUrl(a, b)).toBe(r2.url);
+      expect(h.online(a, b)).toBe(true); // the live session carried it; nothing went down
+    } finally {
+      r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
+    }
+  });
+
+  it("a relay that lost our queue (AUTH on SUB) is as good as dead for it: the mailbox moves, the contact is told", async () => {
+    const a = node("alice", [r1.url, r2.url]);
+    const b = node("bob", [r2.url]);
+    await meet(a, b);
+    await a.engine.start();
+    await b.engine.start();
+    await until(() => h.knowsMailboxOf(a, b) && h.knowsMailboxOf(b, a), "mailboxes exchanged");
+    expect(mailboxUrl(a, b)).toBe(r1.url);
+    const before = b.storage.secrets.get(SECRET.tx(a.id))!;
+    // The relay comes back at the same address with an empty store: our queue is unknown there.
+    await r1.close(true);
+    const wiped = mkdtempSync(join(tmpdir(), "loft-multi-wiped-"));
+    try {
+      r1 = await startTestRelay({}, { dataDir: wiped, port: r1.port });
+      await until(() => mailboxUrl(a, b) === r2.url, "alice's lost mailbox moved", 10_000);
+      expect(a.logs.some((l) => l.includes(`mailbox for ${b.id.slice(0, 8)} is gone at ${r1.url}`))).toBe(
+        true,
+      );
+      // Told over the live session: Bob writes to the new queue from now on; nothing old is kept.
+      await until(() => txUrl(b, a.id) === r2.url, "bob holds the new address", 10_000);
+      expect(b.storage.secrets.get(SECRET.tx(a.id))).not.toEqual(before);
+      expect(a.storage.secrets.has(SECRET.rxOld(b.id))).toBe(false);
+    } finally {
+      await r1.close();
+      r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
+      rmSync(wiped, { recursive: true, force: true });
+    }
+  });
+
+  it("a room member's mailbox moves off a relay gone for good too; what the member writes while we are away arrives", async () => {
+    const a = h.node(
+      "ann",
+      undefined,
+      new MemoryStorage(signaling.url, [r1.url, r2.url]),
+      undefined,
+      DEAD_SOON,
+    );
+    const b = node("bea", [r2.url]);
+    await a.engine.start();
+    await b.engine.start();
+    await until(() => b.engine.serviceStatus().signaling === "connected", "bea registered");
+    const room = await a.engine.rooms!.create();
+    await b.engine.rooms!.join(room.fragment);
+    const rec = (n: EngineNode, kind: string, m: EngineNode) =>
+      n.storage.secrets.get(`room-${kind}/${room.id}/${m.id}`);
+    const urlOf = (bytes: Uint8Array | undefined, decode: typeof decodeRx | typeof decodeTx) => {
+      const r = bytes && decode(bytes);
+      return r?.ok ? r.value.url : undefined;
+    };
+    await until(() => rec(a, "tx", b) !== undefined && rec(b, "tx", a) !== undefined, "mailboxes exchanged");
+    expect(urlOf(rec(a, "rx", b), decodeRx)).toBe(r1.url);
+    await b.engine.stop();
+    await r1.close(true);
+    try {
+      await until(() => urlOf(rec(a, "rx", b), decodeRx) === r2.url, "ann's room mailbox moved", 10_000);
+      expect(rec(a, "rxo", b)).toBeDefined();
+      await until(
+        () =>
+          a.logs.some((l) => l.includes(`room mailbox move told to ${b.id.slice(0, 8)} through its mailbox`)),
+        "the new address in bea's mailbox",
+        10_000,
+      );
+      await a.engine.stop();
+      // Bea back without signaling: her mailbox tells her; her message for Ann (the host, away) goes to the new queue.
+      const b2 = h.node("bea", b.user, b.storage, "", FAST);
+      await b2.engine.start();
+      await until(() => urlOf(rec(b, "tx", a), decodeTx) === r2.url, "bea took the new address", 10_000);
+      b2.engine.rooms!.send(room.id, "after the move");
+      const state = () =>
+        b2.engine.rooms!.messages(room.id).find((m) => m.text === "after the move")?.to[0]?.state;
+      await until(() => state() === "relayed", "stored by ann's live relay", 10_000);
+      await b2.engine.stop();
+      const a2 = h.node("ann", a.user, a.storage, "", DEAD_SOON);
+      await a2.engine.start();
+      await until(
+        () => a2.engine.rooms!.messages(room.id).some((m) => m.text === "after the move"),
+        "ann read it",
+        10_000,
+      );
+      await until(() => rec(a, "rxo", b) === undefined, "the old queue retired");
+    } finally {
+      r1 = await startTestRelay({}, { dataDir: r1Dir, port: r1.port });
+    }
   });
 
   it("registers on the first signaling server that answers; contacts meet there", async () => {

@@ -299,4 +299,80 @@ describe("the suite mark, stored with the contact (engines, real signaling)", ()
     const got = [...b.storage.messages.values()].filter((x) => x.direction === "in");
     expect(got.map((x) => x.text)).toEqual(["queued before the offer was refused"]);
   });
+
+  /** The suite of the member link `n` holds with `peer` in `room` (undefined: no session). */
+  const memberSuite = (n: EngineNode, room: string, peer: EngineNode) =>
+    n.engine.rooms?.memberSession(room, peer.id)?.session.protocolName;
+  const inRoom = async (name: string) => {
+    const n = h.node(name);
+    await n.engine.start();
+    await until(() => n.engine.serviceStatus().signaling === "connected", `${name} registered`);
+    return n;
+  };
+
+  it("room member links run AES-GCM too, from the first dial, in both roles", async () => {
+    h.hub = new Hub();
+    const [a, b] = [await inRoom("ann"), await inRoom("bea")];
+    const room = await a.engine.rooms!.create();
+    await b.engine.rooms!.join(room.fragment);
+    await until(
+      () => memberSuite(a, room.id, b) !== undefined && memberSuite(b, room.id, a) !== undefined,
+      "linked",
+    );
+    expect([memberSuite(a, room.id, b), memberSuite(b, room.id, a)]).toEqual([
+      "Noise_XXhfs_25519+MLKEM768_AESGCM_SHA256",
+      "Noise_XXhfs_25519+MLKEM768_AESGCM_SHA256",
+    ]);
+    a.engine.rooms!.send(room.id, "over AES-GCM in a room");
+    await until(
+      () => b.engine.rooms!.messages(room.id).some((m) => m.text === "over AES-GCM in a room"),
+      "bea got it",
+    );
+  });
+
+  it("a room member whose device refuses the offer: dialed again at once, plainly; the room works", async () => {
+    h.hub = new Hub();
+    const a = await inRoom("ann");
+    const b = h.node("bea");
+    await b.engine.start();
+    await until(() => b.engine.serviceStatus().signaling === "connected", "bea registered");
+    // Bea answers like a device from before suites (docs/protocol/session.md §2, "Old peers"), as
+    // in the contact test above: a header with noise_suites gets the 1.0 header and a close.
+    let refusedOffers = 0;
+    const deps = h.hub.endpoints.get(b.id)!;
+    const onOffer = deps.onOffer;
+    deps.onOffer = (offer) =>
+      onOffer({
+        ...offer,
+        accept: () => {
+          const link = offer.accept() as TestLink;
+          const deliver = link.fromPeer.bind(link);
+          let first = true;
+          link.fromPeer = (m: Uint8Array) => {
+            const header = first ? decodeVersionHeader(m) : undefined;
+            first = false;
+            if (header?.ok && header.value.noise_suites) {
+              refusedOffers++;
+              link.send(encodeVersionHeader());
+              link.close("LOFT_ERR_SCHEMA");
+            } else deliver(m);
+          };
+          return link;
+        },
+      });
+    const room = await a.engine.rooms!.create();
+    await b.engine.rooms!.join(room.fragment);
+    // Ann, present first, dials bea (rooms.md §3): refused once, then a plain session.
+    await until(() => memberSuite(a, room.id, b) !== undefined, "linked after the refusal");
+    expect(refusedOffers).toBe(1);
+    expect(memberSuite(a, room.id, b)).toBe("Noise_XXhfs_25519+MLKEM768_ChaChaPoly_BLAKE2s");
+    expect(a.logs.filter((l) => l.includes("refused the Noise suite offer"))).toHaveLength(1);
+    // Not a refused attempt (that is for a wrong secret), and chat goes through.
+    expect(a.engine.rooms!.room(room.id)?.refused).toEqual([]);
+    a.engine.rooms!.send(room.id, "plainly, after the refusal");
+    await until(
+      () => a.engine.rooms!.messages(room.id).every((m) => m.state === "delivered"),
+      "delivered to bea",
+    );
+  });
 });

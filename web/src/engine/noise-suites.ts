@@ -15,6 +15,10 @@
  *   sets the mark to `false` and ends the attempt as `suite-offer-refused`, which dials again at
  *   once, plainly (dialing.ts `attemptFailed`): one extra connection setup, once per such contact.
  *
+ * Room member links (rooms/mesh.ts) follow the same rules, with the mark on the runtime `Member`
+ * only (a member is not a stored contact): the dialing member offers, the newcomer answers, and a
+ * refusal marks the member and dials it again at once, plainly (docs/protocol/rooms.md §4).
+ *
  * The extension travels inside the encrypted, authenticated handshake payload, so a man in the
  * middle can neither forge it nor strip it; and the offer itself is bound into the prologue.
  */

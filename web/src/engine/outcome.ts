@@ -40,7 +40,9 @@ export type FollowUp =
    */
   | { step: "probe" }
   /** The probe's time is up: nothing received since `since` (ms) closes the live session. */
-  | { step: "probe-due"; since: number };
+  | { step: "probe-due"; since: number }
+  /** Read our mailbox again from the body left on the relay (relay-mailbox.ts `rereadMailbox`). */
+  | { step: "reread" };
 
 export type Outcome =
   /** What the person sees (chat.md §7). */

@@ -38,6 +38,7 @@ import {
 import { type Outcome, presence, schedule } from "./outcome.ts";
 import { ratchetCanSend, seal, sendApp } from "./peer-ratchet.ts";
 import { decodeIntro } from "./prekeys.ts";
+import type { MailboxClient } from "./transport.ts";
 import type { AppMessage } from "./wire.ts";
 
 /** What a deposit reads of the engine: the relay connections, storage, its log and listeners. */
@@ -66,6 +67,17 @@ export async function loadMailboxes(ctx: EngineContext): Promise<void> {
     }
     const base = await ctx.storage.loadSecret(SECRET.base(p.id));
     if (base) ctx.bases.set(toHex(base), p.id);
+    // A queue we moved off a dead relay: read while it lives, until retired (§1, "Moving off").
+    const old = await ctx.storage.loadSecret(SECRET.rxOld(p.id));
+    if (old) {
+      const r = decodeRx(old);
+      wipe(old);
+      if (r.ok) {
+        p.rxOld = r.value;
+        ctx.rids.set(toHex(r.value.queue.recipientId), p.id);
+        ctx.pool?.subscribe(r.value.url, r.value.queue);
+      }
+    }
   }
   void (async () => {
     for (const p of [...ctx.peers.values()]) if (!p.rx && !p.rejected) await ensureRx(ctx, p);
@@ -120,15 +132,28 @@ export function ensureRx(ctx: EngineContext, peer: Peer): Promise<RxQueue | unde
   return peer.rxCreating;
 }
 
-/** How many of our mailboxes live on `url` (what spreads new ones). */
-function mailboxesOn(ctx: Pick<EngineContext, "peers">, url: string): number {
+/** How many of our mailboxes live on `url` (what spreads new ones): contacts' and rooms'. */
+export function mailboxesOn(ctx: Pick<EngineContext, "peers" | "roomQueuesOn">, url: string): number {
+  return contactQueuesOn(ctx, url) + (ctx.roomQueuesOn?.(url) ?? 0);
+}
+
+/** How many of our contacts' receiving queues live on `url`. */
+export function contactQueuesOn(ctx: Pick<EngineContext, "peers">, url: string): number {
   let n = 0;
   for (const p of ctx.peers.values()) if (p.rx?.url === url) n++;
   return n;
 }
 
-/** NEW + KEY on `server` (a relay URL, or an `smp://` address that may carry its password). */
-async function createRx(ctx: EngineContext, peer: Peer, server: string): Promise<RxQueue | undefined> {
+/**
+ * NEW + KEY on `server` (a relay URL, or an `smp://` address that may carry its password).
+ * `replacing`: the queue this one replaces (on a dead relay, `moveRx`), kept as `rxOld`.
+ */
+async function createRx(
+  ctx: EngineContext,
+  peer: Peer,
+  server: string,
+  replacing?: RxQueue,
+): Promise<RxQueue | undefined> {
   const pool = ctx.pool!;
   // Records and announcements name an SMP server without its password (only NEW needs it).
   const url = mailboxName(server);
@@ -137,9 +162,15 @@ async function createRx(ctx: EngineContext, peer: Peer, server: string): Promise
   const sender = newAuthKeyPair();
   await client.secureQueue(queue, sender.publicKey);
   const rx: RxQueue = { url, queue, senderSecret: sender.secretKey };
-  if (ctx.peers.get(peer.id) !== peer) {
+  if (ctx.peers.get(peer.id) !== peer || peer.rx !== replacing) {
     client.deleteQueue(queue).catch(() => {});
     return undefined;
+  }
+  if (replacing) {
+    // Moved twice before the first old one retired: that one goes now (best effort).
+    if (peer.rxOld) await retireOldRx(ctx, peer);
+    await ctx.storage.saveSecret(SECRET.rxOld(peer.id), encodeRx(replacing));
+    peer.rxOld = replacing; // stays in `rids` and subscribed: read while it lives
   }
   await ctx.storage.saveSecret(SECRET.rx(peer.id), encodeRx(rx));
   useRx(ctx, peer, rx);
@@ -147,8 +178,87 @@ async function createRx(ctx: EngineContext, peer: Peer, server: string): Promise
   return rx;
 }
 
+/**
+ * Our receiving queue for this contact on a dead relay moves to a live one of ours
+ * (docs/protocol/mailbox.md §1, "Moving off a dead relay"): a new queue where `ensureRx` would
+ * put one, the dead relay excepted; the old one becomes `rxOld`, still read. `gone`: the relay
+ * answers but lost the queue (AUTH on SUB) — it may take the new one too, after the others. The
+ * caller announces the new one (mailbox-move.ts). False when nothing moved (not on that relay, no
+ * other relay, a device's queue, every relay tried failed).
+ */
+export async function moveRx(
+  ctx: EngineContext,
+  peer: Peer,
+  deadUrl: string,
+  gone = false,
+): Promise<boolean> {
+  const old = peer.rx;
+  const pool = ctx.pool;
+  // A paired device reads its one queue itself (docs/device.md §13): it is not moved from here.
+  if (!pool || !old || old.url !== deadUrl || peer.device || peer.rejected || ctx.stopped) return false;
+  if (peer.rxCreating) return false; // a move (or a creation) is already under way
+  const others = relayOrder(
+    ctx.relayUrls.filter((u) => u !== deadUrl),
+    (url) => mailboxesOn(ctx, url),
+    (url) => pool.isDown(url),
+  );
+  if (gone && ctx.relayUrls.includes(deadUrl)) others.push(deadUrl);
+  let moved = false;
+  peer.rxCreating = (async () => {
+    for (const server of others) {
+      if (ctx.stopped) return undefined;
+      try {
+        const rx = await createRx(ctx, peer, server, old);
+        if (rx) moved = true;
+        return rx;
+      } catch (e) {
+        ctx.cfg.log(
+          `mailbox for ${peer.id.slice(0, 8)} not moved to ${server}: ${(e as LoftError).code ?? e}`,
+        );
+      }
+    }
+    return undefined;
+  })();
+  try {
+    await peer.rxCreating;
+  } finally {
+    peer.rxCreating = undefined;
+  }
+  if (moved) ctx.cfg.log(`mailbox for ${peer.id.slice(0, 8)} moved off ${deadUrl} to ${peer.rx?.url}`);
+  return moved;
+}
+
+/** Which of our queues for this contact `recipientId` names: the current one, or the old one. */
+export function queueOf(peer: Pick<Peer, "rx" | "rxOld">, recipientId: Uint8Array): RxQueue | undefined {
+  if (peer.rx && equalBytes(peer.rx.queue.recipientId, recipientId)) return peer.rx;
+  if (peer.rxOld && equalBytes(peer.rxOld.queue.recipientId, recipientId)) return peer.rxOld;
+  return undefined;
+}
+
+/**
+ * The contact has our new address (it wrote into the new queue, or took the announcement over a
+ * live session): the old queue is retired — unsubscribed, deleted at its relay if that answers
+ * (the relay's TTL drops it otherwise), its record forgotten. Whatever the contact had left there
+ * and we never read is still in its outbox, unreceipted, and goes again (mailbox.md §3).
+ */
+export async function retireOldRx(ctx: Pick<EngineContext, "cfg" | "pool" | "rids" | "storage">, peer: Peer) {
+  const old = peer.rxOld;
+  if (!old) return;
+  peer.rxOld = undefined;
+  ctx.rids.delete(toHex(old.queue.recipientId));
+  ctx.pool?.unsubscribe(old.url, old.queue.recipientId);
+  await ctx.storage.deleteSecret(SECRET.rxOld(peer.id)).catch(() => {});
+  ctx.cfg.log(`old mailbox for ${peer.id.slice(0, 8)} on ${old.url} retired`);
+  if (ctx.pool && !ctx.pool.isDown(old.url))
+    await ctx.pool
+      .mailbox(old.url)
+      .then((c) => c.deleteQueue(old.queue))
+      .catch(() => {});
+}
+
 /** The contact was deleted: delete our queue at the relay and both records. */
 export async function forgetMailbox(ctx: EngineContext, peer: Peer): Promise<void> {
+  await retireOldRx(ctx, peer);
   const rx = peer.rx;
   peer.rx = undefined;
   peer.tx = undefined;
@@ -172,16 +282,22 @@ export async function announce(ctx: EngineContext, peer: Peer, live: Live): Prom
   if (!rx || peer.live !== live || live.announced) return;
   if (!ratchetCanSend(peer)) return;
   live.announced = true;
-  await serial(peer, () =>
+  const sent = await serial(peer, () =>
     sendApp(ctx, peer, live, {
       t: "mbox",
       u: rx.url,
       s: new Uint8Array(rx.queue.senderId),
       k: new Uint8Array(rx.senderSecret),
     }),
-  ).catch(() => {
-    live.announced = false;
-  });
+  ).then(
+    () => true,
+    () => {
+      live.announced = false;
+      return false;
+    },
+  );
+  // The session is ordered and reliable: the contact now writes to the new queue only.
+  if (sent && peer.rxOld && peer.rx === rx) await retireOldRx(ctx, peer);
 }
 
 /** The contact's mailbox for us (inside serial). */
@@ -244,20 +360,42 @@ export function sendDeposit(ctx: DepositContext, peer: Peer, d: Deposit, out: Ou
 
 const depositChains = new WeakMap<Peer, Promise<unknown>>();
 
+/**
+ * Per contact, a deposit of several pieces that failed once a SEND of it was tried: some of its
+ * pieces may be on the relay, and the receiver joins pieces until one marked last (mailbox.md §2),
+ * so nothing else goes into that queue before the rest of it. The next deposit into the same
+ * queue sends the rest first, with the same send ids (what the relay has answers DUPLICATE), and
+ * fails without sending anything of its own while that does not go through.
+ */
+const unfinished = new WeakMap<Peer, Deposit>();
+
+const sameQueue = (a: Deposit["target"], b: Deposit["target"]) =>
+  a.url === b.url && equalBytes(a.queue.senderId, b.queue.senderId);
+
+/** Whether the contact has a deposit cut short (finishDeposit has something to send). */
+export const hasUnfinishedDeposit = (peer: Peer): boolean => unfinished.has(peer);
+
+/** Send the rest of the contact's unfinished deposit, if any (a flush does it before the outbox). */
+export function finishDeposit(ctx: DepositContext, peer: Peer, out: Outcome[]): Promise<boolean> {
+  const held = unfinished.get(peer);
+  return held ? sendDeposit(ctx, peer, held, out) : Promise.resolve(true);
+}
+
 async function depositNow(ctx: DepositContext, peer: Peer, d: Deposit, out: Outcome[]): Promise<boolean> {
   const pool = ctx.pool;
   if (!pool) return false;
   const { url, queue } = d.target;
+  const held = unfinished.get(peer);
+  let tried: Deposit | undefined;
   try {
     const client = await pool.mailbox(url);
-    for (; d.next < d.bodies.length; d.next++) {
-      const b = d.bodies[d.next]!;
-      try {
-        await client.send(queue, b.body, { sendId: b.sendId });
-      } catch (e) {
-        if (!(isLoftError(e) && e.code === "LOFT_ERR_RELAY_DUPLICATE")) throw e;
-      }
+    if (held && held !== d && sameQueue(held.target, d.target)) {
+      await sendRest(client, held);
+      unfinished.delete(peer);
     }
+    tried = d;
+    await sendRest(client, d);
+    if (unfinished.get(peer) === d) unfinished.delete(peer);
     if (peer.relayFailures > 0) {
       peer.relayFailures = 0;
       if (peer.presence.lastError?.kind === "relay-unreachable")
@@ -267,6 +405,9 @@ async function depositNow(ctx: DepositContext, peer: Peer, d: Deposit, out: Outc
   } catch (e) {
     const code = isLoftError(e) ? e.code : "internal";
     ctx.cfg.log(`mailbox send to ${peer.id.slice(0, 8)} failed: ${code}`);
+    if (tried === d && d.bodies.length > 1) unfinished.set(peer, d);
+    const u = unfinished.get(peer);
+    if (code === "LOFT_ERR_RELAY_AUTH" && u && sameQueue(u.target, d.target)) unfinished.delete(peer); // gone
     if (code === "LOFT_ERR_RELAY_AUTH" && d.route === "intro") {
       out.push(
         presence(peer.presence.status, peer.presence.path, {
@@ -307,6 +448,18 @@ async function depositNow(ctx: DepositContext, peer: Peer, d: Deposit, out: Outc
     } else if (!peer.live) out.push(presence("offline", undefined, relayUnreachable(url, peer.name, code)));
     out.push(schedule("mailbox", relayBackoff(ctx, peer.relayFailures), { step: "flush" }));
     return false;
+  }
+}
+
+/** The bodies of `d` from `d.next` on, each with its send id (a retry gets DUPLICATE: stored). */
+async function sendRest(client: MailboxClient, d: Deposit): Promise<void> {
+  for (; d.next < d.bodies.length; d.next++) {
+    const b = d.bodies[d.next]!;
+    try {
+      await client.send(d.target.queue, b.body, { sendId: b.sendId });
+    } catch (e) {
+      if (!(isLoftError(e) && e.code === "LOFT_ERR_RELAY_DUPLICATE")) throw e;
+    }
   }
 }
 

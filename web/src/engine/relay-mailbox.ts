@@ -6,7 +6,6 @@
  * (link/controller.ts, link/links.ts); returns outcomes, imports no other step. The queues
  * themselves are queues.ts; a first contact's first message is intro.ts.
  */
-import { equalBytes } from "../../../core/bytes.ts";
 import type { LoftError } from "../../../core/errors.ts";
 import { encodeInitialMessage } from "../../../core/prekey/index.ts";
 import { canSend } from "../../../core/ratchet/index.ts";
@@ -33,7 +32,7 @@ import {
 } from "./mailbox.ts";
 import { follow, type Outcome, schedule } from "./outcome.ts";
 import { loadRatchet, seal } from "./peer-ratchet.ts";
-import { newDeposit, sendDeposit } from "./queues.ts";
+import { finishDeposit, hasUnfinishedDeposit, newDeposit, queueOf, sendDeposit } from "./queues.ts";
 import type { RelayConnState } from "./transport.ts";
 
 /**
@@ -71,6 +70,10 @@ export async function mailboxRoute(ctx: EngineContext, peer: Peer): Promise<"tx"
  */
 export async function flushMailbox(ctx: EngineContext, peer: Peer): Promise<Outcome[]> {
   const out: Outcome[] = [];
+  // A deposit cut short (a receipt's, a file's) goes on first: queues.ts `finishDeposit`, mailbox.md §2.
+  // Only then is the route looked up here: a flush with nothing held reads no state before the outbox.
+  if (hasUnfinishedDeposit(peer) && (await mailboxRoute(ctx, peer)) && !(await finishDeposit(ctx, peer, out)))
+    return out;
   for (const entry of await ctx.storage.listOutbox(peer.id)) {
     if (peer.blocked) return out;
     if (!(await mailboxRoute(ctx, peer))) return out;
@@ -146,15 +149,20 @@ async function depositMessage(
 export type MailboxBody =
   /** Acknowledge these relay message ids; `message`: a whole ratchet message to read first. */
   | { kind: "ack"; ids: Uint8Array[]; message?: Uint8Array }
-  /** Leave it on the relay (an identity decision is pending; a piece of an unfinished message). */
-  | { kind: "keep" };
+  /**
+   * Leave it on the relay: `piece`, a piece of an unfinished message (acknowledged with the last
+   * one); `blocked`, an identity decision is pending; `elsewhere`, not our current queue for
+   * this contact.
+   */
+  | { kind: "keep"; why: "piece" | "blocked" | "elsewhere" };
 
 /** One body from our mailbox for this contact: reassembled from pieces, dropped or kept. */
 export function receiveMailbox(ctx: EngineContext, peer: Peer, m: RelayMessage): MailboxBody {
-  const rx = peer.rx;
-  if (!rx || !equalBytes(rx.queue.recipientId, m.recipientId)) return { kind: "keep" };
+  const rx = queueOf(peer, m.recipientId); // the current queue, or one moved off a dead relay
+  if (!rx) return { kind: "keep", why: "elsewhere" };
   if (peer.rejected) return { kind: "ack", ids: [m.msgId] }; // blocked: dropped unread
-  if (peer.blocked) return { kind: "keep" }; // an identity decision is pending: it stays on the relay
+  // An identity decision is pending: it stays on the relay.
+  if (peer.blocked) return { kind: "keep", why: "blocked" };
   const item = decodeMailboxBody(m.body, mailboxBodySize(rx.url));
   if (!item.ok || item.value.type !== "ratchet") {
     ctx.cfg.log(`dropped a mailbox body: ${item.ok ? item.value.type : item.error.code}`);
@@ -168,8 +176,39 @@ export function receiveMailbox(ctx: EngineContext, peer: Peer, m: RelayMessage):
     if (!done) return { kind: "ack", ids: [m.msgId] };
     return { kind: "ack", ids: [m.msgId], ...(done.message ? { message: done.message } : {}) };
   }
-  if (!done) return { kind: "keep" };
+  if (!done) return { kind: "keep", why: "piece" };
   return { kind: "ack", ids: done.ids, ...(done.message ? { message: done.message } : {}) };
+}
+
+/**
+ * A body of our mailbox for this contact was left on the relay unread (`why`; a failed read:
+ * "failed"): hold the bodies after it, unread and unacknowledged, until the mailbox is read again
+ * from it (`rereadMailbox`) — the relay redelivers unacknowledged bodies only on a new SUB
+ * (docs/protocol/relay.md §Commands), so the later ones read now would be shown before it
+ * (docs/protocol/mailbox.md §4, "In order"). Inside serial. While an identity decision is
+ * pending, the decision re-reads it (link/controller.ts `changed`); otherwise a timer does.
+ */
+export function holdMailbox(
+  ctx: Pick<EngineContext, "cfg">,
+  peer: Peer,
+  why: "blocked" | "failed",
+): Outcome[] {
+  if (!peer.rxHeld) ctx.cfg.log(`mailbox of ${peer.id.slice(0, 8)} held (${why}): read again from there`);
+  peer.rxHeld = true;
+  if (why === "blocked") return [];
+  return [schedule("reread", ctx.cfg.relayBackoffInitialMs, { step: "reread" }, true)];
+}
+
+/**
+ * Read our mailbox for this contact again from its first unacknowledged body: the pieces
+ * collected so far are dropped, and a new SUB makes the relay (or SMP server) deliver every
+ * unacknowledged body again, in queue order (docs/protocol/relay.md §Commands). Inside serial.
+ */
+export function rereadMailbox(ctx: Pick<EngineContext, "pool">, peer: Peer): void {
+  peer.rxHeld = false;
+  peer.pieces.reset();
+  // Both queues while the contact may still write into the one we moved off (queues.ts `moveRx`).
+  for (const rx of [peer.rxOld, peer.rx]) if (rx) ctx.pool?.subscribe(rx.url, rx.queue);
 }
 
 /**

@@ -2,7 +2,8 @@
  * The chat engine with a real relay (relay-ws/testing.ts `startTestRelay`, real WebSockets, LMDB
  * store) and real signaling, in Node: mailboxes exchanged inside the session, messages to an
  * offline contact `relayed` then read in order exactly once and `delivered`, retries across a relay
- * outage, and the mailbox never used while a live session is up. The browser versions are
+ * outage, a deposit cut short kept in front of the next, and the mailbox never used while a live
+ * session is up. The browser versions are
  * test/e2e/relay-*.e2e.ts.
  */
 
@@ -14,6 +15,7 @@ import {
   EARLY_ROTATION_MIN_AGE_MS,
   EARLY_ROTATION_SEEN,
 } from "../../../core/prekey/index.ts";
+import { storedMessageBytes } from "../../../relay-ws/source-limits.ts";
 import { connectRelay, startTestRelay, type TestRelay } from "../../../relay-ws/testing.ts";
 import { type RunningSignaling, startSignaling } from "../../../signaling/testing.ts";
 import {
@@ -29,10 +31,14 @@ import { metricValue } from "../../../test/support/metrics.ts";
 import { RelayLiveTransport } from "../net/relay-live.ts";
 import { createRelayPool } from "../net/relay-pool.ts";
 import type { MessageId } from "./api.ts";
+import type { Peer } from "./context.ts";
 import type { EngineConfig } from "./engine.ts";
 import { RELAY_BUSY_MESSAGE } from "./errors.ts";
 import { SECRET } from "./mailbox.ts";
+import type { Outcome } from "./outcome.ts";
 import { decodePrekeyState, encodePrekeyState } from "./prekeys.ts";
+import { type DepositContext, finishDeposit, newDeposit, sendDeposit } from "./queues.ts";
+import type { RelayConnections } from "./transport.ts";
 
 const FAST: Partial<EngineConfig> = {
   ...FAST_ENGINE,
@@ -97,11 +103,22 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       .map((e) => (e as { state: string }).state);
     expect(states).toEqual(["queued", "sending", "relayed"]);
 
-    // Bob comes back without signaling: only the mailbox can bring the messages.
+    // Bob comes back without signaling: only the mailbox can bring the messages. The first read
+    // of his ratchet fails once (a storage hiccup at page start): the first body is left on the
+    // relay, so the ones after it must wait for it instead of being read first — the relay
+    // redelivers it only on a new SUB (mailbox.md §4, "In order"; relay-fault.e2e showed #01 last).
+    const loadSession = b.storage.loadSession.bind(b.storage);
+    let hiccups = 1;
+    b.storage.loadSession = async (id) => {
+      if (hiccups-- > 0) throw new Error("storage hiccup");
+      return loadSession(id);
+    };
     const b2 = node("bob", b.user, b.storage, "");
     await b2.engine.start();
     await until(() => b.storage.texts(a.id, "in").length === 21, "bob read all", 20_000);
     expect(b.storage.texts(a.id, "in")).toEqual(["while online", ...texts]);
+    expect(b2.logs.some((l) => /mailbox of .* held \(failed\)/.test(l))).toBe(true);
+    b.storage.loadSession = loadSession;
     // Receipts come back through Alice's mailbox.
     await until(() => ids.every((id) => stateOf(a, id) === "delivered"), "all delivered", 20_000);
     expect(a.storage.outbox.size).toBe(0);
@@ -219,6 +236,75 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     } finally {
       for (const e of h.running.splice(0)) await e.stop();
       await busy.close();
+    }
+  });
+
+  it("a deposit cut short after its first piece stays in front: the next one sends its rest first, nothing between", async () => {
+    // Pieces carry no message id (mailbox.md §2): A0 B A1 A2 on the queue would be two garbage
+    // messages at the receiver. The relay's per-source storage budget fits three bodies and does
+    // not refill; a neighbour on the sender's address spends two, so the second piece of A is
+    // refused (STORE_RATE). The sender then gets a fresh budget (another address).
+    const BODY = 1_000;
+    const r = await startTestRelay({
+      sourceStoreRate: 1,
+      sourceStoreBurst: 3 * storedMessageBytes(BODY) + 64,
+      queueQuota: 1_000,
+    });
+    const pools: RelayConnections[] = [];
+    const owner = await connectRelay(r.url);
+    const neighbour = await connectRelay(r.url, {}, { localAddress: "127.0.0.3" });
+    try {
+      const q = await owner.createQueue({ subscribe: false });
+      const other = await owner.createQueue({ subscribe: false });
+      for (let i = 0; i < 2; i++) await neighbour.send({ senderId: other.senderId }, new Uint8Array(BODY));
+      const poolFrom = (address: string) => {
+        const p = createRelayPool({
+          webSocket: (url) => relaySocket(url, address),
+          timeoutMs: 2_000,
+          backoffInitialMs: 10,
+          backoffMaxMs: 50,
+          window: 16,
+          onMessage: () => {},
+          onState: () => {},
+          log: () => {},
+        });
+        pools.push(p);
+        return p;
+      };
+      const ctx = {
+        cfg: { log: () => {}, relayBackoffInitialMs: 50, relayBackoffMaxMs: 300 },
+        pool: poolFrom("127.0.0.3"),
+        storage: new MemoryStorage(""),
+        listeners: new Set(),
+      } as unknown as DepositContext;
+      const peer = {
+        id: "b0b0b0b0b0b0b0b0",
+        name: "bob",
+        presence: { status: "offline", since: 0 },
+        relayFailures: 0,
+      } as unknown as Peer;
+      const target = { url: r.url, queue: { senderId: q.senderId } };
+      const body = (tag: number) => new Uint8Array(BODY).fill(tag);
+      const out: Outcome[] = [];
+      const a = newDeposit("", "tx", target, [body(0xa0), body(0xa1), body(0xa2)]);
+      expect(await sendDeposit(ctx, peer, a, out)).toBe(false);
+      expect(a.next).toBe(1);
+      // Still no budget: the next deposit into that queue sends nothing of its own.
+      expect(await sendDeposit(ctx, peer, newDeposit("", "tx", target, [body(0xbb)]), out)).toBe(false);
+      ctx.pool = poolFrom("127.0.0.4");
+      expect(await sendDeposit(ctx, peer, newDeposit("", "tx", target, [body(0xb0)]), out)).toBe(true);
+      expect(await finishDeposit(ctx, peer, out)).toBe(true); // nothing left
+      const stored: number[] = [];
+      for (let m = await owner.get(q); m && stored.length < 10; m = await owner.get(q)) {
+        stored.push(m.body[0]!);
+        await owner.ack(q, m.msgId);
+      }
+      expect(stored).toEqual([0xa0, 0xa1, 0xa2, 0xb0]);
+    } finally {
+      for (const p of pools) p.close();
+      owner.close();
+      neighbour.close();
+      await r.close();
     }
   });
 

@@ -10,9 +10,18 @@
  * go to the mailbox, or a deposit is retried (mailbox.md §3); `receipt`: batched receipts for
  * mailbox messages; `upgrade`: on the relay path, try direct again (mailbox.md §6); `heartbeat`:
  * the live session's PING interval (chat.md §6); `probe`: the answer a live session owes once
- * signaling said the contact went offline (chat.md §6).
+ * signaling said the contact went offline (chat.md §6); `reread`: our mailbox is read again from
+ * a body left on the relay (mailbox.md §4, "In order").
  */
-export const TIMER_NAMES = ["retry", "mailbox", "receipt", "upgrade", "heartbeat", "probe"] as const;
+export const TIMER_NAMES = [
+  "retry",
+  "mailbox",
+  "receipt",
+  "upgrade",
+  "heartbeat",
+  "probe",
+  "reread",
+] as const;
 
 export type TimerName = (typeof TIMER_NAMES)[number];
 

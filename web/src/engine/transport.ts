@@ -26,6 +26,25 @@ export interface DialedLink extends Link {
   pathInfo?(): Promise<{ local?: string; remote?: string; protocol?: string }>;
   /** Resolves once the transport's send buffer is low again (`bufferedAmount`; WebRTC only). */
   drain?(): Promise<void>;
+  /**
+   * A lane beside the session for frames already sealed end to end (direct links: the
+   * `loft-bulk` data channel, web/src/net/bulk-lane.ts; docs/protocol/files.md §2, "The bulk
+   * lane"). Absent on the relay: there everything goes inside the session.
+   */
+  readonly bulk?: BulkLane;
+}
+
+/**
+ * A second ordered, reliable carrier of the same link, closed with it. It authenticates nothing:
+ * only frames carrying their own AEAD under a key from the ratchet go on it (files.md §3, §4).
+ */
+export interface BulkLane extends Link {
+  /** The peer reads the lane (its hello came): frames sent now reach its engine. */
+  readonly ready: boolean;
+  /** This engine reads the lane from now on (the link's session is live): tell the peer. */
+  claim(): void;
+  /** Resolves once the lane's send buffer is low again (or it closed). */
+  drain(): Promise<void>;
 }
 
 export interface LiveTransport {
@@ -83,6 +102,12 @@ export interface RelayConnectionsOptions {
   window: number;
   onMessage: (url: string, message: RelayMessage) => void;
   onState: (url: string, state: RelayConnState, error?: LoftError) => void;
+  /**
+   * A relay refused to SUB one of our queues. `LOFT_ERR_RELAY_AUTH` there means the queue is gone
+   * (the relay lost or deleted it): its mailbox moves (docs/protocol/mailbox.md §1, "Moving off a
+   * dead relay").
+   */
+  onSubscribeError?: (url: string, recipientId: Uint8Array, error: LoftError) => void;
   log: (message: string) => void;
   /** The engine's crypto provider: relay command authenticators (protocol 1.1) run on it. */
   crypto?: CryptoProvider;

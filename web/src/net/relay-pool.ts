@@ -17,8 +17,9 @@
  */
 import { toHex } from "../../../core/bytes.ts";
 import { isLoftError, LoftError } from "../../../core/errors.ts";
+import { ackPacer } from "../../../core/relay/ack-pacer.ts";
 import { type RecipientQueue, RelayClient } from "../../../core/relay/client.ts";
-import { reconnectDelay, retryTemporary } from "../../../core/relay/live-link.ts";
+import { DEFAULT_SEND_RETRY } from "../../../core/relay/live-link.ts";
 import { WebSocketLink } from "../../../core/relay/ws-link.ts";
 import type {
   MailboxClient,
@@ -26,29 +27,39 @@ import type {
   RelayConnectionsFactory,
   RelayConnectionsOptions,
 } from "../engine/transport.ts";
+import { type PooledConn, Reconnector } from "./reconnector.ts";
 import { SmpMailboxes } from "./smp-mailbox.ts";
 
-interface Conn {
-  readonly url: string;
-  client?: RelayClient;
-  connecting?: Promise<RelayClient>;
+interface Conn extends PooledConn<RelayClient> {
   readonly subs: Map<string, RecipientQueue>;
   keep: boolean;
-  failures: number;
-  timer?: ReturnType<typeof setTimeout>;
-  /** After a failure: until `retryAt`, `client()` fails at once with `lastError` (backoff). */
-  lastError?: LoftError;
-  retryAt: number;
 }
 
 export class RelayPool implements RelayConnections {
   readonly #o: RelayConnectionsOptions;
   readonly #conns = new Map<string, Conn>();
   readonly #smp: SmpMailboxes;
-  #closed = false;
+  readonly #r: Reconnector<RelayClient, Conn>;
 
   constructor(options: RelayConnectionsOptions) {
     this.#o = options;
+    this.#r = new Reconnector({
+      backoffInitialMs: options.backoffInitialMs,
+      backoffMaxMs: options.backoffMaxMs,
+      onState: options.onState,
+      open: (c) =>
+        RelayClient.connect(new WebSocketLink(options.webSocket(c.url)), {
+          timeoutMs: options.timeoutMs,
+          ...(options.crypto ? { crypto: options.crypto } : {}),
+          onMessage: (m) => options.onMessage(c.url, m),
+          onError: (e) => options.log(`relay: ${e.code} ${e.message}`),
+          onEnd: (rid) => options.log(`relay: subscription of ${toHex(rid).slice(0, 8)} ended here`),
+          onUnavailable: () => this.#leave(c),
+        }),
+      asError: (e) => (isLoftError(e) ? e : new LoftError("LOFT_ERR_LINK_CLOSED", (e as Error).message)),
+      opened: (c, client) => this.#opened(c, client),
+      wanted: (c) => c.keep || c.subs.size > 0,
+    });
     this.#smp = new SmpMailboxes({
       bridgeUrl: options.smpBridgeUrl,
       webSocket: options.webSocket,
@@ -102,69 +113,44 @@ export class RelayPool implements RelayConnections {
 
   /** The open client for `url`, connecting if needed. */
   client(url: string): Promise<RelayClient> {
-    if (this.#closed) return Promise.reject(new LoftError("LOFT_ERR_LINK_CLOSED", "stopped"));
-    const c = this.#conn(url);
-    if (c.client && !c.client.closed) return Promise.resolve(c.client);
-    if (!c.connecting && c.lastError && Date.now() < c.retryAt) return Promise.reject(c.lastError);
-    if (!c.connecting) {
-      clearTimeout(c.timer);
-      c.connecting = this.#open(c).finally(() => {
-        c.connecting = undefined;
-      });
-    }
-    return c.connecting;
+    return this.#r.client(this.#conn(url));
   }
 
-  async #open(c: Conn): Promise<RelayClient> {
-    this.#o.onState(c.url, "connecting");
-    let client: RelayClient;
-    try {
-      const ws = this.#o.webSocket(c.url);
-      client = await RelayClient.connect(new WebSocketLink(ws), {
-        timeoutMs: this.#o.timeoutMs,
-        ...(this.#o.crypto ? { crypto: this.#o.crypto } : {}),
-        onMessage: (m) => this.#o.onMessage(c.url, m),
-        onError: (e) => this.#o.log(`relay: ${e.code} ${e.message}`),
-        onEnd: (rid) => this.#o.log(`relay: subscription of ${toHex(rid).slice(0, 8)} ended here`),
-      });
-    } catch (e) {
-      const error = isLoftError(e) ? e : new LoftError("LOFT_ERR_LINK_CLOSED", (e as Error).message);
-      c.failures++;
-      c.lastError = error;
-      this.#o.onState(c.url, "unreachable", error);
-      this.#scheduleReconnect(c);
-      throw error;
-    }
-    if (this.#closed) {
-      client.close();
-      throw new LoftError("LOFT_ERR_LINK_CLOSED", "stopped");
-    }
-    c.client = client;
-    c.failures = 0;
-    c.lastError = undefined;
+  /** A new connection: "connected" (before its SUBs: pieces reset before pushes), then every SUB again. */
+  #opened(c: Conn, client: RelayClient): void {
     this.#o.onState(c.url, "connected");
     void client.done.then((why) => {
-      if (c.client !== client) return;
-      c.client = undefined;
-      if (this.#closed) return;
-      this.#o.log(`relay connection closed: ${why.code}`);
-      c.lastError = why;
-      this.#o.onState(c.url, "unreachable", why);
-      this.#scheduleReconnect(c);
+      if (c.client === client && !this.#r.stopped) this.#o.log(`relay connection closed: ${why.code}`);
+      this.#r.ended(c, client, why);
     });
     for (const q of c.subs.values())
-      client.subscribe(q, this.#o.window).catch((e: LoftError) => this.#o.log(`relay SUB: ${e.code}`));
-    return client;
+      client.subscribe(q, this.#o.window).catch((e: LoftError) => this.#subFailed(c.url, q, e));
   }
 
-  #scheduleReconnect(c: Conn): void {
-    const delay = reconnectDelay(c.failures, this.#o.backoffInitialMs, this.#o.backoffMaxMs);
-    c.retryAt = Date.now() + delay;
-    if (this.#closed || (!c.keep && c.subs.size === 0)) return;
-    clearTimeout(c.timer);
-    c.timer = setTimeout(() => {
-      this.client(c.url).catch(() => {});
-    }, delay);
+  /**
+   * A command on `c`'s connection was answered UNAVAILABLE: that instance lost its store
+   * (docs/operations.md, "Redis down: one rule"). Leave it rather than send it more: the
+   * reconnection goes through the balancer to another instance (this one refuses new connections
+   * with 503 meanwhile), and until one answers the relay counts as down (`isDown`), so new
+   * mailboxes go to the next configured relay. The failure counts toward the backoff.
+   */
+  #leave(c: Conn): void {
+    const client = c.client;
+    if (!client || client.closed) return;
+    this.#o.log("relay answered UNAVAILABLE: leaving this connection");
+    c.failures++;
+    this.#r.ended(
+      c,
+      client,
+      new LoftError("LOFT_ERR_RELAY_UNAVAILABLE", "the relay cannot reach its store right now"),
+    );
+    client.close();
+  }
+
+  /** A SUB refused: logged, and told (`onSubscribeError`: an AUTH means the queue is gone). */
+  #subFailed(url: string, queue: RecipientQueue, e: LoftError): void {
+    this.#o.log(`relay SUB: ${e.code}`);
+    this.#o.onSubscribeError?.(url, queue.recipientId, e);
   }
 
   /** Keep `queue` subscribed on `url` (now and after every reconnect). */
@@ -178,7 +164,7 @@ export class RelayPool implements RelayConnections {
     c.subs.set(key, queue);
     const client = c.client;
     if (client && !client.closed)
-      client.subscribe(queue, this.#o.window).catch((e: LoftError) => this.#o.log(`relay SUB: ${e.code}`));
+      client.subscribe(queue, this.#o.window).catch((e: LoftError) => this.#subFailed(url, queue, e));
     else this.client(url).catch(() => {});
   }
 
@@ -193,28 +179,25 @@ export class RelayPool implements RelayConnections {
 
   /**
    * ACK on the current connection; lost if it is down (the relay redelivers later). An ACK
-   * refused for rate is tried again with backoff (core/relay/live-link.ts `retryTemporary`): the
-   * relay pushes at most a SUB window of unacknowledged messages, so dropped ones would stall the
-   * queue until the next reconnection — a backlog read after a day offline is exactly when the
-   * connection's command rate runs out (docs/protocol/relay.md §Limits).
+   * refused for rate is tried again: the relay pushes at most a SUB window of unacknowledged
+   * messages, so dropped ones would stall the queue until the next reconnection — a backlog read
+   * after a day offline is exactly when the connection's command rate runs out
+   * (docs/protocol/relay.md §Limits). The retries go through the connection's one ACK pacer
+   * (core/relay/ack-pacer.ts, shared with the live links on it), not a timer per ACK: a window of
+   * retries at once ran the connection into the relay's rate debt, which closes it.
    */
   async ack(url: string, queue: RecipientQueue, msgId: Uint8Array): Promise<void> {
     if (isSmp(url)) return this.#smp.ack(url, queue, msgId);
     const client = this.#conns.get(url)?.client;
     if (!client || client.closed) return;
-    await retryTemporary(() => client.ack(queue, msgId)).catch((e: LoftError) =>
-      this.#o.log(`relay ACK: ${e.code}`),
-    );
+    await ackPacer(client, DEFAULT_SEND_RETRY)
+      .ack(queue, msgId)
+      .catch((e: LoftError) => this.#o.log(`relay ACK: ${e.code}`));
   }
 
   close(): void {
-    this.#closed = true;
     this.#smp.close();
-    for (const c of this.#conns.values()) {
-      clearTimeout(c.timer);
-      c.client?.close();
-      c.client = undefined;
-    }
+    this.#r.stop(this.#conns.values());
   }
 }
 

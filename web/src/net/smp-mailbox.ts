@@ -12,7 +12,6 @@
 import { toHex } from "../../../core/bytes.ts";
 import { LoftError, type LoftErrorCode } from "../../../core/errors.ts";
 import type { RecipientQueue, RelayMessage, SenderQueue } from "../../../core/relay/client.ts";
-import { reconnectDelay } from "../../../core/relay/live-link.ts";
 import type { WebSocketLike } from "../../../core/relay/ws-link.ts";
 import {
   formatSmpServerAddress,
@@ -23,6 +22,7 @@ import {
 import { connectSmpBridge } from "../../../core/smp/bridge-link.ts";
 import { type SmpClient, SmpClientError, type SmpQueue } from "../../../core/smp/client.ts";
 import type { MailboxClient, RelayConnState } from "../engine/transport.ts";
+import { type PooledConn, Reconnector } from "./reconnector.ts";
 
 /** A session holding subscriptions PINGs this often (SMP "Keep-alive command"; proxies drop idle sockets). */
 export const SMP_KEEPALIVE_MS = 30_000;
@@ -76,14 +76,14 @@ function smpQueue(q: RecipientQueue): SmpQueue {
 }
 
 /** One SMP server: its session through the bridge, its subscribed queues, its backoff. */
-class SmpServerConn implements MailboxClient {
-  client: SmpClient | undefined;
-  connecting: Promise<SmpClient> | undefined;
+class SmpServerConn implements MailboxClient, PooledConn<SmpClient> {
+  client?: SmpClient;
+  connecting?: Promise<SmpClient>;
   readonly subs = new Map<string, RecipientQueue>();
   failures = 0;
   retryAt = 0;
-  lastError: LoftError | undefined;
-  timer: ReturnType<typeof setTimeout> | undefined;
+  lastError?: LoftError;
+  timer?: ReturnType<typeof setTimeout>;
   password: string | undefined;
 
   constructor(
@@ -137,10 +137,23 @@ class SmpServerConn implements MailboxClient {
 export class SmpMailboxes {
   readonly #o: SmpMailboxOptions;
   readonly #conns = new Map<string, SmpServerConn>();
-  #closed = false;
+  readonly #r: Reconnector<SmpClient, SmpServerConn>;
 
   constructor(options: SmpMailboxOptions) {
     this.#o = options;
+    this.#r = new Reconnector({
+      backoffInitialMs: options.backoffInitialMs,
+      backoffMaxMs: options.backoffMaxMs,
+      onState: options.onState,
+      open: (c) => this.#connect(c),
+      asError: (e) => {
+        if (e instanceof SmpClientError && e.detail?.bridgeError)
+          options.log(`smp mailbox: bridge refused (${e.detail.bridgeError})`);
+        return asLoftError(e);
+      },
+      opened: (c, client) => this.#opened(c, client),
+      wanted: (c) => c.subs.size > 0,
+    });
   }
 
   /** The connection for an `smp://` address (a password in it is kept for NEW). */
@@ -164,50 +177,26 @@ export class SmpMailboxes {
 
   /** The open session of `c`, connecting through the bridge if needed (one attempt at a time). */
   session(c: SmpServerConn): Promise<SmpClient> {
-    if (this.#closed) return Promise.reject(new LoftError("LOFT_ERR_LINK_CLOSED", "stopped"));
-    if (c.client && !c.client.closed) return Promise.resolve(c.client);
-    if (!c.connecting && c.lastError && Date.now() < c.retryAt) return Promise.reject(c.lastError);
-    if (!c.connecting) {
-      clearTimeout(c.timer);
-      c.connecting = this.#open(c).finally(() => {
-        c.connecting = undefined;
-      });
-    }
-    return c.connecting;
+    return this.#r.client(c);
   }
 
-  async #open(c: SmpServerConn): Promise<SmpClient> {
+  async #connect(c: SmpServerConn): Promise<SmpClient> {
     const bridgeUrl = this.#o.bridgeUrl;
-    this.#o.onState(c.url, "connecting");
-    let client: SmpClient;
-    try {
-      if (!bridgeUrl) throw new LoftError("LOFT_ERR_LINK_CLOSED", "no relay to bridge SMP through");
-      const address = formatSmpServerAddress({
-        ...c.address,
-        ...(c.password !== undefined ? { password: c.password } : {}),
-      });
-      ({ client } = await connectSmpBridge(bridgeUrl, address, {
-        webSocket: this.#o.webSocket,
-        timeoutMs: this.#o.timeoutMs,
-        connectTimeoutMs: this.#o.timeoutMs,
-      }));
-    } catch (e) {
-      const error = asLoftError(e);
-      if (e instanceof SmpClientError && e.detail?.bridgeError)
-        this.#o.log(`smp mailbox: bridge refused (${e.detail.bridgeError})`);
-      c.failures++;
-      c.lastError = error;
-      this.#o.onState(c.url, "unreachable", error);
-      this.#scheduleReconnect(c);
-      throw error;
-    }
-    if (this.#closed) {
-      client.close();
-      throw new LoftError("LOFT_ERR_LINK_CLOSED", "stopped");
-    }
-    c.client = client;
-    c.failures = 0;
-    c.lastError = undefined;
+    if (!bridgeUrl) throw new LoftError("LOFT_ERR_LINK_CLOSED", "no relay to bridge SMP through");
+    const address = formatSmpServerAddress({
+      ...c.address,
+      ...(c.password !== undefined ? { password: c.password } : {}),
+    });
+    const { client } = await connectSmpBridge(bridgeUrl, address, {
+      webSocket: this.#o.webSocket,
+      timeoutMs: this.#o.timeoutMs,
+      connectTimeoutMs: this.#o.timeoutMs,
+    });
+    return client;
+  }
+
+  /** A new session: its pushes, keep-alive and end watched; every SUB again, then "connected". */
+  #opened(c: SmpServerConn, client: SmpClient): void {
     client.onPush((p) => {
       if (p.tag === "MSG")
         this.#o.onMessage(c.url, {
@@ -232,32 +221,19 @@ export class SmpMailboxes {
     }, SMP_KEEPALIVE_MS);
     void client.done.then((ended) => {
       clearInterval(keepAlive);
-      if (c.client !== client) return;
-      c.client = undefined;
-      if (this.#closed) return;
-      this.#o.log(`smp mailbox session ended: ${ended.code}`);
-      const why = new LoftError("LOFT_ERR_LINK_CLOSED", "the SMP session through the bridge ended");
-      c.lastError = why;
-      this.#o.onState(c.url, "unreachable", why);
-      this.#scheduleReconnect(c);
+      if (c.client === client && !this.#r.stopped) this.#o.log(`smp mailbox session ended: ${ended.code}`);
+      this.#r.ended(
+        c,
+        client,
+        new LoftError("LOFT_ERR_LINK_CLOSED", "the SMP session through the bridge ended"),
+      );
     });
     for (const q of c.subs.values()) this.#subscribeOn(client, q);
     this.#o.onState(c.url, "connected");
-    return client;
   }
 
   #subscribeOn(client: SmpClient, q: RecipientQueue): void {
     client.subscribe(smpQueue(q)).catch((e) => this.#o.log(`smp mailbox SUB: ${asLoftError(e).code}`));
-  }
-
-  #scheduleReconnect(c: SmpServerConn): void {
-    const delay = reconnectDelay(c.failures, this.#o.backoffInitialMs, this.#o.backoffMaxMs);
-    c.retryAt = Date.now() + delay;
-    if (this.#closed || c.subs.size === 0) return;
-    clearTimeout(c.timer);
-    c.timer = setTimeout(() => {
-      this.session(c).catch(() => {});
-    }, delay);
   }
 
   subscribe(url: string, queue: RecipientQueue): void {
@@ -281,11 +257,6 @@ export class SmpMailboxes {
   }
 
   close(): void {
-    this.#closed = true;
-    for (const c of this.#conns.values()) {
-      clearTimeout(c.timer);
-      c.client?.close();
-      c.client = undefined;
-    }
+    this.#r.stop(this.#conns.values());
   }
 }

@@ -12,16 +12,23 @@
  * The link is `connecting` until the data channel is open, then `open`; it closes (for good)
  * when either side closes it, on any WebRTC error (`reason` = simple-peer's error code, e.g.
  * ERR_ICE_CONNECTION_FAILURE), or when `openTimeoutMs` passes before the channel opens.
+ *
+ * Beside it, `bulk`: the `loft-bulk` data channel of the same connection (bulk-lane.ts;
+ * docs/protocol/files.md §2, "The bulk lane"), opened by both ends once the session's channel is
+ * open and closed with the link; a failure of either closes both.
  */
 import SimplePeer, { type SimplePeerSignal } from "@thaunknown/simple-peer/lite.js";
 import { LoftError } from "../../../core/errors.ts";
 import type { LinkCloseInfo } from "../../../core/link/link.ts";
 import { QueueLink } from "../../../core/link/queue-link.ts";
 import type { IceServerConfig, IceTransportPolicy } from "../engine/api.ts";
+import { BULK_LABEL, BULK_STREAM_ID, BulkLane } from "./bulk-lane.ts";
 
 /** Above this many bytes queued in the data channel, `drain()` waits (simple-peer uses 64 KiB too). */
 export const DRAIN_THRESHOLD_BYTES = 1024 * 1024;
 export const DEFAULT_OPEN_TIMEOUT_MS = 20_000;
+/** How long a failed bulk lane waits for the link's own close before closing the link itself. */
+const BULK_FAILURE_GRACE_MS = 1_000;
 
 export interface WebRtcLinkOptions {
   initiator: boolean;
@@ -45,6 +52,8 @@ export class WebRtcLink extends QueueLink {
   readonly initiator: boolean;
   /** Resolves when the data channel is open; rejects (with the close reason) if it never opens. */
   readonly opened: Promise<void>;
+  /** The bulk lane beside this link's session (the seam for bulk frames: files, proxy bodies). */
+  readonly bulk: BulkLane;
   readonly #peer: SimplePeer;
   readonly #pending: Uint8Array[] = [];
   #resolveOpened!: () => void;
@@ -60,6 +69,15 @@ export class WebRtcLink extends QueueLink {
       this.#rejectOpened = reject;
     });
     this.opened.catch(() => {}); // observed through `closed` as well
+    // The lane lives and dies with the link (files.md §2): its failure closes the link — after a
+    // moment, so that when the whole connection went (the peer closed it, ICE failed) the link
+    // closes with that reason, which the engine reads (web/src/engine/errors.ts), not the lane's.
+    this.bulk = new BulkLane({
+      onFailure: (info) => {
+        const timer = setTimeout(() => this.close(info.reason, info.detail), BULK_FAILURE_GRACE_MS);
+        void this.closed.then(() => clearTimeout(timer));
+      },
+    });
     this.#peer = new SimplePeer({
       initiator: options.initiator,
       trickle: true,
@@ -90,6 +108,7 @@ export class WebRtcLink extends QueueLink {
       clearTimeout(this.#openTimer);
       this.#rejectOpened(new Error(info.detail ?? info.reason));
       for (const w of this.#drainWaiters.splice(0)) w();
+      this.bulk.close(info.reason, info.detail);
     });
   }
 
@@ -148,9 +167,28 @@ export class WebRtcLink extends QueueLink {
         for (const w of this.#drainWaiters.splice(0)) w();
       });
     }
+    this.#openBulk();
     this.markOpen();
     for (const m of this.#pending.splice(0)) this.#peer.send(m);
     this.#resolveOpened();
+  }
+
+  /**
+   * Both ends open the lane once the session's channel is open: negotiated on a fixed stream, so
+   * no `datachannel` event fires (simple-peer's answerer would take the channel for its own), and
+   * the connection already has its data section, so nothing is renegotiated.
+   */
+  #openBulk(): void {
+    const pc = this.#peer._pc;
+    if (!pc) return;
+    try {
+      this.bulk.attach(
+        pc.createDataChannel(BULK_LABEL, { negotiated: true, id: BULK_STREAM_ID, ordered: true }),
+      );
+    } catch {
+      // No lane (the browser refused the stream): chunks go inside the session, as on the relay.
+      this.bulk.close("ERR_DATA_CHANNEL", "no bulk lane");
+    }
   }
 
   protected transmit(message: Uint8Array): void {

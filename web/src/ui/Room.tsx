@@ -6,6 +6,7 @@
  */
 import { createEffect, createResource, createSignal, For, onCleanup, Show } from "solid-js";
 import { fromHex } from "../../../core/bytes.ts";
+import { suiteLabel } from "../app/contact-status.ts";
 import { sendFilesToRoom } from "../app/files.ts";
 import type { AppModel } from "../app/model.ts";
 import { roomsOf } from "../app/rooms.ts";
@@ -342,6 +343,7 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                       data-state={m.state}
                       data-host={m.host}
                       data-verified={m.verified}
+                      data-suite={m.suite}
                     >
                       <button
                         type="button"
@@ -531,6 +533,13 @@ function MemberPanel(props: {
   return (
     <section class="card" data-testid="room-member-panel" aria-labelledby="room-member-heading">
       <h2 id="room-member-heading">{name()}</h2>
+      <Show when={props.member.suite}>
+        {(s) => (
+          <p class="muted" data-testid="room-member-encryption" data-suite={s()}>
+            {suiteLabel(s())}
+          </p>
+        )}
+      </Show>
       <Show when={code()}>
         {(c) => (
           <>

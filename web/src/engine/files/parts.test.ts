@@ -2,7 +2,8 @@
  * The receiver's rule for `file.part` (docs/protocol/files.md §9), driven straight into the
  * transfers with a contact stand-in (real chunk AEAD, hash and store): parts in order give the
  * file with its hash checked; a slice out of order, a repeated part, a part of a chunk already
- * stored and parts of a file above the mailbox bound are not taken; a changed slice fails the
+ * stored, a chunk the mailbox and the live session bring at once, and parts of a file above the
+ * mailbox bound are not taken twice or at all; a changed slice fails the
  * chunk's integrity check and discards the file; random part sequences never throw.
  */
 import fc from "fast-check";
@@ -14,9 +15,16 @@ import { FUZZ_RUNS } from "../../../../test/support/fuzz.ts";
 import type { EngineEvent } from "../api.ts";
 import type { EngineConfig } from "../engine.ts";
 import { MemoryFileStore } from "./store.ts";
-import { type FilePeer, type FilesContext, FileTransfers, MAX_MAILBOX_FILE_BYTES } from "./transfers.ts";
+import {
+  type FileLive,
+  type FilePeer,
+  type FilesContext,
+  FileTransfers,
+  MAX_MAILBOX_FILE_BYTES,
+} from "./transfers.ts";
 import {
   chunkCount,
+  encodeChunkFrame,
   FILE_CHUNK_BYTES,
   type FileAppMessage,
   type FilePart,
@@ -145,6 +153,45 @@ describe("file.part: the receiver's rule", () => {
     await r.files.message(r.peer, offer);
     for (const p of parts.slice(0, 9)) await r.files.message(r.peer, p);
     expect(r.state()).toBe("offered");
+  });
+
+  it("one chunk brought by the mailbox and the live session at once is taken once: the file ends done", async () => {
+    // The sender comes online mid-deposit (§9 Resume): chunk 1's last slice from the mailbox and
+    // its live frame reach the receiver together, then chunk 2 both ways, and the same live frame
+    // twice at once. Before one-take-at-a-time, the second copy passed the check and the hash failed.
+    const data = seededBytes(3 * FILE_CHUNK_BYTES + 7, 6);
+    const { offer, parts } = await senderSide(data);
+    const total = chunkCount(data.length);
+    const of = (i: number) => parts.filter((p) => p.i === i);
+    const live = (i: number) => {
+      const d = of(i).map((p) => p.d);
+      const sealed = new Uint8Array(d.reduce((n, x) => n + x.length, 0));
+      let at = 0;
+      for (const x of d) {
+        sealed.set(x, at);
+        at += x.length;
+      }
+      return encodeChunkFrame({ header: { id: ID, index: i, total, chunkSize: SEALED_CHUNK_BYTES }, sealed });
+    };
+    const acks: Uint8Array[] = [];
+    const session = { state: "open", send: (b: Uint8Array) => acks.push(b), closed: new Promise(() => {}) };
+    const link = { session } as unknown as FileLive;
+    const r = receiver();
+    await r.files.message(r.peer, offer);
+    for (const p of of(0)) await r.files.message(r.peer, p);
+    for (const p of of(1).slice(0, -1)) await r.files.message(r.peer, p);
+    await Promise.all([r.files.message(r.peer, of(1).at(-1)!), r.files.frame(r.peer, link, live(1))]);
+    await Promise.all([r.files.frame(r.peer, link, live(2)), r.files.frame(r.peer, link, live(2))]);
+    for (const p of of(2)) await r.files.message(r.peer, p);
+    await Promise.all([
+      r.files.frame(r.peer, link, live(3)),
+      ...of(3).map((p) => r.files.message(r.peer, p)),
+    ]);
+    expect(r.state()).toBe("done");
+    expect(r.told).toEqual([{ t: "file.done", id: ID, ok: true }]);
+    const [t] = await r.files.list("c0ffee");
+    const blob = await r.files.blob(t!.key);
+    expect(new Uint8Array(await blob!.arrayBuffer())).toEqual(data);
   });
 
   it("fuzz: any sequence of parts, mutated or not, never throws and never ends done with other bytes", async () => {

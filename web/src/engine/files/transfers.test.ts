@@ -1,9 +1,12 @@
 /**
  * File transfer between two engines in Node (docs/protocol/files.md): real signaling, real Noise
- * sessions and ratchets, in-memory Links for the data channels (test/support/engine.ts). Sends
- * both ways with the hash checked, decline, cancel on either side, a link cut mid-transfer that
- * resumes from the last stored chunk, and a chunk changed before it was sealed into the session
- * (a sender whose AES-GCM output is flipped) that the receiver reports and discards.
+ * sessions and ratchets, in-memory Links for the data channels and the real bulk lane
+ * (web/src/net/bulk-lane.ts) over in-memory channels beside them (test/support/engine.ts). Sends
+ * both ways with the hash checked, every chunk on the bulk lane; without a lane (the relay, an
+ * older peer) inside the session; decline, cancel on either side, a link cut mid-transfer that
+ * resumes from the last stored chunk, a chunk changed before it was sealed (a sender whose
+ * AES-GCM output is flipped) and one changed in transit on the lane, both reported and
+ * discarded; replayed, reordered and malformed lane frames.
  */
 import { sha256 } from "@noble/hashes/sha2.js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -78,6 +81,10 @@ class GeneratedFile extends Blob {
 
 const hashOf = async (b: Blob) => toHex(sha256(new Uint8Array(await b.arrayBuffer())));
 
+/** The chunk index of a FILE_CHUNK frame on the bulk lane (docs/protocol/files.md §2). */
+const chunkIndexOf = (m: Uint8Array) =>
+  m[0] === 0x10 && m.length > 7 ? ((m[5] ?? 0) << 8) | (m[6] ?? 0) : -1;
+
 /** The last `file` event a node saw for each transfer key. */
 const incoming = (n: EngineNode) => [...fileTransfers(n).values()].filter((t) => t.direction === "in");
 const stateOf = (n: EngineNode, key: string) => fileTransfers(n).get(key)?.state;
@@ -117,6 +124,9 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     await until(() => stateOf(a, keys.out) === "done" && stateOf(b, keys.in) === "done", "a→b done");
     const got = await b.engine.fileBlob(keys.in);
     expect(got && (await hashOf(got))).toBe(await hashOf(ab));
+    // Every chunk went on the bulk lane beside the session (one AEAD pass per byte: files.md §2).
+    const onLane = () => h.hub.links.reduce((n, l) => n + (l.channel?.frames ?? 0), 0);
+    expect(onLane()).toBe(6);
     // The streamed read (a save to disk) gives the same bytes, one chunk per pull.
     const stream = await b.engine.fileStream(keys.in);
     if (!stream) throw new Error("no stream");
@@ -136,8 +146,17 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     await until(() => stateOf(b, back.out) === "done" && stateOf(a, back.in) === "done", "b→a done");
     const gotBack = await a.engine.fileBlob(back.in);
     expect(gotBack && (await hashOf(gotBack))).toBe(await hashOf(ba));
+    expect(onLane()).toBe(6 + 3);
+    // A new session has a new link and lane: the next file goes on that one.
+    a.engine.disconnect(b.id);
+    await until(() => a.engine.presence(b.id).status !== "online", "offline");
+    a.engine.connect(b.id);
+    await until(() => a.engine.presence(b.id).status === "online", "online again");
+    const again = await offerAndAccept(a, b, randomFile(2 * FILE_CHUNK_BYTES, 3));
+    await until(() => stateOf(a, again.out) === "done" && stateOf(b, again.in) === "done", "again done");
+    expect(onLane()).toBe(6 + 3 + 2);
     // Progress reached the whole size on both sides; the stored list says the same.
-    expect((await a.engine.listFiles(b.id)).map((t) => t.state)).toEqual(["done", "done"]);
+    expect((await a.engine.listFiles(b.id)).map((t) => t.state)).toEqual(["done", "done", "done"]);
     // The per-transfer key is a sealed secret of the receiver's storage, never in the file store.
     expect([...b.storage.secrets.keys()].some((k) => k.startsWith("file/"))).toBe(true);
 
@@ -163,6 +182,81 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     expect(toHex(fileTransfers(b).get(keys.in)?.hash ?? new Uint8Array())).toBe(
       toHex(await fileHash(nobleCrypto, data)),
     );
+  });
+
+  it("without a bulk lane (the relay, a peer of an older version) the chunks go inside the session", async () => {
+    const [a, b] = await h.pair(false, true);
+    const blob = randomFile(3 * FILE_CHUNK_BYTES + 5, 11);
+    const keys = await offerAndAccept(a, b, blob);
+    await until(() => stateOf(a, keys.out) === "done" && stateOf(b, keys.in) === "done", "done");
+    const got = await b.engine.fileBlob(keys.in);
+    expect(got && (await hashOf(got))).toBe(await hashOf(blob));
+    expect(h.hub.links.every((l) => l.bulk === undefined)).toBe(true);
+  });
+
+  it("a bulk lane frame replayed is dropped; garbage naming no transfer, or of another type, is dropped; the file arrives whole", async () => {
+    const [a, b] = await h.pair();
+    for (const l of h.hub.links)
+      if (l.channel)
+        l.channel.tamper = (m) =>
+          chunkIndexOf(m) === 2
+            ? [m, m.slice(), Uint8Array.of(0x10, 0, 0), Uint8Array.of(0x20, ...m.subarray(1, 12))]
+            : chunkIndexOf(m) === 3
+              ? [m, m]
+              : [m];
+    const blob = randomFile(5 * FILE_CHUNK_BYTES, 12);
+    const keys = await offerAndAccept(a, b, blob);
+    await until(() => stateOf(a, keys.out) === "done" && stateOf(b, keys.in) === "done", "done");
+    const got = await b.engine.fileBlob(keys.in);
+    expect(got && (await hashOf(got))).toBe(await hashOf(blob));
+    expect(b.logs.some((l) => /dropped a bulk frame: LOFT_ERR_MALFORMED/.test(l))).toBe(true);
+    // A frame outside the files range (a proxy frame's type) is not the transfers' at all.
+    expect(b.logs).toContain("bulk lane: dropped a frame of type 32 (LOFT_ERR_UNKNOWN_TYPE)");
+  });
+
+  it("bulk lane frames out of order, or malformed for a transfer being received, end it; both sides are told", async () => {
+    const [a, b] = await h.pair();
+    // Chunk 2 held back until chunk 3 passed: 3 arrives where 2 was due.
+    let held: Uint8Array | undefined;
+    for (const l of h.hub.links)
+      if (l.channel)
+        l.channel.tamper = (m) => {
+          if (chunkIndexOf(m) === 2) {
+            held = m;
+            return [];
+          }
+          return chunkIndexOf(m) === 3 && held ? [m, held] : [m];
+        };
+    const k1 = await offerAndAccept(a, b, randomFile(5 * FILE_CHUNK_BYTES, 13));
+    await until(() => stateOf(b, k1.in) === "failed", "receiver ends it");
+    await until(() => stateOf(a, k1.out) === "cancelled", "sender is told");
+    expect(fileTransfers(b).get(k1.in)?.reason).toMatch(/malformed/);
+    // A FILE_ACK (a session frame) on the lane, naming the transfer: malformed for the lane.
+    for (const l of h.hub.links)
+      if (l.channel)
+        l.channel.tamper = (m) =>
+          chunkIndexOf(m) === 1 ? [Uint8Array.of(0x11, ...m.subarray(1, 5), 0, 9)] : [m];
+    const k2 = await offerAndAccept(a, b, randomFile(4 * FILE_CHUNK_BYTES, 14));
+    await until(() => stateOf(b, k2.in) === "failed", "receiver ends the second");
+    await until(() => stateOf(a, k2.out) === "cancelled", "sender is told of the second");
+    expect(b.logs.some((l) => /dropped a bulk frame: LOFT_ERR_UNKNOWN_TYPE/.test(l))).toBe(true);
+    expect(await b.engine.fileBlob(k2.in)).toBeUndefined();
+  });
+
+  it("a chunk changed in transit on the bulk lane fails its AEAD: reported, the file discarded", async () => {
+    const [a, b] = await h.pair();
+    for (const l of h.hub.links)
+      if (l.channel)
+        l.channel.tamper = (m) => {
+          if (chunkIndexOf(m) === 3) m[100] = (m[100] ?? 0) ^ 0x40;
+          return [m];
+        };
+    const keys = await offerAndAccept(a, b, randomFile(6 * FILE_CHUNK_BYTES, 15));
+    await until(() => stateOf(b, keys.in) === "failed", "receiver discards");
+    await until(() => stateOf(a, keys.out) === "cancelled", "sender is told");
+    expect(fileTransfers(b).get(keys.in)?.reason).toMatch(/integrity/);
+    expect(b.events.some((e) => e.type === "error" && /integrity/.test(e.error.message))).toBe(true);
+    expect(await b.engine.fileBlob(keys.in)).toBeUndefined();
   });
 
   it("an empty file goes as one empty chunk", async () => {
@@ -252,8 +346,8 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     expect(Math.min(...after)).toBeGreaterThanOrEqual(resumedAt);
   });
 
-  it("a chunk changed before the session sealed it is reported; the file is discarded", async () => {
-    // Alice's AES-GCM output for chunk 2 has one bit flipped: the session carries it intact, the
+  it("a chunk changed before it was sent is reported; the file is discarded", async () => {
+    // Alice's AES-GCM output for chunk 2 has one bit flipped: the bulk lane carries it intact, the
     // per-transfer AEAD must catch it.
     const flipping: CryptoProvider = {
       ...nobleCrypto,

@@ -1,7 +1,9 @@
 /**
  * File transfers to and from contacts (docs/protocol/files.md): the offer and its answers travel
  * as `file.*` application messages inside the contact's Double Ratchet; the bytes travel as
- * FILE_CHUNK session frames over the live Noise session, sealed once with the per-transfer key,
+ * FILE_CHUNK frames, sealed once with the per-transfer key — on a direct link's bulk lane beside
+ * the Noise session when the peer reads it (one AEAD pass per byte: files.md §2), else inside the
+ * session (the relay, an older peer) —
  * flow-controlled by the receiver's FILE_ACKs (a window of `WINDOW_CHUNKS` chunks, which also
  * bounds what waits in the data channel's buffer), and resumed from the last stored chunk when a
  * new session comes up. The sender prepares the file once before the offer (the file hash and a
@@ -17,6 +19,7 @@ import { type ContactId, EngineRefusal } from "../api.ts";
 import { type EngineContext, emit, type Live, type Peer, providerOf, serial } from "../context.ts";
 import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
 import { sendByMailbox } from "../queues.ts";
+import type { BulkLane } from "../transport.ts";
 import { SealedFileStore } from "./sealed-records.ts";
 import { type FileTransfer, MemoryFileStore, transferKey } from "./store.ts";
 import {
@@ -26,6 +29,7 @@ import {
   chunkCipher,
   chunkCount,
   chunkPlainBytes,
+  decodeBulkFrame,
   decodeFileFrame,
   encodeAckFrame,
   encodeChunkFrame,
@@ -89,6 +93,12 @@ interface Outgoing extends Moving {
   generation: number;
   /** The pump waits here for an ACK (or a stop). */
   wake?: () => void;
+  /**
+   * What carries this transfer's chunks on `live`: its bulk lane, or the session itself. Chosen
+   * at the first pump on a session and kept for every later pump on it — the lane and the session
+   * are separate streams, so chunks split between them could overtake each other (§4: out of order).
+   */
+  via?: { live: FileLive; lane: BulkLane | undefined };
 }
 
 interface Incoming extends Moving {
@@ -99,6 +109,8 @@ interface Incoming extends Moving {
   pending: Taken[];
   /** Stores run one at a time, in order, while the next chunks are opened. */
   chain: Promise<void>;
+  /** Takes run one at a time: the live and the mailbox path may bring one chunk at once (§9). */
+  takes: Promise<void>;
   /** Slices of the chunk coming through the relay mailbox (§9), until it is whole. */
   parts?: { index: number; n: number; got: Uint8Array[] };
 }
@@ -159,8 +171,8 @@ export interface FilePeer {
   mailbox?(): Promise<FileMailbox | undefined>;
 }
 
-/** What the transfers use of a live session. */
-export type FileLive = Pick<Live, "session" | "drain">;
+/** What the transfers use of a live session (`bulk`: its claimed bulk lane, direct contacts only). */
+export type FileLive = Pick<Live, "session" | "drain" | "bulk">;
 
 /** Room members as transfer ends (files/room-files.ts); set by the engine when it has rooms. */
 export interface RoomFilePeers {
@@ -649,6 +661,39 @@ export class FileTransfers {
     await this.#take(peer, i, chunk, live);
   }
 
+  /** A frame from a contact's bulk lane (docs/protocol/files.md §2, "The bulk lane"), in order. */
+  onBulk(peer: Peer, live: Live, bytes: Uint8Array): Promise<void> {
+    return this.bulkFrame(this.#contact(peer), live, bytes);
+  }
+
+  /**
+   * A frame from the bulk lane of the peer's live session: a FILE_CHUNK, taken by the same rule
+   * as one inside the session (§4: only for a transfer we accepted and are receiving, each index
+   * once and in order; a replay dropped quietly, anything else ends the transfer, reported).
+   * A frame that does not decode is dropped with its typed error; when it names a transfer we
+   * are receiving from this peer, that transfer ends as malformed (the session path closes the
+   * whole session instead: the lane carries only chunks, so only the chunk's transfer is hurt).
+   */
+  async bulkFrame(peer: FilePeer, live: FileLive, bytes: Uint8Array): Promise<void> {
+    await this.#load();
+    const frame = decodeBulkFrame(bytes);
+    if (!frame.ok) {
+      this.#ctx.cfg.log(`files: dropped a bulk frame: ${frame.error.code}`);
+      const id = bytes.length >= 5 ? new DataView(bytes.buffer, bytes.byteOffset).getUint32(1) : 0;
+      const i = this.#in.get(transferKey(peer.id, "in", id));
+      if (i?.t.state === "receiving")
+        await this.#failIncoming(
+          peer,
+          i,
+          `A piece of ${i.t.name} arrived malformed; the file was discarded.`,
+        );
+      return;
+    }
+    const i = this.#in.get(transferKey(peer.id, "in", frame.value.header.id));
+    if (i?.t.state !== "receiving") return; // not accepted, or ended meanwhile
+    await this.#take(peer, i, frame.value, live);
+  }
+
   /**
    * A slice of a sealed chunk from the relay mailbox (§9): a file small enough for the mailbox
    * is taken like a message, without an accept; its slices are put together and the chunk goes
@@ -685,8 +730,24 @@ export class FileTransfers {
     await i.chain; // stored before the relay's copy is acknowledged
   }
 
-  /** Take the next chunk of an accepted transfer (docs/protocol/files.md §4), live or from the mailbox. */
-  async #take(peer: FilePeer, i: Incoming, chunk: FileChunkFrame, live: FileLive | undefined): Promise<void> {
+  /**
+   * Take the next chunk of an accepted transfer (docs/protocol/files.md §4), live or from the
+   * mailbox. The live read loop and the mailbox's serial chain feed one transfer at once, and the
+   * check and the increment in `#takeNow` straddle an await: one take at a time, so a chunk both
+   * paths bring is checked after the first copy counted and dropped as a replay (files.md §9).
+   */
+  #take(peer: FilePeer, i: Incoming, chunk: FileChunkFrame, live: FileLive | undefined): Promise<void> {
+    const turn = i.takes.then(() => this.#takeNow(peer, i, chunk, live));
+    i.takes = turn.catch(() => {});
+    return turn;
+  }
+
+  async #takeNow(
+    peer: FilePeer,
+    i: Incoming,
+    chunk: FileChunkFrame,
+    live: FileLive | undefined,
+  ): Promise<void> {
     const expect: ChunkExpectation = { id: i.t.id, size: i.t.size, next: i.taken };
     const checked = checkChunk(expect, chunk);
     if (!checked.ok) {
@@ -871,8 +932,18 @@ export class FileTransfers {
     restartSpeed(o);
     void this.#save(o.t);
     const total = chunkCount(o.t.size);
+    // The bulk lane when the peer reads it (one AEAD pass per byte: files.md §2), else the
+    // session; the same one for every pump of this transfer on this session (`Outgoing.via`).
+    if (o.via?.live !== live) o.via = { live, lane: live.bulk?.ready ? live.bulk : undefined };
+    const lane = o.via.lane;
+    this.#ctx.cfg.log(
+      `files: sending from chunk ${from} ${lane ? "on the bulk lane" : "inside the session"}`,
+    );
     const running = () =>
-      o.generation === generation && o.t.state === "sending" && live.session.state !== "closed";
+      o.generation === generation &&
+      o.t.state === "sending" &&
+      live.session.state !== "closed" &&
+      lane?.state !== "closed";
     void (async () => {
       let ahead: Promise<Uint8Array[]> | undefined = this.#readBlock(o, from, total);
       for (let first = from; ahead && running(); first += READ_BLOCK_CHUNKS) {
@@ -888,15 +959,16 @@ export class FileTransfers {
               o.wake = resolve;
             });
           // The window bounds what is in flight; the data channel's own buffer is honoured too.
-          await live.drain?.();
+          await (lane ? lane.drain() : live.drain?.());
           if (!running()) return;
-          live.session.send(frame);
+          if (lane) lane.send(frame);
+          else live.session.send(frame);
         }
       }
     })().catch(async (e) => {
       this.#ctx.cfg.log(`files: sending stopped: ${(e as Error).name}`);
       if (o.generation !== generation || FINAL.has(o.t.state)) return;
-      if (live.session.state === "closed") return; // resumes on the next session
+      if (live.session.state === "closed" || lane?.state === "closed") return; // resumes on the next session
       await this.#settle(o.t, "failed", "The file's copy on this device could not be read any more.");
       const peer = this.#peerOf(o.t);
       if (peer) this.#later(peer, { t: "file.cancel", id: o.t.id, own: true });
@@ -1236,7 +1308,7 @@ async function readPlainBlock<T>(
 }
 
 function incoming(t: FileTransfer, key: Uint8Array, taken: number): Incoming {
-  return { ...moving(t, key), taken, pending: [], chain: Promise.resolve() };
+  return { ...moving(t, key), taken, pending: [], chain: Promise.resolve(), takes: Promise.resolve() };
 }
 
 function moving(t: FileTransfer, key: Uint8Array): Moving {

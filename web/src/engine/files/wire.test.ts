@@ -3,7 +3,8 @@
  * frames mutated, truncated, oversized or random give typed errors and never throw; a chunk changed
  * in any bit, moved to another index or transfer, or opened under another key fails its AEAD
  * (LOFT_ERR_DECRYPT); the receiver's rule refuses replayed, out-of-order and wrongly sized chunks;
- * the `file.*` application messages refuse out-of-range fields.
+ * the `file.*` application messages refuse out-of-range fields. The bulk lane's decoder (§2,
+ * "The bulk lane") takes chunk frames only, fed the same mutated, random and oversized input.
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -18,6 +19,7 @@ import {
   checkChunk,
   chunkCount,
   chunkPlainBytes,
+  decodeBulkFrame,
   decodeFileFrame,
   encodeAckFrame,
   FILE_CHUNK_BYTES,
@@ -74,6 +76,36 @@ describe("file frames", () => {
     fc.assert(
       fc.property(fc.nat(pool.length - 1), mutationArb, (which, m) => {
         expectTyped(() => decodeFileFrame(mutate(pool[which] as Uint8Array, m, pool)), FRAME_CODES);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
+  it("the bulk lane takes chunk frames only; mutated, random, oversized input gives typed errors", async () => {
+    const chunk = await chunkFrame(FILE_CHUNK_BYTES + 3, 1);
+    const pool = [await chunkFrame(10, 0), chunk, encodeAckFrame({ id: 9, next: 1 })];
+    expect(decodeBulkFrame(chunk)).toMatchObject({ ok: true, value: decodedChunk(chunk) });
+    expect(decodeBulkFrame(encodeAckFrame({ id: 9, next: 1 }))).toMatchObject({
+      ok: false,
+      error: { code: "LOFT_ERR_UNKNOWN_TYPE" },
+    });
+    expect(decodeBulkFrame(new Uint8Array(0)).ok).toBe(false);
+    const oversized = new Uint8Array(CHUNK_HEADER_BYTES + SEALED_CHUNK_BYTES + 1);
+    oversized.set(chunk.subarray(0, CHUNK_HEADER_BYTES));
+    expect(decodeBulkFrame(oversized)).toMatchObject({
+      ok: false,
+      error: { code: "LOFT_ERR_FRAME_TOO_LARGE" },
+    });
+    fc.assert(
+      fc.property(fc.nat(pool.length - 1), mutationArb, (which, m) => {
+        const r = expectTyped(() => decodeBulkFrame(mutate(pool[which] as Uint8Array, m, pool)), FRAME_CODES);
+        if (r.ok) expect(r.value.header.index).toBeLessThan(r.value.header.total);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
+        expectTyped(() => decodeBulkFrame(bytes), FRAME_CODES);
       }),
       { numRuns: FUZZ_RUNS },
     );

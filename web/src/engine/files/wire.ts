@@ -264,6 +264,21 @@ export function decodeFileFrame(bytes: Uint8Array): Result<FileFrame> {
   }
 }
 
+/**
+ * Decode a frame from a direct link's bulk lane (docs/protocol/files.md §2, "The bulk lane"):
+ * FILE_CHUNK only, with the checks of `decodeFileFrame`. Acknowledgements and every other type
+ * belong inside the session (`LOFT_ERR_UNKNOWN_TYPE`); nothing here throws.
+ */
+export function decodeBulkFrame(bytes: Uint8Array): Result<FileChunkFrame> {
+  if (bytes[0] !== FILE_FRAME.CHUNK)
+    return err("LOFT_ERR_UNKNOWN_TYPE", `frame type ${bytes[0]} does not go on the bulk lane`);
+  const frame = decodeFileFrame(bytes);
+  if (!frame.ok) return frame;
+  return frame.value.type === "chunk"
+    ? ok(frame.value.chunk)
+    : err("LOFT_ERR_UNKNOWN_TYPE", "not a chunk frame");
+}
+
 // ---- the chunk AEAD ---------------------------------------------------------------------------
 
 /** AES-GCM nonce of chunk `index`: 10 zero bytes ‖ u16be(index); the key is fresh per transfer. */

@@ -47,9 +47,9 @@ import { cancel, type FollowUp, type Outcome, presence, schedule } from "../outc
 import { refusalFor } from "../outgoing.ts";
 import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
 import { receiveProxy } from "../proxy-link.ts";
-import { announce, ensureRx, forgetMailbox } from "../queues.ts";
+import { announce, ensureRx, forgetMailbox, queueOf, retireOldRx } from "../queues.ts";
 import { freshRatchetKeyPair } from "../ratchet-store.ts";
-import { allowMailbox, flushMailbox, receiveMailbox } from "../relay-mailbox.ts";
+import { allowMailbox, flushMailbox, holdMailbox, receiveMailbox, rereadMailbox } from "../relay-mailbox.ts";
 import {
   checkIdentity,
   heartbeat,
@@ -60,7 +60,7 @@ import {
   sessionRunning,
   sessionUp,
 } from "../session.ts";
-import type { IncomingOffer } from "../transport.ts";
+import type { BulkLane, IncomingOffer } from "../transport.ts";
 import { allowed, type LinkEvent, type LinkState, linkStateOf } from "./state.ts";
 
 /** What a controller asks of the engine-wide links (links.ts). */
@@ -151,6 +151,9 @@ export class LinkController {
         if (!peer.live) return;
         this.apply([schedule("probe", ctx.cfg.presenceProbeMs, { step: "probe-due", since: Date.now() })]);
         void heartbeat(ctx, peer.live);
+        return;
+      case "reread":
+        void serial(peer, async () => rereadMailbox(ctx, peer));
         return;
       case "probe-due":
         if (!peer.live) return;
@@ -302,19 +305,14 @@ export class LinkController {
       p.ratchet = undefined;
       p.failures = 0;
     }
+    // What waited on the relay while the user decided is delivered again (SUB redelivers): read
+    // now, or acknowledged unread once the contact is rejected.
+    if (wasBlocked && p.rx) void serial(p, async () => rereadMailbox(ctx, p));
     this.#hub.resubscribe();
     if (refusal) return;
     this.#follow({ step: "maybe-dial", why: "changed" });
     // A new contact gets its mailbox now, announced on the first session.
     void ensureRx(ctx, p);
-    // What waited on the relay while the user decided is delivered again (SUB redelivers).
-    if (wasBlocked && p.rx) {
-      const rx = p.rx;
-      void serial(p, async () => {
-        p.pieces.reset();
-        ctx.pool?.subscribe(rx.url, rx.queue);
-      });
-    }
     if (wasRequest) void this.afterAccept();
     else if (!p.live) this.#follow({ step: "allow-mailbox", delayMs: mailboxDelay(ctx, p) });
   }
@@ -491,6 +489,13 @@ export class LinkController {
     }
     const live = newLive(session, path);
     if (attempt.link.drain) live.drain = attempt.link.drain.bind(attempt.link);
+    // The link's bulk lane is read for this session only (docs/protocol/files.md §2): claimed
+    // before the transfers resume, so our hello is on its way before any `file.accept`.
+    const bulk = ctx.files && attempt.link.bulk?.state !== "closed" ? attempt.link.bulk : undefined;
+    if (bulk) {
+      live.bulk = bulk;
+      bulk.claim();
+    }
     this.#goLive(live);
     this.apply(sessionUp(ctx, peer, path));
     ctx.cfg.log(`session ${session.role} ${peer.id.slice(0, 8)} open`);
@@ -500,6 +505,7 @@ export class LinkController {
     );
     void session.closed.then((info) => this.#sessionClosed(live, info.reason, info.detail));
     void this.#readLoop(live);
+    if (bulk) void this.#bulkLoop(live, bulk);
     if (!theirs.canSend && ratchetCanSend(peer))
       await serial(peer, () => sendApp(ctx, peer, live, { t: "sync" })).catch(() => {});
     this.apply(sessionRunning(peer));
@@ -535,6 +541,32 @@ export class LinkController {
             ctx.cfg.log(`receive failed: ${(e as Error).message}`);
           },
         );
+    }
+  }
+
+  /**
+   * Frames from the live session's bulk lane, one at a time and in order, to the transfers
+   * (docs/protocol/files.md §2): only while this session is the contact's live one.
+   */
+  async #bulkLoop(live: Live, bulk: BulkLane): Promise<void> {
+    const ctx = this.#ctx;
+    const { peer } = this;
+    for (;;) {
+      let bytes: Uint8Array;
+      try {
+        bytes = await bulk.receive();
+      } catch {
+        return;
+      }
+      if (peer.live !== live || live.session.state === "closed") continue;
+      live.lastInbound = Date.now();
+      // By the frame's type, as in #readLoop: the files range to the transfers (a later user of
+      // the lane adds its range here); any other type is dropped (files.md §2, rule 3).
+      if (isFileFrame(bytes) && ctx.files)
+        await ctx.files
+          .onBulk(peer, live, bytes)
+          .catch((e) => ctx.cfg.log(`bulk frame: ${(e as Error).message}`));
+      else ctx.cfg.log(`bulk lane: dropped a frame of type ${bytes[0]} (LOFT_ERR_UNKNOWN_TYPE)`);
     }
   }
 
@@ -584,12 +616,31 @@ export class LinkController {
     const ctx = this.#ctx;
     const { peer } = this;
     void serial(peer, async () => {
-      const rx = peer.rx;
+      // A body before this one was left on the relay: this one waits for the re-read that
+      // brings that one first (relay-mailbox.ts `holdMailbox`; mailbox.md §4, "In order").
+      if (peer.rxHeld) return;
+      // Our queue for the contact, or the one we moved off a dead relay (queues.ts `moveRx`).
+      const rx = queueOf(peer, m.recipientId);
       if (!rx) return;
       const body = receiveMailbox(ctx, peer, m);
-      if (body.kind === "keep") return;
-      if (body.message) this.apply(await receive(ctx, peer, undefined, body.message));
+      if (body.kind === "keep") {
+        // Pieces wait for their last one; a body of a queue no longer ours has no later ones here.
+        if (body.why === "blocked") this.apply(holdMailbox(ctx, peer, "blocked"));
+        return;
+      }
+      if (body.message) {
+        try {
+          this.apply(await receive(ctx, peer, undefined, body.message));
+        } catch (e) {
+          // Not read (a storage failure): left on the relay, and read again before the later ones.
+          ctx.cfg.log(`mailbox receive failed: ${(e as Error).message}`);
+          this.apply(holdMailbox(ctx, peer, "failed"));
+          return;
+        }
+      }
       for (const msgId of body.ids) await ctx.pool?.ack(url, rx.queue, msgId);
+      // The contact wrote into the new queue: it has our new address, the old one retires.
+      if (rx === peer.rx && peer.rxOld) await retireOldRx(ctx, peer);
     }).catch((e) => ctx.cfg.log(`mailbox receive failed: ${(e as Error).message}`));
   }
 

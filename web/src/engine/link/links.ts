@@ -14,7 +14,7 @@ import { addressSerial, type EngineContext, emit, type Peer, peerFor } from "../
 import { onIntroBody, scheduleAddressSetup } from "../first-contact.ts";
 import { follow } from "../outcome.ts";
 import { onPresence, onSignaling, type PeerOutcomes, watchKeys } from "../presence.ts";
-import { loadMailboxes } from "../queues.ts";
+import { loadMailboxes, queueOf } from "../queues.ts";
 import { relayStateChanged } from "../relay-mailbox.ts";
 import type { IncomingOffer, RelayConnState } from "../transport.ts";
 import { LinkController } from "./controller.ts";
@@ -118,7 +118,7 @@ export class Links {
     }
     const id = ctx.rids.get(toHex(m.recipientId));
     const peer = id ? ctx.peers.get(id) : undefined;
-    if (!peer?.rx || !equalBytes(peer.rx.queue.recipientId, m.recipientId)) {
+    if (!peer || !queueOf(peer, m.recipientId)) {
       ctx.cfg.log("a relay message for a queue we do not know");
       return;
     }

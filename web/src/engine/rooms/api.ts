@@ -15,6 +15,11 @@ export interface RoomMemberView {
   verified: boolean;
   /** The host role can be handed to it now (connected, its room key known). */
   canBeHost: boolean;
+  /**
+   * The Noise suite of our live session with it (docs/protocol/noise.md, "Cipher suites"), e.g.
+   * "AESGCM_SHA256"; absent while none runs.
+   */
+  suite?: string;
 }
 
 /** `removed`: the host removed us; the room stays on the device, read-only, until we leave it. */

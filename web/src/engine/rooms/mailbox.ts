@@ -7,13 +7,17 @@
  *                      across sessions while both ends hold the same one (`room.rs` compares ids,
  *                      as HELLO does for contacts); the initiator's first sealed frame (`room.dr`
  *                      over the live session) lets the responder's ratchet send too
- *   a receiving queue  on our relay, secured with a sender key we make and hand over inside the
- *                      session (`room.mbox {u, s, k}`, the `mbox` fields)
+ *   a receiving queue  on one of our relays — spread across them as contacts' queues are
+ *                      (core/relay/choice.ts; docs/protocol/mailbox.md §1, "Several relays") —,
+ *                      secured with a sender key we make and hand over inside the session
+ *                      (`room.mbox {u, s, k}`, the `mbox` fields)
  *   deposits           a room frame sealed with the pair's ratchet, cut into mailbox bodies
  *                      (mailbox.ts `ratchetBodies`), SENT into the member's queue
  *
  * Stored sealed through EngineStorage secrets: `room-dr/<room>/<member>` (the ratchet),
- * `room-rx/…`, `room-tx/…` (queues), and `room-pairs` (which pairs have a receiving queue).
+ * `room-rx/…`, `room-tx/…` (queues), `room-rxo/…` (our queue on a dead relay we moved off, read
+ * until retired: docs/protocol/mailbox.md §1, "Moving off a dead relay"), and `room-pairs` (which
+ * pairs have a receiving queue).
  * Everything for one pair runs in order on one chain (the ratchet state is read and written there).
  */
 import * as v from "valibot";
@@ -27,6 +31,7 @@ import {
   ratchetDecrypt,
   ratchetEncrypt,
 } from "../../../../core/ratchet/index.ts";
+import { relayOrder } from "../../../../core/relay/choice.ts";
 import type { RelayMessage } from "../../../../core/relay/client.ts";
 import { newAuthKeyPair } from "../../../../core/relay/crypto.ts";
 import type { Session } from "../../../../core/session/index.ts";
@@ -74,6 +79,8 @@ interface Pair {
   readonly member: string;
   ratchet: ChatRatchet | undefined;
   rx: RxQueue | undefined;
+  /** Our former queue for the member, on a dead relay we moved off (`moveOff`): read until retired. */
+  rxOld: RxQueue | undefined;
   tx: TxQueue | undefined;
   loaded: Promise<void> | undefined;
   chain: Promise<void>;
@@ -93,22 +100,37 @@ export class RoomMailboxes {
   readonly #pairs = new Map<string, Pair>();
   readonly #byRecipient = new Map<string, Pair>();
   #pool: RelayConnections | undefined;
-  #url: string | undefined;
+  /** Our relays, in the user's order, and how many of our other queues (contacts') each holds. */
+  #urls: readonly string[] = [];
+  #otherQueues: (url: string) => number = () => 0;
+  /** Queues being made right now, per relay: pairs make theirs at once (a room of several members
+   *  joined), and each must see the others' choice to spread. */
+  readonly #making = new Map<string, number>();
 
   constructor(deps: RoomMailboxDeps) {
     this.#d = deps;
   }
 
-  /** The engine's relay connections and our own relay: subscribe every stored receiving queue. */
-  async attach(pool: RelayConnections, url: string): Promise<void> {
+  /**
+   * The engine's relay connections and our relays (the user's order): subscribe every stored
+   * receiving queue. `otherQueues(url)`: how many of our contacts' queues `url` holds, so that
+   * new room queues spread over all our queues together.
+   */
+  async attach(
+    pool: RelayConnections,
+    urls: readonly string[],
+    otherQueues: (url: string) => number = () => 0,
+  ): Promise<void> {
     this.#pool = pool;
-    this.#url = url;
+    this.#urls = urls;
+    this.#otherQueues = otherQueues;
     for (const key of await this.#pairList()) {
       const [room, member] = key.split("/");
       if (!room || !member) continue;
       const p = this.#pair(room, member);
       await this.#load(p);
       if (p.rx) pool.subscribe(p.rx.url, p.rx.queue);
+      if (p.rxOld) pool.subscribe(p.rxOld.url, p.rxOld.queue);
     }
   }
 
@@ -163,34 +185,149 @@ export class RoomMailboxes {
     });
   }
 
+  /** How many of our room queues `url` holds (pairs loaded: `attach` loads every stored one). */
+  queuesOn(url: string): number {
+    let n = this.#making.get(url) ?? 0;
+    for (const p of this.#pairs.values()) if (p.rx?.url === url) n++;
+    return n;
+  }
+
   /** Our receiving queue for this member (made and stored once), for `room.mbox`. */
   receivingQueue(room: string, member: string): Promise<RxQueue | undefined> {
     const p = this.#pair(room, member);
     return this.#run(p, async () => {
       await this.#load(p);
       if (p.rx) return p.rx;
-      const pool = this.#pool;
-      const url = this.#url;
-      if (!pool || !url) return undefined;
+      return this.#createRx(p);
+    });
+  }
+
+  /**
+   * `url`, one of our relays, is dead: each of our room queues on it moves to another of our relays
+   * (docs/protocol/mailbox.md §1, "Moving off a dead relay"); the old one stays subscribed, read
+   * until retired. Returns the pairs that moved, whose members must be told (`room.mbox`).
+   */
+  async moveOff(url: string): Promise<{ room: string; member: string; rx: RxQueue }[]> {
+    const moved: { room: string; member: string; rx: RxQueue }[] = [];
+    if (!this.#pool || !this.#urls.some((u) => u !== url)) return moved;
+    for (const key of await this.#pairList()) {
+      const [room = "", member = ""] = key.split("/");
+      const p = this.#pair(room, member);
+      const rx = await this.#run(p, async () => {
+        await this.#load(p);
+        const old = p.rx;
+        if (!old || old.url !== url) return undefined;
+        return this.#createRx(p, url, old);
+      });
+      if (rx) {
+        this.#d.log(`room mailbox ${room.slice(0, 8)}/${member.slice(0, 8)} moved off ${url} to ${rx.url}`);
+        moved.push({ room, member, rx });
+      }
+    }
+    return moved;
+  }
+
+  /**
+   * A relay refused to SUB one of our room queues with AUTH: the queue is gone. A current queue
+   * moves (another relay of ours first, this one last) and the old one retires at once — nothing
+   * is left to read; an old one already moved off just retires. Returns the pair that moved.
+   */
+  async queueGone(
+    url: string,
+    recipientId: Uint8Array,
+  ): Promise<{ room: string; member: string; rx: RxQueue } | undefined> {
+    const p = this.#byRecipient.get(toHex(recipientId));
+    if (!p) return undefined;
+    return this.#run(p, async () => {
+      if (p.rxOld && equalBytes(p.rxOld.queue.recipientId, recipientId)) {
+        await this.#retireOld(p);
+        return undefined;
+      }
+      const old = p.rx;
+      if (!old || !equalBytes(old.queue.recipientId, recipientId)) return undefined;
+      this.#d.log(`room mailbox ${p.room.slice(0, 8)}/${p.member.slice(0, 8)} is gone at ${url}: moving it`);
+      const rx = (await this.#createRx(p, url, old)) ?? (await this.#createRx(p, undefined, old));
+      if (!rx) return undefined;
+      await this.#retireOld(p);
+      return { room: p.room, member: p.member, rx };
+    });
+  }
+
+  /** Pairs whose old queue has not retired yet, with their current queue: to announce again. */
+  async unretired(): Promise<{ room: string; member: string; rx: RxQueue }[]> {
+    const out: { room: string; member: string; rx: RxQueue }[] = [];
+    for (const p of this.#pairs.values()) {
+      await this.#load(p);
+      if (p.rxOld && p.rx) out.push({ room: p.room, member: p.member, rx: p.rx });
+    }
+    return out;
+  }
+
+  /**
+   * The member has our new queue (it took `room.mbox` over a live session, or wrote into the new
+   * queue): the old one retires — unsubscribed, deleted at its relay if that answers, forgotten.
+   */
+  retireOld(room: string, member: string): Promise<void> {
+    const p = this.#pair(room, member);
+    return this.#run(p, () => this.#retireOld(p));
+  }
+
+  async #retireOld(p: Pair): Promise<void> {
+    const old = p.rxOld;
+    if (!old) return;
+    p.rxOld = undefined;
+    this.#byRecipient.delete(toHex(old.queue.recipientId));
+    this.#pool?.unsubscribe(old.url, old.queue.recipientId);
+    await this.#d.storage.deleteSecret(name("rxo", p)).catch(() => undefined);
+    this.#d.log(`old room mailbox ${p.room.slice(0, 8)}/${p.member.slice(0, 8)} on ${old.url} retired`);
+    if (this.#pool && !this.#pool.isDown(old.url)) {
+      const client = await this.#pool.client(old.url).catch(() => undefined);
+      await client?.deleteQueue(old.queue).catch(() => undefined);
+    }
+  }
+
+  /**
+   * A new receiving queue for the pair (inside its chain): on the reachable relay of ours holding
+   * the fewest of our queues, the next one at once when that fails (core/relay/choice.ts;
+   * docs/protocol/mailbox.md §1, "Several relays"); `avoid`: a relay not to use (a dead one).
+   */
+  async #createRx(p: Pair, avoid?: string, replacing?: RxQueue): Promise<RxQueue | undefined> {
+    const pool = this.#pool;
+    if (!pool) return undefined;
+    const order = relayOrder(
+      this.#urls.filter((u) => u !== avoid),
+      (u) => this.queuesOn(u) + this.#otherQueues(u),
+      (u) => pool.isDown(u),
+    );
+    for (const url of order) {
+      this.#making.set(url, (this.#making.get(url) ?? 0) + 1);
       try {
         const client = await pool.client(url);
         const queue = await client.createQueue({ subscribe: false });
         const sender = newAuthKeyPair();
         await client.secureQueue(queue, sender.publicKey);
         const rx: RxQueue = { url, queue, senderSecret: sender.secretKey };
+        if (replacing) {
+          // Moved twice before the first old one retired: that one goes now.
+          await this.#retireOld(p);
+          await this.#d.storage.saveSecret(name("rxo", p), encodeRx(replacing));
+          p.rxOld = replacing; // stays in #byRecipient and subscribed: read while it lives
+        }
         await this.#d.storage.saveSecret(name("rx", p), encodeRx(rx));
         const list = await this.#pairList();
-        if (!list.includes(`${room}/${member}`))
-          await this.#d.storage.saveSecret(PAIRS, encodeCanonical([...list, `${room}/${member}`]));
+        if (!list.includes(`${p.room}/${p.member}`))
+          await this.#d.storage.saveSecret(PAIRS, encodeCanonical([...list, `${p.room}/${p.member}`]));
         p.rx = rx;
         this.#byRecipient.set(toHex(queue.recipientId), p);
         pool.subscribe(url, queue);
         return rx;
       } catch (e) {
-        this.#d.log(`room mailbox not created: ${isLoftError(e) ? e.code : (e as Error).message}`);
-        return undefined;
+        this.#d.log(`room mailbox not created at ${url}: ${isLoftError(e) ? e.code : (e as Error).message}`);
+      } finally {
+        this.#making.set(url, (this.#making.get(url) ?? 1) - 1);
       }
-    });
+    }
+    return undefined;
   }
 
   /** The member's queue for us (`room.mbox`). */
@@ -291,8 +428,9 @@ export class RoomMailboxes {
   /** A relay push: ours if it is for a room queue (then read in order and acknowledged). */
   onRelayMessage(url: string, m: RelayMessage): boolean {
     const p = this.#byRecipient.get(toHex(m.recipientId));
-    if (!p?.rx) return false;
-    const rx = p.rx;
+    // Our current queue for the pair, or the one we moved off a dead relay (`moveOff`).
+    const rx = [p?.rx, p?.rxOld].find((q) => q && equalBytes(q.queue.recipientId, m.recipientId));
+    if (!p || !rx) return false;
     void this.#run(p, async () => {
       const item = decodeMailboxBody(m.body);
       if (!item.ok || item.value.type !== "ratchet") {
@@ -306,6 +444,8 @@ export class RoomMailboxes {
         if (frame) await this.#d.onFrame(p.room, p.member, frame);
       }
       for (const id of done.ids) await this.#pool?.ack(url, rx.queue, id);
+      // The member wrote into the new queue: it has our new address, the old one retires.
+      if (rx === p.rx && p.rxOld) await this.#retireOld(p);
     });
     return true;
   }
@@ -349,13 +489,14 @@ export class RoomMailboxes {
       // not used since the start still has its queue at the relay.
       await this.#run(p, async () => {
         await this.#load(p);
+        await this.#retireOld(p);
         if (p.rx) {
           this.#pool?.unsubscribe(p.rx.url, p.rx.queue.recipientId);
           this.#byRecipient.delete(toHex(p.rx.queue.recipientId));
           const client = await this.#pool?.client(p.rx.url).catch(() => undefined);
           await client?.deleteQueue(p.rx.queue).catch(() => undefined);
         }
-        for (const kind of ["dr", "rx", "tx"])
+        for (const kind of ["dr", "rx", "rxo", "tx"])
           await this.#d.storage.deleteSecret(name(kind, p)).catch(() => undefined);
       });
       this.#pairs.delete(key);
@@ -414,6 +555,7 @@ export class RoomMailboxes {
         member,
         ratchet: undefined,
         rx: undefined,
+        rxOld: undefined,
         tx: undefined,
         loaded: undefined,
         chain: Promise.resolve(),
@@ -433,6 +575,11 @@ export class RoomMailboxes {
       if (rx) {
         p.rx = rx;
         this.#byRecipient.set(toHex(rx.queue.recipientId), p);
+      }
+      const rxOld = await this.#loadOne(p, "rxo", decodeRx);
+      if (rxOld) {
+        p.rxOld = rxOld;
+        this.#byRecipient.set(toHex(rxOld.queue.recipientId), p);
       }
       const tx = await this.#loadOne(p, "tx", decodeTx);
       if (tx) p.tx = tx;

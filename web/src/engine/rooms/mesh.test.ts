@@ -2,13 +2,15 @@
  * The rooms engine in Node (docs/protocol/rooms.md): real signaling (room rendezvous), real Noise
  * XXhfs sessions with the room binding, the engine's own transport seam with in-memory links
  * (test/support/engine.ts Hub). Joining, a late joiner, fan-out with per-member delivery, a wrong
- * secret refused on both sides, the member cap, leaving, and the history surviving a restart.
+ * secret refused on both sides, the member cap, leaving, a message stored before it goes, and the
+ * history surviving a restart.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { toHex } from "../../../../core/bytes.ts";
 import { type RunningSignaling, startSignaling } from "../../../../signaling/testing.ts";
-import { EngineHarness, type EngineNode, until } from "../../../../test/support/engine.ts";
+import { EngineHarness, type EngineNode, MemoryStorage, until } from "../../../../test/support/engine.ts";
 import type { RoomsApi } from "./api.ts";
+import { MAX_LOG, RoomStore } from "./store.ts";
 
 describe("rooms engine (Node, real signaling, in-memory links)", () => {
   let signaling: RunningSignaling;
@@ -113,7 +115,7 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     expect(online(a, room.id)).toBe(1);
   });
 
-  it("the history and the rooms survive a restart (sealed in the engine's secrets)", async () => {
+  it("the history and the rooms survive a restart (sealed in the engine's secrets); the newest MAX_LOG kept", async () => {
     const [a, b] = [await started("ann"), await started("bea")];
     const room = await rooms(a).create();
     await rooms(b).join(room.fragment);
@@ -129,6 +131,61 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
     // Back online, it is in the room again and linked to ann.
     await again.engine.start();
     await until(() => online(again, room.id) === 1 && online(a, room.id) === 1, "linked again");
+
+    // A full history (MAX_LOG stored), then more: the oldest go, in memory as in storage, and the
+    // unread count never exceeds what the history holds.
+    await again.engine.stop();
+    await until(() => online(a, room.id) === 0, "bea gone");
+    const old = Array.from({ length: MAX_LOG }, (_, i) => `old ${i}`);
+    const ann = toHex(a.user.identity.verified.identity_key);
+    await new RoomStore(b.storage).saveLog(room.id, () =>
+      old.map((text, i) => ({ id: `o${i}`, from: ann, name: "ann", at: i, text })),
+    );
+    const full = h.node("bea", b.user, b.storage);
+    await rooms(full).load();
+    await full.engine.start();
+    await until(() => online(full, room.id) === 1 && online(a, room.id) === 1, "linked, history full");
+    const more = Array.from({ length: 100 }, (_, i) => `new ${i}`);
+    for (const t of more) rooms(a).send(room.id, t);
+    await until(() => texts(full, room.id).at(-1) === more.at(-1), "bea has them");
+    const kept = [...old, ...more].slice(-MAX_LOG);
+    expect(texts(full, room.id)).toEqual(kept);
+    expect(rooms(full).room(room.id)?.unread).toBeLessThanOrEqual(MAX_LOG);
+    await full.engine.stop();
+    const reloaded = h.node("bea", b.user, b.storage);
+    await rooms(reloaded).load();
+    expect(texts(reloaded, room.id)).toEqual(kept);
+    expect(rooms(reloaded).room(room.id)?.unread).toBeLessThanOrEqual(MAX_LOG);
+  });
+
+  it("a message is stored before it goes: while its log write waits, nothing of it leaves", async () => {
+    // Ann's room-log writes wait on a gate. Bea's message to ann is receipted on the same ordered
+    // link: when bea sees it delivered, whatever ann had sent before the receipt has arrived.
+    let open: () => void = () => {};
+    let gate: Promise<void> | undefined;
+    class GatedLog extends MemoryStorage {
+      override async saveSecret(name: string, v: Uint8Array) {
+        if (gate && name.startsWith("room-log/")) await gate;
+        return super.saveSecret(name, v);
+      }
+    }
+    const a = h.node("ann", undefined, new GatedLog(signaling.url));
+    await a.engine.start();
+    const b = await started("bea");
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await until(() => online(a, room.id) === 1 && online(b, room.id) === 1, "linked");
+    gate = new Promise((r) => {
+      open = r;
+    });
+    rooms(a).send(room.id, "held");
+    rooms(b).send(room.id, "ping");
+    await until(() => rooms(b).messages(room.id)[0]?.state === "delivered", "ping receipted");
+    expect(texts(b, room.id)).toEqual([]);
+    open();
+    gate = undefined;
+    await until(() => texts(b, room.id).includes("held"), "sent once stored");
+    expect(texts(b, room.id)).toEqual(["held"]);
   });
 
   const keyOf = (n: EngineNode) => toHex(n.user.identity.verified.identity_key);

@@ -19,9 +19,11 @@
  */
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { equalBytes, fromHex, toHex, wipe } from "../../../../core/bytes.ts";
+import { nobleCrypto } from "../../../../core/crypto/noble.ts";
 import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
 import { isLoftError, LoftError } from "../../../../core/errors.ts";
 import type { UserIdentity } from "../../../../core/identity/identity.ts";
+import { suiteOf } from "../../../../core/noise/suite.ts";
 import type { RatchetKeyPair } from "../../../../core/ratchet/index.ts";
 import type { RelayMessage } from "../../../../core/relay/client.ts";
 import { establishSession, type Session } from "../../../../core/session/index.ts";
@@ -29,6 +31,14 @@ import type { SignalingClient, SignalingEvent } from "../../../../core/signaling
 import { randomId } from "../../lib/base64url.ts";
 import type { EngineStorage } from "../api.ts";
 import { openedWithin } from "../dialing.ts";
+import type { RxQueue } from "../mailbox.ts";
+import {
+  forgetSuitesOnRefusal,
+  learnSuites,
+  offeredSuites,
+  type SuitePeer,
+  suitesExtension,
+} from "../noise-suites.ts";
 import { MAX_TEXT_CHARS } from "../outgoing.ts";
 import { freshRatchetKeyPair, RATCHET_KEY_EXTENSION } from "../ratchet-store.ts";
 import type { IncomingOffer, LiveTransport, RelayConnections } from "../transport.ts";
@@ -65,7 +75,7 @@ import {
   roomFragment,
   roomHash,
 } from "./room-link.ts";
-import { type LogEntry, type RoomRecord, RoomStore } from "./store.ts";
+import { type LogEntry, MAX_LOG, type RoomRecord, RoomStore } from "./store.ts";
 import { decodeRoomFrame, encodeRoomFrame, type RoomMessage } from "./wire.ts";
 
 /** Default member cap of a room (the joiner included); docs/protocol/rooms.md §3 says why. */
@@ -78,6 +88,8 @@ const CLOSE_GRACE_MS = 1_500;
 /** Mailbox deposits after a relay error: tried again after 1 s, 2 s, 4 s … at most a minute apart. */
 const MAIL_RETRY_BASE_MS = 1_000;
 const MAIL_RETRY_MAX_MS = 60_000;
+/** Tries of one `room.mbox` after a move, through the member's mailbox, in one run. */
+const MAIL_ANNOUNCE_TRIES = 12;
 /** Receipts waiting for an away writer's mailbox, per writer. */
 const MAX_PENDING_RECEIPTS = 1_024;
 /** Older room secrets kept for listed members who missed rotations (§8): this many removals back. */
@@ -113,7 +125,12 @@ export interface RoomsDeps {
   now: () => number;
 }
 
-interface Member {
+/**
+ * A member of a room. As a `SuitePeer` it carries what its sessions showed about Noise suite
+ * offers (noise-suites.ts): for this run only — a member is no contact, nothing of it is stored
+ * but its pair's mailbox records, so a member from before suites costs one refused offer per run.
+ */
+interface Member extends SuitePeer {
   readonly key: Uint8Array;
   readonly hex: string;
   name: string | undefined;
@@ -402,6 +419,9 @@ export class RoomsEngine implements RoomsApi {
   /**
    * Send to everyone present: stored first (with the members it is for), then handed to each
    * member's session in order. A member whose link is down gets it when the link comes back.
+   * The log write is awaited inside the room's send chain before any frame goes (as the 1:1
+   * outbox, docs/design.md "The outbox is persisted before any event is emitted"): a crash in
+   * between never leaves members holding a message our own history lacks.
    */
   send(id: string, text: string): RoomMessageView {
     const room = this.#rooms.get(id);
@@ -411,10 +431,12 @@ export class RoomsEngine implements RoomsApi {
     if (text.length > MAX_TEXT_CHARS) throw new Error(`A message has at most ${MAX_TEXT_CHARS} characters.`);
     const to = this.#recipients(room);
     const entry: LogEntry = { id: randomId(), at: this.#d.now(), text, to: [...to], got: [] };
-    room.log.push(entry);
+    this.#append(room, entry);
     room.record.read = room.log.length;
-    room.sending = room.sending.then(() => {
-      void this.#saveLog(room);
+    // Asked now, so a burst's writes collapse into one (store.ts); awaited before the frames.
+    const stored = this.#saveLog(room);
+    room.sending = room.sending.then(async () => {
+      await stored;
       const msg: RoomMessage = { t: "room.msg", id: entry.id, at: entry.at, text };
       for (const hex of to) {
         const m = room.members.get(hex);
@@ -492,14 +514,75 @@ export class RoomsEngine implements RoomsApi {
 
   // ---- mailboxes for members who are away (rooms/mailbox.ts; docs/protocol/rooms.md §9) -------
 
-  /** The engine's relay connections and our relay: room mailboxes work from now on. */
-  async useMailboxes(pool: RelayConnections, url: string): Promise<void> {
+  /**
+   * The engine's relay connections and our relays (the user's order; `otherQueues`: how many of
+   * our contacts' queues each holds): room mailboxes work from now on, spread over those relays.
+   */
+  async useMailboxes(
+    pool: RelayConnections,
+    urls: readonly string[],
+    otherQueues?: (url: string) => number,
+  ): Promise<void> {
     await this.load();
     await this.#mail
-      .attach(pool, url)
+      .attach(pool, urls, otherQueues)
       .catch((e: unknown) => this.#d.log(`room mailboxes: ${(e as Error).message}`));
+    // Moves off a dead relay whose old queue has not retired: told again (nothing says a
+    // `room.mbox` left in a mailbox was read; docs/protocol/mailbox.md §1, "Moving off a dead relay").
+    for (const moved of await this.#mail.unretired().catch(() => []))
+      void this.#announceMove(moved.room, moved.member, moved.rx);
     // What was written before a reload, or while the relay was unreachable, and is not there yet.
     for (const room of this.#rooms.values()) this.#flushMail(room);
+  }
+
+  /**
+   * `url`, one of our relays, is dead (relay-health.ts): our room queues on it move to another of
+   * our relays and each member is told the new one (docs/protocol/mailbox.md §1, "Moving off a dead
+   * relay"; docs/protocol/rooms.md §9).
+   */
+  async moveOff(url: string): Promise<void> {
+    for (const moved of await this.#mail.moveOff(url))
+      void this.#announceMove(moved.room, moved.member, moved.rx);
+  }
+
+  /** A relay refused to SUB one of our room queues with AUTH (it is gone): it moves, the member is told. */
+  async queueGone(url: string, recipientId: Uint8Array): Promise<void> {
+    const moved = await this.#mail.queueGone(url, recipientId);
+    if (moved) void this.#announceMove(moved.room, moved.member, moved.rx);
+  }
+
+  /**
+   * Tell a member our new queue (`room.mbox`, inside the pair's session or sealed with the pair
+   * ratchet into its mailbox): live, the old queue retires at once (the session is ordered and
+   * reliable); through its mailbox, retried with backoff after a relay error (then at the next
+   * start, or on the next session, which announces anyway: #pairUp).
+   */
+  async #announceMove(roomHex: string, memberHex: string, rx: RxQueue, tries = 0): Promise<void> {
+    const room = this.#rooms.get(roomHex);
+    if (!room || room.record.gone || this.#stopped) return;
+    const frame: RoomMessage = {
+      t: "room.mbox",
+      u: rx.url,
+      s: rx.queue.senderId.slice(),
+      k: rx.senderSecret.slice(),
+    };
+    const m = room.members.get(memberHex);
+    if (m && this.#sendBytes(m, () => encodeRoomFrame(frame))) {
+      await this.#mail.retireOld(roomHex, memberHex);
+      return;
+    }
+    const r = await this.#mail.deposit(roomHex, memberHex, encodeRoomFrame(frame));
+    if (r === "sent") this.#d.log(`room mailbox move told to ${memberHex.slice(0, 8)} through its mailbox`);
+    else if (r === "failed" && tries + 1 < MAIL_ANNOUNCE_TRIES)
+      setTimeout(
+        () => void this.#announceMove(roomHex, memberHex, rx, tries + 1),
+        Math.min(MAIL_RETRY_MAX_MS, MAIL_RETRY_BASE_MS * 2 ** tries) * (0.5 + Math.random() / 2),
+      );
+  }
+
+  /** How many of our room receiving queues `url` holds (new contacts' queues spread over both). */
+  queuesOn(url: string): number {
+    return this.#mail.queuesOn(url);
   }
 
   /** A relay push: true if it was for one of our room queues. */
@@ -607,13 +690,20 @@ export class RoomsEngine implements RoomsApi {
       if (d && m.session === session) this.#sendTo(m, { t: "room.dr", d: d.slice() });
     }
     const rx = await this.#mail.receivingQueue(room.idHex, m.hex);
-    if (rx && m.session === session)
-      this.#sendTo(m, {
-        t: "room.mbox",
-        u: rx.url,
-        s: rx.queue.senderId.slice(),
-        k: rx.senderSecret.slice(),
-      });
+    if (
+      rx &&
+      m.session === session &&
+      this.#sendBytes(m, () =>
+        encodeRoomFrame({
+          t: "room.mbox",
+          u: rx.url,
+          s: rx.queue.senderId.slice(),
+          k: rx.senderSecret.slice(),
+        }),
+      )
+    )
+      // It has our current queue now: one we moved off a dead relay retires (mailbox.md §1).
+      await this.#mail.retireOld(room.idHex, m.hex);
   }
 
   /**
@@ -627,7 +717,9 @@ export class RoomsEngine implements RoomsApi {
     const lane = this.lane?.onMailFrame?.(roomHex, memberHex, frame);
     if (lane) return lane;
     const decoded = decodeRoomFrame(frame);
-    if (!decoded.ok || (decoded.value.t !== "room.msg" && decoded.value.t !== "room.rcpt")) return;
+    // Chat, receipts, and a new queue of the member's after it moved off a dead relay (§9).
+    const t = decoded.ok ? decoded.value.t : undefined;
+    if (!decoded.ok || (t !== "room.msg" && t !== "room.rcpt" && t !== "room.mbox")) return;
     this.#receive(room, this.#member(room, fromHex(memberHex)), decoded.value);
   }
 
@@ -886,7 +978,7 @@ export class RoomsEngine implements RoomsApi {
     // A member being dialed or linked came in by a presence push, which can overtake the answer
     // to our own join (both in flight at once): that answer is not news of its departure.
     for (const m of room.members.values())
-      if (!now.has(m.hex) && m.present && !m.dialing && !m.session) this.#gone(m);
+      if (!now.has(m.hex) && m.present && !m.dialing && !m.session) this.#gone(room, m);
     for (const key of keys) {
       const m = this.#member(room, key);
       m.present = true;
@@ -921,14 +1013,25 @@ export class RoomsEngine implements RoomsApi {
         // A removed member is dialed too: its handshake fails on the binding (it never got the
         // new secret), so it is told at once that the room does not let it in.
         this.#dial(room, m);
-      } else this.#gone(m);
+      } else this.#gone(room, m);
       this.#changed(room);
     }
   }
 
-  #gone(m: Member): void {
+  #gone(room: Room, m: Member): void {
     m.present = false;
     this.#drop(m, "left");
+    this.#prune(room, m);
+  }
+
+  /**
+   * A member that is not here, not linked, not being dialed and not listed by the host's state
+   * (§8) is forgotten: else every key that ever offered or passed through the rendezvous stayed
+   * in `room.members` for the whole run. It is made again if it comes back.
+   */
+  #prune(room: Room, m: Member): void {
+    if (m.present || m.session || m.dialing || this.#listed(room, m.key)) return;
+    if (room.members.get(m.hex) === m) room.members.delete(m.hex);
   }
 
   // ---- member links --------------------------------------------------------------------------------
@@ -943,6 +1046,9 @@ export class RoomsEngine implements RoomsApi {
     m.dialing = true;
     this.#changed(room);
     const link = transport.dial(m.key, { room: room.hash });
+    // AES-GCM offered as to a contact (noise-suites.ts; docs/decisions.md, "AES-GCM Noise suite,
+    // offered from the first dial"): unless this member refused an offer before.
+    const suites = offeredSuites(this.#d.crypto ?? nobleCrypto, m, "initiator");
     void (async () => {
       try {
         const wait = !relay && this.#relay ? (this.#d.relayFallbackMs ?? 4_000) : undefined;
@@ -956,13 +1062,26 @@ export class RoomsEngine implements RoomsApi {
           expectedIdentityKey: m.key,
           binding,
           handshakeTimeoutMs: this.#d.handshakeTimeoutMs,
+          extensions: suitesExtension(),
+          ...suites,
           ...(this.#d.crypto ? { crypto: this.#d.crypto } : {}),
         });
+        learnSuites(m, session);
         m.dialing = false;
         this.#up(room, m, session, link.drain?.bind(link));
       } catch (e) {
         m.dialing = false;
         link.close("room-dial-failed");
+        // A member from before suites refused our offer (docs/protocol/session.md §2, "Answer"):
+        // not a failure — marked, and dialed again at once, plainly (as dialing.ts does for a
+        // contact). `forgetSuitesOnRefusal` is true once per member, so this never loops.
+        if (forgetSuitesOnRefusal(m, e, suites.suites !== undefined)) {
+          this.#d.log(
+            `room member ${m.hex.slice(0, 8)} refused the Noise suite offer: dialing again without one`,
+          );
+          this.#dial(room, m);
+          return;
+        }
         if (isLoftError(e) && e.code === "LOFT_ERR_DECRYPT") {
           // A member the host listed may have missed rotations (offline then): it holds an older
           // secret, tried newest first, and gets the current one inside the session (§8). Anyone
@@ -1032,9 +1151,10 @@ export class RoomsEngine implements RoomsApi {
           expectedIdentityKey: m.key,
           binding: room.binding,
           handshakeTimeoutMs: this.#d.handshakeTimeoutMs,
-          extensions: { [RATCHET_KEY_EXTENSION]: ratchetKey.publicKey },
+          extensions: { ...suitesExtension(), [RATCHET_KEY_EXTENSION]: ratchetKey.publicKey },
           ...(this.#d.crypto ? { crypto: this.#d.crypto } : {}),
         });
+        learnSuites(m, session);
         m.ratchetKey = ratchetKey;
         this.#up(room, m, session, link.drain?.bind(link));
       } catch (e) {
@@ -1054,6 +1174,7 @@ export class RoomsEngine implements RoomsApi {
           } else if (this.#refusedEverywhere(room)) room.status = "refused";
         }
         this.#d.log(`room answer failed: ${isLoftError(e) ? e.code : (e as Error).message}`);
+        this.#prune(room, m);
         this.#changed(room);
       }
     })();
@@ -1164,14 +1285,18 @@ export class RoomsEngine implements RoomsApi {
         void this.#mail.open(room.idHex, m.hex, msg.d).catch(() => undefined);
         return true;
       case "room.mbox":
-        void this.#mail.announced(room.idHex, m.hex, msg).catch(() => undefined);
+        // What waited for want of a way to the member (its old queue was on a dead relay) can go.
+        void this.#mail
+          .announced(room.idHex, m.hex, msg)
+          .then(() => this.#flushMail(room))
+          .catch(() => undefined);
         return true;
       case "room.msg": {
         if (room.record.gone) return false;
         if (!room.log.some((e) => e.from === m.hex && e.id === msg.id)) {
           // From a mailbox, before any room.hi of this run: the name it had last.
           const name = m.name ?? room.log.findLast((e) => e.from === m.hex)?.name;
-          room.log.push({ id: msg.id, from: m.hex, name, at: msg.at, text: msg.text });
+          this.#append(room, { id: msg.id, from: m.hex, name, at: msg.at, text: msg.text });
           void this.#saveLog(room);
           this.#changed(room);
         }
@@ -1205,12 +1330,14 @@ export class RoomsEngine implements RoomsApi {
         return true;
       }
       case "room.bye":
-        this.#gone(m);
+        this.#gone(room, m);
         // It left for good: its pair ratchet and our queue for it go (it deleted its own, §9).
         void this.#mail.forgetPair(room.idHex, m.hex).catch(() => undefined);
         // Leaving is anyone's right: the host stops listing who left (its old secret stays with it).
-        if (this.#isHost(room) && room.state && listed(room.state.state.m, m.key))
+        if (this.#isHost(room) && room.state && listed(room.state.state.m, m.key)) {
           this.#sign(room, (s) => ({ ...s, m: s.m.filter((k) => !equalBytes(k, m.key)) }));
+          this.#prune(room, m);
+        }
         this.#changed(room);
         return false;
     }
@@ -1319,6 +1446,7 @@ export class RoomsEngine implements RoomsApi {
         host: m.hex === hostId,
         verified: r.record.vf?.includes(m.hex) ?? false,
         canBeHost: m.rk !== undefined && m.session !== undefined,
+        ...(m.session ? { suite: suiteOf(m.session.protocolName)?.name } : {}),
       }));
     let unread = 0;
     for (let i = r.record.read; i < r.log.length; i++) if (r.log[i]?.from !== undefined) unread++;
@@ -1347,6 +1475,22 @@ export class RoomsEngine implements RoomsApi {
     return this.#store.saveRooms([...this.#rooms.values()].map((r) => r.record)).catch((e: unknown) => {
       this.#d.log(`could not store the rooms: ${(e as Error).message}`);
     });
+  }
+
+  /**
+   * Into the history, bounded in memory as on disk (store.ts MAX_LOG, rooms.md §7): the oldest
+   * entries go, and the read mark moves with them. Else a member sending new ids without end
+   * grew it for the whole run (and every arrival scanned it).
+   */
+  #append(room: Room, entry: LogEntry): void {
+    room.log.push(entry);
+    const over = room.log.length - MAX_LOG;
+    if (over <= 0) return;
+    room.log.splice(0, over);
+    const read = Math.max(0, room.record.read - over);
+    if (read === room.record.read) return;
+    room.record.read = read;
+    void this.#saveRooms();
   }
 
   #saveLog(room: Room): Promise<void> {

@@ -1,0 +1,187 @@
+/**
+ * `npm run bench:relay-store [-- --json] [--queues 4] [--messages 4000] [--size 1024]
+ *   [--outstanding 32] [--rounds 4] [--baseline DIR]`
+ *
+ * The relay's LMDB store alone (relay-ws/store/lmdb.ts, durable commits, at-rest sealing), in
+ * this process, without sockets, framing or clients: what the store costs per stored, delivered
+ * and acknowledged message — the part of bench:relay's server CPU that the store's layout decides
+ * (docs/decisions.md (Relay), "One record per message"). Per queue, `outstanding` appends go in
+ * together (one group commit, as SENDs of one turn do in the relay), then each is taken as a
+ * push is (`next`, `readBucket`, `markDelivered`) and acknowledged, all of them together.
+ *
+ * `--baseline DIR`: another checkout of Loft (with relay-ws/store/lmdb.ts and node_modules, e.g.
+ * `git archive <commit> | tar -x -C DIR` plus a node_modules symlink) whose store runs as the
+ * subject "baseline" in the same process, alternating slices with this checkout's: a before/after
+ * in one run. The CPU per message is the process's (user + system, every thread: lmdb-js commits
+ * on its own thread); the better slice of each subject is kept. Temp dirs only; nothing on the
+ * network.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { numberFlag, stringFlag } from "./relay-cli.ts";
+
+const JSON_OUT = process.argv.includes("--json");
+const QUEUES = numberFlag("queues", 4);
+const MESSAGES = numberFlag("messages", 4000);
+const SIZE = numberFlag("size", 1024);
+const OUTSTANDING = Math.max(1, numberFlag("outstanding", 32));
+const ROUNDS = numberFlag("rounds", 4);
+const BASELINE_DIR = stringFlag("baseline");
+
+/** The part of RelayStore (and LmdbStore's constructor) this bench drives, in any checkout. */
+interface Store {
+  createQueue(q: unknown): Promise<void>;
+  append(rid: Uint8Array, m: unknown, quota: number): Promise<string>;
+  next(
+    rid: Uint8Array,
+    after: number,
+  ): Promise<{ seq: number; msgId: Uint8Array; deliveries: number } | undefined>;
+  readBucket(rid: Uint8Array, seq: number): Promise<Uint8Array | undefined>;
+  markDelivered(rid: Uint8Array, seq: number): Promise<number>;
+  ack(rid: Uint8Array, seq: number, msgId: Uint8Array): Promise<boolean>;
+  close(): Promise<void>;
+}
+type StoreClass = new (o: { path: string; masterKey: Uint8Array }) => Store;
+
+async function load(dir: string): Promise<StoreClass> {
+  const url = pathToFileURL(join(resolve(dir), "relay-ws/store/lmdb.ts")).href;
+  return ((await import(url)) as { LmdbStore: StoreClass }).LmdbStore;
+}
+
+interface Slice {
+  msgsPerSecond: number;
+  cpuUs: number;
+}
+
+const say = (s: string) => {
+  if (!JSON_OUT) console.log(s);
+};
+
+async function slice(Lmdb: StoreClass): Promise<Slice> {
+  const dir = mkdtempSync(join(tmpdir(), "loft-bench-relay-store-"));
+  const store = new Lmdb({ path: dir, masterKey: randomBytes(32) });
+  try {
+    const queues = Array.from({ length: QUEUES }, () => ({
+      recipientId: new Uint8Array(randomBytes(24)),
+      senderId: new Uint8Array(randomBytes(24)),
+      recipientKey: new Uint8Array(randomBytes(32)),
+      rcvKey: new Uint8Array(randomBytes(32)),
+      senderKey: undefined,
+      suspended: false,
+    }));
+    for (const q of queues) await store.createQueue(q);
+    const body = new Uint8Array(randomBytes(SIZE));
+    const cursors = queues.map(() => -1);
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    let done = 0;
+    for (let guard = 0; done < MESSAGES * QUEUES && guard < MESSAGES + 1; guard++) {
+      const n = Math.min(OUTSTANDING, MESSAGES - done / QUEUES);
+      const now = Date.now();
+      const appended = await Promise.all(
+        queues.flatMap((q) =>
+          Array.from({ length: n }, () =>
+            store.append(
+              q.recipientId,
+              {
+                msgId: new Uint8Array(randomBytes(24)),
+                sendId: new Uint8Array(randomBytes(16)),
+                timestamp: Math.floor(now / 1000),
+                expiresAt: now + 86_400_000,
+                body,
+              },
+              1_000_000,
+            ),
+          ),
+        ),
+      );
+      if (appended.some((r) => r !== "ok")) throw new Error(`append: ${appended.find((r) => r !== "ok")}`);
+      const acks: Promise<boolean>[] = [];
+      for (const [i, q] of queues.entries()) {
+        for (let k = 0; k < n; k++) {
+          const m = await store.next(q.recipientId, cursors[i]!);
+          if (!m) throw new Error("next: nothing");
+          cursors[i] = m.seq;
+          const block = await store.readBucket(q.recipientId, m.seq);
+          if (!block) throw new Error("readBucket: nothing");
+          block.fill(0);
+          void store.markDelivered(q.recipientId, m.seq);
+          acks.push(store.ack(q.recipientId, m.seq, m.msgId));
+        }
+      }
+      if ((await Promise.all(acks)).some((ok) => !ok)) throw new Error("ack refused");
+      done += n * QUEUES;
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    return { msgsPerSecond: done / seconds, cpuUs: (cpu.user + cpu.system) / done };
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function main() {
+  const subjects: { name: string; store: StoreClass }[] = [
+    { name: "store", store: await load(fileURLToPath(new URL("..", import.meta.url))) },
+  ];
+  if (BASELINE_DIR) subjects.push({ name: "baseline", store: await load(BASELINE_DIR) });
+  say(
+    `relay store bench: ${QUEUES} queues × ${MESSAGES} messages of ${SIZE} B, ${OUTSTANDING} appends per queue per commit, ${ROUNDS} rounds`,
+  );
+  // Warm-up (module compile, JIT), not counted.
+  for (const s of subjects) await slice(s.store);
+  const runs = new Map<string, Slice[]>(subjects.map((s) => [s.name, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (let k = 0; k < subjects.length; k++) {
+      const s = subjects[(round + k) % subjects.length]!;
+      const r = await slice(s.store);
+      runs.get(s.name)!.push(r);
+      say(
+        `  round ${round + 1} ${s.name.padEnd(8)} ${r.msgsPerSecond.toFixed(0).padStart(6)} msgs/s  ${r.cpuUs.toFixed(1)} µs CPU/msg`,
+      );
+    }
+  }
+  // Other work on the machine only ever slows a slice down: the best slice of each subject is
+  // kept, by CPU per message and by rate separately.
+  const best = (name: string) => {
+    const all = runs.get(name);
+    if (!all || all.length === 0) return undefined;
+    return {
+      cpuUs: Math.min(...all.map((r) => r.cpuUs)),
+      msgsPerSecond: Math.max(...all.map((r) => r.msgsPerSecond)),
+    };
+  };
+  const mine = best("store")!;
+  const base = best("baseline");
+  say(
+    `store: ${mine.msgsPerSecond.toFixed(0)} msgs/s, ${mine.cpuUs.toFixed(1)} µs CPU per message (best slices)`,
+  );
+  if (base) {
+    say(`baseline: ${base.msgsPerSecond.toFixed(0)} msgs/s, ${base.cpuUs.toFixed(1)} µs CPU per message`);
+    say(`store / baseline: ${(base.cpuUs / mine.cpuUs).toFixed(2)}× less CPU per message`);
+  }
+  if (JSON_OUT)
+    console.log(
+      JSON.stringify({
+        store_msgs_per_s: mine.msgsPerSecond,
+        store_cpu_us_per_msg: mine.cpuUs,
+        baseline_msgs_per_s: base?.msgsPerSecond ?? null,
+        baseline_cpu_us_per_msg: base?.cpuUs ?? null,
+        store_cpu_vs_baseline: base ? base.cpuUs / mine.cpuUs : null,
+        store_vs_baseline: base ? mine.msgsPerSecond / base.msgsPerSecond : null,
+        rounds: Object.fromEntries(
+          [...runs].map(([k, v]) => [k, v.map((r) => Math.round(r.cpuUs * 10) / 10)]),
+        ),
+        queues: QUEUES,
+        messages: MESSAGES,
+        size: SIZE,
+        outstanding: OUTSTANDING,
+      }),
+    );
+}
+
+await main();

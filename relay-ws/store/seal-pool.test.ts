@@ -1,0 +1,104 @@
+/**
+ * At-rest sealing on a worker thread (seal-pool.ts, `--relay-seal-threads 1`): the bytes are those
+ * of at-rest.ts for the same keys and IVs (docs/protocol/relay.md §At rest), answers come back in
+ * submission order whatever the batch boundaries, and a worker that dies mid-batch loses nothing:
+ * what it held, and everything after, is sealed on the event loop, still in order.
+ */
+import { randomBytes } from "node:crypto";
+import fc from "fast-check";
+import { afterEach, describe, expect, it } from "vitest";
+import { bucketSize, openBlob, sealBlob, unwrapDataKey, wrapDataKey } from "./at-rest.ts";
+import { type Sealed, SealPool } from "./seal-pool.ts";
+
+const pools: SealPool[] = [];
+afterEach(async () => {
+  for (const p of pools.splice(0)) await p.close();
+});
+const pool = () => {
+  const p = new SealPool();
+  pools.push(p);
+  return p;
+};
+
+interface Input {
+  epoch: number;
+  epochKey: Buffer;
+  dataKey: Buffer;
+  keyKey: Buffer;
+  block: Buffer;
+  iv1: Buffer;
+  iv2: Buffer;
+}
+const input = (size: number, epoch = 7): Input => ({
+  epoch,
+  epochKey: randomBytes(32),
+  dataKey: randomBytes(32),
+  keyKey: Buffer.concat([Buffer.of(0x6d), randomBytes(32)]),
+  block: randomBytes(size),
+  iv1: randomBytes(12),
+  iv2: randomBytes(12),
+});
+/** What at-rest.ts makes of the same input (computed before the pool wipes the data key). */
+const expected = (i: Input) => ({
+  keyRecord: wrapDataKey(i.epoch, i.epochKey, i.dataKey, i.keyKey, i.iv2),
+  sealed: sealBlob(i.dataKey, i.block, i.keyKey, i.iv1),
+});
+const submit = (p: SealPool, i: Input) =>
+  p.seal(i.epoch, i.epochKey, Buffer.from(i.dataKey), i.keyKey, i.block, i.iv1, i.iv2);
+
+describe("relay store seal pool", () => {
+  it("seals exactly as at-rest.ts does, for every bucket size and key-key, in submission order", async () => {
+    const p = pool();
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 0, max: 16_382 }), { minLength: 1, maxLength: 40 }),
+        fc.integer({ min: 0, max: 2 ** 32 - 1 }),
+        async (bodies, epoch) => {
+          const inputs = bodies.map((n) => input(bucketSize(n, 16_384), epoch));
+          const want = inputs.map(expected);
+          const got = await Promise.all(inputs.map((i) => submit(p, i)));
+          for (const [k, g] of got.entries()) {
+            expect(g.keyRecord.equals(want[k]!.keyRecord)).toBe(true);
+            expect(g.sealed.equals(want[k]!.sealed)).toBe(true);
+            // And it opens: the data key unwraps, the blob opens to the block.
+            const dk = unwrapDataKey(g.keyRecord, inputs[k]!.epochKey, inputs[k]!.keyKey)!;
+            expect(openBlob(dk, g.sealed, inputs[k]!.keyKey)?.equals(inputs[k]!.block)).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 25 },
+    );
+    expect(p.batches).toBeGreaterThan(0);
+    expect(p.alive).toBe(true);
+  });
+
+  it("wipes the data key it was given once sealed", async () => {
+    const p = pool();
+    const i = input(256);
+    const dk = Buffer.from(i.dataKey);
+    await p.seal(i.epoch, i.epochKey, dk, i.keyKey, i.block, i.iv1, i.iv2);
+    expect(dk.every((b) => b === 0)).toBe(true);
+  });
+
+  it("a worker killed with batches out: every job still resolves, same bytes, in order, then sealed here", async () => {
+    const p = pool();
+    const inputs = Array.from({ length: 300 }, (_, k) => input(256 << (k % 3)));
+    const want = inputs.map(expected);
+    const order: number[] = [];
+    const track = (k: number) => (s: Sealed) => {
+      order.push(k);
+      return s;
+    };
+    const first = inputs.slice(0, 200).map((i, k) => submit(p, i).then(track(k)));
+    await new Promise((r) => setImmediate(r)); // the first batch is posted
+    await p.kill();
+    const rest = inputs.slice(200).map((i, k) => submit(p, i).then(track(200 + k)));
+    const got = await Promise.all([...first, ...rest]);
+    expect(p.alive).toBe(false);
+    expect(order).toEqual(inputs.map((_, k) => k));
+    for (const [k, g] of got.entries()) {
+      expect(g.keyRecord.equals(want[k]!.keyRecord)).toBe(true);
+      expect(g.sealed.equals(want[k]!.sealed)).toBe(true);
+    }
+  });
+});

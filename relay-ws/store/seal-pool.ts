@@ -1,0 +1,240 @@
+/**
+ * At-rest sealing of message blocks on a worker thread (`--relay-seal-threads 1`), so the relay's
+ * second core takes the two AES-256-GCM operations each SEND costs (docs/protocol/relay.md
+ * §At rest: the blob under a fresh data key, the data key wrapped under the epoch key; ~16 µs of
+ * the event loop per message, bench/README-relay.md). What moves is only the cipher work, a pure
+ * function of bytes: the data key and both IVs are drawn on the event loop (the store's
+ * `keySource`, as inline), and the bytes out are exactly those of at-rest.ts `sealBlob` and
+ * `wrapDataKey` (seal-pool.test.ts compares them).
+ *
+ * Order: a worker answers its batches in order and jobs resolve in submission order, so the
+ * store's writes — enqueued when a seal resolves — keep the order of the SENDs (one queue's
+ * messages commit in seq order, their OKs leave in order). A worker that fails or exits has its
+ * unanswered batches sealed on the event loop, in order, and every later job is sealed there too
+ * (resolved through a promise all the same, so it cannot overtake one resolved before it).
+ *
+ * Jobs submitted during one event-loop turn leave together; while two batches are out, new jobs
+ * gather into the next (batches grow with the load, like group commits). The batch buffer holds
+ * plaintext and keys: the worker zeroes its copy once sealed, the event loop its own once answered.
+ * Like verify-pool.ts, the worker is plain JavaScript in a string (`eval`): node:crypto only.
+ */
+import { Worker } from "node:worker_threads";
+import { AT_REST_IV_LENGTH, AT_REST_KEY_LENGTH } from "../node-crypto.ts";
+import { KEY_RECORD_LENGTH, sealBlob, wrapDataKey } from "./at-rest.ts";
+
+/**
+ * A batch: jobs `u32 epoch ‖ epoch key(32) ‖ data key(32) ‖ blob iv(12) ‖ wrap iv(12) ‖
+ * u8 key-key length ‖ key-key ‖ u32 block length ‖ block`; the answer, per job in order,
+ * `key record(64) ‖ sealed blob(12 + block length + 16)`.
+ */
+const WORKER_SOURCE = `
+const { parentPort } = require("node:worker_threads");
+const { createCipheriv } = require("node:crypto");
+const WRAP_AAD = Buffer.from("loft-relay/1 dk", "latin1");
+parentPort.on("message", (ab) => {
+  const b = Buffer.from(ab);
+  const jobs = [];
+  let at = 0;
+  let total = 0;
+  while (at + 97 <= b.length) {
+    const kk = b[at + 92];
+    const len = b.readUInt32BE(at + 93 + kk);
+    jobs.push(at);
+    total += 64 + 12 + len + 16;
+    at += 97 + kk + len;
+  }
+  const out = Buffer.alloc(total);
+  let o = 0;
+  for (const j of jobs) {
+    const epoch = b.subarray(j, j + 4);
+    const epochKey = b.subarray(j + 4, j + 36);
+    const dataKey = b.subarray(j + 36, j + 68);
+    const iv1 = b.subarray(j + 68, j + 80);
+    const iv2 = b.subarray(j + 80, j + 92);
+    const kk = b[j + 92];
+    const keyKey = b.subarray(j + 93, j + 93 + kk);
+    const len = b.readUInt32BE(j + 93 + kk);
+    const block = b.subarray(j + 97 + kk, j + 97 + kk + len);
+    epoch.copy(out, o);
+    iv2.copy(out, o + 4);
+    const w = createCipheriv("aes-256-gcm", epochKey, iv2);
+    w.setAAD(Buffer.concat([WRAP_AAD, epoch, keyKey]));
+    w.update(dataKey).copy(out, o + 16);
+    w.final();
+    w.getAuthTag().copy(out, o + 48);
+    o += 64;
+    iv1.copy(out, o);
+    const c = createCipheriv("aes-256-gcm", dataKey, iv1);
+    c.setAAD(keyKey);
+    c.update(block).copy(out, o + 12);
+    c.final();
+    c.getAuthTag().copy(out, o + 12 + len);
+    o += 12 + len + 16;
+  }
+  b.fill(0);
+  parentPort.postMessage(out.buffer, [out.buffer]);
+});
+`;
+
+/** One seal: the key record and the sealed blob (at-rest.ts formats). */
+export interface Sealed {
+  keyRecord: Buffer;
+  sealed: Buffer;
+}
+
+interface Job {
+  epoch: number;
+  epochKey: Uint8Array;
+  dataKey: Buffer;
+  iv1: Buffer;
+  iv2: Buffer;
+  keyKey: Buffer;
+  block: Uint8Array;
+  resolve: (s: Sealed) => void;
+}
+
+/** Fixed bytes of a job before its key-key and block. */
+const JOB_HEAD = 4 + 32 + AT_REST_KEY_LENGTH + 2 * AT_REST_IV_LENGTH + 1;
+const MAX_BATCHES_OUT = 2;
+
+/** The same bytes on the event loop (a failed worker's jobs, and every job after it). */
+function sealHere(j: Job): Sealed {
+  return {
+    keyRecord: wrapDataKey(j.epoch, j.epochKey, j.dataKey, j.keyKey, j.iv2),
+    sealed: sealBlob(j.dataKey, j.block, j.keyKey, j.iv1),
+  };
+}
+
+function settle(j: Job, s: Sealed): void {
+  j.dataKey.fill(0);
+  j.resolve(s);
+}
+
+export class SealPool {
+  #worker: Worker | undefined;
+  /** Batches sent and not answered, oldest first. */
+  readonly #sent: Job[][] = [];
+  #forming: Job[] | undefined;
+  #dead = false;
+  #closed = false;
+  /** Batches the worker answered (tests, diagnostics). */
+  batches = 0;
+
+  constructor() {
+    const w = new Worker(WORKER_SOURCE, { eval: true, name: "relay-seal" });
+    w.unref();
+    w.on("message", (ab: ArrayBuffer) => this.#answered(Buffer.from(ab)));
+    w.on("error", () => this.#fail());
+    w.on("exit", () => this.#fail());
+    this.#worker = w;
+  }
+
+  /** Whether jobs are sealed on the worker (false once it failed: then on the event loop). */
+  get alive(): boolean {
+    return !this.#dead;
+  }
+
+  /**
+   * Seal `block` under `dataKey` (wiped once sealed) and wrap `dataKey` under the epoch key; the
+   * IVs are given (drawn by the caller). Resolves in submission order.
+   */
+  seal(
+    epoch: number,
+    epochKey: Uint8Array,
+    dataKey: Buffer,
+    keyKey: Buffer,
+    block: Uint8Array,
+    iv1: Buffer,
+    iv2: Buffer,
+  ): Promise<Sealed> {
+    return new Promise<Sealed>((resolve) => {
+      const job: Job = { epoch, epochKey, dataKey, iv1, iv2, keyKey, block, resolve };
+      if (this.#dead) {
+        settle(job, sealHere(job));
+        return;
+      }
+      if (!this.#forming) {
+        this.#forming = [];
+        if (this.#sent.length < MAX_BATCHES_OUT) setImmediate(() => this.#flushOrFail());
+      }
+      this.#forming.push(job);
+    });
+  }
+
+  #flush(): void {
+    const jobs = this.#forming;
+    if (!jobs || this.#dead || this.#sent.length >= MAX_BATCHES_OUT) return;
+    this.#forming = undefined;
+    // Out from here on: if the batch cannot be built or posted, #fail seals these jobs here.
+    this.#sent.push(jobs);
+    let bytes = 0;
+    for (const j of jobs) bytes += JOB_HEAD + j.keyKey.length + 4 + j.block.length;
+    const b = Buffer.alloc(bytes);
+    let at = 0;
+    for (const j of jobs) {
+      b.writeUInt32BE(j.epoch >>> 0, at);
+      b.set(j.epochKey, at + 4);
+      b.set(j.dataKey, at + 36);
+      b.set(j.iv1, at + 68);
+      b.set(j.iv2, at + 80);
+      b[at + 92] = j.keyKey.length;
+      b.set(j.keyKey, at + 93);
+      b.writeUInt32BE(j.block.length, at + 93 + j.keyKey.length);
+      b.set(j.block, at + 97 + j.keyKey.length);
+      at += JOB_HEAD + j.keyKey.length + 4 + j.block.length;
+    }
+    // Transferred: the only copy of these keys and blocks that leaves is the worker's.
+    this.#worker!.postMessage(b.buffer, [b.buffer]);
+  }
+
+  #answered(out: Buffer): void {
+    const jobs = this.#sent.shift();
+    if (!jobs) return;
+    this.batches++;
+    let o = 0;
+    for (const j of jobs) {
+      const keyRecord = out.subarray(o, o + KEY_RECORD_LENGTH);
+      o += KEY_RECORD_LENGTH;
+      const n = AT_REST_IV_LENGTH + j.block.length + 16;
+      settle(j, { keyRecord, sealed: out.subarray(o, o + n) });
+      o += n;
+    }
+    if (this.#forming && !this.#dead) this.#flushOrFail();
+  }
+
+  /** A batch that cannot be posted fails the worker over: its jobs are sealed here, never lost. */
+  #flushOrFail(): void {
+    try {
+      this.#flush();
+    } catch {
+      this.#fail();
+    }
+  }
+
+  /** The worker is gone: what it held is sealed here, in order, and so is everything after. */
+  #fail(): void {
+    if (this.#dead) return;
+    this.#dead = true;
+    const pending = [...this.#sent.splice(0).flat(), ...(this.#forming ?? [])];
+    this.#forming = undefined;
+    for (const j of pending) settle(j, sealHere(j));
+    if (!this.#closed) void this.#worker?.terminate();
+  }
+
+  /** End the worker as a crash would (tests): what it holds is sealed here, in order. */
+  async kill(): Promise<void> {
+    await this.#worker?.terminate();
+  }
+
+  /** Stop the worker; jobs still out are sealed here first. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    // Let what is out come back (bounded: a worker that does not answer is failed over).
+    for (let i = 0; i < 200 && (this.#sent.length > 0 || this.#forming) && !this.#dead; i++)
+      await new Promise((r) => setTimeout(r, 5));
+    this.#fail();
+    await this.#worker?.terminate();
+    this.#worker = undefined;
+  }
+}

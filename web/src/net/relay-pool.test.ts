@@ -1,0 +1,132 @@
+/**
+ * RelayPool (web/src/net/relay-pool.ts) and the connection's ACK pacer (core/relay/ack-pacer.ts)
+ * against a real relay on loopback with a small command budget per connection
+ * (docs/protocol/relay.md §Limits): a backlog is pushed faster than the connection's command rate
+ * lets it acknowledge. An ACK refused for rate and dropped left its message unacknowledged (once
+ * a SUB window of them was lost the relay pushed nothing more until the next reconnection); ACKs
+ * retried each on its own timer ran the connection into the relay's rate debt, which closes it.
+ */
+import { randomBytes } from "@noble/hashes/utils.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ackPacer } from "../../../core/relay/ack-pacer.ts";
+import type { RecipientQueue, RelayClient, RelayMessage } from "../../../core/relay/client.ts";
+import { newAuthKeyPair } from "../../../core/relay/crypto.ts";
+import { DEFAULT_SEND_RETRY, retryTemporary } from "../../../core/relay/live-link.ts";
+import { connectRelay, relayCounter, startTestRelay, type TestRelay } from "../../../relay-ws/testing.ts";
+import { relaySocket, until } from "../../../test/support/engine.ts";
+import { RelayPool } from "./relay-pool.ts";
+
+/** A queue on `relay` holding `total` one-byte messages 0, 1, … (sent from another connection). */
+async function backlog(relay: TestRelay, total: number): Promise<RecipientQueue> {
+  const sender = await connectRelay(relay.url);
+  try {
+    const queue = await sender.createQueue({ subscribe: false });
+    const key = newAuthKeyPair();
+    await sender.secureQueue(queue, key.publicKey);
+    const target = { senderId: queue.senderId, senderAuthSecret: key.secretKey };
+    for (let i = 0; i < total; i++) {
+      const sendId = randomBytes(16);
+      await retryTemporary(() => sender.send(target, new Uint8Array([i]), { sendId }));
+    }
+    return queue;
+  } finally {
+    sender.close();
+  }
+}
+
+/** Every message of `queue` was acknowledged: none waits for a redelivery. */
+async function expectEmpty(relay: TestRelay, queue: RecipientQueue): Promise<void> {
+  const check = await connectRelay(relay.url);
+  try {
+    expect(await check.get(queue)).toBeUndefined();
+  } finally {
+    check.close();
+  }
+}
+
+const ackRefusals = (relay: TestRelay) =>
+  relayCounter(relay, "loft_relay_commands_total", { command: "ACK", result: "RATE" });
+
+describe("RelayPool", () => {
+  let relay: TestRelay;
+  beforeAll(async () => {
+    // A small command budget per connection (12 at once, 40/s), so the receiver's ACKs run into
+    // it; a connection 12 frames in debt is closed.
+    relay = await startTestRelay({ rateBurst: 12, ratePerSecond: 40, maxWindow: 8 });
+  });
+  afterAll(async () => {
+    await relay?.close();
+  });
+
+  it("a backlog read faster than the command rate allows: every message acknowledged on one connection, never closed for debt", async () => {
+    const total = 60;
+    const queue = await backlog(relay, total);
+    const refusedBefore = await ackRefusals(relay);
+    const received = new Set<number>();
+    const acks: Promise<void>[] = [];
+    const states: string[] = [];
+    const pool = new RelayPool({
+      webSocket: (url) => relaySocket(url),
+      timeoutMs: 10_000,
+      backoffInitialMs: 100,
+      backoffMaxMs: 1_000,
+      window: 8,
+      onMessage: (url, m) => {
+        received.add(m.body[0]!);
+        acks.push(pool.ack(url, queue, m.msgId));
+      },
+      onState: (_url, state) => states.push(state),
+      log: () => {},
+    });
+    try {
+      pool.subscribe(relay.url, queue);
+      // Without the retry the queue stalls for good after a window of dropped ACKs; with a retry
+      // per ACK the relay closes the connection for the debt the refused retries run up.
+      await until(() => received.size === total, `all ${total} delivered`, 30_000);
+      await Promise.all(acks);
+      // The budget was hit (the pacer was needed), and the one connection stayed up throughout.
+      expect(await ackRefusals(relay)).toBeGreaterThan(refusedBefore);
+      expect(states).toEqual(["connecting", "connected"]);
+    } finally {
+      pool.close();
+    }
+    await expectEmpty(relay, queue);
+  });
+
+  it("the pacer: a window of ACKs on a connection whose budget is spent all land, one refusal at a time", async () => {
+    const total = 8;
+    const queue = await backlog(relay, total);
+    const messages: RelayMessage[] = [];
+    const client: RelayClient = await connectRelay(relay.url, {
+      onMessage: (m: RelayMessage) => {
+        messages.push(m);
+      },
+    });
+    try {
+      await client.subscribe(queue, 8);
+      await until(() => messages.length === total, "the window pushed", 10_000);
+      // Spend the connection's budget: PINGs until the relay says RATE.
+      let refused = false;
+      for (let i = 0; i < 40 && !refused; i++)
+        refused = await client.ping().then(
+          () => false,
+          (e: { code?: string }) => e.code === "LOFT_ERR_RELAY_RATE",
+        );
+      expect(refused).toBe(true);
+      const pacer = ackPacer(client, DEFAULT_SEND_RETRY);
+      const refusedBefore = await ackRefusals(relay);
+      const acks = messages.map((m) => pacer.ack(queue, m.msgId));
+      // The first refusal puts the connection's ACKs in one paced line.
+      await until(() => pacer.paced, "paced after the first refusal", 10_000);
+      await Promise.all(acks);
+      expect(client.closed).toBe(false);
+      // Only the ACKs sent before the pacer knew, and one per pause after (pauses double from
+      // 50–100 ms: the 40/s refill pays the debt within a few): never a window of retries at once,
+      // which would be `total` more each round (12 frames of debt close this connection).
+      expect((await ackRefusals(relay)) - refusedBefore).toBeLessThanOrEqual(total + 6);
+    } finally {
+      client.close();
+    }
+    await expectEmpty(relay, queue);
+  });
+});

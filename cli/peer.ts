@@ -7,6 +7,9 @@
  *   storage       one sealed state file (state-file.ts)
  *   WebSockets    the `ws` package (Node 20 has no global WebSocket)
  *   direct links  none (no-direct.ts): live sessions go through the relay, the mailbox as always
+ *   relays        the browser's pool (web/src/net/relay-pool.ts): protocol 1.2, each delivery in its
+ *                 size bucket, 1.1 with a relay from before it (`config.relayDelivery: "block"`
+ *                 forces 1.1; docs/decisions.md (Relay), "The app speaks relay protocol 1.2")
  *
  * Nothing of the engine is changed for Node: the same steps decide, the same codecs run.
  */

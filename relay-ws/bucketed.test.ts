@@ -143,6 +143,34 @@ describe("bucketed deliveries (1.2) on a real relay", () => {
     }
   });
 
+  it("a relay started with --relay-bucketed false refuses the 1.2 header as an older relay does, and serves 1.1 and 1.0", async () => {
+    const old = await startTestRelay({ bucketed: false });
+    try {
+      await expect(connectRelay(old.url, { delivery: "bucket" })).rejects.toMatchObject({
+        code: "LOFT_ERR_UNSUPPORTED_VERSION",
+        wire: "VERSION",
+      });
+      const v11 = await connectRelay(old.url);
+      const v10 = await connectRelay(old.url, { auth: "signature" });
+      try {
+        expect(v11.delivery).toBe("block");
+        const q = await v11.createQueue({ subscribe: false });
+        const s = await v10.senderSecure({ senderId: q.senderId });
+        await v10.send(s, new Uint8Array([1, 2, 3]));
+        expect((await v11.get(q))?.body).toEqual(new Uint8Array([1, 2, 3]));
+      } finally {
+        v11.close();
+        v10.close();
+      }
+      expect(await relayCounter(old, "loft_relay_openings_total", { version: "1.2" })).toBe(0);
+    } finally {
+      await old.close();
+    }
+    const v12 = await connectRelay(relay.url, { delivery: "bucket" });
+    expect(v12.delivery).toBe("bucket");
+    v12.close();
+  });
+
   it("bucketed deliveries need authenticators: a 1.0 client cannot ask for them", async () => {
     await expect(connectRelay(relay.url, { auth: "signature", delivery: "bucket" })).rejects.toThrow(
       /need authenticators/,

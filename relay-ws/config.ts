@@ -320,6 +320,13 @@ export const relayOptions = {
     parse: int(1 << 16, 2 ** 40),
     help: "unread output bytes across all connections; beyond it, connections holding more than 64 KiB unread are cut",
   },
+  bucketed: {
+    flag: "relay-bucketed",
+    env: "LOFT_RELAY_BUCKETED",
+    default: true,
+    parse: bool,
+    help: "serve protocol 1.2 (deliveries padded to the body's size bucket); false: refuse its header with ERR VERSION, as a relay from before 1.2 does, so clients fall back to 1.1",
+  },
   verifyThreads: {
     flag: "relay-verify-threads",
     env: "LOFT_RELAY_VERIFY_THREADS",

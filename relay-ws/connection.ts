@@ -400,7 +400,9 @@ export class RelayConnection implements ConnectionHandle {
     if (this.#state === "closed") return;
     if (this.#state === "opening") {
       const version = isBinary ? clientVersion(bytes) : undefined;
-      if (!version) {
+      // `--relay-bucketed false` answers the 1.2 header as a relay from before 1.2 does, so the
+      // clients' fall-back to 1.1 can be exercised (docs/protocol/relay.md §Versions).
+      if (!version || (version === RELAY_VERSION_BUCKETED && !this.#ctx.config.bucketed)) {
         this.#error("VERSION");
         this.close(1002, "LOFT_ERR_UNSUPPORTED_VERSION");
         return;

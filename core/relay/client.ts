@@ -236,6 +236,15 @@ export class RelayClient {
   }
 
   /**
+   * How this connection's deliveries are padded: "bucket" when it opened with the SREMP 1.2
+   * header (the relay accepted it, or `connect` would have thrown LOFT_ERR_UNSUPPORTED_VERSION),
+   * else "block" (docs/protocol/relay.md §Versions).
+   */
+  get delivery(): RelayDeliveryPadding {
+    return this.#options.delivery ?? "block";
+  }
+
+  /**
    * Route pushed messages of one queue to `handler` instead of `onMessage` (undefined removes it).
    * Used by live links (live-link.ts) that share a connection with the mailbox.
    */

@@ -3,7 +3,8 @@
  * (docs/protocol/relay.md §Live links). It maps onto a queue pair: each peer receives on a queue
  * it created (subscribed, push delivery) and sends into the other's queue (secured with its own
  * sender key). The Noise handshake and the ratchet run over this Link exactly as over a data
- * channel; the relay only sees padded, re-encrypted blocks.
+ * channel; the relay only sees Noise frames, cut into pieces, and delivers each re-encrypted (one
+ * 16 KiB block under protocol 1.1, its size bucket under 1.2: docs/protocol/relay.md §Padding).
  *
  * Link messages (Noise frames up to 65535 bytes, or larger) are cut into relay bodies of at most
  * MAX_BODY bytes: `flags(1) ‖ seq(4) ‖ piece`, flag bit 0 = last piece of a message, bit 1 = the

@@ -8,9 +8,12 @@ import { randomBytes } from "node:crypto";
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import fc from "fast-check";
 import { open } from "lmdb";
 import { afterEach, describe, expect, it } from "vitest";
-import { unwrapDataKey } from "./at-rest.ts";
+import { BLOCK_SIZE, OTK_BLOCK_SIZE, padBlock } from "../../core/relay/protocol.ts";
+import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
+import { blockBody, bucketSize, unwrapDataKey } from "./at-rest.ts";
 import { decodeSlot, KEYRING_FILE, keyringEpochs, SLOT_SIZE } from "./keyring.ts";
 import { LmdbStore, type LmdbStoreOptions } from "./lmdb.ts";
 import { newMessage, randomQueue as queue } from "./testing.ts";
@@ -222,5 +225,53 @@ describe("relay store at rest", () => {
     await store.close();
     expect(decodeKeyring(dir, masterKey).map((e) => e.id)).not.toContain(2);
     expect(staleKeys()).toBe(0);
+  });
+});
+
+describe("blockBody: the one reader of blocks padded at rest (both stores)", () => {
+  it("gives back the body of any block padded to its bucket, or widened to the wire block", () => {
+    fc.assert(
+      fc.property(
+        fc
+          .constantFrom(BLOCK_SIZE, OTK_BLOCK_SIZE)
+          .chain((max) => fc.tuple(fc.constant(max), fc.uint8Array({ maxLength: max - 2 }))),
+        fc.boolean(),
+        ([max, body], widen) => {
+          const block = padBlock(body, bucketSize(body.length, max));
+          const wide = new Uint8Array(max);
+          wide.set(block);
+          expect(Buffer.from(blockBody(widen ? wide : block)).equals(body)).toBe(true);
+        },
+      ),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
+  it("throws on a length header beyond the block, a non-zero fill, or a block too short for its header", () => {
+    const block = padBlock(new Uint8Array([1, 2, 3]), 256);
+    const long = block.slice();
+    long[0] = 0x01; // 259 bytes claimed in a 256-byte block
+    expect(() => blockBody(long)).toThrow(/^a stored block does not unpad \(.*length header out of range\)$/);
+    const filled = block.slice();
+    filled[200] = 1;
+    expect(() => blockBody(filled)).toThrow(/^a stored block does not unpad \(.*non-zero padding\)$/);
+    expect(() => blockBody(new Uint8Array(1))).toThrow("a stored block does not unpad");
+    // A copy, even out of a Buffer (whose slice is a view): the stores wipe the block after.
+    const opened = Buffer.from(padBlock(new Uint8Array([7, 8, 9]), 256));
+    const body = blockBody(opened);
+    opened.fill(0);
+    expect([...body]).toEqual([7, 8, 9]);
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 600 }), (bytes) => {
+        try {
+          const body = blockBody(bytes);
+          // Only exact paddings pass.
+          expect(Buffer.from(padBlock(body, bytes.length)).equals(bytes)).toBe(true);
+        } catch (e) {
+          expect((e as Error).message).toMatch(/^a stored block does not unpad/);
+        }
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
   });
 });

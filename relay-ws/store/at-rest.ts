@@ -6,6 +6,7 @@
  * only so that docs/vectors/relay-at-rest-v1.json can be reproduced; callers draw a fresh one.
  */
 import { createCipheriv } from "node:crypto";
+import { unpadBlock } from "../../core/relay/protocol.ts";
 import { AT_REST_IV_LENGTH, AT_REST_KEY_LENGTH, openAtRest } from "../node-crypto.ts";
 import { pooledRandomBytes } from "../random-pool.ts";
 
@@ -25,6 +26,21 @@ export function bucketSize(length: number, max: number): number {
   let size = MIN_BUCKET;
   while (size < length + 2 && size < max) size *= 2;
   return Math.min(size, max);
+}
+
+/**
+ * The body of a block padded at rest (`padBlock` to its size bucket, opened and widened to the
+ * wire block: `u16be(length) ‖ body ‖ zeros`): core/relay/protocol.ts `unpadBlock` at the block's
+ * own size, which checks the length header and the zero fill. Every store reads its prekey
+ * blocks through this one function. A block given here has opened under its AEAD, so one that
+ * does not unpad is a store fault: thrown, never returned as a body cut to some length.
+ */
+export function blockBody(block: Uint8Array): Uint8Array {
+  // As a plain Uint8Array, so `unpadBlock`'s slice is a copy (a Buffer's slice is a view, and the
+  // stores wipe the opened block as soon as its body is out).
+  const body = unpadBlock(new Uint8Array(block.buffer, block.byteOffset, block.length), block.length);
+  if (!body.ok) throw new Error(`a stored block does not unpad (${body.error.message})`);
+  return body.value;
 }
 
 const u32 = (n: number): Buffer => {

@@ -29,6 +29,7 @@ import { toHex } from "../hex.ts";
 import { AT_REST_IV_LENGTH, AT_REST_KEY_LENGTH } from "../node-crypto.ts";
 import { pooledRandomBytes } from "../random-pool.ts";
 import {
+  blockBody,
   bucketSize,
   epochOf,
   KEY_RECORD_LENGTH,
@@ -1473,11 +1474,6 @@ export class LmdbStore implements RelayStore {
 
 function keyringExists(dir: string): boolean {
   return existsSync(join(dir, KEYRING_FILE));
-}
-
-function blockBody(block: Uint8Array): Uint8Array {
-  const len = (block[0]! << 8) | block[1]!;
-  return new Uint8Array(block.subarray(2, 2 + len));
 }
 
 function encodeState(s: PersistedState): Buffer {

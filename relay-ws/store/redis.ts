@@ -30,6 +30,7 @@ import { toHex } from "../hex.ts";
 import { AT_REST_KEY_LENGTH } from "../node-crypto.ts";
 import { pooledRandomBytes } from "../random-pool.ts";
 import {
+  blockBody,
   bucketSize,
   epochOf,
   KEY_RECORD_LENGTH,
@@ -1175,9 +1176,4 @@ export class RedisStore implements RelayStore, SubscriptionHub {
     this.#sourceKey.fill(0);
     this.#previous?.fill(0);
   }
-}
-
-function blockBody(block: Uint8Array): Uint8Array {
-  const len = (block[0]! << 8) | block[1]!;
-  return new Uint8Array(block.subarray(2, 2 + Math.min(len, block.length - 2)));
 }

@@ -1,7 +1,8 @@
 /**
  * Files to a room through the UI in real Chromium (docs/protocol/files.md §8; `node scripts/e2e.mjs
  * test/e2e/room-files.e2e.ts`): Ann, Bea and Cat are in one room; Ann attaches a file once and
- * each member gets its own offer over its member session, accepts, and downloads a copy with
+ * each member gets its own offer over its member session (the chunks on its link's bulk lane),
+ * accepts, and downloads a copy with
  * Ann's SHA-256, while Ann's screen shows one row per member (to Bea, to Cat) reaching
  * "Delivered". Cat is away when Ann sends the next file: Ann's row for Cat says it will be offered
  * when Cat is online, Bea declines hers, and Cat, back in the room, is offered it and gets it
@@ -98,6 +99,10 @@ describe("files to a room", () => {
     }
     expect(sha(await download(b, "plan.bin", "from Ann"))).toBe(sha(file));
     expect(sha(await download(c, "plan.bin", "from Ann"))).toBe(sha(file));
+    // To each member on its link's bulk lane, claimed for the member session (protocol/files.md §2, §8).
+    const pumps = env.logs.filter((l) => / alice: \[loft engine\] files: sending from chunk \d+ /.test(l));
+    expect(pumps.filter((l) => l.endsWith(" on the bulk lane")).length).toBeGreaterThanOrEqual(2);
+    expect(pumps.filter((l) => l.endsWith(" inside the session"))).toEqual([]);
     await expect.poll(() => id(a, "file").count()).toBe(2);
     await expectNoAxeViolations(a, "room with files");
   });

@@ -6,6 +6,7 @@
  */
 
 import type { CryptoProvider } from "../../../core/crypto/provider.ts";
+import type { RelayDeliveryPadding } from "../../../core/relay/protocol.ts";
 import type { WebSocketLike as RelayWebSocketLike } from "../../../core/relay/ws-link.ts";
 import type { SeenOfferStore, WebSocketLike } from "../../../core/signaling/client.ts";
 import type { FileStore } from "./files/store.ts";
@@ -72,6 +73,12 @@ export interface EngineConfig {
   relayBackoffInitialMs: number;
   relayBackoffMaxMs: number;
   /**
+   * Relay deliveries: "bucket" (protocol 1.2, each padded to its body's size bucket; 1.1 with a
+   * relay from before 1.2) or "block" (1.1 only: one 16 KiB block each). docs/decisions.md
+   * (Relay), "The app speaks relay protocol 1.2".
+   */
+  relayDelivery: RelayDeliveryPadding;
+  /**
    * One of our relays unreachable without a break for this long is dead: our mailboxes on it move
    * to another of ours (relay-health.ts, mailbox-move.ts; docs/protocol/mailbox.md §1, "Moving off
    * a dead relay").
@@ -126,6 +133,7 @@ export const DEFAULT_ENGINE_CONFIG: Omit<EngineConfig, "transport" | "relayConne
   relayTimeoutMs: 10_000,
   relayBackoffInitialMs: 1_000,
   relayBackoffMaxMs: 15_000,
+  relayDelivery: "bucket",
   relayDeadAfterMs: 48 * 3_600_000,
   maxContactRequests: 50,
   webSocket: (url) => new WebSocket(url) as unknown as WebSocketLike,

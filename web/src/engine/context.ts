@@ -135,10 +135,12 @@ export interface Peer {
   relayFailures: number;
   pieces: PieceBuffer;
   /**
-   * A body of our mailbox was left on the relay (not readable now): the later ones wait for it,
-   * unread and unacknowledged, until a new SUB redelivers from it (mailbox.md §4, "In order").
+   * A body of our mailbox was left on the relay (not readable now): the later ones of that queue
+   * wait for it, unread and unacknowledged, until a new SUB redelivers it (mailbox.md §4, "In
+   * order"). `msgId`/`rid`: the first body not acknowledged, on which queue; `rereads`: SUBs sent
+   * for it so far.
    */
-  rxHeld?: boolean;
+  rxHeld?: { msgId: Uint8Array; rid: Uint8Array; rereads: number };
   /** Receipts for messages that came through the mailbox, waiting to go back. */
   receipts: Set<string>;
   upgradeFailures: number;

@@ -207,6 +207,7 @@ export class Engine implements ChatEngine {
         timeoutMs: this.#ctx.cfg.relayTimeoutMs,
         backoffInitialMs: this.#ctx.cfg.relayBackoffInitialMs,
         backoffMaxMs: this.#ctx.cfg.relayBackoffMaxMs,
+        delivery: this.#ctx.cfg.relayDelivery,
         window: 16,
         onMessage: (url, m) =>
           void (this.rooms?.onRelayMessage(url, m) || this.#links.onRelayMessage(url, m)),

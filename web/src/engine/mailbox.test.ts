@@ -18,6 +18,7 @@ import {
 import { MAX_BODY } from "../../../core/relay/protocol.ts";
 import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
 import { encodeSignalPayload } from "../net/signal-payload.ts";
+import type { Peer } from "./context.ts";
 import {
   decodeMailboxBody,
   decodeRelayHealth,
@@ -46,6 +47,7 @@ import {
   prekeyRatchetId,
   publishedBundle,
 } from "./prekeys.ts";
+import { holdMailbox, rereadMailbox, waitsForHeld } from "./relay-mailbox.ts";
 import { decodeAppMessage, encodeAppMessage } from "./wire.ts";
 
 const hex = (b: Uint8Array) =>
@@ -96,6 +98,36 @@ describe("mailbox bodies", () => {
     const r = buf.add(new Uint8Array([2]), new Uint8Array(6), true);
     expect(r?.tooLarge).toBe(true);
     expect(r?.ids).toHaveLength(2);
+  });
+
+  it("a held mailbox waits for its held body only: others of that queue wait, it ends the hold, other queues pass", () => {
+    const [rid, other, held, later] = [1, 2, 3, 4].map((n) => new Uint8Array(24).fill(n)) as [
+      Uint8Array,
+      Uint8Array,
+      Uint8Array,
+      Uint8Array,
+    ];
+    const log: string[] = [];
+    const ctx = { cfg: { log: (l: string) => log.push(l), relayBackoffInitialMs: 10 } };
+    const peer = { id: "c".repeat(64), pieces: new PieceBuffer(1 << 20) } as unknown as Peer;
+    expect(holdMailbox(ctx as never, peer, "failed", { msgId: held, rid })).toHaveLength(1);
+    // A push still in flight from before the re-read's SUB: it must not be read before `held`.
+    expect(waitsForHeld(peer, { msgId: later, recipientId: rid })).toBe(true);
+    expect(waitsForHeld(peer, { msgId: later, recipientId: other })).toBe(false);
+    // Each re-read while it is away asks again, with more patience; then the hold gives up.
+    for (let i = 1; i <= 4; i++) {
+      expect(rereadMailbox(ctx as never, peer)).toHaveLength(1);
+      expect(peer.rxHeld?.rereads).toBe(i);
+    }
+    expect(waitsForHeld(peer, { msgId: later, recipientId: rid })).toBe(true);
+    expect(waitsForHeld(peer, { msgId: held, recipientId: rid })).toBe(false); // it came back
+    expect(peer.rxHeld).toBeUndefined();
+    expect(waitsForHeld(peer, { msgId: later, recipientId: rid })).toBe(false);
+    holdMailbox(ctx as never, peer, "failed", { msgId: held, rid });
+    for (let i = 0; i < 4; i++) rereadMailbox(ctx as never, peer);
+    expect(rereadMailbox(ctx as never, peer)).toEqual([]);
+    expect(peer.rxHeld).toBeUndefined();
+    expect(log.some((l) => /did not come back/.test(l))).toBe(true);
   });
 
   it("refuses bad padding, wrong sizes and unknown types; never throws on garbage", async () => {

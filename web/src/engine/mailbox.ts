@@ -318,6 +318,11 @@ export class PieceBuffer {
     return { message: whole, ids };
   }
 
+  /** The relay message id of the first piece collected (not acknowledged yet), if any. */
+  first(): Uint8Array | undefined {
+    return this.#ids[0];
+  }
+
   reset(): void {
     this.#parts = [];
     this.#ids = [];

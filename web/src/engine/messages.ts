@@ -9,7 +9,7 @@ import { wipe } from "../../../core/bytes.ts";
 import { isDeviceAppMessage } from "../../../core/device/relay.ts";
 import { canSend, expireSkippedKeys, ratchetDecrypt } from "../../../core/ratchet/index.ts";
 import { randomId } from "../lib/base64url.ts";
-import type { StoredMessage } from "./api.ts";
+import type { OutboxEntry, StoredMessage } from "./api.ts";
 import { isCallSignal } from "./calls/wire.ts";
 import {
   cryptoOf,
@@ -26,7 +26,7 @@ import {
 import { isFileAppMessage } from "./files/wire.ts";
 import { introDone } from "./intro.ts";
 import { follow, type Outcome, schedule } from "./outcome.ts";
-import { loadRatchet, ratchetCanSend, saveRatchet, sendApp } from "./peer-ratchet.ts";
+import { loadRatchet, ratchetCanSend, saveRatchet, sendApp, sendApps } from "./peer-ratchet.ts";
 import { onAnnounce, sendByMailbox } from "./queues.ts";
 import { decodeAppMessage, MAX_RECEIPT_IDS } from "./wire.ts";
 
@@ -119,8 +119,10 @@ export async function receive(
       await ctx.storage.putMessage(stored);
       emit(ctx, { type: "message", message: stored });
     }
-    if (live) await sendApp(ctx, peer, live, { t: "rcpt", ids: [m.id] }).catch(() => {});
-    else out.push(...queueReceipt(peer, m.id));
+    // Live, the receipt goes as soon as the messages already queued behind this one are read:
+    // a burst is acknowledged by a few `rcpt` messages of up to MAX_RECEIPT_IDS ids, each one
+    // ratchet message and one sealed state write on both ends, not one per message.
+    out.push(...queueReceipt(peer, m.id, live ? 0 : MAILBOX_RECEIPT_DELAY_MS));
   } else if (m.t === "mbox") {
     await onAnnounce(ctx, peer, m);
     // Receipts held back for want of a mailbox, and an outbox that had no route, can go now.
@@ -144,15 +146,48 @@ export async function receive(
   return out;
 }
 
+/** Most outbox messages sent under one sealed ratchet write (`sendApps`). */
+export const FLUSH_BATCH = 16;
+
 /**
  * The contact's outbox in order over the live session. Stops when the ratchet cannot send yet
  * (the first message from the contact lets it), when the session closes, or when the contact is
- * blocked.
+ * blocked. Consecutive entries go in batches of up to FLUSH_BATCH: each message `sending`, then
+ * all encrypted, the ratchet state written once, all sent, then each `sent` (docs/protocol/chat.md §5).
  */
 export async function flushLive(ctx: MessagesContext, peer: Peer, live: Live): Promise<Outcome[]> {
+  const stopped = () => peer.blocked || peer.live !== live || live.session.state === "closed";
+  let batch: { entry: OutboxEntry; m: StoredMessage }[] = [];
+  const sendBatch = async (): Promise<boolean> => {
+    const ready = batch;
+    batch = [];
+    if (ready.length === 0) return true;
+    try {
+      // "sent" and the attempt counts are written in the same serial step as the sends: the
+      // peer's receipt is read in a later step, so a late write never turns "delivered"
+      // back into "sent" nor brings back the outbox entry the receipt removed.
+      await serial(peer, async () => {
+        await sendApps(
+          ctx,
+          peer,
+          live,
+          ready.map(({ m }) => ({ t: "msg", id: m.id, at: m.at, text: m.text })),
+        );
+        for (const { m } of ready) live.sent.add(m.id);
+        for (const { entry, m } of ready) {
+          await ctx.storage.putOutbox({ ...entry, attempts: entry.attempts + 1 });
+          if (m.state === "sending") await setMessageState(ctx, m, "sent");
+        }
+      });
+      return true;
+    } catch (e) {
+      ctx.cfg.log(`send stopped: ${(e as Error).message}`);
+      return false;
+    }
+  };
   for (const entry of await ctx.storage.listOutbox(peer.id)) {
-    if (peer.blocked || peer.live !== live || live.session.state === "closed") return [];
-    if (!ratchetCanSend(peer)) return [];
+    if (stopped()) return [];
+    if (!ratchetCanSend(peer)) break;
     if (live.sent.has(entry.messageId)) continue;
     const m = await ctx.storage.getMessage(entry.messageId);
     if (m?.direction !== "out" || m.state === "delivered") {
@@ -161,32 +196,37 @@ export async function flushLive(ctx: MessagesContext, peer: Peer, live: Live): P
     }
     if (m.state === "failed") continue;
     if (m.state === "queued") await setMessageState(ctx, m, "sending");
-    try {
-      // "sent" and the attempt count are written in the same serial step as the send: the
-      // peer's receipt is read in a later step, so a late write never turns "delivered"
-      // back into "sent" nor brings back the outbox entry the receipt removed.
-      await serial(peer, async () => {
-        await sendApp(ctx, peer, live, { t: "msg", id: m.id, at: m.at, text: m.text });
-        live.sent.add(m.id);
-        await ctx.storage.putOutbox({ ...entry, attempts: entry.attempts + 1 });
-        if (m.state === "sending") await setMessageState(ctx, m, "sent");
-      });
-    } catch (e) {
-      ctx.cfg.log(`send stopped: ${(e as Error).message}`);
-      return [];
-    }
+    batch.push({ entry, m });
+    if (batch.length >= FLUSH_BATCH && !(await sendBatch())) return [];
   }
+  if (!stopped()) await sendBatch();
   return [];
 }
 
-/** A receipt for a message that came through the mailbox; sent shortly, batched. */
-function queueReceipt(peer: Peer, id: string): Outcome[] {
+/** How long a receipt for a message read from the mailbox waits for others to share its `rcpt`. */
+const MAILBOX_RECEIPT_DELAY_MS = 50;
+
+/** A receipt to send shortly, batched with the others received meanwhile (`sendReceipts`). */
+function queueReceipt(peer: Peer, id: string, delayMs: number): Outcome[] {
   peer.receipts.add(id);
-  return [schedule("receipt", 50, { step: "receipts" }, true)];
+  return [schedule("receipt", delayMs, { step: "receipts" }, true)];
 }
+
+/** Peers whose receipts `sendReceipts` is sending now: that loop takes the ids added meanwhile. */
+const sendingReceipts = new WeakSet<Peer>();
 
 /** Receipts go live if a session is up, else into the contact's mailbox. */
 export async function sendReceipts(ctx: MessagesContext, peer: Peer): Promise<Outcome[]> {
+  if (sendingReceipts.has(peer)) return [];
+  sendingReceipts.add(peer);
+  try {
+    return await sendReceiptsNow(ctx, peer);
+  } finally {
+    sendingReceipts.delete(peer);
+  }
+}
+
+async function sendReceiptsNow(ctx: MessagesContext, peer: Peer): Promise<Outcome[]> {
   const out: Outcome[] = [];
   // A contact request, a blocked contact or a pending identity decision: nothing goes back.
   while (peer.receipts.size > 0 && !ctx.stopped && !peer.blocked) {

@@ -46,29 +46,56 @@ export function ratchetCanSend(peer: Peer): boolean {
 }
 
 /** Encrypt one application message with the contact's ratchet and send it (inside serial). */
-export async function sendApp(
+export function sendApp(ctx: RatchetContext, peer: Peer, live: Live, message: AppMessage): Promise<void> {
+  return sendApps(ctx, peer, live, [message]);
+}
+
+/**
+ * Encrypt several application messages with the contact's ratchet, one after the other, persist
+ * the state once — the state after the last of them — and only then send them all, in order
+ * (inside serial). Signal DR §3.5's rule holds for each: the stored state is at or past the one
+ * that produced every ciphertext before any of them leaves, so a crash never reuses a chain key;
+ * a burst pays one sealed state write instead of one per message (docs/protocol/chat.md §4).
+ */
+export async function sendApps(
   ctx: RatchetContext,
   peer: Peer,
   live: Live,
-  message: AppMessage,
+  messages: readonly AppMessage[],
 ): Promise<void> {
+  if (messages.length === 0) return;
   const r = peer.ratchet;
   if (!r || !canSend(r.state)) throw new Refused("ratchet-cannot-send");
   if (live.session.state === "closed") throw new Refused("LOFT_ERR_LINK_CLOSED");
-  live.session.send(encodeRatchetFrame(await encryptAndPersist(ctx, peer, r, message)));
+  const sealed = await encryptAndPersist(ctx, peer, r, messages);
+  for (const s of sealed) live.session.send(encodeRatchetFrame(s));
 }
 
-/** Ratchet-encrypt one message and persist the advanced state before the ciphertext leaves, so
- * a crash never reuses a chain key (Signal DR §3.5). */
+/** Ratchet-encrypt messages in order and persist the advanced state before any ciphertext
+ * leaves, so a crash never reuses a chain key (Signal DR §3.5). */
 async function encryptAndPersist(
   ctx: RatchetContext,
   peer: Peer,
   r: ChatRatchet,
-  message: AppMessage,
-): Promise<Uint8Array> {
-  const plaintext = encodeAppMessage(message);
-  const { state, message: sealed } = await ratchetEncrypt(r.state, plaintext, Date.now(), cryptoOf(ctx));
-  wipe(plaintext);
+  messages: readonly AppMessage[],
+): Promise<Uint8Array[]> {
+  // Encoded first: a message that does not encode throws before the ratchet moves.
+  const plaintexts = messages.map(encodeAppMessage);
+  const sealed: Uint8Array[] = [];
+  let state = r.state;
+  try {
+    for (const plaintext of plaintexts) {
+      const next = await ratchetEncrypt(state, plaintext, Date.now(), cryptoOf(ctx));
+      state = next.state;
+      sealed.push(next.message);
+    }
+  } finally {
+    for (const p of plaintexts) wipe(p);
+    // ratchetEncrypt wipes the state it advanced from: keep the newest one in memory, even after
+    // a throw part-way. Nothing of that batch is sent then, so the older stored state's keys
+    // sealed nothing that left (DR §3.5 holds without a write).
+    if (state !== r.state) peer.ratchet = { id: r.id, state };
+  }
   await saveRatchet(ctx, peer, { id: r.id, state });
   return sealed;
 }
@@ -81,5 +108,5 @@ export async function seal(
 ): Promise<Uint8Array | undefined> {
   const { ratchet: r } = await loadRatchet(ctx, peer);
   if (!r || !canSend(r.state)) return undefined;
-  return encryptAndPersist(ctx, peer, r, message);
+  return (await encryptAndPersist(ctx, peer, r, [message]))[0];
 }

@@ -173,6 +173,13 @@ async function createRx(
     peer.rxOld = replacing; // stays in `rids` and subscribed: read while it lives
   }
   await ctx.storage.saveSecret(SECRET.rx(peer.id), encodeRx(rx));
+  // Deleted while the write ran (links.ts `forget`: gone from `peers` first): `forgetMailbox`
+  // waits for this creation, but the queue must not be used, and neither it nor its secret stay.
+  if (ctx.peers.get(peer.id) !== peer) {
+    await ctx.storage.deleteSecret(SECRET.rx(peer.id)).catch(() => {});
+    await client.deleteQueue(queue).catch(() => {});
+    return undefined;
+  }
   useRx(ctx, peer, rx);
   ctx.cfg.log(`mailbox for ${peer.id.slice(0, 8)} created at ${url}`);
   return rx;
@@ -258,6 +265,9 @@ export async function retireOldRx(ctx: Pick<EngineContext, "cfg" | "pool" | "rid
 
 /** The contact was deleted: delete our queue at the relay and both records. */
 export async function forgetMailbox(ctx: EngineContext, peer: Peer): Promise<void> {
+  // A queue being created (or moved) is not in `peer.rx` yet: wait for it, so what it leaves —
+  // a queue set as `rx`, or an old one kept as `rxOld` — is deleted below, not left behind.
+  await peer.rxCreating?.catch(() => undefined);
   await retireOldRx(ctx, peer);
   const rx = peer.rx;
   peer.rx = undefined;

@@ -6,6 +6,8 @@
  * (link/controller.ts, link/links.ts); returns outcomes, imports no other step. The queues
  * themselves are queues.ts; a first contact's first message is intro.ts.
  */
+
+import { equalBytes } from "../../../core/bytes.ts";
 import type { LoftError } from "../../../core/errors.ts";
 import { encodeInitialMessage } from "../../../core/prekey/index.ts";
 import { canSend } from "../../../core/ratchet/index.ts";
@@ -182,7 +184,8 @@ export function receiveMailbox(ctx: EngineContext, peer: Peer, m: RelayMessage):
 
 /**
  * A body of our mailbox for this contact was left on the relay unread (`why`; a failed read:
- * "failed"): hold the bodies after it, unread and unacknowledged, until the mailbox is read again
+ * "failed"), `msgId` the first body of that queue not acknowledged (the first piece of its
+ * message): hold the bodies after it, unread and unacknowledged, until the mailbox is read again
  * from it (`rereadMailbox`) — the relay redelivers unacknowledged bodies only on a new SUB
  * (docs/protocol/relay.md §Commands), so the later ones read now would be shown before it
  * (docs/protocol/mailbox.md §4, "In order"). Inside serial. While an identity decision is
@@ -192,23 +195,53 @@ export function holdMailbox(
   ctx: Pick<EngineContext, "cfg">,
   peer: Peer,
   why: "blocked" | "failed",
+  held: { msgId: Uint8Array; rid: Uint8Array },
 ): Outcome[] {
-  if (!peer.rxHeld) ctx.cfg.log(`mailbox of ${peer.id.slice(0, 8)} held (${why}): read again from there`);
-  peer.rxHeld = true;
+  if (!peer.rxHeld) {
+    ctx.cfg.log(`mailbox of ${peer.id.slice(0, 8)} held (${why}): read again from there`);
+    peer.rxHeld = { msgId: held.msgId.slice(), rid: held.rid.slice(), rereads: 0 };
+  }
   if (why === "blocked") return [];
   return [schedule("reread", ctx.cfg.relayBackoffInitialMs, { step: "reread" }, true)];
+}
+
+/** SUBs sent for one held body before the hold gives up and reads on (it may have expired). */
+const MAX_REREADS = 4;
+
+/**
+ * Whether a body from our mailbox waits for the held one (inside serial). The hold ends only when
+ * the held body itself comes back: bodies pushed on the subscription before the relay took the
+ * new SUB (still in flight, or queued behind the read that failed) come before it and would
+ * otherwise be read first — the relay redelivers in queue order only after the SUB.
+ */
+export function waitsForHeld(peer: Peer, m: Pick<RelayMessage, "msgId" | "recipientId">): boolean {
+  const held = peer.rxHeld;
+  if (!held || !equalBytes(m.recipientId, held.rid)) return false;
+  if (!equalBytes(m.msgId, held.msgId)) return true;
+  peer.rxHeld = undefined;
+  return false;
 }
 
 /**
  * Read our mailbox for this contact again from its first unacknowledged body: the pieces
  * collected so far are dropped, and a new SUB makes the relay (or SMP server) deliver every
  * unacknowledged body again, in queue order (docs/protocol/relay.md §Commands). Inside serial.
+ * While the held body has not come back, another re-read follows with backoff; after
+ * MAX_REREADS the hold is let go (the body expired or was taken elsewhere: reading on beats a
+ * mailbox stalled for good).
  */
-export function rereadMailbox(ctx: Pick<EngineContext, "pool">, peer: Peer): void {
-  peer.rxHeld = false;
+export function rereadMailbox(ctx: Pick<EngineContext, "cfg" | "pool">, peer: Peer): Outcome[] {
+  const held = peer.rxHeld;
+  if (held && held.rereads >= MAX_REREADS) {
+    ctx.cfg.log(`mailbox of ${peer.id.slice(0, 8)}: the held body did not come back; reading on`);
+    peer.rxHeld = undefined;
+  } else if (held) held.rereads++;
   peer.pieces.reset();
   // Both queues while the contact may still write into the one we moved off (queues.ts `moveRx`).
   for (const rx of [peer.rxOld, peer.rx]) if (rx) ctx.pool?.subscribe(rx.url, rx.queue);
+  if (!peer.rxHeld) return [];
+  const wait = ctx.cfg.relayBackoffInitialMs * 2 ** peer.rxHeld.rereads;
+  return [schedule("reread", wait, { step: "reread" }, true)];
 }
 
 /**

@@ -16,7 +16,7 @@ import {
   EARLY_ROTATION_SEEN,
 } from "../../../core/prekey/index.ts";
 import { storedMessageBytes } from "../../../relay-ws/source-limits.ts";
-import { connectRelay, startTestRelay, type TestRelay } from "../../../relay-ws/testing.ts";
+import { connectRelay, relayCounter, startTestRelay, type TestRelay } from "../../../relay-ws/testing.ts";
 import { type RunningSignaling, startSignaling } from "../../../signaling/testing.ts";
 import {
   EngineHarness,
@@ -34,7 +34,7 @@ import type { MessageId } from "./api.ts";
 import type { Peer } from "./context.ts";
 import type { EngineConfig } from "./engine.ts";
 import { RELAY_BUSY_MESSAGE } from "./errors.ts";
-import { SECRET } from "./mailbox.ts";
+import { decodeRx, SECRET } from "./mailbox.ts";
 import type { Outcome } from "./outcome.ts";
 import { decodePrekeyState, encodePrekeyState } from "./prekeys.ts";
 import { type DepositContext, finishDeposit, newDeposit, sendDeposit } from "./queues.ts";
@@ -317,7 +317,13 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
   });
 
   it("runs live through the relay when no direct channel opens: both ways, delivered, path relay", async () => {
+    const openings12 = () => relayCounter(relay, "loft_relay_openings_total", { version: "1.2" });
+    const before = await openings12();
     const [a, b] = await pair(true);
+    // Both engines' connections speak 1.2, so every live piece was delivered in its size bucket
+    // (a 1.2 client opens no other form; docs/decisions.md (Relay), "The app speaks relay
+    // protocol 1.2").
+    expect((await openings12()) - before).toBeGreaterThanOrEqual(2);
     expect(a.engine.presence(b.id).path).toBe("relay");
     expect(b.engine.presence(a.id).path).toBe("relay");
     const m1 = await a.engine.send(b.id, "through the relay");
@@ -329,6 +335,36 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     expect([...a.events, ...b.events].some((e) => e.type === "message-state" && e.state === "relayed")).toBe(
       false,
     );
+  });
+
+  it("a relay from before protocol 1.2: the engines fall back to 1.1, live link and mailbox work as before", async () => {
+    const current = relay;
+    const old = await startTestRelay({ bucketed: false });
+    relay = old; // the harness and `pair` read `relay.url`
+    try {
+      const [a, b] = await pair(true);
+      expect(a.engine.presence(b.id).path).toBe("relay");
+      const m1 = await a.engine.send(b.id, "live over 1.1");
+      await until(() => stateOf(a, m1) === "delivered", "live delivered");
+      await b.engine.stop();
+      await until(() => !online(a, b), "bob offline");
+      const m2 = await a.engine.send(b.id, "mailbox over 1.1");
+      await until(() => stateOf(a, m2) === "relayed", "relayed");
+      const b2 = node("bob", b.user, b.storage, "");
+      await b2.engine.start();
+      await until(() => b.storage.texts(a.id, "in").length === 2, "bob read it");
+      expect(b.storage.texts(a.id, "in")).toEqual(["live over 1.1", "mailbox over 1.1"]);
+      await until(() => stateOf(a, m2) === "delivered", "mailbox message delivered");
+      expect(await relayCounter(old, "loft_relay_openings_total", { version: "1.2" })).toBe(0);
+      expect(await relayCounter(old, "loft_relay_openings_total", { version: "1.1" })).toBeGreaterThanOrEqual(
+        3,
+      );
+      expect(a.logs).toContain("relay: protocol 1.2 refused (a relay from before it); speaking 1.1 to it");
+    } finally {
+      await h.stopAll();
+      relay = current;
+      await old.close();
+    }
   });
 
   it("switches to direct when a direct channel becomes possible", async () => {
@@ -547,6 +583,47 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     } finally {
       globalThis.setTimeout = setTimer;
       globalThis.clearTimeout = clearTimer;
+    }
+  });
+
+  it("a contact deleted while its new mailbox is being stored: the queue goes at the relay, no secret or subscription stays", async () => {
+    // The write of the new queue's secret is held until Bob is deleted (one IndexedDB write wide,
+    // review finding #9): before, the queue was then subscribed and kept, its secret stored.
+    class HeldRx extends MemoryStorage {
+      hold: string | undefined;
+      readonly held: { name: string; value: Uint8Array; go: () => void }[] = [];
+      override async saveSecret(name: string, value: Uint8Array): Promise<void> {
+        if (name === this.hold) await new Promise<void>((go) => this.held.push({ name, value, go }));
+        return super.saveSecret(name, value);
+      }
+    }
+    const storage = new HeldRx(signaling.url, [relay.url]);
+    const a = node("alice", undefined, storage);
+    const bob = createUserIdentity({ username: "bob", now: Date.now() });
+    const bobId = storage.addUser(bob);
+    storage.hold = SECRET.rx(bobId);
+    await a.engine.start(); // Alice makes Bob's mailbox at start (he has none yet)
+    await until(() => storage.held.length > 0, "the new queue's secret is being written");
+    const rx = decodeRx(storage.held[0]!.value);
+    if (!rx.ok) throw new Error("not a queue record");
+    storage.contacts.delete(bobId);
+    a.engine.contactChanged(bobId);
+    for (const w of storage.held) w.go();
+    const owner = await connectRelay(relay.url);
+    try {
+      // Gone at the relay: its owner's key no longer reaches it.
+      await until(
+        () =>
+          owner.get(rx.value.queue).then(
+            () => false,
+            () => true,
+          ),
+        "the queue is deleted at the relay",
+      );
+      await until(() => !storage.secrets.has(SECRET.rx(bobId)), "no secret of it stays");
+      expect(a.logs.filter((l) => l.includes(`mailbox for ${bobId.slice(0, 8)} created`))).toEqual([]);
+    } finally {
+      owner.close();
     }
   });
 

@@ -15,6 +15,7 @@ import type { CryptoProvider } from "../../../core/crypto/provider.ts";
 import type { LoftError } from "../../../core/errors.ts";
 import type { Link } from "../../../core/link/link.ts";
 import type { RecipientQueue, RelayClient, RelayMessage, SenderQueue } from "../../../core/relay/client.ts";
+import type { RelayDeliveryPadding } from "../../../core/relay/protocol.ts";
 import type { WebSocketLike as RelayWebSocketLike } from "../../../core/relay/ws-link.ts";
 import type { SignalingClient } from "../../../core/signaling/client.ts";
 import type { IceServerConfig, IceTransportPolicy, LinkPath } from "./api.ts";
@@ -111,6 +112,11 @@ export interface RelayConnectionsOptions {
   log: (message: string) => void;
   /** The engine's crypto provider: relay command authenticators (protocol 1.1) run on it. */
   crypto?: CryptoProvider;
+  /**
+   * How deliveries are padded (docs/protocol/relay.md §Versions): "bucket" (default: protocol
+   * 1.2, falling back to 1.1 on a relay from before it) or "block" (1.1 only).
+   */
+  delivery?: RelayDeliveryPadding;
   /**
    * Our relay's SMP bridge (`wss://…/smp-bridge`), through which mailboxes on `smp://` servers
    * are reached (docs/protocol/smp.md, "The bridge"). Absent: `smp://` mailboxes are unreachable.

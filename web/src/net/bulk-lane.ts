@@ -170,7 +170,7 @@ export class BulkLane extends QueueLink {
       this.#peerReady = true;
       return;
     }
-    // Nobody reads it yet (no live session on this link, or a room member link: files.md §2).
+    // Nobody reads it yet (no live session on this link yet: files.md §2, rule 1).
     if (!this.#claimed) {
       this.dropped++;
       return;

@@ -3,7 +3,10 @@
  * no direct path comes up"; docs/protocol/mailbox.md §6): a core/relay `RelayLink`
  * over a pair of fresh queues on the dialer's relay, set up through signed signaling envelopes the
  * way a WebRTC offer/answer is. The same Noise XXhfs handshake (link kind "relay") and ratchet run
- * over it as over a data channel; the relay sees only padded, re-encrypted blocks.
+ * over it as over a data channel; the relay sees only Noise frames in pieces, and re-encrypts each
+ * piece for the recipient. The pool's connections speak relay protocol 1.2, so each piece arrives
+ * padded to its size bucket, not to a 16 KiB block (docs/decisions.md (Relay), "The app speaks
+ * relay protocol 1.2").
  *
  *   dialer                                   signaling                     answerer
  *   NEW (own queue Qa, not subscribed)

@@ -93,6 +93,56 @@ describe("RelayPool", () => {
     await expectEmpty(relay, queue);
   });
 
+  it("speaks 1.2 to a relay that serves it and falls back to 1.1, in the same opening, on one from before it; messages flow on both", async () => {
+    // docs/decisions.md (Relay), "The app speaks relay protocol 1.2": the fall-back.
+    const old = await startTestRelay({ bucketed: false });
+    const qOld = await backlog(old, 1);
+    const qNew = await backlog(relay, 1);
+    const logs: string[] = [];
+    const states: string[] = [];
+    const got: string[] = [];
+    const pool = new RelayPool({
+      webSocket: (url) => relaySocket(url),
+      timeoutMs: 10_000,
+      backoffInitialMs: 50,
+      backoffMaxMs: 200,
+      window: 8,
+      onMessage: (url, m) => {
+        got.push(`${url === old.url ? "old" : "new"}:${m.body.length}`);
+        void pool.ack(url, url === old.url ? qOld : qNew, m.msgId);
+      },
+      onState: (url, state) => states.push(`${url === old.url ? "old" : "new"} ${state}`),
+      log: (m) => logs.push(m),
+    });
+    const refusals = () => relayCounter(old, "loft_relay_errors_total", { code: "VERSION" });
+    try {
+      pool.subscribe(old.url, qOld);
+      pool.subscribe(relay.url, qNew);
+      await until(() => got.length === 2, "one message from each relay", 10_000);
+      expect(got.sort()).toEqual(["new:1", "old:1"]);
+      expect((await pool.client(relay.url)).delivery).toBe("bucket");
+      const first = await pool.client(old.url);
+      expect(first.delivery).toBe("block");
+      // The refusal cost one extra socket inside the opening, not an "unreachable" state.
+      expect(states.filter((s) => s.startsWith("old"))).toEqual(["old connecting", "old connected"]);
+      expect(await refusals()).toBe(1);
+      expect(logs).toContain("relay: protocol 1.2 refused (a relay from before it); speaking 1.1 to it");
+      // A reconnection opens straight in 1.1: no second refusal.
+      first.close();
+      await until(() => pool.isUp(old.url), "old relay reconnected", 10_000);
+      const second = await pool.client(old.url);
+      expect(second).not.toBe(first);
+      expect(second.delivery).toBe("block");
+      expect(await refusals()).toBe(1);
+      expect(await relayCounter(old, "loft_relay_openings_total", { version: "1.1" })).toBeGreaterThanOrEqual(
+        2,
+      );
+    } finally {
+      pool.close();
+      await old.close();
+    }
+  });
+
   it("the pacer: a window of ACKs on a connection whose budget is spent all land, one refusal at a time", async () => {
     const total = 8;
     const queue = await backlog(relay, total);

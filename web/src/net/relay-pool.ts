@@ -14,12 +14,18 @@
  *   redelivers the message on the next subscription, and the engine drops the duplicate.
  * - `smp://` URLs are mailboxes on SMP servers (docs/protocol/mailbox.md §1): handed to
  *   smp-mailbox.ts, which reaches them through our relay's bridge with the same calls.
+ * - Connections speak relay protocol 1.2 (`delivery: "bucket"`: each delivery padded to its body's
+ *   size bucket, not a 16 KiB block) unless told "block". A relay that refuses the 1.2 header
+ *   (`ERR VERSION`: one from before 1.2) is opened again at once with 1.1, and spoken to in 1.1
+ *   for the rest of the pool's life. Why 1.2 reveals nothing the app did not reveal already, and
+ *   why the fall-back is safe: docs/decisions.md (Relay), "The app speaks relay protocol 1.2".
  */
 import { toHex } from "../../../core/bytes.ts";
 import { isLoftError, LoftError } from "../../../core/errors.ts";
 import { ackPacer } from "../../../core/relay/ack-pacer.ts";
 import { type RecipientQueue, RelayClient } from "../../../core/relay/client.ts";
 import { DEFAULT_SEND_RETRY } from "../../../core/relay/live-link.ts";
+import type { RelayDeliveryPadding } from "../../../core/relay/protocol.ts";
 import { WebSocketLink } from "../../../core/relay/ws-link.ts";
 import type {
   MailboxClient,
@@ -33,6 +39,8 @@ import { SmpMailboxes } from "./smp-mailbox.ts";
 interface Conn extends PooledConn<RelayClient> {
   readonly subs: Map<string, RecipientQueue>;
   keep: boolean;
+  /** The padding asked for on the next opening: "block" once the relay refused 1.2. */
+  delivery: RelayDeliveryPadding;
 }
 
 export class RelayPool implements RelayConnections {
@@ -47,15 +55,7 @@ export class RelayPool implements RelayConnections {
       backoffInitialMs: options.backoffInitialMs,
       backoffMaxMs: options.backoffMaxMs,
       onState: options.onState,
-      open: (c) =>
-        RelayClient.connect(new WebSocketLink(options.webSocket(c.url)), {
-          timeoutMs: options.timeoutMs,
-          ...(options.crypto ? { crypto: options.crypto } : {}),
-          onMessage: (m) => options.onMessage(c.url, m),
-          onError: (e) => options.log(`relay: ${e.code} ${e.message}`),
-          onEnd: (rid) => options.log(`relay: subscription of ${toHex(rid).slice(0, 8)} ended here`),
-          onUnavailable: () => this.#leave(c),
-        }),
+      open: (c) => this.#open(c),
       asError: (e) => (isLoftError(e) ? e : new LoftError("LOFT_ERR_LINK_CLOSED", (e as Error).message)),
       opened: (c, client) => this.#opened(c, client),
       wanted: (c) => c.keep || c.subs.size > 0,
@@ -82,10 +82,48 @@ export class RelayPool implements RelayConnections {
     }
   }
 
+  /**
+   * One opening, in 1.2 unless this relay refused it before (or the pool was told "block"). A 1.2
+   * header refused with `ERR VERSION` is a relay from before 1.2: the same opening goes on at once
+   * in 1.1 (docs/protocol/relay.md §Versions), and the next ones start there. Only a refusal the
+   * relay itself sent over TLS lowers the version, and 1.1 hides more than 1.2, so forcing the
+   * fall-back gains an attacker nothing (docs/decisions.md (Relay), "The app speaks relay
+   * protocol 1.2").
+   */
+  async #open(c: Conn): Promise<RelayClient> {
+    const o = this.#o;
+    const connect = (delivery: RelayDeliveryPadding) =>
+      RelayClient.connect(new WebSocketLink(o.webSocket(c.url)), {
+        timeoutMs: o.timeoutMs,
+        delivery,
+        ...(o.crypto ? { crypto: o.crypto } : {}),
+        onMessage: (m) => o.onMessage(c.url, m),
+        onError: (e) => o.log(`relay: ${e.code} ${e.message}`),
+        onEnd: (rid) => o.log(`relay: subscription of ${toHex(rid).slice(0, 8)} ended here`),
+        onUnavailable: () => this.#leave(c),
+      });
+    if (c.delivery === "block") return connect("block");
+    try {
+      return await connect("bucket");
+    } catch (e) {
+      if (!isLoftError(e) || e.code !== "LOFT_ERR_UNSUPPORTED_VERSION") throw e;
+      c.delivery = "block";
+      o.log("relay: protocol 1.2 refused (a relay from before it); speaking 1.1 to it");
+      return connect("block");
+    }
+  }
+
   #conn(url: string): Conn {
     let c = this.#conns.get(url);
     if (!c) {
-      c = { url, subs: new Map(), keep: false, failures: 0, retryAt: 0 };
+      c = {
+        url,
+        subs: new Map(),
+        keep: false,
+        failures: 0,
+        retryAt: 0,
+        delivery: this.#o.delivery ?? "bucket",
+      };
       this.#conns.set(url, c);
     }
     return c;

@@ -5,11 +5,16 @@
  * stored, a chunk the mailbox and the live session bring at once, and parts of a file above the
  * mailbox bound are not taken twice or at all; a changed slice fails the
  * chunk's integrity check and discards the file; random part sequences never throw.
+ * The window (files.md §5): with storage slower than the link, a live chunk beyond the last ACK +
+ * 64 ends the transfer (both sides told) and nothing past it is kept; fuzzed over greedy and
+ * honest senders.
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { nobleCrypto } from "../../../../core/crypto/noble.ts";
-import { MemoryStorage } from "../../../../test/support/engine.ts";
+import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
+import { createWebCryptoProvider } from "../../../../core/crypto/webcrypto.ts";
+import { MemoryStorage, until } from "../../../../test/support/engine.ts";
 import { seededBytes } from "../../../../test/support/files.ts";
 import { FUZZ_RUNS } from "../../../../test/support/fuzz.ts";
 import type { EngineEvent } from "../api.ts";
@@ -21,9 +26,11 @@ import {
   type FilesContext,
   FileTransfers,
   MAX_MAILBOX_FILE_BYTES,
+  WINDOW_CHUNKS,
 } from "./transfers.ts";
 import {
   chunkCount,
+  decodeFileFrame,
   encodeChunkFrame,
   FILE_CHUNK_BYTES,
   type FileAppMessage,
@@ -72,11 +79,15 @@ async function senderSide(data: Uint8Array, size = data.length) {
   return { offer, parts };
 }
 
-function receiver() {
+function receiver(opts: { store?: MemoryFileStore; crypto?: CryptoProvider; live?: FileLive } = {}) {
   const events: EngineEvent[] = [];
   const told: FileAppMessage[] = [];
   const ctx = {
-    cfg: { fileStore: new MemoryFileStore(), crypto: nobleCrypto, log: () => {} } as unknown as EngineConfig,
+    cfg: {
+      fileStore: opts.store ?? new MemoryFileStore(),
+      crypto: opts.crypto ?? nobleCrypto,
+      log: () => {},
+    } as unknown as EngineConfig,
     storage: new MemoryStorage(""),
     listeners: new Set([(e: EngineEvent) => events.push(e)]),
     peers: new Map(),
@@ -87,8 +98,8 @@ function receiver() {
   const peer: FilePeer = {
     id: "c0ffee",
     name: "Ann",
-    live: () => undefined,
-    ready: () => false,
+    live: () => opts.live,
+    ready: () => opts.live !== undefined,
     tell: async (m) => {
       told.push(m);
       return true;
@@ -100,6 +111,60 @@ function receiver() {
     return last;
   };
   return { files, peer, told, state, events };
+}
+
+/** A store whose chunk writes wait until `flush` (a device whose storage is slower than the link). */
+class SlowStore extends MemoryFileStore {
+  #waiting: (() => void)[] = [];
+  /** Each write as it began: its chunk indices. */
+  readonly writes: { first: number; count: number }[] = [];
+  override async putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void> {
+    this.writes.push({ first, count: sealed.length });
+    await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    return super.putChunks(key, first, sealed);
+  }
+  /** Let the writes begun so far finish (and the ACKs after them go). */
+  async flush(): Promise<void> {
+    for (const w of this.#waiting.splice(0)) w();
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/**
+ * A receiver of a `total`-chunk transfer it accepted, on a live session whose FILE_ACKs are read
+ * back (`acked`: the newest `next` it told the sender, from the accept's `from` on), and the
+ * sealed FILE_CHUNK frames of the file (native AES-GCM: a window's worth is ≈ 4 MiB).
+ */
+async function windowSetup(total: number, frames: number) {
+  const crypto = await createWebCryptoProvider();
+  const store = new SlowStore();
+  const acks: number[] = [];
+  const session = {
+    state: "open",
+    send: (b: Uint8Array) => {
+      const f = decodeFileFrame(b);
+      if (f.ok && f.value.type === "ack") acks.push(f.value.ack.next);
+    },
+    closed: new Promise(() => {}),
+    close: () => {},
+  };
+  const live = { session } as unknown as FileLive;
+  const r = receiver({ store, crypto, live });
+  const size = total * FILE_CHUNK_BYTES;
+  await r.files.message(r.peer, { ...(await senderSide(new Uint8Array(0), size)).offer });
+  const [t] = await r.files.list("c0ffee");
+  await r.files.accept(t!.key);
+  r.files.up(r.peer, live); // the session is up: the accepted transfer asks for its chunks
+  await until(() => r.told.some((m) => m.t === "file.accept"), "the accept goes out");
+  const plain = new Uint8Array(FILE_CHUNK_BYTES).fill(7);
+  const sealed = await Promise.all(
+    Array.from({ length: frames }, async (_, index) => {
+      const header = { id: ID, index, total, chunkSize: SEALED_CHUNK_BYTES };
+      return encodeChunkFrame({ header, sealed: await sealChunkBytes(crypto, KEY, header, plain) });
+    }),
+  );
+  const acked = () => Math.max(0, ...acks);
+  return { r, store, live, sealed, acked, key: t!.key };
 }
 
 describe("file.part: the receiver's rule", () => {
@@ -223,6 +288,67 @@ describe("file.part: the receiver's rule", () => {
         },
       ),
       { numRuns: Math.min(FUZZ_RUNS, 300) },
+    );
+  });
+});
+
+describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
+  it("a sender pushing past 64 chunks beyond the last ACK ends the transfer, both sides told; nothing past it is kept", async () => {
+    // Storage stalls on the first write: no ACK goes; chunks 0–63 wait (the window), chunk 64 is
+    // one the sender was never allowed to send. Before the window was enforced it was taken, and
+    // so was every chunk after it, all waiting in memory for a store.
+    const { r, store, live, sealed, key } = await windowSetup(80, WINDOW_CHUNKS + 4);
+    for (const frame of sealed.slice(0, WINDOW_CHUNKS)) await r.files.frame(r.peer, live, frame);
+    expect(r.state()).toBe("receiving");
+    for (const frame of sealed.slice(WINDOW_CHUNKS)) await r.files.frame(r.peer, live, frame);
+    expect(r.state()).toBe("failed");
+    const [t] = await r.files.list("c0ffee");
+    expect(t?.reason).toBe(
+      `Ann sent more of p.bin than this device had asked for (beyond the window of ${WINDOW_CHUNKS} chunks); the file was discarded.`,
+    );
+    expect(r.told).toEqual([
+      { t: "file.accept", id: ID, from: 0 },
+      { t: "file.cancel", id: ID, own: false },
+    ]);
+    expect(
+      r.events.some((e) => e.type === "error" && e.error.message === t?.reason),
+      "the person is told",
+    ).toBe(true);
+    await store.flush();
+    await store.flush();
+    expect(Math.max(...store.writes.map((w) => w.first + w.count))).toBeLessThanOrEqual(WINDOW_CHUNKS);
+    expect(await store.getChunk(key, 0)).toBeUndefined(); // the stalled write landed, then went
+  });
+
+  it("fuzz: whatever a sender pushes and however storage keeps up, what is kept stays in the window; an honest sender is never refused", async () => {
+    const total = 100;
+    const { sealed } = await windowSetup(total, WINDOW_CHUNKS + 8);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.boolean(),
+        // Runs of chunks pushed between runs of storage catching up (a write and its ACK each).
+        fc.array(fc.record({ sends: fc.nat(80), stores: fc.nat(2) }), { minLength: 1, maxLength: 5 }),
+        async (honest, steps) => {
+          const w = await windowSetup(total, 0);
+          let sent = 0;
+          let overstepped = false;
+          for (const { sends, stores } of steps) {
+            for (let n = 0; n < sends && sent < sealed.length && !overstepped; n++) {
+              // An honest sender waits for an ACK at the window's end; a greedy one never does.
+              if (honest && sent >= w.acked() + WINDOW_CHUNKS) break;
+              if (sent >= w.acked() + WINDOW_CHUNKS) overstepped = true;
+              await w.r.files.frame(w.r.peer, w.live, sealed[sent++]!);
+            }
+            for (let n = 0; n < stores; n++) await w.store.flush();
+            // Every write begun covers chunks the sender was allowed (the ACKs before it).
+            for (const { first, count } of w.store.writes)
+              expect(first + count).toBeLessThanOrEqual(w.acked() + WINDOW_CHUNKS);
+          }
+          expect(w.r.state()).toBe(overstepped ? "failed" : "receiving");
+          await w.store.flush();
+        },
+      ),
+      { numRuns: 12 },
     );
   });
 });

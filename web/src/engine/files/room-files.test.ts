@@ -11,12 +11,23 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { toHex } from "../../../../core/bytes.ts";
 import { encodeCanonical } from "../../../../core/codec/codec.ts";
 import { padToBucket } from "../../../../core/codec/padding.ts";
+import { nobleCrypto } from "../../../../core/crypto/noble.ts";
+import type { Session } from "../../../../core/session/index.ts";
 import { type RunningSignaling, startSignaling } from "../../../../signaling/testing.ts";
-import { EngineHarness, type EngineNode, FAST_ENGINE, until } from "../../../../test/support/engine.ts";
+import {
+  EngineHarness,
+  type EngineNode,
+  FAST_ENGINE,
+  MemoryStorage,
+  until,
+} from "../../../../test/support/engine.ts";
 import { fileTransfers, seededBytes } from "../../../../test/support/files.ts";
 import { FUZZ_RUNS } from "../../../../test/support/fuzz.ts";
+import type { EngineConfig } from "../engine.ts";
 import type { RoomsApi } from "../rooms/api.ts";
-import { decodeFileMsgFrame, encodeFileMsgFrame } from "./room-files.ts";
+import { decodeFileMsgFrame, encodeFileMsgFrame, RoomFiles, type RoomLinks } from "./room-files.ts";
+import { MemoryFileStore } from "./store.ts";
+import { type FilesContext, FileTransfers } from "./transfers.ts";
 import { FILE_CHUNK_BYTES, FILE_FRAME, type FileAppMessage } from "./wire.ts";
 
 const KEY = new Uint8Array(32).map((_, i) => i);
@@ -147,6 +158,48 @@ describe("FILE_MSG frames (member sessions)", () => {
   });
 });
 
+describe("the files lane hands the member's read loop a promise (backpressure: files.md §5)", () => {
+  it("a frame of the files range resolves once it is handled, so rooms/mesh.ts `#read` awaits it", async () => {
+    const ctx = {
+      cfg: {
+        fileStore: new MemoryFileStore(),
+        crypto: nobleCrypto,
+        log: () => {},
+      } as unknown as EngineConfig,
+      storage: new MemoryStorage(""),
+      listeners: new Set(),
+      peers: new Map(),
+      stopped: false,
+      pool: undefined,
+    } as unknown as FilesContext;
+    const files = new FileTransfers(ctx);
+    const session = { state: "open", closed: new Promise(() => {}) } as unknown as Session;
+    const links: RoomLinks = {
+      sendFrame: () => true,
+      memberSession: () => ({ session }),
+      memberName: () => "Ann",
+      memberMailbox: async () => undefined,
+      list: () => [],
+      subscribe: () => () => {},
+    };
+    const lane = new RoomFiles(files, links, () => {});
+    const offer: FileAppMessage = {
+      t: "file.offer",
+      id: 9,
+      name: "a.bin",
+      size: 1,
+      type: "",
+      hash: new Uint8Array(32),
+      key: KEY,
+    };
+    expect(lane.onFrame("r00m", "a11ce", new Uint8Array([0x01, 0x80]))).toBe(false); // not the lane's
+    const handled = lane.onFrame("r00m", "a11ce", encodeFileMsgFrame(offer));
+    expect(handled).toBeInstanceOf(Promise);
+    await handled;
+    expect((await files.listRoom("r00m")).map((t) => [t.name, t.state])).toEqual([["a.bin", "offered"]]);
+  });
+});
+
 /** A Blob that counts the reads of its bytes (each `slice` is read once by the engine). */
 class CountedBlob extends Blob {
   slices = 0;
@@ -224,6 +277,13 @@ describe("files to a room (Node engines, real signaling and Noise, in-memory lin
     await until(() => transfers(b, "in")[0]?.state === "done", "bea got it");
     const got = new Uint8Array(await (await b.engine.fileBlob(forB!.key))!.arrayBuffer());
     expect(toHex(got)).toBe(toHex(bytes));
+    // On the member links' bulk lanes, claimed for the member sessions (files.md §2, §8): Bea's
+    // 21 chunks at least (Cat's until its cancel), none inside the session.
+    expect(h.hub.links.reduce((n, l) => n + (l.channel?.frames ?? 0), 0)).toBeGreaterThanOrEqual(21);
+    expect(a.logs.filter((l) => l.startsWith("files: sending from chunk"))).toEqual(
+      expect.arrayContaining(["files: sending from chunk 0 on the bulk lane"]),
+    );
+    expect(a.logs).not.toContain("files: sending from chunk 0 inside the session");
     const out = transfers(a, "out");
     await until(
       () => transfers(a, "out").every((t) => t.state === "done" || t.state === "cancelled"),

@@ -23,6 +23,7 @@ import type { Session } from "../../../../core/session/index.ts";
 import type { RoomEvent } from "../rooms/api.ts";
 import type { RoomFrameLane } from "../rooms/mesh.ts";
 import { decodeTypedFrame, encodeTypedFrame } from "../rooms/wire.ts";
+import type { BulkLane } from "../transport.ts";
 import type { FileLive, FileMailbox, FilePeer, FileTransfers, RoomFilePeers } from "./transfers.ts";
 import { MAILBOX_RESERVE, roomPeerId } from "./transfers.ts";
 import {
@@ -40,7 +41,7 @@ export interface RoomLinks {
   memberSession(
     roomId: string,
     member: string,
-  ): { session: Session; drain?: () => Promise<void> } | undefined;
+  ): { session: Session; drain?: () => Promise<void>; bulk?: BulkLane } | undefined;
   memberName(roomId: string, member: string): string | undefined;
   /** The relay mailbox of a member who is away (rooms.md §9): its relay's quota and a deposit. */
   memberMailbox(
@@ -133,22 +134,32 @@ export class RoomFiles implements RoomFrameLane, RoomFilePeers {
     if (!s) return undefined;
     let live = this.#lives.get(s.session);
     if (!live) {
-      live = { session: s.session, ...(s.drain ? { drain: s.drain } : {}) };
+      live = {
+        session: s.session,
+        ...(s.drain ? { drain: s.drain } : {}),
+        ...(s.bulk ? { bulk: s.bulk } : {}),
+      };
       this.#lives.set(s.session, live);
     }
     return live;
   }
 
-  onFrame(roomId: string, member: string, frame: Uint8Array): boolean {
+  /**
+   * A frame of the files range from the member's session: handled after its earlier frames; the
+   * promise resolves once it is (a chunk taken: files.md §4), and the member's read loop
+   * (rooms/mesh.ts `#read`) awaits it before reading on — as a contact's read loop awaits
+   * `onFrame` — so frames never pile up here: what waits for storage is bounded by the window
+   * (files.md §5), and what the member sends meanwhile waits in its link.
+   */
+  onFrame(roomId: string, member: string, frame: Uint8Array): boolean | Promise<void> {
     if (!isFileFrame(frame)) return false;
     const live = this.#live(roomId, member);
     if (!live) return true;
     const peer = this.peer(roomId, member);
-    void this.#inOrder(roomId, member, async () => {
+    return this.#inOrder(roomId, member, async () => {
       if (frame[0] !== FILE_FRAME.MSG) return this.#files.frame(peer, live, frame);
       await this.#message(peer, frame);
     });
-    return true;
   }
 
   /**
@@ -182,9 +193,49 @@ export class RoomFiles implements RoomFrameLane, RoomFilePeers {
     return next;
   }
 
+  /**
+   * The member's session is up: its link's bulk lane (a direct link) is claimed and read for this
+   * session — as the contact controller does (link/controller.ts), before the transfers resume so
+   * our hello is on its way before any `file.accept` — then held messages go and transfers resume.
+   */
   memberUp(roomId: string, member: string): void {
     const live = this.#live(roomId, member);
-    if (live) this.#files.up(this.peer(roomId, member), live);
+    if (!live) return;
+    const peer = this.peer(roomId, member);
+    if (live.bulk) {
+      live.bulk.claim();
+      void this.#readBulk(roomId, member, peer, live, live.bulk);
+    }
+    this.#files.up(peer, live);
+  }
+
+  /**
+   * Frames from a member session's bulk lane (docs/protocol/files.md §2, "The bulk lane", rule 3):
+   * one at a time, in order, each handled before the next is read (the window bounds what waits:
+   * §5); only while that session is the member's current one; FILE_CHUNK only
+   * (`FileTransfers.bulkFrame`), any type outside the files range dropped and logged.
+   */
+  async #readBulk(
+    roomId: string,
+    member: string,
+    peer: FilePeer,
+    live: FileLive,
+    bulk: BulkLane,
+  ): Promise<void> {
+    for (;;) {
+      let bytes: Uint8Array;
+      try {
+        bytes = await bulk.receive();
+      } catch {
+        return; // the lane closed with its link
+      }
+      if (this.#rooms.memberSession(roomId, member)?.session !== live.session) continue;
+      if (isFileFrame(bytes))
+        await this.#files
+          .bulkFrame(peer, live, bytes)
+          .catch((e: unknown) => this.#log(`room bulk frame: ${(e as Error).message}`));
+      else this.#log(`room bulk lane: dropped a frame of type ${bytes[0]} (LOFT_ERR_UNKNOWN_TYPE)`);
+    }
   }
 
   memberDown(): void {

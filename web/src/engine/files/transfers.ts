@@ -5,7 +5,8 @@
  * the Noise session when the peer reads it (one AEAD pass per byte: files.md §2), else inside the
  * session (the relay, an older peer) —
  * flow-controlled by the receiver's FILE_ACKs (a window of `WINDOW_CHUNKS` chunks, which also
- * bounds what waits in the data channel's buffer), and resumed from the last stored chunk when a
+ * bounds what waits in the data channel's buffer; the receiver enforces it — files.md §5 — so
+ * what waits here for storage is bounded too), and resumed from the last stored chunk when a
  * new session comes up. The sender prepares the file once before the offer (the file hash and a
  * copy sealed under the per-transfer key, which the chunks are sent from and which outlives a
  * reload); the receiver hashes as it stores and offers the file only when the file hash matches.
@@ -105,6 +106,12 @@ interface Incoming extends Moving {
   hasher?: FileHasher;
   /** Chunks opened (the next index taken); `t.next` counts those stored. */
   taken: number;
+  /**
+   * The `next` this end last told the sender (a FILE_ACK, or `file.accept`'s `from`): a live
+   * chunk at or beyond `acked + WINDOW_CHUNKS` is one the sender could not have been allowed to
+   * send — refused, and the transfer ends (docs/protocol/files.md §5, "The window is enforced").
+   */
+  acked: number;
   /** Opened chunks waiting to be stored: the next store takes them all in one transaction. */
   pending: Taken[];
   /** Stores run one at a time, in order, while the next chunks are opened. */
@@ -120,6 +127,8 @@ interface Taken {
   index: number;
   sealed: Uint8Array;
   digest: Promise<Uint8Array>;
+  /** The session it came on (undefined: the relay mailbox): the batch's ACK goes there. */
+  live: FileLive | undefined;
 }
 
 /** What the transfers read of the engine. */
@@ -755,6 +764,19 @@ export class FileTransfers {
       await this.#failIncoming(peer, i, `A piece of ${i.t.name} arrived malformed; the file was discarded.`);
       return;
     }
+    // The window (files.md §5): a sender has at most WINDOW_CHUNKS beyond the last `next` we
+    // told it. One past that is a protocol violation, refused before anything of it is kept — so
+    // what waits for storage (`pending` and the store running) never exceeds the window, however
+    // fast a sender pushes and however slow this device stores. The mailbox path has no window
+    // (§9): each of its chunks is stored before the next is read (`#part`).
+    if (live && chunk.header.index >= i.acked + WINDOW_CHUNKS) {
+      await this.#failIncoming(
+        peer,
+        i,
+        `${peer.name} sent more of ${i.t.name} than this device had asked for (beyond the window of ${WINDOW_CHUNKS} chunks); the file was discarded.`,
+      );
+      return;
+    }
     const plain = await (await this.#cipher(i)).open(chunk);
     if (!plain.ok) {
       await this.#failIncoming(
@@ -779,10 +801,10 @@ export class FileTransfers {
       () => wipe(plain.value),
       () => wipe(plain.value),
     );
-    i.pending.push({ index: chunk.header.index, sealed: chunk.sealed.slice(), digest: digesting });
+    i.pending.push({ index: chunk.header.index, sealed: chunk.sealed.slice(), digest: digesting, live });
     const last = i.taken === chunkCount(i.t.size);
     i.chain = i.chain
-      .then(() => this.#storeTaken(live, i))
+      .then(() => this.#storeTaken(i))
       .catch(async (e: unknown) => {
         this.#ctx.cfg.log(`files: storing a chunk failed: ${(e as Error).name}`);
         i.pending.length = 0;
@@ -807,9 +829,13 @@ export class FileTransfers {
     this.#later(peer, { t: "file.done", id: i.t.id, ok: good });
   }
 
-  /** Store the chunks opened since the last store, in one transaction, then acknowledge them. */
-  async #storeTaken(live: FileLive | undefined, i: Incoming): Promise<void> {
+  /**
+   * Store the chunks opened since the last store, in one transaction, then acknowledge them on
+   * the session the newest live one came on (a batch may mix mailbox and live chunks: §9).
+   */
+  async #storeTaken(i: Incoming): Promise<void> {
     const batch = i.pending.splice(0);
+    const live = batch.findLast((c) => c.live)?.live;
     const first = batch[0];
     if (!first || this.#in.get(i.t.key) !== i || !i.hasher) return;
     for (const c of batch) i.hasher.add(await c.digest);
@@ -825,8 +851,10 @@ export class FileTransfers {
     const before = i.t.next;
     i.t.next = first.index + batch.length;
     i.t.done = Math.min(i.t.size, i.t.next * FILE_CHUNK_BYTES);
-    if (live && live.session.state !== "closed")
+    if (live && live.session.state !== "closed") {
       live.session.send(encodeAckFrame({ id: i.t.id, next: i.t.next }));
+      i.acked = Math.max(i.acked, i.t.next);
+    }
     if (i.t.next === chunkCount(i.t.size)) return;
     // The resume point survives a reload; writing it every 16 chunks (≈ 1 MiB) is enough.
     if (Math.floor(i.t.next / 16) !== Math.floor(before / 16)) await this.#store.putTransfer(i.t);
@@ -884,6 +912,8 @@ export class FileTransfers {
     if (this.#in.get(i.t.key) !== i) return;
     await this.#rehash(i);
     i.taken = i.t.next;
+    // The sender starts over from `from` (its pump resets to it): the window counts from here.
+    i.acked = i.t.next;
     i.t.state = "receiving";
     restartSpeed(i);
     await this.#save(i.t);
@@ -1308,7 +1338,14 @@ async function readPlainBlock<T>(
 }
 
 function incoming(t: FileTransfer, key: Uint8Array, taken: number): Incoming {
-  return { ...moving(t, key), taken, pending: [], chain: Promise.resolve(), takes: Promise.resolve() };
+  return {
+    ...moving(t, key),
+    taken,
+    acked: taken,
+    pending: [],
+    chain: Promise.resolve(),
+    takes: Promise.resolve(),
+  };
 }
 
 function moving(t: FileTransfer, key: Uint8Array): Moving {

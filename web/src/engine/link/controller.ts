@@ -49,7 +49,14 @@ import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
 import { receiveProxy } from "../proxy-link.ts";
 import { announce, ensureRx, forgetMailbox, queueOf, retireOldRx } from "../queues.ts";
 import { freshRatchetKeyPair } from "../ratchet-store.ts";
-import { allowMailbox, flushMailbox, holdMailbox, receiveMailbox, rereadMailbox } from "../relay-mailbox.ts";
+import {
+  allowMailbox,
+  flushMailbox,
+  holdMailbox,
+  receiveMailbox,
+  rereadMailbox,
+  waitsForHeld,
+} from "../relay-mailbox.ts";
 import {
   checkIdentity,
   heartbeat,
@@ -153,7 +160,9 @@ export class LinkController {
         void heartbeat(ctx, peer.live);
         return;
       case "reread":
-        void serial(peer, async () => rereadMailbox(ctx, peer));
+        void serial(peer, async () => {
+          if (peer.rxHeld) this.apply(rereadMailbox(ctx, peer));
+        });
         return;
       case "probe-due":
         if (!peer.live) return;
@@ -307,7 +316,7 @@ export class LinkController {
     }
     // What waited on the relay while the user decided is delivered again (SUB redelivers): read
     // now, or acknowledged unread once the contact is rejected.
-    if (wasBlocked && p.rx) void serial(p, async () => rereadMailbox(ctx, p));
+    if (wasBlocked && p.rx) void serial(p, async () => this.apply(rereadMailbox(ctx, p)));
     this.#hub.resubscribe();
     if (refusal) return;
     this.#follow({ step: "maybe-dial", why: "changed" });
@@ -618,14 +627,17 @@ export class LinkController {
     void serial(peer, async () => {
       // A body before this one was left on the relay: this one waits for the re-read that
       // brings that one first (relay-mailbox.ts `holdMailbox`; mailbox.md §4, "In order").
-      if (peer.rxHeld) return;
+      if (waitsForHeld(peer, m)) return;
       // Our queue for the contact, or the one we moved off a dead relay (queues.ts `moveRx`).
       const rx = queueOf(peer, m.recipientId);
       if (!rx) return;
       const body = receiveMailbox(ctx, peer, m);
       if (body.kind === "keep") {
         // Pieces wait for their last one; a body of a queue no longer ours has no later ones here.
-        if (body.why === "blocked") this.apply(holdMailbox(ctx, peer, "blocked"));
+        if (body.why === "blocked")
+          this.apply(
+            holdMailbox(ctx, peer, "blocked", { msgId: peer.pieces.first() ?? m.msgId, rid: m.recipientId }),
+          );
         return;
       }
       if (body.message) {
@@ -634,7 +646,7 @@ export class LinkController {
         } catch (e) {
           // Not read (a storage failure): left on the relay, and read again before the later ones.
           ctx.cfg.log(`mailbox receive failed: ${(e as Error).message}`);
-          this.apply(holdMailbox(ctx, peer, "failed"));
+          this.apply(holdMailbox(ctx, peer, "failed", { msgId: body.ids[0] ?? m.msgId, rid: m.recipientId }));
           return;
         }
       }

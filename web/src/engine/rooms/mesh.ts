@@ -41,7 +41,7 @@ import {
 } from "../noise-suites.ts";
 import { MAX_TEXT_CHARS } from "../outgoing.ts";
 import { freshRatchetKeyPair, RATCHET_KEY_EXTENSION } from "../ratchet-store.ts";
-import type { IncomingOffer, LiveTransport, RelayConnections } from "../transport.ts";
+import type { BulkLane, IncomingOffer, LiveTransport, RelayConnections } from "../transport.ts";
 import { MAX_RECEIPT_IDS } from "../wire.ts";
 import type {
   RoomEvent,
@@ -102,8 +102,12 @@ const MAX_PENDING_KEYS = 8;
  * 0x30–0x37): the mesh hands them over and says when a member's session comes up or goes.
  */
 export interface RoomFrameLane {
-  /** True when the frame is the lane's (it is then not read as a room message). */
-  onFrame(roomId: string, member: string, frame: Uint8Array): boolean;
+  /**
+   * Truthy when the frame is the lane's (it is then not read as a room message); a promise when
+   * the lane handles it later: the member's read loop awaits it before reading on (backpressure:
+   * docs/protocol/files.md §5).
+   */
+  onFrame(roomId: string, member: string, frame: Uint8Array): boolean | Promise<void>;
   /**
    * A frame a member left in our relay mailbox (§9): a promise when it is the lane's (awaited
    * before the relay's copy is acknowledged), undefined when not (it is read as a room message).
@@ -154,6 +158,11 @@ interface Member extends SuitePeer {
   ratchetKey: RatchetKeyPair | undefined;
   /** Waits while the current session's link has a full send buffer (bulk frames: files). */
   drain: (() => Promise<void>) | undefined;
+  /**
+   * The current session's bulk lane (a direct link's `loft-bulk` channel; none on the relay),
+   * for the files lane to claim and read (docs/protocol/files.md §2, §8).
+   */
+  bulk: BulkLane | undefined;
 }
 
 interface Room {
@@ -479,14 +488,22 @@ export class RoomsEngine implements RoomsApi {
     return room?.members.get(member)?.name ?? room?.log.findLast((e) => e.from === member)?.name;
   }
 
-  /** A member's live session, for another feature's bulk frames (files/room-files.ts). */
+  /**
+   * A member's live session, for another feature's bulk frames (files/room-files.ts), with its
+   * link's bulk lane when it has one (a direct link): the files lane claims and reads it for this
+   * session (docs/protocol/files.md §2, "The bulk lane"; §8).
+   */
   memberSession(
     roomId: string,
     member: string,
-  ): { session: Session; drain?: () => Promise<void> } | undefined {
+  ): { session: Session; drain?: () => Promise<void>; bulk?: BulkLane } | undefined {
     const m = this.#rooms.get(roomId)?.members.get(member);
     if (!m?.session || m.session.state === "closed") return undefined;
-    return { session: m.session, ...(m.drain ? { drain: m.drain } : {}) };
+    return {
+      session: m.session,
+      ...(m.drain ? { drain: m.drain } : {}),
+      ...(m.bulk && m.bulk.state !== "closed" ? { bulk: m.bulk } : {}),
+    };
   }
 
   /**
@@ -1068,7 +1085,7 @@ export class RoomsEngine implements RoomsApi {
         });
         learnSuites(m, session);
         m.dialing = false;
-        this.#up(room, m, session, link.drain?.bind(link));
+        this.#up(room, m, session, link.drain?.bind(link), link.bulk);
       } catch (e) {
         m.dialing = false;
         link.close("room-dial-failed");
@@ -1156,7 +1173,7 @@ export class RoomsEngine implements RoomsApi {
         });
         learnSuites(m, session);
         m.ratchetKey = ratchetKey;
-        this.#up(room, m, session, link.drain?.bind(link));
+        this.#up(room, m, session, link.drain?.bind(link), link.bulk);
       } catch (e) {
         link.close("room-answer-failed");
         // As the newcomer we are the responder: a member who closes on our message 2 is one whose
@@ -1187,7 +1204,7 @@ export class RoomsEngine implements RoomsApi {
     this.#changed(room);
   }
 
-  #up(room: Room, m: Member, session: Session, drain?: () => Promise<void>): void {
+  #up(room: Room, m: Member, session: Session, drain?: () => Promise<void>, bulk?: BulkLane): void {
     if (this.#stopped || !this.#rooms.has(room.idHex) || room.record.gone || this.#removed(room, m.key)) {
       session.close("not-in-room");
       return;
@@ -1197,6 +1214,7 @@ export class RoomsEngine implements RoomsApi {
     const old = m.session;
     m.session = session;
     m.drain = drain;
+    m.bulk = bulk?.state === "closed" ? undefined : bulk;
     m.refused = false;
     m.failures = 0;
     m.legacy = 0;
@@ -1241,7 +1259,11 @@ export class RoomsEngine implements RoomsApi {
       } catch {
         break;
       }
-      if (this.lane?.onFrame(room.idHex, m.hex, bytes)) continue;
+      const lane = this.lane?.onFrame(room.idHex, m.hex, bytes);
+      if (lane) {
+        if (lane !== true) await lane; // a file chunk: taken (or refused) before the next read
+        continue;
+      }
       const decoded = decodeRoomFrame(bytes);
       if (!decoded.ok) {
         this.#d.log(`dropped a room frame: ${decoded.error.code}`);
@@ -1423,6 +1445,7 @@ export class RoomsEngine implements RoomsApi {
         viaRelay: false,
         ratchetKey: undefined,
         drain: undefined,
+        bulk: undefined,
       };
       room.members.set(hex, m);
     }

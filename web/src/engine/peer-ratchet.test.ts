@@ -1,0 +1,114 @@
+/**
+ * peer-ratchet.ts `sendApps`: a burst shares one sealed ratchet write, and no ciphertext of it
+ * leaves before that write is stored (Signal DR §3.5; docs/protocol/chat.md §5). Real ratchets
+ * (core/ratchet, noble), a storage wrapper that holds the write, a session stand-in that records
+ * the frames handed to it.
+ */
+import { describe, expect, it } from "vitest";
+import { generateRatchetKeyPair, ratchetDecrypt, ratchetFromSecret } from "../../../core/ratchet/index.ts";
+import type { Live, Peer } from "./context.ts";
+import { type RatchetContext, sendApp, sendApps } from "./peer-ratchet.ts";
+import { decodeChatRatchet } from "./ratchet-store.ts";
+import { type AppMessage, decodeAppMessage, decodeSessionFrame } from "./wire.ts";
+
+/** saveSession calls park until released; `stored` is what storage holds durably. */
+class HeldWrites {
+  stored: Uint8Array | undefined;
+  parked: { blob: Uint8Array; release: () => void }[] = [];
+  saveSession(_id: string, blob: Uint8Array): Promise<void> {
+    const copy = blob.slice(); // the caller wipes its blob once the write settles
+    return new Promise((resolve) => {
+      this.parked.push({
+        blob: copy,
+        release: () => {
+          this.stored = copy;
+          resolve();
+        },
+      });
+    });
+  }
+}
+
+async function setup() {
+  const secret = new Uint8Array(32).fill(7);
+  const ad = new Uint8Array(64).fill(1);
+  const bobKeys = await generateRatchetKeyPair();
+  const alice = await ratchetFromSecret({ role: "alice", secret, bobRatchetPublic: bobKeys.publicKey, ad });
+  const bob = await ratchetFromSecret({ role: "bob", secret, bobRatchetKeyPair: bobKeys, ad });
+  if (!alice.ok || !bob.ok) throw new Error("ratchet setup");
+  const storage = new HeldWrites();
+  const ctx = { cfg: { log: () => {} }, storage } as unknown as RatchetContext;
+  const peer = { id: "bob", ratchet: { id: new Uint8Array(16), state: alice.value } } as unknown as Peer;
+  const frames: Uint8Array[] = [];
+  const live = {
+    session: { state: "open", send: (f: Uint8Array) => frames.push(f.slice()) },
+  } as unknown as Live;
+  let bobState = bob.value;
+  let opened = 0;
+  /** Bob opens the frames not opened yet, in order: the application messages they carry. */
+  const open = async () => {
+    const out: AppMessage[] = [];
+    for (const f of frames.slice(opened)) {
+      opened++;
+      const frame = decodeSessionFrame(f);
+      if (!frame.ok || frame.value.type !== "ratchet") throw new Error("not a ratchet frame");
+      const r = await ratchetDecrypt(bobState, frame.value.message, Date.now());
+      if (!r.ok) throw r.error;
+      bobState = r.value.state;
+      const app = decodeAppMessage(r.value.plaintext);
+      if (!app.ok) throw app.error;
+      out.push(app.value);
+    }
+    return out;
+  };
+  return { storage, ctx, peer, frames, live, open };
+}
+
+const until = async (cond: () => boolean) => {
+  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 2));
+  expect(cond()).toBe(true);
+};
+
+describe("sendApps: one sealed ratchet write per burst, before any ciphertext leaves", () => {
+  it("holds every frame of the batch until the state after the last message is stored", async () => {
+    const { storage, ctx, peer, frames, live, open } = await setup();
+    const messages: AppMessage[] = [1, 2, 3, 4, 5].map((i) => ({
+      t: "msg",
+      id: `m${i}`.padEnd(22, "A"),
+      at: 1_700_000_000_000 + i,
+      text: `burst ${i}`,
+    }));
+    const sent = sendApps(ctx, peer, live, messages);
+    await until(() => storage.parked.length === 1);
+    // The write is held: nothing has left, whatever the event loop does meanwhile.
+    await new Promise((r) => setTimeout(r, 20));
+    expect(frames).toHaveLength(0);
+    expect(storage.parked).toHaveLength(1);
+    const held = decodeChatRatchet(storage.parked[0]!.blob);
+    expect(held.ok && held.value.state.sendCount).toBe(messages.length);
+    storage.parked[0]!.release();
+    await sent;
+    expect(storage.parked).toHaveLength(1); // one write for five messages
+    expect(frames).toHaveLength(messages.length);
+    expect(await open()).toEqual(messages);
+    // The next send continues from the stored state, and waits for its own write in turn.
+    const next = sendApp(ctx, peer, live, { t: "sync" });
+    await until(() => storage.parked.length === 2);
+    expect(frames).toHaveLength(messages.length);
+    storage.parked[1]!.release();
+    await next;
+    const stored = decodeChatRatchet(storage.stored!);
+    expect(stored.ok && stored.value.state.sendCount).toBe(messages.length + 1);
+    expect(await open()).toEqual([{ t: "sync" }]);
+  });
+
+  it("a message that does not encode refuses the whole batch before the ratchet moves", async () => {
+    const { storage, ctx, peer, frames, live } = await setup();
+    const before = peer.ratchet!.state;
+    const bad = { t: "sync", extra: () => {} } as unknown as AppMessage; // MessagePack refuses a function
+    await expect(sendApps(ctx, peer, live, [{ t: "sync" }, bad])).rejects.toThrow();
+    expect(peer.ratchet!.state).toBe(before);
+    expect(storage.parked).toHaveLength(0);
+    expect(frames).toHaveLength(0);
+  });
+});

@@ -1,5 +1,5 @@
 /**
- * `npm run bench:proxy [-- --json] [--quick] [--size 1048576]`
+ * `npm run bench:proxy [-- --json] [--quick] [--size 1048576] [--noble] [--relay]`
  *
  * The E2EE fetch proxy next to fetching the same files from the same local HTTP server directly,
  * same process, same run. The proxied path is the real one minus the browser: two engines
@@ -9,13 +9,16 @@
  * origin, and back with credit flow control. The direct path is `fetch()` of the same URL.
  *
  * Figures: throughput of one `--size` body at a time (MB/s; subjects alternate in slices,
- * bench/harness.ts `alternate`; `proxy_vs_direct` is the median per-round ratio), and p50/p99
+ * bench/harness.ts `alternate`; `proxy_vs_direct` is the median per-round ratio, and
+ * `proxy_vs_direct_cpu` the same per CPU-second of this process), and p50/p99
  * latency of a 1 KiB file fetched alone, proxy and direct alternating request by request
  * (`p50_overhead_ms` = proxied p50 − direct p50). Everything targets 127.0.0.1.
- * `--node-crypto`: the engines seal with the node:crypto AEAD backend (host/crypto-node.ts)
- * instead of the default (noble). `--relay`: no direct link opens (the harness's hub blocks it),
- * so the session runs on the live relay link through a real relay (relay-ws/testing.ts, LMDB,
- * WebSockets on 127.0.0.1): the path `loft expose` always takes (cli/no-direct.ts). With
+ * The engines use the node:crypto provider (host/crypto-node.ts), as `loft expose` does
+ * (cli/peer.ts) — so the session runs AES-256-GCM natively, as between two browsers; `--noble`
+ * runs them on the pure-JS reference provider instead (`--node-crypto`, the default, is still
+ * accepted). `--relay`: no direct link opens (the harness's hub blocks it), so the session runs
+ * on the live relay link through a real relay (relay-ws/testing.ts, LMDB, WebSockets on
+ * 127.0.0.1): the path `loft expose` always takes (cli/no-direct.ts). With
  * `--relay`, a second pair of engines whose live relay links keep one SEND in flight (the link
  * before it pipelined, `sendWindow: 1`) runs in the same alternation: `pipelined_vs_single` is
  * the relay link's send window (DEFAULT_SEND_WINDOW) against one at a time, same relay, same run.
@@ -62,7 +65,7 @@ async function main(): Promise<void> {
   await new Promise<void>((r) => origin.listen(0, "127.0.0.1", r));
   const base = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
   const signaling = await startSignaling();
-  const crypto = process.argv.includes("--node-crypto") ? await createNodeCryptoProvider() : undefined;
+  const crypto = process.argv.includes("--noble") ? undefined : await createNodeCryptoProvider();
   // `--relay-unlimited`: the relay without its per-connection command rate (what the path costs, not the policy).
   const relay: TestRelay | undefined = RELAY
     ? await startTestRelay(process.argv.includes("--relay-unlimited") ? { ratePerSecond: 0 } : {})
@@ -186,12 +189,16 @@ async function main(): Promise<void> {
       {
         bench: "proxy",
         path: RELAY ? "relay" : "in-memory link",
-        crypto: crypto ? "node" : "default",
+        crypto: crypto ? "node" : "noble",
         size_bytes: SIZE,
         proxy: { mb_per_s: p.perSecond, p50_ms: percentile(lp, 50), p99_ms: percentile(lp, 99) },
         direct: { mb_per_s: d.perSecond, p50_ms: percentile(ld, 50), p99_ms: percentile(ld, 99) },
         proxy_vs_direct: ratio,
         proxy_vs_direct_range: sliceRatioRange(p, d),
+        // The same per CPU-second of this process (bench/README.md, "Alternating slices"): what a
+        // proxied byte costs next to a direct one, less moved by other processes' load.
+        proxy_vs_direct_cpu: sliceRatio(p, d, "cpu"),
+        proxy_vs_direct_cpu_range: sliceRatioRange(p, d, "cpu"),
         p50_overhead_ms: percentile(lp, 50) - percentile(ld, 50),
         ...(one
           ? {

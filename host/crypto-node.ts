@@ -110,6 +110,11 @@ function ietfOpen(
   } catch {
     return undefined;
   }
+  // No output asked for: the deciphered buffer is the plaintext — no copy, nothing left to wipe.
+  // A plain Uint8Array view, not the Buffer (whose `slice` would share memory instead of copying).
+  // (A buffer sharing a pool would show its neighbours through `.buffer`: that one is copied.)
+  if (output === undefined && body.byteOffset === 0 && body.buffer.byteLength === length)
+    return new Uint8Array(body.buffer, 0, length);
   const out = output ?? new Uint8Array(length);
   if (out.length !== length) throw new RangeError("open: output length");
   out.set(body);

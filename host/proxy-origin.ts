@@ -5,6 +5,13 @@
  * response body is read from the origin only as fast as the contact's credit allows (the
  * multiplexer pulls), and cancelling the request aborts the origin fetch.
  */
+import {
+  type ClientRequest,
+  Agent as HttpAgent,
+  request as httpRequest,
+  type IncomingMessage,
+} from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { BodyReader } from "../core/proxy/body.ts";
 import { normalizePath } from "../core/proxy/paths.ts";
 import type { HandlerResult, ProxyHandler, ServedRequest } from "../core/proxy/server.ts";
@@ -24,67 +31,102 @@ export function httpOriginHandler(options: OriginOptions): ProxyHandler {
   if (origin.pathname !== "/" || origin.search || origin.hash)
     throw new TypeError("origin: no path, query or hash");
   const maxBody = options.maxRequestBody ?? 8 * 1024 * 1024;
+  const secure = origin.protocol === "https:";
+  // One keep-alive pool per origin: a page's requests reuse connections, as a browser's would.
+  const agent = secure ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
   return async (request: ServedRequest): Promise<HandlerResult> => {
     if (!options.isContact(request.peer)) return refuse(request, "not_a_contact", "not a contact");
     const url = sharedUrl(request, options.contacts, origin);
     if (!url) return refuse(request, "not_shared", "nothing is shared at that path");
-    const abort = new AbortController();
     const hasBody = request.method !== "GET" && request.method !== "HEAD";
-    let sent = 0;
-    let tooLarge = false;
-    // The request body streams to the origin as it arrives (fetch's half-duplex upload), pulled
-    // only as the origin reads, so the contact's credit follows the origin's pace.
-    const body = hasBody
-      ? new ReadableStream<Uint8Array>(
-          {
-            async pull(controller) {
-              const chunk = await request.body.read();
-              if (chunk === null) return controller.close();
-              sent += chunk.length;
-              if (sent > maxBody) {
-                tooLarge = true;
-                request.body.cancel("too large");
-                return controller.error(new RangeError("request body too large"));
-              }
-              controller.enqueue(chunk);
-            },
-            cancel: () => request.body.cancel("origin stopped reading"),
-          },
-          { highWaterMark: 0 },
-        )
-      : undefined;
     if (!hasBody) request.body.cancel("no body");
-    let res: Response;
+    const headers: Record<string, string> = {};
+    for (const [name, value] of request.headers)
+      headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
+    // identity: the body's bytes and Content-Length reach the contact as the origin sent them
+    headers["accept-encoding"] = "identity";
+    // node:http, not fetch: it never follows a redirect (they are handed back), and it hands the
+    // body over as the socket's own chunks, with no web-stream layer per chunk — the origin read
+    // is a large part of a proxied body's cost (bench/README.md §bench:proxy).
+    const req = (secure ? httpsRequest : httpRequest)(url, { method: request.method, headers, agent });
+    let tooLarge = false;
+    const answered = new Promise<IncomingMessage>((resolve, reject) => {
+      req.once("response", resolve);
+      req.once("error", reject);
+    });
+    if (hasBody) void upload(req, request, maxBody, () => (tooLarge = true));
+    else req.end();
+    let res: IncomingMessage;
     try {
-      res = await fetch(url, {
-        method: request.method,
-        // identity: the body's bytes and Content-Length reach the contact as the origin sent them
-        headers: [...request.headers, ["accept-encoding", "identity"]],
-        redirect: "manual",
-        signal: abort.signal,
-        ...(body ? { body, duplex: "half" } : {}),
-      } as RequestInit);
+      res = await answered;
     } catch {
+      req.destroy();
       if (tooLarge) return { refuse: "too_large", reason: `request body over ${maxBody} bytes` };
       return { refuse: "origin_error", reason: "the shared service did not answer" };
+    } finally {
+      // Later errors (a cancel destroys both) surface through the body reader, never as an
+      // unhandled 'error' event.
+      req.on("error", () => undefined);
     }
-    const reader = res.body?.getReader();
+    res.on("error", () => undefined);
+    const chunks = res[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
     const out: BodyReader = {
       read: async () => {
-        if (!reader) return null;
-        const { done, value } = await reader.read();
-        return done ? null : value;
+        const { done, value } = await chunks.next();
+        return done ? null : new Uint8Array(value.buffer, value.byteOffset, value.length);
       },
       cancel: () => {
-        abort.abort();
-        void reader?.cancel().catch(() => undefined);
+        res.destroy();
+        req.destroy();
       },
+      // What the socket already delivered: the sender may join it to a short tail (core/proxy/body.ts).
+      available: () => res.readableLength,
     };
-    const headers = [...res.headers].filter(
-      ([n]) => n !== "content-length" || !res.headers.has("content-encoding"),
-    );
-    return { status: res.status, headers, body: out };
+    const pairs: [string, string][] = [];
+    for (const [name, value] of Object.entries(res.headers))
+      if (value !== undefined) pairs.push([name, Array.isArray(value) ? value.join(", ") : value]);
+    const named = (n: string) => pairs.some(([k]) => k === n);
+    const kept = pairs.filter(([n]) => n !== "content-length" || !named("content-encoding"));
+    return { status: res.statusCode ?? 502, headers: kept, body: out };
   };
+}
+
+/**
+ * Streams the request body up as it arrives, pulled only as the origin's socket drains, so the
+ * contact's credit follows the origin's pace; over `maxBody` the request is cut (`too_large`).
+ */
+async function upload(
+  req: ClientRequest,
+  request: ServedRequest,
+  maxBody: number,
+  tooLarge: () => void,
+): Promise<void> {
+  let sent = 0;
+  try {
+    for (;;) {
+      const chunk = await request.body.read();
+      if (chunk === null) return void req.end();
+      sent += chunk.length;
+      if (sent > maxBody) {
+        tooLarge();
+        request.body.cancel("too large");
+        return void req.destroy(new RangeError("request body too large"));
+      }
+      if (!req.write(chunk))
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            req.off("drain", done);
+            req.off("close", done);
+            resolve();
+          };
+          req.on("drain", done);
+          req.on("close", done);
+        });
+      if (req.destroyed) return request.body.cancel("origin stopped reading");
+    }
+  } catch (e) {
+    req.destroy(e instanceof Error ? e : new Error("request body failed"));
+  }
 }
 
 /**

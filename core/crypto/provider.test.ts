@@ -27,6 +27,7 @@ const backends: [string, () => Promise<CryptoProvider>][] = [
 ];
 
 const hex = (s: string) => fromHex(s.replace(/\s+/g, ""));
+const EMPTY_AD = new Uint8Array(0);
 
 describe.each(backends)("%s backend", (name, make) => {
   it("names a backend for every primitive, and its own where native", async () => {
@@ -95,6 +96,25 @@ describe.each(backends)("%s backend", (name, make) => {
     );
     expect(toHex(sealed)).toBe("cea7403d4d606b6e074ec5d3baf39d18d0d1c8a799996bf0265b98b5d48ab919");
   });
+
+  it.each(["chacha20poly1305", "aes256gcm"] as const)(
+    "%s opens without `output` into a plain Uint8Array of its own (the session's receive path)",
+    async (aead) => {
+      const c = await make();
+      const key = new Uint8Array(32).fill(5);
+      const nonce = new Uint8Array(12).fill(2);
+      const plaintext = utf8("opened into a fresh array, as Session's read loop asks");
+      const sealed = await c[aead].seal(key, nonce, EMPTY_AD, plaintext);
+      const opened = await c[aead].open(key, nonce, EMPTY_AD, sealed);
+      expect(opened && toHex(opened)).toBe(toHex(plaintext));
+      // Not a node Buffer (whose `slice` shares memory), nor a view into a shared pool.
+      expect(Object.getPrototypeOf(opened)).toBe(Uint8Array.prototype);
+      expect([opened!.byteOffset, opened!.buffer.byteLength]).toEqual([0, plaintext.length]);
+      const copy = opened!.slice();
+      copy[0]! ^= 1;
+      expect(opened![0]).toBe(plaintext[0]);
+    },
+  );
 
   it.each(["chacha20poly1305", "aes256gcm"] as const)(
     "%s seals and opens in place (into `output`, the input its prefix), as the Noise transport does",

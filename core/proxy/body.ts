@@ -5,12 +5,19 @@
  * requesting side, or anything in between — ever holds more than one window of a body, however
  * slow the consumer, however large the body.
  */
-import { MAX_CHUNK } from "./frames.ts";
+import { LEGACY_CHUNK, MAX_CHUNK } from "./frames.ts";
 
 /** Pull-based body: `read()` gives the next chunk or null at the end; `cancel()` stops it early. */
 export interface BodyReader {
   read(): Promise<Uint8Array | null>;
   cancel(reason?: string): void;
+  /**
+   * Optional: bytes the source holds now, which `read()` returns without waiting (0: the next
+   * read waits, e.g. for the network). Lets a sender top a DATA frame up from the next chunk
+   * instead of sending a short tail alone (OutboundBody); a source without it is never waited on
+   * for that.
+   */
+  available?(): number;
 }
 
 export const emptyBody = (): BodyReader => ({ read: async () => null, cancel: () => undefined });
@@ -29,6 +36,7 @@ export function bytesBody(bytes: Uint8Array, chunk = MAX_CHUNK): BodyReader {
     cancel() {
       cancelled = true;
     },
+    available: () => (cancelled ? 0 : bytes.length - at),
   };
 }
 
@@ -93,6 +101,11 @@ export class InboundBody implements BodyReader {
     return this.#ended;
   }
 
+  /** Nothing more will be read from it: cancelled, or ended with nothing left (`fail` changes nothing). */
+  get settled(): boolean {
+    return this.#cancelled || (this.#ended && this.#chunks.length === 0);
+  }
+
   /** Bytes held now, waiting for the consumer (never more than the window). */
   get buffered(): number {
     let n = 0;
@@ -151,8 +164,12 @@ export class InboundBody implements BodyReader {
 
 /**
  * The sending end of one body: reads `source` only while credit is left, cuts what it reads into
- * chunks of at most `maxChunk` (MAX_CHUNK unless the carrier wants smaller: a relay piece) and the
- * credit left, and sends each; `end` once the source is done.
+ * chunks of at most `maxChunk` (LEGACY_CHUNK by default; what the peer accepts up to MAX_CHUNK,
+ * less if the carrier wants smaller: a relay piece) and the credit left, and sends each; `end`
+ * once the source is done. A DATA frame may join the tail of one source chunk to the start of
+ * the next (its body given as parts, copied once by the session), when the source already holds
+ * that next chunk (`available`): a source that reads 64 KiB at a time would otherwise cost a second
+ * frame for every chunk's 26-byte tail over a 65 510-byte DATA.
  */
 export class OutboundBody {
   #credit: number;
@@ -161,7 +178,7 @@ export class OutboundBody {
   readonly #source: BodyReader;
   readonly #maxChunk: number;
 
-  constructor(source: BodyReader, credit: number, maxChunk = MAX_CHUNK) {
+  constructor(source: BodyReader, credit: number, maxChunk = LEGACY_CHUNK) {
     if (!Number.isSafeInteger(maxChunk) || maxChunk < 1 || maxChunk > MAX_CHUNK)
       throw new RangeError(`maxChunk must be 1…${MAX_CHUNK}`);
     this.#source = source;
@@ -192,26 +209,50 @@ export class OutboundBody {
     return this.#stopped;
   }
 
-  /** Pump the source to `data` until its end (`end` called) or until stopped. Source errors reject. */
-  async pump(data: (chunk: Uint8Array) => void, end: () => void): Promise<void> {
+  /**
+   * Pump the source to `data` until its end (`end` called) or until stopped. Each `data` call is
+   * one DATA body, as the parts whose concatenation it is (1…maxChunk bytes, never past the
+   * credit). Source errors reject.
+   */
+  async pump(data: (parts: Uint8Array[]) => void, end: () => void): Promise<void> {
     let pending: Uint8Array | null = null;
+    let ended = false;
     for (;;) {
       while (this.#credit === 0 && !this.#stopped) await new Promise<void>((r) => (this.#waiter = r));
       if (this.#stopped) return;
       if (!pending || pending.length === 0) {
         pending = await this.#source.read();
         if (this.#stopped) return;
-        if (pending === null) {
-          this.#stopped = true;
-          end();
-          return;
-        }
+        if (pending === null) return this.#end(end);
         if (pending.length === 0) continue;
       }
-      const n = Math.min(pending.length, this.#credit, this.#maxChunk);
-      this.#credit -= n;
-      data(pending.subarray(0, n));
-      pending = pending.subarray(n);
+      const room = Math.min(this.#credit, this.#maxChunk);
+      const parts: Uint8Array[] = [];
+      let size = 0;
+      for (;;) {
+        const n = Math.min(pending.length, room - size);
+        if (n > 0) parts.push(pending.subarray(0, n));
+        size += n;
+        pending = pending.subarray(n);
+        // Full, or this chunk has more: send. Emptied with room left: top up from what the
+        // source already holds, never waiting on it (a slow source's bytes go out as they come).
+        if (size === room || pending.length > 0 || !((this.#source.available?.() ?? 0) > 0)) break;
+        const next: Uint8Array | null = await this.#source.read();
+        if (this.#stopped) return;
+        if (next === null) {
+          ended = true;
+          break;
+        }
+        pending = next;
+      }
+      this.#credit -= size;
+      data(parts);
+      if (ended) return this.#end(end);
     }
+  }
+
+  #end(end: () => void): void {
+    this.#stopped = true;
+    end();
   }
 }

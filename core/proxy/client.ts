@@ -9,8 +9,11 @@ import { err, LoftError, type LoftErrorCode, ok, type Result } from "../errors.t
 import { type BodyReader, emptyBody, InboundBody, OutboundBody } from "./body.ts";
 import {
   decodeFrame,
-  encodeFrame,
+  encodeDataParts,
+  encodeFrameParts,
+  type FrameParts,
   type Headers,
+  LEGACY_CHUNK,
   MAX_REQUEST_ID,
   MAX_WINDOW,
   type ProxyFrame,
@@ -50,7 +53,10 @@ export interface ProxyClientOptions {
   maxConcurrent?: number;
   /** Time to wait for the response head before resetting with `timeout` (default 30 s). */
   headTimeoutMs?: number;
-  /** Largest DATA body of a request body (default MAX_CHUNK; smaller to fit a carrier's unit). */
+  /**
+   * Largest DATA body of a request body (default LEGACY_CHUNK: what every peer accepts; up to
+   * MAX_CHUNK to a peer that announced it, smaller to fit a carrier's unit).
+   */
   maxChunk?: number;
 }
 
@@ -64,22 +70,23 @@ interface Stream {
 }
 
 export class ProxyClient {
-  readonly #send: (frame: Uint8Array) => void;
+  readonly #send: (frame: FrameParts) => void;
   readonly #window: number;
   readonly #maxConcurrent: number;
   readonly #headTimeoutMs: number;
-  readonly #maxChunk: number | undefined;
+  readonly #maxChunk: number;
   readonly #streams = new Map<number, Stream>();
   readonly #queue: (() => void)[] = [];
   #nextId = 1;
   #failed: LoftError | undefined;
 
-  constructor(send: (frame: Uint8Array) => void, options: ProxyClientOptions = {}) {
+  /** `send` is the session's: one frame per call, as the parts whose concatenation it is (frames.ts). */
+  constructor(send: (frame: FrameParts) => void, options: ProxyClientOptions = {}) {
     this.#send = send;
     this.#window = Math.min(options.window ?? 256 * 1024, MAX_WINDOW);
     this.#maxConcurrent = options.maxConcurrent ?? 16;
     this.#headTimeoutMs = options.headTimeoutMs ?? 30_000;
-    this.#maxChunk = options.maxChunk;
+    this.#maxChunk = options.maxChunk ?? LEGACY_CHUNK;
   }
 
   get open(): number {
@@ -118,7 +125,7 @@ export class ProxyClient {
       stream.upload = upload;
       upload
         .pump(
-          (bytes) => this.#emit({ type: "data", id, bytes }),
+          (parts) => this.#emitData(id, parts),
           () => this.#emit({ type: "end", id }),
         )
         .catch((e: unknown) =>
@@ -212,8 +219,17 @@ export class ProxyClient {
 
   #emit(frame: ProxyFrame): void {
     if (this.#failed && frame.type !== "reset") return;
+    this.#sendFrame(encodeFrameParts(frame));
+  }
+
+  /** A DATA frame of the request body (its body as parts: OutboundBody). */
+  #emitData(id: number, body: Uint8Array[]): void {
+    if (!this.#failed) this.#sendFrame(encodeDataParts(id, body));
+  }
+
+  #sendFrame(parts: FrameParts): void {
     try {
-      this.#send(encodeFrame(frame));
+      this.#send(parts);
     } catch {
       // The session is gone; its close() reaches us through the owner.
     }

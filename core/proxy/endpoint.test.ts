@@ -1,10 +1,15 @@
 /**
  * Two contacts, each both requester and server on one session (core/proxy/endpoint.ts): requests
- * run both ways at once, each body reaches the right side, and a bad channel byte is refused.
+ * run both ways at once, each body reaches the right side, and a bad channel byte is refused; the
+ * `proxy.data` handshake extension is read strictly (a malformed value counts as none).
  */
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
+import { concatBytes, toHex } from "../bytes.ts";
 import { readAll } from "./body.ts";
-import { ProxyEndpoint } from "./endpoint.ts";
+import { PROXY_DATA_EXTENSION, ProxyEndpoint, peerChunkLimit, proxyDataExtension } from "./endpoint.ts";
+import { type FrameParts, LEGACY_CHUNK, MAX_CHUNK } from "./frames.ts";
 import { MemoryFileSource, shareHandler } from "./share.ts";
 
 const A = "a".repeat(64);
@@ -22,14 +27,54 @@ function sideOf(peer: string, owner: string, text: string) {
   };
 }
 
+describe('proxy.data: the DATA size a peer announces (docs/protocol/proxy.md, "DATA size")', () => {
+  const u32 = (n: number) => {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, n);
+    return b;
+  };
+
+  it("ours says MAX_CHUNK; a peer's is read back, capped at MAX_CHUNK, 16 KiB when absent", () => {
+    expect(peerChunkLimit(proxyDataExtension())).toBe(MAX_CHUNK);
+    expect(toHex(proxyDataExtension()[PROXY_DATA_EXTENSION]!)).toBe("0000ffe6");
+    expect(peerChunkLimit({})).toBe(LEGACY_CHUNK);
+    expect(peerChunkLimit({ "noise.suites": u32(MAX_CHUNK) })).toBe(LEGACY_CHUNK);
+    expect(peerChunkLimit({ [PROXY_DATA_EXTENSION]: u32(4096) })).toBe(4096);
+    expect(peerChunkLimit({ [PROXY_DATA_EXTENSION]: u32(1 << 20) })).toBe(MAX_CHUNK);
+  });
+
+  it("a malformed announcement (zero, not 4 bytes) reads as none: 16 KiB", () => {
+    expect(peerChunkLimit({ [PROXY_DATA_EXTENSION]: u32(0) })).toBe(LEGACY_CHUNK);
+    expect(peerChunkLimit({ [PROXY_DATA_EXTENSION]: Uint8Array.of(0xff, 0xe6) })).toBe(LEGACY_CHUNK);
+    expect(peerChunkLimit({ [PROXY_DATA_EXTENSION]: new Uint8Array(5).fill(0xff) })).toBe(LEGACY_CHUNK);
+    expect(peerChunkLimit({ [PROXY_DATA_EXTENSION]: new Uint8Array(0) })).toBe(LEGACY_CHUNK);
+  });
+
+  it("any bytes give a size in 1…MAX_CHUNK, never a throw (fuzzed)", () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 8 }),
+        fc.uint8Array({ minLength: 4, maxLength: 4 }),
+        (any, four) => {
+          for (const value of [any, four]) {
+            const n = peerChunkLimit({ [PROXY_DATA_EXTENSION]: value });
+            expect(Number.isInteger(n) && n >= 1 && n <= MAX_CHUNK).toBe(true);
+          }
+        },
+      ),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+});
+
 describe("proxy endpoint: both roles on one session", () => {
   it("requests run both ways at once and each body reaches the right side", async () => {
     let a!: ProxyEndpoint;
     let b!: ProxyEndpoint;
     const errors: string[] = [];
-    const deliver = (to: () => ProxyEndpoint) => (m: Uint8Array) =>
+    const deliver = (to: () => ProxyEndpoint) => (parts: FrameParts) =>
       queueMicrotask(() => {
-        const r = to().receive(m);
+        const r = to().receive(concatBytes(...parts));
         if (!r.ok) errors.push(r.error.code);
       });
     a = new ProxyEndpoint(

@@ -9,34 +9,62 @@
  * `receive` routes by that byte; a message with any other first byte, or empty, is
  * LOFT_ERR_UNKNOWN_TYPE / LOFT_ERR_MALFORMED, and the session must close.
  */
-import { concatBytes } from "../bytes.ts";
 import { err, LoftError, type Result } from "../errors.ts";
 import { ProxyClient, type ProxyClientOptions } from "./client.ts";
+import { type FrameParts, LEGACY_CHUNK, MAX_CHUNK } from "./frames.ts";
 import { ProxyServer, type ProxyServerOptions } from "./server.ts";
+
+/**
+ * Session handshake extension (docs/protocol/proxy.md, "DATA size"): the largest DATA body this
+ * side accepts, u32 big-endian. A peer that does not send it accepts LEGACY_CHUNK.
+ */
+export const PROXY_DATA_EXTENSION = "proxy.data";
+
+/** The extension every session that carries PROXY frames sends: we accept DATA up to MAX_CHUNK. */
+export function proxyDataExtension(): Record<string, Uint8Array> {
+  const value = new Uint8Array(4);
+  new DataView(value.buffer).setUint32(0, MAX_CHUNK);
+  return { [PROXY_DATA_EXTENSION]: value };
+}
+
+/**
+ * The largest DATA body to send to a peer, from its handshake extensions: what it announced, at
+ * most MAX_CHUNK; LEGACY_CHUNK when it announced nothing, or anything but 4 bytes holding 1…2³²−1
+ * (a malformed value is read as no announcement: the peer only limits what it is sent).
+ */
+export function peerChunkLimit(extensions: Readonly<Record<string, Uint8Array>>): number {
+  const value = Object.hasOwn(extensions, PROXY_DATA_EXTENSION)
+    ? extensions[PROXY_DATA_EXTENSION]
+    : undefined;
+  if (!(value instanceof Uint8Array) || value.length !== 4) return LEGACY_CHUNK;
+  const announced = new DataView(value.buffer, value.byteOffset, 4).getUint32(0);
+  return announced === 0 ? LEGACY_CHUNK : Math.min(announced, MAX_CHUNK);
+}
 
 export const CHANNEL_TO_SERVER = 0x00;
 export const CHANNEL_TO_CLIENT = 0x01;
+const TO_SERVER = Uint8Array.of(CHANNEL_TO_SERVER);
+const TO_CLIENT = Uint8Array.of(CHANNEL_TO_CLIENT);
 
 export class ProxyEndpoint {
   readonly client: ProxyClient;
   readonly server: ProxyServer;
 
   /**
-   * `send` is the session's (one application message per call); `serve` is this side's serving
-   * options (its handler, rate limit, log) with `peer` the session's authenticated contact id.
+   * `send` is the session's: one application message per call, as the parts whose concatenation
+   * it is (the channel byte, then the frame's parts: a DATA body is never copied on its way to the
+   * session). `serve` is this side's serving options (its handler, rate limit, log) with `peer`
+   * the session's authenticated contact id.
    */
   constructor(
-    send: (message: Uint8Array) => void,
+    send: (message: FrameParts) => void,
     serve: Omit<ProxyServerOptions, "send">,
     clientOptions: ProxyClientOptions = {},
   ) {
-    this.client = new ProxyClient(
-      (f) => send(concatBytes(Uint8Array.of(CHANNEL_TO_SERVER), f)),
-      clientOptions,
-    );
+    this.client = new ProxyClient((f) => send([TO_SERVER, ...f]), clientOptions);
     this.server = new ProxyServer({
       ...serve,
-      send: (f) => send(concatBytes(Uint8Array.of(CHANNEL_TO_CLIENT), f)),
+      send: (f) => send([TO_CLIENT, ...f]),
     });
   }
 

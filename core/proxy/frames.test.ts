@@ -1,8 +1,11 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { concatBytes } from "../bytes.ts";
 import {
   decodeFrame,
   encodeFrame,
+  encodeFrameParts,
+  LEGACY_CHUNK,
   MAX_CHUNK,
   MAX_HEAD_BYTES,
   MAX_WINDOW,
@@ -67,6 +70,27 @@ describe("proxy frames", () => {
       }),
       { numRuns: runs },
     );
+  });
+
+  it("a frame's parts join into its bytes; DATA's body is its own part, uncopied", () => {
+    fc.assert(
+      fc.property(arbFrame, (frame) => {
+        const parts = encodeFrameParts(frame);
+        expect(hex(concatBytes(...parts))).toBe(hex(encodeFrame(frame)));
+        if (frame.type === "data") {
+          expect(parts).toHaveLength(2);
+          expect(parts[1]).toBe(frame.bytes);
+        } else expect(parts).toHaveLength(1);
+      }),
+      { numRuns: runs },
+    );
+  });
+
+  it("a decoded DATA body is a view of the frame's bytes (the receiver hands the buffer over)", () => {
+    const bytes = encodeFrame({ type: "data", id: 7, bytes: Uint8Array.of(1, 2, 3) });
+    const r = decodeFrame(bytes);
+    expect(r.ok && r.value.type === "data" && r.value.bytes.buffer).toBe(bytes.buffer);
+    expect(r.ok && r.value).toEqual({ type: "data", id: 7, bytes: Uint8Array.of(1, 2, 3) });
   });
 
   it("the decoder returns a typed error, never throws, on any bytes", () => {
@@ -155,6 +179,8 @@ describe("proxy frames", () => {
     const bigChunk = new Uint8Array(6 + MAX_CHUNK + 1);
     bigChunk.set([1, 3, 0, 0, 0, 1]);
     expect(code(bigChunk)).toBe("LOFT_ERR_FRAME_TOO_LARGE");
+    expect(code(bigChunk.subarray(0, 6 + MAX_CHUNK))).toBe("ok"); // the largest DATA: one session frame
+    expect(code(bigChunk.subarray(0, 6 + LEGACY_CHUNK + 1))).toBe("ok"); // over 16 KiB: accepted now
     expect(code(Uint8Array.from([1, 3, 0, 0, 0, 1]))).toBe("LOFT_ERR_SCHEMA"); // empty DATA
     expect(code(Uint8Array.from([1, 5, 0, 0, 0, 1, 0, 0, 0, 0]))).toBe("LOFT_ERR_SCHEMA"); // zero CREDIT
     expect(code(Uint8Array.from([1, 6, 0, 0, 0, 1, 200]))).toBe("LOFT_ERR_SCHEMA"); // unknown RESET code

@@ -19,7 +19,7 @@
  * trailing bytes, a header outside the allowlist, a path or head over its limit — is a typed
  * `LoftError` and nothing else. Stream rules (ids, credit, order) live in ./streams.ts.
  */
-import { cutUtf8, fromUtf8, utf8 } from "../bytes.ts";
+import { concatBytes, cutUtf8, fromUtf8, utf8 } from "../bytes.ts";
 import { err, type LoftErrorCode, ok, type Result } from "../errors.ts";
 
 export const PROXY_VERSION = 1;
@@ -31,8 +31,17 @@ export const T_END = 0x04;
 export const T_CREDIT = 0x05;
 export const T_RESET = 0x06;
 
-/** Largest body chunk in one DATA frame: a proxy frame stays far below one session DATA frame. */
-export const MAX_CHUNK = 16 * 1024;
+/**
+ * Largest body chunk in one DATA frame a receiver accepts: what fills one session DATA frame
+ * (65 518 bytes, docs/protocol/session.md "Transport frames") after the PROXY type byte, the
+ * channel byte (endpoint.ts) and the 6-byte head, so one DATA frame is one Noise transport message.
+ */
+export const MAX_CHUNK = 65_510;
+/**
+ * Largest DATA body sent to a peer that has not announced what it accepts (endpoint.ts,
+ * `PROXY_DATA_EXTENSION`): receivers before the announcement refuse DATA over 16 KiB.
+ */
+export const LEGACY_CHUNK = 16 * 1024;
 /** Largest encoded request or response head (path and headers included). */
 export const MAX_HEAD_BYTES = 8 * 1024;
 /** Largest request path, in UTF-8 bytes. */
@@ -154,8 +163,10 @@ class Writer {
   }
   u32(v: number): this {
     this.#grow(4);
-    new DataView(this.#buf.buffer).setUint32(this.#at, v);
-    this.#at += 4;
+    this.#buf[this.#at++] = v >>> 24;
+    this.#buf[this.#at++] = (v >>> 16) & 0xff;
+    this.#buf[this.#at++] = (v >>> 8) & 0xff;
+    this.#buf[this.#at++] = v & 0xff;
     return this;
   }
   bytes(b: Uint8Array): this {
@@ -171,7 +182,8 @@ class Writer {
     this.#buf = next;
   }
   done(): Uint8Array {
-    return this.#buf.slice(0, this.#at);
+    // Sized exactly (a DATA frame always is): hand over the buffer itself, no second copy.
+    return this.#at === this.#buf.length ? this.#buf : this.#buf.slice(0, this.#at);
   }
 }
 
@@ -221,8 +233,7 @@ export function encodeFrame(frame: ProxyFrame): Uint8Array {
       return checkHead(w.done());
     }
     case "data":
-      if (frame.bytes.length < 1 || frame.bytes.length > MAX_CHUNK) throw new RangeError("proxy: chunk size");
-      return prefix(T_DATA, frame.id, frame.bytes.length).bytes(frame.bytes).done();
+      return concatBytes(...encodeFrameParts(frame));
     case "end":
       return prefix(T_END, frame.id, 0).done();
     case "credit":
@@ -237,6 +248,26 @@ export function encodeFrame(frame: ProxyFrame): Uint8Array {
         .done();
     }
   }
+}
+
+/**
+ * A frame's bytes as parts, in order: DATA as its 6-byte head and then the body itself, not
+ * copied (whoever joins the parts — the session building its frame — copies it once); any
+ * other frame as one part, `encodeFrame`'s bytes.
+ */
+export type FrameParts = readonly Uint8Array[];
+
+export function encodeFrameParts(frame: ProxyFrame): FrameParts {
+  if (frame.type !== "data") return [encodeFrame(frame)];
+  return encodeDataParts(frame.id, [frame.bytes]);
+}
+
+/** A DATA frame whose body is the concatenation of `body` (1…MAX_CHUNK bytes), as parts, uncopied. */
+export function encodeDataParts(id: number, body: readonly Uint8Array[]): FrameParts {
+  let size = 0;
+  for (const part of body) size += part.length;
+  if (size < 1 || size > MAX_CHUNK) throw new RangeError("proxy: chunk size");
+  return [prefix(T_DATA, id, 0).done(), ...body];
 }
 
 function checkWindow(window: number): void {
@@ -297,6 +328,12 @@ class Reader {
   rest(): Uint8Array {
     return this.take(this.bytes.length - this.#at);
   }
+  /** The remaining bytes as a view of the frame (no copy: a DATA body is the bulk of a body's bytes). */
+  restView(): Uint8Array {
+    const out = this.bytes.subarray(this.#at);
+    this.#at = this.bytes.length;
+    return out;
+  }
   text(n: number): string {
     try {
       return fromUtf8(this.take(n));
@@ -335,7 +372,10 @@ function readWindow(r: Reader): number {
   return w;
 }
 
-/** One frame from its bytes, or a typed error (never a throw) for anything that is not exactly a frame. */
+/**
+ * One frame from its bytes, or a typed error (never a throw) for anything that is not exactly a
+ * frame. A DATA frame's `bytes` is a view of `bytes`, not a copy: the caller hands over the buffer.
+ */
 export function decodeFrame(bytes: Uint8Array): Result<ProxyFrame> {
   if (!(bytes instanceof Uint8Array)) return err("LOFT_ERR_MALFORMED", "proxy frame: not bytes");
   if (bytes.length < PREFIX) return err("LOFT_ERR_MALFORMED", `proxy frame: ${bytes.length} bytes`);
@@ -372,7 +412,7 @@ export function decodeFrame(bytes: Uint8Array): Result<ProxyFrame> {
         break;
       }
       case T_DATA: {
-        const data = r.rest();
+        const data = r.restView();
         if (data.length === 0) return err("LOFT_ERR_SCHEMA", "proxy data: empty chunk");
         frame = { type: "data", id, bytes: data };
         break;

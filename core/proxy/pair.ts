@@ -3,8 +3,10 @@
  * session's transport — the real frames, encoded and decoded, pass through. Used by the tests
  * and by the PWA's own-share preview, where both sides are the same page.
  */
+import { concatBytes } from "../bytes.ts";
 import type { Result } from "../errors.ts";
 import { ProxyClient, type ProxyClientOptions } from "./client.ts";
+import { MAX_CHUNK } from "./frames.ts";
 import { ProxyServer, type ProxyServerOptions } from "./server.ts";
 
 export interface ProxyPair {
@@ -30,13 +32,22 @@ export function connectProxy(
       s.close(r.error);
     }
   };
-  const c: ProxyClient = new ProxyClient((frame) => {
-    if (keep) sent.up.push(frame);
-    queueMicrotask(() => check(s.receive(frame)));
-  }, client);
+  // Each frame is joined into its own bytes here: it is read a microtask later, and a DATA body
+  // part is the sender's buffer.
+  const c: ProxyClient = new ProxyClient(
+    (parts) => {
+      const frame = concatBytes(...parts);
+      if (keep) sent.up.push(frame);
+      queueMicrotask(() => check(s.receive(frame)));
+    },
+    { maxChunk: MAX_CHUNK, ...client },
+  );
+  // Both sides are this code, so DATA may fill a session frame's worth (frames.ts MAX_CHUNK).
   const s: ProxyServer = new ProxyServer({
+    maxChunk: MAX_CHUNK,
     ...server,
-    send: (frame) => {
+    send: (parts) => {
+      const frame = concatBytes(...parts);
       if (keep) sent.down.push(frame);
       queueMicrotask(() => check(c.receive(frame)));
     },

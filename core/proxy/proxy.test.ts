@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { readAll } from "./body.ts";
+import { concatBytes } from "../bytes.ts";
+import { type BodyReader, OutboundBody, readAll } from "./body.ts";
 import { ProxyClient, ProxyResetError } from "./client.ts";
 import { decodeFrame, encodeFrame, MAX_CHUNK } from "./frames.ts";
 import { connectProxy } from "./pair.ts";
@@ -206,7 +207,7 @@ describe("proxy over one session", () => {
     const server = new ProxyServer({
       peer: FRIEND,
       maxConcurrent: 2,
-      send: (f) => frames.push(f),
+      send: (f) => frames.push(concatBytes(...f)),
       handler: shareHandler(
         { shares: () => [{ mount: [], root: "s", contacts: new Set([FRIEND]) }], isContact: () => true },
         source,
@@ -225,6 +226,58 @@ describe("proxy over one session", () => {
   });
 });
 
+describe("DATA frames cut from a body (OutboundBody)", () => {
+  /** A source of `chunks`; `ready` says whether it reports what it holds (`available`). */
+  function source(chunks: number[], ready: boolean): BodyReader {
+    let i = 0;
+    const body: BodyReader = {
+      read: async () => (i < chunks.length ? new Uint8Array(chunks[i++]!).fill(i & 0xff) : null),
+      cancel: () => undefined,
+    };
+    if (ready) body.available = () => (i < chunks.length ? chunks[i]! : 0);
+    return body;
+  }
+  async function cut(chunks: number[], ready: boolean, credit = 1 << 30, maxChunk = MAX_CHUNK) {
+    const sizes: number[] = [];
+    const out = new OutboundBody(source(chunks, ready), credit, maxChunk);
+    let ended = false;
+    await out.pump(
+      (parts) => sizes.push(parts.reduce((n, p) => n + p.length, 0)),
+      () => (ended = true),
+    );
+    return { sizes, ended };
+  }
+
+  it("joins a 64 KiB chunk's tail to the next chunk the source already holds: full frames", async () => {
+    const { sizes, ended } = await cut(Array(16).fill(65_536), true);
+    expect(ended).toBe(true);
+    expect(sizes.reduce((a, b) => a + b)).toBe(16 * 65_536);
+    expect(sizes.slice(0, -1).every((n) => n === MAX_CHUNK)).toBe(true);
+    expect(sizes).toHaveLength(Math.ceil((16 * 65_536) / MAX_CHUNK));
+  });
+
+  it("never waits for a source that holds nothing yet: the tail goes out alone", async () => {
+    const { sizes } = await cut([65_536, 65_536], false);
+    expect(sizes).toEqual([MAX_CHUNK, 26, MAX_CHUNK, 26]);
+  });
+
+  it("stays within the credit and the chunk size, and ends after the last bytes", async () => {
+    const capped = await cut([10, 20, 30, 40_000], true, 1 << 30, 16_384);
+    expect(capped.sizes).toEqual([16_384, 16_384, 7_292]);
+    const out = new OutboundBody(source([1000, 1000, 1000], true), 1500);
+    const sizes: number[] = [];
+    const pumping = out.pump(
+      (parts) => sizes.push(parts.reduce((n, p) => n + p.length, 0)),
+      () => undefined,
+    );
+    await until(() => sizes.length === 1);
+    expect(sizes).toEqual([1500]);
+    out.addCredit(2000);
+    await pumping;
+    expect(sizes).toEqual([1500, 1500]);
+  });
+});
+
 describe("proxy protocol violations", () => {
   const server = () => {
     const out: Uint8Array[] = [];
@@ -232,7 +285,7 @@ describe("proxy protocol violations", () => {
     source.put("s", ["f"], bytesOf(100));
     const s = new ProxyServer({
       peer: FRIEND,
-      send: (f) => out.push(f),
+      send: (f) => out.push(concatBytes(...f)),
       handler: shareHandler(
         { shares: () => [{ mount: [], root: "s", contacts: new Set([FRIEND]) }], isContact: () => true },
         source,
@@ -287,11 +340,11 @@ describe("proxy protocol violations", () => {
 
   it("the client refuses a response for a request it never sent, a second head, and DATA past its window", async () => {
     const sent: Uint8Array[] = [];
-    let client = new ProxyClient((f) => sent.push(f), { window: 1000 });
+    let client = new ProxyClient((f) => sent.push(concatBytes(...f)), { window: 1000 });
     let r = client.receive(encodeFrame({ type: "response", id: 1, status: 200, headers: [] }));
     expect(r.ok || r.error.code).toBe("LOFT_ERR_SCHEMA");
 
-    client = new ProxyClient((f) => sent.push(f), { window: 1000 });
+    client = new ProxyClient((f) => sent.push(concatBytes(...f)), { window: 1000 });
     const pending = client.request(get("/f"));
     await until(() => sent.length > 0);
     expect(client.receive(encodeFrame({ type: "response", id: 1, status: 200, headers: [] })).ok).toBe(true);
@@ -319,7 +372,7 @@ describe("proxy protocol violations", () => {
 
   it("a request with no response head in time is reset with timeout", async () => {
     const sent: Uint8Array[] = [];
-    const client = new ProxyClient((f) => sent.push(f), { headTimeoutMs: 5 });
+    const client = new ProxyClient((f) => sent.push(concatBytes(...f)), { headTimeoutMs: 5 });
     await expect(client.request(get("/slow"))).rejects.toMatchObject({ code: "timeout" });
     const last = decodeFrame(sent.at(-1)!);
     expect(last.ok && last.value).toMatchObject({ type: "reset", code: "timeout" });

@@ -6,6 +6,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { concatBytes } from "../bytes.ts";
 import { decodeFrame, encodeFrame, METHODS, type ProxyFrame } from "./frames.ts";
 import { normalizePath, parseRange } from "./paths.ts";
 import { isPortRequest } from "./port.ts";
@@ -131,7 +132,7 @@ describe("proxy rules under arbitrary input", () => {
           const server = new ProxyServer({
             peer: "p",
             send: (f) => {
-              const d = decodeFrame(f);
+              const d = decodeFrame(concatBytes(...f));
               expect(d.ok).toBe(true);
               if (d.ok && d.value.type === "data")
                 sent.set(d.value.id, (sent.get(d.value.id) ?? 0) + d.value.bytes.length);

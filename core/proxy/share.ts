@@ -130,6 +130,7 @@ export class MemoryFileSource implements FileSource {
         this.reads++;
         return out;
       },
+      available: () => (cancelled ? 0 : end - at),
       cancel: () => {
         cancelled = true;
       },

@@ -1,15 +1,18 @@
 /**
  * docs/vectors/proxy-v1.json: every committed frame decodes to its fields and encodes back to
- * the same bytes; every invalid frame gives its error code; scripts/gen-proxy-vectors.ts
+ * the same bytes; every `proxy.data` value gives its DATA size; every invalid frame gives its error code; scripts/gen-proxy-vectors.ts
  * regenerates the file byte for byte.
  */
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { buildProxyVectors, PROXY_VECTOR_FILE } from "../../scripts/gen-proxy-vectors.ts";
+import { toHex } from "../bytes.ts";
+import { PROXY_DATA_EXTENSION, peerChunkLimit, proxyDataExtension } from "./endpoint.ts";
 import { decodeFrame, encodeFrame, type ProxyFrame } from "./frames.ts";
 
 interface Vectors {
   frames: { label: string; frame: Record<string, unknown>; bytes: string }[];
+  data_size: { label: string; extension: string; value: string | null; data_size: number }[];
   invalid: { label: string; bytes: string; code: string }[];
 }
 
@@ -28,6 +31,17 @@ describe("proxy vectors (docs/vectors/proxy-v1.json)", () => {
       if (decoded.ok) expect(decoded.value, v.label).toEqual(fields);
       expect(Buffer.from(encodeFrame(fields)).toString("hex"), v.label).toBe(v.bytes);
     }
+  });
+
+  it("reads each proxy.data value to its DATA size", () => {
+    expect(committed.data_size.map((v) => v.data_size)).toEqual([
+      65510, 16384, 4096, 65510, 16384, 16384, 16384,
+    ]);
+    for (const v of committed.data_size) {
+      const extensions = v.value === null ? {} : { [v.extension]: fromHex(v.value) };
+      expect(peerChunkLimit(extensions), v.label).toBe(v.data_size);
+    }
+    expect(toHex(proxyDataExtension()[PROXY_DATA_EXTENSION]!)).toBe(committed.data_size[0]!.value);
   });
 
   it("refuses each invalid frame with its code", () => {

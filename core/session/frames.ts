@@ -55,6 +55,24 @@ export function messageFrames(message: Uint8Array, messageId: number): Uint8Arra
   });
 }
 
+/**
+ * The DATA frame plaintext of one message given as parts (their concatenation), with 16 spare
+ * bytes; `length` is the parts' total, at most MAX_DATA_PAYLOAD. Each part is copied once, into
+ * the frame: a layer that prefixes its own bytes (a type, a channel, a head) needs no copy of its own.
+ */
+export function dataFrameOf(parts: readonly Uint8Array[], length: number): Uint8Array {
+  if (length > MAX_DATA_PAYLOAD) throw new RangeError("dataFrameOf: message over one DATA frame");
+  const frame = new Uint8Array(1 + length + TAGLEN);
+  frame[0] = FRAME_DATA;
+  let at = 1;
+  for (const part of parts) {
+    frame.set(part, at);
+    at += part.length;
+  }
+  if (at !== 1 + length) throw new RangeError("dataFrameOf: length is not the parts' total");
+  return frame;
+}
+
 /** A CLOSE frame plaintext (reason cut to ≤ 256 bytes of whole UTF-8 characters), with 16 spare bytes. */
 export function closeFrame(reason: string): Uint8Array {
   const bytes = utf8(reason);

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { createNodeCryptoProvider } from "../../host/crypto-node.ts";
-import { equalBytes, utf8 } from "../bytes.ts";
+import { concatBytes, equalBytes, utf8 } from "../bytes.ts";
 import { decodeVersionHeader, encodeVersionHeader } from "../codec/version.ts";
 import { createWebCryptoProvider } from "../crypto/webcrypto.ts";
 import { createUserIdentity, type UserIdentity } from "../identity/identity.ts";
@@ -92,10 +92,34 @@ describe("establishSession: success", () => {
     a.close();
   });
 
+  it("sendParts carries the parts' concatenation, in order with send, up to one frame and past it", async () => {
+    const { initiator, responder } = connect();
+    const [a, b] = await Promise.all([initiator, responder]);
+    const body = Uint8Array.from({ length: MAX_DATA_PAYLOAD - 3 }, (_, i) => (i * 13) & 0xff);
+    a.sendParts([Uint8Array.of(0x20), Uint8Array.of(1, 2), body]); // exactly one DATA frame
+    a.send(utf8("between"));
+    a.sendParts([Uint8Array.of(0x20), body, body]); // over one frame: chunked, as send does
+    a.sendParts([]);
+    // The parts are copied when sendParts returns: changing them afterwards changes nothing sent.
+    const later = Uint8Array.of(9, 9);
+    a.sendParts([later]);
+    later.fill(0);
+    expect(equalBytes(await b.receive(), concatBytes(Uint8Array.of(0x20, 1, 2), body))).toBe(true);
+    expect(await b.receive()).toEqual(utf8("between"));
+    expect(equalBytes(await b.receive(), concatBytes(Uint8Array.of(0x20), body, body))).toBe(true);
+    expect(await b.receive()).toEqual(new Uint8Array(0));
+    expect(await b.receive()).toEqual(Uint8Array.of(9, 9));
+    a.close();
+    expect(() => a.sendParts([Uint8Array.of(1)])).toThrow(/LOFT_ERR_LINK_CLOSED/);
+  });
+
   it("refuses to send a message over maxMessageBytes (LOFT_ERR_FRAME_TOO_LARGE)", async () => {
     const { initiator, responder } = connect({ maxMessageBytes: 100_000 });
     const [a] = await Promise.all([initiator, responder]);
     expect(() => a.send(new Uint8Array(100_001))).toThrow(/LOFT_ERR_FRAME_TOO_LARGE/);
+    expect(() => a.sendParts([new Uint8Array(50_000), new Uint8Array(50_001)])).toThrow(
+      /LOFT_ERR_FRAME_TOO_LARGE/,
+    );
     a.close();
   });
 

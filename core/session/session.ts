@@ -22,7 +22,7 @@
  * does not finish before the deadline (LOFT_ERR_TIMEOUT) — wipes its state, closes the link with
  * the error code as the reason, and rejects with that LoftError. It never yields a Session.
  */
-import { equalBytes } from "../bytes.ts";
+import { concatBytes, equalBytes } from "../bytes.ts";
 import {
   CURRENT_VERSION,
   decodeVersionHeader,
@@ -40,7 +40,7 @@ import { withSuite, XX, XX_HFS } from "../noise/patterns.ts";
 import { type NoiseEntropy, TAGLEN } from "../noise/primitives.ts";
 import { SUITE_NAMES, type SuiteName, suiteByName } from "../noise/suite.ts";
 import type { NoiseTransport } from "../noise/transport.ts";
-import { closeFrame, FrameAssembler, messageFrames } from "./frames.ts";
+import { closeFrame, dataFrameOf, FrameAssembler, MAX_DATA_PAYLOAD, messageFrames } from "./frames.ts";
 import {
   decodeHandshakePayload,
   type Extensions,
@@ -429,6 +429,25 @@ export class Session extends QueueLink {
       throw new LoftError("LOFT_ERR_FRAME_TOO_LARGE", `message of ${message.length} bytes exceeds the limit`);
     const frames = messageFrames(message, this.#nextMessageId);
     if (frames.length > 1) this.#nextMessageId++;
+    this.#queueFrames(frames);
+  }
+
+  /**
+   * `send` of the concatenation of `parts`, each part copied once, straight into the frame that is
+   * sealed — instead of once per layer that prefixes its bytes (the PROXY type, the proxy channel,
+   * a DATA head: docs/protocol/proxy.md §Carrying frames over a session). Larger than one DATA
+   * frame: joined, then sent as `send` does.
+   */
+  sendParts(parts: readonly Uint8Array[]): void {
+    if (this.state === "closed") throw new LoftError("LOFT_ERR_LINK_CLOSED", "session is closed");
+    let length = 0;
+    for (const part of parts) length += part.length;
+    if (length > MAX_DATA_PAYLOAD || length > this.#maxMessageBytes) this.send(concatBytes(...parts));
+    else this.#queueFrames([dataFrameOf(parts, length)]);
+  }
+
+  /** Seal and send `frames` on the send chain; a failure closes the session with its code. */
+  #queueFrames(frames: Uint8Array[]): void {
     void this.#onSendChain(async () => {
       if (this.#sendFailed) return;
       for (const frame of frames) await this.#seal(frame);
@@ -484,8 +503,9 @@ export class Session extends QueueLink {
         return;
       }
       if (this.state === "closed") return;
-      const output = frame.length >= TAGLEN ? frame.subarray(0, frame.length - TAGLEN) : undefined;
-      const opened = await this.#transport.receive.decryptWithAd(EMPTY, frame, output);
+      // No output buffer: node:crypto and WebCrypto decrypt into a fresh buffer anyway, and
+      // returning it saves copying the plaintext back over the ciphertext (and wiping the copy).
+      const opened = await this.#transport.receive.decryptWithAd(EMPTY, frame);
       if (this.#closed()) return; // closed while the frame was being decrypted
       if (!opened.ok) return this.#fail(opened.error.code, opened.error.message);
       if (++this.#receivedSinceRekey === this.#rekeyInterval) {

@@ -367,8 +367,13 @@ export const relaySocket = (url: string, localAddress?: string) =>
     ...(localAddress ? { localAddress } : {}),
   }) as unknown as RelayWebSocketLike;
 
-/** Alice's and Bob's Noise XXhfs sessions over a pair of in-memory links (no engine). */
-export function sessionPair(): Promise<[Session, Session]> {
+/**
+ * Alice's and Bob's Noise XXhfs sessions over a pair of in-memory links (no engine); both send
+ * `extensions` in their handshakes.
+ */
+export function sessionPair(
+  extensions: Readonly<Record<string, Uint8Array>> = {},
+): Promise<[Session, Session]> {
   const alice = createUserIdentity({ username: "alice", now: Date.now() });
   const bob = createUserIdentity({ username: "bob", now: Date.now() });
   const a = new TestLink();
@@ -382,6 +387,7 @@ export function sessionPair(): Promise<[Session, Session]> {
       kind: "direct",
       self: alice,
       expectedIdentityKey: bob.identity.verified.identity_key,
+      extensions,
     }),
     establishSession({
       link: b,
@@ -389,6 +395,7 @@ export function sessionPair(): Promise<[Session, Session]> {
       kind: "direct",
       self: bob,
       expectedIdentityKey: alice.identity.verified.identity_key,
+      extensions,
     }),
   ]);
 }

@@ -7,6 +7,7 @@
  * outcomes, and imports no other step.
  */
 import { type PreparedEphemerals, prepareEphemerals } from "../../../core/noise/index.ts";
+import { proxyDataExtension } from "../../../core/proxy/endpoint.ts";
 import { establishSession, type Session } from "../../../core/session/index.ts";
 import type { ContactRecord, EngineError, LinkPath } from "./api.ts";
 import {
@@ -121,7 +122,12 @@ export async function handshake(
       kind: path,
       self: ctx.user,
       expectedIdentityKey: peer.key,
-      extensions: { ...suitesExtension(), ...(ratchetKey ? { [RATCHET_KEY_EXTENSION]: ratchetKey } : {}) },
+      // noise.suites (noise-suites.ts); proxy.data: the DATA size we accept (proxy-link.ts)
+      extensions: {
+        ...suitesExtension(),
+        ...proxyDataExtension(),
+        ...(ratchetKey ? { [RATCHET_KEY_EXTENSION]: ratchetKey } : {}),
+      },
       handshakeTimeoutMs: ctx.cfg.handshakeTimeoutMs,
       ...suites,
       ...cryptoOf(ctx),

@@ -19,6 +19,8 @@ import { createWebCryptoProvider } from "../../../core/crypto/webcrypto.ts";
 import { err, isLoftError } from "../../../core/errors.ts";
 import { createUserIdentity, type UserIdentity } from "../../../core/identity/identity.ts";
 import { memoryLinkPair } from "../../../core/link/memory-link.ts";
+import { PROXY_DATA_EXTENSION, peerChunkLimit } from "../../../core/proxy/endpoint.ts";
+import { MAX_CHUNK } from "../../../core/proxy/frames.ts";
 import { establishSession, type Session } from "../../../core/session/index.ts";
 import { type RunningSignaling, startSignaling } from "../../../signaling/testing.ts";
 import {
@@ -78,7 +80,14 @@ describe("the engine's Noise suite choice", () => {
       "Noise_XXhfs_25519+MLKEM768_AESGCM_SHA256",
       "Noise_XXhfs_25519+MLKEM768_AESGCM_SHA256",
     ]);
-    expect(Object.keys(a1.remoteExtensions).sort()).toEqual([RATCHET_KEY_EXTENSION, SUITES_EXTENSION].sort());
+    expect(Object.keys(a1.remoteExtensions).sort()).toEqual(
+      [PROXY_DATA_EXTENSION, RATCHET_KEY_EXTENSION, SUITES_EXTENSION].sort(),
+    );
+    // …and each side announces the proxy DATA size it accepts (docs/protocol/proxy.md, "DATA size").
+    expect([peerChunkLimit(a1.remoteExtensions), peerChunkLimit(b1.remoteExtensions)]).toEqual([
+      MAX_CHUNK,
+      MAX_CHUNK,
+    ]);
     expect(aliceSeesBob.answersSuiteOffers).toBe(true);
     expect(bobSeesAlice.answersSuiteOffers).toBe(true);
     a1.close();

@@ -4,16 +4,19 @@
  * session message of a body, sealed in its Noise frame, fits ONE relay piece (core/relay/
  * live-link.ts cuts link messages into `MAX_BODY - 5`-byte pieces after a flags byte and a u32
  * sequence number, one SEND each),
- * so a body never costs a second SEND per chunk for a 28-byte tail; on a direct link the full
- * 16 KiB DATA is kept. A real Noise session pair carries the frames; the serving side is the
- * engine's (serveProxy, receiveProxy).
+ * so a body never costs a second SEND per chunk for a 28-byte tail; on a direct link DATA fills a
+ * whole session frame (MAX_CHUNK) when the peer announced it accepts that (`proxy.data`), and
+ * stays at 16 KiB for a peer that did not (docs/protocol/proxy.md, "DATA size"). A real Noise
+ * session pair carries the frames; the serving side is the engine's (serveProxy, receiveProxy).
  */
 import { describe, expect, it } from "vitest";
 import { TAGLEN } from "../../../core/noise/primitives.ts";
 import { bytesBody } from "../../../core/proxy/body.ts";
-import { decodeFrame, encodeFrame, MAX_CHUNK } from "../../../core/proxy/frames.ts";
+import { proxyDataExtension } from "../../../core/proxy/endpoint.ts";
+import { decodeFrame, encodeFrame, LEGACY_CHUNK, MAX_CHUNK } from "../../../core/proxy/frames.ts";
 import { TokenBucket } from "../../../core/proxy/rate-limit.ts";
 import { MAX_BODY } from "../../../core/relay/protocol.ts";
+import { MAX_DATA_PAYLOAD } from "../../../core/session/frames.ts";
 import { sessionPair } from "../../../test/support/engine.ts";
 import type { LinkPath } from "./api.ts";
 import type { EngineContext, Peer } from "./context.ts";
@@ -26,8 +29,12 @@ const onTheLink = (message: Uint8Array) => 1 + message.length + TAGLEN;
 /** docs/protocol/relay.md §Live links: `flags(1) ‖ seq(4) ‖ piece` in one relay body. */
 const RELAY_PIECE = MAX_BODY - 1 - 4;
 
-async function servedChunks(path: LinkPath, size: number): Promise<{ sizes: number[]; bytes: number }> {
-  const [mine, theirs] = await sessionPair();
+async function servedChunks(
+  path: LinkPath,
+  size: number,
+  announced = true,
+): Promise<{ sizes: number[]; bytes: number }> {
+  const [mine, theirs] = await sessionPair(announced ? proxyDataExtension() : {});
   const ctx = {} as EngineContext;
   const body = Uint8Array.from({ length: size }, (_, i) => i & 0xff);
   serveProxy(ctx, {
@@ -75,9 +82,19 @@ describe("proxy DATA sizes per path", () => {
     expect(sizes.filter((s) => s === RELAY_PIECE).length).toBe(Math.floor((512 * 1024) / (RELAY_PIECE - 25)));
   });
 
-  it("on a direct link, DATA keeps the protocol's full 16 KiB", async () => {
+  it("on a direct link, each DATA fills one whole session frame for a peer that accepts it", async () => {
     const { sizes, bytes } = await servedChunks("direct", 256 * 1024);
     expect(bytes).toBe(256 * 1024);
     expect(Math.max(...sizes)).toBe(onTheLink(new Uint8Array(2 + 6 + MAX_CHUNK)));
+    // One Noise transport message: the largest the session's DATA frame holds (session.md).
+    expect(1 + 2 + 6 + MAX_CHUNK).toBe(MAX_DATA_PAYLOAD + 1);
+  });
+
+  it("a peer that did not announce proxy.data gets DATA of 16 KiB at most, on either path", async () => {
+    for (const path of ["direct", "relay"] as const) {
+      const { sizes, bytes } = await servedChunks(path, 100 * 1024, false);
+      expect(bytes).toBe(100 * 1024);
+      expect(Math.max(...sizes)).toBeLessThanOrEqual(onTheLink(new Uint8Array(2 + 6 + LEGACY_CHUNK)));
+    }
   });
 });

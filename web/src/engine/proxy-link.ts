@@ -13,13 +13,16 @@
 
 import { TAGLEN } from "../../../core/noise/primitives.ts";
 import type { ProxyClient } from "../../../core/proxy/client.ts";
-import { ProxyEndpoint } from "../../../core/proxy/endpoint.ts";
+import { ProxyEndpoint, peerChunkLimit } from "../../../core/proxy/endpoint.ts";
 import { MAX_CHUNK } from "../../../core/proxy/frames.ts";
 import type { ProxyHandler } from "../../../core/proxy/server.ts";
 import { RELAY_LINK_PIECE } from "../../../core/relay/live-link.ts";
 import type { LinkPath, ProxyServing } from "./api.ts";
 import type { EngineContext, Live, Peer } from "./context.ts";
-import { encodeProxyFrame } from "./wire.ts";
+import { FRAME } from "./wire.ts";
+
+/** The session frame type of a proxy message (docs/protocol/chat.md §3), its first part. */
+const PROXY_FRAME_TYPE = Uint8Array.of(FRAME.PROXY);
 
 const serving = new WeakMap<EngineContext, ProxyServing>();
 const endpoints = new WeakMap<Live, ProxyEndpoint>();
@@ -44,9 +47,14 @@ const DATA_OVERHEAD = 1 + TAGLEN + 1 + 1 + 6;
  */
 export const RELAY_DATA_CHUNK = RELAY_LINK_PIECE - DATA_OVERHEAD;
 
-/** The largest DATA body to send on a session over `path` (docs/protocol/proxy.md, "Flow control"). */
-export function proxyChunkFor(path: LinkPath): number {
-  return path === "relay" ? Math.min(RELAY_DATA_CHUNK, MAX_CHUNK) : MAX_CHUNK;
+/**
+ * The largest DATA body to send on a session over `path` to a peer that accepts `accepted`
+ * (core/proxy/endpoint.ts `peerChunkLimit`; docs/protocol/proxy.md, "DATA size"): on a direct
+ * link, one whole session frame's worth, so each DATA costs one seal and one link message; on the
+ * relay, one relay piece.
+ */
+export function proxyChunkFor(path: LinkPath, accepted: number): number {
+  return Math.min(path === "relay" ? RELAY_DATA_CHUNK : MAX_CHUNK, accepted);
 }
 
 export function serveProxy(ctx: EngineContext, s: ProxyServing | undefined): void {
@@ -58,10 +66,10 @@ export function serveProxy(ctx: EngineContext, s: ProxyServing | undefined): voi
 function endpointOf(ctx: EngineContext, peer: Peer, live: Live): ProxyEndpoint {
   const known = endpoints.get(live);
   if (known) return known;
-  const maxChunk = proxyChunkFor(live.path);
+  const maxChunk = proxyChunkFor(live.path, peerChunkLimit(live.session.remoteExtensions));
   const endpoint = new ProxyEndpoint(
     (message) => {
-      if (live.session.state !== "closed") live.session.send(encodeProxyFrame(message));
+      if (live.session.state !== "closed") live.session.sendParts([PROXY_FRAME_TYPE, ...message]);
     },
     {
       peer: peer.id,

@@ -7,12 +7,18 @@
  * the requester's credit allows.
  */
 import type { BodyReader } from "../../../core/proxy/body.ts";
+import { MAX_CHUNK } from "../../../core/proxy/frames.ts";
 import type { FileInfo, FileSource, Share } from "../../../core/proxy/share.ts";
 import { SHARES_DIR } from "../lib/device-stores.ts";
 
 const TOP = SHARES_DIR;
 const INDEX = "shares.json";
-const SLICE = 64 * 1024;
+/**
+ * One read per DATA frame: a slice of exactly the largest DATA body (docs/protocol/proxy.md §DATA
+ * size), so a 64 KiB slice does not cost a full DATA and a 26-byte one (an OPFS read is never
+ * "held already", so OutboundBody cannot join the tail to the next slice).
+ */
+const SLICE = MAX_CHUNK;
 
 export interface StoredShare {
   root: string;

@@ -7,7 +7,7 @@
  * whose peer's handshake payload carried `ratchet.v2` listing 0x02 gets 0x02 (AES-256-GCM body,
  * native in WebCrypto); any other peer, and every mailbox deposit, 0x01 — a mailbox message may
  * be read by a device of the contact that was never seen live, and nothing stored says it reads
- * 0x02. Every peer reads both, whatever it announced.
+ * 0x02. This engine reads both versions from any peer, whatever that peer announced.
  */
 import { wipe } from "../../../core/bytes.ts";
 import {
@@ -30,7 +30,7 @@ const READS = new Uint8Array([MESSAGE_VERSION, MESSAGE_VERSION_2]);
 
 /** The extension every engine session sends. */
 export function ratchetVersionsExtension(): Record<string, Uint8Array> {
-  return { [RATCHET_VERSIONS_EXTENSION]: READS };
+  return { [RATCHET_VERSIONS_EXTENSION]: READS.slice() };
 }
 
 /** The version to write on a live session: 0x02 when the peer announced it reads it, else 0x01. */

@@ -164,12 +164,14 @@ window.loftBench = {
     link.send(new Uint8Array([1]));
   },
   // name "e2ee": what the engine runs (the page's provider: WebCrypto where native; the AES-GCM
-  // Noise suite offered, as to a contact known to answer offers); name "noble": the path before
-  // issue #10 (noble for everything, ChaChaPoly_BLAKE2s), kept as a same-run reference.
+  // Noise suite offered, as to a contact known to answer offers; ratchet message version 0x02,
+  // as to a peer that announced ratchet.v2); name "v1": the same with ratchet version 0x01
+  // (XChaCha20-Poly1305 body), the path before ratchet v2; name "noble": the path before
+  // issue #10 (noble for everything, ChaChaPoly_BLAKE2s). Both kept as same-run references.
   // Returns the handshake's ms (over the already open data channel) and the protocol name.
   async e2eeSession(name, initiator) {
     const link = s.named[name];
-    const engine = name === "e2ee";
+    const engine = name === "e2ee" || name === "v1";
     const opts = engine ? { crypto: pageCrypto } : {};
     const start = performance.now();
     let session;
@@ -185,7 +187,8 @@ window.loftBench = {
       r = await bootstrapChatRatchet(session, s.user.identity.verified.identity_key, kp, opts.crypto);
     }
     if (!r.ok) throw r.error;
-    s.sessions[name] = { session, ratchet: r.value.state, opts };
+    const ratchetOpts = name === "e2ee" ? { ...opts, messageVersion: 2 } : opts;
+    s.sessions[name] = { session, ratchet: r.value.state, opts: ratchetOpts };
     return { ms: performance.now() - start, protocol: session.protocolName };
   },
   // One Double Ratchet message per payload inside a Noise transport frame (a chat message's path).
@@ -390,6 +393,7 @@ async function main() {
     };
     await open("raw");
     await open("e2ee");
+    await open("v1");
     await open("noble");
     const sessionUp = async (name: string) => {
       const [ia] = await Promise.all([
@@ -407,10 +411,12 @@ async function main() {
         await callPage(b, "closeLinks");
         await open("raw");
         await open("e2ee");
+        await open("v1");
         await open("noble");
       }
       handshakes.push((await sessionUp("e2ee")).ms);
     }
+    await sessionUp("v1");
     await sessionUp("noble");
     const path = (name: string, send: string, receive: string, link?: string): Subject => ({
       name,
@@ -427,8 +433,9 @@ async function main() {
     const raw = path("raw", "rawSend", "rawReceive");
     const e2ee = path("E2EE", "e2eeSend", "e2eeReceive", "e2ee");
     const stream = path("stream", "streamSend", "streamReceive", "e2ee");
+    const v1 = path("E2EE ratchet 0x01", "e2eeSend", "e2eeReceive", "v1");
     const noble = path("E2EE noble", "e2eeSend", "e2eeReceive", "noble");
-    const subjects = [raw, e2ee, stream, noble];
+    const subjects = [raw, e2ee, v1, stream, noble];
     const paths = await alternate(subjects, { rounds: REPEATS, sliceSeconds: 0, warmupSeconds: 0 });
     const profiles = PROFILE ? await profileBatches(a, b, [e2ee, stream]) : undefined;
     await callPage(a, "closeLinks");
@@ -441,6 +448,9 @@ async function main() {
     const e2eeVsRaw = sliceRatio(rateOf(paths, e2ee.name), rateOf(paths, raw.name));
     const streamRate = mbPerSecond(rateOf(paths, stream.name));
     const streamVsRaw = sliceRatio(rateOf(paths, stream.name), rateOf(paths, raw.name));
+    const v1Rate = mbPerSecond(rateOf(paths, v1.name));
+    const v1VsRaw = sliceRatio(rateOf(paths, v1.name), rateOf(paths, raw.name));
+    const e2eeVsV1 = sliceRatio(rateOf(paths, e2ee.name), rateOf(paths, v1.name));
     const nobleRate = mbPerSecond(rateOf(paths, noble.name));
     const nobleVsRaw = sliceRatio(rateOf(paths, noble.name), rateOf(paths, raw.name));
     const e2eeVsNoble = sliceRatio(rateOf(paths, e2ee.name), rateOf(paths, noble.name));
@@ -456,11 +466,18 @@ async function main() {
       [
         { name: "contact link accepted → first decrypted message", value: firstMs, unit: "ms" },
         {
-          name: "E2EE over data channel, 16 KiB (Noise AES-GCM + ratchet, page provider)",
+          name: "E2EE over data channel, 16 KiB (Noise AES-GCM + ratchet 0x02, page provider)",
           value: e2eeRate,
           unit: "MB/s",
           baseline: { name: "raw data channel", value: rawRate },
           ratio: e2eeVsRaw,
+        },
+        {
+          name: "E2EE with ratchet 0x01 (XChaCha20-Poly1305 body, before ratchet v2)",
+          value: v1Rate,
+          unit: "MB/s",
+          baseline: { name: "raw data channel", value: rawRate },
+          ratio: v1VsRaw,
         },
         {
           name: "stream over data channel, 16 KiB (Noise AES-GCM frames only)",
@@ -491,6 +508,9 @@ async function main() {
         e2ee_mb_s: Math.round(e2eeRate * 10) / 10,
         raw_mb_s: Math.round(rawRate * 10) / 10,
         e2ee_vs_raw: Math.round(e2eeVsRaw * 1000) / 1000,
+        e2ee_v1_mb_s: Math.round(v1Rate * 10) / 10,
+        e2ee_v1_vs_raw: Math.round(v1VsRaw * 1000) / 1000,
+        e2ee_vs_v1: Math.round(e2eeVsV1 * 1000) / 1000,
         stream_mb_s: Math.round(streamRate * 10) / 10,
         stream_vs_raw: Math.round(streamVsRaw * 1000) / 1000,
         e2ee_noble_mb_s: Math.round(nobleRate * 10) / 10,

@@ -5,6 +5,9 @@
  *                                 conversation with out-of-order delivery, a replay, a tampered
  *                                 message and an expired skipped key (Signal DR §4 with header
  *                                 encryption, docs/protocol/ratchet.md).
+ *   docs/vectors/ratchet-v2.json  message version 0x02 (AES-256-GCM body): a scripted conversation
+ *                                 mixing 0x02 and 0x01 messages, a tampered tag, a version byte
+ *                                 swapped either way, a truncated and an unknown-version message.
  *   docs/vectors/pqxdh-v1.json    two prekey stores, Bob's bundle, and first contact with and
  *                                 without one-time prekeys, with every intermediate value of the
  *                                 key agreement (docs/protocol/prekeys.md).
@@ -43,6 +46,10 @@ import {
   kdfChain,
   kdfRoot,
   MAX_SKIPPED_CHAINS,
+  MESSAGE_VERSION,
+  MESSAGE_VERSION_2,
+  type MessageVersion,
+  MIN_MESSAGE_LEN,
   type RandomBytes,
   type RatchetLimits,
   type RatchetState,
@@ -56,6 +63,9 @@ import {
 import { isScript, writeOrCheck } from "./vector-files.ts";
 
 export const RATCHET_VECTOR_FILE = fileURLToPath(new URL("../docs/vectors/ratchet-v1.json", import.meta.url));
+export const RATCHET_V2_VECTOR_FILE = fileURLToPath(
+  new URL("../docs/vectors/ratchet-v2.json", import.meta.url),
+);
 export const PQXDH_VECTOR_FILE = fileURLToPath(new URL("../docs/vectors/pqxdh-v1.json", import.meta.url));
 
 /** A DRBG whose every draw is recorded, so the file can list them operation by operation. */
@@ -153,9 +163,12 @@ async function conversation(rng: RecordedRandom, limits: RatchetLimits) {
 
   const messages = new Map<string, Uint8Array>();
   const steps: Record<string, unknown>[] = [];
-  const encrypt = async (party: Party, name: string, now: number, note: string) => {
+  const encrypt = async (party: Party, name: string, now: number, note: string, version?: MessageVersion) => {
     const plaintext = utf8(`${party}: ${name}`);
-    const r = await ratchetEncrypt(states[party], plaintext, now, { random: rng.random });
+    const r = await ratchetEncrypt(states[party], plaintext, now, {
+      random: rng.random,
+      ...(version === undefined ? {} : { messageVersion: version }),
+    });
     states[party] = r.state;
     messages.set(name, r.message);
     steps.push({
@@ -163,6 +176,7 @@ async function conversation(rng: RecordedRandom, limits: RatchetLimits) {
       party,
       op: "encrypt",
       now,
+      ...(version === undefined ? {} : { version }),
       plaintext: toHex(plaintext),
       random: rng.take(),
       message: toHex(r.message),
@@ -353,9 +367,10 @@ export async function buildRatchetVectorFile(): Promise<string> {
   );
   await encrypt("bob", "b2", T0 + 60, "");
   await decrypt("alice", msg("b2"), T0 + 61, "");
-  const v2 = msg("a5").slice();
-  v2[0] = 0x02;
-  await decrypt("alice", v2, T0 + 62, "unknown message version");
+  // 0x02 is defined since message version 0x02 (ratchet-v2.json); 0x03 is not.
+  const unknown = msg("a5").slice();
+  unknown[0] = 0x03;
+  await decrypt("alice", unknown, T0 + 62, "unknown message version");
 
   const file = {
     description:
@@ -367,6 +382,69 @@ export async function buildRatchetVectorFile(): Promise<string> {
     session,
     steps,
     limit_edges: await limitEdges(),
+  };
+  return `${JSON.stringify(file, null, 2)}\n`;
+}
+
+/**
+ * Message version 0x02 (docs/protocol/ratchet.md, "Version 0x02"): the same KDFs and header
+ * encryption, the body under AES-256-GCM with the first 12 bytes of the random nonce. Both parties
+ * read both versions, so the script mixes them in one chain and across DH ratchet steps, and checks
+ * that a version byte changed in transit (either way) is refused: the header's AD is that byte.
+ */
+export async function buildRatchetV2VectorFile(): Promise<string> {
+  const rng = new RecordedRandom("ratchet/v2");
+  const kdf = await kdfVectors(rng);
+  const { session, steps, encrypt, decrypt, msg } = await conversation(rng, DEFAULT_RATCHET_LIMITS);
+  const V1 = MESSAGE_VERSION;
+  const V2 = MESSAGE_VERSION_2;
+  await encrypt("alice", "a0", T0, "0x02: AES-256-GCM body, IV = nonce bytes 0..11", V2);
+  await encrypt("alice", "a1", T0 + 1, "0x01 in the same chain (a mixed burst)", V1);
+  await encrypt("alice", "a2", T0 + 2, "0x02", V2);
+  await decrypt("bob", msg("a2"), T0 + 10, "0x02 out of order: DH ratchet, a0 and a1 skipped");
+  await decrypt("bob", msg("a1"), T0 + 11, "0x01 with a skipped key");
+  await decrypt("bob", msg("a0"), T0 + 12, "0x02 with a skipped key");
+  await encrypt("bob", "b0", T0 + 13, "Bob's first chain, 0x02", V2);
+  await encrypt("bob", "b1", T0 + 14, "", V2);
+  await decrypt("alice", msg("b1"), T0 + 20, "Alice steps her DH ratchet; b0 skipped");
+  await decrypt("alice", msg("b0"), T0 + 21, "skipped key, 0x02");
+  await encrypt("alice", "a3", T0 + 22, "Alice's second chain: PN = 3", V2);
+  const tag = msg("a3").slice();
+  tag[tag.length - 1]! ^= 0x01;
+  await decrypt("bob", tag, T0 + 30, "0x02 with a flipped tag bit: LOFT_ERR_DECRYPT, state unchanged");
+  const asV1 = msg("a3").slice();
+  asV1[0] = V1;
+  await decrypt(
+    "bob",
+    asV1,
+    T0 + 31,
+    "0x02 message relabelled 0x01: the header's AD is the version byte, LOFT_ERR_DECRYPT",
+  );
+  const truncated = msg("a3").slice(0, MIN_MESSAGE_LEN - 1);
+  await decrypt("bob", truncated, T0 + 32, "shorter than the smallest message: LOFT_ERR_MALFORMED");
+  await decrypt("bob", msg("a3"), T0 + 33, "the genuine a3: Bob steps his DH ratchet");
+  await decrypt("bob", msg("a3"), T0 + 34, "replay in the current chain: LOFT_ERR_REPLAY");
+  await encrypt("bob", "b2", T0 + 40, "0x01 from Bob", V1);
+  const asV2 = msg("b2").slice();
+  asV2[0] = V2;
+  await decrypt("alice", asV2, T0 + 41, "0x01 message relabelled 0x02: LOFT_ERR_DECRYPT");
+  await decrypt("alice", msg("b2"), T0 + 42, "the genuine b2");
+  const unknown = msg("a3").slice();
+  unknown[0] = 0x03;
+  await decrypt("bob", unknown, T0 + 43, "unknown message version: LOFT_ERR_UNSUPPORTED_VERSION");
+
+  const file = {
+    description:
+      "Loft Double Ratchet message version 0x02 (Signal DR revision 1, §4 with header encryption; " +
+      "body AEAD AES-256-GCM, IV = the first 12 bytes of the random nonce; header XChaCha20-Poly1305 " +
+      "as in 0x01), mixed with 0x01 messages. Layouts: docs/protocol/ratchet.md, 'Version 0x02'. " +
+      "An encrypt step's `version` is the version written (absent: 0x01). Each operation lists the " +
+      "random bytes it draws (in order); `state` is the party's serialized state afterwards.",
+    generator: "scripts/gen-ratchet-vectors.ts",
+    kdf,
+    session,
+    steps,
+    limit_edges: [],
   };
   return `${JSON.stringify(file, null, 2)}\n`;
 }
@@ -636,5 +714,6 @@ export async function buildPqxdhVectorFile(): Promise<string> {
 if (isScript(import.meta.url))
   writeOrCheck([
     [RATCHET_VECTOR_FILE, await buildRatchetVectorFile()],
+    [RATCHET_V2_VECTOR_FILE, await buildRatchetV2VectorFile()],
     [PQXDH_VECTOR_FILE, await buildPqxdhVectorFile()],
   ]);

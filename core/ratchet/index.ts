@@ -19,10 +19,14 @@ export {
 export { type BootstrapKeys, kdfChain, kdfRoot, splitBootstrapSecret } from "./kdf.ts";
 export {
   ENCRYPTED_HEADER_LEN,
+  GCM_NONCE_LEN,
   HEADER_LEN,
+  isMessageVersion,
   MAX_MESSAGE_LEN,
   MESSAGE_PREFIX_LEN,
   MESSAGE_VERSION,
+  MESSAGE_VERSION_2,
+  type MessageVersion,
   MIN_MESSAGE_LEN,
   NONCE_LEN,
   TAG_LEN,

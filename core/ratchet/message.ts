@@ -7,10 +7,12 @@
  * One message on the wire (docs/protocol/ratchet.md, "Message layout"):
  *
  *   offset  size        field
- *   0       1           version = 0x01
+ *   0       1           version = 0x01 or 0x02
  *   1       24          nonce (random, fresh per message)
  *   25      56          encrypted header = XChaCha20-Poly1305(HK, nonce, AD = version byte, header)
- *   81      len(pt)+16  body = XChaCha20-Poly1305(MK, nonce, AD = ad ‖ bytes 0..81, plaintext)
+ *   81      len(pt)+16  body, AD = ad ‖ bytes 0..81:
+ *                         0x01: XChaCha20-Poly1305(MK, nonce, AD, plaintext)
+ *                         0x02: AES-256-GCM(MK, nonce[0..12], AD, plaintext)
  *
  * and the 40-byte header plaintext is `DHs public key (32) ‖ PN (u32 BE) ‖ N (u32 BE)`.
  *
@@ -19,12 +21,26 @@
  * in practice. The body reuses that nonce under the message key MK, a different key, so the pair
  * (key, nonce) stays unique — and even a sender restored from an older stored state (re-deriving
  * the same MK) encrypts under a fresh nonce, so a rollback cannot repeat a keystream.
+ *
+ * Version 0x02 changes only the body's AEAD (DR §5.2 allows any AEAD for ENCRYPT): AES-256-GCM,
+ * native in every browser's WebCrypto and in node:crypto, where XChaCha20-Poly1305 runs in
+ * JavaScript. Its 12-byte IV is the first 12 bytes of the same random nonce, not derived from MK:
+ * a sender restored from an older state re-derives the same MK, and a nonce derived from MK would
+ * then repeat under it (fatal for GCM); 96 random bits do not (docs/protocol/ratchet.md,
+ * "Version 0x02").
  */
 import type { CryptoProvider } from "../crypto/provider.ts";
 import { KEY_LEN } from "./kdf.ts";
 
+/** Version 0x01: the body is XChaCha20-Poly1305. */
 export const MESSAGE_VERSION = 0x01;
+/** Version 0x02: the body is AES-256-GCM (docs/protocol/ratchet.md, "Version 0x02"). */
+export const MESSAGE_VERSION_2 = 0x02;
+/** The message versions this code reads (and can write). */
+export type MessageVersion = typeof MESSAGE_VERSION | typeof MESSAGE_VERSION_2;
 export const NONCE_LEN = 24;
+/** The AES-256-GCM IV of a version 0x02 body: the first bytes of the random nonce. */
+export const GCM_NONCE_LEN = 12;
 export const TAG_LEN = 16;
 /** DR §3.1 `HEADER(dh_pair, pn, n)`: DH public key ‖ PN ‖ N. */
 export const HEADER_LEN = KEY_LEN + 4 + 4;
@@ -38,7 +54,27 @@ export const MAX_MESSAGE_LEN = 16 * 1024 * 1024;
 /** PN and N are u32 (DR §3.1 leaves the encoding to us); a chain never reaches this. */
 export const MAX_COUNTER = 0xffff_ffff;
 
-const HEADER_AD = new Uint8Array([MESSAGE_VERSION]);
+/** The header's AD is the version byte, so a version swapped in transit fails at HDECRYPT. */
+const HEADER_AD: Readonly<Record<MessageVersion, Uint8Array>> = {
+  [MESSAGE_VERSION]: new Uint8Array([MESSAGE_VERSION]),
+  [MESSAGE_VERSION_2]: new Uint8Array([MESSAGE_VERSION_2]),
+};
+
+/** True for a version byte this code reads. */
+export function isMessageVersion(v: number | undefined): v is MessageVersion {
+  return v === MESSAGE_VERSION || v === MESSAGE_VERSION_2;
+}
+
+/** DR §3.1 ENCRYPT/DECRYPT for `version`: the AEAD and the body nonce it takes. */
+function bodyCipher(
+  crypto: CryptoProvider,
+  version: MessageVersion,
+  nonce: Uint8Array,
+): { aead: CryptoProvider["aes256gcm"]; nonce: Uint8Array } {
+  return version === MESSAGE_VERSION_2
+    ? { aead: crypto.aes256gcm, nonce: nonce.subarray(0, GCM_NONCE_LEN) }
+    : { aead: crypto.xchacha20poly1305, nonce };
+}
 
 export interface Header {
   /** The sender's current ratchet public key (DR §3.1 `dh`). */
@@ -65,10 +101,12 @@ function readU32(bytes: Uint8Array, offset: number): number {
 
 /**
  * DR §4.2 `RatchetEncryptHE` output, laid out as one byte string: header encrypted under `headerKey`
- * (HENCRYPT), body under `messageKey` (ENCRYPT) with AD = `ad` ‖ version ‖ nonce ‖ encrypted header.
+ * (HENCRYPT), body under `messageKey` (ENCRYPT, the AEAD of `version`) with AD = `ad` ‖ version ‖
+ * nonce ‖ encrypted header.
  */
 export async function sealMessage(
   crypto: CryptoProvider,
+  version: MessageVersion,
   headerKey: Uint8Array,
   messageKey: Uint8Array,
   header: Header,
@@ -76,24 +114,31 @@ export async function sealMessage(
   ad: Uint8Array,
   plaintext: Uint8Array,
 ): Promise<Uint8Array> {
-  const aead = crypto.xchacha20poly1305;
   const out = new Uint8Array(MESSAGE_PREFIX_LEN + plaintext.length + TAG_LEN);
-  out[0] = MESSAGE_VERSION;
+  out[0] = version;
   out.set(nonce, 1);
   const headerBytes = new Uint8Array(HEADER_LEN);
   headerBytes.set(header.dh, 0);
   writeU32(headerBytes, KEY_LEN, header.pn);
   writeU32(headerBytes, KEY_LEN + 4, header.n);
-  await aead.seal(headerKey, nonce, HEADER_AD, headerBytes, out.subarray(1 + NONCE_LEN, MESSAGE_PREFIX_LEN));
+  await crypto.xchacha20poly1305.seal(
+    headerKey,
+    nonce,
+    HEADER_AD[version],
+    headerBytes,
+    out.subarray(1 + NONCE_LEN, MESSAGE_PREFIX_LEN),
+  );
   const bodyAd = new Uint8Array(ad.length + MESSAGE_PREFIX_LEN);
   bodyAd.set(ad, 0);
   bodyAd.set(out.subarray(0, MESSAGE_PREFIX_LEN), ad.length);
-  await aead.seal(messageKey, nonce, bodyAd, plaintext, out.subarray(MESSAGE_PREFIX_LEN));
+  const body = bodyCipher(crypto, version, nonce);
+  await body.aead.seal(messageKey, body.nonce, bodyAd, plaintext, out.subarray(MESSAGE_PREFIX_LEN));
   return out;
 }
 
 /** A message split at its fixed offsets. */
 export interface MessageParts {
+  readonly version: MessageVersion;
   readonly nonce: Uint8Array;
   readonly encryptedHeader: Uint8Array;
   readonly prefix: Uint8Array;
@@ -102,7 +147,10 @@ export interface MessageParts {
 
 /** Split at the fixed offsets; the caller has already checked the length and version byte. */
 export function splitMessage(message: Uint8Array): MessageParts {
+  const version = message[0];
+  if (!isMessageVersion(version)) throw new RangeError("ratchet message: unchecked version byte");
   return {
+    version,
     nonce: message.subarray(1, 1 + NONCE_LEN),
     encryptedHeader: message.subarray(1 + NONCE_LEN, MESSAGE_PREFIX_LEN),
     prefix: message.subarray(0, MESSAGE_PREFIX_LEN),
@@ -116,7 +164,12 @@ export async function openHeader(
   headerKey: Uint8Array,
   parts: MessageParts,
 ): Promise<Header | undefined> {
-  const plain = await crypto.xchacha20poly1305.open(headerKey, parts.nonce, HEADER_AD, parts.encryptedHeader);
+  const plain = await crypto.xchacha20poly1305.open(
+    headerKey,
+    parts.nonce,
+    HEADER_AD[parts.version],
+    parts.encryptedHeader,
+  );
   if (plain === undefined) return undefined;
   return { dh: plain.slice(0, KEY_LEN), pn: readU32(plain, KEY_LEN), n: readU32(plain, KEY_LEN + 4) };
 }
@@ -131,5 +184,6 @@ export function openBody(
   const bodyAd = new Uint8Array(ad.length + MESSAGE_PREFIX_LEN);
   bodyAd.set(ad, 0);
   bodyAd.set(parts.prefix, ad.length);
-  return crypto.xchacha20poly1305.open(messageKey, parts.nonce, bodyAd, parts.body);
+  const body = bodyCipher(crypto, parts.version, parts.nonce);
+  return body.aead.open(messageKey, body.nonce, bodyAd, parts.body);
 }

@@ -2,7 +2,9 @@
  * Property tests of the Double Ratchet (Signal DR §4) and its state decoder: garbage, truncated,
  * bit-flipped, replayed and reordered messages, and random interleavings of two parties. Every
  * failure must be a typed `LoftError` and must leave the state byte-for-byte as it was (DR §3.5).
- * Expensive material (sessions with several chains and skipped keys) is built once and mutated.
+ * Messages of both versions (0x01 XChaCha20-Poly1305 body, 0x02 AES-256-GCM body,
+ * docs/protocol/ratchet.md "Version 0x02") are mixed throughout, and a version byte swapped in
+ * transit is one of the mutations. Expensive material (sessions with several chains and skipped keys) is built once and mutated.
  */
 import { rngChacha20 } from "@noble/ciphers/chacha.js";
 import fc from "fast-check";
@@ -22,6 +24,7 @@ import {
   ratchetFromHandshake,
   serializeRatchet,
 } from "./index.ts";
+import type { MessageVersion } from "./message.ts";
 
 const NOW = 1_700_000_000_000;
 const AD = ratchetAssociatedData(new Uint8Array(32).fill(1), new Uint8Array(32).fill(2));
@@ -87,8 +90,11 @@ async function expectRejectedUnchanged(
 async function fixture() {
   const random = seeded(1);
   let { alice, bob } = await newPair(random);
+  let sent = 0;
   const send = async (from: "a" | "b", label: string) => {
-    const r = await ratchetEncrypt(from === "a" ? alice : bob, utf8(label), NOW, { random });
+    // 0x01 and 0x02 alternate, so every chain (and the pending set) holds both versions.
+    const messageVersion: MessageVersion = sent++ % 2 === 0 ? 2 : 1;
+    const r = await ratchetEncrypt(from === "a" ? alice : bob, utf8(label), NOW, { random, messageVersion });
     if (from === "a") alice = r.state;
     else bob = r.state;
     return r.message;
@@ -135,6 +141,7 @@ const fx = await fixture();
 
 describe("ratchet properties", () => {
   it("the fixture's pending messages all decrypt (so the rejections below are meaningful)", async () => {
+    expect(new Set(fx.pending.map((m) => m[0]))).toEqual(new Set([1, 2]));
     for (const m of fx.pending) {
       const copy = unwrap(deserializeRatchet(fx.snapshot));
       expect((await ratchetDecrypt(copy, m, NOW)).ok).toBe(true);
@@ -143,8 +150,8 @@ describe("ratchet properties", () => {
 
   it("garbage is rejected with a typed error and leaves the state unchanged", async () => {
     await fc.assert(
-      fc.asyncProperty(fc.uint8Array({ maxLength: 400 }), fc.boolean(), async (bytes, setVersion) => {
-        if (setVersion && bytes.length > 0) bytes[0] = 1;
+      fc.asyncProperty(fc.uint8Array({ maxLength: 400 }), fc.nat(2), async (bytes, setVersion) => {
+        if (setVersion > 0 && bytes.length > 0) bytes[0] = setVersion;
         await expectRejectedUnchanged(fx.bob, fx.snapshot, bytes);
       }),
       { numRuns: FUZZ_RUNS },
@@ -160,6 +167,8 @@ describe("ratchet properties", () => {
         extra: fc.uint8Array({ minLength: 1, maxLength: 40 }),
       }),
       fc.record({ kind: fc.constant("splice" as const), other: fc.nat(), at: fc.nat() }),
+      // 0x01 ↔ 0x02, or any other byte: the header's AD is the version byte (ratchet.md)
+      fc.record({ kind: fc.constant("version" as const), to: fc.nat(255) }),
     );
     await fc.assert(
       fc.asyncProperty(fc.nat(), mutation, async (pick, mut) => {
@@ -175,6 +184,10 @@ describe("ratchet properties", () => {
             break;
           case "extend":
             bad = new Uint8Array([...genuine, ...mut.extra]);
+            break;
+          case "version":
+            bad = genuine.slice();
+            bad[0] = mut.to === genuine[0] ? 3 - genuine[0]! : mut.to;
             break;
           case "splice": {
             // header of one genuine message, body of another
@@ -218,6 +231,14 @@ describe("ratchet properties", () => {
       },
       {
         weight: 1,
+        arbitrary: fc.record({
+          kind: fc.constant("sendV2" as const),
+          who: fc.nat(1),
+          count: fc.integer({ min: 1, max: 3 }),
+        }),
+      },
+      {
+        weight: 1,
         arbitrary: fc.record({ kind: fc.constant("replay" as const), who: fc.nat(1), pick: fc.nat() }),
       },
       {
@@ -256,11 +277,12 @@ describe("ratchet properties", () => {
           };
           for (const o of ops) {
             const to = 1 - o.who;
-            if (o.kind === "send") {
+            if (o.kind === "send" || o.kind === "sendV2") {
               if (!canSend(states[o.who]!)) continue;
+              const messageVersion: MessageVersion = o.kind === "sendV2" ? 2 : 1;
               for (let i = 0; i < o.count; i++) {
                 const label = `${o.who}:${counter++}`;
-                const r = await ratchetEncrypt(states[o.who]!, utf8(label), NOW, { random });
+                const r = await ratchetEncrypt(states[o.who]!, utf8(label), NOW, { random, messageVersion });
                 states[o.who] = r.state;
                 inbox[to]!.push({ message: r.message, label });
               }

@@ -1,3 +1,4 @@
+import { createCipheriv } from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
@@ -23,6 +24,16 @@ import {
   ratchetFromHandshake,
   serializeRatchet,
 } from "./index.ts";
+import {
+  GCM_NONCE_LEN,
+  type Header,
+  MESSAGE_PREFIX_LEN,
+  type MessageVersion,
+  openBody,
+  openHeader,
+  sealMessage,
+  splitMessage,
+} from "./message.ts";
 
 const NOW = 1_700_000_000_000;
 const AD = ratchetAssociatedData(new Uint8Array(32).fill(0xa1), new Uint8Array(32).fill(0xb2));
@@ -334,9 +345,11 @@ describe("Double Ratchet with header encryption (Signal DR §4)", () => {
     expect(codeOf(await ratchetDecrypt(b.state, new Uint8Array(MAX_MESSAGE_LEN + 1), NOW))).toBe(
       "LOFT_ERR_FRAME_TOO_LARGE",
     );
-    const v2 = good.slice();
-    v2[0] = 2;
-    expect(codeOf(await ratchetDecrypt(b.state, v2, NOW))).toBe("LOFT_ERR_UNSUPPORTED_VERSION");
+    for (const version of [0, 3, 0xff]) {
+      const unknown = good.slice();
+      unknown[0] = version;
+      expect(codeOf(await ratchetDecrypt(b.state, unknown, NOW))).toBe("LOFT_ERR_UNSUPPORTED_VERSION");
+    }
     expect(codeOf(await ratchetDecrypt(b.state, "nope" as unknown as Uint8Array, NOW))).toBe(
       "LOFT_ERR_MALFORMED",
     );
@@ -435,4 +448,72 @@ describe("ratchet operations under an asynchronous provider", () => {
       { numRuns: runs },
     );
   }, 120_000);
+});
+
+describe("message version 0x02: AES-256-GCM body (docs/protocol/ratchet.md, Version 0x02)", () => {
+  const send = async (p: Party, text: string, messageVersion?: MessageVersion) => {
+    const r = await ratchetEncrypt(p.state, utf8(text), NOW, messageVersion ? { messageVersion } : {});
+    p.state = r.state;
+    return r.message;
+  };
+
+  it("writes 0x01 unless asked (what an old peer reads), 0x02 when asked; a mixed burst opens in any order", async () => {
+    const { a, b } = await parties();
+    const burst = [
+      await send(a, "m0"),
+      await send(a, "m1", 2),
+      await send(a, "m2", 1),
+      await send(a, "m3", 2),
+      await send(a, "m4", 2),
+    ];
+    expect(burst.map((m) => m[0])).toEqual([1, 2, 1, 2, 2]);
+    for (const i of [3, 0, 4, 2, 1]) expect(await b.receive(burst[i]!)).toEqual({ ok: true, value: `m${i}` });
+    // Bob answers in 0x02 across his DH ratchet step; Alice reads it and a 0x01 after it.
+    const r0 = await send(b, "r0", 2);
+    const r1 = await send(b, "r1");
+    expect(await a.receive(r1)).toEqual({ ok: true, value: "r1" });
+    expect(await a.receive(r0)).toEqual({ ok: true, value: "r0" });
+    await expect(
+      ratchetEncrypt(a.state, utf8("x"), NOW, { messageVersion: 3 as MessageVersion }),
+    ).rejects.toThrow(/unknown message version/);
+  });
+
+  it("the 0x02 body is AES-256-GCM(MK, nonce[0..12], ad ‖ prefix) — checked with node:crypto", async () => {
+    const hk = new Uint8Array(32).fill(0x11);
+    const mk = new Uint8Array(32).fill(0x22);
+    const nonce = Uint8Array.from({ length: 24 }, (_, i) => i + 1);
+    const header: Header = { dh: new Uint8Array(32).fill(9), pn: 3, n: 7 };
+    const pt = utf8("an AES-GCM body");
+    const m = await sealMessage(nobleCrypto, 2, hk, mk, header, nonce, AD, pt);
+    const gcm = createCipheriv("aes-256-gcm", mk, nonce.subarray(0, GCM_NONCE_LEN));
+    gcm.setAAD(new Uint8Array([...AD, ...m.subarray(0, MESSAGE_PREFIX_LEN)]));
+    const expected = new Uint8Array([...gcm.update(pt), ...gcm.final(), ...gcm.getAuthTag()]);
+    expect(toHex(m.subarray(MESSAGE_PREFIX_LEN))).toBe(toHex(expected));
+  });
+
+  it("a 0x02 body does not open as 0x01 and vice versa, even under a header that opens", async () => {
+    const hk = new Uint8Array(32).fill(0x33);
+    const mk = new Uint8Array(32).fill(0x44);
+    const nonce = new Uint8Array(24).fill(0x55);
+    const header: Header = { dh: new Uint8Array(32).fill(9), pn: 0, n: 0 };
+    const pt = utf8("same key, same nonce, other AEAD");
+    const m1 = await sealMessage(nobleCrypto, 1, hk, mk, header, nonce, AD, pt);
+    const m2 = await sealMessage(nobleCrypto, 2, hk, mk, header, nonce, AD, pt);
+    // m1's version and header with m2's body, and the other way round.
+    for (const [head, body] of [
+      [m1, m2],
+      [m2, m1],
+    ] as const) {
+      const spliced = new Uint8Array([
+        ...head.subarray(0, MESSAGE_PREFIX_LEN),
+        ...body.subarray(MESSAGE_PREFIX_LEN),
+      ]);
+      const parts = splitMessage(spliced);
+      expect(await openHeader(nobleCrypto, hk, parts)).toBeDefined();
+      expect(await openBody(nobleCrypto, mk, parts, AD)).toBeUndefined();
+    }
+    // Each opens as its own version.
+    for (const m of [m1, m2])
+      expect(toHex((await openBody(nobleCrypto, mk, splitMessage(m), AD))!)).toBe(toHex(pt));
+  });
 });

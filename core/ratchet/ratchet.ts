@@ -29,10 +29,12 @@ import { err, ok, type Result } from "../errors.ts";
 import { dh, dhPublicKey, KEY_LEN, kdfChain, kdfRoot, splitBootstrapSecret } from "./kdf.ts";
 import {
   type Header,
+  isMessageVersion,
   MAX_COUNTER,
   MAX_MESSAGE_LEN,
   MESSAGE_VERSION,
   type MessageParts,
+  type MessageVersion,
   MIN_MESSAGE_LEN,
   NONCE_LEN,
   openBody,
@@ -62,6 +64,12 @@ export interface RatchetOptions {
   readonly random?: RandomBytes;
   /** The primitives (core/crypto/provider.ts); noble when absent. */
   readonly crypto?: CryptoProvider;
+  /**
+   * `ratchetEncrypt` only: the message version to write — 0x01 (XChaCha20-Poly1305 body, the
+   * default, read by every Loft peer) or 0x02 (AES-256-GCM body, only to a peer known to read it:
+   * docs/protocol/ratchet.md, "Version 0x02"). `ratchetDecrypt` reads both.
+   */
+  readonly messageVersion?: MessageVersion;
 }
 
 /** The tail of the queue of operations on each state (see the file comment). */
@@ -314,8 +322,11 @@ async function encryptNow(
   const nonce = ownedCopy((options.random ?? crypto.randomBytes)(NONCE_LEN), NONCE_LEN, "random");
   const step = await kdfChain(crypto, state.sendChainKey);
   const header: Header = { dh: state.dhSelfPublic, pn: state.prevSendCount, n: state.sendCount };
+  const version = options.messageVersion ?? MESSAGE_VERSION;
+  if (!isMessageVersion(version)) throw new RangeError(`ratchet: unknown message version ${version}`);
   const message = await sealMessage(
     crypto,
+    version,
     state.sendHeaderKey,
     step.messageKey,
     header,
@@ -375,7 +386,7 @@ async function decryptNow(
       "LOFT_ERR_MALFORMED",
       `ratchet message: ${message.length} bytes is shorter than ${MIN_MESSAGE_LEN}`,
     );
-  if (message[0] !== MESSAGE_VERSION)
+  if (!isMessageVersion(message[0]))
     return err("LOFT_ERR_UNSUPPORTED_VERSION", `ratchet message: unknown version ${message[0]}`);
   const parts = splitMessage(message);
   const skipped = dropExpired(state, now);

@@ -5,12 +5,18 @@
  */
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { buildRatchetVectorFile, RATCHET_VECTOR_FILE } from "../../scripts/gen-ratchet-vectors.ts";
+import {
+  buildRatchetV2VectorFile,
+  buildRatchetVectorFile,
+  RATCHET_V2_VECTOR_FILE,
+  RATCHET_VECTOR_FILE,
+} from "../../scripts/gen-ratchet-vectors.ts";
 import { fromHex, toHex } from "../bytes.ts";
 import { deserializeRatchet, serializeRatchet } from "./index.ts";
 import { type RatchetVectorFile, replayRatchetVectors } from "./vectors.ts";
 
 const committed = readFileSync(RATCHET_VECTOR_FILE, "utf8");
+const committedV2 = readFileSync(RATCHET_V2_VECTOR_FILE, "utf8");
 
 describe("docs/vectors/ratchet-v1.json", () => {
   it("replays: KDFs, every message, plaintext, error code and serialized state match", async () => {
@@ -69,5 +75,34 @@ describe("docs/vectors/ratchet-v1.json", () => {
     const dhDraw = key.steps[3]!.random[0]!;
     key.steps[3]!.random[0] = (dhDraw[0] === "0" ? "1" : "0") + dhDraw.slice(1);
     expect(await replayRatchetVectors(key)).toMatch(/^step 3 .*: state$/);
+  });
+});
+
+describe("docs/vectors/ratchet-v2.json (message version 0x02)", () => {
+  it("replays: 0x02 and 0x01 mixed, a flipped tag, a version byte swapped either way, truncated, unknown", async () => {
+    const file = JSON.parse(committedV2) as RatchetVectorFile;
+    const encrypts = file.steps.filter((s) => s.op === "encrypt");
+    expect(encrypts.map((s) => s.version)).toEqual([2, 1, 2, 2, 2, 2, 1]);
+    // The version byte on the wire is the one asked for.
+    for (const s of encrypts) expect(s.message!.slice(0, 2)).toBe(`0${s.version}`);
+    expect(file.steps.filter((s) => s.error).map((s) => s.error)).toEqual([
+      "LOFT_ERR_DECRYPT",
+      "LOFT_ERR_DECRYPT",
+      "LOFT_ERR_MALFORMED",
+      "LOFT_ERR_REPLAY",
+      "LOFT_ERR_DECRYPT",
+      "LOFT_ERR_UNSUPPORTED_VERSION",
+    ]);
+    expect(await replayRatchetVectors(file)).toBe("passed");
+  });
+
+  it("is exactly what scripts/gen-ratchet-vectors.ts generates", async () => {
+    expect(await buildRatchetV2VectorFile()).toBe(committedV2);
+  });
+
+  it("fails when an encrypt step's version is changed (the field drives the bytes)", async () => {
+    const file = JSON.parse(committedV2) as RatchetVectorFile;
+    file.steps[0]!.version = 1;
+    expect(await replayRatchetVectors(file)).toMatch(/^step 0 .*: message$/);
   });
 });

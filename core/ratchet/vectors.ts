@@ -1,6 +1,6 @@
 /**
- * Replays Loft's Double Ratchet vectors (docs/vectors/ratchet-v1.json, written by
- * scripts/gen-ratchet-vectors.ts) with a given crypto provider: the KDFs, then every scripted
+ * Replays Loft's Double Ratchet vectors (docs/vectors/ratchet-v1.json and, for message version
+ * 0x02, docs/vectors/ratchet-v2.json, written by scripts/gen-ratchet-vectors.ts) with a given crypto provider: the KDFs, then every scripted
  * session with exactly the random draws the file lists. Used by core/ratchet/vectors.test.ts, by
  * test/vectors/backends.test.ts for every backend in Node, and by the page of
  * test/e2e/crypto-backends.e2e.ts in Chromium.
@@ -10,6 +10,7 @@ import { nobleCrypto } from "../crypto/noble.ts";
 import type { CryptoProvider } from "../crypto/provider.ts";
 import { ratchetFromHandshake } from "./bootstrap.ts";
 import { kdfChain, kdfRoot, splitBootstrapSecret } from "./kdf.ts";
+import type { MessageVersion } from "./message.ts";
 import { expireSkippedKeys, type RandomBytes, ratchetDecrypt, ratchetEncrypt } from "./ratchet.ts";
 import { type RatchetState, serializeRatchet } from "./state.ts";
 
@@ -19,6 +20,8 @@ export interface Step {
   /** `expire`: the state a caller stores after a failed decrypt (`expireSkippedKeys`). */
   op: "encrypt" | "decrypt" | "expire";
   now: number;
+  /** `encrypt` only: the message version written (docs/protocol/ratchet.md); absent = 0x01. */
+  version?: number;
   plaintext?: string;
   message?: string;
   random: string[];
@@ -134,6 +137,7 @@ async function replaySession(
       const r = await ratchetEncrypt(states[step.party], fromHex(step.plaintext!), step.now, {
         random: stepRandom,
         crypto,
+        ...(step.version === undefined ? {} : { messageVersion: step.version as MessageVersion }),
       });
       states[step.party] = r.state;
       if (toHex(r.message) !== step.message) return `${where}: message`;

@@ -33,6 +33,7 @@ window.loftVectors = async (files) => {
       backends: provider.backends,
       noise,
       ratchet: await replayRatchetVectors(files.ratchet, provider),
+      ratchetV2: await replayRatchetVectors(files.ratchetV2, provider),
       pqxdh: await replayPqxdhVectors(files.pqxdh, provider),
       identity: await replayIdentityVectors(files.identity, provider),
       relayAuth: await replayRelayAuthVectors(files.relayAuth, provider),
@@ -48,6 +49,7 @@ interface Outcome {
   backends: Record<string, string>;
   noise: string[];
   ratchet: string;
+  ratchetV2: string;
   pqxdh: string;
   identity: string;
   relayAuth: string;
@@ -82,6 +84,7 @@ describe("crypto backends in Chromium", () => {
         read("docs/vectors/noise-xxhfs-mlkem768-aesgcm.json"),
       ],
       ratchet: read("docs/vectors/ratchet-v1.json"),
+      ratchetV2: read("docs/vectors/ratchet-v2.json"),
       pqxdh: read("docs/vectors/pqxdh-v1.json"),
       identity: {
         identities: read("docs/vectors/identity-vectors.json"),
@@ -102,6 +105,7 @@ describe("crypto backends in Chromium", () => {
       ).toEqual([]);
       expect(r.noise.filter((s) => s === "passed").length, name).toBeGreaterThanOrEqual(10);
       expect(r.ratchet, name).toBe("passed");
+      expect(r.ratchetV2, name).toBe("passed");
       expect(r.pqxdh, name).toBe("passed");
       expect(r.identity, name).toBe("passed");
       expect(r.relayAuth, name).toBe("passed");

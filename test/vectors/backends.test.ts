@@ -56,6 +56,13 @@ describe.each(backends)("vector files through the %s backend", (_name, make) => 
     );
   });
 
+  it("docs/vectors/ratchet-v2.json", async () => {
+    const crypto = await make();
+    expect(await replayRatchetVectors(read("docs/vectors/ratchet-v2.json") as RatchetVectorFile, crypto)).toBe(
+      "passed",
+    );
+  });
+
   it("docs/vectors/pqxdh-v1.json", async () => {
     const crypto = await make();
     expect(await replayPqxdhVectors(read("docs/vectors/pqxdh-v1.json") as PqxdhVectorFile, crypto)).toBe(

@@ -30,6 +30,7 @@ import {
 } from "./noise-suites.ts";
 import { cancel, type DialReason, follow, type Outcome, presence, schedule } from "./outcome.ts";
 import { refusalFor } from "./outgoing.ts";
+import { ratchetVersionsExtension } from "./peer-ratchet.ts";
 import { RATCHET_KEY_EXTENSION } from "./ratchet-store.ts";
 import type { DialedLink, IncomingOffer } from "./transport.ts";
 
@@ -122,10 +123,12 @@ export async function handshake(
       kind: path,
       self: ctx.user,
       expectedIdentityKey: peer.key,
-      // noise.suites (noise-suites.ts); proxy.data: the DATA size we accept (proxy-link.ts)
+      // noise.suites (noise-suites.ts); proxy.data: the DATA size we accept (proxy-link.ts);
+      // ratchet.v2: the ratchet message versions we read (peer-ratchet.ts)
       extensions: {
         ...suitesExtension(),
         ...proxyDataExtension(),
+        ...ratchetVersionsExtension(),
         ...(ratchetKey ? { [RATCHET_KEY_EXTENSION]: ratchetKey } : {}),
       },
       handshakeTimeoutMs: ctx.cfg.handshakeTimeoutMs,

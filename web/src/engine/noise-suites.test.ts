@@ -34,6 +34,7 @@ import {
 import { type Peer, Refused } from "./context.ts";
 import { type DialingContext, handshake, prepareDialKeys } from "./dialing.ts";
 import { SUITE_OFFER_REFUSED, SUITES_EXTENSION } from "./noise-suites.ts";
+import { liveMessageVersion, RATCHET_VERSIONS_EXTENSION } from "./peer-ratchet.ts";
 import { RATCHET_KEY_EXTENSION } from "./ratchet-store.ts";
 import type { DialedLink } from "./transport.ts";
 
@@ -81,8 +82,12 @@ describe("the engine's Noise suite choice", () => {
       "Noise_XXhfs_25519+MLKEM768_AESGCM_SHA256",
     ]);
     expect(Object.keys(a1.remoteExtensions).sort()).toEqual(
-      [PROXY_DATA_EXTENSION, RATCHET_KEY_EXTENSION, SUITES_EXTENSION].sort(),
+      [PROXY_DATA_EXTENSION, RATCHET_KEY_EXTENSION, RATCHET_VERSIONS_EXTENSION, SUITES_EXTENSION].sort(),
     );
+    // …each side announces the ratchet versions it reads, so both write 0x02 (docs/protocol/ratchet.md).
+    expect([liveMessageVersion(a1.remoteExtensions), liveMessageVersion(b1.remoteExtensions)]).toEqual([
+      2, 2,
+    ]);
     // …and each side announces the proxy DATA size it accepts (docs/protocol/proxy.md, "DATA size").
     expect([peerChunkLimit(a1.remoteExtensions), peerChunkLimit(b1.remoteExtensions)]).toEqual([
       MAX_CHUNK,

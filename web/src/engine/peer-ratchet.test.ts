@@ -5,9 +5,12 @@
  * the frames handed to it.
  */
 import { describe, expect, it } from "vitest";
+import { memoryLinkPair } from "../../../core/link/memory-link.ts";
 import { generateRatchetKeyPair, ratchetDecrypt, ratchetFromSecret } from "../../../core/ratchet/index.ts";
+import { establishSession } from "../../../core/session/index.ts";
+import { alice as aliceUser, bob as bobUser } from "../../../core/session/testing.ts";
 import type { Live, Peer } from "./context.ts";
-import { type RatchetContext, sendApp, sendApps } from "./peer-ratchet.ts";
+import { type RatchetContext, ratchetVersionsExtension, seal, sendApp, sendApps } from "./peer-ratchet.ts";
 import { decodeChatRatchet } from "./ratchet-store.ts";
 import { type AppMessage, decodeAppMessage, decodeSessionFrame } from "./wire.ts";
 
@@ -41,7 +44,7 @@ async function setup() {
   const peer = { id: "bob", ratchet: { id: new Uint8Array(16), state: alice.value } } as unknown as Peer;
   const frames: Uint8Array[] = [];
   const live = {
-    session: { state: "open", send: (f: Uint8Array) => frames.push(f.slice()) },
+    session: { state: "open", remoteExtensions: {}, send: (f: Uint8Array) => frames.push(f.slice()) },
   } as unknown as Live;
   let bobState = bob.value;
   let opened = 0;
@@ -110,5 +113,76 @@ describe("sendApps: one sealed ratchet write per burst, before any ciphertext le
     expect(peer.ratchet!.state).toBe(before);
     expect(storage.parked).toHaveLength(0);
     expect(frames).toHaveLength(0);
+  });
+});
+
+/**
+ * The message version a live send picks (docs/protocol/ratchet.md, "Version 0x02"): from the
+ * peer's `ratchet.v2` handshake extension on a real Noise session (memory links), 0x01 without it
+ * (a peer from before it); the mailbox always 0x01. The receiving end opens every frame.
+ */
+describe("sendApps: ratchet message version from the peer's ratchet.v2 extension", () => {
+  async function sessions(bobAnnounces: boolean) {
+    const [la, lb] = memoryLinkPair();
+    const [a, b] = await Promise.all([
+      establishSession({
+        link: la,
+        role: "initiator",
+        kind: "direct",
+        self: aliceUser,
+        extensions: ratchetVersionsExtension(),
+      }),
+      establishSession({
+        link: lb,
+        role: "responder",
+        kind: "direct",
+        self: bobUser,
+        extensions: bobAnnounces ? ratchetVersionsExtension() : {},
+      }),
+    ]);
+    return { a, b };
+  }
+
+  async function burstOver(bobAnnounces: boolean) {
+    const { ctx, peer, frames, open } = await setup();
+    (ctx as unknown as { storage: unknown }).storage = { saveSession: async () => {} };
+    const { a, b } = await sessions(bobAnnounces);
+    try {
+      const messages: AppMessage[] = [1, 2, 3].map((i) => ({
+        t: "msg",
+        id: `v${i}`.padEnd(22, "A"),
+        at: 1_700_000_000_000 + i,
+        text: `version ${i}`,
+      }));
+      await sendApps(ctx, peer, { session: a } as unknown as Live, messages);
+      const versions: number[] = [];
+      for (let i = 0; i < messages.length; i++) {
+        const frame = await b.receive();
+        const f = decodeSessionFrame(frame);
+        if (!f.ok || f.value.type !== "ratchet") throw new Error("not a ratchet frame");
+        versions.push(f.value.message[0]!);
+        frames.push(frame);
+      }
+      // Bob's ratchet opens what came over the session, whatever the version.
+      expect(await open()).toEqual(messages);
+      // The mailbox path seals 0x01 whatever the live peer announced.
+      const mailbox = await seal(ctx, peer, { t: "sync" });
+      return { versions, mailboxVersion: mailbox![0] };
+    } finally {
+      a.close();
+      b.close();
+    }
+  }
+
+  it("a peer that announced ratchet.v2 gets 0x02 on the live session; the mailbox stays 0x01", async () => {
+    const r = await burstOver(true);
+    expect(r.versions).toEqual([2, 2, 2]);
+    expect(r.mailboxVersion).toBe(1);
+  });
+
+  it("an old peer (no ratchet.v2 in its handshake) gets 0x01", async () => {
+    const r = await burstOver(false);
+    expect(r.versions).toEqual([1, 1, 1]);
+    expect(r.mailboxVersion).toBe(1);
   });
 });

@@ -2,10 +2,44 @@
  * The per-contact Double Ratchet in use (docs/protocol/chat.md §4 "The per-contact ratchet"):
  * loaded from and persisted to storage (before any ciphertext leaves), and application messages
  * sealed with it for a live session or for the mailbox. Callers run these inside `serial`.
+ *
+ * Message version (docs/protocol/ratchet.md, "Version 0x02"; docs/decisions.md): a live session
+ * whose peer's handshake payload carried `ratchet.v2` listing 0x02 gets 0x02 (AES-256-GCM body,
+ * native in WebCrypto); any other peer, and every mailbox deposit, 0x01 — a mailbox message may
+ * be read by a device of the contact that was never seen live, and nothing stored says it reads
+ * 0x02. This engine reads both versions from any peer, whatever that peer announced.
  */
 import { wipe } from "../../../core/bytes.ts";
-import { canSend, ratchetEncrypt } from "../../../core/ratchet/index.ts";
+import {
+  canSend,
+  MESSAGE_VERSION,
+  MESSAGE_VERSION_2,
+  type MessageVersion,
+  ratchetEncrypt,
+} from "../../../core/ratchet/index.ts";
+import type { Extensions } from "../../../core/session/index.ts";
 import { cryptoOf, type EngineContext, type Live, type Peer, Refused } from "./context.ts";
+
+/**
+ * Handshake extension (docs/protocol/chat.md §2): the ratchet message versions this side reads,
+ * one byte each. Inside the encrypted, authenticated handshake payload, so a man in the middle
+ * can neither add nor strip it.
+ */
+export const RATCHET_VERSIONS_EXTENSION = "ratchet.v2";
+const READS = new Uint8Array([MESSAGE_VERSION, MESSAGE_VERSION_2]);
+
+/** The extension every engine session sends. */
+export function ratchetVersionsExtension(): Record<string, Uint8Array> {
+  return { [RATCHET_VERSIONS_EXTENSION]: READS.slice() };
+}
+
+/** The version to write on a live session: 0x02 when the peer announced it reads it, else 0x01. */
+export function liveMessageVersion(remoteExtensions: Extensions): MessageVersion {
+  const reads = Object.hasOwn(remoteExtensions, RATCHET_VERSIONS_EXTENSION)
+    ? remoteExtensions[RATCHET_VERSIONS_EXTENSION]
+    : undefined;
+  return reads?.includes(MESSAGE_VERSION_2) ? MESSAGE_VERSION_2 : MESSAGE_VERSION;
+}
 
 /** What the ratchet part reads of the engine: its log and storage. */
 export type RatchetContext = Pick<EngineContext, "cfg" | "storage">;
@@ -67,7 +101,13 @@ export async function sendApps(
   const r = peer.ratchet;
   if (!r || !canSend(r.state)) throw new Refused("ratchet-cannot-send");
   if (live.session.state === "closed") throw new Refused("LOFT_ERR_LINK_CLOSED");
-  const sealed = await encryptAndPersist(ctx, peer, r, messages);
+  const sealed = await encryptAndPersist(
+    ctx,
+    peer,
+    r,
+    messages,
+    liveMessageVersion(live.session.remoteExtensions),
+  );
   for (const s of sealed) live.session.send(encodeRatchetFrame(s));
 }
 
@@ -78,6 +118,7 @@ async function encryptAndPersist(
   peer: Peer,
   r: ChatRatchet,
   messages: readonly AppMessage[],
+  messageVersion: MessageVersion,
 ): Promise<Uint8Array[]> {
   // Encoded first: a message that does not encode throws before the ratchet moves.
   const plaintexts = messages.map(encodeAppMessage);
@@ -85,7 +126,7 @@ async function encryptAndPersist(
   let state = r.state;
   try {
     for (const plaintext of plaintexts) {
-      const next = await ratchetEncrypt(state, plaintext, Date.now(), cryptoOf(ctx));
+      const next = await ratchetEncrypt(state, plaintext, Date.now(), { ...cryptoOf(ctx), messageVersion });
       state = next.state;
       sealed.push(next.message);
     }
@@ -100,7 +141,10 @@ async function encryptAndPersist(
   return sealed;
 }
 
-/** Encrypt one application message with the contact's ratchet, for the mailbox (inside serial). */
+/**
+ * Encrypt one application message with the contact's ratchet, for the mailbox (inside serial):
+ * always version 0x01 (see the file comment).
+ */
 export async function seal(
   ctx: RatchetContext,
   peer: Peer,
@@ -108,5 +152,5 @@ export async function seal(
 ): Promise<Uint8Array | undefined> {
   const { ratchet: r } = await loadRatchet(ctx, peer);
   if (!r || !canSend(r.state)) return undefined;
-  return (await encryptAndPersist(ctx, peer, r, [message]))[0];
+  return (await encryptAndPersist(ctx, peer, r, [message], MESSAGE_VERSION))[0];
 }

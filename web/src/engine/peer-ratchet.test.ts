@@ -9,6 +9,7 @@ import { memoryLinkPair } from "../../../core/link/memory-link.ts";
 import { generateRatchetKeyPair, ratchetDecrypt, ratchetFromSecret } from "../../../core/ratchet/index.ts";
 import { establishSession } from "../../../core/session/index.ts";
 import { alice as aliceUser, bob as bobUser } from "../../../core/session/testing.ts";
+import { until } from "../../../test/support/engine.ts";
 import type { Live, Peer } from "./context.ts";
 import { type RatchetContext, ratchetVersionsExtension, seal, sendApp, sendApps } from "./peer-ratchet.ts";
 import { decodeChatRatchet } from "./ratchet-store.ts";
@@ -67,11 +68,6 @@ async function setup() {
   return { storage, ctx, peer, frames, live, open };
 }
 
-const until = async (cond: () => boolean) => {
-  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 2));
-  expect(cond()).toBe(true);
-};
-
 describe("sendApps: one sealed ratchet write per burst, before any ciphertext leaves", () => {
   it("holds every frame of the batch until the state after the last message is stored", async () => {
     const { storage, ctx, peer, frames, live, open } = await setup();
@@ -82,7 +78,7 @@ describe("sendApps: one sealed ratchet write per burst, before any ciphertext le
       text: `burst ${i}`,
     }));
     const sent = sendApps(ctx, peer, live, messages);
-    await until(() => storage.parked.length === 1);
+    await until(() => storage.parked.length === 1, "the batch's state write");
     // The write is held: nothing has left, whatever the event loop does meanwhile.
     await new Promise((r) => setTimeout(r, 20));
     expect(frames).toHaveLength(0);
@@ -96,7 +92,7 @@ describe("sendApps: one sealed ratchet write per burst, before any ciphertext le
     expect(await open()).toEqual(messages);
     // The next send continues from the stored state, and waits for its own write in turn.
     const next = sendApp(ctx, peer, live, { t: "sync" });
-    await until(() => storage.parked.length === 2);
+    await until(() => storage.parked.length === 2, "the next send's state write");
     expect(frames).toHaveLength(messages.length);
     storage.parked[1]!.release();
     await next;

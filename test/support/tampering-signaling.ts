@@ -18,7 +18,7 @@
  *
  * In every mode it also records the offers it delivers to each browser, and can replay them
  * later (`replayOffers`) — what a server that keeps traffic would do after the recipient
- * reloads its page — and counts the answers each browser sends (`answersFrom`).
+ * reloads its page — and counts the answers each browser sends (`answersTo`).
  */
 import type { AddressInfo } from "node:net";
 import WebSocket, { WebSocketServer } from "ws";
@@ -55,10 +55,16 @@ export interface TamperingSignaling {
   setMode(mode: TamperMode): Promise<void>;
   /** Offers delivered to `to` so far (recorded in every mode). */
   offersTo(to: Uint8Array): number;
-  /** ANSWER envelopes the browser registered as `from` has sent so far. */
-  answersFrom(from: Uint8Array): number;
-  /** Push every recorded offer for `to` again to its current connections; returns how many. */
-  replayOffers(to: Uint8Array): number;
+  /**
+   * ANSWER envelopes `from` has sent to any of `offers` (matched by the connection attempt id
+   * both carry, docs/protocol/signaling.md "Payloads"): an answer to another offer — one the
+   * browser never saw before — is not counted.
+   */
+  answersTo(from: Uint8Array, offers: readonly SignalEnvelope[]): number;
+  /** The offers delivered to `to` so far (the last 16), for `replayOffers`. */
+  recordedOffers(to: Uint8Array): SignalEnvelope[];
+  /** Push `offers` again to the current connections of their recipient; returns how many. */
+  replayOffers(offers: readonly SignalEnvelope[]): number;
   /** REGISTER requests seen from browsers registering as `key` (first ones and renewals). */
   registrationsOf(key: Uint8Array): number;
   close(): Promise<void>;
@@ -85,9 +91,14 @@ export async function startTamperingSignaling(upstream: string): Promise<Tamperi
   let frontClient: SignalingClient | undefined;
   /** Who last wrote to `target` (the victim), to send the third party's answers back to. */
   let victim: Uint8Array | undefined;
-  /** Offers delivered, by recipient key (hex); answers sent, by sender key (hex). */
+  /** Offers delivered, by recipient key (hex). */
   const offers = new Map<string, SignalEnvelope[]>();
-  const answers = new Map<string, number>();
+  /** The connection attempt ids (hex) each sender's answers carried, by sender key (hex). */
+  const answerConns = new Map<string, string[]>();
+  const connOf = (e: SignalEnvelope): string | undefined => {
+    const p = decodeSignalPayload(e.kind, e.payload);
+    return p.ok && "conn" in p.value ? toHex(p.value.conn) : undefined;
+  };
   /** Browser connections by the identity they registered (hex). */
   const registered = new Map<string, Set<(bytes: Uint8Array) => void>>();
   const registrations = new Map<string, number>();
@@ -147,7 +158,8 @@ export async function startTamperingSignaling(upstream: string): Promise<Tamperi
       }
       if (decoded.ok && decoded.value.t === "SIGNAL" && decoded.value.envelope.kind === "answer") {
         const from = toHex(decoded.value.envelope.from);
-        answers.set(from, (answers.get(from) ?? 0) + 1);
+        const conn = connOf(decoded.value.envelope);
+        if (conn) answerConns.set(from, [...(answerConns.get(from) ?? []), conn]);
       }
       if (!decoded.ok || decoded.value.t !== "SIGNAL" || mode.kind !== "substitute") return sendUp(bytes);
       const { envelope } = decoded.value;
@@ -184,7 +196,9 @@ export async function startTamperingSignaling(upstream: string): Promise<Tamperi
       const decoded = serverCodec.decode(bytes);
       if (!decoded.ok) return sendDown(bytes);
       const m = decoded.value;
-      if (m.t === "SIGNAL" && m.envelope.kind === "offer") {
+      // Recorded only when it really goes down: an offer the browser never received would be
+      // news to it, not a replay.
+      if (m.t === "SIGNAL" && m.envelope.kind === "offer" && down.readyState === WebSocket.OPEN) {
         const to = toHex(m.envelope.to);
         offers.set(to, [...(offers.get(to) ?? []), m.envelope].slice(-16));
       }
@@ -222,12 +236,16 @@ export async function startTamperingSignaling(upstream: string): Promise<Tamperi
       }
     },
     offersTo: (to) => offers.get(toHex(to))?.length ?? 0,
-    answersFrom: (from) => answers.get(toHex(from)) ?? 0,
+    answersTo(from, to) {
+      const conns = new Set(to.map(connOf));
+      return (answerConns.get(toHex(from)) ?? []).filter((c) => conns.has(c)).length;
+    },
+    recordedOffers: (to) => [...(offers.get(toHex(to)) ?? [])],
     registrationsOf: (key) => registrations.get(toHex(key)) ?? 0,
-    replayOffers(to) {
-      const recorded = offers.get(toHex(to)) ?? [];
-      for (const send of registered.get(toHex(to)) ?? [])
-        for (const envelope of recorded) send(serverCodec.encode({ t: "SIGNAL", envelope }));
+    replayOffers(recorded) {
+      for (const envelope of recorded)
+        for (const send of registered.get(toHex(envelope.to)) ?? [])
+          send(serverCodec.encode({ t: "SIGNAL", envelope }));
       return recorded.length;
     },
     async close() {

@@ -56,13 +56,25 @@ export async function startRecording(onLimit: () => void): Promise<Recording> {
   recorder.ondataavailable = (e) => {
     if (e.data.size > 0) chunks.push(e.data);
   };
-  const startedAt = Date.now();
   const limit = setTimeout(onLimit, MAX_VOICE_NOTE_MS);
   const release = () => {
     clearTimeout(limit);
     for (const t of stream.getTracks()) t.stop();
   };
-  recorder.start(250);
+  // The time shown and the name's duration count from the recorder's own `start` event, not from
+  // the click: on a busy device the recorder can start a good part of a second later, and a note
+  // named "0:01" must hold a second of sound.
+  const started = new Promise<number>((resolve) => {
+    recorder.onstart = () => resolve(Date.now());
+    setTimeout(() => resolve(Date.now()), 2_000);
+  });
+  try {
+    recorder.start(250);
+  } catch (e) {
+    release();
+    throw e;
+  }
+  const startedAt = await started;
   return {
     startedAt,
     stop: () =>

@@ -79,7 +79,7 @@ export function VoiceNoteButton(props: { app: AppModel; id: string; name: string
       >
         {(r) => (
           <span class="voice-recorder" role="status" data-testid="voice-recorder">
-            Recording… {durationLabel(now() - r().startedAt)}{" "}
+            Recording… {durationLabel(wholeSeconds(now() - r().startedAt))}{" "}
             <button type="button" class="primary" data-testid="voice-note-send" onClick={() => void send()}>
               Send
             </button>{" "}
@@ -97,6 +97,9 @@ export function VoiceNoteButton(props: { app: AppModel; id: string; name: string
     </>
   );
 }
+
+/** A running recording's time in whole seconds elapsed (a stopwatch: "0:01" once a second is in). */
+const wholeSeconds = (ms: number) => Math.floor(Math.max(0, ms) / 1000) * 1000;
 
 /** A voice note's inline player and duration (for a file named by `voiceNoteName`). */
 export function VoiceNotePlayer(props: { app: AppModel; fileKey: string; name: string; from: string }) {

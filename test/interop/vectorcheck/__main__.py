@@ -1,0 +1,41 @@
+"""Independent checker of Loft's published vectors (docs/vectors/*.json): written from the specs
+and docs/protocol/*.md, not from core/. Usage: python3 test/interop/vectorcheck FILE.json...
+Prints "ok FILE: summary" per file; on the first mismatch prints "FAIL FILE: what" and exits 1."""
+import json
+import os
+import sys
+
+sys.dont_write_bytecode = True
+import selftest  # noqa: E402
+from mpack import Fail  # noqa: E402
+
+FAMILIES = {
+    "ratchet-v1.json": "ratchet",
+    "ratchet-v2.json": "ratchet",
+}
+
+
+def main(argv):
+    selftest.run()
+    status = 0
+    for path in argv:
+        name = os.path.basename(path)
+        family = FAMILIES.get(name)
+        if family is None:
+            print("FAIL %s: no checker for this file (known: %s)" % (path, ", ".join(sorted(FAMILIES))))
+            return 2
+        with open(path) as f:
+            doc = json.load(f)
+        try:
+            summary = __import__(family).check(doc)
+        except Fail as e:
+            print("FAIL %s: %s" % (path, e))
+            return 1
+        except Exception as e:  # a malformed vector file is a failure too, never a pass
+            print("FAIL %s: %s: %s" % (path, type(e).__name__, e))
+            return 1
+        print("ok %s: %s" % (path, summary))
+    return status
+
+
+sys.exit(main(sys.argv[1:]))

@@ -128,8 +128,13 @@ def aesgcm_open(key, iv, ad, ct):
 
 
 def expect(what, mine, theirs):
-    """Stop on the first mismatch, saying where (hex for bytes)."""
-    if mine != theirs:
-        show = lambda v: v.hex() if isinstance(v, (bytes, bytearray)) else repr(v)
-        a, b = show(mine), show(theirs)
-        raise Fail("%s differs:\n  computed: %s\n  vector:   %s" % (what, a[:400], b[:400]))
+    """Stop on the first mismatch, saying where (for byte strings: the first differing offset)."""
+    if mine == theirs:
+        return
+    if isinstance(mine, (bytes, bytearray)) and isinstance(theirs, (bytes, bytearray)):
+        at = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), min(len(mine), len(theirs)))
+        lo = max(0, at - 16)
+        raise Fail("%s differs at byte %d (lengths %d and %d):\n  computed: ...%s\n  vector:   ...%s"
+                   % (what, at, len(mine), len(theirs), mine[lo : at + 24].hex(), theirs[lo : at + 24].hex()))
+    show = lambda v: v.hex() if isinstance(v, (bytes, bytearray)) else repr(v)
+    raise Fail("%s differs:\n  computed: %s\n  vector:   %s" % (what, show(mine)[:400], show(theirs)[:400]))

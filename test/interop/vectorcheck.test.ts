@@ -18,7 +18,15 @@ const CHECKER = fileURLToPath(new URL("./vectorcheck", import.meta.url));
 const VECTORS = fileURLToPath(new URL("../../docs/vectors/", import.meta.url));
 
 /** Every vector file the checker covers (the XXhfs files: xxhfs-dissononce.test.ts). */
-const CHECKED = ["ratchet-v1.json", "ratchet-v2.json", "pqxdh-v1.json"];
+const CHECKED = [
+  "ratchet-v1.json",
+  "ratchet-v2.json",
+  "pqxdh-v1.json",
+  "identity-vectors.json",
+  "identity-safety-codes.json",
+  "identity-contact-links.json",
+  "identity-signed-requests.json",
+];
 
 let python = "";
 let scratch = "";

@@ -13,6 +13,10 @@ FAMILIES = {
     "ratchet-v1.json": "ratchet",
     "ratchet-v2.json": "ratchet",
     "pqxdh-v1.json": "pqxdh",
+    "identity-vectors.json": "identity",
+    "identity-safety-codes.json": "identity",
+    "identity-contact-links.json": "identity",
+    "identity-signed-requests.json": "identity",
 }
 
 
@@ -38,7 +42,8 @@ def main(argv):
         with open(path) as f:
             doc = json.load(f)
         try:
-            summary = __import__(family).check(doc)
+            module = __import__(family)
+            summary = module.check(doc, name)
         except Fail as e:
             print("FAIL %s: %s" % (path, e))
             return 1

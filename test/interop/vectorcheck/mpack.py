@@ -1,6 +1,6 @@
 """Canonical MessagePack (msgpack spec, github.com/msgpack/msgpack/blob/master/spec.md), as the
 Loft docs use it: shortest integer form, bin for byte strings, str for text, map keys sorted by
-their UTF-8 bytes (docs/protocol/wire.md, "Encoding"). Written here so the checker does not share
+their UTF-8 bytes (docs/protocol/wire.md, "Canonical MessagePack"). Written here so the checker does not share
 a codec with core/: the docs' byte layouts are the only common ground."""
 import struct
 

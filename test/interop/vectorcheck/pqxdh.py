@@ -191,7 +191,7 @@ def accept(store, message_bytes, now, draw):
     return after, state, pt, ik_a, v, entry
 
 
-def check(doc):
+def check(doc, name):
     h = bytes.fromhex
     draws = lambda hexes: [h(x) for x in hexes]
     created = doc["cases"][0]["bundle_time"]["created_at"]

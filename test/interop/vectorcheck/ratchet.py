@@ -269,7 +269,7 @@ def run_steps(parties, steps, where):
         parties[st["party"]] = s
 
 
-def check(doc):
+def check(doc, name):
     h = bytes.fromhex
     k = doc["kdf"]
     b = k["bootstrap"]

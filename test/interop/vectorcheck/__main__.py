@@ -13,6 +13,7 @@ FAMILIES = {
     "ratchet-v1.json": "ratchet",
     "ratchet-v2.json": "ratchet",
     "pqxdh-v1.json": "pqxdh",
+    "files-v1.json": "files",
     "identity-vectors.json": "identity",
     "identity-safety-codes.json": "identity",
     "identity-contact-links.json": "identity",

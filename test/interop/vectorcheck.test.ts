@@ -22,6 +22,8 @@ const CHECKED = [
   "ratchet-v1.json",
   "ratchet-v2.json",
   "pqxdh-v1.json",
+  "files-v1.json",
+  "proxy-v1.json",
   "identity-vectors.json",
   "identity-safety-codes.json",
   "identity-contact-links.json",

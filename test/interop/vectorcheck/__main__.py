@@ -14,6 +14,7 @@ FAMILIES = {
     "ratchet-v2.json": "ratchet",
     "pqxdh-v1.json": "pqxdh",
     "files-v1.json": "files",
+    "proxy-v1.json": "proxy",
     "identity-vectors.json": "identity",
     "identity-safety-codes.json": "identity",
     "identity-contact-links.json": "identity",

@@ -24,6 +24,7 @@ const CHECKED = [
   "pqxdh-v1.json",
   "files-v1.json",
   "proxy-v1.json",
+  "device-v1.json",
   "identity-vectors.json",
   "identity-safety-codes.json",
   "identity-contact-links.json",

@@ -15,6 +15,7 @@ FAMILIES = {
     "pqxdh-v1.json": "pqxdh",
     "files-v1.json": "files",
     "proxy-v1.json": "proxy",
+    "device-v1.json": "device",
     "identity-vectors.json": "identity",
     "identity-safety-codes.json": "identity",
     "identity-contact-links.json": "identity",

@@ -1,5 +1,5 @@
 """Independent checker of Loft's published vectors (docs/vectors/*.json): written from the specs
-and docs/protocol/*.md, not from core/. Usage: python3 test/interop/vectorcheck FILE.json...
+and docs/protocol/*.md, not from core/. Usage: python3 test/interop/vectorcheck FILE.json... | --all | --mlkem-accumulated
 Prints "ok FILE: summary" per file; on the first mismatch prints "FAIL FILE: what" and exits 1."""
 import json
 import os
@@ -35,6 +35,10 @@ def main(argv):
     except Fail as e:
         print("FAIL %s" % e)
         return 1
+    if argv == ["--all"]:
+        here = os.path.dirname(os.path.abspath(__file__))
+        vectors = os.path.join(here, "..", "..", "..", "docs", "vectors")
+        argv = [os.path.normpath(os.path.join(vectors, name)) for name in sorted(FAMILIES)]
     if not argv:
         print(__doc__)
         return 2

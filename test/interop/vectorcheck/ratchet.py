@@ -36,11 +36,13 @@ def kdf_ck(ck):
     return hmac256(ck, b"\x02"), hmac256(ck, b"\x01")
 
 
-def dh(secret, public):
+def dh(secret, public, code="LOFT_ERR_MALFORMED"):
+    """ratchet.md: a low-order key (all-zero output) is refused: MALFORMED at initialisation,
+    DECRYPT for a peer ratchet key in a received header."""
     try:
         return x25519(secret, public)
     except Exception:
-        raise RatchetError("LOFT_ERR_MALFORMED")
+        raise RatchetError(code)
 
 
 class State:
@@ -182,7 +184,7 @@ def decrypt(state, msg, now, draw):
         _skip(s, pn, now)
         s.pn, s.ns, s.nr = s.ns, 0, 0
         s.hks, s.hkr, s.dhr = s.nhks, s.nhkr, dhr
-        s.rk, s.ckr, s.nhkr = kdf_rk_he(s.rk, dh(s.dhs, dhr))
+        s.rk, s.ckr, s.nhkr = kdf_rk_he(s.rk, dh(s.dhs, dhr, "LOFT_ERR_DECRYPT"))
         _skip(s, n, now)
         s.ckr, mk = kdf_ck(s.ckr)
         s.nr += 1

@@ -28,6 +28,7 @@ const CHECKED = [
   "relay-auth-v1.1.json",
   "relay-delivery-v1.2.json",
   "relay-at-rest-v1.json",
+  "smp-v6-v7.json",
   "identity-vectors.json",
   "identity-safety-codes.json",
   "identity-contact-links.json",
@@ -115,6 +116,16 @@ describe("published vectors against the independent Python checker", () => {
     expect(r.out).toContain("initial_message differs at byte 100");
   });
 
+  it("fails on an SMP delivery whose sealed body hash has one flipped byte", () => {
+    const path = tampered("smp-v6-v7.json", (d) => {
+      const x = (d as { delivery: Record<string, string> }).delivery;
+      x.sealedSha256 = flip(x.sealedSha256!, 31);
+    });
+    const r = check(path);
+    expect(r.status).toBe(1);
+    expect(r.out).toContain("delivery sealedSha256 differs at byte 31");
+  });
+
   it("fails on an expected rejection that does not happen", () => {
     const path = tampered("ratchet-v1.json", (d) => {
       const s = (d as unknown as Steps).steps.find((x) => x.error === "LOFT_ERR_REPLAY")!;
@@ -128,7 +139,9 @@ describe("published vectors against the independent Python checker", () => {
   });
 
   it("refuses a file it has no checker for", () => {
-    const r = check(join(VECTORS, "smp-v6-v7.json"));
+    const path = join(scratch, "unknown-v1.json");
+    writeFileSync(path, "{}");
+    const r = check(path);
     expect(r.status).toBe(2);
     expect(r.out).toContain("no checker for this file");
   });

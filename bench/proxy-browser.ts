@@ -1,0 +1,272 @@
+/**
+ * `npm run bench:proxy-browser [-- --json] [--quick] [--size 4194304]` — the E2EE fetch proxy's
+ * browser path (docs/protocol/proxy.md §Service Worker), in real Chromium through the real server
+ * and the real app, inside the test network namespace (scripts/e2e.mjs --bench).
+ *
+ * Bob's app shares a folder ("Share a folder": the files copied into OPFS) with Alice; Alice and
+ * Bob are contacts with a live session. Subjects, alternating in slices (bench/harness.ts
+ * `alternate`), each timed in its own page from `fetch()` to the last byte of `arrayBuffer()`:
+ *
+ *  - proxy:  a page of Alice's on the content origin fetches `/peer/<Bob>/big.bin` — her content
+ *            Service Worker → MessagePort → the bridge frame → her Loft window → `proxyClient` →
+ *            PROXY frames on the Noise session over the WebRTC data channel → Bob's window → his
+ *            share handler → OPFS, and back, one chunk per pull of the SW's stream;
+ *  - local:  Bob's own preview of the same file, `/peer/<Bob>/big.bin` in a page of his: the same
+ *            Service Worker, port, window and share handler, with the proxy client and server
+ *            joined inside his page (core/proxy/pair.ts) — no session, no data channel. What the
+ *            browser plumbing costs without the network leg;
+ *  - direct: a page of Alice's fetches the same bytes from a plain node:http server on 127.0.0.1
+ *            (no Service Worker, no encryption above the loopback): the baseline.
+ *
+ * Figures: MB/s of each; `browser_proxy_vs_direct` and `browser_local_vs_direct` (median of the
+ * per-round ratios, with their ranges); CPU of the whole browser (every process, CDP
+ * `SystemInfo.getProcessInfo`) per MiB for each subject; p50/p99 latency of a 1 KiB file, proxy
+ * and direct alternating request by request (`browser_p50_overhead_ms` = proxy p50 − direct p50).
+ * Bob's and Alice's engines run in the same Chromium, on the same two cores, as the server does.
+ * Figures: bench/README.md, "bench:proxy-browser".
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { CDPSession, Page } from "playwright-core";
+import { byId, introduce, openChat } from "../test/support/loft-ui.ts";
+import { startTwoBrowsers } from "../test/support/two-browsers.ts";
+import {
+  alternate,
+  log,
+  QUICK,
+  rateOf,
+  report,
+  type SelfTimed,
+  sliceRatio,
+  sliceRatioRange,
+} from "./harness.ts";
+import { numberFlag, percentile } from "./relay-cli.ts";
+
+const SIZE = numberFlag("size", 4 * 1024 * 1024);
+const LATENCY_REQUESTS = QUICK ? 30 : 200;
+const APP_HOST = "loft.example.com";
+const big = Uint8Array.from({ length: SIZE }, (_, i) => (i * 31 + 7) & 0xff);
+const small = new Uint8Array(1024).fill(0x61);
+const INDEX =
+  '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>bench</title></head><body></body></html>';
+
+/** In `page`: fetch `path` whole, timed by the page's own clock. */
+function timedFetch(page: Page, path: string): Promise<{ bytes: number; ms: number }> {
+  return page.evaluate(async (path) => {
+    const t = performance.now();
+    const res = await fetch(path, { cache: "no-store" });
+    if (res.status !== 200)
+      throw new Error(`${path}: ${res.status} ${res.headers.get("x-loft-proxy-error")}`);
+    const bytes = (await res.arrayBuffer()).byteLength;
+    return { bytes, ms: performance.now() - t };
+  }, path);
+}
+
+/** CPU time of the whole browser so far (every process), in seconds. */
+async function browserCpu(cdp: CDPSession): Promise<number> {
+  const info = (await cdp.send("SystemInfo.getProcessInfo")) as { processInfo: { cpuTime: number }[] };
+  return info.processInfo.reduce((s, p) => s + p.cpuTime, 0);
+}
+
+async function main(): Promise<void> {
+  const siteDir = await mkdtemp(join(tmpdir(), "loft-bench-proxy-"));
+  const direct = createServer((req, res) => {
+    const body =
+      req.url === "/big.bin" ? big : req.url === "/small.bin" ? small : req.url === "/" ? INDEX : null;
+    if (body === null) return void res.writeHead(404).end();
+    res.writeHead(200, {
+      "content-type": req.url === "/" ? "text/html" : "application/octet-stream",
+      "content-length": body.length,
+      "cache-control": "no-store",
+    });
+    res.end(body);
+  });
+  direct.keepAliveTimeout = 120_000;
+  await new Promise<void>((r) => direct.listen(0, "127.0.0.1", r));
+  const directUrl = `http://127.0.0.1:${(direct.address() as AddressInfo).port}`;
+  // The app as `loft.example.com` and its content origin `peer.loft.example.com` (as in
+  // test/e2e/proxy.e2e.ts): shared pages need the content origin (docs/protocol/proxy.md §Isolation).
+  const env = await startTwoBrowsers({
+    chromiumArgs: (loft) => [
+      `--host-resolver-rules=MAP *.example.com 127.0.0.1`,
+      `--unsafely-treat-insecure-origin-as-secure=http://${APP_HOST}:${loft.port},http://peer.${APP_HOST}:${loft.port}`,
+    ],
+  });
+  const app = `http://${APP_HOST}:${env.loft.port}`;
+  const content = `http://peer.${APP_HOST}:${env.loft.port}`;
+  try {
+    const { a, b } = env;
+    const [, bobId] = await introduce(a, b, app);
+    const folder = join(siteDir, "bench-site");
+    await rm(folder, { recursive: true, force: true });
+    await import("node:fs/promises").then((fs) => fs.mkdir(folder, { recursive: true }));
+    await writeFile(join(folder, "index.html"), INDEX);
+    await writeFile(join(folder, "big.bin"), big);
+    await writeFile(join(folder, "small.bin"), small);
+    // Bob shares the folder with Alice (Settings → Share a folder, then tick Alice).
+    await b.goto(`${app}/settings`);
+    await byId(b, "share-folder-input").setInputFiles(folder);
+    await b.waitForFunction(
+      () => document.querySelector("[data-testid=share-status]")?.textContent?.startsWith("Shared “"),
+      undefined,
+      { timeout: 120_000 },
+    );
+    await byId(b, "share-item").getByLabel("Alice").check();
+    await b.waitForFunction(() => document.documentElement.dataset.contentOrigin === "ready", undefined, {
+      timeout: 60_000,
+    });
+    // Not waitForPresence: its waits are vitest polls, which need a test runner.
+    await openChat(a, bobId);
+    await a.waitForFunction(
+      () => document.querySelector("[data-testid=chat-presence]")?.textContent?.startsWith("online"),
+      undefined,
+      { timeout: 60_000 },
+    );
+    await a.waitForFunction(() => document.documentElement.dataset.contentOrigin === "ready", undefined, {
+      timeout: 60_000,
+    });
+    const presence = (await byId(a, "chat-presence").textContent()) ?? "";
+    log(`Alice sees Bob: ${presence}`);
+
+    const proxyPage = await env.alice.newPage();
+    await proxyPage.goto(`${content}/peer/${bobId}/index.html`);
+    const localPage = await env.bob.newPage();
+    await localPage.goto(`${content}/peer/${bobId}/index.html`);
+    const directPage = await env.alice.newPage();
+    await directPage.goto(`${directUrl}/`);
+    for (const [name, page] of [
+      ["proxy", proxyPage],
+      ["local", localPage],
+      ["direct", directPage],
+    ] as const) {
+      const got = await timedFetch(page, "big.bin");
+      if (got.bytes !== SIZE) throw new Error(`${name}: ${got.bytes} bytes, not ${SIZE}`);
+    }
+
+    const cdp = await env.browser.newBrowserCDPSession();
+    const cpu = new Map<string, { seconds: number; mb: number }>();
+    const subject = (name: string, page: Page) => ({
+      name,
+      run: async (): Promise<SelfTimed> => {
+        const c0 = await browserCpu(cdp);
+        const got = await timedFetch(page, "big.bin");
+        const used = (await browserCpu(cdp)) - c0;
+        const sum = cpu.get(name) ?? { seconds: 0, mb: 0 };
+        cpu.set(name, { seconds: sum.seconds + used, mb: sum.mb + got.bytes / 1e6 });
+        return { ops: got.bytes / 1e6, seconds: got.ms / 1000 };
+      },
+    });
+    log(`throughput: one ${SIZE} B body at a time`);
+    const rates = await alternate([
+      subject("proxy", proxyPage),
+      subject("direct", directPage),
+      subject("local", localPage),
+    ]);
+    const p = rateOf(rates, "proxy");
+    const d = rateOf(rates, "direct");
+    const l = rateOf(rates, "local");
+    /** Browser CPU milliseconds per MB of `name`'s bodies. */
+    const cpuPerMb = (name: string) => {
+      const c = cpu.get(name)!;
+      return (c.seconds * 1000) / c.mb;
+    };
+
+    log(`latency: ${LATENCY_REQUESTS} requests of 1 KiB each way, alternating`);
+    const lp: number[] = [];
+    const ld: number[] = [];
+    for (let i = 0; i < LATENCY_REQUESTS; i++) {
+      const order: [Page, number[]][] =
+        i % 2 === 0
+          ? [
+              [proxyPage, lp],
+              [directPage, ld],
+            ]
+          : [
+              [directPage, ld],
+              [proxyPage, lp],
+            ];
+      for (const [page, into] of order) into.push((await timedFetch(page, "small.bin")).ms);
+    }
+    lp.sort((x, y) => x - y);
+    ld.sort((x, y) => x - y);
+    const overhead = percentile(lp, 50) - percentile(ld, 50);
+    report(
+      "bench:proxy-browser — /peer/<contact>/… through the Service Worker and the live session vs a direct fetch, same browser, same run",
+      [
+        {
+          name: `throughput, ${(SIZE / 1024).toFixed(0)} KiB bodies (proxy)`,
+          value: p.perSecond,
+          unit: "MB/s",
+          baseline: { name: "direct", value: d.perSecond },
+          ratio: sliceRatio(p, d),
+          ratioRange: sliceRatioRange(p, d),
+        },
+        {
+          name: "own share, no session (local)",
+          value: l.perSecond,
+          unit: "MB/s",
+          baseline: { name: "direct", value: d.perSecond },
+          ratio: sliceRatio(l, d),
+          ratioRange: sliceRatioRange(l, d),
+        },
+        {
+          name: "browser CPU per MB (proxy)",
+          value: cpuPerMb("proxy"),
+          unit: "ms",
+          baseline: { name: "direct", value: cpuPerMb("direct") },
+        },
+        {
+          name: "browser CPU per MB (local)",
+          value: cpuPerMb("local"),
+          unit: "ms",
+          baseline: { name: "direct", value: cpuPerMb("direct") },
+        },
+        {
+          name: "latency p50, 1 KiB",
+          value: percentile(lp, 50),
+          unit: "ms",
+          baseline: { name: "direct", value: percentile(ld, 50) },
+        },
+        {
+          name: "latency p99, 1 KiB",
+          value: percentile(lp, 99),
+          unit: "ms",
+          baseline: { name: "direct", value: percentile(ld, 99) },
+        },
+      ],
+      {
+        bench: "proxy-browser",
+        presence,
+        size_bytes: SIZE,
+        proxy: {
+          mb_per_s: p.perSecond,
+          p50_ms: percentile(lp, 50),
+          p99_ms: percentile(lp, 99),
+          cpu_ms_per_mb: cpuPerMb("proxy"),
+        },
+        local: { mb_per_s: l.perSecond, cpu_ms_per_mb: cpuPerMb("local") },
+        direct: {
+          mb_per_s: d.perSecond,
+          p50_ms: percentile(ld, 50),
+          p99_ms: percentile(ld, 99),
+          cpu_ms_per_mb: cpuPerMb("direct"),
+        },
+        browser_proxy_vs_direct: sliceRatio(p, d),
+        browser_proxy_vs_direct_range: sliceRatioRange(p, d),
+        browser_local_vs_direct: sliceRatio(l, d),
+        browser_local_vs_direct_range: sliceRatioRange(l, d),
+        browser_proxy_vs_local: sliceRatio(p, l),
+        browser_p50_overhead_ms: overhead,
+      },
+    );
+  } finally {
+    await env.close();
+    direct.close();
+    await rm(siteDir, { recursive: true, force: true });
+  }
+}
+
+await main();

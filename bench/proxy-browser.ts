@@ -25,7 +25,7 @@
  * Bob's and Alice's engines run in the same Chromium, on the same two cores, as the server does.
  * Figures: bench/README.md, "bench:proxy-browser".
  */
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -33,6 +33,7 @@ import { join } from "node:path";
 import type { CDPSession, Page } from "playwright-core";
 import { byId, introduce, openChat } from "../test/support/loft-ui.ts";
 import { startTwoBrowsers } from "../test/support/two-browsers.ts";
+import { startProfile } from "./cpu-profile.ts";
 import {
   alternate,
   log,
@@ -102,7 +103,7 @@ async function main(): Promise<void> {
     const [, bobId] = await introduce(a, b, app);
     const folder = join(siteDir, "bench-site");
     await rm(folder, { recursive: true, force: true });
-    await import("node:fs/promises").then((fs) => fs.mkdir(folder, { recursive: true }));
+    await mkdir(folder, { recursive: true });
     await writeFile(join(folder, "index.html"), INDEX);
     await writeFile(join(folder, "big.bin"), big);
     await writeFile(join(folder, "small.bin"), small);
@@ -144,6 +145,23 @@ async function main(): Promise<void> {
     ] as const) {
       const got = await timedFetch(page, "big.bin");
       if (got.bytes !== SIZE) throw new Error(`${name}: ${got.bytes} bytes, not ${SIZE}`);
+    }
+
+    if (process.env.LOFT_BENCH_PROFILE) {
+      // Where each page's CPU goes while Alice fetches through Bob (self time per function).
+      const which = process.env.LOFT_BENCH_PROFILE === "local" ? localPage : proxyPage;
+      const stops = await Promise.all(
+        [a, b, which].map((page) => startProfile(page, { intervalUs: 200, top: 30 })),
+      );
+      for (let i = 0; i < 5; i++) await timedFetch(which, "big.bin");
+      for (const [name, stop] of [
+        ["Alice's app page", stops[0]!],
+        ["Bob's app page", stops[1]!],
+        ["the fetching page", stops[2]!],
+      ] as const) {
+        log(`--- ${name}`);
+        for (const r of await stop()) log(`${r.pct.toFixed(1).padStart(5)}%  ${r.fn}`);
+      }
     }
 
     const cdp = await env.browser.newBrowserCDPSession();

@@ -25,7 +25,12 @@ declare const self: ServiceWorkerGlobalScope;
 const ACCEPT_MS = 3000;
 /** How long to wait for the response head once a window took the request. */
 const HEAD_MS = 35_000;
-/** Chunks queued in the SW ahead of the page (each ≤ 16 KiB). */
+/**
+ * Chunks queued in the SW ahead of the page (each ≤ 65 510 bytes: one DATA), and pulls the SW
+ * keeps outstanding at the window: queued + asked-for never exceed it (docs/protocol/proxy.md
+ * §Service Worker). One pull at a time made every chunk wait for a round trip between this
+ * worker's process and the window's (bench:proxy-browser).
+ */
 const QUEUED_CHUNKS = 4;
 
 /** The bridge page a Loft window frames on this origin (./peer-bridge.ts). */
@@ -193,7 +198,10 @@ function responseHeaders(from: Headers): globalThis.Headers {
   return headers;
 }
 
-/** The body as a stream that asks the window for one chunk per pull, and cancels it when dropped. */
+/**
+ * The body as a stream that asks the window for chunks — one `pull` message per chunk, as many
+ * outstanding as the queue has room for — and cancels it when dropped.
+ */
 function bodyStream(
   port: MessagePort,
   signal: AbortSignal,
@@ -201,6 +209,8 @@ function bodyStream(
 ): ReadableStream<Uint8Array> {
   let wake: (() => void) | undefined;
   let done = false;
+  /** Pulls posted whose chunk has not arrived yet. */
+  let asked = 0;
   const cancel = (reason: string) => {
     if (done) return;
     done = true;
@@ -212,8 +222,10 @@ function bodyStream(
       start(controller) {
         listen((reply) => {
           if (done) return;
-          if (reply.type === "chunk") controller.enqueue(reply.bytes);
-          else if (reply.type === "end") {
+          if (reply.type === "chunk") {
+            asked = Math.max(0, asked - 1);
+            controller.enqueue(reply.bytes);
+          } else if (reply.type === "end") {
             done = true;
             port.close();
             controller.close();
@@ -226,9 +238,13 @@ function bodyStream(
         });
         signal.addEventListener("abort", () => cancel("page dropped the request"));
       },
-      pull() {
+      pull(controller) {
         if (done) return;
-        port.postMessage({ type: "pull" });
+        // Room in the queue not yet asked for: each pull message is answered by one chunk (or
+        // the end), so the window never sends more than the queue can hold.
+        const room = Math.max(0, (controller.desiredSize ?? 1) - asked);
+        for (let i = 0; i < room; i++) port.postMessage({ type: "pull" });
+        asked += room;
         return new Promise<void>((resolve) => {
           wake = resolve;
         });

@@ -3,7 +3,7 @@
  * each share's files are copied under `loft-shares/<root>/…` (so they stay available, and stay
  * what the person shared, whatever happens to the originals), and `loft-shares/shares.json`
  * lists the shares: root, name, mount path, and the contacts allowed. `OpfsFileSource` serves
- * them to the proxy's share handler (core/proxy/share.ts), reading each file in 64 KiB slices as
+ * them to the proxy's share handler (core/proxy/share.ts), reading each file in 256 KiB slices as
  * the requester's credit allows.
  */
 import type { BodyReader } from "../../../core/proxy/body.ts";
@@ -14,11 +14,14 @@ import { SHARES_DIR } from "../lib/device-stores.ts";
 const TOP = SHARES_DIR;
 const INDEX = "shares.json";
 /**
- * One read per DATA frame: a slice of exactly the largest DATA body (docs/protocol/proxy.md §DATA
- * size), so a 64 KiB slice does not cost a full DATA and a 26-byte one (an OPFS read is never
- * "held already", so OutboundBody cannot join the tail to the next slice).
+ * One OPFS read per four DATA frames: each read is a round trip to the browser's file process, and
+ * reading one DATA's worth at a time held every frame up by it (bench:proxy-browser). A multiple
+ * of the largest DATA body (docs/protocol/proxy.md §DATA size), so the slices cut into full DATA
+ * frames; the rest of a slice is handed out from memory (`available`), so OutboundBody joins a
+ * slice's tail to the next piece without waiting. At most one slice (≈ 256 KiB) is held beyond
+ * what the requester's credit lets out.
  */
-const SLICE = MAX_CHUNK;
+const SLICE = 4 * MAX_CHUNK;
 
 export interface StoredShare {
   root: string;
@@ -55,19 +58,29 @@ export class OpfsFileSource implements FileSource {
     let at = start;
     let cancelled = false;
     let file: Promise<File | null> | undefined;
+    /** What is left of the last slice read, handed out one DATA body at a time. */
+    let held = new Uint8Array(0);
     return {
       async read() {
-        if (cancelled || at >= end) return null;
-        file ??= fileAt(root, path);
-        const f = await file;
-        if (!f) throw new Error("shared file disappeared");
-        const next = Math.min(end, at + SLICE);
-        const bytes = new Uint8Array(await f.slice(at, next).arrayBuffer());
-        at = next;
-        return bytes;
+        if (cancelled) return null;
+        if (held.length === 0) {
+          if (at >= end) return null;
+          file ??= fileAt(root, path);
+          const f = await file;
+          if (!f) throw new Error("shared file disappeared");
+          const next = Math.min(end, at + SLICE);
+          held = new Uint8Array(await f.slice(at, next).arrayBuffer());
+          at = next;
+          if (cancelled) return null;
+        }
+        const piece = held.subarray(0, MAX_CHUNK);
+        held = held.subarray(piece.length);
+        return piece;
       },
+      available: () => (cancelled ? 0 : held.length),
       cancel() {
         cancelled = true;
+        held = new Uint8Array(0);
       },
     };
   }

@@ -10,19 +10,25 @@
  *  - proxy:  a page of Alice's on the content origin fetches `/peer/<Bob>/big.bin` — her content
  *            Service Worker → MessagePort → the bridge frame → her Loft window → `proxyClient` →
  *            PROXY frames on the Noise session over the WebRTC data channel → Bob's window → his
- *            share handler → OPFS, and back, one chunk per pull of the SW's stream;
+ *            share handler → OPFS, and back, the SW asking for up to 4 chunks at once;
  *  - local:  Bob's own preview of the same file, `/peer/<Bob>/big.bin` in a page of his: the same
  *            Service Worker, port, window and share handler, with the proxy client and server
  *            joined inside his page (core/proxy/pair.ts) — no session, no data channel. What the
  *            browser plumbing costs without the network leg;
  *  - direct: a page of Alice's fetches the same bytes from a plain node:http server on 127.0.0.1
- *            (no Service Worker, no encryption above the loopback): the baseline.
+ *            (no Service Worker, no encryption above the loopback): the baseline;
+ *  - raw:    the same number of bytes over a bare RTCDataChannel between Alice's and Bob's app
+ *            pages (no Loft, no Noise; 64 KiB messages, 1 MiB of `bufferedAmount`): the ceiling of
+ *            anything carried over a data channel on this machine.
  *
- * Figures: MB/s of each; `browser_proxy_vs_direct` and `browser_local_vs_direct` (median of the
- * per-round ratios, with their ranges); CPU of the whole browser (every process, CDP
- * `SystemInfo.getProcessInfo`) per MiB for each subject; p50/p99 latency of a 1 KiB file, proxy
+ * Figures: MB/s of each; `browser_proxy_vs_direct`, `browser_local_vs_direct` and
+ * `browser_proxy_vs_raw_channel` (median of the per-round ratios, with their ranges); CPU of the
+ * whole browser (every process, CDP
+ * `SystemInfo.getProcessInfo`) per MB for each subject; p50/p99 latency of a 1 KiB file, proxy
  * and direct alternating request by request (`browser_p50_overhead_ms` = proxy p50 − direct p50).
  * Bob's and Alice's engines run in the same Chromium, on the same two cores, as the server does.
+ * `LOFT_BENCH_PROFILE=1` (or `=local`) first logs each page's CPU profile over five proxied (or
+ * own-share) bodies: self time per function (bench/cpu-profile.ts).
  * Figures: bench/README.md, "bench:proxy-browser".
  */
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -64,6 +70,81 @@ function timedFetch(page: Page, path: string): Promise<{ bytes: number; ms: numb
     const bytes = (await res.arrayBuffer()).byteLength;
     return { bytes, ms: performance.now() - t };
   }, path);
+}
+
+/**
+ * A bare RTCDataChannel between Alice's page `a` and Bob's page `b` (no Loft: SDP handed across by
+ * the bench, ICE gathered first), with the channel settings of a direct link's session channel
+ * (ordered, reliable). Bob answers each `go` message with `size` bytes in 64 KiB messages, held
+ * back by `bufferedAmount` (1 MiB, as the session channel's drain).
+ */
+async function rawChannel(a: Page, b: Page, size: number): Promise<void> {
+  const offer = await a.evaluate(async () => {
+    const g = globalThis as unknown as { __raw: RTCPeerConnection; __rawCh: RTCDataChannel };
+    const pc = new RTCPeerConnection();
+    g.__raw = pc;
+    g.__rawCh = pc.createDataChannel("raw", { ordered: true });
+    g.__rawCh.binaryType = "arraybuffer";
+    await pc.setLocalDescription(await pc.createOffer());
+    if (pc.iceGatheringState !== "complete")
+      await new Promise<void>((r) =>
+        pc.addEventListener("icegatheringstatechange", () => pc.iceGatheringState === "complete" && r()),
+      );
+    return pc.localDescription!.sdp;
+  });
+  const answer = await b.evaluate(
+    async ({ offer, size }) => {
+      const g = globalThis as unknown as { __raw: RTCPeerConnection };
+      const pc = new RTCPeerConnection();
+      g.__raw = pc;
+      pc.ondatachannel = ({ channel }) => {
+        channel.binaryType = "arraybuffer";
+        const piece = new Uint8Array(64 * 1024).fill(7);
+        channel.onmessage = async () => {
+          for (let sent = 0; sent < size; ) {
+            if (channel.bufferedAmount > 1024 * 1024)
+              await new Promise<void>((r) => {
+                channel.bufferedAmountLowThreshold = 256 * 1024;
+                channel.onbufferedamountlow = () => r();
+              });
+            const n = Math.min(piece.length, size - sent);
+            channel.send(n === piece.length ? piece : piece.subarray(0, n));
+            sent += n;
+          }
+        };
+      };
+      await pc.setRemoteDescription({ type: "offer", sdp: offer });
+      await pc.setLocalDescription(await pc.createAnswer());
+      if (pc.iceGatheringState !== "complete")
+        await new Promise<void>((r) =>
+          pc.addEventListener("icegatheringstatechange", () => pc.iceGatheringState === "complete" && r()),
+        );
+      return pc.localDescription!.sdp;
+    },
+    { offer, size },
+  );
+  await a.evaluate(async (sdp) => {
+    const g = globalThis as unknown as { __raw: RTCPeerConnection; __rawCh: RTCDataChannel };
+    await g.__raw.setRemoteDescription({ type: "answer", sdp });
+    if (g.__rawCh.readyState !== "open") await new Promise((r) => (g.__rawCh.onopen = r));
+  }, answer);
+}
+
+/** In Alice's page: ask Bob's bare channel for `size` bytes and time them to the last one. */
+function timedRaw(a: Page, size: number): Promise<{ bytes: number; ms: number }> {
+  return a.evaluate(async (size) => {
+    const ch = (globalThis as unknown as { __rawCh: RTCDataChannel }).__rawCh;
+    const t = performance.now();
+    let got = 0;
+    await new Promise<void>((resolve) => {
+      ch.onmessage = (e: MessageEvent<ArrayBuffer>) => {
+        got += e.data.byteLength;
+        if (got >= size) resolve();
+      };
+      ch.send("go");
+    });
+    return { bytes: got, ms: performance.now() - t };
+  }, size);
 }
 
 /** CPU time of the whole browser so far (every process), in seconds. */
@@ -166,11 +247,13 @@ async function main(): Promise<void> {
 
     const cdp = await env.browser.newBrowserCDPSession();
     const cpu = new Map<string, { seconds: number; mb: number }>();
+    await rawChannel(a, b, SIZE);
+    if ((await timedRaw(a, SIZE)).bytes !== SIZE) throw new Error("raw channel: wrong size");
     const subject = (name: string, page: Page) => ({
       name,
       run: async (): Promise<SelfTimed> => {
         const c0 = await browserCpu(cdp);
-        const got = await timedFetch(page, "big.bin");
+        const got = name === "raw" ? await timedRaw(a, SIZE) : await timedFetch(page, "big.bin");
         const used = (await browserCpu(cdp)) - c0;
         const sum = cpu.get(name) ?? { seconds: 0, mb: 0 };
         cpu.set(name, { seconds: sum.seconds + used, mb: sum.mb + got.bytes / 1e6 });
@@ -182,10 +265,12 @@ async function main(): Promise<void> {
       subject("proxy", proxyPage),
       subject("direct", directPage),
       subject("local", localPage),
+      subject("raw", a),
     ]);
     const p = rateOf(rates, "proxy");
     const d = rateOf(rates, "direct");
     const l = rateOf(rates, "local");
+    const r = rateOf(rates, "raw");
     /** Browser CPU milliseconds per MB of `name`'s bodies. */
     const cpuPerMb = (name: string) => {
       const c = cpu.get(name)!;
@@ -229,6 +314,20 @@ async function main(): Promise<void> {
           baseline: { name: "direct", value: d.perSecond },
           ratio: sliceRatio(l, d),
           ratioRange: sliceRatioRange(l, d),
+        },
+        {
+          name: "proxy vs a bare data channel between the pages",
+          value: p.perSecond,
+          unit: "MB/s",
+          baseline: { name: "raw channel", value: r.perSecond },
+          ratio: sliceRatio(p, r),
+          ratioRange: sliceRatioRange(p, r),
+        },
+        {
+          name: "browser CPU per MB (raw channel)",
+          value: cpuPerMb("raw"),
+          unit: "ms",
+          baseline: { name: "direct", value: cpuPerMb("direct") },
         },
         {
           name: "browser CPU per MB (proxy)",
@@ -277,6 +376,10 @@ async function main(): Promise<void> {
         browser_local_vs_direct: sliceRatio(l, d),
         browser_local_vs_direct_range: sliceRatioRange(l, d),
         browser_proxy_vs_local: sliceRatio(p, l),
+        raw_channel: { mb_per_s: r.perSecond, cpu_ms_per_mb: cpuPerMb("raw") },
+        browser_proxy_vs_raw_channel: sliceRatio(p, r),
+        browser_proxy_vs_raw_channel_range: sliceRatioRange(p, r),
+        raw_channel_vs_direct: sliceRatio(r, d),
         browser_p50_overhead_ms: overhead,
       },
     );

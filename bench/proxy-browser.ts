@@ -24,8 +24,9 @@
  * Figures: MB/s of each; `browser_proxy_vs_direct`, `browser_local_vs_direct` and
  * `browser_proxy_vs_raw_channel` (median of the per-round ratios, with their ranges); CPU of the
  * whole browser (every process, CDP
- * `SystemInfo.getProcessInfo`) per MB for each subject; p50/p99 latency of a 1 KiB file, proxy
- * and direct alternating request by request (`browser_p50_overhead_ms` = proxy p50 − direct p50).
+ * `SystemInfo.getProcessInfo`) per MB for each subject; p50/p99 latency of a 1 KiB file, proxy,
+ * direct and local alternating request by request (`browser_p50_overhead_ms` = proxy p50 − direct
+ * p50; `local.p50_ms`: the part of it that is the browser's plumbing, without the session).
  * Bob's and Alice's engines run in the same Chromium, on the same two cores, as the server does.
  * `LOFT_BENCH_PROFILE=1` (or `=local`) first logs each page's CPU profile over five proxied (or
  * own-share) bodies: self time per function (bench/cpu-profile.ts).
@@ -277,24 +278,20 @@ async function main(): Promise<void> {
       return (c.seconds * 1000) / c.mb;
     };
 
-    log(`latency: ${LATENCY_REQUESTS} requests of 1 KiB each way, alternating`);
+    log(`latency: ${LATENCY_REQUESTS} requests of 1 KiB each way (proxy, direct, local), alternating`);
     const lp: number[] = [];
     const ld: number[] = [];
+    const ll: number[] = [];
     for (let i = 0; i < LATENCY_REQUESTS; i++) {
-      const order: [Page, number[]][] =
-        i % 2 === 0
-          ? [
-              [proxyPage, lp],
-              [directPage, ld],
-            ]
-          : [
-              [directPage, ld],
-              [proxyPage, lp],
-            ];
+      const order: [Page, number[]][] = [
+        [proxyPage, lp],
+        [directPage, ld],
+        [localPage, ll],
+      ];
+      if (i % 2 === 1) order.reverse();
       for (const [page, into] of order) into.push((await timedFetch(page, "small.bin")).ms);
     }
-    lp.sort((x, y) => x - y);
-    ld.sort((x, y) => x - y);
+    for (const l of [lp, ld, ll]) l.sort((x, y) => x - y);
     const overhead = percentile(lp, 50) - percentile(ld, 50);
     report(
       "bench:proxy-browser — /peer/<contact>/… through the Service Worker and the live session vs a direct fetch, same browser, same run",
@@ -348,6 +345,12 @@ async function main(): Promise<void> {
           baseline: { name: "direct", value: percentile(ld, 50) },
         },
         {
+          name: "latency p50, 1 KiB, own share (local)",
+          value: percentile(ll, 50),
+          unit: "ms",
+          baseline: { name: "direct", value: percentile(ld, 50) },
+        },
+        {
           name: "latency p99, 1 KiB",
           value: percentile(lp, 99),
           unit: "ms",
@@ -364,7 +367,12 @@ async function main(): Promise<void> {
           p99_ms: percentile(lp, 99),
           cpu_ms_per_mb: cpuPerMb("proxy"),
         },
-        local: { mb_per_s: l.perSecond, cpu_ms_per_mb: cpuPerMb("local") },
+        local: {
+          mb_per_s: l.perSecond,
+          cpu_ms_per_mb: cpuPerMb("local"),
+          p50_ms: percentile(ll, 50),
+          p99_ms: percentile(ll, 99),
+        },
         direct: {
           mb_per_s: d.perSecond,
           p50_ms: percentile(ld, 50),

@@ -33,10 +33,25 @@ export interface StoredShare {
   bytes: number;
 }
 
+/**
+ * The origin's OPFS root, asked for once: every lookup below starts from it, and each call to
+ * `getDirectory` is a round trip to the browser's storage process (the root itself never goes).
+ */
+let opfsRoot: Promise<FileSystemDirectoryHandle> | undefined;
+function storageRoot(): Promise<FileSystemDirectoryHandle> {
+  opfsRoot ??= navigator.storage.getDirectory().catch((e: unknown) => {
+    opfsRoot = undefined;
+    throw e;
+  });
+  return opfsRoot;
+}
+
 /** The shares' folder; made only by a write, so reading never brings it back after Delete identity. */
 async function top(create = false): Promise<FileSystemDirectoryHandle> {
-  return (await navigator.storage.getDirectory()).getDirectoryHandle(TOP, { create });
+  return (await storageRoot()).getDirectoryHandle(TOP, { create });
 }
+
+const fileKey = (root: string, path: string[]) => `${root}/${path.join("/")}`;
 
 async function fileAt(root: string, path: string[]): Promise<File | null> {
   try {
@@ -48,16 +63,35 @@ async function fileAt(root: string, path: string[]): Promise<File | null> {
   }
 }
 
+/** Files kept from `stat` for the `read` that follows it: at most this many, the oldest dropped. */
+const RECENT_FILES = 32;
+
 export class OpfsFileSource implements FileSource {
+  /**
+   * What `stat` just found, by root and path: the share handler stats a file and then reads it,
+   * and each OPFS walk (the shares' folder, the share, every folder on the path, the file) is a
+   * round trip per step — taken once per request instead of twice. The read also gets the very
+   * snapshot whose size and date the response head announced.
+   */
+  readonly #recent = new Map<string, File>();
+
   async stat(root: string, path: string[]): Promise<FileInfo | null> {
     const file = await fileAt(root, path);
-    return file ? { size: file.size, lastModified: file.lastModified } : null;
+    if (!file) return null;
+    const key = fileKey(root, path);
+    this.#recent.delete(key);
+    this.#recent.set(key, file);
+    if (this.#recent.size > RECENT_FILES) this.#recent.delete(this.#recent.keys().next().value!);
+    return { size: file.size, lastModified: file.lastModified };
   }
 
   read(root: string, path: string[], start: number, end: number): BodyReader {
     let at = start;
     let cancelled = false;
-    let file: Promise<File | null> | undefined;
+    const key = fileKey(root, path);
+    const recent = this.#recent.get(key);
+    this.#recent.delete(key);
+    let file: Promise<File | null> | undefined = recent ? Promise.resolve(recent) : undefined;
     /** What is left of the last slice read, handed out one DATA body at a time. */
     let held = new Uint8Array(0);
     return {

@@ -67,6 +67,9 @@ export async function handlePeerRequest(event: FetchEvent): Promise<Response> {
   // (it could read it, being same-origin) — no fetch, subresource or frame. A top-level
   // navigation stays allowed: the new page starts its own browsing context group (COOP
   // `noopener-allow-popups`, PROXY_HEADERS), so the page that opened it keeps no handle on it.
+  // The Loft windows are looked up while the requester is (each a round trip to the browser).
+  const windows = bridgeWindows();
+  windows.catch(() => undefined);
   if (request.mode !== "navigate" || request.destination !== "document") {
     const from = await requester(event);
     if (from !== undefined && from !== m[1]) return errorPage("other_contact", undefined, APP_HOME);
@@ -82,7 +85,7 @@ export async function handlePeerRequest(event: FetchEvent): Promise<Response> {
     headers: allowHeaders(request.headers, REQUEST_HEADERS),
     ...(upload ? { upload: true as const } : {}),
   };
-  const port = await sendToWindow(message);
+  const port = await sendToWindow(message, await windows);
   if (!port) {
     void upload?.cancel().catch(() => undefined);
     return errorPage("no_window", undefined, APP_HOME);
@@ -127,10 +130,7 @@ async function requester(event: FetchEvent): Promise<string | undefined> {
  * A port to a Loft window that accepted the request, trying focused and visible windows first:
  * each is reached through the bridge page it frames, which passes the port on to it.
  */
-async function sendToWindow(message: PortRequest): Promise<MessagePort | undefined> {
-  const windows = (await self.clients.matchAll({ type: "window", includeUncontrolled: true }))
-    .filter((c) => new URL(c.url).pathname === BRIDGE_PATH)
-    .sort((a, b) => rank(b) - rank(a));
+async function sendToWindow(message: PortRequest, windows: WindowClient[]): Promise<MessagePort | undefined> {
   for (const client of windows) {
     const channel = new MessageChannel();
     const accepted = new Promise<boolean>((resolve) => {
@@ -145,6 +145,13 @@ async function sendToWindow(message: PortRequest): Promise<MessagePort | undefin
     channel.port1.close();
   }
   return undefined;
+}
+
+/** The bridge pages Loft windows frame on this origin, focused and visible first. */
+async function bridgeWindows(): Promise<WindowClient[]> {
+  return (await self.clients.matchAll({ type: "window", includeUncontrolled: true }))
+    .filter((c) => new URL(c.url).pathname === BRIDGE_PATH)
+    .sort((a, b) => rank(b) - rank(a));
 }
 
 const rank = (c: WindowClient) => (c.focused ? 2 : 0) + (c.visibilityState === "visible" ? 1 : 0);

@@ -53,11 +53,35 @@ async function top(create = false): Promise<FileSystemDirectoryHandle> {
 
 const fileKey = (root: string, path: string[]) => `${root}/${path.join("/")}`;
 
+/** File handles found before, by root and path: at most this many, the oldest dropped. */
+const KNOWN_HANDLES = 256;
+/**
+ * A share's files never change once copied (sharing again makes a new root; stopping removes the
+ * root), so a handle found once stays right: the walk — the shares' folder, the share, each
+ * folder on the path, the file, a round trip to the storage process per step — is taken once per
+ * file, not once per request. A handle whose file went (its share stopped) fails its `getFile`:
+ * dropped, and the walk taken again.
+ */
+const knownHandles = new Map<string, FileSystemFileHandle>();
+
 async function fileAt(root: string, path: string[]): Promise<File | null> {
+  const key = fileKey(root, path);
+  const known = knownHandles.get(key);
+  if (known) {
+    try {
+      return await known.getFile();
+    } catch {
+      knownHandles.delete(key);
+    }
+  }
   try {
     let dir = await (await top()).getDirectoryHandle(root);
     for (const seg of path.slice(0, -1)) dir = await dir.getDirectoryHandle(seg);
-    return await (await dir.getFileHandle(path[path.length - 1]!)).getFile();
+    const handle = await dir.getFileHandle(path[path.length - 1]!);
+    const file = await handle.getFile();
+    knownHandles.set(key, handle);
+    if (knownHandles.size > KNOWN_HANDLES) knownHandles.delete(knownHandles.keys().next().value!);
+    return file;
   } catch {
     return null; // NotFoundError, TypeMismatchError, or a name OPFS refuses: nothing there
   }

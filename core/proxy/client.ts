@@ -5,7 +5,7 @@
  * breaks the rules (an id never requested, a second RESPONSE, DATA past the window or after END)
  * is a typed error: every open request fails with it and the caller should close the session.
  */
-import { err, LoftError, type LoftErrorCode, ok, type Result } from "../errors.ts";
+import { err, isLoftError, LoftError, type LoftErrorCode, ok, type Result } from "../errors.ts";
 import { type BodyReader, emptyBody, InboundBody, OutboundBody } from "./body.ts";
 import {
   decodeFrame,
@@ -59,9 +59,6 @@ export interface ProxyClientOptions {
    */
   maxChunk?: number;
 }
-
-/** The encoder's size refusals (frames.ts): the path, a header value, the header count, the head. */
-const TOO_LARGE = /^proxy: (path length|header value too long|too many headers|head too large)$/;
 
 interface Stream {
   id: number;
@@ -123,7 +120,7 @@ export class ProxyClient {
         headers: head.headers,
       });
     } catch (e) {
-      if (e instanceof RangeError && TOO_LARGE.test(e.message))
+      if (isLoftError(e) && e.code === "LOFT_ERR_FRAME_TOO_LARGE")
         throw new ProxyResetError("too_large", "the request's address or headers are too long");
       throw e;
     }

@@ -1,5 +1,5 @@
 /**
- * `npm run bench:proxy-browser [-- --json] [--quick] [--size 4194304]` — the E2EE fetch proxy's
+ * `npm run bench:proxy-browser [-- --json] [--quick] [--size 4194304] [--relay]` — the E2EE fetch proxy's
  * browser path (docs/protocol/proxy.md §Service Worker), in real Chromium through the real server
  * and the real app, inside the test network namespace (scripts/e2e.mjs --bench).
  *
@@ -28,6 +28,9 @@
  * direct and local alternating request by request (`browser_p50_overhead_ms` = proxy p50 − direct
  * p50; `local.p50_ms`: the part of it that is the browser's plumbing, without the session).
  * Bob's and Alice's engines run in the same Chromium, on the same two cores, as the server does.
+ * `--relay`: the direct path made impossible (test/support/no-direct-path.ts drops every ICE
+ * candidate), so the session runs on the live relay link through the server's relay, 1 MiB bodies
+ * by default, no raw-channel subject (there is no channel).
  * `LOFT_BENCH_PROFILE=1` (or `=local`) first logs each page's CPU profile over five proxied (or
  * own-share) bodies: self time per function (bench/cpu-profile.ts).
  * Figures: bench/README.md, "bench:proxy-browser".
@@ -39,6 +42,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { CDPSession, Page } from "playwright-core";
 import { byId, introduce, openChat } from "../test/support/loft-ui.ts";
+import { NO_DIRECT_PATH } from "../test/support/no-direct-path.ts";
 import { startTwoBrowsers } from "../test/support/two-browsers.ts";
 import { startProfile } from "./cpu-profile.ts";
 import {
@@ -53,8 +57,10 @@ import {
 } from "./harness.ts";
 import { numberFlag, percentile } from "./relay-cli.ts";
 
-const SIZE = numberFlag("size", 4 * 1024 * 1024);
-const LATENCY_REQUESTS = QUICK ? 30 : 200;
+/** `--relay`: no direct path (test/support/no-direct-path.ts): the session runs on the live relay link. */
+const RELAY = process.argv.includes("--relay");
+const SIZE = numberFlag("size", (RELAY ? 1 : 4) * 1024 * 1024);
+const LATENCY_REQUESTS = QUICK || RELAY ? 30 : 200;
 const APP_HOST = "loft.example.com";
 const big = Uint8Array.from({ length: SIZE }, (_, i) => (i * 31 + 7) & 0xff);
 const small = new Uint8Array(1024).fill(0x61);
@@ -173,6 +179,7 @@ async function main(): Promise<void> {
   // The app as `loft.example.com` and its content origin `peer.loft.example.com` (as in
   // test/e2e/proxy.e2e.ts): shared pages need the content origin (docs/protocol/proxy.md §Isolation).
   const env = await startTwoBrowsers({
+    ...(RELAY ? { initScript: NO_DIRECT_PATH } : {}),
     chromiumArgs: (loft) => [
       `--host-resolver-rules=MAP *.example.com 127.0.0.1`,
       `--unsafely-treat-insecure-origin-as-secure=http://${APP_HOST}:${loft.port},http://peer.${APP_HOST}:${loft.port}`,
@@ -204,8 +211,11 @@ async function main(): Promise<void> {
     // Not waitForPresence: its waits are vitest polls, which need a test runner.
     await openChat(a, bobId);
     await a.waitForFunction(
-      () => document.querySelector("[data-testid=chat-presence]")?.textContent?.startsWith("online"),
-      undefined,
+      (relay) =>
+        document
+          .querySelector("[data-testid=chat-presence]")
+          ?.textContent?.startsWith(relay ? "online · via relay" : "online"),
+      RELAY,
       { timeout: 60_000 },
     );
     await a.waitForFunction(() => document.documentElement.dataset.contentOrigin === "ready", undefined, {
@@ -248,8 +258,10 @@ async function main(): Promise<void> {
 
     const cdp = await env.browser.newBrowserCDPSession();
     const cpu = new Map<string, { seconds: number; mb: number }>();
-    await rawChannel(a, b, SIZE);
-    if ((await timedRaw(a, SIZE)).bytes !== SIZE) throw new Error("raw channel: wrong size");
+    if (!RELAY) {
+      await rawChannel(a, b, SIZE);
+      if ((await timedRaw(a, SIZE)).bytes !== SIZE) throw new Error("raw channel: wrong size");
+    }
     const subject = (name: string, page: Page) => ({
       name,
       run: async (): Promise<SelfTimed> => {
@@ -266,12 +278,12 @@ async function main(): Promise<void> {
       subject("proxy", proxyPage),
       subject("direct", directPage),
       subject("local", localPage),
-      subject("raw", a),
+      ...(RELAY ? [] : [subject("raw", a)]),
     ]);
     const p = rateOf(rates, "proxy");
     const d = rateOf(rates, "direct");
     const l = rateOf(rates, "local");
-    const r = rateOf(rates, "raw");
+    const r = RELAY ? undefined : rateOf(rates, "raw");
     /** Browser CPU milliseconds per MB of `name`'s bodies. */
     const cpuPerMb = (name: string) => {
       const c = cpu.get(name)!;
@@ -312,20 +324,24 @@ async function main(): Promise<void> {
           ratio: sliceRatio(l, d),
           ratioRange: sliceRatioRange(l, d),
         },
-        {
-          name: "proxy vs a bare data channel between the pages",
-          value: p.perSecond,
-          unit: "MB/s",
-          baseline: { name: "raw channel", value: r.perSecond },
-          ratio: sliceRatio(p, r),
-          ratioRange: sliceRatioRange(p, r),
-        },
-        {
-          name: "browser CPU per MB (raw channel)",
-          value: cpuPerMb("raw"),
-          unit: "ms",
-          baseline: { name: "direct", value: cpuPerMb("direct") },
-        },
+        ...(r
+          ? [
+              {
+                name: "proxy vs a bare data channel between the pages",
+                value: p.perSecond,
+                unit: "MB/s",
+                baseline: { name: "raw channel", value: r.perSecond },
+                ratio: sliceRatio(p, r),
+                ratioRange: sliceRatioRange(p, r),
+              },
+              {
+                name: "browser CPU per MB (raw channel)",
+                value: cpuPerMb("raw"),
+                unit: "ms",
+                baseline: { name: "direct", value: cpuPerMb("direct") },
+              },
+            ]
+          : []),
         {
           name: "browser CPU per MB (proxy)",
           value: cpuPerMb("proxy"),
@@ -359,6 +375,7 @@ async function main(): Promise<void> {
       ],
       {
         bench: "proxy-browser",
+        path: RELAY ? "relay" : "direct",
         presence,
         size_bytes: SIZE,
         proxy: {
@@ -384,10 +401,14 @@ async function main(): Promise<void> {
         browser_local_vs_direct: sliceRatio(l, d),
         browser_local_vs_direct_range: sliceRatioRange(l, d),
         browser_proxy_vs_local: sliceRatio(p, l),
-        raw_channel: { mb_per_s: r.perSecond, cpu_ms_per_mb: cpuPerMb("raw") },
-        browser_proxy_vs_raw_channel: sliceRatio(p, r),
-        browser_proxy_vs_raw_channel_range: sliceRatioRange(p, r),
-        raw_channel_vs_direct: sliceRatio(r, d),
+        ...(r
+          ? {
+              raw_channel: { mb_per_s: r.perSecond, cpu_ms_per_mb: cpuPerMb("raw") },
+              browser_proxy_vs_raw_channel: sliceRatio(p, r),
+              browser_proxy_vs_raw_channel_range: sliceRatioRange(p, r),
+              raw_channel_vs_direct: sliceRatio(r, d),
+            }
+          : {}),
         browser_p50_overhead_ms: overhead,
       },
     );

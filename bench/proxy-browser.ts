@@ -24,7 +24,8 @@
  * Figures: MB/s of each; `browser_proxy_vs_direct`, `browser_local_vs_direct` and
  * `browser_proxy_vs_raw_channel` (median of the per-round ratios, with their ranges); CPU of the
  * whole browser (every process, CDP
- * `SystemInfo.getProcessInfo`) per MB for each subject; p50/p99 latency of a 1 KiB file, proxy,
+ * `SystemInfo.getProcessInfo`) per MB for each subject, above what it burns idle
+ * (`browser_idle_cores`, measured for 2 s before the rounds, times each subject's wall time); p50/p99 latency of a 1 KiB file, proxy,
  * direct and local alternating request by request (`browser_p50_overhead_ms` = proxy p50 − direct
  * p50; `local.p50_ms`: the part of it that is the browser's plumbing, without the session).
  * Bob's and Alice's engines run in the same Chromium, on the same two cores, as the server does.
@@ -154,6 +155,14 @@ function timedRaw(a: Page, size: number): Promise<{ bytes: number; ms: number }>
   }, size);
 }
 
+/** CPU time so far of each browser process, by type and id, in seconds. */
+async function cpuByProcess(cdp: CDPSession): Promise<Map<string, number>> {
+  const info = (await cdp.send("SystemInfo.getProcessInfo")) as {
+    processInfo: { type: string; id: number; cpuTime: number }[];
+  };
+  return new Map(info.processInfo.map((p) => [`${p.type} ${p.id}`, p.cpuTime]));
+}
+
 /** CPU time of the whole browser so far (every process), in seconds. */
 async function browserCpu(cdp: CDPSession): Promise<number> {
   const info = (await cdp.send("SystemInfo.getProcessInfo")) as { processInfo: { cpuTime: number }[] };
@@ -242,6 +251,16 @@ async function main(): Promise<void> {
     if (process.env.LOFT_BENCH_PROFILE) {
       // Where each page's CPU goes while Alice fetches through Bob (self time per function).
       const which = process.env.LOFT_BENCH_PROFILE === "local" ? localPage : proxyPage;
+      // First without the profiler (its sampling costs each page CPU of its own).
+      const byType = await env.browser.newBrowserCDPSession();
+      const before = await cpuByProcess(byType);
+      for (let i = 0; i < 5; i++) await timedFetch(which, "big.bin");
+      const after = await cpuByProcess(byType);
+      log("--- browser CPU by process over five bodies (ms per MB)");
+      for (const [key, t] of after) {
+        const ms = ((t - (before.get(key) ?? 0)) * 1000) / ((5 * SIZE) / 1e6);
+        if (ms >= 0.5) log(`${ms.toFixed(1).padStart(7)}  ${key}`);
+      }
       const stops = await Promise.all(
         [a, b, which].map((page) => startProfile(page, { intervalUs: 200, top: 30 })),
       );
@@ -257,7 +276,13 @@ async function main(): Promise<void> {
     }
 
     const cdp = await env.browser.newBrowserCDPSession();
-    const cpu = new Map<string, { seconds: number; mb: number }>();
+    const cpu = new Map<string, { seconds: number; wall: number; mb: number }>();
+    // What the browser burns doing nothing (six pages open, their timers): subtracted from each
+    // subject's CPU for the time it ran, or a slow subject's per-MB figure is mostly this.
+    const idleAt = await browserCpu(cdp);
+    const idleT = performance.now();
+    await new Promise((r) => setTimeout(r, 2000));
+    const idleCores = ((await browserCpu(cdp)) - idleAt) / ((performance.now() - idleT) / 1000);
     if (!RELAY) {
       await rawChannel(a, b, SIZE);
       if ((await timedRaw(a, SIZE)).bytes !== SIZE) throw new Error("raw channel: wrong size");
@@ -266,10 +291,12 @@ async function main(): Promise<void> {
       name,
       run: async (): Promise<SelfTimed> => {
         const c0 = await browserCpu(cdp);
+        const w0 = performance.now();
         const got = name === "raw" ? await timedRaw(a, SIZE) : await timedFetch(page, "big.bin");
         const used = (await browserCpu(cdp)) - c0;
-        const sum = cpu.get(name) ?? { seconds: 0, mb: 0 };
-        cpu.set(name, { seconds: sum.seconds + used, mb: sum.mb + got.bytes / 1e6 });
+        const wall = (performance.now() - w0) / 1000;
+        const sum = cpu.get(name) ?? { seconds: 0, wall: 0, mb: 0 };
+        cpu.set(name, { seconds: sum.seconds + used, wall: sum.wall + wall, mb: sum.mb + got.bytes / 1e6 });
         return { ops: got.bytes / 1e6, seconds: got.ms / 1000 };
       },
     });
@@ -284,10 +311,10 @@ async function main(): Promise<void> {
     const d = rateOf(rates, "direct");
     const l = rateOf(rates, "local");
     const r = RELAY ? undefined : rateOf(rates, "raw");
-    /** Browser CPU milliseconds per MB of `name`'s bodies. */
+    /** Browser CPU milliseconds per MB of `name`'s bodies, above the browser's idle. */
     const cpuPerMb = (name: string) => {
       const c = cpu.get(name)!;
-      return (c.seconds * 1000) / c.mb;
+      return (Math.max(0, c.seconds - idleCores * c.wall) * 1000) / c.mb;
     };
 
     log(`latency: ${LATENCY_REQUESTS} requests of 1 KiB each way (proxy, direct, local), alternating`);
@@ -376,6 +403,7 @@ async function main(): Promise<void> {
       {
         bench: "proxy-browser",
         path: RELAY ? "relay" : "direct",
+        browser_idle_cores: idleCores,
         presence,
         size_bytes: SIZE,
         proxy: {

@@ -56,6 +56,7 @@ import { PeerServer } from "peer";
 import type { Page } from "playwright-core";
 import { launchChromium, launchPersistentChromium } from "../test/support/browser.ts";
 import { startLoft } from "../test/support/loft-process.ts";
+import { BrowserCpu, CpuTally } from "./browser-cpu.ts";
 import { startProfile } from "./cpu-profile.ts";
 import {
   alternate,
@@ -344,6 +345,25 @@ async function main() {
     await callPage(a, "addContact", bob.identity);
     await callPage(a, "online");
     await callPage(a, "makeFile", FILE_MIB, BIG);
+    // CPU per MiB moved, per Chromium process (and thread) and per subject: where the file path
+    // spends what the raw channel does not (bench/browser-cpu.ts). Not in --big (one browser per page).
+    const cpu = BIG ? undefined : await BrowserCpu.open(browser);
+    await cpu?.namePages({ sender: a, receiver: b });
+    const tallies = new Map<string, CpuTally>();
+    const accounted = (subject: Subject): Subject => ({
+      name: subject.name,
+      run: async () => {
+        const before = await cpu?.snapshot();
+        const r = await subject.run();
+        const after = await cpu?.snapshot();
+        if (cpu && before && after) {
+          const tally = tallies.get(subject.name) ?? new CpuTally();
+          tally.add(await cpu.spent(before, after), bytes);
+          tallies.set(subject.name, tally);
+        }
+        return r;
+      },
+    });
 
     // Bob's memory (CDP Runtime.getHeapUsage: the JS heap and the ArrayBuffers' backing stores,
     // which the heap size alone leaves out) sampled every 50 ms per subject; collected before each
@@ -505,7 +525,7 @@ async function main() {
         return { ops: bytes, seconds: ms / 1000 };
       },
     };
-    const rates = await alternate([rawLane, files, peerjs, rawSession], {
+    const rates = await alternate([rawLane, files, peerjs, rawSession].map(accounted), {
       rounds: ROUNDS,
       sliceSeconds: 0,
       warmupSeconds: 0,
@@ -526,7 +546,11 @@ async function main() {
     log("reconnecting: the next session offers AESGCM_SHA256…");
     await callPage(a, "reconnect");
     const filesAes = filesSubject("files-aesgcm");
-    const ratesAes = await alternate([raw, filesAes], { rounds: ROUNDS, sliceSeconds: 0, warmupSeconds: 0 });
+    const ratesAes = await alternate([raw, filesAes].map(accounted), {
+      rounds: ROUNDS,
+      sliceSeconds: 0,
+      warmupSeconds: 0,
+    });
     const rawRateAes = mbs(rateOf(ratesAes, raw.name));
     const fileRateAes = mbs(rateOf(ratesAes, filesAes.name));
     const ratioAes = sliceRatio(rateOf(ratesAes, filesAes.name), rateOf(ratesAes, raw.name));
@@ -561,6 +585,15 @@ async function main() {
     for (const p of members) await callPage(p, "stop");
     const [smallest = 2] = ROOM_SIZES;
     const base = fanout.get(smallest) ?? 0;
+    // CPU milliseconds per MiB moved, per process role (the pages' renderers by what they do,
+    // the rest by Chromium's process type) and the busiest threads: what each subject costs.
+    const cpuPerMib = Object.fromEntries([...tallies].map(([name, t]) => [name, t.msPerMib()]));
+    for (const [name, t] of tallies) {
+      log(`CPU per MiB, ${name}: ${JSON.stringify(t.msPerMib())}`);
+      for (const [thread, ms] of t.topThreads()) log(`    ${ms.toFixed(1).padStart(7)} ms/MiB  ${thread}`);
+    }
+    const cpuTotal = (name: string) => tallies.get(name)?.msPerMib().total ?? Number.NaN;
+    const cpuFilesVsRaw = cpuTotal(files.name) / cpuTotal(raw.name);
     report(
       `bench:files (Chromium ${chromium}, ${FILE_MIB} MiB)`,
       [
@@ -584,6 +617,13 @@ async function main() {
           unit: "MB/s",
           baseline: { name: "raw data channel, 64 KiB messages", value: rawRateAes },
           ratio: ratioAes,
+        },
+        {
+          name: "CPU of the whole browser per MiB moved, file transfer (lower is better)",
+          value: cpuTotal(files.name),
+          unit: "ms/MiB",
+          baseline: { name: `raw data channel (${raw.name})`, value: cpuTotal(raw.name) },
+          ratio: cpuFilesVsRaw,
         },
         {
           name: "receiving page: peak JS heap + ArrayBuffers during the file rounds",
@@ -619,6 +659,13 @@ async function main() {
         files_aesgcm_mb_s: Math.round(fileRateAes * 10) / 10,
         files_aesgcm_vs_raw: Math.round(ratioAes * 1000) / 1000,
         receiver_peak_mib: Math.round(peak),
+        // CPU ms per MiB by process role and subject; files' CPU per byte against the raw channel's.
+        cpu_ms_per_mib: cpuPerMib,
+        cpu_files_vs_raw: Math.round(cpuFilesVsRaw * 1000) / 1000,
+        cpu_threads_ms_per_mib: {
+          files: Object.fromEntries(tallies.get(files.name)?.topThreads() ?? []),
+          raw: Object.fromEntries(tallies.get(raw.name)?.topThreads() ?? []),
+        },
         peerjs_receiver_peak_mib: Math.round(peerjsPeak),
         fan_mib: FAN_MIB,
         ...Object.fromEntries([...fanout].map(([size, ms]) => [`room_${size}_ms`, Math.round(ms)])),

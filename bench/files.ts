@@ -73,6 +73,12 @@ import { buildPage, callPage, repoModule, servePage } from "./page-bundle.ts";
 const QUICK = process.argv.includes("--quick");
 /** Raw channel MB/s by message size and low threshold only (which size the chunks should be). */
 const SIZES = process.argv.includes("--sizes");
+/**
+ * Where received chunks could go, by CPU per MiB: the same sealed chunks written into IndexedDB
+ * (the store the receiver uses), into the origin-private file system through a sync access handle
+ * in a dedicated worker, and through a writable stream from the page; one page, alternating.
+ */
+const STORE = process.argv.includes("--store");
 /** The full memory run: a 1 GiB file, files only (the short form is the default run's peak). */
 const BIG = process.argv.includes("--big");
 const FILE_MIB = Number(process.env.LOFT_BENCH_FILE_MIB ?? (BIG ? 1024 : QUICK ? 16 : 100));
@@ -96,6 +102,7 @@ import { createUserIdentity, encodeIdentity, decodeIdentity } from ${repoModule(
 import { toHex } from ${repoModule("core/bytes.ts")};
 import { pageCrypto } from ${repoModule("web/src/crypto.ts")};
 import { WebRtcLink } from ${repoModule("web/src/net/webrtc-link.ts")};
+import { IdbFileStore } from ${repoModule("web/src/engine/files/idb-store.ts")};
 import { Peer } from "peerjs";
 
 const s = { links: [], named: {}, files: new Map(), pjInbox: [], pjWaiter: undefined, logs: [] };
@@ -310,6 +317,79 @@ window.loftBench = {
     for (let got = 0; got < total; ) got += (await link.receive()).length;
     link.send(new Uint8Array([1]));
   },
+  // --store: \`mib\` MiB of 65 040-byte sealed-size chunks, 16 per batch as the receiver stores them.
+  async storeIdb(mib) {
+    const store = (s.idb ??= new IdbFileStore("bench-store"));
+    const n = Math.ceil((mib * 1048576) / 65040);
+    const chunk = new Uint8Array(65040);
+    crypto.getRandomValues(chunk.subarray(0, 65536 > 65040 ? 65040 : 65536));
+    for (let i = 0; i < n; i += 16) {
+      const batch = Array.from({ length: Math.min(16, n - i) }, () => chunk.slice());
+      await store.putChunks("k", i, batch);
+    }
+    await store.deleteChunks("k");
+  },
+  async storeOpfsWorker(mib) {
+    if (!s.worker) {
+      const code = "let h; onmessage = async (e) => {" +
+        " if (e.data.open) { const root = await navigator.storage.getDirectory();" +
+        "  const f = await root.getFileHandle('bench-store.bin', { create: true }); h = await f.createSyncAccessHandle(); postMessage(0); return; }" +
+        " if (e.data.reset) { h.truncate(0); h.flush(); postMessage(0); return; }" +
+        " for (const [at, b] of e.data.batch) h.write(new Uint8Array(b), { at });" +
+        " h.flush(); postMessage(0); };";
+      s.worker = new Worker(URL.createObjectURL(new Blob([code], { type: "text/javascript" })));
+      s.ask = (m, t) => new Promise((resolve) => { s.worker.onmessage = resolve; s.worker.postMessage(m, t ?? []); });
+      await s.ask({ open: true });
+    }
+    const n = Math.ceil((mib * 1048576) / 65040);
+    const chunk = new Uint8Array(65040);
+    crypto.getRandomValues(chunk.subarray(0, 65536 > 65040 ? 65040 : 65536));
+    for (let i = 0; i < n; i += 16) {
+      const batch = Array.from({ length: Math.min(16, n - i) }, (_, k) => [(i + k) * 65040, chunk.slice().buffer]);
+      await s.ask({ batch }, batch.map((b) => b[1]));
+    }
+    await s.ask({ reset: true });
+  },
+  /** --store: the sender's reads, the \`File\` 16 chunks (one slice) at a time. */
+  async readFile() {
+    const step = 16 * 65024;
+    for (let at = 0; at < s.file.size; at += step) new Uint8Array(await s.file.slice(at, at + step).arrayBuffer())[0];
+  },
+  /** --store: AES-256-GCM seal of every chunk (WebCrypto, 16 at once), as the sender does. */
+  async sealChunks(mib) {
+    const key = await crypto.subtle.importKey("raw", new Uint8Array(32), "AES-GCM", false, ["encrypt", "decrypt"]);
+    const n = Math.ceil((mib * 1048576) / 65024);
+    const plain = new Uint8Array(65024);
+    for (let i = 0; i < n; i += 16)
+      await Promise.all(Array.from({ length: Math.min(16, n - i) }, (_, k) => {
+        const iv = new Uint8Array(12);
+        new DataView(iv.buffer).setUint32(8, i + k);
+        return crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: iv }, key, plain);
+      }));
+  },
+  /** --store: open and digest every chunk (WebCrypto, 16 at once), as the receiver does. */
+  async openChunks(mib) {
+    const key = await crypto.subtle.importKey("raw", new Uint8Array(32), "AES-GCM", false, ["encrypt", "decrypt"]);
+    const iv = new Uint8Array(12);
+    const sealed = new Uint8Array(await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: iv }, key, new Uint8Array(65024)));
+    const n = Math.ceil((mib * 1048576) / 65024);
+    for (let i = 0; i < n; i += 16)
+      await Promise.all(Array.from({ length: Math.min(16, n - i) }, async () => {
+        const plain = await crypto.subtle.decrypt({ name: "AES-GCM", iv, additionalData: iv }, key, sealed);
+        await crypto.subtle.digest("SHA-256", plain);
+      }));
+  },
+  async storeOpfsWritable(mib) {
+    const root = await navigator.storage.getDirectory();
+    const f = await root.getFileHandle("bench-store-w.bin", { create: true });
+    const w = await f.createWritable();
+    const n = Math.ceil((mib * 1048576) / 65040);
+    const chunk = new Uint8Array(65040);
+    crypto.getRandomValues(chunk.subarray(0, 65536 > 65040 ? 65040 : 65536));
+    for (let i = 0; i < n; i++) await w.write(chunk.slice());
+    await w.close();
+    await root.removeEntry("bench-store-w.bin");
+  },
   closeLinks() { for (const l of s.links) l.close("bench-done"); s.links = []; s.named = {}; },
 };
 `;
@@ -420,6 +500,61 @@ async function main() {
       }
     };
     const peakMib = (name: string) => (peaks.get(name) ?? 0) / (1024 * 1024);
+    if (STORE && cpu) {
+      // The file path's per-byte steps alone, alternating, CPU of the whole browser: Bob's page
+      // writes the same chunks each way and opens them; Alice's reads the file and seals it.
+      const ways = [
+        "storeIdb",
+        "storeOpfsWorker",
+        "storeOpfsWritable",
+        "readFile",
+        "sealChunks",
+        "openChunks",
+      ].map(
+        (fn): Subject => ({
+          name: fn,
+          run: async () => {
+            const t0 = performance.now();
+            // The stores on Bob's page (the receiver's), the read and the seal on Alice's (the file's).
+            await callPage(fn === "readFile" || fn === "sealChunks" ? a : b, fn, FILE_MIB);
+            return { ops: bytes, seconds: (performance.now() - t0) / 1000 };
+          },
+        }),
+      );
+      const storeRates = await alternate(ways.map(accounted), {
+        rounds: ROUNDS,
+        sliceSeconds: 0,
+        warmupSeconds: 0,
+      });
+      for (const [name, t] of tallies) {
+        log(`CPU per MiB, ${name}: ${JSON.stringify(t.msPerMib())}`);
+        for (const [thread, ms] of t.topThreads(8)) log(`    ${ms.toFixed(1).padStart(7)} ms/MiB  ${thread}`);
+      }
+      const total = (name: string) => tallies.get(name)?.msPerMib().total ?? Number.NaN;
+      report(
+        `bench:files --store (Chromium ${browser.version()}, ${FILE_MIB} MiB of 65 040-byte chunks)`,
+        ways.map((w) => ({
+          name: `${w.name}: CPU of the whole browser per MiB written`,
+          value: total(w.name),
+          unit: "ms/MiB",
+          baseline: { name: "storeIdb", value: total("storeIdb") },
+          ratio: total(w.name) / total("storeIdb"),
+        })),
+        {
+          bench: "files-store",
+          file_mib: FILE_MIB,
+          cpu_ms_per_mib: Object.fromEntries([...tallies].map(([name, t]) => [name, t.msPerMib()])),
+          ...Object.fromEntries(
+            ways.map((w) => [
+              `${w.name}_mb_s`,
+              Math.round((median(rateOf(storeRates, w.name).slices) / 1e6) * 10) / 10,
+            ]),
+          ),
+          rounds: ROUNDS,
+        },
+      );
+      return;
+    }
     const filesSubject = (name: string): Subject => ({
       name,
       run: async () => {

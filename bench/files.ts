@@ -776,6 +776,7 @@ async function main() {
     }
     const cpuTotal = (name: string) => tallies.get(name)?.msPerMib().total ?? Number.NaN;
     const cpuFilesVsRaw = cpuTotal(files.name) / cpuTotal(raw.name);
+    const cpuAesVsRaw = cpuTotal("files-aesgcm") / cpuTotal("raw-next");
     report(
       `bench:files (Chromium ${chromium}, ${FILE_MIB} MiB)`,
       [
@@ -845,6 +846,7 @@ async function main() {
         // CPU ms per MiB by process role and subject; files' CPU per byte against the raw channel's.
         cpu_ms_per_mib: cpuPerMib,
         cpu_files_vs_raw: Math.round(cpuFilesVsRaw * 1000) / 1000,
+        cpu_files_aesgcm_vs_raw: Math.round(cpuAesVsRaw * 1000) / 1000,
         cpu_threads_ms_per_mib: {
           files: Object.fromEntries(tallies.get(files.name)?.topThreads() ?? []),
           raw: Object.fromEntries(tallies.get(raw.name)?.topThreads() ?? []),

@@ -30,6 +30,13 @@
  *  50 ms, garbage collected before each round — during the file (PeerJS) rounds. `raw_vs_peerjs`
  *  is the ceiling of `files_vs_peerjs` on the machine. `LOFT_BENCH_PROFILE=1` logs each page's CPU
  *  profile per file round (self time per function, bench/cpu-profile.ts; not with `--json`).
+ *  CPU per MiB moved (`cpu_ms_per_mib`, `cpu_files_vs_raw`, `cpu_files_aesgcm_vs_raw`,
+ *  `cpu_threads_ms_per_mib`): each round's CPU time per Chromium process — the two pages'
+ *  renderers (`sender`, `receiver`), the browser process, the network service — and thread
+ *  (bench/browser-cpu.ts), per subject; the file subject's split at Bob's accept into
+ *  `files-prepare` (the hash and the sealed copy, untimed) and `files` (the timed part). What
+ *  decides the rate when the cores are full, and steadier under load than MB/s.
+ *  `LOFT_BENCH_PEERJS=0` leaves PeerJS out.
  *
  *  - room fan-out: one `LOFT_BENCH_FAN_MIB` MiB file (8 by default) sent to a room of 2, then 4
  *    members (`LOFT_BENCH_ROOM_SIZES`, e.g. `2,4,8`), every member accepting at once: timed on the
@@ -39,6 +46,11 @@
  * `--sizes` (`npm run bench:files -- --sizes [--json]`): the raw channel only, 64, 128 and 255 KiB
  * messages, on a bulk lane (4 MiB low threshold) and a session channel (1 MiB), alternating —
  * what message size and threshold the chunks should use.
+ *
+ * `--store` (`npm run bench:files -- --store [--json]`): the file path's per-byte steps alone, by
+ * CPU per MiB, alternating — the receiver's IndexedDB writes (and, to compare, OPFS through a sync
+ * access handle in a worker and through a writable), the sender's `File` reads, the seal, the open
+ * and digest — what the file path adds to the raw channel, step by step.
  *
  * `--big` (`npm run bench:files -- --big [--json]`): one 1 GiB file (`LOFT_BENCH_FILE_MIB`), files
  * only, one round: `receiver_peak_mib` during it is the issue's "memory flat" figure (the memory of

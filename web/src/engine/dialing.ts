@@ -285,7 +285,10 @@ export async function attemptFailed(
     }
   }
   if (attempt.link.state !== "closed") attempt.link.close(reason, detail);
-  ctx.cfg.log(`attempt ${attempt.direction} ${peer.id.slice(0, 8)} ended: ${reason}`);
+  // With the detail (never a payload): ERR_DATA_CHANNEL alone does not say whether the peer's page
+  // went away ("User-Initiated Abort") or this end failed.
+  const more = detail && detail !== reason ? ` (${detail})` : "";
+  ctx.cfg.log(`attempt ${attempt.direction} ${peer.id.slice(0, 8)} ended: ${reason}${more}`);
   // A peer from before suites refused our offer (noise-suites.ts): not a failure — the same dial
   // again at once, now without an offer (the mark is false, so this happens once per contact).
   // If no dial may start now (the contact went offline meanwhile), the usual retry, quietly.

@@ -213,16 +213,22 @@ export async function openedWithin(
   throw r.e;
 }
 
-/** On the relay path: when to try a direct channel again ("switches to direct when it can"). */
+/**
+ * On the relay path: when to try a direct channel again ("switches to direct when it can";
+ * docs/protocol/mailbox.md §6). Both ends start this timer together — the relay session comes up
+ * on both at once, and a failed upgrade ends on both at once (the receiving end counts it too, in
+ * the link controller's `offer`) — so without a rule both dialled together every time and one of
+ * the two offers was lost to glare. The glare rule of chat.md §1 applies: the higher key waits
+ * `glareDelayMs` longer and, finding the lower key's attempt running, plans its next turn.
+ */
 export function planUpgrade(ctx: DialingContext, peer: Peer): Outcome[] {
   if (ctx.stopped || peer.live?.path !== "relay") return [cancel("upgrade")];
-  return [
-    schedule(
-      "upgrade",
-      Math.min(ctx.cfg.directRetryMaxMs, ctx.cfg.directRetryMs * 2 ** Math.min(peer.upgradeFailures, 8)),
-      { step: "upgrade-due" },
-    ),
-  ];
+  const backoff = Math.min(
+    ctx.cfg.directRetryMaxMs,
+    ctx.cfg.directRetryMs * 2 ** Math.min(peer.upgradeFailures, 8),
+  );
+  const glare = ctx.selfId > peer.id ? ctx.cfg.glareDelayMs : 0;
+  return [schedule("upgrade", backoff + glare, { step: "upgrade-due" })];
 }
 
 /** The upgrade timer fired. */
@@ -298,6 +304,12 @@ export async function attemptFailed(
     return [...retryLater(ctx, peer), ...(!peer.live && !peer.attempt ? [presence("offline")] : [])];
   }
   if (ctx.stopped || closeRule(reason).quiet) return [];
+  // The dialer gave up its own attempt before the channel opened (`bye` `cancelled`, chat.md §1):
+  // what comes next is the dialer's — a live link through the relay (mailbox.md §6), its own
+  // retry, or nothing (its user disconnected). Dialling back from here would only cross it: a
+  // relay offer answered with glare, a second WebRTC setup for nothing.
+  if (attempt.direction === "in" && reason === "bye-cancelled")
+    return !peer.live && !peer.attempt ? [presence("offline")] : [];
   const out: Outcome[] = [];
   if (reason === "bye-refused" && !peer.refusedUs) {
     peer.refusedUs = true;

@@ -446,7 +446,12 @@ export class LinkController {
       await this.#runSession(attempt, session, keyPair, decision.path);
     } catch (e) {
       await this.#attemptFailed(attempt, e);
-      if (peer.live?.path === "relay") this.apply(planUpgrade(ctx, peer));
+      if (peer.live?.path === "relay") {
+        // The contact's upgrade to direct failed: counted here as on its side, so both ends keep
+        // the same upgrade timer and its glare order (dialing.ts `planUpgrade`).
+        if (decision.path === "direct") peer.upgradeFailures++;
+        this.apply(planUpgrade(ctx, peer));
+      }
     } finally {
       wipe(keyPair.secretKey);
     }

@@ -94,12 +94,13 @@ export async function introduce(
 
 /**
  * `introduce`, then both open their chat and a sees b online (by either path: direct or via the
- * relay, whichever comes up first on this machine).
+ * relay, whichever comes up first on this machine). By clicks, as people do: a reload here would
+ * end the first connection between the two while it opens, and the engines would dial again.
  */
 export async function startChatting(a: Page, b: Page, url: string): Promise<[string, string]> {
   const [aId, bId] = await introduce(a, b, url);
-  await openChat(a, bId);
-  await openChat(b, aId);
+  await openChatHere(a);
+  await openChatFromHome(b, aId);
   await waitForPresence(a, /^online/);
   return [aId, bId];
 }

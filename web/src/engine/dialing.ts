@@ -307,9 +307,9 @@ export async function attemptFailed(
   // The dialer gave up its own attempt before the channel opened (`bye` `cancelled`, chat.md §1):
   // what comes next is the dialer's — a live link through the relay (mailbox.md §6), its own
   // retry, or nothing (its user disconnected). Dialling back from here would only cross it: a
-  // relay offer answered with glare, a second WebRTC setup for nothing.
-  if (attempt.direction === "in" && reason === "bye-cancelled")
-    return !peer.live && !peer.attempt ? [presence("offline")] : [];
+  // relay offer answered with glare, a second WebRTC setup for nothing. Still a failed attempt
+  // here too: counted, so that this side also says the path is unavailable (issue #17).
+  const dialBack = !(attempt.direction === "in" && reason === "bye-cancelled");
   const out: Outcome[] = [];
   if (reason === "bye-refused" && !peer.refusedUs) {
     peer.refusedUs = true;
@@ -317,7 +317,8 @@ export async function attemptFailed(
   }
   const error = describeFailure(reason, peer.name, detail, peer.addressRef !== undefined);
   if (error.kind === "verification-failed") emit(ctx, { type: "error", contactId: peer.id, error });
-  out.push(...retryLater(ctx, peer));
+  if (dialBack) out.push(...retryLater(ctx, peer));
+  else if (!peer.manualOff && peer.online && !peer.live) peer.failures++;
   if (!peer.live && !peer.attempt) {
     // A verification failure stays what it is; plain failures past the threshold say the path is down.
     const unavailable = directUnavailable(peer) && error.kind !== "verification-failed";

@@ -76,12 +76,12 @@ function unavailableError(peer: Peer): EngineError {
   };
 }
 
-/** One more failure: the next dial after a full-jitter backoff. */
-export function retryLater(ctx: DialingContext, peer: Peer): Outcome[] {
+/** One more failure: the next dial after a full-jitter backoff, and not before `minMs`. */
+export function retryLater(ctx: DialingContext, peer: Peer, minMs = 0): Outcome[] {
   if (ctx.stopped || peer.manualOff || !peer.online || peer.live) return [];
   peer.failures++;
   const max = peer.failures >= DIRECT_UNAVAILABLE_AFTER ? UNAVAILABLE_BACKOFF_MAX_MS : ctx.cfg.backoffMaxMs;
-  const delay = fullJitter(ctx.cfg.backoffInitialMs, max, peer.failures);
+  const delay = Math.max(minMs, fullJitter(ctx.cfg.backoffInitialMs, max, peer.failures));
   return [schedule("retry", delay, { step: "maybe-dial", why: "retry" })];
 }
 
@@ -305,11 +305,12 @@ export async function attemptFailed(
   }
   if (ctx.stopped || closeRule(reason).quiet) return [];
   // The dialer gave up its own attempt before the channel opened (`bye` `cancelled`, chat.md §1):
-  // what comes next is the dialer's — a live link through the relay (mailbox.md §6), its own
-  // retry, or nothing (its user disconnected). Dialling back from here would only cross it: a
-  // relay offer answered with glare, a second WebRTC setup for nothing. Still a failed attempt
-  // here too: counted, so that this side also says the path is unavailable (issue #17).
-  const dialBack = !(attempt.direction === "in" && reason === "bye-cancelled");
+  // what comes next is the dialer's first — above all its live link through the relay, whose
+  // offer follows at once (mailbox.md §6). A dial back before it would cross it (a relay offer
+  // answered with glare, a second WebRTC setup for nothing), so ours waits at least the glare
+  // delay, and the relay offer cancels it. It stays a retry: if the dialer went quiet (its
+  // retries backed off further than ours), this side still tries.
+  const cancelledByDialer = attempt.direction === "in" && reason === "bye-cancelled";
   const out: Outcome[] = [];
   if (reason === "bye-refused" && !peer.refusedUs) {
     peer.refusedUs = true;
@@ -317,8 +318,7 @@ export async function attemptFailed(
   }
   const error = describeFailure(reason, peer.name, detail, peer.addressRef !== undefined);
   if (error.kind === "verification-failed") emit(ctx, { type: "error", contactId: peer.id, error });
-  if (dialBack) out.push(...retryLater(ctx, peer));
-  else if (!peer.manualOff && peer.online && !peer.live) peer.failures++;
+  out.push(...retryLater(ctx, peer, cancelledByDialer ? ctx.cfg.glareDelayMs : 0));
   if (!peer.live && !peer.attempt) {
     // A verification failure stays what it is; plain failures past the threshold say the path is down.
     const unavailable = directUnavailable(peer) && error.kind !== "verification-failed";

@@ -389,8 +389,8 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     const m = await a.engine.send(b.id, "now direct");
     await until(() => stateOf(a, m) === "delivered", "delivered");
     // The lower key dials (chat.md §1) and falls back to the relay; the other side, its attempt
-    // ended with `bye cancelled`, leaves what follows to the dialer instead of dialling back into
-    // the relay offer; the upgrade is the lower key's too (dialing.ts `planUpgrade`). No offer lost.
+    // ended with `bye cancelled`, waits for the relay offer instead of dialling back into it; the
+    // upgrade is the lower key's too (dialing.ts `planUpgrade`). No offer lost.
     const [low, high] = a.id < b.id ? [a, b] : [b, a];
     expect(low.logs.filter((l) => l.startsWith("dial "))).toEqual([
       `dial ${high.id.slice(0, 8)}`,

@@ -63,7 +63,10 @@ export interface TamperingSignaling {
   answersTo(from: Uint8Array, offers: readonly SignalEnvelope[]): number;
   /** The offers delivered to `to` so far (the last 16), for `replayOffers`. */
   recordedOffers(to: Uint8Array): SignalEnvelope[];
-  /** Push `offers` again to the current connections of their recipient; returns how many. */
+  /**
+   * Push `offers` again to every current connection of their recipient; returns how many
+   * envelopes went down (offers × connections).
+   */
   replayOffers(offers: readonly SignalEnvelope[]): number;
   /** REGISTER requests seen from browsers registering as `key` (first ones and renewals). */
   registrationsOf(key: Uint8Array): number;
@@ -243,10 +246,13 @@ export async function startTamperingSignaling(upstream: string): Promise<Tamperi
     recordedOffers: (to) => [...(offers.get(toHex(to)) ?? [])],
     registrationsOf: (key) => registrations.get(toHex(key)) ?? 0,
     replayOffers(recorded) {
+      let sent = 0;
       for (const envelope of recorded)
-        for (const send of registered.get(toHex(envelope.to)) ?? [])
+        for (const send of registered.get(toHex(envelope.to)) ?? []) {
           send(serverCodec.encode({ t: "SIGNAL", envelope }));
-      return recorded.length;
+          sent++;
+        }
+      return sent;
     },
     async close() {
       for (const p of puppets) p.close();

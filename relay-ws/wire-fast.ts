@@ -241,3 +241,81 @@ export function encodeMsg(
   out.set(q, at);
   return out;
 }
+
+const RESULT_BYTES = new Map<string, number[]>();
+
+/** `{i, k: "RES", r: [str…]}` (protocol 1.3), as encodeServerFrame writes it. */
+export function encodeRes(i: number, results: readonly string[]): Uint8Array {
+  if (results.length === 0 || results.length > 0xffff) throw new RangeError("encodeRes: result count");
+  const out: number[] = [0x83, FIXSTR_1, K_I, ...uintBytes(i), FIXSTR_1, K_K, 0xa3, 0x52, 0x45, 0x53];
+  out.push(FIXSTR_1, 0x72, ...arrayHeader(results.length));
+  for (const r of results) {
+    let bytes = RESULT_BYTES.get(r);
+    if (!bytes) {
+      // Wire codes are short ASCII (fixstr); the generic codec checks them (RES schema).
+      if (r.length > 31 || !/^[A-Z_]+$/.test(r)) throw new RangeError("encodeRes: result");
+      bytes = [0xa0 | r.length, ...Array.from(r, (c) => c.charCodeAt(0))];
+      RESULT_BYTES.set(r, bytes);
+    }
+    for (const x of bytes) out.push(x);
+  }
+  return Uint8Array.from(out);
+}
+
+function arrayHeader(n: number): number[] {
+  return n < 16 ? [0x90 | n] : [0xdc, n >>> 8, n & 0xff];
+}
+
+/**
+ * `{k: "MSGS", ms: [[m, b]…], q}` (protocol 1.3) around server→recipient ciphertexts (each whole
+ * or in the cipher's output pieces), as encodeServerFrame writes it.
+ */
+export function encodeMsgs(
+  q: Uint8Array,
+  items: readonly { msgId: Uint8Array; parts: Uint8Array[]; length: number }[],
+): Uint8Array {
+  if (q.length !== ID_LENGTH || items.length === 0 || items.length > 0xffff)
+    throw new RangeError("encodeMsgs: field lengths");
+  const head = [
+    0x83,
+    FIXSTR_1,
+    K_K,
+    0xa4,
+    0x4d,
+    0x53,
+    0x47,
+    0x53,
+    0xa2,
+    K_M,
+    0x73,
+    ...arrayHeader(items.length),
+  ];
+  let total = head.length + 4 + ID_LENGTH;
+  for (const it of items) {
+    if (!isDeliveryLength(it.length) || it.msgId.length !== ID_LENGTH)
+      throw new RangeError("encodeMsgs: field lengths");
+    total += 1 + 2 + ID_LENGTH + 3 + it.length;
+  }
+  const out = Buffer.allocUnsafe(total);
+  out.set(head, 0);
+  let at = head.length;
+  for (const it of items) {
+    out[at++] = 0x92;
+    out[at++] = BIN8;
+    out[at++] = ID_LENGTH;
+    out.set(it.msgId, at);
+    at += ID_LENGTH;
+    // Every delivery length is 280..16408 bytes: a bin16 header.
+    out[at++] = BIN16;
+    out[at++] = it.length >>> 8;
+    out[at++] = it.length & 0xff;
+    for (const p of it.parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+  }
+  out.set([FIXSTR_1, K_Q, BIN8, ID_LENGTH], at);
+  at += 4;
+  out.set(q, at);
+  return out;
+}

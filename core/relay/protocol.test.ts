@@ -101,7 +101,9 @@ describe("relay protocol codecs", () => {
     // Arrays decode since 1.3 (RES, MSGS carry up to MAX_BATCH entries): a short one is not a
     // frame of any kind; a longer one is refused by the decoder's limits.
     expect(e(decodeServerFrame(encodeCanonical([1, 2])))).toBe("LOFT_ERR_UNKNOWN_TYPE");
-    expect(e(decodeServerFrame(encodeCanonical(new Array(MAX_BATCH + 1).fill(1))))).toBe("LOFT_ERR_MALFORMED");
+    expect(e(decodeServerFrame(encodeCanonical(new Array(MAX_BATCH + 1).fill(1))))).toBe(
+      "LOFT_ERR_MALFORMED",
+    );
     expect(e(decodeServerFrame(encodeCanonical({ k: "SEND", i: 1 })))).toBe("LOFT_ERR_UNKNOWN_TYPE");
   });
 

@@ -440,7 +440,8 @@ export class RelayConnection implements ConnectionHandle {
       if (
         !version ||
         (version === RELAY_VERSION_BUCKETED && !this.#ctx.config.bucketed) ||
-        (version === RELAY_VERSION_BATCHED && !this.#ctx.config.batched)
+        // 1.3 includes 1.2's bucketed deliveries: a relay that refuses 1.2 refuses 1.3 too.
+        (version === RELAY_VERSION_BATCHED && (!this.#ctx.config.batched || !this.#ctx.config.bucketed))
       ) {
         this.#error("VERSION");
         this.close(1002, "LOFT_ERR_UNSUPPORTED_VERSION");

@@ -271,6 +271,9 @@ export class RelayConnection implements ConnectionHandle {
 
   /** Send a server frame; cut a client that does not read. */
   sendFrame(frame: ServerFrame): void {
+    // An END leaves after the pushes of this tick (1.3 holds them to the tick's end), as under
+    // 1.2, where each push left at once: the client reads the queue's messages before its END.
+    if (frame.k === "END" && this.#staged) this.#flushStaged();
     this.#send(encodeServerFrame(frame));
   }
 

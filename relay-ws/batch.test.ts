@@ -161,6 +161,9 @@ describe("batches (1.3) on a real relay", () => {
         "LOFT_ERR_RELAY_QUOTA",
       ]);
       expect(await drain(rx, q)).toEqual([1, 2, 3, 4, 5].map((k) => body(k, k)));
+      // Per-message refusals are counted as single commands' are.
+      expect(await relayCounter(small, "loft_relay_errors_total", { code: "QUOTA" })).toBe(2);
+      expect(await relayCounter(small, "loft_relay_errors_total", { code: "DUPLICATE" })).toBe(2);
       // Retried once there is room: the refused ones are stored now, nothing twice.
       const retry = [5, 6, 7].map((k) => tx.send(s, body(k, k), { sendId: id(k) }));
       expect(await Promise.all(retry.map((p) => refusalCode(p)))).toEqual([

@@ -903,7 +903,13 @@ export class RelayConnection implements ConnectionHandle {
       return APPEND_TO_WIRE[result];
     });
     this.#ctx.metrics.sendCommitSeconds.observe((performance.now() - started) / 1000);
+    this.#countRefusals(r);
     this.#send(encodeRes(cmd.i, r));
+  }
+
+  /** A batch's per-message refusals reach the error counter as those of single commands do. */
+  #countRefusals(results: readonly BatchResult[]): void {
+    for (const r of results) if (r !== "OK") this.#ctx.metrics.errors.inc({ code: r });
   }
 
   /**
@@ -922,7 +928,9 @@ export class RelayConnection implements ConnectionHandle {
     });
     // The window slots are free now; the next messages need not wait for the deletions' commit.
     if (sub) this.#ctx.pump(sub);
-    this.#send(encodeRes(cmd.i, await Promise.all(pending)));
+    const results = await Promise.all(pending);
+    this.#countRefusals(results);
+    this.#send(encodeRes(cmd.i, results));
   }
 
   async #sub(cmd: CommandOf<"SUB">, frame: ClientFrame): Promise<void> {

@@ -919,7 +919,7 @@ export class LmdbStore implements RelayStore {
    * refusal unwritten: a batch stores a prefix (duplicates skipped), never a message after a
    * refused one, and the queue's order stays the batch's.
    */
-  appendBatch(recipientId: Uint8Array, messages: NewMessage[], quota: number): Promise<AppendResult[]> {
+  async appendBatch(recipientId: Uint8Array, messages: NewMessage[], quota: number): Promise<AppendResult[]> {
     const rid = Buffer.from(recipientId);
     const ridHex = toHex(rid);
     const out: (AppendResult | Promise<AppendResult>)[] = [];
@@ -931,16 +931,23 @@ export class LmdbStore implements RelayStore {
       }
       const refused = this.#refusal(rid, ridHex, m, quota);
       if (refused && refused !== "duplicate") stop = refused;
-      out.push(refused ?? this.append(recipientId, m, quota));
+      // Admitted: written at once, without `append`'s second look at the same state.
+      out.push(refused ?? this.#write(rid, ridHex, m));
     }
     return Promise.all(out);
   }
 
+  // Async, so a throw is a rejection; everything up to #write's first await still runs in the
+  // caller's turn.
   async append(recipientId: Uint8Array, m: NewMessage, quota: number): Promise<AppendResult> {
     const rid = Buffer.from(recipientId);
     const ridHex = toHex(rid);
     const refused = this.#refusal(rid, ridHex, m, quota);
-    if (refused) return refused;
+    return refused ?? this.#write(rid, ridHex, m);
+  }
+
+  /** Store one message `#refusal` admitted just now (same turn): its decisions hold. */
+  async #write(rid: Buffer, ridHex: string, m: NewMessage): Promise<AppendResult> {
     const st = this.#loadState(rid, ridHex);
     const sendKey = cat(rid, m.sendId);
     const sendHex = sendKey.toString("latin1");

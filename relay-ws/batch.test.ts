@@ -423,7 +423,7 @@ describe("batch codecs", () => {
       { numRuns: FUZZ_RUNS / 10 },
     );
     fc.assert(
-      fc.property(id, fc.array(fc.tuple(id, delivery), { minLength: 1, maxLength: 3 }), (q, ms) => {
+      fc.property(id, fc.array(fc.tuple(id, delivery), { minLength: 2, maxLength: 3 }), (q, ms) => {
         const frame = { k: "MSGS", q, ms } as ServerFrame;
         const fast = encodeMsgs(
           q,
@@ -475,6 +475,29 @@ describe("batch codecs", () => {
     );
   });
 
+  it("a MSGS of one delivery is SCHEMA (one alone is a MSG), as are RES without results and MSGS over 32", () => {
+    const m = new Uint8Array(24).fill(1);
+    const b = new Uint8Array(280);
+    const code = (f: unknown) => {
+      const d = decodeServerFrame(encodeCanonical(f));
+      return d.ok ? "ok" : d.error.code;
+    };
+    expect(code({ k: "MSGS", q: m, ms: [[m, b]] })).toBe("LOFT_ERR_SCHEMA");
+    expect(
+      code({
+        k: "MSGS",
+        q: m,
+        ms: [
+          [m, b],
+          [m, b],
+        ],
+      }),
+    ).toBe("ok");
+    expect(code({ k: "RES", i: 1, r: [] })).toBe("LOFT_ERR_SCHEMA");
+    expect(code({ k: "RES", i: 1, r: ["NOPE"] })).toBe("LOFT_ERR_SCHEMA");
+    expect(code({ k: "MSGS", q: m, ms: Array(MAX_BATCH + 1).fill([m, b]) })).not.toBe("ok");
+  });
+
   it("server frames: mutated RES and MSGS never throw, only typed errors", () => {
     fc.assert(
       fc.property(
@@ -483,7 +506,7 @@ describe("batch codecs", () => {
           fc.record({
             k: fc.constant("MSGS"),
             q: id,
-            ms: fc.array(fc.tuple(id, small), { minLength: 1, maxLength: 2 }),
+            ms: fc.array(fc.tuple(id, small), { minLength: 2, maxLength: 2 }),
           }),
         ),
         fc.nat(),

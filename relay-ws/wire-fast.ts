@@ -340,7 +340,8 @@ export function encodeMsgs(
   q: Uint8Array,
   items: readonly { msgId: Uint8Array; parts: Uint8Array[]; length: number }[],
 ): Uint8Array {
-  if (q.length !== ID_LENGTH || items.length === 0 || items.length > 0xffff)
+  // One delivery alone is a MSG (docs/protocol/relay.md §Batches: one form per push).
+  if (q.length !== ID_LENGTH || items.length < 2 || items.length > 0xffff)
     throw new RangeError("encodeMsgs: field lengths");
   const head = [
     0x83,

@@ -401,11 +401,14 @@ export const serverFrameSchema = v.variant("k", [
     i: corr,
     r: v.pipe(v.array(v.picklist(BATCH_RESULTS)), v.minLength(1), v.maxLength(MAX_BATCH)),
   }),
-  /** 1.3: pushed deliveries of one queue, oldest first, `[message id, b]` each (as MSG's `m`, `b`). */
+  /**
+   * 1.3: pushed deliveries of one queue, oldest first, `[message id, b]` each (as MSG's `m`, `b`);
+   * at least two — one alone is a MSG, so each push has one form.
+   */
   v.strictObject({
     k: v.literal("MSGS"),
     q: id,
-    ms: v.pipe(v.array(v.strictTuple([id, deliverySchema])), v.minLength(1), v.maxLength(MAX_BATCH)),
+    ms: v.pipe(v.array(v.strictTuple([id, deliverySchema])), v.minLength(2), v.maxLength(MAX_BATCH)),
   }),
 ]);
 

@@ -11,7 +11,10 @@
  * Ed25519 signature over the session id. Either way a captured command does not authorize
  * anything on another connection, and under 1.1 not twice on the same one. Pushed messages
  * are decrypted (server→recipient layer) and handed to `onMessage`; they are removed from the
- * relay only when the application calls `ack`.
+ * relay only when the application calls `ack`. Under 1.3 (`batch: true`) the `send`s and `ack`s
+ * of one queue issued in the same tick share a SENDS / ACKS frame, and pushed MSGS frames are
+ * handed on message by message (docs/protocol/relay.md §Batches); each call still settles on its
+ * own message's result.
  *
  * All failures surface as `LoftError` with a stable code; nothing else is thrown for bad input.
  */

@@ -75,7 +75,9 @@ async function drain(c: RelayClient, q: RecipientQueue): Promise<Uint8Array[]> {
 describe("batches (1.3) on a real relay", () => {
   let relay: TestRelay;
   beforeAll(async () => {
-    relay = await startTestRelay({ queueQuota: 100 });
+    // No per-connection rate here (the fuzz below sends thousands of messages); the token charge
+    // of a batch has its own test.
+    relay = await startTestRelay({ queueQuota: 100, ratePerSecond: 0 });
   });
   afterAll(async () => {
     await relay.close();
@@ -197,6 +199,32 @@ describe("batches (1.3) on a real relay", () => {
       rx.close();
       tx.close();
       await tight.close();
+    }
+  });
+
+  it("a batch of n costs n tokens of the connection's bucket: the rate counts messages, not frames", async () => {
+    const limited = await startTestRelay({ rateBurst: 12, ratePerSecond: 1 });
+    const raw = await RawSocket.open(limited.url, true, {}, "authenticator", RELAY_VERSION_BATCHED);
+    try {
+      const rk = newAuthKeyPair();
+      const ids = await raw.authRequest(
+        { k: "NEW", i: 1, rk: rk.publicKey, dk: newDhKeyPair().publicKey, sub: false },
+        rk.secretKey,
+      );
+      if (ids.k !== "IDS") throw new Error(`NEW: ${ids.k}`);
+      const ms = (from: number): [Uint8Array, Uint8Array][] =>
+        Array.from({ length: 8 }, (_, k) => [new Uint8Array(16).fill(from + k), body(1, k)]);
+      // 1 token for NEW, 8 for this batch: within the burst of 12.
+      expect(await raw.authRequest({ k: "SENDS", i: 2, q: ids.s, ms: ms(0) })).toMatchObject({ k: "RES" });
+      // 8 more: over it — refused whole, nothing stored.
+      expect(await raw.authRequest({ k: "SENDS", i: 3, q: ids.s, ms: ms(8) })).toEqual({
+        k: "ERR",
+        i: 3,
+        e: "RATE",
+      });
+    } finally {
+      raw.close();
+      await limited.close();
     }
   });
 
@@ -364,30 +392,52 @@ describe("batches (1.3) on a real relay", () => {
     await expect(connectRelay(relay.url, { batch: true })).rejects.toThrow(/need bucketed deliveries/);
   });
 
-  it("fuzz: random batch frames on the wire get an answer (RES or a typed ERR); the relay goes on", async () => {
+  it("fuzz: random batches on the wire — to a real unsecured queue and to unknown ones, whole, damaged or with junk — each get RES or a typed ERR; what is stored is a prefix; the relay goes on", async () => {
     const raw = await RawSocket.open(relay.url, true, {}, "authenticator", RELAY_VERSION_BATCHED);
     try {
-      let i = 1;
+      const rk = newAuthKeyPair();
+      const ids = await raw.authRequest(
+        { k: "NEW", i: 1, rk: rk.publicKey, dk: newDhKeyPair().publicKey, sub: false },
+        rk.secretKey,
+      );
+      if (ids.k !== "IDS") throw new Error(`NEW: ${ids.k}`);
+      let i = 2;
+      const allowed = new Set(["AUTH", "SCHEMA", "MALFORMED", "UNKNOWN", "LARGE", "QUOTA", "DUPLICATE"]);
       await fc.assert(
         fc.asyncProperty(
           fc.constantFrom("SENDS", "ACKS"),
-          fc.array(fc.uint8Array({ minLength: 0, maxLength: 40 }), { maxLength: MAX_BATCH + 2 }),
-          fc.uint8Array({ minLength: 0, maxLength: 8 }),
-          async (k, items, junk) => {
-            const q = new Uint8Array(24).fill(7);
+          fc.boolean(),
+          // Send ids from a small set: duplicates inside a batch and across batches.
+          fc.array(fc.tuple(fc.integer({ min: 0, max: 40 }), fc.uint8Array({ maxLength: 40 })), {
+            maxLength: MAX_BATCH + 2,
+          }),
+          fc.option(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { nil: undefined }),
+          async (k, real, items, damage) => {
+            const q = real ? (k === "SENDS" ? ids.s : ids.r) : new Uint8Array(24).fill(7);
             const cmd =
               k === "SENDS"
-                ? { k, i: i++, q, ms: items.map((b) => [b.slice(0, 16), b]) }
-                : { k, i: i++, q, ms: items };
-            const t = Uint8Array.from([...encodeCanonical(cmd), ...junk]);
+                ? { k, i: i++, q, ms: items.map(([n, b]) => [new Uint8Array(16).fill(n), b]) }
+                : { k, i: i++, q, ms: items.map(([n]) => new Uint8Array(24).fill(n)) };
+            const t = encodeCanonical(cmd);
+            if (damage) t[damage[0] % t.length] = damage[1];
             raw.send(encodeClientFrame(t));
             const f = await raw.nextFrame();
-            expect(["RES", "ERR"]).toContain(f.k);
+            if (f.k === "ERR") expect(allowed.has(f.e), f.e).toBe(true);
+            else {
+              expect(f.k).toBe("RES");
+              if (f.k !== "RES") return;
+              expect(f.r.length).toBe(items.length);
+              // A prefix: after the first refusal other than DUPLICATE, nothing is OK.
+              const first = f.r.findIndex((r) => r !== "OK" && r !== "DUPLICATE");
+              if (first >= 0) expect(f.r.slice(first).every((r) => r === f.r[first])).toBe(true);
+              for (const r of f.r) expect(r === "OK" || allowed.has(r) || r === "NO_MSG", r).toBe(true);
+            }
           },
         ),
-        { numRuns: 150 },
+        { numRuns: 200 },
       );
-      expect(await raw.authRequest({ k: "PING", i: 1_000_000 })).toEqual({ k: "OK", i: 1_000_000 });
+      expect(await raw.authRequest({ k: "PING", i: 0xffff_fff0 })).toEqual({ k: "OK", i: 0xffff_fff0 });
+      expect(await relayCounter(relay, "loft_relay_errors_total", { code: "INTERNAL" })).toBe(0);
     } finally {
       raw.close();
     }

@@ -30,6 +30,13 @@
  *  50 ms, garbage collected before each round — during the file (PeerJS) rounds. `raw_vs_peerjs`
  *  is the ceiling of `files_vs_peerjs` on the machine. `LOFT_BENCH_PROFILE=1` logs each page's CPU
  *  profile per file round (self time per function, bench/cpu-profile.ts; not with `--json`).
+ *  CPU per MiB moved (`cpu_ms_per_mib`, `cpu_files_vs_raw`, `cpu_files_aesgcm_vs_raw`,
+ *  `cpu_threads_ms_per_mib`): each round's CPU time per Chromium process — the two pages'
+ *  renderers (`sender`, `receiver`), the browser process, the network service — and thread
+ *  (bench/browser-cpu.ts), per subject; the file subject's split at Bob's accept into
+ *  `files-prepare` (the hash and the sealed copy, untimed) and `files` (the timed part). What
+ *  decides the rate when the cores are full, and steadier under load than MB/s.
+ *  `LOFT_BENCH_PEERJS=0` leaves PeerJS out.
  *
  *  - room fan-out: one `LOFT_BENCH_FAN_MIB` MiB file (8 by default) sent to a room of 2, then 4
  *    members (`LOFT_BENCH_ROOM_SIZES`, e.g. `2,4,8`), every member accepting at once: timed on the
@@ -39,6 +46,11 @@
  * `--sizes` (`npm run bench:files -- --sizes [--json]`): the raw channel only, 64, 128 and 255 KiB
  * messages, on a bulk lane (4 MiB low threshold) and a session channel (1 MiB), alternating —
  * what message size and threshold the chunks should use.
+ *
+ * `--store` (`npm run bench:files -- --store [--json]`): the file path's per-byte steps alone, by
+ * CPU per MiB, alternating — the receiver's IndexedDB writes (and, to compare, OPFS through a sync
+ * access handle in a worker and through a writable), the sender's `File` reads, the seal, the open
+ * and digest — what the file path adds to the raw channel, step by step.
  *
  * `--big` (`npm run bench:files -- --big [--json]`): one 1 GiB file (`LOFT_BENCH_FILE_MIB`), files
  * only, one round: `receiver_peak_mib` during it is the issue's "memory flat" figure (the memory of
@@ -56,6 +68,7 @@ import { PeerServer } from "peer";
 import type { Page } from "playwright-core";
 import { launchChromium, launchPersistentChromium } from "../test/support/browser.ts";
 import { startLoft } from "../test/support/loft-process.ts";
+import { BrowserCpu, type CpuSnapshot, CpuTally } from "./browser-cpu.ts";
 import { startProfile } from "./cpu-profile.ts";
 import {
   alternate,
@@ -72,6 +85,12 @@ import { buildPage, callPage, repoModule, servePage } from "./page-bundle.ts";
 const QUICK = process.argv.includes("--quick");
 /** Raw channel MB/s by message size and low threshold only (which size the chunks should be). */
 const SIZES = process.argv.includes("--sizes");
+/**
+ * Where received chunks could go, by CPU per MiB: the same sealed chunks written into IndexedDB
+ * (the store the receiver uses), into the origin-private file system through a sync access handle
+ * in a dedicated worker, and through a writable stream from the page; one page, alternating.
+ */
+const STORE = process.argv.includes("--store");
 /** The full memory run: a 1 GiB file, files only (the short form is the default run's peak). */
 const BIG = process.argv.includes("--big");
 const FILE_MIB = Number(process.env.LOFT_BENCH_FILE_MIB ?? (BIG ? 1024 : QUICK ? 16 : 100));
@@ -85,6 +104,8 @@ const ROOM_SIZES = (process.env.LOFT_BENCH_ROOM_SIZES ?? "2,4")
 const RAW_MESSAGE = 64 * 1024;
 /** `LOFT_BENCH_PROFILE=1`: log where each page spent its CPU during the file rounds (CDP Profiler). */
 const PROFILE = process.env.LOFT_BENCH_PROFILE === "1";
+/** `LOFT_BENCH_PEERJS=0`: no PeerJS rounds (a diagnostic: the first phase without its garbage). */
+const WITH_PEERJS = process.env.LOFT_BENCH_PEERJS !== "0";
 
 const PAGE_SOURCE = `
 import { LoftStorage } from ${repoModule("web/src/storage/storage.ts")};
@@ -93,6 +114,7 @@ import { createUserIdentity, encodeIdentity, decodeIdentity } from ${repoModule(
 import { toHex } from ${repoModule("core/bytes.ts")};
 import { pageCrypto } from ${repoModule("web/src/crypto.ts")};
 import { WebRtcLink } from ${repoModule("web/src/net/webrtc-link.ts")};
+import { IdbFileStore } from ${repoModule("web/src/engine/files/idb-store.ts")};
 import { Peer } from "peerjs";
 
 const s = { links: [], named: {}, files: new Map(), pjInbox: [], pjWaiter: undefined, logs: [] };
@@ -146,10 +168,11 @@ window.loftBench = {
       if (e.type === "service") s.service = e.status.signaling;
       if (e.type === "file") {
         s.files.set(e.transfer.key, e.transfer);
-        // Bob accepts every offer at once and notes when.
+        // A room member accepts a room file at once; Bob notes a contact's offer, and the bench
+        // has him accept it (\`accept\`) once the CPU spent preparing it is noted.
         if (e.transfer.direction === "in" && e.transfer.state === "offered") {
-          s.acceptedAt = performance.now();
-          void s.engine.acceptFile(e.transfer.key);
+          if (e.transfer.room !== undefined) void s.engine.acceptFile(e.transfer.key);
+          else s.offered = e.transfer.key;
         }
         if (e.transfer.direction === "in" && e.transfer.state === "done") s.doneAt = performance.now();
         if (e.transfer.direction === "in" && e.transfer.state === "failed") s.failed = e.transfer.reason;
@@ -198,8 +221,26 @@ window.loftBench = {
     await writer.close();
     s.file = await handle.getFile();
   },
-  async sendFile() {
+  /** Prepare the file (hash, sealed copy) and offer it; resolves once the offer went. */
+  async offerFile() {
     const t = await s.engine.sendFile(s.peer, s.file, "bench.bin");
+    s.sending = t.key;
+  },
+  /** Bob: the offer is here (the transfer's key). */
+  async offered() {
+    await until(() => s.offered !== undefined);
+  },
+  /** Bob accepts the offer, noting when (the timed part starts). */
+  async accept() {
+    s.doneAt = undefined;
+    s.failed = undefined;
+    const key = s.offered;
+    s.offered = undefined;
+    s.acceptedAt = performance.now();
+    await s.engine.acceptFile(key);
+  },
+  async sendFile() {
+    const t = { key: s.sending };
     const ended = () => ["done", "failed", "cancelled", "declined"].includes(s.files.get(t.key)?.state);
     await until(ended);
     const end = s.files.get(t.key);
@@ -209,8 +250,6 @@ window.loftBench = {
     return s.logs.filter((l) => l.startsWith("files: sending")).pop();
   },
   async receiveFile() {
-    s.doneAt = undefined;
-    s.failed = undefined;
     await until(() => s.doneAt !== undefined || s.failed !== undefined);
     if (s.failed !== undefined) throw new Error("receiving failed: " + s.failed + "\\n" + s.logs.join("\\n"));
     return s.doneAt - s.acceptedAt;
@@ -253,7 +292,10 @@ window.loftBench = {
     const blob = randomBlob(mib);
     const start = performance.now();
     const sent = await s.engine.sendFileToRoom(s.room, blob, "fan-out.bin");
-    await until(() => sent.every((t) => s.files.get(t.key)?.state === "done"));
+    const ended = (t) => ["done", "failed", "cancelled", "declined"].includes(s.files.get(t.key)?.state);
+    await until(() => sent.every(ended));
+    const bad = sent.find((t) => s.files.get(t.key)?.state !== "done");
+    if (bad) throw new Error("a member's file ended " + s.files.get(bad.key).state + ": " + s.files.get(bad.key).reason);
     return { ms: performance.now() - start, members: sent.length };
   },
   async stop() { await s.engine?.stop(); },
@@ -286,6 +328,79 @@ window.loftBench = {
     const link = onLane ? s.named.raw.bulk : s.named.raw;
     for (let got = 0; got < total; ) got += (await link.receive()).length;
     link.send(new Uint8Array([1]));
+  },
+  // --store: \`mib\` MiB of 65 040-byte sealed-size chunks, 16 per batch as the receiver stores them.
+  async storeIdb(mib) {
+    const store = (s.idb ??= new IdbFileStore("bench-store"));
+    const n = Math.ceil((mib * 1048576) / 65040);
+    const chunk = new Uint8Array(65040);
+    crypto.getRandomValues(chunk.subarray(0, 65536 > 65040 ? 65040 : 65536));
+    for (let i = 0; i < n; i += 16) {
+      const batch = Array.from({ length: Math.min(16, n - i) }, () => chunk.slice());
+      await store.putChunks("k", i, batch);
+    }
+    await store.deleteChunks("k");
+  },
+  async storeOpfsWorker(mib) {
+    if (!s.worker) {
+      const code = "let h; onmessage = async (e) => {" +
+        " if (e.data.open) { const root = await navigator.storage.getDirectory();" +
+        "  const f = await root.getFileHandle('bench-store.bin', { create: true }); h = await f.createSyncAccessHandle(); postMessage(0); return; }" +
+        " if (e.data.reset) { h.truncate(0); h.flush(); postMessage(0); return; }" +
+        " for (const [at, b] of e.data.batch) h.write(new Uint8Array(b), { at });" +
+        " h.flush(); postMessage(0); };";
+      s.worker = new Worker(URL.createObjectURL(new Blob([code], { type: "text/javascript" })));
+      s.ask = (m, t) => new Promise((resolve) => { s.worker.onmessage = resolve; s.worker.postMessage(m, t ?? []); });
+      await s.ask({ open: true });
+    }
+    const n = Math.ceil((mib * 1048576) / 65040);
+    const chunk = new Uint8Array(65040);
+    crypto.getRandomValues(chunk.subarray(0, 65536 > 65040 ? 65040 : 65536));
+    for (let i = 0; i < n; i += 16) {
+      const batch = Array.from({ length: Math.min(16, n - i) }, (_, k) => [(i + k) * 65040, chunk.slice().buffer]);
+      await s.ask({ batch }, batch.map((b) => b[1]));
+    }
+    await s.ask({ reset: true });
+  },
+  /** --store: the sender's reads, the \`File\` 16 chunks (one slice) at a time. */
+  async readFile() {
+    const step = 16 * 65024;
+    for (let at = 0; at < s.file.size; at += step) new Uint8Array(await s.file.slice(at, at + step).arrayBuffer())[0];
+  },
+  /** --store: AES-256-GCM seal of every chunk (WebCrypto, 16 at once), as the sender does. */
+  async sealChunks(mib) {
+    const key = await crypto.subtle.importKey("raw", new Uint8Array(32), "AES-GCM", false, ["encrypt", "decrypt"]);
+    const n = Math.ceil((mib * 1048576) / 65024);
+    const plain = new Uint8Array(65024);
+    for (let i = 0; i < n; i += 16)
+      await Promise.all(Array.from({ length: Math.min(16, n - i) }, (_, k) => {
+        const iv = new Uint8Array(12);
+        new DataView(iv.buffer).setUint32(8, i + k);
+        return crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: iv }, key, plain);
+      }));
+  },
+  /** --store: open and digest every chunk (WebCrypto, 16 at once), as the receiver does. */
+  async openChunks(mib) {
+    const key = await crypto.subtle.importKey("raw", new Uint8Array(32), "AES-GCM", false, ["encrypt", "decrypt"]);
+    const iv = new Uint8Array(12);
+    const sealed = new Uint8Array(await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: iv }, key, new Uint8Array(65024)));
+    const n = Math.ceil((mib * 1048576) / 65024);
+    for (let i = 0; i < n; i += 16)
+      await Promise.all(Array.from({ length: Math.min(16, n - i) }, async () => {
+        const plain = await crypto.subtle.decrypt({ name: "AES-GCM", iv, additionalData: iv }, key, sealed);
+        await crypto.subtle.digest("SHA-256", plain);
+      }));
+  },
+  async storeOpfsWritable(mib) {
+    const root = await navigator.storage.getDirectory();
+    const f = await root.getFileHandle("bench-store-w.bin", { create: true });
+    const w = await f.createWritable();
+    const n = Math.ceil((mib * 1048576) / 65040);
+    const chunk = new Uint8Array(65040);
+    crypto.getRandomValues(chunk.subarray(0, 65536 > 65040 ? 65040 : 65536));
+    for (let i = 0; i < n; i++) await w.write(chunk.slice());
+    await w.close();
+    await root.removeEntry("bench-store-w.bin");
   },
   closeLinks() { for (const l of s.links) l.close("bench-done"); s.links = []; s.named = {}; },
 };
@@ -344,6 +459,34 @@ async function main() {
     await callPage(a, "addContact", bob.identity);
     await callPage(a, "online");
     await callPage(a, "makeFile", FILE_MIB, BIG);
+    // CPU per MiB moved, per Chromium process (and thread) and per subject: where the file path
+    // spends what the raw channel does not (bench/browser-cpu.ts). Not in --big (one browser per page).
+    const cpu = BIG ? undefined : await BrowserCpu.open(browser);
+    await cpu?.namePages({ sender: a, receiver: b });
+    const tallies = new Map<string, CpuTally>();
+    const tally = async (name: string, before?: CpuSnapshot, after?: CpuSnapshot) => {
+      if (!cpu || !before || !after) return;
+      const t = tallies.get(name) ?? new CpuTally();
+      t.add(await cpu.spent(before, after), bytes);
+      tallies.set(name, t);
+    };
+    /** Set while a subject runs: what it spent so far goes to `<name>-prepare` (untimed work). */
+    let noteCpu: (() => Promise<void>) | undefined;
+    const accounted = (subject: Subject): Subject => ({
+      name: subject.name,
+      run: async () => {
+        let before = await cpu?.snapshot();
+        noteCpu = async () => {
+          const now = await cpu?.snapshot();
+          await tally(`${subject.name}-prepare`, before, now);
+          before = now;
+        };
+        const r = await subject.run();
+        noteCpu = undefined;
+        await tally(subject.name, before, await cpu?.snapshot());
+        return r;
+      },
+    });
 
     // Bob's memory (CDP Runtime.getHeapUsage: the JS heap and the ArrayBuffers' backing stores,
     // which the heap size alone leaves out) sampled every 50 ms per subject; collected before each
@@ -369,11 +512,72 @@ async function main() {
       }
     };
     const peakMib = (name: string) => (peaks.get(name) ?? 0) / (1024 * 1024);
+    if (STORE && cpu) {
+      // The file path's per-byte steps alone, alternating, CPU of the whole browser: Bob's page
+      // writes the same chunks each way and opens them; Alice's reads the file and seals it.
+      const ways = [
+        "storeIdb",
+        "storeOpfsWorker",
+        "storeOpfsWritable",
+        "readFile",
+        "sealChunks",
+        "openChunks",
+      ].map(
+        (fn): Subject => ({
+          name: fn,
+          run: async () => {
+            const t0 = performance.now();
+            // The stores on Bob's page (the receiver's), the read and the seal on Alice's (the file's).
+            await callPage(fn === "readFile" || fn === "sealChunks" ? a : b, fn, FILE_MIB);
+            return { ops: bytes, seconds: (performance.now() - t0) / 1000 };
+          },
+        }),
+      );
+      const storeRates = await alternate(ways.map(accounted), {
+        rounds: ROUNDS,
+        sliceSeconds: 0,
+        warmupSeconds: 0,
+      });
+      for (const [name, t] of tallies) {
+        log(`CPU per MiB, ${name}: ${JSON.stringify(t.msPerMib())}`);
+        for (const [thread, ms] of t.topThreads(8)) log(`    ${ms.toFixed(1).padStart(7)} ms/MiB  ${thread}`);
+      }
+      const total = (name: string) => tallies.get(name)?.msPerMib().total ?? Number.NaN;
+      report(
+        `bench:files --store (Chromium ${browser.version()}, ${FILE_MIB} MiB of 65 040-byte chunks)`,
+        ways.map((w) => ({
+          name: `${w.name}: CPU of the whole browser per MiB written`,
+          value: total(w.name),
+          unit: "ms/MiB",
+          baseline: { name: "storeIdb", value: total("storeIdb") },
+          ratio: total(w.name) / total("storeIdb"),
+        })),
+        {
+          bench: "files-store",
+          file_mib: FILE_MIB,
+          cpu_ms_per_mib: Object.fromEntries([...tallies].map(([name, t]) => [name, t.msPerMib()])),
+          ...Object.fromEntries(
+            ways.map((w) => [
+              `${w.name}_mb_s`,
+              Math.round((median(rateOf(storeRates, w.name).slices) / 1e6) * 10) / 10,
+            ]),
+          ),
+          rounds: ROUNDS,
+        },
+      );
+      return;
+    }
     const filesSubject = (name: string): Subject => ({
       name,
       run: async () => {
         await collect();
         const profiling = PROFILE ? await Promise.all([startProfile(a), startProfile(b)]) : [];
+        // Preparing (the file hash and the sealed copy) is before the offer, untimed: its CPU is
+        // noted apart (\`files-prepare\`), and the timed part's from Bob's accept to his done.
+        await callPage(a, "offerFile");
+        await callPage(b, "offered");
+        await noteCpu?.();
+        await callPage(b, "accept");
         const [carrier, ms] = await sampled("files", () =>
           Promise.all([callPage<string>(a, "sendFile"), callPage<number>(b, "receiveFile")]),
         );
@@ -505,20 +709,27 @@ async function main() {
         return { ops: bytes, seconds: ms / 1000 };
       },
     };
-    const rates = await alternate([rawLane, files, peerjs, rawSession], {
-      rounds: ROUNDS,
-      sliceSeconds: 0,
-      warmupSeconds: 0,
-    });
+    const rates = await alternate(
+      [rawLane, files, ...(WITH_PEERJS ? [peerjs] : []), rawSession].map(accounted),
+      {
+        rounds: ROUNDS,
+        sliceSeconds: 0,
+        warmupSeconds: 0,
+      },
+    );
     const rawLaneRate = mbs(rateOf(rates, rawLane.name));
     const rawSessionRate = mbs(rateOf(rates, rawSession.name));
     const raw = rawLaneRate >= rawSessionRate ? rawLane : rawSession;
     const rawRate = mbs(rateOf(rates, raw.name));
     const fileRate = mbs(rateOf(rates, files.name));
-    const peerjsRate = mbs(rateOf(rates, peerjs.name));
+    const peerjsRate = WITH_PEERJS ? mbs(rateOf(rates, peerjs.name)) : Number.NaN;
     const ratio = sliceRatio(rateOf(rates, files.name), rateOf(rates, raw.name));
-    const vsPeerjs = sliceRatio(rateOf(rates, files.name), rateOf(rates, peerjs.name));
-    const rawVsPeerjs = sliceRatio(rateOf(rates, raw.name), rateOf(rates, peerjs.name));
+    const vsPeerjs = WITH_PEERJS
+      ? sliceRatio(rateOf(rates, files.name), rateOf(rates, peerjs.name))
+      : Number.NaN;
+    const rawVsPeerjs = WITH_PEERJS
+      ? sliceRatio(rateOf(rates, raw.name), rateOf(rates, peerjs.name))
+      : Number.NaN;
     await callPage(a, "peerjsClose");
     await callPage(b, "peerjsClose");
     // A new session with a contact seen before negotiates the AES-GCM Noise suite (native
@@ -526,10 +737,17 @@ async function main() {
     log("reconnecting: the next session offers AESGCM_SHA256…");
     await callPage(a, "reconnect");
     const filesAes = filesSubject("files-aesgcm");
-    const ratesAes = await alternate([raw, filesAes], { rounds: ROUNDS, sliceSeconds: 0, warmupSeconds: 0 });
-    const rawRateAes = mbs(rateOf(ratesAes, raw.name));
+    // The same raw subject, under its own name: its rate and CPU in this phase are reported apart
+    // (`raw_next_mb_s`), to compare with the first phase's.
+    const rawNext: Subject = { name: "raw-next", run: raw.run };
+    const ratesAes = await alternate([rawNext, filesAes].map(accounted), {
+      rounds: ROUNDS,
+      sliceSeconds: 0,
+      warmupSeconds: 0,
+    });
+    const rawRateAes = mbs(rateOf(ratesAes, rawNext.name));
     const fileRateAes = mbs(rateOf(ratesAes, filesAes.name));
-    const ratioAes = sliceRatio(rateOf(ratesAes, filesAes.name), rateOf(ratesAes, raw.name));
+    const ratioAes = sliceRatio(rateOf(ratesAes, filesAes.name), rateOf(ratesAes, rawNext.name));
     const peak = peakMib("files");
     const peerjsPeak = peakMib("peerjs");
     await callPage(a, "closeLinks");
@@ -561,6 +779,16 @@ async function main() {
     for (const p of members) await callPage(p, "stop");
     const [smallest = 2] = ROOM_SIZES;
     const base = fanout.get(smallest) ?? 0;
+    // CPU milliseconds per MiB moved, per process role (the pages' renderers by what they do,
+    // the rest by Chromium's process type) and the busiest threads: what each subject costs.
+    const cpuPerMib = Object.fromEntries([...tallies].map(([name, t]) => [name, t.msPerMib()]));
+    for (const [name, t] of tallies) {
+      log(`CPU per MiB, ${name}: ${JSON.stringify(t.msPerMib())}`);
+      for (const [thread, ms] of t.topThreads()) log(`    ${ms.toFixed(1).padStart(7)} ms/MiB  ${thread}`);
+    }
+    const cpuTotal = (name: string) => tallies.get(name)?.msPerMib().total ?? Number.NaN;
+    const cpuFilesVsRaw = cpuTotal(files.name) / cpuTotal(raw.name);
+    const cpuAesVsRaw = cpuTotal("files-aesgcm") / cpuTotal("raw-next");
     report(
       `bench:files (Chromium ${chromium}, ${FILE_MIB} MiB)`,
       [
@@ -584,6 +812,13 @@ async function main() {
           unit: "MB/s",
           baseline: { name: "raw data channel, 64 KiB messages", value: rawRateAes },
           ratio: ratioAes,
+        },
+        {
+          name: "CPU of the whole browser per MiB moved, file transfer (lower is better)",
+          value: cpuTotal(files.name),
+          unit: "ms/MiB",
+          baseline: { name: `raw data channel (${raw.name})`, value: cpuTotal(raw.name) },
+          ratio: cpuFilesVsRaw,
         },
         {
           name: "receiving page: peak JS heap + ArrayBuffers during the file rounds",
@@ -616,9 +851,18 @@ async function main() {
         files_vs_peerjs: Math.round(vsPeerjs * 1000) / 1000,
         // The ceiling of files_vs_peerjs on this machine: the bare channel against PeerJS.
         raw_vs_peerjs: Math.round(rawVsPeerjs * 1000) / 1000,
+        raw_next_mb_s: Math.round(rawRateAes * 10) / 10,
         files_aesgcm_mb_s: Math.round(fileRateAes * 10) / 10,
         files_aesgcm_vs_raw: Math.round(ratioAes * 1000) / 1000,
         receiver_peak_mib: Math.round(peak),
+        // CPU ms per MiB by process role and subject; files' CPU per byte against the raw channel's.
+        cpu_ms_per_mib: cpuPerMib,
+        cpu_files_vs_raw: Math.round(cpuFilesVsRaw * 1000) / 1000,
+        cpu_files_aesgcm_vs_raw: Math.round(cpuAesVsRaw * 1000) / 1000,
+        cpu_threads_ms_per_mib: {
+          files: Object.fromEntries(tallies.get(files.name)?.topThreads() ?? []),
+          raw: Object.fromEntries(tallies.get(raw.name)?.topThreads() ?? []),
+        },
         peerjs_receiver_peak_mib: Math.round(peerjsPeak),
         fan_mib: FAN_MIB,
         ...Object.fromEntries([...fanout].map(([size, ms]) => [`room_${size}_ms`, Math.round(ms)])),

@@ -85,6 +85,7 @@ export const VALID_MESSAGES: { label: string; message: FileAppMessage }[] = [
   { label: "file.decline: too large", message: { t: "file.decline", id: 0x01020304, r: "too-large" } },
   { label: "file.cancel by the sender", message: { t: "file.cancel", id: 0x01020304, own: true } },
   { label: "file.done: hash matched", message: { t: "file.done", id: 0x01020304, ok: true } },
+  { label: "file.fail: a chunk beyond the window", message: { t: "file.fail", id: 0x01020304, r: "window" } },
 ];
 
 export const CHUNKS: { label: string; size: number; index: number; plaintext: Uint8Array }[] = [

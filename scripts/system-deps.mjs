@@ -1,5 +1,6 @@
 // Installs the Debian packages the test suite needs and npm cannot provide (Chromium for the
-// browser tests, python3-dissononce as the independent Noise implementation, socat for serial
+// browser tests, python3-dissononce as the independent Noise implementation, python3-cryptography for the
+// independent vector checker, socat for serial
 // emulation, gcc, libc6-dev and libsodium-dev for the device protocol's C reference and C Noise peer, coturn for relay-only WebRTC paths, nginx and openssl to run the documented reverse
 // proxy example against the real server and systemd-analyze to check the unit, both in
 // server/proxy-example.test.ts, and redis-server for the scale-out mode). Runs apt only as root and only for what is missing; otherwise it
@@ -13,6 +14,14 @@ const NEEDS = [
     pkg: "python3-dissononce",
     present: () =>
       spawnSync("/usr/bin/python3", ["-c", "import dissononce"], { stdio: "ignore" }).status === 0,
+  },
+  // test/interop/vectorcheck: the independent checker of the ratchet, PQXDH and other vectors.
+  {
+    pkg: "python3-cryptography",
+    present: () =>
+      spawnSync("/usr/bin/python3", ["-c", "import cryptography.hazmat.primitives.ciphers.aead"], {
+        stdio: "ignore",
+      }).status === 0,
   },
   { pkg: "socat", present: () => existsSync("/usr/bin/socat") },
   // The C reference of the device protocol (device/c) is compiled by device/c.test.ts.

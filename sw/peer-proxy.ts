@@ -25,7 +25,12 @@ declare const self: ServiceWorkerGlobalScope;
 const ACCEPT_MS = 3000;
 /** How long to wait for the response head once a window took the request. */
 const HEAD_MS = 35_000;
-/** Chunks queued in the SW ahead of the page (each ≤ 16 KiB). */
+/**
+ * Chunks queued in the SW ahead of the page (each ≤ 65 510 bytes: one DATA), and pulls the SW
+ * keeps outstanding at the window: queued + asked-for never exceed it (docs/protocol/proxy.md
+ * §Service Worker). One pull at a time made every chunk wait for a round trip between this
+ * worker's process and the window's (bench:proxy-browser).
+ */
 const QUEUED_CHUNKS = 4;
 
 /** The bridge page a Loft window frames on this origin (./peer-bridge.ts). */
@@ -62,6 +67,9 @@ export async function handlePeerRequest(event: FetchEvent): Promise<Response> {
   // (it could read it, being same-origin) — no fetch, subresource or frame. A top-level
   // navigation stays allowed: the new page starts its own browsing context group (COOP
   // `noopener-allow-popups`, PROXY_HEADERS), so the page that opened it keeps no handle on it.
+  // The Loft windows are looked up while the requester is (each a round trip to the browser).
+  const windows = bridgeWindows();
+  windows.catch(() => undefined);
   if (request.mode !== "navigate" || request.destination !== "document") {
     const from = await requester(event);
     if (from !== undefined && from !== m[1]) return errorPage("other_contact", undefined, APP_HOME);
@@ -77,7 +85,7 @@ export async function handlePeerRequest(event: FetchEvent): Promise<Response> {
     headers: allowHeaders(request.headers, REQUEST_HEADERS),
     ...(upload ? { upload: true as const } : {}),
   };
-  const port = await sendToWindow(message);
+  const port = await sendToWindow(message, await windows);
   if (!port) {
     void upload?.cancel().catch(() => undefined);
     return errorPage("no_window", undefined, APP_HOME);
@@ -122,10 +130,7 @@ async function requester(event: FetchEvent): Promise<string | undefined> {
  * A port to a Loft window that accepted the request, trying focused and visible windows first:
  * each is reached through the bridge page it frames, which passes the port on to it.
  */
-async function sendToWindow(message: PortRequest): Promise<MessagePort | undefined> {
-  const windows = (await self.clients.matchAll({ type: "window", includeUncontrolled: true }))
-    .filter((c) => new URL(c.url).pathname === BRIDGE_PATH)
-    .sort((a, b) => rank(b) - rank(a));
+async function sendToWindow(message: PortRequest, windows: WindowClient[]): Promise<MessagePort | undefined> {
   for (const client of windows) {
     const channel = new MessageChannel();
     const accepted = new Promise<boolean>((resolve) => {
@@ -140,6 +145,13 @@ async function sendToWindow(message: PortRequest): Promise<MessagePort | undefin
     channel.port1.close();
   }
   return undefined;
+}
+
+/** The bridge pages Loft windows frame on this origin, focused and visible first. */
+async function bridgeWindows(): Promise<WindowClient[]> {
+  return (await self.clients.matchAll({ type: "window", includeUncontrolled: true }))
+    .filter((c) => new URL(c.url).pathname === BRIDGE_PATH)
+    .sort((a, b) => rank(b) - rank(a));
 }
 
 const rank = (c: WindowClient) => (c.focused ? 2 : 0) + (c.visibilityState === "visible" ? 1 : 0);
@@ -193,7 +205,10 @@ function responseHeaders(from: Headers): globalThis.Headers {
   return headers;
 }
 
-/** The body as a stream that asks the window for one chunk per pull, and cancels it when dropped. */
+/**
+ * The body as a stream that asks the window for chunks — one `pull` message per chunk, as many
+ * outstanding as the queue has room for — and cancels it when dropped.
+ */
 function bodyStream(
   port: MessagePort,
   signal: AbortSignal,
@@ -201,6 +216,8 @@ function bodyStream(
 ): ReadableStream<Uint8Array> {
   let wake: (() => void) | undefined;
   let done = false;
+  /** Pulls posted whose chunk has not arrived yet. */
+  let asked = 0;
   const cancel = (reason: string) => {
     if (done) return;
     done = true;
@@ -212,8 +229,10 @@ function bodyStream(
       start(controller) {
         listen((reply) => {
           if (done) return;
-          if (reply.type === "chunk") controller.enqueue(reply.bytes);
-          else if (reply.type === "end") {
+          if (reply.type === "chunk") {
+            asked = Math.max(0, asked - 1);
+            controller.enqueue(reply.bytes);
+          } else if (reply.type === "end") {
             done = true;
             port.close();
             controller.close();
@@ -226,9 +245,13 @@ function bodyStream(
         });
         signal.addEventListener("abort", () => cancel("page dropped the request"));
       },
-      pull() {
+      pull(controller) {
         if (done) return;
-        port.postMessage({ type: "pull" });
+        // Room in the queue not yet asked for: each pull message is answered by one chunk (or
+        // the end), so the window never sends more than the queue can hold.
+        const room = Math.max(0, (controller.desiredSize ?? 1) - asked);
+        for (let i = 0; i < room; i++) port.postMessage({ type: "pull" });
+        asked += room;
         return new Promise<void>((resolve) => {
           wake = resolve;
         });

@@ -5,7 +5,7 @@
  * breaks the rules (an id never requested, a second RESPONSE, DATA past the window or after END)
  * is a typed error: every open request fails with it and the caller should close the session.
  */
-import { err, LoftError, type LoftErrorCode, ok, type Result } from "../errors.ts";
+import { err, isLoftError, LoftError, type LoftErrorCode, ok, type Result } from "../errors.ts";
 import { type BodyReader, emptyBody, InboundBody, OutboundBody } from "./body.ts";
 import {
   decodeFrame,
@@ -104,7 +104,27 @@ export class ProxyClient {
     if (signal?.aborted) throw new ProxyResetError("cancelled", "aborted before sending");
     if (this.#nextId > MAX_REQUEST_ID)
       throw new LoftError("LOFT_ERR_NONCE_EXHAUSTED", "proxy request ids used up");
-    const id = this.#nextId++;
+    // Encoded before the request exists (docs/protocol/proxy.md §Frames, "Limits"): a path over
+    // 2 048 bytes or a head over 8 KiB is the page's "Request too large", refused here. Had it
+    // been registered first, its id would be spent and its head timer would later RESET an id the
+    // peer never saw — an out-of-order frame that closes the session (§Streams).
+    const id = this.#nextId;
+    let requestFrame: FrameParts;
+    try {
+      requestFrame = encodeFrameParts({
+        type: "request",
+        id,
+        method: head.method,
+        window: this.#window,
+        path: head.path,
+        headers: head.headers,
+      });
+    } catch (e) {
+      if (isLoftError(e) && e.code === "LOFT_ERR_FRAME_TOO_LARGE")
+        throw new ProxyResetError("too_large", "the request's address or headers are too long");
+      throw e;
+    }
+    this.#nextId++;
     return new Promise<ProxyResponse>((resolve, reject) => {
       const stream: Stream = { id, resolve, reject, body: undefined, upload: undefined, timer: undefined };
       this.#streams.set(id, stream);
@@ -113,14 +133,7 @@ export class ProxyClient {
         this.#headTimeoutMs,
       );
       signal?.addEventListener("abort", () => this.reset(id, "cancelled", "aborted"));
-      this.#emit({
-        type: "request",
-        id,
-        method: head.method,
-        window: this.#window,
-        path: head.path,
-        headers: head.headers,
-      });
+      if (!this.#failed) this.#sendFrame(requestFrame);
       const upload = new OutboundBody(body ?? emptyBody(), REQUEST_BODY_WINDOW, this.#maxChunk);
       stream.upload = upload;
       upload

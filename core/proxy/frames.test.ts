@@ -197,5 +197,17 @@ describe("proxy frames", () => {
         headers: [["cookie", "x"]],
       }),
     ).toThrow(RangeError);
+    // A head over the limits is what a page asked for: a LoftError the client answers too_large.
+    const long = { type: "request" as const, id: 1, method: "GET" as const, window: 0, headers: [] };
+    expect(() => encodeFrame({ ...long, path: `/${"a".repeat(2048)}` })).toThrow(
+      expect.objectContaining({ code: "LOFT_ERR_FRAME_TOO_LARGE" }),
+    );
+    expect(() =>
+      encodeFrame({
+        ...long,
+        path: "/",
+        headers: Array.from({ length: 3 }, () => ["accept", "x".repeat(3000)]),
+      }),
+    ).toThrow(expect.objectContaining({ code: "LOFT_ERR_FRAME_TOO_LARGE" }));
   });
 });

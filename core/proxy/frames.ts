@@ -20,7 +20,7 @@
  * `LoftError` and nothing else. Stream rules (ids, credit, order) live in ./streams.ts.
  */
 import { concatBytes, cutUtf8, fromUtf8, utf8 } from "../bytes.ts";
-import { err, type LoftErrorCode, ok, type Result } from "../errors.ts";
+import { err, LoftError, type LoftErrorCode, ok, type Result } from "../errors.ts";
 
 export const PROXY_VERSION = 1;
 
@@ -187,6 +187,13 @@ class Writer {
   }
 }
 
+/**
+ * A head over the limits (§Frames, "Limits": the path, the header count or a value, the head's
+ * bytes) comes from what a page asked for, not from a bug: a LoftError the request's sender turns
+ * into `too_large` before anything is sent (client.ts).
+ */
+const headTooLarge = (what: string) => new LoftError("LOFT_ERR_FRAME_TOO_LARGE", `proxy: ${what}`);
+
 function prefix(type: number, id: number, size: number): Writer {
   if (!Number.isInteger(id) || id < 1 || id > MAX_REQUEST_ID)
     throw new RangeError(`proxy: bad request id ${id}`);
@@ -194,20 +201,22 @@ function prefix(type: number, id: number, size: number): Writer {
 }
 
 function writeHeaders(w: Writer, headers: Headers, allow: ReadonlySet<string>): void {
-  if (headers.length > MAX_HEADERS) throw new RangeError("proxy: too many headers");
+  if (headers.length > MAX_HEADERS) throw headTooLarge("too many headers");
   w.u8(headers.length);
   for (const [name, value] of headers) {
     if (!allow.has(name) || !VALUE.test(value)) throw new RangeError(`proxy: header not allowed: ${name}`);
     const n = utf8(name);
     const v = utf8(value);
-    if (v.length > 0xffff) throw new RangeError("proxy: header value too long");
+    if (v.length > 0xffff) throw headTooLarge("header value too long");
     w.u8(n.length).bytes(n).u16(v.length).bytes(v);
   }
 }
 
 /**
- * The bytes of one frame. Throws (a programming error) for a frame our own code should never
- * build: headers outside the allowlist, a chunk over MAX_CHUNK, a head over MAX_HEAD_BYTES.
+ * The bytes of one frame. Throws a RangeError (a programming error) for a frame our own code
+ * should never build — headers outside the allowlist, a chunk over MAX_CHUNK — and a LoftError
+ * `LOFT_ERR_FRAME_TOO_LARGE` for a head over the limits (a path over 2 048 bytes, a head over
+ * MAX_HEAD_BYTES: what a page asked for).
  */
 export function encodeFrame(frame: ProxyFrame): Uint8Array {
   switch (frame.type) {
@@ -215,7 +224,8 @@ export function encodeFrame(frame: ProxyFrame): Uint8Array {
       const method = METHODS.indexOf(frame.method);
       const path = utf8(frame.path);
       if (method < 0) throw new RangeError(`proxy: method ${frame.method}`);
-      if (path.length === 0 || path.length > MAX_PATH_BYTES) throw new RangeError("proxy: path length");
+      if (path.length === 0) throw new RangeError("proxy: empty path");
+      if (path.length > MAX_PATH_BYTES) throw headTooLarge(`path over ${MAX_PATH_BYTES} bytes`);
       checkWindow(frame.window);
       const w = prefix(T_REQUEST, frame.id, 64 + path.length)
         .u8(method + 1)
@@ -275,7 +285,7 @@ function checkWindow(window: number): void {
 }
 
 function checkHead(bytes: Uint8Array): Uint8Array {
-  if (bytes.length > MAX_HEAD_BYTES) throw new RangeError("proxy: head too large");
+  if (bytes.length > MAX_HEAD_BYTES) throw headTooLarge(`head over ${MAX_HEAD_BYTES} bytes`);
   return bytes;
 }
 

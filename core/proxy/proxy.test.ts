@@ -370,6 +370,33 @@ describe("proxy protocol violations", () => {
     expect(client.receive(encodeFrame({ type: "data", id: 1, bytes: new Uint8Array(10) })).ok).toBe(true);
   });
 
+  it("a path or head too large to send is refused too_large at once: nothing sent, the session unharmed", async () => {
+    const sent: Uint8Array[] = [];
+    const client = new ProxyClient((f) => sent.push(concatBytes(...f)), { headTimeoutMs: 5 });
+    await expect(client.request(get(`/${"a".repeat(3000)}`))).rejects.toMatchObject({ code: "too_large" });
+    const huge: [string, string][] = Array.from({ length: 3 }, () => ["if-none-match", "x".repeat(4000)]);
+    await expect(client.request(get("/f", huge))).rejects.toMatchObject({ code: "too_large" });
+    // Nothing went out for either — no REQUEST, and no RESET later for an id the peer never saw
+    // (which it would take for a frame out of order, and close the session).
+    await new Promise((r) => setTimeout(r, 20));
+    expect(sent).toEqual([]);
+    expect(client.open).toBe(0);
+    // The next request is id 1, as if the refused ones had never been.
+    void client.request(get("/ok")).catch(() => undefined);
+    const first = decodeFrame(sent[0]!);
+    expect(first.ok && first.value).toMatchObject({ type: "request", id: 1, path: "/ok" });
+    client.close();
+  });
+
+  it("a too-long path through a real pair: too_large, and the next request is served", async () => {
+    const { client, error } = site();
+    await expect(client.request(get(`/${"a".repeat(2100)}`))).rejects.toMatchObject({ code: "too_large" });
+    const res = await client.request(get("/index.html"));
+    expect(res.status).toBe(200);
+    expect(new TextDecoder().decode(await readAll(res.body))).toBe("<h1>hi</h1>");
+    expect(error()).toBeUndefined();
+  });
+
   it("a request with no response head in time is reset with timeout", async () => {
     const sent: Uint8Array[] = [];
     const client = new ProxyClient((f) => sent.push(concatBytes(...f)), { headTimeoutMs: 5 });

@@ -32,6 +32,8 @@ import {
   myLink,
   offlineLink,
   openChat,
+  openChatFromHome,
+  openChatHere,
   sendText,
 } from "../support/loft-ui.ts";
 import { startTamperingSignaling, type TamperingSignaling } from "../support/tampering-signaling.ts";
@@ -72,6 +74,28 @@ async function recordPresence(page: Page): Promise<void> {
 const presenceSeen = (page: Page) =>
   page.evaluate(() => (window as unknown as { __presence: string[] }).__presence);
 
+/**
+ * What one page's engine logged about its connections (web/src/engine/link/controller.ts `#dial`,
+ * `#runSession`; dialing.ts `attemptFailed`; session.ts `sessionClosed`): direct dials, the reasons
+ * attempts ended and sessions closed, and how many sessions opened.
+ */
+function connections(logs: string[], name: string) {
+  const lines = logs.flatMap((l) => {
+    const m = / (\S+): \[loft engine\] (.*)$/.exec(l);
+    return m?.[1] === name && m[2] !== undefined ? [m[2]] : [];
+  });
+  const reasons = (re: RegExp) => lines.flatMap((l) => re.exec(l)?.[1] ?? []);
+  return {
+    dials: lines.filter((l) => /^dial [0-9a-f]{8}$/.test(l)).length,
+    ended: reasons(/^attempt (?:in|out) [0-9a-f]{8} ended: (\S+)/),
+    opened: lines.filter((l) => /^session (?:initiator|responder) [0-9a-f]{8} open$/.test(l)).length,
+    closed: reasons(/^session [0-9a-f]{8} closed: (\S+)/),
+  };
+}
+
+/** How two contacts settle who dials when both do (docs/protocol/chat.md §1): not a failure. */
+const GLARE = ["glare-yield", "bye-glare"];
+
 const stateOf = (page: Page, text: string) =>
   page.locator("[data-testid=message][data-direction=out]", { hasText: text }).getAttribute("data-state");
 
@@ -86,7 +110,7 @@ describe("a tampering signaling server", () => {
     const ctx = await browser.newContext();
     contexts.push(ctx);
     const page = await ctx.newPage();
-    page.on("console", (m) => logs.push(`${name}: ${m.text()}`));
+    page.on("console", (m) => logs.push(`${(performance.now() / 1000).toFixed(2)} ${name}: ${m.text()}`));
     return page;
   }
 
@@ -195,9 +219,25 @@ describe("a tampering signaling server", () => {
   it("an offer recorded by the server and replayed after the recipient reloads is refused, not answered", async () => {
     await proxy.setMode({ kind: "pass" });
     const { a, b, aId: annId, bId: benId } = await meetThroughProxy(["Ann", "Ben"]);
-    await openChat(a, benId);
-    await openChat(b, annId);
+    // Each goes on to the chat with a click, as a person does (Ann from Ben's screen, Ben from Home).
+    await openChatHere(a);
+    await openChatFromHome(b, annId);
     await expect.poll(() => id(a, "chat-presence").textContent(), { timeout: 60_000 }).toContain("online");
+    await expect.poll(() => id(b, "chat-presence").textContent(), { timeout: 60_000 }).toContain("online");
+
+    // Two new contacts connect on the first attempt: one session on each side, no attempt that
+    // failed (only glare settled, if both dialled at once), no second dial, nothing closed.
+    for (const name of ["ann", "ben"]) {
+      await expect.poll(() => connections(logs, name).opened, { timeout: 30_000 }).toBeGreaterThan(0);
+      const c = connections(logs, name);
+      expect(
+        c.ended.filter((r) => !GLARE.includes(r)),
+        `${name}: attempts that failed`,
+      ).toEqual([]);
+      expect(c.closed, `${name}: sessions closed`).toEqual([]);
+      expect(c.opened, `${name}: sessions opened`).toBe(1);
+      expect(c.dials, `${name}: direct dials`).toBeLessThanOrEqual(1);
+    }
 
     // Whoever received the offer is the callee; the caller then goes away for good.
     const ann = fromHex(annId);
@@ -216,7 +256,7 @@ describe("a tampering signaling server", () => {
     const answered = proxy.answersTo(calleeKey, recorded);
     const registered = proxy.registrationsOf(calleeKey);
     const replaysLogged = () =>
-      logs.filter((l) => l.startsWith(`${calleeName}:`) && l.includes("(replay)")).length;
+      logs.filter((l) => l.includes(` ${calleeName}: `) && l.includes("(replay)")).length;
     const replaysBefore = replaysLogged();
     await callee.reload();
     // Registered again from the new page (the REGISTER has passed: the connection is live).

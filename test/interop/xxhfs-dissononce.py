@@ -1,35 +1,63 @@
 #!/usr/bin/env python3
 """Second implementation of the XXhfs token rules (Noise HFS rev 1, section 4), built on
 python3-dissononce's SymmetricState / CipherState / X25519 (Noise rev 34 section 5), used to
-check docs/vectors/noise-xxhfs-mlkem768.json independently of core/noise.
+check docs/vectors/noise-xxhfs-mlkem768.json (ChaChaPoly_BLAKE2s) and
+noise-xxhfs-mlkem768-aesgcm.json (AESGCM_SHA256) independently of core/noise.
 
-dissononce has no KEM, so the caller supplies, per vector, the ML-KEM-768 values computed from the
-vector's seeds by the KEM primitive alone (kem_public_key, kem_ciphertext, kem_shared_secret).
-Everything else -- the order of MixHash / EncryptAndHash / MixKey, every DH, Split, transport
-encryption, the handshake hash -- is recomputed here and compared with the file.
+dissononce has no KEM: the ML-KEM-768 values (the initiator's e1 public key from its seed d || z,
+the responder's ciphertext and shared secret from its encapsulation seed m) come from
+vectorcheck/mlkem.py, our pure-Python FIPS 203 (checked against C2SP's and Go's vectors, see
+docs/vectors/README.md). A vector may carry kem_public_key / kem_ciphertext / kem_shared_secret
+to override them (the negative test does). Everything else -- the order of MixHash /
+EncryptAndHash / MixKey, every DH, Split, transport encryption, the handshake hash and Loft's
+exported secrets (docs/protocol/noise.md) -- is recomputed here and compared with the file.
 
-Input: JSON on stdin, {"vectors": [...]} as in the file plus the three kem_* fields.
+Input: JSON on stdin, {"vectors": [...]} as in the files.
 Output: one line "ok <index>" or "FAIL <index> <what>" per vector; exit 1 if any failed.
 """
 import json
+import os
 import sys
 
+from dissononce.cipher.aesgcm import AESGCMCipher
 from dissononce.cipher.chachapoly import ChaChaPolyCipher
 from dissononce.dh.private import PrivateKey
 from dissononce.dh.x25519.x25519 import X25519DH
 from dissononce.hash.blake2s import Blake2sHash
+from dissononce.hash.sha256 import SHA256Hash
 from dissononce.processing.impl.cipherstate import CipherState
 from dissononce.processing.impl.symmetricstate import SymmetricState
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "vectorcheck"))
+import mlkem  # noqa: E402
+
+SUITES = {"ChaChaPoly_BLAKE2s": (ChaChaPolyCipher, Blake2sHash), "AESGCM_SHA256": (AESGCMCipher, SHA256Hash)}
+
+
+def kem_values(v):
+    h = bytes.fromhex
+    seed = h(v["init_ephemeral_kem_seed"])
+    ek, _ = mlkem.keygen(seed[:32], seed[32:])
+    ss, ct = mlkem.encaps(ek, h(v["resp_kem_encapsulation_seed"]))
+    out = {"kem_public_key": ek.hex(), "kem_ciphertext": ct.hex(), "kem_shared_secret": ss.hex()}
+    out.update({k: v[k] for k in out if k in v})
+    return out
 
 
 def replay(v):
     h = bytes.fromhex
+    v = dict(v, **kem_values(v))
     dh = X25519DH()
     keys = {
         name: dh.generate_keypair(PrivateKey(h(v[name])))
         for name in ("init_static", "init_ephemeral", "resp_static", "resp_ephemeral")
     }
-    ss = SymmetricState(CipherState(ChaChaPolyCipher()), Blake2sHash())
+    suite = v["protocol_name"].split("MLKEM768_", 1)[1]
+    if suite not in SUITES:
+        return "unknown suite %s" % suite
+    cipher, hashfn = SUITES[suite]
+    ss = SymmetricState(CipherState(cipher()), hashfn())
     ss.initialize_symmetric(v["protocol_name"].encode())
     ss.mix_hash(h(v["init_prologue"]))
     msgs = v["messages"]
@@ -67,6 +95,11 @@ def replay(v):
             return "message %d differs" % i
     if ss.get_handshake_hash().hex() != v["handshake_hash"]:
         return "handshake hash differs"
+    # noise.md "Exported secrets": the first output of HKDF(ck, h || label), at the end of the handshake
+    for e in v.get("exported_secrets", []):
+        secret = hashfn().hkdf(ss._ck, ss.get_handshake_hash() + e["label"].encode(), 2)[0]
+        if secret.hex() != e["secret"]:
+            return "exported secret %r differs" % e["label"]
     return None
 
 

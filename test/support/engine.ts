@@ -275,7 +275,10 @@ export class TestLink extends QueueLink implements DialedLink {
     queueMicrotask(() => p?.remoteClosed(info));
   }
   remoteClosed(info: LinkCloseInfo): void {
-    this.finish({ reason: "remote-closed", detail: info.reason }, false);
+    // As web/src/net/direct.ts: an attempt given up before its channel opened says `bye` `cancelled`.
+    if (this.state === "connecting" && !info.reason.startsWith("bye-") && info.reason !== "transport-closed")
+      this.finish({ reason: "bye-cancelled", detail: "the peer said cancelled" }, false);
+    else this.finish({ reason: "remote-closed", detail: info.reason }, false);
   }
 }
 

@@ -71,7 +71,8 @@ export async function addByLink(page: Page, link: string, outcome = "new-contact
 /**
  * Two new users meet: each page creates an identity, then each opens the other's contact link.
  * `prepare` runs on each page between the two (a server setting both must use before they meet).
- * Returns [a's contact id at b, b's contact id at a]; both pages end on the new contact's screen.
+ * Returns [a's contact id at b, b's contact id at a]; a ends on b's contact screen, b at Home (it
+ * showed its own link after adding a).
  */
 export async function introduce(
   a: Page,
@@ -93,12 +94,13 @@ export async function introduce(
 
 /**
  * `introduce`, then both open their chat and a sees b online (by either path: direct or via the
- * relay, whichever comes up first on this machine).
+ * relay, whichever comes up first on this machine). By clicks, as people do: a reload here would
+ * end the first connection between the two while it opens, and the engines would dial again.
  */
 export async function startChatting(a: Page, b: Page, url: string): Promise<[string, string]> {
   const [aId, bId] = await introduce(a, b, url);
-  await openChat(a, bId);
-  await openChat(b, aId);
+  await openChatHere(a);
+  await openChatFromHome(b, aId);
   await waitForPresence(a, /^online/);
   return [aId, bId];
 }
@@ -107,6 +109,16 @@ export async function startChatting(a: Page, b: Page, url: string): Promise<[str
 export async function openChat(page: Page, contactId: string): Promise<void> {
   await page.goto(new URL(page.url()).origin);
   await openChatFromHome(page, contactId);
+}
+
+/**
+ * On a contact's screen (where `addByLink` leaves a page): its chat, by a click, as a person goes
+ * on after adding a contact. No navigation: `openChat` reloads the app, which ends
+ * the engine's first connection to the new contact while it opens.
+ */
+export async function openChatHere(page: Page): Promise<void> {
+  await byId(page, "open-chat").click();
+  await byId(page, "chat").waitFor();
 }
 
 /** The chat with a contact by a click on Home, no navigation (which would lock a passphrase-protected app). */

@@ -20,10 +20,13 @@ const [voiceNoteFor, setVoiceNoteFor] = createSignal<string | undefined>(undefin
 export { voiceNoteFor };
 export const offerVoiceNote = (contactId: string | undefined) => setVoiceNoteFor(contactId);
 
-/** "Voice note 0:07.webm" for a recording of `ms` milliseconds of `type`. */
+/**
+ * "Voice note 0:07.webm" for a recording of `ms` milliseconds of `type`: whole seconds, as the
+ * recorder showed them when Send was pressed (never under 0:01).
+ */
 export function voiceNoteName(ms: number, type: string): string {
   const ext = type.includes("ogg") ? "ogg" : type.includes("mp4") ? "m4a" : "webm";
-  return `Voice note ${durationLabel(Math.max(1000, ms))}.${ext}`;
+  return `Voice note ${durationLabel(Math.max(1000, Math.floor(ms / 1000) * 1000))}.${ext}`;
 }
 
 /** The duration a voice note's name says, or undefined for any other file. */
@@ -56,25 +59,29 @@ export async function startRecording(onLimit: () => void): Promise<Recording> {
   recorder.ondataavailable = (e) => {
     if (e.data.size > 0) chunks.push(e.data);
   };
-  const limit = setTimeout(onLimit, MAX_VOICE_NOTE_MS);
+  let limit: ReturnType<typeof setTimeout> | undefined;
   const release = () => {
     clearTimeout(limit);
     for (const t of stream.getTracks()) t.stop();
   };
-  // The time shown and the name's duration count from the recorder's own `start` event, not from
-  // the click: on a busy device the recorder can start a good part of a second later, and a note
-  // named "0:01" must hold a second of sound.
+  // The time shown, the name's duration and the length limit count from the recorder's own
+  // `start` event, not from the click: on a busy device the recorder can start a good part of a
+  // second later, and a note named "0:01" must hold a second of sound.
+  let fallback: ReturnType<typeof setTimeout> | undefined;
   const started = new Promise<number>((resolve) => {
     recorder.onstart = () => resolve(Date.now());
-    setTimeout(() => resolve(Date.now()), 2_000);
+    fallback = setTimeout(() => resolve(Date.now()), 2_000);
   });
   try {
     recorder.start(250);
   } catch (e) {
+    clearTimeout(fallback);
     release();
     throw e;
   }
   const startedAt = await started;
+  clearTimeout(fallback);
+  limit = setTimeout(onLimit, MAX_VOICE_NOTE_MS);
   return {
     startedAt,
     stop: () =>

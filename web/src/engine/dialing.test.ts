@@ -11,7 +11,7 @@ import { Hub, MemoryStorage, until } from "../../../test/support/engine.ts";
 import { createRelayPool } from "../net/relay-pool.ts";
 import type { Presence } from "./api.ts";
 import type { Peer } from "./context.ts";
-import { DIRECT_UNAVAILABLE_AFTER, type DialingContext, dialDecision } from "./dialing.ts";
+import { DIRECT_UNAVAILABLE_AFTER, type DialingContext, dialDecision, planUpgrade } from "./dialing.ts";
 import { Engine } from "./engine.ts";
 
 /** Close links that have not opened after `ms` with "open-timeout", as WebRtcLink does. */
@@ -97,7 +97,7 @@ describe("a contact shown online whose direct path never opens", () => {
 describe("who dials when both ends learn of each other at once (chat.md §1)", () => {
   const ctxAs = (selfId: string) =>
     ({
-      cfg: { glareDelayMs: 1_000 },
+      cfg: { glareDelayMs: 1_000, directRetryMs: 10_000, directRetryMaxMs: 60_000 },
       stopped: false,
       direct: {},
       signaling: { state: "registered" },
@@ -123,5 +123,23 @@ describe("who dials when both ends learn of each other at once (chat.md §1)", (
         { kind: "cancel", timer: "retry" },
         { kind: "follow", next: { step: "dial" } },
       ]);
+  });
+
+  it("the upgrade from the relay to direct: the lower key dials, the higher one a glare delay later", () => {
+    // Both ends go live on the relay together and plan the upgrade together (mailbox.md §6): the
+    // lower key's dial comes first, so the higher one finds it running instead of dialling too.
+    const onRelay = (id: string, upgradeFailures: number) =>
+      ({ ...peer(id), live: { path: "relay" }, upgradeFailures }) as unknown as Peer;
+    const at = (ms: number) => [{ kind: "schedule", timer: "upgrade", ms, next: { step: "upgrade-due" } }];
+    expect(planUpgrade(ctxAs("aa"), onRelay("bb", 0))).toEqual(at(10_000));
+    expect(planUpgrade(ctxAs("bb"), onRelay("aa", 0))).toEqual(at(11_000));
+    // After failures: the same doubling on both sides (each counts the failed upgrade), the ceiling too.
+    expect(planUpgrade(ctxAs("aa"), onRelay("bb", 2))).toEqual(at(40_000));
+    expect(planUpgrade(ctxAs("bb"), onRelay("aa", 2))).toEqual(at(41_000));
+    expect(planUpgrade(ctxAs("bb"), onRelay("aa", 5))).toEqual(at(61_000));
+    // Live on a direct session: nothing to upgrade.
+    expect(planUpgrade(ctxAs("bb"), { ...peer("aa"), live: { path: "direct" } } as unknown as Peer)).toEqual([
+      { kind: "cancel", timer: "upgrade" },
+    ]);
   });
 });

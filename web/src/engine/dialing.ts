@@ -76,12 +76,12 @@ function unavailableError(peer: Peer): EngineError {
   };
 }
 
-/** One more failure: the next dial after a full-jitter backoff. */
-export function retryLater(ctx: DialingContext, peer: Peer): Outcome[] {
+/** One more failure: the next dial after a full-jitter backoff, and not before `minMs`. */
+export function retryLater(ctx: DialingContext, peer: Peer, minMs = 0): Outcome[] {
   if (ctx.stopped || peer.manualOff || !peer.online || peer.live) return [];
   peer.failures++;
   const max = peer.failures >= DIRECT_UNAVAILABLE_AFTER ? UNAVAILABLE_BACKOFF_MAX_MS : ctx.cfg.backoffMaxMs;
-  const delay = fullJitter(ctx.cfg.backoffInitialMs, max, peer.failures);
+  const delay = Math.max(minMs, fullJitter(ctx.cfg.backoffInitialMs, max, peer.failures));
   return [schedule("retry", delay, { step: "maybe-dial", why: "retry" })];
 }
 
@@ -213,16 +213,22 @@ export async function openedWithin(
   throw r.e;
 }
 
-/** On the relay path: when to try a direct channel again ("switches to direct when it can"). */
+/**
+ * On the relay path: when to try a direct channel again ("switches to direct when it can";
+ * docs/protocol/mailbox.md §6). Both ends start this timer together — the relay session comes up
+ * on both at once, and a failed upgrade ends on both at once (the receiving end counts it too, in
+ * the link controller's `offer`) — so without a rule both dialled together every time and one of
+ * the two offers was lost to glare. The glare rule of chat.md §1 applies: the higher key waits
+ * `glareDelayMs` longer and, finding the lower key's attempt running, plans its next turn.
+ */
 export function planUpgrade(ctx: DialingContext, peer: Peer): Outcome[] {
   if (ctx.stopped || peer.live?.path !== "relay") return [cancel("upgrade")];
-  return [
-    schedule(
-      "upgrade",
-      Math.min(ctx.cfg.directRetryMaxMs, ctx.cfg.directRetryMs * 2 ** Math.min(peer.upgradeFailures, 8)),
-      { step: "upgrade-due" },
-    ),
-  ];
+  const backoff = Math.min(
+    ctx.cfg.directRetryMaxMs,
+    ctx.cfg.directRetryMs * 2 ** Math.min(peer.upgradeFailures, 8),
+  );
+  const glare = ctx.selfId > peer.id ? ctx.cfg.glareDelayMs : 0;
+  return [schedule("upgrade", backoff + glare, { step: "upgrade-due" })];
 }
 
 /** The upgrade timer fired. */
@@ -285,7 +291,10 @@ export async function attemptFailed(
     }
   }
   if (attempt.link.state !== "closed") attempt.link.close(reason, detail);
-  ctx.cfg.log(`attempt ${attempt.direction} ${peer.id.slice(0, 8)} ended: ${reason}`);
+  // With the detail (never a payload): ERR_DATA_CHANNEL alone does not say whether the peer's page
+  // went away ("User-Initiated Abort") or this end failed.
+  const more = detail && detail !== reason ? ` (${detail})` : "";
+  ctx.cfg.log(`attempt ${attempt.direction} ${peer.id.slice(0, 8)} ended: ${reason}${more}`);
   // A peer from before suites refused our offer (noise-suites.ts): not a failure — the same dial
   // again at once, now without an offer (the mark is false, so this happens once per contact).
   // If no dial may start now (the contact went offline meanwhile), the usual retry, quietly.
@@ -295,6 +304,13 @@ export async function attemptFailed(
     return [...retryLater(ctx, peer), ...(!peer.live && !peer.attempt ? [presence("offline")] : [])];
   }
   if (ctx.stopped || closeRule(reason).quiet) return [];
+  // The dialer gave up its own attempt before the channel opened (`bye` `cancelled`, chat.md §1):
+  // what comes next is the dialer's first — above all its live link through the relay, whose
+  // offer follows at once (mailbox.md §6). A dial back before it would cross it (a relay offer
+  // answered with glare, a second WebRTC setup for nothing), so ours waits at least the glare
+  // delay, and the relay offer cancels it. It stays a retry: if the dialer went quiet (its
+  // retries backed off further than ours), this side still tries.
+  const cancelledByDialer = attempt.direction === "in" && reason === "bye-cancelled";
   const out: Outcome[] = [];
   if (reason === "bye-refused" && !peer.refusedUs) {
     peer.refusedUs = true;
@@ -302,7 +318,7 @@ export async function attemptFailed(
   }
   const error = describeFailure(reason, peer.name, detail, peer.addressRef !== undefined);
   if (error.kind === "verification-failed") emit(ctx, { type: "error", contactId: peer.id, error });
-  out.push(...retryLater(ctx, peer));
+  out.push(...retryLater(ctx, peer, cancelledByDialer ? ctx.cfg.glareDelayMs : 0));
   if (!peer.live && !peer.attempt) {
     // A verification failure stays what it is; plain failures past the threshold say the path is down.
     const unavailable = directUnavailable(peer) && error.kind !== "verification-failed";

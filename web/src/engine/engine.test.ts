@@ -233,6 +233,37 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     expect(h.hub.links.length).toBe(links);
   });
 
+  it("our own signaling comes back while the link died silently (a network change): probed and redialled, not left to the heartbeat timeout", async () => {
+    h.hub = new Hub();
+    const bobSockets: WebSocket[] = [];
+    // Alice's probe outlasts the test: only Bob's own reconnect can notice the dead link.
+    const a = h.node("alice", undefined, undefined, undefined, { ...PROBE_ONLY, presenceProbeMs: 120_000 });
+    const b = h.node("bob", undefined, undefined, undefined, {
+      ...PROBE_ONLY,
+      webSocket: (url) => {
+        const ws = new WebSocket(url);
+        bobSockets.push(ws);
+        return ws as unknown as WebSocketLike;
+      },
+    });
+    a.storage.addUser(b.user);
+    b.storage.addUser(a.user);
+    await a.engine.start();
+    await b.engine.start();
+    await until(() => online(a, b) && online(b, a), "both online");
+    const links = h.hub.links.length;
+    for (const l of h.hub.links) l.cut = true; // Bob's network changes: the path dies silently…
+    bobSockets.at(-1)?.terminate(); // …and his signaling connection with it, which comes back
+    await until(
+      () => b.logs.some((l) => l.includes("our signaling connection came back and the live session stopped")),
+      "Bob's probe after re-registering",
+    );
+    await until(() => h.hub.links.length > links && online(a, b) && online(b, a), "a new session");
+    const m = await b.engine.send(a.id, "after the network change");
+    await until(() => stateOf(b, m) === "delivered", "delivered");
+    expect(a.storage.texts(b.id, "in")).toEqual(["after the network change"]);
+  });
+
   it("a dial still connecting when the contact reloads gives way to the offer of their new page", async () => {
     h.hub = new Hub();
     // Alice holds the lower key: her dial is the one the glare rule keeps (chat.md §1).

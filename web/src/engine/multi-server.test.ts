@@ -76,10 +76,15 @@ describe("chat engine with several relays and signaling servers (Node, real serv
   let r2: TestRelay;
   let r1Dir: string;
   const h = new EngineHarness(() => ({ signalingUrl: signaling.url, relayUrl: r1.url, config: FAST }));
-  const node = (name: string, relays: string[], signalingUrls = [signaling.url]) => {
+  const node = (
+    name: string,
+    relays: string[],
+    signalingUrls = [signaling.url],
+    config: Partial<EngineConfig> = {},
+  ) => {
     const storage = new MemoryStorage(signalingUrls[0]!, relays);
     if (signalingUrls.length > 1) storage.settings.signalingUrls = signalingUrls;
-    return h.node(name, undefined, storage, undefined);
+    return h.node(name, undefined, storage, undefined, config);
   };
   const meet = async (a: EngineNode, b: EngineNode) => {
     a.storage.addUser(b.user);
@@ -182,20 +187,23 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     return r?.ok ? r.value.url : undefined;
   };
 
-  it("a mailbox moves off a relay gone for good; the contact learns it from its own mailbox; an offline message arrives", async () => {
-    const a = h.node(
-      "alice",
-      undefined,
-      new MemoryStorage(signaling.url, [r1.url, r2.url]),
-      undefined,
-      DEAD_SOON,
-    );
+  /**
+   * Alice with relays r1 and r2 (her mailbox for Bob on r1), Bob with r2 only; both running, each
+   * holding the other's mailbox address.
+   */
+  const aliceOnR1 = async (config: Partial<EngineConfig> = {}) => {
+    const a = node("alice", [r1.url, r2.url], [signaling.url], config);
     const b = node("bob", [r2.url]);
     await meet(a, b);
     await a.engine.start();
     await b.engine.start();
     await until(() => h.knowsMailboxOf(a, b) && h.knowsMailboxOf(b, a), "mailboxes exchanged");
     expect(mailboxUrl(a, b)).toBe(r1.url);
+    return { a, b };
+  };
+
+  it("a mailbox moves off a relay gone for good; the contact learns it from its own mailbox; an offline message arrives", async () => {
+    const { a, b } = await aliceOnR1(DEAD_SOON);
     expect(txUrl(b, a.id)).toBe(r1.url);
     await b.engine.stop();
     await until(() => !h.online(a, b), "bob offline");
@@ -230,19 +238,7 @@ describe("chat engine with several relays and signaling servers (Node, real serv
   });
 
   it("with the contact online, the move is announced over the live session and the old queue retires at once", async () => {
-    const a = h.node(
-      "alice",
-      undefined,
-      new MemoryStorage(signaling.url, [r1.url, r2.url]),
-      undefined,
-      DEAD_SOON,
-    );
-    const b = node("bob", [r2.url]);
-    await meet(a, b);
-    await a.engine.start();
-    await b.engine.start();
-    await until(() => h.knowsMailboxOf(a, b) && h.knowsMailboxOf(b, a), "mailboxes exchanged");
-    expect(mailboxUrl(a, b)).toBe(r1.url);
+    const { a, b } = await aliceOnR1(DEAD_SOON);
     await r1.close(true);
     try {
       await until(() => txUrl(b, a.id) === r2.url, "bob holds the new address", 10_000);
@@ -255,13 +251,7 @@ describe("chat engine with several relays and signaling servers (Node, real serv
   });
 
   it("a relay that lost our queue (AUTH on SUB) is as good as dead for it: the mailbox moves, the contact is told", async () => {
-    const a = node("alice", [r1.url, r2.url]);
-    const b = node("bob", [r2.url]);
-    await meet(a, b);
-    await a.engine.start();
-    await b.engine.start();
-    await until(() => h.knowsMailboxOf(a, b) && h.knowsMailboxOf(b, a), "mailboxes exchanged");
-    expect(mailboxUrl(a, b)).toBe(r1.url);
+    const { a, b } = await aliceOnR1();
     const before = b.storage.secrets.get(SECRET.tx(a.id))!;
     // The relay comes back at the same address with an empty store: our queue is unknown there.
     await r1.close(true);

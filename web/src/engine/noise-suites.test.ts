@@ -241,6 +241,37 @@ describe("the suite mark, stored with the contact (engines, real signaling)", ()
     await until(() => h.stateOf(a2, m) === "delivered", "delivered");
   });
 
+  /**
+   * `n`'s device answers like one from before suites (docs/protocol/session.md §2, "Old peers"):
+   * to a version header with noise_suites it sends the 1.0 header and closes (its strict decoder
+   * refuses the field); a plain header goes through to `n`'s engine. Counts the refusals.
+   */
+  const answerLikeAnOldDevice = (n: EngineNode) => {
+    const refusals = { offers: 0 };
+    const deps = h.hub.endpoints.get(n.id)!;
+    const onOffer = deps.onOffer;
+    deps.onOffer = (offer) =>
+      onOffer({
+        ...offer,
+        accept: () => {
+          const link = offer.accept() as TestLink;
+          const deliver = link.fromPeer.bind(link);
+          let first = true;
+          link.fromPeer = (m: Uint8Array) => {
+            const header = first ? decodeVersionHeader(m) : undefined;
+            first = false;
+            if (header?.ok && header.value.noise_suites) {
+              refusals.offers++;
+              link.send(encodeVersionHeader());
+              link.close("LOFT_ERR_SCHEMA");
+            } else deliver(m);
+          };
+          return link;
+        },
+      });
+    return refusals;
+  };
+
   it("a device that refuses the offer: dialled again at once without one; the queued message arrives once", async () => {
     h.hub = new Hub();
     // Alice dials: hers is the lower key (chat.md §1), and Bob's glare delay outlasts the test.
@@ -254,34 +285,11 @@ describe("the suite mark, stored with the contact (engines, real signaling)", ()
     const b = h.node("bob", high!.u, undefined, undefined, { glareDelayMs: 60_000 });
     a.storage.addUser(b.user);
     b.storage.addUser(a.user);
-    // Bob's device answers like one from before suites (docs/protocol/session.md §2, "Old
-    // peers"): to a header with noise_suites it sends the 1.0 header and closes (its strict
-    // decoder refuses the field); a plain header goes through to Bob's engine. Bob's own dials
-    // would offer nothing (as an old peer's).
+    // Bob's device answers like one from before suites; his own dials would offer nothing (as an
+    // old peer's).
     b.storage.contacts.get(a.id)!.answersSuiteOffers = false;
     await b.engine.start();
-    let refusedOffers = 0;
-    const deps = h.hub.endpoints.get(b.id)!;
-    const onOffer = deps.onOffer;
-    deps.onOffer = (offer) =>
-      onOffer({
-        ...offer,
-        accept: () => {
-          const link = offer.accept() as TestLink;
-          const deliver = link.fromPeer.bind(link);
-          let first = true;
-          link.fromPeer = (m: Uint8Array) => {
-            const header = first ? decodeVersionHeader(m) : undefined;
-            first = false;
-            if (header?.ok && header.value.noise_suites) {
-              refusedOffers++;
-              link.send(encodeVersionHeader());
-              link.close("LOFT_ERR_SCHEMA");
-            } else deliver(m);
-          };
-          return link;
-        },
-      });
+    const refusals = answerLikeAnOldDevice(b);
     const marks: boolean[] = [];
     const setMark = a.storage.setAnswersSuiteOffers.bind(a.storage);
     a.storage.setAnswersSuiteOffers = (id, answers) => {
@@ -291,7 +299,7 @@ describe("the suite mark, stored with the contact (engines, real signaling)", ()
     await a.engine.start();
     const m = await a.engine.send(b.id, "queued before the offer was refused");
     await until(() => h.stateOf(a, m) === "delivered", "delivered");
-    expect(refusedOffers).toBe(1);
+    expect(refusals.offers).toBe(1);
     expect(marks[0]).toBe(false); // stored at the refusal, before the plain session
     expect(a.logs.filter((l) => l.includes("refused the Noise suite offer"))).toHaveLength(1);
     expect(a.logs).toContain(`attempt out ${b.id.slice(0, 8)} ended: suite-offer-refused`);
@@ -341,35 +349,13 @@ describe("the suite mark, stored with the contact (engines, real signaling)", ()
     const b = h.node("bea");
     await b.engine.start();
     await until(() => b.engine.serviceStatus().signaling === "connected", "bea registered");
-    // Bea answers like a device from before suites (docs/protocol/session.md §2, "Old peers"), as
-    // in the contact test above: a header with noise_suites gets the 1.0 header and a close.
-    let refusedOffers = 0;
-    const deps = h.hub.endpoints.get(b.id)!;
-    const onOffer = deps.onOffer;
-    deps.onOffer = (offer) =>
-      onOffer({
-        ...offer,
-        accept: () => {
-          const link = offer.accept() as TestLink;
-          const deliver = link.fromPeer.bind(link);
-          let first = true;
-          link.fromPeer = (m: Uint8Array) => {
-            const header = first ? decodeVersionHeader(m) : undefined;
-            first = false;
-            if (header?.ok && header.value.noise_suites) {
-              refusedOffers++;
-              link.send(encodeVersionHeader());
-              link.close("LOFT_ERR_SCHEMA");
-            } else deliver(m);
-          };
-          return link;
-        },
-      });
+    // Bea answers like a device from before suites, as Bob in the contact test above.
+    const refusals = answerLikeAnOldDevice(b);
     const room = await a.engine.rooms!.create();
     await b.engine.rooms!.join(room.fragment);
     // Ann, present first, dials bea (rooms.md §3): refused once, then a plain session.
     await until(() => memberSuite(a, room.id, b) !== undefined, "linked after the refusal");
-    expect(refusedOffers).toBe(1);
+    expect(refusals.offers).toBe(1);
     expect(memberSuite(a, room.id, b)).toBe("Noise_XXhfs_25519+MLKEM768_ChaChaPoly_BLAKE2s");
     expect(a.logs.filter((l) => l.includes("refused the Noise suite offer"))).toHaveLength(1);
     // Not a refused attempt (that is for a wrong secret), and chat goes through.

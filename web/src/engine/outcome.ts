@@ -35,12 +35,13 @@ export type FollowUp =
   /** Heartbeat tick of the live session. */
   | { step: "heartbeat" }
   /**
-   * Signaling says the contact went offline while a live session is up: PING now, and close the
-   * session if nothing arrives within `presenceProbeMs` (chat.md §6).
+   * Signaling says the contact went offline while a live session is up — or (`reconnect`) our own
+   * signaling connection came back, after a network change, say: PING now, and close the session
+   * if nothing arrives within `presenceProbeMs` (chat.md §6).
    */
-  | { step: "probe" }
+  | { step: "probe"; reconnect?: true }
   /** The probe's time is up: nothing received since `since` (ms) closes the live session. */
-  | { step: "probe-due"; since: number }
+  | { step: "probe-due"; since: number; reconnect?: true }
   /** Read our mailbox again from the body left on the relay (relay-mailbox.ts `rereadMailbox`). */
   | { step: "reread" };
 

@@ -39,12 +39,19 @@ export function onSignaling(ctx: PresenceContext, e: SignalingEvent): PeerOutcom
   switch (e.type) {
     case "state":
       if (e.state === "registered") {
+        // Registered again on a new connection: ours dropped — a network change may have killed
+        // the live sessions' paths as well, silently. Each is probed now rather than left to the
+        // heartbeat timeout (chat.md §6), so the contact is redialled within seconds.
+        const again = ctx.everRegistered;
         ctx.everRegistered = true;
         ctx.registerBusy = 0;
         setService(ctx, { signaling: "connected" });
         return [...ctx.peers.values()].map((peer) => ({
           peer,
-          outcomes: [follow({ step: "maybe-dial", why: "registered" })],
+          outcomes: [
+            follow({ step: "maybe-dial", why: "registered" }),
+            ...(again && peer.live ? [follow({ step: "probe", reconnect: true })] : []),
+          ],
         }));
       }
       if (e.state === "reconnecting" || e.state === "connecting") {

@@ -21,7 +21,7 @@ import {
   until,
 } from "../../../test/support/engine.ts";
 import type { EngineContext, Peer } from "./context.ts";
-import { receiveProxy } from "./proxy-link.ts";
+import { proxyWindowFor, receiveProxy } from "./proxy-link.ts";
 import { newLive } from "./session.ts";
 import { decodeSessionFrame, encodeProxyFrame, FRAME } from "./wire.ts";
 
@@ -117,10 +117,13 @@ describe("the fetch proxy over a contact's live session (engines, real signaling
     const first = await res.body.read();
     expect(first).not.toBeNull();
     const body = res.body as unknown as { buffered: number };
-    // The 256 KiB window fills, then nothing more is read from Bob's source while Alice reads nothing.
-    await until(() => first!.length + body.buffered >= 256 * 1024, "window full");
+    // The window (1 MiB on this direct link) fills, then nothing more is read from Bob's source
+    // while Alice reads nothing.
+    const window = proxyWindowFor("direct");
+    expect(window).toBe(1024 * 1024);
+    await until(() => first!.length + body.buffered >= window, "window full");
     const reads = source.reads;
-    expect(reads * 64 * 1024).toBeLessThanOrEqual(256 * 1024 + 2 * 64 * 1024);
+    expect(reads * 64 * 1024).toBeLessThanOrEqual(window + 2 * 64 * 1024);
     const m = await a.engine.send(b.id, "a round trip on the same session");
     await until(() => h.stateOf(a, m) === "delivered", "delivered");
     expect(source.reads).toBe(reads);

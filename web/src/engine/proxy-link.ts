@@ -14,7 +14,7 @@
 import { TAGLEN } from "../../../core/noise/primitives.ts";
 import type { ProxyClient } from "../../../core/proxy/client.ts";
 import { ProxyEndpoint, peerChunkLimit } from "../../../core/proxy/endpoint.ts";
-import { MAX_CHUNK } from "../../../core/proxy/frames.ts";
+import { MAX_CHUNK, MAX_WINDOW } from "../../../core/proxy/frames.ts";
 import type { ProxyHandler } from "../../../core/proxy/server.ts";
 import { RELAY_LINK_PIECE } from "../../../core/relay/live-link.ts";
 import type { LinkPath, ProxyServing } from "./api.ts";
@@ -57,6 +57,18 @@ export function proxyChunkFor(path: LinkPath, accepted: number): number {
   return Math.min(path === "relay" ? RELAY_DATA_CHUNK : MAX_CHUNK, accepted);
 }
 
+/**
+ * The response window this side grants per request (docs/protocol/proxy.md §Flow control): the
+ * most a body can have in flight, so on a link with a round trip of `rtt` a body moves at most
+ * about window / rtt. 1 MiB (the protocol's largest) on a direct link — a data channel across
+ * the internet has tens of milliseconds of round trip, where 256 KiB, refilled at half, held a
+ * body to a few MB/s; 256 KiB on the live relay link, whose per-connection pace is the limit and
+ * where every byte in flight also sits in the relay's queue.
+ */
+export function proxyWindowFor(path: LinkPath): number {
+  return path === "relay" ? 256 * 1024 : MAX_WINDOW;
+}
+
 export function serveProxy(ctx: EngineContext, s: ProxyServing | undefined): void {
   if (s) serving.set(ctx, s);
   else serving.delete(ctx);
@@ -79,7 +91,7 @@ function endpointOf(ctx: EngineContext, peer: Peer, live: Live): ProxyEndpoint {
       limiter: { take: (key, at) => serving.get(ctx)?.limiter.take(key, at) ?? true },
       log: (record) => serving.get(ctx)?.log(record),
     },
-    { maxChunk },
+    { maxChunk, window: proxyWindowFor(live.path) },
   );
   endpoints.set(live, endpoint);
   void live.session.closed.then(() => endpoint.close());

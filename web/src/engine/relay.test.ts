@@ -368,11 +368,12 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     }
   });
 
-  it("switches to direct when a direct channel becomes possible", async () => {
+  it("switches to direct when a direct channel becomes possible; only one side dials each step", async () => {
     h.hub = new Hub();
     h.hub.blockDirect = true;
-    const a = node("alice", undefined, undefined, undefined, { directRetryMs: 300 });
-    const b = node("bob", undefined, undefined, undefined, { directRetryMs: 300 });
+    // The glare delay as deployed (1 s), so that the lower key's dials always come first.
+    const a = node("alice", undefined, undefined, undefined, { directRetryMs: 300, glareDelayMs: 1_000 });
+    const b = node("bob", undefined, undefined, undefined, { directRetryMs: 300, glareDelayMs: 1_000 });
     a.storage.addUser(b.user);
     b.storage.addUser(a.user);
     await a.engine.start();
@@ -388,6 +389,17 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     );
     const m = await a.engine.send(b.id, "now direct");
     await until(() => stateOf(a, m) === "delivered", "delivered");
+    // The lower key dials (chat.md §1) and falls back to the relay; the other side, its attempt
+    // ended with `bye cancelled`, waits for the relay offer instead of dialling back into it; the
+    // upgrade is the lower key's too (dialing.ts `planUpgrade`). No offer lost.
+    const [low, high] = a.id < b.id ? [a, b] : [b, a];
+    expect(low.logs.filter((l) => l.startsWith("dial "))).toEqual([
+      `dial ${high.id.slice(0, 8)}`,
+      `dial ${high.id.slice(0, 8)} through the relay`,
+      `dial ${high.id.slice(0, 8)} (direct, while on the relay)`,
+    ]);
+    expect(high.logs.filter((l) => l.startsWith("dial "))).toEqual([]);
+    expect(high.logs).toContain(`attempt in ${low.id.slice(0, 8)} ended: bye-cancelled`);
   });
 
   it("a reply that reaches the first contact before the accepter's mailbox is still receipted", async () => {

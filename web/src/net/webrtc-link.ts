@@ -11,7 +11,10 @@
  *
  * The link is `connecting` until the data channel is open, then `open`; it closes (for good)
  * when either side closes it, on any WebRTC error (`reason` = simple-peer's error code, e.g.
- * ERR_ICE_CONNECTION_FAILURE), or when `openTimeoutMs` passes before the channel opens.
+ * ERR_ICE_CONNECTION_FAILURE), or when `openTimeoutMs` passes before the channel opens. The
+ * detail says more: ERR_DATA_CHANNEL is the channel's `error` event (or a send that threw), and
+ * with "User-Initiated Abort, reason=Close called" it is Chromium reporting the SCTP ABORT of a
+ * peer that closed its connection — its page reloaded or navigated — not a fault of this end.
  *
  * Beside it, `bulk`: the `loft-bulk` data channel of the same connection (bulk-lane.ts;
  * docs/protocol/files.md §2, "The bulk lane"), opened by both ends once the session's channel is

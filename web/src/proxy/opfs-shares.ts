@@ -3,7 +3,7 @@
  * each share's files are copied under `loft-shares/<root>/…` (so they stay available, and stay
  * what the person shared, whatever happens to the originals), and `loft-shares/shares.json`
  * lists the shares: root, name, mount path, and the contacts allowed. `OpfsFileSource` serves
- * them to the proxy's share handler (core/proxy/share.ts), reading each file in 64 KiB slices as
+ * them to the proxy's share handler (core/proxy/share.ts), reading each file in 256 KiB slices as
  * the requester's credit allows.
  */
 import type { BodyReader } from "../../../core/proxy/body.ts";
@@ -14,11 +14,14 @@ import { SHARES_DIR } from "../lib/device-stores.ts";
 const TOP = SHARES_DIR;
 const INDEX = "shares.json";
 /**
- * One read per DATA frame: a slice of exactly the largest DATA body (docs/protocol/proxy.md §DATA
- * size), so a 64 KiB slice does not cost a full DATA and a 26-byte one (an OPFS read is never
- * "held already", so OutboundBody cannot join the tail to the next slice).
+ * One OPFS read per four DATA frames: each read is a round trip to the browser's file process, and
+ * reading one DATA's worth at a time held every frame up by it (bench:proxy-browser). A multiple
+ * of the largest DATA body (docs/protocol/proxy.md §DATA size), so the slices cut into full DATA
+ * frames; the rest of a slice is handed out from memory (`available`), so OutboundBody joins a
+ * slice's tail to the next piece without waiting. At most one slice (≈ 256 KiB) is held beyond
+ * what the requester's credit lets out.
  */
-const SLICE = MAX_CHUNK;
+const SLICE = 4 * MAX_CHUNK;
 
 export interface StoredShare {
   root: string;
@@ -30,44 +33,112 @@ export interface StoredShare {
   bytes: number;
 }
 
-/** The shares' folder; made only by a write, so reading never brings it back after Delete identity. */
-async function top(create = false): Promise<FileSystemDirectoryHandle> {
-  return (await navigator.storage.getDirectory()).getDirectoryHandle(TOP, { create });
+/**
+ * The origin's OPFS root, asked for once: every lookup below starts from it, and each call to
+ * `getDirectory` is a round trip to the browser's storage process (the root itself never goes).
+ */
+let opfsRoot: Promise<FileSystemDirectoryHandle> | undefined;
+function storageRoot(): Promise<FileSystemDirectoryHandle> {
+  opfsRoot ??= navigator.storage.getDirectory().catch((e: unknown) => {
+    opfsRoot = undefined;
+    throw e;
+  });
+  return opfsRoot;
 }
 
+/** The shares' folder; made only by a write, so reading never brings it back after Delete identity. */
+async function top(create = false): Promise<FileSystemDirectoryHandle> {
+  return (await storageRoot()).getDirectoryHandle(TOP, { create });
+}
+
+const fileKey = (root: string, path: string[]) => `${root}/${path.join("/")}`;
+
+/** File handles found before, by root and path: at most this many, the oldest dropped. */
+const KNOWN_HANDLES = 256;
+/**
+ * A share's files never change once copied (sharing again makes a new root; stopping removes the
+ * root), so a handle found once stays right: the walk — the shares' folder, the share, each
+ * folder on the path, the file, a round trip to the storage process per step — is taken once per
+ * file, not once per request. A handle whose file went (its share stopped) fails its `getFile`:
+ * dropped, and the walk taken again.
+ */
+const knownHandles = new Map<string, FileSystemFileHandle>();
+
 async function fileAt(root: string, path: string[]): Promise<File | null> {
+  const key = fileKey(root, path);
+  const known = knownHandles.get(key);
+  if (known) {
+    try {
+      return await known.getFile();
+    } catch {
+      knownHandles.delete(key);
+    }
+  }
   try {
     let dir = await (await top()).getDirectoryHandle(root);
     for (const seg of path.slice(0, -1)) dir = await dir.getDirectoryHandle(seg);
-    return await (await dir.getFileHandle(path[path.length - 1]!)).getFile();
+    const handle = await dir.getFileHandle(path[path.length - 1]!);
+    const file = await handle.getFile();
+    knownHandles.set(key, handle);
+    if (knownHandles.size > KNOWN_HANDLES) knownHandles.delete(knownHandles.keys().next().value!);
+    return file;
   } catch {
     return null; // NotFoundError, TypeMismatchError, or a name OPFS refuses: nothing there
   }
 }
 
+/** Files kept from `stat` for the `read` that follows it: at most this many, the oldest dropped. */
+const RECENT_FILES = 32;
+
 export class OpfsFileSource implements FileSource {
+  /**
+   * What `stat` just found, by root and path: the share handler stats a file and then reads it,
+   * and each OPFS walk (the shares' folder, the share, every folder on the path, the file) is a
+   * round trip per step — taken once per request instead of twice. The read also gets the very
+   * snapshot whose size and date the response head announced.
+   */
+  readonly #recent = new Map<string, File>();
+
   async stat(root: string, path: string[]): Promise<FileInfo | null> {
     const file = await fileAt(root, path);
-    return file ? { size: file.size, lastModified: file.lastModified } : null;
+    if (!file) return null;
+    const key = fileKey(root, path);
+    this.#recent.delete(key);
+    this.#recent.set(key, file);
+    if (this.#recent.size > RECENT_FILES) this.#recent.delete(this.#recent.keys().next().value!);
+    return { size: file.size, lastModified: file.lastModified };
   }
 
   read(root: string, path: string[], start: number, end: number): BodyReader {
     let at = start;
     let cancelled = false;
-    let file: Promise<File | null> | undefined;
+    const key = fileKey(root, path);
+    const recent = this.#recent.get(key);
+    this.#recent.delete(key);
+    let file: Promise<File | null> | undefined = recent ? Promise.resolve(recent) : undefined;
+    /** What is left of the last slice read, handed out one DATA body at a time. */
+    let held = new Uint8Array(0);
     return {
       async read() {
-        if (cancelled || at >= end) return null;
-        file ??= fileAt(root, path);
-        const f = await file;
-        if (!f) throw new Error("shared file disappeared");
-        const next = Math.min(end, at + SLICE);
-        const bytes = new Uint8Array(await f.slice(at, next).arrayBuffer());
-        at = next;
-        return bytes;
+        if (cancelled) return null;
+        if (held.length === 0) {
+          if (at >= end) return null;
+          file ??= fileAt(root, path);
+          const f = await file;
+          if (!f) throw new Error("shared file disappeared");
+          const next = Math.min(end, at + SLICE);
+          held = new Uint8Array(await f.slice(at, next).arrayBuffer());
+          at = next;
+          if (cancelled) return null;
+        }
+        const piece = held.subarray(0, MAX_CHUNK);
+        held = held.subarray(piece.length);
+        return piece;
       },
+      available: () => (cancelled ? 0 : held.length),
       cancel() {
         cancelled = true;
+        held = new Uint8Array(0);
       },
     };
   }

@@ -6,8 +6,8 @@
  * mailbox bound are not taken twice or at all; a changed slice fails the
  * chunk's integrity check and discards the file; random part sequences never throw.
  * The window (files.md §5): with storage slower than the link, a live chunk beyond the last ACK +
- * 64 ends the transfer (both sides told) and nothing past it is kept; fuzzed over greedy and
- * honest senders.
+ * 64 ends the transfer (both sides told why, in words: `file.fail`) and nothing past it is kept;
+ * fuzzed over greedy and honest senders.
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -113,6 +113,44 @@ function receiver(opts: { store?: MemoryFileStore; crypto?: CryptoProvider; live
   return { files, peer, told, state, events };
 }
 
+/**
+ * A sender with a file offered to Ann (through the room path, which needs no contact record): the
+ * transfer id it chose, its offer, and the engine events, to hand it what a receiver said.
+ */
+async function sender() {
+  const events: EngineEvent[] = [];
+  const told: FileAppMessage[] = [];
+  const ctx = {
+    cfg: { fileStore: new MemoryFileStore(), crypto: nobleCrypto, log: () => {} } as unknown as EngineConfig,
+    storage: new MemoryStorage(""),
+    listeners: new Set([(e: EngineEvent) => events.push(e)]),
+    peers: new Map(),
+    stopped: false,
+    pool: undefined,
+  } as unknown as FilesContext;
+  const files = new FileTransfers(ctx);
+  const peer: FilePeer = {
+    id: "ann",
+    name: "Ann",
+    room: { room: "r00m", member: "ann" },
+    live: () => undefined,
+    ready: () => true,
+    tell: async (m) => {
+      told.push(m);
+      return true;
+    },
+  };
+  files.rooms = { peer: () => peer };
+  const [t] = await files.sendToRoom(
+    "r00m",
+    ["ann"],
+    new Blob([seededBytes(3 * FILE_CHUNK_BYTES, 9)]),
+    "p.bin",
+  );
+  if (t?.state !== "offered") throw new Error(`the file was not offered: ${t?.state}`);
+  return { files, peer, id: t.id, key: t.key, told };
+}
+
 /** A store whose chunk writes wait until `flush` (a device whose storage is slower than the link). */
 class SlowStore extends MemoryFileStore {
   #waiting: (() => void)[] = [];
@@ -207,7 +245,10 @@ describe("file.part: the receiver's rule", () => {
     bad[3]!.d[17]! ^= 1;
     for (const p of bad) await r.files.message(r.peer, p);
     expect(r.state()).toBe("failed");
-    expect(r.told).toEqual([{ t: "file.cancel", id: ID, own: false }]);
+    expect(r.told).toEqual([
+      { t: "file.fail", id: ID, r: "damaged" },
+      { t: "file.cancel", id: ID, own: false },
+    ]);
   });
 
   it("parts of a file above the mailbox bound are not taken: it waits for an accept", async () => {
@@ -308,12 +349,22 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
     );
     expect(r.told).toEqual([
       { t: "file.accept", id: ID, from: 0 },
+      { t: "file.fail", id: ID, r: "window" },
       { t: "file.cancel", id: ID, own: false },
     ]);
     expect(
       r.events.some((e) => e.type === "error" && e.error.message === t?.reason),
       "the person is told",
     ).toBe(true);
+    // The sender gets those two messages (under its own transfer id): it says why, not a bare
+    // "Ann cancelled." — and the `file.cancel` after (for older senders) changes nothing.
+    const s = await sender();
+    for (const m of r.told.slice(1)) await s.files.message(s.peer, { ...m, id: s.id } as FileAppMessage);
+    const [out] = await s.files.listRoom("r00m");
+    expect(out?.state).toBe("failed");
+    expect(out?.reason).toBe(
+      `Ann's device refused p.bin: more of it arrived than it had asked for (beyond its window of ${WINDOW_CHUNKS} chunks), so it discarded the file.`,
+    );
     await store.flush();
     await store.flush();
     expect(Math.max(...store.writes.map((w) => w.first + w.count))).toBeLessThanOrEqual(WINDOW_CHUNKS);

@@ -111,7 +111,7 @@ export class RoomFiles implements RoomFrameLane, RoomFilePeers {
         if (rooms.sendFrame(room, member, frame)) return true;
         // How a transfer ended reaches a member who is away through its mailbox (§9), so the
         // sender of a mailbox file learns it arrived; the rest waits for the next session.
-        if (m.t !== "file.done" && m.t !== "file.cancel") return false;
+        if (m.t !== "file.done" && m.t !== "file.cancel" && m.t !== "file.fail") return false;
         return (await this.#mailbox(room, member))?.deposit(m) ?? false;
       },
       mailbox: () => this.#mailbox(room, member),

@@ -229,8 +229,12 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
         };
     const k1 = await offerAndAccept(a, b, randomFile(5 * FILE_CHUNK_BYTES, 13));
     await until(() => stateOf(b, k1.in) === "failed", "receiver ends it");
-    await until(() => stateOf(a, k1.out) === "cancelled", "sender is told");
+    await until(() => stateOf(a, k1.out) === "failed", "sender is told");
     expect(fileTransfers(b).get(k1.in)?.reason).toMatch(/malformed/);
+    // The sender says why (file.fail), not a bare "… cancelled.".
+    expect(fileTransfers(a).get(k1.out)?.reason).toBe(
+      "A piece of data.bin reached bob's device malformed or out of order; bob's device discarded the file.",
+    );
     // A FILE_ACK (a session frame) on the lane, naming the transfer: malformed for the lane.
     for (const l of h.hub.links)
       if (l.channel)
@@ -238,7 +242,7 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
           chunkIndexOf(m) === 1 ? [Uint8Array.of(0x11, ...m.subarray(1, 5), 0, 9)] : [m];
     const k2 = await offerAndAccept(a, b, randomFile(4 * FILE_CHUNK_BYTES, 14));
     await until(() => stateOf(b, k2.in) === "failed", "receiver ends the second");
-    await until(() => stateOf(a, k2.out) === "cancelled", "sender is told of the second");
+    await until(() => stateOf(a, k2.out) === "failed", "sender is told of the second");
     expect(b.logs.some((l) => /dropped a bulk frame: LOFT_ERR_UNKNOWN_TYPE/.test(l))).toBe(true);
     expect(await b.engine.fileBlob(k2.in)).toBeUndefined();
   });
@@ -253,7 +257,10 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
         };
     const keys = await offerAndAccept(a, b, randomFile(6 * FILE_CHUNK_BYTES, 15));
     await until(() => stateOf(b, keys.in) === "failed", "receiver discards");
-    await until(() => stateOf(a, keys.out) === "cancelled", "sender is told");
+    await until(() => stateOf(a, keys.out) === "failed", "sender is told");
+    expect(fileTransfers(a).get(keys.out)?.reason).toBe(
+      "A piece of data.bin failed its integrity check on bob's device (changed in transit); bob's device discarded the file.",
+    );
     expect(fileTransfers(b).get(keys.in)?.reason).toMatch(/integrity/);
     expect(b.events.some((e) => e.type === "error" && /integrity/.test(e.error.message))).toBe(true);
     expect(await b.engine.fileBlob(keys.in)).toBeUndefined();
@@ -365,7 +372,7 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     const [a, b] = await h.pair();
     const keys = await offerAndAccept(a, b, randomFile(6 * FILE_CHUNK_BYTES, 6));
     await until(() => stateOf(b, keys.in) === "failed", "receiver discards");
-    await until(() => stateOf(a, keys.out) === "cancelled", "sender is told");
+    await until(() => stateOf(a, keys.out) === "failed", "sender is told");
     expect(fileTransfers(b).get(keys.in)?.reason).toMatch(/integrity/);
     expect(b.events.some((e) => e.type === "error" && /integrity/.test(e.error.message))).toBe(true);
     expect(await b.engine.fileBlob(keys.in)).toBeUndefined();

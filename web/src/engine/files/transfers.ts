@@ -39,6 +39,7 @@ import {
   type FileAppMessage,
   type FileChunkFrame,
   type FileChunkHeader,
+  type FileFailReason,
   FileHasher,
   type FileOffer,
   type FilePart,
@@ -592,6 +593,15 @@ export class FileTransfers {
         }
         return;
       }
+      case "file.fail": {
+        // The receiver ended the transfer (files.md §1): the sender says why, in words. Its
+        // `file.cancel` follows (for older senders) and finds the transfer ended.
+        const o = this.#out.get(transferKey(peer.id, "out", m.id));
+        if (!o || FINAL.has(o.t.state)) return;
+        await this.#settle(o.t, "failed", failedThere(peer.name, o.t.name, m.r));
+        this.#forgetOutgoing(o);
+        return;
+      }
       case "file.part":
         return this.#part(peer, m);
       case "file.done": {
@@ -695,6 +705,7 @@ export class FileTransfers {
           peer,
           i,
           `A piece of ${i.t.name} arrived malformed; the file was discarded.`,
+          "malformed",
         );
       return;
     }
@@ -761,7 +772,12 @@ export class FileTransfers {
     const checked = checkChunk(expect, chunk);
     if (!checked.ok) {
       if (checked.error.code === "LOFT_ERR_REPLAY") return;
-      await this.#failIncoming(peer, i, `A piece of ${i.t.name} arrived malformed; the file was discarded.`);
+      await this.#failIncoming(
+        peer,
+        i,
+        `A piece of ${i.t.name} arrived malformed; the file was discarded.`,
+        "malformed",
+      );
       return;
     }
     // The window (files.md §5): a sender has at most WINDOW_CHUNKS beyond the last `next` we
@@ -774,6 +790,7 @@ export class FileTransfers {
         peer,
         i,
         `${peer.name} sent more of ${i.t.name} than this device had asked for (beyond the window of ${WINDOW_CHUNKS} chunks); the file was discarded.`,
+        "window",
       );
       return;
     }
@@ -783,6 +800,7 @@ export class FileTransfers {
         peer,
         i,
         `A piece of ${i.t.name} failed its integrity check (changed in transit); the file was discarded.`,
+        "damaged",
       );
       return;
     }
@@ -809,7 +827,12 @@ export class FileTransfers {
         this.#ctx.cfg.log(`files: storing a chunk failed: ${(e as Error).name}`);
         i.pending.length = 0;
         if (this.#in.get(i.t.key) === i)
-          await this.#failIncoming(peer, i, `${i.t.name} could not be stored on this device (is it full?).`);
+          await this.#failIncoming(
+            peer,
+            i,
+            `${i.t.name} could not be stored on this device (is it full?).`,
+            "storage",
+          );
       });
     if (!last) return;
     await i.chain;
@@ -1147,8 +1170,13 @@ export class FileTransfers {
     await this.#save(o.t);
   }
 
-  async #failIncoming(peer: FilePeer, i: Incoming, reason: string): Promise<void> {
+  /**
+   * This end ends an accepted transfer: `reason` for the person here, `why` for the sender
+   * (`file.fail`, then the `file.cancel` an older sender reads; in order on the peer's chain).
+   */
+  async #failIncoming(peer: FilePeer, i: Incoming, reason: string, why: FileFailReason): Promise<void> {
     await this.#dropIncoming(i, "failed", reason);
+    this.#later(peer, { t: "file.fail", id: i.t.id, r: why });
     this.#later(peer, { t: "file.cancel", id: i.t.id, own: false });
     emit(this.#ctx, { type: "error", contactId: peer.id, error: { kind: "internal", message: reason } });
   }
@@ -1270,7 +1298,7 @@ export class FileTransfers {
         });
         // How a transfer ended reaches a contact who is away through its mailbox (§9), so the
         // sender of a mailbox file learns it arrived; the rest waits for the next session.
-        if (sent || (m.t !== "file.done" && m.t !== "file.cancel")) return sent;
+        if (sent || (m.t !== "file.done" && m.t !== "file.cancel" && m.t !== "file.fail")) return sent;
         return (await this.#mailboxOf(peer))?.deposit(m) ?? false;
       },
       mailbox: () => this.#mailboxOf(peer),
@@ -1304,6 +1332,20 @@ function offerOf(o: Outgoing): FileOffer {
     key: bytes(o.key),
     ...(t.thumb ? { thumb: bytes(t.thumb) } : {}),
   };
+}
+
+/** The sender's words for a `file.fail` from `who` about `file` (files.md §1). */
+function failedThere(who: string, file: string, why: FileFailReason): string {
+  switch (why) {
+    case "window":
+      return `${who}'s device refused ${file}: more of it arrived than it had asked for (beyond its window of ${WINDOW_CHUNKS} chunks), so it discarded the file.`;
+    case "malformed":
+      return `A piece of ${file} reached ${who}'s device malformed or out of order; ${who}'s device discarded the file.`;
+    case "damaged":
+      return `A piece of ${file} failed its integrity check on ${who}'s device (changed in transit); ${who}'s device discarded the file.`;
+    case "storage":
+      return `${who}'s device could not store ${file} (is it full?) and discarded it.`;
+  }
 }
 
 /** The header of chunk `index` of `t` (the same on the sender's copy, the wire and the receiver's store). */

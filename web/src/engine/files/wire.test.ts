@@ -23,6 +23,7 @@ import {
   decodeFileFrame,
   encodeAckFrame,
   FILE_CHUNK_BYTES,
+  FILE_FAIL_REASONS,
   type FileChunkFrame,
   MAX_FILE_BYTES,
   MAX_FILE_NAME_CHARS,
@@ -233,6 +234,11 @@ describe("file.* application messages", () => {
     expect(decode({ t: "file.accept", id: 1, from: 0x10000 }).ok).toBe(false);
     expect(decode({ t: "file.decline", id: 1, r: "whatever" }).ok).toBe(false);
     expect(decode({ t: "file.cancel", id: 1 }).ok).toBe(false);
+    for (const r of FILE_FAIL_REASONS) expect(decode({ t: "file.fail", id: 1, r }).ok).toBe(true);
+    expect(decode({ t: "file.fail", id: 1, r: "cancelled" }).ok).toBe(false);
+    expect(decode({ t: "file.fail", id: 0, r: "window" }).ok).toBe(false);
+    expect(decode({ t: "file.fail", id: 1 }).ok).toBe(false);
+    expect(decode({ t: "file.fail", id: 1, r: "window", own: false }).ok).toBe(false);
   });
 
   it("fields swapped, dropped or added give typed errors", () => {
@@ -242,6 +248,7 @@ describe("file.* application messages", () => {
       { t: "file.decline", id: 1, r: "busy" },
       { t: "file.cancel", id: 1, own: false },
       { t: "file.done", id: 1, ok: true },
+      { t: "file.fail", id: 1, r: "damaged" },
     ];
     fc.assert(
       fc.property(fieldSwapArb(examples), (bytes) => {

@@ -122,6 +122,13 @@ const chunkIndex = uintSchema(MAX_FILE_CHUNKS);
 
 export const FILE_DECLINE_REASONS = ["declined", "too-large", "busy"] as const;
 export type FileDeclineReason = (typeof FILE_DECLINE_REASONS)[number];
+/**
+ * Why a receiver ended a transfer it had accepted (`file.fail`, docs/protocol/files.md §1): a
+ * chunk beyond the window (§5), a malformed or out-of-order chunk (§4), one that failed its AEAD
+ * (§3), or its storage failed.
+ */
+export const FILE_FAIL_REASONS = ["window", "malformed", "damaged", "storage"] as const;
+export type FileFailReason = (typeof FILE_FAIL_REASONS)[number];
 
 /** The `file.*` members of the application-message union (web/src/engine/wire.ts `appSchema`). */
 export const fileAppSchemas = [
@@ -148,6 +155,8 @@ export const fileAppSchemas = [
     n: v.pipe(uintSchema(MAX_CHUNK_PARTS), v.minValue(1)),
     d: bytesSchema(1, MAILBOX_PART_BYTES),
   }),
+  /** The receiver ended the transfer, and why (before its `file.cancel`, which older peers read). */
+  v.strictObject({ t: v.literal("file.fail"), id: transferId, r: v.picklist(FILE_FAIL_REASONS) }),
 ] as const;
 
 /** Field count of the largest `file.*` message (the application decoder's map limit). */
@@ -160,8 +169,10 @@ export type FileAppMessage =
   | v.InferOutput<(typeof fileAppSchemas)[2]>
   | v.InferOutput<(typeof fileAppSchemas)[3]>
   | v.InferOutput<(typeof fileAppSchemas)[4]>
-  | FilePart;
+  | FilePart
+  | FileFail;
 export type FilePart = v.InferOutput<(typeof fileAppSchemas)[5]>;
+export type FileFail = v.InferOutput<(typeof fileAppSchemas)[6]>;
 
 export function isFileAppMessage(m: { t: string }): m is FileAppMessage {
   return m.t.startsWith("file.");

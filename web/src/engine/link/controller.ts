@@ -154,11 +154,14 @@ export class LinkController {
       case "heartbeat":
         if (peer.live) void heartbeat(ctx, peer.live);
         return;
-      case "probe":
+      case "probe": {
         if (!peer.live) return;
-        this.apply([schedule("probe", ctx.cfg.presenceProbeMs, { step: "probe-due", since: Date.now() })]);
+        const due: FollowUp = { step: "probe-due", since: Date.now() };
+        if (f.reconnect) due.reconnect = true;
+        this.apply([schedule("probe", ctx.cfg.presenceProbeMs, due)]);
         void heartbeat(ctx, peer.live);
         return;
+      }
       case "reread":
         void serial(peer, async () => {
           if (peer.rxHeld) this.apply(rereadMailbox(ctx, peer));
@@ -166,7 +169,14 @@ export class LinkController {
         return;
       case "probe-due":
         if (!peer.live) return;
-        if (peer.live.lastInbound < f.since)
+        if (peer.live.lastInbound < f.since && f.reconnect)
+          // Our own network changed under the session: it stopped answering, as a heartbeat
+          // timeout says, only sooner (chat.md §6).
+          peer.live.session.close(
+            "heartbeat-timeout",
+            "our signaling connection came back and the live session stopped answering",
+          );
+        else if (peer.live.lastInbound < f.since)
           peer.live.session.close(
             "presence-offline",
             "the contact went offline and the live session stopped answering",
@@ -446,7 +456,12 @@ export class LinkController {
       await this.#runSession(attempt, session, keyPair, decision.path);
     } catch (e) {
       await this.#attemptFailed(attempt, e);
-      if (peer.live?.path === "relay") this.apply(planUpgrade(ctx, peer));
+      if (peer.live?.path === "relay") {
+        // The contact's upgrade to direct failed: counted here as on its side, so both ends keep
+        // the same upgrade timer and its glare order (dialing.ts `planUpgrade`).
+        if (decision.path === "direct") peer.upgradeFailures++;
+        this.apply(planUpgrade(ctx, peer));
+      }
     } finally {
       wipe(keyPair.secretKey);
     }

@@ -46,6 +46,16 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
       .filter((m) => m.from !== undefined)
       .map((m) => m.text);
 
+  /** Ann creates a room, Bea and Cat join from its link, and all three are linked to each other. */
+  const meshOfThree = async () => {
+    const [a, b, c] = [await started("ann"), await started("bea"), await started("cat")];
+    const room = await rooms(a).create();
+    await rooms(b).join(room.fragment);
+    await rooms(c).join(room.fragment);
+    await until(() => [a, b, c].every((n) => online(n, room.id) === 2), "full mesh of three");
+    return { a, b, c, room };
+  };
+
   it("members meet, a late joiner connects to everyone, messages fan out and are delivered per member", async () => {
     const [a, b, c] = [await started("ann"), await started("bea"), await started("cat")];
     const room = await rooms(a).create();
@@ -191,11 +201,7 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
   const keyOf = (n: EngineNode) => toHex(n.user.identity.verified.identity_key);
 
   it("the host removes a member: its links closed and refused, the secret rotated, the old link admits it no more", async () => {
-    const [a, b, c] = [await started("ann"), await started("bea"), await started("cat")];
-    const room = await rooms(a).create();
-    await rooms(b).join(room.fragment);
-    await rooms(c).join(room.fragment);
-    await until(() => [a, b, c].every((n) => online(n, room.id) === 2), "full mesh of three");
+    const { a, b, c, room } = await meshOfThree();
     expect(rooms(a).room(room.id)?.host).toBe(true);
     expect(rooms(b).room(room.id)?.host).toBe(false);
     await until(
@@ -242,11 +248,7 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
   });
 
   it("hand-over: the new host signs, everyone takes it; the former host can no longer remove; a listed member offline during a removal catches up", async () => {
-    const [a, b, c] = [await started("ann"), await started("bea"), await started("cat")];
-    const room = await rooms(a).create();
-    await rooms(b).join(room.fragment);
-    await rooms(c).join(room.fragment);
-    await until(() => [a, b, c].every((n) => online(n, room.id) === 2), "full mesh of three");
+    const { a, b, c, room } = await meshOfThree();
     await until(
       () =>
         rooms(a)
@@ -371,11 +373,7 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
   });
 
   it("a listed member who was away gets what was said meanwhile when it is back, in order", async () => {
-    const [a, b, c] = [await started("ann"), await started("bea"), await started("cat")];
-    const room = await rooms(a).create();
-    await rooms(b).join(room.fragment);
-    await rooms(c).join(room.fragment);
-    await until(() => [a, b, c].every((n) => online(n, room.id) === 2), "full mesh of three");
+    const { a, b, c, room } = await meshOfThree();
     await until(
       () =>
         rooms(b)
@@ -405,11 +403,7 @@ describe("rooms engine (Node, real signaling, in-memory links)", () => {
   });
 
   it("host away: the others still chat, the room says so, removals wait for the host", async () => {
-    const [a, b, c] = [await started("ann"), await started("bea"), await started("cat")];
-    const room = await rooms(a).create();
-    await rooms(b).join(room.fragment);
-    await rooms(c).join(room.fragment);
-    await until(() => [a, b, c].every((n) => online(n, room.id) === 2), "full mesh of three");
+    const { a, b, c, room } = await meshOfThree();
     await until(() => rooms(b).room(room.id)?.hostAway === false, "bea linked to the host");
     expect(rooms(a).room(room.id)?.hostAway).toBe(false); // the host itself
     await a.engine.stop();

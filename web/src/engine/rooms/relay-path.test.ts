@@ -58,6 +58,13 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
       .messages(id)
       .filter((m) => m.from !== undefined)
       .map((m) => m.text);
+  /** Until both members hold a mailbox address for the other in `room` (docs/protocol/rooms.md §9). */
+  const mailboxesExchanged = (a: EngineNode, b: EngineNode, room: string) =>
+    until(
+      () =>
+        a.storage.secrets.has(`room-tx/${room}/${b.id}`) && b.storage.secrets.has(`room-tx/${room}/${a.id}`),
+      "mailboxes exchanged",
+    );
   const online = (n: EngineNode, id: string) =>
     rooms(n)
       .room(id)
@@ -101,12 +108,7 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     await rooms(b).join(room.fragment);
     await until(() => online(a, room.id) === 1 && online(b, room.id) === 1, "linked");
     // Inside their session each hands the other its mailbox (and they share a pair ratchet).
-    await until(
-      () =>
-        a.storage.secrets.has(`room-tx/${room.id}/${b.id}`) &&
-        b.storage.secrets.has(`room-tx/${room.id}/${a.id}`),
-      "mailboxes exchanged",
-    );
+    await mailboxesExchanged(a, b, room.id);
     await b.engine.stop();
     await until(() => online(a, room.id) === 0, "bea away");
     const sent = ["away 1", "away 2", "away 3"];
@@ -171,12 +173,7 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
     const [a, b] = [await started("ann"), await started("bea")];
     const room = await rooms(a).create();
     await rooms(b).join(room.fragment);
-    await until(
-      () =>
-        a.storage.secrets.has(`room-tx/${room.id}/${b.id}`) &&
-        b.storage.secrets.has(`room-tx/${room.id}/${a.id}`),
-      "mailboxes exchanged",
-    );
+    await mailboxesExchanged(a, b, room.id);
     await a.engine.stop();
     await rooms(b).leave(room.id); // Ann never hears the bye; Bea's queues are deleted at the relay
     const again = h.node("ann", a.user, a.storage);
@@ -205,12 +202,7 @@ describe("rooms through the relay when no direct path opens (Node, real relay an
       await Promise.all([a.engine.start(), b.engine.start()]);
       const room = await rooms(a).create();
       await rooms(b).join(room.fragment);
-      await until(
-        () =>
-          a.storage.secrets.has(`room-tx/${room.id}/${b.id}`) &&
-          b.storage.secrets.has(`room-tx/${room.id}/${a.id}`),
-        "mailboxes exchanged",
-      );
+      await mailboxesExchanged(a, b, room.id);
       await b.engine.stop();
       await until(() => online(a, room.id) === 0, "bea away");
       const sent = ["r1", "r2", "r3", "r4", "r5", "r6"];

@@ -1,0 +1,170 @@
+/**
+ * CPU time per Chromium process and per thread over a stretch of a bench (bench:files): which
+ * process of the browser — each page's renderer, the browser process, the network service, the
+ * GPU process — spends how much, and in which of its threads. The processes and their types come
+ * from CDP `SystemInfo.getProcessInfo` (as bench:calls reads the whole browser's CPU); each
+ * process's threads from /proc/<pid>/task (Linux), grouped by thread name (`CrRendererMain`,
+ * `WebRTC_Network`, `ThreadPoolForeg`…), so a share can be named: a page's main thread, the
+ * WebRTC network thread that runs SCTP and DTLS, the browser's IndexedDB and Blob work.
+ */
+import { spawnSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import type { Browser, CDPSession, Page } from "playwright-core";
+
+const CLOCK_TICKS =
+  Number(spawnSync("getconf", ["CLK_TCK"], { timeout: 5000 }).stdout?.toString().trim()) || 100;
+
+/** CPU seconds (user + system) per thread name of each process, and each process's total. */
+export type CpuSnapshot = Map<number, { total: number; threads: Map<string, number> }>;
+
+/** A process as the bench names it: its role (`sender`, `receiver`, or Chromium's type). */
+export interface NamedProcess {
+  pid: number;
+  role: string;
+}
+
+function statSeconds(path: string): number {
+  const stat = readFileSync(path, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // fields[0] is field 3 (state); utime and stime are fields 14 and 15 (proc(5)).
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+/** Thread names without a trailing number, so a pool's threads add up under one name. */
+function threadName(pid: number, tid: string): string {
+  try {
+    return readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8")
+      .trim()
+      .replace(/[\d/]+$/, "");
+  } catch {
+    return "?";
+  }
+}
+
+export class BrowserCpu {
+  readonly #cdp: CDPSession;
+  /** Pages' renderer pids, found by `namePages`. */
+  readonly #roles = new Map<number, string>();
+
+  private constructor(cdp: CDPSession) {
+    this.#cdp = cdp;
+  }
+
+  static async open(browser: Browser): Promise<BrowserCpu> {
+    return new BrowserCpu(await browser.newBrowserCDPSession());
+  }
+
+  async processes(): Promise<NamedProcess[]> {
+    const info = (await this.#cdp.send("SystemInfo.getProcessInfo")) as {
+      processInfo: { type: string; id: number; cpuTime: number }[];
+    };
+    return info.processInfo.map((p) => ({
+      pid: p.id,
+      role: this.#roles.get(p.id) ?? (p.type === "renderer" ? "other renderer" : p.type),
+    }));
+  }
+
+  /**
+   * Tell which renderer runs which page: each page in turn keeps its main thread busy for 0.3 s,
+   * and the renderer whose CPU time grew the most is that page's.
+   */
+  async namePages(pages: Record<string, Page>): Promise<void> {
+    for (const [role, page] of Object.entries(pages)) {
+      const before = await this.snapshot();
+      await page.evaluate(() => {
+        const end = performance.now() + 300;
+        while (performance.now() < end) {
+          /* busy */
+        }
+      });
+      const after = await this.snapshot();
+      let best: { pid: number; grew: number } | undefined;
+      for (const p of await this.processes()) {
+        const grew = (after.get(p.pid)?.total ?? 0) - (before.get(p.pid)?.total ?? 0);
+        if (!this.#roles.has(p.pid) && (!best || grew > best.grew)) best = { pid: p.pid, grew };
+      }
+      if (best) this.#roles.set(best.pid, role);
+    }
+  }
+
+  async snapshot(): Promise<CpuSnapshot> {
+    const out: CpuSnapshot = new Map();
+    for (const { pid } of await this.processes()) {
+      try {
+        const threads = new Map<string, number>();
+        for (const tid of readdirSync(`/proc/${pid}/task`)) {
+          try {
+            const name = threadName(pid, tid);
+            threads.set(name, (threads.get(name) ?? 0) + statSeconds(`/proc/${pid}/task/${tid}/stat`));
+          } catch {
+            // the thread ended meanwhile; its time is still in the process's total
+          }
+        }
+        out.set(pid, { total: statSeconds(`/proc/${pid}/stat`), threads });
+      } catch {
+        // the process ended meanwhile
+      }
+    }
+    return out;
+  }
+
+  /**
+   * CPU seconds spent between two snapshots, per role (`sender`, `receiver`, `browser`,
+   * `utility`…, processes of one role added up) and per role and thread name.
+   */
+  async spent(
+    before: CpuSnapshot,
+    after: CpuSnapshot,
+  ): Promise<{ byRole: Map<string, number>; byThread: Map<string, number> }> {
+    const byRole = new Map<string, number>();
+    const byThread = new Map<string, number>();
+    for (const { pid, role } of await this.processes()) {
+      const a = after.get(pid);
+      if (!a) continue;
+      const b = before.get(pid);
+      byRole.set(role, (byRole.get(role) ?? 0) + a.total - (b?.total ?? 0));
+      for (const [name, s] of a.threads) {
+        const key = `${role}: ${name}`;
+        const d = s - (b?.threads.get(name) ?? 0);
+        // A pool thread that ended since `before` takes its time out of the name's sum: not a cost.
+        if (d > 0) byThread.set(key, (byThread.get(key) ?? 0) + d);
+      }
+    }
+    return { byRole, byThread };
+  }
+}
+
+/** CPU seconds per role and per thread, added up over the rounds of one subject. */
+export class CpuTally {
+  readonly byRole = new Map<string, number>();
+  readonly byThread = new Map<string, number>();
+  bytes = 0;
+
+  add(spent: { byRole: Map<string, number>; byThread: Map<string, number> }, bytes: number): void {
+    for (const [k, v] of spent.byRole) this.byRole.set(k, (this.byRole.get(k) ?? 0) + v);
+    for (const [k, v] of spent.byThread) this.byThread.set(k, (this.byThread.get(k) ?? 0) + v);
+    this.bytes += bytes;
+  }
+
+  /** CPU milliseconds per MiB moved, per role, with `total`. */
+  msPerMib(): Record<string, number> {
+    const mib = this.bytes / (1024 * 1024) || 1;
+    const out: Record<string, number> = {};
+    let total = 0;
+    for (const [k, v] of [...this.byRole].sort((x, y) => y[1] - x[1])) {
+      out[k] = Math.round((v * 1000 * 10) / mib) / 10;
+      total += v;
+    }
+    out.total = Math.round((total * 1000 * 10) / mib) / 10;
+    return out;
+  }
+
+  /** The `top` threads by CPU milliseconds per MiB. */
+  topThreads(top = 12): [string, number][] {
+    const mib = this.bytes / (1024 * 1024) || 1;
+    return [...this.byThread]
+      .sort((x, y) => y[1] - x[1])
+      .slice(0, top)
+      .map(([k, v]) => [k, Math.round((v * 1000 * 10) / mib) / 10]);
+  }
+}

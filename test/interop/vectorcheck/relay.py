@@ -1,0 +1,126 @@
+"""Relay mailbox formats, written from docs/protocol/relay.md (§Command authorization, §Padding and
+the 1.2 size bucket, §Server→recipient layer, §At rest), to replay relay-auth-v1.1.json,
+relay-delivery-v1.2.json and relay-at-rest-v1.json."""
+import hashlib
+import struct
+
+from mpack import pack, unpack
+from prims import (aesgcm_open, aesgcm_seal, ed25519_public, expect, hkdf, hmac256, x25519, x25519_public,
+                   xchacha_open, xchacha_seal)
+
+P = 2**255 - 19
+
+
+def version_header(minor):
+    return pack({"protocol_name": "SREMP", "t": "VERSION_HEADER", "version_major": 1, "version_minor": minor})
+
+
+def montgomery_u(ed_public):
+    """§Command authorization: u = (1 + y) / (1 − y) mod p, y = the low 255 bits, little-endian."""
+    y = int.from_bytes(ed_public, "little") & ((1 << 255) - 1)
+    return ((1 + y) * pow(1 - y, P - 2, P) % P).to_bytes(32, "little")
+
+
+def check_auth(doc):
+    h = bytes.fromhex
+    expect("clientVersionHeader", version_header(1), h(doc["clientVersionHeader"]))
+    sid, x = h(doc["sessionId"]), h(doc["relayConnectionKey"])
+    expect("relayConnectionKey", x25519_public(h(doc["relayConnectionSecret"])), x)
+    hello = unpack(h(doc["hello"]))
+    expect("hello", (hello["k"], hello["s"], hello["x"]), ("HELLO", sid, x))
+    expect("hello canonical", pack(hello), h(doc["hello"]))
+    seed = h(doc["queueAuthSeed"])
+    p = ed25519_public(seed)
+    expect("queueAuthKey", p, h(doc["queueAuthKey"]))
+    scalar = hashlib.sha512(seed).digest()[:32]  # RFC 8032 §5.1.5, clamped by X25519
+    expect("queueDhScalar", scalar, h(doc["queueDhScalar"]))
+    u = montgomery_u(p)
+    expect("queueDhU", u, h(doc["queueDhU"]))
+    dh = x25519(scalar, x)
+    expect("dh (client side)", dh, h(doc["dh"]))
+    expect("dh (relay side)", x25519(h(doc["relayConnectionSecret"]), u), h(doc["dh"]))
+    info = b"loft-relay/1.1 auth" + x + p
+    expect("hkdfInfo", info, h(doc["hkdfInfo"]))
+    k = hkdf(sid, dh, info, 32)
+    expect("authKey", k, h(doc["authKey"]))
+    for c in doc["cases"]:
+        w = "cases %s i=%d" % (c["command"], c["i"])
+        t = h(c["t"])
+        cmd = unpack(t)
+        expect(w + " t", (cmd["k"], cmd["i"], pack(cmd)), (c["command"], c["i"], t))
+        a = hmac256(k, t)
+        expect(w + " a", a, h(c["a"]))
+        expect(w + " frame", pack({"a": a, "t": t}), h(c["frame"]))
+    return "%d authenticated commands" % len(doc["cases"])
+
+
+def bucket(n, top):
+    """§At rest / §Padding 1.2: min(top, max(256, 2^⌈log2(n + 2)⌉))."""
+    return min(top, max(256, 1 << (n + 1).bit_length()))
+
+
+def block(body, size):
+    return struct.pack(">H", len(body)) + body + b"\0" * (size - 2 - len(body))
+
+
+def check_delivery(doc):
+    h = bytes.fromhex
+    expect("clientVersionHeader", version_header(2), h(doc["clientVersionHeader"]))
+    key = h(doc["rcvKey"])
+    ts = struct.pack(">Q", doc["timestamp"])
+    for c in doc["cases"]:
+        w = "case of %d bytes" % c["bodyLength"]
+        body = h(c["body"])
+        expect(w + " length", len(body), c["bodyLength"])
+        expect(w + " bucket", bucket(len(body), 16384), c["bucket"])
+        b = xchacha_seal(key, h(c["msgId"]), b"", ts + block(body, c["bucket"]))
+        expect(w + " b", b, h(c["b"]))
+        expect(w + " opened", xchacha_open(key, h(c["msgId"]), b"", h(c["b"])), ts + block(body, c["bucket"]))
+        b11 = xchacha_seal(key, h(c["msgId"]), b"", ts + block(body, 16384))
+        expect(w + " blockSha256 (the 1.1 b)", hashlib.sha256(b11).digest(), h(c["blockSha256"]))
+        if "msg" in c:
+            expect(w + " msg", pack({"b": b, "k": "MSG", "m": h(c["msgId"]), "q": h(doc["recipientId"])}), h(c["msg"]))
+    return "%d deliveries" % len(doc["cases"])
+
+
+def key_record(epoch, epoch_key, iv, dk, key_key):
+    """§At rest "Key record": u32 N ‖ iv ‖ AES-GCM(K_N, DK, aad = "loft-relay/1 dk" ‖ u32 N ‖ key-key)."""
+    n = struct.pack(">I", epoch)
+    return n + iv + aesgcm_seal(epoch_key, iv, b"loft-relay/1 dk" + n + key_key, dk)
+
+
+def check_at_rest(doc):
+    h = bytes.fromhex
+    kek = hkdf(b"loft-relay/1 keyring", h(doc["masterKey"]), b"kek", 32)
+    expect("kek", kek, h(doc["kek"]))
+    kr = doc["keyring"]
+    entries = b"".join(struct.pack(">IQ", e["id"], e["startMs"]) + h(e["key"]) for e in kr["epochs"])
+    head = b"LOFTKR1\n" + struct.pack(">QH", kr["generation"], len(kr["epochs"])) + h(kr["iv"])
+    slot = head + aesgcm_seal(kek, h(kr["iv"]), head[:18], entries)
+    expect("keyring slotUsed", len(slot), kr["slotUsed"])
+    expect("keyring slot", slot, h(kr["slot"]))
+    expect("keyring slot opens", aesgcm_open(kek, h(kr["iv"]), head[:18], h(kr["slot"])[30:]), entries)
+    epoch_keys = {e["id"]: h(e["key"]) for e in kr["epochs"]}
+    for x in doc["blobs"]:
+        w = "blob (%s)" % x["label"]
+        body = h(x["body"])
+        top = 4096 if x["keyKey"].startswith("6f") else 16384  # one-time prekeys: 4096
+        expect(w + " bucket", bucket(len(body), top), x["bucket"])
+        kk, dk, iv = h(x["keyKey"]), h(x["dataKey"]), h(x["blobIv"])
+        expect(w + " sealed", iv + aesgcm_seal(dk, iv, kk, block(body, x["bucket"])), h(x["sealed"]))
+        expect(w + " keyRecord", key_record(x["epoch"], epoch_keys[x["epoch"]], h(x["wrapIv"]), dk, kk), h(x["keyRecord"]))
+    q = doc["queueRcvKey"]
+    kk, dk, iv = h(q["keyKey"]), h(q["dataKey"]), h(q["blobIv"])
+    expect("queueRcvKey sealed", iv + aesgcm_seal(dk, iv, kk, h(q["rcvKey"])), h(q["sealed"]))
+    expect("queueRcvKey keyRecord", key_record(q["epoch"], epoch_keys[q["epoch"]], h(q["wrapIv"]), dk, kk), h(q["keyRecord"]))
+    m = doc["messageRecord"]
+    blob = next(x for x in doc["blobs"] if x["label"] == m["blob"])
+    expect("messageRecord key-key", b"m" + h(m["recordKey"]), h(blob["keyKey"]))
+    rec = h(m["msgId"]) + struct.pack(">QQ", int(m["timestamp"]), int(m["expiresAt"])) + h(blob["keyRecord"]) + h(blob["sealed"])
+    expect("messageRecord record", rec, h(m["record"]))
+    return "KEK, keyring slot, %d blobs, rcv key, message record" % len(doc["blobs"])
+
+
+def check(doc, name):
+    return {"relay-auth-v1.1.json": check_auth, "relay-delivery-v1.2.json": check_delivery,
+            "relay-at-rest-v1.json": check_at_rest}[name](doc)

@@ -12,6 +12,7 @@ import {
   authInput,
   type Command,
   RELAY_VERSION_AUTHENTICATOR,
+  RELAY_VERSION_BATCHED,
   RELAY_VERSION_BUCKETED,
   RELAY_VERSION_SIGNATURE,
   type RelayAuthMode,
@@ -21,7 +22,8 @@ import { createNodeCryptoProvider } from "../host/crypto-node.ts";
 import { ed25519Signer } from "../host/node-ed25519.ts";
 import { decodeHot, encodeFrame, encodeHot } from "./relay-wire.ts";
 
-export type ClientMode = RelayAuthMode | "bucket";
+/** 1.0 signatures, 1.1 authenticators, 1.2 "bucket" (bucketed deliveries), 1.3 "batch" (and batches). */
+export type ClientMode = RelayAuthMode | "bucket" | "batch";
 
 /** The authorization of one encoded command (`t`) by one queue key on one connection. */
 export type Authorizer = (t: Uint8Array) => Uint8Array;
@@ -57,7 +59,9 @@ export class BenchConn {
             ? RELAY_VERSION_SIGNATURE
             : auth === "bucket"
               ? RELAY_VERSION_BUCKETED
-              : RELAY_VERSION_AUTHENTICATOR,
+              : auth === "batch"
+                ? RELAY_VERSION_BATCHED
+                : RELAY_VERSION_AUTHENTICATOR,
         ),
       ),
     );

@@ -41,8 +41,29 @@ function join(parts: (number[] | Uint8Array)[]): Uint8Array {
   return out;
 }
 
-/** The canonical encoding of a SEND or ACK command (`{b,i,k,n,q}` / `{i,k,m,q}`). */
+const arrayHeader = (n: number): number[] => (n < 16 ? [0x90 | n] : [0xdc, n >>> 8, n & 0xff]);
+
+/**
+ * The canonical encoding of a SEND or ACK command (`{b,i,k,n,q}` / `{i,k,m,q}`), or of a 1.3
+ * SENDS or ACKS (`{i,k,ms,q}`).
+ */
 export function encodeHot(cmd: Command): Uint8Array {
+  if (cmd.k === "SENDS")
+    return join([
+      [0x84, 0xa1, 0x69, ...uint(cmd.i), 0xa1, 0x6b, 0xa5, 0x53, 0x45, 0x4e, 0x44, 0x53, 0xa2, 0x6d, 0x73],
+      arrayHeader(cmd.ms.length),
+      ...cmd.ms.flatMap(([n, b]) => [[0x92, 0xc4, 16], n, bin(b), b]),
+      [0xa1, 0x71, 0xc4, 24],
+      cmd.q,
+    ]);
+  if (cmd.k === "ACKS")
+    return join([
+      [0x84, 0xa1, 0x69, ...uint(cmd.i), 0xa1, 0x6b, 0xa4, 0x41, 0x43, 0x4b, 0x53, 0xa2, 0x6d, 0x73],
+      arrayHeader(cmd.ms.length),
+      ...cmd.ms.flatMap((m) => [[0xc4, 24], m]),
+      [0xa1, 0x71, 0xc4, 24],
+      cmd.q,
+    ]);
   if (cmd.k === "SEND")
     return join([
       [0x85, 0xa1, 0x62],
@@ -80,8 +101,51 @@ function readUint(b: Uint8Array, at: number): [number, number] {
   return [-1, at];
 }
 
-/** OK and MSG read directly; any other frame (or any surprise) through the generic decoder. */
+/** 1.3 `RES` and `MSGS` read directly; undefined for anything else. */
+function decodeBatch(b: Uint8Array): ServerFrame | undefined {
+  if (b[0] !== 0x83 || b[1] !== 0xa1) return undefined;
+  const count = (at: number): [number, number] =>
+    (b[at]! & 0xf0) === 0x90
+      ? [b[at]! & 0x0f, at + 1]
+      : b[at] === 0xdc
+        ? [(b[at + 1]! << 8) | b[at + 2]!, at + 3]
+        : [-1, at];
+  if (b[2] === 0x69) {
+    const [i, after] = readUint(b, 3);
+    if (i < 0 || b[after + 2] !== 0xa3 || b[after + 3] !== 0x52 || b[after + 7] !== 0x72) return undefined;
+    let [n, at] = count(after + 8);
+    if (n < 1) return undefined;
+    const r: string[] = [];
+    while (n-- > 0) {
+      const len = b[at]! & 0x1f;
+      if ((b[at]! & 0xe0) !== 0xa0 || at + 1 + len > b.length) return undefined;
+      r.push(Buffer.from(b.subarray(at + 1, at + 1 + len)).toString("latin1"));
+      at += 1 + len;
+    }
+    return at === b.length ? ({ k: "RES", i, r } as ServerFrame) : undefined;
+  }
+  if (b[2] === 0x6b && b[3] === 0xa4 && b[7] === 0x53 && b[8] === 0xa2) {
+    let [n, at] = count(11);
+    if (n < 1) return undefined;
+    const ms: [Uint8Array, Uint8Array][] = [];
+    while (n-- > 0) {
+      if (b[at] !== 0x92 || b[at + 1] !== 0xc4 || b[at + 2] !== 24 || b[at + 27] !== 0xc5) return undefined;
+      const m = b.subarray(at + 3, at + 27);
+      const length = (b[at + 28]! << 8) | b[at + 29]!;
+      if (!isDeliveryLength(length) || at + 30 + length > b.length) return undefined;
+      ms.push([m, b.subarray(at + 30, at + 30 + length)]);
+      at += 30 + length;
+    }
+    if (at + 28 !== b.length || b[at] !== 0xa1 || b[at + 1] !== 0x71) return undefined;
+    return { k: "MSGS", q: b.subarray(at + 4, at + 28), ms };
+  }
+  return undefined;
+}
+
+/** OK, MSG, RES and MSGS read directly; any other frame (or any surprise) through the generic decoder. */
 export function decodeHot(b: Uint8Array): ServerFrame {
+  const batch = decodeBatch(b);
+  if (batch) return batch;
   if (b[0] === 0x82 && b[1] === 0xa1 && b[2] === 0x69) {
     const [i, at] = readUint(b, 3);
     if (i >= 0 && at + 5 === b.length && b[at + 1] === 0x6b && b[at + 2] === 0xa2 && b[at + 3] === 0x4f)
@@ -117,6 +181,16 @@ export function selfCheck(): void {
     for (const cmd of [
       { k: "SEND", i, q, n: new Uint8Array(16).fill(5), b: new Uint8Array(i % 2000).fill(6) },
       { k: "ACK", i, q, m },
+      {
+        k: "SENDS",
+        i,
+        q,
+        ms: Array.from({ length: 1 + (i % 20) }, (_, j) => [
+          new Uint8Array(16).fill(j),
+          new Uint8Array(j * 100),
+        ]),
+      },
+      { k: "ACKS", i, q, ms: Array.from({ length: 1 + (i % 20) }, (_, j) => new Uint8Array(24).fill(j)) },
     ] as Command[]) {
       for (const a of [new Uint8Array(64).fill(7), new Uint8Array(32).fill(9)]) {
         const generic = encodeClientFrame(encodeCommand(cmd), a);
@@ -130,6 +204,15 @@ export function selfCheck(): void {
       { k: "MSG", i, q, m, b: new Uint8Array(RCV_CIPHERTEXT_LENGTH).fill(8) },
       { k: "MSG", q, m, b: new Uint8Array(24 + 2048).fill(8) },
       { k: "MSG", i, q, m, b: new Uint8Array(24 + 256).fill(8) },
+      { k: "RES", i, r: Array.from({ length: 1 + (i % 20) }, (_, j) => (j % 3 ? "OK" : "DUPLICATE")) },
+      {
+        k: "MSGS",
+        q,
+        ms: Array.from({ length: 2 + (i % 20) }, (_, j) => [
+          new Uint8Array(24).fill(j),
+          new Uint8Array(24 + 256 * (1 + (j % 2))).fill(8),
+        ]),
+      },
     ] as ServerFrame[]) {
       const bytes = encodeServerFrame(f);
       const back = encodeServerFrame(decodeHot(bytes));

@@ -28,7 +28,7 @@ import {
   openFromRelay,
   sealForRecipient,
 } from "../core/relay/crypto.ts";
-import { deliveryBucket, padBlock, type RelayAuthMode } from "../core/relay/protocol.ts";
+import { deliveryBucket, MAX_BATCH, padBlock, type RelayAuthMode } from "../core/relay/protocol.ts";
 import { xchachaOpen } from "../relay-ws/node-crypto.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 import { processCpuSeconds, rssKib, threadCpuSeconds } from "./proc-stats.ts";
@@ -47,8 +47,8 @@ const SIZE = Math.max(16, numberFlag("size", 1024));
 const IDLE = numberFlag("idle", 5000);
 /** Write a V8 CPU profile of the (fsync) relay process into this directory (`node --cpu-prof`). */
 const PROFILE_DIR = stringFlag("profile");
-/** Which subjects besides the relay: `relay,bucketed,signed,nosync,mosquitto` (default all). */
-const SUBJECTS = (stringFlag("subjects") ?? "relay,bucketed,signed,nosync,mosquitto").split(",");
+/** Which subjects besides the relay: `relay,bucketed,batched,signed,nosync,mosquitto` (default all). */
+const SUBJECTS = (stringFlag("subjects") ?? "relay,bucketed,batched,signed,nosync,mosquitto").split(",");
 const ROUNDS = numberFlag("rounds", 2);
 /**
  * Another checkout of Loft (a directory with relay-ws/main.ts and node_modules) whose relay runs
@@ -66,7 +66,12 @@ const IDLE_AUTH: RelayAuthMode = stringFlag("idle-auth") === "signature" ? "sign
  * subject's (a before/after of the 1.2 path: `--delivery bucket --baseline DIR`; a profile of it
  * alone: `--subjects relay --delivery bucket --profile DIR`); default 1.1, 16 KiB blocks.
  */
-const RELAY_CLIENTS: ClientMode = stringFlag("delivery") === "bucket" ? "bucket" : "authenticator";
+const RELAY_CLIENTS: ClientMode =
+  stringFlag("delivery") === "bucket"
+    ? "bucket"
+    : stringFlag("delivery") === "batch"
+      ? "batch"
+      : "authenticator";
 const WINDOW = 64;
 const TIMEOUT_MS = 120_000;
 
@@ -176,6 +181,18 @@ async function runRelay(
         let received = 0;
         const done = new Promise<void>((resolve) => {
           p.rx.onPush = (f) => {
+            if (f.k === "MSGS") {
+              // 1.3: a burst in one frame, acknowledged in one ACKS.
+              for (const [m, b] of f.ms) {
+                const plain = xchachaOpen(p.rcvKey, m, b);
+                if (!plain) throw new Error("delivery does not open");
+                latencies.push(now() - sentAt(plain.subarray(10)));
+              }
+              void p.rx.request({ k: "ACKS", i: 0, q: p.rid, ms: f.ms.map(([m]) => m) }, p.rSign);
+              received += f.ms.length;
+              if (received === MESSAGES) resolve();
+              return;
+            }
             if (f.k !== "MSG") return;
             const plain = xchachaOpen(p.rcvKey, f.m, f.b);
             if (!plain) throw new Error("delivery does not open");
@@ -190,6 +207,28 @@ async function runRelay(
         let inFlight = 0;
         await new Promise<void>((resolve, reject) => {
           const pump = () => {
+            if (auth === "batch") {
+              // 1.3: what the window has room for now leaves in SENDS frames of up to MAX_BATCH
+              // (a client corking the SENDs of one tick, core/relay/client.ts).
+              while (inFlight < outstanding && sent < MESSAGES) {
+                const k = Math.min(MAX_BATCH, outstanding - inFlight, MESSAGES - sent);
+                sent += k;
+                inFlight += k;
+                const ms = Array.from(
+                  { length: k },
+                  () => [new Uint8Array(randomBytes(16)), payload()] as [Uint8Array, Uint8Array],
+                );
+                p.tx.request({ k: "SENDS", i: 0, q: p.sid, ms }, p.sSign).then((f) => {
+                  if (f.k === "ERR") return reject(new Error(`SENDS: ${f.e}`));
+                  if (f.k !== "RES" || f.r.some((r) => r !== "OK"))
+                    return reject(new Error(`SENDS: ${JSON.stringify(f)}`));
+                  inFlight -= k;
+                  if (sent === MESSAGES && inFlight === 0) resolve();
+                  else pump();
+                });
+              }
+              return;
+            }
             while (inFlight < outstanding && sent < MESSAGES) {
               sent++;
               inFlight++;
@@ -470,6 +509,7 @@ async function main() {
     const fsync = relaySubject("relay", relay, RELAY_CLIENTS);
     subjects.push(fsync);
     if (SUBJECTS.includes("bucketed")) subjects.push(relaySubject("bucketed", relay, "bucket"));
+    if (SUBJECTS.includes("batched")) subjects.push(relaySubject("batched", relay, "batch"));
     if (SUBJECTS.includes("signed")) subjects.push(relaySubject("signed", relay, "signature"));
     if (SUBJECTS.includes("nosync")) {
       relayNoSync = await startLoft({
@@ -521,6 +561,7 @@ async function main() {
     const ns = best("nosync");
     const sg = best("signed");
     const bk = best("bucketed");
+    const bt = best("batched");
     const base = best("baseline");
     // Unloaded latency (one pair, one message at a time): what a live link through the relay sees.
     const rLive = await fsync.run(1, 1);
@@ -543,6 +584,7 @@ async function main() {
     );
     row("loft relay (LMDB, fsync)", r);
     row("loft relay, 1.2 buckets", bk);
+    row("loft relay, 1.3 batches", bt);
     row("loft relay, 1.0 signatures", sg);
     row("loft relay, no fsync", ns);
     row("baseline relay (--baseline)", base);
@@ -555,6 +597,10 @@ async function main() {
       if (bk)
         say(
           `relay with 1.2 bucketed deliveries / mosquitto: ${(bk.msgsPerSecond / m.msgsPerSecond).toFixed(2)}× throughput, p99 ${(bk.p99 / m.p99).toFixed(1)}×`,
+        );
+      if (bt)
+        say(
+          `relay with 1.3 batches / mosquitto: ${(bt.msgsPerSecond / m.msgsPerSecond).toFixed(2)}× throughput, p99 ${(bt.p99 / m.p99).toFixed(1)}×, server CPU ${(bt.serverCpuUs / m.serverCpuUs).toFixed(1)}× per message`,
         );
       if (ns) say(`relay without fsync / mosquitto: ${(ns.msgsPerSecond / m.msgsPerSecond).toFixed(2)}×`);
       if (sg)
@@ -595,6 +641,16 @@ async function main() {
           relay_bucketed_cpu_us_per_msg: bk?.serverCpuUs ?? null,
           relay_bucketed_client_cpu_us_per_msg: bk?.clientCpuUs ?? null,
           relay_bucketed_vs_blocks: bk ? bk.msgsPerSecond / r.msgsPerSecond : null,
+          relay_batched_vs_mosquitto: m && bt ? bt.msgsPerSecond / m.msgsPerSecond : null,
+          relay_batched_p99_vs_mosquitto: m && bt ? bt.p99 / m.p99 : null,
+          relay_batched_msgs_per_s: bt?.msgsPerSecond ?? null,
+          relay_batched_p99_ms: bt?.p99 ?? null,
+          relay_batched_cpu_us_per_msg: bt?.serverCpuUs ?? null,
+          relay_batched_loop_cpu_us_per_msg: bt?.loopCpuUs ?? null,
+          relay_batched_client_cpu_us_per_msg: bt?.clientCpuUs ?? null,
+          relay_batched_vs_bucketed: bt && bk ? bt.msgsPerSecond / bk.msgsPerSecond : null,
+          relay_batched_cpu_vs_bucketed: bt && bk ? bk.serverCpuUs / bt.serverCpuUs : null,
+          relay_bucketed_loop_cpu_us_per_msg: bk?.loopCpuUs ?? null,
           recipient_open_block_us: opens.blockUs,
           recipient_open_bucket_us: opens.bucketUs,
           recipient_open_block_vs_bucket: opens.blockUs / opens.bucketUs,

@@ -180,7 +180,7 @@ describe("a relay serving 1.1 authenticators", () => {
     return { rid: ids.r, sid: ids.s, rk: rk.secretKey, sk: sk.secretKey, nextId: 4 };
   }
 
-  it("HELLO carries the connection key under 1.1 only; 1.2 is refused with VERSION", async () => {
+  it("HELLO carries the connection key under 1.1 only; 1.4 is refused with VERSION", async () => {
     const v11 = await RawSocket.open(relay.url, true, {}, "authenticator");
     const v10 = await RawSocket.open(relay.url);
     expect(v11.connectionKey?.length).toBe(32);
@@ -190,13 +190,13 @@ describe("a relay serving 1.1 authenticators", () => {
     v11.close();
     v10.close();
     other.close();
-    // 1.2 is served (bucketed deliveries, relay-ws/bucketed.test.ts); 1.3 is not.
-    const v13 = await RawSocket.open(relay.url, false);
-    v13.send(encodeVersionHeader({ protocol_name: "SREMP", version_major: 1, version_minor: 3 }));
-    await v13.next(); // the relay's header
-    expect(errCode(await v13.nextFrame())).toBe("VERSION");
-    await v13.closed;
-    expect(v13.closeCode).toBe(1002);
+    // 1.2 and 1.3 are served (relay-ws/bucketed.test.ts, relay-ws/batch.test.ts); 1.4 is not.
+    const v14 = await RawSocket.open(relay.url, false);
+    v14.send(encodeVersionHeader({ protocol_name: "SREMP", version_major: 1, version_minor: 4 }));
+    await v14.next(); // the relay's header
+    expect(errCode(await v14.nextFrame())).toBe("VERSION");
+    await v14.closed;
+    expect(v14.closeCode).toBe(1002);
   });
 
   it("a wrong authenticator, a signature and no authorization get AUTH; the right one gets the message", async () => {

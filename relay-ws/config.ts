@@ -327,6 +327,13 @@ export const relayOptions = {
     parse: bool,
     help: "serve protocol 1.2 (deliveries padded to the body's size bucket); false: refuse its header with ERR VERSION, as a relay from before 1.2 does, so clients fall back to 1.1",
   },
+  batched: {
+    flag: "relay-batched",
+    env: "LOFT_RELAY_BATCHED",
+    default: true,
+    parse: bool,
+    help: "serve protocol 1.3 (several messages per SENDS, ACKS and MSGS frame); false: refuse its header with ERR VERSION, as a relay from before 1.3 does, so clients fall back to 1.2",
+  },
   verifyThreads: {
     flag: "relay-verify-threads",
     env: "LOFT_RELAY_VERIFY_THREADS",

@@ -18,6 +18,7 @@ import type { WireErrorCode } from "../core/relay/errors.ts";
 import {
   AUTH_RULES,
   authInput,
+  type BatchResult,
   type ClientFrame,
   type Command,
   type CommandOf,
@@ -25,7 +26,10 @@ import {
   decodeCommand,
   encodeServerFrame,
   ID_LENGTH,
+  MAX_BATCH,
+  MAX_MSGS_FRAME,
   RELAY_VERSION_AUTHENTICATOR,
+  RELAY_VERSION_BATCHED,
   RELAY_VERSION_BUCKETED,
   RELAY_VERSION_SIGNATURE,
   SESSION_ID_LENGTH,
@@ -46,11 +50,18 @@ import { sealDeliveryParts } from "./node-crypto.ts";
 import { PUSH_HIGH_WATER } from "./output-budget.ts";
 import { queueDh } from "./queue-dh.ts";
 import { pooledRandomBytes } from "./random-pool.ts";
-import { COST, commandCost, type RelaySource, SOURCE_DEBT, storedBytes } from "./source-limits.ts";
+import {
+  COST,
+  commandCost,
+  type RelaySource,
+  SOURCE_DEBT,
+  storedBytes,
+  storedMessageBytes,
+} from "./source-limits.ts";
 import { isNoSpaceError } from "./store/errors.ts";
 import { freshQueueIds } from "./store/queue-ids.ts";
-import type { QueueRecord, StoredMessageMeta } from "./store/types.ts";
-import { encodeMsg, encodeOk, fastDecode } from "./wire-fast.ts";
+import type { AppendResult, NewMessage, QueueRecord, StoredMessageMeta } from "./store/types.ts";
+import { encodeMsg, encodeMsgs, encodeOk, encodeRes, fastDecode } from "./wire-fast.ts";
 
 const LOFT_CODE_TO_WIRE: Record<string, WireErrorCode> = {
   LOFT_ERR_FRAME_TOO_LARGE: "LARGE",
@@ -80,6 +91,23 @@ type Carrier = WebSocket & { [CONNECTION]?: RelayConnection };
 
 /** Commands a connection may have waiting for verification before its socket stops being read. */
 export const INBOX_LIMIT = 256;
+
+/** A delivery sealed for a 1.3 connection, waiting for the end of the tick to share a MSGS frame. */
+interface Staged {
+  msgId: Uint8Array;
+  parts: Uint8Array[];
+  length: number;
+}
+
+/** How a store's append result reads in a RES (docs/protocol/relay.md §Batches). */
+const APPEND_TO_WIRE: Record<AppendResult, BatchResult> = {
+  ok: "OK",
+  quota: "QUOTA",
+  full: "FULL",
+  duplicate: "DUPLICATE",
+  missing: "AUTH",
+  suspended: "AUTH",
+};
 
 class Refused extends Error {
   constructor(readonly wire: WireErrorCode) {
@@ -134,6 +162,13 @@ export class RelayConnection implements ConnectionHandle {
    * (docs/protocol/relay.md §Padding).
    */
   #padding: "block" | "bucket" = "block";
+  /**
+   * Protocol 1.3: SENDS/ACKS accepted, and pushes of one queue that leave in the same tick share
+   * MSGS frames (docs/protocol/relay.md §Batches).
+   */
+  #batch = false;
+  /** 1.3 pushes sealed this tick, by hex recipient id (made on first use; flushed at tick end). */
+  #staged: Map<string, { rid: Uint8Array; items: Staged[] }> | undefined;
 
   constructor(ctx: RelayContext, ws: WebSocket, source: RelaySource) {
     this.#ctx = ctx;
@@ -236,6 +271,9 @@ export class RelayConnection implements ConnectionHandle {
 
   /** Send a server frame; cut a client that does not read. */
   sendFrame(frame: ServerFrame): void {
+    // An END leaves after the pushes of this tick (1.3 holds them to the tick's end), as under
+    // 1.2, where each push left at once: the client reads the queue's messages before its END.
+    if (frame.k === "END" && this.#staged) this.#flushStaged();
     this.#send(encodeServerFrame(frame));
   }
 
@@ -338,13 +376,13 @@ export class RelayConnection implements ConnectionHandle {
     this.sendFrame(corr === undefined ? { k: "ERR", e: wire } : { k: "ERR", i: corr, e: wire });
   }
 
-  #takeToken(): boolean {
+  #takeToken(count = 1): boolean {
     const { ratePerSecond, rateBurst } = this.#ctx.config;
     if (ratePerSecond === 0) return true;
     const now = performance.now();
     this.#tokens = Math.min(rateBurst, this.#tokens + ((now - this.#refilledAt) / 1000) * ratePerSecond);
     this.#refilledAt = now;
-    this.#tokens -= 1;
+    this.#tokens -= count;
     // Spending a whole burst beyond the limit (only a client ignoring RATE errors does) closes it.
     if (this.#tokens < -rateBurst) this.close(1008, "LOFT_ERR_RELAY_RATE");
     return this.#tokens >= 0;
@@ -402,7 +440,12 @@ export class RelayConnection implements ConnectionHandle {
       const version = isBinary ? clientVersion(bytes) : undefined;
       // `--relay-bucketed false` answers the 1.2 header as a relay from before 1.2 does, so the
       // clients' fall-back to 1.1 can be exercised (docs/protocol/relay.md §Versions).
-      if (!version || (version === RELAY_VERSION_BUCKETED && !this.#ctx.config.bucketed)) {
+      if (
+        !version ||
+        (version === RELAY_VERSION_BUCKETED && !this.#ctx.config.bucketed) ||
+        // 1.3 includes 1.2's bucketed deliveries: a relay that refuses 1.2 refuses 1.3 too.
+        (version === RELAY_VERSION_BATCHED && (!this.#ctx.config.batched || !this.#ctx.config.bucketed))
+      ) {
         this.#error("VERSION");
         this.close(1002, "LOFT_ERR_UNSUPPORTED_VERSION");
         return;
@@ -410,7 +453,8 @@ export class RelayConnection implements ConnectionHandle {
       this.#state = "ready";
       this.#ctx.metrics.openings.inc({ version: `${version.version_major}.${version.version_minor}` });
       const c = this.#ctx.config;
-      if (version === RELAY_VERSION_BUCKETED) this.#padding = "bucket";
+      if (version === RELAY_VERSION_BUCKETED || version === RELAY_VERSION_BATCHED) this.#padding = "bucket";
+      if (version === RELAY_VERSION_BATCHED) this.#batch = true;
       if (version !== RELAY_VERSION_SIGNATURE)
         this.#auth = new ConnectionAuthenticator(
           this.sessionId,
@@ -449,7 +493,9 @@ export class RelayConnection implements ConnectionHandle {
       : frame?.ok
         ? decodeCommand(frame.value.t, limit)
         : undefined;
-    if (!this.#takeToken()) {
+    // A batch (1.3) costs a token per message: the per-connection rate counts messages, as
+    // before batches (docs/protocol/relay.md §Limits).
+    if (!this.#takeToken(cmd?.ok && "ms" in cmd.value ? cmd.value.ms.length : 1)) {
       this.#error("RATE", cmd?.ok ? cmd.value.i : cmd?.corr, cmd?.ok ? cmd.value.k : "frame");
       return;
     }
@@ -472,6 +518,12 @@ export class RelayConnection implements ConnectionHandle {
     }
     const command = cmd.value;
     const outer = frame.value;
+    // SENDS and ACKS exist from 1.3 on: an earlier connection answers them as a relay from
+    // before 1.3 does (its decoder knows no such command).
+    if (!this.#batch && (command.k === "SENDS" || command.k === "ACKS")) {
+      this.#error("UNKNOWN", command.i, command.k);
+      return;
+    }
     // 1.1: an authenticated command's id must exceed the previous one's — the same frame twice,
     // or one held back and sent later, is refused before any work.
     if (this.#auth && outer.a !== undefined && !this.#auth.admit(command.i)) {
@@ -678,6 +730,10 @@ export class RelayConnection implements ConnectionHandle {
       }
       case "PKGET":
         return this.#pkget(cmd, frame);
+      case "SENDS":
+        return this.#sends(cmd, frame);
+      case "ACKS":
+        return this.#acks(cmd, frame);
     }
   }
 
@@ -800,6 +856,83 @@ export class RelayConnection implements ConnectionHandle {
     this.#send(encodeOk(cmd.i));
   }
 
+  /**
+   * SENDS (1.3): one authorization for the batch (as SEND's), the storage budget reserved message
+   * by message, then one `appendBatch` — one group commit — and one RES once it is durable. A
+   * message the budget does not cover, and every one after it, is STORE_RATE and not stored: like
+   * the store's own refusals, a batch stores a prefix of itself (duplicates aside), so the queue's
+   * order is the batch's (docs/protocol/relay.md §Batches).
+   */
+  async #sends(cmd: CommandOf<"SENDS">, frame: ClientFrame): Promise<void> {
+    const started = performance.now();
+    const q = await this.#ctx.store.queueBySender(cmd.q);
+    const authorized = q?.senderKey
+      ? this.#verified(cmd, q.senderKey, frame)
+      : !this.#verified(cmd, undefined, frame) && frame.a === undefined;
+    if (!q || !authorized || q.suspended) throw new Refused("AUTH");
+    const now = this.#ctx.clock();
+    const timestamp = Math.floor(now / 1000);
+    const expiresAt = now + this.#ctx.config.ttlSeconds * 1000;
+    const messages: NewMessage[] = [];
+    const reserved: number[] = [];
+    let budget: WireErrorCode | undefined;
+    for (const [n, b] of cmd.ms) {
+      const bytes = storedMessageBytes(b.length);
+      try {
+        this.#reserveStorage(bytes);
+      } catch (e) {
+        if (!(e instanceof Refused)) throw e;
+        budget = e.wire;
+        break;
+      }
+      reserved.push(bytes);
+      messages.push({ msgId: pooledRandomBytes(ID_LENGTH), sendId: n, timestamp, expiresAt, body: b });
+    }
+    let results: AppendResult[] = [];
+    try {
+      if (messages.length > 0)
+        results = await this.#ctx.store.appendBatch(q.recipientId, messages, this.#ctx.config.queueQuota);
+    } catch (e) {
+      for (const bytes of reserved) this.#source.storage.refund(bytes);
+      throw e;
+    }
+    const r: BatchResult[] = cmd.ms.map((_, k) => {
+      const result = results[k];
+      if (result === undefined) return budget ?? "STORE_RATE";
+      if (result !== "ok") this.#source.storage.refund(reserved[k]!);
+      return APPEND_TO_WIRE[result];
+    });
+    this.#ctx.metrics.sendCommitSeconds.observe((performance.now() - started) / 1000);
+    this.#countRefusals(r);
+    this.#send(encodeRes(cmd.i, r));
+  }
+
+  /** A batch's per-message refusals reach the error counter as those of single commands do. */
+  #countRefusals(results: readonly BatchResult[]): void {
+    for (const r of results) if (r !== "OK") this.#ctx.metrics.errors.inc({ code: r });
+  }
+
+  /**
+   * ACKS (1.3): one authorization, then each message id as ACK takes it — `NO_MSG` for one not
+   * in flight to this connection (or named twice) — its deletion enqueued at once, so the batch's
+   * deletions share a commit; one RES once they are durable.
+   */
+  async #acks(cmd: CommandOf<"ACKS">, frame: ClientFrame): Promise<void> {
+    const q = await this.#recipientQueue(cmd, frame);
+    const hex = toHex(q.recipientId);
+    const sub = this.subs.get(hex);
+    const pending = cmd.ms.map((m): BatchResult | Promise<BatchResult> => {
+      const seq = takeHandedOut(sub, this.#gets, hex, toHex(m));
+      if (seq === undefined) return "NO_MSG";
+      return this.#ctx.store.ack(q.recipientId, seq, m).then((removed) => (removed ? "OK" : "NO_MSG"));
+    });
+    // The window slots are free now; the next messages need not wait for the deletions' commit.
+    if (sub) this.#ctx.pump(sub);
+    const results = await Promise.all(pending);
+    this.#countRefusals(results);
+    this.#send(encodeRes(cmd.i, results));
+  }
+
   async #sub(cmd: CommandOf<"SUB">, frame: ClientFrame): Promise<void> {
     const q = await this.#recipientQueue(cmd, frame);
     const hex = toHex(q.recipientId);
@@ -864,8 +997,57 @@ export class RelayConnection implements ConnectionHandle {
     const b = sealDeliveryParts(rcvKey, m.msgId, m.timestamp, block, this.#padding);
     block.fill(0);
     ctx.metrics.deliveries.inc();
-    this.#send(encodeMsg(rid, m.msgId, b, corr));
+    if (this.#batch && corr === undefined) this.#stage(rid, m.msgId, b);
+    else this.#send(encodeMsg(rid, m.msgId, b, corr));
     return true;
+  }
+
+  /**
+   * 1.3: hold a push until the end of this tick, when every push of its queue sealed meanwhile
+   * leaves in MSGS frames of at most MAX_BATCH messages and MAX_MSGS_FRAME bytes (one alone: a
+   * plain MSG). A pump hands out a window of messages in one tick, so a burst shares frames
+   * (docs/protocol/relay.md §Batches).
+   */
+  #stage(rid: Uint8Array, msgId: Uint8Array, parts: Uint8Array[]): void {
+    let length = 0;
+    for (const p of parts) length += p.length;
+    if (!this.#staged) {
+      this.#staged = new Map();
+      process.nextTick(() => this.#flushStaged());
+    }
+    const hex = toHex(rid);
+    let entry = this.#staged.get(hex);
+    if (!entry) {
+      entry = { rid, items: [] };
+      this.#staged.set(hex, entry);
+    }
+    entry.items.push({ msgId, parts, length });
+  }
+
+  #flushStaged(): void {
+    const staged = this.#staged;
+    this.#staged = undefined;
+    if (!staged || this.#state === "closed") return;
+    for (const { rid, items } of staged.values()) {
+      let from = 0;
+      while (from < items.length) {
+        // MSGS overhead: map, "k", "MSGS", "ms", array header, "q" and the id: < 48 bytes; per
+        // entry the pair, the id and the bin16 header: 30 bytes.
+        let to = from + 1;
+        let bytes = 48 + 30 + items[from]!.length;
+        while (
+          to < items.length &&
+          to - from < MAX_BATCH &&
+          bytes + 30 + items[to]!.length <= MAX_MSGS_FRAME
+        ) {
+          bytes += 30 + items[to]!.length;
+          to++;
+        }
+        if (to - from === 1) this.#send(encodeMsg(rid, items[from]!.msgId, items[from]!.parts));
+        else this.#send(encodeMsgs(rid, items.slice(from, to)));
+        from = to;
+      }
+    }
   }
 
   get open(): boolean {
@@ -880,6 +1062,7 @@ export class RelayConnection implements ConnectionHandle {
 function clientVersion(bytes: Uint8Array): VersionHeader | undefined {
   if (decodeVersionHeader(bytes, RELAY_VERSION_AUTHENTICATOR).ok) return RELAY_VERSION_AUTHENTICATOR;
   if (decodeVersionHeader(bytes, RELAY_VERSION_BUCKETED).ok) return RELAY_VERSION_BUCKETED;
+  if (decodeVersionHeader(bytes, RELAY_VERSION_BATCHED).ok) return RELAY_VERSION_BATCHED;
   if (decodeVersionHeader(bytes, RELAY_VERSION_SIGNATURE).ok) return RELAY_VERSION_SIGNATURE;
   return undefined;
 }

@@ -163,7 +163,7 @@ export function createRelayMetrics(
   return {
     openings: new Counter({
       name: "loft_relay_openings_total",
-      help: "Relay openings by protocol version the client chose (1.2: authenticators and bucketed deliveries, 1.1: authenticators, 1.0: signatures)",
+      help: "Relay openings by protocol version the client chose (1.3: 1.2 and batches, 1.2: authenticators and bucketed deliveries, 1.1: authenticators, 1.0: signatures)",
       labelNames: ["version"],
       registers,
     }),

@@ -60,6 +60,10 @@ export function commandCost(cmd: Command): number {
       return COST.frame + COST.signature + COST.store * (1 + cmd.po.length);
     case "SUB":
       return COST.frame + COST.signature + COST.store;
+    case "SENDS":
+    case "ACKS":
+      // 1.3 batches: one frame and one authorization, a store write per message.
+      return COST.frame + COST.signature + COST.store * cmd.ms.length;
     default:
       // SKEY, SEND, GET, ACK, OFF, PKGET: one signature check, one read or write.
       return COST.frame + COST.signature + COST.store;

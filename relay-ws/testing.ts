@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Registry } from "prom-client";
 import WebSocket from "ws";
-import { encodeVersionHeader } from "../core/codec/version.ts";
+import { encodeVersionHeader, type VersionHeader } from "../core/codec/version.ts";
 import { nobleCrypto } from "../core/crypto/noble.ts";
 import { LoftError } from "../core/errors.ts";
 import { RelayClient, type RelayClientOptions } from "../core/relay/client.ts";
@@ -280,12 +280,16 @@ export class RawSocket {
     withHeader = true,
     from: ConnectFrom = {},
     auth: RelayAuthMode = "signature",
+    /** Another header than `auth`'s (1.2, 1.3). */
+    header?: VersionHeader,
   ): Promise<RawSocket> {
     const s = new RawSocket(url, from);
     await s.opened;
     if (withHeader) {
       s.send(
-        encodeVersionHeader(auth === "authenticator" ? RELAY_VERSION_AUTHENTICATOR : RELAY_VERSION_SIGNATURE),
+        encodeVersionHeader(
+          header ?? (auth === "authenticator" ? RELAY_VERSION_AUTHENTICATOR : RELAY_VERSION_SIGNATURE),
+        ),
       );
       await s.next(); // the relay's version header
       const hello = await s.nextFrame();

@@ -1,12 +1,13 @@
 /**
  * The relay's byte-level fast paths (wire-fast.ts) against the generic codec
  * (core/relay/protocol.ts): whatever the fast decoder accepts, the generic one accepts with the same
- * value; every valid SEND and ACK frame is taken by the fast path; damaged and non-canonical frames
+ * value; every valid SEND and ACK frame (and 1.3 SENDS and ACKS) is taken by the fast path; damaged and non-canonical frames
  * never are (the generic path then gives the typed error); the fast encoders write the bytes
  * `encodeServerFrame` writes.
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { encodeCanonical } from "../core/codec/codec.ts";
 import {
   type Command,
   decodeClientFrame,
@@ -14,6 +15,7 @@ import {
   encodeClientFrame,
   encodeCommand,
   encodeServerFrame,
+  MAX_BATCH,
   MAX_BODY,
   RCV_CIPHERTEXT_LENGTH,
 } from "../core/relay/protocol.ts";
@@ -44,6 +46,34 @@ const ackArb: fc.Arbitrary<Command> = fc.record({
   q: bytes(24),
   m: bytes(24),
 });
+/** 1.3 batches (docs/protocol/relay.md §Batches), read by the fast path too. */
+const batchArb: fc.Arbitrary<Command> = fc.oneof(
+  fc.record({
+    k: fc.constant("SENDS" as const),
+    i: corrArb,
+    q: bytes(24),
+    ms: fc.array(fc.tuple(bytes(16), fc.oneof(fc.uint8Array({ maxLength: 40 }), bodyArb)), {
+      minLength: 1,
+      maxLength: 3,
+    }),
+  }),
+  fc.record({
+    k: fc.constant("SENDS" as const),
+    i: corrArb,
+    q: bytes(24),
+    // 16..32 entries: the array16 header.
+    ms: fc.array(fc.tuple(bytes(16), fc.uint8Array({ maxLength: 4 })), {
+      minLength: 16,
+      maxLength: MAX_BATCH,
+    }),
+  }),
+  fc.record({
+    k: fc.constant("ACKS" as const),
+    i: corrArb,
+    q: bytes(24),
+    ms: fc.array(bytes(24), { minLength: 1, maxLength: MAX_BATCH }),
+  }),
+);
 const otherArb: fc.Arbitrary<Command> = fc.oneof(
   fc.record({ k: fc.constant("PING" as const), i: corrArb }),
   fc.record({ k: fc.constant("GET" as const), i: corrArb, q: bytes(24) }),
@@ -84,10 +114,10 @@ function same(a: unknown, b: unknown): boolean {
   return a === b;
 }
 
-describe("fast SEND/ACK decoding", () => {
+describe("fast SEND/ACK (and 1.3 SENDS/ACKS) decoding", () => {
   it("takes every valid SEND and ACK frame and answers what the generic decoders answer", () => {
     fc.assert(
-      fc.property(frameArb(fc.oneof(sendArb, ackArb)), (b) => {
+      fc.property(frameArb(fc.oneof(sendArb, ackArb, batchArb)), (b) => {
         const fast = fastDecode(b, LIMIT);
         expect(fast).toBeDefined();
         expect(same(fast, generic(b))).toBe(true);
@@ -121,10 +151,19 @@ describe("fast SEND/ACK decoding", () => {
         encodeCommand({ k: "ACK", i: 300, q: new Uint8Array(24), m: new Uint8Array(24) }),
         new Uint8Array(64),
       ),
+      encodeClientFrame(
+        encodeCommand({
+          k: "ACKS",
+          i: 7,
+          q: new Uint8Array(24),
+          ms: [new Uint8Array(24), new Uint8Array(24)],
+        }),
+        new Uint8Array(32),
+      ),
     ];
     fc.assert(
       fc.property(
-        frameArb(fc.oneof(sendArb, ackArb)),
+        frameArb(fc.oneof(sendArb, ackArb, batchArb)),
         fc.array(mutationArb, { minLength: 1, maxLength: 3 }),
         (b, ms) => {
           const damaged = ms.reduce((x, m) => mutate(x, m, pool), b);
@@ -144,6 +183,22 @@ describe("fast SEND/ACK decoding", () => {
       }),
       { numRuns: FUZZ_RUNS },
     );
+  });
+
+  it("refuses batches over MAX_BATCH, empty ones, and a short array in the array16 form", () => {
+    const q = new Uint8Array(24);
+    for (const n of [0, MAX_BATCH + 1]) {
+      const frame = encodeClientFrame(encodeCanonical({ i: 1, k: "ACKS", ms: Array(n).fill(q), q }));
+      expect(fastDecode(frame, LIMIT)).toBeUndefined();
+      expect(generic(frame)).toBeUndefined();
+    }
+    const t = encodeCommand({ k: "ACKS", i: 1, q, ms: [q, q] });
+    const at = t.indexOf(0x92);
+    const wide = encodeClientFrame(
+      Uint8Array.from([...t.subarray(0, at), 0xdc, 0, 2, ...t.subarray(at + 1)]),
+    );
+    expect(fastDecode(wide, LIMIT)).toBeUndefined();
+    expect(generic(wide)).toBeUndefined();
   });
 
   it("refuses non-canonical encodings of a valid SEND (wide integer, wide bin header) and oversized frames", () => {

@@ -18,6 +18,7 @@ import {
   AUTHENTICATOR_LENGTH,
   ID_LENGTH,
   isDeliveryLength,
+  MAX_BATCH,
   MAX_BODY,
   SEND_ID_LENGTH,
   SIGNATURE_LENGTH,
@@ -38,9 +39,12 @@ const K_M = 0x6d;
 const K_N = 0x6e;
 const K_Q = 0x71;
 const K_T = 0x74;
-/** fixstr "SEND" and "ACK". */
+/** fixstr "SEND" and "ACK"; 1.3's "SENDS" and "ACKS", and the key "ms". */
 const SEND = [0xa4, 0x53, 0x45, 0x4e, 0x44];
 const ACK = [0xa3, 0x41, 0x43, 0x4b];
+const SENDS = [0xa5, 0x53, 0x45, 0x4e, 0x44, 0x53];
+const ACKS = [0xa4, 0x41, 0x43, 0x4b, 0x53];
+const MS = [0xa2, 0x6d, 0x73];
 
 /** A reader that fails (returns -1) on any byte that is not the expected canonical form. */
 class Cursor {
@@ -119,6 +123,23 @@ class Cursor {
     return -1;
   }
 
+  /** An array header in its shortest form with 1..MAX_BATCH entries: the count, or -1. */
+  arrayOf(): number {
+    const b = this.b;
+    const at = this.at;
+    if (at >= b.length) return -1;
+    let n = -1;
+    if ((b[at]! & 0xf0) === 0x90) {
+      n = b[at]! & 0x0f;
+      this.at = at + 1;
+    } else if (b[at] === 0xdc && at + 3 <= b.length) {
+      n = (b[at + 1]! << 8) | b[at + 2]!;
+      if (n < 16) return -1;
+      this.at = at + 3;
+    }
+    return n >= 1 && n <= MAX_BATCH ? n : -1;
+  }
+
   get done(): boolean {
     return this.at === this.b.length;
   }
@@ -144,7 +165,49 @@ function outer(bytes: Uint8Array): ClientFrame | undefined {
   return t && c.done ? { t, a } : undefined;
 }
 
-/** SEND `{b, i, k, n, q}` or ACK `{i, k, m, q}` (keys in bytewise order), when canonical. */
+/** SENDS or ACKS `{i, k, ms, q}` (protocol 1.3), when canonical. */
+function batch(c: Cursor): Command | undefined {
+  c.at = 1;
+  if (!c.key(K_I)) return undefined;
+  const i = c.uint();
+  if (i < 0 || !c.key(K_K)) return undefined;
+  if (c.literal(SENDS)) {
+    if (!c.literal(MS)) return undefined;
+    let n = c.arrayOf();
+    if (n < 0) return undefined;
+    const ms: [Uint8Array, Uint8Array][] = [];
+    while (n-- > 0) {
+      if (!c.literal(PAIR)) return undefined;
+      const id = c.bin(SEND_ID_LENGTH, SEND_ID_LENGTH);
+      const b = id && c.bin(0, MAX_BODY);
+      if (!b) return undefined;
+      ms.push([id, b]);
+    }
+    if (!c.key(K_Q)) return undefined;
+    const q = c.bin(ID_LENGTH, ID_LENGTH);
+    return q && c.done ? { k: "SENDS", i, q, ms } : undefined;
+  }
+  if (!c.literal(ACKS) || !c.literal(MS)) return undefined;
+  let n = c.arrayOf();
+  if (n < 0) return undefined;
+  const ms: Uint8Array[] = [];
+  while (n-- > 0) {
+    const m = c.bin(ID_LENGTH, ID_LENGTH);
+    if (!m) return undefined;
+    ms.push(m);
+  }
+  if (!c.key(K_Q)) return undefined;
+  const q = c.bin(ID_LENGTH, ID_LENGTH);
+  return q && c.done ? { k: "ACKS", i, q, ms } : undefined;
+}
+
+/** A fixarray of two: one SENDS entry. */
+const PAIR = [0x92];
+
+/**
+ * SEND `{b, i, k, n, q}` or ACK `{i, k, m, q}` (keys in bytewise order), or 1.3's SENDS and ACKS
+ * `{i, k, ms, q}`, when canonical.
+ */
 function command(t: Uint8Array): Command | undefined {
   const c = new Cursor(t);
   if (t[0] === 0x85) {
@@ -163,7 +226,10 @@ function command(t: Uint8Array): Command | undefined {
     c.at = 1;
     if (!c.key(K_I)) return undefined;
     const i = c.uint();
-    if (i < 0 || !c.key(K_K) || !c.literal(ACK) || !c.key(K_M)) return undefined;
+    if (i < 0 || !c.key(K_K)) return undefined;
+    // `k` is ACK (then `m`) or a 1.3 batch (then `ms`).
+    if (t[c.at] !== ACK[0]) return batch(c);
+    if (!c.literal(ACK) || !c.key(K_M)) return undefined;
     const m = c.bin(ID_LENGTH, ID_LENGTH);
     if (!m || !c.key(K_Q)) return undefined;
     const q = c.bin(ID_LENGTH, ID_LENGTH);
@@ -236,6 +302,85 @@ export function encodeMsg(
   at += tail.length;
   out.set(m, at);
   at += ID_LENGTH;
+  out.set([FIXSTR_1, K_Q, BIN8, ID_LENGTH], at);
+  at += 4;
+  out.set(q, at);
+  return out;
+}
+
+const RESULT_BYTES = new Map<string, number[]>();
+
+/** `{i, k: "RES", r: [str…]}` (protocol 1.3), as encodeServerFrame writes it. */
+export function encodeRes(i: number, results: readonly string[]): Uint8Array {
+  if (results.length === 0 || results.length > 0xffff) throw new RangeError("encodeRes: result count");
+  const out: number[] = [0x83, FIXSTR_1, K_I, ...uintBytes(i), FIXSTR_1, K_K, 0xa3, 0x52, 0x45, 0x53];
+  out.push(FIXSTR_1, 0x72, ...arrayHeader(results.length));
+  for (const r of results) {
+    let bytes = RESULT_BYTES.get(r);
+    if (!bytes) {
+      // Wire codes are short ASCII (fixstr); the generic codec checks them (RES schema).
+      if (r.length > 31 || !/^[A-Z_]+$/.test(r)) throw new RangeError("encodeRes: result");
+      bytes = [0xa0 | r.length, ...Array.from(r, (c) => c.charCodeAt(0))];
+      RESULT_BYTES.set(r, bytes);
+    }
+    for (const x of bytes) out.push(x);
+  }
+  return Uint8Array.from(out);
+}
+
+function arrayHeader(n: number): number[] {
+  return n < 16 ? [0x90 | n] : [0xdc, n >>> 8, n & 0xff];
+}
+
+/**
+ * `{k: "MSGS", ms: [[m, b]…], q}` (protocol 1.3) around server→recipient ciphertexts (each whole
+ * or in the cipher's output pieces), as encodeServerFrame writes it.
+ */
+export function encodeMsgs(
+  q: Uint8Array,
+  items: readonly { msgId: Uint8Array; parts: Uint8Array[]; length: number }[],
+): Uint8Array {
+  // One delivery alone is a MSG (docs/protocol/relay.md §Batches: one form per push).
+  if (q.length !== ID_LENGTH || items.length < 2 || items.length > 0xffff)
+    throw new RangeError("encodeMsgs: field lengths");
+  const head = [
+    0x83,
+    FIXSTR_1,
+    K_K,
+    0xa4,
+    0x4d,
+    0x53,
+    0x47,
+    0x53,
+    0xa2,
+    K_M,
+    0x73,
+    ...arrayHeader(items.length),
+  ];
+  let total = head.length + 4 + ID_LENGTH;
+  for (const it of items) {
+    if (!isDeliveryLength(it.length) || it.msgId.length !== ID_LENGTH)
+      throw new RangeError("encodeMsgs: field lengths");
+    total += 1 + 2 + ID_LENGTH + 3 + it.length;
+  }
+  const out = Buffer.allocUnsafe(total);
+  out.set(head, 0);
+  let at = head.length;
+  for (const it of items) {
+    out[at++] = 0x92;
+    out[at++] = BIN8;
+    out[at++] = ID_LENGTH;
+    out.set(it.msgId, at);
+    at += ID_LENGTH;
+    // Every delivery length is 280..16408 bytes: a bin16 header.
+    out[at++] = BIN16;
+    out[at++] = it.length >>> 8;
+    out[at++] = it.length & 0xff;
+    for (const p of it.parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+  }
   out.set([FIXSTR_1, K_Q, BIN8, ID_LENGTH], at);
   at += 4;
   out.set(q, at);

@@ -11,7 +11,10 @@
  * Ed25519 signature over the session id. Either way a captured command does not authorize
  * anything on another connection, and under 1.1 not twice on the same one. Pushed messages
  * are decrypted (server→recipient layer) and handed to `onMessage`; they are removed from the
- * relay only when the application calls `ack`.
+ * relay only when the application calls `ack`. Under 1.3 (`batch: true`) the `send`s and `ack`s
+ * of one queue issued in the same tick share a SENDS / ACKS frame, and pushed MSGS frames are
+ * handed on message by message (docs/protocol/relay.md §Batches); each call still settles on its
+ * own message's result.
  *
  * All failures surface as `LoftError` with a stable code; nothing else is thrown for bad input.
  */
@@ -40,8 +43,10 @@ import {
   decodeServerFrame,
   encodeClientFrame,
   encodeCommand,
+  MAX_BATCH,
   MAX_BODY,
   RELAY_VERSION_AUTHENTICATOR,
+  RELAY_VERSION_BATCHED,
   RELAY_VERSION_BUCKETED,
   RELAY_VERSION_SIGNATURE,
   type RelayAuthMode,
@@ -105,6 +110,13 @@ export interface RelayClientOptions {
    * serve 1.2). docs/protocol/relay.md §Versions, docs/decisions.md (Relay), "Bucketed deliveries".
    */
   delivery?: RelayDeliveryPadding;
+  /**
+   * SREMP 1.3 (needs `delivery: "bucket"`): SENDs to one queue issued in the same tick leave in
+   * one SENDS frame, ACKs of one queue in one ACKS frame, and the relay pushes a burst of one
+   * queue in MSGS frames — one authenticator, one commit and one answer per batch
+   * (docs/protocol/relay.md §Batches). Each `send`/`ack` still settles on its own message's result.
+   */
+  batch?: boolean;
   /** Primitives for the authenticators (default: noble; the app passes its provider). */
   crypto?: CryptoProvider;
   /** Reject a request with LOFT_ERR_TIMEOUT after this long (default 30 s; 0 disables). */
@@ -121,6 +133,19 @@ export interface RelayClientOptions {
    * usual; this lets the owner of the connection leave the instance.
    */
   onUnavailable?: () => void;
+}
+
+/** A SEND or ACK waiting for the end of the tick to share a frame with others of its queue (1.3). */
+interface Corked {
+  /** Queue id (sid for SENDs, rid for ACKs) and the key that authorizes the frame. */
+  q: Uint8Array;
+  authKey: Uint8Array | undefined;
+  /** SENDs: [send id, body]; ACKs: the message id. */
+  items: {
+    entry: [Uint8Array, Uint8Array] | Uint8Array;
+    resolve: () => void;
+    reject: (e: LoftError) => void;
+  }[];
 }
 
 type Pending = {
@@ -142,6 +167,8 @@ export class RelayClient {
   /** Per-queue handlers of pushed messages (instead of `onMessage`), by recipient id (hex). */
   readonly #handlers = new Map<string, (message: RelayMessage) => void>();
   #nextId = 1;
+  /** 1.3: SENDs and ACKs issued this tick, by kind ‖ queue id (hex); flushed in a microtask. */
+  #corked: Map<string, Corked> | undefined;
   /** Authentication keys of this connection, by the auth secret they belong to (1.1). */
   readonly #authKeys = new WeakMap<Uint8Array, Promise<Uint8Array>>();
   /**
@@ -171,14 +198,18 @@ export class RelayClient {
     const mode = options.auth ?? "authenticator";
     if (options.delivery === "bucket" && mode !== "authenticator")
       throw new RangeError("bucketed deliveries (SREMP 1.2) need authenticators");
+    if (options.batch && options.delivery !== "bucket")
+      throw new RangeError("batches (SREMP 1.3) need bucketed deliveries");
     try {
       link.send(
         encodeVersionHeader(
           mode === "signature"
             ? RELAY_VERSION_SIGNATURE
-            : options.delivery === "bucket"
-              ? RELAY_VERSION_BUCKETED
-              : RELAY_VERSION_AUTHENTICATOR,
+            : options.batch
+              ? RELAY_VERSION_BATCHED
+              : options.delivery === "bucket"
+                ? RELAY_VERSION_BUCKETED
+                : RELAY_VERSION_AUTHENTICATOR,
         ),
       );
     } catch (e) {
@@ -242,6 +273,11 @@ export class RelayClient {
    */
   get delivery(): RelayDeliveryPadding {
     return this.#options.delivery ?? "block";
+  }
+
+  /** Whether this connection speaks SREMP 1.3 (batches; `connect` threw if the relay refused it). */
+  get batched(): boolean {
+    return this.#options.batch === true;
   }
 
   /**
@@ -328,6 +364,7 @@ export class RelayClient {
 
   /** ACK: the message is stored on our side; the relay deletes it (cryptographically). */
   async ack(queue: RecipientQueue, msgId: Uint8Array): Promise<void> {
+    if (this.batched) return this.#cork("A", queue.recipientId, queue.recipientAuthSecret, msgId);
     await this.#request("OK", { k: "ACK", i: 0, q: queue.recipientId, m: msgId }, queue.recipientAuthSecret);
   }
 
@@ -388,6 +425,8 @@ export class RelayClient {
       throw new LoftError("LOFT_ERR_FRAME_TOO_LARGE", `body of ${body.length} bytes exceeds ${MAX_BODY}`);
     const n = options.sendId ?? randomBytes(SEND_ID_LENGTH);
     const sign = options.sign ?? queue.senderAuthSecret !== undefined;
+    if (this.batched)
+      return this.#cork("S", queue.senderId, sign ? queue.senderAuthSecret : undefined, [n, body]);
     await this.#request(
       "OK",
       { k: "SEND", i: 0, q: queue.senderId, n, b: body },
@@ -406,6 +445,103 @@ export class RelayClient {
   }
 
   // ------------------------------------------------------------------------------------------
+  // Batches (SREMP 1.3, docs/protocol/relay.md §Batches)
+
+  /**
+   * Hold a SEND ("S") or ACK ("A") until the current tick's other work has run: every one of its
+   * queue (with the same key) issued meanwhile leaves in the same frame, in issue order.
+   */
+  #cork(
+    kind: "S" | "A",
+    q: Uint8Array,
+    authKey: Uint8Array | undefined,
+    entry: [Uint8Array, Uint8Array] | Uint8Array,
+  ): Promise<void> {
+    if (this.#closed) return Promise.reject(this.#closed);
+    if (!this.#corked) {
+      this.#corked = new Map();
+      queueMicrotask(() => this.#uncork());
+    }
+    // A queue's frames are authorized by one key: a different key (or none) starts its own batch.
+    let key = `${kind}${toHex(q)}`;
+    let group = this.#corked.get(key);
+    while (group && group.authKey !== authKey) {
+      key += "'";
+      group = this.#corked.get(key);
+    }
+    if (!group) {
+      group = { q, authKey, items: [] };
+      this.#corked.set(key, group);
+    }
+    const items = group.items;
+    return new Promise<void>((resolve, reject) => items.push({ entry, resolve, reject }));
+  }
+
+  #uncork(): void {
+    const corked = this.#corked;
+    this.#corked = undefined;
+    if (!corked) return;
+    for (const [key, group] of corked) {
+      const send = key.startsWith("S");
+      const items = group.items;
+      let from = 0;
+      while (from < items.length) {
+        // At most MAX_BATCH per frame, and within the relay's frame limit (HELLO.fl): per SEND
+        // entry its body, send id and ~8 bytes of framing; ~120 bytes for the rest of the frame.
+        let to = from + 1;
+        let bytes = 120 + entrySize(items[from]!.entry);
+        while (to < items.length && to - from < MAX_BATCH) {
+          const more = entrySize(items[to]!.entry);
+          if (bytes + more > this.hello.frameLimit) break;
+          bytes += more;
+          to++;
+        }
+        this.#flushBatch(send, group, items.slice(from, to));
+        from = to;
+      }
+    }
+  }
+
+  #flushBatch(send: boolean, group: Corked, items: Corked["items"]): void {
+    // One alone goes as the plain command: byte for byte what a 1.2 client sends.
+    if (items.length === 1) {
+      const it = items[0]!;
+      const command: Command = send
+        ? {
+            k: "SEND",
+            i: 0,
+            q: group.q,
+            n: (it.entry as Uint8Array[])[0]!,
+            b: (it.entry as Uint8Array[])[1]!,
+          }
+        : { k: "ACK", i: 0, q: group.q, m: it.entry as Uint8Array };
+      this.#request("OK", command, group.authKey).then(() => it.resolve(), it.reject);
+      return;
+    }
+    const command: Command = send
+      ? { k: "SENDS", i: 0, q: group.q, ms: items.map((it) => it.entry as [Uint8Array, Uint8Array]) }
+      : { k: "ACKS", i: 0, q: group.q, ms: items.map((it) => it.entry as Uint8Array) };
+    this.#request("RES", command, group.authKey).then(
+      (res) => {
+        if (res.r.length !== items.length) {
+          const e = new LoftError(
+            "LOFT_ERR_RELAY_UNEXPECTED",
+            `${command.k} answered ${res.r.length} results`,
+          );
+          for (const it of items) it.reject(e);
+          return;
+        }
+        items.forEach((it, k) => {
+          const r = res.r[k]!;
+          if (r === "OK") it.resolve();
+          else it.reject(new LoftError(codeForWire(r), `${send ? "SEND" : "ACK"} refused`, r));
+        });
+      },
+      (e: LoftError) => {
+        for (const it of items) it.reject(e);
+      },
+    );
+  }
 
   #request<K extends ServerFrame["k"]>(
     expect: K | K[],
@@ -545,6 +681,15 @@ export class RelayClient {
       case "HELLO":
         this.#options.onError?.(new LoftError("LOFT_ERR_RELAY_UNEXPECTED", "second HELLO"));
         return;
+      case "MSGS":
+        if (!this.batched) {
+          this.#options.onError?.(
+            new LoftError("LOFT_ERR_RELAY_UNEXPECTED", "MSGS on a connection before 1.3"),
+          );
+          return;
+        }
+        for (const [m, b] of f.ms) this.#pushed({ k: "MSG", q: f.q, m, b });
+        return;
       default: {
         const p = this.#settle(f.i);
         if (p) p.resolve(f);
@@ -578,6 +723,11 @@ export class RelayClient {
     for (const corr of [...this.#pending.keys()]) this.#settle(corr)?.reject(error);
     this.#resolveDone(error);
   }
+}
+
+/** Bytes one batch entry adds to a SENDS/ACKS frame (an estimate from above). */
+function entrySize(entry: [Uint8Array, Uint8Array] | Uint8Array): number {
+  return entry instanceof Uint8Array ? entry.length + 3 : entry[0].length + entry[1].length + 9;
 }
 
 function toMessage(q: Uint8Array, m: Uint8Array, opened: OpenedMessage): RelayMessage {

@@ -121,6 +121,24 @@ export const RELAY_VERSION_BUCKETED: Readonly<VersionHeader> = Object.freeze({
   version_major: 1,
   version_minor: 2,
 });
+/**
+ * SREMP 1.3: as 1.2, plus several messages per frame — `SENDS` (up to MAX_BATCH messages for one
+ * queue under one authenticator, one `RES` listing each message's result), `ACKS` (up to
+ * MAX_BATCH message ids of one queue) and `MSGS` (several deliveries of one queue in one frame)
+ * (docs/protocol/relay.md §Batches).
+ */
+export const RELAY_VERSION_BATCHED: Readonly<VersionHeader> = Object.freeze({
+  protocol_name: CURRENT_VERSION.protocol_name,
+  version_major: 1,
+  version_minor: 3,
+});
+/** Most messages one SENDS, ACKS or MSGS frame carries (docs/protocol/relay.md §Batches). */
+export const MAX_BATCH = 32;
+/**
+ * Most bytes of one MSGS frame the relay writes: the default frame limit, which every client
+ * decodes (a client reads frames up to max(HELLO.fl, DEFAULT_FRAME_LIMIT)).
+ */
+export const MAX_MSGS_FRAME = 65_535;
 export type RelayAuthMode = "signature" | "authenticator";
 /** How deliveries are padded: one 16 KiB block each (1.0, 1.1) or the body's size bucket (1.2). */
 export type RelayDeliveryPadding = "block" | "bucket";
@@ -158,6 +176,8 @@ export const COMMAND_KINDS = [
   "DEL",
   "PKSET",
   "PKGET",
+  "SENDS",
+  "ACKS",
 ] as const;
 export type CommandKind = (typeof COMMAND_KINDS)[number];
 
@@ -199,6 +219,27 @@ export const commandSchema = v.variant("k", [
   }),
   /** Fetch the bundle and one one-time prekey (removed). Sender id, unsigned. */
   v.strictObject({ k: v.literal("PKGET"), i: corr, q: id }),
+  /**
+   * 1.3: send 1..MAX_BATCH messages into one queue, `[send id, body]` each, stored in this order;
+   * one authorization as SEND's, one `RES` (docs/protocol/relay.md §Batches).
+   */
+  v.strictObject({
+    k: v.literal("SENDS"),
+    i: corr,
+    q: id,
+    ms: v.pipe(
+      v.array(v.strictTuple([bytesSchema(SEND_ID_LENGTH), bytesSchema(0, MAX_BODY)])),
+      v.minLength(1),
+      v.maxLength(MAX_BATCH),
+    ),
+  }),
+  /** 1.3: acknowledge 1..MAX_BATCH messages of one queue; recipient id, signed; one `RES`. */
+  v.strictObject({
+    k: v.literal("ACKS"),
+    i: corr,
+    q: id,
+    ms: v.pipe(v.array(id), v.minLength(1), v.maxLength(MAX_BATCH)),
+  }),
 ]);
 
 export type Command = v.InferOutput<typeof commandSchema>;
@@ -219,6 +260,8 @@ export const AUTH_RULES: Record<CommandKind, AuthRule> = {
   DEL: "recipient",
   PKSET: "recipient",
   PKGET: "none",
+  SENDS: "sender-if-secured",
+  ACKS: "recipient",
 };
 
 export const clientFrameSchema = v.strictObject({
@@ -307,6 +350,16 @@ export function decodeCommand(
 // ---------------------------------------------------------------------------------------------
 // Server frames (relay → client)
 
+/** A server→recipient ciphertext of a delivery length (`isDeliveryLength`). */
+const deliverySchema = v.pipe(
+  bytesSchema(8 + MIN_DELIVERY_BUCKET + 16, RCV_CIPHERTEXT_LENGTH),
+  v.check((b) => isDeliveryLength(b.length), "expected a delivery length"),
+);
+
+/** One message's result in a `RES`: stored / acknowledged, or the wire code it was refused with. */
+export const BATCH_RESULTS = ["OK", ...WIRE_ERROR_CODES] as const;
+export type BatchResult = (typeof BATCH_RESULTS)[number];
+
 export const serverFrameSchema = v.variant("k", [
   /** After the version headers: the session id every signature on this connection binds. */
   v.strictObject({
@@ -329,10 +382,7 @@ export const serverFrameSchema = v.variant("k", [
     q: id,
     m: id,
     /** 16 408 bytes (1.0, 1.1) or 24 + a bucket of 256..8192 (1.2): `isDeliveryLength`. */
-    b: v.pipe(
-      bytesSchema(8 + MIN_DELIVERY_BUCKET + 16, RCV_CIPHERTEXT_LENGTH),
-      v.check((b) => isDeliveryLength(b.length), "expected a delivery length"),
-    ),
+    b: deliverySchema,
   }),
   /** The subscription of `q` moved to another connection or the queue was deleted. */
   v.strictObject({ k: v.literal("END"), q: id }),
@@ -345,6 +395,21 @@ export const serverFrameSchema = v.variant("k", [
   }),
   /** A refused command (`i` when it could be read) or a connection-level error (no `i`). */
   v.strictObject({ k: v.literal("ERR"), i: v.optional(corr), e: v.picklist(WIRE_ERROR_CODES) }),
+  /** 1.3: the answer to SENDS or ACKS, one result per message in the command's order. */
+  v.strictObject({
+    k: v.literal("RES"),
+    i: corr,
+    r: v.pipe(v.array(v.picklist(BATCH_RESULTS)), v.minLength(1), v.maxLength(MAX_BATCH)),
+  }),
+  /**
+   * 1.3: pushed deliveries of one queue, oldest first, `[message id, b]` each (as MSG's `m`, `b`);
+   * at least two — one alone is a MSG, so each push has one form.
+   */
+  v.strictObject({
+    k: v.literal("MSGS"),
+    q: id,
+    ms: v.pipe(v.array(v.strictTuple([id, deliverySchema])), v.minLength(2), v.maxLength(MAX_BATCH)),
+  }),
 ]);
 
 export type ServerFrame = v.InferOutput<typeof serverFrameSchema>;
@@ -357,10 +422,23 @@ export function serverFrameLimits(maxBytes: number): DecodeLimits {
     maxBytes,
     maxBinLength: RCV_CIPHERTEXT_LENGTH,
     maxStrLength: 16,
-    maxArrayLength: 0,
+    // RES and MSGS (1.3) carry up to MAX_BATCH entries; MSGS's are [m, b] pairs.
+    maxArrayLength: MAX_BATCH,
     maxMapLength: 8,
   };
 }
+
+const SERVER_FRAME_KINDS: readonly string[] = [
+  "HELLO",
+  "OK",
+  "IDS",
+  "MSG",
+  "END",
+  "PK",
+  "ERR",
+  "RES",
+  "MSGS",
+];
 
 /** Client side: one frame from the relay. */
 export function decodeServerFrame(bytes: Uint8Array, maxBytes = DEFAULT_FRAME_LIMIT): Result<ServerFrame> {
@@ -370,7 +448,7 @@ export function decodeServerFrame(bytes: Uint8Array, maxBytes = DEFAULT_FRAME_LI
     typeof raw.value === "object" && raw.value !== null
       ? (raw.value as Record<string, unknown>).k
       : undefined;
-  if (typeof kind !== "string" || !["HELLO", "OK", "IDS", "MSG", "END", "PK", "ERR"].includes(kind))
+  if (typeof kind !== "string" || !SERVER_FRAME_KINDS.includes(kind))
     return err("LOFT_ERR_UNKNOWN_TYPE", "k: unknown frame");
   return requireCanonical(validate(raw.value, serverFrameSchema), bytes, "frame");
 }

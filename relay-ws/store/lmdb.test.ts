@@ -16,7 +16,7 @@ import { bucketSize } from "./at-rest.ts";
 import { KEYRING_FILE, keyringEpochs, SLOT_SIZE } from "./keyring.ts";
 import { LmdbStore, type LmdbStoreOptions } from "./lmdb.ts";
 import { type Sealed, SealPool } from "./seal-pool.ts";
-import { newMessage, randomQueue as queue } from "./testing.ts";
+import { APPEND_BATCH_EXPECTED, appendBatchContract, newMessage, randomQueue as queue } from "./testing.ts";
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -83,6 +83,11 @@ describe("relay LMDB store", () => {
     store = await reopen(store, options);
     expect(text(await store.read(q.recipientId, 0))).toBe("survivor");
     expect(await store.read(q.recipientId, acked!.seq)).toBeUndefined();
+  });
+
+  it("appendBatch (SENDS, protocol 1.3): in order, duplicates skipped, a prefix up to the first refusal", async () => {
+    const store = openStore({ path: tempDir(), masterKey: randomBytes(32) });
+    expect(await appendBatchContract(store)).toEqual(APPEND_BATCH_EXPECTED);
   });
 
   it("an epoch that wraps only message keys (no byepoch entry) lives while they do, counted again at open", async () => {

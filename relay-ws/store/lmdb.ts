@@ -893,20 +893,66 @@ export class LmdbStore implements RelayStore {
   // ------------------------------------------------------------------------------------------
   // Messages
 
-  async append(recipientId: Uint8Array, m: NewMessage, quota: number): Promise<AppendResult> {
-    const rid = Buffer.from(recipientId);
-    const ridHex = toHex(rid);
+  /**
+   * The refusal `append` would answer now, before any write (undefined: it would store). Every
+   * check is synchronous against the state as enqueued, so `appendBatch` can stop at the first
+   * refusal before anything after it is written.
+   */
+  #refusal(rid: Buffer, ridHex: string, m: NewMessage, quota: number): AppendResult | undefined {
     const q = this.#queueSync(rid, ridHex);
     if (!q || this.#deletingQueues.has(ridHex)) return "missing";
     if (q.suspended) return "suspended";
     const st = this.#loadState(rid, ridHex);
     const sendKey = cat(rid, m.sendId);
-    const sendHex = sendKey.toString("latin1");
-    if (this.#pendingSends.has(sendHex) || this.#sends.doesExist(sendKey)) return "duplicate";
+    if (this.#pendingSends.has(sendKey.toString("latin1")) || this.#sends.doesExist(sendKey))
+      return "duplicate";
     if (st.count >= quota) return "quota";
+    const cost = MSG_HEADER + 12 + bucketSize(m.body.length, BLOCK_SIZE) + 16 + KEY_COST;
+    if (!this.#hasRoom(cost)) return "full";
+    return undefined;
+  }
+
+  /**
+   * SENDS (protocol 1.3, docs/protocol/relay.md §Batches): the messages in order, each through
+   * `append`, whose decisions are all taken synchronously — so every write lands in the same
+   * group commit. At the first refusal other than "duplicate" the rest of the batch gets that
+   * refusal unwritten: a batch stores a prefix (duplicates skipped), never a message after a
+   * refused one, and the queue's order stays the batch's.
+   */
+  async appendBatch(recipientId: Uint8Array, messages: NewMessage[], quota: number): Promise<AppendResult[]> {
+    const rid = Buffer.from(recipientId);
+    const ridHex = toHex(rid);
+    const out: (AppendResult | Promise<AppendResult>)[] = [];
+    let stop: AppendResult | undefined;
+    for (const m of messages) {
+      if (stop) {
+        out.push(stop);
+        continue;
+      }
+      const refused = this.#refusal(rid, ridHex, m, quota);
+      if (refused && refused !== "duplicate") stop = refused;
+      // Admitted: written at once, without `append`'s second look at the same state.
+      out.push(refused ?? this.#write(rid, ridHex, m));
+    }
+    return Promise.all(out);
+  }
+
+  // Async, so a throw is a rejection; everything up to #write's first await still runs in the
+  // caller's turn.
+  async append(recipientId: Uint8Array, m: NewMessage, quota: number): Promise<AppendResult> {
+    const rid = Buffer.from(recipientId);
+    const ridHex = toHex(rid);
+    const refused = this.#refusal(rid, ridHex, m, quota);
+    return refused ?? this.#write(rid, ridHex, m);
+  }
+
+  /** Store one message `#refusal` admitted just now (same turn): its decisions hold. */
+  async #write(rid: Buffer, ridHex: string, m: NewMessage): Promise<AppendResult> {
+    const st = this.#loadState(rid, ridHex);
+    const sendKey = cat(rid, m.sendId);
+    const sendHex = sendKey.toString("latin1");
     const bucket = bucketSize(m.body.length, BLOCK_SIZE);
     const cost = MSG_HEADER + 12 + bucket + 16 + KEY_COST;
-    if (!this.#hasRoom(cost)) return "full";
     const seq = st.nextSeq++;
     st.count++;
     this.#reserve(st, cost);

@@ -140,6 +140,62 @@ end
 return {'ok', seq}`),
   },
   /**
+   * SENDS (protocol 1.3): ARGV: P, rid, queue quota, byte quota, day, this instance, epoch, then
+   * per message: send id hex, cost, record, key record, expires ms. → {'stale'} | {status, seq,
+   * status, seq, …} one pair per message (seq -1 unless 'ok'). The checks of \`append\` per
+   * message, in order; at the first refusal other than 'duplicate' every later message gets it
+   * and nothing after it is written (docs/protocol/relay.md §Batches). One script: one AOF write
+   * and one subscriber notice for the whole batch.
+   */
+  appendBatch: {
+    lua: script(`
+local rid = ARGV[2]
+local q = P..'q:'..rid
+local quota, quotaBytes = tonumber(ARGV[3]), tonumber(ARGV[4])
+local stop = nil
+if redis.call('EXISTS', q) == 0 then stop = 'missing'
+elseif redis.call('HGET', q, 'susp') then stop = 'suspended'
+elseif not alive(ARGV[7]) then return {'stale'} end
+local out = {}
+local stored = 0
+for at = 8, #ARGV, 5 do
+  local send, cost = ARGV[at], tonumber(ARGV[at + 1])
+  local status = stop
+  if not status then
+    if redis.call('HEXISTS', P..'n:'..rid, send) == 1 then status = 'duplicate'
+    elseif redis.call('HLEN', P..'m:'..rid) >= quota then status = 'quota'
+    elseif quotaBytes > 0 and tonumber(redis.call('GET', P..'bytes') or '0') + cost > quotaBytes then status = 'full'
+    end
+    if status and status ~= 'duplicate' then stop = status end
+  end
+  if status then
+    out[#out + 1] = status
+    out[#out + 1] = -1
+  else
+    local seq = redis.call('HINCRBY', q, 'nseq', 1) - 1
+    redis.call('HSET', P..'m:'..rid, seq, ARGV[at + 2])
+    redis.call('ZADD', P..'i:'..rid, seq, seq)
+    putKey(rid, 'm'..seq, ARGV[at + 3], ARGV[7])
+    redis.call('HSET', P..'n:'..rid, send, seq)
+    redis.call('ZADD', P..'x', ARGV[at + 4], rid..'|'..send)
+    addBytes(rid, cost)
+    redis.call('INCR', P..'nm')
+    stored = stored + 1
+    out[#out + 1] = 'ok'
+    out[#out + 1] = seq
+  end
+end
+if stored > 0 then
+  touch(rid, ARGV[5])
+  local owner = redis.call('GET', P..'sub:'..rid)
+  if owner then
+    local inst = string.sub(owner, 1, 32)
+    if inst ~= ARGV[6] then redis.call('PUBLISH', P..'ch:'..inst, 'a'..rid) end
+  end
+end
+return out`),
+  },
+  /**
    * ARGV: P, rid, after seq, day ('' : no touch), at most n. → {seq, record (header ‖ sealed),
    * deliveries, key record, …} for the next n messages whole, oldest first: a subscription's
    * pump reads ahead in one round trip (one AOF fsync wait) instead of one per message.

@@ -13,7 +13,7 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RedisServer, startRedis } from "../../test/support/redis-server.ts";
 import { RedisStore } from "./redis.ts";
-import { newMessage, randomQueue } from "./testing.ts";
+import { APPEND_BATCH_EXPECTED, appendBatchContract, newMessage, randomQueue } from "./testing.ts";
 
 const MARKER = "LOFT-REDIS-PLAINTEXT-4c1d";
 let redis: RedisServer;
@@ -100,6 +100,23 @@ describe("Redis relay store", () => {
     expect(await s.deleteQueue(q.recipientId)).toBe(4);
     expect(await s.queueByRecipient(q.recipientId)).toBeUndefined();
     expect(await s.deleteQueue(q.recipientId)).toBe(0);
+  });
+
+  it("appendBatch (SENDS, protocol 1.3): one script, in order, duplicates skipped, a prefix up to the first refusal", async () => {
+    const s = await open();
+    expect(await appendBatchContract(s)).toEqual(APPEND_BATCH_EXPECTED);
+    // The global byte quota stops the batch too: a small message after a refused large one is refused.
+    const tight = await open({ quotaBytes: 3_000 });
+    const q = randomQueue();
+    await tight.createQueue(q);
+    const big = newMessage(enc("b".repeat(4000)), Date.now(), 60_000);
+    const small = () => newMessage(enc("s"), Date.now(), 60_000);
+    expect(await tight.appendBatch(q.recipientId, [small(), big, small()], 100)).toEqual([
+      "ok",
+      "full",
+      "full",
+    ]);
+    expect(tight.stats()).toMatchObject({ messages: 1 });
   });
 
   it("counts bytes against the global quota (FULL), and frees them on deletion", async () => {

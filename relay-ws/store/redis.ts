@@ -659,6 +659,91 @@ export class RedisStore implements RelayStore, SubscriptionHub {
     return "ok";
   }
 
+  /**
+   * SENDS (protocol 1.3): every message sealed here under the current epoch, then one script
+   * (`appendBatch`) stores the batch's prefix in order — one round trip and one AOF write for the
+   * batch (docs/protocol/relay.md §Batches; types.ts `appendBatch`).
+   */
+  async appendBatch(recipientId: Uint8Array, messages: NewMessage[], quota: number): Promise<AppendResult[]> {
+    const rid = Buffer.from(recipientId);
+    const ridHex = toHex(rid);
+    const blocks = messages.map((m) => padBlock(m.body, bucketSize(m.body.length, BLOCK_SIZE)));
+    const wipe = () => {
+      for (const b of blocks) b.fill(0);
+    };
+    let replies: { status: string; seq: number }[];
+    try {
+      replies = await this.#sealed(async () => {
+        const args: (string | Buffer)[] = [];
+        const costs: number[] = [];
+        let epoch = 0;
+        messages.forEach((m, k) => {
+          const keyKey = Buffer.concat([Buffer.of(TAG_MSG), rid, m.msgId]);
+          const header = Buffer.alloc(MSG_HEADER_LENGTH);
+          Buffer.from(m.msgId).copy(header, 0);
+          header.writeBigUInt64BE(BigInt(m.timestamp), 24);
+          header.writeBigUInt64BE(BigInt(m.expiresAt), 32);
+          const sealed = this.#seal(blocks[k]!, keyKey);
+          epoch = sealed.epoch;
+          const record = Buffer.concat([header, sealed.sealed]);
+          costs.push(record.length + KEY_COST);
+          args.push(
+            toHex(m.sendId),
+            String(record.length + KEY_COST),
+            record,
+            sealed.keyRecord,
+            String(m.expiresAt),
+          );
+        });
+        const r = (await this.#writeThen(
+          "appendBatch",
+          (reply) => {
+            if (!Array.isArray(reply)) return;
+            for (let k = 0; 2 * k < reply.length; k++)
+              if (String(reply[2 * k]) === "ok") this.#count(0, 1, costs[k]!);
+          },
+          ridHex,
+          String(quota),
+          String(this.#quotaBytes),
+          String(this.#today()),
+          this.#instance,
+          String(epoch),
+          ...args,
+        )) as unknown[];
+        const first = Buffer.isBuffer(r?.[0]) ? r[0].toString("latin1") : "";
+        if (first === "stale") return "stale";
+        return messages.map((_, k) => ({
+          status: Buffer.isBuffer(r?.[2 * k]) ? (r[2 * k] as Buffer).toString("latin1") : "",
+          seq: Number(r?.[2 * k + 1] ?? -1),
+        }));
+      });
+    } catch (e) {
+      wipe();
+      if (isRedisOom(e)) return messages.map(() => "full");
+      throw e;
+    }
+    const out: AppendResult[] = [];
+    let stored = false;
+    replies.forEach(({ status, seq }, k) => {
+      const block = blocks[k]!;
+      if (status !== "ok") {
+        block.fill(0);
+        if (!["quota", "full", "duplicate", "missing", "suspended"].includes(status))
+          throw new Error(`appendBatch: unexpected reply ${status.slice(0, 20)}`);
+        out.push(status as AppendResult);
+        return;
+      }
+      stored = true;
+      if (
+        !this.#hot.put(this.#recKey(rid, seq), Buffer.from(block.buffer, block.byteOffset, block.byteLength))
+      )
+        block.fill(0);
+      out.push("ok");
+    });
+    if (stored) for (const l of this.#listeners) l(rid);
+    return out;
+  }
+
   #recKey(rid: Buffer, seq: number): Buffer {
     const b = Buffer.alloc(rid.length + 8);
     rid.copy(b);

@@ -6,7 +6,7 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
-import type { NewMessage, QueueRecord } from "./types.ts";
+import type { NewMessage, QueueRecord, RelayStore } from "./types.ts";
 
 /** A queue with fresh random ids and keys, no sender key yet. */
 export const randomQueue = (): QueueRecord => ({
@@ -75,3 +75,44 @@ export async function killWorkerWhen(
     await exited;
   }
 }
+
+/**
+ * The `appendBatch` contract (types.ts; docs/protocol/relay.md §Batches), run on any engine: what
+ * it observed, to compare with APPEND_BATCH_EXPECTED. A fresh queue, quota 6: a batch with a
+ * duplicate of a stored message and one of its own, then one over the quota, then one on a
+ * suspended queue and one on a missing queue; the bodies read back in order.
+ */
+export async function appendBatchContract(store: RelayStore): Promise<unknown> {
+  const now = Date.now();
+  const q = randomQueue();
+  await store.createQueue(q);
+  const m = (k: number) => newMessage(Uint8Array.of(k), now, 60_000);
+  const stored = m(1);
+  const first = await store.append(q.recipientId, stored, 6);
+  const again = m(3);
+  const dupInside = { ...again, msgId: new Uint8Array(randomBytes(24)) };
+  const batch = await store.appendBatch(q.recipientId, [m(2), stored, again, dupInside, m(4)], 6);
+  const over = await store.appendBatch(q.recipientId, [m(5), m(6), m(7), m(8)], 6);
+  const bodies: number[] = [];
+  let cursor = -1;
+  for (let k = 0; k < 10; k++) {
+    const next = await store.next(q.recipientId, cursor);
+    if (!next) break;
+    cursor = next.seq;
+    const block = await store.read(q.recipientId, next.seq);
+    bodies.push(block ? block[2]! : -1);
+  }
+  await store.suspendQueue(q.recipientId);
+  const suspended = await store.appendBatch(q.recipientId, [m(9), m(10)], 100);
+  const missing = await store.appendBatch(randomQueue().recipientId, [m(11)], 100);
+  return { first, batch, over, bodies, suspended, missing };
+}
+
+export const APPEND_BATCH_EXPECTED = {
+  first: "ok",
+  batch: ["ok", "duplicate", "ok", "duplicate", "ok"],
+  over: ["ok", "ok", "quota", "quota"],
+  bodies: [1, 2, 3, 4, 5, 6],
+  suspended: ["suspended", "suspended"],
+  missing: ["missing"],
+};

@@ -97,6 +97,13 @@ export interface RelayStore {
   deleteQueue(recipientId: Uint8Array): Promise<number>;
   /** Store one message (padded, sealed) if the queue has room and the send id is new. */
   append(recipientId: Uint8Array, message: NewMessage, quota: number): Promise<AppendResult>;
+  /**
+   * SENDS (protocol 1.3): store several messages of one queue in order, in one commit (LMDB) or
+   * one script (Redis), one result each. At the first refusal other than "duplicate" every later
+   * message gets that refusal and is not stored: what is stored is a prefix of the batch (its
+   * duplicates aside), so the queue keeps the batch's order (docs/protocol/relay.md §Batches).
+   */
+  appendBatch(recipientId: Uint8Array, messages: NewMessage[], quota: number): Promise<AppendResult[]>;
   /** The oldest message with seq > afterSeq. */
   next(recipientId: Uint8Array, afterSeq: number): Promise<StoredMessageMeta | undefined>;
   /** The padded plaintext block of a message (decrypted from rest), or undefined if gone. */

@@ -28,6 +28,7 @@ const CHECKED = [
   "relay-auth-v1.1.json",
   "relay-delivery-v1.2.json",
   "relay-at-rest-v1.json",
+  "relay-batch-v1.3.json",
   "smp-v6-v7.json",
   "identity-vectors.json",
   "identity-safety-codes.json",

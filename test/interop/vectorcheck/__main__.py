@@ -19,6 +19,7 @@ FAMILIES = {
     "relay-auth-v1.1.json": "relay",
     "relay-delivery-v1.2.json": "relay",
     "relay-at-rest-v1.json": "relay",
+    "relay-batch-v1.3.json": "relay",
     "smp-v6-v7.json": "smp",
     "identity-vectors.json": "identity",
     "identity-safety-codes.json": "identity",

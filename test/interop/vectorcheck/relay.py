@@ -1,6 +1,6 @@
 """Relay mailbox formats, written from docs/protocol/relay.md (§Command authorization, §Padding and
-the 1.2 size bucket, §Server→recipient layer, §At rest), to replay relay-auth-v1.1.json,
-relay-delivery-v1.2.json and relay-at-rest-v1.json."""
+the 1.2 size bucket, §Server→recipient layer, §At rest, §Batches), to replay relay-auth-v1.1.json,
+relay-delivery-v1.2.json, relay-at-rest-v1.json and relay-batch-v1.3.json."""
 import hashlib
 import struct
 
@@ -121,6 +121,53 @@ def check_at_rest(doc):
     return "KEK, keyring slot, %d blobs, rcv key, message record" % len(doc["blobs"])
 
 
+def auth_key(seed, x, sid):
+    """§Command authorization: K = HKDF(DH(scalar, X), salt = sessionId, info = label ‖ X ‖ P)."""
+    p = ed25519_public(seed)
+    dh = x25519(hashlib.sha512(seed).digest()[:32], x)
+    return hkdf(sid, dh, b"loft-relay/1.1 auth" + x + p, 32)
+
+
+def check_batch(doc):
+    """§Batches: SENDS and ACKS under one authenticator each, RES, MSGS of 1.2 deliveries."""
+    h = bytes.fromhex
+    expect("clientVersionHeader", version_header(3), h(doc["clientVersionHeader"]))
+    sid, x = h(doc["sessionId"]), h(doc["relayPublic"])
+    expect("relayPublic", x25519_public(h(doc["relaySecret"])), x)
+    keys = {"SENDS": auth_key(h(doc["senderSeed"]), x, sid), "ACKS": auth_key(h(doc["recipientSeed"]), x, sid)}
+    expect("senderAuthKey", keys["SENDS"], h(doc["senderAuthKey"]))
+    expect("recipientAuthKey", keys["ACKS"], h(doc["recipientAuthKey"]))
+    for c in doc["commands"]:
+        w = "commands %s i=%d" % (c["command"], c["i"])
+        t = h(c["t"])
+        cmd = unpack(t)
+        expect(w + " t canonical", (cmd["k"], cmd["i"], sorted(cmd), pack(cmd)), (c["command"], c["i"], ["i", "k", "ms", "q"], t))
+        expect(w + " entries", 1 <= len(cmd["ms"]) <= 32, True)
+        if cmd["k"] == "SENDS":
+            expect(w + " entry shapes", all(len(e) == 2 and len(e[0]) == 16 and len(e[1]) <= 16382 for e in cmd["ms"]), True)
+        else:
+            expect(w + " ids", all(len(m) == 24 for m in cmd["ms"]), True)
+        a = hmac256(keys[cmd["k"]], t)
+        expect(w + " a", a, h(c["a"]))
+        expect(w + " frame", pack({"a": a, "t": t}), h(c["frame"]))
+    for n, r in enumerate(doc["answers"]):
+        res = unpack(h(r["frame"]))
+        expect("answers %d" % n, (res["k"], res["r"], pack({"i": res["i"], "k": "RES", "r": r["r"]})), ("RES", r["r"], h(r["frame"])))
+    key = h(doc["rcvKey"])
+    ts = struct.pack(">Q", doc["timestamp"])
+    pairs = []
+    for d in doc["deliveries"]:
+        w = "delivery %s" % d["msgId"][:8]
+        body = h(d["body"])
+        expect(w + " bucket", bucket(len(body), 16384), d["bucket"])
+        b = xchacha_seal(key, h(d["msgId"]), b"", ts + block(body, d["bucket"]))
+        expect(w + " b", b, h(d["b"]))
+        pairs.append([h(d["msgId"]), b])
+    msgs = unpack(h(doc["msgs"]))
+    expect("msgs", pack({"k": "MSGS", "ms": pairs, "q": msgs["q"]}), h(doc["msgs"]))
+    return "%d batch commands, %d RES, MSGS of %d" % (len(doc["commands"]), len(doc["answers"]), len(pairs))
+
+
 def check(doc, name):
     return {"relay-auth-v1.1.json": check_auth, "relay-delivery-v1.2.json": check_delivery,
-            "relay-at-rest-v1.json": check_at_rest}[name](doc)
+            "relay-at-rest-v1.json": check_at_rest, "relay-batch-v1.3.json": check_batch}[name](doc)

@@ -79,6 +79,11 @@ export interface EngineConfig {
    */
   relayDelivery: RelayDeliveryPadding;
   /**
+   * Several messages per relay frame (protocol 1.3, with "bucket"; 1.2 with a relay from before
+   * 1.3): docs/decisions.md (Relay), "Several messages per frame: relay protocol 1.3".
+   */
+  relayBatch: boolean;
+  /**
    * One of our relays unreachable without a break for this long is dead: our mailboxes on it move
    * to another of ours (relay-health.ts, mailbox-move.ts; docs/protocol/mailbox.md §1, "Moving off
    * a dead relay").
@@ -134,6 +139,7 @@ export const DEFAULT_ENGINE_CONFIG: Omit<EngineConfig, "transport" | "relayConne
   relayBackoffInitialMs: 1_000,
   relayBackoffMaxMs: 15_000,
   relayDelivery: "bucket",
+  relayBatch: true,
   relayDeadAfterMs: 48 * 3_600_000,
   maxContactRequests: 50,
   webSocket: (url) => new WebSocket(url) as unknown as WebSocketLike,

@@ -208,6 +208,7 @@ export class Engine implements ChatEngine {
         backoffInitialMs: this.#ctx.cfg.relayBackoffInitialMs,
         backoffMaxMs: this.#ctx.cfg.relayBackoffMaxMs,
         delivery: this.#ctx.cfg.relayDelivery,
+        batch: this.#ctx.cfg.relayBatch,
         window: 16,
         onMessage: (url, m) =>
           void (this.rooms?.onRelayMessage(url, m) || this.#links.onRelayMessage(url, m)),

@@ -118,6 +118,11 @@ export interface RelayConnectionsOptions {
    */
   delivery?: RelayDeliveryPadding;
   /**
+   * Several messages per frame (docs/protocol/relay.md §Batches): true (default: protocol 1.3 with
+   * "bucket", falling back to 1.2 on a relay from before it) or false (1.2 at most).
+   */
+  batch?: boolean;
+  /**
    * Our relay's SMP bridge (`wss://…/smp-bridge`), through which mailboxes on `smp://` servers
    * are reached (docs/protocol/smp.md, "The bridge"). Absent: `smp://` mailboxes are unreachable.
    */

@@ -93,7 +93,7 @@ describe("RelayPool", () => {
     await expectEmpty(relay, queue);
   });
 
-  it("speaks 1.2 to a relay that serves it and falls back to 1.1, in the same opening, on one from before it; messages flow on both", async () => {
+  it("speaks 1.3 to a relay that serves it and falls back to 1.1, in the same opening, on one from before 1.2; messages flow on both", async () => {
     // docs/decisions.md (Relay), "The app speaks relay protocol 1.2": the fall-back.
     const old = await startTestRelay({ bucketed: false });
     const qOld = await backlog(old, 1);
@@ -121,11 +121,15 @@ describe("RelayPool", () => {
       await until(() => got.length === 2, "one message from each relay", 10_000);
       expect(got.sort()).toEqual(["new:1", "old:1"]);
       expect((await pool.client(relay.url)).delivery).toBe("bucket");
+      expect((await pool.client(relay.url)).batched).toBe(true);
       const first = await pool.client(old.url);
       expect(first.delivery).toBe("block");
+      expect(first.batched).toBe(false);
       // The refusal cost one extra socket inside the opening, not an "unreachable" state.
       expect(states.filter((s) => s.startsWith("old"))).toEqual(["old connecting", "old connected"]);
-      expect(await refusals()).toBe(1);
+      // 1.3 then 1.2 refused (a relay without 1.2 has no 1.3 either), both in this one opening.
+      expect(await refusals()).toBe(2);
+      expect(logs).toContain("relay: protocol 1.3 refused (a relay from before it); speaking 1.2 to it");
       expect(logs).toContain("relay: protocol 1.2 refused (a relay from before it); speaking 1.1 to it");
       // A reconnection opens straight in 1.1: no second refusal.
       first.close();
@@ -133,13 +137,46 @@ describe("RelayPool", () => {
       const second = await pool.client(old.url);
       expect(second).not.toBe(first);
       expect(second.delivery).toBe("block");
-      expect(await refusals()).toBe(1);
+      expect(await refusals()).toBe(2);
       expect(await relayCounter(old, "loft_relay_openings_total", { version: "1.1" })).toBeGreaterThanOrEqual(
         2,
       );
     } finally {
       pool.close();
       await old.close();
+    }
+  });
+
+  it("speaks 1.3 (batches) where served and falls back to 1.2, in the same opening, on a relay from before it", async () => {
+    // docs/decisions.md (Relay), "Several messages per frame (protocol 1.3)": the fall-back.
+    const mid = await startTestRelay({ batched: false });
+    const queue = await backlog(mid, 3);
+    const logs: string[] = [];
+    const got: number[] = [];
+    const pool = new RelayPool({
+      webSocket: (url) => relaySocket(url),
+      timeoutMs: 10_000,
+      backoffInitialMs: 50,
+      backoffMaxMs: 200,
+      window: 8,
+      onMessage: (url, m) => {
+        got.push(m.body[0]!);
+        void pool.ack(url, queue, m.msgId);
+      },
+      onState: () => {},
+      log: (m) => logs.push(m),
+    });
+    try {
+      pool.subscribe(mid.url, queue);
+      await until(() => got.length === 3, "the backlog delivered", 10_000);
+      expect(got).toEqual([0, 1, 2]);
+      const client = await pool.client(mid.url);
+      expect([client.delivery, client.batched]).toEqual(["bucket", false]);
+      expect(logs).toEqual(["relay: protocol 1.3 refused (a relay from before it); speaking 1.2 to it"]);
+      expect(await relayCounter(mid, "loft_relay_openings_total", { version: "1.2" })).toBe(1);
+    } finally {
+      pool.close();
+      await mid.close();
     }
   });
 

@@ -14,11 +14,14 @@
  *   redelivers the message on the next subscription, and the engine drops the duplicate.
  * - `smp://` URLs are mailboxes on SMP servers (docs/protocol/mailbox.md §1): handed to
  *   smp-mailbox.ts, which reaches them through our relay's bridge with the same calls.
- * - Connections speak relay protocol 1.2 (`delivery: "bucket"`: each delivery padded to its body's
- *   size bucket, not a 16 KiB block) unless told "block". A relay that refuses the 1.2 header
- *   (`ERR VERSION`: one from before 1.2) is opened again at once with 1.1, and spoken to in 1.1
- *   for the rest of the pool's life. Why 1.2 reveals nothing the app did not reveal already, and
- *   why the fall-back is safe: docs/decisions.md (Relay), "The app speaks relay protocol 1.2".
+ * - Connections speak relay protocol 1.3 (1.2's deliveries padded to the body's size bucket, plus
+ *   several messages per frame: SENDs and ACKs of one tick corked into SENDS/ACKS, bursts pushed
+ *   as MSGS) unless told `batch: false` (then 1.2) or `delivery: "block"` (then 1.1). A relay that
+ *   refuses the header (`ERR VERSION`: one from before that version) is opened again at once with
+ *   the next lower one — 1.3, then 1.2, then 1.1 — and spoken to in it for the rest of the pool's
+ *   life. Why 1.2 reveals nothing the app did not reveal already, and why the fall-backs are safe:
+ *   docs/decisions.md (Relay), "The app speaks relay protocol 1.2" and "Several messages per
+ *   frame (protocol 1.3)".
  */
 import { toHex } from "../../../core/bytes.ts";
 import { isLoftError, LoftError } from "../../../core/errors.ts";
@@ -41,6 +44,8 @@ interface Conn extends PooledConn<RelayClient> {
   keep: boolean;
   /** The padding asked for on the next opening: "block" once the relay refused 1.2. */
   delivery: RelayDeliveryPadding;
+  /** Whether the next opening asks for 1.3 (batches): false once the relay refused it. */
+  batch: boolean;
 }
 
 export class RelayPool implements RelayConnections {
@@ -83,19 +88,21 @@ export class RelayPool implements RelayConnections {
   }
 
   /**
-   * One opening, in 1.2 unless this relay refused it before (or the pool was told "block"). A 1.2
-   * header refused with `ERR VERSION` is a relay from before 1.2: the same opening goes on at once
-   * in 1.1 (docs/protocol/relay.md §Versions), and the next ones start there. Only a refusal the
-   * relay itself sent over TLS lowers the version, and 1.1 hides more than 1.2, so forcing the
-   * fall-back gains an attacker nothing (docs/decisions.md (Relay), "The app speaks relay
-   * protocol 1.2").
+   * One opening, in 1.3 unless this relay refused it before (or the pool was told otherwise). A
+   * header refused with `ERR VERSION` is a relay from before that version: the same opening goes
+   * on at once one version lower (1.3 → 1.2 → 1.1; docs/protocol/relay.md §Versions), and the
+   * next ones start there. Only a refusal the relay itself sent over TLS lowers the version; 1.1
+   * hides more than 1.2, and 1.2 shows what 1.3 shows, so forcing the fall-back gains an attacker
+   * nothing (docs/decisions.md (Relay), "The app speaks relay protocol 1.2", "Several messages
+   * per frame (protocol 1.3)").
    */
   async #open(c: Conn): Promise<RelayClient> {
     const o = this.#o;
-    const connect = (delivery: RelayDeliveryPadding) =>
+    const connect = (delivery: RelayDeliveryPadding, batch = false) =>
       RelayClient.connect(new WebSocketLink(o.webSocket(c.url)), {
         timeoutMs: o.timeoutMs,
         delivery,
+        ...(batch ? { batch } : {}),
         ...(o.crypto ? { crypto: o.crypto } : {}),
         onMessage: (m) => o.onMessage(c.url, m),
         onError: (e) => o.log(`relay: ${e.code} ${e.message}`),
@@ -103,6 +110,15 @@ export class RelayPool implements RelayConnections {
         onUnavailable: () => this.#leave(c),
       });
     if (c.delivery === "block") return connect("block");
+    if (c.batch) {
+      try {
+        return await connect("bucket", true);
+      } catch (e) {
+        if (!isLoftError(e) || e.code !== "LOFT_ERR_UNSUPPORTED_VERSION") throw e;
+        c.batch = false;
+        o.log("relay: protocol 1.3 refused (a relay from before it); speaking 1.2 to it");
+      }
+    }
     try {
       return await connect("bucket");
     } catch (e) {
@@ -123,6 +139,7 @@ export class RelayPool implements RelayConnections {
         failures: 0,
         retryAt: 0,
         delivery: this.#o.delivery ?? "bucket",
+        batch: this.#o.batch ?? true,
       };
       this.#conns.set(url, c);
     }

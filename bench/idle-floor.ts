@@ -60,7 +60,49 @@ function wsServer(): Server {
   return server as unknown as Server;
 }
 
-const server = variant === "net" ? netServer() : wsServer();
+/** Prototype: http upgrade, then own framing on the socket; shared listeners, no buffers when idle. */
+const CONN = Symbol("conn");
+class Lean {
+  buf: Buffer | undefined = undefined;
+  frames = 0;
+  constructor(readonly socket: Socket) {}
+}
+function leanData(this: Socket & { [CONN]: Lean }, d: Buffer) {
+  const c = this[CONN];
+  c.buf = c.buf ? Buffer.concat([c.buf, d]) : d;
+  // minimal: one masked frame with a short payload
+  const b = c.buf;
+  if (b.length < 6) return;
+  const len = b[1]! & 0x7f;
+  if (b.length < 6 + len) return;
+  c.buf = b.length > 6 + len ? b.subarray(6 + len) : undefined;
+  const op = b[0]! & 0xf;
+  if (op === 0x2 && ++c.frames === 1) this.write(FRAME);
+  else if (op === 0x9) this.write(Buffer.from([0x8a, 0]));
+}
+function leanError(this: Socket) {
+  this.destroy();
+}
+function leanServer(): Server {
+  const server = createHttpServer();
+  server.on("upgrade", (req, socket: Socket & { [CONN]: Lean }, head: Buffer) => {
+    const accept = createHash("sha1")
+      .update(req.headers["sec-websocket-key"] + GUID)
+      .digest("base64");
+    socket.write(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+    );
+    socket.write(FRAME);
+    socket[CONN] = new Lean(socket);
+    socket.on("data", leanData);
+    socket.on("error", leanError);
+    if (head.length) leanData.call(socket, head);
+    held.push(socket);
+  });
+  return server as unknown as Server;
+}
+
+const server = variant === "net" ? netServer() : variant === "lean" ? leanServer() : wsServer();
 server.listen(0, "127.0.0.1", () => {
   const addr = server.address();
   process.stdout.write(`${JSON.stringify({ port: typeof addr === "object" && addr ? addr.port : 0 })}\n`);

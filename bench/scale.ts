@@ -49,6 +49,8 @@ const ROUNDS = numberFlag("rounds", 2);
 const IDLE = numberFlag("idle", 3000);
 /** Only the idle connections (no throughput rounds): `--idle-only`. */
 const IDLE_ONLY = argv.includes("--idle-only");
+/** Only the baselines of bench/idle-floor.ts, `--idle` connections each: `--floors-only`. */
+const FLOORS_ONLY = argv.includes("--floors-only");
 const OUTSTANDING = numberFlag("outstanding", 16);
 const WINDOW = 32;
 const TIMEOUT_MS = 180_000;
@@ -175,7 +177,7 @@ interface IdleFigures {
  * The baselines: Node alone holding as many connections as one instance did (bench/idle-floor.ts:
  * bare `net` sockets; `http` + `ws` WebSockets), measured the same way, in the same run.
  */
-async function idleFloor(variant: "net" | "ws", count: number): Promise<IdleFigures> {
+async function idleFloor(variant: "net" | "ws" | "lean", count: number): Promise<IdleFigures> {
   const child = spawn(
     process.execPath,
     ["--import", "tsx", fileURLToPath(new URL("./idle-floor.ts", import.meta.url)), variant],
@@ -394,6 +396,15 @@ function throughputJson({ runs, e, r1, r2, r3 }: Throughput) {
 }
 
 async function main() {
+  if (FLOORS_ONLY) {
+    const f: Record<string, IdleFigures> = {};
+    for (const v of ["net", "ws", "lean"] as const) {
+      f[v] = await idleFloor(v, IDLE);
+      say(`${v}: ${f[v].held} held, ${f[v].rssKib.toFixed(2)} KiB RSS each`);
+    }
+    if (JSON_OUT) console.log(JSON.stringify(Object.fromEntries(Object.entries(f).map(([k, v]) => [`idle_floor_${k}_kib`, v.rssKib]))));
+    return;
+  }
   selfCheck();
   const keyDir = mkdtempSync(join(tmpdir(), "loft-bench-scale-key-"));
   const keyFile = join(keyDir, "master.key");

@@ -402,7 +402,12 @@ async function main() {
       f[v] = await idleFloor(v, IDLE);
       say(`${v}: ${f[v].held} held, ${f[v].rssKib.toFixed(2)} KiB RSS each`);
     }
-    if (JSON_OUT) console.log(JSON.stringify(Object.fromEntries(Object.entries(f).map(([k, v]) => [`idle_floor_${k}_kib`, v.rssKib]))));
+    if (JSON_OUT)
+      console.log(
+        JSON.stringify(
+          Object.fromEntries(Object.entries(f).map(([k, v]) => [`idle_floor_${k}_kib`, v.rssKib])),
+        ),
+      );
     return;
   }
   selfCheck();

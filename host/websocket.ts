@@ -449,17 +449,34 @@ export class LeanWebSocket {
       const b1 = this.#peek(1);
       const fin = (b0 & 0x80) !== 0;
       const opcode = b0 & 0x0f;
-      if ((b0 & 0x70) !== 0) return this.#fail("RSV", 1002, "RSV bits set, no extension agreed");
+      if ((b0 & 0x70) !== 0) {
+        this.#fail("RSV", 1002, "RSV bits set, no extension agreed");
+        return;
+      }
       const control = opcode >= 0x8;
       if (control) {
-        if (opcode > 0xa) return this.#fail("OPCODE", 1002, `unknown opcode ${opcode}`);
-        if (!fin) return this.#fail("FRAGMENTED_CONTROL", 1002, "fragmented control frame");
-      } else if (opcode > 0x2) return this.#fail("OPCODE", 1002, `unknown opcode ${opcode}`);
-      else if (opcode === 0x0 && !this.#fragments)
-        return this.#fail("CONTINUATION", 1002, "continuation frame with no message begun");
-      else if (opcode !== 0x0 && this.#fragments)
-        return this.#fail("CONTINUATION", 1002, "new data frame inside a fragmented message");
-      if ((b1 & 0x80) === 0) return this.#fail("UNMASKED", 1002, "client frame not masked");
+        if (opcode > 0xa) {
+          this.#fail("OPCODE", 1002, `unknown opcode ${opcode}`);
+          return;
+        }
+        if (!fin) {
+          this.#fail("FRAGMENTED_CONTROL", 1002, "fragmented control frame");
+          return;
+        }
+      } else if (opcode > 0x2) {
+        this.#fail("OPCODE", 1002, `unknown opcode ${opcode}`);
+        return;
+      } else if (opcode === 0x0 && !this.#fragments) {
+        this.#fail("CONTINUATION", 1002, "continuation frame with no message begun");
+        return;
+      } else if (opcode !== 0x0 && this.#fragments) {
+        this.#fail("CONTINUATION", 1002, "new data frame inside a fragmented message");
+        return;
+      }
+      if ((b1 & 0x80) === 0) {
+        this.#fail("UNMASKED", 1002, "client frame not masked");
+        return;
+      }
       let length = b1 & 0x7f;
       let headerLength = 2;
       if (length === 126) {
@@ -469,18 +486,28 @@ export class LeanWebSocket {
       } else if (length === 127) {
         if (this.#buffered < 10) return;
         const top = this.#peek(2);
-        if (top & 0x80) return this.#fail("LENGTH", 1002, "64-bit length with its top bit set");
+        if (top & 0x80) {
+          this.#fail("LENGTH", 1002, "64-bit length with its top bit set");
+          return;
+        }
         // Anything past 2^32 is past any maxPayload we accept: no need for the high bytes' value.
-        if (top | this.#peek(3) | this.#peek(4) | this.#peek(5))
-          return this.#fail("TOO_BIG", 1009, "frame larger than the limit");
+        if (top | this.#peek(3) | this.#peek(4) | this.#peek(5)) {
+          this.#fail("TOO_BIG", 1009, "frame larger than the limit");
+          return;
+        }
         length =
           ((this.#peek(6) << 24) >>> 0) + ((this.#peek(7) << 16) | (this.#peek(8) << 8) | this.#peek(9));
         headerLength = 10;
       }
-      if (control && length > 125) return this.#fail("CONTROL_LENGTH", 1002, "control frame over 125 bytes");
+      if (control && length > 125) {
+        this.#fail("CONTROL_LENGTH", 1002, "control frame over 125 bytes");
+        return;
+      }
       // §10.4: the limit is checked before any of the payload is held.
-      if (!control && this.#fragmentBytes + length > this.#options.maxPayload)
-        return this.#fail("TOO_BIG", 1009, "message larger than the limit");
+      if (!control && this.#fragmentBytes + length > this.#options.maxPayload) {
+        this.#fail("TOO_BIG", 1009, "message larger than the limit");
+        return;
+      }
       if (this.#buffered < headerLength + 4 + length) return;
       const header = this.#take(headerLength + 4);
       const mask = header.subarray(headerLength);
@@ -503,14 +530,23 @@ export class LeanWebSocket {
       return;
     }
     // §5.5.1 close.
-    if (payload.length === 1) return this.#fail("CLOSE_PAYLOAD", 1002, "close frame of one byte");
+    if (payload.length === 1) {
+      this.#fail("CLOSE_PAYLOAD", 1002, "close frame of one byte");
+      return;
+    }
     let code = 1005;
     let reason: Buffer = EMPTY;
     if (payload.length >= 2) {
       code = payload.readUInt16BE(0);
-      if (!validCloseCode(code)) return this.#fail("CLOSE_CODE", 1002, `invalid close code ${code}`);
+      if (!validCloseCode(code)) {
+        this.#fail("CLOSE_CODE", 1002, `invalid close code ${code}`);
+        return;
+      }
       reason = payload.subarray(2);
-      if (!isUtf8(reason)) return this.#fail("UTF8", 1007, "close reason not UTF-8");
+      if (!isUtf8(reason)) {
+        this.#fail("UTF8", 1007, "close reason not UTF-8");
+        return;
+      }
     }
     this.#closeReceived = true;
     this.#closeCode = code;
@@ -541,7 +577,10 @@ export class LeanWebSocket {
       this.#fragments = undefined;
       this.#fragmentBytes = 0;
     }
-    if (opcode === 0x1 && !isUtf8(message)) return this.#fail("UTF8", 1007, "text message not UTF-8");
+    if (opcode === 0x1 && !isUtf8(message)) {
+      this.#fail("UTF8", 1007, "text message not UTF-8");
+      return;
+    }
     if (this.#state !== OPEN) return;
     if (this.gate && !this.gate.admit(this)) this.#gateWait = true;
     this.#emit("message", message, opcode === 0x2);

@@ -170,7 +170,10 @@ export class LeanWebSocket {
   /** Messages are not handed over: paused by the user, or the gate said wait. */
   #paused = false;
   #gateWait = false;
+  /** The frame gate, and its counters for this connection (the turn it last counted, and how many). */
   gate: FrameGate | undefined;
+  gateTurn = -1;
+  gateCount = 0;
   /** The close frames: whether we sent ours, and the peer's code and reason once received. */
   #closeSent = false;
   #closeReceived = false;
@@ -554,6 +557,7 @@ export class LeanWebSocket {
     this.#chunks = undefined;
     this.#buffered = 0;
     this.#fragments = undefined;
+    this.#fragmentBytes = 0;
     // Echo the code (§5.5.1), then close TCP first (§7.1.1).
     if (!this.#closeSent) this.#sendClose(code === 1005 ? undefined : code, EMPTY);
     this._socket.end();
@@ -591,14 +595,17 @@ export class LeanWebSocket {
     this.#chunks = undefined;
     this.#buffered = 0;
     this.#fragments = undefined;
+    this.#fragmentBytes = 0;
     this.#closeReceived = true;
     this.#closeCode = closeCode;
-    if (this.#state === OPEN)
-      this.#emit("error", new WebSocketProtocolError(`LOFT_WS_${code}`, closeCode, message));
     if (this.#state === CLOSED) return;
+    const wasOpen = this.#state === OPEN;
+    // Our close frame goes first, then the error (as `ws` does): a listener that closes on error
+    // finds the connection closing already, and the peer learns the violation's code.
     this.#sendClose(closeCode, EMPTY);
     this._socket.end();
     closeDeadlines(this.#options.closeTimeoutMs ?? 30_000).add(this);
+    if (wasOpen) this.#emit("error", new WebSocketProtocolError(`LOFT_WS_${code}`, closeCode, message));
   }
 
   /** The TCP connection is gone (onSocketClose). */

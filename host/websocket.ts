@@ -68,7 +68,13 @@ type EventName = "message" | "close" | "error" | "ping" | "pong";
  */
 class Listeners {
   readonly #transitions = new Map<string, WeakMap<Listener, Listeners>>();
-  constructor(readonly table: Readonly<Record<string, readonly Listener[]>>) {}
+  constructor(
+    readonly table: Readonly<Record<string, readonly Listener[]>>,
+    /** The table this one was made from by appending `fn` to `event` (to undo a `once`). */
+    readonly parent?: Listeners,
+    readonly event?: string,
+    readonly fn?: Listener,
+  ) {}
 
   with(event: string, fn: Listener, prepend: boolean): Listeners {
     const key = prepend ? `^${event}` : event;
@@ -80,13 +86,17 @@ class Listeners {
     let next = byFn.get(fn);
     if (!next) {
       const old = this.table[event] ?? [];
-      next = new Listeners({ ...this.table, [event]: prepend ? [fn, ...old] : [...old, fn] });
+      next = prepend
+        ? new Listeners({ ...this.table, [event]: [fn, ...old] })
+        : new Listeners({ ...this.table, [event]: [...old, fn] }, this, event, fn);
       byFn.set(fn, next);
     }
     return next;
   }
 
   without(event: string, fn: Listener): Listeners {
+    // Removing what was added last (a `once` that fired): back to the shared table before it.
+    if (this.fn === fn && this.event === event && this.parent) return this.parent;
     const old = this.table[event];
     const at = old ? old.lastIndexOf(fn) : -1;
     if (!old || at < 0) return this;
@@ -98,11 +108,13 @@ const NO_LISTENERS = new Listeners({});
 
 /** A frame-per-turn budget (relay-ws/frame-turns.ts): told of each message before it is handed over. */
 export interface FrameGate {
-  /**
-   * `ws` hands over one message now: may it hand over another in this turn? If not, its next
-   * message waits until the gate calls `ws.proceed()`.
-   */
+  /** `ws` hands over one message now: may it hand over another in this turn? */
   admit(ws: LeanWebSocket): boolean;
+  /**
+   * It may not: called once that message was handed over; the gate calls `ws.proceed()` when its
+   * next may go.
+   */
+  defer(ws: LeanWebSocket): void;
 }
 
 export interface LeanOptions {
@@ -586,8 +598,10 @@ export class LeanWebSocket {
       return;
     }
     if (this.#state !== OPEN) return;
-    if (this.gate && !this.gate.admit(this)) this.#gateWait = true;
+    const gate = this.gate;
+    if (gate && !gate.admit(this)) this.#gateWait = true;
     this.#emit("message", message, opcode === 0x2);
+    if (gate && this.#gateWait) gate.defer(this);
   }
 
   /** A protocol violation: `error`, our close frame with `closeCode`, nothing more read (§7.1.7). */

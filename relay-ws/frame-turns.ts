@@ -73,9 +73,22 @@ export class TurnBudget {
       ws.gateCount = 0;
       this.enter();
     }
-    if (++ws.gateCount < this.share) return true;
+    return ++ws.gateCount < this.share;
+  }
+
+  /**
+   * The lean layer's gate: `ws` used its share. As a ws receiver that yields schedules its next
+   * frame with setImmediate once the frame's listeners ran, so here: the waiting go on once the
+   * turn has moved (the budget's own immediate, scheduled earlier, runs first).
+   */
+  defer(ws: LeanWebSocket): void {
     this.#waiting.push(ws);
-    return false;
+    if (this.#waiting.length === 1)
+      setImmediate(() => {
+        const waiting = this.#waiting;
+        this.#waiting = [];
+        for (const w of waiting) w.proceed();
+      });
   }
 
   /** A connection handles its first frame of this turn. */
@@ -90,9 +103,6 @@ export class TurnBudget {
       this.turn++;
       for (const r of this.#yielded) r._allowSynchronousEvents = true;
       this.#yielded = [];
-      const waiting = this.#waiting;
-      this.#waiting = [];
-      for (const ws of waiting) ws.proceed();
     });
   }
 

@@ -51,6 +51,8 @@ const IDLE = numberFlag("idle", 3000);
 const IDLE_ONLY = argv.includes("--idle-only");
 /** Only the baselines of bench/idle-floor.ts, `--idle` connections each: `--floors-only`. */
 const FLOORS_ONLY = argv.includes("--floors-only");
+/** Seconds between the last connection held and the RSS reading: `--settle`. */
+const SETTLE_S = numberFlag("settle", 5);
 const OUTSTANDING = numberFlag("outstanding", 16);
 const WINDOW = 32;
 const TIMEOUT_MS = 180_000;
@@ -303,7 +305,7 @@ async function idle(
     const held = results.reduce((s, r) => s + r.held, 0);
     // Let the instances finish what the openings left (timers, buffers, the garbage collector's
     // idle-time work) before reading.
-    await new Promise((r) => setTimeout(r, 5000));
+    await new Promise((r) => setTimeout(r, SETTLE_S * 1000));
     const after = pids.reduce((s, pid) => s + rssKib(pid), 0);
     const heapAfter = await heapFigures(metricsUrls);
     const per = (bytesOrKib: number, unit: number) => (held ? bytesOrKib / unit / held : Number.NaN);

@@ -199,7 +199,9 @@ export class LeanWebSocket {
     socket.on("data", onSocketData);
     socket.on("close", onSocketClose);
     socket.on("error", onSocketError);
-    socket.on("end", onSocketEnd);
+    // The peer closed its side with no close frame (§7.1.5: 1006): the stream ends ours (no 'end'
+    // listener of our own: an idle connection's listener table stays smaller).
+    (socket as Duplex & { allowHalfOpen: boolean }).allowHalfOpen = false;
   }
 
   get CONNECTING(): number {
@@ -630,7 +632,6 @@ export class LeanWebSocket {
     this.#fragments = undefined;
     const s = this._socket as Carrier;
     s.removeListener("data", onSocketData);
-    s.removeListener("end", onSocketEnd);
     this.#emit("close", this.#closeCode, this.#closeReason);
   }
 }
@@ -645,10 +646,6 @@ function onSocketClose(this: Carrier): void {
 function onSocketError(this: Carrier): void {
   // A reset or write error: the connection is gone (close follows, 1006).
   this.destroy();
-}
-function onSocketEnd(this: Carrier): void {
-  // The peer closed its side with no close frame (§7.1.5: 1006): close ours.
-  this.end();
 }
 
 /** The opening handshake's refusal (§4.2.1: 400 for a malformed request). */

@@ -133,6 +133,53 @@ describe("frame parser (fuzzed)", () => {
     );
   });
 
+  it("random handshake headers: a 101 with the key's accept, or 400 / 426 — never a throw, never a connection otherwise", () => {
+    const good = "dGhlIHNhbXBsZSBub25jZQ==";
+    fc.assert(
+      fc.property(
+        fc.constantFrom("GET", "POST", "get"),
+        fc.option(fc.constantFrom("websocket", "WebSocket", "h2c", ""), { nil: undefined }),
+        fc.option(
+          fc.oneof(fc.constant(good), fc.string({ maxLength: 30 }), fc.base64String({ maxLength: 30 })),
+          {
+            nil: undefined,
+          },
+        ),
+        fc.option(fc.constantFrom("13", "8", "", "13, 8", "14"), { nil: undefined }),
+        (method, upgrade, key, version) => {
+          const pipe = new Pipe();
+          const req = {
+            method,
+            headers: {
+              ...(upgrade === undefined ? {} : { upgrade }),
+              ...(key === undefined ? {} : { "sec-websocket-key": key }),
+              ...(version === undefined ? {} : { "sec-websocket-version": version }),
+            },
+          } as unknown as import("node:http").IncomingMessage;
+          const ws = acceptUpgrade(req, pipe, Buffer.alloc(0), { maxPayload: MAX });
+          const answer = Buffer.concat(pipe.written).toString();
+          const valid =
+            method === "GET" &&
+            upgrade?.toLowerCase() === "websocket" &&
+            version === "13" &&
+            key !== undefined &&
+            /^[+/0-9A-Za-z]{22}==$/.test(key);
+          if (valid) {
+            expect(ws).toBeDefined();
+            expect(answer.startsWith("HTTP/1.1 101 Switching Protocols\r\n")).toBe(true);
+            if (key === good)
+              expect(answer).toContain("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n");
+          } else {
+            expect(ws).toBeUndefined();
+            expect(answer).toMatch(version === "13" ? /^HTTP\/1\.1 400 / : /^HTTP\/1\.1 426 /);
+            expect(pipe.ended).toBe(true);
+          }
+        },
+      ),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
   it("random bytes: never throws, never hands over more than the limit, closes only with 1002/1007/1009", () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 1500 }), fc.array(fc.nat(), { maxLength: 8 }), (bytes, cuts) => {

@@ -507,6 +507,20 @@ describe("with a ws client on a real server", () => {
     expect((await serverClosed)[0]).toBe(1006);
   });
 
+  it("the client closes but keeps its TCP side open: the echo, then cut after the close timeout", async () => {
+    let serverClosed!: Promise<[number, string]>;
+    const url = await listen((ws) => {
+      serverClosed = closed(ws);
+    }, 100);
+    const raw = await rawUpgrade(url, true);
+    const echo = once(raw, "data");
+    raw.write(clientFrame(8, Buffer.from([0x0f, 0xa1, 0x78])));
+    const [d] = await echo;
+    expect(serverFrames(d as Buffer)[0]?.payload.readUInt16BE(0)).toBe(4001);
+    // raw never ends its side (half-open allowed): the server does not wait for it forever.
+    expect(await serverClosed).toEqual([4001, "x"]);
+  });
+
   it("terminate: the client sees 1006, the server's close event comes with 1006", async () => {
     let server!: LeanWebSocket;
     const url = await listen((ws) => {
@@ -601,9 +615,9 @@ describe("with a ws client on a real server", () => {
 });
 
 /** A raw TCP client past the handshake (for what `ws` would never send). */
-async function rawUpgrade(url: string): Promise<Socket> {
+async function rawUpgrade(url: string, allowHalfOpen = false): Promise<Socket> {
   const u = new URL(url);
-  const raw = connect(Number(u.port), "127.0.0.1");
+  const raw = connect({ port: Number(u.port), host: "127.0.0.1", allowHalfOpen });
   clients.push(raw);
   await once(raw, "connect");
   raw.write(

@@ -575,6 +575,8 @@ export class LeanWebSocket {
     // Echo the code (§5.5.1), then close TCP first (§7.1.1).
     if (!this.#closeSent) this.#sendClose(code === 1005 ? undefined : code, EMPTY);
     this._socket.end();
+    // A peer that never closes its side is cut after the same timeout as a close we start.
+    closeDeadlines(this.#options.closeTimeoutMs ?? 30_000).add(this);
   }
 
   #data(opcode: number, fin: boolean, payload: Buffer): void {

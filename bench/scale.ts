@@ -1,5 +1,6 @@
 /**
- * `npm run bench:scale [-- --json] [--pairs 6] [--messages 500] [--size 1024] [--rounds 2] [--idle 3000] [--idle-only]`
+ * `npm run bench:scale [-- --json] [--pairs 6] [--messages 500] [--size 1024] [--rounds 2] [--idle 3000] [--idle-only]
+ *   [--settle 5] [--ws-impl lean|ws] [--floors-only]`
  *
  * Scale-out on Redis (docs/operations.md, "Scale-out on Redis"): relay store-and-forward
  * throughput with 1, 2 and 3 relay instances (relay-ws/main.ts processes with `--redis`) on one
@@ -20,8 +21,11 @@
  * child processes (bench/idle-holder.ts, 12 000 each, so that no process needs a higher
  * `ulimit -n`): RSS growth per connection over all instances (`idle_ws_rss_kib`), against Node
  * alone holding as many per process in the same run (bench/idle-floor.ts: bare `net` sockets,
- * `http` + `ws` WebSockets; `idle_ws_vs_ws_floor`), and one signaling process holding as many
- * (`idle_signaling_rss_kib`). `--idle-only` skips the throughput rounds.
+ * `http` + `ws` WebSockets, `http` + our layer host/websocket.ts; `idle_ws_vs_ws_floor`,
+ * `idle_ws_vs_lean_floor`), and one signaling process holding as many (`idle_signaling_rss_kib`).
+ * `--idle-only` skips the throughput rounds; `--floors-only` measures only the three baselines,
+ * `--idle` connections each; `--ws-impl` picks the relays' and signaling's WebSocket layer
+ * (default lean); `--settle` the seconds waited before each RSS reading.
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
@@ -36,7 +40,7 @@ import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 import { metricValue } from "../test/support/metrics.ts";
 import { type RedisServer, startRedis } from "../test/support/redis-server.ts";
 import { processCpuSeconds, rssKib } from "./proc-stats.ts";
-import { numberFlag, percentile } from "./relay-cli.ts";
+import { numberFlag, percentile, stringFlag } from "./relay-cli.ts";
 import { BenchConn, expectOk } from "./relay-conn.ts";
 import { selfCheck } from "./relay-wire.ts";
 
@@ -49,6 +53,15 @@ const ROUNDS = numberFlag("rounds", 2);
 const IDLE = numberFlag("idle", 3000);
 /** Only the idle connections (no throughput rounds): `--idle-only`. */
 const IDLE_ONLY = argv.includes("--idle-only");
+/** Only the baselines of bench/idle-floor.ts, `--idle` connections each: `--floors-only`. */
+const FLOORS_ONLY = argv.includes("--floors-only");
+/** The relays' and signaling's WebSocket layer (host/websocket-server.ts): `--ws-impl lean|ws`. */
+const WS_IMPL = stringFlag("ws-impl") ?? "lean";
+/**
+ * Seconds between the last connection held and the RSS reading, and between the processes' start
+ * and the first reading: `--settle` (the collector shrinks the heap some seconds after a burst).
+ */
+const SETTLE_S = numberFlag("settle", 5);
 const OUTSTANDING = numberFlag("outstanding", 16);
 const WINDOW = 32;
 const TIMEOUT_MS = 180_000;
@@ -175,7 +188,7 @@ interface IdleFigures {
  * The baselines: Node alone holding as many connections as one instance did (bench/idle-floor.ts:
  * bare `net` sockets; `http` + `ws` WebSockets), measured the same way, in the same run.
  */
-async function idleFloor(variant: "net" | "ws", count: number): Promise<IdleFigures> {
+async function idleFloor(variant: "net" | "ws" | "lean", count: number): Promise<IdleFigures> {
   const child = spawn(
     process.execPath,
     ["--import", "tsx", fileURLToPath(new URL("./idle-floor.ts", import.meta.url)), variant],
@@ -211,6 +224,8 @@ async function idleSignaling(count: number): Promise<IdleFigures> {
       "1000000",
       "--signal-upgrade-burst",
       "1000000",
+      "--ws-impl",
+      WS_IMPL,
     ],
   });
   try {
@@ -254,6 +269,9 @@ async function idle(
     const url = new URL(u);
     return { host: url.hostname, port: Number(url.port), path: url.pathname };
   });
+  // The same settle before the first reading as after the last: what the processes' start left
+  // (module loading, the collector's later shrinking) counts in neither reading.
+  await new Promise((r) => setTimeout(r, SETTLE_S * 1000));
   const before = pids.reduce((s, pid) => s + rssKib(pid), 0);
   const heapBefore = await heapFigures(metricsUrls);
   const holders: ChildProcess[] = [];
@@ -301,7 +319,7 @@ async function idle(
     const held = results.reduce((s, r) => s + r.held, 0);
     // Let the instances finish what the openings left (timers, buffers, the garbage collector's
     // idle-time work) before reading.
-    await new Promise((r) => setTimeout(r, 5000));
+    await new Promise((r) => setTimeout(r, SETTLE_S * 1000));
     const after = pids.reduce((s, pid) => s + rssKib(pid), 0);
     const heapAfter = await heapFigures(metricsUrls);
     const per = (bytesOrKib: number, unit: number) => (held ? bytesOrKib / unit / held : Number.NaN);
@@ -394,6 +412,20 @@ function throughputJson({ runs, e, r1, r2, r3 }: Throughput) {
 }
 
 async function main() {
+  if (FLOORS_ONLY) {
+    const f: Record<string, IdleFigures> = {};
+    for (const v of ["net", "ws", "lean"] as const) {
+      f[v] = await idleFloor(v, IDLE);
+      say(`${v}: ${f[v].held} held, ${f[v].rssKib.toFixed(2)} KiB RSS each`);
+    }
+    if (JSON_OUT)
+      console.log(
+        JSON.stringify(
+          Object.fromEntries(Object.entries(f).map(([k, v]) => [`idle_floor_${k}_kib`, v.rssKib])),
+        ),
+      );
+    return;
+  }
   selfCheck();
   const keyDir = mkdtempSync(join(tmpdir(), "loft-bench-scale-key-"));
   const keyFile = join(keyDir, "master.key");
@@ -417,6 +449,8 @@ async function main() {
     "100000",
     "--relay-verify-threads",
     "0",
+    "--ws-impl",
+    WS_IMPL,
   ];
   let redis: RedisServer | undefined;
   const procs: LoftProcess[] = [];
@@ -451,7 +485,11 @@ async function main() {
     const signalingIdle = IDLE > 0 ? await idleSignaling(perInstance) : undefined;
     const floors =
       IDLE > 0
-        ? { net: await idleFloor("net", perInstance), ws: await idleFloor("ws", perInstance) }
+        ? {
+            net: await idleFloor("net", perInstance),
+            ws: await idleFloor("ws", perInstance),
+            lean: await idleFloor("lean", perInstance),
+          }
         : undefined;
     say("");
     if (throughput) reportThroughput(throughput);
@@ -468,7 +506,8 @@ async function main() {
     if (idleFigures && floors)
       say(
         `  baselines, Node alone holding ${perInstance} in one process: bare net sockets ${floors.net.rssKib.toFixed(2)} KiB, ` +
-          `http + ws WebSockets ${floors.ws.rssKib.toFixed(2)} KiB; Loft / ws floor ${(idleFigures.rssKib / floors.ws.rssKib).toFixed(2)}`,
+          `http + ws WebSockets ${floors.ws.rssKib.toFixed(2)} KiB, http + host/websocket.ts ${floors.lean.rssKib.toFixed(2)} KiB; ` +
+          `Loft (--ws-impl ${WS_IMPL}) / ws floor ${(idleFigures.rssKib / floors.ws.rssKib).toFixed(2)}`,
       );
     say(
       `machine: ${cpus()[0]?.model ?? "?"} × ${cpus().length}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${process.version}`,
@@ -484,7 +523,11 @@ async function main() {
           idle_signaling_rss_kib: signalingIdle?.rssKib ?? null,
           idle_floor_net_kib: floors?.net.rssKib ?? null,
           idle_floor_ws_kib: floors?.ws.rssKib ?? null,
+          idle_floor_lean_kib: floors?.lean.rssKib ?? null,
           idle_ws_vs_ws_floor: idleFigures && floors ? idleFigures.rssKib / floors.ws.rssKib : null,
+          idle_ws_vs_lean_floor: idleFigures && floors ? idleFigures.rssKib / floors.lean.rssKib : null,
+          ws_impl: WS_IMPL,
+          settle_s: SETTLE_S,
           pairs: PAIRS,
           messages: MESSAGES,
           size: SIZE,

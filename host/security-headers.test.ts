@@ -91,8 +91,9 @@ describe("security headers", () => {
       ["bad target", "GET // HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "400"],
       ["upgrade to nothing", upgrade("/nope"), "404"],
       ["upgrade with a bad target", upgrade("//"), "400"],
-      // Refused by the services themselves (the ws library's handshake checks), written raw.
-      ["relay: bad WebSocket version", upgrade("/relay").replace("Version: 13", "Version: 7"), "400"],
+      // Refused by the services' WebSocket layer itself (host/websocket.ts), written raw: a version
+      // it does not speak is 426 naming 13 (RFC 6455 §4.2.2), a missing key 400.
+      ["relay: bad WebSocket version", upgrade("/relay").replace("Version: 13", "Version: 7"), "426"],
       ["signaling: no WebSocket key", upgrade("/signal").replace(/Sec-WebSocket-Key: .*\r\n/, ""), "400"],
     ] as const) {
       const answer = await rawExchange(loft.port, text);

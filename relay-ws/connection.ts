@@ -11,7 +11,6 @@
  * arrived (SMP §"Correlating responses with commands").
  */
 import type { Duplex } from "node:stream";
-import type { RawData, WebSocket } from "ws";
 import { equalBytes } from "../core/bytes.ts";
 import { decodeVersionHeader, encodeVersionHeader, type VersionHeader } from "../core/codec/version.ts";
 import type { WireErrorCode } from "../core/relay/errors.ts";
@@ -36,6 +35,7 @@ import {
   type ServerFrame,
 } from "../core/relay/protocol.ts";
 import { RedisUnavailableError } from "../host/redis.ts";
+import type { ServerSocket as WebSocket } from "../host/websocket-server.ts";
 import { ConnectionAuthenticator } from "./authenticator.ts";
 import {
   type ConnectionHandle,
@@ -190,7 +190,7 @@ export class RelayConnection implements ConnectionHandle {
   }
 
   static readonly #listeners = {
-    message(this: Carrier, data: RawData, isBinary: boolean) {
+    message(this: Carrier, data: Buffer, isBinary: boolean) {
       const conn = this[CONNECTION];
       if (conn) conn.#onFrame(toBytes(data), isBinary);
     },

@@ -1,12 +1,16 @@
 /**
- * Frames per event-loop turn (frame-turns.ts), on a real ws server and clients on loopback: frames
+ * Frames per event-loop turn (frame-turns.ts), on a real server — either WebSocket layer
+ * (host/websocket-server.ts: `ws`, and ours, which asks the budget as its gate) — and ws clients
+ * on loopback: frames
  * that reach the server in one read chunk are handled in turns — batched (not one frame per turn)
  * for a few busy connections, one frame per connection per turn for as many busy connections as the
  * budget (a flood from many connections makes nobody wait longer than before), in order, none lost.
  */
+import { createServer } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { WebSocket, WebSocketServer } from "ws";
+import { WebSocket } from "ws";
+import { createUpgrader, type ServerSocket, type WsImpl } from "../host/websocket-server.ts";
 import { boundFramesPerTurn, TurnBudget } from "./frame-turns.ts";
 
 const cleanup: (() => void)[] = [];
@@ -21,10 +25,21 @@ interface Seen {
 }
 
 /** `clients` clients each write `count` frames at once; what the server handled, turn by turn. */
-async function turnsOf(clients: number, count: number, budget: number | undefined): Promise<Seen[]> {
-  const wss = new WebSocketServer({ port: 0, host: "127.0.0.1", allowSynchronousEvents: false });
-  cleanup.push(() => wss.close());
-  await new Promise<void>((resolve) => wss.once("listening", () => resolve()));
+async function turnsOf(
+  clients: number,
+  count: number,
+  budget: number | undefined,
+  impl: WsImpl = "ws",
+): Promise<Seen[]> {
+  const server = createServer();
+  const upgrader = createUpgrader(impl, { maxPayload: 1 << 20, allowSynchronousEvents: false });
+  let onConnection!: (ws: ServerSocket) => void;
+  server.on("upgrade", (req, socket, head) => upgrader.handleUpgrade(req, socket, head, onConnection));
+  cleanup.push(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const shared = budget === undefined ? undefined : new TurnBudget(budget);
   const seen: Seen[] = [];
   let turn = 0;
@@ -35,10 +50,10 @@ async function turnsOf(clients: number, count: number, budget: number | undefine
     allConnected = resolve;
   });
   const done = new Promise<void>((resolve) => {
-    wss.on("connection", (ws) => {
+    onConnection = (ws) => {
       if (++connected === clients) allConnected();
       if (shared) boundFramesPerTurn(ws, shared);
-      ws.on("message", (data) => {
+      ws.on("message", (data: Buffer) => {
         // A new turn begins where a setImmediate scheduled in the previous one has run.
         if (!marked) {
           marked = true;
@@ -51,9 +66,9 @@ async function turnsOf(clients: number, count: number, budget: number | undefine
         seen.push({ client: b.readUInt32BE(0), frame: b.readUInt32BE(4), turn });
         if (seen.length === clients * count) resolve();
       });
-    });
+    };
   });
-  const port = (wss.address() as AddressInfo).port;
+  const port = (server.address() as AddressInfo).port;
   const sockets = await Promise.all(
     Array.from({ length: clients }, async () => {
       const client = new WebSocket(`ws://127.0.0.1:${port}`);
@@ -99,9 +114,9 @@ const inOrder = (seen: Seen[], clients: number, count: number) => {
     );
 };
 
-describe("frames per event-loop turn", () => {
+describe.each(["ws", "lean"] as const)("frames per event-loop turn (%s)", (impl) => {
   it("one busy connection: its chunk is handled in turns of at most the budget, in order", async () => {
-    const seen = await turnsOf(1, 40, 8);
+    const seen = await turnsOf(1, 40, 8, impl);
     inOrder(seen, 1, 40);
     const sizes = perTurn(seen);
     expect(Math.max(...sizes)).toBeLessThanOrEqual(8);
@@ -110,15 +125,15 @@ describe("frames per event-loop turn", () => {
   });
 
   it("as many busy connections as the budget: one frame per connection per turn, as without batching", async () => {
-    const seen = await turnsOf(8, 6, 8);
+    const seen = await turnsOf(8, 6, 8, impl);
     inOrder(seen, 8, 6);
     // The first turn may give the first connections more (no count of busy ones yet); after it,
     // every connection gets its one frame per turn.
     expect(Math.max(...perTurn(seen, 1))).toBe(1);
   });
 
-  it("without it, the server option holds: one frame per turn", async () => {
-    const seen = await turnsOf(1, 12, undefined);
-    expect(Math.max(...perTurn(seen))).toBe(1);
+  it("without it: ws's server option holds (one frame per turn), ours hands over a chunk at once", async () => {
+    const seen = await turnsOf(1, 12, undefined, impl);
+    expect(Math.max(...perTurn(seen))).toBe(impl === "ws" ? 1 : 12);
   });
 });

@@ -15,8 +15,12 @@
  *
  * Uses ws's Receiver flag `_allowSynchronousEvents`, which it reads per frame (ws 8.x
  * lib/receiver.js); if a ws version lacks it, every frame keeps its own turn (the server option).
+ * The lean layer (host/websocket.ts) asks the budget itself before each message (its `gate`).
  */
-import type { WebSocket } from "ws";
+import type { LeanWebSocket } from "../host/websocket.ts";
+import { leanSocket, type ServerSocket } from "../host/websocket-server.ts";
+
+type WebSocket = ServerSocket;
 
 /** Frames handled per event-loop turn, all connections together (relay default). */
 const FRAMES_PER_TURN = 64;
@@ -38,6 +42,8 @@ export class TurnBudget {
   #lastActive = 0;
   #scheduled = false;
   #yielded: ReceiverFlag[] = [];
+  /** Lean sockets that used their share in this turn: they go on in the next. */
+  #waiting: LeanWebSocket[] = [];
   /**
    * One listener for every connection of this budget (`this` is the socket), its counters on the
    * socket's receiver: no closure per connection (idle connections are counted in bytes,
@@ -58,6 +64,31 @@ export class TurnBudget {
       receiver._loftHandled = (receiver._loftHandled ?? 0) + 1;
       if (receiver._loftHandled >= self.share) self.yieldTurn(receiver);
     };
+  }
+
+  /** The lean layer's gate (host/websocket.ts FrameGate): `ws` hands over a message now. */
+  admit(ws: LeanWebSocket): boolean {
+    if (ws.gateTurn !== this.turn) {
+      ws.gateTurn = this.turn;
+      ws.gateCount = 0;
+      this.enter();
+    }
+    return ++ws.gateCount < this.share;
+  }
+
+  /**
+   * The lean layer's gate: `ws` used its share. As a ws receiver that yields schedules its next
+   * frame with setImmediate once the frame's listeners ran, so here: the waiting go on once the
+   * turn has moved (the budget's own immediate, scheduled earlier, runs first).
+   */
+  defer(ws: LeanWebSocket): void {
+    this.#waiting.push(ws);
+    if (this.#waiting.length === 1)
+      setImmediate(() => {
+        const waiting = this.#waiting;
+        this.#waiting = [];
+        for (const w of waiting) w.proceed();
+      });
   }
 
   /** A connection handles its first frame of this turn. */
@@ -89,6 +120,11 @@ export class TurnBudget {
 
 /** Let `ws` hand over up to its share of `budget` per turn (call before its first frame). */
 export function boundFramesPerTurn(ws: WebSocket, budget: TurnBudget): void {
+  const lean = leanSocket(ws);
+  if (lean) {
+    lean.gate = budget;
+    return;
+  }
   const receiver = (ws as unknown as { _receiver?: ReceiverFlag })._receiver;
   if (!receiver || typeof receiver._allowSynchronousEvents !== "boolean") return;
   receiver._allowSynchronousEvents = true;

@@ -1,7 +1,8 @@
 /**
  * `relay-ws/main.ts` as its own process (what `npm run relay` runs): the public port answers a
  * minimal /health and 404 for /metrics (no figures to the internet); the metrics listener serves
- * Prometheus /metrics and the detailed /health; the relay works; a metrics port in use is a
+ * Prometheus /metrics and the detailed /health; the relay works on either WebSocket layer
+ * (`--ws-impl lean|ws`, host/websocket-server.ts); a metrics port in use, or an unknown layer, is a
  * configuration error (exit 2) naming the flag.
  */
 import { mkdtempSync, rmSync } from "node:fs";
@@ -16,29 +17,45 @@ const dataDir = mkdtempSync(join(tmpdir(), "loft-relay-main-"));
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
 describe("standalone relay process", () => {
-  it("keeps /metrics and the detailed /health off the public port and serves them on the metrics listener", async () => {
-    const proc = await startLoft({ entry: "relay-ws/main.ts", args: ["--relay-data-dir", dataDir] });
-    try {
-      expect(await (await fetch(`${proc.url}/health`)).json()).toEqual({ status: "ok" });
-      expect((await fetch(`${proc.url}/metrics`)).status).toBe(404);
-      expect((await fetch(`${proc.url}/health`, { method: "HEAD" })).status).toBe(200);
+  it.each(["lean", "ws"])(
+    "keeps /metrics and the detailed /health off the public port and serves them on the metrics listener (--ws-impl %s)",
+    async (impl) => {
+      const proc = await startLoft({
+        entry: "relay-ws/main.ts",
+        args: ["--relay-data-dir", dataDir, "--ws-impl", impl],
+      });
+      try {
+        expect(await (await fetch(`${proc.url}/health`)).json()).toEqual({ status: "ok" });
+        expect((await fetch(`${proc.url}/metrics`)).status).toBe(404);
+        expect((await fetch(`${proc.url}/health`, { method: "HEAD" })).status).toBe(200);
 
-      const client = await connectRelay(`ws://127.0.0.1:${proc.port}/relay`);
-      await client.createQueue();
-      const health = (await (await fetch(`${proc.metricsUrl}/health`)).json()) as {
-        services: { relay: { connections: number; queues: number } };
-      };
-      expect(health.services.relay.connections).toBe(1);
-      expect(health.services.relay.queues).toBeGreaterThanOrEqual(1);
-      const metrics = await (await fetch(`${proc.metricsUrl}/metrics`)).text();
-      expect(metrics).toMatch(/loft_relay_commands_total\{command="NEW",result="ok"\} 1/);
-      expect(metrics).toContain("loft_host_websocket_sources 1");
-      client.close();
-      expect(await proc.stop("SIGTERM")).toBe(0);
-      expect(proc.output()).not.toMatch(/127\.0\.0\.1/);
-    } finally {
-      await proc.stop("SIGKILL");
-    }
+        const client = await connectRelay(`ws://127.0.0.1:${proc.port}/relay`);
+        await client.createQueue();
+        const health = (await (await fetch(`${proc.metricsUrl}/health`)).json()) as {
+          services: { relay: { connections: number; queues: number } };
+        };
+        expect(health.services.relay.connections).toBe(1);
+        expect(health.services.relay.queues).toBeGreaterThanOrEqual(1);
+        const metrics = await (await fetch(`${proc.metricsUrl}/metrics`)).text();
+        expect(metrics).toMatch(/loft_relay_commands_total\{command="NEW",result="ok"\} 1/);
+        expect(metrics).toContain("loft_host_websocket_sources 1");
+        client.close();
+        expect(await proc.stop("SIGTERM")).toBe(0);
+        expect(proc.output()).not.toMatch(/127\.0\.0\.1/);
+      } finally {
+        await proc.stop("SIGKILL");
+      }
+    },
+  );
+
+  it("an unknown --ws-impl is a configuration error naming the flag", async () => {
+    const err = await startLoft({
+      entry: "relay-ws/main.ts",
+      args: ["--relay-data-dir", dataDir, "--ws-impl", "uws"],
+    }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LoftStartError);
+    expect((err as LoftStartError).exitCode).toBe(2);
+    expect((err as LoftStartError).output).toMatch(/--ws-impl.*expected lean or ws, got "uws"/);
   });
 
   it("a metrics port already in use is a configuration error naming the flag", async () => {

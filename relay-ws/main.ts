@@ -14,6 +14,7 @@ import { createLogger } from "../host/log.ts";
 import { metricsOptions } from "../host/metrics.ts";
 import { redisOption } from "../host/redis.ts";
 import { exitOnStartupError, metricsListener, warnIfMetricsExposed } from "../host/standalone.ts";
+import { wsImplOption } from "../host/websocket-server.ts";
 import { smpBridgeOptions } from "../smp/bridge/config.ts";
 import { createSmpBridgeService } from "../smp/bridge/service.ts";
 import { smpOptions } from "../smp/server/config.ts";
@@ -27,6 +28,7 @@ const options = {
   host: { flag: "host", env: "HOST", default: "0.0.0.0", parse: str, help: "address to bind" },
   ...metricsOptions,
   ...redisOption,
+  ...wsImplOption,
   ...relayOptions,
   ...smpOptions,
   ...smpBridgeOptions,
@@ -56,6 +58,7 @@ async function main() {
     smpBridgeMaxPerSource,
     smpBridgeMaxConnections,
     redis,
+    wsImpl,
     ...relayConfig
   } = config;
   const metrics = { metricsPort, metricsHost, metricsToken };
@@ -72,7 +75,7 @@ async function main() {
   });
   // --redis: one of several instances on one Redis (docs/operations.md, "Scale-out on Redis").
   const store = redis ? await openRedisRelayStore(relayConfig, redis, { log }) : undefined;
-  const relay = createRelayService(relayConfig, { registry, log, ...(store ? { store } : {}) });
+  const relay = createRelayService(relayConfig, { registry, log, wsImpl, ...(store ? { store } : {}) });
   hostServer.mount(relay);
   // Browsers' SMP connections to SMP servers (docs/operations.md, "SMP bridge").
   if (smpBridge)

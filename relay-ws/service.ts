@@ -7,12 +7,12 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import type { Registry } from "prom-client";
-import { type WebSocket, WebSocketServer } from "ws";
 import { sourceOf, trustedProxies } from "../host/client-source.ts";
 import { Deadlines } from "../host/deadlines.ts";
 import type { HostedService } from "../host/host.ts";
 import type { Logger } from "../host/log.ts";
 import { originAllowed, pageSourceKey } from "../host/origin.ts";
+import { createUpgrader, type ServerSocket as WebSocket, type WsImpl } from "../host/websocket-server.ts";
 import { AuthenticatorStats } from "./authenticator.ts";
 import { BundleCache } from "./bundle-cache.ts";
 import type { RelayConfig } from "./config.ts";
@@ -36,6 +36,8 @@ export interface RelayServiceDeps {
   clock?: () => number;
   /** A store engine; by default LMDB in `config.dataDir`. */
   store?: RelayStore;
+  /** The WebSocket server layer (host/websocket-server.ts); lean by default. */
+  wsImpl?: WsImpl;
 }
 
 /** What the relay holds right now, for tests and operators' debugging (never per source). */
@@ -276,13 +278,10 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
   // Frames per event-loop turn, shared by all connections (frame-turns.ts): each accepted socket
   // gets its share of it through boundFramesPerTurn.
   const turnBudget = new TurnBudget();
-  const wss = new WebSocketServer({
-    noServer: true,
+  const wss = createUpgrader(deps.wsImpl ?? "lean", {
     // Frames up to maxFrameBytes get a typed error when oversized for their kind; beyond twice the
-    // limit ws closes the connection with 1009 before buffering more (transport-level violation).
+    // limit the connection is closed with 1009 before more is buffered (transport-level violation).
     maxPayload: config.maxFrameBytes * 2,
-    perMessageDeflate: false,
-    clientTracking: false,
     // A connection that delivers a chunk of hundreds of frames at once cannot hold the loop while
     // they are all handled: boundFramesPerTurn lets it handle its share of the turn budget, then
     // waits for the next turn, so an innocent client's PING waits for at most max(budget, busy

@@ -13,6 +13,7 @@ import { metricsOptions } from "../host/metrics.ts";
 import { redisOption } from "../host/redis.ts";
 import { cspConnectOption } from "../host/security-headers.ts";
 import { exitOnStartupError, metricsListener, warnIfMetricsExposed } from "../host/standalone.ts";
+import { wsImplOption } from "../host/websocket-server.ts";
 import { type RelayConfig, relayOptions } from "../relay-ws/config.ts";
 import { createRelayService } from "../relay-ws/service.ts";
 import { openRedisRelayStore } from "../relay-ws/store/open.ts";
@@ -51,6 +52,8 @@ const options = {
   ...metricsOptions,
   // Scale-out: one flag for every service of the process (host/redis.ts).
   ...redisOption,
+  // The WebSocket server layer of signaling and the relay (host/websocket-server.ts).
+  ...wsImplOption,
   ...signalingOptions,
   // Relay option keys overlap signaling's (maxFrameBytes, maxConnections); their flags don't
   // (--relay-* vs --signal-*), so they are read under a prefix and unwrapped below.
@@ -87,13 +90,14 @@ async function main() {
     trustedProxies: trustedProxies(config.trustProxy),
     cryptoBackends: crypto.backends,
   });
-  host.mount(createSignalingService(signaling, { registry, log }));
+  host.mount(createSignalingService(signaling, { registry, log, wsImpl: config.wsImpl }));
   // --redis: the relay's queues in that Redis, shared with the other instances (docs/operations.md,
   // "Scale-out on Redis"); without it, the embedded LMDB store.
   const relayStore = config.redis ? await openRedisRelayStore(relay, config.redis, { log }) : undefined;
   const relayService = createRelayService(relay, {
     registry,
     log,
+    wsImpl: config.wsImpl,
     ...(relayStore ? { store: relayStore } : {}),
   });
   host.mount(relayService);

@@ -11,6 +11,7 @@ import { closeOnSignals, createHost, createRegistry } from "../host/host.ts";
 import { createLogger } from "../host/log.ts";
 import { metricsOptions } from "../host/metrics.ts";
 import { exitOnStartupError, metricsListener, warnIfMetricsExposed } from "../host/standalone.ts";
+import { wsImplOption } from "../host/websocket-server.ts";
 import { checkSignalingConfig, signalingOptions } from "./config.ts";
 import { createSignalingService } from "./service.ts";
 
@@ -18,6 +19,7 @@ const options = {
   port: { flag: "port", env: "PORT", default: 8081, parse: int(0, 65535), help: "TCP port to listen on" },
   host: { flag: "host", env: "HOST", default: "0.0.0.0", parse: str, help: "address to bind" },
   ...metricsOptions,
+  ...wsImplOption,
   ...signalingOptions,
 };
 
@@ -26,7 +28,7 @@ async function main() {
     console.log(`loft signaling — rendezvous + WebRTC signaling at /signal\n\n${describeOptions(options)}`);
     return;
   }
-  const { port, host: bind, metricsPort, metricsHost, metricsToken, ...config } = readConfig(options);
+  const { port, host: bind, metricsPort, metricsHost, metricsToken, wsImpl, ...config } = readConfig(options);
   const metrics = { metricsPort, metricsHost, metricsToken };
   checkSignalingConfig(config);
   const log = createLogger("loft-signaling");
@@ -40,7 +42,7 @@ async function main() {
     metrics: metricsListener(metrics),
     trustedProxies: trustedProxies(config.trustProxy),
   });
-  const signaling = createSignalingService(config, { registry, log });
+  const signaling = createSignalingService(config, { registry, log, wsImpl });
   host.mount(signaling);
   const listening = await host.listen();
   // With --redis, say plainly when it is not there yet (requests answer UNAVAILABLE meanwhile,

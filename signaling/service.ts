@@ -23,7 +23,6 @@
 import { type KeyObject, randomFillSync } from "node:crypto";
 import type { Duplex } from "node:stream";
 import type { Registry } from "prom-client";
-import { type WebSocket, WebSocketServer } from "ws";
 import { equalBytes, fromHex, toHex } from "../core/bytes.ts";
 import { decodeVersionHeader, encodeVersionHeader, SIGNALING_VERSION } from "../core/codec/version.ts";
 import { MAX_IDENTITY_BYTES } from "../core/identity/identity.ts";
@@ -48,6 +47,7 @@ import type { Logger } from "../host/log.ts";
 import { ed25519Verify } from "../host/node-ed25519.ts";
 import { originAllowed, pageSourceKey } from "../host/origin.ts";
 import { TokenBucket } from "../host/token-bucket.ts";
+import { createUpgrader, type ServerSocket as WebSocket, type WsImpl } from "../host/websocket-server.ts";
 import { audienceAccepted } from "./audience.ts";
 import type { InstanceMessage, RoomPeer } from "./cluster-wire.ts";
 import type { SignalingConfig } from "./config.ts";
@@ -78,6 +78,8 @@ export interface SignalingDeps {
   log: Logger;
   /** Clock in ms since epoch (tests may pin it); defaults to Date.now. */
   now?: () => number;
+  /** The WebSocket server layer (host/websocket-server.ts); lean by default. */
+  wsImpl?: WsImpl;
 }
 
 /** A refusal while Redis cannot be used (docs/operations.md, "Scale-out on Redis", failures). */
@@ -193,12 +195,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     ? { host: config.publicHost, port: config.publicPort }
     : undefined;
 
-  const wss = new WebSocketServer({
-    noServer: true,
-    maxPayload: config.maxFrameBytes,
-    perMessageDeflate: false,
-    clientTracking: false,
-  });
+  const wss = createUpgrader(deps.wsImpl ?? "lean", { maxPayload: config.maxFrameBytes });
   const conns = new Set<Conn>();
   const sources = new SourceTable(config);
   const identities = new IdentityCache(config.identityCacheSize);

@@ -1,0 +1,629 @@
+/**
+ * host/websocket.ts: our RFC 6455 server side. The frame parser is fuzzed on an in-process duplex
+ * (random bytes, valid frames split at random points, oversized and 64-bit lengths, unmasked
+ * frames); the handshake and every close path run on a real `node:http` server on loopback, with
+ * `ws` as the client (a second implementation) and raw TCP clients for what `ws` would not send.
+ */
+import { once } from "node:events";
+import { createServer, type Server } from "node:http";
+import { connect, type Socket } from "node:net";
+import { Duplex } from "node:stream";
+import fc from "fast-check";
+import { afterEach, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+import { FUZZ_RUNS } from "../test/support/fuzz.ts";
+import { acceptUpgrade, type LeanWebSocket, validCloseCode } from "./websocket.ts";
+
+const MAX = 1024;
+
+/** A client frame (RFC 6455 §5.2), masked unless told otherwise. */
+function clientFrame(
+  opcode: number,
+  payload: Uint8Array,
+  o: { fin?: boolean; mask?: boolean; rsv?: number; key?: Uint8Array } = {},
+): Buffer {
+  const n = payload.length;
+  const masked = o.mask ?? true;
+  const head: number[] = [((o.fin ?? true) ? 0x80 : 0) | ((o.rsv ?? 0) << 4) | opcode];
+  const m = masked ? 0x80 : 0;
+  if (n < 126) head.push(m | n);
+  else if (n < 65536) head.push(m | 126, n >> 8, n & 0xff);
+  else head.push(m | 127, 0, 0, 0, 0, (n >>> 24) & 0xff, (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff);
+  const key = o.key ?? Uint8Array.of(0x37, 0xfa, 0x21, 0x3d);
+  const body = Buffer.from(payload);
+  if (masked) for (let i = 0; i < n; i++) body[i] = body[i]! ^ key[i & 3]!;
+  return Buffer.concat([Buffer.from(head), masked ? Buffer.from(key) : Buffer.alloc(0), body]);
+}
+
+/** Server frames (unmasked) parsed from what the server wrote. */
+function serverFrames(bytes: Buffer): { opcode: number; payload: Buffer }[] {
+  const out: { opcode: number; payload: Buffer }[] = [];
+  let at = 0;
+  while (at + 2 <= bytes.length) {
+    const opcode = bytes[at]! & 0x0f;
+    let n = bytes[at + 1]! & 0x7f;
+    let h = 2;
+    if (n === 126) {
+      n = bytes.readUInt16BE(at + 2);
+      h = 4;
+    } else if (n === 127) {
+      n = bytes.readUInt32BE(at + 6);
+      h = 10;
+    }
+    out.push({ opcode, payload: bytes.subarray(at + h, at + h + n) });
+    at += h + n;
+  }
+  return out;
+}
+
+/** An in-process duplex standing for the upgraded socket: records what the server writes. */
+class Pipe extends Duplex {
+  written: Buffer[] = [];
+  ended = false;
+  override _read(): void {}
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void): void {
+    this.written.push(chunk);
+    cb();
+  }
+  override _final(cb: () => void): void {
+    this.ended = true;
+    cb();
+  }
+  frames() {
+    return serverFrames(Buffer.concat(this.written));
+  }
+}
+
+interface Seen {
+  messages: { data: Buffer; binary: boolean }[];
+  pings: Buffer[];
+  errors: { code: string; closeCode: number }[];
+}
+
+function onPipe(): { ws: LeanWebSocket; pipe: Pipe; seen: Seen } {
+  const pipe = new Pipe();
+  const ws = acceptUpgrade(fakeRequest(), pipe, Buffer.alloc(0), {
+    maxPayload: MAX,
+    closeTimeoutMs: 50,
+  }) as LeanWebSocket;
+  pipe.written = []; // the 101
+  const seen: Seen = { messages: [], pings: [], errors: [] };
+  ws.on("message", (data: Buffer, binary: boolean) =>
+    seen.messages.push({ data: Buffer.from(data), binary }),
+  );
+  ws.on("ping", (d: Buffer) => seen.pings.push(Buffer.from(d)));
+  ws.on("error", (e: { code: string; closeCode: number }) =>
+    seen.errors.push({ code: e.code, closeCode: e.closeCode }),
+  );
+  return { ws, pipe, seen };
+}
+
+function fakeRequest() {
+  return {
+    method: "GET",
+    headers: {
+      upgrade: "websocket",
+      "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+      "sec-websocket-version": "13",
+    },
+  } as unknown as import("node:http").IncomingMessage;
+}
+
+/** Feed `bytes` in pieces cut at `cuts` (offsets, any order). */
+function feed(ws: LeanWebSocket, bytes: Buffer, cuts: number[] = []): void {
+  const at = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+  let from = 0;
+  for (const c of [...at, bytes.length]) {
+    if (c > from) ws.received(Buffer.from(bytes.subarray(from, c)));
+    from = Math.max(from, c);
+  }
+}
+
+function closeCodeSent(pipe: Pipe): number | undefined {
+  const close = pipe.frames().find((f) => f.opcode === 0x8);
+  return close && close.payload.length >= 2 ? close.payload.readUInt16BE(0) : undefined;
+}
+
+describe("frame parser (fuzzed)", () => {
+  it("answers the handshake's sample key as RFC 6455 §1.3 does", () => {
+    const pipe = new Pipe();
+    acceptUpgrade(fakeRequest(), pipe, Buffer.alloc(0), { maxPayload: MAX });
+    expect(Buffer.concat(pipe.written).toString()).toContain(
+      "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n",
+    );
+  });
+
+  it("random handshake headers: a 101 with the key's accept, or 400 / 426 — never a throw, never a connection otherwise", () => {
+    const good = "dGhlIHNhbXBsZSBub25jZQ==";
+    fc.assert(
+      fc.property(
+        fc.constantFrom("GET", "POST", "get"),
+        fc.option(fc.constantFrom("websocket", "WebSocket", "h2c", ""), { nil: undefined }),
+        fc.option(
+          fc.oneof(fc.constant(good), fc.string({ maxLength: 30 }), fc.base64String({ maxLength: 30 })),
+          {
+            nil: undefined,
+          },
+        ),
+        fc.option(fc.constantFrom("13", "8", "", "13, 8", "14"), { nil: undefined }),
+        (method, upgrade, key, version) => {
+          const pipe = new Pipe();
+          const req = {
+            method,
+            headers: {
+              ...(upgrade === undefined ? {} : { upgrade }),
+              ...(key === undefined ? {} : { "sec-websocket-key": key }),
+              ...(version === undefined ? {} : { "sec-websocket-version": version }),
+            },
+          } as unknown as import("node:http").IncomingMessage;
+          const ws = acceptUpgrade(req, pipe, Buffer.alloc(0), { maxPayload: MAX });
+          const answer = Buffer.concat(pipe.written).toString();
+          const valid =
+            method === "GET" &&
+            upgrade?.toLowerCase() === "websocket" &&
+            version === "13" &&
+            key !== undefined &&
+            /^[+/0-9A-Za-z]{22}==$/.test(key);
+          if (valid) {
+            expect(ws).toBeDefined();
+            expect(answer.startsWith("HTTP/1.1 101 Switching Protocols\r\n")).toBe(true);
+            if (key === good)
+              expect(answer).toContain("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n");
+          } else {
+            expect(ws).toBeUndefined();
+            expect(answer).toMatch(version === "13" ? /^HTTP\/1\.1 400 / : /^HTTP\/1\.1 426 /);
+            expect(pipe.ended).toBe(true);
+          }
+        },
+      ),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
+  it("random bytes: never throws, never hands over more than the limit, closes only with 1002/1007/1009", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 1500 }), fc.array(fc.nat(), { maxLength: 8 }), (bytes, cuts) => {
+        const { ws, pipe, seen } = onPipe();
+        feed(ws, Buffer.from(bytes), cuts);
+        for (const m of seen.messages) expect(m.data.length).toBeLessThanOrEqual(MAX);
+        const code = closeCodeSent(pipe);
+        // A violation closes with its own code; a well-formed close frame among the bytes is echoed.
+        if (seen.errors.length > 0) {
+          expect(seen.errors).toHaveLength(1);
+          expect([1002, 1007, 1009]).toContain(code);
+          expect(code).toBe(seen.errors[0]!.closeCode);
+          expect(pipe.ended).toBe(true);
+        } else if (code !== undefined) expect(validCloseCode(code)).toBe(true);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
+  const message = fc.record({
+    binary: fc.boolean(),
+    payload: fc.uint8Array({ maxLength: MAX }),
+    pieces: fc.array(fc.nat(), { maxLength: 4 }),
+    pingBetween: fc.boolean(),
+  });
+
+  it("valid messages, fragmented and split across reads at random: each handed over whole, in order", () => {
+    fc.assert(
+      fc.property(
+        fc.array(message, { maxLength: 6 }),
+        fc.array(fc.nat(), { maxLength: 12 }),
+        (msgs, cuts) => {
+          const { ws, pipe, seen } = onPipe();
+          const frames: Buffer[] = [];
+          const sent: { data: Buffer; binary: boolean }[] = [];
+          for (const m of msgs) {
+            const data = m.binary
+              ? Buffer.from(m.payload)
+              : Buffer.from(Buffer.from(m.payload).toString("hex"));
+            const content = data.subarray(0, MAX);
+            sent.push({ data: content, binary: m.binary });
+            const bounds = [...new Set(m.pieces.map((p) => p % (content.length + 1)))].sort((a, b) => a - b);
+            const parts: Buffer[] = [];
+            let from = 0;
+            for (const b of [...bounds, content.length]) {
+              if (b >= from) parts.push(content.subarray(from, b));
+              from = b;
+            }
+            parts.forEach((p, i) => {
+              frames.push(clientFrame(i === 0 ? (m.binary ? 2 : 1) : 0, p, { fin: i === parts.length - 1 }));
+              if (m.pingBetween && i < parts.length - 1) frames.push(clientFrame(0x9, Buffer.from("hi")));
+            });
+          }
+          feed(ws, Buffer.concat(frames), cuts);
+          expect(seen.errors).toEqual([]);
+          expect(seen.messages.map((m) => [m.binary, m.data.toString("hex")])).toEqual(
+            sent.map((m) => [m.binary, m.data.toString("hex")]),
+          );
+          expect(pipe.frames().filter((f) => f.opcode === 0xa)).toHaveLength(seen.pings.length);
+        },
+      ),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
+  it("a header declaring more than the limit closes with 1009 before any payload arrives", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: MAX + 1, max: 2 ** 31 }), fc.boolean(), (n, fragmented) => {
+        const { ws, pipe, seen } = onPipe();
+        const b0 = (fragmented ? 0 : 0x80) | 0x2;
+        const head = n < 65536 ? Buffer.from([b0, 0xfe, n >> 8, n & 0xff, 1, 2, 3, 4]) : Buffer.alloc(14);
+        if (n >= 65536) {
+          head.set([b0, 0xff]);
+          head.writeUInt32BE(n, 6);
+        }
+        feed(ws, head);
+        expect(seen.errors).toEqual([{ code: "LOFT_WS_TOO_BIG", closeCode: 1009 }]);
+        expect(closeCodeSent(pipe)).toBe(1009);
+        expect(pipe.ended).toBe(true);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it("fragments adding up to more than the limit close with 1009", () => {
+    const { ws, pipe, seen } = onPipe();
+    feed(ws, clientFrame(2, Buffer.alloc(MAX - 10), { fin: false }));
+    feed(ws, clientFrame(0, Buffer.alloc(20), { fin: true }).subarray(0, 6));
+    expect(seen.messages).toEqual([]);
+    expect(closeCodeSent(pipe)).toBe(1009);
+  });
+
+  it("a 64-bit length with its top bit set closes with 1002", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0x80, max: 0xff }),
+        fc.uint8Array({ minLength: 7, maxLength: 7 }),
+        (top, rest) => {
+          const { ws, pipe, seen } = onPipe();
+          feed(ws, Buffer.from([0x82, 0xff, top, ...rest, 1, 2, 3, 4]));
+          expect(seen.errors[0]?.code).toBe("LOFT_WS_LENGTH");
+          expect(closeCodeSent(pipe)).toBe(1002);
+        },
+      ),
+      { numRuns: 1000 },
+    );
+  });
+
+  it("unmasked client frames close with 1002, whatever the opcode and payload", () => {
+    fc.assert(
+      fc.property(fc.constantFrom(1, 2, 8, 9, 10), fc.uint8Array({ maxLength: 100 }), (op, p) => {
+        const { ws, pipe, seen } = onPipe();
+        feed(ws, clientFrame(op, p, { mask: false }));
+        expect(seen.messages).toEqual([]);
+        expect(seen.errors[0]?.code).toBe("LOFT_WS_UNMASKED");
+        expect(closeCodeSent(pipe)).toBe(1002);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it.each([
+    ["RSV bits", clientFrame(2, Buffer.from("x"), { rsv: 4 }), "LOFT_WS_RSV", 1002],
+    ["unknown data opcode", clientFrame(3, Buffer.from("x")), "LOFT_WS_OPCODE", 1002],
+    ["unknown control opcode", clientFrame(0xb, Buffer.from("x")), "LOFT_WS_OPCODE", 1002],
+    ["fragmented ping", clientFrame(9, Buffer.from("x"), { fin: false }), "LOFT_WS_FRAGMENTED_CONTROL", 1002],
+    ["ping of 126 bytes", clientFrame(9, Buffer.alloc(126)), "LOFT_WS_CONTROL_LENGTH", 1002],
+    ["continuation first", clientFrame(0, Buffer.from("x")), "LOFT_WS_CONTINUATION", 1002],
+    [
+      "data frame inside a fragmented message",
+      Buffer.concat([clientFrame(2, Buffer.from("a"), { fin: false }), clientFrame(2, Buffer.from("b"))]),
+      "LOFT_WS_CONTINUATION",
+      1002,
+    ],
+    ["text not UTF-8", clientFrame(1, Buffer.from([0xc3, 0x28])), "LOFT_WS_UTF8", 1007],
+    [
+      "text not UTF-8 across fragments",
+      Buffer.concat([
+        clientFrame(1, Buffer.from([0xe2, 0x82]), { fin: false }),
+        clientFrame(0, Buffer.from([0x28])),
+      ]),
+      "LOFT_WS_UTF8",
+      1007,
+    ],
+    ["close of one byte", clientFrame(8, Buffer.from([3])), "LOFT_WS_CLOSE_PAYLOAD", 1002],
+    ["close code 1005", clientFrame(8, Buffer.from([0x03, 0xed])), "LOFT_WS_CLOSE_CODE", 1002],
+    ["close code 999", clientFrame(8, Buffer.from([0x03, 0xe7])), "LOFT_WS_CLOSE_CODE", 1002],
+    ["close reason not UTF-8", clientFrame(8, Buffer.from([0x03, 0xe8, 0xff])), "LOFT_WS_UTF8", 1007],
+  ])(
+    "%s: error, close with the right code, nothing handed over, nothing read after",
+    (_, bytes, code, closeCode) => {
+      const { ws, pipe, seen } = onPipe();
+      feed(ws, Buffer.concat([bytes, clientFrame(2, Buffer.from("after"))]));
+      expect(seen.messages).toEqual([]);
+      expect(seen.errors).toEqual([{ code, closeCode }]);
+      expect(closeCodeSent(pipe)).toBe(closeCode);
+      expect(pipe.ended).toBe(true);
+    },
+  );
+
+  it("a text message split inside a UTF-8 sequence is accepted once whole", () => {
+    const { ws, seen } = onPipe();
+    const euro = Buffer.from("€");
+    feed(
+      ws,
+      Buffer.concat([clientFrame(1, euro.subarray(0, 1), { fin: false }), clientFrame(0, euro.subarray(1))]),
+    );
+    expect(seen.messages).toEqual([{ data: euro, binary: false }]);
+  });
+
+  it("replayed and out-of-order frames: a second close is ignored, frames after a close are not read", () => {
+    const { ws, pipe, seen } = onPipe();
+    const close = clientFrame(8, Buffer.from([0x03, 0xe8]));
+    feed(
+      ws,
+      Buffer.concat([clientFrame(2, Buffer.from("a")), close, close, clientFrame(2, Buffer.from("b"))]),
+    );
+    expect(seen.messages.map((m) => m.data.toString())).toEqual(["a"]);
+    expect(pipe.frames().filter((f) => f.opcode === 8)).toHaveLength(1);
+    expect(seen.errors).toEqual([]);
+  });
+
+  it("accepts every close code an endpoint may send, and only those (RFC 6455 §7.4)", () => {
+    for (const c of [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 4999])
+      expect(validCloseCode(c)).toBe(true);
+    for (const c of [0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000]) expect(validCloseCode(c)).toBe(false);
+  });
+
+  it("holds what a frame or message not yet complete needs, and nothing once it completes", () => {
+    const { ws, seen } = onPipe();
+    const f = clientFrame(2, Buffer.alloc(300, 1));
+    feed(ws, f.subarray(0, 100));
+    expect(ws.heldBytes).toBe(100);
+    feed(ws, f.subarray(100));
+    expect(seen.messages).toHaveLength(1);
+    expect(ws.heldBytes).toBe(0);
+    feed(ws, clientFrame(2, Buffer.alloc(50), { fin: false }));
+    expect(ws.heldBytes).toBe(50);
+    feed(ws, clientFrame(0, Buffer.alloc(5)));
+    expect(ws.heldBytes).toBe(0);
+    expect(seen.messages.map((m) => m.data.length)).toEqual([300, 55]);
+  });
+});
+
+// ---- on a real server ---------------------------------------------------------------------------
+
+let server: Server | undefined;
+const clients: (WebSocket | Socket)[] = [];
+
+afterEach(async () => {
+  for (const c of clients.splice(0)) "terminate" in c ? c.terminate() : c.destroy();
+  if (server) {
+    server.closeAllConnections();
+    await new Promise((r) => server!.close(r));
+    server = undefined;
+  }
+});
+
+/** A loopback http server whose upgrades become LeanWebSockets, handed to `onWs`. */
+async function listen(onWs: (ws: LeanWebSocket) => void, closeTimeoutMs = 200): Promise<string> {
+  server = createServer();
+  server.on("upgrade", (req, socket, head) => {
+    const ws = acceptUpgrade(req, socket, head, { maxPayload: 64 * 1024, closeTimeoutMs });
+    if (ws) onWs(ws);
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const a = server.address() as { port: number };
+  return `ws://127.0.0.1:${a.port}/`;
+}
+
+function client(url: string): WebSocket {
+  const c = new WebSocket(url, { perMessageDeflate: true });
+  clients.push(c);
+  return c;
+}
+
+function closed(ws: LeanWebSocket): Promise<[number, string]> {
+  return new Promise((resolve) =>
+    ws.once("close", (code: number, reason: Buffer) => resolve([code, reason.toString()])),
+  );
+}
+
+describe("with a ws client on a real server", () => {
+  it("echoes binary and text, large and small, and refuses permessage-deflate by naming no extension", async () => {
+    const url = await listen((ws) =>
+      ws.on("message", function (this: LeanWebSocket, data: Buffer, binary: boolean) {
+        this.send(binary ? data : data.toString(), { binary });
+      }),
+    );
+    const c = client(url);
+    await once(c, "open");
+    expect(c.extensions).toBe("");
+    const got: [string, boolean][] = [];
+    const all = new Promise<void>((resolve) =>
+      c.on("message", (d: Buffer, binary: boolean) => {
+        got.push([binary ? `${d.length}:${d[d.length - 1]}` : d.toString(), binary]);
+        if (got.length === 3) resolve();
+      }),
+    );
+    c.send(Buffer.alloc(60_000, 7));
+    c.send("héllo");
+    c.send(Buffer.from([1, 2, 3]));
+    await all;
+    expect(got).toEqual([
+      ["60000:7", true],
+      ["héllo", false],
+      ["3:3", true],
+    ]);
+  });
+
+  it("ping and pong both ways; send's callback runs once written", async () => {
+    let server!: LeanWebSocket;
+    const url = await listen((ws) => {
+      server = ws;
+    });
+    const c = client(url);
+    await once(c, "open");
+    const serverPing = once(server as unknown as import("node:events").EventEmitter, "ping");
+    const pong = once(c, "pong");
+    c.ping(Buffer.from("p1"));
+    expect((await pong)[0].toString()).toBe("p1");
+    expect(String((await serverPing)[0])).toBe("p1");
+    const serverPong = once(server as unknown as import("node:events").EventEmitter, "pong");
+    server.ping(Buffer.from("p2"));
+    expect(String((await serverPong)[0])).toBe("p2");
+    await new Promise<void>((resolve, reject) =>
+      server.send(Buffer.from("x"), { binary: true }, (e) => (e ? reject(e) : resolve())),
+    );
+    expect(server.bufferedAmount).toBe(0);
+  });
+
+  it("the client closes: the code is echoed, both sides see it", async () => {
+    let serverClosed!: Promise<[number, string]>;
+    const url = await listen((ws) => {
+      serverClosed = closed(ws);
+    });
+    const c = client(url);
+    await once(c, "open");
+    const clientClosed = once(c, "close");
+    c.close(4001, "bye");
+    expect(await serverClosed).toEqual([4001, "bye"]);
+    const [code] = await clientClosed;
+    expect(code).toBe(4001);
+  });
+
+  it("the server closes: the client sees code and reason, the server the client's answer", async () => {
+    const url = await listen((ws) => {
+      void closed(ws).then((r) => ws.send(Buffer.from(String(r))));
+      ws.close(1008, "LOFT_ERR_X");
+    });
+    const c = client(url);
+    const [code, reason] = await once(c, "close");
+    expect([code, String(reason)]).toEqual([1008, "LOFT_ERR_X"]);
+  });
+
+  it("the server closes and the client never answers: cut after the close timeout (1006)", async () => {
+    let serverClosed!: Promise<[number, string]>;
+    const url = await listen((ws) => {
+      serverClosed = closed(ws);
+      ws.close(1001, "going away");
+    }, 100);
+    const raw = await rawUpgrade(url);
+    raw.pause(); // reads nothing, answers nothing
+    expect((await serverClosed)[0]).toBe(1006);
+  });
+
+  it("the client closes but keeps its TCP side open: the echo, then cut after the close timeout", async () => {
+    let serverClosed!: Promise<[number, string]>;
+    const url = await listen((ws) => {
+      serverClosed = closed(ws);
+    }, 100);
+    const raw = await rawUpgrade(url, true);
+    const echo = once(raw, "data");
+    raw.write(clientFrame(8, Buffer.from([0x0f, 0xa1, 0x78])));
+    const [d] = await echo;
+    expect(serverFrames(d as Buffer)[0]?.payload.readUInt16BE(0)).toBe(4001);
+    // raw never ends its side (half-open allowed): the server does not wait for it forever.
+    expect(await serverClosed).toEqual([4001, "x"]);
+  });
+
+  it("terminate: the client sees 1006, the server's close event comes with 1006", async () => {
+    let server!: LeanWebSocket;
+    const url = await listen((ws) => {
+      server = ws;
+    });
+    const c = client(url);
+    await once(c, "open");
+    const sc = closed(server);
+    server.terminate();
+    expect((await once(c, "close"))[0]).toBe(1006);
+    expect((await sc)[0]).toBe(1006);
+    expect(server.readyState).toBe(server.CLOSED);
+  });
+
+  it("the client's TCP connection goes without a close frame: close event with 1006", async () => {
+    let serverClosed!: Promise<[number, string]>;
+    const url = await listen((ws) => {
+      serverClosed = closed(ws);
+    });
+    const raw = await rawUpgrade(url);
+    raw.end();
+    expect((await serverClosed)[0]).toBe(1006);
+  });
+
+  it("a protocol violation on the wire: error event, close 1002 to the client, then TCP closed", async () => {
+    let errorCode: string | undefined;
+    let serverClosed!: Promise<[number, string]>;
+    const url = await listen((ws) => {
+      serverClosed = closed(ws);
+      ws.on("error", (e: { code: string }) => {
+        errorCode = e.code;
+      });
+    });
+    const raw = await rawUpgrade(url);
+    const got: Buffer[] = [];
+    raw.on("data", (d: Buffer) => got.push(d));
+    raw.write(clientFrame(2, Buffer.from("x"), { mask: false }));
+    await once(raw, "end");
+    raw.end();
+    expect(errorCode).toBe("LOFT_WS_UNMASKED");
+    expect(serverFrames(Buffer.concat(got))[0]?.payload.readUInt16BE(0)).toBe(1002);
+    expect((await serverClosed)[0]).toBe(1002);
+  });
+
+  it("pause stops the messages, resume delivers them in order; frames in the upgrade's head count", async () => {
+    let server!: LeanWebSocket;
+    const got: string[] = [];
+    const url = await listen((ws) => {
+      server = ws;
+      ws.pause();
+      ws.on("message", (d: Buffer) => got.push(d.toString()));
+    });
+    const u = new URL(url);
+    const raw = connect(Number(u.port), "127.0.0.1");
+    clients.push(raw);
+    await once(raw, "connect");
+    raw.write(
+      Buffer.concat([
+        Buffer.from(
+          `GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+        ),
+        clientFrame(2, Buffer.from("1")),
+        clientFrame(2, Buffer.from("2")),
+      ]),
+    );
+    await once(raw, "data");
+    await new Promise((r) => setTimeout(r, 50));
+    expect(got).toEqual([]);
+    raw.write(clientFrame(2, Buffer.from("3")));
+    server.resume();
+    await expect.poll(() => got, { timeout: 5000 }).toEqual(["1", "2", "3"]);
+  });
+
+  it.each([
+    ["no key", "400", "Sec-WebSocket-Version: 13\r\n"],
+    ["a malformed key", "400", "Sec-WebSocket-Key: abc\r\nSec-WebSocket-Version: 13\r\n"],
+    ["version 8", "426", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n"],
+  ])("a handshake with %s is refused (%s), no connection made", async (_, status, headers) => {
+    let made = 0;
+    const url = await listen(() => made++);
+    const u = new URL(url);
+    const raw = connect(Number(u.port), "127.0.0.1");
+    clients.push(raw);
+    await once(raw, "connect");
+    raw.write(`GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n${headers}\r\n`);
+    const [d] = await once(raw, "data");
+    expect(String(d).split("\r\n")[0]).toBe(
+      `HTTP/1.1 ${status} ${status === "400" ? "Bad Request" : "Upgrade Required"}`,
+    );
+    expect(made).toBe(0);
+  });
+});
+
+/** A raw TCP client past the handshake (for what `ws` would never send). */
+async function rawUpgrade(url: string, allowHalfOpen = false): Promise<Socket> {
+  const u = new URL(url);
+  const raw = connect({ port: Number(u.port), host: "127.0.0.1", allowHalfOpen });
+  clients.push(raw);
+  await once(raw, "connect");
+  raw.write(
+    `GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+  );
+  const [d] = await once(raw, "data");
+  expect(String(d).startsWith("HTTP/1.1 101 ")).toBe(true);
+  return raw;
+}

@@ -90,6 +90,10 @@ function endpointOf(ctx: EngineContext, peer: Peer, live: Live): ProxyEndpoint {
       handler: (request) => (serving.get(ctx)?.handler ?? NOTHING_SHARED)(request),
       limiter: { take: (key, at) => serving.get(ctx)?.limiter.take(key, at) ?? true },
       log: (record) => serving.get(ctx)?.log(record),
+      // The link's backpressure before each response DATA (as file transfers do, files/
+      // transfers.ts): credit bounds each body, not 16 bodies' windows together, which on a
+      // slow link would overflow the data channel's buffer and close the session.
+      ready: () => live.drain?.() ?? Promise.resolve(),
     },
     { maxChunk, window: proxyWindowFor(live.path) },
   );

@@ -56,20 +56,17 @@ describe("XXhfs vectors against a dissononce-based second implementation", () =>
   });
 
   it("takes no ML-KEM value from a file, and fails one without exported secrets", () => {
-    const vectors = load(FILES[0]!);
-    const carrying = vectors.map((v) => ({ ...v, kem_shared_secret: "00".repeat(32) }));
-    const r = check(carrying);
-    expect(r.lines).toEqual(
-      vectors.map(
-        (_, i) =>
-          `FAIL ${i} carries kem_shared_secret: ML-KEM values are computed here, never taken from the file`,
-      ),
-    );
+    const [v] = load(FILES[0]!);
+    const { exported_secrets: _, ...bare } = v!;
+    // One run (the checker's start-up is most of its time): a vector carrying a KEM value, one
+    // without exported secrets, and the vector as published.
+    const r = check([{ ...v, kem_shared_secret: "00".repeat(32) }, bare, v!]);
+    expect(r.lines).toEqual([
+      "FAIL 0 carries kem_shared_secret: ML-KEM values are computed here, never taken from the file",
+      "FAIL 1 no exported secrets",
+      "ok 2",
+    ]);
     expect(r.status).toBe(1);
-    const bare = vectors.map(({ exported_secrets: _, ...v }) => v);
-    const r2 = check(bare);
-    expect(r2.lines).toEqual(vectors.map((_, i) => `FAIL ${i} no exported secrets`));
-    expect(r2.status).toBe(1);
   });
 
   it("notices a wrong KEM output (the KEM secret really enters the key schedule)", () => {

@@ -5,6 +5,7 @@
  * process and run, so ratios stay meaningful across machines (bench/README.md).
  */
 import { cpus, totalmem } from "node:os";
+import { percentile } from "./relay-cli.ts";
 
 export const JSON_OUTPUT = process.argv.includes("--json");
 export const QUICK = process.argv.includes("--quick");
@@ -220,6 +221,24 @@ export interface Row {
   ratioRange?: [number, number];
   /** The same ratio per CPU-second (`sliceRatio(a, b, "cpu")`), printed last. */
   cpuRatio?: number;
+}
+
+/**
+ * Latency rows of a subject against its baseline, one per percentile (`ps`, default p50 and p99):
+ * `name(p)` names each row; both sample lists ascending, in milliseconds.
+ */
+export function latencyRows(
+  name: (p: number) => string,
+  samples: readonly number[],
+  baseline: { name: string; samples: readonly number[] },
+  ps: readonly number[] = [50, 99],
+): Row[] {
+  return ps.map((p) => ({
+    name: name(p),
+    value: percentile(samples, p),
+    unit: "ms",
+    baseline: { name: baseline.name, value: percentile(baseline.samples, p) },
+  }));
 }
 
 const fmt = (n: number) => (n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(3));

@@ -48,6 +48,7 @@ import { startTwoBrowsers } from "../test/support/two-browsers.ts";
 import { startProfile } from "./cpu-profile.ts";
 import {
   alternate,
+  latencyRows,
   log,
   QUICK,
   rateOf,
@@ -332,6 +333,7 @@ async function main(): Promise<void> {
     }
     for (const l of [lp, ld, ll]) l.sort((x, y) => x - y);
     const overhead = percentile(lp, 50) - percentile(ld, 50);
+    const direct = { name: "direct", samples: ld };
     report(
       "bench:proxy-browser — /peer/<contact>/… through the Service Worker and the live session vs a direct fetch, same browser, same run",
       [
@@ -381,24 +383,9 @@ async function main(): Promise<void> {
           unit: "ms",
           baseline: { name: "direct", value: cpuPerMb("direct") },
         },
-        {
-          name: "latency p50, 1 KiB",
-          value: percentile(lp, 50),
-          unit: "ms",
-          baseline: { name: "direct", value: percentile(ld, 50) },
-        },
-        {
-          name: "latency p50, 1 KiB, own share (local)",
-          value: percentile(ll, 50),
-          unit: "ms",
-          baseline: { name: "direct", value: percentile(ld, 50) },
-        },
-        {
-          name: "latency p99, 1 KiB",
-          value: percentile(lp, 99),
-          unit: "ms",
-          baseline: { name: "direct", value: percentile(ld, 99) },
-        },
+        ...latencyRows((p) => `latency p${p}, 1 KiB`, lp, direct, [50]),
+        ...latencyRows(() => "latency p50, 1 KiB, own share (local)", ll, direct, [50]),
+        ...latencyRows((p) => `latency p${p}, 1 KiB`, lp, direct, [99]),
       ],
       {
         bench: "proxy-browser",

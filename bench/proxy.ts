@@ -34,7 +34,16 @@ import { startTestRelay, type TestRelay } from "../relay-ws/testing.ts";
 import { startSignaling } from "../signaling/testing.ts";
 import { EngineHarness, until } from "../test/support/engine.ts";
 import { RelayLiveTransport } from "../web/src/net/relay-live.ts";
-import { alternate, log, QUICK, rateOf, report, sliceRatio, sliceRatioRange } from "./harness.ts";
+import {
+  alternate,
+  latencyRows,
+  log,
+  QUICK,
+  rateOf,
+  report,
+  sliceRatio,
+  sliceRatioRange,
+} from "./harness.ts";
 import { numberFlag, percentile } from "./relay-cli.ts";
 
 const SIZE = numberFlag("size", 1024 * 1024);
@@ -173,18 +182,7 @@ async function main(): Promise<void> {
               },
             ]
           : []),
-        {
-          name: "latency p50, 1 KiB",
-          value: percentile(lp, 50),
-          unit: "ms",
-          baseline: { name: "direct", value: percentile(ld, 50) },
-        },
-        {
-          name: "latency p99, 1 KiB",
-          value: percentile(lp, 99),
-          unit: "ms",
-          baseline: { name: "direct", value: percentile(ld, 99) },
-        },
+        ...latencyRows((p) => `latency p${p}, 1 KiB`, lp, { name: "direct", samples: ld }),
       ],
       {
         bench: "proxy",

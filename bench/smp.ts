@@ -30,7 +30,17 @@ import type { SmpMessage } from "../core/smp/client.ts";
 import { boxBeforeNm, cmd, openMsg, parseIds, SmpTestClient } from "../test/smp/client.ts";
 import { loggedSmpAddress } from "../test/smp/logged-address.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
-import { alternate, log, median, QUICK, rateOf, report, sliceRatio, sliceRatioRange } from "./harness.ts";
+import {
+  alternate,
+  latencyRows,
+  log,
+  median,
+  QUICK,
+  rateOf,
+  report,
+  sliceRatio,
+  sliceRatioRange,
+} from "./harness.ts";
 import { numberFlag, percentile } from "./relay-cli.ts";
 
 const BATCH = numberFlag("batch", 32);
@@ -221,18 +231,7 @@ async function main() {
           ratio,
           ratioRange: sliceRatioRange(s, w),
         },
-        {
-          name: "SMP latency p50",
-          value: percentile(ls, 50),
-          unit: "ms",
-          baseline: { name: "WebSocket", value: percentile(lw, 50) },
-        },
-        {
-          name: "SMP latency p99",
-          value: percentile(ls, 99),
-          unit: "ms",
-          baseline: { name: "WebSocket", value: percentile(lw, 99) },
-        },
+        ...latencyRows((p) => `SMP latency p${p}`, ls, { name: "WebSocket", samples: lw }),
         {
           name: "bridged SMP SEND→MSG (+ACK), msg/s",
           value: median(b.slices),

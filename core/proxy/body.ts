@@ -77,6 +77,7 @@ export class InboundBody implements BodyReader {
   #error: Error | undefined;
   #waiter: (() => void) | undefined;
   #cancelled = false;
+  #onSettled: (() => void) | undefined;
   readonly #grant: (bytes: number) => void;
   readonly #onCancel: (reason: string) => void;
 
@@ -106,6 +107,16 @@ export class InboundBody implements BodyReader {
     return this.#cancelled || (this.#ended && this.#chunks.length === 0);
   }
 
+  /**
+   * Call `f` once when the body is settled (at once if it is): the requesting side holds a
+   * request's concurrency slot until then, so unread bodies cannot pile up (docs/protocol/proxy.md
+   * §Flow control).
+   */
+  whenSettled(f: () => void): void {
+    if (this.settled) f();
+    else this.#onSettled = f;
+  }
+
   /** Bytes held now, waiting for the consumer (never more than the window). */
   get buffered(): number {
     let n = 0;
@@ -116,6 +127,7 @@ export class InboundBody implements BodyReader {
   end(): void {
     this.#ended = true;
     this.#wake();
+    this.#settle();
   }
 
   fail(error: Error): void {
@@ -124,6 +136,7 @@ export class InboundBody implements BodyReader {
     this.#ended = true;
     this.#chunks.length = 0;
     this.#wake();
+    this.#settle();
   }
 
   async read(): Promise<Uint8Array | null> {
@@ -138,6 +151,7 @@ export class InboundBody implements BodyReader {
           this.#credit += n;
           this.#grant(n);
         }
+        this.#settle();
         return chunk;
       }
       if (this.#ended || this.#cancelled) return null;
@@ -152,7 +166,15 @@ export class InboundBody implements BodyReader {
     this.#cancelled = true;
     this.#chunks.length = 0;
     this.#wake();
+    this.#settle();
     this.#onCancel(reason);
+  }
+
+  #settle(): void {
+    if (!this.settled || !this.#onSettled) return;
+    const f = this.#onSettled;
+    this.#onSettled = undefined;
+    f();
   }
 
   #wake(): void {
@@ -177,13 +199,20 @@ export class OutboundBody {
   #stopped = false;
   readonly #source: BodyReader;
   readonly #maxChunk: number;
+  readonly #ready: (() => Promise<void>) | undefined;
 
-  constructor(source: BodyReader, credit: number, maxChunk = LEGACY_CHUNK) {
+  /**
+   * `ready`, when given, is the carrier's backpressure: awaited before each DATA, it resolves once
+   * the link below can take more (a data channel's send buffer drained). Credit alone bounds what
+   * one body has in flight, not what many bodies together put into one link's queue.
+   */
+  constructor(source: BodyReader, credit: number, maxChunk = LEGACY_CHUNK, ready?: () => Promise<void>) {
     if (!Number.isSafeInteger(maxChunk) || maxChunk < 1 || maxChunk > MAX_CHUNK)
       throw new RangeError(`maxChunk must be 1…${MAX_CHUNK}`);
     this.#source = source;
     this.#credit = credit;
     this.#maxChunk = maxChunk;
+    this.#ready = ready;
   }
 
   addCredit(bytes: number): boolean {
@@ -246,6 +275,12 @@ export class OutboundBody {
         pending = next;
       }
       this.#credit -= size;
+      // Waited for last, just before the send, so what it saw of the link is still true when the
+      // DATA goes (nothing else of this body runs in between).
+      if (this.#ready) {
+        await this.#ready();
+        if (this.#stopped) return;
+      }
       data(parts);
       if (ended) return this.#end(end);
     }

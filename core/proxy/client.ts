@@ -77,6 +77,13 @@ export class ProxyClient {
   readonly #maxChunk: number;
   readonly #streams = new Map<number, Stream>();
   readonly #queue: (() => void)[] = [];
+  /**
+   * Requests counted against `maxConcurrent`: open ones, and ended ones whose body is still
+   * unread (docs/protocol/proxy.md §Flow control). A body that fits its window ENDs while all of
+   * it sits here; freeing its slot at END would let a page that never reads hold any number of
+   * windows in memory.
+   */
+  #slots = 0;
   #nextId = 1;
   #failed: LoftError | undefined;
 
@@ -89,8 +96,9 @@ export class ProxyClient {
     this.#maxChunk = options.maxChunk ?? LEGACY_CHUNK;
   }
 
+  /** Requests holding a slot: open, or ended with a body not yet read to its end or cancelled. */
   get open(): number {
-    return this.#streams.size;
+    return this.#slots;
   }
 
   /**
@@ -98,7 +106,7 @@ export class ProxyClient {
    * ProxyResetError (refused, cancelled, timed out) or the LoftError that broke the session.
    */
   async request(head: ProxyRequestHead, body?: BodyReader, signal?: AbortSignalLike): Promise<ProxyResponse> {
-    while (this.#streams.size >= this.#maxConcurrent && !this.#failed)
+    while (this.#slots >= this.#maxConcurrent && !this.#failed)
       await new Promise<void>((r) => this.#queue.push(r));
     if (this.#failed) throw this.#failed;
     if (signal?.aborted) throw new ProxyResetError("cancelled", "aborted before sending");
@@ -128,6 +136,7 @@ export class ProxyClient {
     return new Promise<ProxyResponse>((resolve, reject) => {
       const stream: Stream = { id, resolve, reject, body: undefined, upload: undefined, timer: undefined };
       this.#streams.set(id, stream);
+      this.#slots++;
       stream.timer = setTimeout(
         () => this.reset(id, "timeout", "no response head in time"),
         this.#headTimeoutMs,
@@ -227,6 +236,13 @@ export class ProxyClient {
       stream.reject(error);
       stream.body?.fail(error);
     }
+    // The slot is freed once nothing of the body is held: at once, or when it is read or cancelled.
+    if (stream.body) stream.body.whenSettled(() => this.#release());
+    else this.#release();
+  }
+
+  #release(): void {
+    this.#slots--;
     this.#queue.shift()?.();
   }
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { concatBytes } from "../bytes.ts";
-import { type BodyReader, OutboundBody, readAll } from "./body.ts";
+import { type BodyReader, type InboundBody, OutboundBody, readAll } from "./body.ts";
 import { ProxyClient, ProxyResetError } from "./client.ts";
 import { decodeFrame, encodeFrame, MAX_CHUNK } from "./frames.ts";
 import { connectProxy } from "./pair.ts";
@@ -223,6 +223,99 @@ describe("proxy over one session", () => {
     expect(resets.map((r) => r.ok && r.value)).toEqual([
       expect.objectContaining({ id: 3, code: "too_many_requests" }),
     ]);
+  });
+});
+
+describe("what many requests hold at once (docs/protocol/proxy.md §Flow control)", () => {
+  const requestsSent = (sent: Uint8Array[]) =>
+    sent.map((f) => decodeFrame(f)).filter((r) => r.ok && r.value.type === "request").length;
+
+  it("an ended body nobody reads keeps its slot: the 17th request waits until one is read or cancelled", async () => {
+    const window = 64 * 1024;
+    const source = new MemoryFileSource();
+    // Just under the window: the worst case, every body ENDs while all of it is held unread.
+    source.put("s", ["f"], bytesOf(window - 100));
+    const { client, sent } = connectProxy(
+      {
+        peer: FRIEND,
+        handler: shareHandler(
+          { shares: () => [{ mount: [], root: "s", contacts: new Set([FRIEND]) }], isContact: () => true },
+          source,
+        ),
+      },
+      { window },
+      true,
+    );
+    const bodies: BodyReader[] = [];
+    for (let i = 0; i < 32; i++)
+      void client.request(get("/f")).then(
+        (r) => bodies.push(r.body),
+        () => undefined,
+      );
+    await until(() => bodies.length === 16 && bodies.every((b) => (b as InboundBody).settled === false));
+    await until(() => bodies.every((b) => (b as InboundBody).ended));
+    // Every one of the 16 has ENDed, all of it held: nothing more is asked for.
+    for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 1));
+    expect(requestsSent(sent.up)).toBe(16);
+    expect(client.open).toBe(16);
+    const held = bodies.reduce((n, b) => n + (b as InboundBody).buffered, 0);
+    expect(held).toBe(16 * (window - 100));
+    expect(held).toBeLessThanOrEqual(16 * window);
+    // Read one to its end: one slot frees, one more request goes.
+    expect((await readAll(bodies[0]!)).length).toBe(window - 100);
+    await until(() => requestsSent(sent.up) === 17);
+    // Cancel another: one more.
+    bodies[1]!.cancel("not wanted");
+    await until(() => requestsSent(sent.up) === 18);
+    for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 1));
+    expect(requestsSent(sent.up)).toBe(18);
+    // Reading everything lets every request through.
+    for (let i = 2; i < 32; i++) {
+      await until(() => bodies.length > i);
+      expect((await readAll(bodies[i]!)).length).toBe(window - 100);
+    }
+    await until(() => client.open === 0);
+    expect(requestsSent(sent.up)).toBe(32);
+  });
+
+  it("the serving side waits on the carrier's backpressure before each DATA: none while it is not ready", async () => {
+    const source = new MemoryFileSource();
+    source.put("s", ["f"], bytesOf(1_000_000));
+    const frames: Uint8Array[] = [];
+    const waiting: (() => void)[] = [];
+    let asked = 0;
+    const server = new ProxyServer({
+      peer: FRIEND,
+      maxChunk: MAX_CHUNK,
+      send: (f) => frames.push(concatBytes(...f)),
+      // The first DATA may go; after it, the link stays full until the test drains it.
+      ready: () => (asked++ === 0 ? Promise.resolve() : new Promise<void>((r) => waiting.push(r))),
+      handler: shareHandler(
+        { shares: () => [{ mount: [], root: "s", contacts: new Set([FRIEND]) }], isContact: () => true },
+        source,
+      ),
+    });
+    const data = () =>
+      frames.map((f) => decodeFrame(f)).filter((r) => r.ok && r.value.type === "data").length;
+    expect(
+      server.receive(
+        encodeFrame({ type: "request", id: 1, method: "GET", window: 1_000_000, path: "/f", headers: [] }),
+      ).ok,
+    ).toBe(true);
+    await until(() => waiting.length === 1);
+    for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 1));
+    expect(data()).toBe(1);
+    waiting.shift()!();
+    await until(() => data() === 2);
+    // A RESET while it waits: nothing more goes, the request is logged cancelled.
+    await until(() => waiting.length === 1);
+    expect(server.receive(encodeFrame({ type: "reset", id: 1, code: "cancelled", reason: "" })).ok).toBe(
+      true,
+    );
+    waiting.shift()!();
+    for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 1));
+    expect(data()).toBe(2);
+    expect(server.open).toBe(0);
   });
 });
 

@@ -60,6 +60,13 @@ export interface ProxyServerOptions {
    * MAX_CHUNK to a peer that announced it, smaller to fit a carrier's unit).
    */
   maxChunk?: number;
+  /**
+   * The carrier's backpressure (docs/protocol/proxy.md §Flow control): awaited before each DATA
+   * of a response body; resolves once the link can take more. Without it only the peer's credit
+   * paces a body — and 16 bodies × a 1 MiB window is the whole of Chromium's 16 MiB data-channel
+   * send buffer, whose overflow closes the link.
+   */
+  ready?: () => Promise<void>;
 }
 
 interface Stream {
@@ -72,7 +79,10 @@ interface Stream {
 }
 
 export class ProxyServer {
-  readonly #o: Required<Omit<ProxyServerOptions, "limiter">> & { limiter: RequestLimiter | undefined };
+  readonly #o: Required<Omit<ProxyServerOptions, "limiter" | "ready">> & {
+    limiter: RequestLimiter | undefined;
+    ready: (() => Promise<void>) | undefined;
+  };
   readonly #streams = new Map<number, Stream>();
   #highest = 0;
   #failed: LoftError | undefined;
@@ -84,6 +94,7 @@ export class ProxyServer {
       log: () => undefined,
       now: () => Date.now(),
       limiter: undefined,
+      ready: undefined,
       ...options,
     };
   }
@@ -209,6 +220,7 @@ export class ProxyServer {
       head ? { read: async () => null, cancel: () => undefined } : result.body,
       stream.credit,
       this.#o.maxChunk,
+      this.#o.ready,
     );
     stream.download = download;
     download

@@ -1,8 +1,9 @@
 /**
  * The published vectors (docs/vectors/*.json) against an independent implementation:
  * test/interop/vectorcheck, Python written from the specs and docs/protocol/*.md (not from
- * core/), on Debian's python3-cryptography plus HChaCha20 and ML-KEM-768 written from their specs
- * (docs/vectors/README.md says which file each module checks). It recomputes every output of a
+ * core/), on Debian's python3-cryptography plus HChaCha20, XSalsa20 and ML-KEM-768 written from
+ * their specs, each self-tested on published known answers first (selftest.py;
+ * docs/vectors/README.md says which file each module checks). It recomputes every output of a
  * file — keys, messages, states, decryptions, rejections — and stops on the first mismatch.
  * The negative tests show it can fail: one flipped byte anywhere it reads makes it exit 1.
  */

@@ -7,12 +7,15 @@ noise-xxhfs-mlkem768-aesgcm.json (AESGCM_SHA256) independently of core/noise.
 dissononce has no KEM: the ML-KEM-768 values (the initiator's e1 public key from its seed d || z,
 the responder's ciphertext and shared secret from its encapsulation seed m) come from
 vectorcheck/mlkem.py, our pure-Python FIPS 203 (checked against C2SP's and Go's vectors, see
-docs/vectors/README.md). A vector may carry kem_public_key / kem_ciphertext / kem_shared_secret
-to override them (the negative test does). Everything else -- the order of MixHash /
+docs/vectors/README.md), never from the file: a vector carrying kem_public_key / kem_ciphertext /
+kem_shared_secret fails, unless the input says {"override_kem": true} (only the negative test
+does, to put a wrong KEM secret in). Otherwise a regenerated file holding those values (an input
+of the old interface) would quietly turn the ML-KEM part into a check of our own TypeScript. A
+vector without exported secrets fails too (every published one has them). Everything else -- the order of MixHash /
 EncryptAndHash / MixKey, every DH, Split, transport encryption, the handshake hash and Loft's
 exported secrets (docs/protocol/noise.md) -- is recomputed here and compared with the file.
 
-Input: JSON on stdin, {"vectors": [...]} as in the files.
+Input: JSON on stdin, {"vectors": [...]} as in the files (plus "override_kem", see above).
 Output: one line "ok <index>" or "FAIL <index> <what>" per vector; exit 1 if any failed.
 """
 import json
@@ -35,19 +38,28 @@ import mlkem  # noqa: E402
 SUITES = {"ChaChaPoly_BLAKE2s": (ChaChaPolyCipher, Blake2sHash), "AESGCM_SHA256": (AESGCMCipher, SHA256Hash)}
 
 
-def kem_values(v):
+KEM_KEYS = ("kem_public_key", "kem_ciphertext", "kem_shared_secret")
+
+
+def kem_values(v, override=False):
     h = bytes.fromhex
     seed = h(v["init_ephemeral_kem_seed"])
     ek, _ = mlkem.keygen(seed[:32], seed[32:])
     ss, ct = mlkem.encaps(ek, h(v["resp_kem_encapsulation_seed"]))
     out = {"kem_public_key": ek.hex(), "kem_ciphertext": ct.hex(), "kem_shared_secret": ss.hex()}
-    out.update({k: v[k] for k in out if k in v})
+    if override:
+        out.update({k: v[k] for k in out if k in v})
     return out
 
 
-def replay(v):
+def replay(v, override_kem=False):
     h = bytes.fromhex
-    v = dict(v, **kem_values(v))
+    carried = [k for k in KEM_KEYS if k in v]
+    if carried and not override_kem:
+        return "carries %s: ML-KEM values are computed here, never taken from the file" % ", ".join(carried)
+    if not v.get("exported_secrets"):
+        return "no exported secrets"
+    v = dict(v, **kem_values(v, override_kem))
     dh = X25519DH()
     keys = {
         name: dh.generate_keypair(PrivateKey(h(v[name])))
@@ -96,7 +108,7 @@ def replay(v):
     if ss.get_handshake_hash().hex() != v["handshake_hash"]:
         return "handshake hash differs"
     # noise.md "Exported secrets": the first output of HKDF(ck, h || label), at the end of the handshake
-    for e in v.get("exported_secrets", []):
+    for e in v["exported_secrets"]:
         secret = hashfn().hkdf(ss._ck, ss.get_handshake_hash() + e["label"].encode(), 2)[0]
         if secret.hex() != e["secret"]:
             return "exported secret %r differs" % e["label"]
@@ -105,9 +117,10 @@ def replay(v):
 
 def main():
     data = json.load(sys.stdin)
+    override_kem = data.get("override_kem") is True
     failed = 0
     for i, v in enumerate(data["vectors"]):
-        problem = replay(v)
+        problem = replay(v, override_kem)
         if problem:
             failed += 1
             print("FAIL %d %s" % (i, problem))

@@ -4,7 +4,14 @@
  * slices, the bookkeeping of operations and the ratio arithmetic are.
  */
 import { describe, expect, it } from "vitest";
-import { alternate, rateOf, type SliceRate, type Subject, sliceRatio } from "../../bench/harness.ts";
+import {
+  alternate,
+  latencyRows,
+  rateOf,
+  type SliceRate,
+  type Subject,
+  sliceRatio,
+} from "../../bench/harness.ts";
 
 function recorder(names: string[], trace: string[]): Subject[] {
   return names.map((name) => ({
@@ -107,5 +114,19 @@ describe("sliceRatio", () => {
 
   it("refuses subjects without rounds", () => {
     expect(() => sliceRatio(rate([]), rate([1]))).toThrow(RangeError);
+  });
+});
+
+describe("latencyRows", () => {
+  it("gives one row per percentile, subject and baseline at the same rank", () => {
+    const subject = Array.from({ length: 100 }, (_, i) => i + 1);
+    const baseline = subject.map((x) => x / 10);
+    expect(latencyRows((p) => `latency p${p}`, subject, { name: "direct", samples: baseline })).toEqual([
+      { name: "latency p50", value: 51, unit: "ms", baseline: { name: "direct", value: 5.1 } },
+      { name: "latency p99", value: 100, unit: "ms", baseline: { name: "direct", value: 10 } },
+    ]);
+    expect(latencyRows(() => "p90 alone", subject, { name: "b", samples: [] }, [90])).toEqual([
+      { name: "p90 alone", value: 91, unit: "ms", baseline: { name: "b", value: Number.NaN } },
+    ]);
   });
 });

@@ -44,13 +44,24 @@ def hsalsa20(key, n16):
     return struct.pack("<8I", *(x[i] for i in (0, 5, 10, 15, 6, 7, 8, 9)))
 
 
+def salsa20_hash(b64):
+    """The Salsa20 hash function of 64 bytes (Salsa20 specification §8): 20 rounds, then each
+    input word added back."""
+    s = list(struct.unpack("<16I", b64))
+    x = _rounds(list(s))
+    return struct.pack("<16I", *((a + b) & 0xFFFFFFFF for a, b in zip(x, s)))
+
+
+def salsa20_expand(key, n16):
+    """The Salsa20 expansion function of a 32-byte key and a 16-byte input (specification §9)."""
+    return salsa20_hash(struct.pack("<16I", *_state(key, n16)))
+
+
 def salsa20_stream(key, nonce8, length):
     out = bytearray()
     counter = 0
     while len(out) < length:
-        s = _state(key, nonce8 + struct.pack("<Q", counter))
-        x = _rounds(list(s))
-        out += struct.pack("<16I", *((a + b) & 0xFFFFFFFF for a, b in zip(x, s)))
+        out += salsa20_expand(key, nonce8 + struct.pack("<Q", counter))
         counter += 1
     return bytes(out[:length])
 

@@ -7,8 +7,11 @@
  * a protocol violation or a session's end failing what is open.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { TAGLEN } from "../../../core/noise/primitives.ts";
 import { readAll } from "../../../core/proxy/body.ts";
 import { ProxyResetError } from "../../../core/proxy/client.ts";
+import { proxyDataExtension } from "../../../core/proxy/endpoint.ts";
+import { MAX_CHUNK } from "../../../core/proxy/frames.ts";
 import { TokenBucket } from "../../../core/proxy/rate-limit.ts";
 import type { AccessRecord } from "../../../core/proxy/server.ts";
 import { MemoryFileSource, type Share, shareHandler } from "../../../core/proxy/share.ts";
@@ -21,7 +24,7 @@ import {
   until,
 } from "../../../test/support/engine.ts";
 import type { EngineContext, Peer } from "./context.ts";
-import { proxyWindowFor, receiveProxy } from "./proxy-link.ts";
+import { proxyClientOf, proxyWindowFor, receiveProxy, serveProxy } from "./proxy-link.ts";
 import { newLive } from "./session.ts";
 import { decodeSessionFrame, encodeProxyFrame, FRAME } from "./wire.ts";
 
@@ -164,6 +167,83 @@ describe("the fetch proxy over a contact's live session (engines, real signaling
     a.engine.disconnect(b.id);
     await expect(readAll(res.body)).rejects.toThrow();
     await until(() => a.engine.proxyClient(b.id) === undefined, "no client once the session is gone");
+  });
+});
+
+describe("the serving side respects the link's backpressure (live.drain)", () => {
+  it("16 concurrent large responses never put more than the drain threshold + one DATA each into the link", async () => {
+    const [bobSession, aliceSession] = await sessionPair(proxyDataExtension());
+    const bobLive = newLive(bobSession, "direct");
+    const aliceLive = newLive(aliceSession, "direct");
+    const bobCtx = {} as EngineContext;
+    const aliceCtx = {} as EngineContext;
+    const bob = { id: "b".repeat(64), live: aliceLive } as Peer;
+    const alice = { id: "a".repeat(64), live: bobLive } as Peer;
+    const source = new MemoryFileSource();
+    // Over one window each, so every body has more to send than its credit allows at first.
+    const big = bytesOf(1_100_000);
+    source.put("site", ["clip.webm"], big);
+    serveProxy(bobCtx, {
+      handler: shareHandler(
+        { shares: () => [{ mount: [], root: "site", contacts: new Set([alice.id]) }], isContact: () => true },
+        source,
+      ),
+      limiter: new TokenBucket(200, 100),
+      log: () => undefined,
+    });
+    // Bob's link as a data channel whose buffer the test empties: every message Bob sends is
+    // counted in it, drain() waits while it holds more than the threshold (webrtc-link.ts).
+    const threshold = 1024 * 1024;
+    let queued = 0;
+    let most = 0;
+    const waiters: (() => void)[] = [];
+    const send = bobSession.sendParts.bind(bobSession);
+    bobSession.sendParts = (parts) => {
+      queued += parts.reduce((n, p) => n + p.length, 0) + 1 + TAGLEN;
+      most = Math.max(most, queued);
+      send(parts);
+    };
+    bobLive.drain = () => (queued <= threshold ? Promise.resolve() : new Promise((r) => waiters.push(r)));
+    const flush = () => {
+      queued = 0;
+      for (const w of waiters.splice(0)) w();
+    };
+    // Each session's messages to its endpoint (what session.ts does for a PROXY frame).
+    const pump = async (session: typeof bobSession, ctx: EngineContext, peer: Peer, live: typeof bobLive) => {
+      for (;;) {
+        const m = await session.receive().catch(() => null);
+        if (!m) return;
+        const frame = decodeSessionFrame(m);
+        if (frame.ok && frame.value.type === "proxy") receiveProxy(ctx, peer, live, frame.value.message);
+      }
+    };
+    void pump(bobSession, bobCtx, alice, bobLive);
+    void pump(aliceSession, aliceCtx, bob, aliceLive);
+    try {
+      const client = proxyClientOf(aliceCtx, bob);
+      if (!client) throw new Error("no client");
+      const responses = await Promise.all(
+        Array.from({ length: 16 }, () => client.request(get("/clip.webm"))),
+      );
+      // Nobody drains the link: Bob stops at the threshold, though 16 × 1 MiB of credit is open.
+      await until(() => queued > threshold, "the link fills past the threshold");
+      for (let i = 0; i < 50; i++) await new Promise((r) => setTimeout(r, 1));
+      const oneData = MAX_CHUNK + 64;
+      expect(most).toBeLessThanOrEqual(threshold + 16 * oneData);
+      // The link drains bit by bit: every body arrives whole, the bound held throughout.
+      const reading = Promise.all(responses.map((r) => readAll(r.body)));
+      let done = false;
+      void reading.finally(() => (done = true));
+      while (!done) {
+        flush();
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      for (const body of await reading) expect(same(body, big)).toBe(true);
+      expect(most).toBeLessThanOrEqual(threshold + 16 * oneData);
+    } finally {
+      bobSession.close("stopped");
+      aliceSession.close("stopped");
+    }
   });
 });
 

@@ -5,7 +5,9 @@
  * Each proxy message travels in one PROXY session frame (wire.ts, 0x20), straight on the Noise
  * session: the transport already gives it confidentiality, integrity, order and replay
  * protection, and bodies are flow-controlled by the proxy's own credit (nothing is read ahead of
- * the window the other side granted), so a slow reader holds the source back end to end.
+ * the window the other side granted), so a slow reader holds the source back end to end; the
+ * serving side also waits on the link's drain before each DATA, so many bodies' windows together
+ * never overflow the data channel's send buffer (docs/protocol/proxy.md §Flow control).
  *
  * The engine knows nothing of shares: the app sets what serves them (`serveProxy`). Until it does,
  * every request from a contact is refused `not_shared`.
@@ -90,6 +92,10 @@ function endpointOf(ctx: EngineContext, peer: Peer, live: Live): ProxyEndpoint {
       handler: (request) => (serving.get(ctx)?.handler ?? NOTHING_SHARED)(request),
       limiter: { take: (key, at) => serving.get(ctx)?.limiter.take(key, at) ?? true },
       log: (record) => serving.get(ctx)?.log(record),
+      // The link's backpressure before each response DATA (as file transfers do, files/
+      // transfers.ts): credit bounds each body, not 16 bodies' windows together, which on a
+      // slow link would overflow the data channel's buffer and close the session.
+      ready: () => live.drain?.() ?? Promise.resolve(),
     },
     { maxChunk, window: proxyWindowFor(live.path) },
   );

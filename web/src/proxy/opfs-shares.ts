@@ -51,7 +51,14 @@ async function top(create = false): Promise<FileSystemDirectoryHandle> {
   return (await storageRoot()).getDirectoryHandle(TOP, { create });
 }
 
-const fileKey = (root: string, path: string[]) => `${root}/${path.join("/")}`;
+/**
+ * The handle cache's key for a file: root and path segments joined by NUL, which no segment can
+ * hold (core/proxy/paths.ts refuses control characters; OPFS names cannot hold it either), as
+ * `MemoryFileSource` keys its files (core/proxy/share.ts). Looked up before any walk checks the
+ * names, so a separator a segment could contain ("/") would let `["a/b"]` find `["a", "b"]`'s
+ * handle should either rule ever loosen.
+ */
+export const fileKey = (root: string, path: readonly string[]): string => [root, ...path].join("\0");
 
 /** File handles found before, by root and path: at most this many, the oldest dropped. */
 const KNOWN_HANDLES = 256;

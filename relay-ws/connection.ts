@@ -824,14 +824,22 @@ export class RelayConnection implements ConnectionHandle {
       this.#ctx.subscribe(this, rid, dh.rcvKey, Math.min(8, this.#ctx.config.maxWindow));
   }
 
-  async #sendCmd(cmd: CommandOf<"SEND">, frame: ClientFrame): Promise<void> {
-    const started = performance.now();
+  /**
+   * The live queue a SEND or SENDS names, once its sender is authorized: a secured queue's sender
+   * key must sign, an unsecured queue takes no signature (SMP §Send message); AUTH otherwise.
+   */
+  async #senderQueue(cmd: CommandOf<"SEND"> | CommandOf<"SENDS">, frame: ClientFrame) {
     const q = await this.#ctx.store.queueBySender(cmd.q);
-    // Secured queue: the sender key must sign. Unsecured: no signature allowed (SMP §Send message).
     const authorized = q?.senderKey
       ? this.#verified(cmd, q.senderKey, frame)
       : !this.#verified(cmd, undefined, frame) && frame.a === undefined;
     if (!q || !authorized || q.suspended) throw new Refused("AUTH");
+    return q;
+  }
+
+  async #sendCmd(cmd: CommandOf<"SEND">, frame: ClientFrame): Promise<void> {
+    const started = performance.now();
+    const q = await this.#senderQueue(cmd, frame);
     // Charged what is stored (a whole padded block, whatever the body), given back if nothing is.
     const bytes = storedBytes(cmd);
     this.#reserveStorage(bytes);
@@ -865,11 +873,7 @@ export class RelayConnection implements ConnectionHandle {
    */
   async #sends(cmd: CommandOf<"SENDS">, frame: ClientFrame): Promise<void> {
     const started = performance.now();
-    const q = await this.#ctx.store.queueBySender(cmd.q);
-    const authorized = q?.senderKey
-      ? this.#verified(cmd, q.senderKey, frame)
-      : !this.#verified(cmd, undefined, frame) && frame.a === undefined;
-    if (!q || !authorized || q.suspended) throw new Refused("AUTH");
+    const q = await this.#senderQueue(cmd, frame);
     const now = this.#ctx.clock();
     const timestamp = Math.floor(now / 1000);
     const expiresAt = now + this.#ctx.config.ttlSeconds * 1000;

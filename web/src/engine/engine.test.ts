@@ -200,11 +200,14 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     expect(a.engine.presence(b.id).lastError?.message).toMatch(/^bob went offline\.$/);
   });
 
-  it("a link that outlives the contact's signaling connection answers the probe and stays", async () => {
+  /**
+   * Alice (presence probe after `probeMs`) and Bob, contacts, online to each other on a new Hub;
+   * Bob's signaling WebSockets are kept so that a test can drop one.
+   */
+  const onlineWithBobsSockets = async (probeMs: number) => {
     h.hub = new Hub();
     const bobSockets: WebSocket[] = [];
-    // A window a loaded machine's PING round trip fits in: this test is about the answer.
-    const a = h.node("alice", undefined, undefined, undefined, { ...PROBE_ONLY, presenceProbeMs: 3_000 });
+    const a = h.node("alice", undefined, undefined, undefined, { ...PROBE_ONLY, presenceProbeMs: probeMs });
     const b = h.node("bob", undefined, undefined, undefined, {
       ...PROBE_ONLY,
       webSocket: (url) => {
@@ -218,6 +221,12 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     await a.engine.start();
     await b.engine.start();
     await until(() => online(a, b) && online(b, a), "both online");
+    return { a, b, bobSockets };
+  };
+
+  it("a link that outlives the contact's signaling connection answers the probe and stays", async () => {
+    // A window a loaded machine's PING round trip fits in: this test is about the answer.
+    const { a, b, bobSockets } = await onlineWithBobsSockets(3_000);
     const links = h.hub.links.length;
     bobSockets.at(-1)?.terminate(); // only Bob's signaling connection drops (a server restart, say)
     await until(
@@ -234,23 +243,8 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
   });
 
   it("our own signaling comes back while the link died silently (a network change): probed and redialled, not left to the heartbeat timeout", async () => {
-    h.hub = new Hub();
-    const bobSockets: WebSocket[] = [];
     // Alice's probe outlasts the test: only Bob's own reconnect can notice the dead link.
-    const a = h.node("alice", undefined, undefined, undefined, { ...PROBE_ONLY, presenceProbeMs: 120_000 });
-    const b = h.node("bob", undefined, undefined, undefined, {
-      ...PROBE_ONLY,
-      webSocket: (url) => {
-        const ws = new WebSocket(url);
-        bobSockets.push(ws);
-        return ws as unknown as WebSocketLike;
-      },
-    });
-    a.storage.addUser(b.user);
-    b.storage.addUser(a.user);
-    await a.engine.start();
-    await b.engine.start();
-    await until(() => online(a, b) && online(b, a), "both online");
+    const { a, b, bobSockets } = await onlineWithBobsSockets(120_000);
     const links = h.hub.links.length;
     for (const l of h.hub.links) l.cut = true; // Bob's network changes: the path dies silently…
     bobSockets.at(-1)?.terminate(); // …and his signaling connection with it, which comes back

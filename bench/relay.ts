@@ -57,6 +57,12 @@ const ROUNDS = numberFlag("rounds", 2);
 const BASELINE_DIR = stringFlag("baseline");
 /** More flags for the relay processes, e.g. `--relay-args "--relay-verify-threads 2"`. */
 const EXTRA_RELAY_ARGS = (stringFlag("relay-args") ?? "").split(" ").filter((a) => a !== "");
+/**
+ * Flags for the "baseline" relay only, in place of `--relay-args`: with `--baseline .` the same
+ * checkout with one flag changed is the before/after, e.g. `--relay-args "--relay-seal-threads 0"
+ * --baseline . --baseline-args "--relay-seal-threads 1"` (both in one run, alternating).
+ */
+const BASELINE_ARGS = stringFlag("baseline-args");
 const OUTSTANDING = numberFlag("outstanding", 32);
 /** Which opening the idle connections make: `authenticator` (1.1, default) or `signature` (1.0). */
 const IDLE_AUTH: RelayAuthMode = stringFlag("idle-auth") === "signature" ? "signature" : "authenticator";
@@ -461,8 +467,8 @@ const NO_RATE_LIMITS = [
   "100000",
 ];
 
-/** Relay flags of every relay process the bench starts. */
-const RELAY_ARGS = [
+/** Relay flags of every relay process the bench starts, `extra` last. */
+const relayArgs = (extra: string[]) => [
   ...NO_RATE_LIMITS,
   "--relay-max-inflight",
   "100000",
@@ -470,8 +476,9 @@ const RELAY_ARGS = [
   "255",
   "--relay-max-connections",
   "1000000",
-  ...EXTRA_RELAY_ARGS,
+  ...extra,
 ];
+const RELAY_ARGS = relayArgs(EXTRA_RELAY_ARGS);
 
 interface Subject {
   name: string;
@@ -521,7 +528,13 @@ async function main() {
     if (BASELINE_DIR && baselineDataDir) {
       relayBaseline = await startLoft({
         entry: join(resolve(BASELINE_DIR), "relay-ws/main.ts"),
-        args: ["--relay-data-dir", baselineDataDir, ...RELAY_ARGS],
+        args: [
+          "--relay-data-dir",
+          baselineDataDir,
+          ...(BASELINE_ARGS === undefined
+            ? RELAY_ARGS
+            : relayArgs(BASELINE_ARGS.split(" ").filter((a) => a !== ""))),
+        ],
       });
       subjects.push(relaySubject("baseline", relayBaseline, RELAY_CLIENTS));
     }
@@ -683,6 +696,8 @@ async function main() {
           messages: MESSAGES,
           size: SIZE,
           relay_args: EXTRA_RELAY_ARGS,
+          baseline_args:
+            BASELINE_ARGS === undefined ? null : BASELINE_ARGS.split(" ").filter((a) => a !== ""),
           machine,
         }),
       );

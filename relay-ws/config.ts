@@ -20,6 +20,15 @@ export const MAX_TTL_SECONDS = 7 * 24 * 3600;
  */
 export const DEFAULT_VERIFY_THREADS = Math.min(4, Math.max(0, availableParallelism() - 1));
 
+/**
+ * At-rest sealing on a worker thread (relay-ws/store/seal-pool.ts) wherever a second core exists:
+ * it takes 9–19 % off the event loop's CPU per message (the loop bounds the relay's rate) at no
+ * measurable cost in all, most with protocol 1.3 batches (bench/README-relay.md, "Seal threads:
+ * the default"; docs/decisions.md (Relay), "Sealing at rest on a worker thread"). On one core
+ * the worker would only compete with the loop.
+ */
+export const DEFAULT_SEAL_THREADS = availableParallelism() >= 2 ? 1 : 0;
+
 /** A byte count: an integer, or with a binary suffix K, M, G, T ("4G" = 4 GiB). */
 export function byteSize(raw: string): number {
   const m = /^\s*(\d+)\s*([KMGT]?)i?B?\s*$/i.exec(raw);
@@ -344,9 +353,9 @@ export const relayOptions = {
   sealThreads: {
     flag: "relay-seal-threads",
     env: "LOFT_RELAY_SEAL_THREADS",
-    default: 0,
+    default: DEFAULT_SEAL_THREADS,
     parse: int(0, 1),
-    help: "1: seal stored messages at rest (AES-GCM) on a worker thread, so a second core takes that work; 0: on the event loop",
+    help: "1: seal stored messages at rest (AES-GCM) on a worker thread, so a second core takes that work; 0: on the event loop; default 1 where the machine has two or more CPUs",
   },
   keyCacheBytes: {
     flag: "relay-key-cache-bytes",

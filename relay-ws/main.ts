@@ -85,6 +85,7 @@ async function main() {
         log,
         trusted: trustedProxies(relayConfig.trustProxy),
         allowedOrigins: relayConfig.allowedOrigins,
+        wsImpl,
       }),
     );
   const bound = await hostServer.listen();

@@ -109,6 +109,7 @@ async function main() {
         log,
         trusted: trustedProxies(config.trustProxy),
         allowedOrigins: relay.allowedOrigins,
+        wsImpl: config.wsImpl,
       }),
     );
   const port = await host.listen();

@@ -5,8 +5,10 @@
  * what it held, and everything after, is sealed on the event loop, still in order.
  */
 import { randomBytes } from "node:crypto";
+import { availableParallelism } from "node:os";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
+import { defaultRelayConfig, relayOptions } from "../config.ts";
 import { bucketSize, openBlob, sealBlob, unwrapDataKey, wrapDataKey } from "./at-rest.ts";
 import { type Sealed, SealPool } from "./seal-pool.ts";
 
@@ -47,6 +49,14 @@ const submit = (p: SealPool, i: Input) =>
   p.seal(i.epoch, i.epochKey, Buffer.from(i.dataKey), i.keyKey, i.block, i.iv1, i.iv2);
 
 describe("relay store seal pool", () => {
+  it("is on by default wherever a second core exists; 0 turns it off, 2 is refused", () => {
+    // bench/README-relay.md, "Seal threads: the default": less event-loop CPU per message with a
+    // free core; on one core the worker would only compete with the event loop.
+    expect(defaultRelayConfig().sealThreads).toBe(availableParallelism() >= 2 ? 1 : 0);
+    expect(relayOptions.sealThreads.parse("0")).toBe(0);
+    expect(() => relayOptions.sealThreads.parse("2")).toThrow();
+  });
+
   it("seals exactly as at-rest.ts does, for every bucket size and key-key, in submission order", async () => {
     const p = pool();
     await fc.assert(

@@ -6,17 +6,18 @@
  * here), `--smp-bridge-max-per-source` connections per client address (the relay has no accounts:
  * a user is an address, as in every other budget) and `--smp-bridge-max-connections` in all,
  * then the destination policy (policy.ts) for each OPEN. Nothing about a destination or a client
- * address is logged; /health and /metrics count connections by outcome.
+ * address is logged; /health and /metrics count connections by outcome. WebSockets are answered
+ * by the process's `--ws-impl` layer (host/websocket-server.ts), as the relay's are.
  */
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { Counter, Gauge, type Registry } from "prom-client";
-import { WebSocketServer } from "ws";
 import { encodeBridgeFrame } from "../../core/smp/bridge-frames.ts";
 import { sourceOf, type TrustedProxies } from "../../host/client-source.ts";
 import type { HostedService } from "../../host/host.ts";
 import type { Logger } from "../../host/log.ts";
 import { originAllowed } from "../../host/origin.ts";
+import { createUpgrader, type WsImpl } from "../../host/websocket-server.ts";
 import type { SmpBridgeConfig } from "./config.ts";
 import { DestinationPolicy, type Resolver } from "./policy.ts";
 import { BridgeTunnel, type TunnelResult } from "./tunnel.ts";
@@ -35,6 +36,8 @@ export interface SmpBridgeDeps {
   /** DNS, injectable for the policy tests. */
   resolve?: Resolver;
   timeoutMs?: number;
+  /** The WebSocket server layer (host/websocket-server.ts, `--ws-impl`); lean by default. */
+  wsImpl?: WsImpl;
 }
 
 export interface SmpBridgeService extends HostedService {
@@ -62,12 +65,9 @@ export function createSmpBridgeService(config: SmpBridgeConfig, deps: SmpBridgeD
       this.set(tunnels.size);
     },
   });
-  const wss = new WebSocketServer({
-    noServer: true,
-    maxPayload: MAX_FRAME,
-    perMessageDeflate: false,
-    clientTracking: false,
-  });
+  // The same layer as the relay and signaling in this process (docs/operations.md, "Idle
+  // connections"): a frame over MAX_FRAME closes the connection with 1009 in either.
+  const wss = createUpgrader(deps.wsImpl ?? "lean", { maxPayload: MAX_FRAME });
 
   const count = (result: string) => {
     results.inc({ result });

@@ -9,7 +9,6 @@
  */
 import { createHash, timingSafeEqual, X509Certificate } from "node:crypto";
 import { connect, type TLSSocket } from "node:tls";
-import type { WebSocket } from "ws";
 import { parseSmpServerAddress, smpHosts } from "../../core/smp/address.ts";
 import { type BridgeErrorName, decodeBridgeFrame, encodeBridgeFrame } from "../../core/smp/bridge-frames.ts";
 import {
@@ -20,6 +19,7 @@ import {
   SMP_VERSION_MIN,
   unpad,
 } from "../../core/smp/index.ts";
+import type { ServerSocket as WebSocket } from "../../host/websocket-server.ts";
 import type { DestinationPolicy } from "./policy.ts";
 
 /** Frames queued to the browser before the bridge stops reading the server. */

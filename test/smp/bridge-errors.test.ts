@@ -25,13 +25,17 @@ import { type SmpTestServer, startSmpTestServer } from "./testing.ts";
 
 let server: SmpTestServer;
 let bridge: TestBridge;
+/** The same bridge on the `ws` package's server layer (`--ws-impl ws`, host/websocket-server.ts). */
+let wsBridge: TestBridge;
 
 beforeAll(async () => {
   server = await startSmpTestServer();
   bridge = await startTestBridge();
+  wsBridge = await startTestBridge({}, { wsImpl: "ws" });
 });
 
 afterAll(async () => {
+  await wsBridge?.close();
   await bridge?.close();
   await server?.close();
 });
@@ -192,18 +196,27 @@ describe("SMP bridge refusals", () => {
     }
   });
 
-  it("frames out of order or of the wrong size: MALFORMED", async () => {
-    const block = encodeBridgeFrame({ kind: "BLOCK", block: new Uint8Array(16_384) });
-    expect(errorOf(await raw(bridge.url, [block]))).toBe("MALFORMED");
-    expect(errorOf(await raw(bridge.url, ["a text frame"]))).toBe("MALFORMED");
-    const open = encodeBridgeFrame({ kind: "OPEN", address: server.address });
-    const r = await raw(bridge.url, [open, new Uint8Array([2, 0, 1])]);
-    expect(errorOf(r)).toBe("MALFORMED");
-    // OPEN replayed: the first one is being served.
-    expect(errorOf(await raw(bridge.url, [open, open]))).toBe("MALFORMED");
-    // Oversized: beyond one block, ws closes the socket (1009) before reading it.
-    const huge = await raw(bridge.url, [open, new Uint8Array(16_386).fill(2)]);
-    expect(huge.code).toBe(1009);
+  it("frames out of order or of the wrong size: MALFORMED — on the lean and the ws server layer alike", async () => {
+    for (const b of [bridge, wsBridge]) {
+      const block = encodeBridgeFrame({ kind: "BLOCK", block: new Uint8Array(16_384) });
+      expect(errorOf(await raw(b.url, [block]))).toBe("MALFORMED");
+      expect(errorOf(await raw(b.url, ["a text frame"]))).toBe("MALFORMED");
+      const open = encodeBridgeFrame({ kind: "OPEN", address: server.address });
+      const r = await raw(b.url, [open, new Uint8Array([2, 0, 1])]);
+      expect(errorOf(r)).toBe("MALFORMED");
+      // OPEN replayed: the first one is being served.
+      expect(errorOf(await raw(b.url, [open, open]))).toBe("MALFORMED");
+      // Oversized: beyond one block, either layer closes the socket with 1009 (RFC 6455 §7.4.1)
+      // before handing it over.
+      const huge = await raw(b.url, [open, new Uint8Array(16_386).fill(2)]);
+      expect(huge.code).toBe(1009);
+      // A frame of exactly the largest size passes the layer and reaches the bridge's own check.
+      const edge = await raw(b.url, [open, new Uint8Array(16_385).fill(2)]);
+      expect(edge.code).toBe(1008);
+      expect(errorOf(edge)).toBe("MALFORMED");
+    }
+    // And the ws layer still carries a whole session (the lean one does in every other test).
+    expect(await bridgeError(wsBridge.url, server.address)).toBe("connected");
   });
 
   it("any first frame gets an ERROR and the bridge keeps serving (fuzzed)", async () => {

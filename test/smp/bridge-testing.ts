@@ -9,6 +9,7 @@ import type { WebSocketLike } from "../../core/relay/ws-link.ts";
 import { NO_TRUSTED_PROXIES } from "../../host/client-source.ts";
 import { createHost } from "../../host/host.ts";
 import { createLogger } from "../../host/log.ts";
+import type { WsImpl } from "../../host/websocket-server.ts";
 import type { SmpBridgeConfig } from "../../smp/bridge/config.ts";
 import type { Resolver } from "../../smp/bridge/policy.ts";
 import { createSmpBridgeService, SMP_BRIDGE_PATH, type SmpBridgeService } from "../../smp/bridge/service.ts";
@@ -20,10 +21,13 @@ export interface TestBridge {
   close(): Promise<void>;
 }
 
-/** Loopback destinations are allowed unless a test says otherwise (every test server is on 127.0.0.1). */
+/**
+ * Loopback destinations are allowed unless a test says otherwise (every test server is on 127.0.0.1).
+ * `wsImpl`: the WebSocket server layer (`--ws-impl`), lean as in production unless given.
+ */
 export async function startTestBridge(
   overrides: Partial<SmpBridgeConfig> = {},
-  deps: { resolve?: Resolver; timeoutMs?: number; allowedOrigins?: string[] } = {},
+  deps: { resolve?: Resolver; timeoutMs?: number; allowedOrigins?: string[]; wsImpl?: WsImpl } = {},
 ): Promise<TestBridge> {
   const registry = new Registry();
   const log = createLogger("smp-bridge-test", process.env.LOG_LEVEL ?? "warn");
@@ -52,6 +56,7 @@ export async function startTestBridge(
       allowedOrigins: deps.allowedOrigins ?? [],
       ...(deps.resolve ? { resolve: deps.resolve } : {}),
       ...(deps.timeoutMs ? { timeoutMs: deps.timeoutMs } : {}),
+      ...(deps.wsImpl ? { wsImpl: deps.wsImpl } : {}),
     },
   );
   host.mount(service);

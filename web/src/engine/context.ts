@@ -53,6 +53,11 @@ export interface Live {
   sent: Set<MessageId>;
   /** Our mailbox for the peer was announced on this session. */
   announced: boolean;
+  /**
+   * The peer cannot send until our first ratchet message arrives, and the outbox is to carry it
+   * instead of a `sync` (link/controller.ts `#runSession`); cleared by any ratchet message sent.
+   */
+  syncOwed?: boolean;
   /** A heartbeat PING is being sent (session.ts `heartbeat`): the next tick sends none. */
   pinging: boolean;
   /** Waits while the link's send buffer is full (bulk senders: files/transfers.ts). */

@@ -21,7 +21,8 @@ import {
   SlowStorage,
   until,
 } from "../../../test/support/engine.ts";
-import type { MessageId } from "./api.ts";
+import type { MessageId, StoredMessage } from "./api.ts";
+import { decodeChatRatchet } from "./ratchet-store.ts";
 
 describe("chat engine (Node, real signaling, in-memory links)", () => {
   let signaling: RunningSignaling;
@@ -74,6 +75,38 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
       () => a.events.some((e) => e.type === "contact-updated" && e.contactId === b.id),
       "contact-updated",
     );
+  });
+
+  it("a first session's dialer with a waiting outbox sends no sync: its first ratchet message is the chat message", async () => {
+    // The lower key dials first (chat.md §1), so it is the Noise initiator, whose fresh ratchet
+    // can send at once; the answering side cannot until the dialer's first ratchet message.
+    const users = [0, 1].map((i) => createUserIdentity({ username: `u${i}`, now: Date.now() }));
+    const key = (u: UserIdentity) => toHex(u.identity.verified.identity_key);
+    users.sort((x, y) => (key(x) < key(y) ? -1 : 1));
+    const bob = node("bob", users[0]);
+    /** The answering side's receiving count at the moment it stores the incoming message. */
+    const countsAtStore: number[] = [];
+    class Recording extends MemoryStorage {
+      override async putMessage(m: StoredMessage) {
+        if (m.direction === "in") {
+          const r = decodeChatRatchet(this.sessions.get(m.contactId) ?? new Uint8Array(0));
+          countsAtStore.push(r.ok ? r.value.state.recvCount : -1);
+        }
+        await super.putMessage(m);
+      }
+    }
+    const alice = node("alice", users[1], new Recording(signaling.url));
+    alice.storage.addUser(bob.user);
+    bob.storage.addUser(alice.user);
+    await bob.engine.start();
+    const sent = await bob.engine.send(alice.id, "queued before alice came online");
+    await alice.engine.start();
+    await until(() => stateOf(bob, sent) === "delivered", "delivered");
+    expect(bob.logs).toContain(`session initiator ${alice.id.slice(0, 8)} open`);
+    expect(alice.storage.texts(bob.id, "in")).toEqual(["queued before alice came online"]);
+    // 1: the message itself opened the receiving chain; 2 would mean a `sync` went first
+    // (one more encryption and sealed write on the first message's path, bench/README-chat.md).
+    expect(countsAtStore).toEqual([1]);
   });
 
   it("keeps the order of many messages sent in the same millisecond; a burst shares ratchet writes", async () => {

@@ -86,10 +86,19 @@ export async function receive(
     live.session.close("ratchet-desync", opened.error.code);
     return out;
   }
-  await saveRatchet(ctx, peer, { id: r.id, state: opened.value.state });
-  if (peer.intro) await introDone(ctx, peer);
   const app = decodeAppMessage(opened.value.plaintext);
   wipe(opened.value.plaintext);
+  const saved = saveRatchet(ctx, peer, { id: r.id, state: opened.value.state });
+  // A chat message's duplicate check and its storage overlap the sealed state write instead of
+  // waiting for it (two IndexedDB round trips off the first message's path, bench/README-chat.md).
+  // Nothing is shown, receipted or acted on before that write is in (DR §3.5: the state that
+  // consumed the message key is durable before anything depends on the message).
+  const stored =
+    app.ok && app.value.t === "msg" && !peer.intro ? storeIncoming(ctx, peer, app.value) : undefined;
+  // Awaited below in every case; `stored` is awaited after it, so its failure cannot go unseen.
+  stored?.catch(() => {});
+  await saved;
+  if (peer.intro) await introDone(ctx, peer);
   if (!app.ok) {
     ctx.cfg.log(`dropped an application message: ${app.error.code}`);
     return out;
@@ -104,21 +113,8 @@ export async function receive(
   else if (isCallSignal(m)) {
     if (live) ctx.calls?.receive(peer, m);
   } else if (m.t === "msg") {
-    const dup = await ctx.storage.findIncoming(peer.id, m.id);
-    if (!dup) {
-      const stored: StoredMessage = {
-        id: randomId(),
-        contactId: peer.id,
-        direction: "in",
-        text: m.text,
-        at: stamp(ctx),
-        sentAt: m.at,
-        state: "received",
-        remoteId: m.id,
-      };
-      await ctx.storage.putMessage(stored);
-      emit(ctx, { type: "message", message: stored });
-    }
+    const fresh = await (stored ?? storeIncoming(ctx, peer, m));
+    if (fresh) emit(ctx, { type: "message", message: fresh });
     // Live, the receipt goes as soon as the messages already queued behind this one are read:
     // a burst is acknowledged by a few `rcpt` messages of up to MAX_RECEIPT_IDS ids, each one
     // ratchet message and one sealed state write on both ends, not one per message.
@@ -146,6 +142,27 @@ export async function receive(
   return out;
 }
 
+/** Store an incoming chat message unless a copy is stored already: the new record, or undefined for a copy. */
+async function storeIncoming(
+  ctx: MessagesContext,
+  peer: Peer,
+  m: { id: string; at: number; text: string },
+): Promise<StoredMessage | undefined> {
+  if (await ctx.storage.findIncoming(peer.id, m.id)) return undefined;
+  const stored: StoredMessage = {
+    id: randomId(),
+    contactId: peer.id,
+    direction: "in",
+    text: m.text,
+    at: stamp(ctx),
+    sentAt: m.at,
+    state: "received",
+    remoteId: m.id,
+  };
+  await ctx.storage.putMessage(stored);
+  return stored;
+}
+
 /** Most outbox messages sent under one sealed ratchet write (`sendApps`). */
 export const FLUSH_BATCH = 16;
 
@@ -157,7 +174,7 @@ export const FLUSH_BATCH = 16;
  */
 export async function flushLive(ctx: MessagesContext, peer: Peer, live: Live): Promise<Outcome[]> {
   const stopped = () => peer.blocked || peer.live !== live || live.session.state === "closed";
-  let batch: { entry: OutboxEntry; m: StoredMessage }[] = [];
+  let batch: { entry: OutboxEntry; m: StoredMessage; marked?: Promise<void> }[] = [];
   const sendBatch = async (): Promise<boolean> => {
     const ready = batch;
     batch = [];
@@ -167,12 +184,19 @@ export async function flushLive(ctx: MessagesContext, peer: Peer, live: Live): P
       // peer's receipt is read in a later step, so a late write never turns "delivered"
       // back into "sent" nor brings back the outbox entry the receipt removed.
       await serial(peer, async () => {
-        await sendApps(
-          ctx,
-          peer,
-          live,
-          ready.map(({ m }) => ({ t: "msg", id: m.id, at: m.at, text: m.text })),
-        );
+        // The `sending` marks are written while the batch is encrypted and its state sealed: a
+        // mark is no precondition of the send (a message still `queued` after a crash is sent
+        // again and the receiver drops the copy, chat.md §5); `sent` below waits for them, and
+        // storage orders the writes of one message record.
+        await Promise.all([
+          sendApps(
+            ctx,
+            peer,
+            live,
+            ready.map(({ m }) => ({ t: "msg", id: m.id, at: m.at, text: m.text })),
+          ),
+          ...ready.map((r) => r.marked),
+        ]);
         for (const { m } of ready) live.sent.add(m.id);
         for (const { entry, m } of ready) {
           await ctx.storage.putOutbox({ ...entry, attempts: entry.attempts + 1 });
@@ -195,11 +219,17 @@ export async function flushLive(ctx: MessagesContext, peer: Peer, live: Live): P
       continue;
     }
     if (m.state === "failed") continue;
-    if (m.state === "queued") await setMessageState(ctx, m, "sending");
-    batch.push({ entry, m });
+    const marked = m.state === "queued" ? setMessageState(ctx, m, "sending") : undefined;
+    // Awaited in sendBatch; a failure there stops the flush like a failed send.
+    marked?.catch(() => {});
+    batch.push({ entry, m, ...(marked ? { marked } : {}) });
     if (batch.length >= FLUSH_BATCH && !(await sendBatch())) return [];
   }
   if (!stopped()) await sendBatch();
+  // The peer waits for our first ratchet message before it can send (chat.md §4, "Who can
+  // send"); the outbox was expected to carry it, but held nothing to send: a `sync` now.
+  if (live.syncOwed && !stopped())
+    await serial(peer, () => sendApp(ctx, peer, live, { t: "sync" })).catch(() => {});
   return [];
 }
 

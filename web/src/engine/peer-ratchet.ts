@@ -109,6 +109,7 @@ export async function sendApps(
     liveMessageVersion(live.session.remoteExtensions),
   );
   for (const s of sealed) live.session.send(encodeRatchetFrame(s));
+  live.syncOwed = false;
 }
 
 /** Ratchet-encrypt messages in order and persist the advanced state before any ciphertext

@@ -395,7 +395,10 @@ export class LinkController {
         await this.#dialRelay(await prepared);
         return;
       }
+      // Phase marks for whoever reads the log (bench:chat --profile splits the first message by them).
+      ctx.cfg.log(`link out ${peer.id.slice(0, 8)} open`);
       const session = await handshake(ctx, peer, link, "direct", undefined, await prepared);
+      ctx.cfg.log(`handshake out ${peer.id.slice(0, 8)} done`);
       await this.#runSession(attempt, session, undefined, "direct");
     } catch (e) {
       await this.#attemptFailed(attempt, e);
@@ -452,7 +455,9 @@ export class LinkController {
     const keyPair = await freshRatchetKeyPair(ctx.cfg.crypto);
     try {
       await link.opened;
+      ctx.cfg.log(`link in ${peer.id.slice(0, 8)} open`);
       const session = await handshake(ctx, peer, link, decision.path, keyPair.publicKey);
+      ctx.cfg.log(`handshake in ${peer.id.slice(0, 8)} done`);
       await this.#runSession(attempt, session, keyPair, decision.path);
     } catch (e) {
       await this.#attemptFailed(attempt, e);
@@ -506,7 +511,14 @@ export class LinkController {
       this.#dropLive(old);
       old.session.close("replaced");
     }
+    // Read while HELLO goes back and forth: whether the outbox can carry our first ratchet
+    // message (below).
+    const outboxWaiting = ctx.storage.listOutbox(peer.id).then(
+      (entries) => entries.length > 0,
+      () => false,
+    );
     const theirs = await serial(peer, () => hello(ctx, peer, session, keyPair));
+    ctx.cfg.log(`hello ${peer.id.slice(0, 8)} done`);
     if (peer.attempt !== attempt || session.state === "closed") {
       session.close("superseded");
       throw new Refused("superseded");
@@ -530,8 +542,14 @@ export class LinkController {
     void session.closed.then((info) => this.#sessionClosed(live, info.reason, info.detail));
     void this.#readLoop(live);
     if (bulk) void this.#bulkLoop(live, bulk);
-    if (!theirs.canSend && ratchetCanSend(peer))
-      await serial(peer, () => sendApp(ctx, peer, live, { t: "sync" })).catch(() => {});
+    // The peer cannot send before our first ratchet message (chat.md §4, "Who can send"). A
+    // waiting outbox carries it — the flush that follows at once sends its first message, which
+    // does what a `sync` would, one encryption and one sealed state write sooner on the first
+    // message's path (bench/README-chat.md); flushLive sends the `sync` if it held nothing to send.
+    if (!theirs.canSend && ratchetCanSend(peer)) {
+      if (await outboxWaiting) live.syncOwed = true;
+      else await serial(peer, () => sendApp(ctx, peer, live, { t: "sync" })).catch(() => {});
+    }
     this.apply(sessionRunning(peer));
     ctx.files?.sessionUp(peer, live);
     ctx.calls?.sessionUp(peer);

@@ -1,0 +1,156 @@
+/**
+ * messages.ts on the first message's path (bench/README-chat.md, `first_message_phases_ms`):
+ * an incoming chat message is de-duplicated and stored while the sealed ratchet state write is
+ * still in flight, but nothing is shown before that write is in (Signal DR §3.5); the outbox
+ * carries the first ratchet message a fresh responder waits for, and a `sync` goes only when it
+ * held nothing to send (docs/protocol/chat.md §4, "Who can send"). Real ratchets (core/ratchet),
+ * the in-memory storage of the engine tests, a session stand-in that records its frames.
+ */
+import { describe, expect, it } from "vitest";
+import {
+  generateRatchetKeyPair,
+  ratchetDecrypt,
+  ratchetEncrypt,
+  ratchetFromSecret,
+} from "../../../core/ratchet/index.ts";
+import { MemoryStorage, until } from "../../../test/support/engine.ts";
+import type { EngineEvent, StoredMessage } from "./api.ts";
+import type { Live, Peer } from "./context.ts";
+import { flushLive, type MessagesContext, receive } from "./messages.ts";
+import { decodeChatRatchet } from "./ratchet-store.ts";
+import { type AppMessage, decodeAppMessage, decodeSessionFrame, encodeAppMessage } from "./wire.ts";
+
+/** saveSession calls park until released. */
+class HeldSessions extends MemoryStorage {
+  parked: (() => void)[] = [];
+  override saveSession(id: string, state: Uint8Array): Promise<void> {
+    const copy = state.slice(); // the caller wipes its blob once the write settles
+    return new Promise((resolve) => {
+      this.parked.push(() => {
+        this.sessions.set(id, copy);
+        resolve();
+      });
+    });
+  }
+}
+
+async function setup(storage: MemoryStorage) {
+  const secret = new Uint8Array(32).fill(9);
+  const ad = new Uint8Array(64).fill(2);
+  const bobKeys = await generateRatchetKeyPair();
+  const alice = await ratchetFromSecret({ role: "alice", secret, bobRatchetPublic: bobKeys.publicKey, ad });
+  const bob = await ratchetFromSecret({ role: "bob", secret, bobRatchetKeyPair: bobKeys, ad });
+  if (!alice.ok || !bob.ok) throw new Error("ratchet setup");
+  const events: EngineEvent[] = [];
+  const ctx = {
+    cfg: { log: () => {} },
+    stopped: false,
+    storage,
+    listeners: new Set([(e: EngineEvent) => events.push(e)]),
+    lastStamp: 0,
+  } as unknown as MessagesContext;
+  const frames: Uint8Array[] = [];
+  const live = {
+    session: { state: "open", remoteExtensions: {}, send: (f: Uint8Array) => frames.push(f.slice()) },
+    sent: new Set(),
+  } as unknown as Live;
+  const peerWith = (state: typeof alice.value) =>
+    ({
+      id: "peer",
+      name: "Peer",
+      ratchet: { id: new Uint8Array(16), state },
+      queue: Promise.resolve(),
+      receipts: new Set(),
+      blocked: false,
+      live,
+    }) as unknown as Peer;
+  return { alice: alice.value, bob: bob.value, ctx, events, frames, live, peerWith };
+}
+
+describe("receive: a chat message is stored beside the state write, shown after it", () => {
+  it("finds and stores the message while the sealed state write is held; the event waits for it", async () => {
+    const storage = new HeldSessions("");
+    const { alice, bob, ctx, events, live, peerWith } = await setup(storage);
+    const peer = peerWith(bob);
+    const message: AppMessage = { t: "msg", id: "m1".padEnd(22, "A"), at: 1_700_000_000_000, text: "first" };
+    const sealed = await ratchetEncrypt(alice, encodeAppMessage(message), Date.now());
+    const read = receive(ctx, peer, live, sealed.message);
+    await until(() => storage.messages.size === 1, "the message stored");
+    // Stored while the state write is still held, and nothing shown or receipted yet.
+    expect(storage.parked).toHaveLength(1);
+    expect(storage.sessions.size).toBe(0);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(events).toEqual([]);
+    let done = false;
+    void read.then(() => {
+      done = true;
+    });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(done).toBe(false);
+    storage.parked[0]!();
+    const out = await read;
+    expect(events.map((e) => e.type)).toEqual(["message"]);
+    const stored = [...storage.messages.values()][0] as StoredMessage;
+    expect(events[0]).toEqual({ type: "message", message: stored });
+    expect(stored).toMatchObject({ direction: "in", text: "first", remoteId: message.id, state: "received" });
+    const state = decodeChatRatchet(storage.sessions.get("peer")!);
+    expect(state.ok && state.value.state.recvCount).toBe(1);
+    expect(out.some((o) => o.kind === "schedule" && o.timer === "receipt")).toBe(true);
+    // The same message again (a resend after a lost receipt) is a replay: nothing new.
+    const again = await receive(ctx, peer, live, sealed.message);
+    expect(again).toEqual([]);
+    expect(storage.messages.size).toBe(1);
+  });
+});
+
+describe("flushLive: the outbox carries the first ratchet message a fresh responder waits for", () => {
+  async function flushOnce(queued: boolean, owed: boolean) {
+    const storage = new MemoryStorage("");
+    const { alice, bob, ctx, frames, live, peerWith } = await setup(storage);
+    const peer = peerWith(alice);
+    if (queued) {
+      const m: StoredMessage = {
+        id: "out1".padEnd(22, "A"),
+        contactId: "peer",
+        direction: "out",
+        text: "waiting",
+        at: 1_700_000_000_000,
+        state: "queued",
+      };
+      await storage.queueOutgoing(m);
+    }
+    if (owed) live.syncOwed = true;
+    await flushLive(ctx, peer, live);
+    let state = bob;
+    const opened: AppMessage[] = [];
+    for (const f of frames) {
+      const frame = decodeSessionFrame(f);
+      if (!frame.ok || frame.value.type !== "ratchet") throw new Error("not a ratchet frame");
+      const r = await ratchetDecrypt(state, frame.value.message, Date.now());
+      if (!r.ok) throw r.error;
+      state = r.value.state;
+      const app = decodeAppMessage(r.value.plaintext);
+      if (!app.ok) throw app.error;
+      opened.push(app.value);
+    }
+    return { opened: opened.map((m) => m.t), owed: live.syncOwed, storage };
+  }
+
+  it("a waiting message is the first ratchet message: no sync before it", async () => {
+    const r = await flushOnce(true, true);
+    expect(r.opened).toEqual(["msg"]);
+    expect(r.owed).toBe(false);
+    expect([...r.storage.messages.values()][0]?.state).toBe("sent");
+  });
+
+  it("an outbox with nothing to send sends the sync it was to carry", async () => {
+    const r = await flushOnce(false, true);
+    expect(r.opened).toEqual(["sync"]);
+    expect(r.owed).toBe(false);
+  });
+
+  it("no sync owed, nothing queued: nothing sent", async () => {
+    const r = await flushOnce(false, false);
+    expect(r.opened).toEqual([]);
+  });
+});

@@ -148,6 +148,13 @@ export interface Peer {
   rxHeld?: { msgId: Uint8Array; rid: Uint8Array; rereads: number };
   /** Receipts for messages that came through the mailbox, waiting to go back. */
   receipts: Set<string>;
+  /**
+   * Incoming chat messages stored while the ratchet state write that read them failed
+   * (messages.ts `receive`), by the sender's message id: never shown. The sender sends them
+   * again (no receipt went), the copy is then a duplicate of the stored record, and this lets
+   * that record be shown once.
+   */
+  unshown?: Map<string, StoredMessage>;
   upgradeFailures: number;
   /** The contact-address reference from their link (offline first contact). */
   addressRef?: AddressRef;

@@ -103,6 +103,42 @@ describe("receive: a chat message is stored beside the state write, shown after 
   });
 });
 
+describe("receive: a message stored while its state write failed is shown when it comes again", () => {
+  it("the resend finds it stored and shows it, once", async () => {
+    /** The first saveSession fails (a full disk, say); later ones succeed. */
+    class FailingOnce extends MemoryStorage {
+      failed = false;
+      override saveSession(id: string, state: Uint8Array): Promise<void> {
+        if (!this.failed) {
+          this.failed = true;
+          return Promise.reject(new Error("QuotaExceededError"));
+        }
+        return super.saveSession(id, state);
+      }
+    }
+    const storage = new FailingOnce("");
+    const { alice, bob, ctx, events, live, peerWith } = await setup(storage);
+    const peer = peerWith(bob);
+    const message: AppMessage = { t: "msg", id: "m2".padEnd(22, "A"), at: 1_700_000_000_000, text: "again" };
+    const first = await ratchetEncrypt(alice, encodeAppMessage(message), Date.now());
+    await expect(receive(ctx, peer, live, first.message)).rejects.toThrow("QuotaExceededError");
+    // Stored beside the failed write, shown to nobody, no receipt.
+    expect(storage.messages.size).toBe(1);
+    expect(events).toEqual([]);
+    // No receipt went, so the sender sends it again (a new ratchet message, same message id).
+    const resend = await ratchetEncrypt(first.state, encodeAppMessage(message), Date.now());
+    const out = await receive(ctx, peer, live, resend.message);
+    const stored = [...storage.messages.values()][0] as StoredMessage;
+    expect(storage.messages.size).toBe(1);
+    expect(events).toEqual([{ type: "message", message: stored }]);
+    expect(out.some((o) => o.kind === "schedule" && o.timer === "receipt")).toBe(true);
+    // A third copy is a plain duplicate: nothing shown again.
+    const third = await ratchetEncrypt(resend.state, encodeAppMessage(message), Date.now());
+    await receive(ctx, peer, live, third.message);
+    expect(events).toHaveLength(1);
+  });
+});
+
 describe("flushLive: the outbox carries the first ratchet message a fresh responder waits for", () => {
   async function flushOnce(queued: boolean, owed: boolean) {
     const storage = new MemoryStorage("");

@@ -97,7 +97,15 @@ export async function receive(
     app.ok && app.value.t === "msg" && !peer.intro ? storeIncoming(ctx, peer, app.value) : undefined;
   // Awaited below in every case; `stored` is awaited after it, so its failure cannot go unseen.
   stored?.catch(() => {});
-  await saved;
+  try {
+    await saved;
+  } catch (e) {
+    // The message may be stored although the state that read it is not: it is not shown now,
+    // and its resend would find it a duplicate — kept aside so that the resend shows it.
+    const fresh = await stored?.catch(() => undefined);
+    if (fresh?.remoteId) keepUnshown(peer, fresh.remoteId, fresh);
+    throw e;
+  }
   if (peer.intro) await introDone(ctx, peer);
   if (!app.ok) {
     ctx.cfg.log(`dropped an application message: ${app.error.code}`);
@@ -113,7 +121,7 @@ export async function receive(
   else if (isCallSignal(m)) {
     if (live) ctx.calls?.receive(peer, m);
   } else if (m.t === "msg") {
-    const fresh = await (stored ?? storeIncoming(ctx, peer, m));
+    const fresh = (await (stored ?? storeIncoming(ctx, peer, m))) ?? takeUnshown(peer, m.id);
     if (fresh) emit(ctx, { type: "message", message: fresh });
     // Live, the receipt goes as soon as the messages already queued behind this one are read:
     // a burst is acknowledged by a few `rcpt` messages of up to MAX_RECEIPT_IDS ids, each one
@@ -143,6 +151,23 @@ export async function receive(
 }
 
 /** Store an incoming chat message unless a copy is stored already: the new record, or undefined for a copy. */
+/** At most this many stored-but-unshown messages are kept aside per contact (`Peer.unshown`). */
+const MAX_UNSHOWN = 256;
+
+function keepUnshown(peer: Peer, remoteId: string, message: StoredMessage): void {
+  peer.unshown ??= new Map();
+  const unshown = peer.unshown;
+  unshown.set(remoteId, message);
+  if (unshown.size > MAX_UNSHOWN) unshown.delete(unshown.keys().next().value as string);
+}
+
+/** The stored record of `remoteId` that was never shown, once (then forgotten). */
+function takeUnshown(peer: Peer, remoteId: string): StoredMessage | undefined {
+  const message = peer.unshown?.get(remoteId);
+  peer.unshown?.delete(remoteId);
+  return message;
+}
+
 async function storeIncoming(
   ctx: MessagesContext,
   peer: Peer,

@@ -272,6 +272,54 @@ describe("frame parser (fuzzed)", () => {
     expect(closeCodeSent(pipe)).toBe(1009);
   });
 
+  it("empty continuation frames: a message in more than 1 024 frames closes with 1008, and empty ones are not held", () => {
+    // Zero-length fragments add no bytes, so maxPayload never sees them (a review found 12 MB of
+    // them held 420 MB).
+    const whole = onPipe();
+    feed(whole.ws, clientFrame(2, Buffer.from("a"), { fin: false }));
+    for (let i = 0; i < 1_000; i++) feed(whole.ws, clientFrame(0, Buffer.alloc(0), { fin: false }));
+    feed(whole.ws, clientFrame(0, Buffer.from("b"), { fin: true }));
+    expect(whole.seen.messages.map((m) => m.data.toString())).toEqual(["ab"]);
+    const flood = onPipe();
+    feed(flood.ws, clientFrame(2, Buffer.alloc(0), { fin: false }));
+    for (let i = 0; i < 1_100; i++) feed(flood.ws, clientFrame(0, Buffer.alloc(0), { fin: false }));
+    expect(flood.seen.messages).toEqual([]);
+    expect(flood.seen.errors).toEqual([{ code: "LOFT_WS_FRAGMENTS", closeCode: 1008 }]);
+    expect(closeCodeSent(flood.pipe)).toBe(1008);
+  });
+
+  it("pings from a peer that does not read: cut with 1008 past 60 pongs not yet written", () => {
+    const pipe = new Pipe();
+    // Nothing the server writes ever completes: the peer reads nothing.
+    pipe._write = (chunk: Buffer, _enc: BufferEncoding, _cb: () => void) => {
+      pipe.written.push(chunk);
+    };
+    const ws = acceptUpgrade(fakeRequest(), pipe, Buffer.alloc(0), { maxPayload: MAX }) as LeanWebSocket;
+    const opening = pipe.writableLength; // the 101, written and never completed
+    const errors: string[] = [];
+    ws.on("error", (e: { code: string }) => errors.push(e.code));
+    for (let i = 0; i < 200; i++) feed(ws, clientFrame(9, Buffer.from("p")));
+    expect(errors).toEqual(["LOFT_WS_PING_FLOOD"]);
+    // At most 60 pongs (3 bytes each) and the close frame (4 bytes) wait to be written; the
+    // socket is ended (the close frame 1008 is queued behind them, never read by this peer).
+    expect(pipe.writableLength - opening).toBeLessThanOrEqual(60 * 3 + 4);
+    expect(pipe.writableEnded).toBe(true);
+  });
+
+  it("a connection the frame gate holds reads nothing more until its turn", () => {
+    const { ws, pipe, seen } = onPipe();
+    let deferred = 0;
+    ws.gate = { admit: () => false, defer: () => deferred++ };
+    feed(ws, Buffer.concat([clientFrame(2, Buffer.from("1")), clientFrame(2, Buffer.from("2"))]));
+    expect(seen.messages.map((m) => m.data.toString())).toEqual(["1"]);
+    expect(deferred).toBe(1);
+    expect(pipe.isPaused()).toBe(true); // the socket is not read while held (as ws does)
+    ws.gate = undefined;
+    ws.proceed();
+    expect(pipe.isPaused()).toBe(false);
+    expect(seen.messages.map((m) => m.data.toString())).toEqual(["1", "2"]);
+  });
+
   it("a 64-bit length with its top bit set closes with 1002", () => {
     fc.assert(
       fc.property(

@@ -156,6 +156,10 @@ export function validCloseCode(code: number): boolean {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Most frames one message may come in (§5.4 sets no limit; ours need far fewer). */
+const MAX_FRAGMENTS = 1024;
+/** Most pongs owed and not yet written before a pinging peer that does not read is cut. */
+const MAX_PENDING_PONGS = 60;
 
 /**
  * The accepted connection. Fields are few and most stay undefined while idle (bench:scale counts
@@ -179,6 +183,10 @@ export class LeanWebSocket {
   #fragments: Buffer[] | undefined;
   #fragmentBytes = 0;
   #fragmentOpcode = 0;
+  /** Frames of the message begun, empty ones included (bounded: MAX_FRAGMENTS). */
+  #fragmentCount = 0;
+  /** Pongs we owe that are not written yet (bounded: MAX_PENDING_PONGS). */
+  #pendingPongs = 0;
   /** Messages are not handed over: paused by the user, or the gate said wait. */
   #paused = false;
   #gateWait = false;
@@ -341,15 +349,18 @@ export class LeanWebSocket {
   resume(): void {
     if (!this.#paused) return;
     this.#paused = false;
+    if (this.#gateWait) return; // the socket stays paused until the gate's turn (proceed)
     if (this.#state !== CLOSED) this._socket.resume();
-    if (!this.#gateWait) this.#parse();
+    this.#parse();
   }
 
-  /** The gate's turn came: hand over what is buffered. */
+  /** The gate's turn came: read again, and hand over what is buffered. */
   proceed(): void {
     if (!this.#gateWait) return;
     this.#gateWait = false;
-    if (!this.#paused) this.#parse();
+    if (this.#paused) return;
+    if (this.#state !== CLOSED) this._socket.resume();
+    this.#parse();
   }
 
   /** The close deadline passed (closeDeadlines). */
@@ -538,7 +549,18 @@ export class LeanWebSocket {
 
   #control(opcode: number, payload: Buffer): void {
     if (opcode === 0x9) {
-      if (this.#state === OPEN) this.#frame(0xa, payload);
+      if (this.#state === OPEN) {
+        // A peer that pings without reading would grow our output without bound: past
+        // MAX_PENDING_PONGS unwritten pongs the connection is cut (as ws's maxPendingAutoPongs).
+        if (this.#pendingPongs >= MAX_PENDING_PONGS) {
+          this.#fail("PING_FLOOD", 1008, "too many pings left unanswered by a peer that does not read");
+          return;
+        }
+        this.#pendingPongs++;
+        this.#frame(0xa, payload, () => {
+          this.#pendingPongs--;
+        });
+      }
       this.#emit("ping", payload);
       return;
     }
@@ -584,8 +606,16 @@ export class LeanWebSocket {
       if (!this.#fragments) {
         this.#fragments = [];
         this.#fragmentOpcode = opcode;
+        this.#fragmentCount = 0;
       }
-      this.#fragments.push(payload);
+      // Empty fragments add no bytes (maxPayload never sees them) but each is a frame to keep
+      // count of: a message in more than MAX_FRAGMENTS frames is refused, and empty ones are not
+      // held at all.
+      if (++this.#fragmentCount > MAX_FRAGMENTS) {
+        this.#fail("FRAGMENTS", 1008, "message in too many fragments");
+        return;
+      }
+      if (payload.length > 0) this.#fragments.push(payload);
       this.#fragmentBytes += payload.length;
       return;
     }
@@ -596,6 +626,7 @@ export class LeanWebSocket {
       opcode = this.#fragmentOpcode;
       this.#fragments = undefined;
       this.#fragmentBytes = 0;
+      this.#fragmentCount = 0;
     }
     if (opcode === 0x1 && !isUtf8(message)) {
       this.#fail("UTF8", 1007, "text message not UTF-8");
@@ -603,9 +634,18 @@ export class LeanWebSocket {
     }
     if (this.#state !== OPEN) return;
     const gate = this.gate;
-    if (gate && !gate.admit(this)) this.#gateWait = true;
-    this.#emit("message", message, opcode === 0x2);
-    if (gate && this.#gateWait) gate.defer(this);
+    if (gate && !gate.admit(this)) {
+      // Nothing more is read while the gate holds this connection (as ws pauses its socket): a
+      // peer sending many small frames would otherwise be buffered here without bound.
+      this.#gateWait = true;
+      this._socket.pause();
+    }
+    try {
+      this.#emit("message", message, opcode === 0x2);
+    } finally {
+      // A listener that throws must not leave the connection held with nobody to release it.
+      if (gate && this.#gateWait) gate.defer(this);
+    }
   }
 
   /** A protocol violation: `error`, our close frame with `closeCode`, nothing more read (§7.1.7). */

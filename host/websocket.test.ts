@@ -320,6 +320,23 @@ describe("frame parser (fuzzed)", () => {
     expect(seen.messages.map((m) => m.data.toString())).toEqual(["1", "2"]);
   });
 
+  it("frames held back by the gate when the connection goes are still handed over, before close", () => {
+    const { ws, pipe, seen } = onPipe();
+    ws.gate = { admit: () => false, defer: () => {} };
+    const order: string[] = [];
+    ws.on("close", () => order.push(`close after ${seen.messages.length}`));
+    feed(ws, Buffer.concat([clientFrame(2, Buffer.from("1")), clientFrame(2, Buffer.from("2"))]));
+    expect(seen.messages).toHaveLength(1);
+    pipe.destroy(); // the TCP connection goes while "2" waits for the gate's turn
+    return new Promise<void>((resolve) =>
+      setImmediate(() => {
+        expect(seen.messages.map((m) => m.data.toString())).toEqual(["1", "2"]);
+        expect(order).toEqual(["close after 2"]);
+        resolve();
+      }),
+    );
+  });
+
   it("a 64-bit length with its top bit set closes with 1002", () => {
     fc.assert(
       fc.property(

@@ -669,6 +669,14 @@ export class LeanWebSocket {
   /** The TCP connection is gone (onSocketClose). */
   closed(): void {
     if (this.#state === CLOSED) return;
+    // Frames that arrived before the connection went are still the peer's (a SEND and then the
+    // close, say): handed over first, as ws does; the gate's turn no longer matters.
+    if (this.#chunks && this.#state === OPEN && !this.#closeReceived) {
+      this.gate = undefined;
+      this.#gateWait = false;
+      this.#paused = false;
+      this.#parse();
+    }
     this.#state = CLOSED;
     this.#chunks = undefined;
     this.#fragments = undefined;

@@ -14,7 +14,7 @@ import type { WebSocket } from "ws";
 import { encodeCanonical } from "../core/codec/codec.ts";
 import type { RecipientQueue, RelayClient, SenderQueue } from "../core/relay/client.ts";
 import { newAuthKeyPair, newDhKeyPair, openFromRelay } from "../core/relay/crypto.ts";
-import { RelayLink } from "../core/relay/live-link.ts";
+import { RELAY_LINK_PIECE, RelayLink } from "../core/relay/live-link.ts";
 import {
   type Command,
   decodeCommand,
@@ -461,6 +461,38 @@ describe("batches (1.3) on a real relay", () => {
     } finally {
       ca.close();
       cb.close();
+    }
+  });
+
+  it("a live link whose pieces of one tick outnumber the rate burst: each SENDS stores what the tokens cover, the link sends the rest again, all arrives in order", async () => {
+    // A burst of 4 and a 7-piece message: the 7 pieces leave as one SENDS of 7, which an
+    // all-or-nothing charge could never pass (the link would give up with LOFT_ERR_RELAY_RATE).
+    const limited = await startTestRelay({ rateBurst: 4, ratePerSecond: 100 });
+    const ca = await connectRelay(limited.url, BATCH);
+    const cb = await connectRelay(limited.url, BATCH);
+    try {
+      const qa = await ca.createQueue({ subscribe: false });
+      const qb = await cb.createQueue({ subscribe: false });
+      const toB = await ca.senderSecure({ senderId: qb.senderId });
+      const toA = await cb.senderSecure({ senderId: qa.senderId });
+      const retry = { giveUpMs: 5_000 };
+      const a = await RelayLink.open(ca, qa, toB, { retry });
+      const b = await RelayLink.open(cb, qb, toA, { retry });
+      const big = new Uint8Array(randomBytes(6 * RELAY_LINK_PIECE + 100));
+      const small = new Uint8Array(randomBytes(10));
+      a.send(big);
+      a.send(small);
+      const gaveUp = a.closed.then((c) => {
+        throw new Error(`link closed: ${c.reason} ${c.detail ?? ""}`);
+      });
+      expect(same(await Promise.race([b.receive(), gaveUp]), big)).toBe(true);
+      expect(await Promise.race([b.receive(), gaveUp])).toEqual(small);
+      a.close();
+      expect((await b.closed).reason).toBe("remote-closed");
+    } finally {
+      ca.close();
+      cb.close();
+      await limited.close();
     }
   });
 

@@ -464,6 +464,44 @@ describe("batches (1.3) on a real relay", () => {
     }
   });
 
+  it("pushes staged for MSGS count in the output budget: under global strain a 1.3 subscriber is paused (as 1.2's is), not cut as a slow consumer", async () => {
+    // A global budget of 1 byte: strained as soon as anything is unread, so pushes go one
+    // backlog at a time. Staged pushes that did not count would stage a whole window of 16 KiB
+    // messages in one tick and flush it past the per-connection floor: a cut.
+    const strained = await startTestRelay({ sendBufferTotal: 1, ratePerSecond: 0, sourceStoreRate: 0 });
+    const rx = await connectRelay(strained.url, BATCH);
+    const tx = await connectRelay(strained.url, BATCH);
+    try {
+      const q = await rx.createQueue({ subscribe: false });
+      const s = await tx.senderSecure({ senderId: q.senderId });
+      const bodies = Array.from({ length: 24 }, (_, k) => body(MAX_BODY, k));
+      await Promise.all(bodies.map((b) => tx.send(s, b)));
+      const got: Uint8Array[] = [];
+      const acks: Promise<void>[] = [];
+      const all = new Promise<void>((resolve) => {
+        rx.onQueueMessage(q.recipientId, (m) => {
+          got.push(m.body);
+          acks.push(rx.ack(q, m.msgId));
+          if (got.length === bodies.length) resolve();
+        });
+      });
+      const cut = rx.done.then((e) => {
+        throw new Error(`the subscriber was cut: ${e.code}`);
+      });
+      await rx.subscribe(q, 24);
+      await Promise.race([all, cut]);
+      await Promise.all(acks);
+      expect(got.every((b, k) => same(b, bodies[k]!))).toBe(true);
+      expect(
+        await relayCounter(strained, "loft_relay_errors_total", { code: "LOFT_ERR_RELAY_SLOW_CONSUMER" }),
+      ).toBe(0);
+    } finally {
+      rx.close();
+      tx.close();
+      await strained.close();
+    }
+  });
+
   it("a live link whose pieces of one tick outnumber the rate burst: each SENDS stores what the tokens cover, the link sends the rest again, all arrives in order", async () => {
     // A burst of 4 and a 7-piece message: the 7 pieces leave as one SENDS of 7, which an
     // all-or-nothing charge could never pass (the link would give up with LOFT_ERR_RELAY_RATE).

@@ -171,7 +171,7 @@ export class RelayConnection implements ConnectionHandle {
   #batch = false;
   /** 1.3 pushes sealed this tick, by hex recipient id (made on first use; flushed at tick end). */
   #staged: Map<string, { rid: Uint8Array; items: Staged[] }> | undefined;
-  /** Bytes of the pushes staged this tick: output as far as `congested` is concerned. */
+  /** Bytes of the pushes staged this tick: output as far as `congested` and the budget go. */
   #stagedBytes = 0;
 
   constructor(ctx: RelayContext, ws: WebSocket, source: RelaySource) {
@@ -1071,12 +1071,17 @@ export class RelayConnection implements ConnectionHandle {
       this.#staged.set(hex, entry);
     }
     entry.items.push({ msgId, parts, length });
+    // Counted at once, here and in the relay-wide budget, as 1.2's pushes are when sent: the
+    // pump's `congested` (and every connection's `strained`) sees them before the flush.
     this.#stagedBytes += length;
+    this.#ctx.output.add(length);
   }
 
   #flushStaged(): void {
     const staged = this.#staged;
     this.#staged = undefined;
+    // Handed from the staged count to the sent one (`#send` counts each frame again).
+    this.#ctx.output.remove(this.#stagedBytes);
     this.#stagedBytes = 0;
     if (!staged || this.#state === "closed") return;
     for (const { rid, items } of staged.values()) {

@@ -14,7 +14,7 @@ import type { WebSocket } from "ws";
 import { encodeCanonical } from "../core/codec/codec.ts";
 import type { RecipientQueue, RelayClient, SenderQueue } from "../core/relay/client.ts";
 import { newAuthKeyPair, newDhKeyPair, openFromRelay } from "../core/relay/crypto.ts";
-import { RelayLink } from "../core/relay/live-link.ts";
+import { RELAY_LINK_PIECE, RelayLink } from "../core/relay/live-link.ts";
 import {
   type Command,
   decodeCommand,
@@ -32,6 +32,7 @@ import {
 import { buildRelayBatchVectors, RELAY_BATCH_VECTOR_FILE } from "../scripts/gen-relay-batch-vectors.ts";
 import { FUZZ_RUNS } from "../test/support/fuzz.ts";
 import { sealDeliveryParts } from "./node-crypto.ts";
+import { STORED_QUEUE_BYTES, storedMessageBytes } from "./source-limits.ts";
 import {
   connectRelay,
   connectRelayOver,
@@ -202,9 +203,16 @@ describe("batches (1.3) on a real relay", () => {
     }
   });
 
-  it("a batch of n costs n tokens of the connection's bucket: the rate counts messages, not frames", async () => {
-    const limited = await startTestRelay({ rateBurst: 12, ratePerSecond: 1 });
-    const raw = await RawSocket.open(limited.url, true, {}, "authenticator", RELAY_VERSION_BATCHED);
+  it("a retry of stored messages near the source's storage budget: duplicates give their reservation back, so the new message after them is stored", async () => {
+    const size = 1000;
+    const M = storedMessageBytes(size);
+    // Room for the queue, 4 messages and half of another; next to no refill.
+    const tight = await startTestRelay({
+      ratePerSecond: 0,
+      sourceStoreRate: 1,
+      sourceStoreBurst: STORED_QUEUE_BYTES + 4 * M + M / 2,
+    });
+    const raw = await RawSocket.open(tight.url, true, {}, "authenticator", RELAY_VERSION_BATCHED);
     try {
       const rk = newAuthKeyPair();
       const ids = await raw.authRequest(
@@ -212,18 +220,98 @@ describe("batches (1.3) on a real relay", () => {
         rk.secretKey,
       );
       if (ids.k !== "IDS") throw new Error(`NEW: ${ids.k}`);
-      const ms = (from: number): [Uint8Array, Uint8Array][] =>
-        Array.from({ length: 8 }, (_, k) => [new Uint8Array(16).fill(from + k), body(1, k)]);
-      // 1 token for NEW, 8 for this batch: within the burst of 12.
-      expect(await raw.authRequest({ k: "SENDS", i: 2, q: ids.s, ms: ms(0) })).toMatchObject({ k: "RES" });
-      // 8 more: over it — refused whole, nothing stored.
-      expect(await raw.authRequest({ k: "SENDS", i: 3, q: ids.s, ms: ms(8) })).toEqual({
-        k: "ERR",
+      const ms = Array.from({ length: 4 }, (_, k): [Uint8Array, Uint8Array] => [
+        new Uint8Array(16).fill(k),
+        body(size, k),
+      ]);
+      expect(await raw.authRequest({ k: "SENDS", i: 2, q: ids.s, ms: ms.slice(0, 2) })).toEqual({
+        k: "RES",
+        i: 2,
+        r: ["OK", "OK"],
+      });
+      // The budget covers 2 messages more: the 2 stored ones again, then 2 new.
+      expect(await raw.authRequest({ k: "SENDS", i: 3, q: ids.s, ms })).toEqual({
+        k: "RES",
         i: 3,
-        e: "RATE",
+        r: ["DUPLICATE", "DUPLICATE", "OK", "OK"],
+      });
+      // Now it is spent (less than a message left): STORE_RATE from the first, as SEND reserves
+      // before the store can tell a duplicate.
+      const fifth: [Uint8Array, Uint8Array] = [new Uint8Array(16).fill(9), body(size, 9)];
+      expect(await raw.authRequest({ k: "SENDS", i: 4, q: ids.s, ms: [ms[3]!, fifth] })).toEqual({
+        k: "RES",
+        i: 4,
+        r: ["STORE_RATE", "STORE_RATE"],
       });
     } finally {
       raw.close();
+      await tight.close();
+    }
+  });
+
+  it("a batch of n costs n tokens of the connection's bucket; one larger than the tokens left, even than the burst, stores the prefix they cover and answers the rest RATE", async () => {
+    // Next to no refill: what passes is what the burst of 12 covers.
+    const limited = await startTestRelay({ rateBurst: 12, ratePerSecond: 0.001 });
+    const open = () => RawSocket.open(limited.url, true, {}, "authenticator", RELAY_VERSION_BATCHED);
+    const raws = [await open()];
+    try {
+      const rk = newAuthKeyPair();
+      const ids = await raws[0]!.authRequest(
+        { k: "NEW", i: 1, rk: rk.publicKey, dk: newDhKeyPair().publicKey, sub: false },
+        rk.secretKey,
+      );
+      if (ids.k !== "IDS") throw new Error(`NEW: ${ids.k}`);
+      const ms = (from: number, n: number): [Uint8Array, Uint8Array][] =>
+        Array.from({ length: n }, (_, k) => [new Uint8Array(16).fill(from + k), body(1, k)]);
+      const all = ms(0, 24);
+      const rep = (r: string, n: number) => Array<string>(n).fill(r);
+      // 1 token for NEW, 8 for this batch: within the burst of 12; 3 are left.
+      expect(await raws[0]!.authRequest({ k: "SENDS", i: 2, q: ids.s, ms: all.slice(0, 8) })).toEqual({
+        k: "RES",
+        i: 2,
+        r: rep("OK", 8),
+      });
+      // 8 more: the 3 tokens left store the first 3; the rest is RATE, not stored.
+      expect(await raws[0]!.authRequest({ k: "SENDS", i: 3, q: ids.s, ms: all.slice(8, 16) })).toEqual({
+        k: "RES",
+        i: 3,
+        r: [...rep("OK", 3), ...rep("RATE", 5)],
+      });
+      // No token left: refused whole and charged one token, not 8 — the connection stays open
+      // (8 would have put it more than a burst in debt: closed 1008).
+      expect(await raws[0]!.authRequest({ k: "SENDS", i: 4, q: ids.s, ms: all.slice(11, 19) })).toEqual({
+        k: "ERR",
+        i: 4,
+        e: "RATE",
+      });
+      expect(await raws[0]!.request({ k: "PING", i: 5 })).toEqual({ k: "ERR", i: 5, e: "RATE" });
+      // A batch of 24 on a fresh connection (a full bucket of 12, below the batch): the prefix
+      // of 12 passes (11 stored before: DUPLICATE; the 12th new), the rest RATE; the client
+      // sends the rest again and it is stored then, in order.
+      raws.push(await open());
+      expect(await raws[1]!.authRequest({ k: "SENDS", i: 1, q: ids.s, ms: all })).toEqual({
+        k: "RES",
+        i: 1,
+        r: [...rep("DUPLICATE", 11), "OK", ...rep("RATE", 12)],
+      });
+      raws.push(await open());
+      expect(await raws[2]!.authRequest({ k: "SENDS", i: 1, q: ids.s, ms: all.slice(12) })).toEqual({
+        k: "RES",
+        i: 1,
+        r: rep("OK", 12),
+      });
+      // The queue holds the 24, each once: all of them answer DUPLICATE now.
+      raws.push(await open(), await open());
+      for (const [k, raw] of [raws[3]!, raws[4]!].entries())
+        expect(
+          await raw.authRequest({ k: "SENDS", i: 1, q: ids.s, ms: all.slice(12 * k, 12 * k + 12) }),
+        ).toEqual({
+          k: "RES",
+          i: 1,
+          r: rep("DUPLICATE", 12),
+        });
+    } finally {
+      for (const r of raws) r.close();
       await limited.close();
     }
   });
@@ -373,6 +461,76 @@ describe("batches (1.3) on a real relay", () => {
     } finally {
       ca.close();
       cb.close();
+    }
+  });
+
+  it("pushes staged for MSGS count in the output budget: under global strain a 1.3 subscriber is paused (as 1.2's is), not cut as a slow consumer", async () => {
+    // A global budget of 1 byte: strained as soon as anything is unread, so pushes go one
+    // backlog at a time. Staged pushes that did not count would stage a whole window of 16 KiB
+    // messages in one tick and flush it past the per-connection floor: a cut.
+    const strained = await startTestRelay({ sendBufferTotal: 1, ratePerSecond: 0, sourceStoreRate: 0 });
+    const rx = await connectRelay(strained.url, BATCH);
+    const tx = await connectRelay(strained.url, BATCH);
+    try {
+      const q = await rx.createQueue({ subscribe: false });
+      const s = await tx.senderSecure({ senderId: q.senderId });
+      const bodies = Array.from({ length: 24 }, (_, k) => body(MAX_BODY, k));
+      await Promise.all(bodies.map((b) => tx.send(s, b)));
+      const got: Uint8Array[] = [];
+      const acks: Promise<void>[] = [];
+      const all = new Promise<void>((resolve) => {
+        rx.onQueueMessage(q.recipientId, (m) => {
+          got.push(m.body);
+          acks.push(rx.ack(q, m.msgId));
+          if (got.length === bodies.length) resolve();
+        });
+      });
+      const cut = rx.done.then((e) => {
+        throw new Error(`the subscriber was cut: ${e.code}`);
+      });
+      await rx.subscribe(q, 24);
+      await Promise.race([all, cut]);
+      await Promise.all(acks);
+      expect(got.every((b, k) => same(b, bodies[k]!))).toBe(true);
+      expect(
+        await relayCounter(strained, "loft_relay_errors_total", { code: "LOFT_ERR_RELAY_SLOW_CONSUMER" }),
+      ).toBe(0);
+    } finally {
+      rx.close();
+      tx.close();
+      await strained.close();
+    }
+  });
+
+  it("a live link whose pieces of one tick outnumber the rate burst: each SENDS stores what the tokens cover, the link sends the rest again, all arrives in order", async () => {
+    // A burst of 4 and a 7-piece message: the 7 pieces leave as one SENDS of 7, which an
+    // all-or-nothing charge could never pass (the link would give up with LOFT_ERR_RELAY_RATE).
+    const limited = await startTestRelay({ rateBurst: 4, ratePerSecond: 100 });
+    const ca = await connectRelay(limited.url, BATCH);
+    const cb = await connectRelay(limited.url, BATCH);
+    try {
+      const qa = await ca.createQueue({ subscribe: false });
+      const qb = await cb.createQueue({ subscribe: false });
+      const toB = await ca.senderSecure({ senderId: qb.senderId });
+      const toA = await cb.senderSecure({ senderId: qa.senderId });
+      const retry = { giveUpMs: 5_000 };
+      const a = await RelayLink.open(ca, qa, toB, { retry });
+      const b = await RelayLink.open(cb, qb, toA, { retry });
+      const big = new Uint8Array(randomBytes(6 * RELAY_LINK_PIECE + 100));
+      const small = new Uint8Array(randomBytes(10));
+      a.send(big);
+      a.send(small);
+      const gaveUp = a.closed.then((c) => {
+        throw new Error(`link closed: ${c.reason} ${c.detail ?? ""}`);
+      });
+      expect(same(await Promise.race([b.receive(), gaveUp]), big)).toBe(true);
+      expect(await Promise.race([b.receive(), gaveUp])).toEqual(small);
+      a.close();
+      expect((await b.closed).reason).toBe("remote-closed");
+    } finally {
+      ca.close();
+      cb.close();
+      await limited.close();
     }
   });
 

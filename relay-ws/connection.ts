@@ -75,6 +75,8 @@ interface Inbound {
   command: Command;
   frame: ClientFrame;
   ready: boolean;
+  /** Messages of a batch the connection's rate admitted (a prefix; the rest is answered RATE). */
+  admitted: number;
 }
 
 /** A signature check done ahead, on a worker: valid only for exactly this key and signature. */
@@ -169,6 +171,8 @@ export class RelayConnection implements ConnectionHandle {
   #batch = false;
   /** 1.3 pushes sealed this tick, by hex recipient id (made on first use; flushed at tick end). */
   #staged: Map<string, { rid: Uint8Array; items: Staged[] }> | undefined;
+  /** Bytes of the pushes staged this tick: output as far as `congested` and the budget go. */
+  #stagedBytes = 0;
 
   constructor(ctx: RelayContext, ws: WebSocket, source: RelaySource) {
     this.#ctx = ctx;
@@ -283,7 +287,11 @@ export class RelayConnection implements ConnectionHandle {
    * Asked by the service's pump; a true answer arms the resume on drain.
    */
   get congested(): boolean {
-    const c = this.#queued > PUSH_HIGH_WATER || (this.#ctx.output.strained && this.#queued > 0);
+    // Staged pushes (1.3) leave at the tick's end but count now: else one tick stages a whole
+    // window per subscription past the budget that paces 1.2's pushes, and the flush, refused
+    // by the global output budget, cuts a client that was reading.
+    const queued = this.#queued + this.#stagedBytes;
+    const c = queued > PUSH_HIGH_WATER || (this.#ctx.output.strained && queued > 0);
     if (c) this.#pushPaused = true;
     return c;
   }
@@ -376,16 +384,24 @@ export class RelayConnection implements ConnectionHandle {
     this.sendFrame(corr === undefined ? { k: "ERR", e: wire } : { k: "ERR", i: corr, e: wire });
   }
 
-  #takeToken(count = 1): boolean {
+  /**
+   * Take up to `count` tokens (a batch: one per message) and return how many were admitted: all,
+   * or as many whole tokens as the bucket holds — a batch larger than what is left, even larger
+   * than the burst, passes a prefix at the configured rate and the client retries the rest
+   * (docs/protocol/relay.md §Batches, §Limits). 0: refused whole, and charged one token (what a
+   * refused frame cost before batches), not `count`.
+   */
+  #takeToken(count = 1): number {
     const { ratePerSecond, rateBurst } = this.#ctx.config;
-    if (ratePerSecond === 0) return true;
+    if (ratePerSecond === 0) return count;
     const now = performance.now();
     this.#tokens = Math.min(rateBurst, this.#tokens + ((now - this.#refilledAt) / 1000) * ratePerSecond);
     this.#refilledAt = now;
-    this.#tokens -= count;
+    const admitted = Math.max(0, Math.min(count, Math.floor(this.#tokens)));
+    this.#tokens -= admitted > 0 ? admitted : 1;
     // Spending a whole burst beyond the limit (only a client ignoring RATE errors does) closes it.
     if (this.#tokens < -rateBurst) this.close(1008, "LOFT_ERR_RELAY_RATE");
-    return this.#tokens >= 0;
+    return admitted;
   }
 
   /**
@@ -429,7 +445,7 @@ export class RelayConnection implements ConnectionHandle {
       this.#slowConsumer();
       return;
     }
-    if (this.#takeToken()) this.#chargeSource(COST.frame);
+    if (this.#takeToken() > 0) this.#chargeSource(COST.frame);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -494,12 +510,16 @@ export class RelayConnection implements ConnectionHandle {
         ? decodeCommand(frame.value.t, limit)
         : undefined;
     // A batch (1.3) costs a token per message: the per-connection rate counts messages, as
-    // before batches (docs/protocol/relay.md §Limits).
-    if (!this.#takeToken(cmd?.ok && "ms" in cmd.value ? cmd.value.ms.length : 1)) {
+    // before batches (docs/protocol/relay.md §Limits). A batch larger than the tokens left runs
+    // its admitted prefix; the rest is answered RATE message by message (and not charged).
+    const count = cmd?.ok && "ms" in cmd.value ? cmd.value.ms.length : 1;
+    const admitted = this.#takeToken(count);
+    if (admitted === 0) {
       this.#error("RATE", cmd?.ok ? cmd.value.i : cmd?.corr, cmd?.ok ? cmd.value.k : "frame");
       return;
     }
-    if (!this.#chargeSource(cmd?.ok ? commandCost(cmd.value) : COST.frame)) {
+    const cost = cmd?.ok ? commandCost(cmd.value) - COST.store * (count - admitted) : COST.frame;
+    if (!this.#chargeSource(cost)) {
       if (this.open)
         this.#error("SOURCE_RATE", cmd?.ok ? cmd.value.i : cmd?.corr, cmd?.ok ? cmd.value.k : "frame");
       return;
@@ -532,10 +552,10 @@ export class RelayConnection implements ConnectionHandle {
     }
     // Authenticators cost one HMAC: checked inline, in arrival order, no worker round trip.
     if (!this.#ctx.verifyPool || this.#auth) {
-      this.#run(command, outer);
+      this.#run(command, outer, admitted);
       return;
     }
-    const entry: Inbound = { command, frame: outer, ready: false };
+    const entry: Inbound = { command, frame: outer, ready: false, admitted };
     this.#inbox.push(entry);
     if (this.#inbox.length >= INBOX_LIMIT && !this.#readPaused) {
       this.#readPaused = true;
@@ -552,7 +572,7 @@ export class RelayConnection implements ConnectionHandle {
     const inbox = this.#inbox;
     while (inbox.length > 0 && inbox[0]!.ready) {
       const e = inbox.shift()!;
-      if (this.#state !== "closed") this.#run(e.command, e.frame);
+      if (this.#state !== "closed") this.#run(e.command, e.frame, e.admitted);
     }
     if (this.#readPaused && inbox.length <= INBOX_LIMIT / 2 && this.#state !== "closed") {
       this.#readPaused = false;
@@ -598,7 +618,9 @@ export class RelayConnection implements ConnectionHandle {
           signature: frame.a,
           remember: (await store.queueBySender(cmd.q)) !== undefined,
         };
+      // SENDS names the sender id, as SEND does (ACKS the recipient id: the default below).
       case "SEND":
+      case "SENDS":
         return { key: (await store.queueBySender(cmd.q))?.senderKey, signature: frame.a, remember: true };
       case "PKGET":
         return { key: undefined, signature: undefined, remember: true };
@@ -611,9 +633,9 @@ export class RelayConnection implements ConnectionHandle {
     }
   }
 
-  #run(command: Command, outer: ClientFrame): void {
+  #run(command: Command, outer: ClientFrame, admitted: number): void {
     this.#ctx.track(
-      this.#dispatch(command, outer).then(
+      this.#dispatch(command, outer, admitted).then(
         () => this.#ctx.metrics.commands.inc({ command: command.k, result: "ok" }),
         (e: unknown) => {
           if (e instanceof Refused) return this.#error(e.wire, command.i, command.k);
@@ -662,7 +684,7 @@ export class RelayConnection implements ConnectionHandle {
     return q;
   }
 
-  async #dispatch(cmd: Command, frame: ClientFrame): Promise<void> {
+  async #dispatch(cmd: Command, frame: ClientFrame, admitted: number): Promise<void> {
     if (AUTH_RULES[cmd.k] === "none" && frame.a !== undefined) {
       this.#verified(cmd, undefined, frame);
       throw new Refused("AUTH");
@@ -731,9 +753,9 @@ export class RelayConnection implements ConnectionHandle {
       case "PKGET":
         return this.#pkget(cmd, frame);
       case "SENDS":
-        return this.#sends(cmd, frame);
+        return this.#sends(cmd, frame, admitted);
       case "ACKS":
-        return this.#acks(cmd, frame);
+        return this.#acks(cmd, frame, admitted);
     }
   }
 
@@ -869,43 +891,64 @@ export class RelayConnection implements ConnectionHandle {
    * by message, then one `appendBatch` — one group commit — and one RES once it is durable. A
    * message the budget does not cover, and every one after it, is STORE_RATE and not stored: like
    * the store's own refusals, a batch stores a prefix of itself (duplicates aside), so the queue's
-   * order is the batch's (docs/protocol/relay.md §Batches).
+   * order is the batch's (docs/protocol/relay.md §Batches). Messages past the `admitted` prefix
+   * (the connection's rate) are RATE, not stored.
+   *
+   * The store tells duplicates only once it has the batch, so their reservations come back after
+   * the commit; when the budget stopped the batch and duplicates gave some back, the rest goes on
+   * in a further commit — a retry of `[dup, …, dup, new]` near the budget edge stores `new` as
+   * the same SENDs one by one would.
    */
-  async #sends(cmd: CommandOf<"SENDS">, frame: ClientFrame): Promise<void> {
+  async #sends(cmd: CommandOf<"SENDS">, frame: ClientFrame, admitted: number): Promise<void> {
     const started = performance.now();
     const q = await this.#senderQueue(cmd, frame);
     const now = this.#ctx.clock();
     const timestamp = Math.floor(now / 1000);
     const expiresAt = now + this.#ctx.config.ttlSeconds * 1000;
-    const messages: NewMessage[] = [];
-    const reserved: number[] = [];
+    const r: BatchResult[] = [];
     let budget: WireErrorCode | undefined;
-    for (const [n, b] of cmd.ms) {
-      const bytes = storedMessageBytes(b.length);
-      try {
-        this.#reserveStorage(bytes);
-      } catch (e) {
-        if (!(e instanceof Refused)) throw e;
-        budget = e.wire;
-        break;
+    for (;;) {
+      const from = r.length;
+      const messages: NewMessage[] = [];
+      const reserved: number[] = [];
+      budget = undefined;
+      for (const [n, b] of cmd.ms.slice(from, admitted)) {
+        const bytes = storedMessageBytes(b.length);
+        try {
+          this.#reserveStorage(bytes);
+        } catch (e) {
+          if (!(e instanceof Refused)) throw e;
+          budget = e.wire;
+          break;
+        }
+        reserved.push(bytes);
+        messages.push({ msgId: pooledRandomBytes(ID_LENGTH), sendId: n, timestamp, expiresAt, body: b });
       }
-      reserved.push(bytes);
-      messages.push({ msgId: pooledRandomBytes(ID_LENGTH), sendId: n, timestamp, expiresAt, body: b });
+      let results: AppendResult[] = [];
+      try {
+        if (messages.length > 0)
+          results = await this.#ctx.store.appendBatch(q.recipientId, messages, this.#ctx.config.queueQuota);
+      } catch (e) {
+        for (const bytes of reserved) this.#source.storage.refund(bytes);
+        // Messages an earlier round stored are stored: a whole-frame ERR makes the client send
+        // them again, and they answer DUPLICATE then (same send ids).
+        throw e;
+      }
+      let refunded = false;
+      let stopped = false;
+      results.forEach((result, k) => {
+        if (result !== "ok") {
+          this.#source.storage.refund(reserved[k]!);
+          refunded = true;
+        }
+        if (result !== "ok" && result !== "duplicate") stopped = true;
+        r.push(APPEND_TO_WIRE[result]);
+      });
+      // Go on only after a budget stop whose round gave budget back and refused nothing else:
+      // the prefix rule holds (nothing after a refusal is stored).
+      if (budget === undefined || stopped || !refunded || results.length < messages.length) break;
     }
-    let results: AppendResult[] = [];
-    try {
-      if (messages.length > 0)
-        results = await this.#ctx.store.appendBatch(q.recipientId, messages, this.#ctx.config.queueQuota);
-    } catch (e) {
-      for (const bytes of reserved) this.#source.storage.refund(bytes);
-      throw e;
-    }
-    const r: BatchResult[] = cmd.ms.map((_, k) => {
-      const result = results[k];
-      if (result === undefined) return budget ?? "STORE_RATE";
-      if (result !== "ok") this.#source.storage.refund(reserved[k]!);
-      return APPEND_TO_WIRE[result];
-    });
+    for (let k = r.length; k < cmd.ms.length; k++) r.push(k < admitted ? (budget ?? "STORE_RATE") : "RATE");
     this.#ctx.metrics.sendCommitSeconds.observe((performance.now() - started) / 1000);
     this.#countRefusals(r);
     this.#send(encodeRes(cmd.i, r));
@@ -921,11 +964,13 @@ export class RelayConnection implements ConnectionHandle {
    * in flight to this connection (or named twice) — its deletion enqueued at once, so the batch's
    * deletions share a commit; one RES once they are durable.
    */
-  async #acks(cmd: CommandOf<"ACKS">, frame: ClientFrame): Promise<void> {
+  async #acks(cmd: CommandOf<"ACKS">, frame: ClientFrame, admitted: number): Promise<void> {
     const q = await this.#recipientQueue(cmd, frame);
     const hex = toHex(q.recipientId);
     const sub = this.subs.get(hex);
-    const pending = cmd.ms.map((m): BatchResult | Promise<BatchResult> => {
+    const pending = cmd.ms.map((m, k): BatchResult | Promise<BatchResult> => {
+      // Past the prefix the connection's rate admitted: not taken, the client retries it.
+      if (k >= admitted) return "RATE";
       const seq = takeHandedOut(sub, this.#gets, hex, toHex(m));
       if (seq === undefined) return "NO_MSG";
       return this.#ctx.store.ack(q.recipientId, seq, m).then((removed) => (removed ? "OK" : "NO_MSG"));
@@ -1026,11 +1071,18 @@ export class RelayConnection implements ConnectionHandle {
       this.#staged.set(hex, entry);
     }
     entry.items.push({ msgId, parts, length });
+    // Counted at once, here and in the relay-wide budget, as 1.2's pushes are when sent: the
+    // pump's `congested` (and every connection's `strained`) sees them before the flush.
+    this.#stagedBytes += length;
+    this.#ctx.output.add(length);
   }
 
   #flushStaged(): void {
     const staged = this.#staged;
     this.#staged = undefined;
+    // Handed from the staged count to the sent one (`#send` counts each frame again).
+    this.#ctx.output.remove(this.#stagedBytes);
+    this.#stagedBytes = 0;
     if (!staged || this.#state === "closed") return;
     for (const { rid, items } of staged.values()) {
       let from = 0;

@@ -56,6 +56,17 @@ function frameKinds(ws: WebSocket): string[] {
   return seen;
 }
 
+/** A new unsecured queue made over `raw` (NEW, request id 1), with its recipient key pair. */
+async function newQueue(raw: RawSocket) {
+  const rk = newAuthKeyPair();
+  const ids = await raw.authRequest(
+    { k: "NEW", i: 1, rk: rk.publicKey, dk: newDhKeyPair().publicKey, sub: false },
+    rk.secretKey,
+  );
+  if (ids.k !== "IDS") throw new Error(`NEW: ${ids.k}`);
+  return { ids, rk };
+}
+
 const body = (n: number, fill: number) => new Uint8Array(n).fill(fill);
 
 /** Byte equality without vitest's deep equality (which walks a typed array index by index). */
@@ -214,12 +225,7 @@ describe("batches (1.3) on a real relay", () => {
     });
     const raw = await RawSocket.open(tight.url, true, {}, "authenticator", RELAY_VERSION_BATCHED);
     try {
-      const rk = newAuthKeyPair();
-      const ids = await raw.authRequest(
-        { k: "NEW", i: 1, rk: rk.publicKey, dk: newDhKeyPair().publicKey, sub: false },
-        rk.secretKey,
-      );
-      if (ids.k !== "IDS") throw new Error(`NEW: ${ids.k}`);
+      const { ids } = await newQueue(raw);
       const ms = Array.from({ length: 4 }, (_, k): [Uint8Array, Uint8Array] => [
         new Uint8Array(16).fill(k),
         body(size, k),
@@ -255,12 +261,7 @@ describe("batches (1.3) on a real relay", () => {
     const open = () => RawSocket.open(limited.url, true, {}, "authenticator", RELAY_VERSION_BATCHED);
     const raws = [await open()];
     try {
-      const rk = newAuthKeyPair();
-      const ids = await raws[0]!.authRequest(
-        { k: "NEW", i: 1, rk: rk.publicKey, dk: newDhKeyPair().publicKey, sub: false },
-        rk.secretKey,
-      );
-      if (ids.k !== "IDS") throw new Error(`NEW: ${ids.k}`);
+      const { ids } = await newQueue(raws[0]!);
       const ms = (from: number, n: number): [Uint8Array, Uint8Array][] =>
         Array.from({ length: n }, (_, k) => [new Uint8Array(16).fill(from + k), body(1, k)]);
       const all = ms(0, 24);
@@ -320,12 +321,7 @@ describe("batches (1.3) on a real relay", () => {
     const raw = await RawSocket.open(relay.url, true, {}, "authenticator", RELAY_VERSION_BATCHED);
     const tx = await connectRelay(relay.url, BATCH);
     try {
-      const rk = newAuthKeyPair();
-      const ids = await raw.authRequest(
-        { k: "NEW", i: 1, rk: rk.publicKey, dk: newDhKeyPair().publicKey, sub: false },
-        rk.secretKey,
-      );
-      if (ids.k !== "IDS") throw new Error(`NEW: ${ids.k}`);
+      const { ids, rk } = await newQueue(raw);
       await Promise.all([1, 2].map((k) => tx.send({ senderId: ids.s }, body(k, k))));
       const m1 = await raw.authRequest({ k: "GET", i: 2, q: ids.r }, rk.secretKey);
       if (m1.k !== "MSG") throw new Error(`GET: ${m1.k}`);
@@ -345,13 +341,8 @@ describe("batches (1.3) on a real relay", () => {
   it("malformed, oversized, replayed and out-of-order batches get typed errors; the connection goes on", async () => {
     const raw = await RawSocket.open(relay.url, true, {}, "authenticator", RELAY_VERSION_BATCHED);
     try {
-      const rk = newAuthKeyPair();
+      const { ids, rk } = await newQueue(raw);
       const sk = newAuthKeyPair();
-      const ids = await raw.authRequest(
-        { k: "NEW", i: 1, rk: rk.publicKey, dk: newDhKeyPair().publicKey, sub: false },
-        rk.secretKey,
-      );
-      if (ids.k !== "IDS") throw new Error(`NEW: ${ids.k}`);
       expect(await raw.authRequest({ k: "SKEY", i: 2, q: ids.s, sk: sk.publicKey }, sk.secretKey)).toEqual({
         k: "OK",
         i: 2,
@@ -553,12 +544,7 @@ describe("batches (1.3) on a real relay", () => {
   it("fuzz: random batches on the wire — to a real unsecured queue and to unknown ones, whole, damaged or with junk — each get RES or a typed ERR; what is stored is a prefix; the relay goes on", async () => {
     const raw = await RawSocket.open(relay.url, true, {}, "authenticator", RELAY_VERSION_BATCHED);
     try {
-      const rk = newAuthKeyPair();
-      const ids = await raw.authRequest(
-        { k: "NEW", i: 1, rk: rk.publicKey, dk: newDhKeyPair().publicKey, sub: false },
-        rk.secretKey,
-      );
-      if (ids.k !== "IDS") throw new Error(`NEW: ${ids.k}`);
+      const { ids } = await newQueue(raw);
       let i = 2;
       const allowed = new Set(["AUTH", "SCHEMA", "MALFORMED", "UNKNOWN", "LARGE", "QUOTA", "DUPLICATE"]);
       await fc.assert(

@@ -257,12 +257,13 @@ describe("a tampering signaling server", () => {
     const registered = proxy.registrationsOf(calleeKey);
     const replaysLogged = () =>
       logs.filter((l) => l.includes(` ${calleeName}: `) && l.includes("(replay)")).length;
-    const replaysBefore = replaysLogged();
     await callee.reload();
     // Registered again from the new page (the REGISTER has passed: the connection is live).
     await expect
       .poll(() => proxy.registrationsOf(calleeKey), { timeout: 30_000 })
       .toBeGreaterThan(registered);
+    // Counted once the new page is registered: console lines from before arrive late.
+    const replaysBefore = replaysLogged();
     const replayed = proxy.replayOffers(recorded);
     expect(replayed).toBeGreaterThan(0);
     // Every replayed offer is refused as a replay, and none is answered.

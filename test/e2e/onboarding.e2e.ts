@@ -53,6 +53,7 @@ import {
   offlineLink,
   openContact,
   outgoing,
+  waitForState,
 } from "../support/loft-ui.ts";
 
 const id = (page: Page, testid: string) => page.getByTestId(testid);
@@ -329,6 +330,66 @@ describe("onboarding, contacts and trust in the PWA", () => {
     await bobReadsAlice();
     await incoming(b, "sent as the tab closed").waitFor({ timeout: 60_000 });
     expect((await texts(b, "in")).filter((t) => t === "sent as the tab closed")).toHaveLength(1);
+  });
+
+  /** The page's outbox journal entries (store key, sealed value). */
+  const journal = (page: Page) =>
+    page.evaluate(() => Object.entries(localStorage).filter(([k]) => k.startsWith("loft.outbox-journal.")));
+
+  /** Hold every WebCrypto encryption in the page until `releaseEncrypt` (nothing commits meanwhile). */
+  async function holdEncrypt(page: Page) {
+    await page.evaluate(() => {
+      const subtle = crypto.subtle;
+      const original = subtle.encrypt.bind(subtle);
+      const held: (() => void)[] = [];
+      (window as unknown as { releaseEncrypt: () => void }).releaseEncrypt = () => {
+        subtle.encrypt = original;
+        for (const go of held) go();
+      };
+      subtle.encrypt = (...args: Parameters<SubtleCrypto["encrypt"]>) =>
+        new Promise((resolve, reject) => held.push(() => void original(...args).then(resolve, reject)));
+    });
+  }
+
+  it("an entry still there after its commit landed (a crash in between) replays as nothing: one copy", async () => {
+    await aliceChat(a);
+    await holdEncrypt(a);
+    await typeAndEnter(a, "kept once");
+    const entries = await journal(a);
+    expect(entries).toHaveLength(1);
+    await a.evaluate(() => (window as unknown as { releaseEncrypt: () => void }).releaseEncrypt());
+    await expect.poll(() => journal(a)).toEqual([]); // committed, and the entry gone
+    await waitForState(a, "kept once", "delivered");
+    await a.evaluate(([k, v]) => localStorage.setItem(k, v), entries[0]!);
+    await a.reload();
+    await aliceChat(a);
+    await outgoing(a, "kept once").waitFor();
+    expect((await texts(a, "out")).filter((t) => t === "kept once")).toHaveLength(1);
+    // Not rolled back to "queued" by the replay: the stored message was left as it was.
+    expect(await outgoing(a, "kept once").getAttribute("data-state")).toBe("delivered");
+    expect(await journal(a)).toEqual([]);
+  });
+
+  it("a replayed message to a contact blocked meanwhile is kept as failed, not sent", async () => {
+    await openContact(a, { username: "Carol" });
+    await id(a, "open-chat").click();
+    await id(a, "chat").waitFor();
+    await holdEncrypt(a);
+    await typeAndEnter(a, "to Carol before blocking");
+    const [entry] = await journal(a);
+    // Set the entry aside over a reload, block Carol, then put it back: it replays into a block.
+    await a.evaluate(([k]) => localStorage.removeItem(k), entry!);
+    await a.reload();
+    await openContact(a, { username: "Carol" });
+    await id(a, "block-contact").click();
+    await a.locator("[data-testid=trust-state][data-trust=rejected]").waitFor();
+    await a.evaluate(([k, v]) => localStorage.setItem(k, v), entry!);
+    await a.reload();
+    await id(a, "unblock-contact").click();
+    await a.locator("[data-testid=trust-state][data-trust=unknown]").waitFor();
+    await id(a, "open-chat").click();
+    await waitForState(a, "to Carol before blocking", "failed");
+    expect(await journal(a)).toEqual([]);
   });
 
   it("a passphrase locks the app across reloads; a wrong one is refused", async () => {

@@ -813,7 +813,8 @@ export class LoftStorage implements EngineStorage {
    * stored `failed` with the reason (the person saw it go; now they see why it did not). Entries
    * of a deleted contact go. An entry already committed is only removed (idempotent). Entries
    * that do not open are removed and counted, except one of a newer format (left for that
-   * version). Returns the ids stored.
+   * version); one whose storing fails stays for the next start with the contact's later ones (the
+   * order), and other contacts' go on. Returns the ids stored.
    */
   replayJournal(refusal: (c: ContactRecord) => EngineError | undefined): Promise<MessageId[]> {
     return this.#gate.shared(async () => {
@@ -827,23 +828,32 @@ export class LoftStorage implements EngineStorage {
           journal.remove(u.id);
         }
       const stored: MessageId[] = [];
+      /** Contacts with an entry that could not be stored: their later entries wait too (order). */
+      const waiting = new Set<ContactId>();
       for (const e of entries) {
-        const r = await this.#db.get("contacts", e.contactId);
-        const contact = r && (await this.#openContact(r));
-        if (contact) {
-          const failure = refusal(contact);
-          const m: StoredMessage = {
-            id: e.id,
-            contactId: e.contactId,
-            direction: "out",
-            text: e.text,
-            at: e.at,
-            state: failure ? "failed" : "queued",
-            ...(failure ? { failure } : {}),
-          };
-          if (await this.#queueOutgoing(m, !failure)) stored.push(e.id);
+        if (waiting.has(e.contactId)) continue;
+        try {
+          const r = await this.#db.get("contacts", e.contactId);
+          const contact = r && (await this.#openContact(r));
+          if (contact) {
+            const failure = refusal(contact);
+            const m: StoredMessage = {
+              id: e.id,
+              contactId: e.contactId,
+              direction: "out",
+              text: e.text,
+              at: e.at,
+              state: failure ? "failed" : "queued",
+              ...(failure ? { failure } : {}),
+            };
+            if (await this.#queueOutgoing(m, !failure)) stored.push(e.id);
+          }
+          journal.remove(e.id);
+        } catch (x) {
+          waiting.add(e.contactId);
+          // Kept for the next start (a contact that does not open now, storage refusing writes).
+          console.warn(`storage: an outbox journal entry waits for the next start (${(x as Error).name})`);
         }
-        journal.remove(e.id);
       }
       return stored;
     });

@@ -392,6 +392,36 @@ describe("onboarding, contacts and trust in the PWA", () => {
     expect(await journal(a)).toEqual([]);
   });
 
+  it("leaving while a message is truly unsaved (no room for its journal entry) asks first; once stored, it does not", async () => {
+    await aliceChat(a);
+    await holdEncrypt(a);
+    await a.evaluate(() => {
+      const set = Storage.prototype.setItem;
+      Storage.prototype.setItem = function (this: Storage, k: string, v: string) {
+        if (k.startsWith("loft.outbox-journal.")) throw new DOMException("full", "QuotaExceededError");
+        set.call(this, k, v);
+      };
+    });
+    await typeAndEnter(a, "not in the journal");
+    const dialogs: string[] = [];
+    a.on("dialog", (d) => {
+      dialogs.push(d.type());
+      void d.dismiss(); // stay on the page
+    });
+    await a.close({ runBeforeUnload: true });
+    await expect.poll(() => dialogs).toEqual(["beforeunload"]);
+    expect(a.isClosed()).toBe(false);
+    // The commit lands: nothing is unsaved, and the page closes without asking.
+    await a.evaluate(() => (window as unknown as { releaseEncrypt: () => void }).releaseEncrypt());
+    await waitForState(a, "not in the journal", "delivered");
+    const closed = a.waitForEvent("close");
+    await a.close({ runBeforeUnload: true });
+    await closed;
+    expect(dialogs).toEqual(["beforeunload"]);
+    a = await alice.newPage();
+    await a.goto(loft.url);
+  });
+
   it("a passphrase locks the app across reloads; a wrong one is refused", async () => {
     await a.goto(loft.url);
     await id(a, "nav-settings").click();

@@ -7,10 +7,17 @@
  * XChaCha20-Poly1305 and HKDF; the store is a Map behind the Web Storage methods the page's
  * localStorage has (the Chromium run is test/e2e/onboarding.e2e.ts).
  */
+
+import { readFileSync } from "node:fs";
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { concatBytes } from "../../../core/bytes.ts";
+import {
+  type buildJournalVectors,
+  JOURNAL_VECTOR_FILE,
+  journalVectorText,
+} from "../../../scripts/gen-journal-vectors.ts";
 import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
 import { MAX_TEXT_CHARS } from "../engine/outgoing.ts";
 import { fromBase64url, toBase64url } from "../lib/base64url.ts";
@@ -240,5 +247,35 @@ describe("outbox journal store", () => {
     const journal = new OutboxJournal(store, identity, key);
     expect(journal.write(entry(1))).toBe(false);
     expect(journal.read().entries).toEqual([]);
+  });
+});
+
+/** docs/vectors/journal-v1.json (scripts/gen-journal-vectors.ts; recomputed by test/interop/vectorcheck). */
+describe("outbox journal vectors", () => {
+  const committed = JSON.parse(readFileSync(JOURNAL_VECTOR_FILE, "utf8")) as ReturnType<
+    typeof buildJournalVectors
+  >;
+  const h = (x: string) => Uint8Array.from(Buffer.from(x, "hex"));
+
+  it("derives the key, opens and re-seals every entry", () => {
+    const id = h(committed.identityKey);
+    const k = journalKey(id, h(committed.privateIdentityKey));
+    expect(Buffer.from(k).toString("hex")).toBe(committed.key);
+    expect(committed.maxEntryChars).toBe(MAX_ENTRY_CHARS);
+    for (const e of committed.entries) {
+      const fields = { id: e.id, contactId: e.contactId, at: e.at, text: e.text };
+      expect(openEntry(k, id, e.id, e.value)).toEqual({ ok: true, value: fields });
+      expect(sealEntry(k, id, fields, h(e.nonce))).toBe(e.value);
+    }
+  });
+
+  it("refuses each invalid value with its code", () => {
+    const id = h(committed.identityKey);
+    const k = journalKey(id, h(committed.privateIdentityKey));
+    for (const v of committed.invalid) expect(code(openEntry(k, id, v.id, v.value)), v.label).toBe(v.code);
+  });
+
+  it("is what the generator produces", () => {
+    expect(journalVectorText()).toBe(readFileSync(JOURNAL_VECTOR_FILE, "utf8"));
   });
 });

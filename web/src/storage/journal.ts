@@ -73,17 +73,13 @@ export function journalKey(identityKey: Uint8Array, privateIdentityKey: Uint8Arr
   return hkdf(sha256, privateIdentityKey, identityKey, KEY_INFO, 32);
 }
 
-function associatedData(identityKey: Uint8Array, id: string): Uint8Array {
+/** The associated data of entry `id` of identity `identityKey` (see the file comment). */
+export function associatedData(identityKey: Uint8Array, id: string): Uint8Array {
   return concatBytes(AD_LABEL, identityKey, utf8.encode(id));
 }
 
-/** Seal one entry (synchronous: noble, no WebCrypto). `nonce` is for vectors and tests only. */
-export function sealEntry(
-  key: Uint8Array,
-  identityKey: Uint8Array,
-  entry: JournalEntry,
-  nonce: Uint8Array = crypto.getRandomValues(new Uint8Array(NONCE_BYTES)),
-): string {
+/** An entry's plaintext: at u64 BE ‖ len u8 ‖ contactId ‖ len u32 BE ‖ text (see the file comment). */
+export function entryPlaintext(entry: JournalEntry): Uint8Array {
   const contact = utf8.encode(entry.contactId);
   const text = utf8.encode(entry.text);
   if (contact.length === 0 || contact.length > MAX_ID_BYTES || entry.id.length === 0)
@@ -96,9 +92,20 @@ export function sealEntry(
   plain.set(contact, 9);
   view.setUint32(9 + contact.length, text.length);
   plain.set(text, 13 + contact.length);
+  text.fill(0);
+  return plain;
+}
+
+/** Seal one entry (synchronous: noble, no WebCrypto). `nonce` is for vectors and tests only. */
+export function sealEntry(
+  key: Uint8Array,
+  identityKey: Uint8Array,
+  entry: JournalEntry,
+  nonce: Uint8Array = crypto.getRandomValues(new Uint8Array(NONCE_BYTES)),
+): string {
+  const plain = entryPlaintext(entry);
   const ct = xchacha20poly1305(key, nonce, associatedData(identityKey, entry.id)).encrypt(plain);
   plain.fill(0);
-  text.fill(0);
   return toBase64url(concatBytes(new Uint8Array([JOURNAL_VERSION]), nonce, ct));
 }
 

@@ -23,6 +23,10 @@
  * overwritten by a stale re-sealed copy, and no read opens a record with the wrong vault. Private
  * helpers (`#…`) never take the gate (it is not re-entrant). A list (contacts, a page of history)
  * skips a record that does not open and counts it (`unreadableRecords`) rather than failing whole.
+ *
+ * Beside the database, in localStorage: the outbox journal (journal.ts; docs/protocol/chat.md §9,
+ * "The outbox journal"), sealed entries of messages handed over and not yet committed here, so a
+ * reload right after Enter replays them (`journalOutgoing`, `forgetJournaled`, `replayJournal`).
  */
 import { decode, encode } from "@msgpack/msgpack";
 import type { IDBPTransaction } from "idb";

@@ -45,7 +45,16 @@ import { toHex } from "../../core/bytes.ts";
 import { createUserIdentity, updateIdentity } from "../../core/identity/identity.ts";
 import { launchChromium } from "../support/browser.ts";
 import { type LoftProcess, startLoft } from "../support/loft-process.ts";
-import { createIdentity, inLoftDb, myLink, offlineLink, openContact } from "../support/loft-ui.ts";
+import {
+  createIdentity,
+  incoming,
+  inLoftDb,
+  myLink,
+  offlineLink,
+  openContact,
+  outgoing,
+  waitForState,
+} from "../support/loft-ui.ts";
 
 const id = (page: Page, testid: string) => page.getByTestId(testid);
 
@@ -242,22 +251,175 @@ describe("onboarding, contacts and trust in the PWA", () => {
     expect(await id(a, "open-chat").isDisabled()).toBe(false);
   });
 
+  /** Bob's chat with Alice, open (from wherever Bob's page is). */
+  async function bobReadsAlice() {
+    if ((await id(b, "chat-contact").count()) && (await id(b, "chat-contact").textContent()) === "Alice")
+      return;
+    await openContact(b, { username: "Alice" });
+    await id(b, "open-chat").click();
+    await id(b, "chat").waitFor();
+  }
+
+  /** Every text in `page`'s open chat, `direction` only, in the order shown. */
+  const texts = (page: Page, direction: "in" | "out") =>
+    page
+      .locator(`[data-testid=message][data-direction=${direction}] [data-testid=message-text]`)
+      .allTextContents();
+
+  /** Alice's chat with Bob, open. */
+  async function aliceChat(page: Page) {
+    await openContact(page, { id: bobId });
+    await id(page, "open-chat").click();
+    await id(page, "chat").waitFor();
+  }
+
+  /** Type and press Enter, as a person does; nothing waits for the message's state. */
+  async function typeAndEnter(page: Page, text: string) {
+    await id(page, "composer-input").pressSequentially(text);
+    await id(page, "composer-input").press("Enter");
+  }
+
+  // A message shown is a message kept (docs/protocol/chat.md §9, "The outbox journal"): each test
+  // reloads or closes the page right after Enter, with no wait for any state; after it, the
+  // message is in Alice's history once, in order, and reaches Bob once.
   it("history: a sent message is stored on the device and survives a reload", async () => {
-    await openContact(a, { id: bobId });
-    await id(a, "open-chat").click();
-    await id(a, "composer-input").fill("hello from Alice");
-    await id(a, "send-button").click();
-    const msg = a.locator("[data-testid=message][data-direction=out]").last();
-    expect(await msg.locator("[data-testid=message-text]").textContent()).toBe("hello from Alice");
-    const state = await msg.getAttribute("data-state");
-    expect(["queued", "sending", "sent", "relayed", "delivered", "failed"]).toContain(state);
+    await aliceChat(a);
+    await typeAndEnter(a, "hello from Alice");
     await a.reload();
-    await openContact(a, { id: bobId });
+    await aliceChat(a);
+    await outgoing(a, "hello from Alice").waitFor();
+    expect((await texts(a, "out")).filter((t) => t === "hello from Alice")).toHaveLength(1);
+    await bobReadsAlice();
+    await incoming(b, "hello from Alice").waitFor();
+    expect(await texts(b, "in")).toEqual(["hello from Alice"]);
+  });
+
+  it("a burst sent while storage cannot commit survives a reload in order, and reaches Bob once each", async () => {
+    await aliceChat(a);
+    // Hold every WebCrypto encryption in this page forever: no message can be sealed into
+    // IndexedDB before the reload, so only the outbox journal can bring them back.
+    await a.evaluate(() => {
+      crypto.subtle.encrypt = () => new Promise(() => {});
+    });
+    const burst = ["burst 1", "burst 2", "burst 3", "burst 4", "burst 5"];
+    for (const t of burst) await typeAndEnter(a, t);
+    await expect.poll(() => texts(a, "out")).toEqual(["hello from Alice", ...burst]);
+    await a.reload();
+    await aliceChat(a);
+    await outgoing(a, "burst 5").waitFor();
+    expect(await texts(a, "out")).toEqual(["hello from Alice", ...burst]);
+    await bobReadsAlice();
+    await incoming(b, "burst 5").waitFor({ timeout: 60_000 });
+    expect(await texts(b, "in")).toEqual(["hello from Alice", ...burst]);
+    // Nothing of the journal is left once replayed, and nothing of it was ever plaintext.
+    const left = await a.evaluate(() =>
+      Object.keys(localStorage).filter((k) => k.startsWith("loft.outbox-journal.")),
+    );
+    expect(left).toEqual([]);
+  });
+
+  it("a message sent right before the tab closes is there when Loft opens again, and reaches Bob", async () => {
+    await aliceChat(a);
+    await typeAndEnter(a, "sent as the tab closed");
+    await a.close();
+    a = await alice.newPage();
+    await a.goto(loft.url);
+    await aliceChat(a);
+    await outgoing(a, "sent as the tab closed").waitFor();
+    expect((await texts(a, "out")).filter((t) => t === "sent as the tab closed")).toHaveLength(1);
+    await bobReadsAlice();
+    await incoming(b, "sent as the tab closed").waitFor({ timeout: 60_000 });
+    expect((await texts(b, "in")).filter((t) => t === "sent as the tab closed")).toHaveLength(1);
+  });
+
+  /** The page's outbox journal entries (store key, sealed value). */
+  const journal = (page: Page) =>
+    page.evaluate(() => Object.entries(localStorage).filter(([k]) => k.startsWith("loft.outbox-journal.")));
+
+  /** Hold every WebCrypto encryption in the page until `releaseEncrypt` (nothing commits meanwhile). */
+  async function holdEncrypt(page: Page) {
+    await page.evaluate(() => {
+      const subtle = crypto.subtle;
+      const original = subtle.encrypt.bind(subtle);
+      const held: (() => void)[] = [];
+      (window as unknown as { releaseEncrypt: () => void }).releaseEncrypt = () => {
+        subtle.encrypt = original;
+        for (const go of held) go();
+      };
+      subtle.encrypt = (...args: Parameters<SubtleCrypto["encrypt"]>) =>
+        new Promise((resolve, reject) => held.push(() => void original(...args).then(resolve, reject)));
+    });
+  }
+
+  it("an entry still there after its commit landed (a crash in between) replays as nothing: one copy", async () => {
+    await aliceChat(a);
+    await holdEncrypt(a);
+    await typeAndEnter(a, "kept once");
+    const entries = await journal(a);
+    expect(entries).toHaveLength(1);
+    await a.evaluate(() => (window as unknown as { releaseEncrypt: () => void }).releaseEncrypt());
+    await expect.poll(() => journal(a)).toEqual([]); // committed, and the entry gone
+    await waitForState(a, "kept once", "delivered");
+    await a.evaluate(([k, v]) => localStorage.setItem(k, v), entries[0]!);
+    await a.reload();
+    await aliceChat(a);
+    await outgoing(a, "kept once").waitFor();
+    expect((await texts(a, "out")).filter((t) => t === "kept once")).toHaveLength(1);
+    // Not rolled back to "queued" by the replay: the stored message was left as it was.
+    expect(await outgoing(a, "kept once").getAttribute("data-state")).toBe("delivered");
+    expect(await journal(a)).toEqual([]);
+  });
+
+  it("a replayed message to a contact blocked meanwhile is kept as failed, not sent", async () => {
+    await openContact(a, { username: "Carol" });
     await id(a, "open-chat").click();
-    // History is read from IndexedDB after the chat opens: wait for it, then check it is there once.
-    await a.locator("[data-testid=message-text]", { hasText: "hello from Alice" }).waitFor();
-    const texts = await a.locator("[data-testid=message-text]").allTextContents();
-    expect(texts.filter((t) => t === "hello from Alice")).toHaveLength(1);
+    await id(a, "chat").waitFor();
+    await holdEncrypt(a);
+    await typeAndEnter(a, "to Carol before blocking");
+    const [entry] = await journal(a);
+    // Set the entry aside over a reload, block Carol, then put it back: it replays into a block.
+    await a.evaluate(([k]) => localStorage.removeItem(k), entry!);
+    await a.reload();
+    await openContact(a, { username: "Carol" });
+    await id(a, "block-contact").click();
+    await a.locator("[data-testid=trust-state][data-trust=rejected]").waitFor();
+    await a.evaluate(([k, v]) => localStorage.setItem(k, v), entry!);
+    await a.reload();
+    await id(a, "unblock-contact").click();
+    await a.locator("[data-testid=trust-state][data-trust=unknown]").waitFor();
+    await id(a, "open-chat").click();
+    await waitForState(a, "to Carol before blocking", "failed");
+    expect(await journal(a)).toEqual([]);
+  });
+
+  it("leaving while a message is truly unsaved (no room for its journal entry) asks first; once stored, it does not", async () => {
+    await aliceChat(a);
+    await holdEncrypt(a);
+    await a.evaluate(() => {
+      const set = Storage.prototype.setItem;
+      Storage.prototype.setItem = function (this: Storage, k: string, v: string) {
+        if (k.startsWith("loft.outbox-journal.")) throw new DOMException("full", "QuotaExceededError");
+        set.call(this, k, v);
+      };
+    });
+    await typeAndEnter(a, "not in the journal");
+    const dialogs: string[] = [];
+    a.on("dialog", (d) => {
+      dialogs.push(d.type());
+      void d.dismiss(); // stay on the page
+    });
+    await a.close({ runBeforeUnload: true });
+    await expect.poll(() => dialogs).toEqual(["beforeunload"]);
+    expect(a.isClosed()).toBe(false);
+    // The commit lands: nothing is unsaved, and the page closes without asking.
+    await a.evaluate(() => (window as unknown as { releaseEncrypt: () => void }).releaseEncrypt());
+    await waitForState(a, "not in the journal", "delivered");
+    const closed = a.waitForEvent("close");
+    await a.close({ runBeforeUnload: true });
+    await closed;
+    expect(dialogs).toEqual(["beforeunload"]);
+    a = await alice.newPage();
+    await a.goto(loft.url);
   });
 
   it("a passphrase locks the app across reloads; a wrong one is refused", async () => {

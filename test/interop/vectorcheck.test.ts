@@ -35,6 +35,7 @@ const CHECKED = [
   "identity-safety-codes.json",
   "identity-contact-links.json",
   "identity-signed-requests.json",
+  "journal-v1.json",
 ];
 
 let python = "";
@@ -126,6 +127,16 @@ describe("published vectors against the independent Python checker", () => {
     const r = check(path);
     expect(r.status).toBe(1);
     expect(r.out).toContain("delivery sealedSha256 differs at byte 31");
+  });
+
+  it("fails on a journal entry whose nonce has one flipped byte", () => {
+    const path = tampered("journal-v1.json", (d) => {
+      const e = (d as { entries: Record<string, string>[] }).entries[0]!;
+      e.nonce = flip(e.nonce!, 5);
+    });
+    const r = check(path);
+    expect(r.status).toBe(1);
+    expect(r.out).toContain("entries[0] (a short message with an emoji) value differs");
   });
 
   it("fails on an expected rejection that does not happen", () => {

@@ -25,6 +25,7 @@ FAMILIES = {
     "identity-safety-codes.json": "identity",
     "identity-contact-links.json": "identity",
     "identity-signed-requests.json": "identity",
+    "journal-v1.json": "journal",
 }
 
 

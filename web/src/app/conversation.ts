@@ -34,6 +34,16 @@ export function handOver(app: AppModel, contactId: string, text: string): Handed
   return engine.handOver(contactId, text);
 }
 
+/**
+ * How many messages handed over would be lost if the page went now (neither in the outbox
+ * journal nor stored yet: storage.ts `unsavedOutgoing`). Zero almost always: the journal takes
+ * each message in the same task as its hand-over; only a full or blocked localStorage leaves one
+ * unsaved for the tens of milliseconds its commit takes.
+ */
+export function unsavedMessages(app: AppModel): number {
+  return app.storage.unsavedOutgoing;
+}
+
 /** Put a failed message back in the outbox. */
 export function retryMessage(app: AppModel, id: MessageId): Promise<void> {
   return app.engine?.retry(id) ?? Promise.resolve();

@@ -23,6 +23,7 @@ import type {
   ServiceStatus,
 } from "../engine/api.ts";
 import type { CallView } from "../engine/calls/types.ts";
+import { sendRefusal } from "../engine/outgoing.ts";
 import { loadEngine } from "../engine-loader.ts";
 import {
   type ContactLink,
@@ -282,6 +283,7 @@ export class AppModel {
       privateIdentityKey: self.privateIdentityKey,
       privateNoiseKey: self.privateNoiseKey,
     };
+    await this.#replayJournal(user);
     await this.refreshContacts();
     const settings = await this.storage.getSettingsRecord();
     this.#setNotificationMode(settings.notifications ?? "on");
@@ -294,6 +296,22 @@ export class AppModel {
       if (!this.#routeExists(route)) this.#leaveMissing();
     });
     await this.#startEngine(user);
+  }
+
+  /**
+   * Open the outbox journal with the key derived from the unlocked identity, and store what it
+   * still holds — messages handed over just before the last reload or close (storage/journal.ts;
+   * docs/protocol/chat.md §9, "The outbox journal") — before any screen reads history and before
+   * the engine starts, so they show where they were and go out with the rest of the outbox. A
+   * replay that fails leaves the entries for the next start; the app opens anyway.
+   */
+  async #replayJournal(user: UserIdentity): Promise<void> {
+    this.storage.openJournal(user.identity.verified.identity_key, user.privateIdentityKey);
+    try {
+      await this.storage.replayJournal(sendRefusal);
+    } catch (e) {
+      console.warn("outbox journal replay failed:", (e as Error).message);
+    }
   }
 
   /** Resolves the Web Lock that marks this tab as the one running the engine. */

@@ -298,8 +298,20 @@ export interface EngineStorage {
   getMessage(id: MessageId): Promise<StoredMessage | undefined>;
   /** Insert or replace one message. */
   putMessage(message: StoredMessage): Promise<void>;
-  /** Store a new outgoing message and its outbox entry (`queuedAt` = `at`, no attempts) together. */
+  /**
+   * Store a new outgoing message and its outbox entry (`queuedAt` = `at`, no attempts) together;
+   * nothing when a message with its id is stored already (a replayed journal entry: below).
+   */
   queueOutgoing(message: StoredMessage): Promise<void>;
+  /**
+   * Record a message being handed over, synchronously, until its `queueOutgoing` lands: a reload
+   * or a closed tab in between replays it at the next start instead of losing it (the outbox
+   * journal, web/src/storage/journal.ts; docs/protocol/chat.md §9). Optional: a store without it
+   * is only as durable as its commit.
+   */
+  journalOutgoing?(message: StoredMessage): void;
+  /** The hand-over of `id` settled (stored, or refused): drop its journal entry. */
+  forgetJournaled?(id: MessageId): void;
   /** Change a message's state (and failure reason). */
   setMessageState(id: MessageId, state: MessageState, failure?: EngineError): Promise<void>;
   /** Incoming de-duplication: the stored message with this peer id, if any. */

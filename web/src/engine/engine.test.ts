@@ -152,14 +152,22 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
 
   it("hands over synchronously: id and time at the call, refusals leave nothing, a retry reuses the id", async () => {
     const [a, b] = await pair();
+    // The outbox journal (storage/journal.ts): written in the hand-over's task, gone once settled.
+    const journaled = new Set<MessageId>();
+    Object.assign(a.storage, {
+      journalOutgoing: (m: StoredMessage) => journaled.add(m.id),
+      forgetJournaled: (id: MessageId) => journaled.delete(id),
+    });
     const first = a.engine.handOver(b.id, "one");
     const second = a.engine.handOver(b.id, "two");
     // Known before any storage call finished: the UI shows them at once, in this order.
     expect(a.storage.messages.has(first.message.id)).toBe(false);
+    expect([...journaled]).toEqual([first.message.id, second.message.id]);
     expect(first.message).toMatchObject({ contactId: b.id, direction: "out", text: "one", state: "queued" });
     expect(second.message.at).toBeGreaterThan(first.message.at);
     expect(await first.stored).toBe(first.message.id);
     expect(await second.stored).toBe(second.message.id);
+    expect(journaled.size).toBe(0);
     expect(() => a.engine.handOver(b.id, "x".repeat(16_001))).toThrow(/limit is 16,000/);
     expect(() => a.engine.handOver(b.id, "")).toThrow(/empty/);
     await expect(a.engine.send(b.id, "x".repeat(16_001))).rejects.toThrow(/limit/);
@@ -177,8 +185,11 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     // A blocked contact: `stored` rejects and nothing is stored.
     a.storage.contacts.get(b.id)!.trust = "rejected";
     const refused = a.engine.handOver(b.id, "after blocking");
+    expect(journaled.has(refused.message.id)).toBe(true);
     await expect(refused.stored).rejects.toThrow(/blocked/);
     expect(a.storage.messages.has(refused.message.id)).toBe(false);
+    // Refused: the screen takes the bubble back, so no later replay may send it.
+    expect(journaled.size).toBe(0);
   });
 
   it("flushes an outbox written while the contact was offline, in order, once", async () => {

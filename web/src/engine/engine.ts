@@ -362,13 +362,22 @@ export class Engine implements ChatEngine {
 
   handOver(contactId: ContactId, text: string): HandedOver {
     const message = newOutgoing(contactId, text, stamp(this.#ctx));
+    const storage = this.#ctx.storage;
+    // Journaled in this task, before the first await: from the moment the person sees the bubble,
+    // a reload or a closed tab replays the message instead of losing it (storage/journal.ts;
+    // docs/protocol/chat.md §9, "The outbox journal"). The entry lives exactly as long as `stored`
+    // is pending: removed once the commit lands, and on a refusal too — the screen then takes the
+    // bubble back and keeps the words, so a later replay would send what the person was told was not.
+    storage.journalOutgoing?.(message);
     const stored = this.#lines.run(contactId, async () => {
-      const c = await sendableContact(this.#ctx.storage, contactId);
-      await this.#ctx.storage.queueOutgoing(message);
+      const c = await sendableContact(storage, contactId);
+      await storage.queueOutgoing(message);
       emit(this.#ctx, { type: "message-state", contactId, id: message.id, state: "queued" });
       this.#links.for(c).queued();
       return message.id;
     });
+    const settled = () => storage.forgetJournaled?.(message.id);
+    stored.then(settled, settled);
     return { message: { ...message }, stored };
   }
 

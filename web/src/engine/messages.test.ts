@@ -16,8 +16,8 @@ import {
 import { MemoryStorage, until } from "../../../test/support/engine.ts";
 import type { EngineEvent, StoredMessage } from "./api.ts";
 import type { Live, Peer } from "./context.ts";
-import { flushLive, type MessagesContext, receive } from "./messages.ts";
-import { decodeChatRatchet } from "./ratchet-store.ts";
+import { FLUSH_BATCH, flushLive, type MessagesContext, receive } from "./messages.ts";
+import { decodeChatRatchet, encodeChatRatchet } from "./ratchet-store.ts";
 import { type AppMessage, decodeAppMessage, decodeSessionFrame, encodeAppMessage } from "./wire.ts";
 
 /** saveSession calls park until released. */
@@ -119,6 +119,8 @@ describe("receive: a message stored while its state write failed is shown when i
     const storage = new FailingOnce("");
     const { alice, bob, ctx, events, live, peerWith } = await setup(storage);
     const peer = peerWith(bob);
+    // What storage holds when the message comes: the state in use (saveRatchet falls back to it).
+    storage.sessions.set("peer", encodeChatRatchet(peer.ratchet!));
     const message: AppMessage = { t: "msg", id: "m2".padEnd(22, "A"), at: 1_700_000_000_000, text: "again" };
     const first = await ratchetEncrypt(alice, encodeAppMessage(message), Date.now());
     await expect(receive(ctx, peer, live, first.message)).rejects.toThrow("QuotaExceededError");
@@ -140,23 +142,23 @@ describe("receive: a message stored while its state write failed is shown when i
 });
 
 describe("flushLive: the outbox carries the first ratchet message a fresh responder waits for", () => {
-  async function flushOnce(queued: boolean, owed: boolean) {
-    const storage = new MemoryStorage("");
+  async function flushOnce(queued: boolean | number, owed: boolean, storage = new MemoryStorage("")) {
     const { alice, bob, ctx, frames, live, peerWith } = await setup(storage);
     const peer = peerWith(alice);
-    if (queued) {
+    storage.sessions.set("peer", encodeChatRatchet(peer.ratchet!));
+    for (let i = 0; i < Number(queued); i++) {
       const m: StoredMessage = {
-        id: "out1".padEnd(22, "A"),
+        id: `out${i}`.padEnd(22, "A"),
         contactId: "peer",
         direction: "out",
         text: "waiting",
-        at: 1_700_000_000_000,
+        at: 1_700_000_000_000 + i,
         state: "queued",
       };
       await storage.queueOutgoing(m);
     }
     if (owed) live.syncOwed = true;
-    await flushLive(ctx, peer, live);
+    await flushLive(ctx, peer, live).catch(() => {});
     let state = bob;
     const opened: AppMessage[] = [];
     for (const f of frames) {
@@ -188,5 +190,35 @@ describe("flushLive: the outbox carries the first ratchet message a fresh respon
   it("no sync owed, nothing queued: nothing sent", async () => {
     const r = await flushOnce(false, false);
     expect(r.opened).toEqual([]);
+  });
+
+  it("a full batch whose state write fails still sends the sync owed (a failed batch is an early way out)", async () => {
+    /** The first sealed state write fails (a full disk, say); later ones succeed. */
+    class FailingOnce extends MemoryStorage {
+      failed = false;
+      override saveSession(id: string, state: Uint8Array): Promise<void> {
+        if (!this.failed) {
+          this.failed = true;
+          return Promise.reject(new Error("QuotaExceededError"));
+        }
+        return super.saveSession(id, state);
+      }
+    }
+    const r = await flushOnce(FLUSH_BATCH, true, new FailingOnce(""));
+    // Nothing of the failed batch left; the sync did, so the peer can send; the batch waits.
+    expect(r.opened).toEqual(["sync"]);
+    expect(r.owed).toBe(false);
+    expect(await r.storage.listOutbox("peer")).toHaveLength(FLUSH_BATCH);
+  });
+
+  it("a storage error part-way through the outbox still sends the sync owed", async () => {
+    class UnreadableMessages extends MemoryStorage {
+      override getMessage(): Promise<StoredMessage | undefined> {
+        return Promise.reject(new Error("the message does not open"));
+      }
+    }
+    const r = await flushOnce(1, true, new UnreadableMessages(""));
+    expect(r.opened).toEqual(["sync"]);
+    expect(r.owed).toBe(false);
   });
 });

@@ -196,9 +196,30 @@ export const FLUSH_BATCH = 16;
  * (the first message from the contact lets it), when the session closes, or when the contact is
  * blocked. Consecutive entries go in batches of up to FLUSH_BATCH: each message `sending`, then
  * all encrypted, the ratchet state written once, all sent, then each `sent` (docs/protocol/chat.md §5).
+ *
+ * The `sync` a fresh responder is owed (`live.syncOwed`, chat.md §4 "Who can send") goes on every
+ * way out while this session is still the live one — a failed batch or a storage error part-way
+ * included — unless a message carried it: otherwise the peer, which cannot send before our first
+ * ratchet message, would wait for the next flush.
  */
 export async function flushLive(ctx: MessagesContext, peer: Peer, live: Live): Promise<Outcome[]> {
   const stopped = () => peer.blocked || peer.live !== live || live.session.state === "closed";
+  try {
+    await flushOutbox(ctx, peer, live, stopped);
+  } finally {
+    if (live.syncOwed && !stopped())
+      await serial(peer, () => sendApp(ctx, peer, live, { t: "sync" })).catch(() => {});
+  }
+  return [];
+}
+
+/** flushLive's walk of the outbox; returns early when stopped or when a batch fails. */
+async function flushOutbox(
+  ctx: MessagesContext,
+  peer: Peer,
+  live: Live,
+  stopped: () => boolean,
+): Promise<void> {
   let batch: { entry: OutboxEntry; m: StoredMessage; marked?: Promise<void> }[] = [];
   const sendBatch = async (): Promise<boolean> => {
     const ready = batch;
@@ -235,7 +256,7 @@ export async function flushLive(ctx: MessagesContext, peer: Peer, live: Live): P
     }
   };
   for (const entry of await ctx.storage.listOutbox(peer.id)) {
-    if (stopped()) return [];
+    if (stopped()) return;
     if (!ratchetCanSend(peer)) break;
     if (live.sent.has(entry.messageId)) continue;
     const m = await ctx.storage.getMessage(entry.messageId);
@@ -248,14 +269,9 @@ export async function flushLive(ctx: MessagesContext, peer: Peer, live: Live): P
     // Awaited in sendBatch; a failure there stops the flush like a failed send.
     marked?.catch(() => {});
     batch.push({ entry, m, ...(marked ? { marked } : {}) });
-    if (batch.length >= FLUSH_BATCH && !(await sendBatch())) return [];
+    if (batch.length >= FLUSH_BATCH && !(await sendBatch())) return;
   }
   if (!stopped()) await sendBatch();
-  // The peer waits for our first ratchet message before it can send (chat.md §4, "Who can
-  // send"); the outbox was expected to carry it, but held nothing to send: a `sync` now.
-  if (live.syncOwed && !stopped())
-    await serial(peer, () => sendApp(ctx, peer, live, { t: "sync" })).catch(() => {});
-  return [];
 }
 
 /** How long a receipt for a message read from the mailbox waits for others to share its `rcpt`. */

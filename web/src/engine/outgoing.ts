@@ -52,21 +52,32 @@ export function refusalFor(c: ContactRecord | undefined): EngineError | undefine
   return undefined;
 }
 
-/** The contact a message may be sent to; throws `EngineRefusal` (`refusalFor`) otherwise. */
+/**
+ * Why no chat message may go to contact `c` (`refusalFor`, and a paired device), or undefined
+ * when one may: the rule of `sendableContact`, and of a replayed journal entry (storage.ts
+ * `replayJournal`).
+ */
+export function sendRefusal(c: ContactRecord): EngineError | undefined {
+  const refusal = refusalFor(c);
+  if (refusal) return refusal;
+  // A paired device reads no chat messages (docs/device.md §13): it would hold them forever.
+  if (c.device)
+    return {
+      kind: "message-refused",
+      message: `${c.username} is a device: it reads no chat messages. Use the console on its screen.`,
+    };
+  return undefined;
+}
+
+/** The contact a message may be sent to; throws `EngineRefusal` (`sendRefusal`) otherwise. */
 export async function sendableContact(
   storage: Pick<EngineStorage, "getContact">,
   contactId: ContactId,
 ): Promise<ContactRecord> {
   const c = await storage.getContact(contactId);
   if (!c) throw new EngineRefusal(CONTACT_GONE);
-  const refusal = refusalFor(c);
+  const refusal = sendRefusal(c);
   if (refusal) throw new EngineRefusal(refusal);
-  // A paired device reads no chat messages (docs/device.md §13): it would hold them forever.
-  if (c.device)
-    throw new EngineRefusal({
-      kind: "message-refused",
-      message: `${c.username} is a device: it reads no chat messages. Use the console on its screen.`,
-    });
   return c;
 }
 

@@ -6,13 +6,25 @@
  */
 import { describe, expect, it } from "vitest";
 import { memoryLinkPair } from "../../../core/link/memory-link.ts";
-import { generateRatchetKeyPair, ratchetDecrypt, ratchetFromSecret } from "../../../core/ratchet/index.ts";
+import {
+  generateRatchetKeyPair,
+  ratchetDecrypt,
+  ratchetEncrypt,
+  ratchetFromSecret,
+} from "../../../core/ratchet/index.ts";
 import { establishSession } from "../../../core/session/index.ts";
 import { alice as aliceUser, bob as bobUser } from "../../../core/session/testing.ts";
 import { until } from "../../../test/support/engine.ts";
 import type { Live, Peer } from "./context.ts";
-import { type RatchetContext, ratchetVersionsExtension, seal, sendApp, sendApps } from "./peer-ratchet.ts";
-import { decodeChatRatchet } from "./ratchet-store.ts";
+import {
+  type RatchetContext,
+  ratchetVersionsExtension,
+  saveRatchet,
+  seal,
+  sendApp,
+  sendApps,
+} from "./peer-ratchet.ts";
+import { decodeChatRatchet, encodeChatRatchet } from "./ratchet-store.ts";
 import { type AppMessage, decodeAppMessage, decodeSessionFrame } from "./wire.ts";
 
 /** saveSession calls park until released; `stored` is what storage holds durably. */
@@ -180,5 +192,73 @@ describe("sendApps: ratchet message version from the peer's ratchet.v2 extension
     const r = await burstOver(false);
     expect(r.versions).toEqual([1, 1, 1]);
     expect(r.mailboxVersion).toBe(1);
+  });
+});
+
+/**
+ * saveRatchet (Signal DR §3.5): memory never runs ahead of storage. A failed state write leaves
+ * the contact's ratchet as storage holds it — a send is encrypted again from there (nothing of the
+ * failed attempt left), and a received message whose state did not stick opens when it comes again.
+ */
+describe("saveRatchet: a failed write leaves the ratchet in memory where storage is", () => {
+  /** A store of one session whose next writes fail while `failing`. */
+  class FlakyStore {
+    stored: Uint8Array | undefined;
+    failing = false;
+    writes = 0;
+    async saveSession(_id: string, blob: Uint8Array) {
+      this.writes++;
+      if (this.failing) throw new Error("QuotaExceededError");
+      this.stored = blob.slice();
+    }
+    async loadSession() {
+      return this.stored?.slice();
+    }
+  }
+
+  it("a send whose state write fails sends nothing, and the next send goes from the stored state", async () => {
+    const { ctx, peer, frames, live, open } = await setup();
+    const storage = new FlakyStore();
+    (ctx as unknown as { storage: unknown }).storage = storage;
+    await saveRatchet(ctx, peer, peer.ratchet!); // what storage holds to begin with
+    storage.failing = true;
+    await expect(sendApp(ctx, peer, live, { t: "sync" })).rejects.toThrow(/Quota/);
+    expect(frames).toHaveLength(0);
+    // In memory: the stored state, read back (the one the failed attempt advanced from is wiped).
+    expect(peer.ratchet!.state.sendCount).toBe(0);
+    expect(encodeChatRatchet(peer.ratchet!)).toEqual(storage.stored);
+    storage.failing = false;
+    const m: AppMessage = { t: "msg", id: "after".padEnd(22, "A"), at: 1_700_000_000_000, text: "after" };
+    await sendApp(ctx, peer, live, m);
+    expect(await open()).toEqual([m]);
+    expect(peer.ratchet!.state.sendCount).toBe(1);
+    expect(encodeChatRatchet(peer.ratchet!)).toEqual(storage.stored);
+  });
+
+  it("a received message whose state write fails opens again when it is delivered again", async () => {
+    const secret = new Uint8Array(32).fill(9);
+    const ad = new Uint8Array(64).fill(2);
+    const bobKeys = await generateRatchetKeyPair();
+    const a = await ratchetFromSecret({ role: "alice", secret, bobRatchetPublic: bobKeys.publicKey, ad });
+    const b = await ratchetFromSecret({ role: "bob", secret, bobRatchetKeyPair: bobKeys, ad });
+    if (!a.ok || !b.ok) throw new Error("ratchet setup");
+    const sent = await ratchetEncrypt(a.value, new TextEncoder().encode("once"), Date.now());
+    const storage = new FlakyStore();
+    const ctx = { cfg: { log: () => {} }, storage } as unknown as RatchetContext;
+    const bob = { id: "alice" } as unknown as Peer;
+    await saveRatchet(ctx, bob, { id: new Uint8Array(16), state: b.value });
+    const read = async () => {
+      const r = bob.ratchet!;
+      const opened = await ratchetDecrypt(r.state, sent.message, Date.now());
+      if (!opened.ok) throw opened.error;
+      await saveRatchet(ctx, bob, { id: r.id, state: opened.value.state });
+      return new TextDecoder().decode(opened.value.plaintext);
+    };
+    storage.failing = true;
+    await expect(read()).rejects.toThrow(/Quota/);
+    expect(bob.ratchet!.state.recvCount).toBe(0);
+    storage.failing = false;
+    expect(await read()).toBe("once"); // the key was not spent: the redelivery opens
+    expect(bob.ratchet!.state.recvCount).toBe(1);
   });
 });

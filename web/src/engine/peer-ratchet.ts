@@ -64,13 +64,38 @@ export async function loadRatchet(
   return { ratchet: decoded.value, unreadable: false };
 }
 
+/**
+ * Persist the contact's ratchet, and only then make it the one in use (Signal DR §3.5: the state
+ * is durable before anything that depends on it — a ciphertext it sealed, a message it read — goes
+ * out or is acted on). A write that fails leaves memory where storage is (`restoreStored`): a send
+ * whose state did not stick is encrypted again from the stored state (its ciphertexts never left),
+ * and a received message whose state did not stick still opens when it comes again, instead of
+ * meeting a ratchet that already spent its key.
+ */
 export async function saveRatchet(ctx: RatchetContext, peer: Peer, ratchet: ChatRatchet): Promise<void> {
-  peer.ratchet = ratchet;
   const blob = encodeChatRatchet(ratchet);
   try {
     await ctx.storage.saveSession(peer.id, blob);
+  } catch (e) {
+    await restoreStored(ctx, peer);
+    throw e;
   } finally {
     wipe(blob);
+  }
+  peer.ratchet = ratchet;
+}
+
+/**
+ * Put back in memory the ratchet storage holds (none if it holds none or cannot be read): the state
+ * in use before a failed step may be wiped and consumed already (core/ratchet wipes what it
+ * advanced from), so storage is the only copy to go back to.
+ */
+async function restoreStored(ctx: RatchetContext, peer: Peer): Promise<void> {
+  peer.ratchet = undefined;
+  try {
+    await loadRatchet(ctx, peer);
+  } catch (e) {
+    ctx.cfg.log(`stored ratchet for ${peer.id.slice(0, 8)} not read back: ${(e as Error).message}`);
   }
 }
 
@@ -131,12 +156,13 @@ async function encryptAndPersist(
       state = next.state;
       sealed.push(next.message);
     }
+  } catch (e) {
+    // ratchetEncrypt wipes the state it advanced from: after a throw part-way, memory goes back
+    // to the stored state. Nothing of that batch is sent, so its keys sealed nothing that left.
+    if (state !== r.state) await restoreStored(ctx, peer);
+    throw e;
   } finally {
     for (const p of plaintexts) wipe(p);
-    // ratchetEncrypt wipes the state it advanced from: keep the newest one in memory, even after
-    // a throw part-way. Nothing of that batch is sent then, so the older stored state's keys
-    // sealed nothing that left (DR §3.5 holds without a write).
-    if (state !== r.state) peer.ratchet = { id: r.id, state };
   }
   await saveRatchet(ctx, peer, { id: r.id, state });
   return sealed;

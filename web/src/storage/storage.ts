@@ -23,6 +23,10 @@
  * overwritten by a stale re-sealed copy, and no read opens a record with the wrong vault. Private
  * helpers (`#…`) never take the gate (it is not re-entrant). A list (contacts, a page of history)
  * skips a record that does not open and counts it (`unreadableRecords`) rather than failing whole.
+ *
+ * Beside the database, in localStorage: the outbox journal (journal.ts; docs/protocol/chat.md §9,
+ * "The outbox journal"), sealed entries of messages handed over and not yet committed here, so a
+ * reload right after Enter replays them (`journalOutgoing`, `forgetJournaled`, `replayJournal`).
  */
 import { decode, encode } from "@msgpack/msgpack";
 import type { IDBPTransaction } from "idb";
@@ -53,6 +57,7 @@ import {
   type SettingsRecord,
 } from "./db.ts";
 import { StorageGate } from "./gate.ts";
+import { clearJournals, type JournalEntry, journalKey, OutboxJournal, pageSyncStore } from "./journal.ts";
 import {
   generateDeviceKey,
   kdfNeedsUpgrade,
@@ -122,6 +127,10 @@ export class LoftStorage implements EngineStorage {
   readonly #contactCache = new Map<ContactId, { iv: string; secret: ContactSecret }>();
   /** Records a list skipped because they did not open (see `unreadableRecords`). */
   #unreadable = 0;
+  /** The outbox journal of the unlocked identity (journal.ts), from `openJournal`. */
+  #journal: OutboxJournal | undefined;
+  /** Messages handed over that neither the journal nor IndexedDB holds yet (`unsavedOutgoing`). */
+  readonly #unsaved = new Set<MessageId>();
 
   private constructor(db: Database, vault: Vault, name: string) {
     this.#db = db;
@@ -281,6 +290,7 @@ export class LoftStorage implements EngineStorage {
 
   close(): void {
     this.#contactCache.clear();
+    this.#closeJournal();
     this.#db.close();
   }
 
@@ -290,8 +300,10 @@ export class LoftStorage implements EngineStorage {
    */
   async destroy(): Promise<void> {
     this.#contactCache.clear();
+    this.#closeJournal();
     this.#db.close();
     clearSeenOffers();
+    clearJournals();
     await deleteDatabase(this.#name);
   }
 
@@ -719,20 +731,136 @@ export class LoftStorage implements EngineStorage {
 
   /** Store a new outgoing message and its outbox entry together. */
   queueOutgoing(message: StoredMessage): Promise<void> {
-    return this.#gate.shared(() => this.#queueOutgoing(message));
+    return this.#gate.shared(async () => {
+      await this.#queueOutgoing(message);
+    });
   }
 
-  async #queueOutgoing(message: StoredMessage): Promise<void> {
+  /**
+   * Written only if no message with this id is stored yet, checked in the same transaction: a
+   * journal replay (`replayJournal`) and the hand-over it stands in for may both run — a reload
+   * while another tab commits — and the second must neither duplicate nor roll back the first
+   * (a message already `sent` or `delivered`, its outbox entry gone). Returns whether it wrote.
+   */
+  async #queueOutgoing(message: StoredMessage, outbox = true): Promise<boolean> {
     const sealed = await this.#sealMessage(message);
     const tx = this.#db.transaction(["messages", "outbox"], "readwrite");
-    tx.objectStore("messages").put(sealed);
-    tx.objectStore("outbox").put({
-      messageId: message.id,
-      contactId: message.contactId,
-      queuedAt: message.at,
-      attempts: 0,
-    });
+    const messages = tx.objectStore("messages");
+    const fresh = (await messages.getKey(message.id)) === undefined;
+    if (fresh) {
+      void messages.put(sealed);
+      if (outbox)
+        void tx.objectStore("outbox").put({
+          messageId: message.id,
+          contactId: message.contactId,
+          queuedAt: message.at,
+          attempts: 0,
+        });
+    }
     await tx.done;
+    return fresh;
+  }
+
+  // --- the outbox journal (journal.ts; docs/protocol/chat.md §9, "The outbox journal") ----------
+
+  /**
+   * Derive the journal key for the unlocked identity and open its journal in localStorage (the
+   * app does this at unlock, before anything is handed over or replayed). Without localStorage
+   * (blocked, or not a page) there is no journal: hand-overs are then only as safe as their commit.
+   */
+  openJournal(identityKey: Uint8Array, privateIdentityKey: Uint8Array): void {
+    this.#closeJournal();
+    const store = pageSyncStore();
+    if (store)
+      this.#journal = new OutboxJournal(store, identityKey, journalKey(identityKey, privateIdentityKey));
+  }
+
+  #closeJournal(): void {
+    this.#journal?.close();
+    this.#journal = undefined;
+  }
+
+  /**
+   * Journal a message being handed over, synchronously (engine.ts `handOver`, in the same task):
+   * from here on a reload or a closed tab replays it instead of losing it. A message the journal
+   * could not take (none, or localStorage full) counts as unsaved until `forgetJournaled`.
+   */
+  journalOutgoing(message: StoredMessage): void {
+    const entry: JournalEntry = {
+      id: message.id,
+      contactId: message.contactId,
+      at: message.at,
+      text: message.text,
+    };
+    if (!this.#journal?.write(entry)) this.#unsaved.add(message.id);
+  }
+
+  /** The hand-over is settled (stored with its outbox entry, or refused): its journal entry goes. */
+  forgetJournaled(id: MessageId): void {
+    this.#unsaved.delete(id);
+    this.#journal?.remove(id);
+  }
+
+  /**
+   * Handed-over messages a reload would lose now: neither journaled nor committed (the chat warns
+   * before the page unloads while there are any; Chat.tsx).
+   */
+  get unsavedOutgoing(): number {
+    return this.#unsaved.size;
+  }
+
+  /**
+   * Store what the journal still holds — hand-overs whose commit never landed (a reload, a closed
+   * tab, a crash) — in hand-over order, each with its id and time and, when `refusal` allows it,
+   * its outbox entry, so the engine sends it like any other queued message. `refusal` is the
+   * engine's rule for sending to the contact (outgoing.ts `sendRefusal`): a refused message is
+   * stored `failed` with the reason (the person saw it go; now they see why it did not). Entries
+   * of a deleted contact go. An entry already committed is only removed (idempotent). Entries
+   * that do not open are removed and counted, except one of a newer format (left for that
+   * version); one whose storing fails stays for the next start with the contact's later ones (the
+   * order), and other contacts' go on. Returns the ids stored.
+   */
+  replayJournal(refusal: (c: ContactRecord) => EngineError | undefined): Promise<MessageId[]> {
+    return this.#gate.shared(async () => {
+      const journal = this.#journal;
+      if (!journal) return [];
+      const { entries, unreadable } = journal.read();
+      for (const u of unreadable)
+        if (u.error.code !== "LOFT_ERR_UNSUPPORTED_VERSION") {
+          console.warn(`storage: dropped an outbox journal entry that does not open (${u.error.code})`);
+          this.#unreadable++;
+          journal.remove(u.id);
+        }
+      const stored: MessageId[] = [];
+      /** Contacts with an entry that could not be stored: their later entries wait too (order). */
+      const waiting = new Set<ContactId>();
+      for (const e of entries) {
+        if (waiting.has(e.contactId)) continue;
+        try {
+          const r = await this.#db.get("contacts", e.contactId);
+          const contact = r && (await this.#openContact(r));
+          if (contact) {
+            const failure = refusal(contact);
+            const m: StoredMessage = {
+              id: e.id,
+              contactId: e.contactId,
+              direction: "out",
+              text: e.text,
+              at: e.at,
+              state: failure ? "failed" : "queued",
+              ...(failure ? { failure } : {}),
+            };
+            if (await this.#queueOutgoing(m, !failure)) stored.push(e.id);
+          }
+          journal.remove(e.id);
+        } catch (x) {
+          waiting.add(e.contactId);
+          // Kept for the next start (a contact that does not open now, storage refusing writes).
+          console.warn(`storage: an outbox journal entry waits for the next start (${(x as Error).name})`);
+        }
+      }
+      return stored;
+    });
   }
 
   // --- outbox ----------------------------------------------------------------------------------
@@ -862,6 +990,7 @@ export class LoftStorage implements EngineStorage {
     const tx = this.#db.transaction([...BUNDLE_STORES], "readwrite");
     this.#writeBundle(tx, bundle, keys, sealed);
     await tx.done;
+    this.#dropJournals();
   }
 
   /**
@@ -886,6 +1015,17 @@ export class LoftStorage implements EngineStorage {
     await tx.done;
     this.#contactCache.clear();
     this.#vault = vault;
+    this.#dropJournals();
+  }
+
+  /**
+   * A backup replaced the identity and the outbox: what the journals hold belongs to what was
+   * replaced (a restore fails messages not sent before the backup, `#sealBundle`), so they go.
+   */
+  #dropJournals(): void {
+    this.#closeJournal();
+    this.#unsaved.clear();
+    clearJournals();
   }
 
   /** What this device holds, in numbers (readable while locked): for "start over" warnings. */

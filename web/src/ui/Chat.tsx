@@ -15,6 +15,7 @@ import {
   retryMessage,
   sendProblem,
   storedMessage,
+  unsavedMessages,
 } from "../app/conversation.ts";
 import { sendFiles } from "../app/files.ts";
 import type { AppModel } from "../app/model.ts";
@@ -186,7 +187,14 @@ export function Chat(props: { app: AppModel; id: string }) {
       attach(files);
     };
     window.addEventListener("paste", onPaste);
+    // Warn only when leaving would really lose a message: one neither journaled nor stored yet
+    // (conversation.ts `unsavedMessages`) — a journaled one is replayed at the next start.
+    const onBeforeUnload = (e: BeforeUnloadEvent) => {
+      if (unsavedMessages(app) > 0) e.preventDefault();
+    };
+    window.addEventListener("beforeunload", onBeforeUnload);
     onCleanup(() => {
+      window.removeEventListener("beforeunload", onBeforeUnload);
       window.removeEventListener("paste", onPaste);
       disposed = true;
       off();

@@ -1,0 +1,142 @@
+/**
+ * Generates the outbox journal vectors (docs/protocol/chat.md §9, "The outbox journal"):
+ *
+ *   docs/vectors/journal-v1.json  the journal key from a fixed identity, entries sealed with fixed
+ *                                 nonces (their AD, plaintext and stored value), and invalid
+ *                                 values with the error code each must give (the two size
+ *                                 limits, 64 KiB-sized, are checked in journal.test.ts instead).
+ *
+ * web/src/storage/journal.test.ts opens every entry, re-seals it, checks every invalid value's code
+ * and that this script regenerates the file byte for byte; test/interop/vectorcheck/journal.py
+ * recomputes it from the docs.
+ *
+ *   npx tsx scripts/gen-journal-vectors.ts          # rewrite the file
+ *   npx tsx scripts/gen-journal-vectors.ts --check  # exit 1 if the committed file differs
+ */
+
+import { fileURLToPath } from "node:url";
+import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
+import { concatBytes } from "../core/bytes.ts";
+import { toBase64url } from "../web/src/lib/base64url.ts";
+import {
+  associatedData,
+  entryPlaintext,
+  type JournalEntry,
+  journalKey,
+  MAX_ENTRY_CHARS,
+  openEntry,
+  sealEntry,
+} from "../web/src/storage/journal.ts";
+import { isScript, writeOrCheck } from "./vector-files.ts";
+
+export const JOURNAL_VECTOR_FILE = fileURLToPath(new URL("../docs/vectors/journal-v1.json", import.meta.url));
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+const fill = (n: number, byte: number) => new Uint8Array(n).fill(byte);
+
+const IDENTITY = fill(32, 0x11);
+const PRIVATE = fill(32, 0x22);
+const CONTACT = "ab".repeat(32);
+
+const ENTRIES: { label: string; entry: JournalEntry; nonce: Uint8Array }[] = [
+  {
+    label: "a short message with an emoji",
+    entry: { id: "m1".padEnd(22, "A"), contactId: CONTACT, at: 1_700_000_000_001, text: "hi 👋" },
+    nonce: fill(24, 0x33),
+  },
+  {
+    label: "a second message to the same contact, one millisecond later",
+    entry: {
+      id: "m2".padEnd(22, "A"),
+      contactId: CONTACT,
+      at: 1_700_000_000_002,
+      text: "Grüße, 2 lines\nok",
+    },
+    nonce: Uint8Array.from({ length: 24 }, (_, i) => i),
+  },
+  {
+    label: "time 0 and a one-character contact id",
+    entry: { id: "z", contactId: "c", at: 0, text: "x" },
+    nonce: fill(24, 0xff),
+  },
+];
+
+/** A value sealed under the vector key and the AD of id "bad" with any plaintext (SCHEMA cases). */
+function sealRaw(key: Uint8Array, plain: Uint8Array): string {
+  const nonce = fill(24, 0x44);
+  const ct = xchacha20poly1305(key, nonce, associatedData(IDENTITY, "bad")).encrypt(plain);
+  return toBase64url(concatBytes(Uint8Array.of(1), nonce, ct));
+}
+
+/** at ‖ len ‖ contact ‖ len ‖ text with the text length field given separately. */
+function layout(at: bigint, contact: string, text: Uint8Array, textLen = text.length): Uint8Array {
+  const c = new TextEncoder().encode(contact);
+  const p = new Uint8Array(13 + c.length + text.length);
+  const v = new DataView(p.buffer);
+  v.setBigUint64(0, at);
+  p[8] = c.length;
+  p.set(c, 9);
+  v.setUint32(9 + c.length, textLen);
+  p.set(text, 13 + c.length);
+  return p;
+}
+
+export function buildJournalVectors() {
+  const key = journalKey(IDENTITY, PRIVATE);
+  const entries = ENTRIES.map(({ label, entry, nonce }) => ({
+    label,
+    ...entry,
+    nonce: hex(nonce),
+    ad: hex(associatedData(IDENTITY, entry.id)),
+    plaintext: hex(entryPlaintext(entry)),
+    value: sealEntry(key, IDENTITY, entry, nonce),
+  }));
+  const first = entries[0]!;
+  const raw = Buffer.from(first.value, "base64url");
+  const t = new TextEncoder().encode("t");
+  const invalidValues: { label: string; id: string; value: string }[] = [
+    { label: "not base64url", id: first.id, value: `${first.value.slice(0, 20)}+/=` },
+    { label: "shorter than the fixed fields", id: first.id, value: toBase64url(raw.subarray(0, 50)) },
+    {
+      label: "version 0x02",
+      id: first.id,
+      value: toBase64url(concatBytes(Uint8Array.of(2), raw.subarray(1))),
+    },
+    {
+      label: "the last tag byte changed",
+      id: first.id,
+      value: toBase64url(
+        concatBytes(raw.subarray(0, raw.length - 1), Uint8Array.of(raw[raw.length - 1]! ^ 1)),
+      ),
+    },
+    { label: "moved under another message id", id: entries[1]!.id, value: first.value },
+    { label: "a time beyond 2^53 - 1", id: "bad", value: sealRaw(key, layout(2n ** 53n, "c", t)) },
+    { label: "an empty contact id", id: "bad", value: sealRaw(key, layout(1n, "", t)) },
+    { label: "an empty text", id: "bad", value: sealRaw(key, layout(1n, "c", new Uint8Array(0))) },
+    { label: "a text length past the end", id: "bad", value: sealRaw(key, layout(1n, "c", t, 2)) },
+    { label: "a byte after the text", id: "bad", value: sealRaw(key, layout(1n, "c", t, 0)) },
+    {
+      label: "a text that is not UTF-8",
+      id: "bad",
+      value: sealRaw(key, layout(1n, "c", Uint8Array.of(0xc3))),
+    },
+  ];
+  return {
+    description:
+      "Outbox journal entries (docs/protocol/chat.md §9, 'The outbox journal'): key = HKDF-SHA-256(ikm = private identity key, salt = identity key, info = 'loft/outbox-journal/v1 key', 32); value = base64url(0x01 ‖ nonce ‖ XChaCha20-Poly1305(key, nonce, plaintext, ad)).",
+    identityKey: hex(IDENTITY),
+    privateIdentityKey: hex(PRIVATE),
+    key: hex(key),
+    maxEntryChars: MAX_ENTRY_CHARS,
+    entries,
+    invalid: invalidValues.map(({ label, id, value }) => {
+      const r = openEntry(key, IDENTITY, id, value);
+      if (r.ok) throw new Error(`invalid vector "${label}" opens`);
+      return { label, id, value, code: r.error.code };
+    }),
+  };
+}
+
+export const journalVectorText = () => `${JSON.stringify(buildJournalVectors(), null, 2)}\n`;
+
+if (isScript(import.meta.url)) writeOrCheck([[JOURNAL_VECTOR_FILE, journalVectorText()]]);

@@ -1,0 +1,277 @@
+/**
+ * The outbox journal: a sealed, synchronous record of each message handed over
+ * (`ChatEngine.handOver`) and not yet committed to IndexedDB with its outbox entry
+ * (docs/protocol/chat.md §9, "The outbox journal"; docs/decisions.md, "A sent message survives an
+ * immediate reload"). The IndexedDB commit needs WebCrypto and a transaction — tens of
+ * milliseconds, more on a loaded machine — and a reload or a closed tab inside that window would
+ * lose a message the person saw go. The journal entry is written in the same task as the
+ * hand-over, so nothing the page does later can come before it; it is removed once the commit
+ * lands (or the hand-over is refused), and an entry still there at start-up is replayed into the
+ * outbox (storage.ts `replayJournal`) with the same id and time.
+ *
+ * Never plaintext at rest, like the rest of the app's storage (docs/design.md, "Cryptography"):
+ * each entry is XChaCha20-Poly1305 (@noble/ciphers; draft-irtf-cfrg-xchacha §2) under a key held
+ * in memory only, derived at unlock with HKDF-SHA-256 (RFC 5869) from the private identity key —
+ * itself sealed under the device key and the passphrase, so the journal is exactly as readable
+ * as the history. A fresh random 24-byte nonce per entry; the associated data binds the entry to
+ * this identity and to its message id (the store key), so an entry copied to another key or from
+ * another profile does not open.
+ *
+ * Byte layout (docs/protocol/chat.md §9 has the table and the vectors' recipe):
+ *   store key   "loft.outbox-journal." ‖ selfHex ‖ "." ‖ messageId
+ *   value       base64url( 0x01 ‖ nonce[24] ‖ XChaCha20-Poly1305(key, nonce, plaintext, ad) )
+ *   ad          "loft/outbox-journal/v1" ‖ 0x00 ‖ identity key[32] ‖ messageId (UTF-8)
+ *   plaintext   at u64 BE ‖ len u8 ‖ contactId ‖ len u32 BE ‖ text (UTF-8)
+ */
+import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
+import { hkdf } from "@noble/hashes/hkdf.js";
+import { sha256 } from "@noble/hashes/sha2.js";
+import { concatBytes, toHex } from "../../../core/bytes.ts";
+import { err, type LoftError, ok, type Result } from "../../../core/errors.ts";
+import { MAX_TEXT_CHARS } from "../engine/outgoing.ts";
+import { fromBase64url, toBase64url } from "../lib/base64url.ts";
+
+/** What a journal entry holds: enough to store the message as it was handed over. */
+export interface JournalEntry {
+  id: string;
+  contactId: string;
+  /** The hand-over time (`StoredMessage.at`): the order of replay. */
+  at: number;
+  text: string;
+}
+
+/** The part of the Web Storage API the journal uses (localStorage in the page). */
+export interface SyncStore {
+  readonly length: number;
+  key(index: number): string | null;
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+  removeItem(key: string): void;
+}
+
+export const JOURNAL_PREFIX = "loft.outbox-journal.";
+export const JOURNAL_VERSION = 0x01;
+const NONCE_BYTES = 24;
+const TAG_BYTES = 16;
+const AD_LABEL = new TextEncoder().encode("loft/outbox-journal/v1\0");
+const KEY_INFO = new TextEncoder().encode("loft/outbox-journal/v1 key");
+/** Longest contact id and message id (bytes): ours are 64 hex and 22 base64url characters. */
+const MAX_ID_BYTES = 255;
+/**
+ * The longest value a journal entry can have: a text of MAX_TEXT_CHARS UTF-16 code units is at
+ * most 3 bytes a unit in UTF-8, plus the header, both ids' room and the tag, in base64url.
+ */
+export const MAX_ENTRY_CHARS = Math.ceil(
+  ((1 + NONCE_BYTES + 8 + 1 + MAX_ID_BYTES + 4 + 3 * MAX_TEXT_CHARS + TAG_BYTES) * 4) / 3,
+);
+
+const utf8 = new TextEncoder();
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** The journal key for an identity: HKDF-SHA-256(ikm = private identity key, salt = identity key). */
+export function journalKey(identityKey: Uint8Array, privateIdentityKey: Uint8Array): Uint8Array {
+  return hkdf(sha256, privateIdentityKey, identityKey, KEY_INFO, 32);
+}
+
+/** The associated data of entry `id` of identity `identityKey` (see the file comment). */
+export function associatedData(identityKey: Uint8Array, id: string): Uint8Array {
+  return concatBytes(AD_LABEL, identityKey, utf8.encode(id));
+}
+
+/** An entry's plaintext: at u64 BE ‖ len u8 ‖ contactId ‖ len u32 BE ‖ text (see the file comment). */
+export function entryPlaintext(entry: JournalEntry): Uint8Array {
+  const contact = utf8.encode(entry.contactId);
+  const text = utf8.encode(entry.text);
+  if (contact.length === 0 || contact.length > MAX_ID_BYTES || entry.id.length === 0)
+    throw new RangeError("journal entry: bad id");
+  if (!Number.isSafeInteger(entry.at) || entry.at < 0) throw new RangeError("journal entry: bad time");
+  const plain = new Uint8Array(8 + 1 + contact.length + 4 + text.length);
+  const view = new DataView(plain.buffer);
+  view.setBigUint64(0, BigInt(entry.at));
+  plain[8] = contact.length;
+  plain.set(contact, 9);
+  view.setUint32(9 + contact.length, text.length);
+  plain.set(text, 13 + contact.length);
+  text.fill(0);
+  return plain;
+}
+
+/** Seal one entry (synchronous: noble, no WebCrypto). `nonce` is for vectors and tests only. */
+export function sealEntry(
+  key: Uint8Array,
+  identityKey: Uint8Array,
+  entry: JournalEntry,
+  nonce: Uint8Array = crypto.getRandomValues(new Uint8Array(NONCE_BYTES)),
+): string {
+  const plain = entryPlaintext(entry);
+  const ct = xchacha20poly1305(key, nonce, associatedData(identityKey, entry.id)).encrypt(plain);
+  plain.fill(0);
+  return toBase64url(concatBytes(new Uint8Array([JOURNAL_VERSION]), nonce, ct));
+}
+
+/**
+ * Open one entry stored under message id `id`. Typed errors, never a throw: oversized
+ * (FRAME_TOO_LARGE, before any decoding), not base64url or too short (MALFORMED), another version
+ * (UNSUPPORTED_VERSION), wrong key, another profile, another id or any changed byte (DECRYPT),
+ * fields that break the layout or the message rules (SCHEMA).
+ */
+export function openEntry(
+  key: Uint8Array,
+  identityKey: Uint8Array,
+  id: string,
+  value: string,
+): Result<JournalEntry> {
+  if (value.length > MAX_ENTRY_CHARS) return err("LOFT_ERR_FRAME_TOO_LARGE", "journal entry too large");
+  let bytes: Uint8Array;
+  try {
+    bytes = fromBase64url(value);
+  } catch {
+    return err("LOFT_ERR_MALFORMED", "journal entry is not base64url");
+  }
+  if (bytes.length < 1 + NONCE_BYTES + TAG_BYTES + 13)
+    return err("LOFT_ERR_MALFORMED", "journal entry truncated");
+  if (bytes[0] !== JOURNAL_VERSION)
+    return err("LOFT_ERR_UNSUPPORTED_VERSION", `journal entry version ${bytes[0]}`);
+  let plain: Uint8Array;
+  try {
+    plain = xchacha20poly1305(
+      key,
+      bytes.subarray(1, 1 + NONCE_BYTES),
+      associatedData(identityKey, id),
+    ).decrypt(bytes.subarray(1 + NONCE_BYTES));
+  } catch {
+    return err("LOFT_ERR_DECRYPT", "journal entry does not open");
+  }
+  try {
+    return parsePlaintext(id, plain);
+  } finally {
+    plain.fill(0);
+  }
+}
+
+function parsePlaintext(id: string, plain: Uint8Array): Result<JournalEntry> {
+  const view = new DataView(plain.buffer, plain.byteOffset, plain.byteLength);
+  const at = view.getBigUint64(0);
+  if (at > BigInt(Number.MAX_SAFE_INTEGER)) return err("LOFT_ERR_SCHEMA", "journal entry time out of range");
+  const n = plain[8] ?? 0;
+  if (n === 0 || plain.length < 13 + n) return err("LOFT_ERR_SCHEMA", "journal entry contact id");
+  const m = view.getUint32(9 + n);
+  if (plain.length !== 13 + n + m) return err("LOFT_ERR_SCHEMA", "journal entry length");
+  let contactId: string;
+  let text: string;
+  try {
+    contactId = strictUtf8.decode(plain.subarray(9, 9 + n));
+    text = strictUtf8.decode(plain.subarray(13 + n));
+  } catch {
+    return err("LOFT_ERR_SCHEMA", "journal entry is not UTF-8");
+  }
+  if (text.length === 0 || text.length > MAX_TEXT_CHARS) return err("LOFT_ERR_SCHEMA", "journal entry text");
+  return ok({ id, contactId, at: Number(at), text });
+}
+
+/** What `OutboxJournal.read` found: entries in replay order, and the ones that do not open. */
+export interface JournalRead {
+  entries: JournalEntry[];
+  unreadable: { id: string; error: LoftError }[];
+}
+
+/**
+ * Entries in replay order — by hand-over time, then id — with one entry per message id (a
+ * duplicate keeps the first): the order the messages were handed over in (outgoing.ts `SendLines`
+ * stores them in that order too, and `stamp` gives strictly increasing times).
+ */
+export function replayOrder(entries: readonly JournalEntry[]): JournalEntry[] {
+  const seen = new Set<string>();
+  const out: JournalEntry[] = [];
+  for (const e of entries) {
+    if (seen.has(e.id)) continue;
+    seen.add(e.id);
+    out.push(e);
+  }
+  return out.sort((a, b) => a.at - b.at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+/** One identity's journal in a synchronous store. */
+export class OutboxJournal {
+  readonly #store: SyncStore;
+  readonly #identityKey: Uint8Array;
+  readonly #key: Uint8Array;
+  readonly #prefix: string;
+
+  constructor(store: SyncStore, identityKey: Uint8Array, key: Uint8Array) {
+    this.#store = store;
+    this.#identityKey = identityKey.slice();
+    this.#key = key;
+    this.#prefix = `${JOURNAL_PREFIX}${toHex(identityKey)}.`;
+  }
+
+  /** Whether the entry is in the store (false: the store refused it — full, or disabled). */
+  write(entry: JournalEntry): boolean {
+    try {
+      this.#store.setItem(this.#prefix + entry.id, sealEntry(this.#key, this.#identityKey, entry));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  remove(id: string): void {
+    try {
+      this.#store.removeItem(this.#prefix + id);
+    } catch {
+      // a store that stopped working holds nothing we could remove
+    }
+  }
+
+  /**
+   * Every entry of this identity, opened and in replay order; the ones that do not open are
+   * listed apart with their error (the caller decides what to drop).
+   */
+  read(): JournalRead {
+    const entries: JournalEntry[] = [];
+    const unreadable: JournalRead["unreadable"] = [];
+    for (const name of storeKeys(this.#store, this.#prefix)) {
+      const id = name.slice(this.#prefix.length);
+      const value = this.#store.getItem(name);
+      if (value === null) continue;
+      const opened = openEntry(this.#key, this.#identityKey, id, value);
+      if (opened.ok) entries.push(opened.value);
+      else unreadable.push({ id, error: opened.error });
+    }
+    return { entries: replayOrder(entries), unreadable };
+  }
+
+  /** Forget the key (the storage closes or is replaced). */
+  close(): void {
+    this.#key.fill(0);
+  }
+}
+
+/** The store keys starting with `prefix` (collected first: removing shifts the indices). */
+function storeKeys(store: SyncStore, prefix: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < store.length; i++) {
+    const k = store.key(i);
+    if (k?.startsWith(prefix)) out.push(k);
+  }
+  return out;
+}
+
+/** The page's localStorage, or undefined where there is none or the browser blocks it. */
+export function pageSyncStore(): SyncStore | undefined {
+  try {
+    return typeof localStorage === "undefined" ? undefined : localStorage;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Remove every identity's journal (start over, a restored backup: storage.ts). */
+export function clearJournals(store: SyncStore | undefined = pageSyncStore()): void {
+  if (!store) return;
+  try {
+    for (const k of storeKeys(store, JOURNAL_PREFIX)) store.removeItem(k);
+  } catch {
+    // blocked: nothing was stored either
+  }
+}

@@ -45,6 +45,30 @@ export interface TestRelay {
 }
 
 /**
+ * A monotonic clock for a test relay's command buckets (`startTestRelay(…, { now: clock.now })`)
+ * that the test stops and starts. Stopped, no connection's bucket refills: how many frames pass
+ * before RATE is exact, however slow the machine. Running, it advances with performance.now from
+ * where it stopped (never backwards).
+ */
+export class StoppableClock {
+  /** performance.now() minus this is the clock's time while running. */
+  #lag = 0;
+  #stoppedAt: number | undefined;
+
+  readonly now = (): number => this.#stoppedAt ?? performance.now() - this.#lag;
+
+  stop(): void {
+    this.#stoppedAt ??= this.now();
+  }
+
+  run(): void {
+    if (this.#stoppedAt === undefined) return;
+    this.#lag = performance.now() - this.#stoppedAt;
+    this.#stoppedAt = undefined;
+  }
+}
+
+/**
  * The master key of a test data dir: the same for every restart on that dir in this process, and
  * handed to the relay in a key file of its own folder, apart from the data, as in production
  * (docs/operations-relay.md §Keys). The folder lives only while that relay runs.
@@ -63,6 +87,8 @@ export async function startTestRelay(
   overrides: Partial<RelayConfig> = {},
   options: {
     clock?: () => number;
+    /** Monotonic ms for the per-connection command bucket (default performance.now): `StoppableClock`. */
+    now?: () => number;
     dataDir?: string;
     store?: (dataDir: string) => RelayStore;
     /** Listen on this port (a relay started again where its clients look for it); default: any. */
@@ -121,6 +147,7 @@ export async function startTestRelay(
       registry,
       log,
       ...(options.clock ? { clock: options.clock } : {}),
+      ...(options.now ? { now: options.now } : {}),
       ...(options.store ? { store: options.store(dataDir) } : redisStore ? { store: redisStore } : {}),
     });
   } finally {

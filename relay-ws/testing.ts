@@ -13,6 +13,7 @@ import { nobleCrypto } from "../core/crypto/noble.ts";
 import { LoftError } from "../core/errors.ts";
 import { RelayClient, type RelayClientOptions } from "../core/relay/client.ts";
 import { authenticateCommand, authPublicKey, deriveAuthKey, signCommand } from "../core/relay/crypto.ts";
+import { RelayLink, type RelayLinkOptions } from "../core/relay/live-link.ts";
 import {
   type Command,
   decodeServerFrame,
@@ -400,4 +401,32 @@ export class RawSocket {
   close(): void {
     this.ws.close();
   }
+}
+
+/**
+ * A live link between the clients `ca` and `cb` (docs/protocol/relay.md §Live links): a new queue
+ * of each, the other's sender side secured, a RelayLink at each end — `a` on `ca`, `b` on `cb`.
+ * `sendBothWays`: each body sent both ways at once, then what each end received, in order.
+ */
+export async function relayLinkPair(ca: RelayClient, cb: RelayClient, options?: RelayLinkOptions) {
+  const qa = await ca.createQueue({ subscribe: false });
+  const qb = await cb.createQueue({ subscribe: false });
+  const toB = await ca.senderSecure({ senderId: qb.senderId });
+  const toA = await cb.senderSecure({ senderId: qa.senderId });
+  const a = await RelayLink.open(ca, qa, toB, options);
+  const b = await RelayLink.open(cb, qb, toA, options);
+  const sendBothWays = async (sent: Uint8Array[]) => {
+    for (const m of sent) {
+      a.send(m);
+      b.send(m);
+    }
+    const atA: Uint8Array[] = [];
+    const atB: Uint8Array[] = [];
+    for (const _ of sent) {
+      atB.push(await b.receive());
+      atA.push(await a.receive());
+    }
+    return { atA, atB };
+  };
+  return { a, b, sendBothWays };
 }

@@ -10,7 +10,7 @@
  * conditions only; every loop is bounded in count.
  */
 import type { Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   byId,
   incoming,
@@ -22,7 +22,7 @@ import {
   sendText,
   waitForState,
 } from "../support/loft-ui.ts";
-import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
+import { twoBrowsersPerSuite } from "../support/two-browsers.ts";
 
 /** The `sealed.pass` flag (or `pass` for bare blobs) of every record in Alice's sealed stores. */
 function passFlags(page: Page): Promise<Record<string, boolean[]>> {
@@ -46,18 +46,12 @@ const BEFORE = 20;
 const MAX_DURING = 36;
 
 describe("passphrase change while the engine runs", () => {
-  let env: TwoBrowsers;
   let a: Page;
   let b: Page;
   let url: string;
-
-  beforeAll(async () => {
-    env = await startTwoBrowsers();
+  twoBrowsersPerSuite((env) => {
     ({ a, b } = env);
     url = env.loft.url;
-  });
-  afterAll(async () => {
-    await env?.close();
   });
 
   it("every message and contact opens after reload and unlock, all with the passphrase layer", async () => {

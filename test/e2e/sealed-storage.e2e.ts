@@ -10,7 +10,7 @@
  * conditions only.
  */
 import type { Page } from "playwright-core";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   byId,
   incoming,
@@ -22,7 +22,7 @@ import {
   sendText,
   waitForState,
 } from "../support/loft-ui.ts";
-import { startTwoBrowsers, type TwoBrowsers } from "../support/two-browsers.ts";
+import { twoBrowsersPerSuite } from "../support/two-browsers.ts";
 
 /** Every record of `stores` as text (bytes as latin1), to search for clear content. */
 function rawDump(page: Page, stores: string[]): Promise<Record<string, unknown[]>> {
@@ -157,19 +157,13 @@ function passphraseKdf(page: Page): Promise<string | undefined> {
 }
 
 describe("history and contacts sealed at rest", () => {
-  let env: TwoBrowsers;
   let a: Page;
   let b: Page;
   let url: string;
   let bobId: string;
-
-  beforeAll(async () => {
-    env = await startTwoBrowsers();
+  twoBrowsersPerSuite((env) => {
     ({ a, b } = env);
     url = env.loft.url;
-  });
-  afterAll(async () => {
-    await env?.close();
   });
 
   it("after a chat, IndexedDB holds no message text, contact name or endpoint in clear", async () => {

@@ -12,9 +12,9 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WebSocket } from "ws";
 import { encodeCanonical } from "../core/codec/codec.ts";
-import type { RecipientQueue, RelayClient, SenderQueue } from "../core/relay/client.ts";
+import type { RecipientQueue, RelayClient } from "../core/relay/client.ts";
 import { newAuthKeyPair, newDhKeyPair, openFromRelay } from "../core/relay/crypto.ts";
-import { RELAY_LINK_PIECE, RelayLink } from "../core/relay/live-link.ts";
+import { RELAY_LINK_PIECE } from "../core/relay/live-link.ts";
 import {
   type Command,
   decodeCommand,
@@ -39,6 +39,7 @@ import {
   RawSocket,
   refusalCode,
   relayCounter,
+  relayLinkPair,
   startTestRelay,
   type TestRelay,
 } from "./testing.ts";
@@ -54,6 +55,23 @@ function frameKinds(ws: WebSocket): string[] {
     if (f.ok) seen.push(f.value.k === "MSGS" ? `MSGS×${f.value.ms.length}` : f.value.k);
   });
   return seen;
+}
+
+/**
+ * What `rx` is pushed on `q` from now on, each acknowledged at once: `all` resolves when `total`
+ * have come (their ACKs in `acks`).
+ */
+function collectPushes(rx: RelayClient, q: RecipientQueue, total: number) {
+  const got: Uint8Array[] = [];
+  const acks: Promise<void>[] = [];
+  const all = new Promise<void>((resolve) => {
+    rx.onQueueMessage(q.recipientId, (m) => {
+      got.push(m.body);
+      acks.push(rx.ack(q, m.msgId));
+      if (got.length === total) resolve();
+    });
+  });
+  return { got, acks, all };
 }
 
 /** A new unsecured queue made over `raw` (NEW, request id 1), with its recipient key pair. */
@@ -112,15 +130,7 @@ describe("batches (1.3) on a real relay", () => {
       expect(await relayCounter(relay, "loft_relay_commands_total", { command: "SENDS", result: "ok" })).toBe(
         2,
       );
-      const got: Uint8Array[] = [];
-      const acks: Promise<void>[] = [];
-      const all = new Promise<void>((resolve) => {
-        rx.onQueueMessage(q.recipientId, (m) => {
-          got.push(m.body);
-          acks.push(rx.ack(q, m.msgId));
-          if (got.length === bodies.length) resolve();
-        });
-      });
+      const { got, acks, all } = collectPushes(rx, q, bodies.length);
       await rx.subscribe(q, 32);
       await all;
       await Promise.all(acks);
@@ -430,23 +440,11 @@ describe("batches (1.3) on a real relay", () => {
     const ca = await connectRelay(relay.url, BATCH);
     const cb = await connectRelay(relay.url, { delivery: "bucket" });
     try {
-      const qa = await ca.createQueue({ subscribe: false });
-      const qb = await cb.createQueue({ subscribe: false });
-      const toB: SenderQueue = await ca.senderSecure({ senderId: qb.senderId });
-      const toA = await cb.senderSecure({ senderId: qa.senderId });
-      const a = await RelayLink.open(ca, qa, toB);
-      const b = await RelayLink.open(cb, qb, toA);
+      const { a, b, sendBothWays } = await relayLinkPair(ca, cb);
       const sent = [0, 1, 100, 300, 5000, MAX_BODY, 65_535, 7, 7, 7].map(
         (n) => new Uint8Array(randomBytes(n)),
       );
-      for (const m of sent) {
-        a.send(m);
-        b.send(m);
-      }
-      for (const m of sent) {
-        expect(await b.receive()).toEqual(m);
-        expect(await a.receive()).toEqual(m);
-      }
+      expect(await sendBothWays(sent)).toEqual({ atA: sent, atB: sent });
       a.close();
       expect((await b.closed).reason).toBe("remote-closed");
     } finally {
@@ -467,15 +465,7 @@ describe("batches (1.3) on a real relay", () => {
       const s = await tx.senderSecure({ senderId: q.senderId });
       const bodies = Array.from({ length: 24 }, (_, k) => body(MAX_BODY, k));
       await Promise.all(bodies.map((b) => tx.send(s, b)));
-      const got: Uint8Array[] = [];
-      const acks: Promise<void>[] = [];
-      const all = new Promise<void>((resolve) => {
-        rx.onQueueMessage(q.recipientId, (m) => {
-          got.push(m.body);
-          acks.push(rx.ack(q, m.msgId));
-          if (got.length === bodies.length) resolve();
-        });
-      });
+      const { got, acks, all } = collectPushes(rx, q, bodies.length);
       const cut = rx.done.then((e) => {
         throw new Error(`the subscriber was cut: ${e.code}`);
       });
@@ -500,13 +490,7 @@ describe("batches (1.3) on a real relay", () => {
     const ca = await connectRelay(limited.url, BATCH);
     const cb = await connectRelay(limited.url, BATCH);
     try {
-      const qa = await ca.createQueue({ subscribe: false });
-      const qb = await cb.createQueue({ subscribe: false });
-      const toB = await ca.senderSecure({ senderId: qb.senderId });
-      const toA = await cb.senderSecure({ senderId: qa.senderId });
-      const retry = { giveUpMs: 5_000 };
-      const a = await RelayLink.open(ca, qa, toB, { retry });
-      const b = await RelayLink.open(cb, qb, toA, { retry });
+      const { a, b } = await relayLinkPair(ca, cb, { retry: { giveUpMs: 5_000 } });
       const big = new Uint8Array(randomBytes(6 * RELAY_LINK_PIECE + 100));
       const small = new Uint8Array(randomBytes(10));
       a.send(big);

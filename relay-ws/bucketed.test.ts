@@ -10,7 +10,6 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { WebSocket } from "ws";
 import { openFromRelay, sealForRecipient } from "../core/relay/crypto.ts";
-import { RelayLink } from "../core/relay/live-link.ts";
 import {
   BLOCK_SIZE,
   decodeServerFrame,
@@ -27,7 +26,14 @@ import {
 } from "../scripts/gen-relay-delivery-vectors.ts";
 import { FUZZ_RUNS } from "../test/support/fuzz.ts";
 import { sealDeliveryParts } from "./node-crypto.ts";
-import { connectRelay, connectRelayOver, relayCounter, startTestRelay, type TestRelay } from "./testing.ts";
+import {
+  connectRelay,
+  connectRelayOver,
+  relayCounter,
+  relayLinkPair,
+  startTestRelay,
+  type TestRelay,
+} from "./testing.ts";
 
 /** Lengths of the `b` of every MSG frame the socket receives. */
 function msgLengths(ws: WebSocket): number[] {
@@ -119,22 +125,10 @@ describe("bucketed deliveries (1.2) on a real relay", () => {
     const ca = await connectRelay(relay.url, { delivery: "bucket" });
     const cb = await connectRelay(relay.url);
     try {
-      const qa = await ca.createQueue({ subscribe: false });
-      const qb = await cb.createQueue({ subscribe: false });
-      const toB = await ca.senderSecure({ senderId: qb.senderId });
-      const toA = await cb.senderSecure({ senderId: qa.senderId });
-      const a = await RelayLink.open(ca, qa, toB);
-      const b = await RelayLink.open(cb, qb, toA);
+      const { a, b, sendBothWays } = await relayLinkPair(ca, cb);
       const sizes = [0, 1, 100, 300, 5000, MAX_BODY - 1, MAX_BODY, 65_535];
       const sent = sizes.map((n) => new Uint8Array(randomBytes(n)));
-      for (const m of sent) {
-        a.send(m);
-        b.send(m);
-      }
-      for (const m of sent) {
-        expect(await b.receive()).toEqual(m);
-        expect(await a.receive()).toEqual(m);
-      }
+      expect(await sendBothWays(sent)).toEqual({ atA: sent, atB: sent });
       a.close();
       expect((await b.closed).reason).toBe("remote-closed");
     } finally {

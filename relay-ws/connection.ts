@@ -179,7 +179,7 @@ export class RelayConnection implements ConnectionHandle {
     this.#ws = ws;
     this.#source = source;
     this.#tokens = ctx.config.rateBurst;
-    this.#refilledAt = performance.now();
+    this.#refilledAt = ctx.now();
     // The client has `--relay-opening-timeout` to send its version header (openingDue).
     ctx.openings.add(this);
     // Shared listeners (`this` is the socket, the connection its CONNECTION property): no closure
@@ -394,7 +394,7 @@ export class RelayConnection implements ConnectionHandle {
   #takeToken(count = 1): number {
     const { ratePerSecond, rateBurst } = this.#ctx.config;
     if (ratePerSecond === 0) return count;
-    const now = performance.now();
+    const now = this.#ctx.now();
     this.#tokens = Math.min(rateBurst, this.#tokens + ((now - this.#refilledAt) / 1000) * ratePerSecond);
     this.#refilledAt = now;
     const admitted = Math.max(0, Math.min(count, Math.floor(this.#tokens)));

@@ -92,6 +92,11 @@ export interface RelayContext {
   readonly metrics: RelayMetrics;
   readonly log: Logger;
   readonly clock: () => number;
+  /**
+   * Monotonic milliseconds for each connection's command bucket (connection.ts `#takeToken`):
+   * performance.now, or a test's own clock so that refills are exact (relay-ws/testing.ts).
+   */
+  readonly now: () => number;
   /** Protocol 1.1 authenticators: the dummy key and the work counters (authenticator.ts). */
   readonly authStats: AuthenticatorStats;
   /** Signature checks with the bounded cache of keys that verified (verifier.ts). */

@@ -34,6 +34,8 @@ export interface RelayServiceDeps {
   log: Logger;
   /** Milliseconds since the epoch; injectable for TTL tests. */
   clock?: () => number;
+  /** Monotonic milliseconds for the per-connection command rate; injectable for rate tests. */
+  now?: () => number;
   /** A store engine; by default LMDB in `config.dataDir`. */
   store?: RelayStore;
   /** The WebSocket server layer (host/websocket-server.ts); lean by default. */
@@ -154,6 +156,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     metrics,
     log,
     clock,
+    now: deps.now ?? (() => performance.now()),
     verifier,
     verifyPool,
     authStats,

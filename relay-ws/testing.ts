@@ -13,6 +13,7 @@ import { nobleCrypto } from "../core/crypto/noble.ts";
 import { LoftError } from "../core/errors.ts";
 import { RelayClient, type RelayClientOptions } from "../core/relay/client.ts";
 import { authenticateCommand, authPublicKey, deriveAuthKey, signCommand } from "../core/relay/crypto.ts";
+import { RelayLink, type RelayLinkOptions } from "../core/relay/live-link.ts";
 import {
   type Command,
   decodeServerFrame,
@@ -45,6 +46,30 @@ export interface TestRelay {
 }
 
 /**
+ * A monotonic clock for a test relay's command buckets (`startTestRelay(…, { now: clock.now })`)
+ * that the test stops and starts. Stopped, no connection's bucket refills: how many frames pass
+ * before RATE is exact, however slow the machine. Running, it advances with performance.now from
+ * where it stopped (never backwards).
+ */
+export class StoppableClock {
+  /** performance.now() minus this is the clock's time while running. */
+  #lag = 0;
+  #stoppedAt: number | undefined;
+
+  readonly now = (): number => this.#stoppedAt ?? performance.now() - this.#lag;
+
+  stop(): void {
+    this.#stoppedAt ??= this.now();
+  }
+
+  run(): void {
+    if (this.#stoppedAt === undefined) return;
+    this.#lag = performance.now() - this.#stoppedAt;
+    this.#stoppedAt = undefined;
+  }
+}
+
+/**
  * The master key of a test data dir: the same for every restart on that dir in this process, and
  * handed to the relay in a key file of its own folder, apart from the data, as in production
  * (docs/operations-relay.md §Keys). The folder lives only while that relay runs.
@@ -63,6 +88,8 @@ export async function startTestRelay(
   overrides: Partial<RelayConfig> = {},
   options: {
     clock?: () => number;
+    /** Monotonic ms for the per-connection command bucket (default performance.now): `StoppableClock`. */
+    now?: () => number;
     dataDir?: string;
     store?: (dataDir: string) => RelayStore;
     /** Listen on this port (a relay started again where its clients look for it); default: any. */
@@ -121,6 +148,7 @@ export async function startTestRelay(
       registry,
       log,
       ...(options.clock ? { clock: options.clock } : {}),
+      ...(options.now ? { now: options.now } : {}),
       ...(options.store ? { store: options.store(dataDir) } : redisStore ? { store: redisStore } : {}),
     });
   } finally {
@@ -373,4 +401,32 @@ export class RawSocket {
   close(): void {
     this.ws.close();
   }
+}
+
+/**
+ * A live link between the clients `ca` and `cb` (docs/protocol/relay.md §Live links): a new queue
+ * of each, the other's sender side secured, a RelayLink at each end — `a` on `ca`, `b` on `cb`.
+ * `sendBothWays`: each body sent both ways at once, then what each end received, in order.
+ */
+export async function relayLinkPair(ca: RelayClient, cb: RelayClient, options?: RelayLinkOptions) {
+  const qa = await ca.createQueue({ subscribe: false });
+  const qb = await cb.createQueue({ subscribe: false });
+  const toB = await ca.senderSecure({ senderId: qb.senderId });
+  const toA = await cb.senderSecure({ senderId: qa.senderId });
+  const a = await RelayLink.open(ca, qa, toB, options);
+  const b = await RelayLink.open(cb, qb, toA, options);
+  const sendBothWays = async (sent: Uint8Array[]) => {
+    for (const m of sent) {
+      a.send(m);
+      b.send(m);
+    }
+    const atA: Uint8Array[] = [];
+    const atB: Uint8Array[] = [];
+    for (const _ of sent) {
+      atB.push(await b.receive());
+      atA.push(await a.receive());
+    }
+    return { atA, atB };
+  };
+  return { a, b, sendBothWays };
 }

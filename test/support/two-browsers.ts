@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
+import { afterAll, beforeAll } from "vitest";
 import { launchChromium } from "./browser.ts";
 import { type LoftProcess, startLoft } from "./loft-process.ts";
 
@@ -75,4 +76,19 @@ export async function startTwoBrowsers(options: TwoBrowsersOptions = {}): Promis
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The setup for the tests of one `describe` (called in its body): started before the first test
+ * (`started` then takes the parts it needs), closed after the last.
+ */
+export function twoBrowsersPerSuite(started: (env: TwoBrowsers) => void, options?: TwoBrowsersOptions): void {
+  let env: TwoBrowsers | undefined;
+  beforeAll(async () => {
+    env = await startTwoBrowsers(options);
+    started(env);
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
 }

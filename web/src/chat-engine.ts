@@ -17,6 +17,7 @@ import { DirectTransport } from "./net/direct.ts";
 import { RelayLiveTransport } from "./net/relay-live.ts";
 import { createRelayPool } from "./net/relay-pool.ts";
 import { localSeenOffers } from "./net/seen-offers.ts";
+import { pageTimings } from "./page-timings.ts";
 
 /** The page's provider (web/src/crypto.ts), shared with the app's own checks. */
 const crypto = pageCrypto;
@@ -34,7 +35,9 @@ const browserParts: Pick<
   fileStore: new IdbFileStore(),
 };
 
-export const createChatEngine: CreateChatEngine = (options) => new Engine(options, browserParts);
+/** With the timings a browser test set for this page, if any (page-timings.ts); else the defaults. */
+export const createChatEngine: CreateChatEngine = (options) =>
+  new Engine(options, { ...browserParts, ...pageTimings() });
 
 /** The same engine with some timings or hooks changed (tests, benchmarks). */
 export function createChatEngineWith(options: EngineStartOptions, config: Partial<EngineConfig>): ChatEngine {

@@ -12,8 +12,15 @@ import { ackPacer } from "../../../core/relay/ack-pacer.ts";
 import type { RecipientQueue, RelayClient, RelayMessage } from "../../../core/relay/client.ts";
 import { newAuthKeyPair } from "../../../core/relay/crypto.ts";
 import { DEFAULT_SEND_RETRY, retryTemporary } from "../../../core/relay/live-link.ts";
-import { connectRelay, relayCounter, startTestRelay, type TestRelay } from "../../../relay-ws/testing.ts";
+import {
+  connectRelay,
+  relayCounter,
+  StoppableClock,
+  startTestRelay,
+  type TestRelay,
+} from "../../../relay-ws/testing.ts";
 import { relaySocket, until } from "../../../test/support/engine.ts";
+import type { RelayConnectionsOptions } from "../engine/transport.ts";
 import { RelayPool } from "./relay-pool.ts";
 
 /** A queue on `relay` holding `total` one-byte messages 0, 1, … (sent from another connection). */
@@ -44,15 +51,33 @@ async function expectEmpty(relay: TestRelay, queue: RecipientQueue): Promise<voi
   }
 }
 
+/** A pool on loopback relays (fast reconnection unless `options` say otherwise). */
+function testPool(
+  options: Pick<RelayConnectionsOptions, "onMessage"> & Partial<RelayConnectionsOptions>,
+): RelayPool {
+  return new RelayPool({
+    webSocket: (url) => relaySocket(url),
+    timeoutMs: 10_000,
+    backoffInitialMs: 50,
+    backoffMaxMs: 200,
+    window: 8,
+    onState: () => {},
+    log: () => {},
+    ...options,
+  });
+}
+
 const ackRefusals = (relay: TestRelay) =>
   relayCounter(relay, "loft_relay_commands_total", { command: "ACK", result: "RATE" });
 
 describe("RelayPool", () => {
   let relay: TestRelay;
+  /** The relay's clock for command buckets: running, except where a test stops it. */
+  const clock = new StoppableClock();
   beforeAll(async () => {
     // A small command budget per connection (12 at once, 40/s), so the receiver's ACKs run into
     // it; a connection 12 frames in debt is closed.
-    relay = await startTestRelay({ rateBurst: 12, ratePerSecond: 40, maxWindow: 8 });
+    relay = await startTestRelay({ rateBurst: 12, ratePerSecond: 40, maxWindow: 8 }, { now: clock.now });
   });
   afterAll(async () => {
     await relay?.close();
@@ -65,29 +90,31 @@ describe("RelayPool", () => {
     const received = new Set<number>();
     const acks: Promise<void>[] = [];
     const states: string[] = [];
-    const pool = new RelayPool({
-      webSocket: (url) => relaySocket(url),
-      timeoutMs: 10_000,
+    const pool = testPool({
       backoffInitialMs: 100,
       backoffMaxMs: 1_000,
-      window: 8,
       onMessage: (url, m) => {
         received.add(m.body[0]!);
         acks.push(pool.ack(url, queue, m.msgId));
       },
       onState: (_url, state) => states.push(state),
-      log: () => {},
     });
+    // The relay's buckets stand still until the receiver's ACKs have spent its budget (however
+    // slowly this machine reads), then refill at 40/s again: the rest of the backlog is read at
+    // the relay's pace, through the pacer.
+    clock.stop();
     try {
       pool.subscribe(relay.url, queue);
+      await until(async () => (await ackRefusals(relay)) > refusedBefore, "an ACK refused for rate", 10_000);
+      clock.run();
       // Without the retry the queue stalls for good after a window of dropped ACKs; with a retry
       // per ACK the relay closes the connection for the debt the refused retries run up.
       await until(() => received.size === total, `all ${total} delivered`, 30_000);
       await Promise.all(acks);
-      // The budget was hit (the pacer was needed), and the one connection stayed up throughout.
-      expect(await ackRefusals(relay)).toBeGreaterThan(refusedBefore);
+      // The one connection stayed up throughout.
       expect(states).toEqual(["connecting", "connected"]);
     } finally {
+      clock.run();
       pool.close();
     }
     await expectEmpty(relay, queue);
@@ -101,12 +128,7 @@ describe("RelayPool", () => {
     const logs: string[] = [];
     const states: string[] = [];
     const got: string[] = [];
-    const pool = new RelayPool({
-      webSocket: (url) => relaySocket(url),
-      timeoutMs: 10_000,
-      backoffInitialMs: 50,
-      backoffMaxMs: 200,
-      window: 8,
+    const pool = testPool({
       onMessage: (url, m) => {
         got.push(`${url === old.url ? "old" : "new"}:${m.body.length}`);
         void pool.ack(url, url === old.url ? qOld : qNew, m.msgId);
@@ -153,17 +175,11 @@ describe("RelayPool", () => {
     const queue = await backlog(mid, 3);
     const logs: string[] = [];
     const got: number[] = [];
-    const pool = new RelayPool({
-      webSocket: (url) => relaySocket(url),
-      timeoutMs: 10_000,
-      backoffInitialMs: 50,
-      backoffMaxMs: 200,
-      window: 8,
+    const pool = testPool({
       onMessage: (url, m) => {
         got.push(m.body[0]!);
         void pool.ack(url, queue, m.msgId);
       },
-      onState: () => {},
       log: (m) => logs.push(m),
     });
     try {
@@ -184,39 +200,52 @@ describe("RelayPool", () => {
     const total = 8;
     const queue = await backlog(relay, total);
     const messages: RelayMessage[] = [];
-    const client: RelayClient = await connectRelay(relay.url, {
-      onMessage: (m: RelayMessage) => {
-        messages.push(m);
-      },
-    });
+    // The relay's buckets stand still while this connection spends its budget and sends its
+    // window of ACKs: no refill, so what passes does not depend on how fast this machine is.
+    clock.stop();
     try {
-      await client.subscribe(queue, 8);
-      await until(() => messages.length === total, "the window pushed", 10_000);
-      // Spend the connection's budget: PINGs, two at a time, until the relay says RATE. Pairs
-      // outrun the 40/s refill even when a loaded machine stretches a round trip to 50 ms, and
-      // leave at most two frames of debt (12 close the connection).
-      const refusedPing = () =>
-        client.ping().then(
-          () => false,
-          (e: { code?: string }) => e.code === "LOFT_ERR_RELAY_RATE",
+      const client: RelayClient = await connectRelay(relay.url, {
+        onMessage: (m: RelayMessage) => {
+          messages.push(m);
+        },
+      });
+      try {
+        await client.subscribe(queue, 8);
+        await until(() => messages.length === total, "the window pushed", 10_000);
+        // Spend the connection's budget: PINGs until the relay says RATE — at most the burst of
+        // 12, and the refused one leaves one frame of debt (12 close the connection).
+        let pings = 0;
+        for (let refused = false; !refused; pings++) {
+          expect(pings, "PINGs before RATE").toBeLessThanOrEqual(12);
+          refused = await client.ping().then(
+            () => false,
+            (e: { code?: string }) => e.code === "LOFT_ERR_RELAY_RATE",
+          );
+        }
+        const pacer = ackPacer(client, DEFAULT_SEND_RETRY);
+        const refusedBefore = await ackRefusals(relay);
+        const acks = messages.map((m) => pacer.ack(queue, m.msgId));
+        // The first refusal puts the connection's ACKs in one paced line. With the bucket empty,
+        // every ACK sent before the pacer knew is refused: the whole window.
+        await until(() => pacer.paced, "paced after the first refusal", 10_000);
+        await until(
+          async () => (await ackRefusals(relay)) - refusedBefore >= total,
+          "the window of ACKs refused",
+          10_000,
         );
-      let refused = false;
-      for (let i = 0; i < 40 && !refused; i++)
-        refused = (await Promise.all([refusedPing(), refusedPing()])).includes(true);
-      expect(refused).toBe(true);
-      const pacer = ackPacer(client, DEFAULT_SEND_RETRY);
-      const refusedBefore = await ackRefusals(relay);
-      const acks = messages.map((m) => pacer.ack(queue, m.msgId));
-      // The first refusal puts the connection's ACKs in one paced line.
-      await until(() => pacer.paced, "paced after the first refusal", 10_000);
-      await Promise.all(acks);
-      expect(client.closed).toBe(false);
-      // Only the ACKs sent before the pacer knew, and one per pause after (pauses double from
-      // 50–100 ms: the 40/s refill pays the debt within a few): never a window of retries at once,
-      // which would be `total` more each round (12 frames of debt close this connection).
-      expect((await ackRefusals(relay)) - refusedBefore).toBeLessThanOrEqual(total + 6);
+        // Time runs again: the 40/s refill pays the debt, and the paced line goes through.
+        clock.run();
+        await Promise.all(acks);
+        expect(client.closed).toBe(false);
+        // The ACKs sent before the pacer knew, and one per pause after (pauses double from
+        // 50–100 ms: the refill pays the debt of 9 within a few): never a window of retries at
+        // once, which would be `total` more each round (12 frames of debt close this connection).
+        expect((await ackRefusals(relay)) - refusedBefore).toBeLessThanOrEqual(total + 6);
+      } finally {
+        client.close();
+      }
     } finally {
-      client.close();
+      clock.run();
     }
     await expectEmpty(relay, queue);
   });

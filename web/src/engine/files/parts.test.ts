@@ -79,31 +79,36 @@ async function senderSide(data: Uint8Array, size = data.length) {
   return { offer, parts };
 }
 
-function receiver(opts: { store?: MemoryFileStore; crypto?: CryptoProvider; live?: FileLive } = {}) {
+/**
+ * FileTransfers on a context of its own (no engine): the engine events it emits, and `tell` for
+ * its peer, which records the app messages it says (`told`).
+ */
+function transfers(store: MemoryFileStore = new MemoryFileStore(), crypto: CryptoProvider = nobleCrypto) {
   const events: EngineEvent[] = [];
   const told: FileAppMessage[] = [];
   const ctx = {
-    cfg: {
-      fileStore: opts.store ?? new MemoryFileStore(),
-      crypto: opts.crypto ?? nobleCrypto,
-      log: () => {},
-    } as unknown as EngineConfig,
+    cfg: { fileStore: store, crypto, log: () => {} } as unknown as EngineConfig,
     storage: new MemoryStorage(""),
     listeners: new Set([(e: EngineEvent) => events.push(e)]),
     peers: new Map(),
     stopped: false,
     pool: undefined,
   } as unknown as FilesContext;
-  const files = new FileTransfers(ctx);
+  const tell = async (m: FileAppMessage) => {
+    told.push(m);
+    return true;
+  };
+  return { files: new FileTransfers(ctx), events, told, tell };
+}
+
+function receiver(opts: { store?: MemoryFileStore; crypto?: CryptoProvider; live?: FileLive } = {}) {
+  const { files, events, told, tell } = transfers(opts.store, opts.crypto);
   const peer: FilePeer = {
     id: "c0ffee",
     name: "Ann",
     live: () => opts.live,
     ready: () => opts.live !== undefined,
-    tell: async (m) => {
-      told.push(m);
-      return true;
-    },
+    tell,
   };
   const state = () => {
     let last: string | undefined;
@@ -118,27 +123,14 @@ function receiver(opts: { store?: MemoryFileStore; crypto?: CryptoProvider; live
  * transfer id it chose, its offer, and the engine events, to hand it what a receiver said.
  */
 async function sender() {
-  const events: EngineEvent[] = [];
-  const told: FileAppMessage[] = [];
-  const ctx = {
-    cfg: { fileStore: new MemoryFileStore(), crypto: nobleCrypto, log: () => {} } as unknown as EngineConfig,
-    storage: new MemoryStorage(""),
-    listeners: new Set([(e: EngineEvent) => events.push(e)]),
-    peers: new Map(),
-    stopped: false,
-    pool: undefined,
-  } as unknown as FilesContext;
-  const files = new FileTransfers(ctx);
+  const { files, told, tell } = transfers();
   const peer: FilePeer = {
     id: "ann",
     name: "Ann",
     room: { room: "r00m", member: "ann" },
     live: () => undefined,
     ready: () => true,
-    tell: async (m) => {
-      told.push(m);
-      return true;
-    },
+    tell,
   };
   files.rooms = { peer: () => peer };
   const [t] = await files.sendToRoom(

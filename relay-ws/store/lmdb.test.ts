@@ -429,6 +429,33 @@ describe("relay LMDB store", () => {
     expect(store.stats().messages).toBe(1);
   });
 
+  it("seal thread hung mid-load: the watchdog fails it over, every SEND is stored (in order) and it is counted", async () => {
+    // seal-pool.ts, "Watchdog": without it these SENDs would wait forever, with nothing logged.
+    const told: string[] = [];
+    const pool = new SealPool({ batchTimeoutMs: 150, onFailover: (reason) => told.push(reason) });
+    const path = tempDir();
+    const masterKey = randomBytes(32);
+    let store = openStore({ path, masterKey, sealPool: pool });
+    const q = queue();
+    await store.createQueue(q);
+    expect(await store.append(q.recipientId, msg(utf8("before"), Date.now()), 100)).toBe("ok");
+    expect(store.stats().sealFailovers).toBe(0);
+    pool.hangForTest();
+    const sent = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => store.append(q.recipientId, msg(utf8(`m${i}`), Date.now()), 100)),
+    );
+    expect(sent).toEqual(Array(20).fill("ok"));
+    expect(told).toEqual(["timeout"]);
+    expect(pool.alive).toBe(false);
+    expect(store.stats().sealFailovers).toBe(1);
+    // Later SENDs are sealed on the event loop; everything opens after a reopen, in seq order.
+    expect(await store.append(q.recipientId, msg(utf8("after"), Date.now()), 100)).toBe("ok");
+    store = await reopen(store, { path, masterKey });
+    const got: string[] = [];
+    for (let seq = 0; seq < 22; seq++) got.push(text(await store.read(q.recipientId, seq)) ?? "");
+    expect(got).toEqual(["before", ...Array.from({ length: 20 }, (_, i) => `m${i}`), "after"]);
+  });
+
   it("concurrent prekey fetches never hand out the same one-time prekey", async () => {
     const store = openStore({ path: tempDir(), masterKey: randomBytes(32) });
     const q = queue();

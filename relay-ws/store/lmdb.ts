@@ -45,7 +45,7 @@ import {
 import { commitCause, guardLmdbCommitRejections, isNoSpaceError, StoreError } from "./errors.ts";
 import { HotBlocks } from "./hot-blocks.ts";
 import { KEYRING_FILE, Keyring } from "./keyring.ts";
-import { SealPool } from "./seal-pool.ts";
+import { SealPool, type SealPoolOptions } from "./seal-pool.ts";
 import type {
   AppendResult,
   GcResult,
@@ -221,6 +221,11 @@ export interface LmdbStoreOptions {
   sealThreads?: number;
   /** The pool to seal on (implies a worker; closed with the store): tests hold its answers back. */
   sealPool?: SealPool;
+  /**
+   * Told when the seal worker is failed over to the event loop (stuck past its batch timeout,
+   * crashed, exited), for the log; counted in `stats().sealFailovers` either way.
+   */
+  onSealFailover?: SealPoolOptions["onFailover"];
 }
 
 export class LmdbStore implements RelayStore {
@@ -305,7 +310,11 @@ export class LmdbStore implements RelayStore {
     this.#idleMs = options.idleQueueMs ?? 0;
     this.#onNoSpace = options.onNoSpace;
     this.#hot = new HotBlocks(options.hotBlockBytes ?? DEFAULT_HOT_BLOCK_BYTES);
-    this.#sealer = options.sealPool ?? ((options.sealThreads ?? 0) > 0 ? new SealPool() : undefined);
+    this.#sealer =
+      options.sealPool ??
+      ((options.sealThreads ?? 0) > 0
+        ? new SealPool(options.onSealFailover ? { onFailover: options.onSealFailover } : {})
+        : undefined);
     guardLmdbCommitRejections();
     this.#root = open({
       path: options.path,
@@ -1501,6 +1510,7 @@ export class LmdbStore implements RelayStore {
       storedBytes: this.#totalBytes,
       quotaBytes: this.#quotaBytes,
       keyEpochs: this.#keyring.epochs.length,
+      sealFailovers: this.#sealer?.failovers ?? 0,
     };
   }
 

@@ -115,7 +115,7 @@ describe("relay store seal pool", () => {
   it("a hung worker: the oldest batch's watchdog fails it over once (reason told), nothing lost, same bytes, in order", async () => {
     const told: { reason: string; jobs: number }[] = [];
     const p = new SealPool({
-      batchTimeoutMs: 100,
+      batchTimeoutMs: 500,
       onFailover: (reason, d) => told.push({ reason, jobs: d.jobs }),
     });
     pools.push(p);

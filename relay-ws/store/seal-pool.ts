@@ -147,6 +147,7 @@ export class SealPool {
   failovers = 0;
   readonly #timeoutMs: number;
   readonly #onFailover: SealPoolOptions["onFailover"];
+  #online = false;
   /** The watchdog of the oldest batch out (undefined: nothing out). */
   #watchdog: ReturnType<typeof setTimeout> | undefined;
 
@@ -156,6 +157,12 @@ export class SealPool {
     const w = new Worker(WORKER_SOURCE, { eval: true, name: "relay-seal" });
     w.unref();
     w.on("message", (ab: ArrayBuffer) => this.#answered(Buffer.from(ab)));
+    // The clock runs from the moment the worker runs: a thread still starting (slow on a loaded
+    // machine) is not a stuck one; batches posted meanwhile wait in its port.
+    w.once("online", () => {
+      this.#online = true;
+      this.#arm();
+    });
     w.on("error", (error) => this.#fail("error", error));
     w.on("exit", () => this.#fail("exit"));
     this.#worker = w;
@@ -165,7 +172,7 @@ export class SealPool {
   #arm(): void {
     if (this.#watchdog) clearTimeout(this.#watchdog);
     this.#watchdog = undefined;
-    if (this.#sent.length === 0 || this.#dead) return;
+    if (this.#sent.length === 0 || this.#dead || !this.#online) return;
     this.#watchdog = setTimeout(() => this.#fail("timeout"), this.#timeoutMs);
     this.#watchdog.unref();
   }

@@ -37,7 +37,12 @@ const records = [0, 1, 2].map((seq) => {
   const dataKey = randomBytes(32);
   const epoch = seq === 2 ? 9 : 3;
   const keyKey = keyKeyOf(seq);
-  const header = Buffer.alloc(40, seq);
+  // seq 1 in format 2 (0x02 ‖ send id ‖ header …), the others in format 1 (docs/protocol/relay.md
+  // §At rest, "Message record"): the decoders read both.
+  const header =
+    seq === 1
+      ? Buffer.concat([Buffer.of(2), Buffer.alloc(16, 7), Buffer.alloc(40, seq)])
+      : Buffer.alloc(40, seq);
   const record = Buffer.concat([
     header,
     wrapDataKey(epoch, epochKeys.get(epoch)!, dataKey, keyKey),

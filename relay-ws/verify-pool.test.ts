@@ -68,6 +68,24 @@ describe("VerifyPool", () => {
       await pool.close();
     }
   });
+
+  it("a stuck worker: the watchdog fails it over — every job gets its verdict on the event loop, the thread is replaced and counted", async () => {
+    const pool = new VerifyPool(1, 1000, 500);
+    try {
+      const [w] = jobs(1);
+      expect(await pool.submit(w!.raw, w!.key, w!.m, w!.s)).toBe(w!.good); // the thread runs
+      pool.hangWorkerForTest(0);
+      const js = jobs(30);
+      const pending = js.map((j) => pool.submit(j.raw, j.key, j.m, j.s));
+      expect(await Promise.all(pending)).toEqual(js.map((j) => j.good));
+      expect(pool.failures).toBe(1);
+      expect(pool.threads).toBe(1);
+      const [x] = jobs(1);
+      expect(await pool.submit(x!.raw, x!.key, x!.m, x!.s)).toBe(x!.good);
+    } finally {
+      await pool.close();
+    }
+  });
 });
 
 describe("relay with verify threads", () => {

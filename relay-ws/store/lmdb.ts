@@ -144,7 +144,10 @@ const readU32 = (b: Uint8Array, at: number): number =>
   ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
 const cat = (...parts: Uint8Array[]): Buffer => Buffer.concat(parts);
 const MAX_U64 = Buffer.alloc(8, 0xff);
-const isZero = (b: Uint8Array): boolean => b.every((x) => x === 0);
+const isZero = (b: Uint8Array): boolean => {
+  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
+};
 /** Bytes a message's record takes (format 2: 149 + bucket), what its queue's quota counts. */
 const messageCost = (bodyLength: number): number =>
   V2_SEALED_AT + AT_REST_IV_LENGTH + bucketSize(bodyLength, BLOCK_SIZE) + 16;
@@ -1033,10 +1036,13 @@ export class LmdbStore implements RelayStore {
     return removed;
   }
 
-  /** A message left the store: its send id is no longer a stored one, but a retry stays DUPLICATE until it expires. */
-  #forgetSend(send: string, expiresAt: number): void {
+  /**
+   * A message left the store: its send id is no longer a stored one, but a retry stays DUPLICATE
+   * until it expires (`known`: false for the zero id of a message migrated without one).
+   */
+  #forgetSend(send: string, expiresAt: number, known: boolean): void {
     this.#sendIds.delete(send);
-    if (expiresAt <= this.#clock() || isZero(Buffer.from(send.slice(24), "latin1"))) return;
+    if (!known || expiresAt <= this.#clock()) return;
     if (this.#goneSends.size >= GONE_SENDS_MAX) {
       // Oldest first (a Map iterates in insertion order).
       const oldest = this.#goneSends.keys().next().value;
@@ -1351,7 +1357,7 @@ export class LmdbStore implements RelayStore {
     this.#hot.drop(recKey);
     const st = known?.st ?? this.#loadState(rid);
     let epoch: number | undefined;
-    let gone: { send: string; expiresAt: number } | undefined;
+    let gone: { send: string; expiresAt: number; known: boolean } | undefined;
     try {
       // One removal and nothing else (format 2): the record holds the message's key record (a
       // re-wrap before it in this commit may have changed its epoch, so it is read here), its
@@ -1367,13 +1373,14 @@ export class LmdbStore implements RelayStore {
           gone = {
             send: cat(rid, sendId).toString("latin1"),
             expiresAt: readU64(stored, LAYOUT_2.exp),
+            known: !isZero(sendId),
           };
         this.#msgs.remove(recKey);
         if (this.#deliveriesStored && this.#deliveries.doesExist(recKey)) this.#deliveries.remove(recKey);
       });
       await this.#durable(done);
       if (epoch !== undefined) this.#countEpoch(epoch, -1);
-      if (gone) this.#forgetSend(gone.send, gone.expiresAt);
+      if (gone) this.#forgetSend(gone.send, gone.expiresAt, gone.known);
       this.#deliveryCounts.delete(hex);
       st.count = Math.max(0, st.count - 1);
       this.#release(st, cost);

@@ -456,6 +456,34 @@ describe("relay LMDB store", () => {
     await raw.close();
   });
 
+  it("GC expires format-2 messages from each queue's head, queue after queue, and only those due", async () => {
+    let now = Date.UTC(2033, 0, 1);
+    const store = openStore({ path: tempDir(), masterKey: randomBytes(32), clock: () => now });
+    const [q1, q2, q3] = [queue(), queue(), queue()];
+    for (const q of [q1, q2, q3]) await store.createQueue(q!);
+    const put = async (q: typeof q1, body: string, ttl: number) =>
+      expect(await store.append(q.recipientId, msg(utf8(body), now, ttl), 10)).toBe("ok");
+    for (const b of ["a", "b"]) await put(q1, b, HOUR);
+    for (const b of ["c", "d"]) await put(q2, b, 3 * HOUR);
+    for (const [b, ttl] of [
+      ["e", HOUR],
+      ["f", HOUR],
+      ["g", 3 * HOUR],
+    ] as const)
+      await put(q3, b, ttl);
+    now += HOUR + 1;
+    expect((await store.gc(now)).expiredMessages).toBe(4);
+    expect(store.stats().messages).toBe(3);
+    expect(await store.next(q1.recipientId, -1)).toBeUndefined();
+    expect((await store.next(q2.recipientId, -1))?.seq).toBe(0);
+    expect((await store.next(q3.recipientId, -1))?.seq).toBe(2);
+    expect(text(await store.read(q3.recipientId, 2))).toBe("g");
+    expect(store.queueBytes(q1.recipientId)).toBe(0);
+    now += 2 * HOUR;
+    expect((await store.gc(now)).expiredMessages).toBe(3);
+    expect(store.stats().storedBytes).toBe(0);
+  });
+
   it("one record per SEND (format 2): no send or expiry record; a retry is DUPLICATE while stored, after its ACK and across a reopen while stored", async () => {
     const now = Date.now();
     const path = tempDir();

@@ -1547,18 +1547,26 @@ export class LmdbStore implements RelayStore {
       }
     }
     // Format 2: a message's expiry is in its record. A queue's messages expire in seq order (one
-    // TTL per relay), so each queue is read from its head while expired.
-    for (const rid of [...(this.#seqs.getKeys({}) as Iterable<Buffer>)].map((k) => Buffer.from(k))) {
-      for (const key of this.#msgs.getKeys({
-        start: cat(rid, u64(0)),
-        end: cat(rid, MAX_U64),
-      }) as Iterable<Buffer>) {
+    // TTL per relay), so each queue that holds messages is read from its head while expired, then
+    // the scan jumps to the next queue's first record: one lookup per non-empty queue.
+    let from: Buffer | undefined;
+    for (let queues = 0; queues < 100_000_000; queues++) {
+      let head: Buffer | undefined;
+      for (const key of this.#msgs.getKeys(
+        from ? { start: from, limit: 1 } : { limit: 1 },
+      ) as Iterable<Buffer>)
+        head = Buffer.from(key);
+      if (!head || head.length !== 32) break;
+      const rid = head.subarray(0, 24);
+      for (const key of this.#msgs.getKeys({ start: head, end: cat(rid, MAX_U64) }) as Iterable<Buffer>) {
         const rec = this.#msgs.getBinaryFast(key);
         if (!rec || !isFormat2(rec)) continue;
         if (readU64(rec, LAYOUT_2.exp) > nowMs) break;
         result.expiredSendIds++;
         deletions.push(this.#deleteMessage(rid, readU64(key, 24)));
       }
+      // Past every key of this queue (keys are rid ‖ u64 seq: 32 bytes).
+      from = cat(rid, MAX_U64, EMPTY);
     }
     for (const [send, expiresAt] of this.#goneSends)
       if (expiresAt <= nowMs) {

@@ -1556,7 +1556,7 @@ export class LmdbStore implements RelayStore {
         from ? { start: from, limit: 1 } : { limit: 1 },
       ) as Iterable<Buffer>)
         head = Buffer.from(key);
-      if (!head || head.length !== 32) break;
+      if (head?.length !== 32) break;
       const rid = head.subarray(0, 24);
       for (const key of this.#msgs.getKeys({ start: head, end: cat(rid, MAX_U64) }) as Iterable<Buffer>) {
         const rec = this.#msgs.getBinaryFast(key);

@@ -72,6 +72,15 @@ export function createRelayMetrics(
       this.inc(sources.verifications().threadFailures);
     },
   });
+  new Counter({
+    name: "loft_relay_seal_failovers_total",
+    help: "Seal worker failovers (stuck past its batch timeout, crashed or exited): stored messages are sealed on the event loop from then on",
+    registers,
+    collect() {
+      this.reset();
+      this.inc(sources.store().sealFailovers ?? 0);
+    },
+  });
   new Gauge({
     name: "loft_relay_store_up",
     help: "1 while the relay store can serve, 0 while it cannot (with --redis: Redis unreachable; alert on it)",

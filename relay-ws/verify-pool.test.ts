@@ -3,13 +3,16 @@
  * OpenSSL verdicts whatever the thread, a full pool sends the overflow back to the event loop, a
  * worker that dies loses no job, and a relay with several verify threads still runs each
  * connection's commands in arrival order (docs/protocol/relay.md §Commands) — pipelined signed
- * SENDs are stored, and so delivered, in the order they were sent.
+ * SENDs are stored, and so delivered, in the order they were sent. A stuck verify or seal thread
+ * is failed over by its watchdog (verify-pool.ts, store/seal-pool.ts): nothing waits forever.
  */
 import { generateKeyPairSync, randomBytes, sign } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { utf8 } from "../core/bytes.ts";
 import type { RelayMessage } from "../core/relay/client.ts";
-import { connectRelay, relayCounter, startTestRelay, until } from "./testing.ts";
+import { LmdbStore } from "./store/lmdb.ts";
+import { SealPool } from "./store/seal-pool.ts";
+import { connectRelay, masterKeyFor, relayCounter, startTestRelay, until } from "./testing.ts";
 import { VerifyPool } from "./verify-pool.ts";
 
 function jobs(n: number) {
@@ -68,6 +71,24 @@ describe("VerifyPool", () => {
       await pool.close();
     }
   });
+
+  it("a stuck worker: the watchdog fails it over — every job gets its verdict on the event loop, the thread is replaced and counted", async () => {
+    const pool = new VerifyPool(1, 1000, 500);
+    try {
+      const [w] = jobs(1);
+      expect(await pool.submit(w!.raw, w!.key, w!.m, w!.s)).toBe(w!.good); // the thread runs
+      pool.hangWorkerForTest(0);
+      const js = jobs(30);
+      const pending = js.map((j) => pool.submit(j.raw, j.key, j.m, j.s));
+      expect(await Promise.all(pending)).toEqual(js.map((j) => j.good));
+      expect(pool.failures).toBe(1);
+      expect(pool.threads).toBe(1);
+      const [x] = jobs(1);
+      expect(await pool.submit(x!.raw, x!.key, x!.m, x!.s)).toBe(x!.good);
+    } finally {
+      await pool.close();
+    }
+  });
 });
 
 describe("relay with verify threads", () => {
@@ -111,4 +132,33 @@ describe("relay with verify threads", () => {
       }
     });
   }
+
+  it("a stuck seal thread: SENDs are still answered OK, in order, after the watchdog fails it over; counted in loft_relay_seal_failovers_total", async () => {
+    const pool = new SealPool({ batchTimeoutMs: 500 });
+    const relay = await startTestRelay(
+      { ratePerSecond: 0 },
+      { store: (dir) => new LmdbStore({ path: dir, masterKey: masterKeyFor(dir), sealPool: pool }) },
+    );
+    try {
+      const alice = await connectRelay(relay.url);
+      const bob = await connectRelay(relay.url);
+      const q = await alice.createQueue({ subscribe: false });
+      const sender = await bob.senderSecure({ senderId: q.senderId });
+      await bob.send(sender, utf8("before"));
+      expect(await relayCounter(relay, "loft_relay_seal_failovers_total")).toBe(0);
+      pool.hangForTest();
+      await Promise.all(Array.from({ length: 10 }, (_, i) => bob.send(sender, utf8(`m${i}`))));
+      expect(await relayCounter(relay, "loft_relay_seal_failovers_total")).toBe(1);
+      const got: string[] = [];
+      for (let m = await alice.get(q); m && got.length < 20; m = await alice.get(q)) {
+        got.push(new TextDecoder().decode(m.body));
+        await alice.ack(q, m.msgId);
+      }
+      expect(got).toEqual(["before", ...Array.from({ length: 10 }, (_, i) => `m${i}`)]);
+      alice.close();
+      bob.close();
+    } finally {
+      await relay.close();
+    }
+  });
 });

@@ -9,6 +9,11 @@
  * signatures and messages (cloning KeyObjects through postMessage cost the event loop more than
  * the verification saved); each worker keeps the keys that verified parsed.
  *
+ * Watchdog: the oldest batch out has `batchTimeoutMs` (1 s) to come back once the thread runs; a
+ * stuck thread is terminated and treated as a dead one — its jobs verified on the event loop, the
+ * thread replaced, counted in `failures` (`loft_relay_verify_thread_failures_total`) — so a hang
+ * cannot hold commands forever (as seal-pool.ts does for the seal thread).
+ *
  * Jobs submitted during one event-loop turn leave together (one message per worker), and each
  * worker takes at most `maxQueued` jobs: beyond that `submit` answers undefined and the caller
  * verifies on the event loop itself — the event loop is the overflow verifier, and a flood cannot
@@ -40,6 +45,8 @@ function parse(raw) {
   }
 }
 parentPort.on("message", (ab) => {
+  // Tests only (VerifyPool.hangWorkerForTest): a thread stuck in a loop, for the watchdog.
+  if (ab === "hang") for (;;) {}
   const b = Buffer.from(ab);
   const out = [];
   let at = 0;
@@ -91,6 +98,8 @@ export const DEFAULT_MAX_QUEUED = 128;
  * with the load the way group commits do.
  */
 const MAX_BATCHES_OUT = 2;
+/** How long the oldest batch out may take: a batch is ~128 verifications, ~20 ms; 1 s is stuck. */
+export const VERIFY_BATCH_TIMEOUT_MS = 1_000;
 
 class VerifyWorker {
   readonly #worker: Worker;
@@ -99,13 +108,35 @@ class VerifyWorker {
   #forming: Pending | undefined;
   queued = 0;
   #dead = false;
+  #online = false;
+  #watchdog: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(private readonly onDead: (w: VerifyWorker, orphans: Pending[]) => void) {
+  constructor(
+    private readonly onDead: (w: VerifyWorker, orphans: Pending[]) => void,
+    private readonly timeoutMs: number,
+  ) {
     this.#worker = new Worker(WORKER_SOURCE, { eval: true, name: "relay-verify" });
     this.#worker.unref();
     this.#worker.on("message", (verdicts: Uint8Array) => this.#answered(verdicts));
     this.#worker.on("error", () => this.#fail());
     this.#worker.on("exit", () => this.#fail());
+    // The clock starts once the thread runs: one still starting on a loaded machine is not stuck.
+    this.#worker.once("online", () => {
+      this.#online = true;
+      this.#arm();
+    });
+  }
+
+  /** (Re)arm the watchdog for the oldest batch out; stopped when nothing is out. */
+  #arm(): void {
+    if (this.#watchdog) clearTimeout(this.#watchdog);
+    this.#watchdog = undefined;
+    if (this.#sent.length === 0 || this.#dead || !this.#online) return;
+    this.#watchdog = setTimeout(() => {
+      this.#fail();
+      void this.#worker.terminate();
+    }, this.timeoutMs);
+    this.#watchdog.unref();
   }
 
   add(job: Job): Promise<boolean> {
@@ -138,11 +169,14 @@ class VerifyWorker {
       at += 100 + j.m.length;
     }
     this.#worker.postMessage(out, [out]);
+    if (this.#sent.length === 1) this.#arm();
   }
 
   #answered(verdicts: Uint8Array): void {
+    if (this.#dead) return; // failed over: its jobs were verified on the event loop already
     const batch = this.#sent.shift();
     if (!batch) return;
+    this.#arm();
     this.queued -= batch.jobs.length;
     // What gathered while the thread was busy leaves now, as one batch.
     if (this.#forming && this.#sent.length < MAX_BATCHES_OUT) this.#flush();
@@ -152,6 +186,8 @@ class VerifyWorker {
   #fail(): void {
     if (this.#dead) return;
     this.#dead = true;
+    if (this.#watchdog) clearTimeout(this.#watchdog);
+    this.#watchdog = undefined;
     const orphans = [...this.#sent.splice(0)];
     if (this.#forming) orphans.push(this.#forming);
     this.#forming = undefined;
@@ -162,6 +198,11 @@ class VerifyWorker {
   /** Stop the thread; whatever it still held is handed back through `onDead` (and verified inline). */
   terminate(): Promise<number> {
     return this.#worker.terminate();
+  }
+
+  /** Tests: make the thread loop forever, as a stuck one would. */
+  hang(): void {
+    this.#worker.postMessage("hang");
   }
 }
 
@@ -174,8 +215,11 @@ export class VerifyPool {
   /** Jobs handed to a thread so far (metrics). */
   submitted = 0;
 
-  constructor(threads: number, maxQueued = DEFAULT_MAX_QUEUED) {
+  readonly #timeoutMs: number;
+
+  constructor(threads: number, maxQueued = DEFAULT_MAX_QUEUED, batchTimeoutMs = VERIFY_BATCH_TIMEOUT_MS) {
     this.#maxQueued = maxQueued;
+    this.#timeoutMs = batchTimeoutMs;
     for (let i = 0; i < threads; i++) this.#workers.push(this.#spawn());
   }
 
@@ -196,7 +240,7 @@ export class VerifyPool {
           const j = batch.jobs[i]!;
           batch.resolves[i]!(ed25519Verify(j.keyObject, j.m, j.s));
         }
-    });
+    }, this.#timeoutMs);
   }
 
   /**
@@ -217,6 +261,11 @@ export class VerifyPool {
     if (!best) return undefined;
     this.submitted++;
     return best.add({ key: raw, keyObject, m: message, s: signature });
+  }
+
+  /** For tests: make worker `i` loop forever, as a stuck one would (the watchdog fails it over). */
+  hangWorkerForTest(i: number): void {
+    this.#workers[i]?.hang();
   }
 
   /** For tests: stop worker `i` as a crash would (its jobs go back to the event loop). */

@@ -5,8 +5,10 @@
  *                                       and three blobs (empty message, 300-byte message,
  *                                       one-time prekey) with their size bucket, sealed blob and
  *                                       key record, a queue's sealed server→recipient key, and
- *                                       the 300-byte message's whole LMDB message record
- *                                       (header ‖ key record ‖ sealed blob).
+ *                                       the 300-byte message's whole LMDB message record in
+ *                                       format 2 (0x02 ‖ send id ‖ header ‖ key record ‖ sealed
+ *                                       blob) and in format 1 (no prefix: what stores written
+ *                                       before hold until they are migrated at open).
  *
  * Every key and IV is SHA-256("loft/vectors/relay-at-rest/" ‖ label), truncated, and written into
  * the file. relay-ws/store/vectors.test.ts replays the committed file against the store's code and
@@ -71,8 +73,10 @@ export function buildRelayAtRestVectors(): unknown {
     blob("300-byte message", 0x6d, Buffer.concat([rid, u64(1)]), text, BLOCK_SIZE),
     blob("one-time prekey", 0x6f, Buffer.concat([rid, u64(7)]), det("otk", 32), OTK_BLOCK_SIZE),
   ];
-  // One LMDB record per message: msgId ‖ u64 timestamp s ‖ u64 expiry ms ‖ key record ‖ sealed blob.
+  // One LMDB record per message (format 2): 0x02 ‖ send id ‖ msgId ‖ u64 timestamp s ‖ u64 expiry
+  // ms ‖ key record ‖ sealed blob; format 1 is the same without 0x02 ‖ send id.
   const msgId = det("msg id", 24);
+  const sendId = det("send id", 16);
   const timestamp = 1_900_000_123;
   const expiresAt = 1_900_086_523_000;
   const message = blobs[1]!;
@@ -106,6 +110,27 @@ export function buildRelayAtRestVectors(): unknown {
       keyRecord: hex(wrapDataKey(current.id, current.key, rcvDataKey, rcvKeyKey, rcvWrapIv)),
     },
     messageRecord: {
+      format: 2,
+      blob: message.label,
+      recordKey: hex(Buffer.concat([rid, u64(1)])),
+      sendId: hex(sendId),
+      msgId: hex(msgId),
+      timestamp,
+      expiresAt,
+      record: hex(
+        Buffer.concat([
+          Buffer.of(0x02),
+          sendId,
+          msgId,
+          u64(timestamp),
+          u64(expiresAt),
+          Buffer.from(message.keyRecord, "hex"),
+          Buffer.from(message.sealed, "hex"),
+        ]),
+      ),
+    },
+    messageRecordFormat1: {
+      format: 1,
       blob: message.label,
       recordKey: hex(Buffer.concat([rid, u64(1)])),
       msgId: hex(msgId),

@@ -281,6 +281,18 @@ export class RelayClient {
   }
 
   /**
+   * How many SENDs to one queue, issued in one tick, leave in a single SENDS frame (1.3; undefined
+   * before 1.3): up to `count` messages while `frameBytes` holds them by `sendsEntryBytes`. Within
+   * one frame the relay stores a prefix (docs/protocol/relay.md §Batches), which lets a caller
+   * pipeline a run of ordered messages without a later one ever landing before a refused one.
+   */
+  get sendsFrame(): { count: number; frameBytes: number } | undefined {
+    return this.batched
+      ? { count: MAX_BATCH, frameBytes: this.hello.frameLimit - SENDS_FRAME_OVERHEAD }
+      : undefined;
+  }
+
+  /**
    * Route pushed messages of one queue to `handler` instead of `onMessage` (undefined removes it).
    * Used by live links (live-link.ts) that share a connection with the mailbox.
    */
@@ -489,7 +501,7 @@ export class RelayClient {
         // At most MAX_BATCH per frame, and within the relay's frame limit (HELLO.fl): per SEND
         // entry its body, send id and ~8 bytes of framing; ~120 bytes for the rest of the frame.
         let to = from + 1;
-        let bytes = 120 + entrySize(items[from]!.entry);
+        let bytes = SENDS_FRAME_OVERHEAD + entrySize(items[from]!.entry);
         while (to < items.length && to - from < MAX_BATCH) {
           const more = entrySize(items[to]!.entry);
           if (bytes + more > this.hello.frameLimit) break;
@@ -725,9 +737,17 @@ export class RelayClient {
   }
 }
 
+/** Bytes a SENDS/ACKS frame takes besides its entries (an estimate from above). */
+const SENDS_FRAME_OVERHEAD = 120;
+
 /** Bytes one batch entry adds to a SENDS/ACKS frame (an estimate from above). */
 function entrySize(entry: [Uint8Array, Uint8Array] | Uint8Array): number {
   return entry instanceof Uint8Array ? entry.length + 3 : entry[0].length + entry[1].length + 9;
+}
+
+/** Bytes one SEND (send id, body) adds to a SENDS frame: what `sendsFrame.frameBytes` counts. */
+export function sendsEntryBytes(sendId: Uint8Array, body: Uint8Array): number {
+  return entrySize([sendId, body]);
 }
 
 function toMessage(q: Uint8Array, m: Uint8Array, opened: OpenedMessage): RelayMessage {

@@ -15,7 +15,7 @@ import { killWorkerWhen, newMessage, randomQueue } from "./testing.ts";
 
 const HOUR = 3_600_000;
 /** What one message with a body ≤ 254 bytes costs its queue: header, 256-byte sealed bucket, key record. */
-const SMALL_COST = 40 + 12 + 256 + 16 + 64;
+const SMALL_COST = 1 + 16 + 40 + 64 + 12 + 256 + 16; // a format-2 message record (docs/protocol/relay.md §At rest)
 const dirs: string[] = [];
 const stores: LmdbStore[] = [];
 afterEach(async () => {

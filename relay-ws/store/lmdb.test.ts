@@ -305,9 +305,11 @@ describe("relay LMDB store", () => {
     expect([...byEpoch.getKeys({})].some((k) => (k as Buffer).subarray(4).equals(keyKey))).toBe(false);
     const msgs = raw.openDB<Buffer, Buffer>("msgs", { keyEncoding: "binary", encoding: "binary" });
     const record = msgs.get(recKey)!;
-    expect(record.length).toBe(40 + 64 + sealed.length);
-    expect(record.subarray(0, 40)).toEqual(header);
-    expect(record.subarray(104)).toEqual(sealed);
+    // Format 2: 0x02 ‖ send id (none known: zeros) ‖ header ‖ key record ‖ sealed blob.
+    expect(record.length).toBe(17 + 40 + 64 + sealed.length);
+    expect(record.subarray(0, 17)).toEqual(Buffer.concat([Buffer.of(2), Buffer.alloc(16)]));
+    expect(record.subarray(17, 57)).toEqual(header);
+    expect(record.subarray(121)).toEqual(sealed);
     // The queue's server→recipient key is sealed now too; its raw bytes are gone from the record.
     const queues = raw.openDB<Buffer, Buffer>("queues", { keyEncoding: "binary", encoding: "binary" });
     expect(queues.get(rid)?.includes(Buffer.from(q.rcvKey))).toBe(false);
@@ -324,7 +326,8 @@ describe("relay LMDB store", () => {
       expect(await store.append(q.recipientId, msg(utf8(body), Date.now()), 10)).toBe("ok");
     await store.close();
     stores.splice(0);
-    // Rewrite them in the previous layout: header ‖ sealed blob, key record under 'm' ‖ rid ‖ seq.
+    // Rewrite them in the previous layout: header ‖ sealed blob, key record under 'm' ‖ rid ‖ seq
+    // (and without the format-2 prefix 0x02 ‖ send id).
     const env = open({ path, noSubdir: false, maxDbs: 16 });
     const db = (name: string) =>
       env.openDB<Buffer, Buffer>(name, { keyEncoding: "binary", encoding: "binary", compression: false });
@@ -334,7 +337,8 @@ describe("relay LMDB store", () => {
     }));
     expect(before).toHaveLength(3);
     await env.transaction(() => {
-      for (const { key, value } of before) {
+      for (const { key, value: v2 } of before) {
+        const value = v2.subarray(17);
         const keyKey = Buffer.concat([Buffer.of(0x6d), key]);
         db("msgs").put(key, Buffer.concat([value.subarray(0, 40), value.subarray(104)]));
         db("keys").put(keyKey, value.subarray(40, 104));
@@ -358,6 +362,159 @@ describe("relay LMDB store", () => {
     );
     expect([...rawDb("keys").getKeys({})].filter((k) => (k as Buffer)[0] === 0x6d)).toEqual([]);
     expect([...rawDb("byepoch").getKeys({})].filter((k) => (k as Buffer)[4] === 0x6d)).toEqual([]);
+    await raw.close();
+  });
+
+  it("a format-1 store (send and expiry records, queue bytes counting messages) keeps working: migrated at open, same answers", async () => {
+    // docs/protocol/relay.md §At rest, "Message record": format 1 is `msgId ‖ u64 ts ‖ u64 expiry ‖
+    // key record ‖ sealed blob`, its send id in `sends` (rid ‖ send id → u64 expiry ‖ u64 seq)
+    // with an expiry entry (u64 expiry ‖ 's' ‖ rid ‖ send id), and the queue state's bytes
+    // counting every message record. Written here from format-2 records, byte by byte.
+    let now = Date.UTC(2032, 0, 1);
+    const clock = () => now;
+    const path = tempDir();
+    const masterKey = randomBytes(32);
+    let store = openStore({ path, masterKey, clock });
+    const q = queue();
+    const rid = Buffer.from(q.recipientId);
+    await store.createQueue(q);
+    const sent = ["a", "bb", "ccc", "dddd"].map((b) => msg(utf8(b), now, HOUR));
+    for (const m of sent) expect(await store.append(q.recipientId, m, 10)).toBe("ok");
+    const freshBytes = store.queueBytes(q.recipientId);
+    await store.close();
+    stores.splice(0);
+    const acked = randomBytes(16); // the send id of a message acknowledged before the upgrade
+    const env = open({ path, noSubdir: false, maxDbs: 16 });
+    const db = (name: string) =>
+      env.openDB<Buffer, Buffer>(name, { keyEncoding: "binary", encoding: "binary", compression: false });
+    const v2 = [...db("msgs").getRange({})].map((e) => ({
+      key: Buffer.from(e.key),
+      value: Buffer.from(e.value),
+    }));
+    expect(v2.map((e) => e.value.subarray(1, 17))).toEqual(sent.map((m) => Buffer.from(m.sendId)));
+    const u64 = (n: number) => {
+      const b = Buffer.alloc(8);
+      b.writeBigUInt64BE(BigInt(n));
+      return b;
+    };
+    await env.transaction(() => {
+      let bytes = 0;
+      for (const [i, { key, value }] of v2.entries()) {
+        const v1 = value.subarray(17);
+        expect(v1.length % 2).toBe(0);
+        db("msgs").put(key, v1);
+        bytes += v1.length;
+        const sendKey = Buffer.concat([rid, sent[i]!.sendId]);
+        db("sends").put(sendKey, Buffer.concat([u64(sent[i]!.expiresAt), key.subarray(24)]));
+        db("expiry").put(Buffer.concat([u64(sent[i]!.expiresAt), Buffer.of(0x73), sendKey]), Buffer.alloc(1));
+      }
+      const ackedKey = Buffer.concat([rid, acked]);
+      db("sends").put(ackedKey, Buffer.concat([u64(now + HOUR), u64(99)]));
+      db("expiry").put(Buffer.concat([u64(now + HOUR), Buffer.of(0x73), ackedKey]), Buffer.alloc(1));
+      const seqs = Buffer.from(db("seqs").get(rid)!);
+      seqs.writeBigUInt64BE(BigInt(bytes), 16);
+      db("seqs").put(rid, seqs);
+    });
+    await env.close();
+
+    store = openStore({ path, masterKey, clock });
+    // The same answers as before the rewrite: bodies, order, byte count, DUPLICATE for every
+    // stored send id and for the acknowledged one (its `sends` record still refuses it).
+    expect(
+      await Promise.all([0, 1, 2, 3].map(async (seq) => text(await store.read(q.recipientId, seq)))),
+    ).toEqual(["a", "bb", "ccc", "dddd"]);
+    expect(store.queueBytes(q.recipientId)).toBe(freshBytes);
+    expect(store.stats().storedBytes).toBe(freshBytes);
+    for (const m of sent) expect(await store.append(q.recipientId, m, 10)).toBe("duplicate");
+    expect(await store.append(q.recipientId, { ...msg(utf8("again"), now, HOUR), sendId: acked }, 10)).toBe(
+      "duplicate",
+    );
+    const first = await store.next(q.recipientId, -1);
+    expect(first?.msgId).toEqual(sent[0]!.msgId);
+    expect(await store.ack(q.recipientId, first!.seq, first!.msgId)).toBe(true);
+    expect(await store.append(q.recipientId, sent[0]!, 10)).toBe("duplicate");
+    expect(store.queueBytes(q.recipientId)).toBe((freshBytes * 3) / 4);
+    store = await reopen(store, { path, masterKey, clock });
+    expect(store.queueBytes(q.recipientId)).toBe((freshBytes * 3) / 4);
+    // Migrated: format-2 records with their send ids; the next seq continues.
+    expect(await store.append(q.recipientId, msg(utf8("new"), now, HOUR), 10)).toBe("ok");
+    expect((await store.next(q.recipientId, 3))?.seq).toBe(4);
+    now += HOUR + 1;
+    const gc = await store.gc(now);
+    expect(gc.expiredMessages).toBe(4);
+    expect(store.stats().messages).toBe(0);
+    expect(store.queueBytes(q.recipientId)).toBe(0);
+    expect(store.stats().storedBytes).toBe(0);
+    await store.close();
+    stores.splice(0);
+    const raw = open({ path, noSubdir: false, maxDbs: 16, readOnly: true });
+    const rawDb = (name: string) =>
+      raw.openDB<Buffer, Buffer>(name, { keyEncoding: "binary", encoding: "binary" });
+    expect([...rawDb("msgs").getKeys({})]).toEqual([]);
+    expect([...rawDb("sends").getKeys({})]).toEqual([]);
+    expect([...rawDb("expiry").getKeys({})]).toEqual([]);
+    await raw.close();
+  });
+
+  it("GC expires format-2 messages from each queue's head, queue after queue, and only those due", async () => {
+    let now = Date.UTC(2033, 0, 1);
+    const store = openStore({ path: tempDir(), masterKey: randomBytes(32), clock: () => now });
+    const [q1, q2, q3] = [queue(), queue(), queue()];
+    for (const q of [q1, q2, q3]) await store.createQueue(q!);
+    const put = async (q: typeof q1, body: string, ttl: number) =>
+      expect(await store.append(q.recipientId, msg(utf8(body), now, ttl), 10)).toBe("ok");
+    for (const b of ["a", "b"]) await put(q1, b, HOUR);
+    for (const b of ["c", "d"]) await put(q2, b, 3 * HOUR);
+    for (const [b, ttl] of [
+      ["e", HOUR],
+      ["f", HOUR],
+      ["g", 3 * HOUR],
+    ] as const)
+      await put(q3, b, ttl);
+    now += HOUR + 1;
+    expect((await store.gc(now)).expiredMessages).toBe(4);
+    expect(store.stats().messages).toBe(3);
+    expect(await store.next(q1.recipientId, -1)).toBeUndefined();
+    expect((await store.next(q2.recipientId, -1))?.seq).toBe(0);
+    expect((await store.next(q3.recipientId, -1))?.seq).toBe(2);
+    expect(text(await store.read(q3.recipientId, 2))).toBe("g");
+    expect(store.queueBytes(q1.recipientId)).toBe(0);
+    now += 2 * HOUR;
+    expect((await store.gc(now)).expiredMessages).toBe(3);
+    expect(store.stats().storedBytes).toBe(0);
+  });
+
+  it("one record per SEND (format 2): no send or expiry record; a retry is DUPLICATE while stored, after its ACK and across a reopen while stored", async () => {
+    const now = Date.now();
+    const path = tempDir();
+    const masterKey = randomBytes(32);
+    let store = openStore({ path, masterKey });
+    const q = queue();
+    await store.createQueue(q);
+    const m = [msg(utf8("x"), now), msg(utf8("y"), now)];
+    expect(await store.appendBatch(q.recipientId, [m[0]!, m[0]!, m[1]!], 10)).toEqual([
+      "ok",
+      "duplicate",
+      "ok",
+    ]);
+    store = await reopen(store, { path, masterKey });
+    expect(await store.append(q.recipientId, m[1]!, 10)).toBe("duplicate");
+    const first = await store.next(q.recipientId, -1);
+    expect(await store.ack(q.recipientId, first!.seq, first!.msgId)).toBe(true);
+    expect(await store.append(q.recipientId, m[0]!, 10)).toBe("duplicate");
+    await store.close();
+    stores.splice(0);
+    const raw = open({ path, noSubdir: false, maxDbs: 16, readOnly: true });
+    const rawDb = (name: string) =>
+      raw.openDB<Buffer, Buffer>(name, { keyEncoding: "binary", encoding: "binary" });
+    expect([...rawDb("sends").getKeys({})]).toEqual([]);
+    expect([...rawDb("expiry").getKeys({})]).toEqual([]);
+    const records = [...rawDb("msgs").getRange({})].map((e) => Buffer.from(e.value));
+    expect(records).toHaveLength(1);
+    expect(records[0]![0]).toBe(2);
+    expect(records[0]!.subarray(1, 17)).toEqual(Buffer.from(m[1]!.sendId));
+    expect(records[0]!.subarray(17, 41)).toEqual(Buffer.from(m[1]!.msgId));
+    expect(records[0]!.length).toBe(149 + 256);
     await raw.close();
   });
 
@@ -427,6 +584,33 @@ describe("relay LMDB store", () => {
     expect(store.stats().storedBytes).toBe(store.queueBytes(other.recipientId));
     expect(store.stats().storedBytes).toBeGreaterThan(0);
     expect(store.stats().messages).toBe(1);
+  });
+
+  it("seal thread hung mid-load: the watchdog fails it over, every SEND is stored (in order) and it is counted", async () => {
+    // seal-pool.ts, "Watchdog": without it these SENDs would wait forever, with nothing logged.
+    const told: string[] = [];
+    const pool = new SealPool({ batchTimeoutMs: 500, onFailover: (reason) => told.push(reason) });
+    const path = tempDir();
+    const masterKey = randomBytes(32);
+    let store = openStore({ path, masterKey, sealPool: pool });
+    const q = queue();
+    await store.createQueue(q);
+    expect(await store.append(q.recipientId, msg(utf8("before"), Date.now()), 100)).toBe("ok");
+    expect(store.stats().sealFailovers).toBe(0);
+    pool.hangForTest();
+    const sent = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => store.append(q.recipientId, msg(utf8(`m${i}`), Date.now()), 100)),
+    );
+    expect(sent).toEqual(Array(20).fill("ok"));
+    expect(told).toEqual(["timeout"]);
+    expect(pool.alive).toBe(false);
+    expect(store.stats().sealFailovers).toBe(1);
+    // Later SENDs are sealed on the event loop; everything opens after a reopen, in seq order.
+    expect(await store.append(q.recipientId, msg(utf8("after"), Date.now()), 100)).toBe("ok");
+    store = await reopen(store, { path, masterKey });
+    const got: string[] = [];
+    for (let seq = 0; seq < 22; seq++) got.push(text(await store.read(q.recipientId, seq)) ?? "");
+    expect(got).toEqual(["before", ...Array.from({ length: 20 }, (_, i) => `m${i}`), "after"]);
   });
 
   it("concurrent prekey fetches never hand out the same one-time prekey", async () => {

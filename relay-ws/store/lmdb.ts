@@ -45,7 +45,7 @@ import {
 import { commitCause, guardLmdbCommitRejections, isNoSpaceError, StoreError } from "./errors.ts";
 import { HotBlocks } from "./hot-blocks.ts";
 import { KEYRING_FILE, Keyring } from "./keyring.ts";
-import { SealPool } from "./seal-pool.ts";
+import { SealPool, type SealPoolOptions } from "./seal-pool.ts";
 import type {
   AppendResult,
   GcResult,
@@ -65,14 +65,52 @@ const RECORD_CACHE_MAX = 50_000;
 const EXP_MSG = 0x6d;
 const EXP_SEND = 0x73; // 's'
 
-const MSG_HEADER = 24 + 8 + 8; // msgId ‖ u64 timestamp ‖ u64 expiresAt
+const MSG_HEADER = 24 + 8 + 8; // msgId ‖ u64 timestamp ‖ u64 expiresAt (format 1)
 const KEY_RECORD = KEY_RECORD_LENGTH;
 /**
- * Where a message record's sealed blob begins: header ‖ key record ‖ sealed blob. The key record
- * lives inside the message record (one LMDB record per message: docs/decisions.md (Relay), "One
- * record per message"); stores written before kept it in `keys` and are migrated at open.
+ * Where a format-1 message record's sealed blob begins: header ‖ key record ‖ sealed blob. The key
+ * record lives inside the message record (one LMDB record per message: docs/decisions.md (Relay),
+ * "One record per message"); stores written before kept it in `keys` and are migrated at open.
  */
 const MSG_SEALED_AT = MSG_HEADER + KEY_RECORD;
+/**
+ * Message record format 2 (docs/protocol/relay.md §At rest, "Message record"): `0x02 ‖ send id(16)
+ * ‖ msgId(24) ‖ u64 timestamp s ‖ u64 expiry ms ‖ key record(64) ‖ sealed blob`. The send id and
+ * the expiry live in the record, so a SEND is one put (and its queue's head update) and an ACK
+ * one delete: no `sends` or `expiry` entry per message. Its length is 149 + bucket, odd; a
+ * format-1 record's is 132 + bucket, even (buckets are powers of two ≥ 256), so the two never
+ * mix up even mid-migration.
+ */
+export const MSG_FORMAT_2 = 0x02;
+const V2_SEND_AT = 1;
+const V2_HEADER = 1 + 16;
+const V2_SEALED_AT = V2_HEADER + MSG_SEALED_AT;
+
+/** Where the parts of a message record are, by its format. */
+interface MsgLayout {
+  /** Send id offset; -1: format 1 has none. */
+  send: number;
+  id: number;
+  ts: number;
+  exp: number;
+  key: number;
+  sealed: number;
+}
+const LAYOUT_1: MsgLayout = { send: -1, id: 0, ts: 24, exp: 32, key: MSG_HEADER, sealed: MSG_SEALED_AT };
+const LAYOUT_2: MsgLayout = {
+  send: V2_SEND_AT,
+  id: V2_HEADER,
+  ts: V2_HEADER + 24,
+  exp: V2_HEADER + 32,
+  key: V2_HEADER + MSG_HEADER,
+  sealed: V2_SEALED_AT,
+};
+const isFormat2 = (record: Uint8Array): boolean => record[0] === MSG_FORMAT_2 && (record.length & 1) === 1;
+const layoutOf = (record: Uint8Array): MsgLayout => (isFormat2(record) ? LAYOUT_2 : LAYOUT_1);
+/** Format-1 message records rewritten per transaction (one queue's at least) by the migration. */
+const MIGRATE_V2_CHUNK = 4096;
+/** Send ids of messages no longer stored (acknowledged or dropped) kept for DUPLICATE, at most. */
+const GONE_SENDS_MAX = 262_144;
 /** Message records re-keyed per transaction when an open migrates the previous layout. */
 const MIGRATE_CHUNK = 4096;
 /** Bytes a blob's key record adds to its queue's stored bytes. */
@@ -106,13 +144,41 @@ const readU32 = (b: Uint8Array, at: number): number =>
   ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
 const cat = (...parts: Uint8Array[]): Buffer => Buffer.concat(parts);
 const MAX_U64 = Buffer.alloc(8, 0xff);
+const isZero = (b: Uint8Array): boolean => {
+  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
+};
+/** Bytes a message's record takes (format 2: 149 + bucket), what its queue's quota counts. */
+const messageCost = (bodyLength: number): number =>
+  V2_SEALED_AT + AT_REST_IV_LENGTH + bucketSize(bodyLength, BLOCK_SIZE) + 16;
 
 /**
  * The epoch of a message record's key record (docs/protocol/relay.md §At rest: header ‖ key
  * record ‖ sealed blob); undefined if the record is too short to hold one.
  */
 export function messageRecordEpoch(record: Uint8Array): number | undefined {
-  return record.length >= MSG_SEALED_AT ? readU32(record, MSG_HEADER) : undefined;
+  const l = layoutOf(record);
+  return record.length >= l.sealed ? readU32(record, l.key) : undefined;
+}
+
+/** A message record's send id (format 2), or undefined (format 1, or too short). */
+export function messageRecordSendId(record: Uint8Array): Uint8Array | undefined {
+  return isFormat2(record) && record.length >= V2_SEALED_AT
+    ? record.subarray(V2_SEND_AT, V2_SEND_AT + 16)
+    : undefined;
+}
+
+/** A message record's header fields (either format), or undefined if too short. */
+export function messageRecordHeader(
+  record: Uint8Array,
+): { msgId: Uint8Array; timestamp: number; expiresAt: number } | undefined {
+  const l = layoutOf(record);
+  if (record.length < l.key) return undefined;
+  return {
+    msgId: record.subarray(l.id, l.id + 24),
+    timestamp: readU64(record, l.ts),
+    expiresAt: readU64(record, l.exp),
+  };
 }
 
 /**
@@ -124,12 +190,13 @@ export function openMessageRecord(
   keyKey: Uint8Array,
   epochKey: (epoch: number) => Uint8Array | undefined,
 ): Buffer | undefined {
+  const l = layoutOf(record);
   const epoch = messageRecordEpoch(record);
   const key = epoch === undefined ? undefined : epochKey(epoch);
   if (!key) return undefined;
-  const dataKey = unwrapDataKey(record.subarray(MSG_HEADER, MSG_SEALED_AT), key, keyKey);
+  const dataKey = unwrapDataKey(record.subarray(l.key, l.sealed), key, keyKey);
   if (!dataKey) return undefined;
-  const plain = openBlob(dataKey, record.subarray(MSG_SEALED_AT), keyKey);
+  const plain = openBlob(dataKey, record.subarray(l.sealed), keyKey);
   dataKey.fill(0);
   return plain;
 }
@@ -221,6 +288,11 @@ export interface LmdbStoreOptions {
   sealThreads?: number;
   /** The pool to seal on (implies a worker; closed with the store): tests hold its answers back. */
   sealPool?: SealPool;
+  /**
+   * Told when the seal worker is failed over to the event loop (stuck past its batch timeout,
+   * crashed, exited), for the log; counted in `stats().sealFailovers` either way.
+   */
+  onSealFailover?: SealPoolOptions["onFailover"];
 }
 
 export class LmdbStore implements RelayStore {
@@ -242,8 +314,23 @@ export class LmdbStore implements RelayStore {
   readonly #active: Database<Buffer, Buffer>;
   readonly #keyring: Keyring;
   readonly #state = new Map<string, QueueState>();
-  /** send ids accepted but not committed yet (rid‖sendId, latin1). */
-  readonly #pendingSends = new Set<string>();
+  /**
+   * Send ids of the stored messages, and of those accepted but not committed yet (rid‖sendId,
+   * latin1 → seq): DUPLICATE without a `sends` record per message. Built from the message records
+   * at open (format 2 holds the send id).
+   */
+  readonly #sendIds = new Map<string, number>();
+  /**
+   * Send ids of messages no longer stored (acknowledged, dropped) → their expiry: a retry of one
+   * is still DUPLICATE while the relay runs (at most GONE_SENDS_MAX, oldest forgotten first;
+   * pruned by GC at expiry). Not on disk: after a restart only stored messages' ids are known
+   * (docs/protocol/relay.md, SEND).
+   */
+  readonly #goneSends = new Map<string, number>();
+  /** Whether `sends` may hold records written before format 2 (their ids still refuse retries). */
+  #legacySends: boolean;
+  /** Bytes of each queue's message records (rid latin1), counted at open, taken by #loadState. */
+  readonly #openMsgBytes = new Map<string, number>();
   /** Decoded queue records by rid hex, as committed (#queueSync). */
   readonly #records = new Map<string, QueueRecord>();
   /** Recipient ids by sender id hex, as committed. */
@@ -305,7 +392,11 @@ export class LmdbStore implements RelayStore {
     this.#idleMs = options.idleQueueMs ?? 0;
     this.#onNoSpace = options.onNoSpace;
     this.#hot = new HotBlocks(options.hotBlockBytes ?? DEFAULT_HOT_BLOCK_BYTES);
-    this.#sealer = options.sealPool ?? ((options.sealThreads ?? 0) > 0 ? new SealPool() : undefined);
+    this.#sealer =
+      options.sealPool ??
+      ((options.sealThreads ?? 0) > 0
+        ? new SealPool(options.onSealFailover ? { onFailover: options.onSealFailover } : {})
+        : undefined);
     guardLmdbCommitRejections();
     this.#root = open({
       path: options.path,
@@ -355,14 +446,79 @@ export class LmdbStore implements RelayStore {
     }
     this.#migrate();
     this.#migrateMessageKeys();
+    this.#migrateSendIds();
     this.#deliveriesStored = false;
     for (const _ of this.#deliveries.getKeys({ limit: 1 })) this.#deliveriesStored = true;
+    this.#legacySends = false;
+    for (const _ of this.#sends.getKeys({ limit: 1 })) this.#legacySends = true;
     for (const { value } of this.#seqs.getRange({})) this.#totalBytes += decodeState(value).bytes;
-    // The epoch of every message's key record (4 bytes each, read in place).
+    // Every message record, read in place: its key record's epoch, its send id, its bytes (the
+    // queue state on disk counts prekeys and bundles only since format 2).
     for (const key of this.#msgs.getKeys({}) as Iterable<Buffer>) {
       const rec = this.#msgs.getBinaryFast(key);
-      const epoch = rec && messageRecordEpoch(rec);
+      if (!rec) continue;
+      const epoch = messageRecordEpoch(rec);
       if (epoch !== undefined) this.#countEpoch(epoch, 1);
+      const rid = key.subarray(0, 24);
+      const sendId = messageRecordSendId(rec);
+      if (sendId && !isZero(sendId)) this.#sendIds.set(cat(rid, sendId).toString("latin1"), readU64(key, 24));
+      const id = rid.toString("latin1");
+      this.#openMsgBytes.set(id, (this.#openMsgBytes.get(id) ?? 0) + rec.length);
+      this.#totalBytes += rec.length;
+    }
+  }
+
+  /**
+   * Format 1 → 2 (docs/protocol/relay.md §At rest, "Message record"): each message record gets its
+   * send id (from its `sends` record, which names its seq; 16 zero bytes when none does) and the
+   * queue's persisted bytes stop counting message records (counted from the records at open).
+   * Queue by queue, in transactions of up to MIGRATE_V2_CHUNK records each (those records
+   * rewritten and their queue's bytes lowered together), so a crash in the middle leaves records
+   * of either format, each counted once, and the next open moves the rest. The `sends` and `expiry` entries stay: GC expires them as before, and a retry
+   * of their ids stays DUPLICATE until then. No crypto: the key record and sealed blob are the
+   * same bytes (the key-key does not change).
+   */
+  #migrateSendIds(): void {
+    let any = false;
+    for (const key of this.#msgs.getKeys({}) as Iterable<Buffer>) {
+      const rec = this.#msgs.getBinaryFast(key);
+      if (rec && !isFormat2(rec)) {
+        any = true;
+        break;
+      }
+    }
+    if (!any) return;
+    /** rid‖seq (latin1) → send id, from the send records that name their message. */
+    const sendOf = new Map<string, Buffer>();
+    for (const { key, value } of this.#sends.getRange({}))
+      if (value.length === 16 && key.length === 24 + 16)
+        sendOf.set(
+          cat(key.subarray(0, 24), value.subarray(8, 16)).toString("latin1"),
+          Buffer.from(key.subarray(24)),
+        );
+    const rids = [...(this.#seqs.getKeys({}) as Iterable<Buffer>)].map((k) => Buffer.from(k));
+    for (const rid of rids) {
+      const range = { start: cat(rid, u64(0)), end: cat(rid, MAX_U64) };
+      const old: { key: Buffer; value: Buffer }[] = [];
+      for (const { key, value } of this.#msgs.getRange(range))
+        if (!isFormat2(value)) old.push({ key: Buffer.from(key), value: Buffer.from(value) });
+      for (let at = 0; at < old.length; at += MIGRATE_V2_CHUNK) {
+        const chunk = old.slice(at, at + MIGRATE_V2_CHUNK);
+        this.#root.transactionSync(() => {
+          let freed = 0;
+          for (const { key, value } of chunk) {
+            const sendId = sendOf.get(key.toString("latin1")) ?? Buffer.alloc(16);
+            this.#msgs.put(key, cat(Buffer.of(MSG_FORMAT_2), sendId, value));
+            freed += value.length;
+          }
+          const raw = this.#seqs.get(rid);
+          if (raw && raw.length === STATE_RECORD) {
+            const st = decodeState(raw);
+            st.bytes = Math.max(0, st.bytes - freed);
+            this.#seqs.put(rid, encodeState(st));
+          }
+        });
+      }
     }
   }
 
@@ -816,14 +972,20 @@ export class LmdbStore implements RelayStore {
     };
     /** Epochs of the message records removed: released once the removal is durable. */
     const epochs: number[] = [];
+    /** Their send ids (format 2): forgotten once the removal is durable. */
+    const sendIds: string[] = [];
     const done = this.#enqueue(() => {
       removed = 0;
       epochs.length = 0;
+      sendIds.length = 0;
       for (const { key, value } of [...this.#msgs.getRange(range)].map((e) => ({
         key: Buffer.from(e.key),
         value: Buffer.from(e.value),
       }))) {
-        this.#expiry.remove(cat(u64(readU64(value, 32)), Buffer.of(EXP_MSG), key));
+        const sendId = messageRecordSendId(value);
+        if (sendId) sendIds.push(cat(rid, sendId).toString("latin1"));
+        // Format 1 only: a message stored before send records named it has an `m` expiry entry.
+        if (!isFormat2(value)) this.#expiry.remove(cat(u64(readU64(value, 32)), Buffer.of(EXP_MSG), key));
         this.#hot.drop(key);
         this.#msgs.remove(key);
         this.#deliveries.remove(key);
@@ -863,6 +1025,7 @@ export class LmdbStore implements RelayStore {
       this.#forget(rid, q.senderId);
     }
     for (const e of epochs) this.#countEpoch(e, -1);
+    for (const send of sendIds) this.#sendIds.delete(send);
     this.#release(undefined, st.bytes);
     // Dropped, not wiped: a delivery in flight may still hold this buffer.
     this.#rcvKeys.delete(hex);
@@ -873,16 +1036,35 @@ export class LmdbStore implements RelayStore {
     return removed;
   }
 
+  /**
+   * A message left the store: its send id is no longer a stored one, but a retry stays DUPLICATE
+   * until it expires (`known`: false for the zero id of a message migrated without one).
+   */
+  #forgetSend(send: string, expiresAt: number, known: boolean): void {
+    this.#sendIds.delete(send);
+    if (!known || expiresAt <= this.#clock()) return;
+    if (this.#goneSends.size >= GONE_SENDS_MAX) {
+      // Oldest first (a Map iterates in insertion order).
+      const oldest = this.#goneSends.keys().next().value;
+      if (oldest !== undefined) this.#goneSends.delete(oldest);
+    }
+    this.#goneSends.set(send, expiresAt);
+  }
+
   #loadState(rid: Buffer, hex = toHex(rid)): QueueState {
     let st = this.#state.get(hex);
     if (!st) {
       const persisted = decodeState(this.#seqs.get(rid));
+      // Message records' bytes are not in the persisted state (format 2): counted at open.
+      const id = rid.toString("latin1");
+      const msgBytes = this.#openMsgBytes.get(id) ?? 0;
+      this.#openMsgBytes.delete(id);
       st = {
         count: this.#msgs.getKeysCount({ start: cat(rid, u64(0)), end: cat(rid, MAX_U64) }),
         nextSeq: persisted.nextSeq,
         nextOtk: persisted.nextOtk,
         otks: this.#otks.getKeysCount({ start: cat(rid, u64(0)), end: cat(rid, MAX_U64) }),
-        bytes: persisted.bytes,
+        bytes: persisted.bytes + msgBytes,
         activeDay: persisted.activeDay,
       };
       this.#state.set(hex, st);
@@ -904,10 +1086,15 @@ export class LmdbStore implements RelayStore {
     if (q.suspended) return "suspended";
     const st = this.#loadState(rid, ridHex);
     const sendKey = cat(rid, m.sendId);
-    if (this.#pendingSends.has(sendKey.toString("latin1")) || this.#sends.doesExist(sendKey))
+    const sendStr = sendKey.toString("latin1");
+    if (
+      this.#sendIds.has(sendStr) ||
+      (this.#goneSends.size > 0 && this.#goneSends.has(sendStr)) ||
+      (this.#legacySends && this.#sends.doesExist(sendKey))
+    )
       return "duplicate";
     if (st.count >= quota) return "quota";
-    const cost = MSG_HEADER + 12 + bucketSize(m.body.length, BLOCK_SIZE) + 16 + KEY_COST;
+    const cost = messageCost(m.body.length);
     if (!this.#hasRoom(cost)) return "full";
     return undefined;
   }
@@ -949,14 +1136,13 @@ export class LmdbStore implements RelayStore {
   /** Store one message `#refusal` admitted just now (same turn): its decisions hold. */
   async #write(rid: Buffer, ridHex: string, m: NewMessage): Promise<AppendResult> {
     const st = this.#loadState(rid, ridHex);
-    const sendKey = cat(rid, m.sendId);
-    const sendHex = sendKey.toString("latin1");
+    const sendHex = cat(rid, m.sendId).toString("latin1");
     const bucket = bucketSize(m.body.length, BLOCK_SIZE);
-    const cost = MSG_HEADER + 12 + bucket + 16 + KEY_COST;
+    const cost = messageCost(m.body.length);
     const seq = st.nextSeq++;
     st.count++;
     this.#reserve(st, cost);
-    this.#pendingSends.add(sendHex);
+    this.#sendIds.set(sendHex, seq);
     const recKey = cat(rid, u64(seq));
     const keyKey = cat(Buffer.of(TAG_MSG), recKey);
     const block = padBlock(m.body, bucket);
@@ -985,7 +1171,7 @@ export class LmdbStore implements RelayStore {
         this.#countEpoch(epoch, -1);
         // A DEL already done released every byte the queue held, this reservation included.
         if (this.#state.get(ridHex) === st) this.#release(st, cost);
-        this.#pendingSends.delete(sendHex);
+        this.#sendIds.delete(sendHex);
         block.fill(0);
         return "missing";
       }
@@ -995,34 +1181,33 @@ export class LmdbStore implements RelayStore {
       keyRecord = wrapDataKey(epoch, epochKey, dataKey, keyKey);
       dataKey.fill(0);
     }
-    // One record: header ‖ key record ‖ sealed blob (no `keys` or `byepoch` write per message).
-    const record = Buffer.allocUnsafe(MSG_SEALED_AT + sealed.length);
-    record.set(m.msgId, 0);
-    record.writeBigUInt64BE(BigInt(m.timestamp), 24);
-    record.writeBigUInt64BE(BigInt(m.expiresAt), 32);
-    keyRecord.copy(record, MSG_HEADER);
-    sealed.copy(record, MSG_SEALED_AT);
+    // One record, format 2: 0x02 ‖ send id ‖ header ‖ key record ‖ sealed blob — no `keys`,
+    // `byepoch`, `sends` or `expiry` write per message (docs/protocol/relay.md §At rest).
+    const record = Buffer.allocUnsafe(V2_SEALED_AT + sealed.length);
+    record[0] = MSG_FORMAT_2;
+    record.set(m.sendId, V2_SEND_AT);
+    record.set(m.msgId, LAYOUT_2.id);
+    record.writeBigUInt64BE(BigInt(m.timestamp), LAYOUT_2.ts);
+    record.writeBigUInt64BE(BigInt(m.expiresAt), LAYOUT_2.exp);
+    keyRecord.copy(record, LAYOUT_2.key);
+    sealed.copy(record, V2_SEALED_AT);
     this.#put(this.#msgs, recKey, record);
     const today = this.#today();
     const day = st.activeDay === today ? undefined : today;
     st.activeDay = today;
-    this.#stateDelta(rid, { bytes: cost, nextSeq: seq + 1, ...(day === undefined ? {} : { day }) });
-    // The send record names the message (u64 expiry ‖ u64 seq): its expiry entry expires both, so
-    // a message needs no expiry entry of its own (two writes less per message: docs/decisions.md
-    // (Relay), "Group commit").
-    this.#put(this.#sends, sendKey, cat(u64(m.expiresAt), u64(seq)));
-    const committed = this.#put(this.#expiry, cat(u64(m.expiresAt), Buffer.of(EXP_SEND), sendKey), EMPTY);
+    // The queue's head (next seq; once per queue per commit): its bytes count prekeys and
+    // bundles only, message records are counted from themselves at open.
+    const committed = this.#stateDelta(rid, { nextSeq: seq + 1, ...(day === undefined ? {} : { day }) });
     try {
       await this.#durable(committed);
     } catch (e) {
       st.count--;
       this.#countEpoch(epoch, -1);
       this.#release(st, cost);
+      this.#sendIds.delete(sendHex);
       block.fill(0);
       if (isNoSpaceError(e)) return "full";
       throw e;
-    } finally {
-      this.#pendingSends.delete(sendHex);
     }
     // Durable now: kept for its first delivery, unless a deletion already began.
     const kept =
@@ -1058,11 +1243,12 @@ export class LmdbStore implements RelayStore {
       // The header only, read in place (getBinaryFast: valid until the next read, so copied now).
       const value = this.#msgs.getBinaryFast(key);
       if (!value) return undefined;
+      const l = layoutOf(value);
       const meta = {
         seq: readU64(key, 24),
-        msgId: new Uint8Array(value.subarray(0, 24)),
-        timestamp: readU64(value, 24),
-        expiresAt: readU64(value, 32),
+        msgId: new Uint8Array(value.subarray(l.id, l.id + 24)),
+        timestamp: readU64(value, l.ts),
+        expiresAt: readU64(value, l.exp),
         deliveries: 0,
       };
       meta.deliveries =
@@ -1133,7 +1319,9 @@ export class LmdbStore implements RelayStore {
     const recKey = cat(rid, u64(seq));
     // In place: only the id is compared, before any other read.
     const rec = this.#msgs.getBinaryFast(recKey);
-    if (!rec?.subarray(0, 24).equals(msgId)) return false;
+    if (!rec) return false;
+    const l = layoutOf(rec);
+    if (!rec.subarray(l.id, l.id + 24).equals(msgId)) return false;
     const cost = rec.length;
     const ridHex = toHex(rid);
     const st = this.#state.get(ridHex) ?? (this.#queues.doesExist(rid) ? this.#loadState(rid) : undefined);
@@ -1169,20 +1357,30 @@ export class LmdbStore implements RelayStore {
     this.#hot.drop(recKey);
     const st = known?.st ?? this.#loadState(rid);
     let epoch: number | undefined;
+    let gone: { send: string; expiresAt: number; known: boolean } | undefined;
     try {
-      // One removal: the record holds the message's key record (a re-wrap before it in this
-      // commit may have changed its epoch, so it is read here). Most messages never had a failed
-      // delivery: a read instead of a write for them. A message stored before send records named
-      // it keeps an `m` expiry entry, which GC drops once due.
-      this.#enqueue(() => {
+      // One removal and nothing else (format 2): the record holds the message's key record (a
+      // re-wrap before it in this commit may have changed its epoch, so it is read here), its
+      // send id and expiry; the queue's persisted bytes do not count it. Most messages never had
+      // a failed delivery: a read instead of a write for them. A message stored before format 2
+      // keeps its `sends` and `expiry` entries, which GC drops once due.
+      const done = this.#enqueue(() => {
         const stored = this.#msgs.getBinaryFast(recKey);
         if (!stored) return;
         epoch = messageRecordEpoch(stored);
+        const sendId = messageRecordSendId(stored);
+        if (sendId)
+          gone = {
+            send: cat(rid, sendId).toString("latin1"),
+            expiresAt: readU64(stored, LAYOUT_2.exp),
+            known: !isZero(sendId),
+          };
         this.#msgs.remove(recKey);
         if (this.#deliveriesStored && this.#deliveries.doesExist(recKey)) this.#deliveries.remove(recKey);
       });
-      await this.#durable(this.#stateDelta(rid, { bytes: -cost }));
+      await this.#durable(done);
       if (epoch !== undefined) this.#countEpoch(epoch, -1);
+      if (gone) this.#forgetSend(gone.send, gone.expiresAt, gone.known);
       this.#deliveryCounts.delete(hex);
       st.count = Math.max(0, st.count - 1);
       this.#release(st, cost);
@@ -1348,7 +1546,38 @@ export class LmdbStore implements RelayStore {
         this.#del(this.#expiry, Buffer.from(key));
       }
     }
+    // Format 2: a message's expiry is in its record. A queue's messages expire in seq order (one
+    // TTL per relay), so each queue that holds messages is read from its head while expired, then
+    // the scan jumps to the next queue's first record: one lookup per non-empty queue.
+    let from: Buffer | undefined;
+    for (let queues = 0; queues < 100_000_000; queues++) {
+      let head: Buffer | undefined;
+      for (const key of this.#msgs.getKeys(
+        from ? { start: from, limit: 1 } : { limit: 1 },
+      ) as Iterable<Buffer>)
+        head = Buffer.from(key);
+      if (head?.length !== 32) break;
+      const rid = head.subarray(0, 24);
+      for (const key of this.#msgs.getKeys({ start: head, end: cat(rid, MAX_U64) }) as Iterable<Buffer>) {
+        const rec = this.#msgs.getBinaryFast(key);
+        if (!rec || !isFormat2(rec)) continue;
+        if (readU64(rec, LAYOUT_2.exp) > nowMs) break;
+        result.expiredSendIds++;
+        deletions.push(this.#deleteMessage(rid, readU64(key, 24)));
+      }
+      // Past every key of this queue (keys are rid ‖ u64 seq: 32 bytes).
+      from = cat(rid, MAX_U64, EMPTY);
+    }
+    for (const [send, expiresAt] of this.#goneSends)
+      if (expiresAt <= nowMs) {
+        this.#goneSends.delete(send);
+        result.expiredSendIds++;
+      }
     for (const ok of await Promise.all(deletions)) if (ok) result.expiredMessages++;
+    if (this.#legacySends) {
+      this.#legacySends = false;
+      for (const _ of this.#sends.getKeys({ limit: 1 })) this.#legacySends = true;
+    }
     if (this.#idleMs > 0) {
       const lastIdleDay = Math.floor((nowMs - this.#idleMs) / DAY_MS);
       const idle: Buffer[] = [];
@@ -1460,10 +1689,11 @@ export class LmdbStore implements RelayStore {
         this.#enqueue(() => {
           const rec = this.#msgs.get(recKey);
           if (!rec || messageRecordEpoch(rec) !== id) return;
-          const dataKey = this.#unwrap(Buffer.from(rec.subarray(MSG_HEADER, MSG_SEALED_AT)), keyKey);
+          const l = layoutOf(rec);
+          const dataKey = this.#unwrap(Buffer.from(rec.subarray(l.key, l.sealed)), keyKey);
           if (!dataKey) return;
           const cur = this.#keyring.current;
-          this.#wrap(cur.id, cur.key, dataKey, keyKey).copy(rec, MSG_HEADER);
+          this.#wrap(cur.id, cur.key, dataKey, keyKey).copy(rec, l.key);
           dataKey.fill(0);
           // Counted under the new epoch before the commit, released from the old one after it.
           this.#countEpoch(cur.id, 1);
@@ -1501,6 +1731,7 @@ export class LmdbStore implements RelayStore {
       storedBytes: this.#totalBytes,
       quotaBytes: this.#quotaBytes,
       keyEpochs: this.#keyring.epochs.length,
+      sealFailovers: this.#sealer?.failovers ?? 0,
     };
   }
 

@@ -178,6 +178,15 @@ export function openRelayStore(
       idleQueueMs: config.queueIdleDays * 86_400_000,
       hotBlockBytes: config.hotBlockBytes,
       sealThreads: config.sealThreads,
+      onSealFailover: (reason, detail) =>
+        deps.log.warn(
+          {
+            reason,
+            jobs: detail.jobs,
+            ...(detail.error instanceof Error ? { error: detail.error.message } : {}),
+          },
+          "relay store: the seal worker stopped answering or died; stored messages are sealed on the event loop from now on (nothing lost; restart the relay to get the worker back)",
+        ),
       onNoSpace: (cause) =>
         deps.log.warn(
           { code: (cause as { code?: unknown } | undefined)?.code },

@@ -111,4 +111,43 @@ describe("relay store seal pool", () => {
       expect(g.sealed.equals(want[k]!.sealed)).toBe(true);
     }
   });
+
+  it("a hung worker: the oldest batch's watchdog fails it over once (reason told), nothing lost, same bytes, in order", async () => {
+    const told: { reason: string; jobs: number }[] = [];
+    const p = new SealPool({
+      batchTimeoutMs: 500,
+      onFailover: (reason, d) => told.push({ reason, jobs: d.jobs }),
+    });
+    pools.push(p);
+    const warm = input(256);
+    await submit(p, warm);
+    expect(told).toEqual([]);
+    p.hangForTest();
+    const inputs = Array.from({ length: 50 }, (_, k) => input(256 << (k % 2)));
+    const want = inputs.map(expected);
+    const got = await Promise.all(inputs.map((i) => submit(p, i)));
+    expect(p.alive).toBe(false);
+    expect(p.failovers).toBe(1);
+    expect(told.length).toBe(1);
+    expect(told[0]!.reason).toBe("timeout");
+    expect(told[0]!.jobs).toBe(50);
+    for (const [k, g] of got.entries()) {
+      expect(g.keyRecord.equals(want[k]!.keyRecord)).toBe(true);
+      expect(g.sealed.equals(want[k]!.sealed)).toBe(true);
+    }
+  });
+
+  it("a crashed worker is told as such; closing is not a failover", async () => {
+    const told: string[] = [];
+    const p = new SealPool({ onFailover: (reason) => told.push(reason) });
+    pools.push(p);
+    await p.kill();
+    await submit(p, input(256));
+    expect(told).toEqual(["exit"]);
+    const q = new SealPool({ onFailover: (reason) => told.push(reason) });
+    await submit(q, input(256));
+    await q.close();
+    expect(told).toEqual(["exit"]);
+    expect(q.failovers).toBe(0);
+  });
 });

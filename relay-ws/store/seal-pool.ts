@@ -13,6 +13,13 @@
  * unanswered batches sealed on the event loop, in order, and every later job is sealed there too
  * (resolved through a promise all the same, so it cannot overtake one resolved before it).
  *
+ * Watchdog: a worker that neither answers nor dies (a hang) would hold every SEND forever. The
+ * oldest batch out has `batchTimeoutMs` to come back; past that the worker is failed over exactly
+ * like one that crashed (terminated; what it held and everything after sealed on the event loop)
+ * and `onFailover` is told, once, why — the store logs it and counts it
+ * (`loft_relay_seal_failovers_total`, docs/operations-relay.md §Metrics). A late answer from the
+ * terminated worker is ignored: its jobs were already sealed here, with the same keys and IVs.
+ *
  * Jobs submitted during one event-loop turn leave together; while two batches are out, new jobs
  * gather into the next (batches grow with the load, like group commits). The batch buffer holds
  * plaintext and keys: the worker zeroes its copy once sealed, the event loop its own once answered.
@@ -32,6 +39,8 @@ const { parentPort } = require("node:worker_threads");
 const { createCipheriv } = require("node:crypto");
 const WRAP_AAD = Buffer.from("loft-relay/1 dk", "latin1");
 parentPort.on("message", (ab) => {
+  // Tests only (SealPool.hangForTest): a worker stuck in a loop, for the watchdog.
+  if (ab === "hang") for (;;) {}
   const b = Buffer.from(ab);
   const jobs = [];
   let at = 0;
@@ -96,6 +105,21 @@ interface Job {
 /** Fixed bytes of a job before its key-key and block. */
 const JOB_HEAD = 4 + 32 + AT_REST_KEY_LENGTH + 2 * AT_REST_IV_LENGTH + 1;
 const MAX_BATCHES_OUT = 2;
+/**
+ * How long the oldest batch out may take (default). A batch is at most a few MiB of AES-GCM,
+ * about a millisecond per MiB on the worker: a second means the worker is stuck, not busy.
+ */
+export const SEAL_BATCH_TIMEOUT_MS = 1_000;
+
+/** Why the pool stopped using its worker. */
+export type SealFailover = "timeout" | "error" | "exit";
+
+export interface SealPoolOptions {
+  /** How long the oldest batch out may take before the worker is failed over (ms). */
+  batchTimeoutMs?: number;
+  /** Told once when the worker is failed over (not at close). */
+  onFailover?: (reason: SealFailover, detail: { jobs: number; error?: unknown }) => void;
+}
 
 /** The same bytes on the event loop (a failed worker's jobs, and every job after it). */
 function sealHere(j: Job): Sealed {
@@ -119,14 +143,38 @@ export class SealPool {
   #closed = false;
   /** Batches the worker answered (tests, diagnostics). */
   batches = 0;
+  /** Times the worker was failed over (0 or 1: a pool never goes back to a worker). */
+  failovers = 0;
+  readonly #timeoutMs: number;
+  readonly #onFailover: SealPoolOptions["onFailover"];
+  #online = false;
+  /** The watchdog of the oldest batch out (undefined: nothing out). */
+  #watchdog: ReturnType<typeof setTimeout> | undefined;
 
-  constructor() {
+  constructor(options: SealPoolOptions = {}) {
+    this.#timeoutMs = options.batchTimeoutMs ?? SEAL_BATCH_TIMEOUT_MS;
+    this.#onFailover = options.onFailover;
     const w = new Worker(WORKER_SOURCE, { eval: true, name: "relay-seal" });
     w.unref();
     w.on("message", (ab: ArrayBuffer) => this.#answered(Buffer.from(ab)));
-    w.on("error", () => this.#fail());
-    w.on("exit", () => this.#fail());
+    // The clock runs from the moment the worker runs: a thread still starting (slow on a loaded
+    // machine) is not a stuck one; batches posted meanwhile wait in its port.
+    w.once("online", () => {
+      this.#online = true;
+      this.#arm();
+    });
+    w.on("error", (error) => this.#fail("error", error));
+    w.on("exit", () => this.#fail("exit"));
     this.#worker = w;
+  }
+
+  /** (Re)arm the watchdog for the oldest batch out, or stop it when nothing is out. */
+  #arm(): void {
+    if (this.#watchdog) clearTimeout(this.#watchdog);
+    this.#watchdog = undefined;
+    if (this.#sent.length === 0 || this.#dead || !this.#online) return;
+    this.#watchdog = setTimeout(() => this.#fail("timeout"), this.#timeoutMs);
+    this.#watchdog.unref();
   }
 
   /** Whether jobs are sealed on the worker (false once it failed: then on the event loop). */
@@ -185,12 +233,16 @@ export class SealPool {
     }
     // Transferred: the only copy of these keys and blocks that leaves is the worker's.
     this.#worker!.postMessage(b.buffer, [b.buffer]);
+    // The oldest batch's clock: started when it is the only one out, restarted on each answer.
+    if (this.#sent.length === 1) this.#arm();
   }
 
   #answered(out: Buffer): void {
+    if (this.#dead) return; // failed over: its jobs were sealed here already
     const jobs = this.#sent.shift();
     if (!jobs) return;
     this.batches++;
+    this.#arm();
     let o = 0;
     for (const j of jobs) {
       const keyRecord = out.subarray(o, o + KEY_RECORD_LENGTH);
@@ -206,17 +258,29 @@ export class SealPool {
   #flushOrFail(): void {
     try {
       this.#flush();
-    } catch {
-      this.#fail();
+    } catch (error) {
+      this.#fail("error", error);
     }
   }
 
-  /** The worker is gone: what it held is sealed here, in order, and so is everything after. */
-  #fail(): void {
+  /**
+   * The worker is gone or stuck: what it held is sealed here, in order, and so is everything
+   * after; the worker is terminated (a stuck one too: it may never answer).
+   */
+  #fail(reason: SealFailover, error?: unknown): void {
     if (this.#dead) return;
     this.#dead = true;
+    if (this.#watchdog) clearTimeout(this.#watchdog);
+    this.#watchdog = undefined;
     const pending = [...this.#sent.splice(0).flat(), ...(this.#forming ?? [])];
     this.#forming = undefined;
+    if (!this.#closed) {
+      this.failovers++;
+      this.#onFailover?.(
+        reason,
+        error === undefined ? { jobs: pending.length } : { jobs: pending.length, error },
+      );
+    }
     for (const j of pending) settle(j, sealHere(j));
     if (!this.#closed) void this.#worker?.terminate();
   }
@@ -226,6 +290,11 @@ export class SealPool {
     await this.#worker?.terminate();
   }
 
+  /** Make the worker loop forever, as a hung one would (tests: the watchdog fails it over). */
+  hangForTest(): void {
+    this.#worker?.postMessage("hang");
+  }
+
   /** Stop the worker; jobs still out are sealed here first. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -233,7 +302,7 @@ export class SealPool {
     // Let what is out come back (bounded: a worker that does not answer is failed over).
     for (let i = 0; i < 200 && (this.#sent.length > 0 || this.#forming) && !this.#dead; i++)
       await new Promise((r) => setTimeout(r, 5));
-    this.#fail();
+    this.#fail("exit");
     await this.#worker?.terminate();
     this.#worker = undefined;
   }

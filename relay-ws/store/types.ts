@@ -84,6 +84,8 @@ export interface StoreStats {
   quotaBytes: number;
   /** Epoch keys alive. */
   keyEpochs: number;
+  /** Times the seal worker was failed over to the event loop (LMDB with a seal thread; else 0/absent). */
+  sealFailovers?: number;
 }
 
 export interface RelayStore {

@@ -12,7 +12,13 @@ import { describe, expect, it } from "vitest";
 import { buildRelayAtRestVectors, RELAY_AT_REST_VECTOR_FILE } from "../../scripts/gen-relay-store-vectors.ts";
 import { bucketSize, openBlob, unwrapDataKey } from "./at-rest.ts";
 import { decodeSlot, SLOT_SIZE } from "./keyring.ts";
-import { messageRecordEpoch, openMessageRecord } from "./lmdb.ts";
+import {
+  MSG_FORMAT_2,
+  messageRecordEpoch,
+  messageRecordHeader,
+  messageRecordSendId,
+  openMessageRecord,
+} from "./lmdb.ts";
 
 interface Vectors {
   masterKey: string;
@@ -44,14 +50,17 @@ interface Vectors {
     epoch: number;
     keyRecord: string;
   };
-  messageRecord: {
-    blob: string;
-    recordKey: string;
-    msgId: string;
-    timestamp: number;
-    expiresAt: number;
-    record: string;
-  };
+  messageRecord: MessageRecordVector & { sendId: string };
+  messageRecordFormat1: MessageRecordVector;
+}
+interface MessageRecordVector {
+  format: number;
+  blob: string;
+  recordKey: string;
+  msgId: string;
+  timestamp: number;
+  expiresAt: number;
+  record: string;
 }
 
 const raw = readFileSync(RELAY_AT_REST_VECTOR_FILE, "utf8");
@@ -133,23 +142,58 @@ describe("docs/vectors/relay-at-rest-v1.json", () => {
     }
   });
 
-  it("a message record: header ‖ key record ‖ sealed blob, opened by the store's decoder", () => {
+  it("a message record (format 2): 0x02 ‖ send id ‖ header ‖ key record ‖ sealed blob, opened by the store's decoder", () => {
     const m = v.messageRecord;
     const b = v.blobs.find((x) => x.label === m.blob)!;
     const record = h(m.record);
+    expect(m.format).toBe(2);
+    expect(record[0]).toBe(MSG_FORMAT_2);
+    expect(record.subarray(1, 17).toString("hex")).toBe(m.sendId);
+    expect(messageRecordSendId(record) && Buffer.from(messageRecordSendId(record)!).toString("hex")).toBe(
+      m.sendId,
+    );
+    expect(record.subarray(17, 41).toString("hex")).toBe(m.msgId);
+    expect(Number(record.readBigUInt64BE(41))).toBe(m.timestamp);
+    expect(Number(record.readBigUInt64BE(49))).toBe(m.expiresAt);
+    expect(record.subarray(57, 121).toString("hex")).toBe(b.keyRecord);
+    expect(record.subarray(121).toString("hex")).toBe(b.sealed);
+    expect(record.length).toBe(149 + b.bucket);
+    opensAs(record, b, m);
+  });
+
+  it("a message record in format 1 (stores written before; still read): header ‖ key record ‖ sealed blob", () => {
+    const m = v.messageRecordFormat1;
+    const b = v.blobs.find((x) => x.label === m.blob)!;
+    const record = h(m.record);
+    expect(m.format).toBe(1);
     expect(record.subarray(0, 24).toString("hex")).toBe(m.msgId);
     expect(Number(record.readBigUInt64BE(24))).toBe(m.timestamp);
     expect(Number(record.readBigUInt64BE(32))).toBe(m.expiresAt);
     expect(record.subarray(40, 104).toString("hex")).toBe(b.keyRecord);
     expect(record.subarray(104).toString("hex")).toBe(b.sealed);
-    expect(messageRecordEpoch(record)).toBe(b.epoch);
-    expect(b.keyKey).toBe(`6d${m.recordKey}`);
-    const epochKey = (id: number) => {
-      const e = v.keyring.epochs.find((x) => x.id === id);
-      return e ? h(e.key) : undefined;
-    };
-    const block = openMessageRecord(record, h(b.keyKey), epochKey)!;
-    expect(block).toHaveLength(b.bucket);
-    expect(block.subarray(2, 2 + h(b.body).length)).toEqual(h(b.body));
+    expect(record.length).toBe(132 + b.bucket);
+    expect(messageRecordSendId(record)).toBeUndefined();
+    // The format-2 record is this one with 0x02 ‖ send id in front.
+    expect(Buffer.concat([Buffer.of(2), h(v.messageRecord.sendId), record]).toString("hex")).toBe(
+      v.messageRecord.record,
+    );
+    opensAs(record, b, m);
   });
 });
+
+function opensAs(record: Buffer, b: (typeof v.blobs)[number], m: MessageRecordVector): void {
+  expect(messageRecordEpoch(record)).toBe(b.epoch);
+  expect(messageRecordHeader(record)).toEqual({
+    msgId: h(m.msgId),
+    timestamp: m.timestamp,
+    expiresAt: m.expiresAt,
+  });
+  expect(b.keyKey).toBe(`6d${m.recordKey}`);
+  const epochKey = (id: number) => {
+    const e = v.keyring.epochs.find((x) => x.id === id);
+    return e ? h(e.key) : undefined;
+  };
+  const block = openMessageRecord(record, h(b.keyKey), epochKey)!;
+  expect(block).toHaveLength(b.bucket);
+  expect(block.subarray(2, 2 + h(b.body).length)).toEqual(h(b.body));
+}

@@ -13,7 +13,12 @@ import { ConfigError } from "../../host/config.ts";
 import { byteSize } from "../../relay-ws/config.ts";
 import { sealBlob, wrapDataKey } from "../../relay-ws/store/at-rest.ts";
 import { decodeSlot, encodeSlot, MAX_EPOCHS, SLOT_SIZE } from "../../relay-ws/store/keyring.ts";
-import { messageRecordEpoch, openMessageRecord } from "../../relay-ws/store/lmdb.ts";
+import {
+  messageRecordEpoch,
+  messageRecordHeader,
+  messageRecordSendId,
+  openMessageRecord,
+} from "../../relay-ws/store/lmdb.ts";
 import { parseMasterKey } from "../../relay-ws/store/open.ts";
 import { FUZZ_RUNS } from "../support/fuzz.ts";
 import { mutate, mutationArb } from "./mutations.ts";
@@ -37,7 +42,12 @@ const records = [0, 1, 2].map((seq) => {
   const dataKey = randomBytes(32);
   const epoch = seq === 2 ? 9 : 3;
   const keyKey = keyKeyOf(seq);
-  const header = Buffer.alloc(40, seq);
+  // seq 1 in format 2 (0x02 ‖ send id ‖ header …), the others in format 1 (docs/protocol/relay.md
+  // §At rest, "Message record"): the decoders read both.
+  const header =
+    seq === 1
+      ? Buffer.concat([Buffer.of(2), Buffer.alloc(16, 7), Buffer.alloc(40, seq)])
+      : Buffer.alloc(40, seq);
   const record = Buffer.concat([
     header,
     wrapDataKey(epoch, epochKeys.get(epoch)!, dataKey, keyKey),
@@ -48,7 +58,12 @@ const records = [0, 1, 2].map((seq) => {
 
 describe("relay store decoders", () => {
   it("message records open to their block under their epoch; another key-key or a gone epoch opens nothing", () => {
+    expect(messageRecordSendId(records[1]!.record)).toEqual(Buffer.alloc(16, 7));
+    expect(messageRecordSendId(records[0]!.record)).toBeUndefined();
     for (const r of records) {
+      expect(messageRecordHeader(r.record)?.timestamp).toBe(
+        Number(Buffer.alloc(8, r.seq).readBigUInt64BE(0)),
+      );
       expect(messageRecordEpoch(r.record)).toBe(r.epoch);
       expect(openMessageRecord(r.record, r.keyKey, (e) => epochKeys.get(e))?.equals(r.block)).toBe(true);
       expect(openMessageRecord(r.record, keyKeyOf(r.seq + 1), (e) => epochKeys.get(e))).toBeUndefined();
@@ -76,6 +91,15 @@ describe("relay store decoders", () => {
     fc.assert(
       fc.property(fc.uint8Array({ minLength: 0, maxLength: 600 }), (bytes) => {
         expect(openMessageRecord(bytes, records[0]!.keyKey, (e) => epochKeys.get(e))).toBeUndefined();
+        // The header readers (GC, replay index) never throw: a field or undefined, by format.
+        const header = messageRecordHeader(bytes);
+        if (bytes.length < 40) expect(header).toBeUndefined();
+        const sendId = messageRecordSendId(bytes);
+        if (sendId) {
+          expect(bytes[0]).toBe(2);
+          expect(bytes.length % 2).toBe(1);
+          expect(sendId).toHaveLength(16);
+        }
       }),
       { numRuns: FUZZ_RUNS },
     );

@@ -113,12 +113,22 @@ def check_at_rest(doc):
     kk, dk, iv = h(q["keyKey"]), h(q["dataKey"]), h(q["blobIv"])
     expect("queueRcvKey sealed", iv + aesgcm_seal(dk, iv, kk, h(q["rcvKey"])), h(q["sealed"]))
     expect("queueRcvKey keyRecord", key_record(q["epoch"], epoch_keys[q["epoch"]], h(q["wrapIv"]), dk, kk), h(q["keyRecord"]))
-    m = doc["messageRecord"]
-    blob = next(x for x in doc["blobs"] if x["label"] == m["blob"])
-    expect("messageRecord key-key", b"m" + h(m["recordKey"]), h(blob["keyKey"]))
-    rec = h(m["msgId"]) + struct.pack(">QQ", int(m["timestamp"]), int(m["expiresAt"])) + h(blob["keyRecord"]) + h(blob["sealed"])
-    expect("messageRecord record", rec, h(m["record"]))
-    return "KEK, keyring slot, %d blobs, rcv key, message record" % len(doc["blobs"])
+    # §At rest "Message record": format 2 = 0x02 ‖ send id(16) ‖ format 1; format 1 = msgId(24) ‖
+    # u64 timestamp s ‖ u64 expiry ms ‖ key record(64) ‖ sealed blob. Lengths: 149 + bucket (odd)
+    # and 132 + bucket (even), so a reader tells them apart.
+    for name in ("messageRecord", "messageRecordFormat1"):
+        m = doc[name]
+        blob = next(x for x in doc["blobs"] if x["label"] == m["blob"])
+        expect(name + " key-key", b"m" + h(m["recordKey"]), h(blob["keyKey"]))
+        rec = h(m["msgId"]) + struct.pack(">QQ", int(m["timestamp"]), int(m["expiresAt"])) + h(blob["keyRecord"]) + h(blob["sealed"])
+        if m["format"] == 2:
+            rec = b"\x02" + h(m["sendId"]) + rec
+            expect(name + " length", len(rec), 149 + blob["bucket"])
+        else:
+            expect(name + " format", m["format"], 1)
+            expect(name + " length", len(rec), 132 + blob["bucket"])
+        expect(name + " record", rec, h(m["record"]))
+    return "KEK, keyring slot, %d blobs, rcv key, message record (formats 2 and 1)" % len(doc["blobs"])
 
 
 def auth_key(seed, x, sid):

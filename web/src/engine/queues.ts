@@ -9,6 +9,7 @@ import { randomBytes } from "@noble/hashes/utils.js";
 import { equalBytes, toHex, wipe } from "../../../core/bytes.ts";
 import { isLoftError, type LoftError } from "../../../core/errors.ts";
 import { relayOrder } from "../../../core/relay/choice.ts";
+import { sendsEntryBytes } from "../../../core/relay/client.ts";
 import { newAuthKeyPair } from "../../../core/relay/crypto.ts";
 import { isTemporaryRefusal } from "../../../core/relay/errors.ts";
 import { SEND_ID_LENGTH } from "../../../core/relay/protocol.ts";
@@ -461,14 +462,39 @@ async function depositNow(ctx: DepositContext, peer: Peer, d: Deposit, out: Outc
   }
 }
 
-/** The bodies of `d` from `d.next` on, each with its send id (a retry gets DUPLICATE: stored). */
+/**
+ * The bodies of `d` from `d.next` on, each with its send id (a retry gets DUPLICATE: stored).
+ *
+ * On a 1.3 relay connection (`sendsFrame`), the bodies that fit one SENDS frame are issued in one
+ * tick, so they leave in one frame: one round trip and one commit for the run instead of one per
+ * piece (docs/protocol/relay.md §Batches). The relay stores a prefix of a frame — never a body
+ * after a refused one — so `d.next` moves past the leading stored (or DUPLICATE) ones and the
+ * first refusal is thrown: the retry starts there with the same send ids, and the queue holds the
+ * pieces once each, in order (docs/protocol/mailbox.md §2). Elsewhere, one SEND at a time.
+ */
 async function sendRest(client: MailboxClient, d: Deposit): Promise<void> {
-  for (; d.next < d.bodies.length; d.next++) {
-    const b = d.bodies[d.next]!;
-    try {
-      await client.send(d.target.queue, b.body, { sendId: b.sendId });
-    } catch (e) {
-      if (!(isLoftError(e) && e.code === "LOFT_ERR_RELAY_DUPLICATE")) throw e;
+  const frame = client.sendsFrame;
+  while (d.next < d.bodies.length) {
+    let n = 1;
+    if (frame) {
+      let bytes = sendsEntryBytes(d.bodies[d.next]!.sendId, d.bodies[d.next]!.body);
+      while (d.next + n < d.bodies.length && n < frame.count) {
+        const b = d.bodies[d.next + n]!;
+        const more = sendsEntryBytes(b.sendId, b.body);
+        if (bytes + more > frame.frameBytes) break;
+        bytes += more;
+        n++;
+      }
+    }
+    const results = await Promise.allSettled(
+      d.bodies
+        .slice(d.next, d.next + n)
+        .map((b) => client.send(d.target.queue, b.body, { sendId: b.sendId })),
+    );
+    for (const r of results) {
+      if (r.status === "rejected" && !(isLoftError(r.reason) && r.reason.code === "LOFT_ERR_RELAY_DUPLICATE"))
+        throw r.reason;
+      d.next++;
     }
   }
 }

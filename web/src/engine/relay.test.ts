@@ -308,6 +308,63 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     }
   });
 
+  it("a deposit of many pieces is pipelined in SENDS frames (1.3): in order, once each, a whole retry all DUPLICATE", async () => {
+    // queues.ts sendRest: what fits one SENDS frame is issued in one tick (one round trip and one
+    // commit per frame, not per piece); docs/protocol/relay.md §Batches.
+    const r = await startTestRelay({ queueQuota: 1_000 });
+    const owner = await connectRelay(r.url);
+    const pool = createRelayPool({
+      webSocket: (url) => relaySocket(url, "127.0.0.1"),
+      timeoutMs: 5_000,
+      backoffInitialMs: 10,
+      backoffMaxMs: 50,
+      window: 16,
+      onMessage: () => {},
+      onState: () => {},
+      log: () => {},
+    });
+    try {
+      const q = await owner.createQueue({ subscribe: false });
+      const ctx = {
+        cfg: { log: () => {}, relayBackoffInitialMs: 50, relayBackoffMaxMs: 300 },
+        pool,
+        storage: new MemoryStorage(""),
+        listeners: new Set(),
+      } as unknown as DepositContext;
+      const peer = {
+        id: "b0b0b0b0b0b0b0b0",
+        name: "bob",
+        presence: { status: "offline", since: 0 },
+        relayFailures: 0,
+      } as unknown as Peer;
+      const target = { url: r.url, queue: { senderId: q.senderId } };
+      // 40 pieces of 1 000 bytes: 32 fit one frame (MAX_BATCH), then 8.
+      const bodies = Array.from({ length: 40 }, (_, k) => new Uint8Array(1_000).fill(k));
+      const d = newDeposit("", "tx", target, bodies);
+      const out: Outcome[] = [];
+      expect(await sendDeposit(ctx, peer, d, out)).toBe(true);
+      expect(d.next).toBe(40);
+      const sends = (command: string) =>
+        relayCounter(r, "loft_relay_commands_total", { command, result: "ok" });
+      expect(await sends("SENDS")).toBe(2);
+      expect(await sends("SEND")).toBe(0);
+      // The same deposit again (a retry after a lost answer): every piece DUPLICATE, nothing stored twice.
+      d.next = 0;
+      expect(await sendDeposit(ctx, peer, d, out)).toBe(true);
+      expect(d.next).toBe(40);
+      const stored: number[] = [];
+      for (let m = await owner.get(q); m && stored.length < 100; m = await owner.get(q)) {
+        stored.push(m.body[0]!);
+        await owner.ack(q, m.msgId);
+      }
+      expect(stored).toEqual(bodies.map((_, k) => k));
+    } finally {
+      pool.close();
+      owner.close();
+      await r.close();
+    }
+  });
+
   it("uses the live session, not the mailbox, while both are online", async () => {
     const [a, b] = await pair();
     const ids: MessageId[] = [];

@@ -141,6 +141,12 @@ export interface MailboxClient {
   /** `sendId` makes a retry idempotent on a relay; SMP has none (the receiver drops duplicates). */
   send(queue: SenderQueue, body: Uint8Array, options?: { sendId?: Uint8Array }): Promise<void>;
   deleteQueue(queue: RecipientQueue): Promise<void>;
+  /**
+   * Relay protocol 1.3 (core/relay/client.ts): SENDs to one queue issued in one tick leave in one
+   * SENDS frame, up to these limits, and a refusal stores a prefix. Absent (SMP, relays before
+   * 1.3): one SEND at a time keeps a deposit's order.
+   */
+  readonly sendsFrame?: { count: number; frameBytes: number } | undefined;
 }
 
 /**

@@ -11,7 +11,9 @@
  *
  * Keys are imported per call (raw bytes in, raw bytes out), so the protocol code above keeps one
  * representation of every key and wipes it as before; the imported CryptoKeys are not extractable
- * and are dropped after the call.
+ * and are dropped after the call. Two exceptions, both for keys used per message: an AEAD key
+ * imported once for a Noise CipherState's lifetime (`withKey`), and HMAC calls made in the same
+ * turn under the same key bytes sharing one import (`webHmac`: the Double Ratchet's KDF_CK).
  */
 import { abytes, equalBytes } from "../bytes.ts";
 import { fromBase64url } from "../codec/base64url.ts";

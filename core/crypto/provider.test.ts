@@ -344,6 +344,22 @@ describe("deferredProvider", () => {
     expect(await c.x25519.publicKey(key)).toEqual(await nobleCrypto.x25519.publicKey(key));
   });
 
+  it("once ready, a provider function that throws at the call still comes back as a rejection", async () => {
+    const throwing: CryptoProvider = {
+      ...nobleCrypto,
+      sha256: () => {
+        throw new RangeError("thrown at the call");
+      },
+    };
+    const c = deferredProvider("direct", Promise.resolve(throwing));
+    await c.sha512(utf8("ready"));
+    let call: Promise<Uint8Array> | undefined;
+    expect(() => {
+      call = c.sha256(utf8("x"));
+    }).not.toThrow();
+    await expect(call).rejects.toThrow("thrown at the call");
+  });
+
   it("falls back to noble when detection fails", async () => {
     const c = deferredProvider("broken", Promise.reject(new Error("no subtle")));
     const key = new Uint8Array(32).fill(3);

@@ -71,8 +71,8 @@ import { pageCrypto } from ${repoModule("web/src/crypto.ts")};
 import { WebRtcLink } from ${repoModule("web/src/net/webrtc-link.ts")};
 import { establishSession } from ${repoModule("core/session/index.ts")};
 import { bootstrapChatRatchet, freshRatchetKeyPair, RATCHET_KEY_EXTENSION } from ${repoModule("web/src/engine/ratchet-store.ts")};
-import { ratchetEncrypt, ratchetDecrypt } from ${repoModule("core/ratchet/index.ts")};
-import { encodeRatchetFrame, decodeSessionFrame } from ${repoModule("web/src/engine/wire.ts")};
+import { ratchetEncryptParts, ratchetDecrypt } from ${repoModule("core/ratchet/index.ts")};
+import { RATCHET_FRAME_TYPE, decodeSessionFrame } from ${repoModule("web/src/engine/wire.ts")};
 
 const s = { links: [], named: {}, sessions: {} };
 const until = (cond) => new Promise((resolve) => {
@@ -198,9 +198,9 @@ window.loftBench = {
     const payload = crypto.getRandomValues(new Uint8Array(size));
     const start = performance.now();
     for (let i = 0; i < n; i++) {
-      const { state, message } = await ratchetEncrypt(e.ratchet, payload, Date.now(), e.opts);
+      const { state, prefix, body } = await ratchetEncryptParts(e.ratchet, payload, Date.now(), e.opts);
       e.ratchet = state;
-      e.session.send(encodeRatchetFrame(message));
+      e.session.sendParts([RATCHET_FRAME_TYPE, prefix, body]);
       await link.drain();
     }
     await e.session.receive(); // "done"
@@ -256,7 +256,12 @@ async function profileBatches(a: Page, b: Page, subjects: Subject[]): Promise<Re
     for (const cdp of sessions) await cdp.send("Profiler.start");
     await subject.run();
     const [pa, pb] = await Promise.all(sessions.map((cdp) => cdp.send("Profiler.stop")));
-    out[subject.name] = { sender: topSelf(pa!.profile), receiver: topSelf(pb!.profile) };
+    out[subject.name] = {
+      sender_busy_pct: busyPct(pa!.profile),
+      receiver_busy_pct: busyPct(pb!.profile),
+      sender: topSelf(pa!.profile),
+      receiver: topSelf(pb!.profile),
+    };
     log(`  profile ${subject.name}: sender ${JSON.stringify(out[subject.name])}`);
   }
   for (const cdp of sessions) await cdp.detach();
@@ -266,6 +271,14 @@ async function profileBatches(a: Page, b: Page, subjects: Subject[]): Promise<Re
 interface CpuProfile {
   nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
   samples?: number[];
+}
+
+/** The share of a page's main-thread samples that were not idle (what the path costs that thread). */
+function busyPct(profile: CpuProfile): number {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n.callFrame.functionName]));
+  const samples = profile.samples ?? [];
+  const idle = samples.filter((id) => byId.get(id) === "(idle)").length;
+  return Math.round((1000 * (samples.length - idle)) / Math.max(1, samples.length)) / 10;
 }
 
 /** The 10 functions with the most samples (self time), as % of the non-idle samples. */
@@ -437,7 +450,7 @@ async function main() {
     const noble = path("E2EE noble", "e2eeSend", "e2eeReceive", "noble");
     const subjects = [raw, e2ee, v1, stream, noble];
     const paths = await alternate(subjects, { rounds: REPEATS, sliceSeconds: 0, warmupSeconds: 0 });
-    const profiles = PROFILE ? await profileBatches(a, b, [e2ee, stream]) : undefined;
+    const profiles = PROFILE ? await profileBatches(a, b, [raw, e2ee, stream]) : undefined;
     await callPage(a, "closeLinks");
     await callPage(b, "closeLinks");
     // Medians of the batches (single batches on a shared 2-core machine vary a lot), and the

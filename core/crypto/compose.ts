@@ -69,11 +69,18 @@ export function deferredProvider(name: string, ready: Promise<CryptoProvider>): 
     },
   );
   const get = (): CryptoProvider | Promise<CryptoProvider> => current ?? settled;
+  // Once `ready` has resolved, a call goes straight to the provider (no await of its own: the
+  // ratchet and the Noise transport make several calls per message, and an extra promise turn
+  // each adds up); a synchronous throw still comes back as a rejection, as from an async call.
   const call =
     <A extends unknown[], R>(pick: (p: CryptoProvider) => (...args: A) => Promise<R>) =>
-    async (...args: A): Promise<R> => {
-      const p = await get();
-      return pick(p)(...args);
+    (...args: A): Promise<R> => {
+      if (current === undefined) return settled.then((p) => pick(p)(...args));
+      try {
+        return pick(current)(...args);
+      } catch (e) {
+        return Promise.reject(e);
+      }
     };
   const aead = (pick: (p: CryptoProvider) => Aead, nonceLength: number): Aead => ({
     nonceLength,

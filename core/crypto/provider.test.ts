@@ -344,10 +344,71 @@ describe("deferredProvider", () => {
     expect(await c.x25519.publicKey(key)).toEqual(await nobleCrypto.x25519.publicKey(key));
   });
 
+  it("once ready, a provider function that throws at the call still comes back as a rejection", async () => {
+    const throwing: CryptoProvider = {
+      ...nobleCrypto,
+      sha256: () => {
+        throw new RangeError("thrown at the call");
+      },
+    };
+    const c = deferredProvider("direct", Promise.resolve(throwing));
+    await c.sha512(utf8("ready"));
+    let call: Promise<Uint8Array> | undefined;
+    expect(() => {
+      call = c.sha256(utf8("x"));
+    }).not.toThrow();
+    await expect(call).rejects.toThrow("thrown at the call");
+  });
+
   it("falls back to noble when detection fails", async () => {
     const c = deferredProvider("broken", Promise.reject(new Error("no subtle")));
     const key = new Uint8Array(32).fill(3);
     expect(await c.x25519.publicKey(key)).toEqual(await nobleCrypto.x25519.publicKey(key));
     expect(c.backends.x25519).toBe("noble");
+  });
+});
+
+describe("WebCrypto HMAC: one import for the calls of one turn under the same key (KDF_CK)", () => {
+  const web = platformWebCrypto()!;
+  function counting() {
+    let imports = 0;
+    const subtle = new Proxy(web.subtle, {
+      get(target, prop) {
+        const v = Reflect.get(target, prop) as (...a: unknown[]) => unknown;
+        if (prop === "importKey")
+          return (...a: unknown[]) => {
+            imports++;
+            return v.apply(target, a);
+          };
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    const hmac = webCryptoParts({ subtle, getRandomValues: (a) => web.getRandomValues(a) }).hmacSha256!;
+    return { hmac, imports: () => imports };
+  }
+
+  it("shares the import within a turn, never across turns or keys; every output is noble's", async () => {
+    const { hmac, imports } = counting();
+    const ck = new Uint8Array(32).fill(0x42);
+    const other = new Uint8Array(32).fill(0x43);
+    const m1 = Uint8Array.of(1);
+    const m2 = Uint8Array.of(2);
+    // KDF_CK's two calls: one import.
+    const [a, b] = await Promise.all([hmac(ck, m1), hmac(ck, m2)]);
+    expect(imports()).toBe(1);
+    expect(a).toEqual(await nobleCrypto.hmacSha256(ck, m1));
+    expect(b).toEqual(await nobleCrypto.hmacSha256(ck, m2));
+    // The next turn imports again; another key in the same turn too.
+    const [c, d] = await Promise.all([hmac(ck, m1), hmac(other, m1)]);
+    expect(imports()).toBe(3);
+    expect(c).toEqual(a);
+    expect(d).toEqual(await nobleCrypto.hmacSha256(other, m1));
+    // The same array with other bytes in the same turn is another key (compared by value).
+    const mutable = ck.slice();
+    const first = hmac(mutable, m1);
+    mutable.set(other);
+    const second = hmac(mutable, m1);
+    expect([await first, await second]).toEqual([a, d]);
+    expect(imports()).toBe(5);
   });
 });

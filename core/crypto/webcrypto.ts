@@ -11,9 +11,11 @@
  *
  * Keys are imported per call (raw bytes in, raw bytes out), so the protocol code above keeps one
  * representation of every key and wipes it as before; the imported CryptoKeys are not extractable
- * and are dropped after the call.
+ * and are dropped after the call. Two exceptions, both for keys used per message: an AEAD key
+ * imported once for a Noise CipherState's lifetime (`withKey`), and HMAC calls made in the same
+ * turn under the same key bytes sharing one import (`webHmac`: the Double Ratchet's KDF_CK).
  */
-import { abytes } from "../bytes.ts";
+import { abytes, equalBytes } from "../bytes.ts";
 import { fromBase64url } from "../codec/base64url.ts";
 import { composeProvider, type NativeParts } from "./compose.ts";
 import { ed25519StrictInputs } from "./ed25519-strict.ts";
@@ -148,8 +150,27 @@ function webAead(subtle: SubtleLike, name: string, nonceLength: number): Aead {
 }
 
 function webHmac(subtle: SubtleLike, hash: string) {
+  // The Double Ratchet's KDF_CK (core/ratchet/kdf.ts, Signal DR §5.2) signs two inputs under one
+  // chain key, both calls made in the same turn: the second takes the first's imported key instead
+  // of importing the same bytes again (an import is about a third of an HMAC's cost in Chromium,
+  // and KDF_CK runs for every message). The entry holds a copy of the key bytes, compared in
+  // constant time and wiped when that turn's microtasks run; nothing outlives the turn.
+  let shared: { key: Uint8Array; k: Promise<unknown> } | undefined;
+  const keyFor = (key: Uint8Array): Promise<unknown> => {
+    if (shared !== undefined && equalBytes(shared.key, key)) return shared.k;
+    const entry = {
+      key: key.slice(),
+      k: subtle.importKey("raw", key, { name: "HMAC", hash }, false, ["sign"]),
+    };
+    shared = entry;
+    queueMicrotask(() => {
+      entry.key.fill(0);
+      if (shared === entry) shared = undefined;
+    });
+    return entry.k;
+  };
   return async (key: Uint8Array, ...parts: Uint8Array[]): Promise<Uint8Array> => {
-    const k = await subtle.importKey("raw", key, { name: "HMAC", hash }, false, ["sign"]);
+    const k = await keyFor(key);
     return new Uint8Array(await subtle.sign("HMAC", k, concatParts(parts)));
   };
 }

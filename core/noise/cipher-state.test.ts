@@ -340,6 +340,23 @@ describe("CipherState with k imported once (Aead.withKey: WebCrypto AES-GCM)", (
     expect(opened.ok && opened.value).toEqual(plaintext);
   });
 
+  it("with an in-place `output`, the imported key's seal is its own fresh buffer, the bytes noble's in place", async () => {
+    const cs = aesState((await countingAes()).aead);
+    const reference = aesState(nobleCrypto.aes256gcm);
+    const frame = new Uint8Array(plaintext.length + 16);
+    frame.set(plaintext);
+    const inPlace = frame.slice();
+    const [a, b] = [
+      await cs.encryptWithAd(ad, frame.subarray(0, plaintext.length), frame),
+      await reference.encryptWithAd(ad, inPlace.subarray(0, plaintext.length), inPlace),
+    ];
+    expect(b.ok && b.value).toBe(inPlace); // noble wrote into `output`
+    expect(a.ok && a.value).not.toBe(frame); // WebCrypto's own buffer, not copied back
+    expect(a.ok && a.value).toEqual(inPlace);
+    const opened = await aesState((await countingAes()).aead).decryptWithAd(ad, a.ok ? a.value : frame);
+    expect(opened.ok && opened.value).toEqual(plaintext);
+  });
+
   it("concurrent encrypts and rekeys through the imported key: nonces and keys in call order (property)", async () => {
     await fc.assert(
       fc.asyncProperty(

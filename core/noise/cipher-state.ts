@@ -187,7 +187,9 @@ export class CipherState {
    * Noise §5.1 `EncryptWithAd(ad, plaintext)`: `ENCRYPT(k, n++, ad, plaintext)`, or the plaintext
    * itself while `k` is empty. `n` is taken (and incremented) synchronously, at the call.
    * `output` (optional, `plaintext.length + 16` bytes; `plaintext` may be its prefix) lets callers
-   * encrypt in place; neither may change until the promise settles.
+   * encrypt in place where the AEAD can (noble); neither may change until the promise settles. The
+   * ciphertext is the returned array: in `output`, or a fresh one where the AEAD makes one anyway
+   * (a keyed WebCrypto AEAD), and then `output` is left as it was.
    */
   encryptWithAd(ad: Uint8Array, plaintext: Uint8Array, output?: Uint8Array): Promise<Result<Uint8Array>> {
     if (this.#wiped) return Promise.resolve(err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped"));
@@ -198,6 +200,10 @@ export class CipherState {
     this.#writeNonce(nonce, this.#lo, this.#hi);
     this.#increment();
     return this.#enqueue(async () => {
+      const keyed = await this.#keyedAead();
+      // A keyed AEAD (WebCrypto) seals into a fresh buffer whatever we ask: writing that into
+      // `output` would only add a copy (and a wipe) of every frame. The result is what counts.
+      if (keyed !== undefined && !this.#wiped) return ok(await keyed.seal(nonce, ad, plaintext));
       const aead = await this.#aeadForOneCall();
       if (aead === undefined) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
       return ok(await aead.seal(nonce, ad, plaintext, output));

@@ -29,11 +29,13 @@ export {
   type MessageVersion,
   MIN_MESSAGE_LEN,
   NONCE_LEN,
+  type SealedParts,
   TAG_LEN,
 } from "./message.ts";
 export {
   canSend,
   type DecryptResult,
+  type EncryptPartsResult,
   type EncryptResult,
   expireSkippedKeys,
   generateRatchetKeyPair,
@@ -47,6 +49,7 @@ export {
   type RatchetOptions,
   ratchetDecrypt,
   ratchetEncrypt,
+  ratchetEncryptParts,
   ratchetFromSecret,
 } from "./ratchet.ts";
 export {

@@ -100,6 +100,41 @@ function readU32(bytes: Uint8Array, offset: number): number {
 }
 
 /**
+ * HENCRYPT (DR §4.2) into `out`: version ‖ nonce ‖ encrypted header, the message's first
+ * MESSAGE_PREFIX_LEN bytes.
+ */
+async function sealPrefix(
+  crypto: CryptoProvider,
+  version: MessageVersion,
+  headerKey: Uint8Array,
+  header: Header,
+  nonce: Uint8Array,
+  out: Uint8Array,
+): Promise<void> {
+  out[0] = version;
+  out.set(nonce, 1);
+  const headerBytes = new Uint8Array(HEADER_LEN);
+  headerBytes.set(header.dh, 0);
+  writeU32(headerBytes, KEY_LEN, header.pn);
+  writeU32(headerBytes, KEY_LEN + 4, header.n);
+  await crypto.xchacha20poly1305.seal(
+    headerKey,
+    nonce,
+    HEADER_AD[version],
+    headerBytes,
+    out.subarray(1 + NONCE_LEN, MESSAGE_PREFIX_LEN),
+  );
+}
+
+/** The body's AD: `ad` ‖ version ‖ nonce ‖ encrypted header (DR §3.4 `CONCAT(AD, header)`). */
+function bodyAdOf(ad: Uint8Array, prefix: Uint8Array): Uint8Array {
+  const bodyAd = new Uint8Array(ad.length + MESSAGE_PREFIX_LEN);
+  bodyAd.set(ad, 0);
+  bodyAd.set(prefix.subarray(0, MESSAGE_PREFIX_LEN), ad.length);
+  return bodyAd;
+}
+
+/**
  * DR §4.2 `RatchetEncryptHE` output, laid out as one byte string: header encrypted under `headerKey`
  * (HENCRYPT), body under `messageKey` (ENCRYPT, the AEAD of `version`) with AD = `ad` ‖ version ‖
  * nonce ‖ encrypted header.
@@ -115,25 +150,50 @@ export async function sealMessage(
   plaintext: Uint8Array,
 ): Promise<Uint8Array> {
   const out = new Uint8Array(MESSAGE_PREFIX_LEN + plaintext.length + TAG_LEN);
-  out[0] = version;
-  out.set(nonce, 1);
-  const headerBytes = new Uint8Array(HEADER_LEN);
-  headerBytes.set(header.dh, 0);
-  writeU32(headerBytes, KEY_LEN, header.pn);
-  writeU32(headerBytes, KEY_LEN + 4, header.n);
-  await crypto.xchacha20poly1305.seal(
-    headerKey,
-    nonce,
-    HEADER_AD[version],
-    headerBytes,
-    out.subarray(1 + NONCE_LEN, MESSAGE_PREFIX_LEN),
-  );
-  const bodyAd = new Uint8Array(ad.length + MESSAGE_PREFIX_LEN);
-  bodyAd.set(ad, 0);
-  bodyAd.set(out.subarray(0, MESSAGE_PREFIX_LEN), ad.length);
+  await sealPrefix(crypto, version, headerKey, header, nonce, out);
   const body = bodyCipher(crypto, version, nonce);
-  await body.aead.seal(messageKey, body.nonce, bodyAd, plaintext, out.subarray(MESSAGE_PREFIX_LEN));
+  await body.aead.seal(
+    messageKey,
+    body.nonce,
+    bodyAdOf(ad, out),
+    plaintext,
+    out.subarray(MESSAGE_PREFIX_LEN),
+  );
   return out;
+}
+
+/**
+ * A sealed message in its two parts, the same bytes as `sealMessage`'s: the message is
+ * `prefix ‖ body`.
+ */
+export interface SealedParts {
+  /** version ‖ nonce ‖ encrypted header (MESSAGE_PREFIX_LEN bytes). */
+  readonly prefix: Uint8Array;
+  /** The body: ciphertext ‖ tag. */
+  readonly body: Uint8Array;
+}
+
+/**
+ * `sealMessage` without joining: the body is the AEAD's own output. A native AEAD (WebCrypto,
+ * node:crypto) seals into a fresh buffer in any case, so writing into one message-sized buffer
+ * costs a copy of the body (and its wipe); a caller that copies the parts once more anyway (into a
+ * Noise transport frame: core/session `sendParts`) saves that copy.
+ */
+export async function sealMessageParts(
+  crypto: CryptoProvider,
+  version: MessageVersion,
+  headerKey: Uint8Array,
+  messageKey: Uint8Array,
+  header: Header,
+  nonce: Uint8Array,
+  ad: Uint8Array,
+  plaintext: Uint8Array,
+): Promise<SealedParts> {
+  const prefix = new Uint8Array(MESSAGE_PREFIX_LEN);
+  await sealPrefix(crypto, version, headerKey, header, nonce, prefix);
+  const cipher = bodyCipher(crypto, version, nonce);
+  const body = await cipher.aead.seal(messageKey, cipher.nonce, bodyAdOf(ad, prefix), plaintext);
+  return { prefix, body };
 }
 
 /** A message split at its fixed offsets. */
@@ -181,9 +241,6 @@ export function openBody(
   parts: MessageParts,
   ad: Uint8Array,
 ): Promise<Uint8Array | undefined> {
-  const bodyAd = new Uint8Array(ad.length + MESSAGE_PREFIX_LEN);
-  bodyAd.set(ad, 0);
-  bodyAd.set(parts.prefix, ad.length);
   const body = bodyCipher(crypto, parts.version, parts.nonce);
-  return body.aead.open(messageKey, body.nonce, bodyAd, parts.body);
+  return body.aead.open(messageKey, body.nonce, bodyAdOf(ad, parts.prefix), parts.body);
 }

@@ -6,6 +6,7 @@ import { jitteredProvider } from "../../test/support/jittered-crypto.ts";
 import { equalBytes, toHex, utf8 } from "../bytes.ts";
 import { encodeCanonical } from "../codec/codec.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
+import { createWebCryptoProvider } from "../crypto/webcrypto.ts";
 import type { Result } from "../errors.ts";
 import {
   canSend,
@@ -21,6 +22,7 @@ import {
   ratchetAssociatedData,
   ratchetDecrypt,
   ratchetEncrypt,
+  ratchetEncryptParts,
   ratchetFromHandshake,
   serializeRatchet,
 } from "./index.ts";
@@ -516,4 +518,40 @@ describe("message version 0x02: AES-256-GCM body (docs/protocol/ratchet.md, Vers
     for (const m of [m1, m2])
       expect(toHex((await openBody(nobleCrypto, mk, splitMessage(m), AD))!)).toBe(toHex(pt));
   });
+});
+
+describe("ratchetEncryptParts: the same message as ratchetEncrypt, in two parts (prefix ‖ body)", () => {
+  it.each([
+    ["noble", 1],
+    ["noble", 2],
+    ["webcrypto", 2],
+  ] as const)(
+    "%s, version 0x0%i: same bytes and next state; the parts open as one message",
+    async (name, v) => {
+      const crypto = name === "noble" ? nobleCrypto : await createWebCryptoProvider();
+      const { a, b } = await parties();
+      // One state, twice (ratchetEncrypt retires the state it advanced from), one fixed nonce.
+      const stored = serializeRatchet(a.state);
+      const copy = () => unwrap(deserializeRatchet(stored));
+      const nonce = new Uint8Array(24).fill(0x5a);
+      const opts = { crypto, messageVersion: v as MessageVersion, random: () => nonce.slice() };
+      const text = utf8("x".repeat(16 * 1024));
+      const whole = await ratchetEncrypt(copy(), text, NOW, opts);
+      const parts = await ratchetEncryptParts(copy(), text, NOW, opts);
+      expect(parts.prefix).toHaveLength(MESSAGE_PREFIX_LEN);
+      const joined = new Uint8Array([...parts.prefix, ...parts.body]);
+      expect(toHex(joined)).toBe(toHex(whole.message));
+      expect(serializeRatchet(parts.state)).toEqual(serializeRatchet(whole.state));
+      expect(joined[0]).toBe(v);
+      // It opens; the next message's prefix over this body does not (the body's AD covers it).
+      expect((await b.receive(joined)).ok).toBe(true);
+      const next = await ratchetEncryptParts(parts.state, utf8("next"), NOW, { crypto, messageVersion: v });
+      const spliced = new Uint8Array([...next.prefix, ...parts.body]);
+      expect(codeOf(await ratchetDecrypt(b.state, spliced, NOW))).toBe("LOFT_ERR_DECRYPT");
+      expect(await b.receive(new Uint8Array([...next.prefix, ...next.body]))).toEqual({
+        ok: true,
+        value: "next",
+      });
+    },
+  );
 });

@@ -393,7 +393,8 @@ export class Session extends QueueLink {
   }
 
   /**
-   * Encrypt one frame plaintext (built with 16 spare bytes: sealed in place) and send it. Runs on
+   * Encrypt one frame plaintext (built with 16 spare bytes: sealed in place where the AEAD writes
+   * in place — noble; a WebCrypto key seals into a fresh buffer: cipher-state.ts) and send it. Runs on
    * the send chain, so frames leave in the order their messages were sent (and their nonces, taken
    * at the encrypt call, follow that order too).
    */
@@ -488,7 +489,7 @@ export class Session extends QueueLink {
     this.finish({ reason: code, detail }, true);
   }
 
-  /** Reads Link messages, decrypts them in place, reassembles, delivers; stops on close. */
+  /** Reads Link messages, decrypts them, reassembles, delivers; stops on close. */
   async #pump(): Promise<void> {
     for (;;) {
       let frame: Uint8Array;

@@ -102,6 +102,11 @@ export function encodeHello(h: Hello): Uint8Array {
 }
 
 export const encodeRatchetFrame = (message: Uint8Array): Uint8Array => framed(FRAME.RATCHET, message);
+/**
+ * The RATCHET frame's type byte, for `Session.sendParts([RATCHET_FRAME_TYPE, message])`: the same
+ * bytes as `encodeRatchetFrame(message)`, with the message copied once (into the Noise frame), not twice.
+ */
+export const RATCHET_FRAME_TYPE = Uint8Array.of(FRAME.RATCHET);
 export const encodePing = (nonce: Uint8Array): Uint8Array => framed(FRAME.PING, nonce);
 export const encodePong = (nonce: Uint8Array): Uint8Array => framed(FRAME.PONG, nonce);
 export const encodeProxyFrame = (message: Uint8Array): Uint8Array => framed(FRAME.PROXY, message);

@@ -26,6 +26,12 @@ import type { HandlerResult, ProxyHandler, ServedRequest } from "../core/proxy/s
  * past this the socket is paused and the origin's writes wait on TCP.
  */
 const ORIGIN_READ_AHEAD = 256 * 1024;
+/**
+ * Most bytes one `read()` of the reader takes from the response: a socket read's size (libuv
+ * reads 64 KiB), so a chunk the socket delivered whole comes out as itself, never joined (a fresh
+ * buffer and a copy) with the others waiting behind it.
+ */
+const SOCKET_READ = 64 * 1024;
 
 export interface OriginOptions {
   /** e.g. "http://127.0.0.1:8080" (no path). */
@@ -126,7 +132,8 @@ function responseReader(res: IncomingMessage, req: ClientRequest): BodyReader {
   return {
     async read() {
       for (;;) {
-        const chunk: Buffer | null = res.read();
+        const held = res.readableLength;
+        const chunk: Buffer | null = held > 0 ? res.read(Math.min(held, SOCKET_READ)) : res.read();
         if (chunk !== null) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length);
         if (ended) return null;
         if (failed) throw failed;

@@ -36,7 +36,7 @@
  * own-share) bodies: self time per function (bench/cpu-profile.ts).
  * Figures: bench/README.md, "bench:proxy-browser".
  */
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -164,6 +164,39 @@ async function cpuByProcess(cdp: CDPSession): Promise<Map<string, number>> {
   return new Map(info.processInfo.map((p) => [`${p.type} ${p.id}`, p.cpuTime]));
 }
 
+/**
+ * CPU time so far of every thread of the given browser processes, by process type and thread name
+ * (Linux: /proc/<pid>/task/<tid>/stat, utime + stime), in seconds; empty where /proc is not there.
+ * Says which thread of a renderer works (its main thread, a worker's, the compositor, the IO
+ * thread carrying WebSocket and port messages) where CDP's per-process figure cannot.
+ */
+async function cpuByThread(processes: { type: string; id: number }[]): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  const tick = 100; // USER_HZ on Linux
+  for (const { type, id } of processes) {
+    let tids: string[];
+    try {
+      tids = await readdir(`/proc/${id}/task`);
+    } catch {
+      continue;
+    }
+    for (const tid of tids) {
+      try {
+        const stat = await readFile(`/proc/${id}/task/${tid}/stat`, "utf8");
+        const close = stat.lastIndexOf(")");
+        const name = stat.slice(stat.indexOf("(") + 1, close).replace(/[0-9]+$/, "");
+        const fields = stat.slice(close + 2).split(" ");
+        const seconds = (Number(fields[11]) + Number(fields[12])) / tick;
+        const key = `${type} ${id} ${name}`;
+        out.set(key, (out.get(key) ?? 0) + seconds);
+      } catch {
+        // the thread ended meanwhile
+      }
+    }
+  }
+  return out;
+}
+
 /** CPU time of the whole browser so far (every process), in seconds. */
 async function browserCpu(cdp: CDPSession): Promise<number> {
   const info = (await cdp.send("SystemInfo.getProcessInfo")) as { processInfo: { cpuTime: number }[] };
@@ -254,14 +287,38 @@ async function main(): Promise<void> {
       const which = process.env.LOFT_BENCH_PROFILE === "local" ? localPage : proxyPage;
       // First without the profiler (its sampling costs each page CPU of its own).
       const byType = await env.browser.newBrowserCDPSession();
+      const processes = (
+        (await byType.send("SystemInfo.getProcessInfo")) as { processInfo: { type: string; id: number }[] }
+      ).processInfo;
+      // The same browser idle for 2 s first: what each thread burns doing nothing, per second.
+      const idle0 = await cpuByThread(processes);
+      const idleT = performance.now();
+      await new Promise((r) => setTimeout(r, 2000));
+      const idleSeconds = (performance.now() - idleT) / 1000;
+      const idle1 = await cpuByThread(processes);
       const before = await cpuByProcess(byType);
+      const threads0 = await cpuByThread(processes);
+      const t0 = performance.now();
       for (let i = 0; i < 5; i++) await timedFetch(which, "big.bin");
+      const wall = (performance.now() - t0) / 1000;
+      const threads1 = await cpuByThread(processes);
       const after = await cpuByProcess(byType);
-      log("--- browser CPU by process over five bodies (ms per MB)");
+      const mb = (5 * SIZE) / 1e6;
+      log(`--- browser CPU by process over five bodies (ms per MB; ${(mb / wall).toFixed(2)} MB/s)`);
       for (const [key, t] of after) {
-        const ms = ((t - (before.get(key) ?? 0)) * 1000) / ((5 * SIZE) / 1e6);
+        const ms = ((t - (before.get(key) ?? 0)) * 1000) / mb;
         if (ms >= 0.5) log(`${ms.toFixed(1).padStart(7)}  ${key}`);
       }
+      log("--- by thread (ms per MB; and what the thread burns idle for as long, ms per MB)");
+      const rows = [...threads1]
+        .map(([key, t]) => {
+          const busy = ((t - (threads0.get(key) ?? t)) * 1000) / mb;
+          const idle = (((idle1.get(key) ?? 0) - (idle0.get(key) ?? 0)) / idleSeconds) * ((wall * 1000) / mb);
+          return { key, busy, idle };
+        })
+        .sort((x, y) => y.busy - x.busy);
+      for (const r of rows)
+        if (r.busy >= 1) log(`${r.busy.toFixed(1).padStart(7)} ${r.idle.toFixed(1).padStart(7)}  ${r.key}`);
       const stops = await Promise.all(
         [a, b, which].map((page) => startProfile(page, { intervalUs: 200, top: 30 })),
       );

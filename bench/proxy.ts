@@ -24,6 +24,7 @@
  * the relay link's send window (DEFAULT_SEND_WINDOW) against one at a time, same relay, same run.
  */
 import { createServer } from "node:http";
+import { Session } from "node:inspector/promises";
 import type { AddressInfo } from "node:net";
 import type { BodyReader } from "../core/proxy/body.ts";
 import { TokenBucket } from "../core/proxy/rate-limit.ts";
@@ -34,6 +35,7 @@ import { startTestRelay, type TestRelay } from "../relay-ws/testing.ts";
 import { startSignaling } from "../signaling/testing.ts";
 import { EngineHarness, until } from "../test/support/engine.ts";
 import { RelayLiveTransport } from "../web/src/net/relay-live.ts";
+import { type CpuProfile, topSelf } from "./cpu-profile.ts";
 import {
   alternate,
   latencyRows,
@@ -127,6 +129,28 @@ async function main(): Promise<void> {
     };
     if ((await proxied("/big")) !== SIZE || (await direct("/big")) !== SIZE) throw new Error("wrong size");
     if (single && (await single("/big")) !== SIZE) throw new Error("wrong size");
+
+    if (process.env.LOFT_BENCH_PROFILE) {
+      // Where a proxied body's time goes in this process (bench/README.md §bench:proxy): the V8
+      // CPU profile of 6 s of back-to-back proxied bodies, self time per function, idle included.
+      for (let i = 0; i < 30; i++) await proxied("/big");
+      const inspector = new Session();
+      inspector.connect();
+      await inspector.post("Profiler.enable");
+      await inspector.post("Profiler.setSamplingInterval", { interval: 100 });
+      await inspector.post("Profiler.start");
+      const t0 = performance.now();
+      let bodies = 0;
+      while (performance.now() - t0 < (QUICK ? 1000 : 6000)) {
+        await proxied("/big");
+        bodies++;
+      }
+      const { profile } = await inspector.post("Profiler.stop");
+      inspector.disconnect();
+      log(`--- CPU profile over ${bodies} proxied bodies (% of all samples, self time)`);
+      for (const r of topSelf(profile as CpuProfile, 25, { ofAll: true }))
+        log(`${r.pct.toFixed(1).padStart(5)}%  ${r.fn}`);
+    }
 
     log(`throughput: one ${SIZE} B body at a time`);
     const rates = await alternate([

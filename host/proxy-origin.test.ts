@@ -47,6 +47,17 @@ beforeAll(async () => {
       res.on("close", () => slowClosed++);
       return write();
     }
+    if (req.url === "/cut") {
+      // Announces the whole of BIG, sends a part, then drops the connection.
+      res.writeHead(200, { "content-length": BIG.length });
+      res.write(BIG.subarray(0, 300_000), () => res.socket?.destroy());
+      return;
+    }
+    if (req.url === "/close") {
+      // The whole body, then the origin closes the connection (no keep-alive).
+      res.writeHead(200, { "content-length": BIG.length, connection: "close" });
+      return res.end(BIG);
+    }
     if (req.url === "/echo" && req.method === "POST") {
       const parts: Buffer[] = [];
       req.on("data", (d: Buffer) => parts.push(d));
@@ -135,6 +146,31 @@ describe("proxy to an HTTP origin on loopback", () => {
     await until(() => slowClosed > before);
     await until(() => mux.open === 0);
     expect(log.at(-1)).toMatchObject({ path: "/slow", outcome: "cancelled" });
+  });
+
+  it("a body the origin cuts short ends in a RESET origin_error, never as a whole body", async () => {
+    const { client, server: mux, log } = proxy();
+    const res = await client.request({ method: "GET", path: "/cut", headers: [] });
+    expect(res.status).toBe(200);
+    await expect(readAll(res.body)).rejects.toMatchObject({ code: "origin_error" });
+    await until(() => mux.open === 0);
+    expect(log.at(-1)).toMatchObject({ path: "/cut", outcome: "failed" });
+  });
+
+  it("reads a whole body the origin sent before closing its connection, however slowly it is read", async () => {
+    const { client, log } = proxy();
+    const res = await client.request({ method: "GET", path: "/close", headers: [] });
+    const parts: Uint8Array[] = [];
+    for (;;) {
+      // A slow reader: by now the origin has sent everything and closed the socket.
+      await new Promise((r) => setTimeout(r, parts.length === 0 ? 50 : 0));
+      const c = await res.body.read();
+      if (c === null) break;
+      parts.push(c);
+    }
+    expect(Buffer.concat(parts).equals(BIG)).toBe(true);
+    await until(() => log.at(-1)?.path === "/close");
+    expect(log.at(-1)).toMatchObject({ outcome: "served", bytes: BIG.length });
   });
 
   it("streams a request body up to the origin", async () => {

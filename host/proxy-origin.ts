@@ -10,11 +10,28 @@ import {
   Agent as HttpAgent,
   request as httpRequest,
   type IncomingMessage,
+  type RequestOptions,
 } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import type { BodyReader } from "../core/proxy/body.ts";
 import { normalizePath } from "../core/proxy/paths.ts";
 import type { HandlerResult, ProxyHandler, ServedRequest } from "../core/proxy/server.ts";
+
+/**
+ * What the origin's socket and response may hold unread in this process, per request
+ * (docs/protocol/proxy.md §Serving an HTTP origin). Node's default (16 KiB) pauses the socket
+ * after every 64 KiB read and resumes it on the next pull — a trip through the event loop per
+ * chunk, about a tenth of a proxied MiB's time (bench/README.md §bench:proxy); 256 KiB keeps the
+ * socket read while the contact's credit lasts. A slow contact still holds the origin back:
+ * past this the socket is paused and the origin's writes wait on TCP.
+ */
+const ORIGIN_READ_AHEAD = 256 * 1024;
+/**
+ * Most bytes one `read()` of the reader takes from the response: a socket read's size (libuv
+ * reads 64 KiB), so a chunk the socket delivered whole comes out as itself, never joined (a fresh
+ * buffer and a copy) with the others waiting behind it.
+ */
+const SOCKET_READ = 64 * 1024;
 
 export interface OriginOptions {
   /** e.g. "http://127.0.0.1:8080" (no path). */
@@ -48,7 +65,11 @@ export function httpOriginHandler(options: OriginOptions): ProxyHandler {
     // node:http, not fetch: it never follows a redirect (they are handed back), and it hands the
     // body over as the socket's own chunks, with no web-stream layer per chunk — the origin read
     // is a large part of a proxied body's cost (bench/README.md §bench:proxy).
-    const req = (secure ? httpsRequest : httpRequest)(url, { method: request.method, headers, agent });
+    // highWaterMark: Node's http.request takes it (the socket's and the response's read-ahead)
+    // though @types/node does not list it yet.
+    const asked: RequestOptions = { method: request.method, headers, agent };
+    Object.assign(asked, { highWaterMark: ORIGIN_READ_AHEAD });
+    const req = (secure ? httpsRequest : httpRequest)(url, asked);
     let tooLarge = false;
     const answered = new Promise<IncomingMessage>((resolve, reject) => {
       req.once("response", resolve);
@@ -68,26 +89,70 @@ export function httpOriginHandler(options: OriginOptions): ProxyHandler {
       // unhandled 'error' event.
       req.on("error", () => undefined);
     }
-    res.on("error", () => undefined);
-    const chunks = res[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-    const out: BodyReader = {
-      read: async () => {
-        const { done, value } = await chunks.next();
-        return done ? null : new Uint8Array(value.buffer, value.byteOffset, value.length);
-      },
-      cancel: () => {
-        res.destroy();
-        req.destroy();
-      },
-      // What the socket already delivered: the sender may join it to a short tail (core/proxy/body.ts).
-      available: () => res.readableLength,
-    };
+    const out = responseReader(res, req);
     const pairs: [string, string][] = [];
     for (const [name, value] of Object.entries(res.headers))
       if (value !== undefined) pairs.push([name, Array.isArray(value) ? value.join(", ") : value]);
     const named = (n: string) => pairs.some(([k]) => k === n);
     const kept = pairs.filter(([n]) => n !== "content-length" || !named("content-encoding"));
     return { status: res.statusCode ?? 502, headers: kept, body: out };
+  };
+}
+
+/**
+ * The origin's response body as a BodyReader, read straight from the stream's buffer (`read()`),
+ * waiting on 'readable' only when it is empty: no async iterator (an async generator and several
+ * promises per chunk, bench/README.md §bench:proxy). A response that closes before its end (the
+ * origin reset the connection, or cut a body short of its Content-Length) rejects the read, so the
+ * contact gets a RESET `origin_error`, never a body that looks whole.
+ */
+function responseReader(res: IncomingMessage, req: ClientRequest): BodyReader {
+  let ended = false;
+  let failed: Error | undefined;
+  let waiter: (() => void) | undefined;
+  const wake = () => {
+    const w = waiter;
+    waiter = undefined;
+    w?.();
+  };
+  res.on("readable", wake);
+  res.once("end", () => {
+    ended = true;
+    wake();
+  });
+  res.on("error", (e) => {
+    failed ??= e;
+    wake();
+  });
+  let closed = false;
+  res.once("close", () => {
+    closed = true;
+    wake();
+  });
+  return {
+    async read() {
+      for (;;) {
+        const held = res.readableLength;
+        const chunk: Buffer | null = held > 0 ? res.read(Math.min(held, SOCKET_READ)) : res.read();
+        if (chunk !== null) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length);
+        if (ended) return null;
+        if (failed) throw failed;
+        // Closed with nothing left to read: whole only if every byte the origin announced came.
+        if (closed) {
+          if (res.complete) return null;
+          throw new Error("the origin's response closed before its end");
+        }
+        await new Promise<void>((resolve) => {
+          waiter = resolve;
+        });
+      }
+    },
+    cancel() {
+      res.destroy();
+      req.destroy();
+    },
+    // What the socket already delivered: the sender may join it to a short tail (core/proxy/body.ts).
+    available: () => res.readableLength,
   };
 }
 

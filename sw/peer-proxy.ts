@@ -26,9 +26,9 @@ const ACCEPT_MS = 3000;
 /** How long to wait for the response head once a window took the request. */
 const HEAD_MS = 35_000;
 /**
- * Chunks queued in the SW ahead of the page (each ≤ 65 510 bytes: one DATA), and pulls the SW
- * keeps outstanding at the window: queued + asked-for never exceed it (docs/protocol/proxy.md
- * §Service Worker). One pull at a time made every chunk wait for a round trip between this
+ * Chunks queued in the SW ahead of the page (each ≤ 65 510 bytes: one DATA body, or short ones
+ * the window joined up to that size), and pulls the SW keeps outstanding at the window: queued +
+ * asked-for never exceed it (docs/protocol/proxy.md §Service Worker). One pull at a time made every chunk wait for a round trip between this
  * worker's process and the window's (bench:proxy-browser).
  */
 const QUEUED_CHUNKS = 4;

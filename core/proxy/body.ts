@@ -64,6 +64,56 @@ export async function readAll(body: BodyReader, max = 64 * 1024 * 1024): Promise
 }
 
 /**
+ * `source` read as chunks of up to `max` bytes: each `read()` takes the next chunk and joins to
+ * it the chunks `source` already holds (`available`), while they fit — never waiting for more, so
+ * a slow body's bytes go on as they come. Short DATA (a relay piece's worth, 16 KiB) then cross
+ * to the Service Worker as one message of up to one DATA's size instead of four
+ * (docs/protocol/proxy.md §Service Worker). Each chunk is a fresh copy the caller owns
+ * (transferable); a chunk that would not fit waits for the next read; a source error rejects the
+ * read that meets it.
+ */
+export function joinHeld(source: BodyReader, max: number): BodyReader {
+  if (!Number.isSafeInteger(max) || max < 1) throw new RangeError("joinHeld: max must be ≥ 1");
+  /** Read ahead and kept for the next `read()`: a chunk that did not fit, or null (the end). */
+  let carried: Uint8Array | null | undefined;
+  const next = (): Promise<Uint8Array | null> => {
+    if (carried === undefined) return source.read();
+    const c = carried;
+    carried = undefined;
+    return Promise.resolve(c);
+  };
+  return {
+    async read() {
+      const first = await next();
+      if (first === null) return null;
+      const parts = [first];
+      let size = first.length;
+      while (size < max && (source.available?.() ?? 0) > 0) {
+        const more = await source.read();
+        if (more === null || size + more.length > max) {
+          carried = more;
+          break;
+        }
+        parts.push(more);
+        size += more.length;
+      }
+      const out = new Uint8Array(size);
+      let at = 0;
+      for (const p of parts) {
+        out.set(p, at);
+        at += p.length;
+      }
+      return out;
+    },
+    cancel(reason) {
+      carried = undefined;
+      source.cancel(reason);
+    },
+    available: () => (carried ? carried.length : 0) + (source.available?.() ?? 0),
+  };
+}
+
+/**
  * The receiving end of one body: chunks arrive from the peer (`push`, never past the granted
  * window), the consumer pulls them (`read`), and every `window / 2` bytes consumed the owner is
  * asked to grant that much more (`grant`), so the window refills while the consumer keeps up.
@@ -122,6 +172,11 @@ export class InboundBody implements BodyReader {
     let n = 0;
     for (const c of this.#chunks) n += c.length;
     return n;
+  }
+
+  /** BodyReader `available`: what `read()` returns now without waiting (0 after a failure). */
+  available(): number {
+    return this.#error ? 0 : this.buffered;
   }
 
   end(): void {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { concatBytes } from "../bytes.ts";
-import { type BodyReader, type InboundBody, OutboundBody, readAll } from "./body.ts";
+import { concatBytes, equalBytes } from "../bytes.ts";
+import { type BodyReader, InboundBody, joinHeld, OutboundBody, readAll } from "./body.ts";
 import { ProxyClient, ProxyResetError } from "./client.ts";
 import { decodeFrame, encodeFrame, MAX_CHUNK } from "./frames.ts";
 import { connectProxy } from "./pair.ts";
@@ -368,6 +368,82 @@ describe("DATA frames cut from a body (OutboundBody)", () => {
     out.addCredit(2000);
     await pumping;
     expect(sizes).toEqual([1500, 1500]);
+  });
+});
+
+describe("joining what a body holds into larger chunks (joinHeld: the window → Service Worker path)", () => {
+  /** An InboundBody fed by hand, as the session feeds one; `grants` records its CREDITs. */
+  function inbound(window = 1 << 20) {
+    const grants: number[] = [];
+    const body = new InboundBody(
+      window,
+      (n) => grants.push(n),
+      () => undefined,
+    );
+    return { body, grants };
+  }
+  const piece = (n: number, seed: number) => bytesOf(n, seed);
+
+  it("joins relay-sized DATA it already holds up to one DATA's size, bytes in order, never more", async () => {
+    const { body } = inbound();
+    const pieces = Array.from({ length: 9 }, (_, i) => piece(16_314, i));
+    for (const p of pieces) body.push(p);
+    body.end();
+    const joined = joinHeld(body, MAX_CHUNK);
+    const sizes: number[] = [];
+    const got: Uint8Array[] = [];
+    for (let c = await joined.read(); c !== null; c = await joined.read()) {
+      sizes.push(c.length);
+      got.push(c);
+      // Each chunk is a buffer of its own, whole: it can be transferred to another thread.
+      expect(c.byteOffset).toBe(0);
+      expect(c.buffer.byteLength).toBe(c.length);
+    }
+    expect(sizes).toEqual([4 * 16_314, 4 * 16_314, 16_314]);
+    expect(equalBytes(concatBytes(...got), concatBytes(...pieces))).toBe(true);
+    expect(await joined.read()).toBeNull();
+  });
+
+  it("never waits for more than the body holds: a lone chunk goes on alone, the next when it comes", async () => {
+    const { body } = inbound();
+    const joined = joinHeld(body, MAX_CHUNK);
+    body.push(piece(1000, 1));
+    expect(await joined.read()).toEqual(piece(1000, 1));
+    const pending = joined.read();
+    body.push(piece(500, 2));
+    expect(await pending).toEqual(piece(500, 2));
+    body.end();
+    expect(await joined.read()).toBeNull();
+  });
+
+  it("a chunk that would not fit waits for the next read; reading grants credit as before", async () => {
+    const { body, grants } = inbound(64 * 1024);
+    body.push(piece(20_000, 1));
+    body.push(piece(20_000, 2));
+    body.push(piece(20_000, 3));
+    const joined = joinHeld(body, 50_000);
+    expect((await joined.read())?.length).toBe(40_000);
+    // The third chunk was read ahead (still held for the caller) and credit came back as the
+    // body's window was read, half a window at a time (40 000 bytes read past 32 KiB).
+    expect(joined.available?.()).toBe(20_000);
+    expect(grants).toEqual([40_000]);
+    body.end();
+    expect(await joined.read()).toEqual(piece(20_000, 3));
+    expect(await joined.read()).toBeNull();
+  });
+
+  it("a body that fails rejects the read; cancel reaches the body", async () => {
+    const { body } = inbound();
+    body.push(piece(100, 1));
+    const joined = joinHeld(body, MAX_CHUNK);
+    expect((await joined.read())?.length).toBe(100);
+    body.fail(new ProxyResetError("origin_error", "cut"));
+    await expect(joined.read()).rejects.toMatchObject({ code: "origin_error" });
+    let cancelled = "";
+    const other = joinHeld({ read: async () => null, cancel: (r) => (cancelled = r ?? "") }, 10);
+    other.cancel("tab closed");
+    expect(cancelled).toBe("tab closed");
+    expect(() => joinHeld(other, 0)).toThrow(RangeError);
   });
 });
 

@@ -1,10 +1,11 @@
 /**
  * How large the proxy's DATA frames are on each path (proxy-link.ts `proxyChunkFor`;
  * docs/protocol/proxy.md §Carrying frames over a session): on the live relay link every PROXY
- * session message of a body, sealed in its Noise frame, fits ONE relay piece (core/relay/
+ * session message of a body, sealed in its Noise frame, fills whole relay pieces — four for a
+ * peer that accepts DATA of a session frame's size, one for a peer that takes 16 KiB (core/relay/
  * live-link.ts cuts link messages into `MAX_BODY - 5`-byte pieces after a flags byte and a u32
- * sequence number, one SEND each),
- * so a body never costs a second SEND per chunk for a 28-byte tail; on a direct link DATA fills a
+ * sequence number, one relay message each), so a body never costs an extra relay message per
+ * DATA for a few bytes' tail; on a direct link DATA fills a
  * whole session frame (MAX_CHUNK) when the peer announced it accepts that (`proxy.data`), and
  * stays at 16 KiB for a peer that did not (docs/protocol/proxy.md, "DATA size"). A real Noise
  * session pair carries the frames; the serving side is the engine's (serveProxy, receiveProxy).
@@ -20,7 +21,7 @@ import { MAX_DATA_PAYLOAD } from "../../../core/session/frames.ts";
 import { sessionPair } from "../../../test/support/engine.ts";
 import type { LinkPath } from "./api.ts";
 import type { EngineContext, Peer } from "./context.ts";
-import { receiveProxy, serveProxy } from "./proxy-link.ts";
+import { proxyChunkFor, receiveProxy, serveProxy } from "./proxy-link.ts";
 import { newLive } from "./session.ts";
 import { decodeSessionFrame } from "./wire.ts";
 
@@ -74,12 +75,35 @@ async function servedChunks(
 }
 
 describe("proxy DATA sizes per path", () => {
-  it("on the relay, every PROXY message of a 512 KiB body fits one relay piece", async () => {
+  it("on the relay, every PROXY message of a 512 KiB body fills four whole relay pieces, no more", async () => {
     const { sizes, bytes } = await servedChunks("relay", 512 * 1024);
     expect(bytes).toBe(512 * 1024);
-    expect(Math.max(...sizes)).toBeLessThanOrEqual(RELAY_PIECE);
-    // …and uses it: all but the last DATA fill the piece exactly.
-    expect(sizes.filter((s) => s === RELAY_PIECE).length).toBe(Math.floor((512 * 1024) / (RELAY_PIECE - 25)));
+    // Four pieces: the most whole pieces one session frame holds.
+    expect(4 * RELAY_PIECE).toBeLessThanOrEqual(MAX_DATA_PAYLOAD + 1 + TAGLEN);
+    expect(5 * RELAY_PIECE).toBeGreaterThan(MAX_DATA_PAYLOAD + 1 + TAGLEN);
+    expect(Math.max(...sizes)).toBe(4 * RELAY_PIECE);
+    // …and uses them: all but the last DATA fill their four pieces exactly.
+    const full = sizes.filter((s) => s === 4 * RELAY_PIECE).length;
+    expect(full).toBe(Math.floor((512 * 1024) / (4 * RELAY_PIECE - 25)));
+    expect(sizes.filter((s) => s % RELAY_PIECE !== 0).length).toBe(sizes.length - full);
+  });
+
+  it("on the relay, a peer that takes 16 KiB gets DATA that fill one piece exactly", async () => {
+    const { sizes, bytes } = await servedChunks("relay", 100 * 1024, false);
+    expect(bytes).toBe(100 * 1024);
+    expect(Math.max(...sizes)).toBe(RELAY_PIECE);
+    expect(sizes.filter((s) => s === RELAY_PIECE).length).toBe(Math.floor((100 * 1024) / (RELAY_PIECE - 25)));
+  });
+
+  it("proxyChunkFor: whole relay pieces within what the peer accepts; a direct link takes it all", () => {
+    const whole = (pieces: number) => pieces * RELAY_PIECE - 25;
+    expect(proxyChunkFor("relay", MAX_CHUNK)).toBe(whole(4));
+    expect(proxyChunkFor("relay", LEGACY_CHUNK)).toBe(whole(1));
+    expect(proxyChunkFor("relay", whole(3) + 10)).toBe(whole(3));
+    // Less than one piece accepted: what the peer takes (a tail piece per DATA, as before).
+    expect(proxyChunkFor("relay", 4096)).toBe(4096);
+    expect(proxyChunkFor("direct", MAX_CHUNK)).toBe(MAX_CHUNK);
+    expect(proxyChunkFor("direct", LEGACY_CHUNK)).toBe(LEGACY_CHUNK);
   });
 
   it("on a direct link, each DATA fills one whole session frame for a peer that accepts it", async () => {

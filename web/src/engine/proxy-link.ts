@@ -42,21 +42,27 @@ const NOTHING_SHARED: ProxyHandler = async (request) => {
 const DATA_OVERHEAD = 1 + TAGLEN + 1 + 1 + 6;
 /**
  * The live relay link sends each link message as pieces of `RELAY_LINK_PIECE` bytes (core/relay/
- * live-link.ts: a flags byte and a sequence number, then the piece), one SEND per piece: a 16 KiB
- * DATA would cost two SENDs, the second for a short tail padded to a whole block, halving what
- * the relay's per-connection command rate lets through. So on the relay a body's DATA is cut to
- * fill exactly one piece.
+ * live-link.ts: a flags byte and a sequence number, then the piece), one relay message per piece:
+ * a DATA whose Noise message ends a few bytes into a piece costs a whole extra relay message for
+ * that tail (the relay's per-connection rate counts messages), so on the relay a body's DATA fills
+ * whole pieces exactly — as many as fit in one session frame (four), `RELAY_DATA_CHUNK` bytes.
+ * Four pieces of one message leave together (the link sends them in one turn): a SREMP 1.3 relay
+ * takes them as one SENDS frame under one authenticator, and each end seals or opens one Noise
+ * message, not four (docs/protocol/proxy.md, "DATA size"; bench/README.md §bench:proxy-browser).
  */
-export const RELAY_DATA_CHUNK = RELAY_LINK_PIECE - DATA_OVERHEAD;
+export const RELAY_DATA_PIECES = Math.floor((MAX_CHUNK + DATA_OVERHEAD) / RELAY_LINK_PIECE);
+export const RELAY_DATA_CHUNK = RELAY_DATA_PIECES * RELAY_LINK_PIECE - DATA_OVERHEAD;
 
 /**
  * The largest DATA body to send on a session over `path` to a peer that accepts `accepted`
  * (core/proxy/endpoint.ts `peerChunkLimit`; docs/protocol/proxy.md, "DATA size"): on a direct
  * link, one whole session frame's worth, so each DATA costs one seal and one link message; on the
- * relay, one relay piece.
+ * relay, the most whole relay pieces the peer accepts (one for a peer that takes 16 KiB).
  */
 export function proxyChunkFor(path: LinkPath, accepted: number): number {
-  return Math.min(path === "relay" ? RELAY_DATA_CHUNK : MAX_CHUNK, accepted);
+  if (path !== "relay") return Math.min(MAX_CHUNK, accepted);
+  const pieces = Math.min(RELAY_DATA_PIECES, Math.floor((accepted + DATA_OVERHEAD) / RELAY_LINK_PIECE));
+  return pieces >= 1 ? pieces * RELAY_LINK_PIECE - DATA_OVERHEAD : accepted;
 }
 
 /**

@@ -14,8 +14,9 @@
  * And the other way: `serving` answers contacts' requests from the same shares.
  */
 import type { BodyReader } from "../../../core/proxy/body.ts";
-import { bytesBody } from "../../../core/proxy/body.ts";
+import { bytesBody, joinHeld } from "../../../core/proxy/body.ts";
 import { type ProxyClient, ProxyResetError, type ProxyResponse } from "../../../core/proxy/client.ts";
+import { MAX_CHUNK } from "../../../core/proxy/frames.ts";
 import { connectProxy } from "../../../core/proxy/pair.ts";
 import type { PortPull, PortReply, PortRequest } from "../../../core/proxy/port.ts";
 import { contactRequestLimit } from "../../../core/proxy/rate-limit.ts";
@@ -143,7 +144,10 @@ export function startProxyHost(deps: ProxyHostDeps): ProxyHost {
       port.close();
       return;
     }
-    body = res.body;
+    // What the session already holds is joined, up to one DATA's size, into each chunk sent
+    // (core/proxy/body.ts `joinHeld`): on the relay path a DATA is a 16 KiB piece, and each
+    // chunk is a message between this window's and the worker's processes.
+    body = joinHeld(res.body, MAX_CHUNK);
     if (done) return body.cancel("cancelled");
     reply({ type: "head", status: res.status, headers: res.headers });
     // One chunk per pull; pulls that arrive while a read is pending are counted, never dropped.
@@ -164,8 +168,8 @@ export function startProxyHost(deps: ProxyHostDeps): ProxyHost {
             port.close();
             return;
           }
-          const copy = chunk.slice();
-          reply({ type: "chunk", bytes: copy }, [copy.buffer]);
+          // A copy of its own already (joinHeld): its buffer moves to the worker, not copied again.
+          reply({ type: "chunk", bytes: chunk }, [chunk.buffer]);
         }
       } catch (e) {
         if (done) return;

@@ -53,6 +53,15 @@ import {
   openChunk,
   SEALED_CHUNK_BYTES,
 } from "./wire.ts";
+import {
+  cancelledThere,
+  declinedThere,
+  failedHere,
+  failedThere,
+  receivingStopped,
+  refused,
+  sendingStopped,
+} from "./words.ts";
 
 /** Chunks the sender may have beyond the receiver's last ACK (≈ 4 MiB in flight). */
 export const WINDOW_CHUNKS = 64;
@@ -246,11 +255,7 @@ export class FileTransfers {
           const key =
             t.state === "hashing" ? undefined : await this.#ctx.storage.loadSecret(secretName(copy));
           if (!key) {
-            await this.#settle(
-              t,
-              "failed",
-              "The page was reloaded before the file was ready. Send it again.",
-            );
+            await this.#settle(t, "failed", sendingStopped.reloaded(t.name));
             this.#forgetSentCopy(copy);
             continue;
           }
@@ -264,7 +269,7 @@ export class FileTransfers {
         } else if (t.state !== "offered") {
           const key = await this.#ctx.storage.loadSecret(secretName(t.key));
           if (!key) {
-            await this.#settle(t, "failed", "The transfer's key is gone; ask for the file again.");
+            await this.#settle(t, "failed", receivingStopped.keyGone(t.name));
             continue;
           }
           t.state = "waiting";
@@ -297,9 +302,9 @@ export class FileTransfers {
   async send(contactId: ContactId, blob: Blob, name: string, thumb?: Uint8Array): Promise<FileTransfer> {
     await this.#load();
     const peer = this.#ctx.peers.get(contactId);
-    const who = peer?.name ?? "The contact";
     this.#checkSize(blob);
-    if (!peer || peer.blocked) throw refusal(`Files cannot be sent to ${who}.`);
+    if (!peer) throw refusal(refused.unknown());
+    if (peer.blocked) throw refusal(refused.blocked(peer.name));
     const [t] = await this.#sendTo([this.#contact(peer)], blob, name, thumb);
     return t as FileTransfer;
   }
@@ -320,13 +325,12 @@ export class FileTransfers {
     await this.#load();
     this.#checkSize(blob);
     const peers = members.flatMap((m) => this.rooms?.peer(room, m) ?? []);
-    if (peers.length === 0) throw refusal("Nobody else is in this room yet: there is no one to send it to.");
+    if (peers.length === 0) throw refusal(refused.emptyRoom());
     return this.#sendTo(peers, blob, name, thumb, room);
   }
 
   #checkSize(blob: Blob): void {
-    if (blob.size > this.#maxBytes)
-      throw refusal(`This file is ${mib(blob.size)}; files up to ${mib(this.#maxBytes)} can be sent.`);
+    if (blob.size > this.#maxBytes) throw refusal(refused.tooLarge(mib(blob.size), mib(this.#maxBytes)));
   }
 
   /** One file to one or more ends, prepared once (one key, one id, one sealed copy). */
@@ -375,7 +379,7 @@ export class FileTransfers {
     } catch (e) {
       this.#ctx.cfg.log(`files: preparing a file failed: ${(e as Error).name}`);
       for (const o of hashing()) {
-        await this.#settle(o.t, "failed", "The file could not be read, or this device has no room for it.");
+        await this.#settle(o.t, "failed", sendingStopped.unreadable(o.t.name));
         this.#forgetOutgoing(o);
       }
       return group.map((o) => ({ ...o.t }));
@@ -519,7 +523,7 @@ export class FileTransfers {
           const plain = await this.#openStored(t, k, index++);
           if (!plain) {
             wipe(k);
-            controller.error(new Error(`${t.name} is no longer complete on this device.`));
+            controller.error(new Error(receivingStopped.incomplete(t.name)));
             return;
           }
           if (plain.length > 0) controller.enqueue(plain);
@@ -568,12 +572,7 @@ export class FileTransfers {
       case "file.decline": {
         const o = this.#out.get(transferKey(peer.id, "out", m.id));
         if (!o || FINAL.has(o.t.state)) return;
-        const why =
-          m.r === "too-large"
-            ? `${peer.name}'s device does not accept files this large.`
-            : m.r === "busy"
-              ? `${peer.name} has too many files waiting.`
-              : undefined;
+        const why = m.r === "declined" ? undefined : declinedThere(peer.name, m.r);
         await this.#settle(o.t, "declined", why);
         this.#forgetOutgoing(o);
         return;
@@ -582,7 +581,7 @@ export class FileTransfers {
         const key = transferKey(peer.id, m.own ? "in" : "out", m.id);
         const t = this.#all.get(key);
         if (!t || FINAL.has(t.state)) return;
-        const reason = `${peer.name} cancelled.`;
+        const reason = cancelledThere(peer.name, m.own ? "in" : "out");
         if (m.own) {
           const i = this.#in.get(key);
           if (i) await this.#dropIncoming(i, "cancelled", reason);
@@ -611,7 +610,7 @@ export class FileTransfers {
         await this.#settle(
           o.t,
           m.ok ? "done" : "failed",
-          m.ok ? undefined : `${peer.name}'s device found the file damaged and discarded it.`,
+          m.ok ? undefined : failedThere(peer.name, o.t.name, "mismatch"),
         );
         this.#forgetOutgoing(o);
         return;
@@ -700,13 +699,7 @@ export class FileTransfers {
       this.#ctx.cfg.log(`files: dropped a bulk frame: ${frame.error.code}`);
       const id = bytes.length >= 5 ? new DataView(bytes.buffer, bytes.byteOffset).getUint32(1) : 0;
       const i = this.#in.get(transferKey(peer.id, "in", id));
-      if (i?.t.state === "receiving")
-        await this.#failIncoming(
-          peer,
-          i,
-          `A piece of ${i.t.name} arrived malformed; the file was discarded.`,
-          "malformed",
-        );
+      if (i?.t.state === "receiving") await this.#failIncoming(peer, i, "malformed");
       return;
     }
     const i = this.#in.get(transferKey(peer.id, "in", frame.value.header.id));
@@ -772,12 +765,7 @@ export class FileTransfers {
     const checked = checkChunk(expect, chunk);
     if (!checked.ok) {
       if (checked.error.code === "LOFT_ERR_REPLAY") return;
-      await this.#failIncoming(
-        peer,
-        i,
-        `A piece of ${i.t.name} arrived malformed; the file was discarded.`,
-        "malformed",
-      );
+      await this.#failIncoming(peer, i, "malformed");
       return;
     }
     // The window (files.md §5): a sender has at most WINDOW_CHUNKS beyond the last `next` we
@@ -786,22 +774,12 @@ export class FileTransfers {
     // fast a sender pushes and however slow this device stores. The mailbox path has no window
     // (§9): each of its chunks is stored before the next is read (`#part`).
     if (live && chunk.header.index >= i.acked + WINDOW_CHUNKS) {
-      await this.#failIncoming(
-        peer,
-        i,
-        `${peer.name} sent more of ${i.t.name} than this device had asked for (beyond the window of ${WINDOW_CHUNKS} chunks); the file was discarded.`,
-        "window",
-      );
+      await this.#failIncoming(peer, i, "window");
       return;
     }
     const plain = await (await this.#cipher(i)).open(chunk);
     if (!plain.ok) {
-      await this.#failIncoming(
-        peer,
-        i,
-        `A piece of ${i.t.name} failed its integrity check (changed in transit); the file was discarded.`,
-        "damaged",
-      );
+      await this.#failIncoming(peer, i, "damaged");
       return;
     }
     // Cancelled, declined or paused while the chunk was opened: it is not taken.
@@ -826,13 +804,7 @@ export class FileTransfers {
       .catch(async (e: unknown) => {
         this.#ctx.cfg.log(`files: storing a chunk failed: ${(e as Error).name}`);
         i.pending.length = 0;
-        if (this.#in.get(i.t.key) === i)
-          await this.#failIncoming(
-            peer,
-            i,
-            `${i.t.name} could not be stored on this device (is it full?).`,
-            "storage",
-          );
+        if (this.#in.get(i.t.key) === i) await this.#failIncoming(peer, i, "storage");
       });
     if (!last) return;
     await i.chain;
@@ -843,12 +815,7 @@ export class FileTransfers {
     if (good) {
       await this.#settle(i.t, "done");
       this.#in.delete(i.t.key);
-    } else
-      await this.#dropIncoming(
-        i,
-        "failed",
-        `${i.t.name} arrived damaged (its hash did not match); discarded.`,
-      );
+    } else await this.#dropIncoming(i, "failed", failedHere(peer.name, i.t.name, "mismatch"));
     this.#later(peer, { t: "file.done", id: i.t.id, ok: good });
   }
 
@@ -1022,7 +989,7 @@ export class FileTransfers {
       this.#ctx.cfg.log(`files: sending stopped: ${(e as Error).name}`);
       if (o.generation !== generation || FINAL.has(o.t.state)) return;
       if (live.session.state === "closed" || lane?.state === "closed") return; // resumes on the next session
-      await this.#settle(o.t, "failed", "The file's copy on this device could not be read any more.");
+      await this.#settle(o.t, "failed", sendingStopped.copyGone(o.t.name));
       const peer = this.#peerOf(o.t);
       if (peer) this.#later(peer, { t: "file.cancel", id: o.t.id, own: true });
       this.#forgetOutgoing(o);
@@ -1171,10 +1138,11 @@ export class FileTransfers {
   }
 
   /**
-   * This end ends an accepted transfer: `reason` for the person here, `why` for the sender
-   * (`file.fail`, then the `file.cancel` an older sender reads; in order on the peer's chain).
+   * This end ends an accepted transfer: `why` in words for the person here (words.ts), and for the
+   * sender (`file.fail`, then the `file.cancel` an older sender reads; in order on the peer's chain).
    */
-  async #failIncoming(peer: FilePeer, i: Incoming, reason: string, why: FileFailReason): Promise<void> {
+  async #failIncoming(peer: FilePeer, i: Incoming, why: FileFailReason): Promise<void> {
+    const reason = failedHere(peer.name, i.t.name, why);
     await this.#dropIncoming(i, "failed", reason);
     this.#later(peer, { t: "file.fail", id: i.t.id, r: why });
     this.#later(peer, { t: "file.cancel", id: i.t.id, own: false });
@@ -1332,20 +1300,6 @@ function offerOf(o: Outgoing): FileOffer {
     key: bytes(o.key),
     ...(t.thumb ? { thumb: bytes(t.thumb) } : {}),
   };
-}
-
-/** The sender's words for a `file.fail` from `who` about `file` (files.md §1). */
-function failedThere(who: string, file: string, why: FileFailReason): string {
-  switch (why) {
-    case "window":
-      return `${who}'s device refused ${file}: more of it arrived than it had asked for (beyond its window of ${WINDOW_CHUNKS} chunks), so it discarded the file.`;
-    case "malformed":
-      return `A piece of ${file} reached ${who}'s device malformed or out of order; ${who}'s device discarded the file.`;
-    case "damaged":
-      return `A piece of ${file} failed its integrity check on ${who}'s device (changed in transit); ${who}'s device discarded the file.`;
-    case "storage":
-      return `${who}'s device could not store ${file} (is it full?) and discarded it.`;
-  }
 }
 
 /** The header of chunk `index` of `t` (the same on the sender's copy, the wire and the receiver's store). */

@@ -64,7 +64,13 @@ function fileStatus(t: FileTransfer, name: string): string {
         ? `Delivered · ${formatBytes(t.size)}`
         : `Received · ${formatBytes(t.size)}, checked`;
     case "failed":
-      return t.reason ?? "Failed";
+      // Every end the engine reaches says why (engine/files/words.ts); this is only a fallback.
+      return (
+        t.reason ??
+        (t.direction === "out"
+          ? `${t.name} did not go through. Try sending it again.`
+          : `${t.name} did not arrive. Ask ${name} to send it again.`)
+      );
     case "declined":
       return t.reason ?? (t.direction === "out" ? `${name} declined` : "Declined");
     case "cancelled":
@@ -141,9 +147,16 @@ export function Files(props: {
     try {
       const stream = await fileStream(props.app, t.key);
       if (!stream || !(await saveStreamed(t.name, stream, () => fileBlob(props.app, t.key))))
-        props.onError(`${t.name} is no longer on this device.`);
+        props.onError(`${t.name} is no longer on this device. Ask ${props.name(t)} to send it again.`);
     } catch (e) {
-      props.onError(`${t.name} could not be saved: ${(e as Error).message}`);
+      // The engine's own words when the file itself is the problem (engine/files/words.ts), else
+      // the save failed here (the disk is full, or the browser refused): say what to try.
+      const m = (e as Error).message;
+      props.onError(
+        m.startsWith(t.name)
+          ? m
+          : `${t.name} could not be saved on this device (${m}). Free some space, then press Download again.`,
+      );
     } finally {
       setSaving((s) => {
         const rest = new Set(s);

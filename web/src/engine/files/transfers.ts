@@ -71,6 +71,11 @@ export const WINDOW_CHUNKS = 64;
  * while this one goes out.
  */
 const READ_BLOCK_CHUNKS = 16;
+/**
+ * The receiver stores its resume point (`next`) every this many chunks (≈ 4 MiB, the window) and
+ * at every state change (files.md §5).
+ */
+const NEXT_SAVED_EVERY = 64;
 /** Offers from one contact that may wait on the user or run at once; more are declined "busy". */
 export const MAX_OPEN_INCOMING = 16;
 /** Progress events at most this often per transfer (state changes always). */
@@ -797,7 +802,11 @@ export class FileTransfers {
       () => wipe(plain.value),
       () => wipe(plain.value),
     );
-    i.pending.push({ index: chunk.header.index, sealed: chunk.sealed.slice(), digest: digesting, live });
+    // Kept as it arrived, without a copy: a chunk's bytes are its own — a data channel message,
+    // a decrypted session frame, or the mailbox slices put together (`#part`) — and nothing
+    // writes them afterwards (the store copies what it keeps). A 64 KiB copy per chunk was a
+    // share of the receiving page's main thread and garbage (bench:files profile).
+    i.pending.push({ index: chunk.header.index, sealed: chunk.sealed, digest: digesting, live });
     const last = i.taken === chunkCount(i.t.size);
     i.chain = i.chain
       .then(() => this.#storeTaken(i))
@@ -846,8 +855,10 @@ export class FileTransfers {
       i.acked = Math.max(i.acked, i.t.next);
     }
     if (i.t.next === chunkCount(i.t.size)) return;
-    // The resume point survives a reload; writing it every 16 chunks (≈ 1 MiB) is enough.
-    if (Math.floor(i.t.next / 16) !== Math.floor(before / 16)) await this.#store.putTransfer(i.t);
+    // The resume point survives a reload; writing it every NEXT_SAVED_EVERY chunks is enough (a
+    // reload re-requests at most that many, and each record write is a seal and a transaction).
+    if (Math.floor(i.t.next / NEXT_SAVED_EVERY) !== Math.floor(before / NEXT_SAVED_EVERY))
+      await this.#store.putTransfer(i.t);
     this.#progress(i);
   }
 

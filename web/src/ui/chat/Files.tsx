@@ -168,16 +168,38 @@ export function Files(props: {
 
   const act = (p: Promise<void>) => p.catch((x: unknown) => props.onError((x as Error).message));
 
+  /**
+   * `file` events are applied once per animation frame, the newest of each transfer: a room file
+   * has a row per member, each with its own progress events, and the page draws at most once a
+   * frame anyway. A hidden page (no frames) applies them on the next task instead.
+   */
+  const due = new Map<string, FileTransfer>();
+  let flushing = false;
+  function flush() {
+    flushing = false;
+    if (disposed) return;
+    const ts = [...due.values()];
+    due.clear();
+    for (const t of ts) put(t);
+  }
+  function later(t: FileTransfer) {
+    due.set(t.key, t);
+    if (flushing) return;
+    flushing = true;
+    if (document.hidden) setTimeout(flush, 0);
+    else requestAnimationFrame(flush);
+  }
+
   onMount(() => {
     const off = props.app.onEvent((e) => {
-      if (e.type === "file" && mine(e.transfer)) put(e.transfer);
+      if (e.type === "file" && mine(e.transfer)) later(e.transfer);
     });
     const listing =
       props.roomId !== undefined
         ? listRoomFiles(props.app, props.roomId)
         : listFiles(props.app, props.contactId ?? "");
     void listing.then((all) => {
-      if (!disposed) for (const t of all) if (!files[t.key]) put(t);
+      if (!disposed) for (const t of all) if (!files[t.key] && !due.has(t.key)) put(t);
     });
     onCleanup(() => {
       disposed = true;

@@ -19,6 +19,7 @@ import {
   planUpgrade,
 } from "./dialing.ts";
 import { Engine } from "./engine.ts";
+import { onPresence, type PresenceContext } from "./presence.ts";
 
 /** Close links that have not opened after `ms` with "open-timeout", as WebRtcLink does. */
 function withOpenTimeout(factory: ReturnType<Hub["factory"]>, ms: number): ReturnType<Hub["factory"]> {
@@ -165,5 +166,15 @@ describe("who dials when both ends learn of each other at once (chat.md §1)", (
     // A relay session lost: nothing to skip.
     expect(directPathLost("relay", "heartbeat-timeout", "heartbeat-timeout")).toBe(false);
     expect(directPathLost("relay", "LOFT_ERR_LINK_CLOSED", "ERR_ICE_CONNECTION_FAILURE")).toBe(false);
+  });
+
+  it("the relay-first mark goes when signaling says the contact left (its next dial is not a redial)", () => {
+    const key = new Uint8Array(32).fill(7);
+    const p = { ...peer(toHex(key)), key, relayFirst: true, timers: { clear() {} } } as unknown as Peer;
+    const ctx = { peers: new Map([[p.id, p]]), cfg: {}, stopped: false } as unknown as PresenceContext;
+    onPresence(ctx, key, true);
+    expect(p.relayFirst).toBe(true);
+    onPresence(ctx, key, false);
+    expect(p.relayFirst).toBe(false);
   });
 });

@@ -24,6 +24,7 @@ import type { BulkLane } from "../transport.ts";
 import { SealedFileStore } from "./sealed-records.ts";
 import { type FileTransfer, MemoryFileStore, transferKey } from "./store.ts";
 import {
+  CHUNK_HEADER_BYTES,
   type ChunkCipher,
   type ChunkExpectation,
   checkChunk,
@@ -34,6 +35,7 @@ import {
   decodeFileFrame,
   encodeAckFrame,
   encodeChunkFrame,
+  encodeChunkFrameInto,
   FILE_CHUNK_BYTES,
   FILE_KEY_BYTES,
   type FileAppMessage,
@@ -227,7 +229,7 @@ export class FileTransfers {
    * the transfer id, key and chunks are the same for every member, so the frames are too, and
    * members in step read each block once.
    */
-  readonly #blocks = new Map<string, Promise<Uint8Array[]>>();
+  readonly #blocks = new Map<string, Promise<FileChunkFrame[]>>();
   /** Room members as transfer ends (set by the engine when it runs rooms). */
   rooms: RoomFilePeers | undefined;
 
@@ -976,9 +978,13 @@ export class FileTransfers {
       live.session.state !== "closed" &&
       lane?.state !== "closed";
     void (async () => {
-      let ahead: Promise<Uint8Array[]> | undefined = this.#readBlock(o, from, total);
+      // On the lane every frame is written into one buffer: the data channel's `send` copies it at
+      // the call (web/src/net/bulk-lane.ts), so a 64 KiB frame per chunk is garbage the sending
+      // page need not make. The session seals a frame later (its AEAD is async): a frame each.
+      const scratch = lane ? new Uint8Array(CHUNK_HEADER_BYTES + SEALED_CHUNK_BYTES) : undefined;
+      let ahead: Promise<FileChunkFrame[]> | undefined = this.#readBlock(o, from, total);
       for (let first = from; ahead && running(); first += READ_BLOCK_CHUNKS) {
-        const frames: Uint8Array[] = await ahead;
+        const frames: FileChunkFrame[] = await ahead;
         const nextFirst: number = first + frames.length;
         // Read the next block while this one goes out.
         ahead = nextFirst < total && running() ? this.#readBlock(o, nextFirst, total) : undefined;
@@ -992,8 +998,8 @@ export class FileTransfers {
           // The window bounds what is in flight; the data channel's own buffer is honoured too.
           await (lane ? lane.drain() : live.drain?.());
           if (!running()) return;
-          if (lane) lane.send(frame);
-          else live.session.send(frame);
+          if (lane && scratch) lane.send(encodeChunkFrameInto(scratch, frame));
+          else live.session.send(encodeChunkFrame(frame));
         }
       }
     })().catch(async (e) => {
@@ -1008,13 +1014,13 @@ export class FileTransfers {
   }
 
   /**
-   * Chunks `first`… (up to `READ_BLOCK_CHUNKS`) as FILE_CHUNK frames: read from the `File` and
+   * Chunks `first`… (up to `READ_BLOCK_CHUNKS`), header and sealed bytes: read from the `File` and
    * sealed again (the same bytes as the copy: same key, nonce, AAD and plaintext — a browser
    * refuses to read a `File` changed on disk since it was picked) while the page that picked
    * it lives — a native AES-GCM pass is cheaper than a database read that competes with the
    * receiving side's writes — and from the sealed copy after a reload.
    */
-  async #readBlock(o: Outgoing, first: number, total: number): Promise<Uint8Array[]> {
+  async #readBlock(o: Outgoing, first: number, total: number): Promise<FileChunkFrame[]> {
     const count = Math.min(READ_BLOCK_CHUNKS, total - first);
     if (o.blob && o.copy === o.t.key) {
       const cipher = await this.#cipher(o);
@@ -1022,7 +1028,7 @@ export class FileTransfers {
         Promise.all(
           plains.map(async (p, n) => {
             const header = chunkHeader(o.t, first + n);
-            return encodeChunkFrame({ header, sealed: await cipher.seal(header, p) });
+            return { header, sealed: await cipher.seal(header, p) };
           }),
         ),
       );
@@ -1043,11 +1049,11 @@ export class FileTransfers {
     return block;
   }
 
-  /** Chunks `first`… from the sealed copy, as FILE_CHUNK frames. */
-  async #readCopy(o: Outgoing, first: number, count: number): Promise<Uint8Array[]> {
+  /** Chunks `first`… from the sealed copy, for FILE_CHUNK frames. */
+  async #readCopy(o: Outgoing, first: number, count: number): Promise<FileChunkFrame[]> {
     const sealed = await this.#store.getChunks(o.copy, first, count);
     if (sealed.length !== count) throw new Error("the sealed copy is incomplete");
-    return sealed.map((s, n) => encodeChunkFrame({ header: chunkHeader(o.t, first + n), sealed: s }));
+    return sealed.map((s, n) => ({ header: chunkHeader(o.t, first + n), sealed: s }));
   }
 
   /**

@@ -3,7 +3,8 @@
  * first; `node scripts/e2e.mjs test/e2e/files.e2e.ts`; docs/protocol/files.md), driven through
  * the chat screen: a few MiB attached with the button go both ways, the receiver accepts, the
  * transfer reaches "done" on both sides and the downloaded file has the sender's SHA-256; an offer
- * declined by the receiver and one cancelled by the sender end on both sides; a pasted image is
+ * declined by the receiver and one cancelled by the sender end on both sides (the receiver reads
+ * why, and what to do next, in words; the screen has no axe violations); a pasted image is
  * offered with the sender's preview and shown inline once received (CSP `img-src blob:`); neither
  * page's `loft-files` database holds a file's name or type in clear; a download is saved streamed
  * through OPFS; Share → Loft; with the direct path throttled (`tc`, so "mid-transfer" lasts
@@ -210,8 +211,13 @@ describe("files between two browsers", () => {
     await row(b, "oops.bin", "offered").waitFor({ timeout: 30_000 });
     await row(a, "oops.bin", "offered").getByTestId("file-cancel").click();
     await row(b, "oops.bin", "cancelled").waitFor({ timeout: 30_000 });
-    await expect.poll(() => row(b, "oops.bin").getByTestId("file-status").textContent()).toMatch(/cancelled/);
+    // What Bob reads says what happened and what to do next (docs/protocol/files.md §7, "What a
+    // person reads"), in the app's words.
+    await expect
+      .poll(() => row(b, "oops.bin").getByTestId("file-status").textContent())
+      .toBe("Alice cancelled sending it. Ask Alice to send it again if you still want it.");
     await row(a, "oops.bin", "cancelled").waitFor();
+    await expectNoAxeViolations(b, "chat with a declined and a cancelled file");
   });
 
   it("a pasted image is offered and shown inline once received", { timeout: 120_000 }, async () => {

@@ -4,8 +4,9 @@
  * (scripts/e2e.mjs) the data channel runs over the test address 198.18.0.1 while pages, signaling
  * and relay use loopback, so removing that address kills exactly the direct path, as switching
  * networks does. The engine must notice by heartbeat (no close event is trusted), keep the chat
- * going through the relay, and come back to a direct channel once the address returns — with
- * every message delivered exactly once.
+ * going through the relay — its first redial after the lost path goes there at once, read from
+ * the engines' log lines in order (docs/design.md, "Relay first after a lost path") — and come
+ * back to a direct channel once the address returns — with every message delivered exactly once.
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -35,6 +36,8 @@ describe("a network drop without a reload", () => {
   let browser: Browser;
   let a: Page;
   let b: Page;
+  /** Each page's engine log lines (`[loft engine] …`, console.debug), in order. */
+  const engineLog = new Map<Page, string[]>();
 
   beforeAll(async () => {
     if (!process.env.LOFT_NETNS)
@@ -44,6 +47,14 @@ describe("a network drop without a reload", () => {
     browser = await launchChromium();
     a = await (await browser.newContext()).newPage();
     b = await (await browser.newContext()).newPage();
+    for (const page of [a, b]) {
+      const lines: string[] = [];
+      engineLog.set(page, lines);
+      page.on("console", (m) => {
+        const text = m.text();
+        if (text.startsWith("[loft engine] ")) lines.push(text.slice("[loft engine] ".length));
+      });
+    }
   });
   afterAll(async () => {
     // Leave the namespace as the next test file expects it.
@@ -70,6 +81,7 @@ describe("a network drop without a reload", () => {
     await waitForState(a, "before the drop", "delivered");
 
     // The direct path disappears; nothing tells the pages (no close event, no reload).
+    const mark = new Map([a, b].map((p) => [p, engineLog.get(p)?.length ?? 0]));
     ip("addr", "del", `${TEST_ADDR}/24`, "dev", "loft0");
     await expect
       .poll(() => byId(a, "chat-presence").textContent(), { timeout: 60_000 })
@@ -77,6 +89,24 @@ describe("a network drop without a reload", () => {
 
     await sendText(a, "during the drop");
     await waitForState(a, "during the drop", "delivered", 90_000);
+    // The order of events, not their timing (docs/design.md, "Relay first after a lost path"):
+    // on a page whose direct session ended for the path (it stopped answering, or ICE failed),
+    // the first dial after that went through the relay — no direct attempt on the dead path
+    // first (which waited out relayFallbackMs before).
+    let relayFirst = 0;
+    for (const page of [a, b]) {
+      const after = (engineLog.get(page) ?? []).slice(mark.get(page));
+      const lost = after.findIndex((l) =>
+        /^session \w+ closed: (heartbeat-timeout|LOFT_ERR_LINK_CLOSED)/.test(l),
+      );
+      if (lost < 0) continue; // this side took the other's relay offer first
+      const dial = after
+        .slice(lost)
+        .find((l) => l.startsWith("dial ") && !l.endsWith("(direct, while on the relay)"));
+      if (dial) expect(dial, `${after.join("\n")}`).toMatch(/^dial \w+ through the relay$/);
+      relayFirst += after.filter((l) => l.endsWith("through the relay first")).length;
+    }
+    expect(relayFirst).toBeGreaterThanOrEqual(1);
 
     // The address comes back: the engine finds the direct path again by itself.
     ip("addr", "add", `${TEST_ADDR}/24`, "dev", "loft0");

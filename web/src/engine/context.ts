@@ -156,6 +156,12 @@ export interface Peer {
    */
   unshown?: Map<string, StoredMessage>;
   upgradeFailures: number;
+  /**
+   * The live direct session ended because its path died (ICE failed, or it stopped answering):
+   * the next dial goes through the relay at once, and direct is tried again from there in the
+   * background (dialing.ts `directPathLost`; docs/design.md, "Relay first after a lost path").
+   */
+  relayFirst?: boolean;
   /** The contact-address reference from their link (offline first contact). */
   addressRef?: AddressRef;
   /** A first contact we started through their contact address, until they reply. */

@@ -11,8 +11,15 @@ import { Hub, MemoryStorage, until } from "../../../test/support/engine.ts";
 import { createRelayPool } from "../net/relay-pool.ts";
 import type { Presence } from "./api.ts";
 import type { Peer } from "./context.ts";
-import { DIRECT_UNAVAILABLE_AFTER, type DialingContext, dialDecision, planUpgrade } from "./dialing.ts";
+import {
+  DIRECT_UNAVAILABLE_AFTER,
+  type DialingContext,
+  dialDecision,
+  directPathLost,
+  planUpgrade,
+} from "./dialing.ts";
 import { Engine } from "./engine.ts";
+import { onPresence, type PresenceContext } from "./presence.ts";
 
 /** Close links that have not opened after `ms` with "open-timeout", as WebRtcLink does. */
 function withOpenTimeout(factory: ReturnType<Hub["factory"]>, ms: number): ReturnType<Hub["factory"]> {
@@ -141,5 +148,33 @@ describe("who dials when both ends learn of each other at once (chat.md §1)", (
     expect(planUpgrade(ctxAs("bb"), { ...peer("aa"), live: { path: "direct" } } as unknown as Peer)).toEqual([
       { kind: "cancel", timer: "upgrade" },
     ]);
+  });
+
+  it("which closes of a live session mean the direct path died (the next dial goes through the relay first)", () => {
+    // ICE failed: the session says only that its link closed; the link's reason says why.
+    expect(directPathLost("direct", "LOFT_ERR_LINK_CLOSED", "ERR_ICE_CONNECTION_FAILURE")).toBe(true);
+    expect(directPathLost("direct", "LOFT_ERR_LINK_CLOSED", "ERR_ICE_CONNECTION_CLOSED")).toBe(true);
+    expect(directPathLost("direct", "LOFT_ERR_LINK_CLOSED", "ERR_CONNECTION_FAILURE")).toBe(true);
+    // Stopped answering: how a network change shows when no close event comes (chat.md §6).
+    expect(directPathLost("direct", "heartbeat-timeout", "heartbeat-timeout")).toBe(true);
+    // The peer closed it, left, or it was replaced: not the path.
+    expect(directPathLost("direct", "LOFT_ERR_LINK_CLOSED", "remote-closed")).toBe(false);
+    expect(directPathLost("direct", "remote-closed")).toBe(false);
+    expect(directPathLost("direct", "presence-offline", "presence-offline")).toBe(false);
+    expect(directPathLost("direct", "replaced", "replaced")).toBe(false);
+    expect(directPathLost("direct", "LOFT_ERR_DECRYPT", "LOFT_ERR_DECRYPT")).toBe(false);
+    // A relay session lost: nothing to skip.
+    expect(directPathLost("relay", "heartbeat-timeout", "heartbeat-timeout")).toBe(false);
+    expect(directPathLost("relay", "LOFT_ERR_LINK_CLOSED", "ERR_ICE_CONNECTION_FAILURE")).toBe(false);
+  });
+
+  it("the relay-first mark goes when signaling says the contact left (its next dial is not a redial)", () => {
+    const key = new Uint8Array(32).fill(7);
+    const p = { ...peer(toHex(key)), key, relayFirst: true, timers: { clear() {} } } as unknown as Peer;
+    const ctx = { peers: new Map([[p.id, p]]), cfg: {}, stopped: false } as unknown as PresenceContext;
+    onPresence(ctx, key, true);
+    expect(p.relayFirst).toBe(true);
+    onPresence(ctx, key, false);
+    expect(p.relayFirst).toBe(false);
   });
 });

@@ -96,6 +96,21 @@ export function mayDialDirect(ctx: DialingContext, peer: Peer, upgrade: boolean)
   return !peer.live || (upgrade && peer.live.path === "relay");
 }
 
+/**
+ * A live session on `path` closed with `reason`, its link with `linkReason`: true when that was
+ * the direct path dying — ICE failed (`closeRule(...).pathFailure`, the link's reason: the session
+ * itself says only LOFT_ERR_LINK_CLOSED), or the channel stopped answering (`heartbeat-timeout`,
+ * which is how a network change shows when no close event comes; chat.md §6). A direct redial
+ * would then most likely wait out `relayFallbackMs` on the same dead path, so the next dial goes
+ * through the relay at once and direct is tried again from there by the upgrade timer
+ * (`planUpgrade`; docs/design.md, "Relay first after a lost path").
+ */
+export function directPathLost(path: LinkPath, reason: string, linkReason?: string): boolean {
+  if (path !== "direct") return false;
+  if (reason === "heartbeat-timeout" || closeRule(reason).pathFailure) return true;
+  return linkReason !== undefined && closeRule(linkReason).pathFailure;
+}
+
 /** A live relay attempt may start. */
 export function mayDialRelay(ctx: DialingContext, peer: Peer): boolean {
   return ctx.relayLive !== undefined && !peer.blocked && !peer.attempt && !peer.live && !ctx.stopped;

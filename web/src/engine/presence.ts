@@ -124,6 +124,9 @@ export function onPresence(
     outcomes.push(follow({ step: "maybe-dial", why }));
   } else if (!online) {
     outcomes.push(cancel("retry"));
+    // The contact left: its next dial comes when it is back, on whatever network it has then, not
+    // as the redial after our lost path (dialing.ts `directPathLost`).
+    if (!peer.live) peer.relayFirst = false;
     // A direct dial still connecting cannot finish once the page that would answer it is gone
     // (a reload, a closed tab): end it now, or it would win the glare rule against the offer of
     // the contact's next page and hold the chat until its open timeout (chat.md §1).

@@ -459,6 +459,66 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     expect(high.logs).toContain(`attempt in ${low.id.slice(0, 8)} ended: bye-cancelled`);
   });
 
+  it("a direct session lost to an ICE failure: the first redial goes through the relay, direct comes back from there", async () => {
+    h.hub = new Hub();
+    // Direct would open again at once (nothing is blocked): the order of the dials after the
+    // failure is what says which path the redial took, not a timer.
+    const timings = { directRetryMs: 300, glareDelayMs: 1_000 };
+    const a = node("alice", undefined, undefined, undefined, timings);
+    const b = node("bob", undefined, undefined, undefined, timings);
+    a.storage.addUser(b.user);
+    b.storage.addUser(a.user);
+    await a.engine.start();
+    await b.engine.start();
+    await until(
+      () => a.engine.presence(b.id).path === "direct" && b.engine.presence(a.id).path === "direct",
+      "direct",
+    );
+    const mark = [a.logs.length, b.logs.length] as const;
+    // ICE fails on both ends (what web/src/net/webrtc-link.ts reports).
+    for (const l of h.hub.links)
+      if (l.state !== "closed") l.close("ERR_ICE_CONNECTION_FAILURE", "ICE failed");
+    await until(
+      () => a.engine.presence(b.id).path === "relay" && b.engine.presence(a.id).path === "relay",
+      "live on the relay",
+    );
+    const m = await a.engine.send(b.id, "after the ICE failure");
+    await until(() => stateOf(a, m) === "delivered", "delivered through the relay");
+    // Event order, per side: the session closed for the path, then the first dial after it goes
+    // through the relay — no direct dial in between.
+    const since = (n: EngineNode, from: number) => n.logs.slice(from);
+    for (const [n, peer, from] of [
+      [a, b, mark[0]],
+      [b, a, mark[1]],
+    ] as const) {
+      const after = since(n, from);
+      const closed = after.findIndex((l) =>
+        l.startsWith(`session ${peer.id.slice(0, 8)} closed: LOFT_ERR_LINK_CLOSED (ICE failed)`),
+      );
+      expect(closed, "the session closed for the path").toBeGreaterThanOrEqual(0);
+      // (An upgrade from the relay session is a later direct dial, by design.)
+      const dials = after
+        .slice(closed)
+        .filter((l) => l.startsWith("dial ") && !l.endsWith("(direct, while on the relay)"));
+      if (dials.length > 0) expect(dials[0]).toBe(`dial ${peer.id.slice(0, 8)} through the relay`);
+    }
+    const relayFirst = [since(a, mark[0]), since(b, mark[1])]
+      .flat()
+      .filter((l) => l.endsWith("through the relay first"));
+    expect(relayFirst.length).toBeGreaterThanOrEqual(1);
+    // Direct is retried in the background (the upgrade timer) and comes back.
+    await until(
+      () => a.engine.presence(b.id).path === "direct" && b.engine.presence(a.id).path === "direct",
+      "direct again",
+    );
+    const upgrades = [since(a, mark[0]), since(b, mark[1])]
+      .flat()
+      .filter((l) => l.endsWith("(direct, while on the relay)"));
+    expect(upgrades.length, "direct came back by an upgrade from the relay").toBeGreaterThanOrEqual(1);
+    const m2 = await b.engine.send(a.id, "direct again");
+    await until(() => stateOf(b, m2) === "delivered", "delivered direct");
+  });
+
   it("a reply that reaches the first contact before the accepter's mailbox is still receipted", async () => {
     h.hub = new Hub();
     const b = node("bob", undefined, undefined, "");

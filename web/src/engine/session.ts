@@ -158,6 +158,7 @@ export function newLive(session: Session, path: LinkPath): Live {
 export function sessionUp(ctx: SessionContext, peer: Peer, path: LinkPath): Outcome[] {
   peer.failures = 0;
   peer.refusedUs = false;
+  peer.relayFirst = false; // a session is up: the next loss decides again
   peer.mailboxAt = Number.POSITIVE_INFINITY;
   const out: Outcome[] = [
     repeat("heartbeat", ctx.cfg.heartbeatIntervalMs, { step: "heartbeat" }),

@@ -37,7 +37,7 @@ export async function saveStreamed(
   const handle = await dir.getFileHandle(entry, { create: true });
   try {
     const writable = await handle.createWritable();
-    await stream.pipeTo(writable);
+    await stream.pipeThrough(batches(SAVE_BATCH_BYTES)).pipeTo(writable);
   } catch (e) {
     await dir.removeEntry(entry).catch(() => undefined);
     throw e;
@@ -46,6 +46,37 @@ export async function saveStreamed(
   // The download reads the file while it starts; a minute later it has its own copy.
   setTimeout(() => void dir.removeEntry(entry).catch(() => undefined), 60_000);
   return true;
+}
+
+/**
+ * Bytes written to the saving file at once: the engine's stream gives one 63.5 KiB chunk per pull,
+ * and each write to a writable is a round trip to the browser process; 1 MiB writes make 16× fewer.
+ */
+const SAVE_BATCH_BYTES = 1024 * 1024;
+
+/** Gathers a stream's chunks into writes of `size` bytes (the last one shorter). */
+export function batches(size: number): TransformStream<Uint8Array, Uint8Array> {
+  let buf = new Uint8Array(size);
+  let at = 0;
+  return new TransformStream({
+    transform(chunk, controller) {
+      let from = 0;
+      while (from < chunk.length) {
+        const n = Math.min(size - at, chunk.length - from);
+        buf.set(chunk.subarray(from, from + n), at);
+        at += n;
+        from += n;
+        if (at === size) {
+          controller.enqueue(buf);
+          buf = new Uint8Array(size);
+          at = 0;
+        }
+      }
+    },
+    flush(controller) {
+      if (at > 0) controller.enqueue(buf.subarray(0, at));
+    },
+  });
 }
 
 /** The saving folder, emptied of what earlier saves left behind (older than a minute). */

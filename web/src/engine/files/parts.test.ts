@@ -40,6 +40,7 @@ import {
   SEALED_CHUNK_BYTES,
   sealChunkBytes,
 } from "./wire.ts";
+import { failedHere, failedThere } from "./words.ts";
 
 const KEY = new Uint8Array(32).map((_, i) => i + 1);
 const ID = 0x0a0b0c0d;
@@ -336,9 +337,7 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
     for (const frame of sealed.slice(WINDOW_CHUNKS)) await r.files.frame(r.peer, live, frame);
     expect(r.state()).toBe("failed");
     const [t] = await r.files.list("c0ffee");
-    expect(t?.reason).toBe(
-      `Ann sent more of p.bin than this device had asked for (beyond the window of ${WINDOW_CHUNKS} chunks); the file was discarded.`,
-    );
+    expect(t?.reason).toBe(failedHere("Ann", "p.bin", "window"));
     expect(r.told).toEqual([
       { t: "file.accept", id: ID, from: 0 },
       { t: "file.fail", id: ID, r: "window" },
@@ -354,9 +353,7 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
     for (const m of r.told.slice(1)) await s.files.message(s.peer, { ...m, id: s.id } as FileAppMessage);
     const [out] = await s.files.listRoom("r00m");
     expect(out?.state).toBe("failed");
-    expect(out?.reason).toBe(
-      `Ann's device refused p.bin: more of it arrived than it had asked for (beyond its window of ${WINDOW_CHUNKS} chunks), so it discarded the file.`,
-    );
+    expect(out?.reason).toBe(failedThere("Ann", "p.bin", "window"));
     await store.flush();
     await store.flush();
     expect(Math.max(...store.writes.map((w) => w.first + w.count))).toBeLessThanOrEqual(WINDOW_CHUNKS);

@@ -319,7 +319,10 @@ describe("files to a room (Node engines, real signaling and Noise, in-memory lin
     await rooms(b).leave(room);
     const lone = await rooms(b).create();
     await expect(b.engine.sendFileToRoom(lone.id, new Blob([bytes]), "x.bin")).rejects.toMatchObject({
-      reason: { message: "Nobody else is in this room yet: there is no one to send it to." },
+      reason: {
+        message:
+          "Nobody else is in this room yet, so there is no one to send it to. Share the room link, then send it once someone has joined.",
+      },
     });
   });
 });

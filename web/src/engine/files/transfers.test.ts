@@ -20,6 +20,7 @@ import type { EngineRefusal, FileTransfer } from "../api.ts";
 import type { EngineConfig } from "../engine.ts";
 import { type FileRecord, MemoryFileStore } from "./store.ts";
 import { FILE_CHUNK_BYTES, fileHash } from "./wire.ts";
+import { failedHere } from "./words.ts";
 
 const FAST: Partial<EngineConfig> = {
   ...FAST_ENGINE,
@@ -230,10 +231,10 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     const k1 = await offerAndAccept(a, b, randomFile(5 * FILE_CHUNK_BYTES, 13));
     await until(() => stateOf(b, k1.in) === "failed", "receiver ends it");
     await until(() => stateOf(a, k1.out) === "failed", "sender is told");
-    expect(fileTransfers(b).get(k1.in)?.reason).toMatch(/malformed/);
+    expect(fileTransfers(b).get(k1.in)?.reason).toBe(failedHere("alice", "data.bin", "malformed"));
     // The sender says why (file.fail), not a bare "… cancelled.".
     expect(fileTransfers(a).get(k1.out)?.reason).toBe(
-      "A piece of data.bin reached bob's device malformed or out of order; bob's device discarded the file.",
+      "Part of data.bin reached bob's device garbled or out of order, so it discarded the file. Try sending it again.",
     );
     // A FILE_ACK (a session frame) on the lane, naming the transfer: malformed for the lane.
     for (const l of h.hub.links)
@@ -259,10 +260,11 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     await until(() => stateOf(b, keys.in) === "failed", "receiver discards");
     await until(() => stateOf(a, keys.out) === "failed", "sender is told");
     expect(fileTransfers(a).get(keys.out)?.reason).toBe(
-      "A piece of data.bin failed its integrity check on bob's device (changed in transit); bob's device discarded the file.",
+      "Part of data.bin was changed on the way to bob, so bob's device discarded the file. Try sending it again.",
     );
-    expect(fileTransfers(b).get(keys.in)?.reason).toMatch(/integrity/);
-    expect(b.events.some((e) => e.type === "error" && /integrity/.test(e.error.message))).toBe(true);
+    const here = failedHere("alice", "data.bin", "damaged");
+    expect(fileTransfers(b).get(keys.in)?.reason).toBe(here);
+    expect(b.events.some((e) => e.type === "error" && e.error.message === here)).toBe(true);
     expect(await b.engine.fileBlob(keys.in)).toBeUndefined();
   });
 
@@ -373,8 +375,9 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     const keys = await offerAndAccept(a, b, randomFile(6 * FILE_CHUNK_BYTES, 6));
     await until(() => stateOf(b, keys.in) === "failed", "receiver discards");
     await until(() => stateOf(a, keys.out) === "failed", "sender is told");
-    expect(fileTransfers(b).get(keys.in)?.reason).toMatch(/integrity/);
-    expect(b.events.some((e) => e.type === "error" && /integrity/.test(e.error.message))).toBe(true);
+    const here = failedHere("alice", "data.bin", "damaged");
+    expect(fileTransfers(b).get(keys.in)?.reason).toBe(here);
+    expect(b.events.some((e) => e.type === "error" && e.error.message === here)).toBe(true);
     expect(await b.engine.fileBlob(keys.in)).toBeUndefined();
   });
 
@@ -385,7 +388,9 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
       .sendFile(b.id, randomFile(3 * FILE_CHUNK_BYTES + 1, 7), "big.bin")
       .catch((x) => x)) as EngineRefusal;
     expect(e.reason).toMatchObject({ kind: "message-refused" });
-    expect(e.reason.message).toMatch(/files up to/);
+    expect(e.reason.message).toBe(
+      "This file is 0.2 MiB; files up to 0.2 MiB can be sent. Send a smaller file, or split it into parts.",
+    );
     a.engine.disconnect(b.id);
     await until(() => a.engine.presence(b.id).status !== "online", "offline");
     const blob = randomFile(2 * FILE_CHUNK_BYTES + 3, 8);

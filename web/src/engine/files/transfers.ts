@@ -24,6 +24,7 @@ import type { BulkLane } from "../transport.ts";
 import { SealedFileStore } from "./sealed-records.ts";
 import { type FileTransfer, MemoryFileStore, transferKey } from "./store.ts";
 import {
+  CHUNK_HEADER_BYTES,
   type ChunkCipher,
   type ChunkExpectation,
   checkChunk,
@@ -34,6 +35,7 @@ import {
   decodeFileFrame,
   encodeAckFrame,
   encodeChunkFrame,
+  encodeChunkFrameInto,
   FILE_CHUNK_BYTES,
   FILE_KEY_BYTES,
   type FileAppMessage,
@@ -53,6 +55,15 @@ import {
   openChunk,
   SEALED_CHUNK_BYTES,
 } from "./wire.ts";
+import {
+  cancelledThere,
+  declinedThere,
+  failedHere,
+  failedThere,
+  receivingStopped,
+  refused,
+  sendingStopped,
+} from "./words.ts";
 
 /** Chunks the sender may have beyond the receiver's last ACK (≈ 4 MiB in flight). */
 export const WINDOW_CHUNKS = 64;
@@ -62,6 +73,11 @@ export const WINDOW_CHUNKS = 64;
  * while this one goes out.
  */
 const READ_BLOCK_CHUNKS = 16;
+/**
+ * The receiver stores its resume point (`next`) every this many chunks (≈ 4 MiB, the window) and
+ * at every state change (files.md §5).
+ */
+const NEXT_SAVED_EVERY = 64;
 /** Offers from one contact that may wait on the user or run at once; more are declined "busy". */
 export const MAX_OPEN_INCOMING = 16;
 /** Progress events at most this often per transfer (state changes always). */
@@ -213,7 +229,7 @@ export class FileTransfers {
    * the transfer id, key and chunks are the same for every member, so the frames are too, and
    * members in step read each block once.
    */
-  readonly #blocks = new Map<string, Promise<Uint8Array[]>>();
+  readonly #blocks = new Map<string, Promise<FileChunkFrame[]>>();
   /** Room members as transfer ends (set by the engine when it runs rooms). */
   rooms: RoomFilePeers | undefined;
 
@@ -246,11 +262,7 @@ export class FileTransfers {
           const key =
             t.state === "hashing" ? undefined : await this.#ctx.storage.loadSecret(secretName(copy));
           if (!key) {
-            await this.#settle(
-              t,
-              "failed",
-              "The page was reloaded before the file was ready. Send it again.",
-            );
+            await this.#settle(t, "failed", sendingStopped.reloaded(t.name));
             this.#forgetSentCopy(copy);
             continue;
           }
@@ -264,7 +276,7 @@ export class FileTransfers {
         } else if (t.state !== "offered") {
           const key = await this.#ctx.storage.loadSecret(secretName(t.key));
           if (!key) {
-            await this.#settle(t, "failed", "The transfer's key is gone; ask for the file again.");
+            await this.#settle(t, "failed", receivingStopped.keyGone(t.name));
             continue;
           }
           t.state = "waiting";
@@ -297,9 +309,9 @@ export class FileTransfers {
   async send(contactId: ContactId, blob: Blob, name: string, thumb?: Uint8Array): Promise<FileTransfer> {
     await this.#load();
     const peer = this.#ctx.peers.get(contactId);
-    const who = peer?.name ?? "The contact";
     this.#checkSize(blob);
-    if (!peer || peer.blocked) throw refusal(`Files cannot be sent to ${who}.`);
+    if (!peer) throw refusal(refused.unknown());
+    if (peer.blocked) throw refusal(refused.blocked(peer.name));
     const [t] = await this.#sendTo([this.#contact(peer)], blob, name, thumb);
     return t as FileTransfer;
   }
@@ -320,13 +332,12 @@ export class FileTransfers {
     await this.#load();
     this.#checkSize(blob);
     const peers = members.flatMap((m) => this.rooms?.peer(room, m) ?? []);
-    if (peers.length === 0) throw refusal("Nobody else is in this room yet: there is no one to send it to.");
+    if (peers.length === 0) throw refusal(refused.emptyRoom());
     return this.#sendTo(peers, blob, name, thumb, room);
   }
 
   #checkSize(blob: Blob): void {
-    if (blob.size > this.#maxBytes)
-      throw refusal(`This file is ${mib(blob.size)}; files up to ${mib(this.#maxBytes)} can be sent.`);
+    if (blob.size > this.#maxBytes) throw refusal(refused.tooLarge(mib(blob.size), mib(this.#maxBytes)));
   }
 
   /** One file to one or more ends, prepared once (one key, one id, one sealed copy). */
@@ -375,7 +386,7 @@ export class FileTransfers {
     } catch (e) {
       this.#ctx.cfg.log(`files: preparing a file failed: ${(e as Error).name}`);
       for (const o of hashing()) {
-        await this.#settle(o.t, "failed", "The file could not be read, or this device has no room for it.");
+        await this.#settle(o.t, "failed", sendingStopped.unreadable(o.t.name));
         this.#forgetOutgoing(o);
       }
       return group.map((o) => ({ ...o.t }));
@@ -519,7 +530,7 @@ export class FileTransfers {
           const plain = await this.#openStored(t, k, index++);
           if (!plain) {
             wipe(k);
-            controller.error(new Error(`${t.name} is no longer complete on this device.`));
+            controller.error(new Error(receivingStopped.incomplete(t.name)));
             return;
           }
           if (plain.length > 0) controller.enqueue(plain);
@@ -568,12 +579,7 @@ export class FileTransfers {
       case "file.decline": {
         const o = this.#out.get(transferKey(peer.id, "out", m.id));
         if (!o || FINAL.has(o.t.state)) return;
-        const why =
-          m.r === "too-large"
-            ? `${peer.name}'s device does not accept files this large.`
-            : m.r === "busy"
-              ? `${peer.name} has too many files waiting.`
-              : undefined;
+        const why = m.r === "declined" ? undefined : declinedThere(peer.name, m.r);
         await this.#settle(o.t, "declined", why);
         this.#forgetOutgoing(o);
         return;
@@ -582,7 +588,7 @@ export class FileTransfers {
         const key = transferKey(peer.id, m.own ? "in" : "out", m.id);
         const t = this.#all.get(key);
         if (!t || FINAL.has(t.state)) return;
-        const reason = `${peer.name} cancelled.`;
+        const reason = cancelledThere(peer.name, m.own ? "in" : "out");
         if (m.own) {
           const i = this.#in.get(key);
           if (i) await this.#dropIncoming(i, "cancelled", reason);
@@ -611,7 +617,7 @@ export class FileTransfers {
         await this.#settle(
           o.t,
           m.ok ? "done" : "failed",
-          m.ok ? undefined : `${peer.name}'s device found the file damaged and discarded it.`,
+          m.ok ? undefined : failedThere(peer.name, o.t.name, "mismatch"),
         );
         this.#forgetOutgoing(o);
         return;
@@ -700,13 +706,7 @@ export class FileTransfers {
       this.#ctx.cfg.log(`files: dropped a bulk frame: ${frame.error.code}`);
       const id = bytes.length >= 5 ? new DataView(bytes.buffer, bytes.byteOffset).getUint32(1) : 0;
       const i = this.#in.get(transferKey(peer.id, "in", id));
-      if (i?.t.state === "receiving")
-        await this.#failIncoming(
-          peer,
-          i,
-          `A piece of ${i.t.name} arrived malformed; the file was discarded.`,
-          "malformed",
-        );
+      if (i?.t.state === "receiving") await this.#failIncoming(peer, i, "malformed");
       return;
     }
     const i = this.#in.get(transferKey(peer.id, "in", frame.value.header.id));
@@ -772,12 +772,7 @@ export class FileTransfers {
     const checked = checkChunk(expect, chunk);
     if (!checked.ok) {
       if (checked.error.code === "LOFT_ERR_REPLAY") return;
-      await this.#failIncoming(
-        peer,
-        i,
-        `A piece of ${i.t.name} arrived malformed; the file was discarded.`,
-        "malformed",
-      );
+      await this.#failIncoming(peer, i, "malformed");
       return;
     }
     // The window (files.md §5): a sender has at most WINDOW_CHUNKS beyond the last `next` we
@@ -786,22 +781,12 @@ export class FileTransfers {
     // fast a sender pushes and however slow this device stores. The mailbox path has no window
     // (§9): each of its chunks is stored before the next is read (`#part`).
     if (live && chunk.header.index >= i.acked + WINDOW_CHUNKS) {
-      await this.#failIncoming(
-        peer,
-        i,
-        `${peer.name} sent more of ${i.t.name} than this device had asked for (beyond the window of ${WINDOW_CHUNKS} chunks); the file was discarded.`,
-        "window",
-      );
+      await this.#failIncoming(peer, i, "window");
       return;
     }
     const plain = await (await this.#cipher(i)).open(chunk);
     if (!plain.ok) {
-      await this.#failIncoming(
-        peer,
-        i,
-        `A piece of ${i.t.name} failed its integrity check (changed in transit); the file was discarded.`,
-        "damaged",
-      );
+      await this.#failIncoming(peer, i, "damaged");
       return;
     }
     // Cancelled, declined or paused while the chunk was opened: it is not taken.
@@ -819,20 +804,18 @@ export class FileTransfers {
       () => wipe(plain.value),
       () => wipe(plain.value),
     );
-    i.pending.push({ index: chunk.header.index, sealed: chunk.sealed.slice(), digest: digesting, live });
+    // Kept as it arrived, without a copy: a chunk's bytes are its own — a data channel message,
+    // a decrypted session frame, or the mailbox slices put together (`#part`) — and nothing
+    // writes them afterwards (the store copies what it keeps). A 64 KiB copy per chunk was a
+    // share of the receiving page's main thread and garbage (bench:files profile).
+    i.pending.push({ index: chunk.header.index, sealed: chunk.sealed, digest: digesting, live });
     const last = i.taken === chunkCount(i.t.size);
     i.chain = i.chain
       .then(() => this.#storeTaken(i))
       .catch(async (e: unknown) => {
         this.#ctx.cfg.log(`files: storing a chunk failed: ${(e as Error).name}`);
         i.pending.length = 0;
-        if (this.#in.get(i.t.key) === i)
-          await this.#failIncoming(
-            peer,
-            i,
-            `${i.t.name} could not be stored on this device (is it full?).`,
-            "storage",
-          );
+        if (this.#in.get(i.t.key) === i) await this.#failIncoming(peer, i, "storage");
       });
     if (!last) return;
     await i.chain;
@@ -843,12 +826,7 @@ export class FileTransfers {
     if (good) {
       await this.#settle(i.t, "done");
       this.#in.delete(i.t.key);
-    } else
-      await this.#dropIncoming(
-        i,
-        "failed",
-        `${i.t.name} arrived damaged (its hash did not match); discarded.`,
-      );
+    } else await this.#dropIncoming(i, "failed", failedHere(peer.name, i.t.name, "mismatch"));
     this.#later(peer, { t: "file.done", id: i.t.id, ok: good });
   }
 
@@ -879,8 +857,10 @@ export class FileTransfers {
       i.acked = Math.max(i.acked, i.t.next);
     }
     if (i.t.next === chunkCount(i.t.size)) return;
-    // The resume point survives a reload; writing it every 16 chunks (≈ 1 MiB) is enough.
-    if (Math.floor(i.t.next / 16) !== Math.floor(before / 16)) await this.#store.putTransfer(i.t);
+    // The resume point survives a reload; writing it every NEXT_SAVED_EVERY chunks is enough (a
+    // reload re-requests at most that many, and each record write is a seal and a transaction).
+    if (Math.floor(i.t.next / NEXT_SAVED_EVERY) !== Math.floor(before / NEXT_SAVED_EVERY))
+      await this.#store.putTransfer(i.t);
     this.#progress(i);
   }
 
@@ -998,9 +978,13 @@ export class FileTransfers {
       live.session.state !== "closed" &&
       lane?.state !== "closed";
     void (async () => {
-      let ahead: Promise<Uint8Array[]> | undefined = this.#readBlock(o, from, total);
+      // On the lane every frame is written into one buffer: the data channel's `send` copies it at
+      // the call (web/src/net/bulk-lane.ts), so a 64 KiB frame per chunk is garbage the sending
+      // page need not make. The session seals a frame later (its AEAD is async): a frame each.
+      const scratch = lane ? new Uint8Array(CHUNK_HEADER_BYTES + SEALED_CHUNK_BYTES) : undefined;
+      let ahead: Promise<FileChunkFrame[]> | undefined = this.#readBlock(o, from, total);
       for (let first = from; ahead && running(); first += READ_BLOCK_CHUNKS) {
-        const frames: Uint8Array[] = await ahead;
+        const frames: FileChunkFrame[] = await ahead;
         const nextFirst: number = first + frames.length;
         // Read the next block while this one goes out.
         ahead = nextFirst < total && running() ? this.#readBlock(o, nextFirst, total) : undefined;
@@ -1014,15 +998,15 @@ export class FileTransfers {
           // The window bounds what is in flight; the data channel's own buffer is honoured too.
           await (lane ? lane.drain() : live.drain?.());
           if (!running()) return;
-          if (lane) lane.send(frame);
-          else live.session.send(frame);
+          if (lane && scratch) lane.send(encodeChunkFrameInto(scratch, frame));
+          else live.session.send(encodeChunkFrame(frame));
         }
       }
     })().catch(async (e) => {
       this.#ctx.cfg.log(`files: sending stopped: ${(e as Error).name}`);
       if (o.generation !== generation || FINAL.has(o.t.state)) return;
       if (live.session.state === "closed" || lane?.state === "closed") return; // resumes on the next session
-      await this.#settle(o.t, "failed", "The file's copy on this device could not be read any more.");
+      await this.#settle(o.t, "failed", sendingStopped.copyGone(o.t.name));
       const peer = this.#peerOf(o.t);
       if (peer) this.#later(peer, { t: "file.cancel", id: o.t.id, own: true });
       this.#forgetOutgoing(o);
@@ -1030,13 +1014,13 @@ export class FileTransfers {
   }
 
   /**
-   * Chunks `first`… (up to `READ_BLOCK_CHUNKS`) as FILE_CHUNK frames: read from the `File` and
+   * Chunks `first`… (up to `READ_BLOCK_CHUNKS`), header and sealed bytes: read from the `File` and
    * sealed again (the same bytes as the copy: same key, nonce, AAD and plaintext — a browser
    * refuses to read a `File` changed on disk since it was picked) while the page that picked
    * it lives — a native AES-GCM pass is cheaper than a database read that competes with the
    * receiving side's writes — and from the sealed copy after a reload.
    */
-  async #readBlock(o: Outgoing, first: number, total: number): Promise<Uint8Array[]> {
+  async #readBlock(o: Outgoing, first: number, total: number): Promise<FileChunkFrame[]> {
     const count = Math.min(READ_BLOCK_CHUNKS, total - first);
     if (o.blob && o.copy === o.t.key) {
       const cipher = await this.#cipher(o);
@@ -1044,7 +1028,7 @@ export class FileTransfers {
         Promise.all(
           plains.map(async (p, n) => {
             const header = chunkHeader(o.t, first + n);
-            return encodeChunkFrame({ header, sealed: await cipher.seal(header, p) });
+            return { header, sealed: await cipher.seal(header, p) };
           }),
         ),
       );
@@ -1065,11 +1049,11 @@ export class FileTransfers {
     return block;
   }
 
-  /** Chunks `first`… from the sealed copy, as FILE_CHUNK frames. */
-  async #readCopy(o: Outgoing, first: number, count: number): Promise<Uint8Array[]> {
+  /** Chunks `first`… from the sealed copy, for FILE_CHUNK frames. */
+  async #readCopy(o: Outgoing, first: number, count: number): Promise<FileChunkFrame[]> {
     const sealed = await this.#store.getChunks(o.copy, first, count);
     if (sealed.length !== count) throw new Error("the sealed copy is incomplete");
-    return sealed.map((s, n) => encodeChunkFrame({ header: chunkHeader(o.t, first + n), sealed: s }));
+    return sealed.map((s, n) => ({ header: chunkHeader(o.t, first + n), sealed: s }));
   }
 
   /**
@@ -1171,10 +1155,11 @@ export class FileTransfers {
   }
 
   /**
-   * This end ends an accepted transfer: `reason` for the person here, `why` for the sender
-   * (`file.fail`, then the `file.cancel` an older sender reads; in order on the peer's chain).
+   * This end ends an accepted transfer: `why` in words for the person here (words.ts), and for the
+   * sender (`file.fail`, then the `file.cancel` an older sender reads; in order on the peer's chain).
    */
-  async #failIncoming(peer: FilePeer, i: Incoming, reason: string, why: FileFailReason): Promise<void> {
+  async #failIncoming(peer: FilePeer, i: Incoming, why: FileFailReason): Promise<void> {
+    const reason = failedHere(peer.name, i.t.name, why);
     await this.#dropIncoming(i, "failed", reason);
     this.#later(peer, { t: "file.fail", id: i.t.id, r: why });
     this.#later(peer, { t: "file.cancel", id: i.t.id, own: false });
@@ -1332,20 +1317,6 @@ function offerOf(o: Outgoing): FileOffer {
     key: bytes(o.key),
     ...(t.thumb ? { thumb: bytes(t.thumb) } : {}),
   };
-}
-
-/** The sender's words for a `file.fail` from `who` about `file` (files.md §1). */
-function failedThere(who: string, file: string, why: FileFailReason): string {
-  switch (why) {
-    case "window":
-      return `${who}'s device refused ${file}: more of it arrived than it had asked for (beyond its window of ${WINDOW_CHUNKS} chunks), so it discarded the file.`;
-    case "malformed":
-      return `A piece of ${file} reached ${who}'s device malformed or out of order; ${who}'s device discarded the file.`;
-    case "damaged":
-      return `A piece of ${file} failed its integrity check on ${who}'s device (changed in transit); ${who}'s device discarded the file.`;
-    case "storage":
-      return `${who}'s device could not store ${file} (is it full?) and discarded it.`;
-  }
 }
 
 /** The header of chunk `index` of `t` (the same on the sender's copy, the wire and the receiver's store). */

@@ -22,6 +22,8 @@ import {
   decodeBulkFrame,
   decodeFileFrame,
   encodeAckFrame,
+  encodeChunkFrame,
+  encodeChunkFrameInto,
   FILE_CHUNK_BYTES,
   FILE_FAIL_REASONS,
   type FileChunkFrame,
@@ -66,6 +68,19 @@ describe("file frames", () => {
     expect(chunkCount(FILE_CHUNK_BYTES)).toBe(1);
     expect(chunkCount(FILE_CHUNK_BYTES + 1)).toBe(2);
     expect(chunkCount(MAX_FILE_BYTES)).toBe(0xffff);
+  });
+
+  it("a frame written into the sender's one buffer is the frame, whatever was there before", async () => {
+    const scratch = new Uint8Array(CHUNK_HEADER_BYTES + SEALED_CHUNK_BYTES).fill(0xee);
+    const size = 2 * FILE_CHUNK_BYTES + 5;
+    for (const index of [0, 1, 2, 0]) {
+      const chunk = decodedChunk(await chunkFrame(size, index));
+      const into = encodeChunkFrameInto(scratch, chunk);
+      expect(into.buffer).toBe(scratch.buffer);
+      expect(into).toEqual(encodeChunkFrame(chunk)); // the short last chunk, then a full one again
+    }
+    const full = decodedChunk(await chunkFrame(size, 0));
+    expect(() => encodeChunkFrameInto(new Uint8Array(CHUNK_HEADER_BYTES + 100), full)).toThrow(RangeError);
   });
 
   it("mutated, truncated or extended frames give typed errors, never a throw", async () => {

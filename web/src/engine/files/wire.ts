@@ -231,6 +231,19 @@ export function encodeChunkFrame(f: FileChunkFrame): Uint8Array {
   return out;
 }
 
+/**
+ * The same bytes as `encodeChunkFrame`, written into `out` (at least the frame's length): the
+ * sender's one buffer for every frame it hands a data channel, whose `send` copies what it is
+ * given at the call. Returns the frame, a view of `out`.
+ */
+export function encodeChunkFrameInto(out: Uint8Array, f: FileChunkFrame): Uint8Array {
+  const length = CHUNK_HEADER_BYTES + f.sealed.length;
+  if (out.length < length) throw new RangeError("the frame does not fit");
+  writeHeader(out, f.header);
+  out.set(f.sealed, CHUNK_HEADER_BYTES);
+  return out.subarray(0, length);
+}
+
 export function encodeAckFrame(a: FileAckFrame): Uint8Array {
   const out = new Uint8Array(ACK_FRAME_BYTES);
   const dv = new DataView(out.buffer);

@@ -29,6 +29,7 @@ import {
   attemptFailed,
   attemptPresence,
   dialDecision,
+  directPathLost,
   handshake,
   mayDialDirect,
   mayDialRelay,
@@ -368,6 +369,18 @@ export class LinkController {
     const ctx = this.#ctx;
     const { peer } = this;
     if (!mayDialDirect(ctx, peer, upgrade) || !ctx.direct) return;
+    if (!upgrade && peer.relayFirst && mayDialRelay(ctx, peer)) {
+      // The direct path just died under the live session (dialing.ts `directPathLost`): the
+      // first redial goes through the relay at once instead of waiting out relayFallbackMs on
+      // that path; once live there, the upgrade timer tries direct again (docs/design.md,
+      // "Relay first after a lost path").
+      peer.relayFirst = false;
+      ctx.cfg.log(
+        `no direct channel to ${peer.id.slice(0, 8)} (the direct path was lost): through the relay first`,
+      );
+      await this.#dialRelay();
+      return;
+    }
     const link = ctx.direct.dial(peer.key);
     const prepared = prepareDialKeys(ctx); // while the link opens
     const attempt: Attempt = { link, direction: "out", path: "direct", startedAt: Date.now() };
@@ -539,7 +552,12 @@ export class LinkController {
       (p) => ctx.cfg.log(`path ${peer.id.slice(0, 8)}: ${p.local}/${p.remote} ${p.protocol}`),
       () => {},
     );
-    void session.closed.then((info) => this.#sessionClosed(live, info.reason, info.detail));
+    void session.closed.then(async (info) => {
+      // The session names a dead link LOFT_ERR_LINK_CLOSED; the link's own reason says whether
+      // it was the path (an ICE failure: dialing.ts `directPathLost`).
+      const link = attempt.link.state === "closed" ? await attempt.link.closed : undefined;
+      this.#sessionClosed(live, info.reason, info.detail, link?.reason);
+    });
     void this.#readLoop(live);
     if (bulk) void this.#bulkLoop(live, bulk);
     // The peer cannot send before our first ratchet message (chat.md §4, "Who can send"). A
@@ -612,7 +630,7 @@ export class LinkController {
     }
   }
 
-  #sessionClosed(live: Live, reason: string, detail?: string): void {
+  #sessionClosed(live: Live, reason: string, detail?: string, linkReason?: string): void {
     const { peer } = this;
     if (peer.live !== live) {
       // Replaced: its heartbeat stops unless its successor is already up (and owns the timer).
@@ -621,6 +639,7 @@ export class LinkController {
     }
     peer.timers.clear("heartbeat");
     this.#dropLive(live);
+    if (directPathLost(live.path, reason, linkReason)) peer.relayFirst = true;
     this.apply(sessionClosed(this.#ctx, peer, reason, detail));
   }
 

@@ -64,7 +64,13 @@ function fileStatus(t: FileTransfer, name: string): string {
         ? `Delivered · ${formatBytes(t.size)}`
         : `Received · ${formatBytes(t.size)}, checked`;
     case "failed":
-      return t.reason ?? "Failed";
+      // Every end the engine reaches says why (engine/files/words.ts); this is only a fallback.
+      return (
+        t.reason ??
+        (t.direction === "out"
+          ? `${t.name} did not go through. Try sending it again.`
+          : `${t.name} did not arrive. Ask ${name} to send it again.`)
+      );
     case "declined":
       return t.reason ?? (t.direction === "out" ? `${name} declined` : "Declined");
     case "cancelled":
@@ -141,9 +147,16 @@ export function Files(props: {
     try {
       const stream = await fileStream(props.app, t.key);
       if (!stream || !(await saveStreamed(t.name, stream, () => fileBlob(props.app, t.key))))
-        props.onError(`${t.name} is no longer on this device.`);
+        props.onError(`${t.name} is no longer on this device. Ask ${props.name(t)} to send it again.`);
     } catch (e) {
-      props.onError(`${t.name} could not be saved: ${(e as Error).message}`);
+      // The engine's own words when the file itself is the problem (engine/files/words.ts), else
+      // the save failed here (the disk is full, or the browser refused): say what to try.
+      const m = (e as Error).message;
+      props.onError(
+        m.startsWith(t.name)
+          ? m
+          : `${t.name} could not be saved on this device (${m}). Free some space, then press Download again.`,
+      );
     } finally {
       setSaving((s) => {
         const rest = new Set(s);
@@ -155,16 +168,38 @@ export function Files(props: {
 
   const act = (p: Promise<void>) => p.catch((x: unknown) => props.onError((x as Error).message));
 
+  /**
+   * `file` events are applied once per animation frame, the newest of each transfer: a room file
+   * has a row per member, each with its own progress events, and the page draws at most once a
+   * frame anyway. A hidden page (no frames) applies them on the next task instead.
+   */
+  const due = new Map<string, FileTransfer>();
+  let flushing = false;
+  function flush() {
+    flushing = false;
+    if (disposed) return;
+    const ts = [...due.values()];
+    due.clear();
+    for (const t of ts) put(t);
+  }
+  function later(t: FileTransfer) {
+    due.set(t.key, t);
+    if (flushing) return;
+    flushing = true;
+    if (document.hidden) setTimeout(flush, 0);
+    else requestAnimationFrame(flush);
+  }
+
   onMount(() => {
     const off = props.app.onEvent((e) => {
-      if (e.type === "file" && mine(e.transfer)) put(e.transfer);
+      if (e.type === "file" && mine(e.transfer)) later(e.transfer);
     });
     const listing =
       props.roomId !== undefined
         ? listRoomFiles(props.app, props.roomId)
         : listFiles(props.app, props.contactId ?? "");
     void listing.then((all) => {
-      if (!disposed) for (const t of all) if (!files[t.key]) put(t);
+      if (!disposed) for (const t of all) if (!files[t.key] && !due.has(t.key)) put(t);
     });
     onCleanup(() => {
       disposed = true;

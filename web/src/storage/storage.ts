@@ -784,18 +784,25 @@ export class LoftStorage implements EngineStorage {
    * Journal a message being handed over, synchronously (engine.ts `handOver`, in the same task):
    * from here on a reload or a closed tab replays it instead of losing it. A message the journal
    * could not take (none, or localStorage full) counts as unsaved until `forgetJournaled`.
+   * Returns whether the journal holds it.
    */
-  journalOutgoing(message: StoredMessage): void {
+  journalOutgoing(message: StoredMessage): boolean {
     const entry: JournalEntry = {
       id: message.id,
       contactId: message.contactId,
       at: message.at,
       text: message.text,
     };
-    if (!this.#journal?.write(entry)) this.#unsaved.add(message.id);
+    if (this.#journal?.write(entry)) return true;
+    this.#unsaved.add(message.id);
+    return false;
   }
 
-  /** The hand-over is settled (stored with its outbox entry, or refused): its journal entry goes. */
+  /**
+   * The hand-over is settled (stored with its outbox entry, or refused): its journal entry goes.
+   * Not called after a commit that failed for a storage reason: the entry then waits for the next
+   * start (engine.ts `handOver`, api.ts `SaveDeferred`).
+   */
   forgetJournaled(id: MessageId): void {
     this.#unsaved.delete(id);
     this.#journal?.remove(id);

@@ -19,14 +19,20 @@
  *
  * Byte layout (docs/protocol/chat.md §9 has the table and the vectors' recipe):
  *   store key   "loft.outbox-journal." ‖ selfHex ‖ "." ‖ messageId
- *   value       base64url( 0x01 ‖ nonce[24] ‖ XChaCha20-Poly1305(key, nonce, plaintext, ad) )
+ *   value       base64url( 0x02 ‖ nonce[24] ‖ XChaCha20-Poly1305(key, nonce, plaintext, ad) )
  *   ad          "loft/outbox-journal/v1" ‖ 0x00 ‖ identity key[32] ‖ messageId (UTF-8)
- *   plaintext   at u64 BE ‖ len u8 ‖ contactId ‖ len u32 BE ‖ text (UTF-8)
+ *   plaintext   padToBucket( at u64 BE ‖ len u8 ‖ contactId ‖ len u32 BE ‖ text (UTF-8) )
+ * The plaintext is padded to a power-of-two bucket of at least 256 bytes (core/codec/padding.ts,
+ * as every chat message is inside the ratchet; docs/design.md, "Padding"), so a value's size —
+ * which lingers on disk after its removal until the browser compacts its localStorage files —
+ * says only the bucket of the text's length, not the length. Version 0x01 (the same layout, not
+ * padded) is still read, so an entry written just before an update is replayed after it.
  */
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { concatBytes, toHex } from "../../../core/bytes.ts";
+import { paddedBucketSize, padToBucket, unpadBucket } from "../../../core/codec/padding.ts";
 import { err, type LoftError, ok, type Result } from "../../../core/errors.ts";
 import { MAX_TEXT_CHARS } from "../engine/outgoing.ts";
 import { fromBase64url, toBase64url } from "../lib/base64url.ts";
@@ -50,7 +56,10 @@ export interface SyncStore {
 }
 
 export const JOURNAL_PREFIX = "loft.outbox-journal.";
-export const JOURNAL_VERSION = 0x01;
+/** The version written: padded plaintext. */
+export const JOURNAL_VERSION = 0x02;
+/** The first version, read only: the same plaintext layout without padding. */
+export const JOURNAL_VERSION_UNPADDED = 0x01;
 const NONCE_BYTES = 24;
 const TAG_BYTES = 16;
 const AD_LABEL = new TextEncoder().encode("loft/outbox-journal/v1\0");
@@ -59,10 +68,11 @@ const KEY_INFO = new TextEncoder().encode("loft/outbox-journal/v1 key");
 const MAX_ID_BYTES = 255;
 /**
  * The longest value a journal entry can have: a text of MAX_TEXT_CHARS UTF-16 code units is at
- * most 3 bytes a unit in UTF-8, plus the header, both ids' room and the tag, in base64url.
+ * most 3 bytes a unit in UTF-8; with the fixed fields and the contact id's room, padded to its
+ * bucket (65 536 bytes), plus the header and the tag, in base64url.
  */
 export const MAX_ENTRY_CHARS = Math.ceil(
-  ((1 + NONCE_BYTES + 8 + 1 + MAX_ID_BYTES + 4 + 3 * MAX_TEXT_CHARS + TAG_BYTES) * 4) / 3,
+  ((1 + NONCE_BYTES + paddedBucketSize(8 + 1 + MAX_ID_BYTES + 4 + 3 * MAX_TEXT_CHARS) + TAG_BYTES) * 4) / 3,
 );
 
 const utf8 = new TextEncoder();
@@ -78,8 +88,19 @@ export function associatedData(identityKey: Uint8Array, id: string): Uint8Array 
   return concatBytes(AD_LABEL, identityKey, utf8.encode(id));
 }
 
-/** An entry's plaintext: at u64 BE ‖ len u8 ‖ contactId ‖ len u32 BE ‖ text (see the file comment). */
+/**
+ * An entry's plaintext as sealed (version 0x02): padToBucket(at u64 BE ‖ len u8 ‖ contactId ‖
+ * len u32 BE ‖ text) (see the file comment).
+ */
 export function entryPlaintext(entry: JournalEntry): Uint8Array {
+  const layout = entryLayout(entry);
+  const padded = padToBucket(layout);
+  layout.fill(0);
+  return padded;
+}
+
+/** The fields of an entry before padding: at u64 BE ‖ len u8 ‖ contactId ‖ len u32 BE ‖ text. */
+export function entryLayout(entry: JournalEntry): Uint8Array {
   const contact = utf8.encode(entry.contactId);
   const text = utf8.encode(entry.text);
   if (contact.length === 0 || contact.length > MAX_ID_BYTES || entry.id.length === 0)
@@ -130,8 +151,9 @@ export function openEntry(
   }
   if (bytes.length < 1 + NONCE_BYTES + TAG_BYTES + 13)
     return err("LOFT_ERR_MALFORMED", "journal entry truncated");
-  if (bytes[0] !== JOURNAL_VERSION)
-    return err("LOFT_ERR_UNSUPPORTED_VERSION", `journal entry version ${bytes[0]}`);
+  const version = bytes[0];
+  if (version !== JOURNAL_VERSION && version !== JOURNAL_VERSION_UNPADDED)
+    return err("LOFT_ERR_UNSUPPORTED_VERSION", `journal entry version ${version}`);
   let plain: Uint8Array;
   try {
     plain = xchacha20poly1305(
@@ -143,13 +165,22 @@ export function openEntry(
     return err("LOFT_ERR_DECRYPT", "journal entry does not open");
   }
   try {
-    return parsePlaintext(id, plain);
+    if (version === JOURNAL_VERSION_UNPADDED) return parsePlaintext(id, plain);
+    // It opened, so the padding is as its writer sealed it: a bad one is a writer's bug.
+    const unpadded = unpadBucket(plain);
+    if (!unpadded.ok) return err("LOFT_ERR_PADDING", "journal entry padding");
+    try {
+      return parsePlaintext(id, unpadded.value);
+    } finally {
+      unpadded.value.fill(0);
+    }
   } finally {
     plain.fill(0);
   }
 }
 
 function parsePlaintext(id: string, plain: Uint8Array): Result<JournalEntry> {
+  if (plain.length < 13) return err("LOFT_ERR_SCHEMA", "journal entry shorter than its fixed fields");
   const view = new DataView(plain.buffer, plain.byteOffset, plain.byteLength);
   const at = view.getBigUint64(0);
   if (at > BigInt(Number.MAX_SAFE_INTEGER)) return err("LOFT_ERR_SCHEMA", "journal entry time out of range");

@@ -422,6 +422,33 @@ describe("onboarding, contacts and trust in the PWA", () => {
     await a.goto(loft.url);
   });
 
+  it("a second tab opened while a hand-over commits leaves its journal entry to the first tab: one copy", async () => {
+    await aliceChat(a);
+    const before = await texts(a, "out");
+    await holdEncrypt(a);
+    await typeAndEnter(a, "committing in the first tab");
+    expect(await journal(a)).toHaveLength(1);
+    // The second tab unlocks and replays the journal while the first tab's commit is held: the
+    // entry is that tab's pending hand-over (its Web Lock), so it is left alone — the first tab
+    // may still be refused and give the words back (docs/protocol/chat.md §9, "Several tabs").
+    const second = await alice.newPage();
+    try {
+      await second.goto(loft.url);
+      await aliceChat(second);
+      await expect.poll(() => texts(second, "out")).toEqual(before);
+      expect(await journal(second)).toHaveLength(1);
+    } finally {
+      await second.close();
+    }
+    await a.evaluate(() => (window as unknown as { releaseEncrypt: () => void }).releaseEncrypt());
+    await expect.poll(() => journal(a)).toEqual([]);
+    await waitForState(a, "committing in the first tab", "delivered");
+    await a.reload();
+    await aliceChat(a);
+    await outgoing(a, "committing in the first tab").waitFor();
+    expect(await texts(a, "out")).toEqual([...before, "committing in the first tab"]);
+  });
+
   it("a passphrase locks the app across reloads; a wrong one is refused", async () => {
     await a.goto(loft.url);
     await id(a, "nav-settings").click();

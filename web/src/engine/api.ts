@@ -316,6 +316,11 @@ export interface EngineStorage {
    * entry stays for the next start (`SaveDeferred`).
    */
   forgetJournaled?(id: MessageId): void;
+  /**
+   * The hand-over of `id` failed for a storage reason and its journal entry stays for the next
+   * start (`SaveDeferred`): no longer pending, so any tab's replay may store it.
+   */
+  keepJournaled?(id: MessageId): void;
   /** Change a message's state (and failure reason). */
   setMessageState(id: MessageId, state: MessageState, failure?: EngineError): Promise<void>;
   /** Incoming de-duplication: the stored message with this peer id, if any. */

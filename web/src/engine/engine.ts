@@ -391,6 +391,7 @@ export class Engine implements ChatEngine {
           forget();
           throw e;
         }
+        storage.keepJournaled?.(message.id);
         throw new SaveDeferred(e);
       },
     );

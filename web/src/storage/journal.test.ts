@@ -25,6 +25,7 @@ import {
   clearJournals,
   JOURNAL_PREFIX,
   type JournalEntry,
+  type JournalLocks,
   journalKey,
   MAX_ENTRY_CHARS,
   OutboxJournal,
@@ -270,6 +271,57 @@ describe("outbox journal store", () => {
     }
     clearJournals(store);
     expect(store.length).toBe(0);
+  });
+
+  it("a pending hand-over is busy for every tab (its lock) until removed or released", async () => {
+    // Exclusive named locks, granted in request order, like the page's navigator.locks (one
+    // manager shared by every tab of an origin; the Chromium run is test/e2e/onboarding.e2e.ts).
+    const held = new Set<string>();
+    const queue = new Map<string, (() => Promise<void>)[]>();
+    const pending: string[] = [];
+    const locks: JournalLocks = {
+      request(name, callback) {
+        pending.push(name);
+        return new Promise((resolve) => {
+          const run = async () => {
+            pending.splice(pending.indexOf(name), 1);
+            held.add(name);
+            await callback();
+            held.delete(name);
+            const next = queue.get(name)?.shift();
+            if (next) void next();
+            resolve(undefined);
+          };
+          if (held.has(name)) queue.set(name, [...(queue.get(name) ?? []), run]);
+          else queueMicrotask(() => void run());
+        });
+      },
+      query: async () => ({
+        held: [...held].map((name) => ({ name })),
+        pending: pending.map((name) => ({ name })),
+      }),
+    };
+    const store = new MapStore();
+    const first = new OutboxJournal(store, identity, key, locks); // the tab handing over
+    const second = new OutboxJournal(store, identity, key, locks); // a tab unlocking meanwhile
+    first.write(entry(1));
+    first.write(entry(2));
+    // Requested in the write's task: busy for the other tab before the lock is even granted.
+    expect([...(await second.busy())].sort()).toEqual([entry(1).id, entry(2).id]);
+    expect(second.read().entries).toEqual([entry(1), entry(2)]);
+    first.remove(entry(1).id); // committed
+    first.release(entry(2).id); // failed for a storage reason: the entry stays, for any tab
+    await new Promise((r) => setTimeout(r, 0));
+    expect(await second.busy()).toEqual(new Set());
+    expect(second.read().entries).toEqual([entry(2)]);
+    // A write the store refuses holds no lock; closing drops this tab's locks.
+    store.full = true;
+    expect(first.write(entry(3))).toBe(false);
+    store.full = false;
+    first.write(entry(4));
+    first.close();
+    await new Promise((r) => setTimeout(r, 0));
+    expect(await second.busy()).toEqual(new Set());
   });
 
   it("a store that refuses the write (full localStorage) says so, and holds nothing", () => {

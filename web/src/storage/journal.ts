@@ -222,26 +222,52 @@ export function replayOrder(entries: readonly JournalEntry[]): JournalEntry[] {
   return out.sort((a, b) => a.at - b.at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
-/** One identity's journal in a synchronous store. */
+/** The part of the Web Locks API the journal uses (navigator.locks in the page). */
+export interface JournalLocks {
+  request(name: string, callback: () => Promise<void>): Promise<unknown>;
+  query(): Promise<{ held?: { name?: string }[]; pending?: { name?: string }[] }>;
+}
+
+/**
+ * One identity's journal in a synchronous store.
+ *
+ * Several tabs share the store (localStorage is per origin), and each replays the journal when it
+ * unlocks: a tab opening while another tab's hand-over is still committing must leave that entry
+ * alone, or it would store a message the other tab is about to refuse (its screen then gives the
+ * words back, and sending them again makes two). So while a hand-over is pending its tab holds a
+ * Web Lock named like the entry's store key, requested in the same task and before the entry is
+ * written; `busy` lists the entries whose lock is held or requested, and replay skips them
+ * (docs/protocol/chat.md §9, "Several tabs"). A tab that closes or crashes drops its locks, so its
+ * entries replay at the next start as before.
+ */
 export class OutboxJournal {
   readonly #store: SyncStore;
   readonly #identityKey: Uint8Array;
   readonly #key: Uint8Array;
   readonly #prefix: string;
+  readonly #locks: JournalLocks | undefined;
+  /** This tab's pending hand-overs: message id → release of its lock. */
+  readonly #held = new Map<string, () => void>();
 
-  constructor(store: SyncStore, identityKey: Uint8Array, key: Uint8Array) {
+  constructor(store: SyncStore, identityKey: Uint8Array, key: Uint8Array, locks?: JournalLocks) {
     this.#store = store;
     this.#identityKey = identityKey.slice();
     this.#key = key;
     this.#prefix = `${JOURNAL_PREFIX}${toHex(identityKey)}.`;
+    this.#locks = locks;
   }
 
-  /** Whether the entry is in the store (false: the store refused it — full, or disabled). */
+  /**
+   * Whether the entry is in the store (false: the store refused it — full, or disabled). Until
+   * `remove` or `release`, the entry is this tab's pending hand-over (its lock is held).
+   */
   write(entry: JournalEntry): boolean {
+    this.#hold(entry.id);
     try {
       this.#store.setItem(this.#prefix + entry.id, sealEntry(this.#key, this.#identityKey, entry));
       return true;
     } catch {
+      this.release(entry.id);
       return false;
     }
   }
@@ -251,7 +277,51 @@ export class OutboxJournal {
       this.#store.removeItem(this.#prefix + id);
     } catch {
       // a store that stopped working holds nothing we could remove
+    } finally {
+      this.release(id);
     }
+  }
+
+  /** The hand-over of `id` settled but its entry stays (for the next start): any tab may replay it. */
+  release(id: string): void {
+    this.#held.get(id)?.();
+    this.#held.delete(id);
+  }
+
+  /**
+   * Request the lock of entry `id` before the entry is written: a tab that reads the entry reads
+   * it after this request was made (same task), so its `busy` query finds it held or pending.
+   */
+  #hold(id: string): void {
+    if (!this.#locks || this.#held.has(id)) return;
+    let release = () => {};
+    const until = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    this.#held.set(id, release);
+    try {
+      this.#locks.request(this.#prefix + id, () => until).catch(() => {});
+    } catch {
+      // no locks here (an opaque origin): replay in another tab may not know this one is pending
+    }
+  }
+
+  /**
+   * The message ids whose hand-over is still pending in some tab of this origin, this one
+   * included: their lock is held or requested. Query after `read` (see `#hold`). Empty when the
+   * browser has no Web Locks.
+   */
+  async busy(): Promise<Set<string>> {
+    const out = new Set<string>(this.#held.keys());
+    if (!this.#locks) return out;
+    try {
+      const { held = [], pending = [] } = await this.#locks.query();
+      for (const l of [...held, ...pending])
+        if (l.name?.startsWith(this.#prefix)) out.add(l.name.slice(this.#prefix.length));
+    } catch {
+      // no answer: replay all, as without locks
+    }
+    return out;
   }
 
   /**
@@ -272,8 +342,9 @@ export class OutboxJournal {
     return { entries: replayOrder(entries), unreadable };
   }
 
-  /** Forget the key (the storage closes or is replaced). */
+  /** Forget the key (the storage closes or is replaced); this tab's locks go. */
   close(): void {
+    for (const id of [...this.#held.keys()]) this.release(id);
     this.#key.fill(0);
   }
 }
@@ -286,6 +357,15 @@ function storeKeys(store: SyncStore, prefix: string): string[] {
     if (k?.startsWith(prefix)) out.push(k);
   }
   return out;
+}
+
+/** The page's Web Locks (`navigator.locks`), or undefined where there are none. */
+export function pageLocks(): JournalLocks | undefined {
+  try {
+    return typeof navigator === "undefined" ? undefined : navigator.locks;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The page's localStorage, or undefined where there is none or the browser blocks it. */

@@ -57,7 +57,14 @@ import {
   type SettingsRecord,
 } from "./db.ts";
 import { StorageGate } from "./gate.ts";
-import { clearJournals, type JournalEntry, journalKey, OutboxJournal, pageSyncStore } from "./journal.ts";
+import {
+  clearJournals,
+  type JournalEntry,
+  journalKey,
+  OutboxJournal,
+  pageLocks,
+  pageSyncStore,
+} from "./journal.ts";
 import {
   generateDeviceKey,
   kdfNeedsUpgrade,
@@ -772,7 +779,12 @@ export class LoftStorage implements EngineStorage {
     this.#closeJournal();
     const store = pageSyncStore();
     if (store)
-      this.#journal = new OutboxJournal(store, identityKey, journalKey(identityKey, privateIdentityKey));
+      this.#journal = new OutboxJournal(
+        store,
+        identityKey,
+        journalKey(identityKey, privateIdentityKey),
+        pageLocks(),
+      );
   }
 
   #closeJournal(): void {
@@ -809,6 +821,15 @@ export class LoftStorage implements EngineStorage {
   }
 
   /**
+   * The hand-over settled without a commit (a storage failure) and its journal entry stays for
+   * the next start: it is no longer pending here, so any tab's replay may store it.
+   */
+  keepJournaled(id: MessageId): void {
+    this.#unsaved.delete(id);
+    this.#journal?.release(id);
+  }
+
+  /**
    * Handed-over messages a reload would lose now: neither journaled nor committed (the chat warns
    * before the page unloads while there are any; Chat.tsx).
    */
@@ -825,13 +846,18 @@ export class LoftStorage implements EngineStorage {
    * of a deleted contact go. An entry already committed is only removed (idempotent). Entries
    * that do not open are removed and counted, except one of a newer format (left for that
    * version); one whose storing fails stays for the next start with the contact's later ones (the
-   * order), and other contacts' go on. Returns the ids stored.
+   * order), and other contacts' go on. An entry whose hand-over is still pending in another tab
+   * (its Web Lock: journal.ts `busy`) is left to that tab, with the contact's later ones.
+   * Returns the ids stored.
    */
   replayJournal(refusal: (c: ContactRecord) => EngineError | undefined): Promise<MessageId[]> {
     return this.#gate.shared(async () => {
       const journal = this.#journal;
       if (!journal) return [];
       const { entries, unreadable } = journal.read();
+      // After the read (journal.ts `#hold`): another tab's hand-over still committing is left to
+      // it, or this replay could store a message that tab is about to refuse.
+      const busy = await journal.busy();
       for (const u of unreadable)
         if (u.error.code !== "LOFT_ERR_UNSUPPORTED_VERSION") {
           console.warn(`storage: dropped an outbox journal entry that does not open (${u.error.code})`);
@@ -842,6 +868,7 @@ export class LoftStorage implements EngineStorage {
       /** Contacts with an entry that could not be stored: their later entries wait too (order). */
       const waiting = new Set<ContactId>();
       for (const e of entries) {
+        if (busy.has(e.id)) waiting.add(e.contactId);
         if (waiting.has(e.contactId)) continue;
         try {
           const r = await this.#db.get("contacts", e.contactId);

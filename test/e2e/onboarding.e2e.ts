@@ -449,6 +449,38 @@ describe("onboarding, contacts and trust in the PWA", () => {
     expect(await texts(a, "out")).toEqual([...before, "committing in the first tab"]);
   });
 
+  it("a message whose commit fails for lack of room keeps its bubble, says so, and is stored at the next start", async () => {
+    await aliceChat(a);
+    const before = await texts(a, "out");
+    // IndexedDB refuses the message's write, as a full quota does; localStorage (the journal)
+    // still takes it. The entry must stay: it is the one copy of the words (chat.md §9).
+    await a.evaluate(() => {
+      const put = IDBObjectStore.prototype.put;
+      IDBObjectStore.prototype.put = function (
+        this: IDBObjectStore,
+        ...args: Parameters<IDBObjectStore["put"]>
+      ) {
+        if (this.name === "messages") throw new DOMException("full", "QuotaExceededError");
+        return put.apply(this, args);
+      };
+    });
+    await typeAndEnter(a, "kept while storage is full");
+    await expect
+      .poll(() => id(a, "send-error").textContent())
+      .toBe(
+        "Loft could not save this message on this device yet. It is kept, and goes out when you next open Loft.",
+      );
+    // The bubble stays and the words are not given back: sending them again would make two.
+    expect(await texts(a, "out")).toEqual([...before, "kept while storage is full"]);
+    expect(await id(a, "composer-input").inputValue()).toBe("");
+    expect(await journal(a)).toHaveLength(1);
+    await a.reload();
+    await aliceChat(a);
+    await waitForState(a, "kept while storage is full", "delivered");
+    expect(await texts(a, "out")).toEqual([...before, "kept while storage is full"]);
+    expect(await journal(a)).toEqual([]);
+  });
+
   it("a passphrase locks the app across reloads; a wrong one is refused", async () => {
     await a.goto(loft.url);
     await id(a, "nav-settings").click();

@@ -4,7 +4,8 @@
  *   docs/vectors/journal-v1.json  the journal key from a fixed identity, entries sealed with fixed
  *                                 nonces (their AD, plaintext and stored value), and invalid
  *                                 values with the error code each must give (the two size
- *                                 limits, 64 KiB-sized, are checked in journal.test.ts instead).
+ *                                 limits, 64 KiB-sized, are checked in journal.test.ts instead),
+ *                                 and a version 0x01 (unpadded) entry, still read.
  *
  * web/src/storage/journal.test.ts opens every entry, re-seals it, checks every invalid value's code
  * and that this script regenerates the file byte for byte; test/interop/vectorcheck/journal.py
@@ -17,9 +18,11 @@
 import { fileURLToPath } from "node:url";
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { concatBytes } from "../core/bytes.ts";
+import { padToBucket } from "../core/codec/padding.ts";
 import { toBase64url } from "../web/src/lib/base64url.ts";
 import {
   associatedData,
+  entryLayout,
   entryPlaintext,
   type JournalEntry,
   journalKey,
@@ -61,10 +64,20 @@ const ENTRIES: { label: string; entry: JournalEntry; nonce: Uint8Array }[] = [
   },
 ];
 
-/** A value sealed under the vector key and the AD of id "bad" with any plaintext (SCHEMA cases). */
-function sealRaw(key: Uint8Array, plain: Uint8Array): string {
+/**
+ * A version-0x02 value sealed under the vector key and the AD of id "bad" with any plaintext,
+ * padded (SCHEMA cases) or as given (PADDING cases).
+ */
+function sealRaw(key: Uint8Array, plain: Uint8Array, pad = true): string {
   const nonce = fill(24, 0x44);
-  const ct = xchacha20poly1305(key, nonce, associatedData(IDENTITY, "bad")).encrypt(plain);
+  const sealed = pad ? padToBucket(plain) : plain;
+  const ct = xchacha20poly1305(key, nonce, associatedData(IDENTITY, "bad")).encrypt(sealed);
+  return toBase64url(concatBytes(Uint8Array.of(2), nonce, ct));
+}
+
+/** A version-0x01 value: the layout sealed without padding (what the first version wrote). */
+function sealUnpadded(key: Uint8Array, entry: JournalEntry, nonce: Uint8Array): string {
+  const ct = xchacha20poly1305(key, nonce, associatedData(IDENTITY, entry.id)).encrypt(entryLayout(entry));
   return toBase64url(concatBytes(Uint8Array.of(1), nonce, ct));
 }
 
@@ -98,9 +111,37 @@ export function buildJournalVectors() {
     { label: "not base64url", id: first.id, value: `${first.value.slice(0, 20)}+/=` },
     { label: "shorter than the fixed fields", id: first.id, value: toBase64url(raw.subarray(0, 50)) },
     {
-      label: "version 0x02",
+      label: "version 0x03",
       id: first.id,
-      value: toBase64url(concatBytes(Uint8Array.of(2), raw.subarray(1))),
+      value: toBase64url(concatBytes(Uint8Array.of(3), raw.subarray(1))),
+    },
+    {
+      label: "version 0x01 on a padded plaintext (the version byte is not in the AD: SCHEMA)",
+      id: first.id,
+      value: toBase64url(concatBytes(Uint8Array.of(1), raw.subarray(1))),
+    },
+    {
+      label: "no 0x80 padding marker",
+      id: "bad",
+      value: sealRaw(key, concatBytes(layout(1n, "c", t), new Uint8Array(256 - 15)), false),
+    },
+    {
+      label: "not a bucket size (300 bytes)",
+      id: "bad",
+      value: sealRaw(
+        key,
+        concatBytes(layout(1n, "c", t), Uint8Array.of(0x80), new Uint8Array(300 - 16)),
+        false,
+      ),
+    },
+    {
+      label: "padded to a larger bucket than needed (512 bytes)",
+      id: "bad",
+      value: sealRaw(
+        key,
+        concatBytes(layout(1n, "c", t), Uint8Array.of(0x80), new Uint8Array(512 - 16)),
+        false,
+      ),
     },
     {
       label: "the last tag byte changed",
@@ -123,12 +164,21 @@ export function buildJournalVectors() {
   ];
   return {
     description:
-      "Outbox journal entries (docs/protocol/chat.md §9, 'The outbox journal'): key = HKDF-SHA-256(ikm = private identity key, salt = identity key, info = 'loft/outbox-journal/v1 key', 32); value = base64url(0x01 ‖ nonce ‖ XChaCha20-Poly1305(key, nonce, plaintext, ad)).",
+      "Outbox journal entries (docs/protocol/chat.md §9, 'The outbox journal'): key = HKDF-SHA-256(ikm = private identity key, salt = identity key, info = 'loft/outbox-journal/v1 key', 32); value = base64url(0x02 ‖ nonce ‖ XChaCha20-Poly1305(key, nonce, padToBucket(plaintext), ad)); version 0x01 (unpadded) is still read.",
     identityKey: hex(IDENTITY),
     privateIdentityKey: hex(PRIVATE),
     key: hex(key),
     maxEntryChars: MAX_ENTRY_CHARS,
     entries,
+    unpadded: [
+      {
+        label: "version 0x01 (not padded), still read: the first entry as the first version wrote it",
+        ...ENTRIES[0]!.entry,
+        nonce: hex(ENTRIES[0]!.nonce),
+        plaintext: hex(entryLayout(ENTRIES[0]!.entry)),
+        value: sealUnpadded(key, ENTRIES[0]!.entry, ENTRIES[0]!.nonce),
+      },
+    ],
     invalid: invalidValues.map(({ label, id, value }) => {
       const r = openEntry(key, IDENTITY, id, value);
       if (r.ok) throw new Error(`invalid vector "${label}" opens`);

@@ -422,6 +422,65 @@ describe("onboarding, contacts and trust in the PWA", () => {
     await a.goto(loft.url);
   });
 
+  it("a second tab opened while a hand-over commits leaves its journal entry to the first tab: one copy", async () => {
+    await aliceChat(a);
+    const before = await texts(a, "out");
+    await holdEncrypt(a);
+    await typeAndEnter(a, "committing in the first tab");
+    expect(await journal(a)).toHaveLength(1);
+    // The second tab unlocks and replays the journal while the first tab's commit is held: the
+    // entry is that tab's pending hand-over (its Web Lock), so it is left alone — the first tab
+    // may still be refused and give the words back (docs/protocol/chat.md §9, "Several tabs").
+    const second = await alice.newPage();
+    try {
+      await second.goto(loft.url);
+      await aliceChat(second);
+      await expect.poll(() => texts(second, "out")).toEqual(before);
+      expect(await journal(second)).toHaveLength(1);
+    } finally {
+      await second.close();
+    }
+    await a.evaluate(() => (window as unknown as { releaseEncrypt: () => void }).releaseEncrypt());
+    await expect.poll(() => journal(a)).toEqual([]);
+    await waitForState(a, "committing in the first tab", "delivered");
+    await a.reload();
+    await aliceChat(a);
+    await outgoing(a, "committing in the first tab").waitFor();
+    expect(await texts(a, "out")).toEqual([...before, "committing in the first tab"]);
+  });
+
+  it("a message whose commit fails for lack of room keeps its bubble, says so, and is stored at the next start", async () => {
+    await aliceChat(a);
+    const before = await texts(a, "out");
+    // IndexedDB refuses the message's write, as a full quota does; localStorage (the journal)
+    // still takes it. The entry must stay: it is the one copy of the words (chat.md §9).
+    await a.evaluate(() => {
+      const put = IDBObjectStore.prototype.put;
+      IDBObjectStore.prototype.put = function (
+        this: IDBObjectStore,
+        ...args: Parameters<IDBObjectStore["put"]>
+      ) {
+        if (this.name === "messages") throw new DOMException("full", "QuotaExceededError");
+        return put.apply(this, args);
+      };
+    });
+    await typeAndEnter(a, "kept while storage is full");
+    await expect
+      .poll(() => id(a, "send-error").textContent())
+      .toBe(
+        "Loft could not save this message on this device yet. It is kept, and goes out when you next open Loft.",
+      );
+    // The bubble stays and the words are not given back: sending them again would make two.
+    expect(await texts(a, "out")).toEqual([...before, "kept while storage is full"]);
+    expect(await id(a, "composer-input").inputValue()).toBe("");
+    expect(await journal(a)).toHaveLength(1);
+    await a.reload();
+    await aliceChat(a);
+    await waitForState(a, "kept while storage is full", "delivered");
+    expect(await texts(a, "out")).toEqual([...before, "kept while storage is full"]);
+    expect(await journal(a)).toEqual([]);
+  });
+
   it("a passphrase locks the app across reloads; a wrong one is refused", async () => {
     await a.goto(loft.url);
     await id(a, "nav-settings").click();

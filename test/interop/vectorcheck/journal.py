@@ -1,18 +1,32 @@
 """The outbox journal, written from docs/protocol/chat.md §9 ("The outbox journal": the key, the
-AD, the plaintext layout, the value and the decoding errors), to replay docs/vectors/journal-v1.json."""
+AD, the plaintext layout and its padding, the value and the decoding errors), to replay
+docs/vectors/journal-v1.json."""
 import base64
 import re
 import struct
 
 from prims import expect, hkdf, xchacha_open, xchacha_seal
 
-VERSION = 1
+VERSION = 2  # padded plaintext; written
+VERSION_UNPADDED = 1  # the first version: read only
+MIN_BUCKET = 256
 NONCE = 24
 TAG = 16
 MAX_TEXT_UNITS = 16_000
-# The longest value: version, nonce, at, contact id length and room (255), text length, the
-# longest text (16 000 UTF-16 units at 3 UTF-8 bytes each), tag; in base64url without padding.
-MAX_ENTRY_CHARS = -(-((1 + NONCE + 8 + 1 + 255 + 4 + 3 * MAX_TEXT_UNITS + TAG) * 4) // 3)
+
+
+def bucket(n):
+    """The smallest power of two >= max(n + 1, 256): the padded size of n bytes."""
+    size = MIN_BUCKET
+    while size < n + 1:
+        size *= 2
+    return size
+
+
+# The longest value: version, nonce, the padded bucket of (at, contact id length and room (255),
+# text length, the longest text: 16 000 UTF-16 units at 3 UTF-8 bytes each), tag; in base64url
+# without padding.
+MAX_ENTRY_CHARS = -(-((1 + NONCE + bucket(8 + 1 + 255 + 4 + 3 * MAX_TEXT_UNITS) + TAG) * 4) // 3)
 
 
 class JournalError(Exception):
@@ -29,9 +43,28 @@ def ad_of(identity, msg_id):
     return b"loft/outbox-journal/v1\0" + identity + msg_id.encode()
 
 
-def plaintext_of(at, contact, text):
+def layout_of(at, contact, text):
     c, t = contact.encode(), text.encode()
     return struct.pack(">QB", at, len(c)) + c + struct.pack(">I", len(t)) + t
+
+
+def pad(data):
+    """ISO/IEC 7816-4 to a power-of-two bucket: 0x80, then zeros."""
+    return data + b"\x80" + bytes(bucket(len(data)) - len(data) - 1)
+
+
+def unpad(padded):
+    n = len(padded)
+    if n < MIN_BUCKET or n & (n - 1):
+        raise JournalError("LOFT_ERR_PADDING")
+    body = padded.rstrip(b"\0")
+    if not body or body[-1] != 0x80 or bucket(len(body) - 1) != n:
+        raise JournalError("LOFT_ERR_PADDING")
+    return body[:-1]
+
+
+def plaintext_of(at, contact, text):
+    return pad(layout_of(at, contact, text))
 
 
 def b64url(raw):
@@ -46,11 +79,15 @@ def open_value(key, identity, msg_id, value):
     raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
     if len(raw) < 1 + NONCE + TAG + 13:
         raise JournalError("LOFT_ERR_MALFORMED")
-    if raw[0] != VERSION:
+    if raw[0] not in (VERSION, VERSION_UNPADDED):
         raise JournalError("LOFT_ERR_UNSUPPORTED_VERSION")
     pt = xchacha_open(key, raw[1 : 1 + NONCE], ad_of(identity, msg_id), raw[1 + NONCE :])
     if pt is None:
         raise JournalError("LOFT_ERR_DECRYPT")
+    if raw[0] == VERSION:
+        pt = unpad(pt)
+    if len(pt) < 13:
+        raise JournalError("LOFT_ERR_SCHEMA")
     at, n = struct.unpack(">QB", pt[:9])
     if at > 2**53 - 1 or n == 0 or len(pt) < 13 + n:
         raise JournalError("LOFT_ERR_SCHEMA")
@@ -84,6 +121,14 @@ def check(doc, name):
         value = b64url(bytes([VERSION]) + nonce + xchacha_seal(key, nonce, ad, pt))
         expect(w + " value", value, e["value"])
         expect(w + " opened", open_value(key, identity, e["id"], value), (e["at"], e["contactId"], e["text"]))
+    for i, e in enumerate(doc["unpadded"]):
+        w = "unpadded[%d] (%s)" % (i, e["label"])
+        pt = layout_of(e["at"], e["contactId"], e["text"])
+        expect(w + " plaintext", pt, h(e["plaintext"]))
+        nonce = h(e["nonce"])
+        value = b64url(bytes([VERSION_UNPADDED]) + nonce + xchacha_seal(key, nonce, ad_of(identity, e["id"]), pt))
+        expect(w + " value", value, e["value"])
+        expect(w + " opened", open_value(key, identity, e["id"], value), (e["at"], e["contactId"], e["text"]))
     for i, v in enumerate(doc["invalid"]):
         w = "invalid[%d] (%s)" % (i, v["label"])
         try:
@@ -92,4 +137,8 @@ def check(doc, name):
         except JournalError as e:
             code = e.code
         expect(w + " code", code, v["code"])
-    return "%d entries, %d invalid values" % (len(doc["entries"]), len(doc["invalid"]))
+    return "%d entries, %d unpadded, %d invalid values" % (
+        len(doc["entries"]),
+        len(doc["unpadded"]),
+        len(doc["invalid"]),
+    )

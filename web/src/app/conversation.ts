@@ -4,7 +4,13 @@
  * The screen never holds storage or the engine itself; the engine may restart underneath (a new
  * username, a restored backup), so it is looked up on every call.
  */
-import { EngineRefusal, type HandedOver, type MessageId, type StoredMessage } from "../engine/api.ts";
+import {
+  EngineRefusal,
+  type HandedOver,
+  type MessageId,
+  SaveDeferred,
+  type StoredMessage,
+} from "../engine/api.ts";
 import type { AppModel } from "./model.ts";
 import { ActionFailed, problemText } from "./problems.ts";
 
@@ -56,5 +62,7 @@ export function connectTo(app: AppModel, contactId: string): void {
 
 /** Why a message could not be sent, in words for the person. */
 export function sendProblem(x: unknown): string {
+  if (x instanceof SaveDeferred)
+    return "Loft could not save this message on this device yet. It is kept, and goes out when you next open Loft.";
   return x instanceof EngineRefusal ? x.reason.message : problemText(x, "send");
 }

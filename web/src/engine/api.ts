@@ -306,12 +306,21 @@ export interface EngineStorage {
   /**
    * Record a message being handed over, synchronously, until its `queueOutgoing` lands: a reload
    * or a closed tab in between replays it at the next start instead of losing it (the outbox
-   * journal, web/src/storage/journal.ts; docs/protocol/chat.md §9). Optional: a store without it
-   * is only as durable as its commit.
+   * journal, web/src/storage/journal.ts; docs/protocol/chat.md §9). Returns whether the journal
+   * holds it. Optional: a store without it is only as durable as its commit.
    */
-  journalOutgoing?(message: StoredMessage): void;
-  /** The hand-over of `id` settled (stored, or refused): drop its journal entry. */
+  journalOutgoing?(message: StoredMessage): boolean;
+  /**
+   * The hand-over of `id` settled (stored, or refused by a contact rule): drop its journal entry.
+   * Not called when the store failed for a storage reason and the journal holds the message: the
+   * entry stays for the next start (`SaveDeferred`).
+   */
   forgetJournaled?(id: MessageId): void;
+  /**
+   * The hand-over of `id` failed for a storage reason and its journal entry stays for the next
+   * start (`SaveDeferred`): no longer pending, so any tab's replay may store it.
+   */
+  keepJournaled?(id: MessageId): void;
   /** Change a message's state (and failure reason). */
   setMessageState(id: MessageId, state: MessageState, failure?: EngineError): Promise<void>;
   /** Incoming de-duplication: the stored message with this peer id, if any. */
@@ -635,12 +644,30 @@ export type ContactChange =
 export interface HandedOver {
   /** The message as it will be stored: id and `at` fixed at the hand-over, state `queued`. */
   message: StoredMessage;
-  /** Resolves with `message.id` once stored with its outbox entry; rejects with `EngineRefusal`. */
+  /**
+   * Resolves with `message.id` once stored with its outbox entry; rejects with `EngineRefusal`
+   * (not sent: the words go back to the person), with `SaveDeferred` (not stored now, but kept in
+   * the outbox journal for the next start), or with the storage error (neither stored nor kept).
+   */
   stored: Promise<MessageId>;
 }
 
 /** The export web/src/chat-engine.ts provides. */
 export type CreateChatEngine = (options: EngineStartOptions) => ChatEngine;
+
+/**
+ * `HandedOver.stored` failed for a storage reason — the app locked in the commit window, a full
+ * quota, a transaction another tab aborted — while the outbox journal holds the message
+ * (docs/protocol/chat.md §9, "The outbox journal"). The entry stays: the next start stores the
+ * message with its id and time and sends it. So the screen keeps the bubble and does not give the
+ * words back (sending them again would make two). `cause` is the storage error.
+ */
+export class SaveDeferred extends Error {
+  constructor(cause: unknown) {
+    super(`not stored yet (${(cause as Error)?.name ?? "error"}); kept for the next start`, { cause });
+    this.name = "SaveDeferred";
+  }
+}
 
 /** Error thrown by `send`/`retry` when refused; carries the person-readable reason. */
 export class EngineRefusal extends Error {

@@ -21,7 +21,7 @@ import {
   SlowStorage,
   until,
 } from "../../../test/support/engine.ts";
-import type { MessageId, StoredMessage } from "./api.ts";
+import { EngineRefusal, type MessageId, SaveDeferred, type StoredMessage } from "./api.ts";
 import { decodeChatRatchet } from "./ratchet-store.ts";
 
 describe("chat engine (Node, real signaling, in-memory links)", () => {
@@ -190,6 +190,48 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     expect(a.storage.messages.has(refused.message.id)).toBe(false);
     // Refused: the screen takes the bubble back, so no later replay may send it.
     expect(journaled.size).toBe(0);
+  });
+
+  it("a hand-over whose commit fails for a storage reason keeps its journal entry (SaveDeferred)", async () => {
+    const [a, b] = await pair();
+    const journaled = new Set<MessageId>();
+    let journalTakes = true;
+    const queue = a.storage.queueOutgoing.bind(a.storage);
+    let failing: Error | undefined;
+    Object.assign(a.storage, {
+      journalOutgoing: (m: StoredMessage) => journalTakes && journaled.add(m.id) !== undefined,
+      forgetJournaled: (id: MessageId) => journaled.delete(id),
+      queueOutgoing: (m: StoredMessage) => (failing ? Promise.reject(failing) : queue(m)),
+    });
+    // A full quota in the commit: not stored, but the journal keeps the words for the next start
+    // (the person may have left the chat, so giving the words back to the composer loses them).
+    failing = new DOMException("quota", "QuotaExceededError");
+    const full = a.engine.handOver(b.id, "kept for later");
+    const deferred = await full.stored.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(deferred).toBeInstanceOf(SaveDeferred);
+    expect((deferred as SaveDeferred).cause).toBe(failing);
+    expect(journaled.has(full.message.id)).toBe(true);
+    expect(a.storage.messages.has(full.message.id)).toBe(false);
+    // The app locked in the commit window: the same.
+    failing = Object.assign(new Error("locked"), { name: "LockedError" });
+    const locked = a.engine.handOver(b.id, "locked mid-commit");
+    await expect(locked.stored).rejects.toBeInstanceOf(SaveDeferred);
+    expect(journaled.has(locked.message.id)).toBe(true);
+    // No journal to keep it (localStorage full or blocked): the storage error itself, nothing left.
+    journalTakes = false;
+    const lost = a.engine.handOver(b.id, "not kept");
+    await expect(lost.stored).rejects.toBe(failing);
+    expect(journaled.has(lost.message.id)).toBe(false);
+    // A contact refusal still drops the entry: the screen gives the words back.
+    journalTakes = true;
+    failing = undefined;
+    a.storage.contacts.get(b.id)!.trust = "rejected";
+    const refused = a.engine.handOver(b.id, "after blocking");
+    await expect(refused.stored).rejects.toBeInstanceOf(EngineRefusal);
+    expect([...journaled].sort()).toEqual([full.message.id, locked.message.id].sort());
   });
 
   it("flushes an outbox written while the contact was offline, in order, once", async () => {

@@ -52,6 +52,7 @@ import type {
   ProxyServing,
   ServiceStatus,
 } from "./api.ts";
+import { EngineRefusal, SaveDeferred } from "./api.ts";
 import { Calls } from "./calls/calls.ts";
 import { RoomCalls } from "./calls/room-call.ts";
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
@@ -365,10 +366,13 @@ export class Engine implements ChatEngine {
     const storage = this.#ctx.storage;
     // Journaled in this task, before the first await: from the moment the person sees the bubble,
     // a reload or a closed tab replays the message instead of losing it (storage/journal.ts;
-    // docs/protocol/chat.md §9, "The outbox journal"). The entry lives exactly as long as `stored`
-    // is pending: removed once the commit lands, and on a refusal too — the screen then takes the
-    // bubble back and keeps the words, so a later replay would send what the person was told was not.
-    storage.journalOutgoing?.(message);
+    // docs/protocol/chat.md §9, "The outbox journal"). The entry goes once the commit lands, and on
+    // a refusal (`EngineRefusal`) too — the screen then takes the bubble back and keeps the words,
+    // so a later replay would send what the person was told was not. A commit that fails for a
+    // storage reason (locked, quota, an aborted transaction) keeps the entry: the person may have
+    // left the chat already, and the journal is then the one copy of the words (docs/design.md,
+    // "a message shown is a message kept"); the next start stores and sends it (`SaveDeferred`).
+    const journaled = storage.journalOutgoing?.(message) === true;
     const stored = this.#lines.run(contactId, async () => {
       const c = await sendableContact(storage, contactId);
       await storage.queueOutgoing(message);
@@ -376,9 +380,22 @@ export class Engine implements ChatEngine {
       this.#links.for(c).queued();
       return message.id;
     });
-    const settled = () => storage.forgetJournaled?.(message.id);
-    stored.then(settled, settled);
-    return { message: { ...message }, stored };
+    const forget = () => storage.forgetJournaled?.(message.id);
+    const settled = stored.then(
+      (id) => {
+        forget();
+        return id;
+      },
+      (e: unknown) => {
+        if (e instanceof EngineRefusal || !journaled) {
+          forget();
+          throw e;
+        }
+        storage.keepJournaled?.(message.id);
+        throw new SaveDeferred(e);
+      },
+    );
+    return { message: { ...message }, stored: settled };
   }
 
   send(contactId: ContactId, text: string): Promise<MessageId> {

@@ -25,6 +25,7 @@ import {
   clearJournals,
   JOURNAL_PREFIX,
   type JournalEntry,
+  type JournalLocks,
   journalKey,
   MAX_ENTRY_CHARS,
   OutboxJournal,
@@ -77,8 +78,28 @@ describe("outbox journal codec", () => {
     const vector = sealEntry(key, identity, e, new Uint8Array(24).fill(0x33));
     expect(toBase64url(key)).toBe("YXHDbI9ubbRSm87eF10uqrNLAsOleLyGOcEKIfo8C9U");
     expect(vector).toBe(
-      "ATMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzM7dl4HYS1_SoYXQ0S9PToL2mA62LihKugukUPlvi-nQv2jhb9LXJf6oC9xHLFHnOrFaYDpfoGpRAj4PRkMW17NQbqgnuNBx0Mf7nhN2RaODFfa3xd7fGMwdSUT3rK1jdyaNlETU",
+      "AjMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzM7dl4HYS1_SoYXQ0S9PToL2mA62LihKugukUPlvi-nQv2jhb9LXJf6oC9xHLFHnOrFaYDpfoGpRAj4PRkMW17NQbqgnuNBx0Mf7nhN2RaODFfa3xdxjQ14mXeyQ6-x-o6ShJwxZKI0b2spd1ZWifbXKj9H1uHtM4rYzaPYMRDJnD5OcQsmpejy6oVGsNmw-JNXTtrGvYcpUC_tLiCJ9TyfXJa1UFbzqOEzA0VvuqFRbQ5NxeOAvlThPrRwIqqGTud2tMlEPziU_-kiX1nJdbdRmhBIlEOB4-o7daJNIdWTOOOq960ts6ng5HNjvXAuFKnIOIQGC-s02-e4jLESfeR2n8FDJZDStWZ38gu4qNPX9o",
     );
+    // The first version (0x01, not padded) still opens: an entry written just before an update.
+    expect(
+      openEntry(
+        key,
+        identity,
+        e.id,
+        "ATMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzM7dl4HYS1_SoYXQ0S9PToL2mA62LihKugukUPlvi-nQv2jhb9LXJf6oC9xHLFHnOrFaYDpfoGpRAj4PRkMW17NQbqgnuNBx0Mf7nhN2RaODFfa3xd7fGMwdSUT3rK1jdyaNlETU",
+      ),
+    ).toEqual({ ok: true, value: e });
+  });
+
+  it("an entry's size says only the bucket of the text's length, not the length (padding)", () => {
+    // A removed localStorage value lingers on disk until the browser compacts its files, so the
+    // size must not give the message length away (docs/protocol/chat.md §9, "At rest").
+    const sizes = (lengths: number[]) =>
+      new Set(lengths.map((n) => sealEntry(key, identity, entry(1, "x".repeat(n))).length));
+    // Up to 256 − 13 − 64 − 1 = 178 bytes of text: one 256-byte bucket, one size.
+    expect(sizes(Array.from({ length: 178 }, (_, i) => i + 1)).size).toBe(1);
+    expect(sizes([179, 300, 434]).size).toBe(1);
+    expect(sizes([1, 179, 435, 1000]).size).toBe(4);
   });
 
   it("round-trips any entry (property)", () => {
@@ -123,9 +144,14 @@ describe("outbox journal codec", () => {
     expect(code(openEntry(key, identity, e.id, "A".repeat(MAX_ENTRY_CHARS + 1)))).toBe(
       "LOFT_ERR_FRAME_TOO_LARGE",
     );
-    const v2 = raw.slice();
-    v2[0] = 2;
-    expect(code(openEntry(key, identity, e.id, toBase64url(v2)))).toBe("LOFT_ERR_UNSUPPORTED_VERSION");
+    const v3 = raw.slice();
+    v3[0] = 3;
+    expect(code(openEntry(key, identity, e.id, toBase64url(v3)))).toBe("LOFT_ERR_UNSUPPORTED_VERSION");
+    // The version byte is outside the AD: flipped to 0x01, the padded plaintext breaks the
+    // unpadded layout (at least one padding byte after the text), never a wrong entry.
+    const v1 = raw.slice();
+    v1[0] = 1;
+    expect(code(openEntry(key, identity, e.id, toBase64url(v1)))).toBe("LOFT_ERR_SCHEMA");
     for (let n = 0; n < raw.length; n++) {
       const c = code(openEntry(key, identity, e.id, toBase64url(raw.subarray(0, n))));
       expect(["LOFT_ERR_MALFORMED", "LOFT_ERR_DECRYPT"]).toContain(c);
@@ -135,7 +161,7 @@ describe("outbox journal codec", () => {
     );
   });
 
-  it("a sealed plaintext that breaks the layout or the message rules is SCHEMA", () => {
+  it("a sealed plaintext that breaks the layout or the message rules is SCHEMA (version 0x01 layout)", () => {
     const seal = (plain: Uint8Array) => {
       const nonce = new Uint8Array(24).fill(1);
       const ad = concatBytes(
@@ -177,7 +203,13 @@ describe("outbox journal codec", () => {
   it("garbage and mutated entries return a typed error, never throw (fuzz)", () => {
     const e = entry(6);
     const raw = fromBase64url(sealEntry(key, identity, e));
-    const codes = new Set(["LOFT_ERR_MALFORMED", "LOFT_ERR_DECRYPT", "LOFT_ERR_UNSUPPORTED_VERSION"]);
+    // SCHEMA: the version byte (outside the AD) flipped to 0x01 (see above).
+    const codes = new Set([
+      "LOFT_ERR_MALFORMED",
+      "LOFT_ERR_DECRYPT",
+      "LOFT_ERR_UNSUPPORTED_VERSION",
+      "LOFT_ERR_SCHEMA",
+    ]);
     fc.assert(
       fc.property(fc.string({ maxLength: 300 }), (s) => {
         const r = openEntry(key, identity, e.id, s);
@@ -241,6 +273,57 @@ describe("outbox journal store", () => {
     expect(store.length).toBe(0);
   });
 
+  it("a pending hand-over is busy for every tab (its lock) until removed or released", async () => {
+    // Exclusive named locks, granted in request order, like the page's navigator.locks (one
+    // manager shared by every tab of an origin; the Chromium run is test/e2e/onboarding.e2e.ts).
+    const held = new Set<string>();
+    const queue = new Map<string, (() => Promise<void>)[]>();
+    const pending: string[] = [];
+    const locks: JournalLocks = {
+      request(name, callback) {
+        pending.push(name);
+        return new Promise((resolve) => {
+          const run = async () => {
+            pending.splice(pending.indexOf(name), 1);
+            held.add(name);
+            await callback();
+            held.delete(name);
+            const next = queue.get(name)?.shift();
+            if (next) void next();
+            resolve(undefined);
+          };
+          if (held.has(name)) queue.set(name, [...(queue.get(name) ?? []), run]);
+          else queueMicrotask(() => void run());
+        });
+      },
+      query: async () => ({
+        held: [...held].map((name) => ({ name })),
+        pending: pending.map((name) => ({ name })),
+      }),
+    };
+    const store = new MapStore();
+    const first = new OutboxJournal(store, identity, key, locks); // the tab handing over
+    const second = new OutboxJournal(store, identity, key, locks); // a tab unlocking meanwhile
+    first.write(entry(1));
+    first.write(entry(2));
+    // Requested in the write's task: busy for the other tab before the lock is even granted.
+    expect([...(await second.busy())].sort()).toEqual([entry(1).id, entry(2).id]);
+    expect(second.read().entries).toEqual([entry(1), entry(2)]);
+    first.remove(entry(1).id); // committed
+    first.release(entry(2).id); // failed for a storage reason: the entry stays, for any tab
+    await new Promise((r) => setTimeout(r, 0));
+    expect(await second.busy()).toEqual(new Set());
+    expect(second.read().entries).toEqual([entry(2)]);
+    // A write the store refuses holds no lock; closing drops this tab's locks.
+    store.full = true;
+    expect(first.write(entry(3))).toBe(false);
+    store.full = false;
+    first.write(entry(4));
+    first.close();
+    await new Promise((r) => setTimeout(r, 0));
+    expect(await second.busy()).toEqual(new Set());
+  });
+
   it("a store that refuses the write (full localStorage) says so, and holds nothing", () => {
     const store = new MapStore();
     store.full = true;
@@ -266,6 +349,10 @@ describe("outbox journal vectors", () => {
       const fields = { id: e.id, contactId: e.contactId, at: e.at, text: e.text };
       expect(openEntry(k, id, e.id, e.value)).toEqual({ ok: true, value: fields });
       expect(sealEntry(k, id, fields, h(e.nonce))).toBe(e.value);
+    }
+    for (const e of committed.unpadded) {
+      const fields = { id: e.id, contactId: e.contactId, at: e.at, text: e.text };
+      expect(openEntry(k, id, e.id, e.value)).toEqual({ ok: true, value: fields });
     }
   });
 

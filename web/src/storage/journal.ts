@@ -19,14 +19,20 @@
  *
  * Byte layout (docs/protocol/chat.md §9 has the table and the vectors' recipe):
  *   store key   "loft.outbox-journal." ‖ selfHex ‖ "." ‖ messageId
- *   value       base64url( 0x01 ‖ nonce[24] ‖ XChaCha20-Poly1305(key, nonce, plaintext, ad) )
+ *   value       base64url( 0x02 ‖ nonce[24] ‖ XChaCha20-Poly1305(key, nonce, plaintext, ad) )
  *   ad          "loft/outbox-journal/v1" ‖ 0x00 ‖ identity key[32] ‖ messageId (UTF-8)
- *   plaintext   at u64 BE ‖ len u8 ‖ contactId ‖ len u32 BE ‖ text (UTF-8)
+ *   plaintext   padToBucket( at u64 BE ‖ len u8 ‖ contactId ‖ len u32 BE ‖ text (UTF-8) )
+ * The plaintext is padded to a power-of-two bucket of at least 256 bytes (core/codec/padding.ts,
+ * as every chat message is inside the ratchet; docs/design.md, "Padding"), so a value's size —
+ * which lingers on disk after its removal until the browser compacts its localStorage files —
+ * says only the bucket of the text's length, not the length. Version 0x01 (the same layout, not
+ * padded) is still read, so an entry written just before an update is replayed after it.
  */
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { concatBytes, toHex } from "../../../core/bytes.ts";
+import { paddedBucketSize, padToBucket, unpadBucket } from "../../../core/codec/padding.ts";
 import { err, type LoftError, ok, type Result } from "../../../core/errors.ts";
 import { MAX_TEXT_CHARS } from "../engine/outgoing.ts";
 import { fromBase64url, toBase64url } from "../lib/base64url.ts";
@@ -50,7 +56,10 @@ export interface SyncStore {
 }
 
 export const JOURNAL_PREFIX = "loft.outbox-journal.";
-export const JOURNAL_VERSION = 0x01;
+/** The version written: padded plaintext. */
+export const JOURNAL_VERSION = 0x02;
+/** The first version, read only: the same plaintext layout without padding. */
+export const JOURNAL_VERSION_UNPADDED = 0x01;
 const NONCE_BYTES = 24;
 const TAG_BYTES = 16;
 const AD_LABEL = new TextEncoder().encode("loft/outbox-journal/v1\0");
@@ -59,10 +68,11 @@ const KEY_INFO = new TextEncoder().encode("loft/outbox-journal/v1 key");
 const MAX_ID_BYTES = 255;
 /**
  * The longest value a journal entry can have: a text of MAX_TEXT_CHARS UTF-16 code units is at
- * most 3 bytes a unit in UTF-8, plus the header, both ids' room and the tag, in base64url.
+ * most 3 bytes a unit in UTF-8; with the fixed fields and the contact id's room, padded to its
+ * bucket (65 536 bytes), plus the header and the tag, in base64url.
  */
 export const MAX_ENTRY_CHARS = Math.ceil(
-  ((1 + NONCE_BYTES + 8 + 1 + MAX_ID_BYTES + 4 + 3 * MAX_TEXT_CHARS + TAG_BYTES) * 4) / 3,
+  ((1 + NONCE_BYTES + paddedBucketSize(8 + 1 + MAX_ID_BYTES + 4 + 3 * MAX_TEXT_CHARS) + TAG_BYTES) * 4) / 3,
 );
 
 const utf8 = new TextEncoder();
@@ -78,8 +88,19 @@ export function associatedData(identityKey: Uint8Array, id: string): Uint8Array 
   return concatBytes(AD_LABEL, identityKey, utf8.encode(id));
 }
 
-/** An entry's plaintext: at u64 BE ‖ len u8 ‖ contactId ‖ len u32 BE ‖ text (see the file comment). */
+/**
+ * An entry's plaintext as sealed (version 0x02): padToBucket(at u64 BE ‖ len u8 ‖ contactId ‖
+ * len u32 BE ‖ text) (see the file comment).
+ */
 export function entryPlaintext(entry: JournalEntry): Uint8Array {
+  const layout = entryLayout(entry);
+  const padded = padToBucket(layout);
+  layout.fill(0);
+  return padded;
+}
+
+/** The fields of an entry before padding: at u64 BE ‖ len u8 ‖ contactId ‖ len u32 BE ‖ text. */
+export function entryLayout(entry: JournalEntry): Uint8Array {
   const contact = utf8.encode(entry.contactId);
   const text = utf8.encode(entry.text);
   if (contact.length === 0 || contact.length > MAX_ID_BYTES || entry.id.length === 0)
@@ -130,8 +151,9 @@ export function openEntry(
   }
   if (bytes.length < 1 + NONCE_BYTES + TAG_BYTES + 13)
     return err("LOFT_ERR_MALFORMED", "journal entry truncated");
-  if (bytes[0] !== JOURNAL_VERSION)
-    return err("LOFT_ERR_UNSUPPORTED_VERSION", `journal entry version ${bytes[0]}`);
+  const version = bytes[0];
+  if (version !== JOURNAL_VERSION && version !== JOURNAL_VERSION_UNPADDED)
+    return err("LOFT_ERR_UNSUPPORTED_VERSION", `journal entry version ${version}`);
   let plain: Uint8Array;
   try {
     plain = xchacha20poly1305(
@@ -143,13 +165,22 @@ export function openEntry(
     return err("LOFT_ERR_DECRYPT", "journal entry does not open");
   }
   try {
-    return parsePlaintext(id, plain);
+    if (version === JOURNAL_VERSION_UNPADDED) return parsePlaintext(id, plain);
+    // It opened, so the padding is as its writer sealed it: a bad one is a writer's bug.
+    const unpadded = unpadBucket(plain);
+    if (!unpadded.ok) return err("LOFT_ERR_PADDING", "journal entry padding");
+    try {
+      return parsePlaintext(id, unpadded.value);
+    } finally {
+      unpadded.value.fill(0);
+    }
   } finally {
     plain.fill(0);
   }
 }
 
 function parsePlaintext(id: string, plain: Uint8Array): Result<JournalEntry> {
+  if (plain.length < 13) return err("LOFT_ERR_SCHEMA", "journal entry shorter than its fixed fields");
   const view = new DataView(plain.buffer, plain.byteOffset, plain.byteLength);
   const at = view.getBigUint64(0);
   if (at > BigInt(Number.MAX_SAFE_INTEGER)) return err("LOFT_ERR_SCHEMA", "journal entry time out of range");
@@ -191,26 +222,52 @@ export function replayOrder(entries: readonly JournalEntry[]): JournalEntry[] {
   return out.sort((a, b) => a.at - b.at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
-/** One identity's journal in a synchronous store. */
+/** The part of the Web Locks API the journal uses (navigator.locks in the page). */
+export interface JournalLocks {
+  request(name: string, callback: () => Promise<void>): Promise<unknown>;
+  query(): Promise<{ held?: { name?: string }[]; pending?: { name?: string }[] }>;
+}
+
+/**
+ * One identity's journal in a synchronous store.
+ *
+ * Several tabs share the store (localStorage is per origin), and each replays the journal when it
+ * unlocks: a tab opening while another tab's hand-over is still committing must leave that entry
+ * alone, or it would store a message the other tab is about to refuse (its screen then gives the
+ * words back, and sending them again makes two). So while a hand-over is pending its tab holds a
+ * Web Lock named like the entry's store key, requested in the same task and before the entry is
+ * written; `busy` lists the entries whose lock is held or requested, and replay skips them
+ * (docs/protocol/chat.md §9, "Several tabs"). A tab that closes or crashes drops its locks, so its
+ * entries replay at the next start as before.
+ */
 export class OutboxJournal {
   readonly #store: SyncStore;
   readonly #identityKey: Uint8Array;
   readonly #key: Uint8Array;
   readonly #prefix: string;
+  readonly #locks: JournalLocks | undefined;
+  /** This tab's pending hand-overs: message id → release of its lock. */
+  readonly #held = new Map<string, () => void>();
 
-  constructor(store: SyncStore, identityKey: Uint8Array, key: Uint8Array) {
+  constructor(store: SyncStore, identityKey: Uint8Array, key: Uint8Array, locks?: JournalLocks) {
     this.#store = store;
     this.#identityKey = identityKey.slice();
     this.#key = key;
     this.#prefix = `${JOURNAL_PREFIX}${toHex(identityKey)}.`;
+    this.#locks = locks;
   }
 
-  /** Whether the entry is in the store (false: the store refused it — full, or disabled). */
+  /**
+   * Whether the entry is in the store (false: the store refused it — full, or disabled). Until
+   * `remove` or `release`, the entry is this tab's pending hand-over (its lock is held).
+   */
   write(entry: JournalEntry): boolean {
+    this.#hold(entry.id);
     try {
       this.#store.setItem(this.#prefix + entry.id, sealEntry(this.#key, this.#identityKey, entry));
       return true;
     } catch {
+      this.release(entry.id);
       return false;
     }
   }
@@ -220,7 +277,51 @@ export class OutboxJournal {
       this.#store.removeItem(this.#prefix + id);
     } catch {
       // a store that stopped working holds nothing we could remove
+    } finally {
+      this.release(id);
     }
+  }
+
+  /** The hand-over of `id` settled but its entry stays (for the next start): any tab may replay it. */
+  release(id: string): void {
+    this.#held.get(id)?.();
+    this.#held.delete(id);
+  }
+
+  /**
+   * Request the lock of entry `id` before the entry is written: a tab that reads the entry reads
+   * it after this request was made (same task), so its `busy` query finds it held or pending.
+   */
+  #hold(id: string): void {
+    if (!this.#locks || this.#held.has(id)) return;
+    let release = () => {};
+    const until = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    this.#held.set(id, release);
+    try {
+      this.#locks.request(this.#prefix + id, () => until).catch(() => {});
+    } catch {
+      // no locks here (an opaque origin): replay in another tab may not know this one is pending
+    }
+  }
+
+  /**
+   * The message ids whose hand-over is still pending in some tab of this origin, this one
+   * included: their lock is held or requested. Query after `read` (see `#hold`). Empty when the
+   * browser has no Web Locks.
+   */
+  async busy(): Promise<Set<string>> {
+    const out = new Set<string>(this.#held.keys());
+    if (!this.#locks) return out;
+    try {
+      const { held = [], pending = [] } = await this.#locks.query();
+      for (const l of [...held, ...pending])
+        if (l.name?.startsWith(this.#prefix)) out.add(l.name.slice(this.#prefix.length));
+    } catch {
+      // no answer: replay all, as without locks
+    }
+    return out;
   }
 
   /**
@@ -241,8 +342,9 @@ export class OutboxJournal {
     return { entries: replayOrder(entries), unreadable };
   }
 
-  /** Forget the key (the storage closes or is replaced). */
+  /** Forget the key (the storage closes or is replaced); this tab's locks go. */
   close(): void {
+    for (const id of [...this.#held.keys()]) this.release(id);
     this.#key.fill(0);
   }
 }
@@ -255,6 +357,15 @@ function storeKeys(store: SyncStore, prefix: string): string[] {
     if (k?.startsWith(prefix)) out.push(k);
   }
   return out;
+}
+
+/** The page's Web Locks (`navigator.locks`), or undefined where there are none. */
+export function pageLocks(): JournalLocks | undefined {
+  try {
+    return typeof navigator === "undefined" ? undefined : navigator.locks;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The page's localStorage, or undefined where there is none or the browser blocks it. */

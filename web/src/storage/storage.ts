@@ -57,7 +57,14 @@ import {
   type SettingsRecord,
 } from "./db.ts";
 import { StorageGate } from "./gate.ts";
-import { clearJournals, type JournalEntry, journalKey, OutboxJournal, pageSyncStore } from "./journal.ts";
+import {
+  clearJournals,
+  type JournalEntry,
+  journalKey,
+  OutboxJournal,
+  pageLocks,
+  pageSyncStore,
+} from "./journal.ts";
 import {
   generateDeviceKey,
   kdfNeedsUpgrade,
@@ -772,7 +779,12 @@ export class LoftStorage implements EngineStorage {
     this.#closeJournal();
     const store = pageSyncStore();
     if (store)
-      this.#journal = new OutboxJournal(store, identityKey, journalKey(identityKey, privateIdentityKey));
+      this.#journal = new OutboxJournal(
+        store,
+        identityKey,
+        journalKey(identityKey, privateIdentityKey),
+        pageLocks(),
+      );
   }
 
   #closeJournal(): void {
@@ -784,21 +796,37 @@ export class LoftStorage implements EngineStorage {
    * Journal a message being handed over, synchronously (engine.ts `handOver`, in the same task):
    * from here on a reload or a closed tab replays it instead of losing it. A message the journal
    * could not take (none, or localStorage full) counts as unsaved until `forgetJournaled`.
+   * Returns whether the journal holds it.
    */
-  journalOutgoing(message: StoredMessage): void {
+  journalOutgoing(message: StoredMessage): boolean {
     const entry: JournalEntry = {
       id: message.id,
       contactId: message.contactId,
       at: message.at,
       text: message.text,
     };
-    if (!this.#journal?.write(entry)) this.#unsaved.add(message.id);
+    if (this.#journal?.write(entry)) return true;
+    this.#unsaved.add(message.id);
+    return false;
   }
 
-  /** The hand-over is settled (stored with its outbox entry, or refused): its journal entry goes. */
+  /**
+   * The hand-over is settled (stored with its outbox entry, or refused): its journal entry goes.
+   * Not called after a commit that failed for a storage reason: the entry then waits for the next
+   * start (engine.ts `handOver`, api.ts `SaveDeferred`).
+   */
   forgetJournaled(id: MessageId): void {
     this.#unsaved.delete(id);
     this.#journal?.remove(id);
+  }
+
+  /**
+   * The hand-over settled without a commit (a storage failure) and its journal entry stays for
+   * the next start: it is no longer pending here, so any tab's replay may store it.
+   */
+  keepJournaled(id: MessageId): void {
+    this.#unsaved.delete(id);
+    this.#journal?.release(id);
   }
 
   /**
@@ -818,13 +846,18 @@ export class LoftStorage implements EngineStorage {
    * of a deleted contact go. An entry already committed is only removed (idempotent). Entries
    * that do not open are removed and counted, except one of a newer format (left for that
    * version); one whose storing fails stays for the next start with the contact's later ones (the
-   * order), and other contacts' go on. Returns the ids stored.
+   * order), and other contacts' go on. An entry whose hand-over is still pending in another tab
+   * (its Web Lock: journal.ts `busy`) is left to that tab, with the contact's later ones.
+   * Returns the ids stored.
    */
   replayJournal(refusal: (c: ContactRecord) => EngineError | undefined): Promise<MessageId[]> {
     return this.#gate.shared(async () => {
       const journal = this.#journal;
       if (!journal) return [];
       const { entries, unreadable } = journal.read();
+      // After the read (journal.ts `#hold`): another tab's hand-over still committing is left to
+      // it, or this replay could store a message that tab is about to refuse.
+      const busy = await journal.busy();
       for (const u of unreadable)
         if (u.error.code !== "LOFT_ERR_UNSUPPORTED_VERSION") {
           console.warn(`storage: dropped an outbox journal entry that does not open (${u.error.code})`);
@@ -835,6 +868,7 @@ export class LoftStorage implements EngineStorage {
       /** Contacts with an entry that could not be stored: their later entries wait too (order). */
       const waiting = new Set<ContactId>();
       for (const e of entries) {
+        if (busy.has(e.id)) waiting.add(e.contactId);
         if (waiting.has(e.contactId)) continue;
         try {
           const r = await this.#db.get("contacts", e.contactId);

@@ -19,7 +19,7 @@ import {
 } from "../app/conversation.ts";
 import { sendFiles } from "../app/files.ts";
 import type { AppModel } from "../app/model.ts";
-import type { HandedOver, MessageId, StoredMessage } from "../engine/api.ts";
+import { type HandedOver, type MessageId, SaveDeferred, type StoredMessage } from "../engine/api.ts";
 import { refusalFor } from "../engine/outgoing.ts";
 import { CallButtons } from "./call/CallButtons.tsx";
 import { AttachFile } from "./chat/AttachFile.tsx";
@@ -145,6 +145,9 @@ export function Chat(props: { app: AppModel; id: string }) {
     setError(undefined);
     showNew(handed.message, false, true);
     handed.stored.catch((x: unknown) => {
+      // Not stored now but kept in the outbox journal for the next start (api.ts `SaveDeferred`):
+      // the bubble stays and the words are not given back, or they would go twice.
+      if (x instanceof SaveDeferred) return setError(sendProblem(x));
       // Refused before it was stored: nothing was sent. Take the bubble back, keep the words.
       tl.remove(handed.message.id);
       composer?.restore(text);

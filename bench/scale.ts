@@ -1,6 +1,6 @@
 /**
  * `npm run bench:scale [-- --json] [--pairs 6] [--messages 500] [--size 1024] [--rounds 2] [--idle 3000] [--idle-only]
- *   [--settle 5] [--ws-impl lean|ws] [--floors-only]`
+ *   [--settle 5] [--ws-impl lean|ws] [--floors-only] [--node operator|defaults|operator,defaults]`
  *
  * Scale-out on Redis (docs/operations.md, "Scale-out on Redis"): relay store-and-forward
  * throughput with 1, 2 and 3 relay instances (relay-ws/main.ts processes with `--redis`) on one
@@ -25,7 +25,11 @@
  * `idle_ws_vs_lean_floor`), and one signaling process holding as many (`idle_signaling_rss_kib`).
  * `--idle-only` skips the throughput rounds; `--floors-only` measures only the three baselines,
  * `--idle` connections each; `--ws-impl` picks the relays' and signaling's WebSocket layer
- * (default lean); `--settle` the seconds waited before each RSS reading.
+ * (default lean); `--settle` the seconds waited before each RSS reading. `--node` names the Node
+ * options the servers run with: `operator` (default) those of the operator paths
+ * (host/node-options.ts: `npm start`, the deploy units), `defaults` none; several, comma-separated,
+ * measure the idle connections once per set on fresh instances, in turn, in the same run (the
+ * throughput rounds, signaling and the baselines use the first).
  */
 
 import { type ChildProcess, spawn } from "node:child_process";
@@ -35,6 +39,7 @@ import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { deriveRcvKey, newAuthKeyPair, newDhKeyPair } from "../core/relay/crypto.ts";
+import { SERVER_NODE_OPTIONS } from "../host/node-options.ts";
 import { xchachaOpen } from "../relay-ws/node-crypto.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 import { metricValue } from "../test/support/metrics.ts";
@@ -62,6 +67,14 @@ const WS_IMPL = stringFlag("ws-impl") ?? "lean";
  * and the first reading: `--settle` (the collector shrinks the heap some seconds after a burst).
  */
 const SETTLE_S = numberFlag("settle", 5);
+/** Node option sets of the servers (`--node`): the operator paths' (host/node-options.ts) or none. */
+const NODE_VARIANTS = (stringFlag("node") ?? "operator").split(",").map((v) => {
+  if (v !== "operator" && v !== "defaults") throw new Error(`--node: operator or defaults, not ${v}`);
+  return v;
+});
+const nodeArgsOf = (v: string): string[] => (v === "operator" ? [...SERVER_NODE_OPTIONS] : []);
+/** The first set: throughput rounds, signaling and the baselines run with it. */
+const NODE_ARGS = nodeArgsOf(NODE_VARIANTS[0]!);
 const OUTSTANDING = numberFlag("outstanding", 16);
 const WINDOW = 32;
 const TIMEOUT_MS = 180_000;
@@ -191,7 +204,7 @@ interface IdleFigures {
 async function idleFloor(variant: "net" | "ws" | "lean", count: number): Promise<IdleFigures> {
   const child = spawn(
     process.execPath,
-    ["--import", "tsx", fileURLToPath(new URL("./idle-floor.ts", import.meta.url)), variant],
+    [...NODE_ARGS, "--import", "tsx", fileURLToPath(new URL("./idle-floor.ts", import.meta.url)), variant],
     { stdio: ["pipe", "pipe", "inherit"] },
   );
   try {
@@ -227,6 +240,7 @@ async function idleSignaling(count: number): Promise<IdleFigures> {
       "--ws-impl",
       WS_IMPL,
     ],
+    nodeArgs: NODE_ARGS,
   });
   try {
     return await idle(
@@ -460,11 +474,16 @@ async function main() {
     const embedded = await startLoft({
       entry: "relay-ws/main.ts",
       args: ["--relay-data-dir", dataDir, ...common],
+      nodeArgs: NODE_ARGS,
     });
     procs.push(embedded);
-    const instances = await Promise.all(
-      [0, 1, 2].map(() => startLoft({ entry: "relay-ws/main.ts", args: ["--redis", redis!.url, ...common] })),
-    );
+    const startInstances = (nodeArgs: string[]) =>
+      Promise.all(
+        [0, 1, 2].map(() =>
+          startLoft({ entry: "relay-ws/main.ts", args: ["--redis", redis!.url, ...common], nodeArgs }),
+        ),
+      );
+    const instances = await startInstances(NODE_ARGS);
     procs.push(...instances);
     const url = (p: LoftProcess) => `ws://127.0.0.1:${p.port}/relay`;
     const pid = (p: LoftProcess) => p.child.pid!;
@@ -477,8 +496,23 @@ async function main() {
       })),
     ];
     const throughput = IDLE_ONLY ? undefined : await runSubjects(subjects);
-    const idleFigures =
-      IDLE > 0 ? await idle(instances.map(url), instances.map(pid), instances.map(metricsOf)) : undefined;
+    // Idle connections per Node option set, each on instances of its own started for it (the
+    // first set's are the throughput instances, idle since): a set's figure is not the previous
+    // set's leftovers.
+    const byVariant: Record<string, IdleFigures> = {};
+    for (const [i, v] of NODE_VARIANTS.entries()) {
+      if (IDLE <= 0) break;
+      const set = i === 0 ? instances : await startInstances(nodeArgsOf(v));
+      try {
+        byVariant[v] = await idle(set.map(url), set.map(pid), set.map(metricsOf));
+        say(
+          `  idle, node ${v} (${nodeArgsOf(v).join(" ") || "no options"}): ${byVariant[v].rssKib.toFixed(2)} KiB RSS each`,
+        );
+      } finally {
+        if (i > 0) await Promise.all(set.map((p) => p.stop("SIGTERM")));
+      }
+    }
+    const idleFigures = byVariant[NODE_VARIANTS[0]!];
     const perInstance = Math.round(IDLE / instances.length);
     // Signaling's idle connections too (a browser holds one beside its relay connections): one
     // signaling/main.ts process holding as many as one relay instance did.
@@ -527,6 +561,14 @@ async function main() {
           idle_ws_vs_ws_floor: idleFigures && floors ? idleFigures.rssKib / floors.ws.rssKib : null,
           idle_ws_vs_lean_floor: idleFigures && floors ? idleFigures.rssKib / floors.lean.rssKib : null,
           ws_impl: WS_IMPL,
+          node: NODE_VARIANTS[0],
+          node_options: NODE_ARGS.join(" "),
+          ...Object.fromEntries(
+            Object.entries(byVariant).flatMap(([v, f]) => [
+              [`idle_ws_rss_kib_node_${v}`, f.rssKib],
+              [`idle_ws_heap_kib_node_${v}`, f.heapKib],
+            ]),
+          ),
           settle_s: SETTLE_S,
           pairs: PAIRS,
           messages: MESSAGES,

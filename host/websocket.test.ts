@@ -6,13 +6,29 @@
  */
 import { once } from "node:events";
 import { createServer, type Server } from "node:http";
+import { createRequire } from "node:module";
 import { connect, type Socket } from "node:net";
+import { dirname, join } from "node:path";
 import { Duplex } from "node:stream";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { FUZZ_RUNS } from "../test/support/fuzz.ts";
-import { acceptUpgrade, type LeanWebSocket, validCloseCode } from "./websocket.ts";
+import {
+  acceptUpgrade,
+  closingHeld,
+  type LeanWebSocket,
+  parseSubprotocols,
+  validCloseCode,
+} from "./websocket.ts";
+import { createUpgrader, type ServerSocket, type WsImpl } from "./websocket-server.ts";
+
+/** ws's own parser of `Sec-WebSocket-Protocol` (lib/subprotocol.js), the reference ours must match. */
+const requireHere = createRequire(import.meta.url);
+// Not in ws's "exports": reached by its path next to the package's main file.
+const wsSubprotocol = requireHere(join(dirname(requireHere.resolve("ws")), "lib", "subprotocol.js")) as {
+  parse(header: string): Set<string>;
+};
 
 const MAX = 1024;
 
@@ -178,6 +194,51 @@ describe("frame parser (fuzzed)", () => {
       ),
       { numRuns: FUZZ_RUNS },
     );
+  });
+
+  it("Sec-WebSocket-Protocol: parsed as ws parses it (differential, random headers), the first name echoed", () => {
+    const token = fc.stringMatching(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,8}$/);
+    const header = fc.oneof(
+      fc.string({ maxLength: 20 }),
+      fc
+        .array(fc.oneof(token, fc.constantFrom("", " ", "\t", "a b", "é", "x")), { maxLength: 5 })
+        .chain((names) =>
+          fc
+            .array(fc.constantFrom(",", ", ", " ,", ",\t", " , ", ",,"), {
+              minLength: Math.max(0, names.length - 1),
+              maxLength: Math.max(0, names.length - 1),
+            })
+            .map((seps) => names.map((n, i) => n + (seps[i] ?? "")).join("")),
+        ),
+    );
+    fc.assert(
+      fc.property(header, (h) => {
+        let theirs: string[] | undefined;
+        try {
+          theirs = [...wsSubprotocol.parse(h)];
+        } catch {
+          theirs = undefined;
+        }
+        expect(parseSubprotocols(h)).toEqual(theirs);
+        const pipe = new Pipe();
+        const req = fakeRequest();
+        req.headers["sec-websocket-protocol"] = h;
+        const ws = acceptUpgrade(req, pipe, Buffer.alloc(0), { maxPayload: MAX });
+        const answer = Buffer.concat(pipe.written).toString();
+        if (theirs) {
+          expect(ws?.protocol).toBe(theirs[0]);
+          expect(answer).toContain(`\r\nSec-WebSocket-Protocol: ${theirs[0]}\r\n\r\n`);
+        } else {
+          expect(ws).toBeUndefined();
+          expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+        }
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+    // None offered: none named, `protocol` empty (as ws's).
+    const pipe = new Pipe();
+    expect(acceptUpgrade(fakeRequest(), pipe, Buffer.alloc(0), { maxPayload: MAX })?.protocol).toBe("");
+    expect(Buffer.concat(pipe.written).toString()).not.toContain("Sec-WebSocket-Protocol");
   });
 
   it("random bytes: never throws, never hands over more than the limit, closes only with 1002/1007/1009", () => {
@@ -586,6 +647,59 @@ describe("with a ws client on a real server", () => {
     expect(await serverClosed).toEqual([4001, "x"]);
   });
 
+  it("a close waiting for its deadline lets go of the connection as soon as the TCP connection is gone", async () => {
+    // Long close timeout: what is released must be released when the socket goes, not when the
+    // deadline (which cannot be cancelled, host/deadlines.ts) comes due.
+    let server!: LeanWebSocket;
+    const url = await listen((ws) => {
+      server = ws;
+    }, 60_000);
+    const held = closingHeld();
+    const raw = await rawUpgrade(url);
+    raw.pause(); // never answers the close frame
+    const sc = closed(server);
+    server.close(1001, "going away");
+    expect(closingHeld()).toBe(held + 1);
+    raw.destroy();
+    expect((await sc)[0]).toBe(1006);
+    expect(closingHeld()).toBe(held);
+    // The client's close, echoed, then its TCP connection gone: nothing held either.
+    let second!: Promise<[number, string]>;
+    server = undefined as unknown as LeanWebSocket;
+    const url2 = await listen((ws) => {
+      second = closed(ws);
+    }, 60_000);
+    const c = client(url2);
+    await once(c, "open");
+    c.close(4002, "done");
+    expect(await second).toEqual([4002, "done"]);
+    expect(closingHeld()).toBe(held);
+  });
+
+  it("the socket's own listeners stay: an error listener already there is enough, and three close listeners all run, in order", async () => {
+    const order: string[] = [];
+    let upgraded!: Socket;
+    let serverClosed!: Promise<[number, string]>;
+    const url = await listen(() => {});
+    server!.removeAllListeners("upgrade");
+    server!.on("upgrade", (req, socket: Socket, head) => {
+      upgraded = socket;
+      socket.on("error", () => socket.destroy());
+      socket.on("close", () => order.push("host"));
+      socket.on("close", () => order.push("service"));
+      const ws = acceptUpgrade(req, socket, head, { maxPayload: 1024 })!;
+      ws.on("close", () => order.push("ws"));
+      serverClosed = closed(ws);
+    });
+    const raw = await rawUpgrade(url);
+    expect(upgraded.listenerCount("error")).toBe(1);
+    expect(upgraded.listenerCount("close")).toBe(3);
+    // A reset: Node destroys the socket, the one error listener keeps it from throwing.
+    raw.resetAndDestroy();
+    expect((await serverClosed)[0]).toBe(1006);
+    expect(order).toEqual(["host", "service", "ws"]);
+  });
+
   it("terminate: the client sees 1006, the server's close event comes with 1006", async () => {
     let server!: LeanWebSocket;
     const url = await listen((ws) => {
@@ -675,6 +789,43 @@ describe("with a ws client on a real server", () => {
     expect(String(d).split("\r\n")[0]).toBe(
       `HTTP/1.1 ${status} ${status === "400" ? "Bad Request" : "Upgrade Required"}`,
     );
+    expect(made).toBe(0);
+  });
+});
+
+describe.each(["lean", "ws"] as WsImpl[])("subprotocols on a real server (--ws-impl %s)", (impl) => {
+  async function listenImpl(onWs: (ws: ServerSocket) => void): Promise<string> {
+    const up = createUpgrader(impl, { maxPayload: 1024 });
+    server = createServer();
+    server.on("upgrade", (req, socket, head) => up.handleUpgrade(req, socket, head, onWs));
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    return `ws://127.0.0.1:${(server.address() as { port: number }).port}/`;
+  }
+
+  it("the first subprotocol offered is echoed; the client accepts the answer", async () => {
+    let selected: string | undefined;
+    const url = await listenImpl((ws) => {
+      selected = (ws as unknown as { protocol: string }).protocol;
+    });
+    const c = new WebSocket(url, ["loft.relay.v1", "loft.relay.v0"]);
+    clients.push(c);
+    await once(c, "open");
+    expect(c.protocol).toBe("loft.relay.v1");
+    expect(selected).toBe("loft.relay.v1");
+  });
+
+  it("a malformed Sec-WebSocket-Protocol is refused with 400, no connection made", async () => {
+    let made = 0;
+    const url = await listenImpl(() => made++);
+    const raw = connect(Number(new URL(url).port), "127.0.0.1");
+    clients.push(raw);
+    await once(raw, "connect");
+    raw.write(
+      "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: a, a\r\n\r\n",
+    );
+    const [d] = await once(raw, "data");
+    expect(String(d).split("\r\n")[0]).toBe("HTTP/1.1 400 Bad Request");
     expect(made).toBe(0);
   });
 });

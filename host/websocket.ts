@@ -138,17 +138,56 @@ export class WebSocketProtocolError extends Error {
 const WS = Symbol("loft.ws");
 type Carrier = Duplex & { [WS]?: LeanWebSocket };
 
+/**
+ * A close handshake's entry in its deadline queue. Deadlines cannot be cancelled (host/deadlines.ts),
+ * so the queue holds this, not the connection: once the TCP connection is gone the entry is emptied
+ * and the connection, its socket and what its listeners hold are released at once, not when the
+ * close timeout (30 s by default) passes.
+ */
+interface Closing {
+  ws: LeanWebSocket | undefined;
+  /** The peer's close reason (§5.5.1), once its close frame came. */
+  reason: Buffer;
+}
+
 /** Close handshakes waiting for the peer's answer; one timer for all (host/deadlines.ts). */
-const closing = new Map<number, Deadlines<LeanWebSocket>>();
-function closeDeadlines(ms: number): Deadlines<LeanWebSocket> {
+const closing = new Map<number, Deadlines<Closing>>();
+function closeDeadlines(ms: number): Deadlines<Closing> {
   let d = closing.get(ms);
   if (!d) {
     // §7.1.1: the peer did not answer our close frame in time: cut the TCP connection.
-    d = new Deadlines<LeanWebSocket>(ms, (ws) => ws.closeTimedOut(), Math.min(1000, ms));
+    d = new Deadlines<Closing>(ms, (c) => c.ws?.closeTimedOut(), Math.min(1000, ms));
     closing.set(ms, d);
   }
   return d;
 }
+
+/** Close handshakes of any length still holding a connection whose TCP connection is open (tests). */
+export function closingHeld(): number {
+  return closingHeldCount;
+}
+let closingHeldCount = 0;
+
+/** A fragmented message begun (§5.4): its fragments, their bytes, its opcode, its frame count. */
+interface Fragments {
+  parts: Buffer[];
+  bytes: number;
+  opcode: number;
+  /** Frames of the message begun, empty ones included (bounded: MAX_FRAGMENTS). */
+  count: number;
+}
+
+/** LeanWebSocket's `#flags`: the state in bits 0–1, then flags, then the pongs owed. */
+const STATE = 0x3;
+const PAUSED = 0x4;
+/** The frame gate said wait: nothing is read until its turn (`proceed`). */
+const GATE_WAIT = 0x8;
+/** Our close frame went out. */
+const CLOSE_SENT = 0x10;
+/** The peer's close frame came (or a violation ended reading). */
+const CLOSE_RECEIVED = 0x20;
+/** One pong owed (bits 8 and up count them). */
+const PONG = 0x100;
 
 /** §5.5.1 / §7.4.1: codes an endpoint may put in a close frame. */
 export function validCloseCode(code: number): boolean {
@@ -163,7 +202,7 @@ const MAX_PENDING_PONGS = 60;
 
 /**
  * The accepted connection. Fields are few and most stay undefined while idle (bench:scale counts
- * its bytes).
+ * its bytes; bench/idle-census.ts counts them by constructor).
  */
 export class LeanWebSocket {
   static readonly CONNECTING = CONNECTING;
@@ -174,39 +213,41 @@ export class LeanWebSocket {
   /** `ws` exposes the socket as `_socket`; relay-ws/connection.ts corks it. */
   _socket: Duplex;
   #listeners = NO_LISTENERS;
-  #state = OPEN;
+  /**
+   * The state (CONNECTING … CLOSED, bits 0–1), the flags PAUSED, GATE_WAIT, CLOSE_SENT,
+   * CLOSE_RECEIVED, and the pongs we owe not yet written (bits 8 and up, bounded by
+   * MAX_PENDING_PONGS): one small integer where they were six fields (8 bytes each).
+   */
+  #flags = OPEN;
   readonly #options: LeanOptions;
   /** Received bytes not yet parsed (a frame not complete). */
   #chunks: Buffer[] | undefined;
   #buffered = 0;
-  /** Fragments of a message begun (§5.4) and its opcode. */
-  #fragments: Buffer[] | undefined;
-  #fragmentBytes = 0;
-  #fragmentOpcode = 0;
-  /** Frames of the message begun, empty ones included (bounded: MAX_FRAGMENTS). */
-  #fragmentCount = 0;
-  /** Pongs we owe that are not written yet (bounded: MAX_PENDING_PONGS). */
-  #pendingPongs = 0;
-  /** Messages are not handed over: paused by the user, or the gate said wait. */
-  #paused = false;
-  #gateWait = false;
+  /** A fragmented message begun (§5.4): made at its first fragment, dropped at its last. */
+  #message: Fragments | undefined;
   /** The frame gate, and its counters for this connection (the turn it last counted, and how many). */
   gate: FrameGate | undefined;
   gateTurn = -1;
   gateCount = 0;
-  /** The close frames: whether we sent ours, and the peer's code and reason once received. */
-  #closeSent = false;
-  #closeReceived = false;
+  /** The close code the peer sent (1005: none), or ours on a violation; 1006 until then. */
   #closeCode = 1006;
-  #closeReason: Buffer = EMPTY;
+  /** The subprotocol selected at the opening (§4.2.2), if any. */
+  readonly #protocol: string | undefined;
+  /** The close deadline's entry while one runs: emptied when the socket goes (see `Closing`). */
+  #closing: Closing | undefined;
 
-  constructor(socket: Duplex, options: LeanOptions) {
+  constructor(socket: Duplex, options: LeanOptions, protocol?: string) {
     this._socket = socket;
     this.#options = options;
+    this.#protocol = protocol;
     (socket as Carrier)[WS] = this;
     socket.on("data", onSocketData);
     socket.on("close", onSocketClose);
-    socket.on("error", onSocketError);
+    // Node destroys a socket before it emits 'error' (a reset, a failed write): a listener is only
+    // there so that the event does not throw. When the host's is on the socket already
+    // (host/host.ts), ours would turn the listener into an array of two (64 bytes per connection).
+    if (socket.listenerCount("error") === 0) socket.on("error", onSocketError);
+    compactListeners(socket, "close");
     // The peer closed its side with no close frame (§7.1.5: 1006): the stream ends ours (no 'end'
     // listener of our own: an idle connection's listener table stays smaller).
     (socket as Duplex & { allowHalfOpen: boolean }).allowHalfOpen = false;
@@ -226,7 +267,28 @@ export class LeanWebSocket {
   }
 
   get readyState(): number {
-    return this.#state;
+    return this.#flags & STATE;
+  }
+
+  /** The subprotocol selected at the opening (§4.2.2, as `ws`'s: the first the client offered), or "". */
+  get protocol(): string {
+    return this.#protocol ?? "";
+  }
+
+  get #state(): number {
+    return this.#flags & STATE;
+  }
+
+  set #state(state: number) {
+    this.#flags = (this.#flags & ~STATE) | state;
+  }
+
+  #has(flag: number): boolean {
+    return (this.#flags & flag) !== 0;
+  }
+
+  #set(flag: number, on: boolean): void {
+    this.#flags = on ? this.#flags | flag : this.#flags & ~flag;
   }
 
   /** Bytes handed to the socket and not yet passed to the kernel (as `ws`'s, once open). */
@@ -236,7 +298,7 @@ export class LeanWebSocket {
 
   /** Bytes received and held: a frame not yet complete, the fragments of a message begun. */
   get heldBytes(): number {
-    return this.#buffered + this.#fragmentBytes;
+    return this.#buffered + (this.#message?.bytes ?? 0);
   }
 
   // ---- events ---------------------------------------------------------------------------------
@@ -321,15 +383,23 @@ export class LeanWebSocket {
     if (this.#state === CLOSED) return;
     if (this.#state === CLOSING) {
       // Both close frames crossed: our part is done.
-      if (this.#closeSent && this.#closeReceived) this._socket.end();
+      if (this.#has(CLOSE_SENT) && this.#has(CLOSE_RECEIVED)) this._socket.end();
       return;
     }
     if (code !== undefined && !validCloseCode(code)) throw new RangeError(`invalid close code ${code}`);
     const why = typeof reason === "string" ? Buffer.from(reason) : (reason ?? EMPTY);
     if (why.length > 123) throw new RangeError("a close reason is at most 123 bytes (RFC 6455 §5.5)");
     this.#sendClose(code, why);
-    if (this.#closeReceived) this._socket.end();
-    else closeDeadlines(this.#options.closeTimeoutMs ?? 30_000).add(this);
+    if (this.#has(CLOSE_RECEIVED)) this._socket.end();
+    else this.#awaitClose();
+  }
+
+  /** Wait at most `closeTimeoutMs` for the TCP connection to go (§7.1.1), then cut it. */
+  #awaitClose(): void {
+    if (this.#closing) return;
+    this.#closing = { ws: this, reason: EMPTY };
+    closingHeldCount++;
+    closeDeadlines(this.#options.closeTimeoutMs ?? 30_000).add(this.#closing);
   }
 
   /** Cut the TCP connection, no close handshake (`close` is emitted with 1006). */
@@ -341,24 +411,24 @@ export class LeanWebSocket {
 
   /** Stop handing over messages and reading from the socket until `resume`. */
   pause(): void {
-    if (this.#state === CLOSED || this.#paused) return;
-    this.#paused = true;
+    if (this.#state === CLOSED || this.#has(PAUSED)) return;
+    this.#set(PAUSED, true);
     this._socket.pause();
   }
 
   resume(): void {
-    if (!this.#paused) return;
-    this.#paused = false;
-    if (this.#gateWait) return; // the socket stays paused until the gate's turn (proceed)
+    if (!this.#has(PAUSED)) return;
+    this.#set(PAUSED, false);
+    if (this.#has(GATE_WAIT)) return; // the socket stays paused until the gate's turn (proceed)
     if (this.#state !== CLOSED) this._socket.resume();
     this.#parse();
   }
 
   /** The gate's turn came: read again, and hand over what is buffered. */
   proceed(): void {
-    if (!this.#gateWait) return;
-    this.#gateWait = false;
-    if (this.#paused) return;
+    if (!this.#has(GATE_WAIT)) return;
+    this.#set(GATE_WAIT, false);
+    if (this.#has(PAUSED)) return;
     if (this.#state !== CLOSED) this._socket.resume();
     this.#parse();
   }
@@ -370,8 +440,8 @@ export class LeanWebSocket {
 
   #sendClose(code: number | undefined, reason: Uint8Array): void {
     this.#state = CLOSING;
-    if (this.#closeSent) return;
-    this.#closeSent = true;
+    if (this.#has(CLOSE_SENT)) return;
+    this.#set(CLOSE_SENT, true);
     let payload: Buffer = EMPTY;
     if (code !== undefined) {
       payload = Buffer.allocUnsafe(2 + reason.length);
@@ -419,11 +489,11 @@ export class LeanWebSocket {
 
   /** Bytes from the socket (onSocketData). */
   received(chunk: Buffer): void {
-    if (this.#closeReceived || this.#state === CLOSED) return;
+    if (this.#has(CLOSE_RECEIVED) || this.#state === CLOSED) return;
     if (this.#chunks) this.#chunks.push(chunk);
     else this.#chunks = [chunk];
     this.#buffered += chunk.length;
-    if (!this.#paused && !this.#gateWait) this.#parse();
+    if (!this.#has(PAUSED) && !this.#has(GATE_WAIT)) this.#parse();
   }
 
   /** The first `n` buffered bytes, one contiguous Buffer (consumed). */
@@ -470,8 +540,8 @@ export class LeanWebSocket {
 
   /** Parse and hand over complete frames while allowed. */
   #parse(): void {
-    while (this.#chunks && this.#state !== CLOSED && !this.#closeReceived) {
-      if (this.#paused || this.#gateWait) return;
+    while (this.#chunks && this.#state !== CLOSED && !this.#has(CLOSE_RECEIVED)) {
+      if (this.#has(PAUSED) || this.#has(GATE_WAIT)) return;
       if (this.#buffered < 2) return;
       const b0 = this.#peek(0);
       const b1 = this.#peek(1);
@@ -494,10 +564,10 @@ export class LeanWebSocket {
       } else if (opcode > 0x2) {
         this.#fail("OPCODE", 1002, `unknown opcode ${opcode}`);
         return;
-      } else if (opcode === 0x0 && !this.#fragments) {
+      } else if (opcode === 0x0 && !this.#message) {
         this.#fail("CONTINUATION", 1002, "continuation frame with no message begun");
         return;
-      } else if (opcode !== 0x0 && this.#fragments) {
+      } else if (opcode !== 0x0 && this.#message) {
         this.#fail("CONTINUATION", 1002, "new data frame inside a fragmented message");
         return;
       }
@@ -532,7 +602,7 @@ export class LeanWebSocket {
         return;
       }
       // §10.4: the limit is checked before any of the payload is held.
-      if (!control && this.#fragmentBytes + length > this.#options.maxPayload) {
+      if (!control && (this.#message?.bytes ?? 0) + length > this.#options.maxPayload) {
         this.#fail("TOO_BIG", 1009, "message larger than the limit");
         return;
       }
@@ -552,13 +622,13 @@ export class LeanWebSocket {
       if (this.#state === OPEN) {
         // A peer that pings without reading would grow our output without bound: past
         // MAX_PENDING_PONGS unwritten pongs the connection is cut (as ws's maxPendingAutoPongs).
-        if (this.#pendingPongs >= MAX_PENDING_PONGS) {
+        if (this.#flags >= MAX_PENDING_PONGS * PONG) {
           this.#fail("PING_FLOOD", 1008, "too many pings left unanswered by a peer that does not read");
           return;
         }
-        this.#pendingPongs++;
+        this.#flags += PONG;
         this.#frame(0xa, payload, () => {
-          this.#pendingPongs--;
+          this.#flags -= PONG;
         });
       }
       this.#emit("ping", payload);
@@ -587,46 +657,41 @@ export class LeanWebSocket {
         return;
       }
     }
-    this.#closeReceived = true;
+    this.#set(CLOSE_RECEIVED, true);
     this.#closeCode = code;
-    this.#closeReason = reason;
     this.#chunks = undefined;
     this.#buffered = 0;
-    this.#fragments = undefined;
-    this.#fragmentBytes = 0;
+    this.#message = undefined;
     // Echo the code (§5.5.1), then close TCP first (§7.1.1).
-    if (!this.#closeSent) this.#sendClose(code === 1005 ? undefined : code, EMPTY);
+    if (!this.#has(CLOSE_SENT)) this.#sendClose(code === 1005 ? undefined : code, EMPTY);
     this._socket.end();
     // A peer that never closes its side is cut after the same timeout as a close we start.
-    closeDeadlines(this.#options.closeTimeoutMs ?? 30_000).add(this);
+    this.#awaitClose();
+    this.#closing!.reason = reason;
   }
 
   #data(opcode: number, fin: boolean, payload: Buffer): void {
     if (!fin) {
-      if (!this.#fragments) {
-        this.#fragments = [];
-        this.#fragmentOpcode = opcode;
-        this.#fragmentCount = 0;
-      }
+      this.#message ??= { parts: [], bytes: 0, opcode, count: 0 };
+      const m = this.#message;
       // Empty fragments add no bytes (maxPayload never sees them) but each is a frame to keep
       // count of: a message in more than MAX_FRAGMENTS frames is refused, and empty ones are not
       // held at all.
-      if (++this.#fragmentCount > MAX_FRAGMENTS) {
+      if (++m.count > MAX_FRAGMENTS) {
         this.#fail("FRAGMENTS", 1008, "message in too many fragments");
         return;
       }
-      if (payload.length > 0) this.#fragments.push(payload);
-      this.#fragmentBytes += payload.length;
+      if (payload.length > 0) m.parts.push(payload);
+      m.bytes += payload.length;
       return;
     }
     let message = payload;
-    if (this.#fragments) {
-      this.#fragments.push(payload);
-      message = Buffer.concat(this.#fragments, this.#fragmentBytes + payload.length);
-      opcode = this.#fragmentOpcode;
-      this.#fragments = undefined;
-      this.#fragmentBytes = 0;
-      this.#fragmentCount = 0;
+    const m = this.#message;
+    if (m) {
+      m.parts.push(payload);
+      message = Buffer.concat(m.parts, m.bytes + payload.length);
+      opcode = m.opcode;
+      this.#message = undefined;
     }
     if (opcode === 0x1 && !isUtf8(message)) {
       this.#fail("UTF8", 1007, "text message not UTF-8");
@@ -637,14 +702,14 @@ export class LeanWebSocket {
     if (gate && !gate.admit(this)) {
       // Nothing more is read while the gate holds this connection (as ws pauses its socket): a
       // peer sending many small frames would otherwise be buffered here without bound.
-      this.#gateWait = true;
+      this.#set(GATE_WAIT, true);
       this._socket.pause();
     }
     try {
       this.#emit("message", message, opcode === 0x2);
     } finally {
       // A listener that throws must not leave the connection held with nobody to release it.
-      if (gate && this.#gateWait) gate.defer(this);
+      if (gate && this.#has(GATE_WAIT)) gate.defer(this);
     }
   }
 
@@ -652,9 +717,8 @@ export class LeanWebSocket {
   #fail(code: string, closeCode: number, message: string): void {
     this.#chunks = undefined;
     this.#buffered = 0;
-    this.#fragments = undefined;
-    this.#fragmentBytes = 0;
-    this.#closeReceived = true;
+    this.#message = undefined;
+    this.#set(CLOSE_RECEIVED, true);
     this.#closeCode = closeCode;
     if (this.#state === CLOSED) return;
     const wasOpen = this.#state === OPEN;
@@ -662,7 +726,7 @@ export class LeanWebSocket {
     // finds the connection closing already, and the peer learns the violation's code.
     this.#sendClose(closeCode, EMPTY);
     this._socket.end();
-    closeDeadlines(this.#options.closeTimeoutMs ?? 30_000).add(this);
+    this.#awaitClose();
     if (wasOpen) this.#emit("error", new WebSocketProtocolError(`LOFT_WS_${code}`, closeCode, message));
   }
 
@@ -671,19 +735,44 @@ export class LeanWebSocket {
     if (this.#state === CLOSED) return;
     // Frames that arrived before the connection went are still the peer's (a SEND and then the
     // close, say): handed over first, as ws does; the gate's turn no longer matters.
-    if (this.#chunks && this.#state === OPEN && !this.#closeReceived) {
+    if (this.#chunks && this.#state === OPEN && !this.#has(CLOSE_RECEIVED)) {
       this.gate = undefined;
-      this.#gateWait = false;
-      this.#paused = false;
+      this.#set(GATE_WAIT, false);
+      this.#set(PAUSED, false);
       this.#parse();
     }
     this.#state = CLOSED;
     this.#chunks = undefined;
-    this.#fragments = undefined;
+    this.#buffered = 0;
+    this.#message = undefined;
+    // What can go goes now: the close deadline's entry lets go of this connection (it is not due
+    // for up to closeTimeoutMs), the socket of it, and nothing more is read.
+    let reason: Buffer = EMPTY;
+    if (this.#closing) {
+      reason = this.#closing.reason;
+      this.#closing.ws = undefined;
+      this.#closing = undefined;
+      closingHeldCount--;
+    }
     const s = this._socket as Carrier;
     s.removeListener("data", onSocketData);
-    this.#emit("close", this.#closeCode, this.#closeReason);
+    s[WS] = undefined;
+    this.gate = undefined;
+    this.#emit("close", this.#closeCode, reason);
   }
+}
+
+/**
+ * EventEmitter keeps two or more listeners of one event in an array, and V8 grows an array of two
+ * to 19 slots when a third is pushed (176 bytes): an upgraded socket has three 'close' listeners
+ * (the host's, the service's, ours). An exact copy holds the same listeners, in the same order,
+ * in 3 (bench/README.md, "bench:scale": 144 bytes per idle connection). Node's `_events` table is
+ * not public API: when it is not what this expects, nothing is changed.
+ */
+function compactListeners(socket: Duplex, event: string): void {
+  const events = (socket as { _events?: Record<string, unknown> })._events;
+  const list = events?.[event];
+  if (Array.isArray(list) && list.length > 2) events![event] = list.slice();
 }
 
 // Shared socket listeners (`this` is the socket): no closure per connection.
@@ -703,10 +792,31 @@ function refuse(socket: Duplex, status: string, extra = ""): void {
   socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n${extra}Content-Length: 0\r\n\r\n`);
 }
 
+/** RFC 7230 §3.2.6 `tchar`: what a subprotocol name (a token, RFC 6455 §4.1 item 10) is made of. */
+const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * The subprotocols a `Sec-WebSocket-Protocol` header offers (RFC 6455 §4.1 item 10, §11.3.4:
+ * tokens separated by commas and optional spaces or tabs), in order; undefined when the header is
+ * malformed — empty, an empty item, a character outside a token, or a name given twice — which
+ * `ws` (lib/subprotocol.js) refuses with 400 too.
+ */
+export function parseSubprotocols(header: string): string[] | undefined {
+  const names = header.split(",").map((n) => n.replace(/^[ \t]+|[ \t]+$/g, ""));
+  // ws accepts no blank before the first name or after the last (Node's parser strips them anyway).
+  if (/^[ \t]|[ \t]$/.test(header)) return undefined;
+  for (const n of names) if (!TOKEN_RE.test(n)) return undefined;
+  return new Set(names).size === names.length ? names : undefined;
+}
+
 /**
  * Answer an upgrade request (§4.2.1, §4.2.2): validate it, write the 101 with
  * `Sec-WebSocket-Accept`, and return the connection — or answer 400 / 426 and return undefined.
- * No subprotocol and no extension is selected (the answer names none).
+ * A subprotocol offered is echoed as `ws` does by default: the first one the client named
+ * (§4.2.2 item 5.4: the server selects one of those offered; the services speak the same protocol
+ * whatever the name and a browser fails a connection whose answer names none of those it offered);
+ * a malformed `Sec-WebSocket-Protocol` is answered 400. No extension is selected (the answer
+ * names none).
  */
 export function acceptUpgrade(
   req: IncomingMessage,
@@ -733,6 +843,15 @@ export function acceptUpgrade(
     refuse(socket, "400 Bad Request");
     return undefined;
   }
+  const offered = req.headers["sec-websocket-protocol"];
+  let protocol: string | undefined;
+  if (offered !== undefined) {
+    protocol = parseSubprotocols(offered)?.[0];
+    if (protocol === undefined) {
+      refuse(socket, "400 Bad Request");
+      return undefined;
+    }
+  }
   const accept = createHash("sha1")
     .update(key + GUID)
     .digest("base64");
@@ -740,9 +859,9 @@ export function acceptUpgrade(
   s.setTimeout?.(0);
   s.setNoDelay?.(true);
   socket.write(
-    `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+    `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n${protocol === undefined ? "" : `Sec-WebSocket-Protocol: ${protocol}\r\n`}\r\n`,
   );
   // Frames that came with the request are read after the caller has set its listeners (as `ws`).
   if (head.length > 0) socket.unshift(head);
-  return new LeanWebSocket(socket, options);
+  return new LeanWebSocket(socket, options, protocol);
 }

@@ -28,6 +28,7 @@ import {
 import { authDhPublic, authKeyInfo } from "../core/relay/crypto.ts";
 import { AUTHENTICATOR_LENGTH, KEY_LENGTH } from "../core/relay/protocol.ts";
 import { toHex } from "./hex.ts";
+import { lastingSlab } from "./random-pool.ts";
 
 /** Relay-wide: the dummy key and the work counters (for tests and /health). */
 export class AuthenticatorStats {
@@ -54,15 +55,14 @@ interface Agreed {
 }
 
 export class ConnectionAuthenticator {
-  /** The relay's X25519 public key for this connection (HELLO `x`). */
-  readonly publicKey: Uint8Array;
   /**
-   * The private half, 32 raw bytes, imported (as a JWK) for each agreement: an OpenSSL key object
-   * kept per connection held ~4 KiB on every idle connection (bench:relay). The two halves are
-   * slices of Node's shared small-buffer pool, not ArrayBuffers of their own, and no JWK strings
-   * are kept: idle WebSockets are counted in bytes (bench/README.md "bench:scale").
+   * The connection's X25519 key pair, 64 raw bytes: the private half (0–31), imported (as DER) for
+   * each agreement — an OpenSSL key object kept per connection held ~4 KiB on every idle
+   * connection (bench:relay) — and the public half (32–63). One slice of a slab of connection-long
+   * bytes (random-pool.ts `lastingSlab`), not ArrayBuffers of their own nor two Buffer objects (96
+   * bytes each): idle WebSockets are counted in bytes (bench/README.md "bench:scale").
    */
-  readonly #privateKey: Buffer;
+  readonly #pair: Buffer;
   readonly #sessionId: Uint8Array;
   readonly #stats: AuthenticatorStats;
   readonly #maxKeys: number;
@@ -76,8 +76,9 @@ export class ConnectionAuthenticator {
     // Encoded keys, not KeyObjects: OpenSSL's key is freed before this returns, instead of
     // waiting in native memory for the garbage collector (which does not see its size) — at a
     // few hundred openings per second that wait showed in the relay's RSS (bench:scale).
-    const secret = Buffer.allocUnsafe(32);
-    const pub = Buffer.allocUnsafe(KEY_LENGTH);
+    const pair = lastingSlab.take(32 + KEY_LENGTH);
+    const secret = pair.subarray(0, 32);
+    const pub = pair.subarray(32);
     if (privateKey) {
       // X25519 takes any 32 bytes as a private key (RFC 7748 §5 clamps them).
       secret.set(privateKey);
@@ -86,19 +87,23 @@ export class ConnectionAuthenticator {
       der.fill(0);
       pub.set(Buffer.from(jwk.x ?? "", "base64url"));
     } else {
-      const pair = generateKeyPairSync("x25519", {
+      const fresh = generateKeyPairSync("x25519", {
         publicKeyEncoding: { format: "der", type: "spki" },
         privateKeyEncoding: { format: "der", type: "pkcs8" },
       });
-      secret.set(pair.privateKey.subarray(X25519_PKCS8_PREFIX.length));
-      pair.privateKey.fill(0);
-      pub.set(pair.publicKey.subarray(pair.publicKey.length - KEY_LENGTH));
+      secret.set(fresh.privateKey.subarray(X25519_PKCS8_PREFIX.length));
+      fresh.privateKey.fill(0);
+      pub.set(fresh.publicKey.subarray(fresh.publicKey.length - KEY_LENGTH));
     }
-    this.#privateKey = secret;
-    this.publicKey = pub;
+    this.#pair = pair;
     this.#sessionId = sessionId;
     this.#stats = stats;
     this.#maxKeys = Math.max(1, maxKeys);
+  }
+
+  /** The relay's X25519 public key for this connection (HELLO `x`): a view of its pair. */
+  get publicKey(): Uint8Array {
+    return this.#pair.subarray(32);
   }
 
   get #keys(): Map<string, Agreed> {
@@ -172,7 +177,7 @@ export class ConnectionAuthenticator {
         key: { kty: "OKP", crv: "X25519", x: Buffer.from(u).toString("base64url") },
         format: "jwk",
       });
-      const der = Buffer.concat([X25519_PKCS8_PREFIX, this.#privateKey]);
+      const der = Buffer.concat([X25519_PKCS8_PREFIX, this.#pair.subarray(0, 32)]);
       const ours = createPrivateKey({ key: der, format: "der", type: "pkcs8" });
       der.fill(0);
       shared = diffieHellman({ privateKey: ours, publicKey: theirs });
@@ -191,7 +196,7 @@ export class ConnectionAuthenticator {
 
   /** The connection ended: wipe the private key and the agreed keys. */
   dispose(): void {
-    this.#privateKey.fill(0);
+    this.#pair.fill(0, 0, 32);
     if (!this.#keysMade) return;
     for (const a of this.#keysMade.values()) a.key.fill(0);
     this.#keysMade.clear();

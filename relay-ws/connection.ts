@@ -49,7 +49,7 @@ import { toHex } from "./hex.ts";
 import { sealDeliveryParts } from "./node-crypto.ts";
 import { PUSH_HIGH_WATER } from "./output-budget.ts";
 import { queueDh } from "./queue-dh.ts";
-import { pooledRandomBytes } from "./random-pool.ts";
+import { lastingRandomBytes, pooledRandomBytes } from "./random-pool.ts";
 import {
   COST,
   commandCost,
@@ -121,8 +121,9 @@ export class RelayConnection implements ConnectionHandle {
   readonly #ctx: RelayContext;
   readonly #ws: WebSocket;
   readonly #source: RelaySource;
-  // A slice of the shared pool, not an ArrayBuffer of its own (~250 bytes less per connection).
-  readonly sessionId: Uint8Array = pooledRandomBytes(SESSION_ID_LENGTH);
+  // A slice of a slab of connection-long bytes, not an ArrayBuffer of its own (~250 bytes less per
+  // connection) nor of Node's pool, whose 8 KiB slabs it would keep alive (random-pool.ts).
+  readonly sessionId: Uint8Array = lastingRandomBytes(SESSION_ID_LENGTH);
   #state: "opening" | "ready" | "closed" = "opening";
   #tokens: number;
   #refilledAt: number;

@@ -1,6 +1,6 @@
 /** The hot path's random bytes (random-pool.ts): never repeated, never left in the pool. */
 import { describe, expect, it } from "vitest";
-import { RandomPool } from "./random-pool.ts";
+import { LastingSlab, lastingRandomBytes, RandomPool } from "./random-pool.ts";
 
 describe("RandomPool", () => {
   it("hands out distinct values across refills, each a buffer of its own", () => {
@@ -32,5 +32,34 @@ describe("RandomPool", () => {
     const next = pool.take(32);
     expect(next.equals(first)).toBe(false);
     expect(buf.subarray(32).some((x) => x !== 0)).toBe(true);
+  });
+
+  it("connection-long bytes: slices of one slab, never overlapping, each random; large ones their own", () => {
+    const slab = new LastingSlab(256);
+    const a = slab.take(32);
+    const b = slab.take(64);
+    const c = slab.take(30);
+    expect(a.buffer).toBe(b.buffer);
+    expect(b.buffer).toBe(c.buffer);
+    expect(a.buffer.byteLength).toBe(256);
+    // 8-byte aligned, never overlapping.
+    expect(
+      [a.byteOffset % 256, b.byteOffset % 256, c.byteOffset % 256].map((o) => o - (a.byteOffset % 256)),
+    ).toEqual([0, 32, 96]);
+    a.fill(1);
+    b.fill(2);
+    c.fill(3);
+    expect(a.every((x) => x === 1) && b.every((x) => x === 2) && c.every((x) => x === 3)).toBe(true);
+    // Past the slab's end: a fresh slab; past a quarter of it: a buffer of its own.
+    const d = slab.take(64);
+    const e = slab.take(64); // ends exactly at the slab's end
+    expect(d.buffer).toBe(a.buffer);
+    expect(e.buffer).toBe(a.buffer);
+    const f = slab.take(8);
+    expect(f.buffer).not.toBe(a.buffer);
+    expect(f.byteOffset).toBe(0);
+    expect(slab.take(65).buffer).not.toBe(f.buffer);
+    const seen = new Set(Array.from({ length: 500 }, () => lastingRandomBytes(32).toString("hex")));
+    expect(seen.size).toBe(500);
   });
 });

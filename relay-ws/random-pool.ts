@@ -42,3 +42,39 @@ export const randomPool = new RandomPool();
 
 /** `randomBytes` from the pool. */
 export const pooledRandomBytes = (n: number): Buffer => randomPool.take(n);
+
+/**
+ * Small buffers that live as long as a connection (its session id, its X25519 key pair), cut from
+ * slabs of their own. `Buffer.allocUnsafe` cuts small buffers from Node's shared 8 KiB pool, which
+ * the frames written at every opening use too: a slab stays alive while any slice of it does, so
+ * each idle connection kept about 270 bytes of those slabs alive for its 96 bytes
+ * (bench/idle-census.ts; bench/README.md "bench:scale"). These slabs hold only lasting bytes; a
+ * slab of 4 KiB (about 40 connections) goes once none of its connections is left.
+ */
+export class LastingSlab {
+  #slab: Buffer | undefined;
+  #at = 0;
+  constructor(readonly size = 4096) {}
+
+  /** `n` bytes, uninitialized (the caller fills them at once); a buffer of its own past size / 4. */
+  take(n: number): Buffer {
+    if (n > this.size / 4) return Buffer.alloc(n);
+    if (!this.#slab || this.#at + n > this.#slab.length) {
+      this.#slab = Buffer.allocUnsafeSlow(this.size);
+      this.#at = 0;
+    }
+    const out = this.#slab.subarray(this.#at, this.#at + n);
+    this.#at += (n + 7) & ~7;
+    return out;
+  }
+}
+
+/** The relay process's slab of connection-long bytes. */
+export const lastingSlab = new LastingSlab();
+
+/** `n` random bytes that last as long as a connection (lastingSlab). */
+export function lastingRandomBytes(n: number): Buffer {
+  const out = lastingSlab.take(n);
+  randomFillSync(out);
+  return out;
+}

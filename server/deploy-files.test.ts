@@ -19,6 +19,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { request } from "../host/http-testing.ts";
+import { SERVER_NODE_OPTIONS } from "../host/node-options.ts";
 import { freePort } from "../test/support/free-port.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 
@@ -157,10 +158,15 @@ describe("deploy/Dockerfile", () => {
     expect(volumes.some((v) => flags.get("relay-data-dir")!.startsWith(`${v}/`))).toBe(true);
     expect(DOCKERFILE).toMatch(new RegExp(`^EXPOSE .*\\b${flags.get("port")}\\b`, "m"));
     checkOptions(options, flags.keys(), []);
-    // The same start as the systemd unit: node runs the sources through tsx.
-    expect(/^ENTRYPOINT (\[.*\])$/m.exec(DOCKERFILE)![1]).toBe(
-      '["node", "--import", "tsx", "server/main.ts"]',
-    );
+    // The same start as the systemd unit: node, with the operator paths' options, runs the
+    // sources through tsx.
+    expect(JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(DOCKERFILE)![1]!)).toEqual([
+      "node",
+      ...SERVER_NODE_OPTIONS,
+      "--import",
+      "tsx",
+      "server/main.ts",
+    ]);
   });
 
   it("copies every folder server/main.ts imports, and tsx survives the pruning", () => {
@@ -291,8 +297,9 @@ describe("deploy/systemd/loft@.service", () => {
 
   it("starts instance N on 808N and 946N with the server's own flags, hardened", () => {
     const exec = /^ExecStart=(.*)$/m.exec(TEMPLATE_UNIT)![1]!.trim().split(/\s+/);
-    expect(exec.slice(0, 4)).toEqual(["/usr/bin/node", "--import", "tsx", "server/main.ts"]);
-    const flags = flagsOf(exec.slice(4));
+    const start = ["/usr/bin/node", ...SERVER_NODE_OPTIONS, "--import", "tsx", "server/main.ts"];
+    expect(exec.slice(0, start.length)).toEqual(start);
+    const flags = flagsOf(exec.slice(start.length));
     expect(flags.get("port")).toBe("808%i");
     expect(flags.get("metrics-port")).toBe("946%i");
     expect(flags.get("relay-data-dir")).toBe("/var/lib/loft/relay-%i");
@@ -348,5 +355,17 @@ describe("deploy/prometheus/alerts.yml", () => {
       const base = name.replace(/_(bucket|sum|count)$/, "");
       expect(exported.has(name) || exported.has(base), `${name} is not in the server's /metrics`).toBe(true);
     }
+  });
+});
+
+describe("the operator paths' Node options (host/node-options.ts)", () => {
+  it("npm start, npm run relay and npm run signaling start node with them", () => {
+    const scripts = (JSON.parse(read("package.json")) as { scripts: Record<string, string> }).scripts;
+    const node = `node ${SERVER_NODE_OPTIONS.join(" ")} --import tsx`;
+    expect(scripts.start).toContain(`${node} server/main.ts`);
+    expect(scripts.relay).toBe(`${node} relay-ws/main.ts`);
+    expect(scripts.signaling).toBe(`${node} signaling/main.ts`);
+    const unit = read("deploy/systemd/loft.service");
+    expect(/^ExecStart=(.*)$/m.exec(unit)![1]).toContain(`/usr/bin/${node} server/main.ts `);
   });
 });

@@ -20,6 +20,7 @@ import { encodeVersionHeader, SIGNALING_VERSION } from "../core/codec/version.ts
 import { RelayClient } from "../core/relay/client.ts";
 import { WebSocketLink } from "../core/relay/ws-link.ts";
 import { request } from "../host/http-testing.ts";
+import { SERVER_NODE_OPTIONS } from "../host/node-options.ts";
 import { precompressDir } from "../host/precompress.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 import {
@@ -57,10 +58,12 @@ function templatedNginx(ports: { http: number; https: number; loft: number }, tl
 /** The unit's ExecStart arguments after `server/main.ts`, and its Environment, as a test can use them. */
 function unitCommand(): { args: string[]; env: Record<string, string> } {
   const exec = /^ExecStart=(.*)$/m.exec(UNIT)?.[1]?.trim().split(/\s+/) ?? [];
-  expect(exec.slice(0, 4)).toEqual(["/usr/bin/node", "--import", "tsx", "server/main.ts"]);
+  // The operator paths' Node options (host/node-options.ts) before the entry.
+  const start = ["/usr/bin/node", ...SERVER_NODE_OPTIONS, "--import", "tsx", "server/main.ts"];
+  expect(exec.slice(0, start.length)).toEqual(start);
   const env: Record<string, string> = {};
   for (const m of UNIT.matchAll(/^Environment=([A-Z_]+)=(.*)$/gm)) env[m[1]!] = m[2]!;
-  return { args: exec.slice(4), env };
+  return { args: exec.slice(start.length), env };
 }
 
 interface Stack {

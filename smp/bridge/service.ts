@@ -25,6 +25,8 @@ import { BridgeTunnel, type TunnelResult } from "./tunnel.ts";
 export const SMP_BRIDGE_PATH = "/smp-bridge";
 /** OPEN frame, then the server's address, then the TLS handshake: each must come this soon. */
 const DEFAULT_TIMEOUT_MS = 10_000;
+/** How often every tunnel's browser is pinged; one that did not answer the previous ping is cut. */
+const DEFAULT_HEARTBEAT_MS = 30_000;
 /** A browser sends blocks (16 385-byte frames) and one OPEN: nothing bigger. */
 const MAX_FRAME = 16_385;
 
@@ -36,6 +38,8 @@ export interface SmpBridgeDeps {
   /** DNS, injectable for the policy tests. */
   resolve?: Resolver;
   timeoutMs?: number;
+  /** Heartbeat period (ms): 30 s, as the relay's; tests shorten it. */
+  heartbeatMs?: number;
   /** The WebSocket server layer (host/websocket-server.ts, `--ws-impl`); lean by default. */
   wsImpl?: WsImpl;
 }
@@ -68,6 +72,12 @@ export function createSmpBridgeService(config: SmpBridgeConfig, deps: SmpBridgeD
   // The same layer as the relay and signaling in this process (docs/operations.md, "Idle
   // connections"): a frame over MAX_FRAME closes the connection with 1009 in either.
   const wss = createUpgrader(deps.wsImpl ?? "lean", { maxPayload: MAX_FRAME });
+  // One timer for every tunnel (tunnel.ts `heartbeat`): a browser gone without closing does not
+  // hold its tunnel and the TLS connection behind it for ever.
+  const heartbeat = setInterval(() => {
+    for (const t of tunnels) t.heartbeat();
+  }, deps.heartbeatMs ?? DEFAULT_HEARTBEAT_MS);
+  heartbeat.unref();
 
   const count = (result: string) => {
     results.inc({ result });
@@ -143,6 +153,7 @@ export function createSmpBridgeService(config: SmpBridgeConfig, deps: SmpBridgeD
     },
     async close() {
       closing = true;
+      clearInterval(heartbeat);
       for (const t of [...tunnels]) t.goAway();
       wss.close();
     },

@@ -22,10 +22,17 @@ import {
 import type { ServerSocket as WebSocket } from "../../host/websocket-server.ts";
 import type { DestinationPolicy } from "./policy.ts";
 
+/** Idle time before TCP keepalive probes start on the connection to an SMP server. */
+const TLS_KEEPALIVE_MS = 30_000;
+
 /** Frames queued to the browser before the bridge stops reading the server. */
 export const WS_HIGH_WATER = 64 * (SMP_BLOCK_SIZE + 1);
 
-export type TunnelResult = "ok" | BridgeErrorName | "client_closed";
+/**
+ * How a tunnel ended: "client_closed" (the browser closed or its connection went), "heartbeat" (the
+ * browser answered no ping for a heartbeat period: gone without a word, its TCP connection cut).
+ */
+export type TunnelResult = "ok" | BridgeErrorName | "client_closed" | "heartbeat";
 
 export interface TunnelOptions {
   ws: WebSocket;
@@ -44,14 +51,20 @@ export class BridgeTunnel {
   #fingerprint: Uint8Array | undefined;
   /** The server reads slowly: the browser's socket is paused until TLS drains. */
   #draining = false;
+  /** The browser answered the last heartbeat ping (or sent a frame) since the previous one. */
+  #alive = true;
 
   constructor(options: TunnelOptions) {
     this.#o = options;
     const { ws } = options;
     this.#arm();
-    ws.on("message", (data: Buffer, isBinary: boolean) =>
-      this.#onFrame(isBinary ? new Uint8Array(data) : undefined),
-    );
+    ws.on("message", (data: Buffer, isBinary: boolean) => {
+      this.#alive = true;
+      this.#onFrame(isBinary ? new Uint8Array(data) : undefined);
+    });
+    ws.on("pong", () => {
+      this.#alive = true;
+    });
     ws.on("close", () => this.#end("client_closed"));
     ws.on("error", () => this.#end("client_closed"));
   }
@@ -104,6 +117,27 @@ export class BridgeTunnel {
       bytes: this.#o.ws.bufferedAmount + this.#buffer.length,
       paused: this.#tls?.isPaused() ?? false,
     };
+  }
+
+  /**
+   * The service's heartbeat (every `heartbeatMs`): a browser that answered nothing since the
+   * previous ping is gone — a tab killed, a laptop closed, a network that dropped the connection
+   * without a FIN — and its tunnel, with the TLS connection to the SMP server it holds, would
+   * otherwise stay open for as long as the server keeps it (RFC 6455 §5.5.2: a ping must be
+   * answered with a pong "as soon as is practical"). Before the tunnel is open its own timeouts
+   * (OPEN, resolution, TLS, hello) bound it; the heartbeat runs in every phase all the same.
+   */
+  heartbeat(): void {
+    if (this.#phase === "done") return;
+    const ws = this.#o.ws;
+    if (!this.#alive) {
+      // No close handshake with a peer that does not answer: cut (close event 1006).
+      ws.terminate();
+      this.#end("heartbeat");
+      return;
+    }
+    this.#alive = false;
+    if (ws.readyState === ws.OPEN) ws.ping();
   }
 
   /** The relay is shutting down. */
@@ -194,6 +228,9 @@ export class BridgeTunnel {
       const timer = setTimeout(() => settle(false), this.#o.timeoutMs);
       this.#tls = tls;
       tls.setNoDelay(true);
+      // A server host that vanished (no FIN, no RST) is found by TCP keepalive; the browser's own
+      // SMP pings through the tunnel find it too, and close the tunnel from their side.
+      tls.setKeepAlive(true, TLS_KEEPALIVE_MS);
       tls.once("secureConnect", () => settle(true));
       tls.on("data", (chunk: Buffer) => {
         if (this.#tls === tls) this.#fromServer(chunk);

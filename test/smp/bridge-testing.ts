@@ -27,7 +27,13 @@ export interface TestBridge {
  */
 export async function startTestBridge(
   overrides: Partial<SmpBridgeConfig> = {},
-  deps: { resolve?: Resolver; timeoutMs?: number; allowedOrigins?: string[]; wsImpl?: WsImpl } = {},
+  deps: {
+    resolve?: Resolver;
+    timeoutMs?: number;
+    heartbeatMs?: number;
+    allowedOrigins?: string[];
+    wsImpl?: WsImpl;
+  } = {},
 ): Promise<TestBridge> {
   const registry = new Registry();
   const log = createLogger("smp-bridge-test", process.env.LOG_LEVEL ?? "warn");
@@ -56,6 +62,7 @@ export async function startTestBridge(
       allowedOrigins: deps.allowedOrigins ?? [],
       ...(deps.resolve ? { resolve: deps.resolve } : {}),
       ...(deps.timeoutMs ? { timeoutMs: deps.timeoutMs } : {}),
+      ...(deps.heartbeatMs ? { heartbeatMs: deps.heartbeatMs } : {}),
       ...(deps.wsImpl ? { wsImpl: deps.wsImpl } : {}),
     },
   );

@@ -3,8 +3,10 @@
  * reaches a second relay's SMP listener through the first relay's `/smp-bridge`, over real TLS; the
  * spec-written test client (test/smp/client.ts) talks to the same listener directly.
  */
+import { once } from "node:events";
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
 import { utf8 } from "../../core/bytes.ts";
 import { decodeBridgeFrame } from "../../core/smp/bridge-frames.ts";
 import { connectSmpBridge } from "../../core/smp/bridge-link.ts";
@@ -162,4 +164,42 @@ describe("SMP bridge", () => {
     if (p.tag === "MSG") expect(p.message.body).toEqual(utf8("while away"));
     again.close();
   });
+});
+
+describe("SMP bridge heartbeat", () => {
+  it.each(["lean", "ws"] as const)(
+    "a browser that stops answering pings is cut and its TLS connection to the server closed; one that answers stays (--ws-impl %s)",
+    async (wsImpl) => {
+      const hb = await startTestBridge({}, { heartbeatMs: 100, wsImpl });
+      try {
+        const live = await connectSmpBridge(hb.url, server.address, {
+          webSocket: (u) => new WebSocket(u) as never,
+        });
+        let silent!: WebSocket;
+        const dead = await connectSmpBridge(hb.url, server.address, {
+          // A browser gone without a word: its socket is open, but nothing answers the pings.
+          webSocket: (u) => {
+            silent = new WebSocket(u, { autoPong: false });
+            return silent as never;
+          },
+        });
+        await dead.client.ping();
+        expect(hb.service.connectionCount).toBe(2);
+        const serverSide = server.smp.connectionCount;
+        const [code] = await once(silent, "close");
+        expect(code).toBe(1006);
+        expect(hb.service.connectionCount).toBe(1);
+        expect(hb.service.health()).toMatchObject({ outcomes: { heartbeat: 1 } });
+        // The SMP server's end of the cut tunnel goes too (the bridge destroyed its TLS connection).
+        await expect.poll(() => server.smp.connectionCount, { timeout: 10_000 }).toBe(serverSide - 1);
+        // The browser that answers was pinged as often and is still served.
+        await live.client.ping();
+        expect(hb.service.connectionCount).toBe(1);
+        live.client.close();
+        await expect.poll(() => hb.service.connectionCount, { timeout: 10_000 }).toBe(0);
+      } finally {
+        await hb.close();
+      }
+    },
+  );
 });

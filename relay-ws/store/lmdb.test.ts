@@ -5,7 +5,7 @@
  * migration of records written before epoch keys, and a data dir whose name has a dot.
  */
 import { randomBytes } from "node:crypto";
-import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { open } from "lmdb";
@@ -13,8 +13,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { BLOCK_SIZE, padBlock } from "../../core/relay/protocol.ts";
 import { sealAtRest } from "../node-crypto.ts";
 import { bucketSize } from "./at-rest.ts";
-import { KEYRING_FILE, keyringEpochs, SLOT_SIZE } from "./keyring.ts";
-import { LmdbStore, type LmdbStoreOptions } from "./lmdb.ts";
+import { KEYRING_FILE, keyringEpochs, LEGACY_KEYRING_FILE, SLOT_SIZE } from "./keyring.ts";
+import { LmdbStore, type LmdbStoreOptions, STORE_FORMAT } from "./lmdb.ts";
 import { type Sealed, SealPool } from "./seal-pool.ts";
 import { APPEND_BATCH_EXPECTED, appendBatchContract, newMessage, randomQueue as queue } from "./testing.ts";
 
@@ -456,7 +456,7 @@ describe("relay LMDB store", () => {
     await raw.close();
   });
 
-  it("GC expires format-2 messages from each queue's head, queue after queue, and only those due", async () => {
+  it("GC expires format-2 messages queue after queue, only those due, also behind a longer-lived head (TTL lowered)", async () => {
     let now = Date.UTC(2033, 0, 1);
     const store = openStore({ path: tempDir(), masterKey: randomBytes(32), clock: () => now });
     const [q1, q2, q3] = [queue(), queue(), queue()];
@@ -482,6 +482,15 @@ describe("relay LMDB store", () => {
     now += 2 * HOUR;
     expect((await store.gc(now)).expiredMessages).toBe(3);
     expect(store.stats().storedBytes).toBe(0);
+    // --relay-ttl lowered from 7 days to 1 h across a restart: the messages stored since expire
+    // on time even though the queue's head lives on.
+    await put(q1, "7 days", 7 * DAY);
+    for (const b of ["h", "i", "j"]) await put(q1, b, HOUR);
+    now += HOUR + 1;
+    expect((await store.gc(now)).expiredMessages).toBe(3);
+    expect(store.stats().messages).toBe(1);
+    expect(text(await store.read(q1.recipientId, 2))).toBe("7 days");
+    expect(await store.next(q1.recipientId, 2)).toBeUndefined();
   });
 
   it("one record per SEND (format 2): no send or expiry record; a retry is DUPLICATE while stored, after its ACK and across a reopen while stored", async () => {
@@ -638,5 +647,73 @@ describe("relay LMDB store", () => {
     await store.append(q.recipientId, msg(utf8("dotted"), Date.now()), 10);
     store = await reopen(store, { path, masterKey });
     expect(text(await store.read(q.recipientId, 0))).toBe("dotted");
+  });
+
+  it("upgrades and rollbacks (docs/operations-relay.md §Upgrades): the keyring becomes keyring.2 and a store format is checked at open", async () => {
+    const path = tempDir();
+    const masterKey = randomBytes(32);
+    const now = Date.now();
+    const rawDb = (env: ReturnType<typeof open>, name: string) =>
+      env.openDB<Buffer, Buffer>(name, { keyEncoding: "binary", encoding: "binary", compression: false });
+    // The check a relay from before format 2 makes at open (its lmdb.ts): no `keyring` file while
+    // the first record of `keys` is a 64-byte wrapped key → LOFT_ERR_RELAY_KEYRING, nothing read.
+    const olderRelayRefuses = async () => {
+      const env = open({ path, noSubdir: false, maxDbs: 16, readOnly: true });
+      let first: Buffer | undefined;
+      for (const { value } of rawDb(env, "keys").getRange({ limit: 1 })) first = Buffer.from(value);
+      await env.close();
+      return !existsSync(join(path, LEGACY_KEYRING_FILE)) && first?.length === 64;
+    };
+    // A new store that holds no queue yet is refused by an older relay too.
+    let store = openStore({ path, masterKey });
+    store = await reopen(store, { path, masterKey });
+    await store.close();
+    stores.splice(0);
+    expect(existsSync(join(path, KEYRING_FILE))).toBe(true);
+    expect(await olderRelayRefuses()).toBe(true);
+
+    // A store as a relay from before format 2 left it: keyring under its old name, no format.
+    store = openStore({ path, masterKey });
+    const q = queue();
+    await store.createQueue(q);
+    const sent = msg(utf8("kept"), now);
+    expect(await store.append(q.recipientId, sent, 10)).toBe("ok");
+    await store.close();
+    stores.splice(0);
+    renameSync(join(path, KEYRING_FILE), join(path, LEGACY_KEYRING_FILE));
+    let env = open({ path, noSubdir: false, maxDbs: 16 });
+    await env.transaction(() => {
+      rawDb(env, "meta").remove(Buffer.from("format"));
+      rawDb(env, "keys").remove(Buffer.of(0));
+    });
+    await env.close();
+    store = openStore({ path, masterKey });
+    expect(text(await store.read(q.recipientId, 0))).toBe("kept");
+    expect(existsSync(join(path, LEGACY_KEYRING_FILE))).toBe(false);
+    expect(existsSync(join(path, KEYRING_FILE))).toBe(true);
+    await store.close();
+    stores.splice(0);
+    expect(await olderRelayRefuses()).toBe(true);
+
+    // A store written by a later format: refused before anything is touched, clear error.
+    env = open({ path, noSubdir: false, maxDbs: 16 });
+    const meta = rawDb(env, "meta");
+    const format = Buffer.from(meta.get(Buffer.from("format"))!);
+    expect(format.readUInt32BE(0)).toBe(STORE_FORMAT);
+    const later = Buffer.alloc(4);
+    later.writeUInt32BE(STORE_FORMAT + 1);
+    await meta.put(Buffer.from("format"), later);
+    await env.close();
+    expect(() => new LmdbStore({ path, masterKey })).toThrow(
+      expect.objectContaining({ code: "LOFT_ERR_RELAY_STORE_FORMAT" }),
+    );
+    expect(keyringEpochs(path, masterKey)).toEqual([[0], [0]]);
+    env = open({ path, noSubdir: false, maxDbs: 16 });
+    expect(rawDb(env, "meta").get(Buffer.from("format"))).toEqual(later);
+    await rawDb(env, "meta").put(Buffer.from("format"), format);
+    await env.close();
+    store = openStore({ path, masterKey });
+    expect(text(await store.read(q.recipientId, 0))).toBe("kept");
+    expect(await store.append(q.recipientId, sent, 10)).toBe("duplicate");
   });
 });

@@ -19,7 +19,7 @@
  * writes with "full" and keep what is stored; queues without activity for `idleQueueMs` are
  * deleted by GC.
  */
-import { existsSync, statfsSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, openSync, renameSync, statfsSync } from "node:fs";
 import { join } from "node:path";
 import { decode } from "@msgpack/msgpack";
 import { type Database, open, type RootDatabase } from "lmdb";
@@ -44,7 +44,7 @@ import {
 } from "./at-rest.ts";
 import { commitCause, guardLmdbCommitRejections, isNoSpaceError, StoreError } from "./errors.ts";
 import { HotBlocks } from "./hot-blocks.ts";
-import { KEYRING_FILE, Keyring } from "./keyring.ts";
+import { KEYRING_FILE, Keyring, LEGACY_KEYRING_FILE } from "./keyring.ts";
 import { SealPool, type SealPoolOptions } from "./seal-pool.ts";
 import type {
   AppendResult,
@@ -111,6 +111,20 @@ const layoutOf = (record: Uint8Array): MsgLayout => (isFormat2(record) ? LAYOUT_
 const MIGRATE_V2_CHUNK = 4096;
 /** Send ids of messages no longer stored (acknowledged or dropped) kept for DUPLICATE, at most. */
 const GONE_SENDS_MAX = 262_144;
+/**
+ * The store format this relay writes and reads (docs/operations-relay.md §Upgrades), kept in
+ * `meta` under "format": 2 since message record format 2. An open refuses a higher number, so a
+ * rolled-back relay never misreads a newer layout; a store without it is format 1 (or new).
+ */
+export const STORE_FORMAT = 2;
+const META_FORMAT = Buffer.from("format", "latin1");
+/**
+ * A key-record-sized entry that sorts first in `keys` (key 0x00; every real key-key starts with a
+ * tag letter): a relay from before format 2 takes a 64-byte first record for "records sealed under
+ * the keyring" and, finding no `keyring` file (renamed to `keyring.2`), refuses to start — even on
+ * a store that holds no queue yet.
+ */
+const KEYS_FENCE = Buffer.of(0x00);
 /** Message records re-keyed per transaction when an open migrates the previous layout. */
 const MIGRATE_CHUNK = 4096;
 /** Bytes a blob's key record adds to its queue's stored bytes. */
@@ -312,6 +326,8 @@ export class LmdbStore implements RelayStore {
   readonly #byEpoch: Database<Buffer, Buffer>;
   /** u32 day ‖ rid → 1 byte: queues by last activity (idle expiry). */
   readonly #active: Database<Buffer, Buffer>;
+  /** "format" → u32 store format (STORE_FORMAT). */
+  readonly #meta: Database<Buffer, Buffer>;
   readonly #keyring: Keyring;
   readonly #state = new Map<string, QueueState>();
   /**
@@ -427,6 +443,21 @@ export class LmdbStore implements RelayStore {
     this.#otks = db("otks");
     this.#byEpoch = db("byepoch");
     this.#active = db("active");
+    this.#meta = db("meta");
+    // Refused before anything is touched: a newer relay wrote this dir (a rollback past a format
+    // change); this relay would misread its records and its GC would destroy their keys.
+    const format = this.#meta.get(META_FORMAT);
+    if (format && (format.length !== 4 || format.readUInt32BE(0) > STORE_FORMAT)) {
+      void this.#root.close();
+      throw new StoreError(
+        "LOFT_ERR_RELAY_STORE_FORMAT",
+        `${options.path} holds store format ${format.length === 4 ? format.readUInt32BE(0) : "(unreadable)"}, newer than this relay's ${STORE_FORMAT}; run the relay version that wrote it (docs/operations-relay.md, "Upgrades")`,
+      );
+    }
+    // Format 2's keyring file name: from now on a relay from before format 2 finds no keyring and
+    // stops (docs/operations-relay.md §Upgrades). Renamed first, so a crash in the migration below
+    // leaves a dir only a format-2 relay opens (it resumes the migration).
+    renameLegacyKeyring(options.path);
     const hadKeyring = keyringExists(options.path);
     if (!hadKeyring && this.#hasWrappedKeys()) {
       void this.#root.close();
@@ -444,6 +475,11 @@ export class LmdbStore implements RelayStore {
       void this.#root.close();
       throw e;
     }
+    if (!format || !this.#keys.doesExist(KEYS_FENCE))
+      this.#root.transactionSync(() => {
+        this.#meta.put(META_FORMAT, u32(STORE_FORMAT));
+        this.#keys.put(KEYS_FENCE, Buffer.alloc(KEY_RECORD));
+      });
     this.#migrate();
     this.#migrateMessageKeys();
     this.#migrateSendIds();
@@ -557,7 +593,9 @@ export class LmdbStore implements RelayStore {
   }
 
   #hasWrappedKeys(): boolean {
-    for (const { value } of this.#keys.getRange({ limit: 1 })) return value.length === KEY_RECORD;
+    // Past the fence: it wraps nothing.
+    for (const { value } of this.#keys.getRange({ start: Buffer.of(0x01), limit: 1 }))
+      return value.length === KEY_RECORD;
     return false;
   }
 
@@ -1546,9 +1584,10 @@ export class LmdbStore implements RelayStore {
         this.#del(this.#expiry, Buffer.from(key));
       }
     }
-    // Format 2: a message's expiry is in its record. A queue's messages expire in seq order (one
-    // TTL per relay), so each queue that holds messages is read from its head while expired, then
-    // the scan jumps to the next queue's first record: one lookup per non-empty queue.
+    // Format 2: a message's expiry is in its record. Every record of each queue that holds
+    // messages is read in place (8 bytes; at most --relay-queue-quota per queue), not only its
+    // head: after --relay-ttl is lowered (or the clock steps back) a younger message can expire
+    // before an older one, and must not wait behind it (docs/protocol/relay.md, SEND).
     let from: Buffer | undefined;
     for (let queues = 0; queues < 100_000_000; queues++) {
       let head: Buffer | undefined;
@@ -1561,7 +1600,7 @@ export class LmdbStore implements RelayStore {
       for (const key of this.#msgs.getKeys({ start: head, end: cat(rid, MAX_U64) }) as Iterable<Buffer>) {
         const rec = this.#msgs.getBinaryFast(key);
         if (!rec || !isFormat2(rec)) continue;
-        if (readU64(rec, LAYOUT_2.exp) > nowMs) break;
+        if (readU64(rec, LAYOUT_2.exp) > nowMs) continue;
         result.expiredSendIds++;
         deletions.push(this.#deleteMessage(rid, readU64(key, 24)));
       }
@@ -1751,6 +1790,19 @@ export class LmdbStore implements RelayStore {
 
 function keyringExists(dir: string): boolean {
   return existsSync(join(dir, KEYRING_FILE));
+}
+
+/** `keyring` → `keyring.2` (atomic rename, then the folder fsync'd so the new name is durable). */
+function renameLegacyKeyring(dir: string): void {
+  const legacy = join(dir, LEGACY_KEYRING_FILE);
+  if (keyringExists(dir) || !existsSync(legacy)) return;
+  renameSync(legacy, join(dir, KEYRING_FILE));
+  const fd = openSync(dir, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function encodeState(s: PersistedState): Buffer {

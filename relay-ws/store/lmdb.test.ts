@@ -456,6 +456,34 @@ describe("relay LMDB store", () => {
     await raw.close();
   });
 
+  it("a format-2 store whose queue state is of an older layout counts each message once (no double count at open)", async () => {
+    const path = tempDir();
+    const masterKey = randomBytes(32);
+    let store = openStore({ path, masterKey });
+    const q = queue();
+    const rid = Buffer.from(q.recipientId);
+    await store.createQueue(q);
+    for (const b of ["a", "b", "c"])
+      expect(await store.append(q.recipientId, msg(utf8(b), Date.now()), 10)).toBe("ok");
+    const fresh = store.queueBytes(q.recipientId);
+    await store.close();
+    stores.splice(0);
+    // The 16-byte queue state written before epoch keys (u64 next seq ‖ u64 next prekey seq).
+    const env = open({ path, noSubdir: false, maxDbs: 16 });
+    const seqs = env.openDB<Buffer, Buffer>("seqs", { keyEncoding: "binary", encoding: "binary" });
+    await seqs.put(rid, Buffer.from(seqs.get(rid)!).subarray(0, 16));
+    await env.close();
+    store = openStore({ path, masterKey });
+    expect(store.queueBytes(q.recipientId)).toBe(fresh);
+    expect(store.stats().storedBytes).toBe(fresh);
+    store = await reopen(store, { path, masterKey });
+    expect(store.queueBytes(q.recipientId)).toBe(fresh);
+    const first = await store.next(q.recipientId, -1);
+    expect(await store.ack(q.recipientId, first!.seq, first!.msgId)).toBe(true);
+    expect(store.queueBytes(q.recipientId)).toBe((fresh * 2) / 3);
+    expect(text(await store.read(q.recipientId, 2))).toBe("c");
+  });
+
   it("GC expires format-2 messages queue after queue, only those due, also behind a longer-lived head (TTL lowered)", async () => {
     let now = Date.UTC(2033, 0, 1);
     const store = openStore({ path: tempDir(), masterKey: randomBytes(32), clock: () => now });
@@ -525,6 +553,80 @@ describe("relay LMDB store", () => {
     expect(records[0]!.subarray(17, 41)).toEqual(Buffer.from(m[1]!.msgId));
     expect(records[0]!.length).toBe(149 + 256);
     await raw.close();
+  });
+
+  it("DUPLICATE of stored messages comes from their queue's records: no send id in memory per stored message, across a reopen", async () => {
+    // docs/protocol/relay.md, SEND: memory holds pending writes' ids and recently gone ones only.
+    const now = Date.now();
+    const path = tempDir();
+    const masterKey = randomBytes(32);
+    let store = openStore({ path, masterKey });
+    const qs = [queue(), queue()];
+    const sent = qs.map(() => Array.from({ length: 100 }, (_, i) => msg(utf8(`m${i}`), now)));
+    for (const [i, q] of qs.entries()) {
+      await store.createQueue(q);
+      expect(await store.appendBatch(q.recipientId, sent[i]!, 100)).toEqual(Array(100).fill("ok"));
+    }
+    expect(store.sendIdsInMemory).toBe(0);
+    store = await reopen(store, { path, masterKey });
+    expect(store.sendIdsInMemory).toBe(0);
+    for (const [i, q] of qs.entries())
+      expect(await store.appendBatch(q.recipientId, sent[i]!, 100)).toEqual(Array(100).fill("duplicate"));
+    // A send id is its queue's: the same id to the other queue is a new message.
+    expect(await store.append(qs[1]!.recipientId, sent[0]![5]!, 200)).toBe("ok");
+    // The zero id like any other (send ids are random; it is a migrated record's "unknown").
+    const zero = { ...msg(utf8("zero"), now), sendId: new Uint8Array(16) };
+    expect(await store.append(qs[0]!.recipientId, zero, 200)).toBe("ok");
+    store = await reopen(store, { path, masterKey });
+    expect(await store.append(qs[0]!.recipientId, zero, 200)).toBe("duplicate");
+    // Acknowledged: gone from the records, remembered in memory (bounded) while it could be retried.
+    const first = await store.next(qs[0]!.recipientId, -1);
+    expect(await store.ack(qs[0]!.recipientId, first!.seq, first!.msgId)).toBe(true);
+    expect(store.sendIdsInMemory).toBe(1);
+    expect(await store.append(qs[0]!.recipientId, sent[0]![0]!, 200)).toBe("duplicate");
+    expect(store.stats().messages).toBe(201);
+  });
+
+  it("a retry while the first write is pending waits for its outcome: DUPLICATE only if it was stored", async () => {
+    // Seals held back: the first writes stay pending while their retries come in.
+    let release!: () => void;
+    let gate = new Promise<void>((r) => {
+      release = r;
+    });
+    class HeldPool extends SealPool {
+      override seal(...args: Parameters<SealPool["seal"]>): Promise<Sealed> {
+        const held = gate;
+        return super.seal(...args).then(async (s) => {
+          await held;
+          return s;
+        });
+      }
+    }
+    const store = openStore({ path: tempDir(), masterKey: randomBytes(32), sealPool: new HeldPool() });
+    const q = queue();
+    await store.createQueue(q);
+    const m = msg(utf8("once"), Date.now());
+    const first = store.append(q.recipientId, m, 10);
+    const retry = store.append(q.recipientId, m, 10);
+    const retryInBatch = store.appendBatch(q.recipientId, [m], 10);
+    release();
+    expect(await first).toBe("ok");
+    expect(await retry).toBe("duplicate");
+    expect(await retryInBatch).toEqual(["duplicate"]);
+    expect(store.stats().messages).toBe(1);
+    // The first write is never stored (its queue is deleted before its seal comes back): the
+    // retry is not told DUPLICATE — the client would drop a message no one holds.
+    gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const lost = msg(utf8("not stored"), Date.now());
+    const write = store.append(q.recipientId, lost, 10);
+    const retried = store.append(q.recipientId, lost, 10);
+    expect(await store.deleteQueue(q.recipientId)).toBe(1);
+    release();
+    expect(await write).toBe("missing");
+    expect(await retried).toBe("missing");
+    expect(store.sendIdsInMemory).toBe(0);
   });
 
   for (const sealThreads of [0, 1])

@@ -331,11 +331,13 @@ export class LmdbStore implements RelayStore {
   readonly #keyring: Keyring;
   readonly #state = new Map<string, QueueState>();
   /**
-   * Send ids of the stored messages, and of those accepted but not committed yet (rid‖sendId,
-   * latin1 → seq): DUPLICATE without a `sends` record per message. Built from the message records
-   * at open (format 2 holds the send id).
+   * Send ids of the messages accepted but not committed yet (rid‖sendId, latin1) → whether their
+   * write committed (true) or not (false). Those of stored messages are not held in memory (it
+   * would grow with the store, ~100 B each): a SEND that is not pending looks in its queue's own
+   * records (format 2 holds the send id at offset 1), at most --relay-queue-quota of them, read in
+   * place (docs/protocol/relay.md, SEND).
    */
-  readonly #sendIds = new Map<string, number>();
+  readonly #pendingSends = new Map<string, Promise<boolean>>();
   /**
    * Send ids of messages no longer stored (acknowledged, dropped) → their expiry: a retry of one
    * is still DUPLICATE while the relay runs (at most GONE_SENDS_MAX, oldest forgotten first;
@@ -482,26 +484,38 @@ export class LmdbStore implements RelayStore {
       });
     this.#migrate();
     this.#migrateMessageKeys();
-    this.#migrateSendIds();
+    // One pass over the records; a second only after a format 1 → 2 migration (once per store).
+    if (this.#scanMessages()) {
+      this.#migrateSendIds();
+      this.#scanMessages();
+    }
     this.#deliveriesStored = false;
     for (const _ of this.#deliveries.getKeys({ limit: 1 })) this.#deliveriesStored = true;
     this.#legacySends = false;
     for (const _ of this.#sends.getKeys({ limit: 1 })) this.#legacySends = true;
     for (const { value } of this.#seqs.getRange({})) this.#totalBytes += decodeState(value).bytes;
-    // Every message record, read in place: its key record's epoch, its send id, its bytes (the
-    // queue state on disk counts prekeys and bundles only since format 2).
+  }
+
+  /**
+   * Every message record, read in place: its key record's epoch, its bytes (the queue state on
+   * disk counts prekeys and bundles only since format 2). Whether a format-1 record is left.
+   */
+  #scanMessages(): boolean {
+    this.#msgEpochs.clear();
+    this.#openMsgBytes.clear();
+    this.#totalBytes = 0;
+    let format1 = false;
     for (const key of this.#msgs.getKeys({}) as Iterable<Buffer>) {
       const rec = this.#msgs.getBinaryFast(key);
       if (!rec) continue;
+      if (!isFormat2(rec)) format1 = true;
       const epoch = messageRecordEpoch(rec);
       if (epoch !== undefined) this.#countEpoch(epoch, 1);
-      const rid = key.subarray(0, 24);
-      const sendId = messageRecordSendId(rec);
-      if (sendId && !isZero(sendId)) this.#sendIds.set(cat(rid, sendId).toString("latin1"), readU64(key, 24));
-      const id = rid.toString("latin1");
+      const id = key.toString("latin1", 0, 24);
       this.#openMsgBytes.set(id, (this.#openMsgBytes.get(id) ?? 0) + rec.length);
       this.#totalBytes += rec.length;
     }
+    return format1;
   }
 
   /**
@@ -515,15 +529,6 @@ export class LmdbStore implements RelayStore {
    * same bytes (the key-key does not change).
    */
   #migrateSendIds(): void {
-    let any = false;
-    for (const key of this.#msgs.getKeys({}) as Iterable<Buffer>) {
-      const rec = this.#msgs.getBinaryFast(key);
-      if (rec && !isFormat2(rec)) {
-        any = true;
-        break;
-      }
-    }
-    if (!any) return;
     /** rid‖seq (latin1) → send id, from the send records that name their message. */
     const sendOf = new Map<string, Buffer>();
     for (const { key, value } of this.#sends.getRange({}))
@@ -532,29 +537,41 @@ export class LmdbStore implements RelayStore {
           cat(key.subarray(0, 24), value.subarray(8, 16)).toString("latin1"),
           Buffer.from(key.subarray(24)),
         );
-    const rids = [...(this.#seqs.getKeys({}) as Iterable<Buffer>)].map((k) => Buffer.from(k));
-    for (const rid of rids) {
-      const range = { start: cat(rid, u64(0)), end: cat(rid, MAX_U64) };
-      const old: { key: Buffer; value: Buffer }[] = [];
-      for (const { key, value } of this.#msgs.getRange(range))
-        if (!isFormat2(value)) old.push({ key: Buffer.from(key), value: Buffer.from(value) });
-      for (let at = 0; at < old.length; at += MIGRATE_V2_CHUNK) {
-        const chunk = old.slice(at, at + MIGRATE_V2_CHUNK);
-        this.#root.transactionSync(() => {
-          let freed = 0;
-          for (const { key, value } of chunk) {
-            const sendId = sendOf.get(key.toString("latin1")) ?? Buffer.alloc(16);
-            this.#msgs.put(key, cat(Buffer.of(MSG_FORMAT_2), sendId, value));
-            freed += value.length;
-          }
+    // Walks `msgs` itself (not the queues in `seqs`), so a record of a queue without a `seqs`
+    // record is migrated too; chunks may split a queue: each lowers its queues' bytes by exactly
+    // the records it rewrites.
+    let start: Buffer | undefined;
+    for (;;) {
+      const chunk: { key: Buffer; value: Buffer }[] = [];
+      for (const key of this.#msgs.getKeys(start ? { start } : {}) as Iterable<Buffer>) {
+        const rec = this.#msgs.getBinaryFast(key);
+        if (!rec || isFormat2(rec)) continue;
+        // A copy (getBinaryFast's buffer is reused by the next read).
+        const value = this.#msgs.get(key);
+        if (value) chunk.push({ key: Buffer.from(key), value: Buffer.from(value) });
+        if (chunk.length >= MIGRATE_V2_CHUNK) break;
+      }
+      if (chunk.length === 0) return;
+      this.#root.transactionSync(() => {
+        const freed = new Map<string, number>();
+        for (const { key, value } of chunk) {
+          const sendId = sendOf.get(key.toString("latin1")) ?? Buffer.alloc(16);
+          this.#msgs.put(key, cat(Buffer.of(MSG_FORMAT_2), sendId, value));
+          const rid = key.toString("latin1", 0, 24);
+          freed.set(rid, (freed.get(rid) ?? 0) + value.length);
+        }
+        for (const [id, n] of freed) {
+          const rid = Buffer.from(id, "latin1");
           const raw = this.#seqs.get(rid);
           if (raw && raw.length === STATE_RECORD) {
             const st = decodeState(raw);
-            st.bytes = Math.max(0, st.bytes - freed);
+            st.bytes = Math.max(0, st.bytes - n);
             this.#seqs.put(rid, encodeState(st));
           }
-        });
-      }
+        }
+      });
+      // Past the last record rewritten (keys are rid ‖ u64 seq).
+      start = cat(chunk[chunk.length - 1]!.key, EMPTY);
     }
   }
 
@@ -649,11 +666,19 @@ export class LmdbStore implements RelayStore {
     });
   }
 
-  /** Bytes of a queue's blobs and key records, counted from the records (migration only). */
+  /**
+   * Bytes of a queue's blobs and key records, counted from the records (migration only), in the
+   * format-2 sense the open ends with: a format-2 message record is not counted (it is counted
+   * from itself at every open); an older one is, at the length it will have in format 1 (its key
+   * record moved in, #migrateMessageKeys), which #migrateSendIds then takes off again — so each
+   * message is counted once, whatever mix of formats the queue holds.
+   */
   #scanBytes(rid: Buffer): number {
     let n = 0;
     const range = { start: cat(rid, u64(0)), end: cat(rid, MAX_U64) };
-    for (const { value } of this.#msgs.getRange(range)) n += value.length;
+    for (const { key, value } of this.#msgs.getRange(range))
+      if (!isFormat2(value))
+        n += value.length + (this.#keys.doesExist(cat(Buffer.of(TAG_MSG), key)) ? KEY_RECORD : 0);
     for (const { value } of this.#otks.getRange(range)) n += value.length + KEY_COST;
     const b = this.#bundles.get(rid);
     if (b) n += b.length + KEY_COST;
@@ -1010,18 +1035,13 @@ export class LmdbStore implements RelayStore {
     };
     /** Epochs of the message records removed: released once the removal is durable. */
     const epochs: number[] = [];
-    /** Their send ids (format 2): forgotten once the removal is durable. */
-    const sendIds: string[] = [];
     const done = this.#enqueue(() => {
       removed = 0;
       epochs.length = 0;
-      sendIds.length = 0;
       for (const { key, value } of [...this.#msgs.getRange(range)].map((e) => ({
         key: Buffer.from(e.key),
         value: Buffer.from(e.value),
       }))) {
-        const sendId = messageRecordSendId(value);
-        if (sendId) sendIds.push(cat(rid, sendId).toString("latin1"));
         // Format 1 only: a message stored before send records named it has an `m` expiry entry.
         if (!isFormat2(value)) this.#expiry.remove(cat(u64(readU64(value, 32)), Buffer.of(EXP_MSG), key));
         this.#hot.drop(key);
@@ -1063,7 +1083,6 @@ export class LmdbStore implements RelayStore {
       this.#forget(rid, q.senderId);
     }
     for (const e of epochs) this.#countEpoch(e, -1);
-    for (const send of sendIds) this.#sendIds.delete(send);
     this.#release(undefined, st.bytes);
     // Dropped, not wiped: a delivery in flight may still hold this buffer.
     this.#rcvKeys.delete(hex);
@@ -1079,7 +1098,6 @@ export class LmdbStore implements RelayStore {
    * until it expires (`known`: false for the zero id of a message migrated without one).
    */
   #forgetSend(send: string, expiresAt: number, known: boolean): void {
-    this.#sendIds.delete(send);
     if (!known || expiresAt <= this.#clock()) return;
     if (this.#goneSends.size >= GONE_SENDS_MAX) {
       // Oldest first (a Map iterates in insertion order).
@@ -1126,15 +1144,52 @@ export class LmdbStore implements RelayStore {
     const sendKey = cat(rid, m.sendId);
     const sendStr = sendKey.toString("latin1");
     if (
-      this.#sendIds.has(sendStr) ||
+      this.#pendingSends.has(sendStr) ||
       (this.#goneSends.size > 0 && this.#goneSends.has(sendStr)) ||
-      (this.#legacySends && this.#sends.doesExist(sendKey))
+      (this.#legacySends && this.#sends.doesExist(sendKey)) ||
+      (st.count > 0 && this.#storedSendId(rid, m.sendId))
     )
       return "duplicate";
     if (st.count >= quota) return "quota";
     const cost = messageCost(m.body.length);
     if (!this.#hasRoom(cost)) return "full";
     return undefined;
+  }
+
+  /**
+   * Whether one of the queue's stored messages was sent with `sendId`: its records' send ids
+   * (format 2, offset 1), read in place — a queue holds at most --relay-queue-quota records. Send
+   * ids are random (docs/protocol/relay.md, SEND): the zero id, a migrated record's "unknown",
+   * matches like any other.
+   */
+  #storedSendId(rid: Buffer, sendId: Uint8Array): boolean {
+    const want = Buffer.from(sendId.buffer, sendId.byteOffset, sendId.byteLength);
+    for (const key of this.#msgs.getKeys({
+      start: cat(rid, u64(0)),
+      end: cat(rid, MAX_U64),
+    }) as Iterable<Buffer>) {
+      const rec = this.#msgs.getBinaryFast(key);
+      if (rec && isFormat2(rec) && want.compare(rec, V2_SEND_AT, V2_SEND_AT + 16) === 0) return true;
+    }
+    return false;
+  }
+
+  /**
+   * A retry of a send id whose first write is not committed yet (the connection died meanwhile):
+   * answered once that write's outcome is known — DUPLICATE if it committed, otherwise looked at
+   * again and stored now if admitted (a retry answered DUPLICATE for a write that then failed would
+   * be a message lost: the client drops what it was told is stored).
+   */
+  async #afterPending(
+    rid: Buffer,
+    ridHex: string,
+    m: NewMessage,
+    quota: number,
+    sendStr: string,
+  ): Promise<AppendResult> {
+    for (let pending = this.#pendingSends.get(sendStr); pending; pending = this.#pendingSends.get(sendStr))
+      if (await pending) return "duplicate";
+    return this.#refusal(rid, ridHex, m, quota) ?? this.#write(rid, ridHex, m);
   }
 
   /**
@@ -1154,6 +1209,11 @@ export class LmdbStore implements RelayStore {
         out.push(stop);
         continue;
       }
+      const sendStr = cat(rid, m.sendId).toString("latin1");
+      if (this.#pendingSends.has(sendStr)) {
+        out.push(this.#afterPending(rid, ridHex, m, quota, sendStr));
+        continue;
+      }
       const refused = this.#refusal(rid, ridHex, m, quota);
       if (refused && refused !== "duplicate") stop = refused;
       // Admitted: written at once, without `append`'s second look at the same state.
@@ -1167,20 +1227,43 @@ export class LmdbStore implements RelayStore {
   async append(recipientId: Uint8Array, m: NewMessage, quota: number): Promise<AppendResult> {
     const rid = Buffer.from(recipientId);
     const ridHex = toHex(rid);
+    const sendStr = cat(rid, m.sendId).toString("latin1");
+    if (this.#pendingSends.has(sendStr)) return this.#afterPending(rid, ridHex, m, quota, sendStr);
     const refused = this.#refusal(rid, ridHex, m, quota);
     return refused ?? this.#write(rid, ridHex, m);
   }
 
-  /** Store one message `#refusal` admitted just now (same turn): its decisions hold. */
-  async #write(rid: Buffer, ridHex: string, m: NewMessage): Promise<AppendResult> {
+  /**
+   * Store one message `#refusal` admitted just now (same turn): its decisions hold. Its send id is
+   * pending until the outcome is known (a retry meanwhile waits for it: #afterPending); from then
+   * on, if stored, its queue's records show it.
+   */
+  #write(rid: Buffer, ridHex: string, m: NewMessage): Promise<AppendResult> {
+    const sendStr = cat(rid, m.sendId).toString("latin1");
+    let wrote!: (committed: boolean) => void;
+    const pending = new Promise<boolean>((resolve) => {
+      wrote = resolve;
+    });
+    this.#pendingSends.set(sendStr, pending);
+    const done = this.#store(rid, ridHex, m);
+    const settle = (committed: boolean) => {
+      if (this.#pendingSends.get(sendStr) === pending) this.#pendingSends.delete(sendStr);
+      wrote(committed);
+    };
+    done.then(
+      (r) => settle(r === "ok"),
+      () => settle(false),
+    );
+    return done;
+  }
+
+  async #store(rid: Buffer, ridHex: string, m: NewMessage): Promise<AppendResult> {
     const st = this.#loadState(rid, ridHex);
-    const sendHex = cat(rid, m.sendId).toString("latin1");
     const bucket = bucketSize(m.body.length, BLOCK_SIZE);
     const cost = messageCost(m.body.length);
     const seq = st.nextSeq++;
     st.count++;
     this.#reserve(st, cost);
-    this.#sendIds.set(sendHex, seq);
     const recKey = cat(rid, u64(seq));
     const keyKey = cat(Buffer.of(TAG_MSG), recKey);
     const block = padBlock(m.body, bucket);
@@ -1209,7 +1292,6 @@ export class LmdbStore implements RelayStore {
         this.#countEpoch(epoch, -1);
         // A DEL already done released every byte the queue held, this reservation included.
         if (this.#state.get(ridHex) === st) this.#release(st, cost);
-        this.#sendIds.delete(sendHex);
         block.fill(0);
         return "missing";
       }
@@ -1242,7 +1324,6 @@ export class LmdbStore implements RelayStore {
       st.count--;
       this.#countEpoch(epoch, -1);
       this.#release(st, cost);
-      this.#sendIds.delete(sendHex);
       block.fill(0);
       if (isNoSpaceError(e)) return "full";
       throw e;
@@ -1751,6 +1832,15 @@ export class LmdbStore implements RelayStore {
       if ((this.#msgEpochs.get(id) ?? 0) === 0) break;
     }
     return n;
+  }
+
+  /**
+   * Send ids held in memory for DUPLICATE: those of writes not committed yet, plus those of
+   * messages no longer stored (at most GONE_SENDS_MAX). Not those of stored messages, which are
+   * read from their records (tests, diagnostics).
+   */
+  get sendIdsInMemory(): number {
+    return this.#pendingSends.size + this.#goneSends.size;
   }
 
   stats(): StoreStats {

@@ -522,10 +522,10 @@ export class LmdbStore implements RelayStore {
    * Format 1 → 2 (docs/protocol/relay.md §At rest, "Message record"): each message record gets its
    * send id (from its `sends` record, which names its seq; 16 zero bytes when none does) and the
    * queue's persisted bytes stop counting message records (counted from the records at open).
-   * Queue by queue, in transactions of up to MIGRATE_V2_CHUNK records each (those records
-   * rewritten and their queue's bytes lowered together), so a crash in the middle leaves records
-   * of either format, each counted once, and the next open moves the rest. The `sends` and `expiry` entries stay: GC expires them as before, and a retry
-   * of their ids stays DUPLICATE until then. No crypto: the key record and sealed blob are the
+   * In key order, in transactions of up to MIGRATE_V2_CHUNK records each (those records rewritten
+   * and their queues' bytes lowered together), so a crash in the middle leaves records of either
+   * format, each counted once, and the next open moves the rest. The `sends` and `expiry` entries
+   * stay: GC expires them as before, and a retry of their ids stays DUPLICATE until then. No crypto: the key record and sealed blob are the
    * same bytes (the key-key does not change).
    */
   #migrateSendIds(): void {

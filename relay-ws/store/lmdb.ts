@@ -238,9 +238,16 @@ interface Batch {
   reject: (e: unknown) => void;
 }
 
+/** A write whose outcome is not known yet; the retries of its send id wait for it. */
+interface PendingSend {
+  waiters: ((committed: boolean) => void)[] | undefined;
+}
+
 interface QueueState {
   /** Messages stored (including in flight). */
   count: number;
+  /** Of those, writes whose outcome is not known yet (their ids are in #pendingSends). */
+  writing: number;
   nextSeq: number;
   nextOtk: number;
   otks: number;
@@ -337,7 +344,7 @@ export class LmdbStore implements RelayStore {
    * records (format 2 holds the send id at offset 1), at most --relay-queue-quota of them, read in
    * place (docs/protocol/relay.md, SEND).
    */
-  readonly #pendingSends = new Map<string, Promise<boolean>>();
+  readonly #pendingSends = new Map<string, PendingSend>();
   /**
    * Send ids of messages no longer stored (acknowledged, dropped) → their expiry: a retry of one
    * is still DUPLICATE while the relay runs (at most GONE_SENDS_MAX, oldest forgotten first;
@@ -925,7 +932,15 @@ export class LmdbStore implements RelayStore {
     this.#put(this.#seqs, rid, encodeState({ nextSeq: 0, nextOtk: 0, bytes: 0, activeDay: today }));
     this.#put(this.#active, cat(u32(today), rid), EMPTY);
     await this.#durable(this.#put(this.#senders, Buffer.from(q.senderId), rid));
-    this.#state.set(toHex(rid), { count: 0, nextSeq: 0, nextOtk: 0, otks: 0, bytes: 0, activeDay: today });
+    this.#state.set(toHex(rid), {
+      count: 0,
+      writing: 0,
+      nextSeq: 0,
+      nextOtk: 0,
+      otks: 0,
+      bytes: 0,
+      activeDay: today,
+    });
   }
 
   async queueByRecipient(recipientId: Uint8Array): Promise<QueueRecord | undefined> {
@@ -1117,6 +1132,7 @@ export class LmdbStore implements RelayStore {
       this.#openMsgBytes.delete(id);
       st = {
         count: this.#msgs.getKeysCount({ start: cat(rid, u64(0)), end: cat(rid, MAX_U64) }),
+        writing: 0,
         nextSeq: persisted.nextSeq,
         nextOtk: persisted.nextOtk,
         otks: this.#otks.getKeysCount({ start: cat(rid, u64(0)), end: cat(rid, MAX_U64) }),
@@ -1147,7 +1163,7 @@ export class LmdbStore implements RelayStore {
       this.#pendingSends.has(sendStr) ||
       (this.#goneSends.size > 0 && this.#goneSends.has(sendStr)) ||
       (this.#legacySends && this.#sends.doesExist(sendKey)) ||
-      (st.count > 0 && this.#storedSendId(rid, m.sendId))
+      (st.count > st.writing && this.#storedSendId(rid, m.sendId))
     )
       return "duplicate";
     if (st.count >= quota) return "quota";
@@ -1187,8 +1203,14 @@ export class LmdbStore implements RelayStore {
     quota: number,
     sendStr: string,
   ): Promise<AppendResult> {
-    for (let pending = this.#pendingSends.get(sendStr); pending; pending = this.#pendingSends.get(sendStr))
-      if (await pending) return "duplicate";
+    for (let pending = this.#pendingSends.get(sendStr); pending; pending = this.#pendingSends.get(sendStr)) {
+      const waiting = pending;
+      const committed = await new Promise<boolean>((resolve) => {
+        waiting.waiters ??= [];
+        waiting.waiters.push(resolve);
+      });
+      if (committed) return "duplicate";
+    }
     return this.#refusal(rid, ridHex, m, quota) ?? this.#write(rid, ridHex, m);
   }
 
@@ -1240,25 +1262,31 @@ export class LmdbStore implements RelayStore {
    */
   #write(rid: Buffer, ridHex: string, m: NewMessage): Promise<AppendResult> {
     const sendStr = cat(rid, m.sendId).toString("latin1");
-    let wrote!: (committed: boolean) => void;
-    const pending = new Promise<boolean>((resolve) => {
-      wrote = resolve;
-    });
+    const pending: PendingSend = { waiters: undefined };
     this.#pendingSends.set(sendStr, pending);
-    const done = this.#store(rid, ridHex, m);
+    const st = this.#loadState(rid, ridHex);
+    st.writing++;
+    let settled = false;
+    // Called in the same turn as `st.count` changes (the scan in #refusal compares the two).
     const settle = (committed: boolean) => {
+      if (settled) return;
+      settled = true;
+      st.writing--;
       if (this.#pendingSends.get(sendStr) === pending) this.#pendingSends.delete(sendStr);
-      wrote(committed);
+      if (pending.waiters) for (const w of pending.waiters) w(committed);
     };
-    done.then(
-      (r) => settle(r === "ok"),
-      () => settle(false),
-    );
+    const done = this.#store(rid, ridHex, m, st, settle);
+    done.catch(() => settle(false));
     return done;
   }
 
-  async #store(rid: Buffer, ridHex: string, m: NewMessage): Promise<AppendResult> {
-    const st = this.#loadState(rid, ridHex);
+  async #store(
+    rid: Buffer,
+    ridHex: string,
+    m: NewMessage,
+    st: QueueState,
+    settle: (committed: boolean) => void,
+  ): Promise<AppendResult> {
     const bucket = bucketSize(m.body.length, BLOCK_SIZE);
     const cost = messageCost(m.body.length);
     const seq = st.nextSeq++;
@@ -1289,6 +1317,7 @@ export class LmdbStore implements RelayStore {
       // may be written after it.
       if (this.#deletingQueues.has(ridHex) || !this.#queueSync(rid, ridHex)) {
         st.count--;
+        settle(false);
         this.#countEpoch(epoch, -1);
         // A DEL already done released every byte the queue held, this reservation included.
         if (this.#state.get(ridHex) === st) this.#release(st, cost);
@@ -1322,13 +1351,16 @@ export class LmdbStore implements RelayStore {
       await this.#durable(committed);
     } catch (e) {
       st.count--;
+      settle(false);
       this.#countEpoch(epoch, -1);
       this.#release(st, cost);
       block.fill(0);
       if (isNoSpaceError(e)) return "full";
       throw e;
     }
-    // Durable now: kept for its first delivery, unless a deletion already began.
+    // Durable: from now on its queue's records show its send id.
+    settle(true);
+    // Kept for its first delivery, unless a deletion already began.
     const kept =
       !(this.#deleting.size > 0 && this.#deleting.has(toHex(recKey))) &&
       !this.#deletingQueues.has(ridHex) &&

@@ -555,36 +555,53 @@ describe("relay LMDB store", () => {
     await raw.close();
   });
 
-  it("DUPLICATE of stored messages comes from their queue's records: no send id in memory per stored message, across a reopen", async () => {
-    // docs/protocol/relay.md, SEND: memory holds pending writes' ids and recently gone ones only.
+  it("DUPLICATE of stored messages comes from their queue's records: memory for send ids is bounded, not one per stored message, across a reopen", async () => {
+    // docs/protocol/relay.md, SEND: memory holds pending writes' ids, recently gone ones and a
+    // bounded cache of stored ones (here 150: room for one queue's 100 at a time).
     const now = Date.now();
     const path = tempDir();
     const masterKey = randomBytes(32);
-    let store = openStore({ path, masterKey });
-    const qs = [queue(), queue()];
+    const options = { path, masterKey, sendIdCache: 150 };
+    let store = openStore(options);
+    const qs = [queue(), queue(), queue()];
     const sent = qs.map(() => Array.from({ length: 100 }, (_, i) => msg(utf8(`m${i}`), now)));
     for (const [i, q] of qs.entries()) {
       await store.createQueue(q);
       expect(await store.appendBatch(q.recipientId, sent[i]!, 100)).toEqual(Array(100).fill("ok"));
     }
+    expect(store.sendIdsInMemory).toBeLessThanOrEqual(150);
+    store = await reopen(store, options);
     expect(store.sendIdsInMemory).toBe(0);
-    store = await reopen(store, { path, masterKey });
-    expect(store.sendIdsInMemory).toBe(0);
-    for (const [i, q] of qs.entries())
-      expect(await store.appendBatch(q.recipientId, sent[i]!, 100)).toEqual(Array(100).fill("duplicate"));
-    // A send id is its queue's: the same id to the other queue is a new message.
+    for (let round = 0; round < 2; round++)
+      for (const [i, q] of qs.entries()) {
+        expect(await store.appendBatch(q.recipientId, sent[i]!, 100)).toEqual(Array(100).fill("duplicate"));
+        expect(store.sendIdsInMemory).toBeLessThanOrEqual(150);
+      }
+    // A send id is its queue's: the same id to another queue is a new message.
     expect(await store.append(qs[1]!.recipientId, sent[0]![5]!, 200)).toBe("ok");
+    expect(await store.append(qs[1]!.recipientId, sent[0]![5]!, 200)).toBe("duplicate");
     // The zero id like any other (send ids are random; it is a migrated record's "unknown").
     const zero = { ...msg(utf8("zero"), now), sendId: new Uint8Array(16) };
     expect(await store.append(qs[0]!.recipientId, zero, 200)).toBe("ok");
-    store = await reopen(store, { path, masterKey });
+    store = await reopen(store, options);
     expect(await store.append(qs[0]!.recipientId, zero, 200)).toBe("duplicate");
-    // Acknowledged: gone from the records, remembered in memory (bounded) while it could be retried.
+    // Acknowledged: gone from the records and the cache, remembered (bounded) while it could be
+    // retried.
     const first = await store.next(qs[0]!.recipientId, -1);
     expect(await store.ack(qs[0]!.recipientId, first!.seq, first!.msgId)).toBe(true);
-    expect(store.sendIdsInMemory).toBe(1);
     expect(await store.append(qs[0]!.recipientId, sent[0]![0]!, 200)).toBe("duplicate");
-    expect(store.stats().messages).toBe(201);
+    expect(await store.append(qs[0]!.recipientId, sent[0]![1]!, 200)).toBe("duplicate");
+    expect(store.stats().messages).toBe(301);
+    // Expired and collected: gone from the cache too, so the id is new again (not remembered
+    // past its expiry).
+    let clock = Date.now();
+    store = await reopen(store, { ...options, clock: () => clock });
+    const short = msg(utf8("short"), clock, HOUR);
+    expect(await store.append(qs[2]!.recipientId, short, 200)).toBe("ok");
+    expect(await store.append(qs[2]!.recipientId, short, 200)).toBe("duplicate");
+    clock += HOUR + 1;
+    expect((await store.gc(clock)).expiredMessages).toBe(1);
+    expect(await store.append(qs[2]!.recipientId, short, 200)).toBe("ok");
   });
 
   it("a retry while the first write is pending waits for its outcome: DUPLICATE only if it was stored", async () => {

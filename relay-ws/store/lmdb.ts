@@ -109,6 +109,11 @@ const isFormat2 = (record: Uint8Array): boolean => record[0] === MSG_FORMAT_2 &&
 const layoutOf = (record: Uint8Array): MsgLayout => (isFormat2(record) ? LAYOUT_2 : LAYOUT_1);
 /** Format-1 message records rewritten per transaction (one queue's at least) by the migration. */
 const MIGRATE_V2_CHUNK = 4096;
+/**
+ * Send ids of stored messages cached in memory, at most (whole queues, least recently used
+ * dropped first; ≈ 80 B each, ≈ 20 MiB): a dropped queue's are read from its records again.
+ */
+const QUEUE_SENDS_MAX = 262_144;
 /** Send ids of messages no longer stored (acknowledged or dropped) kept for DUPLICATE, at most. */
 const GONE_SENDS_MAX = 262_144;
 /**
@@ -307,6 +312,11 @@ export interface LmdbStoreOptions {
    * AES-GCM work of each SEND; 0 (default): on the event loop.
    */
   sealThreads?: number;
+  /**
+   * Send ids of stored messages cached in memory for DUPLICATE, at most (default 262 144; whole
+   * queues, read again from their records when dropped).
+   */
+  sendIdCache?: number;
   /** The pool to seal on (implies a worker; closed with the store): tests hold its answers back. */
   sealPool?: SealPool;
   /**
@@ -345,6 +355,15 @@ export class LmdbStore implements RelayStore {
    * place (docs/protocol/relay.md, SEND).
    */
   readonly #pendingSends = new Map<string, PendingSend>();
+  /**
+   * The send ids of each queue's committed messages (rid latin1 → send ids latin1), read from its
+   * records at the queue's first SEND that needs them and kept up to date: a cache, at most
+   * QUEUE_SENDS_MAX ids in all (least recently used queues dropped, read again when needed), so a
+   * SEND to a queue that holds many messages costs one lookup, not a pass over its records.
+   */
+  readonly #queueSends = new Map<string, Set<string>>();
+  #queueSendsTotal = 0;
+  readonly #queueSendsMax: number;
   /**
    * Send ids of messages no longer stored (acknowledged, dropped) → their expiry: a retry of one
    * is still DUPLICATE while the relay runs (at most GONE_SENDS_MAX, oldest forgotten first;
@@ -416,6 +435,7 @@ export class LmdbStore implements RelayStore {
     this.#minFree = options.minFreeDiskBytes ?? 0;
     this.#idleMs = options.idleQueueMs ?? 0;
     this.#onNoSpace = options.onNoSpace;
+    this.#queueSendsMax = options.sendIdCache ?? QUEUE_SENDS_MAX;
     this.#hot = new HotBlocks(options.hotBlockBytes ?? DEFAULT_HOT_BLOCK_BYTES);
     this.#sealer =
       options.sealPool ??
@@ -1098,6 +1118,11 @@ export class LmdbStore implements RelayStore {
       this.#forget(rid, q.senderId);
     }
     for (const e of epochs) this.#countEpoch(e, -1);
+    const sends = this.#queueSends.get(rid.toString("latin1"));
+    if (sends) {
+      this.#queueSends.delete(rid.toString("latin1"));
+      this.#queueSendsTotal -= sends.size;
+    }
     this.#release(undefined, st.bytes);
     // Dropped, not wiped: a delivery in flight may still hold this buffer.
     this.#rcvKeys.delete(hex);
@@ -1113,6 +1138,7 @@ export class LmdbStore implements RelayStore {
    * until it expires (`known`: false for the zero id of a message migrated without one).
    */
   #forgetSend(send: string, expiresAt: number, known: boolean): void {
+    this.#cachedSend(send, false);
     if (!known || expiresAt <= this.#clock()) return;
     if (this.#goneSends.size >= GONE_SENDS_MAX) {
       // Oldest first (a Map iterates in insertion order).
@@ -1179,15 +1205,52 @@ export class LmdbStore implements RelayStore {
    * matches like any other.
    */
   #storedSendId(rid: Buffer, sendId: Uint8Array): boolean {
-    const want = Buffer.from(sendId.buffer, sendId.byteOffset, sendId.byteLength);
+    const id = rid.toString("latin1");
+    const want = Buffer.from(sendId.buffer, sendId.byteOffset, sendId.byteLength).toString("latin1");
+    let ids = this.#queueSends.get(id);
+    if (ids) {
+      // Most recently used last (a Map iterates in insertion order).
+      this.#queueSends.delete(id);
+      this.#queueSends.set(id, ids);
+      return ids.has(want);
+    }
+    ids = new Set<string>();
     for (const key of this.#msgs.getKeys({
       start: cat(rid, u64(0)),
       end: cat(rid, MAX_U64),
     }) as Iterable<Buffer>) {
       const rec = this.#msgs.getBinaryFast(key);
-      if (rec && isFormat2(rec) && want.compare(rec, V2_SEND_AT, V2_SEND_AT + 16) === 0) return true;
+      if (rec && isFormat2(rec)) ids.add(rec.toString("latin1", V2_SEND_AT, V2_SEND_AT + 16));
     }
-    return false;
+    if (ids.size <= this.#queueSendsMax) {
+      this.#queueSends.set(id, ids);
+      this.#queueSendsTotal += ids.size;
+      this.#trimQueueSends(id);
+    }
+    return ids.has(want);
+  }
+
+  /** Drop the least recently used queues' cached send ids while over QUEUE_SENDS_MAX. */
+  #trimQueueSends(keep: string): void {
+    for (const [id, ids] of this.#queueSends) {
+      if (this.#queueSendsTotal <= this.#queueSendsMax) return;
+      if (id === keep) continue;
+      this.#queueSends.delete(id);
+      this.#queueSendsTotal -= ids.size;
+    }
+  }
+
+  /** A message's send id joined (committed) or left its queue's records (`send`: rid ‖ send id). */
+  #cachedSend(send: string, stored: boolean): void {
+    const rid = send.slice(0, 24);
+    const ids = this.#queueSends.get(rid);
+    if (!ids) return;
+    const id = send.slice(24);
+    if (stored === ids.has(id)) return;
+    if (stored) ids.add(id);
+    else ids.delete(id);
+    this.#queueSendsTotal += stored ? 1 : -1;
+    if (stored) this.#trimQueueSends(rid);
   }
 
   /**
@@ -1272,6 +1335,7 @@ export class LmdbStore implements RelayStore {
       if (settled) return;
       settled = true;
       st.writing--;
+      if (committed) this.#cachedSend(sendStr, true);
       if (this.#pendingSends.get(sendStr) === pending) this.#pendingSends.delete(sendStr);
       if (pending.waiters) for (const w of pending.waiters) w(committed);
     };
@@ -1867,12 +1931,12 @@ export class LmdbStore implements RelayStore {
   }
 
   /**
-   * Send ids held in memory for DUPLICATE: those of writes not committed yet, plus those of
-   * messages no longer stored (at most GONE_SENDS_MAX). Not those of stored messages, which are
-   * read from their records (tests, diagnostics).
+   * Send ids held in memory for DUPLICATE: those of writes not committed yet, those of messages no
+   * longer stored (at most GONE_SENDS_MAX) and the cached ones of stored messages (at most
+   * `sendIdCache`; the rest are read from their records). Tests, diagnostics.
    */
   get sendIdsInMemory(): number {
-    return this.#pendingSends.size + this.#goneSends.size;
+    return this.#pendingSends.size + this.#goneSends.size + this.#queueSendsTotal;
   }
 
   stats(): StoreStats {

@@ -89,6 +89,23 @@ describe("VerifyPool", () => {
       await pool.close();
     }
   });
+
+  it("a blocked event loop is not a stuck worker: no failover, the thread and its key cache stay", async () => {
+    const pool = new VerifyPool(1, 1000, 500);
+    try {
+      const [w, x] = jobs(2);
+      expect(await pool.submit(w!.raw, w!.key, w!.m, w!.s)).toBe(w!.good); // the thread runs
+      const pending = pool.submit(x!.raw, x!.key, x!.m, x!.s);
+      await new Promise((r) => setImmediate(r)); // posted
+      // Busy past the timeout: the timer fires before the poll phase delivers the answer.
+      const end = performance.now() + 800;
+      while (performance.now() < end);
+      expect(await pending).toBe(x!.good);
+      expect(pool.failures).toBe(0);
+    } finally {
+      await pool.close();
+    }
+  });
 });
 
 describe("relay with verify threads", () => {

@@ -127,14 +127,29 @@ class VerifyWorker {
     });
   }
 
-  /** (Re)arm the watchdog for the oldest batch out; stopped when nothing is out. */
-  #arm(): void {
+  /**
+   * (Re)arm the watchdog for the oldest batch out; stopped when nothing is out. It times the
+   * worker, not the event loop (the same rule as relay-ws/store/seal-pool.ts): the verdict waits
+   * one `setImmediate`, so an answer that arrived while the loop was blocked is taken first, and
+   * fails only if the same batch is still out; a timer that fired a whole timeout late gives the
+   * batch one more period first.
+   */
+  #arm(again = false): void {
     if (this.#watchdog) clearTimeout(this.#watchdog);
     this.#watchdog = undefined;
     if (this.#sent.length === 0 || this.#dead || !this.#online) return;
+    const oldest = this.#sent[0];
+    const armedAt = performance.now();
     this.#watchdog = setTimeout(() => {
-      this.#fail();
-      void this.#worker.terminate();
+      setImmediate(() => {
+        if (this.#dead || this.#sent[0] !== oldest) return;
+        if (!again && performance.now() - armedAt >= 2 * this.timeoutMs) {
+          this.#arm(true);
+          return;
+        }
+        this.#fail();
+        void this.#worker.terminate();
+      });
     }, this.timeoutMs);
     this.#watchdog.unref();
   }

@@ -10,6 +10,7 @@ export type StoreErrorCode =
   | "LOFT_ERR_RELAY_DATA_DIR"
   | "LOFT_ERR_RELAY_MASTER_KEY"
   | "LOFT_ERR_RELAY_KEYRING"
+  | "LOFT_ERR_RELAY_STORE_FORMAT"
   | "LOFT_ERR_RELAY_REDIS";
 
 export class StoreError extends ConfigError {

@@ -1,6 +1,6 @@
 /**
  * The relay's epoch keyring (docs/protocol/relay.md §At rest, docs/operations-relay.md §Keys):
- * the small file `keyring` in the data dir holding the epoch keys K_N that wrap every blob's data
+ * the small file `keyring.2` in the data dir holding the epoch keys K_N that wrap every blob's data
  * key, itself sealed under a key derived from the master key, which never touches the data dir
  * when the operator gives it (--relay-master-key-file / LOFT_RELAY_MASTER_KEY).
  *
@@ -25,7 +25,15 @@ import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { StoreError } from "./errors.ts";
 
-export const KEYRING_FILE = "keyring";
+/**
+ * The keyring's file name since message record format 2 (docs/operations-relay.md §Upgrades): a
+ * relay from before format 2 reads `keyring`, finds none beside wrapped key records, and stops with
+ * LOFT_ERR_RELAY_KEYRING instead of misreading format-2 records. Renamed from LEGACY_KEYRING_FILE
+ * by the first format-2 open (lmdb.ts).
+ */
+export const KEYRING_FILE = "keyring.2";
+/** The keyring's file name before format 2. */
+export const LEGACY_KEYRING_FILE = "keyring";
 export const MASTER_KEY_LENGTH = 32;
 export const EPOCH_KEY_LENGTH = 32;
 export const SLOT_SIZE = 4096;

@@ -5,7 +5,7 @@
  * migration of records written before epoch keys, and a data dir whose name has a dot.
  */
 import { randomBytes } from "node:crypto";
-import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { open } from "lmdb";
@@ -13,8 +13,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { BLOCK_SIZE, padBlock } from "../../core/relay/protocol.ts";
 import { sealAtRest } from "../node-crypto.ts";
 import { bucketSize } from "./at-rest.ts";
-import { KEYRING_FILE, keyringEpochs, SLOT_SIZE } from "./keyring.ts";
-import { LmdbStore, type LmdbStoreOptions } from "./lmdb.ts";
+import { KEYRING_FILE, keyringEpochs, LEGACY_KEYRING_FILE, SLOT_SIZE } from "./keyring.ts";
+import { LmdbStore, type LmdbStoreOptions, STORE_FORMAT } from "./lmdb.ts";
 import { type Sealed, SealPool } from "./seal-pool.ts";
 import { APPEND_BATCH_EXPECTED, appendBatchContract, newMessage, randomQueue as queue } from "./testing.ts";
 
@@ -456,7 +456,35 @@ describe("relay LMDB store", () => {
     await raw.close();
   });
 
-  it("GC expires format-2 messages from each queue's head, queue after queue, and only those due", async () => {
+  it("a format-2 store whose queue state is of an older layout counts each message once (no double count at open)", async () => {
+    const path = tempDir();
+    const masterKey = randomBytes(32);
+    let store = openStore({ path, masterKey });
+    const q = queue();
+    const rid = Buffer.from(q.recipientId);
+    await store.createQueue(q);
+    for (const b of ["a", "b", "c"])
+      expect(await store.append(q.recipientId, msg(utf8(b), Date.now()), 10)).toBe("ok");
+    const fresh = store.queueBytes(q.recipientId);
+    await store.close();
+    stores.splice(0);
+    // The 16-byte queue state written before epoch keys (u64 next seq ‖ u64 next prekey seq).
+    const env = open({ path, noSubdir: false, maxDbs: 16 });
+    const seqs = env.openDB<Buffer, Buffer>("seqs", { keyEncoding: "binary", encoding: "binary" });
+    await seqs.put(rid, Buffer.from(seqs.get(rid)!).subarray(0, 16));
+    await env.close();
+    store = openStore({ path, masterKey });
+    expect(store.queueBytes(q.recipientId)).toBe(fresh);
+    expect(store.stats().storedBytes).toBe(fresh);
+    store = await reopen(store, { path, masterKey });
+    expect(store.queueBytes(q.recipientId)).toBe(fresh);
+    const first = await store.next(q.recipientId, -1);
+    expect(await store.ack(q.recipientId, first!.seq, first!.msgId)).toBe(true);
+    expect(store.queueBytes(q.recipientId)).toBe((fresh * 2) / 3);
+    expect(text(await store.read(q.recipientId, 2))).toBe("c");
+  });
+
+  it("GC expires format-2 messages queue after queue, only those due, also behind a longer-lived head (TTL lowered)", async () => {
     let now = Date.UTC(2033, 0, 1);
     const store = openStore({ path: tempDir(), masterKey: randomBytes(32), clock: () => now });
     const [q1, q2, q3] = [queue(), queue(), queue()];
@@ -482,6 +510,15 @@ describe("relay LMDB store", () => {
     now += 2 * HOUR;
     expect((await store.gc(now)).expiredMessages).toBe(3);
     expect(store.stats().storedBytes).toBe(0);
+    // --relay-ttl lowered from 7 days to 1 h across a restart: the messages stored since expire
+    // on time even though the queue's head lives on.
+    await put(q1, "7 days", 7 * DAY);
+    for (const b of ["h", "i", "j"]) await put(q1, b, HOUR);
+    now += HOUR + 1;
+    expect((await store.gc(now)).expiredMessages).toBe(3);
+    expect(store.stats().messages).toBe(1);
+    expect(text(await store.read(q1.recipientId, 2))).toBe("7 days");
+    expect(await store.next(q1.recipientId, 2)).toBeUndefined();
   });
 
   it("one record per SEND (format 2): no send or expiry record; a retry is DUPLICATE while stored, after its ACK and across a reopen while stored", async () => {
@@ -516,6 +553,97 @@ describe("relay LMDB store", () => {
     expect(records[0]!.subarray(17, 41)).toEqual(Buffer.from(m[1]!.msgId));
     expect(records[0]!.length).toBe(149 + 256);
     await raw.close();
+  });
+
+  it("DUPLICATE of stored messages comes from their queue's records: memory for send ids is bounded, not one per stored message, across a reopen", async () => {
+    // docs/protocol/relay.md, SEND: memory holds pending writes' ids, recently gone ones and a
+    // bounded cache of stored ones (here 150: room for one queue's 100 at a time).
+    const now = Date.now();
+    const path = tempDir();
+    const masterKey = randomBytes(32);
+    const options = { path, masterKey, sendIdCache: 150 };
+    let store = openStore(options);
+    const qs = [queue(), queue(), queue()];
+    const sent = qs.map(() => Array.from({ length: 100 }, (_, i) => msg(utf8(`m${i}`), now)));
+    for (const [i, q] of qs.entries()) {
+      await store.createQueue(q);
+      expect(await store.appendBatch(q.recipientId, sent[i]!, 100)).toEqual(Array(100).fill("ok"));
+    }
+    expect(store.sendIdsInMemory).toBeLessThanOrEqual(150);
+    store = await reopen(store, options);
+    expect(store.sendIdsInMemory).toBe(0);
+    for (let round = 0; round < 2; round++)
+      for (const [i, q] of qs.entries()) {
+        expect(await store.appendBatch(q.recipientId, sent[i]!, 100)).toEqual(Array(100).fill("duplicate"));
+        expect(store.sendIdsInMemory).toBeLessThanOrEqual(150);
+      }
+    // A send id is its queue's: the same id to another queue is a new message.
+    expect(await store.append(qs[1]!.recipientId, sent[0]![5]!, 200)).toBe("ok");
+    expect(await store.append(qs[1]!.recipientId, sent[0]![5]!, 200)).toBe("duplicate");
+    // The zero id like any other (send ids are random; it is a migrated record's "unknown").
+    const zero = { ...msg(utf8("zero"), now), sendId: new Uint8Array(16) };
+    expect(await store.append(qs[0]!.recipientId, zero, 200)).toBe("ok");
+    store = await reopen(store, options);
+    expect(await store.append(qs[0]!.recipientId, zero, 200)).toBe("duplicate");
+    // Acknowledged: gone from the records and the cache, remembered (bounded) while it could be
+    // retried.
+    const first = await store.next(qs[0]!.recipientId, -1);
+    expect(await store.ack(qs[0]!.recipientId, first!.seq, first!.msgId)).toBe(true);
+    expect(await store.append(qs[0]!.recipientId, sent[0]![0]!, 200)).toBe("duplicate");
+    expect(await store.append(qs[0]!.recipientId, sent[0]![1]!, 200)).toBe("duplicate");
+    expect(store.stats().messages).toBe(301);
+    // Expired and collected: gone from the cache too, so the id is new again (not remembered
+    // past its expiry).
+    let clock = Date.now();
+    store = await reopen(store, { ...options, clock: () => clock });
+    const short = msg(utf8("short"), clock, HOUR);
+    expect(await store.append(qs[2]!.recipientId, short, 200)).toBe("ok");
+    expect(await store.append(qs[2]!.recipientId, short, 200)).toBe("duplicate");
+    clock += HOUR + 1;
+    expect((await store.gc(clock)).expiredMessages).toBe(1);
+    expect(await store.append(qs[2]!.recipientId, short, 200)).toBe("ok");
+  });
+
+  it("a retry while the first write is pending waits for its outcome: DUPLICATE only if it was stored", async () => {
+    // Seals held back: the first writes stay pending while their retries come in.
+    let release!: () => void;
+    let gate = new Promise<void>((r) => {
+      release = r;
+    });
+    class HeldPool extends SealPool {
+      override seal(...args: Parameters<SealPool["seal"]>): Promise<Sealed> {
+        const held = gate;
+        return super.seal(...args).then(async (s) => {
+          await held;
+          return s;
+        });
+      }
+    }
+    const store = openStore({ path: tempDir(), masterKey: randomBytes(32), sealPool: new HeldPool() });
+    const q = queue();
+    await store.createQueue(q);
+    const m = msg(utf8("once"), Date.now());
+    const first = store.append(q.recipientId, m, 10);
+    const retry = store.append(q.recipientId, m, 10);
+    const retryInBatch = store.appendBatch(q.recipientId, [m], 10);
+    release();
+    expect(await first).toBe("ok");
+    expect(await retry).toBe("duplicate");
+    expect(await retryInBatch).toEqual(["duplicate"]);
+    expect(store.stats().messages).toBe(1);
+    // The first write is never stored (its queue is deleted before its seal comes back): the
+    // retry is not told DUPLICATE — the client would drop a message no one holds.
+    gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const lost = msg(utf8("not stored"), Date.now());
+    const write = store.append(q.recipientId, lost, 10);
+    const retried = store.append(q.recipientId, lost, 10);
+    expect(await store.deleteQueue(q.recipientId)).toBe(1);
+    release();
+    expect(await write).toBe("missing");
+    expect(await retried).toBe("missing");
+    expect(store.sendIdsInMemory).toBe(0);
   });
 
   for (const sealThreads of [0, 1])
@@ -638,5 +766,73 @@ describe("relay LMDB store", () => {
     await store.append(q.recipientId, msg(utf8("dotted"), Date.now()), 10);
     store = await reopen(store, { path, masterKey });
     expect(text(await store.read(q.recipientId, 0))).toBe("dotted");
+  });
+
+  it("upgrades and rollbacks (docs/operations-relay.md §Upgrades): the keyring becomes keyring.2 and a store format is checked at open", async () => {
+    const path = tempDir();
+    const masterKey = randomBytes(32);
+    const now = Date.now();
+    const rawDb = (env: ReturnType<typeof open>, name: string) =>
+      env.openDB<Buffer, Buffer>(name, { keyEncoding: "binary", encoding: "binary", compression: false });
+    // The check a relay from before format 2 makes at open (its lmdb.ts): no `keyring` file while
+    // the first record of `keys` is a 64-byte wrapped key → LOFT_ERR_RELAY_KEYRING, nothing read.
+    const olderRelayRefuses = async () => {
+      const env = open({ path, noSubdir: false, maxDbs: 16, readOnly: true });
+      let first: Buffer | undefined;
+      for (const { value } of rawDb(env, "keys").getRange({ limit: 1 })) first = Buffer.from(value);
+      await env.close();
+      return !existsSync(join(path, LEGACY_KEYRING_FILE)) && first?.length === 64;
+    };
+    // A new store that holds no queue yet is refused by an older relay too.
+    let store = openStore({ path, masterKey });
+    store = await reopen(store, { path, masterKey });
+    await store.close();
+    stores.splice(0);
+    expect(existsSync(join(path, KEYRING_FILE))).toBe(true);
+    expect(await olderRelayRefuses()).toBe(true);
+
+    // A store as a relay from before format 2 left it: keyring under its old name, no format.
+    store = openStore({ path, masterKey });
+    const q = queue();
+    await store.createQueue(q);
+    const sent = msg(utf8("kept"), now);
+    expect(await store.append(q.recipientId, sent, 10)).toBe("ok");
+    await store.close();
+    stores.splice(0);
+    renameSync(join(path, KEYRING_FILE), join(path, LEGACY_KEYRING_FILE));
+    let env = open({ path, noSubdir: false, maxDbs: 16 });
+    await env.transaction(() => {
+      rawDb(env, "meta").remove(Buffer.from("format"));
+      rawDb(env, "keys").remove(Buffer.of(0));
+    });
+    await env.close();
+    store = openStore({ path, masterKey });
+    expect(text(await store.read(q.recipientId, 0))).toBe("kept");
+    expect(existsSync(join(path, LEGACY_KEYRING_FILE))).toBe(false);
+    expect(existsSync(join(path, KEYRING_FILE))).toBe(true);
+    await store.close();
+    stores.splice(0);
+    expect(await olderRelayRefuses()).toBe(true);
+
+    // A store written by a later format: refused before anything is touched, clear error.
+    env = open({ path, noSubdir: false, maxDbs: 16 });
+    const meta = rawDb(env, "meta");
+    const format = Buffer.from(meta.get(Buffer.from("format"))!);
+    expect(format.readUInt32BE(0)).toBe(STORE_FORMAT);
+    const later = Buffer.alloc(4);
+    later.writeUInt32BE(STORE_FORMAT + 1);
+    await meta.put(Buffer.from("format"), later);
+    await env.close();
+    expect(() => new LmdbStore({ path, masterKey })).toThrow(
+      expect.objectContaining({ code: "LOFT_ERR_RELAY_STORE_FORMAT" }),
+    );
+    expect(keyringEpochs(path, masterKey)).toEqual([[0], [0]]);
+    env = open({ path, noSubdir: false, maxDbs: 16 });
+    expect(rawDb(env, "meta").get(Buffer.from("format"))).toEqual(later);
+    await rawDb(env, "meta").put(Buffer.from("format"), format);
+    await env.close();
+    store = openStore({ path, masterKey });
+    expect(text(await store.read(q.recipientId, 0))).toBe("kept");
+    expect(await store.append(q.recipientId, sent, 10)).toBe("duplicate");
   });
 });

@@ -19,7 +19,7 @@
  * writes with "full" and keep what is stored; queues without activity for `idleQueueMs` are
  * deleted by GC.
  */
-import { existsSync, statfsSync } from "node:fs";
+import { closeSync, existsSync, fsyncSync, openSync, renameSync, statfsSync } from "node:fs";
 import { join } from "node:path";
 import { decode } from "@msgpack/msgpack";
 import { type Database, open, type RootDatabase } from "lmdb";
@@ -44,7 +44,7 @@ import {
 } from "./at-rest.ts";
 import { commitCause, guardLmdbCommitRejections, isNoSpaceError, StoreError } from "./errors.ts";
 import { HotBlocks } from "./hot-blocks.ts";
-import { KEYRING_FILE, Keyring } from "./keyring.ts";
+import { KEYRING_FILE, Keyring, LEGACY_KEYRING_FILE } from "./keyring.ts";
 import { SealPool, type SealPoolOptions } from "./seal-pool.ts";
 import type {
   AppendResult,
@@ -109,8 +109,27 @@ const isFormat2 = (record: Uint8Array): boolean => record[0] === MSG_FORMAT_2 &&
 const layoutOf = (record: Uint8Array): MsgLayout => (isFormat2(record) ? LAYOUT_2 : LAYOUT_1);
 /** Format-1 message records rewritten per transaction (one queue's at least) by the migration. */
 const MIGRATE_V2_CHUNK = 4096;
+/**
+ * Send ids of stored messages cached in memory, at most (whole queues, least recently used
+ * dropped first; ≈ 80 B each, ≈ 20 MiB): a dropped queue's are read from its records again.
+ */
+const QUEUE_SENDS_MAX = 262_144;
 /** Send ids of messages no longer stored (acknowledged or dropped) kept for DUPLICATE, at most. */
 const GONE_SENDS_MAX = 262_144;
+/**
+ * The store format this relay writes and reads (docs/operations-relay.md §Upgrades), kept in
+ * `meta` under "format": 2 since message record format 2. An open refuses a higher number, so a
+ * rolled-back relay never misreads a newer layout; a store without it is format 1 (or new).
+ */
+export const STORE_FORMAT = 2;
+const META_FORMAT = Buffer.from("format", "latin1");
+/**
+ * A key-record-sized entry that sorts first in `keys` (key 0x00; every real key-key starts with a
+ * tag letter): a relay from before format 2 takes a 64-byte first record for "records sealed under
+ * the keyring" and, finding no `keyring` file (renamed to `keyring.2`), refuses to start — even on
+ * a store that holds no queue yet.
+ */
+const KEYS_FENCE = Buffer.of(0x00);
 /** Message records re-keyed per transaction when an open migrates the previous layout. */
 const MIGRATE_CHUNK = 4096;
 /** Bytes a blob's key record adds to its queue's stored bytes. */
@@ -224,9 +243,16 @@ interface Batch {
   reject: (e: unknown) => void;
 }
 
+/** A write whose outcome is not known yet; the retries of its send id wait for it. */
+interface PendingSend {
+  waiters: ((committed: boolean) => void)[] | undefined;
+}
+
 interface QueueState {
   /** Messages stored (including in flight). */
   count: number;
+  /** Of those, writes whose outcome is not known yet (their ids are in #pendingSends). */
+  writing: number;
   nextSeq: number;
   nextOtk: number;
   otks: number;
@@ -286,6 +312,11 @@ export interface LmdbStoreOptions {
    * AES-GCM work of each SEND; 0 (default): on the event loop.
    */
   sealThreads?: number;
+  /**
+   * Send ids of stored messages cached in memory for DUPLICATE, at most (default 262 144; whole
+   * queues, read again from their records when dropped).
+   */
+  sendIdCache?: number;
   /** The pool to seal on (implies a worker; closed with the store): tests hold its answers back. */
   sealPool?: SealPool;
   /**
@@ -312,14 +343,27 @@ export class LmdbStore implements RelayStore {
   readonly #byEpoch: Database<Buffer, Buffer>;
   /** u32 day ‖ rid → 1 byte: queues by last activity (idle expiry). */
   readonly #active: Database<Buffer, Buffer>;
+  /** "format" → u32 store format (STORE_FORMAT). */
+  readonly #meta: Database<Buffer, Buffer>;
   readonly #keyring: Keyring;
   readonly #state = new Map<string, QueueState>();
   /**
-   * Send ids of the stored messages, and of those accepted but not committed yet (rid‖sendId,
-   * latin1 → seq): DUPLICATE without a `sends` record per message. Built from the message records
-   * at open (format 2 holds the send id).
+   * Send ids of the messages accepted but not committed yet (rid‖sendId, latin1) → whether their
+   * write committed (true) or not (false). Those of stored messages are not held in memory (it
+   * would grow with the store, ~100 B each): a SEND that is not pending looks in its queue's own
+   * records (format 2 holds the send id at offset 1), at most --relay-queue-quota of them, read in
+   * place (docs/protocol/relay.md, SEND).
    */
-  readonly #sendIds = new Map<string, number>();
+  readonly #pendingSends = new Map<string, PendingSend>();
+  /**
+   * The send ids of each queue's committed messages (rid latin1 → send ids latin1), read from its
+   * records at the queue's first SEND that needs them and kept up to date: a cache, at most
+   * QUEUE_SENDS_MAX ids in all (least recently used queues dropped, read again when needed), so a
+   * SEND to a queue that holds many messages costs one lookup, not a pass over its records.
+   */
+  readonly #queueSends = new Map<string, Set<string>>();
+  #queueSendsTotal = 0;
+  readonly #queueSendsMax: number;
   /**
    * Send ids of messages no longer stored (acknowledged, dropped) → their expiry: a retry of one
    * is still DUPLICATE while the relay runs (at most GONE_SENDS_MAX, oldest forgotten first;
@@ -391,6 +435,7 @@ export class LmdbStore implements RelayStore {
     this.#minFree = options.minFreeDiskBytes ?? 0;
     this.#idleMs = options.idleQueueMs ?? 0;
     this.#onNoSpace = options.onNoSpace;
+    this.#queueSendsMax = options.sendIdCache ?? QUEUE_SENDS_MAX;
     this.#hot = new HotBlocks(options.hotBlockBytes ?? DEFAULT_HOT_BLOCK_BYTES);
     this.#sealer =
       options.sealPool ??
@@ -427,6 +472,21 @@ export class LmdbStore implements RelayStore {
     this.#otks = db("otks");
     this.#byEpoch = db("byepoch");
     this.#active = db("active");
+    this.#meta = db("meta");
+    // Refused before anything is touched: a newer relay wrote this dir (a rollback past a format
+    // change); this relay would misread its records and its GC would destroy their keys.
+    const format = this.#meta.get(META_FORMAT);
+    if (format && (format.length !== 4 || format.readUInt32BE(0) > STORE_FORMAT)) {
+      void this.#root.close();
+      throw new StoreError(
+        "LOFT_ERR_RELAY_STORE_FORMAT",
+        `${options.path} holds store format ${format.length === 4 ? format.readUInt32BE(0) : "(unreadable)"}, newer than this relay's ${STORE_FORMAT}; run the relay version that wrote it (docs/operations-relay.md, "Upgrades")`,
+      );
+    }
+    // Format 2's keyring file name: from now on a relay from before format 2 finds no keyring and
+    // stops (docs/operations-relay.md §Upgrades). Renamed first, so a crash in the migration below
+    // leaves a dir only a format-2 relay opens (it resumes the migration).
+    renameLegacyKeyring(options.path);
     const hadKeyring = keyringExists(options.path);
     if (!hadKeyring && this.#hasWrappedKeys()) {
       void this.#root.close();
@@ -444,50 +504,58 @@ export class LmdbStore implements RelayStore {
       void this.#root.close();
       throw e;
     }
+    if (!format || !this.#keys.doesExist(KEYS_FENCE))
+      this.#root.transactionSync(() => {
+        this.#meta.put(META_FORMAT, u32(STORE_FORMAT));
+        this.#keys.put(KEYS_FENCE, Buffer.alloc(KEY_RECORD));
+      });
     this.#migrate();
     this.#migrateMessageKeys();
-    this.#migrateSendIds();
+    // One pass over the records; a second only after a format 1 → 2 migration (once per store).
+    if (this.#scanMessages()) {
+      this.#migrateSendIds();
+      this.#scanMessages();
+    }
     this.#deliveriesStored = false;
     for (const _ of this.#deliveries.getKeys({ limit: 1 })) this.#deliveriesStored = true;
     this.#legacySends = false;
     for (const _ of this.#sends.getKeys({ limit: 1 })) this.#legacySends = true;
     for (const { value } of this.#seqs.getRange({})) this.#totalBytes += decodeState(value).bytes;
-    // Every message record, read in place: its key record's epoch, its send id, its bytes (the
-    // queue state on disk counts prekeys and bundles only since format 2).
+  }
+
+  /**
+   * Every message record, read in place: its key record's epoch, its bytes (the queue state on
+   * disk counts prekeys and bundles only since format 2). Whether a format-1 record is left.
+   */
+  #scanMessages(): boolean {
+    this.#msgEpochs.clear();
+    this.#openMsgBytes.clear();
+    this.#totalBytes = 0;
+    let format1 = false;
     for (const key of this.#msgs.getKeys({}) as Iterable<Buffer>) {
       const rec = this.#msgs.getBinaryFast(key);
       if (!rec) continue;
+      if (!isFormat2(rec)) format1 = true;
       const epoch = messageRecordEpoch(rec);
       if (epoch !== undefined) this.#countEpoch(epoch, 1);
-      const rid = key.subarray(0, 24);
-      const sendId = messageRecordSendId(rec);
-      if (sendId && !isZero(sendId)) this.#sendIds.set(cat(rid, sendId).toString("latin1"), readU64(key, 24));
-      const id = rid.toString("latin1");
+      const id = key.toString("latin1", 0, 24);
       this.#openMsgBytes.set(id, (this.#openMsgBytes.get(id) ?? 0) + rec.length);
       this.#totalBytes += rec.length;
     }
+    return format1;
   }
 
   /**
    * Format 1 → 2 (docs/protocol/relay.md §At rest, "Message record"): each message record gets its
    * send id (from its `sends` record, which names its seq; 16 zero bytes when none does) and the
    * queue's persisted bytes stop counting message records (counted from the records at open).
-   * Queue by queue, in transactions of up to MIGRATE_V2_CHUNK records each (those records
-   * rewritten and their queue's bytes lowered together), so a crash in the middle leaves records
-   * of either format, each counted once, and the next open moves the rest. The `sends` and `expiry` entries stay: GC expires them as before, and a retry
-   * of their ids stays DUPLICATE until then. No crypto: the key record and sealed blob are the
+   * In key order, in transactions of up to MIGRATE_V2_CHUNK records each (those records rewritten
+   * and their queues' bytes lowered together), so a crash in the middle leaves records of either
+   * format, each counted once, and the next open moves the rest. The `sends` and `expiry` entries
+   * stay: GC expires them as before, and a retry of their ids stays DUPLICATE until then. No crypto: the key record and sealed blob are the
    * same bytes (the key-key does not change).
    */
   #migrateSendIds(): void {
-    let any = false;
-    for (const key of this.#msgs.getKeys({}) as Iterable<Buffer>) {
-      const rec = this.#msgs.getBinaryFast(key);
-      if (rec && !isFormat2(rec)) {
-        any = true;
-        break;
-      }
-    }
-    if (!any) return;
     /** rid‖seq (latin1) → send id, from the send records that name their message. */
     const sendOf = new Map<string, Buffer>();
     for (const { key, value } of this.#sends.getRange({}))
@@ -496,29 +564,41 @@ export class LmdbStore implements RelayStore {
           cat(key.subarray(0, 24), value.subarray(8, 16)).toString("latin1"),
           Buffer.from(key.subarray(24)),
         );
-    const rids = [...(this.#seqs.getKeys({}) as Iterable<Buffer>)].map((k) => Buffer.from(k));
-    for (const rid of rids) {
-      const range = { start: cat(rid, u64(0)), end: cat(rid, MAX_U64) };
-      const old: { key: Buffer; value: Buffer }[] = [];
-      for (const { key, value } of this.#msgs.getRange(range))
-        if (!isFormat2(value)) old.push({ key: Buffer.from(key), value: Buffer.from(value) });
-      for (let at = 0; at < old.length; at += MIGRATE_V2_CHUNK) {
-        const chunk = old.slice(at, at + MIGRATE_V2_CHUNK);
-        this.#root.transactionSync(() => {
-          let freed = 0;
-          for (const { key, value } of chunk) {
-            const sendId = sendOf.get(key.toString("latin1")) ?? Buffer.alloc(16);
-            this.#msgs.put(key, cat(Buffer.of(MSG_FORMAT_2), sendId, value));
-            freed += value.length;
-          }
+    // Walks `msgs` itself (not the queues in `seqs`), so a record of a queue without a `seqs`
+    // record is migrated too; chunks may split a queue: each lowers its queues' bytes by exactly
+    // the records it rewrites.
+    let start: Buffer | undefined;
+    for (;;) {
+      const chunk: { key: Buffer; value: Buffer }[] = [];
+      for (const key of this.#msgs.getKeys(start ? { start } : {}) as Iterable<Buffer>) {
+        const rec = this.#msgs.getBinaryFast(key);
+        if (!rec || isFormat2(rec)) continue;
+        // A copy (getBinaryFast's buffer is reused by the next read).
+        const value = this.#msgs.get(key);
+        if (value) chunk.push({ key: Buffer.from(key), value: Buffer.from(value) });
+        if (chunk.length >= MIGRATE_V2_CHUNK) break;
+      }
+      if (chunk.length === 0) return;
+      this.#root.transactionSync(() => {
+        const freed = new Map<string, number>();
+        for (const { key, value } of chunk) {
+          const sendId = sendOf.get(key.toString("latin1")) ?? Buffer.alloc(16);
+          this.#msgs.put(key, cat(Buffer.of(MSG_FORMAT_2), sendId, value));
+          const rid = key.toString("latin1", 0, 24);
+          freed.set(rid, (freed.get(rid) ?? 0) + value.length);
+        }
+        for (const [id, n] of freed) {
+          const rid = Buffer.from(id, "latin1");
           const raw = this.#seqs.get(rid);
           if (raw && raw.length === STATE_RECORD) {
             const st = decodeState(raw);
-            st.bytes = Math.max(0, st.bytes - freed);
+            st.bytes = Math.max(0, st.bytes - n);
             this.#seqs.put(rid, encodeState(st));
           }
-        });
-      }
+        }
+      });
+      // Past the last record rewritten (keys are rid ‖ u64 seq).
+      start = cat(chunk[chunk.length - 1]!.key, EMPTY);
     }
   }
 
@@ -557,7 +637,9 @@ export class LmdbStore implements RelayStore {
   }
 
   #hasWrappedKeys(): boolean {
-    for (const { value } of this.#keys.getRange({ limit: 1 })) return value.length === KEY_RECORD;
+    // Past the fence: it wraps nothing.
+    for (const { value } of this.#keys.getRange({ start: Buffer.of(0x01), limit: 1 }))
+      return value.length === KEY_RECORD;
     return false;
   }
 
@@ -611,11 +693,19 @@ export class LmdbStore implements RelayStore {
     });
   }
 
-  /** Bytes of a queue's blobs and key records, counted from the records (migration only). */
+  /**
+   * Bytes of a queue's blobs and key records, counted from the records (migration only), in the
+   * format-2 sense the open ends with: a format-2 message record is not counted (it is counted
+   * from itself at every open); an older one is, at the length it will have in format 1 (its key
+   * record moved in, #migrateMessageKeys), which #migrateSendIds then takes off again — so each
+   * message is counted once, whatever mix of formats the queue holds.
+   */
   #scanBytes(rid: Buffer): number {
     let n = 0;
     const range = { start: cat(rid, u64(0)), end: cat(rid, MAX_U64) };
-    for (const { value } of this.#msgs.getRange(range)) n += value.length;
+    for (const { key, value } of this.#msgs.getRange(range))
+      if (!isFormat2(value))
+        n += value.length + (this.#keys.doesExist(cat(Buffer.of(TAG_MSG), key)) ? KEY_RECORD : 0);
     for (const { value } of this.#otks.getRange(range)) n += value.length + KEY_COST;
     const b = this.#bundles.get(rid);
     if (b) n += b.length + KEY_COST;
@@ -862,7 +952,15 @@ export class LmdbStore implements RelayStore {
     this.#put(this.#seqs, rid, encodeState({ nextSeq: 0, nextOtk: 0, bytes: 0, activeDay: today }));
     this.#put(this.#active, cat(u32(today), rid), EMPTY);
     await this.#durable(this.#put(this.#senders, Buffer.from(q.senderId), rid));
-    this.#state.set(toHex(rid), { count: 0, nextSeq: 0, nextOtk: 0, otks: 0, bytes: 0, activeDay: today });
+    this.#state.set(toHex(rid), {
+      count: 0,
+      writing: 0,
+      nextSeq: 0,
+      nextOtk: 0,
+      otks: 0,
+      bytes: 0,
+      activeDay: today,
+    });
   }
 
   async queueByRecipient(recipientId: Uint8Array): Promise<QueueRecord | undefined> {
@@ -972,18 +1070,13 @@ export class LmdbStore implements RelayStore {
     };
     /** Epochs of the message records removed: released once the removal is durable. */
     const epochs: number[] = [];
-    /** Their send ids (format 2): forgotten once the removal is durable. */
-    const sendIds: string[] = [];
     const done = this.#enqueue(() => {
       removed = 0;
       epochs.length = 0;
-      sendIds.length = 0;
       for (const { key, value } of [...this.#msgs.getRange(range)].map((e) => ({
         key: Buffer.from(e.key),
         value: Buffer.from(e.value),
       }))) {
-        const sendId = messageRecordSendId(value);
-        if (sendId) sendIds.push(cat(rid, sendId).toString("latin1"));
         // Format 1 only: a message stored before send records named it has an `m` expiry entry.
         if (!isFormat2(value)) this.#expiry.remove(cat(u64(readU64(value, 32)), Buffer.of(EXP_MSG), key));
         this.#hot.drop(key);
@@ -1025,7 +1118,11 @@ export class LmdbStore implements RelayStore {
       this.#forget(rid, q.senderId);
     }
     for (const e of epochs) this.#countEpoch(e, -1);
-    for (const send of sendIds) this.#sendIds.delete(send);
+    const sends = this.#queueSends.get(rid.toString("latin1"));
+    if (sends) {
+      this.#queueSends.delete(rid.toString("latin1"));
+      this.#queueSendsTotal -= sends.size;
+    }
     this.#release(undefined, st.bytes);
     // Dropped, not wiped: a delivery in flight may still hold this buffer.
     this.#rcvKeys.delete(hex);
@@ -1041,7 +1138,7 @@ export class LmdbStore implements RelayStore {
    * until it expires (`known`: false for the zero id of a message migrated without one).
    */
   #forgetSend(send: string, expiresAt: number, known: boolean): void {
-    this.#sendIds.delete(send);
+    this.#cachedSend(send, false);
     if (!known || expiresAt <= this.#clock()) return;
     if (this.#goneSends.size >= GONE_SENDS_MAX) {
       // Oldest first (a Map iterates in insertion order).
@@ -1061,6 +1158,7 @@ export class LmdbStore implements RelayStore {
       this.#openMsgBytes.delete(id);
       st = {
         count: this.#msgs.getKeysCount({ start: cat(rid, u64(0)), end: cat(rid, MAX_U64) }),
+        writing: 0,
         nextSeq: persisted.nextSeq,
         nextOtk: persisted.nextOtk,
         otks: this.#otks.getKeysCount({ start: cat(rid, u64(0)), end: cat(rid, MAX_U64) }),
@@ -1088,15 +1186,95 @@ export class LmdbStore implements RelayStore {
     const sendKey = cat(rid, m.sendId);
     const sendStr = sendKey.toString("latin1");
     if (
-      this.#sendIds.has(sendStr) ||
+      this.#pendingSends.has(sendStr) ||
       (this.#goneSends.size > 0 && this.#goneSends.has(sendStr)) ||
-      (this.#legacySends && this.#sends.doesExist(sendKey))
+      (this.#legacySends && this.#sends.doesExist(sendKey)) ||
+      (st.count > st.writing && this.#storedSendId(rid, m.sendId))
     )
       return "duplicate";
     if (st.count >= quota) return "quota";
     const cost = messageCost(m.body.length);
     if (!this.#hasRoom(cost)) return "full";
     return undefined;
+  }
+
+  /**
+   * Whether one of the queue's stored messages was sent with `sendId`: its records' send ids
+   * (format 2, offset 1), read in place — a queue holds at most --relay-queue-quota records. Send
+   * ids are random (docs/protocol/relay.md, SEND): the zero id, a migrated record's "unknown",
+   * matches like any other.
+   */
+  #storedSendId(rid: Buffer, sendId: Uint8Array): boolean {
+    const id = rid.toString("latin1");
+    const want = Buffer.from(sendId.buffer, sendId.byteOffset, sendId.byteLength).toString("latin1");
+    let ids = this.#queueSends.get(id);
+    if (ids) {
+      // Most recently used last (a Map iterates in insertion order).
+      this.#queueSends.delete(id);
+      this.#queueSends.set(id, ids);
+      return ids.has(want);
+    }
+    ids = new Set<string>();
+    for (const key of this.#msgs.getKeys({
+      start: cat(rid, u64(0)),
+      end: cat(rid, MAX_U64),
+    }) as Iterable<Buffer>) {
+      const rec = this.#msgs.getBinaryFast(key);
+      if (rec && isFormat2(rec)) ids.add(rec.toString("latin1", V2_SEND_AT, V2_SEND_AT + 16));
+    }
+    if (ids.size <= this.#queueSendsMax) {
+      this.#queueSends.set(id, ids);
+      this.#queueSendsTotal += ids.size;
+      this.#trimQueueSends(id);
+    }
+    return ids.has(want);
+  }
+
+  /** Drop the least recently used queues' cached send ids while over QUEUE_SENDS_MAX. */
+  #trimQueueSends(keep: string): void {
+    for (const [id, ids] of this.#queueSends) {
+      if (this.#queueSendsTotal <= this.#queueSendsMax) return;
+      if (id === keep) continue;
+      this.#queueSends.delete(id);
+      this.#queueSendsTotal -= ids.size;
+    }
+  }
+
+  /** A message's send id joined (committed) or left its queue's records (`send`: rid ‖ send id). */
+  #cachedSend(send: string, stored: boolean): void {
+    const rid = send.slice(0, 24);
+    const ids = this.#queueSends.get(rid);
+    if (!ids) return;
+    const id = send.slice(24);
+    if (stored === ids.has(id)) return;
+    if (stored) ids.add(id);
+    else ids.delete(id);
+    this.#queueSendsTotal += stored ? 1 : -1;
+    if (stored) this.#trimQueueSends(rid);
+  }
+
+  /**
+   * A retry of a send id whose first write is not committed yet (the connection died meanwhile):
+   * answered once that write's outcome is known — DUPLICATE if it committed, otherwise looked at
+   * again and stored now if admitted (a retry answered DUPLICATE for a write that then failed would
+   * be a message lost: the client drops what it was told is stored).
+   */
+  async #afterPending(
+    rid: Buffer,
+    ridHex: string,
+    m: NewMessage,
+    quota: number,
+    sendStr: string,
+  ): Promise<AppendResult> {
+    for (let pending = this.#pendingSends.get(sendStr); pending; pending = this.#pendingSends.get(sendStr)) {
+      const waiting = pending;
+      const committed = await new Promise<boolean>((resolve) => {
+        waiting.waiters ??= [];
+        waiting.waiters.push(resolve);
+      });
+      if (committed) return "duplicate";
+    }
+    return this.#refusal(rid, ridHex, m, quota) ?? this.#write(rid, ridHex, m);
   }
 
   /**
@@ -1116,6 +1294,11 @@ export class LmdbStore implements RelayStore {
         out.push(stop);
         continue;
       }
+      const sendStr = cat(rid, m.sendId).toString("latin1");
+      if (this.#pendingSends.has(sendStr)) {
+        out.push(this.#afterPending(rid, ridHex, m, quota, sendStr));
+        continue;
+      }
       const refused = this.#refusal(rid, ridHex, m, quota);
       if (refused && refused !== "duplicate") stop = refused;
       // Admitted: written at once, without `append`'s second look at the same state.
@@ -1129,20 +1312,50 @@ export class LmdbStore implements RelayStore {
   async append(recipientId: Uint8Array, m: NewMessage, quota: number): Promise<AppendResult> {
     const rid = Buffer.from(recipientId);
     const ridHex = toHex(rid);
+    const sendStr = cat(rid, m.sendId).toString("latin1");
+    if (this.#pendingSends.has(sendStr)) return this.#afterPending(rid, ridHex, m, quota, sendStr);
     const refused = this.#refusal(rid, ridHex, m, quota);
     return refused ?? this.#write(rid, ridHex, m);
   }
 
-  /** Store one message `#refusal` admitted just now (same turn): its decisions hold. */
-  async #write(rid: Buffer, ridHex: string, m: NewMessage): Promise<AppendResult> {
+  /**
+   * Store one message `#refusal` admitted just now (same turn): its decisions hold. Its send id is
+   * pending until the outcome is known (a retry meanwhile waits for it: #afterPending); from then
+   * on, if stored, its queue's records show it.
+   */
+  #write(rid: Buffer, ridHex: string, m: NewMessage): Promise<AppendResult> {
+    const sendStr = cat(rid, m.sendId).toString("latin1");
+    const pending: PendingSend = { waiters: undefined };
+    this.#pendingSends.set(sendStr, pending);
     const st = this.#loadState(rid, ridHex);
-    const sendHex = cat(rid, m.sendId).toString("latin1");
+    st.writing++;
+    let settled = false;
+    // Called in the same turn as `st.count` changes (the scan in #refusal compares the two).
+    const settle = (committed: boolean) => {
+      if (settled) return;
+      settled = true;
+      st.writing--;
+      if (committed) this.#cachedSend(sendStr, true);
+      if (this.#pendingSends.get(sendStr) === pending) this.#pendingSends.delete(sendStr);
+      if (pending.waiters) for (const w of pending.waiters) w(committed);
+    };
+    const done = this.#store(rid, ridHex, m, st, settle);
+    done.catch(() => settle(false));
+    return done;
+  }
+
+  async #store(
+    rid: Buffer,
+    ridHex: string,
+    m: NewMessage,
+    st: QueueState,
+    settle: (committed: boolean) => void,
+  ): Promise<AppendResult> {
     const bucket = bucketSize(m.body.length, BLOCK_SIZE);
     const cost = messageCost(m.body.length);
     const seq = st.nextSeq++;
     st.count++;
     this.#reserve(st, cost);
-    this.#sendIds.set(sendHex, seq);
     const recKey = cat(rid, u64(seq));
     const keyKey = cat(Buffer.of(TAG_MSG), recKey);
     const block = padBlock(m.body, bucket);
@@ -1168,10 +1381,10 @@ export class LmdbStore implements RelayStore {
       // may be written after it.
       if (this.#deletingQueues.has(ridHex) || !this.#queueSync(rid, ridHex)) {
         st.count--;
+        settle(false);
         this.#countEpoch(epoch, -1);
         // A DEL already done released every byte the queue held, this reservation included.
         if (this.#state.get(ridHex) === st) this.#release(st, cost);
-        this.#sendIds.delete(sendHex);
         block.fill(0);
         return "missing";
       }
@@ -1202,14 +1415,16 @@ export class LmdbStore implements RelayStore {
       await this.#durable(committed);
     } catch (e) {
       st.count--;
+      settle(false);
       this.#countEpoch(epoch, -1);
       this.#release(st, cost);
-      this.#sendIds.delete(sendHex);
       block.fill(0);
       if (isNoSpaceError(e)) return "full";
       throw e;
     }
-    // Durable now: kept for its first delivery, unless a deletion already began.
+    // Durable: from now on its queue's records show its send id.
+    settle(true);
+    // Kept for its first delivery, unless a deletion already began.
     const kept =
       !(this.#deleting.size > 0 && this.#deleting.has(toHex(recKey))) &&
       !this.#deletingQueues.has(ridHex) &&
@@ -1546,9 +1761,10 @@ export class LmdbStore implements RelayStore {
         this.#del(this.#expiry, Buffer.from(key));
       }
     }
-    // Format 2: a message's expiry is in its record. A queue's messages expire in seq order (one
-    // TTL per relay), so each queue that holds messages is read from its head while expired, then
-    // the scan jumps to the next queue's first record: one lookup per non-empty queue.
+    // Format 2: a message's expiry is in its record. Every record of each queue that holds
+    // messages is read in place (8 bytes; at most --relay-queue-quota per queue), not only its
+    // head: after --relay-ttl is lowered (or the clock steps back) a younger message can expire
+    // before an older one, and must not wait behind it (docs/protocol/relay.md, SEND).
     let from: Buffer | undefined;
     for (let queues = 0; queues < 100_000_000; queues++) {
       let head: Buffer | undefined;
@@ -1561,7 +1777,7 @@ export class LmdbStore implements RelayStore {
       for (const key of this.#msgs.getKeys({ start: head, end: cat(rid, MAX_U64) }) as Iterable<Buffer>) {
         const rec = this.#msgs.getBinaryFast(key);
         if (!rec || !isFormat2(rec)) continue;
-        if (readU64(rec, LAYOUT_2.exp) > nowMs) break;
+        if (readU64(rec, LAYOUT_2.exp) > nowMs) continue;
         result.expiredSendIds++;
         deletions.push(this.#deleteMessage(rid, readU64(key, 24)));
       }
@@ -1714,6 +1930,15 @@ export class LmdbStore implements RelayStore {
     return n;
   }
 
+  /**
+   * Send ids held in memory for DUPLICATE: those of writes not committed yet, those of messages no
+   * longer stored (at most GONE_SENDS_MAX) and the cached ones of stored messages (at most
+   * `sendIdCache`; the rest are read from their records). Tests, diagnostics.
+   */
+  get sendIdsInMemory(): number {
+    return this.#pendingSends.size + this.#goneSends.size + this.#queueSendsTotal;
+  }
+
   stats(): StoreStats {
     const s = (db: Database) =>
       db.getStats() as {
@@ -1751,6 +1976,19 @@ export class LmdbStore implements RelayStore {
 
 function keyringExists(dir: string): boolean {
   return existsSync(join(dir, KEYRING_FILE));
+}
+
+/** `keyring` → `keyring.2` (atomic rename, then the folder fsync'd so the new name is durable). */
+function renameLegacyKeyring(dir: string): void {
+  const legacy = join(dir, LEGACY_KEYRING_FILE);
+  if (keyringExists(dir) || !existsSync(legacy)) return;
+  renameSync(legacy, join(dir, KEYRING_FILE));
+  const fd = openSync(dir, "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function encodeState(s: PersistedState): Buffer {

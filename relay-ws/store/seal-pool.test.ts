@@ -137,6 +137,26 @@ describe("relay store seal pool", () => {
     }
   });
 
+  it("a blocked event loop is not a stuck worker: its answer, waiting since, is taken before the watchdog's verdict", async () => {
+    const told: string[] = [];
+    const p = new SealPool({ batchTimeoutMs: 500, onFailover: (reason) => told.push(reason) });
+    pools.push(p);
+    await submit(p, input(256)); // the worker runs
+    const i = input(256);
+    const want = expected(i);
+    const pending = submit(p, i);
+    await new Promise((r) => setImmediate(r)); // posted
+    // The loop busy past the timeout (a long synchronous pass, a major GC): the timer fires when
+    // it wakes, before the poll phase delivers the worker's answer.
+    const end = performance.now() + 800;
+    while (performance.now() < end);
+    expect(await pending).toEqual(want);
+    expect({ failovers: p.failovers, alive: p.alive, told }).toEqual({ failovers: 0, alive: true, told: [] });
+    const batches = p.batches;
+    await submit(p, input(256));
+    expect(p.batches).toBe(batches + 1); // still on the worker
+  });
+
   it("a crashed worker is told as such; closing is not a failover", async () => {
     const told: string[] = [];
     const p = new SealPool({ onFailover: (reason) => told.push(reason) });

@@ -168,12 +168,28 @@ export class SealPool {
     this.#worker = w;
   }
 
-  /** (Re)arm the watchdog for the oldest batch out, or stop it when nothing is out. */
-  #arm(): void {
+  /**
+   * (Re)arm the watchdog for the oldest batch out, or stop it when nothing is out. It times the
+   * worker, not the event loop: when the loop was blocked (a long synchronous pass, a major GC, a
+   * descheduled process), it wakes in the timers phase and this timer fires before the poll phase
+   * hands over an answer that arrived long ago. So the verdict waits one `setImmediate` (after that
+   * poll phase) and fails only if the same batch is still out; and a timer that fired a whole
+   * timeout late (the loop, so maybe the worker too, starved that long) gives the batch one more
+   * period first.
+   */
+  #arm(again = false): void {
     if (this.#watchdog) clearTimeout(this.#watchdog);
     this.#watchdog = undefined;
     if (this.#sent.length === 0 || this.#dead || !this.#online) return;
-    this.#watchdog = setTimeout(() => this.#fail("timeout"), this.#timeoutMs);
+    const oldest = this.#sent[0];
+    const armedAt = performance.now();
+    this.#watchdog = setTimeout(() => {
+      setImmediate(() => {
+        if (this.#dead || this.#sent[0] !== oldest) return;
+        if (!again && performance.now() - armedAt >= 2 * this.#timeoutMs) this.#arm(true);
+        else this.#fail("timeout");
+      });
+    }, this.#timeoutMs);
     this.#watchdog.unref();
   }
 

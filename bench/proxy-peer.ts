@@ -11,6 +11,7 @@
  */
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { EventLoopUtilization } from "node:perf_hooks";
 import {
   isMainThread,
   MessageChannel,
@@ -185,6 +186,8 @@ export interface ExposingSide {
   /** The origin's base URL (served from the worker's thread). */
   base: string;
   transport: PortTransport;
+  /** The worker thread's event-loop utilization (Node's `performance.eventLoopUtilization`), as the main thread's. */
+  elu(): EventLoopUtilization;
   /** A Bob in the worker serving the origin to `alice`; resolves with his card, then `ready` once online. */
   bob(alice: UserIdentity, sendWindow: number): Promise<{ card: PeerCard; ready: Promise<void> }>;
   stop(): Promise<void>;
@@ -228,6 +231,7 @@ await import(${JSON.stringify(import.meta.url)});`;
   return {
     base: origin.base,
     transport,
+    elu: () => worker.performance.eventLoopUtilization(),
     async bob(alice, sendWindow) {
       const i = n++;
       const answer = waitFor(`bob:${i}`);

@@ -32,6 +32,7 @@
 import { createServer } from "node:http";
 import { Session } from "node:inspector/promises";
 import type { AddressInfo } from "node:net";
+import { type EventLoopUtilization, performance as nodePerformance } from "node:perf_hooks";
 import { createUserIdentity } from "../core/identity/identity.ts";
 import type { BodyReader } from "../core/proxy/body.ts";
 import { TokenBucket } from "../core/proxy/rate-limit.ts";
@@ -96,6 +97,39 @@ interface Subjects {
   single: ((path: string) => Promise<number>) | undefined;
   direct: (path: string) => Promise<number>;
   stop: () => Promise<void>;
+  /** The exposing side's thread's event-loop utilization (split topology only). */
+  workerElu?: () => EventLoopUtilization;
+}
+
+/**
+ * How busy each thread was while one subject ran (event-loop utilization, summed over its
+ * calls): which side of the split is the bottleneck — a thread near 1 is saturated.
+ */
+class Busy {
+  readonly #active = new Map<string, [number, number, number]>();
+  constructor(readonly workerElu: (() => EventLoopUtilization) | undefined) {}
+  wrap<T>(name: string, run: () => Promise<T>): () => Promise<T> {
+    return async () => {
+      const m0 = nodePerformance.eventLoopUtilization();
+      const w0 = this.workerElu?.();
+      try {
+        return await run();
+      } finally {
+        const m = nodePerformance.eventLoopUtilization(m0);
+        const w = w0 && this.workerElu ? this.workerElu() : undefined;
+        const a = this.#active.get(name) ?? [0, 0, 0];
+        a[0] += m.active;
+        a[1] += m.active + m.idle;
+        if (w && w0) a[2] += w.active - w0.active;
+        this.#active.set(name, a);
+      }
+    };
+  }
+  /** The share of its wall time each thread's event loop was busy while `name` ran. */
+  of(name: string): { main: number; exposing?: number } {
+    const [main, total, worker] = this.#active.get(name) ?? [0, 0, 0];
+    return { main: main / total, ...(this.workerElu ? { exposing: worker / total } : {}) };
+  }
 }
 
 const proxiedVia = (alice: EngineNode, bobId: string) => async (path: string) => {
@@ -225,7 +259,7 @@ async function split(signalingUrl: string, relay: TestRelay | undefined): Promis
   try {
     const proxied = await servingPair(DEFAULT_SEND_WINDOW);
     const single = RELAY ? await servingPair(1) : undefined;
-    return { proxied, single, direct: directTo(side.base), stop };
+    return { proxied, single, direct: directTo(side.base), stop, workerElu: () => side.elu() };
   } catch (e) {
     await stop();
     throw e;
@@ -268,10 +302,11 @@ async function main(): Promise<void> {
     }
 
     log(`throughput: one ${SIZE} B body at a time`);
+    const busy = new Busy(subjects.workerElu);
     const rates = await alternate(
       [
-        { name: "proxy", run: async () => (await proxied("/big")) / 1e6 },
-        { name: "direct", run: async () => (await direct("/big")) / 1e6 },
+        { name: "proxy", run: busy.wrap("proxy", async () => (await proxied("/big")) / 1e6) },
+        { name: "direct", run: busy.wrap("direct", async () => (await direct("/big")) / 1e6) },
         ...(single ? [{ name: "single", run: async () => (await single("/big")) / 1e6 }] : []),
       ],
       ROUNDS,
@@ -348,6 +383,8 @@ async function main(): Promise<void> {
         proxy_vs_direct_cpu: sliceRatio(p, d, "cpu"),
         proxy_vs_direct_cpu_range: sliceRatioRange(p, d, "cpu"),
         p50_overhead_ms: percentile(lp, 50) - percentile(ld, 50),
+        // Event-loop utilization of each thread while each subject ran (`exposing`: the worker).
+        busy: { proxy: busy.of("proxy"), direct: busy.of("direct") },
         ...(one
           ? {
               send_window: DEFAULT_SEND_WINDOW,

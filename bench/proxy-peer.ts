@@ -179,6 +179,8 @@ export interface ExposingOptions {
   relayUrl?: string;
   noble: boolean;
   blockDirect: boolean;
+  /** The origin's base URL when it runs in a thread of its own (`--origin-apart`); else the worker serves one. */
+  originBase?: string;
 }
 
 /** The worker, seen from the main thread. */
@@ -194,14 +196,7 @@ export interface ExposingSide {
 }
 
 export async function startExposingSide(options: ExposingOptions): Promise<ExposingSide> {
-  // tsx's loader hooks are the main thread's only (Node 20): the worker's entry registers them
-  // again, then imports this module.
-  const entry = `import { register } from ${JSON.stringify(import.meta.resolve("tsx/esm/api"))};
-register();
-await import(${JSON.stringify(import.meta.url)});`;
-  const worker = new Worker(new URL(`data:text/javascript,${encodeURIComponent(entry)}`), {
-    workerData: options,
-  });
+  const worker = workerOf(options);
   const transport = new PortTransport((m, t) => worker.postMessage(m, t), options.blockDirect);
   const waiting = new Map<string, { resolve: (m: FromWorker) => void; reject: (e: Error) => void }>();
   let failed: Error | undefined;
@@ -252,20 +247,62 @@ await import(${JSON.stringify(import.meta.url)});`;
   };
 }
 
-async function exposingSide(port: MessagePort, options: ExposingOptions): Promise<void> {
-  const send = (m: FromWorker, transfer: MessagePort[] = []) => port.postMessage(m, transfer);
-  const big = Uint8Array.from({ length: options.size }, (_, i) => (i * 31 + 7) & 0xff);
+/** The bench's HTTP origin: `/big` (`size` bytes) and `/small` (1 KiB) on 127.0.0.1. */
+async function startOrigin(size: number) {
+  const big = Uint8Array.from({ length: size }, (_, i) => (i * 31 + 7) & 0xff);
   const small = new Uint8Array(1024).fill(0x61);
-  const origin = createServer((req, res) => {
+  const server = createServer((req, res) => {
     const body = req.url === "/big" ? big : req.url === "/small" ? small : undefined;
     if (!body) return void res.writeHead(404).end();
     res.writeHead(200, { "content-type": "application/octet-stream", "content-length": body.length });
     res.end(body);
   });
   // As bench/proxy.ts: longer than any pause in the run (undici reusing a socket the server closed).
-  origin.keepAliveTimeout = 120_000;
-  await new Promise<void>((r) => origin.listen(0, "127.0.0.1", r));
-  const base = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
+  server.keepAliveTimeout = 120_000;
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    server,
+    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: (done: () => void) => server.close(done),
+  };
+}
+
+/** This module in a worker thread (tsx's hooks registered again: Node 20 keeps them per thread). */
+function workerOf(data: ExposingOptions | OriginOptions): Worker {
+  const entry = `import { register } from ${JSON.stringify(import.meta.resolve("tsx/esm/api"))};
+register();
+await import(${JSON.stringify(import.meta.url)});`;
+  return new Worker(new URL(`data:text/javascript,${encodeURIComponent(entry)}`), { workerData: data });
+}
+
+interface OriginOptions {
+  role: "origin";
+  size: number;
+}
+
+/**
+ * `--origin-apart`: the origin in a thread of its own, as the local service `loft expose` serves
+ * is another process than `loft expose` itself.
+ */
+export async function startOriginThread(size: number): Promise<{ base: string; stop: () => Promise<void> }> {
+  const worker = workerOf({ role: "origin", size });
+  const base = await new Promise<string>((resolve, reject) => {
+    worker.once("message", (m: { base: string }) => resolve(m.base));
+    worker.once("error", reject);
+    worker.once("exit", (code) => reject(new Error(`the origin thread exited (${code})`)));
+  });
+  return {
+    base,
+    stop: async () => {
+      await worker.terminate();
+    },
+  };
+}
+
+async function exposingSide(port: MessagePort, options: ExposingOptions): Promise<void> {
+  const send = (m: FromWorker, transfer: MessagePort[] = []) => port.postMessage(m, transfer);
+  const origin = options.originBase === undefined ? await startOrigin(options.size) : undefined;
+  const base = options.originBase ?? origin!.base;
   const crypto = options.noble ? undefined : await createNodeCryptoProvider();
   const transport = new PortTransport((m, t) => send(m, t), options.blockDirect);
   let sendWindow = DEFAULT_SEND_WINDOW;
@@ -290,8 +327,8 @@ async function exposingSide(port: MessagePort, options: ExposingOptions): Promis
       void h
         .stopAll()
         .catch(fail)
-        .finally(() => origin.close(() => send({ type: "stopped" })));
-      origin.closeAllConnections();
+        .finally(() => (origin ? origin.close(() => send({ type: "stopped" })) : send({ type: "stopped" })));
+      origin?.server.closeAllConnections();
       return;
     }
     sendWindow = m.sendWindow;
@@ -323,4 +360,8 @@ async function exposingSide(port: MessagePort, options: ExposingOptions): Promis
   send({ type: "origin", base });
 }
 
-if (!isMainThread && parentPort) await exposingSide(parentPort, workerData as ExposingOptions);
+if (!isMainThread && parentPort) {
+  const data = workerData as ExposingOptions | OriginOptions;
+  if ("role" in data) parentPort.postMessage({ base: (await startOrigin(data.size)).base });
+  else await exposingSide(parentPort, data);
+}

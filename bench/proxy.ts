@@ -56,7 +56,7 @@ import {
   sliceRatio,
   sliceRatioRange,
 } from "./harness.ts";
-import { addCard, startExposingSide } from "./proxy-peer.ts";
+import { addCard, startExposingSide, startOriginThread } from "./proxy-peer.ts";
 import { numberFlag, percentile } from "./relay-cli.ts";
 
 const SIZE = numberFlag("size", 1024 * 1024);
@@ -77,7 +77,12 @@ const ROUNDS: AlternationOptions = QUICK
       sliceSeconds: process.env.LOFT_BENCH_SLICE_SECONDS ? ALTERNATION.sliceSeconds : 1,
       warmupSeconds: 1,
     };
-const TOPOLOGY = ONE_THREAD ? "one-thread" : "split";
+/**
+ * `--origin-apart` (split only): the origin in a third thread, as `loft expose`'s local service is
+ * another process — the exposing thread then runs Bob's engine and the origin's client only.
+ */
+const ORIGIN_APART = !ONE_THREAD && process.argv.includes("--origin-apart");
+const TOPOLOGY = ONE_THREAD ? "one-thread" : ORIGIN_APART ? "split, origin apart" : "split";
 const LATENCY_REQUESTS = QUICK ? 40 : 300;
 const big = Uint8Array.from({ length: SIZE }, (_, i) => (i * 31 + 7) & 0xff);
 const small = new Uint8Array(1024).fill(0x61);
@@ -215,7 +220,9 @@ async function oneThread(signalingUrl: string, relay: TestRelay | undefined): Pr
  * and the direct client here; links between the threads are MessagePorts.
  */
 async function split(signalingUrl: string, relay: TestRelay | undefined): Promise<Subjects> {
+  const origin = ORIGIN_APART ? await startOriginThread(SIZE) : undefined;
   const side = await startExposingSide({
+    ...(origin ? { originBase: origin.base } : {}),
     size: SIZE,
     signalingUrl,
     ...(relay ? { relayUrl: relay.url } : {}),
@@ -254,6 +261,7 @@ async function split(signalingUrl: string, relay: TestRelay | undefined): Promis
       await h.stopAll();
     } finally {
       await side.stop();
+      await origin?.stop();
     }
   };
   try {

@@ -304,7 +304,11 @@ async function main(): Promise<void> {
       }
       const { profile } = await inspector.post("Profiler.stop");
       inspector.disconnect();
-      log(`--- CPU profile over ${bodies} proxied bodies (% of all samples, self time)`);
+      // The inspector session profiles this thread only: split, that is the requester's side;
+      // `--one-thread` profiles both engines and the origin together.
+      log(
+        `--- CPU profile over ${bodies} proxied bodies (% of all samples, self time; ${ONE_THREAD ? "every part, one thread" : "the requester's thread only"})`,
+      );
       for (const r of topSelf(profile as CpuProfile, 25, { ofAll: true }))
         log(`${r.pct.toFixed(1).padStart(5)}%  ${r.fn}`);
     }

@@ -248,7 +248,7 @@ export async function startExposingSide(options: ExposingOptions): Promise<Expos
 }
 
 /** The bench's HTTP origin: `/big` (`size` bytes) and `/small` (1 KiB) on 127.0.0.1. */
-async function startOrigin(size: number) {
+export async function startOrigin(size: number) {
   const big = Uint8Array.from({ length: size }, (_, i) => (i * 31 + 7) & 0xff);
   const small = new Uint8Array(1024).fill(0x61);
   const server = createServer((req, res) => {
@@ -257,7 +257,8 @@ async function startOrigin(size: number) {
     res.writeHead(200, { "content-type": "application/octet-stream", "content-length": body.length });
     res.end(body);
   });
-  // As bench/proxy.ts: longer than any pause in the run (undici reusing a socket the server closed).
+  // Longer than any pause in the run: a keep-alive socket the server closes while undici reuses it
+  // is an ECONNRESET (Node's 5 s default races the slower proxied rounds).
   server.keepAliveTimeout = 120_000;
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   return {

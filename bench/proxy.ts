@@ -29,9 +29,7 @@
  * before it pipelined, `sendWindow: 1`) runs in the same alternation: `pipelined_vs_single` is
  * the relay link's send window (DEFAULT_SEND_WINDOW) against one at a time, same relay, same run.
  */
-import { createServer } from "node:http";
 import { Session } from "node:inspector/promises";
-import type { AddressInfo } from "node:net";
 import { type EventLoopUtilization, performance as nodePerformance } from "node:perf_hooks";
 import { createUserIdentity } from "../core/identity/identity.ts";
 import type { BodyReader } from "../core/proxy/body.ts";
@@ -56,7 +54,7 @@ import {
   sliceRatio,
   sliceRatioRange,
 } from "./harness.ts";
-import { addCard, startExposingSide, startOriginThread } from "./proxy-peer.ts";
+import { addCard, startExposingSide, startOrigin, startOriginThread } from "./proxy-peer.ts";
 import { numberFlag, percentile } from "./relay-cli.ts";
 
 const SIZE = numberFlag("size", 1024 * 1024);
@@ -84,8 +82,6 @@ const ROUNDS: AlternationOptions = QUICK
 const ORIGIN_APART = !ONE_THREAD && process.argv.includes("--origin-apart");
 const TOPOLOGY = ONE_THREAD ? "one-thread" : ORIGIN_APART ? "split, origin apart" : "split";
 const LATENCY_REQUESTS = QUICK ? 40 : 300;
-const big = Uint8Array.from({ length: SIZE }, (_, i) => (i * 31 + 7) & 0xff);
-const small = new Uint8Array(1024).fill(0x61);
 
 async function drain(body: BodyReader): Promise<number> {
   let n = 0;
@@ -153,17 +149,8 @@ const directTo = (base: string) => async (path: string) => {
 
 /** `--one-thread`: origin, both engines and the client in this thread (the bench before session 13). */
 async function oneThread(signalingUrl: string, relay: TestRelay | undefined): Promise<Subjects> {
-  const origin = createServer((req, res) => {
-    const body = req.url === "/big" ? big : req.url === "/small" ? small : undefined;
-    if (!body) return void res.writeHead(404).end();
-    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": body.length });
-    res.end(body);
-  });
-  // Longer than any pause in the run: a keep-alive socket the server closes while undici reuses it
-  // is an ECONNRESET (Node's 5 s default races the slower proxied rounds).
-  origin.keepAliveTimeout = 120_000;
-  await new Promise<void>((r) => origin.listen(0, "127.0.0.1", r));
-  const base = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
+  const origin = await startOrigin(SIZE);
+  const base = origin.base;
   const crypto = NOBLE ? undefined : await createNodeCryptoProvider();
   // Nodes 1 and 2 (the first pair) use the link's default send window; 3 and 4 one SEND at a time.
   let made = 0;
@@ -201,7 +188,7 @@ async function oneThread(signalingUrl: string, relay: TestRelay | undefined): Pr
     try {
       await h.stopAll();
     } finally {
-      origin.close();
+      origin.close(() => {});
     }
   };
   try {

@@ -1,8 +1,14 @@
 /**
- * `npm run bench:proxy [-- --json] [--quick] [--size 1048576] [--noble] [--relay]`
+ * `npm run bench:proxy [-- --json] [--quick] [--size 1048576] [--noble] [--relay] [--one-thread]`
  *
  * The E2EE fetch proxy next to fetching the same files from the same local HTTP server directly,
- * same process, same run. The proxied path is the real one minus the browser: two engines
+ * same run. Topology (`topology` in the JSON; bench/README.md §bench:proxy): by default `split` —
+ * the exposing side (Bob's engines and the origin they serve, as `loft expose` and the service
+ * beside it) runs in a worker thread (bench/proxy-peer.ts), the requester (Alice's engines, and the
+ * direct baseline's client) on the main thread, links between them MessagePorts carrying the
+ * in-memory link's messages; both subjects reach the same origin on the same other thread.
+ * `--one-thread`: everything on one thread, the bench before session 13 (the ratio is then a
+ * share of one core). The proxied path is the real one minus the browser: two engines
  * (web/src/engine, real signaling, real Noise XXhfs sessions over the harness's in-memory links
  * standing in for the data channel), Alice's `proxyClient(bob)` → PROXY session frames → Bob's
  * proxy server → `httpOriginHandler` (host/proxy-origin.ts, what `loft expose` serves) → the
@@ -23,9 +29,9 @@
  * before it pipelined, `sendWindow: 1`) runs in the same alternation: `pipelined_vs_single` is
  * the relay link's send window (DEFAULT_SEND_WINDOW) against one at a time, same relay, same run.
  */
-import { createServer } from "node:http";
 import { Session } from "node:inspector/promises";
-import type { AddressInfo } from "node:net";
+import { type EventLoopUtilization, performance as nodePerformance } from "node:perf_hooks";
+import { createUserIdentity } from "../core/identity/identity.ts";
 import type { BodyReader } from "../core/proxy/body.ts";
 import { TokenBucket } from "../core/proxy/rate-limit.ts";
 import { DEFAULT_SEND_WINDOW } from "../core/relay/live-link.ts";
@@ -33,10 +39,12 @@ import { createNodeCryptoProvider } from "../host/crypto-node.ts";
 import { httpOriginHandler } from "../host/proxy-origin.ts";
 import { startTestRelay, type TestRelay } from "../relay-ws/testing.ts";
 import { startSignaling } from "../signaling/testing.ts";
-import { EngineHarness, until } from "../test/support/engine.ts";
+import { EngineHarness, type EngineNode, until } from "../test/support/engine.ts";
 import { RelayLiveTransport } from "../web/src/net/relay-live.ts";
 import { type CpuProfile, topSelf } from "./cpu-profile.ts";
 import {
+  ALTERNATION,
+  type AlternationOptions,
   alternate,
   latencyRows,
   log,
@@ -46,13 +54,34 @@ import {
   sliceRatio,
   sliceRatioRange,
 } from "./harness.ts";
+import { addCard, startExposingSide, startOrigin, startOriginThread } from "./proxy-peer.ts";
 import { numberFlag, percentile } from "./relay-cli.ts";
 
 const SIZE = numberFlag("size", 1024 * 1024);
 const RELAY = process.argv.includes("--relay");
+const NOBLE = process.argv.includes("--noble");
+/** The old topology: origin, both engines and the client on one thread (bench/README.md §bench:proxy). */
+const ONE_THREAD = process.argv.includes("--one-thread");
+/**
+ * Rounds long enough that one round's ratio means something (bench/README.md §bench:proxy): the
+ * harness's 0.15 s slices held a handful of 1 MiB bodies on a loaded machine, and per-round ratios
+ * spread over 0.05–16. 1 s slices, 12 rounds; `LOFT_BENCH_ROUNDS`/`LOFT_BENCH_SLICE_SECONDS` still
+ * override, `--quick` keeps the harness's short form.
+ */
+const ROUNDS: AlternationOptions = QUICK
+  ? {}
+  : {
+      rounds: process.env.LOFT_BENCH_ROUNDS ? ALTERNATION.rounds : 12,
+      sliceSeconds: process.env.LOFT_BENCH_SLICE_SECONDS ? ALTERNATION.sliceSeconds : 1,
+      warmupSeconds: 1,
+    };
+/**
+ * `--origin-apart` (split only): the origin in a third thread, as `loft expose`'s local service is
+ * another process — the exposing thread then runs Bob's engine and the origin's client only.
+ */
+const ORIGIN_APART = !ONE_THREAD && process.argv.includes("--origin-apart");
+const TOPOLOGY = ONE_THREAD ? "one-thread" : ORIGIN_APART ? "split, origin apart" : "split";
 const LATENCY_REQUESTS = QUICK ? 40 : 300;
-const big = Uint8Array.from({ length: SIZE }, (_, i) => (i * 31 + 7) & 0xff);
-const small = new Uint8Array(1024).fill(0x61);
 
 async function drain(body: BodyReader): Promise<number> {
   let n = 0;
@@ -63,30 +92,72 @@ async function drain(body: BodyReader): Promise<number> {
   }
 }
 
-async function main(): Promise<void> {
-  const origin = createServer((req, res) => {
-    const body = req.url === "/big" ? big : req.url === "/small" ? small : undefined;
-    if (!body) return void res.writeHead(404).end();
-    res.writeHead(200, { "content-type": "application/octet-stream", "content-length": body.length });
-    res.end(body);
-  });
-  // Longer than any pause in the run: a keep-alive socket the server closes while undici reuses it
-  // is an ECONNRESET (Node's 5 s default races the slower proxied rounds).
-  origin.keepAliveTimeout = 120_000;
-  await new Promise<void>((r) => origin.listen(0, "127.0.0.1", r));
-  const base = `http://127.0.0.1:${(origin.address() as AddressInfo).port}`;
-  const signaling = await startSignaling();
-  const crypto = process.argv.includes("--noble") ? undefined : await createNodeCryptoProvider();
-  // `--relay-unlimited`: the relay without its per-connection command rate (what the path costs, not the policy).
-  const relay: TestRelay | undefined = RELAY
-    ? await startTestRelay(process.argv.includes("--relay-unlimited") ? { ratePerSecond: 0 } : {})
-    : undefined;
+/** The two ways to fetch `/big` or `/small`: through the proxy (`single`: a second pair, `--relay`) and directly. */
+interface Subjects {
+  proxied: (path: string) => Promise<number>;
+  single: ((path: string) => Promise<number>) | undefined;
+  direct: (path: string) => Promise<number>;
+  stop: () => Promise<void>;
+  /** The exposing side's thread's event-loop utilization (split topology only). */
+  workerElu?: () => EventLoopUtilization;
+}
+
+/**
+ * How busy each thread was while one subject ran (event-loop utilization, summed over its
+ * calls): which side of the split is the bottleneck — a thread near 1 is saturated.
+ */
+class Busy {
+  readonly #active = new Map<string, [number, number, number]>();
+  constructor(readonly workerElu: (() => EventLoopUtilization) | undefined) {}
+  wrap<T>(name: string, run: () => Promise<T>): () => Promise<T> {
+    return async () => {
+      const m0 = nodePerformance.eventLoopUtilization();
+      const w0 = this.workerElu?.();
+      try {
+        return await run();
+      } finally {
+        const m = nodePerformance.eventLoopUtilization(m0);
+        const w = w0 && this.workerElu ? this.workerElu() : undefined;
+        const a = this.#active.get(name) ?? [0, 0, 0];
+        a[0] += m.active;
+        a[1] += m.active + m.idle;
+        if (w && w0) a[2] += w.active - w0.active;
+        this.#active.set(name, a);
+      }
+    };
+  }
+  /** The share of its wall time each thread's event loop was busy while `name` ran. */
+  of(name: string): { main: number; exposing?: number } {
+    const [main, total, worker] = this.#active.get(name) ?? [0, 0, 0];
+    return { main: main / total, ...(this.workerElu ? { exposing: worker / total } : {}) };
+  }
+}
+
+const proxiedVia = (alice: EngineNode, bobId: string) => async (path: string) => {
+  const c = alice.engine.proxyClient(bobId);
+  if (!c) throw new Error("the session to Bob closed");
+  const res = await c.request({ method: "GET", path, headers: [] });
+  if (res.status !== 200) throw new Error(`proxied ${path}: ${res.status}`);
+  return drain(res.body);
+};
+
+const directTo = (base: string) => async (path: string) => {
+  const res = await fetch(`${base}${path}`);
+  if (res.status !== 200) throw new Error(`direct ${path}: ${res.status}`);
+  return (await res.arrayBuffer()).byteLength;
+};
+
+/** `--one-thread`: origin, both engines and the client in this thread (the bench before session 13). */
+async function oneThread(signalingUrl: string, relay: TestRelay | undefined): Promise<Subjects> {
+  const origin = await startOrigin(SIZE);
+  const base = origin.base;
+  const crypto = NOBLE ? undefined : await createNodeCryptoProvider();
   // Nodes 1 and 2 (the first pair) use the link's default send window; 3 and 4 one SEND at a time.
   let made = 0;
   const h = new EngineHarness(() => {
     const sendWindow = made++ < 2 ? DEFAULT_SEND_WINDOW : 1;
     return {
-      signalingUrl: signaling.url,
+      signalingUrl,
       ...(relay ? { relayUrl: relay.url } : {}),
       config: {
         log: () => {},
@@ -111,22 +182,95 @@ async function main(): Promise<void> {
       limiter: new TokenBucket(1e9, 1e9),
       log: () => {},
     });
-    return async (path: string) => {
-      const c = alice.engine.proxyClient(bob.id);
-      if (!c) throw new Error("the session to Bob closed");
-      const res = await c.request({ method: "GET", path, headers: [] });
-      if (res.status !== 200) throw new Error(`proxied ${path}: ${res.status}`);
-      return drain(res.body);
-    };
+    return proxiedVia(alice, bob.id);
+  };
+  const stop = async () => {
+    try {
+      await h.stopAll();
+    } finally {
+      origin.close(() => {});
+    }
   };
   try {
     const proxied = await servingPair();
     const single = RELAY ? await servingPair() : undefined;
-    const direct = async (path: string) => {
-      const res = await fetch(`${base}${path}`);
-      if (res.status !== 200) throw new Error(`direct ${path}: ${res.status}`);
-      return (await res.arrayBuffer()).byteLength;
-    };
+    return { proxied, single, direct: directTo(base), stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+/**
+ * The default, the real topology: the exposing side (Bob's engines and the origin they serve, as
+ * `loft expose` and its local service) in a worker thread (bench/proxy-peer.ts), Alice's engines
+ * and the direct client here; links between the threads are MessagePorts.
+ */
+async function split(signalingUrl: string, relay: TestRelay | undefined): Promise<Subjects> {
+  const origin = ORIGIN_APART ? await startOriginThread(SIZE) : undefined;
+  const side = await startExposingSide({
+    ...(origin ? { originBase: origin.base } : {}),
+    size: SIZE,
+    signalingUrl,
+    ...(relay ? { relayUrl: relay.url } : {}),
+    noble: NOBLE,
+    blockDirect: RELAY,
+  });
+  const crypto = NOBLE ? undefined : await createNodeCryptoProvider();
+  let sendWindow = DEFAULT_SEND_WINDOW;
+  const h = new EngineHarness(() => ({
+    signalingUrl,
+    ...(relay ? { relayUrl: relay.url } : {}),
+    config: {
+      log: () => {},
+      ...(crypto ? { crypto } : {}),
+      ...(relay
+        ? { relayTransport: (deps) => new RelayLiveTransport(deps, { sendWindow }), relayFallbackMs: 200 }
+        : {}),
+    },
+  }));
+  const servingPair = async (window: number) => {
+    sendWindow = window;
+    const user = createUserIdentity({ username: "alice", now: Date.now() });
+    const { card, ready } = await side.bob(user, window);
+    const alice = h.node("alice", user, undefined, undefined, { transport: side.transport.factory(user) });
+    addCard(alice, card);
+    await alice.engine.start();
+    await until(() => alice.engine.presence(card.id).status === "online", "Alice sees Bob online", 30_000);
+    if (relay)
+      await until(() => h.knowsMailboxOf(alice, { id: card.id } as EngineNode), "Alice holds Bob's mailbox");
+    await ready;
+    if (RELAY && alice.engine.presence(card.id).path !== "relay") throw new Error("not on the relay path");
+    return proxiedVia(alice, card.id);
+  };
+  const stop = async () => {
+    try {
+      await h.stopAll();
+    } finally {
+      await side.stop();
+      await origin?.stop();
+    }
+  };
+  try {
+    const proxied = await servingPair(DEFAULT_SEND_WINDOW);
+    const single = RELAY ? await servingPair(1) : undefined;
+    return { proxied, single, direct: directTo(side.base), stop, workerElu: () => side.elu() };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+async function main(): Promise<void> {
+  const signaling = await startSignaling();
+  // `--relay-unlimited`: the relay without its per-connection command rate (what the path costs, not the policy).
+  const relay: TestRelay | undefined = RELAY
+    ? await startTestRelay(process.argv.includes("--relay-unlimited") ? { ratePerSecond: 0 } : {})
+    : undefined;
+  let subjects: Subjects | undefined;
+  try {
+    subjects = await (ONE_THREAD ? oneThread : split)(signaling.url, relay);
+    const { proxied, single, direct } = subjects;
     if ((await proxied("/big")) !== SIZE || (await direct("/big")) !== SIZE) throw new Error("wrong size");
     if (single && (await single("/big")) !== SIZE) throw new Error("wrong size");
 
@@ -147,17 +291,25 @@ async function main(): Promise<void> {
       }
       const { profile } = await inspector.post("Profiler.stop");
       inspector.disconnect();
-      log(`--- CPU profile over ${bodies} proxied bodies (% of all samples, self time)`);
+      // The inspector session profiles this thread only: split, that is the requester's side;
+      // `--one-thread` profiles both engines and the origin together.
+      log(
+        `--- CPU profile over ${bodies} proxied bodies (% of all samples, self time; ${ONE_THREAD ? "every part, one thread" : "the requester's thread only"})`,
+      );
       for (const r of topSelf(profile as CpuProfile, 25, { ofAll: true }))
         log(`${r.pct.toFixed(1).padStart(5)}%  ${r.fn}`);
     }
 
     log(`throughput: one ${SIZE} B body at a time`);
-    const rates = await alternate([
-      { name: "proxy", run: async () => (await proxied("/big")) / 1e6 },
-      { name: "direct", run: async () => (await direct("/big")) / 1e6 },
-      ...(single ? [{ name: "single", run: async () => (await single("/big")) / 1e6 }] : []),
-    ]);
+    const busy = new Busy(subjects.workerElu);
+    const rates = await alternate(
+      [
+        { name: "proxy", run: busy.wrap("proxy", async () => (await proxied("/big")) / 1e6) },
+        { name: "direct", run: busy.wrap("direct", async () => (await direct("/big")) / 1e6) },
+        ...(single ? [{ name: "single", run: async () => (await single("/big")) / 1e6 }] : []),
+      ],
+      ROUNDS,
+    );
     const p = rateOf(rates, "proxy");
     const d = rateOf(rates, "direct");
     const one = single ? rateOf(rates, "single") : undefined;
@@ -183,6 +335,8 @@ async function main(): Promise<void> {
     lp.sort((a, b) => a - b);
     ld.sort((a, b) => a - b);
     const ratio = sliceRatio(p, d);
+    const roundRatios = p.slices.map((x, i) => x / d.slices[i]!);
+    const sortedRounds = [...roundRatios].sort((a, b) => a - b);
     report(
       `bench:proxy — E2EE fetch proxy (engine, Noise session${RELAY ? ", live relay link" : ""}) vs direct HTTP, same origin, same run`,
       [
@@ -211,17 +365,25 @@ async function main(): Promise<void> {
       {
         bench: "proxy",
         path: RELAY ? "relay" : "in-memory link",
-        crypto: crypto ? "node" : "noble",
+        crypto: NOBLE ? "noble" : "node",
+        topology: TOPOLOGY,
         size_bytes: SIZE,
         proxy: { mb_per_s: p.perSecond, p50_ms: percentile(lp, 50), p99_ms: percentile(lp, 99) },
         direct: { mb_per_s: d.perSecond, p50_ms: percentile(ld, 50), p99_ms: percentile(ld, 99) },
         proxy_vs_direct: ratio,
         proxy_vs_direct_range: sliceRatioRange(p, d),
+        // The spread of the per-round ratios: the middle half, and every round in order.
+        proxy_vs_direct_iqr: [percentile(sortedRounds, 25), percentile(sortedRounds, 75)],
+        proxy_vs_direct_rounds: roundRatios.map((r) => Math.round(r * 1000) / 1000),
+        rounds: p.slices.length,
+        slice_seconds: ROUNDS.sliceSeconds ?? ALTERNATION.sliceSeconds,
         // The same per CPU-second of this process (bench/README.md, "Alternating slices"): what a
         // proxied byte costs next to a direct one, less moved by other processes' load.
         proxy_vs_direct_cpu: sliceRatio(p, d, "cpu"),
         proxy_vs_direct_cpu_range: sliceRatioRange(p, d, "cpu"),
         p50_overhead_ms: percentile(lp, 50) - percentile(ld, 50),
+        // Event-loop utilization of each thread while each subject ran (`exposing`: the worker).
+        busy: { proxy: busy.of("proxy"), direct: busy.of("direct") },
         ...(one
           ? {
               send_window: DEFAULT_SEND_WINDOW,
@@ -233,10 +395,9 @@ async function main(): Promise<void> {
       },
     );
   } finally {
-    await h.stopAll();
+    await subjects?.stop();
     await relay?.close();
     await signaling.close();
-    origin.close();
   }
 }
 

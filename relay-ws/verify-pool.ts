@@ -26,6 +26,7 @@
 import type { KeyObject } from "node:crypto";
 import { Worker } from "node:worker_threads";
 import { ed25519Verify } from "../host/node-ed25519.ts";
+import { BatchWatchdog } from "./batch-watchdog.ts";
 
 /**
  * The worker: a batch is one transferred buffer of jobs `key(32) ‖ signature(64) ‖ u32be length ‖
@@ -109,12 +110,21 @@ class VerifyWorker {
   queued = 0;
   #dead = false;
   #online = false;
-  #watchdog: ReturnType<typeof setTimeout> | undefined;
+  /** Fails the worker over when its oldest batch out goes unanswered (relay-ws/batch-watchdog.ts). */
+  readonly #watchdog: BatchWatchdog;
 
   constructor(
     private readonly onDead: (w: VerifyWorker, orphans: Pending[]) => void,
-    private readonly timeoutMs: number,
+    timeoutMs: number,
   ) {
+    this.#watchdog = new BatchWatchdog(
+      timeoutMs,
+      () => (this.#dead || !this.#online ? undefined : this.#sent[0]),
+      () => {
+        this.#fail();
+        void this.#worker.terminate();
+      },
+    );
     this.#worker = new Worker(WORKER_SOURCE, { eval: true, name: "relay-verify" });
     this.#worker.unref();
     this.#worker.on("message", (verdicts: Uint8Array) => this.#answered(verdicts));
@@ -123,35 +133,8 @@ class VerifyWorker {
     // The clock starts once the thread runs: one still starting on a loaded machine is not stuck.
     this.#worker.once("online", () => {
       this.#online = true;
-      this.#arm();
+      this.#watchdog.arm();
     });
-  }
-
-  /**
-   * (Re)arm the watchdog for the oldest batch out; stopped when nothing is out. It times the
-   * worker, not the event loop (the same rule as relay-ws/store/seal-pool.ts): the verdict waits
-   * one `setImmediate`, so an answer that arrived while the loop was blocked is taken first, and
-   * fails only if the same batch is still out; a timer that fired a whole timeout late gives the
-   * batch one more period first.
-   */
-  #arm(again = false): void {
-    if (this.#watchdog) clearTimeout(this.#watchdog);
-    this.#watchdog = undefined;
-    if (this.#sent.length === 0 || this.#dead || !this.#online) return;
-    const oldest = this.#sent[0];
-    const armedAt = performance.now();
-    this.#watchdog = setTimeout(() => {
-      setImmediate(() => {
-        if (this.#dead || this.#sent[0] !== oldest) return;
-        if (!again && performance.now() - armedAt >= 2 * this.timeoutMs) {
-          this.#arm(true);
-          return;
-        }
-        this.#fail();
-        void this.#worker.terminate();
-      });
-    }, this.timeoutMs);
-    this.#watchdog.unref();
   }
 
   add(job: Job): Promise<boolean> {
@@ -184,14 +167,14 @@ class VerifyWorker {
       at += 100 + j.m.length;
     }
     this.#worker.postMessage(out, [out]);
-    if (this.#sent.length === 1) this.#arm();
+    if (this.#sent.length === 1) this.#watchdog.arm();
   }
 
   #answered(verdicts: Uint8Array): void {
     if (this.#dead) return; // failed over: its jobs were verified on the event loop already
     const batch = this.#sent.shift();
     if (!batch) return;
-    this.#arm();
+    this.#watchdog.arm();
     this.queued -= batch.jobs.length;
     // What gathered while the thread was busy leaves now, as one batch.
     if (this.#forming && this.#sent.length < MAX_BATCHES_OUT) this.#flush();
@@ -201,8 +184,7 @@ class VerifyWorker {
   #fail(): void {
     if (this.#dead) return;
     this.#dead = true;
-    if (this.#watchdog) clearTimeout(this.#watchdog);
-    this.#watchdog = undefined;
+    this.#watchdog.stop();
     const orphans = [...this.#sent.splice(0)];
     if (this.#forming) orphans.push(this.#forming);
     this.#forming = undefined;

@@ -26,6 +26,7 @@
  * Like verify-pool.ts, the worker is plain JavaScript in a string (`eval`): node:crypto only.
  */
 import { Worker } from "node:worker_threads";
+import { BatchWatchdog } from "../batch-watchdog.ts";
 import { AT_REST_IV_LENGTH, AT_REST_KEY_LENGTH } from "../node-crypto.ts";
 import { KEY_RECORD_LENGTH, sealBlob, wrapDataKey } from "./at-rest.ts";
 
@@ -145,15 +146,18 @@ export class SealPool {
   batches = 0;
   /** Times the worker was failed over (0 or 1: a pool never goes back to a worker). */
   failovers = 0;
-  readonly #timeoutMs: number;
   readonly #onFailover: SealPoolOptions["onFailover"];
   #online = false;
-  /** The watchdog of the oldest batch out (undefined: nothing out). */
-  #watchdog: ReturnType<typeof setTimeout> | undefined;
+  /** Fails the worker over when its oldest batch out goes unanswered (relay-ws/batch-watchdog.ts). */
+  readonly #watchdog: BatchWatchdog;
 
   constructor(options: SealPoolOptions = {}) {
-    this.#timeoutMs = options.batchTimeoutMs ?? SEAL_BATCH_TIMEOUT_MS;
     this.#onFailover = options.onFailover;
+    this.#watchdog = new BatchWatchdog(
+      options.batchTimeoutMs ?? SEAL_BATCH_TIMEOUT_MS,
+      () => (this.#dead || !this.#online ? undefined : this.#sent[0]),
+      () => this.#fail("timeout"),
+    );
     const w = new Worker(WORKER_SOURCE, { eval: true, name: "relay-seal" });
     w.unref();
     w.on("message", (ab: ArrayBuffer) => this.#answered(Buffer.from(ab)));
@@ -161,36 +165,11 @@ export class SealPool {
     // machine) is not a stuck one; batches posted meanwhile wait in its port.
     w.once("online", () => {
       this.#online = true;
-      this.#arm();
+      this.#watchdog.arm();
     });
     w.on("error", (error) => this.#fail("error", error));
     w.on("exit", () => this.#fail("exit"));
     this.#worker = w;
-  }
-
-  /**
-   * (Re)arm the watchdog for the oldest batch out, or stop it when nothing is out. It times the
-   * worker, not the event loop: when the loop was blocked (a long synchronous pass, a major GC, a
-   * descheduled process), it wakes in the timers phase and this timer fires before the poll phase
-   * hands over an answer that arrived long ago. So the verdict waits one `setImmediate` (after that
-   * poll phase) and fails only if the same batch is still out; and a timer that fired a whole
-   * timeout late (the loop, so maybe the worker too, starved that long) gives the batch one more
-   * period first.
-   */
-  #arm(again = false): void {
-    if (this.#watchdog) clearTimeout(this.#watchdog);
-    this.#watchdog = undefined;
-    if (this.#sent.length === 0 || this.#dead || !this.#online) return;
-    const oldest = this.#sent[0];
-    const armedAt = performance.now();
-    this.#watchdog = setTimeout(() => {
-      setImmediate(() => {
-        if (this.#dead || this.#sent[0] !== oldest) return;
-        if (!again && performance.now() - armedAt >= 2 * this.#timeoutMs) this.#arm(true);
-        else this.#fail("timeout");
-      });
-    }, this.#timeoutMs);
-    this.#watchdog.unref();
   }
 
   /** Whether jobs are sealed on the worker (false once it failed: then on the event loop). */
@@ -250,7 +229,7 @@ export class SealPool {
     // Transferred: the only copy of these keys and blocks that leaves is the worker's.
     this.#worker!.postMessage(b.buffer, [b.buffer]);
     // The oldest batch's clock: started when it is the only one out, restarted on each answer.
-    if (this.#sent.length === 1) this.#arm();
+    if (this.#sent.length === 1) this.#watchdog.arm();
   }
 
   #answered(out: Buffer): void {
@@ -258,7 +237,7 @@ export class SealPool {
     const jobs = this.#sent.shift();
     if (!jobs) return;
     this.batches++;
-    this.#arm();
+    this.#watchdog.arm();
     let o = 0;
     for (const j of jobs) {
       const keyRecord = out.subarray(o, o + KEY_RECORD_LENGTH);
@@ -286,8 +265,7 @@ export class SealPool {
   #fail(reason: SealFailover, error?: unknown): void {
     if (this.#dead) return;
     this.#dead = true;
-    if (this.#watchdog) clearTimeout(this.#watchdog);
-    this.#watchdog = undefined;
+    this.#watchdog.stop();
     const pending = [...this.#sent.splice(0).flat(), ...(this.#forming ?? [])];
     this.#forming = undefined;
     if (!this.#closed) {

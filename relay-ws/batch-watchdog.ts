@@ -1,0 +1,47 @@
+/**
+ * The watchdog of a worker thread's oldest unanswered batch (relay-ws/store/seal-pool.ts,
+ * relay-ws/verify-pool.ts): it reports the worker stuck when the same batch is still out a timeout
+ * later, so the pool can fail over to the event loop instead of stalling every SEND.
+ *
+ * It times the worker, not the event loop: when the loop was blocked (a long synchronous pass, a
+ * major GC, a descheduled process), it wakes in the timers phase and the timer fires before the
+ * poll phase hands over an answer that arrived long ago. So the verdict waits one `setImmediate`
+ * (after that poll phase) and fails only if the same batch is still out; and a timer that fired a
+ * whole timeout late (the loop, so maybe the worker too, starved that long) gives the batch one
+ * more period first.
+ */
+export class BatchWatchdog {
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  /**
+   * @param oldest the oldest batch out, or undefined when none is out or nothing is to be watched
+   *   (the worker not running yet, or already failed over)
+   * @param stuck called once the oldest batch is judged stuck
+   */
+  constructor(
+    readonly timeoutMs: number,
+    private readonly oldest: () => object | undefined,
+    private readonly stuck: () => void,
+  ) {}
+
+  /** (Re)arms the watch on the oldest batch out; stops it when there is none. */
+  arm(again = false): void {
+    this.stop();
+    const oldest = this.oldest();
+    if (oldest === undefined) return;
+    const armedAt = performance.now();
+    this.#timer = setTimeout(() => {
+      setImmediate(() => {
+        if (this.oldest() !== oldest) return;
+        if (!again && performance.now() - armedAt >= 2 * this.timeoutMs) this.arm(true);
+        else this.stuck();
+      });
+    }, this.timeoutMs);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+}

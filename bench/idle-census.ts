@@ -1,5 +1,5 @@
 /**
- * `npx tsx bench/idle-census.ts [--idle 5000] [--service relay|signaling] [--ws-impl lean|ws] [--node-arg …] [--top 25] [--json]`
+ * `npx tsx bench/idle-census.ts [--idle 5000] [--service relay|signaling] [--ws-impl lean|ws] [--node-arg …] [--wait 3] [--top 25] [--json]`
  *
  * What one idle connection leaves in the V8 heap, by constructor (bench/README.md, "bench:scale",
  * "Where an idle connection's bytes are"): one `relay-ws/main.ts` (embedded store) or
@@ -8,6 +8,8 @@
  * every (node type, constructor) pair's count and self size divided by the connections held. A
  * census of live objects: garbage and the young generation's slack, which RSS also holds, are not
  * in it (bench:scale measures RSS). `--node-arg` (repeatable) is handed to the server's node.
+ * `--wait` is the seconds between the last connection held and the second snapshot: past one
+ * heartbeat (30 s by default) the servers have forgotten the rate buckets the openings spent from.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -22,6 +24,7 @@ const argv = process.argv.slice(2);
 const JSON_OUT = argv.includes("--json");
 const IDLE = numberFlag("idle", 5000);
 const TOP = numberFlag("top", 25);
+const WAIT_S = numberFlag("wait", 3);
 const SERVICE = (stringFlag("service") ?? "relay") as "relay" | "signaling";
 const WS_IMPL = stringFlag("ws-impl") ?? "lean";
 const NODE_ARGS = argv.flatMap((a, i) => (a === "--node-arg" && argv[i + 1] ? [argv[i + 1]!] : []));
@@ -149,7 +152,7 @@ async function main() {
       });
       h.once("exit", (code) => reject(new Error(`idle holder exited (${code})`)));
     });
-    await sleep(3000);
+    await sleep(WAIT_S * 1000);
     const b = census(await snapshot(pid, dir));
     const rows = [...new Set([...a.keys(), ...b.keys()])].map((k) => {
       const [c0, s0] = a.get(k) ?? [0, 0];
@@ -158,7 +161,9 @@ async function main() {
     });
     rows.sort((x, y) => y.bytes - x.bytes);
     const total = rows.reduce((s, r) => s + r.bytes, 0);
-    say(`${SERVICE} (--ws-impl ${WS_IMPL} ${NODE_ARGS.join(" ")}): ${held} idle connections held`);
+    say(
+      `${SERVICE} (--ws-impl ${WS_IMPL} ${NODE_ARGS.join(" ")}): ${held} idle connections held ${WAIT_S} s`,
+    );
     say(`${"per connection".padEnd(64)} ${"objects".padStart(8)} ${"bytes".padStart(8)}`);
     for (const r of rows.slice(0, TOP))
       say(`${r.what.padEnd(64)} ${r.count.toFixed(2).padStart(8)} ${r.bytes.toFixed(0).padStart(8)}`);
@@ -169,6 +174,7 @@ async function main() {
           service: SERVICE,
           ws_impl: WS_IMPL,
           held,
+          wait_s: WAIT_S,
           heap_bytes_per_connection: total,
           top: rows.slice(0, TOP),
         }),

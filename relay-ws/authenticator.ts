@@ -23,10 +23,11 @@ import {
   diffieHellman,
   generateKeyPairSync,
   hkdfSync,
+  randomFillSync,
   timingSafeEqual,
 } from "node:crypto";
 import { authDhPublic, authKeyInfo } from "../core/relay/crypto.ts";
-import { AUTHENTICATOR_LENGTH, KEY_LENGTH } from "../core/relay/protocol.ts";
+import { AUTHENTICATOR_LENGTH, KEY_LENGTH, SESSION_ID_LENGTH } from "../core/relay/protocol.ts";
 import { toHex } from "./hex.ts";
 import { lastingSlab } from "./random-pool.ts";
 
@@ -45,6 +46,7 @@ export class AuthenticatorStats {
 }
 
 const ZERO_TAG = Buffer.alloc(AUTHENTICATOR_LENGTH);
+const SESSION_LENGTH = SESSION_ID_LENGTH;
 /** PKCS #8 header of a raw X25519 private key (RFC 8410 §7). */
 const X25519_PKCS8_PREFIX = Buffer.from("302e020100300506032b656e04220420", "hex");
 
@@ -56,14 +58,14 @@ interface Agreed {
 
 export class ConnectionAuthenticator {
   /**
-   * The connection's X25519 key pair, 64 raw bytes: the private half (0–31), imported (as DER) for
-   * each agreement — an OpenSSL key object kept per connection held ~4 KiB on every idle
-   * connection (bench:relay) — and the public half (32–63). One slice of a slab of connection-long
-   * bytes (random-pool.ts `lastingSlab`), not ArrayBuffers of their own nor two Buffer objects (96
-   * bytes each): idle WebSockets are counted in bytes (bench/README.md "bench:scale").
+   * The connection's session id (0–31, the HKDF salt) and X25519 key pair, 96 raw bytes: the
+   * private half (32–63), imported (as DER) for each agreement — an OpenSSL key object kept per
+   * connection held ~4 KiB on every idle connection (bench:relay) — and the public half (64–95).
+   * One slice of a slab of connection-long bytes (random-pool.ts `lastingSlab`), not ArrayBuffers
+   * of their own nor three Buffer objects (96 bytes each): idle WebSockets are counted in bytes
+   * (bench/README.md "bench:scale").
    */
-  readonly #pair: Buffer;
-  readonly #sessionId: Uint8Array;
+  readonly #bytes: Buffer;
   readonly #stats: AuthenticatorStats;
   readonly #maxKeys: number;
   /** Agreed keys by `slot:key` (the dummy's agreement stands in for a missing or refused key); made on first use. */
@@ -71,14 +73,28 @@ export class ConnectionAuthenticator {
   /** The request id of the latest authenticated command (ids must grow; -1 before the first). */
   #lastId = -1;
 
-  /** `privateKey` (32 bytes) only to reproduce docs/vectors/relay-auth-v1.1.json; else drawn fresh. */
-  constructor(sessionId: Uint8Array, stats: AuthenticatorStats, maxKeys: number, privateKey?: Uint8Array) {
+  /**
+   * `sessionId` (32 bytes, copied) undefined: drawn fresh here (the connection's, read back as
+   * `sessionId`). `privateKey` (32 bytes) only to reproduce docs/vectors/relay-auth-v1.1.json;
+   * else drawn fresh.
+   */
+  constructor(
+    sessionId: Uint8Array | undefined,
+    stats: AuthenticatorStats,
+    maxKeys: number,
+    privateKey?: Uint8Array,
+  ) {
     // Encoded keys, not KeyObjects: OpenSSL's key is freed before this returns, instead of
     // waiting in native memory for the garbage collector (which does not see its size) — at a
     // few hundred openings per second that wait showed in the relay's RSS (bench:scale).
-    const pair = lastingSlab.take(32 + KEY_LENGTH);
-    const secret = pair.subarray(0, 32);
-    const pub = pair.subarray(32);
+    const bytes = lastingSlab.take(SESSION_LENGTH + 32 + KEY_LENGTH);
+    const session = bytes.subarray(0, SESSION_LENGTH);
+    if (sessionId) {
+      if (sessionId.length !== SESSION_LENGTH) throw new RangeError("session id: 32 bytes");
+      session.set(sessionId);
+    } else randomFillSync(session);
+    const secret = bytes.subarray(SESSION_LENGTH, SESSION_LENGTH + 32);
+    const pub = bytes.subarray(SESSION_LENGTH + 32);
     if (privateKey) {
       // X25519 takes any 32 bytes as a private key (RFC 7748 §5 clamps them).
       secret.set(privateKey);
@@ -95,15 +111,19 @@ export class ConnectionAuthenticator {
       fresh.privateKey.fill(0);
       pub.set(fresh.publicKey.subarray(fresh.publicKey.length - KEY_LENGTH));
     }
-    this.#pair = pair;
-    this.#sessionId = sessionId;
+    this.#bytes = bytes;
     this.#stats = stats;
     this.#maxKeys = Math.max(1, maxKeys);
   }
 
   /** The relay's X25519 public key for this connection (HELLO `x`): a view of its pair. */
   get publicKey(): Uint8Array {
-    return this.#pair.subarray(32);
+    return this.#bytes.subarray(SESSION_LENGTH + 32);
+  }
+
+  /** The connection's session id (HELLO `s`, the HKDF salt): a view, made when asked. */
+  get sessionId(): Uint8Array {
+    return this.#bytes.subarray(0, SESSION_LENGTH);
   }
 
   get #keys(): Map<string, Agreed> {
@@ -177,7 +197,10 @@ export class ConnectionAuthenticator {
         key: { kty: "OKP", crv: "X25519", x: Buffer.from(u).toString("base64url") },
         format: "jwk",
       });
-      const der = Buffer.concat([X25519_PKCS8_PREFIX, this.#pair.subarray(0, 32)]);
+      const der = Buffer.concat([
+        X25519_PKCS8_PREFIX,
+        this.#bytes.subarray(SESSION_LENGTH, SESSION_LENGTH + 32),
+      ]);
       const ours = createPrivateKey({ key: der, format: "der", type: "pkcs8" });
       der.fill(0);
       shared = diffieHellman({ privateKey: ours, publicKey: theirs });
@@ -188,7 +211,7 @@ export class ConnectionAuthenticator {
     for (const b of shared) any |= b;
     if (any === 0) return undefined;
     const key = Buffer.from(
-      hkdfSync("sha256", shared, this.#sessionId, authKeyInfo(this.publicKey, authPublic), KEY_LENGTH),
+      hkdfSync("sha256", shared, this.sessionId, authKeyInfo(this.publicKey, authPublic), KEY_LENGTH),
     );
     shared.fill(0);
     return key;
@@ -196,7 +219,7 @@ export class ConnectionAuthenticator {
 
   /** The connection ended: wipe the private key and the agreed keys. */
   dispose(): void {
-    this.#pair.fill(0, 0, 32);
+    this.#bytes.fill(0, SESSION_LENGTH, SESSION_LENGTH + 32);
     if (!this.#keysMade) return;
     for (const a of this.#keysMade.values()) a.key.fill(0);
     this.#keysMade.clear();

@@ -111,6 +111,19 @@ const APPEND_TO_WIRE: Record<AppendResult, BatchResult> = {
   suspended: "AUTH",
 };
 
+// Bits of RelayConnection's #flags. The state is "opening" while neither READY nor CLOSED is set.
+const ALIVE = 1;
+const RELEASED = 2;
+const PUSH_PAUSED = 4;
+const CORKED = 8;
+const READ_PAUSED = 16;
+/** Protocol 1.2 or later: bucketed deliveries. */
+const BUCKETED = 32;
+/** Protocol 1.3: batches. */
+const BATCHED = 64;
+const READY = 128;
+const CLOSED = 256;
+
 class Refused extends Error {
   constructor(readonly wire: WireErrorCode) {
     super(wire);
@@ -121,12 +134,27 @@ export class RelayConnection implements ConnectionHandle {
   readonly #ctx: RelayContext;
   readonly #ws: WebSocket;
   readonly #source: RelaySource;
-  // A slice of a slab of connection-long bytes, not an ArrayBuffer of its own (~250 bytes less per
-  // connection) nor of Node's pool, whose 8 KiB slabs it would keep alive (random-pool.ts).
-  readonly sessionId: Uint8Array = lastingRandomBytes(SESSION_ID_LENGTH);
-  #state: "opening" | "ready" | "closed" = "opening";
-  #tokens: number;
-  #refilledAt: number;
+  /**
+   * The session id of a 1.0 connection (signatures). From 1.1 on it lives in the authenticator's
+   * bytes, beside the connection's key pair: one Buffer object (96 bytes) less per connection.
+   * Drawn at the version header: the HELLO is its first use. A slice of a slab of connection-long
+   * bytes, not an ArrayBuffer of its own nor of Node's pool, whose 8 KiB slabs it would keep alive
+   * (random-pool.ts).
+   */
+  #session: Uint8Array | undefined;
+  /**
+   * The connection's state and booleans in one small integer (bits below): one field instead of
+   * nine, 8 bytes each (idle WebSockets are counted in bytes, bench/README.md "bench:scale").
+   * Read and written through the private accessors further down.
+   */
+  #flags = ALIVE;
+  /**
+   * The rate bucket (docs/protocol/relay.md §Limits): tokens left and when last refilled.
+   * Both undefined while the bucket is full: the heartbeat forgets a bucket that refilled, so an
+   * idle connection holds no boxed doubles (a full bucket is what a fresh one is).
+   */
+  #tokens: number | undefined;
+  #refilledAt: number | undefined;
   // The Maps and Sets below are made on first use: an idle connection holds none of them (each
   // empty one cost ~180 bytes; idle WebSockets are counted in bytes, bench/README.md "bench:scale").
   /** Queues this connection created or subscribed (hex recipient ids), for the per-connection limit. */
@@ -135,24 +163,15 @@ export class RelayConnection implements ConnectionHandle {
   #subs: Map<string, Subscription> | undefined;
   /** Messages handed out by GET and not acknowledged, by hex recipient id. */
   #getsMade: Map<string, HandedOut> | undefined;
-  #alive = true;
   /** NEWs past their limit check and not yet written: they hold a queue slot (no orphan queues). */
   #creating = 0;
   /** Bytes handed to the socket and not yet passed to the kernel (the client has not read them). */
   #queued = 0;
-  /** Set once the socket is gone and its backlog given back to the global budget. */
-  #released = false;
-  /** Pushes stopped because of the backlog; the drain resumes them. */
-  #pushPaused = false;
-  /** Writes are being gathered until the end of this tick (#cork). */
-  #corked = false;
   /**
    * Commands whose signature is being verified on a worker (verify-pool.ts), or that wait for an
    * earlier command's: they run in arrival order, whatever order the verdicts come back in.
    */
   #inboxMade: Inbound[] | undefined;
-  /** Reading from the socket stopped because the inbox is full; resumed when it drains. */
-  #readPaused = false;
   /** Verdicts computed ahead for a frame (the check `#dispatch` is expected to make). */
   #preverdictsMade: WeakMap<ClientFrame, PreVerdict> | undefined;
   /**
@@ -160,16 +179,6 @@ export class RelayConnection implements ConnectionHandle {
    * keys agreed per queue on this connection (authenticator.ts). Undefined under 1.0: signatures.
    */
   #auth: ConnectionAuthenticator | undefined;
-  /**
-   * Protocol 1.2: deliveries carry the body's size bucket, not the 16 KiB block
-   * (docs/protocol/relay.md §Padding).
-   */
-  #padding: "block" | "bucket" = "block";
-  /**
-   * Protocol 1.3: SENDS/ACKS accepted, and pushes of one queue that leave in the same tick share
-   * MSGS frames (docs/protocol/relay.md §Batches).
-   */
-  #batch = false;
   /** 1.3 pushes sealed this tick, by hex recipient id (made on first use; flushed at tick end). */
   #staged: Map<string, { rid: Uint8Array; items: Staged[] }> | undefined;
   /** Bytes of the pushes staged this tick: output as far as `congested` and the budget go. */
@@ -179,8 +188,6 @@ export class RelayConnection implements ConnectionHandle {
     this.#ctx = ctx;
     this.#ws = ws;
     this.#source = source;
-    this.#tokens = ctx.config.rateBurst;
-    this.#refilledAt = ctx.now();
     // The client has `--relay-opening-timeout` to send its version header (openingDue).
     ctx.openings.add(this);
     // Shared listeners (`this` is the socket, the connection its CONNECTION property): no closure
@@ -217,6 +224,88 @@ export class RelayConnection implements ConnectionHandle {
       if (conn) conn.#onPing();
     },
   };
+
+  // ---- the bits of #flags ------------------------------------------------------------------
+
+  get #state(): "opening" | "ready" | "closed" {
+    return this.#flags & CLOSED ? "closed" : this.#flags & READY ? "ready" : "opening";
+  }
+
+  set #state(s: "opening" | "ready" | "closed") {
+    this.#flags = (this.#flags & ~(READY | CLOSED)) | (s === "closed" ? CLOSED : s === "ready" ? READY : 0);
+  }
+
+  #bit(bit: number, on: boolean): void {
+    this.#flags = on ? this.#flags | bit : this.#flags & ~bit;
+  }
+
+  /** Answered the last ping (heartbeat). */
+  get #alive(): boolean {
+    return (this.#flags & ALIVE) !== 0;
+  }
+
+  set #alive(on: boolean) {
+    this.#bit(ALIVE, on);
+  }
+
+  /** Set once the socket is gone and its backlog given back to the global budget. */
+  get #released(): boolean {
+    return (this.#flags & RELEASED) !== 0;
+  }
+
+  set #released(on: boolean) {
+    this.#bit(RELEASED, on);
+  }
+
+  /** Pushes stopped because of the backlog; the drain resumes them. */
+  get #pushPaused(): boolean {
+    return (this.#flags & PUSH_PAUSED) !== 0;
+  }
+
+  set #pushPaused(on: boolean) {
+    this.#bit(PUSH_PAUSED, on);
+  }
+
+  /** Writes are being gathered until the end of this tick (#cork). */
+  get #corked(): boolean {
+    return (this.#flags & CORKED) !== 0;
+  }
+
+  set #corked(on: boolean) {
+    this.#bit(CORKED, on);
+  }
+
+  /** Reading from the socket stopped because the inbox is full; resumed when it drains. */
+  get #readPaused(): boolean {
+    return (this.#flags & READ_PAUSED) !== 0;
+  }
+
+  set #readPaused(on: boolean) {
+    this.#bit(READ_PAUSED, on);
+  }
+
+  /**
+   * Protocol 1.2: deliveries carry the body's size bucket, not the 16 KiB block
+   * (docs/protocol/relay.md §Padding).
+   */
+  get #padding(): "block" | "bucket" {
+    return this.#flags & BUCKETED ? "bucket" : "block";
+  }
+
+  /**
+   * Protocol 1.3: SENDS/ACKS accepted, and pushes of one queue that leave in the same tick share
+   * MSGS frames (docs/protocol/relay.md §Batches).
+   */
+  get #batch(): boolean {
+    return (this.#flags & BATCHED) !== 0;
+  }
+
+  /** The session id (HELLO `s`; signed over under 1.0, the authenticators' salt from 1.1). */
+  get sessionId(): Uint8Array {
+    const s = this.#auth?.sessionId ?? this.#session;
+    if (!s) throw new Error("no session id before the version header");
+    return s;
+  }
 
   get #queues(): Set<string> {
     this.#queuesMade ??= new Set();
@@ -259,6 +348,13 @@ export class RelayConnection implements ConnectionHandle {
   /** Heartbeat: terminate a connection that did not answer the previous ping. */
   heartbeat(): void {
     if (this.#state === "closed") return;
+    // A bucket that refilled is forgotten: the next frame starts from a full one, as it would.
+    if (this.#refilledAt !== undefined) {
+      const { ratePerSecond, rateBurst } = this.#ctx.config;
+      const elapsed = (this.#ctx.now() - this.#refilledAt) / 1000;
+      if (ratePerSecond === 0 || (this.#tokens ?? rateBurst) + elapsed * ratePerSecond >= rateBurst)
+        this.#tokens = this.#refilledAt = undefined;
+    }
     if (!this.#alive) {
       this.#ws.terminate();
       return;
@@ -396,12 +492,17 @@ export class RelayConnection implements ConnectionHandle {
     const { ratePerSecond, rateBurst } = this.#ctx.config;
     if (ratePerSecond === 0) return count;
     const now = this.#ctx.now();
-    this.#tokens = Math.min(rateBurst, this.#tokens + ((now - this.#refilledAt) / 1000) * ratePerSecond);
+    // No bucket: a full one (fresh, or forgotten by the heartbeat once it had refilled).
+    let tokens =
+      this.#tokens === undefined || this.#refilledAt === undefined
+        ? rateBurst
+        : Math.min(rateBurst, this.#tokens + ((now - this.#refilledAt) / 1000) * ratePerSecond);
     this.#refilledAt = now;
-    const admitted = Math.max(0, Math.min(count, Math.floor(this.#tokens)));
-    this.#tokens -= admitted > 0 ? admitted : 1;
+    const admitted = Math.max(0, Math.min(count, Math.floor(tokens)));
+    tokens -= admitted > 0 ? admitted : 1;
+    this.#tokens = tokens;
     // Spending a whole burst beyond the limit (only a client ignoring RATE errors does) closes it.
-    if (this.#tokens < -rateBurst) this.close(1008, "LOFT_ERR_RELAY_RATE");
+    if (tokens < -rateBurst) this.close(1008, "LOFT_ERR_RELAY_RATE");
     return admitted;
   }
 
@@ -470,14 +571,15 @@ export class RelayConnection implements ConnectionHandle {
       this.#state = "ready";
       this.#ctx.metrics.openings.inc({ version: `${version.version_major}.${version.version_minor}` });
       const c = this.#ctx.config;
-      if (version === RELAY_VERSION_BUCKETED || version === RELAY_VERSION_BATCHED) this.#padding = "bucket";
-      if (version === RELAY_VERSION_BATCHED) this.#batch = true;
+      if (version === RELAY_VERSION_BUCKETED || version === RELAY_VERSION_BATCHED) this.#bit(BUCKETED, true);
+      if (version === RELAY_VERSION_BATCHED) this.#bit(BATCHED, true);
       if (version !== RELAY_VERSION_SIGNATURE)
         this.#auth = new ConnectionAuthenticator(
-          this.sessionId,
+          undefined,
           this.#ctx.authStats,
           2 * c.maxQueuesPerConnection,
         );
+      else this.#session = lastingRandomBytes(SESSION_ID_LENGTH);
       this.sendFrame({
         k: "HELLO",
         s: this.sessionId,

@@ -94,6 +94,33 @@ describe("rate limits", () => {
     }
   });
 
+  it("a connection's bucket is forgotten at a heartbeat only once it refilled: spent, it stays spent", async () => {
+    let t = 1_000_000;
+    const server = await startSignaling({ connRate: 1, connBurst: 3, heartbeatMs: 50 }, 0, () => t);
+    const pings = async (c: RawClient, n: number) => {
+      for (let i = 0; i < n; i++) await new Promise((r) => c.ws.once("ping", r));
+    };
+    const list = (c: RawClient, id: number) => c.request({ t: "LIST_SERVERS_REQUEST", id });
+    const limited = { t: "ERROR", code: "RATE_LIMITED" };
+    try {
+      const c = await RawClient.hello(server.url, from(12));
+      // The opening's header took one token of the three: two requests answered, the third refused.
+      for (const id of [1, 2]) expect((await list(c, id)).t).toBe("LIST_SERVERS_RESPONSE");
+      expect(await list(c, 3)).toMatchObject(limited);
+      // Heartbeats pass, the clock does not: the spent bucket is kept, not replaced by a full one.
+      await pings(c, 3);
+      expect(await list(c, 4)).toMatchObject(limited);
+      // Refilled, then forgotten at a heartbeat: the next frames find a full bucket, three and no more.
+      t += 10_000;
+      await pings(c, 2);
+      for (const id of [5, 6, 7]) expect((await list(c, id)).t).toBe("LIST_SERVERS_RESPONSE");
+      expect(await list(c, 8)).toMatchObject(limited);
+      c.close();
+    } finally {
+      await server.close();
+    }
+  });
+
   it("throttles a flooding connection, then closes it with 4429, while another source is served", async () => {
     const server = await startSignaling({ connRate: 20, connBurst: 40, maxViolations: 200 });
     try {

@@ -155,7 +155,7 @@ export class PeerRegistry<C> {
   // ---- presence --------------------------------------------------------------------------------
 
   /** Replace `conn`'s watched keys (deduplicated by the caller); returns the current states. */
-  watch(conn: C, previous: Set<string>, next: Map<string, Bytes>): { key: Bytes; online: boolean }[] {
+  watch(conn: C, previous: ReadonlySet<string>, next: Map<string, Bytes>): { key: Bytes; online: boolean }[] {
     for (const keyHex of previous) if (!next.has(keyHex)) this.#unwatchOne(conn, keyHex);
     const states: { key: Bytes; online: boolean }[] = [];
     for (const [keyHex, key] of next) {

@@ -17,7 +17,8 @@ export interface RoomLimits {
 
 /** What a connection present in rooms must expose. */
 export interface RoomMember {
-  readonly rooms: Set<string>;
+  /** Made at the first join: an idle connection holds no Set (bench/README.md "bench:scale"). */
+  rooms: Set<string> | undefined;
 }
 
 interface Present<C> {
@@ -48,7 +49,7 @@ export class RoomTable<C extends RoomMember> {
     const mine = members?.get(keyHex);
     if (mine && mine.conn === conn)
       return { ok: true, fresh: false, others: [...members!.values()].filter((p) => p !== mine) };
-    if (!conn.rooms.has(room) && conn.rooms.size >= this.#limits.maxRoomsPerConnection)
+    if (!conn.rooms?.has(room) && (conn.rooms?.size ?? 0) >= this.#limits.maxRoomsPerConnection)
       return { ok: false, code: "TOO_MANY_ROOMS" };
     if (!members && this.#rooms.size >= this.#limits.maxRooms) return { ok: false, code: "TOO_MANY_ROOMS" };
     const present = (members?.size ?? 0) - (mine ? 1 : 0);
@@ -58,9 +59,10 @@ export class RoomTable<C extends RoomMember> {
       this.#rooms.set(room, members);
     }
     // The same identity from another connection (it moved here): the newer connection wins.
-    if (mine) mine.conn.rooms.delete(room);
+    if (mine) mine.conn.rooms?.delete(room);
     const entry = { conn, key: key.slice() };
     members.set(keyHex, entry);
+    conn.rooms ??= new Set();
     conn.rooms.add(room);
     return { ok: true, fresh: true, others: [...members.values()].filter((p) => p !== entry) };
   }
@@ -68,7 +70,7 @@ export class RoomTable<C extends RoomMember> {
   /** `conn` leaves `room`; the others still present are returned (to be told), none if it was not there. */
   leave(room: string, keyHex: string, conn: C): Present<C>[] {
     const members = this.#rooms.get(room);
-    conn.rooms.delete(room);
+    conn.rooms?.delete(room);
     const mine = members?.get(keyHex);
     if (!members || mine?.conn !== conn) return [];
     members.delete(keyHex);
@@ -78,8 +80,9 @@ export class RoomTable<C extends RoomMember> {
 
   /** Whether `a` and `b` are present in a room together. */
   together(a: C, b: C): boolean {
-    const [small, large] = a.rooms.size <= b.rooms.size ? [a, b] : [b, a];
-    for (const room of small.rooms) if (large.rooms.has(room)) return true;
+    if (!a.rooms || !b.rooms) return false;
+    const [small, large] = a.rooms.size <= b.rooms.size ? [a.rooms, b.rooms] : [b.rooms, a.rooms];
+    for (const room of small) if (large.has(room)) return true;
     return false;
   }
 }

@@ -118,7 +118,11 @@ interface Conn {
   readonly id: number;
   readonly ws: WebSocket;
   readonly source: SourceState;
-  readonly bucket: TokenBucket;
+  /**
+   * The connection's message bucket, made at the first frame and forgotten by the heartbeat once
+   * it has refilled (a full bucket is what a fresh one is): idle connections hold none.
+   */
+  bucket: TokenBucket | undefined;
   /** The Host the client addressed (for the default audience check). */
   readonly host: string | undefined;
   /** What every REGISTER on this connection must carry as its nonce. */
@@ -132,16 +136,17 @@ interface Conn {
   alive: boolean;
   hello: boolean;
   reg: Registration<Conn> | undefined;
-  watching: Set<string>;
-  /** What this connection was last told about each watched key (online or not). */
-  shown: Map<string, boolean>;
+  /** The keys it watches (SUBSCRIBE); NONE, shared, until it watches any. */
+  watching: ReadonlySet<string>;
+  /** What this connection was last told about each watched key (online or not); made on first use. */
+  shown: Map<string, boolean> | undefined;
   /** When set (SUBSCRIBE `only_watched`), the identities that may see this registration. */
   visibleTo: Set<string> | undefined;
   violations: number;
   /** Room hashes (hex) this connection is present in, as its registered identity (signaling/rooms.ts). */
-  rooms: Set<string>;
-  /** ROOM_JOINs this connection may still send now. */
-  joinBucket: TokenBucket;
+  rooms: Set<string> | undefined;
+  /** ROOM_JOINs this connection may still send now; made and forgotten as `bucket` is. */
+  joinBucket: TokenBucket | undefined;
   /** Random tag of this connection's TURN usernames (signaling/turn-credentials.ts). */
   readonly turnTag: string;
   /** When the ICE servers last pushed to this connection expire; undefined: none pushed yet. */
@@ -150,13 +155,26 @@ interface Conn {
   onClosed: (() => void) | undefined;
   /** A request of this connection is waiting for Redis; later ones wait in `backlog` (in order). */
   busy: boolean;
-  backlog: ClientMessage[];
+  backlog: ClientMessage[] | undefined;
   /** With --redis: the change number of this connection's last accepted REGISTER. */
   sharedQ: number;
 }
 
+/**
+ * The watched keys of every connection that watches none: one shared empty set, not one per
+ * connection (idle WebSockets are counted in bytes, bench/README.md "bench:scale").
+ */
+const NONE: ReadonlySet<string> = new Set();
+
 /** Room kept for the LOOKUP_RESPONSE envelope around its PeerInfo list. */
 const LOOKUP_BUDGET_BYTES = 60_000;
+
+/** What `shown` keeps of a connection's last answers once it watches `next` (undefined: nothing). */
+function keepShown(shown: Map<string, boolean> | undefined, next: ReadonlyMap<string, unknown>) {
+  if (!shown) return undefined;
+  for (const keyHex of shown.keys()) if (!next.has(keyHex)) shown.delete(keyHex);
+  return shown.size > 0 ? shown : undefined;
+}
 
 /** Whether two `visibleTo` settings are the same: both public, or the same identities. */
 function sameVisibility(a: ReadonlySet<string> | undefined, b: ReadonlySet<string> | undefined): boolean {
@@ -281,7 +299,8 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
   function refresh(viewer: Conn, keyHex: string, key: Uint8Array): void {
     if (viewer.closed || !viewer.watching.has(keyHex)) return;
     const online = shownOnline(viewer, keyHex);
-    if ((viewer.shown.get(keyHex) ?? false) === online) return;
+    if ((viewer.shown?.get(keyHex) ?? false) === online) return;
+    viewer.shown ??= new Map();
     viewer.shown.set(keyHex, online);
     send(viewer, { t: "PRESENCE", peers: [{ key: key as Uint8Array<ArrayBuffer>, online }] });
   }
@@ -295,7 +314,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     for (const keyHex of conn.watching) {
       const r = registry.get(keyHex);
       if (r) refresh(conn, keyHex, r.key);
-      else if (conn.shown.get(keyHex)) refresh(conn, keyHex, fromHex(keyHex));
+      else if (conn.shown?.get(keyHex)) refresh(conn, keyHex, fromHex(keyHex));
     }
   }
 
@@ -384,14 +403,14 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
 
   /** `conn` (registered as `reg`) is no longer present in any room: the others are told. */
   function leaveRooms(conn: Conn, reg: Registration<Conn>): void {
-    for (const room of [...conn.rooms]) leaveRoom(conn, reg, room);
+    if (conn.rooms) for (const room of [...conn.rooms]) leaveRoom(conn, reg, room);
   }
 
   function leaveRoom(conn: Conn, reg: Registration<Conn>, room: string): void {
     const key = reg.key as Uint8Array<ArrayBuffer>;
     const roomBytes = fromHex(room) as Uint8Array<ArrayBuffer>;
     if (shared) {
-      conn.rooms.delete(room);
+      conn.rooms?.delete(room);
       track(
         sharedRoomLeave(room, reg.keyHex, conn.id).then((others) => {
           if (others) pushRoomPresence(others, roomBytes, key, false);
@@ -447,13 +466,13 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         return send(conn, { t: "REGISTRATION_ENDED", reason: "replaced" });
       }
       case "ROOM_MOVED":
-        conn?.rooms.delete(toHex(m.room));
+        conn?.rooms?.delete(toHex(m.room));
         return;
       case "ROOM": {
         const room = toHex(m.room);
         for (const c of m.c) {
           const member = connsById.get(c);
-          if (member?.reg && member.rooms.has(room))
+          if (member?.reg && member.rooms?.has(room))
             send(member, {
               t: "ROOM_PRESENCE",
               room: m.room as Uint8Array<ArrayBuffer>,
@@ -477,7 +496,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     for (const [id, connId] of [...roomOrphans]) {
       const [room = "", keyHex = ""] = id.split("|");
       // Joined again on that connection since: present after all.
-      if (connsById.get(connId)?.rooms.has(room)) {
+      if (connsById.get(connId)?.rooms?.has(room)) {
         roomOrphans.delete(id);
         continue;
       }
@@ -513,7 +532,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
           });
           continue;
         }
-        for (const room of conn.rooms) {
+        for (const room of conn.rooms ?? NONE) {
           const joined = await shared.roomJoin({
             room,
             keyHex: reg.keyHex,
@@ -843,6 +862,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       case "ROOM_JOIN": {
         const reg = conn.reg;
         if (!reg) return fail(conn, msg.id, "NOT_REGISTERED", "REGISTER before joining a room");
+        conn.joinBucket ??= new TokenBucket(config.roomJoinRate, 5 * config.roomJoinRate, now());
         if (!conn.joinBucket.take(1, now())) {
           metrics.rateLimited.inc({ scope: "room" });
           return fail(conn, msg.id, "RATE_LIMITED", "too many room joins; slow down");
@@ -877,10 +897,11 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
           return fail(conn, msg.id, "TOO_MANY_SUBSCRIPTIONS", `at most ${config.maxSubscriptions} keys`);
         if (shared) return subscribeShared(conn, msg.id, next, msg.only_watched === true);
         registry.watch(conn, conn.watching, next);
-        conn.watching = new Set(next.keys());
-        for (const keyHex of conn.shown.keys()) if (!next.has(keyHex)) conn.shown.delete(keyHex);
+        conn.watching = next.size > 0 ? new Set(next.keys()) : NONE;
+        conn.shown = keepShown(conn.shown, next);
         const states = [...next].map(([keyHex, key]) => {
           const online = shownOnline(conn, keyHex);
+          conn.shown ??= new Map();
           conn.shown.set(keyHex, online);
           return { key, online };
         });
@@ -940,7 +961,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       nonceHex,
       ttlMs: 2 * skewMs,
       conn: conn.id,
-      rooms: conn.rooms,
+      rooms: conn.rooms ?? NONE,
     });
     if (reply.status === "REPLAY") return fail(conn, id, "REPLAY", "this envelope nonce was already used");
     const offline = () => fail(conn, id, "PEER_OFFLINE", "the recipient is not online here");
@@ -965,10 +986,11 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     room: string,
     max: number,
   ): Promise<void> {
-    const wasIn = conn.rooms.has(room);
-    if (!wasIn && conn.rooms.size >= config.maxRoomsPerConnection)
+    const wasIn = conn.rooms?.has(room) ?? false;
+    if (!wasIn && (conn.rooms?.size ?? 0) >= config.maxRoomsPerConnection)
       return fail(conn, id, "TOO_MANY_ROOMS", ROOM_REFUSALS.TOO_MANY_ROOMS);
     // Counted as present before Redis answers, so pushes for the room already reach it.
+    conn.rooms ??= new Set();
     conn.rooms.add(room);
     let joined: Awaited<ReturnType<SharedSignaling["roomJoin"]>>;
     try {
@@ -981,17 +1003,17 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         maxRooms: config.maxRooms,
       });
     } catch (e) {
-      if (!wasIn) conn.rooms.delete(room);
+      if (!wasIn) conn.rooms?.delete(room);
       throw e;
     }
     if (joined.status !== "OK") {
-      if (!wasIn) conn.rooms.delete(room);
+      if (!wasIn) conn.rooms?.delete(room);
       return fail(conn, id, joined.status, ROOM_REFUSALS[joined.status]);
     }
     // Closed or unregistered meanwhile: it is not present after all.
     if (conn.reg !== reg) return track(sharedRoomLeave(room, reg.keyHex, conn.id));
     const previous = joined.previous;
-    if (previous && previous.inst === shared!.inst) connsById.get(previous.conn)?.rooms.delete(room);
+    if (previous && previous.inst === shared!.inst) connsById.get(previous.conn)?.rooms?.delete(room);
     else if (previous)
       track(shared!.send(previous.inst, { t: "ROOM_MOVED", c: previous.conn, room: roomBytes }));
     if (joined.fresh) pushRoomPresence(joined.others, roomBytes, reg.key, true);
@@ -1017,11 +1039,12 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     if (conn.closed) return shared!.unwatch(added);
     registry.watch(conn, conn.watching, next);
     shared!.unwatch(removed);
-    conn.watching = new Set(next.keys());
-    for (const keyHex of conn.shown.keys()) if (!next.has(keyHex)) conn.shown.delete(keyHex);
+    conn.watching = next.size > 0 ? new Set(next.keys()) : NONE;
+    conn.shown = keepShown(conn.shown, next);
     if (changed && conn.reg) await shared!.setVisibility(conn.reg.keyHex, conn.id, visibleTo);
     const states = [...next].map(([keyHex, key]) => {
       const online = shownOnline(conn, keyHex);
+      conn.shown ??= new Map();
       conn.shown.set(keyHex, online);
       return { key, online };
     });
@@ -1036,6 +1059,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
    */
   function dispatch(conn: Conn, msg: ClientMessage) {
     if (conn.busy) {
+      conn.backlog ??= [];
       if (conn.backlog.length >= MAX_BACKLOG) return fail(conn, msg.id, "RATE_LIMITED", "slow down");
       conn.backlog.push(msg);
       return;
@@ -1052,7 +1076,9 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       .catch((e: unknown) => failed(conn, msg, e))
       .finally(() => {
         conn.busy = false;
-        while (!conn.busy && conn.backlog.length > 0 && !conn.closed) dispatch(conn, conn.backlog.shift()!);
+        while (!conn.busy && conn.backlog && conn.backlog.length > 0 && !conn.closed)
+          dispatch(conn, conn.backlog.shift()!);
+        if (conn.backlog?.length === 0) conn.backlog = undefined;
       });
   }
 
@@ -1071,6 +1097,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     if (!isBinary) return closeConn(conn, CLOSE.UNSUPPORTED_DATA, "binary frames only");
     const t = now();
     const src = conn.source.key;
+    conn.bucket ??= new TokenBucket(config.connRate, config.connBurst, t);
     const scope = !conn.bucket.take(1, t)
       ? "connection"
       : !conn.source.messages.take(1, t) || (src !== undefined && sharedLimits?.over(src, "m", t))
@@ -1159,6 +1186,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       return;
     }
     const t = now();
+    conn.bucket ??= new TokenBucket(config.connRate, config.connBurst, t);
     const scope = !conn.bucket.take(1, t)
       ? "connection"
       : !conn.source.messages.take(1, t)
@@ -1181,8 +1209,8 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     if (reg) registry.remove(reg);
     registry.unwatchAll(conn, conn.watching);
     shared?.unwatch(conn.watching);
-    conn.watching.clear();
-    conn.backlog = [];
+    conn.watching = NONE;
+    conn.backlog = undefined;
     conns.delete(conn);
     connsById.delete(conn.id);
     sources.release(conn.source);
@@ -1196,7 +1224,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       id: nextConnId++,
       ws,
       source,
-      bucket: new TokenBucket(config.connRate, config.connBurst, now()),
+      bucket: undefined,
       host,
       // A slice of Node's shared buffer pool, not an ArrayBuffer of its own (~250 bytes less).
       challenge: randomFillSync(
@@ -1208,18 +1236,18 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       alive: true,
       hello: false,
       reg: undefined,
-      watching: new Set(),
-      shown: new Map(),
+      watching: NONE,
+      shown: undefined,
       visibleTo: undefined,
       violations: 0,
-      rooms: new Set(),
-      joinBucket: new TokenBucket(config.roomJoinRate, 5 * config.roomJoinRate, now()),
+      rooms: undefined,
+      joinBucket: undefined,
       turnTag: turnTag(),
       iceUntil: undefined,
       closed: false,
       onClosed: undefined,
       busy: false,
-      backlog: [],
+      backlog: undefined,
       sharedQ: 0,
     };
     conns.add(conn);
@@ -1245,7 +1273,11 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
   // ---- timers --------------------------------------------------------------------------------
 
   const heartbeat = setInterval(() => {
+    const t = now();
     for (const conn of conns) {
+      // Buckets that refilled are forgotten: the next frame makes a full one, as they were.
+      if (conn.bucket?.full(t)) conn.bucket = undefined;
+      if (conn.joinBucket?.full(t)) conn.joinBucket = undefined;
       if (!conn.alive) {
         metrics.reaped.inc();
         log.debug({ conn: conn.id }, "heartbeat missed; terminating");

@@ -75,7 +75,10 @@ describe("Share → Loft while locked and offline", () => {
     await byId(p, "shared-waiting").waitFor({ timeout: T });
     await byId(p, "shared-waiting-send").click();
     await byId(p, "share-screen").waitFor();
-    expect(await byId(p, "shared-file").allTextContents()).toEqual(["note.txt · 26 B"]);
+    // The screen is shown before the kept file is read back from the share cache: poll for it.
+    await expect
+      .poll(() => byId(p, "shared-file").allTextContents(), { timeout: T })
+      .toEqual(["note.txt · 26 B"]);
     await byId(p, "back").click();
     await byId(p, "shared-waiting-discard").click();
     await expect.poll(() => byId(p, "shared-waiting").count(), { timeout: T }).toBe(0);

@@ -456,6 +456,8 @@ describe("onboarding, contacts and trust in the PWA", () => {
 
   it("a message whose commit fails for lack of room keeps its bubble, says so, and is stored at the next start", async () => {
     await aliceChat(a);
+    // The history is on screen (down to the previous test's last message) before it is read.
+    await outgoing(a, "committing in the first tab").waitFor();
     const before = await texts(a, "out");
     // IndexedDB refuses the message's write, as a full quota does; localStorage (the journal)
     // still takes it. The entry must stay: it is the one copy of the words (chat.md §9).

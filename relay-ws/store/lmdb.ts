@@ -88,17 +88,14 @@ const V2_SEALED_AT = V2_HEADER + MSG_SEALED_AT;
 
 /** Where the parts of a message record are, by its format. */
 interface MsgLayout {
-  /** Send id offset; -1: format 1 has none. */
-  send: number;
   id: number;
   ts: number;
   exp: number;
   key: number;
   sealed: number;
 }
-const LAYOUT_1: MsgLayout = { send: -1, id: 0, ts: 24, exp: 32, key: MSG_HEADER, sealed: MSG_SEALED_AT };
+const LAYOUT_1: MsgLayout = { id: 0, ts: 24, exp: 32, key: MSG_HEADER, sealed: MSG_SEALED_AT };
 const LAYOUT_2: MsgLayout = {
-  send: V2_SEND_AT,
   id: V2_HEADER,
   ts: V2_HEADER + 24,
   exp: V2_HEADER + 32,
@@ -107,8 +104,6 @@ const LAYOUT_2: MsgLayout = {
 };
 const isFormat2 = (record: Uint8Array): boolean => record[0] === MSG_FORMAT_2 && (record.length & 1) === 1;
 const layoutOf = (record: Uint8Array): MsgLayout => (isFormat2(record) ? LAYOUT_2 : LAYOUT_1);
-/** Format-1 message records rewritten per transaction (one queue's at least) by the migration. */
-const MIGRATE_V2_CHUNK = 4096;
 /**
  * Send ids of stored messages cached in memory, at most (whole queues, least recently used
  * dropped first; ≈ 80 B each, ≈ 20 MiB): a dropped queue's are read from its records again.
@@ -130,7 +125,10 @@ const META_FORMAT = Buffer.from("format", "latin1");
  * a store that holds no queue yet.
  */
 const KEYS_FENCE = Buffer.of(0x00);
-/** Message records re-keyed per transaction when an open migrates the previous layout. */
+/**
+ * Message records rewritten per transaction when an open migrates an earlier layout (key records
+ * moved in, format 1 → 2; a queue's records may span several transactions).
+ */
 const MIGRATE_CHUNK = 4096;
 /** Bytes a blob's key record adds to its queue's stored bytes. */
 const KEY_COST = KEY_RECORD;
@@ -551,11 +549,11 @@ export class LmdbStore implements RelayStore {
    * Format 1 → 2 (docs/protocol/relay.md §At rest, "Message record"): each message record gets its
    * send id (from its `sends` record, which names its seq; 16 zero bytes when none does) and the
    * queue's persisted bytes stop counting message records (counted from the records at open).
-   * In key order, in transactions of up to MIGRATE_V2_CHUNK records each (those records rewritten
+   * In key order, in transactions of up to MIGRATE_CHUNK records each (those records rewritten
    * and their queues' bytes lowered together), so a crash in the middle leaves records of either
    * format, each counted once, and the next open moves the rest. The `sends` and `expiry` entries
-   * stay: GC expires them as before, and a retry of their ids stays DUPLICATE until then. No crypto: the key record and sealed blob are the
-   * same bytes (the key-key does not change).
+   * stay: GC expires them as before, and a retry of their ids stays DUPLICATE until then. No
+   * crypto: the key record and sealed blob are the same bytes (the key-key does not change).
    */
   #migrateSendIds(): void {
     /** rid‖seq (latin1) → send id, from the send records that name their message. */
@@ -578,7 +576,7 @@ export class LmdbStore implements RelayStore {
         // A copy (getBinaryFast's buffer is reused by the next read).
         const value = this.#msgs.get(key);
         if (value) chunk.push({ key: Buffer.from(key), value: Buffer.from(value) });
-        if (chunk.length >= MIGRATE_V2_CHUNK) break;
+        if (chunk.length >= MIGRATE_CHUNK) break;
       }
       if (chunk.length === 0) return;
       this.#root.transactionSync(() => {

@@ -829,6 +829,16 @@ describe("relay LMDB store", () => {
     expect(keyringEpochs(path, masterKey)).toEqual([[0], [0]]);
     env = open({ path, noSubdir: false, maxDbs: 16 });
     expect(rawDb(env, "meta").get(Buffer.from("format"))).toEqual(later);
+    // A damaged format record is refused too, and said to be unreadable (not "newer").
+    await rawDb(env, "meta").put(Buffer.from("format"), Buffer.of(0, 2));
+    await env.close();
+    expect(() => new LmdbStore({ path, masterKey })).toThrow(
+      expect.objectContaining({
+        code: "LOFT_ERR_RELAY_STORE_FORMAT",
+        message: expect.stringContaining("unreadable store format record (2 bytes, not 4)"),
+      }),
+    );
+    env = open({ path, noSubdir: false, maxDbs: 16 });
     await rawDb(env, "meta").put(Buffer.from("format"), format);
     await env.close();
     store = openStore({ path, masterKey });

@@ -480,7 +480,9 @@ export class LmdbStore implements RelayStore {
       void this.#root.close();
       throw new StoreError(
         "LOFT_ERR_RELAY_STORE_FORMAT",
-        `${options.path} holds store format ${format.length === 4 ? format.readUInt32BE(0) : "(unreadable)"}, newer than this relay's ${STORE_FORMAT}; run the relay version that wrote it (docs/operations-relay.md, "Upgrades")`,
+        format.length === 4
+          ? `${options.path} holds store format ${format.readUInt32BE(0)}, newer than this relay's ${STORE_FORMAT}; run the relay version that wrote it (docs/operations-relay.md, "Upgrades")`
+          : `${options.path} holds an unreadable store format record (${format.length} bytes, not 4); this relay does not know what wrote it and reads nothing (docs/operations-relay.md, "Upgrades")`,
       );
     }
     // Format 2's keyring file name: from now on a relay from before format 2 finds no keyring and

@@ -10,12 +10,16 @@
  * whole timeout late (the loop, so maybe the worker too, starved that long) gives the batch one
  * more period first.
  */
+import type { Worker } from "node:worker_threads";
+
 export class BatchWatchdog {
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Whether the worker runs yet (`watch`): no clock before. */
+  #running = false;
 
   /**
    * @param oldest the oldest batch out, or undefined when none is out or nothing is to be watched
-   *   (the worker not running yet, or already failed over)
+   *   (the worker already failed over)
    * @param stuck called once the oldest batch is judged stuck
    */
   constructor(
@@ -24,10 +28,21 @@ export class BatchWatchdog {
     private readonly stuck: () => void,
   ) {}
 
+  /**
+   * The clock runs from the moment `worker` runs: a thread still starting (slow on a loaded
+   * machine) is not a stuck one; batches posted meanwhile wait in its port.
+   */
+  watch(worker: Worker): void {
+    worker.once("online", () => {
+      this.#running = true;
+      this.arm();
+    });
+  }
+
   /** (Re)arms the watch on the oldest batch out; stops it when there is none. */
   arm(again = false): void {
     this.stop();
-    const oldest = this.oldest();
+    const oldest = this.#running ? this.oldest() : undefined;
     if (oldest === undefined) return;
     const armedAt = performance.now();
     this.#timer = setTimeout(() => {

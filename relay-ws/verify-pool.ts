@@ -109,7 +109,6 @@ class VerifyWorker {
   #forming: Pending | undefined;
   queued = 0;
   #dead = false;
-  #online = false;
   /** Fails the worker over when its oldest batch out goes unanswered (relay-ws/batch-watchdog.ts). */
   readonly #watchdog: BatchWatchdog;
 
@@ -119,7 +118,7 @@ class VerifyWorker {
   ) {
     this.#watchdog = new BatchWatchdog(
       timeoutMs,
-      () => (this.#dead || !this.#online ? undefined : this.#sent[0]),
+      () => (this.#dead ? undefined : this.#sent[0]),
       () => {
         this.#fail();
         void this.#worker.terminate();
@@ -130,11 +129,7 @@ class VerifyWorker {
     this.#worker.on("message", (verdicts: Uint8Array) => this.#answered(verdicts));
     this.#worker.on("error", () => this.#fail());
     this.#worker.on("exit", () => this.#fail());
-    // The clock starts once the thread runs: one still starting on a loaded machine is not stuck.
-    this.#worker.once("online", () => {
-      this.#online = true;
-      this.#watchdog.arm();
-    });
+    this.#watchdog.watch(this.#worker);
   }
 
   add(job: Job): Promise<boolean> {

@@ -80,6 +80,15 @@ export function buildRelayAtRestVectors(): unknown {
   const timestamp = 1_900_000_123;
   const expiresAt = 1_900_086_523_000;
   const message = blobs[1]!;
+  const format1 = Buffer.concat([
+    msgId,
+    u64(timestamp),
+    u64(expiresAt),
+    Buffer.from(message.keyRecord, "hex"),
+    Buffer.from(message.sealed, "hex"),
+  ]);
+  const recordKey = hex(Buffer.concat([rid, u64(1)]));
+  const header = { msgId: hex(msgId), timestamp, expiresAt };
   // A queue's server→recipient key: sealed unpadded (key-key 0x71 ‖ rid).
   const rcvKeyKey = Buffer.concat([Buffer.of(0x71), rid]);
   const rcvKey = det("rcv key", 32);
@@ -112,40 +121,12 @@ export function buildRelayAtRestVectors(): unknown {
     messageRecord: {
       format: 2,
       blob: message.label,
-      recordKey: hex(Buffer.concat([rid, u64(1)])),
+      recordKey,
       sendId: hex(sendId),
-      msgId: hex(msgId),
-      timestamp,
-      expiresAt,
-      record: hex(
-        Buffer.concat([
-          Buffer.of(0x02),
-          sendId,
-          msgId,
-          u64(timestamp),
-          u64(expiresAt),
-          Buffer.from(message.keyRecord, "hex"),
-          Buffer.from(message.sealed, "hex"),
-        ]),
-      ),
+      ...header,
+      record: hex(Buffer.concat([Buffer.of(0x02), sendId, format1])),
     },
-    messageRecordFormat1: {
-      format: 1,
-      blob: message.label,
-      recordKey: hex(Buffer.concat([rid, u64(1)])),
-      msgId: hex(msgId),
-      timestamp,
-      expiresAt,
-      record: hex(
-        Buffer.concat([
-          msgId,
-          u64(timestamp),
-          u64(expiresAt),
-          Buffer.from(message.keyRecord, "hex"),
-          Buffer.from(message.sealed, "hex"),
-        ]),
-      ),
-    },
+    messageRecordFormat1: { format: 1, blob: message.label, recordKey, ...header, record: hex(format1) },
   };
 }
 

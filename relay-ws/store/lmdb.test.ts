@@ -42,6 +42,12 @@ async function reopen(s: LmdbStore, options: LmdbStoreOptions): Promise<LmdbStor
   stores.splice(stores.indexOf(s), 1);
   return openStore(options);
 }
+/** The store's LMDB environment opened directly: tests write earlier layouts and read what is on disk. */
+const openRaw = (path: string, readOnly = false) =>
+  open({ path, noSubdir: false, maxDbs: 16, ...(readOnly ? { readOnly: true } : {}) });
+/** A sub-database as the store opens it (binary keys and values, uncompressed). */
+const rawDb = (env: ReturnType<typeof open>, name: string) =>
+  env.openDB<Buffer, Buffer>(name, { keyEncoding: "binary", encoding: "binary", compression: false });
 
 const msg = (body: Uint8Array, now: number, ttl = 48 * HOUR) => newMessage(body, now, ttl);
 
@@ -265,9 +271,8 @@ describe("relay LMDB store", () => {
     const q = queue();
     const rid = Buffer.from(q.recipientId);
     // The previous layout, written by hand: raw 32-byte key record, 16-byte queue state.
-    const env = open({ path, noSubdir: false, maxDbs: 16 });
-    const db = (name: string) =>
-      env.openDB<Buffer, Buffer>(name, { keyEncoding: "binary", encoding: "binary", compression: false });
+    const env = openRaw(path);
+    const db = (name: string) => rawDb(env, name);
     const recKey = Buffer.concat([rid, Buffer.alloc(8)]);
     const keyKey = Buffer.concat([Buffer.of(0x6d), recKey]);
     const { key, sealed } = sealAtRest(padBlock(utf8("from before"), BLOCK_SIZE), keyKey);
@@ -296,14 +301,14 @@ describe("relay LMDB store", () => {
     expect((await store.queueBySender(q.senderId))?.rcvKey).toEqual(q.rcvKey);
     await store.close();
     stores.splice(0);
-    const raw = open({ path, noSubdir: false, maxDbs: 16, readOnly: true });
+    const raw = openRaw(path, true);
     // One record per message: the wrapped key moved into the message record (header ‖ key
     // record ‖ sealed blob); nothing of it is left in `keys` or `byepoch`.
-    const keys = raw.openDB<Buffer, Buffer>("keys", { keyEncoding: "binary", encoding: "binary" });
+    const keys = rawDb(raw, "keys");
     expect(keys.get(keyKey)).toBeUndefined();
-    const byEpoch = raw.openDB<Buffer, Buffer>("byepoch", { keyEncoding: "binary", encoding: "binary" });
+    const byEpoch = rawDb(raw, "byepoch");
     expect([...byEpoch.getKeys({})].some((k) => (k as Buffer).subarray(4).equals(keyKey))).toBe(false);
-    const msgs = raw.openDB<Buffer, Buffer>("msgs", { keyEncoding: "binary", encoding: "binary" });
+    const msgs = rawDb(raw, "msgs");
     const record = msgs.get(recKey)!;
     // Format 2: 0x02 ‖ send id (none known: zeros) ‖ header ‖ key record ‖ sealed blob.
     expect(record.length).toBe(17 + 40 + 64 + sealed.length);
@@ -311,7 +316,7 @@ describe("relay LMDB store", () => {
     expect(record.subarray(17, 57)).toEqual(header);
     expect(record.subarray(121)).toEqual(sealed);
     // The queue's server→recipient key is sealed now too; its raw bytes are gone from the record.
-    const queues = raw.openDB<Buffer, Buffer>("queues", { keyEncoding: "binary", encoding: "binary" });
+    const queues = rawDb(raw, "queues");
     expect(queues.get(rid)?.includes(Buffer.from(q.rcvKey))).toBe(false);
     await raw.close();
   });
@@ -328,9 +333,8 @@ describe("relay LMDB store", () => {
     stores.splice(0);
     // Rewrite them in the previous layout: header ‖ sealed blob, key record under 'm' ‖ rid ‖ seq
     // (and without the format-2 prefix 0x02 ‖ send id).
-    const env = open({ path, noSubdir: false, maxDbs: 16 });
-    const db = (name: string) =>
-      env.openDB<Buffer, Buffer>(name, { keyEncoding: "binary", encoding: "binary", compression: false });
+    const env = openRaw(path);
+    const db = (name: string) => rawDb(env, name);
     const before = [...db("msgs").getRange({})].map((e) => ({
       key: Buffer.from(e.key),
       value: Buffer.from(e.value),
@@ -354,14 +358,12 @@ describe("relay LMDB store", () => {
     expect(await store.ack(q.recipientId, m!.seq, m!.msgId)).toBe(true);
     await store.close();
     stores.splice(0);
-    const raw = open({ path, noSubdir: false, maxDbs: 16, readOnly: true });
-    const rawDb = (name: string) =>
-      raw.openDB<Buffer, Buffer>(name, { keyEncoding: "binary", encoding: "binary" });
-    expect([...rawDb("msgs").getRange({})].map((e) => e.value.length)).toEqual(
+    const raw = openRaw(path, true);
+    expect([...rawDb(raw, "msgs").getRange({})].map((e) => e.value.length)).toEqual(
       before.slice(1).map((e) => e.value.length),
     );
-    expect([...rawDb("keys").getKeys({})].filter((k) => (k as Buffer)[0] === 0x6d)).toEqual([]);
-    expect([...rawDb("byepoch").getKeys({})].filter((k) => (k as Buffer)[4] === 0x6d)).toEqual([]);
+    expect([...rawDb(raw, "keys").getKeys({})].filter((k) => (k as Buffer)[0] === 0x6d)).toEqual([]);
+    expect([...rawDb(raw, "byepoch").getKeys({})].filter((k) => (k as Buffer)[4] === 0x6d)).toEqual([]);
     await raw.close();
   });
 
@@ -384,9 +386,8 @@ describe("relay LMDB store", () => {
     await store.close();
     stores.splice(0);
     const acked = randomBytes(16); // the send id of a message acknowledged before the upgrade
-    const env = open({ path, noSubdir: false, maxDbs: 16 });
-    const db = (name: string) =>
-      env.openDB<Buffer, Buffer>(name, { keyEncoding: "binary", encoding: "binary", compression: false });
+    const env = openRaw(path);
+    const db = (name: string) => rawDb(env, name);
     const v2 = [...db("msgs").getRange({})].map((e) => ({
       key: Buffer.from(e.key),
       value: Buffer.from(e.value),
@@ -447,12 +448,10 @@ describe("relay LMDB store", () => {
     expect(store.stats().storedBytes).toBe(0);
     await store.close();
     stores.splice(0);
-    const raw = open({ path, noSubdir: false, maxDbs: 16, readOnly: true });
-    const rawDb = (name: string) =>
-      raw.openDB<Buffer, Buffer>(name, { keyEncoding: "binary", encoding: "binary" });
-    expect([...rawDb("msgs").getKeys({})]).toEqual([]);
-    expect([...rawDb("sends").getKeys({})]).toEqual([]);
-    expect([...rawDb("expiry").getKeys({})]).toEqual([]);
+    const raw = openRaw(path, true);
+    expect([...rawDb(raw, "msgs").getKeys({})]).toEqual([]);
+    expect([...rawDb(raw, "sends").getKeys({})]).toEqual([]);
+    expect([...rawDb(raw, "expiry").getKeys({})]).toEqual([]);
     await raw.close();
   });
 
@@ -469,8 +468,8 @@ describe("relay LMDB store", () => {
     await store.close();
     stores.splice(0);
     // The 16-byte queue state written before epoch keys (u64 next seq ‖ u64 next prekey seq).
-    const env = open({ path, noSubdir: false, maxDbs: 16 });
-    const seqs = env.openDB<Buffer, Buffer>("seqs", { keyEncoding: "binary", encoding: "binary" });
+    const env = openRaw(path);
+    const seqs = rawDb(env, "seqs");
     await seqs.put(rid, Buffer.from(seqs.get(rid)!).subarray(0, 16));
     await env.close();
     store = openStore({ path, masterKey });
@@ -541,12 +540,10 @@ describe("relay LMDB store", () => {
     expect(await store.append(q.recipientId, m[0]!, 10)).toBe("duplicate");
     await store.close();
     stores.splice(0);
-    const raw = open({ path, noSubdir: false, maxDbs: 16, readOnly: true });
-    const rawDb = (name: string) =>
-      raw.openDB<Buffer, Buffer>(name, { keyEncoding: "binary", encoding: "binary" });
-    expect([...rawDb("sends").getKeys({})]).toEqual([]);
-    expect([...rawDb("expiry").getKeys({})]).toEqual([]);
-    const records = [...rawDb("msgs").getRange({})].map((e) => Buffer.from(e.value));
+    const raw = openRaw(path, true);
+    expect([...rawDb(raw, "sends").getKeys({})]).toEqual([]);
+    expect([...rawDb(raw, "expiry").getKeys({})]).toEqual([]);
+    const records = [...rawDb(raw, "msgs").getRange({})].map((e) => Buffer.from(e.value));
     expect(records).toHaveLength(1);
     expect(records[0]![0]).toBe(2);
     expect(records[0]!.subarray(1, 17)).toEqual(Buffer.from(m[1]!.sendId));
@@ -772,12 +769,10 @@ describe("relay LMDB store", () => {
     const path = tempDir();
     const masterKey = randomBytes(32);
     const now = Date.now();
-    const rawDb = (env: ReturnType<typeof open>, name: string) =>
-      env.openDB<Buffer, Buffer>(name, { keyEncoding: "binary", encoding: "binary", compression: false });
     // The check a relay from before format 2 makes at open (its lmdb.ts): no `keyring` file while
     // the first record of `keys` is a 64-byte wrapped key → LOFT_ERR_RELAY_KEYRING, nothing read.
     const olderRelayRefuses = async () => {
-      const env = open({ path, noSubdir: false, maxDbs: 16, readOnly: true });
+      const env = openRaw(path, true);
       let first: Buffer | undefined;
       for (const { value } of rawDb(env, "keys").getRange({ limit: 1 })) first = Buffer.from(value);
       await env.close();
@@ -800,7 +795,7 @@ describe("relay LMDB store", () => {
     await store.close();
     stores.splice(0);
     renameSync(join(path, KEYRING_FILE), join(path, LEGACY_KEYRING_FILE));
-    let env = open({ path, noSubdir: false, maxDbs: 16 });
+    let env = openRaw(path);
     await env.transaction(() => {
       rawDb(env, "meta").remove(Buffer.from("format"));
       rawDb(env, "keys").remove(Buffer.of(0));
@@ -815,7 +810,7 @@ describe("relay LMDB store", () => {
     expect(await olderRelayRefuses()).toBe(true);
 
     // A store written by a later format: refused before anything is touched, clear error.
-    env = open({ path, noSubdir: false, maxDbs: 16 });
+    env = openRaw(path);
     const meta = rawDb(env, "meta");
     const format = Buffer.from(meta.get(Buffer.from("format"))!);
     expect(format.readUInt32BE(0)).toBe(STORE_FORMAT);
@@ -827,8 +822,18 @@ describe("relay LMDB store", () => {
       expect.objectContaining({ code: "LOFT_ERR_RELAY_STORE_FORMAT" }),
     );
     expect(keyringEpochs(path, masterKey)).toEqual([[0], [0]]);
-    env = open({ path, noSubdir: false, maxDbs: 16 });
+    env = openRaw(path);
     expect(rawDb(env, "meta").get(Buffer.from("format"))).toEqual(later);
+    // A damaged format record is refused too, and said to be unreadable (not "newer").
+    await rawDb(env, "meta").put(Buffer.from("format"), Buffer.of(0, 2));
+    await env.close();
+    expect(() => new LmdbStore({ path, masterKey })).toThrow(
+      expect.objectContaining({
+        code: "LOFT_ERR_RELAY_STORE_FORMAT",
+        message: expect.stringContaining("unreadable store format record (2 bytes, not 4)"),
+      }),
+    );
+    env = openRaw(path);
     await rawDb(env, "meta").put(Buffer.from("format"), format);
     await env.close();
     store = openStore({ path, masterKey });

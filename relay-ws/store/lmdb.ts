@@ -88,17 +88,14 @@ const V2_SEALED_AT = V2_HEADER + MSG_SEALED_AT;
 
 /** Where the parts of a message record are, by its format. */
 interface MsgLayout {
-  /** Send id offset; -1: format 1 has none. */
-  send: number;
   id: number;
   ts: number;
   exp: number;
   key: number;
   sealed: number;
 }
-const LAYOUT_1: MsgLayout = { send: -1, id: 0, ts: 24, exp: 32, key: MSG_HEADER, sealed: MSG_SEALED_AT };
+const LAYOUT_1: MsgLayout = { id: 0, ts: 24, exp: 32, key: MSG_HEADER, sealed: MSG_SEALED_AT };
 const LAYOUT_2: MsgLayout = {
-  send: V2_SEND_AT,
   id: V2_HEADER,
   ts: V2_HEADER + 24,
   exp: V2_HEADER + 32,
@@ -107,8 +104,6 @@ const LAYOUT_2: MsgLayout = {
 };
 const isFormat2 = (record: Uint8Array): boolean => record[0] === MSG_FORMAT_2 && (record.length & 1) === 1;
 const layoutOf = (record: Uint8Array): MsgLayout => (isFormat2(record) ? LAYOUT_2 : LAYOUT_1);
-/** Format-1 message records rewritten per transaction (one queue's at least) by the migration. */
-const MIGRATE_V2_CHUNK = 4096;
 /**
  * Send ids of stored messages cached in memory, at most (whole queues, least recently used
  * dropped first; ≈ 80 B each, ≈ 20 MiB): a dropped queue's are read from its records again.
@@ -130,7 +125,10 @@ const META_FORMAT = Buffer.from("format", "latin1");
  * a store that holds no queue yet.
  */
 const KEYS_FENCE = Buffer.of(0x00);
-/** Message records re-keyed per transaction when an open migrates the previous layout. */
+/**
+ * Message records rewritten per transaction when an open migrates an earlier layout (key records
+ * moved in, format 1 → 2; a queue's records may span several transactions).
+ */
 const MIGRATE_CHUNK = 4096;
 /** Bytes a blob's key record adds to its queue's stored bytes. */
 const KEY_COST = KEY_RECORD;
@@ -162,6 +160,8 @@ const readU64 = (b: Uint8Array, at: number): number =>
 const readU32 = (b: Uint8Array, at: number): number =>
   ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
 const cat = (...parts: Uint8Array[]): Buffer => Buffer.concat(parts);
+/** rid ‖ send id as latin1: a send id's key in the in-memory maps (and, as bytes, in `sends`). */
+const sendKeyOf = (rid: Buffer, sendId: Uint8Array): string => cat(rid, sendId).toString("latin1");
 const MAX_U64 = Buffer.alloc(8, 0xff);
 const isZero = (b: Uint8Array): boolean => {
   for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
@@ -348,11 +348,11 @@ export class LmdbStore implements RelayStore {
   readonly #keyring: Keyring;
   readonly #state = new Map<string, QueueState>();
   /**
-   * Send ids of the messages accepted but not committed yet (rid‖sendId, latin1) → whether their
-   * write committed (true) or not (false). Those of stored messages are not held in memory (it
-   * would grow with the store, ~100 B each): a SEND that is not pending looks in its queue's own
-   * records (format 2 holds the send id at offset 1), at most --relay-queue-quota of them, read in
-   * place (docs/protocol/relay.md, SEND).
+   * Send ids of the messages accepted but not committed yet (rid‖sendId, latin1) → the retries
+   * waiting for that write's outcome (#afterPending). Stored messages' ids are not all held in
+   * memory (it would grow with the store, ~100 B each): a SEND that is not pending looks in its
+   * queue's own records (format 2 holds the send id at offset 1), through the bounded cache
+   * #queueSends (docs/protocol/relay.md, SEND).
    */
   readonly #pendingSends = new Map<string, PendingSend>();
   /**
@@ -480,7 +480,9 @@ export class LmdbStore implements RelayStore {
       void this.#root.close();
       throw new StoreError(
         "LOFT_ERR_RELAY_STORE_FORMAT",
-        `${options.path} holds store format ${format.length === 4 ? format.readUInt32BE(0) : "(unreadable)"}, newer than this relay's ${STORE_FORMAT}; run the relay version that wrote it (docs/operations-relay.md, "Upgrades")`,
+        format.length === 4
+          ? `${options.path} holds store format ${format.readUInt32BE(0)}, newer than this relay's ${STORE_FORMAT}; run the relay version that wrote it (docs/operations-relay.md, "Upgrades")`
+          : `${options.path} holds an unreadable store format record (${format.length} bytes, not 4); this relay does not know what wrote it and reads nothing (docs/operations-relay.md, "Upgrades")`,
       );
     }
     // Format 2's keyring file name: from now on a relay from before format 2 finds no keyring and
@@ -549,11 +551,11 @@ export class LmdbStore implements RelayStore {
    * Format 1 → 2 (docs/protocol/relay.md §At rest, "Message record"): each message record gets its
    * send id (from its `sends` record, which names its seq; 16 zero bytes when none does) and the
    * queue's persisted bytes stop counting message records (counted from the records at open).
-   * In key order, in transactions of up to MIGRATE_V2_CHUNK records each (those records rewritten
+   * In key order, in transactions of up to MIGRATE_CHUNK records each (those records rewritten
    * and their queues' bytes lowered together), so a crash in the middle leaves records of either
    * format, each counted once, and the next open moves the rest. The `sends` and `expiry` entries
-   * stay: GC expires them as before, and a retry of their ids stays DUPLICATE until then. No crypto: the key record and sealed blob are the
-   * same bytes (the key-key does not change).
+   * stay: GC expires them as before, and a retry of their ids stays DUPLICATE until then. No
+   * crypto: the key record and sealed blob are the same bytes (the key-key does not change).
    */
   #migrateSendIds(): void {
     /** rid‖seq (latin1) → send id, from the send records that name their message. */
@@ -576,7 +578,7 @@ export class LmdbStore implements RelayStore {
         // A copy (getBinaryFast's buffer is reused by the next read).
         const value = this.#msgs.get(key);
         if (value) chunk.push({ key: Buffer.from(key), value: Buffer.from(value) });
-        if (chunk.length >= MIGRATE_V2_CHUNK) break;
+        if (chunk.length >= MIGRATE_CHUNK) break;
       }
       if (chunk.length === 0) return;
       this.#root.transactionSync(() => {
@@ -1178,18 +1180,22 @@ export class LmdbStore implements RelayStore {
    * check is synchronous against the state as enqueued, so `appendBatch` can stop at the first
    * refusal before anything after it is written.
    */
-  #refusal(rid: Buffer, ridHex: string, m: NewMessage, quota: number): AppendResult | undefined {
+  #refusal(
+    rid: Buffer,
+    ridHex: string,
+    m: NewMessage,
+    quota: number,
+    sendStr: string,
+  ): AppendResult | undefined {
     const q = this.#queueSync(rid, ridHex);
     if (!q || this.#deletingQueues.has(ridHex)) return "missing";
     if (q.suspended) return "suspended";
     const st = this.#loadState(rid, ridHex);
-    const sendKey = cat(rid, m.sendId);
-    const sendStr = sendKey.toString("latin1");
+    // Not pending: every caller sent a pending send id to #afterPending in this same turn.
     if (
-      this.#pendingSends.has(sendStr) ||
       (this.#goneSends.size > 0 && this.#goneSends.has(sendStr)) ||
-      (this.#legacySends && this.#sends.doesExist(sendKey)) ||
-      (st.count > st.writing && this.#storedSendId(rid, m.sendId))
+      (this.#legacySends && this.#sends.doesExist(Buffer.from(sendStr, "latin1"))) ||
+      (st.count > st.writing && this.#storedSendId(rid, sendStr))
     )
       return "duplicate";
     if (st.count >= quota) return "quota";
@@ -1199,14 +1205,14 @@ export class LmdbStore implements RelayStore {
   }
 
   /**
-   * Whether one of the queue's stored messages was sent with `sendId`: its records' send ids
-   * (format 2, offset 1), read in place — a queue holds at most --relay-queue-quota records. Send
-   * ids are random (docs/protocol/relay.md, SEND): the zero id, a migrated record's "unknown",
-   * matches like any other.
+   * Whether one of the queue's stored messages was sent with the send id of `sendStr` (rid ‖ send
+   * id, latin1): its records' send ids (format 2, offset 1), read in place — a queue holds at most
+   * --relay-queue-quota records. Send ids are random (docs/protocol/relay.md, SEND): the zero id, a
+   * migrated record's "unknown", matches like any other.
    */
-  #storedSendId(rid: Buffer, sendId: Uint8Array): boolean {
-    const id = rid.toString("latin1");
-    const want = Buffer.from(sendId.buffer, sendId.byteOffset, sendId.byteLength).toString("latin1");
+  #storedSendId(rid: Buffer, sendStr: string): boolean {
+    const id = sendStr.slice(0, 24);
+    const want = sendStr.slice(24);
     let ids = this.#queueSends.get(id);
     if (ids) {
       // Most recently used last (a Map iterates in insertion order).
@@ -1274,7 +1280,7 @@ export class LmdbStore implements RelayStore {
       });
       if (committed) return "duplicate";
     }
-    return this.#refusal(rid, ridHex, m, quota) ?? this.#write(rid, ridHex, m);
+    return this.#refusal(rid, ridHex, m, quota, sendStr) ?? this.#write(rid, ridHex, m, sendStr);
   }
 
   /**
@@ -1294,15 +1300,15 @@ export class LmdbStore implements RelayStore {
         out.push(stop);
         continue;
       }
-      const sendStr = cat(rid, m.sendId).toString("latin1");
+      const sendStr = sendKeyOf(rid, m.sendId);
       if (this.#pendingSends.has(sendStr)) {
         out.push(this.#afterPending(rid, ridHex, m, quota, sendStr));
         continue;
       }
-      const refused = this.#refusal(rid, ridHex, m, quota);
+      const refused = this.#refusal(rid, ridHex, m, quota, sendStr);
       if (refused && refused !== "duplicate") stop = refused;
       // Admitted: written at once, without `append`'s second look at the same state.
-      out.push(refused ?? this.#write(rid, ridHex, m));
+      out.push(refused ?? this.#write(rid, ridHex, m, sendStr));
     }
     return Promise.all(out);
   }
@@ -1312,10 +1318,10 @@ export class LmdbStore implements RelayStore {
   async append(recipientId: Uint8Array, m: NewMessage, quota: number): Promise<AppendResult> {
     const rid = Buffer.from(recipientId);
     const ridHex = toHex(rid);
-    const sendStr = cat(rid, m.sendId).toString("latin1");
+    const sendStr = sendKeyOf(rid, m.sendId);
     if (this.#pendingSends.has(sendStr)) return this.#afterPending(rid, ridHex, m, quota, sendStr);
-    const refused = this.#refusal(rid, ridHex, m, quota);
-    return refused ?? this.#write(rid, ridHex, m);
+    const refused = this.#refusal(rid, ridHex, m, quota, sendStr);
+    return refused ?? this.#write(rid, ridHex, m, sendStr);
   }
 
   /**
@@ -1323,8 +1329,7 @@ export class LmdbStore implements RelayStore {
    * pending until the outcome is known (a retry meanwhile waits for it: #afterPending); from then
    * on, if stored, its queue's records show it.
    */
-  #write(rid: Buffer, ridHex: string, m: NewMessage): Promise<AppendResult> {
-    const sendStr = cat(rid, m.sendId).toString("latin1");
+  #write(rid: Buffer, ridHex: string, m: NewMessage, sendStr: string): Promise<AppendResult> {
     const pending: PendingSend = { waiters: undefined };
     this.#pendingSends.set(sendStr, pending);
     const st = this.#loadState(rid, ridHex);
@@ -1586,7 +1591,7 @@ export class LmdbStore implements RelayStore {
         const sendId = messageRecordSendId(stored);
         if (sendId)
           gone = {
-            send: cat(rid, sendId).toString("latin1"),
+            send: sendKeyOf(rid, sendId),
             expiresAt: readU64(stored, LAYOUT_2.exp),
             known: !isZero(sendId),
           };

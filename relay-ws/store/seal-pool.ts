@@ -147,7 +147,6 @@ export class SealPool {
   /** Times the worker was failed over (0 or 1: a pool never goes back to a worker). */
   failovers = 0;
   readonly #onFailover: SealPoolOptions["onFailover"];
-  #online = false;
   /** Fails the worker over when its oldest batch out goes unanswered (relay-ws/batch-watchdog.ts). */
   readonly #watchdog: BatchWatchdog;
 
@@ -155,18 +154,13 @@ export class SealPool {
     this.#onFailover = options.onFailover;
     this.#watchdog = new BatchWatchdog(
       options.batchTimeoutMs ?? SEAL_BATCH_TIMEOUT_MS,
-      () => (this.#dead || !this.#online ? undefined : this.#sent[0]),
+      () => (this.#dead ? undefined : this.#sent[0]),
       () => this.#fail("timeout"),
     );
     const w = new Worker(WORKER_SOURCE, { eval: true, name: "relay-seal" });
     w.unref();
     w.on("message", (ab: ArrayBuffer) => this.#answered(Buffer.from(ab)));
-    // The clock runs from the moment the worker runs: a thread still starting (slow on a loaded
-    // machine) is not a stuck one; batches posted meanwhile wait in its port.
-    w.once("online", () => {
-      this.#online = true;
-      this.#watchdog.arm();
-    });
+    this.#watchdog.watch(w);
     w.on("error", (error) => this.#fail("error", error));
     w.on("exit", () => this.#fail("exit"));
     this.#worker = w;

@@ -152,11 +152,7 @@ describe("docs/vectors/relay-at-rest-v1.json", () => {
     expect(messageRecordSendId(record) && Buffer.from(messageRecordSendId(record)!).toString("hex")).toBe(
       m.sendId,
     );
-    expect(record.subarray(17, 41).toString("hex")).toBe(m.msgId);
-    expect(Number(record.readBigUInt64BE(41))).toBe(m.timestamp);
-    expect(Number(record.readBigUInt64BE(49))).toBe(m.expiresAt);
-    expect(record.subarray(57, 121).toString("hex")).toBe(b.keyRecord);
-    expect(record.subarray(121).toString("hex")).toBe(b.sealed);
+    fieldsAt(record, 17, b, m);
     expect(record.length).toBe(149 + b.bucket);
     opensAs(record, b, m);
   });
@@ -166,11 +162,7 @@ describe("docs/vectors/relay-at-rest-v1.json", () => {
     const b = v.blobs.find((x) => x.label === m.blob)!;
     const record = h(m.record);
     expect(m.format).toBe(1);
-    expect(record.subarray(0, 24).toString("hex")).toBe(m.msgId);
-    expect(Number(record.readBigUInt64BE(24))).toBe(m.timestamp);
-    expect(Number(record.readBigUInt64BE(32))).toBe(m.expiresAt);
-    expect(record.subarray(40, 104).toString("hex")).toBe(b.keyRecord);
-    expect(record.subarray(104).toString("hex")).toBe(b.sealed);
+    fieldsAt(record, 0, b, m);
     expect(record.length).toBe(132 + b.bucket);
     expect(messageRecordSendId(record)).toBeUndefined();
     // The format-2 record is this one with 0x02 ‖ send id in front.
@@ -180,6 +172,15 @@ describe("docs/vectors/relay-at-rest-v1.json", () => {
     opensAs(record, b, m);
   });
 });
+
+/** msgId ‖ u64 timestamp s ‖ u64 expiry ms ‖ key record ‖ sealed blob, from `at` (0 or 17) to the end. */
+function fieldsAt(record: Buffer, at: number, b: (typeof v.blobs)[number], m: MessageRecordVector): void {
+  expect(record.subarray(at, at + 24).toString("hex")).toBe(m.msgId);
+  expect(Number(record.readBigUInt64BE(at + 24))).toBe(m.timestamp);
+  expect(Number(record.readBigUInt64BE(at + 32))).toBe(m.expiresAt);
+  expect(record.subarray(at + 40, at + 104).toString("hex")).toBe(b.keyRecord);
+  expect(record.subarray(at + 104).toString("hex")).toBe(b.sealed);
+}
 
 function opensAs(record: Buffer, b: (typeof v.blobs)[number], m: MessageRecordVector): void {
   expect(messageRecordEpoch(record)).toBe(b.epoch);

@@ -34,6 +34,18 @@ class HeldSessions extends MemoryStorage {
   }
 }
 
+/** The first saveSession fails (a full disk, say); later ones succeed. */
+class FailingOnce extends MemoryStorage {
+  failed = false;
+  override saveSession(id: string, state: Uint8Array): Promise<void> {
+    if (!this.failed) {
+      this.failed = true;
+      return Promise.reject(new Error("QuotaExceededError"));
+    }
+    return super.saveSession(id, state);
+  }
+}
+
 async function setup(storage: MemoryStorage) {
   const secret = new Uint8Array(32).fill(9);
   const ad = new Uint8Array(64).fill(2);
@@ -105,17 +117,6 @@ describe("receive: a chat message is stored beside the state write, shown after 
 
 describe("receive: a message stored while its state write failed is shown when it comes again", () => {
   it("the resend finds it stored and shows it, once", async () => {
-    /** The first saveSession fails (a full disk, say); later ones succeed. */
-    class FailingOnce extends MemoryStorage {
-      failed = false;
-      override saveSession(id: string, state: Uint8Array): Promise<void> {
-        if (!this.failed) {
-          this.failed = true;
-          return Promise.reject(new Error("QuotaExceededError"));
-        }
-        return super.saveSession(id, state);
-      }
-    }
     const storage = new FailingOnce("");
     const { alice, bob, ctx, events, live, peerWith } = await setup(storage);
     const peer = peerWith(bob);
@@ -193,17 +194,6 @@ describe("flushLive: the outbox carries the first ratchet message a fresh respon
   });
 
   it("a full batch whose state write fails still sends the sync owed (a failed batch is an early way out)", async () => {
-    /** The first sealed state write fails (a full disk, say); later ones succeed. */
-    class FailingOnce extends MemoryStorage {
-      failed = false;
-      override saveSession(id: string, state: Uint8Array): Promise<void> {
-        if (!this.failed) {
-          this.failed = true;
-          return Promise.reject(new Error("QuotaExceededError"));
-        }
-        return super.saveSession(id, state);
-      }
-    }
     const r = await flushOnce(FLUSH_BATCH, true, new FailingOnce(""));
     // Nothing of the failed batch left; the sync did, so the peer can send; the batch waits.
     expect(r.opened).toEqual(["sync"]);

@@ -143,11 +143,12 @@ describe("receive: a message stored while its state write failed is shown when i
 });
 
 describe("flushLive: the outbox carries the first ratchet message a fresh responder waits for", () => {
-  async function flushOnce(queued: boolean | number, owed: boolean, storage = new MemoryStorage("")) {
+  /** Flush `queued` outgoing messages (the sync owed or not) and open what went out. */
+  async function flushOnce(queued: number, owed: boolean, storage = new MemoryStorage("")) {
     const { alice, bob, ctx, frames, live, peerWith } = await setup(storage);
     const peer = peerWith(alice);
     storage.sessions.set("peer", encodeChatRatchet(peer.ratchet!));
-    for (let i = 0; i < Number(queued); i++) {
+    for (let i = 0; i < queued; i++) {
       const m: StoredMessage = {
         id: `out${i}`.padEnd(22, "A"),
         contactId: "peer",
@@ -176,20 +177,20 @@ describe("flushLive: the outbox carries the first ratchet message a fresh respon
   }
 
   it("a waiting message is the first ratchet message: no sync before it", async () => {
-    const r = await flushOnce(true, true);
+    const r = await flushOnce(1, true);
     expect(r.opened).toEqual(["msg"]);
     expect(r.owed).toBe(false);
     expect([...r.storage.messages.values()][0]?.state).toBe("sent");
   });
 
   it("an outbox with nothing to send sends the sync it was to carry", async () => {
-    const r = await flushOnce(false, true);
+    const r = await flushOnce(0, true);
     expect(r.opened).toEqual(["sync"]);
     expect(r.owed).toBe(false);
   });
 
   it("no sync owed, nothing queued: nothing sent", async () => {
-    const r = await flushOnce(false, false);
+    const r = await flushOnce(0, false);
     expect(r.opened).toEqual([]);
   });
 

@@ -81,8 +81,11 @@ function sealUnpadded(key: Uint8Array, entry: JournalEntry, nonce: Uint8Array): 
   return toBase64url(concatBytes(Uint8Array.of(1), nonce, ct));
 }
 
-/** at ‖ len ‖ contact ‖ len ‖ text with the text length field given separately. */
-function layout(at: bigint, contact: string, text: Uint8Array, textLen = text.length): Uint8Array {
+/**
+ * at ‖ len ‖ contact ‖ len ‖ text with the text length field given separately: any fields, valid
+ * or not (the invalid vectors here, the SCHEMA cases in journal.test.ts).
+ */
+export function layout(at: bigint, contact: string, text: Uint8Array, textLen = text.length): Uint8Array {
   const c = new TextEncoder().encode(contact);
   const p = new Uint8Array(13 + c.length + text.length);
   const v = new DataView(p.buffer);

@@ -296,11 +296,9 @@ describe("onboarding, contacts and trust in the PWA", () => {
 
   it("a burst sent while storage cannot commit survives a reload in order, and reaches Bob once each", async () => {
     await aliceChat(a);
-    // Hold every WebCrypto encryption in this page forever: no message can be sealed into
-    // IndexedDB before the reload, so only the outbox journal can bring them back.
-    await a.evaluate(() => {
-      crypto.subtle.encrypt = () => new Promise(() => {});
-    });
+    // Hold every WebCrypto encryption in this page, never released: no message can be sealed
+    // into IndexedDB before the reload, so only the outbox journal can bring them back.
+    await holdEncrypt(a);
     const burst = ["burst 1", "burst 2", "burst 3", "burst 4", "burst 5"];
     for (const t of burst) await typeAndEnter(a, t);
     await expect.poll(() => texts(a, "out")).toEqual(["hello from Alice", ...burst]);

@@ -6,19 +6,15 @@
  * attempt first, which on a loaded machine is a legitimate outcome, not a failure.
  */
 import type { BrowserContext } from "playwright-core";
-import type { PageTimings } from "../../web/src/page-timings.ts";
+import { PAGE_TIMING_KEYS, type PageTimings } from "../../web/src/page-timings.ts";
 
 export type EngineTimings = PageTimings;
 
-/** Every timer that could end a first direct attempt on a slow machine, far out of reach. */
-export const PATIENT_TIMINGS: EngineTimings = {
-  openTimeoutMs: 90_000,
-  relayFallbackMs: 90_000,
-  staleDialMs: 90_000,
-  handshakeTimeoutMs: 90_000,
-  helloTimeoutMs: 90_000,
-  heartbeatTimeoutMs: 90_000,
-};
+/**
+ * Every timer that could end a first direct attempt on a slow machine, far out of reach: each
+ * timing a page takes (a key added there is patient here too).
+ */
+export const PATIENT_TIMINGS: EngineTimings = Object.fromEntries(PAGE_TIMING_KEYS.map((k) => [k, 90_000]));
 
 export async function useEngineTimings(context: BrowserContext, timings: EngineTimings): Promise<void> {
   await context.addInitScript(`globalThis.loftEngineTimings = ${JSON.stringify(timings)};`);

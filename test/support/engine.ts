@@ -110,7 +110,9 @@ export class MemoryStorage implements EngineStorage {
     for (const [k, m] of this.messages) if (m.contactId === id) this.messages.delete(k);
     for (const [k, e] of this.outbox) if (e.contactId === id) this.outbox.delete(k);
   }
+  /** As EngineStorage says: nothing when a message with this id is stored already. */
   async queueOutgoing(m: StoredMessage) {
+    if (this.messages.has(m.id)) return;
     this.messages.set(m.id, { ...m });
     this.outbox.set(m.id, { messageId: m.id, contactId: m.contactId, queuedAt: m.at, attempts: 0 });
   }

@@ -24,6 +24,19 @@ import {
 import { EngineRefusal, type MessageId, SaveDeferred, type StoredMessage } from "./api.ts";
 import { decodeChatRatchet } from "./ratchet-store.ts";
 
+/**
+ * The outbox journal hooks of EngineStorage (storage/journal.ts fills them in the page) on
+ * `storage`, as the set of message ids journaled; the journal takes an entry while `takes()`.
+ */
+function journalOn(storage: MemoryStorage, takes: () => boolean = () => true): Set<MessageId> {
+  const journaled = new Set<MessageId>();
+  Object.assign(storage, {
+    journalOutgoing: (m: StoredMessage) => takes() && journaled.add(m.id) !== undefined,
+    forgetJournaled: (id: MessageId) => journaled.delete(id),
+  });
+  return journaled;
+}
+
 describe("chat engine (Node, real signaling, in-memory links)", () => {
   let signaling: RunningSignaling;
   const h = new EngineHarness(() => ({ signalingUrl: signaling.url, config: FAST_ENGINE }));
@@ -153,11 +166,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
   it("hands over synchronously: id and time at the call, refusals leave nothing, a retry reuses the id", async () => {
     const [a, b] = await pair();
     // The outbox journal (storage/journal.ts): written in the hand-over's task, gone once settled.
-    const journaled = new Set<MessageId>();
-    Object.assign(a.storage, {
-      journalOutgoing: (m: StoredMessage) => journaled.add(m.id),
-      forgetJournaled: (id: MessageId) => journaled.delete(id),
-    });
+    const journaled = journalOn(a.storage);
     const first = a.engine.handOver(b.id, "one");
     const second = a.engine.handOver(b.id, "two");
     // Known before any storage call finished: the UI shows them at once, in this order.
@@ -194,13 +203,11 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
 
   it("a hand-over whose commit fails for a storage reason keeps its journal entry (SaveDeferred)", async () => {
     const [a, b] = await pair();
-    const journaled = new Set<MessageId>();
     let journalTakes = true;
+    const journaled = journalOn(a.storage, () => journalTakes);
     const queue = a.storage.queueOutgoing.bind(a.storage);
     let failing: Error | undefined;
     Object.assign(a.storage, {
-      journalOutgoing: (m: StoredMessage) => journalTakes && journaled.add(m.id) !== undefined,
-      forgetJournaled: (id: MessageId) => journaled.delete(id),
       queueOutgoing: (m: StoredMessage) => (failing ? Promise.reject(failing) : queue(m)),
     });
     // A full quota in the commit: not stored, but the journal keeps the words for the next start

@@ -34,6 +34,18 @@ class HeldSessions extends MemoryStorage {
   }
 }
 
+/** The first saveSession fails (a full disk, say); later ones succeed. */
+class FailingOnce extends MemoryStorage {
+  failed = false;
+  override saveSession(id: string, state: Uint8Array): Promise<void> {
+    if (!this.failed) {
+      this.failed = true;
+      return Promise.reject(new Error("QuotaExceededError"));
+    }
+    return super.saveSession(id, state);
+  }
+}
+
 async function setup(storage: MemoryStorage) {
   const secret = new Uint8Array(32).fill(9);
   const ad = new Uint8Array(64).fill(2);
@@ -105,17 +117,6 @@ describe("receive: a chat message is stored beside the state write, shown after 
 
 describe("receive: a message stored while its state write failed is shown when it comes again", () => {
   it("the resend finds it stored and shows it, once", async () => {
-    /** The first saveSession fails (a full disk, say); later ones succeed. */
-    class FailingOnce extends MemoryStorage {
-      failed = false;
-      override saveSession(id: string, state: Uint8Array): Promise<void> {
-        if (!this.failed) {
-          this.failed = true;
-          return Promise.reject(new Error("QuotaExceededError"));
-        }
-        return super.saveSession(id, state);
-      }
-    }
     const storage = new FailingOnce("");
     const { alice, bob, ctx, events, live, peerWith } = await setup(storage);
     const peer = peerWith(bob);
@@ -142,11 +143,12 @@ describe("receive: a message stored while its state write failed is shown when i
 });
 
 describe("flushLive: the outbox carries the first ratchet message a fresh responder waits for", () => {
-  async function flushOnce(queued: boolean | number, owed: boolean, storage = new MemoryStorage("")) {
+  /** Flush `queued` outgoing messages (the sync owed or not) and open what went out. */
+  async function flushOnce(queued: number, owed: boolean, storage = new MemoryStorage("")) {
     const { alice, bob, ctx, frames, live, peerWith } = await setup(storage);
     const peer = peerWith(alice);
     storage.sessions.set("peer", encodeChatRatchet(peer.ratchet!));
-    for (let i = 0; i < Number(queued); i++) {
+    for (let i = 0; i < queued; i++) {
       const m: StoredMessage = {
         id: `out${i}`.padEnd(22, "A"),
         contactId: "peer",
@@ -175,35 +177,24 @@ describe("flushLive: the outbox carries the first ratchet message a fresh respon
   }
 
   it("a waiting message is the first ratchet message: no sync before it", async () => {
-    const r = await flushOnce(true, true);
+    const r = await flushOnce(1, true);
     expect(r.opened).toEqual(["msg"]);
     expect(r.owed).toBe(false);
     expect([...r.storage.messages.values()][0]?.state).toBe("sent");
   });
 
   it("an outbox with nothing to send sends the sync it was to carry", async () => {
-    const r = await flushOnce(false, true);
+    const r = await flushOnce(0, true);
     expect(r.opened).toEqual(["sync"]);
     expect(r.owed).toBe(false);
   });
 
   it("no sync owed, nothing queued: nothing sent", async () => {
-    const r = await flushOnce(false, false);
+    const r = await flushOnce(0, false);
     expect(r.opened).toEqual([]);
   });
 
   it("a full batch whose state write fails still sends the sync owed (a failed batch is an early way out)", async () => {
-    /** The first sealed state write fails (a full disk, say); later ones succeed. */
-    class FailingOnce extends MemoryStorage {
-      failed = false;
-      override saveSession(id: string, state: Uint8Array): Promise<void> {
-        if (!this.failed) {
-          this.failed = true;
-          return Promise.reject(new Error("QuotaExceededError"));
-        }
-        return super.saveSession(id, state);
-      }
-    }
     const r = await flushOnce(FLUSH_BATCH, true, new FailingOnce(""));
     // Nothing of the failed batch left; the sync did, so the peer can send; the batch waits.
     expect(r.opened).toEqual(["sync"]);

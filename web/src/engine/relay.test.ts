@@ -15,6 +15,7 @@ import {
   EARLY_ROTATION_MIN_AGE_MS,
   EARLY_ROTATION_SEEN,
 } from "../../../core/prekey/index.ts";
+import type { RecipientQueue, RelayClient } from "../../../core/relay/client.ts";
 import { storedMessageBytes } from "../../../relay-ws/source-limits.ts";
 import { connectRelay, relayCounter, startTestRelay, type TestRelay } from "../../../relay-ws/testing.ts";
 import { type RunningSignaling, startSignaling } from "../../../signaling/testing.ts";
@@ -49,6 +50,47 @@ const FAST: Partial<EngineConfig> = {
   relayFallbackMs: 300,
   relayTransport: (deps) => new RelayLiveTransport(deps),
 };
+
+/** A relay pool whose sockets leave from `address` (the relay keeps a storage budget per source). */
+function depositPool(address: string, timeoutMs: number): RelayConnections {
+  return createRelayPool({
+    webSocket: (url) => relaySocket(url, address),
+    timeoutMs,
+    backoffInitialMs: 10,
+    backoffMaxMs: 50,
+    window: 16,
+    onMessage: () => {},
+    onState: () => {},
+    log: () => {},
+  });
+}
+
+/** What queues.ts `sendDeposit` needs, over `pool`, and the offline contact it deposits for. */
+function depositParts(pool: RelayConnections): { ctx: DepositContext; peer: Peer } {
+  const ctx = {
+    cfg: { log: () => {}, relayBackoffInitialMs: 50, relayBackoffMaxMs: 300 },
+    pool,
+    storage: new MemoryStorage(""),
+    listeners: new Set(),
+  } as unknown as DepositContext;
+  const peer = {
+    id: "b0b0b0b0b0b0b0b0",
+    name: "bob",
+    presence: { status: "offline", since: 0 },
+    relayFailures: 0,
+  } as unknown as Peer;
+  return { ctx, peer };
+}
+
+/** The first byte of each body on queue `q`, in queue order, each acked (at most `most`). */
+async function drainFirstBytes(owner: RelayClient, q: RecipientQueue, most: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let m = await owner.get(q); m && out.length < most; m = await owner.get(q)) {
+    out.push(m.body[0]!);
+    await owner.ack(q, m.msgId);
+  }
+  return out;
+}
 
 describe("chat engine with relay mailboxes (Node, real relay and signaling)", () => {
   let signaling: RunningSignaling;
@@ -258,31 +300,11 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       const other = await owner.createQueue({ subscribe: false });
       for (let i = 0; i < 2; i++) await neighbour.send({ senderId: other.senderId }, new Uint8Array(BODY));
       const poolFrom = (address: string) => {
-        const p = createRelayPool({
-          webSocket: (url) => relaySocket(url, address),
-          timeoutMs: 2_000,
-          backoffInitialMs: 10,
-          backoffMaxMs: 50,
-          window: 16,
-          onMessage: () => {},
-          onState: () => {},
-          log: () => {},
-        });
+        const p = depositPool(address, 2_000);
         pools.push(p);
         return p;
       };
-      const ctx = {
-        cfg: { log: () => {}, relayBackoffInitialMs: 50, relayBackoffMaxMs: 300 },
-        pool: poolFrom("127.0.0.3"),
-        storage: new MemoryStorage(""),
-        listeners: new Set(),
-      } as unknown as DepositContext;
-      const peer = {
-        id: "b0b0b0b0b0b0b0b0",
-        name: "bob",
-        presence: { status: "offline", since: 0 },
-        relayFailures: 0,
-      } as unknown as Peer;
+      const { ctx, peer } = depositParts(poolFrom("127.0.0.3"));
       const target = { url: r.url, queue: { senderId: q.senderId } };
       const body = (tag: number) => new Uint8Array(BODY).fill(tag);
       const out: Outcome[] = [];
@@ -294,12 +316,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       ctx.pool = poolFrom("127.0.0.4");
       expect(await sendDeposit(ctx, peer, newDeposit("", "tx", target, [body(0xb0)]), out)).toBe(true);
       expect(await finishDeposit(ctx, peer, out)).toBe(true); // nothing left
-      const stored: number[] = [];
-      for (let m = await owner.get(q); m && stored.length < 10; m = await owner.get(q)) {
-        stored.push(m.body[0]!);
-        await owner.ack(q, m.msgId);
-      }
-      expect(stored).toEqual([0xa0, 0xa1, 0xa2, 0xb0]);
+      expect(await drainFirstBytes(owner, q, 10)).toEqual([0xa0, 0xa1, 0xa2, 0xb0]);
     } finally {
       for (const p of pools) p.close();
       owner.close();
@@ -313,30 +330,10 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     // commit per frame, not per piece); docs/protocol/relay.md §Batches.
     const r = await startTestRelay({ queueQuota: 1_000 });
     const owner = await connectRelay(r.url);
-    const pool = createRelayPool({
-      webSocket: (url) => relaySocket(url, "127.0.0.1"),
-      timeoutMs: 5_000,
-      backoffInitialMs: 10,
-      backoffMaxMs: 50,
-      window: 16,
-      onMessage: () => {},
-      onState: () => {},
-      log: () => {},
-    });
+    const pool = depositPool("127.0.0.1", 5_000);
     try {
       const q = await owner.createQueue({ subscribe: false });
-      const ctx = {
-        cfg: { log: () => {}, relayBackoffInitialMs: 50, relayBackoffMaxMs: 300 },
-        pool,
-        storage: new MemoryStorage(""),
-        listeners: new Set(),
-      } as unknown as DepositContext;
-      const peer = {
-        id: "b0b0b0b0b0b0b0b0",
-        name: "bob",
-        presence: { status: "offline", since: 0 },
-        relayFailures: 0,
-      } as unknown as Peer;
+      const { ctx, peer } = depositParts(pool);
       const target = { url: r.url, queue: { senderId: q.senderId } };
       // 40 pieces of 1 000 bytes: 32 fit one frame (MAX_BATCH), then 8.
       const bodies = Array.from({ length: 40 }, (_, k) => new Uint8Array(1_000).fill(k));
@@ -352,12 +349,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       d.next = 0;
       expect(await sendDeposit(ctx, peer, d, out)).toBe(true);
       expect(d.next).toBe(40);
-      const stored: number[] = [];
-      for (let m = await owner.get(q); m && stored.length < 100; m = await owner.get(q)) {
-        stored.push(m.body[0]!);
-        await owner.ack(q, m.msgId);
-      }
-      expect(stored).toEqual(bodies.map((_, k) => k));
+      expect(await drainFirstBytes(owner, q, 100)).toEqual(bodies.map((_, k) => k));
     } finally {
       pool.close();
       owner.close();

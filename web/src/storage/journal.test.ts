@@ -17,6 +17,7 @@ import {
   type buildJournalVectors,
   JOURNAL_VECTOR_FILE,
   journalVectorText,
+  layout,
 } from "../../../scripts/gen-journal-vectors.ts";
 import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
 import { MAX_TEXT_CHARS } from "../engine/outgoing.ts";
@@ -173,22 +174,12 @@ describe("outbox journal codec", () => {
         concatBytes(new Uint8Array([1]), nonce, xchacha20poly1305(key, nonce, ad).encrypt(plain)),
       );
     };
-    const layout = (at: bigint, contact: Uint8Array, text: Uint8Array, textLen = text.length) => {
-      const p = new Uint8Array(13 + contact.length + text.length);
-      const v = new DataView(p.buffer);
-      v.setBigUint64(0, at);
-      p[8] = contact.length;
-      p.set(contact, 9);
-      v.setUint32(9 + contact.length, textLen);
-      p.set(text, 13 + contact.length);
-      return p;
-    };
-    const c = new TextEncoder().encode("c");
+    const c = "c";
     const t = new TextEncoder().encode("t");
     expect(code(openEntry(key, identity, "id", seal(layout(1n, c, t))))).toBe("ok");
     const bad = [
       layout(2n ** 60n, c, t), // time beyond a safe integer
-      layout(1n, new Uint8Array(0), t), // no contact id
+      layout(1n, "", t), // no contact id
       layout(1n, c, new Uint8Array(0)), // empty text
       layout(1n, c, t, 2), // text length says more than there is
       layout(1n, c, t, 0), // ... or less

@@ -855,6 +855,8 @@ export class LoftStorage implements EngineStorage {
       const journal = this.#journal;
       if (!journal) return [];
       const { entries, unreadable } = journal.read();
+      // The usual start: an empty journal, and no lock query on the way to the first screen.
+      if (entries.length === 0 && unreadable.length === 0) return [];
       // After the read (journal.ts `#hold`): another tab's hand-over still committing is left to
       // it, or this replay could store a message that tab is about to refuse.
       const busy = await journal.busy();

@@ -191,7 +191,8 @@ window.loftBench = {
     s.sessions[name] = { session, ratchet: r.value.state, opts: ratchetOpts };
     return { ms: performance.now() - start, protocol: session.protocolName };
   },
-  // One Double Ratchet message per payload inside a Noise transport frame (a chat message's path).
+  // One Double Ratchet message per payload inside a Noise transport frame (a chat message's path;
+  // sent in parts, the body copied once: the app's peer-ratchet.ts joins it into a RATCHET frame first).
   async e2eeSend(name, n, size) {
     const link = s.named[name];
     const e = s.sessions[name];

@@ -82,6 +82,19 @@ export function benchEngine(
   };
 }
 
+/** `bob` serves the HTTP origin at `base` to `contact` alone, as `loft expose`, with no rate limit. */
+export function serveOrigin(bob: EngineNode, base: string, contact: ContactId): void {
+  bob.engine.serveProxy({
+    handler: httpOriginHandler({
+      origin: base,
+      contacts: new Set([contact]),
+      isContact: (id) => id === contact,
+    }),
+    limiter: new TokenBucket(1e9, 1e9),
+    log: () => {},
+  });
+}
+
 type PortControl = { close: LinkCloseInfo } | { refuse: string } | { offline: true };
 
 /**
@@ -347,15 +360,7 @@ async function exposingSide(port: MessagePort, options: ExposingOptions): Promis
     const user = createUserIdentity({ username: "bob", now: Date.now() });
     const bob = h.node("bob", user, undefined, undefined, { transport: transport.factory(user) });
     addCard(bob, m.alice);
-    bob.engine.serveProxy({
-      handler: httpOriginHandler({
-        origin: base,
-        contacts: new Set([m.alice.id]),
-        isContact: (id) => id === m.alice.id,
-      }),
-      limiter: new TokenBucket(1e9, 1e9),
-      log: () => {},
-    });
+    serveOrigin(bob, base, m.alice.id);
     void (async () => {
       await bob.engine.start();
       send({ type: "bob", n: m.n, card: cardOf(user) });

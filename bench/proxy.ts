@@ -33,10 +33,8 @@ import { Session } from "node:inspector/promises";
 import { type EventLoopUtilization, performance as nodePerformance } from "node:perf_hooks";
 import { createUserIdentity } from "../core/identity/identity.ts";
 import type { BodyReader } from "../core/proxy/body.ts";
-import { TokenBucket } from "../core/proxy/rate-limit.ts";
 import { DEFAULT_SEND_WINDOW } from "../core/relay/live-link.ts";
 import { createNodeCryptoProvider } from "../host/crypto-node.ts";
-import { httpOriginHandler } from "../host/proxy-origin.ts";
 import { startTestRelay, type TestRelay } from "../relay-ws/testing.ts";
 import { startSignaling } from "../signaling/testing.ts";
 import { EngineHarness, type EngineNode, until } from "../test/support/engine.ts";
@@ -53,7 +51,14 @@ import {
   sliceRatio,
   sliceRatioRange,
 } from "./harness.ts";
-import { addCard, benchEngine, startExposingSide, startOrigin, startOriginThread } from "./proxy-peer.ts";
+import {
+  addCard,
+  benchEngine,
+  serveOrigin,
+  startExposingSide,
+  startOrigin,
+  startOriginThread,
+} from "./proxy-peer.ts";
 import { numberFlag, percentile } from "./relay-cli.ts";
 
 const SIZE = numberFlag("size", 1024 * 1024);
@@ -161,15 +166,7 @@ async function oneThread(signalingUrl: string, relay: TestRelay | undefined): Pr
     const [alice, bob] = await h.pair(RELAY);
     if (RELAY && alice.engine.presence(bob.id).path !== "relay") throw new Error("not on the relay path");
     await until(() => h.online(alice, bob) && h.online(bob, alice), "both online");
-    bob.engine.serveProxy({
-      handler: httpOriginHandler({
-        origin: base,
-        contacts: new Set([alice.id]),
-        isContact: (id) => id === alice.id,
-      }),
-      limiter: new TokenBucket(1e9, 1e9),
-      log: () => {},
-    });
+    serveOrigin(bob, base, alice.id);
     return proxiedVia(alice, bob.id);
   };
   const stop = async () => {

@@ -23,6 +23,7 @@ import { join } from "node:path";
 import type { Page } from "playwright-core";
 import { launchChromium } from "../test/support/browser.ts";
 import { startLoft } from "../test/support/loft-process.ts";
+import { type CpuProfile, topSelf } from "./cpu-profile.ts";
 import {
   alternate,
   log,
@@ -191,7 +192,8 @@ window.loftBench = {
     s.sessions[name] = { session, ratchet: r.value.state, opts: ratchetOpts };
     return { ms: performance.now() - start, protocol: session.protocolName };
   },
-  // One Double Ratchet message per payload inside a Noise transport frame (a chat message's path).
+  // One Double Ratchet message per payload inside a Noise transport frame (a chat message's path;
+  // sent in parts, the body copied once: the app's peer-ratchet.ts joins it into a RATCHET frame first).
   async e2eeSend(name, n, size) {
     const link = s.named[name];
     const e = s.sessions[name];
@@ -268,36 +270,12 @@ async function profileBatches(a: Page, b: Page, subjects: Subject[]): Promise<Re
   return out;
 }
 
-interface CpuProfile {
-  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
-  samples?: number[];
-}
-
 /** The share of a page's main-thread samples that were not idle (what the path costs that thread). */
 function busyPct(profile: CpuProfile): number {
   const byId = new Map(profile.nodes.map((n) => [n.id, n.callFrame.functionName]));
   const samples = profile.samples ?? [];
   const idle = samples.filter((id) => byId.get(id) === "(idle)").length;
   return Math.round((1000 * (samples.length - idle)) / Math.max(1, samples.length)) / 10;
-}
-
-/** The 10 functions with the most samples (self time), as % of the non-idle samples. */
-function topSelf(profile: CpuProfile): { fn: string; pct: number }[] {
-  const byId = new Map(profile.nodes.map((n) => [n.id, n.callFrame]));
-  const counts = new Map<string, number>();
-  let busy = 0;
-  for (const id of profile.samples ?? []) {
-    const f = byId.get(id);
-    if (!f || f.functionName === "(idle)" || f.functionName === "(program)") continue;
-    busy++;
-    const file = f.url.split("/").pop()?.split("?")[0] ?? "";
-    const key = `${f.functionName || "(anonymous)"} ${file}:${f.lineNumber + 1}`;
-    counts.set(key, (counts.get(key) ?? 0) + 1);
-  }
-  return [...counts]
-    .sort((x, y) => y[1] - x[1])
-    .slice(0, 10)
-    .map(([fn, n]) => ({ fn, pct: Math.round((1000 * n) / Math.max(1, busy)) / 10 }));
 }
 
 async function main() {

@@ -21,6 +21,7 @@ import {
   workerData,
 } from "node:worker_threads";
 import { toHex } from "../core/bytes.ts";
+import type { CryptoProvider } from "../core/crypto/provider.ts";
 import { createUserIdentity, encodeIdentity, type UserIdentity } from "../core/identity/identity.ts";
 import type { LinkCloseInfo } from "../core/link/link.ts";
 import { QueueLink } from "../core/link/queue-link.ts";
@@ -28,7 +29,7 @@ import { TokenBucket } from "../core/proxy/rate-limit.ts";
 import { DEFAULT_SEND_WINDOW } from "../core/relay/live-link.ts";
 import { createNodeCryptoProvider } from "../host/crypto-node.ts";
 import { httpOriginHandler } from "../host/proxy-origin.ts";
-import { EngineHarness, type EngineNode, TestLink, until } from "../test/support/engine.ts";
+import { EngineHarness, type EngineNode, type HarnessBase, TestLink, until } from "../test/support/engine.ts";
 import type { ContactId } from "../web/src/engine/api.ts";
 import type { DialedLink, LiveTransport, TransportDeps } from "../web/src/engine/transport.ts";
 import { RelayLiveTransport } from "../web/src/net/relay-live.ts";
@@ -55,6 +56,42 @@ export function addCard(node: EngineNode, card: PeerCard): void {
     trust: "unknown",
     firstSeen: Date.now(),
     lastSeen: Date.now(),
+  });
+}
+
+/**
+ * An engine of bench:proxy (either side, either topology): quiet, on `crypto` (noble when
+ * undefined), and with a relay its live relay link keeps up to `sendWindow` SENDs in flight.
+ */
+export function benchEngine(
+  signalingUrl: string,
+  relayUrl: string | undefined,
+  crypto: CryptoProvider | undefined,
+  sendWindow: number,
+): HarnessBase {
+  return {
+    signalingUrl,
+    ...(relayUrl ? { relayUrl } : {}),
+    config: {
+      log: () => {},
+      ...(crypto ? { crypto } : {}),
+      ...(relayUrl
+        ? { relayTransport: (deps) => new RelayLiveTransport(deps, { sendWindow }), relayFallbackMs: 200 }
+        : {}),
+    },
+  };
+}
+
+/** `bob` serves the HTTP origin at `base` to `contact` alone, as `loft expose`, with no rate limit. */
+export function serveOrigin(bob: EngineNode, base: string, contact: ContactId): void {
+  bob.engine.serveProxy({
+    handler: httpOriginHandler({
+      origin: base,
+      contacts: new Set([contact]),
+      isContact: (id) => id === contact,
+    }),
+    limiter: new TokenBucket(1e9, 1e9),
+    log: () => {},
   });
 }
 
@@ -307,20 +344,7 @@ async function exposingSide(port: MessagePort, options: ExposingOptions): Promis
   const crypto = options.noble ? undefined : await createNodeCryptoProvider();
   const transport = new PortTransport((m, t) => send(m, t), options.blockDirect);
   let sendWindow = DEFAULT_SEND_WINDOW;
-  const h = new EngineHarness(() => ({
-    signalingUrl: options.signalingUrl,
-    ...(options.relayUrl ? { relayUrl: options.relayUrl } : {}),
-    config: {
-      log: () => {},
-      ...(crypto ? { crypto } : {}),
-      ...(options.relayUrl
-        ? {
-            relayTransport: (deps) => new RelayLiveTransport(deps, { sendWindow }),
-            relayFallbackMs: 200,
-          }
-        : {}),
-    },
-  }));
+  const h = new EngineHarness(() => benchEngine(options.signalingUrl, options.relayUrl, crypto, sendWindow));
   const fail = (e: unknown) => send({ type: "error", message: e instanceof Error ? e.message : String(e) });
   port.on("message", (m: ToWorker) => {
     if (m.type === "offer") return transport.offer(m);
@@ -336,15 +360,7 @@ async function exposingSide(port: MessagePort, options: ExposingOptions): Promis
     const user = createUserIdentity({ username: "bob", now: Date.now() });
     const bob = h.node("bob", user, undefined, undefined, { transport: transport.factory(user) });
     addCard(bob, m.alice);
-    bob.engine.serveProxy({
-      handler: httpOriginHandler({
-        origin: base,
-        contacts: new Set([m.alice.id]),
-        isContact: (id) => id === m.alice.id,
-      }),
-      limiter: new TokenBucket(1e9, 1e9),
-      log: () => {},
-    });
+    serveOrigin(bob, base, m.alice.id);
     void (async () => {
       await bob.engine.start();
       send({ type: "bob", n: m.n, card: cardOf(user) });

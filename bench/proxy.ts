@@ -33,14 +33,11 @@ import { Session } from "node:inspector/promises";
 import { type EventLoopUtilization, performance as nodePerformance } from "node:perf_hooks";
 import { createUserIdentity } from "../core/identity/identity.ts";
 import type { BodyReader } from "../core/proxy/body.ts";
-import { TokenBucket } from "../core/proxy/rate-limit.ts";
 import { DEFAULT_SEND_WINDOW } from "../core/relay/live-link.ts";
 import { createNodeCryptoProvider } from "../host/crypto-node.ts";
-import { httpOriginHandler } from "../host/proxy-origin.ts";
 import { startTestRelay, type TestRelay } from "../relay-ws/testing.ts";
 import { startSignaling } from "../signaling/testing.ts";
 import { EngineHarness, type EngineNode, until } from "../test/support/engine.ts";
-import { RelayLiveTransport } from "../web/src/net/relay-live.ts";
 import { type CpuProfile, topSelf } from "./cpu-profile.ts";
 import {
   ALTERNATION,
@@ -54,7 +51,14 @@ import {
   sliceRatio,
   sliceRatioRange,
 } from "./harness.ts";
-import { addCard, startExposingSide, startOrigin, startOriginThread } from "./proxy-peer.ts";
+import {
+  addCard,
+  benchEngine,
+  serveOrigin,
+  startExposingSide,
+  startOrigin,
+  startOriginThread,
+} from "./proxy-peer.ts";
 import { numberFlag, percentile } from "./relay-cli.ts";
 
 const SIZE = numberFlag("size", 1024 * 1024);
@@ -154,34 +158,15 @@ async function oneThread(signalingUrl: string, relay: TestRelay | undefined): Pr
   const crypto = NOBLE ? undefined : await createNodeCryptoProvider();
   // Nodes 1 and 2 (the first pair) use the link's default send window; 3 and 4 one SEND at a time.
   let made = 0;
-  const h = new EngineHarness(() => {
-    const sendWindow = made++ < 2 ? DEFAULT_SEND_WINDOW : 1;
-    return {
-      signalingUrl,
-      ...(relay ? { relayUrl: relay.url } : {}),
-      config: {
-        log: () => {},
-        ...(crypto ? { crypto } : {}),
-        ...(relay
-          ? { relayTransport: (deps) => new RelayLiveTransport(deps, { sendWindow }), relayFallbackMs: 200 }
-          : {}),
-      },
-    };
-  });
+  const h = new EngineHarness(() =>
+    benchEngine(signalingUrl, relay?.url, crypto, made++ < 2 ? DEFAULT_SEND_WINDOW : 1),
+  );
   /** A pair whose Bob serves the origin to Alice; `proxied(path)` fetches through it. */
   const servingPair = async () => {
     const [alice, bob] = await h.pair(RELAY);
     if (RELAY && alice.engine.presence(bob.id).path !== "relay") throw new Error("not on the relay path");
     await until(() => h.online(alice, bob) && h.online(bob, alice), "both online");
-    bob.engine.serveProxy({
-      handler: httpOriginHandler({
-        origin: base,
-        contacts: new Set([alice.id]),
-        isContact: (id) => id === alice.id,
-      }),
-      limiter: new TokenBucket(1e9, 1e9),
-      log: () => {},
-    });
+    serveOrigin(bob, base, alice.id);
     return proxiedVia(alice, bob.id);
   };
   const stop = async () => {
@@ -218,17 +203,7 @@ async function split(signalingUrl: string, relay: TestRelay | undefined): Promis
   });
   const crypto = NOBLE ? undefined : await createNodeCryptoProvider();
   let sendWindow = DEFAULT_SEND_WINDOW;
-  const h = new EngineHarness(() => ({
-    signalingUrl,
-    ...(relay ? { relayUrl: relay.url } : {}),
-    config: {
-      log: () => {},
-      ...(crypto ? { crypto } : {}),
-      ...(relay
-        ? { relayTransport: (deps) => new RelayLiveTransport(deps, { sendWindow }), relayFallbackMs: 200 }
-        : {}),
-    },
-  }));
+  const h = new EngineHarness(() => benchEngine(signalingUrl, relay?.url, crypto, sendWindow));
   const servingPair = async (window: number) => {
     sendWindow = window;
     const user = createUserIdentity({ username: "alice", now: Date.now() });

@@ -200,13 +200,11 @@ export class CipherState {
     this.#writeNonce(nonce, this.#lo, this.#hi);
     this.#increment();
     return this.#enqueue(async () => {
-      const keyed = await this.#keyedAead();
-      // A keyed AEAD (WebCrypto) seals into a fresh buffer whatever we ask: writing that into
-      // `output` would only add a copy (and a wipe) of every frame. The result is what counts.
-      if (keyed !== undefined && !this.#wiped) return ok(await keyed.seal(nonce, ad, plaintext));
       const aead = await this.#aeadForOneCall();
       if (aead === undefined) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
-      return ok(await aead.seal(nonce, ad, plaintext, output));
+      // A keyed AEAD (WebCrypto) seals into a fresh buffer whatever we ask: writing that into
+      // `output` would only add a copy (and a wipe) of every frame. The result is what counts.
+      return ok(await aead.seal(nonce, ad, plaintext, aead instanceof KeyCopyAead ? output : undefined));
     });
   }
 

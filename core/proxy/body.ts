@@ -5,6 +5,7 @@
  * requesting side, or anything in between — ever holds more than one window of a body, however
  * slow the consumer, however large the body.
  */
+import { concatBytes } from "../bytes.ts";
 import { LEGACY_CHUNK, MAX_CHUNK } from "./frames.ts";
 
 /** Pull-based body: `read()` gives the next chunk or null at the end; `cancel()` stops it early. */
@@ -97,13 +98,7 @@ export function joinHeld(source: BodyReader, max: number): BodyReader {
         parts.push(more);
         size += more.length;
       }
-      const out = new Uint8Array(size);
-      let at = 0;
-      for (const p of parts) {
-        out.set(p, at);
-        at += p.length;
-      }
-      return out;
+      return concatBytes(...parts); // a fresh buffer, even for one part
     },
     cancel(reason) {
       carried = undefined;

@@ -329,7 +329,10 @@ describe("files between two browsers", () => {
       // Once the loss is noticed the transfer either waits for the next session, or moves on at
       // once through the relay (the first redial after a lost path goes there: docs/design.md,
       // "Relay first after a lost path"). Either way it resumes from the receiver's next chunk
-      // (docs/protocol/files.md, "Resume"): its progress never goes back.
+      // (docs/protocol/files.md, "Resume"): its progress never goes back. Progress alone is not
+      // enough to go on: chunks already in flight (and the page's progress, drawn per frame) can
+      // still move it on just after the drop, before anything noticed the loss — restoring the
+      // address then would test no drop at all. So it counts once the chat no longer says direct.
       const values = [atDrop.value];
       const sample = async () => {
         const now = await look(b, "resumed.bin");
@@ -340,7 +343,9 @@ describe("files between two browsers", () => {
         .poll(
           async () => {
             const now = await sample();
-            return now.state === "waiting" || now.state === "done" || now.value > atDrop.value;
+            if (now.state === "waiting" || now.state === "done") return true;
+            const lost = (await byId(b, "chat-presence").textContent()) !== "online · direct";
+            return lost && now.value > atDrop.value;
           },
           { timeout: 90_000, interval: 100 },
         )

@@ -62,7 +62,10 @@ describe("Share → Loft while locked and offline", () => {
     await p.goto(new URL("/share", loft.url).toString());
     await unlock(p);
     await byId(p, "share-screen").waitFor({ timeout: T });
-    expect(await byId(p, "shared-file").allTextContents()).toEqual(["note.txt · 26 B"]);
+    // As below: the screen shows before the shared file is read back from the share cache.
+    await expect
+      .poll(() => byId(p, "shared-file").allTextContents(), { timeout: T })
+      .toEqual(["note.txt · 26 B"]);
 
     // Left without sending (nobody to send to yet): Home offers it, after another lock too.
     await byId(p, "back").click();

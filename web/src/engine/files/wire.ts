@@ -225,10 +225,7 @@ function checkHeader(h: FileChunkHeader): Result<FileChunkHeader> {
 
 /** 0x10 ‖ header ‖ sealed (docs/protocol/files.md §2). */
 export function encodeChunkFrame(f: FileChunkFrame): Uint8Array {
-  const out = new Uint8Array(CHUNK_HEADER_BYTES + f.sealed.length);
-  writeHeader(out, f.header);
-  out.set(f.sealed, CHUNK_HEADER_BYTES);
-  return out;
+  return encodeChunkFrameInto(new Uint8Array(CHUNK_HEADER_BYTES + f.sealed.length), f);
 }
 
 /**

@@ -5,7 +5,7 @@
  * checked the hash, and received images shown inline. Each row is a `listitem`; the bar is a
  * native `<progress>` labelled with the file's name.
  */
-import { createSignal, For, onCleanup, onMount, Show } from "solid-js";
+import { batch, createSignal, For, onCleanup, onMount, Show } from "solid-js";
 import { createStore, reconcile } from "solid-js/store";
 import {
   acceptFile,
@@ -180,7 +180,10 @@ export function Files(props: {
     if (disposed) return;
     const ts = [...due.values()];
     due.clear();
-    for (const t of ts) put(t);
+    // One update of the list for the frame's transfers, not one (and a sort of the rows) each.
+    batch(() => {
+      for (const t of ts) put(t);
+    });
   }
   function later(t: FileTransfer) {
     due.set(t.key, t);

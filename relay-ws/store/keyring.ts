@@ -34,6 +34,25 @@ import { StoreError } from "./errors.ts";
 export const KEYRING_FILE = "keyring.2";
 /** The keyring's file name before format 2. */
 export const LEGACY_KEYRING_FILE = "keyring";
+
+function masterKeyError(path: string): StoreError {
+  return new StoreError(
+    "LOFT_ERR_RELAY_MASTER_KEY",
+    `the master key does not open ${path} (wrong key, or the file is damaged)`,
+  );
+}
+
+/**
+ * Throws LOFT_ERR_RELAY_MASTER_KEY unless `master` (or `previous`, during a master-key rotation)
+ * opens the keyring file at `path`, changing nothing: the relay checks the key of a dir from before
+ * format 2 before it renames that dir's keyring (docs/operations-relay.md §Upgrades), so a start
+ * with a wrong key leaves the dir as the earlier relay wrote it.
+ */
+export function checkMasterKey(path: string, master: Uint8Array, previous?: Uint8Array): void {
+  const slots = readSlots(path);
+  const opens = (key: Uint8Array) => newest(slots.map((s) => decodeSlot(key, s))) !== undefined;
+  if (!opens(master) && !(previous && opens(previous))) throw masterKeyError(path);
+}
 export const MASTER_KEY_LENGTH = 32;
 export const EPOCH_KEY_LENGTH = 32;
 export const SLOT_SIZE = 4096;
@@ -177,10 +196,7 @@ export class Keyring {
     }
     if (!state) {
       masterCopy.fill(0);
-      throw new StoreError(
-        "LOFT_ERR_RELAY_MASTER_KEY",
-        `the master key does not open ${path} (wrong key, or the file is damaged)`,
-      );
+      throw masterKeyError(path);
     }
     const ring = new Keyring(path, masterCopy, keySource, state);
     // Rewrite both slots: after a crash mid-write, or to re-seal under a new master key.

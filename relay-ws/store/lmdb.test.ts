@@ -801,6 +801,13 @@ describe("relay LMDB store", () => {
       rawDb(env, "keys").remove(Buffer.of(0));
     });
     await env.close();
+    // A wrong master key on that dir stops the start and renames nothing: the earlier relay still
+    // opens it as it left it.
+    expect(() => new LmdbStore({ path, masterKey: randomBytes(32) })).toThrow(
+      expect.objectContaining({ code: "LOFT_ERR_RELAY_MASTER_KEY" }),
+    );
+    expect(existsSync(join(path, LEGACY_KEYRING_FILE))).toBe(true);
+    expect(existsSync(join(path, KEYRING_FILE))).toBe(false);
     store = openStore({ path, masterKey });
     expect(text(await store.read(q.recipientId, 0))).toBe("kept");
     expect(existsSync(join(path, LEGACY_KEYRING_FILE))).toBe(false);

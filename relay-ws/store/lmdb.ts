@@ -44,7 +44,7 @@ import {
 } from "./at-rest.ts";
 import { commitCause, guardLmdbCommitRejections, isNoSpaceError, StoreError } from "./errors.ts";
 import { HotBlocks } from "./hot-blocks.ts";
-import { KEYRING_FILE, Keyring, LEGACY_KEYRING_FILE } from "./keyring.ts";
+import { checkMasterKey, KEYRING_FILE, Keyring, LEGACY_KEYRING_FILE } from "./keyring.ts";
 import { SealPool, type SealPoolOptions } from "./seal-pool.ts";
 import type {
   AppendResult,
@@ -486,9 +486,15 @@ export class LmdbStore implements RelayStore {
       );
     }
     // Format 2's keyring file name: from now on a relay from before format 2 finds no keyring and
-    // stops (docs/operations-relay.md §Upgrades). Renamed first, so a crash in the migration below
-    // leaves a dir only a format-2 relay opens (it resumes the migration).
-    renameLegacyKeyring(options.path);
+    // stops (docs/operations-relay.md §Upgrades). Renamed before the migration below, so a crash in
+    // it leaves a dir only a format-2 relay opens (it resumes the migration) — but after the master
+    // key is known to open it, so a start with a wrong key changes nothing.
+    try {
+      renameLegacyKeyring(options.path, options.masterKey, options.previousMasterKey);
+    } catch (e) {
+      void this.#root.close();
+      throw e;
+    }
     const hadKeyring = keyringExists(options.path);
     if (!hadKeyring && this.#hasWrappedKeys()) {
       void this.#root.close();
@@ -1983,10 +1989,14 @@ function keyringExists(dir: string): boolean {
   return existsSync(join(dir, KEYRING_FILE));
 }
 
-/** `keyring` → `keyring.2` (atomic rename, then the folder fsync'd so the new name is durable). */
-function renameLegacyKeyring(dir: string): void {
+/**
+ * `keyring` → `keyring.2` (atomic rename, then the folder fsync'd so the new name is durable), once
+ * `master` (or `previous`) is known to open it.
+ */
+function renameLegacyKeyring(dir: string, master: Uint8Array, previous: Uint8Array | undefined): void {
   const legacy = join(dir, LEGACY_KEYRING_FILE);
   if (keyringExists(dir) || !existsSync(legacy)) return;
+  checkMasterKey(legacy, master, previous);
   renameSync(legacy, join(dir, KEYRING_FILE));
   const fd = openSync(dir, "r");
   try {

@@ -176,16 +176,23 @@ describe("SMP bridge heartbeat", () => {
           webSocket: (u) => new WebSocket(u) as never,
         });
         let silent!: WebSocket;
+        // Answered by hand until both tunnels are counted: a heartbeat that comes while this one
+        // is still connecting (a loaded machine) must not cut it before the test looks.
+        let answering = true;
         const dead = await connectSmpBridge(hb.url, server.address, {
           // A browser gone without a word: its socket is open, but nothing answers the pings.
           webSocket: (u) => {
             silent = new WebSocket(u, { autoPong: false });
+            silent.on("ping", (data: Buffer) => {
+              if (answering) silent.pong(data);
+            });
             return silent as never;
           },
         });
         await dead.client.ping();
         expect(hb.service.connectionCount).toBe(2);
         const serverSide = server.smp.connectionCount;
+        answering = false;
         const [code] = await once(silent, "close");
         expect(code).toBe(1006);
         expect(hb.service.connectionCount).toBe(1);

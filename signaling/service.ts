@@ -295,6 +295,21 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     return r !== undefined && !r.conn.closed && visible(r, viewer);
   }
 
+  /**
+   * The states a SUBSCRIBE answers with, one per key `conn` now watches, each kept in `shown` as
+   * what `conn` was told (refresh pushes only what differs from it).
+   */
+  function tellStates(conn: Conn, next: ReadonlyMap<string, Uint8Array<ArrayBuffer>>) {
+    if (next.size === 0) return [];
+    conn.shown ??= new Map();
+    const shown = conn.shown;
+    return [...next].map(([keyHex, key]) => {
+      const online = shownOnline(conn, keyHex);
+      shown.set(keyHex, online);
+      return { key, online };
+    });
+  }
+
   /** Push `keyHex`'s state to `viewer` if it watches it and it changed from what it was told. */
   function refresh(viewer: Conn, keyHex: string, key: Uint8Array): void {
     if (viewer.closed || !viewer.watching.has(keyHex)) return;
@@ -899,12 +914,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         registry.watch(conn, conn.watching, next);
         conn.watching = next.size > 0 ? new Set(next.keys()) : NONE;
         conn.shown = keepShown(conn.shown, next);
-        const states = [...next].map(([keyHex, key]) => {
-          const online = shownOnline(conn, keyHex);
-          conn.shown ??= new Map();
-          conn.shown.set(keyHex, online);
-          return { key, online };
-        });
+        const states = tellStates(conn, next);
         const visibleTo = msg.only_watched ? new Set(next.keys()) : undefined;
         const changed = !sameVisibility(visibleTo, conn.visibleTo);
         conn.visibleTo = visibleTo;
@@ -1042,12 +1052,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     conn.watching = next.size > 0 ? new Set(next.keys()) : NONE;
     conn.shown = keepShown(conn.shown, next);
     if (changed && conn.reg) await shared!.setVisibility(conn.reg.keyHex, conn.id, visibleTo);
-    const states = [...next].map(([keyHex, key]) => {
-      const online = shownOnline(conn, keyHex);
-      conn.shown ??= new Map();
-      conn.shown.set(keyHex, online);
-      return { key, online };
-    });
+    const states = tellStates(conn, next);
     updateGauges();
     send(conn, { t: "PRESENCE", id, peers: states });
   }

@@ -1,5 +1,5 @@
 /**
- * `npx tsx bench/idle-census.ts [--idle 5000] [--service relay|signaling] [--ws-impl lean|ws] [--node-arg …] [--wait 3] [--top 25] [--json]`
+ * `npx tsx bench/idle-census.ts [--idle 5000] [--service relay|signaling] [--ws-impl lean|ws] [--node-arg …] [--wait 3] [--top 25] [--keep] [--json]`
  *
  * What one idle connection leaves in the V8 heap, by constructor (bench/README.md, "bench:scale",
  * "Where an idle connection's bytes are"): one `relay-ws/main.ts` (embedded store) or

@@ -105,6 +105,8 @@ export interface SignalingService extends HostedService {
   stats(): SignalingStats;
   /** With --redis: resolves true once Redis is reachable (false after `ms`); true without it. */
   ready(ms: number): Promise<boolean>;
+  /** One heartbeat round now, what the timer runs every `heartbeatMs` (tests run it by hand). */
+  heartbeat(): void;
 }
 
 /** The socket's property naming its connection (for the shared listeners). */
@@ -1277,7 +1279,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
 
   // ---- timers --------------------------------------------------------------------------------
 
-  const heartbeat = setInterval(() => {
+  function heartbeat(): void {
     const t = now();
     for (const conn of conns) {
       // Buckets that refilled are forgotten: the next frame makes a full one, as they were.
@@ -1292,8 +1294,9 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       conn.alive = false;
       if (conn.ws.readyState === conn.ws.OPEN) conn.ws.ping();
     }
-  }, config.heartbeatMs);
-  heartbeat.unref();
+  }
+  const heartbeatTimer = setInterval(heartbeat, config.heartbeatMs);
+  heartbeatTimer.unref();
 
   const sweeper = setInterval(() => {
     const t = now();
@@ -1374,6 +1377,8 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       return shared ? shared.ready(ms) : Promise.resolve(true);
     },
 
+    heartbeat,
+
     unavailable() {
       return shared && !shared.available() ? "redis unreachable" : undefined;
     },
@@ -1393,7 +1398,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     close() {
       if (closePromise) return closePromise;
       closing = true;
-      clearInterval(heartbeat);
+      clearInterval(heartbeatTimer);
       openings.close();
       clearInterval(sweeper);
       clearInterval(limitsFlush);

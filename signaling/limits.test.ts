@@ -235,7 +235,9 @@ describe("rate limits", () => {
 
 describe("liveness", () => {
   it("heartbeat reaps a socket that stops answering pings, and its peer goes offline", async () => {
-    const server = await startSignaling({ heartbeatMs: 100 });
+    // Heartbeats run by hand (service.heartbeat; the timer's period is an hour): a loaded machine
+    // cannot let the next one come before the watcher's pong is read.
+    const server = await startSignaling({ heartbeatMs: 3_600_000 });
     try {
       const silentUser = makeUser("silent");
       const silent = await RawClient.hello(server.url, { autoPong: false });
@@ -246,6 +248,17 @@ describe("liveness", () => {
       const state = await watcher.request({ t: "SUBSCRIBE", id: 1, keys: [keyOf(silentUser)] });
       expect(state).toMatchObject({ t: "PRESENCE", peers: [{ online: true }] });
       const offline = watcher.until("PRESENCE", (m) => m.peers.some((p) => !p.online));
+      // Both pinged; the watcher answers at once (ws writes the pong before it emits "ping").
+      const pinged = new Promise((r) => watcher.ws.once("ping", r));
+      server.service.heartbeat();
+      await pinged;
+      // A round trip on a third connection, begun after that pong was written on loopback: the
+      // server has read the pong by the time it answers (no frame of the watcher's own, which
+      // would count as a sign of life by itself).
+      const other = await RawClient.hello(server.url);
+      expect((await other.request({ t: "LIST_SERVERS_REQUEST", id: 1 })).t).toBe("LIST_SERVERS_RESPONSE");
+      other.close();
+      server.service.heartbeat();
       expect((await silent.closed).code).toBe(1006);
       await offline;
       expect(metricValue(await server.metrics(), "loft_signaling_heartbeat_reaped_total")).toBe(1);

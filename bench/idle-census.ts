@@ -1,5 +1,5 @@
 /**
- * `npx tsx bench/idle-census.ts [--idle 5000] [--service relay|signaling] [--ws-impl lean|ws] [--node-arg …] [--wait 3] [--top 25] [--json]`
+ * `npx tsx bench/idle-census.ts [--idle 5000] [--service relay|signaling] [--ws-impl lean|ws] [--node-arg …] [--wait 3] [--top 25] [--keep] [--json]`
  *
  * What one idle connection leaves in the V8 heap, by constructor (bench/README.md, "bench:scale",
  * "Where an idle connection's bytes are"): one `relay-ws/main.ts` (embedded store) or
@@ -11,13 +11,13 @@
  * `--wait` is the seconds between the last connection held and the second snapshot: past one
  * heartbeat (30 s by default) the servers have forgotten the rate buckets the openings spent from.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { startLoft } from "../test/support/loft-process.ts";
+import { liftedSignalingArgs, spawnIdleHolder } from "./idle-holders.ts";
 import { numberFlag, stringFlag } from "./relay-cli.ts";
 
 const argv = process.argv.slice(2);
@@ -100,16 +100,7 @@ async function main() {
     "--relay-verify-threads",
     "0",
   ];
-  const signalingArgs = [
-    "--signal-max-connections",
-    String(IDLE + 1000),
-    "--signal-max-connections-per-source",
-    "100000",
-    "--signal-upgrade-rate",
-    "1000000",
-    "--signal-upgrade-burst",
-    "1000000",
-  ];
+  const signalingArgs = liftedSignalingArgs(IDLE);
   const p = await startLoft({
     entry: SERVICE === "relay" ? "relay-ws/main.ts" : "signaling/main.ts",
     args: [...(SERVICE === "relay" ? relayArgs : signalingArgs), "--ws-impl", WS_IMPL],
@@ -121,37 +112,16 @@ async function main() {
     await sleep(3000);
     // Before the first connection (the holder starts once this snapshot is written).
     const a = census(await snapshot(pid, dir));
-    holder = spawn(
-      process.execPath,
-      [
-        "--import",
-        "tsx",
-        fileURLToPath(new URL("./idle-holder.ts", import.meta.url)),
-        JSON.stringify({
-          targets: [{ host: "127.0.0.1", port: p.port, path: SERVICE === "relay" ? "/relay" : "/signal" }],
-          count: IDLE,
-          firstSource: 0,
-          perSource: 200,
-          concurrency: 64,
-          service: SERVICE,
-        }),
-      ],
-      { stdio: ["pipe", "pipe", "inherit"] },
-    );
-    const h = holder;
-    const held = await new Promise<number>((resolve, reject) => {
-      let pending = "";
-      h.stdout!.on("data", (chunk: Buffer) => {
-        pending += chunk.toString();
-        const lines = pending.split("\n");
-        pending = lines.pop() ?? "";
-        for (const line of lines) {
-          const r = JSON.parse(line) as { held: number; done?: boolean };
-          if (r.done) resolve(r.held);
-        }
-      });
-      h.once("exit", (code) => reject(new Error(`idle holder exited (${code})`)));
+    const h = spawnIdleHolder({
+      targets: [{ host: "127.0.0.1", port: p.port, path: SERVICE === "relay" ? "/relay" : "/signal" }],
+      count: IDLE,
+      firstSource: 0,
+      perSource: 200,
+      concurrency: 64,
+      service: SERVICE,
     });
+    holder = h.child;
+    const { held } = await h.done;
     await sleep(WAIT_S * 1000);
     const b = census(await snapshot(pid, dir));
     const rows = [...new Set([...a.keys(), ...b.keys()])].map((k) => {

@@ -18,7 +18,7 @@ import { connect, type Socket } from "node:net";
 import { encodeVersionHeader, SIGNALING_VERSION } from "../core/codec/version.ts";
 import { RELAY_VERSION_AUTHENTICATOR } from "../core/relay/protocol.ts";
 
-interface Plan {
+export interface Plan {
   targets: { host: string; port: number; path: string }[];
   count: number;
   /** Index of the first source address (see `sourceAddress`). */

@@ -44,6 +44,7 @@ import { xchachaOpen } from "../relay-ws/node-crypto.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
 import { metricValue } from "../test/support/metrics.ts";
 import { type RedisServer, startRedis } from "../test/support/redis-server.ts";
+import { liftedSignalingArgs, spawnIdleHolder } from "./idle-holders.ts";
 import { processCpuSeconds, rssKib } from "./proc-stats.ts";
 import { numberFlag, percentile, stringFlag } from "./relay-cli.ts";
 import { BenchConn, expectOk } from "./relay-conn.ts";
@@ -228,18 +229,7 @@ async function idleFloor(variant: "net" | "ws" | "lean", count: number): Promise
 async function idleSignaling(count: number): Promise<IdleFigures> {
   const p = await startLoft({
     entry: "signaling/main.ts",
-    args: [
-      "--signal-max-connections",
-      String(count + 1000),
-      "--signal-max-connections-per-source",
-      "100000",
-      "--signal-upgrade-rate",
-      "1000000",
-      "--signal-upgrade-burst",
-      "1000000",
-      "--ws-impl",
-      WS_IMPL,
-    ],
+    args: [...liftedSignalingArgs(count), "--ws-impl", WS_IMPL],
     nodeArgs: NODE_ARGS,
   });
   try {
@@ -295,37 +285,16 @@ async function idle(
     const results = await deadline(
       Promise.all(
         counts.map((count, h) => {
-          const child = spawn(
-            process.execPath,
-            [
-              "--import",
-              "tsx",
-              fileURLToPath(new URL("./idle-holder.ts", import.meta.url)),
-              JSON.stringify({
-                targets,
-                count,
-                firstSource: (h * PER_HOLDER) / PER_SOURCE,
-                perSource: PER_SOURCE,
-                concurrency: 64,
-                service,
-              }),
-            ],
-            { stdio: ["pipe", "pipe", "inherit"] },
-          );
-          holders.push(child);
-          return new Promise<{ held: number; failed: number }>((resolve, reject) => {
-            let pending = "";
-            child.stdout!.on("data", (chunk: Buffer) => {
-              pending += chunk.toString();
-              const lines = pending.split("\n");
-              pending = lines.pop() ?? "";
-              for (const line of lines) {
-                const r = JSON.parse(line) as { held: number; failed: number; done?: boolean };
-                if (r.done) resolve(r);
-              }
-            });
-            child.once("exit", (code) => reject(new Error(`idle holder exited (${code})`)));
+          const { child, done } = spawnIdleHolder({
+            targets,
+            count,
+            firstSource: (h * PER_HOLDER) / PER_SOURCE,
+            perSource: PER_SOURCE,
+            concurrency: 64,
+            service,
           });
+          holders.push(child);
+          return done;
         }),
       ),
       "idle connections",

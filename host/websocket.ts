@@ -394,12 +394,17 @@ export class LeanWebSocket {
     else this.#awaitClose();
   }
 
-  /** Wait at most `closeTimeoutMs` for the TCP connection to go (§7.1.1), then cut it. */
-  #awaitClose(): void {
-    if (this.#closing) return;
-    this.#closing = { ws: this, reason: EMPTY };
+  /**
+   * Wait at most `closeTimeoutMs` for the TCP connection to go (§7.1.1), then cut it; the wait's
+   * entry (made once: a second call finds the first's).
+   */
+  #awaitClose(): Closing {
+    if (this.#closing) return this.#closing;
+    const c: Closing = { ws: this, reason: EMPTY };
+    this.#closing = c;
     closingHeldCount++;
-    closeDeadlines(this.#options.closeTimeoutMs ?? 30_000).add(this.#closing);
+    closeDeadlines(this.#options.closeTimeoutMs ?? 30_000).add(c);
+    return c;
   }
 
   /** Cut the TCP connection, no close handshake (`close` is emitted with 1006). */
@@ -666,8 +671,7 @@ export class LeanWebSocket {
     if (!this.#has(CLOSE_SENT)) this.#sendClose(code === 1005 ? undefined : code, EMPTY);
     this._socket.end();
     // A peer that never closes its side is cut after the same timeout as a close we start.
-    this.#awaitClose();
-    this.#closing!.reason = reason;
+    this.#awaitClose().reason = reason;
   }
 
   #data(opcode: number, fin: boolean, payload: Buffer): void {

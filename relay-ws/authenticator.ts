@@ -46,7 +46,9 @@ export class AuthenticatorStats {
 }
 
 const ZERO_TAG = Buffer.alloc(AUTHENTICATOR_LENGTH);
-const SESSION_LENGTH = SESSION_ID_LENGTH;
+/** Where the parts of a connection's 96 bytes begin: session id (0), private key, public key. */
+const SECRET_AT = SESSION_ID_LENGTH;
+const PUBLIC_AT = SECRET_AT + 32;
 /** PKCS #8 header of a raw X25519 private key (RFC 8410 §7). */
 const X25519_PKCS8_PREFIX = Buffer.from("302e020100300506032b656e04220420", "hex");
 
@@ -87,14 +89,14 @@ export class ConnectionAuthenticator {
     // Encoded keys, not KeyObjects: OpenSSL's key is freed before this returns, instead of
     // waiting in native memory for the garbage collector (which does not see its size) — at a
     // few hundred openings per second that wait showed in the relay's RSS (bench:scale).
-    const bytes = lastingSlab.take(SESSION_LENGTH + 32 + KEY_LENGTH);
-    const session = bytes.subarray(0, SESSION_LENGTH);
+    const bytes = lastingSlab.take(PUBLIC_AT + KEY_LENGTH);
+    const session = bytes.subarray(0, SECRET_AT);
     if (sessionId) {
-      if (sessionId.length !== SESSION_LENGTH) throw new RangeError("session id: 32 bytes");
+      if (sessionId.length !== SESSION_ID_LENGTH) throw new RangeError("session id: 32 bytes");
       session.set(sessionId);
     } else randomFillSync(session);
-    const secret = bytes.subarray(SESSION_LENGTH, SESSION_LENGTH + 32);
-    const pub = bytes.subarray(SESSION_LENGTH + 32);
+    const secret = bytes.subarray(SECRET_AT, PUBLIC_AT);
+    const pub = bytes.subarray(PUBLIC_AT);
     if (privateKey) {
       // X25519 takes any 32 bytes as a private key (RFC 7748 §5 clamps them).
       secret.set(privateKey);
@@ -118,12 +120,12 @@ export class ConnectionAuthenticator {
 
   /** The relay's X25519 public key for this connection (HELLO `x`): a view of its pair. */
   get publicKey(): Uint8Array {
-    return this.#bytes.subarray(SESSION_LENGTH + 32);
+    return this.#bytes.subarray(PUBLIC_AT);
   }
 
   /** The connection's session id (HELLO `s`, the HKDF salt): a view, made when asked. */
   get sessionId(): Uint8Array {
-    return this.#bytes.subarray(0, SESSION_LENGTH);
+    return this.#bytes.subarray(0, SECRET_AT);
   }
 
   get #keys(): Map<string, Agreed> {
@@ -197,10 +199,7 @@ export class ConnectionAuthenticator {
         key: { kty: "OKP", crv: "X25519", x: Buffer.from(u).toString("base64url") },
         format: "jwk",
       });
-      const der = Buffer.concat([
-        X25519_PKCS8_PREFIX,
-        this.#bytes.subarray(SESSION_LENGTH, SESSION_LENGTH + 32),
-      ]);
+      const der = Buffer.concat([X25519_PKCS8_PREFIX, this.#bytes.subarray(SECRET_AT, PUBLIC_AT)]);
       const ours = createPrivateKey({ key: der, format: "der", type: "pkcs8" });
       der.fill(0);
       shared = diffieHellman({ privateKey: ours, publicKey: theirs });
@@ -219,7 +218,7 @@ export class ConnectionAuthenticator {
 
   /** The connection ended: wipe the private key and the agreed keys. */
   dispose(): void {
-    this.#bytes.fill(0, SESSION_LENGTH, SESSION_LENGTH + 32);
+    this.#bytes.fill(0, SECRET_AT, PUBLIC_AT);
     if (!this.#keysMade) return;
     for (const a of this.#keysMade.values()) a.key.fill(0);
     this.#keysMade.clear();

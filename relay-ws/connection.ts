@@ -349,12 +349,8 @@ export class RelayConnection implements ConnectionHandle {
   heartbeat(): void {
     if (this.#state === "closed") return;
     // A bucket that refilled is forgotten: the next frame starts from a full one, as it would.
-    if (this.#refilledAt !== undefined) {
-      const { ratePerSecond, rateBurst } = this.#ctx.config;
-      const elapsed = (this.#ctx.now() - this.#refilledAt) / 1000;
-      if (ratePerSecond === 0 || (this.#tokens ?? rateBurst) + elapsed * ratePerSecond >= rateBurst)
-        this.#tokens = this.#refilledAt = undefined;
-    }
+    if (this.#refilledAt !== undefined && this.#tokensAt(this.#ctx.now()) >= this.#ctx.config.rateBurst)
+      this.#tokens = this.#refilledAt = undefined;
     if (!this.#alive) {
       this.#ws.terminate();
       return;
@@ -482,6 +478,17 @@ export class RelayConnection implements ConnectionHandle {
   }
 
   /**
+   * The tokens the rate bucket holds at `now` (docs/protocol/relay.md §Limits): refilled at
+   * `ratePerSecond` since it was last taken from, up to `rateBurst`; a full bucket when none is
+   * kept (fresh, or forgotten by the heartbeat once it had refilled).
+   */
+  #tokensAt(now: number): number {
+    const { ratePerSecond, rateBurst } = this.#ctx.config;
+    if (this.#tokens === undefined || this.#refilledAt === undefined) return rateBurst;
+    return Math.min(rateBurst, this.#tokens + ((now - this.#refilledAt) / 1000) * ratePerSecond);
+  }
+
+  /**
    * Take up to `count` tokens (a batch: one per message) and return how many were admitted: all,
    * or as many whole tokens as the bucket holds — a batch larger than what is left, even larger
    * than the burst, passes a prefix at the configured rate and the client retries the rest
@@ -492,11 +499,7 @@ export class RelayConnection implements ConnectionHandle {
     const { ratePerSecond, rateBurst } = this.#ctx.config;
     if (ratePerSecond === 0) return count;
     const now = this.#ctx.now();
-    // No bucket: a full one (fresh, or forgotten by the heartbeat once it had refilled).
-    let tokens =
-      this.#tokens === undefined || this.#refilledAt === undefined
-        ? rateBurst
-        : Math.min(rateBurst, this.#tokens + ((now - this.#refilledAt) / 1000) * ratePerSecond);
+    let tokens = this.#tokensAt(now);
     this.#refilledAt = now;
     const admitted = Math.max(0, Math.min(count, Math.floor(tokens)));
     tokens -= admitted > 0 ? admitted : 1;

@@ -4,6 +4,7 @@
  * while another keeps being served.
  */
 import { randomBytes } from "node:crypto";
+import { once } from "node:events";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { toHex, utf8 } from "../core/bytes.ts";
 import { encodeCanonical } from "../core/codec/codec.ts";
@@ -293,6 +294,42 @@ describe("relay WebSocket pings", () => {
       expect(await attacker.next()).toBeUndefined();
       expect(attacker.closeCode).toBe(1008);
       expect(attacker.closeReason).toBe("LOFT_ERR_RELAY_RATE");
+    } finally {
+      await r.close();
+    }
+  });
+});
+
+describe("relay command buckets and the heartbeat", () => {
+  it("a connection's bucket is forgotten at a heartbeat only once it refilled: spent, it stays spent", async () => {
+    // The buckets' clock moves only when the test says; heartbeats run by hand (service.heartbeat).
+    let t = 1_000_000;
+    const r = await startTestRelay({ rateBurst: 3, ratePerSecond: 1 }, { now: () => t });
+    try {
+      const c = await RawSocket.open(r.url);
+      const ping = (i: number) => c.request({ k: "PING", i });
+      // The heartbeat's ping reached the client, which answered it at once: the relay reads that
+      // pong before the next command on the socket, and the connection stays alive.
+      const heartbeat = async () => {
+        const pinged = once(c.ws, "ping");
+        r.service.heartbeat();
+        await pinged;
+      };
+      /** PINGs answered before the first RATE (at most 10 tried). */
+      const spent = async (from: number) => {
+        let i = from;
+        while (i - from < 10 && (await ping(i)).k !== "ERR") i++;
+        return i - from;
+      };
+      expect(await spent(1)).toBe(3);
+      // A heartbeat passes, the clock does not: the spent bucket is kept, not replaced by a full one.
+      await heartbeat();
+      expect(await ping(10)).toEqual({ k: "ERR", i: 10, e: "RATE" });
+      // Refilled, then forgotten at a heartbeat: the next frames find a full bucket, three and no more.
+      t += 10_000;
+      await heartbeat();
+      expect(await spent(20)).toBe(3);
+      expect(c.closeCode).toBeUndefined();
     } finally {
       await r.close();
     }

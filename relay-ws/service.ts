@@ -87,6 +87,8 @@ export interface RelayService extends HostedService {
   runGc(): Promise<GcResult>;
   readonly connectionCount: number;
   diagnostics(): RelayDiagnostics;
+  /** One heartbeat round now (also runs every 30 s): pings, dead connections cut, full buckets forgotten. */
+  heartbeat(): void;
 }
 
 const HEARTBEAT_MS = 30_000;
@@ -306,13 +308,14 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
     ctx.track(runGc().catch((e) => log.error({ err: e }, "relay gc failed")));
   }, config.gcIntervalSeconds * 1000);
   gcTimer.unref();
-  const heartbeatTimer = setInterval(() => {
+  function heartbeat(): void {
     for (const c of connections) c.heartbeat();
     // Source entries are kept in memory only, and only while they matter.
     const now = performance.now();
     sources.sweep(now);
     ctx.prekeysPerQueue.sweep(now);
-  }, HEARTBEAT_MS);
+  }
+  const heartbeatTimer = setInterval(heartbeat, HEARTBEAT_MS);
   heartbeatTimer.unref();
 
   function onHeldSocketClose(this: HeldSocket): void {
@@ -346,6 +349,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
       companions.push(companion);
     },
     runGc,
+    heartbeat,
     get connectionCount() {
       return connections.size;
     },

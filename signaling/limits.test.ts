@@ -96,9 +96,13 @@ describe("rate limits", () => {
 
   it("a connection's bucket is forgotten at a heartbeat only once it refilled: spent, it stays spent", async () => {
     let t = 1_000_000;
-    const server = await startSignaling({ connRate: 1, connBurst: 3, heartbeatMs: 50 }, 0, () => t);
-    const pings = async (c: RawClient, n: number) => {
-      for (let i = 0; i < n; i++) await new Promise((r) => c.ws.once("ping", r));
+    // Heartbeats run by hand (the timer's period is an hour): each comes where the test says, and
+    // a request after each shows the connection alive, whatever a loaded machine's timers do.
+    const server = await startSignaling({ connRate: 1, connBurst: 3, heartbeatMs: 3_600_000 }, 0, () => t);
+    const heartbeat = async (c: RawClient) => {
+      const pinged = new Promise((r) => c.ws.once("ping", r));
+      server.service.heartbeat();
+      await pinged;
     };
     const list = (c: RawClient, id: number) => c.request({ t: "LIST_SERVERS_REQUEST", id });
     const limited = { t: "ERROR", code: "RATE_LIMITED" };
@@ -107,12 +111,12 @@ describe("rate limits", () => {
       // The opening's header took one token of the three: two requests answered, the third refused.
       for (const id of [1, 2]) expect((await list(c, id)).t).toBe("LIST_SERVERS_RESPONSE");
       expect(await list(c, 3)).toMatchObject(limited);
-      // Heartbeats pass, the clock does not: the spent bucket is kept, not replaced by a full one.
-      await pings(c, 3);
+      // A heartbeat passes, the clock does not: the spent bucket is kept, not replaced by a full one.
+      await heartbeat(c);
       expect(await list(c, 4)).toMatchObject(limited);
       // Refilled, then forgotten at a heartbeat: the next frames find a full bucket, three and no more.
       t += 10_000;
-      await pings(c, 2);
+      await heartbeat(c);
       for (const id of [5, 6, 7]) expect((await list(c, id)).t).toBe("LIST_SERVERS_RESPONSE");
       expect(await list(c, 8)).toMatchObject(limited);
       c.close();
@@ -231,7 +235,9 @@ describe("rate limits", () => {
 
 describe("liveness", () => {
   it("heartbeat reaps a socket that stops answering pings, and its peer goes offline", async () => {
-    const server = await startSignaling({ heartbeatMs: 100 });
+    // Heartbeats run by hand (service.heartbeat; the timer's period is an hour): a loaded machine
+    // cannot let the next one come before the watcher's pong is read.
+    const server = await startSignaling({ heartbeatMs: 3_600_000 });
     try {
       const silentUser = makeUser("silent");
       const silent = await RawClient.hello(server.url, { autoPong: false });
@@ -242,6 +248,17 @@ describe("liveness", () => {
       const state = await watcher.request({ t: "SUBSCRIBE", id: 1, keys: [keyOf(silentUser)] });
       expect(state).toMatchObject({ t: "PRESENCE", peers: [{ online: true }] });
       const offline = watcher.until("PRESENCE", (m) => m.peers.some((p) => !p.online));
+      // Both pinged; the watcher answers at once (ws writes the pong before it emits "ping").
+      const pinged = new Promise((r) => watcher.ws.once("ping", r));
+      server.service.heartbeat();
+      await pinged;
+      // A round trip on a third connection, begun after that pong was written on loopback: the
+      // server has read the pong by the time it answers (no frame of the watcher's own, which
+      // would count as a sign of life by itself).
+      const other = await RawClient.hello(server.url);
+      expect((await other.request({ t: "LIST_SERVERS_REQUEST", id: 1 })).t).toBe("LIST_SERVERS_RESPONSE");
+      other.close();
+      server.service.heartbeat();
       expect((await silent.closed).code).toBe(1006);
       await offline;
       expect(metricValue(await server.metrics(), "loft_signaling_heartbeat_reaped_total")).toBe(1);

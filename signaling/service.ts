@@ -105,6 +105,8 @@ export interface SignalingService extends HostedService {
   stats(): SignalingStats;
   /** With --redis: resolves true once Redis is reachable (false after `ms`); true without it. */
   ready(ms: number): Promise<boolean>;
+  /** One heartbeat round now, what the timer runs every `heartbeatMs` (tests run it by hand). */
+  heartbeat(): void;
 }
 
 /** The socket's property naming its connection (for the shared listeners). */
@@ -293,6 +295,21 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     }
     const r = registry.get(keyHex);
     return r !== undefined && !r.conn.closed && visible(r, viewer);
+  }
+
+  /**
+   * The states a SUBSCRIBE answers with, one per key `conn` now watches, each kept in `shown` as
+   * what `conn` was told (refresh pushes only what differs from it).
+   */
+  function tellStates(conn: Conn, next: ReadonlyMap<string, Uint8Array<ArrayBuffer>>) {
+    if (next.size === 0) return [];
+    conn.shown ??= new Map();
+    const shown = conn.shown;
+    return [...next].map(([keyHex, key]) => {
+      const online = shownOnline(conn, keyHex);
+      shown.set(keyHex, online);
+      return { key, online };
+    });
   }
 
   /** Push `keyHex`'s state to `viewer` if it watches it and it changed from what it was told. */
@@ -899,12 +916,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         registry.watch(conn, conn.watching, next);
         conn.watching = next.size > 0 ? new Set(next.keys()) : NONE;
         conn.shown = keepShown(conn.shown, next);
-        const states = [...next].map(([keyHex, key]) => {
-          const online = shownOnline(conn, keyHex);
-          conn.shown ??= new Map();
-          conn.shown.set(keyHex, online);
-          return { key, online };
-        });
+        const states = tellStates(conn, next);
         const visibleTo = msg.only_watched ? new Set(next.keys()) : undefined;
         const changed = !sameVisibility(visibleTo, conn.visibleTo);
         conn.visibleTo = visibleTo;
@@ -1042,12 +1054,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     conn.watching = next.size > 0 ? new Set(next.keys()) : NONE;
     conn.shown = keepShown(conn.shown, next);
     if (changed && conn.reg) await shared!.setVisibility(conn.reg.keyHex, conn.id, visibleTo);
-    const states = [...next].map(([keyHex, key]) => {
-      const online = shownOnline(conn, keyHex);
-      conn.shown ??= new Map();
-      conn.shown.set(keyHex, online);
-      return { key, online };
-    });
+    const states = tellStates(conn, next);
     updateGauges();
     send(conn, { t: "PRESENCE", id, peers: states });
   }
@@ -1272,7 +1279,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
 
   // ---- timers --------------------------------------------------------------------------------
 
-  const heartbeat = setInterval(() => {
+  function heartbeat(): void {
     const t = now();
     for (const conn of conns) {
       // Buckets that refilled are forgotten: the next frame makes a full one, as they were.
@@ -1287,8 +1294,9 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       conn.alive = false;
       if (conn.ws.readyState === conn.ws.OPEN) conn.ws.ping();
     }
-  }, config.heartbeatMs);
-  heartbeat.unref();
+  }
+  const heartbeatTimer = setInterval(heartbeat, config.heartbeatMs);
+  heartbeatTimer.unref();
 
   const sweeper = setInterval(() => {
     const t = now();
@@ -1369,6 +1377,8 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
       return shared ? shared.ready(ms) : Promise.resolve(true);
     },
 
+    heartbeat,
+
     unavailable() {
       return shared && !shared.available() ? "redis unreachable" : undefined;
     },
@@ -1388,7 +1398,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     close() {
       if (closePromise) return closePromise;
       closing = true;
-      clearInterval(heartbeat);
+      clearInterval(heartbeatTimer);
       openings.close();
       clearInterval(sweeper);
       clearInterval(limitsFlush);

@@ -38,7 +38,7 @@ export interface SmpBridgeDeps {
   /** DNS, injectable for the policy tests. */
   resolve?: Resolver;
   timeoutMs?: number;
-  /** Heartbeat period (ms): 30 s, as the relay's; tests shorten it. */
+  /** Heartbeat period (ms): 30 s, as the relay's; tests lengthen it and run `heartbeat` themselves. */
   heartbeatMs?: number;
   /** The WebSocket server layer (host/websocket-server.ts, `--ws-impl`); lean by default. */
   wsImpl?: WsImpl;
@@ -46,6 +46,8 @@ export interface SmpBridgeDeps {
 
 export interface SmpBridgeService extends HostedService {
   readonly connectionCount: number;
+  /** One heartbeat round now (tunnel.ts `heartbeat`), what the timer runs every `heartbeatMs`. */
+  heartbeat(): void;
 }
 
 export function createSmpBridgeService(config: SmpBridgeConfig, deps: SmpBridgeDeps): SmpBridgeService {
@@ -74,10 +76,11 @@ export function createSmpBridgeService(config: SmpBridgeConfig, deps: SmpBridgeD
   const wss = createUpgrader(deps.wsImpl ?? "lean", { maxPayload: MAX_FRAME });
   // One timer for every tunnel (tunnel.ts `heartbeat`): a browser gone without closing does not
   // hold its tunnel and the TLS connection behind it for ever.
-  const heartbeat = setInterval(() => {
+  const heartbeat = () => {
     for (const t of tunnels) t.heartbeat();
-  }, deps.heartbeatMs ?? DEFAULT_HEARTBEAT_MS);
-  heartbeat.unref();
+  };
+  const heartbeatTimer = setInterval(heartbeat, deps.heartbeatMs ?? DEFAULT_HEARTBEAT_MS);
+  heartbeatTimer.unref();
 
   const count = (result: string) => {
     results.inc({ result });
@@ -90,6 +93,7 @@ export function createSmpBridgeService(config: SmpBridgeConfig, deps: SmpBridgeD
     get connectionCount() {
       return tunnels.size;
     },
+    heartbeat,
     handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer) {
       if (closing || !originAllowed(req, deps.allowedOrigins)) {
         count(closing ? "closing" : "origin");
@@ -153,7 +157,7 @@ export function createSmpBridgeService(config: SmpBridgeConfig, deps: SmpBridgeD
     },
     async close() {
       closing = true;
-      clearInterval(heartbeat);
+      clearInterval(heartbeatTimer);
       for (const t of [...tunnels]) t.goAway();
       wss.close();
     },

@@ -639,7 +639,12 @@ export class LinkController {
     }
     peer.timers.clear("heartbeat");
     this.#dropLive(live);
-    if (directPathLost(live.path, reason, linkReason)) peer.relayFirst = true;
+    if (directPathLost(live.path, reason, linkReason)) {
+      peer.relayFirst = true;
+      this.#ctx.cfg.log(
+        `direct path to ${peer.id.slice(0, 8)} lost (${linkReason ?? reason}): next dial through the relay`,
+      );
+    }
     this.apply(sessionClosed(this.#ctx, peer, reason, detail));
   }
 

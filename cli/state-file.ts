@@ -601,6 +601,8 @@ export class StateFile implements EngineStorage {
     await this.#change({ k: "msg", v: clone(m) }, ...this.#trim());
   }
   async queueOutgoing(m: StoredMessage): Promise<void> {
+    // EngineStorage.queueOutgoing: an id already stored is left as it is (never set back to queued).
+    if (this.#messages.has(m.id)) return;
     this.#messages.set(m.id, clone(m));
     this.#outbox.set(m.id, { messageId: m.id, contactId: m.contactId, queuedAt: m.at, attempts: 0 });
     await this.#change(

@@ -473,7 +473,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
     await expect
       .poll(() => id(a, "send-error").textContent())
       .toBe(
-        "Loft could not save this message on this device yet. It is kept, and goes out when you next open Loft.",
+        "Loft will finish saving this message the next time you open it, and send it then. No need to send it again.",
       );
     // The bubble stays and the words are not given back: sending them again would make two.
     expect(await texts(a, "out")).toEqual([...before, "kept while storage is full"]);

@@ -63,6 +63,6 @@ export function connectTo(app: AppModel, contactId: string): void {
 /** Why a message could not be sent, in words for the person. */
 export function sendProblem(x: unknown): string {
   if (x instanceof SaveDeferred)
-    return "Loft could not save this message on this device yet. It is kept, and goes out when you next open Loft.";
+    return "Loft will finish saving this message the next time you open it, and send it then. No need to send it again.";
   return x instanceof EngineRefusal ? x.reason.message : problemText(x, "send");
 }

@@ -460,6 +460,39 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     }
   });
 
+  it("disconnect and connect take effect in call order, whatever the microtasks between the close and the read", async () => {
+    const [a, b] = await pair();
+    const short = a.id.slice(0, 8);
+    // The link dies in the very task the person presses disconnect, then connect: the session's
+    // close event now waits on the link's close too (one microtask more than connect's read of
+    // the contact). The session must be retired by the disconnect itself, so connect dials at
+    // once; before, connect found the closing session still live, dialed nothing, and only Alice's
+    // heartbeat timeout brought a session back (controller.ts `#retire`).
+    const bLink = h.hub.links.filter((l) => l.owner === b.id && l.state === "open").at(-1);
+    if (!bLink) throw new Error("no open link of Bob's");
+    bLink.cut = true; // Alice is told nothing: only Bob's own dial brings the session back soon
+    bLink.close("transport-closed");
+    b.engine.disconnect(a.id);
+    const mark = b.logs.length;
+    b.engine.connect(a.id);
+    await until(() => online(b, a), "Bob online again");
+    expect(b.logs.slice(mark)).toContain(`dial ${short}`);
+    const m = await b.engine.send(a.id, "after the reconnect");
+    await until(() => stateOf(b, m) === "delivered", "delivered");
+    // connect, then disconnect at once: the disconnect is the later call and wins, though connect
+    // acts only after reading the contact (engine.ts `#userCall`).
+    b.engine.disconnect(a.id);
+    await until(() => !online(a, b), "Alice sees Bob leave");
+    const offers = h.hub.offers;
+    b.engine.connect(a.id);
+    b.engine.disconnect(a.id);
+    const superseded = `connect ${short}: superseded by a later call`;
+    await until(() => b.logs.includes(superseded) || online(b, a), "the connect settled");
+    expect(b.logs).toContain(superseded);
+    expect(online(b, a)).toBe(false);
+    expect(h.hub.offers).toBe(offers);
+  });
+
   it("a rotated noise key in the handshake is recorded as pending; nothing is sent until decided", async () => {
     const [a, b] = await pair();
     await b.engine.stop();

@@ -103,6 +103,8 @@ export class Engine implements ChatEngine {
   /** Which of our relays are dead (relay-health.ts), and the moves off them under way. */
   #health: RelayHealth | undefined;
   readonly #moving = new Set<string>();
+  /** The latest connect/disconnect call per contact (`#userCall`). */
+  readonly #userCalls = new Map<ContactId, number>();
   /** File transfers (files/transfers.ts; docs/protocol/files.md). */
   readonly #files: FileTransfers;
   /** Rooms: meshes of member links over the same signaling and transport (rooms/mesh.ts). */
@@ -346,8 +348,14 @@ export class Engine implements ChatEngine {
 
   connect(contactId: ContactId): void {
     if (this.#ctx.cfg.offline) return; // nothing to connect with (web/src/offline-engine.ts)
+    const call = this.#userCall(contactId);
     void (async () => {
       const c = await this.#ctx.storage.getContact(contactId);
+      // A disconnect (or another connect) called while the contact was read comes later and wins.
+      if (this.#userCalls.get(contactId) !== call) {
+        this.#ctx.cfg.log(`connect ${contactId.slice(0, 8)}: superseded by a later call`);
+        return;
+      }
       const refusal = refusalFor(c);
       if (refusal || !c) {
         if (refusal) emit(this.#ctx, { type: "error", contactId, error: refusal });
@@ -358,7 +366,18 @@ export class Engine implements ChatEngine {
   }
 
   disconnect(contactId: ContactId): void {
+    this.#userCall(contactId);
     this.#links.get(contactId)?.disconnect();
+  }
+
+  /**
+   * Number the user's connect and disconnect calls per contact: they take effect in the order they
+   * were made, though `connect` reads the contact first (an await) and `disconnect` acts at once.
+   */
+  #userCall(contactId: ContactId): number {
+    const n = (this.#userCalls.get(contactId) ?? 0) + 1;
+    this.#userCalls.set(contactId, n);
+    return n;
   }
 
   handOver(contactId: ContactId, text: string): HandedOver {

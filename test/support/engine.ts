@@ -354,6 +354,8 @@ export const FAST_ENGINE: Partial<EngineConfig> = {
   backoffInitialMs: 50,
   backoffMaxMs: 300,
   glareDelayMs: 50,
+  deferredSaveRetryMs: 50,
+  deferredSaveRetryMaxMs: 300,
   log: () => {},
 };
 

@@ -321,6 +321,15 @@ export interface EngineStorage {
    * start (`SaveDeferred`): no longer pending, so any tab's replay may store it.
    */
   keepJournaled?(id: MessageId): void;
+  /**
+   * Record, synchronously, that the person asked to send stored message `id` again
+   * (`ChatEngine.retry`): a reload before the retry's writes land replays it at the next start
+   * (docs/protocol/chat.md §9, "Retries"). Returns whether the journal holds it; without, the retry
+   * counts as unsaved until `forgetRetry`. Optional, like `journalOutgoing`.
+   */
+  journalRetry?(id: MessageId): boolean;
+  /** The retry of `id` settled (stored, refused, or nothing to do): its record goes. */
+  forgetRetry?(id: MessageId): void;
   /** Change a message's state (and failure reason). */
   setMessageState(id: MessageId, state: MessageState, failure?: EngineError): Promise<void>;
   /** Incoming de-duplication: the stored message with this peer id, if any. */

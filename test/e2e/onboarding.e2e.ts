@@ -390,6 +390,24 @@ describe("onboarding, contacts and trust in the PWA", () => {
     expect(await journal(a)).toEqual([]);
   });
 
+  it("Retry, then a reload before the retry is stored: the message is queued again, not failed", async () => {
+    await openContact(a, { username: "Carol" });
+    await id(a, "open-chat").click();
+    await waitForState(a, "to Carol before blocking", "failed");
+    // No write can land before the reload (chat.md §9, "Retries"): only the retry's record can
+    // bring it back.
+    await holdEncrypt(a);
+    await outgoing(a, "to Carol before blocking").getByTestId("retry-button").click();
+    await a.reload();
+    await openContact(a, { username: "Carol" });
+    await id(a, "open-chat").click();
+    // Carol is offline: queued for her, with its outbox entry, and nothing of the record left.
+    await waitForState(a, "to Carol before blocking", "queued");
+    expect(
+      await a.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith("loft.outbox-retry."))),
+    ).toEqual([]);
+  });
+
   it("leaving while a message is truly unsaved (no room for its journal entry) asks first, from any screen; once stored, it does not", async () => {
     await aliceChat(a);
     await holdEncrypt(a);

@@ -411,7 +411,8 @@ export class Engine implements ChatEngine {
     // so a later replay would send what the person was told was not. A commit that fails for a
     // storage reason (locked, quota, an aborted transaction) keeps the entry: the person may have
     // left the chat already, and the journal is then the one copy of the words (docs/design.md,
-    // "a message shown is a message kept"); the next start stores and sends it (`SaveDeferred`).
+    // "a message shown is a message kept"); it is stored again later in this session, before any
+    // later message of the contact, or else at the next start (`SaveDeferred`, `#storeDeferred`).
     const journaled = storage.journalOutgoing?.(message) === true;
     const stored = this.#lines.run(contactId, async () => {
       let c: ContactRecord;

@@ -390,7 +390,25 @@ describe("onboarding, contacts and trust in the PWA", () => {
     expect(await journal(a)).toEqual([]);
   });
 
-  it("leaving while a message is truly unsaved (no room for its journal entry) asks first; once stored, it does not", async () => {
+  it("Retry, then a reload before the retry is stored: the message is queued again, not failed", async () => {
+    await openContact(a, { username: "Carol" });
+    await id(a, "open-chat").click();
+    await waitForState(a, "to Carol before blocking", "failed");
+    // No write can land before the reload (chat.md §9, "Retries"): only the retry's record can
+    // bring it back.
+    await holdEncrypt(a);
+    await outgoing(a, "to Carol before blocking").getByTestId("retry-button").click();
+    await a.reload();
+    await openContact(a, { username: "Carol" });
+    await id(a, "open-chat").click();
+    // Carol is offline: queued for her, with its outbox entry, and nothing of the record left.
+    await waitForState(a, "to Carol before blocking", "queued");
+    expect(
+      await a.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith("loft.outbox-retry."))),
+    ).toEqual([]);
+  });
+
+  it("leaving while a message is truly unsaved (no room for its journal entry) asks first, from any screen; once stored, it does not", async () => {
     await aliceChat(a);
     await holdEncrypt(a);
     await a.evaluate(() => {
@@ -406,12 +424,19 @@ describe("onboarding, contacts and trust in the PWA", () => {
       dialogs.push(d.type());
       void d.dismiss(); // stay on the page
     });
+    // Back, as a person leaves the chat, then closing the tab from the contact's screen: the
+    // message is as unsaved there (the warning is the app's, not the chat screen's).
+    await a.goBack();
+    await id(a, "open-chat").waitFor();
     await a.close({ runBeforeUnload: true });
     await expect.poll(() => dialogs).toEqual(["beforeunload"]);
     expect(a.isClosed()).toBe(false);
-    // The commit lands: nothing is unsaved, and the page closes without asking.
+    // The commit lands: nothing is unsaved, and the page closes without asking, on any screen.
     await a.evaluate(() => (window as unknown as { releaseEncrypt: () => void }).releaseEncrypt());
+    await id(a, "open-chat").click();
     await waitForState(a, "not in the journal", "delivered");
+    await a.goBack();
+    await id(a, "open-chat").waitFor();
     const closed = a.waitForEvent("close");
     await a.close({ runBeforeUnload: true });
     await closed;
@@ -452,37 +477,51 @@ describe("onboarding, contacts and trust in the PWA", () => {
     expect(await texts(a, "out")).toEqual([...before, "committing in the first tab"]);
   });
 
-  it("a message whose commit fails for lack of room keeps its bubble, says so, and is stored at the next start", async () => {
+  it("a message whose commit fails for lack of room keeps its bubble, says so, and is stored once storage works again — or at the next start", async () => {
     await aliceChat(a);
     // The history is on screen (down to the previous test's last message) before it is read.
     await outgoing(a, "committing in the first tab").waitFor();
     const before = await texts(a, "out");
     // IndexedDB refuses the message's write, as a full quota does; localStorage (the journal)
     // still takes it. The entry must stay: it is the one copy of the words (chat.md §9).
-    await a.evaluate(() => {
-      const put = IDBObjectStore.prototype.put;
-      IDBObjectStore.prototype.put = function (
-        this: IDBObjectStore,
-        ...args: Parameters<IDBObjectStore["put"]>
-      ) {
-        if (this.name === "messages") throw new DOMException("full", "QuotaExceededError");
-        return put.apply(this, args);
-      };
-    });
+    const refuseMessageWrites = () =>
+      a.evaluate(() => {
+        const put = IDBObjectStore.prototype.put;
+        (window as unknown as { roomAgain: () => void }).roomAgain = () => {
+          IDBObjectStore.prototype.put = put;
+        };
+        IDBObjectStore.prototype.put = function (
+          this: IDBObjectStore,
+          ...args: Parameters<IDBObjectStore["put"]>
+        ) {
+          if (this.name === "messages") throw new DOMException("full", "QuotaExceededError");
+          return put.apply(this, args);
+        };
+      });
+    const notice =
+      "Loft could not save this message yet. It keeps trying and sends it once saved, at the latest the next time you open Loft. No need to send it again.";
+    await refuseMessageWrites();
     await typeAndEnter(a, "kept while storage is full");
-    await expect
-      .poll(() => id(a, "send-error").textContent())
-      .toBe(
-        "Loft will finish saving this message the next time you open it, and send it then. No need to send it again.",
-      );
+    await expect.poll(() => id(a, "send-error").textContent()).toBe(notice);
     // The bubble stays and the words are not given back: sending them again would make two.
     expect(await texts(a, "out")).toEqual([...before, "kept while storage is full"]);
     expect(await id(a, "composer-input").inputValue()).toBe("");
     expect(await journal(a)).toHaveLength(1);
+    // Room again: stored and sent in this session (the engine retries with backoff), no reload;
+    // the notice goes.
+    await a.evaluate(() => (window as unknown as { roomAgain: () => void }).roomAgain());
+    await waitForState(a, "kept while storage is full", "delivered");
+    await expect.poll(() => id(a, "send-error").isHidden()).toBe(true);
+    expect(await journal(a)).toEqual([]);
+    // Still full when the page goes: stored at the next start.
+    await refuseMessageWrites();
+    await typeAndEnter(a, "kept over a reload");
+    await expect.poll(() => id(a, "send-error").textContent()).toBe(notice);
+    expect(await journal(a)).toHaveLength(1);
     await a.reload();
     await aliceChat(a);
-    await waitForState(a, "kept while storage is full", "delivered");
-    expect(await texts(a, "out")).toEqual([...before, "kept while storage is full"]);
+    await waitForState(a, "kept over a reload", "delivered");
+    expect(await texts(a, "out")).toEqual([...before, "kept while storage is full", "kept over a reload"]);
     expect(await journal(a)).toEqual([]);
   });
 

@@ -238,6 +238,8 @@ export class SlowStorage extends MemoryStorage {
 
 export class TestLink extends QueueLink implements DialedLink {
   peer: TestLink | undefined;
+  /** The identity key (hex) of the engine whose end this is (set by `Hub`). */
+  owner: string | undefined;
   #cut = false;
   readonly opened: Promise<void>;
   /** The bulk lane beside the session (web/src/net/bulk-lane.ts over in-memory channels: `joinBulk`). */
@@ -319,6 +321,8 @@ export class Hub {
           const theirs = new TestLink(this.blockDirect);
           mine.peer = theirs;
           theirs.peer = mine;
+          mine.owner = hex;
+          theirs.owner = toHex(peer);
           if (!this.blockDirect && !this.noBulk) joinBulk(mine, theirs);
           this.links.push(mine, theirs);
           const target = this.endpoints.get(toHex(peer));
@@ -350,6 +354,8 @@ export const FAST_ENGINE: Partial<EngineConfig> = {
   backoffInitialMs: 50,
   backoffMaxMs: 300,
   glareDelayMs: 50,
+  deferredSaveRetryMs: 50,
+  deferredSaveRetryMaxMs: 300,
   log: () => {},
 };
 

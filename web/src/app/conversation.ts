@@ -63,6 +63,6 @@ export function connectTo(app: AppModel, contactId: string): void {
 /** Why a message could not be sent, in words for the person. */
 export function sendProblem(x: unknown): string {
   if (x instanceof SaveDeferred)
-    return "Loft will finish saving this message the next time you open it, and send it then. No need to send it again.";
+    return "Loft could not save this message yet. It keeps trying and sends it once saved, at the latest the next time you open Loft. No need to send it again.";
   return x instanceof EngineRefusal ? x.reason.message : problemText(x, "send");
 }

@@ -313,14 +313,24 @@ export interface EngineStorage {
   /**
    * The hand-over of `id` settled (stored, or refused by a contact rule): drop its journal entry.
    * Not called when the store failed for a storage reason and the journal holds the message: the
-   * entry stays for the next start (`SaveDeferred`).
+   * entry stays until the deferred save lands (`SaveDeferred`; then called), or for the next start.
    */
   forgetJournaled?(id: MessageId): void;
   /**
-   * The hand-over of `id` failed for a storage reason and its journal entry stays for the next
-   * start (`SaveDeferred`): no longer pending, so any tab's replay may store it.
+   * The hand-over of `id` failed for a storage reason and its journal entry stays (`SaveDeferred`:
+   * stored later in this session, or at the next start): no longer pending, so any tab's replay
+   * may store it.
    */
   keepJournaled?(id: MessageId): void;
+  /**
+   * Record, synchronously, that the person asked to send stored message `id` again
+   * (`ChatEngine.retry`): a reload before the retry's writes land replays it at the next start
+   * (docs/protocol/chat.md §9, "Retries"). Returns whether the journal holds it; without, the retry
+   * counts as unsaved until `forgetRetry`. Optional, like `journalOutgoing`.
+   */
+  journalRetry?(id: MessageId): boolean;
+  /** The retry of `id` settled (stored, refused, or nothing to do): its record goes. */
+  forgetRetry?(id: MessageId): void;
   /** Change a message's state (and failure reason). */
   setMessageState(id: MessageId, state: MessageState, failure?: EngineError): Promise<void>;
   /** Incoming de-duplication: the stored message with this peer id, if any. */
@@ -647,7 +657,7 @@ export interface HandedOver {
   /**
    * Resolves with `message.id` once stored with its outbox entry; rejects with `EngineRefusal`
    * (not sent: the words go back to the person), with `SaveDeferred` (not stored now, but kept in
-   * the outbox journal for the next start), or with the storage error (neither stored nor kept).
+   * the outbox journal and stored later), or with the storage error (neither stored nor kept).
    */
   stored: Promise<MessageId>;
 }
@@ -658,13 +668,15 @@ export type CreateChatEngine = (options: EngineStartOptions) => ChatEngine;
 /**
  * `HandedOver.stored` failed for a storage reason — the app locked in the commit window, a full
  * quota, a transaction another tab aborted — while the outbox journal holds the message
- * (docs/protocol/chat.md §9, "The outbox journal"). The entry stays: the next start stores the
- * message with its id and time and sends it. So the screen keeps the bubble and does not give the
- * words back (sending them again would make two). `cause` is the storage error.
+ * (docs/protocol/chat.md §9, "The outbox journal"). The entry stays: the engine stores the message
+ * with its id and time later in this session (with backoff, before any later message of the
+ * contact; "Deferred saves are retried in the same session"), or the next start does, and sends
+ * it. So the screen keeps the bubble and does not give the words back (sending them again would
+ * make two). `cause` is the storage error.
  */
 export class SaveDeferred extends Error {
   constructor(cause: unknown) {
-    super(`not stored yet (${(cause as Error)?.name ?? "error"}); kept for the next start`, { cause });
+    super(`not stored yet (${(cause as Error)?.name ?? "error"}); kept, and stored later`, { cause });
     this.name = "SaveDeferred";
   }
 }

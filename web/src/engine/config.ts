@@ -32,6 +32,13 @@ export interface EngineConfig {
   backoffMaxMs: number;
   /** The higher identity key waits this long before dialing a contact that just came online. */
   glareDelayMs: number;
+  /**
+   * A hand-over whose commit storage refused (`SaveDeferred`) is stored again after a full-jitter
+   * delay below a ceiling doubling from this (engine.ts `#storeDeferred`; chat.md §9)…
+   */
+  deferredSaveRetryMs: number;
+  /** …up to this. */
+  deferredSaveRetryMaxMs: number;
   /** Our own attempt older than this yields to an incoming offer even when our key is lower. */
   staleDialMs: number;
   webSocket: (url: string) => WebSocketLike;
@@ -130,6 +137,8 @@ export const DEFAULT_ENGINE_CONFIG: Omit<EngineConfig, "transport" | "relayConne
   backoffInitialMs: 1_000,
   backoffMaxMs: 30_000,
   glareDelayMs: 1_000,
+  deferredSaveRetryMs: 1_000,
+  deferredSaveRetryMaxMs: 60_000,
   staleDialMs: 5_000,
   relayFallbackMs: 4_000,
   directRetryMs: 10_000,

@@ -60,6 +60,11 @@ export interface Live {
   syncOwed?: boolean;
   /** A heartbeat PING is being sent (session.ts `heartbeat`): the next tick sends none. */
   pinging: boolean;
+  /**
+   * The session left the link state, its close applied (link/controller.ts `#retire`): set once,
+   * by our own close or by its close event, whichever came first.
+   */
+  retired?: boolean;
   /** Waits while the link's send buffer is full (bulk senders: files/transfers.ts). */
   drain?: () => Promise<void>;
   /**

@@ -182,15 +182,35 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     await expect(a.engine.send(b.id, "x".repeat(16_001))).rejects.toThrow(/limit/);
     expect(a.storage.texts(b.id, "out")).toEqual(["one", "two"]);
     await until(() => stateOf(a, second.message.id) === "delivered", "delivered");
-    // A send that failed is retried under the same id; the receiver keeps one copy.
+    // A send that failed is retried under the same id; the receiver keeps one copy. The retry is
+    // recorded in the call's task (a reload before its writes land replays it: chat.md §9,
+    // "Retries"), and the record goes once they land.
+    const retries = new Set<MessageId>();
+    Object.assign(a.storage, {
+      journalRetry: (id: MessageId) => retries.add(id) !== undefined,
+      forgetRetry: (id: MessageId) => retries.delete(id),
+    });
     a.storage.messages.get(first.message.id)!.state = "failed";
-    await a.engine.retry(first.message.id);
+    const retried = a.engine.retry(first.message.id);
+    expect([...retries]).toEqual([first.message.id]);
+    await retried;
+    expect(retries.size).toBe(0);
     await until(() => stateOf(a, first.message.id) === "delivered", "retried and delivered");
     expect(b.storage.texts(a.id, "in")).toEqual(["one", "two"]);
-    // A retry of a message that is not failed changes nothing (a double click).
+    // A retry of a message that is not failed changes nothing (a double click); its record goes.
     const before = a.events.length;
     await a.engine.retry(second.message.id);
     expect(a.events.slice(before).some((e) => e.type === "message-state")).toBe(false);
+    expect(retries.size).toBe(0);
+    // A retry whose writes storage refuses keeps its record for the next start.
+    a.storage.messages.get(first.message.id)!.state = "failed";
+    const putOutbox = a.storage.putOutbox.bind(a.storage);
+    a.storage.putOutbox = () => Promise.reject(new DOMException("quota", "QuotaExceededError"));
+    await expect(a.engine.retry(first.message.id)).rejects.toThrow(/quota/);
+    expect([...retries]).toEqual([first.message.id]);
+    a.storage.putOutbox = putOutbox;
+    await a.engine.retry(first.message.id);
+    expect(retries.size).toBe(0);
     // A blocked contact: `stored` rejects and nothing is stored.
     a.storage.contacts.get(b.id)!.trust = "rejected";
     const refused = a.engine.handOver(b.id, "after blocking");
@@ -201,7 +221,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     expect(journaled.size).toBe(0);
   });
 
-  it("a hand-over whose commit fails for a storage reason keeps its journal entry (SaveDeferred)", async () => {
+  it("a hand-over whose commit fails for a storage reason keeps its journal entry (SaveDeferred), and is stored in this session first", async () => {
     const [a, b] = await pair();
     let journalTakes = true;
     const journaled = journalOn(a.storage, () => journalTakes);
@@ -210,8 +230,8 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     Object.assign(a.storage, {
       queueOutgoing: (m: StoredMessage) => (failing ? Promise.reject(failing) : queue(m)),
     });
-    // A full quota in the commit: not stored, but the journal keeps the words for the next start
-    // (the person may have left the chat, so giving the words back to the composer loses them).
+    // A full quota in the commit: not stored, but the journal keeps the words (the person may
+    // have left the chat, so giving the words back to the composer loses them).
     failing = new DOMException("quota", "QuotaExceededError");
     const full = a.engine.handOver(b.id, "kept for later");
     const deferred = await full.stored.then(
@@ -222,7 +242,7 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     expect((deferred as SaveDeferred).cause).toBe(failing);
     expect(journaled.has(full.message.id)).toBe(true);
     expect(a.storage.messages.has(full.message.id)).toBe(false);
-    // The app locked in the commit window: the same.
+    // The app locked in the commit window: the same; it waits behind the first.
     failing = Object.assign(new Error("locked"), { name: "LockedError" });
     const locked = a.engine.handOver(b.id, "locked mid-commit");
     await expect(locked.stored).rejects.toBeInstanceOf(SaveDeferred);
@@ -232,13 +252,49 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     const lost = a.engine.handOver(b.id, "not kept");
     await expect(lost.stored).rejects.toBe(failing);
     expect(journaled.has(lost.message.id)).toBe(false);
-    // A contact refusal still drops the entry: the screen gives the words back.
     journalTakes = true;
+    // Storage works again and a new message is handed over before the retry timer fires: the
+    // deferred ones are stored first, in hand-over order, then it (chat.md §9) — not it first,
+    // nor the deferred ones only at the next start.
     failing = undefined;
+    const after = a.engine.handOver(b.id, "after storage came back");
+    expect(await after.stored).toBe(after.message.id);
+    expect(a.storage.texts(b.id, "out")).toEqual([
+      "kept for later",
+      "locked mid-commit",
+      "after storage came back",
+    ]);
+    expect(journaled.size).toBe(0);
+    await until(() => stateOf(a, after.message.id) === "delivered", "delivered");
+    expect(b.storage.texts(a.id, "in")).toEqual([
+      "kept for later",
+      "locked mid-commit",
+      "after storage came back",
+    ]);
+    // Nothing handed over after it: the retry timer (with backoff) stores a deferred message once
+    // storage takes writes again, in the same session.
+    failing = new DOMException("quota", "QuotaExceededError");
+    const mark = a.logs.length;
+    const alone = a.engine.handOver(b.id, "stored by the timer");
+    await expect(alone.stored).rejects.toBeInstanceOf(SaveDeferred);
+    const retried = () => a.logs.slice(mark).some((l) => l.startsWith("a deferred save still fails"));
+    await until(retried, "a retry that failed");
+    failing = undefined;
+    await until(() => stateOf(a, alone.message.id) === "delivered", "stored by the retry, then delivered");
+    expect(journaled.size).toBe(0);
+    // Deferred, then the contact blocked before storage came back: stored `failed` with the
+    // reason, as a replay at the next start would; a new hand-over is refused as before.
+    failing = new DOMException("quota", "QuotaExceededError");
+    const blocked = a.engine.handOver(b.id, "before blocking");
+    await expect(blocked.stored).rejects.toBeInstanceOf(SaveDeferred);
     a.storage.contacts.get(b.id)!.trust = "rejected";
+    failing = undefined;
     const refused = a.engine.handOver(b.id, "after blocking");
     await expect(refused.stored).rejects.toBeInstanceOf(EngineRefusal);
-    expect([...journaled].sort()).toEqual([full.message.id, locked.message.id].sort());
+    expect(stateOf(a, blocked.message.id)).toBe("failed");
+    expect(a.storage.messages.get(blocked.message.id)?.failure?.kind).toBe("contact-rejected");
+    expect(a.storage.messages.has(refused.message.id)).toBe(false);
+    expect(journaled.size).toBe(0);
   });
 
   it("flushes an outbox written while the contact was offline, in order, once", async () => {
@@ -458,6 +514,39 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
       await until(() => stateOf(b, m) === "delivered", "delivered");
       await h.stopAll();
     }
+  });
+
+  it("disconnect and connect take effect in call order, whatever the microtasks between the close and the read", async () => {
+    const [a, b] = await pair();
+    const short = a.id.slice(0, 8);
+    // The link dies in the very task the person presses disconnect, then connect: the session's
+    // close event now waits on the link's close too (one microtask more than connect's read of
+    // the contact). The session must be retired by the disconnect itself, so connect dials at
+    // once; before, connect found the closing session still live, dialed nothing, and only Alice's
+    // heartbeat timeout brought a session back (controller.ts `#retire`).
+    const bLink = h.hub.links.filter((l) => l.owner === b.id && l.state === "open").at(-1);
+    if (!bLink) throw new Error("no open link of Bob's");
+    bLink.cut = true; // Alice is told nothing: only Bob's own dial brings the session back soon
+    bLink.close("transport-closed");
+    b.engine.disconnect(a.id);
+    const mark = b.logs.length;
+    b.engine.connect(a.id);
+    await until(() => online(b, a), "Bob online again");
+    expect(b.logs.slice(mark)).toContain(`dial ${short}`);
+    const m = await b.engine.send(a.id, "after the reconnect");
+    await until(() => stateOf(b, m) === "delivered", "delivered");
+    // connect, then disconnect at once: the disconnect is the later call and wins, though connect
+    // acts only after reading the contact (engine.ts `#userCall`).
+    b.engine.disconnect(a.id);
+    await until(() => !online(a, b), "Alice sees Bob leave");
+    const offers = h.hub.offers;
+    b.engine.connect(a.id);
+    b.engine.disconnect(a.id);
+    const superseded = `connect ${short}: superseded by a later call`;
+    await until(() => b.logs.includes(superseded) || online(b, a), "the connect settled");
+    expect(b.logs).toContain(superseded);
+    expect(online(b, a)).toBe(false);
+    expect(h.hub.offers).toBe(offers);
   });
 
   it("a rotated noise key in the handshake is recorded as pending; nothing is sent until decided", async () => {

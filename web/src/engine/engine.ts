@@ -51,12 +51,22 @@ import type {
   Presence,
   ProxyServing,
   ServiceStatus,
+  StoredMessage,
 } from "./api.ts";
 import { EngineRefusal, SaveDeferred } from "./api.ts";
 import { Calls } from "./calls/calls.ts";
 import { RoomCalls } from "./calls/room-call.ts";
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
-import { cryptoOf, type EngineContext, emit, type Peer, providerOf, setService, stamp } from "./context.ts";
+import {
+  cryptoOf,
+  type EngineContext,
+  emit,
+  fullJitter,
+  type Peer,
+  providerOf,
+  setService,
+  stamp,
+} from "./context.ts";
 import { DeviceRelay } from "./devices.ts";
 import { RoomFiles } from "./files/room-files.ts";
 import { FileTransfers } from "./files/transfers.ts";
@@ -65,7 +75,7 @@ import { acceptServerIceServers, iceServersFor } from "./ice-servers.ts";
 import { Links } from "./link/links.ts";
 import { moveOffRelay, queueGone, resumeMoves } from "./mailbox-move.ts";
 import type { Outcome } from "./outcome.ts";
-import { newOutgoing, refusalFor, SendLines, sendableContact } from "./outgoing.ts";
+import { newOutgoing, refusalFor, SendLines, sendableContact, sendRefusal } from "./outgoing.ts";
 import { watchKeys } from "./presence.ts";
 import { proxyClientOf, serveProxy } from "./proxy-link.ts";
 import { contactQueuesOn } from "./queues.ts";
@@ -103,6 +113,17 @@ export class Engine implements ChatEngine {
   /** Which of our relays are dead (relay-health.ts), and the moves off them under way. */
   #health: RelayHealth | undefined;
   readonly #moving = new Set<string>();
+  /**
+   * Hand-overs whose commit storage refused while the journal holds them (`SaveDeferred`), per
+   * contact in hand-over order: stored again in this session, first, before any later message of
+   * the contact (`#storeDeferred`; docs/protocol/chat.md §9, "The outbox journal").
+   */
+  readonly #deferred = new Map<ContactId, StoredMessage[]>();
+  #deferTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Deferred saves retried in a row without one landing: the backoff's exponent. */
+  #deferFailures = 0;
+  /** The latest connect/disconnect call per contact (`#userCall`). */
+  readonly #userCalls = new Map<ContactId, number>();
   /** File transfers (files/transfers.ts; docs/protocol/files.md). */
   readonly #files: FileTransfers;
   /** Rooms: meshes of member links over the same signaling and transport (rooms/mesh.ts). */
@@ -318,6 +339,8 @@ export class Engine implements ChatEngine {
     this.calls.stop();
     this.roomCalls?.stop();
     this.#ctx.stopped = true;
+    // Deferred saves not landed yet stay in the journal: the next start replays them.
+    clearTimeout(this.#deferTimer);
     this.#links.stop();
     this.rooms?.stop();
     clearTimeout(this.#ctx.addressTimer);
@@ -346,8 +369,14 @@ export class Engine implements ChatEngine {
 
   connect(contactId: ContactId): void {
     if (this.#ctx.cfg.offline) return; // nothing to connect with (web/src/offline-engine.ts)
+    const call = this.#userCall(contactId);
     void (async () => {
       const c = await this.#ctx.storage.getContact(contactId);
+      // A disconnect (or another connect) called while the contact was read comes later and wins.
+      if (this.#userCalls.get(contactId) !== call) {
+        this.#ctx.cfg.log(`connect ${contactId.slice(0, 8)}: superseded by a later call`);
+        return;
+      }
       const refusal = refusalFor(c);
       if (refusal || !c) {
         if (refusal) emit(this.#ctx, { type: "error", contactId, error: refusal });
@@ -358,7 +387,18 @@ export class Engine implements ChatEngine {
   }
 
   disconnect(contactId: ContactId): void {
+    this.#userCall(contactId);
     this.#links.get(contactId)?.disconnect();
+  }
+
+  /**
+   * Number the user's connect and disconnect calls per contact: they take effect in the order they
+   * were made, though `connect` reads the contact first (an await) and `disconnect` acts at once.
+   */
+  #userCall(contactId: ContactId): number {
+    const n = (this.#userCalls.get(contactId) ?? 0) + 1;
+    this.#userCalls.set(contactId, n);
+    return n;
   }
 
   handOver(contactId: ContactId, text: string): HandedOver {
@@ -371,13 +411,26 @@ export class Engine implements ChatEngine {
     // so a later replay would send what the person was told was not. A commit that fails for a
     // storage reason (locked, quota, an aborted transaction) keeps the entry: the person may have
     // left the chat already, and the journal is then the one copy of the words (docs/design.md,
-    // "a message shown is a message kept"); the next start stores and sends it (`SaveDeferred`).
+    // "a message shown is a message kept"); it is stored again later in this session, before any
+    // later message of the contact, or else at the next start (`SaveDeferred`, `#storeDeferred`).
     const journaled = storage.journalOutgoing?.(message) === true;
     const stored = this.#lines.run(contactId, async () => {
-      const c = await sendableContact(storage, contactId);
-      await storage.queueOutgoing(message);
+      let c: ContactRecord;
+      try {
+        // An earlier message of this contact whose save was deferred is stored first: a later one
+        // never overtakes it (chat.md §9). If it still cannot be, this one waits behind it.
+        if (this.#deferred.has(contactId)) await this.#storeDeferred(contactId);
+        c = await sendableContact(storage, contactId);
+        await storage.queueOutgoing(message);
+      } catch (e) {
+        // A storage failure with the journal holding the words: stored later in this session.
+        if (journaled && !(e instanceof EngineRefusal)) this.#defer(message);
+        throw e;
+      }
       emit(this.#ctx, { type: "message-state", contactId, id: message.id, state: "queued" });
       this.#links.for(c).queued();
+      // Storage took a write: what waits for it may land now too.
+      if (this.#deferred.size > 0) this.#retryDeferred();
       return message.id;
     });
     const forget = () => storage.forgetJournaled?.(message.id);
@@ -398,6 +451,76 @@ export class Engine implements ChatEngine {
     return { message: { ...message }, stored: settled };
   }
 
+  // ---- deferred saves (docs/protocol/chat.md §9, "The outbox journal") ---------------------------
+
+  /** `message`'s commit failed for a storage reason and the journal holds it: store it later. */
+  #defer(message: StoredMessage): void {
+    const waiting = this.#deferred.get(message.contactId) ?? [];
+    if (!waiting.some((m) => m.id === message.id)) waiting.push(message);
+    this.#deferred.set(message.contactId, waiting);
+    this.#scheduleDeferred();
+  }
+
+  /**
+   * Store the contact's deferred hand-overs in order (on its send line): each as the journal
+   * replay would (storage.ts `replayJournal`) — `queued` with its outbox entry, or `failed` with
+   * the reason when the contact now refuses messages, nothing when a message with its id is stored
+   * already (another tab's replay), dropped when the contact is gone — and its journal entry goes.
+   * Throws the storage error at the first one storage still refuses; it and the later ones wait.
+   */
+  async #storeDeferred(contactId: ContactId): Promise<void> {
+    const storage = this.#ctx.storage;
+    const waiting = this.#deferred.get(contactId) ?? [];
+    for (let m = waiting[0]; m; m = waiting[0]) {
+      const c = await storage.getContact(contactId);
+      const refusal = c && sendRefusal(c);
+      if (c && !(await storage.getMessage(m.id))) {
+        if (refusal) await storage.putMessage({ ...m, state: "failed", failure: refusal });
+        else await storage.queueOutgoing(m);
+        emit(this.#ctx, {
+          type: "message-state",
+          contactId,
+          id: m.id,
+          state: refusal ? "failed" : "queued",
+          ...(refusal ? { failure: refusal } : {}),
+        });
+      }
+      storage.forgetJournaled?.(m.id);
+      waiting.shift();
+      this.#ctx.cfg.log(`deferred save of a message to ${contactId.slice(0, 8)} landed`);
+      if (c && !refusal) this.#links.for(c).queued();
+    }
+    this.#deferred.delete(contactId);
+  }
+
+  /** Try every contact's deferred saves now (a timer fired, or storage just took a write). */
+  #retryDeferred(): void {
+    clearTimeout(this.#deferTimer);
+    this.#deferTimer = undefined;
+    if (this.#ctx.stopped) return;
+    for (const contactId of this.#deferred.keys())
+      void this.#lines
+        .run(contactId, () => this.#storeDeferred(contactId))
+        .then(
+          () => {
+            this.#deferFailures = 0;
+          },
+          (e: unknown) => {
+            this.#ctx.cfg.log(`a deferred save still fails (${(e as Error).name}): retried later`);
+            this.#deferFailures++;
+            this.#scheduleDeferred();
+          },
+        );
+  }
+
+  /** The next try of the deferred saves, with full-jitter backoff (`deferredSaveRetryMs`). */
+  #scheduleDeferred(): void {
+    if (this.#deferTimer !== undefined || this.#ctx.stopped || this.#deferred.size === 0) return;
+    const cfg = this.#ctx.cfg;
+    const ms = fullJitter(cfg.deferredSaveRetryMs, cfg.deferredSaveRetryMaxMs, this.#deferFailures);
+    this.#deferTimer = setTimeout(() => this.#retryDeferred(), ms);
+  }
+
   send(contactId: ContactId, text: string): Promise<MessageId> {
     try {
       return this.handOver(contactId, text).stored;
@@ -407,6 +530,24 @@ export class Engine implements ChatEngine {
   }
 
   async retry(messageId: MessageId): Promise<void> {
+    const storage = this.#ctx.storage;
+    // Recorded in the call's task, before the first await, as a hand-over is journaled: a reload
+    // before the retry's writes land replays it at the next start (docs/protocol/chat.md §9,
+    // "Retries"). The record goes once they land, or when the retry is refused or has nothing to
+    // do; a storage failure keeps it for the next start.
+    const journaled = storage.journalRetry?.(messageId) === true;
+    let keep = false;
+    try {
+      await this.#retry(messageId);
+    } catch (e) {
+      keep = journaled && !(e instanceof EngineRefusal);
+      throw e;
+    } finally {
+      if (!keep) storage.forgetRetry?.(messageId);
+    }
+  }
+
+  async #retry(messageId: MessageId): Promise<void> {
     const first = await this.#ctx.storage.getMessage(messageId);
     if (first?.direction !== "out") return;
     // Behind the sends already handed over for this contact: a retry never overtakes them.

@@ -455,7 +455,9 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     h.hub = new Hub();
     // Direct would open again at once (nothing is blocked): the order of the dials after the
     // failure is what says which path the redial took, not a timer.
-    const timings = { directRetryMs: 300, glareDelayMs: 1_000 };
+    // A glare delay far beyond a relay offer's way on a loaded machine: the higher key's redial
+    // after the path loss always finds the lower key's relay attempt (dialing.ts `retryLater`).
+    const timings = { directRetryMs: 300, glareDelayMs: 3_000 };
     const a = node("alice", undefined, undefined, undefined, timings);
     const b = node("bob", undefined, undefined, undefined, timings);
     a.storage.addUser(b.user);
@@ -494,10 +496,18 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
         .filter((l) => l.startsWith("dial ") && !l.endsWith("(direct, while on the relay)"));
       if (dials.length > 0) expect(dials[0]).toBe(`dial ${peer.id.slice(0, 8)} through the relay`);
     }
+    // Both ends lost the path: only the lower key dials the relay; the higher one answers it
+    // (dialing.ts `retryLater`), so no relay setup is wasted on glare.
     const relayFirst = [since(a, mark[0]), since(b, mark[1])]
       .flat()
       .filter((l) => l.endsWith("through the relay first"));
-    expect(relayFirst.length).toBeGreaterThanOrEqual(1);
+    const [low, high] = a.id < b.id ? [a, b] : [b, a];
+    expect(relayFirst).toEqual([
+      `no direct channel to ${high.id.slice(0, 8)} (the direct path was lost): through the relay first`,
+    ]);
+    expect(since(high, high === a ? mark[0] : mark[1])).not.toContain(
+      `dial ${low.id.slice(0, 8)} through the relay`,
+    );
     // Direct is retried in the background (the upgrade timer) and comes back.
     await until(
       () => a.engine.presence(b.id).path === "direct" && b.engine.presence(a.id).path === "direct",

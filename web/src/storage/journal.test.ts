@@ -31,6 +31,8 @@ import {
   MAX_ENTRY_CHARS,
   OutboxJournal,
   openEntry,
+  RETRY_PREFIX,
+  RETRY_VALUE,
   replayOrder,
   type SyncStore,
   sealEntry,
@@ -313,6 +315,39 @@ describe("outbox journal store", () => {
     first.close();
     await new Promise((r) => setTimeout(r, 0));
     expect(await second.busy()).toEqual(new Set());
+  });
+
+  it("retries: written in the call's task, listed, removed; junk keys and values are dropped, never thrown on (fuzz)", () => {
+    const store = new MapStore();
+    const journal = new OutboxJournal(store, identity, key);
+    const other = new OutboxJournal(store, new Uint8Array(32).fill(0x44), key);
+    expect(journal.writeRetry(entry(1).id)).toBe(true);
+    expect(journal.writeRetry(entry(2).id)).toBe(true);
+    expect(other.writeRetry(entry(3).id)).toBe(true); // another profile's: not ours to replay
+    journal.write(entry(4)); // a hand-over entry is not a retry
+    expect(journal.retries().sort()).toEqual([entry(1).id, entry(2).id].sort());
+    journal.removeRetry(entry(1).id);
+    expect(journal.retries()).toEqual([entry(2).id]);
+    // Nothing but the message id, in the key (clear in IndexedDB too).
+    expect(store.getItem(`${RETRY_PREFIX}${"11".repeat(32)}.${entry(2).id}`)).toBe(RETRY_VALUE);
+    const prefix = `${RETRY_PREFIX}${"11".repeat(32)}.`;
+    fc.assert(
+      fc.property(fc.string({ maxLength: 80 }), fc.string({ maxLength: 8 }), (id, value) => {
+        fc.pre(id !== entry(2).id);
+        store.setItem(prefix + id, value);
+        const valid = /^[A-Za-z0-9_-]{1,64}$/.test(id) && value === RETRY_VALUE;
+        expect(journal.retries().includes(id)).toBe(valid);
+        if (!valid) expect(store.getItem(prefix + id)).toBeNull();
+        store.removeItem(prefix + id);
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+    expect(journal.retries()).toEqual([entry(2).id]);
+    store.full = true;
+    expect(journal.writeRetry(entry(5).id)).toBe(false);
+    store.full = false;
+    clearJournals(store);
+    expect(store.length).toBe(0);
   });
 
   it("a store that refuses the write (full localStorage) says so, and holds nothing", () => {

@@ -56,6 +56,15 @@ export interface SyncStore {
 }
 
 export const JOURNAL_PREFIX = "loft.outbox-journal.";
+/**
+ * Retries (`ChatEngine.retry`) not yet committed: `RETRY_PREFIX` ‖ own identity key (64 hex) ‖
+ * "." ‖ message id, value `RETRY_VALUE`. Nothing sealed: the key says only a message id (clear in
+ * IndexedDB too) and the message itself is already stored (docs/protocol/chat.md §9, "Retries").
+ */
+export const RETRY_PREFIX = "loft.outbox-retry.";
+export const RETRY_VALUE = "1";
+/** A message id as `randomId` makes them (base64url), with room to spare; anything else is junk. */
+const MESSAGE_ID = /^[A-Za-z0-9_-]{1,64}$/;
 /** The version written: padded plaintext. */
 export const JOURNAL_VERSION = 0x02;
 /** The first version, read only: the same plaintext layout without padding. */
@@ -245,6 +254,7 @@ export class OutboxJournal {
   readonly #identityKey: Uint8Array;
   readonly #key: Uint8Array;
   readonly #prefix: string;
+  readonly #retryPrefix: string;
   readonly #locks: JournalLocks | undefined;
   /** This tab's pending hand-overs: message id → release of its lock. */
   readonly #held = new Map<string, () => void>();
@@ -254,6 +264,7 @@ export class OutboxJournal {
     this.#identityKey = identityKey.slice();
     this.#key = key;
     this.#prefix = `${JOURNAL_PREFIX}${toHex(identityKey)}.`;
+    this.#retryPrefix = `${RETRY_PREFIX}${toHex(identityKey)}.`;
     this.#locks = locks;
   }
 
@@ -342,6 +353,41 @@ export class OutboxJournal {
     return { entries: replayOrder(entries), unreadable };
   }
 
+  /**
+   * Record that the person asked to send stored message `id` again (`ChatEngine.retry`), in the
+   * task of the call: a reload before the retry's commit lands replays it. Whether the store took it.
+   */
+  writeRetry(id: string): boolean {
+    try {
+      this.#store.setItem(this.#retryPrefix + id, RETRY_VALUE);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  removeRetry(id: string): void {
+    try {
+      this.#store.removeItem(this.#retryPrefix + id);
+    } catch {
+      // a store that stopped working holds nothing we could remove
+    }
+  }
+
+  /**
+   * The message ids of retries not yet committed, oldest key first as the store lists them; a
+   * key that does not name a message id, or holds another value, is removed (nothing to replay).
+   */
+  retries(): string[] {
+    const out: string[] = [];
+    for (const name of storeKeys(this.#store, this.#retryPrefix)) {
+      const id = name.slice(this.#retryPrefix.length);
+      if (MESSAGE_ID.test(id) && this.#store.getItem(name) === RETRY_VALUE) out.push(id);
+      else this.#store.removeItem(name);
+    }
+    return out;
+  }
+
   /** Forget the key (the storage closes or is replaced); this tab's locks go. */
   close(): void {
     for (const id of [...this.#held.keys()]) this.release(id);
@@ -377,11 +423,12 @@ export function pageSyncStore(): SyncStore | undefined {
   }
 }
 
-/** Remove every identity's journal (start over, a restored backup: storage.ts). */
+/** Remove every identity's journal and retries (start over, a restored backup: storage.ts). */
 export function clearJournals(store: SyncStore | undefined = pageSyncStore()): void {
   if (!store) return;
   try {
-    for (const k of storeKeys(store, JOURNAL_PREFIX)) store.removeItem(k);
+    for (const k of [...storeKeys(store, JOURNAL_PREFIX), ...storeKeys(store, RETRY_PREFIX)])
+      store.removeItem(k);
   } catch {
     // blocked: nothing was stored either
   }

@@ -830,8 +830,25 @@ export class LoftStorage implements EngineStorage {
   }
 
   /**
+   * Record a retry of stored message `id` (engine.ts `retry`, in the call's task): a reload before
+   * its writes land replays it (`replayJournal`). A retry the journal could not take counts as
+   * unsaved until `forgetRetry`. Returns whether the journal holds it.
+   */
+  journalRetry(id: MessageId): boolean {
+    if (this.#journal?.writeRetry(id)) return true;
+    this.#unsaved.add(`retry/${id}`);
+    return false;
+  }
+
+  /** The retry of `id` settled (its writes landed, it was refused, or there was nothing to do). */
+  forgetRetry(id: MessageId): void {
+    this.#unsaved.delete(`retry/${id}`);
+    this.#journal?.removeRetry(id);
+  }
+
+  /**
    * Handed-over messages a reload would lose now: neither journaled nor committed (the chat warns
-   * before the page unloads while there are any; Chat.tsx).
+   * before the page unloads while there are any, on every screen: web/src/ui/App.tsx).
    */
   get unsavedOutgoing(): number {
     return this.#unsaved.size;
@@ -855,8 +872,9 @@ export class LoftStorage implements EngineStorage {
       const journal = this.#journal;
       if (!journal) return [];
       const { entries, unreadable } = journal.read();
+      const retried = await this.#replayRetries(journal, refusal);
       // The usual start: an empty journal, and no lock query on the way to the first screen.
-      if (entries.length === 0 && unreadable.length === 0) return [];
+      if (entries.length === 0 && unreadable.length === 0) return retried;
       // After the read (journal.ts `#hold`): another tab's hand-over still committing is left to
       // it, or this replay could store a message that tab is about to refuse.
       const busy = await journal.busy();
@@ -895,8 +913,53 @@ export class LoftStorage implements EngineStorage {
           console.warn(`storage: an outbox journal entry waits for the next start (${(x as Error).name})`);
         }
       }
-      return stored;
+      return [...retried, ...stored];
     });
+  }
+
+  /**
+   * Replay the retries whose writes did not land (docs/protocol/chat.md §9, "Retries"): a stored
+   * outgoing message still `failed` — or left `queued` without its outbox entry, between the
+   * retry's two writes — becomes `queued` with its outbox entry, in one transaction, unless the
+   * contact now refuses messages (`refusal`: it stays failed, the person can retry again). Any
+   * other state means the retry landed (or the message moved on): only the record goes. One that
+   * cannot be written now stays for the next start. Returns the ids queued again.
+   */
+  async #replayRetries(
+    journal: OutboxJournal,
+    refusal: (c: ContactRecord) => EngineError | undefined,
+  ): Promise<MessageId[]> {
+    const queued: MessageId[] = [];
+    for (const id of journal.retries()) {
+      try {
+        const r = await this.#db.get("messages", id);
+        const m = r && (await this.#openMessage(r));
+        const c = m && (await this.#db.get("contacts", m.contactId));
+        const contact = c && (await this.#openContact(c));
+        if (m?.direction === "out" && (m.state === "failed" || m.state === "queued") && contact) {
+          const failed = m.state === "failed";
+          if (!failed || !refusal(contact)) {
+            m.state = "queued";
+            delete m.failure;
+            const sealed = await this.#sealMessage(m);
+            const tx = this.#db.transaction(["messages", "outbox"], "readwrite");
+            const outbox = tx.objectStore("outbox");
+            if ((await tx.objectStore("messages").getKey(id)) !== undefined) {
+              if (failed) void tx.objectStore("messages").put(sealed);
+              if ((await outbox.getKey(id)) === undefined) {
+                void outbox.put({ messageId: id, contactId: m.contactId, queuedAt: Date.now(), attempts: 0 });
+                queued.push(id);
+              }
+            }
+            await tx.done;
+          }
+        }
+        journal.removeRetry(id);
+      } catch (x) {
+        console.warn(`storage: a retry waits for the next start (${(x as Error).name})`);
+      }
+    }
+    return queued;
   }
 
   // --- outbox ----------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
  * moves the keyboard focus to each new screen (WAI-ARIA APG: after a view change, focus its
  * heading or first control) so keyboard and screen-reader users land on what changed.
  */
-import { createEffect, Match, on, Show, Switch } from "solid-js";
+import { createEffect, Match, on, onCleanup, onMount, Show, Switch } from "solid-js";
+import { unsavedMessages } from "../app/conversation.ts";
 import type { AppModel } from "../app/model.ts";
 import { routePath } from "../app/routes.ts";
 import { UpdateBanner } from "../update/UpdateBanner.tsx";
@@ -31,6 +32,17 @@ export function App(props: { app: AppModel; fatal?: string }) {
       queueMicrotask(() => focusScreen(r().name === "home" && id ? `[data-contact-id="${id}"]` : undefined));
     }),
   );
+  // The leave warning, for the whole app (one listener, whatever the screen: a message sent and
+  // then Back to Home is as unsaved as on the chat screen). Only when leaving would really lose a
+  // message — one neither journaled nor stored yet (conversation.ts `unsavedMessages`); a
+  // journaled one is replayed at the next start (docs/protocol/chat.md §9, "The outbox journal").
+  onMount(() => {
+    const onBeforeUnload = (e: BeforeUnloadEvent) => {
+      if (unsavedMessages(app) > 0) e.preventDefault();
+    };
+    window.addEventListener("beforeunload", onBeforeUnload);
+    onCleanup(() => window.removeEventListener("beforeunload", onBeforeUnload));
+  });
   return (
     <>
       <UpdateBanner />

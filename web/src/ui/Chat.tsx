@@ -15,7 +15,6 @@ import {
   retryMessage,
   sendProblem,
   storedMessage,
-  unsavedMessages,
 } from "../app/conversation.ts";
 import { sendFiles } from "../app/files.ts";
 import type { AppModel } from "../app/model.ts";
@@ -135,6 +134,8 @@ export function Chat(props: { app: AppModel; id: string }) {
     showNew(m, true, false);
   }
 
+  /** The message whose deferred save the notice is about (`SaveDeferred`). */
+  let deferredNotice: MessageId | undefined;
   const send = (text: string): string | undefined => {
     let handed: HandedOver;
     try {
@@ -145,9 +146,13 @@ export function Chat(props: { app: AppModel; id: string }) {
     setError(undefined);
     showNew(handed.message, false, true);
     handed.stored.catch((x: unknown) => {
-      // Not stored now but kept in the outbox journal for the next start (api.ts `SaveDeferred`):
-      // the bubble stays and the words are not given back, or they would go twice.
-      if (x instanceof SaveDeferred) return setError(sendProblem(x));
+      // Not stored now but kept in the outbox journal and stored later (api.ts `SaveDeferred`):
+      // the bubble stays and the words are not given back, or they would go twice. The notice
+      // goes once the save lands (its state event, below).
+      if (x instanceof SaveDeferred) {
+        deferredNotice = handed.message.id;
+        return setError(sendProblem(x));
+      }
       // Refused before it was stored: nothing was sent. Take the bubble back, keep the words.
       tl.remove(handed.message.id);
       composer?.restore(text);
@@ -169,6 +174,11 @@ export function Chat(props: { app: AppModel; id: string }) {
 
   onMount(() => {
     const off = app.onEvent((e) => {
+      // The deferred save landed (engine.ts `#storeDeferred`): the notice about it is done.
+      if (e.type === "message-state" && e.id === deferredNotice) {
+        deferredNotice = undefined;
+        if (error() === sendProblem(new SaveDeferred(undefined))) setError(undefined);
+      }
       if (e.type === "message" && e.message.contactId === props.id) showNew(e.message, true, false);
       else if (e.type === "message-state" && e.contactId === props.id && !tl.update(e.id, e.state, e.failure))
         void fetchUnknown(e.id);
@@ -190,14 +200,7 @@ export function Chat(props: { app: AppModel; id: string }) {
       attach(files);
     };
     window.addEventListener("paste", onPaste);
-    // Warn only when leaving would really lose a message: one neither journaled nor stored yet
-    // (conversation.ts `unsavedMessages`) — a journaled one is replayed at the next start.
-    const onBeforeUnload = (e: BeforeUnloadEvent) => {
-      if (unsavedMessages(app) > 0) e.preventDefault();
-    };
-    window.addEventListener("beforeunload", onBeforeUnload);
     onCleanup(() => {
-      window.removeEventListener("beforeunload", onBeforeUnload);
       window.removeEventListener("paste", onPaste);
       disposed = true;
       off();

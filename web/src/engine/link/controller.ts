@@ -173,12 +173,14 @@ export class LinkController {
         if (peer.live.lastInbound < f.since && f.reconnect)
           // Our own network changed under the session: it stopped answering, as a heartbeat
           // timeout says, only sooner (chat.md §6).
-          peer.live.session.close(
+          this.#closeLive(
+            peer.live,
             "heartbeat-timeout",
             "our signaling connection came back and the live session stopped answering",
           );
         else if (peer.live.lastInbound < f.since)
-          peer.live.session.close(
+          this.#closeLive(
+            peer.live,
             "presence-offline",
             "the contact went offline and the live session stopped answering",
           );
@@ -259,14 +261,28 @@ export class LinkController {
     this.#moved("closed");
   }
 
-  /** Close the attempt and the live session with `reason` (their ends arrive as events). */
+  /**
+   * Close the attempt and the live session with `reason`. Both leave the link state here, in this
+   * task (`#retire`), not when their close events arrive: a `connect()` or an offer right after
+   * must find no session to wait for, whatever the order of the microtasks in between.
+   */
   #drop(reason: string): void {
     const attempt = this.peer.attempt;
     if (attempt) {
       attempt.link.close(reason);
       this.#endAttempt(attempt);
     }
-    this.peer.live?.session.close(reason);
+    const live = this.peer.live;
+    if (live) this.#closeLive(live, reason);
+  }
+
+  /**
+   * Close `live` ourselves (a disconnect, a block, a probe that got no answer): it is retired at
+   * once, with `reason`, and its close event later finds it retired and does nothing.
+   */
+  #closeLive(live: Live, reason: string, detail?: string): void {
+    live.session.close(reason, detail);
+    this.#retire(live, reason, detail);
   }
 
   // ---- user actions and contact changes ------------------------------------------------------
@@ -345,8 +361,9 @@ export class LinkController {
   /** The contact was deleted: every timer stops, links close, our queue for it goes. */
   async forget(): Promise<void> {
     this.peer.timers.clearAll();
-    this.#drop("contact-blocked");
+    // Stopped first: the close of the live session schedules nothing any more.
     this.#state = "stopped";
+    this.#drop("contact-blocked");
     await forgetMailbox(this.#ctx, this.peer);
   }
 
@@ -553,10 +570,11 @@ export class LinkController {
       () => {},
     );
     void session.closed.then(async (info) => {
+      if (live.retired) return; // we closed it ourselves (`#closeLive`): retired then
       // The session names a dead link LOFT_ERR_LINK_CLOSED; the link's own reason says whether
       // it was the path (an ICE failure: dialing.ts `directPathLost`).
       const link = attempt.link.state === "closed" ? await attempt.link.closed : undefined;
-      this.#sessionClosed(live, info.reason, info.detail, link?.reason);
+      this.#retire(live, info.reason, info.detail, link?.reason);
     });
     void this.#readLoop(live);
     if (bulk) void this.#bulkLoop(live, bulk);
@@ -630,7 +648,16 @@ export class LinkController {
     }
   }
 
-  #sessionClosed(live: Live, reason: string, detail?: string, linkReason?: string): void {
+  /**
+   * `live` closed: it leaves the link state and what its close asks for is applied — exactly once
+   * per session (`Live.retired`), by whichever comes first: our own close (`#closeLive`, in the
+   * task that closes it) or the session's close event (a close by the peer or the link). So the
+   * order of a disconnect and a connect that follows is the order of the calls, not of the
+   * microtasks that carry the close event.
+   */
+  #retire(live: Live, reason: string, detail?: string, linkReason?: string): void {
+    if (live.retired) return;
+    live.retired = true;
     const { peer } = this;
     if (peer.live !== live) {
       // Replaced: its heartbeat stops unless its successor is already up (and owns the timer).

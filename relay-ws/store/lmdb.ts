@@ -163,6 +163,12 @@ const cat = (...parts: Uint8Array[]): Buffer => Buffer.concat(parts);
 /** rid ‖ send id as latin1: a send id's key in the in-memory maps (and, as bytes, in `sends`). */
 const sendKeyOf = (rid: Buffer, sendId: Uint8Array): string => cat(rid, sendId).toString("latin1");
 const MAX_U64 = Buffer.alloc(8, 0xff);
+/**
+ * The all-zero send id as the tail of a send key (latin1): what a record migrated without a known
+ * send id holds, so it never refuses a SEND as DUPLICATE of a stored message (docs/protocol/relay.md,
+ * SEND) — a DUPLICATE for a message not stored would be a message lost.
+ */
+const ZERO_SEND = "\0".repeat(16);
 const isZero = (b: Uint8Array): boolean => {
   for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
   return true;
@@ -1156,6 +1162,12 @@ export class LmdbStore implements RelayStore {
     this.#goneSends.set(send, expiresAt);
   }
 
+  /** A removal that #forgetSend saw did not commit: its message is stored, its id a stored one. */
+  #unforgetSend(send: string): void {
+    this.#goneSends.delete(send);
+    this.#cachedSend(send, true);
+  }
+
   #loadState(rid: Buffer, hex = toHex(rid)): QueueState {
     let st = this.#state.get(hex);
     if (!st) {
@@ -1201,7 +1213,7 @@ export class LmdbStore implements RelayStore {
     if (
       (this.#goneSends.size > 0 && this.#goneSends.has(sendStr)) ||
       (this.#legacySends && this.#sends.doesExist(Buffer.from(sendStr, "latin1"))) ||
-      (st.count > st.writing && this.#storedSendId(rid, sendStr))
+      (st.count > st.writing && !sendStr.endsWith(ZERO_SEND) && this.#storedSendId(rid, sendStr))
     )
       return "duplicate";
     if (st.count >= quota) return "quota";
@@ -1213,8 +1225,8 @@ export class LmdbStore implements RelayStore {
   /**
    * Whether one of the queue's stored messages was sent with the send id of `sendStr` (rid ‖ send
    * id, latin1): its records' send ids (format 2, offset 1), read in place — a queue holds at most
-   * --relay-queue-quota records. Send ids are random (docs/protocol/relay.md, SEND): the zero id, a
-   * migrated record's "unknown", matches like any other.
+   * --relay-queue-quota records. Never asked about the zero id (a migrated record's "unknown",
+   * #refusal): send ids are random (docs/protocol/relay.md, SEND).
    */
   #storedSendId(rid: Buffer, sendStr: string): boolean {
     const id = sendStr.slice(0, 24);
@@ -1294,7 +1306,9 @@ export class LmdbStore implements RelayStore {
    * `append`, whose decisions are all taken synchronously — so every write lands in the same
    * group commit. At the first refusal other than "duplicate" the rest of the batch gets that
    * refusal unwritten: a batch stores a prefix (duplicates skipped), never a message after a
-   * refused one, and the queue's order stays the batch's.
+   * refused one, and the queue's order stays the batch's. The one exception to "synchronously":
+   * a retry of a send id whose first write is still pending; from it on the batch waits (see
+   * below), so the prefix and the order hold whatever that write's outcome.
    */
   async appendBatch(recipientId: Uint8Array, messages: NewMessage[], quota: number): Promise<AppendResult[]> {
     const rid = Buffer.from(recipientId);
@@ -1308,7 +1322,18 @@ export class LmdbStore implements RelayStore {
       }
       const sendStr = sendKeyOf(rid, m.sendId);
       if (this.#pendingSends.has(sendStr)) {
-        out.push(this.#afterPending(rid, ridHex, m, quota, sendStr));
+        // A retry of a write not committed yet: its answer waits for that write's outcome, and
+        // the messages after it wait for its own — decided now, they could be stored ahead of it
+        // (or after it is refused) if that write fails. What came before it in the batch is
+        // settled first for the same reason: a prefix, in the batch's order.
+        for (const r of await Promise.all(out))
+          if (r !== "ok" && r !== "duplicate") {
+            stop = r;
+            break;
+          }
+        const r = stop ?? (await this.#afterPending(rid, ridHex, m, quota, sendStr));
+        if (r !== "ok" && r !== "duplicate") stop = r;
+        out.push(r);
         continue;
       }
       const refused = this.#refusal(rid, ridHex, m, quota, sendStr);
@@ -1595,18 +1620,28 @@ export class LmdbStore implements RelayStore {
         if (!stored) return;
         epoch = messageRecordEpoch(stored);
         const sendId = messageRecordSendId(stored);
-        if (sendId)
+        if (sendId) {
           gone = {
             send: sendKeyOf(rid, sendId),
             expiresAt: readU64(stored, LAYOUT_2.exp),
             known: !isZero(sendId),
           };
+          // In the same turn as the removal, before its commit: from the moment the record is gone
+          // from reads, the gone list refuses a retry of its id — a retry between the commit and
+          // the code after it would otherwise find neither (docs/protocol/relay.md, SEND).
+          this.#forgetSend(gone.send, gone.expiresAt, gone.known);
+        }
         this.#msgs.remove(recKey);
         if (this.#deliveriesStored && this.#deliveries.doesExist(recKey)) this.#deliveries.remove(recKey);
       });
-      await this.#durable(done);
+      try {
+        await this.#durable(done);
+      } catch (e) {
+        // Not removed: the message is still stored, its id one of its queue's again.
+        if (gone) this.#unforgetSend(gone.send);
+        throw e;
+      }
       if (epoch !== undefined) this.#countEpoch(epoch, -1);
-      if (gone) this.#forgetSend(gone.send, gone.expiresAt, gone.known);
       this.#deliveryCounts.delete(hex);
       st.count = Math.max(0, st.count - 1);
       this.#release(st, cost);

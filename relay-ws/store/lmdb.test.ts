@@ -498,8 +498,12 @@ describe("relay LMDB store", () => {
       ["g", 3 * HOUR],
     ] as const)
       await put(q3, b, ttl);
+    expect((await store.gc(now)).expiredMessages).toBe(0);
+    expect(store.lastGcVisit).toEqual({ queues: 0, records: 0 });
     now += HOUR + 1;
     expect((await store.gc(now)).expiredMessages).toBe(4);
+    // Only the queues with something due are read (q2's earliest is 3 h away): all their records.
+    expect(store.lastGcVisit).toEqual({ queues: 2, records: 5 });
     expect(store.stats().messages).toBe(3);
     expect(await store.next(q1.recipientId, -1)).toBeUndefined();
     expect((await store.next(q2.recipientId, -1))?.seq).toBe(0);
@@ -508,6 +512,7 @@ describe("relay LMDB store", () => {
     expect(store.queueBytes(q1.recipientId)).toBe(0);
     now += 2 * HOUR;
     expect((await store.gc(now)).expiredMessages).toBe(3);
+    expect(store.lastGcVisit).toEqual({ queues: 2, records: 3 });
     expect(store.stats().storedBytes).toBe(0);
     // --relay-ttl lowered from 7 days to 1 h across a restart: the messages stored since expire
     // on time even though the queue's head lives on.
@@ -515,9 +520,49 @@ describe("relay LMDB store", () => {
     for (const b of ["h", "i", "j"]) await put(q1, b, HOUR);
     now += HOUR + 1;
     expect((await store.gc(now)).expiredMessages).toBe(3);
+    expect(store.lastGcVisit).toEqual({ queues: 1, records: 4 });
     expect(store.stats().messages).toBe(1);
     expect(text(await store.read(q1.recipientId, 2))).toBe("7 days");
     expect(await store.next(q1.recipientId, 2)).toBeUndefined();
+  });
+
+  it("GC reads the records of queues with something due only: their earliest expiry built at open, lowered by SEND, exact after a visit", async () => {
+    // docs/operations-relay.md §Storage: a store of millions of messages must not be
+    // read whole every run (the event loop paused seconds every 5 min).
+    let now = Date.UTC(2034, 0, 1);
+    const path = tempDir();
+    const masterKey = randomBytes(32);
+    const options = { path, masterKey, clock: () => now };
+    let store = openStore(options);
+    const qs = Array.from({ length: 10 }, () => queue());
+    for (const q of qs) {
+      await store.createQueue(q);
+      const sent = Array.from({ length: 5 }, (_, i) => msg(utf8(`long${i}`), now, 7 * DAY));
+      expect(await store.appendBatch(q.recipientId, sent, 10)).toEqual(Array(5).fill("ok"));
+    }
+    const short = qs[3]!;
+    expect(await store.append(short.recipientId, msg(utf8("short"), now, HOUR), 10)).toBe("ok");
+    store = await reopen(store, options);
+    now += HOUR + 1;
+    expect((await store.gc(now)).expiredMessages).toBe(1);
+    expect(store.lastGcVisit).toEqual({ queues: 1, records: 6 });
+    expect((await store.gc(now)).expiredMessages).toBe(0);
+    expect(store.lastGcVisit).toEqual({ queues: 0, records: 0 });
+    // An ACK leaves the bound as it is (still a lower bound); a SEND lowers it.
+    const first = await store.next(qs[0]!.recipientId, -1);
+    expect(await store.ack(qs[0]!.recipientId, first!.seq, first!.msgId)).toBe(true);
+    expect(await store.append(qs[7]!.recipientId, msg(utf8("soon"), now, HOUR), 10)).toBe("ok");
+    expect((await store.gc(now)).expiredMessages).toBe(0);
+    expect(store.lastGcVisit).toEqual({ queues: 0, records: 0 });
+    now += HOUR + 1;
+    expect((await store.gc(now)).expiredMessages).toBe(1);
+    expect(store.lastGcVisit).toEqual({ queues: 1, records: 6 });
+    now += 7 * DAY;
+    expect((await store.gc(now)).expiredMessages).toBe(49);
+    expect(store.lastGcVisit).toEqual({ queues: 10, records: 49 });
+    expect(store.stats().messages).toBe(0);
+    expect((await store.gc(now)).expiredMessages).toBe(0);
+    expect(store.lastGcVisit).toEqual({ queues: 0, records: 0 });
   });
 
   it("one record per SEND (format 2): no send or expiry record; a retry is DUPLICATE while stored, after its ACK and across a reopen while stored", async () => {

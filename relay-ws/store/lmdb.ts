@@ -157,6 +157,8 @@ const u32 = (n: number): Buffer => {
 };
 const readU64 = (b: Uint8Array, at: number): number =>
   Number(Buffer.from(b.buffer, b.byteOffset, b.byteLength).readBigUInt64BE(at));
+/** A u64 below 2^53 (expiries, seqs) without a BigInt: GC and open read one per record. */
+const readU64Num = (b: Uint8Array, at: number): number => readU32(b, at) * 0x1_0000_0000 + readU32(b, at + 4);
 const readU32 = (b: Uint8Array, at: number): number =>
   ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
 const cat = (...parts: Uint8Array[]): Buffer => Buffer.concat(parts);
@@ -330,6 +332,8 @@ export interface LmdbStoreOptions {
    * crashed, exited), for the log; counted in `stats().sealFailovers` either way.
    */
   onSealFailover?: SealPoolOptions["onFailover"];
+  /** Told when a new seal worker replaces a failed one (counted in `stats().sealRespawns`). */
+  onSealRespawn?: SealPoolOptions["onRespawn"];
 }
 
 export class LmdbStore implements RelayStore {
@@ -379,6 +383,17 @@ export class LmdbStore implements RelayStore {
   readonly #goneSends = new Map<string, number>();
   /** Whether `sends` may hold records written before format 2 (their ids still refuse retries). */
   #legacySends: boolean;
+  /**
+   * A lower bound of the earliest expiry among each queue's format-2 message records (rid latin1 →
+   * ms; no entry: the queue holds none): built at open from the pass over the records it makes
+   * anyway, lowered at each SEND (before its commit), kept as it is at ACK or drop (still a lower
+   * bound), and made exact again when GC visits the queue. So a GC run reads the records of the
+   * queues with something due only, not every stored message's expiry (docs/operations-relay.md
+   * §Storage).
+   */
+  readonly #earliest = new Map<string, number>();
+  /** What the last GC run read: the queues it visited and their message records (tests, bench). */
+  lastGcVisit = { queues: 0, records: 0 };
   /** Bytes of each queue's message records (rid latin1), counted at open, taken by #loadState. */
   readonly #openMsgBytes = new Map<string, number>();
   /** Decoded queue records by rid hex, as committed (#queueSync). */
@@ -446,7 +461,10 @@ export class LmdbStore implements RelayStore {
     this.#sealer =
       options.sealPool ??
       ((options.sealThreads ?? 0) > 0
-        ? new SealPool(options.onSealFailover ? { onFailover: options.onSealFailover } : {})
+        ? new SealPool({
+            ...(options.onSealFailover ? { onFailover: options.onSealFailover } : {}),
+            ...(options.onSealRespawn ? { onRespawn: options.onSealRespawn } : {}),
+          })
         : undefined);
     guardLmdbCommitRejections();
     this.#root = open({
@@ -544,18 +562,51 @@ export class LmdbStore implements RelayStore {
   #scanMessages(): boolean {
     this.#msgEpochs.clear();
     this.#openMsgBytes.clear();
+    this.#earliest.clear();
     this.#totalBytes = 0;
     let format1 = false;
+    // Keys are rid ‖ seq, so one queue's records come together: each queue's bytes and earliest
+    // expiry are summed locally and stored once (an open of millions of records pays a map write
+    // per queue, not per record); likewise runs of one epoch.
+    const runRid = Buffer.alloc(24);
+    let runId: string | undefined;
+    let runBytes = 0;
+    let runMin = Number.POSITIVE_INFINITY;
+    const endRun = () => {
+      if (runId === undefined) return;
+      this.#openMsgBytes.set(runId, (this.#openMsgBytes.get(runId) ?? 0) + runBytes);
+      if (runMin !== Number.POSITIVE_INFINITY) this.#noteExpiry(runId, runMin);
+    };
+    let epochRun: number | undefined;
+    let epochCount = 0;
     for (const key of this.#msgs.getKeys({}) as Iterable<Buffer>) {
       const rec = this.#msgs.getBinaryFast(key);
       if (!rec) continue;
+      if (runId === undefined || runRid.compare(key, 0, 24, 0, 24) !== 0) {
+        endRun();
+        key.copy(runRid, 0, 0, 24);
+        runId = key.toString("latin1", 0, 24);
+        runBytes = 0;
+        runMin = Number.POSITIVE_INFINITY;
+      }
+      // Format 1 expires through its `expiry` entries; format 2 through #earliest.
       if (!isFormat2(rec)) format1 = true;
+      else if (rec.length >= LAYOUT_2.key) {
+        const exp = readU64Num(rec, LAYOUT_2.exp);
+        if (exp < runMin) runMin = exp;
+      }
       const epoch = messageRecordEpoch(rec);
-      if (epoch !== undefined) this.#countEpoch(epoch, 1);
-      const id = key.toString("latin1", 0, 24);
-      this.#openMsgBytes.set(id, (this.#openMsgBytes.get(id) ?? 0) + rec.length);
+      if (epoch !== epochRun) {
+        if (epochRun !== undefined) this.#countEpoch(epochRun, epochCount);
+        epochRun = epoch;
+        epochCount = 0;
+      }
+      epochCount++;
+      runBytes += rec.length;
       this.#totalBytes += rec.length;
     }
+    endRun();
+    if (epochRun !== undefined) this.#countEpoch(epochRun, epochCount);
     return format1;
   }
 
@@ -614,6 +665,12 @@ export class LmdbStore implements RelayStore {
       // Past the last record rewritten (keys are rid ‖ u64 seq).
       start = cat(chunk[chunk.length - 1]!.key, EMPTY);
     }
+  }
+
+  /** A format-2 record of queue `id` (rid latin1) expires at `expiresAt` (#earliest). */
+  #noteExpiry(id: string, expiresAt: number): void {
+    const known = this.#earliest.get(id);
+    if (known === undefined || expiresAt < known) this.#earliest.set(id, expiresAt);
   }
 
   #countEpoch(epoch: number, n: number): void {
@@ -1132,6 +1189,7 @@ export class LmdbStore implements RelayStore {
       this.#forget(rid, q.senderId);
     }
     for (const e of epochs) this.#countEpoch(e, -1);
+    this.#earliest.delete(rid.toString("latin1"));
     const sends = this.#queueSends.get(rid.toString("latin1"));
     if (sends) {
       this.#queueSends.delete(rid.toString("latin1"));
@@ -1392,6 +1450,9 @@ export class LmdbStore implements RelayStore {
     const seq = st.nextSeq++;
     st.count++;
     this.#reserve(st, cost);
+    // Before the commit: #earliest stays a lower bound whatever lands (a failed write costs GC one
+    // visit of the queue, no more).
+    this.#noteExpiry(rid.toString("latin1"), m.expiresAt);
     const recKey = cat(rid, u64(seq));
     const keyKey = cat(Buffer.of(TAG_MSG), recKey);
     const block = padBlock(m.body, bucket);
@@ -1637,8 +1698,12 @@ export class LmdbStore implements RelayStore {
       try {
         await this.#durable(done);
       } catch (e) {
-        // Not removed: the message is still stored, its id one of its queue's again.
-        if (gone) this.#unforgetSend(gone.send);
+        // Not removed: the message is still stored, its id one of its queue's again, and its
+        // expiry due to GC again (a GC visit that counted on this removal forgot it).
+        if (gone) {
+          this.#unforgetSend(gone.send);
+          this.#noteExpiry(gone.send.slice(0, 24), gone.expiresAt);
+        }
         throw e;
       }
       if (epoch !== undefined) this.#countEpoch(epoch, -1);
@@ -1807,29 +1872,42 @@ export class LmdbStore implements RelayStore {
         this.#del(this.#expiry, Buffer.from(key));
       }
     }
-    // Format 2: a message's expiry is in its record. Every record of each queue that holds
-    // messages is read in place (8 bytes; at most --relay-queue-quota per queue), not only its
-    // head: after --relay-ttl is lowered (or the clock steps back) a younger message can expire
-    // before an older one, and must not wait behind it (docs/protocol/relay.md, SEND).
-    let from: Buffer | undefined;
-    for (let queues = 0; queues < 100_000_000; queues++) {
-      let head: Buffer | undefined;
-      for (const key of this.#msgs.getKeys(
-        from ? { start: from, limit: 1 } : { limit: 1 },
-      ) as Iterable<Buffer>)
-        head = Buffer.from(key);
-      if (head?.length !== 32) break;
-      const rid = head.subarray(0, 24);
-      for (const key of this.#msgs.getKeys({ start: head, end: cat(rid, MAX_U64) }) as Iterable<Buffer>) {
+    // Format 2: a message's expiry is in its record. Only the queues whose earliest expiry
+    // (#earliest, a lower bound) is due are visited, and every record of each of those is read in
+    // place (8 bytes; at most --relay-queue-quota per queue), not only its head: after --relay-ttl
+    // is lowered (or the clock steps back) a younger message can expire before an older one, and
+    // must not wait behind it (docs/protocol/relay.md, SEND). The visit makes the queue's entry
+    // exact again: the earliest expiry of what it keeps.
+    const visit = { queues: 0, records: 0 };
+    const due: string[] = [];
+    for (const [id, at] of this.#earliest) if (at <= nowMs) due.push(id);
+    for (const id of due) {
+      visit.queues++;
+      const rid = Buffer.from(id, "latin1");
+      let next = Number.POSITIVE_INFINITY;
+      for (const key of this.#msgs.getKeys({
+        start: cat(rid, u64(0)),
+        end: cat(rid, MAX_U64),
+      }) as Iterable<Buffer>) {
         const rec = this.#msgs.getBinaryFast(key);
-        if (!rec || !isFormat2(rec)) continue;
-        if (readU64(rec, LAYOUT_2.exp) > nowMs) continue;
+        if (!rec || !isFormat2(rec) || rec.length < LAYOUT_2.key) continue;
+        visit.records++;
+        const exp = readU64Num(rec, LAYOUT_2.exp);
+        if (exp > nowMs) {
+          if (exp < next) next = exp;
+          continue;
+        }
         result.expiredSendIds++;
-        deletions.push(this.#deleteMessage(rid, readU64(key, 24)));
+        deletions.push(this.#deleteMessage(rid, readU64Num(key, 24)));
       }
-      // Past every key of this queue (keys are rid ‖ u64 seq: 32 bytes).
-      from = cat(rid, MAX_U64, EMPTY);
+      // Writes not committed yet are not in the records: their expiries were noted at SEND, so the
+      // old bound stays for them (the queue is visited again next run).
+      const st = this.#state.get(toHex(rid));
+      if (st && st.writing > 0) next = Math.min(next, this.#earliest.get(id) ?? next);
+      if (next === Number.POSITIVE_INFINITY) this.#earliest.delete(id);
+      else this.#earliest.set(id, next);
     }
+    this.lastGcVisit = visit;
     for (const [send, expiresAt] of this.#goneSends)
       if (expiresAt <= nowMs) {
         this.#goneSends.delete(send);
@@ -2003,6 +2081,7 @@ export class LmdbStore implements RelayStore {
       quotaBytes: this.#quotaBytes,
       keyEpochs: this.#keyring.epochs.length,
       sealFailovers: this.#sealer?.failovers ?? 0,
+      sealRespawns: this.#sealer?.respawns ?? 0,
     };
   }
 

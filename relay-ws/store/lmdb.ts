@@ -145,9 +145,24 @@ const IDLE_PER_GC = 1_000;
 /** Default memory for blocks awaiting their first delivery (hot-blocks.ts). */
 const DEFAULT_HOT_BLOCK_BYTES = 16 * 1024 * 1024;
 
+/**
+ * u64 fields hold seqs, ms times and byte counts, all below 2^53: written and read as two u32
+ * halves, without a BigInt per call (the SEND and ACK paths write and read several per message).
+ */
+const writeU64 = (b: Buffer, n: number, at: number): void => {
+  b.writeUInt32BE(Math.floor(n / 0x1_0000_0000) >>> 0, at);
+  b.writeUInt32BE(n >>> 0, at + 4);
+};
 const u64 = (n: number): Buffer => {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64BE(BigInt(n));
+  const b = Buffer.allocUnsafe(8);
+  writeU64(b, n, 0);
+  return b;
+};
+/** A message record's key, rid ‖ u64 seq, in one allocation. */
+const recKeyOf = (rid: Uint8Array, seq: number): Buffer => {
+  const b = Buffer.allocUnsafe(rid.length + 8);
+  b.set(rid, 0);
+  writeU64(b, seq, rid.length);
   return b;
 };
 const u32 = (n: number): Buffer => {
@@ -155,8 +170,7 @@ const u32 = (n: number): Buffer => {
   b.writeUInt32BE(n >>> 0);
   return b;
 };
-const readU64 = (b: Uint8Array, at: number): number =>
-  Number(Buffer.from(b.buffer, b.byteOffset, b.byteLength).readBigUInt64BE(at));
+const readU64 = (b: Uint8Array, at: number): number => readU64Num(b, at);
 /** A u64 below 2^53 (expiries, seqs) without a BigInt: GC and open read one per record. */
 const readU64Num = (b: Uint8Array, at: number): number => readU32(b, at) * 0x1_0000_0000 + readU32(b, at + 4);
 const readU32 = (b: Uint8Array, at: number): number =>
@@ -373,6 +387,8 @@ export class LmdbStore implements RelayStore {
    */
   readonly #queueSends = new Map<string, Set<string>>();
   #queueSendsTotal = 0;
+  /** The queue #storedSendId moved last to the end of #queueSends (the most recently used). */
+  #queueSendsLast: string | undefined;
   readonly #queueSendsMax: number;
   /**
    * Send ids of messages no longer stored (acknowledged, dropped) → their expiry: a retry of one
@@ -1291,9 +1307,13 @@ export class LmdbStore implements RelayStore {
     const want = sendStr.slice(24);
     let ids = this.#queueSends.get(id);
     if (ids) {
-      // Most recently used last (a Map iterates in insertion order).
-      this.#queueSends.delete(id);
-      this.#queueSends.set(id, ids);
+      // Most recently used last (a Map iterates in insertion order); a queue's SENDs come in runs,
+      // so the last one used is not moved again.
+      if (this.#queueSendsLast !== id) {
+        this.#queueSends.delete(id);
+        this.#queueSends.set(id, ids);
+        this.#queueSendsLast = id;
+      }
       return ids.has(want);
     }
     ids = new Set<string>();
@@ -1306,6 +1326,7 @@ export class LmdbStore implements RelayStore {
     }
     if (ids.size <= this.#queueSendsMax) {
       this.#queueSends.set(id, ids);
+      this.#queueSendsLast = id;
       this.#queueSendsTotal += ids.size;
       this.#trimQueueSends(id);
     }
@@ -1453,8 +1474,10 @@ export class LmdbStore implements RelayStore {
     // Before the commit: #earliest stays a lower bound whatever lands (a failed write costs GC one
     // visit of the queue, no more).
     this.#noteExpiry(rid.toString("latin1"), m.expiresAt);
-    const recKey = cat(rid, u64(seq));
-    const keyKey = cat(Buffer.of(TAG_MSG), recKey);
+    const recKey = recKeyOf(rid, seq);
+    const keyKey = Buffer.allocUnsafe(1 + recKey.length);
+    keyKey[0] = TAG_MSG;
+    recKey.copy(keyKey, 1);
     const block = padBlock(m.body, bucket);
     const { id: epoch, key: epochKey } = this.#keyring.current;
     // Counted before the seal: the epoch is not destroyed while this record may still land.
@@ -1497,8 +1520,8 @@ export class LmdbStore implements RelayStore {
     record[0] = MSG_FORMAT_2;
     record.set(m.sendId, V2_SEND_AT);
     record.set(m.msgId, LAYOUT_2.id);
-    record.writeBigUInt64BE(BigInt(m.timestamp), LAYOUT_2.ts);
-    record.writeBigUInt64BE(BigInt(m.expiresAt), LAYOUT_2.exp);
+    writeU64(record, m.timestamp, LAYOUT_2.ts);
+    writeU64(record, m.expiresAt, LAYOUT_2.exp);
     keyRecord.copy(record, LAYOUT_2.key);
     sealed.copy(record, V2_SEALED_AT);
     this.#put(this.#msgs, recKey, record);
@@ -1538,7 +1561,7 @@ export class LmdbStore implements RelayStore {
   async next(recipientId: Uint8Array, afterSeq: number): Promise<StoredMessageMeta | undefined> {
     const rid = Buffer.from(recipientId);
     if (afterSeq < 0 && this.#queues.doesExist(rid)) this.#touch(rid, this.#loadState(rid));
-    const start = afterSeq < 0 ? cat(rid, u64(0)) : cat(rid, u64(afterSeq + 1));
+    const start = recKeyOf(rid, afterSeq < 0 ? 0 : afterSeq + 1);
     // Seqs of a queue are consecutive: a kept message right after the cursor is the next one.
     // A kept block's message exists: deletions drop its block first (hot-blocks.ts).
     const hot = afterSeq < 0 ? undefined : this.#hot.header(start);
@@ -1581,7 +1604,7 @@ export class LmdbStore implements RelayStore {
   }
 
   #read(recipientId: Uint8Array, seq: number, blockSize: number): Uint8Array | undefined {
-    const recKey = cat(Buffer.from(recipientId), u64(seq));
+    const recKey = recKeyOf(recipientId, seq);
     const hot = this.#hot.take(recKey);
     if (hot) {
       if (blockSize === 0 || hot.length === blockSize) return hot;
@@ -1600,7 +1623,7 @@ export class LmdbStore implements RelayStore {
   }
 
   async markDelivered(recipientId: Uint8Array, seq: number): Promise<number> {
-    const recKey = cat(Buffer.from(recipientId), u64(seq));
+    const recKey = recKeyOf(recipientId, seq);
     const hex = toHex(recKey);
     const n =
       (this.#deliveryCounts.get(hex) ??
@@ -1628,7 +1651,7 @@ export class LmdbStore implements RelayStore {
 
   async ack(recipientId: Uint8Array, seq: number, msgId: Uint8Array): Promise<boolean> {
     const rid = Buffer.from(recipientId);
-    const recKey = cat(rid, u64(seq));
+    const recKey = recKeyOf(rid, seq);
     // In place: only the id is compared, before any other read.
     const rec = this.#msgs.getBinaryFast(recKey);
     if (!rec) return false;
@@ -1655,7 +1678,7 @@ export class LmdbStore implements RelayStore {
     /** What `ack` read already: the record key, the record's length and the queue's state. */
     known?: { recKey: Buffer; cost: number; st: QueueState | undefined },
   ): Promise<boolean> {
-    const recKey = known?.recKey ?? cat(rid, u64(seq));
+    const recKey = known?.recKey ?? recKeyOf(rid, seq);
     const hex = toHex(recKey);
     if (this.#deleting.has(hex)) return false;
     let cost = known?.cost;

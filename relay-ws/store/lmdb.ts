@@ -1454,7 +1454,8 @@ export class LmdbStore implements RelayStore {
       if (this.#pendingSends.get(sendStr) === pending) this.#pendingSends.delete(sendStr);
       if (pending.waiters) for (const w of pending.waiters) w(committed);
     };
-    const done = this.#store(rid, ridHex, m, st, settle);
+    // The send key begins with the rid in latin1: #earliest's key, without another string.
+    const done = this.#store(rid, ridHex, m, st, settle, sendStr.slice(0, 24));
     done.catch(() => settle(false));
     return done;
   }
@@ -1465,6 +1466,7 @@ export class LmdbStore implements RelayStore {
     m: NewMessage,
     st: QueueState,
     settle: (committed: boolean) => void,
+    ridLatin1: string,
   ): Promise<AppendResult> {
     const bucket = bucketSize(m.body.length, BLOCK_SIZE);
     const cost = messageCost(m.body.length);
@@ -1473,7 +1475,7 @@ export class LmdbStore implements RelayStore {
     this.#reserve(st, cost);
     // Before the commit: #earliest stays a lower bound whatever lands (a failed write costs GC one
     // visit of the queue, no more).
-    this.#noteExpiry(rid.toString("latin1"), m.expiresAt);
+    this.#noteExpiry(ridLatin1, m.expiresAt);
     const recKey = recKeyOf(rid, seq);
     const keyKey = Buffer.allocUnsafe(1 + recKey.length);
     keyKey[0] = TAG_MSG;

@@ -15,6 +15,15 @@
  * in one run. The CPU per message is the process's (user + system, every thread: lmdb-js commits
  * on its own thread); the better slice of each subject is kept. Temp dirs only; nothing on the
  * network.
+ *
+ * `--gc [--gc-messages 1000000] [--gc-queues 10000] [--rounds 4] [--baseline DIR]`: the GC pause
+ * on a large store instead (docs/operations-relay.md §Storage). One temp store is
+ * filled once (16-byte bodies, expiring in 7 days, written without fsync to fill fast), then each
+ * subject in turn opens it, runs `gc` with nothing due (what almost every 5-minute run of a healthy
+ * relay finds) and closes it, slices alternating; measured: the longest the event loop went
+ * without a turn during the run (a `setImmediate` ticker: the pause every connection sees), the
+ * run's wall time, and the open's. JSON `gc_pause_ms`, `baseline_gc_pause_ms`,
+ * `gc_pause_vs_baseline`, `gc_ms`, `open_ms`, … (best slice of each).
  */
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -31,6 +40,9 @@ const SIZE = numberFlag("size", 1024);
 const OUTSTANDING = Math.max(1, numberFlag("outstanding", 32));
 const ROUNDS = numberFlag("rounds", 4);
 const BASELINE_DIR = stringFlag("baseline");
+const GC = process.argv.includes("--gc");
+const GC_MESSAGES = numberFlag("gc-messages", 1_000_000);
+const GC_QUEUES = Math.max(1, numberFlag("gc-queues", 10_000));
 
 /** The part of RelayStore (and LmdbStore's constructor) this bench drives, in any checkout. */
 interface Store {
@@ -43,9 +55,12 @@ interface Store {
   readBucket(rid: Uint8Array, seq: number): Promise<Uint8Array | undefined>;
   markDelivered(rid: Uint8Array, seq: number): Promise<number>;
   ack(rid: Uint8Array, seq: number, msgId: Uint8Array): Promise<boolean>;
+  appendBatch(rid: Uint8Array, ms: unknown[], quota: number): Promise<string[]>;
+  gc(now: number): Promise<{ expiredMessages: number }>;
+  stats(): { messages: number };
   close(): Promise<void>;
 }
-type StoreClass = new (o: { path: string; masterKey: Uint8Array }) => Store;
+type StoreClass = new (o: { path: string; masterKey: Uint8Array; sync?: boolean }) => Store;
 
 async function load(dir: string): Promise<StoreClass> {
   const url = pathToFileURL(join(resolve(dir), "relay-ws/store/lmdb.ts")).href;
@@ -118,6 +133,150 @@ async function slice(Lmdb: StoreClass): Promise<Slice> {
   }
 }
 
+/** A store of GC_MESSAGES messages in GC_QUEUES queues (this checkout's store writes it). */
+async function fillForGc(Lmdb: StoreClass, dir: string, masterKey: Uint8Array): Promise<void> {
+  const store = new Lmdb({ path: dir, masterKey, sync: false });
+  try {
+    const perQueue = Math.ceil(GC_MESSAGES / GC_QUEUES);
+    const body = new Uint8Array(randomBytes(16));
+    const now = Date.now();
+    const t0 = performance.now();
+    let written = 0;
+    // Queues in groups, each group's batches in one group commit.
+    for (let q0 = 0; q0 < GC_QUEUES && written < GC_MESSAGES; q0 += 64) {
+      const group = Array.from({ length: Math.min(64, GC_QUEUES - q0) }, randomQueue);
+      await Promise.all(group.map((q) => store.createQueue(q)));
+      const batches: Promise<string[]>[] = [];
+      for (const q of group)
+        for (let at = 0; at < perQueue && written < GC_MESSAGES; at += 32) {
+          const n = Math.min(32, perQueue - at, GC_MESSAGES - written);
+          written += n;
+          batches.push(
+            store.appendBatch(
+              q.recipientId,
+              Array.from({ length: n }, () => ({
+                msgId: new Uint8Array(randomBytes(24)),
+                sendId: new Uint8Array(randomBytes(16)),
+                timestamp: Math.floor(now / 1000),
+                expiresAt: now + 7 * 86_400_000,
+                body,
+              })),
+              1_000_000,
+            ),
+          );
+        }
+      for (const r of await Promise.all(batches))
+        if (r.some((x) => x !== "ok")) throw new Error(`fill: ${r.find((x) => x !== "ok")}`);
+      if (!JSON_OUT && q0 % 1024 === 0)
+        process.stdout.write(
+          `\r  filling: ${written} messages, ${((performance.now() - t0) / 1000).toFixed(0)} s`,
+        );
+    }
+    say(
+      `\r  filled: ${store.stats().messages} messages in ${GC_QUEUES} queues, ${((performance.now() - t0) / 1000).toFixed(0)} s`,
+    );
+  } finally {
+    await store.close();
+  }
+}
+
+interface GcSlice {
+  pauseMs: number;
+  gcMs: number;
+  openMs: number;
+}
+
+/** Open the filled store, run one GC with nothing due while a ticker measures the loop's gaps. */
+async function gcSlice(Lmdb: StoreClass, dir: string, masterKey: Uint8Array): Promise<GcSlice> {
+  const o0 = performance.now();
+  const store = new Lmdb({ path: dir, masterKey, sync: false });
+  const openMs = performance.now() - o0;
+  try {
+    let running = true;
+    let last = performance.now();
+    let pauseMs = 0;
+    const tick = () => {
+      const t = performance.now();
+      if (t - last > pauseMs) pauseMs = t - last;
+      last = t;
+      if (running) setImmediate(tick);
+    };
+    setImmediate(tick);
+    await new Promise((r) => setImmediate(r));
+    const t0 = performance.now();
+    last = t0;
+    const r = await store.gc(Date.now());
+    const gcMs = performance.now() - t0;
+    running = false;
+    tick();
+    if (r.expiredMessages !== 0) throw new Error("gc: something was due");
+    return { pauseMs, gcMs, openMs };
+  } finally {
+    await store.close();
+  }
+}
+
+async function mainGc() {
+  const subjects: { name: string; store: StoreClass }[] = [
+    { name: "store", store: await load(fileURLToPath(new URL("..", import.meta.url))) },
+  ];
+  if (BASELINE_DIR) subjects.push({ name: "baseline", store: await load(BASELINE_DIR) });
+  say(`relay store GC bench: ${GC_MESSAGES} messages in ${GC_QUEUES} queues, nothing due, ${ROUNDS} rounds`);
+  const dir = mkdtempSync(join(tmpdir(), "loft-bench-relay-gc-"));
+  const masterKey = new Uint8Array(randomBytes(32));
+  try {
+    await fillForGc(subjects[0]!.store, dir, masterKey);
+    const runs = new Map<string, GcSlice[]>(subjects.map((s) => [s.name, []]));
+    for (let round = 0; round < ROUNDS; round++)
+      for (let k = 0; k < subjects.length; k++) {
+        const s = subjects[(round + k) % subjects.length]!;
+        const r = await gcSlice(s.store, dir, masterKey);
+        runs.get(s.name)!.push(r);
+        say(
+          `  round ${round + 1} ${s.name.padEnd(8)} GC pause ${r.pauseMs.toFixed(1).padStart(8)} ms  GC ${r.gcMs.toFixed(1).padStart(8)} ms  open ${r.openMs.toFixed(0).padStart(6)} ms`,
+        );
+      }
+    // Load from elsewhere only lengthens a slice: the best of each is kept.
+    const best = (name: string) => {
+      const all = runs.get(name);
+      if (!all || all.length === 0) return undefined;
+      return {
+        pauseMs: Math.min(...all.map((r) => r.pauseMs)),
+        gcMs: Math.min(...all.map((r) => r.gcMs)),
+        openMs: Math.min(...all.map((r) => r.openMs)),
+      };
+    };
+    const mine = best("store")!;
+    const base = best("baseline");
+    say(
+      `store: GC pause ${mine.pauseMs.toFixed(1)} ms, GC ${mine.gcMs.toFixed(1)} ms, open ${mine.openMs.toFixed(0)} ms`,
+    );
+    if (base)
+      say(
+        `baseline: GC pause ${base.pauseMs.toFixed(1)} ms, GC ${base.gcMs.toFixed(1)} ms, open ${base.openMs.toFixed(0)} ms; pause ${(base.pauseMs / mine.pauseMs).toFixed(0)}× shorter`,
+      );
+    if (JSON_OUT)
+      console.log(
+        JSON.stringify({
+          gc_pause_ms: mine.pauseMs,
+          gc_ms: mine.gcMs,
+          open_ms: mine.openMs,
+          baseline_gc_pause_ms: base?.pauseMs ?? null,
+          baseline_gc_ms: base?.gcMs ?? null,
+          baseline_open_ms: base?.openMs ?? null,
+          gc_pause_vs_baseline: base ? base.pauseMs / mine.pauseMs : null,
+          rounds: Object.fromEntries(
+            [...runs].map(([k, v]) => [k, v.map((r) => Math.round(r.pauseMs * 10) / 10)]),
+          ),
+          messages: GC_MESSAGES,
+          queues: GC_QUEUES,
+        }),
+      );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function main() {
   const subjects: { name: string; store: StoreClass }[] = [
     { name: "store", store: await load(fileURLToPath(new URL("..", import.meta.url))) },
@@ -178,4 +337,4 @@ async function main() {
     );
 }
 
-await main();
+await (GC ? mainGc() : main());

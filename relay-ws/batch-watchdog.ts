@@ -33,6 +33,8 @@ export class BatchWatchdog {
    * machine) is not a stuck one; batches posted meanwhile wait in its port.
    */
   watch(worker: Worker): void {
+    // A respawned worker (the pool's next one) starts its clock afresh.
+    this.#running = false;
     worker.once("online", () => {
       this.#running = true;
       this.arm();
@@ -58,5 +60,37 @@ export class BatchWatchdog {
   stop(): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
+  }
+}
+
+/** First wait before a failed worker is replaced (ms). */
+export const RESPAWN_BASE_MS = 1_000;
+/** Longest wait between replacements of a worker that keeps failing (ms). */
+export const RESPAWN_MAX_MS = 60_000;
+
+/**
+ * When to replace a failed worker (seal-pool.ts, verify-pool.ts): after `baseMs`, doubling for
+ * each failure that follows the previous one within `2 × maxMs` (a worker that keeps crashing or
+ * hanging is retried at most once a `maxMs`, not in a tight loop — each try costs a thread start
+ * and, for a hang, a batch timeout of SENDs), back to `baseMs` once a worker lived that long.
+ * Until then the pool's work runs on the event loop, as after the failover.
+ */
+export class RespawnBackoff {
+  #delay = 0;
+  #lastFailAt = Number.NEGATIVE_INFINITY;
+
+  constructor(
+    readonly baseMs = RESPAWN_BASE_MS,
+    readonly maxMs = RESPAWN_MAX_MS,
+  ) {}
+
+  /** The wait before replacing the worker that failed now. */
+  next(now = performance.now()): number {
+    this.#delay =
+      now - this.#lastFailAt > 2 * this.maxMs || this.#delay === 0
+        ? this.baseMs
+        : Math.min(this.maxMs, this.#delay * 2);
+    this.#lastFailAt = now;
+    return this.#delay;
   }
 }

@@ -102,6 +102,16 @@ async function drain(c: RelayClient, q: RecipientQueue): Promise<Uint8Array[]> {
   throw new Error("queue does not drain");
 }
 
+/**
+ * A send id from a small number, never the zero id (docs/protocol/relay.md, SEND: on LMDB the zero
+ * id is never DUPLICATE of a stored message, so these tests' replays use others).
+ */
+function sendIdOf(k: number): Uint8Array {
+  const n = new Uint8Array(16).fill(k);
+  n[0] = 0xa5;
+  return n;
+}
+
 describe("batches (1.3) on a real relay", () => {
   let relay: TestRelay;
   beforeAll(async () => {
@@ -161,7 +171,7 @@ describe("batches (1.3) on a real relay", () => {
     try {
       const q = await rx.createQueue({ subscribe: false });
       const s = await tx.senderSecure({ senderId: q.senderId });
-      const id = (k: number) => new Uint8Array(16).fill(k);
+      const id = (k: number) => sendIdOf(k);
       await tx.send(s, body(1, 1), { sendId: id(1) });
       // One batch: a new one, a duplicate of the stored one, a duplicate inside the batch, new ones.
       const first = [
@@ -236,10 +246,7 @@ describe("batches (1.3) on a real relay", () => {
     const raw = await RawSocket.open(tight.url, true, {}, "authenticator", RELAY_VERSION_BATCHED);
     try {
       const { ids } = await newQueue(raw);
-      const ms = Array.from({ length: 4 }, (_, k): [Uint8Array, Uint8Array] => [
-        new Uint8Array(16).fill(k),
-        body(size, k),
-      ]);
+      const ms = Array.from({ length: 4 }, (_, k): [Uint8Array, Uint8Array] => [sendIdOf(k), body(size, k)]);
       expect(await raw.authRequest({ k: "SENDS", i: 2, q: ids.s, ms: ms.slice(0, 2) })).toEqual({
         k: "RES",
         i: 2,
@@ -253,7 +260,7 @@ describe("batches (1.3) on a real relay", () => {
       });
       // Now it is spent (less than a message left): STORE_RATE from the first, as SEND reserves
       // before the store can tell a duplicate.
-      const fifth: [Uint8Array, Uint8Array] = [new Uint8Array(16).fill(9), body(size, 9)];
+      const fifth: [Uint8Array, Uint8Array] = [sendIdOf(9), body(size, 9)];
       expect(await raw.authRequest({ k: "SENDS", i: 4, q: ids.s, ms: [ms[3]!, fifth] })).toEqual({
         k: "RES",
         i: 4,
@@ -273,7 +280,7 @@ describe("batches (1.3) on a real relay", () => {
     try {
       const { ids } = await newQueue(raws[0]!);
       const ms = (from: number, n: number): [Uint8Array, Uint8Array][] =>
-        Array.from({ length: n }, (_, k) => [new Uint8Array(16).fill(from + k), body(1, k)]);
+        Array.from({ length: n }, (_, k) => [sendIdOf(from + k), body(1, k)]);
       const all = ms(0, 24);
       const rep = (r: string, n: number) => Array<string>(n).fill(r);
       // 1 token for NEW, 8 for this batch: within the burst of 12; 3 are left.
@@ -357,7 +364,7 @@ describe("batches (1.3) on a real relay", () => {
         k: "OK",
         i: 2,
       });
-      const entry = (k: number, n = 8): [Uint8Array, Uint8Array] => [new Uint8Array(16).fill(k), body(n, k)];
+      const entry = (k: number, n = 8): [Uint8Array, Uint8Array] => [sendIdOf(k), body(n, k)];
       const sends = (i: number, ms: [Uint8Array, Uint8Array][]): Command => ({ k: "SENDS", i, q: ids.s, ms });
       // Over the cap, and empty: SCHEMA with the request id.
       const over = Array.from({ length: MAX_BATCH + 1 }, (_, k) => entry(k));
@@ -544,7 +551,7 @@ describe("batches (1.3) on a real relay", () => {
             const q = real ? (k === "SENDS" ? ids.s : ids.r) : new Uint8Array(24).fill(7);
             const cmd =
               k === "SENDS"
-                ? { k, i: i++, q, ms: items.map(([n, b]) => [new Uint8Array(16).fill(n), b]) }
+                ? { k, i: i++, q, ms: items.map(([n, b]) => [sendIdOf(n), b]) }
                 : { k, i: i++, q, ms: items.map(([n]) => new Uint8Array(24).fill(n)) };
             const t = encodeCanonical(cmd);
             if (damage) t[damage[0] % t.length] = damage[1];

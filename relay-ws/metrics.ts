@@ -25,7 +25,12 @@ export function createRelayMetrics(
     outputQueued: () => number;
     keyCacheBytes: () => number;
     /** Signature verifications so far: on verify threads, on the event loop; thread failures. */
-    verifications: () => { thread: number; eventLoop: number; threadFailures: number };
+    verifications: () => {
+      thread: number;
+      eventLoop: number;
+      threadFailures: number;
+      threadRespawns?: number;
+    };
     /** Protocol 1.1 key agreements and authenticator checks so far. */
     authenticators: () => { agreements: number; checks: number };
     /** Whether the store can serve now (false: Redis unreachable, with --redis). */
@@ -79,6 +84,17 @@ export function createRelayMetrics(
     collect() {
       this.reset();
       this.inc(sources.store().sealFailovers ?? 0);
+    },
+  });
+  new Counter({
+    name: "loft_relay_worker_respawns_total",
+    help: "Worker threads started in place of failed ones, by pool (seal, verify), after a back-off of 1 s doubling up to 1 min while they keep failing",
+    labelNames: ["pool"],
+    registers,
+    collect() {
+      this.reset();
+      this.inc({ pool: "seal" }, sources.store().sealRespawns ?? 0);
+      this.inc({ pool: "verify" }, sources.verifications().threadRespawns ?? 0);
     },
   });
   new Gauge({

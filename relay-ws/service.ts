@@ -129,7 +129,17 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
   const trusted = trustedProxies(config.trustProxy);
   const verifier = new SignatureVerifier(config.keyCacheBytes);
   const authStats = new AuthenticatorStats();
-  const verifyPool = config.verifyThreads > 0 ? new VerifyPool(config.verifyThreads) : undefined;
+  const verifyPool =
+    config.verifyThreads > 0
+      ? new VerifyPool(config.verifyThreads, undefined, undefined, {
+          onFailure: (detail) =>
+            log.warn(
+              detail,
+              "relay: a verify thread died or stopped answering; its checks ran on the event loop, a new thread replaces it after the back-off",
+            ),
+          onRespawn: (detail) => log.info(detail, "relay: a new verify thread replaced a failed one"),
+        })
+      : undefined;
   const output = new OutputBudget(config.sendBufferTotal);
   const companions: RelayCompanion[] = [];
   let closing = false;
@@ -148,6 +158,7 @@ export function createRelayService(config: RelayConfig, deps: RelayServiceDeps):
         thread,
         eventLoop: Math.max(0, verifier.verifies - thread),
         threadFailures: verifyPool?.failures ?? 0,
+        threadRespawns: verifyPool?.respawns ?? 0,
       };
     },
   });

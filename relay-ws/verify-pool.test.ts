@@ -55,7 +55,11 @@ describe("VerifyPool", () => {
   });
 
   it("a worker that dies hands its jobs back: every job still gets its right verdict, the thread is replaced", async () => {
-    const pool = new VerifyPool(2, 1000);
+    const respawned: number[] = [];
+    const pool = new VerifyPool(2, 1000, undefined, {
+      respawnBaseMs: 50,
+      onRespawn: (d) => respawned.push(d.respawns),
+    });
     try {
       const js = jobs(120);
       const pending = js.map((j) => pool.submit(j.raw, j.key, j.m, j.s));
@@ -64,7 +68,9 @@ describe("VerifyPool", () => {
       await pool.killWorkerForTest(0);
       expect(await Promise.all(pending)).toEqual(js.map((j) => j.good));
       expect(pool.failures).toBe(1);
-      expect(pool.threads).toBe(2);
+      // Replaced after the back-off (batch-watchdog.ts RespawnBackoff), not at once.
+      expect(await until(() => pool.threads === 2)).toBe(true);
+      expect(respawned).toEqual([1]);
       const [x] = jobs(1);
       expect(await pool.submit(x!.raw, x!.key, x!.m, x!.s)).toBe(x!.good);
     } finally {
@@ -72,8 +78,36 @@ describe("VerifyPool", () => {
     }
   });
 
+  it("a thread that keeps failing is replaced after a back-off that doubles; none after close", async () => {
+    const told: number[] = [];
+    const pool = new VerifyPool(1, 1000, undefined, {
+      respawnBaseMs: 50,
+      respawnMaxMs: 10_000,
+      onFailure: (d) => told.push(d.respawnInMs),
+    });
+    try {
+      for (let round = 0; round < 3; round++) {
+        await pool.killWorkerForTest(0);
+        expect(pool.threads).toBe(0);
+        // Meanwhile the caller verifies inline (no thread: undefined).
+        const [w] = jobs(1);
+        expect(pool.submit(w!.raw, w!.key, w!.m, w!.s)).toBeUndefined();
+        expect(await until(() => pool.threads === 1)).toBe(true);
+        expect(await pool.submit(w!.raw, w!.key, w!.m, w!.s)).toBe(w!.good);
+      }
+      expect(told).toEqual([50, 100, 200]);
+      expect({ failures: pool.failures, respawns: pool.respawns }).toEqual({ failures: 3, respawns: 3 });
+      await pool.killWorkerForTest(0);
+    } finally {
+      await pool.close();
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    expect(pool.threads).toBe(0);
+    expect(pool.respawns).toBe(3);
+  });
+
   it("a stuck worker: the watchdog fails it over — every job gets its verdict on the event loop, the thread is replaced and counted", async () => {
-    const pool = new VerifyPool(1, 1000, 500);
+    const pool = new VerifyPool(1, 1000, 500, { respawnBaseMs: 50 });
     try {
       const [w] = jobs(1);
       expect(await pool.submit(w!.raw, w!.key, w!.m, w!.s)).toBe(w!.good); // the thread runs
@@ -82,7 +116,7 @@ describe("VerifyPool", () => {
       const pending = js.map((j) => pool.submit(j.raw, j.key, j.m, j.s));
       expect(await Promise.all(pending)).toEqual(js.map((j) => j.good));
       expect(pool.failures).toBe(1);
-      expect(pool.threads).toBe(1);
+      expect(await until(() => pool.threads === 1)).toBe(true);
       const [x] = jobs(1);
       expect(await pool.submit(x!.raw, x!.key, x!.m, x!.s)).toBe(x!.good);
     } finally {
@@ -150,8 +184,8 @@ describe("relay with verify threads", () => {
     });
   }
 
-  it("a stuck seal thread: SENDs are still answered OK, in order, after the watchdog fails it over; counted in loft_relay_seal_failovers_total", async () => {
-    const pool = new SealPool({ batchTimeoutMs: 500 });
+  it("a stuck seal thread: SENDs are still answered OK, in order, after the watchdog fails it over; counted in loft_relay_seal_failovers_total; a new thread replaces it (loft_relay_worker_respawns_total)", async () => {
+    const pool = new SealPool({ batchTimeoutMs: 500, respawnBaseMs: 100 });
     const relay = await startTestRelay(
       { ratePerSecond: 0 },
       { store: (dir) => new LmdbStore({ path: dir, masterKey: masterKeyFor(dir), sealPool: pool }) },
@@ -166,12 +200,25 @@ describe("relay with verify threads", () => {
       pool.hangForTest();
       await Promise.all(Array.from({ length: 10 }, (_, i) => bob.send(sender, utf8(`m${i}`))));
       expect(await relayCounter(relay, "loft_relay_seal_failovers_total")).toBe(1);
+      expect(
+        await until(
+          async () => (await relayCounter(relay, "loft_relay_worker_respawns_total", { pool: "seal" })) === 1,
+        ),
+      ).toBe(true);
+      const batches = pool.batches;
+      await Promise.all(Array.from({ length: 5 }, (_, i) => bob.send(sender, utf8(`n${i}`))));
+      expect(pool.batches).toBeGreaterThan(batches); // sealed on the new thread
+      expect(pool.alive).toBe(true);
       const got: string[] = [];
       for (let m = await alice.get(q); m && got.length < 20; m = await alice.get(q)) {
         got.push(new TextDecoder().decode(m.body));
         await alice.ack(q, m.msgId);
       }
-      expect(got).toEqual(["before", ...Array.from({ length: 10 }, (_, i) => `m${i}`)]);
+      expect(got).toEqual([
+        "before",
+        ...Array.from({ length: 10 }, (_, i) => `m${i}`),
+        ...Array.from({ length: 5 }, (_, i) => `n${i}`),
+      ]);
       alice.close();
       bob.close();
     } finally {

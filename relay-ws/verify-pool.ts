@@ -10,9 +10,13 @@
  * the verification saved); each worker keeps the keys that verified parsed.
  *
  * Watchdog: the oldest batch out has `batchTimeoutMs` (1 s) to come back once the thread runs; a
- * stuck thread is terminated and treated as a dead one — its jobs verified on the event loop, the
- * thread replaced, counted in `failures` (`loft_relay_verify_thread_failures_total`) — so a hang
- * cannot hold commands forever (as seal-pool.ts does for the seal thread).
+ * stuck thread is terminated and treated as a dead one — its jobs verified on the event loop,
+ * counted in `failures` (`loft_relay_verify_thread_failures_total`), told to `onFailure` — so a
+ * hang cannot hold commands forever (as seal-pool.ts does for the seal thread). The thread is
+ * replaced after a back-off (batch-watchdog.ts `RespawnBackoff`: 1 s, doubling while threads keep
+ * failing, at most a minute; `loft_relay_worker_respawns_total{pool="verify"}`, `onRespawn`), so
+ * a thread that fails at once is not restarted in a tight loop; meanwhile the other threads, or
+ * the event loop, verify.
  *
  * Jobs submitted during one event-loop turn leave together (one message per worker), and each
  * worker takes at most `maxQueued` jobs: beyond that `submit` answers undefined and the caller
@@ -26,7 +30,7 @@
 import type { KeyObject } from "node:crypto";
 import { Worker } from "node:worker_threads";
 import { ed25519Verify } from "../host/node-ed25519.ts";
-import { BatchWatchdog } from "./batch-watchdog.ts";
+import { BatchWatchdog, RespawnBackoff } from "./batch-watchdog.ts";
 
 /**
  * The worker: a batch is one transferred buffer of jobs `key(32) ‖ signature(64) ‖ u32be length ‖
@@ -198,20 +202,43 @@ class VerifyWorker {
   }
 }
 
+export interface VerifyPoolEvents {
+  /** A thread died or was failed over by its watchdog (`jobs`: what it held, verified inline). */
+  onFailure?: (detail: { jobs: number; respawnInMs: number }) => void;
+  /** A new thread replaced a failed one. */
+  onRespawn?: (detail: { respawns: number }) => void;
+  /** First back-off before a failed thread is replaced (ms; doubles while threads keep failing). */
+  respawnBaseMs?: number;
+  /** Longest back-off (ms). */
+  respawnMaxMs?: number;
+}
+
 export class VerifyPool {
   readonly #workers: VerifyWorker[] = [];
   readonly #maxQueued: number;
   #closed = false;
   /** Worker failures so far (metrics, tests). */
   failures = 0;
+  /** Threads started in place of failed ones (metrics, tests). */
+  respawns = 0;
   /** Jobs handed to a thread so far (metrics). */
   submitted = 0;
 
   readonly #timeoutMs: number;
+  readonly #events: VerifyPoolEvents;
+  readonly #backoff: RespawnBackoff;
+  readonly #respawnTimers = new Set<ReturnType<typeof setTimeout>>();
 
-  constructor(threads: number, maxQueued = DEFAULT_MAX_QUEUED, batchTimeoutMs = VERIFY_BATCH_TIMEOUT_MS) {
+  constructor(
+    threads: number,
+    maxQueued = DEFAULT_MAX_QUEUED,
+    batchTimeoutMs = VERIFY_BATCH_TIMEOUT_MS,
+    events: VerifyPoolEvents = {},
+  ) {
     this.#maxQueued = maxQueued;
     this.#timeoutMs = batchTimeoutMs;
+    this.#events = events;
+    this.#backoff = new RespawnBackoff(events.respawnBaseMs, events.respawnMaxMs);
     for (let i = 0; i < threads; i++) this.#workers.push(this.#spawn());
   }
 
@@ -221,11 +248,25 @@ export class VerifyPool {
 
   #spawn(): VerifyWorker {
     return new VerifyWorker((dead, orphans) => {
-      // A thread stopped by `close` did not fail.
-      if (!this.#closed) this.failures++;
       const at = this.#workers.indexOf(dead);
-      if (at >= 0 && !this.#closed) this.#workers[at] = this.#spawn();
-      else if (at >= 0) this.#workers.splice(at, 1);
+      if (at >= 0) this.#workers.splice(at, 1);
+      // A thread stopped by `close` did not fail.
+      if (!this.#closed) {
+        this.failures++;
+        const delay = this.#backoff.next();
+        const timer = setTimeout(() => {
+          this.#respawnTimers.delete(timer);
+          if (this.#closed) return;
+          this.#workers.push(this.#spawn());
+          this.respawns++;
+          this.#events.onRespawn?.({ respawns: this.respawns });
+        }, delay);
+        timer.unref();
+        this.#respawnTimers.add(timer);
+        let jobs = 0;
+        for (const b of orphans) jobs += b.jobs.length;
+        this.#events.onFailure?.({ jobs, respawnInMs: delay });
+      }
       // Whatever the dead worker held is verified here, in order.
       for (const batch of orphans)
         for (let i = 0; i < batch.jobs.length; i++) {
@@ -267,6 +308,8 @@ export class VerifyPool {
 
   async close(): Promise<void> {
     this.#closed = true;
+    for (const t of this.#respawnTimers) clearTimeout(t);
+    this.#respawnTimers.clear();
     await Promise.all(this.#workers.splice(0).map((w) => w.terminate()));
   }
 }

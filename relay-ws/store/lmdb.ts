@@ -145,9 +145,24 @@ const IDLE_PER_GC = 1_000;
 /** Default memory for blocks awaiting their first delivery (hot-blocks.ts). */
 const DEFAULT_HOT_BLOCK_BYTES = 16 * 1024 * 1024;
 
+/**
+ * u64 fields hold seqs, ms times and byte counts, all below 2^53: written and read as two u32
+ * halves, without a BigInt per call (the SEND and ACK paths write and read several per message).
+ */
+const writeU64 = (b: Buffer, n: number, at: number): void => {
+  b.writeUInt32BE(Math.floor(n / 0x1_0000_0000) >>> 0, at);
+  b.writeUInt32BE(n >>> 0, at + 4);
+};
 const u64 = (n: number): Buffer => {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64BE(BigInt(n));
+  const b = Buffer.allocUnsafe(8);
+  writeU64(b, n, 0);
+  return b;
+};
+/** A message record's key, rid ‖ u64 seq, in one allocation. */
+const recKeyOf = (rid: Uint8Array, seq: number): Buffer => {
+  const b = Buffer.allocUnsafe(rid.length + 8);
+  b.set(rid, 0);
+  writeU64(b, seq, rid.length);
   return b;
 };
 const u32 = (n: number): Buffer => {
@@ -155,14 +170,21 @@ const u32 = (n: number): Buffer => {
   b.writeUInt32BE(n >>> 0);
   return b;
 };
-const readU64 = (b: Uint8Array, at: number): number =>
-  Number(Buffer.from(b.buffer, b.byteOffset, b.byteLength).readBigUInt64BE(at));
+const readU64 = (b: Uint8Array, at: number): number => readU64Num(b, at);
+/** A u64 below 2^53 (expiries, seqs) without a BigInt: GC and open read one per record. */
+const readU64Num = (b: Uint8Array, at: number): number => readU32(b, at) * 0x1_0000_0000 + readU32(b, at + 4);
 const readU32 = (b: Uint8Array, at: number): number =>
   ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
 const cat = (...parts: Uint8Array[]): Buffer => Buffer.concat(parts);
 /** rid ‖ send id as latin1: a send id's key in the in-memory maps (and, as bytes, in `sends`). */
 const sendKeyOf = (rid: Buffer, sendId: Uint8Array): string => cat(rid, sendId).toString("latin1");
 const MAX_U64 = Buffer.alloc(8, 0xff);
+/**
+ * The all-zero send id as the tail of a send key (latin1): what a record migrated without a known
+ * send id holds, so it never refuses a SEND as DUPLICATE of a stored message (docs/protocol/relay.md,
+ * SEND) — a DUPLICATE for a message not stored would be a message lost.
+ */
+const ZERO_SEND = "\0".repeat(16);
 const isZero = (b: Uint8Array): boolean => {
   for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
   return true;
@@ -324,6 +346,8 @@ export interface LmdbStoreOptions {
    * crashed, exited), for the log; counted in `stats().sealFailovers` either way.
    */
   onSealFailover?: SealPoolOptions["onFailover"];
+  /** Told when a new seal worker replaces a failed one (counted in `stats().sealRespawns`). */
+  onSealRespawn?: SealPoolOptions["onRespawn"];
 }
 
 export class LmdbStore implements RelayStore {
@@ -363,6 +387,8 @@ export class LmdbStore implements RelayStore {
    */
   readonly #queueSends = new Map<string, Set<string>>();
   #queueSendsTotal = 0;
+  /** The queue #storedSendId moved last to the end of #queueSends (the most recently used). */
+  #queueSendsLast: string | undefined;
   readonly #queueSendsMax: number;
   /**
    * Send ids of messages no longer stored (acknowledged, dropped) → their expiry: a retry of one
@@ -373,6 +399,17 @@ export class LmdbStore implements RelayStore {
   readonly #goneSends = new Map<string, number>();
   /** Whether `sends` may hold records written before format 2 (their ids still refuse retries). */
   #legacySends: boolean;
+  /**
+   * A lower bound of the earliest expiry among each queue's format-2 message records (rid latin1 →
+   * ms; no entry: the queue holds none): built at open from the pass over the records it makes
+   * anyway, lowered at each SEND (before its commit), kept as it is at ACK or drop (still a lower
+   * bound), and made exact again when GC visits the queue. So a GC run reads the records of the
+   * queues with something due only, not every stored message's expiry (docs/operations-relay.md
+   * §Storage).
+   */
+  readonly #earliest = new Map<string, number>();
+  /** What the last GC run read: the queues it visited and their message records (tests, bench). */
+  lastGcVisit = { queues: 0, records: 0 };
   /** Bytes of each queue's message records (rid latin1), counted at open, taken by #loadState. */
   readonly #openMsgBytes = new Map<string, number>();
   /** Decoded queue records by rid hex, as committed (#queueSync). */
@@ -440,7 +477,10 @@ export class LmdbStore implements RelayStore {
     this.#sealer =
       options.sealPool ??
       ((options.sealThreads ?? 0) > 0
-        ? new SealPool(options.onSealFailover ? { onFailover: options.onSealFailover } : {})
+        ? new SealPool({
+            ...(options.onSealFailover ? { onFailover: options.onSealFailover } : {}),
+            ...(options.onSealRespawn ? { onRespawn: options.onSealRespawn } : {}),
+          })
         : undefined);
     guardLmdbCommitRejections();
     this.#root = open({
@@ -538,18 +578,51 @@ export class LmdbStore implements RelayStore {
   #scanMessages(): boolean {
     this.#msgEpochs.clear();
     this.#openMsgBytes.clear();
+    this.#earliest.clear();
     this.#totalBytes = 0;
     let format1 = false;
+    // Keys are rid ‖ seq, so one queue's records come together: each queue's bytes and earliest
+    // expiry are summed locally and stored once (an open of millions of records pays a map write
+    // per queue, not per record); likewise runs of one epoch.
+    const runRid = Buffer.alloc(24);
+    let runId: string | undefined;
+    let runBytes = 0;
+    let runMin = Number.POSITIVE_INFINITY;
+    const endRun = () => {
+      if (runId === undefined) return;
+      this.#openMsgBytes.set(runId, (this.#openMsgBytes.get(runId) ?? 0) + runBytes);
+      if (runMin !== Number.POSITIVE_INFINITY) this.#noteExpiry(runId, runMin);
+    };
+    let epochRun: number | undefined;
+    let epochCount = 0;
     for (const key of this.#msgs.getKeys({}) as Iterable<Buffer>) {
       const rec = this.#msgs.getBinaryFast(key);
       if (!rec) continue;
+      if (runId === undefined || runRid.compare(key, 0, 24, 0, 24) !== 0) {
+        endRun();
+        key.copy(runRid, 0, 0, 24);
+        runId = key.toString("latin1", 0, 24);
+        runBytes = 0;
+        runMin = Number.POSITIVE_INFINITY;
+      }
+      // Format 1 expires through its `expiry` entries; format 2 through #earliest.
       if (!isFormat2(rec)) format1 = true;
+      else if (rec.length >= LAYOUT_2.key) {
+        const exp = readU64Num(rec, LAYOUT_2.exp);
+        if (exp < runMin) runMin = exp;
+      }
       const epoch = messageRecordEpoch(rec);
-      if (epoch !== undefined) this.#countEpoch(epoch, 1);
-      const id = key.toString("latin1", 0, 24);
-      this.#openMsgBytes.set(id, (this.#openMsgBytes.get(id) ?? 0) + rec.length);
+      if (epoch !== epochRun) {
+        if (epochRun !== undefined) this.#countEpoch(epochRun, epochCount);
+        epochRun = epoch;
+        epochCount = 0;
+      }
+      epochCount++;
+      runBytes += rec.length;
       this.#totalBytes += rec.length;
     }
+    endRun();
+    if (epochRun !== undefined) this.#countEpoch(epochRun, epochCount);
     return format1;
   }
 
@@ -608,6 +681,12 @@ export class LmdbStore implements RelayStore {
       // Past the last record rewritten (keys are rid ‖ u64 seq).
       start = cat(chunk[chunk.length - 1]!.key, EMPTY);
     }
+  }
+
+  /** A format-2 record of queue `id` (rid latin1) expires at `expiresAt` (#earliest). */
+  #noteExpiry(id: string, expiresAt: number): void {
+    const known = this.#earliest.get(id);
+    if (known === undefined || expiresAt < known) this.#earliest.set(id, expiresAt);
   }
 
   #countEpoch(epoch: number, n: number): void {
@@ -1126,6 +1205,7 @@ export class LmdbStore implements RelayStore {
       this.#forget(rid, q.senderId);
     }
     for (const e of epochs) this.#countEpoch(e, -1);
+    this.#earliest.delete(rid.toString("latin1"));
     const sends = this.#queueSends.get(rid.toString("latin1"));
     if (sends) {
       this.#queueSends.delete(rid.toString("latin1"));
@@ -1154,6 +1234,12 @@ export class LmdbStore implements RelayStore {
       if (oldest !== undefined) this.#goneSends.delete(oldest);
     }
     this.#goneSends.set(send, expiresAt);
+  }
+
+  /** A removal that #forgetSend saw did not commit: its message is stored, its id a stored one. */
+  #unforgetSend(send: string): void {
+    this.#goneSends.delete(send);
+    this.#cachedSend(send, true);
   }
 
   #loadState(rid: Buffer, hex = toHex(rid)): QueueState {
@@ -1201,7 +1287,7 @@ export class LmdbStore implements RelayStore {
     if (
       (this.#goneSends.size > 0 && this.#goneSends.has(sendStr)) ||
       (this.#legacySends && this.#sends.doesExist(Buffer.from(sendStr, "latin1"))) ||
-      (st.count > st.writing && this.#storedSendId(rid, sendStr))
+      (st.count > st.writing && !sendStr.endsWith(ZERO_SEND) && this.#storedSendId(rid, sendStr))
     )
       return "duplicate";
     if (st.count >= quota) return "quota";
@@ -1213,17 +1299,21 @@ export class LmdbStore implements RelayStore {
   /**
    * Whether one of the queue's stored messages was sent with the send id of `sendStr` (rid ‖ send
    * id, latin1): its records' send ids (format 2, offset 1), read in place — a queue holds at most
-   * --relay-queue-quota records. Send ids are random (docs/protocol/relay.md, SEND): the zero id, a
-   * migrated record's "unknown", matches like any other.
+   * --relay-queue-quota records. Never asked about the zero id (a migrated record's "unknown",
+   * #refusal): send ids are random (docs/protocol/relay.md, SEND).
    */
   #storedSendId(rid: Buffer, sendStr: string): boolean {
     const id = sendStr.slice(0, 24);
     const want = sendStr.slice(24);
     let ids = this.#queueSends.get(id);
     if (ids) {
-      // Most recently used last (a Map iterates in insertion order).
-      this.#queueSends.delete(id);
-      this.#queueSends.set(id, ids);
+      // Most recently used last (a Map iterates in insertion order); a queue's SENDs come in runs,
+      // so the last one used is not moved again.
+      if (this.#queueSendsLast !== id) {
+        this.#queueSends.delete(id);
+        this.#queueSends.set(id, ids);
+        this.#queueSendsLast = id;
+      }
       return ids.has(want);
     }
     ids = new Set<string>();
@@ -1236,6 +1326,7 @@ export class LmdbStore implements RelayStore {
     }
     if (ids.size <= this.#queueSendsMax) {
       this.#queueSends.set(id, ids);
+      this.#queueSendsLast = id;
       this.#queueSendsTotal += ids.size;
       this.#trimQueueSends(id);
     }
@@ -1294,7 +1385,9 @@ export class LmdbStore implements RelayStore {
    * `append`, whose decisions are all taken synchronously — so every write lands in the same
    * group commit. At the first refusal other than "duplicate" the rest of the batch gets that
    * refusal unwritten: a batch stores a prefix (duplicates skipped), never a message after a
-   * refused one, and the queue's order stays the batch's.
+   * refused one, and the queue's order stays the batch's. The one exception to "synchronously":
+   * a retry of a send id whose first write is still pending; from it on the batch waits (see
+   * below), so the prefix and the order hold whatever that write's outcome.
    */
   async appendBatch(recipientId: Uint8Array, messages: NewMessage[], quota: number): Promise<AppendResult[]> {
     const rid = Buffer.from(recipientId);
@@ -1308,7 +1401,18 @@ export class LmdbStore implements RelayStore {
       }
       const sendStr = sendKeyOf(rid, m.sendId);
       if (this.#pendingSends.has(sendStr)) {
-        out.push(this.#afterPending(rid, ridHex, m, quota, sendStr));
+        // A retry of a write not committed yet: its answer waits for that write's outcome, and
+        // the messages after it wait for its own — decided now, they could be stored ahead of it
+        // (or after it is refused) if that write fails. What came before it in the batch is
+        // settled first for the same reason: a prefix, in the batch's order.
+        for (const r of await Promise.all(out))
+          if (r !== "ok" && r !== "duplicate") {
+            stop = r;
+            break;
+          }
+        const r = stop ?? (await this.#afterPending(rid, ridHex, m, quota, sendStr));
+        if (r !== "ok" && r !== "duplicate") stop = r;
+        out.push(r);
         continue;
       }
       const refused = this.#refusal(rid, ridHex, m, quota, sendStr);
@@ -1350,7 +1454,8 @@ export class LmdbStore implements RelayStore {
       if (this.#pendingSends.get(sendStr) === pending) this.#pendingSends.delete(sendStr);
       if (pending.waiters) for (const w of pending.waiters) w(committed);
     };
-    const done = this.#store(rid, ridHex, m, st, settle);
+    // The send key begins with the rid in latin1: #earliest's key, without another string.
+    const done = this.#store(rid, ridHex, m, st, settle, sendStr.slice(0, 24));
     done.catch(() => settle(false));
     return done;
   }
@@ -1361,14 +1466,20 @@ export class LmdbStore implements RelayStore {
     m: NewMessage,
     st: QueueState,
     settle: (committed: boolean) => void,
+    ridLatin1: string,
   ): Promise<AppendResult> {
     const bucket = bucketSize(m.body.length, BLOCK_SIZE);
     const cost = messageCost(m.body.length);
     const seq = st.nextSeq++;
     st.count++;
     this.#reserve(st, cost);
-    const recKey = cat(rid, u64(seq));
-    const keyKey = cat(Buffer.of(TAG_MSG), recKey);
+    // Before the commit: #earliest stays a lower bound whatever lands (a failed write costs GC one
+    // visit of the queue, no more).
+    this.#noteExpiry(ridLatin1, m.expiresAt);
+    const recKey = recKeyOf(rid, seq);
+    const keyKey = Buffer.allocUnsafe(1 + recKey.length);
+    keyKey[0] = TAG_MSG;
+    recKey.copy(keyKey, 1);
     const block = padBlock(m.body, bucket);
     const { id: epoch, key: epochKey } = this.#keyring.current;
     // Counted before the seal: the epoch is not destroyed while this record may still land.
@@ -1411,8 +1522,8 @@ export class LmdbStore implements RelayStore {
     record[0] = MSG_FORMAT_2;
     record.set(m.sendId, V2_SEND_AT);
     record.set(m.msgId, LAYOUT_2.id);
-    record.writeBigUInt64BE(BigInt(m.timestamp), LAYOUT_2.ts);
-    record.writeBigUInt64BE(BigInt(m.expiresAt), LAYOUT_2.exp);
+    writeU64(record, m.timestamp, LAYOUT_2.ts);
+    writeU64(record, m.expiresAt, LAYOUT_2.exp);
     keyRecord.copy(record, LAYOUT_2.key);
     sealed.copy(record, V2_SEALED_AT);
     this.#put(this.#msgs, recKey, record);
@@ -1452,7 +1563,7 @@ export class LmdbStore implements RelayStore {
   async next(recipientId: Uint8Array, afterSeq: number): Promise<StoredMessageMeta | undefined> {
     const rid = Buffer.from(recipientId);
     if (afterSeq < 0 && this.#queues.doesExist(rid)) this.#touch(rid, this.#loadState(rid));
-    const start = afterSeq < 0 ? cat(rid, u64(0)) : cat(rid, u64(afterSeq + 1));
+    const start = recKeyOf(rid, afterSeq < 0 ? 0 : afterSeq + 1);
     // Seqs of a queue are consecutive: a kept message right after the cursor is the next one.
     // A kept block's message exists: deletions drop its block first (hot-blocks.ts).
     const hot = afterSeq < 0 ? undefined : this.#hot.header(start);
@@ -1495,7 +1606,7 @@ export class LmdbStore implements RelayStore {
   }
 
   #read(recipientId: Uint8Array, seq: number, blockSize: number): Uint8Array | undefined {
-    const recKey = cat(Buffer.from(recipientId), u64(seq));
+    const recKey = recKeyOf(recipientId, seq);
     const hot = this.#hot.take(recKey);
     if (hot) {
       if (blockSize === 0 || hot.length === blockSize) return hot;
@@ -1514,7 +1625,7 @@ export class LmdbStore implements RelayStore {
   }
 
   async markDelivered(recipientId: Uint8Array, seq: number): Promise<number> {
-    const recKey = cat(Buffer.from(recipientId), u64(seq));
+    const recKey = recKeyOf(recipientId, seq);
     const hex = toHex(recKey);
     const n =
       (this.#deliveryCounts.get(hex) ??
@@ -1542,7 +1653,7 @@ export class LmdbStore implements RelayStore {
 
   async ack(recipientId: Uint8Array, seq: number, msgId: Uint8Array): Promise<boolean> {
     const rid = Buffer.from(recipientId);
-    const recKey = cat(rid, u64(seq));
+    const recKey = recKeyOf(rid, seq);
     // In place: only the id is compared, before any other read.
     const rec = this.#msgs.getBinaryFast(recKey);
     if (!rec) return false;
@@ -1569,7 +1680,7 @@ export class LmdbStore implements RelayStore {
     /** What `ack` read already: the record key, the record's length and the queue's state. */
     known?: { recKey: Buffer; cost: number; st: QueueState | undefined },
   ): Promise<boolean> {
-    const recKey = known?.recKey ?? cat(rid, u64(seq));
+    const recKey = known?.recKey ?? recKeyOf(rid, seq);
     const hex = toHex(recKey);
     if (this.#deleting.has(hex)) return false;
     let cost = known?.cost;
@@ -1595,18 +1706,32 @@ export class LmdbStore implements RelayStore {
         if (!stored) return;
         epoch = messageRecordEpoch(stored);
         const sendId = messageRecordSendId(stored);
-        if (sendId)
+        if (sendId) {
           gone = {
             send: sendKeyOf(rid, sendId),
             expiresAt: readU64(stored, LAYOUT_2.exp),
             known: !isZero(sendId),
           };
+          // In the same turn as the removal, before its commit: from the moment the record is gone
+          // from reads, the gone list refuses a retry of its id — a retry between the commit and
+          // the code after it would otherwise find neither (docs/protocol/relay.md, SEND).
+          this.#forgetSend(gone.send, gone.expiresAt, gone.known);
+        }
         this.#msgs.remove(recKey);
         if (this.#deliveriesStored && this.#deliveries.doesExist(recKey)) this.#deliveries.remove(recKey);
       });
-      await this.#durable(done);
+      try {
+        await this.#durable(done);
+      } catch (e) {
+        // Not removed: the message is still stored, its id one of its queue's again, and its
+        // expiry due to GC again (a GC visit that counted on this removal forgot it).
+        if (gone) {
+          this.#unforgetSend(gone.send);
+          this.#noteExpiry(gone.send.slice(0, 24), gone.expiresAt);
+        }
+        throw e;
+      }
       if (epoch !== undefined) this.#countEpoch(epoch, -1);
-      if (gone) this.#forgetSend(gone.send, gone.expiresAt, gone.known);
       this.#deliveryCounts.delete(hex);
       st.count = Math.max(0, st.count - 1);
       this.#release(st, cost);
@@ -1772,29 +1897,42 @@ export class LmdbStore implements RelayStore {
         this.#del(this.#expiry, Buffer.from(key));
       }
     }
-    // Format 2: a message's expiry is in its record. Every record of each queue that holds
-    // messages is read in place (8 bytes; at most --relay-queue-quota per queue), not only its
-    // head: after --relay-ttl is lowered (or the clock steps back) a younger message can expire
-    // before an older one, and must not wait behind it (docs/protocol/relay.md, SEND).
-    let from: Buffer | undefined;
-    for (let queues = 0; queues < 100_000_000; queues++) {
-      let head: Buffer | undefined;
-      for (const key of this.#msgs.getKeys(
-        from ? { start: from, limit: 1 } : { limit: 1 },
-      ) as Iterable<Buffer>)
-        head = Buffer.from(key);
-      if (head?.length !== 32) break;
-      const rid = head.subarray(0, 24);
-      for (const key of this.#msgs.getKeys({ start: head, end: cat(rid, MAX_U64) }) as Iterable<Buffer>) {
+    // Format 2: a message's expiry is in its record. Only the queues whose earliest expiry
+    // (#earliest, a lower bound) is due are visited, and every record of each of those is read in
+    // place (8 bytes; at most --relay-queue-quota per queue), not only its head: after --relay-ttl
+    // is lowered (or the clock steps back) a younger message can expire before an older one, and
+    // must not wait behind it (docs/protocol/relay.md, SEND). The visit makes the queue's entry
+    // exact again: the earliest expiry of what it keeps.
+    const visit = { queues: 0, records: 0 };
+    const due: string[] = [];
+    for (const [id, at] of this.#earliest) if (at <= nowMs) due.push(id);
+    for (const id of due) {
+      visit.queues++;
+      const rid = Buffer.from(id, "latin1");
+      let next = Number.POSITIVE_INFINITY;
+      for (const key of this.#msgs.getKeys({
+        start: cat(rid, u64(0)),
+        end: cat(rid, MAX_U64),
+      }) as Iterable<Buffer>) {
         const rec = this.#msgs.getBinaryFast(key);
-        if (!rec || !isFormat2(rec)) continue;
-        if (readU64(rec, LAYOUT_2.exp) > nowMs) continue;
+        if (!rec || !isFormat2(rec) || rec.length < LAYOUT_2.key) continue;
+        visit.records++;
+        const exp = readU64Num(rec, LAYOUT_2.exp);
+        if (exp > nowMs) {
+          if (exp < next) next = exp;
+          continue;
+        }
         result.expiredSendIds++;
-        deletions.push(this.#deleteMessage(rid, readU64(key, 24)));
+        deletions.push(this.#deleteMessage(rid, readU64Num(key, 24)));
       }
-      // Past every key of this queue (keys are rid ‖ u64 seq: 32 bytes).
-      from = cat(rid, MAX_U64, EMPTY);
+      // Writes not committed yet are not in the records: their expiries were noted at SEND, so the
+      // old bound stays for them (the queue is visited again next run).
+      const st = this.#state.get(toHex(rid));
+      if (st && st.writing > 0) next = Math.min(next, this.#earliest.get(id) ?? next);
+      if (next === Number.POSITIVE_INFINITY) this.#earliest.delete(id);
+      else this.#earliest.set(id, next);
     }
+    this.lastGcVisit = visit;
     for (const [send, expiresAt] of this.#goneSends)
       if (expiresAt <= nowMs) {
         this.#goneSends.delete(send);
@@ -1968,6 +2106,7 @@ export class LmdbStore implements RelayStore {
       quotaBytes: this.#quotaBytes,
       keyEpochs: this.#keyring.epochs.length,
       sealFailovers: this.#sealer?.failovers ?? 0,
+      sealRespawns: this.#sealer?.respawns ?? 0,
     };
   }
 

@@ -185,7 +185,12 @@ export function openRelayStore(
             jobs: detail.jobs,
             ...(detail.error instanceof Error ? { error: detail.error.message } : {}),
           },
-          "relay store: the seal worker stopped answering or died; stored messages are sealed on the event loop from now on (nothing lost; restart the relay to get the worker back)",
+          "relay store: the seal worker stopped answering or died; stored messages are sealed on the event loop until a new worker replaces it (nothing lost)",
+        ),
+      onSealRespawn: (detail) =>
+        deps.log.info(
+          { delayMs: detail.delayMs, respawns: detail.respawns },
+          "relay store: a new seal worker replaced the failed one; stored messages are sealed on it again",
         ),
       onNoSpace: (cause) =>
         deps.log.warn(

@@ -9,6 +9,7 @@ import { availableParallelism } from "node:os";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { defaultRelayConfig, relayOptions } from "../config.ts";
+import { until } from "../testing.ts";
 import { bucketSize, openBlob, sealBlob, unwrapDataKey, wrapDataKey } from "./at-rest.ts";
 import { type Sealed, SealPool } from "./seal-pool.ts";
 
@@ -155,6 +156,38 @@ describe("relay store seal pool", () => {
     const batches = p.batches;
     await submit(p, input(256));
     expect(p.batches).toBe(batches + 1); // still on the worker
+  });
+
+  it("a failed worker is replaced after a back-off that doubles while it keeps failing: jobs go to the new one, same bytes; none after close", async () => {
+    const told: string[] = [];
+    const respawned: number[] = [];
+    const p = new SealPool({
+      respawnBaseMs: 50,
+      respawnMaxMs: 10_000,
+      onFailover: (reason) => told.push(reason),
+      onRespawn: (d) => respawned.push(d.delayMs),
+    });
+    pools.push(p);
+    await submit(p, input(256));
+    for (let round = 0; round < 3; round++) {
+      await p.kill();
+      const i = input(512);
+      expect(await submit(p, i)).toEqual(expected(i)); // here, meanwhile
+      expect(p.alive).toBe(false);
+      expect(await until(() => p.alive)).toBe(true);
+      const batches = p.batches;
+      const j = input(256);
+      expect(await submit(p, j)).toEqual(expected(j));
+      expect(p.batches).toBe(batches + 1); // on the new worker
+    }
+    expect(told).toEqual(["exit", "exit", "exit"]);
+    expect(respawned).toEqual([50, 100, 200]);
+    expect({ failovers: p.failovers, respawns: p.respawns }).toEqual({ failovers: 3, respawns: 3 });
+    await p.kill();
+    await p.close();
+    await new Promise((r) => setTimeout(r, 500));
+    expect(p.respawns).toBe(3);
+    expect(p.alive).toBe(false);
   });
 
   it("a crashed worker is told as such; closing is not a failover", async () => {

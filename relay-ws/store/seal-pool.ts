@@ -16,9 +16,12 @@
  * Watchdog: a worker that neither answers nor dies (a hang) would hold every SEND forever. The
  * oldest batch out has `batchTimeoutMs` to come back; past that the worker is failed over exactly
  * like one that crashed (terminated; what it held and everything after sealed on the event loop)
- * and `onFailover` is told, once, why — the store logs it and counts it
- * (`loft_relay_seal_failovers_total`, docs/operations-relay.md §Metrics). A late answer from the
- * terminated worker is ignored: its jobs were already sealed here, with the same keys and IVs.
+ * and `onFailover` is told why — the store logs it and counts it
+ * (`loft_relay_seal_failovers_total`, docs/operations-relay.md §Metrics). A late answer or exit
+ * from the terminated worker is ignored: its jobs were already sealed here, with the same keys
+ * and IVs. A new worker replaces it after a back-off (batch-watchdog.ts `RespawnBackoff`: 1 s,
+ * doubling while it keeps failing, at most a minute), told to `onRespawn` and counted
+ * (`loft_relay_worker_respawns_total{pool="seal"}`); jobs go to it from then on.
  *
  * Jobs submitted during one event-loop turn leave together; while two batches are out, new jobs
  * gather into the next (batches grow with the load, like group commits). The batch buffer holds
@@ -26,7 +29,7 @@
  * Like verify-pool.ts, the worker is plain JavaScript in a string (`eval`): node:crypto only.
  */
 import { Worker } from "node:worker_threads";
-import { BatchWatchdog } from "../batch-watchdog.ts";
+import { BatchWatchdog, RespawnBackoff } from "../batch-watchdog.ts";
 import { AT_REST_IV_LENGTH, AT_REST_KEY_LENGTH } from "../node-crypto.ts";
 import { KEY_RECORD_LENGTH, sealBlob, wrapDataKey } from "./at-rest.ts";
 
@@ -118,8 +121,14 @@ export type SealFailover = "timeout" | "error" | "exit";
 export interface SealPoolOptions {
   /** How long the oldest batch out may take before the worker is failed over (ms). */
   batchTimeoutMs?: number;
-  /** Told once when the worker is failed over (not at close). */
+  /** Told when the worker is failed over (not at close). */
   onFailover?: (reason: SealFailover, detail: { jobs: number; error?: unknown }) => void;
+  /** Told when a new worker replaces a failed one (after `delayMs` of back-off). */
+  onRespawn?: (detail: { delayMs: number; respawns: number }) => void;
+  /** First back-off before a failed worker is replaced (ms; doubles while it keeps failing). */
+  respawnBaseMs?: number;
+  /** Longest back-off (ms). */
+  respawnMaxMs?: number;
 }
 
 /** The same bytes on the event loop (a failed worker's jobs, and every job after it). */
@@ -144,29 +153,72 @@ export class SealPool {
   #closed = false;
   /** Batches the worker answered (tests, diagnostics). */
   batches = 0;
-  /** Times the worker was failed over (0 or 1: a pool never goes back to a worker). */
+  /** Times a worker was failed over. */
   failovers = 0;
+  /** Times a new worker replaced a failed one. */
+  respawns = 0;
   readonly #onFailover: SealPoolOptions["onFailover"];
+  readonly #onRespawn: SealPoolOptions["onRespawn"];
   /** Fails the worker over when its oldest batch out goes unanswered (relay-ws/batch-watchdog.ts). */
   readonly #watchdog: BatchWatchdog;
+  readonly #backoff: RespawnBackoff;
+  #respawnTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(options: SealPoolOptions = {}) {
     this.#onFailover = options.onFailover;
+    this.#onRespawn = options.onRespawn;
+    this.#backoff = new RespawnBackoff(options.respawnBaseMs, options.respawnMaxMs);
     this.#watchdog = new BatchWatchdog(
       options.batchTimeoutMs ?? SEAL_BATCH_TIMEOUT_MS,
       () => (this.#dead ? undefined : this.#sent[0]),
       () => this.#fail("timeout"),
     );
-    const w = new Worker(WORKER_SOURCE, { eval: true, name: "relay-seal" });
-    w.unref();
-    w.on("message", (ab: ArrayBuffer) => this.#answered(Buffer.from(ab)));
-    this.#watchdog.watch(w);
-    w.on("error", (error) => this.#fail("error", error));
-    w.on("exit", () => this.#fail("exit"));
-    this.#worker = w;
+    this.#worker = this.#spawn();
   }
 
-  /** Whether jobs are sealed on the worker (false once it failed: then on the event loop). */
+  /** A worker whose events count only while it is the pool's current one. */
+  #spawn(): Worker {
+    const w = new Worker(WORKER_SOURCE, { eval: true, name: "relay-seal" });
+    w.unref();
+    w.on("message", (ab: ArrayBuffer) => {
+      if (this.#worker === w) this.#answered(Buffer.from(ab));
+    });
+    this.#watchdog.watch(w);
+    w.on("error", (error) => {
+      if (this.#worker === w) this.#fail("error", error);
+    });
+    w.on("exit", () => {
+      if (this.#worker === w) this.#fail("exit");
+    });
+    return w;
+  }
+
+  /** The back-off is over: a new worker takes the jobs submitted from now on. */
+  #respawn(delayMs: number): void {
+    this.#respawnTimer = undefined;
+    if (this.#closed || !this.#dead) return;
+    try {
+      this.#worker = this.#spawn();
+    } catch (error) {
+      // No thread now (out of memory, too many threads): stay on the event loop, try again later.
+      this.#onFailover?.("error", { jobs: 0, error });
+      this.failovers++;
+      this.#scheduleRespawn();
+      return;
+    }
+    this.#dead = false;
+    this.respawns++;
+    this.#onRespawn?.({ delayMs, respawns: this.respawns });
+  }
+
+  #scheduleRespawn(): void {
+    if (this.#closed || this.#respawnTimer) return;
+    const delay = this.#backoff.next();
+    this.#respawnTimer = setTimeout(() => this.#respawn(delay), delay);
+    this.#respawnTimer.unref();
+  }
+
+  /** Whether jobs are sealed on a worker (false from a failover until its replacement runs). */
   get alive(): boolean {
     return !this.#dead;
   }
@@ -270,7 +322,12 @@ export class SealPool {
       );
     }
     for (const j of pending) settle(j, sealHere(j));
-    if (!this.#closed) void this.#worker?.terminate();
+    if (!this.#closed) {
+      const w = this.#worker;
+      this.#worker = undefined;
+      void w?.terminate();
+      this.#scheduleRespawn();
+    }
   }
 
   /** End the worker as a crash would (tests): what it holds is sealed here, in order. */
@@ -287,6 +344,8 @@ export class SealPool {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#respawnTimer) clearTimeout(this.#respawnTimer);
+    this.#respawnTimer = undefined;
     // Let what is out come back (bounded: a worker that does not answer is failed over).
     for (let i = 0; i < 200 && (this.#sent.length > 0 || this.#forming) && !this.#dead; i++)
       await new Promise((r) => setTimeout(r, 5));

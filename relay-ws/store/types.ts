@@ -86,6 +86,8 @@ export interface StoreStats {
   keyEpochs: number;
   /** Times the seal worker was failed over to the event loop (LMDB with a seal thread; else 0/absent). */
   sealFailovers?: number;
+  /** Seal workers started in place of a failed one (LMDB with a seal thread). */
+  sealRespawns?: number;
 }
 
 export interface RelayStore {

@@ -25,6 +25,7 @@ import {
   type KeyObject,
   randomFillSync,
   sign,
+  timingSafeEqual,
   verify,
 } from "node:crypto";
 import { hchacha } from "@noble/ciphers/chacha.js";
@@ -37,7 +38,7 @@ import type { Aead, CryptoProvider } from "../core/crypto/provider.ts";
 const PKCS8_X25519 = Buffer.from("302e020100300506032b656e04220420", "hex");
 const PKCS8_ED25519 = Buffer.from("302e020100300506032b657004220420", "hex");
 
-function privateKeyObject(prefix: Buffer, key: Uint8Array): KeyObject {
+function privateKeyObjectDer(prefix: Buffer, key: Uint8Array): KeyObject {
   const der = Buffer.concat([prefix, key]);
   try {
     return createPrivateKey({ key: der, format: "der", type: "pkcs8" });
@@ -46,10 +47,32 @@ function privateKeyObject(prefix: Buffer, key: Uint8Array): KeyObject {
   }
 }
 
+const b64url = (raw: Uint8Array) => Buffer.from(raw.buffer, raw.byteOffset, raw.length).toString("base64url");
+
+/**
+ * A raw 32-byte OKP private key as a KeyObject. PKCS#8 DER goes through OpenSSL 3's decoder
+ * framework, about 0.5–1 ms per key on the development machine (more than the X25519 itself,
+ * ~0.1 ms: bench/README.md, "bench:core"); a JWK with `d` is built from the raw bytes
+ * directly (Node's `initEDRaw`, OpenSSL's `EVP_PKEY_new_raw_private_key`), ~10× cheaper. Node
+ * requires the JWK's `x` to be a string but builds the key from `d` alone, so `x` is left empty
+ * rather than computed (which would cost the scalar multiplication this import is for). Should a
+ * Node ever refuse that, the DER import is used; should it ever read `x`, the public key
+ * would disagree with noble and the start-up check (core/crypto/compose.ts) would refuse the
+ * primitive. The JWK string is garbage like any other (JavaScript strings cannot be wiped); the
+ * key bytes themselves stay in the caller's array, which Noise wipes.
+ */
+function privateKeyObject(prefix: Buffer, crv: "X25519" | "Ed25519", key: Uint8Array): KeyObject {
+  try {
+    return createPrivateKey({ key: { kty: "OKP", crv, d: b64url(key), x: "" }, format: "jwk" });
+  } catch {
+    return privateKeyObjectDer(prefix, key);
+  }
+}
+
 /** A raw 32-byte OKP public key as a KeyObject (JWK import: the cheapest path in OpenSSL 3). */
 function publicKeyObject(crv: "X25519" | "Ed25519", raw: Uint8Array): KeyObject {
   return createPublicKey({
-    key: { kty: "OKP", crv, x: Buffer.from(raw.buffer, raw.byteOffset, raw.length).toString("base64url") },
+    key: { kty: "OKP", crv, x: b64url(raw) },
     format: "jwk",
   });
 }
@@ -58,6 +81,44 @@ function rawPublic(key: KeyObject): Uint8Array {
   const { x } = createPublicKey(key).export({ format: "jwk" }) as { x: string };
   return new Uint8Array(Buffer.from(x, "base64url"));
 }
+
+/**
+ * X25519 KeyObjects kept beside the raw key they were made from (docs/decisions.md, "X25519
+ * KeyObjects kept beside the raw keys"): a Noise handshake uses each ephemeral private key for
+ * its public key and then two DHs, and each received ephemeral key for two DHs (Noise §7.5, XX:
+ * ee then es or se), so importing once per key instead of once per call saves two of every
+ * three imports. The maps are keyed by the array itself (weakly: a handle lives no longer than
+ * its array) and remember a SHA-256 fingerprint of the bytes the handle was made from, not the
+ * bytes: a handle is used only while its array still holds them, so a wiped (Noise zeroes its
+ * keys, §5.3 leaves that to implementations) or reused array is imported afresh. JavaScript
+ * cannot promise that a wiped key is gone from memory anyway (the garbage collector moves and
+ * copies arrays); the handle of a wiped ephemeral key is unreachable from then on and freed with
+ * its array.
+ */
+interface Handle {
+  readonly fingerprint: Buffer;
+  readonly key: KeyObject;
+}
+const x25519Private = new WeakMap<Uint8Array, Handle>();
+const x25519Public = new WeakMap<Uint8Array, Handle>();
+
+function cachedHandle(
+  cache: WeakMap<Uint8Array, Handle>,
+  raw: Uint8Array,
+  make: (raw: Uint8Array) => KeyObject,
+): KeyObject {
+  const fingerprint = createHash("sha256").update(raw).digest();
+  const held = cache.get(raw);
+  if (held !== undefined && timingSafeEqual(held.fingerprint, fingerprint)) return held.key;
+  const key = make(raw);
+  cache.set(raw, { fingerprint, key });
+  return key;
+}
+
+const x25519PrivateHandle = (raw: Uint8Array) =>
+  cachedHandle(x25519Private, raw, (r) => privateKeyObject(PKCS8_X25519, "X25519", r));
+const x25519PublicHandle = (raw: Uint8Array) =>
+  cachedHandle(x25519Public, raw, (r) => publicKeyObject("X25519", r));
 
 /** Copy `body ‖ tag` into `output` (or a fresh array); `plaintext` may be `output`'s own prefix. */
 function placeSealed(body: Buffer, tag: Buffer, output: Uint8Array | undefined, length: number): Uint8Array {
@@ -206,7 +267,7 @@ export function nodeCryptoParts(): NativeParts {
     x25519: {
       publicKey: async (privateKey) => {
         abytes(privateKey, 32, "x25519 private key");
-        return rawPublic(privateKeyObject(PKCS8_X25519, privateKey));
+        return rawPublic(x25519PrivateHandle(privateKey));
       },
       sharedSecret: async (privateKey, publicKey) => {
         abytes(privateKey, 32, "x25519 private key");
@@ -214,8 +275,8 @@ export function nodeCryptoParts(): NativeParts {
         let shared: Uint8Array;
         try {
           shared = diffieHellman({
-            privateKey: privateKeyObject(PKCS8_X25519, privateKey),
-            publicKey: publicKeyObject("X25519", publicKey),
+            privateKey: x25519PrivateHandle(privateKey),
+            publicKey: x25519PublicHandle(publicKey),
           });
         } catch {
           return undefined; // OpenSSL refuses an all-zero result (RFC 7748 §6.1)
@@ -228,11 +289,11 @@ export function nodeCryptoParts(): NativeParts {
     ed25519: {
       publicKey: async (secretKey) => {
         abytes(secretKey, 32, "ed25519 secret key");
-        return rawPublic(privateKeyObject(PKCS8_ED25519, secretKey));
+        return rawPublic(privateKeyObject(PKCS8_ED25519, "Ed25519", secretKey));
       },
       sign: async (secretKey, message) => {
         abytes(secretKey, 32, "ed25519 secret key");
-        return new Uint8Array(sign(null, message, privateKeyObject(PKCS8_ED25519, secretKey)));
+        return new Uint8Array(sign(null, message, privateKeyObject(PKCS8_ED25519, "Ed25519", secretKey)));
       },
       verify: async (publicKey, message, signature) => {
         if (!ed25519StrictInputs(publicKey, signature) || !(message instanceof Uint8Array)) return false;

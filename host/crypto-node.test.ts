@@ -1,13 +1,15 @@
 /**
  * What the node:crypto backend adds over the checks every backend passes
  * (core/crypto/provider.test.ts, test/vectors/backends.test.ts): the X25519 KeyObjects it keeps
- * beside the raw keys must never outlive the bytes they were made from.
+ * beside the raw keys must never outlive the bytes they were made from; ML-KEM-768 is native
+ * exactly where node:crypto has it (Node ≥ 24.7), noble elsewhere.
  */
+import * as nodeCrypto from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { nobleCrypto } from "../core/crypto/noble.ts";
 import { FUZZ_RUNS } from "../test/support/fuzz.ts";
-import { createNodeCryptoProvider, nodeCryptoParts } from "./crypto-node.ts";
+import { createNodeCryptoProvider, nodeCryptoParts, nodeMlKem768 } from "./crypto-node.ts";
 
 const key = (byte: number) => new Uint8Array(32).fill(byte);
 
@@ -61,7 +63,7 @@ describe("node:crypto X25519 handles kept beside the raw keys", () => {
           }
         },
       ),
-      { numRuns: Math.max(50, Math.floor(FUZZ_RUNS / 50)) },
+      { numRuns: Math.max(30, Math.floor(FUZZ_RUNS / 300)) },
     );
   });
 
@@ -76,4 +78,52 @@ describe("node:crypto X25519 handles kept beside the raw keys", () => {
     expect(mine).toEqual(key(9));
     expect(theirs).toEqual(theirsCopy);
   });
+});
+
+/** Whether this Node's crypto module has ML-KEM (Node ≥ 24.7 with OpenSSL ≥ 3.5; not Node 20). */
+const NATIVE_MLKEM = typeof (nodeCrypto as Record<string, unknown>).decapsulate === "function";
+
+describe("node:crypto ML-KEM-768, detected", () => {
+  it(`serves mlkem768 from ${NATIVE_MLKEM ? "node:crypto" : "noble"} in this Node (${process.version})`, async () => {
+    const c = await createNodeCryptoProvider();
+    expect(c.backends.mlkem768).toBe(NATIVE_MLKEM ? "node" : "noble");
+    expect(nodeMlKem768() === undefined).toBe(!NATIVE_MLKEM);
+    // A crypto module without `decapsulate` (Node < 24.7) is never used for ML-KEM.
+    expect(nodeMlKem768({ createPrivateKey: nodeCrypto.createPrivateKey })).toBeUndefined();
+  });
+
+  it.runIf(NATIVE_MLKEM)(
+    "decapsulates as noble does: valid and forged ciphertexts, refused keys, wrong sizes (property)",
+    async () => {
+      const kem = nodeMlKem768()!;
+      const noble = nobleCrypto.mlkem768;
+      await fc.assert(
+        fc.asyncProperty(
+          fc.uint8Array({ minLength: 64, maxLength: 64 }),
+          fc.uint8Array({ minLength: 32, maxLength: 32 }),
+          fc.nat(),
+          async (seed, m, flip) => {
+            const { publicKey, secretKey } = await kem.keyPairFromSeed(seed);
+            expect(publicKey).toEqual((await noble.keyPairFromSeed(seed)).publicKey);
+            const enc = (await kem.encapsulate(publicKey, m))!;
+            expect(await kem.decapsulate(secretKey, enc.ciphertext)).toEqual(enc.sharedSecret);
+            const forged = enc.ciphertext.slice();
+            forged[flip % forged.length]! ^= 1 << (flip % 8);
+            expect(await kem.decapsulate(secretKey, forged)).toEqual(
+              await noble.decapsulate(secretKey, forged),
+            );
+            // A decapsulation key whose H(ek) no longer matches (FIPS 203 §7.3): refused by both.
+            const badKey = secretKey.slice();
+            badKey[1152 + (flip % 1184)]! ^= 1;
+            expect(await kem.decapsulate(badKey, enc.ciphertext)).toEqual(
+              await noble.decapsulate(badKey, enc.ciphertext),
+            );
+            expect(await kem.decapsulate(secretKey, enc.ciphertext.subarray(1))).toBeUndefined();
+            expect(await kem.decapsulate(secretKey.subarray(1), enc.ciphertext)).toBeUndefined();
+          },
+        ),
+        { numRuns: 100 },
+      );
+    },
+  );
 });

@@ -7,12 +7,15 @@
  * Native here: X25519 and Ed25519 (KeyObjects), ChaCha20-Poly1305 and AES-256-GCM
  * (createCipheriv), XChaCha20-Poly1305 (noble's HChaCha20 subkey, then OpenSSL's ChaCha20-Poly1305:
  * draft-irtf-cfrg-xchacha-03 §2.3), SHA-256, SHA-512, BLAKE2s-256, HMAC over both, HKDF-SHA-256
- * and the CSPRNG. ML-KEM-768 stays noble (Node 20's OpenSSL has none, and vectors need
- * keygen from a seed and encapsulation with given randomness). Each primitive is checked against
+ * and the CSPRNG; ML-KEM-768 decapsulation where node:crypto has ML-KEM (Node ≥ 24.7), noble
+ * otherwise, and noble for ML-KEM key generation from a seed and encapsulation with given
+ * randomness, which vectors and handshakes need and node:crypto does not offer
+ * (docs/decisions.md, "node:crypto ML-KEM-768 where Node has it"). Each primitive is checked against
  * noble at startup (core/crypto/compose.ts) and falls back to noble on its own if it disagrees.
  *
  *   const crypto = await createNodeCryptoProvider();   // once, at startup
  */
+import * as nodeCrypto from "node:crypto";
 import {
   createCipheriv,
   createDecipheriv,
@@ -32,8 +35,8 @@ import { hchacha } from "@noble/ciphers/chacha.js";
 import { abytes } from "../core/bytes.ts";
 import { composeProvider, type NativeParts } from "../core/crypto/compose.ts";
 import { ed25519StrictInputs } from "../core/crypto/ed25519-strict.ts";
-import { isAllZero, TAG_LENGTH } from "../core/crypto/noble.ts";
-import type { Aead, CryptoProvider } from "../core/crypto/provider.ts";
+import { isAllZero, nobleCrypto, TAG_LENGTH } from "../core/crypto/noble.ts";
+import type { Aead, CryptoProvider, MlKem768 } from "../core/crypto/provider.ts";
 
 const PKCS8_X25519 = Buffer.from("302e020100300506032b656e04220420", "hex");
 const PKCS8_ED25519 = Buffer.from("302e020100300506032b657004220420", "hex");
@@ -258,8 +261,67 @@ function hmac(algorithm: string) {
   };
 }
 
+/**
+ * The part of node:crypto's ML-KEM API (Node ≥ 24.7 on OpenSSL ≥ 3.5) this backend uses; absent
+ * from Node 20's module and its types, hence looked up at run time.
+ */
+export interface NodeKemApi {
+  decapsulate?: (key: KeyObject, ciphertext: Uint8Array) => Buffer;
+  createPrivateKey: typeof createPrivateKey;
+}
+
+/** FIPS 203 Table 3, ML-KEM-768: decapsulation key and ciphertext sizes. */
+const MLKEM768_SECRET_KEY = 2400;
+const MLKEM768_CIPHERTEXT = 1088;
+/**
+ * PKCS#8 OneAsymmetricKey for id-alg-ml-kem-768 (2.16.840.1.101.3.4.4.2) holding the FIPS 203
+ * decapsulation key in the `expandedKey` form of draft-ietf-lamps-kyber-certificates §6:
+ * SEQUENCE { INTEGER 0, SEQUENCE { OID }, OCTET STRING { OCTET STRING (2400 bytes) } }.
+ */
+const PKCS8_MLKEM768_EXPANDED = Buffer.from(
+  "30820978020100300b06096086480165030404020482096404820960",
+  "hex",
+);
+
+/**
+ * ML-KEM-768 where node:crypto has it, else undefined (then noble serves it: compose.ts).
+ * Native: decapsulation only, which the protocols call with a FIPS 203 decapsulation key, ~5–10×
+ * noble's. Key generation from a seed and encapsulation with given randomness stay noble: the
+ * handshakes and the vectors need both deterministic (core/noise/primitives.ts), and node:crypto
+ * has no encapsulation with given randomness and exports a key made from a seed only as that
+ * seed, not as the 2400-byte key the protocols carry. A key OpenSSL refuses to import (its
+ * FIPS 203 §7.3 hash check fails) gives `undefined`, as noble's check does.
+ */
+export function nodeMlKem768(api: NodeKemApi = nodeCrypto as unknown as NodeKemApi): MlKem768 | undefined {
+  const decapsulate = api.decapsulate;
+  if (typeof decapsulate !== "function") return undefined;
+  const noble = nobleCrypto.mlkem768;
+  return {
+    keyPairFromSeed: noble.keyPairFromSeed,
+    encapsulate: noble.encapsulate,
+    decapsulate: async (secretKey, ciphertext) => {
+      if (!(secretKey instanceof Uint8Array) || secretKey.length !== MLKEM768_SECRET_KEY) return undefined;
+      if (!(ciphertext instanceof Uint8Array) || ciphertext.length !== MLKEM768_CIPHERTEXT) return undefined;
+      const der = Buffer.concat([PKCS8_MLKEM768_EXPANDED, secretKey]);
+      let key: KeyObject;
+      try {
+        key = api.createPrivateKey({ key: der, format: "der", type: "pkcs8" });
+      } catch {
+        return undefined;
+      } finally {
+        der.fill(0);
+      }
+      const shared = decapsulate(key, ciphertext);
+      const out = new Uint8Array(shared);
+      shared.fill(0);
+      return out;
+    },
+  };
+}
+
 /** The node:crypto implementations, before the known-answer checks of compose.ts. */
 export function nodeCryptoParts(): NativeParts {
+  const mlkem768 = nodeMlKem768();
   const sha256 = digest("sha256");
   const sha512 = digest("sha512");
   return {
@@ -314,6 +376,7 @@ export function nodeCryptoParts(): NativeParts {
     hmacBlake2s: hmac("blake2s256"),
     hkdfSha256: async (ikm, salt, info, length) =>
       new Uint8Array(hkdfSync("sha256", ikm, salt, info, length)),
+    ...(mlkem768 ? { mlkem768 } : {}),
   };
 }
 

@@ -55,7 +55,7 @@ const b64url = (raw: Uint8Array) => Buffer.from(raw.buffer, raw.byteOffset, raw.
 /**
  * A raw 32-byte OKP private key as a KeyObject. PKCS#8 DER goes through OpenSSL 3's decoder
  * framework, about 0.5–1 ms per key on the development machine (more than the X25519 itself,
- * ~0.1 ms: bench/README.md, "bench:core"); a JWK with `d` is built from the raw bytes
+ * ~0.1 ms: bench/README.md, "Session 14: XXhfs handshakes on Node"); a JWK with `d` is built from the raw bytes
  * directly (Node's `initEDRaw`, OpenSSL's `EVP_PKEY_new_raw_private_key`), ~10× cheaper. Node
  * requires the JWK's `x` to be a string but builds the key from `d` alone, so `x` is left empty
  * rather than computed (which would cost the scalar multiplication this import is for). Should a
@@ -93,7 +93,7 @@ function rawPublic(key: KeyObject): Uint8Array {
  * three imports. The maps are keyed by the array itself (weakly: a handle lives no longer than
  * its array) and remember a SHA-256 fingerprint of the bytes the handle was made from, not the
  * bytes: a handle is used only while its array still holds them, so a wiped (Noise zeroes its
- * keys, §5.3 leaves that to implementations) or reused array is imported afresh. JavaScript
+ * keys once used) or reused array is imported afresh. JavaScript
  * cannot promise that a wiped key is gone from memory anyway (the garbage collector moves and
  * copies arrays); the handle of a wiped ephemeral key is unreachable from then on and freed with
  * its array.
@@ -275,7 +275,7 @@ const MLKEM768_SECRET_KEY = 2400;
 const MLKEM768_CIPHERTEXT = 1088;
 /**
  * PKCS#8 OneAsymmetricKey for id-alg-ml-kem-768 (2.16.840.1.101.3.4.4.2) holding the FIPS 203
- * decapsulation key in the `expandedKey` form of draft-ietf-lamps-kyber-certificates §6:
+ * decapsulation key in the `expandedKey` form of draft-ietf-lamps-kyber-certificates:
  * SEQUENCE { INTEGER 0, SEQUENCE { OID }, OCTET STRING { OCTET STRING (2400 bytes) } }.
  */
 const PKCS8_MLKEM768_EXPANDED = Buffer.from(
@@ -290,7 +290,7 @@ const PKCS8_MLKEM768_EXPANDED = Buffer.from(
  * handshakes and the vectors need both deterministic (core/noise/primitives.ts), and node:crypto
  * has no encapsulation with given randomness and exports a key made from a seed only as that
  * seed, not as the 2400-byte key the protocols carry. A key OpenSSL refuses to import (its
- * FIPS 203 §7.3 hash check fails) gives `undefined`, as noble's check does.
+ * FIPS 203 §7.3 hash check fails) is left to noble, whose check refuses it too (`undefined`).
  */
 export function nodeMlKem768(api: NodeKemApi = nodeCrypto as unknown as NodeKemApi): MlKem768 | undefined {
   const decapsulate = api.decapsulate;
@@ -307,11 +307,18 @@ export function nodeMlKem768(api: NodeKemApi = nodeCrypto as unknown as NodeKemA
       try {
         key = api.createPrivateKey({ key: der, format: "der", type: "pkcs8" });
       } catch {
-        return undefined;
+        // OpenSSL refuses a key whose H(ek) does not match (FIPS 203 §7.3), as noble's check does;
+        // whatever else it might refuse, noble's answer is the reference.
+        return noble.decapsulate(secretKey, ciphertext);
       } finally {
         der.fill(0);
       }
-      const shared = decapsulate(key, ciphertext);
+      let shared: Buffer;
+      try {
+        shared = decapsulate(key, ciphertext);
+      } catch {
+        return noble.decapsulate(secretKey, ciphertext); // not expected for these sizes; noble decides
+      }
       const out = new Uint8Array(shared);
       shared.fill(0);
       return out;

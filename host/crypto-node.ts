@@ -7,12 +7,15 @@
  * Native here: X25519 and Ed25519 (KeyObjects), ChaCha20-Poly1305 and AES-256-GCM
  * (createCipheriv), XChaCha20-Poly1305 (noble's HChaCha20 subkey, then OpenSSL's ChaCha20-Poly1305:
  * draft-irtf-cfrg-xchacha-03 §2.3), SHA-256, SHA-512, BLAKE2s-256, HMAC over both, HKDF-SHA-256
- * and the CSPRNG. ML-KEM-768 stays noble (Node 20's OpenSSL has none, and vectors need
- * keygen from a seed and encapsulation with given randomness). Each primitive is checked against
+ * and the CSPRNG; ML-KEM-768 decapsulation where node:crypto has ML-KEM (Node ≥ 24.7), noble
+ * otherwise, and noble for ML-KEM key generation from a seed and encapsulation with given
+ * randomness, which vectors and handshakes need and node:crypto does not offer
+ * (docs/decisions.md, "node:crypto ML-KEM-768 where Node has it"). Each primitive is checked against
  * noble at startup (core/crypto/compose.ts) and falls back to noble on its own if it disagrees.
  *
  *   const crypto = await createNodeCryptoProvider();   // once, at startup
  */
+import * as nodeCrypto from "node:crypto";
 import {
   createCipheriv,
   createDecipheriv,
@@ -25,19 +28,20 @@ import {
   type KeyObject,
   randomFillSync,
   sign,
+  timingSafeEqual,
   verify,
 } from "node:crypto";
 import { hchacha } from "@noble/ciphers/chacha.js";
 import { abytes } from "../core/bytes.ts";
 import { composeProvider, type NativeParts } from "../core/crypto/compose.ts";
 import { ed25519StrictInputs } from "../core/crypto/ed25519-strict.ts";
-import { isAllZero, TAG_LENGTH } from "../core/crypto/noble.ts";
-import type { Aead, CryptoProvider } from "../core/crypto/provider.ts";
+import { isAllZero, nobleCrypto, TAG_LENGTH } from "../core/crypto/noble.ts";
+import type { Aead, CryptoProvider, MlKem768 } from "../core/crypto/provider.ts";
 
 const PKCS8_X25519 = Buffer.from("302e020100300506032b656e04220420", "hex");
 const PKCS8_ED25519 = Buffer.from("302e020100300506032b657004220420", "hex");
 
-function privateKeyObject(prefix: Buffer, key: Uint8Array): KeyObject {
+function privateKeyObjectDer(prefix: Buffer, key: Uint8Array): KeyObject {
   const der = Buffer.concat([prefix, key]);
   try {
     return createPrivateKey({ key: der, format: "der", type: "pkcs8" });
@@ -46,10 +50,32 @@ function privateKeyObject(prefix: Buffer, key: Uint8Array): KeyObject {
   }
 }
 
+const b64url = (raw: Uint8Array) => Buffer.from(raw.buffer, raw.byteOffset, raw.length).toString("base64url");
+
+/**
+ * A raw 32-byte OKP private key as a KeyObject. PKCS#8 DER goes through OpenSSL 3's decoder
+ * framework, about 0.5–1 ms per key on the development machine (more than the X25519 itself,
+ * ~0.1 ms: bench/README.md, "Session 14: XXhfs handshakes on Node"); a JWK with `d` is built from the raw bytes
+ * directly (Node's `initEDRaw`, OpenSSL's `EVP_PKEY_new_raw_private_key`), ~10× cheaper. Node
+ * requires the JWK's `x` to be a string but builds the key from `d` alone, so `x` is left empty
+ * rather than computed (which would cost the scalar multiplication this import is for). Should a
+ * Node ever refuse that, the DER import is used; should it ever read `x`, the public key
+ * would disagree with noble and the start-up check (core/crypto/compose.ts) would refuse the
+ * primitive. The JWK string is garbage like any other (JavaScript strings cannot be wiped); the
+ * key bytes themselves stay in the caller's array, which Noise wipes.
+ */
+function privateKeyObject(prefix: Buffer, crv: "X25519" | "Ed25519", key: Uint8Array): KeyObject {
+  try {
+    return createPrivateKey({ key: { kty: "OKP", crv, d: b64url(key), x: "" }, format: "jwk" });
+  } catch {
+    return privateKeyObjectDer(prefix, key);
+  }
+}
+
 /** A raw 32-byte OKP public key as a KeyObject (JWK import: the cheapest path in OpenSSL 3). */
 function publicKeyObject(crv: "X25519" | "Ed25519", raw: Uint8Array): KeyObject {
   return createPublicKey({
-    key: { kty: "OKP", crv, x: Buffer.from(raw.buffer, raw.byteOffset, raw.length).toString("base64url") },
+    key: { kty: "OKP", crv, x: b64url(raw) },
     format: "jwk",
   });
 }
@@ -58,6 +84,44 @@ function rawPublic(key: KeyObject): Uint8Array {
   const { x } = createPublicKey(key).export({ format: "jwk" }) as { x: string };
   return new Uint8Array(Buffer.from(x, "base64url"));
 }
+
+/**
+ * X25519 KeyObjects kept beside the raw key they were made from (docs/decisions.md, "X25519
+ * KeyObjects kept beside the raw keys"): a Noise handshake uses each ephemeral private key for
+ * its public key and then two DHs, and each received ephemeral key for two DHs (Noise §7.5, XX:
+ * ee then es or se), so importing once per key instead of once per call saves two of every
+ * three imports. The maps are keyed by the array itself (weakly: a handle lives no longer than
+ * its array) and remember a SHA-256 fingerprint of the bytes the handle was made from, not the
+ * bytes: a handle is used only while its array still holds them, so a wiped (Noise zeroes its
+ * keys once used) or reused array is imported afresh. JavaScript
+ * cannot promise that a wiped key is gone from memory anyway (the garbage collector moves and
+ * copies arrays); the handle of a wiped ephemeral key is unreachable from then on and freed with
+ * its array.
+ */
+interface Handle {
+  readonly fingerprint: Buffer;
+  readonly key: KeyObject;
+}
+const x25519Private = new WeakMap<Uint8Array, Handle>();
+const x25519Public = new WeakMap<Uint8Array, Handle>();
+
+function cachedHandle(
+  cache: WeakMap<Uint8Array, Handle>,
+  raw: Uint8Array,
+  make: (raw: Uint8Array) => KeyObject,
+): KeyObject {
+  const fingerprint = createHash("sha256").update(raw).digest();
+  const held = cache.get(raw);
+  if (held !== undefined && timingSafeEqual(held.fingerprint, fingerprint)) return held.key;
+  const key = make(raw);
+  cache.set(raw, { fingerprint, key });
+  return key;
+}
+
+const x25519PrivateHandle = (raw: Uint8Array) =>
+  cachedHandle(x25519Private, raw, (r) => privateKeyObject(PKCS8_X25519, "X25519", r));
+const x25519PublicHandle = (raw: Uint8Array) =>
+  cachedHandle(x25519Public, raw, (r) => publicKeyObject("X25519", r));
 
 /** Copy `body ‖ tag` into `output` (or a fresh array); `plaintext` may be `output`'s own prefix. */
 function placeSealed(body: Buffer, tag: Buffer, output: Uint8Array | undefined, length: number): Uint8Array {
@@ -197,8 +261,74 @@ function hmac(algorithm: string) {
   };
 }
 
+/**
+ * The part of node:crypto's ML-KEM API (Node ≥ 24.7 on OpenSSL ≥ 3.5) this backend uses; absent
+ * from Node 20's module and its types, hence looked up at run time.
+ */
+export interface NodeKemApi {
+  decapsulate?: (key: KeyObject, ciphertext: Uint8Array) => Buffer;
+  createPrivateKey: typeof createPrivateKey;
+}
+
+/** FIPS 203 Table 3, ML-KEM-768: decapsulation key and ciphertext sizes. */
+const MLKEM768_SECRET_KEY = 2400;
+const MLKEM768_CIPHERTEXT = 1088;
+/**
+ * PKCS#8 OneAsymmetricKey for id-alg-ml-kem-768 (2.16.840.1.101.3.4.4.2) holding the FIPS 203
+ * decapsulation key in the `expandedKey` form of draft-ietf-lamps-kyber-certificates:
+ * SEQUENCE { INTEGER 0, SEQUENCE { OID }, OCTET STRING { OCTET STRING (2400 bytes) } }.
+ */
+const PKCS8_MLKEM768_EXPANDED = Buffer.from(
+  "30820978020100300b06096086480165030404020482096404820960",
+  "hex",
+);
+
+/**
+ * ML-KEM-768 where node:crypto has it, else undefined (then noble serves it: compose.ts).
+ * Native: decapsulation only, which the protocols call with a FIPS 203 decapsulation key, ~5–10×
+ * noble's. Key generation from a seed and encapsulation with given randomness stay noble: the
+ * handshakes and the vectors need both deterministic (core/noise/primitives.ts), and node:crypto
+ * has no encapsulation with given randomness and exports a key made from a seed only as that
+ * seed, not as the 2400-byte key the protocols carry. A key OpenSSL refuses to import (its
+ * FIPS 203 §7.3 hash check fails) is left to noble, whose check refuses it too (`undefined`).
+ */
+export function nodeMlKem768(api: NodeKemApi = nodeCrypto as unknown as NodeKemApi): MlKem768 | undefined {
+  const decapsulate = api.decapsulate;
+  if (typeof decapsulate !== "function") return undefined;
+  const noble = nobleCrypto.mlkem768;
+  return {
+    keyPairFromSeed: noble.keyPairFromSeed,
+    encapsulate: noble.encapsulate,
+    decapsulate: async (secretKey, ciphertext) => {
+      if (!(secretKey instanceof Uint8Array) || secretKey.length !== MLKEM768_SECRET_KEY) return undefined;
+      if (!(ciphertext instanceof Uint8Array) || ciphertext.length !== MLKEM768_CIPHERTEXT) return undefined;
+      const der = Buffer.concat([PKCS8_MLKEM768_EXPANDED, secretKey]);
+      let key: KeyObject;
+      try {
+        key = api.createPrivateKey({ key: der, format: "der", type: "pkcs8" });
+      } catch {
+        // OpenSSL refuses a key whose H(ek) does not match (FIPS 203 §7.3), as noble's check does;
+        // whatever else it might refuse, noble's answer is the reference.
+        return noble.decapsulate(secretKey, ciphertext);
+      } finally {
+        der.fill(0);
+      }
+      let shared: Buffer;
+      try {
+        shared = decapsulate(key, ciphertext);
+      } catch {
+        return noble.decapsulate(secretKey, ciphertext); // not expected for these sizes; noble decides
+      }
+      const out = new Uint8Array(shared);
+      shared.fill(0);
+      return out;
+    },
+  };
+}
+
 /** The node:crypto implementations, before the known-answer checks of compose.ts. */
 export function nodeCryptoParts(): NativeParts {
+  const mlkem768 = nodeMlKem768();
   const sha256 = digest("sha256");
   const sha512 = digest("sha512");
   return {
@@ -206,7 +336,7 @@ export function nodeCryptoParts(): NativeParts {
     x25519: {
       publicKey: async (privateKey) => {
         abytes(privateKey, 32, "x25519 private key");
-        return rawPublic(privateKeyObject(PKCS8_X25519, privateKey));
+        return rawPublic(x25519PrivateHandle(privateKey));
       },
       sharedSecret: async (privateKey, publicKey) => {
         abytes(privateKey, 32, "x25519 private key");
@@ -214,8 +344,8 @@ export function nodeCryptoParts(): NativeParts {
         let shared: Uint8Array;
         try {
           shared = diffieHellman({
-            privateKey: privateKeyObject(PKCS8_X25519, privateKey),
-            publicKey: publicKeyObject("X25519", publicKey),
+            privateKey: x25519PrivateHandle(privateKey),
+            publicKey: x25519PublicHandle(publicKey),
           });
         } catch {
           return undefined; // OpenSSL refuses an all-zero result (RFC 7748 §6.1)
@@ -228,11 +358,11 @@ export function nodeCryptoParts(): NativeParts {
     ed25519: {
       publicKey: async (secretKey) => {
         abytes(secretKey, 32, "ed25519 secret key");
-        return rawPublic(privateKeyObject(PKCS8_ED25519, secretKey));
+        return rawPublic(privateKeyObject(PKCS8_ED25519, "Ed25519", secretKey));
       },
       sign: async (secretKey, message) => {
         abytes(secretKey, 32, "ed25519 secret key");
-        return new Uint8Array(sign(null, message, privateKeyObject(PKCS8_ED25519, secretKey)));
+        return new Uint8Array(sign(null, message, privateKeyObject(PKCS8_ED25519, "Ed25519", secretKey)));
       },
       verify: async (publicKey, message, signature) => {
         if (!ed25519StrictInputs(publicKey, signature) || !(message instanceof Uint8Array)) return false;
@@ -253,6 +383,7 @@ export function nodeCryptoParts(): NativeParts {
     hmacBlake2s: hmac("blake2s256"),
     hkdfSha256: async (ikm, salt, info, length) =>
       new Uint8Array(hkdfSync("sha256", ikm, salt, info, length)),
+    ...(mlkem768 ? { mlkem768 } : {}),
   };
 }
 

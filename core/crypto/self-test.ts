@@ -108,7 +108,17 @@ async function mlkemAgrees(c: CryptoProvider): Promise<boolean> {
   const enc2 = await c.mlkem768.encapsulate(want.publicKey, m);
   if (!enc || !enc2 || !same(enc.ciphertext, enc2.ciphertext) || !same(enc.sharedSecret, enc2.sharedSecret))
     return false;
-  return same(await c.mlkem768.decapsulate(want.secretKey, enc.ciphertext), enc.sharedSecret);
+  if (!same(await c.mlkem768.decapsulate(want.secretKey, enc.ciphertext), enc.sharedSecret)) return false;
+  // FIPS 203 §6.3 implicit rejection: a changed ciphertext gives noble's pseudorandom secret,
+  // not an error; wrong sizes give undefined (provider.ts).
+  const forged = enc.ciphertext.slice();
+  forged[100]! ^= 1;
+  const rejected = await ref.decapsulate(want.secretKey, forged);
+  if (!rejected || !same(await c.mlkem768.decapsulate(want.secretKey, forged), rejected)) return false;
+  return (
+    (await c.mlkem768.decapsulate(want.secretKey, enc.ciphertext.subarray(1))) === undefined &&
+    (await c.mlkem768.decapsulate(want.secretKey.subarray(1), enc.ciphertext)) === undefined
+  );
 }
 
 type Hash = (provider: CryptoProvider, ...parts: Uint8Array[]) => Promise<Uint8Array>;

@@ -1,5 +1,6 @@
 import { Encoder } from "@msgpack/msgpack";
 import { ed25519, x25519 } from "@noble/curves/ed25519.js";
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { createNodeCryptoProvider } from "../../host/crypto-node.ts";
 import { concatBytes, equalBytes, fromHex, utf8 } from "../bytes.ts";
@@ -16,6 +17,7 @@ import {
   type Identity,
   type IdentityVerifiedData,
   identitySignedBytes,
+  isValidNoiseKey,
   MAX_IDENTITY_BYTES,
   MAX_PROFILE_PICTURE_BYTES,
   signWithIdentity,
@@ -414,6 +416,55 @@ describe("identity creation on a provider (createUserIdentityWith, updateIdentit
     const mismatched = { ...other, privateIdentityKey: new Uint8Array(32).fill(4) };
     await expect(updateIdentityWith(crypto, mismatched, { username: "x" }, now + 1)).rejects.toThrow(
       /does not match/,
+    );
+  });
+});
+
+describe("isValidNoiseKey: the low-order list agrees with probing each key by X25519", () => {
+  const P = 2n ** 255n - 19n;
+  const le = (u: bigint) => Uint8Array.from({ length: 32 }, (_, i) => Number((u >> BigInt(8 * i)) & 0xffn));
+  /** The rule the list replaced: canonical, and a clamped scalar times the key is not all-zero. */
+  const probe = (key: Uint8Array): boolean => {
+    if ((key[31]! & 0x80) !== 0) return false;
+    let u = 0n;
+    for (let i = 31; i >= 0; i--) u = (u << 8n) | BigInt(key[i]!);
+    if (u >= P) return false;
+    try {
+      x25519.scalarMult(new Uint8Array(32).fill(0x42), key);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  it("on the low-order points, their neighbours, the ends of the range and non-canonical encodings", () => {
+    const order8 = [
+      325606250916557431795983626356110631294008115727848805560023387167927233504n,
+      39382357235489614581723060781553021112529911719440698176882885853963445705823n,
+    ];
+    const us = new Set<bigint>();
+    for (let d = 0n; d < 16n; d++) for (const u of [d, P - 1n - d, P + d]) us.add(u);
+    for (const u of order8) for (let d = -4n; d <= 4n; d++) us.add(u + d);
+    let refused = 0;
+    for (const u of us) {
+      const key = le(u);
+      expect(isValidNoiseKey(key)).toBe(probe(key));
+      if (u < P && !probe(key)) refused++;
+      const high = key.slice();
+      high[31]! |= 0x80; // the top bit set: never canonical
+      expect(isValidNoiseKey(high)).toBe(false);
+    }
+    expect(refused).toBe(5); // 0, 1, p − 1 and the two points of order 8
+  });
+
+  it("on random keys and real public keys (property)", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), (key) => {
+        expect(isValidNoiseKey(key)).toBe(probe(key));
+        const real = x25519.getPublicKey(key);
+        expect(isValidNoiseKey(real)).toBe(true);
+      }),
+      { numRuns: 100 },
     );
   });
 });

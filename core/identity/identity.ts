@@ -204,12 +204,28 @@ export function isValidIdentityKey(key: Uint8Array): boolean {
 }
 
 const P25519 = 2n ** 255n - 19n;
-const PROBE_SCALAR = new Uint8Array(32).fill(0x42);
+
+/**
+ * The canonical (u < p) X25519 public keys whose DH output is all-zero for every private key
+ * (RFC 7748 §6.1; X25519 clamps the scalar to a multiple of the cofactor 8): the points of order
+ * dividing 8 on the curve and 4 on its twist — u = 0, 1, p − 1 and the two points of order 8;
+ * the same list libsodium refuses. Compared byte for byte instead of probing each key with a
+ * scalar multiplication in JavaScript, which took about a millisecond — 28 % of a whole session
+ * setup's time on node:crypto, where every identity received is checked (docs/decisions.md,
+ * "XXhfs handshakes on Node"). core/identity/identity.test.ts checks the list against that probe.
+ */
+const LOW_ORDER_U: readonly Uint8Array[] = [
+  0n,
+  1n,
+  325606250916557431795983626356110631294008115727848805560023387167927233504n,
+  39382357235489614581723060781553021112529911719440698176882885853963445705823n,
+  P25519 - 1n,
+].map((u) => Uint8Array.from({ length: 32 }, (_, i) => Number((u >> BigInt(8 * i)) & 0xffn)));
 
 /**
  * A usable X25519 public key (RFC 7748 §5): canonical (u < p, top bit clear — the signed bytes
  * are then the only encoding) and not one of the low-order points whose DH output is all-zero
- * (noble rejects those before its ladder).
+ * (`LOW_ORDER_U`).
  */
 export function isValidNoiseKey(key: Uint8Array): boolean {
   if (!(key instanceof Uint8Array) || key.length !== PUBLIC_KEY_BYTES) return false;
@@ -217,12 +233,7 @@ export function isValidNoiseKey(key: Uint8Array): boolean {
   let u = 0n;
   for (let i = 31; i >= 0; i--) u = (u << 8n) | BigInt(key[i]!);
   if (u >= P25519) return false;
-  try {
-    x25519.scalarMult(PROBE_SCALAR, key);
-    return true;
-  } catch {
-    return false;
-  }
+  return !LOW_ORDER_U.some((low) => equalBytes(low, key));
 }
 
 function checkIdentityFields(d: IdentityVerifiedData): Result<IdentityVerifiedData> {

@@ -1,0 +1,129 @@
+/**
+ * What the node:crypto backend adds over the checks every backend passes
+ * (core/crypto/provider.test.ts, test/vectors/backends.test.ts): the X25519 KeyObjects it keeps
+ * beside the raw keys must never outlive the bytes they were made from; ML-KEM-768 is native
+ * exactly where node:crypto has it (Node ≥ 24.7), noble elsewhere.
+ */
+import * as nodeCrypto from "node:crypto";
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { nobleCrypto } from "../core/crypto/noble.ts";
+import { FUZZ_RUNS } from "../test/support/fuzz.ts";
+import { createNodeCryptoProvider, nodeCryptoParts, nodeMlKem768 } from "./crypto-node.ts";
+
+const key = (byte: number) => new Uint8Array(32).fill(byte);
+
+describe("node:crypto X25519 handles kept beside the raw keys", () => {
+  it("a key array wiped or rewritten in place is imported afresh, never served by its old handle", async () => {
+    const c = await createNodeCryptoProvider();
+    expect(c.backends.x25519).toBe("node");
+    const mine = key(1);
+    const theirs = await nobleCrypto.x25519.publicKey(key(2));
+    const first = await c.x25519.sharedSecret(mine, theirs);
+    expect(first).toEqual(await nobleCrypto.x25519.sharedSecret(key(1), theirs));
+    // The same arrays again (the handles' case), then each rewritten in place.
+    expect(await c.x25519.sharedSecret(mine, theirs)).toEqual(first);
+    mine.set(key(3));
+    expect(await c.x25519.publicKey(mine)).toEqual(await nobleCrypto.x25519.publicKey(key(3)));
+    expect(await c.x25519.sharedSecret(mine, theirs)).toEqual(
+      await nobleCrypto.x25519.sharedSecret(key(3), theirs),
+    );
+    theirs.set(await nobleCrypto.x25519.publicKey(key(4)));
+    expect(await c.x25519.sharedSecret(mine, theirs)).toEqual(
+      await nobleCrypto.x25519.sharedSecret(key(3), theirs),
+    );
+    // Noise's wipe: an all-zero private key is a valid X25519 scalar (clamped), not the old key.
+    mine.fill(0);
+    expect(await c.x25519.publicKey(mine)).toEqual(await nobleCrypto.x25519.publicKey(new Uint8Array(32)));
+    // A low-order point refused again after the array held a good key.
+    theirs.fill(0);
+    expect(await c.x25519.sharedSecret(mine, theirs)).toBeUndefined();
+  });
+
+  it("agrees with noble over sequences of calls on arrays rewritten between calls (property)", async () => {
+    const parts = nodeCryptoParts();
+    const x = parts.x25519!;
+    const priv = new Uint8Array(32);
+    const pub = new Uint8Array(32);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.record({
+            newPrivate: fc.option(fc.uint8Array({ minLength: 32, maxLength: 32 })),
+            newPublic: fc.option(fc.uint8Array({ minLength: 32, maxLength: 32 })),
+          }),
+          { minLength: 1, maxLength: 6 },
+        ),
+        async (steps) => {
+          for (const step of steps) {
+            if (step.newPrivate) priv.set(step.newPrivate);
+            if (step.newPublic) pub.set(await nobleCrypto.x25519.publicKey(step.newPublic));
+            expect(await x.publicKey(priv)).toEqual(await nobleCrypto.x25519.publicKey(priv));
+            expect(await x.sharedSecret(priv, pub)).toEqual(await nobleCrypto.x25519.sharedSecret(priv, pub));
+          }
+        },
+      ),
+      { numRuns: Math.max(30, Math.floor(FUZZ_RUNS / 300)) },
+    );
+  });
+
+  it("leaves the caller's key bytes as they were", async () => {
+    const c = await createNodeCryptoProvider();
+    const mine = key(9);
+    const theirs = await nobleCrypto.x25519.publicKey(key(8));
+    const theirsCopy = theirs.slice();
+    await c.x25519.publicKey(mine);
+    await c.x25519.sharedSecret(mine, theirs);
+    await c.ed25519.sign(mine, new Uint8Array(3));
+    expect(mine).toEqual(key(9));
+    expect(theirs).toEqual(theirsCopy);
+  });
+});
+
+/** Whether this Node's crypto module has ML-KEM (Node ≥ 24.7 with OpenSSL ≥ 3.5; not Node 20). */
+const NATIVE_MLKEM = typeof (nodeCrypto as Record<string, unknown>).decapsulate === "function";
+
+describe("node:crypto ML-KEM-768, detected", () => {
+  it(`serves mlkem768 from ${NATIVE_MLKEM ? "node:crypto" : "noble"} in this Node (${process.version})`, async () => {
+    const c = await createNodeCryptoProvider();
+    expect(c.backends.mlkem768).toBe(NATIVE_MLKEM ? "node" : "noble");
+    expect(nodeMlKem768() === undefined).toBe(!NATIVE_MLKEM);
+    // A crypto module without `decapsulate` (Node < 24.7) is never used for ML-KEM.
+    expect(nodeMlKem768({ createPrivateKey: nodeCrypto.createPrivateKey })).toBeUndefined();
+  });
+
+  it.runIf(NATIVE_MLKEM)(
+    "decapsulates as noble does: valid and forged ciphertexts, refused keys, wrong sizes (property)",
+    async () => {
+      const kem = nodeMlKem768()!;
+      const noble = nobleCrypto.mlkem768;
+      await fc.assert(
+        fc.asyncProperty(
+          fc.uint8Array({ minLength: 64, maxLength: 64 }),
+          fc.uint8Array({ minLength: 32, maxLength: 32 }),
+          fc.nat(),
+          async (seed, m, flip) => {
+            const { publicKey, secretKey } = await kem.keyPairFromSeed(seed);
+            expect(publicKey).toEqual((await noble.keyPairFromSeed(seed)).publicKey);
+            const enc = (await kem.encapsulate(publicKey, m))!;
+            expect(await kem.decapsulate(secretKey, enc.ciphertext)).toEqual(enc.sharedSecret);
+            const forged = enc.ciphertext.slice();
+            forged[flip % forged.length]! ^= 1 << (flip % 8);
+            expect(await kem.decapsulate(secretKey, forged)).toEqual(
+              await noble.decapsulate(secretKey, forged),
+            );
+            // A decapsulation key whose H(ek) no longer matches (FIPS 203 §7.3): refused by both.
+            const badKey = secretKey.slice();
+            badKey[1152 + (flip % 1184)]! ^= 1;
+            expect(await kem.decapsulate(badKey, enc.ciphertext)).toEqual(
+              await noble.decapsulate(badKey, enc.ciphertext),
+            );
+            expect(await kem.decapsulate(secretKey, enc.ciphertext.subarray(1))).toBeUndefined();
+            expect(await kem.decapsulate(secretKey.subarray(1), enc.ciphertext)).toBeUndefined();
+          },
+        ),
+        { numRuns: 100 },
+      );
+    },
+  );
+});

@@ -430,3 +430,19 @@ export async function relayLinkPair(ca: RelayClient, cb: RelayClient, options?: 
   };
   return { a, b, sendBothWays };
 }
+
+/**
+ * Blocks the event loop (as a long synchronous pass or a major GC would) until a worker's answer
+ * counter (`VerifyPool.countAnswersForTest`, `SealPool.countAnswersForTest`) reaches `n`; false
+ * if it did not within `timeoutMs`. The worker counts just after posting, so at `true` its answer
+ * waits in the port, undelivered.
+ */
+export function blockUntilAnswered(counter: Int32Array, n: number, timeoutMs = 60_000): boolean {
+  const end = performance.now() + timeoutMs;
+  for (let c = Atomics.load(counter, 0); c < n; c = Atomics.load(counter, 0)) {
+    const left = end - performance.now();
+    if (left <= 0) return false;
+    Atomics.wait(counter, 0, c, left);
+  }
+  return true;
+}

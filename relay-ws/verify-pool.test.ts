@@ -12,7 +12,14 @@ import { utf8 } from "../core/bytes.ts";
 import type { RelayMessage } from "../core/relay/client.ts";
 import { LmdbStore } from "./store/lmdb.ts";
 import { SealPool } from "./store/seal-pool.ts";
-import { connectRelay, masterKeyFor, relayCounter, startTestRelay, until } from "./testing.ts";
+import {
+  blockUntilAnswered,
+  connectRelay,
+  masterKeyFor,
+  relayCounter,
+  startTestRelay,
+  until,
+} from "./testing.ts";
 import { VerifyPool } from "./verify-pool.ts";
 
 function jobs(n: number) {
@@ -128,14 +135,23 @@ describe("VerifyPool", () => {
     const pool = new VerifyPool(1, 1000, 500);
     try {
       const [w, x] = jobs(2);
+      const answers = pool.countAnswersForTest(0)!;
       expect(await pool.submit(w!.raw, w!.key, w!.m, w!.s)).toBe(w!.good); // the thread runs
+      expect(blockUntilAnswered(answers, 1)).toBe(true);
       const pending = pool.submit(x!.raw, x!.key, x!.m, x!.s);
-      await new Promise((r) => setImmediate(r)); // posted
-      // Busy past the timeout: the timer fires before the poll phase delivers the answer.
-      const end = performance.now() + 800;
-      while (performance.now() < end);
+      await new Promise((r) => setImmediate(r)); // posted: the watchdog's clock runs
+      const posted = performance.now();
+      // The loop blocked until the thread's answer waits in the port — however late a loaded
+      // machine schedules the thread (bounded) — and past the timeout: when the loop wakes, the
+      // timer fires before the poll phase delivers that answer.
+      expect(blockUntilAnswered(answers, 2)).toBe(true);
+      while (performance.now() < posted + 600);
       expect(await pending).toBe(x!.good);
       expect(pool.failures).toBe(0);
+      // The same thread answers the next job (its key cache stays with it): a replacement would
+      // not count on this counter.
+      expect(await pool.submit(w!.raw, w!.key, w!.m, w!.s)).toBe(w!.good);
+      expect(blockUntilAnswered(answers, 3)).toBe(true);
     } finally {
       await pool.close();
     }

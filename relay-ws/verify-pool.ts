@@ -42,6 +42,8 @@ const { parentPort } = require("node:worker_threads");
 const { createPublicKey, verify } = require("node:crypto");
 const MAX_KEYS = 4096;
 const keys = new Map();
+// Tests only (VerifyPool.countAnswersForTest): answers posted so far, readable by a blocked event loop.
+let answers;
 function parse(raw) {
   try {
     return createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: raw.toString("base64url") }, format: "jwk" });
@@ -52,6 +54,10 @@ function parse(raw) {
 parentPort.on("message", (ab) => {
   // Tests only (VerifyPool.hangWorkerForTest): a thread stuck in a loop, for the watchdog.
   if (ab === "hang") for (;;) {}
+  if (ab instanceof SharedArrayBuffer) {
+    answers = new Int32Array(ab);
+    return;
+  }
   const b = Buffer.from(ab);
   const out = [];
   let at = 0;
@@ -77,6 +83,10 @@ parentPort.on("message", (ab) => {
   }
   const verdicts = Uint8Array.from(out);
   parentPort.postMessage(verdicts, [verdicts.buffer]);
+  if (answers) {
+    Atomics.add(answers, 0, 1);
+    Atomics.notify(answers, 0);
+  }
 });
 `;
 
@@ -200,6 +210,13 @@ class VerifyWorker {
   hang(): void {
     this.#worker.postMessage("hang");
   }
+
+  /** Tests: see `VerifyPool.countAnswersForTest`. */
+  countAnswers(): Int32Array {
+    const answers = new Int32Array(new SharedArrayBuffer(4));
+    this.#worker.postMessage(answers.buffer);
+    return answers;
+  }
 }
 
 export interface VerifyPoolEvents {
@@ -299,6 +316,15 @@ export class VerifyPool {
   /** For tests: make worker `i` loop forever, as a stuck one would (the watchdog fails it over). */
   hangWorkerForTest(i: number): void {
     this.#workers[i]?.hang();
+  }
+
+  /**
+   * For tests: a counter worker `i` adds one to (and notifies) after each answer it posts — from
+   * its own thread, so a test can block the event loop until an answer waits in the port
+   * (`Atomics.wait`), however late the thread is scheduled. Counts answers posted from now on.
+   */
+  countAnswersForTest(i: number): Int32Array | undefined {
+    return this.#workers[i]?.countAnswers();
   }
 
   /** For tests: stop worker `i` as a crash would (its jobs go back to the event loop). */

@@ -9,7 +9,7 @@ import { availableParallelism } from "node:os";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { defaultRelayConfig, relayOptions } from "../config.ts";
-import { until } from "../testing.ts";
+import { blockUntilAnswered, until } from "../testing.ts";
 import { bucketSize, openBlob, sealBlob, unwrapDataKey, wrapDataKey } from "./at-rest.ts";
 import { type Sealed, SealPool } from "./seal-pool.ts";
 
@@ -142,15 +142,19 @@ describe("relay store seal pool", () => {
     const told: string[] = [];
     const p = new SealPool({ batchTimeoutMs: 500, onFailover: (reason) => told.push(reason) });
     pools.push(p);
+    const answers = p.countAnswersForTest();
     await submit(p, input(256)); // the worker runs
+    expect(blockUntilAnswered(answers, 1)).toBe(true);
     const i = input(256);
     const want = expected(i);
     const pending = submit(p, i);
-    await new Promise((r) => setImmediate(r)); // posted
-    // The loop busy past the timeout (a long synchronous pass, a major GC): the timer fires when
-    // it wakes, before the poll phase delivers the worker's answer.
-    const end = performance.now() + 800;
-    while (performance.now() < end);
+    await new Promise((r) => setImmediate(r)); // posted: the watchdog's clock runs
+    const posted = performance.now();
+    // The loop blocked (a long synchronous pass, a major GC) until the worker's answer waits in
+    // the port — however late a loaded machine schedules the thread (bounded) — and past the
+    // timeout: when it wakes, the timer fires before the poll phase delivers that answer.
+    expect(blockUntilAnswered(answers, 2)).toBe(true);
+    while (performance.now() < posted + 600);
     expect(await pending).toEqual(want);
     expect({ failovers: p.failovers, alive: p.alive, told }).toEqual({ failovers: 0, alive: true, told: [] });
     const batches = p.batches;

@@ -42,9 +42,15 @@ const WORKER_SOURCE = `
 const { parentPort } = require("node:worker_threads");
 const { createCipheriv } = require("node:crypto");
 const WRAP_AAD = Buffer.from("loft-relay/1 dk", "latin1");
+// Tests only (SealPool.countAnswersForTest): answers posted so far, readable by a blocked event loop.
+let answers;
 parentPort.on("message", (ab) => {
   // Tests only (SealPool.hangForTest): a worker stuck in a loop, for the watchdog.
   if (ab === "hang") for (;;) {}
+  if (ab instanceof SharedArrayBuffer) {
+    answers = new Int32Array(ab);
+    return;
+  }
   const b = Buffer.from(ab);
   const jobs = [];
   let at = 0;
@@ -86,6 +92,10 @@ parentPort.on("message", (ab) => {
   }
   b.fill(0);
   parentPort.postMessage(out.buffer, [out.buffer]);
+  if (answers) {
+    Atomics.add(answers, 0, 1);
+    Atomics.notify(answers, 0);
+  }
 });
 `;
 
@@ -338,6 +348,17 @@ export class SealPool {
   /** Make the worker loop forever, as a hung one would (tests: the watchdog fails it over). */
   hangForTest(): void {
     this.#worker?.postMessage("hang");
+  }
+
+  /**
+   * Tests: a counter the worker adds one to (and notifies) after each answer it posts — from its
+   * own thread, so a test can block the event loop until an answer waits in the port
+   * (`Atomics.wait`), however late the thread is scheduled. Counts answers posted from now on.
+   */
+  countAnswersForTest(): Int32Array {
+    const answers = new Int32Array(new SharedArrayBuffer(4));
+    this.#worker?.postMessage(answers.buffer);
+    return answers;
   }
 
   /** Stop the worker; jobs still out are sealed here first. */

@@ -85,11 +85,11 @@ describe("screens in the URL", () => {
     await a.goto(`${loft.url}/no-such-screen`);
     await byId(a, "home").waitFor();
     expect(path(a)).toBe("/");
-    expect(await byId(a, "notice").textContent()).toContain("not a screen of Loft");
+    await expect.poll(() => byId(a, "notice").textContent()).toContain("not a screen of Loft");
     await a.goto(`${loft.url}/chat/${"0".repeat(64)}`);
     await byId(a, "home").waitFor();
     expect(path(a)).toBe("/");
-    expect(await byId(a, "notice").textContent()).toContain("not on this device");
+    await expect.poll(() => byId(a, "notice").textContent()).toContain("not on this device");
   });
 
   it("a deleted contact's screens, reached with Back, land on Home with a notice", async () => {
@@ -104,7 +104,7 @@ describe("screens in the URL", () => {
     await byId(a, "home").waitFor();
     await a.goForward(); // the safety screen of the deleted contact
     await expect.poll(() => path(a)).toBe("/");
-    expect(await byId(a, "notice").textContent()).toContain("not on this device");
+    await expect.poll(() => byId(a, "notice").textContent()).toContain("not on this device");
   });
 
   it("moves the focus to each new screen's heading or first control", async () => {

@@ -253,11 +253,11 @@ describe("the conversation screen never loses a word", () => {
   it("shows a counter near the limit and the length error next to the composer, keeping the text", async () => {
     const input = byId(a, "composer-input");
     await input.fill("x".repeat(14_000));
-    expect(await byId(a, "char-counter").textContent()).toBe("");
+    await expect.poll(() => byId(a, "char-counter").textContent()).toBe("");
     await input.fill("x".repeat(15_000));
-    expect(await byId(a, "char-counter").textContent()).toBe("15,000 / 16,000");
+    await expect.poll(() => byId(a, "char-counter").textContent()).toBe("15,000 / 16,000");
     await input.fill("y".repeat(16_010));
-    expect(await byId(a, "char-counter").textContent()).toBe("16,010 / 16,000 — 10 too many");
+    await expect.poll(() => byId(a, "char-counter").textContent()).toBe("16,010 / 16,000 — 10 too many");
     const before = await a.getByTestId("message").count();
     await input.press("Enter");
     await expect.poll(() => byId(a, "send-error").textContent()).toContain("the limit is 16,000");

@@ -131,7 +131,7 @@ describe("pairing a device over Web Serial", () => {
     expect(await id(page, "pair-protocol").getAttribute("data-protocol")).toBe("XXhfs");
     await id(page, "pair-code-match").click();
     await id(page, "pair-done").waitFor();
-    expect(await id(page, "pair-step-status").textContent()).toBe("Step 6 of 6: Done");
+    await expect.poll(() => id(page, "pair-step-status").textContent()).toBe("Step 6 of 6: Done");
     await emu.next("paired");
     const state = JSON.parse(readFileSync(stateFile, "utf8"));
     expect(JSON.stringify(state)).toContain("workshop");

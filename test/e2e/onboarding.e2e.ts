@@ -155,8 +155,8 @@ describe("onboarding, contacts and trust in the PWA", () => {
     const codeB = await id(b, "safety-code").getAttribute("data-digits");
     expect(codeA).toMatch(/^\d{60}$/);
     expect(codeB).toBe(codeA);
+    await expect.poll(() => id(a, "safety-group").count()).toBe(12);
     const groups = await id(a, "safety-group").allTextContents();
-    expect(groups).toHaveLength(12);
     expect(groups.join("")).toBe(codeA);
     expect(await id(a, "safety-qr").isVisible()).toBe(true);
 
@@ -182,7 +182,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
     await id(a, "home").waitFor();
     const second = await alice.newPage();
     await second.goto(loft.url);
-    expect(await id(second, "engine-status").textContent()).toContain("another tab");
+    await expect.poll(() => id(second, "engine-status").textContent()).toContain("another tab");
     expect(await id(second, "my-username").textContent()).toBe("Alice");
     await second.close();
   });
@@ -291,7 +291,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
     expect((await texts(a, "out")).filter((t) => t === "hello from Alice")).toHaveLength(1);
     await bobReadsAlice();
     await incoming(b, "hello from Alice").waitFor();
-    expect(await texts(b, "in")).toEqual(["hello from Alice"]);
+    await expect.poll(() => texts(b, "in")).toEqual(["hello from Alice"]);
   });
 
   it("a burst sent while storage cannot commit survives a reload in order, and reaches Bob once each", async () => {
@@ -305,10 +305,10 @@ describe("onboarding, contacts and trust in the PWA", () => {
     await a.reload();
     await aliceChat(a);
     await outgoing(a, "burst 5").waitFor();
-    expect(await texts(a, "out")).toEqual(["hello from Alice", ...burst]);
+    await expect.poll(() => texts(a, "out")).toEqual(["hello from Alice", ...burst]);
     await bobReadsAlice();
     await incoming(b, "burst 5").waitFor({ timeout: 60_000 });
-    expect(await texts(b, "in")).toEqual(["hello from Alice", ...burst]);
+    await expect.poll(() => texts(b, "in")).toEqual(["hello from Alice", ...burst]);
     // Nothing of the journal is left once replayed, and nothing of it was ever plaintext.
     const left = await a.evaluate(() =>
       Object.keys(localStorage).filter((k) => k.startsWith("loft.outbox-journal.")),
@@ -474,7 +474,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
     await a.reload();
     await aliceChat(a);
     await outgoing(a, "committing in the first tab").waitFor();
-    expect(await texts(a, "out")).toEqual([...before, "committing in the first tab"]);
+    await expect.poll(() => texts(a, "out")).toEqual([...before, "committing in the first tab"]);
   });
 
   it("a message whose commit fails for lack of room keeps its bubble, says so, and is stored once storage works again — or at the next start", async () => {
@@ -521,7 +521,9 @@ describe("onboarding, contacts and trust in the PWA", () => {
     await a.reload();
     await aliceChat(a);
     await waitForState(a, "kept over a reload", "delivered");
-    expect(await texts(a, "out")).toEqual([...before, "kept while storage is full", "kept over a reload"]);
+    await expect
+      .poll(() => texts(a, "out"))
+      .toEqual([...before, "kept while storage is full", "kept over a reload"]);
     expect(await journal(a)).toEqual([]);
   });
 
@@ -531,7 +533,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
     await id(a, "passphrase-new").fill("correct horse battery");
     await id(a, "passphrase-confirm").fill("correct horse battery");
     await id(a, "set-passphrase").click();
-    expect(await id(a, "passphrase-result").textContent()).toContain("Passphrase set");
+    await expect.poll(() => id(a, "passphrase-result").textContent()).toContain("Passphrase set");
     await a.goto(loft.url); // a new visit to Home (a reload would stay on Settings)
     await id(a, "unlock-passphrase").fill("wrong passphrase");
     await id(a, "unlock-submit").click();
@@ -539,7 +541,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
     await id(a, "unlock-passphrase").fill("correct horse battery");
     await id(a, "unlock-submit").click();
     expect(await id(a, "my-username").textContent()).toBe("Alice");
-    expect(await a.locator("[data-testid=contact-item]").count()).toBe(3);
+    await expect.poll(() => a.locator("[data-testid=contact-item]").count()).toBe(3);
   });
 
   it("private keys come back intact after reload + unlock: re-signing the identity works", async () => {
@@ -547,7 +549,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
     await id(a, "nav-settings").click();
     await id(a, "settings-username").fill("Alice L");
     await id(a, "save-username").click();
-    expect(await id(a, "username-result").textContent()).toContain("Saved");
+    await expect.poll(() => id(a, "username-result").textContent()).toContain("Saved");
     await id(a, "settings-username").fill("Alice");
     await id(a, "save-username").click();
     await id(a, "back").click();

@@ -110,9 +110,9 @@ describe("passphrase change while the engine runs", () => {
     expect(flags.messages!.length).toBe(sent.length + 1);
 
     await openChatFromHome(a, bobId);
+    // The history is read after the chat opens, in any order: wait for all of it, not the last one.
     await incoming(a, last).waitFor();
-    const shown = await incomingTexts(a);
-    expect(shown.sort()).toEqual([...sent].sort());
+    await expect.poll(async () => (await incomingTexts(a)).sort()).toEqual([...sent].sort());
 
     // The ratchet session was not rolled back by a stale re-sealed copy: a new message arrives.
     await sendText(b, "after the reload");

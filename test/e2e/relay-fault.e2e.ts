@@ -104,9 +104,10 @@ describe("relay mailbox across a server crash", () => {
     await b.goto(loft.url);
     await openChat(b, aliceId);
     await incoming(b, texts[19]!).waitFor({ timeout: 60_000 });
-    const got = (await incomingTexts(b)).filter((t) => t.startsWith(MARKER));
-    expect(got).toEqual(texts);
-    for (const t of relayedBeforeKill) expect(got).toContain(t);
+    // All of them, in order, once on screen (the history is read after the chat opens).
+    const got = async () => (await incomingTexts(b)).filter((t) => t.startsWith(MARKER));
+    await expect.poll(got).toEqual(texts);
+    for (const t of relayedBeforeKill) expect(await got()).toContain(t);
     for (const t of texts) await waitForState(a, t, "delivered");
 
     await browser.close();

@@ -86,26 +86,30 @@ describe("relay mailboxes between two browsers", () => {
       buffer: Buffer.from(small),
     });
     await fileRow(a, "small.bin", "relayed").waitFor({ timeout: 60_000 });
-    expect(await fileRow(a, "small.bin").getByTestId("file-status").textContent()).toBe(
-      "In Bob's relay mailbox: Bob gets it when online",
-    );
+    await expect
+      .poll(() => fileRow(a, "small.bin").getByTestId("file-status").textContent())
+      .toBe("In Bob's relay mailbox: Bob gets it when online");
     await byId(a, "attach-input").setInputFiles({
       name: "large.bin",
       mimeType: "application/octet-stream",
       buffer: Buffer.from(large),
     });
     await fileRow(a, "large.bin", "queued").waitFor({ timeout: 60_000 });
-    expect(await fileRow(a, "large.bin").getByTestId("file-status").textContent()).toMatch(
-      /^Too large for Bob's relay mailbox \(up to 0\.\d MiB at a time\): it will be offered when Bob is online\.$/,
-    );
+    await expect
+      .poll(() => fileRow(a, "large.bin").getByTestId("file-status").textContent())
+      .toMatch(
+        /^Too large for Bob's relay mailbox \(up to 0\.\d MiB at a time\): it will be offered when Bob is online\.$/,
+      );
 
     b = await bob.newPage();
     watch("bob", b);
     await b.goto(loft.url);
     await openChat(b, aliceId);
     await incoming(b, texts[19]!).waitFor({ timeout: 60_000 });
-    const got = (await incomingTexts(b)).filter((t) => t.startsWith("away #"));
-    expect(got).toEqual(texts);
+    // All of them, in order, once on screen (the history is read after the chat opens).
+    await expect
+      .poll(async () => (await incomingTexts(b)).filter((t) => t.startsWith("away #")))
+      .toEqual(texts);
     for (const t of texts) await waitForState(a, t, "delivered");
     expect(await outgoing(a, texts[0]!).getAttribute("data-state")).toBe("delivered");
     // The small file came through the mailbox; the large one is offered live now.

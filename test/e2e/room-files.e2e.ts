@@ -119,9 +119,11 @@ describe("files to a room", () => {
     const forCat = row(a, "later.bin", "to Cat", "queued");
     await forCat.waitFor({ timeout: T });
     // Cat's relay mailbox (docs/protocol/files.md §9) takes files up to ≈ 0.7 MiB: this one waits.
-    expect(await forCat.getByTestId("file-status").textContent()).toBe(
-      "Too large for Cat's relay mailbox (up to 0.7 MiB at a time): it will be offered when Cat is online.",
-    );
+    await expect
+      .poll(() => forCat.getByTestId("file-status").textContent())
+      .toBe(
+        "Too large for Cat's relay mailbox (up to 0.7 MiB at a time): it will be offered when Cat is online.",
+      );
     await row(b, "later.bin", "from Ann", "offered").getByTestId("file-decline").click();
     await row(a, "later.bin", "to Bea", "declined").waitFor({ timeout: T });
     await c.goto(roomUrl);

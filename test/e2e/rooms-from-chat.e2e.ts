@@ -53,14 +53,14 @@ describe("a room link opened from an open 1:1 chat", () => {
     // The host goes away: Bob is told, still writes; Alice's copy waits at her relay.
     await a.goto("about:blank");
     await byId(b, "room-host-away").waitFor({ timeout: T });
-    expect(await byId(b, "room-status").textContent()).toBe("Nobody else here · host away");
+    await expect.poll(() => byId(b, "room-status").textContent()).toBe("Nobody else here · host away");
     await expectNoAxeViolations(b, "room, host away");
     const input = byId(b, "composer-input");
     await input.pressSequentially("while the host is away");
     await input.press("Enter");
     const recipient = b.locator("[data-testid=room-message-recipient]").last();
     await expect.poll(() => recipient.getAttribute("data-state"), { timeout: T }).toBe("relayed");
-    expect(await recipient.textContent()).toBe("Alice: sent to relay");
+    await expect.poll(() => recipient.textContent()).toBe("Alice: sent to relay");
     await expectNoAxeViolations(b, "room, a message sent to relay");
   });
 });

@@ -119,7 +119,9 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     await expect
       .poll(() => c.locator("[data-testid=room-message][data-state=delivered]").count(), { timeout: T })
       .toBe(1);
-    expect(await c.locator("[data-testid=room-message-state]").textContent()).toBe("Delivered to all 2");
+    await expect
+      .poll(() => c.locator("[data-testid=room-message-state]").textContent())
+      .toBe("Delivered to all 2");
   });
 
   it("someone with the room id but another secret is refused; members see the attempt, it reads nothing", async () => {

@@ -134,7 +134,7 @@ describe("settings and restores when storage refuses a write", () => {
     await byId(q, "restore-submit").click();
     await byId(q, "home").waitFor({ timeout: 60_000 });
     await expect.poll(() => byId(q, "my-username").textContent()).toBe("Alicia");
-    expect(await q.locator("[data-testid=contact-item][data-username=Carol]").count()).toBe(1);
+    await expect.poll(() => q.locator("[data-testid=contact-item][data-username=Carol]").count()).toBe(1);
   });
 
   it("a forgotten-passphrase restore refused by storage says why, and the passphrase still unlocks", async () => {

@@ -135,8 +135,12 @@ describe("a mailbox on an SMP server, through the relay's bridge", () => {
     await openChat(b, aliceId);
     await incoming(b, "away #3").waitFor({ timeout: 60_000 });
     await id(b, "read-more").click();
-    const got = (await incomingTexts(b)).filter((t) => t.startsWith("away #") || t.startsWith("long "));
-    expect(got).toEqual(texts);
+    // The whole long text once it is unfolded (read on screen, which may lag the click).
+    await expect
+      .poll(async () =>
+        (await incomingTexts(b)).filter((t) => t.startsWith("away #") || t.startsWith("long ")),
+      )
+      .toEqual(texts);
     for (const t of texts) await waitForState(a, t, "delivered");
   });
 });

@@ -152,9 +152,8 @@ describe("SMP bridge refusals", () => {
       const { client } = await connectSmpBridge(one.url, server.address, { webSocket });
       expect(await bridgeError(one.url, server.address)).toBe("LIMIT");
       client.close();
-      // Bounded wait for the bridge to see the close.
-      for (let i = 0; i < 200 && one.service.connectionCount > 0; i++)
-        await new Promise((r) => setTimeout(r, 25));
+      // The bridge has seen the close (bounded wait; it failed only later, at "connected", before).
+      await expect.poll(() => one.service.connectionCount, { timeout: 10_000 }).toBe(0);
       expect(await bridgeError(one.url, server.address)).toBe("connected");
     } finally {
       await one.close();

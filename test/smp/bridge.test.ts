@@ -182,27 +182,32 @@ describe("SMP bridge heartbeat", () => {
     "a browser that stops answering pings is cut and its TLS connection to the server closed; one that answers stays (--ws-impl %s)",
     async (wsImpl) => {
       // Heartbeats run by hand, not by the timer: what each browser did between two of them is
-      // known, however slow the machine.
+      // known, however slow the machine. An SMP server of its own: its connection count is these
+      // two tunnels' and nothing else's (the shared one may still be closing the connections of
+      // the tests before, read as a stale baseline).
+      const own = await startSmpTestServer();
       const hb = await startTestBridge({}, { heartbeatMs: 3_600_000, wsImpl });
       try {
         let answering!: WebSocket;
-        const live = await connectSmpBridge(hb.url, server.address, {
+        const live = await connectSmpBridge(hb.url, own.address, {
           webSocket: (u) => {
             answering = new WebSocket(u);
             return answering as never;
           },
         });
         let silent!: WebSocket;
-        const dead = await connectSmpBridge(hb.url, server.address, {
+        const dead = await connectSmpBridge(hb.url, own.address, {
           // A browser gone without a word: its socket is open, but nothing answers the pings.
           webSocket: (u) => {
             silent = new WebSocket(u, { autoPong: false });
             return silent as never;
           },
         });
+        await live.client.ping();
         await dead.client.ping();
         expect(hb.service.connectionCount).toBe(2);
-        const serverSide = server.smp.connectionCount;
+        // Both tunnels answered through the server: each has its connection there.
+        expect(own.smp.connectionCount).toBe(2);
         // Both are pinged; only one answers before the next heartbeat, which cuts the other.
         const pinged = answered(answering);
         hb.service.heartbeat();
@@ -214,14 +219,17 @@ describe("SMP bridge heartbeat", () => {
         expect(hb.service.connectionCount).toBe(1);
         expect(hb.service.health()).toMatchObject({ outcomes: { heartbeat: 1 } });
         // The SMP server's end of the cut tunnel goes too (the bridge destroyed its TLS connection).
-        await expect.poll(() => server.smp.connectionCount, { timeout: 10_000 }).toBe(serverSide - 1);
+        await expect.poll(() => own.smp.connectionCount, { timeout: 10_000 }).toBe(1);
         // The browser that answers was pinged as often and is still served.
         await live.client.ping();
         expect(hb.service.connectionCount).toBe(1);
+        expect(own.smp.connectionCount).toBe(1);
         live.client.close();
         await expect.poll(() => hb.service.connectionCount, { timeout: 10_000 }).toBe(0);
+        await expect.poll(() => own.smp.connectionCount, { timeout: 10_000 }).toBe(0);
       } finally {
         await hb.close();
+        await own.close();
       }
     },
   );

@@ -506,14 +506,18 @@ export class EngineHarness {
   /**
    * Alice and Bob, each the other's contact, both started and online (directly unless
    * `blockDirect`); with a relay, once both hold the other's mailbox. `noBulk`: their links
-   * have no bulk lane (as to a peer of an older version).
+   * have no bulk lane (as to a peer of an older version). `config`: over the harness's, for both.
    */
-  async pair(blockDirect = false, noBulk = false): Promise<[EngineNode, EngineNode]> {
+  async pair(
+    blockDirect = false,
+    noBulk = false,
+    config: Partial<EngineConfig> = {},
+  ): Promise<[EngineNode, EngineNode]> {
     this.hub = new Hub();
     this.hub.blockDirect = blockDirect;
     this.hub.noBulk = noBulk;
-    const a = this.node("alice");
-    const b = this.node("bob");
+    const a = this.node("alice", undefined, undefined, undefined, config);
+    const b = this.node("bob", undefined, undefined, undefined, config);
     a.storage.addUser(b.user);
     b.storage.addUser(a.user);
     await a.engine.start();

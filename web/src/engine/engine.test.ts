@@ -123,7 +123,12 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
   });
 
   it("keeps the order of many messages sent in the same millisecond; a burst shares ratchet writes", async () => {
-    const [a, b] = await pair();
+    // The burst runs in one turn of the event loop (in-memory links and storage), so the first
+    // heartbeat tick waits for it: past FAST_ENGINE's 600 ms on a loaded machine, and that tick
+    // closed the session for a `heartbeat-timeout` mid-burst — the undelivered batches then went
+    // again on the next session (the receiver keeping one copy), each one more ratchet write on
+    // both ends. The counts below are about batching, not liveness: no heartbeat verdict here.
+    const [a, b] = await h.pair(false, false, { heartbeatTimeoutMs: 120_000 });
     const saves = new Map<MemoryStorage, number>();
     for (const s of [a.storage, b.storage]) {
       const save = s.saveSession.bind(s);

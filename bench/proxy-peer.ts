@@ -10,6 +10,7 @@
  * as a worker, it is the exposing side.
  */
 import { createServer } from "node:http";
+import { Session } from "node:inspector/promises";
 import type { AddressInfo } from "node:net";
 import type { EventLoopUtilization } from "node:perf_hooks";
 import {
@@ -33,6 +34,7 @@ import { EngineHarness, type EngineNode, type HarnessBase, TestLink, until } fro
 import type { ContactId } from "../web/src/engine/api.ts";
 import type { DialedLink, LiveTransport, TransportDeps } from "../web/src/engine/transport.ts";
 import { RelayLiveTransport } from "../web/src/net/relay-live.ts";
+import type { CpuProfile } from "./cpu-profile.ts";
 
 /** What a peer on the other thread needs to make us its contact. */
 export interface PeerCard {
@@ -200,6 +202,8 @@ export class PortTransport {
 type ToWorker =
   | OfferMessage
   | { type: "bob"; n: number; alice: PeerCard; sendWindow: number }
+  | { type: "profile-start" }
+  | { type: "profile-stop" }
   | { type: "stop" };
 /** Worker → main thread. */
 type FromWorker =
@@ -207,6 +211,8 @@ type FromWorker =
   | { type: "origin"; base: string }
   | { type: "bob"; n: number; card: PeerCard }
   | { type: "ready"; n: number }
+  | { type: "profile-started" }
+  | { type: "profile"; profile: CpuProfile }
   | { type: "stopped" }
   | { type: "error"; message: string };
 
@@ -227,6 +233,11 @@ export interface ExposingSide {
   transport: PortTransport;
   /** The worker thread's event-loop utilization (Node's `performance.eventLoopUtilization`), as the main thread's. */
   elu(): EventLoopUtilization;
+  /**
+   * Profile the worker's thread (`LOFT_BENCH_PROFILE=1`, split: the exposing side's profile next
+   * to the requester's): resolves once the profiler runs; the function it gives stops it.
+   */
+  profile(): Promise<() => Promise<CpuProfile>>;
   /** A Bob in the worker serving the origin to `alice`; resolves with his card, then `ready` once online. */
   bob(alice: UserIdentity, sendWindow: number): Promise<{ card: PeerCard; ready: Promise<void> }>;
   stop(): Promise<void>;
@@ -264,6 +275,16 @@ export async function startExposingSide(options: ExposingOptions): Promise<Expos
     base: origin.base,
     transport,
     elu: () => worker.performance.eventLoopUtilization(),
+    async profile() {
+      const started = waitFor("profile-started");
+      worker.postMessage({ type: "profile-start" } satisfies ToWorker);
+      await started;
+      return async () => {
+        const done = waitFor("profile");
+        worker.postMessage({ type: "profile-stop" } satisfies ToWorker);
+        return ((await done) as { profile: CpuProfile }).profile;
+      };
+    },
     async bob(alice, sendWindow) {
       const i = n++;
       const answer = waitFor(`bob:${i}`);
@@ -346,8 +367,30 @@ async function exposingSide(port: MessagePort, options: ExposingOptions): Promis
   let sendWindow = DEFAULT_SEND_WINDOW;
   const h = new EngineHarness(() => benchEngine(options.signalingUrl, options.relayUrl, crypto, sendWindow));
   const fail = (e: unknown) => send({ type: "error", message: e instanceof Error ? e.message : String(e) });
+  let inspector: Session | undefined;
   port.on("message", (m: ToWorker) => {
     if (m.type === "offer") return transport.offer(m);
+    if (m.type === "profile-start") {
+      inspector = new Session();
+      inspector.connect();
+      void (async () => {
+        await inspector.post("Profiler.enable");
+        await inspector.post("Profiler.setSamplingInterval", { interval: 100 });
+        await inspector.post("Profiler.start");
+        send({ type: "profile-started" });
+      })().catch(fail);
+      return;
+    }
+    if (m.type === "profile-stop") {
+      const s = inspector;
+      void (async () => {
+        if (!s) throw new Error("no profile started");
+        const { profile } = await s.post("Profiler.stop");
+        s.disconnect();
+        send({ type: "profile", profile: profile as CpuProfile });
+      })().catch(fail);
+      return;
+    }
     if (m.type === "stop") {
       void h
         .stopAll()

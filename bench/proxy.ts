@@ -1,5 +1,6 @@
 /**
- * `npm run bench:proxy [-- --json] [--quick] [--size 1048576] [--noble] [--relay] [--one-thread]`
+ * `npm run bench:proxy [-- --json] [--quick] [--size 1048576] [--noble] [--relay] [--one-thread]
+ *   [--origin-apart] [--in-flight N]`
  *
  * The E2EE fetch proxy next to fetching the same files from the same local HTTP server directly,
  * same run. Topology (`topology` in the JSON; bench/README.md §bench:proxy): by default `split` —
@@ -14,7 +15,8 @@
  * proxy server → `httpOriginHandler` (host/proxy-origin.ts, what `loft expose` serves) → the
  * origin, and back with credit flow control. The direct path is `fetch()` of the same URL.
  *
- * Figures: throughput of one `--size` body at a time (MB/s; subjects alternate in slices,
+ * Figures: throughput of `--size` bodies, one at a time or `--in-flight N` at once on both sides
+ * (MB/s; subjects alternate in slices,
  * bench/harness.ts `alternate`; `proxy_vs_direct` is the median per-round ratio, and
  * `proxy_vs_direct_cpu` the same per CPU-second of this process), and p50/p99
  * latency of a 1 KiB file fetched alone, proxy and direct alternating request by request
@@ -29,7 +31,9 @@
  * before it pipelined, `sendWindow: 1`) runs in the same alternation: `pipelined_vs_single` is
  * the relay link's send window (DEFAULT_SEND_WINDOW) against one at a time, same relay, same run.
  */
+import { writeFile } from "node:fs/promises";
 import { Session } from "node:inspector/promises";
+import { join } from "node:path";
 import { type EventLoopUtilization, performance as nodePerformance } from "node:perf_hooks";
 import { createUserIdentity } from "../core/identity/identity.ts";
 import type { BodyReader } from "../core/proxy/body.ts";
@@ -86,6 +90,37 @@ const ROUNDS: AlternationOptions = QUICK
 const ORIGIN_APART = !ONE_THREAD && process.argv.includes("--origin-apart");
 const TOPOLOGY = ONE_THREAD ? "one-thread" : ORIGIN_APART ? "split, origin apart" : "split";
 const LATENCY_REQUESTS = QUICK ? 40 : 300;
+/**
+ * `--in-flight N`: bodies each subject keeps in flight at once (bench/README.md §bench:proxy,
+ * "Bodies in flight"). The same N for the proxy and for the direct baseline, or the ratio would
+ * compare concurrency, not paths: proxied, N requests open at once over the one session (docs/
+ * protocol/proxy.md §Streams, each with its own window); direct, N fetches at once (undici opens
+ * as many keep-alive connections, as a browser does up to six per origin).
+ */
+const IN_FLIGHT = numberFlag("in-flight", 1);
+if (!Number.isSafeInteger(IN_FLIGHT) || IN_FLIGHT < 1 || IN_FLIGHT > 16)
+  throw new RangeError("--in-flight must be 1…16 (the proxy client's concurrency)");
+
+/**
+ * `fetchOne(path)` IN_FLIGHT times at once, `per` bodies in all: each that ends starts the next,
+ * so N stay in flight until the last `N - 1`; resolves with the bytes read.
+ */
+async function inFlight(
+  fetchOne: (path: string) => Promise<number>,
+  path: string,
+  per: number,
+): Promise<number> {
+  let started = 0;
+  let bytes = 0;
+  const lane = async () => {
+    while (started < per) {
+      started++;
+      bytes += await fetchOne(path);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, per) }, lane));
+  return bytes;
+}
 
 async function drain(body: BodyReader): Promise<number> {
   let n = 0;
@@ -104,6 +139,8 @@ interface Subjects {
   stop: () => Promise<void>;
   /** The exposing side's thread's event-loop utilization (split topology only). */
   workerElu?: () => EventLoopUtilization;
+  /** Profile the exposing side's thread (split topology only): the function given stops it. */
+  workerProfile?: () => Promise<() => Promise<CpuProfile>>;
 }
 
 /**
@@ -229,7 +266,14 @@ async function split(signalingUrl: string, relay: TestRelay | undefined): Promis
   try {
     const proxied = await servingPair(DEFAULT_SEND_WINDOW);
     const single = RELAY ? await servingPair(1) : undefined;
-    return { proxied, single, direct: directTo(side.base), stop, workerElu: () => side.elu() };
+    return {
+      proxied,
+      single,
+      direct: directTo(side.base),
+      stop,
+      workerElu: () => side.elu(),
+      workerProfile: () => side.profile(),
+    };
   } catch (e) {
     await stop();
     throw e;
@@ -258,6 +302,7 @@ async function main(): Promise<void> {
       await inspector.post("Profiler.enable");
       await inspector.post("Profiler.setSamplingInterval", { interval: 100 });
       await inspector.post("Profiler.start");
+      const stopWorker = await subjects.workerProfile?.();
       const t0 = performance.now();
       let bodies = 0;
       while (performance.now() - t0 < (QUICK ? 1000 : 6000)) {
@@ -266,22 +311,39 @@ async function main(): Promise<void> {
       }
       const { profile } = await inspector.post("Profiler.stop");
       inspector.disconnect();
-      // The inspector session profiles this thread only: split, that is the requester's side;
-      // `--one-thread` profiles both engines and the origin together.
+      const workerProfile = await stopWorker?.();
+      // LOFT_BENCH_PROFILE_OUT=<dir>: the whole profiles too, for DevTools or a by-caller look.
+      const out = process.env.LOFT_BENCH_PROFILE_OUT;
+      if (out) {
+        await writeFile(join(out, "proxy-requester.cpuprofile"), JSON.stringify(profile));
+        if (workerProfile)
+          await writeFile(join(out, "proxy-exposing.cpuprofile"), JSON.stringify(workerProfile));
+      }
+      // The inspector session profiles this thread: split, that is the requester's side, and the
+      // worker profiles its own (the exposing side) over the same bodies; `--one-thread` profiles
+      // both engines and the origin together.
       log(
-        `--- CPU profile over ${bodies} proxied bodies (% of all samples, self time; ${ONE_THREAD ? "every part, one thread" : "the requester's thread only"})`,
+        `--- CPU profile over ${bodies} proxied bodies (% of all samples, self time; ${ONE_THREAD ? "every part, one thread" : "the requester's thread"})`,
       );
       for (const r of topSelf(profile as CpuProfile, 25, { ofAll: true }))
         log(`${r.pct.toFixed(1).padStart(5)}%  ${r.fn}`);
+      if (workerProfile) {
+        log("--- the same bodies on the exposing side's thread (Bob's engine and the origin)");
+        for (const r of topSelf(workerProfile, 30, { ofAll: true }))
+          log(`${r.pct.toFixed(1).padStart(5)}%  ${r.fn}`);
+      }
     }
 
-    log(`throughput: one ${SIZE} B body at a time`);
+    log(`throughput: ${SIZE} B bodies, ${IN_FLIGHT} in flight`);
     const busy = new Busy(subjects.workerElu);
+    // A call moves 4 × IN_FLIGHT bodies (one body with one in flight, as before): long enough that
+    // the lanes' ramp and tail are a small part of it, short enough for several calls per slice.
+    const per = IN_FLIGHT === 1 ? 1 : 4 * IN_FLIGHT;
     const rates = await alternate(
       [
-        { name: "proxy", run: busy.wrap("proxy", async () => (await proxied("/big")) / 1e6) },
-        { name: "direct", run: busy.wrap("direct", async () => (await direct("/big")) / 1e6) },
-        ...(single ? [{ name: "single", run: async () => (await single("/big")) / 1e6 }] : []),
+        { name: "proxy", run: busy.wrap("proxy", async () => (await inFlight(proxied, "/big", per)) / 1e6) },
+        { name: "direct", run: busy.wrap("direct", async () => (await inFlight(direct, "/big", per)) / 1e6) },
+        ...(single ? [{ name: "single", run: async () => (await inFlight(single, "/big", per)) / 1e6 }] : []),
       ],
       ROUNDS,
     );
@@ -343,6 +405,7 @@ async function main(): Promise<void> {
         crypto: NOBLE ? "noble" : "node",
         topology: TOPOLOGY,
         size_bytes: SIZE,
+        in_flight: IN_FLIGHT,
         proxy: { mb_per_s: p.perSecond, p50_ms: percentile(lp, 50), p99_ms: percentile(lp, 99) },
         direct: { mb_per_s: d.perSecond, p50_ms: percentile(ld, 50), p99_ms: percentile(ld, 99) },
         proxy_vs_direct: ratio,

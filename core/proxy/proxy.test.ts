@@ -144,6 +144,23 @@ describe("proxy over one session", () => {
     expect(first!.length + rest.length).toBe(1_000_000);
   });
 
+  it("two bodies in flight on one session: one reader stalled holds one window, the other reads to its end", async () => {
+    // docs/protocol/proxy.md §Flow control: credit is per stream, so a page that stops reading one
+    // body (a paused video) neither stalls the others nor makes anything buffer more than its window.
+    const window = 64 * 1024;
+    const { client, big } = site(FRIEND, { window });
+    const [stalled, flowing] = await Promise.all([
+      client.request(get("/video.mp4")),
+      client.request(get("/video.mp4")),
+    ]);
+    const held = stalled.body as unknown as { buffered: number };
+    await until(() => held.buffered >= window);
+    expect(equalBytes(await readAll(flowing.body), big)).toBe(true);
+    expect(held.buffered).toBe(window);
+    // The stalled one reads on, whole and in order.
+    expect(equalBytes(await readAll(stalled.body), big)).toBe(true);
+  });
+
   it("cancelling mid-body stops the source and logs the request cancelled", async () => {
     const { client, source, log, server } = site();
     const res = await client.request(get("/video.mp4"));

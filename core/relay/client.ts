@@ -23,7 +23,7 @@ import { toHex } from "../bytes.ts";
 import { decodeVersionHeader, encodeVersionHeader } from "../codec/version.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
 import type { CryptoProvider } from "../crypto/provider.ts";
-import { LoftError } from "../errors.ts";
+import { LoftError, type Result } from "../errors.ts";
 import type { Link } from "../link/link.ts";
 import {
   authenticateCommand,
@@ -34,6 +34,7 @@ import {
   newDhKeyPair,
   type OpenedMessage,
   openFromRelay,
+  openFromRelayWith,
   signCommand,
 } from "./crypto.ts";
 import { codeForWire } from "./errors.ts";
@@ -369,7 +370,7 @@ export class RelayClient {
       queue.recipientAuthSecret,
     );
     if (reply.k === "OK") return undefined;
-    const opened = openFromRelay(queue.rcvKey, reply.m, reply.b, this.#options.delivery);
+    const opened = await this.#open(queue.rcvKey, reply.m, reply.b);
     if (!opened.ok) throw opened.error;
     return toMessage(reply.q, reply.m, opened.value);
   }
@@ -672,15 +673,18 @@ export class RelayClient {
         else this.#options.onError?.(refused || frame.error);
         continue;
       }
-      this.#dispatch(frame.value);
+      // A delivery opened asynchronously (a native AEAD, `#pushed`) is handed over before the
+      // next frame is looked at: frames are still handled one at a time, in the order they came.
+      const delivering = this.#dispatch(frame.value);
+      if (delivering) await delivering;
     }
   }
 
-  #dispatch(f: ServerFrame): void {
+  #dispatch(f: ServerFrame): Promise<void> | undefined {
     switch (f.k) {
       case "MSG":
         if (f.i !== undefined) this.#settle(f.i)?.resolve(f);
-        else this.#pushed(f);
+        else return this.#pushed(f);
         return;
       case "END":
         this.#queues.delete(toHex(f.q));
@@ -700,8 +704,7 @@ export class RelayClient {
           );
           return;
         }
-        for (const [m, b] of f.ms) this.#pushed({ k: "MSG", q: f.q, m, b });
-        return;
+        return this.#pushedAll(f.q, f.ms);
       default: {
         const p = this.#settle(f.i);
         if (p) p.resolve(f);
@@ -710,15 +713,50 @@ export class RelayClient {
     }
   }
 
-  #pushed(f: ServerFrameOf<"MSG">): void {
+  /** A MSGS frame's messages, each handed over in turn (SREMP 1.3: in the order the relay sent them). */
+  async #pushedAll(q: Uint8Array, ms: [Uint8Array, Uint8Array][]): Promise<void> {
+    for (const [m, b] of ms) {
+      const delivering = this.#pushed({ k: "MSG", q, m, b });
+      if (delivering) await delivering;
+    }
+  }
+
+  /**
+   * One pushed message: opened (server→recipient layer), then handed to its queue's handler.
+   * With a provider whose XChaCha20-Poly1305 is native (not noble's JavaScript), the open runs
+   * through it and the promise returned settles once the message is handed over; with noble it
+   * stays synchronous, as before (docs/protocol/relay.md §Server→recipient layer).
+   */
+  #pushed(f: ServerFrameOf<"MSG">): Promise<void> | undefined {
     const rcvKey = this.#queues.get(toHex(f.q));
     if (!rcvKey) {
       this.#options.onError?.(
         new LoftError("LOFT_ERR_RELAY_UNEXPECTED", "message for a queue not subscribed here"),
       );
-      return;
+      return undefined;
     }
-    const opened = openFromRelay(rcvKey, f.m, f.b, this.#options.delivery);
+    const opened = this.#open(rcvKey, f.m, f.b);
+    if (!(opened instanceof Promise)) return void this.#handOver(f, opened);
+    return opened.then((r) => this.#handOver(f, r));
+  }
+
+  /**
+   * The server→recipient layer opened: through the provider's XChaCha20-Poly1305 where it is
+   * native (not noble's JavaScript: host/crypto-node.ts), else synchronously with noble.
+   */
+  #open(
+    rcvKey: Uint8Array,
+    msgId: Uint8Array,
+    ciphertext: Uint8Array,
+  ): Result<OpenedMessage> | Promise<Result<OpenedMessage>> {
+    const crypto = this.#options.crypto;
+    // Read per message: a composed provider (core/crypto/compose.ts) may settle its backends late.
+    if (crypto && crypto.backends.xchacha20poly1305 !== "noble")
+      return openFromRelayWith(crypto.xchacha20poly1305, rcvKey, msgId, ciphertext, this.#options.delivery);
+    return openFromRelay(rcvKey, msgId, ciphertext, this.#options.delivery);
+  }
+
+  #handOver(f: ServerFrameOf<"MSG">, opened: Result<OpenedMessage>): void {
     if (!opened.ok) {
       this.#options.onError?.(opened.error);
       return;

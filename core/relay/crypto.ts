@@ -18,7 +18,7 @@ import { bytesToNumberLE, numberToBytesLE } from "@noble/curves/utils.js";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { abytes, concatBytes, utf8, wipe } from "../bytes.ts";
-import type { CryptoProvider } from "../crypto/provider.ts";
+import type { Aead, CryptoProvider } from "../crypto/provider.ts";
 import { err, ok, type Result } from "../errors.ts";
 import {
   AUTH_KEY_INFO,
@@ -125,16 +125,61 @@ export function openFromRelay(
   ciphertext: Uint8Array,
   padding: RelayDeliveryPadding = "block",
 ): Result<OpenedMessage> {
-  abytes(rcvKey, KEY_LENGTH, "rcvKey");
-  if (msgId.length !== ID_LENGTH) return err("LOFT_ERR_DECRYPT", "message id length");
-  if (!isDeliveryLength(ciphertext.length, padding === "bucket"))
-    return err("LOFT_ERR_DECRYPT", "ciphertext length");
+  const bad = deliveryRefusal(rcvKey, msgId, ciphertext, padding);
+  if (bad) return bad;
   let plain: Uint8Array;
   try {
     plain = xchacha20poly1305(rcvKey, msgId).decrypt(ciphertext);
   } catch {
     return err("LOFT_ERR_DECRYPT", "server→recipient layer does not authenticate");
   }
+  return readDelivery(plain, padding);
+}
+
+/**
+ * `openFromRelay` with the XChaCha20-Poly1305 of `aead` — a provider's, native where it has one
+ * (host/crypto-node.ts: node:crypto's ChaCha20-Poly1305 under the HChaCha subkey) — instead of
+ * noble's in JavaScript: a relay path's every 16 KiB delivery is opened, and in JavaScript that
+ * was ~10 ms of CPU per MiB received (bench/README.md §bench:proxy, the relay path). The same
+ * checks, the same answers (docs/protocol/relay.md §Server→recipient layer, aad = "").
+ */
+export async function openFromRelayWith(
+  aead: Aead,
+  rcvKey: Uint8Array,
+  msgId: Uint8Array,
+  ciphertext: Uint8Array,
+  padding: RelayDeliveryPadding = "block",
+): Promise<Result<OpenedMessage>> {
+  const bad = deliveryRefusal(rcvKey, msgId, ciphertext, padding);
+  if (bad) return bad;
+  let plain: Uint8Array | undefined;
+  try {
+    plain = await aead.open(rcvKey, msgId, EMPTY_AD, ciphertext);
+  } catch {
+    plain = undefined;
+  }
+  if (!plain) return err("LOFT_ERR_DECRYPT", "server→recipient layer does not authenticate");
+  return readDelivery(plain, padding);
+}
+
+const EMPTY_AD = new Uint8Array(0);
+
+/** What is refused before decrypting: a wrong-sized id, or a length no delivery of this version has. */
+function deliveryRefusal(
+  rcvKey: Uint8Array,
+  msgId: Uint8Array,
+  ciphertext: Uint8Array,
+  padding: RelayDeliveryPadding,
+): Result<never> | undefined {
+  abytes(rcvKey, KEY_LENGTH, "rcvKey");
+  if (msgId.length !== ID_LENGTH) return err("LOFT_ERR_DECRYPT", "message id length");
+  if (!isDeliveryLength(ciphertext.length, padding === "bucket"))
+    return err("LOFT_ERR_DECRYPT", "ciphertext length");
+  return undefined;
+}
+
+/** The timestamp and body of a decrypted delivery (`plain` is wiped). */
+function readDelivery(plain: Uint8Array, padding: RelayDeliveryPadding): Result<OpenedMessage> {
   const view = new DataView(plain.buffer, plain.byteOffset, plain.byteLength);
   const timestamp = Number(view.getBigUint64(0, false));
   const block = plain.subarray(8);

@@ -16,7 +16,7 @@
  * calls the user actions. Everything one transfer does runs in order on that transfer.
  */
 import { equalBytes, wipe } from "../../../../core/bytes.ts";
-import { type ContactId, EngineRefusal } from "../api.ts";
+import { type ContactId, EngineRefusal, FileUnavailable } from "../api.ts";
 import { type EngineContext, emit, type Live, type Peer, providerOf, serial } from "../context.ts";
 import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
 import { sendByMailbox } from "../queues.ts";
@@ -34,8 +34,8 @@ import {
   decodeBulkFrame,
   decodeFileFrame,
   encodeAckFrame,
-  encodeChunkFrame,
   encodeChunkFrameInto,
+  encodeChunkHeader,
   FILE_CHUNK_BYTES,
   FILE_KEY_BYTES,
   type FileAppMessage,
@@ -74,10 +74,13 @@ export const WINDOW_CHUNKS = 64;
  */
 const READ_BLOCK_CHUNKS = 16;
 /**
- * The receiver stores its resume point (`next`) every this many chunks (≈ 4 MiB, the window) and
- * at every state change (files.md §5).
+ * The receiver stores its resume point (`next`) every window's worth of chunks and at every state
+ * change (files.md §5) — tied to the window, not a number of its own: after a reload the sender
+ * is asked for at most one window again, which is what it may have had in flight anyway, and a
+ * window never passes without the point saved once (one sealed record write and one transaction
+ * per window, not per ACK).
  */
-const NEXT_SAVED_EVERY = 64;
+const NEXT_SAVED_EVERY = WINDOW_CHUNKS;
 /** Offers from one contact that may wait on the user or run at once; more are declined "busy". */
 export const MAX_OPEN_INCOMING = 16;
 /** Progress events at most this often per transfer (state changes always). */
@@ -229,7 +232,7 @@ export class FileTransfers {
    * the transfer id, key and chunks are the same for every member, so the frames are too, and
    * members in step read each block once.
    */
-  readonly #blocks = new Map<string, Promise<FileChunkFrame[]>>();
+  readonly #blocks = new Map<string, Promise<OutFrame[]>>();
   /** Room members as transfer ends (set by the engine when it runs rooms). */
   rooms: RoomFilePeers | undefined;
 
@@ -530,7 +533,7 @@ export class FileTransfers {
           const plain = await this.#openStored(t, k, index++);
           if (!plain) {
             wipe(k);
-            controller.error(new Error(receivingStopped.incomplete(t.name)));
+            controller.error(new FileUnavailable(receivingStopped.incomplete(t.name)));
             return;
           }
           if (plain.length > 0) controller.enqueue(plain);
@@ -982,9 +985,9 @@ export class FileTransfers {
       // the call (web/src/net/bulk-lane.ts), so a 64 KiB frame per chunk is garbage the sending
       // page need not make. The session seals a frame later (its AEAD is async): a frame each.
       const scratch = lane ? new Uint8Array(CHUNK_HEADER_BYTES + SEALED_CHUNK_BYTES) : undefined;
-      let ahead: Promise<FileChunkFrame[]> | undefined = this.#readBlock(o, from, total);
+      let ahead: Promise<OutFrame[]> | undefined = this.#readBlock(o, from, total);
       for (let first = from; ahead && running(); first += READ_BLOCK_CHUNKS) {
-        const frames: FileChunkFrame[] = await ahead;
+        const frames: OutFrame[] = await ahead;
         const nextFirst: number = first + frames.length;
         // Read the next block while this one goes out.
         ahead = nextFirst < total && running() ? this.#readBlock(o, nextFirst, total) : undefined;
@@ -998,8 +1001,15 @@ export class FileTransfers {
           // The window bounds what is in flight; the data channel's own buffer is honoured too.
           await (lane ? lane.drain() : live.drain?.());
           if (!running()) return;
-          if (lane && scratch) lane.send(encodeChunkFrameInto(scratch, frame));
-          else live.session.send(encodeChunkFrame(frame));
+          // A room file's frames come encoded once for all its members (`#readBlock`): the lane's
+          // `send` copies them as they are. Inside the session each member's Noise key seals its
+          // own frame, so only the encoding is shared: `sendParts` copies header and sealed bytes
+          // straight into the frame it seals (docs/protocol/files.md §8).
+          if (lane && scratch) lane.send(frame.wire ?? encodeChunkFrameInto(scratch, frame));
+          else
+            live.session.sendParts(
+              frame.wire ? [frame.wire] : [encodeChunkHeader(frame.header), frame.sealed],
+            );
         }
       }
     })().catch(async (e) => {
@@ -1020,7 +1030,7 @@ export class FileTransfers {
    * it lives — a native AES-GCM pass is cheaper than a database read that competes with the
    * receiving side's writes — and from the sealed copy after a reload.
    */
-  async #readBlock(o: Outgoing, first: number, total: number): Promise<FileChunkFrame[]> {
+  async #readBlock(o: Outgoing, first: number, total: number): Promise<OutFrame[]> {
     const count = Math.min(READ_BLOCK_CHUNKS, total - first);
     if (o.blob && o.copy === o.t.key) {
       const cipher = await this.#cipher(o);
@@ -1034,11 +1044,12 @@ export class FileTransfers {
       );
     }
     if (o.copy === o.t.key) return this.#readCopy(o, first, count);
-    // A room file: members in step share each block (at most SHARED_BLOCKS kept).
+    // A room file: members in step share each block (at most SHARED_BLOCKS kept), read once and
+    // encoded once — the frames are the same bytes for every member (one id, key and copy: §8).
     const at = `${o.copy}#${first}`;
     let block = this.#blocks.get(at);
     if (!block) {
-      block = this.#readCopy(o, first, count);
+      block = this.#readCopy(o, first, count).then((frames) => frames.map(encodedOnce));
       this.#blocks.set(at, block);
       block.catch(() => this.#blocks.delete(at));
       for (const k of this.#blocks.keys()) {
@@ -1382,6 +1393,18 @@ function mailboxCapacity(bodies: number): number {
 function liveOf(peer: Pick<FilePeer, "live">): FileLive | undefined {
   const live = peer.live();
   return live && live.session.state !== "closed" ? live : undefined;
+}
+
+/**
+ * A FILE_CHUNK about to go out; `wire`, when set, is the whole frame already encoded (a room
+ * file's, shared by its members' pumps), `sealed` a view of it.
+ */
+type OutFrame = FileChunkFrame & { wire?: Uint8Array };
+
+/** The frame encoded once (0x10 ‖ header ‖ sealed), its sealed bytes a view of that encoding. */
+function encodedOnce(f: FileChunkFrame): OutFrame {
+  const wire = encodeChunkFrameInto(new Uint8Array(CHUNK_HEADER_BYTES + f.sealed.length), f);
+  return { header: f.header, sealed: wire.subarray(CHUNK_HEADER_BYTES), wire };
 }
 
 /** Blocks of a room file's frames kept for its members' pumps (≈ 1 MiB each). */

@@ -142,11 +142,12 @@ interface Incoming extends Moving {
   parts?: { index: number; n: number; got: Uint8Array[] };
 }
 
-/** A chunk opened by the receiver: its sealed bytes to store, its plaintext digest under way. */
+/** A chunk taken by the receiver: its sealed bytes to store, its opening and digest under way. */
 interface Taken {
   index: number;
   sealed: Uint8Array;
-  digest: Promise<Uint8Array>;
+  /** The plaintext's digest once the chunk opened; undefined: it did not open (`damaged`). */
+  digest: Promise<Uint8Array | undefined>;
   /** The session it came on (undefined: the relay mailbox): the batch's ACK goes there. */
   live: FileLive | undefined;
 }
@@ -787,26 +788,26 @@ export class FileTransfers {
       await this.#failIncoming(peer, i, "window");
       return;
     }
-    const plain = await (await this.#cipher(i)).open(chunk);
-    if (!plain.ok) {
-      await this.#failIncoming(peer, i, "damaged");
-      return;
-    }
-    // Cancelled, declined or paused while the chunk was opened: it is not taken.
-    const current = () => this.#in.get(i.t.key) === i && i.t.state === "receiving";
-    if (!current()) {
-      wipe(plain.value);
-      return;
-    }
     i.hasher ??= new FileHasher();
     i.taken++;
-    // The plaintext's digest runs natively while the chunk waits to be stored (sealed, as it
-    // arrived); stores are batched: what arrived while one transaction ran goes in the next.
-    const digesting = FileHasher.chunkDigest(providerOf(this.#ctx), plain.value);
-    void digesting.then(
-      () => wipe(plain.value),
-      () => wipe(plain.value),
-    );
+    // Opened and its plaintext digested natively while this loop goes on to the next frames: the
+    // chunks of a window are with the browser's crypto thread at once, instead of one round trip
+    // there and back per chunk before the next frame is read — on a loaded machine each round
+    // trip waits for two threads to be scheduled (bench/README.md, bench:files, session 14). The
+    // store awaits them in order (`#storeTaken`): a chunk that does not open ends the transfer
+    // as `damaged` before anything of its batch is stored, and nothing after it is stored either.
+    const crypto = providerOf(this.#ctx);
+    const digesting = this.#cipher(i)
+      .then((c) => c.open(chunk))
+      .then(async (plain) => {
+        if (!plain.ok) return undefined;
+        try {
+          return await FileHasher.chunkDigest(crypto, plain.value);
+        } finally {
+          wipe(plain.value);
+        }
+      });
+    digesting.catch(() => {}); // observed by the store, in order
     // Kept as it arrived, without a copy: a chunk's bytes are its own — a data channel message,
     // a decrypted session frame, or the mailbox slices put together (`#part`) — and nothing
     // writes them afterwards (the store copies what it keeps). A 64 KiB copy per chunk was a
@@ -816,9 +817,11 @@ export class FileTransfers {
     i.chain = i.chain
       .then(() => this.#storeTaken(i))
       .catch(async (e: unknown) => {
-        this.#ctx.cfg.log(`files: storing a chunk failed: ${(e as Error).name}`);
         i.pending.length = 0;
-        if (this.#in.get(i.t.key) === i) await this.#failIncoming(peer, i, "storage");
+        if (this.#in.get(i.t.key) !== i) return;
+        if (e instanceof DamagedChunk) return this.#failIncoming(peer, i, "damaged");
+        this.#ctx.cfg.log(`files: storing a chunk failed: ${(e as Error).name}`);
+        await this.#failIncoming(peer, i, "storage");
       });
     if (!last) return;
     await i.chain;
@@ -834,7 +837,8 @@ export class FileTransfers {
   }
 
   /**
-   * Store the chunks opened since the last store, in one transaction, then acknowledge them on
+   * Store the chunks taken since the last store (each once it opened: a chunk that did not ends
+   * the transfer before anything of its batch is stored), in one transaction, then acknowledge them on
    * the session the newest live one came on (a batch may mix mailbox and live chunks: §9).
    */
   async #storeTaken(i: Incoming): Promise<void> {
@@ -842,7 +846,14 @@ export class FileTransfers {
     const live = batch.findLast((c) => c.live)?.live;
     const first = batch[0];
     if (!first || this.#in.get(i.t.key) !== i || !i.hasher) return;
-    for (const c of batch) i.hasher.add(await c.digest);
+    const digests: Uint8Array[] = [];
+    for (const c of batch) {
+      const d = await c.digest;
+      if (!d) throw new DamagedChunk();
+      digests.push(d);
+    }
+    if (this.#in.get(i.t.key) !== i || !i.hasher) return; // dropped while they opened
+    for (const d of digests) i.hasher.add(d);
     await this.#store.putChunks(
       i.t.key,
       first.index,
@@ -1360,6 +1371,9 @@ async function readPlainBlock<T>(
     wipe(block);
   }
 }
+
+/** A chunk taken failed its AEAD when opened (`#storeTaken`): the transfer ends as `damaged`. */
+class DamagedChunk extends Error {}
 
 function incoming(t: FileTransfer, key: Uint8Array, taken: number): Incoming {
   return {

@@ -74,6 +74,11 @@ export const WINDOW_CHUNKS = 64;
  */
 const READ_BLOCK_CHUNKS = 16;
 /**
+ * Blocks the sender has read and sealed ahead of the one going out: with it, the window's worth
+ * (WINDOW_CHUNKS / READ_BLOCK_CHUNKS = 4 blocks, ≈ 4 MiB) — never more than the window lets out.
+ */
+const READ_AHEAD_BLOCKS = WINDOW_CHUNKS / READ_BLOCK_CHUNKS - 1;
+/**
  * The receiver stores its resume point (`next`) every window's worth of chunks and at every state
  * change (files.md §5) — tied to the window, not a number of its own: after a reload the sender
  * is asked for at most one window again, which is what it may have had in flight anyway, and a
@@ -756,9 +761,9 @@ export class FileTransfers {
 
   /**
    * Take the next chunk of an accepted transfer (docs/protocol/files.md §4), live or from the
-   * mailbox. The live read loop and the mailbox's serial chain feed one transfer at once, and the
-   * check and the increment in `#takeNow` straddle an await: one take at a time, so a chunk both
-   * paths bring is checked after the first copy counted and dropped as a replay (files.md §9).
+   * mailbox. The live read loop and the mailbox's serial chain feed one transfer at once: one take
+   * at a time (a take that ends the transfer awaits its drop), so a chunk both paths bring is
+   * checked after the first copy counted and dropped as a replay (files.md §9).
    */
   #take(peer: FilePeer, i: Incoming, chunk: FileChunkFrame, live: FileLive | undefined): Promise<void> {
     const turn = i.takes.then(() => this.#takeNow(peer, i, chunk, live));
@@ -996,15 +1001,28 @@ export class FileTransfers {
       // the call (web/src/net/bulk-lane.ts), so a 64 KiB frame per chunk is garbage the sending
       // page need not make. The session seals a frame later (its AEAD is async): a frame each.
       const scratch = lane ? new Uint8Array(CHUNK_HEADER_BYTES + SEALED_CHUNK_BYTES) : undefined;
-      let ahead: Promise<OutFrame[]> | undefined = this.#readBlock(o, from, total);
-      for (let first = from; ahead && running(); first += READ_BLOCK_CHUNKS) {
-        const frames: OutFrame[] = await ahead;
-        const nextFirst: number = first + frames.length;
-        // Read the next block while this one goes out.
-        ahead = nextFirst < total && running() ? this.#readBlock(o, nextFirst, total) : undefined;
-        ahead?.catch(() => {}); // observed when awaited
+      // Blocks read (and sealed) ahead while the one before goes out: up to the window's worth, so
+      // an ACK that opens the whole window finds its chunks ready instead of one block and a read
+      // (a round trip to the browser process and one to the crypto thread, each waiting for its
+      // thread on a loaded machine) per 16 chunks after it.
+      const ahead: Promise<OutFrame[]>[] = [];
+      let reading = from;
+      const readAhead = () => {
+        while (ahead.length < READ_AHEAD_BLOCKS && reading < total && running()) {
+          const block = this.#readBlock(o, reading, total);
+          block.catch(() => {}); // observed when awaited
+          ahead.push(block);
+          reading += Math.min(READ_BLOCK_CHUNKS, total - reading);
+        }
+      };
+      readAhead();
+      for (let first = from; ahead.length > 0 && running(); ) {
+        const frames: OutFrame[] = await (ahead.shift() as Promise<OutFrame[]>);
+        readAhead();
+        const firstOfBlock = first;
+        first += frames.length;
         for (const [n, frame] of frames.entries()) {
-          const index = first + n;
+          const index = firstOfBlock + n;
           while (index - o.t.next >= WINDOW_CHUNKS && running())
             await new Promise<void>((resolve) => {
               o.wake = resolve;

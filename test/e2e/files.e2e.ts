@@ -212,6 +212,28 @@ describe("files between two browsers", () => {
       for (const secret of ["holiday", "notes.bin", "octet-stream"])
         expect(stored.text.includes(secret), `"${secret}" in clear in loft-files`).toBe(false);
     }
+
+    // A received file whose stored chunks are gone (the browser evicted the site's storage, say):
+    // Download gives the engine's own words, told from the browser's errors by the error's type
+    // (app/files.ts `downloadProblem`), not "could not be saved … free some space".
+    await a.evaluate(async () => {
+      const db = await new Promise<IDBDatabase>((resolve, reject) => {
+        const r = indexedDB.open("loft-files");
+        r.onsuccess = () => resolve(r.result);
+        r.onerror = () => reject(r.error);
+      });
+      await new Promise<void>((resolve, reject) => {
+        const tx = db.transaction("chunks", "readwrite");
+        tx.objectStore("chunks").clear();
+        tx.oncomplete = () => resolve();
+        tx.onerror = () => reject(tx.error);
+      });
+      db.close();
+    });
+    await row(a, "notes.bin", "done").getByTestId("file-download").click();
+    await expect
+      .poll(() => a.getByTestId("send-error").textContent(), { timeout: 30_000 })
+      .toBe("notes.bin is no longer complete on this device. Ask the sender to send it again.");
   });
 
   it("a declined offer and a cancelled one end on both sides", { timeout: 120_000 }, async () => {

@@ -4,7 +4,7 @@
  * accept, decline, cancel, list, and the bytes of a received file for download or preview. The
  * engine may restart underneath, so it is looked up on every call.
  */
-import { EngineRefusal, type FileTransfer } from "../engine/api.ts";
+import { EngineRefusal, type FileTransfer, FileUnavailable } from "../engine/api.ts";
 import type { AppModel } from "./model.ts";
 import { ActionFailed, problemText } from "./problems.ts";
 
@@ -129,6 +129,18 @@ export async function fileStream(
 
 export async function fileBlob(app: AppModel, key: string): Promise<Blob | undefined> {
   return app.engine?.fileBlob(key);
+}
+
+/**
+ * What to say when saving a received file failed: the engine's own words when the file itself is
+ * gone (`FileUnavailable`, engine/files/words.ts), else the save failed on this device (the disk
+ * is full, the browser refused) — said around the browser's text. Told apart by the error's type:
+ * a browser message may well begin with the file's name (a file called "The").
+ */
+export function downloadProblem(name: string, x: unknown): string {
+  if (x instanceof FileUnavailable) return x.message;
+  const why = x instanceof Error || x instanceof DOMException ? x.message || x.name : String(x);
+  return `${name} could not be saved on this device (${why}). Free some space, then press Download again.`;
 }
 
 function fileProblem(x: unknown): string {

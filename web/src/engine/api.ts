@@ -681,6 +681,20 @@ export class SaveDeferred extends Error {
   }
 }
 
+/**
+ * A received file the engine can no longer give (docs/protocol/files.md §7, "What a person
+ * reads"): its stored chunks are gone or do not open. Its `message` is already in words for the
+ * person (engine/files/words.ts) and is shown as it is; the screen tells it from the browser's
+ * own errors (a full disk while saving) by this type, never by the text.
+ */
+export class FileUnavailable extends Error {
+  readonly code = "LOFT_ERR_FILE_UNAVAILABLE";
+  constructor(message: string) {
+    super(message);
+    this.name = "FileUnavailable";
+  }
+}
+
 /** Error thrown by `send`/`retry` when refused; carries the person-readable reason. */
 export class EngineRefusal extends Error {
   readonly reason: EngineError;

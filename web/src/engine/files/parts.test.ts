@@ -166,7 +166,11 @@ class SlowStore extends MemoryFileStore {
  * back (`acked`: the newest `next` it told the sender, from the accept's `from` on), and the
  * sealed FILE_CHUNK frames of the file (native AES-GCM: a window's worth is ≈ 4 MiB).
  */
-async function windowSetup(total: number, frames: number) {
+async function windowSetup(
+  total: number,
+  frames: number,
+  receiving: (c: CryptoProvider) => CryptoProvider = (c) => c,
+) {
   const crypto = await createWebCryptoProvider();
   const store = new SlowStore();
   const acks: number[] = [];
@@ -180,7 +184,7 @@ async function windowSetup(total: number, frames: number) {
     close: () => {},
   };
   const live = { session } as unknown as FileLive;
-  const r = receiver({ store, crypto, live });
+  const r = receiver({ store, crypto: receiving(crypto), live });
   const size = total * FILE_CHUNK_BYTES;
   await r.files.message(r.peer, { ...(await senderSide(new Uint8Array(0), size)).offer });
   const [t] = await r.files.list("c0ffee");
@@ -358,6 +362,51 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
     await store.flush();
     expect(Math.max(...store.writes.map((w) => w.first + w.count))).toBeLessThanOrEqual(WINDOW_CHUNKS);
     expect(await store.getChunk(key, 0)).toBeUndefined(); // the stalled write landed, then went
+  });
+
+  it("the receiver reads on while chunks open; one that does not open ends it as damaged, nothing from it on kept", async () => {
+    // Every AES-GCM opening held until released: the frames are taken (checked, their openings
+    // started) without one waiting for the last (files.md §4) — a window's chunks are with the
+    // crypto thread together, not one round trip each before the next frame is read.
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let opening = 0;
+    const gated = (c: CryptoProvider): CryptoProvider => ({
+      ...c,
+      aes256gcm: {
+        nonceLength: c.aes256gcm.nonceLength,
+        seal: (k, n, ad, p, out) => c.aes256gcm.seal(k, n, ad, p, out),
+        open: async (k, n, ad, x, out) => {
+          opening++;
+          await gate;
+          return c.aes256gcm.open(k, n, ad, x, out);
+        },
+      },
+    });
+    const w = await windowSetup(80, 8, gated);
+    const frames = w.sealed.map((f) => f.slice());
+    frames[5]![100]! ^= 1; // changed in transit
+    for (const f of frames) await w.r.files.frame(w.r.peer, w.live, f);
+    await until(() => opening === 8, "all eight opening at once");
+    expect(w.store.writes).toEqual([]); // nothing stored before its chunk opened
+    expect(w.r.state()).toBe("receiving");
+    release();
+    await until(() => {
+      void w.store.flush();
+      return w.r.state() === "failed";
+    }, "ends as damaged");
+    const [t] = await w.r.files.list("c0ffee");
+    expect(t?.reason).toBe(failedHere("Ann", "p.bin", "damaged"));
+    expect(w.r.told.slice(1)).toEqual([
+      { t: "file.fail", id: ID, r: "damaged" },
+      { t: "file.cancel", id: ID, own: false },
+    ]);
+    await w.store.flush();
+    // No write ever held the damaged chunk or one after it, and what was stored is gone.
+    for (const { first, count } of w.store.writes) expect(first + count).toBeLessThanOrEqual(5);
+    expect(await w.store.getChunk(w.key, 0)).toBeUndefined();
   });
 
   it("fuzz: whatever a sender pushes and however storage keeps up, what is kept stays in the window; an honest sender is never refused", async () => {

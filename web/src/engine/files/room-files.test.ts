@@ -299,6 +299,35 @@ describe("files to a room (Node engines, real signaling and Noise, in-memory lin
     expect(await a.engine.listRoomFiles(room)).toHaveLength(2);
   });
 
+  it("without bulk lanes a room file goes inside each member's session: frames encoded once, sealed per member", async () => {
+    h.hub.noBulk = true; // the relay, or members of an older version: everything in the sessions
+    const onLanes = () => h.hub.links.reduce((n, l) => n + (l.channel?.frames ?? 0), 0);
+    const before = onLanes(); // the hub's links of earlier tests
+    try {
+      const { a, b, c, room } = await roomOfThree();
+      const bytes = seededBytes(18 * FILE_CHUNK_BYTES + 77, 4);
+      await a.engine.sendFileToRoom(room, new Blob([bytes]), "shared.bin");
+      await until(
+        () => [b, c].every((n) => transfers(n, "in").some((t) => t.state === "offered")),
+        "both offered",
+      );
+      await b.engine.acceptFile(transfers(b, "in")[0]!.key);
+      await c.engine.acceptFile(transfers(c, "in")[0]!.key);
+      await until(() => [b, c].every((n) => transfers(n, "in")[0]?.state === "done"), "both got it");
+      // Each member's frames carry the one shared encoding of the block, sealed by its own session.
+      for (const n of [b, c]) {
+        const got = new Uint8Array(
+          await (await n.engine.fileBlob(transfers(n, "in")[0]!.key))!.arrayBuffer(),
+        );
+        expect(toHex(got)).toBe(toHex(bytes));
+      }
+      expect(a.logs.filter((l) => l === "files: sending from chunk 0 inside the session")).toHaveLength(2);
+      expect(onLanes()).toBe(before);
+    } finally {
+      h.hub.noBulk = false;
+    }
+  });
+
   it("a member away is offered the file when back; a refused send says why", async () => {
     const { a, b, c, room } = await roomOfThree();
     await c.engine.stop();

@@ -16,11 +16,13 @@ import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
 import { type RunningSignaling, startSignaling } from "../../../../signaling/testing.ts";
 import { EngineHarness, type EngineNode, FAST_ENGINE, until } from "../../../../test/support/engine.ts";
 import { fileTransfers, seededBytes } from "../../../../test/support/files.ts";
-import type { EngineRefusal, FileTransfer } from "../api.ts";
+import { downloadProblem } from "../../app/files.ts";
+import { batches } from "../../ui/save-file.ts";
+import { type EngineRefusal, type FileTransfer, FileUnavailable } from "../api.ts";
 import type { EngineConfig } from "../engine.ts";
 import { type FileRecord, MemoryFileStore } from "./store.ts";
 import { FILE_CHUNK_BYTES, fileHash } from "./wire.ts";
-import { failedHere } from "./words.ts";
+import { failedHere, receivingStopped } from "./words.ts";
 
 const FAST: Partial<EngineConfig> = {
   ...FAST_ENGINE,
@@ -460,6 +462,32 @@ describe("file transfer (Node engines, real signaling and Noise, in-memory links
     expect(stored).not.toContain("secret-name");
     expect(stored).not.toContain("legacy-clear");
     expect([...sb.records.values()].every((r) => "sealed" in r)).toBe(true);
+  });
+
+  it("a received file whose chunks are gone: the save fails with the engine's typed error, in its words", async () => {
+    const [a, b, , sb] = await pairWithStores();
+    // A name a browser's own message could begin with: only the error's type tells them apart.
+    const name = "The";
+    const keys = await offerAndAccept(a, b, randomFile(3 * FILE_CHUNK_BYTES, 12), name);
+    await until(() => stateOf(b, keys.in) === "done", "received");
+    await sb.deleteChunks(keys.in); // the browser evicted the site's storage, say
+    const stream = await b.engine.fileStream(keys.in);
+    if (!stream) throw new Error("no stream for a received file");
+    // As the save does (ui/save-file.ts): through the batching transform into a writable.
+    const saved = stream.pipeThrough(batches(1024 * 1024)).pipeTo(new WritableStream());
+    const e = await saved.then(
+      () => undefined,
+      (x: unknown) => x,
+    );
+    expect(e).toBeInstanceOf(FileUnavailable);
+    expect((e as FileUnavailable).code).toBe("LOFT_ERR_FILE_UNAVAILABLE");
+    expect(downloadProblem(name, e)).toBe(receivingStopped.incomplete(name));
+    // The browser's errors are said around their text, even one starting with the file's name.
+    const quota = new DOMException("The operation failed: no space left", "QuotaExceededError");
+    expect(downloadProblem(name, quota)).toBe(
+      "The could not be saved on this device (The operation failed: no space left). Free some space, then press Download again.",
+    );
+    expect(downloadProblem(name, new Error(""))).toContain("(Error)");
   });
 
   it("the sender's page reloads mid-transfer: it resumes from its sealed copy, and the hash matches", async () => {

@@ -16,7 +16,7 @@
  * calls the user actions. Everything one transfer does runs in order on that transfer.
  */
 import { equalBytes, wipe } from "../../../../core/bytes.ts";
-import { type ContactId, EngineRefusal } from "../api.ts";
+import { type ContactId, EngineRefusal, FileUnavailable } from "../api.ts";
 import { type EngineContext, emit, type Live, type Peer, providerOf, serial } from "../context.ts";
 import { ratchetCanSend, sendApp } from "../peer-ratchet.ts";
 import { sendByMailbox } from "../queues.ts";
@@ -34,8 +34,8 @@ import {
   decodeBulkFrame,
   decodeFileFrame,
   encodeAckFrame,
-  encodeChunkFrame,
   encodeChunkFrameInto,
+  encodeChunkHeader,
   FILE_CHUNK_BYTES,
   FILE_KEY_BYTES,
   type FileAppMessage,
@@ -74,10 +74,18 @@ export const WINDOW_CHUNKS = 64;
  */
 const READ_BLOCK_CHUNKS = 16;
 /**
- * The receiver stores its resume point (`next`) every this many chunks (≈ 4 MiB, the window) and
- * at every state change (files.md §5).
+ * Blocks the sender has read and sealed ahead of the one going out: with it, the window's worth
+ * (WINDOW_CHUNKS / READ_BLOCK_CHUNKS = 4 blocks, ≈ 4 MiB) — never more than the window lets out.
  */
-const NEXT_SAVED_EVERY = 64;
+const READ_AHEAD_BLOCKS = WINDOW_CHUNKS / READ_BLOCK_CHUNKS - 1;
+/**
+ * The receiver stores its resume point (`next`) every window's worth of chunks and at every state
+ * change (files.md §5) — tied to the window, not a number of its own: after a reload the sender
+ * is asked for at most one window again, which is what it may have had in flight anyway, and a
+ * window never passes without the point saved once (one sealed record write and one transaction
+ * per window, not per ACK).
+ */
+const NEXT_SAVED_EVERY = WINDOW_CHUNKS;
 /** Offers from one contact that may wait on the user or run at once; more are declined "busy". */
 export const MAX_OPEN_INCOMING = 16;
 /** Progress events at most this often per transfer (state changes always). */
@@ -139,11 +147,12 @@ interface Incoming extends Moving {
   parts?: { index: number; n: number; got: Uint8Array[] };
 }
 
-/** A chunk opened by the receiver: its sealed bytes to store, its plaintext digest under way. */
+/** A chunk taken by the receiver: its sealed bytes to store, its opening and digest under way. */
 interface Taken {
   index: number;
   sealed: Uint8Array;
-  digest: Promise<Uint8Array>;
+  /** The plaintext's digest once the chunk opened; undefined: it did not open (`damaged`). */
+  digest: Promise<Uint8Array | undefined>;
   /** The session it came on (undefined: the relay mailbox): the batch's ACK goes there. */
   live: FileLive | undefined;
 }
@@ -229,7 +238,7 @@ export class FileTransfers {
    * the transfer id, key and chunks are the same for every member, so the frames are too, and
    * members in step read each block once.
    */
-  readonly #blocks = new Map<string, Promise<FileChunkFrame[]>>();
+  readonly #blocks = new Map<string, Promise<OutFrame[]>>();
   /** Room members as transfer ends (set by the engine when it runs rooms). */
   rooms: RoomFilePeers | undefined;
 
@@ -530,7 +539,7 @@ export class FileTransfers {
           const plain = await this.#openStored(t, k, index++);
           if (!plain) {
             wipe(k);
-            controller.error(new Error(receivingStopped.incomplete(t.name)));
+            controller.error(new FileUnavailable(receivingStopped.incomplete(t.name)));
             return;
           }
           if (plain.length > 0) controller.enqueue(plain);
@@ -752,9 +761,9 @@ export class FileTransfers {
 
   /**
    * Take the next chunk of an accepted transfer (docs/protocol/files.md §4), live or from the
-   * mailbox. The live read loop and the mailbox's serial chain feed one transfer at once, and the
-   * check and the increment in `#takeNow` straddle an await: one take at a time, so a chunk both
-   * paths bring is checked after the first copy counted and dropped as a replay (files.md §9).
+   * mailbox. The live read loop and the mailbox's serial chain feed one transfer at once: one take
+   * at a time (a take that ends the transfer awaits its drop), so a chunk both paths bring is
+   * checked after the first copy counted and dropped as a replay (files.md §9).
    */
   #take(peer: FilePeer, i: Incoming, chunk: FileChunkFrame, live: FileLive | undefined): Promise<void> {
     const turn = i.takes.then(() => this.#takeNow(peer, i, chunk, live));
@@ -784,26 +793,26 @@ export class FileTransfers {
       await this.#failIncoming(peer, i, "window");
       return;
     }
-    const plain = await (await this.#cipher(i)).open(chunk);
-    if (!plain.ok) {
-      await this.#failIncoming(peer, i, "damaged");
-      return;
-    }
-    // Cancelled, declined or paused while the chunk was opened: it is not taken.
-    const current = () => this.#in.get(i.t.key) === i && i.t.state === "receiving";
-    if (!current()) {
-      wipe(plain.value);
-      return;
-    }
     i.hasher ??= new FileHasher();
     i.taken++;
-    // The plaintext's digest runs natively while the chunk waits to be stored (sealed, as it
-    // arrived); stores are batched: what arrived while one transaction ran goes in the next.
-    const digesting = FileHasher.chunkDigest(providerOf(this.#ctx), plain.value);
-    void digesting.then(
-      () => wipe(plain.value),
-      () => wipe(plain.value),
-    );
+    // Opened and its plaintext digested natively while this loop goes on to the next frames: the
+    // chunks of a window are with the browser's crypto thread at once, instead of one round trip
+    // there and back per chunk before the next frame is read — on a loaded machine each round
+    // trip waits for two threads to be scheduled (bench/README.md, bench:files, session 14). The
+    // store awaits them in order (`#storeTaken`): a chunk that does not open ends the transfer
+    // as `damaged` before anything of its batch is stored, and nothing after it is stored either.
+    const crypto = providerOf(this.#ctx);
+    const digesting = this.#cipher(i)
+      .then((c) => c.open(chunk))
+      .then(async (plain) => {
+        if (!plain.ok) return undefined;
+        try {
+          return await FileHasher.chunkDigest(crypto, plain.value);
+        } finally {
+          wipe(plain.value);
+        }
+      });
+    digesting.catch(() => {}); // observed by the store, in order
     // Kept as it arrived, without a copy: a chunk's bytes are its own — a data channel message,
     // a decrypted session frame, or the mailbox slices put together (`#part`) — and nothing
     // writes them afterwards (the store copies what it keeps). A 64 KiB copy per chunk was a
@@ -813,9 +822,11 @@ export class FileTransfers {
     i.chain = i.chain
       .then(() => this.#storeTaken(i))
       .catch(async (e: unknown) => {
-        this.#ctx.cfg.log(`files: storing a chunk failed: ${(e as Error).name}`);
         i.pending.length = 0;
-        if (this.#in.get(i.t.key) === i) await this.#failIncoming(peer, i, "storage");
+        if (this.#in.get(i.t.key) !== i) return;
+        if (e instanceof DamagedChunk) return this.#failIncoming(peer, i, "damaged");
+        this.#ctx.cfg.log(`files: storing a chunk failed: ${(e as Error).name}`);
+        await this.#failIncoming(peer, i, "storage");
       });
     if (!last) return;
     await i.chain;
@@ -831,7 +842,8 @@ export class FileTransfers {
   }
 
   /**
-   * Store the chunks opened since the last store, in one transaction, then acknowledge them on
+   * Store the chunks taken since the last store (each once it opened: a chunk that did not ends
+   * the transfer before anything of its batch is stored), in one transaction, then acknowledge them on
    * the session the newest live one came on (a batch may mix mailbox and live chunks: §9).
    */
   async #storeTaken(i: Incoming): Promise<void> {
@@ -839,7 +851,14 @@ export class FileTransfers {
     const live = batch.findLast((c) => c.live)?.live;
     const first = batch[0];
     if (!first || this.#in.get(i.t.key) !== i || !i.hasher) return;
-    for (const c of batch) i.hasher.add(await c.digest);
+    const digests: Uint8Array[] = [];
+    for (const c of batch) {
+      const d = await c.digest;
+      if (!d) throw new DamagedChunk();
+      digests.push(d);
+    }
+    if (this.#in.get(i.t.key) !== i || !i.hasher) return; // dropped while they opened
+    for (const d of digests) i.hasher.add(d);
     await this.#store.putChunks(
       i.t.key,
       first.index,
@@ -982,15 +1001,28 @@ export class FileTransfers {
       // the call (web/src/net/bulk-lane.ts), so a 64 KiB frame per chunk is garbage the sending
       // page need not make. The session seals a frame later (its AEAD is async): a frame each.
       const scratch = lane ? new Uint8Array(CHUNK_HEADER_BYTES + SEALED_CHUNK_BYTES) : undefined;
-      let ahead: Promise<FileChunkFrame[]> | undefined = this.#readBlock(o, from, total);
-      for (let first = from; ahead && running(); first += READ_BLOCK_CHUNKS) {
-        const frames: FileChunkFrame[] = await ahead;
-        const nextFirst: number = first + frames.length;
-        // Read the next block while this one goes out.
-        ahead = nextFirst < total && running() ? this.#readBlock(o, nextFirst, total) : undefined;
-        ahead?.catch(() => {}); // observed when awaited
+      // Blocks read (and sealed) ahead while the one before goes out: up to the window's worth, so
+      // an ACK that opens the whole window finds its chunks ready instead of one block and a read
+      // (a round trip to the browser process and one to the crypto thread, each waiting for its
+      // thread on a loaded machine) per 16 chunks after it.
+      const ahead: Promise<OutFrame[]>[] = [];
+      let reading = from;
+      const readAhead = () => {
+        while (ahead.length < READ_AHEAD_BLOCKS && reading < total && running()) {
+          const block = this.#readBlock(o, reading, total);
+          block.catch(() => {}); // observed when awaited
+          ahead.push(block);
+          reading += Math.min(READ_BLOCK_CHUNKS, total - reading);
+        }
+      };
+      readAhead();
+      for (let first = from; ahead.length > 0 && running(); ) {
+        const frames: OutFrame[] = await (ahead.shift() as Promise<OutFrame[]>);
+        readAhead();
+        const firstOfBlock = first;
+        first += frames.length;
         for (const [n, frame] of frames.entries()) {
-          const index = first + n;
+          const index = firstOfBlock + n;
           while (index - o.t.next >= WINDOW_CHUNKS && running())
             await new Promise<void>((resolve) => {
               o.wake = resolve;
@@ -998,8 +1030,15 @@ export class FileTransfers {
           // The window bounds what is in flight; the data channel's own buffer is honoured too.
           await (lane ? lane.drain() : live.drain?.());
           if (!running()) return;
-          if (lane && scratch) lane.send(encodeChunkFrameInto(scratch, frame));
-          else live.session.send(encodeChunkFrame(frame));
+          // A room file's frames come encoded once for all its members (`#readBlock`): the lane's
+          // `send` copies them as they are. Inside the session each member's Noise key seals its
+          // own frame, so only the encoding is shared: `sendParts` copies header and sealed bytes
+          // straight into the frame it seals (docs/protocol/files.md §8).
+          if (lane && scratch) lane.send(frame.wire ?? encodeChunkFrameInto(scratch, frame));
+          else
+            live.session.sendParts(
+              frame.wire ? [frame.wire] : [encodeChunkHeader(frame.header), frame.sealed],
+            );
         }
       }
     })().catch(async (e) => {
@@ -1020,7 +1059,7 @@ export class FileTransfers {
    * it lives — a native AES-GCM pass is cheaper than a database read that competes with the
    * receiving side's writes — and from the sealed copy after a reload.
    */
-  async #readBlock(o: Outgoing, first: number, total: number): Promise<FileChunkFrame[]> {
+  async #readBlock(o: Outgoing, first: number, total: number): Promise<OutFrame[]> {
     const count = Math.min(READ_BLOCK_CHUNKS, total - first);
     if (o.blob && o.copy === o.t.key) {
       const cipher = await this.#cipher(o);
@@ -1034,11 +1073,12 @@ export class FileTransfers {
       );
     }
     if (o.copy === o.t.key) return this.#readCopy(o, first, count);
-    // A room file: members in step share each block (at most SHARED_BLOCKS kept).
+    // A room file: members in step share each block (at most SHARED_BLOCKS kept), read once and
+    // encoded once — the frames are the same bytes for every member (one id, key and copy: §8).
     const at = `${o.copy}#${first}`;
     let block = this.#blocks.get(at);
     if (!block) {
-      block = this.#readCopy(o, first, count);
+      block = this.#readCopy(o, first, count).then((frames) => frames.map(encodedOnce));
       this.#blocks.set(at, block);
       block.catch(() => this.#blocks.delete(at));
       for (const k of this.#blocks.keys()) {
@@ -1350,6 +1390,9 @@ async function readPlainBlock<T>(
   }
 }
 
+/** A chunk taken failed its AEAD when opened (`#storeTaken`): the transfer ends as `damaged`. */
+class DamagedChunk extends Error {}
+
 function incoming(t: FileTransfer, key: Uint8Array, taken: number): Incoming {
   return {
     ...moving(t, key),
@@ -1382,6 +1425,18 @@ function mailboxCapacity(bodies: number): number {
 function liveOf(peer: Pick<FilePeer, "live">): FileLive | undefined {
   const live = peer.live();
   return live && live.session.state !== "closed" ? live : undefined;
+}
+
+/**
+ * A FILE_CHUNK about to go out; `wire`, when set, is the whole frame already encoded (a room
+ * file's, shared by its members' pumps), `sealed` a view of it.
+ */
+type OutFrame = FileChunkFrame & { wire?: Uint8Array };
+
+/** The frame encoded once (0x10 ‖ header ‖ sealed), its sealed bytes a view of that encoding. */
+function encodedOnce(f: FileChunkFrame): OutFrame {
+  const wire = encodeChunkFrameInto(new Uint8Array(CHUNK_HEADER_BYTES + f.sealed.length), f);
+  return { header: f.header, sealed: wire.subarray(CHUNK_HEADER_BYTES), wire };
 }
 
 /** Blocks of a room file's frames kept for its members' pumps (≈ 1 MiB each). */

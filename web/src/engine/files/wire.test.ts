@@ -24,6 +24,7 @@ import {
   encodeAckFrame,
   encodeChunkFrame,
   encodeChunkFrameInto,
+  encodeChunkHeader,
   FILE_CHUNK_BYTES,
   FILE_FAIL_REASONS,
   type FileChunkFrame,
@@ -78,6 +79,10 @@ describe("file frames", () => {
       const into = encodeChunkFrameInto(scratch, chunk);
       expect(into.buffer).toBe(scratch.buffer);
       expect(into).toEqual(encodeChunkFrame(chunk)); // the short last chunk, then a full one again
+      // The header alone, then the sealed bytes (Session.sendParts): the same frame.
+      const header = encodeChunkHeader(chunk.header);
+      expect(header.length).toBe(CHUNK_HEADER_BYTES);
+      expect(new Uint8Array([...header, ...chunk.sealed])).toEqual(encodeChunkFrame(chunk));
     }
     const full = decodedChunk(await chunkFrame(size, 0));
     expect(() => encodeChunkFrameInto(new Uint8Array(CHUNK_HEADER_BYTES + 100), full)).toThrow(RangeError);

@@ -223,6 +223,17 @@ function checkHeader(h: FileChunkHeader): Result<FileChunkHeader> {
   return ok(h);
 }
 
+/**
+ * 0x10 ‖ header alone (docs/protocol/files.md §2): the first part of a FILE_CHUNK handed to
+ * `Session.sendParts([header, sealed])`, which copies both straight into the Noise frame it seals —
+ * no whole FILE_CHUNK built first only to be copied again.
+ */
+export function encodeChunkHeader(h: FileChunkHeader): Uint8Array {
+  const out = new Uint8Array(CHUNK_HEADER_BYTES);
+  writeHeader(out, h);
+  return out;
+}
+
 /** 0x10 ‖ header ‖ sealed (docs/protocol/files.md §2). */
 export function encodeChunkFrame(f: FileChunkFrame): Uint8Array {
   return encodeChunkFrameInto(new Uint8Array(CHUNK_HEADER_BYTES + f.sealed.length), f);

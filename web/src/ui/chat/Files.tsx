@@ -11,6 +11,7 @@ import {
   acceptFile,
   cancelFile,
   declineFile,
+  downloadProblem,
   fileBlob,
   fileStream,
   listFiles,
@@ -149,14 +150,9 @@ export function Files(props: {
       if (!stream || !(await saveStreamed(t.name, stream, () => fileBlob(props.app, t.key))))
         props.onError(`${t.name} is no longer on this device. Ask ${props.name(t)} to send it again.`);
     } catch (e) {
-      // The engine's own words when the file itself is the problem (engine/files/words.ts), else
-      // the save failed here (the disk is full, or the browser refused): say what to try.
-      const m = (e as Error).message;
-      props.onError(
-        m.startsWith(t.name)
-          ? m
-          : `${t.name} could not be saved on this device (${m}). Free some space, then press Download again.`,
-      );
+      // The engine's own words when the file itself is the problem, else the save failed here:
+      // told apart by the error's type (app/files.ts `downloadProblem`).
+      props.onError(downloadProblem(t.name, e));
     } finally {
       setSaving((s) => {
         const rest = new Set(s);

@@ -243,14 +243,16 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
   /**
    * Host header values, one string shared by every connection that sent it (the audience check
    * reads it at REGISTER): a deployment has a few names, so idle connections do not each keep a
-   * copy. Bounded: values past MAX_HOSTS are kept by their connection as before.
+   * copy. Bounded (MAX_HOSTS values of a host name's length at most): others are kept by their
+   * connection as before.
    */
   const hosts = new Map<string, string>();
   function internHost(host: string | undefined): string | undefined {
     if (host === undefined) return undefined;
     const known = hosts.get(host);
     if (known !== undefined) return known;
-    if (hosts.size < MAX_HOSTS) hosts.set(host, host);
+    // A host name and port fit in 261 characters; longer values are not worth keeping for others.
+    if (hosts.size < MAX_HOSTS && host.length <= 261) hosts.set(host, host);
     return host;
   }
   let closing = false;

@@ -1,5 +1,5 @@
 /**
- * `npx tsx bench/idle-census.ts [--idle 5000] [--service relay|signaling] [--ws-impl lean|ws] [--node-arg …] [--wait 3] [--top 25] [--keep] [--json]`
+ * `npx tsx bench/idle-census.ts [--idle 5000] [--service relay|signaling] [--ws-impl lean|ws] [--node-arg …] [--wait 3] [--churn 1] [--top 25] [--keep] [--json]`
  *
  * What one idle connection leaves in the V8 heap, by constructor (bench/README.md, "bench:scale",
  * "Where an idle connection's bytes are"): one `relay-ws/main.ts` (embedded store) or
@@ -10,6 +10,10 @@
  * in it (bench:scale measures RSS). `--node-arg` (repeatable) is handed to the server's node.
  * `--wait` is the seconds between the last connection held and the second snapshot: past one
  * heartbeat (30 s by default) the servers have forgotten the rate buckets the openings spent from.
+ * `--churn K`: the holder opens K × `--idle` connections and keeps one in K, closing the others as
+ * soon as their opening completes (bench/idle-holder.ts `churn`): what the held ones cost once many
+ * came and went around them — a slab of connection-long bytes kept alive by one survivor shows
+ * here (relay-ws/random-pool.ts `LastingSlab`).
  */
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -25,6 +29,7 @@ const JSON_OUT = argv.includes("--json");
 const IDLE = numberFlag("idle", 5000);
 const TOP = numberFlag("top", 25);
 const WAIT_S = numberFlag("wait", 3);
+const CHURN = Math.max(1, numberFlag("churn", 1));
 const SERVICE = (stringFlag("service") ?? "relay") as "relay" | "signaling";
 const WS_IMPL = stringFlag("ws-impl") ?? "lean";
 const NODE_ARGS = argv.flatMap((a, i) => (a === "--node-arg" && argv[i + 1] ? [argv[i + 1]!] : []));
@@ -119,6 +124,7 @@ async function main() {
       perSource: 200,
       concurrency: 64,
       service: SERVICE,
+      churn: CHURN,
     });
     holder = h.child;
     const { held } = await h.done;
@@ -132,7 +138,8 @@ async function main() {
     rows.sort((x, y) => y.bytes - x.bytes);
     const total = rows.reduce((s, r) => s + r.bytes, 0);
     say(
-      `${SERVICE} (--ws-impl ${WS_IMPL} ${NODE_ARGS.join(" ")}): ${held} idle connections held ${WAIT_S} s`,
+      `${SERVICE} (--ws-impl ${WS_IMPL} ${NODE_ARGS.join(" ")}): ${held} idle connections held ${WAIT_S} s` +
+        (CHURN > 1 ? `, each among ${CHURN} opened (the others closed at once)` : ""),
     );
     say(`${"per connection".padEnd(64)} ${"objects".padStart(8)} ${"bytes".padStart(8)}`);
     for (const r of rows.slice(0, TOP))
@@ -145,6 +152,7 @@ async function main() {
           ws_impl: WS_IMPL,
           held,
           wait_s: WAIT_S,
+          churn: CHURN,
           heap_bytes_per_connection: total,
           top: rows.slice(0, TOP),
         }),

@@ -27,6 +27,12 @@ export interface Plan {
   concurrency: number;
   /** Whose opening: the relay's (default; its header, then HELLO) or signaling's (its header, then CHALLENGE). */
   service?: "relay" | "signaling";
+  /**
+   * Churn: of every `churn` connections opened, one is held and the others closed (TCP closed)
+   * as soon as their opening completes — `count × churn` openings, interleaved, so the held ones
+   * are spread among connections that came and went (bench/idle-census.ts `--churn`). 1 (default): none.
+   */
+  churn?: number;
 }
 
 const plan = JSON.parse(process.argv[2] ?? "{}") as Plan;
@@ -124,12 +130,16 @@ async function main() {
   let lastReport = 0;
   const report = (extra: Record<string, unknown> = {}) =>
     process.stdout.write(`${JSON.stringify({ held: held.length, failed, ...extra })}\n`);
+  const churn = Math.max(1, Math.floor(plan.churn ?? 1));
+  const openings = plan.count * churn;
   const worker = async () => {
-    while (next < plan.count) {
+    while (next < openings) {
       const i = next++;
-      const target = plan.targets[i % plan.targets.length]!;
+      const target = plan.targets[Math.floor(i / churn) % plan.targets.length]!;
       try {
-        held.push(await open(target, sourceAddress(plan.firstSource + Math.floor(i / plan.perSource))));
+        const socket = await open(target, sourceAddress(plan.firstSource + Math.floor(i / plan.perSource)));
+        if (i % churn === churn - 1) held.push(socket);
+        else socket.destroy();
       } catch {
         failed++;
       }

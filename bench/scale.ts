@@ -1,6 +1,6 @@
 /**
  * `npm run bench:scale [-- --json] [--pairs 6] [--messages 500] [--size 1024] [--rounds 2] [--idle 3000] [--idle-only]
- *   [--settle 5] [--ws-impl lean|ws] [--floors-only] [--node operator|defaults|operator,defaults]`
+ *   [--settle 5] [--ws-impl lean|ws] [--floors-only] [--node operator|defaults|operator,defaults] [--idle-rounds N]`
  *
  * Scale-out on Redis (docs/operations.md, "Scale-out on Redis"): relay store-and-forward
  * throughput with 1, 2 and 3 relay instances (relay-ws/main.ts processes with `--redis`) on one
@@ -28,7 +28,8 @@
  * (default lean); `--settle` the seconds waited before each RSS reading. `--node` names the Node
  * options the servers run with: `operator` (default) those of the operator paths
  * (host/node-options.ts: `npm start`, the deploy units), `defaults` none; several, comma-separated,
- * measure the idle connections once per set on fresh instances, in turn, in the same run (the
+ * measure the idle connections per set on fresh instances, alternating in `--idle-rounds` rounds
+ * (default 2 then: A B, B A; each set's figure the mean of its rounds), in the same run (the
  * throughput rounds, signaling and the baselines use the first).
  */
 
@@ -74,6 +75,15 @@ const NODE_VARIANTS = (stringFlag("node") ?? "operator").split(",").map((v) => {
   return v;
 });
 const nodeArgsOf = (v: string): string[] => (v === "operator" ? [...SERVER_NODE_OPTIONS] : []);
+/**
+ * Rounds of the idle measurement (`--idle-rounds`): each set measured once per round, the order
+ * rotated from round to round (A B, B A). Two by default when several sets are compared, one
+ * otherwise.
+ */
+const IDLE_ROUNDS = numberFlag("idle-rounds", NODE_VARIANTS.length > 1 ? 2 : 1);
+/** The sets' order in round `r`: rotated by one each round (two sets: A B, then B A). */
+const variantOrder = (r: number): string[] =>
+  NODE_VARIANTS.map((_, j) => NODE_VARIANTS[(r + j) % NODE_VARIANTS.length]!);
 /** The first set: throughput rounds, signaling and the baselines run with it. */
 const NODE_ARGS = nodeArgsOf(NODE_VARIANTS[0]!);
 const OUTSTANDING = numberFlag("outstanding", 16);
@@ -184,6 +194,9 @@ async function run(urls: string[], pids: number[]): Promise<Result> {
   };
 }
 
+/** Relay instances on Redis (throughput: 1, 2 and 3 of them; the idle connections: over all). */
+const INSTANCES = 3;
+
 /** Connections per holder process: under the usual `ulimit -n` (20 000 here) with room to spare. */
 const PER_HOLDER = 12_000;
 /** Connections per loopback source address (127.0.0.2, 127.0.0.3, …; bench/idle-holder.ts). */
@@ -196,6 +209,17 @@ interface IdleFigures {
   /** Of which, per connection: V8 heap in use, and memory outside the heap (ArrayBuffers, …). */
   heapKib: number;
   externalKib: number;
+}
+
+/** The mean of several rounds' figures (connections held: the mean too). */
+function meanFigures(rounds: IdleFigures[]): IdleFigures {
+  const mean = (f: (x: IdleFigures) => number) => rounds.reduce((s, x) => s + f(x), 0) / rounds.length;
+  return {
+    held: Math.round(mean((x) => x.held)),
+    rssKib: mean((x) => x.rssKib),
+    heapKib: mean((x) => x.heapKib),
+    externalKib: mean((x) => x.externalKib),
+  };
 }
 
 /**
@@ -440,49 +464,57 @@ async function main() {
   try {
     redis = await startRedis();
     const redisPid = Number(/process_id:(\d+)/.exec(await redisInfo(redis))?.[1]);
-    const embedded = await startLoft({
-      entry: "relay-ws/main.ts",
-      args: ["--relay-data-dir", dataDir, ...common],
-      nodeArgs: NODE_ARGS,
-    });
-    procs.push(embedded);
     const startInstances = (nodeArgs: string[]) =>
       Promise.all(
-        [0, 1, 2].map(() =>
+        Array.from({ length: INSTANCES }, () =>
           startLoft({ entry: "relay-ws/main.ts", args: ["--redis", redis!.url, ...common], nodeArgs }),
         ),
       );
-    const instances = await startInstances(NODE_ARGS);
-    procs.push(...instances);
     const url = (p: LoftProcess) => `ws://127.0.0.1:${p.port}/relay`;
     const pid = (p: LoftProcess) => p.child.pid!;
     const metricsOf = (p: LoftProcess) => p.metricsUrl!;
-    const subjects = [
-      { name: "embedded", run: () => run([url(embedded)], [pid(embedded)]) },
-      ...[1, 2, 3].map((k) => ({
-        name: `redis-${k}`,
-        run: () => run(instances.slice(0, k).map(url), [...instances.slice(0, k).map(pid), redisPid]),
-      })),
-    ];
-    const throughput = IDLE_ONLY ? undefined : await runSubjects(subjects);
-    // Idle connections per Node option set, each on instances of its own started for it (the
-    // first set's are the throughput instances, idle since): a set's figure is not the previous
-    // set's leftovers.
-    const byVariant: Record<string, IdleFigures> = {};
-    for (const [i, v] of NODE_VARIANTS.entries()) {
-      if (IDLE <= 0) break;
-      const set = i === 0 ? instances : await startInstances(nodeArgsOf(v));
-      try {
-        byVariant[v] = await idle(set.map(url), set.map(pid), set.map(metricsOf));
-        say(
-          `  idle, node ${v} (${nodeArgsOf(v).join(" ") || "no options"}): ${byVariant[v].rssKib.toFixed(2)} KiB RSS each`,
-        );
-      } finally {
-        if (i > 0) await Promise.all(set.map((p) => p.stop("SIGTERM")));
+    // The throughput subjects' processes (not started with --idle-only: the idle sets start their own).
+    const throughput = IDLE_ONLY
+      ? undefined
+      : await (async () => {
+          const embedded = await startLoft({
+            entry: "relay-ws/main.ts",
+            args: ["--relay-data-dir", dataDir, ...common],
+            nodeArgs: NODE_ARGS,
+          });
+          procs.push(embedded);
+          const instances = await startInstances(NODE_ARGS);
+          procs.push(...instances);
+          return runSubjects([
+            { name: "embedded", run: () => run([url(embedded)], [pid(embedded)]) },
+            ...[1, 2, 3].map((k) => ({
+              name: `redis-${k}`,
+              run: () => run(instances.slice(0, k).map(url), [...instances.slice(0, k).map(pid), redisPid]),
+            })),
+          ]);
+        })();
+    // Idle connections per Node option set, each measurement on instances of its own started for
+    // it (a set's figure is not the previous one's leftovers), the sets alternating in rounds as
+    // every bench's subjects do (A B, then B A: the machine's load as it drifts through the run
+    // falls on both); a set's figures are the mean of its rounds.
+    const idleRounds = new Map<string, IdleFigures[]>(NODE_VARIANTS.map((v) => [v, []]));
+    for (let round = 0; IDLE > 0 && round < IDLE_ROUNDS; round++)
+      for (const v of variantOrder(round)) {
+        const set = await startInstances(nodeArgsOf(v));
+        try {
+          const f = await idle(set.map(url), set.map(pid), set.map(metricsOf));
+          idleRounds.get(v)!.push(f);
+          say(
+            `  idle, round ${round + 1}, node ${v} (${nodeArgsOf(v).join(" ") || "no options"}): ${f.rssKib.toFixed(2)} KiB RSS each (V8 heap ${f.heapKib.toFixed(2)} KiB)`,
+          );
+        } finally {
+          await Promise.all(set.map((p) => p.stop("SIGTERM")));
+        }
       }
-    }
+    const byVariant: Record<string, IdleFigures> = {};
+    for (const [v, rounds] of idleRounds) if (rounds.length > 0) byVariant[v] = meanFigures(rounds);
     const idleFigures = byVariant[NODE_VARIANTS[0]!];
-    const perInstance = Math.round(IDLE / instances.length);
+    const perInstance = Math.round(IDLE / INSTANCES);
     // Signaling's idle connections too (a browser holds one beside its relay connections): one
     // signaling/main.ts process holding as many as one relay instance did.
     const signalingIdle = IDLE > 0 ? await idleSignaling(perInstance) : undefined;
@@ -536,7 +568,12 @@ async function main() {
             Object.entries(byVariant).flatMap(([v, f]) => [
               [`idle_ws_rss_kib_node_${v}`, f.rssKib],
               [`idle_ws_heap_kib_node_${v}`, f.heapKib],
+              [`idle_ws_rss_kib_node_${v}_rounds`, idleRounds.get(v)!.map((r) => r.rssKib)],
             ]),
+          ),
+          idle_rounds: IDLE_ROUNDS,
+          idle_order: Object.fromEntries(
+            Array.from({ length: IDLE_ROUNDS }, (_, r) => [`round_${r + 1}`, variantOrder(r)]),
           ),
           settle_s: SETTLE_S,
           pairs: PAIRS,

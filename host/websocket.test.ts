@@ -9,7 +9,7 @@ import { createServer, type Server } from "node:http";
 import { createRequire } from "node:module";
 import { connect, type Socket } from "node:net";
 import { dirname, join } from "node:path";
-import { Duplex } from "node:stream";
+import { Duplex, PassThrough } from "node:stream";
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
@@ -17,6 +17,7 @@ import { FUZZ_RUNS } from "../test/support/fuzz.ts";
 import {
   acceptUpgrade,
   closingHeld,
+  compactListeners,
   type LeanWebSocket,
   parseSubprotocols,
   validCloseCode,
@@ -827,6 +828,86 @@ describe.each(["lean", "ws"] as WsImpl[])("subprotocols on a real server (--ws-i
     const [d] = await once(raw, "data");
     expect(String(d).split("\r\n")[0]).toBe("HTTP/1.1 400 Bad Request");
     expect(made).toBe(0);
+  });
+});
+
+describe("compactListeners (Node's private `_events`, guarded)", () => {
+  /** A stream with three 'close' listeners that record their calls, in order. */
+  function withThree() {
+    const socket = new PassThrough();
+    const calls: number[] = [];
+    const fns = [0, 1, 2].map((i) => () => calls.push(i));
+    for (const f of fns) socket.on("close", f);
+    const table = (socket as unknown as { _events: Record<string, unknown> })._events;
+    return { socket, calls, fns, table, list: table.close };
+  }
+  const closes = (socket: Duplex, calls: number[]) => {
+    socket.emit("close");
+    expect(calls).toEqual([0, 1, 2]);
+  };
+
+  it("this Node: the listener array is replaced by an exact copy, every listener still called in order", () => {
+    const { socket, calls, fns, table, list } = withThree();
+    expect(compactListeners(socket, "close")).toBe(true);
+    expect(table.close).not.toBe(list);
+    expect(socket.rawListeners("close")).toEqual(fns);
+    // Two or fewer, or another event: nothing to do.
+    expect(compactListeners(socket, "end")).toBe(false);
+    closes(socket, calls);
+  });
+
+  it("no `_events` (a Node that keeps listeners elsewhere): not compacted, no throw, listeners intact", () => {
+    const { socket, calls, table, list } = withThree();
+    Object.defineProperty(socket, "_events", { configurable: true, get: () => undefined });
+    expect(compactListeners(socket, "close")).toBe(false);
+    Object.defineProperty(socket, "_events", { configurable: true, writable: true, value: table });
+    expect(table.close).toBe(list);
+    closes(socket, calls);
+  });
+
+  it("a `_events` getter that throws, a frozen table, a non-array entry: not compacted, no throw", () => {
+    const a = withThree();
+    Object.defineProperty(a.socket, "_events", {
+      configurable: true,
+      get: () => {
+        throw new Error("private");
+      },
+    });
+    expect(compactListeners(a.socket, "close")).toBe(false);
+    Object.defineProperty(a.socket, "_events", { configurable: true, writable: true, value: a.table });
+    closes(a.socket, a.calls);
+
+    const b = withThree();
+    Object.freeze(b.table);
+    expect(compactListeners(b.socket, "close")).toBe(false);
+    expect(b.table.close).toBe(b.list);
+    closes(b.socket, b.calls);
+
+    const c = new PassThrough();
+    const seen: string[] = [];
+    c.on("close", () => seen.push("one"));
+    // One listener is kept as the function itself, not an array.
+    expect(compactListeners(c, "close")).toBe(false);
+    c.emit("close");
+    expect(seen).toEqual(["one"]);
+  });
+
+  it("a table whose writes do not reach the emitter's listeners: the original array is put back", () => {
+    const { socket, calls, fns, table, list } = withThree();
+    // A view that takes writes while the emitter reports its listeners from elsewhere (a copy
+    // made before): the check after the write sees a different list and restores the original.
+    const view = new Proxy(table, {
+      set(target, key, value) {
+        if (key === "close" && value !== list) Reflect.set(target, key, [...(value as unknown[]), () => {}]);
+        else Reflect.set(target, key, value);
+        return true;
+      },
+    });
+    Object.defineProperty(socket, "_events", { configurable: true, writable: true, value: view });
+    expect(compactListeners(socket, "close")).toBe(false);
+    expect(table.close).toBe(list);
+    expect(socket.rawListeners("close")).toEqual(fns);
+    closes(socket, calls);
   });
 });
 

@@ -770,13 +770,38 @@ export class LeanWebSocket {
  * EventEmitter keeps two or more listeners of one event in an array, and V8 grows an array of two
  * to 19 slots when a third is pushed (176 bytes): an upgraded socket has three 'close' listeners
  * (the host's, the service's, ours). An exact copy holds the same listeners, in the same order,
- * in 3 (bench/README.md, "bench:scale": 144 bytes per idle connection). Node's `_events` table is
- * not public API: when it is not what this expects, nothing is changed.
+ * in 3 (bench/README.md, "bench:scale": 144 bytes per idle connection).
+ *
+ * Node's `_events` table is not public API, so a Node that keeps its listeners otherwise must
+ * find this a no-op, never a crash: nothing is changed unless `_events` is a writable object whose
+ * entry is an array of more than two; after the copy is put in, the emitter must report the very
+ * same listeners (`rawListeners`), else the original array is put back; anything that throws
+ * (a frozen table, a getter) leaves the socket as it was. Returns whether it compacted.
  */
-function compactListeners(socket: Duplex, event: string): void {
-  const events = (socket as { _events?: Record<string, unknown> })._events;
-  const list = events?.[event];
-  if (Array.isArray(list) && list.length > 2) events![event] = list.slice();
+export function compactListeners(socket: Duplex, event: string): boolean {
+  let table: Record<string, unknown> | undefined;
+  let list: unknown;
+  try {
+    const events: unknown = (socket as { _events?: unknown })._events;
+    if (typeof events !== "object" || events === null) return false;
+    table = events as Record<string, unknown>;
+    list = table[event];
+    if (!Array.isArray(list) || list.length <= 2) return false;
+    const original: unknown[] = list;
+    const copy = original.slice();
+    table[event] = copy;
+    const now = socket.rawListeners(event);
+    if (table[event] === copy && now.length === original.length && now.every((f, i) => f === original[i]))
+      return true;
+    table[event] = original;
+    return false;
+  } catch {
+    // A table that refused the copy is unchanged; one that took it and then threw gets its array back.
+    try {
+      if (table && list !== undefined && table[event] !== list) table[event] = list;
+    } catch {}
+    return false;
+  }
 }
 
 // Shared socket listeners (`this` is the socket): no closure per connection.

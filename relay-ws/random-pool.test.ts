@@ -1,6 +1,6 @@
 /** The hot path's random bytes (random-pool.ts): never repeated, never left in the pool. */
 import { describe, expect, it } from "vitest";
-import { LastingSlab, lastingRandomBytes, RandomPool } from "./random-pool.ts";
+import { LASTING_SLAB_BYTES, LastingSlab, lastingRandomBytes, RandomPool } from "./random-pool.ts";
 
 describe("RandomPool", () => {
   it("hands out distinct values across refills, each a buffer of its own", () => {
@@ -61,5 +61,18 @@ describe("RandomPool", () => {
     expect(slab.take(65).buffer).not.toBe(f.buffer);
     const seen = new Set(Array.from({ length: 500 }, () => lastingRandomBytes(32).toString("hex")));
     expect(seen.size).toBe(500);
+  });
+
+  it("default slabs are small: one long-lived connection keeps at most 512 bytes alive, five relay connections share one", () => {
+    // A relay 1.1 connection's lasting bytes: session id + X25519 pair, one 96-byte take
+    // (relay-ws/authenticator.ts). Under churn a survivor pins its whole slab (bench/README.md,
+    // "Connection-long bytes under churn").
+    const slab = new LastingSlab();
+    expect(slab.size).toBe(LASTING_SLAB_BYTES);
+    expect(LASTING_SLAB_BYTES).toBe(512);
+    const five = Array.from({ length: 5 }, () => slab.take(96));
+    expect(new Set(five.map((b) => b.buffer)).size).toBe(1);
+    expect(five[0]!.buffer.byteLength).toBe(512);
+    expect(slab.take(96).buffer).not.toBe(five[0]!.buffer);
   });
 });

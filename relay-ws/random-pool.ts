@@ -49,12 +49,21 @@ export const pooledRandomBytes = (n: number): Buffer => randomPool.take(n);
  * the frames written at every opening use too: a slab stays alive while any slice of it does, so
  * each idle connection kept about 270 bytes of those slabs alive for its 96 bytes
  * (bench/idle-census.ts; bench/README.md "bench:scale"). These slabs hold only lasting bytes; a
- * slab of 4 KiB (about 40 connections) goes once none of its connections is left.
+ * slab goes once none of its connections is left.
+ *
+ * Their size is what one long-lived connection can keep alive when those cut beside it have
+ * closed: under churn (connections opened and closed for minutes) nearly every survivor sits in a
+ * slab of its own. Slabs of 4 KiB (about 40 connections) then cost 3.8 KB per idle connection
+ * (bench/idle-census.ts `--churn 40`), 512 B slabs (five relay connections of 96 bytes) at most
+ * their 512; the price without churn is one ArrayBuffer per five connections instead of per forty
+ * (bench/README.md, "Connection-long bytes under churn").
  */
+export const LASTING_SLAB_BYTES = 512;
+
 export class LastingSlab {
   #slab: Buffer | undefined;
   #at = 0;
-  constructor(readonly size = 4096) {}
+  constructor(readonly size = LASTING_SLAB_BYTES) {}
 
   /** `n` bytes, uninitialized (the caller fills them at once); a buffer of its own past size / 4. */
   take(n: number): Buffer {

@@ -237,6 +237,9 @@ describe("bad input gets typed errors and documented close codes", () => {
     expect((await c.request(good)).t).toBe("REGISTER_RESPONSE");
     await expectError(c, good, "REPLAY");
     const thief = await RawClient.hello(server.url);
+    // Each connection its own 16-byte challenge (derived from its number, stored nowhere).
+    expect(thief.challenge).toHaveLength(16);
+    expect(equalBytes(thief.challenge!, c.challenge!)).toBe(false);
     await expectError(thief, good, "BAD_CHALLENGE");
     const bob = makeUser("bob");
     expect((await thief.request(await register(thief, bob, 7))).t).toBe("REGISTER_RESPONSE");

@@ -20,7 +20,7 @@
  * Source addresses (host/client-source.ts, behind `--trust-proxy` proxies only) are map keys in
  * memory only (signaling/limits.ts).
  */
-import { type KeyObject, randomFillSync } from "node:crypto";
+import { createHmac, createSecretKey, type KeyObject, randomBytes } from "node:crypto";
 import type { Duplex } from "node:stream";
 import type { Registry } from "prom-client";
 import { equalBytes, fromHex, toHex } from "../core/bytes.ts";
@@ -51,6 +51,7 @@ import { createUpgrader, type ServerSocket as WebSocket, type WsImpl } from "../
 import { audienceAccepted } from "./audience.ts";
 import type { InstanceMessage, RoomPeer } from "./cluster-wire.ts";
 import type { SignalingConfig } from "./config.ts";
+import { Conn } from "./conn.ts";
 import {
   EnvelopeNonceBudget,
   RecentNonces,
@@ -64,7 +65,7 @@ import { IdentityCache, registerSignatureValid } from "./register-check.ts";
 import { PeerRegistry, type Registration } from "./registry.ts";
 import { RoomTable } from "./rooms.ts";
 import { SharedSourceLimits, sourceTagKey } from "./shared-limits.ts";
-import { issueIceServers, needsIceRenewal, turnTag } from "./turn-credentials.ts";
+import { issueIceServers, needsIceRenewal } from "./turn-credentials.ts";
 
 /** What a refused ROOM_JOIN says (signaling/rooms.ts decides which). */
 const ROOM_REFUSALS = {
@@ -86,6 +87,8 @@ export interface SignalingDeps {
 const UNAVAILABLE_MESSAGE = "the server cannot reach its shared state (Redis) right now; retry shortly";
 /** Requests one connection may have waiting behind one that waits for Redis; more are refused. */
 const MAX_BACKLOG = 64;
+/** Distinct Host header values shared between connections (internHost). */
+const MAX_HOSTS = 64;
 
 export interface SignalingStats {
   connections: number;
@@ -115,52 +118,6 @@ type ConnSocket = WebSocket & { [CONN]?: Conn };
 /** An upgrade's source admission, on its socket until the handshake completes. */
 const ADMITTED = Symbol("loft.signalingAdmitted");
 type AdmittedSocket = Duplex & { [ADMITTED]?: SourceState | undefined };
-
-interface Conn {
-  readonly id: number;
-  readonly ws: WebSocket;
-  readonly source: SourceState;
-  /**
-   * The connection's message bucket, made at the first frame and forgotten by the heartbeat once
-   * it has refilled (a full bucket is what a fresh one is): idle connections hold none.
-   */
-  bucket: TokenBucket | undefined;
-  /** The Host the client addressed (for the default audience check). */
-  readonly host: string | undefined;
-  /** What every REGISTER on this connection must carry as its nonce. */
-  readonly challenge: Uint8Array<ArrayBuffer>;
-  /** Timestamp of the last REGISTER accepted here; a later one must be greater. */
-  lastRegisterAt: number;
-  /** The registered identity's key, for verifying its envelopes natively. */
-  publicKey: KeyObject | undefined;
-  /** Envelope nonces this connection's sender used within the skew window. */
-  envelopeNonces: RecentNonces | undefined;
-  alive: boolean;
-  hello: boolean;
-  reg: Registration<Conn> | undefined;
-  /** The keys it watches (SUBSCRIBE); NONE, shared, until it watches any. */
-  watching: ReadonlySet<string>;
-  /** What this connection was last told about each watched key (online or not); made on first use. */
-  shown: Map<string, boolean> | undefined;
-  /** When set (SUBSCRIBE `only_watched`), the identities that may see this registration. */
-  visibleTo: Set<string> | undefined;
-  violations: number;
-  /** Room hashes (hex) this connection is present in, as its registered identity (signaling/rooms.ts). */
-  rooms: Set<string> | undefined;
-  /** ROOM_JOINs this connection may still send now; made and forgotten as `bucket` is. */
-  joinBucket: TokenBucket | undefined;
-  /** Random tag of this connection's TURN usernames (signaling/turn-credentials.ts). */
-  readonly turnTag: string;
-  /** When the ICE servers last pushed to this connection expire; undefined: none pushed yet. */
-  iceUntil: number | undefined;
-  closed: boolean;
-  onClosed: (() => void) | undefined;
-  /** A request of this connection is waiting for Redis; later ones wait in `backlog` (in order). */
-  busy: boolean;
-  backlog: ClientMessage[] | undefined;
-  /** With --redis: the change number of this connection's last accepted REGISTER. */
-  sharedQ: number;
-}
 
 /**
  * The watched keys of every connection that watches none: one shared empty set, not one per
@@ -267,6 +224,37 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
   });
   const turn = { urls: config.turnUrls, secret: config.turnSecret, ttlSeconds: config.turnTtlSeconds };
   let nextConnId = 1;
+  /** At shutdown, what each connection's close resolves (close() waits for them). */
+  const closeWaiters = new Map<Conn, () => void>();
+  /**
+   * The CHALLENGE of a connection (docs/protocol/signaling.md, "Replay protection"): HMAC-SHA-256
+   * of its number under a key drawn when the service starts, cut to 16 bytes. Unpredictable to
+   * clients, never the same for two connections of this process (their numbers differ), nor after
+   * a restart or on another instance (each draws its own key). Computed when it is pushed and when
+   * a REGISTER is checked, stored nowhere: an idle connection holds no buffer for it (a 16-byte
+   * slice of Node's buffer pool kept that pool's 8 KiB slabs alive, ~230 bytes per connection;
+   * bench/idle-census.ts).
+   */
+  const challengeKey = createSecretKey(randomBytes(32));
+  const challengeOf = (conn: Conn): Uint8Array<ArrayBuffer> =>
+    new Uint8Array(
+      createHmac("sha256", challengeKey).update(String(conn.id)).digest().subarray(0, SIGNALING.NONCE_BYTES),
+    );
+  /**
+   * Host header values, one string shared by every connection that sent it (the audience check
+   * reads it at REGISTER): a deployment has a few names, so idle connections do not each keep a
+   * copy. Bounded (MAX_HOSTS values of a host name's length at most): others are kept by their
+   * connection as before.
+   */
+  const hosts = new Map<string, string>();
+  function internHost(host: string | undefined): string | undefined {
+    if (host === undefined) return undefined;
+    const known = hosts.get(host);
+    if (known !== undefined) return known;
+    // A host name and port fit in 261 characters; longer values are not worth keeping for others.
+    if (hosts.size < MAX_HOSTS && host.length <= 261) hosts.set(host, host);
+    return host;
+  }
   let closing = false;
   let closePromise: Promise<void> | undefined;
 
@@ -613,7 +601,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         "STALE_TIMESTAMP",
         `timestamp is more than ${config.clockSkewSeconds} s from server time`,
       );
-    if (!equalBytes(req.nonce, conn.challenge))
+    if (!equalBytes(req.nonce, challengeOf(conn)))
       return refuse("BAD_CHALLENGE", "nonce is not this connection's CHALLENGE");
     if (req.timestamp <= conn.lastRegisterAt)
       return refuse("REPLAY", "timestamp not after the last REGISTER on this connection");
@@ -1223,40 +1211,15 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     sources.release(conn.source);
     metrics.closes.inc({ code: String(code) });
     updateGauges();
-    conn.onClosed?.();
+    const waiter = closeWaiters.get(conn);
+    if (waiter) {
+      closeWaiters.delete(conn);
+      waiter();
+    }
   }
 
   function onConnection(ws: WebSocket, source: SourceState, host: string | undefined): void {
-    const conn: Conn = {
-      id: nextConnId++,
-      ws,
-      source,
-      bucket: undefined,
-      host,
-      // A slice of Node's shared buffer pool, not an ArrayBuffer of its own (~250 bytes less).
-      challenge: randomFillSync(
-        Buffer.allocUnsafe(SIGNALING.NONCE_BYTES),
-      ) as unknown as Uint8Array<ArrayBuffer>,
-      lastRegisterAt: 0,
-      publicKey: undefined,
-      envelopeNonces: undefined,
-      alive: true,
-      hello: false,
-      reg: undefined,
-      watching: NONE,
-      shown: undefined,
-      visibleTo: undefined,
-      violations: 0,
-      rooms: undefined,
-      joinBucket: undefined,
-      turnTag: turnTag(),
-      iceUntil: undefined,
-      closed: false,
-      onClosed: undefined,
-      busy: false,
-      backlog: undefined,
-      sharedQ: 0,
-    };
+    const conn = new Conn(nextConnId++, ws, source, internHost(host), NONE);
     conns.add(conn);
     connsById.set(conn.id, conn);
     metrics.connectionsTotal.inc();
@@ -1273,7 +1236,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
     ws.on("close", onSocketClose);
     if (ws.readyState === ws.OPEN) {
       ws.send(encodeVersionHeader(SIGNALING_VERSION));
-      ws.send(serverCodec.encode({ t: "CHALLENGE", challenge: conn.challenge }));
+      ws.send(serverCodec.encode({ t: "CHALLENGE", challenge: challengeOf(conn) }));
     }
   }
 
@@ -1408,7 +1371,7 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
         (conn) =>
           new Promise<void>((resolve) => {
             if (conn.closed) return resolve();
-            conn.onClosed = resolve;
+            closeWaiters.set(conn, resolve);
             // Spread the reconnects of every client over a few seconds.
             const spread = config.reconnectSpreadMs;
             const reconnect = Math.floor(spread / 10 + Math.random() * (spread - spread / 10));

@@ -42,7 +42,8 @@ const PAYLOAD_BYTES = 16 * 1024;
 const PAYLOADS = QUICK ? 200 : 500;
 const REPEATS = Number(process.env.LOFT_BENCH_REPEATS ?? (QUICK ? 2 : 5));
 const ENGINE_MESSAGES = QUICK ? 50 : 300;
-const REGISTRATIONS = QUICK ? 300 : 2_000;
+/** `LOFT_BENCH_REGISTRATIONS=0` skips (c), e.g. for throughput A/B runs on a loaded machine. */
+const REGISTRATIONS = Number(process.env.LOFT_BENCH_REGISTRATIONS ?? (QUICK ? 300 : 2_000));
 /** `--profile`: one more batch of each E2EE path under the Chromium CPU profiler, both pages. */
 const PROFILE = process.argv.includes("--profile");
 /** `--first-only`: only the first-message runs (`LOFT_BENCH_FIRST_RUNS` of them), no throughput. */
@@ -474,7 +475,8 @@ async function main() {
 
     // (c) signaling registrations and memory per registered peer
     log(`  registering ${REGISTRATIONS} peers on a fresh signaling process…`);
-    const reg = await measureRegistrations(REGISTRATIONS);
+    const reg =
+      REGISTRATIONS > 0 ? await measureRegistrations(REGISTRATIONS) : { peers: 0, rss_per_peer_kib: 0 };
     const chromium = browser.version();
 
     const firstMs = median(firsts);

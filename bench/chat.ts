@@ -42,7 +42,8 @@ const PAYLOAD_BYTES = 16 * 1024;
 const PAYLOADS = QUICK ? 200 : 500;
 const REPEATS = Number(process.env.LOFT_BENCH_REPEATS ?? (QUICK ? 2 : 5));
 const ENGINE_MESSAGES = QUICK ? 50 : 300;
-const REGISTRATIONS = QUICK ? 300 : 2_000;
+/** `LOFT_BENCH_REGISTRATIONS=0` skips (c), e.g. for throughput A/B runs on a loaded machine. */
+const REGISTRATIONS = Number(process.env.LOFT_BENCH_REGISTRATIONS ?? (QUICK ? 300 : 2_000));
 /** `--profile`: one more batch of each E2EE path under the Chromium CPU profiler, both pages. */
 const PROFILE = process.argv.includes("--profile");
 /** `--first-only`: only the first-message runs (`LOFT_BENCH_FIRST_RUNS` of them), no throughput. */
@@ -72,7 +73,8 @@ import { pageCrypto } from ${repoModule("web/src/crypto.ts")};
 import { WebRtcLink } from ${repoModule("web/src/net/webrtc-link.ts")};
 import { establishSession } from ${repoModule("core/session/index.ts")};
 import { bootstrapChatRatchet, freshRatchetKeyPair, RATCHET_KEY_EXTENSION } from ${repoModule("web/src/engine/ratchet-store.ts")};
-import { ratchetEncryptParts, ratchetDecrypt } from ${repoModule("core/ratchet/index.ts")};
+import { ratchetEncryptParts, ratchetDecrypt, ratchetEncryptBatch, ratchetDecryptBatch } from ${repoModule("core/ratchet/index.ts")};
+import { FLUSH_BATCH } from ${repoModule("web/src/engine/messages.ts")};
 import { RATCHET_FRAME_TYPE, decodeSessionFrame } from ${repoModule("web/src/engine/wire.ts")};
 
 const s = { links: [], named: {}, sessions: {} };
@@ -166,13 +168,16 @@ window.loftBench = {
   },
   // name "e2ee": what the engine runs (the page's provider: WebCrypto where native; the AES-GCM
   // Noise suite offered, as to a contact known to answer offers; ratchet message version 0x02,
-  // as to a peer that announced ratchet.v2); name "v1": the same with ratchet version 0x01
-  // (XChaCha20-Poly1305 body), the path before ratchet v2; name "noble": the path before
-  // issue #10 (noble for everything, ChaChaPoly_BLAKE2s). Both kept as same-run references.
+  // as to a peer that announced ratchet.v2; messages encrypted FLUSH_BATCH at a time, as the
+  // engine's outbox flush does, and decrypted in runs of what has arrived: ratchetEncryptBatch /
+  // ratchetDecryptBatch); name "serial": the same one message at a time (the path before
+  // session 14); name "v1": one at a time with ratchet version 0x01 (XChaCha20-Poly1305 body),
+  // the path before ratchet v2; name "noble": the path before issue #10 (noble for everything,
+  // ChaChaPoly_BLAKE2s). The last three kept as same-run references.
   // Returns the handshake's ms (over the already open data channel) and the protocol name.
   async e2eeSession(name, initiator) {
     const link = s.named[name];
-    const engine = name === "e2ee" || name === "v1";
+    const engine = name !== "noble";
     const opts = engine ? { crypto: pageCrypto } : {};
     const start = performance.now();
     let session;
@@ -188,34 +193,56 @@ window.loftBench = {
       r = await bootstrapChatRatchet(session, s.user.identity.verified.identity_key, kp, opts.crypto);
     }
     if (!r.ok) throw r.error;
-    const ratchetOpts = name === "e2ee" ? { ...opts, messageVersion: 2 } : opts;
-    s.sessions[name] = { session, ratchet: r.value.state, opts: ratchetOpts };
+    const ratchetOpts = name === "e2ee" || name === "serial" ? { ...opts, messageVersion: 2 } : opts;
+    s.sessions[name] = { session, ratchet: r.value.state, opts: ratchetOpts, batched: name === "e2ee" };
     return { ms: performance.now() - start, protocol: session.protocolName };
   },
-  // One Double Ratchet message per payload inside a Noise transport frame (a chat message's path;
-  // sent in parts, the body copied once: the app's peer-ratchet.ts joins it into a RATCHET frame first).
+  // One Double Ratchet message per payload inside a Noise transport frame (a chat message's path,
+  // peer-ratchet.ts sendApps: sent in parts, the body copied once, into the Noise frame).
   async e2eeSend(name, n, size) {
     const link = s.named[name];
     const e = s.sessions[name];
     const payload = crypto.getRandomValues(new Uint8Array(size));
     const start = performance.now();
-    for (let i = 0; i < n; i++) {
-      const { state, prefix, body } = await ratchetEncryptParts(e.ratchet, payload, Date.now(), e.opts);
-      e.ratchet = state;
-      e.session.sendParts([RATCHET_FRAME_TYPE, prefix, body]);
-      await link.drain();
+    if (e.batched) {
+      for (let i = 0; i < n; i += FLUSH_BATCH) {
+        const k = Math.min(FLUSH_BATCH, n - i);
+        const batch = await ratchetEncryptBatch(e.ratchet, new Array(k).fill(payload), Date.now(), e.opts);
+        e.ratchet = batch.state;
+        for (const m of batch.messages) e.session.sendParts([RATCHET_FRAME_TYPE, m.prefix, m.body]);
+        await link.drain();
+      }
+    } else {
+      for (let i = 0; i < n; i++) {
+        const { state, prefix, body } = await ratchetEncryptParts(e.ratchet, payload, Date.now(), e.opts);
+        e.ratchet = state;
+        e.session.sendParts([RATCHET_FRAME_TYPE, prefix, body]);
+        await link.drain();
+      }
     }
     await e.session.receive(); // "done"
     return performance.now() - start;
   },
   async e2eeReceive(name, n) {
     const e = s.sessions[name];
-    for (let i = 0; i < n; i++) {
-      const f = decodeSessionFrame(await e.session.receive());
+    const message = (frame) => {
+      const f = decodeSessionFrame(frame);
       if (!f.ok || f.value.type !== "ratchet") throw new Error("unexpected frame");
-      const r = await ratchetDecrypt(e.ratchet, f.value.message, Date.now(), e.opts);
-      if (!r.ok) throw r.error;
-      e.ratchet = r.value.state;
+      return f.value.message;
+    };
+    for (let i = 0; i < n; ) {
+      if (e.batched) {
+        const frames = await e.session.receiveMany(Math.min(4 * FLUSH_BATCH, n - i));
+        const r = await ratchetDecryptBatch(e.ratchet, frames.map(message), Date.now(), e.opts);
+        e.ratchet = r.state;
+        for (const x of r.results) if (!x.ok) throw x.error;
+        i += frames.length;
+      } else {
+        const r = await ratchetDecrypt(e.ratchet, message(await e.session.receive()), Date.now(), e.opts);
+        if (!r.ok) throw r.error;
+        e.ratchet = r.value.state;
+        i++;
+      }
     }
     e.session.send(new Uint8Array([1]));
   },
@@ -382,10 +409,8 @@ async function main() {
       await callPage(b, "newLink", name, false);
       await Promise.all([callPage(a, "linkOpen", name), callPage(b, "linkOpen", name)]);
     };
-    await open("raw");
-    await open("e2ee");
-    await open("v1");
-    await open("noble");
+    const names = ["raw", "e2ee", "serial", "v1", "noble"];
+    for (const name of names) await open(name);
     const sessionUp = async (name: string) => {
       const [ia] = await Promise.all([
         callPage<{ ms: number; protocol: string }>(a, "e2eeSession", name, true),
@@ -400,13 +425,11 @@ async function main() {
       if (i > 0) {
         await callPage(a, "closeLinks");
         await callPage(b, "closeLinks");
-        await open("raw");
-        await open("e2ee");
-        await open("v1");
-        await open("noble");
+        for (const name of names) await open(name);
       }
       handshakes.push((await sessionUp("e2ee")).ms);
     }
+    await sessionUp("serial");
     await sessionUp("v1");
     await sessionUp("noble");
     const path = (name: string, send: string, receive: string, link?: string): Subject => ({
@@ -424,11 +447,12 @@ async function main() {
     const raw = path("raw", "rawSend", "rawReceive");
     const e2ee = path("E2EE", "e2eeSend", "e2eeReceive", "e2ee");
     const stream = path("stream", "streamSend", "streamReceive", "e2ee");
+    const serial = path("E2EE one by one", "e2eeSend", "e2eeReceive", "serial");
     const v1 = path("E2EE ratchet 0x01", "e2eeSend", "e2eeReceive", "v1");
     const noble = path("E2EE noble", "e2eeSend", "e2eeReceive", "noble");
-    const subjects = [raw, e2ee, v1, stream, noble];
+    const subjects = [raw, e2ee, serial, v1, stream, noble];
     const paths = await alternate(subjects, { rounds: REPEATS, sliceSeconds: 0, warmupSeconds: 0 });
-    const profiles = PROFILE ? await profileBatches(a, b, [raw, e2ee, stream]) : undefined;
+    const profiles = PROFILE ? await profileBatches(a, b, [raw, e2ee, serial, stream]) : undefined;
     await callPage(a, "closeLinks");
     await callPage(b, "closeLinks");
     // Medians of the batches (single batches on a shared 2-core machine vary a lot), and the
@@ -439,6 +463,9 @@ async function main() {
     const e2eeVsRaw = sliceRatio(rateOf(paths, e2ee.name), rateOf(paths, raw.name));
     const streamRate = mbPerSecond(rateOf(paths, stream.name));
     const streamVsRaw = sliceRatio(rateOf(paths, stream.name), rateOf(paths, raw.name));
+    const serialRate = mbPerSecond(rateOf(paths, serial.name));
+    const serialVsRaw = sliceRatio(rateOf(paths, serial.name), rateOf(paths, raw.name));
+    const e2eeVsSerial = sliceRatio(rateOf(paths, e2ee.name), rateOf(paths, serial.name));
     const v1Rate = mbPerSecond(rateOf(paths, v1.name));
     const v1VsRaw = sliceRatio(rateOf(paths, v1.name), rateOf(paths, raw.name));
     const e2eeVsV1 = sliceRatio(rateOf(paths, e2ee.name), rateOf(paths, v1.name));
@@ -448,7 +475,8 @@ async function main() {
 
     // (c) signaling registrations and memory per registered peer
     log(`  registering ${REGISTRATIONS} peers on a fresh signaling process…`);
-    const reg = await measureRegistrations(REGISTRATIONS);
+    const reg =
+      REGISTRATIONS > 0 ? await measureRegistrations(REGISTRATIONS) : { peers: 0, rss_per_peer_kib: 0 };
     const chromium = browser.version();
 
     const firstMs = median(firsts);
@@ -462,6 +490,13 @@ async function main() {
           unit: "MB/s",
           baseline: { name: "raw data channel", value: rawRate },
           ratio: e2eeVsRaw,
+        },
+        {
+          name: "E2EE one message at a time (before session 14's batches)",
+          value: serialRate,
+          unit: "MB/s",
+          baseline: { name: "raw data channel", value: rawRate },
+          ratio: serialVsRaw,
         },
         {
           name: "E2EE with ratchet 0x01 (XChaCha20-Poly1305 body, before ratchet v2)",
@@ -499,6 +534,9 @@ async function main() {
         e2ee_mb_s: Math.round(e2eeRate * 10) / 10,
         raw_mb_s: Math.round(rawRate * 10) / 10,
         e2ee_vs_raw: Math.round(e2eeVsRaw * 1000) / 1000,
+        e2ee_serial_mb_s: Math.round(serialRate * 10) / 10,
+        e2ee_serial_vs_raw: Math.round(serialVsRaw * 1000) / 1000,
+        e2ee_vs_serial: Math.round(e2eeVsSerial * 1000) / 1000,
         e2ee_v1_mb_s: Math.round(v1Rate * 10) / 10,
         e2ee_v1_vs_raw: Math.round(v1VsRaw * 1000) / 1000,
         e2ee_vs_v1: Math.round(e2eeVsV1 * 1000) / 1000,

@@ -24,6 +24,11 @@ export interface Link {
    * when the link closes before one arrives. Messages received while nobody waits are queued.
    */
   receive(): Promise<Uint8Array>;
+  /**
+   * Optional: `receive()`, then the messages already queued behind that one, up to `max` in all
+   * (QueueLink has it): for a reader that handles a run of messages in one go.
+   */
+  receiveMany?(max: number): Promise<Uint8Array[]>;
   /** Close the link (idempotent). The remote side observes `remote-closed`. */
   close(reason?: string, detail?: string): void;
   /** Resolves once the link is closed, with why. */

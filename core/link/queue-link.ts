@@ -55,6 +55,19 @@ export abstract class QueueLink implements Link {
     return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
   }
 
+  /**
+   * `receive()`, then every message already queued behind that one, up to `max` in all (at
+   * least one), in order: for a consumer that handles a run of messages in one go (the ratchet's
+   * `ratchetDecryptBatch`). Rejects as `receive()` does.
+   */
+  async receiveMany(max: number): Promise<Uint8Array[]> {
+    if (!Number.isSafeInteger(max) || max < 1)
+      throw new RangeError("receiveMany: max must be a positive integer");
+    const out = [await this.receive()];
+    while (out.length < max && this.#inbox.length > 0) out.push(this.#inbox.shift()!);
+    return out;
+  }
+
   close(reason = "closed", detail?: string): void {
     this.finish({ reason, ...(detail === undefined ? {} : { detail }) }, true);
   }

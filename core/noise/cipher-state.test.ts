@@ -411,3 +411,84 @@ describe("CipherState with k imported once (Aead.withKey: WebCrypto AES-GCM)", (
       expect(!x.ok && x.error.code).toBe("LOFT_ERR_HANDSHAKE_STATE");
   });
 });
+
+/**
+ * The batch calls (docs/protocol/session.md §4): `encryptBatchWithAd` gives the ciphertexts of
+ * `encryptWithAd` called once per plaintext, `decryptBatchWithAd` the plaintexts of
+ * `decryptWithAd` in order up to the first failure, with n past exactly the ones that opened —
+ * through the imported key (WebCrypto, the AEAD calls overlapping, finishing in any order) and
+ * through a key copy per call (noble).
+ */
+describe("CipherState batches", () => {
+  const web = platformWebCrypto()!;
+  const aes = webCryptoParts({ subtle: web.subtle, getRandomValues: (a) => web.getRandomValues(a) })
+    .aes256gcm!;
+  const kinds = [
+    ["WebCrypto AES-GCM (imported key)", () => new CipherState(key, aes, AESGCM_SHA256.writeNonce)],
+    ["noble ChaChaPoly (a key copy per call)", () => new CipherState(key)],
+  ] as const;
+  const messages = Array.from({ length: 9 }, (_, i) => utf8(`frame ${i} `.repeat(i + 1)));
+
+  it.each(kinds)("%s: a batch seals as one call per frame, and opens back", async (_, make) => {
+    const one = make();
+    const want: Uint8Array[] = [];
+    for (const m of messages) {
+      const r = await one.encryptWithAd(ad, m);
+      if (!r.ok) throw r.error;
+      want.push(r.value);
+    }
+    const batch = make();
+    const got = await batch.encryptBatchWithAd(ad, messages);
+    expect(got.ok && got.value).toEqual(want);
+    expect(batch.nonce).toBe(BigInt(messages.length));
+    const receiver = make();
+    const opened = await receiver.decryptBatchWithAd(ad, want);
+    expect(opened).toEqual({ opened: messages });
+    expect(receiver.nonce).toBe(BigInt(messages.length));
+  });
+
+  it.each(kinds)(
+    "%s: a forged or short frame stops the batch there; n is past the ones before it",
+    async (_, make) => {
+      const sender = make();
+      const sealed = await sender.encryptBatchWithAd(ad, messages);
+      if (!sealed.ok) throw sealed.error;
+      const frames = sealed.value.map((c) => c.slice());
+      frames[4]![3]! ^= 1;
+      const receiver = make();
+      const r = await receiver.decryptBatchWithAd(ad, frames);
+      expect(r.opened).toEqual(messages.slice(0, 4));
+      expect(r.error?.code).toBe("LOFT_ERR_DECRYPT");
+      expect(receiver.nonce).toBe(4n);
+      // The genuine frame 4 and the rest still open: the failure used no nonce (Noise §5.1).
+      const rest = await receiver.decryptBatchWithAd(ad, sealed.value.slice(4));
+      expect(rest).toEqual({ opened: messages.slice(4) });
+      const short = await make().decryptBatchWithAd(ad, [
+        sealed.value[0]!,
+        new Uint8Array(15),
+        sealed.value[2]!,
+      ]);
+      expect(short.opened).toEqual([messages[0]]);
+      expect(short.error?.code).toBe("LOFT_ERR_DECRYPT");
+    },
+  );
+
+  it("a rekey between batches applies to the batch called after it; a wiped state fails the batch", async () => {
+    const [a, b] = [kinds[0][1](), kinds[0][1]()];
+    const first = a.encryptBatchWithAd(ad, messages.slice(0, 3));
+    const rekeyed = a.rekey();
+    const second = a.encryptBatchWithAd(ad, messages.slice(3, 6));
+    await rekeyed;
+    const [x, y] = [await first, await second];
+    if (!x.ok || !y.ok) throw new Error("seal failed");
+    expect((await b.decryptBatchWithAd(ad, x.value)).opened).toEqual(messages.slice(0, 3));
+    await b.rekey();
+    expect((await b.decryptBatchWithAd(ad, y.value)).opened).toEqual(messages.slice(3, 6));
+    const wiped = kinds[0][1]();
+    const pending = wiped.encryptBatchWithAd(ad, messages);
+    wiped.wipe();
+    const w = await pending;
+    expect(!w.ok && w.error.code).toBe("LOFT_ERR_HANDSHAKE_STATE");
+    expect((await wiped.decryptBatchWithAd(ad, x.value)).error?.code).toBe("LOFT_ERR_HANDSHAKE_STATE");
+  });
+});

@@ -19,13 +19,16 @@
  * - where the AEAD offers it (`Aead.withKey`: WebCrypto), `k` is imported once, on first use, into
  *   a non-extractable key that InitializeKey, Rekey and `wipe()` drop: no import per message. A
  *   call in flight keeps the key object it started with, so the rule above holds.
+ * - `encryptBatchWithAd` / `decryptBatchWithAd` are each one queued operation whose AEAD calls
+ *   run together (nonces n, n+1, … in order): the same bytes as one call per message, with the
+ *   round trips of an asynchronous AEAD overlapping (docs/protocol/session.md §5, "Runs of frames").
  * A CipherState carries one direction (Noise §5.2 Split): don't mix encrypts and decrypts on one
  * instance concurrently.
  */
 import { abytes } from "../bytes.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
 import type { Aead, KeyedAead } from "../crypto/provider.ts";
-import { err, ok, type Result } from "../errors.ts";
+import { err, LoftError, ok, type Result } from "../errors.ts";
 import { KEYLEN, rekey, TAGLEN } from "./primitives.ts";
 import { CHACHAPOLY_BLAKE2S, type NoiseSuite } from "./suite.ts";
 
@@ -43,6 +46,11 @@ class KeyCopyAead implements KeyedAead {
   constructor(aead: Aead, k: Uint8Array) {
     this.#aead = aead;
     this.#k = k;
+  }
+
+  /** Wipe the key copy of a call that will not be made. */
+  wipeCopy(): void {
+    this.#k.fill(0);
   }
 
   async seal(
@@ -230,6 +238,125 @@ export class CipherState {
       this.#increment();
       return ok(plaintext);
     });
+  }
+
+  /**
+   * `encryptWithAd(ad, p)` for each plaintext in order, as one queued operation: nonces n, n+1, …
+   * taken at the call, the same ciphertexts — but every AEAD call of the batch in flight at once
+   * (an asynchronous AEAD such as WebCrypto then overlaps them instead of one round trip after
+   * another; docs/protocol/session.md §5, "Runs of frames"). No `output`: the ciphertexts are fresh arrays. An
+   * error (wiped, nonce exhausted part-way) fails the whole batch.
+   */
+  encryptBatchWithAd(ad: Uint8Array, plaintexts: readonly Uint8Array[]): Promise<Result<Uint8Array[]>> {
+    if (this.#wiped) return Promise.resolve(err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped"));
+    if (this.#k === undefined) return Promise.resolve(ok([...plaintexts]));
+    const nonces: Uint8Array[] = [];
+    for (let i = 0; i < plaintexts.length; i++) {
+      if (this.#exhausted())
+        return Promise.resolve(err("LOFT_ERR_NONCE_EXHAUSTED", "nonce 2^64-1 is reserved (Noise §5.1)"));
+      const nonce = new Uint8Array(12);
+      this.#writeNonce(nonce, this.#lo, this.#hi);
+      this.#increment();
+      nonces.push(nonce);
+    }
+    return this.#enqueue(async () => {
+      const aead = await this.#aeadForOneCall();
+      if (aead === undefined) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
+      if (aead instanceof KeyCopyAead) {
+        // One key copy per call (each wiped when its call returns): one after the other.
+        aead.wipeCopy();
+        const out: Uint8Array[] = [];
+        for (let i = 0; i < plaintexts.length; i++) {
+          const one = await this.#aeadForOneCall();
+          if (one === undefined) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
+          out.push(await one.seal(nonces[i]!, ad, plaintexts[i]!));
+        }
+        return ok(out);
+      }
+      return ok(await Promise.all(plaintexts.map((p, i) => aead.seal(nonces[i]!, ad, p))));
+    });
+  }
+
+  /**
+   * `decryptWithAd(ad, c)` for each ciphertext in order until one fails, as one queued operation,
+   * the AEAD calls in flight at once (nonces n, n+1, …): `opened` holds the plaintexts of the
+   * ciphertexts before the first that failed (n advanced past them only), `error` why that one
+   * failed (Noise §5.1: its nonce is not used up); the ones after it are not reported.
+   */
+  decryptBatchWithAd(
+    ad: Uint8Array,
+    ciphertexts: readonly Uint8Array[],
+  ): Promise<{ opened: Uint8Array[]; error?: LoftError }> {
+    const wiped = () => ({
+      opened: [],
+      error: new LoftError("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped"),
+    });
+    if (this.#wiped) return Promise.resolve(wiped());
+    if (this.#k === undefined) return Promise.resolve({ opened: [...ciphertexts] });
+    return this.#enqueue(async () => {
+      const aead = await this.#aeadForOneCall();
+      if (aead === undefined) return wiped();
+      if (aead instanceof KeyCopyAead) {
+        aead.wipeCopy();
+        const opened: Uint8Array[] = [];
+        for (const c of ciphertexts) {
+          const one = await this.#openOne(ad, c);
+          if (!one.ok) return { opened, error: one.error };
+          opened.push(one.value);
+        }
+        return { opened };
+      }
+      // Nonces for every ciphertext as if all before it open; n advances past the prefix that did.
+      let lo = this.#lo;
+      let hi = this.#hi;
+      const calls: Promise<Uint8Array | undefined>[] = [];
+      let stop: LoftError | undefined;
+      for (const c of ciphertexts) {
+        if (lo === MAX_U32 && hi === MAX_U32) {
+          stop = new LoftError("LOFT_ERR_NONCE_EXHAUSTED", "nonce 2^64-1 is reserved (Noise §5.1)");
+          break;
+        }
+        if (c.length < TAGLEN) {
+          stop = new LoftError("LOFT_ERR_DECRYPT", "ciphertext shorter than the tag");
+          break;
+        }
+        const nonce = new Uint8Array(12);
+        this.#writeNonce(nonce, lo, hi);
+        calls.push(aead.open(nonce, ad, c));
+        lo++;
+        if (lo === U32) {
+          lo = 0;
+          hi++;
+        }
+      }
+      const results = await Promise.all(calls);
+      if (this.#wiped) return wiped();
+      const opened: Uint8Array[] = [];
+      for (const r of results) {
+        if (r === undefined) {
+          for (const later of results.slice(opened.length + 1)) later?.fill(0);
+          return { opened, error: new LoftError("LOFT_ERR_DECRYPT", "authentication failed") };
+        }
+        this.#increment();
+        opened.push(r);
+      }
+      return stop ? { opened, error: stop } : { opened };
+    });
+  }
+
+  /** One decrypt inside queued work (the batch's one-key-copy-per-call way). */
+  async #openOne(ad: Uint8Array, ciphertext: Uint8Array): Promise<Result<Uint8Array>> {
+    if (this.#exhausted()) return err("LOFT_ERR_NONCE_EXHAUSTED", "nonce 2^64-1 is reserved (Noise §5.1)");
+    if (ciphertext.length < TAGLEN) return err("LOFT_ERR_DECRYPT", "ciphertext shorter than the tag");
+    const aead = await this.#aeadForOneCall();
+    if (aead === undefined) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
+    const nonce = new Uint8Array(12);
+    this.#writeNonce(nonce, this.#lo, this.#hi);
+    const plaintext = await aead.open(nonce, ad, ciphertext);
+    if (plaintext === undefined) return err("LOFT_ERR_DECRYPT", "authentication failed");
+    if (this.#wiped) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
+    this.#increment();
+    return ok(plaintext);
   }
 
   /**

@@ -34,7 +34,9 @@ export {
 } from "./message.ts";
 export {
   canSend,
+  type DecryptBatchResult,
   type DecryptResult,
+  type EncryptBatchResult,
   type EncryptPartsResult,
   type EncryptResult,
   expireSkippedKeys,
@@ -48,7 +50,9 @@ export {
   type RatchetKeyPair,
   type RatchetOptions,
   ratchetDecrypt,
+  ratchetDecryptBatch,
   ratchetEncrypt,
+  ratchetEncryptBatch,
   ratchetEncryptParts,
   ratchetFromSecret,
 } from "./ratchet.ts";

@@ -20,6 +20,7 @@ import {
   type RatchetState,
   ratchetAssociatedData,
   ratchetDecrypt,
+  ratchetDecryptBatch,
   ratchetEncrypt,
   ratchetFromHandshake,
   serializeRatchet,
@@ -317,6 +318,99 @@ describe("ratchet properties", () => {
     );
     expect(checks).toBeGreaterThanOrEqual(FUZZ_RUNS / 2);
   });
+});
+
+/**
+ * Built once for ratchetDecryptBatch: Bob has read Alice's first message (his DH step), and holds
+ * a copy of that state; Alice's next 12 messages of that chain (both versions), then — after a
+ * reply from Bob — the first 3 of her next chain (a DH step inside a batch).
+ */
+async function runFixture() {
+  const random = seeded(2);
+  let { alice, bob } = await newPair(random);
+  const send = async (label: string, messageVersion: MessageVersion) => {
+    const r = await ratchetEncrypt(alice, utf8(label), NOW, { random, messageVersion });
+    alice = r.state;
+    return r.message;
+  };
+  const first = await send("m0", 2);
+  bob = unwrap(await ratchetDecrypt(bob, first, NOW, { random })).state;
+  const chain: Uint8Array[] = [first];
+  for (let i = 1; i <= 12; i++) chain.push(await send(`m${i}`, i % 3 === 0 ? 1 : 2));
+  const snapshot = serializeRatchet(bob);
+  const reply = await ratchetEncrypt(unwrap(deserializeRatchet(snapshot)), utf8("reply"), NOW, { random });
+  alice = unwrap(await ratchetDecrypt(alice, reply.message, NOW, { random })).state;
+  const next: Uint8Array[] = [];
+  for (let i = 0; i < 3; i++) next.push(await send(`n${i}`, 2));
+  return { snapshot, chain, next };
+}
+
+const run = await runFixture();
+
+describe("ratchetDecryptBatch properties", () => {
+  it("a batch gives the plaintexts, errors and state of ratchetDecrypt one by one: runs, gaps, replays, reorders, tampering, garbage, a DH step", async () => {
+    const pool = [...run.chain, ...run.next];
+    const edit = fc.oneof(
+      fc.record({ kind: fc.constant("flip" as const), pos: fc.nat(), at: fc.nat(), bit: fc.nat(7) }),
+      fc.record({ kind: fc.constant("insert" as const), pos: fc.nat(), pick: fc.nat() }),
+      fc.record({ kind: fc.constant("delete" as const), pos: fc.nat() }),
+      fc.record({ kind: fc.constant("swap" as const), pos: fc.nat(), other: fc.nat() }),
+      fc.record({ kind: fc.constant("truncate" as const), pos: fc.nat(), at: fc.nat() }),
+      fc.record({
+        kind: fc.constant("garbage" as const),
+        pos: fc.nat(),
+        bytes: fc.uint8Array({ maxLength: 200 }),
+      }),
+    );
+    let inputs = 0;
+    let fastRuns = 0;
+    const runs = Math.ceil(FUZZ_RUNS / 8);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 6, max: 12 }),
+        fc.array(edit, { maxLength: 3 }),
+        fc.integer(),
+        async (start, length, edits, seed) => {
+          // A run of consecutive messages from Bob's next one on (or later: a gap), then edits;
+          // Bob's state comes afresh from the snapshot for each way (a batch retires its input).
+          const batch = run.chain.slice(start, start + length).map((m) => m.slice());
+          for (const e of edits) {
+            const pos = batch.length === 0 ? 0 : e.pos % batch.length;
+            if (e.kind === "insert") batch.splice(pos, 0, pool[e.pick % pool.length]!.slice());
+            else if (e.kind === "garbage") batch.splice(pos, 0, e.bytes);
+            else if (batch.length === 0) continue;
+            else if (e.kind === "delete") batch.splice(pos, 1);
+            else if (e.kind === "swap") {
+              const o = e.other % batch.length;
+              [batch[pos], batch[o]] = [batch[o]!, batch[pos]!];
+            } else if (e.kind === "flip") batch[pos]![e.at % batch[pos]!.length]! ^= 1 << e.bit;
+            else batch[pos] = batch[pos]!.subarray(0, e.at % batch[pos]!.length);
+          }
+          inputs += batch.length;
+          if (start === 1 && edits.length === 0) fastRuns++;
+          const together = await ratchetDecryptBatch(unwrap(deserializeRatchet(run.snapshot)), batch, NOW, {
+            random: seeded(seed),
+          });
+          let state = unwrap(deserializeRatchet(run.snapshot));
+          const random = seeded(seed);
+          const oneByOne: Result<Uint8Array>[] = [];
+          for (const m of batch) {
+            const r = await ratchetDecrypt(state, m, NOW, { random });
+            if (r.ok) state = r.value.state;
+            oneByOne.push(r.ok ? { ok: true, value: r.value.plaintext } : r);
+          }
+          const show = (r: Result<Uint8Array>) => (r.ok ? text(r.value) : r.error.code);
+          expect(together.results.map(show)).toEqual(oneByOne.map(show));
+          for (const r of together.results) if (!r.ok) expect(MESSAGE_ERRORS.has(r.error.code)).toBe(true);
+          expect(equalBytes(serializeRatchet(together.state), serializeRatchet(state))).toBe(true);
+        },
+      ),
+      { numRuns: runs },
+    );
+    expect(inputs).toBeGreaterThanOrEqual(FUZZ_RUNS);
+    expect(fastRuns).toBeGreaterThan(0);
+  }, 120_000);
 });
 
 describe("ratchet state decoder properties", () => {

@@ -21,7 +21,9 @@ import {
   type RatchetState,
   ratchetAssociatedData,
   ratchetDecrypt,
+  ratchetDecryptBatch,
   ratchetEncrypt,
+  ratchetEncryptBatch,
   ratchetEncryptParts,
   ratchetFromHandshake,
   serializeRatchet,
@@ -554,4 +556,151 @@ describe("ratchetEncryptParts: the same message as ratchetEncrypt, in two parts 
       });
     },
   );
+});
+
+/**
+ * The batch calls (docs/protocol/ratchet.md §Performance): the same messages, plaintexts, errors
+ * and final state as one call per message in order — also when the provider finishes its
+ * operations in any order (jittered) — only the AEAD calls overlap. Mixed and hostile runs against
+ * the one-by-one calls: ratchet.fuzz.test.ts.
+ */
+describe("ratchetEncryptBatch / ratchetDecryptBatch: one call per message, overlapped", () => {
+  /** Nonces 1, 2, 3, … (each call draws the next): runs that draw in the same order match. */
+  const counting = () => {
+    let i = 0;
+    return (n: number) => new Uint8Array(n).fill(++i & 0xff);
+  };
+  const texts = (k: number) => Array.from({ length: k }, (_, i) => utf8(`message ${i} `.repeat(i + 1)));
+
+  it.each([
+    ["noble", 1],
+    ["noble", 2],
+    ["webcrypto", 2],
+    ["jittered", 2],
+  ] as const)(
+    "%s, version 0x0%i: the same bytes and state as ratchetEncryptParts in turn; they open in a batch",
+    async (name, v) => {
+      const crypto =
+        name === "noble"
+          ? nobleCrypto
+          : name === "webcrypto"
+            ? await createWebCryptoProvider()
+            : jitteredProvider(nobleCrypto, () => Math.floor(Math.random() * 3));
+      const { a, b } = await parties();
+      const stored = serializeRatchet(a.state);
+      const copy = () => unwrap(deserializeRatchet(stored));
+      const messageVersion = v as MessageVersion;
+      const one: Uint8Array[] = [];
+      let state = copy();
+      const random = counting();
+      for (const t of texts(7)) {
+        const r = await ratchetEncryptParts(state, t, NOW, { crypto, messageVersion, random });
+        state = r.state;
+        one.push(new Uint8Array([...r.prefix, ...r.body]));
+      }
+      const batch = await ratchetEncryptBatch(copy(), texts(7), NOW, {
+        crypto,
+        messageVersion,
+        random: counting(),
+      });
+      expect(batch.messages.map((m) => toHex(new Uint8Array([...m.prefix, ...m.body])))).toEqual(
+        one.map(toHex),
+      );
+      expect(serializeRatchet(batch.state)).toEqual(serializeRatchet(state));
+      const opened = await ratchetDecryptBatch(b.state, one, NOW, { crypto });
+      expect(opened.results.map((r) => (r.ok ? new TextDecoder().decode(r.value) : r.error.code))).toEqual(
+        texts(7).map((t) => new TextDecoder().decode(t)),
+      );
+      expect(opened.state.recvCount).toBe(7);
+    },
+  );
+
+  it("the bodies of a run are sealed and opened together (every AES-GCM call of the run in flight at once)", async () => {
+    let inFlight = 0;
+    let most = 0;
+    const track =
+      <A extends unknown[], R>(f: (...a: A) => Promise<R>) =>
+      async (...a: A): Promise<R> => {
+        most = Math.max(most, ++inFlight);
+        try {
+          await new Promise((r) => setTimeout(r, 1));
+          return await f(...a);
+        } finally {
+          inFlight--;
+        }
+      };
+    const gcm = nobleCrypto.aes256gcm;
+    const crypto = {
+      ...nobleCrypto,
+      aes256gcm: {
+        nonceLength: gcm.nonceLength,
+        seal: track(gcm.seal.bind(gcm)),
+        open: track(gcm.open.bind(gcm)),
+      },
+    };
+    const { a, b } = await parties();
+    const sent = await ratchetEncryptBatch(a.state, texts(6), NOW, { crypto, messageVersion: 2 });
+    expect(most).toBe(6);
+    most = 0;
+    const opened = await ratchetDecryptBatch(
+      b.state,
+      sent.messages.map((m) => new Uint8Array([...m.prefix, ...m.body])),
+      NOW,
+      { crypto },
+    );
+    expect(opened.results.every((r) => r.ok)).toBe(true);
+    // Bob's first message is his DH ratchet step, read on its own; the five after it, together.
+    expect(most).toBe(5);
+  });
+
+  it("a batch that cannot be sent throws and leaves the state usable; an empty batch changes nothing", async () => {
+    const { a, b } = await parties();
+    await expect(ratchetEncryptBatch(b.state, [utf8("too early")], NOW)).rejects.toThrow(/cannot send/);
+    expect(canSend(b.state)).toBe(false);
+    const empty = await ratchetEncryptBatch(a.state, [], NOW);
+    expect(empty.messages).toEqual([]);
+    a.state = empty.state;
+    const none = await ratchetDecryptBatch(b.state, [], NOW);
+    expect(none).toEqual({ state: b.state, results: [] });
+    // b's state is still live: a real message opens.
+    const m = await ratchetEncrypt(unwrap(deserializeRatchet(serializeRatchet(a.state))), utf8("hi"), NOW);
+    expect(unwrap(await ratchetDecrypt(b.state, m.message, NOW)).plaintext).toEqual(utf8("hi"));
+  });
+
+  it("a tampered body in a run: that message is refused, the others open, state as one by one (DR §3.5)", async () => {
+    const { a, b } = await parties();
+    expect((await b.receive(await a.send("first"))).ok).toBe(true); // Bob's DH step: before the runs
+    const msgs = await sequence(5, (i) => a.send(`m${i}`));
+    const bad = msgs[2]!.slice();
+    bad[bad.length - 1]! ^= 1;
+    const stored = serializeRatchet(b.state);
+    const copy = () => unwrap(deserializeRatchet(stored));
+    // The first run takes the fast way until the tampered body fails; the second (a replay at
+    // its end) never does.
+    for (const [run, expected] of [
+      [
+        [msgs[0]!, msgs[1]!, bad, msgs[3]!, msgs[4]!],
+        ["ok", "ok", "LOFT_ERR_DECRYPT", "ok", "ok"],
+      ],
+      [
+        [msgs[0]!, msgs[1]!, bad, msgs[3]!, msgs[4]!, msgs[0]!],
+        ["ok", "ok", "LOFT_ERR_DECRYPT", "ok", "ok", "LOFT_ERR_REPLAY"],
+      ],
+    ] as const) {
+      const batch = await ratchetDecryptBatch(copy(), run, NOW);
+      let seq = copy();
+      const codes: string[] = [];
+      for (const m of run) {
+        const r = await ratchetDecrypt(seq, m, NOW);
+        codes.push(codeOf(r));
+        if (r.ok) seq = r.value.state;
+      }
+      expect(batch.results.map(codeOf)).toEqual(codes);
+      expect(codes).toEqual(expected);
+      expect(serializeRatchet(batch.state)).toEqual(serializeRatchet(seq));
+      // The tampered message's key was kept as skipped: the genuine one still opens, once.
+      const late = await ratchetDecryptBatch(batch.state, [msgs[2]!, msgs[2]!], NOW);
+      expect(late.results.map(codeOf)).toEqual(["ok", "LOFT_ERR_REPLAY"]);
+    }
+  });
 });

@@ -329,6 +329,90 @@ export function ratchetEncryptParts(
   });
 }
 
+/** `ratchetEncryptBatch`'s result: the state after the last message, and each message in parts. */
+export interface EncryptBatchResult {
+  readonly state: RatchetState;
+  readonly messages: readonly SealedParts[];
+}
+
+/**
+ * `ratchetEncryptParts` of each plaintext in turn, in one call: the same messages (N = sendCount,
+ * sendCount + 1, …, each with its own random nonce) and the same final state as that many calls in
+ * order — but only KDF_CK (DR §5.2), which each step needs from the one before, runs one step at
+ * a time; the header and body seals of all the messages then run together. With a provider whose
+ * AEAD is asynchronous (WebCrypto: each call a round trip to the browser's crypto thread) the
+ * seals overlap instead of waiting on each other (docs/protocol/ratchet.md §Performance).
+ *
+ * The caller's duties do not change (DR §3.5): store the returned state before any of the
+ * messages leaves. Nothing is returned, and `state` stays usable, if any step throws.
+ */
+export function ratchetEncryptBatch(
+  state: RatchetState,
+  plaintexts: readonly Uint8Array[],
+  now: number,
+  options: RatchetOptions = {},
+): Promise<EncryptBatchResult> {
+  return onState(state, async () => {
+    const crypto = options.crypto ?? nobleCrypto;
+    assertLive(state);
+    assertNow(now);
+    if (!state.sendChainKey || !state.sendHeaderKey)
+      throw new Error(
+        "ratchet: cannot send before the first message from the peer has been received (DR §4.4)",
+      );
+    if (state.sendCount + plaintexts.length > MAX_COUNTER)
+      throw new RangeError("ratchet: sending chain exhausted");
+    for (const plaintext of plaintexts) {
+      abytes(plaintext, undefined, "plaintext");
+      if (plaintext.length > MAX_MESSAGE_LEN - MIN_MESSAGE_LEN)
+        throw new RangeError("ratchet: plaintext too large");
+    }
+    const version = options.messageVersion ?? MESSAGE_VERSION;
+    if (!isMessageVersion(version)) throw new RangeError(`ratchet: unknown message version ${version}`);
+    const random = options.random ?? crypto.randomBytes;
+    // Nonces first, in message order (what n calls in a row draw), then the keys: KDF_CK in turn.
+    const nonces = plaintexts.map(() => ownedCopy(random(NONCE_LEN), NONCE_LEN, "random"));
+    const messageKeys: Uint8Array[] = [];
+    let chainKey = state.sendChainKey;
+    try {
+      for (let i = 0; i < plaintexts.length; i++) {
+        const step = await kdfChain(crypto, chainKey);
+        if (chainKey !== state.sendChainKey) chainKey.fill(0);
+        chainKey = step.chainKey;
+        messageKeys.push(step.messageKey);
+      }
+      const headerKey = state.sendHeaderKey;
+      const messages = await Promise.all(
+        plaintexts.map((plaintext, i) =>
+          sealMessageParts(
+            crypto,
+            version,
+            headerKey,
+            messageKeys[i]!,
+            { dh: state.dhSelfPublic, pn: state.prevSendCount, n: state.sendCount + i },
+            nonces[i]!,
+            state.ad,
+            plaintext,
+          ),
+        ),
+      );
+      const next: RatchetState = {
+        ...state,
+        sendChainKey: chainKey,
+        sendCount: state.sendCount + plaintexts.length,
+        skipped: dropExpired(state, now),
+      };
+      wipeUnshared(state, next, true);
+      return { state: next, messages };
+    } catch (e) {
+      if (chainKey !== state.sendChainKey) chainKey.fill(0);
+      throw e;
+    } finally {
+      for (const mk of messageKeys) mk.fill(0);
+    }
+  });
+}
+
 async function encryptNow<T>(
   state: RatchetState,
   plaintext: Uint8Array,
@@ -392,6 +476,124 @@ export function ratchetDecrypt(
   options: RatchetOptions = {},
 ): Promise<Result<DecryptResult>> {
   return onState(state, () => decryptNow(state, message, now, options));
+}
+
+/** `ratchetDecryptBatch`'s result: the state after every message, and each message's outcome. */
+export interface DecryptBatchResult {
+  readonly state: RatchetState;
+  /** In message order: the plaintext, or why that message was refused (as `ratchetDecrypt` says). */
+  readonly results: readonly Result<Uint8Array>[];
+}
+
+/**
+ * `ratchetDecrypt` of each message in turn, in one call: the same plaintexts, errors and final
+ * state as calling it for each message in order and keeping the state of each success (a refused
+ * message leaves the state as it was, DR §3.5, and the next one is read from there).
+ *
+ * The usual case — a run of messages that are each the next one of the current receiving chain
+ * (headers open under HKr with N = Nr, Nr + 1, …) — takes a faster way: KDF_CK one step at a time
+ * as always, then the bodies of the run opened together (overlapping round trips to an
+ * asynchronous provider, docs/protocol/ratchet.md §Performance), and the state committed only if
+ * every body of the run authenticates. Any other message — a header that does not open under HKr,
+ * a gap, a replay, a DH ratchet step — is read on its own, as `ratchetDecrypt` reads it, and a
+ * run after it may take the fast way again. A body that fails discards its run's attempt (its keys
+ * wiped, the state untouched) and the rest of the batch is read one message at a time. So replay
+ * protection, skipped keys and the bounds are exactly `ratchetDecrypt`'s, and a hostile batch
+ * costs at most one failed run on top of the one-by-one work.
+ */
+export function ratchetDecryptBatch(
+  state: RatchetState,
+  messages: readonly Uint8Array[],
+  now: number,
+  options: RatchetOptions = {},
+): Promise<DecryptBatchResult> {
+  return onState(state, async () => {
+    assertLive(state);
+    assertNow(now);
+    const crypto = options.crypto ?? nobleCrypto;
+    let current = state;
+    let fastWay = true;
+    const results: Result<Uint8Array>[] = [];
+    for (let i = 0; i < messages.length; ) {
+      if (fastWay) {
+        const run = await decryptRun(current, messages, i, now, crypto);
+        if (run === "failed") fastWay = false;
+        else if (run) {
+          current = run.state;
+          results.push(...run.plaintexts.map((p) => ok(p)));
+          i += run.plaintexts.length;
+          continue;
+        }
+      }
+      const r = await decryptNow(current, messages[i]!, now, options);
+      if (r.ok) current = r.value.state;
+      results.push(r.ok ? ok(r.value.plaintext) : r);
+      i++;
+    }
+    return { state: current, results };
+  });
+}
+
+/**
+ * The fast way of `ratchetDecryptBatch` from `messages[from]`: the longest run of messages that
+ * are the next ones of the current receiving chain, opened and committed together. `undefined`
+ * when `messages[from]` is not such a message; `"failed"` when a body of the run did not
+ * authenticate. Either way nothing changed and no key is kept.
+ */
+async function decryptRun(
+  state: RatchetState,
+  messages: readonly Uint8Array[],
+  from: number,
+  now: number,
+  crypto: CryptoProvider,
+): Promise<{ state: RatchetState; plaintexts: Uint8Array[] } | "failed" | undefined> {
+  const headerKey = state.recvHeaderKey;
+  const chainKey = state.recvChainKey;
+  if (!headerKey || !chainKey) return undefined;
+  const run: MessageParts[] = [];
+  for (let i = from; i < messages.length; i++) {
+    const message = messages[i];
+    if (!(message instanceof Uint8Array)) break;
+    if (message.length > MAX_MESSAGE_LEN || message.length < MIN_MESSAGE_LEN) break;
+    if (!isMessageVersion(message[0])) break;
+    if (state.recvCount + run.length >= MAX_COUNTER) break;
+    const parts = splitMessage(message);
+    const header = await openHeader(crypto, headerKey, parts);
+    if (header?.n !== state.recvCount + run.length) break;
+    run.push(parts);
+  }
+  if (run.length === 0) return undefined;
+  const messageKeys: Uint8Array[] = [];
+  let ck = chainKey;
+  try {
+    for (let i = 0; i < run.length; i++) {
+      const step = await kdfChain(crypto, ck);
+      if (ck !== chainKey) ck.fill(0);
+      ck = step.chainKey;
+      messageKeys.push(step.messageKey);
+    }
+    const plaintexts = await Promise.all(
+      run.map((parts, i) => openBody(crypto, messageKeys[i]!, parts, state.ad)),
+    );
+    if (plaintexts.some((p) => p === undefined)) {
+      for (const p of plaintexts) p?.fill(0);
+      ck.fill(0);
+      return "failed";
+    }
+    const next: RatchetState = {
+      ...state,
+      recvChainKey: ck,
+      recvCount: state.recvCount + run.length,
+      skipped: dropExpired(state, now),
+    };
+    wipeUnshared(state, next, true);
+    return { state: next, plaintexts: plaintexts as Uint8Array[] };
+  } catch (e) {
+    if (ck !== chainKey) ck.fill(0);
+    throw e;
+  } finally {
+    for (const mk of messageKeys) mk.fill(0);
+  }
 }
 
 async function decryptNow(

@@ -18,7 +18,7 @@ import { generateKeyPair, type KeyPair } from "../noise/primitives.ts";
 import { MAX_DATA_PAYLOAD } from "./frames.ts";
 import { encodeHandshakePayload } from "./payload.ts";
 import { type LinkKind, sessionPrologue } from "./prologue.ts";
-import { establishSession, type Session, type SessionOptions } from "./session.ts";
+import { establishSession, SEAL_BATCH, type Session, type SessionOptions } from "./session.ts";
 import { alice, bob, codeOf } from "./testing.ts";
 
 const seed = (n: number) => new Uint8Array(32).fill(n);
@@ -148,6 +148,30 @@ describe("establishSession: success", () => {
     for (let i = 0; i < 3; i++) expect(await d.receive()).toEqual(utf8(`c${i}`));
     c.send(utf8("after the initiator rekeyed"));
     expect((await d.closed).reason).toBe("LOFT_ERR_DECRYPT");
+  });
+
+  it("bursts are sealed and opened in runs (SEAL_BATCH), across rekeys, complete and in order; WebCrypto AES-GCM against noble", async () => {
+    const crypto = await createWebCryptoProvider();
+    const suites = ["AESGCM_SHA256" as const];
+    // Batches end at each rekey (every 7 frames here) and at SEAL_BATCH; chunked messages in between.
+    const big = Uint8Array.from({ length: 3 * MAX_DATA_PAYLOAD + 5 }, (_, i) => (i * 7) & 0xff);
+    for (const [x, y] of [
+      [{ crypto }, { crypto }],
+      [{ crypto }, {}],
+    ] as const) {
+      const { initiator, responder } = connect(
+        { rekeyInterval: 7, suites, ...x },
+        { rekeyInterval: 7, suites, ...y },
+      );
+      const [a, b] = await Promise.all([initiator, responder]);
+      const sent: Uint8Array[] = [];
+      for (let i = 0; i < 3 * SEAL_BATCH; i++) sent.push(i % 25 === 24 ? big : utf8(`burst ${i}`));
+      for (const m of sent) a.send(m);
+      for (const m of sent) expect(equalBytes(await b.receive(), m)).toBe(true);
+      b.sendParts([utf8("and "), utf8("back")]);
+      expect(await a.receive()).toEqual(utf8("and back"));
+      a.close();
+    }
   });
 
   it("close(reason) reaches the peer in an encrypted CLOSE frame; both ends are then closed", async () => {

@@ -58,6 +58,11 @@ export const REKEY_INTERVAL = 1024;
 /** Bound on one reassembled application message (258 chunks). */
 export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+/**
+ * At most this many transport frames are sealed, or opened, together (their AEAD calls in flight
+ * at once): enough to keep an asynchronous AEAD busy, small enough that a run is a few hundred KiB.
+ */
+export const SEAL_BATCH = 32;
 
 export type SessionProtocol = "XXhfs" | "XX";
 
@@ -360,6 +365,10 @@ export class Session extends QueueLink {
   #sending: Promise<void> = Promise.resolve();
   /** A seal or send failed: nothing more goes out. */
   #sendFailed = false;
+  /** Frames queued for the send chain, not sealed yet (`#flush`). */
+  readonly #outbox: Uint8Array[] = [];
+  /** A `#flush` is queued on the send chain and has not started. */
+  #flushQueued = false;
   #nextMessageId = 0;
 
   /** @internal — use `establishSession`. */
@@ -447,18 +456,56 @@ export class Session extends QueueLink {
     else this.#queueFrames([dataFrameOf(parts, length)]);
   }
 
-  /** Seal and send `frames` on the send chain; a failure closes the session with its code. */
+  /**
+   * Queue `frames` to be sealed and sent on the send chain; a failure closes the session with its
+   * code. Frames queued while the chain is busy are sealed together (`#flush`).
+   */
   #queueFrames(frames: Uint8Array[]): void {
-    void this.#onSendChain(async () => {
-      if (this.#sendFailed) return;
-      for (const frame of frames) await this.#seal(frame);
-    }).catch((e: unknown) => {
+    for (const f of frames) this.#outbox.push(f);
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
+    void this.#onSendChain(() => this.#flush()).catch((e: unknown) => {
       this.#sendFailed = true;
+      this.#outbox.length = 0;
       const code = isLoftError(e) ? e.code : "LOFT_ERR_HANDSHAKE_STATE";
       const local = code !== "LOFT_ERR_LINK_CLOSED";
       this.finish({ reason: code, detail: (e as Error).message ?? String(e) }, local);
       if (!local) this.#transport.wipe();
     });
+  }
+
+  /**
+   * Seal and send what is queued, in order: runs of up to SEAL_BATCH frames, each run's AEAD calls
+   * in flight together (CipherState `encryptBatchWithAd`: nonces in frame order, so the frames
+   * leave as if sealed one by one), never across a rekey (Noise §11.3: the run ends on the frame
+   * that triggers it).
+   */
+  async #flush(): Promise<void> {
+    this.#flushQueued = false;
+    while (this.#outbox.length > 0) {
+      if (this.#sendFailed) {
+        this.#outbox.length = 0;
+        return;
+      }
+      const room = this.#rekeyInterval - this.#sentSinceRekey;
+      const run = this.#outbox.splice(0, Math.min(SEAL_BATCH, room));
+      if (run.length === 1) {
+        await this.#seal(run[0]!);
+        continue;
+      }
+      const sealed = await this.#transport.send.encryptBatchWithAd(
+        EMPTY,
+        run.map((frame) => frame.subarray(0, frame.length - TAGLEN)),
+      );
+      if (!sealed.ok) throw sealed.error;
+      this.#sentSinceRekey += run.length;
+      if (this.#sentSinceRekey === this.#rekeyInterval) {
+        this.#sentSinceRekey = 0;
+        await this.#transport.send.rekey(); // Noise §11.3
+      }
+      if (this.#link.state === "closed") throw new LoftError("LOFT_ERR_LINK_CLOSED", "the link closed");
+      for (const c of sealed.value) this.#link.send(c);
+    }
   }
 
   /**
@@ -489,12 +536,20 @@ export class Session extends QueueLink {
     this.finish({ reason: code, detail }, true);
   }
 
+  /** One frame: `decryptWithAd` as a batch of one. */
+  async #openOne(frame: Uint8Array): Promise<{ opened: Uint8Array[]; error?: LoftError }> {
+    const r = await this.#transport.receive.decryptWithAd(EMPTY, frame);
+    return r.ok ? { opened: [r.value] } : { opened: [], error: r.error };
+  }
+
   /** Reads Link messages, decrypts them, reassembles, delivers; stops on close. */
   async #pump(): Promise<void> {
     for (;;) {
-      let frame: Uint8Array;
+      let frames: Uint8Array[];
+      // What has arrived, up to a run (never across a rekey: Noise §11.3), opened together.
+      const room = Math.min(SEAL_BATCH, this.#rekeyInterval - this.#receivedSinceRekey);
       try {
-        frame = await this.#link.receive();
+        frames = this.#link.receiveMany ? await this.#link.receiveMany(room) : [await this.#link.receive()];
       } catch {
         if (this.state !== "closed") {
           const info = await this.#link.closed;
@@ -506,22 +561,28 @@ export class Session extends QueueLink {
       if (this.state === "closed") return;
       // No output buffer: node:crypto and WebCrypto decrypt into a fresh buffer anyway, and
       // returning it saves copying the plaintext back over the ciphertext (and wiping the copy).
-      const opened = await this.#transport.receive.decryptWithAd(EMPTY, frame);
-      if (this.#closed()) return; // closed while the frame was being decrypted
-      if (!opened.ok) return this.#fail(opened.error.code, opened.error.message);
-      if (++this.#receivedSinceRekey === this.#rekeyInterval) {
-        this.#receivedSinceRekey = 0;
-        await this.#transport.receive.rekey(); // Noise §11.3
+      // In order until one fails (CipherState `decryptBatchWithAd`): the frames before it count.
+      const { opened, error } =
+        frames.length === 1
+          ? await this.#openOne(frames[0]!)
+          : await this.#transport.receive.decryptBatchWithAd(EMPTY, frames);
+      if (this.#closed()) return; // closed while the frames were being decrypted
+      for (const plaintext of opened) {
+        if (++this.#receivedSinceRekey === this.#rekeyInterval) {
+          this.#receivedSinceRekey = 0;
+          await this.#transport.receive.rekey(); // Noise §11.3
+        }
+        const inbound = this.#assembler.push(plaintext);
+        if (!inbound.ok) return this.#fail(inbound.error.code, inbound.error.message);
+        if (inbound.value.kind === "message") this.deliver(inbound.value.message);
+        else if (inbound.value.kind === "close") {
+          this.finish({ reason: "remote-closed", detail: inbound.value.reason }, false);
+          this.#link.close("remote-closed", inbound.value.reason);
+          this.#transport.wipe();
+          return;
+        }
       }
-      const inbound = this.#assembler.push(opened.value);
-      if (!inbound.ok) return this.#fail(inbound.error.code, inbound.error.message);
-      if (inbound.value.kind === "message") this.deliver(inbound.value.message);
-      else if (inbound.value.kind === "close") {
-        this.finish({ reason: "remote-closed", detail: inbound.value.reason }, false);
-        this.#link.close("remote-closed", inbound.value.reason);
-        this.#transport.wipe();
-        return;
-      }
+      if (error) return this.#fail(error.code, error.message);
     }
   }
 }

@@ -7,6 +7,7 @@
  * the in-memory storage of the engine tests, a session stand-in that records its frames.
  */
 import { describe, expect, it } from "vitest";
+import { concatBytes } from "../../../core/bytes.ts";
 import {
   generateRatchetKeyPair,
   ratchetDecrypt,
@@ -62,8 +63,15 @@ async function setup(storage: MemoryStorage) {
     lastStamp: 0,
   } as unknown as MessagesContext;
   const frames: Uint8Array[] = [];
+  // A session stand-in that records frames; `sendParts` as Session's contract says: the message
+  // is the parts' concatenation (peer-ratchet.ts sends ratchet frames that way).
   const live = {
-    session: { state: "open", remoteExtensions: {}, send: (f: Uint8Array) => frames.push(f.slice()) },
+    session: {
+      state: "open",
+      remoteExtensions: {},
+      send: (f: Uint8Array) => frames.push(f.slice()),
+      sendParts: (parts: readonly Uint8Array[]) => frames.push(concatBytes(...parts)),
+    },
     sent: new Set(),
   } as unknown as Live;
   const peerWith = (state: typeof alice.value) =>

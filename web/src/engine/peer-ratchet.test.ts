@@ -2,9 +2,11 @@
  * peer-ratchet.ts `sendApps`: a burst shares one sealed ratchet write, and no ciphertext of it
  * leaves before that write is stored (Signal DR §3.5; docs/protocol/chat.md §5). Real ratchets
  * (core/ratchet, noble), a storage wrapper that holds the write, a session stand-in that records
- * the frames handed to it.
+ * the frames handed to it (through `send` or, joined as Session does, `sendParts`); the version
+ * tests below run real Noise sessions.
  */
 import { describe, expect, it } from "vitest";
+import { concatBytes } from "../../../core/bytes.ts";
 import { memoryLinkPair } from "../../../core/link/memory-link.ts";
 import {
   generateRatchetKeyPair,
@@ -56,8 +58,14 @@ async function setup() {
   const ctx = { cfg: { log: () => {} }, storage } as unknown as RatchetContext;
   const peer = { id: "bob", ratchet: { id: new Uint8Array(16), state: alice.value } } as unknown as Peer;
   const frames: Uint8Array[] = [];
+  // Session.sendParts's contract: the same message as `send(concatBytes(...parts))`.
   const live = {
-    session: { state: "open", remoteExtensions: {}, send: (f: Uint8Array) => frames.push(f.slice()) },
+    session: {
+      state: "open",
+      remoteExtensions: {},
+      send: (f: Uint8Array) => frames.push(f.slice()),
+      sendParts: (parts: readonly Uint8Array[]) => frames.push(concatBytes(...parts)),
+    },
   } as unknown as Live;
   let bobState = bob.value;
   let opened = 0;

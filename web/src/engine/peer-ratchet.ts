@@ -15,7 +15,10 @@ import {
   MESSAGE_VERSION,
   MESSAGE_VERSION_2,
   type MessageVersion,
+  type RatchetState,
   ratchetEncrypt,
+  ratchetEncryptBatch,
+  type SealedParts,
 } from "../../../core/ratchet/index.ts";
 import type { Extensions } from "../../../core/session/index.ts";
 import { cryptoOf, type EngineContext, type Live, type Peer, Refused } from "./context.ts";
@@ -45,7 +48,7 @@ export function liveMessageVersion(remoteExtensions: Extensions): MessageVersion
 export type RatchetContext = Pick<EngineContext, "cfg" | "storage">;
 
 import { type ChatRatchet, decodeChatRatchet, encodeChatRatchet } from "./ratchet-store.ts";
-import { type AppMessage, encodeAppMessage, encodeRatchetFrame } from "./wire.ts";
+import { type AppMessage, encodeAppMessage, RATCHET_FRAME_TYPE } from "./wire.ts";
 
 export async function loadRatchet(
   ctx: RatchetContext,
@@ -126,44 +129,49 @@ export async function sendApps(
   const r = peer.ratchet;
   if (!r || !canSend(r.state)) throw new Refused("ratchet-cannot-send");
   if (live.session.state === "closed") throw new Refused("LOFT_ERR_LINK_CLOSED");
-  const sealed = await encryptAndPersist(
-    ctx,
-    peer,
-    r,
-    messages,
-    liveMessageVersion(live.session.remoteExtensions),
-  );
-  for (const s of sealed) live.session.send(encodeRatchetFrame(s));
+  const messageVersion = liveMessageVersion(live.session.remoteExtensions);
+  // One batch call: KDF_CK step by step, the seals of the whole burst overlapping (core/ratchet
+  // `ratchetEncryptBatch`; the same messages as one ratchetEncryptParts per message).
+  const sealed = await encryptAndPersist<SealedParts>(ctx, peer, r, messages, async (state, plaintexts) => {
+    const batch = await ratchetEncryptBatch(state, plaintexts, Date.now(), {
+      ...cryptoOf(ctx),
+      messageVersion,
+    });
+    return { state: batch.state, sealed: batch.messages };
+  });
+  // Each message as the RATCHET frame's parts (type ‖ prefix ‖ body, the bytes of
+  // `encodeRatchetFrame`): the body is copied once, into the Noise frame, instead of first into a
+  // joined RATCHET frame (docs/protocol/ratchet.md §Performance).
+  for (const s of sealed) live.session.sendParts([RATCHET_FRAME_TYPE, s.prefix, s.body]);
   live.syncOwed = false;
 }
 
+/** Ratchet encryption of plaintexts in order: the advanced state and what each sealed. */
+type EncryptAll<T> = (
+  state: RatchetState,
+  plaintexts: readonly Uint8Array[],
+) => Promise<{ state: RatchetState; sealed: readonly T[] }>;
+
 /** Ratchet-encrypt messages in order and persist the advanced state before any ciphertext
  * leaves, so a crash never reuses a chain key (Signal DR §3.5). */
-async function encryptAndPersist(
+async function encryptAndPersist<T>(
   ctx: RatchetContext,
   peer: Peer,
   r: ChatRatchet,
   messages: readonly AppMessage[],
-  messageVersion: MessageVersion,
-): Promise<Uint8Array[]> {
+  encrypt: EncryptAll<T>,
+): Promise<readonly T[]> {
   // Encoded first: a message that does not encode throws before the ratchet moves.
   const plaintexts = messages.map(encodeAppMessage);
-  const sealed: Uint8Array[] = [];
-  let state = r.state;
+  let out: { state: RatchetState; sealed: readonly T[] };
   try {
-    for (const plaintext of plaintexts) {
-      const next = await ratchetEncrypt(state, plaintext, Date.now(), { ...cryptoOf(ctx), messageVersion });
-      state = next.state;
-      sealed.push(next.message);
-    }
-  } catch (e) {
-    // ratchetEncrypt wipes the state it advanced from: after a throw part-way, memory goes back
-    // to the stored state. Nothing of that batch is sent, so its keys sealed nothing that left.
-    if (state !== r.state) await restoreStored(ctx, peer);
-    throw e;
+    // A batch that throws leaves the state it started from as it was (core/ratchet: the state is
+    // replaced only on success), so memory still matches storage; nothing of it is sent.
+    out = await encrypt(r.state, plaintexts);
   } finally {
     for (const p of plaintexts) wipe(p);
   }
+  const { state, sealed } = out;
   await saveRatchet(ctx, peer, { id: r.id, state });
   return sealed;
 }
@@ -179,5 +187,12 @@ export async function seal(
 ): Promise<Uint8Array | undefined> {
   const { ratchet: r } = await loadRatchet(ctx, peer);
   if (!r || !canSend(r.state)) return undefined;
-  return (await encryptAndPersist(ctx, peer, r, [message], MESSAGE_VERSION))[0];
+  const sealed = await encryptAndPersist(ctx, peer, r, [message], async (state, [plaintext]) => {
+    const next = await ratchetEncrypt(state, plaintext!, Date.now(), {
+      ...cryptoOf(ctx),
+      messageVersion: MESSAGE_VERSION,
+    });
+    return { state: next.state, sealed: [next.message] };
+  });
+  return sealed[0];
 }

@@ -113,6 +113,28 @@ describe("VerifyPool", () => {
     expect(pool.respawns).toBe(3);
   });
 
+  it("a thread that cannot be started (new Worker throws) is tried again after the next back-off, the event loop verifying meanwhile", async () => {
+    // Without the catch the throw came from a timer: an uncaught exception, the relay's end.
+    const told: number[] = [];
+    const pool = new VerifyPool(1, 1000, undefined, {
+      respawnBaseMs: 50,
+      respawnMaxMs: 10_000,
+      onFailure: (d) => told.push(d.respawnInMs),
+    });
+    try {
+      pool.failSpawnsForTest(2);
+      await pool.killWorkerForTest(0);
+      const [w] = jobs(1);
+      expect(pool.submit(w!.raw, w!.key, w!.m, w!.s)).toBeUndefined(); // no thread: inline
+      expect(await until(() => pool.threads === 1)).toBe(true);
+      expect(told).toEqual([50, 100, 200]);
+      expect({ failures: pool.failures, respawns: pool.respawns }).toEqual({ failures: 3, respawns: 1 });
+      expect(await pool.submit(w!.raw, w!.key, w!.m, w!.s)).toBe(w!.good);
+    } finally {
+      await pool.close();
+    }
+  });
+
   it("a stuck worker: the watchdog fails it over — every job gets its verdict on the event loop, the thread is replaced and counted", async () => {
     const pool = new VerifyPool(1, 1000, 500, { respawnBaseMs: 50 });
     try {

@@ -10,6 +10,7 @@ import { generateKeyPairSync, randomBytes, sign } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { utf8 } from "../core/bytes.ts";
 import type { RelayMessage } from "../core/relay/client.ts";
+import { RESPAWN_BASE_MS, RespawnBackoff } from "./batch-watchdog.ts";
 import { LmdbStore } from "./store/lmdb.ts";
 import { SealPool } from "./store/seal-pool.ts";
 import {
@@ -83,6 +84,25 @@ describe("VerifyPool", () => {
     } finally {
       await pool.close();
     }
+  });
+
+  it("RespawnBackoff: never below its base, doubling while failures follow within 2 × max, capped at max, back to base after 2 × max without one", () => {
+    const b = new RespawnBackoff(1_000, 60_000);
+    const waits: number[] = [];
+    let now = 0;
+    // A worker that fails as soon as it starts: each failure right after its wait ended.
+    for (let i = 0; i < 9; i++) {
+      const wait = b.next(now);
+      waits.push(wait);
+      now += wait;
+    }
+    expect(waits).toEqual([1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000]);
+    // Failures at the same moment (several verify threads): each waits longer, none at once.
+    expect([b.next(now), b.next(now)]).toEqual([60_000, 60_000]);
+    expect(b.next(now + 120_000)).toBe(60_000); // within 2 × max (120 s): not yet reset
+    expect(b.next(now + 120_000 + 120_001)).toBe(1_000);
+    expect(b.next(now + 240_002)).toBe(2_000);
+    expect(new RespawnBackoff().next()).toBe(RESPAWN_BASE_MS);
   });
 
   it("a thread that keeps failing is replaced after a back-off that doubles; none after close", async () => {

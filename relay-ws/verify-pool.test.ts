@@ -86,6 +86,17 @@ describe("VerifyPool", () => {
     }
   });
 
+  /** One thread, replaced 50 ms after a failure (doubling, at most 10 s); the waits told, in `told`. */
+  const failingPool = () => {
+    const told: number[] = [];
+    const pool = new VerifyPool(1, 1000, undefined, {
+      respawnBaseMs: 50,
+      respawnMaxMs: 10_000,
+      onFailure: (d) => told.push(d.respawnInMs),
+    });
+    return { pool, told };
+  };
+
   it("RespawnBackoff: never below its base, doubling while failures follow within 2 × max, capped at max, back to base after 2 × max without one", () => {
     const b = new RespawnBackoff(1_000, 60_000);
     const waits: number[] = [];
@@ -106,12 +117,7 @@ describe("VerifyPool", () => {
   });
 
   it("a thread that keeps failing is replaced after a back-off that doubles; none after close", async () => {
-    const told: number[] = [];
-    const pool = new VerifyPool(1, 1000, undefined, {
-      respawnBaseMs: 50,
-      respawnMaxMs: 10_000,
-      onFailure: (d) => told.push(d.respawnInMs),
-    });
+    const { pool, told } = failingPool();
     try {
       for (let round = 0; round < 3; round++) {
         await pool.killWorkerForTest(0);
@@ -135,12 +141,7 @@ describe("VerifyPool", () => {
 
   it("a thread that cannot be started (new Worker throws) is tried again after the next back-off, the event loop verifying meanwhile", async () => {
     // Without the catch the throw came from a timer: an uncaught exception, the relay's end.
-    const told: number[] = [];
-    const pool = new VerifyPool(1, 1000, undefined, {
-      respawnBaseMs: 50,
-      respawnMaxMs: 10_000,
-      onFailure: (d) => told.push(d.respawnInMs),
-    });
+    const { pool, told } = failingPool();
     try {
       pool.failSpawnsForTest(2);
       await pool.killWorkerForTest(0);

@@ -216,10 +216,11 @@ export class SealPool {
     try {
       this.#worker = this.#spawn();
     } catch (error) {
-      // No thread now (out of memory, too many threads): stay on the event loop, try again later.
-      this.#onFailover?.("error", { jobs: 0, error });
+      // No thread now (out of memory, too many threads): stay on the event loop, try again later
+      // (scheduled before the listener is told: whatever it does, the pool tries again).
       this.failovers++;
       this.#scheduleRespawn();
+      this.#onFailover?.("error", { jobs: 0, error });
       return;
     }
     this.#dead = false;

@@ -72,7 +72,8 @@ export const RESPAWN_MAX_MS = 60_000;
  * When to replace a failed worker (seal-pool.ts, verify-pool.ts): after `baseMs`, doubling for
  * each failure that follows the previous one within `2 × maxMs` (a worker that keeps crashing or
  * hanging is retried at most once a `maxMs`, not in a tight loop — each try costs a thread start
- * and, for a hang, a batch timeout of SENDs), back to `baseMs` once a worker lived that long.
+ * and, for a hang, a batch timeout of SENDs), back to `baseMs` once `2 × maxMs` passed without a
+ * failure (counted from the failure, so the wait before the replacement is part of it).
  * Until then the pool's work runs on the event loop, as after the failover.
  */
 export class RespawnBackoff {

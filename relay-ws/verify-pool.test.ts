@@ -10,6 +10,7 @@ import { generateKeyPairSync, randomBytes, sign } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { utf8 } from "../core/bytes.ts";
 import type { RelayMessage } from "../core/relay/client.ts";
+import { RESPAWN_BASE_MS, RespawnBackoff } from "./batch-watchdog.ts";
 import { LmdbStore } from "./store/lmdb.ts";
 import { SealPool } from "./store/seal-pool.ts";
 import {
@@ -85,13 +86,38 @@ describe("VerifyPool", () => {
     }
   });
 
-  it("a thread that keeps failing is replaced after a back-off that doubles; none after close", async () => {
+  /** One thread, replaced 50 ms after a failure (doubling, at most 10 s); the waits told, in `told`. */
+  const failingPool = () => {
     const told: number[] = [];
     const pool = new VerifyPool(1, 1000, undefined, {
       respawnBaseMs: 50,
       respawnMaxMs: 10_000,
       onFailure: (d) => told.push(d.respawnInMs),
     });
+    return { pool, told };
+  };
+
+  it("RespawnBackoff: never below its base, doubling while failures follow within 2 × max, capped at max, back to base after 2 × max without one", () => {
+    const b = new RespawnBackoff(1_000, 60_000);
+    const waits: number[] = [];
+    let now = 0;
+    // A worker that fails as soon as it starts: each failure right after its wait ended.
+    for (let i = 0; i < 9; i++) {
+      const wait = b.next(now);
+      waits.push(wait);
+      now += wait;
+    }
+    expect(waits).toEqual([1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 60_000, 60_000, 60_000]);
+    // Failures at the same moment (several verify threads): each waits longer, none at once.
+    expect([b.next(now), b.next(now)]).toEqual([60_000, 60_000]);
+    expect(b.next(now + 120_000)).toBe(60_000); // within 2 × max (120 s): not yet reset
+    expect(b.next(now + 120_000 + 120_001)).toBe(1_000);
+    expect(b.next(now + 240_002)).toBe(2_000);
+    expect(new RespawnBackoff().next()).toBe(RESPAWN_BASE_MS);
+  });
+
+  it("a thread that keeps failing is replaced after a back-off that doubles; none after close", async () => {
+    const { pool, told } = failingPool();
     try {
       for (let round = 0; round < 3; round++) {
         await pool.killWorkerForTest(0);
@@ -111,6 +137,23 @@ describe("VerifyPool", () => {
     await new Promise((r) => setTimeout(r, 500));
     expect(pool.threads).toBe(0);
     expect(pool.respawns).toBe(3);
+  });
+
+  it("a thread that cannot be started (new Worker throws) is tried again after the next back-off, the event loop verifying meanwhile", async () => {
+    // Without the catch the throw came from a timer: an uncaught exception, the relay's end.
+    const { pool, told } = failingPool();
+    try {
+      pool.failSpawnsForTest(2);
+      await pool.killWorkerForTest(0);
+      const [w] = jobs(1);
+      expect(pool.submit(w!.raw, w!.key, w!.m, w!.s)).toBeUndefined(); // no thread: inline
+      expect(await until(() => pool.threads === 1)).toBe(true);
+      expect(told).toEqual([50, 100, 200]);
+      expect({ failures: pool.failures, respawns: pool.respawns }).toEqual({ failures: 3, respawns: 1 });
+      expect(await pool.submit(w!.raw, w!.key, w!.m, w!.s)).toBe(w!.good);
+    } finally {
+      await pool.close();
+    }
   });
 
   it("a stuck worker: the watchdog fails it over — every job gets its verdict on the event loop, the thread is replaced and counted", async () => {

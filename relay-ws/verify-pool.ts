@@ -220,7 +220,10 @@ class VerifyWorker {
 }
 
 export interface VerifyPoolEvents {
-  /** A thread died or was failed over by its watchdog (`jobs`: what it held, verified inline). */
+  /**
+   * A thread died, was failed over by its watchdog, or could not be started (`jobs`: what it held,
+   * verified inline; 0 for a start).
+   */
   onFailure?: (detail: { jobs: number; respawnInMs: number }) => void;
   /** A new thread replaced a failed one. */
   onRespawn?: (detail: { respawns: number }) => void;
@@ -245,6 +248,8 @@ export class VerifyPool {
   readonly #events: VerifyPoolEvents;
   readonly #backoff: RespawnBackoff;
   readonly #respawnTimers = new Set<ReturnType<typeof setTimeout>>();
+  /** Thread starts left to fail (failSpawnsForTest). */
+  #spawnFailuresForTest = 0;
 
   constructor(
     threads: number,
@@ -259,30 +264,55 @@ export class VerifyPool {
     for (let i = 0; i < threads; i++) this.#workers.push(this.#spawn());
   }
 
+  /**
+   * A new thread after the back-off; returns the wait. `new Worker` throws when no thread can be
+   * made now (ERR_WORKER_INIT_FAILED: too many threads, no memory) — in a timer that would be an
+   * uncaught exception and end the relay — so a start that throws counts as a failure and is
+   * tried again after the next back-off, the event loop verifying meanwhile (as seal-pool.ts).
+   */
+  #scheduleRespawn(): number {
+    const delay = this.#backoff.next();
+    const timer = setTimeout(() => {
+      this.#respawnTimers.delete(timer);
+      if (this.#closed) return;
+      let worker: VerifyWorker;
+      try {
+        worker = this.#spawn();
+      } catch {
+        this.failures++;
+        const respawnInMs = this.#scheduleRespawn();
+        this.#events.onFailure?.({ jobs: 0, respawnInMs });
+        return;
+      }
+      this.#workers.push(worker);
+      this.respawns++;
+      this.#events.onRespawn?.({ respawns: this.respawns });
+    }, delay);
+    timer.unref();
+    this.#respawnTimers.add(timer);
+    return delay;
+  }
+
   get threads(): number {
     return this.#workers.length;
   }
 
   #spawn(): VerifyWorker {
+    if (this.#spawnFailuresForTest > 0) {
+      this.#spawnFailuresForTest--;
+      throw new Error("ERR_WORKER_INIT_FAILED (failSpawnsForTest)");
+    }
     return new VerifyWorker((dead, orphans) => {
       const at = this.#workers.indexOf(dead);
       if (at >= 0) this.#workers.splice(at, 1);
       // A thread stopped by `close` did not fail.
       if (!this.#closed) {
         this.failures++;
-        const delay = this.#backoff.next();
-        const timer = setTimeout(() => {
-          this.#respawnTimers.delete(timer);
-          if (this.#closed) return;
-          this.#workers.push(this.#spawn());
-          this.respawns++;
-          this.#events.onRespawn?.({ respawns: this.respawns });
-        }, delay);
-        timer.unref();
-        this.#respawnTimers.add(timer);
+        // Scheduled apart from the optional call: `?.` would skip its arguments with no listener.
+        const respawnInMs = this.#scheduleRespawn();
         let jobs = 0;
         for (const b of orphans) jobs += b.jobs.length;
-        this.#events.onFailure?.({ jobs, respawnInMs: delay });
+        this.#events.onFailure?.({ jobs, respawnInMs });
       }
       // Whatever the dead worker held is verified here, in order.
       for (const batch of orphans)
@@ -325,6 +355,11 @@ export class VerifyPool {
    */
   countAnswersForTest(i: number): Int32Array | undefined {
     return this.#workers[i]?.countAnswers();
+  }
+
+  /** For tests: the next `n` thread starts throw, as `new Worker` does when no thread can be made. */
+  failSpawnsForTest(n: number): void {
+    this.#spawnFailuresForTest = n;
   }
 
   /** For tests: stop worker `i` as a crash would (its jobs go back to the event loop). */

@@ -194,6 +194,31 @@ describe("relay store seal pool", () => {
     expect(p.alive).toBe(false);
   });
 
+  it("a replacement that cannot be started (new Worker throws) is tried again after the next back-off; sealed here meanwhile", async () => {
+    const told: string[] = [];
+    const respawned: number[] = [];
+    const p = new SealPool({
+      respawnBaseMs: 50,
+      respawnMaxMs: 10_000,
+      onFailover: (reason) => told.push(reason),
+      onRespawn: (d) => respawned.push(d.delayMs),
+    });
+    pools.push(p);
+    await submit(p, input(256));
+    p.failSpawnsForTest(1);
+    await p.kill();
+    const i = input(256);
+    expect(await submit(p, i)).toEqual(expected(i));
+    expect(await until(() => p.alive)).toBe(true);
+    expect(told).toEqual(["exit", "error"]);
+    expect(respawned).toEqual([100]);
+    expect({ failovers: p.failovers, respawns: p.respawns }).toEqual({ failovers: 2, respawns: 1 });
+    const batches = p.batches;
+    const j = input(256);
+    expect(await submit(p, j)).toEqual(expected(j));
+    expect(p.batches).toBe(batches + 1); // on the new worker
+  });
+
   it("a crashed worker is told as such; closing is not a failover", async () => {
     const told: string[] = [];
     const p = new SealPool({ onFailover: (reason) => told.push(reason) });

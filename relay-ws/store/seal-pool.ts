@@ -173,6 +173,8 @@ export class SealPool {
   readonly #watchdog: BatchWatchdog;
   readonly #backoff: RespawnBackoff;
   #respawnTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Worker starts left to fail (failSpawnsForTest). */
+  #spawnFailuresForTest = 0;
 
   constructor(options: SealPoolOptions = {}) {
     this.#onFailover = options.onFailover;
@@ -188,6 +190,10 @@ export class SealPool {
 
   /** A worker whose events count only while it is the pool's current one. */
   #spawn(): Worker {
+    if (this.#spawnFailuresForTest > 0) {
+      this.#spawnFailuresForTest--;
+      throw new Error("ERR_WORKER_INIT_FAILED (failSpawnsForTest)");
+    }
     const w = new Worker(WORKER_SOURCE, { eval: true, name: "relay-seal" });
     w.unref();
     w.on("message", (ab: ArrayBuffer) => {
@@ -210,10 +216,11 @@ export class SealPool {
     try {
       this.#worker = this.#spawn();
     } catch (error) {
-      // No thread now (out of memory, too many threads): stay on the event loop, try again later.
-      this.#onFailover?.("error", { jobs: 0, error });
+      // No thread now (out of memory, too many threads): stay on the event loop, try again later
+      // (scheduled before the listener is told: whatever it does, the pool tries again).
       this.failovers++;
       this.#scheduleRespawn();
+      this.#onFailover?.("error", { jobs: 0, error });
       return;
     }
     this.#dead = false;
@@ -348,6 +355,11 @@ export class SealPool {
   /** Make the worker loop forever, as a hung one would (tests: the watchdog fails it over). */
   hangForTest(): void {
     this.#worker?.postMessage("hang");
+  }
+
+  /** Tests: the next `n` worker starts throw, as `new Worker` does when no thread can be made. */
+  failSpawnsForTest(n: number): void {
+    this.#spawnFailuresForTest = n;
   }
 
   /**

@@ -214,8 +214,18 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     await expect(a.engine.retry(first.message.id)).rejects.toThrow(/quota/);
     expect([...retries]).toEqual([first.message.id]);
     a.storage.putOutbox = putOutbox;
+    // Its first write landed: `queued` without an outbox entry, which nothing sends. Retry again:
+    // it finishes the first (queued with its entry, sent, delivered) and only then drops the
+    // record — not "nothing to do", which dropped the record and left the message stuck.
+    expect(stateOf(a, first.message.id)).toBe("queued");
+    const again = a.events.length;
     await a.engine.retry(first.message.id);
     expect(retries.size).toBe(0);
+    expect(a.events.slice(again)).toContainEqual(
+      expect.objectContaining({ type: "message-state", id: first.message.id, state: "queued" }),
+    );
+    await until(() => stateOf(a, first.message.id) === "delivered", "the stuck retry finished and delivered");
+    expect(b.storage.texts(a.id, "in")).toEqual(["one", "two"]);
     // A blocked contact: `stored` rejects and nothing is stored.
     a.storage.contacts.get(b.id)!.trust = "rejected";
     const refused = a.engine.handOver(b.id, "after blocking");

@@ -553,7 +553,12 @@ export class Engine implements ChatEngine {
     // Behind the sends already handed over for this contact: a retry never overtakes them.
     await this.#lines.run(first.contactId, async () => {
       const m = await this.#ctx.storage.getMessage(messageId);
-      if (m?.direction !== "out" || m.state !== "failed") return;
+      if (m?.direction !== "out") return;
+      // `queued` without its outbox entry is an earlier retry whose second write storage refused:
+      // nothing would ever send it, so this retry finishes it — as the replay of its record at the
+      // next start would (storage.ts `#replayRetries`; chat.md §9, "Retries"). Returning here
+      // would also drop that record (`retry`'s `finally`), leaving the message stuck for good.
+      if (m.state !== "failed" && !(m.state === "queued" && !(await this.#inOutbox(m)))) return;
       const c = await sendableContact(this.#ctx.storage, m.contactId);
       await this.#ctx.storage.setMessageState(messageId, "queued");
       await this.#ctx.storage.putOutbox({
@@ -565,6 +570,11 @@ export class Engine implements ChatEngine {
       emit(this.#ctx, { type: "message-state", contactId: m.contactId, id: messageId, state: "queued" });
       this.#links.for(c).queued(messageId);
     });
+  }
+
+  /** Whether `m` has its outbox entry (read only for a retry of a `queued` message: rare). */
+  async #inOutbox(m: StoredMessage): Promise<boolean> {
+    return (await this.#ctx.storage.listOutbox(m.contactId)).some((e) => e.messageId === m.id);
   }
 
   async changeContact(contactId: ContactId, ...changes: ContactChange[]): Promise<void> {

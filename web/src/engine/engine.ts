@@ -464,8 +464,8 @@ export class Engine implements ChatEngine {
   /**
    * Store the contact's deferred hand-overs in order (on its send line): each as the journal
    * replay would (storage.ts `replayJournal`) — `queued` with its outbox entry, or `failed` with
-   * the reason when the contact now refuses messages, nothing when a message with its id is stored
-   * already (another tab's replay), dropped when the contact is gone — and its journal entry goes.
+   * the reason when the contact now refuses messages, nothing (its stored state is told) when a
+   * message with its id is stored already (another tab's replay), dropped when the contact is gone — and its journal entry goes.
    * Throws the storage error at the first one storage still refuses; it and the later ones wait.
    */
   async #storeDeferred(contactId: ContactId): Promise<void> {
@@ -474,7 +474,18 @@ export class Engine implements ChatEngine {
     for (let m = waiting[0]; m; m = waiting[0]) {
       const c = await storage.getContact(contactId);
       const refusal = c && sendRefusal(c);
-      if (c && !(await storage.getMessage(m.id))) {
+      const already = c && (await storage.getMessage(m.id));
+      if (already)
+        // Another tab's replay stored it (its start: storage.ts `replayJournal`): not stored again,
+        // but the screen still learns where it stands — its notice waits for this (Chat.tsx).
+        emit(this.#ctx, {
+          type: "message-state",
+          contactId,
+          id: m.id,
+          state: already.state,
+          ...(already.failure ? { failure: already.failure } : {}),
+        });
+      else if (c) {
         if (refusal) await storage.putMessage({ ...m, state: "failed", failure: refusal });
         else await storage.queueOutgoing(m);
         emit(this.#ctx, {

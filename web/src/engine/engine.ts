@@ -339,7 +339,8 @@ export class Engine implements ChatEngine {
     this.calls.stop();
     this.roomCalls?.stop();
     this.#ctx.stopped = true;
-    // Deferred saves not landed yet stay in the journal: the next start replays them.
+    // Deferred saves not landed yet stay in the journal: the next unlock replays them (app/model.ts
+    // `#enter`); a new Engine started in this page (a new username) does not know of them.
     clearTimeout(this.#deferTimer);
     this.#links.stop();
     this.rooms?.stop();

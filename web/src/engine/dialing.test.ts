@@ -17,6 +17,7 @@ import {
   dialDecision,
   directPathLost,
   planUpgrade,
+  retryLater,
 } from "./dialing.ts";
 import { Engine } from "./engine.ts";
 import { onPresence, type PresenceContext } from "./presence.ts";
@@ -166,6 +167,25 @@ describe("who dials when both ends learn of each other at once (chat.md §1)", (
     // A relay session lost: nothing to skip.
     expect(directPathLost("relay", "heartbeat-timeout", "heartbeat-timeout")).toBe(false);
     expect(directPathLost("relay", "LOFT_ERR_LINK_CLOSED", "ERR_ICE_CONNECTION_FAILURE")).toBe(false);
+  });
+
+  it("a retry after a lost path: the lower key within half a glare delay, the higher a glare delay later, never before the caller's floor", () => {
+    const ctx = (selfId: string) =>
+      ({
+        ...(ctxAs(selfId) as object),
+        cfg: { glareDelayMs: 1_000, backoffInitialMs: 1_000, backoffMaxMs: 30_000 },
+        relayLive: {},
+      }) as unknown as DialingContext;
+    const lost = (id: string) => ({ ...peer(id), relayFirst: true }) as unknown as Peer;
+    const delay = (o: ReturnType<typeof retryLater>) => (o[0]?.kind === "schedule" ? o[0].ms : Number.NaN);
+    for (let i = 0; i < 20; i++) {
+      expect(delay(retryLater(ctx("aa"), lost("bb")))).toBeLessThanOrEqual(500);
+      expect(delay(retryLater(ctx("bb"), lost("aa")))).toBeGreaterThanOrEqual(1_200);
+      // The floor (an attempt the dialer cancelled: its relay offer comes first, dialing.ts
+      // `attemptFailed`) holds for the lower key too; before, the half glare delay undercut it.
+      expect(delay(retryLater(ctx("aa"), lost("bb"), 1_000))).toBeGreaterThanOrEqual(1_000);
+      expect(delay(retryLater(ctx("bb"), lost("aa"), 1_000))).toBeGreaterThanOrEqual(1_000);
+    }
   });
 
   it("the relay-first mark goes when signaling says the contact left (its next dial is not a redial)", () => {

@@ -81,7 +81,7 @@ export function retryLater(ctx: DialingContext, peer: Peer, minMs = 0): Outcome[
   if (ctx.stopped || peer.manualOff || !peer.online || peer.live) return [];
   peer.failures++;
   const max = peer.failures >= DIRECT_UNAVAILABLE_AFTER ? UNAVAILABLE_BACKOFF_MAX_MS : ctx.cfg.backoffMaxMs;
-  let delay = Math.max(minMs, fullJitter(ctx.cfg.backoffInitialMs, max, peer.failures));
+  let delay = fullJitter(ctx.cfg.backoffInitialMs, max, peer.failures);
   // Relay first after a lost path (`directPathLost`): both ends usually lose the path together and
   // would both dial the relay within the same backoff, one setup wasted on glare. The lower key
   // dials within half a glare delay; the higher one waits a glare delay more and by then is
@@ -89,7 +89,9 @@ export function retryLater(ctx: DialingContext, peer: Peer, minMs = 0): Outcome[
   // who accepts"; docs/design.md, "Relay first after a lost path").
   if (peer.relayFirst && ctx.relayLive)
     delay = ctx.selfId < peer.id ? Math.min(delay, ctx.cfg.glareDelayMs / 2) : delay + ctx.cfg.glareDelayMs;
-  return [schedule("retry", delay, { step: "maybe-dial", why: "retry" })];
+  // `minMs` last: a floor the caller needs (the dialer's relay offer that must come first,
+  // `attemptFailed`) holds for the lower key too.
+  return [schedule("retry", Math.max(minMs, delay), { step: "maybe-dial", why: "retry" })];
 }
 
 /** The presence while a new attempt runs: "connecting", unless retries run quietly (unavailable). */

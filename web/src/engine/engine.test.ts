@@ -214,8 +214,18 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     await expect(a.engine.retry(first.message.id)).rejects.toThrow(/quota/);
     expect([...retries]).toEqual([first.message.id]);
     a.storage.putOutbox = putOutbox;
+    // Its first write landed: `queued` without an outbox entry, which nothing sends. Retry again:
+    // it finishes the first (queued with its entry, sent, delivered) and only then drops the
+    // record — not "nothing to do", which dropped the record and left the message stuck.
+    expect(stateOf(a, first.message.id)).toBe("queued");
+    const again = a.events.length;
     await a.engine.retry(first.message.id);
     expect(retries.size).toBe(0);
+    expect(a.events.slice(again)).toContainEqual(
+      expect.objectContaining({ type: "message-state", id: first.message.id, state: "queued" }),
+    );
+    await until(() => stateOf(a, first.message.id) === "delivered", "the stuck retry finished and delivered");
+    expect(b.storage.texts(a.id, "in")).toEqual(["one", "two"]);
     // A blocked contact: `stored` rejects and nothing is stored.
     a.storage.contacts.get(b.id)!.trust = "rejected";
     const refused = a.engine.handOver(b.id, "after blocking");
@@ -287,6 +297,24 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     failing = undefined;
     await until(() => stateOf(a, alone.message.id) === "delivered", "stored by the retry, then delivered");
     expect(journaled.size).toBe(0);
+    // Stored meanwhile by another tab's replay (its start: storage.ts `replayJournal`): not stored
+    // twice, and its state is still told — the screen's notice waits for that event (Chat.tsx).
+    // Bob offline, so no send's state event stands in for it.
+    await b.engine.stop();
+    failing = new DOMException("quota", "QuotaExceededError");
+    const elsewhere = a.engine.handOver(b.id, "stored by another tab");
+    await expect(elsewhere.stored).rejects.toBeInstanceOf(SaveDeferred);
+    failing = undefined;
+    await queue({ ...elsewhere.message });
+    const told = a.events.length;
+    const toldState = () =>
+      a.events.slice(told).some((e) => e.type === "message-state" && e.id === elsewhere.message.id);
+    await until(toldState, "the state of the message another tab stored");
+    expect(journaled.size).toBe(0);
+    expect(a.storage.texts(b.id, "out").filter((t) => t === "stored by another tab")).toHaveLength(1);
+    expect(a.events.slice(told)).toContainEqual(
+      expect.objectContaining({ type: "message-state", id: elsewhere.message.id, state: "queued" }),
+    );
     // Deferred, then the contact blocked before storage came back: stored `failed` with the
     // reason, as a replay at the next start would; a new hand-over is refused as before.
     failing = new DOMException("quota", "QuotaExceededError");

@@ -339,7 +339,8 @@ export class Engine implements ChatEngine {
     this.calls.stop();
     this.roomCalls?.stop();
     this.#ctx.stopped = true;
-    // Deferred saves not landed yet stay in the journal: the next start replays them.
+    // Deferred saves not landed yet stay in the journal: the next unlock replays them (app/model.ts
+    // `#enter`); a new Engine started in this page (a new username) does not know of them.
     clearTimeout(this.#deferTimer);
     this.#links.stop();
     this.rooms?.stop();
@@ -464,8 +465,8 @@ export class Engine implements ChatEngine {
   /**
    * Store the contact's deferred hand-overs in order (on its send line): each as the journal
    * replay would (storage.ts `replayJournal`) — `queued` with its outbox entry, or `failed` with
-   * the reason when the contact now refuses messages, nothing when a message with its id is stored
-   * already (another tab's replay), dropped when the contact is gone — and its journal entry goes.
+   * the reason when the contact now refuses messages, nothing (its stored state is told) when a
+   * message with its id is stored already (another tab's replay), dropped when the contact is gone — and its journal entry goes.
    * Throws the storage error at the first one storage still refuses; it and the later ones wait.
    */
   async #storeDeferred(contactId: ContactId): Promise<void> {
@@ -474,7 +475,18 @@ export class Engine implements ChatEngine {
     for (let m = waiting[0]; m; m = waiting[0]) {
       const c = await storage.getContact(contactId);
       const refusal = c && sendRefusal(c);
-      if (c && !(await storage.getMessage(m.id))) {
+      const already = c && (await storage.getMessage(m.id));
+      if (already)
+        // Another tab's replay stored it (its start: storage.ts `replayJournal`): not stored again,
+        // but the screen still learns where it stands — its notice waits for this (Chat.tsx).
+        emit(this.#ctx, {
+          type: "message-state",
+          contactId,
+          id: m.id,
+          state: already.state,
+          ...(already.failure ? { failure: already.failure } : {}),
+        });
+      else if (c) {
         if (refusal) await storage.putMessage({ ...m, state: "failed", failure: refusal });
         else await storage.queueOutgoing(m);
         emit(this.#ctx, {
@@ -553,7 +565,12 @@ export class Engine implements ChatEngine {
     // Behind the sends already handed over for this contact: a retry never overtakes them.
     await this.#lines.run(first.contactId, async () => {
       const m = await this.#ctx.storage.getMessage(messageId);
-      if (m?.direction !== "out" || m.state !== "failed") return;
+      if (m?.direction !== "out") return;
+      // `queued` without its outbox entry is an earlier retry whose second write storage refused:
+      // nothing would ever send it, so this retry finishes it — as the replay of its record at the
+      // next start would (storage.ts `#replayRetries`; chat.md §9, "Retries"). Returning here
+      // would also drop that record (`retry`'s `finally`), leaving the message stuck for good.
+      if (m.state !== "failed" && !(m.state === "queued" && !(await this.#inOutbox(m)))) return;
       const c = await sendableContact(this.#ctx.storage, m.contactId);
       await this.#ctx.storage.setMessageState(messageId, "queued");
       await this.#ctx.storage.putOutbox({
@@ -565,6 +582,11 @@ export class Engine implements ChatEngine {
       emit(this.#ctx, { type: "message-state", contactId: m.contactId, id: messageId, state: "queued" });
       this.#links.for(c).queued(messageId);
     });
+  }
+
+  /** Whether `m` has its outbox entry (read only for a retry of a `queued` message: rare). */
+  async #inOutbox(m: StoredMessage): Promise<boolean> {
+    return (await this.#ctx.storage.listOutbox(m.contactId)).some((e) => e.messageId === m.id);
   }
 
   async changeContact(contactId: ContactId, ...changes: ContactChange[]): Promise<void> {

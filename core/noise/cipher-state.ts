@@ -225,19 +225,7 @@ export class CipherState {
   decryptWithAd(ad: Uint8Array, ciphertext: Uint8Array, output?: Uint8Array): Promise<Result<Uint8Array>> {
     if (this.#wiped) return Promise.resolve(err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped"));
     if (this.#k === undefined) return Promise.resolve(ok(ciphertext));
-    return this.#enqueue(async () => {
-      if (this.#exhausted()) return err("LOFT_ERR_NONCE_EXHAUSTED", "nonce 2^64-1 is reserved (Noise §5.1)");
-      if (ciphertext.length < TAGLEN) return err("LOFT_ERR_DECRYPT", "ciphertext shorter than the tag");
-      const aead = await this.#aeadForOneCall();
-      if (aead === undefined) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
-      const nonce = new Uint8Array(12);
-      this.#writeNonce(nonce, this.#lo, this.#hi);
-      const plaintext = await aead.open(nonce, ad, ciphertext, output);
-      if (plaintext === undefined) return err("LOFT_ERR_DECRYPT", "authentication failed");
-      if (this.#wiped) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
-      this.#increment();
-      return ok(plaintext);
-    });
+    return this.#enqueue(() => this.#openOne(ad, ciphertext, output));
   }
 
   /**
@@ -344,15 +332,18 @@ export class CipherState {
     });
   }
 
-  /** One decrypt inside queued work (the batch's one-key-copy-per-call way). */
-  async #openOne(ad: Uint8Array, ciphertext: Uint8Array): Promise<Result<Uint8Array>> {
+  /**
+   * One decrypt inside queued work (`decryptWithAd`'s, and a batch's one-key-copy-per-call way);
+   * `n` moves only when it authenticates.
+   */
+  async #openOne(ad: Uint8Array, ciphertext: Uint8Array, output?: Uint8Array): Promise<Result<Uint8Array>> {
     if (this.#exhausted()) return err("LOFT_ERR_NONCE_EXHAUSTED", "nonce 2^64-1 is reserved (Noise §5.1)");
     if (ciphertext.length < TAGLEN) return err("LOFT_ERR_DECRYPT", "ciphertext shorter than the tag");
     const aead = await this.#aeadForOneCall();
     if (aead === undefined) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
     const nonce = new Uint8Array(12);
     this.#writeNonce(nonce, this.#lo, this.#hi);
-    const plaintext = await aead.open(nonce, ad, ciphertext);
+    const plaintext = await aead.open(nonce, ad, ciphertext, output);
     if (plaintext === undefined) return err("LOFT_ERR_DECRYPT", "authentication failed");
     if (this.#wiped) return err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped");
     this.#increment();

@@ -60,6 +60,13 @@ export interface Live {
   syncOwed?: boolean;
   /** A heartbeat PING is being sent (session.ts `heartbeat`): the next tick sends none. */
   pinging: boolean;
+  /** When the previous heartbeat tick ran (session.ts `heartbeat`): a tick far later says the loop stalled. */
+  tickAt: number;
+  /**
+   * When a stalled tick last spared the session instead of closing it (session.ts `heartbeat`):
+   * one grace per silence, so a peer that stays silent is still closed at the next tick.
+   */
+  sparedAt?: number;
   /**
    * The session left the link state, its close applied (link/controller.ts `#retire`): set once,
    * by our own close or by its close event, whichever came first.

@@ -6,10 +6,11 @@
  * Noise XXhfs sessions over in-memory links; only `send` is wrapped to resolve later or reject.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import type { Session } from "../../../core/session/index.ts";
-import { sessionPair as newSessionPair } from "../../../test/support/engine.ts";
+import { createUserIdentity } from "../../../core/identity/identity.ts";
+import { establishSession, type Session } from "../../../core/session/index.ts";
+import { sessionPair as newSessionPair, TestLink, until } from "../../../test/support/engine.ts";
 import { DEFAULT_ENGINE_CONFIG } from "./config.ts";
-import type { EngineContext } from "./context.ts";
+import type { EngineContext, Live } from "./context.ts";
 import { heartbeat, newLive, readFrame } from "./session.ts";
 import { decodeSessionFrame, encodePing, PING_BYTES } from "./wire.ts";
 
@@ -96,5 +97,158 @@ describe("the live session with an asynchronous send", () => {
     const handedOver = sendLater(alice);
     await heartbeat(ctx, live);
     expect(handedOver.length).toBe(1);
+  });
+});
+
+/**
+ * Alice's and Bob's sessions where Alice's end can be frozen (a frozen tab, a long task, a laptop
+ * asleep): frames reaching her link meanwhile wait as the network would hold them, until `wake`
+ * hands them over, each in a task of its own (as socket and data channel events come). Both ends
+ * read their frames as the link controller does (readFrame: PINGs answered, `lastInbound` kept).
+ */
+async function freezablePair() {
+  const aliceId = createUserIdentity({ username: "alice", now: Date.now() });
+  const bobId = createUserIdentity({ username: "bob", now: Date.now() });
+  const a = new TestLink();
+  const b = new TestLink();
+  a.peer = b;
+  b.peer = a;
+  let frozen = false;
+  let cut = false;
+  const held: Uint8Array[] = [];
+  const deliver = a.fromPeer.bind(a);
+  a.fromPeer = (m: Uint8Array) => {
+    if (cut) return;
+    if (frozen) held.push(m);
+    else deliver(m);
+  };
+  const [alice, bob] = await Promise.all([
+    establishSession({
+      link: a,
+      role: "initiator",
+      kind: "direct",
+      self: aliceId,
+      expectedIdentityKey: bobId.identity.verified.identity_key,
+    }),
+    establishSession({
+      link: b,
+      role: "responder",
+      kind: "direct",
+      self: bobId,
+      expectedIdentityKey: aliceId.identity.verified.identity_key,
+    }),
+  ]);
+  open.push(alice, bob);
+  const aliceLive = newLive(alice, "direct");
+  const bobLive = newLive(bob, "direct");
+  const read = async (live: Live) => {
+    for (;;) {
+      let bytes: Uint8Array;
+      try {
+        bytes = await live.session.receive();
+      } catch {
+        return;
+      }
+      if ((await readFrame(live, bytes)).kind === "stop") return;
+    }
+  };
+  void read(aliceLive);
+  void read(bobLive);
+  return {
+    alice,
+    aliceLive,
+    held,
+    freeze: () => {
+      frozen = true;
+    },
+    /** Bob's frames never reach Alice again (the network vanished, no close seen). */
+    cutOff: () => {
+      cut = true;
+    },
+    /**
+     * The held frames are handed over in order, in a task queued now (ahead of any the tick
+     * queues) or `after` ms on; frames arriving before then wait behind them, as on a socket.
+     */
+    wake: (after = 0) => {
+      const handOver = () => {
+        frozen = false;
+        for (const m of held.splice(0)) deliver(m);
+      };
+      if (after > 0) setTimeout(handOver, after);
+      else setImmediate(handOver);
+    },
+  };
+}
+
+/** The event loop blocked for `ms` (a frozen tab, a long task): nothing else runs meanwhile. */
+function stall(ms: number): void {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    // busy: timers, I/O and other tasks wait
+  }
+}
+
+/** What closed `session`, or "open". */
+async function closeReason(session: Session): Promise<string> {
+  if (session.state !== "closed") return "open";
+  return (await session.closed).reason;
+}
+
+describe("the heartbeat after a stall of our own event loop (chat.md §6)", () => {
+  const INTERVAL = 50;
+  const TIMEOUT = 150;
+  const fast = {
+    cfg: { ...DEFAULT_ENGINE_CONFIG, heartbeatIntervalMs: INTERVAL, heartbeatTimeoutMs: TIMEOUT },
+  } as Pick<EngineContext, "cfg"> as EngineContext;
+
+  it("a tick that wakes past the timeout reads the PONG that arrived during the stall first: the session stays", async () => {
+    const p = await freezablePair();
+    p.freeze();
+    await heartbeat(fast, p.aliceLive); // a PING; Bob's PONG reaches Alice's link, not her page
+    await until(() => p.held.length > 0, "Bob's PONG waits at Alice's frozen end");
+    const frozenAt = Date.now();
+    stall(TIMEOUT + 20);
+    // On wake the heartbeat's timer runs before the task that hands over the PONG (Node: timers
+    // before the poll phase): the PONG's task is queued, then the tick runs. The previous tick
+    // is taken as on time, so only the turn the verdict waits can save the session. Before the
+    // fix the tick closed it here (`heartbeat-timeout`).
+    p.wake();
+    p.aliceLive.tickAt = Date.now();
+    await heartbeat(fast, p.aliceLive);
+    expect(await closeReason(p.alice)).toBe("open");
+    expect(p.aliceLive.lastInbound).toBeGreaterThan(frozenAt);
+  });
+
+  it("a tick two intervals late spares a session whose frames are not read yet; the next tick finds them", async () => {
+    const p = await freezablePair();
+    p.freeze();
+    await heartbeat(fast, p.aliceLive);
+    await until(() => p.held.length > 0, "Bob's PONG waits at Alice's frozen end");
+    stall(Math.max(TIMEOUT, 2 * INTERVAL) + 20);
+    // The PONG comes a few tasks after the turn the verdict waits (still being decrypted, say):
+    // the late tick sends a PING instead of closing. Before the fix it closed the session.
+    p.wake(20);
+    await heartbeat(fast, p.aliceLive);
+    expect(await closeReason(p.alice)).toBe("open");
+    await until(() => Date.now() - p.aliceLive.lastInbound <= TIMEOUT, "the PONG is read", 5_000);
+    await heartbeat(fast, p.aliceLive);
+    expect(await closeReason(p.alice)).toBe("open");
+  });
+
+  it("a silent peer is still closed: at once by a tick on time, at the next tick after a late one", async () => {
+    const onTime = await freezablePair();
+    onTime.cutOff();
+    stall(TIMEOUT + 20);
+    onTime.aliceLive.tickAt = Date.now();
+    await heartbeat(fast, onTime.aliceLive);
+    expect(await closeReason(onTime.alice)).toBe("heartbeat-timeout");
+
+    const late = await freezablePair();
+    late.cutOff();
+    stall(Math.max(TIMEOUT, 2 * INTERVAL) + 20);
+    await heartbeat(fast, late.aliceLive); // late: spared once, a PING goes
+    expect(await closeReason(late.alice)).toBe("open");
+    await heartbeat(fast, late.aliceLive); // nothing since: closed
+    expect(await closeReason(late.alice)).toBe("heartbeat-timeout");
   });
 });

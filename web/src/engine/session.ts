@@ -147,7 +147,8 @@ export async function hello(
 
 /** A verified session with a HELLO exchanged, as the contact's live session. */
 export function newLive(session: Session, path: LinkPath): Live {
-  return { session, path, lastInbound: Date.now(), sent: new Set(), announced: false, pinging: false };
+  const now = Date.now();
+  return { session, path, lastInbound: now, sent: new Set(), announced: false, pinging: false, tickAt: now };
 }
 
 /**
@@ -182,17 +183,57 @@ export function sessionRunning(peer: Peer): Outcome[] {
 }
 
 /**
- * One heartbeat tick of the live session (chat.md §6): nothing received for `heartbeatTimeoutMs`
- * closes it (`heartbeat-timeout`), else a PING goes out. Await-safe: the session's `send` may be
- * asynchronous; the tick resolves once the PING is handed over, never rejects (a session closed
- * meanwhile ends through its close), and a tick while the previous PING is still being sent sends
- * none, so PINGs never pile up behind a slow send.
+ * One turn of the event loop: what arrived while the loop was blocked (a frozen tab, a long task,
+ * a laptop waking) is handed over first. On wake the heartbeat's timer can run before the tasks
+ * that carry frames received long ago (Node runs timers before the poll phase's I/O; a browser
+ * picks among its task sources freely), so the timeout is judged after them: a `setImmediate`
+ * (after the poll phase) where there is one, a posted message (a task of its own) in a browser.
+ */
+function nextTurn(): Promise<void> {
+  const immediate = (globalThis as { setImmediate?: (f: () => void) => unknown }).setImmediate;
+  if (immediate) return new Promise((resolve) => void immediate(resolve));
+  return new Promise((resolve) => {
+    const { port1, port2 } = new MessageChannel();
+    port1.onmessage = () => {
+      port1.close();
+      resolve();
+    };
+    port2.postMessage(null);
+  });
+}
+
+const closed = (live: Live): boolean => live.session.state === "closed";
+
+/**
+ * One heartbeat tick of the live session (chat.md §6 "Heartbeats"): nothing received for
+ * `heartbeatTimeoutMs` closes it (`heartbeat-timeout`), else a PING goes out. A stall of our own
+ * event loop is not a silent peer (as the relay's worker watchdog, relay-ws/batch-watchdog.ts):
+ * the verdict waits one turn of the loop (`nextTurn`), so frames that arrived during the stall are
+ * read first; and a tick that comes at least two intervals after the previous one (the loop, not
+ * the peer, was silent that long: frames still being decrypted may not count yet) sends a PING
+ * instead and leaves the verdict to the next tick — once per silence (`sparedAt`), so a session
+ * that really is silent is still closed. Await-safe: the session's `send` may be asynchronous;
+ * the tick resolves once the PING is handed over, never rejects (a session closed meanwhile ends
+ * through its close), and a tick while the previous PING is still being sent sends none, so PINGs
+ * never pile up behind a slow send.
  */
 export async function heartbeat(ctx: SessionContext, live: Live): Promise<void> {
-  if (live.session.state === "closed") return;
-  if (Date.now() - live.lastInbound > ctx.cfg.heartbeatTimeoutMs) {
-    live.session.close("heartbeat-timeout", "no frame from the peer within the heartbeat timeout");
-    return;
+  if (closed(live)) return;
+  const tick = Date.now();
+  const stalled = tick - live.tickAt >= 2 * ctx.cfg.heartbeatIntervalMs;
+  live.tickAt = tick;
+  if (tick - live.lastInbound > ctx.cfg.heartbeatTimeoutMs) {
+    await nextTurn();
+    if (closed(live)) return; // closed meanwhile (not narrowed: the await let it change)
+    const now = Date.now();
+    if (now - live.lastInbound > ctx.cfg.heartbeatTimeoutMs) {
+      const spared = live.sparedAt !== undefined && live.sparedAt >= live.lastInbound;
+      if (!stalled || spared) {
+        live.session.close("heartbeat-timeout", "no frame from the peer within the heartbeat timeout");
+        return;
+      }
+      live.sparedAt = now;
+    }
   }
   if (live.pinging) return;
   live.pinging = true;

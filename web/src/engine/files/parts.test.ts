@@ -149,14 +149,22 @@ class SlowStore extends MemoryFileStore {
   #waiting: (() => void)[] = [];
   /** Each write as it began: its chunk indices. */
   readonly writes: { first: number; count: number }[] = [];
+  /** Writes that reached the store (`super.putChunks` resolved). */
+  #landed = 0;
   override async putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void> {
     this.writes.push({ first, count: sealed.length });
     await new Promise<void>((resolve) => this.#waiting.push(resolve));
-    return super.putChunks(key, first, sealed);
+    await super.putChunks(key, first, sealed);
+    this.#landed++;
   }
-  /** Let the writes begun so far finish (and the ACKs after them go). */
+  /**
+   * Let the writes begun so far finish (and the ACKs after them go): waits on their landing, not
+   * on a fixed number of turns (how many the store takes is its own business), bounded by `until`.
+   */
   async flush(): Promise<void> {
+    const begun = this.writes.length;
     for (const w of this.#waiting.splice(0)) w();
+    await until(() => this.#landed >= begun, "the released chunk writes land", 5_000);
     await new Promise((resolve) => setImmediate(resolve));
   }
 }
@@ -361,7 +369,14 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
     await store.flush();
     await store.flush();
     expect(Math.max(...store.writes.map((w) => w.first + w.count))).toBeLessThanOrEqual(WINDOW_CHUNKS);
-    expect(await store.getChunk(key, 0)).toBeUndefined(); // the stalled write landed, then went
+    // The stalled write landed (flush waited for it), then went: its removal follows the write
+    // by some turns, so it is waited for (bounded), not assumed done after one.
+    await until(
+      async () => (await store.getChunk(key, 0)) === undefined,
+      "the landed chunk is removed",
+      5_000,
+    );
+    expect(await store.getChunk(key, 0)).toBeUndefined();
   });
 
   it("the receiver reads on while chunks open; one that does not open ends it as damaged, nothing from it on kept", async () => {
@@ -404,8 +419,14 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
       { t: "file.cancel", id: ID, own: false },
     ]);
     await w.store.flush();
-    // No write ever held the damaged chunk or one after it, and what was stored is gone.
+    // No write ever held the damaged chunk or one after it, and what was stored is gone (its
+    // removal follows the write that landed: waited for, bounded).
     for (const { first, count } of w.store.writes) expect(first + count).toBeLessThanOrEqual(5);
+    await until(
+      async () => (await w.store.getChunk(w.key, 0)) === undefined,
+      "the stored chunks are removed",
+      5_000,
+    );
     expect(await w.store.getChunk(w.key, 0)).toBeUndefined();
   });
 

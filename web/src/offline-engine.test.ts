@@ -63,6 +63,11 @@ function slowStorage(seed = 3) {
     async putOutbox(e: OutboxEntry) {
       outbox.set(e.messageId, e);
     },
+    // A retry of a queued message looks for its outbox entry (chat.md §9, "Retries").
+    async listOutbox(contactId?: string) {
+      await delay();
+      return [...outbox.values()].filter((e) => contactId === undefined || e.contactId === contactId);
+    },
   };
   return storage;
 }

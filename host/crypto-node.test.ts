@@ -7,9 +7,19 @@
 import * as nodeCrypto from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { utf8 } from "../core/bytes.ts";
 import { nobleCrypto } from "../core/crypto/noble.ts";
+import type { CryptoProvider } from "../core/crypto/provider.ts";
+import { HandshakeState } from "../core/noise/handshake-state.ts";
+import { XX } from "../core/noise/patterns.ts";
+import { generateKeyPair } from "../core/noise/primitives.ts";
 import { FUZZ_RUNS } from "../test/support/fuzz.ts";
-import { createNodeCryptoProvider, nodeCryptoParts, nodeMlKem768 } from "./crypto-node.ts";
+import {
+  createNodeCryptoProvider,
+  holdsX25519PrivateHandle,
+  nodeCryptoParts,
+  nodeMlKem768,
+} from "./crypto-node.ts";
 
 const key = (byte: number) => new Uint8Array(32).fill(byte);
 
@@ -38,6 +48,63 @@ describe("node:crypto X25519 handles kept beside the raw keys", () => {
     // A low-order point refused again after the array held a good key.
     theirs.fill(0);
     expect(await c.x25519.sharedSecret(mine, theirs)).toBeUndefined();
+  });
+
+  it("a Noise handshake's private keys hold no handle (OpenSSL's copy) once it is finished or aborted, while it is still referenced", async () => {
+    const node = await createNodeCryptoProvider();
+    // The arrays the handshakes pass as private keys, kept referenced (as a finished handshake
+    // keeps its wiped static key): only `forget` can drop their handles.
+    const used: Uint8Array[] = [];
+    const crypto: CryptoProvider = {
+      ...node,
+      x25519: {
+        ...node.x25519,
+        sharedSecret: (k, p) => {
+          used.push(k);
+          return node.x25519.sharedSecret(k, p);
+        },
+      },
+    };
+    const must = <T>(r: { ok: true; value: T } | { ok: false; error: Error }): T => {
+      if (!r.ok) throw r.error;
+      return r.value;
+    };
+    const start = async () => {
+      const [si, sr] = [await generateKeyPair(crypto), await generateKeyPair(crypto)];
+      const prologue = utf8("handles");
+      const initiator = await HandshakeState.create({
+        pattern: XX,
+        role: "initiator",
+        prologue,
+        staticKeyPair: si,
+        crypto,
+      });
+      const responder = await HandshakeState.create({
+        pattern: XX,
+        role: "responder",
+        prologue,
+        staticKeyPair: sr,
+        crypto,
+      });
+      must(await responder.readMessage(must(await initiator.writeMessage(new Uint8Array(0)))));
+      must(await initiator.readMessage(must(await responder.writeMessage(new Uint8Array(0)))));
+      return { initiator, responder };
+    };
+    const finished = await start();
+    must(
+      await finished.responder.readMessage(must(await finished.initiator.writeMessage(new Uint8Array(0)))),
+    );
+    const during = used.filter(holdsX25519PrivateHandle).length;
+    // ee, es (responder's static), se (initiator's static), each side: the handles the cache keeps.
+    expect(during).toBeGreaterThan(0);
+    must(await finished.initiator.finish());
+    must(await finished.responder.finish());
+    expect(used.filter(holdsX25519PrivateHandle)).toEqual([]);
+    const aborted = await start();
+    expect(used.filter(holdsX25519PrivateHandle).length).toBeGreaterThan(0);
+    aborted.initiator.abort();
+    aborted.responder.abort();
+    expect(used.filter(holdsX25519PrivateHandle)).toEqual([]);
   });
 
   it("agrees with noble over sequences of calls on arrays rewritten between calls (property)", async () => {

@@ -93,10 +93,11 @@ function rawPublic(key: KeyObject): Uint8Array {
  * three imports. The maps are keyed by the array itself (weakly: a handle lives no longer than
  * its array) and remember a SHA-256 fingerprint of the bytes the handle was made from, not the
  * bytes: a handle is used only while its array still holds them, so a wiped (Noise zeroes its
- * keys once used) or reused array is imported afresh. JavaScript
- * cannot promise that a wiped key is gone from memory anyway (the garbage collector moves and
- * copies arrays); the handle of a wiped ephemeral key is unreachable from then on and freed with
- * its array.
+ * keys once used) or reused array is imported afresh. A private key's handle holds OpenSSL's copy
+ * of the key for as long as the array is referenced, which may outlast the wipe by far (a finished
+ * Noise handshake keeps its wiped static key): `forget` (core/crypto/provider.ts, X25519.forget),
+ * called by Noise before it wipes a key, drops the handle at once. JavaScript cannot promise that
+ * a wiped key is gone from memory anyway (the garbage collector moves and copies arrays).
  */
 interface Handle {
   readonly fingerprint: Buffer;
@@ -122,6 +123,9 @@ const x25519PrivateHandle = (raw: Uint8Array) =>
   cachedHandle(x25519Private, raw, (r) => privateKeyObject(PKCS8_X25519, "X25519", r));
 const x25519PublicHandle = (raw: Uint8Array) =>
   cachedHandle(x25519Public, raw, (r) => publicKeyObject("X25519", r));
+
+/** Whether a private-key handle is held for this array (tests: none after `forget`). */
+export const holdsX25519PrivateHandle = (raw: Uint8Array): boolean => x25519Private.has(raw);
 
 /** Copy `body ‖ tag` into `output` (or a fresh array); `plaintext` may be `output`'s own prefix. */
 function placeSealed(body: Buffer, tag: Buffer, output: Uint8Array | undefined, length: number): Uint8Array {
@@ -353,6 +357,9 @@ export function nodeCryptoParts(): NativeParts {
         const out = new Uint8Array(shared);
         shared.fill(0);
         return isAllZero(out) ? undefined : out;
+      },
+      forget: (privateKey) => {
+        x25519Private.delete(privateKey);
       },
     },
     ed25519: {

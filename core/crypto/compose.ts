@@ -97,7 +97,15 @@ export function deferredProvider(name: string, ready: Promise<CryptoProvider>): 
       return (current ?? nobleCrypto).backends;
     },
     randomBytes: (length) => (current ?? nobleCrypto).randomBytes(length),
-    x25519: { publicKey: call((p) => p.x25519.publicKey), sharedSecret: call((p) => p.x25519.sharedSecret) },
+    x25519: {
+      publicKey: call((p) => p.x25519.publicKey),
+      sharedSecret: call((p) => p.x25519.sharedSecret),
+      // A call still waiting for the provider may make a handle after this: forgotten once it is there.
+      forget: (privateKey) => {
+        if (current) current.x25519.forget?.(privateKey);
+        else void settled.then((p) => p.x25519.forget?.(privateKey));
+      },
+    },
     ed25519: {
       publicKey: call((p) => p.ed25519.publicKey),
       sign: call((p) => p.ed25519.sign),

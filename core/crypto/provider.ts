@@ -90,6 +90,13 @@ export interface X25519 {
   publicKey(privateKey: Uint8Array): Promise<Uint8Array>;
   /** RFC 7748 §6.1 X25519(private, public); undefined when the result is all zeros (low order). */
   sharedSecret(privateKey: Uint8Array, publicKey: Uint8Array): Promise<Uint8Array | undefined>;
+  /**
+   * Optional: the caller wipes `privateKey` now and uses it no more. A backend that keeps something
+   * made from it beside the array (node: an OpenSSL KeyObject, a copy of the key) drops it here
+   * instead of when the array is collected, which may be much later (a finished Noise handshake
+   * keeps its wiped static key). Never throws.
+   */
+  forget?(privateKey: Uint8Array): void;
 }
 
 export interface Ed25519 {

@@ -8,11 +8,14 @@ import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, mkdtempSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import fc from "fast-check";
 import { open } from "lmdb";
 import { afterEach, describe, expect, it } from "vitest";
 import { BLOCK_SIZE, padBlock } from "../../core/relay/protocol.ts";
+import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
 import { sealAtRest } from "../node-crypto.ts";
 import { bucketSize } from "./at-rest.ts";
+import { DueHeap } from "./due-heap.ts";
 import { KEYRING_FILE, keyringEpochs, LEGACY_KEYRING_FILE, SLOT_SIZE } from "./keyring.ts";
 import { LmdbStore, type LmdbStoreOptions, STORE_FORMAT } from "./lmdb.ts";
 import { type Sealed, SealPool } from "./seal-pool.ts";
@@ -499,11 +502,11 @@ describe("relay LMDB store", () => {
     ] as const)
       await put(q3, b, ttl);
     expect((await store.gc(now)).expiredMessages).toBe(0);
-    expect(store.lastGcVisit).toEqual({ queues: 0, records: 0 });
+    expect(store.lastGcVisit).toMatchObject({ queues: 0, records: 0 });
     now += HOUR + 1;
     expect((await store.gc(now)).expiredMessages).toBe(4);
     // Only the queues with something due are read (q2's earliest is 3 h away): all their records.
-    expect(store.lastGcVisit).toEqual({ queues: 2, records: 5 });
+    expect(store.lastGcVisit).toMatchObject({ queues: 2, records: 5 });
     expect(store.stats().messages).toBe(3);
     expect(await store.next(q1.recipientId, -1)).toBeUndefined();
     expect((await store.next(q2.recipientId, -1))?.seq).toBe(0);
@@ -512,7 +515,7 @@ describe("relay LMDB store", () => {
     expect(store.queueBytes(q1.recipientId)).toBe(0);
     now += 2 * HOUR;
     expect((await store.gc(now)).expiredMessages).toBe(3);
-    expect(store.lastGcVisit).toEqual({ queues: 2, records: 3 });
+    expect(store.lastGcVisit).toMatchObject({ queues: 2, records: 3 });
     expect(store.stats().storedBytes).toBe(0);
     // --relay-ttl lowered from 7 days to 1 h across a restart: the messages stored since expire
     // on time even though the queue's head lives on.
@@ -520,7 +523,7 @@ describe("relay LMDB store", () => {
     for (const b of ["h", "i", "j"]) await put(q1, b, HOUR);
     now += HOUR + 1;
     expect((await store.gc(now)).expiredMessages).toBe(3);
-    expect(store.lastGcVisit).toEqual({ queues: 1, records: 4 });
+    expect(store.lastGcVisit).toMatchObject({ queues: 1, records: 4 });
     expect(store.stats().messages).toBe(1);
     expect(text(await store.read(q1.recipientId, 2))).toBe("7 days");
     expect(await store.next(q1.recipientId, 2)).toBeUndefined();
@@ -545,24 +548,145 @@ describe("relay LMDB store", () => {
     store = await reopen(store, options);
     now += HOUR + 1;
     expect((await store.gc(now)).expiredMessages).toBe(1);
-    expect(store.lastGcVisit).toEqual({ queues: 1, records: 6 });
+    expect(store.lastGcVisit).toMatchObject({ queues: 1, records: 6 });
     expect((await store.gc(now)).expiredMessages).toBe(0);
-    expect(store.lastGcVisit).toEqual({ queues: 0, records: 0 });
+    expect(store.lastGcVisit).toMatchObject({ queues: 0, records: 0 });
     // An ACK leaves the bound as it is (still a lower bound); a SEND lowers it.
     const first = await store.next(qs[0]!.recipientId, -1);
     expect(await store.ack(qs[0]!.recipientId, first!.seq, first!.msgId)).toBe(true);
     expect(await store.append(qs[7]!.recipientId, msg(utf8("soon"), now, HOUR), 10)).toBe("ok");
     expect((await store.gc(now)).expiredMessages).toBe(0);
-    expect(store.lastGcVisit).toEqual({ queues: 0, records: 0 });
+    expect(store.lastGcVisit).toMatchObject({ queues: 0, records: 0 });
     now += HOUR + 1;
     expect((await store.gc(now)).expiredMessages).toBe(1);
-    expect(store.lastGcVisit).toEqual({ queues: 1, records: 6 });
+    expect(store.lastGcVisit).toMatchObject({ queues: 1, records: 6 });
     now += 7 * DAY;
     expect((await store.gc(now)).expiredMessages).toBe(49);
-    expect(store.lastGcVisit).toEqual({ queues: 10, records: 49 });
+    expect(store.lastGcVisit).toMatchObject({ queues: 10, records: 49 });
     expect(store.stats().messages).toBe(0);
     expect((await store.gc(now)).expiredMessages).toBe(0);
-    expect(store.lastGcVisit).toEqual({ queues: 0, records: 0 });
+    expect(store.lastGcVisit).toMatchObject({ queues: 0, records: 0 });
+  });
+
+  it("GC takes only the due queues' bounds off its heap: nothing due reads none, one due among many reads one; stale bounds are dropped once", async () => {
+    // docs/operations-relay.md §Storage: a run's cost follows what is due, not the queues holding
+    // messages (before, every run walked every queue's bound).
+    let now = Date.UTC(2034, 6, 1);
+    const store = openStore({ path: tempDir(), masterKey: randomBytes(32), clock: () => now });
+    const qs = Array.from({ length: 20 }, () => queue());
+    for (const q of qs) {
+      await store.createQueue(q);
+      expect(await store.append(q.recipientId, msg(utf8("week"), now, 7 * DAY), 10)).toBe("ok");
+    }
+    // Lowered: q0's week-long bound becomes a stale entry.
+    expect(await store.append(qs[0]!.recipientId, msg(utf8("hour"), now, HOUR), 10)).toBe("ok");
+    const start = now;
+    expect((await store.gc(now)).expiredMessages).toBe(0);
+    expect(store.lastGcVisit).toEqual({ bounds: 0, queues: 0, records: 0 });
+    now += HOUR + 1;
+    expect((await store.gc(now)).expiredMessages).toBe(1);
+    expect(store.lastGcVisit).toEqual({ bounds: 1, queues: 1, records: 2 });
+    expect(await store.deleteQueue(qs[5]!.recipientId)).toBe(1);
+    expect((await store.gc(now)).expiredMessages).toBe(0);
+    expect(store.lastGcVisit).toEqual({ bounds: 0, queues: 0, records: 0 });
+    now = start + 7 * DAY;
+    expect((await store.gc(now)).expiredMessages).toBe(19);
+    // 20 week-long entries (q5's stale: deleted), and q0's bound set again to the same value by
+    // its visit: 21 entries, 19 queues visited once each.
+    expect(store.lastGcVisit).toEqual({ bounds: 21, queues: 19, records: 19 });
+    expect((await store.gc(now)).expiredMessages).toBe(0);
+    expect(store.lastGcVisit).toEqual({ bounds: 0, queues: 0, records: 0 });
+  });
+
+  it("DueHeap pops in expiry order whatever the pushes and pops in between (against a sorted list)", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.option(fc.integer({ min: 0, max: 50 }), { nil: undefined }), { maxLength: 200 }),
+        (ops) => {
+          const heap = new DueHeap();
+          const model: number[] = [];
+          for (const [i, op] of ops.entries()) {
+            if (op === undefined) {
+              model.sort((a, b) => a - b);
+              expect(heap.pop()?.at).toBe(model.shift());
+            } else {
+              heap.push(op, `q${i}`);
+              model.push(op);
+            }
+            expect(heap.size).toBe(model.length);
+            expect(heap.peek()).toBe(model.length ? Math.min(...model) : Number.POSITIVE_INFINITY);
+          }
+        },
+      ),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
+  it("a GC deletion whose group commit fails before its removal ran is collected by the next run, not the next reopen", async () => {
+    let now = Date.UTC(2034, 7, 1);
+    let failNext = false;
+    const store = openStore({
+      path: tempDir(),
+      masterKey: randomBytes(32),
+      clock: () => now,
+      // Fails before any write of the group ran: as an earlier write of the commit failing.
+      commitFault: () => {
+        const fault = failNext ? "before" : undefined;
+        failNext = false;
+        return fault;
+      },
+    });
+    const q = queue();
+    await store.createQueue(q);
+    expect(await store.append(q.recipientId, msg(utf8("due"), now, HOUR), 10)).toBe("ok");
+    expect(await store.append(q.recipientId, msg(utf8("later"), now, DAY), 10)).toBe("ok");
+    now += HOUR + 1;
+    failNext = true;
+    await expect(store.gc(now)).rejects.toThrow("commit failed");
+    expect(store.stats().messages).toBe(2);
+    expect((await store.gc(now)).expiredMessages).toBe(1);
+    expect(store.stats().messages).toBe(1);
+    expect(text(await store.read(q.recipientId, 1))).toBe("later");
+  });
+
+  it("a damaged short format-2 record whose GC deletion fails to commit is collected by the next run", async () => {
+    // Too short to name its send id (docs/protocol/relay.md §At rest, "Message record"): the
+    // removal step runs but has nothing of its own to note again on failure.
+    let now = Date.UTC(2034, 8, 1);
+    const path = tempDir();
+    const masterKey = randomBytes(32);
+    let store = openStore({ path, masterKey, clock: () => now });
+    const q = queue();
+    await store.createQueue(q);
+    expect(await store.append(q.recipientId, msg(utf8("damaged"), now, HOUR), 10)).toBe("ok");
+    await store.close();
+    stores.splice(stores.indexOf(store), 1);
+    const env = openRaw(path);
+    const msgs = rawDb(env, "msgs");
+    const [entry] = [...msgs.getRange({})];
+    // 0x02 ‖ send id (16) ‖ msg id (24) ‖ timestamp (8) ‖ expiry (8): the header and 4 bytes more.
+    await msgs.put(Buffer.from(entry!.key), Buffer.from(entry!.value).subarray(0, 1 + 16 + 24 + 8 + 8 + 4));
+    await env.close();
+    let failNext = false;
+    store = openStore({
+      path,
+      masterKey,
+      clock: () => now,
+      // Fails after every write of the group ran (undone): the commit itself failed.
+      commitFault: () => {
+        const fault = failNext ? "after" : undefined;
+        failNext = false;
+        return fault;
+      },
+    });
+    // What the open wrote is committed first: the failure hits GC's commit.
+    expect((await store.gc(now)).expiredMessages).toBe(0);
+    now += HOUR + 1;
+    failNext = true;
+    await expect(store.gc(now)).rejects.toThrow("commit failed");
+    expect(store.stats().messages).toBe(1);
+    expect((await store.gc(now)).expiredMessages).toBe(1);
+    expect(store.stats().messages).toBe(0);
   });
 
   it("one record per SEND (format 2): no send or expiry record; a retry is DUPLICATE while stored, after its ACK and across a reopen while stored", async () => {

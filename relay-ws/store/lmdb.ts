@@ -42,6 +42,7 @@ import {
   unwrapDataKey,
   wrapDataKey,
 } from "./at-rest.ts";
+import { DueHeap } from "./due-heap.ts";
 import { commitCause, guardLmdbCommitRejections, isNoSpaceError, StoreError } from "./errors.ts";
 import { HotBlocks } from "./hot-blocks.ts";
 import { checkMasterKey, KEYRING_FILE, Keyring, LEGACY_KEYRING_FILE } from "./keyring.ts";
@@ -348,6 +349,12 @@ export interface LmdbStoreOptions {
   onSealFailover?: SealPoolOptions["onFailover"];
   /** Told when a new seal worker replaces a failed one (counted in `stats().sealRespawns`). */
   onSealRespawn?: SealPoolOptions["onRespawn"];
+  /**
+   * Tests only: asked at each group commit whether it fails. "before": before any of its writes
+   * ran (as an earlier write of the group throwing); "after": once all ran, undone (as the disk
+   * refusing the commit). The commit's writers get the error "commit failed (test fault)".
+   */
+  commitFault?: () => "before" | "after" | undefined;
 }
 
 export class LmdbStore implements RelayStore {
@@ -408,8 +415,16 @@ export class LmdbStore implements RelayStore {
    * §Storage).
    */
   readonly #earliest = new Map<string, number>();
-  /** What the last GC run read: the queues it visited and their message records (tests, bench). */
-  lastGcVisit = { queues: 0, records: 0 };
+  /**
+   * #earliest's queues ordered by their bound (an entry pushed at each new bound, stale ones dropped
+   * when popped): a GC run pops the due ones only, instead of walking every queue holding messages.
+   */
+  readonly #due = new DueHeap();
+  /**
+   * What the last GC run read: the bounds it took off #due (due or stale), the queues it visited
+   * and their message records (tests, bench).
+   */
+  lastGcVisit = { bounds: 0, queues: 0, records: 0 };
   /** Bytes of each queue's message records (rid latin1), counted at open, taken by #loadState. */
   readonly #openMsgBytes = new Map<string, number>();
   /** Decoded queue records by rid hex, as committed (#queueSync). */
@@ -454,6 +469,7 @@ export class LmdbStore implements RelayStore {
   readonly #idleMs: number;
   readonly #path: string;
   readonly #onNoSpace: ((cause: unknown) => void) | undefined;
+  readonly #commitFault: LmdbStoreOptions["commitFault"];
   /** Bytes stored by all queues (sum of the per-queue counts, including reservations). */
   #totalBytes = 0;
   #noSpaceUntil = 0;
@@ -472,6 +488,7 @@ export class LmdbStore implements RelayStore {
     this.#minFree = options.minFreeDiskBytes ?? 0;
     this.#idleMs = options.idleQueueMs ?? 0;
     this.#onNoSpace = options.onNoSpace;
+    this.#commitFault = options.commitFault;
     this.#queueSendsMax = options.sendIdCache ?? QUEUE_SENDS_MAX;
     this.#hot = new HotBlocks(options.hotBlockBytes ?? DEFAULT_HOT_BLOCK_BYTES);
     this.#sealer =
@@ -579,6 +596,7 @@ export class LmdbStore implements RelayStore {
     this.#msgEpochs.clear();
     this.#openMsgBytes.clear();
     this.#earliest.clear();
+    this.#due.clear();
     this.#totalBytes = 0;
     let format1 = false;
     // Keys are rid ‖ seq, so one queue's records come together: each queue's bytes and earliest
@@ -686,7 +704,19 @@ export class LmdbStore implements RelayStore {
   /** A format-2 record of queue `id` (rid latin1) expires at `expiresAt` (#earliest). */
   #noteExpiry(id: string, expiresAt: number): void {
     const known = this.#earliest.get(id);
-    if (known === undefined || expiresAt < known) this.#earliest.set(id, expiresAt);
+    if (known === undefined || expiresAt < known) this.#setEarliest(id, expiresAt);
+  }
+
+  /** Queue `id`'s bound is now `at` (#earliest), and #due holds it. */
+  #setEarliest(id: string, at: number): void {
+    this.#earliest.set(id, at);
+    this.#due.push(at, id);
+    // Stale entries (bounds lowered or raised since, queues deleted) wait for their turn at the
+    // top; when they outnumber the live ones, #due is rebuilt from #earliest (amortized O(1)).
+    if (this.#due.size > 2 * this.#earliest.size + 1024) {
+      this.#due.clear();
+      for (const [q, t] of this.#earliest) this.#due.push(t, q);
+    }
   }
 
   #countEpoch(epoch: number, n: number): void {
@@ -840,14 +870,16 @@ export class LmdbStore implements RelayStore {
     this.#inflight = true;
     // Inside a transaction callback lmdb-js applies each put/remove at once, in this order, and
     // reads see the writes before them.
+    const writes = () => {
+      for (const op of batch.ops) {
+        if (typeof op === "function") op();
+        else if (op[2] === undefined) op[0].remove(op[1]);
+        else op[0].put(op[1], op[2]);
+      }
+    };
+    const fault = this.#commitFault;
     this.#root
-      .transaction(() => {
-        for (const op of batch.ops) {
-          if (typeof op === "function") op();
-          else if (op[2] === undefined) op[0].remove(op[1]);
-          else op[0].put(op[1], op[2]);
-        }
-      })
+      .transaction(fault ? () => this.#faulty(fault(), writes) : writes)
       .then(async () => {
         if (this.#overlapping) await this.#root.flushed;
       })
@@ -863,6 +895,23 @@ export class LmdbStore implements RelayStore {
         this.#inflight = false;
         if (this.#forming) this.#flush();
       });
+  }
+
+  /** A group commit's writes under a test fault (LmdbStoreOptions.commitFault). */
+  #faulty(fault: "before" | "after" | undefined, writes: () => void): void {
+    if (fault === undefined) {
+      writes();
+      return;
+    }
+    if (fault === "after")
+      try {
+        // A child transaction that throws is undone; the group's own would not be.
+        this.#root.childTransaction(() => {
+          writes();
+          throw new Error("undo");
+        });
+      } catch {}
+    throw new Error("commit failed (test fault)");
   }
 
   /** Wait until `write` (or everything written so far) is committed and on disk. */
@@ -1861,6 +1910,26 @@ export class LmdbStore implements RelayStore {
     return run;
   }
 
+  /**
+   * GC's deletion of an expired format-2 record (queue `id`, expiry `exp`). The visit that asks for
+   * it left `exp` out of the queue's bound, counting on the removal: if the removal does not commit
+   * (the group commit failed, possibly before the removal's own step ran, or the record is too
+   * short to name its send id), or another removal of it is under way and may still fail, the
+   * expiry is noted again, so the next run collects the record, not the next reopen.
+   */
+  #expire(rid: Buffer, seq: number, id: string, exp: number): Promise<boolean> {
+    return this.#deleteMessage(rid, seq).then(
+      (removed) => {
+        if (!removed && this.#msgs.doesExist(recKeyOf(rid, seq))) this.#noteExpiry(id, exp);
+        return removed;
+      },
+      (e: unknown) => {
+        this.#noteExpiry(id, exp);
+        throw e;
+      },
+    );
+  }
+
   async #gc(nowMs: number): Promise<GcResult> {
     const result: GcResult = {
       expiredMessages: 0,
@@ -1903,9 +1972,16 @@ export class LmdbStore implements RelayStore {
     // is lowered (or the clock steps back) a younger message can expire before an older one, and
     // must not wait behind it (docs/protocol/relay.md, SEND). The visit makes the queue's entry
     // exact again: the earliest expiry of what it keeps.
-    const visit = { queues: 0, records: 0 };
-    const due: string[] = [];
-    for (const [id, at] of this.#earliest) if (at <= nowMs) due.push(id);
+    const visit = { bounds: 0, queues: 0, records: 0 };
+    // Off #due: the entries due, each still its queue's bound (else stale: the queue's current
+    // bound has an entry of its own). All taken before any visit, which may push some back.
+    // A queue's bound may have two entries (set to the value it had before): one visit.
+    const due = new Set<string>();
+    while (this.#due.peek() <= nowMs) {
+      const { at, id } = this.#due.pop()!;
+      visit.bounds++;
+      if (this.#earliest.get(id) === at) due.add(id);
+    }
     for (const id of due) {
       visit.queues++;
       const rid = Buffer.from(id, "latin1");
@@ -1923,14 +1999,14 @@ export class LmdbStore implements RelayStore {
           continue;
         }
         result.expiredSendIds++;
-        deletions.push(this.#deleteMessage(rid, readU64Num(key, 24)));
+        deletions.push(this.#expire(rid, readU64Num(key, 24), id, exp));
       }
       // Writes not committed yet are not in the records: their expiries were noted at SEND, so the
       // old bound stays for them (the queue is visited again next run).
       const st = this.#state.get(toHex(rid));
       if (st && st.writing > 0) next = Math.min(next, this.#earliest.get(id) ?? next);
       if (next === Number.POSITIVE_INFINITY) this.#earliest.delete(id);
-      else this.#earliest.set(id, next);
+      else this.#setEarliest(id, next);
     }
     this.lastGcVisit = visit;
     for (const [send, expiresAt] of this.#goneSends)

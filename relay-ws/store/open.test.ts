@@ -10,7 +10,13 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { defaultRelayConfig } from "../config.ts";
 import { keyringEpochs } from "./keyring.ts";
-import { GENERATED_KEY_FILE, loadMasterKeys, openRelayStore, prepareDataDir } from "./open.ts";
+import {
+  GENERATED_KEY_FILE,
+  loadMasterKeys,
+  openRelayStore,
+  prepareDataDir,
+  sealFailoverMessage,
+} from "./open.ts";
 
 const dirs: string[] = [];
 const tempDir = () => {
@@ -124,5 +130,12 @@ describe("opening the relay store", () => {
     expect(prepareDataDir(join(parent, "ok"))).toBe(join(parent, "ok"));
     expect(existsSync(join(parent, "ok"))).toBe(true);
     expect(readFileSync(join(parent, "file"), "utf8")).toBe("x");
+  });
+
+  it("the seal-worker warning says what happened: a replacement that could not be started is not one that died", () => {
+    for (const reason of ["timeout", "error", "exit"] as const)
+      expect(sealFailoverMessage(reason)).toContain("stopped answering or died");
+    expect(sealFailoverMessage("start")).toContain("a new seal worker could not be started");
+    expect(sealFailoverMessage("start")).not.toContain("died");
   });
 });

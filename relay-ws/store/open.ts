@@ -25,6 +25,7 @@ import { StoreError } from "./errors.ts";
 import { MASTER_KEY_LENGTH } from "./keyring.ts";
 import { LmdbStore } from "./lmdb.ts";
 import { RedisStore } from "./redis.ts";
+import type { SealFailover } from "./seal-pool.ts";
 
 /** The file a generated master key goes to when the operator gives none (development only). */
 export const GENERATED_KEY_FILE = "master.key";
@@ -145,6 +146,13 @@ export function loadMasterKeys(
   return { key, previous, source: "generated" };
 }
 
+/** The warning logged when the store seals on the event loop instead of its worker (`reason`). */
+export function sealFailoverMessage(reason: SealFailover): string {
+  return reason === "start"
+    ? "relay store: a new seal worker could not be started; stored messages are sealed on the event loop until one can be (tried again after the back-off; nothing lost)"
+    : "relay store: the seal worker stopped answering or died; stored messages are sealed on the event loop until a new worker replaces it (nothing lost)";
+}
+
 /** Open the store described by `config` (data dir, keys, quotas, expiry). */
 export function openRelayStore(
   config: RelayConfig,
@@ -185,7 +193,7 @@ export function openRelayStore(
             jobs: detail.jobs,
             ...(detail.error instanceof Error ? { error: detail.error.message } : {}),
           },
-          "relay store: the seal worker stopped answering or died; stored messages are sealed on the event loop until a new worker replaces it (nothing lost)",
+          sealFailoverMessage(reason),
         ),
       onSealRespawn: (detail) =>
         deps.log.info(

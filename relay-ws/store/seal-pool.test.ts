@@ -210,7 +210,7 @@ describe("relay store seal pool", () => {
     const i = input(256);
     expect(await submit(p, i)).toEqual(expected(i));
     expect(await until(() => p.alive)).toBe(true);
-    expect(told).toEqual(["exit", "error"]);
+    expect(told).toEqual(["exit", "start"]);
     expect(respawned).toEqual([100]);
     expect({ failovers: p.failovers, respawns: p.respawns }).toEqual({ failovers: 2, respawns: 1 });
     const batches = p.batches;

@@ -125,8 +125,11 @@ const MAX_BATCHES_OUT = 2;
  */
 export const SEAL_BATCH_TIMEOUT_MS = 1_000;
 
-/** Why the pool stopped using its worker. */
-export type SealFailover = "timeout" | "error" | "exit";
+/**
+ * Why the pool stopped using its worker (or seals on the event loop still): it stopped answering,
+ * failed or exited; or (`start`) its replacement could not be started.
+ */
+export type SealFailover = "timeout" | "error" | "exit" | "start";
 
 export interface SealPoolOptions {
   /** How long the oldest batch out may take before the worker is failed over (ms). */
@@ -220,7 +223,7 @@ export class SealPool {
       // (scheduled before the listener is told: whatever it does, the pool tries again).
       this.failovers++;
       this.#scheduleRespawn();
-      this.#onFailover?.("error", { jobs: 0, error });
+      this.#onFailover?.("start", { jobs: 0, error });
       return;
     }
     this.#dead = false;

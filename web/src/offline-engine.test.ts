@@ -63,6 +63,10 @@ function slowStorage(seed = 3) {
     async putOutbox(e: OutboxEntry) {
       outbox.set(e.messageId, e);
     },
+    // A retry of a `queued` message asks whether it has its outbox entry (engine.ts `#inOutbox`).
+    async listOutbox(contactId?: string) {
+      return [...outbox.values()].filter((e) => contactId === undefined || e.contactId === contactId);
+    },
   };
   return storage;
 }

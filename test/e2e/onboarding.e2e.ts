@@ -478,6 +478,55 @@ describe("onboarding, contacts and trust in the PWA", () => {
       for (const k of Object.keys(localStorage))
         if (k.startsWith("loft.outbox-retry.")) localStorage.removeItem(k);
     });
+    // The failed message's retry is replayed at start while another tab's retry lands and its send
+    // moves the message on (`sent`) — after the replay read it, before its transaction: the
+    // replay re-reads the record there and leaves it, rather than roll it back to `queued`.
+    await a.addInitScript(
+      ([self, mid]) => {
+        const subtle = crypto.subtle;
+        const encrypt = subtle.encrypt.bind(subtle);
+        let landed = false;
+        subtle.encrypt = async (...args: Parameters<SubtleCrypto["encrypt"]>) => {
+          // The replay sealing this message (its record name is the additional data: vault.ts).
+          const ad = (args[0] as AesGcmParams).additionalData;
+          const sealing = ad && new TextDecoder().decode(ad as ArrayBuffer).includes(`message/${mid}`);
+          if (!landed && sealing && localStorage.getItem(`loft.outbox-retry.${self}.${mid}`) !== null) {
+            landed = true;
+            await new Promise<void>((resolve, reject) => {
+              const open = indexedDB.open("loft");
+              open.onerror = () => reject(open.error);
+              open.onsuccess = () => {
+                const tx = open.result.transaction("messages", "readwrite");
+                const get = tx.objectStore("messages").get(mid!);
+                get.onsuccess = () => tx.objectStore("messages").put({ ...get.result, state: "sent" });
+                tx.oncomplete = () => {
+                  open.result.close();
+                  resolve();
+                };
+              };
+            });
+          }
+          return encrypt(...args);
+        };
+      },
+      [aliceId, messageId],
+    );
+    // This load's replay is over (it precedes the first screen) before the record is written.
+    await openContact(a, { username: "Carol" });
+    await a.evaluate(
+      ([self, mid]) => localStorage.setItem(`loft.outbox-retry.${self}.${mid}`, "1"),
+      [aliceId, messageId],
+    );
+    await a.reload();
+    await openContact(a, { username: "Carol" });
+    await id(a, "open-chat").click();
+    await waitForState(a, "to Carol before blocking", "sent");
+    expect(
+      await a.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith("loft.outbox-retry."))),
+    ).toEqual([]);
+    await a.close();
+    a = await alice.newPage();
+    await a.goto(loft.url);
   });
 
   it("leaving while a message is truly unsaved (no room for its journal entry) asks first, from any screen; once stored, it does not", async () => {

@@ -408,6 +408,127 @@ describe("onboarding, contacts and trust in the PWA", () => {
     ).toEqual([]);
   });
 
+  it("a retry left between its writes, to a contact now blocked, is stored failed; retry records that localStorage cannot read leave the hand-overs' replay alone", async () => {
+    await openContact(b, { username: "Alice" });
+    const aliceId = (await id(b, "contact-id").textContent())!;
+    await openContact(a, { username: "Carol" });
+    // The state between a retry's two writes (chat.md §9, "Retries"): `queued`, no outbox entry
+    // (Carol is offline: hers is the only one), the retry's record still there.
+    const messageId = await a.evaluate(
+      (self) =>
+        new Promise<string>((resolve, reject) => {
+          const open = indexedDB.open("loft");
+          open.onerror = () => reject(open.error);
+          open.onsuccess = () => {
+            const tx = open.result.transaction("outbox", "readwrite");
+            const all = tx.objectStore("outbox").getAll();
+            all.onsuccess = () => {
+              const entries = all.result as { messageId: string }[];
+              if (entries.length !== 1) return reject(new Error(`outbox: ${entries.length} entries`));
+              const mid = entries[0]!.messageId;
+              tx.objectStore("outbox").delete(mid);
+              tx.oncomplete = () => {
+                open.result.close();
+                localStorage.setItem(`loft.outbox-retry.${self}.${mid}`, "1");
+                resolve(mid);
+              };
+            };
+          };
+        }),
+      aliceId,
+    );
+    expect(messageId).toMatch(/^[A-Za-z0-9_-]+$/);
+    await id(a, "block-contact").click();
+    await a.locator("[data-testid=trust-state][data-trust=rejected]").waitFor();
+    await a.reload();
+    await id(a, "unblock-contact").click();
+    await a.locator("[data-testid=trust-state][data-trust=unknown]").waitFor();
+    await id(a, "open-chat").click();
+    // Nothing would send it: failed, with the reason, for the person to retry — not `queued`.
+    await waitForState(a, "to Carol before blocking", "failed");
+    expect(
+      await a.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith("loft.outbox-retry."))),
+    ).toEqual([]);
+    // A retry record localStorage throws on (a broken store), and a hand-over pending over a
+    // reload: the hand-over is still replayed (the records wait for the next start).
+    await a.evaluate(
+      (self) => localStorage.setItem(`loft.outbox-retry.${self}.AAAAAAAAAAAAAAAAAAAAAA`, "1"),
+      aliceId,
+    );
+    await a.addInitScript(() => {
+      const get = Storage.prototype.getItem;
+      Storage.prototype.getItem = function (this: Storage, k: string) {
+        if (k.startsWith("loft.outbox-retry.")) throw new DOMException("broken", "UnknownError");
+        return get.call(this, k);
+      };
+    });
+    await holdEncrypt(a);
+    await typeAndEnter(a, "replayed though the retries are unreadable");
+    expect(await journal(a)).toHaveLength(1);
+    await a.reload();
+    await openContact(a, { username: "Carol" });
+    await id(a, "open-chat").click();
+    await waitForState(a, "replayed though the retries are unreadable", "queued");
+    expect(await journal(a)).toEqual([]);
+    // Back to a working store for the next tests.
+    await a.close();
+    a = await alice.newPage();
+    await a.goto(loft.url);
+    await a.evaluate(() => {
+      for (const k of Object.keys(localStorage))
+        if (k.startsWith("loft.outbox-retry.")) localStorage.removeItem(k);
+    });
+    // The failed message's retry is replayed at start while another tab's retry lands and its send
+    // moves the message on (`sent`) — after the replay read it, before its transaction: the
+    // replay re-reads the record there and leaves it, rather than roll it back to `queued`.
+    await a.addInitScript(
+      ([self, mid]) => {
+        const subtle = crypto.subtle;
+        const encrypt = subtle.encrypt.bind(subtle);
+        let landed = false;
+        subtle.encrypt = async (...args: Parameters<SubtleCrypto["encrypt"]>) => {
+          // The replay sealing this message (its record name is the additional data: vault.ts).
+          const ad = (args[0] as AesGcmParams).additionalData;
+          const sealing = ad && new TextDecoder().decode(ad as ArrayBuffer).includes(`message/${mid}`);
+          if (!landed && sealing && localStorage.getItem(`loft.outbox-retry.${self}.${mid}`) !== null) {
+            landed = true;
+            await new Promise<void>((resolve, reject) => {
+              const open = indexedDB.open("loft");
+              open.onerror = () => reject(open.error);
+              open.onsuccess = () => {
+                const tx = open.result.transaction("messages", "readwrite");
+                const get = tx.objectStore("messages").get(mid!);
+                get.onsuccess = () => tx.objectStore("messages").put({ ...get.result, state: "sent" });
+                tx.oncomplete = () => {
+                  open.result.close();
+                  resolve();
+                };
+              };
+            });
+          }
+          return encrypt(...args);
+        };
+      },
+      [aliceId, messageId],
+    );
+    // This load's replay is over (it precedes the first screen) before the record is written.
+    await openContact(a, { username: "Carol" });
+    await a.evaluate(
+      ([self, mid]) => localStorage.setItem(`loft.outbox-retry.${self}.${mid}`, "1"),
+      [aliceId, messageId],
+    );
+    await a.reload();
+    await openContact(a, { username: "Carol" });
+    await id(a, "open-chat").click();
+    await waitForState(a, "to Carol before blocking", "sent");
+    expect(
+      await a.evaluate(() => Object.keys(localStorage).filter((k) => k.startsWith("loft.outbox-retry."))),
+    ).toEqual([]);
+    await a.close();
+    a = await alice.newPage();
+    await a.goto(loft.url);
+  });
+
   it("leaving while a message is truly unsaved (no room for its journal entry) asks first, from any screen; once stored, it does not", async () => {
     await aliceChat(a);
     await holdEncrypt(a);

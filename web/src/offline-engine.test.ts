@@ -63,9 +63,8 @@ function slowStorage(seed = 3) {
     async putOutbox(e: OutboxEntry) {
       outbox.set(e.messageId, e);
     },
-    // A retry of a queued message looks for its outbox entry (chat.md §9, "Retries").
+    // A retry of a `queued` message asks whether it has its outbox entry (engine.ts `#inOutbox`).
     async listOutbox(contactId?: string) {
-      await delay();
       return [...outbox.values()].filter((e) => contactId === undefined || e.contactId === contactId);
     },
   };

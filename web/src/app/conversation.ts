@@ -8,6 +8,7 @@ import {
   EngineRefusal,
   type HandedOver,
   type MessageId,
+  RetryDeferred,
   SaveDeferred,
   type StoredMessage,
 } from "../engine/api.ts";
@@ -64,5 +65,7 @@ export function connectTo(app: AppModel, contactId: string): void {
 export function sendProblem(x: unknown): string {
   if (x instanceof SaveDeferred)
     return "Loft could not save this message yet. It keeps trying and sends it once saved, at the latest the next time you open Loft. No need to send it again.";
+  if (x instanceof RetryDeferred)
+    return "Loft could not save this retry yet. It keeps it and sends the message the next time you open Loft. No need to retry again.";
   return x instanceof EngineRefusal ? x.reason.message : problemText(x, "send");
 }

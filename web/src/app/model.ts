@@ -21,6 +21,7 @@ import type {
   PendingIdentityChange,
   Presence,
   ServiceStatus,
+  StoredMessage,
 } from "../engine/api.ts";
 import type { CallView } from "../engine/calls/types.ts";
 import { sendRefusal } from "../engine/outgoing.ts";
@@ -338,13 +339,13 @@ export class AppModel {
     });
   }
 
-  #startEngine(user: UserIdentity): Promise<void> {
-    const starting = this.#runEngine(user);
+  #startEngine(user: UserIdentity, deferred: readonly StoredMessage[] = []): Promise<void> {
+    const starting = this.#runEngine(user, deferred);
     this.#engineStarting = starting;
     return starting;
   }
 
-  async #runEngine(user: UserIdentity): Promise<void> {
+  async #runEngine(user: UserIdentity, deferred: readonly StoredMessage[]): Promise<void> {
     const mine = await this.#takeEngineLock();
     const loaded = mine
       ? await loadEngine(this.storage, user)
@@ -353,6 +354,8 @@ export class AppModel {
           real: false,
           problem: "Loft is open in another tab or window; chat runs there. Messages you write here wait.",
         };
+    // Before the screens can reach it (`this.engine`): no hand-over overtakes these.
+    if (deferred.length > 0) loaded.engine.adoptDeferred?.(deferred);
     this.engine = loaded.engine;
     for (const started of this.engineStarted) started(loaded.engine);
     this.#setEngineProblem(loaded.problem);
@@ -698,9 +701,15 @@ export class AppModel {
       privateNoiseKey: next.privateNoiseKey,
       createdAt: self?.createdAt ?? next.identity.verified.created,
     });
+    // The engine restarts under the new identity version. Deferred saves (docs/protocol/chat.md
+    // §9) go to the new engine, which stores them before any later message of their contact, and
+    // the journal is replayed first as at unlock (what can be stored now is, in order).
+    const old = this.engine;
     await this.#stopEngine();
+    const deferred = old?.deferredSaves?.() ?? [];
     this.#setUser(next);
-    await this.#startEngine(next);
+    await this.#replayJournal(next);
+    await this.#startEngine(next, deferred);
   }
 
   async deleteIdentity(): Promise<void> {

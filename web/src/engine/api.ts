@@ -323,6 +323,14 @@ export interface EngineStorage {
    */
   keepJournaled?(id: MessageId): void;
   /**
+   * Store a deferred hand-over (`SaveDeferred`) as given — `queued` with its outbox entry, `failed`
+   * without — only while its journal entry still exists and no message with its id is stored,
+   * checked in the write's transaction (docs/protocol/chat.md §9). Returns "stored", the stored
+   * message when the id is stored already, or "dropped" when the journal no longer holds it (a
+   * restored backup dropped it). A store with `journalOutgoing` has it; without, nothing is deferred.
+   */
+  storeJournaled?(message: StoredMessage): Promise<"stored" | "dropped" | StoredMessage>;
+  /**
    * Record, synchronously, that the person asked to send stored message `id` again
    * (`ChatEngine.retry`): a reload before the retry's writes land replays it at the next start
    * (docs/protocol/chat.md §9, "Retries"). Returns whether the journal holds it; without, the retry
@@ -524,6 +532,17 @@ export interface ChatEngine {
    * nothing for a message that is not `failed`.
    */
   retry(messageId: MessageId): Promise<void>;
+  /**
+   * The hand-overs whose save is still deferred (`SaveDeferred`), in hand-over order per contact:
+   * read after `stop` to hand them to the engine that replaces this one in the page (a new
+   * username: app/model.ts), so they keep their place before later messages (docs/protocol/chat.md §9).
+   */
+  deferredSaves?(): StoredMessage[];
+  /**
+   * Take over deferred saves from the engine this one replaces (`deferredSaves`), before any
+   * hand-over reaches this one: they are stored as its own deferred ones are, first.
+   */
+  adoptDeferred?(messages: readonly StoredMessage[]): void;
 
   /**
    * Change a contact (docs/design.md, "Contact records"): the changes are stored in order, the
@@ -678,6 +697,19 @@ export class SaveDeferred extends Error {
   constructor(cause: unknown) {
     super(`not stored yet (${(cause as Error)?.name ?? "error"}); kept, and stored later`, { cause });
     this.name = "SaveDeferred";
+  }
+}
+
+/**
+ * `ChatEngine.retry` failed for a storage reason — the app locked, a full quota, a transaction
+ * another tab aborted — while the outbox journal holds its record (docs/protocol/chat.md §9,
+ * "Retries"). The record stays: the next start replays it (the message becomes `queued` and goes).
+ * So the screen says the retry is kept, not that sending failed. `cause` is the storage error.
+ */
+export class RetryDeferred extends Error {
+  constructor(cause: unknown) {
+    super(`retry not stored yet (${(cause as Error)?.name ?? "error"}); kept for the next start`, { cause });
+    this.name = "RetryDeferred";
   }
 }
 

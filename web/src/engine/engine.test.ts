@@ -21,7 +21,15 @@ import {
   SlowStorage,
   until,
 } from "../../../test/support/engine.ts";
-import { EngineRefusal, type MessageId, SaveDeferred, type StoredMessage } from "./api.ts";
+import { sendProblem } from "../app/conversation.ts";
+import {
+  EngineRefusal,
+  type EngineStorage,
+  type MessageId,
+  RetryDeferred,
+  SaveDeferred,
+  type StoredMessage,
+} from "./api.ts";
 import { decodeChatRatchet } from "./ratchet-store.ts";
 
 /**
@@ -33,6 +41,14 @@ function journalOn(storage: MemoryStorage, takes: () => boolean = () => true): S
   Object.assign(storage, {
     journalOutgoing: (m: StoredMessage) => takes() && journaled.add(m.id) !== undefined,
     forgetJournaled: (id: MessageId) => journaled.delete(id),
+    // As storage.ts: stored only while the entry is there and the id absent, with no await between
+    // the checks and the write (one transaction there).
+    storeJournaled: (m: StoredMessage) => {
+      const stored = storage.messages.get(m.id);
+      if (stored) return Promise.resolve({ ...stored });
+      if (!journaled.has(m.id)) return Promise.resolve("dropped");
+      return (m.state === "queued" ? storage.queueOutgoing(m) : storage.putMessage(m)).then(() => "stored");
+    },
   });
   return journaled;
 }
@@ -211,7 +227,17 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     a.storage.messages.get(first.message.id)!.state = "failed";
     const putOutbox = a.storage.putOutbox.bind(a.storage);
     a.storage.putOutbox = () => Promise.reject(new DOMException("quota", "QuotaExceededError"));
-    await expect(a.engine.retry(first.message.id)).rejects.toThrow(/quota/);
+    // Kept for the next start: a `RetryDeferred` (the screen says it is kept, in the app's words),
+    // with the storage error as its cause — not the bare error, read as "sending failed".
+    const kept = await a.engine.retry(first.message.id).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(kept).toBeInstanceOf(RetryDeferred);
+    expect(((kept as RetryDeferred).cause as Error).name).toBe("QuotaExceededError");
+    expect(sendProblem(kept)).toBe(
+      "Loft could not save this retry yet. It keeps it and sends the message the next time you open Loft. No need to retry again.",
+    );
     expect([...retries]).toEqual([first.message.id]);
     a.storage.putOutbox = putOutbox;
     // Its first write landed: `queued` without an outbox entry, which nothing sends. Retry again:
@@ -328,6 +354,89 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     expect(a.storage.messages.get(blocked.message.id)?.failure?.kind).toBe("contact-rejected");
     expect(a.storage.messages.has(refused.message.id)).toBe(false);
     expect(journaled.size).toBe(0);
+  });
+
+  it("a deferred save whose journal entry is gone (a restored backup) is not stored; one another tab stores in its window is not overwritten", async () => {
+    const [a, b] = await pair();
+    const journaled = journalOn(a.storage);
+    const queue = a.storage.queueOutgoing.bind(a.storage);
+    let failing: Error | undefined;
+    Object.assign(a.storage, {
+      queueOutgoing: (m: StoredMessage) => (failing ? Promise.reject(failing) : queue(m)),
+    });
+    failing = new DOMException("quota", "QuotaExceededError");
+    const before = a.engine.handOver(b.id, "before the backup was restored");
+    await expect(before.stored).rejects.toBeInstanceOf(SaveDeferred);
+    // A backup restored meanwhile drops every journal (storage.ts `importBundle`): the deferred
+    // message belongs to the history that was replaced, so it must not land in the restored one.
+    journaled.clear();
+    failing = undefined;
+    const after = a.engine.handOver(b.id, "after the restore");
+    expect(await after.stored).toBe(after.message.id);
+    expect(a.storage.messages.has(before.message.id)).toBe(false);
+    expect(a.storage.texts(b.id, "out")).toEqual(["after the restore"]);
+    await until(() => stateOf(a, after.message.id) === "delivered", "delivered");
+    // Deferred, then the contact blocked; another tab's replay stores it (and its send goes on:
+    // `sent`) between the engine's reads and its write. Not overwritten with `failed`.
+    await b.engine.stop();
+    failing = new DOMException("quota", "QuotaExceededError");
+    const raced = a.engine.handOver(b.id, "stored by another tab meanwhile");
+    await expect(raced.stored).rejects.toBeInstanceOf(SaveDeferred);
+    a.storage.contacts.get(b.id)!.trust = "rejected";
+    failing = undefined;
+    let otherTab = () => {
+      otherTab = () => {};
+      a.storage.messages.set(raced.message.id, { ...raced.message, state: "sent" });
+    };
+    const getMessage = a.storage.getMessage.bind(a.storage);
+    const storeJournaled = (a.storage as Pick<EngineStorage, "storeJournaled">).storeJournaled!;
+    Object.assign(a.storage, {
+      // The other tab's write lands right after the engine's first look at the message (or
+      // before its write, when it does not look first).
+      getMessage: async (id: MessageId) => {
+        const m = await getMessage(id);
+        if (id === raced.message.id) otherTab();
+        return m;
+      },
+      storeJournaled: (m: StoredMessage) => {
+        if (m.id === raced.message.id) otherTab();
+        return storeJournaled(m);
+      },
+    });
+    const told = a.events.length;
+    await expect(a.engine.handOver(b.id, "refused").stored).rejects.toBeInstanceOf(EngineRefusal);
+    expect(stateOf(a, raced.message.id)).toBe("sent");
+    expect(a.events.slice(told)).toContainEqual(
+      expect.objectContaining({ type: "message-state", id: raced.message.id, state: "sent" }),
+    );
+    expect(journaled.size).toBe(0);
+  });
+
+  it("deferred saves go to the engine that replaces this one in the page (a new username), before a later message", async () => {
+    const [a, b] = await pair();
+    const journaled = journalOn(a.storage);
+    const queue = a.storage.queueOutgoing.bind(a.storage);
+    let failing: Error | undefined = new DOMException("quota", "QuotaExceededError");
+    Object.assign(a.storage, {
+      queueOutgoing: (m: StoredMessage) => (failing ? Promise.reject(failing) : queue(m)),
+    });
+    const first = a.engine.handOver(b.id, "deferred before the restart");
+    await expect(first.stored).rejects.toBeInstanceOf(SaveDeferred);
+    await a.engine.stop();
+    // app/model.ts `changeUsername`: the stopped engine's deferred saves, to the new one, before
+    // any hand-over reaches it.
+    const deferred = a.engine.deferredSaves();
+    expect(deferred.map((m) => m.id)).toEqual([first.message.id]);
+    const next = node("alice", a.user, a.storage);
+    next.engine.adoptDeferred(deferred);
+    await next.engine.start();
+    failing = undefined;
+    const later = next.engine.handOver(b.id, "after the restart");
+    expect(await later.stored).toBe(later.message.id);
+    expect(a.storage.texts(b.id, "out")).toEqual(["deferred before the restart", "after the restart"]);
+    expect(journaled.size).toBe(0);
+    await until(() => stateOf(next, later.message.id) === "delivered", "delivered");
+    expect(b.storage.texts(a.id, "in")).toEqual(["deferred before the restart", "after the restart"]);
   });
 
   it("flushes an outbox written while the contact was offline, in order, once", async () => {

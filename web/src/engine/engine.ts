@@ -53,7 +53,7 @@ import type {
   ServiceStatus,
   StoredMessage,
 } from "./api.ts";
-import { EngineRefusal, SaveDeferred } from "./api.ts";
+import { EngineRefusal, RetryDeferred, SaveDeferred } from "./api.ts";
 import { Calls } from "./calls/calls.ts";
 import { RoomCalls } from "./calls/room-call.ts";
 import { DEFAULT_ENGINE_CONFIG, type EngineConfig } from "./config.ts";
@@ -340,7 +340,8 @@ export class Engine implements ChatEngine {
     this.roomCalls?.stop();
     this.#ctx.stopped = true;
     // Deferred saves not landed yet stay in the journal: the next unlock replays them (app/model.ts
-    // `#enter`); a new Engine started in this page (a new username) does not know of them.
+    // `#enter`), and an engine started in their place in this page takes them over
+    // (`deferredSaves`, `adoptDeferred`: a new username), so a later message cannot overtake them.
     clearTimeout(this.#deferTimer);
     this.#links.stop();
     this.rooms?.stop();
@@ -414,7 +415,8 @@ export class Engine implements ChatEngine {
     // left the chat already, and the journal is then the one copy of the words (docs/design.md,
     // "a message shown is a message kept"); it is stored again later in this session, before any
     // later message of the contact, or else at the next start (`SaveDeferred`, `#storeDeferred`).
-    const journaled = storage.journalOutgoing?.(message) === true;
+    // Only a store that can store a deferred hand-over later (`storeJournaled`) journals it.
+    const journaled = storage.storeJournaled !== undefined && storage.journalOutgoing?.(message) === true;
     const stored = this.#lines.run(contactId, async () => {
       let c: ContactRecord;
       try {
@@ -454,6 +456,14 @@ export class Engine implements ChatEngine {
 
   // ---- deferred saves (docs/protocol/chat.md §9, "The outbox journal") ---------------------------
 
+  deferredSaves(): StoredMessage[] {
+    return [...this.#deferred.values()].flat().map((m) => ({ ...m }));
+  }
+
+  adoptDeferred(messages: readonly StoredMessage[]): void {
+    for (const m of messages) this.#defer({ ...m });
+  }
+
   /** `message`'s commit failed for a storage reason and the journal holds it: store it later. */
   #defer(message: StoredMessage): void {
     const waiting = this.#deferred.get(message.contactId) ?? [];
@@ -466,8 +476,12 @@ export class Engine implements ChatEngine {
    * Store the contact's deferred hand-overs in order (on its send line): each as the journal
    * replay would (storage.ts `replayJournal`) — `queued` with its outbox entry, or `failed` with
    * the reason when the contact now refuses messages, nothing (its stored state is told) when a
-   * message with its id is stored already (another tab's replay), dropped when the contact is gone — and its journal entry goes.
-   * Throws the storage error at the first one storage still refuses; it and the later ones wait.
+   * message with its id is stored already (another tab's replay), dropped when the contact is
+   * gone or its journal entry is (a restored backup replaced the history) — and its journal entry
+   * goes. The store writes only when the id is absent and the entry still there, in one
+   * transaction (`storeJournaled`): a check here and a write after it could overwrite what
+   * another tab stored in between. Throws the storage error at the first one storage still
+   * refuses; it and the later ones wait.
    */
   async #storeDeferred(contactId: ContactId): Promise<void> {
     const storage = this.#ctx.storage;
@@ -475,32 +489,29 @@ export class Engine implements ChatEngine {
     for (let m = waiting[0]; m; m = waiting[0]) {
       const c = await storage.getContact(contactId);
       const refusal = c && sendRefusal(c);
-      const already = c && (await storage.getMessage(m.id));
-      if (already)
-        // Another tab's replay stored it (its start: storage.ts `replayJournal`): not stored again,
-        // but the screen still learns where it stands — its notice waits for this (Chat.tsx).
-        emit(this.#ctx, {
-          type: "message-state",
-          contactId,
-          id: m.id,
-          state: already.state,
-          ...(already.failure ? { failure: already.failure } : {}),
-        });
-      else if (c) {
-        if (refusal) await storage.putMessage({ ...m, state: "failed", failure: refusal });
-        else await storage.queueOutgoing(m);
-        emit(this.#ctx, {
-          type: "message-state",
-          contactId,
-          id: m.id,
-          state: refusal ? "failed" : "queued",
-          ...(refusal ? { failure: refusal } : {}),
-        });
+      let queued = false;
+      if (c && storage.storeJournaled) {
+        const mine: StoredMessage = refusal
+          ? { ...m, state: "failed", failure: refusal }
+          : { ...m, state: "queued" };
+        const outcome = await storage.storeJournaled(mine);
+        queued = outcome === "stored" && !refusal;
+        const now = outcome === "stored" ? mine : outcome;
+        // Stored here, or by another tab's replay (its start: storage.ts `replayJournal`): the
+        // screen learns where it stands — its notice waits for this (Chat.tsx). Dropped: nothing.
+        if (now !== "dropped")
+          emit(this.#ctx, {
+            type: "message-state",
+            contactId,
+            id: m.id,
+            state: now.state,
+            ...(now.failure ? { failure: now.failure } : {}),
+          });
       }
       storage.forgetJournaled?.(m.id);
       waiting.shift();
       this.#ctx.cfg.log(`deferred save of a message to ${contactId.slice(0, 8)} landed`);
-      if (c && !refusal) this.#links.for(c).queued();
+      if (c && queued) this.#links.for(c).queued();
     }
     this.#deferred.delete(contactId);
   }
@@ -553,7 +564,8 @@ export class Engine implements ChatEngine {
       await this.#retry(messageId);
     } catch (e) {
       keep = journaled && !(e instanceof EngineRefusal);
-      throw e;
+      // Kept for the next start's replay: the screen says so, not that sending failed.
+      throw keep ? new RetryDeferred(e) : e;
     } finally {
       if (!keep) storage.forgetRetry?.(messageId);
     }

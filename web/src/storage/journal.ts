@@ -293,6 +293,15 @@ export class OutboxJournal {
     }
   }
 
+  /** Whether entry `id` is still in the store (false too when the store cannot be read). */
+  has(id: string): boolean {
+    try {
+      return this.#store.getItem(this.#prefix + id) !== null;
+    } catch {
+      return false;
+    }
+  }
+
   /** The hand-over of `id` settled but its entry stays (for the next start): any tab may replay it. */
   release(id: string): void {
     this.#held.get(id)?.();

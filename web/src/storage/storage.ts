@@ -749,11 +749,12 @@ export class LoftStorage implements EngineStorage {
    * while another tab commits — and the second must neither duplicate nor roll back the first
    * (a message already `sent` or `delivered`, its outbox entry gone). Returns whether it wrote.
    */
-  async #queueOutgoing(message: StoredMessage, outbox = true): Promise<boolean> {
+  async #queueOutgoing(message: StoredMessage, outbox = true, allowed = () => true): Promise<boolean> {
     const sealed = await this.#sealMessage(message);
     const tx = this.#db.transaction(["messages", "outbox"], "readwrite");
     const messages = tx.objectStore("messages");
-    const fresh = (await messages.getKey(message.id)) === undefined;
+    // `allowed` is synchronous (a localStorage read), so the transaction stays open across it.
+    const fresh = (await messages.getKey(message.id)) === undefined && allowed();
     if (fresh) {
       void messages.put(sealed);
       if (outbox)
@@ -766,6 +767,29 @@ export class LoftStorage implements EngineStorage {
     }
     await tx.done;
     return fresh;
+  }
+
+  /**
+   * Store a deferred hand-over (engine.ts `#storeDeferred`; docs/protocol/chat.md §9, "Deferred
+   * saves"): `message` as given — `queued` with its outbox entry, `failed` without — only while
+   * its journal entry still exists and no message with its id is stored, both checked in the
+   * write's transaction. So a deferred save never overwrites what another tab's replay stored
+   * (it may be `sent` by now), and never stores a message whose journal a restored backup dropped
+   * (`importBundle`: the message belongs to the history that was replaced). Returns "stored", the
+   * stored message when its id is stored already, or "dropped" when the journal no longer holds it.
+   */
+  storeJournaled(message: StoredMessage): Promise<"stored" | "dropped" | StoredMessage> {
+    return this.#gate.shared(async () => {
+      const journal = this.#journal;
+      const wrote = await this.#queueOutgoing(
+        message,
+        message.state === "queued",
+        () => journal !== undefined && journal === this.#journal && journal.has(message.id),
+      );
+      if (wrote) return "stored";
+      const r = await this.#db.get("messages", message.id);
+      return r ? this.#openMessage(r) : "dropped";
+    });
   }
 
   // --- the outbox journal (journal.ts; docs/protocol/chat.md §9, "The outbox journal") ----------
@@ -921,32 +945,52 @@ export class LoftStorage implements EngineStorage {
    * Replay the retries whose writes did not land (docs/protocol/chat.md §9, "Retries"): a stored
    * outgoing message still `failed` — or left `queued` without its outbox entry, between the
    * retry's two writes — becomes `queued` with its outbox entry, in one transaction, unless the
-   * contact now refuses messages (`refusal`: it stays failed, the person can retry again). Any
-   * other state means the retry landed (or the message moved on): only the record goes. One that
-   * cannot be written now stays for the next start. Returns the ids queued again.
+   * contact now refuses messages (`refusal`): a failed one stays failed (the person can retry
+   * again), a queued one without its entry is stored `failed` with the reason (nothing would send
+   * it). The write happens only if the record, re-read inside that transaction, is still in the
+   * state read before it (the message was opened outside it: WebCrypto cannot run inside one) —
+   * another tab's retry that landed meanwhile, and the send that followed (`sending`, `sent`), is
+   * never rolled back. Any other state means the retry landed (or the message moved on): only the
+   * record goes. One that cannot be written now stays for the next start, and a journal that
+   * cannot even be listed (localStorage throwing) leaves every retry for the next start without
+   * stopping the replay of the hand-overs. Returns the ids queued again.
    */
   async #replayRetries(
     journal: OutboxJournal,
     refusal: (c: ContactRecord) => EngineError | undefined,
   ): Promise<MessageId[]> {
     const queued: MessageId[] = [];
-    for (const id of journal.retries()) {
+    let ids: string[];
+    try {
+      ids = journal.retries();
+    } catch (x) {
+      console.warn(`storage: the retries wait for the next start (${(x as Error).name})`);
+      return queued;
+    }
+    for (const id of ids) {
       try {
         const r = await this.#db.get("messages", id);
         const m = r && (await this.#openMessage(r));
         const c = m && (await this.#db.get("contacts", m.contactId));
         const contact = c && (await this.#openContact(c));
-        if (m?.direction === "out" && (m.state === "failed" || m.state === "queued") && contact) {
+        if (r && m?.direction === "out" && (m.state === "failed" || m.state === "queued") && contact) {
           const failed = m.state === "failed";
-          if (!failed || !refusal(contact)) {
-            m.state = "queued";
-            delete m.failure;
-            const sealed = await this.#sealMessage(m);
+          const refused = refusal(contact);
+          // A failed message the contact now refuses stays as it is: nothing to write.
+          if (!failed || !refused) {
+            const next: StoredMessage = refused
+              ? { ...m, state: "failed", failure: refused }
+              : { ...m, state: "queued" };
+            if (!refused) delete next.failure;
+            const sealed = await this.#sealMessage(next);
             const tx = this.#db.transaction(["messages", "outbox"], "readwrite");
             const outbox = tx.objectStore("outbox");
-            if ((await tx.objectStore("messages").getKey(id)) !== undefined) {
-              if (failed) void tx.objectStore("messages").put(sealed);
-              if ((await outbox.getKey(id)) === undefined) {
+            const now = await tx.objectStore("messages").get(id);
+            const missing = (await outbox.getKey(id)) === undefined;
+            // Still as read: the same state, and (queued) still without its outbox entry.
+            if (now?.state === r.state && (failed || missing)) {
+              if (failed || refused) void tx.objectStore("messages").put(sealed);
+              if (!refused && missing) {
                 void outbox.put({ messageId: id, contactId: m.contactId, queuedAt: Date.now(), attempts: 0 });
                 queued.push(id);
               }

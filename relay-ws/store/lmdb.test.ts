@@ -689,6 +689,35 @@ describe("relay LMDB store", () => {
     expect(store.stats().messages).toBe(0);
   });
 
+  it("a group commit whose step throws part-way stores nothing of it: its writer is told, and the retry is stored once", async () => {
+    // lmdb-js commits the writes made before a throwing step of a transaction callback; the
+    // group runs in a child transaction so "failed" means nothing of it is on disk.
+    const now = Date.now();
+    const path = tempDir();
+    const masterKey = randomBytes(32);
+    let failNext = false;
+    let store = openStore({
+      path,
+      masterKey,
+      clock: () => now,
+      commitFault: () => {
+        const fault = failNext ? "midway" : undefined;
+        failNext = false;
+        return fault;
+      },
+    });
+    const q = queue();
+    await store.createQueue(q);
+    const m = msg(utf8("told it failed"), now);
+    failNext = true;
+    await expect(store.append(q.recipientId, m, 10)).rejects.toThrow("commit failed");
+    store = await reopen(store, { path, masterKey, clock: () => now });
+    expect(store.stats().messages).toBe(0);
+    expect(await store.append(q.recipientId, m, 10)).toBe("ok");
+    expect(store.stats().messages).toBe(1);
+    expect(text(await store.read(q.recipientId, 0))).toBe("told it failed");
+  });
+
   it("one record per SEND (format 2): no send or expiry record; a retry is DUPLICATE while stored, after its ACK and across a reopen while stored", async () => {
     const now = Date.now();
     const path = tempDir();

@@ -352,9 +352,10 @@ export interface LmdbStoreOptions {
   /**
    * Tests only: asked at each group commit whether it fails. "before": before any of its writes
    * ran (as an earlier write of the group throwing); "after": once all ran, undone (as the disk
-   * refusing the commit). The commit's writers get the error "commit failed (test fault)".
+   * refusing the commit); "midway": the group's own last step throws once the others ran (as a
+   * step reading a damaged record). The commit's writers get the error "commit failed (test fault)".
    */
-  commitFault?: () => "before" | "after" | undefined;
+  commitFault?: () => "before" | "after" | "midway" | undefined;
 }
 
 export class LmdbStore implements RelayStore {
@@ -868,18 +869,25 @@ export class LmdbStore implements RelayStore {
     if (this.#inflight || !batch) return;
     this.#forming = undefined;
     this.#inflight = true;
+    const fault = this.#commitFault?.();
+    if (fault === "midway")
+      batch.ops.push(() => {
+        throw new Error("commit failed (test fault)");
+      });
     // Inside a transaction callback lmdb-js applies each put/remove at once, in this order, and
-    // reads see the writes before them.
-    const writes = () => {
-      for (const op of batch.ops) {
-        if (typeof op === "function") op();
-        else if (op[2] === undefined) op[0].remove(op[1]);
-        else op[0].put(op[1], op[2]);
-      }
-    };
-    const fault = this.#commitFault;
+    // reads see the writes before them. A step that throws rejects the commit, but lmdb-js keeps
+    // the writes made before it in the transaction it commits: the group runs in a child
+    // transaction, which a throw undoes, so a commit its writers are told failed stored nothing.
+    const writes = () =>
+      this.#root.childTransaction(() => {
+        for (const op of batch.ops) {
+          if (typeof op === "function") op();
+          else if (op[2] === undefined) op[0].remove(op[1]);
+          else op[0].put(op[1], op[2]);
+        }
+      });
     this.#root
-      .transaction(fault ? () => this.#faulty(fault(), writes) : writes)
+      .transaction(fault === "before" || fault === "after" ? () => this.#faulty(fault, writes) : writes)
       .then(async () => {
         if (this.#overlapping) await this.#root.flushed;
       })
@@ -898,14 +906,10 @@ export class LmdbStore implements RelayStore {
   }
 
   /** A group commit's writes under a test fault (LmdbStoreOptions.commitFault). */
-  #faulty(fault: "before" | "after" | undefined, writes: () => void): void {
-    if (fault === undefined) {
-      writes();
-      return;
-    }
+  #faulty(fault: "before" | "after", writes: () => unknown): void {
     if (fault === "after")
       try {
-        // A child transaction that throws is undone; the group's own would not be.
+        // A child transaction that throws is undone, with the group's own inside it.
         this.#root.childTransaction(() => {
           writes();
           throw new Error("undo");

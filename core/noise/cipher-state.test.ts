@@ -473,6 +473,21 @@ describe("CipherState batches", () => {
     },
   );
 
+  it.each(kinds)(
+    "%s: a batch that would reach the reserved nonce fails whole and uses no nonce (Noise §5.1)",
+    async (_, make) => {
+      const cs = make();
+      cs.setNonce(2n ** 64n - 3n);
+      const r = await cs.encryptBatchWithAd(ad, messages.slice(0, 3));
+      expect(!r.ok && r.error.code).toBe("LOFT_ERR_NONCE_EXHAUSTED");
+      expect(cs.nonce).toBe(2n ** 64n - 3n);
+      // What fits still goes, from the same nonce.
+      const fits = await cs.encryptBatchWithAd(ad, messages.slice(0, 2));
+      expect(fits.ok).toBe(true);
+      expect(cs.nonce).toBe(2n ** 64n - 1n);
+    },
+  );
+
   it("a rekey between batches applies to the batch called after it; a wiped state fails the batch", async () => {
     const [a, b] = [kinds[0][1](), kinds[0][1]()];
     const first = a.encryptBatchWithAd(ad, messages.slice(0, 3));

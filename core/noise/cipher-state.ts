@@ -233,15 +233,19 @@ export class CipherState {
    * taken at the call, the same ciphertexts — but every AEAD call of the batch in flight at once
    * (an asynchronous AEAD such as WebCrypto then overlaps them instead of one round trip after
    * another; docs/protocol/session.md §5, "Runs of frames"). No `output`: the ciphertexts are fresh arrays. An
-   * error (wiped, nonce exhausted part-way) fails the whole batch.
+   * error (wiped, a batch that would reach nonce 2^64-1) fails the whole batch; the
+   * exhausted check comes first, so that one takes no nonce.
    */
   encryptBatchWithAd(ad: Uint8Array, plaintexts: readonly Uint8Array[]): Promise<Result<Uint8Array[]>> {
     if (this.#wiped) return Promise.resolve(err("LOFT_ERR_HANDSHAKE_STATE", "CipherState was wiped"));
     if (this.#k === undefined) return Promise.resolve(ok([...plaintexts]));
+    // The whole batch must fit below the reserved 2^64-1 before any nonce is taken: a batch that
+    // fails uses none (Noise §5.1), as the doc above says.
+    const left = (MAX_U32 - this.#hi) * U32 + (MAX_U32 - this.#lo);
+    if (plaintexts.length > left)
+      return Promise.resolve(err("LOFT_ERR_NONCE_EXHAUSTED", "nonce 2^64-1 is reserved (Noise §5.1)"));
     const nonces: Uint8Array[] = [];
     for (let i = 0; i < plaintexts.length; i++) {
-      if (this.#exhausted())
-        return Promise.resolve(err("LOFT_ERR_NONCE_EXHAUSTED", "nonce 2^64-1 is reserved (Noise §5.1)"));
       const nonce = new Uint8Array(12);
       this.#writeNonce(nonce, this.#lo, this.#hi);
       this.#increment();

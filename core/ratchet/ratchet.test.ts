@@ -704,3 +704,35 @@ describe("ratchetEncryptBatch / ratchetDecryptBatch: one call per message, overl
     }
   });
 });
+
+describe("ratchetDecryptBatch: a step that throws part-way (provider exception)", () => {
+  it("keeps what the messages before it did, as one call per message would (state live, plaintexts)", async () => {
+    const { a, b } = await parties();
+    expect((await b.receive(await a.send("first"))).ok).toBe(true); // Bob's DH step
+    const m1 = await a.send("m1");
+    expect((await a.receive(await b.send("reply"))).ok).toBe(true); // Alice steps too
+    const m2 = await a.send("m2"); // Bob reads it with a DH step: draws randomness
+    const failing = () => {
+      throw new Error("provider failed");
+    };
+    // One by one: m1 opens, m2 throws, and the state after m1 is still usable.
+    const stored = serializeRatchet(b.state);
+    const one = unwrap(await ratchetDecrypt(unwrap(deserializeRatchet(stored)), m1, NOW));
+    await expect(ratchetDecrypt(one.state, m2, NOW, { random: failing })).rejects.toThrow(/provider failed/);
+    // The batch: m1 opened in a run and committed, then m2 throws. Nothing read is lost and the
+    // state handed back is the live one after m1.
+    const batch = await ratchetDecryptBatch(b.state, [m1, m2], NOW, { random: failing });
+    expect(batch.results.map((r) => (r.ok ? new TextDecoder().decode(r.value) : r.error.code))).toEqual([
+      "m1",
+    ]);
+    expect((batch.thrown as Error).message).toBe("provider failed");
+    expect(serializeRatchet(batch.state)).toEqual(serializeRatchet(one.state));
+    const again = await ratchetDecryptBatch(batch.state, [m2], NOW);
+    expect(again.results.map(codeOf)).toEqual(["ok"]);
+    // Nothing read yet when it throws: it throws, as ratchetDecrypt does, and the state stays live.
+    await expect(ratchetDecryptBatch(one.state, [m2], NOW, { random: failing })).rejects.toThrow(
+      /provider failed/,
+    );
+    expect(unwrap(await ratchetDecrypt(one.state, m2, NOW)).plaintext).toEqual(utf8("m2"));
+  });
+});

@@ -483,6 +483,13 @@ export interface DecryptBatchResult {
   readonly state: RatchetState;
   /** In message order: the plaintext, or why that message was refused (as `ratchetDecrypt` says). */
   readonly results: readonly Result<Uint8Array>[];
+  /**
+   * Set when a step threw (a provider exception) after earlier messages had moved the state:
+   * `results` then covers only the messages before the one that threw, `state` is the state
+   * after them (live; the state passed in was used up), and the messages from `results.length`
+   * on are unread — where one `ratchetDecrypt` per message would have thrown at that message.
+   */
+  readonly thrown?: unknown;
 }
 
 /**
@@ -499,7 +506,9 @@ export interface DecryptBatchResult {
  * run after it may take the fast way again. A body that fails discards its run's attempt (its keys
  * wiped, the state untouched) and the rest of the batch is read one message at a time. So replay
  * protection, skipped keys and the bounds are exactly `ratchetDecrypt`'s, and a hostile batch
- * costs at most one failed run on top of the one-by-one work.
+ * costs at most one failed run on top of the one-by-one work. A step that throws after earlier
+ * messages moved the state ends the batch with `thrown` (see DecryptBatchResult); before that, it
+ * throws and `state` stays usable.
  */
 export function ratchetDecryptBatch(
   state: RatchetState,
@@ -515,20 +524,28 @@ export function ratchetDecryptBatch(
     let fastWay = true;
     const results: Result<Uint8Array>[] = [];
     for (let i = 0; i < messages.length; ) {
-      if (fastWay) {
-        const run = await decryptRun(current, messages, i, now, crypto);
-        if (run === "failed") fastWay = false;
-        else if (run) {
-          current = run.state;
-          results.push(...run.plaintexts.map((p) => ok(p)));
-          i += run.plaintexts.length;
-          continue;
+      try {
+        if (fastWay) {
+          const run = await decryptRun(current, messages, i, now, crypto);
+          if (run === "failed") fastWay = false;
+          else if (run) {
+            current = run.state;
+            results.push(...run.plaintexts.map((p) => ok(p)));
+            i += run.plaintexts.length;
+            continue;
+          }
         }
+        const r = await decryptNow(current, messages[i]!, now, options);
+        if (r.ok) current = r.value.state;
+        results.push(r.ok ? ok(r.value.plaintext) : r);
+        i++;
+      } catch (e) {
+        // Each step leaves its input as it was when it throws, but the steps before it used up
+        // the states they advanced from (the caller's among them): rethrowing would lose the
+        // live state and the plaintexts already opened. Hand them back with the exception.
+        if (current === state) throw e;
+        return { state: current, results, thrown: e };
       }
-      const r = await decryptNow(current, messages[i]!, now, options);
-      if (r.ok) current = r.value.state;
-      results.push(r.ok ? ok(r.value.plaintext) : r);
-      i++;
     }
     return { state: current, results };
   });

@@ -174,6 +174,23 @@ describe("establishSession: success", () => {
     }
   });
 
+  it("a forged frame inside a run: the frames before it are delivered, none after it; closed LOFT_ERR_DECRYPT", async () => {
+    const { la, initiator, responder } = connect();
+    const [a, b] = await Promise.all([initiator, responder]);
+    const send = la.send.bind(la);
+    let n = 0;
+    la.send = (m: Uint8Array) => {
+      const copy = m.slice();
+      if (n++ === 2) copy[copy.length - 1]! ^= 1; // the third frame's tag
+      send(copy);
+    };
+    for (let i = 0; i < 6; i++) a.send(utf8(`run ${i}`));
+    expect(await b.receive()).toEqual(utf8("run 0"));
+    expect(await b.receive()).toEqual(utf8("run 1"));
+    await expect(b.receive()).rejects.toThrow(/LOFT_ERR_DECRYPT/);
+    expect((await b.closed).reason).toBe("LOFT_ERR_DECRYPT");
+  });
+
   it("close(reason) reaches the peer in an encrypted CLOSE frame; both ends are then closed", async () => {
     const { initiator, responder } = connect();
     const [a, b] = await Promise.all([initiator, responder]);

@@ -263,6 +263,45 @@ describe("pushed deliveries opened by a native AEAD (docs/protocol/relay.md §Se
     client.close();
   });
 
+  it("a delivery still opening when the client closes is not handed over (the relay keeps it: not acknowledged)", async () => {
+    // Before, a native open that settled after close() handed the message to the application,
+    // which could no longer ACK it on this connection: taken now and delivered again later.
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let opening = 0;
+    const held: CryptoProvider = {
+      ...nobleCrypto,
+      backends: { ...nobleCrypto.backends, xchacha20poly1305: "test" },
+      xchacha20poly1305: {
+        ...nobleCrypto.xchacha20poly1305,
+        open: async (...args) => {
+          opening++;
+          await gate;
+          return nobleCrypto.xchacha20poly1305.open(...args);
+        },
+      },
+    };
+    const { client, relay, queue, got, errors } = await subscribed({ crypto: held });
+    const m = crypto.getRandomValues(new Uint8Array(24));
+    relay.send(
+      encodeServerFrame({
+        k: "MSG",
+        q: queue.recipientId,
+        m,
+        b: sealForRecipient(queue.rcvKey, m, 1, padBlock(Uint8Array.of(1))),
+      }),
+    );
+    await expect.poll(() => opening, { timeout: 10_000 }).toBe(1);
+    client.close();
+    release();
+    await client.done.catch(() => {});
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(got).toEqual([]);
+    expect(errors).toEqual([]);
+  });
+
   it("with the node provider, pushed messages arrive whole (the native path on a real backend)", async () => {
     const { client, relay, queue, got, errors } = await subscribed({
       crypto: await createNodeCryptoProvider(),

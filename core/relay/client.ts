@@ -757,6 +757,10 @@ export class RelayClient {
   }
 
   #handOver(f: ServerFrameOf<"MSG">, opened: Result<OpenedMessage>): void {
+    // Closed while it opened (a native open settles later): not handed over. Nothing could ACK
+    // it on this connection any more, so the relay keeps it and delivers it again on the next
+    // SUB (docs/protocol/relay.md §Commands, SUB), instead of it being taken twice.
+    if (this.#closed) return;
     if (!opened.ok) {
       this.#options.onError?.(opened.error);
       return;

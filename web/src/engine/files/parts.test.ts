@@ -7,7 +7,8 @@
  * chunk's integrity check and discards the file; random part sequences never throw.
  * The window (files.md §5): with storage slower than the link, a live chunk beyond the last ACK +
  * 64 ends the transfer (both sides told why, in words: `file.fail`) and nothing past it is kept;
- * fuzzed over greedy and honest senders.
+ * fuzzed over greedy and honest senders. A session that replaces one still delivering resumes
+ * from what was taken, not from what was stored when the resume began.
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -428,6 +429,62 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
       5_000,
     );
     expect(await w.store.getChunk(w.key, 0)).toBeUndefined();
+  });
+
+  it("a session that replaces a live one while chunks wait for storage: the resume asks from what was taken, nothing is taken twice, the file ends done", async () => {
+    // A new session comes up while the transfer is still `receiving` (the old one has not been
+    // seen closing): the resume waits for the store, and meanwhile the old session's chunks 2 and 3
+    // are taken. Before the fix the resume then set `taken` back to what was stored when it began
+    // (2) and asked from there: chunks 2 and 3 came again, were taken a second time, and their
+    // digests went into the file hash twice — the file failed as changed (files.md §5, Resume).
+    const data = seededBytes(6 * FILE_CHUNK_BYTES + 3, 8);
+    const { offer, parts } = await senderSide(data);
+    const total = chunkCount(data.length);
+    const frameOf = (i: number) => {
+      const d = parts.filter((p) => p.i === i).map((p) => p.d);
+      const sealed = new Uint8Array(d.reduce((n, x) => n + x.length, 0));
+      let at = 0;
+      for (const x of d) {
+        sealed.set(x, at);
+        at += x.length;
+      }
+      return encodeChunkFrame({ header: { id: ID, index: i, total, chunkSize: SEALED_CHUNK_BYTES }, sealed });
+    };
+    const session = () =>
+      ({
+        session: { state: "open", send: () => {}, closed: new Promise(() => {}), close: () => {} },
+      }) as unknown as FileLive;
+    const [first, second] = [session(), session()];
+    const store = new SlowStore();
+    const r = receiver({ store, live: first });
+    await r.files.message(r.peer, offer);
+    const [t] = await r.files.list("c0ffee");
+    await r.files.accept(t!.key);
+    r.files.up(r.peer, first);
+    const accepts = () => r.told.filter((m) => m.t === "file.accept");
+    await until(() => accepts().length === 1, "the accept goes out");
+    for (const i of [0, 1]) await r.files.frame(r.peer, first, frameOf(i));
+    await store.flush(); // chunk 0 lands; the write of chunk 1 begins and stalls
+    await until(() => store.writes.length === 2, "the second write begins");
+    r.files.up(r.peer, second); // its resume waits for that write
+    await new Promise((resolve) => setImmediate(resolve));
+    for (const i of [2, 3]) await r.files.frame(r.peer, first, frameOf(i)); // the old session's
+    await store.flush(); // chunk 1 lands; the write of 2 and 3 begins and stalls
+    await until(() => {
+      void store.flush();
+      return accepts().length === 2;
+    }, "the resume asks again");
+    const from = (accepts()[1] as { from: number }).from;
+    expect(from).toBe(4); // every chunk taken (0–3) was stored before the resume asked
+    // An honest sender starts again from `from` on the new session.
+    for (let i = from; i < total; i++) void r.files.frame(r.peer, second, frameOf(i));
+    await until(() => {
+      void store.flush();
+      return r.state() === "done" || r.state() === "failed";
+    }, "the transfer ends");
+    expect(r.state()).toBe("done");
+    const blob = await r.files.blob(t!.key);
+    expect(new Uint8Array(await blob!.arrayBuffer())).toEqual(data);
   });
 
   it("fuzz: whatever a sender pushes and however storage keeps up, what is kept stays in the window; an honest sender is never refused", async () => {

@@ -933,6 +933,16 @@ export class FileTransfers {
     await i.chain; // what was taken is stored: the hash and `next` agree
     if (this.#in.get(i.t.key) !== i) return;
     await this.#rehash(i);
+    // Chunks may be taken while this waits: a session that replaces a live one finds the
+    // transfer still `receiving`, and the old session's frames (or the mailbox's) are taken
+    // meanwhile. Wait until all taken is stored, so `from` = `next` = `taken`: setting `taken`
+    // back to a `next` behind it would take those chunks again when the sender repeats them,
+    // their digests twice in the file hash (files.md §5, Resume).
+    while (i.taken !== i.t.next || i.pending.length > 0) {
+      await i.takes;
+      await i.chain;
+      if (this.#in.get(i.t.key) !== i) return;
+    }
     i.taken = i.t.next;
     // The sender starts over from `from` (its pump resets to it): the window counts from here.
     i.acked = i.t.next;

@@ -235,6 +235,7 @@ window.loftBench = {
         const frames = await e.session.receiveMany(Math.min(4 * FLUSH_BATCH, n - i));
         const r = await ratchetDecryptBatch(e.ratchet, frames.map(message), Date.now(), e.opts);
         e.ratchet = r.state;
+        if (r.thrown) throw r.thrown; // messages from r.results.length on were not read
         for (const x of r.results) if (!x.ok) throw x.error;
         i += frames.length;
       } else {

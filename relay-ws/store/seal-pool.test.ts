@@ -46,6 +46,21 @@ const expected = (i: Input) => ({
   keyRecord: wrapDataKey(i.epoch, i.epochKey, i.dataKey, i.keyKey, i.iv2),
   sealed: sealBlob(i.dataKey, i.block, i.keyKey, i.iv1),
 });
+/** A pool replacing failed workers after 50, 100, 200 ms…, started: what it told and when. */
+async function respawningPool(): Promise<{ p: SealPool; told: string[]; respawned: number[] }> {
+  const told: string[] = [];
+  const respawned: number[] = [];
+  const p = new SealPool({
+    respawnBaseMs: 50,
+    respawnMaxMs: 10_000,
+    onFailover: (reason) => told.push(reason),
+    onRespawn: (d) => respawned.push(d.delayMs),
+  });
+  pools.push(p);
+  await submit(p, input(256));
+  return { p, told, respawned };
+}
+
 const submit = (p: SealPool, i: Input) =>
   p.seal(i.epoch, i.epochKey, Buffer.from(i.dataKey), i.keyKey, i.block, i.iv1, i.iv2);
 
@@ -163,16 +178,7 @@ describe("relay store seal pool", () => {
   });
 
   it("a failed worker is replaced after a back-off that doubles while it keeps failing: jobs go to the new one, same bytes; none after close", async () => {
-    const told: string[] = [];
-    const respawned: number[] = [];
-    const p = new SealPool({
-      respawnBaseMs: 50,
-      respawnMaxMs: 10_000,
-      onFailover: (reason) => told.push(reason),
-      onRespawn: (d) => respawned.push(d.delayMs),
-    });
-    pools.push(p);
-    await submit(p, input(256));
+    const { p, told, respawned } = await respawningPool();
     for (let round = 0; round < 3; round++) {
       await p.kill();
       const i = input(512);
@@ -195,16 +201,7 @@ describe("relay store seal pool", () => {
   });
 
   it("a replacement that cannot be started (new Worker throws) is tried again after the next back-off; sealed here meanwhile", async () => {
-    const told: string[] = [];
-    const respawned: number[] = [];
-    const p = new SealPool({
-      respawnBaseMs: 50,
-      respawnMaxMs: 10_000,
-      onFailover: (reason) => told.push(reason),
-      onRespawn: (d) => respawned.push(d.delayMs),
-    });
-    pools.push(p);
-    await submit(p, input(256));
+    const { p, told, respawned } = await respawningPool();
     p.failSpawnsForTest(1);
     await p.kill();
     const i = input(256);

@@ -36,6 +36,24 @@ import { decodeChatRatchet } from "./ratchet-store.ts";
  * The outbox journal hooks of EngineStorage (storage/journal.ts fills them in the page) on
  * `storage`, as the set of message ids journaled; the journal takes an entry while `takes()`.
  */
+/**
+ * `queueOutgoing` (a hand-over's commit) refuses with what `failure()` gives while it gives
+ * something — a full quota, a locked store; the store's own commit, for writing around it.
+ */
+function refuseCommits(
+  storage: MemoryStorage,
+  failure: () => Error | undefined,
+): (m: StoredMessage) => Promise<void> {
+  const queue = storage.queueOutgoing.bind(storage);
+  Object.assign(storage, {
+    queueOutgoing: (m: StoredMessage) => {
+      const refused = failure();
+      return refused ? Promise.reject(refused) : queue(m);
+    },
+  });
+  return queue;
+}
+
 function journalOn(storage: MemoryStorage, takes: () => boolean = () => true): Set<MessageId> {
   const journaled = new Set<MessageId>();
   Object.assign(storage, {
@@ -266,11 +284,8 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     const [a, b] = await pair();
     let journalTakes = true;
     const journaled = journalOn(a.storage, () => journalTakes);
-    const queue = a.storage.queueOutgoing.bind(a.storage);
     let failing: Error | undefined;
-    Object.assign(a.storage, {
-      queueOutgoing: (m: StoredMessage) => (failing ? Promise.reject(failing) : queue(m)),
-    });
+    const queue = refuseCommits(a.storage, () => failing);
     // A full quota in the commit: not stored, but the journal keeps the words (the person may
     // have left the chat, so giving the words back to the composer loses them).
     failing = new DOMException("quota", "QuotaExceededError");
@@ -359,11 +374,8 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
   it("a deferred save whose journal entry is gone (a restored backup) is not stored; one another tab stores in its window is not overwritten", async () => {
     const [a, b] = await pair();
     const journaled = journalOn(a.storage);
-    const queue = a.storage.queueOutgoing.bind(a.storage);
     let failing: Error | undefined;
-    Object.assign(a.storage, {
-      queueOutgoing: (m: StoredMessage) => (failing ? Promise.reject(failing) : queue(m)),
-    });
+    refuseCommits(a.storage, () => failing);
     failing = new DOMException("quota", "QuotaExceededError");
     const before = a.engine.handOver(b.id, "before the backup was restored");
     await expect(before.stored).rejects.toBeInstanceOf(SaveDeferred);
@@ -415,11 +427,8 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
   it("deferred saves go to the engine that replaces this one in the page (a new username), before a later message", async () => {
     const [a, b] = await pair();
     const journaled = journalOn(a.storage);
-    const queue = a.storage.queueOutgoing.bind(a.storage);
     let failing: Error | undefined = new DOMException("quota", "QuotaExceededError");
-    Object.assign(a.storage, {
-      queueOutgoing: (m: StoredMessage) => (failing ? Promise.reject(failing) : queue(m)),
-    });
+    refuseCommits(a.storage, () => failing);
     const first = a.engine.handOver(b.id, "deferred before the restart");
     await expect(first.stored).rejects.toBeInstanceOf(SaveDeferred);
     await a.engine.stop();

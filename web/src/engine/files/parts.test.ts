@@ -12,6 +12,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { concatBytes } from "../../../../core/bytes.ts";
 import { nobleCrypto } from "../../../../core/crypto/noble.ts";
 import type { CryptoProvider } from "../../../../core/crypto/provider.ts";
 import { createWebCryptoProvider } from "../../../../core/crypto/webcrypto.ts";
@@ -47,6 +48,12 @@ const KEY = new Uint8Array(32).map((_, i) => i + 1);
 const ID = 0x0a0b0c0d;
 
 /** The offer and the parts a sender deposits for `data` (as transfers.ts `#deposit` cuts them). */
+/** Chunk `i` as the live session carries it (a FILE_CHUNK frame): its mailbox parts joined again. */
+function chunkFrame(parts: readonly FilePart[], i: number, total: number): Uint8Array {
+  const sealed = concatBytes(...parts.filter((p) => p.i === i).map((p) => p.d));
+  return encodeChunkFrame({ header: { id: ID, index: i, total, chunkSize: SEALED_CHUNK_BYTES }, sealed });
+}
+
 async function senderSide(data: Uint8Array, size = data.length) {
   const total = chunkCount(size);
   const parts: FilePart[] = [];
@@ -275,16 +282,7 @@ describe("file.part: the receiver's rule", () => {
     const { offer, parts } = await senderSide(data);
     const total = chunkCount(data.length);
     const of = (i: number) => parts.filter((p) => p.i === i);
-    const live = (i: number) => {
-      const d = of(i).map((p) => p.d);
-      const sealed = new Uint8Array(d.reduce((n, x) => n + x.length, 0));
-      let at = 0;
-      for (const x of d) {
-        sealed.set(x, at);
-        at += x.length;
-      }
-      return encodeChunkFrame({ header: { id: ID, index: i, total, chunkSize: SEALED_CHUNK_BYTES }, sealed });
-    };
+    const live = (i: number) => chunkFrame(parts, i, total);
     const acks: Uint8Array[] = [];
     const session = { state: "open", send: (b: Uint8Array) => acks.push(b), closed: new Promise(() => {}) };
     const link = { session } as unknown as FileLive;
@@ -440,16 +438,7 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
     const data = seededBytes(6 * FILE_CHUNK_BYTES + 3, 8);
     const { offer, parts } = await senderSide(data);
     const total = chunkCount(data.length);
-    const frameOf = (i: number) => {
-      const d = parts.filter((p) => p.i === i).map((p) => p.d);
-      const sealed = new Uint8Array(d.reduce((n, x) => n + x.length, 0));
-      let at = 0;
-      for (const x of d) {
-        sealed.set(x, at);
-        at += x.length;
-      }
-      return encodeChunkFrame({ header: { id: ID, index: i, total, chunkSize: SEALED_CHUNK_BYTES }, sealed });
-    };
+    const frameOf = (i: number) => chunkFrame(parts, i, total);
     const session = () =>
       ({
         session: { state: "open", send: () => {}, closed: new Promise(() => {}), close: () => {} },

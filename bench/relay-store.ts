@@ -9,10 +9,11 @@
  * together (one group commit, as SENDs of one turn do in the relay), then each is taken as a
  * push is (`next`, `readBucket`, `markDelivered`) and acknowledged, all of them together.
  *
- * `--baseline DIR`: another checkout of Loft (with relay-ws/store/lmdb.ts and node_modules, e.g.
- * `git archive <commit> | tar -x -C DIR` plus a node_modules symlink) whose store runs as the
- * subject "baseline" in the same process, alternating slices with this checkout's: a before/after
- * in one run. The CPU per message is the process's (user + system, every thread: lmdb-js commits
+ * `--baseline DIR`: another checkout of Loft (with relay-ws/store/lmdb.ts, e.g.
+ * `git archive <commit> | tar -x -C DIR`) whose store runs as the subject "baseline" in the same
+ * process, alternating slices with this checkout's: a before/after in one run. DIR/node_modules
+ * must be a symlink to this checkout's (one lmdb-js in the process, bench/baseline-dir.ts); the
+ * bench refuses any other DIR before it starts (exit code 2). The CPU per message is the process's (user + system, every thread: lmdb-js commits
  * on its own thread); the better slice of each subject is kept. Temp dirs only; nothing on the
  * network.
  *
@@ -31,6 +32,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { randomQueue } from "../relay-ws/store/testing.ts";
+import { inProcessBaselineProblem } from "./baseline-dir.ts";
 import { numberFlag, stringFlag } from "./relay-cli.ts";
 
 const JSON_OUT = process.argv.includes("--json");
@@ -61,6 +63,8 @@ interface Store {
   close(): Promise<void>;
 }
 type StoreClass = new (o: { path: string; masterKey: Uint8Array; sync?: boolean }) => Store;
+
+const CHECKOUT = fileURLToPath(new URL("..", import.meta.url));
 
 async function load(dir: string): Promise<StoreClass> {
   const url = pathToFileURL(join(resolve(dir), "relay-ws/store/lmdb.ts")).href;
@@ -217,9 +221,7 @@ async function gcSlice(Lmdb: StoreClass, dir: string, masterKey: Uint8Array): Pr
 }
 
 async function mainGc() {
-  const subjects: { name: string; store: StoreClass }[] = [
-    { name: "store", store: await load(fileURLToPath(new URL("..", import.meta.url))) },
-  ];
+  const subjects: { name: string; store: StoreClass }[] = [{ name: "store", store: await load(CHECKOUT) }];
   if (BASELINE_DIR) subjects.push({ name: "baseline", store: await load(BASELINE_DIR) });
   say(`relay store GC bench: ${GC_MESSAGES} messages in ${GC_QUEUES} queues, nothing due, ${ROUNDS} rounds`);
   const dir = mkdtempSync(join(tmpdir(), "loft-bench-relay-gc-"));
@@ -278,9 +280,7 @@ async function mainGc() {
 }
 
 async function main() {
-  const subjects: { name: string; store: StoreClass }[] = [
-    { name: "store", store: await load(fileURLToPath(new URL("..", import.meta.url))) },
-  ];
+  const subjects: { name: string; store: StoreClass }[] = [{ name: "store", store: await load(CHECKOUT) }];
   if (BASELINE_DIR) subjects.push({ name: "baseline", store: await load(BASELINE_DIR) });
   say(
     `relay store bench: ${QUEUES} queues × ${MESSAGES} messages of ${SIZE} B, ${OUTSTANDING} appends per queue per commit, ${ROUNDS} rounds`,
@@ -337,4 +337,9 @@ async function main() {
     );
 }
 
-await (GC ? mainGc() : main());
+// Refused before anything is loaded: a second lmdb-js fails only later, with a misleading error.
+const problem = BASELINE_DIR === undefined ? undefined : inProcessBaselineProblem(BASELINE_DIR, CHECKOUT);
+if (problem) {
+  console.error(problem);
+  process.exitCode = 2;
+} else await (GC ? mainGc() : main());

@@ -13,7 +13,16 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RedisServer, startRedis } from "../../test/support/redis-server.ts";
 import { RedisStore } from "./redis.ts";
-import { APPEND_BATCH_EXPECTED, appendBatchContract, newMessage, randomQueue } from "./testing.ts";
+import {
+  APPEND_BATCH_EXPECTED,
+  appendBatchContract,
+  newMessage,
+  randomQueue,
+  SEND_ID_EXPECTED,
+  sendIdContract,
+  ZERO_EXPIRY_EXPECTED,
+  zeroExpiryContract,
+} from "./testing.ts";
 
 const MARKER = "LOFT-REDIS-PLAINTEXT-4c1d";
 let redis: RedisServer;
@@ -117,6 +126,11 @@ describe("Redis relay store", () => {
       "full",
     ]);
     expect(tight.stats()).toMatchObject({ messages: 1 });
+  });
+
+  it("send ids (the LMDB store's contract): DUPLICATE while stored, during and after an ACK, after a drop; the zero id never; each zero-id message expires at its own time", async () => {
+    expect(await sendIdContract(await open())).toEqual(SEND_ID_EXPECTED);
+    expect(await zeroExpiryContract(await open())).toEqual(ZERO_EXPIRY_EXPECTED);
   });
 
   it("counts bytes against the global quota (FULL), and frees them on deletion", async () => {

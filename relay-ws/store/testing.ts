@@ -216,3 +216,50 @@ export const ZERO_EXPIRY_EXPECTED = {
   secondGc: 1,
   late: [],
 };
+
+/** One step of `storeOps`: a SEND or a SENDS batch of send ids (by number), or the oldest message ACKed or dropped. */
+export type StoreOp =
+  | { readonly k: "send"; readonly id: number }
+  | { readonly k: "batch"; readonly ids: readonly number[] }
+  | { readonly k: "ack" }
+  | { readonly k: "drop" };
+
+/**
+ * Runs `ops` on a fresh queue of `store` (queue quota `quota`), one after the other, and returns
+ * every answer and the bodies left, oldest first: two engines given the same steps must answer
+ * the same. `sendIds[n]` is send id number n (send ids repeat on purpose: retries); each message's
+ * body is its step's number.
+ */
+export async function storeOps(
+  store: RelayStore,
+  ops: readonly StoreOp[],
+  sendIds: readonly Uint8Array[],
+  quota: number,
+): Promise<unknown[]> {
+  const now = Date.now();
+  const q = randomQueue();
+  const rid = q.recipientId;
+  await store.createQueue(q);
+  let body = 0;
+  const m = (id: number) => ({ ...newMessage(Uint8Array.of(++body), now, 3_600_000), sendId: sendIds[id]! });
+  const out: unknown[] = [];
+  for (const op of ops) {
+    if (op.k === "send") out.push(await store.append(rid, m(op.id), quota));
+    else if (op.k === "batch")
+      out.push(
+        await store.appendBatch(
+          rid,
+          op.ids.map((id) => m(id)),
+          quota,
+        ),
+      );
+    else {
+      const oldest = await store.next(rid, -1);
+      if (!oldest) out.push("empty");
+      else if (op.k === "ack") out.push(await store.ack(rid, oldest.seq, oldest.msgId));
+      else out.push(await store.drop(rid, oldest.seq));
+    }
+  }
+  out.push(await bodiesOf(store, rid));
+  return out;
+}

@@ -71,6 +71,38 @@ async function load(dir: string): Promise<StoreClass> {
   return ((await import(url)) as { LmdbStore: StoreClass }).LmdbStore;
 }
 
+interface Subject {
+  name: string;
+  store: StoreClass;
+}
+
+/** This checkout's store ("store"), and DIR's with --baseline ("baseline"). */
+async function loadSubjects(): Promise<Subject[]> {
+  const subjects: Subject[] = [{ name: "store", store: await load(CHECKOUT) }];
+  if (BASELINE_DIR) subjects.push({ name: "baseline", store: await load(BASELINE_DIR) });
+  return subjects;
+}
+
+/**
+ * `run` on each subject, ROUNDS rounds, the order rotating by one each round so that no subject
+ * is always first; every slice printed (`line`) and kept by subject.
+ */
+async function alternateSlices<T>(
+  subjects: Subject[],
+  run: (store: StoreClass) => Promise<T>,
+  line: (r: T) => string,
+): Promise<Map<string, T[]>> {
+  const runs = new Map<string, T[]>(subjects.map((s) => [s.name, []]));
+  for (let round = 0; round < ROUNDS; round++)
+    for (let k = 0; k < subjects.length; k++) {
+      const s = subjects[(round + k) % subjects.length]!;
+      const r = await run(s.store);
+      runs.get(s.name)!.push(r);
+      say(`  round ${round + 1} ${s.name.padEnd(8)} ${line(r)}`);
+    }
+  return runs;
+}
+
 interface Slice {
   msgsPerSecond: number;
   cpuUs: number;
@@ -221,23 +253,18 @@ async function gcSlice(Lmdb: StoreClass, dir: string, masterKey: Uint8Array): Pr
 }
 
 async function mainGc() {
-  const subjects: { name: string; store: StoreClass }[] = [{ name: "store", store: await load(CHECKOUT) }];
-  if (BASELINE_DIR) subjects.push({ name: "baseline", store: await load(BASELINE_DIR) });
+  const subjects = await loadSubjects();
   say(`relay store GC bench: ${GC_MESSAGES} messages in ${GC_QUEUES} queues, nothing due, ${ROUNDS} rounds`);
   const dir = mkdtempSync(join(tmpdir(), "loft-bench-relay-gc-"));
   const masterKey = new Uint8Array(randomBytes(32));
   try {
     await fillForGc(subjects[0]!.store, dir, masterKey);
-    const runs = new Map<string, GcSlice[]>(subjects.map((s) => [s.name, []]));
-    for (let round = 0; round < ROUNDS; round++)
-      for (let k = 0; k < subjects.length; k++) {
-        const s = subjects[(round + k) % subjects.length]!;
-        const r = await gcSlice(s.store, dir, masterKey);
-        runs.get(s.name)!.push(r);
-        say(
-          `  round ${round + 1} ${s.name.padEnd(8)} GC pause ${r.pauseMs.toFixed(1).padStart(8)} ms  GC ${r.gcMs.toFixed(1).padStart(8)} ms  open ${r.openMs.toFixed(0).padStart(6)} ms`,
-        );
-      }
+    const runs = await alternateSlices(
+      subjects,
+      (store) => gcSlice(store, dir, masterKey),
+      (r) =>
+        `GC pause ${r.pauseMs.toFixed(1).padStart(8)} ms  GC ${r.gcMs.toFixed(1).padStart(8)} ms  open ${r.openMs.toFixed(0).padStart(6)} ms`,
+    );
     // Load from elsewhere only lengthens a slice: the best of each is kept.
     const best = (name: string) => {
       const all = runs.get(name);
@@ -280,24 +307,17 @@ async function mainGc() {
 }
 
 async function main() {
-  const subjects: { name: string; store: StoreClass }[] = [{ name: "store", store: await load(CHECKOUT) }];
-  if (BASELINE_DIR) subjects.push({ name: "baseline", store: await load(BASELINE_DIR) });
+  const subjects = await loadSubjects();
   say(
     `relay store bench: ${QUEUES} queues × ${MESSAGES} messages of ${SIZE} B, ${OUTSTANDING} appends per queue per commit, ${ROUNDS} rounds`,
   );
   // Warm-up (module compile, JIT), not counted.
   for (const s of subjects) await slice(s.store);
-  const runs = new Map<string, Slice[]>(subjects.map((s) => [s.name, []]));
-  for (let round = 0; round < ROUNDS; round++) {
-    for (let k = 0; k < subjects.length; k++) {
-      const s = subjects[(round + k) % subjects.length]!;
-      const r = await slice(s.store);
-      runs.get(s.name)!.push(r);
-      say(
-        `  round ${round + 1} ${s.name.padEnd(8)} ${r.msgsPerSecond.toFixed(0).padStart(6)} msgs/s  ${r.cpuUs.toFixed(1)} µs CPU/msg`,
-      );
-    }
-  }
+  const runs = await alternateSlices(
+    subjects,
+    slice,
+    (r) => `${r.msgsPerSecond.toFixed(0).padStart(6)} msgs/s  ${r.cpuUs.toFixed(1)} µs CPU/msg`,
+  );
   // Other work on the machine only ever slows a slice down: the best slice of each subject is
   // kept, by CPU per message and by rate separately.
   const best = (name: string) => {

@@ -94,15 +94,7 @@ export async function appendBatchContract(store: RelayStore): Promise<unknown> {
   const dupInside = { ...again, msgId: new Uint8Array(randomBytes(24)) };
   const batch = await store.appendBatch(q.recipientId, [m(2), stored, again, dupInside, m(4)], 6);
   const over = await store.appendBatch(q.recipientId, [m(5), m(6), m(7), m(8)], 6);
-  const bodies: number[] = [];
-  let cursor = -1;
-  for (let k = 0; k < 10; k++) {
-    const next = await store.next(q.recipientId, cursor);
-    if (!next) break;
-    cursor = next.seq;
-    const block = await store.read(q.recipientId, next.seq);
-    bodies.push(block ? block[2]! : -1);
-  }
+  const bodies = await bodiesOf(store, q.recipientId);
   await store.suspendQueue(q.recipientId);
   const suspended = await store.appendBatch(q.recipientId, [m(9), m(10)], 100);
   const missing = await store.appendBatch(randomQueue().recipientId, [m(11)], 100);

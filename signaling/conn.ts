@@ -14,7 +14,8 @@
  *
  * The fields keep their names as accessors, so the service reads `conn.reg`, `conn.rooms`, … as
  * before (signaling/rooms.ts does too). A getter of a field whose object is not made yet answers
- * what a fresh one holds; a setter makes the object only when given something to keep.
+ * what a fresh one holds (the TURN tag, drawn at random when the object is made: undefined) and
+ * makes nothing; a setter makes the object only when given something to keep.
  */
 import type { KeyObject } from "node:crypto";
 import type { ClientMessage } from "../core/wire/signaling.ts";

@@ -248,8 +248,9 @@ describe("one-to-one calls", () => {
       await risesAbove(page, (s) => s.audioIn, first.audioIn);
       await risesAbove(page, (s) => s.framesDecoded, first.framesDecoded);
     }
-    expect((await mediaStats(a)).everConnected).toBe(1);
-    expect((await mediaStats(b)).everConnected).toBe(1);
+    // Counted by the connection's own state event, which need not have run when the stats say so.
+    await expect.poll(async () => (await mediaStats(a)).everConnected).toBe(1);
+    await expect.poll(async () => (await mediaStats(b)).everConnected).toBe(1);
 
     // Alice mutes: Bob is told, and no audio packet leaves her page while video keeps flowing.
     await id(a, "call-mute").click();
@@ -331,8 +332,8 @@ describe("one-to-one calls", () => {
     await waitForPhase(b, "active");
     await risesAbove(b, (s) => s.audioIn, 0);
     await risesAbove(a, (s) => s.audioIn, 0);
-    expect((await mediaStats(a)).everConnected).toBe(before.a.everConnected + 1);
-    expect((await mediaStats(b)).everConnected).toBe(before.b.everConnected + 1);
+    await expect.poll(async () => (await mediaStats(a)).everConnected).toBe(before.a.everConnected + 1);
+    await expect.poll(async () => (await mediaStats(b)).everConnected).toBe(before.b.everConnected + 1);
     await id(a, "call-hangup").click();
     await expectEnded(b, "hangup");
     await closeEnded(a);

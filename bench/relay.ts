@@ -64,6 +64,18 @@ const EXTRA_RELAY_ARGS = (stringFlag("relay-args") ?? "").split(" ").filter((a) 
  */
 const BASELINE_ARGS = stringFlag("baseline-args");
 const OUTSTANDING = numberFlag("outstanding", 32);
+/**
+ * `--processes K` (K ≥ 2) adds the subject "multi": K relay processes on one LMDB environment (one
+ * data dir), each pair's sender and receiver on the same process (pair i on process i mod K), so
+ * no delivery crosses processes — the most several processes can give on this machine.
+ */
+const PROCESSES = numberFlag("processes", 0);
+/**
+ * `--processes-dirs separate`: the "multi" processes each on its own data dir (K independent LMDB
+ * environments, no write lock shared) — tells the cost of sharing one environment from the cost
+ * of splitting the work.
+ */
+const SEPARATE_DIRS = stringFlag("processes-dirs") === "separate";
 /** Which opening the idle connections make: `authenticator` (1.1, default) or `signature` (1.0). */
 const IDLE_AUTH: RelayAuthMode = stringFlag("idle-auth") === "signature" ? "signature" : "authenticator";
 /** How a bench client opens: 1.0 signatures, 1.1 authenticators, or 1.2 (authenticators, bucketed deliveries). */
@@ -130,17 +142,20 @@ interface RunResult {
 
 /** Time a run's CPU use on the server (by pid) and in this process. */
 async function withCpu(
-  pid: number,
+  pid: number | number[],
   messages: number,
   run: () => Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs">>,
 ): Promise<RunResult> {
-  const server0 = processCpuSeconds(pid);
-  const loop0 = threadCpuSeconds(pid);
+  // Several server processes (the "multi" subject): their CPU summed, and their loops'.
+  const pids = Array.isArray(pid) ? pid : [pid];
+  const sum = (f: (p: number) => number) => pids.reduce((a, p) => a + f(p), 0);
+  const server0 = sum(processCpuSeconds);
+  const loop0 = sum((p) => threadCpuSeconds(p));
   const client0 = process.cpuUsage();
   const r = await run();
   const client = process.cpuUsage(client0);
-  const server = processCpuSeconds(pid) - server0;
-  const loop = threadCpuSeconds(pid) - loop0;
+  const server = sum(processCpuSeconds) - server0;
+  const loop = sum((p) => threadCpuSeconds(p)) - loop0;
   return {
     ...r,
     serverCpuUs: (server * 1e6) / messages,
@@ -153,16 +168,17 @@ async function withCpu(
 // relay side
 
 async function runRelay(
-  url: string,
+  url: string | string[],
   pairsCount = N,
   outstanding = OUTSTANDING,
   auth: ClientMode = "authenticator",
 ): Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs">> {
   const latencies: number[] = [];
   const pairs = await Promise.all(
-    Array.from({ length: pairsCount }, async () => {
-      const rx = new BenchConn(url, auth);
-      const tx = new BenchConn(url, auth);
+    Array.from({ length: pairsCount }, async (_, i) => {
+      const at = Array.isArray(url) ? url[i % url.length]! : url;
+      const rx = new BenchConn(at, auth);
+      const tx = new BenchConn(at, auth);
       await Promise.all([rx.ready, tx.ready]);
       const rk = newAuthKeyPair();
       const sk = newAuthKeyPair();
@@ -504,6 +520,8 @@ async function main() {
   let relay: LoftProcess | undefined;
   let relayNoSync: LoftProcess | undefined;
   let relayBaseline: LoftProcess | undefined;
+  const multi: LoftProcess[] = [];
+  const multiDir = PROCESSES >= 2 ? mkdtempSync(join(tmpdir(), "loft-bench-relay-multi-")) : undefined;
   const baselineDataDir = BASELINE_DIR ? mkdtempSync(join(tmpdir(), "loft-bench-relay-base-")) : undefined;
   let mosq: { port: number; child: ChildProcess; dir: string } | undefined;
   try {
@@ -537,6 +555,23 @@ async function main() {
         ],
       });
       subjects.push(relaySubject("baseline", relayBaseline, RELAY_CLIENTS));
+    }
+    if (multiDir) {
+      // One after the other: the first creates the master key file and the environment.
+      for (let k = 0; k < PROCESSES; k++) {
+        const dir = SEPARATE_DIRS ? join(multiDir, String(k)) : multiDir;
+        multi.push(
+          await startLoft({ entry: "relay-ws/main.ts", args: ["--relay-data-dir", dir, ...RELAY_ARGS] }),
+        );
+      }
+      const urls = multi.map((p) => `ws://127.0.0.1:${p.port}/relay`);
+      const pids = multi.map((p) => p.child.pid!);
+      subjects.push({
+        name: "multi",
+        pid: pids[0]!,
+        run: (n = N, o = OUTSTANDING) =>
+          withCpu(pids, n * MESSAGES, () => runRelay(urls, n, o, RELAY_CLIENTS)),
+      });
     }
     let mosquitto: Subject | undefined;
     if (SUBJECTS.includes("mosquitto")) {
@@ -576,6 +611,7 @@ async function main() {
     const bk = best("bucketed");
     const bt = best("batched");
     const base = best("baseline");
+    const mu = best("multi");
     // Unloaded latency (one pair, one message at a time): what a live link through the relay sees.
     const rLive = await fsync.run(1, 1);
     const mLive = await mosquitto?.run(1, 1);
@@ -601,6 +637,7 @@ async function main() {
     row("loft relay, 1.0 signatures", sg);
     row("loft relay, no fsync", ns);
     row("baseline relay (--baseline)", base);
+    row(`loft relay, ${PROCESSES} processes`, mu);
     row("mosquitto (QoS 1)", m);
     row("loft relay, 1 in flight", rLive);
     row("mosquitto, 1 in flight", mLive);
@@ -675,6 +712,15 @@ async function main() {
           baseline_loop_cpu_us_per_msg: base?.loopCpuUs ?? null,
           relay_loop_cpu_vs_baseline: base ? base.loopCpuUs / r.loopCpuUs : null,
           baseline_msgs_per_s: base?.msgsPerSecond ?? null,
+          relay_multi_vs_mosquitto: m && mu ? mu.msgsPerSecond / m.msgsPerSecond : null,
+          relay_multi_p99_vs_mosquitto: m && mu ? mu.p99 / m.p99 : null,
+          relay_multi_vs_single: mu ? mu.msgsPerSecond / r.msgsPerSecond : null,
+          relay_multi_msgs_per_s: mu?.msgsPerSecond ?? null,
+          relay_multi_p99_ms: mu?.p99 ?? null,
+          relay_multi_cpu_us_per_msg: mu?.serverCpuUs ?? null,
+          relay_multi_loop_cpu_us_per_msg: mu?.loopCpuUs ?? null,
+          processes: PROCESSES || null,
+          processes_dirs: PROCESSES ? (SEPARATE_DIRS ? "separate" : "shared") : null,
           baseline_p99_ms: base?.p99 ?? null,
           baseline_cpu_us_per_msg: base?.serverCpuUs ?? null,
           mosquitto_msgs_per_s: m?.msgsPerSecond ?? null,
@@ -705,6 +751,8 @@ async function main() {
     await relay?.stop("SIGTERM");
     await relayNoSync?.stop("SIGTERM");
     await relayBaseline?.stop("SIGTERM");
+    for (const p of multi) await p.stop("SIGTERM");
+    if (multiDir) rmSync(multiDir, { recursive: true, force: true });
     if (baselineDataDir) rmSync(baselineDataDir, { recursive: true, force: true });
     rmSync(noSyncDir, { recursive: true, force: true });
     mosq?.child.kill("SIGTERM");

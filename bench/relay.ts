@@ -65,17 +65,12 @@ const EXTRA_RELAY_ARGS = (stringFlag("relay-args") ?? "").split(" ").filter((a) 
 const BASELINE_ARGS = stringFlag("baseline-args");
 const OUTSTANDING = numberFlag("outstanding", 32);
 /**
- * `--processes K` (K ≥ 2) adds the subject "multi": K relay processes on one LMDB environment (one
- * data dir), each pair's sender and receiver on the same process (pair i on process i mod K), so
- * no delivery crosses processes — the most several processes can give on this machine.
+ * `--processes K` (K ≥ 2) adds the subject "multi": K relay processes, each on its own data dir
+ * (one relay process per data dir: relay-ws/store/dir-lock.ts), each pair's sender and receiver
+ * on the same process (pair i on process i mod K), so no delivery crosses processes — the most
+ * several processes can give on this machine.
  */
 const PROCESSES = numberFlag("processes", 0);
-/**
- * `--processes-dirs separate`: the "multi" processes each on its own data dir (K independent LMDB
- * environments, no write lock shared) — tells the cost of sharing one environment from the cost
- * of splitting the work.
- */
-const SEPARATE_DIRS = stringFlag("processes-dirs") === "separate";
 /** Which opening the idle connections make: `authenticator` (1.1, default) or `signature` (1.0). */
 const IDLE_AUTH: RelayAuthMode = stringFlag("idle-auth") === "signature" ? "signature" : "authenticator";
 /** How a bench client opens: 1.0 signatures, 1.1 authenticators, or 1.2 (authenticators, bucketed deliveries). */
@@ -557,13 +552,13 @@ async function main() {
       subjects.push(relaySubject("baseline", relayBaseline, RELAY_CLIENTS));
     }
     if (multiDir) {
-      // One after the other: the first creates the master key file and the environment.
-      for (let k = 0; k < PROCESSES; k++) {
-        const dir = SEPARATE_DIRS ? join(multiDir, String(k)) : multiDir;
+      for (let k = 0; k < PROCESSES; k++)
         multi.push(
-          await startLoft({ entry: "relay-ws/main.ts", args: ["--relay-data-dir", dir, ...RELAY_ARGS] }),
+          await startLoft({
+            entry: "relay-ws/main.ts",
+            args: ["--relay-data-dir", join(multiDir, String(k)), ...RELAY_ARGS],
+          }),
         );
-      }
       const urls = multi.map((p) => `ws://127.0.0.1:${p.port}/relay`);
       const pids = multi.map((p) => p.child.pid!);
       subjects.push({
@@ -720,7 +715,6 @@ async function main() {
           relay_multi_cpu_us_per_msg: mu?.serverCpuUs ?? null,
           relay_multi_loop_cpu_us_per_msg: mu?.loopCpuUs ?? null,
           processes: PROCESSES || null,
-          processes_dirs: PROCESSES ? (SEPARATE_DIRS ? "separate" : "shared") : null,
           baseline_p99_ms: base?.p99 ?? null,
           baseline_cpu_us_per_msg: base?.serverCpuUs ?? null,
           mosquitto_msgs_per_s: m?.msgsPerSecond ?? null,

@@ -31,7 +31,7 @@ import {
 import { deliveryBucket, MAX_BATCH, padBlock, type RelayAuthMode } from "../core/relay/protocol.ts";
 import { xchachaOpen } from "../relay-ws/node-crypto.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
-import { processCpuSeconds, rssKib, threadCpuSeconds } from "./proc-stats.ts";
+import { processCpuSeconds, processSyscalls, rssKib, threadCpuSeconds } from "./proc-stats.ts";
 import { numberFlag, percentile, stringFlag } from "./relay-cli.ts";
 import { BenchConn, type ClientMode, expectOk } from "./relay-conn.ts";
 import { selfCheck } from "./relay-wire.ts";
@@ -129,6 +129,8 @@ interface RunResult {
   serverCpuUs: number;
   /** The server's main thread (the relay's event loop) alone, µs per message. */
   loopCpuUs: number;
+  /** Read and write system calls of the server process(es) per message (/proc/<pid>/io). */
+  syscalls: number;
   /** CPU this bench process (the clients) spent per message, µs. */
   clientCpuUs: number;
 }
@@ -139,22 +141,25 @@ interface RunResult {
 async function withCpu(
   pid: number | number[],
   messages: number,
-  run: () => Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs">>,
+  run: () => Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs" | "syscalls">>,
 ): Promise<RunResult> {
   // Several server processes (the "multi" subject): their CPU summed, and their loops'.
   const pids = Array.isArray(pid) ? pid : [pid];
   const sum = (f: (p: number) => number) => pids.reduce((a, p) => a + f(p), 0);
   const server0 = sum(processCpuSeconds);
   const loop0 = sum((p) => threadCpuSeconds(p));
+  const sys0 = sum(processSyscalls);
   const client0 = process.cpuUsage();
   const r = await run();
   const client = process.cpuUsage(client0);
   const server = sum(processCpuSeconds) - server0;
   const loop = sum((p) => threadCpuSeconds(p)) - loop0;
+  const sys = sum(processSyscalls) - sys0;
   return {
     ...r,
     serverCpuUs: (server * 1e6) / messages,
     loopCpuUs: (loop * 1e6) / messages,
+    syscalls: sys / messages,
     clientCpuUs: (client.user + client.system) / messages,
   };
 }
@@ -167,7 +172,7 @@ async function runRelay(
   pairsCount = N,
   outstanding = OUTSTANDING,
   auth: ClientMode = "authenticator",
-): Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs">> {
+): Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs" | "syscalls">> {
   const latencies: number[] = [];
   const pairs = await Promise.all(
     Array.from({ length: pairsCount }, async (_, i) => {
@@ -377,7 +382,7 @@ async function runMosquitto(
   port: number,
   pairsCount = N,
   outstanding = OUTSTANDING,
-): Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs">> {
+): Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs" | "syscalls">> {
   const mqtt = await loadMqtt();
   const url = `mqtt://127.0.0.1:${port}`;
   const latencies: number[] = [];
@@ -593,7 +598,7 @@ async function main() {
         const r = await subject.run();
         runs.get(subject.name)!.push(r);
         say(
-          `  round ${round + 1} ${subject.name.padEnd(9)} ${r.msgsPerSecond.toFixed(0).padStart(6)} msgs/s  p99 ${r.p99.toFixed(1)} ms  server ${r.serverCpuUs.toFixed(0)} µs/msg (loop ${r.loopCpuUs.toFixed(0)})  clients ${r.clientCpuUs.toFixed(0)} µs/msg`,
+          `  round ${round + 1} ${subject.name.padEnd(9)} ${r.msgsPerSecond.toFixed(0).padStart(6)} msgs/s  p99 ${r.p99.toFixed(1)} ms  server ${r.serverCpuUs.toFixed(0)} µs/msg (loop ${r.loopCpuUs.toFixed(0)}, ${r.syscalls.toFixed(1)} syscalls)  clients ${r.clientCpuUs.toFixed(0)} µs/msg`,
         );
       }
     }
@@ -714,6 +719,8 @@ async function main() {
           relay_multi_p99_ms: mu?.p99 ?? null,
           relay_multi_cpu_us_per_msg: mu?.serverCpuUs ?? null,
           relay_multi_loop_cpu_us_per_msg: mu?.loopCpuUs ?? null,
+          relay_syscalls_per_msg: r.syscalls,
+          relay_multi_syscalls_per_msg: mu?.syscalls ?? null,
           processes: PROCESSES || null,
           baseline_p99_ms: base?.p99 ?? null,
           baseline_cpu_us_per_msg: base?.serverCpuUs ?? null,

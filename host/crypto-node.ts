@@ -387,6 +387,17 @@ export function nodeCryptoParts(): NativeParts {
     sha512: (data) => sha512(data),
     blake2s: digest("blake2s256"),
     hmacSha256: hmac("sha256"),
+    // The key as a KeyObject once (no conversion of the key bytes per call).
+    hmacSha256Key: async (key) => {
+      const k = nodeCrypto.createSecretKey(key);
+      return {
+        sign: async (...parts) => {
+          const h = createHmac("sha256", k);
+          for (const p of parts) h.update(p);
+          return new Uint8Array(h.digest());
+        },
+      };
+    },
     hmacBlake2s: hmac("blake2s256"),
     hkdfSha256: async (ikm, salt, info, length) =>
       new Uint8Array(hkdfSync("sha256", ikm, salt, info, length)),

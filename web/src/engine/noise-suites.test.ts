@@ -19,7 +19,12 @@ import { createWebCryptoProvider } from "../../../core/crypto/webcrypto.ts";
 import { err, isLoftError } from "../../../core/errors.ts";
 import { createUserIdentity, type UserIdentity } from "../../../core/identity/identity.ts";
 import { memoryLinkPair } from "../../../core/link/memory-link.ts";
-import { PROXY_DATA_EXTENSION, peerChunkLimit } from "../../../core/proxy/endpoint.ts";
+import {
+  PROXY_DATA_EXTENSION,
+  PROXY_FLAGS_EXTENSION,
+  peerChunkLimit,
+  peerReadsNoBody,
+} from "../../../core/proxy/endpoint.ts";
 import { MAX_CHUNK } from "../../../core/proxy/frames.ts";
 import { establishSession, type Session } from "../../../core/session/index.ts";
 import { type RunningSignaling, startSignaling } from "../../../signaling/testing.ts";
@@ -82,7 +87,13 @@ describe("the engine's Noise suite choice", () => {
       "Noise_XXhfs_25519+MLKEM768_AESGCM_SHA256",
     ]);
     expect(Object.keys(a1.remoteExtensions).sort()).toEqual(
-      [PROXY_DATA_EXTENSION, RATCHET_KEY_EXTENSION, RATCHET_VERSIONS_EXTENSION, SUITES_EXTENSION].sort(),
+      [
+        PROXY_DATA_EXTENSION,
+        PROXY_FLAGS_EXTENSION,
+        RATCHET_KEY_EXTENSION,
+        RATCHET_VERSIONS_EXTENSION,
+        SUITES_EXTENSION,
+      ].sort(),
     );
     // …each side announces the ratchet versions it reads, so both write 0x02 (docs/protocol/ratchet.md).
     expect([liveMessageVersion(a1.remoteExtensions), liveMessageVersion(b1.remoteExtensions)]).toEqual([
@@ -92,6 +103,11 @@ describe("the engine's Noise suite choice", () => {
     expect([peerChunkLimit(a1.remoteExtensions), peerChunkLimit(b1.remoteExtensions)]).toEqual([
       MAX_CHUNK,
       MAX_CHUNK,
+    ]);
+    // …and that it reads a body-less REQUEST (docs/protocol/proxy.md, "Body-less requests").
+    expect([peerReadsNoBody(a1.remoteExtensions), peerReadsNoBody(b1.remoteExtensions)]).toEqual([
+      true,
+      true,
     ]);
     expect(aliceSeesBob.answersSuiteOffers).toBe(true);
     expect(bobSeesAlice.answersSuiteOffers).toBe(true);

@@ -14,6 +14,7 @@ import {
   deserializeRatchet,
   expireSkippedKeys,
   generateRatchetKeyPair,
+  kdfChain,
   MAX_MESSAGE_LEN,
   MAX_SKIPPED_CHAINS,
   MIN_MESSAGE_LEN,
@@ -31,6 +32,7 @@ import {
 import {
   GCM_NONCE_LEN,
   type Header,
+  MAX_COUNTER,
   MESSAGE_PREFIX_LEN,
   type MessageVersion,
   openBody,
@@ -734,5 +736,83 @@ describe("ratchetDecryptBatch: a step that throws part-way (provider exception)"
       /provider failed/,
     );
     expect(unwrap(await ratchetDecrypt(one.state, m2, NOW)).plaintext).toEqual(utf8("m2"));
+  });
+});
+
+/**
+ * Counters are u32 and a stored counter holds at most MAX_COUNTER (docs/protocol/ratchet.md,
+ * "Limits"): a sender's last message is N = MAX_COUNTER − 1. A header naming N = MAX_COUNTER (only
+ * a peer holding the header key can write one) is refused before any key is derived (DR §3.5).
+ */
+describe("message numbers at the u32 limit (MAX_COUNTER)", () => {
+  /** Alice's sending chain and Bob's receiving chain moved, in step, to N = `at` (same keys). */
+  async function nearTheEnd(at: number) {
+    const { a, b } = await parties();
+    expect((await b.receive(await a.send("first"))).ok).toBe(true);
+    a.state = { ...a.state, sendCount: at };
+    b.state = { ...b.state, recvCount: at };
+    return { a, b };
+  }
+  /** The message numbered `n` that the next key of `state`'s sending chain seals (as a peer could). */
+  async function numbered(state: RatchetState, n: number, text: string): Promise<Uint8Array> {
+    const step = await kdfChain(nobleCrypto, state.sendChainKey!);
+    const header = { dh: state.dhSelfPublic, pn: state.prevSendCount, n };
+    return sealMessage(
+      nobleCrypto,
+      1,
+      state.sendHeaderKey!,
+      step.messageKey,
+      header,
+      new Uint8Array(24).fill(n & 0xff),
+      AD,
+      utf8(text),
+    );
+  }
+
+  it("the last number opens and the state still stores; MAX_COUNTER is LOFT_ERR_MALFORMED, state unchanged", async () => {
+    const { a, b } = await nearTheEnd(MAX_COUNTER - 3);
+    const early = [await a.send("n-3"), await a.send("n-2")];
+    const last = await a.send("last");
+    await expect(a.send("one more")).rejects.toThrow(/sending chain exhausted/);
+    // What the next key of the chain would seal, were a sender to go on.
+    const beyond = await numbered(a.state, MAX_COUNTER, "beyond");
+    // From Nr = MAX_COUNTER − 3 this skips 3 keys, well inside MAX_SKIP: only the number refuses it.
+    const before = serializeRatchet(b.state);
+    const r = await ratchetDecrypt(b.state, beyond, NOW);
+    expect(codeOf(r)).toBe("LOFT_ERR_MALFORMED");
+    expect(serializeRatchet(b.state)).toEqual(before);
+    // The last message of the chain (N = MAX_COUNTER − 1) skips two keys and opens.
+    expect(await b.receive(last)).toEqual({ ok: true, value: "last" });
+    expect(b.state.recvCount).toBe(MAX_COUNTER);
+    expect(unwrap(deserializeRatchet(serializeRatchet(b.state))).recvCount).toBe(MAX_COUNTER);
+    // Past the end now, in both readers: one by one and the batch's fast way.
+    const after = serializeRatchet(b.state);
+    expect(codeOf(await ratchetDecrypt(b.state, beyond, NOW))).toBe("LOFT_ERR_MALFORMED");
+    expect(serializeRatchet(b.state)).toEqual(after);
+    const batch = await ratchetDecryptBatch(b.state, [beyond, early[1]!, early[0]!], NOW);
+    expect(batch.results.map((x) => (x.ok ? new TextDecoder().decode(x.value) : x.error.code))).toEqual([
+      "LOFT_ERR_MALFORMED",
+      "n-2",
+      "n-3",
+    ]);
+    expect(batch.state.recvCount).toBe(MAX_COUNTER);
+    expect(batch.state.skipped).toEqual([]);
+  });
+
+  it("a batch whose run reaches the last number stops there; the next one is refused (property)", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 0, max: 6 }), async (skip, back) => {
+        // Nr = MAX_COUNTER − skip − back; messages numbered up to MAX_COUNTER, in order.
+        const start = MAX_COUNTER - skip - back;
+        const { a, b } = await nearTheEnd(start);
+        const sent = await sequence(skip + back, (i) => a.send(`m${start + i}`));
+        const beyond = await numbered(a.state, MAX_COUNTER, "beyond");
+        const batch = await ratchetDecryptBatch(b.state, [...sent, beyond], NOW);
+        expect(batch.results.map(codeOf)).toEqual([...sent.map(() => "ok"), "LOFT_ERR_MALFORMED"]);
+        expect(batch.state.recvCount).toBe(MAX_COUNTER);
+        expect(deserializeRatchet(serializeRatchet(batch.state)).ok).toBe(true);
+      }),
+      { numRuns: 12 },
+    );
   });
 });

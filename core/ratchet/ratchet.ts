@@ -763,6 +763,15 @@ async function receiveInCurrentChain(
   const headerKey = state.recvHeaderKey!;
   const chainKey = state.recvChainKey!;
   if (header.n < state.recvCount) return receiveSkipped(crypto, state, skipped, headerKey, header, parts);
+  // A sender stops at N = MAX_COUNTER − 1 (its Ns is then MAX_COUNTER, the most a stored counter
+  // holds); accepting N = MAX_COUNTER would leave Nr = 2³², a state the format cannot store
+  // (docs/protocol/ratchet.md, "Limits"). Refused before any key is derived (DR §3.5). PN needs no
+  // such check: PN = MAX_COUNTER is a full chain, and the keys it skips are numbered below it.
+  if (header.n >= MAX_COUNTER)
+    return err(
+      "LOFT_ERR_MALFORMED",
+      `ratchet message: message number ${header.n} is past the last a chain holds`,
+    );
   if (header.n - state.recvCount > state.limits.maxSkip)
     return err("LOFT_ERR_TOO_MANY_SKIPPED", `ratchet message: would skip ${header.n - state.recvCount} keys`);
   const advanced = await advanceChain(crypto, chainKey, headerKey, state.recvCount, header.n, now);

@@ -740,6 +740,66 @@ describe("ratchetDecryptBatch: a step that throws part-way (provider exception)"
 });
 
 /**
+ * An encrypt whose seal throws (a provider exception) commits nothing, like the batch decrypt's
+ * `thrown` contract: the state is unchanged and usable, and every key the attempt derived — each
+ * KDF_CK output, message keys and chain keys (DR §5.2) — is zeroed on the way out.
+ */
+describe("ratchetEncrypt / Parts / Batch: a seal that throws wipes the derived keys", () => {
+  /** noble, recording every HMAC-SHA-256 output (KDF_CK's keys) and failing the `failAt`-th seal. */
+  function failingSeal(aead: "xchacha20poly1305" | "aes256gcm", failAt: number) {
+    const derived: Uint8Array[] = [];
+    let seals = 0;
+    const base = nobleCrypto[aead];
+    const crypto = {
+      ...nobleCrypto,
+      hmacSha256: async (key: Uint8Array, ...parts: Uint8Array[]) => {
+        const out = await nobleCrypto.hmacSha256(key, ...parts);
+        derived.push(out);
+        return out;
+      },
+      [aead]: {
+        nonceLength: base.nonceLength,
+        open: base.open.bind(base),
+        seal: (...args: Parameters<typeof base.seal>) => {
+          if (++seals === failAt) return Promise.reject(new Error("seal failed"));
+          return base.seal(...args);
+        },
+      },
+    };
+    return { crypto, derived };
+  }
+  const isZero = (b: Uint8Array) => b.every((x) => x === 0);
+
+  it.each([
+    ["ratchetEncrypt", "xchacha20poly1305", 1, 1],
+    ["ratchetEncrypt", "xchacha20poly1305", 2, 1],
+    ["ratchetEncrypt", "aes256gcm", 1, 2],
+    ["ratchetEncryptParts", "xchacha20poly1305", 2, 1],
+    ["ratchetEncryptParts", "aes256gcm", 1, 2],
+    ["ratchetEncryptBatch", "xchacha20poly1305", 4, 1],
+    ["ratchetEncryptBatch", "aes256gcm", 2, 2],
+  ] as const)("%s, %s seal number %i throws (version 0x0%i)", async (call, aead, failAt, v) => {
+    const { a, b } = await parties();
+    expect((await b.receive(await a.send("first"))).ok).toBe(true);
+    const before = serializeRatchet(a.state);
+    const { crypto, derived } = failingSeal(aead, failAt);
+    const options = { crypto, messageVersion: v as MessageVersion };
+    const attempt =
+      call === "ratchetEncrypt"
+        ? ratchetEncrypt(a.state, utf8("lost"), NOW, options)
+        : call === "ratchetEncryptParts"
+          ? ratchetEncryptParts(a.state, utf8("lost"), NOW, options)
+          : ratchetEncryptBatch(a.state, [utf8("one"), utf8("two"), utf8("three")], NOW, options);
+    await expect(attempt).rejects.toThrow(/seal failed/);
+    expect(derived.length).toBeGreaterThanOrEqual(2);
+    expect(derived.filter((k) => !isZero(k))).toEqual([]);
+    // Nothing committed: the same state, still live, and its next message opens at Bob's.
+    expect(serializeRatchet(a.state)).toEqual(before);
+    expect(await b.receive(await a.send("after"))).toEqual({ ok: true, value: "after" });
+  });
+});
+
+/**
  * Counters are u32 and a stored counter holds at most MAX_COUNTER (docs/protocol/ratchet.md,
  * "Limits"): a sender's last message is N = MAX_COUNTER − 1. A header naming N = MAX_COUNTER (only
  * a peer holding the header key can write one) is refused before any key is derived (DR §3.5).

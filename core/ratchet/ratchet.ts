@@ -431,22 +431,31 @@ async function encryptNow<T>(
   if (state.sendCount >= MAX_COUNTER) throw new RangeError("ratchet: sending chain exhausted");
   if (plaintext.length > MAX_MESSAGE_LEN - MIN_MESSAGE_LEN)
     throw new RangeError("ratchet: plaintext too large");
+  const version = options.messageVersion ?? MESSAGE_VERSION;
+  if (!isMessageVersion(version)) throw new RangeError(`ratchet: unknown message version ${version}`);
   const nonce = ownedCopy((options.random ?? crypto.randomBytes)(NONCE_LEN), NONCE_LEN, "random");
   const step = await kdfChain(crypto, state.sendChainKey);
   const header: Header = { dh: state.dhSelfPublic, pn: state.prevSendCount, n: state.sendCount };
-  const version = options.messageVersion ?? MESSAGE_VERSION;
-  if (!isMessageVersion(version)) throw new RangeError(`ratchet: unknown message version ${version}`);
-  const sealed = await seal(
-    crypto,
-    version,
-    state.sendHeaderKey,
-    step.messageKey,
-    header,
-    nonce,
-    state.ad,
-    plaintext,
-  );
-  step.messageKey.fill(0);
+  let sealed: T;
+  try {
+    sealed = await seal(
+      crypto,
+      version,
+      state.sendHeaderKey,
+      step.messageKey,
+      header,
+      nonce,
+      state.ad,
+      plaintext,
+    );
+  } catch (e) {
+    // A provider exception: nothing is committed and `state` stays usable (as for the batches),
+    // so the chain key derived for the next state goes with the message key (DR §3.5).
+    step.chainKey.fill(0);
+    throw e;
+  } finally {
+    step.messageKey.fill(0);
+  }
   const next: RatchetState = {
     ...state,
     sendChainKey: step.chainKey,

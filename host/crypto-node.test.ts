@@ -13,6 +13,13 @@ import type { CryptoProvider } from "../core/crypto/provider.ts";
 import { HandshakeState } from "../core/noise/handshake-state.ts";
 import { XX } from "../core/noise/patterns.ts";
 import { generateKeyPair } from "../core/noise/primitives.ts";
+import {
+  generateRatchetKeyPair,
+  ratchetAssociatedData,
+  ratchetDecrypt,
+  ratchetEncrypt,
+  ratchetFromHandshake,
+} from "../core/ratchet/index.ts";
 import { FUZZ_RUNS } from "../test/support/fuzz.ts";
 import {
   createNodeCryptoProvider,
@@ -104,6 +111,75 @@ describe("node:crypto X25519 handles kept beside the raw keys", () => {
     expect(used.filter(holdsX25519PrivateHandle).length).toBeGreaterThan(0);
     aborted.initiator.abort();
     aborted.responder.abort();
+    expect(used.filter(holdsX25519PrivateHandle)).toEqual([]);
+  });
+
+  it("a Double Ratchet's replaced DH private keys hold no handle, while the states that held them are still referenced", async () => {
+    const node = await createNodeCryptoProvider();
+    const used: Uint8Array[] = [];
+    const crypto: CryptoProvider = {
+      ...node,
+      x25519: {
+        ...node.x25519,
+        sharedSecret: (k, p) => {
+          if (!used.includes(k)) used.push(k);
+          return node.x25519.sharedSecret(k, p);
+        },
+      },
+    };
+    const must = <T>(r: { ok: true; value: T } | { ok: false; error: Error }): T => {
+      if (!r.ok) throw r.error;
+      return r.value;
+    };
+    const ad = ratchetAssociatedData(key(0xa1), key(0xb2));
+    const bobKeys = await generateRatchetKeyPair(undefined, crypto);
+    let alice = must(
+      await ratchetFromHandshake({
+        role: "initiator",
+        exported: key(7),
+        ad,
+        responderRatchetPublic: bobKeys.publicKey,
+        crypto,
+      }),
+    );
+    let bob = must(
+      await ratchetFromHandshake({
+        role: "responder",
+        exported: key(7),
+        ad,
+        ratchetKeyPair: bobKeys,
+        crypto,
+      }),
+    );
+    // Every state of the conversation kept, as a caller may keep a consumed one.
+    const states = [alice, bob];
+    for (let turn = 0; turn < 4; turn++) {
+      const [from, to] = turn % 2 === 0 ? [alice, bob] : [bob, alice];
+      const sent = await ratchetEncrypt(from, utf8(`turn ${turn}`), 1, { crypto });
+      const read = must(await ratchetDecrypt(to, sent.message, 1, { crypto }));
+      expect(read.plaintext).toEqual(utf8(`turn ${turn}`));
+      states.push(sent.state, read.state);
+      if (turn % 2 === 0) [alice, bob] = [sent.state, read.state];
+      else [bob, alice] = [sent.state, read.state];
+    }
+    // Each side stepped its DH ratchet twice: only the two current private keys may hold handles.
+    const current = [alice.dhSelfSecret, bob.dhSelfSecret];
+    const replaced = used.filter((k) => !current.includes(k));
+    expect(replaced.length).toBeGreaterThanOrEqual(3);
+    expect(replaced.filter(holdsX25519PrivateHandle)).toEqual([]);
+    expect(current.filter(holdsX25519PrivateHandle).length).toBeGreaterThan(0);
+    expect(states.length).toBe(10);
+    // initAlice refusing a low-order key forgets the key pair it generated for it.
+    used.length = 0;
+    const refused = await ratchetFromHandshake({
+      role: "initiator",
+      exported: key(7),
+      ad,
+      responderRatchetPublic: new Uint8Array(32),
+      crypto,
+    });
+    expect(refused.ok).toBe(false);
+    expect(used.length).toBe(1);
     expect(used.filter(holdsX25519PrivateHandle)).toEqual([]);
   });
 

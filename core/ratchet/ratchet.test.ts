@@ -799,6 +799,59 @@ describe("ratchetEncrypt / Parts / Batch: a seal that throws wipes the derived k
   });
 });
 
+describe("ratchetDecrypt: a DH ratchet step whose sending half throws wipes what it derived", () => {
+  it.each(["random", "x25519"] as const)(
+    "%s fails: state unchanged, KDF_CK outputs and the new DHs zeroed and forgotten",
+    async (fault) => {
+      const { a, b } = await parties();
+      expect((await b.receive(await a.send("first"))).ok).toBe(true);
+      const skippedOne = await b.send("b0"); // Alice skips it: the old chain gains nothing, the new one a key
+      const m = await b.send("b1");
+      const derived: Uint8Array[] = [];
+      const generated: Uint8Array[] = [];
+      const forgotten: Uint8Array[] = [];
+      let dhs = 0;
+      const crypto = {
+        ...nobleCrypto,
+        hmacSha256: async (key: Uint8Array, ...parts: Uint8Array[]) => {
+          const out = await nobleCrypto.hmacSha256(key, ...parts);
+          derived.push(out);
+          return out;
+        },
+        x25519: {
+          publicKey: (k: Uint8Array) => {
+            generated.push(k);
+            return nobleCrypto.x25519.publicKey(k);
+          },
+          // The receiving half's DH, then (fault "x25519") the sending half's refused.
+          sharedSecret: (k: Uint8Array, p: Uint8Array) =>
+            fault === "x25519" && ++dhs === 2
+              ? Promise.resolve(undefined)
+              : nobleCrypto.x25519.sharedSecret(k, p),
+          forget: (k: Uint8Array) => void forgotten.push(k),
+        },
+      };
+      const random = (n: number) => {
+        if (fault === "random") throw new Error("random failed");
+        return nobleCrypto.randomBytes(n);
+      };
+      const before = serializeRatchet(a.state);
+      await expect(ratchetDecrypt(a.state, m, NOW, { crypto, random })).rejects.toThrow(
+        fault === "random" ? /random failed/ : /X25519 rejected/,
+      );
+      expect(serializeRatchet(a.state)).toEqual(before);
+      expect(derived.length).toBeGreaterThanOrEqual(4);
+      expect(derived.filter((k) => k.some((x) => x !== 0))).toEqual([]);
+      expect(generated.length).toBe(fault === "random" ? 0 : 1);
+      expect(generated.filter((k) => k.some((x) => x !== 0))).toEqual([]);
+      expect(forgotten).toEqual(generated);
+      // Still live: both messages open, in any order.
+      expect(await a.receive(m)).toEqual({ ok: true, value: "b1" });
+      expect(await a.receive(skippedOne)).toEqual({ ok: true, value: "b0" });
+    },
+  );
+});
+
 /**
  * Counters are u32 and a stored counter holds at most MAX_COUNTER (docs/protocol/ratchet.md,
  * "Limits"): a sender's last message is N = MAX_COUNTER − 1. A header naming N = MAX_COUNTER (only

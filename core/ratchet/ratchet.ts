@@ -145,6 +145,9 @@ export async function initAlice(p: InitAliceParams): Promise<Result<RatchetState
   const self = await generateRatchetKeyPair(p.random, crypto);
   const dhOut = await dh(crypto, self.secretKey, p.bobRatchetPublic);
   if (!dhOut) {
+    // The backend drops what it made from the key (node: OpenSSL's copy) now, not when the array
+    // is collected (core/crypto/provider.ts, X25519.forget), as Noise does on its wipe.
+    crypto.x25519.forget?.(self.secretKey);
     self.secretKey.fill(0);
     return err("LOFT_ERR_MALFORMED", "bob's ratchet public key is a low-order point");
   }
@@ -858,12 +861,30 @@ async function receiveWithDhRatchet(
     return err("LOFT_ERR_DECRYPT", "ratchet message: body failed authentication");
   }
   // DHRatchetHE, sending half: DHs = GENERATE_DH(); RK, CKs, NHKs = KDF_RK_HE(RK, DH(DHs, DHr)).
-  const self = await generateRatchetKeyPair(random, crypto);
-  const dhSend = await dh(crypto, self.secretKey, header.dh);
-  if (!dhSend) throw new Error("ratchet: X25519 rejected a key it accepted a moment ago");
-  const sendStep = await kdfRoot(crypto, recvStep.rootKey, dhSend);
-  dhSend.fill(0);
-  recvStep.rootKey.fill(0);
+  let self: RatchetKeyPair | undefined;
+  let sendStep: Awaited<ReturnType<typeof kdfRoot>>;
+  try {
+    self = await generateRatchetKeyPair(random, crypto);
+    const dhSend = await dh(crypto, self.secretKey, header.dh);
+    if (!dhSend) throw new Error("ratchet: X25519 rejected a key it accepted a moment ago");
+    sendStep = await kdfRoot(crypto, recvStep.rootKey, dhSend);
+    dhSend.fill(0);
+  } catch (e) {
+    // A provider exception: nothing is committed (state unchanged, DR §3.5), so everything this
+    // attempt derived is zeroed — the message was read but is not handed out.
+    if (self) {
+      crypto.x25519.forget?.(self.secretKey);
+      self.secretKey.fill(0);
+    }
+    plaintext.fill(0);
+    step.chainKey.fill(0);
+    recvStep.nextHeaderKey.fill(0);
+    wipeSkipped(oldChain);
+    wipeSkipped(newChain.skipped);
+    throw e;
+  } finally {
+    recvStep.rootKey.fill(0);
+  }
   const next: RatchetState = {
     ...state,
     dhSelfSecret: self.secretKey,
@@ -881,6 +902,9 @@ async function receiveWithDhRatchet(
     prevSendCount: state.sendCount,
     skipped: withSkipped(state.limits, withSkipped(state.limits, skipped, oldChain), newChain.skipped),
   };
+  // The replaced DHs is wiped just below: its backend handle (node: OpenSSL's copy) goes now, not
+  // when the array is collected — a caller may keep the consumed state (X25519.forget).
+  crypto.x25519.forget?.(state.dhSelfSecret);
   wipeUnshared(state, next, true);
   return ok({ state: next, plaintext });
 }

@@ -11,7 +11,7 @@ import { utf8 } from "../core/bytes.ts";
 import { nobleCrypto } from "../core/crypto/noble.ts";
 import type { CryptoProvider } from "../core/crypto/provider.ts";
 import { HandshakeState } from "../core/noise/handshake-state.ts";
-import { XX } from "../core/noise/patterns.ts";
+import { XX, XX_HFS } from "../core/noise/patterns.ts";
 import { generateKeyPair } from "../core/noise/primitives.ts";
 import {
   generateRatchetKeyPair,
@@ -23,7 +23,9 @@ import {
 import { FUZZ_RUNS } from "../test/support/fuzz.ts";
 import {
   createNodeCryptoProvider,
+  holdsMlKemHandle,
   holdsX25519PrivateHandle,
+  type NodeKemApi,
   nodeCryptoParts,
   nodeMlKem768,
 } from "./crypto-node.ts";
@@ -267,6 +269,105 @@ describe("node:crypto ML-KEM-768, detected", () => {
         ),
         { numRuns: 100 },
       );
+    },
+  );
+
+  it.runIf(NATIVE_MLKEM)(
+    "one import per decapsulation-key array: rewritten or wiped in place it is imported afresh; forget drops it",
+    async () => {
+      let imports = 0;
+      const kem = nodeMlKem768({
+        decapsulate: (nodeCrypto as unknown as Required<NodeKemApi>).decapsulate,
+        createPrivateKey: ((...a: Parameters<typeof nodeCrypto.createPrivateKey>) => {
+          imports++;
+          return nodeCrypto.createPrivateKey(...a);
+        }) as typeof nodeCrypto.createPrivateKey,
+      })!;
+      const noble = nobleCrypto.mlkem768;
+      const one = await noble.keyPairFromSeed(new Uint8Array(64).fill(1));
+      const two = await noble.keyPairFromSeed(new Uint8Array(64).fill(2));
+      const toOne = (await noble.encapsulate(one.publicKey, key(3)))!;
+      const toTwo = (await noble.encapsulate(two.publicKey, key(4)))!;
+      const held = one.secretKey.slice();
+      for (let i = 0; i < 3; i++)
+        expect(await kem.decapsulate(held, toOne.ciphertext)).toEqual(toOne.sharedSecret);
+      expect(imports).toBe(1);
+      expect(holdsMlKemHandle(held)).toBe(true);
+      // The same array now holding another key: its own answer, never the old key's.
+      held.set(two.secretKey);
+      expect(await kem.decapsulate(held, toTwo.ciphertext)).toEqual(toTwo.sharedSecret);
+      expect(await kem.decapsulate(held, toOne.ciphertext)).toEqual(
+        await noble.decapsulate(two.secretKey, toOne.ciphertext),
+      );
+      expect(imports).toBe(2);
+      // Wiped in place: OpenSSL refuses the all-zero key (FIPS 203 §7.3 check), noble answers.
+      held.fill(0);
+      expect(await kem.decapsulate(held, toTwo.ciphertext)).toEqual(
+        await noble.decapsulate(held, toTwo.ciphertext),
+      );
+      expect(imports).toBe(3);
+      const again = two.secretKey.slice();
+      expect(await kem.decapsulate(again, toTwo.ciphertext)).toEqual(toTwo.sharedSecret);
+      kem.forget!(again);
+      expect(holdsMlKemHandle(again)).toBe(false);
+      expect(await kem.decapsulate(again, toTwo.ciphertext)).toEqual(toTwo.sharedSecret);
+      expect(imports).toBe(5);
+    },
+  );
+
+  it.runIf(NATIVE_MLKEM)(
+    "an XXhfs handshake's ML-KEM key (e1) holds no handle once it is finished or aborted",
+    async () => {
+      const node = await createNodeCryptoProvider();
+      expect(node.backends.mlkem768).toBe("node");
+      const used: Uint8Array[] = [];
+      const crypto: CryptoProvider = {
+        ...node,
+        mlkem768: {
+          ...node.mlkem768,
+          decapsulate: (k, c) => {
+            used.push(k);
+            return node.mlkem768.decapsulate(k, c);
+          },
+        },
+      };
+      const must = <T>(r: { ok: true; value: T } | { ok: false; error: Error }): T => {
+        if (!r.ok) throw r.error;
+        return r.value;
+      };
+      const run = async (complete: boolean) => {
+        const [si, sr] = [await generateKeyPair(crypto), await generateKeyPair(crypto)];
+        const prologue = utf8("kem handles");
+        const initiator = await HandshakeState.create({
+          pattern: XX_HFS,
+          role: "initiator",
+          prologue,
+          staticKeyPair: si,
+          crypto,
+        });
+        const responder = await HandshakeState.create({
+          pattern: XX_HFS,
+          role: "responder",
+          prologue,
+          staticKeyPair: sr,
+          crypto,
+        });
+        must(await responder.readMessage(must(await initiator.writeMessage(new Uint8Array(0)))));
+        must(await initiator.readMessage(must(await responder.writeMessage(new Uint8Array(0)))));
+        expect(used.filter(holdsMlKemHandle).length).toBe(1);
+        if (complete) {
+          must(await responder.readMessage(must(await initiator.writeMessage(new Uint8Array(0)))));
+          must(await initiator.finish());
+          must(await responder.finish());
+        } else {
+          initiator.abort();
+          responder.abort();
+        }
+        expect(used.filter(holdsMlKemHandle)).toEqual([]);
+      };
+      await run(true);
+      await run(false);
+      expect(used.length).toBe(2);
     },
   );
 });

@@ -8,6 +8,7 @@ import * as nodeCrypto from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { utf8 } from "../core/bytes.ts";
+import { composeProvider } from "../core/crypto/compose.ts";
 import { nobleCrypto } from "../core/crypto/noble.ts";
 import type { CryptoProvider } from "../core/crypto/provider.ts";
 import { HandshakeState } from "../core/noise/handshake-state.ts";
@@ -28,6 +29,7 @@ import {
   type NodeKemApi,
   nodeCryptoParts,
   nodeMlKem768,
+  okpImportPath,
 } from "./crypto-node.ts";
 
 const key = (byte: number) => new Uint8Array(32).fill(byte);
@@ -210,6 +212,31 @@ describe("node:crypto X25519 handles kept beside the raw keys", () => {
       ),
       { numRuns: Math.max(30, Math.floor(FUZZ_RUNS / 300)) },
     );
+  });
+
+  it("imports private keys the cheapest way this Node serves (raw on 24, JWK on 20), never one the DER import disagrees with", async () => {
+    const path = okpImportPath();
+    // Node 20 and 22 build a JWK key from `d` alone; Node 24 validates `x` but has "raw-private".
+    expect(path).toBe(Number(process.versions.node.split(".")[0]) >= 24 ? "raw" : "jwk");
+    const c = await createNodeCryptoProvider();
+    expect(c.backends.x25519).toBe("node");
+    expect(c.backends.ed25519).toBe("node");
+    await fc.assert(
+      fc.asyncProperty(fc.uint8Array({ minLength: 32, maxLength: 32 }), async (k) => {
+        expect(await c.x25519.publicKey(k)).toEqual(await nobleCrypto.x25519.publicKey(k));
+        expect(await c.ed25519.publicKey(k)).toEqual(await nobleCrypto.ed25519.publicKey(k));
+      }),
+      { numRuns: 50 },
+    );
+  });
+
+  it("an X25519 whose public keys are wrong (a Node taking the JWK's empty `x` as the key) is refused at start-up", async () => {
+    const x = nodeCryptoParts().x25519!;
+    const provider = await composeProvider("node", "node", {
+      x25519: { ...x, publicKey: async () => new Uint8Array(32) },
+    });
+    expect(provider.backends.x25519).toBe("noble");
+    expect(await provider.x25519.publicKey(key(1))).toEqual(await nobleCrypto.x25519.publicKey(key(1)));
   });
 
   it("leaves the caller's key bytes as they were", async () => {

@@ -8,12 +8,19 @@ import * as nodeCrypto from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { utf8 } from "../core/bytes.ts";
-import { composeProvider } from "../core/crypto/compose.ts";
+import { composeProvider, deferredProvider } from "../core/crypto/compose.ts";
 import { nobleCrypto } from "../core/crypto/noble.ts";
 import type { CryptoProvider } from "../core/crypto/provider.ts";
 import { HandshakeState } from "../core/noise/handshake-state.ts";
 import { XX, XX_HFS } from "../core/noise/patterns.ts";
 import { generateKeyPair } from "../core/noise/primitives.ts";
+import {
+  acceptInitialMessage,
+  createPrekeyStore,
+  encodePrekeyBundle,
+  initiateSession,
+  prekeyBundle,
+} from "../core/prekey/index.ts";
 import {
   generateRatchetKeyPair,
   ratchetAssociatedData,
@@ -395,6 +402,42 @@ describe("node:crypto ML-KEM-768, detected", () => {
       await run(true);
       await run(false);
       expect(used.length).toBe(2);
+    },
+  );
+
+  it.runIf(NATIVE_MLKEM)(
+    "PQXDH's ML-KEM key holds no handle after an initial message is accepted, through a deferred provider too",
+    async () => {
+      const node = await createNodeCryptoProvider();
+      const used: Uint8Array[] = [];
+      const recording: CryptoProvider = {
+        ...node,
+        mlkem768: {
+          ...node.mlkem768,
+          decapsulate: (k, c) => {
+            used.push(k);
+            return node.mlkem768.decapsulate(k, c);
+          },
+        },
+      };
+      const crypto = deferredProvider("deferred", Promise.resolve(recording));
+      const now = 1_700_000_000_000;
+      const store = (n: number) =>
+        createPrekeyStore({ identitySecretKey: key(n), now, oneTimeKemPrekeys: 1 });
+      const [alice, bob] = [store(1), store(2)];
+      const started = await initiateSession({
+        sender: alice,
+        bundle: encodePrekeyBundle(prekeyBundle(bob)),
+        recipientIdentityKey: bob.identityKey,
+        plaintext: utf8("hi bob"),
+        now,
+      });
+      if (!started.ok) throw started.error;
+      const accepted = await acceptInitialMessage(bob, started.value.message, { now, crypto });
+      if (!accepted.ok) throw accepted.error;
+      expect(accepted.value.plaintext).toEqual(utf8("hi bob"));
+      expect(used.length).toBe(1);
+      expect(used.filter(holdsMlKemHandle)).toEqual([]);
     },
   );
 });

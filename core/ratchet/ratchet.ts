@@ -862,13 +862,13 @@ async function receiveWithDhRatchet(
   }
   // DHRatchetHE, sending half: DHs = GENERATE_DH(); RK, CKs, NHKs = KDF_RK_HE(RK, DH(DHs, DHr)).
   let self: RatchetKeyPair | undefined;
+  let dhSend: Uint8Array | undefined;
   let sendStep: Awaited<ReturnType<typeof kdfRoot>>;
   try {
     self = await generateRatchetKeyPair(random, crypto);
-    const dhSend = await dh(crypto, self.secretKey, header.dh);
+    dhSend = await dh(crypto, self.secretKey, header.dh);
     if (!dhSend) throw new Error("ratchet: X25519 rejected a key it accepted a moment ago");
     sendStep = await kdfRoot(crypto, recvStep.rootKey, dhSend);
-    dhSend.fill(0);
   } catch (e) {
     // A provider exception: nothing is committed (state unchanged, DR §3.5), so everything this
     // attempt derived is zeroed — the message was read but is not handed out.
@@ -883,6 +883,7 @@ async function receiveWithDhRatchet(
     wipeSkipped(newChain.skipped);
     throw e;
   } finally {
+    dhSend?.fill(0);
     recvStep.rootKey.fill(0);
   }
   const next: RatchetState = {

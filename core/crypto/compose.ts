@@ -136,6 +136,10 @@ export function deferredProvider(name: string, ready: Promise<CryptoProvider>): 
       keyPairFromSeed: call((p) => p.mlkem768.keyPairFromSeed),
       encapsulate: call((p) => p.mlkem768.encapsulate),
       decapsulate: call((p) => p.mlkem768.decapsulate),
+      forget: (secretKey) => {
+        if (current) current.mlkem768.forget?.(secretKey);
+        else void settled.then((p) => p.mlkem768.forget?.(secretKey));
+      },
     },
   };
 }

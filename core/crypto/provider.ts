@@ -131,6 +131,8 @@ export interface MlKem768 {
   ): Promise<{ ciphertext: Uint8Array; sharedSecret: Uint8Array } | undefined>;
   /** FIPS 203 §7.3 (implicit rejection); undefined only for inputs of the wrong size. */
   decapsulate(secretKey: Uint8Array, ciphertext: Uint8Array): Promise<Uint8Array | undefined>;
+  /** Optional, as `X25519.forget`: the caller wipes this decapsulation key now. Never throws. */
+  forget?(secretKey: Uint8Array): void;
 }
 
 export interface CryptoProvider {

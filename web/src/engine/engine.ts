@@ -122,8 +122,13 @@ export class Engine implements ChatEngine {
   #deferTimer: ReturnType<typeof setTimeout> | undefined;
   /** Deferred saves retried in a row without one landing: the backoff's exponent. */
   #deferFailures = 0;
-  /** The latest connect/disconnect call per contact (`#userCall`). */
+  /**
+   * The latest connect/disconnect call per contact (`#userCall`); the entry goes with the contact
+   * (`#reread`). Numbered by one engine-wide counter, so a contact deleted and added again never
+   * matches a call made before.
+   */
   readonly #userCalls = new Map<ContactId, number>();
+  #lastUserCall = 0;
   /** File transfers (files/transfers.ts; docs/protocol/files.md). */
   readonly #files: FileTransfers;
   /** Rooms: meshes of member links over the same signaling and transport (rooms/mesh.ts). */
@@ -398,9 +403,17 @@ export class Engine implements ChatEngine {
    * were made, though `connect` reads the contact first (an await) and `disconnect` acts at once.
    */
   #userCall(contactId: ContactId): number {
-    const n = (this.#userCalls.get(contactId) ?? 0) + 1;
+    const n = ++this.#lastUserCall;
     this.#userCalls.set(contactId, n);
     return n;
+  }
+
+  /**
+   * The contacts this engine keeps state for (controllers, the user's calls, deferred saves): a
+   * deleted contact leaves nothing behind (engine.test checks it).
+   */
+  heldContacts(): ContactId[] {
+    return [...new Set([...this.#ctx.peers.keys(), ...this.#userCalls.keys(), ...this.#deferred.keys()])];
   }
 
   handOver(contactId: ContactId, text: string): HandedOver {
@@ -656,6 +669,7 @@ export class Engine implements ChatEngine {
     if (c) this.#links.for(c).changed(c);
     else {
       this.#links.forget(contactId);
+      this.#userCalls.delete(contactId);
       this.#links.resubscribe();
     }
   }

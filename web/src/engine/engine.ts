@@ -352,11 +352,30 @@ export class Engine implements ChatEngine {
     this.rooms?.stop();
     clearTimeout(this.#ctx.addressTimer);
     this.#ctx.direct?.close();
-    this.#ctx.relayLive?.close();
     this.#ctx.signaling?.close();
+    // The sessions just closed seal their CLOSE after what they still had queued, then close their
+    // links; a live relay link then sends what it holds, its close marker last. Only then do the
+    // relay connections close (bounded by stopSettleMs): before, a message reported `sent` a moment
+    // earlier was cut off with them when the process exited next (the CLI), and the contact learnt
+    // we had left only from its probe or heartbeat (docs/protocol/chat.md §6, "Stopping").
+    await this.#settled(this.#ctx.relayLive?.settled?.());
+    this.#ctx.relayLive?.close();
     await Promise.allSettled([...this.#ctx.peers.values()].map((p) => p.queue));
     this.#ctx.pool?.close();
     setService(this.#ctx, { signaling: "disabled", relay: "disabled" });
+  }
+
+  /** `settling`, or stopSettleMs, whichever ends first. */
+  async #settled(settling: Promise<void> | undefined): Promise<void> {
+    if (!settling) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      settling,
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.#ctx.cfg.stopSettleMs);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   subscribe(listener: EngineListener): () => void {

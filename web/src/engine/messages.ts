@@ -59,7 +59,14 @@ export async function receive(
   sealed: Uint8Array,
 ): Promise<Outcome[]> {
   const out: Outcome[] = [];
-  if (live && peer.live !== live) return out;
+  if (live && peer.live !== live) {
+    // Replaced: the new session may run a new ratchet, and the peer sends this again on it.
+    if (peer.live) return out;
+    // Read after its session closed (the peer's CLOSE right behind it, a peer that sent and
+    // stopped: the CLI): read as a mailbox body is — a failed decrypt drops it, never a desync —
+    // rather than dropped, which lost it until the peer's next session (chat.md §6, "Stopping").
+    return receive(ctx, peer, undefined, sealed);
+  }
   const r = live ? peer.ratchet : (await loadRatchet(ctx, peer)).ratchet;
   if (!r) return out;
   const couldSend = canSend(r.state);

@@ -33,6 +33,7 @@ export {
   TAG_LEN,
 } from "./message.ts";
 export {
+  BODY_FAILED,
   canSend,
   type DecryptBatchResult,
   type DecryptResult,

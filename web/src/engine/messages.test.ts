@@ -71,6 +71,8 @@ async function setup(storage: MemoryStorage) {
       remoteExtensions: {},
       send: (f: Uint8Array) => frames.push(f.slice()),
       sendParts: (parts: readonly Uint8Array[]) => frames.push(concatBytes(...parts)),
+      sendDetached: (head: readonly Uint8Array[], body: Uint8Array) =>
+        frames.push(concatBytes(...head, body)),
     },
     sent: new Set(),
   } as unknown as Live;

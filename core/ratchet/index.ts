@@ -46,6 +46,7 @@ export {
   type InitBobParams,
   initAlice,
   initBob,
+  isBodyFailure,
   type RandomBytes,
   type RatchetFromSecretParams,
   type RatchetKeyPair,

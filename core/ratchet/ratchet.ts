@@ -25,7 +25,7 @@
 import { abytes, equalBytes } from "../bytes.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
 import type { CryptoProvider } from "../crypto/provider.ts";
-import { err, ok, type Result } from "../errors.ts";
+import { err, type LoftError, ok, type Result } from "../errors.ts";
 import { dh, dhPublicKey, KEY_LEN, kdfChain, kdfRoot, splitBootstrapSecret } from "./kdf.ts";
 import {
   type Header,
@@ -66,6 +66,11 @@ import {
  * disagree (the header opens under none of our header keys).
  */
 export const BODY_FAILED = "ratchet message: body failed authentication";
+
+/** True for the error of a message whose header opened and whose body did not (`BODY_FAILED`). */
+export function isBodyFailure(error: LoftError): boolean {
+  return error.code === "LOFT_ERR_DECRYPT" && error.message === `LOFT_ERR_DECRYPT: ${BODY_FAILED}`;
+}
 
 export type RandomBytes = (length: number) => Uint8Array;
 

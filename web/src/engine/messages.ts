@@ -7,7 +7,13 @@
  */
 import { wipe } from "../../../core/bytes.ts";
 import { isDeviceAppMessage } from "../../../core/device/relay.ts";
-import { BODY_FAILED, canSend, expireSkippedKeys, ratchetDecrypt } from "../../../core/ratchet/index.ts";
+import {
+  BODY_FAILED,
+  canSend,
+  expireSkippedKeys,
+  isBodyFailure,
+  ratchetDecrypt,
+} from "../../../core/ratchet/index.ts";
 import { randomId } from "../lib/base64url.ts";
 import type { OutboxEntry, StoredMessage } from "./api.ts";
 import { isCallSignal } from "./calls/wire.ts";
@@ -83,7 +89,7 @@ export async function receive(
     // behind a header that opened may have been changed in transit, which is what a Noise
     // failure closes the session for — the ratchets agree, so ours is kept; the message is still
     // in the sender's outbox (no receipt) and comes again on the next session.
-    if (detached && opened.error.message === BODY_FAILED) {
+    if (detached && isBodyFailure(opened.error)) {
       ctx.cfg.log("a detached ratchet body failed authentication: closing the session");
       live.session.close("LOFT_ERR_DECRYPT", BODY_FAILED);
       return out;

@@ -63,11 +63,12 @@ export async function receiveLinkMessage(
   linkMessage: Uint8Array,
   maxMessageBytes = 16 * 1024 * 1024,
 ): Promise<string> {
-  const split = splitLinkMessage(linkMessage);
+  const split = splitLinkMessage(linkMessage.slice());
   if (!split.ok) return split.error.code;
   const opened = await cipherAt(suite, k, n).decryptWithAd(new Uint8Array(0), split.value.sealed);
   if (!opened.ok) return opened.error.code;
-  const r = new FrameAssembler(maxMessageBytes).push(opened.value, split.value.rest);
+  // As the session does: the head may be written over the opened Noise bytes (a copy is passed).
+  const r = new FrameAssembler(maxMessageBytes).push(opened.value, split.value.rest, split.value.sealed);
   if (!r.ok) return r.error.code;
   if (r.value.kind === "close") return `close:${r.value.reason}`;
   if (r.value.kind === "partial") return "partial";

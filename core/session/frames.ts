@@ -188,15 +188,16 @@ export class FrameAssembler {
 
   /**
    * Feed one decrypted frame plaintext; `rest`: in a detached-framing session, the bytes that
-   * followed its Noise message in the link message (undefined in any other session).
+   * followed its Noise message in the link message (undefined in any other session); `sealed`:
+   * that Noise message, already opened, whose bytes a DETACHED frame may overwrite (`#detached`).
    */
-  push(plaintext: Uint8Array, rest?: Uint8Array): Result<Inbound> {
+  push(plaintext: Uint8Array, rest?: Uint8Array, sealed?: Uint8Array): Result<Inbound> {
     if (plaintext.length === 0) return err("LOFT_ERR_MALFORMED", "empty transport frame");
     const type = plaintext[0];
     const body = plaintext.subarray(1);
     if (rest !== undefined && type === FRAME_DETACHED) {
       if (this.#received > 0) return err("LOFT_ERR_MALFORMED", "frame interleaved with a chunked message");
-      return this.#detached(plaintext, rest);
+      return this.#detached(plaintext, rest, sealed);
     }
     if (rest !== undefined && rest.length > 0)
       return err("LOFT_ERR_MALFORMED", `${rest.length} bytes after a frame that carries none`);
@@ -239,7 +240,7 @@ export class FrameAssembler {
    * A DETACHED frame and the bytes after it: every length checked against the authenticated
    * ones before the message is put together (docs/protocol/session.md §5, "Detached frames").
    */
-  #detached(plaintext: Uint8Array, rest: Uint8Array): Result<Inbound> {
+  #detached(plaintext: Uint8Array, rest: Uint8Array, sealed: Uint8Array | undefined): Result<Inbound> {
     if (plaintext.length <= DETACHED_FRAME_OVERHEAD)
       return err("LOFT_ERR_MALFORMED", "DETACHED frame without a head");
     const declared = new DataView(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength).getUint32(1);
@@ -257,6 +258,21 @@ export class FrameAssembler {
     let diff = 0;
     for (let i = 0; i < DETACHED_TAIL_LEN; i++) diff |= tail[i]! ^ rest[rest.length - DETACHED_TAIL_LEN + i]!;
     if (diff !== 0) return err("LOFT_ERR_DECRYPT", "DETACHED part does not end with the authenticated tail");
+    // `head ‖ rest` without copying the (large) rest: the head is written over the end of the
+    // Noise message it came in, which sits right before rest in the same link message and is
+    // longer than the head (its 21-byte frame header and 16-byte tag). The Noise bytes were
+    // consumed when they opened; `set` copies correctly even if the head is a view of them.
+    if (
+      sealed !== undefined &&
+      sealed.buffer === rest.buffer &&
+      sealed.byteOffset + sealed.length === rest.byteOffset &&
+      head.length < sealed.length
+    ) {
+      const at = rest.byteOffset - head.length;
+      const message = new Uint8Array(rest.buffer, at, head.length + rest.length);
+      message.set(head, 0);
+      return ok({ kind: "message", message, detached: true });
+    }
     const message = new Uint8Array(head.length + rest.length);
     message.set(head, 0);
     message.set(rest, head.length);

@@ -642,6 +642,7 @@ export class Session extends QueueLink {
       // A detached-framing session: each link message split at its length prefix first, up to
       // the first that does not parse (the ones before it still count, as with a failed open).
       let rests: Uint8Array[] | undefined;
+      let sealedParts: Uint8Array[] | undefined;
       let framing: LoftError | undefined;
       if (this.detachedFrames) {
         const sealed: Uint8Array[] = [];
@@ -656,6 +657,7 @@ export class Session extends QueueLink {
           rests.push(split.value.rest);
         }
         frames = sealed;
+        sealedParts = sealed;
         if (frames.length === 0) return this.#fail(framing!.code, framing!.message);
       }
       // No output buffer: node:crypto and WebCrypto decrypt into a fresh buffer anyway, and
@@ -671,7 +673,9 @@ export class Session extends QueueLink {
           this.#receivedSinceRekey = 0;
           await this.#transport.receive.rekey(); // Noise §11.3
         }
-        const inbound = this.#assembler.push(opened[i]!, rests?.[i]);
+        // The received link message is the session's: a DETACHED frame's head is written over its
+        // opened Noise bytes so that `head ‖ rest` is delivered without copying rest.
+        const inbound = this.#assembler.push(opened[i]!, rests?.[i], sealedParts?.[i]);
         if (!inbound.ok) return this.#fail(inbound.error.code, inbound.error.message);
         if (inbound.value.kind === "message") {
           if (inbound.value.detached) this.#detachedIn.add(inbound.value.message);

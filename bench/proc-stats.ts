@@ -28,3 +28,14 @@ export function rssKib(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) : Number.NaN;
 }
+
+/**
+ * System calls a process made so far (`syscr` + `syscw` of /proc/<pid>/io, all its threads): reads
+ * and writes of sockets and files, LMDB's commits included — what a server pays per wake-up, so
+ * their count per message shows how much work each one carries.
+ */
+export function processSyscalls(pid: number): number {
+  const io = readFileSync(`/proc/${pid}/io`, "utf8");
+  const field = (name: string) => Number(new RegExp(`^${name}: (\\d+)$`, "m").exec(io)?.[1] ?? Number.NaN);
+  return field("syscr") + field("syscw");
+}

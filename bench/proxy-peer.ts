@@ -1,8 +1,10 @@
 /**
  * bench:proxy's split topology (bench/README.md §bench:proxy): the exposing side — Bob's engines,
- * each serving `httpOriginHandler` (host/proxy-origin.ts, what `loft expose` serves), and the HTTP
- * origin they serve — run in a worker thread of their own, as `loft expose` and its service run
- * on another machine than the requester; Alice's engines stay on the main thread. The links
+ * each serving `httpOriginHandler` (host/proxy-origin.ts, what `loft expose` serves) — run in a
+ * worker thread of their own, as `loft expose` runs on another machine than the requester, and
+ * the HTTP origin they serve in a third thread (`startOriginThread`: the local service is another
+ * process than `loft expose`; `--origin-with-exposing` puts it in the exposing thread, the layout
+ * before session 15); Alice's engines stay on the main thread. The links
  * between them are MessagePorts carrying the same messages the harness's in-memory link carries
  * (test/support/engine.ts `TestLink`): one copy per message, its buffer transferred, not cloned.
  *
@@ -222,7 +224,7 @@ export interface ExposingOptions {
   relayUrl?: string;
   noble: boolean;
   blockDirect: boolean;
-  /** The origin's base URL when it runs in a thread of its own (`--origin-apart`); else the worker serves one. */
+  /** The origin's base URL when it runs in a thread of its own (the default); else (`--origin-with-exposing`) the worker serves one. */
   originBase?: string;
 }
 
@@ -340,7 +342,8 @@ interface OriginOptions {
 }
 
 /**
- * `--origin-apart`: the origin in a thread of its own, as the local service `loft expose` serves
+ * The default (bench/proxy.ts; `--origin-with-exposing` for the layout before session 15): the
+ * origin in a thread of its own, as the local service `loft expose` serves
  * is another process than `loft expose` itself.
  */
 export async function startOriginThread(size: number): Promise<{ base: string; stop: () => Promise<void> }> {

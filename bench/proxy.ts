@@ -1,13 +1,15 @@
 /**
  * `npm run bench:proxy [-- --json] [--quick] [--size 1048576] [--noble] [--relay] [--one-thread]
- *   [--origin-apart] [--in-flight N]`
+ *   [--origin-with-exposing] [--in-flight N]`
  *
  * The E2EE fetch proxy next to fetching the same files from the same local HTTP server directly,
- * same run. Topology (`topology` in the JSON; bench/README.md §bench:proxy): by default `split` —
- * the exposing side (Bob's engines and the origin they serve, as `loft expose` and the service
- * beside it) runs in a worker thread (bench/proxy-peer.ts), the requester (Alice's engines, and the
- * direct baseline's client) on the main thread, links between them MessagePorts carrying the
- * in-memory link's messages; both subjects reach the same origin on the same other thread.
+ * same run. Topology (`topology` in the JSON; bench/README.md §bench:proxy): by default `split,
+ * origin apart` — the exposing side (Bob's engines, as `loft expose`) runs in a worker thread
+ * (bench/proxy-peer.ts), the origin it serves in a third thread (the local service beside `loft
+ * expose` is another process), the requester (Alice's engines, and the direct baseline's client)
+ * on the main thread, links between them MessagePorts carrying the in-memory link's messages;
+ * both subjects reach the same origin on its own thread. `--origin-with-exposing`: the origin in
+ * the exposing side's thread (the default before session 15).
  * `--one-thread`: everything on one thread, the bench before session 13 (the ratio is then a
  * share of one core). The proxied path is the real one minus the browser: two engines
  * (web/src/engine, real signaling, real Noise XXhfs sessions over the harness's in-memory links
@@ -84,11 +86,20 @@ const ROUNDS: AlternationOptions = QUICK
       warmupSeconds: 1,
     };
 /**
- * `--origin-apart` (split only): the origin in a third thread, as `loft expose`'s local service is
- * another process — the exposing thread then runs Bob's engine and the origin's client only.
+ * Where the origin runs (split only; bench/README.md §bench:proxy, "Topology"): by default in a
+ * thread of its own, as `loft expose http://127.0.0.1:PORT`'s local service is another process —
+ * the exposing thread then runs Bob's engine and the origin's client only, and the direct
+ * baseline fetches that same origin from this thread (the same origin, the same client as
+ * before). `--origin-with-exposing`: the layout before session 15, the origin's server in the
+ * exposing side's thread (its HTTP work shared with Bob's engine). `--origin-apart`, the flag
+ * that asked for the new default, is still accepted.
  */
-const ORIGIN_APART = !ONE_THREAD && process.argv.includes("--origin-apart");
-const TOPOLOGY = ONE_THREAD ? "one-thread" : ORIGIN_APART ? "split, origin apart" : "split";
+const ORIGIN_APART = !ONE_THREAD && !process.argv.includes("--origin-with-exposing");
+const TOPOLOGY = ONE_THREAD
+  ? "one-thread"
+  : ORIGIN_APART
+    ? "split, origin apart"
+    : "split, origin with exposing";
 const LATENCY_REQUESTS = QUICK ? 40 : 300;
 /**
  * `--in-flight N`: bodies each subject keeps in flight at once (bench/README.md §bench:proxy,

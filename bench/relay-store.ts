@@ -9,10 +9,11 @@
  * together (one group commit, as SENDs of one turn do in the relay), then each is taken as a
  * push is (`next`, `readBucket`, `markDelivered`) and acknowledged, all of them together.
  *
- * `--baseline DIR`: another checkout of Loft (with relay-ws/store/lmdb.ts and node_modules, e.g.
- * `git archive <commit> | tar -x -C DIR` plus a node_modules symlink) whose store runs as the
- * subject "baseline" in the same process, alternating slices with this checkout's: a before/after
- * in one run. The CPU per message is the process's (user + system, every thread: lmdb-js commits
+ * `--baseline DIR`: another checkout of Loft (with relay-ws/store/lmdb.ts, e.g.
+ * `git archive <commit> | tar -x -C DIR`) whose store runs as the subject "baseline" in the same
+ * process, alternating slices with this checkout's: a before/after in one run. DIR/node_modules
+ * must be a symlink to this checkout's (one lmdb-js in the process, bench/baseline-dir.ts); the
+ * bench refuses any other DIR before it starts (exit code 2). The CPU per message is the process's (user + system, every thread: lmdb-js commits
  * on its own thread); the better slice of each subject is kept. Temp dirs only; nothing on the
  * network.
  *
@@ -31,6 +32,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { randomQueue } from "../relay-ws/store/testing.ts";
+import { inProcessBaselineProblem } from "./baseline-dir.ts";
 import { numberFlag, stringFlag } from "./relay-cli.ts";
 
 const JSON_OUT = process.argv.includes("--json");
@@ -62,9 +64,43 @@ interface Store {
 }
 type StoreClass = new (o: { path: string; masterKey: Uint8Array; sync?: boolean }) => Store;
 
+const CHECKOUT = fileURLToPath(new URL("..", import.meta.url));
+
 async function load(dir: string): Promise<StoreClass> {
   const url = pathToFileURL(join(resolve(dir), "relay-ws/store/lmdb.ts")).href;
   return ((await import(url)) as { LmdbStore: StoreClass }).LmdbStore;
+}
+
+interface Subject {
+  name: string;
+  store: StoreClass;
+}
+
+/** This checkout's store ("store"), and DIR's with --baseline ("baseline"). */
+async function loadSubjects(): Promise<Subject[]> {
+  const subjects: Subject[] = [{ name: "store", store: await load(CHECKOUT) }];
+  if (BASELINE_DIR) subjects.push({ name: "baseline", store: await load(BASELINE_DIR) });
+  return subjects;
+}
+
+/**
+ * `run` on each subject, ROUNDS rounds, the order rotating by one each round so that no subject
+ * is always first; every slice printed (`line`) and kept by subject.
+ */
+async function alternateSlices<T>(
+  subjects: Subject[],
+  run: (store: StoreClass) => Promise<T>,
+  line: (r: T) => string,
+): Promise<Map<string, T[]>> {
+  const runs = new Map<string, T[]>(subjects.map((s) => [s.name, []]));
+  for (let round = 0; round < ROUNDS; round++)
+    for (let k = 0; k < subjects.length; k++) {
+      const s = subjects[(round + k) % subjects.length]!;
+      const r = await run(s.store);
+      runs.get(s.name)!.push(r);
+      say(`  round ${round + 1} ${s.name.padEnd(8)} ${line(r)}`);
+    }
+  return runs;
 }
 
 interface Slice {
@@ -217,25 +253,18 @@ async function gcSlice(Lmdb: StoreClass, dir: string, masterKey: Uint8Array): Pr
 }
 
 async function mainGc() {
-  const subjects: { name: string; store: StoreClass }[] = [
-    { name: "store", store: await load(fileURLToPath(new URL("..", import.meta.url))) },
-  ];
-  if (BASELINE_DIR) subjects.push({ name: "baseline", store: await load(BASELINE_DIR) });
+  const subjects = await loadSubjects();
   say(`relay store GC bench: ${GC_MESSAGES} messages in ${GC_QUEUES} queues, nothing due, ${ROUNDS} rounds`);
   const dir = mkdtempSync(join(tmpdir(), "loft-bench-relay-gc-"));
   const masterKey = new Uint8Array(randomBytes(32));
   try {
     await fillForGc(subjects[0]!.store, dir, masterKey);
-    const runs = new Map<string, GcSlice[]>(subjects.map((s) => [s.name, []]));
-    for (let round = 0; round < ROUNDS; round++)
-      for (let k = 0; k < subjects.length; k++) {
-        const s = subjects[(round + k) % subjects.length]!;
-        const r = await gcSlice(s.store, dir, masterKey);
-        runs.get(s.name)!.push(r);
-        say(
-          `  round ${round + 1} ${s.name.padEnd(8)} GC pause ${r.pauseMs.toFixed(1).padStart(8)} ms  GC ${r.gcMs.toFixed(1).padStart(8)} ms  open ${r.openMs.toFixed(0).padStart(6)} ms`,
-        );
-      }
+    const runs = await alternateSlices(
+      subjects,
+      (store) => gcSlice(store, dir, masterKey),
+      (r) =>
+        `GC pause ${r.pauseMs.toFixed(1).padStart(8)} ms  GC ${r.gcMs.toFixed(1).padStart(8)} ms  open ${r.openMs.toFixed(0).padStart(6)} ms`,
+    );
     // Load from elsewhere only lengthens a slice: the best of each is kept.
     const best = (name: string) => {
       const all = runs.get(name);
@@ -278,26 +307,17 @@ async function mainGc() {
 }
 
 async function main() {
-  const subjects: { name: string; store: StoreClass }[] = [
-    { name: "store", store: await load(fileURLToPath(new URL("..", import.meta.url))) },
-  ];
-  if (BASELINE_DIR) subjects.push({ name: "baseline", store: await load(BASELINE_DIR) });
+  const subjects = await loadSubjects();
   say(
     `relay store bench: ${QUEUES} queues × ${MESSAGES} messages of ${SIZE} B, ${OUTSTANDING} appends per queue per commit, ${ROUNDS} rounds`,
   );
   // Warm-up (module compile, JIT), not counted.
   for (const s of subjects) await slice(s.store);
-  const runs = new Map<string, Slice[]>(subjects.map((s) => [s.name, []]));
-  for (let round = 0; round < ROUNDS; round++) {
-    for (let k = 0; k < subjects.length; k++) {
-      const s = subjects[(round + k) % subjects.length]!;
-      const r = await slice(s.store);
-      runs.get(s.name)!.push(r);
-      say(
-        `  round ${round + 1} ${s.name.padEnd(8)} ${r.msgsPerSecond.toFixed(0).padStart(6)} msgs/s  ${r.cpuUs.toFixed(1)} µs CPU/msg`,
-      );
-    }
-  }
+  const runs = await alternateSlices(
+    subjects,
+    slice,
+    (r) => `${r.msgsPerSecond.toFixed(0).padStart(6)} msgs/s  ${r.cpuUs.toFixed(1)} µs CPU/msg`,
+  );
   // Other work on the machine only ever slows a slice down: the best slice of each subject is
   // kept, by CPU per message and by rate separately.
   const best = (name: string) => {
@@ -337,4 +357,9 @@ async function main() {
     );
 }
 
-await (GC ? mainGc() : main());
+// Refused before anything is loaded: a second lmdb-js fails only later, with a misleading error.
+const problem = BASELINE_DIR === undefined ? undefined : inProcessBaselineProblem(BASELINE_DIR, CHECKOUT);
+if (problem) {
+  console.error(problem);
+  process.exitCode = 2;
+} else await (GC ? mainGc() : main());

@@ -31,7 +31,7 @@ import {
 import { deliveryBucket, MAX_BATCH, padBlock, type RelayAuthMode } from "../core/relay/protocol.ts";
 import { xchachaOpen } from "../relay-ws/node-crypto.ts";
 import { type LoftProcess, startLoft } from "../test/support/loft-process.ts";
-import { processCpuSeconds, rssKib, threadCpuSeconds } from "./proc-stats.ts";
+import { processCpuSeconds, processSyscalls, rssKib, threadCpuSeconds } from "./proc-stats.ts";
 import { numberFlag, percentile, stringFlag } from "./relay-cli.ts";
 import { BenchConn, type ClientMode, expectOk } from "./relay-conn.ts";
 import { selfCheck } from "./relay-wire.ts";
@@ -64,6 +64,13 @@ const EXTRA_RELAY_ARGS = (stringFlag("relay-args") ?? "").split(" ").filter((a) 
  */
 const BASELINE_ARGS = stringFlag("baseline-args");
 const OUTSTANDING = numberFlag("outstanding", 32);
+/**
+ * `--processes K` (K ≥ 2) adds the subject "multi": K relay processes, each on its own data dir
+ * (one relay process per data dir: relay-ws/store/dir-lock.ts), each pair's sender and receiver
+ * on the same process (pair i on process i mod K), so no delivery crosses processes — the most
+ * several processes can give on this machine.
+ */
+const PROCESSES = numberFlag("processes", 0);
 /** Which opening the idle connections make: `authenticator` (1.1, default) or `signature` (1.0). */
 const IDLE_AUTH: RelayAuthMode = stringFlag("idle-auth") === "signature" ? "signature" : "authenticator";
 /** How a bench client opens: 1.0 signatures, 1.1 authenticators, or 1.2 (authenticators, bucketed deliveries). */
@@ -122,6 +129,8 @@ interface RunResult {
   serverCpuUs: number;
   /** The server's main thread (the relay's event loop) alone, µs per message. */
   loopCpuUs: number;
+  /** Read and write system calls of the server process(es) per message (/proc/<pid>/io). */
+  syscalls: number;
   /** CPU this bench process (the clients) spent per message, µs. */
   clientCpuUs: number;
 }
@@ -130,21 +139,27 @@ interface RunResult {
 
 /** Time a run's CPU use on the server (by pid) and in this process. */
 async function withCpu(
-  pid: number,
+  pid: number | number[],
   messages: number,
-  run: () => Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs">>,
+  run: () => Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs" | "syscalls">>,
 ): Promise<RunResult> {
-  const server0 = processCpuSeconds(pid);
-  const loop0 = threadCpuSeconds(pid);
+  // Several server processes (the "multi" subject): their CPU summed, and their loops'.
+  const pids = Array.isArray(pid) ? pid : [pid];
+  const sum = (f: (p: number) => number) => pids.reduce((a, p) => a + f(p), 0);
+  const server0 = sum(processCpuSeconds);
+  const loop0 = sum((p) => threadCpuSeconds(p));
+  const sys0 = sum(processSyscalls);
   const client0 = process.cpuUsage();
   const r = await run();
   const client = process.cpuUsage(client0);
-  const server = processCpuSeconds(pid) - server0;
-  const loop = threadCpuSeconds(pid) - loop0;
+  const server = sum(processCpuSeconds) - server0;
+  const loop = sum((p) => threadCpuSeconds(p)) - loop0;
+  const sys = sum(processSyscalls) - sys0;
   return {
     ...r,
     serverCpuUs: (server * 1e6) / messages,
     loopCpuUs: (loop * 1e6) / messages,
+    syscalls: sys / messages,
     clientCpuUs: (client.user + client.system) / messages,
   };
 }
@@ -153,16 +168,17 @@ async function withCpu(
 // relay side
 
 async function runRelay(
-  url: string,
+  url: string | string[],
   pairsCount = N,
   outstanding = OUTSTANDING,
   auth: ClientMode = "authenticator",
-): Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs">> {
+): Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs" | "syscalls">> {
   const latencies: number[] = [];
   const pairs = await Promise.all(
-    Array.from({ length: pairsCount }, async () => {
-      const rx = new BenchConn(url, auth);
-      const tx = new BenchConn(url, auth);
+    Array.from({ length: pairsCount }, async (_, i) => {
+      const at = Array.isArray(url) ? url[i % url.length]! : url;
+      const rx = new BenchConn(at, auth);
+      const tx = new BenchConn(at, auth);
       await Promise.all([rx.ready, tx.ready]);
       const rk = newAuthKeyPair();
       const sk = newAuthKeyPair();
@@ -366,7 +382,7 @@ async function runMosquitto(
   port: number,
   pairsCount = N,
   outstanding = OUTSTANDING,
-): Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs">> {
+): Promise<Omit<RunResult, "serverCpuUs" | "clientCpuUs" | "loopCpuUs" | "syscalls">> {
   const mqtt = await loadMqtt();
   const url = `mqtt://127.0.0.1:${port}`;
   const latencies: number[] = [];
@@ -504,6 +520,8 @@ async function main() {
   let relay: LoftProcess | undefined;
   let relayNoSync: LoftProcess | undefined;
   let relayBaseline: LoftProcess | undefined;
+  const multi: LoftProcess[] = [];
+  const multiDir = PROCESSES >= 2 ? mkdtempSync(join(tmpdir(), "loft-bench-relay-multi-")) : undefined;
   const baselineDataDir = BASELINE_DIR ? mkdtempSync(join(tmpdir(), "loft-bench-relay-base-")) : undefined;
   let mosq: { port: number; child: ChildProcess; dir: string } | undefined;
   try {
@@ -538,6 +556,23 @@ async function main() {
       });
       subjects.push(relaySubject("baseline", relayBaseline, RELAY_CLIENTS));
     }
+    if (multiDir) {
+      for (let k = 0; k < PROCESSES; k++)
+        multi.push(
+          await startLoft({
+            entry: "relay-ws/main.ts",
+            args: ["--relay-data-dir", join(multiDir, String(k)), ...RELAY_ARGS],
+          }),
+        );
+      const urls = multi.map((p) => `ws://127.0.0.1:${p.port}/relay`);
+      const pids = multi.map((p) => p.child.pid!);
+      subjects.push({
+        name: "multi",
+        pid: pids[0]!,
+        run: (n = N, o = OUTSTANDING) =>
+          withCpu(pids, n * MESSAGES, () => runRelay(urls, n, o, RELAY_CLIENTS)),
+      });
+    }
     let mosquitto: Subject | undefined;
     if (SUBJECTS.includes("mosquitto")) {
       const m = await startMosquitto();
@@ -563,7 +598,7 @@ async function main() {
         const r = await subject.run();
         runs.get(subject.name)!.push(r);
         say(
-          `  round ${round + 1} ${subject.name.padEnd(9)} ${r.msgsPerSecond.toFixed(0).padStart(6)} msgs/s  p99 ${r.p99.toFixed(1)} ms  server ${r.serverCpuUs.toFixed(0)} µs/msg (loop ${r.loopCpuUs.toFixed(0)})  clients ${r.clientCpuUs.toFixed(0)} µs/msg`,
+          `  round ${round + 1} ${subject.name.padEnd(9)} ${r.msgsPerSecond.toFixed(0).padStart(6)} msgs/s  p99 ${r.p99.toFixed(1)} ms  server ${r.serverCpuUs.toFixed(0)} µs/msg (loop ${r.loopCpuUs.toFixed(0)}, ${r.syscalls.toFixed(1)} syscalls)  clients ${r.clientCpuUs.toFixed(0)} µs/msg`,
         );
       }
     }
@@ -576,6 +611,7 @@ async function main() {
     const bk = best("bucketed");
     const bt = best("batched");
     const base = best("baseline");
+    const mu = best("multi");
     // Unloaded latency (one pair, one message at a time): what a live link through the relay sees.
     const rLive = await fsync.run(1, 1);
     const mLive = await mosquitto?.run(1, 1);
@@ -601,6 +637,7 @@ async function main() {
     row("loft relay, 1.0 signatures", sg);
     row("loft relay, no fsync", ns);
     row("baseline relay (--baseline)", base);
+    row(`loft relay, ${PROCESSES} processes`, mu);
     row("mosquitto (QoS 1)", m);
     row("loft relay, 1 in flight", rLive);
     row("mosquitto, 1 in flight", mLive);
@@ -675,6 +712,16 @@ async function main() {
           baseline_loop_cpu_us_per_msg: base?.loopCpuUs ?? null,
           relay_loop_cpu_vs_baseline: base ? base.loopCpuUs / r.loopCpuUs : null,
           baseline_msgs_per_s: base?.msgsPerSecond ?? null,
+          relay_multi_vs_mosquitto: m && mu ? mu.msgsPerSecond / m.msgsPerSecond : null,
+          relay_multi_p99_vs_mosquitto: m && mu ? mu.p99 / m.p99 : null,
+          relay_multi_vs_single: mu ? mu.msgsPerSecond / r.msgsPerSecond : null,
+          relay_multi_msgs_per_s: mu?.msgsPerSecond ?? null,
+          relay_multi_p99_ms: mu?.p99 ?? null,
+          relay_multi_cpu_us_per_msg: mu?.serverCpuUs ?? null,
+          relay_multi_loop_cpu_us_per_msg: mu?.loopCpuUs ?? null,
+          relay_syscalls_per_msg: r.syscalls,
+          relay_multi_syscalls_per_msg: mu?.syscalls ?? null,
+          processes: PROCESSES || null,
           baseline_p99_ms: base?.p99 ?? null,
           baseline_cpu_us_per_msg: base?.serverCpuUs ?? null,
           mosquitto_msgs_per_s: m?.msgsPerSecond ?? null,
@@ -705,6 +752,8 @@ async function main() {
     await relay?.stop("SIGTERM");
     await relayNoSync?.stop("SIGTERM");
     await relayBaseline?.stop("SIGTERM");
+    for (const p of multi) await p.stop("SIGTERM");
+    if (multiDir) rmSync(multiDir, { recursive: true, force: true });
     if (baselineDataDir) rmSync(baselineDataDir, { recursive: true, force: true });
     rmSync(noSyncDir, { recursive: true, force: true });
     mosq?.child.kill("SIGTERM");

@@ -8,17 +8,35 @@ import * as nodeCrypto from "node:crypto";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { utf8 } from "../core/bytes.ts";
+import { composeProvider, deferredProvider } from "../core/crypto/compose.ts";
 import { nobleCrypto } from "../core/crypto/noble.ts";
 import type { CryptoProvider } from "../core/crypto/provider.ts";
 import { HandshakeState } from "../core/noise/handshake-state.ts";
-import { XX } from "../core/noise/patterns.ts";
+import { XX, XX_HFS } from "../core/noise/patterns.ts";
 import { generateKeyPair } from "../core/noise/primitives.ts";
+import {
+  acceptInitialMessage,
+  createPrekeyStore,
+  encodePrekeyBundle,
+  initiateSession,
+  prekeyBundle,
+} from "../core/prekey/index.ts";
+import {
+  generateRatchetKeyPair,
+  ratchetAssociatedData,
+  ratchetDecrypt,
+  ratchetEncrypt,
+  ratchetFromHandshake,
+} from "../core/ratchet/index.ts";
 import { FUZZ_RUNS } from "../test/support/fuzz.ts";
 import {
   createNodeCryptoProvider,
+  holdsMlKemHandle,
   holdsX25519PrivateHandle,
+  type NodeKemApi,
   nodeCryptoParts,
   nodeMlKem768,
+  okpImportPath,
 } from "./crypto-node.ts";
 
 const key = (byte: number) => new Uint8Array(32).fill(byte);
@@ -107,6 +125,75 @@ describe("node:crypto X25519 handles kept beside the raw keys", () => {
     expect(used.filter(holdsX25519PrivateHandle)).toEqual([]);
   });
 
+  it("a Double Ratchet's replaced DH private keys hold no handle, while the states that held them are still referenced", async () => {
+    const node = await createNodeCryptoProvider();
+    const used: Uint8Array[] = [];
+    const crypto: CryptoProvider = {
+      ...node,
+      x25519: {
+        ...node.x25519,
+        sharedSecret: (k, p) => {
+          if (!used.includes(k)) used.push(k);
+          return node.x25519.sharedSecret(k, p);
+        },
+      },
+    };
+    const must = <T>(r: { ok: true; value: T } | { ok: false; error: Error }): T => {
+      if (!r.ok) throw r.error;
+      return r.value;
+    };
+    const ad = ratchetAssociatedData(key(0xa1), key(0xb2));
+    const bobKeys = await generateRatchetKeyPair(undefined, crypto);
+    let alice = must(
+      await ratchetFromHandshake({
+        role: "initiator",
+        exported: key(7),
+        ad,
+        responderRatchetPublic: bobKeys.publicKey,
+        crypto,
+      }),
+    );
+    let bob = must(
+      await ratchetFromHandshake({
+        role: "responder",
+        exported: key(7),
+        ad,
+        ratchetKeyPair: bobKeys,
+        crypto,
+      }),
+    );
+    // Every state of the conversation kept, as a caller may keep a consumed one.
+    const states = [alice, bob];
+    for (let turn = 0; turn < 4; turn++) {
+      const [from, to] = turn % 2 === 0 ? [alice, bob] : [bob, alice];
+      const sent = await ratchetEncrypt(from, utf8(`turn ${turn}`), 1, { crypto });
+      const read = must(await ratchetDecrypt(to, sent.message, 1, { crypto }));
+      expect(read.plaintext).toEqual(utf8(`turn ${turn}`));
+      states.push(sent.state, read.state);
+      if (turn % 2 === 0) [alice, bob] = [sent.state, read.state];
+      else [bob, alice] = [sent.state, read.state];
+    }
+    // Each side stepped its DH ratchet twice: only the two current private keys may hold handles.
+    const current = [alice.dhSelfSecret, bob.dhSelfSecret];
+    const replaced = used.filter((k) => !current.includes(k));
+    expect(replaced.length).toBeGreaterThanOrEqual(3);
+    expect(replaced.filter(holdsX25519PrivateHandle)).toEqual([]);
+    expect(current.filter(holdsX25519PrivateHandle).length).toBeGreaterThan(0);
+    expect(states.length).toBe(10);
+    // initAlice refusing a low-order key forgets the key pair it generated for it.
+    used.length = 0;
+    const refused = await ratchetFromHandshake({
+      role: "initiator",
+      exported: key(7),
+      ad,
+      responderRatchetPublic: new Uint8Array(32),
+      crypto,
+    });
+    expect(refused.ok).toBe(false);
+    expect(used.length).toBe(1);
+    expect(used.filter(holdsX25519PrivateHandle)).toEqual([]);
+  });
+
   it("agrees with noble over sequences of calls on arrays rewritten between calls (property)", async () => {
     const parts = nodeCryptoParts();
     const x = parts.x25519!;
@@ -132,6 +219,31 @@ describe("node:crypto X25519 handles kept beside the raw keys", () => {
       ),
       { numRuns: Math.max(30, Math.floor(FUZZ_RUNS / 300)) },
     );
+  });
+
+  it("imports private keys the cheapest way this Node serves (raw on 24, JWK on 20), never one the DER import disagrees with", async () => {
+    const path = okpImportPath();
+    // Node 20 and 22 build a JWK key from `d` alone; Node 24 validates `x` but has "raw-private".
+    expect(path).toBe(Number(process.versions.node.split(".")[0]) >= 24 ? "raw" : "jwk");
+    const c = await createNodeCryptoProvider();
+    expect(c.backends.x25519).toBe("node");
+    expect(c.backends.ed25519).toBe("node");
+    await fc.assert(
+      fc.asyncProperty(fc.uint8Array({ minLength: 32, maxLength: 32 }), async (k) => {
+        expect(await c.x25519.publicKey(k)).toEqual(await nobleCrypto.x25519.publicKey(k));
+        expect(await c.ed25519.publicKey(k)).toEqual(await nobleCrypto.ed25519.publicKey(k));
+      }),
+      { numRuns: 50 },
+    );
+  });
+
+  it("an X25519 whose public keys are wrong (a Node taking the JWK's empty `x` as the key) is refused at start-up", async () => {
+    const x = nodeCryptoParts().x25519!;
+    const provider = await composeProvider("node", "node", {
+      x25519: { ...x, publicKey: async () => new Uint8Array(32) },
+    });
+    expect(provider.backends.x25519).toBe("noble");
+    expect(await provider.x25519.publicKey(key(1))).toEqual(await nobleCrypto.x25519.publicKey(key(1)));
   });
 
   it("leaves the caller's key bytes as they were", async () => {
@@ -191,6 +303,141 @@ describe("node:crypto ML-KEM-768, detected", () => {
         ),
         { numRuns: 100 },
       );
+    },
+  );
+
+  it.runIf(NATIVE_MLKEM)(
+    "one import per decapsulation-key array: rewritten or wiped in place it is imported afresh; forget drops it",
+    async () => {
+      let imports = 0;
+      const kem = nodeMlKem768({
+        decapsulate: (nodeCrypto as unknown as Required<NodeKemApi>).decapsulate,
+        createPrivateKey: ((...a: Parameters<typeof nodeCrypto.createPrivateKey>) => {
+          imports++;
+          return nodeCrypto.createPrivateKey(...a);
+        }) as typeof nodeCrypto.createPrivateKey,
+      })!;
+      const noble = nobleCrypto.mlkem768;
+      const one = await noble.keyPairFromSeed(new Uint8Array(64).fill(1));
+      const two = await noble.keyPairFromSeed(new Uint8Array(64).fill(2));
+      const toOne = (await noble.encapsulate(one.publicKey, key(3)))!;
+      const toTwo = (await noble.encapsulate(two.publicKey, key(4)))!;
+      const held = one.secretKey.slice();
+      for (let i = 0; i < 3; i++)
+        expect(await kem.decapsulate(held, toOne.ciphertext)).toEqual(toOne.sharedSecret);
+      expect(imports).toBe(1);
+      expect(holdsMlKemHandle(held)).toBe(true);
+      // The same array now holding another key: its own answer, never the old key's.
+      held.set(two.secretKey);
+      expect(await kem.decapsulate(held, toTwo.ciphertext)).toEqual(toTwo.sharedSecret);
+      expect(await kem.decapsulate(held, toOne.ciphertext)).toEqual(
+        await noble.decapsulate(two.secretKey, toOne.ciphertext),
+      );
+      expect(imports).toBe(2);
+      // Wiped in place: OpenSSL refuses the all-zero key (FIPS 203 §7.3 check), noble answers.
+      held.fill(0);
+      expect(await kem.decapsulate(held, toTwo.ciphertext)).toEqual(
+        await noble.decapsulate(held, toTwo.ciphertext),
+      );
+      expect(imports).toBe(3);
+      const again = two.secretKey.slice();
+      expect(await kem.decapsulate(again, toTwo.ciphertext)).toEqual(toTwo.sharedSecret);
+      kem.forget!(again);
+      expect(holdsMlKemHandle(again)).toBe(false);
+      expect(await kem.decapsulate(again, toTwo.ciphertext)).toEqual(toTwo.sharedSecret);
+      expect(imports).toBe(5);
+    },
+  );
+
+  it.runIf(NATIVE_MLKEM)(
+    "an XXhfs handshake's ML-KEM key (e1) holds no handle once it is finished or aborted",
+    async () => {
+      const node = await createNodeCryptoProvider();
+      expect(node.backends.mlkem768).toBe("node");
+      const used: Uint8Array[] = [];
+      const crypto: CryptoProvider = {
+        ...node,
+        mlkem768: {
+          ...node.mlkem768,
+          decapsulate: (k, c) => {
+            used.push(k);
+            return node.mlkem768.decapsulate(k, c);
+          },
+        },
+      };
+      const must = <T>(r: { ok: true; value: T } | { ok: false; error: Error }): T => {
+        if (!r.ok) throw r.error;
+        return r.value;
+      };
+      const run = async (complete: boolean) => {
+        const [si, sr] = [await generateKeyPair(crypto), await generateKeyPair(crypto)];
+        const prologue = utf8("kem handles");
+        const initiator = await HandshakeState.create({
+          pattern: XX_HFS,
+          role: "initiator",
+          prologue,
+          staticKeyPair: si,
+          crypto,
+        });
+        const responder = await HandshakeState.create({
+          pattern: XX_HFS,
+          role: "responder",
+          prologue,
+          staticKeyPair: sr,
+          crypto,
+        });
+        must(await responder.readMessage(must(await initiator.writeMessage(new Uint8Array(0)))));
+        must(await initiator.readMessage(must(await responder.writeMessage(new Uint8Array(0)))));
+        expect(used.filter(holdsMlKemHandle).length).toBe(1);
+        if (complete) {
+          must(await responder.readMessage(must(await initiator.writeMessage(new Uint8Array(0)))));
+          must(await initiator.finish());
+          must(await responder.finish());
+        } else {
+          initiator.abort();
+          responder.abort();
+        }
+        expect(used.filter(holdsMlKemHandle)).toEqual([]);
+      };
+      await run(true);
+      await run(false);
+      expect(used.length).toBe(2);
+    },
+  );
+
+  it.runIf(NATIVE_MLKEM)(
+    "PQXDH's ML-KEM key holds no handle after an initial message is accepted, through a deferred provider too",
+    async () => {
+      const node = await createNodeCryptoProvider();
+      const used: Uint8Array[] = [];
+      const recording: CryptoProvider = {
+        ...node,
+        mlkem768: {
+          ...node.mlkem768,
+          decapsulate: (k, c) => {
+            used.push(k);
+            return node.mlkem768.decapsulate(k, c);
+          },
+        },
+      };
+      const crypto = deferredProvider("deferred", Promise.resolve(recording));
+      const now = 1_700_000_000_000;
+      const store = (n: number) =>
+        createPrekeyStore({ identitySecretKey: key(n), now, oneTimeKemPrekeys: 1 });
+      const [alice, bob] = [store(1), store(2)];
+      const started = await initiateSession({
+        sender: alice,
+        bundle: encodePrekeyBundle(prekeyBundle(bob)),
+        recipientIdentityKey: bob.identityKey,
+        plaintext: utf8("hi bob"),
+        now,
+      });
+      if (!started.ok) throw started.error;
+      const accepted = await acceptInitialMessage(bob, started.value.message, { now, crypto });
+      if (!accepted.ok) throw accepted.error;
+      expect(accepted.value.plaintext).toEqual(utf8("hi bob"));
+      expect(used.length).toBe(1);
+      expect(used.filter(holdsMlKemHandle)).toEqual([]);
     },
   );
 });

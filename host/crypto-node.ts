@@ -55,20 +55,61 @@ const b64url = (raw: Uint8Array) => Buffer.from(raw.buffer, raw.byteOffset, raw.
 /**
  * A raw 32-byte OKP private key as a KeyObject. PKCS#8 DER goes through OpenSSL 3's decoder
  * framework, about 0.5–1 ms per key on the development machine (more than the X25519 itself,
- * ~0.1 ms: bench/README.md, "Session 14: XXhfs handshakes on Node"); a JWK with `d` is built from the raw bytes
- * directly (Node's `initEDRaw`, OpenSSL's `EVP_PKEY_new_raw_private_key`), ~10× cheaper. Node
- * requires the JWK's `x` to be a string but builds the key from `d` alone, so `x` is left empty
- * rather than computed (which would cost the scalar multiplication this import is for). Should a
- * Node ever refuse that, the DER import is used; should it ever read `x`, the public key
- * would disagree with noble and the start-up check (core/crypto/compose.ts) would refuse the
- * primitive. The JWK string is garbage like any other (JavaScript strings cannot be wiped); the
- * key bytes themselves stay in the caller's array, which Noise wipes.
+ * ~0.1 ms: bench/README.md, "Session 14: XXhfs handshakes on Node"); building the key from the raw
+ * bytes (OpenSSL's `EVP_PKEY_new_raw_private_key`) is several times cheaper. Two ways reach it,
+ * depending on the Node version, and the first one this Node serves is picked once (`okpImport`):
+ * - `format: "raw-private"` (Node 24): the raw key itself.
+ * - A JWK with `d` (Node 20, 22): Node requires its `x` to be a string but builds the key from `d`
+ *   alone there, so `x` is left empty rather than computed (a scalar multiplication in
+ *   JavaScript, which would cost more than the DER import). Node 24 validates `x` and refuses it
+ *   (measured with 24.22.3: "Invalid JWK OKP key"), which is why the raw form comes first.
+ * Each is tried on a probe key and kept only if the key it builds has the public key the DER
+ * import gives; otherwise DER serves every key. A Node that took an empty or wrong `x` as the
+ * public key would fail that probe, and the start-up check against noble (core/crypto/compose.ts)
+ * besides (host/crypto-node.test.ts). The JWK string is garbage like any other (JavaScript
+ * strings cannot be wiped); the key bytes themselves stay in the caller's array, which Noise wipes.
  */
-function privateKeyObject(prefix: Buffer, crv: "X25519" | "Ed25519", key: Uint8Array): KeyObject {
+type OkpCurve = "X25519" | "Ed25519";
+type OkpImport = (crv: OkpCurve, key: Uint8Array) => KeyObject;
+
+const OKP_IMPORTS: Readonly<Record<"raw" | "jwk" | "der", OkpImport>> = {
+  raw: (crv, key) =>
+    createPrivateKey({
+      key: Buffer.from(key.buffer, key.byteOffset, key.length),
+      format: "raw-private",
+      asymmetricKeyType: crv.toLowerCase(),
+    } as unknown as Parameters<typeof createPrivateKey>[0]),
+  jwk: (crv, key) => createPrivateKey({ key: { kty: "OKP", crv, d: b64url(key), x: "" }, format: "jwk" }),
+  der: (crv, key) => privateKeyObjectDer(crv === "X25519" ? PKCS8_X25519 : PKCS8_ED25519, key),
+};
+
+let okpChosen: "raw" | "jwk" | "der" | undefined;
+
+/** Which import this Node uses for OKP private keys ("raw", "jwk" or "der"), probed once. */
+export function okpImportPath(): "raw" | "jwk" | "der" {
+  if (okpChosen !== undefined) return okpChosen;
+  const probe = new Uint8Array(32).fill(0x5a);
+  const want = (crv: OkpCurve) => rawPublic(OKP_IMPORTS.der(crv, probe));
+  const agrees = (path: "raw" | "jwk") => {
+    try {
+      return (["X25519", "Ed25519"] as const).every((crv) =>
+        Buffer.from(rawPublic(OKP_IMPORTS[path](crv, probe))).equals(Buffer.from(want(crv))),
+      );
+    } catch {
+      return false;
+    }
+  };
+  okpChosen = agrees("raw") ? "raw" : agrees("jwk") ? "jwk" : "der";
+  return okpChosen;
+}
+
+function privateKeyObject(crv: OkpCurve, key: Uint8Array): KeyObject {
+  const path = okpImportPath();
   try {
-    return createPrivateKey({ key: { kty: "OKP", crv, d: b64url(key), x: "" }, format: "jwk" });
-  } catch {
-    return privateKeyObjectDer(prefix, key);
+    return OKP_IMPORTS[path](crv, key);
+  } catch (e) {
+    if (path === "der") throw e;
+    return OKP_IMPORTS.der(crv, key); // not expected once the probe passed; DER is the reference
   }
 }
 
@@ -120,7 +161,7 @@ function cachedHandle(
 }
 
 const x25519PrivateHandle = (raw: Uint8Array) =>
-  cachedHandle(x25519Private, raw, (r) => privateKeyObject(PKCS8_X25519, "X25519", r));
+  cachedHandle(x25519Private, raw, (r) => privateKeyObject("X25519", r));
 const x25519PublicHandle = (raw: Uint8Array) =>
   cachedHandle(x25519Public, raw, (r) => publicKeyObject("X25519", r));
 
@@ -288,6 +329,19 @@ const PKCS8_MLKEM768_EXPANDED = Buffer.from(
 );
 
 /**
+ * ML-KEM-768 decapsulation keys as KeyObjects, kept beside the arrays they came in as X25519's
+ * are (`cachedHandle`: weakly, with a fingerprint, so a key rewritten or wiped in place is
+ * imported afresh): the PKCS#8 import is most of a native decapsulation (Node 24.22, this
+ * machine: ~170 µs of ~200, the decapsulation itself ~25 µs; SHA-256 of the 2400 bytes ~4 µs).
+ * A caller that wipes a key calls `forget` (core/crypto/provider.ts, MlKem768.forget) first, so
+ * the handle — OpenSSL's copy of the key — is not kept for as long as the wiped array is.
+ */
+const mlkemPrivate = new WeakMap<Uint8Array, Handle>();
+
+/** Whether an ML-KEM decapsulation-key handle is held for this array (tests: none after `forget`). */
+export const holdsMlKemHandle = (raw: Uint8Array): boolean => mlkemPrivate.has(raw);
+
+/**
  * ML-KEM-768 where node:crypto has it, else undefined (then noble serves it: compose.ts).
  * Native: decapsulation only, which the protocols call with a FIPS 203 decapsulation key, ~5–10×
  * noble's. Key generation from a seed and encapsulation with given randomness stay noble: the
@@ -303,19 +357,26 @@ export function nodeMlKem768(api: NodeKemApi = nodeCrypto as unknown as NodeKemA
   return {
     keyPairFromSeed: noble.keyPairFromSeed,
     encapsulate: noble.encapsulate,
+    forget: (secretKey) => {
+      mlkemPrivate.delete(secretKey);
+    },
     decapsulate: async (secretKey, ciphertext) => {
       if (!(secretKey instanceof Uint8Array) || secretKey.length !== MLKEM768_SECRET_KEY) return undefined;
       if (!(ciphertext instanceof Uint8Array) || ciphertext.length !== MLKEM768_CIPHERTEXT) return undefined;
-      const der = Buffer.concat([PKCS8_MLKEM768_EXPANDED, secretKey]);
       let key: KeyObject;
       try {
-        key = api.createPrivateKey({ key: der, format: "der", type: "pkcs8" });
+        key = cachedHandle(mlkemPrivate, secretKey, (raw) => {
+          const der = Buffer.concat([PKCS8_MLKEM768_EXPANDED, raw]);
+          try {
+            return api.createPrivateKey({ key: der, format: "der", type: "pkcs8" });
+          } finally {
+            der.fill(0);
+          }
+        });
       } catch {
         // OpenSSL refuses a key whose H(ek) does not match (FIPS 203 §7.3), as noble's check does;
-        // whatever else it might refuse, noble's answer is the reference.
+        // whatever else it might refuse, noble's answer is the reference. Nothing is cached.
         return noble.decapsulate(secretKey, ciphertext);
-      } finally {
-        der.fill(0);
       }
       let shared: Buffer;
       try {
@@ -365,11 +426,11 @@ export function nodeCryptoParts(): NativeParts {
     ed25519: {
       publicKey: async (secretKey) => {
         abytes(secretKey, 32, "ed25519 secret key");
-        return rawPublic(privateKeyObject(PKCS8_ED25519, "Ed25519", secretKey));
+        return rawPublic(privateKeyObject("Ed25519", secretKey));
       },
       sign: async (secretKey, message) => {
         abytes(secretKey, 32, "ed25519 secret key");
-        return new Uint8Array(sign(null, message, privateKeyObject(PKCS8_ED25519, "Ed25519", secretKey)));
+        return new Uint8Array(sign(null, message, privateKeyObject("Ed25519", secretKey)));
       },
       verify: async (publicKey, message, signature) => {
         if (!ed25519StrictInputs(publicKey, signature) || !(message instanceof Uint8Array)) return false;
@@ -387,6 +448,17 @@ export function nodeCryptoParts(): NativeParts {
     sha512: (data) => sha512(data),
     blake2s: digest("blake2s256"),
     hmacSha256: hmac("sha256"),
+    // The key as a KeyObject once (no conversion of the key bytes per call).
+    hmacSha256Key: async (key) => {
+      const k = nodeCrypto.createSecretKey(key);
+      return {
+        sign: async (...parts) => {
+          const h = createHmac("sha256", k);
+          for (const p of parts) h.update(p);
+          return new Uint8Array(h.digest());
+        },
+      };
+    },
     hmacBlake2s: hmac("blake2s256"),
     hkdfSha256: async (ikm, salt, info, length) =>
       new Uint8Array(hkdfSync("sha256", ikm, salt, info, length)),

@@ -14,7 +14,8 @@
  *
  * The fields keep their names as accessors, so the service reads `conn.reg`, `conn.rooms`, … as
  * before (signaling/rooms.ts does too). A getter of a field whose object is not made yet answers
- * what a fresh one holds; a setter makes the object only when given something to keep.
+ * what a fresh one holds (the TURN tag, drawn at random when the object is made: undefined) and
+ * makes nothing; a setter makes the object only when given something to keep.
  */
 import type { KeyObject } from "node:crypto";
 import type { ClientMessage } from "../core/wire/signaling.ts";
@@ -139,11 +140,6 @@ export class Conn {
 
   // ---- made at the first REGISTER whose signature verified --------------------------------------
 
-  /** Whether a REGISTER verified on this connection (its `Registered` object exists). */
-  get verified(): boolean {
-    return this.#registered !== undefined;
-  }
-
   /** The `Registered` object, made now if there is none yet (a REGISTER verified). */
   #r(): Registered {
     this.#registered ??= new Registered();
@@ -192,9 +188,13 @@ export class Conn {
     if (b !== undefined || this.#registered) this.#r().joinBucket = b;
   }
 
-  /** Drawn with the `Registered` object: only a registered connection is handed TURN credentials. */
-  get turnTag(): string {
-    return this.#r().turnTag;
+  /**
+   * Drawn with the `Registered` object: only a connection whose REGISTER verified is handed TURN
+   * credentials (docs/protocol/signaling.md "ICE_SERVERS"). Undefined before: reading it must not
+   * make the object, or an idle connection would carry one (the packing above).
+   */
+  get turnTag(): string | undefined {
+    return this.#registered?.turnTag;
   }
 
   get iceUntil(): number | undefined {

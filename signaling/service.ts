@@ -760,8 +760,10 @@ export function createSignalingService(config: SignalingConfig, deps: SignalingD
    * so while --turn-ttl exceeds --signal-ttl-max a registered client never holds expired ones.
    */
   function pushIceServers(conn: Conn, t: number) {
-    if (!needsIceRenewal(turn, conn.iceUntil, t)) return;
-    const issued = issueIceServers(turn, conn.turnTag, t);
+    // The tag exists once a REGISTER verified here (signaling/conn.ts), as it has by now.
+    const tag = conn.turnTag;
+    if (tag === undefined || !needsIceRenewal(turn, conn.iceUntil, t)) return;
+    const issued = issueIceServers(turn, tag, t);
     if (!issued) return;
     conn.iceUntil = issued.expiresAt;
     send(conn, { t: "ICE_SERVERS", servers: issued.servers, expires_at: issued.expiresAt });

@@ -5,18 +5,29 @@
  * implementation serves what (for /health and the benchmarks).
  */
 import { nobleCrypto } from "./noble.ts";
-import { type Aead, type CryptoProvider, PRIMITIVES, type Primitive } from "./provider.ts";
+import { type Aead, type CryptoProvider, keyedHmacSha256, PRIMITIVES, type Primitive } from "./provider.ts";
 import { agreesWithNoble } from "./self-test.ts";
 
-type Parts = Omit<CryptoProvider, "name" | "backends" | "randomBytes">;
+type Parts = Omit<CryptoProvider, "name" | "backends" | "randomBytes" | "hmacSha256Key">;
 
 /** What a backend implements natively; `random` is `randomBytes`, the rest keep their names. */
-export type NativeParts = Partial<Parts & { random: CryptoProvider["randomBytes"] }>;
+export type NativeParts = Partial<
+  Parts & { random: CryptoProvider["randomBytes"]; hmacSha256Key: CryptoProvider["hmacSha256Key"] }
+>;
 
-function withPart(base: CryptoProvider, primitive: Primitive, part: unknown): CryptoProvider {
-  return primitive === "random"
-    ? { ...base, randomBytes: part as CryptoProvider["randomBytes"] }
-    : ({ ...base, [primitive]: part } as CryptoProvider);
+/**
+ * `base` with `primitive` from `native`. `hmacSha256Key` belongs to `hmacSha256`: it comes with
+ * it from the same backend (and is checked with it, self-test.ts), or is noble's.
+ */
+function withPart(base: CryptoProvider, primitive: Primitive, native: NativeParts): CryptoProvider {
+  if (primitive === "random") return { ...base, randomBytes: native.random! };
+  if (primitive === "hmacSha256")
+    return {
+      ...base,
+      hmacSha256: native.hmacSha256!,
+      hmacSha256Key: native.hmacSha256Key ?? nobleCrypto.hmacSha256Key!,
+    };
+  return { ...base, [primitive]: native[primitive] } as CryptoProvider;
 }
 
 /**
@@ -34,12 +45,12 @@ export async function composeProvider(
     PRIMITIVES.map(async (primitive) => {
       const part = native[primitive];
       if (part === undefined) return false;
-      return agreesWithNoble(primitive, withPart(nobleCrypto, primitive, part));
+      return agreesWithNoble(primitive, withPart(nobleCrypto, primitive, native));
     }),
   );
   PRIMITIVES.forEach((primitive, i) => {
     if (!results[i]) return;
-    provider = withPart(provider, primitive, native[primitive]);
+    provider = withPart(provider, primitive, native);
     backends[primitive] = label;
   });
   return Object.freeze({ ...provider, name, backends: Object.freeze(backends) });
@@ -118,12 +129,17 @@ export function deferredProvider(name: string, ready: Promise<CryptoProvider>): 
     sha512: call((p) => p.sha512),
     blake2s: call((p) => p.blake2s),
     hmacSha256: call((p) => p.hmacSha256),
+    hmacSha256Key: async (key) => keyedHmacSha256(await get(), key),
     hmacBlake2s: call((p) => p.hmacBlake2s),
     hkdfSha256: call((p) => p.hkdfSha256),
     mlkem768: {
       keyPairFromSeed: call((p) => p.mlkem768.keyPairFromSeed),
       encapsulate: call((p) => p.mlkem768.encapsulate),
       decapsulate: call((p) => p.mlkem768.decapsulate),
+      forget: (secretKey) => {
+        if (current) current.mlkem768.forget?.(secretKey);
+        else void settled.then((p) => p.mlkem768.forget?.(secretKey));
+      },
     },
   };
 }

@@ -163,6 +163,18 @@ export const nobleCrypto: CryptoProvider = Object.freeze({
     for (const p of parts) h.update(p);
     return h.digest();
   },
+  // The key's inner and outer hash states made once (RFC 2104: the two padded-key blocks), each
+  // call continuing from a clone of them: two compression calls fewer per HMAC.
+  hmacSha256Key: async (key: Uint8Array) => {
+    const keyed = hmac.create(sha256, key);
+    return {
+      sign: async (...parts: Uint8Array[]) => {
+        const h = keyed.clone();
+        for (const p of parts) h.update(p);
+        return h.digest();
+      },
+    };
+  },
   hmacBlake2s: async (key: Uint8Array, ...parts: Uint8Array[]) => {
     const h = hmac.create(blake2s, key);
     for (const p of parts) h.update(p);

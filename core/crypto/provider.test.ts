@@ -13,7 +13,7 @@ import { fromHex, toHex, utf8 } from "../bytes.ts";
 import { composeProvider, deferredProvider } from "./compose.ts";
 import { ed25519StrictInputs } from "./ed25519-strict.ts";
 import { nobleCrypto } from "./noble.ts";
-import { type CryptoProvider, PRIMITIVES } from "./provider.ts";
+import { type CryptoProvider, keyedHmacSha256, PRIMITIVES } from "./provider.ts";
 import { createWebCryptoProvider, platformWebCrypto, webCryptoParts } from "./webcrypto.ts";
 
 const PROPERTY_TIMEOUT = Math.max(120_000, FUZZ_RUNS * 10);
@@ -147,6 +147,21 @@ describe.each(backends)("%s backend", (name, make) => {
     expect(toHex(await c.hmacSha256(utf8("Jefe"), utf8("what do ya want "), utf8("for nothing?")))).toBe(
       "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
     );
+    // The keyed handle (provider.ts `hmacSha256Key`), every backend its own: the same answers,
+    // call after call, with the caller's key bytes wiped after the import; RFC 4231 §4.7 (a key
+    // longer than a block, hashed first) too.
+    expect(c.hmacSha256Key).toBeDefined();
+    const jefe = utf8("Jefe");
+    const mac = await keyedHmacSha256(c, jefe);
+    jefe.fill(0);
+    for (let i = 0; i < 2; i++)
+      expect(toHex(await mac.sign(utf8("what do ya want "), utf8("for nothing?")))).toBe(
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+      );
+    const long = await keyedHmacSha256(c, new Uint8Array(131).fill(0xaa));
+    expect(toHex(await long.sign(utf8("Test Using Larger Than Block-Size Key - Hash Key First")))).toBe(
+      "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54",
+    );
     const okm = await c.hkdfSha256(
       new Uint8Array(22).fill(0x0b),
       hex("000102030405060708090a0b0c"),
@@ -241,6 +256,9 @@ describe.each(backends)("%s backend", (name, make) => {
             expect(await c.blake2s(key, data)).toEqual(await nobleCrypto.blake2s(key, data));
             if (key.length > 0) {
               expect(await c.hmacSha256(key, data)).toEqual(await nobleCrypto.hmacSha256(key, data));
+              const mac = await keyedHmacSha256(c, key);
+              expect(await mac.sign(data, info)).toEqual(await nobleCrypto.hmacSha256(key, data, info));
+              expect(await mac.sign(info)).toEqual(await nobleCrypto.hmacSha256(key, info));
               expect(await c.hmacBlake2s(key, data, info)).toEqual(
                 await nobleCrypto.hmacBlake2s(key, data, info),
               );
@@ -328,6 +346,31 @@ describe("composeProvider", () => {
     expect(c.backends.sha256).toBe("native");
     expect(c.chacha20poly1305).toBe(nobleCrypto.chacha20poly1305);
   });
+
+  it("a keyed HMAC that disagrees takes its HMAC-SHA-256 with it: noble serves both", async () => {
+    const key = new Uint8Array(32).fill(7);
+    const good = await composeProvider("test", "native", {
+      hmacSha256: nobleCrypto.hmacSha256,
+      hmacSha256Key: nobleCrypto.hmacSha256Key!,
+    });
+    expect(good.backends.hmacSha256).toBe("native");
+    const bad = await composeProvider("test", "native", {
+      hmacSha256: nobleCrypto.hmacSha256,
+      hmacSha256Key: async (k) => ({
+        sign: async (...parts) => {
+          const out = await nobleCrypto.hmacSha256(k, ...parts);
+          out[0]! ^= 1;
+          return out;
+        },
+      }),
+    });
+    expect(bad.backends.hmacSha256).toBe("noble");
+    expect(bad.hmacSha256Key).toBe(nobleCrypto.hmacSha256Key);
+    // A provider without a handle (a wrapper made before it existed) still gets one.
+    const bare: CryptoProvider = { ...nobleCrypto, hmacSha256Key: undefined };
+    const mac = await keyedHmacSha256(bare, key);
+    expect(await mac.sign(utf8("t"))).toEqual(await nobleCrypto.hmacSha256(key, utf8("t")));
+  });
 });
 
 describe("deferredProvider", () => {
@@ -336,9 +379,13 @@ describe("deferredProvider", () => {
     const c = deferredProvider("later", new Promise<CryptoProvider>((r) => (resolve = r)));
     expect(c.backends.x25519).toBe("noble");
     const early = c.sha256(utf8("abc"));
+    const earlyMac = keyedHmacSha256(c, utf8("Jefe"));
     const node = await createNodeCryptoProvider();
     resolve(node);
     expect(toHex(await early)).toBe("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    expect(toHex(await (await earlyMac).sign(utf8("what do ya want for nothing?")))).toBe(
+      "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843",
+    );
     expect(c.backends.x25519).toBe("node");
     const key = new Uint8Array(32).fill(1);
     expect(await c.x25519.publicKey(key)).toEqual(await nobleCrypto.x25519.publicKey(key));

@@ -58,6 +58,19 @@ export interface KeyedAead {
   ): Promise<Uint8Array | undefined>;
 }
 
+/**
+ * HMAC-SHA-256 under a key imported once (`CryptoProvider.hmacSha256Key`): the same answers as
+ * `hmacSha256(key, ...parts)`, without importing the key per call — for a key that signs many
+ * messages (the relay's per-connection authentication key, docs/protocol/relay.md, one HMAC per
+ * command). Holds no raw key bytes where the backend can avoid it (a non-extractable WebCrypto
+ * `CryptoKey`, a node:crypto `KeyObject`, noble's keyed inner and outer states); dropping the
+ * object is all there is to forget it.
+ */
+export interface KeyedHmac {
+  /** RFC 2104 HMAC-SHA-256 of the concatenation of `parts` under the handle's key. */
+  sign(...parts: Uint8Array[]): Promise<Uint8Array>;
+}
+
 /** An AEAD with a fixed nonce length (12 bytes for the IETF ciphers, 24 for XChaCha). */
 export interface Aead {
   readonly nonceLength: number;
@@ -118,6 +131,8 @@ export interface MlKem768 {
   ): Promise<{ ciphertext: Uint8Array; sharedSecret: Uint8Array } | undefined>;
   /** FIPS 203 §7.3 (implicit rejection); undefined only for inputs of the wrong size. */
   decapsulate(secretKey: Uint8Array, ciphertext: Uint8Array): Promise<Uint8Array | undefined>;
+  /** Optional, as `X25519.forget`: the caller wipes this decapsulation key now. Never throws. */
+  forget?(secretKey: Uint8Array): void;
 }
 
 export interface CryptoProvider {
@@ -141,9 +156,25 @@ export interface CryptoProvider {
   blake2s(...parts: Uint8Array[]): Promise<Uint8Array>;
   /** RFC 2104 HMAC-SHA-256 of the concatenation of `parts`. */
   hmacSha256(key: Uint8Array, ...parts: Uint8Array[]): Promise<Uint8Array>;
+  /**
+   * Optional: `key` (any length, not retained) imported once for many `hmacSha256` calls, served
+   * by the same backend as `hmacSha256` (compose.ts). Callers use `keyedHmacSha256`, which falls
+   * back to per-call `hmacSha256` when a provider has none.
+   */
+  hmacSha256Key?(key: Uint8Array): Promise<KeyedHmac>;
   /** RFC 2104 HMAC with BLAKE2s-256 (block 64 bytes), the HMAC of Noise §4.3. */
   hmacBlake2s(key: Uint8Array, ...parts: Uint8Array[]): Promise<Uint8Array>;
   /** RFC 5869 HKDF-SHA-256 (extract with `salt`, expand with `info`) to `length` bytes. */
   hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Promise<Uint8Array>;
   readonly mlkem768: MlKem768;
+}
+
+/**
+ * A keyed HMAC-SHA-256 handle from `crypto` (its `hmacSha256Key`), or, for a provider without one,
+ * a handle that calls `hmacSha256` with a copy of `key` (the caller may wipe its own).
+ */
+export function keyedHmacSha256(crypto: CryptoProvider, key: Uint8Array): Promise<KeyedHmac> {
+  if (crypto.hmacSha256Key) return crypto.hmacSha256Key(key);
+  const copy = key.slice();
+  return Promise.resolve({ sign: (...parts: Uint8Array[]) => crypto.hmacSha256(copy, ...parts) });
 }

@@ -11,7 +11,7 @@
  */
 import { equalBytes } from "../bytes.ts";
 import { nobleCrypto } from "./noble.ts";
-import type { Aead, CryptoProvider, Primitive } from "./provider.ts";
+import { type Aead, type CryptoProvider, keyedHmacSha256, type Primitive } from "./provider.ts";
 
 const same = (a: Uint8Array | undefined, b: Uint8Array | undefined): boolean =>
   a !== undefined && b !== undefined && a.length === b.length && equalBytes(a, b);
@@ -158,7 +158,10 @@ const CHECKS: Record<Primitive, (c: CryptoProvider) => Promise<boolean>> = {
   sha256: (c) => hashAgrees(c, (p, ...parts) => p.sha256(parts[0] ?? EMPTY)),
   sha512: (c) => hashAgrees(c, (p, ...parts) => p.sha512(parts[0] ?? EMPTY)),
   blake2s: (c) => hashAgrees(c, (p, ...parts) => p.blake2s(...parts)),
-  hmacSha256: (c) => macAgrees(c, (p, key, ...parts) => p.hmacSha256(key, ...parts), 20),
+  // The keyed handle too (provider.ts `hmacSha256Key`): it serves with `hmacSha256`, so both agree or neither is used.
+  hmacSha256: async (c) =>
+    (await macAgrees(c, (p, key, ...parts) => p.hmacSha256(key, ...parts), 20)) &&
+    (await macAgrees(c, async (p, key, ...parts) => (await keyedHmacSha256(p, key)).sign(...parts), 20)),
   hmacBlake2s: (c) => macAgrees(c, (p, key, ...parts) => p.hmacBlake2s(key, ...parts), 22),
   hkdfSha256: async (c) => {
     for (const [salt, info, length] of [

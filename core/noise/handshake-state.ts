@@ -331,9 +331,11 @@ export class HandshakeState {
   #wipe(): void {
     this.#symmetric.wipe();
     // The backend drops what it made from the private keys (node: OpenSSL's copies) now, not when
-    // this object is collected: it keeps #s, wiped (core/crypto/provider.ts, X25519.forget).
+    // this object is collected: it keeps #s, wiped (core/crypto/provider.ts, X25519.forget and
+    // MlKem768.forget).
     this.#crypto.x25519.forget?.(this.#s.privateKey);
     if (this.#e) this.#crypto.x25519.forget?.(this.#e.privateKey);
+    if (this.#e1) this.#crypto.mlkem768.forget?.(this.#e1.secretKey);
     wipe(this.#s.privateKey, this.#e?.privateKey, this.#e1?.secretKey, this.#psk);
     this.#e = undefined;
     this.#e1 = undefined;

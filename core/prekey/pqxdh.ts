@@ -427,6 +427,7 @@ export async function acceptInitialMessage(
 
   const kemSecret = kemSecretKey(kem.seed);
   const ss = await crypto.mlkem768.decapsulate(kemSecret, header.kemCiphertext);
+  crypto.mlkem768.forget?.(kemSecret); // a backend's copy goes with the key (MlKem768.forget)
   kemSecret.fill(0);
   if (ss === undefined) return err("LOFT_ERR_MALFORMED", "initial message: ML-KEM-768 ciphertext");
   const dh2 = await dh(crypto, spk.secretKey, header.baseKey);

@@ -58,6 +58,13 @@ export interface ProxyClientOptions {
    * MAX_CHUNK to a peer that announced it, smaller to fit a carrier's unit).
    */
   maxChunk?: number;
+  /**
+   * The peer's serving side reads REQUEST's NO_BODY (it announced `proxy.flags`, endpoint.ts
+   * `peerReadsNoBody`): a request with no body (GET and HEAD from the Service Worker, `loft`) is
+   * then one REQUEST frame, not REQUEST and an empty END (docs/protocol/proxy.md, "Body-less
+   * requests"). Default false: what every peer reads.
+   */
+  noBody?: boolean;
 }
 
 interface Stream {
@@ -75,6 +82,7 @@ export class ProxyClient {
   readonly #maxConcurrent: number;
   readonly #headTimeoutMs: number;
   readonly #maxChunk: number;
+  readonly #noBody: boolean;
   readonly #streams = new Map<number, Stream>();
   readonly #queue: (() => void)[] = [];
   /**
@@ -94,6 +102,7 @@ export class ProxyClient {
     this.#maxConcurrent = options.maxConcurrent ?? 16;
     this.#headTimeoutMs = options.headTimeoutMs ?? 30_000;
     this.#maxChunk = options.maxChunk ?? LEGACY_CHUNK;
+    this.#noBody = options.noBody ?? false;
   }
 
   /** Requests holding a slot: open, or ended with a body not yet read to its end or cancelled. */
@@ -117,6 +126,7 @@ export class ProxyClient {
     // been registered first, its id would be spent and its head timer would later RESET an id the
     // peer never saw — an out-of-order frame that closes the session (§Streams).
     const id = this.#nextId;
+    const noBody = this.#noBody && body === undefined;
     let requestFrame: FrameParts;
     try {
       requestFrame = encodeFrameParts({
@@ -126,6 +136,7 @@ export class ProxyClient {
         window: this.#window,
         path: head.path,
         headers: head.headers,
+        ...(noBody ? { noBody: true } : {}),
       });
     } catch (e) {
       if (isLoftError(e) && e.code === "LOFT_ERR_FRAME_TOO_LARGE")
@@ -143,6 +154,8 @@ export class ProxyClient {
       );
       signal?.addEventListener("abort", () => this.reset(id, "cancelled", "aborted"));
       if (!this.#failed) this.#sendFrame(requestFrame);
+      // NO_BODY: the REQUEST said it all; no upload, no END (and a CREDIT for it breaks the rules).
+      if (noBody) return;
       const upload = new OutboundBody(body ?? emptyBody(), REQUEST_BODY_WINDOW, this.#maxChunk);
       stream.upload = upload;
       upload
@@ -206,7 +219,10 @@ export class ProxyClient {
         return ok(undefined);
       case "credit":
         if (!stream.upload?.addCredit(frame.bytes))
-          return this.#fail("LOFT_ERR_SCHEMA", "proxy: credit overflow");
+          return this.#fail(
+            "LOFT_ERR_SCHEMA",
+            `proxy: CREDIT for request ${frame.id}'s body: it has none, or the credit overflows`,
+          );
         return ok(undefined);
       case "reset":
         this.#finish(stream, new ProxyResetError(frame.code, frame.reason));

@@ -8,7 +8,15 @@ import { describe, expect, it } from "vitest";
 import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
 import { concatBytes, toHex } from "../bytes.ts";
 import { readAll } from "./body.ts";
-import { PROXY_DATA_EXTENSION, ProxyEndpoint, peerChunkLimit, proxyDataExtension } from "./endpoint.ts";
+import {
+  PROXY_DATA_EXTENSION,
+  PROXY_FLAGS_EXTENSION,
+  ProxyEndpoint,
+  peerChunkLimit,
+  peerReadsNoBody,
+  proxyDataExtension,
+  proxyFlagsExtension,
+} from "./endpoint.ts";
 import { type FrameParts, LEGACY_CHUNK, MAX_CHUNK } from "./frames.ts";
 import { MemoryFileSource, shareHandler } from "./share.ts";
 
@@ -62,6 +70,29 @@ describe('proxy.data: the DATA size a peer announces (docs/protocol/proxy.md, "D
           }
         },
       ),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+});
+
+describe('proxy.flags: whether a peer reads NO_BODY (docs/protocol/proxy.md, "Body-less requests")', () => {
+  it("ours says so; absent, a reserved bit alone, or anything but one byte reads as no", () => {
+    expect(peerReadsNoBody(proxyFlagsExtension())).toBe(true);
+    expect(toHex(proxyFlagsExtension()[PROXY_FLAGS_EXTENSION]!)).toBe("01");
+    expect(peerReadsNoBody({})).toBe(false);
+    expect(peerReadsNoBody(proxyDataExtension())).toBe(false);
+    expect(peerReadsNoBody({ [PROXY_FLAGS_EXTENSION]: Uint8Array.of(0x02) })).toBe(false);
+    expect(peerReadsNoBody({ [PROXY_FLAGS_EXTENSION]: Uint8Array.of(0xff) })).toBe(true);
+    expect(peerReadsNoBody({ [PROXY_FLAGS_EXTENSION]: new Uint8Array(0) })).toBe(false);
+    expect(peerReadsNoBody({ [PROXY_FLAGS_EXTENSION]: Uint8Array.of(1, 1) })).toBe(false);
+  });
+
+  it("any bytes give a boolean, never a throw; only one byte with bit 0x01 says yes (fuzzed)", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 6 }), (value) => {
+        const yes = peerReadsNoBody({ [PROXY_FLAGS_EXTENSION]: value });
+        expect(yes).toBe(value.length === 1 && (value[0]! & 1) === 1);
+      }),
       { numRuns: FUZZ_RUNS },
     );
   });

@@ -41,6 +41,34 @@ export function peerChunkLimit(extensions: Readonly<Record<string, Uint8Array>>)
   return announced === 0 ? LEGACY_CHUNK : Math.min(announced, MAX_CHUNK);
 }
 
+/**
+ * Session handshake extension (docs/protocol/proxy.md, "Body-less requests"): what this side's
+ * serving side reads beyond version 1's frames, one byte of flags. Bit 0x01: a REQUEST whose
+ * method byte has NO_BODY set (frames.ts) — no request body, no END. Other bits are reserved:
+ * sent 0, ignored. A peer that does not send it, or sends anything but exactly one byte, reads
+ * none of them.
+ */
+export const PROXY_FLAGS_EXTENSION = "proxy.flags";
+/** `proxy.flags` bit: this side's serving side takes REQUEST's NO_BODY. */
+export const FLAG_NO_BODY = 0x01;
+
+/** The extension every session that carries PROXY frames sends: we read NO_BODY. */
+export function proxyFlagsExtension(): Record<string, Uint8Array> {
+  return { [PROXY_FLAGS_EXTENSION]: Uint8Array.of(FLAG_NO_BODY) };
+}
+
+/**
+ * Whether the peer's serving side reads REQUEST's NO_BODY, from its handshake extensions: only
+ * when it announced `proxy.flags` as exactly one byte with FLAG_NO_BODY set (anything else is
+ * read as no announcement, as `peerChunkLimit` does: the value only limits what its sender is sent).
+ */
+export function peerReadsNoBody(extensions: Readonly<Record<string, Uint8Array>>): boolean {
+  const value = Object.hasOwn(extensions, PROXY_FLAGS_EXTENSION)
+    ? extensions[PROXY_FLAGS_EXTENSION]
+    : undefined;
+  return value instanceof Uint8Array && value.length === 1 && (value[0]! & FLAG_NO_BODY) !== 0;
+}
+
 export const CHANNEL_TO_SERVER = 0x00;
 export const CHANNEL_TO_CLIENT = 0x01;
 const TO_SERVER = Uint8Array.of(CHANNEL_TO_SERVER);

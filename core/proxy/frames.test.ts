@@ -26,14 +26,24 @@ const code = (b: Uint8Array) => {
 
 const headerValue = fc.stringMatching(/^[\t\x20-\x7e]{0,40}$/);
 const arbFrame: fc.Arbitrary<ProxyFrame> = fc.oneof(
-  fc.record({
-    type: fc.constant("request" as const),
-    id: fc.integer({ min: 1, max: 0xffffffff }),
-    method: fc.constantFrom(...METHODS),
-    window: fc.integer({ min: 0, max: MAX_WINDOW }),
-    path: fc.string({ minLength: 1, maxLength: 200 }).map((s) => `/${s}`),
-    headers: fc.array(fc.tuple(fc.constantFrom(...REQUEST_HEADERS), headerValue), { maxLength: 8 }),
-  }),
+  fc
+    .record(
+      {
+        type: fc.constant("request" as const),
+        id: fc.integer({ min: 1, max: 0xffffffff }),
+        method: fc.constantFrom(...METHODS),
+        window: fc.integer({ min: 0, max: MAX_WINDOW }),
+        path: fc.string({ minLength: 1, maxLength: 200 }).map((s) => `/${s}`),
+        headers: fc.array(fc.tuple(fc.constantFrom(...REQUEST_HEADERS), headerValue), { maxLength: 8 }),
+        // NO_BODY (docs/protocol/proxy.md, "Body-less requests"): present as `true` or absent.
+        noBody: fc.constantFrom(true as const, undefined),
+      },
+      { requiredKeys: ["type", "id", "method", "window", "path", "headers"] },
+    )
+    .map((f) => {
+      const { noBody, ...rest } = f;
+      return noBody ? { ...rest, noBody } : rest;
+    }),
   fc.record({
     type: fc.constant("response" as const),
     id: fc.integer({ min: 1, max: 0xffffffff }),
@@ -67,6 +77,8 @@ describe("proxy frames", () => {
         const back = decodeFrame(bytes);
         expect(back.ok).toBe(true);
         if (back.ok) expect(hex(encodeFrame(back.value))).toBe(hex(bytes));
+        if (back.ok && back.value.type === "request" && frame.type === "request")
+          expect(back.value.noBody).toBe(frame.noBody);
       }),
       { numRuns: runs },
     );
@@ -130,6 +142,14 @@ describe("proxy frames", () => {
   it("refuses malformed frames with the code that says why", () => {
     const req = encodeFrame({ type: "request", id: 1, method: "GET", window: 1000, path: "/a", headers: [] });
     expect(code(req)).toBe("ok");
+    // NO_BODY is bit 0x80 of the method byte (offset 6); the low 7 bits must still be a method.
+    const flagged = (m: number) => req.map((b, i) => (i === 6 ? m : b));
+    const get = decodeFrame(flagged(0x81));
+    expect(get.ok && get.value).toMatchObject({ type: "request", method: "GET", noBody: true });
+    expect(decodeFrame(req).ok && "noBody" in (decodeFrame(req) as { value: object }).value).toBe(false);
+    expect(code(flagged(0x80))).toBe("LOFT_ERR_SCHEMA");
+    expect(code(flagged(0x88))).toBe("LOFT_ERR_SCHEMA");
+    expect(code(flagged(0xff))).toBe("LOFT_ERR_SCHEMA");
     expect(code(req.subarray(0, 5))).toBe("LOFT_ERR_MALFORMED");
     expect(code(Uint8Array.from([...req, 0]))).toBe("LOFT_ERR_MALFORMED");
     expect(code(Uint8Array.from([2, ...req.subarray(1)]))).toBe("LOFT_ERR_UNSUPPORTED_VERSION");

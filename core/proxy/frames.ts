@@ -7,6 +7,8 @@
  *   version u8 (= 1) ‖ type u8 ‖ request id u32 ‖ body
  *
  *   0x01 REQUEST   method u8 ‖ window u32 ‖ path len u16 ‖ path ‖ headers
+ *                  (method's bit 0x80, NO_BODY: no request body, no END follows — sent only to a
+ *                  peer that announced it, endpoint.ts `PROXY_FLAGS_EXTENSION`)
  *   0x02 RESPONSE  status u16 ‖ headers
  *   0x03 DATA      bytes (1..MAX_CHUNK)
  *   0x04 END       (empty)
@@ -57,6 +59,15 @@ export const MAX_WINDOW = 1024 * 1024;
 export const REQUEST_BODY_WINDOW = 64 * 1024;
 /** Largest RESET reason, in UTF-8 bytes. */
 export const MAX_REASON_BYTES = 256;
+/**
+ * REQUEST's method byte, bit 0x80 (docs/protocol/proxy.md §Frames, "Body-less requests"): the
+ * request has no body and its END is implied — the serving side's request body ends at the
+ * REQUEST, and an END, or DATA, for that id afterwards breaks the stream rules. The low 7 bits
+ * are the method. Sent only to a peer that announced it reads the flag (endpoint.ts
+ * `PROXY_FLAGS_EXTENSION`): a receiver from before reads 0x81 as an unknown method and closes
+ * the session.
+ */
+export const NO_BODY = 0x80;
 /** Request ids are u32; 0 is never used. */
 export const MAX_REQUEST_ID = 0xffff_ffff;
 const PREFIX = 6;
@@ -120,7 +131,16 @@ const RESET_NAMES = Object.fromEntries(Object.entries(RESET_CODES).map(([k, v]) 
 export type Headers = [name: string, value: string][];
 
 export type ProxyFrame =
-  | { type: "request"; id: number; method: ProxyMethod; window: number; path: string; headers: Headers }
+  | {
+      type: "request";
+      id: number;
+      method: ProxyMethod;
+      window: number;
+      path: string;
+      headers: Headers;
+      /** NO_BODY: no request body and no END follows (absent: a body, however empty, then END). */
+      noBody?: true;
+    }
   | { type: "response"; id: number; status: number; headers: Headers }
   | { type: "data"; id: number; bytes: Uint8Array }
   | { type: "end"; id: number }
@@ -228,7 +248,7 @@ export function encodeFrame(frame: ProxyFrame): Uint8Array {
       if (path.length > MAX_PATH_BYTES) throw headTooLarge(`path over ${MAX_PATH_BYTES} bytes`);
       checkWindow(frame.window);
       const w = prefix(T_REQUEST, frame.id, 64 + path.length)
-        .u8(method + 1)
+        .u8((method + 1) | (frame.noBody ? NO_BODY : 0))
         .u32(frame.window)
         .u16(path.length)
         .bytes(path);
@@ -405,14 +425,23 @@ export function decodeFrame(bytes: Uint8Array): Result<ProxyFrame> {
     switch (type) {
       case T_REQUEST: {
         const m = r.u8();
-        const method = METHODS[m - 1];
+        const method = METHODS[(m & ~NO_BODY) - 1];
         if (!method) return err("LOFT_ERR_SCHEMA", `proxy request: method ${m}`);
         const window = readWindow(r);
         const pathLen = r.u16();
         if (pathLen === 0 || pathLen > MAX_PATH_BYTES)
           return err("LOFT_ERR_SCHEMA", `proxy request: path of ${pathLen} bytes`);
         const path = r.text(pathLen);
-        frame = { type: "request", id, method, window, path, headers: readHeaders(r, REQUEST_HEADERS) };
+        const headers = readHeaders(r, REQUEST_HEADERS);
+        frame = {
+          type: "request",
+          id,
+          method,
+          window,
+          path,
+          headers,
+          ...(m & NO_BODY ? { noBody: true } : {}),
+        };
         break;
       }
       case T_RESPONSE: {

@@ -33,14 +33,15 @@ export function connectProxy(
     }
   };
   // Each frame is joined into its own bytes here: it is read a microtask later, and a DATA body
-  // part is the sender's buffer.
+  // part is the sender's buffer. Both sides are this code: a body-less request is one REQUEST
+  // frame (NO_BODY, docs/protocol/proxy.md §Body-less requests).
   const c: ProxyClient = new ProxyClient(
     (parts) => {
       const frame = concatBytes(...parts);
       if (keep) sent.up.push(frame);
       queueMicrotask(() => check(s.receive(frame)));
     },
-    { maxChunk: MAX_CHUNK, ...client },
+    { maxChunk: MAX_CHUNK, noBody: true, ...client },
   );
   // Both sides are this code, so DATA may fill a session frame's worth (frames.ts MAX_CHUNK).
   const s: ProxyServer = new ProxyServer({

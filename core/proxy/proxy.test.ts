@@ -592,6 +592,152 @@ describe("proxy protocol violations", () => {
   });
 });
 
+describe('body-less requests: NO_BODY (docs/protocol/proxy.md, "Body-less requests")', () => {
+  const framesOf = (sent: Uint8Array[]) =>
+    sent.map((b) => {
+      const r = decodeFrame(b);
+      if (!r.ok) throw r.error;
+      return r.value;
+    });
+
+  it("a GET to a peer that reads NO_BODY is one REQUEST frame, no END; to one that does not, REQUEST then END", async () => {
+    for (const noBody of [true, false]) {
+      const source = new MemoryFileSource();
+      source.put("s", ["f"], bytesOf(5000));
+      const seen: (Uint8Array | null)[] = [];
+      const share = shareHandler(
+        { shares: () => [{ mount: [], root: "s", contacts: new Set([FRIEND]) }], isContact: () => true },
+        source,
+      );
+      const pair = connectProxy(
+        {
+          peer: FRIEND,
+          // The request body the handler sees: ended at once with NO_BODY, after END without.
+          handler: async (request) => {
+            seen.push(await request.body.read());
+            return share(request);
+          },
+        },
+        { noBody },
+        true,
+      );
+      for (let i = 0; i < 2; i++) {
+        const res = await pair.client.request(get("/f"));
+        expect(equalBytes(await readAll(res.body), bytesOf(5000))).toBe(true);
+      }
+      const up = framesOf(pair.sent.up);
+      expect(up.map((f) => f.type)).toEqual(
+        noBody ? ["request", "request"] : ["request", "end", "request", "end"],
+      );
+      expect(
+        up
+          .filter((f) => f.type === "request")
+          .every((f) => f.type === "request" && f.noBody === (noBody || undefined)),
+      ).toBe(true);
+      expect(seen).toEqual([null, null]);
+      expect(pair.error()).toBeUndefined();
+    }
+  });
+
+  it("a request with a body keeps DATA and END, NO_BODY or not; the served side reads it whole", async () => {
+    const got: Uint8Array[] = [];
+    const pair = connectProxy(
+      {
+        peer: FRIEND,
+        handler: async (request) => {
+          got.push(await readAll(request.body));
+          return { status: 200, headers: [], body: { read: async () => null, cancel: () => undefined } };
+        },
+      },
+      { noBody: true },
+      true,
+    );
+    const body = new InboundBody(
+      1 << 20,
+      () => undefined,
+      () => undefined,
+    );
+    body.push(bytesOf(3000));
+    body.end();
+    const res = await pair.client.request({ method: "POST", path: "/up", headers: [] }, body);
+    expect(await readAll(res.body)).toEqual(new Uint8Array(0));
+    expect(equalBytes(got[0]!, bytesOf(3000))).toBe(true);
+    const up = framesOf(pair.sent.up);
+    expect(up.map((f) => f.type)).toEqual(["request", "data", "end"]);
+    expect(up[0]!.type === "request" && up[0]!.noBody).toBeUndefined();
+  });
+
+  const served = () => {
+    const out: Uint8Array[] = [];
+    const source = new MemoryFileSource();
+    source.put("s", ["f"], bytesOf(100));
+    const s = new ProxyServer({
+      peer: FRIEND,
+      send: (f) => out.push(concatBytes(...f)),
+      handler: shareHandler(
+        { shares: () => [{ mount: [], root: "s", contacts: new Set([FRIEND]) }], isContact: () => true },
+        source,
+      ),
+    });
+    return { s, out };
+  };
+  const bodiless = (id: number) =>
+    encodeFrame({ type: "request", id, method: "GET", window: 1000, path: "/f", headers: [], noBody: true });
+
+  it("an END after NO_BODY is a second END (replay); DATA after it is past the end; the session closes", () => {
+    let { s } = served();
+    expect(s.receive(bodiless(1)).ok).toBe(true);
+    let r = s.receive(encodeFrame({ type: "end", id: 1 }));
+    expect(r.ok || r.error.code).toBe("LOFT_ERR_REPLAY");
+    expect(s.receive(bodiless(2)).ok).toBe(false); // closed for good
+    ({ s } = served());
+    expect(s.receive(bodiless(1)).ok).toBe(true);
+    r = s.receive(encodeFrame({ type: "data", id: 1, bytes: new Uint8Array(3) }));
+    expect(r.ok || r.error.code).toBe("LOFT_ERR_SCHEMA");
+  });
+
+  it("a replayed or out-of-order NO_BODY request is a replay, and frames for an id never opened are out of order", () => {
+    let { s } = served();
+    expect(s.receive(bodiless(4)).ok).toBe(true);
+    let r = s.receive(bodiless(4));
+    expect(r.ok || r.error.code).toBe("LOFT_ERR_REPLAY");
+    ({ s } = served());
+    expect(s.receive(bodiless(4)).ok).toBe(true);
+    r = s.receive(bodiless(2));
+    expect(r.ok || r.error.code).toBe("LOFT_ERR_REPLAY");
+    ({ s } = served());
+    expect(s.receive(bodiless(4)).ok).toBe(true);
+    r = s.receive(encodeFrame({ type: "end", id: 9 }));
+    expect(r.ok || r.error.code).toBe("LOFT_ERR_SCHEMA");
+  });
+
+  it("the NO_BODY request is served, with its END and nothing else from the served side's body", async () => {
+    const { s, out } = served();
+    expect(s.receive(bodiless(1)).ok).toBe(true);
+    await until(() =>
+      out.some(
+        (b) => decodeFrame(b).ok && (decodeFrame(b) as { value: { type: string } }).value.type === "end",
+      ),
+    );
+    const down = framesOf(out);
+    expect(down.map((f) => f.type)).toEqual(["response", "data", "end"]);
+    // The served side never grants credit for a request body that does not exist.
+    expect(down.some((f) => f.type === "credit")).toBe(false);
+  });
+
+  it("the client refuses CREDIT for a NO_BODY request's body, which does not exist", async () => {
+    const sent: Uint8Array[] = [];
+    const client = new ProxyClient((f) => sent.push(concatBytes(...f)), { window: 1000, noBody: true });
+    const pending = client.request(get("/f"));
+    pending.catch(() => undefined);
+    await until(() => sent.length > 0);
+    expect(framesOf(sent)).toMatchObject([{ type: "request", id: 1, noBody: true }]);
+    const r = client.receive(encodeFrame({ type: "credit", id: 1, bytes: 10 }));
+    expect(r.ok || r.error.code).toBe("LOFT_ERR_SCHEMA");
+    await expect(pending).rejects.toMatchObject({ code: "LOFT_ERR_SCHEMA" });
+  });
+});
+
 describe("share path rules", () => {
   it("normalizes plain paths and refuses every traversal form", () => {
     expect(normalizePath("/")).toEqual({ ok: true, value: ["index.html"] });

@@ -103,6 +103,16 @@ describe("proxy rules under arbitrary input", () => {
         path: fc.constantFrom("/f", "/", "/../f", "/g"),
         headers: fc.constant([] as [string, string][]),
       }),
+      // NO_BODY requests (docs/protocol/proxy.md §Body-less requests), then END, DATA or a replay of them.
+      fc.record({
+        type: fc.constant("request" as const),
+        id: fc.integer({ min: 1, max: 6 }),
+        method: fc.constantFrom(...METHODS),
+        window: fc.integer({ min: 0, max: 40_000 }),
+        path: fc.constantFrom("/f", "/g"),
+        headers: fc.constant([] as [string, string][]),
+        noBody: fc.constant(true as const),
+      }),
       fc.record({
         type: fc.constant("data" as const),
         id: fc.integer({ min: 1, max: 6 }),

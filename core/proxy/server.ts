@@ -177,6 +177,9 @@ export class ProxyServer {
       this.#refuse(record, id, { refuse: "rate_limited", reason: "too many requests, slow down" });
       return ok(undefined);
     }
+    // NO_BODY (docs/protocol/proxy.md, "Body-less requests"): the request body ends here, so an
+    // END for this id is a second END (LOFT_ERR_REPLAY) and DATA is past the end (LOFT_ERR_SCHEMA).
+    if (frame.noBody) stream.upload.end();
     this.#streams.set(id, stream);
     const request: ServedRequest = {
       peer: this.#o.peer,

@@ -1,18 +1,27 @@
 /**
  * docs/vectors/proxy-v1.json: every committed frame decodes to its fields and encodes back to
- * the same bytes; every `proxy.data` value gives its DATA size; every invalid frame gives its error code; scripts/gen-proxy-vectors.ts
+ * the same bytes; every `proxy.data` value gives its DATA size, every `proxy.flags` value its
+ * NO_BODY reading; every invalid frame gives its error code; scripts/gen-proxy-vectors.ts
  * regenerates the file byte for byte.
  */
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { buildProxyVectors, PROXY_VECTOR_FILE } from "../../scripts/gen-proxy-vectors.ts";
 import { toHex } from "../bytes.ts";
-import { PROXY_DATA_EXTENSION, peerChunkLimit, proxyDataExtension } from "./endpoint.ts";
+import {
+  PROXY_DATA_EXTENSION,
+  PROXY_FLAGS_EXTENSION,
+  peerChunkLimit,
+  peerReadsNoBody,
+  proxyDataExtension,
+  proxyFlagsExtension,
+} from "./endpoint.ts";
 import { decodeFrame, encodeFrame, type ProxyFrame } from "./frames.ts";
 
 interface Vectors {
   frames: { label: string; frame: Record<string, unknown>; bytes: string }[];
   data_size: { label: string; extension: string; value: string | null; data_size: number }[];
+  no_body: { label: string; extension: string; value: string | null; reads_no_body: boolean }[];
   invalid: { label: string; bytes: string; code: string }[];
 }
 
@@ -42,6 +51,16 @@ describe("proxy vectors (docs/vectors/proxy-v1.json)", () => {
       expect(peerChunkLimit(extensions), v.label).toBe(v.data_size);
     }
     expect(toHex(proxyDataExtension()[PROXY_DATA_EXTENSION]!)).toBe(committed.data_size[0]!.value);
+  });
+
+  it("reads each proxy.flags value: NO_BODY read or not", () => {
+    expect(committed.no_body.map((v) => v.reads_no_body)).toEqual([true, false, false, true, false, false]);
+    for (const v of committed.no_body) {
+      expect(v.extension).toBe(PROXY_FLAGS_EXTENSION);
+      const extensions = v.value === null ? {} : { [v.extension]: fromHex(v.value) };
+      expect(peerReadsNoBody(extensions), v.label).toBe(v.reads_no_body);
+    }
+    expect(toHex(proxyFlagsExtension()[PROXY_FLAGS_EXTENSION]!)).toBe(committed.no_body[0]!.value);
   });
 
   it("refuses each invalid frame with its code", () => {

@@ -14,6 +14,7 @@ import {
   deserializeRatchet,
   expireSkippedKeys,
   generateRatchetKeyPair,
+  kdfChain,
   MAX_MESSAGE_LEN,
   MAX_SKIPPED_CHAINS,
   MIN_MESSAGE_LEN,
@@ -31,6 +32,7 @@ import {
 import {
   GCM_NONCE_LEN,
   type Header,
+  MAX_COUNTER,
   MESSAGE_PREFIX_LEN,
   type MessageVersion,
   openBody,
@@ -734,5 +736,196 @@ describe("ratchetDecryptBatch: a step that throws part-way (provider exception)"
       /provider failed/,
     );
     expect(unwrap(await ratchetDecrypt(one.state, m2, NOW)).plaintext).toEqual(utf8("m2"));
+  });
+});
+
+/**
+ * An encrypt whose seal throws (a provider exception) commits nothing, like the batch decrypt's
+ * `thrown` contract: the state is unchanged and usable, and every key the attempt derived — each
+ * KDF_CK output, message keys and chain keys (DR §5.2) — is zeroed on the way out.
+ */
+describe("ratchetEncrypt / Parts / Batch: a seal that throws wipes the derived keys", () => {
+  /** noble, recording every HMAC-SHA-256 output (KDF_CK's keys) and failing the `failAt`-th seal. */
+  function failingSeal(aead: "xchacha20poly1305" | "aes256gcm", failAt: number) {
+    const derived: Uint8Array[] = [];
+    let seals = 0;
+    const base = nobleCrypto[aead];
+    const crypto = {
+      ...nobleCrypto,
+      hmacSha256: async (key: Uint8Array, ...parts: Uint8Array[]) => {
+        const out = await nobleCrypto.hmacSha256(key, ...parts);
+        derived.push(out);
+        return out;
+      },
+      [aead]: {
+        nonceLength: base.nonceLength,
+        open: base.open.bind(base),
+        seal: (...args: Parameters<typeof base.seal>) => {
+          if (++seals === failAt) return Promise.reject(new Error("seal failed"));
+          return base.seal(...args);
+        },
+      },
+    };
+    return { crypto, derived };
+  }
+  const isZero = (b: Uint8Array) => b.every((x) => x === 0);
+
+  it.each([
+    ["ratchetEncrypt", "xchacha20poly1305", 1, 1],
+    ["ratchetEncrypt", "xchacha20poly1305", 2, 1],
+    ["ratchetEncrypt", "aes256gcm", 1, 2],
+    ["ratchetEncryptParts", "xchacha20poly1305", 2, 1],
+    ["ratchetEncryptParts", "aes256gcm", 1, 2],
+    ["ratchetEncryptBatch", "xchacha20poly1305", 4, 1],
+    ["ratchetEncryptBatch", "aes256gcm", 2, 2],
+  ] as const)("%s, %s seal number %i throws (version 0x0%i)", async (call, aead, failAt, v) => {
+    const { a, b } = await parties();
+    expect((await b.receive(await a.send("first"))).ok).toBe(true);
+    const before = serializeRatchet(a.state);
+    const { crypto, derived } = failingSeal(aead, failAt);
+    const options = { crypto, messageVersion: v as MessageVersion };
+    const attempt =
+      call === "ratchetEncrypt"
+        ? ratchetEncrypt(a.state, utf8("lost"), NOW, options)
+        : call === "ratchetEncryptParts"
+          ? ratchetEncryptParts(a.state, utf8("lost"), NOW, options)
+          : ratchetEncryptBatch(a.state, [utf8("one"), utf8("two"), utf8("three")], NOW, options);
+    await expect(attempt).rejects.toThrow(/seal failed/);
+    expect(derived.length).toBeGreaterThanOrEqual(2);
+    expect(derived.filter((k) => !isZero(k))).toEqual([]);
+    // Nothing committed: the same state, still live, and its next message opens at Bob's.
+    expect(serializeRatchet(a.state)).toEqual(before);
+    expect(await b.receive(await a.send("after"))).toEqual({ ok: true, value: "after" });
+  });
+});
+
+describe("ratchetDecrypt: a DH ratchet step whose sending half throws wipes what it derived", () => {
+  it.each(["random", "x25519"] as const)(
+    "%s fails: state unchanged, KDF_CK outputs and the new DHs zeroed and forgotten",
+    async (fault) => {
+      const { a, b } = await parties();
+      expect((await b.receive(await a.send("first"))).ok).toBe(true);
+      const skippedOne = await b.send("b0"); // Alice skips it: the old chain gains nothing, the new one a key
+      const m = await b.send("b1");
+      const derived: Uint8Array[] = [];
+      const generated: Uint8Array[] = [];
+      const forgotten: Uint8Array[] = [];
+      let dhs = 0;
+      const crypto = {
+        ...nobleCrypto,
+        hmacSha256: async (key: Uint8Array, ...parts: Uint8Array[]) => {
+          const out = await nobleCrypto.hmacSha256(key, ...parts);
+          derived.push(out);
+          return out;
+        },
+        x25519: {
+          publicKey: (k: Uint8Array) => {
+            generated.push(k);
+            return nobleCrypto.x25519.publicKey(k);
+          },
+          // The receiving half's DH, then (fault "x25519") the sending half's refused.
+          sharedSecret: (k: Uint8Array, p: Uint8Array) =>
+            fault === "x25519" && ++dhs === 2
+              ? Promise.resolve(undefined)
+              : nobleCrypto.x25519.sharedSecret(k, p),
+          forget: (k: Uint8Array) => void forgotten.push(k),
+        },
+      };
+      const random = (n: number) => {
+        if (fault === "random") throw new Error("random failed");
+        return nobleCrypto.randomBytes(n);
+      };
+      const before = serializeRatchet(a.state);
+      await expect(ratchetDecrypt(a.state, m, NOW, { crypto, random })).rejects.toThrow(
+        fault === "random" ? /random failed/ : /X25519 rejected/,
+      );
+      expect(serializeRatchet(a.state)).toEqual(before);
+      expect(derived.length).toBeGreaterThanOrEqual(4);
+      expect(derived.filter((k) => k.some((x) => x !== 0))).toEqual([]);
+      expect(generated.length).toBe(fault === "random" ? 0 : 1);
+      expect(generated.filter((k) => k.some((x) => x !== 0))).toEqual([]);
+      expect(forgotten).toEqual(generated);
+      // Still live: both messages open, in any order.
+      expect(await a.receive(m)).toEqual({ ok: true, value: "b1" });
+      expect(await a.receive(skippedOne)).toEqual({ ok: true, value: "b0" });
+    },
+  );
+});
+
+/**
+ * Counters are u32 and a stored counter holds at most MAX_COUNTER (docs/protocol/ratchet.md,
+ * "Limits"): a sender's last message is N = MAX_COUNTER − 1. A header naming N = MAX_COUNTER (only
+ * a peer holding the header key can write one) is refused before any key is derived (DR §3.5).
+ */
+describe("message numbers at the u32 limit (MAX_COUNTER)", () => {
+  /** Alice's sending chain and Bob's receiving chain moved, in step, to N = `at` (same keys). */
+  async function nearTheEnd(at: number) {
+    const { a, b } = await parties();
+    expect((await b.receive(await a.send("first"))).ok).toBe(true);
+    a.state = { ...a.state, sendCount: at };
+    b.state = { ...b.state, recvCount: at };
+    return { a, b };
+  }
+  /** The message numbered `n` that the next key of `state`'s sending chain seals (as a peer could). */
+  async function numbered(state: RatchetState, n: number, text: string): Promise<Uint8Array> {
+    const step = await kdfChain(nobleCrypto, state.sendChainKey!);
+    const header = { dh: state.dhSelfPublic, pn: state.prevSendCount, n };
+    return sealMessage(
+      nobleCrypto,
+      1,
+      state.sendHeaderKey!,
+      step.messageKey,
+      header,
+      new Uint8Array(24).fill(n & 0xff),
+      AD,
+      utf8(text),
+    );
+  }
+
+  it("the last number opens and the state still stores; MAX_COUNTER is LOFT_ERR_MALFORMED, state unchanged", async () => {
+    const { a, b } = await nearTheEnd(MAX_COUNTER - 3);
+    const early = [await a.send("n-3"), await a.send("n-2")];
+    const last = await a.send("last");
+    await expect(a.send("one more")).rejects.toThrow(/sending chain exhausted/);
+    // What the next key of the chain would seal, were a sender to go on.
+    const beyond = await numbered(a.state, MAX_COUNTER, "beyond");
+    // From Nr = MAX_COUNTER − 3 this skips 3 keys, well inside MAX_SKIP: only the number refuses it.
+    const before = serializeRatchet(b.state);
+    const r = await ratchetDecrypt(b.state, beyond, NOW);
+    expect(codeOf(r)).toBe("LOFT_ERR_MALFORMED");
+    expect(serializeRatchet(b.state)).toEqual(before);
+    // The last message of the chain (N = MAX_COUNTER − 1) skips two keys and opens.
+    expect(await b.receive(last)).toEqual({ ok: true, value: "last" });
+    expect(b.state.recvCount).toBe(MAX_COUNTER);
+    expect(unwrap(deserializeRatchet(serializeRatchet(b.state))).recvCount).toBe(MAX_COUNTER);
+    // Past the end now, in both readers: one by one and the batch's fast way.
+    const after = serializeRatchet(b.state);
+    expect(codeOf(await ratchetDecrypt(b.state, beyond, NOW))).toBe("LOFT_ERR_MALFORMED");
+    expect(serializeRatchet(b.state)).toEqual(after);
+    const batch = await ratchetDecryptBatch(b.state, [beyond, early[1]!, early[0]!], NOW);
+    expect(batch.results.map((x) => (x.ok ? new TextDecoder().decode(x.value) : x.error.code))).toEqual([
+      "LOFT_ERR_MALFORMED",
+      "n-2",
+      "n-3",
+    ]);
+    expect(batch.state.recvCount).toBe(MAX_COUNTER);
+    expect(batch.state.skipped).toEqual([]);
+  });
+
+  it("a batch whose run reaches the last number stops there; the next one is refused (property)", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 0, max: 6 }), async (skip, back) => {
+        // Nr = MAX_COUNTER − skip − back; messages numbered up to MAX_COUNTER, in order.
+        const start = MAX_COUNTER - skip - back;
+        const { a, b } = await nearTheEnd(start);
+        const sent = await sequence(skip + back, (i) => a.send(`m${start + i}`));
+        const beyond = await numbered(a.state, MAX_COUNTER, "beyond");
+        const batch = await ratchetDecryptBatch(b.state, [...sent, beyond], NOW);
+        expect(batch.results.map(codeOf)).toEqual([...sent.map(() => "ok"), "LOFT_ERR_MALFORMED"]);
+        expect(batch.state.recvCount).toBe(MAX_COUNTER);
+        expect(deserializeRatchet(serializeRatchet(batch.state)).ok).toBe(true);
+      }),
+      { numRuns: 12 },
+    );
   });
 });

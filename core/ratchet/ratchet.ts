@@ -158,6 +158,9 @@ export async function initAlice(p: InitAliceParams): Promise<Result<RatchetState
   const self = await generateRatchetKeyPair(p.random, crypto);
   const dhOut = await dh(crypto, self.secretKey, p.bobRatchetPublic);
   if (!dhOut) {
+    // The backend drops what it made from the key (node: OpenSSL's copy) now, not when the array
+    // is collected (core/crypto/provider.ts, X25519.forget), as Noise does on its wipe.
+    crypto.x25519.forget?.(self.secretKey);
     self.secretKey.fill(0);
     return err("LOFT_ERR_MALFORMED", "bob's ratchet public key is a low-order point");
   }
@@ -444,22 +447,31 @@ async function encryptNow<T>(
   if (state.sendCount >= MAX_COUNTER) throw new RangeError("ratchet: sending chain exhausted");
   if (plaintext.length > MAX_MESSAGE_LEN - MIN_MESSAGE_LEN)
     throw new RangeError("ratchet: plaintext too large");
+  const version = options.messageVersion ?? MESSAGE_VERSION;
+  if (!isMessageVersion(version)) throw new RangeError(`ratchet: unknown message version ${version}`);
   const nonce = ownedCopy((options.random ?? crypto.randomBytes)(NONCE_LEN), NONCE_LEN, "random");
   const step = await kdfChain(crypto, state.sendChainKey);
   const header: Header = { dh: state.dhSelfPublic, pn: state.prevSendCount, n: state.sendCount };
-  const version = options.messageVersion ?? MESSAGE_VERSION;
-  if (!isMessageVersion(version)) throw new RangeError(`ratchet: unknown message version ${version}`);
-  const sealed = await seal(
-    crypto,
-    version,
-    state.sendHeaderKey,
-    step.messageKey,
-    header,
-    nonce,
-    state.ad,
-    plaintext,
-  );
-  step.messageKey.fill(0);
+  let sealed: T;
+  try {
+    sealed = await seal(
+      crypto,
+      version,
+      state.sendHeaderKey,
+      step.messageKey,
+      header,
+      nonce,
+      state.ad,
+      plaintext,
+    );
+  } catch (e) {
+    // A provider exception: nothing is committed and `state` stays usable (as for the batches),
+    // so the chain key derived for the next state goes with the message key (DR §3.5).
+    step.chainKey.fill(0);
+    throw e;
+  } finally {
+    step.messageKey.fill(0);
+  }
   const next: RatchetState = {
     ...state,
     sendChainKey: step.chainKey,
@@ -776,6 +788,15 @@ async function receiveInCurrentChain(
   const headerKey = state.recvHeaderKey!;
   const chainKey = state.recvChainKey!;
   if (header.n < state.recvCount) return receiveSkipped(crypto, state, skipped, headerKey, header, parts);
+  // A sender stops at N = MAX_COUNTER − 1 (its Ns is then MAX_COUNTER, the most a stored counter
+  // holds); accepting N = MAX_COUNTER would leave Nr = 2³², a state the format cannot store
+  // (docs/protocol/ratchet.md, "Limits"). Refused before any key is derived (DR §3.5). PN needs no
+  // such check: PN = MAX_COUNTER is a full chain, and the keys it skips are numbered below it.
+  if (header.n >= MAX_COUNTER)
+    return err(
+      "LOFT_ERR_MALFORMED",
+      `ratchet message: message number ${header.n} is past the last a chain holds`,
+    );
   if (header.n - state.recvCount > state.limits.maxSkip)
     return err("LOFT_ERR_TOO_MANY_SKIPPED", `ratchet message: would skip ${header.n - state.recvCount} keys`);
   const advanced = await advanceChain(crypto, chainKey, headerKey, state.recvCount, header.n, now);
@@ -853,12 +874,31 @@ async function receiveWithDhRatchet(
     return err("LOFT_ERR_DECRYPT", BODY_FAILED);
   }
   // DHRatchetHE, sending half: DHs = GENERATE_DH(); RK, CKs, NHKs = KDF_RK_HE(RK, DH(DHs, DHr)).
-  const self = await generateRatchetKeyPair(random, crypto);
-  const dhSend = await dh(crypto, self.secretKey, header.dh);
-  if (!dhSend) throw new Error("ratchet: X25519 rejected a key it accepted a moment ago");
-  const sendStep = await kdfRoot(crypto, recvStep.rootKey, dhSend);
-  dhSend.fill(0);
-  recvStep.rootKey.fill(0);
+  let self: RatchetKeyPair | undefined;
+  let dhSend: Uint8Array | undefined;
+  let sendStep: Awaited<ReturnType<typeof kdfRoot>>;
+  try {
+    self = await generateRatchetKeyPair(random, crypto);
+    dhSend = await dh(crypto, self.secretKey, header.dh);
+    if (!dhSend) throw new Error("ratchet: X25519 rejected a key it accepted a moment ago");
+    sendStep = await kdfRoot(crypto, recvStep.rootKey, dhSend);
+  } catch (e) {
+    // A provider exception: nothing is committed (state unchanged, DR §3.5), so everything this
+    // attempt derived is zeroed — the message was read but is not handed out.
+    if (self) {
+      crypto.x25519.forget?.(self.secretKey);
+      self.secretKey.fill(0);
+    }
+    plaintext.fill(0);
+    step.chainKey.fill(0);
+    recvStep.nextHeaderKey.fill(0);
+    wipeSkipped(oldChain);
+    wipeSkipped(newChain.skipped);
+    throw e;
+  } finally {
+    dhSend?.fill(0);
+    recvStep.rootKey.fill(0);
+  }
   const next: RatchetState = {
     ...state,
     dhSelfSecret: self.secretKey,
@@ -876,6 +916,9 @@ async function receiveWithDhRatchet(
     prevSendCount: state.sendCount,
     skipped: withSkipped(state.limits, withSkipped(state.limits, skipped, oldChain), newChain.skipped),
   };
+  // The replaced DHs is wiped just below: its backend handle (node: OpenSSL's copy) goes now, not
+  // when the array is collected — a caller may keep the consumed state (X25519.forget).
+  crypto.x25519.forget?.(state.dhSelfSecret);
   wipeUnshared(state, next, true);
   return ok({ state: next, plaintext });
 }

@@ -19,15 +19,15 @@
  * All failures surface as `LoftError` with a stable code; nothing else is thrown for bad input.
  */
 import { randomBytes } from "@noble/hashes/utils.js";
-import { toHex } from "../bytes.ts";
+import { toHex, wipe } from "../bytes.ts";
 import { decodeVersionHeader, encodeVersionHeader } from "../codec/version.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
-import type { CryptoProvider } from "../crypto/provider.ts";
+import type { CryptoProvider, KeyedHmac } from "../crypto/provider.ts";
 import { LoftError, type Result } from "../errors.ts";
 import type { Link } from "../link/link.ts";
 import {
-  authenticateCommand,
   authPublicKey,
+  commandAuthenticator,
   deriveAuthKey,
   deriveRcvKey,
   newAuthKeyPair,
@@ -170,8 +170,11 @@ export class RelayClient {
   #nextId = 1;
   /** 1.3: SENDs and ACKs issued this tick, by kind ‖ queue id (hex); flushed in a microtask. */
   #corked: Map<string, Corked> | undefined;
-  /** Authentication keys of this connection, by the auth secret they belong to (1.1). */
-  readonly #authKeys = new WeakMap<Uint8Array, Promise<Uint8Array>>();
+  /**
+   * Authentication keys of this connection, by the auth secret they belong to (1.1), each as a
+   * keyed HMAC handle (core/crypto/provider.ts `KeyedHmac`): imported once, not per command.
+   */
+  readonly #authKeys = new WeakMap<Uint8Array, Promise<KeyedHmac>>();
   /**
    * Frames leave in request-id order: under 1.1 the relay refuses an authenticated command whose
    * id is not above the previous one's, and authenticators are computed asynchronously.
@@ -624,14 +627,14 @@ export class RelayClient {
     if (!authSecret) return encodeClientFrame(t);
     const relayKey = this.hello.connectionKey;
     if (!relayKey) return encodeClientFrame(t, signCommand(authSecret, this.hello.sessionId, t));
-    const crypto = this.#options.crypto ?? nobleCrypto;
-    return this.#authKey(authSecret, relayKey).then(async (key) =>
-      encodeClientFrame(t, await authenticateCommand(crypto, key, t)),
-    );
+    return this.#authKey(authSecret, relayKey).then(async (mac) => encodeClientFrame(t, await mac.sign(t)));
   }
 
-  /** The queue's authentication key on this connection: one X25519 + HKDF, then cached. */
-  #authKey(authSecret: Uint8Array, relayKey: Uint8Array): Promise<Uint8Array> {
+  /**
+   * The queue's authentication key on this connection: one X25519 + HKDF and one key import,
+   * then cached as the handle (`a = HMAC-SHA256(K, t)`, docs/protocol/relay.md §Command authorization).
+   */
+  #authKey(authSecret: Uint8Array, relayKey: Uint8Array): Promise<KeyedHmac> {
     const known = this.#authKeys.get(authSecret);
     if (known) return known;
     const crypto = this.#options.crypto ?? nobleCrypto;
@@ -639,7 +642,10 @@ export class RelayClient {
       const authPublic = await crypto.ed25519.publicKey(authSecret);
       const key = await deriveAuthKey(crypto, authSecret, authPublic, relayKey, this.hello.sessionId);
       if (!key.ok) throw key.error;
-      return key.value;
+      const mac = await commandAuthenticator(crypto, key.value);
+      // The handle holds the key now (a CryptoKey, a KeyObject or noble's keyed states).
+      wipe(key.value);
+      return mac;
     })();
     this.#authKeys.set(authSecret, derived);
     derived.catch(() => this.#authKeys.delete(authSecret));

@@ -18,7 +18,7 @@ import { bytesToNumberLE, numberToBytesLE } from "@noble/curves/utils.js";
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { abytes, concatBytes, utf8, wipe } from "../bytes.ts";
-import type { Aead, CryptoProvider } from "../crypto/provider.ts";
+import { type Aead, type CryptoProvider, type KeyedHmac, keyedHmacSha256 } from "../crypto/provider.ts";
 import { err, ok, type Result } from "../errors.ts";
 import {
   AUTH_KEY_INFO,
@@ -291,6 +291,16 @@ export function authenticateCommand(
 ): Promise<Uint8Array> {
   abytes(authKey, KEY_LENGTH, "authKey");
   return crypto.hmacSha256(authKey, transmission);
+}
+
+/**
+ * The same authenticator as `authenticateCommand`, from a handle that imported `authKey` once
+ * (provider.ts `KeyedHmac`): a connection's authentication key signs every command of its queue,
+ * so the relay client keeps the handle, not the key bytes, for the connection's life.
+ */
+export function commandAuthenticator(crypto: CryptoProvider, authKey: Uint8Array): Promise<KeyedHmac> {
+  abytes(authKey, KEY_LENGTH, "authKey");
+  return keyedHmacSha256(crypto, authKey);
 }
 
 export const RCV_CIPHERTEXT_BYTES = RCV_CIPHERTEXT_LENGTH;

@@ -8,6 +8,7 @@ import { ConfigError } from "../../host/config.ts";
 
 export type StoreErrorCode =
   | "LOFT_ERR_RELAY_DATA_DIR"
+  | "LOFT_ERR_RELAY_DATA_DIR_IN_USE"
   | "LOFT_ERR_RELAY_MASTER_KEY"
   | "LOFT_ERR_RELAY_KEYRING"
   | "LOFT_ERR_RELAY_STORE_FORMAT"

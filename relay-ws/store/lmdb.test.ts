@@ -19,7 +19,16 @@ import { DueHeap } from "./due-heap.ts";
 import { KEYRING_FILE, keyringEpochs, LEGACY_KEYRING_FILE, SLOT_SIZE } from "./keyring.ts";
 import { LmdbStore, type LmdbStoreOptions, STORE_FORMAT } from "./lmdb.ts";
 import { type Sealed, SealPool } from "./seal-pool.ts";
-import { APPEND_BATCH_EXPECTED, appendBatchContract, newMessage, randomQueue as queue } from "./testing.ts";
+import {
+  APPEND_BATCH_EXPECTED,
+  appendBatchContract,
+  newMessage,
+  randomQueue as queue,
+  SEND_ID_EXPECTED,
+  sendIdContract,
+  ZERO_EXPIRY_EXPECTED,
+  zeroExpiryContract,
+} from "./testing.ts";
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -97,6 +106,15 @@ describe("relay LMDB store", () => {
   it("appendBatch (SENDS, protocol 1.3): in order, duplicates skipped, a prefix up to the first refusal", async () => {
     const store = openStore({ path: tempDir(), masterKey: randomBytes(32) });
     expect(await appendBatchContract(store)).toEqual(APPEND_BATCH_EXPECTED);
+  });
+
+  it("send ids (the contract Redis keeps too): DUPLICATE while stored, during and after an ACK, after a drop; the zero id never; each zero-id message expires at its own time", async () => {
+    expect(await sendIdContract(openStore({ path: tempDir(), masterKey: randomBytes(32) }))).toEqual(
+      SEND_ID_EXPECTED,
+    );
+    expect(await zeroExpiryContract(openStore({ path: tempDir(), masterKey: randomBytes(32) }))).toEqual(
+      ZERO_EXPIRY_EXPECTED,
+    );
   });
 
   it("an epoch that wraps only message keys (no byepoch entry) lives while they do, counted again at open", async () => {

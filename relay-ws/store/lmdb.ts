@@ -42,6 +42,7 @@ import {
   unwrapDataKey,
   wrapDataKey,
 } from "./at-rest.ts";
+import { lockDataDir } from "./dir-lock.ts";
 import { DueHeap } from "./due-heap.ts";
 import { commitCause, guardLmdbCommitRejections, isNoSpaceError, StoreError } from "./errors.ts";
 import { HotBlocks } from "./hot-blocks.ts";
@@ -460,6 +461,8 @@ export class LmdbStore implements RelayStore {
    */
   #deliveriesStored: boolean;
   #closed = false;
+  /** Releases the data dir's lock (dir-lock.ts), at close. */
+  readonly #unlock: () => void;
 
   readonly #overlapping: boolean;
   readonly #keySource: (length: number) => Buffer;
@@ -492,6 +495,9 @@ export class LmdbStore implements RelayStore {
     this.#commitFault = options.commitFault;
     this.#queueSendsMax = options.sendIdCache ?? QUEUE_SENDS_MAX;
     this.#hot = new HotBlocks(options.hotBlockBytes ?? DEFAULT_HOT_BLOCK_BYTES);
+    // One relay process per data dir (dir-lock.ts): taken before anything starts (a second process
+    // is refused without a seal worker to stop), released at close or when the open fails below.
+    const unlock = lockDataDir(options.path);
     this.#sealer =
       options.sealPool ??
       ((options.sealThreads ?? 0) > 0
@@ -501,92 +507,98 @@ export class LmdbStore implements RelayStore {
           })
         : undefined);
     guardLmdbCommitRejections();
-    this.#root = open({
-      path: options.path,
-      // A folder whatever its name: lmdb-js takes a path with an extension ("x.y") for a file.
-      noSubdir: false,
-      maxDbs: 16,
-      compression: false,
-      overlappingSync: this.#overlapping,
-      noSync: !sync,
-      eventTurnBatching: true,
-      noMemInit: false,
-    });
-    const db = (name: string) =>
-      this.#root.openDB<Buffer, Buffer>(name, {
-        keyEncoding: "binary",
-        encoding: "binary",
+    try {
+      this.#root = open({
+        path: options.path,
+        // A folder whatever its name: lmdb-js takes a path with an extension ("x.y") for a file.
+        noSubdir: false,
+        maxDbs: 16,
         compression: false,
+        overlappingSync: this.#overlapping,
+        noSync: !sync,
+        eventTurnBatching: true,
+        noMemInit: false,
       });
-    this.#queues = db("queues");
-    this.#senders = db("senders");
-    this.#seqs = db("seqs");
-    this.#msgs = db("msgs");
-    this.#keys = db("keys");
-    this.#deliveries = db("deliveries");
-    this.#sends = db("sends");
-    this.#expiry = db("expiry");
-    this.#bundles = db("bundles");
-    this.#otks = db("otks");
-    this.#byEpoch = db("byepoch");
-    this.#active = db("active");
-    this.#meta = db("meta");
-    // Refused before anything is touched: a newer relay wrote this dir (a rollback past a format
-    // change); this relay would misread its records and its GC would destroy their keys.
-    const format = this.#meta.get(META_FORMAT);
-    if (format && (format.length !== 4 || format.readUInt32BE(0) > STORE_FORMAT)) {
-      void this.#root.close();
-      throw new StoreError(
-        "LOFT_ERR_RELAY_STORE_FORMAT",
-        format.length === 4
-          ? `${options.path} holds store format ${format.readUInt32BE(0)}, newer than this relay's ${STORE_FORMAT}; run the relay version that wrote it (docs/operations-relay.md, "Upgrades")`
-          : `${options.path} holds an unreadable store format record (${format.length} bytes, not 4); this relay does not know what wrote it and reads nothing (docs/operations-relay.md, "Upgrades")`,
-      );
-    }
-    // Format 2's keyring file name: from now on a relay from before format 2 finds no keyring and
-    // stops (docs/operations-relay.md §Upgrades). Renamed before the migration below, so a crash in
-    // it leaves a dir only a format-2 relay opens (it resumes the migration) — but after the master
-    // key is known to open it, so a start with a wrong key changes nothing.
-    try {
-      renameLegacyKeyring(options.path, options.masterKey, options.previousMasterKey);
+      const db = (name: string) =>
+        this.#root.openDB<Buffer, Buffer>(name, {
+          keyEncoding: "binary",
+          encoding: "binary",
+          compression: false,
+        });
+      this.#queues = db("queues");
+      this.#senders = db("senders");
+      this.#seqs = db("seqs");
+      this.#msgs = db("msgs");
+      this.#keys = db("keys");
+      this.#deliveries = db("deliveries");
+      this.#sends = db("sends");
+      this.#expiry = db("expiry");
+      this.#bundles = db("bundles");
+      this.#otks = db("otks");
+      this.#byEpoch = db("byepoch");
+      this.#active = db("active");
+      this.#meta = db("meta");
+      // Refused before anything is touched: a newer relay wrote this dir (a rollback past a format
+      // change); this relay would misread its records and its GC would destroy their keys.
+      const format = this.#meta.get(META_FORMAT);
+      if (format && (format.length !== 4 || format.readUInt32BE(0) > STORE_FORMAT)) {
+        void this.#root.close();
+        throw new StoreError(
+          "LOFT_ERR_RELAY_STORE_FORMAT",
+          format.length === 4
+            ? `${options.path} holds store format ${format.readUInt32BE(0)}, newer than this relay's ${STORE_FORMAT}; run the relay version that wrote it (docs/operations-relay.md, "Upgrades")`
+            : `${options.path} holds an unreadable store format record (${format.length} bytes, not 4); this relay does not know what wrote it and reads nothing (docs/operations-relay.md, "Upgrades")`,
+        );
+      }
+      // Format 2's keyring file name: from now on a relay from before format 2 finds no keyring and
+      // stops (docs/operations-relay.md §Upgrades). Renamed before the migration below, so a crash in
+      // it leaves a dir only a format-2 relay opens (it resumes the migration) — but after the master
+      // key is known to open it, so a start with a wrong key changes nothing.
+      try {
+        renameLegacyKeyring(options.path, options.masterKey, options.previousMasterKey);
+      } catch (e) {
+        void this.#root.close();
+        throw e;
+      }
+      const hadKeyring = keyringExists(options.path);
+      if (!hadKeyring && this.#hasWrappedKeys()) {
+        void this.#root.close();
+        throw new StoreError(
+          "LOFT_ERR_RELAY_KEYRING",
+          `${options.path}/${KEYRING_FILE} is missing but the store holds records sealed under it; restore the keyring file (or move the data dir away to start empty)`,
+        );
+      }
+      try {
+        this.#keyring = Keyring.open(options.path, options.masterKey, this.#clock(), {
+          previous: options.previousMasterKey,
+          keySource: this.#keySource,
+        });
+      } catch (e) {
+        void this.#root.close();
+        throw e;
+      }
+      if (!format || !this.#keys.doesExist(KEYS_FENCE))
+        this.#root.transactionSync(() => {
+          this.#meta.put(META_FORMAT, u32(STORE_FORMAT));
+          this.#keys.put(KEYS_FENCE, Buffer.alloc(KEY_RECORD));
+        });
+      this.#migrate();
+      this.#migrateMessageKeys();
+      // One pass over the records; a second only after a format 1 → 2 migration (once per store).
+      if (this.#scanMessages()) {
+        this.#migrateSendIds();
+        this.#scanMessages();
+      }
+      this.#deliveriesStored = false;
+      for (const _ of this.#deliveries.getKeys({ limit: 1 })) this.#deliveriesStored = true;
+      this.#legacySends = false;
+      for (const _ of this.#sends.getKeys({ limit: 1 })) this.#legacySends = true;
+      for (const { value } of this.#seqs.getRange({})) this.#totalBytes += decodeState(value).bytes;
     } catch (e) {
-      void this.#root.close();
+      unlock();
       throw e;
     }
-    const hadKeyring = keyringExists(options.path);
-    if (!hadKeyring && this.#hasWrappedKeys()) {
-      void this.#root.close();
-      throw new StoreError(
-        "LOFT_ERR_RELAY_KEYRING",
-        `${options.path}/${KEYRING_FILE} is missing but the store holds records sealed under it; restore the keyring file (or move the data dir away to start empty)`,
-      );
-    }
-    try {
-      this.#keyring = Keyring.open(options.path, options.masterKey, this.#clock(), {
-        previous: options.previousMasterKey,
-        keySource: this.#keySource,
-      });
-    } catch (e) {
-      void this.#root.close();
-      throw e;
-    }
-    if (!format || !this.#keys.doesExist(KEYS_FENCE))
-      this.#root.transactionSync(() => {
-        this.#meta.put(META_FORMAT, u32(STORE_FORMAT));
-        this.#keys.put(KEYS_FENCE, Buffer.alloc(KEY_RECORD));
-      });
-    this.#migrate();
-    this.#migrateMessageKeys();
-    // One pass over the records; a second only after a format 1 → 2 migration (once per store).
-    if (this.#scanMessages()) {
-      this.#migrateSendIds();
-      this.#scanMessages();
-    }
-    this.#deliveriesStored = false;
-    for (const _ of this.#deliveries.getKeys({ limit: 1 })) this.#deliveriesStored = true;
-    this.#legacySends = false;
-    for (const _ of this.#sends.getKeys({ limit: 1 })) this.#legacySends = true;
-    for (const { value } of this.#seqs.getRange({})) this.#totalBytes += decodeState(value).bytes;
+    this.#unlock = unlock;
   }
 
   /**
@@ -2193,14 +2205,19 @@ export class LmdbStore implements RelayStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#sealer?.close();
-    await this.#gcChain;
-    await this.#durable().catch(() => {});
-    await this.#root.close();
-    this.#hot.clear();
-    for (const k of this.#rcvKeys.values()) k.fill(0);
-    this.#rcvKeys.clear();
-    this.#keyring.close();
+    try {
+      await this.#sealer?.close();
+      await this.#gcChain;
+      await this.#durable().catch(() => {});
+      await this.#root.close();
+      this.#hot.clear();
+      for (const k of this.#rcvKeys.values()) k.fill(0);
+      this.#rcvKeys.clear();
+      this.#keyring.close();
+    } finally {
+      // After LMDB closed (or failed to): the next process may open the dir.
+      this.#unlock();
+    }
   }
 }
 

@@ -3,12 +3,24 @@
  * (file, environment, generated beside the data with a warning), the warnings an operator gets,
  * master-key rotation through the config, and data-dir checks.
  */
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
+import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
+import { type LoftStartError, startLoft } from "../../test/support/loft-process.ts";
 import { defaultRelayConfig } from "../config.ts";
+import {
+  DATA_DIR_LOCK_FILE,
+  formatDataDirLock,
+  type LockHolder,
+  lockDataDir,
+  parseDataDirLock,
+  processHolder,
+} from "./dir-lock.ts";
 import { keyringEpochs } from "./keyring.ts";
 import {
   GENERATED_KEY_FILE,
@@ -137,5 +149,111 @@ describe("opening the relay store", () => {
       expect(sealFailoverMessage(reason)).toContain("stopped answering or died");
     expect(sealFailoverMessage("start")).toContain("a new seal worker could not be started");
     expect(sealFailoverMessage("start")).not.toContain("died");
+  });
+});
+
+describe("one relay process per data dir (dir-lock.ts; docs/operations-relay.md §Storage)", () => {
+  const lockOf = (data: string) => parseDataDirLock(readFileSync(join(data, DATA_DIR_LOCK_FILE), "utf8"));
+
+  it("a second relay on a data dir in use stops with LOFT_ERR_RELAY_DATA_DIR_IN_USE; after kill -9 of the holder the next open takes the dir over", async () => {
+    const data = join(tempDir(), "data");
+    const log = recordingLog();
+    const holder = await startLoft({ entry: "relay-ws/main.ts", args: ["--relay-data-dir", data] });
+    try {
+      expect(lockOf(data)?.pid).toBe(holder.child.pid);
+      // What an operator sees: the second process exits before listening, naming the holder.
+      const second = await startLoft({ entry: "relay-ws/main.ts", args: ["--relay-data-dir", data] }).then(
+        async (p) => {
+          await p.stop("SIGKILL");
+          return undefined;
+        },
+        (e: LoftStartError) => e,
+      );
+      expect(second?.reason).toBe("exited");
+      expect(second?.exitCode).toBe(2);
+      expect(second?.output).toContain(
+        `LOFT_ERR_RELAY_DATA_DIR_IN_USE: --relay-data-dir ${data} is in use by relay process ${holder.child.pid}`,
+      );
+      expect(() => openRelayStore(defaultRelayConfig({ dataDir: data }), { log })).toThrow(
+        expect.objectContaining({ code: "LOFT_ERR_RELAY_DATA_DIR_IN_USE" }),
+      );
+      // kill -9 leaves the file; its process is gone, so the next open takes it over.
+      await holder.stop("SIGKILL");
+      expect(lockOf(data)?.pid).toBe(holder.child.pid);
+      const store = openRelayStore(defaultRelayConfig({ dataDir: data }), { log });
+      expect(lockOf(data)?.pid).toBe(process.pid);
+      await store.close();
+      expect(existsSync(join(data, DATA_DIR_LOCK_FILE))).toBe(false);
+    } finally {
+      await holder.stop("SIGKILL");
+    }
+  });
+
+  it("a lock whose holder is gone, reused or unreadable is taken over; a running process's is not", () => {
+    const data = tempDir();
+    const path = join(data, DATA_DIR_LOCK_FILE);
+    const take = () => {
+      const release = lockDataDir(data);
+      expect(lockOf(data)).toEqual(processHolder(process.pid));
+      release();
+      expect(existsSync(path)).toBe(false);
+    };
+    const exited = spawnSync(process.execPath, ["-e", ""], { timeout: 10_000 }).pid;
+    const parent = processHolder(process.ppid);
+    const stale: string[] = [
+      formatDataDirLock({ ...processHolder(process.pid), pid: exited }),
+      // The parent's pid with another start time: a pid reused after the holder died.
+      formatDataDirLock({ ...parent, start: `${Number(parent.start) + 1}` }),
+      // From before a reboot.
+      formatDataDirLock({ ...parent, boot: "00000000-0000-0000-0000-000000000000" }),
+      "",
+      "loft-relay-lock 1 ",
+      "not a lock at all",
+      `${formatDataDirLock(parent)}${"x".repeat(300)}`,
+    ];
+    for (const text of stale) {
+      writeFileSync(path, text);
+      take();
+    }
+    // A running process other than this one (the test runner's parent) holds it: refused, untouched.
+    writeFileSync(path, formatDataDirLock(parent));
+    expect(() => lockDataDir(data)).toThrow(
+      expect.objectContaining({
+        code: "LOFT_ERR_RELAY_DATA_DIR_IN_USE",
+        message: expect.stringContaining(`relay process ${parent.pid}`),
+      }),
+    );
+    expect(readFileSync(path, "utf8")).toBe(formatDataDirLock(parent));
+    // This process's own lock (a store reopened in one process) is no conflict.
+    writeFileSync(path, formatDataDirLock(processHolder(process.pid)));
+    take();
+  });
+
+  it("reads only its own lock line: any other text is no holder, never an exception; a holder round-trips", () => {
+    const holder: fc.Arbitrary<LockHolder> = fc.record({
+      pid: fc.integer({ min: 1, max: 0x7fffffff }),
+      start: fc.stringMatching(/^[0-9]{0,20}$/),
+      boot: fc.oneof(fc.constant(""), fc.uuid()),
+    });
+    fc.assert(
+      fc.property(holder, (h) => {
+        const text = formatDataDirLock(h);
+        expect(parseDataDirLock(text)).toEqual(h);
+        // Cut short, or with anything after it: not a lock this relay wrote.
+        expect(parseDataDirLock(text.slice(0, -1))).toBeUndefined();
+        expect(parseDataDirLock(`${text}\n`)).toBeUndefined();
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
+    fc.assert(
+      fc.property(fc.string({ maxLength: 400 }), holder, fc.nat(60), (junk, h, at) => {
+        // Arbitrary text, and a valid line with arbitrary text spliced in: undefined or a holder.
+        for (const text of [junk, formatDataDirLock(h).slice(0, at) + junk]) {
+          const parsed = parseDataDirLock(text);
+          if (parsed !== undefined) expect(formatDataDirLock(parsed)).toBe(text);
+        }
+      }),
+      { numRuns: FUZZ_RUNS },
+    );
   });
 });

@@ -47,6 +47,19 @@ local function touch(rid, day)
   end
 end
 local function alive(ep) return redis.call('SISMEMBER', P..'epochs', ep) == 1 end
+-- The zero send id (hex) is never DUPLICATE of a stored or acknowledged message, as on LMDB, where
+-- it is a migrated record's "unknown" (docs/protocol/relay.md, SEND): a DUPLICATE for a message not
+-- stored would lose it. Such a message's expiry entry is keyed 'z' ‖ seq (never hex, so never a
+-- send id), one per message: several must not share one expiry.
+local ZERO_SEND = string.rep('0', 32)
+local function duplicate(rid, send)
+  return send ~= ZERO_SEND and redis.call('HEXISTS', P..'n:'..rid, send) == 1
+end
+local function keepSend(rid, send, seq, expires)
+  if send == ZERO_SEND then send = 'z'..seq end
+  redis.call('HSET', P..'n:'..rid, send, seq)
+  redis.call('ZADD', P..'x', expires, rid..'|'..send)
+end
 `;
 
 const script = (body: string) => `${PRELUDE}\n${body}`;
@@ -118,7 +131,7 @@ local rid, send = ARGV[2], ARGV[3]
 local q = P..'q:'..rid
 if redis.call('EXISTS', q) == 0 then return {'missing'} end
 if redis.call('HGET', q, 'susp') then return {'suspended'} end
-if redis.call('HEXISTS', P..'n:'..rid, send) == 1 then return {'duplicate'} end
+if duplicate(rid, send) then return {'duplicate'} end
 if redis.call('HLEN', P..'m:'..rid) >= tonumber(ARGV[4]) then return {'quota'} end
 local cost, quota = tonumber(ARGV[6]), tonumber(ARGV[5])
 if quota > 0 and tonumber(redis.call('GET', P..'bytes') or '0') + cost > quota then return {'full'} end
@@ -127,8 +140,7 @@ local seq = redis.call('HINCRBY', q, 'nseq', 1) - 1
 redis.call('HSET', P..'m:'..rid, seq, ARGV[7])
 redis.call('ZADD', P..'i:'..rid, seq, seq)
 putKey(rid, 'm'..seq, ARGV[8], ARGV[9])
-redis.call('HSET', P..'n:'..rid, send, seq)
-redis.call('ZADD', P..'x', ARGV[10], rid..'|'..send)
+keepSend(rid, send, seq, ARGV[10])
 addBytes(rid, cost)
 redis.call('INCR', P..'nm')
 touch(rid, ARGV[11])
@@ -162,7 +174,7 @@ for at = 8, #ARGV, 5 do
   local send, cost = ARGV[at], tonumber(ARGV[at + 1])
   local status = stop
   if not status then
-    if redis.call('HEXISTS', P..'n:'..rid, send) == 1 then status = 'duplicate'
+    if duplicate(rid, send) then status = 'duplicate'
     elseif redis.call('HLEN', P..'m:'..rid) >= quota then status = 'quota'
     elseif quotaBytes > 0 and tonumber(redis.call('GET', P..'bytes') or '0') + cost > quotaBytes then status = 'full'
     end
@@ -176,8 +188,7 @@ for at = 8, #ARGV, 5 do
     redis.call('HSET', P..'m:'..rid, seq, ARGV[at + 2])
     redis.call('ZADD', P..'i:'..rid, seq, seq)
     putKey(rid, 'm'..seq, ARGV[at + 3], ARGV[7])
-    redis.call('HSET', P..'n:'..rid, send, seq)
-    redis.call('ZADD', P..'x', ARGV[at + 4], rid..'|'..send)
+    keepSend(rid, send, seq, ARGV[at + 4])
     addBytes(rid, cost)
     redis.call('INCR', P..'nm')
     stored = stored + 1

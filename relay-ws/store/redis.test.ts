@@ -4,16 +4,32 @@
  * order, duplicates, quotas, suspension, crypto deletion, TTL, idle queues, epoch keys destroyed —
  * shared by two store instances (two relay processes in production), nothing plaintext in Redis or
  * its AOF, acknowledged writes surviving a kill -9 of Redis (and subscriptions claimed again after
- * it), and delivery counts not held for messages gone through another instance or expired.
+ * it), and delivery counts not held for messages gone through another instance or expired. The
+ * contracts of store/testing.ts (run on LMDB too), and random steps answered as LMDB answers them.
  */
 import { randomBytes } from "node:crypto";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import fc from "fast-check";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
 import { type RedisServer, startRedis } from "../../test/support/redis-server.ts";
+import { LmdbStore } from "./lmdb.ts";
 import { RedisStore } from "./redis.ts";
-import { APPEND_BATCH_EXPECTED, appendBatchContract, newMessage, randomQueue } from "./testing.ts";
+import {
+  APPEND_BATCH_EXPECTED,
+  appendBatchContract,
+  newMessage,
+  randomQueue,
+  SEND_ID_EXPECTED,
+  type StoreOp,
+  sendIdContract,
+  storeOps,
+  ZERO_EXPIRY_EXPECTED,
+  zeroExpiryContract,
+} from "./testing.ts";
 
 const MARKER = "LOFT-REDIS-PLAINTEXT-4c1d";
 let redis: RedisServer;
@@ -117,6 +133,41 @@ describe("Redis relay store", () => {
       "full",
     ]);
     expect(tight.stats()).toMatchObject({ messages: 1 });
+  });
+
+  it("send ids (the LMDB store's contract): DUPLICATE while stored, during and after an ACK, after a drop; the zero id never; each zero-id message expires at its own time", async () => {
+    expect(await sendIdContract(await open())).toEqual(SEND_ID_EXPECTED);
+    expect(await zeroExpiryContract(await open())).toEqual(ZERO_EXPIRY_EXPECTED);
+  });
+
+  it("the same SENDs, batches, ACKs and drops get the same answers on Redis as on LMDB (fast-check, the two engines side by side)", async () => {
+    // Send ids from a pool of four, one of them zero: retries, in and across batches, after ACKs
+    // and drops; a queue quota of 5 so batches meet it part-way. Each case opens both stores
+    // afresh (an LMDB environment on disk, a Redis prefix): a state machine, so far fewer cases
+    // than a decoder's (test/support/fuzz.ts).
+    const id = fc.integer({ min: 0, max: 3 });
+    const op: fc.Arbitrary<StoreOp> = fc.oneof(
+      fc.record({ k: fc.constant("send" as const), id }),
+      fc.record({ k: fc.constant("batch" as const), ids: fc.array(id, { minLength: 1, maxLength: 4 }) }),
+      fc.record({ k: fc.constant("ack" as const) }),
+      fc.record({ k: fc.constant("drop" as const) }),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 14 }), async (ops) => {
+        const sendIds = [new Uint8Array(16), ...[1, 2, 3].map(() => new Uint8Array(randomBytes(16)))];
+        const dir = mkdtempSync(join(tmpdir(), "loft-redis-vs-lmdb-"));
+        const lmdb = new LmdbStore({ path: dir, masterKey: randomBytes(32), sync: false });
+        const onRedis = await open();
+        try {
+          expect(await storeOps(onRedis, ops, sendIds, 5)).toEqual(await storeOps(lmdb, ops, sendIds, 5));
+        } finally {
+          await onRedis.close();
+          await lmdb.close();
+          rmSync(dir, { recursive: true, force: true });
+        }
+      }),
+      { numRuns: Math.min(250, Math.max(30, Math.floor(FUZZ_RUNS / 300))) },
+    );
   });
 
   it("counts bytes against the global quota (FULL), and frees them on deletion", async () => {

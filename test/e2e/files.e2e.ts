@@ -63,10 +63,13 @@ async function underway(a: Page, b: Page, name: string, file: Uint8Array, moreTh
 
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
-/** The file row named `name` on `page`, optionally in state `state`. */
-const row = (page: Page, name: string, state?: string) =>
+/** `text` as a regular expression matching it whole (a substring would find "a.bin" in "data.bin"). */
+const whole = (text: string) => new RegExp(`^\\s*${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s*$`);
+
+/** The file row named exactly `name` on `page`, optionally in state `state`. */
+const row = (page: Page, name: string | RegExp, state?: string) =>
   page.locator(`[data-testid=file]${state ? `[data-state=${state}]` : ""}`, {
-    has: page.locator("[data-testid=file-name]", { hasText: name }),
+    has: page.locator("[data-testid=file-name]", { hasText: typeof name === "string" ? whole(name) : name }),
   });
 
 /**
@@ -181,9 +184,12 @@ describe("files between two browsers", () => {
     await row(a, "holiday.bin", "done").waitFor({ timeout: 30_000 });
     expect(sha(await download(b, "holiday.bin"))).toBe(sha(toBob));
     // The chunks went beside the Noise session, on the link's bulk lane (protocol/files.md §2).
-    expect(env.logs).toContainEqual(
-      expect.stringMatching(/ alice: \[loft engine\] files: sending from chunk 0 on the bulk lane$/),
-    );
+    // Polled: the page's console line reaches the test on its own channel, not with the DOM.
+    await expect
+      .poll(() => env.logs)
+      .toContainEqual(
+        expect.stringMatching(/ alice: \[loft engine\] files: sending from chunk 0 on the bulk lane$/),
+      );
     // It was saved streamed: written into the origin-private file system, downloaded from there.
     expect(
       await b.evaluate(async () => {
@@ -196,7 +202,7 @@ describe("files between two browsers", () => {
     ).toEqual([toBob.length]);
     await expect
       .poll(() => row(b, "holiday.bin").getByTestId("file-status").textContent())
-      .toMatch(/checked/);
+      .toBe("Received · 3.0 MiB, checked");
 
     const toAlice = new Uint8Array(randomBytes(2 * 1024 * 1024));
     await attach(b, "notes.bin", toAlice);
@@ -267,7 +273,8 @@ describe("files between two browsers", () => {
       dt.items.add(new File([bytes], "", { type: "image/png" }));
       window.dispatchEvent(new ClipboardEvent("paste", { clipboardData: dt }));
     }, png);
-    const offered = b.locator("[data-testid=file][data-state=offered]", { hasText: "pasted-" });
+    // Named for the moment it was pasted (app/files.ts `pastedName`), matched whole.
+    const offered = row(b, /^\s*pasted-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z\.png\s*$/, "offered");
     // The sender's preview arrives with the offer, before anything is accepted.
     const thumb = offered.getByTestId("file-thumb");
     await thumb.waitFor({ timeout: 30_000 });
@@ -300,8 +307,10 @@ describe("files between two browsers", () => {
     }, Array.from(shared));
     expect(status).toEqual({ redirected: true, url: "/share" });
     await a.goto(new URL("/share", env.loft.url).toString());
-    await byId(a, "shared-file").filter({ hasText: "shared photo.bin" }).waitFor();
-    await a.locator("[data-testid=share-to]", { hasText: "bob" }).click();
+    await byId(a, "shared-file")
+      .filter({ hasText: whole("shared photo.bin · 293.0 KiB") })
+      .waitFor();
+    await a.locator(`[data-testid=share-to][data-contact-id="${bobId}"]`).click();
     await byId(a, "chat").waitFor({ timeout: 30_000 });
     await row(b, "shared photo.bin", "offered").getByTestId("file-accept").click();
     await row(b, "shared photo.bin", "done").waitFor({ timeout: 30_000 });

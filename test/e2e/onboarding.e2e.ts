@@ -51,6 +51,7 @@ import {
   inLoftDb,
   myLink,
   offlineLink,
+  openChatFromHome,
   openContact,
   outgoing,
   waitForState,
@@ -598,6 +599,30 @@ describe("onboarding, contacts and trust in the PWA", () => {
     await expect.poll(() => texts(a, "out")).toEqual([...before, "committing in the first tab"]);
   });
 
+  /**
+   * From now until `roomAgain` (or a reload), the page's IndexedDB refuses every message write as
+   * a full quota does; everything else, and localStorage (the journal), still takes writes.
+   */
+  const refuseMessageWrites = (page: Page) =>
+    page.evaluate(() => {
+      const put = IDBObjectStore.prototype.put;
+      (window as unknown as { roomAgain: () => void }).roomAgain = () => {
+        IDBObjectStore.prototype.put = put;
+      };
+      IDBObjectStore.prototype.put = function (
+        this: IDBObjectStore,
+        ...args: Parameters<IDBObjectStore["put"]>
+      ) {
+        if (this.name === "messages") throw new DOMException("full", "QuotaExceededError");
+        return put.apply(this, args);
+      };
+    });
+  const roomAgain = (page: Page) =>
+    page.evaluate(() => (window as unknown as { roomAgain: () => void }).roomAgain());
+  /** What the chat says about a message whose save was deferred (`SaveDeferred`). */
+  const notice =
+    "Loft could not save this message yet. It keeps trying and sends it once saved, at the latest the next time you open Loft. No need to send it again.";
+
   it("a message whose commit fails for lack of room keeps its bubble, says so, and is stored once storage works again — or at the next start", async () => {
     await aliceChat(a);
     // The history is on screen (down to the previous test's last message) before it is read.
@@ -605,23 +630,7 @@ describe("onboarding, contacts and trust in the PWA", () => {
     const before = await texts(a, "out");
     // IndexedDB refuses the message's write, as a full quota does; localStorage (the journal)
     // still takes it. The entry must stay: it is the one copy of the words (chat.md §9).
-    const refuseMessageWrites = () =>
-      a.evaluate(() => {
-        const put = IDBObjectStore.prototype.put;
-        (window as unknown as { roomAgain: () => void }).roomAgain = () => {
-          IDBObjectStore.prototype.put = put;
-        };
-        IDBObjectStore.prototype.put = function (
-          this: IDBObjectStore,
-          ...args: Parameters<IDBObjectStore["put"]>
-        ) {
-          if (this.name === "messages") throw new DOMException("full", "QuotaExceededError");
-          return put.apply(this, args);
-        };
-      });
-    const notice =
-      "Loft could not save this message yet. It keeps trying and sends it once saved, at the latest the next time you open Loft. No need to send it again.";
-    await refuseMessageWrites();
+    await refuseMessageWrites(a);
     await typeAndEnter(a, "kept while storage is full");
     await expect.poll(() => id(a, "send-error").textContent()).toBe(notice);
     // The bubble stays and the words are not given back: sending them again would make two.
@@ -630,12 +639,12 @@ describe("onboarding, contacts and trust in the PWA", () => {
     expect(await journal(a)).toHaveLength(1);
     // Room again: stored and sent in this session (the engine retries with backoff), no reload;
     // the notice goes.
-    await a.evaluate(() => (window as unknown as { roomAgain: () => void }).roomAgain());
+    await roomAgain(a);
     await waitForState(a, "kept while storage is full", "delivered");
     await expect.poll(() => id(a, "send-error").isHidden()).toBe(true);
     expect(await journal(a)).toEqual([]);
     // Still full when the page goes: stored at the next start.
-    await refuseMessageWrites();
+    await refuseMessageWrites(a);
     await typeAndEnter(a, "kept over a reload");
     await expect.poll(() => id(a, "send-error").textContent()).toBe(notice);
     expect(await journal(a)).toHaveLength(1);
@@ -645,6 +654,92 @@ describe("onboarding, contacts and trust in the PWA", () => {
     await expect
       .poll(() => texts(a, "out"))
       .toEqual([...before, "kept while storage is full", "kept over a reload"]);
+    expect(await journal(a)).toEqual([]);
+  });
+
+  /** Settings → a new username, by clicks from Home (a reload would replay the journal at unlock). */
+  async function rename(page: Page, username: string) {
+    await id(page, "nav-settings").click();
+    await id(page, "settings-username").fill(username);
+    await id(page, "save-username").click();
+    await expect
+      .poll(() => id(page, "username-result").textContent())
+      .toBe("Saved. Contacts see the new name next time you connect.");
+    await id(page, "back").click();
+    await id(page, "home").waitFor();
+  }
+
+  it("a message whose save was deferred survives a new username: the next engine stores and sends it, before a later message", async () => {
+    await aliceChat(a);
+    await outgoing(a, "kept over a reload").waitFor();
+    const before = await texts(a, "out");
+    await bobReadsAlice();
+    await incoming(b, "kept over a reload").waitFor({ timeout: 60_000 });
+    const bobBefore = await texts(b, "in");
+    await refuseMessageWrites(a);
+    await typeAndEnter(a, "deferred across a new name");
+    await expect.poll(() => id(a, "send-error").textContent()).toBe(notice);
+    expect(await journal(a)).toHaveLength(1);
+    // A new name restarts the engine under the new identity version (app/model.ts
+    // `changeUsername`), with no reload: the deferred save can only reach storage through the
+    // hand-over to the next engine (docs/protocol/chat.md §9, "Deferred saves"). The journal
+    // replay at the restart cannot store it either: storage still refuses.
+    await id(a, "back").click();
+    await rename(a, "Alice R");
+    try {
+      expect(await journal(a)).toHaveLength(1);
+      await roomAgain(a);
+      // A later message: the deferred one is stored first and goes first (chat.md §9).
+      await openChatFromHome(a, bobId);
+      await typeAndEnter(a, "after the new name");
+      await waitForState(a, "deferred across a new name", "delivered");
+      await waitForState(a, "after the new name", "delivered");
+      await expect
+        .poll(() => texts(a, "out"))
+        .toEqual([...before, "deferred across a new name", "after the new name"]);
+      await expect
+        .poll(() => texts(b, "in"))
+        .toEqual([...bobBefore, "deferred across a new name", "after the new name"]);
+      await expect.poll(() => journal(a)).toEqual([]);
+    } finally {
+      // The name the later tests expect, whatever happened above (a reload drops the refusal).
+      await a.goto(loft.url);
+      await rename(a, "Alice");
+    }
+  });
+
+  it("a deferred save that another tab's start stored meanwhile (its journal entry gone) is not stored again: one copy, sent once", async () => {
+    await aliceChat(a);
+    await outgoing(a, "after the new name").waitFor();
+    const before = await texts(a, "out");
+    const bobBefore = await texts(b, "in"); // on screen: polled whole by the test before
+    await refuseMessageWrites(a);
+    await typeAndEnter(a, "stored by the second tab");
+    await expect.poll(() => id(a, "send-error").textContent()).toBe(notice);
+    expect(await journal(a)).toHaveLength(1);
+    // Deferred, the hand-over is no longer pending in this tab (storage.ts `keepJournaled`): a
+    // second tab's start replays the entry — its own writes work — and removes it.
+    const second = await alice.newPage();
+    try {
+      await second.goto(loft.url);
+      await aliceChat(second);
+      await waitForState(second, "stored by the second tab", "queued");
+      await expect.poll(() => journal(second)).toEqual([]);
+    } finally {
+      await second.close();
+    }
+    // The first tab's deferred save finds it stored and its entry gone (`storeJournaled`):
+    // nothing is written over it, and the contact's later messages are no longer held behind it.
+    await roomAgain(a);
+    await typeAndEnter(a, "after the second tab");
+    await waitForState(a, "stored by the second tab", "delivered");
+    await waitForState(a, "after the second tab", "delivered");
+    await expect
+      .poll(() => texts(a, "out"))
+      .toEqual([...before, "stored by the second tab", "after the second tab"]);
+    await expect
+      .poll(() => texts(b, "in"))
+      .toEqual([...bobBefore, "stored by the second tab", "after the second tab"]);
     expect(await journal(a)).toEqual([]);
   });
 

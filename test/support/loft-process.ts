@@ -89,6 +89,22 @@ const ONE_SOURCE_TEST_ENV: Record<string, string> = {
   LOFT_SIGNAL_SOURCE_CPU_BURST_MS: "10000",
 };
 
+/**
+ * A server started without `--relay-data-dir` gets its relay store in `.data/relay-w<N>`, N the
+ * test worker (`VITEST_POOL_ID`): one relay process per data dir (docs/operations-relay.md
+ * §Storage) — two e2e files run at once, each on its own worker — while a file that stops and
+ * restarts its server finds the same store again, as with the one default dir before.
+ */
+function defaultRelayDataDir(
+  args: string[],
+  env: Record<string, string> | undefined,
+): Record<string, string> {
+  const worker = process.env.VITEST_POOL_ID;
+  if (worker === undefined || args.includes("--relay-data-dir")) return {};
+  if (env?.LOFT_RELAY_DATA_DIR !== undefined || process.env.LOFT_RELAY_DATA_DIR !== undefined) return {};
+  return { LOFT_RELAY_DATA_DIR: `.data/relay-w${worker}` };
+}
+
 export async function startLoft(options: StartOptions = {}): Promise<LoftProcess> {
   const entry = options.entry ?? "server/main.ts";
   const host = options.host ?? "127.0.0.1";
@@ -116,6 +132,7 @@ export async function startLoft(options: StartOptions = {}): Promise<LoftProcess
         ...process.env,
         LOG_LEVEL: "info",
         ...(options.productionLimits ? {} : ONE_SOURCE_TEST_ENV),
+        ...defaultRelayDataDir(args, options.env),
         ...options.env,
       },
       stdio: ["ignore", "pipe", "pipe"],

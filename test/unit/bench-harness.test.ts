@@ -1,9 +1,16 @@
 /**
  * bench/harness.ts `alternate` and `sliceRatio`: the machinery every comparing bench relies on to
  * put a figure and its baseline under the same machine load. No timing is asserted: the order of
- * slices, the bookkeeping of operations and the ratio arithmetic are.
+ * slices, the bookkeeping of operations and the ratio arithmetic are. Also bench/baseline-dir.ts:
+ * which `--baseline DIR` bench/relay-store.ts may load beside its own store.
  */
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { inProcessBaselineProblem } from "../../bench/baseline-dir.ts";
 import {
   alternate,
   latencyRows,
@@ -128,5 +135,49 @@ describe("latencyRows", () => {
     expect(latencyRows(() => "p90 alone", subject, { name: "b", samples: [] }, [90])).toEqual([
       { name: "p90 alone", value: 91, unit: "ms", baseline: { name: "b", value: Number.NaN } },
     ]);
+  });
+});
+
+describe("bench:relay-store --baseline DIR (bench/baseline-dir.ts)", () => {
+  const checkout = fileURLToPath(new URL("../..", import.meta.url));
+  const withDir = (f: (dir: string) => void) => {
+    const dir = mkdtempSync(join(tmpdir(), "loft-baseline-dir-"));
+    try {
+      f(dir);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  it("accepts this checkout and a DIR whose node_modules links to this checkout's", () => {
+    expect(inProcessBaselineProblem(checkout, checkout)).toBeUndefined();
+    withDir((dir) => {
+      symlinkSync(join(checkout, "node_modules"), join(dir, "node_modules"));
+      expect(inProcessBaselineProblem(dir, checkout)).toBeUndefined();
+    });
+  });
+
+  it("refuses a DIR with its own lmdb-js (a copy, e.g. hard-linked) or none, saying how to link it", () => {
+    withDir((dir) => {
+      expect(inProcessBaselineProblem(dir, checkout)).toMatch(
+        /^--baseline .*: it loads no lmdb-js, not this/,
+      );
+      // A second copy: another path, whatever its bytes (a hard-linked node_modules is one).
+      const lmdb = join(dir, "node_modules", "lmdb");
+      mkdirSync(lmdb, { recursive: true });
+      writeFileSync(join(lmdb, "package.json"), JSON.stringify({ name: "lmdb", main: "index.js" }));
+      writeFileSync(join(lmdb, "index.js"), "module.exports = {};\n");
+      const problem = inProcessBaselineProblem(dir, checkout);
+      expect(problem).toContain(`it loads lmdb-js from ${join(lmdb, "index.js")}`);
+      expect(problem).toContain("must share one lmdb-js");
+      expect(problem).toContain(`ln -s ${join(checkout, "node_modules")} DIR/node_modules`);
+      // The bench refuses it before it opens any store: exit code 2, the reason on stderr.
+      const r = spawnSync(
+        process.execPath,
+        ["--import", "tsx", join(checkout, "bench/relay-store.ts"), "--baseline", dir, "--json"],
+        { cwd: checkout, encoding: "utf8", timeout: 60_000 },
+      );
+      expect([r.status, r.stdout, r.stderr.trim()]).toEqual([2, "", problem]);
+    });
   });
 });

@@ -1,4 +1,5 @@
-"""E2EE fetch proxy frames, written from docs/protocol/proxy.md ("Frames", "Decoding", "DATA size"),
+"""E2EE fetch proxy frames, written from docs/protocol/proxy.md ("Frames", "Decoding", "DATA size",
+"Body-less requests"),
 to replay docs/vectors/proxy-v1.json: each frame encoded from its fields and decoded back, the DATA
 size each `proxy.data` value gives, and the error code of each invalid frame."""
 import re
@@ -38,7 +39,8 @@ def encode(f):
     t = f["type"]
     if t == "request":
         path = f["path"].encode()
-        return head + bytes([METHODS.index(f["method"]) + 1]) + struct.pack(">IH", f["window"], len(path)) + path + encode_headers(f["headers"])
+        method = METHODS.index(f["method"]) + 1 + (0x80 if f.get("noBody") else 0)
+        return head + bytes([method]) + struct.pack(">IH", f["window"], len(path)) + path + encode_headers(f["headers"])
     if t == "response":
         return head + struct.pack(">H", f["status"]) + encode_headers(f["headers"])
     if t == "data":
@@ -100,6 +102,8 @@ def decode(b):
     r = Reader(b, 6)
     if t == 1:
         m = r.u(1)
+        no_body = m & 0x80  # NO_BODY ("Body-less requests")
+        m &= 0x7F
         if not 1 <= m <= 7:
             raise ProxyError("LOFT_ERR_SCHEMA")
         window = r.u(4)
@@ -110,6 +114,8 @@ def decode(b):
             raise ProxyError("LOFT_ERR_SCHEMA")
         f = {"type": "request", "id": fid, "method": METHODS[m - 1], "window": window, "path": r.text(n),
              "headers": headers(r, REQUEST_HEADERS)}
+        if no_body:
+            f["noBody"] = True
     elif t == 2:
         status = r.u(2)
         if not 100 <= status <= 599:
@@ -147,6 +153,11 @@ def data_size(value):
     return 16_384
 
 
+def reads_no_body(value):
+    """proxy.md "Body-less requests": exactly one byte with bit 0x01."""
+    return value is not None and len(value) == 1 and (value[0] & 1) != 0
+
+
 def check(doc, name):
     for i, x in enumerate(doc["frames"]):
         w = "frames[%d] (%s)" % (i, x["label"])
@@ -155,6 +166,9 @@ def check(doc, name):
     for i, x in enumerate(doc["data_size"]):
         v = None if x["value"] is None else bytes.fromhex(x["value"])
         expect("data_size[%d] (%s)" % (i, x["label"]), data_size(v), x["data_size"])
+    for i, x in enumerate(doc["no_body"]):
+        v = None if x["value"] is None else bytes.fromhex(x["value"])
+        expect("no_body[%d] (%s)" % (i, x["label"]), reads_no_body(v), x["reads_no_body"])
     for i, x in enumerate(doc["invalid"]):
         try:
             decode(bytes.fromhex(x["bytes"]))
@@ -162,4 +176,5 @@ def check(doc, name):
         except ProxyError as e:
             got = e.code
         expect("invalid[%d] (%s)" % (i, x["label"]), got, x["code"])
-    return "%d frames, %d DATA sizes, %d invalid frames" % (len(doc["frames"]), len(doc["data_size"]), len(doc["invalid"]))
+    return "%d frames, %d DATA sizes, %d proxy.flags values, %d invalid frames" % (
+        len(doc["frames"]), len(doc["data_size"]), len(doc["no_body"]), len(doc["invalid"]))

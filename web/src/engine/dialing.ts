@@ -7,7 +7,7 @@
  * outcomes, and imports no other step.
  */
 import { type PreparedEphemerals, prepareEphemerals } from "../../../core/noise/index.ts";
-import { proxyDataExtension } from "../../../core/proxy/endpoint.ts";
+import { proxyDataExtension, proxyFlagsExtension } from "../../../core/proxy/endpoint.ts";
 import { establishSession, type Session } from "../../../core/session/index.ts";
 import type { ContactRecord, EngineError, LinkPath } from "./api.ts";
 import {
@@ -147,11 +147,13 @@ export async function handshake(
       kind: path,
       self: ctx.user,
       expectedIdentityKey: peer.key,
-      // noise.suites (noise-suites.ts); proxy.data: the DATA size we accept (proxy-link.ts);
-      // ratchet.v2: the ratchet message versions we read (peer-ratchet.ts)
+      // noise.suites (noise-suites.ts); proxy.data: the DATA size we accept, proxy.flags: we
+      // read REQUEST's NO_BODY (proxy-link.ts); ratchet.v2: the ratchet message versions we read
+      // (peer-ratchet.ts)
       extensions: {
         ...suitesExtension(),
         ...proxyDataExtension(),
+        ...proxyFlagsExtension(),
         ...ratchetVersionsExtension(),
         ...(ratchetKey ? { [RATCHET_KEY_EXTENSION]: ratchetKey } : {}),
       },

@@ -20,7 +20,12 @@ import { createWebCryptoProvider } from "../../../core/crypto/webcrypto.ts";
 import { err, isLoftError } from "../../../core/errors.ts";
 import { createUserIdentity, type UserIdentity } from "../../../core/identity/identity.ts";
 import { memoryLinkPair } from "../../../core/link/memory-link.ts";
-import { PROXY_DATA_EXTENSION, peerChunkLimit } from "../../../core/proxy/endpoint.ts";
+import {
+  PROXY_DATA_EXTENSION,
+  PROXY_FLAGS_EXTENSION,
+  peerChunkLimit,
+  peerReadsNoBody,
+} from "../../../core/proxy/endpoint.ts";
 import { MAX_CHUNK } from "../../../core/proxy/frames.ts";
 import { DETACHED_EXTENSION, establishSession, type Session } from "../../../core/session/index.ts";
 import { type RunningSignaling, startSignaling } from "../../../signaling/testing.ts";
@@ -86,6 +91,7 @@ describe("the engine's Noise suite choice", () => {
       [
         DETACHED_EXTENSION,
         PROXY_DATA_EXTENSION,
+        PROXY_FLAGS_EXTENSION,
         RATCHET_KEY_EXTENSION,
         RATCHET_VERSIONS_EXTENSION,
         SUITES_EXTENSION,
@@ -102,6 +108,11 @@ describe("the engine's Noise suite choice", () => {
     expect([peerChunkLimit(a1.remoteExtensions), peerChunkLimit(b1.remoteExtensions)]).toEqual([
       MAX_CHUNK,
       MAX_CHUNK,
+    ]);
+    // …and that it reads a body-less REQUEST (docs/protocol/proxy.md, "Body-less requests").
+    expect([peerReadsNoBody(a1.remoteExtensions), peerReadsNoBody(b1.remoteExtensions)]).toEqual([
+      true,
+      true,
     ]);
     expect(aliceSeesBob.answersSuiteOffers).toBe(true);
     expect(bobSeesAlice.answersSuiteOffers).toBe(true);

@@ -13,7 +13,7 @@
 import { describe, expect, it } from "vitest";
 import { TAGLEN } from "../../../core/noise/primitives.ts";
 import { bytesBody } from "../../../core/proxy/body.ts";
-import { proxyDataExtension } from "../../../core/proxy/endpoint.ts";
+import { proxyDataExtension, proxyFlagsExtension } from "../../../core/proxy/endpoint.ts";
 import { decodeFrame, encodeFrame, LEGACY_CHUNK, MAX_CHUNK } from "../../../core/proxy/frames.ts";
 import { TokenBucket } from "../../../core/proxy/rate-limit.ts";
 import { MAX_BODY } from "../../../core/relay/protocol.ts";
@@ -21,7 +21,7 @@ import { MAX_DATA_PAYLOAD } from "../../../core/session/frames.ts";
 import { sessionPair } from "../../../test/support/engine.ts";
 import type { LinkPath } from "./api.ts";
 import type { EngineContext, Peer } from "./context.ts";
-import { proxyChunkFor, receiveProxy, serveProxy } from "./proxy-link.ts";
+import { proxyChunkFor, proxyClientOf, receiveProxy, serveProxy } from "./proxy-link.ts";
 import { newLive } from "./session.ts";
 import { decodeSessionFrame } from "./wire.ts";
 
@@ -120,5 +120,62 @@ describe("proxy DATA sizes per path", () => {
       expect(bytes).toBe(100 * 1024);
       expect(Math.max(...sizes)).toBeLessThanOrEqual(onTheLink(new Uint8Array(2 + 6 + LEGACY_CHUNK)));
     }
+  });
+});
+
+describe('body-less requests on a session (proxy.flags, docs/protocol/proxy.md "Body-less requests")', () => {
+  /** The proxy frames the requester's engine sends for two GETs, as the other end of the session reads them. */
+  async function requestFrames(extensions: Record<string, Uint8Array>): Promise<string[]> {
+    const [mine, theirs] = await sessionPair(extensions);
+    const peer = { id: "b".repeat(64), live: newLive(mine, "direct") } as Peer;
+    const client = proxyClientOf({} as EngineContext, peer);
+    if (!client) throw new Error("no client");
+    const pending = [1, 2].map(() =>
+      client.request({ method: "GET", path: "/a", headers: [] }).catch(() => undefined),
+    );
+    const seen: string[] = [];
+    const until = async (done: () => boolean) => {
+      while (!done()) {
+        const session = decodeSessionFrame(await theirs.receive());
+        if (!session.ok || session.value.type !== "proxy") throw new Error("not a PROXY frame");
+        const frame = decodeFrame(session.value.message.subarray(1));
+        if (!frame.ok) throw frame.error;
+        const f = frame.value;
+        seen.push(
+          f.type === "request" ? `request ${f.id}${f.noBody ? " NO_BODY" : ""}` : `${f.type} ${f.id}`,
+        );
+      }
+    };
+    const count = (prefix: string) => seen.filter((t) => t.startsWith(prefix)).length;
+    // Both REQUESTs, then both requests reset from this side: whatever the requester sent
+    // between (an END each, or nothing) is in order on the session before its RESET.
+    await until(() => count("request") === 2);
+    client.reset(1, "cancelled", "test");
+    client.reset(2, "cancelled", "test");
+    await until(() => count("reset") === 2);
+    mine.close("stopped");
+    theirs.close("stopped");
+    await Promise.all(pending);
+    return seen.sort();
+  }
+
+  it("to a peer that announced proxy.flags, each GET is one REQUEST with NO_BODY", async () => {
+    expect(await requestFrames({ ...proxyDataExtension(), ...proxyFlagsExtension() })).toEqual([
+      "request 1 NO_BODY",
+      "request 2 NO_BODY",
+      "reset 1",
+      "reset 2",
+    ]);
+  });
+
+  it("to a peer from before it (no proxy.flags), each GET is REQUEST then END, as before", async () => {
+    expect(await requestFrames(proxyDataExtension())).toEqual([
+      "end 1",
+      "end 2",
+      "request 1",
+      "request 2",
+      "reset 1",
+      "reset 2",
+    ]);
   });
 });

@@ -15,7 +15,7 @@
 
 import { TAGLEN } from "../../../core/noise/primitives.ts";
 import type { ProxyClient } from "../../../core/proxy/client.ts";
-import { ProxyEndpoint, peerChunkLimit } from "../../../core/proxy/endpoint.ts";
+import { ProxyEndpoint, peerChunkLimit, peerReadsNoBody } from "../../../core/proxy/endpoint.ts";
 import { MAX_CHUNK, MAX_WINDOW } from "../../../core/proxy/frames.ts";
 import type { ProxyHandler } from "../../../core/proxy/server.ts";
 import { RELAY_LINK_PIECE } from "../../../core/relay/live-link.ts";
@@ -103,7 +103,8 @@ function endpointOf(ctx: EngineContext, peer: Peer, live: Live): ProxyEndpoint {
       // slow link would overflow the data channel's buffer and close the session.
       ready: () => live.drain?.() ?? Promise.resolve(),
     },
-    { maxChunk, window: proxyWindowFor(live.path) },
+    // A body-less request is one REQUEST frame to a peer that reads NO_BODY (proxy.flags).
+    { maxChunk, window: proxyWindowFor(live.path), noBody: peerReadsNoBody(live.session.remoteExtensions) },
   );
   endpoints.set(live, endpoint);
   void live.session.closed.then(() => endpoint.close());

@@ -71,6 +71,7 @@ import {
   sessionUp,
 } from "../session.ts";
 import type { BulkLane, IncomingOffer } from "../transport.ts";
+import { FRAME } from "../wire.ts";
 import { allowed, type LinkEvent, type LinkState, linkStateOf } from "./state.ts";
 
 /** What a controller asks of the engine-wide links (links.ts). */
@@ -626,6 +627,13 @@ export class LinkController {
       } catch {
         return;
       }
+      // A detached frame's last bytes were not under the Noise AEAD: only a RATCHET frame, whose
+      // body the ratchet authenticates, may come that way (docs/protocol/session.md §5).
+      const detached = live.session.isDetached(bytes);
+      if (detached && bytes[0] !== FRAME.RATCHET) {
+        live.session.close("LOFT_ERR_MALFORMED", `a detached frame of type ${bytes[0]}`);
+        return;
+      }
       // File chunks and ACKs (0x10–0x17) go to the transfers, in order (docs/protocol/files.md).
       if (isFileFrame(bytes) && ctx.files) {
         live.lastInbound = Date.now();
@@ -638,11 +646,11 @@ export class LinkController {
       if (frame.kind === "stop") return;
       if (frame.kind === "proxy") receiveProxy(ctx, peer, live, frame.message); // ../proxy-link.ts
       if (frame.kind === "ratchet")
-        await serial(peer, async () => this.apply(await receive(ctx, peer, live, frame.message))).catch(
-          (e) => {
-            ctx.cfg.log(`receive failed: ${(e as Error).message}`);
-          },
-        );
+        await serial(peer, async () =>
+          this.apply(await receive(ctx, peer, live, frame.message, detached)),
+        ).catch((e) => {
+          ctx.cfg.log(`receive failed: ${(e as Error).message}`);
+        });
     }
   }
 

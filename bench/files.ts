@@ -438,14 +438,18 @@ window.loftBench = {
  * process can be read: bench/browser-cpu.ts) whose default context keeps storage on disk, which
  * neither `launch()` (off-the-record contexts) nor `launchPersistentContext()` (no `Browser`) gives.
  */
-async function launchOnDisk(dir: string): Promise<{ browser: Browser; stop: () => void }> {
+async function launchOnDisk(dir: string): Promise<{ browser: Browser; stop: () => Promise<void> }> {
   const child = spawn(
     CHROMIUM_PATH,
     [...CHROMIUM_ARGS, "--headless", `--user-data-dir=${dir}`, "--remote-debugging-port=0", "about:blank"],
     { stdio: ["ignore", "ignore", "pipe"] },
   );
-  const stop = () => {
-    if (child.exitCode === null) child.kill("SIGKILL");
+  // Gone before its profile is removed (it writes there until it exits); bounded.
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGKILL");
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
   };
   try {
     const ws = await new Promise<string>((resolve, reject) => {
@@ -466,7 +470,7 @@ async function launchOnDisk(dir: string): Promise<{ browser: Browser; stop: () =
     });
     return { browser: await chromium.connectOverCDP(ws), stop };
   } catch (e) {
-    stop();
+    await stop();
     throw e;
   }
 }
@@ -949,7 +953,7 @@ async function main() {
   } finally {
     for (const c of own) await c.close();
     await browser.close();
-    onDisk?.stop();
+    await onDisk?.stop();
     await loft.stop();
     peerServer.close();
     site.close();

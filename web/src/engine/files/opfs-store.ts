@@ -143,9 +143,9 @@ export class OpfsFileStore implements FileStore {
         waiting.set(id, { resolve, reject });
         worker.postMessage({ ...m, id } as OpfsRequest);
       });
-    const opened = await ask({ op: "open", dir: this.#dir });
-    if (opened.ok) return ask;
-    worker.terminate();
+    const opened = await ask({ op: "open", dir: this.#dir }).catch(() => undefined);
+    if (opened?.ok) return ask;
+    worker.terminate(); // no sync access handles, or no OPFS at all here: IndexedDB it is
     return undefined;
   }
 }

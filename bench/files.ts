@@ -52,6 +52,11 @@
  * access handle in a worker and through a writable), the sender's `File` reads, the seal, the open
  * and digest — what the file path adds to the raw channel, step by step.
  *
+ * `--disk` (with any of the above but `--big`, which has profiles on disk already): both pages in
+ * one Chromium with a profile on disk, storage as on a device — the default pages are off the
+ * record, their IndexedDB in memory and their OPFS behind the browser process, which favours
+ * IndexedDB (bench/README.md, session 15). `LOFT_BENCH_FILE_STORE=idb`: the chunks in IndexedDB.
+ *
  * `--big` (`npm run bench:files -- --big [--json]`): one 1 GiB file (`LOFT_BENCH_FILE_MIB`), files
  * only, one round: `receiver_peak_mib` during it is the issue's "memory flat" figure (the memory of
  * the receiving page, which stores chunks sealed as they come and never holds the file).

@@ -22,6 +22,9 @@ import type { FileRecord, FileStore, FileTransfer } from "./store.ts";
 type Request = OpfsRequest extends infer R ? (R extends { id: number } ? Omit<R, "id"> : never) : never;
 type Ask = (m: Request) => Promise<OpfsReply>;
 
+/** Slots read per request to the worker (4 MiB: one buffer of the worker's). */
+const MAX_SLOTS_PER_READ = 64;
+
 /** The store's worker: opfs-worker.ts, as a module worker the bundler emits beside the page. */
 export const startOpfsWorker = (): Worker =>
   new Worker(new URL("./opfs-worker.ts", import.meta.url), { type: "module", name: "loft-file-chunks" });
@@ -74,10 +77,14 @@ export class OpfsFileStore implements FileStore {
     const ask = await this.#worker();
     const out = new Map<number, Uint8Array>();
     if (ask) {
-      const r = await ask({ op: "get", file: chunkFileName(key), first, count });
-      for (const [n, index] of (r.indexes ?? []).entries()) {
-        const c = r.chunks?.[n];
-        if (c) out.set(index, c);
+      // At most a window's worth per request: the worker reads a request's slots in one buffer.
+      for (let at = first; at < first + count; at += MAX_SLOTS_PER_READ) {
+        const n = Math.min(MAX_SLOTS_PER_READ, first + count - at);
+        const r = await ask({ op: "get", file: chunkFileName(key), first: at, count: n });
+        for (const [k, index] of (r.indexes ?? []).entries()) {
+          const c = r.chunks?.[k];
+          if (c) out.set(index, c);
+        }
       }
       if (out.size === count) return out;
     }

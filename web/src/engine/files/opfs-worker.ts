@@ -90,8 +90,12 @@ async function handle(file: string, create: boolean): Promise<SyncHandle | undef
   return h;
 }
 
-const header = new Uint8Array(SLOT_HEADER_BYTES);
-const headerView = new DataView(header.buffer);
+/** One buffer for every batch (requests run one at a time), grown to the largest asked for. */
+let buffer = new Uint8Array(0);
+function scratch(bytes: number): Uint8Array {
+  if (buffer.length < bytes) buffer = new Uint8Array(bytes);
+  return buffer.subarray(0, bytes);
+}
 
 async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Transferable[] }> {
   switch (m.op) {
@@ -111,14 +115,22 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
       // Each chunk must fit its slot, and none be empty (an empty slot reads as nothing stored).
       if (m.chunks.some((c) => c.length === 0 || c.length > SLOT_BYTES - SLOT_HEADER_BYTES))
         throw new RangeError("a chunk is empty or larger than a slot");
+      const last = m.chunks.at(-1);
+      if (!last) return { reply: { id: m.id } };
       const h = await handle(m.file, true);
       if (!h) throw new Error("no file");
+      // The batch's slots are consecutive: laid out in one buffer (lengths in place, the unused
+      // end of a slot zero) and written with one call — each call is a system call on disk, and
+      // a round trip to the browser process off the record.
+      const bytes = (m.chunks.length - 1) * SLOT_BYTES + SLOT_HEADER_BYTES + last.length;
+      const out = scratch(bytes);
+      out.fill(0);
+      const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
       for (const [n, c] of m.chunks.entries()) {
-        const at = (m.first + n) * SLOT_BYTES;
-        headerView.setUint32(0, c.length, true);
-        if (h.write(c, { at: at + SLOT_HEADER_BYTES }) !== c.length) throw quota();
-        if (h.write(header, { at }) !== SLOT_HEADER_BYTES) throw quota();
+        view.setUint32(n * SLOT_BYTES, c.length, true);
+        out.set(c, n * SLOT_BYTES + SLOT_HEADER_BYTES);
       }
+      if (h.write(out, { at: m.first * SLOT_BYTES }) !== bytes) throw quota();
       h.flush(); // durable before the answer: the resume point counts only what is on disk (§5)
       return { reply: { id: m.id } };
     }
@@ -127,18 +139,21 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
       const indexes: number[] = [];
       const chunks: Uint8Array[] = [];
       if (h) {
-        const size = h.getSize();
-        for (let index = m.first; index < m.first + m.count; index++) {
-          const at = index * SLOT_BYTES;
-          if (at + SLOT_HEADER_BYTES > size) break;
-          if (h.read(header, { at }) !== SLOT_HEADER_BYTES) continue;
-          const length = headerView.getUint32(0, true);
-          // 0: never written (a hole); more than a slot holds: not a slot this store wrote.
+        // One read of the slots asked for (as far as the file goes), then each slot's chunk.
+        const from = m.first * SLOT_BYTES;
+        const bytes = Math.max(0, Math.min(m.count * SLOT_BYTES, h.getSize() - from));
+        const got = bytes > 0 ? h.read(scratch(bytes), { at: from }) : 0;
+        const slots = scratch(bytes);
+        const view = new DataView(slots.buffer, slots.byteOffset, got);
+        for (let n = 0; (n + 1) * SLOT_BYTES - (SLOT_BYTES - SLOT_HEADER_BYTES) <= got; n++) {
+          const at = n * SLOT_BYTES;
+          const length = view.getUint32(at, true);
+          // 0: never written (a hole); more than a slot holds: not a slot this store wrote;
+          // past what the file holds: cut short. None is a chunk.
           if (length === 0 || length > SLOT_BYTES - SLOT_HEADER_BYTES) continue;
-          const c = new Uint8Array(length);
-          if (h.read(c, { at: at + SLOT_HEADER_BYTES }) !== length) continue; // cut short: absent
-          indexes.push(index);
-          chunks.push(c);
+          if (at + SLOT_HEADER_BYTES + length > got) continue;
+          indexes.push(m.first + n);
+          chunks.push(slots.slice(at + SLOT_HEADER_BYTES, at + SLOT_HEADER_BYTES + length));
         }
       }
       return {

@@ -362,6 +362,7 @@ export class Engine implements ChatEngine {
     this.#ctx.relayLive?.close();
     await Promise.allSettled([...this.#ctx.peers.values()].map((p) => p.queue));
     this.#ctx.pool?.close();
+    await this.#ctx.cfg.fileStore?.release?.(); // files held open go (docs/protocol/files.md §6)
     setService(this.#ctx, { signaling: "disabled", relay: "disabled" });
   }
 

@@ -61,13 +61,15 @@ const readOr = (path: string, fallback: string): string => {
   }
 };
 
-/** A process's start time (field 22 of /proc/<pid>/stat), "" if unknown or gone. */
-function startTime(pid: number): string {
+/** A process's state and start time (fields 3 and 22 of /proc/<pid>/stat), "" if unknown or gone. */
+function procStat(pid: number): { state: string; start: string } {
   const stat = readOr(`/proc/${pid}/stat`, "");
   // The command name (field 2) may hold spaces and parentheses: count from the last ")".
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return fields[19] ?? "";
+  return { state: fields[0] ?? "", start: fields[19] ?? "" };
 }
+
+const startTime = (pid: number): string => procStat(pid).start;
 
 const bootId = (): string => readOr("/proc/sys/kernel/random/boot_id", "").trim();
 
@@ -86,8 +88,11 @@ export function holderAlive(h: LockHolder): boolean {
     // EPERM: it exists, owned by another user (another relay under another account).
     if ((e as NodeJS.ErrnoException).code !== "EPERM") return false;
   }
-  const now = startTime(h.pid);
-  return h.start === "" || now === "" || now === h.start;
+  const now = procStat(h.pid);
+  // A zombie (Z; X: being reaped) has exited — its files and LMDB handles closed — and only waits
+  // for its parent to collect its status: a holder that stays one until then is gone all the same.
+  if (now.state === "Z" || now.state === "X") return false;
+  return h.start === "" || now.start === "" || now.start === h.start;
 }
 
 /** The lock files' generations in `dir`, newest first (`relay.lock.<n>`, n decimal). */

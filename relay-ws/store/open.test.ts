@@ -3,7 +3,7 @@
  * (file, environment, generated beside the data with a warning), the warnings an operator gets,
  * master-key rotation through the config, and data-dir checks.
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
   existsSync,
@@ -242,6 +242,35 @@ describe("one relay process per data dir (dir-lock.ts; docs/operations-relay.md 
     // This process's own lock (a store reopened in one process) is no conflict.
     writeFileSync(path, formatDataDirLock(processHolder(process.pid)));
     take();
+  });
+
+  it("a holder that exited but is not reaped yet (a zombie: its parent has not waited) is gone: its lock is taken over", async () => {
+    const data = tempDir();
+    // sh starts a child, prints its pid and becomes `sleep`, which never waits for it: once the
+    // child exits it stays a zombie, start time and all, until the sleep is killed.
+    const parent = spawn("sh", ["-c", "sleep 0 & echo $!; exec sleep 60"], {
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    try {
+      const zombie = await new Promise<number>((resolve, reject) => {
+        parent.stdout.once("data", (d: Buffer) => resolve(Number(d.toString().trim())));
+        parent.once("exit", () => reject(new Error("sh exited before printing its child's pid")));
+      });
+      await expect
+        .poll(() => readFileSync(`/proc/${zombie}/stat`, "utf8").split(") ")[1]?.split(" ")[0], {
+          timeout: 10_000,
+        })
+        .toBe("Z");
+      const holder = processHolder(zombie);
+      expect(holder.start).not.toBe("");
+      writeFileSync(join(data, dataDirLockFile(1)), formatDataDirLock(holder));
+      const release = lockDataDir(data);
+      expect(lockOf(data)).toEqual(processHolder(process.pid));
+      release();
+      expect(lockFiles(data)).toEqual([]);
+    } finally {
+      parent.kill("SIGKILL");
+    }
   });
 
   it("two starts that find one stale lock at once: exactly one holds the dir, whichever step the other is at", () => {

@@ -170,8 +170,11 @@ window.loftBench = {
   // Noise suite offered, as to a contact known to answer offers; ratchet message version 0x02,
   // as to a peer that announced ratchet.v2; messages encrypted FLUSH_BATCH at a time, as the
   // engine's outbox flush does, and decrypted in runs of what has arrived: ratchetEncryptBatch /
-  // ratchetDecryptBatch); name "serial": the same one message at a time (the path before
-  // session 14); name "v1": one at a time with ratchet version 0x01 (XChaCha20-Poly1305 body),
+  // ratchetDecryptBatch; since session 15 each body detached from its Noise frame, as the engine
+  // sends to a peer that announced session.detached: one AEAD pass per byte); name "twopass": the
+  // same batches with the whole ratchet message inside the Noise frame (the engine's path before
+  // session 15, and to a peer without session.detached); name "serial": one message at a time
+  // (the path before session 14, whole messages in Noise frames); name "v1": one at a time with ratchet version 0x01 (XChaCha20-Poly1305 body),
   // the path before ratchet v2; name "noble": the path before issue #10 (noble for everything,
   // ChaChaPoly_BLAKE2s). The last three kept as same-run references.
   // Returns the handshake's ms (over the already open data channel) and the protocol name.
@@ -179,22 +182,25 @@ window.loftBench = {
     const link = s.named[name];
     const engine = name !== "noble";
     const opts = engine ? { crypto: pageCrypto } : {};
+    const detachedFrames = name === "e2ee";
     const start = performance.now();
     let session;
     let r;
     if (initiator) {
       session = await establishSession({ link, role: "initiator", kind: "direct", self: s.user, ...opts,
-        ...(engine ? { suites: ["AESGCM_SHA256", "ChaChaPoly_BLAKE2s"] } : {}) });
+        detachedFrames, ...(engine ? { suites: ["AESGCM_SHA256", "ChaChaPoly_BLAKE2s"] } : {}) });
       r = await bootstrapChatRatchet(session, s.user.identity.verified.identity_key, undefined, opts.crypto);
     } else {
       const kp = await freshRatchetKeyPair(opts.crypto);
       session = await establishSession({ link, role: "responder", kind: "direct", self: s.user, ...opts,
-        extensions: { [RATCHET_KEY_EXTENSION]: kp.publicKey } });
+        detachedFrames, extensions: { [RATCHET_KEY_EXTENSION]: kp.publicKey } });
       r = await bootstrapChatRatchet(session, s.user.identity.verified.identity_key, kp, opts.crypto);
     }
     if (!r.ok) throw r.error;
-    const ratchetOpts = name === "e2ee" || name === "serial" ? { ...opts, messageVersion: 2 } : opts;
-    s.sessions[name] = { session, ratchet: r.value.state, opts: ratchetOpts, batched: name === "e2ee" };
+    const ratchetOpts = name === "e2ee" || name === "twopass" || name === "serial" ? { ...opts, messageVersion: 2 } : opts;
+    if (session.detachedFrames !== detachedFrames) throw new Error(name + ": session.detached not as asked");
+    s.sessions[name] = { session, ratchet: r.value.state, opts: ratchetOpts,
+      batched: name === "e2ee" || name === "twopass" };
     return { ms: performance.now() - start, protocol: session.protocolName };
   },
   // One Double Ratchet message per payload inside a Noise transport frame (a chat message's path,
@@ -209,7 +215,8 @@ window.loftBench = {
         const k = Math.min(FLUSH_BATCH, n - i);
         const batch = await ratchetEncryptBatch(e.ratchet, new Array(k).fill(payload), Date.now(), e.opts);
         e.ratchet = batch.state;
-        for (const m of batch.messages) e.session.sendParts([RATCHET_FRAME_TYPE, m.prefix, m.body]);
+        // peer-ratchet.ts sendApps: sendDetached (sendParts in a session without detached frames).
+        for (const m of batch.messages) e.session.sendDetached([RATCHET_FRAME_TYPE, m.prefix], m.body);
         await link.drain();
       }
     } else {
@@ -410,7 +417,7 @@ async function main() {
       await callPage(b, "newLink", name, false);
       await Promise.all([callPage(a, "linkOpen", name), callPage(b, "linkOpen", name)]);
     };
-    const names = ["raw", "e2ee", "serial", "v1", "noble"];
+    const names = ["raw", "e2ee", "twopass", "serial", "v1", "noble"];
     for (const name of names) await open(name);
     const sessionUp = async (name: string) => {
       const [ia] = await Promise.all([
@@ -430,6 +437,7 @@ async function main() {
       }
       handshakes.push((await sessionUp("e2ee")).ms);
     }
+    await sessionUp("twopass");
     await sessionUp("serial");
     await sessionUp("v1");
     await sessionUp("noble");
@@ -447,13 +455,14 @@ async function main() {
     });
     const raw = path("raw", "rawSend", "rawReceive");
     const e2ee = path("E2EE", "e2eeSend", "e2eeReceive", "e2ee");
+    const twopass = path("E2EE two passes", "e2eeSend", "e2eeReceive", "twopass");
     const stream = path("stream", "streamSend", "streamReceive", "e2ee");
     const serial = path("E2EE one by one", "e2eeSend", "e2eeReceive", "serial");
     const v1 = path("E2EE ratchet 0x01", "e2eeSend", "e2eeReceive", "v1");
     const noble = path("E2EE noble", "e2eeSend", "e2eeReceive", "noble");
-    const subjects = [raw, e2ee, serial, v1, stream, noble];
+    const subjects = [raw, e2ee, twopass, serial, v1, stream, noble];
     const paths = await alternate(subjects, { rounds: REPEATS, sliceSeconds: 0, warmupSeconds: 0 });
-    const profiles = PROFILE ? await profileBatches(a, b, [raw, e2ee, serial, stream]) : undefined;
+    const profiles = PROFILE ? await profileBatches(a, b, [raw, e2ee, twopass, stream]) : undefined;
     await callPage(a, "closeLinks");
     await callPage(b, "closeLinks");
     // Medians of the batches (single batches on a shared 2-core machine vary a lot), and the
@@ -462,6 +471,9 @@ async function main() {
     const rawRate = mbPerSecond(rateOf(paths, raw.name));
     const e2eeRate = mbPerSecond(rateOf(paths, e2ee.name));
     const e2eeVsRaw = sliceRatio(rateOf(paths, e2ee.name), rateOf(paths, raw.name));
+    const twopassRate = mbPerSecond(rateOf(paths, twopass.name));
+    const twopassVsRaw = sliceRatio(rateOf(paths, twopass.name), rateOf(paths, raw.name));
+    const e2eeVsTwopass = sliceRatio(rateOf(paths, e2ee.name), rateOf(paths, twopass.name));
     const streamRate = mbPerSecond(rateOf(paths, stream.name));
     const streamVsRaw = sliceRatio(rateOf(paths, stream.name), rateOf(paths, raw.name));
     const serialRate = mbPerSecond(rateOf(paths, serial.name));
@@ -491,6 +503,13 @@ async function main() {
           unit: "MB/s",
           baseline: { name: "raw data channel", value: rawRate },
           ratio: e2eeVsRaw,
+        },
+        {
+          name: "E2EE, the whole ratchet message inside the Noise frame (two passes, before session 15)",
+          value: twopassRate,
+          unit: "MB/s",
+          baseline: { name: "raw data channel", value: rawRate },
+          ratio: twopassVsRaw,
         },
         {
           name: "E2EE one message at a time (before session 14's batches)",
@@ -535,6 +554,9 @@ async function main() {
         e2ee_mb_s: Math.round(e2eeRate * 10) / 10,
         raw_mb_s: Math.round(rawRate * 10) / 10,
         e2ee_vs_raw: Math.round(e2eeVsRaw * 1000) / 1000,
+        e2ee_twopass_mb_s: Math.round(twopassRate * 10) / 10,
+        e2ee_twopass_vs_raw: Math.round(twopassVsRaw * 1000) / 1000,
+        e2ee_vs_twopass: Math.round(e2eeVsTwopass * 1000) / 1000,
         e2ee_serial_mb_s: Math.round(serialRate * 10) / 10,
         e2ee_serial_vs_raw: Math.round(serialVsRaw * 1000) / 1000,
         e2ee_vs_serial: Math.round(e2eeVsSerial * 1000) / 1000,

@@ -52,6 +52,11 @@
  * access handle in a worker and through a writable), the sender's `File` reads, the seal, the open
  * and digest — what the file path adds to the raw channel, step by step.
  *
+ * `--disk` (with any of the above but `--big`, which has profiles on disk already): both pages in
+ * one Chromium with a profile on disk, storage as on a device — the default pages are off the
+ * record, their IndexedDB in memory and their OPFS behind the browser process, which favours
+ * IndexedDB (bench/README.md, session 15). `LOFT_BENCH_FILE_STORE=idb`: the chunks in IndexedDB.
+ *
  * `--big` (`npm run bench:files -- --big [--json]`): one 1 GiB file (`LOFT_BENCH_FILE_MIB`), files
  * only, one round: `receiver_peak_mib` during it is the issue's "memory flat" figure (the memory of
  * the receiving page, which stores chunks sealed as they come and never holds the file).
@@ -59,14 +64,20 @@
  * The pages run a bench bundle built here with Vite from the real modules (web/src/engine,
  * web/src/net, web/src/storage, core/); nothing is mocked. Figures: bench/README.md, "bench:files".
  */
+import { spawn } from "node:child_process";
 import { rm } from "node:fs/promises";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PeerServer } from "peer";
-import type { Page } from "playwright-core";
-import { launchChromium, launchPersistentChromium } from "../test/support/browser.ts";
+import { type Browser, chromium, type Page } from "playwright-core";
+import {
+  CHROMIUM_ARGS,
+  CHROMIUM_PATH,
+  launchChromium,
+  launchPersistentChromium,
+} from "../test/support/browser.ts";
 import { startLoft } from "../test/support/loft-process.ts";
 import { BrowserCpu, type CpuSnapshot, CpuTally } from "./browser-cpu.ts";
 import { startProfile } from "./cpu-profile.ts";
@@ -93,6 +104,20 @@ const SIZES = process.argv.includes("--sizes");
 const STORE = process.argv.includes("--store");
 /** The full memory run: a 1 GiB file, files only (the short form is the default run's peak). */
 const BIG = process.argv.includes("--big");
+/**
+ * `--disk` (or `LOFT_BENCH_DISK=1`): the pages in one Chromium with a profile on disk — IndexedDB
+ * and the origin-private file system on disk, as on a device — instead of off-the-record
+ * contexts, whose storage is in memory (where IndexedDB costs less and OPFS more than on a
+ * device). Alice's page on 127.0.0.1 and Bob's on localhost: two origins, two renderers, two
+ * storages, as two devices have.
+ */
+const DISK = process.argv.includes("--disk") || process.env.LOFT_BENCH_DISK === "1";
+/**
+ * `LOFT_BENCH_FILE_STORE`: `opfs` (the default, as the app: records in IndexedDB, chunks in one
+ * OPFS file per transfer — web/src/engine/files/opfs-store.ts) or `idb` (chunks in IndexedDB
+ * too, as before session 15 and where a browser has no sync access handles).
+ */
+const FILE_STORE = process.env.LOFT_BENCH_FILE_STORE === "idb" ? "idb" : "opfs";
 const FILE_MIB = Number(process.env.LOFT_BENCH_FILE_MIB ?? (BIG ? 1024 : QUICK ? 16 : 100));
 const ROUNDS = Number(process.env.LOFT_BENCH_REPEATS ?? (QUICK ? 1 : 3));
 const FAN_MIB = Number(process.env.LOFT_BENCH_FAN_MIB ?? (QUICK ? 4 : 8));
@@ -115,6 +140,7 @@ import { toHex } from ${repoModule("core/bytes.ts")};
 import { pageCrypto } from ${repoModule("web/src/crypto.ts")};
 import { WebRtcLink } from ${repoModule("web/src/net/webrtc-link.ts")};
 import { IdbFileStore } from ${repoModule("web/src/engine/files/idb-store.ts")};
+import { OpfsFileStore } from ${repoModule("web/src/engine/files/opfs-store.ts")};
 import { Peer } from "peerjs";
 
 const s = { links: [], named: {}, files: new Map(), pjInbox: [], pjWaiter: undefined, logs: [] };
@@ -152,11 +178,16 @@ function randomBlob(mib) {
 }
 
 window.loftBench = {
-  async init(name, signalingUrl) {
+  async init(name, signalingUrl, fileStore) {
     s.user = await createUserIdentity({ username: name, now: Date.now() });
     s.storage = await LoftStorage.open("bench-" + name);
     await s.storage.setSettingsRecord({ signalingUrl });
+    // Each page's own file store (the app's is one per origin): chunks in OPFS, or in IndexedDB.
+    s.fileStore = fileStore === "idb"
+      ? new IdbFileStore("bench-files-" + name)
+      : new OpfsFileStore("bench-files-" + name, "bench-chunks-" + name);
     s.engine = createChatEngineWith({ user: s.user, storage: s.storage }, {
+      fileStore: s.fileStore,
       // The engine's log, kept short: said when a transfer fails.
       log: (m) => {
         s.logs.push(m);
@@ -182,6 +213,7 @@ window.loftBench = {
     await until(() => s.service === "connected");
     return { identity: Array.from(encodeIdentity(s.user.identity)), id: toHex(s.user.identity.verified.identity_key) };
   },
+  usesOpfs() { return s.fileStore.usesOpfs?.() ?? false; },
   async addContact(identity) {
     const bytes = new Uint8Array(identity);
     const decoded = await decodeIdentity(pageCrypto, bytes);
@@ -406,6 +438,48 @@ window.loftBench = {
 };
 `;
 
+/**
+ * --disk: Chromium with a profile on disk in `dir`, driven over CDP — a `Browser` (so the CPU per
+ * process can be read: bench/browser-cpu.ts) whose default context keeps storage on disk, which
+ * neither `launch()` (off-the-record contexts) nor `launchPersistentContext()` (no `Browser`) gives.
+ */
+async function launchOnDisk(dir: string): Promise<{ browser: Browser; stop: () => Promise<void> }> {
+  const child = spawn(
+    CHROMIUM_PATH,
+    [...CHROMIUM_ARGS, "--headless", `--user-data-dir=${dir}`, "--remote-debugging-port=0", "about:blank"],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  // Gone before its profile is removed (it writes there until it exits); bounded.
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGKILL");
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+  };
+  try {
+    const ws = await new Promise<string>((resolve, reject) => {
+      let said = "";
+      const timer = setTimeout(() => reject(new Error("Chromium did not start within 30 s")), 30_000);
+      child.stderr.on("data", (d: Buffer) => {
+        said += d.toString();
+        const m = /DevTools listening on (ws:\/\/\S+)/.exec(said);
+        if (m?.[1]) {
+          clearTimeout(timer);
+          resolve(m[1]);
+        }
+      });
+      child.once("exit", (code) => {
+        clearTimeout(timer);
+        reject(new Error(`Chromium exited (${code}): ${said.slice(-500)}`));
+      });
+    });
+    return { browser: await chromium.connectOverCDP(ws), stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
 /** PeerJS's own signaling server (the `peer` package) on loopback, on a free port. */
 async function startPeerServer(): Promise<{ port: number; close: () => void }> {
   const server = await new Promise<Server>((resolve) => {
@@ -427,11 +501,17 @@ async function main() {
   const site = await servePage(outDir);
   const loft = await startLoft();
   const peerServer = await startPeerServer();
-  const browser = await launchChromium();
+  const onDisk = DISK ? await launchOnDisk(join(outDir, "profile")) : undefined;
+  const browser = onDisk?.browser ?? (await launchChromium());
   const signalingUrl = `ws://127.0.0.1:${loft.port}/signal`;
   const bytes = FILE_MIB * 1024 * 1024;
+  /** A page in a context of its own; with --disk, in the browser's one context on disk. */
+  const pageOf = async (): Promise<Page> =>
+    onDisk
+      ? (browser.contexts()[0] ?? (await browser.newContext())).newPage()
+      : (await browser.newContext()).newPage();
   const newPage = async (): Promise<Page> => {
-    const p = await (await browser.newContext()).newPage();
+    const p = await pageOf();
     await p.goto(site.url);
     await p.waitForFunction(() => "loftBench" in window);
     return p;
@@ -445,16 +525,21 @@ async function main() {
       )
     : [];
   try {
-    const a = own[0] ? await own[0].newPage() : await (await browser.newContext()).newPage();
-    const b = own[1] ? await own[1].newPage() : await (await browser.newContext()).newPage();
+    const a = own[0] ? await own[0].newPage() : await pageOf();
+    const b = own[1] ? await own[1].newPage() : await pageOf();
     await a.exposeFunction("loftRelay", (name: string, json: string) => callPage(b, "signal", name, json));
     await b.exposeFunction("loftRelay", (name: string, json: string) => callPage(a, "signal", name, json));
     for (const p of [a, b]) {
-      await p.goto(site.url);
+      // --disk: Bob on another origin (localhost), so each page has its own storage and renderer.
+      await p.goto(DISK && p === b ? site.url.replace("127.0.0.1", "localhost") : site.url);
       await p.waitForFunction(() => "loftBench" in window);
     }
-    const alice = await callPage<{ identity: number[] }>(a, "init", "alice", signalingUrl);
-    const bob = await callPage<{ identity: number[] }>(b, "init", "bob", signalingUrl);
+    const alice = await callPage<{ identity: number[] }>(a, "init", "alice", signalingUrl, FILE_STORE);
+    const bob = await callPage<{ identity: number[] }>(b, "init", "bob", signalingUrl, FILE_STORE);
+    const stores = await Promise.all([a, b].map((p) => callPage<boolean>(p, "usesOpfs")));
+    log(
+      `storage ${DISK ? "on disk" : "off the record (in memory)"}; file chunks in ${stores.map((o) => (o ? "OPFS" : "IndexedDB")).join(" / ")} (sender / receiver)`,
+    );
     await callPage(b, "addContact", alice.identity);
     await callPage(a, "addContact", bob.identity);
     await callPage(a, "online");
@@ -762,7 +847,7 @@ async function main() {
       while (members.length < size) {
         // Bob first (his page is up), then a new page per member.
         const p = members.length === 1 ? b : await newPage();
-        if (p !== b) await callPage(p, "init", `member${members.length}`, signalingUrl);
+        if (p !== b) await callPage(p, "init", `member${members.length}`, signalingUrl, FILE_STORE);
         await callPage(p, "roomJoin", fragment);
         members.push(p);
       }
@@ -873,6 +958,7 @@ async function main() {
   } finally {
     for (const c of own) await c.close();
     await browser.close();
+    await onDisk?.stop();
     await loft.stop();
     peerServer.close();
     site.close();

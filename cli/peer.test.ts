@@ -309,6 +309,36 @@ describe("headless peers, Node to Node, through the relay", () => {
     await expect(stat(path)).rejects.toMatchObject({ code: "ENOENT" });
   });
 
+  it("a message sent over the live relay session right before the peer stops reaches the contact", async () => {
+    const aUser = createUserIdentity({ username: "stop-a", now: Date.now() });
+    const bUser = createUserIdentity({ username: "stop-b", now: Date.now() });
+    const a = await open(aUser, "stop-a.state");
+    const b = await open(bUser, "stop-b.state");
+    try {
+      await a.peer.acceptLink((await b.peer.link(60_000)).url);
+      await b.peer.acceptLink((await a.peer.link(60_000)).url);
+      a.peer.engine.connect(b.peer.id);
+      await until(
+        () =>
+          a.peer.engine.presence(b.peer.id).status === "online" &&
+          b.peer.engine.presence(a.peer.id).status === "online",
+        "a live session",
+        60_000,
+      );
+      const r = await a.peer.send("stop-b", "the last words before stopping");
+      expect(r.state).toBe("sent");
+      await stop(a);
+      await until(
+        () => b.received.some((m) => m.text === "the last words before stopping"),
+        "b receives what a sent before stopping",
+        20_000,
+      );
+    } finally {
+      if (running.includes(a.peer)) await stop(a);
+      await stop(b);
+    }
+  });
+
   it("a contact's direct (WebRTC) offer gets bye no-direct at once, on the offer's connection id", async () => {
     const botUser = createUserIdentity({ username: "nodirect-bot", now: Date.now() });
     const bot = await open(botUser, "nodirect.state");

@@ -33,6 +33,7 @@ export {
   TAG_LEN,
 } from "./message.ts";
 export {
+  BODY_FAILED,
   canSend,
   type DecryptBatchResult,
   type DecryptResult,
@@ -45,6 +46,7 @@ export {
   type InitBobParams,
   initAlice,
   initBob,
+  isBodyFailure,
   type RandomBytes,
   type RatchetFromSecretParams,
   type RatchetKeyPair,

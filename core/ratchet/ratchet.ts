@@ -25,7 +25,7 @@
 import { abytes, equalBytes } from "../bytes.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
 import type { CryptoProvider } from "../crypto/provider.ts";
-import { err, ok, type Result } from "../errors.ts";
+import { err, type LoftError, ok, type Result } from "../errors.ts";
 import {
   type ChainStep,
   dh,
@@ -68,6 +68,19 @@ import {
 } from "./state.ts";
 
 /** Source of random bytes; injectable so that vectors are reproducible. */
+/**
+ * The detail of a `LOFT_ERR_DECRYPT` whose header opened but whose body did not (DR §3.1 DECRYPT):
+ * for a caller that must tell a body changed in transit — possible when the body travelled
+ * outside the Noise AEAD (docs/protocol/session.md §5, "Detached frames") — from ratchets that
+ * disagree (the header opens under none of our header keys).
+ */
+export const BODY_FAILED = "ratchet message: body failed authentication";
+
+/** True for the error of a message whose header opened and whose body did not (`BODY_FAILED`). */
+export function isBodyFailure(error: LoftError): boolean {
+  return error.code === "LOFT_ERR_DECRYPT" && error.message === `LOFT_ERR_DECRYPT: ${BODY_FAILED}`;
+}
+
 export type RandomBytes = (length: number) => Uint8Array;
 
 export interface RatchetOptions {
@@ -708,7 +721,7 @@ async function receiveSkipped(
   if (index < 0)
     return err("LOFT_ERR_REPLAY", `ratchet message: message ${header.n} already received or expired`);
   const plaintext = await openBody(crypto, skipped[index]!.messageKey, parts, state.ad);
-  if (!plaintext) return err("LOFT_ERR_DECRYPT", "ratchet message: body failed authentication");
+  if (!plaintext) return err("LOFT_ERR_DECRYPT", BODY_FAILED);
   const next: RatchetState = { ...state, skipped: skipped.filter((_, i) => i !== index) };
   wipeUnshared(state, next, true);
   return ok({ state: next, plaintext });
@@ -822,7 +835,7 @@ async function receiveInCurrentChain(
   if (!plaintext) {
     step.chainKey.fill(0);
     wipeSkipped(advanced.skipped);
-    return err("LOFT_ERR_DECRYPT", "ratchet message: body failed authentication");
+    return err("LOFT_ERR_DECRYPT", BODY_FAILED);
   }
   const next: RatchetState = {
     ...state,
@@ -898,7 +911,7 @@ async function receiveWithDhRatchet(
       recvStep.nextHeaderKey.fill(0);
       wipeSkipped(oldChain);
       wipeSkipped(newChain.skipped);
-      return err("LOFT_ERR_DECRYPT", "ratchet message: body failed authentication");
+      return err("LOFT_ERR_DECRYPT", BODY_FAILED);
     }
     // DHRatchetHE, sending half: DHs = GENERATE_DH(); RK, CKs, NHKs = KDF_RK_HE(RK, DH(DHs, DHr)).
     self = await generateRatchetKeyPair(random, crypto);

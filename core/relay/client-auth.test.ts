@@ -346,6 +346,50 @@ describe("pushed deliveries opened by a native AEAD (docs/protocol/relay.md §Se
     expect(errors).toEqual([]);
   });
 
+  it("a GET reply still opening when the client closes is not returned: the GET rejects with the close (not acknowledged)", async () => {
+    // Before, the poll resolved with the message after close(): taken by the caller, which could
+    // no longer ACK it on this connection, and delivered again by the next GET or SUB.
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let opening = 0;
+    const held: CryptoProvider = {
+      ...nobleCrypto,
+      backends: { ...nobleCrypto.backends, xchacha20poly1305: "test" },
+      xchacha20poly1305: {
+        ...nobleCrypto.xchacha20poly1305,
+        open: async (...args) => {
+          opening++;
+          await gate;
+          return nobleCrypto.xchacha20poly1305.open(...args);
+        },
+      },
+    };
+    const { client, relay, queue } = await subscribed({ crypto: held });
+    const polled = client.get(queue);
+    polled.catch(() => {});
+    const get = decodeClientFrame(await relay.receive(), 65_535);
+    if (!get.ok) throw get.error;
+    const cmd = decodeCommand(get.value.t, 65_535);
+    if (!cmd.ok) throw cmd.error;
+    expect(cmd.value.k).toBe("GET");
+    const m = crypto.getRandomValues(new Uint8Array(24));
+    relay.send(
+      encodeServerFrame({
+        k: "MSG",
+        i: cmd.value.i,
+        q: queue.recipientId,
+        m,
+        b: sealForRecipient(queue.rcvKey, m, 1, padBlock(Uint8Array.of(1))),
+      }),
+    );
+    await expect.poll(() => opening, { timeout: 10_000 }).toBe(1);
+    client.close();
+    release();
+    await expect(polled).rejects.toMatchObject({ code: "LOFT_ERR_LINK_CLOSED" });
+  });
+
   it("with the node provider, pushed messages arrive whole (the native path on a real backend)", async () => {
     const { client, relay, queue, got, errors } = await subscribed({
       crypto: await createNodeCryptoProvider(),

@@ -365,7 +365,10 @@ export class RelayClient {
     }
   }
 
-  /** GET: poll the oldest message (undefined when the queue is empty). ACK it to get the next. */
+  /**
+   * GET: poll the oldest message (undefined when the queue is empty). ACK it to get the next.
+   * Rejects with the connection's close when the client closes before the reply is opened.
+   */
   async get(queue: RecipientQueue): Promise<RelayMessage | undefined> {
     const reply = await this.#request(
       ["MSG", "OK"],
@@ -374,6 +377,10 @@ export class RelayClient {
     );
     if (reply.k === "OK") return undefined;
     const opened = await this.#open(queue.rcvKey, reply.m, reply.b);
+    // Closed while it opened (a native open settles later): dropped, as a pushed delivery is
+    // (`#handOver`). Nothing could ACK it on this connection any more, so the relay keeps it for
+    // the next GET or SUB (docs/protocol/relay.md §Errors) instead of it being taken twice.
+    if (this.#closed) throw this.#closed;
     if (!opened.ok) throw opened.error;
     return toMessage(reply.q, reply.m, opened.value);
   }

@@ -208,6 +208,16 @@ export class RelayLink extends QueueLink {
   #broken = false;
   /** Receiving: pieces back in the order they were sent. */
   readonly #order = new PieceOrder();
+  #resolveSettled!: () => void;
+  /**
+   * Resolves once the link is closed and nothing it queued is left to send: every piece — the
+   * close marker last — answered by the relay, or sending over for good (given up, refused, the
+   * connection gone). Never rejects. Whoever closes the relay connection waits for it (bounded),
+   * so the last messages and the close marker are not cut off (docs/protocol/relay.md §Live links).
+   */
+  readonly settled: Promise<void> = new Promise((resolve) => {
+    this.#resolveSettled = resolve;
+  });
 
   private constructor(
     client: RelayClient,
@@ -227,7 +237,15 @@ export class RelayLink extends QueueLink {
     void client.done.then((e) => {
       this.#drop();
       this.finish({ reason: e.code, detail: e.message }, false);
+      this.#checkSettled();
     });
+  }
+
+  /** `settled` once closed with nothing queued or in flight, or with sending over for good. */
+  #checkSettled(): void {
+    if (this.state !== "closed") return;
+    if (this.#broken || this.#client.closed || (this.#outbox.length === 0 && this.#inFlight === 0))
+      this.#resolveSettled();
   }
 
   /**
@@ -304,6 +322,14 @@ export class RelayLink extends QueueLink {
   #answered(piece: Outgoing, code: string | undefined): void {
     piece.inFlight = false;
     this.#inFlight--;
+    try {
+      this.#answer(piece, code);
+    } finally {
+      this.#checkSettled();
+    }
+  }
+
+  #answer(piece: Outgoing, code: string | undefined): void {
     if (this.#broken) return;
     // DUPLICATE: an earlier try of this very piece was stored (its answer was lost).
     if (code === undefined || code === "LOFT_ERR_RELAY_DUPLICATE") {
@@ -359,6 +385,7 @@ export class RelayLink extends QueueLink {
     this.#broken = true;
     this.#drop();
     this.close(code, detail);
+    this.#checkSettled();
   }
 
   #onPiece(m: RelayMessage): void {
@@ -394,6 +421,7 @@ export class RelayLink extends QueueLink {
       this.#drop();
       this.#order.clear();
       this.finish({ reason: "remote-closed" }, false);
+      this.#checkSettled();
       return;
     }
     this.#size += piece.length;
@@ -418,10 +446,12 @@ export class RelayLink extends QueueLink {
   protected teardown(_info: LinkCloseInfo): void {
     this.#client.onQueueMessage(this.#own.recipientId, undefined);
     this.#order.clear();
-    if (this.#client.closed) return;
     // After the pieces still queued, in order; once sending failed, one best-effort try without a
     // sequence number, which the receiver acts on at once (earlier pieces may never come).
-    if (this.#broken) this.#client.send(this.#peer, new Uint8Array([FLAG_CLOSE])).catch(() => {});
+    if (this.#client.closed) {
+      // nothing can be sent any more
+    } else if (this.#broken) this.#client.send(this.#peer, new Uint8Array([FLAG_CLOSE])).catch(() => {});
     else this.#enqueue(FLAG_CLOSE, new Uint8Array(0));
+    this.#checkSettled(); // (QueueLink marks the link closed before its teardown)
   }
 }

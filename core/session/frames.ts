@@ -6,6 +6,10 @@
  *   0x00 ‖ message            DATA: one whole application message (≤ 65518 bytes)
  *   0x01 ‖ CHUNKED_MESSAGE    CHUNK: one piece of a larger message (SREMP §chunking)
  *   0x02 ‖ reason (UTF-8)     CLOSE: the sender is closing, and why (≤ 256 bytes)
+ *   0x03 ‖ D ‖ tail ‖ head    DETACHED: one message `head ‖ detached` whose last D bytes travel
+ *                             after the Noise message, not inside it (sessions that negotiated
+ *                             `session.detached` only; docs/protocol/session.md §5, "Detached
+ *                             frames")
  *
  * CHUNKED_MESSAGE is SREMP §chunking's tagged frame from core/codec/chunk.ts: `{t:
  * "CHUNKED_MESSAGE", header: {message_id, chunk_index, total_chunks, chunk_size}, payload: bin}`,
@@ -26,12 +30,31 @@ import { MAX_MESSAGE_LEN, TAGLEN } from "../noise/primitives.ts";
 export const FRAME_DATA = 0x00;
 export const FRAME_CHUNK = 0x01;
 export const FRAME_CLOSE = 0x02;
+export const FRAME_DETACHED = 0x03;
+
+/**
+ * Handshake extension (docs/protocol/session.md §5, "Detached frames"): present with the byte
+ * 0x01 when this side reads and may write the detached link-message layout. Inside the encrypted,
+ * authenticated handshake payload, so it can be neither added nor stripped in transit.
+ */
+export const DETACHED_EXTENSION = "session.detached";
+/** The length prefix of every link message in a detached-framing session: u16 BE. */
+export const LINK_PREFIX_LEN = 2;
+/** The end of the detached part repeated inside the Noise message (its AEAD tag, for the ratchet). */
+export const DETACHED_TAIL_LEN = 16;
+/** type ‖ u32 BE D ‖ tail: what a DETACHED frame carries before its head. */
+export const DETACHED_FRAME_OVERHEAD = 1 + 4 + DETACHED_TAIL_LEN;
 
 /** Largest plaintext of one Noise transport message: 65535 − 16-byte tag. */
 export const MAX_FRAME_PLAINTEXT = MAX_MESSAGE_LEN - TAGLEN;
 /** Largest message sent as one DATA frame (one type byte). */
 export const MAX_DATA_PAYLOAD = MAX_FRAME_PLAINTEXT - 1;
 export const MAX_CLOSE_REASON = 256;
+/**
+ * Largest `head ‖ detached` sent as one DETACHED frame: a link message is then never longer than
+ * the longest plain one (2 + 65535 bytes). Larger messages go the plain way (DATA or CHUNK).
+ */
+export const MAX_DETACHED_MESSAGE = MAX_FRAME_PLAINTEXT - DETACHED_FRAME_OVERHEAD;
 
 // --- frames ------------------------------------------------------------------------------------
 
@@ -73,6 +96,59 @@ export function dataFrameOf(parts: readonly Uint8Array[], length: number): Uint8
   return frame;
 }
 
+/**
+ * The DETACHED frame plaintext (with 16 spare bytes for the Noise tag) of the message
+ * `head parts ‖ detached`: 0x03 ‖ u32 BE len(detached) ‖ last 16 bytes of detached ‖ head. The
+ * detached bytes themselves are not in it: they follow the sealed frame in the link message.
+ */
+export function detachedFrameOf(head: readonly Uint8Array[], detached: Uint8Array): Uint8Array {
+  let headLength = 0;
+  for (const part of head) headLength += part.length;
+  if (headLength === 0) throw new RangeError("detachedFrameOf: the head must not be empty");
+  if (detached.length < DETACHED_TAIL_LEN) throw new RangeError("detachedFrameOf: detached part too short");
+  if (headLength + detached.length > MAX_DETACHED_MESSAGE)
+    throw new RangeError("detachedFrameOf: message over one DETACHED frame");
+  const frame = new Uint8Array(DETACHED_FRAME_OVERHEAD + headLength + TAGLEN);
+  frame[0] = FRAME_DETACHED;
+  new DataView(frame.buffer).setUint32(1, detached.length);
+  frame.set(detached.subarray(detached.length - DETACHED_TAIL_LEN), 5);
+  let at = DETACHED_FRAME_OVERHEAD;
+  for (const part of head) {
+    frame.set(part, at);
+    at += part.length;
+  }
+  return frame;
+}
+
+/** One link message of a detached-framing session: u16 BE len(sealed) ‖ sealed ‖ detached. */
+export function linkMessageOf(sealed: Uint8Array, detached: Uint8Array | undefined): Uint8Array {
+  if (sealed.length > 0xffff) throw new RangeError("linkMessageOf: Noise message over 65535 bytes");
+  const out = new Uint8Array(LINK_PREFIX_LEN + sealed.length + (detached?.length ?? 0));
+  out[0] = sealed.length >>> 8;
+  out[1] = sealed.length & 0xff;
+  out.set(sealed, LINK_PREFIX_LEN);
+  if (detached) out.set(detached, LINK_PREFIX_LEN + sealed.length);
+  return out;
+}
+
+/**
+ * A received link message of a detached-framing session split at its length prefix: the Noise
+ * message and what follows it (empty for every frame but DETACHED). Checked before any
+ * decryption or allocation: the prefix must name at least a Noise tag and no more than is there.
+ */
+export function splitLinkMessage(message: Uint8Array): Result<{ sealed: Uint8Array; rest: Uint8Array }> {
+  if (message.length < LINK_PREFIX_LEN + TAGLEN)
+    return err("LOFT_ERR_MALFORMED", `link message of ${message.length} bytes is too short`);
+  const n = (message[0]! << 8) | message[1]!;
+  if (n < TAGLEN) return err("LOFT_ERR_MALFORMED", `Noise message length ${n} is under the tag length`);
+  if (n > message.length - LINK_PREFIX_LEN)
+    return err("LOFT_ERR_MALFORMED", `Noise message length ${n} exceeds the link message`);
+  return ok({
+    sealed: message.subarray(LINK_PREFIX_LEN, LINK_PREFIX_LEN + n),
+    rest: message.subarray(LINK_PREFIX_LEN + n),
+  });
+}
+
 /** A CLOSE frame plaintext (reason cut to ≤ 256 bytes of whole UTF-8 characters), with 16 spare bytes. */
 export function closeFrame(reason: string): Uint8Array {
   const bytes = utf8(reason);
@@ -86,7 +162,8 @@ export function closeFrame(reason: string): Uint8Array {
 }
 
 export type Inbound =
-  | { kind: "message"; message: Uint8Array }
+  /** `detached`: the message came in a DETACHED frame (its tail bytes not under the Noise AEAD). */
+  | { kind: "message"; message: Uint8Array; detached?: true }
   | { kind: "partial" }
   | { kind: "close"; reason: string };
 
@@ -109,11 +186,21 @@ export class FrameAssembler {
     });
   }
 
-  /** Feed one decrypted frame plaintext. */
-  push(plaintext: Uint8Array): Result<Inbound> {
+  /**
+   * Feed one decrypted frame plaintext; `rest`: in a detached-framing session, the bytes that
+   * followed its Noise message in the link message (undefined in any other session); `sealed`:
+   * that Noise message, already opened, whose bytes a DETACHED frame may overwrite (`#detached`).
+   */
+  push(plaintext: Uint8Array, rest?: Uint8Array, sealed?: Uint8Array): Result<Inbound> {
     if (plaintext.length === 0) return err("LOFT_ERR_MALFORMED", "empty transport frame");
     const type = plaintext[0];
     const body = plaintext.subarray(1);
+    if (rest !== undefined && type === FRAME_DETACHED) {
+      if (this.#received > 0) return err("LOFT_ERR_MALFORMED", "frame interleaved with a chunked message");
+      return this.#detached(plaintext, rest, sealed);
+    }
+    if (rest !== undefined && rest.length > 0)
+      return err("LOFT_ERR_MALFORMED", `${rest.length} bytes after a frame that carries none`);
     if (type === FRAME_CLOSE) {
       if (body.length > MAX_CLOSE_REASON) return err("LOFT_ERR_MALFORMED", "close reason too long");
       try {
@@ -147,5 +234,48 @@ export class FrameAssembler {
     this.#received = 0;
     this.#nextMessageId++;
     return ok({ kind: "message", message: progress.value.payload });
+  }
+
+  /**
+   * A DETACHED frame and the bytes after it: every length checked against the authenticated
+   * ones before the message is put together (docs/protocol/session.md §5, "Detached frames").
+   */
+  #detached(plaintext: Uint8Array, rest: Uint8Array, sealed: Uint8Array | undefined): Result<Inbound> {
+    if (plaintext.length <= DETACHED_FRAME_OVERHEAD)
+      return err("LOFT_ERR_MALFORMED", "DETACHED frame without a head");
+    const declared = new DataView(plaintext.buffer, plaintext.byteOffset, plaintext.byteLength).getUint32(1);
+    if (declared < DETACHED_TAIL_LEN) return err("LOFT_ERR_MALFORMED", "DETACHED part under its tail length");
+    const head = plaintext.subarray(DETACHED_FRAME_OVERHEAD);
+    // The authenticated length first: a message over the limit is refused before it is assembled.
+    if (head.length + declared > this.#maxMessageBytes)
+      return err("LOFT_ERR_FRAME_TOO_LARGE", `message of ${head.length + declared} bytes exceeds the limit`);
+    if (rest.length !== declared)
+      return err("LOFT_ERR_MALFORMED", `DETACHED part of ${rest.length} bytes, ${declared} announced`);
+    // The tail (the ratchet body's AEAD tag) is under the Noise AEAD: a part swapped in from
+    // another message, or its tag changed, fails here and closes the session as a Noise
+    // authentication failure does.
+    const tail = plaintext.subarray(5, DETACHED_FRAME_OVERHEAD);
+    let diff = 0;
+    for (let i = 0; i < DETACHED_TAIL_LEN; i++) diff |= tail[i]! ^ rest[rest.length - DETACHED_TAIL_LEN + i]!;
+    if (diff !== 0) return err("LOFT_ERR_DECRYPT", "DETACHED part does not end with the authenticated tail");
+    // `head ‖ rest` without copying the (large) rest: the head is written over the end of the
+    // Noise message it came in, which sits right before rest in the same link message and is
+    // longer than the head (its 21-byte frame header and 16-byte tag). The Noise bytes were
+    // consumed when they opened; `set` copies correctly even if the head is a view of them.
+    if (
+      sealed !== undefined &&
+      sealed.buffer === rest.buffer &&
+      sealed.byteOffset + sealed.length === rest.byteOffset &&
+      head.length < sealed.length
+    ) {
+      const at = rest.byteOffset - head.length;
+      const message = new Uint8Array(rest.buffer, at, head.length + rest.length);
+      message.set(head, 0);
+      return ok({ kind: "message", message, detached: true });
+    }
+    const message = new Uint8Array(head.length + rest.length);
+    message.set(head, 0);
+    message.set(rest, head.length);
+    return ok({ kind: "message", message, detached: true });
   }
 }

@@ -4,15 +4,24 @@
  */
 export {
   closeFrame,
+  DETACHED_EXTENSION,
+  DETACHED_FRAME_OVERHEAD,
+  DETACHED_TAIL_LEN,
+  detachedFrameOf,
   FRAME_CHUNK,
   FRAME_CLOSE,
   FRAME_DATA,
+  FRAME_DETACHED,
   FrameAssembler,
   type Inbound,
+  LINK_PREFIX_LEN,
+  linkMessageOf,
   MAX_CLOSE_REASON,
   MAX_DATA_PAYLOAD,
+  MAX_DETACHED_MESSAGE,
   MAX_FRAME_PLAINTEXT,
   messageFrames,
+  splitLinkMessage,
 } from "./frames.ts";
 export {
   decodeHandshakePayload,

@@ -40,7 +40,19 @@ import { withSuite, XX, XX_HFS } from "../noise/patterns.ts";
 import { type NoiseEntropy, TAGLEN } from "../noise/primitives.ts";
 import { SUITE_NAMES, type SuiteName, suiteByName } from "../noise/suite.ts";
 import type { NoiseTransport } from "../noise/transport.ts";
-import { closeFrame, dataFrameOf, FrameAssembler, MAX_DATA_PAYLOAD, messageFrames } from "./frames.ts";
+import {
+  closeFrame,
+  DETACHED_EXTENSION,
+  DETACHED_TAIL_LEN,
+  dataFrameOf,
+  detachedFrameOf,
+  FrameAssembler,
+  linkMessageOf,
+  MAX_DATA_PAYLOAD,
+  MAX_DETACHED_MESSAGE,
+  messageFrames,
+  splitLinkMessage,
+} from "./frames.ts";
 import {
   decodeHandshakePayload,
   type Extensions,
@@ -117,6 +129,13 @@ export interface SessionOptions {
    * then; docs/protocol/session.md §6). Default: `SESSION_EXPORT_LABELS`.
    */
   exportLabels?: readonly string[];
+  /**
+   * Announce `session.detached` (frames.ts): when the peer announces it too, every link message
+   * carries a length prefix and `sendDetached` sends a message's tail beside its Noise message
+   * instead of inside it (docs/protocol/session.md §5, "Detached frames"). Off by default: only a
+   * layer whose tail bytes carry their own AEAD (the ratchet body) may use it.
+   */
+  detachedFrames?: boolean;
 }
 
 /**
@@ -187,7 +206,10 @@ export async function establishSession(options: SessionOptions): Promise<Session
   const ourNoiseKey = await crypto.x25519.publicKey(self.privateNoiseKey);
   if (!equalBytes(ourNoiseKey, self.identity.verified.noise_key))
     throw new RangeError("self.privateNoiseKey does not match self.identity's noise_key");
-  const ourPayload = encodeHandshakePayload(self.identity, options.extensions ?? {});
+  const ourPayload = encodeHandshakePayload(self.identity, {
+    ...options.extensions,
+    ...(options.detachedFrames ? { [DETACHED_EXTENSION]: Uint8Array.of(0x01) } : {}),
+  });
   let hs: HandshakeState | undefined;
   /** Set when the handshake gave up (timeout, error) before `hs` existed: abort it on creation. */
   let aborted = false;
@@ -242,6 +264,9 @@ export async function establishSession(options: SessionOptions): Promise<Session
       remoteExtensions: peer.extensions,
       rekeyInterval: options.rekeyInterval ?? REKEY_INTERVAL,
       maxMessageBytes: options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+      // Both sides announced it (each side's payload is authenticated by the handshake, so both
+      // compute the same answer before the first transport message).
+      detached: options.detachedFrames === true && announcesDetached(peer.extensions),
     });
   };
 
@@ -330,6 +355,17 @@ function agreedSuite(initiator: readonly SuiteName[], responder: readonly SuiteN
   return suite;
 }
 
+/** The peer's handshake payload carries `session.detached` with the byte 0x01. */
+function announcesDetached(extensions: Extensions): boolean {
+  return Object.hasOwn(extensions, DETACHED_EXTENSION) && extensions[DETACHED_EXTENSION]!.includes(0x01);
+}
+
+/** A frame plaintext queued for the send chain, and the detached bytes that follow it, if any. */
+interface Outgoing {
+  frame: Uint8Array;
+  detached?: Uint8Array;
+}
+
 interface SessionParts {
   link: Link;
   transport: NoiseTransport;
@@ -339,6 +375,7 @@ interface SessionParts {
   remoteExtensions: Extensions;
   rekeyInterval: number;
   maxMessageBytes: number;
+  detached: boolean;
 }
 
 /**
@@ -359,6 +396,10 @@ export class Session extends QueueLink {
   readonly #assembler: FrameAssembler;
   readonly #rekeyInterval: number;
   readonly #maxMessageBytes: number;
+  /** Both sides announced `session.detached`: the link messages carry a length prefix. */
+  readonly detachedFrames: boolean;
+  /** Messages delivered from DETACHED frames (`isDetached`), until they are collected. */
+  readonly #detachedIn = new WeakSet<Uint8Array>();
   #sentSinceRekey = 0;
   #receivedSinceRekey = 0;
   /** The send chain: sealing and sending, one batch at a time (resolves, never rejects). */
@@ -366,7 +407,7 @@ export class Session extends QueueLink {
   /** A seal or send failed: nothing more goes out. */
   #sendFailed = false;
   /** Frames queued for the send chain, not sealed yet (`#flush`). */
-  readonly #outbox: Uint8Array[] = [];
+  readonly #outbox: Outgoing[] = [];
   /** A `#flush` is queued on the send chain and has not started. */
   #flushQueued = false;
   #nextMessageId = 0;
@@ -386,6 +427,7 @@ export class Session extends QueueLink {
     this.#handshakeHash = parts.transport.handshakeHash;
     this.#rekeyInterval = parts.rekeyInterval;
     this.#maxMessageBytes = parts.maxMessageBytes;
+    this.detachedFrames = parts.detached;
     this.#assembler = new FrameAssembler(parts.maxMessageBytes);
     void this.#pump();
   }
@@ -407,7 +449,7 @@ export class Session extends QueueLink {
    * the send chain, so frames leave in the order their messages were sent (and their nonces, taken
    * at the encrypt call, follow that order too).
    */
-  async #seal(frame: Uint8Array): Promise<void> {
+  async #seal(frame: Uint8Array, detached?: Uint8Array): Promise<void> {
     const sealed = await this.#transport.send.encryptWithAd(
       EMPTY,
       frame.subarray(0, frame.length - TAGLEN),
@@ -419,7 +461,12 @@ export class Session extends QueueLink {
       await this.#transport.send.rekey(); // Noise §11.3
     }
     if (this.#link.state === "closed") throw new LoftError("LOFT_ERR_LINK_CLOSED", "the link closed");
-    this.#link.send(sealed.value);
+    this.#link.send(this.#wire(sealed.value, detached));
+  }
+
+  /** The link message of a sealed frame: itself, or in a detached-framing session prefixed. */
+  #wire(sealed: Uint8Array, detached: Uint8Array | undefined): Uint8Array {
+    return this.detachedFrames ? linkMessageOf(sealed, detached) : sealed;
   }
 
   /** Queue `work` on the send chain (one frame batch at a time, in call order). */
@@ -439,7 +486,7 @@ export class Session extends QueueLink {
       throw new LoftError("LOFT_ERR_FRAME_TOO_LARGE", `message of ${message.length} bytes exceeds the limit`);
     const frames = messageFrames(message, this.#nextMessageId);
     if (frames.length > 1) this.#nextMessageId++;
-    this.#queueFrames(frames);
+    this.#queueFrames(frames.map((frame) => ({ frame })));
   }
 
   /**
@@ -453,14 +500,47 @@ export class Session extends QueueLink {
     let length = 0;
     for (const part of parts) length += part.length;
     if (length > MAX_DATA_PAYLOAD || length > this.#maxMessageBytes) this.send(concatBytes(...parts));
-    else this.#queueFrames([dataFrameOf(parts, length)]);
+    else this.#queueFrames([{ frame: dataFrameOf(parts, length) }]);
+  }
+
+  /**
+   * `sendParts([...head, detached])`, but in a session that negotiated detached frames the
+   * `detached` bytes are not sealed by the Noise transport: they follow the sealed DETACHED frame
+   * in the same link message, with their length and their last 16 bytes inside it
+   * (docs/protocol/session.md §5, "Detached frames"). Only for bytes that carry their own AEAD
+   * under a key the network never has, ending in its tag — a ratchet message's body (DR §3.5;
+   * docs/protocol/ratchet.md, "One AEAD pass per byte"). In any other session, or for a message
+   * over one frame, exactly `sendParts`.
+   */
+  sendDetached(head: readonly Uint8Array[], detached: Uint8Array): void {
+    if (this.state === "closed") throw new LoftError("LOFT_ERR_LINK_CLOSED", "session is closed");
+    let length = detached.length;
+    for (const part of head) length += part.length;
+    if (
+      !this.detachedFrames ||
+      detached.length < DETACHED_TAIL_LEN ||
+      length === detached.length ||
+      length > MAX_DETACHED_MESSAGE ||
+      length > this.#maxMessageBytes
+    )
+      this.sendParts([...head, detached]);
+    else this.#queueFrames([{ frame: detachedFrameOf(head, detached), detached }]);
+  }
+
+  /**
+   * Whether a message `receive()` returned came in a DETACHED frame: its last bytes were not
+   * under the Noise AEAD, so the layer above must authenticate them itself (the ratchet body's
+   * AEAD) and refuse such a message of any other kind.
+   */
+  isDetached(message: Uint8Array): boolean {
+    return this.#detachedIn.has(message);
   }
 
   /**
    * Queue `frames` to be sealed and sent on the send chain; a failure closes the session with its
    * code. Frames queued while the chain is busy are sealed together (`#flush`).
    */
-  #queueFrames(frames: Uint8Array[]): void {
+  #queueFrames(frames: Outgoing[]): void {
     for (const f of frames) this.#outbox.push(f);
     if (this.#flushQueued) return;
     this.#flushQueued = true;
@@ -490,12 +570,12 @@ export class Session extends QueueLink {
       const room = this.#rekeyInterval - this.#sentSinceRekey;
       const run = this.#outbox.splice(0, Math.min(SEAL_BATCH, room));
       if (run.length === 1) {
-        await this.#seal(run[0]!);
+        await this.#seal(run[0]!.frame, run[0]!.detached);
         continue;
       }
       const sealed = await this.#transport.send.encryptBatchWithAd(
         EMPTY,
-        run.map((frame) => frame.subarray(0, frame.length - TAGLEN)),
+        run.map(({ frame }) => frame.subarray(0, frame.length - TAGLEN)),
       );
       if (!sealed.ok) throw sealed.error;
       this.#sentSinceRekey += run.length;
@@ -504,7 +584,7 @@ export class Session extends QueueLink {
         await this.#transport.send.rekey(); // Noise §11.3
       }
       if (this.#link.state === "closed") throw new LoftError("LOFT_ERR_LINK_CLOSED", "the link closed");
-      for (const c of sealed.value) this.#link.send(c);
+      for (let i = 0; i < run.length; i++) this.#link.send(this.#wire(sealed.value[i]!, run[i]!.detached));
     }
   }
 
@@ -559,6 +639,27 @@ export class Session extends QueueLink {
         return;
       }
       if (this.state === "closed") return;
+      // A detached-framing session: each link message split at its length prefix first, up to
+      // the first that does not parse (the ones before it still count, as with a failed open).
+      let rests: Uint8Array[] | undefined;
+      let sealedParts: Uint8Array[] | undefined;
+      let framing: LoftError | undefined;
+      if (this.detachedFrames) {
+        const sealed: Uint8Array[] = [];
+        rests = [];
+        for (const m of frames) {
+          const split = splitLinkMessage(m);
+          if (!split.ok) {
+            framing = split.error;
+            break;
+          }
+          sealed.push(split.value.sealed);
+          rests.push(split.value.rest);
+        }
+        frames = sealed;
+        sealedParts = sealed;
+        if (frames.length === 0) return this.#fail(framing!.code, framing!.message);
+      }
       // No output buffer: node:crypto and WebCrypto decrypt into a fresh buffer anyway, and
       // returning it saves copying the plaintext back over the ciphertext (and wiping the copy).
       // In order until one fails (CipherState `decryptBatchWithAd`): the frames before it count.
@@ -567,15 +668,19 @@ export class Session extends QueueLink {
           ? await this.#openOne(frames[0]!)
           : await this.#transport.receive.decryptBatchWithAd(EMPTY, frames);
       if (this.#closed()) return; // closed while the frames were being decrypted
-      for (const plaintext of opened) {
+      for (let i = 0; i < opened.length; i++) {
         if (++this.#receivedSinceRekey === this.#rekeyInterval) {
           this.#receivedSinceRekey = 0;
           await this.#transport.receive.rekey(); // Noise §11.3
         }
-        const inbound = this.#assembler.push(plaintext);
+        // The received link message is the session's: a DETACHED frame's head is written over its
+        // opened Noise bytes so that `head ‖ rest` is delivered without copying rest.
+        const inbound = this.#assembler.push(opened[i]!, rests?.[i], sealedParts?.[i]);
         if (!inbound.ok) return this.#fail(inbound.error.code, inbound.error.message);
-        if (inbound.value.kind === "message") this.deliver(inbound.value.message);
-        else if (inbound.value.kind === "close") {
+        if (inbound.value.kind === "message") {
+          if (inbound.value.detached) this.#detachedIn.add(inbound.value.message);
+          this.deliver(inbound.value.message);
+        } else if (inbound.value.kind === "close") {
           this.finish({ reason: "remote-closed", detail: inbound.value.reason }, false);
           this.#link.close("remote-closed", inbound.value.reason);
           this.#transport.wipe();
@@ -583,6 +688,7 @@ export class Session extends QueueLink {
         }
       }
       if (error) return this.#fail(error.code, error.message);
+      if (framing) return this.#fail(framing.code, framing.message);
     }
   }
 }

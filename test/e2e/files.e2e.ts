@@ -236,6 +236,22 @@ describe("files between two browsers", () => {
       });
       db.close();
     });
+    // Chunks are in the origin-private file system where the browser has sync access handles
+    // (engine/files/opfs-store.ts): those go too, once the store's worker let go of the file
+    // (2 s unused).
+    await expect
+      .poll(() =>
+        a.evaluate(() =>
+          navigator.storage
+            .getDirectory()
+            .then((root) => root.removeEntry("loft-file-chunks", { recursive: true }))
+            .then(
+              () => "removed",
+              (e: Error) => (e.name === "NotFoundError" ? "removed" : e.name),
+            ),
+        ),
+      )
+      .toBe("removed");
     await row(a, "notes.bin", "done").getByTestId("file-download").click();
     await expect
       .poll(() => a.getByTestId("send-error").textContent(), { timeout: 30_000 })

@@ -36,6 +36,7 @@ const CHECKED = [
   "identity-contact-links.json",
   "identity-signed-requests.json",
   "journal-v1.json",
+  "session-detached-v1.json",
 ];
 
 let python = "";
@@ -94,6 +95,26 @@ describe("published vectors against the independent Python checker", () => {
     expect(r.out).toContain("FAIL");
     expect(r.out).toContain("step 7 (alice decrypt");
     expect(r.out).toContain("state differs at byte 40");
+  });
+
+  it("fails on a detached link message with one flipped byte, and on an invalid one given the wrong code", () => {
+    type Detached = { frames: Record<string, string>[]; invalid: Record<string, string>[] };
+    const link = check(
+      tampered("session-detached-v1.json", (d) => {
+        const f = (d as unknown as Detached).frames[0]!;
+        f.link_message = flip(f.link_message!, 130); // inside the detached ratchet body
+      }),
+    );
+    expect(link.status).toBe(1);
+    expect(link.out).toContain("frames[0] (DETACHED");
+    expect(link.out).toContain("link message differs at byte 130");
+    const code = check(
+      tampered("session-detached-v1.json", (d) => {
+        (d as unknown as Detached).invalid[6]!.code = "delivered"; // the tag changed: DECRYPT
+      }),
+    );
+    expect(code.status).toBe(1);
+    expect(code.out).toContain("invalid[6]");
   });
 
   it("fails on a 0x02 message with one flipped byte in its AES-GCM body", () => {

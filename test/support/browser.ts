@@ -7,7 +7,8 @@ import { type Browser, type BrowserContext, chromium } from "playwright-core";
 
 export const CHROMIUM_PATH = process.env.LOFT_CHROMIUM ?? "/usr/bin/chromium";
 
-const ARGS = [
+/** The flags every launch here uses (bench:files `--disk` launches Chromium itself with them). */
+export const CHROMIUM_ARGS = [
   "--no-sandbox",
   "--disable-gpu",
   "--disable-dev-shm-usage",
@@ -20,7 +21,11 @@ const ARGS = [
 ];
 
 export function launchChromium(extraArgs: string[] = []): Promise<Browser> {
-  return chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args: [...ARGS, ...extraArgs] });
+  return chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    headless: true,
+    args: [...CHROMIUM_ARGS, ...extraArgs],
+  });
 }
 
 /**
@@ -28,5 +33,9 @@ export function launchChromium(extraArgs: string[] = []): Promise<Browser> {
  * `newContext()` keeps IndexedDB and Blobs in memory, off the record — bench:files `--big`).
  */
 export function launchPersistentChromium(dir: string): Promise<BrowserContext> {
-  return chromium.launchPersistentContext(dir, { executablePath: CHROMIUM_PATH, headless: true, args: ARGS });
+  return chromium.launchPersistentContext(dir, {
+    executablePath: CHROMIUM_PATH,
+    headless: true,
+    args: CHROMIUM_ARGS,
+  });
 }

@@ -11,7 +11,7 @@
  */
 import { pageCrypto } from "./crypto.ts";
 import type { ChatEngine, CreateChatEngine, EngineStartOptions } from "./engine/api.ts";
-import { IdbFileStore } from "./engine/files/idb-store.ts";
+import { OpfsFileStore } from "./engine/files/opfs-store.ts";
 import { Engine, type EngineConfig } from "./engine/index.ts";
 import { DirectTransport } from "./net/direct.ts";
 import { RelayLiveTransport } from "./net/relay-live.ts";
@@ -31,8 +31,10 @@ const browserParts: Pick<
   relayTransport: (deps) => new RelayLiveTransport(deps),
   relayConnections: createRelayPool,
   seenOffers: localSeenOffers,
-  // Received files, sealed chunk by chunk (docs/protocol/files.md §6).
-  fileStore: new IdbFileStore(),
+  // Sent and received files, sealed chunk by chunk: records in IndexedDB, chunks in one
+  // origin-private file per transfer, or in IndexedDB without sync access handles
+  // (docs/protocol/files.md §6).
+  fileStore: new OpfsFileStore(),
 };
 
 /** With the timings a browser test set for this page, if any (page-timings.ts); else the defaults. */

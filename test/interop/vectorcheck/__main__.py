@@ -26,6 +26,7 @@ FAMILIES = {
     "identity-contact-links.json": "identity",
     "identity-signed-requests.json": "identity",
     "journal-v1.json": "journal",
+    "session-detached-v1.json": "session",
 }
 
 

@@ -77,6 +77,12 @@ export interface EngineConfig {
   mailboxDelayMs: number;
   /** Relay requests and openings time out after this long. */
   relayTimeoutMs: number;
+  /**
+   * `stop` waits at most this long for the live relay links it closed to hand the relay what
+   * they still held — the last messages, the CLOSE — before it closes the relay connections
+   * (engine.ts `stop`; docs/protocol/chat.md §6, "Stopping").
+   */
+  stopSettleMs: number;
   relayBackoffInitialMs: number;
   relayBackoffMaxMs: number;
   /**
@@ -145,6 +151,7 @@ export const DEFAULT_ENGINE_CONFIG: Omit<EngineConfig, "transport" | "relayConne
   directRetryMaxMs: 60_000,
   mailboxDelayMs: 3_000,
   relayTimeoutMs: 10_000,
+  stopSettleMs: 3_000,
   relayBackoffInitialMs: 1_000,
   relayBackoffMaxMs: 15_000,
   relayDelivery: "bucket",

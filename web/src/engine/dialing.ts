@@ -158,6 +158,8 @@ export async function handshake(
         ...(ratchetKey ? { [RATCHET_KEY_EXTENSION]: ratchetKey } : {}),
       },
       handshakeTimeoutMs: ctx.cfg.handshakeTimeoutMs,
+      // session.detached: ratchet bodies beside the Noise frame, not inside it (peer-ratchet.ts)
+      detachedFrames: true,
       ...suites,
       ...cryptoOf(ctx),
       ...(prepared ? { prepared } : {}),

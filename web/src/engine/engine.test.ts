@@ -809,6 +809,9 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     expect(changed()).toBe(3);
     await until(() => !online(b, a), "bob sees alice gone");
     expect(a.engine.presence(b.id).status).toBe("offline");
+    // Nothing of the deleted contact stays in the engine: before, its connect/disconnect number
+    // (`#userCalls`) did, one entry per contact ever deleted.
+    expect(a.engine.heldContacts()).not.toContain(b.id);
   });
 
   it("shows presence only to accepted contacts; a stranger's direct offer is still refused", async () => {

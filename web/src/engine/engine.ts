@@ -122,8 +122,13 @@ export class Engine implements ChatEngine {
   #deferTimer: ReturnType<typeof setTimeout> | undefined;
   /** Deferred saves retried in a row without one landing: the backoff's exponent. */
   #deferFailures = 0;
-  /** The latest connect/disconnect call per contact (`#userCall`). */
+  /**
+   * The latest connect/disconnect call per contact (`#userCall`); the entry goes with the contact
+   * (`#reread`). Numbered by one engine-wide counter, so a contact deleted and added again never
+   * matches a call made before.
+   */
   readonly #userCalls = new Map<ContactId, number>();
+  #lastUserCall = 0;
   /** File transfers (files/transfers.ts; docs/protocol/files.md). */
   readonly #files: FileTransfers;
   /** Rooms: meshes of member links over the same signaling and transport (rooms/mesh.ts). */
@@ -347,11 +352,31 @@ export class Engine implements ChatEngine {
     this.rooms?.stop();
     clearTimeout(this.#ctx.addressTimer);
     this.#ctx.direct?.close();
-    this.#ctx.relayLive?.close();
     this.#ctx.signaling?.close();
+    // The sessions just closed seal their CLOSE after what they still had queued, then close their
+    // links; a live relay link then sends what it holds, its close marker last. Only then do the
+    // relay connections close (bounded by stopSettleMs): before, a message reported `sent` a moment
+    // earlier was cut off with them when the process exited next (the CLI), and the contact learnt
+    // we had left only from its probe or heartbeat (docs/protocol/chat.md §6, "Stopping").
+    await this.#settled(this.#ctx.relayLive?.settled?.());
+    this.#ctx.relayLive?.close();
     await Promise.allSettled([...this.#ctx.peers.values()].map((p) => p.queue));
     this.#ctx.pool?.close();
+    await this.#ctx.cfg.fileStore?.release?.(); // files held open go (docs/protocol/files.md §6)
     setService(this.#ctx, { signaling: "disabled", relay: "disabled" });
+  }
+
+  /** `settling`, or stopSettleMs, whichever ends first. */
+  async #settled(settling: Promise<void> | undefined): Promise<void> {
+    if (!settling) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      settling,
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.#ctx.cfg.stopSettleMs);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   subscribe(listener: EngineListener): () => void {
@@ -398,9 +423,17 @@ export class Engine implements ChatEngine {
    * were made, though `connect` reads the contact first (an await) and `disconnect` acts at once.
    */
   #userCall(contactId: ContactId): number {
-    const n = (this.#userCalls.get(contactId) ?? 0) + 1;
+    const n = ++this.#lastUserCall;
     this.#userCalls.set(contactId, n);
     return n;
+  }
+
+  /**
+   * The contacts this engine keeps state for (controllers, the user's calls, deferred saves): a
+   * deleted contact leaves nothing behind (engine.test checks it).
+   */
+  heldContacts(): ContactId[] {
+    return [...new Set([...this.#ctx.peers.keys(), ...this.#userCalls.keys(), ...this.#deferred.keys()])];
   }
 
   handOver(contactId: ContactId, text: string): HandedOver {
@@ -656,6 +689,7 @@ export class Engine implements ChatEngine {
     if (c) this.#links.for(c).changed(c);
     else {
       this.#links.forget(contactId);
+      this.#userCalls.delete(contactId);
       this.#links.resubscribe();
     }
   }

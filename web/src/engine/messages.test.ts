@@ -9,7 +9,9 @@
 import { describe, expect, it } from "vitest";
 import { concatBytes } from "../../../core/bytes.ts";
 import {
+  BODY_FAILED,
   generateRatchetKeyPair,
+  MESSAGE_PREFIX_LEN,
   ratchetDecrypt,
   ratchetEncrypt,
   ratchetFromSecret,
@@ -71,6 +73,8 @@ async function setup(storage: MemoryStorage) {
       remoteExtensions: {},
       send: (f: Uint8Array) => frames.push(f.slice()),
       sendParts: (parts: readonly Uint8Array[]) => frames.push(concatBytes(...parts)),
+      sendDetached: (head: readonly Uint8Array[], body: Uint8Array) =>
+        frames.push(concatBytes(...head, body)),
     },
     sent: new Set(),
   } as unknown as Live;
@@ -147,6 +151,48 @@ describe("receive: a message stored while its state write failed is shown when i
     const third = await ratchetEncrypt(resend.state, encodeAppMessage(message), Date.now());
     await receive(ctx, peer, live, third.message);
     expect(events).toHaveLength(1);
+  });
+});
+
+describe("receive: a detached ratchet body that fails (docs/protocol/session.md §5, 'Detached frames')", () => {
+  /** Alice's message with one byte of its body's ciphertext (not its tag) changed, as in transit. */
+  async function tampered(alice: Parameters<typeof ratchetEncrypt>[0]) {
+    const message: AppMessage = {
+      t: "msg",
+      id: "m3".padEnd(22, "A"),
+      at: 1_700_000_000_000,
+      text: "changed",
+    };
+    const sealed = (await ratchetEncrypt(alice, encodeAppMessage(message), Date.now())).message.slice();
+    sealed[MESSAGE_PREFIX_LEN + 2]! ^= 1;
+    return sealed;
+  }
+
+  it("detached: the session closes with LOFT_ERR_DECRYPT and the ratchet is kept", async () => {
+    const storage = new MemoryStorage("");
+    const { alice, bob, ctx, events, live, peerWith } = await setup(storage);
+    const closes: string[][] = [];
+    (live.session as unknown as { close: (...a: string[]) => void }).close = (...a) => closes.push(a);
+    const peer = peerWith(bob);
+    storage.sessions.set("peer", encodeChatRatchet(peer.ratchet!));
+    expect(await receive(ctx, peer, live, await tampered(alice), true)).toEqual([]);
+    expect(closes).toEqual([["LOFT_ERR_DECRYPT", BODY_FAILED]]);
+    expect(peer.ratchet?.state).toBe(bob);
+    expect(storage.sessions.has("peer")).toBe(true);
+    expect(events).toEqual([]);
+  });
+
+  it("inside a Noise frame (not detached): as before, the ratchets disagree — ours is dropped", async () => {
+    const storage = new MemoryStorage("");
+    const { alice, bob, ctx, live, peerWith } = await setup(storage);
+    const closes: string[][] = [];
+    (live.session as unknown as { close: (...a: string[]) => void }).close = (...a) => closes.push(a);
+    const peer = peerWith(bob);
+    storage.sessions.set("peer", encodeChatRatchet(peer.ratchet!));
+    await receive(ctx, peer, live, await tampered(alice));
+    expect(closes).toEqual([["ratchet-desync", "LOFT_ERR_DECRYPT"]]);
+    expect(peer.ratchet).toBeUndefined();
+    expect(storage.sessions.has("peer")).toBe(false);
   });
 });
 

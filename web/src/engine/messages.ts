@@ -7,7 +7,13 @@
  */
 import { wipe } from "../../../core/bytes.ts";
 import { isDeviceAppMessage } from "../../../core/device/relay.ts";
-import { canSend, expireSkippedKeys, ratchetDecrypt } from "../../../core/ratchet/index.ts";
+import {
+  BODY_FAILED,
+  canSend,
+  expireSkippedKeys,
+  isBodyFailure,
+  ratchetDecrypt,
+} from "../../../core/ratchet/index.ts";
 import { randomId } from "../lib/base64url.ts";
 import type { OutboxEntry, StoredMessage } from "./api.ts";
 import { isCallSignal } from "./calls/wire.ts";
@@ -57,9 +63,17 @@ export async function receive(
   peer: Peer,
   live: Live | undefined,
   sealed: Uint8Array,
+  detached = false,
 ): Promise<Outcome[]> {
   const out: Outcome[] = [];
-  if (live && peer.live !== live) return out;
+  if (live && peer.live !== live) {
+    // Replaced: the new session may run a new ratchet, and the peer sends this again on it.
+    if (peer.live) return out;
+    // Read after its session closed (the peer's CLOSE right behind it, a peer that sent and
+    // stopped: the CLI): read as a mailbox body is — a failed decrypt drops it, never a desync —
+    // rather than dropped, which lost it until the peer's next session (chat.md §6, "Stopping").
+    return receive(ctx, peer, undefined, sealed);
+  }
   const r = live ? peer.ratchet : (await loadRatchet(ctx, peer)).ratchet;
   if (!r) return out;
   const couldSend = canSend(r.state);
@@ -76,6 +90,15 @@ export async function receive(
       // Most likely sealed under a ratchet both ends have since replaced; the sender still has
       // it in its outbox (no receipt) and sends it again on the next session.
       ctx.cfg.log(`dropped a mailbox message that does not decrypt: ${opened.error.code}`);
+      return out;
+    }
+    // A detached body (docs/protocol/session.md §5) is outside the Noise AEAD: one that fails
+    // behind a header that opened may have been changed in transit, which is what a Noise
+    // failure closes the session for — the ratchets agree, so ours is kept; the message is still
+    // in the sender's outbox (no receipt) and comes again on the next session.
+    if (detached && isBodyFailure(opened.error)) {
+      ctx.cfg.log("a detached ratchet body failed authentication: closing the session");
+      live.session.close("LOFT_ERR_DECRYPT", BODY_FAILED);
       return out;
     }
     // The ratchets disagree although the HELLO ids matched (state rolled back or corrupted).

@@ -10,6 +10,7 @@
  * session after a restart (a reload) runs AES-GCM too; a contact whose device refuses the offer
  * is dialled again at once without one, and the message queued before is delivered, once.
  */
+
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { toHex } from "../../../core/bytes.ts";
 import { decodeVersionHeader, encodeVersionHeader } from "../../../core/codec/version.ts";
@@ -26,7 +27,7 @@ import {
   peerReadsNoBody,
 } from "../../../core/proxy/endpoint.ts";
 import { MAX_CHUNK } from "../../../core/proxy/frames.ts";
-import { establishSession, type Session } from "../../../core/session/index.ts";
+import { DETACHED_EXTENSION, establishSession, type Session } from "../../../core/session/index.ts";
 import { type RunningSignaling, startSignaling } from "../../../signaling/testing.ts";
 import {
   EngineHarness,
@@ -88,6 +89,7 @@ describe("the engine's Noise suite choice", () => {
     ]);
     expect(Object.keys(a1.remoteExtensions).sort()).toEqual(
       [
+        DETACHED_EXTENSION,
         PROXY_DATA_EXTENSION,
         PROXY_FLAGS_EXTENSION,
         RATCHET_KEY_EXTENSION,
@@ -95,6 +97,9 @@ describe("the engine's Noise suite choice", () => {
         SUITES_EXTENSION,
       ].sort(),
     );
+    // …each side announces session.detached, so ratchet bodies travel beside the Noise frames
+    // (docs/protocol/session.md §5, "Detached frames").
+    expect([a1.detachedFrames, b1.detachedFrames]).toEqual([true, true]);
     // …each side announces the ratchet versions it reads, so both write 0x02 (docs/protocol/ratchet.md).
     expect([liveMessageVersion(a1.remoteExtensions), liveMessageVersion(b1.remoteExtensions)]).toEqual([
       2, 2,

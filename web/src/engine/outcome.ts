@@ -40,8 +40,12 @@ export type FollowUp =
    * if nothing arrives within `presenceProbeMs` (chat.md §6).
    */
   | { step: "probe"; reconnect?: true }
-  /** The probe's time is up: nothing received since `since` (ms) closes the live session. */
-  | { step: "probe-due"; since: number; reconnect?: true }
+  /**
+   * The probe's time is up: nothing received since `since` (ms) closes the live session, unless
+   * the window ended late (a stall of our own) and was not `spared` once already (session.ts
+   * `probeVerdict`).
+   */
+  | { step: "probe-due"; since: number; reconnect?: true; spared?: true }
   /** Read our mailbox again from the body left on the relay (relay-mailbox.ts `rereadMailbox`). */
   | { step: "reread" };
 

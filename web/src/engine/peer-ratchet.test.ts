@@ -65,6 +65,8 @@ async function setup() {
       remoteExtensions: {},
       send: (f: Uint8Array) => frames.push(f.slice()),
       sendParts: (parts: readonly Uint8Array[]) => frames.push(concatBytes(...parts)),
+      sendDetached: (head: readonly Uint8Array[], body: Uint8Array) =>
+        frames.push(concatBytes(...head, body)),
     },
   } as unknown as Live;
   let bobState = bob.value;

@@ -139,10 +139,13 @@ export async function sendApps(
     });
     return { state: batch.state, sealed: batch.messages };
   });
-  // Each message as the RATCHET frame's parts (type ‖ prefix ‖ body, the bytes of
-  // `encodeRatchetFrame`): the body is copied once, into the Noise frame, instead of first into a
-  // joined RATCHET frame (docs/protocol/ratchet.md §Performance).
-  for (const s of sealed) live.session.sendParts([RATCHET_FRAME_TYPE, s.prefix, s.body]);
+  // Each message as the RATCHET frame (type ‖ prefix ‖ body, the bytes of `encodeRatchetFrame`)
+  // with its body detached: to a peer that announced `session.detached` the Noise transport seals
+  // type ‖ prefix and the body's length and tag, and the body — already sealed by the ratchet
+  // under its message key — follows unsealed again: one AEAD pass per byte (docs/protocol/ratchet.md,
+  // "One AEAD pass per byte"; docs/decisions.md). To any other peer, the whole frame in one Noise
+  // frame as before (`sendDetached` falls back to `sendParts`).
+  for (const s of sealed) live.session.sendDetached([RATCHET_FRAME_TYPE, s.prefix], s.body);
   live.syncOwed = false;
 }
 

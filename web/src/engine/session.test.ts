@@ -11,7 +11,7 @@ import { establishSession, type Session } from "../../../core/session/index.ts";
 import { sessionPair as newSessionPair, TestLink, until } from "../../../test/support/engine.ts";
 import { DEFAULT_ENGINE_CONFIG } from "./config.ts";
 import type { EngineContext, Live } from "./context.ts";
-import { heartbeat, newLive, readFrame } from "./session.ts";
+import { heartbeat, newLive, probe, probeVerdict, readFrame } from "./session.ts";
 import { decodeSessionFrame, encodePing, PING_BYTES } from "./wire.ts";
 
 const open: Session[] = [];
@@ -250,5 +250,90 @@ describe("the heartbeat after a stall of our own event loop (chat.md §6)", () =
     expect(await closeReason(late.alice)).toBe("open");
     await heartbeat(fast, late.aliceLive); // nothing since: closed
     expect(await closeReason(late.alice)).toBe("heartbeat-timeout");
+  });
+});
+
+describe("the presence probe after a stall of our own event loop (chat.md §6)", () => {
+  const INTERVAL = 50;
+  const TIMEOUT = 150;
+  const PROBE = 100;
+  const fast = {
+    cfg: {
+      ...DEFAULT_ENGINE_CONFIG,
+      heartbeatIntervalMs: INTERVAL,
+      heartbeatTimeoutMs: TIMEOUT,
+      presenceProbeMs: PROBE,
+    },
+  } as Pick<EngineContext, "cfg"> as EngineContext;
+  /** The probe's start, a clock tick after the last frame read (one in the same millisecond counts as an answer). */
+  const probeStart = async () => {
+    await new Promise((r) => setTimeout(r, 2));
+    return Date.now();
+  };
+
+  it("the probe's PING leaves the heartbeat's clock and its one spare alone: the tick after a stall still spares the session", async () => {
+    const p = await freezablePair();
+    p.freeze();
+    await heartbeat(fast, p.aliceLive);
+    await until(() => p.held.length > 0, "Bob's PONG waits at Alice's frozen end");
+    const tickAt = p.aliceLive.tickAt;
+    stall(Math.max(TIMEOUT, 2 * INTERVAL) + 20);
+    // On wake a signaling event (the contact left, or our own signaling came back) probes before
+    // the heartbeat's timer runs. Before the fix the probe ran a heartbeat tick: the real tick
+    // then looked on time and found the spare used, and closed the session (heartbeat-timeout).
+    await probe(fast, p.aliceLive);
+    expect(p.aliceLive.tickAt).toBe(tickAt);
+    expect(p.aliceLive.sparedAt).toBeUndefined();
+    p.wake(20);
+    await heartbeat(fast, p.aliceLive);
+    expect(await closeReason(p.alice)).toBe("open");
+    await until(() => Date.now() - p.aliceLive.lastInbound <= TIMEOUT, "the PONG is read", 5_000);
+    await heartbeat(fast, p.aliceLive);
+    expect(await closeReason(p.alice)).toBe("open");
+  });
+
+  it("a window that ends late with the answer not read yet gets one more window; the answer then counts", async () => {
+    const p = await freezablePair();
+    p.freeze();
+    const since = await probeStart();
+    await probe(fast, p.aliceLive);
+    await until(() => p.held.length > 0, "Bob's PONG waits at Alice's frozen end");
+    stall(2 * PROBE + 20);
+    // The PONG comes a few tasks after the turn the verdict waits. Before the fix the window's
+    // end closed the session here (presence-offline) though the contact had answered.
+    p.wake(20);
+    expect(await probeVerdict(fast, p.aliceLive, since, false)).toBe("again");
+    await until(() => p.aliceLive.lastInbound >= since, "the PONG is read", 5_000);
+    expect(await probeVerdict(fast, p.aliceLive, since, true)).toBe("answered");
+  });
+
+  it("the answer that arrived during a stall is read before the verdict", async () => {
+    const p = await freezablePair();
+    p.freeze();
+    const since = await probeStart();
+    await probe(fast, p.aliceLive);
+    await until(() => p.held.length > 0, "Bob's PONG waits at Alice's frozen end");
+    stall(PROBE + 10);
+    p.wake(); // the PONG's task is queued before the verdict's turn
+    expect(await probeVerdict(fast, p.aliceLive, since, false)).toBe("answered");
+  });
+
+  it("a silent contact is still closed: at once on time, after one more window when late", async () => {
+    const onTime = await freezablePair();
+    onTime.cutOff();
+    stall(PROBE + 20); // nothing from the contact since well before the probe
+    await probe(fast, onTime.aliceLive);
+    const since = Date.now() - PROBE - 5; // the window ends now, on time
+    expect(await probeVerdict(fast, onTime.aliceLive, since, false)).toBe("silent");
+
+    const late = await freezablePair();
+    late.cutOff();
+    const lateSince = await probeStart();
+    await probe(fast, late.aliceLive);
+    stall(2 * PROBE + 20);
+    expect(await probeVerdict(fast, late.aliceLive, lateSince, false)).toBe("again");
+    await probe(fast, late.aliceLive);
+    stall(PROBE + 10);
+    expect(await probeVerdict(fast, late.aliceLive, lateSince, true)).toBe("silent");
   });
 });

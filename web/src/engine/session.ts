@@ -235,6 +235,15 @@ export async function heartbeat(ctx: SessionContext, live: Live): Promise<void> 
       live.sparedAt = now;
     }
   }
+  await ping(live);
+}
+
+/**
+ * One PING on the live session, resolved once it is handed over; none while the previous one is
+ * still being sent (`Live.pinging`), so PINGs never pile up behind a slow send. Never rejects: a
+ * session closed meanwhile ends through its close.
+ */
+async function ping(live: Live): Promise<void> {
   if (live.pinging) return;
   live.pinging = true;
   try {
@@ -244,6 +253,42 @@ export async function heartbeat(ctx: SessionContext, live: Live): Promise<void> 
   } finally {
     live.pinging = false;
   }
+}
+
+/**
+ * The presence or reconnect probe's PING (chat.md §6, "Presence probe"), sent at once. It judges
+ * nothing and leaves the heartbeat's own clock alone: `tickAt` moves only on the interval's tick,
+ * and the one spare for a stall (`sparedAt`) is the heartbeat's. A probe that ran the heartbeat's
+ * tick instead made the next real tick look on time after a stall of our own, or used up the
+ * spare that tick was owed, and a healthy session was closed (chat.md §6, "A stall of our own is
+ * not a silent peer").
+ */
+export function probe(_ctx: SessionContext, live: Live): Promise<void> {
+  return ping(live);
+}
+
+/**
+ * The probe's window is over (`presenceProbeMs` after its PING at `since`): `answered` (a frame
+ * came since), `silent` (the controller closes the session), `again` (PING once more and wait
+ * another window) or `closed` (it ended meanwhile). The same tolerance as the heartbeat's for a
+ * stall of our own (chat.md §6): the verdict waits one turn of the event loop, so frames that
+ * arrived while it was blocked are read first; and a window that ends at least twice its length
+ * after its PING — our loop, not the peer, was silent that long — is given one more window
+ * instead of a verdict, once (`spared`), so a peer that really is gone is still closed.
+ */
+export async function probeVerdict(
+  ctx: SessionContext,
+  live: Live,
+  since: number,
+  spared: boolean,
+): Promise<"answered" | "silent" | "again" | "closed"> {
+  if (closed(live)) return "closed";
+  if (live.lastInbound >= since) return "answered";
+  await nextTurn();
+  if (closed(live)) return "closed"; // (not narrowed: the await let it change)
+  if (live.lastInbound >= since) return "answered";
+  if (!spared && Date.now() - since >= 2 * ctx.cfg.presenceProbeMs) return "again";
+  return "silent";
 }
 
 /**

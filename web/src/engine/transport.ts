@@ -56,6 +56,12 @@ export interface LiveTransport {
    */
   dial(peerIdentityKey: Uint8Array, options?: { room?: Uint8Array }): DialedLink;
   close(): void;
+  /**
+   * Resolves once every link it made is closed and has handed what it had queued to the network
+   * (the relay's: web/src/net/relay-live.ts); absent where a closed link has nothing left to
+   * send. The engine's `stop` waits for it, bounded, before closing the transport. Never rejects.
+   */
+  settled?(): Promise<void>;
 }
 
 export type RefuseReason = "refused" | "glare" | "cancelled" | "busy" | "no-direct";

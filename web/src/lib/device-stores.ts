@@ -5,6 +5,11 @@
  */
 /** Sent and received files: transfer records, previews, sealed chunks (engine/files/idb-store.ts). */
 export const FILES_DB_NAME = "loft-files";
+/**
+ * Sealed chunks of sent and received files, one file per transfer, where the browser has sync
+ * access handles (engine/files/opfs-store.ts; the records stay in `FILES_DB_NAME`).
+ */
+export const FILES_DIR = "loft-file-chunks";
 /** Shared folders in the origin-private file system (proxy/opfs-shares.ts). */
 export const SHARES_DIR = "loft-shares";
 /** Received files being saved: written here streamed, downloaded from here, then deleted (ui/save-file.ts). */

@@ -26,7 +26,7 @@
  */
 import { toHex } from "../../../core/bytes.ts";
 import { LoftError } from "../../../core/errors.ts";
-import type { Link, LinkCloseInfo } from "../../../core/link/link.ts";
+import type { LinkCloseInfo } from "../../../core/link/link.ts";
 import { QueueLink } from "../../../core/link/queue-link.ts";
 import { preferredOrder } from "../../../core/relay/choice.ts";
 import type { RecipientQueue, RelayClient, SenderQueue } from "../../../core/relay/client.ts";
@@ -55,7 +55,7 @@ export class RelayDialLink extends QueueLink implements DialedLink {
   readonly opened: Promise<void>;
   #resolve!: () => void;
   #reject!: (e: unknown) => void;
-  #inner: Link | undefined;
+  #inner: RelayLink | undefined;
 
   constructor() {
     super("connecting");
@@ -71,7 +71,15 @@ export class RelayDialLink extends QueueLink implements DialedLink {
     return this.#inner !== undefined;
   }
 
-  attach(inner: Link): void {
+  /**
+   * Resolves once this link is closed and the relay link under it, if it opened, has sent what
+   * it had queued (core/relay/live-link.ts `settled`). Never rejects.
+   */
+  get settled(): Promise<void> {
+    return this.closed.then(() => this.#inner?.settled);
+  }
+
+  attach(inner: RelayLink): void {
     if (this.state === "closed") {
       inner.close("closed");
       return;
@@ -79,23 +87,26 @@ export class RelayDialLink extends QueueLink implements DialedLink {
     this.#inner = inner;
     this.markOpen();
     this.#resolve();
+    // Everything the relay link received is passed on before its close is: a link closed by
+    // its own failed send (the peer deleted its queue on closing, say) still hands over the
+    // frames that came before — the peer's last messages and its CLOSE (receive() yields what is
+    // queued before it rejects).
     void (async () => {
       for (;;) {
         let m: Uint8Array;
         try {
           m = await inner.receive();
         } catch {
-          return;
+          break;
         }
         this.deliver(m);
       }
-    })();
-    void inner.closed.then((info) =>
+      const info = await inner.closed;
       this.finish(
         { reason: info.reason, ...(info.detail === undefined ? {} : { detail: info.detail }) },
         false,
-      ),
-    );
+      );
+    })();
   }
 
   protected transmit(message: Uint8Array): void {
@@ -139,6 +150,8 @@ export class RelayLiveTransport implements LiveTransport {
   readonly #urls: readonly string[];
   readonly #onOffer: (offer: IncomingOffer) => void;
   readonly #attempts = new Map<string, Attempt>();
+  /** Every link made (dialed or accepted) until it has settled (`settled`). */
+  readonly #links = new Set<RelayDialLink>();
   readonly #off: () => void;
 
   /** Options for each RelayLink (core/relay/live-link.ts); a benchmark sets the send window. */
@@ -162,19 +175,40 @@ export class RelayLiveTransport implements LiveTransport {
     this.#attempts.clear();
   }
 
+  /**
+   * Resolves once every link made so far is closed and has sent what it had queued — the last
+   * messages, the session's CLOSE, the close marker — to the relay (`RelayDialLink.settled`). The
+   * engine waits for it, bounded, between closing its sessions and closing the relay connections
+   * (engine.ts `stop`): a process that exits right after `stop` (the CLI) otherwise cut off a
+   * message it had reported `sent`. Never rejects.
+   */
+  settled(): Promise<void> {
+    return Promise.all([...this.#links].map((l) => l.settled)).then(() => {});
+  }
+
+  /** A new link, tracked until it has settled. */
+  #track(link: RelayDialLink): RelayDialLink {
+    this.#links.add(link);
+    void link.settled.then(() => this.#links.delete(link));
+    return link;
+  }
+
   dial(peer: Uint8Array, options?: { room?: Uint8Array }): RelayDialLink {
     const room = options?.room?.slice();
     const conn = crypto.getRandomValues(new Uint8Array(CONN_ID_BYTES));
-    const link = new RelayDialLink();
+    const link = this.#track(new RelayDialLink());
     const a: Attempt = { link, peer: peer.slice(), conn, answered: false };
     const key = `${toHex(peer)}/${toHex(conn)}`;
     this.#attempts.set(key, a);
     void link.closed.then((info) => {
       this.#attempts.delete(key);
-      this.#dropQueue(a.client, a.own);
       if (!link.isOpen && !info.reason.startsWith("bye-") && info.reason !== "transport-closed")
         this.#bye(a.peer, conn, "cancelled");
     });
+    // Our queue goes once what we sent has settled, not at the close: deleted at once, the peer's
+    // next send into it was refused and its link closed before our last pieces and our close
+    // marker reached it (`#dropLater`).
+    this.#dropLater(link, () => [a.client, a.own]);
     // The first of our relays not known to be down (core/relay/choice.ts): one down relay does
     // not stop live links through the others.
     const url = preferredOrder(this.#urls, (u) => this.#pool.isDown(u))[0] ?? this.#urls[0]!;
@@ -197,6 +231,18 @@ export class RelayLiveTransport implements LiveTransport {
 
   #dropQueue(client: RelayClient | undefined, own: RecipientQueue | undefined): void {
     if (client && own && !client.closed) client.deleteQueue(own).catch(() => {});
+  }
+
+  /**
+   * Delete our receiving queue of `link` once the link has settled (closed, and what it queued —
+   * its close marker last — answered by the relay), not when it closes: until the peer has read
+   * our close marker it may still send (a PONG, a receipt), and a send refused because the queue
+   * is gone closed its link before our last pieces, stored behind that refusal's answer, were
+   * delivered to it (docs/protocol/relay.md §Live links). What it sends meanwhile is deleted with
+   * the queue, unread.
+   */
+  #dropLater(link: RelayDialLink, queue: () => [RelayClient | undefined, RecipientQueue | undefined]): void {
+    void link.settled.then(() => this.#dropQueue(...queue()));
   }
 
   #send(peer: Uint8Array, p: SignalPayload): Promise<void> {
@@ -250,10 +296,10 @@ export class RelayLiveTransport implements LiveTransport {
       accept: () => {
         if (decided) throw new Error("offer already decided");
         decided = true;
-        const link = new RelayDialLink();
+        const link = this.#track(new RelayDialLink());
         let client: RelayClient | undefined;
         let own: RecipientQueue | undefined;
-        void link.closed.then(() => this.#dropQueue(client, own));
+        this.#dropLater(link, () => [client, own]);
         void (async () => {
           const c = await this.#pool.client(url);
           client = c;

@@ -57,6 +57,14 @@ export class IdbFileStore implements FileStore {
     return (await this.#db).getAll("chunks", range);
   }
 
+  /** Those of chunks `first` … `first + count − 1` that are stored, by index (one transaction). */
+  async chunksAt(key: string, first: number, count: number): Promise<Map<number, Uint8Array>> {
+    const range = IDBKeyRange.bound([key, first], [key, first + count - 1]);
+    const tx = (await this.#db).transaction("chunks");
+    const [keys, values] = await Promise.all([tx.store.getAllKeys(range), tx.store.getAll(range), tx.done]);
+    return new Map(keys.map(([, index], n) => [index, values[n] as Uint8Array]));
+  }
+
   async deleteChunks(key: string): Promise<void> {
     await (await this.#db).delete("chunks", IDBKeyRange.bound([key, 0], [key, Number.MAX_SAFE_INTEGER]));
   }

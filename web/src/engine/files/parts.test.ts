@@ -476,6 +476,72 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
     expect(new Uint8Array(await blob!.arrayBuffer())).toEqual(data);
   });
 
+  it("chunks queued on a session that closed before their turn are neither opened nor stored; the resume asks for them again and the file ends done", async () => {
+    const data = seededBytes(4 * FILE_CHUNK_BYTES + 5, 11);
+    const { offer, parts } = await senderSide(data);
+    const total = chunkCount(data.length);
+    const frameOf = (i: number) => chunkFrame(parts, i, total);
+    const session = () =>
+      ({
+        session: { state: "open", send: () => {}, closed: new Promise(() => {}), close: () => {} },
+      }) as unknown as FileLive & { session: { state: string } };
+    const [first, second] = [session(), session()];
+    const store = new SlowStore();
+    const r = receiver({ store, live: first });
+    await r.files.message(r.peer, offer);
+    const [t] = await r.files.list("c0ffee");
+    await r.files.accept(t!.key);
+    r.files.up(r.peer, first);
+    const accepts = () => r.told.filter((m) => m.t === "file.accept");
+    await until(() => accepts().length === 1, "the accept goes out");
+    await r.files.frame(r.peer, first, frameOf(0)); // taken; its write begins and stalls
+    await until(() => store.writes.length === 1, "the first write begins");
+    const late = [1, 2].map((i) => r.files.frame(r.peer, first, frameOf(i)));
+    first.session.state = "closed"; // the link dropped before their turn came
+    await Promise.all(late);
+    await store.flush(); // chunk 0 lands
+    r.files.up(r.peer, second);
+    await until(() => accepts().length === 2, "the resume asks again");
+    expect((accepts()[1] as { from: number }).from).toBe(1);
+    expect(store.writes).toEqual([{ first: 0, count: 1 }]); // nothing of chunks 1 and 2 written
+    for (let i = 1; i < total; i++) void r.files.frame(r.peer, second, frameOf(i));
+    await until(() => {
+      void store.flush();
+      return r.state() === "done" || r.state() === "failed";
+    }, "the transfer ends");
+    expect(r.state()).toBe("done");
+    expect(new Uint8Array(await (await r.files.blob(t!.key))!.arrayBuffer())).toEqual(data);
+  });
+
+  it("a new session resumes a contact's transfers at once: one waiting on its store does not hold another's", async () => {
+    const data = seededBytes(3 * FILE_CHUNK_BYTES, 12);
+    const { offer, parts } = await senderSide(data);
+    const total = chunkCount(data.length);
+    const session = () =>
+      ({
+        session: { state: "open", send: () => {}, closed: new Promise(() => {}), close: () => {} },
+      }) as unknown as FileLive;
+    const [first, second] = [session(), session()];
+    const store = new SlowStore();
+    const r = receiver({ store, live: first });
+    await r.files.message(r.peer, offer); // A: its chunk's write will stall
+    await r.files.message(r.peer, { ...offer, id: ID + 1 }); // B: nothing to store
+    for (const t of await r.files.list("c0ffee")) await r.files.accept(t.key);
+    r.files.up(r.peer, first);
+    const accepts = (id: number) => r.told.filter((m) => m.t === "file.accept" && m.id === id);
+    await until(() => accepts(ID).length === 1 && accepts(ID + 1).length === 1, "both accepts go out");
+    await r.files.frame(r.peer, first, chunkFrame(parts, 0, total));
+    await until(() => store.writes.length === 1, "A's write begins and stalls");
+    r.files.up(r.peer, second);
+    await until(() => accepts(ID + 1).length === 2, "B's resume asks while A's write stalls");
+    expect(accepts(ID)).toHaveLength(1); // A waits for its chunk to be stored (files.md §5)
+    await until(() => {
+      void store.flush();
+      return accepts(ID).length === 2;
+    }, "A's resume asks once its chunk landed");
+    expect((accepts(ID)[1] as { from: number }).from).toBe(1);
+  });
+
   it("fuzz: whatever a sender pushes and however storage keeps up, what is kept stays in the window; an honest sender is never refused", async () => {
     const total = 100;
     const { sealed } = await windowSetup(total, WINDOW_CHUNKS + 8);

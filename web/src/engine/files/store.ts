@@ -1,7 +1,8 @@
 /**
  * Where transfers and received chunks are kept (docs/protocol/files.md §6): the engine writes
- * through `FileStore`; the browser's is IndexedDB (idb-store.ts), tests and engines without one
- * use `MemoryFileStore`. Received chunks are stored as they arrived — AES-256-GCM ciphertext under
+ * through `FileStore`; the browser's keeps records in IndexedDB and chunks in one origin-private
+ * file per transfer (opfs-store.ts), or in IndexedDB where it has no sync access handles
+ * (idb-store.ts); tests and engines without one use `MemoryFileStore`. Received chunks are stored as they arrived — AES-256-GCM ciphertext under
  * the per-transfer key — and the key itself goes to the engine's sealed secrets
  * (EngineStorage.saveSecret), so the store never holds a file's plaintext. Transfer records reach
  * the store sealed (sealed-records.ts): no name, type, size, hash or preview in clear.
@@ -101,6 +102,12 @@ export interface FileStore {
   /** Delete a transfer's chunks (`deleteTransfer`: its chunks and its record). */
   deleteChunks(key: string): Promise<void>;
   deleteTransfer(key: string): Promise<void>;
+  /**
+   * Let go of what holds files open (opfs-store.ts: each transfer's sync access handle), as the
+   * engine stops — Delete identity then removes them (app/device-files.ts). Stores reopen what
+   * they need on their next call.
+   */
+  release?(): Promise<void>;
 }
 
 export class MemoryFileStore implements FileStore {

@@ -777,6 +777,10 @@ export class FileTransfers {
     chunk: FileChunkFrame,
     live: FileLive | undefined,
   ): Promise<void> {
+    // A live chunk whose session closed while it waited its turn (queued before the link
+    // dropped): nothing can acknowledge it there, and the resume asks the sender from `next` on
+    // the next session (files.md §5, Resume) — not opened, not stored, not counted.
+    if (live && live.session.state === "closed") return;
     const expect: ChunkExpectation = { id: i.t.id, size: i.t.size, next: i.taken };
     const checked = checkChunk(expect, chunk);
     if (!checked.ok) {
@@ -905,9 +909,15 @@ export class FileTransfers {
           }
           this.#later(peer, offerOf(o));
         }
-      for (const i of this.#in.values())
-        if (i.t.contactId === peer.id && (i.t.state === "waiting" || i.t.state === "receiving"))
-          await this.#resumeIncoming(peer, i);
+      // All at once: each waits for its own chunks to be stored before it asks (a replaced
+      // session delivering one file must not hold the others' resumes behind it).
+      const resuming = [...this.#in.values()].filter(
+        (i) => i.t.contactId === peer.id && (i.t.state === "waiting" || i.t.state === "receiving"),
+      );
+      const resumed = await Promise.allSettled(resuming.map((i) => this.#resumeIncoming(peer, i)));
+      for (const r of resumed)
+        if (r.status === "rejected")
+          this.#ctx.cfg.log(`files: resume failed: ${(r.reason as Error).message}`);
       void live.session.closed.then(() => this.#paused(peer, live));
     })().catch((e) => this.#ctx.cfg.log(`files: resume failed: ${(e as Error).message}`));
   }

@@ -63,12 +63,15 @@ import {
   heartbeat,
   hello,
   newLive,
+  probe,
+  probeVerdict,
   readFrame,
   sessionClosed,
   sessionRunning,
   sessionUp,
 } from "../session.ts";
 import type { BulkLane, IncomingOffer } from "../transport.ts";
+import { FRAME } from "../wire.ts";
 import { allowed, type LinkEvent, type LinkState, linkStateOf } from "./state.ts";
 
 /** What a controller asks of the engine-wide links (links.ts). */
@@ -155,36 +158,16 @@ export class LinkController {
       case "heartbeat":
         if (peer.live) void heartbeat(ctx, peer.live);
         return;
-      case "probe": {
-        if (!peer.live) return;
-        const due: FollowUp = { step: "probe-due", since: Date.now() };
-        if (f.reconnect) due.reconnect = true;
-        this.apply([schedule("probe", ctx.cfg.presenceProbeMs, due)]);
-        void heartbeat(ctx, peer.live);
+      case "probe":
+        if (peer.live) this.#probe(peer.live, Date.now(), f.reconnect === true, false);
         return;
-      }
       case "reread":
         void serial(peer, async () => {
           if (peer.rxHeld) this.apply(rereadMailbox(ctx, peer));
         });
         return;
       case "probe-due":
-        if (!peer.live) return;
-        if (peer.live.lastInbound < f.since && f.reconnect)
-          // Our own network changed under the session: it stopped answering, as a heartbeat
-          // timeout says, only sooner (chat.md §6).
-          this.#closeLive(
-            peer.live,
-            "heartbeat-timeout",
-            "our signaling connection came back and the live session stopped answering",
-          );
-        else if (peer.live.lastInbound < f.since)
-          this.#closeLive(
-            peer.live,
-            "presence-offline",
-            "the contact went offline and the live session stopped answering",
-          );
-        else ctx.cfg.log(`presence probe ${peer.id.slice(0, 8)}: the live session answered`);
+        void this.#probeDue(f);
         return;
       default: {
         // A follow-up added to outcome.ts without a case here fails the typecheck.
@@ -192,6 +175,48 @@ export class LinkController {
         ctx.cfg.log(`link ${peer.id.slice(0, 8)}: no handler for follow-up ${JSON.stringify(unhandled)}`);
       }
     }
+  }
+
+  /**
+   * Probe `live` (chat.md §6, "Presence probe"): a PING now, the verdict `presenceProbeMs` later
+   * on whatever arrived since `since`. The PING is not a heartbeat tick (session.ts `probe`).
+   */
+  #probe(live: Live, since: number, reconnect: boolean, spared: boolean): void {
+    const due: FollowUp = { step: "probe-due", since };
+    if (reconnect) due.reconnect = true;
+    if (spared) due.spared = true;
+    this.apply([schedule("probe", this.#ctx.cfg.presenceProbeMs, due)]);
+    void probe(this.#ctx, live);
+  }
+
+  /** The probe's window is over: the session answered, stays for one more window, or is closed. */
+  async #probeDue(f: Extract<FollowUp, { step: "probe-due" }>): Promise<void> {
+    const ctx = this.#ctx;
+    const { peer } = this;
+    const live = peer.live;
+    if (!live) return;
+    const verdict = await probeVerdict(ctx, live, f.since, f.spared === true);
+    if (peer.live !== live || this.#state === "stopped") return;
+    const short = peer.id.slice(0, 8);
+    if (verdict === "answered") ctx.cfg.log(`presence probe ${short}: the live session answered`);
+    else if (verdict === "again") {
+      // Our own event loop stalled through the window (chat.md §6): one more, with a new PING.
+      ctx.cfg.log(`presence probe ${short}: the window ended late (a stall of ours): probing once more`);
+      this.#probe(live, f.since, f.reconnect === true, true);
+    } else if (verdict === "silent" && f.reconnect)
+      // Our own network changed under the session: it stopped answering, as a heartbeat
+      // timeout says, only sooner (chat.md §6).
+      this.#closeLive(
+        live,
+        "heartbeat-timeout",
+        "our signaling connection came back and the live session stopped answering",
+      );
+    else if (verdict === "silent")
+      this.#closeLive(
+        live,
+        "presence-offline",
+        "the contact went offline and the live session stopped answering",
+      );
   }
 
   /** The one place a contact's presence is set (chat.md §7); an unchanged presence emits nothing. */
@@ -602,6 +627,13 @@ export class LinkController {
       } catch {
         return;
       }
+      // A detached frame's last bytes were not under the Noise AEAD: only a RATCHET frame, whose
+      // body the ratchet authenticates, may come that way (docs/protocol/session.md §5).
+      const detached = live.session.isDetached(bytes);
+      if (detached && bytes[0] !== FRAME.RATCHET) {
+        live.session.close("LOFT_ERR_MALFORMED", `a detached frame of type ${bytes[0]}`);
+        return;
+      }
       // File chunks and ACKs (0x10–0x17) go to the transfers, in order (docs/protocol/files.md).
       if (isFileFrame(bytes) && ctx.files) {
         live.lastInbound = Date.now();
@@ -614,11 +646,11 @@ export class LinkController {
       if (frame.kind === "stop") return;
       if (frame.kind === "proxy") receiveProxy(ctx, peer, live, frame.message); // ../proxy-link.ts
       if (frame.kind === "ratchet")
-        await serial(peer, async () => this.apply(await receive(ctx, peer, live, frame.message))).catch(
-          (e) => {
-            ctx.cfg.log(`receive failed: ${(e as Error).message}`);
-          },
-        );
+        await serial(peer, async () =>
+          this.apply(await receive(ctx, peer, live, frame.message, detached)),
+        ).catch((e) => {
+          ctx.cfg.log(`receive failed: ${(e as Error).message}`);
+        });
     }
   }
 

@@ -1,0 +1,222 @@
+/**
+ * The browser's file store in real Chromium (web/src/engine/files/opfs-store.ts, opfs-worker.ts;
+ * docs/protocol/files.md §6): a page bundled from the real modules (bench/page-bundle.ts; nothing
+ * mocked) stores sealed chunks through `OpfsFileStore` — one origin-private file per transfer,
+ * written by its worker through a sync access handle — and reads them back: in order, holes
+ * skipped, across a reload, chunks an earlier version left in IndexedDB still readable, deleting a
+ * transfer deleting its file, a chunk larger than a slot refused, a file of garbage read as
+ * nothing stored, and IndexedDB used when the worker cannot start. The engine over this store
+ * (transfers, resume after a reload) is test/e2e/files.e2e.ts.
+ */
+import { rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Browser, Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { buildPage, callPage, repoModule, servePage } from "../../bench/page-bundle.ts";
+import { launchChromium } from "../support/browser.ts";
+
+const PAGE_SOURCE = `
+import { OpfsFileStore } from ${repoModule("web/src/engine/files/opfs-store.ts")};
+import { IdbFileStore } from ${repoModule("web/src/engine/files/idb-store.ts")};
+import { chunkFileName, SLOT_BYTES, SLOT_HEADER_BYTES } from ${repoModule("web/src/engine/files/opfs-protocol.ts")};
+import { SEALED_CHUNK_BYTES } from ${repoModule("web/src/engine/files/wire.ts")};
+
+/** A chunk whose bytes say which it is: \`n\` bytes of \`index + 1\`. */
+const chunk = (index, n = SEALED_CHUNK_BYTES) => new Uint8Array(n).fill(index + 1);
+const summary = (cs) => cs.map((c) => [c.length, c[0], c[c.length - 1]]);
+const files = async (dir) => {
+  const d = await (await navigator.storage.getDirectory()).getDirectoryHandle(dir, { create: true });
+  const names = [];
+  for await (const name of d.keys()) names.push(name);
+  return names.sort();
+};
+/** One store per page, as the app has (chat-engine.ts): a file's sync handle is its worker's alone. */
+let one;
+const store = () => (one ??= new OpfsFileStore("t-files", "t-chunks"));
+
+window.loftBench = {
+  slots: () => ({ slot: SLOT_BYTES, header: SLOT_HEADER_BYTES, sealed: SEALED_CHUNK_BYTES }),
+  async roundTrip() {
+    const s = store();
+    const opfs = await s.usesOpfs();
+    await s.putChunks("c/in/1", 0, [chunk(0), chunk(1), chunk(2, 100)]);
+    await s.putChunks("c/in/1", 5, [chunk(5, 17)]); // chunks 3 and 4 never stored: a hole
+    await s.putRecord({ key: "c/in/1", at: 1, sealed: new Uint8Array([1, 2, 3]) });
+    return {
+      opfs,
+      files: await files("t-chunks"),
+      all: summary(await s.getChunks("c/in/1", 0, 8)),
+      first2: summary(await s.getChunks("c/in/1", 0, 2)),
+      one: summary([await s.getChunk("c/in/1", 2)]),
+      hole: (await s.getChunk("c/in/1", 3)) === undefined,
+      past: (await s.getChunks("c/in/1", 9, 4)).length,
+      other: (await s.getChunks("c/in/2", 0, 4)).length,
+      records: (await s.listRecords()).map((r) => r.key),
+    };
+  },
+  async afterReload() {
+    const s = store();
+    return { all: summary(await s.getChunks("c/in/1", 0, 8)), records: (await s.listRecords()).map((r) => r.key) };
+  },
+  async overwrite() {
+    // The sender's copy is written again when a block is read again (a resume): the same slot.
+    const s = store();
+    await s.putChunks("c/in/1", 2, [chunk(7, 60)]);
+    return summary(await s.getChunks("c/in/1", 0, 8));
+  },
+  async legacy() {
+    // Chunks an earlier version stored in IndexedDB (the same database), then the rest here.
+    await new IdbFileStore("t-files").putChunks("c/in/old", 0, [chunk(0), chunk(1)]);
+    const s = store();
+    await s.putChunks("c/in/old", 2, [chunk(2, 50)]);
+    const before = summary(await s.getChunks("c/in/old", 0, 4));
+    const middle = summary([await s.getChunk("c/in/old", 1)]);
+    await s.deleteTransfer("c/in/old");
+    await s.deleteTransfer("c/in/1");
+    return {
+      before,
+      middle,
+      after: (await s.getChunks("c/in/old", 0, 4)).length,
+      idbAfter: (await new IdbFileStore("t-files").getChunks("c/in/old", 0, 4)).length,
+      files: await files("t-chunks"),
+      records: (await s.listRecords()).map((r) => r.key),
+    };
+  },
+  async refused() {
+    const s = store();
+    const tooBig = await s.putChunks("c/in/3", 0, [chunk(0, SEALED_CHUNK_BYTES + 1)]).then(() => "stored", (e) => e.name);
+    const empty = await s.putChunks("c/in/3", 0, [new Uint8Array(0)]).then(() => "stored", (e) => e.name);
+    return { tooBig, empty, got: (await s.getChunks("c/in/3", 0, 2)).length };
+  },
+  async garbage(seed) {
+    // A transfer's file of random bytes (damage, or not a file this store wrote): every length
+    // field is either 0, too large, or a chunk cut short, or a chunk — never an error, never
+    // more than a slot holds. The engine opens each chunk (AES-GCM) before trusting it (§4).
+    let x = seed;
+    const next = () => ((x = (x * 1103515245 + 12345) >>> 0), x);
+    const d = await (await navigator.storage.getDirectory()).getDirectoryHandle("t-chunks", { create: true });
+    const out = [];
+    for (let round = 0; round < 40; round++) {
+      const size = next() % (3 * SLOT_BYTES);
+      const bytes = new Uint8Array(size);
+      for (let i = 0; i < size; i += 1) bytes[i] = next() >>> 24;
+      // Some length fields made plausible, so cut-short and whole chunks are read too.
+      for (let at = 0; at + 4 <= size; at += SLOT_BYTES)
+        if (next() % 2) new DataView(bytes.buffer).setUint32(at, next() % (SEALED_CHUNK_BYTES + 2), true);
+      const w = await (await d.getFileHandle(chunkFileName("g/in/" + round), { create: true })).createWritable();
+      await w.write(bytes);
+      await w.close();
+      const got = await store().getChunks("g/in/" + round, 0, 4).catch((e) => e.name);
+      if (typeof got === "string") return { error: got };
+      for (const c of got) if (c.length === 0 || c.length > SEALED_CHUNK_BYTES) return { error: "length " + c.length };
+      out.push(got.length);
+      await store().deleteChunks("g/in/" + round);
+    }
+    return { counts: out, files: await files("t-chunks") };
+  },
+  async noWorker() {
+    // A worker that cannot start (a CSP, an old browser): chunks go to IndexedDB, as before.
+    const s = new OpfsFileStore("t-files-2", "t-chunks-2", () => new Worker("/no-such-worker.js"));
+    const opfs = await s.usesOpfs();
+    await s.putChunks("c/in/9", 0, [chunk(0), chunk(1, 9)]);
+    return {
+      opfs,
+      got: summary(await s.getChunks("c/in/9", 0, 3)),
+      inIdb: (await new IdbFileStore("t-files-2").getChunks("c/in/9", 0, 3)).length,
+    };
+  },
+  async release() {
+    // Delete identity (app/device-files.ts) removes the folder once the engine let go of it.
+    const s = store();
+    await s.putChunks("c/in/4", 0, [chunk(0)]);
+    const root = await navigator.storage.getDirectory();
+    const held = await root.removeEntry("t-chunks", { recursive: true }).then(() => "removed", (e) => e.name);
+    await s.release();
+    const released = await root.removeEntry("t-chunks", { recursive: true }).then(() => "removed", (e) => e.name);
+    return { held, released };
+  },
+};
+`;
+
+let browser: Browser;
+let site: { url: string; close: () => void };
+let page: Page;
+const outDir = join(tmpdir(), `loft-e2e-file-store-${process.pid}`);
+
+beforeAll(async () => {
+  await buildPage(PAGE_SOURCE, outDir);
+  site = await servePage(outDir);
+  browser = await launchChromium();
+  page = await (await browser.newContext()).newPage();
+  await page.goto(site.url);
+  await page.waitForFunction(() => "loftBench" in window);
+});
+
+afterAll(async () => {
+  await browser?.close();
+  site?.close();
+  await rm(outDir, { recursive: true, force: true });
+});
+
+/** [length, first byte, last byte] of a chunk as the page summarised it. */
+const c = (index: number, n = 65_040) => [n, index + 1, index + 1];
+
+describe("the OPFS file store in Chromium", () => {
+  it("keeps a slot per chunk: its length, then a whole sealed chunk", async () => {
+    expect(await callPage(page, "slots")).toEqual({ slot: 65_044, header: 4, sealed: 65_040 });
+  });
+
+  it("stores chunks in one file per transfer and reads them back in order, holes skipped, across a reload", async () => {
+    const r = await callPage<Record<string, unknown>>(page, "roundTrip");
+    expect(r.opfs).toBe(true);
+    expect(r.files).toEqual(["c%2Fin%2F1.chunks"]);
+    expect(r.all).toEqual([c(0), c(1), c(2, 100), c(5, 17)]);
+    expect(r.first2).toEqual([c(0), c(1)]);
+    expect(r.one).toEqual([c(2, 100)]);
+    expect(r.hole).toBe(true);
+    expect(r.past).toBe(0);
+    expect(r.other).toBe(0);
+    expect(r.records).toEqual(["c/in/1"]);
+    await page.reload();
+    await page.waitForFunction(() => "loftBench" in window);
+    expect(await callPage(page, "afterReload")).toEqual({
+      all: [c(0), c(1), c(2, 100), c(5, 17)],
+      records: ["c/in/1"],
+    });
+    expect(await callPage(page, "overwrite")).toEqual([c(0), c(1), c(7, 60), c(5, 17)]);
+  });
+
+  it("reads chunks an earlier version left in IndexedDB, and deleting a transfer deletes its file and those", async () => {
+    expect(await callPage(page, "legacy")).toEqual({
+      before: [c(0), c(1), c(2, 50)],
+      middle: [c(1)],
+      after: 0,
+      idbAfter: 0,
+      files: [],
+      records: [],
+    });
+  });
+
+  it("refuses a chunk a slot cannot hold, storing nothing", async () => {
+    expect(await callPage(page, "refused")).toEqual({ tooBig: "RangeError", empty: "RangeError", got: 0 });
+  });
+
+  it("reads a file of garbage as chunks no larger than a slot, never an error", async () => {
+    const r = await callPage<{ counts?: number[]; files?: string[]; error?: string }>(page, "garbage", 7);
+    expect(r.error).toBeUndefined();
+    expect(r.counts).toHaveLength(40);
+    expect(r.files).toEqual([]);
+  });
+
+  it("keeps chunks in IndexedDB when its worker cannot start", async () => {
+    expect(await callPage(page, "noWorker")).toEqual({ opfs: false, got: [c(0), c(1, 9)], inIdb: 2 });
+  });
+
+  it("lets go of its files when released, so Delete identity can remove them", async () => {
+    expect(await callPage(page, "release")).toEqual({
+      held: "NoModificationAllowedError",
+      released: "removed",
+    });
+  });
+});

@@ -1,0 +1,37 @@
+/**
+ * What `OpfsFileStore` (opfs-store.ts) and its worker (opfs-worker.ts) say to each other, and the
+ * layout of a transfer's file (docs/protocol/files.md §6): one module both import, so the page and
+ * the worker cannot disagree on a slot's size.
+ */
+/** A slot's length field: the chunk's length, 32-bit little-endian; 0 = nothing stored there. */
+export const SLOT_HEADER_BYTES = 4;
+/**
+ * Chunk `i` of a transfer's file is at `i × SLOT_BYTES`: its length and a full sealed chunk
+ * (wire.ts `SEALED_CHUNK_BYTES`, 65 040; not imported, so the worker's bundle stays this module
+ * alone — test/e2e/file-store.e2e.ts checks they agree).
+ */
+export const SLOT_BYTES = SLOT_HEADER_BYTES + 65_040;
+
+export const OPFS_OPS = ["open", "put", "get", "delete", "release"] as const;
+
+export type OpfsRequest =
+  | { id: number; op: "open"; dir: string }
+  | { id: number; op: "put"; file: string; first: number; chunks: Uint8Array[] }
+  | { id: number; op: "get"; file: string; first: number; count: number }
+  | { id: number; op: "delete"; file: string }
+  /** Close every file's handle (the engine stopped: Delete identity may remove the folder). */
+  | { id: number; op: "release" };
+
+export interface OpfsReply {
+  id: number;
+  /** `open`: sync access handles exist here (else the store keeps chunks in IndexedDB). */
+  ok?: boolean;
+  /** `get`: the transfer has a file; the chunks found, in index order, and their indexes. */
+  found?: boolean;
+  indexes?: number[];
+  chunks?: Uint8Array[];
+  error?: { name: string; message: string };
+}
+
+/** A transfer's file name: its key with nothing a file name cannot hold ("/" is in every key). */
+export const chunkFileName = (key: string): string => `${encodeURIComponent(key)}.chunks`;

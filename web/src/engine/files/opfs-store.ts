@@ -1,0 +1,158 @@
+/**
+ * The browser's `FileStore` where the origin-private file system has sync access handles
+ * (docs/protocol/files.md §6): transfer records stay in the `loft-files` IndexedDB database
+ * (idb-store.ts, sealed as ever), and each transfer's sealed chunks — AES-256-GCM ciphertext, as
+ * they arrived; never plaintext — go into one file of its own in the `loft-file-chunks` folder,
+ * written by a dedicated worker (opfs-worker.ts) through a sync access handle. Where the worker
+ * cannot start or the browser has no sync access handles, chunks stay in IndexedDB, as before.
+ *
+ * Why: on a profile on disk an IndexedDB `put` of a 64 KiB chunk (a structured clone into
+ * LevelDB) costs about four times the CPU per MiB of a write into a file (bench/README.md,
+ * bench:files, session 15); the receiver stores every byte it gets and the sender its sealed copy.
+ *
+ * Transfers stored before (chunks in IndexedDB) stay readable: a chunk not in the transfer's file
+ * is looked for in IndexedDB, and deleting a transfer deletes both.
+ */
+import { FILES_DB_NAME, FILES_DIR } from "../../lib/device-stores.ts";
+import { IdbFileStore } from "./idb-store.ts";
+import { chunkFileName, type OpfsReply, type OpfsRequest } from "./opfs-protocol.ts";
+import type { FileRecord, FileStore, FileTransfer } from "./store.ts";
+
+/** Requests without their id (the link numbers them). */
+type Request = OpfsRequest extends infer R ? (R extends { id: number } ? Omit<R, "id"> : never) : never;
+type Ask = (m: Request) => Promise<OpfsReply>;
+
+/** Slots read per request to the worker (4 MiB: one buffer of the worker's). */
+const MAX_SLOTS_PER_READ = 64;
+
+/** The store's worker: opfs-worker.ts, as a module worker the bundler emits beside the page. */
+export const startOpfsWorker = (): Worker =>
+  new Worker(new URL("./opfs-worker.ts", import.meta.url), { type: "module", name: "loft-file-chunks" });
+
+export class OpfsFileStore implements FileStore {
+  readonly #idb: IdbFileStore;
+  readonly #dir: string;
+  readonly #start: () => Worker;
+  /** The worker, once it said it has sync access handles; undefined: chunks go to IndexedDB. */
+  #link: Promise<Ask | undefined> | undefined;
+
+  /** `name`: the IndexedDB database (records; chunks stored before); `dir`: the OPFS folder. */
+  constructor(name = FILES_DB_NAME, dir = FILES_DIR, start: () => Worker = startOpfsWorker) {
+    this.#idb = new IdbFileStore(name);
+    this.#dir = dir;
+    this.#start = start;
+  }
+
+  /** Whether chunks go to the origin-private file system (else to IndexedDB, as before). */
+  async usesOpfs(): Promise<boolean> {
+    return (await this.#worker()) !== undefined;
+  }
+
+  putRecord(r: FileRecord): Promise<void> {
+    return this.#idb.putRecord(r);
+  }
+
+  listRecords(): Promise<(FileRecord | FileTransfer)[]> {
+    return this.#idb.listRecords();
+  }
+
+  async putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void> {
+    const ask = await this.#worker();
+    if (!ask) return this.#idb.putChunks(key, first, sealed);
+    // Cloned into the worker (the caller's bytes stay its own: store.ts `putChunks` copies);
+    // answered after the worker's flush(), so what resolves here is on disk.
+    await ask({ op: "put", file: chunkFileName(key), first, chunks: sealed });
+  }
+
+  async getChunk(key: string, index: number): Promise<Uint8Array | undefined> {
+    return (await this.#chunksAt(key, index, 1)).get(index);
+  }
+
+  async getChunks(key: string, first: number, count: number): Promise<Uint8Array[]> {
+    return [...(await this.#chunksAt(key, first, count)).values()];
+  }
+
+  /** Chunks `first` … `first + count − 1` that are stored, by index: the file's, then IndexedDB's. */
+  async #chunksAt(key: string, first: number, count: number): Promise<Map<number, Uint8Array>> {
+    const ask = await this.#worker();
+    const out = new Map<number, Uint8Array>();
+    if (ask) {
+      // At most a window's worth per request: the worker reads a request's slots in one buffer.
+      for (let at = first; at < first + count; at += MAX_SLOTS_PER_READ) {
+        const n = Math.min(MAX_SLOTS_PER_READ, first + count - at);
+        const r = await ask({ op: "get", file: chunkFileName(key), first: at, count: n });
+        for (const [k, index] of (r.indexes ?? []).entries()) {
+          const c = r.chunks?.[k];
+          if (c) out.set(index, c);
+        }
+      }
+      if (out.size === count) return out;
+    }
+    // A transfer stored before this store (or while it had no worker): its chunks, or its first
+    // ones, are in IndexedDB. Read there only what the file lacks.
+    for (const [index, c] of await this.#idb.chunksAt(key, first, count))
+      if (!out.has(index)) out.set(index, c);
+    return new Map([...out].sort(([x], [y]) => x - y));
+  }
+
+  async deleteChunks(key: string): Promise<void> {
+    const ask = await this.#worker();
+    await Promise.all([
+      ask?.({ op: "delete", file: chunkFileName(key) }),
+      this.#idb.deleteChunks(key), // what an earlier version stored
+    ]);
+  }
+
+  async deleteTransfer(key: string): Promise<void> {
+    await this.deleteChunks(key);
+    await this.#idb.deleteTransfer(key);
+  }
+
+  /** Close the files' handles (the next write opens them again): the engine stopped. */
+  async release(): Promise<void> {
+    if (!this.#link) return;
+    await (await this.#link)?.({ op: "release" }).catch(() => undefined);
+  }
+
+  #worker(): Promise<Ask | undefined> {
+    this.#link ??= this.#open().catch(() => undefined);
+    return this.#link;
+  }
+
+  async #open(): Promise<Ask | undefined> {
+    if (typeof Worker === "undefined" || !navigator.storage?.getDirectory) return undefined;
+    const worker = this.#start();
+    const waiting = new Map<number, { resolve: (r: OpfsReply) => void; reject: (e: Error) => void }>();
+    let next = 0;
+    let broken: Error | undefined;
+    const fail = (e: Error) => {
+      broken = e;
+      for (const w of waiting.values()) w.reject(e);
+      waiting.clear();
+    };
+    worker.onmessage = (e: MessageEvent<OpfsReply>) => {
+      const w = waiting.get(e.data.id);
+      if (!w) return;
+      waiting.delete(e.data.id);
+      if (!e.data.error) return w.resolve(e.data);
+      // The worker's error, by the same name (a QuotaExceededError stays one: the engine says
+      // the device is full, as with IndexedDB).
+      w.reject(Object.assign(new Error(e.data.error.message), { name: e.data.error.name }));
+    };
+    worker.onerror = (e) => {
+      e.preventDefault();
+      fail(new Error(`the file store's worker failed: ${e.message}`));
+    };
+    const ask: Ask = (m) =>
+      new Promise((resolve, reject) => {
+        if (broken) return reject(broken);
+        const id = ++next;
+        waiting.set(id, { resolve, reject });
+        worker.postMessage({ ...m, id } as OpfsRequest);
+      });
+    const opened = await ask({ op: "open", dir: this.#dir }).catch(() => undefined);
+    if (opened?.ok) return ask;
+    worker.terminate(); // no sync access handles, or no OPFS at all here: IndexedDB it is
+    return undefined;
+  }
+}

@@ -1,0 +1,194 @@
+/**
+ * The dedicated worker of `OpfsFileStore` (opfs-store.ts; docs/protocol/files.md §6): sealed
+ * chunks written into and read from one origin-private file per transfer through a sync access
+ * handle — `createSyncAccessHandle` exists only in dedicated workers. A write is a copy into the
+ * file (no structured clone into a database, no LevelDB): on a profile on disk it costs a quarter
+ * of the CPU per MiB of an IndexedDB `put` (bench/README.md, bench:files, session 15).
+ *
+ * Layout (§6): chunk `i` at offset `i × SLOT_BYTES` — its length as a 32-bit little-endian
+ * unsigned integer, then its bytes. A slot never written reads as zeros (a hole, or past the end
+ * of the file): length 0 means "not stored". Requests run one after another, in the order they
+ * came; a put answers only after `flush()`, so a chunk the store said it wrote is on disk (the
+ * engine saves a resume point only over chunks a put answered for: §5, Resume).
+ */
+import {
+  OPFS_OPS,
+  type OpfsReply,
+  type OpfsRequest,
+  SLOT_BYTES,
+  SLOT_HEADER_BYTES,
+} from "./opfs-protocol.ts";
+
+/** The parts of the File System Access API a worker has and lib.dom does not name. */
+interface SyncHandle {
+  read(into: Uint8Array, options: { at: number }): number;
+  write(from: Uint8Array, options: { at: number }): number;
+  flush(): void;
+  close(): void;
+  getSize(): number;
+}
+interface WorkerScope {
+  onmessage: ((e: MessageEvent<OpfsRequest>) => void) | null;
+  postMessage(message: OpfsReply, transfer?: Transferable[]): void;
+}
+const scope = globalThis as unknown as WorkerScope;
+
+let dir: FileSystemDirectoryHandle | undefined;
+let dirName = "";
+/** Requests, and idle closes, one at a time in the order they came. */
+let queue: Promise<void> = Promise.resolve();
+const open = new Map<string, SyncHandle>();
+/**
+ * A file's handle is closed after this long unused: a sync access handle locks its file (no other
+ * handle, no removal), and a transfer that ended or paused should not keep it from Delete
+ * identity, another tab, or the browser clearing the site's storage. A transfer that moves uses
+ * it many times a second; opening it again costs one round trip to the browser.
+ */
+const IDLE_CLOSE_MS = 2_000;
+const idle = new Map<string, ReturnType<typeof setTimeout>>();
+
+function close(file: string): void {
+  clearTimeout(idle.get(file));
+  idle.delete(file);
+  open.get(file)?.close();
+  open.delete(file);
+}
+
+function used(file: string): void {
+  clearTimeout(idle.get(file));
+  // Closed in the queue's turn, so never under a request that is using it.
+  idle.set(
+    file,
+    setTimeout(() => {
+      queue = queue.then(() => close(file));
+    }, IDLE_CLOSE_MS),
+  );
+}
+
+async function handle(file: string, create: boolean): Promise<SyncHandle | undefined> {
+  const known = open.get(file);
+  if (known) {
+    used(file);
+    return known;
+  }
+  if (!dir) throw new Error("the store was not opened");
+  let f: FileSystemFileHandle;
+  try {
+    f = await dir.getFileHandle(file, { create });
+  } catch (e) {
+    if ((e as Error).name !== "NotFoundError") throw e;
+    if (!create) return undefined;
+    // The folder itself went (the browser cleared the site's storage): made again.
+    dir = await (await navigator.storage.getDirectory()).getDirectoryHandle(dirName, { create: true });
+    f = await dir.getFileHandle(file, { create });
+  }
+  const h = await (
+    f as unknown as { createSyncAccessHandle(): Promise<SyncHandle> }
+  ).createSyncAccessHandle();
+  open.set(file, h);
+  used(file);
+  return h;
+}
+
+/** One buffer for every batch (requests run one at a time), grown to the largest asked for. */
+let buffer = new Uint8Array(0);
+function scratch(bytes: number): Uint8Array {
+  if (buffer.length < bytes) buffer = new Uint8Array(bytes);
+  return buffer.subarray(0, bytes);
+}
+
+async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Transferable[] }> {
+  switch (m.op) {
+    case "open": {
+      const root = await navigator.storage.getDirectory();
+      dirName = m.dir;
+      dir = await root.getDirectoryHandle(m.dir, { create: true });
+      // Sync access handles: Chromium 102+, Firefox 111+, Safari 15.2+ (in dedicated workers).
+      const ok =
+        "FileSystemFileHandle" in globalThis &&
+        "createSyncAccessHandle" in
+          (globalThis as unknown as { FileSystemFileHandle: { prototype: object } }).FileSystemFileHandle
+            .prototype;
+      return { reply: { id: m.id, ok } };
+    }
+    case "put": {
+      // Each chunk must fit its slot, and none be empty (an empty slot reads as nothing stored).
+      if (m.chunks.some((c) => c.length === 0 || c.length > SLOT_BYTES - SLOT_HEADER_BYTES))
+        throw new RangeError("a chunk is empty or larger than a slot");
+      const last = m.chunks.at(-1);
+      if (!last) return { reply: { id: m.id } };
+      const h = await handle(m.file, true);
+      if (!h) throw new Error("no file");
+      // The batch's slots are consecutive: laid out in one buffer (lengths in place, the unused
+      // end of a slot zero) and written with one call — each call is a system call on disk, and
+      // a round trip to the browser process off the record.
+      const bytes = (m.chunks.length - 1) * SLOT_BYTES + SLOT_HEADER_BYTES + last.length;
+      const out = scratch(bytes);
+      out.fill(0);
+      const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+      for (const [n, c] of m.chunks.entries()) {
+        view.setUint32(n * SLOT_BYTES, c.length, true);
+        out.set(c, n * SLOT_BYTES + SLOT_HEADER_BYTES);
+      }
+      if (h.write(out, { at: m.first * SLOT_BYTES }) !== bytes) throw quota();
+      h.flush(); // durable before the answer: the resume point counts only what is on disk (§5)
+      return { reply: { id: m.id } };
+    }
+    case "get": {
+      const h = await handle(m.file, false);
+      const indexes: number[] = [];
+      const chunks: Uint8Array[] = [];
+      if (h) {
+        // One read of the slots asked for (as far as the file goes), then each slot's chunk.
+        const from = m.first * SLOT_BYTES;
+        const bytes = Math.max(0, Math.min(m.count * SLOT_BYTES, h.getSize() - from));
+        const got = bytes > 0 ? h.read(scratch(bytes), { at: from }) : 0;
+        const slots = scratch(bytes);
+        const view = new DataView(slots.buffer, slots.byteOffset, got);
+        for (let n = 0; (n + 1) * SLOT_BYTES - (SLOT_BYTES - SLOT_HEADER_BYTES) <= got; n++) {
+          const at = n * SLOT_BYTES;
+          const length = view.getUint32(at, true);
+          // 0: never written (a hole); more than a slot holds: not a slot this store wrote;
+          // past what the file holds: cut short. None is a chunk.
+          if (length === 0 || length > SLOT_BYTES - SLOT_HEADER_BYTES) continue;
+          if (at + SLOT_HEADER_BYTES + length > got) continue;
+          indexes.push(m.first + n);
+          chunks.push(slots.slice(at + SLOT_HEADER_BYTES, at + SLOT_HEADER_BYTES + length));
+        }
+      }
+      return {
+        reply: { id: m.id, found: h !== undefined, indexes, chunks },
+        transfer: chunks.map((c) => c.buffer),
+      };
+    }
+    case "delete": {
+      close(m.file);
+      if (!dir) throw new Error("the store was not opened");
+      await dir.removeEntry(m.file).catch((e: Error) => {
+        if (e.name !== "NotFoundError") throw e;
+      });
+      return { reply: { id: m.id } };
+    }
+    case "release": {
+      for (const file of [...open.keys()]) close(file);
+      return { reply: { id: m.id } };
+    }
+  }
+}
+
+/** A short write is the disk or the origin's quota full: said as IndexedDB says it. */
+const quota = () => new DOMException("the origin's storage is full", "QuotaExceededError");
+
+scope.onmessage = (e) => {
+  const m = e.data;
+  if (!OPFS_OPS.includes(m?.op)) return;
+  queue = queue.then(async () => {
+    try {
+      const { reply, transfer } = await run(m);
+      scope.postMessage(reply, transfer ?? []);
+    } catch (err) {
+      const { name, message } = err as Error;
+      scope.postMessage({ id: m.id, error: { name: String(name), message: String(message) } });
+    }
+  });
+};

@@ -929,3 +929,63 @@ describe("message numbers at the u32 limit (MAX_COUNTER)", () => {
     );
   });
 });
+
+/**
+ * A decrypt whose body open throws (a provider exception, not a failed tag) commits nothing, as
+ * an encrypt whose seal throws: the state is unchanged and usable, and every KDF_CK output the
+ * attempt derived (DR §5.2: skipped message keys, chain keys, the message key) is zeroed on the
+ * way out — in the current chain and in a DH ratchet step alike (DR §3.5).
+ */
+describe("ratchetDecrypt: a body open that throws wipes what the attempt derived", () => {
+  /** noble, recording every HMAC-SHA-256 output (KDF_CK's keys), whose AEAD open throws under any of them. */
+  function failingOpen() {
+    const derived: Uint8Array[] = [];
+    const aead = (base: typeof nobleCrypto.aes256gcm) => ({
+      nonceLength: base.nonceLength,
+      seal: base.seal.bind(base),
+      // Header keys come from KDF_RK (HKDF), message keys from KDF_CK: only a body open throws.
+      open: (...args: Parameters<typeof base.open>) =>
+        derived.some((k) => equalBytes(k, args[0]))
+          ? Promise.reject(new Error("open failed"))
+          : base.open(...args),
+    });
+    const crypto = {
+      ...nobleCrypto,
+      hmacSha256: async (key: Uint8Array, ...parts: Uint8Array[]) => {
+        const out = await nobleCrypto.hmacSha256(key, ...parts);
+        derived.push(out);
+        return out;
+      },
+      xchacha20poly1305: aead(nobleCrypto.xchacha20poly1305),
+      aes256gcm: aead(nobleCrypto.aes256gcm),
+    };
+    return { crypto, derived };
+  }
+
+  it.each(["current chain", "DH ratchet step"] as const)(
+    "in the %s, after skipping a key: state unchanged, every derived key zeroed, both messages open later",
+    async (where) => {
+      const { a, b } = await parties();
+      expect((await b.receive(await a.send("first"))).ok).toBe(true);
+      expect((await a.receive(await b.send("x0"))).ok).toBe(true);
+      // Bob's x1 stays in flight: Alice skips its key, in the chain it belongs to.
+      const skipped = await b.send("x1");
+      let target: Uint8Array;
+      if (where === "current chain") target = await b.send("x2");
+      else {
+        // Bob steps his DH ratchet on Alice's reply; his next message is in a new chain (PN = 2).
+        expect((await b.receive(await a.send("second"))).ok).toBe(true);
+        target = await b.send("y0");
+      }
+      const before = serializeRatchet(a.state);
+      const { crypto, derived } = failingOpen();
+      await expect(ratchetDecrypt(a.state, target, NOW, { crypto })).rejects.toThrow(/open failed/);
+      // The skipped key, and the chain and message keys of the target: KDF_CK twice at least.
+      expect(derived.length).toBeGreaterThanOrEqual(4);
+      expect(derived.filter((k) => k.some((x) => x !== 0))).toEqual([]);
+      expect(serializeRatchet(a.state)).toEqual(before);
+      expect(await a.receive(target)).toEqual({ ok: true, value: where === "current chain" ? "x2" : "y0" });
+      expect(await a.receive(skipped)).toEqual({ ok: true, value: "x1" });
+    },
+  );
+});

@@ -9,6 +9,7 @@ import type { AppModel } from "../app/model.ts";
 import { problemText } from "../app/problems.ts";
 import { validateUsername } from "../identity.ts";
 import { passphraseProblem } from "../storage/backup.ts";
+import { inlineConfirm } from "./confirm.ts";
 import { backupFileFields, newPassphraseFields } from "./PassphraseFields.tsx";
 
 export function usernameProblem(raw: string): string | undefined {
@@ -233,6 +234,7 @@ const plural = (n: number, one: string, many: string) => `${n} ${n === 1 ? one :
 function StartOver(props: { app: AppModel }) {
   const [holdings] = createResource(() => deviceHoldings(props.app).catch(() => undefined));
   const [confirming, setConfirming] = createSignal(false);
+  const dialog = inlineConfirm(() => setConfirming(false), "start-over");
   const [busy, setBusy] = createSignal(false);
   const lost = () => {
     const h = holdings();
@@ -259,7 +261,7 @@ function StartOver(props: { app: AppModel }) {
           </button>
         }
       >
-        <div class="row" role="alertdialog" aria-labelledby="start-over-confirm-text">
+        <div class="row" role="alertdialog" aria-labelledby="start-over-confirm-text" ref={dialog.ref}>
           <p id="start-over-confirm-text">Delete {lost()} now?</p>
           <button
             type="button"
@@ -270,7 +272,7 @@ function StartOver(props: { app: AppModel }) {
           >
             Yes, delete everything and start over
           </button>
-          <button type="button" data-testid="cancel-start-over" onClick={() => setConfirming(false)}>
+          <button type="button" data-testid="cancel-start-over" data-cancel onClick={dialog.cancel}>
             Cancel
           </button>
         </div>

@@ -429,6 +429,7 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
       <Composer
         disabled={!room() || room()?.status === "removed"}
         onSend={(text) => rooms.send(props.id, text)}
+        draftKey={`room:${props.id}`}
         error={undefined}
         onClearError={() => setError(undefined)}
       />

@@ -103,6 +103,25 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
       })
       .toBe(burst.length);
     await expectNoAxeViolations(b, "room");
+    // Laid out as in a chat: each message in a bubble, one's own on the right, the others' on the left.
+    const layout = (page: Page) =>
+      page.evaluate(() => {
+        const list = document.querySelector("[data-testid=room-messages]")!.getBoundingClientRect();
+        const shown = [...document.querySelectorAll<HTMLElement>("[data-testid=room-message]")].map((li) => {
+          const r = li.getBoundingClientRect();
+          const side =
+            r.width < list.width * 0.9 && Math.abs(r.right - list.right) < 1
+              ? "right"
+              : r.width < list.width * 0.9 && Math.abs(r.left - list.left) < 1
+                ? "left"
+                : "across";
+          const bubble = getComputedStyle(li).backgroundColor !== "rgba(0, 0, 0, 0)" ? "bubble" : "bare";
+          return `${li.dataset.direction} ${side} ${bubble}`;
+        });
+        return [...new Set(shown)].sort();
+      });
+    expect(await layout(a)).toEqual(["in left bubble", "out right bubble"]);
+    expect(await layout(b)).toEqual(["in left bubble", "out right bubble"]);
   });
 
   it("Cat joins late and connects to everyone present; a message reaches both others", async () => {

@@ -442,7 +442,8 @@ function RoomBubble(props: { m: RoomMessageView }) {
   const ours = () => m().from === undefined;
   return (
     <li
-      class={`bubble ${ours() ? "out" : "in"}`}
+      // The chat's bubble (styles.css `.msg`): own words on the right, the others' on the left.
+      class={`msg ${ours() ? "out" : "in"}`}
       data-testid="room-message"
       data-direction={ours() ? "out" : "in"}
       data-state={m().state}

@@ -246,5 +246,17 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     expect(await a.locator("[data-testid=room-item]").count()).toBe(0);
     await expect.poll(() => online(b).count(), { timeout: T }).toBe(0);
     await expect.poll(() => b.locator("[data-testid=room-member]").count(), { timeout: T }).toBe(0);
+    // Ann comes back to the room's address (history, a bookmark): she is told how to join again, and
+    // is offered nothing that cannot work there (no Invite without a link, no Leave, no composer).
+    await a.goto(`${loft.url}/room/${roomId}`);
+    await expect
+      .poll(() => id(a, "room-missing").textContent(), { timeout: T })
+      .toBe(
+        "You are not in this room on this device — you may have left it. To join, open the room's link here.",
+      );
+    for (const gone of ["room-show-link", "leave-room", "composer-input", "attach-button"]) {
+      expect(await id(a, gone).count()).toBe(0);
+    }
+    await expectNoAxeViolations(a, "room (not a member)");
   });
 });

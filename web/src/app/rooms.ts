@@ -20,6 +20,8 @@ export class RoomsModel {
   readonly version: Accessor<number>;
   readonly #setVersion: (f: (n: number) => number) => void;
   #api: RoomsApi | undefined;
+  /** The api whose rooms are loaded from storage: before that, "no such room" is not known yet. */
+  #loaded: RoomsApi | undefined;
   #off: (() => void) | undefined;
   readonly #waiters = new Set<(api: RoomsApi | undefined) => void>();
 
@@ -38,6 +40,12 @@ export class RoomsModel {
   /** Whether rooms work in this tab (they need the engine this tab runs). */
   available(): boolean {
     return this.#api !== undefined;
+  }
+
+  /** Whether this tab's rooms are loaded (tracked through `version`): a room missing then is not there. */
+  loaded(): boolean {
+    this.version();
+    return this.#api !== undefined && this.#loaded === this.#api;
   }
 
   room(id: string): RoomView | undefined {
@@ -144,7 +152,12 @@ export class RoomsModel {
     this.#api = api;
     if (api) {
       this.#off = api.subscribe(() => this.#refresh());
-      void api.load().then(() => this.#refresh());
+      // Loaded or failed, the screens stop waiting: no "Opening the room…" that never ends.
+      const done = () => {
+        this.#loaded = api;
+        this.#refresh();
+      };
+      void api.load().then(done, done);
     }
     this.#refresh();
   }

@@ -174,6 +174,17 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
   const app = props.app;
   const rooms = roomsOf(app);
   const room = () => rooms.room(props.id);
+  /**
+   * Why there is no room to show, once that is known: not a member here, or the engine runs in
+   * another tab (an offline engine has no rooms: web/src/engine/api.ts). Reads the rooms' version
+   * and the engine's start, which `available()` alone does not track.
+   */
+  const missing = (): "not-member" | "elsewhere" | undefined => {
+    rooms.version();
+    app.service();
+    if (rooms.available()) return rooms.loaded() ? "not-member" : undefined;
+    return app.engine ? "elsewhere" : undefined;
+  };
   const messages = () => rooms.messages(props.id);
   const [error, setError] = createSignal<string>();
   const [showLink, setShowLink] = createSignal(false);
@@ -252,26 +263,38 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
             {statusLabel(room())}
           </span>
         </div>
-        <div class="actions">
-          <button
-            type="button"
-            data-testid="room-show-link"
-            aria-expanded={showLink()}
-            onClick={() => setShowLink(!showLink())}
-          >
-            Invite
-          </button>
-          <button type="button" data-testid="leave-room" onClick={leave}>
-            Leave
-          </button>
-        </div>
+        {/* Only for a room this device is in: without one, Invite has no link and Leave nothing to leave. */}
+        <Show when={room()}>
+          <div class="actions">
+            <button
+              type="button"
+              data-testid="room-show-link"
+              aria-expanded={showLink()}
+              onClick={() => setShowLink(!showLink())}
+            >
+              Invite
+            </button>
+            <button type="button" data-testid="leave-room" onClick={leave}>
+              Leave
+            </button>
+          </div>
+        </Show>
       </div>
       <Show when={!room()}>
-        <p class="card warning" role="alert" data-testid="room-missing">
-          {rooms.available()
-            ? "You are not in this room on this device (you may have left it)."
-            : "Rooms run in the tab where Loft is connected."}
-        </p>
+        <Show
+          when={missing()}
+          fallback={
+            <p class="status" role="status" data-testid="room-opening">
+              Opening the room…
+            </p>
+          }
+        >
+          <p class="card warning" role="alert" data-testid="room-missing">
+            {missing() === "not-member"
+              ? "You are not in this room on this device — you may have left it. To join, open the room's link here."
+              : "Loft is open in another tab or window: rooms work there. Use that tab, or close it and reload this one."}
+          </p>
+        </Show>
       </Show>
       <Show when={room()}>
         {(r) => (
@@ -421,18 +444,20 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
           {error()}
         </p>
       </Show>
-      <AttachFile
-        disabled={!canSend()}
-        title="Send a file to everyone here (or drop one on the room, or paste an image)"
-        onFiles={attach}
-      />
-      <Composer
-        disabled={!room() || room()?.status === "removed"}
-        onSend={(text) => rooms.send(props.id, text)}
-        draftKey={`room:${props.id}`}
-        error={undefined}
-        onClearError={() => setError(undefined)}
-      />
+      <Show when={room()}>
+        <AttachFile
+          disabled={!canSend()}
+          title="Send a file to everyone here (or drop one on the room, or paste an image)"
+          onFiles={attach}
+        />
+        <Composer
+          disabled={!canSend()}
+          onSend={(text) => rooms.send(props.id, text)}
+          draftKey={`room:${props.id}`}
+          error={undefined}
+          onClearError={() => setError(undefined)}
+        />
+      </Show>
     </main>
   );
 }

@@ -76,6 +76,15 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
       new RegExp(`^${loft.url.replace(/\/$/, "")}/#room=[\\w-]{22}&k=[\\w-]{43}&h=[\\w-]{43}$`),
     );
     await expectNoAxeViolations(a, "new room");
+    // Home and Forward again, or a reload, show this same room: no second room is made on the way.
+    await a.goBack();
+    await expect.poll(() => a.locator("[data-testid=room-item]").count(), { timeout: T }).toBe(1);
+    await a.goForward();
+    await id(a, "room-link").waitFor({ timeout: T });
+    expect(await id(a, "room-link").inputValue()).toBe(link);
+    await a.reload();
+    await id(a, "room-link").waitFor({ timeout: T });
+    expect(await id(a, "room-link").inputValue()).toBe(link);
     await id(a, "open-room").click();
     await id(a, "room-screen").waitFor();
     roomId = (await id(a, "room-screen").getAttribute("data-room-id")) ?? "";

@@ -67,6 +67,20 @@ export class RoomsModel {
     return (await this.#ready()).create();
   }
 
+  /**
+   * The "New room" screen's room: the one it made before when `made` names a room still here (the
+   * screen again by Back/Forward or a reload: no second room), else a new one.
+   */
+  async createOnce(made: string | undefined): Promise<RoomView> {
+    const api = await this.#ready();
+    if (made !== undefined) {
+      await api.load();
+      const kept = api.room(made);
+      if (kept) return kept;
+    }
+    return api.create();
+  }
+
   async join(linkText: string): Promise<RoomView> {
     return (await this.#ready()).join(linkText);
   }

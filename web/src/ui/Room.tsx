@@ -114,7 +114,15 @@ function useCopy(app: AppModel, text: () => string) {
 export function NewRoom(props: { app: AppModel }) {
   const app = props.app;
   const rooms = roomsOf(app);
-  const [room] = createResource(async () => rooms.create());
+  // The history entry remembers the room it made (HTML "Session history" state, kept across a
+  // reload): coming back to this screen shows that room's link instead of making another room.
+  const [room] = createResource(async () => {
+    const st: unknown = history.state;
+    const made = typeof st === "object" && st !== null ? (st as { newRoom?: unknown }).newRoom : undefined;
+    const r = await rooms.createOnce(typeof made === "string" ? made : undefined);
+    if (location.pathname === "/rooms/new") history.replaceState({ ...(st as object), newRoom: r.id }, "");
+    return r;
+  });
   const link = () => {
     const r = room();
     return r ? rooms.linkOf(r) : "";

@@ -130,6 +130,8 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
         return [...new Set(shown)].sort();
       });
     expect(await layout(a)).toEqual(["in left bubble", "out right bubble"]);
+    // Each says when it was said.
+    expect(await a.locator("[data-testid=room-message] .meta time").count()).toBe(burst.length + 1);
     expect(await layout(b)).toEqual(["in left bubble", "out right bubble"]);
   });
 

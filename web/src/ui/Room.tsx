@@ -17,6 +17,7 @@ import { RoomCallPanel } from "./call/RoomCallPanel.tsx";
 import { AttachFile } from "./chat/AttachFile.tsx";
 import { Composer } from "./chat/Composer.tsx";
 import { Files } from "./chat/Files.tsx";
+import { timeLabel } from "./format.ts";
 import { Qr } from "./Qr.tsx";
 
 /** ← Back (Home.tsx has the same; imported from there it would make Home ↔ Room a cycle). */
@@ -489,16 +490,23 @@ function RoomBubble(props: { m: RoomMessageView }) {
       <span class="text" data-testid="room-message-text">
         {m().text}
       </span>
+      {/* When it was said, as in the chat (Bubble.tsx); a room has no day separators, so other days show their date. */}
+      <span class="meta">
+        <time datetime={new Date(m().at).toISOString()}>{timeLabel(m().at)}</time>
+        <Show when={ours()}>
+          {" · "}
+          <span data-testid="room-message-state">
+            {m().state === "alone"
+              ? "Nobody else was here"
+              : m().state === "delivered"
+                ? m().recipients === 1
+                  ? "Delivered"
+                  : `Delivered to all ${m().recipients}`
+                : `Delivered to ${m().delivered} of ${m().recipients}`}
+          </span>
+        </Show>
+      </span>
       <Show when={ours()}>
-        <span class="meta muted" data-testid="room-message-state">
-          {m().state === "alone"
-            ? "Nobody else was here"
-            : m().state === "delivered"
-              ? m().recipients === 1
-                ? "Delivered"
-                : `Delivered to all ${m().recipients}`
-              : `Delivered to ${m().delivered} of ${m().recipients}`}
-        </span>
         {/* Until everyone has it: where each member's copy is (docs/user-guide.md "Rooms"). */}
         <Show when={m().state === "sent"}>
           <ul class="recipients muted" data-testid="room-message-recipients" aria-label="Where each copy is">

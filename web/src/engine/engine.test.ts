@@ -139,6 +139,46 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     expect(b.storage.texts(a.id, "in")).toEqual(["before", "after"]);
   });
 
+  it("a detached ratchet body changed in transit: the session closes (LOFT_ERR_DECRYPT), both ratchets go on, the message comes again", async () => {
+    // docs/protocol/ratchet.md, "One AEAD pass per byte": a body outside the Noise AEAD may be
+    // changed by the network, so its failure closes the session as a Noise failure does and is
+    // not read as disagreeing ratchets (messages.ts). The link messages reaching Bob now: the
+    // first one with bytes after its Noise message (a DETACHED frame) gets its first body byte
+    // flipped; links made later (the next session's) are left alone.
+    const [a, b] = await pair();
+    let flipped = 0;
+    for (const link of h.hub.links.filter((l) => l.owner === b.id)) {
+      const fromPeer = link.fromPeer.bind(link);
+      link.fromPeer = (m: Uint8Array) => {
+        const sealedEnd = 2 + ((m[0]! << 8) | m[1]!);
+        if (flipped === 0 && m.length > sealedEnd) {
+          flipped++;
+          m[sealedEnd]! ^= 1;
+        }
+        fromPeer(m);
+      };
+    }
+    const ratchetId = () => {
+      const r = decodeChatRatchet(b.storage.sessions.get(a.id) ?? new Uint8Array(0));
+      return r.ok ? toHex(r.value.id) : r.error.code;
+    };
+    await until(() => b.storage.sessions.has(a.id), "Bob's ratchet stored");
+    const before = ratchetId();
+    const m1 = await a.engine.send(b.id, "through a changed body");
+    await until(
+      () => b.logs.some((l) => l.startsWith(`session ${a.id.slice(0, 8)} closed: LOFT_ERR_DECRYPT`)),
+      "closed",
+    );
+    expect(flipped).toBe(1);
+    await until(() => stateOf(a, m1) === "delivered", "m1 delivered on the next session");
+    expect(b.storage.texts(a.id, "in")).toEqual(["through a changed body"]);
+    // The same ratchet read it: none was dropped and bootstrapped again.
+    expect(ratchetId()).toBe(before);
+    expect([...a.logs, ...b.logs].filter((l) => /desync|re-bootstrapped/.test(l))).toEqual([]);
+    const m2 = await b.engine.send(a.id, "and back");
+    await until(() => stateOf(b, m2) === "delivered", "m2 delivered");
+  });
+
   it("the first verified connection with a contact stores lastSeen and tells the app (contact-updated)", async () => {
     const [a, b] = await pair();
     await online(a, b);

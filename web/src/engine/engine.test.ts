@@ -122,8 +122,9 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     try {
       const m1 = await a.engine.send(b.id, "before");
       await until(() => stateOf(a, m1) === "delivered", "m1 delivered");
-      alices = (spy.mock.contexts as Session[]).find(
-        (s) => toHex(s.remoteIdentity.verified.identity_key) === b.id,
+      // Her session to Bob that is still open (an earlier one may have been replaced meanwhile).
+      alices = (spy.mock.contexts as Session[]).findLast(
+        (s) => toHex(s.remoteIdentity.verified.identity_key) === b.id && s.state !== "closed",
       );
     } finally {
       spy.mockRestore();

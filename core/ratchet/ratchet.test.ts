@@ -14,6 +14,7 @@ import {
   deserializeRatchet,
   expireSkippedKeys,
   generateRatchetKeyPair,
+  isBodyFailure,
   kdfChain,
   MAX_MESSAGE_LEN,
   MAX_SKIPPED_CHAINS,
@@ -188,6 +189,45 @@ describe("Double Ratchet with header encryption (Signal DR §4)", () => {
       expect(codeOf(await b.receive(bad))).toBe("LOFT_ERR_DECRYPT");
     expect(equalBytes(serializeRatchet(b.state), before)).toBe(true);
     expect(await b.receive(good)).toEqual({ ok: true, value: "the real one" });
+  });
+
+  it("a body failure (isBodyFailure) on each path leaves the state byte-for-byte unchanged; the genuine message opens after", async () => {
+    // What messages.ts relies on when a detached body fails (docs/protocol/ratchet.md, "One AEAD
+    // pass per byte"): the ratchet is kept, so nothing derived before the body's AEAD may stick —
+    // the keys skipped to reach it, a DH ratchet step (DR §3.5), a stored skipped key.
+    const { a, b } = await parties();
+    const changed = (m: Uint8Array) => {
+      const x = m.slice();
+      x[MESSAGE_PREFIX_LEN]! ^= 1; // the body's first ciphertext byte: header and tag intact
+      return x;
+    };
+    /** `m` changed fails as a body failure and commits nothing. */
+    const refused = async (party: Party, m: Uint8Array) => {
+      const before = serializeRatchet(party.state);
+      const r = await ratchetDecrypt(party.state, changed(m), NOW);
+      expect(!r.ok && isBodyFailure(r.error)).toBe(true);
+      expect(equalBytes(serializeRatchet(party.state), before)).toBe(true);
+    };
+    expect((await b.receive(await a.send("a0"))).ok).toBe(true);
+    const [a1, a2] = [await a.send("a1"), await a.send("a2")];
+    await refused(b, a2); // current chain, one key skipped to reach it
+    expect(await b.receive(a2)).toEqual({ ok: true, value: "a2" });
+    const a3 = await a.send("a3"); // not read before Alice's DH step: PN skips it
+    expect((await a.receive(await b.send("b0"))).ok).toBe(true);
+    const c0 = await a.send("c0"); // a new chain: Bob's DH ratchet step, skipping a3 first
+    await refused(b, c0);
+    expect(await b.receive(c0)).toEqual({ ok: true, value: "c0" });
+    await refused(b, a1); // a stored skipped key (receiveSkipped)
+    await refused(b, a3);
+    expect(await b.receive(a3)).toEqual({ ok: true, value: "a3" });
+    expect(await b.receive(a1)).toEqual({ ok: true, value: "a1" });
+    // Not body failures: a header no key opens, a replay.
+    const header = c0.slice();
+    header[30]! ^= 1;
+    const noKey = await ratchetDecrypt(b.state, header, NOW);
+    expect(!noKey.ok && noKey.error.code === "LOFT_ERR_DECRYPT" && !isBodyFailure(noKey.error)).toBe(true);
+    const replay = await ratchetDecrypt(b.state, c0, NOW);
+    expect(!replay.ok && !isBodyFailure(replay.error)).toBe(true);
   });
 
   it("a tampered body under a stored skipped key does not delete that key", async () => {

@@ -67,7 +67,6 @@ import {
   wipeUnshared,
 } from "./state.ts";
 
-/** Source of random bytes; injectable so that vectors are reproducible. */
 /**
  * The detail of a `LOFT_ERR_DECRYPT` whose header opened but whose body did not (DR §3.1 DECRYPT):
  * for a caller that must tell a body changed in transit — possible when the body travelled
@@ -81,6 +80,7 @@ export function isBodyFailure(error: LoftError): boolean {
   return error.code === "LOFT_ERR_DECRYPT" && error.message === `LOFT_ERR_DECRYPT: ${BODY_FAILED}`;
 }
 
+/** Source of random bytes; injectable so that vectors are reproducible. */
 export type RandomBytes = (length: number) => Uint8Array;
 
 export interface RatchetOptions {

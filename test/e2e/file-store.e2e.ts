@@ -5,8 +5,9 @@
  * written by its worker through a sync access handle — and reads them back: in order, holes
  * skipped, across a reload, chunks an earlier version left in IndexedDB still readable, deleting a
  * transfer deleting its file, a chunk larger than a slot refused, a file of garbage read as
- * nothing stored, and IndexedDB used when the worker cannot start. The engine over this store
- * (transfers, resume after a reload) is test/e2e/files.e2e.ts.
+ * nothing stored, IndexedDB used when the worker cannot start, and the worker as the first
+ * browsers with sync access handles run it (promises from getSize, flush and close). The engine
+ * over this store (transfers, resume after a reload) is test/e2e/files.e2e.ts.
  */
 import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -21,6 +22,7 @@ import { OpfsFileStore } from ${repoModule("web/src/engine/files/opfs-store.ts")
 import { IdbFileStore } from ${repoModule("web/src/engine/files/idb-store.ts")};
 import { chunkFileName, SLOT_BYTES, SLOT_HEADER_BYTES } from ${repoModule("web/src/engine/files/opfs-protocol.ts")};
 import { SEALED_CHUNK_BYTES } from ${repoModule("web/src/engine/files/wire.ts")};
+import workerUrl from ${JSON.stringify(`${JSON.parse(repoModule("web/src/engine/files/opfs-worker.ts"))}?worker&url`)};
 
 /** A chunk whose bytes say which it is: \`n\` bytes of \`index + 1\`. */
 const chunk = (index, n = SEALED_CHUNK_BYTES) => new Uint8Array(n).fill(index + 1);
@@ -30,6 +32,21 @@ const files = async (dir) => {
   const names = [];
   for await (const name of d.keys()) names.push(name);
   return names.sort();
+};
+/**
+ * The store's worker as the first browsers with sync access handles run it (Chromium 102–107,
+ * Safari 15.2–16.3): there getSize, flush and close answer with a promise (an earlier draft of
+ * the spec), settled a turn later.
+ */
+const earlyApiWorker = () => {
+  const source =
+    "const P = FileSystemSyncAccessHandle.prototype;" +
+    "for (const name of ['getSize', 'flush', 'close']) {" +
+    "  const f = P[name];" +
+    "  P[name] = function () { const h = this; return new Promise((r) => setTimeout(r)).then(() => f.call(h)); };" +
+    "}" +
+    "importScripts(" + JSON.stringify(new URL(workerUrl, location.href).href) + ");";
+  return new Worker(URL.createObjectURL(new Blob([source], { type: "text/javascript" })));
 };
 /** One store per page, as the app has (chat-engine.ts): a file's sync handle is its worker's alone. */
 let one;
@@ -126,6 +143,17 @@ window.loftBench = {
       inIdb: (await new IdbFileStore("t-files-2").getChunks("c/in/9", 0, 3)).length,
     };
   },
+  async earlyApi() {
+    const s = new OpfsFileStore("t-files-3", "t-chunks-3", earlyApiWorker);
+    const opfs = await s.usesOpfs();
+    await s.putChunks("c/in/5", 0, [chunk(0), chunk(1, 30)]);
+    const got = summary(await s.getChunks("c/in/5", 0, 3));
+    const inIdb = (await new IdbFileStore("t-files-3").getChunks("c/in/5", 0, 3)).length;
+    await s.deleteTransfer("c/in/5");
+    const after = (await s.getChunks("c/in/5", 0, 3)).length;
+    await s.release();
+    return { opfs, got, inIdb, after, files: await files("t-chunks-3") };
+  },
   async release() {
     // Delete identity (app/device-files.ts) removes the folder once the engine let go of it.
     const s = store();
@@ -211,6 +239,16 @@ describe("the OPFS file store in Chromium", () => {
 
   it("keeps chunks in IndexedDB when its worker cannot start", async () => {
     expect(await callPage(page, "noWorker")).toEqual({ opfs: false, got: [c(0), c(1, 9)], inIdb: 2 });
+  });
+
+  it("stores and reads back where getSize, flush and close answer with a promise (the first browsers with sync access handles)", async () => {
+    expect(await callPage(page, "earlyApi")).toEqual({
+      opfs: true,
+      got: [c(0), c(1, 30)],
+      inIdb: 0,
+      after: 0,
+      files: [],
+    });
   });
 
   it("lets go of its files when released, so Delete identity can remove them", async () => {

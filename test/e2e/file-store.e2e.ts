@@ -22,6 +22,7 @@ import { OpfsFileStore } from ${repoModule("web/src/engine/files/opfs-store.ts")
 import { IdbFileStore } from ${repoModule("web/src/engine/files/idb-store.ts")};
 import { chunkFileName, SLOT_BYTES, SLOT_HEADER_BYTES } from ${repoModule("web/src/engine/files/opfs-protocol.ts")};
 import { SEALED_CHUNK_BYTES } from ${repoModule("web/src/engine/files/wire.ts")};
+import { forgetDeviceFiles } from ${repoModule("web/src/app/device-files.ts")};
 import workerUrl from ${JSON.stringify(`${JSON.parse(repoModule("web/src/engine/files/opfs-worker.ts"))}?worker&url`)};
 
 /** A chunk whose bytes say which it is: \`n\` bytes of \`index + 1\`. */
@@ -164,6 +165,18 @@ window.loftBench = {
     const released = await root.removeEntry("t-chunks", { recursive: true }).then(() => "removed", (e) => e.name);
     return { held, released };
   },
+  async forgetHeld() {
+    // A chunk stored after the engine's release (a write that was on its way): its file is still
+    // held open when Delete identity removes the folder — the app's folder and database names.
+    const s = new OpfsFileStore();
+    await s.putChunks("c/in/6", 0, [chunk(0)]);
+    const root = await navigator.storage.getDirectory();
+    const there = () => root.getDirectoryHandle("loft-file-chunks").then(() => "there", (e) => e.name);
+    const before = await there();
+    const held = await root.removeEntry("loft-file-chunks", { recursive: true }).then(() => "removed", (e) => e.name);
+    await forgetDeviceFiles();
+    return { before, held, after: await there() };
+  },
 };
 `;
 
@@ -255,6 +268,14 @@ describe("the OPFS file store in Chromium", () => {
     expect(await callPage(page, "release")).toEqual({
       held: "NoModificationAllowedError",
       released: "removed",
+    });
+  });
+
+  it("Delete identity removes the folder even while a file in it is still held open (it waits for the worker to let go)", async () => {
+    expect(await callPage(page, "forgetHeld")).toEqual({
+      before: "there",
+      held: "NoModificationAllowedError",
+      after: "NotFoundError",
     });
   });
 });

@@ -12,6 +12,7 @@
  * engine saves a resume point only over chunks a put answered for: §5, Resume).
  */
 import {
+  OPFS_IDLE_CLOSE_MS,
   OPFS_OPS,
   type OpfsReply,
   type OpfsRequest,
@@ -45,12 +46,11 @@ let dirName = "";
 let queue: Promise<void> = Promise.resolve();
 const open = new Map<string, SyncHandle>();
 /**
- * A file's handle is closed after this long unused: a sync access handle locks its file (no other
+ * A file's handle is closed after OPFS_IDLE_CLOSE_MS unused: a sync access handle locks its file (no other
  * handle, no removal), and a transfer that ended or paused should not keep it from Delete
  * identity, another tab, or the browser clearing the site's storage. A transfer that moves uses
  * it many times a second; opening it again costs one round trip to the browser.
  */
-const IDLE_CLOSE_MS = 2_000;
 const idle = new Map<string, ReturnType<typeof setTimeout>>();
 
 /** Closes a file's handle (its lock goes with it); one that fails to close is dropped all the same. */
@@ -73,7 +73,7 @@ function used(file: string): void {
     file,
     setTimeout(() => {
       queue = queue.then(() => close(file));
-    }, IDLE_CLOSE_MS),
+    }, OPFS_IDLE_CLOSE_MS),
   );
 }
 

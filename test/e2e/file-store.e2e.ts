@@ -6,8 +6,9 @@
  * skipped, across a reload, chunks an earlier version left in IndexedDB still readable, deleting a
  * transfer deleting its file, a chunk larger than a slot refused, a file of garbage read as
  * nothing stored, IndexedDB used when the worker cannot start, and the worker as the first
- * browsers with sync access handles run it (promises from getSize, flush and close). The engine
- * over this store (transfers, resume after a reload) is test/e2e/files.e2e.ts.
+ * browsers with sync access handles run it (promises from getSize, flush and close), a worker
+ * that dies started again at the next call. The engine over this store (transfers, resume after
+ * a reload) is test/e2e/files.e2e.ts.
  */
 import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -18,7 +19,7 @@ import { buildPage, callPage, repoModule, servePage } from "../../bench/page-bun
 import { launchChromium } from "../support/browser.ts";
 
 const PAGE_SOURCE = `
-import { OpfsFileStore } from ${repoModule("web/src/engine/files/opfs-store.ts")};
+import { OpfsFileStore, startOpfsWorker } from ${repoModule("web/src/engine/files/opfs-store.ts")};
 import { IdbFileStore } from ${repoModule("web/src/engine/files/idb-store.ts")};
 import { chunkFileName, SLOT_BYTES, SLOT_HEADER_BYTES } from ${repoModule("web/src/engine/files/opfs-protocol.ts")};
 import { SEALED_CHUNK_BYTES } from ${repoModule("web/src/engine/files/wire.ts")};
@@ -47,6 +48,17 @@ const earlyApiWorker = () => {
     "  P[name] = function () { const h = this; return new Promise((r) => setTimeout(r)).then(() => f.call(h)); };" +
     "}" +
     "importScripts(" + JSON.stringify(new URL(workerUrl, location.href).href) + ");";
+  return new Worker(URL.createObjectURL(new Blob([source], { type: "text/javascript" })));
+};
+/** The store's worker, ended by an uncaught error at its first put (a worker that dies mid-transfer). */
+const dyingWorker = () => {
+  const source =
+    "importScripts(" + JSON.stringify(new URL(workerUrl, location.href).href) + ");" +
+    "const real = self.onmessage;" +
+    "self.onmessage = (e) => {" +
+    "  if (e.data.op !== 'put') return real(e);" +
+    "  setTimeout(() => { throw new Error('the worker died'); });" +
+    "};";
   return new Worker(URL.createObjectURL(new Blob([source], { type: "text/javascript" })));
 };
 /** One store per page, as the app has (chat-engine.ts): a file's sync handle is its worker's alone. */
@@ -155,6 +167,17 @@ window.loftBench = {
     await s.release();
     return { opfs, got, inIdb, after, files: await files("t-chunks-3") };
   },
+  async workerDies() {
+    let starts = 0;
+    const s = new OpfsFileStore("t-files-4", "t-chunks-4", () => (starts++ === 0 ? dyingWorker() : startOpfsWorker()));
+    const opfs = await s.usesOpfs();
+    const first = await s.putChunks("c/in/7", 0, [chunk(0)]).then(() => "stored", (e) => e.message);
+    const again = await s.putChunks("c/in/7", 0, [chunk(0), chunk(1, 20)]).then(() => "stored", (e) => e.message);
+    const got = summary(await s.getChunks("c/in/7", 0, 3));
+    await s.deleteTransfer("c/in/7");
+    await s.release();
+    return { opfs, first, again, got, starts, files: await files("t-chunks-4") };
+  },
   async release() {
     // Delete identity (app/device-files.ts) removes the folder once the engine let go of it.
     const s = store();
@@ -260,6 +283,17 @@ describe("the OPFS file store in Chromium", () => {
       got: [c(0), c(1, 30)],
       inIdb: 0,
       after: 0,
+      files: [],
+    });
+  });
+
+  it("starts its worker again after it died mid-transfer: what it was asked fails, the next call works", async () => {
+    expect(await callPage(page, "workerDies")).toEqual({
+      opfs: true,
+      first: "the file store's worker failed: Uncaught Error: the worker died",
+      again: "stored",
+      got: [c(0), c(1, 20)],
+      starts: 2,
       files: [],
     });
   });

@@ -35,32 +35,34 @@ const files = async (dir) => {
   for await (const name of d.keys()) names.push(name);
   return names.sort();
 };
+/** The store's real worker (the bundle's), with \`before\` run ahead of it and \`after\` behind it. */
+const wrappedWorker = (before, after = "") => {
+  const source = before + "importScripts(" + JSON.stringify(new URL(workerUrl, location.href).href) + ");" + after;
+  return new Worker(URL.createObjectURL(new Blob([source], { type: "text/javascript" })));
+};
 /**
  * The store's worker as the first browsers with sync access handles run it (Chromium 102–107,
  * Safari 15.2–16.3): there getSize, flush and close answer with a promise (an earlier draft of
  * the spec), settled a turn later.
  */
-const earlyApiWorker = () => {
-  const source =
+const earlyApiWorker = () =>
+  wrappedWorker(
     "const P = FileSystemSyncAccessHandle.prototype;" +
-    "for (const name of ['getSize', 'flush', 'close']) {" +
-    "  const f = P[name];" +
-    "  P[name] = function () { const h = this; return new Promise((r) => setTimeout(r)).then(() => f.call(h)); };" +
-    "}" +
-    "importScripts(" + JSON.stringify(new URL(workerUrl, location.href).href) + ");";
-  return new Worker(URL.createObjectURL(new Blob([source], { type: "text/javascript" })));
-};
+      "for (const name of ['getSize', 'flush', 'close']) {" +
+      "  const f = P[name];" +
+      "  P[name] = function () { const h = this; return new Promise((r) => setTimeout(r)).then(() => f.call(h)); };" +
+      "}",
+  );
 /** The store's worker, ended by an uncaught error at its first put (a worker that dies mid-transfer). */
-const dyingWorker = () => {
-  const source =
-    "importScripts(" + JSON.stringify(new URL(workerUrl, location.href).href) + ");" +
+const dyingWorker = () =>
+  wrappedWorker(
+    "",
     "const real = self.onmessage;" +
-    "self.onmessage = (e) => {" +
-    "  if (e.data.op !== 'put') return real(e);" +
-    "  setTimeout(() => { throw new Error('the worker died'); });" +
-    "};";
-  return new Worker(URL.createObjectURL(new Blob([source], { type: "text/javascript" })));
-};
+      "self.onmessage = (e) => {" +
+      "  if (e.data.op !== 'put') return real(e);" +
+      "  setTimeout(() => { throw new Error('the worker died'); });" +
+      "};",
+  );
 /** One store per page, as the app has (chat-engine.ts): a file's sync handle is its worker's alone. */
 let one;
 const store = () => (one ??= new OpfsFileStore("t-files", "t-chunks"));

@@ -33,8 +33,7 @@ export interface OpfsReply {
   id: number;
   /** `open`: sync access handles exist here (else the store keeps chunks in IndexedDB). */
   ok?: boolean;
-  /** `get`: the transfer has a file; the chunks found, in index order, and their indexes. */
-  found?: boolean;
+  /** `get`: the chunks found, in index order, and their indexes (none: no file, or only holes). */
   indexes?: number[];
   chunks?: Uint8Array[];
   error?: { name: string; message: string };

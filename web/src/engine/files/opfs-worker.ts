@@ -169,7 +169,7 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
         }
       }
       return {
-        reply: { id: m.id, found: h !== undefined, indexes, chunks },
+        reply: { id: m.id, indexes, chunks },
         transfer: chunks.map((c) => c.buffer),
       };
     }

@@ -128,6 +128,8 @@ export class Engine implements ChatEngine {
    * matches a call made before.
    */
   readonly #userCalls = new Map<ContactId, number>();
+  /** The one `stop` (`stop`). */
+  #stopping: Promise<void> | undefined;
   #lastUserCall = 0;
   /** File transfers (files/transfers.ts; docs/protocol/files.md). */
   readonly #files: FileTransfers;
@@ -337,8 +339,17 @@ export class Engine implements ChatEngine {
     }
   }
 
-  async stop(): Promise<void> {
-    if (this.#ctx.stopped) return;
+  /**
+   * Stop the engine, once: a call made while a stop runs gets that stop's end rather than
+   * returning at once while its sessions still settle (a CLI signal handler that exits next cut
+   * off what `#settled` waits for).
+   */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<void> {
     // Messages already handed over are stored (and stay in the outbox) before we go.
     await this.#lines.idle();
     this.calls.stop();

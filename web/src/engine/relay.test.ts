@@ -388,7 +388,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     );
   });
 
-  it("a stopping engine deletes its live relay links' receiving queues before it closes its relay connections", async () => {
+  it("a stopping engine deletes its live relay links' receiving queues before it closes its relay connections; a second stop waits for the first", async () => {
     // Every receiving queue a live relay link subscribes, with the connection it is on.
     const links: { client: RelayClient; own: RecipientQueue }[] = [];
     const open = RelayLink.open;
@@ -396,13 +396,43 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       links.push({ client, own });
       return open.call(RelayLink, client, own, peer, options);
     });
+    // The live transports' `settled`, held until `release`: `asked` once a stop waits on it.
+    let asked!: () => void;
+    const settling = new Promise<void>((r) => {
+      asked = r;
+    });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const relayTransport: EngineConfig["relayTransport"] = (deps) => {
+      const t = new RelayLiveTransport(deps);
+      const settled = t.settled.bind(t);
+      t.settled = () => {
+        asked();
+        return gate.then(settled);
+      };
+      return t;
+    };
     const owner = await connectRelay(relay.url);
     try {
-      const [a, b] = await pair(true);
+      const [a, b] = await h.pair(true, false, { relayTransport });
       expect(a.engine.presence(b.id).path).toBe("relay");
       const m = await a.engine.send(b.id, "live, then stop");
       await until(() => stateOf(a, m) === "delivered", "delivered");
-      await a.engine.stop();
+      const first = a.engine.stop();
+      await settling;
+      // A second stop while the first waits for the links (a CLI signal handler, say) ends with
+      // it: before, it returned at once, and a process exiting then cut off what the first
+      // waited for.
+      let secondEnded = false;
+      const second = a.engine.stop().then(() => {
+        secondEnded = true;
+      });
+      await new Promise((r) => setTimeout(r, 0));
+      expect(secondEnded).toBe(false);
+      release();
+      await Promise.all([first, second]);
       // Alice's links (a first one may have lost a glare): those whose connection her stop closed.
       const alices = links.filter((l) => l.client.closed);
       expect(alices.length).toBeGreaterThanOrEqual(1);
@@ -412,6 +442,7 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
       for (const l of alices)
         await expect(owner.get(l.own)).rejects.toMatchObject({ code: "LOFT_ERR_RELAY_AUTH" });
     } finally {
+      release();
       spy.mockRestore();
       owner.close();
     }

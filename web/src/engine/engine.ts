@@ -362,14 +362,18 @@ export class Engine implements ChatEngine {
     this.#links.stop();
     this.rooms?.stop();
     clearTimeout(this.#ctx.addressTimer);
-    this.#ctx.direct?.close();
     this.#ctx.signaling?.close();
     // The sessions just closed seal their CLOSE after what they still had queued, then close their
     // links; a live relay link then sends what it holds, its close marker last. Only then do the
-    // relay connections close (bounded by stopSettleMs): before, a message reported `sent` a moment
-    // earlier was cut off with them when the process exited next (the CLI), and the contact learnt
-    // we had left only from its probe or heartbeat (docs/protocol/chat.md §6, "Stopping").
-    await this.#settled(this.#ctx.relayLive?.settled?.());
+    // transports and the relay connections close (bounded by stopSettleMs): before, a message
+    // reported `sent` a moment earlier was cut off with them when the process exited next (the
+    // CLI), and the contact learnt we had left only from its probe or heartbeat — or, on a direct
+    // link closed before its session had sealed the CLOSE, saw the link fail and redialled
+    // (docs/protocol/chat.md §6, "Stopping").
+    await this.#settled(
+      Promise.all([this.#ctx.direct?.settled?.(), this.#ctx.relayLive?.settled?.()]).then(() => {}),
+    );
+    this.#ctx.direct?.close();
     this.#ctx.relayLive?.close();
     await Promise.allSettled([...this.#ctx.peers.values()].map((p) => p.queue));
     this.#ctx.pool?.close();
@@ -378,8 +382,7 @@ export class Engine implements ChatEngine {
   }
 
   /** `settling`, or stopSettleMs, whichever ends first. */
-  async #settled(settling: Promise<void> | undefined): Promise<void> {
-    if (!settling) return;
+  async #settled(settling: Promise<void>): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
       settling,

@@ -528,6 +528,26 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     expect(b.engine.presence(a.id).lastError).toBeUndefined();
   });
 
+  it("a stop while start still reads the settings: start then opens nothing, the engine stays stopped", async () => {
+    class HeldSettings extends MemoryStorage {
+      readonly held: (() => void)[] = [];
+      override async getSettings() {
+        await new Promise<void>((go) => this.held.push(go));
+        return super.getSettings();
+      }
+    }
+    const storage = new HeldSettings(signaling.url);
+    const a = node("alice", undefined, storage);
+    const starting = a.engine.start();
+    await until(() => storage.held.length > 0, "start reads the settings");
+    await a.engine.stop();
+    for (const go of storage.held) go();
+    await starting;
+    // Before, start went on after the stop: a signaling connection (and relay pool, live
+    // transports) that nothing would close, on an engine said to be stopped.
+    expect(a.engine.serviceStatus()).toMatchObject({ signaling: "disabled", relay: "disabled" });
+  });
+
   /** Heartbeats too slow to notice anything within a test: only the presence probe can (chat.md §6). */
   const PROBE_ONLY = { heartbeatIntervalMs: 60_000, heartbeatTimeoutMs: 120_000, presenceProbeMs: 150 };
 

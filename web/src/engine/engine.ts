@@ -218,6 +218,9 @@ export class Engine implements ChatEngine {
     const settings = await this.#ctx.storage.getSettings();
     this.#ctx.signalingUrl = settings.signalingUrl;
     const contacts = await this.#ctx.storage.listContacts();
+    // A stop made while start awaited has closed what existed then: open nothing more (after each
+    // await below too), or a signaling connection and relay pool would outlive the stopped engine.
+    if (this.#ctx.stopped) return;
     for (const c of contacts) this.#links.for(c);
     if (this.#ctx.cfg.offline) return;
     this.#ctx.relayUrls = distinctUrls(settings.relayUrls ?? []);
@@ -263,6 +266,7 @@ export class Engine implements ChatEngine {
       // one when one is down (queues.ts ensureRx; mailbox.md §1, "Several relays").
       for (const url of this.#ctx.relayUrls) this.#ctx.pool.keep(url);
       await this.#links.loadMailboxes();
+      if (this.#ctx.stopped) return;
       resumeMoves(this.#ctx, this.#applyTo);
       // Room queues spread over the same relays, counting our contacts' queues too (and back).
       const rooms = this.rooms;
@@ -270,6 +274,7 @@ export class Engine implements ChatEngine {
       await rooms?.useMailboxes(this.#ctx.pool, this.#ctx.relayUrls, (url) =>
         contactQueuesOn(this.#ctx, url),
       );
+      if (this.#ctx.stopped) return;
       this.#ctx.addressReady = setupAddress(this.#ctx);
     }
     const signalingUrls = signalingServers(settings, contacts);

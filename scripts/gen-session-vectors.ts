@@ -154,6 +154,19 @@ export async function buildVectors(): Promise<string> {
     c[at]! ^= 0x01;
     return c;
   };
+  /**
+   * A DETACHED frame plaintext (16 spare bytes) with a `headLength`-byte head announcing a
+   * `d`-byte part, and that part; its tail is the part's last bytes, zero-padded to 16.
+   */
+  const handMade = (headLength: number, d: number): [Uint8Array, Uint8Array] => {
+    const part = Uint8Array.from({ length: d }, (_, i) => 0xa0 + i);
+    const frame = new Uint8Array(1 + 4 + 16 + headLength + TAGLEN);
+    frame[0] = 0x03;
+    new DataView(frame.buffer).setUint32(1, d);
+    frame.set(part.subarray(Math.max(0, d - 16)), 5);
+    frame.fill(0x02, 21, 21 + headLength);
+    return [frame, part];
+  };
   const prefixed = (len: number, rest: Uint8Array) => concatBytes(Uint8Array.of(len >>> 8, len & 0xff), rest);
   const invalidCases: { label: string; link: Uint8Array; max?: number }[] = [
     { label: "shorter than prefix + Noise tag (17 bytes)", link: new Uint8Array(17) },
@@ -178,6 +191,15 @@ export async function buildVectors(): Promise<string> {
     {
       label: "a body byte changed (not its tag): the session delivers it, the ratchet's AEAD refuses it",
       link: flip(first, 2 + n0 + 1),
+    },
+    // Frames detachedFrameOf refuses to write, sealed by hand: what a faulty peer could send.
+    {
+      label: "DETACHED frame without a head (21 bytes)",
+      link: await seal("AESGCM_SHA256", kAes, 0, ...handMade(0, 16)),
+    },
+    {
+      label: "DETACHED part under its tail length (D = 15)",
+      link: await seal("AESGCM_SHA256", kAes, 0, ...handMade(1, 15)),
     },
   ];
   const invalid: Record<string, unknown>[] = [];

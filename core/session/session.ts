@@ -510,7 +510,9 @@ export class Session extends QueueLink {
    * (docs/protocol/session.md §5, "Detached frames"). Only for bytes that carry their own AEAD
    * under a key the network never has, ending in its tag — a ratchet message's body (DR §3.5;
    * docs/protocol/ratchet.md, "One AEAD pass per byte"). In any other session, or for a message
-   * over one frame, exactly `sendParts`.
+   * over one frame, exactly `sendParts`. Unlike `sendParts`, which copies at the call, a detached
+   * `detached` is copied into its link message only when the send chain seals the frame (its tail
+   * is taken at the call): the caller must not change or wipe it after the call.
    */
   sendDetached(head: readonly Uint8Array[], detached: Uint8Array): void {
     if (this.state === "closed") throw new LoftError("LOFT_ERR_LINK_CLOSED", "session is closed");

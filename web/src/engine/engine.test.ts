@@ -6,10 +6,11 @@
  * rotated key. Storage is an in-memory `EngineStorage`. The same flows run in real Chromium in
  * test/e2e/chat.e2e.ts and test/e2e/tamper.e2e.ts.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import WebSocket from "ws";
 import { toHex } from "../../../core/bytes.ts";
 import { createUserIdentity, type UserIdentity, updateIdentity } from "../../../core/identity/identity.ts";
+import { Session } from "../../../core/session/index.ts";
 import { SignalingClient, type WebSocketLike } from "../../../core/signaling/client.ts";
 import { type RunningSignaling, startSignaling, wsFactory } from "../../../signaling/testing.ts";
 import {
@@ -33,6 +34,7 @@ import {
 import type { EngineConfig } from "./config.ts";
 import { decodeChatRatchet } from "./ratchet-store.ts";
 import type { DialedLink } from "./transport.ts";
+import { FRAME } from "./wire.ts";
 
 /**
  * The outbox journal hooks of EngineStorage (storage/journal.ts fills them in the page) on
@@ -109,6 +111,75 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     expect(a.storage.outbox.size + b.storage.outbox.size).toBe(0);
     // The ratchet state is stored (sealed by real storage), never the plaintext.
     expect(a.storage.sessions.has(b.id)).toBe(true);
+  });
+
+  it("a detached frame that is not a RATCHET frame closes the session (LOFT_ERR_MALFORMED); the chat goes on over the next", async () => {
+    // Only a ratchet body carries its own AEAD, so only a RATCHET frame may come detached
+    // (docs/protocol/session.md §5, "Detached frames"; link/controller.ts): here Alice's live
+    // session sends a PROXY frame whose last bytes are outside the Noise AEAD, as a faulty or
+    // hostile peer could — the engine never does.
+    const [a, b] = await pair();
+    const spy = vi.spyOn(Session.prototype, "sendDetached");
+    let alices: Session | undefined;
+    try {
+      const m1 = await a.engine.send(b.id, "before");
+      await until(() => stateOf(a, m1) === "delivered", "m1 delivered");
+      // Her session to Bob that is still open (an earlier one may have been replaced meanwhile).
+      alices = (spy.mock.contexts as Session[]).findLast(
+        (s) => toHex(s.remoteIdentity.verified.identity_key) === b.id && s.state !== "closed",
+      );
+    } finally {
+      spy.mockRestore();
+    }
+    expect(alices?.detachedFrames).toBe(true);
+    alices!.sendDetached([Uint8Array.of(FRAME.PROXY, 0)], new Uint8Array(32).fill(7));
+    const closed = `session ${a.id.slice(0, 8)} closed: LOFT_ERR_MALFORMED (a detached frame of type ${FRAME.PROXY})`;
+    await until(() => b.logs.includes(closed), "Bob closed the session on the detached PROXY frame");
+    await until(() => alices!.state === "closed", "Alice's session closed too");
+    // Nothing was lost: the next session carries the next message.
+    const m2 = await a.engine.send(b.id, "after");
+    await until(() => stateOf(a, m2) === "delivered", "m2 delivered");
+    expect(b.storage.texts(a.id, "in")).toEqual(["before", "after"]);
+  });
+
+  it("a detached ratchet body changed in transit: the session closes (LOFT_ERR_DECRYPT), both ratchets go on, the message comes again", async () => {
+    // docs/protocol/ratchet.md, "One AEAD pass per byte": a body outside the Noise AEAD may be
+    // changed by the network, so its failure closes the session as a Noise failure does and is
+    // not read as disagreeing ratchets (messages.ts). The link messages reaching Bob now: the
+    // first one with bytes after its Noise message (a DETACHED frame) gets its first body byte
+    // flipped; links made later (the next session's) are left alone.
+    const [a, b] = await pair();
+    let flipped = 0;
+    for (const link of h.hub.links.filter((l) => l.owner === b.id)) {
+      const fromPeer = link.fromPeer.bind(link);
+      link.fromPeer = (m: Uint8Array) => {
+        const sealedEnd = 2 + ((m[0]! << 8) | m[1]!);
+        if (flipped === 0 && m.length > sealedEnd) {
+          flipped++;
+          m[sealedEnd]! ^= 1;
+        }
+        fromPeer(m);
+      };
+    }
+    const ratchetId = () => {
+      const r = decodeChatRatchet(b.storage.sessions.get(a.id) ?? new Uint8Array(0));
+      return r.ok ? toHex(r.value.id) : r.error.code;
+    };
+    await until(() => b.storage.sessions.has(a.id), "Bob's ratchet stored");
+    const before = ratchetId();
+    const m1 = await a.engine.send(b.id, "through a changed body");
+    await until(
+      () => b.logs.some((l) => l.startsWith(`session ${a.id.slice(0, 8)} closed: LOFT_ERR_DECRYPT`)),
+      "closed",
+    );
+    expect(flipped).toBe(1);
+    await until(() => stateOf(a, m1) === "delivered", "m1 delivered on the next session");
+    expect(b.storage.texts(a.id, "in")).toEqual(["through a changed body"]);
+    // The same ratchet read it: none was dropped and bootstrapped again.
+    expect(ratchetId()).toBe(before);
+    expect([...a.logs, ...b.logs].filter((l) => /desync|re-bootstrapped/.test(l))).toEqual([]);
+    const m2 = await b.engine.send(a.id, "and back");
+    await until(() => stateOf(b, m2) === "delivered", "m2 delivered");
   });
 
   it("the first verified connection with a contact stores lastSeen and tells the app (contact-updated)", async () => {

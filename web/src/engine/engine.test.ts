@@ -31,7 +31,9 @@ import {
   SaveDeferred,
   type StoredMessage,
 } from "./api.ts";
+import type { EngineConfig } from "./config.ts";
 import { decodeChatRatchet } from "./ratchet-store.ts";
+import type { DialedLink } from "./transport.ts";
 import { FRAME } from "./wire.ts";
 
 /**
@@ -549,6 +551,72 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
       (e) => e.type === "presence" && e.presence.lastError?.message.includes("stopped responding"),
     );
     expect(closed).toBeDefined();
+  });
+
+  it("a stopping engine closes its direct transport after its sessions' CLOSE: the contact sees it stopped, no error", async () => {
+    // As web/src/net/direct.ts: `close` closes every link the transport made at once, `settled`
+    // waits for the open ones to be closed (by their sessions, once the CLOSE is sealed).
+    const directLike =
+      (user: UserIdentity): EngineConfig["transport"] =>
+      (deps) => {
+        const links = new Set<DialedLink>();
+        const track = (l: DialedLink) => {
+          links.add(l);
+          void l.closed.then(() => links.delete(l));
+          return l;
+        };
+        const inner = h.hub.factory(user)({
+          ...deps,
+          onOffer: (o) => deps.onOffer({ ...o, accept: () => track(o.accept()) }),
+        });
+        return {
+          path: "direct",
+          dial: (peer, options) => track(inner.dial(peer, options)),
+          close: () => {
+            inner.close();
+            for (const l of links) l.close("transport-closed");
+          },
+          settled: () =>
+            Promise.all([...links].filter((l) => l.state === "open").map((l) => l.closed)).then(() => {}),
+        };
+      };
+    h.hub = new Hub();
+    const aUser = createUserIdentity({ username: "alice", now: Date.now() });
+    const bUser = createUserIdentity({ username: "bob", now: Date.now() });
+    const a = h.node("alice", aUser, undefined, undefined, { transport: directLike(aUser) });
+    const b = h.node("bob", bUser, undefined, undefined, { transport: directLike(bUser) });
+    a.storage.addUser(b.user);
+    b.storage.addUser(a.user);
+    await a.engine.start();
+    await b.engine.start();
+    await until(() => online(a, b) && online(b, a), "both online");
+    await a.engine.stop();
+    const closedLine = `session ${a.id.slice(0, 8)} closed: `;
+    await until(() => b.logs.some((l) => l.startsWith(closedLine)), "Bob's session with Alice ends");
+    // Before, the transport closed the link before Alice's session had sealed its CLOSE: Bob saw
+    // the link fail (transport-closed), showed an error and redialled.
+    expect(b.logs.filter((l) => l.startsWith(closedLine))).toEqual([`${closedLine}remote-closed (stopped)`]);
+    expect(b.engine.presence(a.id).lastError).toBeUndefined();
+  });
+
+  it("a stop while start still reads the settings: start then opens nothing, the engine stays stopped", async () => {
+    class HeldSettings extends MemoryStorage {
+      readonly held: (() => void)[] = [];
+      override async getSettings() {
+        await new Promise<void>((go) => this.held.push(go));
+        return super.getSettings();
+      }
+    }
+    const storage = new HeldSettings(signaling.url);
+    const a = node("alice", undefined, storage);
+    const starting = a.engine.start();
+    await until(() => storage.held.length > 0, "start reads the settings");
+    await a.engine.stop();
+    for (const go of storage.held) go();
+    await starting;
+    // Before, start went on after the stop: a signaling connection (and relay pool, live
+    // transports) that nothing would close, on an engine said to be stopped.
+    expect(a.engine.serviceStatus()).toMatchObject({ signaling: "disabled", relay: "disabled" });
   });
 
   /** Heartbeats too slow to notice anything within a test: only the presence probe can (chat.md §6). */

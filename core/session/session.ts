@@ -43,6 +43,7 @@ import type { NoiseTransport } from "../noise/transport.ts";
 import {
   closeFrame,
   DETACHED_EXTENSION,
+  DETACHED_EXTENSION_VALUE,
   DETACHED_TAIL_LEN,
   dataFrameOf,
   detachedFrameOf,
@@ -206,9 +207,13 @@ export async function establishSession(options: SessionOptions): Promise<Session
   const ourNoiseKey = await crypto.x25519.publicKey(self.privateNoiseKey);
   if (!equalBytes(ourNoiseKey, self.identity.verified.noise_key))
     throw new RangeError("self.privateNoiseKey does not match self.identity's noise_key");
+  // `session.detached` is announced by `detachedFrames` only: announced through `extensions`, the
+  // peer would switch to the detached layout while this side does not (session.md §5).
+  if (options.extensions !== undefined && Object.hasOwn(options.extensions, DETACHED_EXTENSION))
+    throw new RangeError(`extensions: ${DETACHED_EXTENSION} is announced by detachedFrames, not by hand`);
   const ourPayload = encodeHandshakePayload(self.identity, {
     ...options.extensions,
-    ...(options.detachedFrames ? { [DETACHED_EXTENSION]: Uint8Array.of(0x01) } : {}),
+    ...(options.detachedFrames ? { [DETACHED_EXTENSION]: DETACHED_EXTENSION_VALUE } : {}),
   });
   let hs: HandshakeState | undefined;
   /** Set when the handshake gave up (timeout, error) before `hs` existed: abort it on creation. */
@@ -355,9 +360,14 @@ function agreedSuite(initiator: readonly SuiteName[], responder: readonly SuiteN
   return suite;
 }
 
-/** The peer's handshake payload carries `session.detached` with the byte 0x01. */
-function announcesDetached(extensions: Extensions): boolean {
-  return Object.hasOwn(extensions, DETACHED_EXTENSION) && extensions[DETACHED_EXTENSION]!.includes(0x01);
+/**
+ * The peer's handshake payload carries `session.detached` whose value is exactly the one byte 01
+ * (session.md §5): any other value — `01 02`, `02`, empty — is not this layout (a later one gets a
+ * value of its own), and both sides decide by this same rule.
+ */
+export function announcesDetached(extensions: Extensions): boolean {
+  if (!Object.hasOwn(extensions, DETACHED_EXTENSION)) return false;
+  return equalBytes(extensions[DETACHED_EXTENSION]!, DETACHED_EXTENSION_VALUE);
 }
 
 /** A frame plaintext queued for the send chain, and the detached bytes that follow it, if any. */
@@ -398,8 +408,8 @@ export class Session extends QueueLink {
   readonly #maxMessageBytes: number;
   /** Both sides announced `session.detached`: the link messages carry a length prefix. */
   readonly detachedFrames: boolean;
-  /** Messages delivered from DETACHED frames (`isDetached`), until they are collected. */
-  readonly #detachedIn = new WeakSet<Uint8Array>();
+  /** Messages delivered from DETACHED frames and their head lengths (`detachedHead`), until collected. */
+  readonly #detachedIn = new WeakMap<Uint8Array, number>();
   #sentSinceRekey = 0;
   #receivedSinceRekey = 0;
   /** The send chain: sealing and sending, one batch at a time (resolves, never rejects). */
@@ -536,6 +546,16 @@ export class Session extends QueueLink {
    */
   isDetached(message: Uint8Array): boolean {
     return this.#detachedIn.has(message);
+  }
+
+  /**
+   * For a message `receive()` returned from a DETACHED frame, the length of its head — the bytes
+   * that were under the Noise AEAD (session.md §5); the rest was not. Undefined for any other
+   * message. A layer above checks the split is the one its security argument needs (the chat
+   * path: type byte + the whole 81-byte ratchet prefix, web/src/engine/link/controller.ts).
+   */
+  detachedHead(message: Uint8Array): number | undefined {
+    return this.#detachedIn.get(message);
   }
 
   /**
@@ -680,7 +700,8 @@ export class Session extends QueueLink {
         const inbound = this.#assembler.push(opened[i]!, rests?.[i], sealedParts?.[i]);
         if (!inbound.ok) return this.#fail(inbound.error.code, inbound.error.message);
         if (inbound.value.kind === "message") {
-          if (inbound.value.detached) this.#detachedIn.add(inbound.value.message);
+          if (inbound.value.detached !== undefined)
+            this.#detachedIn.set(inbound.value.message, inbound.value.detached.head);
           this.deliver(inbound.value.message);
         } else if (inbound.value.kind === "close") {
           this.finish({ reason: "remote-closed", detail: inbound.value.reason }, false);

@@ -40,6 +40,14 @@ export interface Link {
    * belong to the receiver, as `receive()`'s do.
    */
   receiveMany?(max: number): Promise<Uint8Array[]>;
+  /**
+   * Optional: the longest message this link can carry to the peer, when the transport has a limit
+   * of its own (a WebRTC data channel: the remote SDP's `a=max-message-size`, RFC 8841 §6, read as
+   * RTCSctpTransport.maxMessageSize). Read once the link has carried a message from the peer.
+   * Absent: no limit below what a session sends. A session does not announce detached frames on
+   * a link that cannot carry their longest link message (docs/protocol/session.md §5).
+   */
+  readonly maxMessageSize?: number;
   /** Close the link (idempotent). The remote side observes `remote-closed`. */
   close(reason?: string, detail?: string): void;
   /** Resolves once the link is closed, with why. */

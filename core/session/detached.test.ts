@@ -28,6 +28,7 @@ import {
   LINK_PREFIX_LEN,
   linkMessageOf,
   MAX_DATA_PAYLOAD,
+  MAX_DETACHED_LINK_MESSAGE,
   MAX_DETACHED_MESSAGE,
   splitLinkMessage,
 } from "./frames.ts";
@@ -141,6 +142,33 @@ describe("detached frames: negotiation and layout", () => {
     expect(equalBytes(got, concatBytes(utf8("head"), d))).toBe(true);
     expect(b.isDetached(got)).toBe(false);
     a.close();
+  });
+});
+
+describe("detached frames: a link with a message size limit (Link.maxMessageSize, WebRTC's a=max-message-size)", () => {
+  it.each([
+    [65536, false], // RFC 8841's default when the SDP names none: under the 65537-byte link message
+    [MAX_DETACHED_LINK_MESSAGE, true],
+    [Number.POSITIVE_INFINITY, true],
+  ])("maxMessageSize %d on one side's link: detached frames %s on both sides", async (size, expected) => {
+    for (const limited of ["initiator", "responder"] as const) {
+      const [la, lb] = memoryLinkPair();
+      Object.defineProperty(limited === "initiator" ? la : lb, "maxMessageSize", { value: size });
+      const [a, b] = await Promise.all([
+        establishSession({ link: la, role: "initiator", kind: "direct", self: alice, detachedFrames: true }),
+        establishSession({ link: lb, role: "responder", kind: "direct", self: bob, detachedFrames: true }),
+      ]);
+      expect([a.detachedFrames, b.detachedFrames], limited).toEqual([expected, expected]);
+      // The side that could not carry it did not announce it.
+      const side = limited === "initiator" ? b : a;
+      expect(Object.hasOwn(side.remoteExtensions, DETACHED_EXTENSION), limited).toBe(expected);
+      // Either way a message gets through: detached, or sendParts' plain frame.
+      a.sendDetached([utf8("h")], body(64, 1));
+      const got = await b.receive();
+      expect(equalBytes(got, concatBytes(utf8("h"), body(64, 1)))).toBe(true);
+      expect(b.isDetached(got)).toBe(expected);
+      a.close();
+    }
   });
 });
 

@@ -57,6 +57,12 @@ export const MAX_CLOSE_REASON = 256;
  * the longest plain one (2 + 65535 bytes). Larger messages go the plain way (DATA or CHUNK).
  */
 export const MAX_DETACHED_MESSAGE = MAX_FRAME_PLAINTEXT - DETACHED_FRAME_OVERHEAD;
+/**
+ * The longest link message of a detached-framing session: the prefix and a whole Noise message
+ * (2 + 65535 = 65537 bytes). A link that cannot carry it (`Link.maxMessageSize`) gets no
+ * `session.detached` announcement.
+ */
+export const MAX_DETACHED_LINK_MESSAGE = LINK_PREFIX_LEN + MAX_MESSAGE_LEN;
 
 // --- frames ------------------------------------------------------------------------------------
 

@@ -50,6 +50,7 @@ import {
   FrameAssembler,
   linkMessageOf,
   MAX_DATA_PAYLOAD,
+  MAX_DETACHED_LINK_MESSAGE,
   MAX_DETACHED_MESSAGE,
   messageFrames,
   splitLinkMessage,
@@ -211,10 +212,20 @@ export async function establishSession(options: SessionOptions): Promise<Session
   // peer would switch to the detached layout while this side does not (session.md §5).
   if (options.extensions !== undefined && Object.hasOwn(options.extensions, DETACHED_EXTENSION))
     throw new RangeError(`extensions: ${DETACHED_EXTENSION} is announced by detachedFrames, not by hand`);
-  const ourPayload = encodeHandshakePayload(self.identity, {
-    ...options.extensions,
-    ...(options.detachedFrames ? { [DETACHED_EXTENSION]: DETACHED_EXTENSION_VALUE } : {}),
-  });
+  /** Set once the peer's version header came: whether we announce (and so may use) detached frames. */
+  let detached = false;
+  /**
+   * Our handshake payload, made once the link has carried the peer's version header (so a data
+   * channel's negotiated `maxMessageSize` is known): `session.detached` only when asked for and
+   * the link carries a detached link message of 65537 bytes (session.md §5).
+   */
+  const ourPayload = (): Uint8Array => {
+    detached = options.detachedFrames === true && carriesDetached(link);
+    return encodeHandshakePayload(self.identity, {
+      ...options.extensions,
+      ...(detached ? { [DETACHED_EXTENSION]: DETACHED_EXTENSION_VALUE } : {}),
+    });
+  };
   let hs: HandshakeState | undefined;
   /** Set when the handshake gave up (timeout, error) before `hs` existed: abort it on creation. */
   let aborted = false;
@@ -249,11 +260,11 @@ export async function establishSession(options: SessionOptions): Promise<Session
       peer = must(
         await verifyPeer(crypto, payload2, handshake.remoteStaticKey!, options.expectedIdentityKey),
       );
-      link.send(must(await handshake.writeMessage(ourPayload)));
+      link.send(must(await handshake.writeMessage(ourPayload())));
     } else {
       const payload1 = must(await handshake.readMessage(await next(link)));
       if (payload1.length !== 0) fail("LOFT_ERR_MALFORMED", "handshake message 1 must carry no payload");
-      link.send(must(await handshake.writeMessage(ourPayload)));
+      link.send(must(await handshake.writeMessage(ourPayload())));
       const payload3 = must(await handshake.readMessage(await next(link)));
       peer = must(
         await verifyPeer(crypto, payload3, handshake.remoteStaticKey!, options.expectedIdentityKey),
@@ -271,7 +282,7 @@ export async function establishSession(options: SessionOptions): Promise<Session
       maxMessageBytes: options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
       // Both sides announced it (each side's payload is authenticated by the handshake, so both
       // compute the same answer before the first transport message).
-      detached: options.detachedFrames === true && announcesDetached(peer.extensions),
+      detached: detached && announcesDetached(peer.extensions),
     });
   };
 
@@ -358,6 +369,11 @@ function agreedSuite(initiator: readonly SuiteName[], responder: readonly SuiteN
   const suite = initiator.find((n) => responder.includes(n));
   if (suite === undefined) fail("LOFT_ERR_UNSUPPORTED_VERSION", "no Noise suite both sides accept");
   return suite;
+}
+
+/** The link carries a detached-framing session's longest link message (`Link.maxMessageSize`). */
+function carriesDetached(link: Link): boolean {
+  return link.maxMessageSize === undefined || link.maxMessageSize >= MAX_DETACHED_LINK_MESSAGE;
 }
 
 /**

@@ -7,8 +7,10 @@ import { equalBytes, toHex, utf8 } from "../bytes.ts";
 import { encodeCanonical } from "../codec/codec.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
 import { createWebCryptoProvider } from "../crypto/webcrypto.ts";
-import type { Result } from "../errors.ts";
+import { LoftError, type Result } from "../errors.ts";
 import {
+  BODY_FAILED,
+  BodyFailureError,
   canSend,
   DEFAULT_RATCHET_LIMITS,
   deserializeRatchet,
@@ -228,6 +230,13 @@ describe("Double Ratchet with header encryption (Signal DR §4)", () => {
     expect(!noKey.ok && noKey.error.code === "LOFT_ERR_DECRYPT" && !isBodyFailure(noKey.error)).toBe(true);
     const replay = await ratchetDecrypt(b.state, c0, NOW);
     expect(!replay.ok && !isBodyFailure(replay.error)).toBe(true);
+  });
+
+  it("isBodyFailure reads the error's type, not its text: the same words on another error are no body failure", () => {
+    // A rewording must not turn body failures into desyncs, nor the reverse (messages.ts).
+    expect(isBodyFailure(new BodyFailureError())).toBe(true);
+    expect(isBodyFailure(new LoftError("LOFT_ERR_DECRYPT", BODY_FAILED))).toBe(false);
+    expect(new BodyFailureError().code).toBe("LOFT_ERR_DECRYPT");
   });
 
   it("a tampered body under a stored skipped key does not delete that key", async () => {

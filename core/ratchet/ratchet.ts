@@ -25,7 +25,7 @@
 import { abytes, equalBytes } from "../bytes.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
 import type { CryptoProvider } from "../crypto/provider.ts";
-import { err, type LoftError, ok, type Result } from "../errors.ts";
+import { err, LoftError, ok, type Result } from "../errors.ts";
 import {
   type ChainStep,
   dh,
@@ -75,9 +75,22 @@ import {
  */
 export const BODY_FAILED = "ratchet message: body failed authentication";
 
-/** True for the error of a message whose header opened and whose body did not (`BODY_FAILED`). */
+/**
+ * The LOFT_ERR_DECRYPT of a body failure (`BODY_FAILED`), told apart by its `bodyFailed` field —
+ * not by its text, which a rewording could change, turning body failures into desyncs.
+ */
+export class BodyFailureError extends LoftError {
+  readonly bodyFailed = true as const;
+  constructor() {
+    super("LOFT_ERR_DECRYPT", BODY_FAILED);
+  }
+}
+
+const bodyFailure = (): Result<never> => ({ ok: false, error: new BodyFailureError() });
+
+/** True for the error of a message whose header opened and whose body did not (`BodyFailureError`). */
 export function isBodyFailure(error: LoftError): boolean {
-  return error.code === "LOFT_ERR_DECRYPT" && error.message === `LOFT_ERR_DECRYPT: ${BODY_FAILED}`;
+  return error.code === "LOFT_ERR_DECRYPT" && (error as Partial<BodyFailureError>).bodyFailed === true;
 }
 
 /** Source of random bytes; injectable so that vectors are reproducible. */
@@ -721,7 +734,7 @@ async function receiveSkipped(
   if (index < 0)
     return err("LOFT_ERR_REPLAY", `ratchet message: message ${header.n} already received or expired`);
   const plaintext = await openBody(crypto, skipped[index]!.messageKey, parts, state.ad);
-  if (!plaintext) return err("LOFT_ERR_DECRYPT", BODY_FAILED);
+  if (!plaintext) return bodyFailure();
   const next: RatchetState = { ...state, skipped: skipped.filter((_, i) => i !== index) };
   wipeUnshared(state, next, true);
   return ok({ state: next, plaintext });
@@ -835,7 +848,7 @@ async function receiveInCurrentChain(
   if (!plaintext) {
     step.chainKey.fill(0);
     wipeSkipped(advanced.skipped);
-    return err("LOFT_ERR_DECRYPT", BODY_FAILED);
+    return bodyFailure();
   }
   const next: RatchetState = {
     ...state,
@@ -911,7 +924,7 @@ async function receiveWithDhRatchet(
       recvStep.nextHeaderKey.fill(0);
       wipeSkipped(oldChain);
       wipeSkipped(newChain.skipped);
-      return err("LOFT_ERR_DECRYPT", BODY_FAILED);
+      return bodyFailure();
     }
     // DHRatchetHE, sending half: DHs = GENERATE_DH(); RK, CKs, NHKs = KDF_RK_HE(RK, DH(DHs, DHr)).
     self = await generateRatchetKeyPair(random, crypto);

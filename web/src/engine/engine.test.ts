@@ -113,34 +113,46 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     expect(a.storage.sessions.has(b.id)).toBe(true);
   });
 
-  it("a detached frame that is not a RATCHET frame closes the session (LOFT_ERR_MALFORMED); the chat goes on over the next", async () => {
-    // Only a ratchet body carries its own AEAD, so only a RATCHET frame may come detached
-    // (docs/protocol/session.md §5, "Detached frames"; link/controller.ts): here Alice's live
-    // session sends a PROXY frame whose last bytes are outside the Noise AEAD, as a faulty or
-    // hostile peer could — the engine never does.
-    const [a, b] = await pair();
-    const spy = vi.spyOn(Session.prototype, "sendDetached");
-    let alices: Session | undefined;
-    try {
-      const m1 = await a.engine.send(b.id, "before");
-      await until(() => stateOf(a, m1) === "delivered", "m1 delivered");
-      // Her session to Bob that is still open (an earlier one may have been replaced meanwhile).
-      alices = (spy.mock.contexts as Session[]).findLast(
-        (s) => toHex(s.remoteIdentity.verified.identity_key) === b.id && s.state !== "closed",
-      );
-    } finally {
-      spy.mockRestore();
-    }
-    expect(alices?.detachedFrames).toBe(true);
-    alices!.sendDetached([Uint8Array.of(FRAME.PROXY, 0)], new Uint8Array(32).fill(7));
-    const closed = `session ${a.id.slice(0, 8)} closed: LOFT_ERR_MALFORMED (a detached frame of type ${FRAME.PROXY})`;
-    await until(() => b.logs.includes(closed), "Bob closed the session on the detached PROXY frame");
-    await until(() => alices!.state === "closed", "Alice's session closed too");
-    // Nothing was lost: the next session carries the next message.
-    const m2 = await a.engine.send(b.id, "after");
-    await until(() => stateOf(a, m2) === "delivered", "m2 delivered");
-    expect(b.storage.texts(a.id, "in")).toEqual(["before", "after"]);
-  });
+  it.each([
+    ["a PROXY frame", [FRAME.PROXY, 0], `a detached frame of type ${FRAME.PROXY}`],
+    // The type byte and 80 of the ratchet prefix's 81 bytes: a prefix byte would travel outside the
+    // Noise AEAD, which the security argument does not allow (docs/protocol/ratchet.md).
+    [
+      "a RATCHET frame with an 81-byte head",
+      [FRAME.RATCHET, ...new Uint8Array(80).fill(1)],
+      "a detached RATCHET frame with a head of 81 bytes",
+    ],
+  ])(
+    "a detached frame that is not a RATCHET frame with its 82-byte head closes the session (LOFT_ERR_MALFORMED); the chat goes on over the next (%s)",
+    async (_what, head, why) => {
+      // Only a ratchet body carries its own AEAD, so only a RATCHET frame may come detached, its
+      // whole prefix in the head (docs/protocol/session.md §5, "Detached frames"; link/controller.ts):
+      // here Alice's live session sends a frame whose last bytes are outside the Noise AEAD, as a
+      // faulty or hostile peer could — the engine never does.
+      const [a, b] = await pair();
+      const spy = vi.spyOn(Session.prototype, "sendDetached");
+      let alices: Session | undefined;
+      try {
+        const m1 = await a.engine.send(b.id, "before");
+        await until(() => stateOf(a, m1) === "delivered", "m1 delivered");
+        // Her session to Bob that is still open (an earlier one may have been replaced meanwhile).
+        alices = (spy.mock.contexts as Session[]).findLast(
+          (s) => toHex(s.remoteIdentity.verified.identity_key) === b.id && s.state !== "closed",
+        );
+      } finally {
+        spy.mockRestore();
+      }
+      expect(alices?.detachedFrames).toBe(true);
+      alices!.sendDetached([Uint8Array.from(head)], new Uint8Array(32).fill(7));
+      const closed = `session ${a.id.slice(0, 8)} closed: LOFT_ERR_MALFORMED (${why})`;
+      await until(() => b.logs.includes(closed), "Bob closed the session on the detached frame");
+      await until(() => alices!.state === "closed", "Alice's session closed too");
+      // Nothing was lost: the next session carries the next message.
+      const m2 = await a.engine.send(b.id, "after");
+      await until(() => stateOf(a, m2) === "delivered", "m2 delivered");
+      expect(b.storage.texts(a.id, "in")).toEqual(["before", "after"]);
+    },
+  );
 
   it("a detached ratchet body changed in transit: the session closes (LOFT_ERR_DECRYPT), both ratchets go on, the message comes again", async () => {
     // docs/protocol/ratchet.md, "One AEAD pass per byte": a body outside the Noise AEAD may be

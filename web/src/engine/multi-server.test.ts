@@ -24,6 +24,13 @@ import type { ContactRecord } from "./api.ts";
 import { type EngineConfig, signalingServers } from "./engine.ts";
 import { decodeRx, decodeTx, SECRET } from "./mailbox.ts";
 
+/**
+ * Bound for waits that make mailboxes (ML-KEM, relay round trips) on a machine the whole suite loads:
+ * 10 s ran out in a full run at load ~20 on 2 cores. A bound, not a timing assertion: it returns as
+ * soon as the condition holds.
+ */
+const LOADED_MACHINE_MS = 30_000;
+
 const FAST: Partial<EngineConfig> = {
   ...FAST_ENGINE,
   mailboxDelayMs: 200,
@@ -112,7 +119,7 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     const contacts = ["bob", "carol", "dave", "erin"].map((n) => node(n, [r1.url]));
     for (const c of contacts) await meet(a, c);
     await a.engine.start();
-    await until(() => contacts.every((c) => mailboxUrl(a, c)), "alice's mailboxes made", 10_000);
+    await until(() => contacts.every((c) => mailboxUrl(a, c)), "alice's mailboxes made", LOADED_MACHINE_MS);
     const urls = contacts.map((c) => mailboxUrl(a, c)!);
     expect(urls.filter((u) => u === r1.url)).toHaveLength(2);
     expect(urls.filter((u) => u === r2.url)).toHaveLength(2);
@@ -125,7 +132,7 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     const george = node("george", [r2.url]);
     await meet(f, george);
     await f.engine.start();
-    await until(() => mailboxUrl(f, george) !== undefined, "frank's mailbox made", 10_000);
+    await until(() => mailboxUrl(f, george) !== undefined, "frank's mailbox made", LOADED_MACHINE_MS);
     expect(mailboxUrl(f, george)).toBe(r2.url);
     await until(() => f.engine.serviceStatus().relay === "connected", "relay service up");
     expect(f.events.some((e) => e.type === "error" && e.error.kind === "relay-unreachable")).toBe(false);
@@ -144,7 +151,11 @@ describe("chat engine with several relays and signaling servers (Node, real serv
       const r = bytes && decodeRx(bytes);
       return r?.ok ? r.value.url : undefined;
     };
-    await until(() => others.every((m) => roomRx(a, m) !== undefined), "ann's room mailboxes made", 10_000);
+    await until(
+      () => others.every((m) => roomRx(a, m) !== undefined),
+      "ann's room mailboxes made",
+      LOADED_MACHINE_MS,
+    );
     // One on each relay (the fewest of our queues first, ties in the configured order).
     expect(others.map((m) => roomRx(a, m)).sort()).toEqual([r1.url, r2.url].sort());
   });
@@ -163,7 +174,11 @@ describe("chat engine with several relays and signaling servers (Node, real serv
 
     await r1.close(true);
     const id = await a.engine.send(b.id, "waits for bob's relay");
-    await until(() => a.engine.presence(b.id).lastError?.kind === "relay-unreachable", "said so", 10_000);
+    await until(
+      () => a.engine.presence(b.id).lastError?.kind === "relay-unreachable",
+      "said so",
+      LOADED_MACHINE_MS,
+    );
     const said = a.engine.presence(b.id).lastError!;
     expect(said.message).toMatch(/relay can't be reached/);
     expect(said.kind === "relay-unreachable" && said.url).toBe(r1.url);
@@ -211,7 +226,7 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     try {
       // Unreachable past relayDeadAfterMs: Alice's queue for Bob moves to her other relay, the old
       // one is kept (read while it lives), and Bob is told inside the ratchet, in his mailbox.
-      await until(() => mailboxUrl(a, b) === r2.url, "alice's mailbox moved", 10_000);
+      await until(() => mailboxUrl(a, b) === r2.url, "alice's mailbox moved", LOADED_MACHINE_MS);
       expect(a.storage.secrets.has(SECRET.rxOld(b.id))).toBe(true);
       await until(
         () => a.logs.some((l) => l.includes(`announced to ${b.id.slice(0, 8)} through its mailbox`)),
@@ -222,14 +237,18 @@ describe("chat engine with several relays and signaling servers (Node, real serv
       // Bob back (Alice away, no signaling): his mailbox tells him; what he writes goes to the new queue.
       const b2 = h.node("bob", b.user, b.storage, "", FAST);
       await b2.engine.start();
-      await until(() => txUrl(b2, a.id) === r2.url, "bob took the new address", 10_000);
+      await until(() => txUrl(b2, a.id) === r2.url, "bob took the new address", LOADED_MACHINE_MS);
       const id = await b2.engine.send(a.id, "after the move");
-      await until(() => h.stateOf(b2, id) === "relayed", "stored by alice's live relay", 10_000);
+      await until(() => h.stateOf(b2, id) === "relayed", "stored by alice's live relay", LOADED_MACHINE_MS);
       await b2.engine.stop();
       // Alice back: the message is there; a body in the new queue retires the old one.
       const a2 = h.node("alice", a.user, a.storage, "", DEAD_SOON);
       await a2.engine.start();
-      await until(() => a.storage.texts(b.id, "in").includes("after the move"), "alice read it", 10_000);
+      await until(
+        () => a.storage.texts(b.id, "in").includes("after the move"),
+        "alice read it",
+        LOADED_MACHINE_MS,
+      );
       await until(() => !a.storage.secrets.has(SECRET.rxOld(b.id)), "the old queue retired");
       expect(mailboxUrl(a2, b)).toBe(r2.url);
     } finally {
@@ -241,7 +260,7 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     const { a, b } = await aliceOnR1(DEAD_SOON);
     await r1.close(true);
     try {
-      await until(() => txUrl(b, a.id) === r2.url, "bob holds the new address", 10_000);
+      await until(() => txUrl(b, a.id) === r2.url, "bob holds the new address", LOADED_MACHINE_MS);
       await until(() => !a.storage.secrets.has(SECRET.rxOld(b.id)), "the old queue retired");
       expect(mailboxUrl(a, b)).toBe(r2.url);
       expect(h.online(a, b)).toBe(true); // the live session carried it; nothing went down
@@ -258,12 +277,12 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     const wiped = mkdtempSync(join(tmpdir(), "loft-multi-wiped-"));
     try {
       r1 = await startTestRelay({}, { dataDir: wiped, port: r1.port });
-      await until(() => mailboxUrl(a, b) === r2.url, "alice's lost mailbox moved", 10_000);
+      await until(() => mailboxUrl(a, b) === r2.url, "alice's lost mailbox moved", LOADED_MACHINE_MS);
       expect(a.logs.some((l) => l.includes(`mailbox for ${b.id.slice(0, 8)} is gone at ${r1.url}`))).toBe(
         true,
       );
       // Told over the live session: Bob writes to the new queue from now on; nothing old is kept.
-      await until(() => txUrl(b, a.id) === r2.url, "bob holds the new address", 10_000);
+      await until(() => txUrl(b, a.id) === r2.url, "bob holds the new address", LOADED_MACHINE_MS);
       expect(b.storage.secrets.get(SECRET.tx(a.id))).not.toEqual(before);
       expect(a.storage.secrets.has(SECRET.rxOld(b.id))).toBe(false);
     } finally {
@@ -298,7 +317,11 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     await b.engine.stop();
     await r1.close(true);
     try {
-      await until(() => urlOf(rec(a, "rx", b), decodeRx) === r2.url, "ann's room mailbox moved", 10_000);
+      await until(
+        () => urlOf(rec(a, "rx", b), decodeRx) === r2.url,
+        "ann's room mailbox moved",
+        LOADED_MACHINE_MS,
+      );
       expect(rec(a, "rxo", b)).toBeDefined();
       await until(
         () =>
@@ -310,11 +333,15 @@ describe("chat engine with several relays and signaling servers (Node, real serv
       // Bea back without signaling: her mailbox tells her; her message for Ann (the host, away) goes to the new queue.
       const b2 = h.node("bea", b.user, b.storage, "", FAST);
       await b2.engine.start();
-      await until(() => urlOf(rec(b, "tx", a), decodeTx) === r2.url, "bea took the new address", 10_000);
+      await until(
+        () => urlOf(rec(b, "tx", a), decodeTx) === r2.url,
+        "bea took the new address",
+        LOADED_MACHINE_MS,
+      );
       b2.engine.rooms!.send(room.id, "after the move");
       const state = () =>
         b2.engine.rooms!.messages(room.id).find((m) => m.text === "after the move")?.to[0]?.state;
-      await until(() => state() === "relayed", "stored by ann's live relay", 10_000);
+      await until(() => state() === "relayed", "stored by ann's live relay", LOADED_MACHINE_MS);
       await b2.engine.stop();
       const a2 = h.node("ann", a.user, a.storage, "", DEAD_SOON);
       await a2.engine.start();
@@ -336,7 +363,11 @@ describe("chat engine with several relays and signaling servers (Node, real serv
     await meet(a, b);
     await a.engine.start();
     await b.engine.start();
-    await until(() => h.online(a, b) && h.online(b, a), "both online through the second server", 10_000);
+    await until(
+      () => h.online(a, b) && h.online(b, a),
+      "both online through the second server",
+      LOADED_MACHINE_MS,
+    );
     expect(a.engine.serviceStatus().signaling).toBe("connected");
     expect(a.events.some((e) => e.type === "error" && e.error.kind === "signaling-unreachable")).toBe(false);
     const id = await a.engine.send(b.id, "over the second server");

@@ -6,7 +6,7 @@ import { jitteredProvider } from "../../test/support/jittered-crypto.ts";
 import { equalBytes, toHex, utf8 } from "../bytes.ts";
 import { encodeCanonical } from "../codec/codec.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
-import { createWebCryptoProvider, type WebCryptoLike } from "../crypto/webcrypto.ts";
+import { createWebCryptoProvider } from "../crypto/webcrypto.ts";
 import type { Result } from "../errors.ts";
 import {
   canSend,
@@ -653,52 +653,6 @@ describe("ratchetEncryptBatch / ratchetDecryptBatch: one call per message, overl
     expect(opened.results.every((r) => r.ok)).toBe(true);
     // Bob's first message is his DH ratchet step, read on its own; the five after it, together.
     expect(most).toBe(5);
-  });
-
-  it("through WebCrypto, KDF_CK and the root step make no call (the size rule): a message costs its body's import and AES-GCM", async () => {
-    // The real WebCrypto, every call counted by kind (core/crypto/compose.ts, the size rule).
-    const subtle = globalThis.crypto.subtle;
-    const calls: string[] = [];
-    const name = (a: unknown) => (typeof a === "string" ? a : (a as { name: string }).name);
-    const counted: WebCryptoLike = {
-      getRandomValues: (a) => (globalThis.crypto as unknown as WebCryptoLike).getRandomValues(a),
-      subtle: new Proxy(subtle, {
-        get(target, prop) {
-          const f = Reflect.get(target, prop) as (...a: unknown[]) => unknown;
-          if (typeof f !== "function") return f;
-          return (...a: unknown[]) => {
-            const alg = prop === "importKey" ? name(a[2]) : name(a[0]);
-            calls.push(`${String(prop)} ${alg}`);
-            return f.apply(target, a);
-          };
-        },
-      }) as unknown as WebCryptoLike["subtle"],
-    };
-    const crypto = await createWebCryptoProvider(counted);
-    expect(crypto.backends.hmacSha256).toBe("webcrypto");
-    expect(crypto.backends.aes256gcm).toBe("webcrypto");
-    const { a, b } = await parties();
-    calls.length = 0;
-    const sent = await ratchetEncryptBatch(a.state, texts(16), NOW, { crypto, messageVersion: 2 });
-    const tally = () => {
-      const t: Record<string, number> = {};
-      for (const c of calls) t[c] = (t[c] ?? 0) + 1;
-      calls.length = 0;
-      return t;
-    };
-    expect(tally()).toEqual({ "importKey AES-GCM": 16, "encrypt AES-GCM": 16 });
-    // Bob's first message is a DH ratchet step (X25519 in WebCrypto; KDF_RK_HE's HKDF is not).
-    const opened = await ratchetDecryptBatch(
-      b.state,
-      sent.messages.map((m) => new Uint8Array([...m.prefix, ...m.body])),
-      NOW,
-      { crypto },
-    );
-    expect(opened.results.every((r) => r.ok)).toBe(true);
-    const t = tally();
-    expect(t["importKey AES-GCM"]).toBe(16);
-    expect(t["decrypt AES-GCM"]).toBe(16);
-    expect(Object.keys(t).filter((k) => /HMAC|HKDF/.test(k))).toEqual([]);
   });
 
   it("a batch that cannot be sent throws and leaves the state usable; an empty batch changes nothing", async () => {

@@ -31,73 +31,13 @@ function withPart(base: CryptoProvider, primitive: Primitive, native: NativePart
 }
 
 /**
- * The size rule (docs/decisions.md, "Small inputs in JavaScript, bulk native"): a native call that
- * is a round trip — WebCrypto's, to the browser's crypto thread and back, each `importKey` one
- * more — costs tens of microseconds whatever its size, where noble's HMAC-SHA-256 of a few hundred
- * bytes costs a few. So a backend composed with `inlineMaxBytes` serves the small calls of the
- * primitives below from noble, synchronously (its promise is already settled: no round trip), and
- * everything larger natively:
- * - `hmacSha256` when the key and the parts together are at most `inlineMaxBytes` — the Double
- *   Ratchet's KDF_CK (Signal DR §5.2: HMAC-SHA-256 over one byte with a 32-byte chain key), run
- *   twice for every message sent and received, one step after another;
- * - `hkdfSha256` when ikm, salt and info together are at most `inlineMaxBytes` and the output at most
- *   INLINE_HKDF_MAX_LENGTH bytes — the ratchet's root step (KDF_RK_HE, 96 bytes), the Noise and
- *   PQXDH splits.
- * The answers are the same bytes either way (noble is the reference every native part was checked
- * against, self-test.ts), so no vector, wire byte or stored key changes. AEADs stay native at every
- * size: noble's AES-GCM costs more than a WebCrypto round trip even for a few bytes (its GHASH set-up
- * per key), and keyed handles (`withKey`, `hmacSha256Key`) already pay no import per call.
- * A backend whose calls are synchronous underneath (node:crypto) does not take the rule: it is
- * faster than noble at every size.
- */
-export interface ComposeOptions {
-  /** Largest input (bytes, key included) served by noble instead of the native part; none when absent. */
-  readonly inlineMaxBytes?: number;
-}
-
-/** The WebCrypto backend's `inlineMaxBytes` (measured: docs/decisions.md, "Small inputs in JavaScript, bulk native"). */
-export const INLINE_MAX_BYTES = 1024;
-/** The largest HKDF output the size rule serves from noble (eight HMAC blocks of expansion). */
-export const INLINE_HKDF_MAX_LENGTH = 256;
-
-function partsLength(parts: readonly Uint8Array[]): number {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  return n;
-}
-
-/** `provider` with the size rule applied to the primitives it took from the native backend. */
-function withSizeRule(
-  provider: CryptoProvider,
-  nativeOf: ReadonlySet<Primitive>,
-  max: number,
-): CryptoProvider {
-  const out: { -readonly [K in keyof CryptoProvider]: CryptoProvider[K] } = { ...provider };
-  if (nativeOf.has("hmacSha256")) {
-    const bulk = provider.hmacSha256;
-    out.hmacSha256 = (key, ...parts) =>
-      key.length + partsLength(parts) <= max ? nobleCrypto.hmacSha256(key, ...parts) : bulk(key, ...parts);
-  }
-  if (nativeOf.has("hkdfSha256")) {
-    const bulk = provider.hkdfSha256;
-    out.hkdfSha256 = (ikm, salt, info, length) =>
-      ikm.length + salt.length + info.length <= max && length <= INLINE_HKDF_MAX_LENGTH
-        ? nobleCrypto.hkdfSha256(ikm, salt, info, length)
-        : bulk(ikm, salt, info, length);
-  }
-  return out;
-}
-
-/**
  * A provider named `name` whose primitives come from `native` where they pass the known-answer
  * check, and from noble otherwise. `label` names the native implementation in `backends`.
- * `options.inlineMaxBytes`: the size rule above (small inputs from noble, bulk native).
  */
 export async function composeProvider(
   name: string,
   label: string,
   native: NativeParts,
-  options: ComposeOptions = {},
 ): Promise<CryptoProvider> {
   let provider: CryptoProvider = nobleCrypto;
   const backends = { ...nobleCrypto.backends } as Record<Primitive, string>;
@@ -108,15 +48,11 @@ export async function composeProvider(
       return agreesWithNoble(primitive, withPart(nobleCrypto, primitive, native));
     }),
   );
-  const nativeOf = new Set<Primitive>();
   PRIMITIVES.forEach((primitive, i) => {
     if (!results[i]) return;
     provider = withPart(provider, primitive, native);
     backends[primitive] = label;
-    nativeOf.add(primitive);
   });
-  if (options.inlineMaxBytes !== undefined)
-    provider = withSizeRule(provider, nativeOf, options.inlineMaxBytes);
   return Object.freeze({ ...provider, name, backends: Object.freeze(backends) });
 }
 

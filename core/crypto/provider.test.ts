@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import { createNodeCryptoProvider } from "../../host/crypto-node.ts";
 import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
 import { fromHex, toHex, utf8 } from "../bytes.ts";
-import { composeProvider, deferredProvider, INLINE_HKDF_MAX_LENGTH, INLINE_MAX_BYTES } from "./compose.ts";
+import { composeProvider, deferredProvider } from "./compose.ts";
 import { ed25519StrictInputs } from "./ed25519-strict.ts";
 import { nobleCrypto } from "./noble.ts";
 import { type CryptoProvider, keyedHmacSha256, PRIMITIVES } from "./provider.ts";
@@ -370,111 +370,6 @@ describe("composeProvider", () => {
     const bare: CryptoProvider = { ...nobleCrypto, hmacSha256Key: undefined };
     const mac = await keyedHmacSha256(bare, key);
     expect(await mac.sign(utf8("t"))).toEqual(await nobleCrypto.hmacSha256(key, utf8("t")));
-  });
-});
-
-describe("the size rule (compose.ts: small HMAC and HKDF from noble, bulk native)", () => {
-  // WebCrypto's own parts, counted: which calls reach the native backend.
-  const counted = () => {
-    const web = webCryptoParts(platformWebCrypto()!);
-    const calls = { hmac: 0, hkdf: 0 };
-    const native = {
-      ...web,
-      hmacSha256: (key: Uint8Array, ...parts: Uint8Array[]) => {
-        calls.hmac++;
-        return web.hmacSha256!(key, ...parts);
-      },
-      hkdfSha256: (ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number) => {
-        calls.hkdf++;
-        return web.hkdfSha256!(ikm, salt, info, length);
-      },
-    };
-    return { native, calls };
-  };
-
-  it("KDF_CK's and the root step's calls never reach WebCrypto; larger ones do; same bytes at the boundary", async () => {
-    const { native, calls } = counted();
-    const c = await composeProvider("test", "native", native, { inlineMaxBytes: INLINE_MAX_BYTES });
-    expect(c.backends.hmacSha256).toBe("native");
-    expect(c.backends.hkdfSha256).toBe("native");
-    const key = new Uint8Array(32).fill(3);
-    calls.hmac = 0;
-    calls.hkdf = 0;
-    // Signal DR §5.2 KDF_CK: one byte under a 32-byte chain key; KDF_RK_HE: 96 bytes from HKDF.
-    expect(await c.hmacSha256(key, new Uint8Array([1]))).toEqual(
-      await nobleCrypto.hmacSha256(key, new Uint8Array([1])),
-    );
-    await c.hkdfSha256(key, key, utf8("LoftDoubleRatchet/v1/root"), 96);
-    expect(calls).toEqual({ hmac: 0, hkdf: 0 });
-    // Exactly INLINE_MAX_BYTES (key included) is small; one byte more is bulk.
-    const at = new Uint8Array(INLINE_MAX_BYTES - key.length).fill(9);
-    const over = new Uint8Array(INLINE_MAX_BYTES - key.length + 1).fill(9);
-    expect(await c.hmacSha256(key, at.subarray(0, 10), at.subarray(10))).toEqual(
-      await nobleCrypto.hmacSha256(key, at),
-    );
-    expect(calls.hmac).toBe(0);
-    expect(await c.hmacSha256(key, over.subarray(0, 10), over.subarray(10))).toEqual(
-      await nobleCrypto.hmacSha256(key, over),
-    );
-    expect(calls.hmac).toBe(1);
-    const info = new Uint8Array(INLINE_MAX_BYTES - 64).fill(5);
-    for (const [i, length, reaches] of [
-      [info, INLINE_HKDF_MAX_LENGTH, 0],
-      [info, INLINE_HKDF_MAX_LENGTH + 1, 1],
-      [new Uint8Array(info.length + 1), 32, 1],
-    ] as const) {
-      calls.hkdf = 0;
-      expect(await c.hkdfSha256(key, key, i, length)).toEqual(
-        await nobleCrypto.hkdfSha256(key, key, i, length),
-      );
-      expect(calls.hkdf).toBe(reaches);
-    }
-  });
-
-  it("agrees with noble on either side of the rule for random inputs", async () => {
-    const { native } = counted();
-    const c = await composeProvider("test", "native", native, { inlineMaxBytes: 64 });
-    await fc.assert(
-      fc.asyncProperty(
-        fc.uint8Array({ maxLength: 80 }),
-        fc.uint8Array({ maxLength: 80 }),
-        fc.integer({ min: 1, max: 300 }),
-        async (key, data, length) => {
-          expect(await c.hmacSha256(key, data)).toEqual(await nobleCrypto.hmacSha256(key, data));
-          expect(await c.hkdfSha256(data, key, data, length)).toEqual(
-            await nobleCrypto.hkdfSha256(data, key, data, length),
-          );
-        },
-      ),
-      { numRuns: Math.min(FUZZ_RUNS, 300) },
-    );
-  });
-
-  it("is not applied without the option, nor to a part noble already serves", async () => {
-    const { native, calls } = counted();
-    const plain = await composeProvider("test", "native", native);
-    calls.hmac = 0;
-    await plain.hmacSha256(new Uint8Array(32), new Uint8Array([1]));
-    expect(calls.hmac).toBe(1);
-    // A native HMAC that failed its check: noble's own function, unwrapped.
-    const wrong = await composeProvider(
-      "test",
-      "native",
-      { hmacSha256: async () => new Uint8Array(32) },
-      { inlineMaxBytes: INLINE_MAX_BYTES },
-    );
-    expect(wrong.backends.hmacSha256).toBe("noble");
-    expect(wrong.hmacSha256).toBe(nobleCrypto.hmacSha256);
-  });
-
-  it("the WebCrypto provider takes the rule", async () => {
-    const c = await createWebCryptoProvider();
-    expect(c.backends.hmacSha256).toBe("webcrypto");
-    expect(c.hmacSha256).not.toBe(nobleCrypto.hmacSha256);
-    const key = new Uint8Array(32).fill(1);
-    expect(await c.hmacSha256(key, new Uint8Array([2]))).toEqual(
-      await nobleCrypto.hmacSha256(key, new Uint8Array([2])),
-    );
   });
 });
 

@@ -13,15 +13,11 @@
  * representation of every key and wipes it as before; the imported CryptoKeys are not extractable
  * and are dropped after the call. Two exceptions, both for keys used per message: an AEAD key
  * imported once for a Noise CipherState's lifetime (`withKey`), and HMAC calls made in the same
- * turn under the same key bytes sharing one import (`webHmac`).
- *
- * Small HMAC-SHA-256 and HKDF-SHA-256 calls (at most INLINE_MAX_BYTES of input, among them the
- * Double Ratchet's KDF_CK and root step) do not reach WebCrypto at all: the provider serves them
- * from noble (compose.ts, the size rule), where they cost microseconds instead of a round trip.
+ * turn under the same key bytes sharing one import (`webHmac`: the Double Ratchet's KDF_CK).
  */
 import { abytes, equalBytes } from "../bytes.ts";
 import { fromBase64url } from "../codec/base64url.ts";
-import { composeProvider, INLINE_MAX_BYTES, type NativeParts } from "./compose.ts";
+import { composeProvider, type NativeParts } from "./compose.ts";
 import { ed25519StrictInputs } from "./ed25519-strict.ts";
 import { concatParts, isAllZero, TAG_LENGTH } from "./noble.ts";
 import type { Aead, CryptoProvider } from "./provider.ts";
@@ -154,13 +150,11 @@ function webAead(subtle: SubtleLike, name: string, nonceLength: number): Aead {
 }
 
 function webHmac(subtle: SubtleLike, hash: string) {
-  // Calls made in the same turn under the same key bytes (as the Double Ratchet's KDF_CK makes,
-  // core/ratchet/kdf.ts, Signal DR §5.2 — itself now served by noble under the size rule,
-  // compose.ts, and so only reaching here for inputs above INLINE_MAX_BYTES, or from a provider
-  // composed without the rule): the second takes the first's imported key instead of importing
-  // the same bytes again (an import is about a third of an HMAC's cost in Chromium). The entry
-  // holds a copy of the key bytes, compared in constant time and wiped when that turn's microtasks
-  // run; nothing outlives the turn.
+  // The Double Ratchet's KDF_CK (core/ratchet/kdf.ts, Signal DR §5.2) signs two inputs under one
+  // chain key, both calls made in the same turn: the second takes the first's imported key instead
+  // of importing the same bytes again (an import is about a third of an HMAC's cost in Chromium,
+  // and KDF_CK runs for every message). The entry holds a copy of the key bytes, compared in
+  // constant time and wiped when that turn's microtasks run; nothing outlives the turn.
   let shared: { key: Uint8Array; k: Promise<unknown> } | undefined;
   const keyFor = (key: Uint8Array): Promise<unknown> => {
     if (shared !== undefined && equalBytes(shared.key, key)) return shared.k;
@@ -258,9 +252,5 @@ export function webCryptoParts(web: WebCryptoLike): NativeParts {
  * noble for everything when there is no `crypto.subtle` (an insecure context).
  */
 export async function createWebCryptoProvider(web = platformWebCrypto()): Promise<CryptoProvider> {
-  // Small HMAC and HKDF calls from noble, bulk native (compose.ts, the size rule): each WebCrypto
-  // call is a round trip to the crypto thread, which costs more than the work for a few bytes.
-  return composeProvider("webcrypto", "webcrypto", web ? webCryptoParts(web) : {}, {
-    inlineMaxBytes: INLINE_MAX_BYTES,
-  });
+  return composeProvider("webcrypto", "webcrypto", web ? webCryptoParts(web) : {});
 }

@@ -334,12 +334,14 @@ describe("node:crypto ML-KEM-768, detected", () => {
         await noble.decapsulate(two.secretKey, toOne.ciphertext),
       );
       expect(imports).toBe(2);
-      // Wiped in place: OpenSSL refuses the all-zero key (FIPS 203 §7.3 check), noble answers.
+      // Wiped in place: OpenSSL refuses the all-zero key (FIPS 203 §7.3 check), noble answers,
+      // and the handle of the key the array held before is gone with the wipe.
       held.fill(0);
       expect(await kem.decapsulate(held, toTwo.ciphertext)).toEqual(
         await noble.decapsulate(held, toTwo.ciphertext),
       );
       expect(imports).toBe(3);
+      expect(holdsMlKemHandle(held)).toBe(false);
       const again = two.secretKey.slice();
       expect(await kem.decapsulate(again, toTwo.ciphertext)).toEqual(toTwo.sharedSecret);
       kem.forget!(again);

@@ -154,7 +154,12 @@ function cachedHandle(
 ): KeyObject {
   const fingerprint = createHash("sha256").update(raw).digest();
   const held = cache.get(raw);
-  if (held !== undefined && timingSafeEqual(held.fingerprint, fingerprint)) return held.key;
+  if (held !== undefined) {
+    if (timingSafeEqual(held.fingerprint, fingerprint)) return held.key;
+    // The array was rewritten or wiped in place: the old key's handle goes now, even if the new
+    // bytes do not import (OpenSSL refuses a wiped ML-KEM key), rather than outlive the wipe.
+    cache.delete(raw);
+  }
   const key = make(raw);
   cache.set(raw, { fingerprint, key });
   return key;

@@ -27,12 +27,15 @@ import { MESSAGE_PREFIX_LEN } from "../core/ratchet/message.ts";
 import {
   closeFrame,
   DETACHED_EXTENSION,
+  DETACHED_EXTENSION_VALUE,
   dataFrameOf,
   detachedFrameOf,
   FrameAssembler,
   linkMessageOf,
+  MAX_DETACHED_MESSAGE,
   splitLinkMessage,
 } from "../core/session/frames.ts";
+import { announcesDetached } from "../core/session/session.ts";
 
 export const SESSION_VECTOR_FILE = fileURLToPath(
   new URL("../docs/vectors/session-detached-v1.json", import.meta.url),
@@ -154,6 +157,19 @@ export async function buildVectors(): Promise<string> {
     c[at]! ^= 0x01;
     return c;
   };
+  /**
+   * A DETACHED frame plaintext (16 spare bytes) with a `headLength`-byte head announcing a
+   * `d`-byte part, and that part; its tail is the part's last bytes, zero-padded to 16.
+   */
+  const handMade = (headLength: number, d: number, partLength = d): [Uint8Array, Uint8Array] => {
+    const part = Uint8Array.from({ length: partLength }, (_, i) => (0xa0 + i) & 0xff);
+    const frame = new Uint8Array(1 + 4 + 16 + headLength + TAGLEN);
+    frame[0] = 0x03;
+    new DataView(frame.buffer).setUint32(1, d);
+    frame.set(part.subarray(Math.max(0, partLength - 16)), 5);
+    frame.fill(0x02, 21, 21 + headLength);
+    return [frame, part];
+  };
   const prefixed = (len: number, rest: Uint8Array) => concatBytes(Uint8Array.of(len >>> 8, len & 0xff), rest);
   const invalidCases: { label: string; link: Uint8Array; max?: number }[] = [
     { label: "shorter than prefix + Noise tag (17 bytes)", link: new Uint8Array(17) },
@@ -179,6 +195,22 @@ export async function buildVectors(): Promise<string> {
       label: "a body byte changed (not its tag): the session delivers it, the ratchet's AEAD refuses it",
       link: flip(first, 2 + n0 + 1),
     },
+    // Frames detachedFrameOf refuses to write, sealed by hand: what a faulty peer could send.
+    {
+      label: "DETACHED frame without a head (21 bytes)",
+      link: await seal("AESGCM_SHA256", kAes, 0, ...handMade(0, 16)),
+    },
+    {
+      label: "DETACHED part under its tail length (D = 15)",
+      link: await seal("AESGCM_SHA256", kAes, 0, ...handMade(1, 15)),
+    },
+    {
+      // The sender's limit holds on receive too (session.md §5 step 4): head 1 + D 65 498 is one
+      // byte over MAX_DETACHED_MESSAGE, refused on the authenticated lengths before the part is
+      // even measured (16 bytes follow here), whatever the receiver's maxMessageBytes.
+      label: "head + D one byte over 65498 (head 1, D = 65498, a 16-byte part)",
+      link: await seal("AESGCM_SHA256", kAes, 0, ...handMade(1, MAX_DETACHED_MESSAGE, 16)),
+    },
   ];
   const invalid: Record<string, unknown>[] = [];
   for (const c of invalidCases) {
@@ -194,11 +226,18 @@ export async function buildVectors(): Promise<string> {
       code,
     });
   }
+  // Whether a handshake payload carrying the extension with each value announces the layout:
+  // only the exact value 01 does (session.md §5), on both sides alike.
+  const announcements = ["01", "", "00", "02", "0101", "0102", "0201", "0001"].map((value) => ({
+    value,
+    announces: announcesDetached({ [DETACHED_EXTENSION]: unhex(value) }),
+  }));
   const doc = {
     description:
       "Loft session detached frames (docs/protocol/session.md §5, 'Detached frames'): in a session where both handshake payloads carry the extension below, every link message is u16 BE len(N) ‖ N ‖ rest, N a Noise transport message (EncryptWithAd(empty, plaintext), Noise §5.1, the suite's nonce encoding §12.3/§12.4) at the given k and n; rest is empty except after a DETACHED frame 0x03 ‖ u32 BE len(rest) ‖ last 16 bytes of rest ‖ head, whose receiver delivers head ‖ rest. invalid: what a receiver at k, n returns for each link message ('delivered' where the session accepts it).",
     generator: "scripts/gen-session-vectors.ts",
-    extension: { name: DETACHED_EXTENSION, value: "01" },
+    extension: { name: DETACHED_EXTENSION, value: hex(DETACHED_EXTENSION_VALUE) },
+    announcements,
     frames,
     invalid,
   };

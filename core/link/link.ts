@@ -22,13 +22,32 @@ export interface Link {
   /**
    * Resolve with the next received message, in order; reject with LoftError(LOFT_ERR_LINK_CLOSED)
    * when the link closes before one arrives. Messages received while nobody waits are queued.
+   *
+   * A delivered message belongs to the receiver: the link keeps no reference to it and never
+   * reads, reuses or changes its bytes (nor any other bytes of its ArrayBuffer) afterwards, so
+   * the receiver may write over it. An implementation that reads into a reused buffer delivers a
+   * copy. The session relies on this to deliver a detached frame without copying its part (it
+   * writes the head over the opened Noise bytes: core/session/session.ts, docs/protocol/session.md
+   * §5, "Detached frames"). Every Link here honours it: the memory pair copies on send, the
+   * relay, serial and TCP links reassemble into fresh buffers, a session decrypts into fresh ones (or
+   * hands over the link message it was given), WebSocket and data channel
+   * messages arrive in an ArrayBuffer of their own.
    */
   receive(): Promise<Uint8Array>;
   /**
    * Optional: `receive()`, then the messages already queued behind that one, up to `max` in all
-   * (QueueLink has it): for a reader that handles a run of messages in one go.
+   * (QueueLink has it): for a reader that handles a run of messages in one go. The messages
+   * belong to the receiver, as `receive()`'s do.
    */
   receiveMany?(max: number): Promise<Uint8Array[]>;
+  /**
+   * Optional: the longest message this link can carry to the peer, when the transport has a limit
+   * of its own (a WebRTC data channel: the remote SDP's `a=max-message-size`, RFC 8841 §6, read as
+   * RTCSctpTransport.maxMessageSize). Read once the link has carried a message from the peer.
+   * Absent: no limit below what a session sends. A session does not announce detached frames on
+   * a link that cannot carry their longest link message (docs/protocol/session.md §5).
+   */
+  readonly maxMessageSize?: number;
   /** Close the link (idempotent). The remote side observes `remote-closed`. */
   close(reason?: string, detail?: string): void;
   /** Resolves once the link is closed, with why. */

@@ -32,3 +32,20 @@ describe("QueueLink.receiveMany", () => {
     await expect(b.receiveMany(2)).rejects.toThrow(/remote-closed/);
   });
 });
+
+describe("a delivered message belongs to the receiver (link.ts `receive`)", () => {
+  it("memory pair: the sender changing its buffer after send, or the receiver writing over what it got, touches nothing else", async () => {
+    const [a, b] = memoryLinkPair();
+    const sent = Uint8Array.of(1, 2, 3, 4);
+    a.send(sent);
+    a.send(sent);
+    sent.fill(9); // after send: not what is delivered
+    const [first, second] = await b.receiveMany(2);
+    expect(first).toEqual(Uint8Array.of(1, 2, 3, 4));
+    first!.fill(0); // the receiver may write over it (the session's detached frames do)
+    expect(second).toEqual(Uint8Array.of(1, 2, 3, 4));
+    expect(first!.buffer).not.toBe(second!.buffer);
+    expect(sent).toEqual(new Uint8Array(4).fill(9));
+    a.close();
+  });
+});

@@ -28,7 +28,10 @@ export abstract class QueueLink implements Link {
     if (this.#state === "connecting") this.#state = "open";
   }
 
-  /** Transport → consumer: one received message. Ignored after close. */
+  /**
+   * Transport → consumer: one received message, handed over — the transport keeps no reference
+   * and never touches its bytes again (link.ts `receive`). Ignored after close.
+   */
   protected deliver(message: Uint8Array): void {
     if (this.#state === "closed") return;
     const waiter = this.#waiters.shift();

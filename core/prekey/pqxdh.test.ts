@@ -147,6 +147,36 @@ describe("PQXDH-style first contact (PQXDH §3.3, §3.4)", () => {
     expect(text(unwrap(await ratchetDecrypt(reply.state, again.message, NOW)).plaintext)).toBe("how are you");
   });
 
+  it("the ML-KEM secret key derived for a message is forgotten and wiped when decapsulation throws; nothing is consumed", async () => {
+    const alice = user();
+    const bob = user();
+    const started = await firstContact(alice, bob);
+    // A provider exception in decapsulation (MlKem768.forget, then the wipe, on every exit).
+    const keys: Uint8Array[] = [];
+    const forgotten: Uint8Array[] = [];
+    const crypto = {
+      ...nobleCrypto,
+      mlkem768: {
+        ...nobleCrypto.mlkem768,
+        decapsulate: async (secretKey: Uint8Array) => {
+          keys.push(secretKey);
+          throw new Error("decapsulation failed");
+        },
+        forget: (secretKey: Uint8Array) => void forgotten.push(secretKey),
+      },
+    };
+    await expect(acceptInitialMessage(bob.store, started.message, { now: NOW, crypto })).rejects.toThrow(
+      /decapsulation failed/,
+    );
+    expect(keys.length).toBe(1);
+    expect(keys[0]!.every((b) => b === 0)).toBe(true);
+    expect(forgotten).toEqual(keys);
+    // The store was not touched: the same message is accepted afterwards.
+    expect(text(unwrap(await acceptInitialMessage(bob.store, started.message, { now: NOW })).plaintext)).toBe(
+      "hi bob",
+    );
+  });
+
   it("consumes the one-time prekeys used and refuses the replayed initial message", async () => {
     const alice = user();
     const bob = user(1, 1);

@@ -426,9 +426,14 @@ export async function acceptInitialMessage(
   const usesOneTimeKey = opk !== null || oneTimeKemIndex >= 0;
 
   const kemSecret = kemSecretKey(kem.seed);
-  const ss = await crypto.mlkem768.decapsulate(kemSecret, header.kemCiphertext);
-  crypto.mlkem768.forget?.(kemSecret); // a backend's copy goes with the key (MlKem768.forget)
-  kemSecret.fill(0);
+  let ss: Uint8Array | undefined;
+  try {
+    ss = await crypto.mlkem768.decapsulate(kemSecret, header.kemCiphertext);
+  } finally {
+    // On every exit, a provider exception too: a backend's copy goes with the key (MlKem768.forget).
+    crypto.mlkem768.forget?.(kemSecret);
+    kemSecret.fill(0);
+  }
   if (ss === undefined) return err("LOFT_ERR_MALFORMED", "initial message: ML-KEM-768 ciphertext");
   const dh2 = await dh(crypto, spk.secretKey, header.baseKey);
   const dh3 = opk ? await dh(crypto, opk.secretKey, header.baseKey) : null;

@@ -464,26 +464,28 @@ describe("joining what a body holds into larger chunks (joinHeld: the window →
   });
 });
 
+/** A serving side sharing one 100-byte file "/f" with FRIEND, and the frames it sends. */
+function fileServer() {
+  const out: Uint8Array[] = [];
+  const source = new MemoryFileSource();
+  source.put("s", ["f"], bytesOf(100));
+  const s = new ProxyServer({
+    peer: FRIEND,
+    send: (f) => out.push(concatBytes(...f)),
+    handler: shareHandler(
+      { shares: () => [{ mount: [], root: "s", contacts: new Set([FRIEND]) }], isContact: () => true },
+      source,
+    ),
+  });
+  return { s, out };
+}
+
 describe("proxy protocol violations", () => {
-  const server = () => {
-    const out: Uint8Array[] = [];
-    const source = new MemoryFileSource();
-    source.put("s", ["f"], bytesOf(100));
-    const s = new ProxyServer({
-      peer: FRIEND,
-      send: (f) => out.push(concatBytes(...f)),
-      handler: shareHandler(
-        { shares: () => [{ mount: [], root: "s", contacts: new Set([FRIEND]) }], isContact: () => true },
-        source,
-      ),
-    });
-    return { s, out };
-  };
   const req = (id: number) =>
     encodeFrame({ type: "request", id, method: "GET", window: 1000, path: "/f", headers: [] });
 
   it("a replayed request id is refused and ends the session", () => {
-    const { s } = server();
+    const { s } = fileServer();
     expect(s.receive(req(5)).ok).toBe(true);
     const replay = s.receive(req(5));
     expect(replay.ok || replay.error.code).toBe("LOFT_ERR_REPLAY");
@@ -491,7 +493,7 @@ describe("proxy protocol violations", () => {
   });
 
   it("an older request id after a newer one (out of order) is a replay", () => {
-    const { s } = server();
+    const { s } = fileServer();
     expect(s.receive(req(7)).ok).toBe(true);
     const r = s.receive(req(3));
     expect(r.ok || r.error.code).toBe("LOFT_ERR_REPLAY");
@@ -503,20 +505,20 @@ describe("proxy protocol violations", () => {
       encodeFrame({ type: "end", id: 9 }),
       encodeFrame({ type: "credit", id: 9, bytes: 10 }),
     ]) {
-      const { s } = server();
+      const { s } = fileServer();
       const r = s.receive(frame);
       expect(r.ok || r.error.code).toBe("LOFT_ERR_SCHEMA");
     }
   });
 
   it("a request body past its window, or a second END, is refused", () => {
-    const { s } = server();
+    const { s } = fileServer();
     s.receive(req(1));
     let r = s.receive(encodeFrame({ type: "end", id: 1 }));
     expect(r.ok).toBe(true);
     r = s.receive(encodeFrame({ type: "end", id: 1 }));
     expect(r.ok || r.error.code).toBe("LOFT_ERR_REPLAY");
-    const t = server();
+    const t = fileServer();
     t.s.receive(req(1));
     let last = t.s.receive(encodeFrame({ type: "data", id: 1, bytes: new Uint8Array(MAX_CHUNK) }));
     for (let i = 0; i < 4 && last.ok; i++)
@@ -667,52 +669,38 @@ describe('body-less requests: NO_BODY (docs/protocol/proxy.md, "Body-less reques
     expect(up[0]!.type === "request" && up[0]!.noBody).toBeUndefined();
   });
 
-  const served = () => {
-    const out: Uint8Array[] = [];
-    const source = new MemoryFileSource();
-    source.put("s", ["f"], bytesOf(100));
-    const s = new ProxyServer({
-      peer: FRIEND,
-      send: (f) => out.push(concatBytes(...f)),
-      handler: shareHandler(
-        { shares: () => [{ mount: [], root: "s", contacts: new Set([FRIEND]) }], isContact: () => true },
-        source,
-      ),
-    });
-    return { s, out };
-  };
   const bodiless = (id: number) =>
     encodeFrame({ type: "request", id, method: "GET", window: 1000, path: "/f", headers: [], noBody: true });
 
   it("an END after NO_BODY is a second END (replay); DATA after it is past the end; the session closes", () => {
-    let { s } = served();
+    let { s } = fileServer();
     expect(s.receive(bodiless(1)).ok).toBe(true);
     let r = s.receive(encodeFrame({ type: "end", id: 1 }));
     expect(r.ok || r.error.code).toBe("LOFT_ERR_REPLAY");
     expect(s.receive(bodiless(2)).ok).toBe(false); // closed for good
-    ({ s } = served());
+    ({ s } = fileServer());
     expect(s.receive(bodiless(1)).ok).toBe(true);
     r = s.receive(encodeFrame({ type: "data", id: 1, bytes: new Uint8Array(3) }));
     expect(r.ok || r.error.code).toBe("LOFT_ERR_SCHEMA");
   });
 
   it("a replayed or out-of-order NO_BODY request is a replay, and frames for an id never opened are out of order", () => {
-    let { s } = served();
+    let { s } = fileServer();
     expect(s.receive(bodiless(4)).ok).toBe(true);
     let r = s.receive(bodiless(4));
     expect(r.ok || r.error.code).toBe("LOFT_ERR_REPLAY");
-    ({ s } = served());
+    ({ s } = fileServer());
     expect(s.receive(bodiless(4)).ok).toBe(true);
     r = s.receive(bodiless(2));
     expect(r.ok || r.error.code).toBe("LOFT_ERR_REPLAY");
-    ({ s } = served());
+    ({ s } = fileServer());
     expect(s.receive(bodiless(4)).ok).toBe(true);
     r = s.receive(encodeFrame({ type: "end", id: 9 }));
     expect(r.ok || r.error.code).toBe("LOFT_ERR_SCHEMA");
   });
 
   it("the NO_BODY request is served, with its END and nothing else from the served side's body", async () => {
-    const { s, out } = served();
+    const { s, out } = fileServer();
     expect(s.receive(bodiless(1)).ok).toBe(true);
     await until(() =>
       out.some(

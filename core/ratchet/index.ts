@@ -34,6 +34,7 @@ export {
 } from "./message.ts";
 export {
   BODY_FAILED,
+  BodyFailureError,
   canSend,
   type DecryptBatchResult,
   type DecryptResult,

@@ -7,13 +7,16 @@ import { equalBytes, toHex, utf8 } from "../bytes.ts";
 import { encodeCanonical } from "../codec/codec.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
 import { createWebCryptoProvider } from "../crypto/webcrypto.ts";
-import type { Result } from "../errors.ts";
+import { LoftError, type Result } from "../errors.ts";
 import {
+  BODY_FAILED,
+  BodyFailureError,
   canSend,
   DEFAULT_RATCHET_LIMITS,
   deserializeRatchet,
   expireSkippedKeys,
   generateRatchetKeyPair,
+  isBodyFailure,
   kdfChain,
   MAX_MESSAGE_LEN,
   MAX_SKIPPED_CHAINS,
@@ -188,6 +191,52 @@ describe("Double Ratchet with header encryption (Signal DR §4)", () => {
       expect(codeOf(await b.receive(bad))).toBe("LOFT_ERR_DECRYPT");
     expect(equalBytes(serializeRatchet(b.state), before)).toBe(true);
     expect(await b.receive(good)).toEqual({ ok: true, value: "the real one" });
+  });
+
+  it("a body failure (isBodyFailure) on each path leaves the state byte-for-byte unchanged; the genuine message opens after", async () => {
+    // What messages.ts relies on when a detached body fails (docs/protocol/ratchet.md, "One AEAD
+    // pass per byte"): the ratchet is kept, so nothing derived before the body's AEAD may stick —
+    // the keys skipped to reach it, a DH ratchet step (DR §3.5), a stored skipped key.
+    const { a, b } = await parties();
+    const changed = (m: Uint8Array) => {
+      const x = m.slice();
+      x[MESSAGE_PREFIX_LEN]! ^= 1; // the body's first ciphertext byte: header and tag intact
+      return x;
+    };
+    /** `m` changed fails as a body failure and commits nothing. */
+    const refused = async (party: Party, m: Uint8Array) => {
+      const before = serializeRatchet(party.state);
+      const r = await ratchetDecrypt(party.state, changed(m), NOW);
+      expect(!r.ok && isBodyFailure(r.error)).toBe(true);
+      expect(equalBytes(serializeRatchet(party.state), before)).toBe(true);
+    };
+    expect((await b.receive(await a.send("a0"))).ok).toBe(true);
+    const [a1, a2] = [await a.send("a1"), await a.send("a2")];
+    await refused(b, a2); // current chain, one key skipped to reach it
+    expect(await b.receive(a2)).toEqual({ ok: true, value: "a2" });
+    const a3 = await a.send("a3"); // not read before Alice's DH step: PN skips it
+    expect((await a.receive(await b.send("b0"))).ok).toBe(true);
+    const c0 = await a.send("c0"); // a new chain: Bob's DH ratchet step, skipping a3 first
+    await refused(b, c0);
+    expect(await b.receive(c0)).toEqual({ ok: true, value: "c0" });
+    await refused(b, a1); // a stored skipped key (receiveSkipped)
+    await refused(b, a3);
+    expect(await b.receive(a3)).toEqual({ ok: true, value: "a3" });
+    expect(await b.receive(a1)).toEqual({ ok: true, value: "a1" });
+    // Not body failures: a header no key opens, a replay.
+    const header = c0.slice();
+    header[30]! ^= 1;
+    const noKey = await ratchetDecrypt(b.state, header, NOW);
+    expect(!noKey.ok && noKey.error.code === "LOFT_ERR_DECRYPT" && !isBodyFailure(noKey.error)).toBe(true);
+    const replay = await ratchetDecrypt(b.state, c0, NOW);
+    expect(!replay.ok && !isBodyFailure(replay.error)).toBe(true);
+  });
+
+  it("isBodyFailure reads the error's type, not its text: the same words on another error are no body failure", () => {
+    // A rewording must not turn body failures into desyncs, nor the reverse (messages.ts).
+    expect(isBodyFailure(new BodyFailureError())).toBe(true);
+    expect(isBodyFailure(new LoftError("LOFT_ERR_DECRYPT", BODY_FAILED))).toBe(false);
+    expect(new BodyFailureError().code).toBe("LOFT_ERR_DECRYPT");
   });
 
   it("a tampered body under a stored skipped key does not delete that key", async () => {
@@ -977,4 +1026,64 @@ describe("message numbers at the u32 limit (MAX_COUNTER)", () => {
       { numRuns: 12 },
     );
   });
+});
+
+/**
+ * A decrypt whose body open throws (a provider exception, not a failed tag) commits nothing, as
+ * an encrypt whose seal throws: the state is unchanged and usable, and every KDF_CK output the
+ * attempt derived (DR §5.2: skipped message keys, chain keys, the message key) is zeroed on the
+ * way out — in the current chain and in a DH ratchet step alike (DR §3.5).
+ */
+describe("ratchetDecrypt: a body open that throws wipes what the attempt derived", () => {
+  /** noble, recording every HMAC-SHA-256 output (KDF_CK's keys), whose AEAD open throws under any of them. */
+  function failingOpen() {
+    const derived: Uint8Array[] = [];
+    const aead = (base: typeof nobleCrypto.aes256gcm) => ({
+      nonceLength: base.nonceLength,
+      seal: base.seal.bind(base),
+      // Header keys come from KDF_RK (HKDF), message keys from KDF_CK: only a body open throws.
+      open: (...args: Parameters<typeof base.open>) =>
+        derived.some((k) => equalBytes(k, args[0]))
+          ? Promise.reject(new Error("open failed"))
+          : base.open(...args),
+    });
+    const crypto = {
+      ...nobleCrypto,
+      hmacSha256: async (key: Uint8Array, ...parts: Uint8Array[]) => {
+        const out = await nobleCrypto.hmacSha256(key, ...parts);
+        derived.push(out);
+        return out;
+      },
+      xchacha20poly1305: aead(nobleCrypto.xchacha20poly1305),
+      aes256gcm: aead(nobleCrypto.aes256gcm),
+    };
+    return { crypto, derived };
+  }
+
+  it.each(["current chain", "DH ratchet step"] as const)(
+    "in the %s, after skipping a key: state unchanged, every derived key zeroed, both messages open later",
+    async (where) => {
+      const { a, b } = await parties();
+      expect((await b.receive(await a.send("first"))).ok).toBe(true);
+      expect((await a.receive(await b.send("x0"))).ok).toBe(true);
+      // Bob's x1 stays in flight: Alice skips its key, in the chain it belongs to.
+      const skipped = await b.send("x1");
+      let target: Uint8Array;
+      if (where === "current chain") target = await b.send("x2");
+      else {
+        // Bob steps his DH ratchet on Alice's reply; his next message is in a new chain (PN = 2).
+        expect((await b.receive(await a.send("second"))).ok).toBe(true);
+        target = await b.send("y0");
+      }
+      const before = serializeRatchet(a.state);
+      const { crypto, derived } = failingOpen();
+      await expect(ratchetDecrypt(a.state, target, NOW, { crypto })).rejects.toThrow(/open failed/);
+      // The skipped key, and the chain and message keys of the target: KDF_CK twice at least.
+      expect(derived.length).toBeGreaterThanOrEqual(4);
+      expect(derived.filter((k) => k.some((x) => x !== 0))).toEqual([]);
+      expect(serializeRatchet(a.state)).toEqual(before);
+      expect(await a.receive(target)).toEqual({ ok: true, value: where === "current chain" ? "x2" : "y0" });
+      expect(await a.receive(skipped)).toEqual({ ok: true, value: "x1" });
+    },
+  );
 });

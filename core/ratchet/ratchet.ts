@@ -25,8 +25,17 @@
 import { abytes, equalBytes } from "../bytes.ts";
 import { nobleCrypto } from "../crypto/noble.ts";
 import type { CryptoProvider } from "../crypto/provider.ts";
-import { err, type LoftError, ok, type Result } from "../errors.ts";
-import { dh, dhPublicKey, KEY_LEN, kdfChain, kdfRoot, splitBootstrapSecret } from "./kdf.ts";
+import { err, LoftError, ok, type Result } from "../errors.ts";
+import {
+  type ChainStep,
+  dh,
+  dhPublicKey,
+  KEY_LEN,
+  kdfChain,
+  kdfRoot,
+  type RootStep,
+  splitBootstrapSecret,
+} from "./kdf.ts";
 import {
   type Header,
   isMessageVersion,
@@ -58,7 +67,6 @@ import {
   wipeUnshared,
 } from "./state.ts";
 
-/** Source of random bytes; injectable so that vectors are reproducible. */
 /**
  * The detail of a `LOFT_ERR_DECRYPT` whose header opened but whose body did not (DR §3.1 DECRYPT):
  * for a caller that must tell a body changed in transit — possible when the body travelled
@@ -67,11 +75,25 @@ import {
  */
 export const BODY_FAILED = "ratchet message: body failed authentication";
 
-/** True for the error of a message whose header opened and whose body did not (`BODY_FAILED`). */
-export function isBodyFailure(error: LoftError): boolean {
-  return error.code === "LOFT_ERR_DECRYPT" && error.message === `LOFT_ERR_DECRYPT: ${BODY_FAILED}`;
+/**
+ * The LOFT_ERR_DECRYPT of a body failure (`BODY_FAILED`), told apart by its `bodyFailed` field —
+ * not by its text, which a rewording could change, turning body failures into desyncs.
+ */
+export class BodyFailureError extends LoftError {
+  readonly bodyFailed = true as const;
+  constructor() {
+    super("LOFT_ERR_DECRYPT", BODY_FAILED);
+  }
 }
 
+const bodyFailure = (): Result<never> => ({ ok: false, error: new BodyFailureError() });
+
+/** True for the error of a message whose header opened and whose body did not (`BodyFailureError`). */
+export function isBodyFailure(error: LoftError): boolean {
+  return error.code === "LOFT_ERR_DECRYPT" && (error as Partial<BodyFailureError>).bodyFailed === true;
+}
+
+/** Source of random bytes; injectable so that vectors are reproducible. */
 export type RandomBytes = (length: number) => Uint8Array;
 
 export interface RatchetOptions {
@@ -733,7 +755,7 @@ async function receiveSkipped(
   if (index < 0)
     return err("LOFT_ERR_REPLAY", `ratchet message: message ${header.n} already received or expired`);
   const plaintext = await openBody(crypto, skipped[index]!.messageKey, parts, state.ad);
-  if (!plaintext) return err("LOFT_ERR_DECRYPT", BODY_FAILED);
+  if (!plaintext) return bodyFailure();
   const next: RatchetState = { ...state, skipped: skipped.filter((_, i) => i !== index) };
   wipeUnshared(state, next, true);
   return ok({ state: next, plaintext });
@@ -758,11 +780,18 @@ async function advanceChain(
 ): Promise<Advanced> {
   let ck = chainKey;
   const out: SkippedMessageKey[] = [];
-  for (let n = from; n < until; n++) {
-    const step = await kdfChain(crypto, ck);
+  try {
+    for (let n = from; n < until; n++) {
+      const step = await kdfChain(crypto, ck);
+      if (ck !== chainKey) ck.fill(0);
+      ck = step.chainKey;
+      out.push({ headerKey, n, messageKey: step.messageKey, storedAt: now });
+    }
+  } catch (e) {
+    // A provider exception part-way: the keys derived so far are nobody's (DR §3.5).
     if (ck !== chainKey) ck.fill(0);
-    ck = step.chainKey;
-    out.push({ headerKey, n, messageKey: step.messageKey, storedAt: now });
+    wipeSkipped(out);
+    throw e;
   }
   return { chainKey: ck, skipped: out };
 }
@@ -821,14 +850,26 @@ async function receiveInCurrentChain(
   if (header.n - state.recvCount > state.limits.maxSkip)
     return err("LOFT_ERR_TOO_MANY_SKIPPED", `ratchet message: would skip ${header.n - state.recvCount} keys`);
   const advanced = await advanceChain(crypto, chainKey, headerKey, state.recvCount, header.n, now);
-  const step = await kdfChain(crypto, advanced.chainKey);
-  if (advanced.chainKey !== chainKey) advanced.chainKey.fill(0);
-  const plaintext = await openBody(crypto, step.messageKey, parts, state.ad);
-  step.messageKey.fill(0);
+  let step: ChainStep | undefined;
+  let plaintext: Uint8Array | undefined;
+  try {
+    step = await kdfChain(crypto, advanced.chainKey);
+    if (advanced.chainKey !== chainKey) advanced.chainKey.fill(0);
+    plaintext = await openBody(crypto, step.messageKey, parts, state.ad);
+  } catch (e) {
+    // A provider exception (not a failed tag): nothing is committed and `state` stays usable
+    // (DR §3.5), so what this attempt derived is zeroed, as on a failed tag below.
+    if (advanced.chainKey !== chainKey) advanced.chainKey.fill(0);
+    step?.chainKey.fill(0);
+    wipeSkipped(advanced.skipped);
+    throw e;
+  } finally {
+    step?.messageKey.fill(0);
+  }
   if (!plaintext) {
     step.chainKey.fill(0);
     wipeSkipped(advanced.skipped);
-    return err("LOFT_ERR_DECRYPT", BODY_FAILED);
+    return bodyFailure();
   }
   const next: RatchetState = {
     ...state,
@@ -859,67 +900,81 @@ async function receiveWithDhRatchet(
     );
   if (header.n > maxSkip)
     return err("LOFT_ERR_TOO_MANY_SKIPPED", `ratchet message: would skip ${header.n} keys`);
+  // What this attempt derives, each zeroed where it is used up, and all of it when a provider
+  // throws part-way: nothing is committed then and `state` stays usable (DR §3.5) — the message
+  // may have been read, but it is not handed out.
   let oldChain: SkippedMessageKey[] = [];
-  if (state.recvChainKey && state.recvHeaderKey) {
-    const advanced = await advanceChain(
-      crypto,
-      state.recvChainKey,
-      state.recvHeaderKey,
-      state.recvCount,
-      header.pn,
-      now,
-    );
-    if (advanced.chainKey !== state.recvChainKey) advanced.chainKey.fill(0);
-    oldChain = advanced.skipped;
-  }
-  // DHRatchetHE, receiving half: RK, CKr, NHKr = KDF_RK_HE(RK, DH(DHs, DHr)).
-  const dhRecv = await dh(crypto, state.dhSelfSecret, header.dh);
-  if (!dhRecv) {
-    wipeSkipped(oldChain);
-    return err("LOFT_ERR_DECRYPT", "ratchet message: peer ratchet key is a low-order point");
-  }
-  const recvStep = await kdfRoot(crypto, state.rootKey, dhRecv);
-  dhRecv.fill(0);
-  const newChain = await advanceChain(crypto, recvStep.chainKey, state.nextRecvHeaderKey, 0, header.n, now);
-  const step = await kdfChain(crypto, newChain.chainKey);
-  if (newChain.chainKey !== recvStep.chainKey) newChain.chainKey.fill(0);
-  recvStep.chainKey.fill(0);
-  const plaintext = await openBody(crypto, step.messageKey, parts, state.ad);
-  step.messageKey.fill(0);
-  if (!plaintext) {
-    step.chainKey.fill(0);
-    recvStep.rootKey.fill(0);
-    recvStep.nextHeaderKey.fill(0);
-    wipeSkipped(oldChain);
-    wipeSkipped(newChain.skipped);
-    return err("LOFT_ERR_DECRYPT", BODY_FAILED);
-  }
-  // DHRatchetHE, sending half: DHs = GENERATE_DH(); RK, CKs, NHKs = KDF_RK_HE(RK, DH(DHs, DHr)).
+  let dhRecv: Uint8Array | undefined;
+  let recvStep: RootStep | undefined;
+  let newChain: Advanced | undefined;
+  let step: ChainStep | undefined;
+  let plaintext: Uint8Array | undefined;
   let self: RatchetKeyPair | undefined;
   let dhSend: Uint8Array | undefined;
-  let sendStep: Awaited<ReturnType<typeof kdfRoot>>;
+  let sendStep: RootStep;
   try {
+    if (state.recvChainKey && state.recvHeaderKey) {
+      const advanced = await advanceChain(
+        crypto,
+        state.recvChainKey,
+        state.recvHeaderKey,
+        state.recvCount,
+        header.pn,
+        now,
+      );
+      if (advanced.chainKey !== state.recvChainKey) advanced.chainKey.fill(0);
+      oldChain = advanced.skipped;
+    }
+    // DHRatchetHE, receiving half: RK, CKr, NHKr = KDF_RK_HE(RK, DH(DHs, DHr)).
+    dhRecv = await dh(crypto, state.dhSelfSecret, header.dh);
+    if (!dhRecv) {
+      wipeSkipped(oldChain);
+      return err("LOFT_ERR_DECRYPT", "ratchet message: peer ratchet key is a low-order point");
+    }
+    recvStep = await kdfRoot(crypto, state.rootKey, dhRecv);
+    dhRecv.fill(0);
+    newChain = await advanceChain(crypto, recvStep.chainKey, state.nextRecvHeaderKey, 0, header.n, now);
+    step = await kdfChain(crypto, newChain.chainKey);
+    if (newChain.chainKey !== recvStep.chainKey) newChain.chainKey.fill(0);
+    recvStep.chainKey.fill(0);
+    plaintext = await openBody(crypto, step.messageKey, parts, state.ad);
+    step.messageKey.fill(0);
+    if (!plaintext) {
+      step.chainKey.fill(0);
+      recvStep.rootKey.fill(0);
+      recvStep.nextHeaderKey.fill(0);
+      wipeSkipped(oldChain);
+      wipeSkipped(newChain.skipped);
+      return bodyFailure();
+    }
+    // DHRatchetHE, sending half: DHs = GENERATE_DH(); RK, CKs, NHKs = KDF_RK_HE(RK, DH(DHs, DHr)).
     self = await generateRatchetKeyPair(random, crypto);
     dhSend = await dh(crypto, self.secretKey, header.dh);
     if (!dhSend) throw new Error("ratchet: X25519 rejected a key it accepted a moment ago");
     sendStep = await kdfRoot(crypto, recvStep.rootKey, dhSend);
   } catch (e) {
-    // A provider exception: nothing is committed (state unchanged, DR §3.5), so everything this
-    // attempt derived is zeroed — the message was read but is not handed out.
     if (self) {
       crypto.x25519.forget?.(self.secretKey);
       self.secretKey.fill(0);
     }
-    plaintext.fill(0);
-    step.chainKey.fill(0);
-    recvStep.nextHeaderKey.fill(0);
+    plaintext?.fill(0);
+    dhRecv?.fill(0);
+    step?.messageKey.fill(0);
+    step?.chainKey.fill(0);
+    if (newChain) {
+      newChain.chainKey.fill(0); // the new chain's own key, or recvStep.chainKey (zeroed anyway)
+      wipeSkipped(newChain.skipped);
+    }
+    recvStep?.chainKey.fill(0);
+    recvStep?.rootKey.fill(0);
+    recvStep?.nextHeaderKey.fill(0);
     wipeSkipped(oldChain);
-    wipeSkipped(newChain.skipped);
     throw e;
   } finally {
     dhSend?.fill(0);
-    recvStep.rootKey.fill(0);
   }
+  // KDF_RK's input root key is used up (the next state keeps sendStep's).
+  recvStep.rootKey.fill(0);
   const next: RatchetState = {
     ...state,
     dhSelfSecret: self.secretKey,

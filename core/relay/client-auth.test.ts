@@ -146,6 +146,50 @@ describe("RelayClient opening under 1.1", () => {
     await Promise.all(done);
     client.close();
   });
+
+  it("the derived key K is wiped once imported, and when the import fails; the next command derives it again", async () => {
+    // noble, recording each K (the HKDF output, docs/protocol/relay.md §Command authorization)
+    // and failing the first keyed-HMAC import.
+    const keys: Uint8Array[] = [];
+    let imports = 0;
+    const crypto: CryptoProvider = {
+      ...nobleCrypto,
+      hkdfSha256: async (...args) => {
+        const out = await nobleCrypto.hkdfSha256(...args);
+        keys.push(out);
+        return out;
+      },
+      hmacSha256Key: (key) =>
+        ++imports === 1 ? Promise.reject(new Error("import failed")) : nobleCrypto.hmacSha256Key!(key),
+    };
+    const { client: connecting, relay } = await open({ x: relayDh.publicKey }, { crypto });
+    const client = await connecting;
+    const q: RecipientQueue = {
+      recipientId: new Uint8Array(24).fill(1),
+      senderId: new Uint8Array(24).fill(2),
+      recipientAuthSecret: newAuthKeyPair().secretKey,
+      rcvKey: new Uint8Array(32),
+    };
+    await expect(client.suspendQueue(q)).rejects.toMatchObject({ code: "LOFT_ERR_RELAY_UNEXPECTED" });
+    expect(keys.length).toBe(1);
+    expect(keys[0]!.every((b) => b === 0)).toBe(true);
+    // Not cached as failed: the next command imports a fresh K, whose authenticator the relay accepts.
+    const suspended = client.suspendQueue(q);
+    const frame = decodeClientFrame(await relay.receive(), 65_535);
+    if (!frame.ok) throw frame.error;
+    const cmd = decodeCommand(frame.value.t, 65_535);
+    if (!cmd.ok) throw cmd.error;
+    const pub = await nobleCrypto.ed25519.publicKey(q.recipientAuthSecret);
+    const key = await deriveAuthKey(nobleCrypto, q.recipientAuthSecret, pub, relayDh.publicKey, session);
+    if (!key.ok) throw key.error;
+    expect(frame.value.a).toEqual(await authenticateCommand(nobleCrypto, key.value, frame.value.t));
+    relay.send(encodeServerFrame({ k: "OK", i: cmd.value.i }));
+    await suspended;
+    expect(imports).toBe(2);
+    expect(keys.length).toBe(2);
+    expect(keys.every((k) => k.every((b) => b === 0))).toBe(true);
+    client.close();
+  });
 });
 
 describe("pushed deliveries opened by a native AEAD (docs/protocol/relay.md §Server→recipient layer)", () => {

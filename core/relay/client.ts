@@ -649,10 +649,13 @@ export class RelayClient {
       const authPublic = await crypto.ed25519.publicKey(authSecret);
       const key = await deriveAuthKey(crypto, authSecret, authPublic, relayKey, this.hello.sessionId);
       if (!key.ok) throw key.error;
-      const mac = await commandAuthenticator(crypto, key.value);
-      // The handle holds the key now (a CryptoKey, a KeyObject or noble's keyed states).
-      wipe(key.value);
-      return mac;
+      try {
+        return await commandAuthenticator(crypto, key.value);
+      } finally {
+        // The handle holds the key now (a CryptoKey, a KeyObject or noble's keyed states); an
+        // import that failed leaves nothing to keep it for (the next command derives it again).
+        wipe(key.value);
+      }
     })();
     this.#authKeys.set(authSecret, derived);
     derived.catch(() => this.#authKeys.delete(authSecret));

@@ -20,16 +20,19 @@ import { MESSAGE_VERSION_2 } from "../ratchet/message.ts";
 import { generateRatchetKeyPair, ratchetDecrypt, ratchetEncryptParts } from "../ratchet/ratchet.ts";
 import {
   DETACHED_EXTENSION,
+  DETACHED_EXTENSION_VALUE,
   DETACHED_FRAME_OVERHEAD,
   detachedFrameOf,
   FRAME_DETACHED,
   FrameAssembler,
   LINK_PREFIX_LEN,
+  linkMessageOf,
   MAX_DATA_PAYLOAD,
+  MAX_DETACHED_LINK_MESSAGE,
   MAX_DETACHED_MESSAGE,
   splitLinkMessage,
 } from "./frames.ts";
-import { establishSession, type SessionOptions } from "./session.ts";
+import { announcesDetached, establishSession, type SessionOptions } from "./session.ts";
 import { alice, bob } from "./testing.ts";
 
 type Extra = Partial<Omit<SessionOptions, "link" | "role" | "self">>;
@@ -64,6 +67,14 @@ function capture(link: Link) {
   };
 }
 
+type Vector = { label: string; suite: "AESGCM_SHA256" | "ChaChaPoly_BLAKE2s"; k: string; n: number };
+const doc = JSON.parse(readFileSync(SESSION_VECTOR_FILE, "utf8")) as {
+  frames: (Vector & { link_message: string; delivers: string })[];
+  invalid: (Vector & { link_message: string; code: string; max_message_bytes?: number })[];
+  announcements: { value: string; announces: boolean }[];
+};
+const unhex = (h: string) => Uint8Array.from(Buffer.from(h, "hex"));
+
 const body = (n: number, fill: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + fill) & 0xff);
 
 describe("detached frames: negotiation and layout", () => {
@@ -93,14 +104,17 @@ describe("detached frames: negotiation and layout", () => {
     const got1 = await b.receive();
     expect(equalBytes(got1, concatBytes(utf8("head-1"), d1))).toBe(true);
     expect(b.isDetached(got1)).toBe(true);
+    expect(b.detachedHead(got1)).toBe("head-1".length);
     const plain = await b.receive();
     expect(plain).toEqual(utf8("plain"));
     expect(b.isDetached(plain)).toBe(false);
+    expect(b.detachedHead(plain)).toBeUndefined();
     expect(await b.receive()).toEqual(utf8("parts"));
     expect(equalBytes(await b.receive(), big)).toBe(true);
     const got2 = await b.receive();
     expect(equalBytes(got2, concatBytes(utf8("head-2"), body(16, 3)))).toBe(true);
     expect(b.isDetached(got2)).toBe(true);
+    expect(b.detachedHead(got2)).toBe("head-2".length);
     // The other direction, and a message over one DETACHED frame: sent the plain way.
     const huge = body(MAX_DETACHED_MESSAGE, 4);
     b.sendDetached([utf8("x")], huge);
@@ -128,6 +142,33 @@ describe("detached frames: negotiation and layout", () => {
     expect(equalBytes(got, concatBytes(utf8("head"), d))).toBe(true);
     expect(b.isDetached(got)).toBe(false);
     a.close();
+  });
+});
+
+describe("detached frames: a link with a message size limit (Link.maxMessageSize, WebRTC's a=max-message-size)", () => {
+  it.each([
+    [65536, false], // RFC 8841's default when the SDP names none: under the 65537-byte link message
+    [MAX_DETACHED_LINK_MESSAGE, true],
+    [Number.POSITIVE_INFINITY, true],
+  ])("maxMessageSize %d on one side's link: detached frames %s on both sides", async (size, expected) => {
+    for (const limited of ["initiator", "responder"] as const) {
+      const [la, lb] = memoryLinkPair();
+      Object.defineProperty(limited === "initiator" ? la : lb, "maxMessageSize", { value: size });
+      const [a, b] = await Promise.all([
+        establishSession({ link: la, role: "initiator", kind: "direct", self: alice, detachedFrames: true }),
+        establishSession({ link: lb, role: "responder", kind: "direct", self: bob, detachedFrames: true }),
+      ]);
+      expect([a.detachedFrames, b.detachedFrames], limited).toEqual([expected, expected]);
+      // The side that could not carry it did not announce it.
+      const side = limited === "initiator" ? b : a;
+      expect(Object.hasOwn(side.remoteExtensions, DETACHED_EXTENSION), limited).toBe(expected);
+      // Either way a message gets through: detached, or sendParts' plain frame.
+      a.sendDetached([utf8("h")], body(64, 1));
+      const got = await b.receive();
+      expect(equalBytes(got, concatBytes(utf8("h"), body(64, 1)))).toBe(true);
+      expect(b.isDetached(got)).toBe(expected);
+      a.close();
+    }
   });
 });
 
@@ -228,22 +269,58 @@ describe("detached frames: what the network can do", () => {
   });
 
   it("a detached link message to a session without the framing: closed (its Noise message does not open)", async () => {
-    const [la, lb] = memoryLinkPair();
-    // The initiator believes the peer announced it (a lying or broken peer): the responder did not.
-    const [a, b] = await Promise.all([
-      establishSession({ link: la, role: "initiator", kind: "direct", self: alice, detachedFrames: true }),
+    // A lying or broken peer: it announced nothing (so neither session switched) yet sends the
+    // detached layout — its Noise message, at the right key and nonce, behind a length prefix and
+    // followed by a part. The receiver reads the whole link message as one Noise message.
+    const { a, b, la } = await pair({}, {});
+    expect([a.detachedFrames, b.detachedFrames]).toEqual([false, false]);
+    const tap = capture(la);
+    a.send(utf8("head"));
+    await tap.next(1);
+    tap.deliver([linkMessageOf(tap.held[0]!, body(64, 1))]);
+    expect((await b.closed).reason).toBe("LOFT_ERR_DECRYPT");
+    a.close();
+  });
+
+  it("session.detached in extensions (announced without being used) is refused: only detachedFrames announces it", async () => {
+    const [la] = memoryLinkPair();
+    await expect(
       establishSession({
-        link: lb,
-        role: "responder",
+        link: la,
+        role: "initiator",
         kind: "direct",
-        self: bob,
+        self: alice,
         extensions: { [DETACHED_EXTENSION]: Uint8Array.of(1) },
       }),
-    ]);
-    expect(a.detachedFrames).toBe(true);
-    expect(b.detachedFrames).toBe(false);
-    a.sendDetached([utf8("head")], body(64, 1));
-    expect((await b.closed).reason).toBe("LOFT_ERR_DECRYPT");
+    ).rejects.toThrow(RangeError);
+    la.close();
+  });
+
+  it("the extension counts only when its value is exactly 01 (session.md §5; the vectors' announcements)", () => {
+    expect(announcesDetached({ [DETACHED_EXTENSION]: DETACHED_EXTENSION_VALUE })).toBe(true);
+    for (const value of [[], [0x01, 0x02], [0x02, 0x01], [0x02], [0x00, 0x01], [0x01, 0x01]])
+      expect(announcesDetached({ [DETACHED_EXTENSION]: Uint8Array.from(value) }), `${value}`).toBe(false);
+    expect(announcesDetached({ "session.detached2": Uint8Array.of(1) })).toBe(false);
+    expect(announcesDetached({})).toBe(false);
+    // The published rule agrees with the code, value by value.
+    for (const x of doc.announcements)
+      expect(announcesDetached({ [DETACHED_EXTENSION]: unhex(x.value) }), x.value).toBe(x.announces);
+  });
+
+  it("head + D over the sender's limit (65 498 bytes) is LOFT_ERR_FRAME_TOO_LARGE at any maxMessageBytes", () => {
+    const frameOf = (headLen: number, d: number) => {
+      const f = new Uint8Array(DETACHED_FRAME_OVERHEAD + headLen);
+      f[0] = FRAME_DETACHED;
+      new DataView(f.buffer).setUint32(1, d);
+      f.fill(7, DETACHED_FRAME_OVERHEAD);
+      return f;
+    };
+    const rest = (d: number) => body(d, 9).fill(0, d - 16); // its tail: 16 zero bytes, as in frameOf
+    const at = MAX_DETACHED_MESSAGE - 82;
+    const ok = new FrameAssembler(16 * 1024 * 1024).push(frameOf(82, at), rest(at));
+    expect(ok.ok && ok.value.kind === "message" && ok.value.detached?.head).toBe(82);
+    const over = new FrameAssembler(16 * 1024 * 1024).push(frameOf(82, at + 1), rest(at + 1));
+    expect(over.ok ? "delivered" : over.error.code).toBe("LOFT_ERR_FRAME_TOO_LARGE");
   });
 });
 
@@ -355,7 +432,7 @@ describe("detached frames: decoders under fuzz", () => {
           else ({ plaintext, rest } = { plaintext: mut.plaintext, rest: mut.rest });
           const r = new FrameAssembler(200).push(plaintext, rest);
           if (!changed) {
-            expect(r.ok && r.value.kind === "message" && r.value.detached).toBe(true);
+            expect(r.ok && r.value.kind === "message" && r.value.detached?.head).toBe(h);
             return;
           }
           if (r.ok && r.value.kind === "message" && r.value.detached) {
@@ -382,13 +459,6 @@ describe("detached frames: decoders under fuzz", () => {
 });
 
 describe("detached frames: the published vectors (docs/vectors/session-detached-v1.json)", () => {
-  type Vector = { label: string; suite: "AESGCM_SHA256" | "ChaChaPoly_BLAKE2s"; k: string; n: number };
-  const doc = JSON.parse(readFileSync(SESSION_VECTOR_FILE, "utf8")) as {
-    frames: (Vector & { link_message: string; delivers: string })[];
-    invalid: (Vector & { link_message: string; code: string; max_message_bytes?: number })[];
-  };
-  const unhex = (h: string) => Uint8Array.from(Buffer.from(h, "hex"));
-
   it("the generator gives the committed file byte for byte", async () => {
     expect(await buildVectors()).toBe(readFileSync(SESSION_VECTOR_FILE, "utf8"));
   });

@@ -33,11 +33,13 @@ export const FRAME_CLOSE = 0x02;
 export const FRAME_DETACHED = 0x03;
 
 /**
- * Handshake extension (docs/protocol/session.md §5, "Detached frames"): present with the byte
- * 0x01 when this side reads and may write the detached link-message layout. Inside the encrypted,
+ * Handshake extension (docs/protocol/session.md §5, "Detached frames"): present with the value
+ * `01` (exactly that one byte) when this side reads and may write the detached link-message layout. Inside the encrypted,
  * authenticated handshake payload, so it can be neither added nor stripped in transit.
  */
 export const DETACHED_EXTENSION = "session.detached";
+/** Its value: exactly this one byte (a later layout gets a value of its own; session.md §5). */
+export const DETACHED_EXTENSION_VALUE: Uint8Array = Uint8Array.of(0x01);
 /** The length prefix of every link message in a detached-framing session: u16 BE. */
 export const LINK_PREFIX_LEN = 2;
 /** The end of the detached part repeated inside the Noise message (its AEAD tag, for the ratchet). */
@@ -55,6 +57,12 @@ export const MAX_CLOSE_REASON = 256;
  * the longest plain one (2 + 65535 bytes). Larger messages go the plain way (DATA or CHUNK).
  */
 export const MAX_DETACHED_MESSAGE = MAX_FRAME_PLAINTEXT - DETACHED_FRAME_OVERHEAD;
+/**
+ * The longest link message of a detached-framing session: the prefix and a whole Noise message
+ * (2 + 65535 = 65537 bytes). A link that cannot carry it (`Link.maxMessageSize`) gets no
+ * `session.detached` announcement.
+ */
+export const MAX_DETACHED_LINK_MESSAGE = LINK_PREFIX_LEN + MAX_MESSAGE_LEN;
 
 // --- frames ------------------------------------------------------------------------------------
 
@@ -162,8 +170,11 @@ export function closeFrame(reason: string): Uint8Array {
 }
 
 export type Inbound =
-  /** `detached`: the message came in a DETACHED frame (its tail bytes not under the Noise AEAD). */
-  | { kind: "message"; message: Uint8Array; detached?: true }
+  /**
+   * `detached`: the message came in a DETACHED frame — its first `head` bytes were under the Noise
+   * AEAD, the rest (the detached part but its 16-byte tail) was not.
+   */
+  | { kind: "message"; message: Uint8Array; detached?: { head: number } }
   | { kind: "partial" }
   | { kind: "close"; reason: string };
 
@@ -247,8 +258,14 @@ export class FrameAssembler {
     if (declared < DETACHED_TAIL_LEN) return err("LOFT_ERR_MALFORMED", "DETACHED part under its tail length");
     const head = plaintext.subarray(DETACHED_FRAME_OVERHEAD);
     // The authenticated length first: a message over the limit is refused before it is assembled.
-    if (head.length + declared > this.#maxMessageBytes)
-      return err("LOFT_ERR_FRAME_TOO_LARGE", `message of ${head.length + declared} bytes exceeds the limit`);
+    // The limit is the sender's (MAX_DETACHED_MESSAGE: a link message never longer than 2 + 65535
+    // bytes, session.md §5 and §7) as well as the receiver's maxMessageBytes.
+    const limit = Math.min(this.#maxMessageBytes, MAX_DETACHED_MESSAGE);
+    if (head.length + declared > limit)
+      return err(
+        "LOFT_ERR_FRAME_TOO_LARGE",
+        `DETACHED message of ${head.length + declared} bytes over ${limit}`,
+      );
     if (rest.length !== declared)
       return err("LOFT_ERR_MALFORMED", `DETACHED part of ${rest.length} bytes, ${declared} announced`);
     // The tail (the ratchet body's AEAD tag) is under the Noise AEAD: a part swapped in from
@@ -271,11 +288,11 @@ export class FrameAssembler {
       const at = rest.byteOffset - head.length;
       const message = new Uint8Array(rest.buffer, at, head.length + rest.length);
       message.set(head, 0);
-      return ok({ kind: "message", message, detached: true });
+      return ok({ kind: "message", message, detached: { head: head.length } });
     }
     const message = new Uint8Array(head.length + rest.length);
     message.set(head, 0);
     message.set(rest, head.length);
-    return ok({ kind: "message", message, detached: true });
+    return ok({ kind: "message", message, detached: { head: head.length } });
   }
 }

@@ -43,12 +43,14 @@ import type { NoiseTransport } from "../noise/transport.ts";
 import {
   closeFrame,
   DETACHED_EXTENSION,
+  DETACHED_EXTENSION_VALUE,
   DETACHED_TAIL_LEN,
   dataFrameOf,
   detachedFrameOf,
   FrameAssembler,
   linkMessageOf,
   MAX_DATA_PAYLOAD,
+  MAX_DETACHED_LINK_MESSAGE,
   MAX_DETACHED_MESSAGE,
   messageFrames,
   splitLinkMessage,
@@ -206,10 +208,24 @@ export async function establishSession(options: SessionOptions): Promise<Session
   const ourNoiseKey = await crypto.x25519.publicKey(self.privateNoiseKey);
   if (!equalBytes(ourNoiseKey, self.identity.verified.noise_key))
     throw new RangeError("self.privateNoiseKey does not match self.identity's noise_key");
-  const ourPayload = encodeHandshakePayload(self.identity, {
-    ...options.extensions,
-    ...(options.detachedFrames ? { [DETACHED_EXTENSION]: Uint8Array.of(0x01) } : {}),
-  });
+  // `session.detached` is announced by `detachedFrames` only: announced through `extensions`, the
+  // peer would switch to the detached layout while this side does not (session.md §5).
+  if (options.extensions !== undefined && Object.hasOwn(options.extensions, DETACHED_EXTENSION))
+    throw new RangeError(`extensions: ${DETACHED_EXTENSION} is announced by detachedFrames, not by hand`);
+  /** Set once the peer's version header came: whether we announce (and so may use) detached frames. */
+  let detached = false;
+  /**
+   * Our handshake payload, made once the link has carried the peer's version header (so a data
+   * channel's negotiated `maxMessageSize` is known): `session.detached` only when asked for and
+   * the link carries a detached link message of 65537 bytes (session.md §5).
+   */
+  const ourPayload = (): Uint8Array => {
+    detached = options.detachedFrames === true && carriesDetached(link);
+    return encodeHandshakePayload(self.identity, {
+      ...options.extensions,
+      ...(detached ? { [DETACHED_EXTENSION]: DETACHED_EXTENSION_VALUE } : {}),
+    });
+  };
   let hs: HandshakeState | undefined;
   /** Set when the handshake gave up (timeout, error) before `hs` existed: abort it on creation. */
   let aborted = false;
@@ -244,11 +260,11 @@ export async function establishSession(options: SessionOptions): Promise<Session
       peer = must(
         await verifyPeer(crypto, payload2, handshake.remoteStaticKey!, options.expectedIdentityKey),
       );
-      link.send(must(await handshake.writeMessage(ourPayload)));
+      link.send(must(await handshake.writeMessage(ourPayload())));
     } else {
       const payload1 = must(await handshake.readMessage(await next(link)));
       if (payload1.length !== 0) fail("LOFT_ERR_MALFORMED", "handshake message 1 must carry no payload");
-      link.send(must(await handshake.writeMessage(ourPayload)));
+      link.send(must(await handshake.writeMessage(ourPayload())));
       const payload3 = must(await handshake.readMessage(await next(link)));
       peer = must(
         await verifyPeer(crypto, payload3, handshake.remoteStaticKey!, options.expectedIdentityKey),
@@ -266,7 +282,7 @@ export async function establishSession(options: SessionOptions): Promise<Session
       maxMessageBytes: options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
       // Both sides announced it (each side's payload is authenticated by the handshake, so both
       // compute the same answer before the first transport message).
-      detached: options.detachedFrames === true && announcesDetached(peer.extensions),
+      detached: detached && announcesDetached(peer.extensions),
     });
   };
 
@@ -355,9 +371,19 @@ function agreedSuite(initiator: readonly SuiteName[], responder: readonly SuiteN
   return suite;
 }
 
-/** The peer's handshake payload carries `session.detached` with the byte 0x01. */
-function announcesDetached(extensions: Extensions): boolean {
-  return Object.hasOwn(extensions, DETACHED_EXTENSION) && extensions[DETACHED_EXTENSION]!.includes(0x01);
+/** The link carries a detached-framing session's longest link message (`Link.maxMessageSize`). */
+function carriesDetached(link: Link): boolean {
+  return link.maxMessageSize === undefined || link.maxMessageSize >= MAX_DETACHED_LINK_MESSAGE;
+}
+
+/**
+ * The peer's handshake payload carries `session.detached` whose value is exactly the one byte 01
+ * (session.md §5): any other value — `01 02`, `02`, empty — is not this layout (a later one gets a
+ * value of its own), and both sides decide by this same rule.
+ */
+export function announcesDetached(extensions: Extensions): boolean {
+  if (!Object.hasOwn(extensions, DETACHED_EXTENSION)) return false;
+  return equalBytes(extensions[DETACHED_EXTENSION]!, DETACHED_EXTENSION_VALUE);
 }
 
 /** A frame plaintext queued for the send chain, and the detached bytes that follow it, if any. */
@@ -398,8 +424,8 @@ export class Session extends QueueLink {
   readonly #maxMessageBytes: number;
   /** Both sides announced `session.detached`: the link messages carry a length prefix. */
   readonly detachedFrames: boolean;
-  /** Messages delivered from DETACHED frames (`isDetached`), until they are collected. */
-  readonly #detachedIn = new WeakSet<Uint8Array>();
+  /** Messages delivered from DETACHED frames and their head lengths (`detachedHead`), until collected. */
+  readonly #detachedIn = new WeakMap<Uint8Array, number>();
   #sentSinceRekey = 0;
   #receivedSinceRekey = 0;
   /** The send chain: sealing and sending, one batch at a time (resolves, never rejects). */
@@ -510,7 +536,9 @@ export class Session extends QueueLink {
    * (docs/protocol/session.md §5, "Detached frames"). Only for bytes that carry their own AEAD
    * under a key the network never has, ending in its tag — a ratchet message's body (DR §3.5;
    * docs/protocol/ratchet.md, "One AEAD pass per byte"). In any other session, or for a message
-   * over one frame, exactly `sendParts`.
+   * over one frame, exactly `sendParts`. Unlike `sendParts`, which copies at the call, a detached
+   * `detached` is copied into its link message only when the send chain seals the frame (its tail
+   * is taken at the call): the caller must not change or wipe it after the call.
    */
   sendDetached(head: readonly Uint8Array[], detached: Uint8Array): void {
     if (this.state === "closed") throw new LoftError("LOFT_ERR_LINK_CLOSED", "session is closed");
@@ -534,6 +562,16 @@ export class Session extends QueueLink {
    */
   isDetached(message: Uint8Array): boolean {
     return this.#detachedIn.has(message);
+  }
+
+  /**
+   * For a message `receive()` returned from a DETACHED frame, the length of its head — the bytes
+   * that were under the Noise AEAD (session.md §5); the rest was not. Undefined for any other
+   * message. A layer above checks the split is the one its security argument needs (the chat
+   * path: type byte + the whole 81-byte ratchet prefix, web/src/engine/link/controller.ts).
+   */
+  detachedHead(message: Uint8Array): number | undefined {
+    return this.#detachedIn.get(message);
   }
 
   /**
@@ -678,7 +716,8 @@ export class Session extends QueueLink {
         const inbound = this.#assembler.push(opened[i]!, rests?.[i], sealedParts?.[i]);
         if (!inbound.ok) return this.#fail(inbound.error.code, inbound.error.message);
         if (inbound.value.kind === "message") {
-          if (inbound.value.detached) this.#detachedIn.add(inbound.value.message);
+          if (inbound.value.detached !== undefined)
+            this.#detachedIn.set(inbound.value.message, inbound.value.detached.head);
           this.deliver(inbound.value.message);
         } else if (inbound.value.kind === "close") {
           this.finish({ reason: "remote-closed", detail: inbound.value.reason }, false);

@@ -6,23 +6,25 @@
  * destroys epoch keys the first still seals under. LMDB itself lets both in, so the store takes
  * this lock at open and a second process is refused with `LOFT_ERR_RELAY_DATA_DIR_IN_USE`.
  *
- * The lock is the file `relay.lock` naming its holder: pid, the holder's start time (field 22 of
- * /proc/<pid>/stat, so a pid reused by another process after a `kill -9` does not count) and the
- * boot id (a pid from before a reboot never counts). It is created complete or not at all (written
- * to a temporary name, then hard-linked into place: `link` fails if the name exists), removed at
- * close, and taken over when its holder is gone — `kill -9` leaves the file, and the next start
- * must not need an operator. A lock naming this very process is not a conflict: a process may
+ * The lock is the newest of the files `relay.lock.<n>` (lockDataDir says why generations) naming
+ * its holder: pid, the holder's start time (field 22 of /proc/<pid>/stat, so a pid reused by
+ * another process after a `kill -9` does not count) and the boot id (a pid from before a reboot
+ * never counts). It is created complete or not at all (written to a temporary name, then
+ * hard-linked into place: `link` fails if the name exists), removed at close, and taken over when
+ * its holder is gone — `kill -9` leaves the file, and the next start must not need an operator. A lock naming this very process is not a conflict: a process may
  * reopen its own store (tests, migrations). Where /proc is missing (not Linux) the pid alone is
  * checked.
  */
 import { randomBytes } from "node:crypto";
-import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { linkSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { StoreError } from "./errors.ts";
 
+/** The lock files' common name: `relay.lock.<generation>`. */
 export const DATA_DIR_LOCK_FILE = "relay.lock";
+const LOCK_NAME = /^relay\.lock\.([1-9][0-9]{0,14})$/;
 
-/** Who holds a data dir: what `relay.lock` says. */
+/** Who holds a data dir: what its newest `relay.lock.<n>` says. */
 export interface LockHolder {
   pid: number;
   /** Start time of the process in clock ticks after boot, "" where /proc is missing. */
@@ -59,13 +61,15 @@ const readOr = (path: string, fallback: string): string => {
   }
 };
 
-/** A process's start time (field 22 of /proc/<pid>/stat), "" if unknown or gone. */
-function startTime(pid: number): string {
+/** A process's state and start time (fields 3 and 22 of /proc/<pid>/stat), "" if unknown or gone. */
+function procStat(pid: number): { state: string; start: string } {
   const stat = readOr(`/proc/${pid}/stat`, "");
   // The command name (field 2) may hold spaces and parentheses: count from the last ")".
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return fields[19] ?? "";
+  return { state: fields[0] ?? "", start: fields[19] ?? "" };
 }
+
+const startTime = (pid: number): string => procStat(pid).start;
 
 const bootId = (): string => readOr("/proc/sys/kernel/random/boot_id", "").trim();
 
@@ -84,54 +88,119 @@ export function holderAlive(h: LockHolder): boolean {
     // EPERM: it exists, owned by another user (another relay under another account).
     if ((e as NodeJS.ErrnoException).code !== "EPERM") return false;
   }
-  const now = startTime(h.pid);
-  return h.start === "" || now === "" || now === h.start;
+  const now = procStat(h.pid);
+  // A zombie (Z; X: being reaped) has exited — its files and LMDB handles closed — and only waits
+  // for its parent to collect its status: a holder that stays one until then is gone all the same.
+  if (now.state === "Z" || now.state === "X") return false;
+  return h.start === "" || now.start === "" || now.start === h.start;
+}
+
+/** The lock files' generations in `dir`, newest first (`relay.lock.<n>`, n decimal). */
+function generations(dir: string): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync(dir)) {
+    const m = LOCK_NAME.exec(name);
+    if (m) out.push(Number(m[1]));
+  }
+  return out.sort((a, b) => b - a);
+}
+
+export const dataDirLockFile = (generation: number): string => `${DATA_DIR_LOCK_FILE}.${generation}`;
+
+/** Who holds `dir` as its newest lock file says (undefined: no lock file, or not one this relay wrote). */
+export function dataDirLockHolder(dir: string): LockHolder | undefined {
+  const top = generations(dir)[0];
+  return top === undefined ? undefined : parseDataDirLock(readOr(join(dir, dataDirLockFile(top)), ""));
+}
+
+const unlinkQuiet = (path: string): void => {
+  try {
+    unlinkSync(path);
+  } catch {
+    // Gone already (released, or swept by the start that took the dir over).
+  }
+};
+
+/** Create `path` holding `text`, complete or not at all; false if it exists (another start claimed it). */
+function createComplete(path: string, text: string): boolean {
+  const temp = `${path}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`;
+  writeFileSync(temp, text, { mode: 0o600 });
+  try {
+    linkSync(temp, path);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    return false;
+  } finally {
+    unlinkQuiet(temp);
+  }
+}
+
+/** Rounds before giving up: each lost round means another start claimed or released the dir meanwhile. */
+const MAX_ROUNDS = 4;
+
+export interface DataDirLockOptions {
+  /** Who takes the lock: this process unless a test acts as another. */
+  holder?: LockHolder;
+  /** Called each round once the newest lock is judged stale or absent, before claiming the next (tests run a rival start there). */
+  beforeClaim?: () => void;
 }
 
 /**
  * Take the data dir's lock, or throw `LOFT_ERR_RELAY_DATA_DIR_IN_USE` naming the live holder.
- * Returns the release (idempotent; removes the file only while it still names this process).
+ * Returns the release (idempotent; removes this start's lock file only).
+ *
+ * A stale lock is never removed to make room, it is superseded: the newest generation `relay.lock.<n>`
+ * names the holder, and a start that finds it stale claims `<n+1>` by an exclusive `link`. Removing
+ * the stale file and then creating the one name (the first version) let two starts that both judged
+ * it stale each remove what the other had just created, and both ran. Of several starts only one
+ * creates `<n+1>`; a start that claimed a lower name than one created meanwhile (it listed before,
+ * and the newer holder's sweep freed the name) sees the higher one after its claim and backs off, so
+ * exactly one holds the dir. Lower generations are then swept: their holders are gone, or are starts
+ * that will back off.
  */
-export function lockDataDir(dir: string): () => void {
+export function lockDataDir(dir: string, options: DataDirLockOptions = {}): () => void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const path = join(dir, DATA_DIR_LOCK_FILE);
-  const me = processHolder(process.pid);
+  const me = options.holder ?? processHolder(process.pid);
   const mine = formatDataDirLock(me);
-  // Two tries: a stale lock is removed once, then the link decides between racing starts.
-  for (let attempt = 0; attempt < 2; attempt++) {
-    const temp = `${path}.${process.pid}.${randomBytes(6).toString("hex")}`;
-    writeFileSync(temp, mine, { mode: 0o600 });
-    try {
-      linkSync(temp, path);
-      return () => {
-        if (readOr(path, "") === mine) {
-          try {
-            unlinkSync(path);
-          } catch {
-            // Gone already: nothing to release.
-          }
-        }
-      };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-    } finally {
-      unlinkSync(temp);
+  for (let round = 0; round < MAX_ROUNDS; round++) {
+    const top = generations(dir)[0] ?? 0;
+    if (top > 0) {
+      let text: string;
+      try {
+        text = readFileSync(join(dir, dataDirLockFile(top)), "utf8");
+      } catch (e) {
+        // Released meanwhile: look again. Unreadable otherwise: no holder, superseded below.
+        if ((e as NodeJS.ErrnoException).code === "ENOENT") continue;
+        text = "";
+      }
+      const holder = parseDataDirLock(text);
+      if (holder && holder.pid !== me.pid && holderAlive(holder))
+        throw new StoreError(
+          "LOFT_ERR_RELAY_DATA_DIR_IN_USE",
+          `--relay-data-dir ${dir} is in use by relay process ${holder.pid}: one relay process per data dir (docs/operations-relay.md §Storage); stop it first, or give this one its own data dir`,
+        );
     }
-    const holder = parseDataDirLock(readOr(path, ""));
-    if (holder && holder.pid !== me.pid && holderAlive(holder))
-      throw new StoreError(
-        "LOFT_ERR_RELAY_DATA_DIR_IN_USE",
-        `--relay-data-dir ${dir} is in use by relay process ${holder.pid}: one relay process per data dir (docs/operations-relay.md §Storage); stop it first, or give this one its own data dir`,
-      );
-    // Stale (its holder is gone), unreadable, or this process's own: take it over.
-    try {
-      unlinkSync(path);
-    } catch {
-      // Removed meanwhile by its holder's close or another start: the next link decides.
+    // Stale (its holder is gone), unreadable, this process's own, or none: claim the next generation.
+    options.beforeClaim?.();
+    const generation = top + 1;
+    const path = join(dir, dataDirLockFile(generation));
+    if (!createComplete(path, mine)) continue;
+    if (generations(dir)[0] !== generation) {
+      unlinkQuiet(path);
+      continue;
     }
+    for (const older of generations(dir))
+      if (older < generation) unlinkQuiet(join(dir, dataDirLockFile(older)));
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (readOr(path, "") === mine) unlinkQuiet(path);
+    };
   }
   throw new StoreError(
     "LOFT_ERR_RELAY_DATA_DIR_IN_USE",
-    `--relay-data-dir ${dir}: another relay process took the data dir's lock while this one started (docs/operations-relay.md §Storage)`,
+    `--relay-data-dir ${dir}: other relay processes took or released the data dir's lock ${MAX_ROUNDS} times while this one started (docs/operations-relay.md §Storage); start it again once they settled`,
   );
 }

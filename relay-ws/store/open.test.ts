@@ -3,9 +3,18 @@
  * (file, environment, generated beside the data with a warning), the warnings an operator gets,
  * master-key rotation through the config, and data-dir checks.
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
@@ -14,7 +23,8 @@ import { FUZZ_RUNS } from "../../test/support/fuzz.ts";
 import { type LoftStartError, startLoft } from "../../test/support/loft-process.ts";
 import { defaultRelayConfig } from "../config.ts";
 import {
-  DATA_DIR_LOCK_FILE,
+  dataDirLockFile,
+  dataDirLockHolder,
   formatDataDirLock,
   type LockHolder,
   lockDataDir,
@@ -153,7 +163,9 @@ describe("opening the relay store", () => {
 });
 
 describe("one relay process per data dir (dir-lock.ts; docs/operations-relay.md §Storage)", () => {
-  const lockOf = (data: string) => parseDataDirLock(readFileSync(join(data, DATA_DIR_LOCK_FILE), "utf8"));
+  const lockOf = dataDirLockHolder;
+  /** The lock files in `data` (generations and their temporary names alike). */
+  const lockFiles = (data: string) => readdirSync(data).filter((n) => n.startsWith("relay.lock"));
 
   it("a second relay on a data dir in use stops with LOFT_ERR_RELAY_DATA_DIR_IN_USE; after kill -9 of the holder the next open takes the dir over", async () => {
     const data = join(tempDir(), "data");
@@ -183,7 +195,7 @@ describe("one relay process per data dir (dir-lock.ts; docs/operations-relay.md 
       const store = openRelayStore(defaultRelayConfig({ dataDir: data }), { log });
       expect(lockOf(data)?.pid).toBe(process.pid);
       await store.close();
-      expect(existsSync(join(data, DATA_DIR_LOCK_FILE))).toBe(false);
+      expect(lockFiles(data)).toEqual([]);
     } finally {
       await holder.stop("SIGKILL");
     }
@@ -191,12 +203,14 @@ describe("one relay process per data dir (dir-lock.ts; docs/operations-relay.md 
 
   it("a lock whose holder is gone, reused or unreadable is taken over; a running process's is not", () => {
     const data = tempDir();
-    const path = join(data, DATA_DIR_LOCK_FILE);
+    const path = join(data, dataDirLockFile(1));
     const take = () => {
       const release = lockDataDir(data);
       expect(lockOf(data)).toEqual(processHolder(process.pid));
+      // The stale lock is superseded by the next generation and swept.
+      expect(lockFiles(data)).toEqual([dataDirLockFile(2)]);
       release();
-      expect(existsSync(path)).toBe(false);
+      expect(lockFiles(data)).toEqual([]);
     };
     const exited = spawnSync(process.execPath, ["-e", ""], { timeout: 10_000 }).pid;
     const parent = processHolder(process.ppid);
@@ -224,9 +238,100 @@ describe("one relay process per data dir (dir-lock.ts; docs/operations-relay.md 
       }),
     );
     expect(readFileSync(path, "utf8")).toBe(formatDataDirLock(parent));
+    expect(lockFiles(data)).toEqual([dataDirLockFile(1)]);
     // This process's own lock (a store reopened in one process) is no conflict.
     writeFileSync(path, formatDataDirLock(processHolder(process.pid)));
     take();
+  });
+
+  it("a holder that exited but is not reaped yet (a zombie: its parent has not waited) is gone: its lock is taken over", async () => {
+    const data = tempDir();
+    // sh starts a child, prints its pid and becomes `sleep`, which never waits for it: once the
+    // child exits it stays a zombie, start time and all, until the sleep is killed.
+    const parent = spawn("sh", ["-c", "sleep 0 & echo $!; exec sleep 60"], {
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    try {
+      const zombie = await new Promise<number>((resolve, reject) => {
+        parent.stdout.once("data", (d: Buffer) => resolve(Number(d.toString().trim())));
+        parent.once("exit", () => reject(new Error("sh exited before printing its child's pid")));
+      });
+      await expect
+        .poll(() => readFileSync(`/proc/${zombie}/stat`, "utf8").split(") ")[1]?.split(" ")[0], {
+          timeout: 10_000,
+        })
+        .toBe("Z");
+      const holder = processHolder(zombie);
+      expect(holder.start).not.toBe("");
+      writeFileSync(join(data, dataDirLockFile(1)), formatDataDirLock(holder));
+      const release = lockDataDir(data);
+      expect(lockOf(data)).toEqual(processHolder(process.pid));
+      release();
+      expect(lockFiles(data)).toEqual([]);
+    } finally {
+      parent.kill("SIGKILL");
+    }
+  });
+
+  it("two starts that find one stale lock at once: exactly one holds the dir, whichever step the other is at", () => {
+    const data = tempDir();
+    const exited = spawnSync(process.execPath, ["-e", ""], { timeout: 10_000 }).pid;
+    const staleLock = () =>
+      writeFileSync(
+        join(data, dataDirLockFile(1)),
+        formatDataDirLock({ ...processHolder(process.pid), pid: exited }),
+      );
+    // Start A acts as the test runner's parent (alive, not this process); the rival start is this
+    // process, run from inside A's start once A judged the lock stale and before A claims.
+    const parent = processHolder(process.ppid);
+    const startA = (rival: () => void) => {
+      let once = false;
+      return () =>
+        lockDataDir(data, {
+          holder: parent,
+          beforeClaim: () => {
+            if (once) return;
+            once = true;
+            rival();
+          },
+        });
+    };
+    const refusedNaming = (pid: number) =>
+      expect.objectContaining({
+        code: "LOFT_ERR_RELAY_DATA_DIR_IN_USE",
+        message: expect.stringContaining(`is in use by relay process ${pid}:`),
+      });
+
+    // 1. The rival takes the stale lock over between A's look and A's claim: A is refused, naming
+    // the rival, and the rival's lock stays (removing the stale file then creating one name let
+    // both through: each removed what the other had just made).
+    staleLock();
+    let releaseB: (() => void) | undefined;
+    expect(startA(() => (releaseB = lockDataDir(data)))).toThrow(refusedNaming(process.pid));
+    expect(lockOf(data)).toEqual(processHolder(process.pid));
+    expect(lockFiles(data)).toEqual([dataDirLockFile(2)]);
+    releaseB?.();
+    expect(lockFiles(data)).toEqual([]);
+
+    // 2. Meanwhile the dir passed through a start that died (generation 2) to one that runs (3),
+    // which swept the older names: A's claim of the freed name 2 succeeds, yet the newer holder is
+    // there, so A gives its claim back and is refused.
+    staleLock();
+    expect(
+      startA(() => {
+        writeFileSync(join(data, dataDirLockFile(3)), formatDataDirLock(processHolder(process.pid)));
+        rmSync(join(data, dataDirLockFile(1)));
+      }),
+    ).toThrow(refusedNaming(process.pid));
+    expect(lockFiles(data)).toEqual([dataDirLockFile(3)]);
+    rmSync(join(data, dataDirLockFile(3)));
+
+    // 3. The rival's start came and went (released) before A claims: A holds the dir.
+    staleLock();
+    const releaseA = startA(() => lockDataDir(data)())();
+    expect(lockOf(data)).toEqual(parent);
+    releaseA();
+    expect(lockFiles(data)).toEqual([]);
   });
 
   it("reads only its own lock line: any other text is no holder, never an exception; a holder round-trips", () => {

@@ -77,6 +77,17 @@ describe("accessibility of the app shell (axe-core, light theme)", () => {
     await expectNoAxeViolations(p, "contact");
     await byId(p, "delete-contact").click();
     await expectNoAxeViolations(p, "contact (confirm delete)");
+    // From the keyboard (WAI-ARIA alert dialog pattern): the safe choice takes the focus, Escape
+    // closes the question and the focus goes back to the button that asked it.
+    const focused = () => p.evaluate(() => document.activeElement?.textContent?.trim());
+    await expect.poll(focused).toBe("Cancel");
+    await p.keyboard.press("Escape");
+    await expect
+      .poll(() => p.getByRole("alertdialog", { name: "Delete contact", exact: true }).count())
+      .toBe(0);
+    await expect
+      .poll(() => p.evaluate(() => document.activeElement?.getAttribute("data-testid")))
+      .toBe("delete-contact");
   });
 
   it("safety code", async () => {
@@ -117,6 +128,13 @@ describe("accessibility of the app shell (axe-core, light theme)", () => {
     await expectNoAxeViolations(p, "settings");
     await byId(p, "delete-identity").click();
     await expectNoAxeViolations(p, "settings (confirm delete)");
+    // Cancel by Enter on the focused safe choice: the focus returns to "Delete my identity…".
+    await expect.poll(() => p.evaluate(() => document.activeElement?.textContent?.trim())).toBe("Cancel");
+    await p.keyboard.press("Enter");
+    await expect.poll(() => byId(p, "confirm-delete").count()).toBe(0);
+    await expect
+      .poll(() => p.evaluate(() => document.activeElement?.getAttribute("data-testid")))
+      .toBe("delete-identity");
   });
 
   it("settings and home in the dark theme too", async () => {

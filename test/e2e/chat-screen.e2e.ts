@@ -2,6 +2,7 @@
  * The conversation screen in real Chromium, driven as people drive it (issue #8; `npm run build`
  * first, then `node scripts/e2e.mjs test/e2e/chat-screen.e2e.ts`): a 200-message burst typed with
  * the keyboard arrives exactly, in order, on both sides; typing at human speed loses no letter;
+ * words typed and not sent wait in the composer while the person is elsewhere in the app;
  * the newest message is visible above the composer; a reader scrolled up stays put and gets a
  * pill; history survives a reload; links are safe anchors and HTML stays text; the character
  * counter and the length error; a stranger with Alice's link sees no presence until she accepts
@@ -20,6 +21,7 @@ import {
   incomingTexts,
   myLink,
   openChat,
+  openChatFromHome,
   outgoing,
   sendText,
   startChatting,
@@ -148,6 +150,23 @@ describe("the conversation screen never loses a word", () => {
     await expect.poll(async () => (await incomingTexts(a)).slice(-texts.length)).toEqual(texts);
     await expectNewestVisible(a);
     await expectNewestVisible(b);
+  });
+
+  it("words typed and not sent wait in the composer when the person leaves the chat and comes back", async () => {
+    await byId(b, "composer-input").focus();
+    await b.keyboard.type("half a thought");
+    await byId(b, "back").click();
+    await byId(b, "home").waitFor();
+    await openChatFromHome(b, aliceId);
+    expect(await byId(b, "composer-input").inputValue()).toBe("half a thought");
+    expect(await byId(b, "send-button").isEnabled()).toBe(true);
+    // Emptied, it stays empty: the draft is gone with the text.
+    await byId(b, "composer-input").fill("");
+    await b.goBack();
+    await byId(b, "home").waitFor();
+    await b.goForward();
+    await byId(b, "chat").waitFor();
+    expect(await byId(b, "composer-input").inputValue()).toBe("");
   });
 
   it("a reader scrolled to the top stays there, keeps a selection, and gets a pill to the bottom", async () => {

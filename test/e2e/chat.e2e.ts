@@ -139,6 +139,25 @@ describe("direct E2EE chat between two browsers", () => {
     expect(await incoming(b, "hello Bob, this is Alice").count()).toBe(1);
   });
 
+  it("a file offered while Bob is on Home: the notice says so and takes him to the chat where he answers", async () => {
+    await id(b, "back").click();
+    await id(b, "home").waitFor();
+    await id(a, "attach-input").setInputFiles({
+      name: "notes.txt",
+      mimeType: "text/plain",
+      buffer: Buffer.from("a small file"),
+    });
+    await expect
+      .poll(() => id(b, "notice").evaluate((n) => n.firstChild?.textContent))
+      .toBe("Alice wants to send you notes.txt.");
+    await id(b, "notice-open-chat").click();
+    await id(b, "chat").waitFor();
+    expect(new URL(b.url()).pathname).toBe(`/chat/${aliceId}`);
+    expect(await id(b, "notice").count()).toBe(0);
+    await id(b, "file-decline").click();
+    await expect.poll(() => id(a, "file-status").last().textContent()).toBe("Bob declined");
+  });
+
   it("a side that lost its ratchet state gets a new session, visibly, and the chat goes on", async () => {
     // Bob's stored ratchet sessions vanish (e.g. storage re-created); identity and history stay.
     await inLoftDb(b, async ({ db, done }) => {

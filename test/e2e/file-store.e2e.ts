@@ -5,8 +5,10 @@
  * written by its worker through a sync access handle — and reads them back: in order, holes
  * skipped, across a reload, chunks an earlier version left in IndexedDB still readable, deleting a
  * transfer deleting its file, a chunk larger than a slot refused, a file of garbage read as
- * nothing stored, and IndexedDB used when the worker cannot start. The engine over this store
- * (transfers, resume after a reload) is test/e2e/files.e2e.ts.
+ * nothing stored, IndexedDB used when the worker cannot start, and the worker as the first
+ * browsers with sync access handles run it (promises from getSize, flush and close), a worker
+ * that dies started again at the next call. The engine over this store (transfers, resume after
+ * a reload) is test/e2e/files.e2e.ts.
  */
 import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -17,10 +19,12 @@ import { buildPage, callPage, repoModule, servePage } from "../../bench/page-bun
 import { launchChromium } from "../support/browser.ts";
 
 const PAGE_SOURCE = `
-import { OpfsFileStore } from ${repoModule("web/src/engine/files/opfs-store.ts")};
+import { OpfsFileStore, startOpfsWorker } from ${repoModule("web/src/engine/files/opfs-store.ts")};
 import { IdbFileStore } from ${repoModule("web/src/engine/files/idb-store.ts")};
 import { chunkFileName, SLOT_BYTES, SLOT_HEADER_BYTES } from ${repoModule("web/src/engine/files/opfs-protocol.ts")};
 import { SEALED_CHUNK_BYTES } from ${repoModule("web/src/engine/files/wire.ts")};
+import { forgetDeviceFiles } from ${repoModule("web/src/app/device-files.ts")};
+import workerUrl from ${JSON.stringify(`${JSON.parse(repoModule("web/src/engine/files/opfs-worker.ts"))}?worker&url`)};
 
 /** A chunk whose bytes say which it is: \`n\` bytes of \`index + 1\`. */
 const chunk = (index, n = SEALED_CHUNK_BYTES) => new Uint8Array(n).fill(index + 1);
@@ -31,6 +35,34 @@ const files = async (dir) => {
   for await (const name of d.keys()) names.push(name);
   return names.sort();
 };
+/** The store's real worker (the bundle's), with \`before\` run ahead of it and \`after\` behind it. */
+const wrappedWorker = (before, after = "") => {
+  const source = before + "importScripts(" + JSON.stringify(new URL(workerUrl, location.href).href) + ");" + after;
+  return new Worker(URL.createObjectURL(new Blob([source], { type: "text/javascript" })));
+};
+/**
+ * The store's worker as the first browsers with sync access handles run it (Chromium 102–107,
+ * Safari 15.2–16.3): there getSize, flush and close answer with a promise (an earlier draft of
+ * the spec), settled a turn later.
+ */
+const earlyApiWorker = () =>
+  wrappedWorker(
+    "const P = FileSystemSyncAccessHandle.prototype;" +
+      "for (const name of ['getSize', 'flush', 'close']) {" +
+      "  const f = P[name];" +
+      "  P[name] = function () { const h = this; return new Promise((r) => setTimeout(r)).then(() => f.call(h)); };" +
+      "}",
+  );
+/** The store's worker, ended by an uncaught error at its first put (a worker that dies mid-transfer). */
+const dyingWorker = () =>
+  wrappedWorker(
+    "",
+    "const real = self.onmessage;" +
+      "self.onmessage = (e) => {" +
+      "  if (e.data.op !== 'put') return real(e);" +
+      "  setTimeout(() => { throw new Error('the worker died'); });" +
+      "};",
+  );
 /** One store per page, as the app has (chat-engine.ts): a file's sync handle is its worker's alone. */
 let one;
 const store = () => (one ??= new OpfsFileStore("t-files", "t-chunks"));
@@ -126,6 +158,28 @@ window.loftBench = {
       inIdb: (await new IdbFileStore("t-files-2").getChunks("c/in/9", 0, 3)).length,
     };
   },
+  async earlyApi() {
+    const s = new OpfsFileStore("t-files-3", "t-chunks-3", earlyApiWorker);
+    const opfs = await s.usesOpfs();
+    await s.putChunks("c/in/5", 0, [chunk(0), chunk(1, 30)]);
+    const got = summary(await s.getChunks("c/in/5", 0, 3));
+    const inIdb = (await new IdbFileStore("t-files-3").getChunks("c/in/5", 0, 3)).length;
+    await s.deleteTransfer("c/in/5");
+    const after = (await s.getChunks("c/in/5", 0, 3)).length;
+    await s.release();
+    return { opfs, got, inIdb, after, files: await files("t-chunks-3") };
+  },
+  async workerDies() {
+    let starts = 0;
+    const s = new OpfsFileStore("t-files-4", "t-chunks-4", () => (starts++ === 0 ? dyingWorker() : startOpfsWorker()));
+    const opfs = await s.usesOpfs();
+    const first = await s.putChunks("c/in/7", 0, [chunk(0)]).then(() => "stored", (e) => e.message);
+    const again = await s.putChunks("c/in/7", 0, [chunk(0), chunk(1, 20)]).then(() => "stored", (e) => e.message);
+    const got = summary(await s.getChunks("c/in/7", 0, 3));
+    await s.deleteTransfer("c/in/7");
+    await s.release();
+    return { opfs, first, again, got, starts, files: await files("t-chunks-4") };
+  },
   async release() {
     // Delete identity (app/device-files.ts) removes the folder once the engine let go of it.
     const s = store();
@@ -135,6 +189,18 @@ window.loftBench = {
     await s.release();
     const released = await root.removeEntry("t-chunks", { recursive: true }).then(() => "removed", (e) => e.name);
     return { held, released };
+  },
+  async forgetHeld() {
+    // A chunk stored after the engine's release (a write that was on its way): its file is still
+    // held open when Delete identity removes the folder — the app's folder and database names.
+    const s = new OpfsFileStore();
+    await s.putChunks("c/in/6", 0, [chunk(0)]);
+    const root = await navigator.storage.getDirectory();
+    const there = () => root.getDirectoryHandle("loft-file-chunks").then(() => "there", (e) => e.name);
+    const before = await there();
+    const held = await root.removeEntry("loft-file-chunks", { recursive: true }).then(() => "removed", (e) => e.name);
+    await forgetDeviceFiles();
+    return { before, held, after: await there() };
   },
 };
 `;
@@ -213,10 +279,39 @@ describe("the OPFS file store in Chromium", () => {
     expect(await callPage(page, "noWorker")).toEqual({ opfs: false, got: [c(0), c(1, 9)], inIdb: 2 });
   });
 
+  it("stores and reads back where getSize, flush and close answer with a promise (the first browsers with sync access handles)", async () => {
+    expect(await callPage(page, "earlyApi")).toEqual({
+      opfs: true,
+      got: [c(0), c(1, 30)],
+      inIdb: 0,
+      after: 0,
+      files: [],
+    });
+  });
+
+  it("starts its worker again after it died mid-transfer: what it was asked fails, the next call works", async () => {
+    expect(await callPage(page, "workerDies")).toEqual({
+      opfs: true,
+      first: "the file store's worker failed: Uncaught Error: the worker died",
+      again: "stored",
+      got: [c(0), c(1, 20)],
+      starts: 2,
+      files: [],
+    });
+  });
+
   it("lets go of its files when released, so Delete identity can remove them", async () => {
     expect(await callPage(page, "release")).toEqual({
       held: "NoModificationAllowedError",
       released: "removed",
+    });
+  });
+
+  it("Delete identity removes the folder even while a file in it is still held open (it waits for the worker to let go)", async () => {
+    expect(await callPage(page, "forgetHeld")).toEqual({
+      before: "there",
+      held: "NoModificationAllowedError",
+      after: "NotFoundError",
     });
   });
 });

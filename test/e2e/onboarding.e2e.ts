@@ -89,7 +89,16 @@ describe("onboarding, contacts and trust in the PWA", () => {
   it("refuses an empty or over-long username, then creates the identity in the browser", async () => {
     await a.goto(loft.url);
     await id(a, "create-identity").click();
-    expect(await id(a, "username-error").textContent()).toContain("at least 1 character");
+    expect(await id(a, "username-error").textContent()).toBe(
+      "Type a name first: it is what your contacts will see.",
+    );
+    // The focus is on the field to fix, which names the error (a keyboard or screen reader user lands there).
+    expect(await a.evaluate(() => document.activeElement?.getAttribute("data-testid"))).toBe(
+      "username-input",
+    );
+    expect(await id(a, "username-input").getAttribute("aria-describedby")).toBe(
+      "username-help username-error",
+    );
     await id(a, "username-input").fill("x".repeat(41));
     await id(a, "create-identity").click();
     expect(await id(a, "username-error").textContent()).toContain("at most 40");

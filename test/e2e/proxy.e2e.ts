@@ -521,6 +521,24 @@ async function shareWithAlice(
   await byId(tb.b, "share-folder-input").setInputFiles(folder);
   await expect.poll(() => byId(tb.b, "share-status").textContent()).toMatch(/^Shared “/);
   await byId(tb.b, "share-item").getByLabel("Alice").check();
+  // The box sits before the name on its line, as every checkbox in Settings (not alone, centred above it).
+  const [box, name] = await byId(tb.b, "share-item")
+    .getByLabel("Alice")
+    .evaluate((input) => {
+      const label = input.closest("label")!;
+      const range = document.createRange();
+      range.selectNodeContents(label);
+      range.setStartAfter(input);
+      return [input.getBoundingClientRect(), range.getBoundingClientRect()].map((r) => ({
+        right: r.right,
+        left: r.left,
+        top: r.top,
+        bottom: r.bottom,
+      }));
+    });
+  expect(box!.right).toBeLessThanOrEqual(name!.left);
+  expect(box!.bottom).toBeGreaterThan(name!.top);
+  expect(box!.top).toBeLessThan(name!.bottom);
   await openChat(tb.a, bobId);
   await waitForPresence(tb.a, presence);
   await tb.a.waitForFunction(() => document.documentElement.dataset.contentOrigin === "ready");

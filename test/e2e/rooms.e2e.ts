@@ -76,6 +76,15 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
       new RegExp(`^${loft.url.replace(/\/$/, "")}/#room=[\\w-]{22}&k=[\\w-]{43}&h=[\\w-]{43}$`),
     );
     await expectNoAxeViolations(a, "new room");
+    // Home and Forward again, or a reload, show this same room: no second room is made on the way.
+    await a.goBack();
+    await expect.poll(() => a.locator("[data-testid=room-item]").count(), { timeout: T }).toBe(1);
+    await a.goForward();
+    await id(a, "room-link").waitFor({ timeout: T });
+    expect(await id(a, "room-link").inputValue()).toBe(link);
+    await a.reload();
+    await id(a, "room-link").waitFor({ timeout: T });
+    expect(await id(a, "room-link").inputValue()).toBe(link);
     await id(a, "open-room").click();
     await id(a, "room-screen").waitFor();
     roomId = (await id(a, "room-screen").getAttribute("data-room-id")) ?? "";
@@ -103,6 +112,27 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
       })
       .toBe(burst.length);
     await expectNoAxeViolations(b, "room");
+    // Laid out as in a chat: each message in a bubble, one's own on the right, the others' on the left.
+    const layout = (page: Page) =>
+      page.evaluate(() => {
+        const list = document.querySelector("[data-testid=room-messages]")!.getBoundingClientRect();
+        const shown = [...document.querySelectorAll<HTMLElement>("[data-testid=room-message]")].map((li) => {
+          const r = li.getBoundingClientRect();
+          const side =
+            r.width < list.width * 0.9 && Math.abs(r.right - list.right) < 1
+              ? "right"
+              : r.width < list.width * 0.9 && Math.abs(r.left - list.left) < 1
+                ? "left"
+                : "across";
+          const bubble = getComputedStyle(li).backgroundColor !== "rgba(0, 0, 0, 0)" ? "bubble" : "bare";
+          return `${li.dataset.direction} ${side} ${bubble}`;
+        });
+        return [...new Set(shown)].sort();
+      });
+    expect(await layout(a)).toEqual(["in left bubble", "out right bubble"]);
+    // Each says when it was said.
+    expect(await a.locator("[data-testid=room-message] .meta time").count()).toBe(burst.length + 1);
+    expect(await layout(b)).toEqual(["in left bubble", "out right bubble"]);
   });
 
   it("Cat joins late and connects to everyone present; a message reaches both others", async () => {
@@ -227,5 +257,17 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     expect(await a.locator("[data-testid=room-item]").count()).toBe(0);
     await expect.poll(() => online(b).count(), { timeout: T }).toBe(0);
     await expect.poll(() => b.locator("[data-testid=room-member]").count(), { timeout: T }).toBe(0);
+    // Ann comes back to the room's address (history, a bookmark): she is told how to join again, and
+    // is offered nothing that cannot work there (no Invite without a link, no Leave, no composer).
+    await a.goto(`${loft.url}/room/${roomId}`);
+    await expect
+      .poll(() => id(a, "room-missing").textContent(), { timeout: T })
+      .toBe(
+        "You are not in this room on this device — you may have left it. To join, open the room's link here.",
+      );
+    for (const gone of ["room-show-link", "leave-room", "composer-input", "attach-button"]) {
+      expect(await id(a, gone).count()).toBe(0);
+    }
+    await expectNoAxeViolations(a, "room (not a member)");
   });
 });

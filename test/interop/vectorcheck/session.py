@@ -12,6 +12,11 @@ from prims import aesgcm_open, aesgcm_seal, chacha_open, chacha_seal, expect
 TAG = 16
 DETACHED = 0x03
 OVERHEAD = 1 + 4 + TAG
+# session.md §5: a sender keeps head + detached part within 65535 - 16 - OVERHEAD bytes (a link
+# message is never longer than 2 + 65535), and a receiver holds it to the same limit.
+MAX_DETACHED = 65535 - TAG - OVERHEAD
+# session.md §5: the extension announces the layout only when its value is exactly this byte.
+EXTENSION_VALUE = b"\x01"
 TYPES = {0x00: "data", 0x02: "close"}
 
 
@@ -54,7 +59,7 @@ def receive(suite, k, n, link, max_message=16 * 1024 * 1024):
         head = pt[OVERHEAD:]
         if declared < TAG:
             return "LOFT_ERR_MALFORMED"
-        if len(head) + declared > max_message:
+        if len(head) + declared > min(max_message, MAX_DETACHED):
             return "LOFT_ERR_FRAME_TOO_LARGE"
         if len(rest) != declared:
             return "LOFT_ERR_MALFORMED"
@@ -75,6 +80,10 @@ def check(doc, name):
     here = os.path.dirname(os.path.abspath(__file__))
     with open(os.path.join(here, "..", "..", "..", "docs", "vectors", "ratchet-v2.json")) as f:
         ratchet = json.load(f)
+    for i, x in enumerate(doc["announcements"]):
+        expect("announcements[%d] (value %r)" % (i, x["value"]), bytes.fromhex(x["value"]) == EXTENSION_VALUE,
+               x["announces"])
+    expect("announcements include 01", any(x["announces"] for x in doc["announcements"]), True)
     for i, x in enumerate(doc["frames"]):
         w = "frames[%d] (%s)" % (i, x["label"])
         k, n, suite = bytes.fromhex(x["k"]), x["n"], x["suite"]
@@ -95,4 +104,5 @@ def check(doc, name):
         got = receive(x["suite"], bytes.fromhex(x["k"]), x["n"], bytes.fromhex(x["link_message"]),
                       x.get("max_message_bytes", 16 * 1024 * 1024))
         expect("invalid[%d] (%s)" % (i, x["label"]), "delivered" if isinstance(got, bytes) else got, x["code"])
-    return "%d link messages, %d invalid" % (len(doc["frames"]), len(doc["invalid"]))
+    return "%d link messages, %d invalid, %d announcements" % (
+        len(doc["frames"]), len(doc["invalid"]), len(doc["announcements"]))

@@ -88,7 +88,9 @@ export class AppModel {
   readonly #setPresence: (id: ContactId, p: Presence) => void;
   /** A one-line notice for the user (plain words), cleared by the next one. */
   readonly notice: Accessor<string | undefined>;
-  readonly setNotice: (n: string | undefined) => void;
+  /** The chat the notice is about, when it asks for something there (a file offer): a way to it. */
+  readonly noticeChat: Accessor<ContactId | undefined>;
+  readonly setNotice: (n: string | undefined, chat?: ContactId) => void;
   /** Unread counts and last messages per contact (Home, the tab title). */
   readonly activity: Activity;
   /** Whether the page is visible (Page Visibility API); a chat counts as read only then. */
@@ -126,7 +128,15 @@ export class AppModel {
       signaling: "disabled",
       relay: "disabled",
     });
-    [this.notice, this.setNotice] = createSignal<string>();
+    const [notice, setNoticeText] = createSignal<string>();
+    const [noticeChat, setNoticeChat] = createSignal<ContactId>();
+    this.notice = notice;
+    this.noticeChat = noticeChat;
+    this.setNotice = (n, chat) =>
+      batch(() => {
+        setNoticeText(n);
+        setNoticeChat(n === undefined ? undefined : chat);
+      });
     const [presence, setPresence] = createStore<Record<ContactId, Presence>>({});
     this.presence = presence;
     this.#setPresence = (id, p) => setPresence(id, reconcile(p));
@@ -421,7 +431,8 @@ export class AppModel {
         const t = e.transfer;
         if (t.direction === "in" && t.state === "offered" && !this.#viewing(t.contactId))
           this.setNotice(
-            `${this.contact(t.contactId)?.record.username ?? "A contact"} wants to send you ${t.name}. Open the chat to accept or decline.`,
+            `${this.contact(t.contactId)?.record.username ?? "A contact"} wants to send you ${t.name}.`,
+            t.contactId,
           );
         break;
       }

@@ -20,6 +20,8 @@ export class RoomsModel {
   readonly version: Accessor<number>;
   readonly #setVersion: (f: (n: number) => number) => void;
   #api: RoomsApi | undefined;
+  /** The api whose rooms are loaded from storage: before that, "no such room" is not known yet. */
+  #loaded: RoomsApi | undefined;
   #off: (() => void) | undefined;
   readonly #waiters = new Set<(api: RoomsApi | undefined) => void>();
 
@@ -40,6 +42,12 @@ export class RoomsModel {
     return this.#api !== undefined;
   }
 
+  /** Whether this tab's rooms are loaded (tracked through `version`): a room missing then is not there. */
+  loaded(): boolean {
+    this.version();
+    return this.#api !== undefined && this.#loaded === this.#api;
+  }
+
   room(id: string): RoomView | undefined {
     this.version();
     return this.#api?.room(id);
@@ -57,6 +65,20 @@ export class RoomsModel {
 
   async create(): Promise<RoomView> {
     return (await this.#ready()).create();
+  }
+
+  /**
+   * The "New room" screen's room: the one it made before when `made` names a room still here (the
+   * screen again by Back/Forward or a reload: no second room), else a new one.
+   */
+  async createOnce(made: string | undefined): Promise<RoomView> {
+    const api = await this.#ready();
+    if (made !== undefined) {
+      await api.load();
+      const kept = api.room(made);
+      if (kept) return kept;
+    }
+    return api.create();
   }
 
   async join(linkText: string): Promise<RoomView> {
@@ -144,7 +166,12 @@ export class RoomsModel {
     this.#api = api;
     if (api) {
       this.#off = api.subscribe(() => this.#refresh());
-      void api.load().then(() => this.#refresh());
+      // Loaded or failed, the screens stop waiting: no "Opening the room…" that never ends.
+      const done = () => {
+        this.#loaded = api;
+        this.#refresh();
+      };
+      void api.load().then(done, done);
     }
     this.#refresh();
   }

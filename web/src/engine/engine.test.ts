@@ -6,10 +6,11 @@
  * rotated key. Storage is an in-memory `EngineStorage`. The same flows run in real Chromium in
  * test/e2e/chat.e2e.ts and test/e2e/tamper.e2e.ts.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import WebSocket from "ws";
 import { toHex } from "../../../core/bytes.ts";
 import { createUserIdentity, type UserIdentity, updateIdentity } from "../../../core/identity/identity.ts";
+import { Session } from "../../../core/session/index.ts";
 import { SignalingClient, type WebSocketLike } from "../../../core/signaling/client.ts";
 import { type RunningSignaling, startSignaling, wsFactory } from "../../../signaling/testing.ts";
 import {
@@ -30,7 +31,10 @@ import {
   SaveDeferred,
   type StoredMessage,
 } from "./api.ts";
+import type { EngineConfig } from "./config.ts";
 import { decodeChatRatchet } from "./ratchet-store.ts";
+import type { DialedLink } from "./transport.ts";
+import { FRAME } from "./wire.ts";
 
 /**
  * The outbox journal hooks of EngineStorage (storage/journal.ts fills them in the page) on
@@ -107,6 +111,87 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     expect(a.storage.outbox.size + b.storage.outbox.size).toBe(0);
     // The ratchet state is stored (sealed by real storage), never the plaintext.
     expect(a.storage.sessions.has(b.id)).toBe(true);
+  });
+
+  it.each([
+    ["a PROXY frame", [FRAME.PROXY, 0], `a detached frame of type ${FRAME.PROXY}`],
+    // The type byte and 80 of the ratchet prefix's 81 bytes: a prefix byte would travel outside the
+    // Noise AEAD, which the security argument does not allow (docs/protocol/ratchet.md).
+    [
+      "a RATCHET frame with an 81-byte head",
+      [FRAME.RATCHET, ...new Uint8Array(80).fill(1)],
+      "a detached RATCHET frame with a head of 81 bytes",
+    ],
+  ])(
+    "a detached frame that is not a RATCHET frame with its 82-byte head closes the session (LOFT_ERR_MALFORMED); the chat goes on over the next (%s)",
+    async (_what, head, why) => {
+      // Only a ratchet body carries its own AEAD, so only a RATCHET frame may come detached, its
+      // whole prefix in the head (docs/protocol/session.md §5, "Detached frames"; link/controller.ts):
+      // here Alice's live session sends a frame whose last bytes are outside the Noise AEAD, as a
+      // faulty or hostile peer could — the engine never does.
+      const [a, b] = await pair();
+      const spy = vi.spyOn(Session.prototype, "sendDetached");
+      let alices: Session | undefined;
+      try {
+        const m1 = await a.engine.send(b.id, "before");
+        await until(() => stateOf(a, m1) === "delivered", "m1 delivered");
+        // Her session to Bob that is still open (an earlier one may have been replaced meanwhile).
+        alices = (spy.mock.contexts as Session[]).findLast(
+          (s) => toHex(s.remoteIdentity.verified.identity_key) === b.id && s.state !== "closed",
+        );
+      } finally {
+        spy.mockRestore();
+      }
+      expect(alices?.detachedFrames).toBe(true);
+      alices!.sendDetached([Uint8Array.from(head)], new Uint8Array(32).fill(7));
+      const closed = `session ${a.id.slice(0, 8)} closed: LOFT_ERR_MALFORMED (${why})`;
+      await until(() => b.logs.includes(closed), "Bob closed the session on the detached frame");
+      await until(() => alices!.state === "closed", "Alice's session closed too");
+      // Nothing was lost: the next session carries the next message.
+      const m2 = await a.engine.send(b.id, "after");
+      await until(() => stateOf(a, m2) === "delivered", "m2 delivered");
+      expect(b.storage.texts(a.id, "in")).toEqual(["before", "after"]);
+    },
+  );
+
+  it("a detached ratchet body changed in transit: the session closes (LOFT_ERR_DECRYPT), both ratchets go on, the message comes again", async () => {
+    // docs/protocol/ratchet.md, "One AEAD pass per byte": a body outside the Noise AEAD may be
+    // changed by the network, so its failure closes the session as a Noise failure does and is
+    // not read as disagreeing ratchets (messages.ts). The link messages reaching Bob now: the
+    // first one with bytes after its Noise message (a DETACHED frame) gets its first body byte
+    // flipped; links made later (the next session's) are left alone.
+    const [a, b] = await pair();
+    let flipped = 0;
+    for (const link of h.hub.links.filter((l) => l.owner === b.id)) {
+      const fromPeer = link.fromPeer.bind(link);
+      link.fromPeer = (m: Uint8Array) => {
+        const sealedEnd = 2 + ((m[0]! << 8) | m[1]!);
+        if (flipped === 0 && m.length > sealedEnd) {
+          flipped++;
+          m[sealedEnd]! ^= 1;
+        }
+        fromPeer(m);
+      };
+    }
+    const ratchetId = () => {
+      const r = decodeChatRatchet(b.storage.sessions.get(a.id) ?? new Uint8Array(0));
+      return r.ok ? toHex(r.value.id) : r.error.code;
+    };
+    await until(() => b.storage.sessions.has(a.id), "Bob's ratchet stored");
+    const before = ratchetId();
+    const m1 = await a.engine.send(b.id, "through a changed body");
+    await until(
+      () => b.logs.some((l) => l.startsWith(`session ${a.id.slice(0, 8)} closed: LOFT_ERR_DECRYPT`)),
+      "closed",
+    );
+    expect(flipped).toBe(1);
+    await until(() => stateOf(a, m1) === "delivered", "m1 delivered on the next session");
+    expect(b.storage.texts(a.id, "in")).toEqual(["through a changed body"]);
+    // The same ratchet read it: none was dropped and bootstrapped again.
+    expect(ratchetId()).toBe(before);
+    expect([...a.logs, ...b.logs].filter((l) => /desync|re-bootstrapped/.test(l))).toEqual([]);
+    const m2 = await b.engine.send(a.id, "and back");
+    await until(() => stateOf(b, m2) === "delivered", "m2 delivered");
   });
 
   it("the first verified connection with a contact stores lastSeen and tells the app (contact-updated)", async () => {
@@ -478,6 +563,72 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
       (e) => e.type === "presence" && e.presence.lastError?.message.includes("stopped responding"),
     );
     expect(closed).toBeDefined();
+  });
+
+  it("a stopping engine closes its direct transport after its sessions' CLOSE: the contact sees it stopped, no error", async () => {
+    // As web/src/net/direct.ts: `close` closes every link the transport made at once, `settled`
+    // waits for the open ones to be closed (by their sessions, once the CLOSE is sealed).
+    const directLike =
+      (user: UserIdentity): EngineConfig["transport"] =>
+      (deps) => {
+        const links = new Set<DialedLink>();
+        const track = (l: DialedLink) => {
+          links.add(l);
+          void l.closed.then(() => links.delete(l));
+          return l;
+        };
+        const inner = h.hub.factory(user)({
+          ...deps,
+          onOffer: (o) => deps.onOffer({ ...o, accept: () => track(o.accept()) }),
+        });
+        return {
+          path: "direct",
+          dial: (peer, options) => track(inner.dial(peer, options)),
+          close: () => {
+            inner.close();
+            for (const l of links) l.close("transport-closed");
+          },
+          settled: () =>
+            Promise.all([...links].filter((l) => l.state === "open").map((l) => l.closed)).then(() => {}),
+        };
+      };
+    h.hub = new Hub();
+    const aUser = createUserIdentity({ username: "alice", now: Date.now() });
+    const bUser = createUserIdentity({ username: "bob", now: Date.now() });
+    const a = h.node("alice", aUser, undefined, undefined, { transport: directLike(aUser) });
+    const b = h.node("bob", bUser, undefined, undefined, { transport: directLike(bUser) });
+    a.storage.addUser(b.user);
+    b.storage.addUser(a.user);
+    await a.engine.start();
+    await b.engine.start();
+    await until(() => online(a, b) && online(b, a), "both online");
+    await a.engine.stop();
+    const closedLine = `session ${a.id.slice(0, 8)} closed: `;
+    await until(() => b.logs.some((l) => l.startsWith(closedLine)), "Bob's session with Alice ends");
+    // Before, the transport closed the link before Alice's session had sealed its CLOSE: Bob saw
+    // the link fail (transport-closed), showed an error and redialled.
+    expect(b.logs.filter((l) => l.startsWith(closedLine))).toEqual([`${closedLine}remote-closed (stopped)`]);
+    expect(b.engine.presence(a.id).lastError).toBeUndefined();
+  });
+
+  it("a stop while start still reads the settings: start then opens nothing, the engine stays stopped", async () => {
+    class HeldSettings extends MemoryStorage {
+      readonly held: (() => void)[] = [];
+      override async getSettings() {
+        await new Promise<void>((go) => this.held.push(go));
+        return super.getSettings();
+      }
+    }
+    const storage = new HeldSettings(signaling.url);
+    const a = node("alice", undefined, storage);
+    const starting = a.engine.start();
+    await until(() => storage.held.length > 0, "start reads the settings");
+    await a.engine.stop();
+    for (const go of storage.held) go();
+    await starting;
+    // Before, start went on after the stop: a signaling connection (and relay pool, live
+    // transports) that nothing would close, on an engine said to be stopped.
+    expect(a.engine.serviceStatus()).toMatchObject({ signaling: "disabled", relay: "disabled" });
   });
 
   /** Heartbeats too slow to notice anything within a test: only the presence probe can (chat.md §6). */

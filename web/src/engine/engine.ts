@@ -128,6 +128,8 @@ export class Engine implements ChatEngine {
    * matches a call made before.
    */
   readonly #userCalls = new Map<ContactId, number>();
+  /** The one `stop` (`stop`). */
+  #stopping: Promise<void> | undefined;
   #lastUserCall = 0;
   /** File transfers (files/transfers.ts; docs/protocol/files.md). */
   readonly #files: FileTransfers;
@@ -216,6 +218,9 @@ export class Engine implements ChatEngine {
     const settings = await this.#ctx.storage.getSettings();
     this.#ctx.signalingUrl = settings.signalingUrl;
     const contacts = await this.#ctx.storage.listContacts();
+    // A stop made while start awaited has closed what existed then: open nothing more (after each
+    // await below too), or a signaling connection and relay pool would outlive the stopped engine.
+    if (this.#ctx.stopped) return;
     for (const c of contacts) this.#links.for(c);
     if (this.#ctx.cfg.offline) return;
     this.#ctx.relayUrls = distinctUrls(settings.relayUrls ?? []);
@@ -261,6 +266,7 @@ export class Engine implements ChatEngine {
       // one when one is down (queues.ts ensureRx; mailbox.md §1, "Several relays").
       for (const url of this.#ctx.relayUrls) this.#ctx.pool.keep(url);
       await this.#links.loadMailboxes();
+      if (this.#ctx.stopped) return;
       resumeMoves(this.#ctx, this.#applyTo);
       // Room queues spread over the same relays, counting our contacts' queues too (and back).
       const rooms = this.rooms;
@@ -268,6 +274,7 @@ export class Engine implements ChatEngine {
       await rooms?.useMailboxes(this.#ctx.pool, this.#ctx.relayUrls, (url) =>
         contactQueuesOn(this.#ctx, url),
       );
+      if (this.#ctx.stopped) return;
       this.#ctx.addressReady = setupAddress(this.#ctx);
     }
     const signalingUrls = signalingServers(settings, contacts);
@@ -337,8 +344,17 @@ export class Engine implements ChatEngine {
     }
   }
 
-  async stop(): Promise<void> {
-    if (this.#ctx.stopped) return;
+  /**
+   * Stop the engine, once: a call made while a stop runs gets that stop's end rather than
+   * returning at once while its sessions still settle (a CLI signal handler that exits next cut
+   * off what `#settled` waits for).
+   */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<void> {
     // Messages already handed over are stored (and stay in the outbox) before we go.
     await this.#lines.idle();
     this.calls.stop();
@@ -351,14 +367,18 @@ export class Engine implements ChatEngine {
     this.#links.stop();
     this.rooms?.stop();
     clearTimeout(this.#ctx.addressTimer);
-    this.#ctx.direct?.close();
     this.#ctx.signaling?.close();
     // The sessions just closed seal their CLOSE after what they still had queued, then close their
     // links; a live relay link then sends what it holds, its close marker last. Only then do the
-    // relay connections close (bounded by stopSettleMs): before, a message reported `sent` a moment
-    // earlier was cut off with them when the process exited next (the CLI), and the contact learnt
-    // we had left only from its probe or heartbeat (docs/protocol/chat.md §6, "Stopping").
-    await this.#settled(this.#ctx.relayLive?.settled?.());
+    // transports and the relay connections close (bounded by stopSettleMs): before, a message
+    // reported `sent` a moment earlier was cut off with them when the process exited next (the
+    // CLI), and the contact learnt we had left only from its probe or heartbeat — or, on a direct
+    // link closed before its session had sealed the CLOSE, saw the link fail and redialled
+    // (docs/protocol/chat.md §6, "Stopping").
+    await this.#settled(
+      Promise.all([this.#ctx.direct?.settled?.(), this.#ctx.relayLive?.settled?.()]).then(() => {}),
+    );
+    this.#ctx.direct?.close();
     this.#ctx.relayLive?.close();
     await Promise.allSettled([...this.#ctx.peers.values()].map((p) => p.queue));
     this.#ctx.pool?.close();
@@ -367,8 +387,7 @@ export class Engine implements ChatEngine {
   }
 
   /** `settling`, or stopSettleMs, whichever ends first. */
-  async #settled(settling: Promise<void> | undefined): Promise<void> {
-    if (!settling) return;
+  async #settled(settling: Promise<void>): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
       settling,

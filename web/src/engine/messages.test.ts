@@ -182,6 +182,30 @@ describe("receive: a detached ratchet body that fails (docs/protocol/session.md 
     expect(events).toEqual([]);
   });
 
+  it("read after its session closed (chat.md §6, 'Stopping'): a failing body is dropped, nothing closed, the ratchet kept; the genuine one is read", async () => {
+    const storage = new MemoryStorage("");
+    const { alice, bob, ctx, events, live, peerWith } = await setup(storage);
+    const closes: string[][] = [];
+    (live.session as unknown as { close: (...a: string[]) => void }).close = (...a) => closes.push(a);
+    const peer = peerWith(bob);
+    storage.sessions.set("peer", encodeChatRatchet(peer.ratchet!));
+    peer.live = undefined; // the session this came on closed, and no other replaced it
+    const message: AppMessage = { t: "msg", id: "m4".padEnd(22, "A"), at: 1_700_000_000_000, text: "late" };
+    const sealed = (await ratchetEncrypt(alice, encodeAppMessage(message), Date.now())).message;
+    const changed = sealed.slice();
+    changed[MESSAGE_PREFIX_LEN + 2]! ^= 1;
+    expect(await receive(ctx, peer, live, changed, true)).toEqual([]);
+    expect(closes).toEqual([]);
+    expect(peer.ratchet?.state).toBe(bob);
+    expect(storage.sessions.has("peer")).toBe(true);
+    expect(events).toEqual([]);
+    // The same message as sent: read with the kept ratchet, stored and shown once.
+    await receive(ctx, peer, live, sealed, true);
+    expect(closes).toEqual([]);
+    expect(events.map((e) => e.type)).toEqual(["message"]);
+    expect(peer.ratchet?.state.recvCount).toBe(1);
+  });
+
   it("inside a Noise frame (not detached): as before, the ratchets disagree — ours is dropped", async () => {
     const storage = new MemoryStorage("");
     const { alice, bob, ctx, live, peerWith } = await setup(storage);

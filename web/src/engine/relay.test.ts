@@ -8,7 +8,7 @@
  */
 
 import { randomBytes } from "@noble/hashes/utils.js";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { createUserIdentity, type UserIdentity } from "../../../core/identity/identity.ts";
 import {
   createPrekeyStore,
@@ -16,6 +16,7 @@ import {
   EARLY_ROTATION_SEEN,
 } from "../../../core/prekey/index.ts";
 import type { RecipientQueue, RelayClient } from "../../../core/relay/client.ts";
+import { RelayLink } from "../../../core/relay/live-link.ts";
 import { storedMessageBytes } from "../../../relay-ws/source-limits.ts";
 import { connectRelay, relayCounter, startTestRelay, type TestRelay } from "../../../relay-ws/testing.ts";
 import { type RunningSignaling, startSignaling } from "../../../signaling/testing.ts";
@@ -385,6 +386,66 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     expect([...a.events, ...b.events].some((e) => e.type === "message-state" && e.state === "relayed")).toBe(
       false,
     );
+  });
+
+  it("a stopping engine deletes its live relay links' receiving queues before it closes its relay connections; a second stop waits for the first", async () => {
+    // Every receiving queue a live relay link subscribes, with the connection it is on.
+    const links: { client: RelayClient; own: RecipientQueue }[] = [];
+    const open = RelayLink.open;
+    const spy = vi.spyOn(RelayLink, "open").mockImplementation((client, own, peer, options) => {
+      links.push({ client, own });
+      return open.call(RelayLink, client, own, peer, options);
+    });
+    // The live transports' `settled`, held until `release`: `asked` once a stop waits on it.
+    let asked!: () => void;
+    const settling = new Promise<void>((r) => {
+      asked = r;
+    });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const relayTransport: EngineConfig["relayTransport"] = (deps) => {
+      const t = new RelayLiveTransport(deps);
+      const settled = t.settled.bind(t);
+      t.settled = () => {
+        asked();
+        return gate.then(settled);
+      };
+      return t;
+    };
+    const owner = await connectRelay(relay.url);
+    try {
+      const [a, b] = await h.pair(true, false, { relayTransport });
+      expect(a.engine.presence(b.id).path).toBe("relay");
+      const m = await a.engine.send(b.id, "live, then stop");
+      await until(() => stateOf(a, m) === "delivered", "delivered");
+      const first = a.engine.stop();
+      await settling;
+      // A second stop while the first waits for the links (a CLI signal handler, say) ends with
+      // it: before, it returned at once, and a process exiting then cut off what the first
+      // waited for.
+      let secondEnded = false;
+      const second = a.engine.stop().then(() => {
+        secondEnded = true;
+      });
+      await new Promise((r) => setTimeout(r, 0));
+      expect(secondEnded).toBe(false);
+      release();
+      await Promise.all([first, second]);
+      // Alice's links (a first one may have lost a glare): those whose connection her stop closed.
+      const alices = links.filter((l) => l.client.closed);
+      expect(alices.length).toBeGreaterThanOrEqual(1);
+      // Her queue went once her link had settled (relay-live.ts `#track`), and her stop waited for
+      // the relay's answer to that DEL: before, stop returned with it unanswered — unsent when the
+      // pool closed first, and the queue stayed at the relay until its idle expiry.
+      for (const l of alices)
+        await expect(owner.get(l.own)).rejects.toMatchObject({ code: "LOFT_ERR_RELAY_AUTH" });
+    } finally {
+      release();
+      spy.mockRestore();
+      owner.close();
+    }
   });
 
   it("a relay from before protocol 1.2: the engines fall back to 1.1, live link and mailbox work as before", async () => {

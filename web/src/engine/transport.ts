@@ -58,8 +58,8 @@ export interface LiveTransport {
   close(): void;
   /**
    * Resolves once every link it made is closed and has handed what it had queued to the network
-   * (the relay's: web/src/net/relay-live.ts); absent where a closed link has nothing left to
-   * send. The engine's `stop` waits for it, bounded, before closing the transport. Never rejects.
+   * (the relay's, which also deletes its receiving queue then: web/src/net/relay-live.ts; the
+   * direct one's open links closed by their sessions: web/src/net/direct.ts). The engine's `stop` waits for it, bounded, before closing the transport. Never rejects.
    */
   settled?(): Promise<void>;
 }

@@ -107,6 +107,17 @@ export class DirectTransport implements LiveTransport {
     this.#early.clear();
   }
 
+  /**
+   * Resolves once every link open now is closed — by its session, after the session's CLOSE
+   * (core/session `teardown`) — so the engine's `stop` closes this transport after that, not
+   * before (engine.ts `stop`, bounded). Links still connecting are not waited for: `close` ends
+   * them. Never rejects.
+   */
+  settled(): Promise<void> {
+    const open = [...this.#attempts.values()].filter((a) => a.link.state === "open");
+    return Promise.all(open.map((a) => a.link.closed)).then(() => {});
+  }
+
   /** Start a connection to `peer`: returns the initiating link (state `connecting`). */
   dial(peer: Uint8Array, options: { room?: Uint8Array } = {}): WebRtcLink {
     const conn = crypto.getRandomValues(new Uint8Array(CONN_ID_BYTES));

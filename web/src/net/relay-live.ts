@@ -150,8 +150,11 @@ export class RelayLiveTransport implements LiveTransport {
   readonly #urls: readonly string[];
   readonly #onOffer: (offer: IncomingOffer) => void;
   readonly #attempts = new Map<string, Attempt>();
-  /** Every link made (dialed or accepted) until it has settled (`settled`). */
-  readonly #links = new Set<RelayDialLink>();
+  /**
+   * Every link made (dialed or accepted), until it has settled and our receiving queue of it is
+   * deleted: what `settled` waits for (`#track`).
+   */
+  readonly #links = new Map<RelayDialLink, Promise<void>>();
   readonly #off: () => void;
 
   /** Options for each RelayLink (core/relay/live-link.ts); a benchmark sets the send window. */
@@ -177,26 +180,39 @@ export class RelayLiveTransport implements LiveTransport {
 
   /**
    * Resolves once every link made so far is closed and has sent what it had queued — the last
-   * messages, the session's CLOSE, the close marker — to the relay (`RelayDialLink.settled`). The
-   * engine waits for it, bounded, between closing its sessions and closing the relay connections
-   * (engine.ts `stop`): a process that exits right after `stop` (the CLI) otherwise cut off a
-   * message it had reported `sent`. Never rejects.
+   * messages, the session's CLOSE, the close marker — to the relay (`RelayDialLink.settled`), and
+   * our receiving queue of it is deleted (`#track`). The engine waits for it, bounded, between
+   * closing its sessions and closing the relay connections (engine.ts `stop`): a process that
+   * exits right after `stop` (the CLI) otherwise cut off a message it had reported `sent`, and a
+   * DEL still being authorized when the connection closed was never sent (the queue stayed at
+   * the relay until its idle expiry). Never rejects.
    */
   settled(): Promise<void> {
-    return Promise.all([...this.#links].map((l) => l.settled)).then(() => {});
+    return Promise.all(this.#links.values()).then(() => {});
   }
 
-  /** A new link, tracked until it has settled. */
-  #track(link: RelayDialLink): RelayDialLink {
-    this.#links.add(link);
-    void link.settled.then(() => this.#links.delete(link));
-    return link;
+  /**
+   * Track `link` until it has settled and `queue` — our receiving queue of it, once made — is
+   * deleted. The queue goes once what we sent has settled (closed, and what the link queued — its
+   * close marker last — answered by the relay), not when the link closes: until the peer has read
+   * our close marker it may still send (a PONG, a receipt), and a send refused because the queue
+   * is gone closed its link before our last pieces, stored behind that refusal's answer, were
+   * delivered to it (docs/protocol/relay.md §Live links). What it sends meanwhile is deleted with
+   * the queue, unread.
+   */
+  #track(link: RelayDialLink, queue: () => [RelayClient | undefined, RecipientQueue | undefined]): void {
+    const done = link.settled
+      .then(() => this.#dropQueue(...queue()))
+      .then(() => {
+        this.#links.delete(link);
+      });
+    this.#links.set(link, done);
   }
 
   dial(peer: Uint8Array, options?: { room?: Uint8Array }): RelayDialLink {
     const room = options?.room?.slice();
     const conn = crypto.getRandomValues(new Uint8Array(CONN_ID_BYTES));
-    const link = this.#track(new RelayDialLink());
+    const link = new RelayDialLink();
     const a: Attempt = { link, peer: peer.slice(), conn, answered: false };
     const key = `${toHex(peer)}/${toHex(conn)}`;
     this.#attempts.set(key, a);
@@ -205,10 +221,8 @@ export class RelayLiveTransport implements LiveTransport {
       if (!link.isOpen && !info.reason.startsWith("bye-") && info.reason !== "transport-closed")
         this.#bye(a.peer, conn, "cancelled");
     });
-    // Our queue goes once what we sent has settled, not at the close: deleted at once, the peer's
-    // next send into it was refused and its link closed before our last pieces and our close
-    // marker reached it (`#dropLater`).
-    this.#dropLater(link, () => [a.client, a.own]);
+    // Our queue goes once what we sent has settled, not at the close (`#track`).
+    this.#track(link, () => [a.client, a.own]);
     // The first of our relays not known to be down (core/relay/choice.ts): one down relay does
     // not stop live links through the others.
     const url = preferredOrder(this.#urls, (u) => this.#pool.isDown(u))[0] ?? this.#urls[0]!;
@@ -229,20 +243,10 @@ export class RelayLiveTransport implements LiveTransport {
     return link;
   }
 
-  #dropQueue(client: RelayClient | undefined, own: RecipientQueue | undefined): void {
-    if (client && own && !client.closed) client.deleteQueue(own).catch(() => {});
-  }
-
-  /**
-   * Delete our receiving queue of `link` once the link has settled (closed, and what it queued —
-   * its close marker last — answered by the relay), not when it closes: until the peer has read
-   * our close marker it may still send (a PONG, a receipt), and a send refused because the queue
-   * is gone closed its link before our last pieces, stored behind that refusal's answer, were
-   * delivered to it (docs/protocol/relay.md §Live links). What it sends meanwhile is deleted with
-   * the queue, unread.
-   */
-  #dropLater(link: RelayDialLink, queue: () => [RelayClient | undefined, RecipientQueue | undefined]): void {
-    void link.settled.then(() => this.#dropQueue(...queue()));
+  /** Delete our receiving queue `own`, best effort; resolves once answered (never rejects). */
+  #dropQueue(client: RelayClient | undefined, own: RecipientQueue | undefined): Promise<void> {
+    if (!client || !own || client.closed) return Promise.resolve();
+    return client.deleteQueue(own).catch(() => {});
   }
 
   #send(peer: Uint8Array, p: SignalPayload): Promise<void> {
@@ -296,10 +300,10 @@ export class RelayLiveTransport implements LiveTransport {
       accept: () => {
         if (decided) throw new Error("offer already decided");
         decided = true;
-        const link = this.#track(new RelayDialLink());
+        const link = new RelayDialLink();
         let client: RelayClient | undefined;
         let own: RecipientQueue | undefined;
-        this.#dropLater(link, () => [client, own]);
+        this.#track(link, () => [client, own]);
         void (async () => {
           const c = await this.#pool.client(url);
           client = c;

@@ -125,6 +125,18 @@ export class WebRtcLink extends QueueLink {
     }
   }
 
+  /**
+   * The longest message the peer accepts on this connection (core/link/link.ts): the remote SDP's
+   * `a=max-message-size` (RFC 8841 §6; 65536 when the SDP has none), as the browser negotiated it
+   * (RTCSctpTransport.maxMessageSize; Infinity for "no limit"). Undefined before the SCTP transport
+   * exists — the session reads it after the peer's first message, when it does. Chromium offers
+   * 262144; a peer offering less than 65537 gets no detached frames (docs/protocol/session.md §5).
+   */
+  get maxMessageSize(): number | undefined {
+    const size = (this.#peer._pc as RTCPeerConnection | undefined)?.sctp?.maxMessageSize;
+    return typeof size === "number" && size > 0 ? size : undefined;
+  }
+
   /** Bytes queued in the data channel and not yet handed to the network. */
   get bufferedAmount(): number {
     return this.#peer.bufferSize;

@@ -100,7 +100,8 @@ export function ShareFolder(props: { app: AppModel }) {
               >
                 <For each={accepted()}>
                   {(c) => (
-                    <label class="row">
+                    // A checkbox and its name on one line (styles.css label.check), not a full-width box.
+                    <label class="check">
                       <input
                         type="checkbox"
                         checked={share.contacts.includes(c.record.id)}

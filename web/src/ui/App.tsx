@@ -49,6 +49,20 @@ export function App(props: { app: AppModel; fatal?: string }) {
       <Show when={app.notice()}>
         <div class="notice" role="status" data-testid="notice">
           {app.notice()}{" "}
+          <Show when={app.noticeChat()}>
+            {(id) => (
+              <>
+                <button
+                  type="button"
+                  class="link"
+                  data-testid="notice-open-chat"
+                  onClick={() => app.go({ name: "chat", id: id() })}
+                >
+                  Open the chat to accept or decline
+                </button>{" "}
+              </>
+            )}
+          </Show>
           <button type="button" class="link" aria-label="Dismiss" onClick={() => app.setNotice(undefined)}>
             ✕
           </button>

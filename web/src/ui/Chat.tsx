@@ -314,6 +314,7 @@ export function Chat(props: { app: AppModel; id: string }) {
         <Composer
           disabled={!!blocked()}
           onSend={send}
+          draftKey={`chat:${props.id}`}
           error={error()}
           onClearError={() => setError(undefined)}
           ref={(h) => {

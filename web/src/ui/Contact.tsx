@@ -7,6 +7,7 @@ import { encryptionLabel, statusOf } from "../app/contact-status.ts";
 import type { AppModel, ContactView } from "../app/model.ts";
 import type { IdentityChangeKind } from "../engine/api.ts";
 import { safetyCode } from "../identity.ts";
+import { inlineConfirm } from "./confirm.ts";
 import { TRUST_LABEL, timeLabel } from "./format.ts";
 import { Back } from "./Home.tsx";
 import { Qr } from "./Qr.tsx";
@@ -97,6 +98,7 @@ export function ContactScreen(props: { app: AppModel; id: string }) {
   const app = props.app;
   const view = () => app.contact(props.id);
   const [confirmDelete, setConfirmDelete] = createSignal(false);
+  const deleteDialog = inlineConfirm(() => setConfirmDelete(false), "delete-contact");
   return (
     <main class="screen" data-testid="contact-screen">
       <Back app={app} />
@@ -202,7 +204,7 @@ export function ContactScreen(props: { app: AppModel; id: string }) {
               </button>
             </div>
             <Show when={confirmDelete()}>
-              <div class="card warning" role="alertdialog" aria-label="Delete contact">
+              <div class="card warning" role="alertdialog" aria-label="Delete contact" ref={deleteDialog.ref}>
                 <p>Delete {v().record.username} and your whole conversation with them from this device?</p>
                 <div class="row">
                   <button
@@ -216,7 +218,7 @@ export function ContactScreen(props: { app: AppModel; id: string }) {
                   >
                     Delete
                   </button>
-                  <button type="button" onClick={() => setConfirmDelete(false)}>
+                  <button type="button" data-cancel onClick={deleteDialog.cancel}>
                     Cancel
                   </button>
                 </div>

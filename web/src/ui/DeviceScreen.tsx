@@ -22,6 +22,7 @@ import { attachOverSerial, type TelemetryReading } from "../device/attached-devi
 import { runConsoleCommand } from "../device/console.ts";
 import { type DeviceProblem, describeDeviceError } from "../device/problems.ts";
 import { choosePort, DEFAULT_BAUD_RATE, webSerial } from "../device/web-serial.ts";
+import { inlineConfirm } from "./confirm.ts";
 import { timeLabel } from "./format.ts";
 import { Back } from "./Home.tsx";
 import { BaudRateField } from "./PairDevice.tsx";
@@ -147,6 +148,7 @@ export function DeviceScreen(props: { app: AppModel; id: string }) {
     return r && !attached() ? { ...r, via: "relay" } : undefined;
   };
   const [forgetting, setForgetting] = createSignal(false);
+  const forgetDialog = inlineConfirm(() => setForgetting(false), "forget-device");
   const forget = async () => {
     detach(props.id);
     await app.deleteContact(props.id);
@@ -303,7 +305,12 @@ export function DeviceScreen(props: { app: AppModel; id: string }) {
               </button>
             }
           >
-            <div class="row" role="alertdialog" aria-label="Confirm forgetting the device">
+            <div
+              class="row"
+              role="alertdialog"
+              aria-label="Confirm forgetting the device"
+              ref={forgetDialog.ref}
+            >
               <button
                 type="button"
                 class="danger"
@@ -312,7 +319,7 @@ export function DeviceScreen(props: { app: AppModel; id: string }) {
               >
                 Forget it
               </button>
-              <button type="button" onClick={() => setForgetting(false)}>
+              <button type="button" data-cancel onClick={forgetDialog.cancel}>
                 Keep it
               </button>
             </div>

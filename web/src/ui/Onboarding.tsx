@@ -9,13 +9,14 @@ import type { AppModel } from "../app/model.ts";
 import { problemText } from "../app/problems.ts";
 import { validateUsername } from "../identity.ts";
 import { passphraseProblem } from "../storage/backup.ts";
+import { inlineConfirm } from "./confirm.ts";
 import { backupFileFields, newPassphraseFields } from "./PassphraseFields.tsx";
 
 export function usernameProblem(raw: string): string | undefined {
   const r = validateUsername(raw);
   if (r.ok) return undefined;
   const m = r.error.message;
-  if (m.includes("empty")) return "Choose a name of at least 1 character.";
+  if (m.includes("empty")) return "Type a name first: it is what your contacts will see.";
   if (m.includes("longer")) return "Names can be at most 40 characters.";
   if (m.includes("white space")) return "Names can't start or end with a space.";
   return "That name has characters Loft can't use (control or text-direction characters).";
@@ -49,7 +50,9 @@ export function Onboarding(props: { app: AppModel }) {
             ? "The two passphrases differ."
             : undefined;
     setPassError(passProblem);
-    if (problem || passProblem) return;
+    // The focus goes to the first field to fix, so a keyboard or screen reader user lands on it.
+    if (problem) return document.getElementById("username")?.focus();
+    if (passProblem) return document.getElementById("onboarding-passphrase-new")?.focus();
     setBusy(true);
     try {
       await props.app.createIdentity(name().normalize("NFC"), pass || undefined);
@@ -93,13 +96,13 @@ export function Onboarding(props: { app: AppModel }) {
           value={name()}
           onInput={(e) => setName(e.currentTarget.value)}
           aria-invalid={error() ? "true" : "false"}
-          aria-describedby="username-help"
+          aria-describedby={error() ? "username-help username-error" : "username-help"}
         />
         <p id="username-help" class="help">
           1–40 characters. You can change it later; your contacts will see the new name.
         </p>
         <Show when={error()}>
-          <p class="error" role="alert" data-testid="username-error">
+          <p class="error" role="alert" id="username-error" data-testid="username-error">
             {error()}
           </p>
         </Show>
@@ -233,6 +236,7 @@ const plural = (n: number, one: string, many: string) => `${n} ${n === 1 ? one :
 function StartOver(props: { app: AppModel }) {
   const [holdings] = createResource(() => deviceHoldings(props.app).catch(() => undefined));
   const [confirming, setConfirming] = createSignal(false);
+  const dialog = inlineConfirm(() => setConfirming(false), "start-over");
   const [busy, setBusy] = createSignal(false);
   const lost = () => {
     const h = holdings();
@@ -259,7 +263,7 @@ function StartOver(props: { app: AppModel }) {
           </button>
         }
       >
-        <div class="row" role="alertdialog" aria-labelledby="start-over-confirm-text">
+        <div class="row" role="alertdialog" aria-labelledby="start-over-confirm-text" ref={dialog.ref}>
           <p id="start-over-confirm-text">Delete {lost()} now?</p>
           <button
             type="button"
@@ -270,7 +274,7 @@ function StartOver(props: { app: AppModel }) {
           >
             Yes, delete everything and start over
           </button>
-          <button type="button" data-testid="cancel-start-over" onClick={() => setConfirming(false)}>
+          <button type="button" data-testid="cancel-start-over" data-cancel onClick={dialog.cancel}>
             Cancel
           </button>
         </div>

@@ -17,6 +17,7 @@ import { RoomCallPanel } from "./call/RoomCallPanel.tsx";
 import { AttachFile } from "./chat/AttachFile.tsx";
 import { Composer } from "./chat/Composer.tsx";
 import { Files } from "./chat/Files.tsx";
+import { timeLabel } from "./format.ts";
 import { Qr } from "./Qr.tsx";
 
 /** ← Back (Home.tsx has the same; imported from there it would make Home ↔ Room a cycle). */
@@ -114,7 +115,15 @@ function useCopy(app: AppModel, text: () => string) {
 export function NewRoom(props: { app: AppModel }) {
   const app = props.app;
   const rooms = roomsOf(app);
-  const [room] = createResource(async () => rooms.create());
+  // The history entry remembers the room it made (HTML "Session history" state, kept across a
+  // reload): coming back to this screen shows that room's link instead of making another room.
+  const [room] = createResource(async () => {
+    const st: unknown = history.state;
+    const made = typeof st === "object" && st !== null ? (st as { newRoom?: unknown }).newRoom : undefined;
+    const r = await rooms.createOnce(typeof made === "string" ? made : undefined);
+    if (location.pathname === "/rooms/new") history.replaceState({ ...(st as object), newRoom: r.id }, "");
+    return r;
+  });
   const link = () => {
     const r = room();
     return r ? rooms.linkOf(r) : "";
@@ -174,6 +183,17 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
   const app = props.app;
   const rooms = roomsOf(app);
   const room = () => rooms.room(props.id);
+  /**
+   * Why there is no room to show, once that is known: not a member here, or the engine runs in
+   * another tab (an offline engine has no rooms: web/src/engine/api.ts). Reads the rooms' version
+   * and the engine's start, which `available()` alone does not track.
+   */
+  const missing = (): "not-member" | "elsewhere" | undefined => {
+    rooms.version();
+    app.service();
+    if (rooms.available()) return rooms.loaded() ? "not-member" : undefined;
+    return app.engine ? "elsewhere" : undefined;
+  };
   const messages = () => rooms.messages(props.id);
   const [error, setError] = createSignal<string>();
   const [showLink, setShowLink] = createSignal(false);
@@ -252,26 +272,38 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
             {statusLabel(room())}
           </span>
         </div>
-        <div class="actions">
-          <button
-            type="button"
-            data-testid="room-show-link"
-            aria-expanded={showLink()}
-            onClick={() => setShowLink(!showLink())}
-          >
-            Invite
-          </button>
-          <button type="button" data-testid="leave-room" onClick={leave}>
-            Leave
-          </button>
-        </div>
+        {/* Only for a room this device is in: without one, Invite has no link and Leave nothing to leave. */}
+        <Show when={room()}>
+          <div class="actions">
+            <button
+              type="button"
+              data-testid="room-show-link"
+              aria-expanded={showLink()}
+              onClick={() => setShowLink(!showLink())}
+            >
+              Invite
+            </button>
+            <button type="button" data-testid="leave-room" onClick={leave}>
+              Leave
+            </button>
+          </div>
+        </Show>
       </div>
       <Show when={!room()}>
-        <p class="card warning" role="alert" data-testid="room-missing">
-          {rooms.available()
-            ? "You are not in this room on this device (you may have left it)."
-            : "Rooms run in the tab where Loft is connected."}
-        </p>
+        <Show
+          when={missing()}
+          fallback={
+            <p class="status" role="status" data-testid="room-opening">
+              Opening the room…
+            </p>
+          }
+        >
+          <p class="card warning" role="alert" data-testid="room-missing">
+            {missing() === "not-member"
+              ? "You are not in this room on this device — you may have left it. To join, open the room's link here."
+              : "Loft is open in another tab or window: rooms work there. Use that tab, or close it and reload this one."}
+          </p>
+        </Show>
       </Show>
       <Show when={room()}>
         {(r) => (
@@ -421,17 +453,20 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
           {error()}
         </p>
       </Show>
-      <AttachFile
-        disabled={!canSend()}
-        title="Send a file to everyone here (or drop one on the room, or paste an image)"
-        onFiles={attach}
-      />
-      <Composer
-        disabled={!room() || room()?.status === "removed"}
-        onSend={(text) => rooms.send(props.id, text)}
-        error={undefined}
-        onClearError={() => setError(undefined)}
-      />
+      <Show when={room()}>
+        <AttachFile
+          disabled={!canSend()}
+          title="Send a file to everyone here (or drop one on the room, or paste an image)"
+          onFiles={attach}
+        />
+        <Composer
+          disabled={!canSend()}
+          onSend={(text) => rooms.send(props.id, text)}
+          draftKey={`room:${props.id}`}
+          error={undefined}
+          onClearError={() => setError(undefined)}
+        />
+      </Show>
     </main>
   );
 }
@@ -441,7 +476,8 @@ function RoomBubble(props: { m: RoomMessageView }) {
   const ours = () => m().from === undefined;
   return (
     <li
-      class={`bubble ${ours() ? "out" : "in"}`}
+      // The chat's bubble (styles.css `.msg`): own words on the right, the others' on the left.
+      class={`msg ${ours() ? "out" : "in"}`}
       data-testid="room-message"
       data-direction={ours() ? "out" : "in"}
       data-state={m().state}
@@ -454,16 +490,23 @@ function RoomBubble(props: { m: RoomMessageView }) {
       <span class="text" data-testid="room-message-text">
         {m().text}
       </span>
+      {/* When it was said, as in the chat (Bubble.tsx); a room has no day separators, so other days show their date. */}
+      <span class="meta">
+        <time datetime={new Date(m().at).toISOString()}>{timeLabel(m().at)}</time>
+        <Show when={ours()}>
+          {" · "}
+          <span data-testid="room-message-state">
+            {m().state === "alone"
+              ? "Nobody else was here"
+              : m().state === "delivered"
+                ? m().recipients === 1
+                  ? "Delivered"
+                  : `Delivered to all ${m().recipients}`
+                : `Delivered to ${m().delivered} of ${m().recipients}`}
+          </span>
+        </Show>
+      </span>
       <Show when={ours()}>
-        <span class="meta muted" data-testid="room-message-state">
-          {m().state === "alone"
-            ? "Nobody else was here"
-            : m().state === "delivered"
-              ? m().recipients === 1
-                ? "Delivered"
-                : `Delivered to all ${m().recipients}`
-              : `Delivered to ${m().delivered} of ${m().recipients}`}
-        </span>
         {/* Until everyone has it: where each member's copy is (docs/user-guide.md "Rooms"). */}
         <Show when={m().state === "sent"}>
           <ul class="recipients muted" data-testid="room-message-recipients" aria-label="Where each copy is">

@@ -29,6 +29,7 @@ import { ShareFolder } from "../proxy/ShareFolder.tsx";
 import { MIN_BACKUP_PASSPHRASE, passphraseProblem } from "../storage/backup.ts";
 import { BuildHash } from "../update/BuildHash.tsx";
 import { CryptoBackends } from "./CryptoBackends.tsx";
+import { inlineConfirm } from "./confirm.ts";
 import { Back } from "./Home.tsx";
 import { formatIceServers, parseIceServers } from "./ice-servers.ts";
 import { usernameProblem } from "./Onboarding.tsx";
@@ -223,6 +224,7 @@ export function Settings(props: { app: AppModel }) {
 
   // delete
   const [confirmDelete, setConfirmDelete] = createSignal(false);
+  const deleteDialog = inlineConfirm(() => setConfirmDelete(false), "delete-identity");
   const deleteIdentity = async () => {
     await app.deleteIdentity();
     location.replace("/");
@@ -413,11 +415,11 @@ export function Settings(props: { app: AppModel }) {
             </button>
           }
         >
-          <div class="row" role="alertdialog" aria-label="Confirm deletion">
+          <div class="row" role="alertdialog" aria-label="Confirm deletion" ref={deleteDialog.ref}>
             <button type="button" class="danger" data-testid="confirm-delete" onClick={deleteIdentity}>
               Yes, delete everything
             </button>
-            <button type="button" onClick={() => setConfirmDelete(false)}>
+            <button type="button" data-cancel onClick={deleteDialog.cancel}>
               Cancel
             </button>
           </div>

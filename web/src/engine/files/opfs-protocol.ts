@@ -12,6 +12,13 @@ export const SLOT_HEADER_BYTES = 4;
  */
 export const SLOT_BYTES = SLOT_HEADER_BYTES + 65_040;
 
+/**
+ * The worker closes a file's handle after this long unused (opfs-worker.ts): a sync access handle
+ * locks its file, and Delete identity (app/device-files.ts) waits at most about this long for a
+ * file still held to be let go.
+ */
+export const OPFS_IDLE_CLOSE_MS = 2_000;
+
 export const OPFS_OPS = ["open", "put", "get", "delete", "release"] as const;
 
 export type OpfsRequest =
@@ -26,8 +33,7 @@ export interface OpfsReply {
   id: number;
   /** `open`: sync access handles exist here (else the store keeps chunks in IndexedDB). */
   ok?: boolean;
-  /** `get`: the transfer has a file; the chunks found, in index order, and their indexes. */
-  found?: boolean;
+  /** `get`: the chunks found, in index order, and their indexes (none: no file, or only holes). */
   indexes?: number[];
   chunks?: Uint8Array[];
   error?: { name: string; message: string };

@@ -125,10 +125,17 @@ export class OpfsFileStore implements FileStore {
     const waiting = new Map<number, { resolve: (r: OpfsReply) => void; reject: (e: Error) => void }>();
     let next = 0;
     let broken: Error | undefined;
+    let opened = false;
     const fail = (e: Error) => {
+      if (broken) return;
       broken = e;
       for (const w of waiting.values()) w.reject(e);
       waiting.clear();
+      worker.terminate();
+      // A worker that failed after it opened the folder: what it was asking fails, and the next
+      // call starts another (else every transfer and every Save would fail until a reload). One
+      // that failed to start leaves chunks to IndexedDB (`#link` answers undefined), not retried.
+      if (opened) this.#link = undefined;
     };
     worker.onmessage = (e: MessageEvent<OpfsReply>) => {
       const w = waiting.get(e.data.id);
@@ -150,8 +157,11 @@ export class OpfsFileStore implements FileStore {
         waiting.set(id, { resolve, reject });
         worker.postMessage({ ...m, id } as OpfsRequest);
       });
-    const opened = await ask({ op: "open", dir: this.#dir }).catch(() => undefined);
-    if (opened?.ok) return ask;
+    const reply = await ask({ op: "open", dir: this.#dir }).catch(() => undefined);
+    if (reply?.ok && !broken) {
+      opened = true;
+      return ask;
+    }
     worker.terminate(); // no sync access handles, or no OPFS at all here: IndexedDB it is
     return undefined;
   }

@@ -12,6 +12,7 @@
  * engine saves a resume point only over chunks a put answered for: §5, Resume).
  */
 import {
+  OPFS_IDLE_CLOSE_MS,
   OPFS_OPS,
   type OpfsReply,
   type OpfsRequest,
@@ -19,13 +20,19 @@ import {
   SLOT_HEADER_BYTES,
 } from "./opfs-protocol.ts";
 
-/** The parts of the File System Access API a worker has and lib.dom does not name. */
+/**
+ * The parts of the File System Access API a worker has and lib.dom does not name. `flush`,
+ * `close` and `getSize` answer at once in current browsers, with a promise in the first ones that
+ * had sync access handles (an earlier draft of the spec: Chromium 102–107, Safari 15.2–16.3):
+ * the worker awaits each, so a put still answers after its flush and a read still sees the file's
+ * size there (docs/protocol/files.md §6).
+ */
 interface SyncHandle {
   read(into: Uint8Array, options: { at: number }): number;
   write(from: Uint8Array, options: { at: number }): number;
-  flush(): void;
-  close(): void;
-  getSize(): number;
+  flush(): void | Promise<void>;
+  close(): void | Promise<void>;
+  getSize(): number | Promise<number>;
 }
 interface WorkerScope {
   onmessage: ((e: MessageEvent<OpfsRequest>) => void) | null;
@@ -39,19 +46,24 @@ let dirName = "";
 let queue: Promise<void> = Promise.resolve();
 const open = new Map<string, SyncHandle>();
 /**
- * A file's handle is closed after this long unused: a sync access handle locks its file (no other
- * handle, no removal), and a transfer that ended or paused should not keep it from Delete
- * identity, another tab, or the browser clearing the site's storage. A transfer that moves uses
- * it many times a second; opening it again costs one round trip to the browser.
+ * A file's handle is closed after OPFS_IDLE_CLOSE_MS unused: a sync access handle locks its file
+ * (no other handle, no removal), and a transfer that ended or paused should not keep it from
+ * Delete identity, another tab, or the browser clearing the site's storage. A transfer that moves
+ * uses it many times a second; opening it again costs one round trip to the browser.
  */
-const IDLE_CLOSE_MS = 2_000;
 const idle = new Map<string, ReturnType<typeof setTimeout>>();
 
-function close(file: string): void {
+/** Closes a file's handle (its lock goes with it); one that fails to close is dropped all the same. */
+async function close(file: string): Promise<void> {
   clearTimeout(idle.get(file));
   idle.delete(file);
-  open.get(file)?.close();
+  const h = open.get(file);
   open.delete(file);
+  try {
+    await h?.close();
+  } catch {
+    // Closed already, or the browser let go of it: nothing holds the file here any more.
+  }
 }
 
 function used(file: string): void {
@@ -61,7 +73,7 @@ function used(file: string): void {
     file,
     setTimeout(() => {
       queue = queue.then(() => close(file));
-    }, IDLE_CLOSE_MS),
+    }, OPFS_IDLE_CLOSE_MS),
   );
 }
 
@@ -131,7 +143,7 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
         out.set(c, n * SLOT_BYTES + SLOT_HEADER_BYTES);
       }
       if (h.write(out, { at: m.first * SLOT_BYTES }) !== bytes) throw quota();
-      h.flush(); // durable before the answer: the resume point counts only what is on disk (§5)
+      await h.flush(); // durable before the answer: the resume point counts only what is on disk (§5)
       return { reply: { id: m.id } };
     }
     case "get": {
@@ -141,7 +153,7 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
       if (h) {
         // One read of the slots asked for (as far as the file goes), then each slot's chunk.
         const from = m.first * SLOT_BYTES;
-        const bytes = Math.max(0, Math.min(m.count * SLOT_BYTES, h.getSize() - from));
+        const bytes = Math.max(0, Math.min(m.count * SLOT_BYTES, (await h.getSize()) - from));
         const got = bytes > 0 ? h.read(scratch(bytes), { at: from }) : 0;
         const slots = scratch(bytes);
         const view = new DataView(slots.buffer, slots.byteOffset, got);
@@ -157,12 +169,12 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
         }
       }
       return {
-        reply: { id: m.id, found: h !== undefined, indexes, chunks },
+        reply: { id: m.id, indexes, chunks },
         transfer: chunks.map((c) => c.buffer),
       };
     }
     case "delete": {
-      close(m.file);
+      await close(m.file);
       if (!dir) throw new Error("the store was not opened");
       await dir.removeEntry(m.file).catch((e: Error) => {
         if (e.name !== "NotFoundError") throw e;
@@ -170,7 +182,7 @@ async function run(m: OpfsRequest): Promise<{ reply: OpfsReply; transfer?: Trans
       return { reply: { id: m.id } };
     }
     case "release": {
-      for (const file of [...open.keys()]) close(file);
+      for (const file of [...open.keys()]) await close(file);
       return { reply: { id: m.id } };
     }
   }

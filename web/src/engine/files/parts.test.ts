@@ -8,7 +8,8 @@
  * The window (files.md §5): with storage slower than the link, a live chunk beyond the last ACK +
  * 64 ends the transfer (both sides told why, in words: `file.fail`) and nothing past it is kept;
  * fuzzed over greedy and honest senders. A session that replaces one still delivering resumes
- * from what was taken, not from what was stored when the resume began.
+ * from what was taken, not from what was stored when the resume began; two resumes at once after
+ * a reload rebuild the file hash once.
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -92,12 +93,16 @@ async function senderSide(data: Uint8Array, size = data.length) {
  * FileTransfers on a context of its own (no engine): the engine events it emits, and `tell` for
  * its peer, which records the app messages it says (`told`).
  */
-function transfers(store: MemoryFileStore = new MemoryFileStore(), crypto: CryptoProvider = nobleCrypto) {
+function transfers(
+  store: MemoryFileStore = new MemoryFileStore(),
+  crypto: CryptoProvider = nobleCrypto,
+  storage = new MemoryStorage(""),
+) {
   const events: EngineEvent[] = [];
   const told: FileAppMessage[] = [];
   const ctx = {
     cfg: { fileStore: store, crypto, log: () => {} } as unknown as EngineConfig,
-    storage: new MemoryStorage(""),
+    storage,
     listeners: new Set([(e: EngineEvent) => events.push(e)]),
     peers: new Map(),
     stopped: false,
@@ -110,8 +115,10 @@ function transfers(store: MemoryFileStore = new MemoryFileStore(), crypto: Crypt
   return { files: new FileTransfers(ctx), events, told, tell };
 }
 
-function receiver(opts: { store?: MemoryFileStore; crypto?: CryptoProvider; live?: FileLive } = {}) {
-  const { files, events, told, tell } = transfers(opts.store, opts.crypto);
+function receiver(
+  opts: { store?: MemoryFileStore; crypto?: CryptoProvider; live?: FileLive; storage?: MemoryStorage } = {},
+) {
+  const { files, events, told, tell } = transfers(opts.store, opts.crypto, opts.storage);
   const peer: FilePeer = {
     id: "c0ffee",
     name: "Ann",
@@ -174,6 +181,41 @@ class SlowStore extends MemoryFileStore {
     for (const w of this.#waiting.splice(0)) w();
     await until(() => this.#landed >= begun, "the released chunk writes land", 5_000);
     await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/**
+ * A store whose chunk reads can be held (`hold`), then let go one at a time by index (`letOne`)
+ * or all at once (`open`), and whose writes stall until `flush` once `slow` is set.
+ */
+class GatedStore extends SlowStore {
+  slow = false;
+  readonly held: { index: number; go: () => void }[] = [];
+  #holding = false;
+  #reads = new Map<number, number>();
+  /** getChunk calls for chunk `index` so far, held or not. */
+  reads(index: number): number {
+    return this.#reads.get(index) ?? 0;
+  }
+  hold(): void {
+    this.#holding = true;
+  }
+  letOne(index: number): void {
+    const at = this.held.findIndex((h) => h.index === index);
+    if (at >= 0) this.held.splice(at, 1)[0]?.go();
+  }
+  open(): void {
+    this.#holding = false;
+    for (const h of this.held.splice(0)) h.go();
+  }
+  override async getChunk(key: string, index: number): Promise<Uint8Array | undefined> {
+    this.#reads.set(index, this.reads(index) + 1);
+    if (this.#holding) await new Promise<void>((go) => this.held.push({ index, go }));
+    return super.getChunk(key, index);
+  }
+  override async putChunks(key: string, first: number, sealed: Uint8Array[]): Promise<void> {
+    if (this.slow) return super.putChunks(key, first, sealed);
+    await MemoryFileStore.prototype.putChunks.call(this, key, first, sealed);
   }
 }
 
@@ -540,6 +582,65 @@ describe("the window: a live chunk beyond it is refused (files.md §5)", () => {
       return accepts(ID).length === 2;
     }, "A's resume asks once its chunk landed");
     expect((accepts(ID)[1] as { from: number }).from).toBe(1);
+  });
+
+  it("two resumes at once after a reload hash the stored chunks again once: a chunk taken meanwhile stays counted and the file ends done", async () => {
+    const data = seededBytes(5 * FILE_CHUNK_BYTES + 9, 13);
+    const { offer, parts } = await senderSide(data);
+    const total = chunkCount(data.length);
+    const frameOf = (i: number) => chunkFrame(parts, i, total);
+    const session = (closed: Promise<void> = new Promise(() => {})) =>
+      ({
+        session: { state: "open", send: () => {}, closed, close: () => {} },
+      }) as unknown as FileLive & { session: { state: string } };
+    const store = new GatedStore();
+    const storage = new MemoryStorage("");
+    // Before the reload: chunks 0 and 1 stored, then the session ends (the record keeps next = 2).
+    let end = () => {};
+    const before = session(new Promise<void>((resolve) => (end = resolve)));
+    const r1 = receiver({ store, storage, live: before });
+    await r1.files.message(r1.peer, offer);
+    const [t] = await r1.files.list("c0ffee");
+    await r1.files.accept(t!.key);
+    r1.files.up(r1.peer, before);
+    await until(() => r1.told.some((m) => m.t === "file.accept"), "the accept goes out");
+    for (const i of [0, 1]) await r1.files.frame(r1.peer, before, frameOf(i));
+    await until(async () => (await store.getChunks(t!.key, 0, 2)).length === 2, "chunks 0 and 1 stored");
+    before.session.state = "closed";
+    end();
+    await until(
+      async () => (await receiver({ store, storage }).files.list("c0ffee"))[0]?.next === 2,
+      "the record says next = 2",
+    );
+    // After the reload two sessions come up at once (one replacing the other): two resumes.
+    const [s2, s3] = [session(), session()];
+    const r = receiver({ store, storage, live: s3 });
+    const accepts = () => r.told.filter((m) => m.t === "file.accept");
+    store.hold();
+    r.files.up(r.peer, s2);
+    await until(() => store.held.length === 1, "the first resume's read of chunk 0 waits");
+    r.files.up(r.peer, s3);
+    await new Promise((resolve) => setImmediate(resolve)); // the second resume reaches the rehash too
+    store.letOne(0); // the first one's
+    await until(() => store.held.some((h) => h.index === 1), "the first resume reads chunk 1");
+    store.letOne(1);
+    await until(() => accepts().length >= 1, "the first resume asks (the second too, sharing its rehash)");
+    expect((accepts()[0] as { from: number }).from).toBe(2);
+    // Chunk 2 is taken and hashed; its write stalls.
+    store.slow = true;
+    await r.files.frame(r.peer, s2, frameOf(2));
+    await until(() => store.writes.length === 1, "chunk 2's write begins");
+    // A rehash of the second resume's own (before the fix) ends now, before chunk 2 lands.
+    store.open();
+    await until(() => store.reads(0) === 1 || accepts().length === 2, "the second resume past its rehash");
+    for (let i = 3; i < total; i++) void r.files.frame(r.peer, s3, frameOf(i));
+    await until(() => {
+      void store.flush();
+      return r.state() === "done" || r.state() === "failed";
+    }, "the transfer ends");
+    expect(r.state()).toBe("done");
+    expect(store.reads(0)).toBe(1); // what was stored was hashed again once
+    expect(new Uint8Array(await (await r.files.blob(t!.key))!.arrayBuffer())).toEqual(data);
   });
 
   it("fuzz: whatever a sender pushes and however storage keeps up, what is kept stays in the window; an honest sender is never refused", async () => {

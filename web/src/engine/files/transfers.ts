@@ -129,6 +129,11 @@ interface Outgoing extends Moving {
 
 interface Incoming extends Moving {
   hasher?: FileHasher;
+  /**
+   * The rehash under way after a reload (`#rehash`): one per transfer, shared by every caller —
+   * two resumes, or a resume and the mailbox path, at once.
+   */
+  rehashing?: Promise<void>;
   /** Chunks opened (the next index taken); `t.next` counts those stored. */
   taken: number;
   /**
@@ -962,9 +967,21 @@ export class FileTransfers {
     this.#later(peer, { t: "file.accept", id: i.t.id, from: i.t.next });
   }
 
-  /** After a reload the running hash is gone: hash what is stored again. */
-  async #rehash(i: Incoming): Promise<void> {
-    if (i.hasher || i.t.next === 0) return;
+  /**
+   * After a reload the running hash is gone: hash what is stored again — once, whoever asks. A
+   * second rehash ending after the first one's caller took (and hashed) more chunks would set
+   * `hasher` and `taken` back to what is stored: that chunk's digest lost from the file hash, and
+   * the next chunk refused as out of order (files.md §5, Resume).
+   */
+  #rehash(i: Incoming): Promise<void> {
+    if (i.hasher || i.t.next === 0) return Promise.resolve();
+    i.rehashing ??= this.#rehashNow(i).finally(() => {
+      i.rehashing = undefined;
+    });
+    return i.rehashing;
+  }
+
+  async #rehashNow(i: Incoming): Promise<void> {
     const h = new FileHasher();
     for (let index = 0; index < i.t.next; index++) {
       const plain = await this.#openStored(i.t, i.key, index);

@@ -10,6 +10,7 @@
  */
 import { wipe } from "../../../../core/bytes.ts";
 import { type PreparedEphemerals, suiteOf, wipeEphemerals } from "../../../../core/noise/index.ts";
+import { MESSAGE_PREFIX_LEN } from "../../../../core/ratchet/index.ts";
 import type { RelayMessage } from "../../../../core/relay/client.ts";
 import type { Session } from "../../../../core/session/index.ts";
 import type { ContactRecord, EngineError, LinkPath, MessageId, Presence } from "../api.ts";
@@ -628,10 +629,18 @@ export class LinkController {
         return;
       }
       // A detached frame's last bytes were not under the Noise AEAD: only a RATCHET frame, whose
-      // body the ratchet authenticates, may come that way (docs/protocol/session.md §5).
+      // body the ratchet authenticates, may come that way (docs/protocol/session.md §5) — and only
+      // with the type byte and the whole 81-byte ratchet prefix (version, nonce, encrypted header)
+      // in the Noise-protected head, which the security argument assumes (docs/protocol/ratchet.md,
+      // "One AEAD pass per byte"): detached is the body, ciphertext ‖ tag, nothing more.
       const detached = live.session.isDetached(bytes);
       if (detached && bytes[0] !== FRAME.RATCHET) {
         live.session.close("LOFT_ERR_MALFORMED", `a detached frame of type ${bytes[0]}`);
+        return;
+      }
+      const head = live.session.detachedHead(bytes);
+      if (detached && head !== 1 + MESSAGE_PREFIX_LEN) {
+        live.session.close("LOFT_ERR_MALFORMED", `a detached RATCHET frame with a head of ${head} bytes`);
         return;
       }
       // File chunks and ACKs (0x10–0x17) go to the transfers, in order (docs/protocol/files.md).

@@ -7,6 +7,7 @@
  */
 import { createSignal, Show } from "solid-js";
 import { MAX_TEXT_CHARS } from "../../engine/outgoing.ts";
+import { draftOf, keepDraft } from "./drafts.ts";
 
 /** The counter shows from this many characters on. */
 export const COUNTER_FROM = Math.floor(MAX_TEXT_CHARS * 0.9);
@@ -28,6 +29,8 @@ export function Composer(props: {
   error: string | undefined;
   onClearError: () => void;
   ref?: (handle: ComposerHandle) => void;
+  /** The conversation this composer writes to: its unsent text survives leaving the screen (drafts.ts). */
+  draftKey?: string;
 }) {
   let area!: HTMLTextAreaElement;
   const [length, setLength] = createSignal(0);
@@ -50,7 +53,11 @@ export function Composer(props: {
     }
     area.value = "";
     setLength(0);
+    saveDraft();
     clearErrors();
+  };
+  const saveDraft = () => {
+    if (props.draftKey) keepDraft(props.draftKey, area.value);
   };
 
   props.ref?.({
@@ -58,6 +65,7 @@ export function Composer(props: {
     restore: (text) => {
       area.value = area.value ? `${text}\n${area.value}` : text;
       setLength(area.value.length);
+      saveDraft();
     },
   });
 
@@ -76,7 +84,14 @@ export function Composer(props: {
       <div class="field">
         <textarea
           id="composer"
-          ref={area}
+          ref={(el) => {
+            area = el;
+            // The draft left here earlier (drafts.ts), before the first input event.
+            if (props.draftKey) {
+              el.value = draftOf(props.draftKey);
+              setLength(el.value.length);
+            }
+          }}
           rows={2}
           data-testid="composer-input"
           disabled={props.disabled}
@@ -84,6 +99,7 @@ export function Composer(props: {
           aria-invalid={over() || undefined}
           onInput={(e) => {
             setLength(e.currentTarget.value.length);
+            saveDraft();
             if (ownError() && e.currentTarget.value.length <= MAX_TEXT_CHARS) setOwnError(undefined);
           }}
           onKeyDown={(e) => {

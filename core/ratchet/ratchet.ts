@@ -112,6 +112,16 @@ export interface RatchetOptions {
 /** The tail of the queue of operations on each state (see the file comment). */
 const queues = new WeakMap<RatchetState, Promise<unknown>>();
 
+/**
+ * `p` itself, marked as handled: a batch starts a seal or open per message while it still awaits
+ * the next KDF_CK step, and only awaits them all after the loop — a rejection in between must not
+ * count as unhandled (it still reaches the batch through `Promise.all`).
+ */
+function settledLater<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => undefined);
+  return p;
+}
+
 /** Run `op` after every operation already queued on `state`. */
 function onState<T>(state: RatchetState, op: () => Promise<T>): Promise<T> {
   const run = (queues.get(state) ?? Promise.resolve()).then(op);
@@ -411,29 +421,34 @@ export function ratchetEncryptBatch(
     // Nonces first, in message order (what n calls in a row draw), then the keys: KDF_CK in turn.
     const nonces = plaintexts.map(() => ownedCopy(random(NONCE_LEN), NONCE_LEN, "random"));
     const messageKeys: Uint8Array[] = [];
+    const sealing: Promise<SealedParts>[] = [];
     let chainKey = state.sendChainKey;
+    const headerKey = state.sendHeaderKey;
     try {
       for (let i = 0; i < plaintexts.length; i++) {
         const step = await kdfChain(crypto, chainKey);
         if (chainKey !== state.sendChainKey) chainKey.fill(0);
         chainKey = step.chainKey;
         messageKeys.push(step.messageKey);
-      }
-      const headerKey = state.sendHeaderKey;
-      const messages = await Promise.all(
-        plaintexts.map((plaintext, i) =>
-          sealMessageParts(
-            crypto,
-            version,
-            headerKey,
-            messageKeys[i]!,
-            { dh: state.dhSelfPublic, pn: state.prevSendCount, n: state.sendCount + i },
-            nonces[i]!,
-            state.ad,
-            plaintext,
+        // Message i is sealed as soon as its key exists: its header, key import and body AEAD
+        // overlap KDF_CK's next steps (DR §5.2: each step needs the chain key of the one before,
+        // so the chain itself is the one serial part of a run) instead of waiting for all of them.
+        sealing.push(
+          settledLater(
+            sealMessageParts(
+              crypto,
+              version,
+              headerKey,
+              step.messageKey,
+              { dh: state.dhSelfPublic, pn: state.prevSendCount, n: state.sendCount + i },
+              nonces[i]!,
+              state.ad,
+              plaintexts[i]!,
+            ),
           ),
-        ),
-      );
+        );
+      }
+      const messages = await Promise.all(sealing);
       const next: RatchetState = {
         ...state,
         sendChainKey: chainKey,
@@ -443,6 +458,8 @@ export function ratchetEncryptBatch(
       wipeUnshared(state, next, true);
       return { state: next, messages };
     } catch (e) {
+      // Seals still running use their message keys: wiped (below) once every one has settled.
+      await Promise.allSettled(sealing);
       if (chainKey !== state.sendChainKey) chainKey.fill(0);
       throw e;
     } finally {
@@ -628,6 +645,7 @@ async function decryptRun(
   }
   if (run.length === 0) return undefined;
   const messageKeys: Uint8Array[] = [];
+  const opening: Promise<Uint8Array | undefined>[] = [];
   let ck = chainKey;
   try {
     for (let i = 0; i < run.length; i++) {
@@ -635,10 +653,11 @@ async function decryptRun(
       if (ck !== chainKey) ck.fill(0);
       ck = step.chainKey;
       messageKeys.push(step.messageKey);
+      // Opened as soon as its key exists, overlapping KDF_CK's next steps (as ratchetEncryptBatch
+      // seals); nothing is committed before every body of the run has authenticated.
+      opening.push(settledLater(openBody(crypto, step.messageKey, run[i]!, state.ad)));
     }
-    const plaintexts = await Promise.all(
-      run.map((parts, i) => openBody(crypto, messageKeys[i]!, parts, state.ad)),
-    );
+    const plaintexts = await Promise.all(opening);
     if (plaintexts.some((p) => p === undefined)) {
       for (const p of plaintexts) p?.fill(0);
       ck.fill(0);
@@ -653,6 +672,8 @@ async function decryptRun(
     wipeUnshared(state, next, true);
     return { state: next, plaintexts: plaintexts as Uint8Array[] };
   } catch (e) {
+    // Nothing of the run is handed out: the bodies that did open are wiped once all have settled.
+    for (const r of await Promise.allSettled(opening)) if (r.status === "fulfilled") r.value?.fill(0);
     if (ck !== chainKey) ck.fill(0);
     throw e;
   } finally {

@@ -392,7 +392,8 @@ export class Engine implements ChatEngine {
       Promise.all([this.#ctx.direct?.settled?.(), this.#ctx.relayLive?.settled?.()]).then(() => {}),
     );
     // Live relay queues whose DEL was not answered in time would stay on their relays until the
-    // idle expiry once the connections close: kept for the next start to delete.
+    // idle expiry once the connections close: kept for the next start to delete. The write gets at
+    // least a second of its own (a local store), even when the links used the whole deadline.
     const undeleted = this.#ctx.relayLive?.undeleted?.() ?? [];
     if (undeleted.length > 0) {
       this.#ctx.cfg.log(`stop: ${undeleted.length} live relay queue(s) left for the next start to delete`);

@@ -139,6 +139,35 @@ describe("direct E2EE chat between two browsers", () => {
     expect(await incoming(b, "hello Bob, this is Alice").count()).toBe(1);
   });
 
+  it("Alice's engine stops (saving her name restarts it): Bob sees her session stopped, not its link failing", async () => {
+    await waitForDirect(a);
+    await waitForDirect(b);
+    // Bob's engine log lines about his session with Alice (docs/protocol/chat.md §6, "Stopping").
+    const closedLines = () =>
+      logs.filter((l) => l.includes(` bob: [loft engine] session ${aliceId.slice(0, 8)} closed: `));
+    const before = closedLines().length;
+    // By clicks: a page load would end the connection without a stop.
+    await id(a, "back").click();
+    await id(a, "home").waitFor();
+    await id(a, "nav-settings").click();
+    await id(a, "settings-username").fill("Alice");
+    await id(a, "save-username").click();
+    await expect
+      .poll(() => id(a, "username-result").textContent())
+      .toBe("Saved. Contacts see the new name next time you connect.");
+    await expect.poll(() => closedLines().length, { timeout: 30_000 }).toBeGreaterThan(before);
+    // Her stopping session's CLOSE reached Bob before her connection closed (webrtc-link.ts
+    // `teardown` waits for the channel's buffer): before, it could be dropped with the buffer, and
+    // Bob saw the link fail (transport-closed, a data-channel error) and showed an error.
+    expect(closedLines()[before]).toMatch(/ closed: remote-closed \(stopped\)$/);
+    await id(a, "back").click();
+    await openChatFromHome(a, bobId);
+    await waitForDirect(a);
+    await waitForDirect(b);
+    await sendText(a, "back after a restart");
+    await incoming(b, "back after a restart").waitFor();
+  });
+
   it("a file offered while Bob is on Home: the notice says so and takes him to the chat where he answers", async () => {
     await id(b, "back").click();
     await id(b, "home").waitFor();

@@ -32,6 +32,7 @@ import {
   type StoredMessage,
 } from "./api.ts";
 import type { EngineConfig } from "./config.ts";
+import { type FileStore, MemoryFileStore } from "./files/store.ts";
 import { decodeChatRatchet } from "./ratchet-store.ts";
 import type { DialedLink } from "./transport.ts";
 import { FRAME } from "./wire.ts";
@@ -628,6 +629,24 @@ describe("chat engine (Node, real signaling, in-memory links)", () => {
     await starting;
     // Before, start went on after the stop: a signaling connection (and relay pool, live
     // transports) that nothing would close, on an engine said to be stopped.
+    expect(a.engine.serviceStatus()).toMatchObject({ signaling: "disabled", relay: "disabled" });
+  });
+
+  it("stop ends by its deadline though a wait never ends (the file store's release), and logs what it cut", async () => {
+    // A file store whose release never answers (a stuck worker, say): before, stop waited for it
+    // for ever, as it did for `#lines.idle()` and the sessions' queues (docs/protocol/chat.md §6).
+    const fileStore: FileStore = new MemoryFileStore();
+    let asked = false;
+    fileStore.release = () => {
+      asked = true;
+      return new Promise<void>(() => {});
+    };
+    const a = h.node("alice", undefined, undefined, undefined, { fileStore, stopSettleMs: 200 });
+    await a.engine.start();
+    await until(() => a.engine.serviceStatus().signaling === "connected", "signaling connected");
+    await a.engine.stop();
+    expect(asked).toBe(true);
+    expect(a.logs).toContain("stop: gave up waiting for the file store's release");
     expect(a.engine.serviceStatus()).toMatchObject({ signaling: "disabled", relay: "disabled" });
   });
 

@@ -73,6 +73,7 @@ import { FileTransfers } from "./files/transfers.ts";
 import { contactLinkRefs, setupAddress } from "./first-contact.ts";
 import { acceptServerIceServers, iceServersFor } from "./ice-servers.ts";
 import { Links } from "./link/links.ts";
+import { LiveLeftovers } from "./live-leftovers.ts";
 import { moveOffRelay, queueGone, resumeMoves } from "./mailbox-move.ts";
 import type { Outcome } from "./outcome.ts";
 import { newOutgoing, refusalFor, SendLines, sendableContact, sendRefusal } from "./outgoing.ts";
@@ -112,6 +113,8 @@ export class Engine implements ChatEngine {
   readonly #links: Links;
   /** Which of our relays are dead (relay-health.ts), and the moves off them under way. */
   #health: RelayHealth | undefined;
+  /** Live relay links' queues a stop could not delete, deleted at the next start (live-leftovers.ts). */
+  #leftovers: LiveLeftovers | undefined;
   readonly #moving = new Set<string>();
   /**
    * Hand-overs whose commit storage refused while the journal holds them (`SaveDeferred`), per
@@ -265,6 +268,10 @@ export class Engine implements ChatEngine {
       // Every relay of ours stays connected: new mailboxes spread across them and go to another
       // one when one is down (queues.ts ensureRx; mailbox.md §1, "Several relays").
       for (const url of this.#ctx.relayUrls) this.#ctx.pool.keep(url);
+      // What the last stop could not delete goes now (docs/protocol/chat.md §6, "Stopping").
+      void this.#liveLeftovers()
+        .clean(this.#ctx.pool)
+        .catch((e: unknown) => this.#ctx.cfg.log(`live queue clean-up failed: ${(e as Error).message}`));
       await this.#links.loadMailboxes();
       if (this.#ctx.stopped) return;
       resumeMoves(this.#ctx, this.#applyTo);
@@ -355,8 +362,12 @@ export class Engine implements ChatEngine {
   }
 
   async #stop(): Promise<void> {
-    // Messages already handed over are stored (and stay in the outbox) before we go.
-    await this.#lines.idle();
+    // Every wait below shares one deadline (stopSettleMs from here): a stop always ends, and what
+    // a wait that ran out left is logged (docs/protocol/chat.md §6, "Stopping").
+    const deadline = Date.now() + this.#ctx.cfg.stopSettleMs;
+    // Messages already handed over are stored (and stay in the outbox) before we go; one whose
+    // store is cut stays in the outbox journal, replayed at the next unlock (chat.md §9).
+    await this.#bounded(deadline, "messages being stored", this.#lines.idle());
     this.calls.stop();
     this.roomCalls?.stop();
     this.#ctx.stopped = true;
@@ -370,32 +381,61 @@ export class Engine implements ChatEngine {
     this.#ctx.signaling?.close();
     // The sessions just closed seal their CLOSE after what they still had queued, then close their
     // links; a live relay link then sends what it holds, its close marker last. Only then do the
-    // transports and the relay connections close (bounded by stopSettleMs): before, a message
-    // reported `sent` a moment earlier was cut off with them when the process exited next (the
-    // CLI), and the contact learnt we had left only from its probe or heartbeat — or, on a direct
-    // link closed before its session had sealed the CLOSE, saw the link fail and redialled
-    // (docs/protocol/chat.md §6, "Stopping").
-    await this.#settled(
+    // transports and the relay connections close (bounded): before, a message reported `sent` a
+    // moment earlier was cut off with them when the process exited next (the CLI), and the contact
+    // learnt we had left only from its probe or heartbeat — or, on a direct link closed before its
+    // session had sealed the CLOSE, saw the link fail and redialled (docs/protocol/chat.md §6,
+    // "Stopping").
+    await this.#bounded(
+      deadline,
+      "links to settle",
       Promise.all([this.#ctx.direct?.settled?.(), this.#ctx.relayLive?.settled?.()]).then(() => {}),
     );
+    // Live relay queues whose DEL was not answered in time would stay on their relays until the
+    // idle expiry once the connections close: kept for the next start to delete. The write gets at
+    // least a second of its own (a local store), even when the links used the whole deadline.
+    const undeleted = this.#ctx.relayLive?.undeleted?.() ?? [];
+    if (undeleted.length > 0) {
+      this.#ctx.cfg.log(`stop: ${undeleted.length} live relay queue(s) left for the next start to delete`);
+      await this.#bounded(
+        Math.max(deadline, Date.now() + 1_000),
+        "the undeleted live queues' record",
+        this.#liveLeftovers().add(undeleted),
+      );
+    }
     this.#ctx.direct?.close();
     this.#ctx.relayLive?.close();
-    await Promise.allSettled([...this.#ctx.peers.values()].map((p) => p.queue));
+    await this.#bounded(
+      deadline,
+      "sessions to end",
+      Promise.allSettled([...this.#ctx.peers.values()].map((p) => p.queue)).then(() => {}),
+    );
     this.#ctx.pool?.close();
-    await this.#ctx.cfg.fileStore?.release?.(); // files held open go (docs/protocol/files.md §6)
+    // Files held open go (docs/protocol/files.md §6).
+    await this.#bounded(deadline, "the file store's release", this.#ctx.cfg.fileStore?.release?.());
     setService(this.#ctx, { signaling: "disabled", relay: "disabled" });
   }
 
-  /** `settling`, or stopSettleMs, whichever ends first. */
-  async #settled(settling: Promise<void>): Promise<void> {
+  #liveLeftovers(): LiveLeftovers {
+    this.#leftovers ??= new LiveLeftovers(this.#ctx.storage, this.#ctx.cfg.log);
+    return this.#leftovers;
+  }
+
+  /** `waiting`, or until `deadline`, whichever ends first; a wait cut short is logged. */
+  async #bounded(deadline: number, what: string, waiting: Promise<unknown> | undefined): Promise<void> {
+    if (!waiting) return;
     let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      settling,
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, this.#ctx.cfg.stopSettleMs);
+    const ended = await Promise.race([
+      waiting.then(
+        () => true,
+        () => true,
+      ),
+      new Promise<false>((resolve) => {
+        timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
       }),
     ]);
     clearTimeout(timer);
+    if (!ended) this.#ctx.cfg.log(`stop: gave up waiting for ${what}`);
   }
 
   subscribe(listener: EngineListener): () => void {

@@ -9,6 +9,7 @@
 
 import { randomBytes } from "@noble/hashes/utils.js";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { toHex } from "../../../core/bytes.ts";
 import { createUserIdentity, type UserIdentity } from "../../../core/identity/identity.ts";
 import {
   createPrekeyStore,
@@ -17,6 +18,7 @@ import {
 } from "../../../core/prekey/index.ts";
 import type { RecipientQueue, RelayClient } from "../../../core/relay/client.ts";
 import { RelayLink } from "../../../core/relay/live-link.ts";
+import type { SignalingClient } from "../../../core/signaling/client.ts";
 import { storedMessageBytes } from "../../../relay-ws/source-limits.ts";
 import { connectRelay, relayCounter, startTestRelay, type TestRelay } from "../../../relay-ws/testing.ts";
 import { type RunningSignaling, startSignaling } from "../../../signaling/testing.ts";
@@ -36,6 +38,7 @@ import type { MessageId } from "./api.ts";
 import type { Peer } from "./context.ts";
 import type { EngineConfig } from "./engine.ts";
 import { RELAY_BUSY_MESSAGE } from "./errors.ts";
+import { decodeLeftovers, LIVE_LEFTOVERS_SECRET } from "./live-leftovers.ts";
 import { decodeRx, SECRET } from "./mailbox.ts";
 import type { Outcome } from "./outcome.ts";
 import { decodePrekeyState, encodePrekeyState } from "./prekeys.ts";
@@ -444,6 +447,97 @@ describe("chat engine with relay mailboxes (Node, real relay and signaling)", ()
     } finally {
       release();
       spy.mockRestore();
+      owner.close();
+    }
+  });
+
+  it("live relay queues a stop could not delete in time are kept (sealed) and deleted at the next start; one the relay no longer has counts as done", async () => {
+    const links: { client: RelayClient; own: RecipientQueue }[] = [];
+    const open = RelayLink.open;
+    const spy = vi.spyOn(RelayLink, "open").mockImplementation((client, own, peer, options) => {
+      links.push({ client, own });
+      return open.call(RelayLink, client, own, peer, options);
+    });
+    // Alice's first relay connections never see their DEL answered (a relay that stalls, say): her
+    // stop's wait runs out (stopSettleMs) and the connections close with the DELs unanswered.
+    let stuck = true;
+    const relayConnections: EngineConfig["relayConnections"] = (options) => {
+      const pool = createRelayPool(options);
+      if (!stuck) return pool;
+      const client = pool.client.bind(pool);
+      pool.client = async (url) => {
+        const c = await client(url);
+        c.deleteQueue = () => new Promise<void>(() => {});
+        return c;
+      };
+      return pool;
+    };
+    const owner = await connectRelay(relay.url);
+    try {
+      const [a, b] = await h.pair(true, false, { relayConnections, stopSettleMs: 300 });
+      stuck = false;
+      expect(a.engine.presence(b.id).path).toBe("relay");
+      await a.engine.stop();
+      const alices = links.filter((l) => l.client.closed);
+      expect(alices.length).toBeGreaterThanOrEqual(1);
+      // Still on the relay (an empty queue answers GET with nothing, not AUTH)…
+      for (const l of alices) await owner.get(l.own);
+      // …and kept, sealed, for the next start (live-leftovers.ts); before, nothing remembered
+      // them and they stayed until the relay's idle expiry.
+      const kept = decodeLeftovers(a.storage.secrets.get(LIVE_LEFTOVERS_SECRET));
+      expect(kept.map((k) => toHex(k.queue.recipientId)).sort()).toEqual(
+        alices.map((l) => toHex(l.own.recipientId)).sort(),
+      );
+      // One of them went meanwhile (the relay lost it, say): the next start takes AUTH as done.
+      await owner.deleteQueue(alices[0]!.own);
+      const a2 = node("alice", a.user, a.storage);
+      await a2.engine.start();
+      await until(() => !a.storage.secrets.has(LIVE_LEFTOVERS_SECRET), "the record is emptied");
+      for (const l of alices)
+        await expect(owner.get(l.own)).rejects.toMatchObject({ code: "LOFT_ERR_RELAY_AUTH" });
+      await b.engine.stop();
+    } finally {
+      spy.mockRestore();
+      owner.close();
+    }
+  });
+
+  it("a live link closed before its queue was made: the transport's settled waits for that queue's DEL", async () => {
+    const pool = depositPool("127.0.0.1", 5_000);
+    const owner = await connectRelay(relay.url);
+    try {
+      const client = await pool.client(relay.url);
+      const made: Promise<RecipientQueue>[] = [];
+      const create = client.createQueue.bind(client);
+      client.createQueue = (o) => {
+        const p = create(o);
+        made.push(p);
+        return p;
+      };
+      // No envelope is sent before the queue exists, and the `bye` for a cancelled dial goes
+      // nowhere: a signaling client that only listens and swallows what is sent is enough here.
+      const signaling = { on: () => () => {}, signal: async () => {} } as unknown as SignalingClient;
+      const t = new RelayLiveTransport({
+        signaling,
+        iceServers: () => [],
+        openTimeoutMs: 5_000,
+        onOffer: () => {},
+        onError: () => {},
+        relay: { pool, url: relay.url },
+      });
+      const link = t.dial(new Uint8Array(32).fill(7));
+      link.close("closed"); // before its queue is made
+      await t.settled();
+      // Closed right after `settled`, as engine.ts `stop` does: before, the queue was deleted by
+      // the dial code outside what `settled` waited for, and this close cut its NEW or its DEL.
+      pool.close();
+      t.close();
+      expect(made.length).toBe(1);
+      const own = await made[0]!;
+      await expect(owner.get(own)).rejects.toMatchObject({ code: "LOFT_ERR_RELAY_AUTH" });
+      expect(t.undeleted()).toEqual([]);
+    } finally {
+      pool.close();
       owner.close();
     }
   });

@@ -62,6 +62,12 @@ export interface LiveTransport {
    * direct one's open links closed by their sessions: web/src/net/direct.ts). The engine's `stop` waits for it, bounded, before closing the transport. Never rejects.
    */
   settled?(): Promise<void>;
+  /**
+   * The receiving queues of its links made and not yet deleted (the live relay transport): what a
+   * stop whose wait ran out leaves on the relays, kept for the next start to delete
+   * (live-leftovers.ts; docs/protocol/chat.md §6, "Stopping").
+   */
+  undeleted?(): { url: string; queue: RecipientQueue }[];
 }
 
 export type RefuseReason = "refused" | "glare" | "cancelled" | "busy" | "no-direct";

@@ -109,13 +109,14 @@ export class DirectTransport implements LiveTransport {
 
   /**
    * Resolves once every link open now is closed — by its session, after the session's CLOSE
-   * (core/session `teardown`) — so the engine's `stop` closes this transport after that, not
+   * (core/session `teardown`) — and its data channel has handed that CLOSE to the network
+   * (webrtc-link.ts `settled`), so the engine's `stop` closes this transport after that, not
    * before (engine.ts `stop`, bounded). Links still connecting are not waited for: `close` ends
    * them. Never rejects.
    */
   settled(): Promise<void> {
     const open = [...this.#attempts.values()].filter((a) => a.link.state === "open");
-    return Promise.all(open.map((a) => a.link.closed)).then(() => {});
+    return Promise.all(open.map((a) => a.link.settled)).then(() => {});
   }
 
   /** Start a connection to `peer`: returns the initiating link (state `connecting`). */

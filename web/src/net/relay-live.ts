@@ -119,6 +119,12 @@ export class RelayDialLink extends QueueLink implements DialedLink {
   }
 }
 
+/** Our receiving queue of a link, once made, and the connection it was made on. */
+interface Made {
+  client: RelayClient;
+  own: RecipientQueue;
+}
+
 interface Attempt {
   link: RelayDialLink;
   peer: Uint8Array;
@@ -155,6 +161,8 @@ export class RelayLiveTransport implements LiveTransport {
    * deleted: what `settled` waits for (`#track`).
    */
   readonly #links = new Map<RelayDialLink, Promise<void>>();
+  /** Our receiving queues made and not yet deleted, with their relay (`undeleted`). */
+  readonly #queues = new Map<RecipientQueue, string>();
   readonly #off: () => void;
 
   /** Options for each RelayLink (core/relay/live-link.ts); a benchmark sets the send window. */
@@ -192,6 +200,16 @@ export class RelayLiveTransport implements LiveTransport {
   }
 
   /**
+   * Our receiving queues made and not yet deleted, with their relay: when the engine's bounded
+   * wait for `settled` runs out, the relay connections close before their DEL is answered (or
+   * sent), and the engine keeps these for its next start to delete (engine/live-leftovers.ts;
+   * docs/protocol/chat.md §6, "Stopping").
+   */
+  undeleted(): { url: string; queue: RecipientQueue }[] {
+    return [...this.#queues].map(([queue, url]) => ({ url, queue }));
+  }
+
+  /**
    * Track `link` until it has settled and `queue` — our receiving queue of it, once made — is
    * deleted. The queue goes once what we sent has settled (closed, and what the link queued — its
    * close marker last — answered by the relay), not when the link closes: until the peer has read
@@ -200,13 +218,25 @@ export class RelayLiveTransport implements LiveTransport {
    * delivered to it (docs/protocol/relay.md §Live links). What it sends meanwhile is deleted with
    * the queue, unread.
    */
-  #track(link: RelayDialLink, queue: () => [RelayClient | undefined, RecipientQueue | undefined]): void {
-    const done = link.settled
-      .then(() => this.#dropQueue(...queue()))
+  #track(link: RelayDialLink, made: Promise<Made>): void {
+    // `made` settles once the queue is made or its making failed: a link closed while its queue
+    // was still being made (a cancelled dial, a stop) has it deleted here too, after the link
+    // settled — what `settled` waits for — not by the dial or accept code on its own, which
+    // nothing waited for and the pool's close could cut.
+    const done = Promise.all([link.settled, made.catch(() => undefined)])
+      .then(([, m]) => (m ? this.#dropQueue(m.client, m.own) : undefined))
       .then(() => {
         this.#links.delete(link);
       });
     this.#links.set(link, done);
+  }
+
+  /** Make our receiving queue on `url`, remembered (`undeleted`) until `#dropQueue` deletes it. */
+  async #make(url: string): Promise<Made> {
+    const client = await this.#pool.client(url);
+    const own = await retryTemporary(() => client.createQueue({ subscribe: false }));
+    this.#queues.set(own, url);
+    return { client, own };
   }
 
   dial(peer: Uint8Array, options?: { room?: Uint8Array }): RelayDialLink {
@@ -221,17 +251,17 @@ export class RelayLiveTransport implements LiveTransport {
       if (!link.isOpen && !info.reason.startsWith("bye-") && info.reason !== "transport-closed")
         this.#bye(a.peer, conn, "cancelled");
     });
-    // Our queue goes once what we sent has settled, not at the close (`#track`).
-    this.#track(link, () => [a.client, a.own]);
     // The first of our relays not known to be down (core/relay/choice.ts): one down relay does
     // not stop live links through the others.
     const url = preferredOrder(this.#urls, (u) => this.#pool.isDown(u))[0] ?? this.#urls[0]!;
+    const made = this.#make(url);
+    // Our queue goes once what we sent has settled, not at the close (`#track`).
+    this.#track(link, made);
     void (async () => {
-      const client = await this.#pool.client(url);
-      const own = await retryTemporary(() => client.createQueue({ subscribe: false }));
+      const { client, own } = await made;
       a.client = client;
       a.own = own;
-      if (link.state === "closed") return this.#dropQueue(client, own);
+      if (link.state === "closed") return; // `#track` deletes it
       await this.#send(peer, {
         kind: "relay-offer",
         conn,
@@ -244,9 +274,17 @@ export class RelayLiveTransport implements LiveTransport {
   }
 
   /** Delete our receiving queue `own`, best effort; resolves once answered (never rejects). */
-  #dropQueue(client: RelayClient | undefined, own: RecipientQueue | undefined): Promise<void> {
-    if (!client || !own || client.closed) return Promise.resolve();
-    return client.deleteQueue(own).catch(() => {});
+  #dropQueue(client: RelayClient, own: RecipientQueue): Promise<void> {
+    if (client.closed) return Promise.resolve(); // stays in `undeleted` for the engine's next start
+    return client.deleteQueue(own).then(
+      () => {
+        this.#queues.delete(own);
+      },
+      (e: unknown) => {
+        // AUTH: the relay no longer has it. Anything else (the connection closed): it stays.
+        if ((e as { code?: string })?.code === "LOFT_ERR_RELAY_AUTH") this.#queues.delete(own);
+      },
+    );
   }
 
   #send(peer: Uint8Array, p: SignalPayload): Promise<void> {
@@ -301,15 +339,12 @@ export class RelayLiveTransport implements LiveTransport {
         if (decided) throw new Error("offer already decided");
         decided = true;
         const link = new RelayDialLink();
-        let client: RelayClient | undefined;
-        let own: RecipientQueue | undefined;
-        this.#track(link, () => [client, own]);
+        const made = this.#make(url);
+        this.#track(link, made);
         void (async () => {
-          const c = await this.#pool.client(url);
-          client = c;
-          own = await retryTemporary(() => c.createQueue({ subscribe: false }));
-          if (link.state === "closed") return this.#dropQueue(client, own);
-          const theirs = await secure(c, sid);
+          const { client, own } = await made;
+          if (link.state === "closed") return; // `#track` deletes it
+          const theirs = await secure(client, sid);
           const relayLink = await RelayLink.open(client, own, theirs, this.#linkOptions);
           // Subscribed before answering: the dialer's first handshake message finds us listening.
           link.attach(relayLink);

@@ -30,6 +30,13 @@ import { BULK_LABEL, BULK_STREAM_ID, BulkLane } from "./bulk-lane.ts";
 /** Above this many bytes queued in the data channel, `drain()` waits (simple-peer uses 64 KiB too). */
 export const DRAIN_THRESHOLD_BYTES = 1024 * 1024;
 export const DEFAULT_OPEN_TIMEOUT_MS = 20_000;
+/**
+ * How long a closing link waits, at most, for its data channel to hand what it buffered (the
+ * session's last messages and CLOSE) to the network before it closes the connection.
+ */
+export const TEARDOWN_DRAIN_MS = 2_000;
+/** How often the closing link looks at the channel's buffer (no event says it reached zero). */
+const TEARDOWN_POLL_MS = 20;
 /** How long a failed bulk lane waits for the link's own close before closing the link itself. */
 const BULK_FAILURE_GRACE_MS = 1_000;
 
@@ -63,6 +70,7 @@ export class WebRtcLink extends QueueLink {
   #rejectOpened!: (e: Error) => void;
   #openTimer: ReturnType<typeof setTimeout> | undefined;
   #drainWaiters: (() => void)[] = [];
+  #settled: Promise<void> = Promise.resolve();
 
   constructor(options: WebRtcLinkOptions) {
     super("connecting");
@@ -219,12 +227,41 @@ export class WebRtcLink extends QueueLink {
     }
   }
 
+  /**
+   * Resolves once this link is closed and its connection is gone — after the data channel handed
+   * what it buffered to the network, or `TEARDOWN_DRAIN_MS` passed (`teardown`). Never rejects.
+   */
+  get settled(): Promise<void> {
+    return this.closed.then(() => this.#settled);
+  }
+
   protected teardown(_info: LinkCloseInfo): void {
     this.#pending.length = 0;
-    try {
-      this.#peer.destroy();
-    } catch {
-      // already gone
+    const destroy = () => {
+      try {
+        this.#peer.destroy();
+      } catch {
+        // already gone
+      }
+    };
+    // The session sends its CLOSE just before it closes the link (docs/protocol/chat.md §6,
+    // "Stopping"): destroyed at once (channel close, then pc.close()), Chromium may drop what the
+    // channel still buffers — the CLOSE with it, and the contact sees the link fail instead of the
+    // session stop. So wait, bounded, for the buffer to empty: `bufferedamountlow` fires only at
+    // the drain threshold (`#onOpen`), hence the polling.
+    const channel = this.#peer._channel;
+    if (channel?.readyState !== "open" || channel.bufferedAmount === 0) {
+      destroy();
+      return;
     }
+    this.#settled = new Promise<void>((resolve) => {
+      const until = Date.now() + TEARDOWN_DRAIN_MS;
+      const timer = setInterval(() => {
+        if (channel.readyState === "open" && channel.bufferedAmount > 0 && Date.now() < until) return;
+        clearInterval(timer);
+        destroy();
+        resolve();
+      }, TEARDOWN_POLL_MS);
+    });
   }
 }

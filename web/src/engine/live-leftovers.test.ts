@@ -1,0 +1,88 @@
+/**
+ * The record of live relay queues a stop could not delete (live-leftovers.ts): round trip,
+ * malformed and oversized records read as no entries (or only their valid ones), never a throw.
+ */
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { MemoryStorage } from "../../../test/support/engine.ts";
+import { FUZZ_RUNS } from "../../../test/support/fuzz.ts";
+import {
+  decodeLeftovers,
+  encodeLeftovers,
+  LIVE_LEFTOVERS_SECRET,
+  type LiveLeftover,
+  LiveLeftovers,
+  MAX_LIVE_LEFTOVERS,
+} from "./live-leftovers.ts";
+
+const bytes = (n: number, fill: number) => new Uint8Array(n).fill(fill);
+const entry = (k: number, url = "wss://relay.example/"): LiveLeftover => ({
+  url,
+  queue: {
+    recipientId: bytes(24, k),
+    senderId: bytes(24, k + 1),
+    recipientAuthSecret: bytes(64, k + 2),
+    rcvKey: bytes(32, k + 3),
+  },
+});
+const text = (s: string) => new TextEncoder().encode(s);
+
+describe("live-leftovers record", () => {
+  it("round-trips, keeping at most MAX_LIVE_LEFTOVERS (the newest)", () => {
+    expect(decodeLeftovers(encodeLeftovers([entry(1), entry(9, "ws://127.0.0.1:1/")]))).toEqual([
+      entry(1),
+      entry(9, "ws://127.0.0.1:1/"),
+    ]);
+    const many = Array.from({ length: MAX_LIVE_LEFTOVERS + 5 }, (_, k) => entry(k % 200));
+    const back = decodeLeftovers(encodeLeftovers(many));
+    expect(back.length).toBe(MAX_LIVE_LEFTOVERS);
+    expect(back[0]).toEqual(many[5]);
+  });
+
+  it("malformed records read as nothing; malformed entries are skipped", () => {
+    for (const bad of ["", "{", "null", "{}", '"x"', "[1]", '[{"u":""}]', "\xff"])
+      expect(decodeLeftovers(text(bad))).toEqual([]);
+    expect(decodeLeftovers(new Uint8Array([0xff, 0xfe]))).toEqual([]);
+    const good = JSON.parse(new TextDecoder().decode(encodeLeftovers([entry(3)])))[0];
+    const rows = [
+      { ...good, r: "ABCD" }, // upper case
+      { ...good, s: "abc" }, // odd length
+      { ...good, a: "00".repeat(200) }, // oversized
+      { ...good, u: 7 },
+      { ...good, u: "x".repeat(3_000) },
+      { ...good, k: undefined },
+      good,
+    ];
+    expect(decodeLeftovers(text(JSON.stringify(rows)))).toEqual([entry(3)]);
+  });
+
+  it("fuzz: never throws, every entry it yields is well formed", () => {
+    const valid = text(JSON.stringify(JSON.parse(new TextDecoder().decode(encodeLeftovers([entry(5)])))));
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 300 }),
+          fc.tuple(fc.nat(valid.length), fc.integer({ min: 0, max: 255 })).map(([i, v]) => {
+            const m = valid.slice();
+            if (i < m.length) m[i] = v;
+            return m;
+          }),
+        ),
+        (input) => {
+          for (const l of decodeLeftovers(input)) {
+            expect(typeof l.url).toBe("string");
+            expect(l.queue.recipientId).toBeInstanceOf(Uint8Array);
+          }
+        },
+      ),
+      { numRuns: FUZZ_RUNS },
+    );
+  });
+
+  it("add merges without duplicates, one write after another", async () => {
+    const storage = new MemoryStorage("");
+    const kept = new LiveLeftovers(storage, () => {});
+    await Promise.all([kept.add([entry(1)]), kept.add([entry(1), entry(2)])]);
+    expect(decodeLeftovers(storage.secrets.get(LIVE_LEFTOVERS_SECRET))).toEqual([entry(1), entry(2)]);
+  });
+});

@@ -248,9 +248,13 @@ export function Chat(props: { app: AppModel; id: string }) {
               </button>
             </h1>
             <Show when={view()}>
+              {/* Status and badge wrap as two items (a flex row with a gap): no " ·" left dangling
+                  at a line's end when the badge goes to the next line on a phone. */}
               <p class="sub">
-                <span data-testid="chat-presence">{status().label}</span> ·{" "}
-                <span class={`trust ${view()!.record.trust}`}>{TRUST_LABEL[view()!.record.trust]}</span>
+                <span data-testid="chat-presence">{status().label}</span>
+                <span class={`trust ${view()!.record.trust}`} data-testid="chat-trust">
+                  {TRUST_LABEL[view()!.record.trust]}
+                </span>
               </p>
             </Show>
           </div>

@@ -21,6 +21,7 @@ import type { AppModel } from "../app/model.ts";
 import { type HandedOver, type MessageId, SaveDeferred, type StoredMessage } from "../engine/api.ts";
 import { refusalFor } from "../engine/outgoing.ts";
 import { CallButtons } from "./call/CallButtons.tsx";
+import { offerEndedSlot } from "./call/ended-slot.ts";
 import { AttachFile } from "./chat/AttachFile.tsx";
 import { Composer, type ComposerHandle } from "./chat/Composer.tsx";
 import { Files } from "./chat/Files.tsx";
@@ -267,6 +268,13 @@ export function Chat(props: { app: AppModel; id: string }) {
             </p>
           )}
         </Show>
+        {/* A call with this contact that ended says so here, under the header (ui/call/ended-slot.ts). */}
+        <div
+          class="call-ended-slot"
+          ref={(el) => {
+            onCleanup(offerEndedSlot(props.id, el));
+          }}
+        />
       </header>
       <Show when={loadingOlder()}>
         <p class="history-note" data-testid="loading-older">

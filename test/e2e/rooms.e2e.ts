@@ -245,6 +245,7 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     expect(fresh).not.toBe(link);
     expect(fresh.split("&k=")[0]).toBe(link.split("&k=")[0]);
     await id(c, "leave-room").click();
+    await id(c, "confirm-leave-room").click();
     await id(c, "home").waitFor({ timeout: T });
     await c.goto(link);
     await id(c, "room-refused-us").waitFor({ timeout: T });
@@ -252,8 +253,31 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
   });
 
   it("a member who leaves is gone for the others", async () => {
+    // Leave asks inline, not with the browser's confirm(): the focus goes to Cancel, Escape keeps
+    // the room and gives the focus back to Leave; the second time, Leave confirms.
+    let nativeDialogs = 0;
+    const count = () => nativeDialogs++;
+    a.on("dialog", count);
     await id(a, "leave-room").click();
+    const dialog = a.getByRole("alertdialog", { name: "Leave room", exact: true });
+    await expect
+      .poll(() =>
+        dialog
+          .getByRole("button", { name: "Cancel", exact: true })
+          .evaluate((e) => e === document.activeElement),
+      )
+      .toBe(true);
+    await expectNoAxeViolations(a, "room (leave confirmation)");
+    await a.keyboard.press("Escape");
+    await dialog.waitFor({ state: "detached" });
+    await expect
+      .poll(() => a.evaluate(() => document.activeElement?.getAttribute("data-testid")))
+      .toBe("leave-room");
+    await id(a, "leave-room").click();
+    await id(a, "confirm-leave-room").click();
     await id(a, "home").waitFor({ timeout: T });
+    a.off("dialog", count);
+    expect(nativeDialogs).toBe(0);
     expect(await a.locator("[data-testid=room-item]").count()).toBe(0);
     await expect.poll(() => online(b).count(), { timeout: T }).toBe(0);
     await expect.poll(() => b.locator("[data-testid=room-member]").count(), { timeout: T }).toBe(0);

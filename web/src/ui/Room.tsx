@@ -17,6 +17,7 @@ import { RoomCallPanel } from "./call/RoomCallPanel.tsx";
 import { AttachFile } from "./chat/AttachFile.tsx";
 import { Composer } from "./chat/Composer.tsx";
 import { Files } from "./chat/Files.tsx";
+import { inlineConfirm } from "./confirm.ts";
 import { timeLabel } from "./format.ts";
 import { Qr } from "./Qr.tsx";
 
@@ -235,8 +236,11 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
       ? ""
       : (room()?.members.find((m) => m.key === t.member)?.name ?? t.memberName ?? short(t.member));
 
+  /** Leave asks first, inline (ui/confirm.ts): the browser's confirm() blocks the page and reads badly. */
+  const [confirmLeave, setConfirmLeave] = createSignal(false);
+  const leaveDialog = inlineConfirm(() => setConfirmLeave(false), "leave-room");
   const leave = async () => {
-    if (!confirm("Leave this room? Its history on this device is deleted.")) return;
+    setConfirmLeave(false);
     try {
       await rooms.leave(props.id);
       app.go({ name: "home" }, { replace: true });
@@ -283,12 +287,35 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
             >
               Invite
             </button>
-            <button type="button" data-testid="leave-room" onClick={leave}>
+            <button
+              type="button"
+              data-testid="leave-room"
+              aria-expanded={confirmLeave()}
+              onClick={() => setConfirmLeave(true)}
+            >
               Leave
             </button>
           </div>
         </Show>
       </div>
+      <Show when={room() && confirmLeave()}>
+        <div class="card warning" role="alertdialog" aria-label="Leave room" ref={leaveDialog.ref}>
+          <p>Leave this room? Its history on this device is deleted.</p>
+          <div class="row">
+            <button
+              type="button"
+              class="danger"
+              data-testid="confirm-leave-room"
+              onClick={() => void leave()}
+            >
+              Leave
+            </button>
+            <button type="button" data-cancel onClick={leaveDialog.cancel}>
+              Cancel
+            </button>
+          </div>
+        </div>
+      </Show>
       <Show when={!room()}>
         <Show
           when={missing()}

@@ -12,7 +12,7 @@
  *
  * Four browser contexts share one Chromium; every wait is on a condition, never a duration.
  */
-import type { BrowserContext, Page } from "playwright-core";
+import type { BrowserContext, Locator, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectNoAxeViolations } from "../support/axe.ts";
 import type { LoftProcess } from "../support/loft-process.ts";
@@ -205,6 +205,24 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     const member = (p: Page, name: string) => p.locator("[data-testid=room-member]", { hasText: name });
     await b.locator(`[data-testid=room-item][data-room-id="${roomId}"]`).click();
     await id(b, "room-screen").waitFor();
+    // The chips read name, role badge, action: "You" in the same colour as a member's name (not
+    // greyed out as if disabled), "host" a filled badge of its own, the member's action a link
+    // inside the one bordered chip (no box in a box).
+    const style = (l: Locator, prop: "color" | "backgroundColor" | "borderTopWidth") =>
+      l.evaluate((e, p) => getComputedStyle(e)[p], prop);
+    const me = id(a, "room-me");
+    expect(await style(me.locator(".member-name"), "color")).toBe(
+      await style(member(a, "Bea").locator(".member-name"), "color"),
+    );
+    expect(await me.locator(".member-name").textContent()).toBe("You");
+    expect(await style(me.getByTestId("room-host-badge"), "backgroundColor")).not.toBe("rgba(0, 0, 0, 0)");
+    const open = member(a, "Bea").getByRole("button", { name: "Safety code of Bea", exact: true });
+    expect(await style(open, "borderTopWidth")).toBe("0px");
+    await open.click();
+    await expect.poll(() => open.getAttribute("aria-expanded")).toBe("true");
+    await id(a, "room-member-panel").waitFor();
+    await open.click();
+    await id(a, "room-member-panel").waitFor({ state: "detached" });
     // The same digits on both sides, then Ann marks Bea verified.
     await member(a, "Bea").getByTestId("room-member-open").click();
     await member(b, "Ann").getByTestId("room-member-open").click();

@@ -385,8 +385,9 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                 Members
               </h2>
               <ul data-testid="room-members" aria-label="Members here">
-                <li class="member me" data-testid="room-me" data-host={r().host}>
-                  You
+                {/* Each chip reads name, role badge, actions (styles.css "Room member chips"). */}
+                <li class="member self" data-testid="room-me" data-host={r().host}>
+                  <span class="member-name">You</span>
                   <Show when={r().host}>
                     <span class="badge" data-testid="room-host-badge">
                       host
@@ -404,20 +405,9 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                       data-verified={m.verified}
                       data-suite={m.suite}
                     >
-                      <button
-                        type="button"
-                        class="link-button"
-                        data-testid="room-member-open"
-                        aria-expanded={openMember() === m.key}
-                        onClick={() => setOpenMember(openMember() === m.key ? undefined : m.key)}
-                      >
-                        <span
-                          class={`dot ${m.state === "online" ? "online" : "offline"}`}
-                          aria-hidden="true"
-                        />
-                        {m.name ?? short(m.key)}
-                        <span class="sr-only">{m.state === "online" ? " (connected)" : " (connecting)"}</span>
-                      </button>
+                      <span class={`dot ${m.state === "online" ? "online" : "offline"}`} aria-hidden="true" />
+                      <span class="member-name">{m.name ?? short(m.key)}</span>
+                      <span class="sr-only">{m.state === "online" ? " (connected)" : " (connecting)"}</span>
                       <Show when={m.host}>
                         <span class="badge" data-testid="room-host-badge">
                           host
@@ -428,6 +418,16 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                           ✓<span class="sr-only"> verified</span>
                         </span>
                       </Show>
+                      <button
+                        type="button"
+                        class="link"
+                        data-testid="room-member-open"
+                        aria-expanded={openMember() === m.key}
+                        onClick={() => setOpenMember(openMember() === m.key ? undefined : m.key)}
+                      >
+                        Safety code
+                        <span class="sr-only"> of {m.name ?? short(m.key)}</span>
+                      </button>
                     </li>
                   )}
                 </For>

@@ -32,6 +32,14 @@ async function openSettings(p: Page): Promise<void> {
   await byId(p, "settings").waitFor();
 }
 
+/** Whether the whole of the element is inside the window (not below the visible part on a phone). */
+function inView(p: Page, testid: string): Promise<boolean> {
+  return byId(p, testid).evaluate((e) => {
+    const r = e.getBoundingClientRect();
+    return r.top >= 0 && r.bottom <= window.innerHeight;
+  });
+}
+
 describe("settings and restores when storage refuses a write", () => {
   let loft: LoftProcess;
   let browser: Browser;
@@ -103,6 +111,15 @@ describe("settings and restores when storage refuses a write", () => {
   it("a restore refused by storage says why in words and changes nothing, in Settings and on the first screen", async () => {
     await addOfflineContact(p, loft.url, "Carol");
     await openSettings(p);
+    // On a phone, a backup error under the form is brought into view (sent from the keyboard with
+    // the field at the screen's bottom edge), and a Restore then clears it: one form's message at a time.
+    const size = p.viewportSize();
+    await p.setViewportSize({ width: 390, height: 844 });
+    await byId(p, "backup-passphrase").fill("short");
+    await byId(p, "backup-passphrase").evaluate((e) => e.scrollIntoView({ block: "end" }));
+    await p.keyboard.press("Enter");
+    await expect.poll(() => byId(p, "backup-result").getAttribute("class")).toBe("error");
+    await expect.poll(() => inView(p, "backup-result")).toBe(true);
     await byId(p, "backup-passphrase").fill("backup passphrase 1");
     const [download] = await Promise.all([p.waitForEvent("download"), byId(p, "export-backup").click()]);
     backupFile = (await download.path())!;
@@ -114,6 +131,9 @@ describe("settings and restores when storage refuses a write", () => {
     await expect
       .poll(() => byId(p, "import-result").textContent(), { timeout: 60_000 })
       .toBe(`Could not restore the backup: ${FULL}`);
+    expect(await byId(p, "backup-result").count()).toBe(0);
+    await expect.poll(() => inView(p, "import-result")).toBe(true);
+    if (size) await p.setViewportSize(size);
     await allowWrites(p);
 
     // A new browser: the first screen's restore, refused the same way, then accepted.

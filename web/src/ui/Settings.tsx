@@ -59,6 +59,17 @@ function Outcome(props: { value: { ok: boolean; text: string } | undefined; test
 
 type Result = { ok: boolean; text: string } | undefined;
 
+/**
+ * Brings a form's message into view once it is drawn: on a phone the message under a form's
+ * button can be below the visible part of the screen, and the person would not see why nothing
+ * happened (the `role="status"` reads it aloud, but only to a screen reader).
+ */
+function showOutcome(testid: string): void {
+  queueMicrotask(() =>
+    document.querySelector(`[data-testid="${testid}"]`)?.scrollIntoView({ block: "nearest" }),
+  );
+}
+
 export function Settings(props: { app: AppModel }) {
   const app = props.app;
   const [record, { refetch }] = createResource(() => loadServerSettings(app));
@@ -190,6 +201,7 @@ export function Settings(props: { app: AppModel }) {
   let backupPass!: HTMLInputElement;
   const exportBackup = async (e: Event) => {
     e.preventDefault();
+    setImportResult(undefined); // one form's message at a time: the other's is about an older try
     setBusy(true);
     try {
       const text = await makeBackup(app, backupPass.value);
@@ -202,6 +214,7 @@ export function Settings(props: { app: AppModel }) {
       setBackupResult({ ok: true, text: "Backup saved. Keep the file and its passphrase apart." });
     } catch (x) {
       setBackupResult({ ok: false, text: problemText(x, "make the backup") });
+      showOutcome("backup-result");
     } finally {
       setBusy(false);
     }
@@ -210,6 +223,7 @@ export function Settings(props: { app: AppModel }) {
   const importFields = backupFileFields("import");
   const importBackup = async (e: Event) => {
     e.preventDefault();
+    setBackupResult(undefined);
     setBusy(true);
     try {
       await restoreBackup(app, importFields.read);
@@ -217,6 +231,7 @@ export function Settings(props: { app: AppModel }) {
       app.setNotice("Backup restored.");
     } catch (x) {
       setImportResult({ ok: false, text: problemText(x, "restore the backup") });
+      showOutcome("import-result");
     } finally {
       setBusy(false);
     }

@@ -189,4 +189,45 @@ describe("settings and restores when storage refuses a write", () => {
     await byId(r, "settings").waitFor({ timeout: 60_000 });
     expect(await byId(r, "settings-username").inputValue()).toBe("Rita");
   });
+
+  it("notifications blocked by the browser: the choices are unavailable and Settings says how to allow them; a Loft without a content address says so before any preview link", async () => {
+    await openSettings(p);
+    await byId(p, "notify-on").check();
+    await expect.poll(() => byId(p, "notifications-result").textContent()).toBe("Saved.");
+    // The browser's own setting (the site's permission), changed as the person would in the
+    // browser's site settings: the section follows it without a reload.
+    const page = await p.context().newCDPSession(p);
+    const { browserContextId } = (await page.send("Target.getTargetInfo")).targetInfo;
+    await page.detach();
+    const cdp = await browser.newBrowserCDPSession();
+    const set = (setting: "denied" | "prompt") =>
+      cdp.send("Browser.setPermission", {
+        permission: { name: "notifications" },
+        setting,
+        origin: loft.url,
+        browserContextId,
+      });
+    await set("denied");
+    await p.evaluate(() => window.dispatchEvent(new Event("focus")));
+    await byId(p, "notifications-blocked").waitFor();
+    expect(await byId(p, "notifications-how").textContent()).toBe(
+      "To allow them, open this site's settings — on a computer, click the icon left of the address bar; on a phone, the browser's menu, then Settings, Site settings — set Notifications to Allow, then come back here.",
+    );
+    expect(await byId(p, "notify-on").isDisabled()).toBe(true);
+    expect(await byId(p, "notify-private").isDisabled()).toBe(true);
+    expect(await byId(p, "notify-off").isDisabled()).toBe(false);
+    expect(await byId(p, "notify-on").getAttribute("aria-describedby")).toBe("notifications-blocked");
+    // Reached by an IP address (this test's Loft), there is no content address: said before any
+    // preview link is offered, with what the operator must set up.
+    await byId(p, "share-no-content-address").waitFor();
+    expect(await byId(p, "share-no-content-address").textContent()).toContain(
+      "Shared pages need Loft's content address, and this Loft has none",
+    );
+    await expectNoAxeViolations(p, "settings (notifications blocked, no content address)");
+    await set("prompt");
+    await p.evaluate(() => window.dispatchEvent(new Event("focus")));
+    await byId(p, "notifications-blocked").waitFor({ state: "detached" });
+    expect(await byId(p, "notify-on").isDisabled()).toBe(false);
+    await cdp.detach();
+  });
 });

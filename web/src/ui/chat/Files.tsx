@@ -37,7 +37,11 @@ function formatEta(s: number): string {
   return `${(s / 3600).toFixed(1)} h left`;
 }
 
-/** What the row says about where the transfer is. */
+/**
+ * What the row says about where the transfer is, as the engine's states mean it (engine/files/
+ * store.ts `FileState`): an outgoing "done" is the contact's device confirming the hash (not
+ * merely sent), an "offered" one still waits for the contact's answer.
+ */
 function fileStatus(t: FileTransfer, name: string): string {
   const moving = `${formatBytes(t.done)} of ${formatBytes(t.size)}`;
   switch (t.state) {
@@ -51,7 +55,9 @@ function fileStatus(t: FileTransfer, name: string): string {
     case "relayed":
       return `In ${name}'s relay mailbox: ${name} gets it when online`;
     case "offered":
-      return t.direction === "out" ? `Waiting for ${name} to accept` : `${name} wants to send you this file`;
+      return t.direction === "out"
+        ? `Offered — waiting for ${name} to accept`
+        : `${name} offers you this file · ${formatBytes(t.size)}: accept to receive it`;
     case "sending":
     case "receiving": {
       const speed = t.speed > 0 ? ` · ${formatBytes(Math.round(t.speed))}/s` : "";
@@ -62,7 +68,7 @@ function fileStatus(t: FileTransfer, name: string): string {
       return `${moving} · paused until ${name} is connected again`;
     case "done":
       return t.direction === "out"
-        ? `Delivered · ${formatBytes(t.size)}`
+        ? `Received by ${name}, checked · ${formatBytes(t.size)}`
         : `Received · ${formatBytes(t.size)}, checked`;
     case "failed":
       // Every end the engine reaches says why (engine/files/words.ts); this is only a fallback.

@@ -262,6 +262,22 @@ describe("rooms: a mesh of pairwise E2EE links", () => {
     const fresh = await a.locator("[data-testid=room-invite] textarea").inputValue();
     expect(fresh).not.toBe(link);
     expect(fresh.split("&k=")[0]).toBe(link.split("&k=")[0]);
+    // "Share…" beside Copy only where the browser has the Web Share API (Chromium on Linux has
+    // none: no button); given one, it hands the system share sheet the room's link.
+    expect(await id(a, "share-invite-link").count()).toBe(0);
+    await id(a, "room-show-link").click();
+    await a.evaluate(() => {
+      const nav = navigator as Navigator & { shared?: ShareData };
+      nav.share = async (data?: ShareData) => {
+        nav.shared = data;
+      };
+      nav.canShare = () => true;
+    });
+    await id(a, "room-show-link").click();
+    await a.getByRole("button", { name: "Share…", exact: true }).click();
+    await expect
+      .poll(() => a.evaluate(() => (navigator as Navigator & { shared?: ShareData }).shared?.url))
+      .toBe(fresh);
     await id(c, "leave-room").click();
     await id(c, "confirm-leave-room").click();
     await id(c, "home").waitFor({ timeout: T });

@@ -20,6 +20,7 @@ import { Files } from "./chat/Files.tsx";
 import { inlineConfirm } from "./confirm.ts";
 import { timeLabel } from "./format.ts";
 import { Qr } from "./Qr.tsx";
+import { ShareButton } from "./ShareButton.tsx";
 
 /** ← Back (Home.tsx has the same; imported from there it would make Home ↔ Room a cycle). */
 function Back(props: { app: AppModel }) {
@@ -164,6 +165,7 @@ export function NewRoom(props: { app: AppModel }) {
               <button type="button" class="primary" data-testid="copy-room-link" onClick={copy}>
                 {copied() ? "Copied" : "Copy link"}
               </button>
+              <ShareButton app={app} title="A Loft room" url={link} testid="share-room-link" />
               <button
                 type="button"
                 data-testid="open-room"
@@ -342,9 +344,12 @@ export function RoomScreen(props: { app: AppModel; id: string }) {
                   Room link
                 </label>
                 <textarea id="room-invite-text" class="link" readOnly rows={4} value={link()} />
-                <button type="button" class="primary" data-testid="copy-invite-link" onClick={copy}>
-                  {copied() ? "Copied" : "Copy link"}
-                </button>
+                <div class="row">
+                  <button type="button" class="primary" data-testid="copy-invite-link" onClick={copy}>
+                    {copied() ? "Copied" : "Copy link"}
+                  </button>
+                  <ShareButton app={app} title="A Loft room" url={link} testid="share-invite-link" />
+                </div>
               </div>
             </Show>
             <Show when={r().hostAway}>

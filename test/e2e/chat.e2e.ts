@@ -11,6 +11,7 @@
  */
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { expectNoAxeViolations } from "../support/axe.ts";
 import type { LoftProcess } from "../support/loft-process.ts";
 import {
   addByLink,
@@ -176,6 +177,21 @@ describe("direct E2EE chat between two browsers", () => {
     await expect
       .poll(() => a.locator("[data-testid=file][data-state=done]").getByTestId("file-status").textContent())
       .toBe("Received by Bob, checked · 18 B");
+    // Files sit in the timeline by their time, among the messages (not all after them): a message
+    // sent now comes below both files, and the earlier messages above them; on both sides.
+    await sendText(a, "after the files");
+    await incoming(b, "after the files").waitFor();
+    const timeline = (p: Page) =>
+      p
+        .getByTestId("message-list")
+        .locator("[data-testid=message-text], [data-testid=file-name]")
+        .allTextContents();
+    for (const p of [a, b]) {
+      await expect
+        .poll(async () => (await timeline(p)).slice(-4))
+        .toEqual(["welcome back", "notes.txt", "notes 2.txt", "after the files"]);
+      await expectNoAxeViolations(p, "chat with files in the timeline");
+    }
   });
 
   it("a side that lost its ratchet state gets a new session, visibly, and the chat goes on", async () => {
